@@ -1,0 +1,81 @@
+"""SSD anchors (default boxes), exactly as Caffe's PriorBox layer makes them.
+
+For a feature map of H x W cells with step s and offset o, cell (i, j) is centred at
+`((i + o) * s_h / img_h, (j + o) * s_w / img_w)`; when no step is given Caffe uses
+`img / feature size` (15.789... for 300 / 19). Per location, in this order: the `min x min` box,
+the `sqrt(min * max)` square when a max size is set, then for every aspect ratio r (and 1/r):
+`w = min * sqrt(r)`, `h = min / sqrt(r)`. Anchors run layer by layer, row-major over cells, box
+index fastest — the order of Caffe's `mbox_priorbox` and of the flattened heads.
+"""
+import numpy as np
+
+
+def expand_ratios(ratios):
+    """Caffe's aspect-ratio list: 1, then each r and its flip 1/r, without duplicates."""
+    out = [1.]
+    for r in ratios:
+        for value in (float(r), 1. / float(r)):
+            if all(abs(value - existing) > 1e-6 for existing in out):
+                out.append(value)
+    return out
+
+
+def num_anchors_per_location(sizes, ratios):
+    """Boxes per cell for one layer: min square, optional max square, the other ratios."""
+    return len(expand_ratios(ratios)) + (1 if sizes[1] is not None else 0)
+
+
+def layer_anchors(img_shape, feat_shape, sizes, ratios, step=None, offset=0.5, clip=False,
+                  int_sizes=True):
+    """Anchors of one feature layer.
+
+    Args:
+      img_shape: (height, width) of the network input in pixels.
+      feat_shape: (height, width) of the feature map.
+      sizes: (min_size, max_size or None) in pixels.
+      ratios: aspect ratios besides 1 (each also adds its inverse).
+      step: cell step in pixels, or None for img / feature size.
+      int_sizes: truncate sizes to int as Caffe's PriorBox does.
+    Returns:
+      float64 `[H * W * A, 4]` `[ymin, xmin, ymax, xmax]` relative to the image.
+    """
+    img_h, img_w = img_shape
+    feat_h, feat_w = feat_shape
+    min_size, max_size = sizes
+    if int_sizes:
+        min_size = int(min_size)
+        max_size = int(max_size) if max_size is not None else None
+    heights, widths = [min_size], [min_size]
+    if max_size is not None:
+        side = np.sqrt(min_size * max_size)
+        heights.append(side)
+        widths.append(side)
+    for r in expand_ratios(ratios)[1:]:
+        heights.append(min_size / np.sqrt(r))
+        widths.append(min_size * np.sqrt(r))
+    heights = np.asarray(heights) / img_h
+    widths = np.asarray(widths) / img_w
+    step_h = step if step is not None else img_h / feat_h
+    step_w = step if step is not None else img_w / feat_w
+    cy = (np.arange(feat_h) + offset) * step_h / img_h
+    cx = (np.arange(feat_w) + offset) * step_w / img_w
+    cy, cx = np.meshgrid(cy, cx, indexing='ij')
+    cy = cy.reshape(-1, 1)
+    cx = cx.reshape(-1, 1)
+    boxes = np.stack([cy - heights / 2., cx - widths / 2., cy + heights / 2., cx + widths / 2.],
+                     axis=-1).reshape(-1, 4)
+    return np.clip(boxes, 0., 1.) if clip else boxes
+
+
+def ssd_anchors(params, img_shape=None):
+    """All anchors of a net, float32 `[N, 4]` `[ymin, xmin, ymax, xmax]`, in Caffe's order.
+
+    `img_shape` defaults to `params.img_shape`; the feature shapes are `params.feat_shapes`.
+    """
+    img_shape = img_shape or params.img_shape
+    steps = params.anchor_steps or [None] * len(params.feat_shapes)
+    layers = [layer_anchors(img_shape, feat_shape, sizes, ratios, step, params.anchor_offset,
+                            params.anchor_clip, params.anchor_int_sizes)
+              for feat_shape, sizes, ratios, step in zip(params.feat_shapes, params.anchor_sizes,
+                                                          params.anchor_ratios, steps)]
+    return np.concatenate(layers, axis=0).astype(np.float32)

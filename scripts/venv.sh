@@ -1,0 +1,26 @@
+# Sourced by the other scripts: creates (once) and activates the project's virtual environment in .venv,
+# reinstalling only when the requirement files change.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${SSD_VENV:-$ROOT/.venv}"
+PYTHON="${PYTHON:-python3}"
+REQS="$ROOT/requirements-test.txt"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating virtual environment in $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+STAMP="$VENV/.requirements.sha256"
+WANT="$(cat "$ROOT/requirements.txt" "$REQS" | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
+  echo "[setup] installing pinned requirements (first run only)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS"
+  echo "$WANT" > "$STAMP"
+else
+  echo "[setup] reusing $VENV"
+fi
+# shellcheck disable=SC1091
+source "$VENV/bin/activate"
+cd "$ROOT"
+# TensorFlow start-up chatter (CUDA probes, oneDNN banners) is noise here; errors still show.
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
