@@ -1,0 +1,363 @@
+"""VOC metrics: hand-computed cases, and equivalence with a devkit-style global-order reference."""
+
+import os
+
+import numpy as np
+import pytest
+
+from tf_extended import voc_metrics as vm
+
+NAMES = {1: 'cat', 2: 'dog', 3: 'bird', 4: 'cow'}
+
+
+# Hand-built split (pixel boxes [ymin, xmin, ymax, xmax], 1-based inclusive):
+#   cat, image A: g1 [1,1,10,10]; g2 [21,21,30,30] difficult.
+#   cat, image B: g3 [1,1,10,10]; g4 [41,41,50,50] (10x10 = 100 px).
+#   d4 0.95 B far from everything              -> FP, ranked above every TP
+#   d1 0.90 A on g1                            -> TP
+#   d6 0.85 B [41,41,50,60] on g4 (10x20=200 px, intersection 100): IoU = 100/200 = 0.5 exactly
+#                                              -> TP with '>=', FP with '>'
+#   d2 0.80 A on g1 again                      -> FP (duplicate)
+#   d3 0.70 A on g2                            -> ignored (difficult)
+#   d5 0.60 B on g3                            -> TP
+#   dog: 10 objects in image C, 3 detections on 3 of them: recall exactly 0.1, 0.2, 0.3.
+#   bird: no ground truth, one detection (absent). cow: one object, no detection (AP 0).
+def _hand_split():
+    cat, dog, bird, cow = 1, 2, 3, 4
+    dog_boxes = [[1 + 20 * i, 1, 10 + 20 * i, 10] for i in range(10)]
+    return [
+        dict(image_id='A', gt_boxes=[[1, 1, 10, 10], [21, 21, 30, 30], [1, 100, 10, 110]],
+             gt_labels=[cat, cat, cow], gt_difficult=[0, 1, 0],
+             det_boxes=[[1, 1, 10, 10], [1, 1, 10, 10], [21, 21, 30, 30], [60, 60, 70, 70]],
+             det_scores=[0.9, 0.8, 0.7, 0.4], det_labels=[cat, cat, cat, bird]),
+        dict(image_id='B', gt_boxes=[[1, 1, 10, 10], [41, 41, 50, 50]], gt_labels=[cat, cat],
+             gt_difficult=[0, 0],
+             det_boxes=[[100, 100, 110, 110], [41, 41, 50, 60], [1, 1, 10, 10]],
+             det_scores=[0.95, 0.85, 0.6], det_labels=[cat, cat, cat]),
+        dict(image_id='C', gt_boxes=dog_boxes, gt_labels=[dog] * 10, gt_difficult=[0] * 10,
+             det_boxes=dog_boxes[:3], det_scores=[0.9, 0.8, 0.7], det_labels=[dog] * 3),
+    ]
+
+
+def _evaluate(images, **kwargs):
+    evaluator = vm.VOCEvaluator(NAMES, boxes_in_pixels=True, **kwargs)
+    for image in images:
+        evaluator.add_image(**image)
+    return evaluator.compute()
+
+
+def test_devkit_iou_plus_one_convention():
+    # [41,41,50,60] vs [41,41,50,50]: 10*20 = 200 and 10*10 = 100 pixels, intersection 100.
+    assert vm.devkit_iou([41, 41, 50, 60], [[41, 41, 50, 50]])[0] == 0.5
+    # Touching boxes share one pixel column with +1: [1,1,10,10] and [1,10,10,19] -> 10 / 190.
+    assert vm.devkit_iou([1, 1, 10, 10], [[1, 10, 10, 19]])[0] == pytest.approx(10 / 190)
+    assert vm.devkit_iou([1, 1, 10, 10], [[1, 11, 10, 20]])[0] == 0.0
+
+
+def test_hand_case_devkit_rule():
+    result = _evaluate(_hand_split())
+    cat, dog, bird, cow = result.classes
+    # Counted detections, in score order: FP TP TP FP (ignored) TP; 3 positives.
+    # precision 0, 1/2, 2/3, 1/2, 3/5 ; recall 0, 1/3, 2/3, 2/3, 1.
+    np.testing.assert_allclose(cat.precision, [0, 1 / 2, 2 / 3, 1 / 2, 3 / 5])
+    np.testing.assert_allclose(cat.recall, [0, 1 / 3, 2 / 3, 2 / 3, 1])
+    np.testing.assert_array_equal(cat.scores, [0.95, 0.9, 0.85, 0.8, 0.6])
+    assert (cat.num_gt, cat.num_difficult, cat.num_detections) == (4, 1, 6)
+    assert (cat.num_tp, cat.num_fp, cat.num_ignored) == (3, 2, 1)
+    # 11-point: t = 0..0.6 (7 points) max precision 2/3; t = 0.7..1 (4 points) 3/5.
+    assert cat.ap_voc07 == pytest.approx((7 * 2 / 3 + 4 * 3 / 5) / 11)
+    # Envelope 2/3, 2/3, 2/3, 3/5, 3/5 ; recall steps of 1/3 at points 2, 3 and 5.
+    assert cat.ap_voc12 == pytest.approx(2 / 3 / 3 + 2 / 3 / 3 + 3 / 5 / 3)
+    # Recall exactly 0.3 (3 of 10) reaches t = 0.3: points t = 0, 0.1, 0.2, 0.3.
+    assert dog.ap_voc07 == pytest.approx(4 / 11)
+    assert dog.ap_voc12 == pytest.approx(0.3)
+    assert bird.absent and bird.ap_voc07 is None and bird.ap_voc12 is None
+    assert bird.num_detections == 1 and bird.num_fp == 1
+    assert cow.ap_voc07 == 0.0 and cow.ap_voc12 == 0.0 and cow.num_detections == 0
+    assert result.absent_classes == ['bird']
+    assert result.map_voc07 == pytest.approx((cat.ap_voc07 + dog.ap_voc07 + 0.0) / 3)
+    assert result.map_voc12 == pytest.approx((cat.ap_voc12 + 0.3 + 0.0) / 3)
+    assert result.ap('voc12') == {'cat': cat.ap_voc12, 'dog': 0.3, 'bird': None, 'cow': 0.0}
+
+
+def test_hand_case_strict_rule():
+    result = _evaluate(_hand_split(), iou_rule='>')
+    cat = result.classes[0]
+    # d6 (IoU exactly 0.5) is now a FP: FP TP FP FP TP.
+    np.testing.assert_allclose(cat.precision, [0, 1 / 2, 1 / 3, 1 / 4, 2 / 5])
+    np.testing.assert_allclose(cat.recall, [0, 1 / 3, 1 / 3, 1 / 3, 2 / 3])
+    assert cat.ap_voc07 == pytest.approx((4 * 1 / 2 + 3 * 2 / 5) / 11)
+    assert cat.ap_voc12 == pytest.approx(1 / 2 / 3 + 2 / 5 / 3)
+
+
+def test_difficult_below_threshold_is_false_positive():
+    # The best ground truth is difficult but IoU < 0.5: the devkit counts a FP, not "ignored".
+    image = dict(image_id='x', gt_boxes=[[1, 1, 10, 10], [50, 50, 60, 60]], gt_labels=[1, 1],
+                 gt_difficult=[1, 0], det_boxes=[[1, 1, 10, 30]], det_scores=[0.5], det_labels=[1])
+    cat = _evaluate([image]).classes[0]
+    assert (cat.num_tp, cat.num_fp, cat.num_ignored) == (0, 1, 0)
+
+
+def test_no_ground_truth_anywhere_gives_no_map():
+    image = dict(image_id='x', gt_boxes=[], gt_labels=[], gt_difficult=[],
+                 det_boxes=[[1, 1, 10, 10]], det_scores=[0.5], det_labels=[2])
+    result = _evaluate([image])
+    assert result.map_voc07 is None and result.map_voc12 is None
+    assert result.absent_classes == ['cat', 'dog', 'bird', 'cow']
+    assert 'absent' in result.format_table()
+
+
+def test_relative_boxes_match_pixel_boxes():
+    # 128 x 256 images: (p - 1)/W and p/W are exact binary fractions, so the round trip is exact.
+    height, width = 128, 256
+
+    def to_relative(boxes):
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        return np.stack([(b[:, 0] - 1) / height, (b[:, 1] - 1) / width, b[:, 2] / height,
+                         b[:, 3] / width], axis=1)
+
+    evaluator = vm.VOCEvaluator(NAMES)
+    for image in _hand_split():
+        image = dict(image, gt_boxes=to_relative(image['gt_boxes']),
+                     det_boxes=to_relative(image['det_boxes']), image_shape=(height, width, 3))
+        evaluator.add_image(**image)
+    relative, pixels = evaluator.compute(), _evaluate(_hand_split())
+    assert relative.ap('voc07') == pixels.ap('voc07') and relative.ap('voc12') == pixels.ap('voc12')
+    np.testing.assert_array_equal(vm.pixel_boxes_from_relative([[0.25, 0.5, 0.75, 1.0]], (128, 256)),
+                                  [[33.0, 129.0, 96.0, 256.0]])
+
+
+def test_format_table_lists_every_class():
+    table = _evaluate(_hand_split()).format_table()
+    lines = table.splitlines()
+    cat_line = next(line for line in lines if ' cat ' in line)
+    assert cat_line.split()[-2:] == ['64.24', '64.44']
+    assert next(line for line in lines if ' bird ' in line).split()[-2:] == ['absent', 'absent']
+    assert lines[-1].split()[-2:] == ['33.54', '31.48']  # (64.24 + 36.36 + 0)/3, (64.44 + 30 + 0)/3
+
+
+def test_bad_input_is_reported():
+    evaluator = vm.VOCEvaluator(NAMES, boxes_in_pixels=True)
+    good = _hand_split()[0]
+    with pytest.raises(ValueError, match=r"image_id='A'.*labels \[7\]"):
+        evaluator.add_image(**dict(good, det_labels=[1, 1, 1, 7]))
+    with pytest.raises(ValueError, match='same length'):
+        evaluator.add_image(**dict(good, det_scores=[0.9]))
+    with pytest.raises(ValueError, match=r'shape \[N, 4\]'):
+        evaluator.add_image(**dict(good, gt_boxes=[[1, 2, 3]] * 3))
+    evaluator.add_image(**good)
+    with pytest.raises(ValueError, match='already added'):
+        evaluator.add_image(**good)
+    with pytest.raises(ValueError, match='image_shape'):
+        vm.VOCEvaluator(NAMES).add_image(**good)
+    with pytest.raises(ValueError, match='iou_rule'):
+        vm.VOCEvaluator(NAMES, iou_rule='=>')
+    with pytest.raises(ValueError, match='label 0'):
+        vm.VOCEvaluator({0: 'background', 1: 'cat'})
+
+
+# ----------------------------------------------------------------------------------------------
+# Independent devkit-style reference: whole-split detection list per class, global stable sort,
+# the devkit's loop over detections with per-image "already detected" flags.
+# ----------------------------------------------------------------------------------------------
+def _reference_voc(images, label, iou_threshold, iou_rule):
+    gt = {}
+    npos = 0
+    for image in images:
+        keep = [i for i, lab in enumerate(image['gt_labels']) if lab == label]
+        boxes = [list(map(float, image['gt_boxes'][i])) for i in keep]
+        difficult = [bool(image['gt_difficult'][i]) for i in keep]
+        gt[image['image_id']] = dict(boxes=boxes, difficult=difficult, det=[False] * len(keep))
+        npos += sum(not d for d in difficult)
+    ids, confidence, bb = [], [], []
+    for image in images:  # "results file" order: image by image, detections in given order
+        for box, score, lab in zip(image['det_boxes'], image['det_scores'], image['det_labels']):
+            if lab == label:
+                ids.append(image['image_id'])
+                confidence.append(score)
+                bb.append(list(map(float, box)))
+    order = sorted(range(len(confidence)), key=lambda i: -confidence[i])  # Python sort is stable
+    tp = np.zeros(len(order))
+    fp = np.zeros(len(order))
+    for d, i in enumerate(order):
+        g = gt[ids[i]]
+        b = bb[i]
+        ovmax, jmax = -np.inf, -1
+        for j, bgt in enumerate(g['boxes']):
+            bi = [max(b[0], bgt[0]), max(b[1], bgt[1]), min(b[2], bgt[2]), min(b[3], bgt[3])]
+            ih, iw = bi[2] - bi[0] + 1, bi[3] - bi[1] + 1
+            if iw > 0 and ih > 0:
+                ua = ((b[2] - b[0] + 1) * (b[3] - b[1] + 1) + (bgt[2] - bgt[0] + 1) * (bgt[3] - bgt[1] + 1)
+                      - iw * ih)
+                ov = iw * ih / ua
+                if ov > ovmax:
+                    ovmax, jmax = ov, j
+        passed = ovmax >= iou_threshold if iou_rule == '>=' else ovmax > iou_threshold
+        if passed:
+            if not g['difficult'][jmax]:
+                if not g['det'][jmax]:
+                    tp[d] = 1
+                    g['det'][jmax] = True
+                else:
+                    fp[d] = 1
+        else:
+            fp[d] = 1
+    fp, tp = np.cumsum(fp), np.cumsum(tp)
+    if npos == 0:
+        return None, None, tp, fp
+    rec = tp / npos
+    prec = tp / np.maximum(tp + fp, np.finfo(np.float64).eps)
+    ap07 = 0.0
+    for t in [k / 10 for k in range(11)]:
+        p = prec[rec >= t].max() if np.any(rec >= t) else 0.0
+        ap07 += p / 11
+    mrec = np.concatenate([[0.0], rec, [1.0]])
+    mpre = np.concatenate([[0.0], prec, [0.0]])
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = max(mpre[i], mpre[i + 1])
+    idx = np.where(mrec[1:] != mrec[:-1])[0] + 1
+    ap12 = np.sum((mrec[idx] - mrec[idx - 1]) * mpre[idx])
+    return ap07, ap12, tp, fp
+
+
+def _random_split(rng, num_images=80, num_labels=4):
+    images = []
+    for n in range(num_images):
+        num_gt = rng.integers(0, 6)
+        tops = rng.integers(1, 80, size=(num_gt, 2))
+        sizes = rng.integers(5, 40, size=(num_gt, 2))
+        gt_boxes = np.concatenate([tops, tops + sizes - 1], axis=1)
+        gt_labels = rng.integers(1, num_labels, size=num_gt)  # label 4 never has ground truth
+        gt_difficult = rng.random(num_gt) < 0.2
+        dets, labels = [], []
+        for box, lab in zip(gt_boxes, gt_labels):
+            for _ in range(rng.integers(0, 4)):  # 0-3 detections per object: misses, duplicates
+                jitter = rng.integers(-4, 5, size=4)
+                dets.append(box + jitter)
+                labels.append(lab if rng.random() < 0.9 else rng.integers(1, num_labels + 1))
+            if rng.random() < 0.3:  # twice as wide: IoU exactly 0.5 with its object (+1 pixels)
+                dets.append(box + np.array([0, 0, 0, box[3] - box[1] + 1]))
+                labels.append(lab)
+        for _ in range(rng.integers(0, 4)):  # background detections, float coordinates
+            top = rng.uniform(1, 90, size=2)
+            dets.append(np.concatenate([top, top + rng.uniform(3, 30, size=2)]))
+            labels.append(rng.integers(1, num_labels + 1))
+        num_det = len(dets)
+        scores = np.round(rng.random(num_det), 1)  # coarse scores: many ties, across images too
+        images.append(dict(image_id=f'img{n:03d}', gt_boxes=gt_boxes.reshape(-1, 4),
+                           gt_labels=gt_labels, gt_difficult=gt_difficult,
+                           det_boxes=np.asarray(dets, dtype=np.float64).reshape(-1, 4),
+                           det_scores=scores, det_labels=np.asarray(labels, dtype=np.int64)))
+    return images
+
+
+@pytest.mark.parametrize('seed', range(6))
+@pytest.mark.parametrize('iou_rule', ['>=', '>'])
+def test_streaming_equals_global_devkit_order(seed, iou_rule):
+    images = _random_split(np.random.default_rng(seed))
+    result = _evaluate(images, iou_rule=iou_rule)
+    for cls in result.classes:
+        ap07, ap12, tp, fp = _reference_voc(images, cls.label, 0.5, iou_rule)
+        counted = np.diff(np.concatenate([[0], tp + fp])) > 0
+        assert cls.num_tp == (tp[-1] if len(tp) else 0)
+        assert cls.num_fp == (fp[-1] if len(fp) else 0)
+        assert cls.num_ignored == int((~counted).sum())
+        if ap07 is None:
+            assert cls.absent and cls.ap_voc07 is None and cls.ap_voc12 is None
+            continue
+        assert cls.ap_voc07 == pytest.approx(ap07, abs=1e-12)
+        assert cls.ap_voc12 == pytest.approx(ap12, abs=1e-12)
+        npos = cls.num_positives
+        np.testing.assert_allclose(cls.recall, tp[counted] / npos, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(cls.precision, tp[counted] / (tp + fp)[counted], rtol=0, atol=1e-15)
+    present = [c for c in result.classes if not c.absent]
+    assert result.map_voc12 == pytest.approx(np.mean([c.ap_voc12 for c in present]))
+    assert result.absent_classes == ['cow']
+
+
+def test_random_split_exercises_the_hard_cases():
+    # Guards the fixture above: it must contain ties at IoU 0.5, duplicates and ignored detections.
+    images = _random_split(np.random.default_rng(0))
+    loose, strict = _evaluate(images), _evaluate(images, iou_rule='>')
+    assert loose.ap('voc12') != strict.ap('voc12')
+    assert sum(c.num_ignored for c in loose.classes) > 0
+    assert sum(c.num_fp for c in loose.classes) > 0
+
+
+def test_average_precision_function():
+    # T F T with 4 positives: precision 1, 1/2, 2/3; recall 1/4, 1/4, 1/2.
+    ap07, ap12 = vm.average_precision([True, False, True], 4)
+    assert ap07 == pytest.approx((3 * 1 + 3 * 2 / 3) / 11)  # t=0..0.2 -> 1; t=0.3..0.5 -> 2/3
+    assert ap12 == pytest.approx(1 / 4 * 1 + 1 / 4 * 2 / 3)
+    assert vm.average_precision([], 3) == (0.0, 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Results files
+# ----------------------------------------------------------------------------------------------
+def test_results_file_format_and_round_trip(tmp_path):
+    rng = np.random.default_rng(3)
+    shapes = {f'{n:06d}': (int(rng.integers(100, 500)), int(rng.integers(100, 500))) for n in range(20)}
+    images = _random_split(rng, num_images=20)
+    with vm.VOCResultsWriter(str(tmp_path), 'test', NAMES) as writer:
+        writer.add_image('000xyz', [[0.0, 0.0, 0.5, 0.25]], [0.5], [2], image_shape=(100, 200))
+        for image, (image_id, shape) in zip(images, shapes.items()):
+            # Arbitrary float64 values: the text must carry them exactly.
+            image.update(image_id=image_id, shape=shape, det_boxes=image['det_boxes'] / 128.0,
+                         det_scores=image['det_scores'] + rng.random(len(image['det_scores'])) * 1e-7)
+            writer.add_image(image_id, image['det_boxes'], image['det_scores'], image['det_labels'],
+                             image_shape=shape)
+    assert sorted(os.listdir(tmp_path)) == sorted(f'comp4_det_test_{n}.txt' for n in NAMES.values())
+    first = (tmp_path / 'comp4_det_test_dog.txt').read_text().splitlines()[0]
+    # xmin = 0*200 + 1, ymin = 0*100 + 1, xmax = 0.25*200, ymax = 0.5*100.
+    assert first == '000xyz 0.5 1.0 1.0 50.0 50.0'
+
+    read = vm.read_voc_results(str(tmp_path), 'test', NAMES)
+    for label in NAMES:
+        ids, scores, boxes = (['000xyz'], [0.5], [[1.0, 1.0, 50.0, 50.0]]) if label == 2 else ([], [], [])
+        for image in images:
+            keep = image['det_labels'] == label
+            ids += [image['image_id']] * int(keep.sum())
+            scores += image['det_scores'][keep].tolist()
+            boxes += vm.pixel_boxes_from_relative(image['det_boxes'][keep], image['shape']).tolist()
+        assert read[label].image_ids == ids
+        np.testing.assert_array_equal(read[label].scores, scores)
+        np.testing.assert_array_equal(read[label].boxes, np.reshape(boxes, (-1, 4)))
+
+
+def test_results_evaluate_the_same_after_round_trip(tmp_path):
+    images = _random_split(np.random.default_rng(5), num_images=30)
+    with vm.VOCResultsWriter(str(tmp_path), 'val', NAMES, boxes_in_pixels=True) as writer:
+        for image in images:
+            writer.add_image(image['image_id'], image['det_boxes'], image['det_scores'], image['det_labels'])
+    read = vm.read_voc_results(str(tmp_path), 'val', NAMES)
+    reread = []
+    for image in images:  # regroup the per-class files by image, class after class
+        boxes, scores, labels = [], [], []
+        for label, dets in read.items():
+            for image_id, score, box in zip(dets.image_ids, dets.scores, dets.boxes):
+                if image_id == image['image_id']:
+                    boxes.append(box)
+                    scores.append(score)
+                    labels.append(label)
+        reread.append(dict(image, det_boxes=np.reshape(boxes, (-1, 4)), det_scores=scores, det_labels=labels))
+    direct, via_files = _evaluate(images), _evaluate(reread)
+    assert direct.ap('voc07') == via_files.ap('voc07')
+    assert direct.ap('voc12') == via_files.ap('voc12')
+
+
+def test_results_writer_is_atomic_and_reader_reports_bad_lines(tmp_path):
+    with pytest.raises(RuntimeError):
+        with vm.VOCResultsWriter(str(tmp_path), 'test', NAMES) as writer:
+            writer.add_image('a', [[0, 0, 1, 1]], [0.5], [1], image_shape=(10, 10))
+            raise RuntimeError('interrupted')
+    assert os.listdir(tmp_path) == []
+    with vm.VOCResultsWriter(str(tmp_path), 'test', NAMES, boxes_in_pixels=True):
+        pass
+    with open(tmp_path / 'comp4_det_test_cow.txt', 'w') as fh:
+        fh.write('img1 0.5 1 1 5 5\nimg2 0.4 1 1 5\n')
+    with pytest.raises(ValueError, match=r'comp4_det_test_cow.txt:2: expected'):
+        vm.read_voc_results(str(tmp_path), 'test', NAMES)
+    os.remove(tmp_path / 'comp4_det_test_cow.txt')
+    with pytest.raises(FileNotFoundError, match='cow'):
+        vm.read_voc_results(str(tmp_path), 'test', NAMES)

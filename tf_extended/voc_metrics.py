@@ -1,0 +1,583 @@
+"""Pascal VOC detection metrics (per-class AP, mAP) computed as the official devkit does.
+
+The rules, per class, over the whole split (VOCdevkit ``VOCevaldet.m``):
+
+* detections are sorted by score, descending, stably (ties keep their input order);
+* a detection takes, among the ground truths of its class in its image (difficult ones
+  included), the one of largest IoU (first one on ties). If that IoU passes the threshold
+  (``iou_rule='>='``: IoU >= 0.5, the devkit; ``'>'``: IoU > 0.5, as in the common Python ports)
+  then: a difficult ground truth makes the detection count neither way (ignored); an unmatched
+  one makes it a true positive and marks it matched; an already matched one makes it a false
+  positive (duplicate). Below the threshold, or with no ground truth, it is a false positive;
+* IoU is measured in pixels of the original image, boxes being 1-based inclusive:
+  width = xmax - xmin + 1 (the "+1" convention);
+* the number of positives is the number of non-difficult ground truths;
+* VOC2007 AP ("11-point"): mean over t in {0, 0.1, ..., 1} of the largest precision at
+  recall >= t (0 when no point reaches t). The comparison is exact (integer arithmetic on the
+  counts): a floating grid such as ``numpy.arange(0, 1.1, 0.1)``, whose 0.3, 0.6 and 0.7 are one
+  ulp high, would drop a point whose recall is exactly 0.3, 0.6 or 0.7;
+* VOC2010+ AP ("all-point"): area under the precision envelope (precision made non-increasing
+  from right to left), summed over the recalls at which recall changes.
+
+Our choices where the devkit gives NaN or would crash:
+
+* a class with no non-difficult ground truth in the split is *absent*: its AP is ``None`` and it
+  is left out of the mAP (the devkit divides by zero positives);
+* a class with positives but no detections has AP 0 (and is in the mAP);
+* ignored detections (on difficult objects) are dropped from the precision/recall curve. In the
+  devkit they repeat the previous curve point (which changes no AP), or give precision 0/0 when
+  they come first (NaN, which MATLAB's ``max`` skips, except when every detection is ignored).
+
+Streaming: :class:`VOCEvaluator` matches each image's detections against that image's ground
+truth as soon as the image is added and keeps only, per class, the scores and TP/FP flags plus
+counts. This gives the devkit's flags: the matching state is per image, and the devkit's global
+score order, restricted to one image, is that image's detections in (stable) score order. The
+later global stable sort keeps images in the order they were added, which is the devkit's order
+for a results file written image by image.
+
+Box conventions. Relative boxes are ``[ymin, xmin, ymax, xmax]`` in [0, 1], as our converter
+stores VOC pixels: ``xmin_rel = (xmin - 1) / W``, ``xmax_rel = xmax / W`` (same for y with H).
+They are turned back into devkit pixels by :func:`pixel_boxes_from_relative`:
+``xmin = xmin_rel * W + 1``, ``xmax = xmax_rel * W``, ``ymin = ymin_rel * H + 1``,
+``ymax = ymax_rel * H``. Pixel boxes are ``[ymin, xmin, ymax, xmax]`` in 1-based inclusive pixels.
+Results files (``comp4_det_<split>_<class>.txt``) hold ``image_id score xmin ymin xmax ymax``.
+"""
+
+import dataclasses
+import os
+import tempfile
+from typing import Dict, Hashable, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+IOU_RULES = ('>=', '>')
+
+# Per-detection outcome flags.
+FP, TP, IGNORED = 0, 1, -1
+
+
+# ----------------------------------------------------------------------------------------------
+# Boxes and IoU
+# ----------------------------------------------------------------------------------------------
+def _image_height_width(image_shape, context: str) -> Tuple[float, float]:
+    if image_shape is None:
+        raise ValueError(f'{context}: image_shape (height, width) is required for relative boxes; '
+                         f'pass the original image size, or use pixel boxes.')
+    shape = tuple(image_shape)
+    if len(shape) not in (2, 3):
+        raise ValueError(f'{context}: image_shape must be (height, width) or (height, width, '
+                         f'channels), got {shape}.')
+    height, width = float(shape[0]), float(shape[1])
+    if not (height > 0 and width > 0):
+        raise ValueError(f'{context}: image_shape must have a positive height and width, got {shape}.')
+    return height, width
+
+
+def pixel_boxes_from_relative(boxes, image_shape) -> np.ndarray:
+    """Relative boxes to devkit pixel boxes.
+
+    Args:
+      boxes: [N, 4] relative ``[ymin, xmin, ymax, xmax]`` (any float dtype).
+      image_shape: (height, width) of the original image (a trailing channel count is allowed).
+    Returns:
+      [N, 4] float64 ``[ymin, xmin, ymax, xmax]``, 1-based inclusive pixels:
+      ``ymin*H + 1, xmin*W + 1, ymax*H, xmax*W`` (the inverse of the converter's
+      ``(xmin - 1)/W, xmax/W``).
+    """
+    height, width = _image_height_width(image_shape, 'pixel_boxes_from_relative')
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    scale = np.array([height, width, height, width])
+    return boxes * scale + np.array([1.0, 1.0, 0.0, 0.0])
+
+
+def devkit_iou(box, gt_boxes) -> np.ndarray:
+    """IoU of one pixel box with M pixel boxes, with the devkit's +1 convention.
+
+    Args:
+      box: [4] float ``[ymin, xmin, ymax, xmax]``, 1-based inclusive pixels.
+      gt_boxes: [M, 4] same convention.
+    Returns:
+      [M] float64 IoU; 0 where the boxes do not overlap (inclusive width or height <= 0).
+    """
+    box = np.asarray(box, dtype=np.float64)
+    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    ih = np.minimum(box[2], gt_boxes[:, 2]) - np.maximum(box[0], gt_boxes[:, 0]) + 1.0
+    iw = np.minimum(box[3], gt_boxes[:, 3]) - np.maximum(box[1], gt_boxes[:, 1]) + 1.0
+    overlap = (iw > 0) & (ih > 0)
+    inter = np.where(overlap, iw * ih, 0.0)
+    area = (box[2] - box[0] + 1.0) * (box[3] - box[1] + 1.0)
+    gt_area = (gt_boxes[:, 2] - gt_boxes[:, 0] + 1.0) * (gt_boxes[:, 3] - gt_boxes[:, 1] + 1.0)
+    union = np.where(overlap, area + gt_area - inter, 1.0)
+    return inter / union
+
+
+def _passes(iou, threshold: float, rule: str):
+    return iou >= threshold if rule == '>=' else iou > threshold
+
+
+def _check_iou_rule(iou_threshold: float, iou_rule: str):
+    if iou_rule not in IOU_RULES:
+        raise ValueError(f"iou_rule must be one of {IOU_RULES} ('>=' is the devkit's), got {iou_rule!r}.")
+    if not 0.0 < iou_threshold <= 1.0:
+        raise ValueError(f'iou_threshold must be in (0, 1], got {iou_threshold}.')
+
+
+def match_detections(det_boxes, det_scores, gt_boxes, gt_difficult, iou_threshold: float = 0.5,
+                     iou_rule: str = '>=') -> Tuple[np.ndarray, np.ndarray]:
+    """Devkit matching of one image's detections of one class against its ground truths.
+
+    Args:
+      det_boxes: [D, 4] pixel boxes ``[ymin, xmin, ymax, xmax]``, 1-based inclusive.
+      det_scores: [D] float scores.
+      gt_boxes: [G, 4] pixel boxes, same convention.
+      gt_difficult: [G] bool.
+      iou_threshold: IoU threshold (0.5 in VOC).
+      iou_rule: ``'>='`` (devkit) or ``'>'`` (common Python ports).
+    Returns:
+      order: [D] int64, the detections' indices in stable descending score order.
+      flags: [D] int8, outcome of ``det[order[k]]``: ``TP`` (1), ``FP`` (0) or ``IGNORED`` (-1).
+    """
+    _check_iou_rule(iou_threshold, iou_rule)
+    det_boxes = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(det_scores, dtype=np.float64).reshape(-1)
+    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    gt_difficult = np.asarray(gt_difficult, dtype=bool).reshape(-1)
+    order = np.argsort(-scores, kind='stable')
+    flags = np.full(order.shape, FP, dtype=np.int8)
+    if not len(gt_boxes) or not len(order):
+        return order, flags
+    iou = np.stack([devkit_iou(det_boxes[i], gt_boxes) for i in order])  # [D, G], sorted rows
+    # A detection's best ground truth does not depend on what is already matched (the devkit
+    # takes the best overall, then looks at its state), so greedy matching reduces to: the first
+    # detection, in score order, that picks a given non-difficult ground truth is its TP.
+    best = np.argmax(iou, axis=1)  # first maximum on ties, as the devkit's strict '>' scan
+    passed = _passes(iou[np.arange(len(order)), best], iou_threshold, iou_rule)
+    flags[passed & gt_difficult[best]] = IGNORED
+    candidates = np.flatnonzero(passed & ~gt_difficult[best])
+    _, first = np.unique(best[candidates], return_index=True)
+    flags[candidates[first]] = TP
+    return order, flags
+
+
+# ----------------------------------------------------------------------------------------------
+# Average precision
+# ----------------------------------------------------------------------------------------------
+def precision_recall(is_tp, num_positives: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Cumulative precision and recall.
+
+    Args:
+      is_tp: [K] bool, counted detections (ignored ones removed) in descending score order.
+      num_positives: number of non-difficult ground truths (> 0).
+    Returns:
+      precision, recall: [K] float64.
+    """
+    tp = np.cumsum(np.asarray(is_tp, dtype=bool), dtype=np.int64)
+    counted = np.arange(1, len(tp) + 1, dtype=np.int64)
+    return tp / counted, tp / num_positives
+
+
+def average_precision(is_tp, num_positives: int) -> Tuple[float, float]:
+    """VOC2007 11-point and VOC2010+ all-point AP of one class.
+
+    Args:
+      is_tp: [K] bool, counted detections (ignored ones removed) in descending score order.
+      num_positives: number of non-difficult ground truths; must be > 0.
+    Returns:
+      (ap_voc07, ap_voc12) floats.
+    """
+    if num_positives <= 0:
+        raise ValueError(f'average_precision needs num_positives > 0, got {num_positives}.')
+    is_tp = np.asarray(is_tp, dtype=bool).reshape(-1)
+    precision, recall = precision_recall(is_tp, num_positives)
+    tp = np.cumsum(is_tp, dtype=np.int64)
+    ap07 = 0.0
+    for k in range(11):
+        # recall >= k/10  <=>  10*tp >= k*num_positives, exactly.
+        reached = 10 * tp >= k * num_positives
+        ap07 += (precision[reached].max() if reached.any() else 0.0) / 11.0
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[0.0], precision, [0.0]])
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+    change = np.flatnonzero(mrec[1:] != mrec[:-1]) + 1
+    ap12 = float(np.sum((mrec[change] - mrec[change - 1]) * mpre[change]))
+    return float(ap07), ap12
+
+
+# ----------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ClassResult:
+    """Evaluation of one class over the split.
+
+    ``precision``, ``recall`` and ``scores`` are [K] float64 over the counted detections (TP or
+    FP; ignored ones left out) in descending score order: point k is the curve after keeping
+    every detection scoring >= ``scores[k]`` (ties in input order). AP values are ``None`` when
+    the class is absent (no non-difficult ground truth).
+    """
+    label: int
+    name: str
+    num_gt: int
+    num_difficult: int
+    num_detections: int
+    num_tp: int
+    num_fp: int
+    num_ignored: int
+    ap_voc07: Optional[float]
+    ap_voc12: Optional[float]
+    precision: np.ndarray
+    recall: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def num_positives(self) -> int:
+        return self.num_gt - self.num_difficult
+
+    @property
+    def absent(self) -> bool:
+        return self.num_positives == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class VOCResult:
+    """Per-class results (by label, ascending) and mAPs over the present classes.
+
+    ``map_voc07`` / ``map_voc12`` are ``None`` only when no class has a positive.
+    """
+    classes: Tuple[ClassResult, ...]
+    map_voc07: Optional[float]
+    map_voc12: Optional[float]
+    iou_threshold: float
+    iou_rule: str
+    num_images: int
+
+    def ap(self, rule: str = 'voc07') -> Dict[str, Optional[float]]:
+        """{class name: AP} under ``rule`` ('voc07' or 'voc12'); ``None`` for absent classes."""
+        if rule not in ('voc07', 'voc12'):
+            raise ValueError(f"rule must be 'voc07' or 'voc12', got {rule!r}.")
+        return {c.name: getattr(c, 'ap_' + rule) for c in self.classes}
+
+    @property
+    def absent_classes(self) -> List[str]:
+        return [c.name for c in self.classes if c.absent]
+
+    def format_table(self) -> str:
+        """A fixed-width text table: one row per class, then the mAPs (AP in %)."""
+        def pct(value):
+            return 'absent' if value is None else f'{100.0 * value:.2f}'
+        width = max([len('class')] + [len(c.name) for c in self.classes])
+        head = (f'{"label":>5}  {"class":<{width}}  {"gt":>6}  {"diff":>5}  {"dets":>7}  {"tp":>6}  '
+                f'{"fp":>7}  {"ign":>5}  {"AP07":>6}  {"AP12":>6}')
+        lines = [f'VOC detection AP, {self.num_images} images, IoU {self.iou_rule} {self.iou_threshold}',
+                 head, '-' * len(head)]
+        for c in self.classes:
+            lines.append(f'{c.label:>5}  {c.name:<{width}}  {c.num_gt:>6}  {c.num_difficult:>5}  '
+                         f'{c.num_detections:>7}  {c.num_tp:>6}  {c.num_fp:>7}  {c.num_ignored:>5}  '
+                         f'{pct(c.ap_voc07):>6}  {pct(c.ap_voc12):>6}')
+        lines.append('-' * len(head))
+        present = len(self.classes) - len(self.absent_classes)
+        lines.append(f'{"":>5}  {"mAP":<{width}}  {f"over {present} of {len(self.classes)} classes":>45}  '
+                     f'{pct(self.map_voc07):>6}  {pct(self.map_voc12):>6}')
+        return '\n'.join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Streaming evaluator
+# ----------------------------------------------------------------------------------------------
+def _as_array(value, dtype, shape_tail: Tuple[int, ...], what: str, context: str) -> np.ndarray:
+    array = np.asarray(value)
+    if array.size == 0:
+        return np.zeros((0,) + shape_tail, dtype=dtype)
+    if array.ndim != 1 + len(shape_tail) or array.shape[1:] != shape_tail:
+        expected = '[N' + ''.join(f', {d}' for d in shape_tail) + ']'
+        raise ValueError(f'{context}: {what} must have shape {expected}, got {array.shape}.')
+    if not np.all(np.isfinite(array.astype(np.float64))):
+        raise ValueError(f'{context}: {what} contains NaN or infinite values.')
+    if dtype is not np.float64 and np.any(array != np.round(array)):
+        raise ValueError(f'{context}: {what} must hold integers, got {array.tolist()}.')
+    return array.astype(dtype)
+
+
+def _check_labels(labels: np.ndarray, known, what: str, context: str):
+    unknown = sorted(set(labels.tolist()) - set(known))
+    if unknown:
+        raise ValueError(f'{context}: {what} has labels {unknown} that are not in class_names '
+                         f'(known labels: {sorted(known)}; 0 is background and never evaluated).')
+
+
+def _check_class_names(class_names: Mapping[int, str]) -> Dict[int, str]:
+    if not isinstance(class_names, Mapping) or not class_names:
+        raise ValueError('class_names must be a non-empty mapping {label: name} of the evaluated '
+                         'classes (labels >= 1; 0 is background).')
+    names = {}
+    for label, name in class_names.items():
+        if int(label) != label or label < 1:
+            raise ValueError(f'class_names: label {label!r} must be an integer >= 1 (0 is background).')
+        if not isinstance(name, str) or not name or any(ch.isspace() for ch in name):
+            raise ValueError(f'class_names: name of label {label} must be a non-empty string without '
+                             f'whitespace, got {name!r}.')
+        names[int(label)] = name
+    if len(set(names.values())) != len(names):
+        raise ValueError(f'class_names: names must be unique, got {sorted(names.values())}.')
+    return dict(sorted(names.items()))
+
+
+class VOCEvaluator:
+    """Streaming VOC evaluator with bounded memory.
+
+    Memory per class: one float64 score and one int8 flag per detection, plus three counters;
+    the set of image ids seen (to refuse an image added twice). No boxes or images are kept.
+
+    Args:
+      class_names: {label: name} of the evaluated classes, labels >= 1 (0 is background). Names
+        must be unique and whitespace-free (they name results files).
+      iou_threshold: the IoU threshold, 0.5 in VOC.
+      iou_rule: ``'>='`` (the devkit's: IoU >= threshold is a match; default) or ``'>'``
+        (the common Python ports, e.g. py-faster-rcnn's ``voc_eval``).
+      boxes_in_pixels: False (default): boxes are relative ``[ymin, xmin, ymax, xmax]`` and
+        ``add_image`` needs ``image_shape``; they are converted by
+        :func:`pixel_boxes_from_relative`, without rounding (float32 relative ground truth comes
+        back within ~1e-4 pixel of its integers, which can only flip an IoU lying exactly on the
+        threshold). True: boxes are already devkit pixels (``[ymin, xmin, ymax, xmax]``, 1-based
+        inclusive) and ``image_shape`` is not used.
+    """
+
+    def __init__(self, class_names: Mapping[int, str], *, iou_threshold: float = 0.5,
+                 iou_rule: str = '>=', boxes_in_pixels: bool = False):
+        _check_iou_rule(iou_threshold, iou_rule)
+        self._names = _check_class_names(class_names)
+        self._iou_threshold = float(iou_threshold)
+        self._iou_rule = iou_rule
+        self._boxes_in_pixels = bool(boxes_in_pixels)
+        self._scores: Dict[int, List[np.ndarray]] = {label: [] for label in self._names}
+        self._flags: Dict[int, List[np.ndarray]] = {label: [] for label in self._names}
+        self._num_gt = dict.fromkeys(self._names, 0)
+        self._num_difficult = dict.fromkeys(self._names, 0)
+        self._image_ids = set()
+
+    @property
+    def num_images(self) -> int:
+        return len(self._image_ids)
+
+    def add_image(self, image_id: Hashable, gt_boxes, gt_labels, gt_difficult, det_boxes,
+                  det_scores, det_labels, image_shape=None):
+        """Matches one image's detections against its ground truth and stores the outcomes.
+
+        Args:
+          image_id: the image's id (hashable, unique over the split).
+          gt_boxes: [G, 4] boxes ``[ymin, xmin, ymax, xmax]``, relative or pixels (see class doc).
+          gt_labels: [G] int labels (in ``class_names``).
+          gt_difficult: [G] bool (or 0/1) VOC difficult flags.
+          det_boxes: [D, 4] detection boxes, same convention as ``gt_boxes``.
+          det_scores: [D] float scores.
+          det_labels: [D] int labels (in ``class_names``).
+          image_shape: (height, width[, channels]) of the ORIGINAL image; required for relative
+            boxes.
+        """
+        context = f'VOCEvaluator.add_image(image_id={image_id!r})'
+        if image_id in self._image_ids:
+            raise ValueError(f'{context}: this image was already added; each image must be added once '
+                             f'(its detections are matched against its ground truth in one go).')
+        gt_boxes = _as_array(gt_boxes, np.float64, (4,), 'gt_boxes', context)
+        gt_labels = _as_array(gt_labels, np.int64, (), 'gt_labels', context)
+        gt_difficult = _as_array(gt_difficult, bool, (), 'gt_difficult', context)
+        det_boxes = _as_array(det_boxes, np.float64, (4,), 'det_boxes', context)
+        det_scores = _as_array(det_scores, np.float64, (), 'det_scores', context)
+        det_labels = _as_array(det_labels, np.int64, (), 'det_labels', context)
+        if not len(gt_boxes) == len(gt_labels) == len(gt_difficult):
+            raise ValueError(f'{context}: gt_boxes, gt_labels and gt_difficult must have the same '
+                             f'length, got {len(gt_boxes)}, {len(gt_labels)}, {len(gt_difficult)}.')
+        if not len(det_boxes) == len(det_scores) == len(det_labels):
+            raise ValueError(f'{context}: det_boxes, det_scores and det_labels must have the same '
+                             f'length, got {len(det_boxes)}, {len(det_scores)}, {len(det_labels)}.')
+        _check_labels(gt_labels, self._names, 'gt_labels', context)
+        _check_labels(det_labels, self._names, 'det_labels', context)
+        if not self._boxes_in_pixels:
+            _image_height_width(image_shape, context)
+            gt_boxes = pixel_boxes_from_relative(gt_boxes, image_shape)
+            det_boxes = pixel_boxes_from_relative(det_boxes, image_shape)
+        self._image_ids.add(image_id)
+        for label in set(gt_labels.tolist()) | set(det_labels.tolist()):
+            gt = gt_labels == label
+            self._num_gt[label] += int(gt.sum())
+            self._num_difficult[label] += int(gt_difficult[gt].sum())
+            det = det_labels == label
+            if det.any():
+                order, flags = match_detections(det_boxes[det], det_scores[det], gt_boxes[gt],
+                                                gt_difficult[gt], self._iou_threshold, self._iou_rule)
+                self._scores[label].append(det_scores[det][order])
+                self._flags[label].append(flags)
+
+    def compute(self) -> VOCResult:
+        """Per-class AP under both rules, the mAPs over present classes, curves and counts."""
+        classes = []
+        for label, name in self._names.items():
+            scores = np.concatenate(self._scores[label] + [np.zeros(0)])
+            flags = np.concatenate(self._flags[label] + [np.zeros(0, np.int8)])
+            # Images were matched separately; a stable global sort keeps the devkit's tie order.
+            order = np.argsort(-scores, kind='stable')
+            scores, flags = scores[order], flags[order]
+            counted = flags != IGNORED
+            is_tp = flags[counted] == TP
+            num_positives = self._num_gt[label] - self._num_difficult[label]
+            if num_positives > 0:
+                ap07, ap12 = average_precision(is_tp, num_positives)
+                precision, recall = precision_recall(is_tp, num_positives)
+            else:
+                ap07 = ap12 = None
+                precision = recall = np.zeros(0)
+            classes.append(ClassResult(
+                label=label, name=name, num_gt=self._num_gt[label],
+                num_difficult=self._num_difficult[label], num_detections=len(flags),
+                num_tp=int(is_tp.sum()), num_fp=int((~is_tp).sum()),
+                num_ignored=int((~counted).sum()), ap_voc07=ap07, ap_voc12=ap12,
+                precision=precision, recall=recall, scores=scores[counted]))
+        present = [c for c in classes if not c.absent]
+        return VOCResult(
+            classes=tuple(classes),
+            map_voc07=float(np.mean([c.ap_voc07 for c in present])) if present else None,
+            map_voc12=float(np.mean([c.ap_voc12 for c in present])) if present else None,
+            iou_threshold=self._iou_threshold, iou_rule=self._iou_rule, num_images=self.num_images)
+
+
+# ----------------------------------------------------------------------------------------------
+# Results files: <competition>_det_<split>_<class>.txt, "image_id score xmin ymin xmax ymax"
+# ----------------------------------------------------------------------------------------------
+def voc_results_path(directory: str, split: str, class_name: str, competition: str = 'comp4') -> str:
+    """Path of the devkit results file of one class: ``<dir>/<competition>_det_<split>_<class>.txt``."""
+    return os.path.join(directory, f'{competition}_det_{split}_{class_name}.txt')
+
+
+@dataclasses.dataclass(frozen=True)
+class VOCClassDetections:
+    """Detections of one class read from a results file, in file order.
+
+    image_ids: [N] str; scores: [N] float64; boxes: [N, 4] float64 ``[ymin, xmin, ymax, xmax]``
+    in 1-based inclusive pixels (the file's order is xmin ymin xmax ymax).
+    """
+    image_ids: List[str]
+    scores: np.ndarray
+    boxes: np.ndarray
+
+
+class VOCResultsWriter:
+    """Streams detections into the devkit's per-class results files, atomically.
+
+    Every class gets a file (possibly empty). Lines are ``image_id score xmin ymin xmax ymax``
+    with 1-based pixel coordinates; numbers are written with ``repr`` (shortest exact float
+    text) so that reading back gives the same values and the same score ties. Files are written
+    under temporary names and renamed by :meth:`close`; :meth:`abort` (or leaving a ``with``
+    block by an exception) deletes them.
+
+    Args:
+      directory: existing output directory.
+      split: the image set name, e.g. ``'test'``.
+      class_names: {label: name} as for :class:`VOCEvaluator`.
+      boxes_in_pixels: False: relative boxes plus ``image_shape`` (converted by
+        :func:`pixel_boxes_from_relative`); True: pixel boxes ``[ymin, xmin, ymax, xmax]``.
+      competition: file prefix, ``'comp4'`` (any training data) or ``'comp3'`` (VOC data only).
+    """
+
+    def __init__(self, directory: str, split: str, class_names: Mapping[int, str], *,
+                 boxes_in_pixels: bool = False, competition: str = 'comp4'):
+        if not os.path.isdir(directory):
+            raise FileNotFoundError(f'VOCResultsWriter: output directory {directory!r} does not exist; '
+                                    f'create it first.')
+        self._names = _check_class_names(class_names)
+        self._boxes_in_pixels = bool(boxes_in_pixels)
+        self._paths = {label: voc_results_path(directory, split, name, competition)
+                       for label, name in self._names.items()}
+        self._files = {}
+        try:
+            for label, path in self._paths.items():
+                fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
+                self._files[label] = (os.fdopen(fd, 'w'), tmp)
+        except BaseException:
+            self.abort()
+            raise
+
+    def add_image(self, image_id: str, det_boxes, det_scores, det_labels, image_shape=None):
+        """Appends one image's detections (shapes as in :meth:`VOCEvaluator.add_image`)."""
+        context = f'VOCResultsWriter.add_image(image_id={image_id!r})'
+        if not self._files:
+            raise RuntimeError(f'{context}: the writer is already closed.')
+        image_id = str(image_id)
+        if not image_id or any(ch.isspace() for ch in image_id):
+            raise ValueError(f'{context}: image ids must be non-empty and without whitespace.')
+        boxes = _as_array(det_boxes, np.float64, (4,), 'det_boxes', context)
+        scores = _as_array(det_scores, np.float64, (), 'det_scores', context)
+        labels = _as_array(det_labels, np.int64, (), 'det_labels', context)
+        if not len(boxes) == len(scores) == len(labels):
+            raise ValueError(f'{context}: det_boxes, det_scores and det_labels must have the same '
+                             f'length, got {len(boxes)}, {len(scores)}, {len(labels)}.')
+        _check_labels(labels, self._names, 'det_labels', context)
+        if not self._boxes_in_pixels:
+            boxes = pixel_boxes_from_relative(boxes, _image_height_width(image_shape, context))
+        for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
+            ymin, xmin, ymax, xmax = box
+            self._files[label][0].write(f'{image_id} {score!r} {xmin!r} {ymin!r} {xmax!r} {ymax!r}\n')
+
+    def close(self) -> Dict[int, str]:
+        """Renames the files into place; returns {label: path}."""
+        for fh, _ in self._files.values():
+            fh.close()
+        for label, (_, tmp) in self._files.items():
+            os.replace(tmp, self._paths[label])
+        self._files = {}
+        return dict(self._paths)
+
+    def abort(self):
+        """Closes and deletes the temporary files; nothing is written."""
+        for fh, tmp in self._files.values():
+            fh.close()
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        self._files = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def read_voc_results(directory: str, split: str, class_names: Mapping[int, str],
+                     competition: str = 'comp4') -> Dict[int, VOCClassDetections]:
+    """Reads the devkit results files of every class in ``class_names``.
+
+    Returns:
+      {label: VOCClassDetections} (file order kept, boxes as ``[ymin, xmin, ymax, xmax]`` pixels).
+    Raises:
+      FileNotFoundError if a class has no file; ValueError naming the file and line of a
+      malformed line.
+    """
+    results = {}
+    for label, name in _check_class_names(class_names).items():
+        path = voc_results_path(directory, split, name, competition)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'read_voc_results: missing results file {path!r} for class '
+                                    f'{name!r} (every class needs a file, possibly empty).')
+        ids, values = [], []
+        with open(path) as fh:
+            for line_no, line in enumerate(fh, 1):
+                fields = line.split()
+                if not fields:
+                    continue
+                try:
+                    if len(fields) != 6:
+                        raise ValueError(f'{len(fields)} fields')
+                    numbers = [float(v) for v in fields[1:]]
+                    if not np.all(np.isfinite(numbers)):
+                        raise ValueError('non-finite number')
+                except ValueError as err:
+                    raise ValueError(f'{path}:{line_no}: expected "image_id score xmin ymin xmax ymax" '
+                                     f'(6 fields, finite numbers), got {line.strip()!r} ({err}).') from None
+                ids.append(fields[0])
+                values.append(numbers)
+        values = np.asarray(values, dtype=np.float64).reshape(-1, 5)
+        results[label] = VOCClassDetections(image_ids=ids, scores=values[:, 0],
+                                            boxes=values[:, [2, 1, 4, 3]])
+    return results
