@@ -1,0 +1,218 @@
+"""Dataset registry and TFRecord readers.
+
+    ds = get_dataset('pascalvoc_2007', 'test', '/data/tfrecords')
+    ds.num_samples, ds.num_classes (with background: 21), ds.labels_to_names[15] == 'person'
+    examples = ds.make_dataset(shuffle=True, repeat=True)   # tf.data.Dataset of dicts
+
+Names and the files they read in `dataset_dir` (written by tf_convert_data.py with
+`--output_name=<prefix>`):
+
+| name | prefix |
+|---|---|
+| pascalvoc_2007 | voc_2007_<split> |
+| pascalvoc_2012 | voc_2012_<split> |
+| pascalvoc_0712 | voc_0712_<split> |
+| coco_2017 | coco_2017_<split> |
+| custom | <split> (any converter output: split_name is its output_name) |
+
+Shards are `<prefix>_*.tfrecord`. With the converter's `<prefix>_metadata.json`, the shard list,
+the number of samples and the class names come from it. Without it (records of the older
+TensorFlow port, e.g. `voc_2007_train_000.tfrecord`) the shards are globbed, the samples are
+counted by reading the record headers (logged), and the classes are the VOC ones for the
+pascalvoc names, else `class_<id>`; `num_classes` must then be given for coco_2017/custom.
+"""
+
+import dataclasses
+import glob
+import json
+import os
+import struct
+
+from absl import logging
+import tensorflow as tf
+
+from datasets import convert
+from datasets import example_format
+from datasets import labels
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    prefix: str  # format string with {split}
+    class_names: object  # default classes for records without metadata, or None
+
+
+_REGISTRY = {
+    'pascalvoc_2007': _Entry('voc_2007_{split}', labels.VOC_CLASSES),
+    'pascalvoc_2012': _Entry('voc_2012_{split}', labels.VOC_CLASSES),
+    'pascalvoc_0712': _Entry('voc_0712_{split}', labels.VOC_CLASSES),
+    'coco_2017': _Entry('coco_2017_{split}', None),
+    'custom': _Entry('{split}', None),
+}
+
+_SHARD_GLOB_SUFFIX = '_*.tfrecord'
+
+
+def dataset_names():
+    """The registered dataset names."""
+    return sorted(_REGISTRY)
+
+
+class DetectionDataset:
+    """One split of a converted detection dataset.
+
+    Attributes:
+      name, split_name, dataset_dir: as given to get_dataset.
+      file_pattern: the glob (relative to dataset_dir unless absolute) naming the shards.
+      files: sorted list of shard paths.
+      num_samples: examples in the split.
+      num_classes: classes INCLUDING background (21 for VOC).
+      labels_to_names: dict id -> name, 0 -> 'none'.
+      metadata: the converter's metadata dict, or None for older records.
+    """
+
+    def __init__(self, name, split_name, dataset_dir, file_pattern, files, num_samples, class_names, metadata):
+        self.name = name
+        self.split_name = split_name
+        self.dataset_dir = dataset_dir
+        self.file_pattern = file_pattern
+        self.files = list(files)
+        self.num_samples = num_samples
+        self.num_classes = len(class_names) + 1
+        self.labels_to_names = labels.labels_to_names(class_names)
+        self.metadata = metadata
+
+    def make_dataset(self, shuffle=False, num_readers=4, num_parallel_calls=tf.data.AUTOTUNE, seed=None,
+                     repeat=False, shuffle_buffer_size=1024):
+        """Builds the input pipeline; works eagerly and in tf.compat.v1 graph mode.
+
+        Shards are read by a parallel interleave of `num_readers` files, records are parsed and
+        decoded in parallel and prefetched. With shuffle, the shard order is shuffled every epoch
+        and records pass a shuffle buffer of `shuffle_buffer_size` (serialized, so cheap).
+        The order is deterministic unless shuffle is set without a seed.
+
+        Returns:
+          tf.data.Dataset of dicts: image uint8 [H, W, 3] RGB; shape int32 [3]; bboxes float32
+          [N, 4] relative [ymin, xmin, ymax, xmax]; labels int64 [N] (1..K); difficult int64 [N];
+          truncated int64 [N]; filename string scalar ('' for older records); image_id int64
+          scalar (COCO image id, -1 otherwise).
+        """
+        deterministic = (not shuffle) or seed is not None
+        files = tf.data.Dataset.from_tensor_slices(self.files)
+        if shuffle:
+            files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            files = files.repeat()
+        records = files.interleave(tf.data.TFRecordDataset, cycle_length=num_readers, block_length=1,
+                                   num_parallel_calls=num_readers if num_readers > 1 else None,
+                                   deterministic=deterministic)
+        if shuffle:
+            records = records.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
+        examples = records.map(example_format.parse_example, num_parallel_calls=num_parallel_calls,
+                               deterministic=deterministic)
+        return examples.prefetch(tf.data.AUTOTUNE)
+
+
+def count_records(path):
+    """Number of records in a TFRecord file, read from the record headers (no CRC check).
+
+    Raises:
+      ValueError: the file ends inside a record.
+    """
+    count = 0
+    size = os.path.getsize(path)
+    with open(path, 'rb') as f:
+        offset = 0
+        while offset < size:
+            header = f.read(12)
+            if len(header) < 12:
+                raise ValueError(f'{path}: truncated TFRecord file (record {count} header cut at byte {offset}).')
+            (length,) = struct.unpack('<Q', header[:8])
+            offset += 12 + length + 4
+            if offset > size:
+                raise ValueError(f'{path}: truncated TFRecord file (record {count} ends past the end of the file).')
+            f.seek(offset)
+            count += 1
+    return count
+
+
+def _resolve(dataset_dir, pattern):
+    return pattern if os.path.isabs(pattern) else os.path.join(dataset_dir, pattern)
+
+
+def _available(dataset_dir):
+    if not os.path.isdir(dataset_dir):
+        return f'{dataset_dir} does not exist'
+    names = sorted(n for n in os.listdir(dataset_dir) if n.endswith(('.tfrecord', convert.METADATA_SUFFIX)))
+    return f'{dataset_dir} holds {names[:20]}{" ..." if len(names) > 20 else ""}'
+
+
+def _load_metadata(path, dataset_dir):
+    with open(path, encoding='utf-8') as f:
+        metadata = json.load(f)
+    if metadata.get('format') != convert.METADATA_FORMAT:
+        raise ValueError(f'{path}: not a metadata file of tf_convert_data.py (format {metadata.get("format")!r}).')
+    files = [os.path.join(os.path.dirname(path), f['name']) for f in metadata['files']]
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise FileNotFoundError(f'{path} lists shards that are missing ({missing[:3]}); the dataset in '
+                                f'{dataset_dir} is incomplete: convert it again.')
+    class_names = [c['name'] for c in sorted(metadata['classes'], key=lambda c: c['id'])]
+    return metadata, files, class_names
+
+
+def get_dataset(name, split_name, dataset_dir, file_pattern=None, num_classes=None):
+    """Looks a dataset split up.
+
+    Args:
+      name: a registered name (dataset_names()).
+      split_name: e.g. 'train', 'test', 'trainval' (for 'custom': the converter's output_name).
+      dataset_dir: folder holding the shards.
+      file_pattern: optional glob overriding the default `<prefix>_*.tfrecord`; '%s' is replaced
+        by split_name (older-port style, e.g. 'voc_2007_%s_*.tfrecord'). A metadata file is used
+        when the pattern ends in '_*.tfrecord' and `<that prefix>_metadata.json` exists.
+      num_classes: classes including background. Needed only for records without metadata and no
+        default classes (coco_2017, custom); must agree with the metadata when both exist.
+    Returns:
+      DetectionDataset.
+    Raises:
+      ValueError: unknown name, num_classes disagreeing with the metadata or missing.
+      FileNotFoundError: no shards found (the message lists what dataset_dir holds).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f'Unknown dataset {name!r}; known: {dataset_names()}.')
+    entry = _REGISTRY[name]
+    if file_pattern is None:
+        file_pattern = entry.prefix.format(split=split_name) + _SHARD_GLOB_SUFFIX
+    elif '%s' in file_pattern:
+        file_pattern = file_pattern % split_name
+    pattern_path = _resolve(dataset_dir, file_pattern)
+    meta_path = None
+    if pattern_path.endswith(_SHARD_GLOB_SUFFIX):
+        meta_path = pattern_path[:-len(_SHARD_GLOB_SUFFIX)] + convert.METADATA_SUFFIX
+    if meta_path and os.path.isfile(meta_path):
+        metadata, files, class_names = _load_metadata(meta_path, dataset_dir)
+        num_samples = metadata['num_examples']
+        if num_classes is not None and num_classes != len(class_names) + 1:
+            raise ValueError(f'num_classes={num_classes} disagrees with {meta_path}: {len(class_names)} classes + '
+                             f'background = {len(class_names) + 1}. Pass num_classes=None to take it from the data.')
+    else:
+        metadata = None
+        files = sorted(glob.glob(pattern_path))
+        if not files:
+            raise FileNotFoundError(f'Dataset {name!r} split {split_name!r}: no files match {pattern_path} '
+                                    f'({_available(dataset_dir)}). Convert the data with tf_convert_data.py '
+                                    f'--output_name={entry.prefix.format(split=split_name)}.')
+        if num_classes is None:
+            if entry.class_names is None:
+                raise ValueError(f'{pattern_path}: no metadata file ({meta_path}), so the class count is unknown; '
+                                 f'pass num_classes (including background).')
+            num_classes = len(entry.class_names) + 1
+        if entry.class_names is not None and num_classes == len(entry.class_names) + 1:
+            class_names = list(entry.class_names)
+        else:
+            class_names = [f'class_{i}' for i in range(1, num_classes)]
+        num_samples = sum(count_records(f) for f in files)
+        logging.info('No metadata for %s: counted %d records in %d file(s); assuming %d classes with background.',
+                     pattern_path, num_samples, len(files), num_classes)
+    return DetectionDataset(name, split_name, dataset_dir, file_pattern, files, num_samples, class_names, metadata)

@@ -1,0 +1,213 @@
+"""Pascal VOC layout (Annotations/<id>.xml, JPEGImages/<id>.*, ImageSets/Main/<split>.txt) -> records.
+
+Box rule. VOC boxes are 1-based inclusive pixel indices: `xmin=1, xmax=W` covers the whole
+width. In continuous coordinates (0 at the left edge of the image) the box spans
+`[xmin - 1, xmax]`, so
+
+    xmin_rel = (xmin - 1) / W,  xmax_rel = xmax / W,  ymin_rel = (ymin - 1) / H,  ymax_rel = ymax / H
+
+with W, H the size of the decoded image (never `<size>`, which can be 0×0 or off by one).
+Coordinates may be fractional. Then:
+- a box with `xmax <= xmin` or `ymax <= ymin` (zero-area as annotation tools see it, or
+  inverted) is dropped and reported;
+- the box is clipped to the image: `xmin - 1 < 0` (a coordinate of 0 written by a 0-based
+  tool) becomes 0, `xmax > W` becomes W; clipping is reported;
+- a box with nothing left inside the image after clipping is dropped and reported.
+0-based tools thus shift boxes by at most one pixel; we cannot tell them apart otherwise.
+
+Flags: `<difficult>` and `<truncated>` are read as integers from the element's text; a missing
+or empty element means 0. (The older port tested the element's truthiness, which is False for an
+element without children, so it wrote 0 for every object.)
+
+Only `object/bndbox` is a box: `<part>` elements inside person objects hold their own `bndbox`
+and are not objects. The image is found by id (`JPEGImages/<id>.jpg`, else any `<id>.*`), not by
+`<filename>`.
+"""
+
+import dataclasses
+import glob
+import os
+import xml.etree.ElementTree as ET
+
+from datasets import image_io
+from datasets.convert import BadExampleError, UnknownClassError
+from datasets.example_format import ExampleRecord, ObjectRecord
+
+_IMAGE_EXT_PREFERENCE = ('.jpg', '.jpeg', '.JPG', '.JPEG', '.png', '.PNG')
+
+
+@dataclasses.dataclass(frozen=True)
+class VocSource:
+    """One VOC example to convert: the annotation file, the image folder and the image id."""
+    annotation_path: str
+    image_dir: str
+    image_id: str
+
+    @property
+    def report_name(self):
+        return self.annotation_path
+
+
+def list_examples(dataset_dirs, split=None):
+    """Lists the examples of one or more VOC folders, in a stable order.
+
+    Args:
+      dataset_dirs: list of VOC folders (each with Annotations/ and JPEGImages/).
+      split: None for every Annotations/*.xml (sorted by id), else the ids listed in
+        ImageSets/Main/<split>.txt of each folder, in file order.
+    Returns:
+      list of VocSource, folder by folder.
+    Raises:
+      FileNotFoundError: a folder lacks Annotations/ or the split file.
+    """
+    sources = []
+    for root in dataset_dirs:
+        ann_dir = os.path.join(root, 'Annotations')
+        img_dir = os.path.join(root, 'JPEGImages')
+        if not os.path.isdir(ann_dir):
+            raise FileNotFoundError(f'{root}: no Annotations/ folder; --dataset_dir must point at a VOC '
+                                    f'folder (Annotations/, JPEGImages/, ImageSets/Main/).')
+        if split is None:
+            ids = sorted(os.path.splitext(n)[0] for n in os.listdir(ann_dir) if n.endswith('.xml'))
+        else:
+            split_path = os.path.join(root, 'ImageSets', 'Main', f'{split}.txt')
+            if not os.path.isfile(split_path):
+                main_dir = os.path.join(root, 'ImageSets', 'Main')
+                have = sorted(n[:-4] for n in os.listdir(main_dir) if n.endswith('.txt') and '_' not in n) \
+                    if os.path.isdir(main_dir) else []
+                raise FileNotFoundError(f'{split_path}: split file not found (splits present: {have}); '
+                                        f'choose one of them or leave --split out to convert every annotation.')
+            with open(split_path, encoding='utf-8') as f:
+                ids = [line.split()[0] for line in f if line.strip()]
+        sources.extend(VocSource(os.path.join(ann_dir, f'{i}.xml'), img_dir, i) for i in ids)
+    return sources
+
+
+def find_image(image_dir, image_id):
+    """Path of JPEGImages/<id>.<ext>, preferring .jpg; None when there is none."""
+    for ext in _IMAGE_EXT_PREFERENCE:
+        path = os.path.join(image_dir, image_id + ext)
+        if os.path.isfile(path):
+            return path
+    others = sorted(glob.glob(os.path.join(glob.escape(image_dir), glob.escape(image_id) + '.*')))
+    return others[0] if others else None
+
+
+def _flag(obj, tag, where):
+    element = obj.find(tag)
+    if element is None or element.text is None or not element.text.strip():
+        return 0
+    try:
+        return 1 if int(float(element.text.strip())) else 0
+    except ValueError:
+        raise BadExampleError(f'{where}: <{tag}> is {element.text!r}, expected 0 or 1.') from None
+
+
+def _coord(bndbox, tag, where):
+    element = bndbox.find(tag)
+    if element is None or element.text is None:
+        raise BadExampleError(f'{where}: <bndbox> has no <{tag}>.')
+    try:
+        return float(element.text.strip())
+    except ValueError:
+        raise BadExampleError(f'{where}: <bndbox><{tag}> is {element.text!r}, expected a number.') from None
+
+
+def voc_box_to_relative(xmin, ymin, xmax, ymax, width, height):
+    """Applies the module's box rule.
+
+    Returns:
+      (box, clipped, drop_reason): box is (ymin, xmin, ymax, xmax) relative or None when dropped;
+      clipped is a list of human-readable clip notes; drop_reason is None or a string.
+    """
+    if xmax <= xmin or ymax <= ymin:
+        return None, [], f'zero-area or inverted box (xmin={xmin:g}, ymin={ymin:g}, xmax={xmax:g}, ymax={ymax:g})'
+    x0, y0, x1, y1 = xmin - 1.0, ymin - 1.0, float(xmax), float(ymax)
+    clipped = [f'{name}={orig:g}' for name, orig, value, limit in (
+        ('xmin', xmin, x0, width), ('ymin', ymin, y0, height), ('xmax', xmax, x1, width), ('ymax', ymax, y1, height))
+        if value < 0 or value > limit]
+    x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
+    y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
+    if x1 <= x0 or y1 <= y0:
+        return None, clipped, f'box outside the {width}x{height} image (xmin={xmin:g}, ymin={ymin:g}, ' \
+                              f'xmax={xmax:g}, ymax={ymax:g})'
+    return (y0 / height, x0 / width, y1 / height, x1 / width), clipped, None
+
+
+class VocLoader:
+    """Turns a VocSource into (ExampleRecord, report). Picklable, for worker processes.
+
+    Args:
+      class_names: tuple of class names, id = index + 1.
+      skip_unknown_classes: drop objects of unknown classes (reported) instead of raising.
+    """
+
+    def __init__(self, class_names, skip_unknown_classes=False):
+        self.class_names = tuple(class_names)
+        self.skip_unknown_classes = skip_unknown_classes
+        self._ids = {name: i + 1 for i, name in enumerate(self.class_names)}
+
+    def __call__(self, source):
+        """Returns (ExampleRecord, report) where report is a list of dicts
+        {'file', 'kind', 'detail'} with kind in fixed/dropped_object/unknown_class.
+
+        Raises:
+          BadExampleError: unreadable/malformed XML, missing or corrupt image.
+          UnknownClassError: an unknown class name and not skip_unknown_classes.
+        """
+        where = source.annotation_path
+        try:
+            root = ET.parse(where).getroot()
+        except (ET.ParseError, OSError) as e:
+            raise BadExampleError(f'{where}: cannot read the annotation XML ({e}).') from None
+        image_path = find_image(source.image_dir, source.image_id)
+        if image_path is None:
+            raise BadExampleError(f'{where}: no image {source.image_id}.* in {source.image_dir}.')
+        try:
+            image = image_io.load_image(image_path)
+        except (image_io.BadImageError, OSError) as e:
+            raise BadExampleError(f'{image_path}: {e}') from None
+        report = []
+
+        def note(kind, detail):
+            report.append({'file': where, 'kind': kind, 'detail': detail})
+
+        if image.converted_from:
+            note('fixed', f'{os.path.basename(image_path)}: {image.converted_from} stored as 3-channel JPEG')
+        xml_w, xml_h = root.findtext('size/width'), root.findtext('size/height')
+        if (xml_w, xml_h) != (str(image.width), str(image.height)):
+            note('fixed', f'<size> says {xml_w}x{xml_h}, decoded image is {image.width}x{image.height}; '
+                          f'using the decoded size')
+        xml_filename = (root.findtext('filename') or '').strip()
+        image_name = os.path.basename(image_path)
+        if xml_filename != image_name:
+            note('fixed', f'<filename> is {xml_filename!r}; image found by id: {image_name}')
+        objects = []
+        for index, obj in enumerate(root.findall('object')):
+            obj_where = f'{where}: object {index}'
+            name = (obj.findtext('name') or '').strip()
+            if not name:
+                raise BadExampleError(f'{obj_where} has no <name>.')
+            if name not in self._ids:
+                if not self.skip_unknown_classes:
+                    raise UnknownClassError(
+                        f'{obj_where} has class name {name!r}, which is not among the {len(self.class_names)} '
+                        f'known classes ({", ".join(self.class_names)}). Fix the annotation, pass --labels_file '
+                        f'with the full class list, or pass --skip_unknown_classes to drop such objects.')
+                note('unknown_class', f'object {index}: unknown class {name!r} dropped')
+                continue
+            bndbox = obj.find('bndbox')
+            if bndbox is None:
+                raise BadExampleError(f'{obj_where} ({name}) has no <bndbox>.')
+            coords = [_coord(bndbox, t, obj_where) for t in ('xmin', 'ymin', 'xmax', 'ymax')]
+            box, clipped, drop = voc_box_to_relative(*coords, image.width, image.height)
+            if drop:
+                note('dropped_object', f'object {index} ({name}): {drop}')
+                continue
+            if clipped:
+                note('fixed', f'object {index} ({name}): {", ".join(clipped)} clipped to the '
+                                  f'{image.width}x{image.height} image')
+            objects.append(ObjectRecord(box=box, label=self._ids[name], name=name,
+                                        difficult=_flag(obj, 'difficult', obj_where),
+                                        truncated=_flag(obj, 'truncated', obj_where)))
+        return ExampleRecord(filename=image_name, image=image, objects=tuple(objects)), report

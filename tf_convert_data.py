@@ -1,0 +1,89 @@
+"""Converts a Pascal VOC-layout or COCO dataset to sharded TFRecords for SSD training/evaluation.
+
+Writes `<output_dir>/<output_name>_<NNN>.tfrecord` and, last, `<output_name>_metadata.json`
+(example count, classes with per-class counts, what was fixed/dropped/skipped). Name the output
+after the registry convention so `datasets.dataset_factory.get_dataset` finds it:
+`voc_2007_<split>`, `voc_2012_<split>`, `voc_0712_<split>`, `coco_2017_<split>`, or any name
+for the generic `custom` dataset (split_name = output_name).
+
+  python tf_convert_data.py --dataset_name=pascalvoc --dataset_dir=VOC2007,VOC2012 \
+      --split=trainval --output_dir=tfrecords --output_name=voc_0712_trainval
+  python tf_convert_data.py --dataset_name=pascalvoc --dataset_dir=my_data \
+      --labels_file=my_data/labels.txt --split=train --output_dir=tfrecords --output_name=train
+  python tf_convert_data.py --dataset_name=coco --annotations_file=annotations/instances_val2017.json \
+      --dataset_dir=val2017 --output_dir=tfrecords --output_name=coco_2017_val
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from datasets import coco
+from datasets import convert
+from datasets import labels
+from datasets import pascalvoc
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum('dataset_name', None, ['pascalvoc', 'coco'], 'Input layout.')
+flags.DEFINE_string('dataset_dir', None, 'VOC: a VOC folder or a comma-separated list of them (one output). '
+                                         'COCO: the image folder.')
+flags.DEFINE_string('annotations_file', None, 'COCO: the instances_*.json file.')
+flags.DEFINE_string('output_dir', None, 'Where to write the shards and the metadata JSON.')
+flags.DEFINE_string('output_name', None, 'File prefix, e.g. voc_2007_train.')
+flags.DEFINE_string('split', None, 'VOC: read ImageSets/Main/<split>.txt; every annotation when not set.')
+flags.DEFINE_string('labels_file', None, 'VOC: class names, one per line (id = line number); '
+                                         'default: the 20 VOC classes.')
+flags.DEFINE_integer('samples_per_file', 200, 'Examples per shard.', lower_bound=1)
+flags.DEFINE_boolean('shuffle', True, 'Shuffle the example order (with --seed) before sharding.')
+flags.DEFINE_integer('seed', 0, 'Seed of the shuffle.')
+flags.DEFINE_integer('num_workers', None, 'Worker processes (default: all cores).', lower_bound=1)
+flags.DEFINE_boolean('skip_bad_examples', False, 'Skip (and report) corrupt images/annotations instead of failing.')
+flags.DEFINE_boolean('skip_unknown_classes', False, 'Drop (and report) objects of unknown classes instead of failing.')
+flags.mark_flags_as_required(['dataset_name', 'dataset_dir', 'output_dir', 'output_name'])
+
+
+def main(_):
+    logging.set_verbosity(logging.INFO)
+    try:
+        _convert()
+    except (convert.BadExampleError, convert.UnknownClassError, ValueError, OSError) as e:
+        # The message names the file and what to do; a traceback would only bury it.
+        sys.exit(f'tf_convert_data: error: {e}')
+
+
+def _convert():
+    if FLAGS.dataset_name == 'pascalvoc':
+        if FLAGS.annotations_file:
+            raise app.UsageError('--annotations_file is for --dataset_name=coco.')
+        dirs = [d for d in FLAGS.dataset_dir.split(',') if d]
+        class_names = labels.read_labels_file(FLAGS.labels_file) if FLAGS.labels_file else labels.VOC_CLASSES
+        sources = pascalvoc.list_examples(dirs, FLAGS.split)
+        loader = pascalvoc.VocLoader(class_names, FLAGS.skip_unknown_classes)
+        description = {'dataset_name': 'pascalvoc', 'dataset_dirs': [os.path.abspath(d) for d in dirs],
+                       'split': FLAGS.split, 'labels_file': FLAGS.labels_file}
+        class_extra = None
+    else:
+        if not FLAGS.annotations_file:
+            raise app.UsageError('--dataset_name=coco needs --annotations_file (instances_*.json).')
+        if FLAGS.labels_file or FLAGS.split:
+            raise app.UsageError('--labels_file and --split are for VOC; COCO classes and images come from the JSON.')
+        sources, class_names, class_extra = coco.read_annotations(FLAGS.annotations_file, FLAGS.dataset_dir)
+        loader = coco.CocoLoader([c['coco_category_id'] for c in class_extra], class_names,
+                                 FLAGS.skip_unknown_classes)
+        description = {'dataset_name': 'coco', 'annotations_file': os.path.abspath(FLAGS.annotations_file),
+                       'image_dir': os.path.abspath(FLAGS.dataset_dir)}
+    description['skip_unknown_classes'] = FLAGS.skip_unknown_classes
+    metadata = convert.convert(
+        sources, loader, class_names, FLAGS.output_dir, FLAGS.output_name,
+        samples_per_file=FLAGS.samples_per_file, shuffle=FLAGS.shuffle, seed=FLAGS.seed,
+        num_workers=FLAGS.num_workers, skip_bad_examples=FLAGS.skip_bad_examples,
+        description=description, class_extra=class_extra)
+    logging.info('Wrote %d examples in %d shards; metadata: %s', metadata['num_examples'], len(metadata['files']),
+                 convert.metadata_path(FLAGS.output_dir, FLAGS.output_name))
+
+
+if __name__ == '__main__':
+    app.run(main)
