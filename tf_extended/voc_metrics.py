@@ -276,7 +276,7 @@ class VOCResult:
                          f'{pct(c.ap_voc07):>6}  {pct(c.ap_voc12):>6}')
         lines.append('-' * len(head))
         present = len(self.classes) - len(self.absent_classes)
-        lines.append(f'{"":>5}  {"mAP":<{width}}  {f"over {present} of {len(self.classes)} classes":>45}  '
+        lines.append(f'{"":>5}  {"mAP":<{width}}  {f"over {present} of {len(self.classes)} classes":>46}  '
                      f'{pct(self.map_voc07):>6}  {pct(self.map_voc12):>6}')
         return '\n'.join(lines)
 

@@ -1,0 +1,201 @@
+"""COCO box detection metrics: a thin wrapper around pycocotools (nothing re-implemented).
+
+Box conventions. Our boxes are relative ``[ymin, xmin, ymax, xmax]``; COCO boxes (annotations
+and results JSON) are ``[x, y, width, height]`` in continuous pixel coordinates of the original
+image (0-based, no +1): ``x = xmin*W, y = ymin*H, width = (xmax - xmin)*W,
+height = (ymax - ymin)*H``.
+
+Results JSON (``write_coco_results`` / ``read_coco_results``) is the COCO format: a list of
+``{"image_id": int, "category_id": int, "bbox": [x, y, w, h], "score": float}``.
+"""
+
+import contextlib
+import copy
+import io
+import json
+import os
+import tempfile
+from typing import Dict, List, Mapping, Optional, Sequence, TextIO, Union
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+# The 12 numbers of COCOeval.summarize() for boxes, in its order.
+COCO_METRIC_NAMES = ('AP', 'AP50', 'AP75', 'AP_small', 'AP_medium', 'AP_large',
+                     'AR1', 'AR10', 'AR100', 'AR_small', 'AR_medium', 'AR_large')
+
+_RESULT_KEYS = ('image_id', 'category_id', 'bbox', 'score')
+
+
+def coco_boxes_from_relative(boxes, image_shape) -> np.ndarray:
+    """Relative ``[ymin, xmin, ymax, xmax]`` [N, 4] to COCO ``[x, y, w, h]`` [N, 4] float64 pixels.
+
+    ``image_shape`` is (height, width[, channels]) of the original image.
+    """
+    shape = tuple(image_shape)
+    if len(shape) not in (2, 3) or not (shape[0] > 0 and shape[1] > 0):
+        raise ValueError(f'coco_boxes_from_relative: image_shape must be (height, width[, channels]) '
+                         f'with positive sizes, got {shape}.')
+    height, width = float(shape[0]), float(shape[1])
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.stack([boxes[:, 1] * width, boxes[:, 0] * height,
+                     (boxes[:, 3] - boxes[:, 1]) * width, (boxes[:, 2] - boxes[:, 0]) * height], axis=1)
+
+
+def coco_detections(image_id: int, boxes, scores, labels, image_shape,
+                    label_to_category: Optional[Mapping[int, int]] = None) -> List[dict]:
+    """One image's detections as COCO result dicts.
+
+    Args:
+      image_id: the COCO image id.
+      boxes: [D, 4] relative ``[ymin, xmin, ymax, xmax]``.
+      scores: [D] float scores.
+      labels: [D] int labels (>= 1).
+      image_shape: (height, width[, channels]) of the original image.
+      label_to_category: {label: COCO category id}; identity when None. COCO's 80 classes have
+        non-contiguous ids (1..90), so a contiguous label space needs this map.
+    Returns:
+      list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` (plain Python types).
+    """
+    xywh = coco_boxes_from_relative(boxes, image_shape)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if not len(xywh) == len(scores) == len(labels):
+        raise ValueError(f'coco_detections(image_id={image_id!r}): boxes, scores and labels must have '
+                         f'the same length, got {len(xywh)}, {len(scores)}, {len(labels)}.')
+    out = []
+    for box, score, label in zip(xywh.tolist(), scores.tolist(), labels.tolist()):
+        if label_to_category is None:
+            category = int(label)
+        elif label in label_to_category:
+            category = int(label_to_category[label])
+        else:
+            raise ValueError(f'coco_detections(image_id={image_id!r}): label {label} has no entry in '
+                             f'label_to_category (known labels: {sorted(label_to_category)}).')
+        out.append({'image_id': int(image_id), 'category_id': category, 'bbox': box, 'score': score})
+    return out
+
+
+def _check_results(detections, source: str) -> List[dict]:
+    if not isinstance(detections, list):
+        raise ValueError(f'{source}: COCO results must be a list of objects, got {type(detections).__name__}.')
+    for index, det in enumerate(detections):
+        if not isinstance(det, dict) or any(key not in det for key in _RESULT_KEYS):
+            raise ValueError(f'{source}: result #{index} must be an object with keys {_RESULT_KEYS}, '
+                             f'got {det!r}.')
+        if len(det['bbox']) != 4:
+            raise ValueError(f'{source}: result #{index} bbox must be [x, y, width, height], got '
+                             f'{det["bbox"]!r}.')
+    return detections
+
+
+def write_coco_results(path: str, detections: Sequence[dict]):
+    """Writes COCO results JSON atomically (temporary file in the same directory, then rename)."""
+    detections = _check_results(list(detections), f'write_coco_results({path!r})')
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
+    try:
+        with os.fdopen(fd, 'w') as fh:
+            json.dump(detections, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def read_coco_results(path: str) -> List[dict]:
+    """Reads and checks a COCO results JSON file; returns its list of dicts."""
+    try:
+        with open(path) as fh:
+            detections = json.load(fh)
+    except json.JSONDecodeError as err:
+        raise ValueError(f'read_coco_results: {path!r} is not valid JSON ({err}).') from None
+    return _check_results(detections, f'read_coco_results({path!r})')
+
+
+def coco_ground_truth(dataset: Mapping) -> COCO:
+    """Builds a pycocotools COCO object from an in-memory COCO-format dataset.
+
+    Args:
+      dataset: ``{"images": [{"id", ...}], "annotations": [{"image_id", "category_id",
+        "bbox": [x, y, w, h], ...}], "categories": [{"id", "name"}]}``. Annotations may omit
+        ``iscrowd`` (then 0), ``area`` (then w*h: right for boxes; COCO's own files hold mask
+        areas) and ``id`` (then 1-based position; all or none must have one). The input is not
+        modified.
+    """
+    for key in ('images', 'annotations', 'categories'):
+        if key not in dataset:
+            raise ValueError(f'coco_ground_truth: the dataset needs an {key!r} list (it has '
+                             f'{sorted(dataset)}).')
+    annotations = copy.deepcopy(list(dataset['annotations']))
+    with_id = sum('id' in ann for ann in annotations)
+    if with_id not in (0, len(annotations)):
+        raise ValueError(f'coco_ground_truth: {with_id} of {len(annotations)} annotations have an '
+                         f'"id"; give every annotation an id, or none.')
+    for index, ann in enumerate(annotations):
+        if 'image_id' not in ann or 'category_id' not in ann or len(ann.get('bbox', ())) != 4:
+            raise ValueError(f'coco_ground_truth: annotation #{index} needs image_id, category_id and '
+                             f'bbox [x, y, w, h], got {ann!r}.')
+        ann.setdefault('iscrowd', 0)
+        ann.setdefault('area', float(ann['bbox'][2]) * float(ann['bbox'][3]))
+        ann.setdefault('id', index + 1)
+    coco = COCO()
+    coco.dataset = dict(copy.deepcopy(dict(dataset)), annotations=annotations)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def evaluate_coco(ground_truth: Union[str, os.PathLike, Mapping, COCO],
+                  detections: Union[str, os.PathLike, Sequence[dict]], *,
+                  image_ids: Optional[Sequence[int]] = None,
+                  stdout: Optional[TextIO] = None) -> Dict[str, Optional[float]]:
+    """COCO box metrics by pycocotools' COCOeval (default parameters: 10 IoUs .5:.95, 101 recall
+    points, maxDets 1/10/100, area ranges small < 32² <= medium < 96² <= large).
+
+    Args:
+      ground_truth: an annotation file path, an in-memory dataset dict (see
+        :func:`coco_ground_truth`) or a pycocotools ``COCO`` object.
+      detections: a results JSON path or a list of result dicts (not modified). An empty list
+        means no detections (every metric of a category with ground truth is 0).
+      image_ids: evaluate on these images only (default: every ground-truth image).
+      stdout: where pycocotools' printing goes: None (default) silences it; pass ``sys.stdout``
+        to show it or an ``io.StringIO`` to capture it (the summary table included).
+    Returns:
+      {name: value} for the 12 names of ``COCO_METRIC_NAMES``; a value is None where pycocotools
+      reports -1 (no ground truth in that setting, e.g. no small objects).
+    """
+    sink = io.StringIO() if stdout is None else stdout
+    with contextlib.redirect_stdout(sink):
+        if isinstance(ground_truth, COCO):
+            gt = ground_truth
+        elif isinstance(ground_truth, Mapping):
+            gt = coco_ground_truth(ground_truth)
+        else:
+            gt = COCO(os.fspath(ground_truth))
+        if isinstance(detections, (str, os.PathLike)):
+            results = read_coco_results(os.fspath(detections))
+        else:
+            results = _check_results(copy.deepcopy(list(detections)), 'evaluate_coco(detections)')
+        unknown = sorted({det['image_id'] for det in results} - set(gt.getImgIds()))
+        if unknown:
+            raise ValueError(f'evaluate_coco: detections refer to image ids {unknown[:10]} that are not '
+                             f'in the ground truth ({len(unknown)} unknown ids).')
+        if results:
+            dt = gt.loadRes(results)
+        else:
+            # loadRes cannot take an empty list; an empty result set is the same thing.
+            dt = COCO()
+            dt.dataset = {'images': list(gt.dataset['images']), 'annotations': [],
+                          'categories': copy.deepcopy(gt.dataset['categories'])}
+            dt.createIndex()
+        evaluator = COCOeval(gt, dt, iouType='bbox')
+        if image_ids is not None:
+            evaluator.params.imgIds = sorted(int(i) for i in image_ids)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: (None if value == -1 else float(value))
+            for name, value in zip(COCO_METRIC_NAMES, evaluator.stats)}
