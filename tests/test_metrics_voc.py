@@ -48,10 +48,11 @@ def _evaluate(images, **kwargs):
 
 def test_devkit_iou_plus_one_convention():
     # [41,41,50,60] vs [41,41,50,50]: 10*20 = 200 and 10*10 = 100 pixels, intersection 100.
-    assert vm.devkit_iou([41, 41, 50, 60], [[41, 41, 50, 50]])[0] == 0.5
-    # Touching boxes share one pixel column with +1: [1,1,10,10] and [1,10,10,19] -> 10 / 190.
-    assert vm.devkit_iou([1, 1, 10, 10], [[1, 10, 10, 19]])[0] == pytest.approx(10 / 190)
-    assert vm.devkit_iou([1, 1, 10, 10], [[1, 11, 10, 20]])[0] == 0.0
+    # Boxes sharing one pixel column with +1: [1,1,10,10] and [1,10,10,19] -> 10 / 190.
+    iou = vm.devkit_iou([[41, 41, 50, 60], [1, 1, 10, 10]],
+                        [[41, 41, 50, 50], [1, 10, 10, 19], [1, 11, 10, 20]])
+    np.testing.assert_allclose(iou, [[0.5, 0, 0], [0, 10 / 190, 0]], rtol=1e-15)
+    assert iou[0, 0] == 0.5
 
 
 def test_hand_case_devkit_rule():

@@ -90,23 +90,23 @@ def pixel_boxes_from_relative(boxes, image_shape) -> np.ndarray:
     return boxes * scale + np.array([1.0, 1.0, 0.0, 0.0])
 
 
-def devkit_iou(box, gt_boxes) -> np.ndarray:
-    """IoU of one pixel box with M pixel boxes, with the devkit's +1 convention.
+def devkit_iou(boxes, gt_boxes) -> np.ndarray:
+    """Pairwise IoU of pixel boxes with the devkit's +1 convention.
 
     Args:
-      box: [4] float ``[ymin, xmin, ymax, xmax]``, 1-based inclusive pixels.
+      boxes: [N, 4] float ``[ymin, xmin, ymax, xmax]``, 1-based inclusive pixels.
       gt_boxes: [M, 4] same convention.
     Returns:
-      [M] float64 IoU; 0 where the boxes do not overlap (inclusive width or height <= 0).
+      [N, M] float64 IoU; 0 where two boxes do not overlap (inclusive width or height <= 0).
     """
-    box = np.asarray(box, dtype=np.float64)
-    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    ih = np.minimum(box[2], gt_boxes[:, 2]) - np.maximum(box[0], gt_boxes[:, 0]) + 1.0
-    iw = np.minimum(box[3], gt_boxes[:, 3]) - np.maximum(box[1], gt_boxes[:, 1]) + 1.0
+    a = np.asarray(boxes, dtype=np.float64).reshape(-1, 1, 4)
+    b = np.asarray(gt_boxes, dtype=np.float64).reshape(1, -1, 4)
+    ih = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1.0
+    iw = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1.0
     overlap = (iw > 0) & (ih > 0)
     inter = np.where(overlap, iw * ih, 0.0)
-    area = (box[2] - box[0] + 1.0) * (box[3] - box[1] + 1.0)
-    gt_area = (gt_boxes[:, 2] - gt_boxes[:, 0] + 1.0) * (gt_boxes[:, 3] - gt_boxes[:, 1] + 1.0)
+    area = (a[..., 2] - a[..., 0] + 1.0) * (a[..., 3] - a[..., 1] + 1.0)
+    gt_area = (b[..., 2] - b[..., 0] + 1.0) * (b[..., 3] - b[..., 1] + 1.0)
     union = np.where(overlap, area + gt_area - inter, 1.0)
     return inter / union
 
@@ -146,7 +146,7 @@ def match_detections(det_boxes, det_scores, gt_boxes, gt_difficult, iou_threshol
     flags = np.full(order.shape, FP, dtype=np.int8)
     if not len(gt_boxes) or not len(order):
         return order, flags
-    iou = np.stack([devkit_iou(det_boxes[i], gt_boxes) for i in order])  # [D, G], sorted rows
+    iou = devkit_iou(det_boxes[order], gt_boxes)  # [D, G], rows in score order
     # A detection's best ground truth does not depend on what is already matched (the devkit
     # takes the best overall, then looks at its state), so greedy matching reduces to: the first
     # detection, in score order, that picks a given non-difficult ground truth is its TP.
@@ -206,7 +206,8 @@ def average_precision(is_tp, num_positives: int) -> Tuple[float, float]:
 # ----------------------------------------------------------------------------------------------
 # Results
 # ----------------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
+# eq=False: the fields hold arrays, which make field-wise equality ambiguous.
+@dataclasses.dataclass(frozen=True, eq=False)
 class ClassResult:
     """Evaluation of one class over the split.
 
@@ -238,7 +239,7 @@ class ClassResult:
         return self.num_positives == 0
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class VOCResult:
     """Per-class results (by label, ascending) and mAPs over the present classes.
 
@@ -448,7 +449,7 @@ def voc_results_path(directory: str, split: str, class_name: str, competition: s
     return os.path.join(directory, f'{competition}_det_{split}_{class_name}.txt')
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class VOCClassDetections:
     """Detections of one class read from a results file, in file order.
 
