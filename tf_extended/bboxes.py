@@ -88,3 +88,15 @@ def corners_to_center_size(bboxes):
 def center_size_to_corners(cy, cx, h, w):
     """Inverse of `corners_to_center_size`: four `[...]` tensors -> `[..., 4]` corners."""
     return tf.stack([cy - h / 2., cx - w / 2., cy + h / 2., cx + w / 2.], axis=-1)
+
+
+def bboxes_unresize(bbox_ref, bboxes):
+    """Inverse of `bboxes_resize`: boxes `[..., 4]` given in the frame of the window `bbox_ref`
+    `[4]` -> the same boxes in the frame `bbox_ref` itself is expressed in.
+
+    Composes windows: a crop given in the frame of an expanded canvas becomes a window of the
+    original image with `bboxes_unresize(canvas, crop)`.
+    """
+    origin = tf.stack([bbox_ref[0], bbox_ref[1], bbox_ref[0], bbox_ref[1]])
+    size = tf.stack([bbox_ref[2] - bbox_ref[0], bbox_ref[3] - bbox_ref[1]] * 2)
+    return bboxes * size + origin

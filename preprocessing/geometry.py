@@ -1,0 +1,112 @@
+"""Geometric image operations: show a window of an image at a fixed size, flip, normalise.
+
+A *window* is a box `[ymin, xmin, ymax, xmax]` relative to the image; it may extend beyond
+`[0, 1]` (the outside is filled with a constant). Cropping, zooming out (Caffe's expand),
+warp resizing and aspect-preserving padding are all "show this window at out_shape", so the
+whole training pipeline resizes the image once, and never builds the (up to 16x larger)
+expanded canvas.
+"""
+import tensorflow as tf
+
+from tf_extended import bboxes as tfe_bboxes
+
+RESIZE_METHODS = ('bilinear', 'nearest', 'bicubic', 'area')
+
+
+def resize_with_method(image, size, method_index, methods):
+    """`tf.image.resize` to `size` with `methods[method_index]` (a scalar int tensor)."""
+    branches = [lambda m=m: tf.image.resize(image, size, method=m) for m in methods]
+    if len(branches) == 1:
+        return branches[0]()
+    return tf.switch_case(method_index, branches)
+
+
+def _axis_placement(lo, hi, size, out_size):
+    """Integer placement along one axis of the window `[lo, hi)` (image pixels, floats).
+
+    Returns `(i0, i1, o0, o1)`: image pixels `[i0, i1)` (the visible part of the window) go to
+    output pixels `[o0, o1)`. The image is cut on whole pixels, so the rows shown may differ from
+    the window by up to half a pixel on each side.
+    """
+    scale = (hi - lo) / tf.cast(out_size, tf.float32)
+    visible_lo = tf.maximum(lo, 0.)
+    visible_hi = tf.minimum(hi, tf.cast(size, tf.float32))
+    i0 = tf.clip_by_value(tf.cast(tf.round(visible_lo), tf.int32), 0, size)
+    i1 = tf.clip_by_value(tf.cast(tf.round(visible_hi), tf.int32), 0, size)
+    o0 = tf.clip_by_value(tf.cast(tf.round((visible_lo - lo) / scale), tf.int32), 0, out_size)
+    o1 = tf.clip_by_value(tf.cast(tf.round((visible_hi - lo) / scale), tf.int32), 0, out_size)
+    return i0, i1, o0, o1
+
+
+def _axis_window(i0, i1, o0, o1, size, out_size):
+    """Relative `(lo, hi)` of the window that the placement `(i0, i1, o0, o1)` really shows."""
+    scale = tf.cast(i1 - i0, tf.float32) / tf.cast(o1 - o0, tf.float32)
+    lo = tf.cast(i0, tf.float32) - tf.cast(o0, tf.float32) * scale
+    hi = lo + tf.cast(out_size, tf.float32) * scale
+    return lo / tf.cast(size, tf.float32), hi / tf.cast(size, tf.float32)
+
+
+def resize_window(image, window, out_shape, method_index=0, methods=('bilinear',), fill=0.):
+    """Shows `window` of `image` at `out_shape`: crop, zoom out and resize in one step.
+
+    Args:
+      image: float32 `[H, W, C]`, dynamic H and W.
+      window: float32 `[4]` relative `[ymin, xmin, ymax, xmax]` of the image; may extend beyond
+        the image, where the output is `fill`.
+      out_shape: `(height, width)` Python ints.
+      method_index: int scalar (tensor), which of `methods` resizes.
+      methods: `tf.image.resize` method names.
+      fill: scalar value of the pixels outside the image.
+    Returns:
+      `(output float32 [height, width, C], shown_window float32 [4])`: `shown_window` is the
+      window really shown after rounding to whole pixels; map boxes into the output with
+      `tfe_bboxes.bboxes_resize(shown_window, bboxes)`. When the window does not overlap the
+      image, the output is all `fill` and `shown_window` is `window`.
+    """
+    out_h, out_w = out_shape
+    shape = tf.shape(image)
+    height, width = shape[0], shape[1]
+    window = tf.cast(window, tf.float32)
+    y0, y1, oy0, oy1 = _axis_placement(window[0] * tf.cast(height, tf.float32),
+                                       window[2] * tf.cast(height, tf.float32), height, out_h)
+    x0, x1, ox0, ox1 = _axis_placement(window[1] * tf.cast(width, tf.float32),
+                                       window[3] * tf.cast(width, tf.float32), width, out_w)
+    visible = (y1 > y0) & (x1 > x0) & (oy1 > oy0) & (ox1 > ox0)
+
+    def show():
+        part = resize_with_method(image[y0:y1, x0:x1], tf.stack([oy1 - oy0, ox1 - ox0]),
+                                  method_index, methods)
+        padded = tf.pad(part, [[oy0, out_h - oy1], [ox0, out_w - ox1], [0, 0]],
+                        constant_values=fill)
+        wy = _axis_window(y0, y1, oy0, oy1, height, out_h)
+        wx = _axis_window(x0, x1, ox0, ox1, width, out_w)
+        return padded, tf.stack([wy[0], wx[0], wy[1], wx[1]])
+
+    def blank():
+        return tf.fill([out_h, out_w, tf.shape(image)[2]], tf.cast(fill, image.dtype)), window
+
+    output, shown = tf.cond(visible, show, blank)
+    output.set_shape([out_h, out_w, image.shape[2]])
+    return output, shown
+
+
+def flip_left_right(image, bboxes):
+    """Mirrors an image `[H, W, C]` and its relative boxes `[N, 4]`."""
+    return tf.reverse(image, axis=[1]), tfe_bboxes.bboxes_flip_left_right(bboxes)
+
+
+def normalize(image, mean_rgb, scale):
+    """`(image - mean_rgb) * scale`, float32. `image` `[..., 3]` RGB 0-255."""
+    return (tf.cast(image, tf.float32) - tf.constant(mean_rgb, tf.float32)) * scale
+
+
+def clip_normalized(image, mean_rgb, scale):
+    """Clips a normalised image to the image of [0, 255] (bicubic resizing overshoots it)."""
+    low = normalize(tf.zeros([3]), mean_rgb, scale)
+    high = normalize(tf.fill([3], 255.), mean_rgb, scale)
+    return tf.minimum(tf.maximum(image, low), high)
+
+
+def denormalize(image, mean_rgb, scale):
+    """Inverse of `normalize`: float32 RGB on the 0-255 scale (not clipped)."""
+    return image / scale + tf.constant(mean_rgb, tf.float32)
