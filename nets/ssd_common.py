@@ -143,14 +143,19 @@ class SSDNet(abc.ABC):
           unmatched), gscores float32 `[N]` best IoU of each anchor.
         """
         anchors = tf.constant(self.anchors() if anchors is None else anchors, tf.float32)
-        bboxes = tf.cast(bboxes, tf.float32)
+        # A background row makes the gathers below valid for images without objects.
+        labels = tf.concat([tf.cast(labels, tf.int64), [0]], axis=0)
+        bboxes = tf.concat([tf.cast(bboxes, tf.float32), tf.zeros([1, 4])], axis=0)
         matches, gscores = matching.match(anchors, bboxes, labels > 0, match_threshold)
         matched = matches >= 0
         safe = tf.maximum(matches, 0)
-        gclasses = tf.where(matched, tf.gather(tf.cast(labels, tf.int64), safe),
+        gclasses = tf.where(matched, tf.gather(labels, safe),
                             tf.zeros_like(matches, tf.int64))
+        # Unmatched anchors encode themselves (no log(0)), then get exact zero codes.
         target_boxes = tf.where(matched[:, None], tf.gather(bboxes, safe), anchors)
-        glocalisations = box_coder.encode(target_boxes, anchors, self.params.prior_scaling)
+        glocalisations = tf.where(matched[:, None],
+                                  box_coder.encode(target_boxes, anchors, self.params.prior_scaling),
+                                  0.)
         return gclasses, glocalisations, gscores
 
     def bboxes_decode(self, localisations, anchors=None):

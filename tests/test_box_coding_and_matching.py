@@ -1,0 +1,85 @@
+"""Box coding, matching and target encoding against the numpy references."""
+import numpy as np
+import tensorflow as tf
+
+from nets import box_coder, matching, nets_factory
+from tests import numpy_reference as ref
+
+v1 = tf.compat.v1
+
+
+def run(fn, *arrays):
+    with tf.Graph().as_default(), v1.Session() as sess:
+        return sess.run(fn(*[tf.constant(a) for a in arrays]))
+
+
+def random_boxes(rng, n, min_size=0.02):
+    yx = rng.rand(n, 2) * 0.8
+    hw = rng.rand(n, 2) * 0.5 + min_size
+    return np.concatenate([yx, np.minimum(yx + hw, 1.)], 1).astype(np.float32)
+
+
+def test_encode_matches_numpy_and_decode_inverts_it():
+    rng = np.random.RandomState(0)
+    boxes, anchors = random_boxes(rng, 500), random_boxes(rng, 500)
+    codes = run(box_coder.encode, boxes, anchors)
+    np.testing.assert_allclose(codes, ref.encode(boxes.astype(np.float64), anchors), rtol=1e-4,
+                               atol=1e-5)
+    back = run(box_coder.decode, codes, anchors)
+    np.testing.assert_allclose(back, boxes, atol=1e-5)
+    np.testing.assert_allclose(run(box_coder.decode, codes, anchors),
+                               ref.decode(codes.astype(np.float64), anchors), atol=1e-5)
+
+
+def test_matching_equals_caffe_reference_on_random_scenes():
+    anchors = nets_factory.get_network('ssd_300_mobilenet')().anchors()
+    rng = np.random.RandomState(3)
+    for trial in range(6):
+        g = rng.randint(1, 9)
+        gt = random_boxes(rng, g, min_size=0.01)
+        valid = rng.rand(g) > 0.2
+        matches, max_iou = run(lambda a, b, c: matching.match(a, b, c, 0.5), anchors, gt, valid)
+        want, want_iou = ref.caffe_match(gt, valid, anchors, 0.5)
+        np.testing.assert_array_equal(matches, want)
+        np.testing.assert_allclose(max_iou, want_iou, atol=1e-5)
+
+
+def test_every_ground_truth_gets_a_positive_even_a_tiny_one():
+    net = nets_factory.get_network('ssd_300_vgg')()
+    anchors = net.anchors()
+    tiny = np.array([[0.50, 0.50, 0.51, 0.515]], np.float32)   # best IoU with any anchor << 0.5
+    big = np.array([[0.1, 0.1, 0.9, 0.8]], np.float32)
+    gt = np.concatenate([tiny, big])
+    assert ref.iou_matrix(tiny.astype(np.float64), anchors).max() < 0.5
+    labels = np.array([3, 7], np.int64)
+    gclasses, glocs, gscores = run(lambda l, b: net.bboxes_encode(l, b), labels, gt)
+    assert (gclasses == 3).sum() == 1 and (gclasses == 7).sum() >= 1
+    # Targets decode back to the matched box.
+    decoded = ref.decode(glocs.astype(np.float64), anchors)
+    np.testing.assert_allclose(decoded[gclasses == 3][0], tiny[0], atol=1e-5)
+    np.testing.assert_allclose(decoded[gclasses == 7], np.repeat(big, (gclasses == 7).sum(), 0),
+                               atol=1e-5)
+    # Unmatched anchors have zero codes (finite) and background label.
+    assert np.all(glocs[gclasses == 0] == 0)
+    np.testing.assert_allclose(gscores, ref.iou_matrix(gt.astype(np.float64), anchors).max(0),
+                               atol=1e-5)
+
+
+def test_degenerate_and_padded_ground_truths_never_match_nor_nan():
+    net = nets_factory.get_network('ssd_300_mobilenet')()
+    gt = np.array([[0.3, 0.3, 0.3, 0.6],      # zero height
+                   [0.5, 0.5, 0.4, 0.4],      # inverted
+                   [0, 0, 0, 0],              # padding
+                   [0.2, 0.2, 0.6, 0.7]], np.float32)
+    labels = np.array([1, 2, 0, 4], np.int64)
+    gclasses, glocs, gscores = run(lambda l, b: net.bboxes_encode(l, b), labels, gt)
+    assert set(np.unique(gclasses)) == {0, 4}
+    assert np.all(np.isfinite(glocs)) and np.all(np.isfinite(gscores))
+
+
+def test_image_without_objects_is_all_background():
+    net = nets_factory.get_network('ssd_300_mobilenet')()
+    gclasses, glocs, gscores = run(lambda l, b: net.bboxes_encode(l, b),
+                                   np.zeros([0], np.int64), np.zeros([0, 4], np.float32))
+    assert gclasses.shape == (1917,) and not gclasses.any() and not glocs.any()
+    assert not gscores.any()

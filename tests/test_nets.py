@@ -1,0 +1,176 @@
+"""Net structure (variable names/shapes of the older TF port), forward shapes and NCHW == NHWC."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_slim as slim
+
+from nets import nets_factory
+
+v1 = tf.compat.v1
+
+
+def _vgg_backbone(scope):
+    convs = [('conv1/conv1_1', 3, 3, 64), ('conv1/conv1_2', 3, 64, 64),
+             ('conv2/conv2_1', 3, 64, 128), ('conv2/conv2_2', 3, 128, 128),
+             ('conv3/conv3_1', 3, 128, 256), ('conv3/conv3_2', 3, 256, 256),
+             ('conv3/conv3_3', 3, 256, 256),
+             ('conv4/conv4_1', 3, 256, 512), ('conv4/conv4_2', 3, 512, 512),
+             ('conv4/conv4_3', 3, 512, 512),
+             ('conv5/conv5_1', 3, 512, 512), ('conv5/conv5_2', 3, 512, 512),
+             ('conv5/conv5_3', 3, 512, 512),
+             ('conv6', 3, 512, 1024), ('conv7', 1, 1024, 1024),
+             ('block8/conv1x1', 1, 1024, 256), ('block8/conv3x3', 3, 256, 512),
+             ('block9/conv1x1', 1, 512, 128), ('block9/conv3x3', 3, 128, 256),
+             ('block10/conv1x1', 1, 256, 128), ('block10/conv3x3', 3, 128, 256),
+             ('block11/conv1x1', 1, 256, 128), ('block11/conv3x3', 3, 128, 256)]
+    return convs
+
+
+# The older TF port's SSD300 (21 classes): anchors per location 4, 6, 6, 6, 4, 4.
+SSD300_HEADS = [('block4_box', 512, 4), ('block7_box', 1024, 6), ('block8_box', 512, 6),
+                ('block9_box', 256, 6), ('block10_box', 256, 4), ('block11_box', 256, 4)]
+SSD512_EXTRA = [('block12/conv1x1', 1, 256, 128), ('block12/conv4x4', 4, 128, 256)]
+SSD512_HEADS = [('block4_box', 512, 4), ('block7_box', 1024, 6), ('block8_box', 512, 6),
+                ('block9_box', 256, 6), ('block10_box', 256, 6), ('block11_box', 256, 4),
+                ('block12_box', 256, 4)]
+
+
+def expected_variables(scope, convs, heads, num_classes=21):
+    out = {}
+    for name, k, cin, cout in convs:
+        out['%s/%s/weights' % (scope, name)] = (k, k, cin, cout)
+        out['%s/%s/biases' % (scope, name)] = (cout,)
+    for box, cin, anchors in heads:
+        out['%s/%s/conv_loc/weights' % (scope, box)] = (3, 3, cin, anchors * 4)
+        out['%s/%s/conv_loc/biases' % (scope, box)] = (anchors * 4,)
+        out['%s/%s/conv_cls/weights' % (scope, box)] = (3, 3, cin, anchors * num_classes)
+        out['%s/%s/conv_cls/biases' % (scope, box)] = (anchors * num_classes,)
+    out['%s/block4_box/L2Normalization/gamma' % scope] = (512,)
+    return out
+
+
+def build(name, size, data_format='NHWC', num_classes=21, batch=None, is_training=False):
+    net, fn = nets_factory.get_network_fn(name, num_classes, is_training=is_training,
+                                          data_format=data_format)
+    shape = [batch, 3, size, size] if data_format == 'NCHW' else [batch, size, size, 3]
+    inputs = v1.placeholder(tf.float32, shape)
+    return net, inputs, fn(inputs)
+
+
+def variables_of(name, size, num_classes=21):
+    with tf.Graph().as_default():
+        build(name, size, num_classes=num_classes)
+        return {v.op.name: tuple(v.shape.as_list()) for v in v1.global_variables()}
+
+
+def test_ssd_300_vgg_variables_equal_older_port():
+    got = variables_of('ssd_300_vgg', 300)
+    want = expected_variables('ssd_300_vgg', _vgg_backbone('ssd_300_vgg'), SSD300_HEADS)
+    assert got == want
+    assert len(got) == 71
+    assert sum(int(np.prod(s)) for s in got.values()) == 26285486
+
+
+def test_ssd_512_vgg_variables_equal_older_port():
+    got = variables_of('ssd_512_vgg', 512)
+    want = expected_variables('ssd_512_vgg', _vgg_backbone('ssd_512_vgg') + SSD512_EXTRA,
+                              SSD512_HEADS)
+    assert got == want
+
+
+def test_num_classes_changes_only_class_heads():
+    got = variables_of('ssd_300_vgg', 300, num_classes=7)
+    assert got['ssd_300_vgg/block7_box/conv_cls/weights'] == (3, 3, 1024, 6 * 7)
+    assert got['ssd_300_vgg/block7_box/conv_loc/weights'] == (3, 3, 1024, 24)
+
+
+def test_mobilenet_scopes_follow_caffe_names():
+    got = variables_of('ssd_300_mobilenet', 300)
+    assert got['ssd_300_mobilenet/conv0/weights'] == (3, 3, 3, 32)
+    assert got['ssd_300_mobilenet/conv1/dw/depthwise_weights'] == (3, 3, 32, 1)
+    assert got['ssd_300_mobilenet/conv1/weights'] == (1, 1, 32, 64)
+    assert got['ssd_300_mobilenet/conv13/weights'] == (1, 1, 1024, 1024)
+    assert got['ssd_300_mobilenet/conv17_2/weights'] == (3, 3, 64, 128)
+    assert got['ssd_300_mobilenet/conv11_mbox_loc/weights'] == (1, 1, 512, 12)
+    assert got['ssd_300_mobilenet/conv11_mbox_conf/biases'] == (63,)
+    assert got['ssd_300_mobilenet/conv13_mbox_conf/weights'] == (1, 1, 1024, 126)
+    for bn in ('beta', 'gamma', 'moving_mean', 'moving_variance'):
+        assert got['ssd_300_mobilenet/conv3/dw/BatchNorm/%s' % bn] == (128,)
+    # Backbone and extra convs have batch norm instead of biases; heads have biases.
+    assert not any(k.endswith('/biases') and 'mbox' not in k for k in got)
+    # 47 convs as the Caffe deploy: 27 backbone + 8 extra + 12 heads.
+    assert sum(k.endswith('weights') for k in got) == 47
+
+
+@pytest.mark.parametrize('name,size,count,classes', [('ssd_300_vgg', 300, 8732, 21),
+                                                     ('ssd_512_vgg', 512, 24564, 5),
+                                                     ('ssd_300_mobilenet', 300, 1917, 21)])
+def test_forward_shapes(name, size, count, classes):
+    with tf.Graph().as_default():
+        net, inputs, (predictions, localisations, logits, end_points) = build(
+            name, size, num_classes=classes)
+        from nets.ssd_common import flatten_layers
+        flat_p, flat_l = flatten_layers(predictions), flatten_layers(localisations)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            p, l = sess.run([flat_p, flat_l], {inputs: np.random.RandomState(0).randn(
+                2, size, size, 3).astype(np.float32)})
+    assert p.shape == (2, count, classes) and l.shape == (2, count, 4)
+    np.testing.assert_allclose(p.sum(-1), 1., atol=1e-5)
+    assert [tuple(t.shape[1:3]) for t in localisations] == list(net.params.feat_shapes)
+
+
+def test_feature_shape_mismatch_is_a_clear_error():
+    with tf.Graph().as_default():
+        with pytest.raises(ValueError, match='feat_shapes'):
+            build('ssd_300_vgg', 320)
+
+
+@pytest.mark.parametrize('name,size', [('ssd_300_vgg', 300), ('ssd_512_vgg', 512),
+                                       ('ssd_300_mobilenet', 300)])
+def test_nchw_equals_nhwc(name, size):
+    rng = np.random.RandomState(1)
+    images = rng.randn(1, size, size, 3).astype(np.float32) * 50
+    outputs, values = {}, None
+    for data_format in ('NHWC', 'NCHW'):
+        with tf.Graph().as_default():
+            _, inputs, (_, localisations, logits, end_points) = build(name, size, data_format)
+            variables = v1.global_variables()
+            with v1.Session() as sess:
+                sess.run(v1.global_variables_initializer())
+                if values is None:
+                    # Non-trivial batch-norm statistics so that a wrong axis would show.
+                    values = {v.op.name: (rng.rand(*v.shape.as_list()) + 0.5).astype(np.float32)
+                              if 'moving_variance' in v.op.name or 'gamma' in v.op.name
+                              else sess.run(v) if 'BatchNorm' not in v.op.name
+                              else rng.randn(*v.shape.as_list()).astype(np.float32) * 0.1
+                              for v in variables}
+                for v in variables:
+                    v.load(values[v.op.name], sess)
+                feed = images if data_format == 'NHWC' else images.transpose(0, 3, 1, 2)
+                outputs[data_format] = sess.run(localisations + logits, {inputs: feed})
+    for a, b in zip(outputs['NHWC'], outputs['NCHW']):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(a).max())
+
+
+def test_batch_norm_update_ops_when_training():
+    with tf.Graph().as_default():
+        build('ssd_300_mobilenet', 300, is_training=True, batch=2)
+        updates = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
+        # Two moving averages per batch norm: 35 backbone and extra convs.
+        assert len(updates) == 2 * 35
+
+
+def test_weight_decay_regularizes_every_conv_but_depthwise():
+    with tf.Graph().as_default():
+        build('ssd_300_mobilenet', 300)
+        reg = v1.get_collection(v1.GraphKeys.REGULARIZATION_LOSSES)
+        assert len(reg) == 47 - 13
+    with tf.Graph().as_default():
+        build('ssd_300_vgg', 300)
+        assert len(v1.get_collection(v1.GraphKeys.REGULARIZATION_LOSSES)) == 35
+
+
+def test_unknown_model_is_a_clear_error():
+    with pytest.raises(ValueError, match='ssd_300_vgg'):
+        nets_factory.get_network('ssd_1000')

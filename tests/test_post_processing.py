@@ -1,0 +1,44 @@
+"""Post-processing against a numpy transcription of Caffe's DetectionOutput."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nets import post_processing
+from tests import numpy_reference as ref
+
+v1 = tf.compat.v1
+
+
+def make_inputs(rng, batch, n, c):
+    anchors = np.concatenate([rng.rand(n, 2) * 0.7, np.zeros((n, 2))], 1)
+    anchors[:, 2:] = anchors[:, :2] + rng.rand(n, 2) * 0.3 + 0.05
+    # Clustered anchors so that NMS has overlaps to suppress.
+    anchors = anchors.astype(np.float32)
+    logits = rng.randn(batch, n, c) * 2.5
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    codes = rng.randn(batch, n, 4) * 0.5
+    return probs.astype(np.float32), codes.astype(np.float32), anchors
+
+
+@pytest.mark.parametrize('conf,nms,top_k,keep_top_k,clip', [(0.3, 0.45, 400, 200, False),
+                                                            (0.2, 0.3, 10, 25, False),
+                                                            (0.25, 0.5, -1, -1, True),
+                                                            (0.6, 0.45, 5, 3, False)])
+def test_equals_caffe_detection_output(conf, nms, top_k, keep_top_k, clip):
+    rng = np.random.RandomState(0)
+    probs, codes, anchors = make_inputs(rng, 3, 300, 5)
+    with tf.Graph().as_default(), v1.Session() as sess:
+        out = sess.run(post_processing.detected_bboxes(
+            tf.constant(probs), tf.constant(codes), anchors, conf, nms, top_k, keep_top_k, clip))
+    for b in range(3):
+        boxes = ref.decode(codes[b].astype(np.float64), anchors.astype(np.float64))
+        if clip:
+            boxes = np.clip(boxes, 0, 1)
+        want = ref.caffe_detection_output(probs[b], boxes, conf, nms, top_k, keep_top_k)
+        n = out['num_detections'][b]
+        assert n == len(want) and n > 0
+        np.testing.assert_allclose(out['detection_scores'][b, :n], [w[0] for w in want], atol=1e-6)
+        np.testing.assert_array_equal(out['detection_classes'][b, :n], [w[1] for w in want])
+        np.testing.assert_allclose(out['detection_boxes'][b, :n], [w[2] for w in want], atol=1e-5)
+        assert not out['detection_classes'][b, n:].any()
+        assert not out['detection_scores'][b, n:].any()
