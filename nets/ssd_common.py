@@ -71,9 +71,6 @@ class SSDNet(abc.ABC):
     loc_scope = '{}_box/conv_loc'
     cls_scope = '{}_box/conv_cls'
     norm_scope = '{}_box/L2Normalization'
-    # Input normalisation the net expects, for RGB uint8 images: (x - mean) * scale.
-    input_mean = (123., 117., 104.)
-    input_scale = 1.
 
     def __init__(self, params=None):
         self.params = params or self.default_params

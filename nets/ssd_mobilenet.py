@@ -65,8 +65,6 @@ class SSD300MobileNet(ssd_common.SSDNet):
     loc_scope = '{}_mbox_loc'
     cls_scope = '{}_mbox_conf'
     norm_scope = '{}_mbox_norm'
-    input_mean = (127.5, 127.5, 127.5)
-    input_scale = 0.007843
     default_params = SSDParams(
         img_shape=(300, 300),
         num_classes=21,
