@@ -1,0 +1,176 @@
+"""Caffe SSD model -> our TF checkpoint plus a JSON of the settings the checkpoint needs.
+
+`convert` is what `caffe_to_tensorflow.py` runs: read the caffemodel (and the deploy prototxt),
+map the layers by name, print the table, write `<output_path>` (checkpoint) and
+`<output_path>.json`, then re-load and run a forward pass as a check.
+
+The JSON holds:
+  model_name: our net (nets_factory name); backbone_only: bool;
+  ssd_params: nets.ssd_params.params_to_dict of the SSDParams to build the net with (anchors
+    from the prototxt's PriorBox layers; `anchor_int_sizes` true = Caffe's PriorBox);
+  detection: nms_threshold, top_k, keep_top_k, confidence_threshold (DetectionOutput);
+  preprocessing: channel_order 'RGB', mean_rgb, scale — the net takes (RGB - mean) * scale;
+  source: the input files and converter model name.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Dict, List
+
+from converters import caffe_pb
+from converters import caffe_ssd
+from converters import checkpoint_io
+from converters import prototxt
+from nets import nets_factory
+from nets import ssd_params as ssd_params_lib
+
+
+@dataclasses.dataclass
+class ConvertResult:
+    """What `convert` wrote and found.
+
+    checkpoint_path / config_path: the files written.
+    config: the JSON content.
+    conversion: the caffe_ssd.Conversion (mapping table, unmapped layers).
+    problems: problem lines (empty unless allow_partial let them through).
+    table: the printed mapping table.
+    """
+    checkpoint_path: str
+    config_path: str
+    config: Dict
+    conversion: caffe_ssd.Conversion
+    problems: List[str]
+    table: str
+
+
+def config_path_for(checkpoint_path):
+    """The JSON written beside a converted checkpoint."""
+    return checkpoint_path + '.json'
+
+
+def _num_classes(flag, inferred, from_prototxt, default):
+    if flag is not None:
+        return flag
+    if inferred is not None:
+        return inferred
+    return from_prototxt if from_prototxt is not None else default
+
+
+def _preset_params(params, spec):
+    """Without a prototxt: the published anchor sizes of the dataset the class count suggests."""
+    dataset = 'coco' if params.num_classes == 81 else 'voc'
+    sizes = ssd_params_lib.anchor_size_preset(spec.net_name, spec.anchor_presets[dataset])
+    return params._replace(anchor_sizes=tuple(sizes)), dataset
+
+
+def convert(caffemodel_path, output_path, model_name, prototxt_path=None, num_classes=None,
+            allow_partial=False, backbone_scope='ssd_300_vgg', caffe_mean_bgr=None,
+            caffe_scale=None, log=print):
+    """Converts a Caffe SSD (or fc-reduced VGG16) model to a checkpoint of our nets.
+
+    Args:
+      caffemodel_path: the binary `.caffemodel`.
+      output_path: checkpoint prefix to write (`dir/name.ckpt`); the JSON goes to
+        `<output_path>.json`.
+      model_name: one of caffe_ssd.MODEL_NAMES.
+      prototxt_path: optional deploy prototxt: anchors, DetectionOutput thresholds, BatchNorm
+        eps and (when it has a transform_param) the input mean / scale come from it.
+      num_classes: classes with background; default: inferred from the head shapes.
+      allow_partial: write the checkpoint even with unmapped Caffe layers, missing TF variables
+        or shape mismatches.
+      backbone_scope: for 'vgg_16_fc_reduced', the VGG net the backbone is for.
+      caffe_mean_bgr, caffe_scale: the Caffe model's preprocessing `(x_bgr - mean) * scale`,
+        overriding the prototxt and the published defaults.
+      log: where the table and messages go.
+    Returns:
+      ConvertResult.
+    Raises:
+      caffe_pb.CaffeModelError, prototxt.PrototxtError, caffe_ssd.ConversionError,
+      checkpoint_io.CheckpointMismatchError, OSError: with the file and what to do.
+    """
+    spec = caffe_ssd.model_spec(model_name, backbone_scope)
+    layers = caffe_pb.read_caffemodel(caffemodel_path)
+    from_prototxt = {'ssd_params': {}, 'detection': {}, 'preprocessing': {}, 'bn_eps': {}}
+    if prototxt_path:
+        from_prototxt = caffe_ssd.ssd_config_from_prototxt(
+            prototxt.parse_file(prototxt_path), spec, prototxt_path)
+
+    net_cls = nets_factory.get_network(spec.net_name)
+    base = net_cls.default_params
+    inferred = None if spec.backbone_only else caffe_ssd.infer_num_classes(layers, spec)
+    proto_params = dict(from_prototxt['ssd_params'])
+    proto_classes = proto_params.pop('num_classes', None)
+    classes = _num_classes(num_classes, inferred, proto_classes, base.num_classes)
+    if proto_classes is not None and proto_classes != classes and not spec.backbone_only:
+        raise caffe_ssd.ConversionError(
+            '%s says num_classes %d (DetectionOutput) but the model has %d; pass the matching '
+            'prototxt or --num_classes' % (prototxt_path, proto_classes, classes))
+    if tuple(proto_params.get('img_shape', base.img_shape)) != tuple(base.img_shape):
+        raise caffe_ssd.ConversionError(
+            '%s: input %s, but %s is built for %s' % (prototxt_path, proto_params['img_shape'],
+                                                     spec.net_name, list(base.img_shape)))
+    params = base._replace(num_classes=classes)
+    anchors_from = 'the prototxt PriorBox layers'
+    if proto_params:
+        params = ssd_params_lib.params_from_dict(params, proto_params)
+    elif not spec.backbone_only:
+        params, dataset = _preset_params(params, spec)
+        anchors_from = ('the published %s preset (no --prototxt_path; pass the deploy '
+                        'prototxt to take them from the model)' % dataset.upper())
+
+    conversion = caffe_ssd.convert_layers(layers, spec, params.batch_norm_epsilon,
+                                          from_prototxt['bn_eps'])
+    table = caffe_ssd.format_table(conversion)
+    log(table)
+
+    mean_bgr = list(caffe_mean_bgr or from_prototxt['preprocessing'].get('caffe_mean_bgr')
+                    or spec.caffe_mean_bgr)
+    scale = (caffe_scale if caffe_scale is not None
+             else from_prototxt['preprocessing'].get('caffe_scale', spec.caffe_scale))
+    config = {
+        'model_name': spec.net_name,
+        'backbone_only': spec.backbone_only,
+        'preprocessing': {'channel_order': 'RGB', 'mean_rgb': [float(m) for m in mean_bgr[::-1]],
+                          'scale': float(scale)},
+        'source': {'caffemodel': os.path.abspath(caffemodel_path),
+                   'prototxt': os.path.abspath(prototxt_path) if prototxt_path else None,
+                   'converter_model_name': spec.name},
+    }
+    if not spec.backbone_only:
+        detection = dict(spec.detection)
+        detection.update(from_prototxt['detection'])
+        config['ssd_params'] = ssd_params_lib.params_to_dict(params)
+        config['detection'] = detection
+        log('anchors from %s; DetectionOutput %s' % (anchors_from, detection))
+    if (tuple(config['preprocessing']['mean_rgb']) != tuple(net_cls.input_mean)
+            or abs(scale - net_cls.input_scale) > 1e-9):
+        log('NOTE: the Caffe model expects (RGB - %s) * %g but %s normalises with (RGB - %s) * %g'
+            '; see %s' % (config['preprocessing']['mean_rgb'], scale, spec.net_name,
+                          list(net_cls.input_mean), net_cls.input_scale,
+                          config_path_for(output_path)))
+
+    unmapped = ['unmapped Caffe layer %r (%s) with blobs %s' % u for u in conversion.unmapped]
+    config_path = config_path_for(output_path)
+    match, problems, _ = checkpoint_io.write_checkpoint(
+        net_cls, params, conversion.values, output_path, allow_partial=allow_partial,
+        expect_missing=spec.backbone_only, extra_problems=unmapped,
+        sidecar_files={config_path: json.dumps(config, indent=2) + '\n'},
+        check_end_point='block7' if spec.backbone_only else None)
+    for line in problems:
+        log('WARNING: ' + line)
+    log('wrote %s (%d variables, %d Caffe layers mapped) and %s; re-loaded it and ran a '
+        'forward pass' % (output_path, len(match.matched), len(conversion.mapped), config_path))
+    return ConvertResult(output_path, config_path, config, conversion, problems, table)
+
+
+def load_config(checkpoint_path):
+    """The JSON written beside a converted checkpoint (see the module docstring)."""
+    with open(config_path_for(checkpoint_path), encoding='utf-8') as f:
+        return json.load(f)
+
+
+def params_from_config(config, base_params):
+    """SSDParams for a converted checkpoint: `base_params` with the JSON's ssd_params."""
+    return ssd_params_lib.params_from_dict(base_params, config.get('ssd_params', {}))
+

@@ -1,0 +1,263 @@
+"""Reads and writes Caffe `.caffemodel` files with the protobuf runtime alone.
+
+No Caffe, no protoc and no generated `_pb2` module: the subset of `caffe.proto` that a
+converter needs is declared below as a `FileDescriptorProto` and the message classes are
+built from it at import time in a private descriptor pool (so a real `caffe_pb2` loaded by
+someone else cannot clash with it). Field numbers are those of BVLC/caffe and
+weiliu89/caffe (`src/caffe/proto/caffe.proto`); fields outside the subset are kept by the
+runtime as unknown fields and ignored.
+
+Both layer encodings are read: the current `NetParameter.layer` (LayerParameter, type as a
+string) and the legacy V1 `NetParameter.layers` (V1LayerParameter, type as an enum); and
+both blob shape encodings: `BlobProto.shape.dim` and the legacy num/channels/height/width.
+"""
+
+import dataclasses
+import os
+import tempfile
+from typing import List, Optional
+
+import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
+
+_F = descriptor_pb2.FieldDescriptorProto
+
+# V1LayerParameter.LayerType (caffe.proto), value -> the LayerParameter type string.
+V1_LAYER_TYPES = {
+    0: 'None', 35: 'AbsVal', 1: 'Accuracy', 30: 'ArgMax', 2: 'BNLL', 3: 'Concat',
+    37: 'ContrastiveLoss', 4: 'Convolution', 5: 'Data', 39: 'Deconvolution', 6: 'Dropout',
+    32: 'DummyData', 7: 'EuclideanLoss', 25: 'Eltwise', 38: 'Exp', 8: 'Flatten',
+    9: 'HDF5Data', 10: 'HDF5Output', 28: 'HingeLoss', 11: 'Im2col', 12: 'ImageData',
+    13: 'InfogainLoss', 14: 'InnerProduct', 15: 'LRN', 29: 'MemoryData',
+    16: 'MultinomialLogisticLoss', 34: 'MVN', 17: 'Pooling', 26: 'Power', 18: 'ReLU',
+    19: 'Sigmoid', 27: 'SigmoidCrossEntropyLoss', 36: 'Silence', 20: 'Softmax',
+    21: 'SoftmaxWithLoss', 22: 'Split', 33: 'Slice', 23: 'TanH', 24: 'WindowData',
+    31: 'Threshold',
+}
+_V1_TYPE_IDS = {name: value for value, name in V1_LAYER_TYPES.items()}
+
+
+def _field(msg, name, number, ftype, label=_F.LABEL_OPTIONAL, type_name=None, packed=False):
+    f = msg.field.add(name=name, number=number, type=ftype, label=label)
+    if type_name:
+        f.type_name = type_name
+    if packed:
+        f.options.packed = True
+
+
+def _file_descriptor():
+    """The caffe.proto subset, with caffe.proto's field numbers."""
+    fd = descriptor_pb2.FileDescriptorProto(name='ssd_tf_caffe_subset.proto', package='caffe',
+                                            syntax='proto2')
+    rep, opt = _F.LABEL_REPEATED, _F.LABEL_OPTIONAL
+
+    m = fd.message_type.add(name='BlobShape')
+    _field(m, 'dim', 1, _F.TYPE_INT64, rep, packed=True)
+
+    m = fd.message_type.add(name='BlobProto')
+    _field(m, 'num', 1, _F.TYPE_INT32)
+    _field(m, 'channels', 2, _F.TYPE_INT32)
+    _field(m, 'height', 3, _F.TYPE_INT32)
+    _field(m, 'width', 4, _F.TYPE_INT32)
+    _field(m, 'data', 5, _F.TYPE_FLOAT, rep, packed=True)
+    _field(m, 'diff', 6, _F.TYPE_FLOAT, rep, packed=True)
+    _field(m, 'shape', 7, _F.TYPE_MESSAGE, opt, '.caffe.BlobShape')
+    _field(m, 'double_data', 8, _F.TYPE_DOUBLE, rep, packed=True)
+    _field(m, 'double_diff', 9, _F.TYPE_DOUBLE, rep, packed=True)
+
+    m = fd.message_type.add(name='ConvolutionParameter')
+    _field(m, 'num_output', 1, _F.TYPE_UINT32)
+    _field(m, 'bias_term', 2, _F.TYPE_BOOL)
+    _field(m, 'pad', 3, _F.TYPE_UINT32, rep)
+    _field(m, 'kernel_size', 4, _F.TYPE_UINT32, rep)
+    _field(m, 'group', 5, _F.TYPE_UINT32)
+    _field(m, 'stride', 6, _F.TYPE_UINT32, rep)
+    _field(m, 'dilation', 18, _F.TYPE_UINT32, rep)
+
+    m = fd.message_type.add(name='BatchNormParameter')
+    _field(m, 'use_global_stats', 1, _F.TYPE_BOOL)
+    _field(m, 'moving_average_fraction', 2, _F.TYPE_FLOAT)
+    _field(m, 'eps', 3, _F.TYPE_FLOAT)
+
+    m = fd.message_type.add(name='LayerParameter')
+    _field(m, 'name', 1, _F.TYPE_STRING)
+    _field(m, 'type', 2, _F.TYPE_STRING)
+    _field(m, 'bottom', 3, _F.TYPE_STRING, rep)
+    _field(m, 'top', 4, _F.TYPE_STRING, rep)
+    _field(m, 'blobs', 7, _F.TYPE_MESSAGE, rep, '.caffe.BlobProto')
+    _field(m, 'convolution_param', 106, _F.TYPE_MESSAGE, opt, '.caffe.ConvolutionParameter')
+    _field(m, 'batch_norm_param', 139, _F.TYPE_MESSAGE, opt, '.caffe.BatchNormParameter')
+
+    m = fd.message_type.add(name='V1LayerParameter')
+    _field(m, 'bottom', 2, _F.TYPE_STRING, rep)
+    _field(m, 'top', 3, _F.TYPE_STRING, rep)
+    _field(m, 'name', 4, _F.TYPE_STRING)
+    enum = m.enum_type.add(name='LayerType')
+    for value, name in sorted(V1_LAYER_TYPES.items()):
+        enum.value.add(name='V1_' + name.upper(), number=value)
+    _field(m, 'type', 5, _F.TYPE_ENUM, opt, '.caffe.V1LayerParameter.LayerType')
+    _field(m, 'blobs', 6, _F.TYPE_MESSAGE, rep, '.caffe.BlobProto')
+    _field(m, 'convolution_param', 10, _F.TYPE_MESSAGE, opt, '.caffe.ConvolutionParameter')
+
+    m = fd.message_type.add(name='NetParameter')
+    _field(m, 'name', 1, _F.TYPE_STRING)
+    _field(m, 'layers', 2, _F.TYPE_MESSAGE, rep, '.caffe.V1LayerParameter')
+    _field(m, 'layer', 100, _F.TYPE_MESSAGE, rep, '.caffe.LayerParameter')
+    return fd
+
+
+_POOL = descriptor_pool.DescriptorPool()
+_POOL.Add(_file_descriptor())
+
+
+def _message_class(name):
+    return message_factory.GetMessageClass(_POOL.FindMessageTypeByName('caffe.' + name))
+
+
+NetParameter = _message_class('NetParameter')
+LayerParameter = _message_class('LayerParameter')
+V1LayerParameter = _message_class('V1LayerParameter')
+BlobProto = _message_class('BlobProto')
+
+
+class CaffeModelError(ValueError):
+    """The file is not a readable Caffe model."""
+
+
+@dataclasses.dataclass
+class CaffeLayer:
+    """One layer of a caffemodel.
+
+    Attributes:
+      name: the Caffe layer name (what conversion maps by).
+      type: the layer type string ('Convolution', 'BatchNorm', ...; V1 enums are translated).
+      blobs: the parameter blobs as float32 numpy arrays in Caffe layout (conv weights
+        [out, in/group, kh, kw], biases [out], ...).
+      group: convolution_param.group when the model stores it, else None.
+      eps: batch_norm_param.eps when the model stores it, else None.
+    """
+    name: str
+    type: str
+    blobs: List[np.ndarray]
+    group: Optional[int] = None
+    eps: Optional[float] = None
+
+
+def _blob_to_array(blob, where):
+    if blob.HasField('shape'):
+        shape = tuple(int(d) for d in blob.shape.dim)
+    else:
+        # Legacy encoding: always 4-D (a bias is 1x1x1xN); conversion reshapes by count.
+        shape = (blob.num, blob.channels, blob.height, blob.width)
+    if len(blob.data):
+        values = np.asarray(blob.data, dtype=np.float32)
+    else:
+        values = np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
+    if values.size != int(np.prod(shape, dtype=np.int64)):
+        raise CaffeModelError('%s: blob shape %s holds %d values but the blob stores %d'
+                              % (where, shape, int(np.prod(shape, dtype=np.int64)), values.size))
+    return values.reshape(shape)
+
+
+def parse_caffemodel(data, source='<bytes>'):
+    """Parses the bytes of a binary `NetParameter`.
+
+    Args:
+      data: the serialized model.
+      source: a name for error messages (the file path).
+    Returns:
+      list of `CaffeLayer` in file order (layers without blobs included).
+    Raises:
+      CaffeModelError: the bytes are not a NetParameter or it holds no layers.
+    """
+    net = NetParameter()
+    try:
+        net.ParseFromString(data)
+    except message.DecodeError as e:
+        raise CaffeModelError('%s is not a binary Caffe model (NetParameter protobuf): %s. '
+                              'Pass the .caffemodel weights file; a deploy.prototxt goes to '
+                              '--prototxt_path.' % (source, e)) from e
+    if not len(net.layer) and not len(net.layers):
+        raise CaffeModelError('%s holds no Caffe layers (neither `layer` nor legacy `layers`): '
+                              'it is not a .caffemodel weights file.' % source)
+    result = []
+    for layer in net.layer:
+        where = '%s, layer %r' % (source, layer.name)
+        result.append(CaffeLayer(
+            name=layer.name, type=layer.type,
+            blobs=[_blob_to_array(b, where) for b in layer.blobs],
+            group=(layer.convolution_param.group
+                   if layer.convolution_param.HasField('group') else None),
+            eps=(layer.batch_norm_param.eps
+                 if layer.batch_norm_param.HasField('eps') else None)))
+    for layer in net.layers:
+        where = '%s, V1 layer %r' % (source, layer.name)
+        result.append(CaffeLayer(
+            name=layer.name, type=V1_LAYER_TYPES.get(layer.type, 'V1_%d' % layer.type),
+            blobs=[_blob_to_array(b, where) for b in layer.blobs],
+            group=(layer.convolution_param.group
+                   if layer.convolution_param.HasField('group') else None)))
+    return result
+
+
+def read_caffemodel(path):
+    """Reads a `.caffemodel` file; see `parse_caffemodel`."""
+    with open(path, 'rb') as f:
+        return parse_caffemodel(f.read(), source=path)
+
+
+def _fill_blob(blob, array, legacy_dims):
+    array = np.asarray(array, dtype=np.float32)
+    if legacy_dims:
+        if array.ndim > 4:
+            raise ValueError('legacy num/channels/height/width blobs hold at most 4 axes, got %s'
+                             % (array.shape,))
+        dims = (1,) * (4 - array.ndim) + array.shape
+        blob.num, blob.channels, blob.height, blob.width = dims
+    else:
+        blob.shape.dim.extend(array.shape)
+    blob.data.extend(array.ravel().tolist())
+
+
+def serialize_caffemodel(layers, name='net', legacy_v1=False, legacy_blob_dims=False):
+    """Serializes layers to the bytes of a binary `NetParameter`.
+
+    Args:
+      layers: iterable of `CaffeLayer`.
+      name: NetParameter.name.
+      legacy_v1: write V1 `layers` (enum types) instead of `layer`.
+      legacy_blob_dims: write blob shapes as num/channels/height/width (left-padded with 1s)
+        instead of `shape.dim`.
+    Returns:
+      bytes.
+    """
+    net = NetParameter(name=name)
+    for src in layers:
+        if legacy_v1:
+            if src.type not in _V1_TYPE_IDS:
+                raise ValueError('layer %r: type %r has no V1 enum value' % (src.name, src.type))
+            layer = net.layers.add(name=src.name, type=_V1_TYPE_IDS[src.type])
+        else:
+            layer = net.layer.add(name=src.name, type=src.type)
+            if src.eps is not None:
+                layer.batch_norm_param.eps = src.eps
+        if src.group is not None:
+            layer.convolution_param.group = src.group
+        for array in src.blobs:
+            _fill_blob(layer.blobs.add(), array, legacy_blob_dims)
+    return net.SerializeToString()
+
+
+def write_caffemodel(path, layers, **kwargs):
+    """Writes a `.caffemodel` atomically (temp file + rename); kwargs as `serialize_caffemodel`."""
+    data = serialize_caffemodel(layers, **kwargs)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix='.caffemodel')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,506 @@
+"""Maps the layers of Caffe SSD models onto the variables of our nets, by Caffe layer name.
+
+Pure numpy: `convert_layers` turns `caffe_pb.CaffeLayer`s into `{tf variable name: array}`;
+`ssd_config_from_prototxt` reads the anchor, preprocessing and DetectionOutput settings of a
+deploy prototxt. Building the TF graph and writing the checkpoint is `tf_checkpoint`'s job.
+
+Layouts: Caffe conv weights are `[out, in/group, kh, kw]`; TF conv2d wants `[kh, kw, in, out]`
+and TF depthwise `[kh, kw, in, 1]`. The first conv of a Caffe net sees BGR; its input channels
+are reversed so that our nets take RGB.
+"""
+
+import collections
+import dataclasses
+import math
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+# Caffe BatchNormParameter.eps default.
+CAFFE_BN_EPS = 1e-5
+
+
+class ConversionError(ValueError):
+    """The Caffe model does not fit the requested net."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvTarget:
+    """Where one Caffe Convolution layer goes.
+
+    scope: TF scope below the model scope (`conv1/conv1_1`).
+    depthwise: the Caffe layer has group == channels; TF variable `depthwise_weights`.
+    batch_norm: our conv is followed by `<scope>/BatchNorm` (no `biases` variable).
+    head: 'loc' / 'conf' for the box-prediction convs of feature layer `feature`, else None.
+    """
+    scope: str
+    depthwise: bool = False
+    batch_norm: bool = False
+    head: Optional[str] = None
+    feature: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """How a Caffe model maps onto one of our nets.
+
+    name: the converter's model name (`--model_name`).
+    net_name: the nets_factory name of the TF net the checkpoint is for.
+    scope: TF variable scope of that net.
+    convs: Caffe Convolution layer name -> ConvTarget.
+    first_conv: the Caffe layer that sees the BGR image.
+    l2_norms: Caffe Normalize layer name -> TF variable (below the scope).
+    feature_sources: Caffe blob each feature layer's PriorBox reads, in our anchor order.
+    backbone_only: a backbone checkpoint (heads and extra layers are expected to be missing).
+    caffe_mean_bgr, caffe_scale: the preprocessing the Caffe model was trained with,
+      `(x_bgr - mean) * scale`, used when the prototxt and flags give none.
+    detection: the published DetectionOutput settings, used when no prototxt gives them.
+    anchor_presets: nets.ssd_params preset for anchor sizes when no prototxt is given,
+      by dataset ('voc' for 21 classes, 'coco' for 81).
+    """
+    name: str
+    net_name: str
+    scope: str
+    convs: Dict[str, ConvTarget]
+    first_conv: str
+    l2_norms: Dict[str, str]
+    feature_sources: Tuple[str, ...]
+    backbone_only: bool
+    caffe_mean_bgr: Tuple[float, float, float]
+    caffe_scale: float
+    detection: Dict[str, float]
+    anchor_presets: Dict[str, str]
+
+
+_VGG_DETECTION = {'nms_threshold': 0.45, 'top_k': 400, 'keep_top_k': 200,
+                  'confidence_threshold': 0.01}
+_MOBILENET_DETECTION = {'nms_threshold': 0.45, 'top_k': 100, 'keep_top_k': 100,
+                        'confidence_threshold': 0.25}
+
+
+def _vgg_backbone():
+    convs = collections.OrderedDict()
+    for block, count in ((1, 2), (2, 2), (3, 3), (4, 3), (5, 3)):
+        for i in range(1, count + 1):
+            convs['conv%d_%d' % (block, i)] = ConvTarget('conv%d/conv%d_%d' % (block, block, i))
+    convs['fc6'] = ConvTarget('conv6')
+    convs['fc7'] = ConvTarget('conv7')
+    return convs
+
+
+def _vgg_spec(name, net_name, extra_blocks):
+    """extra_blocks: (caffe index, TF block, name of the second conv) of the extra layers."""
+    convs = _vgg_backbone()
+    sources = ['conv4_3_norm', 'fc7']
+    boxes = ['block4_box', 'block7_box']
+    for caffe_index, block, second in extra_blocks:
+        convs['conv%d_1' % caffe_index] = ConvTarget('block%d/conv1x1' % block)
+        convs['conv%d_2' % caffe_index] = ConvTarget('block%d/%s' % (block, second))
+        sources.append('conv%d_2' % caffe_index)
+        boxes.append('block%d_box' % block)
+    for i, (source, box) in enumerate(zip(sources, boxes)):
+        convs[source + '_mbox_loc'] = ConvTarget(box + '/conv_loc', head='loc', feature=i)
+        convs[source + '_mbox_conf'] = ConvTarget(box + '/conv_cls', head='conf', feature=i)
+    return ModelSpec(
+        name=name, net_name=net_name, scope=net_name, convs=dict(convs), first_conv='conv1_1',
+        l2_norms={'conv4_3_norm': 'block4_box/L2Normalization/gamma'},
+        feature_sources=tuple(sources), backbone_only=False,
+        caffe_mean_bgr=(104., 117., 123.), caffe_scale=1., detection=dict(_VGG_DETECTION),
+        anchor_presets={'voc': 'caffe_voc', 'coco': 'caffe_coco' if '512' in name
+                        else 'tf_port_coco'})
+
+
+def _mobilenet_spec():
+    convs = collections.OrderedDict()
+    convs['conv0'] = ConvTarget('conv0', batch_norm=True)
+    for n in range(1, 14):
+        convs['conv%d/dw' % n] = ConvTarget('conv%d/dw' % n, depthwise=True, batch_norm=True)
+        convs['conv%d' % n] = ConvTarget('conv%d' % n, batch_norm=True)
+    for n in range(14, 18):
+        for k in (1, 2):
+            convs['conv%d_%d' % (n, k)] = ConvTarget('conv%d_%d' % (n, k), batch_norm=True)
+    sources = ('conv11', 'conv13', 'conv14_2', 'conv15_2', 'conv16_2', 'conv17_2')
+    for i, source in enumerate(sources):
+        for head in ('loc', 'conf'):
+            name = '%s_mbox_%s' % (source, head)
+            convs[name] = ConvTarget(name, head=head, feature=i)
+    return ModelSpec(
+        name='ssd_300_mobilenet', net_name='ssd_300_mobilenet', scope='ssd_300_mobilenet',
+        convs=dict(convs), first_conv='conv0', l2_norms={}, feature_sources=sources,
+        backbone_only=False, caffe_mean_bgr=(127.5, 127.5, 127.5), caffe_scale=0.007843,
+        detection=dict(_MOBILENET_DETECTION),
+        anchor_presets={'voc': 'mobilenet_ssd', 'coco': 'mobilenet_ssd'})
+
+
+def _fc_reduced_spec(backbone_scope):
+    vgg = _vgg_spec(backbone_scope, backbone_scope, ())
+    return dataclasses.replace(
+        vgg, name='vgg_16_fc_reduced', convs=_vgg_backbone(), l2_norms={}, feature_sources=(),
+        backbone_only=True)
+
+
+_SSD300_EXTRAS = ((6, 8, 'conv3x3'), (7, 9, 'conv3x3'), (8, 10, 'conv3x3'), (9, 11, 'conv3x3'))
+_SSD512_EXTRAS = _SSD300_EXTRAS + ((10, 12, 'conv4x4'),)
+MODEL_NAMES = ('ssd_300_vgg', 'ssd_512_vgg', 'ssd_300_mobilenet', 'vgg_16_fc_reduced')
+VGG_BACKBONE_SCOPES = ('ssd_300_vgg', 'ssd_512_vgg')
+
+
+def model_spec(model_name, backbone_scope='ssd_300_vgg'):
+    """The `ModelSpec` of a converter model name.
+
+    Args:
+      model_name: one of MODEL_NAMES.
+      backbone_scope: for 'vgg_16_fc_reduced', the net whose backbone variables are written.
+    """
+    if model_name == 'ssd_300_vgg':
+        return _vgg_spec('ssd_300_vgg', 'ssd_300_vgg', _SSD300_EXTRAS)
+    if model_name == 'ssd_512_vgg':
+        return _vgg_spec('ssd_512_vgg', 'ssd_512_vgg', _SSD512_EXTRAS)
+    if model_name == 'ssd_300_mobilenet':
+        return _mobilenet_spec()
+    if model_name == 'vgg_16_fc_reduced':
+        if backbone_scope not in VGG_BACKBONE_SCOPES:
+            raise ConversionError('vgg_16_fc_reduced is a backbone for %s, not %r'
+                                  % (' or '.join(VGG_BACKBONE_SCOPES), backbone_scope))
+        return _fc_reduced_spec(backbone_scope)
+    raise ConversionError('Unknown model %r: the Caffe converter knows %s.'
+                          % (model_name, ', '.join(MODEL_NAMES)))
+
+
+@dataclasses.dataclass
+class MappedLayer:
+    """One row of the conversion table: a Caffe layer and the TF variables it filled."""
+    caffe_name: str
+    caffe_type: str
+    blob_shapes: List[Tuple[int, ...]]
+    tf_variables: List[str]
+
+
+@dataclasses.dataclass
+class Conversion:
+    """What `convert_layers` produced.
+
+    values: full TF variable name (without ':0') -> float32 array in TF layout.
+    mapped: the table rows, in Caffe file order.
+    unmapped: Caffe layers holding blobs that no target consumed (name, type, blob shapes).
+    """
+    values: Dict[str, np.ndarray]
+    mapped: List[MappedLayer]
+    unmapped: List[Tuple[str, str, List[Tuple[int, ...]]]]
+
+
+def _shapes(layer):
+    return [tuple(b.shape) for b in layer.blobs]
+
+
+def _check_type(layer, expected):
+    if layer.type != expected:
+        raise ConversionError('Caffe layer %r is a %s layer; expected %s for this name'
+                              % (layer.name, layer.type, expected))
+
+
+def _conv_weights(layer, target, reverse_input):
+    if not layer.blobs or layer.blobs[0].ndim != 4:
+        raise ConversionError('Caffe Convolution layer %r: expected a 4-D weight blob '
+                              '[out, in/group, kh, kw], got blobs of shapes %s'
+                              % (layer.name, _shapes(layer)))
+    w = layer.blobs[0]
+    if reverse_input:
+        w = w[:, ::-1]
+    if target.depthwise:
+        if w.shape[1] != 1 or (layer.group is not None and layer.group != w.shape[0]):
+            raise ConversionError('Caffe layer %r should be depthwise (group == channels, '
+                                  'weights [C, 1, kh, kw]) but has weights %s and group %s'
+                                  % (layer.name, w.shape, layer.group))
+        return np.ascontiguousarray(w.transpose(2, 3, 0, 1))
+    if layer.group not in (None, 1):
+        raise ConversionError('Caffe layer %r is a grouped convolution (group %d) but %s is a '
+                              'plain conv2d' % (layer.name, layer.group, target.scope))
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+
+
+def _batch_norm_values(conv, bias, bn, scale, caffe_eps, tf_eps):
+    """gamma, beta, moving_mean, moving_variance for our batch norm after `conv`.
+
+    bias: the conv's bias or None; bn / scale: the Caffe BatchNorm / Scale layers or None.
+    Caffe BatchNorm stores [mean * f, var * f, f] (f the moving-average normaliser; f == 0
+    means zero statistics) and computes (x - mean) / sqrt(var + caffe_eps); a following Scale
+    layer holds gamma (and beta). Without BatchNorm (the merged-BN deploys) the conv bias is
+    the whole affine part: mean 0, var 1, gamma sqrt(1 + eps) makes the scale exactly 1.
+    """
+    channels = conv.blobs[0].shape[0]
+    if bn is None:
+        beta = bias if bias is not None else np.zeros(channels, np.float32)
+        return {'gamma': np.full(channels, math.sqrt(1. + tf_eps), np.float32),
+                'beta': beta.astype(np.float32),
+                'moving_mean': np.zeros(channels, np.float32),
+                'moving_variance': np.ones(channels, np.float32)}
+    if len(bn.blobs) != 3:
+        raise ConversionError('Caffe BatchNorm layer %r: expected 3 blobs [mean*f, var*f, f], '
+                              'got %s' % (bn.name, _shapes(bn)))
+    f = float(bn.blobs[2].reshape(-1)[0])
+    factor = 0. if f == 0 else 1. / f
+    mean = bn.blobs[0].reshape(-1).astype(np.float64) * factor
+    # Our eps may differ from the Caffe layer's: fold the difference into the variance.
+    var = bn.blobs[1].reshape(-1).astype(np.float64) * factor + caffe_eps - tf_eps
+    if bias is not None:
+        mean = mean - bias
+    if scale is not None:
+        if not 1 <= len(scale.blobs) <= 2:
+            raise ConversionError('Caffe Scale layer %r: expected blobs [gamma] or [gamma, beta],'
+                                  ' got %s' % (scale.name, _shapes(scale)))
+        gamma = scale.blobs[0].reshape(-1)
+        beta = (scale.blobs[1].reshape(-1) if len(scale.blobs) == 2
+                else np.zeros(channels, np.float32))
+    else:
+        gamma, beta = np.ones(channels, np.float32), np.zeros(channels, np.float32)
+    values = {'gamma': gamma, 'beta': beta, 'moving_mean': mean, 'moving_variance': var}
+    for key, value in values.items():
+        if value.shape != (channels,):
+            raise ConversionError('Caffe layers after %r: %s has %d values for %d channels'
+                                  % (conv.name, key, value.size, channels))
+    return {key: value.astype(np.float32) for key, value in values.items()}
+
+
+def convert_layers(layers, spec, tf_bn_epsilon=CAFFE_BN_EPS, bn_eps=None):
+    """Converts Caffe layers to TF variable values, by layer name.
+
+    Args:
+      layers: list of `caffe_pb.CaffeLayer`.
+      spec: the `ModelSpec`.
+      tf_bn_epsilon: the epsilon of our nets' batch norm.
+      bn_eps: optional {Caffe BatchNorm layer name: eps} (from the prototxt); otherwise the eps
+        stored in the caffemodel, else Caffe's default 1e-5.
+    Returns:
+      `Conversion`. Caffe layers the spec does not name are listed in `unmapped` when they
+      hold blobs; Caffe layers the spec names but the model lacks simply produce no values
+      (the caller reports the TF variables left without a value).
+    Raises:
+      ConversionError: duplicate layer names, wrong layer types or blob shapes.
+    """
+    by_name = {}
+    for layer in layers:
+        if layer.name in by_name and layer.blobs:
+            raise ConversionError('Caffe layer name %r occurs twice; layers are mapped by name'
+                                  % layer.name)
+        if layer.blobs or layer.name not in by_name:
+            by_name[layer.name] = layer
+    bn_eps = bn_eps or {}
+    prefix = spec.scope + '/'
+    values, mapped_rows, used = {}, {}, set()
+
+    def record(layer, names):
+        used.add(layer.name)
+        row = mapped_rows.setdefault(layer.name, MappedLayer(layer.name, layer.type,
+                                                             _shapes(layer), []))
+        row.tf_variables.extend(names)
+
+    for caffe_name, target in spec.convs.items():
+        layer = by_name.get(caffe_name)
+        if layer is None or not layer.blobs:
+            continue
+        _check_type(layer, 'Convolution')
+        w = _conv_weights(layer, target, caffe_name == spec.first_conv)
+        bias = layer.blobs[1].reshape(-1) if len(layer.blobs) > 1 else None
+        wname = prefix + target.scope + ('/depthwise_weights' if target.depthwise else '/weights')
+        values[wname] = w
+        names = [wname]
+        if target.batch_norm:
+            bn, scale = by_name.get(caffe_name + '/bn'), by_name.get(caffe_name + '/scale')
+            if bn is not None:
+                _check_type(bn, 'BatchNorm')
+                if scale is not None:
+                    _check_type(scale, 'Scale')
+            else:
+                scale = None
+            caffe_eps = bn_eps.get(bn.name) if bn is not None else None
+            if caffe_eps is None and bn is not None:
+                caffe_eps = bn.eps if bn.eps is not None else CAFFE_BN_EPS
+            bn_values = _batch_norm_values(layer, bias, bn, scale, caffe_eps, tf_bn_epsilon)
+            bn_names = []
+            for key, value in bn_values.items():
+                values[prefix + target.scope + '/BatchNorm/' + key] = value
+                bn_names.append(prefix + target.scope + '/BatchNorm/' + key)
+            if bn is None:
+                names.extend(bn_names)
+            else:
+                record(bn, [n for n in bn_names if 'moving' in n])
+                if scale is not None:
+                    record(scale, [n for n in bn_names if 'moving' not in n])
+        elif bias is not None:
+            values[prefix + target.scope + '/biases'] = bias.astype(np.float32)
+            names.append(prefix + target.scope + '/biases')
+        record(layer, names)
+
+    for caffe_name, tf_name in spec.l2_norms.items():
+        layer = by_name.get(caffe_name)
+        if layer is None or not layer.blobs:
+            continue
+        _check_type(layer, 'Normalize')
+        values[prefix + tf_name] = layer.blobs[0].reshape(-1).astype(np.float32)
+        record(layer, [prefix + tf_name])
+
+    order = {layer.name: i for i, layer in enumerate(layers)}
+    mapped = sorted(mapped_rows.values(), key=lambda row: order[row.caffe_name])
+    unmapped = [(layer.name, layer.type, _shapes(layer)) for layer in layers
+                if layer.blobs and layer.name not in used]
+    return Conversion(values=values, mapped=mapped, unmapped=unmapped)
+
+
+def infer_num_classes(layers, spec):
+    """Number of classes (with background) from the conf / loc head shapes, or None.
+
+    Each feature layer's loc head has 4·A outputs and its conf head C·A.
+    Raises:
+      ConversionError: the heads disagree.
+    """
+    outputs = {}
+    for layer in layers:
+        target = spec.convs.get(layer.name)
+        if target is not None and target.head and layer.blobs:
+            outputs[(target.feature, target.head)] = layer.blobs[0].shape[0]
+    found = {}
+    for (feature, head), out in outputs.items():
+        if head != 'conf' or (feature, 'loc') not in outputs:
+            continue
+        loc = outputs[(feature, 'loc')]
+        if loc % 4 or out % (loc // 4):
+            raise ConversionError('feature layer %s: loc head has %d outputs and conf head %d; '
+                                  'expected 4·A and C·A' % (spec.feature_sources[feature], loc, out))
+        found[spec.feature_sources[feature]] = out // (loc // 4)
+    if len(set(found.values())) > 1:
+        raise ConversionError('the conf heads disagree on the number of classes: %s' % found)
+    return next(iter(found.values()), None)
+
+
+def format_table(conversion):
+    """The mapping table and the unmapped Caffe layers, as text."""
+    rows = [('Caffe layer', 'type', 'blobs', 'TF variables')]
+    for row in conversion.mapped:
+        shapes = ' '.join('x'.join(str(d) for d in s) for s in row.blob_shapes)
+        rows.append((row.caffe_name, row.caffe_type, shapes, ', '.join(row.tf_variables)))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ['  '.join(r[i].ljust(widths[i]) for i in range(3)) + '  ' + r[3] for r in rows]
+    for name, layer_type, shapes in conversion.unmapped:
+        lines.append('UNMAPPED Caffe layer %r (%s, blobs %s)' % (name, layer_type, shapes))
+    return '\n'.join(lines)
+
+
+def _input_shape(net):
+    """(height, width) of the deploy input, from input_shape / input_dim / an Input layer."""
+    dims = None
+    if net.has('input_shape'):
+        dims = net.get_all('input_shape')[0].get_all('dim')
+    elif net.has('input_dim'):
+        dims = net.get_all('input_dim')[:4]
+    else:
+        for layer in net.get_all('layer') + net.get_all('layers'):
+            if layer.get('type') == 'Input' and layer.has('input_param'):
+                dims = layer.get('input_param').get_all('shape')[0].get_all('dim')
+                break
+    if not dims or len(dims) != 4:
+        return None
+    return int(dims[2]), int(dims[3])
+
+
+def _prior_box(layer, source_file):
+    p = layer.get('prior_box_param')
+    name = layer.get('name')
+    where = '%s, PriorBox %r' % (source_file, name)
+    min_sizes, max_sizes = p.get_all('min_size'), p.get_all('max_size')
+    if len(min_sizes) != 1 or len(max_sizes) > 1:
+        raise ConversionError('%s: exactly one min_size and at most one max_size are supported, '
+                              'got %s / %s' % (where, min_sizes, max_sizes))
+    if not p.get('flip', True):
+        raise ConversionError('%s: flip: false is not supported (our anchors always add 1/r)'
+                              % where)
+    if p.has('step_h') or p.has('step_w') or p.has('img_h') or p.has('img_size'):
+        raise ConversionError('%s: step_h/step_w/img_size are not supported; use step' % where)
+    variances = [float(v) for v in p.get_all('variance')] or [0.1]
+    if len(variances) == 1:
+        variances = variances * 4
+    return {'sizes': [float(min_sizes[0]), float(max_sizes[0]) if max_sizes else None],
+            'ratios': [float(r) for r in p.get_all('aspect_ratio')],
+            'step': float(p.get('step')) if p.has('step') else None,
+            'offset': float(p.get('offset', 0.5)),
+            # Caffe's default; OpenCV clips when `clip` is absent.
+            'clip': bool(p.get('clip', False)),
+            'variances': variances}
+
+
+def ssd_config_from_prototxt(net, spec, source_file='<prototxt>'):
+    """Anchors, DetectionOutput settings and preprocessing of a parsed deploy prototxt.
+
+    Args:
+      net: `prototxt.Message` of the deploy net.
+      spec: the `ModelSpec` (its `feature_sources` order the PriorBox layers).
+      source_file: for error messages.
+    Returns:
+      dict with 'ssd_params' (fields of nets.ssd_params.SSDParams found in the prototxt:
+      img_shape, num_classes, anchor_sizes, anchor_ratios, anchor_steps, anchor_offset,
+      anchor_clip, prior_scaling), 'detection' (nms_threshold, top_k, keep_top_k,
+      confidence_threshold; those present), 'preprocessing' (caffe_mean_bgr, caffe_scale; those
+      present) and 'bn_eps' ({BatchNorm layer name: eps}).
+    Raises:
+      ConversionError: PriorBox layers that do not match the net's feature layers, or settings
+        our anchors cannot express.
+    """
+    layers = net.get_all('layer') + net.get_all('layers')
+    priors, detection, preprocessing, bn_eps = {}, {}, {}, {}
+    for layer in layers:
+        layer_type = layer.get('type')
+        if layer_type == 'PriorBox':
+            bottoms = layer.get_all('bottom')
+            if not bottoms or bottoms[0] not in spec.feature_sources:
+                raise ConversionError('%s: PriorBox %r reads %r, which is not a feature layer of '
+                                      '%s (%s)' % (source_file, layer.get('name'), bottoms,
+                                                   spec.name, ', '.join(spec.feature_sources)))
+            priors[bottoms[0]] = _prior_box(layer, source_file)
+        elif layer_type == 'DetectionOutput':
+            p = layer.get('detection_output_param')
+            nms = p.get('nms_param')
+            if p.has('num_classes'):
+                detection['num_classes'] = int(p.get('num_classes'))
+            if nms is not None and nms.has('nms_threshold'):
+                detection['nms_threshold'] = float(nms.get('nms_threshold'))
+            if nms is not None and nms.has('top_k'):
+                detection['top_k'] = int(nms.get('top_k'))
+            if p.has('keep_top_k'):
+                detection['keep_top_k'] = int(p.get('keep_top_k'))
+            if p.has('confidence_threshold'):
+                detection['confidence_threshold'] = float(p.get('confidence_threshold'))
+        elif layer_type == 'BatchNorm' and layer.has('batch_norm_param'):
+            eps = layer.get('batch_norm_param').get('eps')
+            if eps is not None:
+                bn_eps[layer.get('name')] = float(eps)
+        transform = layer.get('transform_param')
+        if transform is not None:
+            means = [float(v) for v in transform.get_all('mean_value')]
+            if means:
+                preprocessing['caffe_mean_bgr'] = means * 3 if len(means) == 1 else means
+            if transform.has('scale'):
+                preprocessing['caffe_scale'] = float(transform.get('scale'))
+    params = {}
+    img_shape = _input_shape(net)
+    if img_shape:
+        params['img_shape'] = list(img_shape)
+    if priors:
+        missing = [s for s in spec.feature_sources if s not in priors]
+        if missing:
+            raise ConversionError('%s: no PriorBox for feature layer(s) %s of %s'
+                                  % (source_file, ', '.join(missing), spec.name))
+        ordered = [priors[s] for s in spec.feature_sources]
+        for key in ('offset', 'clip', 'variances'):
+            if len({repr(p[key]) for p in ordered}) > 1:
+                raise ConversionError('%s: the PriorBox layers disagree on %s (%s); our anchors '
+                                      'use one value for all layers'
+                                      % (source_file, key, [p[key] for p in ordered]))
+        params.update(anchor_sizes=[p['sizes'] for p in ordered],
+                      anchor_ratios=[p['ratios'] for p in ordered],
+                      anchor_steps=[p['step'] for p in ordered],
+                      anchor_offset=ordered[0]['offset'], anchor_clip=ordered[0]['clip'],
+                      prior_scaling=ordered[0]['variances'])
+    if 'num_classes' in detection:
+        params['num_classes'] = detection.pop('num_classes')
+    return {'ssd_params': params, 'detection': detection, 'preprocessing': preprocessing,
+            'bn_eps': bn_eps}

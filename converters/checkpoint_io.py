@@ -1,0 +1,224 @@
+"""Writes numpy values into one of our SSD nets' variables as a TF checkpoint, atomically, and
+checks the result by re-loading it and running a forward pass.
+
+Builds its own graphs (tf.compat.v1 graph mode); callers need not disable eager execution.
+"""
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from typing import Dict, List, Tuple
+
+import numpy as np
+import tensorflow as tf
+import tf_slim as slim
+
+from nets import ssd_common
+
+v1 = tf.compat.v1
+
+
+class CheckpointMismatchError(ValueError):
+    """The values do not fit the net's variables (and partial output was not allowed)."""
+
+
+@dataclasses.dataclass
+class VariableMatch:
+    """How converted values line up with a net's variables.
+
+    missing: net variables with no value.
+    mismatched: (name, value shape, variable shape) of values whose shape differs.
+    unused: values with no variable of that name.
+    matched: names with a value of the right shape (what gets saved).
+    """
+    missing: List[str]
+    mismatched: List[Tuple[str, tuple, tuple]]
+    unused: List[str]
+    matched: List[str]
+
+    def problems(self, expect_missing=False):
+        """Human-readable problem lines; missing variables are expected for a backbone."""
+        lines = []
+        if not expect_missing:
+            lines += ['missing TF variable %s (no Caffe layer gave it a value)' % n
+                      for n in self.missing]
+        lines += ['shape mismatch for %s: Caffe gives %s, the net has %s' % m
+                  for m in self.mismatched]
+        lines += ['converted value %s has no TF variable of that name' % n for n in self.unused]
+        return lines
+
+
+def match_variables(values, variables):
+    """Compares {name: array} with tf.Variables by name ('scope/var', without ':0')."""
+    by_name = {v.op.name: v for v in variables}
+    missing = [n for n in by_name if n not in values]
+    mismatched, matched = [], []
+    for name, value in values.items():
+        if name not in by_name:
+            continue
+        shape = tuple(by_name[name].shape.as_list())
+        if tuple(value.shape) != shape:
+            mismatched.append((name, tuple(value.shape), shape))
+        else:
+            matched.append(name)
+    unused = [n for n in values if n not in by_name]
+    return VariableMatch(missing, mismatched, unused, matched)
+
+
+@dataclasses.dataclass
+class _Net:
+    inputs: tf.Tensor
+    outputs: Dict[str, tf.Tensor]
+    variables: List[tf.Variable]
+
+
+def _build(net_cls, params, check_end_point):
+    ssd = net_cls(params)
+    h, w = params.img_shape
+    inputs = v1.placeholder(tf.float32, [1, h, w, 3], name='inputs')
+    with slim.arg_scope(ssd.arg_scope(data_format='NHWC')):
+        _, localisations, logits, end_points = ssd.net(inputs, is_training=False)
+    if check_end_point:
+        outputs = {check_end_point: end_points[check_end_point]}
+    else:
+        outputs = {'localisations': ssd_common.flatten_layers(localisations),
+                   'logits': ssd_common.flatten_layers(logits)}
+    variables = v1.global_variables(scope=ssd.name + '/')
+    return _Net(inputs, outputs, variables)
+
+
+def check_input(net_cls, params, seed=0):
+    """A deterministic normalised input `[1, H, W, 3]` for the forward check (random RGB)."""
+    h, w = params.img_shape
+    rgb = np.random.default_rng(seed).uniform(0, 255, (1, h, w, 3))
+    return ((rgb - np.asarray(net_cls.input_mean)) * net_cls.input_scale).astype(np.float32)
+
+
+def write_checkpoint(net_cls, params, values, output_path, allow_partial=False,
+                     expect_missing=False, extra_problems=(), sidecar_files=None,
+                     check_end_point=None):
+    """Saves `values` into the variables of `net_cls(params)`, atomically, and checks it.
+
+    The checkpoint holds exactly the variables that received a value of the right shape.
+    Files are saved in a temp folder beside the output, then renamed into place: data, the
+    sidecar files, the index, and last the `checkpoint` state file (naming this checkpoint).
+    The check re-loads the written checkpoint into a fresh graph and runs one forward pass on
+    `check_input`; its outputs must equal those of the graph the values were assigned in
+    (variables without a value start from the same seeded initialiser in both graphs).
+
+    Args:
+      net_cls: an SSDNet subclass (nets_factory.get_network(name)).
+      params: its SSDParams.
+      values: {full variable name: numpy array}.
+      output_path: checkpoint prefix (`dir/name.ckpt`).
+      allow_partial: save even when there are problems (they are still returned).
+      expect_missing: variables without a value are not a problem (a backbone checkpoint).
+      extra_problems: problem lines found earlier (e.g. unmapped Caffe layers).
+      sidecar_files: {path: text} written (atomically) with the checkpoint, before its index.
+      check_end_point: compare this end point in the check instead of the flattened
+        localisations and logits (for a backbone checkpoint).
+    Returns:
+      (VariableMatch, problem lines, max abs difference of the re-load check).
+    Raises:
+      CheckpointMismatchError: problems and not allow_partial (nothing is written).
+      RuntimeError: the re-loaded checkpoint does not reproduce the outputs.
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(0)
+        net = _build(net_cls, params, check_end_point)
+        match = match_variables(values, net.variables)
+        problems = list(extra_problems) + match.problems(expect_missing)
+        if problems and not allow_partial:
+            raise CheckpointMismatchError(
+                'The Caffe model does not fit %s (use --allow_partial to write the matching '
+                'part anyway):\n  %s' % (net_cls.name, '\n  '.join(problems)))
+        by_name = {v.op.name: v for v in net.variables}
+        saved = [by_name[n] for n in match.matched]
+        feeds, assigns = {}, []
+        for var in saved:
+            ph = v1.placeholder(var.dtype.base_dtype, var.shape)
+            assigns.append(var.assign(ph, read_value=False))
+            feeds[ph] = values[var.op.name]
+        saver = v1.train.Saver(var_list={v.op.name: v for v in saved}, write_version=2)
+        x = check_input(net_cls, params)
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            sess.run(assigns, feeds)
+            expected = sess.run(net.outputs, {net.inputs: x})
+            _save_atomically(sess, saver, output_path, sidecar_files or {})
+    diff = _reload_check(net_cls, params, output_path, check_end_point, x, expected,
+                         [v.op.name for v in saved])
+    return match, problems, diff
+
+
+def _save_atomically(sess, saver, output_path, sidecar_files):
+    directory = os.path.dirname(os.path.abspath(output_path))
+    os.makedirs(directory, exist_ok=True)
+    basename = os.path.basename(output_path)
+    tmp_dir = tempfile.mkdtemp(dir=directory, prefix='.tmp_ckpt_')
+    try:
+        saver.save(sess, os.path.join(tmp_dir, basename), write_meta_graph=False,
+                   write_state=False)
+        files = sorted(os.listdir(tmp_dir))
+        index = basename + '.index'
+        for name in files:
+            if name != index:
+                os.replace(os.path.join(tmp_dir, name), os.path.join(directory, name))
+        for path, text in sidecar_files.items():
+            write_text_atomically(path, text)
+        os.replace(os.path.join(tmp_dir, index), os.path.join(directory, index))
+        # The CheckpointState text proto; a relative path keeps the folder movable (readers
+        # join it with the folder).
+        write_text_atomically(os.path.join(directory, 'checkpoint'),
+                              'model_checkpoint_path: "%s"\nall_model_checkpoint_paths: "%s"\n'
+                              % (basename, basename))
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def write_text_atomically(path, text):
+    """Writes `text` to `path` via a temp file in the same folder and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _reload_check(net_cls, params, output_path, check_end_point, x, expected, saved_names):
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(0)
+        net = _build(net_cls, params, check_end_point)
+        by_name = {v.op.name: v for v in net.variables}
+        saver = v1.train.Saver(var_list={n: by_name[n] for n in saved_names})
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            saver.restore(sess, output_path)
+            actual = sess.run(net.outputs, {net.inputs: x})
+    diff, scale = 0., 1.
+    for key, value in expected.items():
+        if not np.all(np.isfinite(value)):
+            raise RuntimeError('the converted net gives non-finite %s on the check input' % key)
+        diff = max(diff, float(np.max(np.abs(actual[key] - value))))
+        scale = max(scale, float(np.max(np.abs(value))))
+    # Same graph, same values: anything beyond float noise means the file lost something.
+    if diff > 1e-6 * scale:
+        raise RuntimeError('re-loading %s does not reproduce the converted net (max abs diff %g)'
+                           % (output_path, diff))
+    return diff
+
+
+def restore_values(checkpoint_path, names=None):
+    """{variable name: numpy array} read from a checkpoint (all variables, or `names`)."""
+    reader = tf.train.load_checkpoint(checkpoint_path)
+    names = names or sorted(reader.get_variable_to_shape_map())
+    return {n: reader.get_tensor(n) for n in names}
+
