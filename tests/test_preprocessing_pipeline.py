@@ -1,0 +1,210 @@
+"""Training and evaluation pipelines end to end: boxes follow the pixels, shapes, ranges,
+data formats, determinism, evaluation resize modes, registry."""
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from preprocessing import preprocessing_factory
+from preprocessing.seeds import example_seed
+from tests.test_preprocessing_helpers import (BACKGROUND, COLORS, colored_boxes_image,
+                                              random_boxes, run_graph)
+from tf_extended import bboxes as tfe_bboxes
+
+VGG = preprocessing_factory.get_preprocessing('ssd_300_vgg')
+MOBILENET = preprocessing_factory.get_preprocessing('ssd_300_mobilenet')
+OUT = (300, 300)
+BOXES = np.array([[0.05, 0.05, 0.45, 0.3], [0.1, 0.5, 0.5, 0.95], [0.55, 0.1, 0.95, 0.45],
+                  [0.6, 0.6, 0.9, 0.8]], np.float32)
+LABELS = np.arange(1, 5, dtype=np.int64)
+DIFFICULT = np.array([0, 1, 0, 1], np.int64)
+
+
+def _train(pipeline, image, labels, bboxes, seeds, **options):
+    """Runs the training pipeline once per seed (one graph, seed fed)."""
+    def build(seed, im, lab, box, diff):
+        return pipeline(im, lab, box, OUT, True, seed=seed, difficult=diff, **options)
+    return run_graph(build, np.array([0, 0], np.int64), image, labels, bboxes,
+                     np.zeros(len(labels), np.int64) + (labels % 2 == 0),
+                     feeds=[{0: np.array(s, np.int64)} for s in seeds])
+
+
+def test_boxes_and_labels_follow_the_pixels():
+    """Coloured objects: after expand, crop, resize and flip, every output box holds its colour
+    and the rest of the image is background or the mean (zoom out fill)."""
+    image, boxes = colored_boxes_image(240, 320, BOXES)
+    mean = np.array(VGG.mean_rgb)
+    seen_counts, zoomed_out = set(), 0
+    results = _train(VGG, image, LABELS, boxes, [[5, i] for i in range(40)],
+                     photometric_distortion=False, resize_methods=('nearest',))
+    for out_image, labels, bboxes, difficult in results:
+        assert out_image.shape == (300, 300, 3) and out_image.dtype == np.float32
+        rgb = out_image + mean
+        allowed = np.concatenate([COLORS[:4], [BACKGROUND], [mean]])
+        distance = np.abs(rgb[:, :, None, :] - allowed[None, None]).max(axis=-1).min(axis=-1)
+        assert distance.max() < 1e-3
+        zoomed_out += np.any(np.abs(rgb - mean).max(axis=-1) < 1e-3)
+        np.testing.assert_array_equal(difficult, labels % 2 == 0)
+        assert bboxes.shape == (len(labels), 4)
+        assert np.all(bboxes >= 0) and np.all(bboxes <= 1)
+        seen_counts.add(len(labels))
+        for label, box in zip(labels, bboxes):
+            y0, x0, y1, x1 = np.round(box * 300).astype(int)
+            if y1 - y0 >= 4 and x1 - x0 >= 4:
+                inner = rgb[y0 + 1:y1 - 1, x0 + 1:x1 - 1]
+                np.testing.assert_allclose(inner, np.broadcast_to(COLORS[label - 1], inner.shape),
+                                           atol=1e-3)
+    assert len(seen_counts) >= 3, 'crops should keep different numbers of objects'
+    assert 5 <= zoomed_out <= 35
+
+
+def test_image_without_objects_passes_through():
+    image = np.random.default_rng(0).integers(0, 256, (120, 90, 3), dtype=np.uint8)
+    no_boxes = np.zeros([0, 4], np.float32)
+    no_labels = np.zeros([0], np.int64)
+    (out, labels, bboxes, _), = _train(VGG, image, no_labels, no_boxes, [[1, 2]],
+                                       photometric_distortion=False, expand_prob=0., flip_prob=0.,
+                                       resize_methods=('bilinear',))
+    reference = cv2.resize(image.astype(np.float32), OUT[::-1], interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(out, reference - np.array(VGG.mean_rgb), atol=0.01)
+    assert labels.shape == (0,) and bboxes.shape == (0, 4)
+
+
+@pytest.mark.parametrize('pipeline,low,high', [(VGG, -123., 255. - 104.),
+                                               (MOBILENET, -1., 1.)])
+def test_training_output_shapes_dtypes_and_ranges(pipeline, low, high):
+    image = np.random.default_rng(1).integers(0, 256, (333, 457, 3), dtype=np.uint8)
+    results = _train(pipeline, image, LABELS, BOXES, [[2, i] for i in range(12)])
+    for out, labels, bboxes, difficult in results:
+        assert out.shape == (300, 300, 3) and out.dtype == np.float32
+        assert out.min() >= low - 1e-4 and out.max() <= high + 1e-4
+        assert labels.dtype == np.int64 and bboxes.dtype == np.float32
+        assert bboxes.shape == (len(labels), 4) and difficult.shape == labels.shape
+    assert np.std([r[0].mean() for r in results]) > 0
+
+
+def test_nchw_is_the_transpose_of_nhwc():
+    image = np.random.default_rng(2).integers(0, 256, (200, 260, 3), dtype=np.uint8)
+
+    def build(im, lab, box):
+        return (VGG(im, lab, box, OUT, True, seed=9)[0],
+                VGG(im, lab, box, OUT, True, data_format='NCHW', seed=9)[0],
+                VGG(im, lab, box, OUT, False)[0], VGG(im, lab, box, OUT, False, 'NCHW')[0])
+    train_nhwc, train_nchw, eval_nhwc, eval_nchw = run_graph(build, image, LABELS, BOXES)
+    np.testing.assert_array_equal(train_nchw, train_nhwc.transpose(2, 0, 1))
+    np.testing.assert_array_equal(eval_nchw, eval_nhwc.transpose(2, 0, 1))
+    np.testing.assert_allclose(
+        run_graph(lambda x: VGG.denormalize(x, 'NCHW'), train_nchw[None])[0],
+        train_nhwc + np.array(VGG.mean_rgb), atol=1e-4)
+
+
+def _through_dataset(num_parallel_calls, base_seed):
+    image = np.random.default_rng(3).integers(0, 256, (150, 210, 3), dtype=np.uint8)
+    with tf.Graph().as_default():
+        dataset = tf.data.Dataset.from_tensors((image, LABELS, BOXES)).repeat(6).enumerate()
+        dataset = dataset.map(
+            lambda i, ex: VGG(*ex, OUT, True, seed=example_seed(base_seed, i)),
+            num_parallel_calls=num_parallel_calls)
+        batch = tf.compat.v1.data.make_one_shot_iterator(dataset.map(lambda im, l, b: im).batch(6))
+        with tf.compat.v1.Session() as session:
+            return session.run(batch.get_next())
+
+
+def test_same_seed_same_output_even_in_a_parallel_map():
+    sequential = _through_dataset(None, 17)
+    parallel = _through_dataset(4, 17)
+    np.testing.assert_array_equal(parallel, sequential)
+    assert not np.array_equal(_through_dataset(4, 18), sequential)
+    assert len({float(x.sum()) for x in sequential}) == 6, 'each example has its own draw'
+
+
+EVAL_IMAGE = np.random.default_rng(4).integers(0, 256, (200, 400, 3), dtype=np.uint8)
+
+
+def _eval(resize, image=EVAL_IMAGE, bboxes=BOXES, pipeline=VGG):
+    return run_graph(lambda im, lab, box, diff: pipeline(im, lab, box, OUT, False, resize=resize,
+                                                         difficult=diff),
+                     image, LABELS, bboxes, DIFFICULT)
+
+
+# OpenCV's float bilinear weights differ from TensorFlow's by < 0.01 on the 0-255 scale.
+def _normalized(rgb):
+    return rgb.astype(np.float32) - np.array(VGG.mean_rgb, np.float32)
+
+
+def test_eval_warp_resize_matches_opencv():
+    image, labels, bboxes, bbox_img, difficult = _eval('WARP_RESIZE')
+    reference = cv2.resize(EVAL_IMAGE.astype(np.float32), OUT[::-1], interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(image, _normalized(reference), atol=0.01)
+    np.testing.assert_array_equal(bbox_img, [0, 0, 1, 1])
+    np.testing.assert_array_equal(bboxes, BOXES)
+    np.testing.assert_array_equal(labels, LABELS)
+    np.testing.assert_array_equal(difficult, DIFFICULT)
+
+
+def test_eval_pad_and_resize_hand_computed():
+    """200x400 into 300x300: scaled by 0.75 to 150x300, rows 75..225, mean above and below."""
+    image, _, bboxes, bbox_img, _ = _eval('PAD_AND_RESIZE')
+    np.testing.assert_allclose(bbox_img, [0.25, 0., 0.75, 1.], atol=1e-6)
+    reference = cv2.resize(EVAL_IMAGE.astype(np.float32), (300, 150), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(image[75:225], _normalized(reference), atol=0.01)
+    np.testing.assert_array_equal(image[:75], 0.)
+    np.testing.assert_array_equal(image[225:], 0.)
+    expected = BOXES * [0.5, 1, 0.5, 1] + [0.25, 0, 0.25, 0]
+    np.testing.assert_allclose(bboxes, expected, atol=1e-6)
+
+
+def test_eval_central_crop_hand_computed():
+    """200x400 into 300x300 unscaled: columns 50..350 of the image, 50 mean rows above/below."""
+    image, _, _, bbox_img, _ = _eval('CENTRAL_CROP')
+    np.testing.assert_allclose(bbox_img, np.array([50, -50, 250, 350]) / 300., atol=1e-6)
+    np.testing.assert_allclose(image[50:250], _normalized(EVAL_IMAGE[:, 50:350]), atol=1e-4)
+    np.testing.assert_array_equal(image[:50], 0.)
+    np.testing.assert_array_equal(image[250:], 0.)
+
+
+def test_eval_none_keeps_the_image():
+    image, _, bboxes, bbox_img, _ = _eval('NONE')
+    np.testing.assert_allclose(image, _normalized(EVAL_IMAGE), atol=1e-5)
+    np.testing.assert_array_equal(bbox_img, [0, 0, 1, 1])
+    np.testing.assert_array_equal(bboxes, BOXES)
+
+
+@pytest.mark.parametrize('resize', ['WARP_RESIZE', 'PAD_AND_RESIZE', 'CENTRAL_CROP', 'NONE'])
+@pytest.mark.parametrize('shape', [(200, 400), (317, 151)])
+def test_eval_boxes_map_back_with_bbox_img_and_are_deterministic(resize, shape):
+    image = np.random.default_rng(5).integers(0, 256, shape + (3,), dtype=np.uint8)
+    boxes = random_boxes(np.random.default_rng(6), 4)
+    first = _eval(resize, image, boxes)
+    second = _eval(resize, image, boxes)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    _, labels, out_boxes, bbox_img, difficult = first
+    mapped_back = run_graph(tfe_bboxes.bboxes_resize, bbox_img, out_boxes)
+    np.testing.assert_allclose(mapped_back, boxes, atol=1e-5)
+    np.testing.assert_array_equal(labels, LABELS)
+    np.testing.assert_array_equal(difficult, DIFFICULT)
+
+
+def test_eval_mobilenet_normalisation():
+    image, *_ = _eval('NONE', pipeline=MOBILENET)
+    np.testing.assert_allclose(image, (EVAL_IMAGE - 127.5) * 0.007843, atol=1e-5)
+
+
+def test_registry_names_and_errors():
+    assert preprocessing_factory.get_preprocessing('ssd_512_vgg') is VGG
+    assert preprocessing_factory.get_preprocessing('ssd_vgg') is VGG
+    assert preprocessing_factory.get_preprocessing('ssd_mobilenet') is MOBILENET
+    with pytest.raises(ValueError, match='ssd_300_vgg'):
+        preprocessing_factory.get_preprocessing('yolo')
+    with tf.Graph().as_default():
+        image = tf.zeros([10, 10, 3], tf.uint8)
+        labels, bboxes = tf.zeros([0], tf.int64), tf.zeros([0, 4])
+        with pytest.raises(ValueError, match='has no option'):
+            VGG(image, labels, bboxes, OUT, False, seed=3)
+        with pytest.raises(ValueError, match='data_format'):
+            VGG(image, labels, bboxes, OUT, True, data_format='CHW')
+        with pytest.raises(ValueError, match='resize must be one of'):
+            VGG(image, labels, bboxes, OUT, False, resize='STRETCH')
+        with pytest.raises(ValueError, match=r'\[H, W, 3\]'):
+            VGG(tf.zeros([10, 10]), labels, bboxes, OUT, True)
