@@ -1,0 +1,105 @@
+"""Forward-pass speed of the SSD nets: latency (batch 1) and throughput (batch 8), with parameter
+and multiply-accumulate counts.
+
+    python benchmarks/bench_nets.py [--repeats 10] [--output benchmarks/results/nets.json]
+
+Random weights, random normalised 300x300 (512x512) inputs, fp32, NHWC, the graph with variables
+(no freezing). Medians over `--repeats` runs after warm-up; prints a markdown table and writes
+JSON. The machine is noisy: compare numbers from one run.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from nets import nets_factory  # noqa: E402
+from nets.ssd_common import flatten_layers  # noqa: E402
+
+v1 = tf.compat.v1
+NETS = (('ssd_300_vgg', 300), ('ssd_512_vgg', 512), ('ssd_300_mobilenet', 300))
+
+
+def multiply_accumulates(graph):
+    """Per-image MACs of the convolutions in `graph` (static shapes)."""
+    total = 0
+    for op in graph.get_operations():
+        if op.type not in ('Conv2D', 'DepthwiseConv2dNative'):
+            continue
+        out = op.outputs[0].shape.as_list()
+        kh, kw, cin, mult = op.inputs[1].shape.as_list()
+        spatial = out[1] * out[2] if op.get_attr('data_format') == b'NHWC' else out[2] * out[3]
+        # Conv2D filters are [kh, kw, in, out]; depthwise ones [kh, kw, in, multiplier].
+        total += spatial * kh * kw * cin * mult
+    return total
+
+
+def time_runs(sess, fetches, feed, repeats):
+    for _ in range(2):
+        sess.run(fetches, feed)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sess.run(fetches, feed)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench(name, size, repeats):
+    row = {'model': name}
+    for batch in (1, 8):
+        with tf.Graph().as_default() as graph:
+            net, network_fn = nets_factory.get_network_fn(name, 21)
+            images = v1.placeholder(tf.float32, [batch, size, size, 3])
+            predictions, localisations, _, _ = network_fn(images)
+            outputs = [flatten_layers(predictions), flatten_layers(localisations)]
+            if batch == 1:
+                row['parameters'] = int(sum(np.prod(v.shape) for v in v1.trainable_variables()))
+                row['gmacs'] = multiply_accumulates(graph) / 1e9
+            config = v1.ConfigProto(intra_op_parallelism_threads=os.cpu_count(),
+                                    inter_op_parallelism_threads=1)
+            with v1.Session(config=config) as sess:
+                sess.run(v1.global_variables_initializer())
+                feed = {images: np.random.RandomState(0).randn(batch, size, size, 3) * 50}
+                seconds = time_runs(sess, outputs, feed, repeats)
+        if batch == 1:
+            row['latency_ms_b1'] = seconds * 1e3
+        else:
+            row['ms_per_image_b8'] = seconds * 1e3 / batch
+            row['images_per_s_b8'] = batch / seconds
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--models', default=','.join(n for n, _ in NETS))
+    parser.add_argument('--output', default=None, help='JSON file to write')
+    args = parser.parse_args()
+    rows = [bench(name, size, args.repeats) for name, size in NETS
+            if name in args.models.split(',')]
+    print('| model | parameters | GMACs | latency b1 (ms) | b8 ms/img | b8 img/s |')
+    print('|---|---|---|---|---|---|')
+    for r in rows:
+        print('| %s | %s | %.2f | %.1f | %.1f | %.1f |' % (
+            r['model'], format(r['parameters'], ','), r['gmacs'], r['latency_ms_b1'],
+            r['ms_per_image_b8'], r['images_per_s_b8']))
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        report = {'date': time.strftime('%Y-%m-%d'), 'machine': platform.processor() or
+                  platform.machine(), 'cpus': os.cpu_count(), 'tensorflow': tf.__version__,
+                  'results': rows}
+        tmp = args.output + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump(report, f, indent=2)
+        os.replace(tmp, args.output)
+
+
+if __name__ == '__main__':
+    main()
