@@ -1,0 +1,167 @@
+"""Writes a PNG grid of preprocessed samples with their boxes and class names.
+
+  python -m preprocessing.show --dataset_dir D --dataset_name pascalvoc_2007 --split test \
+      --model_name ssd_300_vgg --num_samples 16 --output grid.png [--seed 3] [--eval]
+
+Boxes are drawn in the class's colour with its name; difficult objects get a "*" and a thin box.
+The drawing part (`render_grid`) takes a function building any `tf.data.Dataset` of example dicts
+(`image` uint8 [H, W, 3], `labels` int64 [N], `bboxes` float32 [N, 4] relative yx, optional
+`difficult` [N]), so it works on converted datasets and on datasets built in memory.
+"""
+import argparse
+import math
+import os
+import sys
+import tempfile
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from preprocessing import preprocessing_factory
+from preprocessing.seeds import example_seed
+
+
+def augmented_examples(examples, pipeline, out_shape, is_training, seed=None, **options):
+    """Maps example dicts through `pipeline`; yields dicts of display-ready tensors.
+
+    Returns:
+      tf.data.Dataset of dicts: `image` float32 [h, w, 3] RGB 0-255 (de-normalised), `labels`,
+      `bboxes` (relative to the output), `difficult` (zeros when the examples have none).
+    """
+    def apply(index, example):
+        difficult = example.get('difficult', tf.zeros_like(example['labels']))
+        kwargs = dict(options, difficult=difficult)
+        if is_training:
+            kwargs['seed'] = None if seed is None else example_seed(seed, index)
+        outputs = pipeline(example['image'], example['labels'], example['bboxes'], out_shape,
+                           is_training, **kwargs)
+        return {'image': pipeline.denormalize(outputs[0]), 'labels': outputs[1],
+                'bboxes': outputs[2], 'difficult': outputs[-1]}
+    return examples.enumerate().map(apply)
+
+
+def _class_color(label):
+    """A stable, saturated RGB colour per class id."""
+    hue = (int(label) * 47) % 180
+    hsv = np.uint8([[[hue, 220, 255]]])
+    return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+
+
+def draw_sample(image, labels, bboxes, difficult, labels_to_names):
+    """uint8 RGB copy of `image` (float 0-255 [h, w, 3]) with boxes and class names drawn."""
+    canvas = np.ascontiguousarray(np.clip(np.round(image), 0, 255).astype(np.uint8))
+    height, width = canvas.shape[:2]
+    for label, box, hard in zip(labels, bboxes, difficult):
+        y0, x0, y1, x1 = np.round(box * [height, width, height, width]).astype(int)
+        color = _class_color(label)
+        cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), color, 1 if hard else 2)
+        name = labels_to_names.get(int(label), str(int(label))) + ('*' if hard else '')
+        cv2.putText(canvas, name, (x0 + 2, max(y0 + 12, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                    color, 1, cv2.LINE_AA)
+    return canvas
+
+
+def make_grid(images, num_cols=None, gap=4):
+    """Tiles equally sized uint8 `[h, w, 3]` images row by row on a white background."""
+    num_cols = num_cols or math.ceil(math.sqrt(len(images)))
+    num_rows = math.ceil(len(images) / num_cols)
+    height, width = images[0].shape[:2]
+    grid = np.full((num_rows * (height + gap) + gap, num_cols * (width + gap) + gap, 3), 255,
+                   np.uint8)
+    for i, image in enumerate(images):
+        top = gap + (i // num_cols) * (height + gap)
+        left = gap + (i % num_cols) * (width + gap)
+        grid[top:top + height, left:left + width] = image
+    return grid
+
+
+def render_grid(make_examples, pipeline, labels_to_names, num_samples, out_shape,
+                is_training=True, seed=None, **options):
+    """Runs `num_samples` examples through `pipeline` and returns the uint8 RGB grid.
+
+    Args:
+      make_examples: no-argument function returning the `tf.data.Dataset` of example dicts; it
+        is called inside the graph that `render_grid` builds and runs (tf.compat.v1 session).
+      labels_to_names: dict class id -> name (ids missing from it are drawn as numbers).
+      seed: int for a reproducible training augmentation (per-example seeds), or None.
+      options: pipeline options.
+    """
+    with tf.Graph().as_default():
+        dataset = augmented_examples(make_examples().take(num_samples), pipeline, out_shape,
+                                     is_training, seed, **options)
+        next_sample = tf.compat.v1.data.make_one_shot_iterator(dataset).get_next()
+        drawn = []
+        with tf.compat.v1.Session() as session:
+            while True:
+                try:
+                    sample = session.run(next_sample)
+                except tf.errors.OutOfRangeError:
+                    break
+                drawn.append(draw_sample(sample['image'], sample['labels'], sample['bboxes'],
+                                         sample['difficult'], labels_to_names))
+    if not drawn:
+        raise ValueError('The dataset yielded no example to draw.')
+    return make_grid(drawn)
+
+
+def write_png(path, rgb):
+    """Writes an RGB uint8 image as PNG atomically (temp file + rename)."""
+    ok, encoded = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f'Could not encode the grid as PNG for {path}.')
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(encoded.tobytes())
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+def _default_image_size(model_name):
+    from nets import nets_factory
+    try:
+        return tuple(nets_factory.get_network(model_name).default_params.img_shape)
+    except ValueError:
+        raise ValueError(f'{model_name!r} is not a network name: give --image_size.') from None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--dataset_dir', required=True, help='Folder of the converted TFRecords.')
+    parser.add_argument('--dataset_name', required=True, help='Registry name, e.g. pascalvoc_2007.')
+    parser.add_argument('--split', required=True, help='Split name, e.g. trainval or test.')
+    parser.add_argument('--model_name', default='ssd_300_vgg', help='Selects the preprocessing.')
+    parser.add_argument('--num_samples', type=int, default=16)
+    parser.add_argument('--output', required=True, help='PNG file to write.')
+    parser.add_argument('--seed', type=int, default=None, help='Reproducible augmentation.')
+    parser.add_argument('--image_size', type=int, nargs=2, metavar=('HEIGHT', 'WIDTH'),
+                        help="Output size; default: the model's input size.")
+    parser.add_argument('--eval', action='store_true', help='Evaluation preprocessing instead.')
+    parser.add_argument('--resize', default='WARP_RESIZE', help='Evaluation resize mode.')
+    args = parser.parse_args(argv)
+    if args.num_samples < 1:
+        parser.error('--num_samples must be at least 1.')
+
+    from datasets import dataset_factory
+    try:
+        dataset = dataset_factory.get_dataset(args.dataset_name, args.split, args.dataset_dir)
+        out_shape = tuple(args.image_size) if args.image_size else _default_image_size(
+            args.model_name)
+        pipeline = preprocessing_factory.get_preprocessing(args.model_name)
+        options = {'resize': args.resize} if args.eval else {}
+        grid = render_grid(lambda: dataset.make_dataset(shuffle=False), pipeline,
+                           dataset.labels_to_names, args.num_samples, out_shape,
+                           is_training=not args.eval, seed=args.seed, **options)
+        write_png(args.output, grid)
+    except (ValueError, OSError) as e:
+        sys.exit(f'preprocessing.show: error: {e}')
+    print(f'Wrote {args.output} ({grid.shape[1]}x{grid.shape[0]}).')
+
+
+if __name__ == '__main__':
+    main()
