@@ -29,7 +29,10 @@ def flatten_layers(tensors):
     """Per-layer `[B, H, W, A, K]` tensors -> `[B, sum(H * W * A), K]` (a flat tensor passes)."""
     if not isinstance(tensors, (list, tuple)):
         return tensors
-    return tf.concat([tf.reshape(t, [tf.shape(t)[0], -1, t.shape[-1]]) for t in tensors], axis=1)
+    def flat(t):
+        cells = t.shape[1:4].num_elements()
+        return tf.reshape(t, [tf.shape(t)[0], -1 if cells is None else cells, t.shape[-1]])
+    return tf.concat([flat(t) for t in tensors], axis=1)
 
 
 @add_arg_scope
@@ -85,7 +88,7 @@ class SSDNet(abc.ABC):
         Returns `(predictions, localisations, logits, end_points)`.
         """
         params = self.params
-        with v1.variable_scope(scope, self.name, [inputs], reuse=reuse):
+        with v1.variable_scope(scope or self.name, values=[inputs], reuse=reuse):
             with slim.arg_scope([batch_norm], is_training=is_training):
                 end_points = self.backbone(inputs, is_training)
             predictions, localisations, logits = [], [], []
