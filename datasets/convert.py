@@ -19,7 +19,9 @@ Determinism: examples are ordered by the caller, optionally shuffled with `rando
 then cut into shards; each shard is converted by exactly one worker with the same code, so the
 bytes written do not depend on `num_workers`.
 
-Workers are `spawn` processes (safe with TensorFlow loaded; no fork of a threaded parent).
+Workers are `spawn` processes (safe with TensorFlow loaded; no fork of a threaded parent). They
+load, normalise and serialize examples without TensorFlow (importing it costs seconds per
+process); the main process writes each shard as it arrives.
 """
 
 import glob
@@ -34,7 +36,6 @@ import threading
 import time
 
 from absl import logging
-import tensorflow as tf
 
 from datasets import example_format
 
@@ -72,32 +73,43 @@ def _init_worker(counter):
 
 
 def _convert_shard(args):
-    """Converts one shard. Returns its statistics and report; raises on a bad example unless skipping."""
-    path, sources, loader, skip_bad_examples = args
-    stats = {'num_examples': 0, 'classes': {}, 'report': []}
+    """Converts one shard's examples (in a worker). Returns (serialized examples, statistics and report).
+
+    Raises BadExampleError on a bad example unless skipping, UnknownClassError from the loader.
+    """
+    sources, loader, skip_bad_examples = args
+    records = []
+    stats = {'classes': {}, 'report': []}
+    for source in sources:
+        try:
+            record, report = loader(source)
+        except BadExampleError as e:
+            if not skip_bad_examples:
+                raise
+            stats['report'].append({'file': source.report_name, 'kind': 'skipped_example', 'detail': str(e)})
+        else:
+            records.append(example_format.serialize_example(record))
+            stats['report'].extend(report)
+            seen = set()
+            for obj in record.objects:
+                counts = stats['classes'].setdefault(obj.label, [0, 0, 0])
+                counts[1] += 1
+                counts[2] += obj.difficult
+                if obj.label not in seen:
+                    counts[0] += 1
+                    seen.add(obj.label)
+        with _COUNTER.get_lock():
+            _COUNTER.value += 1
+    stats['num_examples'] = len(records)
+    return records, stats
+
+
+def _write_records(path, records):
+    # Imported here so that worker processes, which import this module, never load TensorFlow.
+    import tensorflow as tf
     with tf.io.TFRecordWriter(path) as writer:
-        for source in sources:
-            try:
-                record, report = loader(source)
-            except BadExampleError as e:
-                if not skip_bad_examples:
-                    raise
-                stats['report'].append({'file': source.report_name, 'kind': 'skipped_example', 'detail': str(e)})
-            else:
-                writer.write(example_format.serialize_example(record))
-                stats['num_examples'] += 1
-                stats['report'].extend(report)
-                seen = set()
-                for obj in record.objects:
-                    counts = stats['classes'].setdefault(obj.label, [0, 0, 0])
-                    counts[1] += 1
-                    counts[2] += obj.difficult
-                    if obj.label not in seen:
-                        counts[0] += 1
-                        seen.add(obj.label)
-            with _COUNTER.get_lock():
-                _COUNTER.value += 1
-    return stats
+        for record in records:
+            writer.write(record)
 
 
 class _Progress:
@@ -210,23 +222,29 @@ def convert(sources, loader, class_names, output_dir, output_name, samples_per_f
     temp_dir = os.path.join(output_dir, f'.{output_name}.tmp-{os.getpid()}')
     os.makedirs(temp_dir)
     temp_names = [f'part-{i:06d}.tfrecord' for i in range(len(chunks))]
-    tasks = [(os.path.join(temp_dir, n), c, loader, skip_bad_examples) for n, c in zip(temp_names, chunks)]
+    tasks = [(c, loader, skip_bad_examples) for c in chunks]
     workers = min(num_workers, len(tasks))
     logging.info('Converting %d examples into %d shards with %d worker(s).', len(order), len(tasks), workers)
     try:
+        results = []
         if workers == 1:
             counter = multiprocessing.Value('q', 0)
             _init_worker(counter)
             with _Progress(counter, len(order), show_progress):
-                results = [_convert_shard(t) for t in tasks]
+                for name, task in zip(temp_names, tasks):
+                    records, stats = _convert_shard(task)
+                    _write_records(os.path.join(temp_dir, name), records)
+                    results.append(stats)
         else:
             ctx = multiprocessing.get_context('spawn')
             counter = ctx.Value('q', 0)
             with ctx.Pool(workers, initializer=_init_worker, initargs=(counter,)) as pool:
                 with _Progress(counter, len(order), show_progress):
-                    results = list(pool.imap(_convert_shard, tasks))
-        metadata, moves = _metadata(results, temp_names, class_names, output_name, samples_per_file, shuffle, seed,
-                             skip_bad_examples, description, class_extra)
+                    for name, (records, stats) in zip(temp_names, pool.imap(_convert_shard, tasks)):
+                        _write_records(os.path.join(temp_dir, name), records)
+                        results.append(stats)
+        metadata, moves = _metadata(results, temp_names, class_names, output_name, samples_per_file, shuffle,
+                                    seed, skip_bad_examples, description, class_extra)
         if metadata['num_examples'] == 0:
             raise ValueError(f'Every one of the {len(order)} examples was skipped; nothing written. '
                              f'See the reasons above or run without --skip_bad_examples.')

@@ -32,7 +32,7 @@ from absl import logging
 import tensorflow as tf
 
 from datasets import convert
-from datasets import example_format
+from datasets import example_format as ef
 from datasets import labels
 
 
@@ -108,9 +108,55 @@ class DetectionDataset:
                                    deterministic=deterministic)
         if shuffle:
             records = records.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
-        examples = records.map(example_format.parse_example, num_parallel_calls=num_parallel_calls,
+        examples = records.map(parse_example, num_parallel_calls=num_parallel_calls,
                                deterministic=deterministic)
         return examples.prefetch(tf.data.AUTOTUNE)
+
+
+_PARSE_SPEC = {
+    ef.ENCODED: tf.io.FixedLenFeature([], tf.string),
+    ef.FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=''),
+    ef.IMAGE_ID: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
+    ef.XMIN: tf.io.VarLenFeature(tf.float32),
+    ef.XMAX: tf.io.VarLenFeature(tf.float32),
+    ef.YMIN: tf.io.VarLenFeature(tf.float32),
+    ef.YMAX: tf.io.VarLenFeature(tf.float32),
+    ef.LABEL: tf.io.VarLenFeature(tf.int64),
+    ef.DIFFICULT: tf.io.VarLenFeature(tf.int64),
+    ef.TRUNCATED: tf.io.VarLenFeature(tf.int64),
+}
+
+
+def parse_example(serialized):
+    """Serialized example (string scalar tensor) -> dict of decoded tensors.
+
+    Returns:
+      image: uint8 [H, W, 3] RGB; shape: int32 [3] (= tf.shape(image));
+      bboxes: float32 [N, 4] relative [ymin, xmin, ymax, xmax]; labels, difficult, truncated:
+      int64 [N]; filename: string scalar ('' for older records); image_id: int64 scalar
+      (COCO image id, -1 when absent).
+      Older records without difficult/truncated give zeros of length N.
+    """
+    f = tf.io.parse_single_example(serialized, _PARSE_SPEC)
+    # decode_image sniffs the bytes, so older records holding PNG data also decode.
+    image = tf.io.decode_image(f[ef.ENCODED], channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    dense = {k: tf.sparse.to_dense(f[k])
+             for k in (ef.XMIN, ef.XMAX, ef.YMIN, ef.YMAX, ef.LABEL, ef.DIFFICULT, ef.TRUNCATED)}
+    label_ids = dense[ef.LABEL]
+    zeros = tf.zeros_like(label_ids)
+    flags = {k: tf.cond(tf.equal(tf.size(dense[k]), tf.size(label_ids)), lambda k=k: dense[k], lambda: zeros)
+             for k in (ef.DIFFICULT, ef.TRUNCATED)}
+    return {
+        'image': image,
+        'shape': tf.shape(image, out_type=tf.int32),
+        'bboxes': tf.stack([dense[ef.YMIN], dense[ef.XMIN], dense[ef.YMAX], dense[ef.XMAX]], axis=1),
+        'labels': label_ids,
+        'difficult': flags[ef.DIFFICULT],
+        'truncated': flags[ef.TRUNCATED],
+        'filename': f[ef.FILENAME],
+        'image_id': f[ef.IMAGE_ID],
+    }
 
 
 def count_records(path):

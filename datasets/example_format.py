@@ -1,4 +1,6 @@
-"""The TFRecord example format: writing (converter) and parsing (reader).
+"""The TFRecord example format: keys, the converter's records and their serialization.
+
+Parsing lives in datasets.dataset_factory (the reader); this module does not import TensorFlow.
 
 Keys are those of the older TensorFlow SSD port, so its records stay readable, plus three
 optional ones it did not write (`image/filename`, `image/id`, `image/object/bbox/iscrowd`):
@@ -20,8 +22,7 @@ optional ones it did not write (`image/filename`, `image/id`, `image/object/bbox
 """
 
 import dataclasses
-
-import tensorflow as tf
+import struct
 
 ENCODED = 'image/encoded'
 FORMAT = 'image/format'
@@ -62,86 +63,66 @@ class ExampleRecord:
     image_id: object = None
 
 
-def _bytes(values):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+def _varint(value):
+    if value < 0:  # int64 two's complement, as protobuf encodes negative int64
+        value += 1 << 64
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
 
 
-def _ints(values):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+def _len_field(number, payload):
+    """A length-delimited protobuf field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
-def _floats(values):
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+def _bytes_feature(values):  # Feature.bytes_list = 1 { repeated bytes value = 1; }
+    return _len_field(1, b''.join(_len_field(1, v) for v in values))
+
+
+def _float_feature(values):  # Feature.float_list = 2 { repeated float value = 1 [packed]; }
+    return _len_field(2, _len_field(1, struct.pack(f'<{len(values)}f', *values)) if values else b'')
+
+
+def _int64_feature(values):  # Feature.int64_list = 3 { repeated int64 value = 1 [packed]; }
+    return _len_field(3, _len_field(1, b''.join(_varint(int(v)) for v in values)) if values else b'')
 
 
 def serialize_example(record):
-    """ExampleRecord -> serialized tf.train.Example bytes."""
+    """ExampleRecord -> serialized tf.train.Example bytes.
+
+    Encoded by hand in the protobuf wire format (it parses to the same message as a
+    tf.train.Example built from the same values; tested), so converter workers do not need
+    TensorFlow, whose import costs seconds per spawned process. Keys are written in sorted order,
+    so the bytes depend only on the record.
+    """
     img, objs = record.image, record.objects
     features = {
-        ENCODED: _bytes([img.data]),
-        FORMAT: _bytes([b'jpeg']),
-        FILENAME: _bytes([record.filename.encode('utf-8')]),
-        HEIGHT: _ints([img.height]),
-        WIDTH: _ints([img.width]),
-        CHANNELS: _ints([3]),
-        SHAPE: _ints([img.height, img.width, 3]),
-        YMIN: _floats([o.box[0] for o in objs]),
-        XMIN: _floats([o.box[1] for o in objs]),
-        YMAX: _floats([o.box[2] for o in objs]),
-        XMAX: _floats([o.box[3] for o in objs]),
-        LABEL: _ints([o.label for o in objs]),
-        LABEL_TEXT: _bytes([o.name.encode('utf-8') for o in objs]),
-        DIFFICULT: _ints([o.difficult for o in objs]),
-        TRUNCATED: _ints([o.truncated for o in objs]),
+        ENCODED: _bytes_feature([img.data]),
+        FORMAT: _bytes_feature([b'jpeg']),
+        FILENAME: _bytes_feature([record.filename.encode('utf-8')]),
+        HEIGHT: _int64_feature([img.height]),
+        WIDTH: _int64_feature([img.width]),
+        CHANNELS: _int64_feature([3]),
+        SHAPE: _int64_feature([img.height, img.width, 3]),
+        YMIN: _float_feature([o.box[0] for o in objs]),
+        XMIN: _float_feature([o.box[1] for o in objs]),
+        YMAX: _float_feature([o.box[2] for o in objs]),
+        XMAX: _float_feature([o.box[3] for o in objs]),
+        LABEL: _int64_feature([o.label for o in objs]),
+        LABEL_TEXT: _bytes_feature([o.name.encode('utf-8') for o in objs]),
+        DIFFICULT: _int64_feature([o.difficult for o in objs]),
+        TRUNCATED: _int64_feature([o.truncated for o in objs]),
     }
     if record.image_id is not None:
-        features[IMAGE_ID] = _ints([record.image_id])
-        features[ISCROWD] = _ints([o.iscrowd or 0 for o in objs])
-    # deterministic=True sorts the feature map, so the bytes do not depend on the process hash seed.
-    example = tf.train.Example(features=tf.train.Features(feature=features))
-    return example.SerializeToString(deterministic=True)
-
-
-_PARSE_SPEC = {
-    ENCODED: tf.io.FixedLenFeature([], tf.string),
-    FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=''),
-    IMAGE_ID: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
-    XMIN: tf.io.VarLenFeature(tf.float32),
-    XMAX: tf.io.VarLenFeature(tf.float32),
-    YMIN: tf.io.VarLenFeature(tf.float32),
-    YMAX: tf.io.VarLenFeature(tf.float32),
-    LABEL: tf.io.VarLenFeature(tf.int64),
-    DIFFICULT: tf.io.VarLenFeature(tf.int64),
-    TRUNCATED: tf.io.VarLenFeature(tf.int64),
-}
-
-
-def parse_example(serialized):
-    """Serialized example (string scalar tensor) -> dict of decoded tensors.
-
-    Returns:
-      image: uint8 [H, W, 3] RGB; shape: int32 [3] (= tf.shape(image));
-      bboxes: float32 [N, 4] relative [ymin, xmin, ymax, xmax]; labels, difficult, truncated:
-      int64 [N]; filename: string scalar ('' for older records); image_id: int64 scalar
-      (COCO image id, -1 when absent).
-      Older records without difficult/truncated give zeros of length N.
-    """
-    f = tf.io.parse_single_example(serialized, _PARSE_SPEC)
-    # decode_image sniffs the bytes, so older records holding PNG data also decode.
-    image = tf.io.decode_image(f[ENCODED], channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    dense = {k: tf.sparse.to_dense(f[k]) for k in (XMIN, XMAX, YMIN, YMAX, LABEL, DIFFICULT, TRUNCATED)}
-    labels = dense[LABEL]
-    zeros = tf.zeros_like(labels)
-    flags = {k: tf.cond(tf.equal(tf.size(dense[k]), tf.size(labels)), lambda k=k: dense[k], lambda: zeros)
-             for k in (DIFFICULT, TRUNCATED)}
-    return {
-        'image': image,
-        'shape': tf.shape(image, out_type=tf.int32),
-        'bboxes': tf.stack([dense[YMIN], dense[XMIN], dense[YMAX], dense[XMAX]], axis=1),
-        'labels': labels,
-        'difficult': flags[DIFFICULT],
-        'truncated': flags[TRUNCATED],
-        'filename': f[FILENAME],
-        'image_id': f[IMAGE_ID],
-    }
+        features[IMAGE_ID] = _int64_feature([record.image_id])
+        features[ISCROWD] = _int64_feature([o.iscrowd or 0 for o in objs])
+    # Example.features = 1 { map<string, Feature> feature = 1; }: entries {key = 1, value = 2}.
+    entries = b''.join(_len_field(1, _len_field(1, k.encode()) + _len_field(2, features[k]))
+                       for k in sorted(features))
+    return _len_field(1, entries)
