@@ -51,6 +51,10 @@ class SeedStream:
         self._count += 1
         return tf.random.experimental.stateless_fold_in(self._seed, self._count)
 
+    def fork(self):
+        """A new `SeedStream` seeded from this one's next seed."""
+        return SeedStream(self())
+
     def uniform(self, shape=(), minval=0., maxval=1.):
         """float32 uniform draw in `[minval, maxval)` from the next seed."""
         return tf.random.stateless_uniform(shape, seed=self(), minval=minval, maxval=maxval)

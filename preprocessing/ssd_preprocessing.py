@@ -79,11 +79,13 @@ def preprocess_for_train(image, labels, bboxes, out_shape, data_format='NHWC', *
     """
     _check_inputs(image, bboxes, out_shape, data_format)
     seeds = SeedStream(seed)
+    # A stream of its own, so that switching the distortion off leaves the geometry unchanged.
+    photometric_seeds = seeds.fork()
     bboxes = tf.cast(bboxes, tf.float32)
     image = tf.cast(image, tf.float32)
     if photometric_distortion:
         image = photometric.random_distort(
-            image, seeds, brightness_delta=brightness_delta, brightness_prob=brightness_prob,
+            image, photometric_seeds, brightness_delta=brightness_delta, brightness_prob=brightness_prob,
             contrast_range=contrast_range, contrast_prob=contrast_prob,
             saturation_range=saturation_range, saturation_prob=saturation_prob,
             hue_delta=hue_delta, hue_prob=hue_prob, channel_shuffle_prob=channel_shuffle_prob)
@@ -111,15 +113,13 @@ def preprocess_for_train(image, labels, bboxes, out_shape, data_format='NHWC', *
 
 
 def eval_window(image_shape, out_shape, resize):
-    """The window of the image shown by the evaluation resize mode `resize` (not 'NONE').
+    """The window of the image shown by `resize`, 'PAD_AND_RESIZE' or 'CENTRAL_CROP'.
 
     Args:
       image_shape: int `[3]` tensor.
     Returns:
-      float32 `[4]` relative window; for WARP_RESIZE the whole image.
+      float32 `[4]` relative window, centred on the image.
     """
-    if resize == 'WARP_RESIZE':
-        return tf.constant(sampling.UNIT_WINDOW)
     size = tf.cast(image_shape[:2], tf.float32)
     out = tf.constant(out_shape, tf.float32)
     if resize == 'PAD_AND_RESIZE':

@@ -58,6 +58,17 @@ def test_boxes_and_labels_follow_the_pixels():
     assert 5 <= zoomed_out <= 35
 
 
+def test_photometric_switch_leaves_the_geometry_unchanged():
+    image = np.random.default_rng(7).integers(0, 256, (180, 240, 3), dtype=np.uint8)
+    seeds = [[8, i] for i in range(6)]
+    distorted = _train(VGG, image, LABELS, BOXES, seeds)
+    plain = _train(VGG, image, LABELS, BOXES, seeds, photometric_distortion=False)
+    for (image_a, labels_a, boxes_a, _), (image_b, labels_b, boxes_b, _) in zip(distorted, plain):
+        np.testing.assert_array_equal(labels_a, labels_b)
+        np.testing.assert_array_equal(boxes_a, boxes_b)
+    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(distorted, plain))
+
+
 def test_image_without_objects_passes_through():
     image = np.random.default_rng(0).integers(0, 256, (120, 90, 3), dtype=np.uint8)
     no_boxes = np.zeros([0, 4], np.float32)
