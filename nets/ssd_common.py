@@ -55,9 +55,9 @@ def multibox_head(features, num_classes, num_anchors, kernel_size, normalization
                                    data_format=data_format, scope=scope)
         if data_format == 'NCHW':
             net = tf.transpose(net, [0, 2, 3, 1])
-        shape = tf.concat([tf.shape(net)[:3], [num_anchors, depth]], axis=0)
-        net = tf.reshape(net, shape)
-        net.set_shape(features.shape[:1].concatenate([None, None, num_anchors, depth]))
+        static = net.shape[:3]
+        net = tf.reshape(net, tf.concat([tf.shape(net)[:3], [num_anchors, depth]], axis=0))
+        net.set_shape(static.concatenate([num_anchors, depth]))
         outputs.append(net)
     return tuple(outputs)
 
