@@ -24,6 +24,7 @@ from converters import checkpoint_io
 from converters import prototxt
 from nets import nets_factory
 from nets import ssd_params as ssd_params_lib
+from preprocessing import preprocessing_factory
 
 
 @dataclasses.dataclass
@@ -143,12 +144,13 @@ def convert(caffemodel_path, output_path, model_name, prototxt_path=None, num_cl
         config['ssd_params'] = ssd_params_lib.params_to_dict(params)
         config['detection'] = detection
         log('anchors from %s; DetectionOutput %s' % (anchors_from, detection))
-    if (tuple(config['preprocessing']['mean_rgb']) != tuple(net_cls.input_mean)
-            or abs(scale - net_cls.input_scale) > 1e-9):
-        log('NOTE: the Caffe model expects (RGB - %s) * %g but %s normalises with (RGB - %s) * %g'
-            '; see %s' % (config['preprocessing']['mean_rgb'], scale, spec.net_name,
-                          list(net_cls.input_mean), net_cls.input_scale,
-                          config_path_for(output_path)))
+    pipeline = preprocessing_factory.get_preprocessing(spec.net_name)
+    if (tuple(config['preprocessing']['mean_rgb']) != pipeline.mean_rgb
+            or abs(scale - pipeline.scale) > 1e-9):
+        log('NOTE: the Caffe model expects (RGB - %s) * %g but the %s preprocessing normalises '
+            'with (RGB - %s) * %g; see %s' % (
+                config['preprocessing']['mean_rgb'], scale, pipeline.name,
+                list(pipeline.mean_rgb), pipeline.scale, config_path_for(output_path)))
 
     unmapped = ['unmapped Caffe layer %r (%s) with blobs %s' % u for u in conversion.unmapped]
     config_path = config_path_for(output_path)

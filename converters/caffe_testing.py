@@ -183,16 +183,7 @@ class _Builder:
                     [('softmax_param', [('axis', 2)])])
         self._layer('mbox_conf_flatten', 'Flatten', ['mbox_conf_softmax'], ['mbox_conf_flatten'],
                     [('flatten_param', [('axis', 1)])])
-        self._layer('detection_out', 'DetectionOutput',
-                    ['mbox_loc', 'mbox_conf_flatten', 'mbox_priorbox'], ['detection_out'],
-                    [('detection_output_param', [
-                        ('num_classes', num_classes), ('share_location', True),
-                        ('background_label_id', 0),
-                        ('nms_param', [('nms_threshold', float(detection['nms_threshold'])),
-                                       ('top_k', int(detection['top_k']))]),
-                        ('code_type', Enum('CENTER_SIZE')),
-                        ('keep_top_k', int(detection['keep_top_k'])),
-                        ('confidence_threshold', float(detection['confidence_threshold']))])])
+        self.text.append(detection_output_layer('detection_out', num_classes, detection))
 
     def build(self, name):
         h, w = self.input_size
@@ -200,6 +191,24 @@ class _Builder:
                   ('input_shape', [('dim', 1), ('dim', 3), ('dim', h), ('dim', w)])]
         return CaffeNet(prototxt=prototxt.to_text(fields + self.text), layers=self.layers,
                         input_size=self.input_size, heads=self.heads)
+
+
+def detection_output_layer(name, num_classes, detection):
+    """A DetectionOutput layer reading mbox_loc / mbox_conf_flatten / mbox_priorbox, as a
+    ('layer', fields) entry for `prototxt.to_text`.
+
+    detection: nms_threshold, top_k, keep_top_k, confidence_threshold (-1: no top-k limit).
+    """
+    return ('layer', [
+        ('name', name), ('type', 'DetectionOutput'), ('bottom', 'mbox_loc'),
+        ('bottom', 'mbox_conf_flatten'), ('bottom', 'mbox_priorbox'), ('top', name),
+        ('detection_output_param', [
+            ('num_classes', num_classes), ('share_location', True), ('background_label_id', 0),
+            ('nms_param', [('nms_threshold', float(detection['nms_threshold'])),
+                           ('top_k', int(detection['top_k']))]),
+            ('code_type', Enum('CENTER_SIZE')),
+            ('keep_top_k', int(detection['keep_top_k'])),
+            ('confidence_threshold', float(detection['confidence_threshold']))])])
 
 
 def _vgg_backbone(b):

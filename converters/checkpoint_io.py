@@ -15,6 +15,7 @@ import tensorflow as tf
 import tf_slim as slim
 
 from nets import ssd_common
+from preprocessing import preprocessing_factory
 
 v1 = tf.compat.v1
 
@@ -92,7 +93,8 @@ def check_input(net_cls, params, seed=0):
     """A deterministic normalised input `[1, H, W, 3]` for the forward check (random RGB)."""
     h, w = params.img_shape
     rgb = np.random.default_rng(seed).uniform(0, 255, (1, h, w, 3))
-    return ((rgb - np.asarray(net_cls.input_mean)) * net_cls.input_scale).astype(np.float32)
+    pipeline = preprocessing_factory.get_preprocessing(net_cls.name)
+    return ((rgb - np.asarray(pipeline.mean_rgb)) * pipeline.scale).astype(np.float32)
 
 
 def write_checkpoint(net_cls, params, values, output_path, allow_partial=False,
@@ -103,9 +105,9 @@ def write_checkpoint(net_cls, params, values, output_path, allow_partial=False,
     The checkpoint holds exactly the variables that received a value of the right shape.
     Files are saved in a temp folder beside the output, then renamed into place: data, the
     sidecar files, the index, and last the `checkpoint` state file (naming this checkpoint).
-    The check re-loads the written checkpoint into a fresh graph and runs one forward pass on
-    `check_input`; its outputs must equal those of the graph the values were assigned in
-    (variables without a value start from the same seeded initialiser in both graphs).
+    The check: forward pass on `check_input` with the assigned values, then the saved
+    variables are re-randomised, restored from the written files, and the forward pass must
+    give the same outputs.
 
     Args:
       net_cls: an SSDNet subclass (nets_factory.get_network(name)).
@@ -126,7 +128,6 @@ def write_checkpoint(net_cls, params, values, output_path, allow_partial=False,
     """
     graph = tf.Graph()
     with graph.as_default():
-        v1.set_random_seed(0)
         net = _build(net_cls, params, check_end_point)
         match = match_variables(values, net.variables)
         problems = list(extra_problems) + match.problems(expect_missing)
@@ -142,15 +143,19 @@ def write_checkpoint(net_cls, params, values, output_path, allow_partial=False,
             assigns.append(var.assign(ph, read_value=False))
             feeds[ph] = values[var.op.name]
         saver = v1.train.Saver(var_list={v.op.name: v for v in saved}, write_version=2)
+        scramble = v1.variables_initializer(saved)
         x = check_input(net_cls, params)
         with v1.Session(graph=graph) as sess:
             sess.run(v1.global_variables_initializer())
             sess.run(assigns, feeds)
             expected = sess.run(net.outputs, {net.inputs: x})
             _save_atomically(sess, saver, output_path, sidecar_files or {})
-    diff = _reload_check(net_cls, params, output_path, check_end_point, x, expected,
-                         [v.op.name for v in saved])
-    return match, problems, diff
+            # The check: overwrite the saved variables with fresh random values, restore them
+            # from the written files and run the same forward pass again.
+            sess.run(scramble)
+            saver.restore(sess, output_path)
+            actual = sess.run(net.outputs, {net.inputs: x})
+    return match, problems, _compare(output_path, expected, actual)
 
 
 def _save_atomically(sess, saver, output_path, sidecar_files):
@@ -192,17 +197,7 @@ def write_text_atomically(path, text):
         raise
 
 
-def _reload_check(net_cls, params, output_path, check_end_point, x, expected, saved_names):
-    graph = tf.Graph()
-    with graph.as_default():
-        v1.set_random_seed(0)
-        net = _build(net_cls, params, check_end_point)
-        by_name = {v.op.name: v for v in net.variables}
-        saver = v1.train.Saver(var_list={n: by_name[n] for n in saved_names})
-        with v1.Session(graph=graph) as sess:
-            sess.run(v1.global_variables_initializer())
-            saver.restore(sess, output_path)
-            actual = sess.run(net.outputs, {net.inputs: x})
+def _compare(output_path, expected, actual):
     diff, scale = 0., 1.
     for key, value in expected.items():
         if not np.all(np.isfinite(value)):
