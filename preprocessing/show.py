@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from preprocessing import preprocessing_factory
 from preprocessing.seeds import example_seed
+from preprocessing.ssd_preprocessing import RESIZE_MODES
 
 
 def augmented_examples(examples, pipeline, out_shape, is_training, seed=None, **options):
@@ -142,7 +143,8 @@ def main(argv=None):
     parser.add_argument('--image_size', type=int, nargs=2, metavar=('HEIGHT', 'WIDTH'),
                         help="Output size; default: the model's input size.")
     parser.add_argument('--eval', action='store_true', help='Evaluation preprocessing instead.')
-    parser.add_argument('--resize', default='WARP_RESIZE', help='Evaluation resize mode.')
+    parser.add_argument('--resize', default='WARP_RESIZE', choices=RESIZE_MODES,
+                        help='Evaluation resize mode (with --eval).')
     args = parser.parse_args(argv)
     if args.num_samples < 1:
         parser.error('--num_samples must be at least 1.')

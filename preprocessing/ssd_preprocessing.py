@@ -14,7 +14,8 @@ normalised as `(x - mean_rgb) * scale`; output boxes are relative to the output 
 Training: photometric distortion -> normalisation -> zoom out (expand) -> batch sampler crop ->
 one resize with a random interpolation -> horizontal flip. The expanded canvas is never built:
 its mean-coloured border is 0 after normalisation, which `geometry.resize_window` pads with.
-Returns `(image, labels [M], bboxes [M, 4][, difficult [M]])`.
+Returns `(image, labels [M], bboxes [M, 4][, difficult [M]])`. M can be 0: as in Caffe, the
+unconstrained sampler may pick a crop that holds no object centre.
 
 Evaluation: normalisation and a deterministic resize (`RESIZE_MODES`); no object is dropped.
 Returns `(image, labels [N], bboxes [N, 4], bbox_img [4][, difficult [N]])`: `bbox_img` is the
