@@ -6,11 +6,9 @@ output. Writes `<output_dir>/bench_preprocessing.json` and `.md` (atomically) an
   python benchmarks/bench_preprocessing.py --cores 2 --num_images 1000
 """
 import argparse
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -19,6 +17,7 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from preprocessing import preprocessing_factory  # noqa: E402
 from preprocessing.seeds import example_seed  # noqa: E402
+from tf_extended import atomic_io  # noqa: E402
 
 OUT_SHAPE = (300, 300)
 BATCH = 32
@@ -80,15 +79,6 @@ def measure(model_name, is_training, examples, num_images, warmup, cores):
     return batches * BATCH / elapsed
 
 
-def _write_atomic(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
-    with os.fdopen(fd, 'w') as f:
-        f.write(text)
-    os.replace(temp, path)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', nargs='+', default=['ssd_300_mobilenet', 'ssd_300_vgg'])
@@ -124,9 +114,9 @@ def main(argv=None):
     markdown = (f'# Preprocessing throughput\n\n{args.cores} cores, tf.data map AUTOTUNE, '
                 f'{result["input"]}, output {OUT_SHAPE[0]}x{OUT_SHAPE[1]}, '
                 f'TensorFlow {tf.__version__}.\n\n' + '\n'.join(table) + '\n')
-    _write_atomic(os.path.join(args.output_dir, 'bench_preprocessing.json'),
-                  json.dumps(result, indent=2) + '\n')
-    _write_atomic(os.path.join(args.output_dir, 'bench_preprocessing.md'), markdown)
+    os.makedirs(args.output_dir, exist_ok=True)
+    atomic_io.write_json_atomic(os.path.join(args.output_dir, 'bench_preprocessing.json'), result)
+    atomic_io.write_text_atomic(os.path.join(args.output_dir, 'bench_preprocessing.md'), markdown)
     print(markdown)
 
 

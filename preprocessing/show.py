@@ -12,7 +12,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 
 import cv2
 import numpy as np
@@ -21,6 +20,7 @@ import tensorflow as tf
 from preprocessing import preprocessing_factory
 from preprocessing.seeds import example_seed
 from preprocessing.ssd_preprocessing import RESIZE_MODES
+from tf_extended import atomic_io
 
 
 def augmented_examples(examples, pipeline, out_shape, is_training, seed=None, **options):
@@ -107,20 +107,12 @@ def render_grid(make_examples, pipeline, labels_to_names, num_samples, out_shape
 
 
 def write_png(path, rgb):
-    """Writes an RGB uint8 image as PNG atomically (temp file + rename)."""
+    """Writes an RGB uint8 image as PNG atomically, creating the folder if needed."""
     ok, encoded = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f'Could not encode the grid as PNG for {path}.')
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path), suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(encoded.tobytes())
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_io.write_bytes_atomic(path, encoded.tobytes())
 
 
 def _default_image_size(model_name):
