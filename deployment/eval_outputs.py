@@ -1,0 +1,121 @@
+"""What an evaluation writes: atomic files and folders, the summary JSON, TensorBoard scalars and
+precision/recall plots.
+
+Metric keys used everywhere (summary JSON, TensorBoard tags, the watcher's history and best):
+  'voc07': VOC2007 11-point mAP; 'voc12': VOC2010+ all-point mAP; 'coco': COCO AP@[.5:.95].
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+METRICS = ('voc07', 'voc12', 'coco')
+
+
+def write_text_atomic(path, text):
+    """Writes `text` to `path` through a temporary file in the same folder and a rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json_atomic(path, data):
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
+
+
+def make_staging_dir(target):
+    """A fresh hidden folder beside `target` (same filesystem, so publishing is a rename)."""
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(dir=parent, prefix='.' + os.path.basename(os.path.abspath(target)) + '.tmp-')
+
+
+def publish_dir(staging, target):
+    """Moves the content of `staging` into `target` and removes `staging`.
+
+    A missing `target` is created by one rename (all or nothing). An existing one (e.g. an
+    eval_dir holding event files) gets each file replaced by a rename, folders merged.
+    """
+    if not os.path.isdir(target):
+        os.replace(staging, target)
+        return
+    for name in os.listdir(staging):
+        source, dest = os.path.join(staging, name), os.path.join(target, name)
+        if os.path.isdir(source) and os.path.isdir(dest):
+            publish_dir(source, dest)
+        else:
+            if os.path.isdir(dest):
+                shutil.rmtree(dest)
+            os.replace(source, dest)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def metric_values(voc_result, coco_metrics, metrics):
+    """{'voc07': mAP, 'voc12': mAP, 'coco': AP} for the requested `metrics` (None when undefined)."""
+    values = {}
+    if 'voc07' in metrics:
+        values['voc07'] = voc_result.map_voc07
+    if 'voc12' in metrics:
+        values['voc12'] = voc_result.map_voc12
+    if 'coco' in metrics:
+        values['coco'] = coco_metrics['AP']
+    return values
+
+
+def per_class_ap(voc_result, metrics):
+    """{'voc07': {class: AP}, 'voc12': {...}} for the requested VOC metrics (None = absent class)."""
+    return {rule: voc_result.ap(rule) for rule in ('voc07', 'voc12') if rule in metrics}
+
+
+def write_tensorboard(summary_dir, step, values, class_ap):
+    """Appends the mAPs (`eval/<metric>_mAP`) and per-class APs (`eval/<metric>_AP/<class>`) at
+    `step` to the event file of `summary_dir`. Absent classes (AP None) are not written."""
+    import tensorflow as tf
+    v1 = tf.compat.v1
+    entries = [(f'eval/{key}_mAP', value) for key, value in values.items() if value is not None]
+    for rule, aps in class_ap.items():
+        entries += [(f'eval/{rule}_AP/{name}', ap) for name, ap in aps.items() if ap is not None]
+    summary = v1.Summary(value=[v1.Summary.Value(tag=tag, simple_value=float(value))
+                                for tag, value in entries])
+    with tf.Graph().as_default():  # the v1 writer refuses to run eagerly
+        writer = v1.summary.FileWriter(summary_dir, graph=None)
+        try:
+            writer.add_summary(summary, int(step))
+        finally:
+            writer.close()
+
+
+def plot_pr_curves(voc_result, directory):
+    """One PNG per present class, `<directory>/pr_<class>.png`: precision against recall with
+    the VOC07 and VOC12 APs in the title. Returns the paths written."""
+    import matplotlib
+    matplotlib.use('Agg')
+    from matplotlib import pyplot as plt
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for c in voc_result.classes:
+        if c.absent:
+            continue
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        if len(c.recall):
+            envelope = np.maximum.accumulate(c.precision[::-1])[::-1]
+            ax.plot(c.recall, c.precision, lw=1, label='precision')
+            ax.plot(c.recall, envelope, lw=1, ls='--', label='envelope (VOC12)')
+            ax.legend(loc='lower left', fontsize=8)
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel='recall', ylabel='precision',
+               title=f'{c.name}: AP07 {100 * c.ap_voc07:.1f}, AP12 {100 * c.ap_voc12:.1f}')
+        ax.grid(alpha=0.3)
+        path = os.path.join(directory, f'pr_{c.name}.png')
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
+        paths.append(path)
+    return paths

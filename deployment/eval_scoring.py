@@ -1,0 +1,118 @@
+"""Offline scoring of detection files: devkit results files against a VOC folder, COCO results
+JSON against an annotation file.
+
+VOC ground truth is read from the XML as the devkit reads it: `object/name`, `object/difficult`
+(missing or empty = 0) and `object/bndbox` in 1-based inclusive pixels, unclipped (`<part>`
+boxes are not objects). `datasets.pascalvoc` offers no such function (its loader needs the image
+and returns clipped relative boxes), hence this minimal parse.
+
+Tie order. The devkit sorts each class's detections by score, ties in file order. Each class is
+scored by its own evaluator fed the images in order of first appearance in that class's file, which
+gives exactly that order whenever an image's detections are contiguous in the file (as
+`VOCResultsWriter` and most tools write them).
+"""
+import os
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+from datasets import labels as labels_lib
+from datasets import pascalvoc
+from tf_extended import coco_metrics
+from tf_extended import voc_metrics
+
+
+def read_voc_ground_truth(annotation_path, class_ids):
+    """One annotation's objects of known classes.
+
+    Args:
+      annotation_path: a VOC XML file.
+      class_ids: {class name: label}.
+    Returns:
+      (boxes [G, 4] float64 `[ymin, xmin, ymax, xmax]` 1-based pixels, labels [G] int64,
+      difficult [G] bool).
+    Raises:
+      ValueError naming the file and object for malformed XML or unknown class names.
+    """
+    try:
+        root = ET.parse(annotation_path).getroot()
+    except (ET.ParseError, OSError) as err:
+        raise ValueError(f'{annotation_path}: cannot read the annotation XML ({err}).') from None
+    boxes, labels, difficult = [], [], []
+    for index, obj in enumerate(root.findall('object')):
+        name = (obj.findtext('name') or '').strip()
+        if name not in class_ids:
+            raise ValueError(f'{annotation_path}: object {index} has class {name!r}, not among '
+                             f'{sorted(class_ids)}; pass --labels_file with the dataset\'s classes.')
+        try:
+            box = obj.find('bndbox')
+            xmin, ymin, xmax, ymax = (float(box.findtext(tag)) for tag in ('xmin', 'ymin', 'xmax', 'ymax'))
+            flag = (obj.findtext('difficult') or '').strip()
+            difficult.append(bool(int(float(flag))) if flag else False)
+        except (AttributeError, TypeError, ValueError):
+            raise ValueError(f'{annotation_path}: object {index} ({name}) needs <bndbox> with numeric '
+                             f'xmin, ymin, xmax, ymax and a 0/1 <difficult>.') from None
+        boxes.append([ymin, xmin, ymax, xmax])
+        labels.append(class_ids[name])
+    return (np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(labels, np.int64),
+            np.asarray(difficult, bool))
+
+
+def score_voc_results(results_dir, voc_dir, split, class_names=labels_lib.VOC_CLASSES,
+                      competition='comp4', iou_threshold=0.5, iou_rule='>='):
+    """Scores `<results_dir>/<competition>_det_<split>_<class>.txt` against a VOC folder.
+
+    Args:
+      results_dir: folder of the results files (every class needs one, possibly empty).
+      voc_dir: VOC folder with Annotations/ and ImageSets/Main/<split>.txt.
+      split: the image set.
+      class_names: class names in label order (label = index + 1).
+    Returns:
+      voc_metrics.VOCResult.
+    Raises:
+      ValueError: a detection names an image that is not in the split.
+    """
+    names = {i + 1: name for i, name in enumerate(class_names)}
+    class_ids = {name: label for label, name in names.items()}
+    detections = voc_metrics.read_voc_results(results_dir, split, names, competition)
+    sources = {s.image_id: s.annotation_path for s in pascalvoc.list_examples([voc_dir], split)}
+    ground_truth = {image_id: read_voc_ground_truth(path, class_ids) for image_id, path in sources.items()}
+    classes = []
+    for label, name in names.items():
+        dets = detections[label]
+        rows = {}
+        for index, image_id in enumerate(dets.image_ids):
+            if image_id not in sources:
+                raise ValueError(f'{voc_metrics.voc_results_path(results_dir, split, name, competition)}: '
+                                 f'image {image_id!r} is not in {voc_dir} split {split!r}.')
+            rows.setdefault(image_id, []).append(index)
+        # One evaluator per class, images in this file's order: the devkit's tie order exactly.
+        evaluator = voc_metrics.VOCEvaluator({label: name}, iou_threshold=iou_threshold,
+                                             iou_rule=iou_rule, boxes_in_pixels=True)
+        for image_id in list(rows) + [i for i in sources if i not in rows]:
+            gt_boxes, gt_labels, gt_difficult = ground_truth[image_id]
+            mine = gt_labels == label
+            index = np.asarray(rows.get(image_id, []), np.int64)
+            evaluator.add_image(image_id, gt_boxes[mine], gt_labels[mine], gt_difficult[mine],
+                                dets.boxes[index], dets.scores[index], np.full(len(index), label))
+        classes.append(evaluator.compute().classes[0])
+    present = [c for c in classes if not c.absent]
+    return voc_metrics.VOCResult(
+        classes=tuple(classes),
+        map_voc07=float(np.mean([c.ap_voc07 for c in present])) if present else None,
+        map_voc12=float(np.mean([c.ap_voc12 for c in present])) if present else None,
+        iou_threshold=iou_threshold, iou_rule=iou_rule, num_images=len(sources))
+
+
+def score_coco_results(results_path, annotations_path, stdout=None):
+    """COCO metrics of a results JSON against an annotation file (pycocotools)."""
+    return coco_metrics.evaluate_coco(annotations_path, results_path, stdout=stdout)
+
+
+def class_names_from(labels_file=None, voc_dir=None):
+    """The class list: `labels_file`, else `<voc_dir>/labels.txt` when present, else the VOC 20."""
+    if labels_file:
+        return labels_lib.read_labels_file(labels_file)
+    if voc_dir and os.path.isfile(os.path.join(voc_dir, 'labels.txt')):
+        return labels_lib.read_labels_file(os.path.join(voc_dir, 'labels.txt'))
+    return labels_lib.VOC_CLASSES

@@ -1,0 +1,57 @@
+"""Small evaluation fixtures for tests and benchmarks: a synthetic VOC folder converted to records,
+and random-weight checkpoints of a net.
+"""
+import os
+
+import tensorflow as tf
+import tf_slim as slim
+
+from datasets import convert
+from datasets import labels
+from datasets import pascalvoc
+from datasets import synthetic
+from nets import nets_factory
+
+v1 = tf.compat.v1
+
+
+def make_synthetic_records(root, num_images=12, seed=0, split='test'):
+    """Writes the synthetic shapes dataset in VOC layout to `<root>/voc` and converts `split` to
+    `<root>/records/<split>_*.tfrecord` (dataset name 'custom', split name `split`).
+
+    Returns (voc_dir, records_dir, class_names).
+    """
+    voc_dir, records_dir = os.path.join(root, 'voc'), os.path.join(root, 'records')
+    synthetic.generate(voc_dir, num_images, seed)
+    class_names = labels.read_labels_file(os.path.join(voc_dir, 'labels.txt'))
+    sources = pascalvoc.list_examples([voc_dir], split)
+    convert.convert(sources, pascalvoc.VocLoader(class_names), class_names, records_dir, split,
+                    shuffle=True, seed=seed, num_workers=1, show_progress=False, samples_per_file=5)
+    return voc_dir, records_dir, class_names
+
+
+def write_random_checkpoint(prefix, model_name, num_classes, step, seed=0, moving_average_decay=None,
+                            **params):
+    """Builds the net with random weights (`seed`) and saves it as `<prefix>-<step>` with a
+    `global_step` variable. With a decay, also saves moving averages (`<var>/ExponentialMovingAverage`)
+    equal to the weights plus 0.01. Returns the checkpoint prefix written."""
+    cls = nets_factory.get_network(model_name)
+    net = cls(cls.default_params._replace(num_classes=num_classes, **params))
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(seed)
+        images = tf.zeros([1] + list(net.params.img_shape) + [3])
+        with slim.arg_scope(net.arg_scope()):
+            net.net(images, is_training=False)
+        global_step = v1.train.get_or_create_global_step()
+        init = [v1.global_variables_initializer()]
+        if moving_average_decay:
+            ema = v1.train.ExponentialMovingAverage(moving_average_decay)
+            ema.apply(v1.trainable_variables())
+            init.append(v1.global_variables_initializer())
+            init.append(tf.group(*[v1.assign(ema.average(v), v + 0.01) for v in v1.trainable_variables()]))
+        with v1.Session(graph=graph) as sess:
+            for op in init:
+                sess.run(op)
+            sess.run(v1.assign(global_step, step))
+            return v1.train.Saver().save(sess, prefix, global_step=step, write_meta_graph=False)

@@ -1,0 +1,55 @@
+"""Scores detection files offline and prints per-class AP and mAP.
+
+VOC devkit results files (`comp4_det_<split>_<class>.txt`: `image_id score xmin ymin xmax ymax`,
+1-based pixels) against a VOC folder (Annotations/*.xml, ImageSets/Main/<split>.txt):
+  python score_detections.py --results_dir=eval --voc_dir=VOC2007 --split=test [--labels_file=...]
+Classes: --labels_file, else <voc_dir>/labels.txt when present, else the 20 VOC classes.
+
+COCO results JSON against an annotation file (pycocotools' 12 numbers):
+  python score_detections.py --coco_results=eval/coco_detections.json \
+      --coco_annotations=instances_val2017.json
+"""
+import sys
+
+from absl import app
+from absl import flags
+
+from deployment import eval_scoring
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('results_dir', None, 'VOC: folder holding the results files.')
+flags.DEFINE_string('voc_dir', None, 'VOC: the dataset folder (Annotations/, ImageSets/Main/).')
+flags.DEFINE_string('split', 'test', 'VOC: the image set.')
+flags.DEFINE_string('labels_file', None, 'VOC: class names, one per line (label = line number).')
+flags.DEFINE_string('competition', 'comp4', 'VOC: results file prefix (comp3 or comp4).')
+flags.DEFINE_float('iou_threshold', 0.5, 'VOC: IoU of a true positive.')
+flags.DEFINE_enum('iou_rule', '>=', ['>=', '>'], "VOC: '>=' (the devkit) or '>' (common Python ports).")
+flags.DEFINE_string('coco_results', None, 'COCO: results JSON.')
+flags.DEFINE_string('coco_annotations', None, 'COCO: annotation JSON (instances_*.json).')
+
+
+def main(_):
+    voc = FLAGS.results_dir or FLAGS.voc_dir
+    coco = FLAGS.coco_results or FLAGS.coco_annotations
+    if bool(voc) == bool(coco):
+        raise app.UsageError('Give either --results_dir and --voc_dir (VOC) or --coco_results and '
+                             '--coco_annotations (COCO).')
+    try:
+        if voc:
+            if not (FLAGS.results_dir and FLAGS.voc_dir):
+                raise app.UsageError('VOC scoring needs both --results_dir and --voc_dir.')
+            result = eval_scoring.score_voc_results(
+                FLAGS.results_dir, FLAGS.voc_dir, FLAGS.split,
+                eval_scoring.class_names_from(FLAGS.labels_file, FLAGS.voc_dir), FLAGS.competition,
+                FLAGS.iou_threshold, FLAGS.iou_rule)
+            print(result.format_table())
+        else:
+            if not (FLAGS.coco_results and FLAGS.coco_annotations):
+                raise app.UsageError('COCO scoring needs both --coco_results and --coco_annotations.')
+            eval_scoring.score_coco_results(FLAGS.coco_results, FLAGS.coco_annotations, stdout=sys.stdout)
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f'score_detections: error: {err}')
+
+
+if __name__ == '__main__':
+    app.run(main)

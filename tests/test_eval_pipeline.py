@@ -1,0 +1,205 @@
+"""eval_ssd_network.py end to end on a tiny synthetic dataset with a random-weight MobileNet SSD:
+results agree with offline scoring of the written files, detections come back in the right
+pixels, COCO numbers equal pycocotools run directly, summaries and plots are written."""
+import glob
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from deployment import eval_core
+from deployment import eval_input
+from deployment import eval_scoring
+from deployment import eval_testing
+from preprocessing import preprocessing_factory
+from tf_extended import bboxes as tfe_bboxes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODEL = 'ssd_300_mobilenet'
+DEPTH = 0.25
+STEP = 100
+
+
+def _run(args):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
+    proc = subprocess.run([sys.executable] + args, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('eval_data'))
+    voc_dir, records_dir, class_names = eval_testing.make_synthetic_records(root, num_images=24, seed=3)
+    prefix = eval_testing.write_random_checkpoint(os.path.join(root, 'train', 'model.ckpt'), MODEL,
+                                                  len(class_names) + 1, STEP, seed=1, depth_multiplier=DEPTH)
+    return {'root': root, 'voc_dir': voc_dir, 'records_dir': records_dir, 'class_names': class_names,
+            'prefix': prefix}
+
+
+@pytest.fixture(scope='module')
+def evaluated(data):
+    eval_dir = os.path.join(data['root'], 'eval')
+    # A directory as --checkpoint_path (its latest checkpoint); 6 images in batches of 4. Many
+    # loosely suppressed detections, so that random weights produce some true positives.
+    stdout = _run(['eval_ssd_network.py', f'--checkpoint_path={os.path.dirname(data["prefix"])}',
+                   f'--eval_dir={eval_dir}', '--dataset_name=custom', '--dataset_split_name=test',
+                   f'--dataset_dir={data["records_dir"]}', f'--model_name={MODEL}',
+                   f'--depth_multiplier={DEPTH}', '--batch_size=4', '--eval_resize=PAD_AND_RESIZE',
+                   '--metrics=voc07,voc12,coco', '--num_threads=2', '--keep_top_k=1000',
+                   '--nms_threshold=0.9'])
+    with open(os.path.join(eval_dir, 'results.json')) as fh:
+        return eval_dir, json.load(fh), stdout
+
+
+def test_eval_equals_offline_scoring_of_its_results_files(data, evaluated):
+    eval_dir, summary, stdout = evaluated
+    assert summary['num_images'] == 6 and summary['global_step'] == STEP
+    assert 'images/s' in stdout
+    # Random weights still find something: the comparison is not between two zeros.
+    assert sum(c['num_tp'] for c in summary['classes']) > 0
+    assert summary['metrics']['voc07'] > 0
+    offline = eval_scoring.score_voc_results(eval_dir, data['voc_dir'], 'test', data['class_names'])
+    assert offline.map_voc07 == pytest.approx(summary['metrics']['voc07'], abs=1e-12)
+    assert offline.map_voc12 == pytest.approx(summary['metrics']['voc12'], abs=1e-12)
+    for c, row in zip(offline.classes, summary['classes']):
+        assert (c.name, c.num_gt, c.num_difficult, c.num_tp, c.num_fp) == \
+               (row['name'], row['num_gt'], row['num_difficult'], row['num_tp'], row['num_fp'])
+        assert c.ap_voc07 == pytest.approx(row['ap_voc07'], abs=1e-12)
+    printed = _run(['score_detections.py', f'--results_dir={eval_dir}', f'--voc_dir={data["voc_dir"]}',
+                    '--split=test'])
+    map_line = [line for line in printed.splitlines() if 'mAP' in line][0]
+    assert map_line.split()[-2] == f'{100 * summary["metrics"]["voc07"]:.2f}'
+
+
+def test_coco_metrics_equal_pycocotools_on_the_written_files(data, evaluated):
+    eval_dir, summary, _ = evaluated
+    gt = COCO(os.path.join(eval_dir, 'coco_ground_truth.json'))
+    dt = gt.loadRes(os.path.join(eval_dir, 'coco_detections.json'))
+    coco_eval = COCOeval(gt, dt, iouType='bbox')
+    coco_eval.evaluate()
+    coco_eval.accumulate()
+    coco_eval.summarize()
+    assert summary['metrics']['coco'] == pytest.approx(coco_eval.stats[0], abs=1e-12)
+    assert summary['coco']['AP50'] == pytest.approx(coco_eval.stats[1], abs=1e-12)
+    # The COCO ground truth is the XML's pixels: x = xmin - 1, w = xmax - xmin + 1.
+    image = gt.dataset['images'][0]
+    root = ET.parse(os.path.join(data['voc_dir'], 'Annotations', image['file_name'] + '.xml')).getroot()
+    expected = sorted([float(o.findtext('bndbox/xmin')) - 1, float(o.findtext('bndbox/ymin')) - 1,
+                       float(o.findtext('bndbox/xmax')) - float(o.findtext('bndbox/xmin')) + 1,
+                       float(o.findtext('bndbox/ymax')) - float(o.findtext('bndbox/ymin')) + 1]
+                      for o in root.findall('object'))
+    got = sorted(a['bbox'] for a in gt.dataset['annotations'] if a['image_id'] == image['id'])
+    np.testing.assert_allclose(got, expected, atol=1e-3)
+    # The same detections in both formats: VOC xmin = COCO x + 1, xmax = x + w.
+    voc_lines = []
+    for name in data['class_names']:
+        with open(os.path.join(eval_dir, f'comp4_det_test_{name}.txt')) as fh:
+            voc_lines += [line.split() for line in fh]
+    ids = {img['id']: img['file_name'] for img in gt.dataset['images']}
+    with open(os.path.join(eval_dir, 'coco_detections.json')) as fh:
+        coco_dets = json.load(fh)
+    assert len(coco_dets) == len(voc_lines)
+    from_coco = sorted((ids[d['image_id']], round(d['score'], 6), round(d['bbox'][0] + 1, 3),
+                        round(d['bbox'][0] + d['bbox'][2], 3)) for d in coco_dets)
+    from_voc = sorted((f[0], round(float(f[1]), 6), round(float(f[2]), 3), round(float(f[4]), 3))
+                      for f in voc_lines)
+    assert from_coco == from_voc
+
+
+def test_summaries_and_plots(data, evaluated):
+    eval_dir, summary, _ = evaluated
+    values = {}
+    for path in glob.glob(os.path.join(eval_dir, 'events.out.tfevents.*')):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                values[(value.tag, event.step)] = value.simple_value
+    assert values[('eval/voc07_mAP', STEP)] == pytest.approx(summary['metrics']['voc07'], rel=1e-6)
+    assert values[('eval/coco_mAP', STEP)] == pytest.approx(summary['metrics']['coco'], rel=1e-6)
+    name = data['class_names'][0]
+    assert values[(f'eval/voc12_AP/{name}', STEP)] == pytest.approx(summary['class_ap']['voc12'][name], rel=1e-6)
+    present = [c['name'] for c in summary['classes'] if c['num_gt'] > c['num_difficult']]
+    assert sorted(os.listdir(os.path.join(eval_dir, 'pr_curves'))) == sorted(f'pr_{n}.png' for n in present)
+    with open(os.path.join(eval_dir, 'results.txt')) as fh:
+        assert 'mAP' in fh.read()
+    assert not [n for n in os.listdir(eval_dir) if n.startswith('.')]  # no temporary files left
+
+
+def test_ground_truth_as_detections_comes_back_in_original_pixels(data, monkeypatch, tmp_path):
+    """The net's detections replaced by the ground truth moved into the network-input frame of
+    PAD_AND_RESIZE: every class gets AP 1 and the results files hold the XML's pixel boxes."""
+    original = eval_core.build_detections
+
+    def ground_truth_detections(net, batch, settings):
+        original(net, batch, settings)  # builds the variables the checkpoint restores
+        boxes = tf.map_fn(lambda a: tfe_bboxes.bboxes_unresize(a[0], a[1]),
+                          (batch['bbox_img'], batch['gt_bboxes']), fn_output_signature=tf.float32)
+        valid = batch['gt_labels'] > 0
+        return {'detection_boxes': boxes, 'detection_scores': tf.where(valid, 0.9, 0.),
+                'detection_classes': tf.cast(batch['gt_labels'], tf.int32), 'num_detections': batch['num_gt']}
+
+    monkeypatch.setattr(eval_core, 'build_detections', ground_truth_detections)
+    settings = eval_core.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='test',
+                                      dataset_dir=data['records_dir'], batch_size=4, eval_resize='PAD_AND_RESIZE',
+                                      params_overrides=(('depth_multiplier', DEPTH),), pr_curves=False)
+    out = str(tmp_path / 'eval')
+    result = eval_core.evaluate_checkpoint(settings, data['prefix'], out, log=lambda line: None)
+    assert result.metrics == pytest.approx({'voc07': 1.0, 'voc12': 1.0}, abs=1e-12)
+    for label, name in enumerate(data['class_names'], 1):
+        with open(os.path.join(out, f'comp4_det_test_{name}.txt')) as fh:
+            got = sorted((f[0],) + tuple(round(float(v), 2) for v in f[2:]) for f in map(str.split, fh))
+        expected = []
+        for xml in glob.glob(os.path.join(data['voc_dir'], 'Annotations', '*.xml')):
+            image_id = os.path.basename(xml)[:-4]
+            if image_id not in {g[0] for g in got}:
+                continue
+            for obj in ET.parse(xml).getroot().findall('object'):
+                if obj.findtext('name') == name:
+                    expected.append((image_id,) + tuple(float(obj.findtext(f'bndbox/{t}'))
+                                                        for t in ('xmin', 'ymin', 'xmax', 'ymax')))
+        assert got == sorted(expected), name
+
+
+def test_map_to_image_pad_and_resize_against_hand_computed_boxes():
+    """A 100x200 image padded into 300x300: rows 75..225 of the output show it (scale 1.5)."""
+    with tf.Graph().as_default():
+        pipeline = preprocessing_factory.get_preprocessing(MODEL)
+        image = tf.zeros([100, 200, 3], tf.uint8)
+        _, _, _, bbox_img = pipeline(image, tf.zeros([0], tf.int64), tf.zeros([0, 4]), (300, 300),
+                                     is_training=False, resize='PAD_AND_RESIZE')
+        dets = tf.constant([[[0.25, 0., 0.75, 1.], [0.3, 0.1, 0.5, 0.4], [0.1, 0.2, 0.6, 0.3]]])
+        mapped = eval_input.map_to_image(bbox_img[None], dets)
+        with tf.compat.v1.Session() as sess:
+            got = sess.run(mapped)[0]
+    out = np.array([[0.25, 0., 0.75, 1.], [0.3, 0.1, 0.5, 0.4], [0.1, 0.2, 0.6, 0.3]]) * 300
+    rows = (out[:, [0, 2]] - 75) / 150  # output rows 75..225 show the 100 image rows
+    cols = out[:, [1, 3]] / 300
+    expected = np.clip(np.stack([rows[:, 0], cols[:, 0], rows[:, 1], cols[:, 1]], axis=1), 0, 1)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_model_config_of_a_converted_checkpoint(tmp_path):
+    path = tmp_path / 'model.ckpt.json'
+    path.write_text(json.dumps({
+        'model_name': MODEL, 'ssd_params': {'num_classes': 21, 'anchor_steps': [16, 32, 64, 100, 150, 300]},
+        'detection': {'nms_threshold': 0.45, 'top_k': 100, 'keep_top_k': 100, 'confidence_threshold': 0.25},
+        'preprocessing': {'channel_order': 'RGB', 'mean_rgb': [127.5, 127.5, 127.5], 'scale': 0.007843}}))
+    config = eval_core.load_model_config(str(path))
+    assert config['detection'] == {'nms_threshold': 0.45, 'select_top_k': 100, 'keep_top_k': 100,
+                                   'select_threshold': 0.25}
+    assert config['preprocessing'] == {'mean_rgb': (127.5, 127.5, 127.5), 'scale': 0.007843}
+    settings = eval_core.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='x',
+                                      dataset_dir='.', params_overrides=tuple(config['ssd_params'].items()))
+    net = eval_core.build_net(settings, 7)
+    assert net.params.anchor_steps == (16, 32, 64, 100, 150, 300) and net.params.num_classes == 7
+    path.write_text(json.dumps({'detection': {'nms': 0.5}}))
+    with pytest.raises(ValueError, match='unknown "detection" keys'):
+        eval_core.load_model_config(str(path))
