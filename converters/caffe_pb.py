@@ -13,12 +13,12 @@ both blob shape encodings: `BlobProto.shape.dim` and the legacy num/channels/hei
 """
 
 import dataclasses
-import os
-import tempfile
 from typing import List, Optional
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
+
+from tf_extended import atomic_io
 
 _F = descriptor_pb2.FieldDescriptorProto
 
@@ -265,15 +265,5 @@ def serialize_caffemodel(layers, name='net', legacy_v1=False, legacy_blob_dims=F
 
 
 def write_caffemodel(path, layers, **kwargs):
-    """Writes a `.caffemodel` atomically (temp file + rename); kwargs as `serialize_caffemodel`."""
-    data = serialize_caffemodel(layers, **kwargs)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix='.caffemodel')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Writes a `.caffemodel` atomically; kwargs as `serialize_caffemodel`."""
+    atomic_io.write_bytes_atomic(path, serialize_caffemodel(layers, **kwargs))

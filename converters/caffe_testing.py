@@ -19,6 +19,7 @@ import numpy as np
 from converters import caffe_pb
 from converters import prototxt
 from converters.prototxt import Enum
+from tf_extended import atomic_io
 
 # Published anchor settings (min, max or None, ratios, step or None) per feature layer.
 VGG300_VOC_PRIORS = [(30., 60., [2.], 8.), (60., 111., [2., 3.], 16.), (111., 162., [2., 3.], 32.),
@@ -329,10 +330,7 @@ def write_net(net, directory, name):
     """Writes `<name>.prototxt` and `<name>.caffemodel` (atomically); returns both paths."""
     proto_path = os.path.join(directory, name + '.prototxt')
     model_path = os.path.join(directory, name + '.caffemodel')
-    tmp = proto_path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(net.prototxt)
-    os.replace(tmp, proto_path)
+    atomic_io.write_text_atomic(proto_path, net.prototxt)
     caffe_pb.write_caffemodel(model_path, net.layers)
     return proto_path, model_path
 

@@ -16,6 +16,7 @@ import tf_slim as slim
 
 from nets import ssd_common
 from preprocessing import preprocessing_factory
+from tf_extended import atomic_io
 
 v1 = tf.compat.v1
 
@@ -172,29 +173,15 @@ def _save_atomically(sess, saver, output_path, sidecar_files):
             if name != index:
                 os.replace(os.path.join(tmp_dir, name), os.path.join(directory, name))
         for path, text in sidecar_files.items():
-            write_text_atomically(path, text)
+            atomic_io.write_text_atomic(path, text)
         os.replace(os.path.join(tmp_dir, index), os.path.join(directory, index))
         # The CheckpointState text proto; a relative path keeps the folder movable (readers
         # join it with the folder).
-        write_text_atomically(os.path.join(directory, 'checkpoint'),
+        atomic_io.write_text_atomic(os.path.join(directory, 'checkpoint'),
                               'model_checkpoint_path: "%s"\nall_model_checkpoint_paths: "%s"\n'
                               % (basename, basename))
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
-
-
-def write_text_atomically(path, text):
-    """Writes `text` to `path` via a temp file in the same folder and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp_', suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _compare(output_path, expected, actual):

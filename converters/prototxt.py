@@ -40,6 +40,11 @@ class Message:
     def has(self, key):
         return any(k == key for k, _ in self.fields)
 
+    def __eq__(self, other):
+        return isinstance(other, Message) and self.fields == other.fields
+
+    __hash__ = None
+
     def __repr__(self):
         return 'Message(%r)' % (self.fields,)
 
@@ -105,9 +110,9 @@ def parse(text, source='<prototxt>'):
     stack, i = [Message()], 0
     while i < len(toks):
         kind, tok, line = toks[i]
-        if kind == 'punct' and tok == '}':
+        if kind == 'punct' and tok in '}>':
             if len(stack) == 1:
-                raise PrototxtError('%s, line %d: unbalanced "}"' % (source, line))
+                raise PrototxtError('%s, line %d: unbalanced "%s"' % (source, line, tok))
             stack.pop()
             i += 1
             continue
