@@ -8,6 +8,8 @@ import glob
 import os
 import re
 
+from absl import logging
+import numpy as np
 import tensorflow as tf
 
 _DATA_SUFFIX = re.compile(r'\.data-\d{5}-of-\d{5}$')
@@ -66,3 +68,226 @@ def resolve_checkpoint(path):
         return path  # V1 format: one file, no index.
     raise FileNotFoundError(f'No checkpoint at {path}: expected {prefix}.index (and its .data-* '
                             f'files), a V1 checkpoint file, or a directory holding checkpoints.')
+
+
+# ---------------------------------------------------------------------------------------------
+# Scopes.
+
+def parse_scopes(text):
+    """Comma-separated scope prefixes -> list without empty items or trailing '/'."""
+    if not text:
+        return []
+    if isinstance(text, (list, tuple)):
+        text = ','.join(text)
+    return [s.strip().rstrip('/') for s in text.split(',') if s.strip().rstrip('/')]
+
+
+def in_scopes(name, scopes):
+    """True when variable `name` (with or without `:0`) lies in one of `scopes`, matched on scope
+    boundaries: `ssd/conv1` contains `ssd/conv1/weights` but not `ssd/conv10/weights`."""
+    name = name.split(':')[0]
+    return any(name == s or name.startswith(s + '/') for s in scopes)
+
+
+def filter_variables(variables, include_scopes=None, exclude_scopes=None):
+    """`variables` inside `include_scopes` (all when empty) and outside `exclude_scopes`."""
+    include, exclude = parse_scopes(include_scopes), parse_scopes(exclude_scopes)
+    return [v for v in variables
+            if (not include or in_scopes(v.op.name, include)) and not in_scopes(v.op.name, exclude)]
+
+
+def rewrite_leading_scope(name, scope, new_scope):
+    """`name` with its leading `scope` replaced by `new_scope` (on the scope boundary only);
+    names outside `scope` are returned unchanged."""
+    if name == scope:
+        return new_scope
+    if name.startswith(scope + '/'):
+        return new_scope + name[len(scope):]
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# TF-Slim ImageNet backbones.
+#
+# VGG16 fc6/fc7 -> SSD conv6/conv7, as Caffe's "VGG_ILSVRC_16_layers_fc_reduced" (ParseNet, used
+# by SSD: "we convert fc6 and fc7 to convolutional layers, subsample parameters from fc6 and fc7"):
+# fc6 [7, 7, 512, 4096] keeps the spatial taps 0, 3, 6 (a 3x3 kernel that the dilation 6 spreads
+# over about the original 7x7 x 2 field) and every 4th output channel -> [3, 3, 512, 1024]; fc7
+# [1, 1, 4096, 4096] keeps every 4th input and output channel -> [1, 1, 1024, 1024]; the biases
+# keep every 4th entry.
+FC_SPATIAL_STEP = 3  # taps 0, 3, 6 of 7
+FC_CHANNEL_STEP = 4
+
+
+def vgg_fc6_to_conv6(weights):
+    """TF-Slim `vgg_16/fc6/weights` `[7, 7, C, 4096]` -> `conv6/weights` `[3, 3, C, 1024]`."""
+    return weights[::FC_SPATIAL_STEP, ::FC_SPATIAL_STEP, :, ::FC_CHANNEL_STEP]
+
+
+def vgg_fc7_to_conv7(weights):
+    """TF-Slim `vgg_16/fc7/weights` `[1, 1, 4096, 4096]` -> `conv7/weights` `[1, 1, 1024, 1024]`."""
+    return weights[:, :, ::FC_CHANNEL_STEP, ::FC_CHANNEL_STEP]
+
+
+def vgg_fc_biases(biases):
+    """fc6/fc7 biases `[4096]` -> conv6/conv7 biases `[1024]`."""
+    return biases[::FC_CHANNEL_STEP]
+
+
+def _vgg_16_map(relative):
+    """Our `ssd_*_vgg/<relative>` -> (`vgg_16/...` name, numpy transform or None), or None."""
+    if re.fullmatch(r'conv[1-5]/conv[1-5]_[1-3]/(weights|biases)', relative):
+        return 'vgg_16/' + relative, None
+    match = re.fullmatch(r'conv([67])/(weights|biases)', relative)
+    if match:
+        layer, kind = match.groups()
+        transform = (vgg_fc_biases if kind == 'biases'
+                     else vgg_fc6_to_conv6 if layer == '6' else vgg_fc7_to_conv7)
+        return 'vgg_16/fc%s/%s' % (layer, kind), transform
+    return None
+
+
+def _mobilenet_v1_map(relative):
+    """Our `ssd_300_mobilenet/<relative>` -> (`MobilenetV1/...` name, None), or None."""
+    match = re.fullmatch(r'conv0/(weights|BatchNorm/\w+)', relative)
+    if match:
+        return 'MobilenetV1/Conv2d_0/' + match.group(1), None
+    match = re.fullmatch(r'conv(\d+)/dw/(depthwise_weights|BatchNorm/\w+)', relative)
+    if match and 1 <= int(match.group(1)) <= 13:
+        return 'MobilenetV1/Conv2d_%s_depthwise/%s' % match.groups(), None
+    match = re.fullmatch(r'conv(\d+)/(weights|BatchNorm/\w+)', relative)
+    if match and 1 <= int(match.group(1)) <= 13:
+        return 'MobilenetV1/Conv2d_%s_pointwise/%s' % match.groups(), None
+    return None
+
+
+# checkpoint_model_scope -> name map of a TF-Slim ImageNet classifier checkpoint. Our variables
+# without an entry (extra layers, heads, L2 normalisation) keep their initialisers.
+TF_SLIM_NAME_MAPS = {'vgg_16': _vgg_16_map, 'MobilenetV1': _mobilenet_v1_map}
+
+
+# ---------------------------------------------------------------------------------------------
+# Restore plans.
+
+class RestoreItem:
+    """One variable to restore: `variable` <- `transform(checkpoint[checkpoint_name])`."""
+
+    def __init__(self, variable, checkpoint_name, transform=None):
+        self.variable = variable
+        self.checkpoint_name = checkpoint_name
+        self.transform = transform
+
+    @property
+    def name(self):
+        return self.variable.op.name
+
+
+def _layer_scope(name):
+    """The layer scope of a variable: `a/conv/weights` -> `a/conv`, `a/conv/BatchNorm/beta` ->
+    `a/conv`."""
+    scope = name.rsplit('/', 1)[0]
+    return scope[:-len('/BatchNorm')] if scope.endswith('/BatchNorm') else scope
+
+
+def plan_restore(variables, checkpoint_shapes, model_scope, checkpoint_model_scope=None,
+                 exclude_scopes=None, ignore_missing_vars=False, exclude_mismatched_vars=False,
+                 log=None):
+    """Decides which variables come from which checkpoint entries.
+
+    Args:
+      variables: the candidates (usually the model variables).
+      checkpoint_shapes: dict checkpoint name -> shape list (`reader.get_variable_to_shape_map()`).
+      model_scope: the model's variable scope (`ssd_300_vgg`).
+      checkpoint_model_scope: the checkpoint's name for `model_scope` (a leading-scope rewrite),
+        or a key of `TF_SLIM_NAME_MAPS` for a TF-Slim ImageNet backbone, or None (same names).
+      exclude_scopes: comma-separated scopes (our names) never restored.
+      ignore_missing_vars: skip (with a warning) variables the checkpoint lacks, else fail.
+      exclude_mismatched_vars: skip (with a warning) variables whose shape differs from the
+        checkpoint's (e.g. class heads after a `num_classes` change), else fail naming the
+        scopes to exclude.
+      log: callable(str) for the warnings (default: absl warning).
+    Returns:
+      list of `RestoreItem`.
+    Raises:
+      ValueError: missing or mismatched variables that are not to be skipped, or nothing to
+        restore at all.
+    """
+    log = log or logging.warning
+    name_map = TF_SLIM_NAME_MAPS.get(checkpoint_model_scope)
+    items, missing, mismatched = [], [], []
+    for variable in filter_variables(variables, exclude_scopes=exclude_scopes):
+        name = variable.op.name
+        if name_map is not None:
+            relative = rewrite_leading_scope(name, model_scope, '')[1:]
+            mapped = name_map(relative) if name.startswith(model_scope + '/') else None
+            if mapped is None:
+                continue  # Not part of the ImageNet backbone.
+            checkpoint_name, transform = mapped
+        elif checkpoint_model_scope:
+            checkpoint_name, transform = (
+                rewrite_leading_scope(name, model_scope, checkpoint_model_scope), None)
+        else:
+            checkpoint_name, transform = name, None
+        if checkpoint_name not in checkpoint_shapes:
+            missing.append((name, checkpoint_name))
+            continue
+        shape = checkpoint_shapes[checkpoint_name]
+        if transform is not None:
+            # Basic slicing of a zero-stride view: the output shape without reading data.
+            shape = list(transform(np.broadcast_to(np.float32(0), shape)).shape)
+        if list(shape) != variable.shape.as_list():
+            mismatched.append((name, checkpoint_name, variable.shape.as_list(), list(shape)))
+            continue
+        items.append(RestoreItem(variable, checkpoint_name, transform))
+    if missing:
+        listing = ', '.join('%s (as %s)' % m for m in missing)
+        if not ignore_missing_vars:
+            raise ValueError('The checkpoint lacks %d variable(s) of the model: %s. Pass '
+                             '--ignore_missing_vars, --checkpoint_exclude_scopes or the right '
+                             '--checkpoint_model_scope.' % (len(missing), listing))
+        log('Not in the checkpoint, left at their initial values: %s' % listing)
+    if mismatched:
+        listing = ', '.join('%s %s (checkpoint %s: %s)' % (n, s, c, cs)
+                            for n, c, s, cs in mismatched)
+        scopes = sorted({_layer_scope(m[0]) for m in mismatched})
+        if not exclude_mismatched_vars:
+            raise ValueError('Shapes differ between the model and the checkpoint: %s. Exclude '
+                             'them with --checkpoint_exclude_scopes=%s or pass '
+                             '--exclude_mismatched_vars.' % (listing, ','.join(scopes)))
+        log('Shapes differ, left at their initial values (scopes %s): %s'
+            % (','.join(scopes), listing))
+    if not items:
+        raise ValueError('No variable of the model matches the checkpoint (model scope %r, '
+                         'checkpoint_model_scope %r, checkpoint scopes %s).'
+                         % (model_scope, checkpoint_model_scope,
+                            sorted({n.split('/')[0] for n in checkpoint_shapes})[:10]))
+    return items
+
+
+class Restorer:
+    """Graph ops restoring a plan; build it before the graph is finalised.
+
+    `restore(session)` loads the direct entries with a `Saver` and the transformed ones through
+    placeholders.
+    """
+
+    def __init__(self, checkpoint_prefix, items):
+        self.checkpoint_prefix = checkpoint_prefix
+        self.items = list(items)
+        direct = {i.checkpoint_name: i.variable for i in self.items if i.transform is None}
+        self._saver = tf.compat.v1.train.Saver(direct, reshape=False) if direct else None
+        self._assigns = []
+        for item in self.items:
+            if item.transform is not None:
+                value = tf.compat.v1.placeholder(item.variable.dtype.base_dtype,
+                                                 item.variable.shape)
+                self._assigns.append((item, value, item.variable.assign(value)))
+
+    def restore(self, session):
+        if self._saver is not None:
+            self._saver.restore(session, self.checkpoint_prefix)
+        if self._assigns:
+            reader = tf.train.load_checkpoint(self.checkpoint_prefix)
+            for item, value, assign in self._assigns:
+                data = item.transform(reader.get_tensor(item.checkpoint_name))
+                session.run(assign, {value: data.astype(value.dtype.as_numpy_dtype)})

@@ -54,3 +54,220 @@ def test_errors_name_the_path(tmp_path, make):
     with pytest.raises(FileNotFoundError) as info:
         checkpoints.resolve_checkpoint(path)
     assert path in str(info.value)
+
+
+# --- scopes -------------------------------------------------------------------------------------
+
+def test_scopes_match_on_boundaries():
+    assert checkpoints.parse_scopes(' a/b/, c ,,') == ['a/b', 'c']
+    assert checkpoints.in_scopes('ssd/conv1/weights:0', ['ssd/conv1'])
+    assert not checkpoints.in_scopes('ssd/conv10/weights', ['ssd/conv1'])
+    assert checkpoints.rewrite_leading_scope('new/x/new/w', 'new', 'old') == 'old/x/new/w'
+    assert checkpoints.rewrite_leading_scope('newer/w', 'new', 'old') == 'newer/w'
+
+
+def _variables(spec):
+    """Creates variables name -> shape with distinct random values; returns dict name -> var."""
+    rng = np.random.default_rng(0)
+    return {name: v1.get_variable(name, initializer=rng.standard_normal(shape).astype(np.float32),
+                                  collections=[v1.GraphKeys.GLOBAL_VARIABLES,
+                                               v1.GraphKeys.MODEL_VARIABLES])
+            for name, shape in spec.items()}
+
+
+def _save_values(prefix, values):
+    """Writes a checkpoint holding exactly `values` (name -> array)."""
+    with tf.Graph().as_default():
+        variables = {n: v1.get_variable(n, initializer=a) for n, a in values.items()}
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            return v1.train.Saver(variables).save(sess, prefix)
+
+
+def _restore(prefix, items, untouched=()):
+    """Initialises, reads `untouched` variables, restores; returns (session, their values)."""
+    restorer = checkpoints.Restorer(prefix, items)
+    sess = v1.Session()
+    sess.run(v1.global_variables_initializer())
+    before = sess.run(list(untouched))
+    restorer.restore(sess)
+    return sess, before
+
+
+def test_model_scope_rewrite_exclude_and_trainable(tmp_path):
+    rng = np.random.default_rng(1)
+    saved = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in {
+        'old/conv1/weights': [3, 2], 'old/conv10/weights': [2, 2], 'old/x/new/w': [4],
+        'other/w': [1]}.items()}
+    prefix = _save_values(str(tmp_path / 'other_names.ckpt'), saved)
+    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    with tf.Graph().as_default():
+        variables = _variables({'new/conv1/weights': [3, 2], 'new/conv10/weights': [2, 2],
+                                'new/x/new/w': [4]})
+        items = checkpoints.plan_restore(list(variables.values()), shapes, 'new', 'old',
+                                         exclude_scopes='new/conv1')
+        assert sorted((i.name, i.checkpoint_name) for i in items) == [
+            ('new/conv10/weights', 'old/conv10/weights'), ('new/x/new/w', 'old/x/new/w')]
+        sess, (before,) = _restore(prefix, items, [variables['new/conv1/weights']])
+        np.testing.assert_array_equal(sess.run(variables['new/conv10/weights']),
+                                      saved['old/conv10/weights'])
+        np.testing.assert_array_equal(sess.run(variables['new/x/new/w']), saved['old/x/new/w'])
+        # Excluded: keeps its initialiser.
+        np.testing.assert_array_equal(sess.run(variables['new/conv1/weights']), before)
+        trainable = checkpoints.filter_variables(list(variables.values()),
+                                                 include_scopes='new/conv1,new/x')
+        assert [v.op.name for v in trainable] == ['new/conv1/weights', 'new/x/new/w']
+
+
+def test_missing_variables_fail_or_are_ignored(tmp_path):
+    prefix = _save_values(str(tmp_path / 'a.ckpt'), {'m/a': np.ones(2, np.float32)})
+    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    with tf.Graph().as_default():
+        variables = list(_variables({'m/a': [2], 'm/b': [3]}).values())
+        with pytest.raises(ValueError, match='m/b'):
+            checkpoints.plan_restore(variables, shapes, 'm')
+        warnings = []
+        items = checkpoints.plan_restore(variables, shapes, 'm', ignore_missing_vars=True,
+                                         log=warnings.append)
+        assert [i.name for i in items] == ['m/a'] and 'm/b' in warnings[0]
+        with pytest.raises(ValueError, match='No variable of the model matches'):
+            checkpoints.plan_restore(variables, shapes, 'm', 'elsewhere',
+                                     ignore_missing_vars=True, log=warnings.append)
+
+
+def _mobilenet_variables(num_classes):
+    from nets import nets_factory
+    import tf_slim as slim
+    _, network_fn = nets_factory.get_network_fn('ssd_300_mobilenet', num_classes,
+                                                depth_multiplier=0.25)
+    network_fn(v1.placeholder(tf.float32, [1, 300, 300, 3]))
+    return slim.get_model_variables()
+
+
+def test_class_count_change_names_scopes_or_excludes(tmp_path):
+    with tf.Graph().as_default():
+        variables = _mobilenet_variables(21)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            prefix = v1.train.Saver().save(sess, str(tmp_path / 'voc21.ckpt'))
+            saved = {v.op.name: value for v, value in zip(variables, sess.run(variables))}
+    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    with tf.Graph().as_default():
+        variables = _mobilenet_variables(7)
+        with pytest.raises(ValueError) as info:
+            checkpoints.plan_restore(variables, shapes, 'ssd_300_mobilenet')
+        message = str(info.value)
+        conf_scopes = ['ssd_300_mobilenet/%s_mbox_conf' % layer for layer in
+                       ('conv11', 'conv13', 'conv14_2', 'conv15_2', 'conv16_2', 'conv17_2')]
+        assert '--checkpoint_exclude_scopes=' + ','.join(sorted(conf_scopes)) in message
+        warnings = []
+        items = checkpoints.plan_restore(variables, shapes, 'ssd_300_mobilenet',
+                                         exclude_mismatched_vars=True, log=warnings.append)
+        skipped = {v.op.name for v in variables} - {i.name for i in items}
+        assert skipped == {s + suffix for s in conf_scopes for suffix in ('/weights', '/biases')}
+        assert len(warnings) == 1 and 'conv11_mbox_conf/weights' in warnings[0]
+        sess, _ = _restore(prefix, items)
+        for item, value in zip(items, sess.run([i.variable for i in items])):
+            np.testing.assert_array_equal(value, saved[item.name])
+
+
+# --- TF-Slim ImageNet backbones -----------------------------------------------------------------
+
+def test_vgg_fc_subsampling_on_real_shapes():
+    # Each entry encodes its own (row, col, out) index; zero-stride views keep this at ~0 memory.
+    codes = (np.arange(7)[:, None, None] * 100000 + np.arange(7)[None, :, None] * 10000
+             + np.arange(4096)[None, None, :]).astype(np.int64)[:, :, None, :]
+    fc6 = np.broadcast_to(codes, (7, 7, 512, 4096))
+    conv6 = checkpoints.vgg_fc6_to_conv6(fc6)
+    assert conv6.shape == (3, 3, 512, 1024)
+    for i, r in enumerate((0, 3, 6)):
+        for j, c in enumerate((0, 3, 6)):
+            np.testing.assert_array_equal(conv6[i, j, 7], r * 100000 + c * 10000
+                                          + 4 * np.arange(1024))
+    # Input channels are kept in order (checked on a small array with per-channel values).
+    small = np.random.default_rng(0).standard_normal((7, 7, 5, 8))
+    np.testing.assert_array_equal(checkpoints.vgg_fc6_to_conv6(small),
+                                  small[np.ix_([0, 3, 6], [0, 3, 6], range(5), [0, 4])])
+    fc7 = np.broadcast_to((np.arange(4096)[:, None] * 10000 + np.arange(4096)[None, :]),
+                          (1, 1, 4096, 4096))
+    conv7 = checkpoints.vgg_fc7_to_conv7(fc7)
+    assert conv7.shape == (1, 1, 1024, 1024)
+    np.testing.assert_array_equal(conv7[0, 0], (4 * np.arange(1024))[:, None] * 10000
+                                  + 4 * np.arange(1024)[None, :])
+    np.testing.assert_array_equal(checkpoints.vgg_fc_biases(np.arange(4096)), 4 * np.arange(1024))
+
+
+def test_vgg_16_checkpoint_initialises_ssd_backbone(tmp_path):
+    """A TF-Slim vgg_16 fixture (real names and shapes; fc6 left out to keep it ~70 MB):
+    conv layers copy, conv7 is the documented sub-sampling of fc7, the rest is untouched."""
+    from nets import nets_factory
+    import tf_slim as slim
+    rng = np.random.default_rng(2)
+    saved = {
+        'vgg_16/conv1/conv1_1/weights': rng.standard_normal((3, 3, 3, 64)).astype(np.float32),
+        'vgg_16/conv1/conv1_1/biases': rng.standard_normal(64).astype(np.float32),
+        'vgg_16/conv5/conv5_3/biases': rng.standard_normal(512).astype(np.float32),
+        'vgg_16/fc7/weights': rng.standard_normal((1, 1, 4096, 4096)).astype(np.float32),
+        'vgg_16/fc7/biases': rng.standard_normal(4096).astype(np.float32),
+        'vgg_16/fc8/weights': np.zeros((1, 1, 4096, 10), np.float32),
+    }
+    prefix = _save_values(str(tmp_path / 'vgg_16.ckpt'), saved)
+    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    with tf.Graph().as_default():
+        _, network_fn = nets_factory.get_network_fn('ssd_300_vgg', 21)
+        network_fn(v1.placeholder(tf.float32, [1, 300, 300, 3]))
+        variables = {v.op.name: v for v in slim.get_model_variables()}
+        warnings = []
+        items = checkpoints.plan_restore(list(variables.values()), shapes, 'ssd_300_vgg',
+                                         'vgg_16', ignore_missing_vars=True, log=warnings.append)
+        assert sorted(i.name for i in items) == [
+            'ssd_300_vgg/conv1/conv1_1/biases', 'ssd_300_vgg/conv1/conv1_1/weights',
+            'ssd_300_vgg/conv5/conv5_3/biases', 'ssd_300_vgg/conv7/biases',
+            'ssd_300_vgg/conv7/weights']
+        assert 'ssd_300_vgg/conv6/weights (as vgg_16/fc6/weights)' in warnings[0]
+        sess, (block8_before,) = _restore(prefix, items,
+                                          [variables['ssd_300_vgg/block8/conv1x1/weights']])
+        get = lambda name: sess.run(variables['ssd_300_vgg/' + name])  # noqa: E731
+        np.testing.assert_array_equal(get('conv1/conv1_1/weights'),
+                                      saved['vgg_16/conv1/conv1_1/weights'])
+        np.testing.assert_array_equal(get('conv5/conv5_3/biases'),
+                                      saved['vgg_16/conv5/conv5_3/biases'])
+        np.testing.assert_array_equal(get('conv7/weights'),
+                                      saved['vgg_16/fc7/weights'][:, :, ::4, ::4])
+        np.testing.assert_array_equal(get('conv7/biases'), saved['vgg_16/fc7/biases'][::4])
+        np.testing.assert_array_equal(get('block8/conv1x1/weights'), block8_before)
+        assert np.abs(block8_before).max() > 0
+
+
+def test_mobilenet_v1_checkpoint_names(tmp_path):
+    """TF-Slim MobilenetV1 names -> ours, on a fixture made with the TF-Slim names."""
+    with tf.Graph().as_default():
+        ours = {v.op.name: v.shape.as_list() for v in _mobilenet_variables(21)}
+    rng = np.random.default_rng(3)
+    saved = {'MobilenetV1/Logits/Conv2d_1c_1x1/weights': np.zeros((1, 1, 256, 1001), np.float32)}
+    expected = {}
+    for name, shape in ours.items():
+        relative = name[len('ssd_300_mobilenet/'):]
+        layer, rest = relative.split('/', 1)
+        number = int(layer[4:]) if layer[4:].isdigit() else None
+        if number is None or number > 13:
+            continue
+        if number == 0:
+            tf_slim_name = 'MobilenetV1/Conv2d_0/' + rest
+        elif rest.startswith('dw/'):
+            tf_slim_name = 'MobilenetV1/Conv2d_%d_depthwise/%s' % (number, rest[3:])
+        else:
+            tf_slim_name = 'MobilenetV1/Conv2d_%d_pointwise/%s' % (number, rest)
+        saved[tf_slim_name] = rng.standard_normal(shape).astype(np.float32)
+        expected[name] = tf_slim_name
+    assert 'MobilenetV1/Conv2d_13_depthwise/depthwise_weights' in saved
+    assert 'MobilenetV1/Conv2d_13_pointwise/BatchNorm/moving_variance' in saved
+    prefix = _save_values(str(tmp_path / 'mobilenet_v1_0.25_224.ckpt'), saved)
+    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    with tf.Graph().as_default():
+        variables = _mobilenet_variables(21)
+        items = checkpoints.plan_restore(variables, shapes, 'ssd_300_mobilenet', 'MobilenetV1')
+        assert {i.name: i.checkpoint_name for i in items} == expected
+        sess, _ = _restore(prefix, items)
+        for item, value in zip(items, sess.run([i.variable for i in items])):
+            np.testing.assert_array_equal(value, saved[item.checkpoint_name])
