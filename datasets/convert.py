@@ -21,7 +21,9 @@ bytes written do not depend on `num_workers`.
 
 Workers are `spawn` processes (safe with TensorFlow loaded; no fork of a threaded parent). They
 load, normalise and serialize examples without TensorFlow (importing it costs seconds per
-process); the main process writes each shard as it arrives.
+process); the main process writes each shard as it arrives. Spawn re-imports the caller's
+`__main__` module in every worker, so a script calling `convert` with several workers should not
+import TensorFlow at module level (tf_convert_data.py does not).
 """
 
 import glob

@@ -194,10 +194,14 @@ def _available(dataset_dir):
 
 
 def _load_metadata(path, dataset_dir):
-    with open(path, encoding='utf-8') as f:
-        metadata = json.load(f)
-    if metadata.get('format') != convert.METADATA_FORMAT:
-        raise ValueError(f'{path}: not a metadata file of tf_convert_data.py (format {metadata.get("format")!r}).')
+    try:
+        with open(path, encoding='utf-8') as f:
+            metadata = json.load(f)
+    except ValueError as e:
+        raise ValueError(f'{path}: unreadable metadata JSON ({e}); convert the dataset again.') from None
+    if not isinstance(metadata, dict) or metadata.get('format') != convert.METADATA_FORMAT:
+        raise ValueError(f"{path}: not a metadata file of tf_convert_data.py "
+                         f"(no 'format': '{convert.METADATA_FORMAT}').")
     files = [os.path.join(os.path.dirname(path), f['name']) for f in metadata['files']]
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:

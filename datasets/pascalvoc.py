@@ -93,6 +93,13 @@ def find_image(image_dir, image_id):
     return others[0] if others else None
 
 
+def _number(text):
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
 def _flag(obj, tag, where):
     element = obj.find(tag)
     if element is None or element.text is None or not element.text.strip():
@@ -175,7 +182,7 @@ class VocLoader:
         if image.converted_from:
             note('fixed', f'{os.path.basename(image_path)}: {image.converted_from} stored as 3-channel JPEG')
         xml_w, xml_h = root.findtext('size/width'), root.findtext('size/height')
-        if (xml_w, xml_h) != (str(image.width), str(image.height)):
+        if (_number(xml_w), _number(xml_h)) != (image.width, image.height):
             note('fixed', f'<size> says {xml_w}x{xml_h}, decoded image is {image.width}x{image.height}; '
                           f'using the decoded size')
         xml_filename = (root.findtext('filename') or '').strip()

@@ -140,7 +140,8 @@ def test_image_modes_stored_as_3_channel_jpeg(tmp_path):
         fx.add_voc_example(root, image_id, image, [fx.voc_object('cat', (1, 1, 50, 40))], ext=ext, size=(50, 40))
     meta = fx.convert_voc([root], out)
     got = {ex['filename'].decode().split('.')[0]: ex for ex in fx.read_examples(out)}
-    raw = {r['image/filename'][0].decode().split('.')[0]: r for r in fx.raw_features(os.path.join(out, 'data_000.tfrecord'))}
+    raw = {r['image/filename'][0].decode().split('.')[0]: r
+           for r in fx.raw_features(os.path.join(out, 'data_000.tfrecord'))}
     reports = {os.path.basename(e['file'])[:-4]: e['detail'] for e in _meta_entries(meta, 'fixed')}
     for image_id, (_, _, expected, report) in cases.items():
         assert raw[image_id]['image/encoded'][0][:3] == b'\xff\xd8\xff', image_id
