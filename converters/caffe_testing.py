@@ -368,3 +368,59 @@ def opencv_blob(image_bgr, size, mean_bgr, scale):
     import cv2
     return cv2.dnn.blobFromImage(image_bgr, scale, (size[1], size[0]), tuple(mean_bgr),
                                  swapRB=False, crop=False)
+
+
+# The nets the parity tests and benchmarks compare with OpenCV:
+# name -> (converter model name, generator, input size, Caffe mean (BGR), Caffe scale).
+PARITY_NETS = {
+    'vgg300': ('ssd_300_vgg', lambda: vgg_ssd(300, seed=1), 300, (104., 117., 123.), 1.),
+    'vgg512': ('ssd_512_vgg', lambda: vgg_ssd(512, seed=2), 512, (104., 117., 123.), 1.),
+    'mobilenet_merged': ('ssd_300_mobilenet', lambda: mobilenet_ssd('merged', seed=3), 300,
+                         (127.5, 127.5, 127.5), 0.007843),
+    'mobilenet_separate_bn': ('ssd_300_mobilenet', lambda: mobilenet_ssd('separate', seed=4), 300,
+                              (127.5, 127.5, 127.5), 0.007843),
+}
+
+
+def our_forward(checkpoint_path, config, blob, detections=(), anchor_int_sizes=False, repeats=1):
+    """Runs a converted checkpoint on an OpenCV input blob.
+
+    Args:
+      checkpoint_path: the converted checkpoint; config: its JSON (caffe_convert.load_config).
+      blob: float32 NCHW BGR blob (OpenCV's input); the net gets it as NHWC RGB.
+      detections: list of (select_threshold, nms_threshold, top_k, keep_top_k) settings.
+      anchor_int_sizes: Caffe's int truncation of prior sizes (OpenCV: False).
+      repeats: forward passes to time (the outputs of the last are returned).
+    Returns:
+      dict: 'loc' [N, 4], 'logits' [N, C], 'anchors' [N, 4] (yx), 'detections' (list of dicts
+      of numpy arrays, one per setting), 'seconds' (list of forward times).
+    """
+    import time
+    import tensorflow as tf
+    import tf_slim as slim
+    from converters import caffe_convert
+    from nets import nets_factory
+    from nets import ssd_common
+    v1 = tf.compat.v1
+    cls = nets_factory.get_network(config['model_name'])
+    params = caffe_convert.params_from_config(config, cls.default_params)
+    ssd = cls(params._replace(anchor_int_sizes=anchor_int_sizes))
+    rgb = np.ascontiguousarray(blob[0].transpose(1, 2, 0)[None, :, :, ::-1])
+    with tf.Graph().as_default() as graph:
+        inputs = v1.placeholder(tf.float32, rgb.shape)
+        with slim.arg_scope(ssd.arg_scope(data_format='NHWC')):
+            predictions, localisations, logits, _ = ssd.net(inputs, is_training=False)
+        fetches = {'loc': ssd_common.flatten_layers(localisations)[0],
+                   'logits': ssd_common.flatten_layers(logits)[0],
+                   'detections': [ssd.detected_bboxes(predictions, localisations, *d, clip=False)
+                                  for d in detections]}
+        with v1.Session(graph=graph) as sess:
+            v1.train.Saver().restore(sess, checkpoint_path)
+            seconds = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                out = sess.run(fetches, {inputs: rgb})
+                seconds.append(time.perf_counter() - start)
+    out['anchors'] = ssd.anchors()
+    out['seconds'] = seconds
+    return out

@@ -13,30 +13,13 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
-import tf_slim as slim
 
 from converters import caffe_convert
 from converters import caffe_testing
 from converters import prototxt
 from nets import nets_factory
-from nets import ssd_common
 
-v1 = tf.compat.v1
-
-# name: (converter model, generator, input size, Caffe mean (BGR), Caffe scale)
-CASES = {
-    'vgg300': ('ssd_300_vgg', lambda: caffe_testing.vgg_ssd(300, seed=1), 300,
-               (104., 117., 123.), 1.),
-    'vgg512': ('ssd_512_vgg', lambda: caffe_testing.vgg_ssd(512, seed=2), 512,
-               (104., 117., 123.), 1.),
-    'mobilenet_merged': ('ssd_300_mobilenet',
-                         lambda: caffe_testing.mobilenet_ssd('merged', seed=3), 300,
-                         (127.5, 127.5, 127.5), 0.007843),
-    'mobilenet_separate_bn': ('ssd_300_mobilenet',
-                              lambda: caffe_testing.mobilenet_ssd('separate', seed=4), 300,
-                              (127.5, 127.5, 127.5), 0.007843),
-}
+CASES = caffe_testing.PARITY_NETS
 NUM_CLASSES = 21
 NO_LIMIT = 20000
 STRICT_THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
@@ -111,33 +94,15 @@ def case(request, tmp_path_factory):
     result = caffe_convert.convert(model_path, ckpt, model_name, prototxt_path=proto_path,
                                    log=lambda line: None)
     config = caffe_convert.load_config(ckpt)
-    cls = nets_factory.get_network(config['model_name'])
-    params = caffe_convert.params_from_config(config, cls.default_params)
+    det = config['detection']
     # OpenCV keeps non-integer prior sizes (SSD512-COCO's 20.48); Caffe truncates them. The
     # converted JSON says Caffe (true); compare with OpenCV using its convention.
-    ssd = cls(params._replace(anchor_int_sizes=False))
-    rgb = blob[0].transpose(1, 2, 0)[None, :, :, ::-1]
-    graph = tf.Graph()
-    with graph.as_default():
-        inputs = v1.placeholder(tf.float32, [1, size, size, 3])
-        with slim.arg_scope(ssd.arg_scope(data_format='NHWC')):
-            predictions, localisations, logits, _ = ssd.net(inputs, is_training=False)
-        det = config['detection']
-        fetches = {
-            'loc': ssd_common.flatten_layers(localisations),
-            'logits': ssd_common.flatten_layers(logits),
-            'detections': ssd.detected_bboxes(
-                predictions, localisations, det['confidence_threshold'], det['nms_threshold'],
-                det['top_k'], det['keep_top_k'], clip=False),
-            'strict': ssd.detected_bboxes(predictions, localisations, strict,
-                                          det['nms_threshold'], top_k=-1, keep_top_k=-1,
-                                          clip=False),
-        }
-        saver = v1.train.Saver()
-        with v1.Session(graph=graph) as sess:
-            saver.restore(sess, ckpt)
-            ours = sess.run(fetches, {inputs: rgb})
-    return {'name': name, 'cv': cv, 'ours': ours, 'anchors': ssd.anchors(), 'params': params,
+    ours = caffe_testing.our_forward(ckpt, config, blob, detections=[
+        (det['confidence_threshold'], det['nms_threshold'], det['top_k'], det['keep_top_k']),
+        (strict, det['nms_threshold'], -1, -1)])
+    cls = nets_factory.get_network(config['model_name'])
+    params = caffe_convert.params_from_config(config, cls.default_params)
+    return {'name': name, 'cv': cv, 'ours': ours, 'anchors': ours['anchors'], 'params': params,
             'config': config, 'result': result, 'detection': detection, 'net': net,
             'ssd_caffe_sizes': cls(params).anchors(), 'strict': strict}
 
@@ -174,8 +139,8 @@ def test_loc_and_conf_logits_equal_opencv(case):
     n = len(case['anchors'])
     loc_ref = cv['mbox_loc'].reshape(n, 4)
     conf_ref = cv['mbox_conf'].reshape(n, -1)
-    loc_err = np.abs(ours['loc'][0] - loc_ref).max() / np.abs(loc_ref).max()
-    conf_err = np.abs(ours['logits'][0] - conf_ref).max() / np.abs(conf_ref).max()
+    loc_err = np.abs(ours['loc'] - loc_ref).max() / np.abs(loc_ref).max()
+    conf_err = np.abs(ours['logits'] - conf_ref).max() / np.abs(conf_ref).max()
     assert loc_err <= 1e-4, loc_err
     assert conf_err <= 1e-4, conf_err
     # The fixtures are not degenerate: the heads spread out (see caffe_testing).
@@ -184,7 +149,7 @@ def test_loc_and_conf_logits_equal_opencv(case):
 
 def test_detections_equal_opencv_without_top_k(case):
     ref = _opencv_detections(case['cv']['detection_strict'])
-    ours = _our_detections(case['ours']['strict'])
+    ours = _our_detections(case['ours']['detections'][1])
     assert len(ref[0]) >= MIN_STRICT_DETECTIONS
     unmatched, extra = _match(ref, ours)
     assert unmatched == [] and extra == 0, (unmatched[:5], extra)
@@ -193,7 +158,7 @@ def test_detections_equal_opencv_without_top_k(case):
 def test_detections_equal_opencv_with_deploy_top_k(case):
     """The deploy's thresholds: top_k per class before NMS and keep_top_k per image bind."""
     ref = _opencv_detections(case['cv']['detection_out'])
-    ours = _our_detections(case['ours']['detections'])
+    ours = _our_detections(case['ours']['detections'][0])
     assert len(ref[0]) == case['detection']['keep_top_k']
     assert case['config']['detection'] == case['detection']
     unmatched, extra = _match(ref, ours)
