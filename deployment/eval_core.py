@@ -38,6 +38,7 @@ from nets import nets_factory
 from nets import ssd_params as ssd_params_lib
 from preprocessing import preprocessing_factory
 from preprocessing.ssd_preprocessing import SSDPreprocessing
+from tf_extended import atomic_io
 from tf_extended import coco_metrics
 from tf_extended import voc_metrics
 
@@ -375,7 +376,7 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
             ground_truth = coco.ground_truth()
             coco_values = coco_metrics.evaluate_coco(ground_truth, coco.detections)
             coco_metrics.write_coco_results(os.path.join(staging, 'coco_detections.json'), coco.detections)
-            eval_outputs.write_json_atomic(os.path.join(staging, 'coco_ground_truth.json'), ground_truth)
+            atomic_io.write_json_atomic(os.path.join(staging, 'coco_ground_truth.json'), ground_truth)
         values = eval_outputs.metric_values(voc, coco_values, settings.metrics)
         class_ap = eval_outputs.per_class_ap(voc, settings.metrics)
         summary = {
@@ -397,8 +398,8 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
         if coco_values is not None:
             table += '\nCOCO: ' + ', '.join(f'{k} {"n/a" if v is None else f"{100 * v:.2f}"}'
                                           for k, v in coco_values.items())
-        eval_outputs.write_json_atomic(os.path.join(staging, 'results.json'), summary)
-        eval_outputs.write_text_atomic(os.path.join(staging, 'results.txt'), table + '\n')
+        atomic_io.write_json_atomic(os.path.join(staging, 'results.json'), summary)
+        atomic_io.write_text_atomic(os.path.join(staging, 'results.txt'), table + '\n')
         if settings.pr_curves:
             eval_outputs.plot_pr_curves(voc, os.path.join(staging, 'pr_curves'))
         eval_outputs.publish_dir(staging, results_dir)

@@ -1,10 +1,9 @@
-"""What an evaluation writes: atomic files and folders, the summary JSON, TensorBoard scalars and
+"""What an evaluation writes: atomically published folders, metric values, TensorBoard scalars and
 precision/recall plots.
 
 Metric keys used everywhere (summary JSON, TensorBoard tags, the watcher's history and best):
   'voc07': VOC2007 11-point mAP; 'voc12': VOC2010+ all-point mAP; 'coco': COCO AP@[.5:.95].
 """
-import json
 import os
 import shutil
 import tempfile
@@ -12,24 +11,6 @@ import tempfile
 import numpy as np
 
 METRICS = ('voc07', 'voc12', 'coco')
-
-
-def write_text_atomic(path, text):
-    """Writes `text` to `path` through a temporary file in the same folder and a rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json_atomic(path, data):
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + '\n')
 
 
 def make_staging_dir(target):

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from deployment import eval_core
 from deployment import eval_outputs
+from tf_extended import atomic_io
 
 LEDGER_NAME = 'eval_ledger.jsonl'
 BEST_DIR = 'best'
@@ -112,7 +113,7 @@ class Ledger:
 
     def append(self, entry):
         self.entries.append(entry)
-        eval_outputs.write_text_atomic(self.path, ''.join(json.dumps(e, sort_keys=True) + '\n'
+        atomic_io.write_text_atomic(self.path, ''.join(json.dumps(e, sort_keys=True) + '\n'
                                                           for e in self.entries))
 
     def evaluated(self):
@@ -140,7 +141,7 @@ def write_history(ledger, eval_dir):
     for e in entries:
         out.writerow([e['step'], e['checkpoint']] + [cell(e['metrics'].get(m)) for m in metrics]
                      + [cell(e['class_ap'].get(rule, {}).get(name)) for rule, name in class_columns])
-    eval_outputs.write_text_atomic(os.path.join(eval_dir, 'history.csv'), text.getvalue())
+    atomic_io.write_text_atomic(os.path.join(eval_dir, 'history.csv'), text.getvalue())
     if entries:
         import matplotlib
         matplotlib.use('Agg')
@@ -166,10 +167,10 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir):
     for path in glob.glob(glob.escape(staged_prefix) + '.*'):
         os.replace(path, os.path.join(new, os.path.basename(path)))
     name = os.path.basename(staged_prefix)
-    eval_outputs.write_text_atomic(os.path.join(new, 'checkpoint'),
+    atomic_io.write_text_atomic(os.path.join(new, 'checkpoint'),
                                    f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
     shutil.copytree(results_dir, os.path.join(new, 'results'))
-    eval_outputs.write_json_atomic(os.path.join(new, 'best.json'), entry)
+    atomic_io.write_json_atomic(os.path.join(new, 'best.json'), entry)
     old = None
     if os.path.isdir(best_dir):
         old = eval_outputs.make_staging_dir(best_dir + '.old')
