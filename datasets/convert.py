@@ -68,10 +68,14 @@ def shard_name(output_name, index, num_shards):
 _COUNTER = None  # examples done, shared with worker processes for the progress line
 
 
-def _init_worker(counter):
+def _init_worker(counter, pool_worker=False):
     global _COUNTER
     _COUNTER = counter
-    logging.set_verbosity(logging.ERROR)
+    if pool_worker:
+        # One OpenCV thread per worker process: the processes are the parallelism; more threads oversubscribe.
+        import cv2
+        cv2.setNumThreads(1)
+        logging.set_verbosity(logging.ERROR)
 
 
 def _convert_shard(args):
@@ -240,7 +244,7 @@ def convert(sources, loader, class_names, output_dir, output_name, samples_per_f
         else:
             ctx = multiprocessing.get_context('spawn')
             counter = ctx.Value('q', 0)
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(counter,)) as pool:
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(counter, True)) as pool:
                 with _Progress(counter, len(order), show_progress):
                     for name, (records, stats) in zip(temp_names, pool.imap(_convert_shard, tasks)):
                         _write_records(os.path.join(temp_dir, name), records)
