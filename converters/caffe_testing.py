@@ -7,19 +7,30 @@ VGG16 backbone), and random weights scaled so that activations neither vanish no
 He-style convs, BatchNorm with a moving-average factor != 1, a Normalize scale with a
 per-channel spread. Head weights are rescaled after one OpenCV forward pass so that the class
 logits spread over a few units (softmax neither flat nor saturated) and there are detections.
+Also runs both sides: `opencv_forward` (cv2.dnn) and `our_forward` (a converted checkpoint).
+The converter itself never imports this module (nor OpenCV).
 """
 
 import dataclasses
 import math
 import os
+import time
 from typing import Dict, List
 
+import cv2
 import numpy as np
+import tensorflow as tf
+import tf_slim as slim
 
+from converters import caffe_convert
 from converters import caffe_pb
 from converters import prototxt
 from converters.prototxt import Enum
+from nets import nets_factory
+from nets import ssd_common
 from tf_extended import atomic_io
+
+v1 = tf.compat.v1
 
 # Published anchor settings (min, max or None, ratios, step or None) per feature layer.
 VGG300_VOC_PRIORS = [(30., 60., [2.], 8.), (60., 111., [2., 3.], 16.), (111., 162., [2., 3.], 32.),
@@ -316,7 +327,6 @@ def opencv_forward(net, image_blob, names, prototxt_text=None):
     Returns:
       {name: float32 array}.
     """
-    import cv2  # Only the tests and benchmarks need OpenCV; the converter never does.
     model = caffe_pb.serialize_caffemodel(net.layers)
     text = prototxt_text if prototxt_text is not None else net.prototxt
     dnn = cv2.dnn.readNetFromCaffe(np.frombuffer(text.encode(), np.uint8),
@@ -341,7 +351,6 @@ def photo_like_image(height=300, width=300, seed=0):
     Returns:
       uint8 array [height, width, 3], BGR (OpenCV's order).
     """
-    import cv2
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     img = np.empty((height, width, 3), np.float32)
@@ -365,7 +374,6 @@ def photo_like_image(height=300, width=300, seed=0):
 
 def opencv_blob(image_bgr, size, mean_bgr, scale):
     """OpenCV's input blob: resize to `size`, (x - mean) * scale, float32 NCHW, BGR."""
-    import cv2
     return cv2.dnn.blobFromImage(image_bgr, scale, (size[1], size[0]), tuple(mean_bgr),
                                  swapRB=False, crop=False)
 
@@ -395,13 +403,6 @@ def our_forward(checkpoint_path, config, blob, detections=(), anchor_int_sizes=F
       dict: 'loc' [N, 4], 'logits' [N, C], 'anchors' [N, 4] (yx), 'detections' (list of dicts
       of numpy arrays, one per setting), 'seconds' (list of forward times).
     """
-    import time
-    import tensorflow as tf
-    import tf_slim as slim
-    from converters import caffe_convert
-    from nets import nets_factory
-    from nets import ssd_common
-    v1 = tf.compat.v1
     cls = nets_factory.get_network(config['model_name'])
     params = caffe_convert.params_from_config(config, cls.default_params)
     ssd = cls(params._replace(anchor_int_sizes=anchor_int_sizes))
