@@ -203,3 +203,27 @@ def test_model_config_of_a_converted_checkpoint(tmp_path):
     path.write_text(json.dumps({'detection': {'nms': 0.5}}))
     with pytest.raises(ValueError, match='unknown "detection" keys'):
         eval_core.load_model_config(str(path))
+
+
+def test_moving_average_decay_restores_the_shadow_variables(tmp_path):
+    prefix = eval_testing.write_random_checkpoint(str(tmp_path / 'model.ckpt'), MODEL, 7, 5,
+                                                  moving_average_decay=0.999, depth_multiplier=DEPTH)
+    reader = tf.train.load_checkpoint(prefix)
+    settings = eval_core.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='x',
+                                      dataset_dir='.', params_overrides=(('depth_multiplier', DEPTH),))
+    net = eval_core.build_net(settings, 7)
+    for decay, suffix in ((0.999, '/ExponentialMovingAverage'), (None, '')):
+        with tf.Graph().as_default():
+            eval_core.build_detections(net, {'image': tf.zeros([1, 300, 300, 3])}, settings)
+            var_map = eval_core.variables_to_restore(decay)
+            eval_core.check_restorable(prefix, var_map, MODEL)
+            with tf.compat.v1.Session() as sess:
+                tf.compat.v1.train.Saver(var_map).restore(sess, prefix)
+                weights = [v for v in tf.compat.v1.trainable_variables() if v.op.name.endswith('weights')][0]
+                np.testing.assert_array_equal(sess.run(weights), reader.get_tensor(weights.op.name + suffix))
+    # Moving averages asked of a checkpoint without them: a clear error.
+    plain = eval_testing.write_random_checkpoint(str(tmp_path / 'plain.ckpt'), MODEL, 7, 5, depth_multiplier=DEPTH)
+    with tf.Graph().as_default():
+        eval_core.build_detections(net, {'image': tf.zeros([1, 300, 300, 3])}, settings)
+        with pytest.raises(ValueError, match='leave --moving_average_decay unset'):
+            eval_core.check_restorable(plain, eval_core.variables_to_restore(0.999), MODEL)
