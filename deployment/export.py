@@ -1,0 +1,216 @@
+"""Exports of a checkpoint: frozen GraphDef, SavedModel, TFLite float32 and int8, with metadata.
+
+All exports hold the graph of `deployment.inference.build_detection_graph` (uint8 RGB images in,
+eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the output folder:
+
+  frozen_graph.pb    GraphDef with constants; inputs `images`, `image_sizes`; outputs by name.
+  saved_model/       signatures `serving_default` (images) and `serving_padded` (images,
+                     image_sizes); `assets.extra/` holds the metadata and anchors.
+  model_float.tflite TFLite builtins only (NMS as NON_MAX_SUPPRESSION_V5 per class): input
+                     `images` uint8 `[B, H, W, 3]` with B fixed at export, any H and W.
+  model_int8.tflite  the same graph after post-training quantisation: weights and activations
+                     int8 wherever TFLite has int8 kernels (the net); input stays uint8 RGB and
+                     the outputs float32, and the post-processing (decode, NMS) runs in float.
+  anchors.npy        float32 `[N, 4]` relative `[ymin, xmin, ymax, xmax]` (for raw outputs).
+  metadata.json      model, input size and normalisation, class names, anchors, thresholds,
+                     tensor names, files.
+"""
+import io
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from deployment import inference
+from nets import ssd_params as ssd_params_lib
+from tf_extended import atomic_io
+
+v1 = tf.compat.v1
+
+FORMATS = ('frozen_graph', 'saved_model', 'tflite_float', 'tflite_int8')
+FILES = {'frozen_graph': 'frozen_graph.pb', 'saved_model': 'saved_model',
+         'tflite_float': 'model_float.tflite', 'tflite_int8': 'model_int8.tflite'}
+
+
+def anchors_metadata(spec):
+    """The anchors' description: count, file, coding, and the size preset they match (if any)."""
+    presets = ssd_params_lib.ANCHOR_SIZE_PRESETS.get(spec.model_name, {})
+    sizes = [list(s) for s in spec.params.anchor_sizes]
+    preset = next((name for name, value in presets.items() if [list(s) for s in value] == sizes),
+                  None)
+    return {'file': inference.ANCHORS_FILE, 'count': int(len(spec.net().anchors())),
+            'format': 'float32 [N, 4] relative [ymin, xmin, ymax, xmax], in raw output order',
+            'size_preset': preset, 'prior_scaling': list(spec.params.prior_scaling),
+            'decoding': 'cx = tx * v0 * aw + acx; cy = ty * v1 * ah + acy; '
+                        'w = exp(tw * v2) * aw; h = exp(th * v3) * ah'}
+
+
+def metadata(spec, formats, batch_size=None, fixed_size=False, tflite_batch_size=1,
+             calibration=None):
+    """The metadata JSON dict of an export folder."""
+    meta = spec.to_dict()
+    meta['input'].update(
+        any_size=not fixed_size, batch_size=batch_size, tflite_batch_size=tflite_batch_size,
+        note='The graph resizes every image to the input size (warp, bilinear) itself.')
+    meta['anchors'] = anchors_metadata(spec)
+    meta['tensors'] = {'inputs': [inference.INPUT, inference.SIZES],
+                       'tflite_inputs': [inference.INPUT],
+                       'outputs': list(inference.OUTPUTS),
+                       'signatures': ['serving_default', inference.PADDED_SIGNATURE]}
+    meta['files'] = {fmt: FILES[fmt] for fmt in formats}
+    if calibration:
+        meta['int8'] = calibration
+    return meta
+
+
+def _session_with_graph(spec, checkpoint_path, **graph_args):
+    graph = tf.Graph()
+    with graph.as_default():
+        endpoints = inference.build_detection_graph(spec, **graph_args)
+        sess = v1.Session(graph=graph)
+        inference.restore_variables(sess, checkpoint_path)
+    return graph, sess, endpoints
+
+
+def frozen_graph_def(spec, checkpoint_path, batch_size=None, fixed_size=False):
+    """GraphDef of the inference graph with the checkpoint's values as constants."""
+    graph, sess, _ = _session_with_graph(spec, checkpoint_path, batch_size=batch_size,
+                                         fixed_size=fixed_size)
+    with graph.as_default(), sess:
+        return v1.graph_util.convert_variables_to_constants(
+            sess, graph.as_graph_def(), list(inference.OUTPUTS))
+
+
+def write_saved_model(export_dir, spec, checkpoint_path, meta, batch_size=None, fixed_size=False):
+    """Writes the SavedModel (see the module docstring) atomically: built in a temporary folder
+    beside `export_dir`, then renamed over it."""
+    graph, sess, endpoints = _session_with_graph(spec, checkpoint_path, batch_size=batch_size,
+                                                 fixed_size=fixed_size)
+    parent = os.path.dirname(os.path.abspath(export_dir))
+    temp = tempfile.mkdtemp(dir=parent, prefix='.' + os.path.basename(export_dir) + '.')
+    try:
+        build_dir = os.path.join(temp, 'model')
+        with graph.as_default(), sess:
+            info = v1.saved_model.utils.build_tensor_info
+            outputs = {k: info(t) for k, t in endpoints.outputs.items()}
+            signature = lambda names: v1.saved_model.signature_def_utils.build_signature_def(
+                inputs={n: info(endpoints.inputs[n]) for n in names}, outputs=outputs,
+                method_name=v1.saved_model.signature_constants.PREDICT_METHOD_NAME)
+            builder = v1.saved_model.Builder(build_dir)
+            builder.add_meta_graph_and_variables(
+                sess, [v1.saved_model.tag_constants.SERVING], signature_def_map={
+                    'serving_default': signature([inference.INPUT]),
+                    inference.PADDED_SIGNATURE: signature([inference.INPUT, inference.SIZES])})
+            builder.save()
+        _write_sidecars(os.path.join(build_dir, 'assets.extra'), spec, meta)
+        if os.path.isdir(export_dir):
+            shutil.rmtree(export_dir)
+        os.replace(build_dir, export_dir)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def tflite_model(spec, checkpoint_path, batch_size=1, fixed_size=False,
+                 representative_images=None):
+    """The TFLite flatbuffer (bytes) of the TFLite variant of the graph.
+
+    Args:
+      representative_images: None for float32; else a list of uint8 RGB images `[H, W, 3]`
+        (any sizes) for post-training int8 calibration, fed as the model's input (whose
+        preprocessing is the evaluation one); each sample is one image repeated `batch_size`
+        times (the images of a batch must share a size).
+    """
+    graph, sess, endpoints = _session_with_graph(spec, checkpoint_path, batch_size=batch_size,
+                                                 fixed_size=fixed_size, tflite=True)
+    with graph.as_default(), sess:
+        converter = v1.lite.TFLiteConverter.from_session(
+            sess, [endpoints.inputs[inference.INPUT]],
+            [endpoints.outputs[k] for k in inference.OUTPUTS])
+        if representative_images is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: (
+                [np.repeat(im[None], batch_size, axis=0)] for im in representative_images)
+        return converter.convert()
+
+
+def representative_images(dataset, num_images, spec=None):
+    """The first `num_images` images (uint8 RGB, original sizes) of a TFRecord split (a
+    `dataset_factory.DetectionDataset`); the model's evaluation preprocessing is inside the
+    calibrated graph. With `spec` (fixed-size exports), they are warped to its input size with
+    TF bilinear resizing, as the eval preprocessing does, and rounded."""
+    with tf.Graph().as_default():
+        examples = dataset.make_dataset().take(num_images)
+        image = v1.data.make_one_shot_iterator(examples).get_next()['image']
+        if spec is not None:
+            image = tf.cast(tf.round(tf.clip_by_value(
+                tf.image.resize(image, spec.input_shape), 0., 255.)), tf.uint8)
+        images = []
+        with v1.Session() as sess:
+            while True:
+                try:
+                    images.append(sess.run(image))
+                except tf.errors.OutOfRangeError:
+                    break
+    if not images:
+        raise ValueError(f'{dataset.name} split {dataset.split_name} in {dataset.dataset_dir} has '
+                         f'no images for int8 calibration.')
+    return images
+
+
+def _write_sidecars(directory, spec, meta):
+    os.makedirs(directory, exist_ok=True)
+    atomic_io.write_json_atomic(os.path.join(directory, inference.METADATA_FILE), meta)
+    buffer = io.BytesIO()
+    np.save(buffer, spec.net().anchors())
+    atomic_io.write_bytes_atomic(os.path.join(directory, inference.ANCHORS_FILE), buffer.getvalue())
+
+
+def export(spec, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, fixed_size=False,
+           tflite_batch_size=1, calibration_images=None, calibration_source=None, log=print):
+    """Writes the requested exports, `anchors.npy` and `metadata.json` to `output_dir`.
+
+    Args:
+      formats: subset of FORMATS.
+      batch_size: static batch of the frozen graph and SavedModel (None: any).
+      fixed_size: their input is `[B, h, w, 3]` at the net's input size.
+      tflite_batch_size: batch of the TFLite models (static).
+      calibration_images: uint8 RGB images for tflite_int8 (see `representative_images`);
+        calibration_source: a description of them for the metadata.
+    Returns:
+      dict format -> path written.
+    """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ValueError(f'formats must be a non-empty subset of {FORMATS}; got {list(formats)}.')
+    if 'tflite_int8' in formats and not calibration_images:
+        raise ValueError('tflite_int8 needs calibration images (a dataset split).')
+    os.makedirs(output_dir, exist_ok=True)
+    calibration = None
+    if 'tflite_int8' in formats:
+        calibration = {'images': len(calibration_images), 'source': calibration_source,
+                       'scheme': 'post-training full-integer quantisation of the net (int8 '
+                                 'weights per channel, int8 activations); uint8 image input and '
+                                 'float32 outputs kept, decoding and NMS in float32'}
+    meta = metadata(spec, formats, batch_size, fixed_size, tflite_batch_size, calibration)
+    written = {}
+    if 'frozen_graph' in formats:
+        graph_def = frozen_graph_def(spec, checkpoint_path, batch_size, fixed_size)
+        written['frozen_graph'] = os.path.join(output_dir, FILES['frozen_graph'])
+        atomic_io.write_bytes_atomic(written['frozen_graph'], graph_def.SerializeToString())
+    if 'saved_model' in formats:
+        written['saved_model'] = os.path.join(output_dir, FILES['saved_model'])
+        write_saved_model(written['saved_model'], spec, checkpoint_path, meta, batch_size,
+                          fixed_size)
+    for fmt, images in (('tflite_float', None), ('tflite_int8', calibration_images)):
+        if fmt in formats:
+            model = tflite_model(spec, checkpoint_path, tflite_batch_size, fixed_size, images)
+            written[fmt] = os.path.join(output_dir, FILES[fmt])
+            atomic_io.write_bytes_atomic(written[fmt], model)
+    _write_sidecars(output_dir, spec, meta)
+    for fmt, path in written.items():
+        log(f'wrote {fmt}: {path}')
+    log(f'wrote {os.path.join(output_dir, inference.METADATA_FILE)} and '
+        f'{os.path.join(output_dir, inference.ANCHORS_FILE)}')
+    return written

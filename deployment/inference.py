@@ -1,0 +1,462 @@
+"""Inference: the detection graph, running it from a checkpoint or an exported model, image input.
+
+The graph (`build_detection_graph`) takes a batch of uint8 RGB images of any size and does
+everything else: the model's evaluation preprocessing per image (normalisation, warp resize to
+the net's input, as `preprocess_for_eval(resize='WARP_RESIZE')`), the net, box decoding and NMS.
+
+    spec = model_spec('ssd_300_vgg', num_classes=21)
+    with Detector.from_checkpoint(spec, 'train/') as detector:   # or from_saved_model/_frozen_graph
+        for dets in detector.detect([rgb_a, rgb_b]):               # any sizes, one session
+            dets['boxes'], dets['scores'], dets['classes']
+
+Tensors (names in frozen graphs and SavedModels):
+  inputs   `images` uint8 `[B, H, W, 3]` RGB; `image_sizes` int32 `[B, 2]` (height, width) of
+           the valid top-left part of each image, default: all of it (lets images of different
+           sizes share a zero-padded batch);
+  outputs  `detection_boxes` float32 `[B, K, 4]` relative `[ymin, xmin, ymax, xmax]` (relative to
+           the image, as the warp resize maps the whole image onto the net's input),
+           `detection_scores` float32 `[B, K]`, `detection_classes` int32 `[B, K]` (1..C-1, 0 in
+           padding rows), `num_detections` int32 `[B]`; `raw_localisations` float32 `[B, N, 4]`
+           box codes `[tx, ty, tw, th]` of the N anchors (`ssd.anchors()` order) and
+           `raw_scores` float32 `[B, N, C]` softmax probabilities, for own post-processing.
+"""
+import dataclasses
+import glob
+import json
+import os
+from typing import Tuple
+
+import cv2
+import numpy as np
+import tensorflow as tf
+import tf_slim as slim
+
+from datasets import image_io
+from datasets import labels as labels_lib
+from deployment import checkpoints
+from deployment import eval_core
+from nets import nets_factory
+from nets import post_processing
+from nets import ssd_common
+from nets import ssd_params as ssd_params_lib
+from preprocessing import preprocessing_factory
+from preprocessing.ssd_preprocessing import SSDPreprocessing
+
+v1 = tf.compat.v1
+
+INPUT = 'images'
+SIZES = 'image_sizes'
+DETECTION_OUTPUTS = ('detection_boxes', 'detection_scores', 'detection_classes', 'num_detections')
+RAW_OUTPUTS = ('raw_localisations', 'raw_scores')
+OUTPUTS = DETECTION_OUTPUTS + RAW_OUTPUTS
+# The SavedModel signature with both inputs; 'serving_default' takes `images` only.
+PADDED_SIGNATURE = 'serving_padded'
+METADATA_FILE = 'metadata.json'
+ANCHORS_FILE = 'anchors.npy'
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
+VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg')
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What the inference graph needs besides the weights.
+
+    params: the net's `SSDParams` (num_classes included); mean_rgb / scale: the input
+    normalisation `(RGB - mean_rgb) * scale`; class_names: names of labels 1..C-1;
+    select_threshold, nms_threshold, top_k, keep_top_k: Caffe DetectionOutput settings.
+    """
+    model_name: str
+    params: ssd_params_lib.SSDParams
+    mean_rgb: Tuple[float, float, float]
+    scale: float
+    class_names: Tuple[str, ...]
+    select_threshold: float = 0.01
+    nms_threshold: float = 0.45
+    top_k: int = 400
+    keep_top_k: int = 200
+
+    @property
+    def input_shape(self):
+        """(height, width) of the net's input."""
+        return tuple(int(s) for s in self.params.img_shape)
+
+    def net(self):
+        """A new SSD net instance of this spec."""
+        return nets_factory.get_network(self.model_name)(self.params)
+
+    def preprocessing(self):
+        return SSDPreprocessing(self.model_name, self.mean_rgb, self.scale)
+
+    def to_dict(self):
+        """JSON-ready description (the metadata of an export; `spec_from_dict` reads it back)."""
+        return {
+            'model_name': self.model_name,
+            'input': {'height': self.input_shape[0], 'width': self.input_shape[1],
+                      'channel_order': 'RGB', 'dtype': 'uint8', 'resize': 'WARP_RESIZE',
+                      'resize_method': 'bilinear'},
+            'normalisation': {'mean_rgb': list(self.mean_rgb), 'scale': self.scale,
+                              'formula': '(RGB - mean_rgb) * scale'},
+            'class_names': list(self.class_names),
+            'ssd_params': ssd_params_lib.params_to_dict(self.params),
+            'detection': {'select_threshold': self.select_threshold,
+                          'nms_threshold': self.nms_threshold, 'top_k': self.top_k,
+                          'keep_top_k': self.keep_top_k},
+        }
+
+
+def spec_from_dict(meta):
+    """The `ModelSpec` of an export's metadata (see `ModelSpec.to_dict`)."""
+    cls = nets_factory.get_network(meta['model_name'])
+    params = ssd_params_lib.params_from_dict(cls.default_params, meta['ssd_params'])
+    return ModelSpec(meta['model_name'], params, tuple(meta['normalisation']['mean_rgb']),
+                     meta['normalisation']['scale'], tuple(meta['class_names']),
+                     **meta['detection'])
+
+
+def with_class_names(spec, labels_file=None, dataset=None):
+    """`spec` with the class names of a labels file (one name per line), else of a
+    `DetectionDataset`'s metadata; unchanged when neither is given."""
+    if labels_file:
+        names, source = labels_lib.read_labels_file(labels_file), labels_file
+    elif dataset is not None:
+        mapping = dataset.labels_to_names
+        names = tuple(mapping[i] for i in range(1, len(mapping)))
+        source = f'dataset {dataset.name} split {dataset.split_name} in {dataset.dataset_dir}'
+    else:
+        return spec
+    if len(names) != spec.params.num_classes - 1:
+        raise ValueError(f'{source} names {len(names)} classes but the model has '
+                         f'{spec.params.num_classes - 1} (num_classes={spec.params.num_classes} '
+                         f'counts the background).')
+    return dataclasses.replace(spec, class_names=tuple(names))
+
+
+def model_spec(model_name, num_classes=None, model_config=None, class_names=None,
+               depth_multiplier=None, **detection):
+    """A `ModelSpec` from a registry name, optionally a converted model's config JSON.
+
+    Args:
+      num_classes: classes including background (default: the config's, else the model's).
+      model_config: path of the JSON `caffe_to_tensorflow.py` writes beside a checkpoint: its
+        SSD params, DetectionOutput thresholds and input normalisation are applied.
+      class_names: names of labels 1..; default `class_<id>`.
+      depth_multiplier: MobileNet width (overrides params).
+      detection: select_threshold, nms_threshold, top_k, keep_top_k; None values leave the
+        config's (else the defaults).
+    """
+    cls = nets_factory.get_network(model_name)
+    params = cls.default_params
+    settings = {}
+    pipeline = preprocessing_factory.get_preprocessing(model_name)
+    mean_rgb, scale = pipeline.mean_rgb, pipeline.scale
+    if model_config:
+        config = eval_core.load_model_config(model_config)
+        if config['model_name'] not in (None, model_name):
+            raise ValueError(f'{model_config} describes a {config["model_name"]} model, not '
+                             f'{model_name}; pass --model_name={config["model_name"]}.')
+        params = ssd_params_lib.params_from_dict(params, config['ssd_params'])
+        renamed = {'select_top_k': 'top_k'}
+        settings.update({renamed.get(k, k): v for k, v in config['detection'].items()})
+        if config['preprocessing']:
+            mean_rgb, scale = config['preprocessing']['mean_rgb'], config['preprocessing']['scale']
+    if num_classes is not None:
+        params = params._replace(num_classes=num_classes)
+    if depth_multiplier is not None:
+        params = params._replace(depth_multiplier=depth_multiplier)
+    settings.update({k: v for k, v in detection.items() if v is not None})
+    names = (tuple(class_names) if class_names
+             else tuple(f'class_{i}' for i in range(1, params.num_classes)))
+    if len(names) != params.num_classes - 1:
+        raise ValueError(f'{len(names)} class names for a model with {params.num_classes - 1} '
+                         f'classes besides the background.')
+    return ModelSpec(model_name, params, tuple(float(m) for m in mean_rgb), float(scale), names,
+                     **settings)
+
+
+# ---------------------------------------------------------------------------------------------
+# The graph.
+
+def preprocess_images(images, spec, image_sizes=None):
+    """uint8 `[B, H, W, 3]` RGB -> the net's float32 input `[B, h, w, 3]`.
+
+    Every image goes through the model's evaluation preprocessing (WARP_RESIZE). With
+    `image_sizes` (int32 `[B, 2]`), image b is `images[b, :height, :width]` (a map over the
+    batch); without, the batch size must be static and the images are unrolled, which keeps the
+    graph free of control flow (TFLite).
+    """
+    pipeline = spec.preprocessing()
+
+    def one(image):
+        image.set_shape([None, None, 3])
+        return pipeline(image, tf.zeros([0], tf.int64), tf.zeros([0, 4]), spec.input_shape,
+                        is_training=False, resize='WARP_RESIZE')[0]
+
+    if image_sizes is None:
+        if images.shape[0] is None:
+            raise ValueError('preprocess_images without image_sizes needs a static batch size.')
+        return tf.stack([one(images[b]) for b in range(images.shape[0])])
+    return tf.map_fn(lambda args: one(args[0][:args[1][0], :args[1][1]]), (images, image_sizes),
+                     fn_output_signature=tf.TensorSpec(spec.input_shape + (3,), tf.float32))
+
+
+@dataclasses.dataclass
+class GraphEndpoints:
+    """inputs: {'images'[, 'image_sizes']: tensor}; outputs: {name in OUTPUTS: tensor}."""
+    inputs: dict
+    outputs: dict
+
+
+def build_detection_graph(spec, batch_size=None, fixed_size=False, tflite=False):
+    """Builds the inference graph in the default graph (see the module docstring for tensors).
+
+    Args:
+      batch_size: static batch size, or None for any (not with `tflite`).
+      fixed_size: the input is `[B, h, w, 3]` at the net's input size (no resizing needed, but
+        the eval preprocessing still runs, an identity resize).
+      tflite: TFLite builtin ops only: no `image_sizes` input (the batch's images share one
+        size) and `post_processing.detected_bboxes_per_class_nms`; needs `batch_size`.
+    Returns:
+      GraphEndpoints.
+    """
+    if tflite and batch_size is None:
+        raise ValueError('A TFLite graph needs a static batch size.')
+    height, width = spec.input_shape if fixed_size else (None, None)
+    images = v1.placeholder(tf.uint8, [batch_size, height, width, 3], name=INPUT)
+    inputs = {INPUT: images}
+    if tflite:
+        net_input = preprocess_images(images, spec)
+    else:
+        shape = tf.shape(images)
+        full = tf.tile(shape[None, 1:3], [shape[0], 1])
+        sizes = v1.placeholder_with_default(full, [batch_size, 2], name=SIZES)
+        inputs[SIZES] = sizes
+        net_input = preprocess_images(images, spec, sizes)
+    net = spec.net()
+    with slim.arg_scope(net.arg_scope(weight_decay=0.)):
+        predictions, localisations, _, _ = net.net(net_input, is_training=False)
+    scores = ssd_common.flatten_layers(predictions)
+    codes = ssd_common.flatten_layers(localisations)
+    postprocess = (post_processing.detected_bboxes_per_class_nms if tflite
+                   else post_processing.detected_bboxes)
+    detections = postprocess(scores, codes, net.anchors(), spec.select_threshold,
+                             spec.nms_threshold, spec.top_k, spec.keep_top_k,
+                             prior_scaling=net.params.prior_scaling)
+    detections.update(raw_localisations=codes, raw_scores=scores)
+    outputs = {name: tf.identity(detections[name], name=name) for name in OUTPUTS}
+    return GraphEndpoints(inputs, outputs)
+
+
+def restore_variables(sess, checkpoint_path):
+    """Restores the graph's global variables from a checkpoint (prefix, file or directory)."""
+    prefix = checkpoints.resolve_checkpoint(checkpoint_path)
+    v1.train.Saver(v1.global_variables()).restore(sess, prefix)
+    return prefix
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it.
+
+def pad_batch(images):
+    """List of uint8 `[H_i, W_i, 3]` -> (uint8 `[B, max H, max W, 3]` zero-padded at the bottom
+    and right, int32 `[B, 2]` sizes)."""
+    height = max(im.shape[0] for im in images)
+    width = max(im.shape[1] for im in images)
+    batch = np.zeros((len(images), height, width, 3), np.uint8)
+    for b, im in enumerate(images):
+        batch[b, :im.shape[0], :im.shape[1]] = im
+    return batch, np.array([im.shape[:2] for im in images], np.int32)
+
+
+def split_detections(outputs):
+    """Batched graph outputs -> per image `{'boxes' [n, 4] relative, 'scores' [n], 'classes' [n]
+    int}` (padding rows dropped)."""
+    result = []
+    for b, n in enumerate(outputs['num_detections']):
+        result.append({'boxes': outputs['detection_boxes'][b, :n],
+                       'scores': outputs['detection_scores'][b, :n],
+                       'classes': outputs['detection_classes'][b, :n]})
+    return result
+
+
+def read_metadata(path):
+    """An export's metadata JSON (written by `export_ssd_network.py`)."""
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+class Detector:
+    """One graph and one session for a whole run; see the module docstring.
+
+    Attributes:
+      spec: the ModelSpec; inputs / outputs: {name: tensor} of the graph.
+    """
+
+    def __init__(self, graph, sess, spec, inputs, outputs):
+        self.graph, self.sess, self.spec = graph, sess, spec
+        self.inputs, self.outputs = inputs, outputs
+
+    @classmethod
+    def from_checkpoint(cls, spec, checkpoint_path, batch_size=None):
+        graph = tf.Graph()
+        with graph.as_default():
+            endpoints = build_detection_graph(spec, batch_size)
+            sess = v1.Session(graph=graph)
+            restore_variables(sess, checkpoint_path)
+        return cls(graph, sess, spec, endpoints.inputs, endpoints.outputs)
+
+    @classmethod
+    def from_saved_model(cls, export_dir):
+        """A SavedModel of `export_ssd_network.py` (its `serving_padded` signature)."""
+        graph = tf.Graph()
+        sess = v1.Session(graph=graph)
+        with graph.as_default():
+            meta_graph = v1.saved_model.loader.load(sess, [v1.saved_model.tag_constants.SERVING],
+                                                    export_dir)
+        if PADDED_SIGNATURE not in meta_graph.signature_def:
+            raise ValueError(f'{export_dir}: no {PADDED_SIGNATURE!r} signature (signatures: '
+                             f'{sorted(meta_graph.signature_def)}); export it with '
+                             f'export_ssd_network.py.')
+        signature = meta_graph.signature_def[PADDED_SIGNATURE]
+        tensors = lambda infos: {k: graph.get_tensor_by_name(v.name) for k, v in infos.items()}
+        spec = spec_from_dict(read_metadata(os.path.join(export_dir, 'assets.extra',
+                                                         METADATA_FILE)))
+        return cls(graph, sess, spec, tensors(signature.inputs), tensors(signature.outputs))
+
+    @classmethod
+    def from_frozen_graph(cls, path, metadata_path=None):
+        """A frozen GraphDef; its metadata is `metadata.json` beside it unless given."""
+        graph_def = v1.GraphDef()
+        with open(path, 'rb') as f:
+            graph_def.ParseFromString(f.read())
+        graph = tf.Graph()
+        with graph.as_default():
+            v1.import_graph_def(graph_def, name='')
+        names = {INPUT, SIZES} | set(OUTPUTS)
+        missing = sorted(n for n in names if n not in {node.name for node in graph_def.node})
+        if missing:
+            raise ValueError(f'{path}: the graph has no {missing} node(s); export it with '
+                             f'export_ssd_network.py.')
+        tensor = lambda name: graph.get_tensor_by_name(name + ':0')
+        spec = spec_from_dict(read_metadata(
+            metadata_path or os.path.join(os.path.dirname(os.path.abspath(path)), METADATA_FILE)))
+        return cls(graph, v1.Session(graph=graph), spec, {n: tensor(n) for n in (INPUT, SIZES)},
+                   {n: tensor(n) for n in OUTPUTS})
+
+    def run(self, images, outputs=DETECTION_OUTPUTS):
+        """Batched outputs (numpy) for a list of uint8 RGB images `[H_i, W_i, 3]`."""
+        batch, sizes = pad_batch(images)
+        return self.sess.run({k: self.outputs[k] for k in outputs},
+                             {self.inputs[INPUT]: batch, self.inputs[SIZES]: sizes})
+
+    def detect(self, images):
+        """Per-image detections (see `split_detections`) for a list of uint8 RGB images."""
+        return split_detections(self.run(images))
+
+    def close(self):
+        self.sess.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class TFLiteDetector:
+    """A `.tflite` export run by the stock `tf.lite.Interpreter`.
+
+    Its input is `images` uint8 `[B, H, W, 3]` with a batch size fixed at export; H and W are
+    free (the input is resized to the images' size when it changes), the images of one call
+    share one size.
+    """
+
+    def __init__(self, path, num_threads=None):
+        self.interpreter = tf.lite.Interpreter(model_path=path, num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self._input = self.interpreter.get_input_details()[0]
+        self.batch_size = int(self._input['shape'][0])
+        self._outputs = {d['name']: d['index'] for d in self.interpreter.get_output_details()}
+        missing = sorted(set(DETECTION_OUTPUTS) - set(self._outputs))
+        if missing:
+            raise ValueError(f'{path}: no output(s) {missing} (outputs: {sorted(self._outputs)}); '
+                             f'export it with export_ssd_network.py.')
+        self._shape = tuple(self._input['shape'])
+
+    def run(self, images, outputs=DETECTION_OUTPUTS):
+        batch = np.stack(images)
+        if len(batch) != self.batch_size or len({im.shape for im in images}) != 1:
+            raise ValueError(f'This TFLite model takes {self.batch_size} image(s) of one size per '
+                             f'call; got sizes {[im.shape for im in images]}.')
+        if batch.shape != self._shape:
+            self.interpreter.resize_tensor_input(self._input['index'], batch.shape)
+            self.interpreter.allocate_tensors()
+            self._shape = batch.shape
+        self.interpreter.set_tensor(self._input['index'], batch)
+        self.interpreter.invoke()
+        return {k: self.interpreter.get_tensor(self._outputs[k]) for k in outputs}
+
+    def detect(self, images):
+        return split_detections(self.run(images))
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs and outputs.
+
+def expand_inputs(spec_text):
+    """`--input` (comma-separated files, folders, globs) -> sorted, de-duplicated paths.
+
+    Folders give their image and video files (by extension, not recursive); globs give what
+    they match. A file that does not exist is kept (it is reported as unreadable).
+    """
+    paths = []
+    for item in (s.strip() for s in spec_text.split(',')):
+        if not item:
+            continue
+        if os.path.isdir(item):
+            found = sorted(os.path.join(item, n) for n in os.listdir(item)
+                           if n.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS))
+        elif glob.has_magic(item):
+            found = sorted(glob.glob(item))
+        else:
+            found = [item]
+        paths.extend(p for p in found if p not in paths)
+    return paths
+
+
+def is_video(path):
+    return path.lower().endswith(VIDEO_EXTENSIONS)
+
+
+def load_image_rgb(path):
+    """uint8 `[H, W, 3]` RGB of an image file (any format OpenCV reads; gray and alpha
+    converted). Raises ValueError naming the file when it cannot be decoded."""
+    try:
+        data = np.fromfile(path, np.uint8)
+    except OSError as err:
+        raise ValueError(f'{path}: cannot read the file ({err.strerror}).') from None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None or image.size == 0:
+        raise ValueError(f'{path}: not a decodable image ({data.size} bytes).')
+    try:
+        bgr = image_io.to_bgr8(image)
+    except image_io.BadImageError as err:
+        raise ValueError(f'{path}: {err}.') from None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def pixel_detections(detections, height, width, class_names, min_score=0.):
+    """One image's detections (`split_detections`) -> JSON-ready list, best first.
+
+    Coordinates are in pixels of the original image: `xmin = box_xmin * width`, etc. (continuous
+    coordinates: the image spans [0, width] x [0, height]), not clipped.
+    """
+    rows = []
+    for box, score, label in zip(detections['boxes'], detections['scores'],
+                                 detections['classes']):
+        if score < min_score:
+            continue
+        ymin, xmin, ymax, xmax = (float(v) for v in box)
+        rows.append({'label': class_names[int(label) - 1], 'label_id': int(label),
+                     'score': float(score), 'xmin': xmin * width, 'ymin': ymin * height,
+                     'xmax': xmax * width, 'ymax': ymax * height})
+    return rows

@@ -1,0 +1,75 @@
+"""Fixtures of the export and detection tests: a small MobileNet-SSD checkpoint whose random
+weights give spread-out scores, a synthetic TFRecord split, test images."""
+import os
+
+import numpy as np
+import tensorflow as tf
+import tf_slim as slim
+
+from datasets import synthetic
+from deployment import inference
+from nets.batch_norm import batch_norm
+from tests import data_fixtures
+
+v1 = tf.compat.v1
+
+NUM_CLASSES = len(synthetic.CLASSES) + 1
+
+
+def small_spec(**detection):
+    """ssd_300_mobilenet at depth multiplier 0.25 with the synthetic dataset's classes."""
+    detection.setdefault('select_threshold', 0.05)
+    detection.setdefault('top_k', 50)
+    detection.setdefault('keep_top_k', 40)
+    return inference.model_spec('ssd_300_mobilenet', num_classes=NUM_CLASSES,
+                                depth_multiplier=0.25, class_names=synthetic.CLASSES, **detection)
+
+
+def random_images(seed, sizes):
+    """uint8 RGB images of the given (height, width) sizes: smooth content plus noise."""
+    rng = np.random.RandomState(seed)
+    images = []
+    for i, (h, w) in enumerate(sizes):
+        smooth = data_fixtures.smooth_image(h, w, seed=seed * 100 + i).astype(np.int32)
+        images.append(np.clip(smooth + rng.randint(-40, 41, (h, w, 3)), 0, 255).astype(np.uint8))
+    return images
+
+
+def write_checkpoint(spec, directory, seed=0):
+    """Random-init checkpoint with non-trivial outputs; returns its prefix.
+
+    Glorot-initialised convs shrink the activations ~5x per MobileNet layer, so the heads would
+    see zeros and every anchor would get the same scores. Batch norm statistics are therefore set
+    from one batch (training-mode forward pass with decay 0: data-dependent initialisation), and
+    the class-head biases get random values so that the classes differ per anchor shape.
+    """
+    rng = np.random.RandomState(seed)
+    net = spec.net()
+    with tf.Graph().as_default():
+        v1.set_random_seed(seed)
+        images = tf.constant(np.stack(random_images(seed, [spec.input_shape] * 4)))
+        with slim.arg_scope([batch_norm], decay=0.):
+            with slim.arg_scope(net.arg_scope(weight_decay=0.)):
+                net.net(inference.preprocess_images(images, spec), is_training=True)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            sess.run(v1.get_collection(v1.GraphKeys.UPDATE_OPS))
+            for var in v1.global_variables():
+                if var.op.name.endswith('moving_variance'):
+                    # Near-dead channels would otherwise be scaled up by ~1/sqrt(epsilon) and
+                    # amplify float rounding through the net.
+                    sess.run(var.assign(tf.maximum(var, 0.05)))
+                if 'mbox_conf/biases' in var.op.name:
+                    sess.run(var.assign(rng.randn(*var.shape.as_list()).astype(np.float32)))
+            return v1.train.Saver().save(sess, os.path.join(directory, 'model.ckpt'))
+
+
+def write_synthetic_split(directory, num_images, seed=0, split='test'):
+    """`num_images` synthetic images -> their `split` part (a quarter for test) as TFRecords
+    `<directory>/records/<split>_*.tfrecord` (the `custom` dataset, split name = `split`)."""
+    raw = os.path.join(directory, 'raw')
+    synthetic.generate(raw, num_images, seed=seed)
+    records = os.path.join(directory, 'records')
+    data_fixtures.convert_voc([raw], records, output_name=split, split=split,
+                              class_names=synthetic.CLASSES)
+    return records

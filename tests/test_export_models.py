@@ -1,0 +1,178 @@
+"""Exports (frozen graph, SavedModel, TFLite float32/int8) against the checkpoint graph.
+
+The model is ssd_300_mobilenet at depth 0.25 with random weights (see
+`inference_fixtures.write_checkpoint`). int8 accuracy: a random model detects nothing real, so
+the int8 model is scored against the float model's own confident detections (score >= 0.3) as
+ground truth, with the VOC07 devkit metric on the synthetic test split: the float model scores
+1.0 by construction; the int8 model must reach INT8_MIN_MAP. Measured 0.76 for this model; a
+briefly trained model is in the benchmark report.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from datasets import dataset_factory
+from deployment import export
+from deployment import inference
+from tests import inference_fixtures as fx
+from tests import numpy_reference as ref
+from tf_extended import voc_metrics
+
+v1 = tf.compat.v1
+
+INT8_MIN_MAP = 0.6
+GT_SCORE = 0.3
+TOL = 1e-4
+
+
+@pytest.fixture(scope='module')
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp('export')
+    spec = fx.small_spec(select_threshold=0.05, top_k=50, keep_top_k=40)
+    prefix = fx.write_checkpoint(spec, str(root / 'ckpt'))
+    dataset = dataset_factory.get_dataset('custom', 'test', fx.write_synthetic_split(str(root), 100))
+    calibration = export.representative_images(dataset, 10)
+    out = str(root / 'out')
+    written = export.export(spec, prefix, out, calibration_images=calibration,
+                            calibration_source='custom/test', log=lambda _: None)
+    images = fx.random_images(7, [(240, 320), (300, 300), (181, 97)])
+    with inference.Detector.from_checkpoint(spec, prefix) as detector:
+        reference = detector.run(images, inference.OUTPUTS)
+    return dict(spec=spec, prefix=prefix, dataset=dataset, out=out, written=written, images=images,
+                reference=reference)
+
+
+def assert_same_detections(got, want, b_got=0, b_want=0):
+    n = want['num_detections'][b_want]
+    assert n > 0
+    assert got['num_detections'][b_got] == n
+    np.testing.assert_array_equal(got['detection_classes'][b_got], want['detection_classes'][b_want])
+    np.testing.assert_allclose(got['detection_scores'][b_got], want['detection_scores'][b_want],
+                               atol=TOL)
+    np.testing.assert_allclose(got['detection_boxes'][b_got], want['detection_boxes'][b_want],
+                               atol=TOL)
+
+
+def test_detections_spread(exported):
+    # Guards the fixture: identical scores everywhere would make the comparisons vacuous.
+    scores = exported['reference']['detection_scores'][0]
+    assert np.ptp(scores[:exported['reference']['num_detections'][0]]) > 0.05
+
+
+@pytest.mark.parametrize('fmt', ['frozen_graph', 'saved_model'])
+def test_tf_exports_equal_checkpoint_graph(exported, fmt):
+    load = {'frozen_graph': inference.Detector.from_frozen_graph,
+            'saved_model': inference.Detector.from_saved_model}[fmt]
+    with load(exported['written'][fmt]) as detector:
+        assert detector.spec == exported['spec']
+        got = detector.run(exported['images'], inference.OUTPUTS)
+    for b in range(len(exported['images'])):
+        assert_same_detections(got, exported['reference'], b, b)
+    for key in inference.RAW_OUTPUTS:
+        np.testing.assert_allclose(got[key], exported['reference'][key], atol=TOL)
+
+
+def test_saved_model_default_signature_in_tf2(exported):
+    """Users load the SavedModel with tf.saved_model.load and call its signature eagerly."""
+    image = exported['images'][1]
+    model = tf.saved_model.load(exported['written']['saved_model'])
+    got = {k: v.numpy() for k, v in
+           model.signatures['serving_default'](images=tf.constant(image[None])).items()}
+    assert sorted(got) == sorted(inference.OUTPUTS)
+    assert_same_detections(got, exported['reference'], 0, 1)
+
+
+def test_tflite_float_equals_checkpoint_graph(exported):
+    detector = inference.TFLiteDetector(exported['written']['tflite_float'])
+    ops = {op['op_name'] for op in detector.interpreter._get_ops_details()}
+    assert 'NON_MAX_SUPPRESSION_V5' in ops and 'RESIZE_BILINEAR' in ops
+    assert not any(op.startswith('Flex') or op == 'CUSTOM' for op in ops), ops
+    for b, image in enumerate(exported['images']):  # Sizes change between calls.
+        got = detector.run([image], inference.OUTPUTS)
+        assert_same_detections(got, exported['reference'], 0, b)
+        for key in inference.RAW_OUTPUTS:
+            np.testing.assert_allclose(got[key][0], exported['reference'][key][b], atol=TOL)
+
+
+def test_metadata_and_raw_outputs_with_anchors(exported):
+    spec, out = exported['spec'], exported['out']
+    with open(os.path.join(out, inference.METADATA_FILE)) as f:
+        meta = json.load(f)
+    assert meta['model_name'] == 'ssd_300_mobilenet'
+    assert (meta['input']['height'], meta['input']['width']) == (300, 300)
+    assert meta['normalisation']['mean_rgb'] == [127.5] * 3
+    assert meta['normalisation']['scale'] == pytest.approx(0.007843)
+    assert meta['class_names'] == list(fx.synthetic.CLASSES)
+    assert meta['detection'] == {'select_threshold': 0.05, 'nms_threshold': 0.45, 'top_k': 50,
+                                 'keep_top_k': 40}
+    assert meta['anchors']['size_preset'] == 'mobilenet_ssd'
+    assert meta['ssd_params']['depth_multiplier'] == 0.25
+    assert sorted(meta['files']) == sorted(export.FORMATS)
+    assert meta['int8']['images'] == 10
+    anchors = np.load(os.path.join(out, inference.ANCHORS_FILE))
+    assert anchors.shape == (1917, 4) == (meta['anchors']['count'], 4)
+    saved = np.load(os.path.join(exported['written']['saved_model'], 'assets.extra',
+                                 inference.ANCHORS_FILE))
+    np.testing.assert_array_equal(saved, anchors)
+    # Own post-processing from the raw outputs: the best (anchor, class) pair, decoded with numpy,
+    # is the first detection (NMS never drops the top box).
+    raw = exported['reference']
+    for b in range(len(exported['images'])):
+        scores = raw['raw_scores'][b][:, 1:]
+        anchor, cls = np.unravel_index(np.argmax(scores), scores.shape)
+        box = ref.decode(raw['raw_localisations'][b][anchor:anchor + 1].astype(np.float64),
+                         anchors[anchor:anchor + 1])[0]
+        np.testing.assert_allclose(raw['detection_boxes'][b, 0], box, atol=1e-5)
+        assert raw['detection_classes'][b, 0] == cls + 1
+        np.testing.assert_allclose(raw['detection_scores'][b, 0], scores[anchor, cls], atol=1e-6)
+
+
+def _split_examples(dataset):
+    with tf.Graph().as_default():
+        example = v1.data.make_one_shot_iterator(dataset.make_dataset()).get_next()
+        with v1.Session() as sess:
+            return [sess.run(example) for _ in range(dataset.num_samples)]
+
+
+def test_int8_map_close_to_float(exported):
+    float_model = inference.TFLiteDetector(exported['written']['tflite_float'])
+    int8_model = inference.TFLiteDetector(exported['written']['tflite_int8'])
+    details = int8_model.interpreter.get_tensor_details()
+    assert any(d['dtype'] == np.int8 for d in details)
+    assert os.path.getsize(exported['written']['tflite_int8']) < 0.5 * os.path.getsize(
+        exported['written']['tflite_float'])
+    names = {i + 1: n for i, n in enumerate(fx.synthetic.CLASSES)}
+    evaluators = {'float': voc_metrics.VOCEvaluator(names), 'int8': voc_metrics.VOCEvaluator(names)}
+    examples = _split_examples(exported['dataset'])
+    assert len(examples) == 25
+    for i, example in enumerate(examples):
+        image = example['image']
+        truth = float_model.detect([image])[0]
+        gt = truth['scores'] >= GT_SCORE
+        for name, model in (('float', float_model), ('int8', int8_model)):
+            det = model.detect([image])[0]
+            evaluators[name].add_image(i, truth['boxes'][gt], truth['classes'][gt],
+                                       np.zeros(gt.sum(), bool), det['boxes'], det['scores'],
+                                       det['classes'], image_shape=image.shape)
+    result = {name: ev.compute().map_voc07 for name, ev in evaluators.items()}
+    assert result['float'] == pytest.approx(1.0)
+    assert result['int8'] >= INT8_MIN_MAP, result
+
+
+def test_fixed_size_export(exported, tmp_path):
+    spec = exported['spec']
+    written = export.export(spec, exported['prefix'], str(tmp_path), formats=['frozen_graph'],
+                            batch_size=2, fixed_size=True, log=lambda _: None)
+    with inference.Detector.from_frozen_graph(written['frozen_graph']) as detector:
+        assert detector.inputs[inference.INPUT].shape.as_list() == [2, 300, 300, 3]
+        image = exported['images'][1]  # 300 x 300: the same input as the any-size graph's.
+        got = detector.run([image, image])
+    assert_same_detections(got, exported['reference'], 1, 1)
+
+
+def test_int8_needs_calibration_images(exported, tmp_path):
+    with pytest.raises(ValueError, match='calibration'):
+        export.export(exported['spec'], exported['prefix'], str(tmp_path), formats=['tflite_int8'])
