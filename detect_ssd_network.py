@@ -1,0 +1,229 @@
+"""Runs an SSD detector on images, folders, globs or videos; writes annotated files and a JSON.
+
+    python detect_ssd_network.py --checkpoint_path=train/ --model_name=ssd_300_vgg \
+        --num_classes=21 --dataset_name=pascalvoc_2007 --dataset_dir=tfrecords \
+        --input=photos/,more/*.png,clip.mp4 --output_dir=detections
+    python detect_ssd_network.py --saved_model_dir=export/saved_model --input=photos/ --output_dir=out
+    python detect_ssd_network.py --frozen_graph=export/frozen_graph.pb --input=a.jpg --output_dir=out
+
+One graph and one session for the whole run; images are batched (--batch_size, any sizes: the
+graph resizes them). Outputs in --output_dir: `<name>_det.<ext>` per image, `<name>_det.mp4` per
+video, and `detections.json`: per image its size and detections in ORIGINAL-image pixel
+coordinates (`xmin = box_xmin * width`, continuous, not clipped) with label name and score,
+per video the same per frame, the files that could not be read (`failures`), and the speed.
+Unreadable files are reported and skipped; the exit status is 0 when at least one image (or
+frame) was processed.
+
+Exported models keep the NMS settings they were exported with; --select_threshold and
+--keep_top_k then filter their output (they cannot lower the exported threshold or raise its
+keep_top_k).
+"""
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+import cv2
+
+from datasets import dataset_factory
+from deployment import inference
+from deployment import visualization
+from tf_extended import atomic_io
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('checkpoint_path', None, 'Checkpoint prefix, one of its files, or a directory.')
+flags.DEFINE_string('saved_model_dir', None, 'A SavedModel of export_ssd_network.py.')
+flags.DEFINE_string('frozen_graph', None, 'A frozen graph of export_ssd_network.py (its '
+                                          'metadata.json beside it).')
+flags.DEFINE_string('model_name', 'ssd_300_vgg', 'Net registry name (checkpoints).')
+flags.DEFINE_integer('num_classes', None, 'Classes including background (checkpoints; default: '
+                                          'the dataset\'s, else the model config\'s or model\'s).')
+flags.DEFINE_string('model_config', None, 'JSON written by caffe_to_tensorflow.py beside a '
+                                          'converted checkpoint.')
+flags.DEFINE_float('depth_multiplier', None, 'MobileNet width multiplier (checkpoints).')
+flags.DEFINE_string('labels_file', None, 'Class names, one per line (id 1 first).')
+flags.DEFINE_string('dataset_name', None, 'Dataset registry name whose metadata names the classes.')
+flags.DEFINE_string('dataset_split_name', 'test', 'Split of --dataset_name.')
+flags.DEFINE_string('dataset_dir', None, 'Folder of the converted TFRecords.')
+flags.DEFINE_string('input', None, 'Comma-separated image files, folders, globs or video files.')
+flags.DEFINE_string('output_dir', None, 'Where annotated files and detections.json go.')
+flags.DEFINE_integer('batch_size', 8, 'Images (or frames) per session run.', lower_bound=1)
+flags.DEFINE_float('select_threshold', 0.5, 'Minimum score of a detection.')
+flags.DEFINE_float('nms_threshold', 0.45, 'NMS IoU threshold (checkpoints).')
+flags.DEFINE_integer('top_k', 400, 'Candidates per class before NMS (checkpoints).')
+flags.DEFINE_integer('keep_top_k', 200, 'Detections per image after NMS.')
+flags.mark_flags_as_required(['input', 'output_dir'])
+
+JSON_NAME = 'detections.json'
+
+
+def make_detector():
+    sources = [s for s in ('checkpoint_path', 'saved_model_dir', 'frozen_graph') if FLAGS[s].value]
+    if len(sources) != 1:
+        raise ValueError('give exactly one of --checkpoint_path, --saved_model_dir, --frozen_graph '
+                         f'(got {", ".join("--" + s for s in sources) or "none"}).')
+    dataset = None
+    if FLAGS.dataset_name:
+        dataset = dataset_factory.get_dataset(FLAGS.dataset_name, FLAGS.dataset_split_name,
+                                              FLAGS.dataset_dir)
+    if FLAGS.checkpoint_path:
+        num_classes = FLAGS.num_classes or (dataset.num_classes if dataset else None)
+        spec = inference.model_spec(
+            FLAGS.model_name, num_classes, FLAGS.model_config,
+            depth_multiplier=FLAGS.depth_multiplier, select_threshold=FLAGS.select_threshold,
+            nms_threshold=FLAGS.nms_threshold, top_k=FLAGS.top_k, keep_top_k=FLAGS.keep_top_k)
+        spec = inference.with_class_names(spec, FLAGS.labels_file, dataset)
+        detector = inference.Detector.from_checkpoint(spec, FLAGS.checkpoint_path)
+    else:
+        detector = (inference.Detector.from_saved_model(FLAGS.saved_model_dir)
+                    if FLAGS.saved_model_dir else
+                    inference.Detector.from_frozen_graph(FLAGS.frozen_graph))
+        exported = detector.spec
+        detector.spec = inference.with_class_names(exported, FLAGS.labels_file, dataset)
+        if FLAGS.select_threshold < exported.select_threshold:
+            print(f'note: the model was exported with select_threshold '
+                  f'{exported.select_threshold}; lower scores are not available.')
+        if FLAGS['nms_threshold'].present and FLAGS.nms_threshold != exported.nms_threshold:
+            raise ValueError(f'the model was exported with nms_threshold '
+                             f'{exported.nms_threshold}; export it again to change it.')
+    return detector
+
+
+class Run:
+    """Accumulates the results of the run and times the detector."""
+
+    def __init__(self, detector, output_dir):
+        self.detector = detector
+        self.output_dir = output_dir
+        self.images, self.videos, self.failures = [], [], []
+        self.num_processed = 0
+        self.detect_seconds = 0.
+        self._outputs = set()
+
+    def detect(self, images):
+        start = time.perf_counter()
+        detections = self.detector.detect(images)
+        self.detect_seconds += time.perf_counter() - start
+        self.num_processed += len(images)
+        keep = [d['scores'] >= FLAGS.select_threshold for d in detections]
+        return [{k: v[mask][:FLAGS.keep_top_k] for k, v in d.items()}
+                for d, mask in zip(detections, keep)]
+
+    def output_path(self, path, ext):
+        stem = os.path.splitext(os.path.basename(path))[0] + '_det'
+        name, n = stem + ext, 1
+        while name in self._outputs:  # Same file name in two input folders.
+            name, n = f'{stem}_{n}{ext}', n + 1
+        self._outputs.add(name)
+        return os.path.join(self.output_dir, name)
+
+    def fail(self, path, error):
+        message = str(error) if str(error).startswith(path) else f'{path}: {error}'
+        print(f'skipped {message}')
+        self.failures.append({'file': path, 'error': message})
+
+    def pixel_rows(self, detections, height, width):
+        return inference.pixel_detections(detections, height, width, self.detector.spec.class_names)
+
+    def flush_images(self, batch):
+        if not batch:
+            return
+        paths, images = zip(*batch)
+        batch.clear()
+        for path, image, dets in zip(paths, images, self.detect(list(images))):
+            ext = os.path.splitext(path)[1].lower()
+            out = self.output_path(path, ext if ext in ('.jpg', '.jpeg', '.png') else '.png')
+            drawn = visualization.draw_detections(image, dets, self.detector.spec.class_names)
+            ok, data = cv2.imencode(os.path.splitext(out)[1], cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+            if not ok:
+                raise RuntimeError(f'OpenCV could not encode {out}.')
+            atomic_io.write_bytes_atomic(out, data.tobytes())
+            self.images.append({'file': path, 'output': out, 'height': image.shape[0],
+                                'width': image.shape[1],
+                                'detections': self.pixel_rows(dets, *image.shape[:2])})
+
+    def video(self, path):
+        capture = cv2.VideoCapture(path)
+        if not capture.isOpened():
+            self.fail(path, 'OpenCV cannot open this video.')
+            return
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.
+        out = self.output_path(path, '.mp4')
+        temp = os.path.join(self.output_dir, '.' + os.path.basename(out) + '.tmp.mp4')
+        writer, frames, batch = None, [], []
+        try:
+            while True:
+                ok, bgr = capture.read()
+                if ok:
+                    batch.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                if batch and (not ok or len(batch) == FLAGS.batch_size):
+                    for rgb, dets in zip(batch, self.detect(batch)):
+                        if writer is None:
+                            writer = cv2.VideoWriter(temp, cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                                                     (rgb.shape[1], rgb.shape[0]))
+                        drawn = visualization.draw_detections(rgb, dets,
+                                                              self.detector.spec.class_names)
+                        writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                        frames.append({'frame': len(frames),
+                                       'detections': self.pixel_rows(dets, *rgb.shape[:2])})
+                    batch = []
+                if not ok:
+                    break
+        finally:
+            capture.release()
+            if writer is not None:
+                writer.release()
+        if not frames:
+            self.fail(path, 'no frame could be decoded.')
+            return
+        os.replace(temp, out)
+        self.videos.append({'file': path, 'output': out, 'fps': fps, 'num_frames': len(frames),
+                            'frames': frames})
+
+    def summary(self, seconds):
+        return {'model': self.detector.spec.to_dict(), 'num_processed': self.num_processed,
+                'images_per_second': self.num_processed / seconds if seconds else None,
+                'detector_images_per_second': (self.num_processed / self.detect_seconds
+                                               if self.detect_seconds else None),
+                'images': self.images, 'videos': self.videos, 'failures': self.failures}
+
+
+def main(_):
+    try:
+        detector = make_detector()
+    except (ValueError, FileNotFoundError) as err:
+        sys.exit(f'detect_ssd_network.py: error: {err}')
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    run = Run(detector, FLAGS.output_dir)
+    start = time.perf_counter()
+    batch = []
+    with detector:
+        for path in inference.expand_inputs(FLAGS.input):
+            if inference.is_video(path):
+                run.flush_images(batch)
+                run.video(path)
+                continue
+            try:
+                batch.append((path, inference.load_image_rgb(path)))
+            except ValueError as err:
+                run.fail(path, err)
+            if len(batch) == FLAGS.batch_size:
+                run.flush_images(batch)
+        run.flush_images(batch)
+    seconds = time.perf_counter() - start
+    summary = run.summary(seconds)
+    json_path = os.path.join(FLAGS.output_dir, JSON_NAME)
+    atomic_io.write_json_atomic(json_path, summary)
+    failed = ''.join(f'\n  {f["error"]}' for f in run.failures)
+    if run.num_processed == 0:
+        sys.exit(f'detect_ssd_network.py: error: no image processed ({len(run.failures)} failed)'
+                 f'{failed}\nwrote {json_path}')
+    speed = summary['images_per_second']
+    print(f'processed {run.num_processed} image(s)/frame(s) in {seconds:.2f} s ({speed:.1f} '
+          f'images/s overall, {summary["detector_images_per_second"]:.1f} images/s in the '
+          f'detector); {len(run.failures)} failed{failed}\nwrote {json_path}')
+
+
+if __name__ == '__main__':
+    app.run(main)

@@ -1,0 +1,88 @@
+"""Drawing (OpenCV, matplotlib), image loading and input expansion of the detection tools."""
+import os
+
+import matplotlib
+import numpy as np
+import pytest
+
+from deployment import inference
+from deployment import visualization
+from tests import data_fixtures
+
+matplotlib.use('Agg')
+
+DETECTIONS = {'boxes': np.array([[0.25, 0.1, 0.75, 0.6]], np.float32),
+              'scores': np.array([0.87], np.float32), 'classes': np.array([3], np.int32)}
+NAMES = ('cat', 'dog', 'bird')
+
+
+def test_draw_detections_box_and_filled_label():
+    image = np.full((100, 200, 3), 255, np.uint8)
+    drawn = visualization.draw_detections(image, DETECTIONS, NAMES)
+    color = visualization.PALETTE[2]
+    # Box edges in pixels: x 20..120, y 25..75 (relative box x image size).
+    np.testing.assert_array_equal(drawn[50, 20], color)
+    np.testing.assert_array_equal(drawn[50, 120], color)
+    np.testing.assert_array_equal(drawn[75, 70], color)
+    assert (drawn[50, 70] == 255).all() and (image == 255).all()  # Inside untouched; a copy.
+    # The label sits above the box on a filled background of the class colour, with text in it.
+    label = drawn[10:24, 21:60].reshape(-1, 3)
+    assert (label == color).all(axis=1).mean() > 0.5
+    assert (np.abs(label.astype(int) - color).sum(axis=1) > 200).any()
+    bgr = visualization.draw_detections(image, DETECTIONS, {3: 'bird'}, rgb=False)
+    np.testing.assert_array_equal(bgr[50, 20], color[::-1])
+    assert (visualization.draw_detections(image, DETECTIONS, NAMES, min_score=0.9) == 255).all()
+
+
+def test_show_detections_plots_pixel_box():
+    image = np.zeros((100, 200, 3), np.uint8)
+    ax = visualization.show_detections(image, DETECTIONS, NAMES)
+    [rect] = ax.patches
+    assert rect.get_xy() == (20, 25) and rect.get_width() == 100 and rect.get_height() == 50
+    assert [t.get_text() for t in ax.texts] == ['bird 0.87']
+
+
+def test_pixel_detections():
+    rows = inference.pixel_detections(DETECTIONS, 100, 200, NAMES)
+    assert rows == [{'label': 'bird', 'label_id': 3, 'score': pytest.approx(0.87),
+                     'xmin': pytest.approx(20.), 'ymin': 25., 'xmax': pytest.approx(120.),
+                     'ymax': 75.}]
+
+
+def test_load_image_rgb(tmp_path):
+    rgb = data_fixtures.smooth_image(20, 30)
+    data_fixtures.write_image(str(tmp_path / 'a.png'), rgb, '.png')
+    np.testing.assert_array_equal(inference.load_image_rgb(str(tmp_path / 'a.png')), rgb)
+    data_fixtures.write_image(str(tmp_path / 'gray.jpg'), rgb[..., 0], '.png')  # PNG named .jpg
+    gray = inference.load_image_rgb(str(tmp_path / 'gray.jpg'))
+    assert gray.shape == (20, 30, 3)
+    np.testing.assert_array_equal(gray[..., 1], rgb[..., 0])
+    (tmp_path / 'bad.jpg').write_bytes(b'garbage')
+    with pytest.raises(ValueError, match='bad.jpg: not a decodable image'):
+        inference.load_image_rgb(str(tmp_path / 'bad.jpg'))
+    with pytest.raises(ValueError, match='none.jpg: cannot read'):
+        inference.load_image_rgb(str(tmp_path / 'none.jpg'))
+
+
+def test_expand_inputs(tmp_path):
+    for name in ('b.jpg', 'a.PNG', 'notes.txt', 'clip.mp4'):
+        (tmp_path / name).write_bytes(b'x')
+    (tmp_path / 'sub').mkdir()
+    (tmp_path / 'sub' / 'c.jpg').write_bytes(b'x')
+    d = str(tmp_path)
+    paths = inference.expand_inputs(f'{d}, {d}/sub/*.jpg,{d}/b.jpg,{d}/missing.jpg')
+    assert paths == [os.path.join(d, n) for n in ('a.PNG', 'b.jpg', 'clip.mp4')] + [
+        os.path.join(d, 'sub', 'c.jpg'), os.path.join(d, 'missing.jpg')]
+    assert [inference.is_video(p) for p in paths] == [False, False, True, False, False]
+
+
+def test_pad_batch_and_split_detections():
+    images = [np.full((2, 3, 3), 7, np.uint8), np.full((4, 1, 3), 9, np.uint8)]
+    batch, sizes = inference.pad_batch(images)
+    assert batch.shape == (2, 4, 3, 3)
+    np.testing.assert_array_equal(sizes, [[2, 3], [4, 1]])
+    assert (batch[0, :2] == 7).all() and (batch[0, 2:] == 0).all() and (batch[1, :, 1:] == 0).all()
+    outputs = {'num_detections': np.array([1, 0]), 'detection_boxes': np.ones((2, 3, 4)),
+               'detection_scores': np.ones((2, 3)), 'detection_classes': np.ones((2, 3), int)}
+    split = inference.split_detections(outputs)
+    assert [len(d['scores']) for d in split] == [1, 0] and split[0]['boxes'].shape == (1, 4)
