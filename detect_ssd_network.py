@@ -50,9 +50,12 @@ flags.DEFINE_string('input', None, 'Comma-separated image files, folders, globs 
 flags.DEFINE_string('output_dir', None, 'Where annotated files and detections.json go.')
 flags.DEFINE_integer('batch_size', 8, 'Images (or frames) per session run.', lower_bound=1)
 flags.DEFINE_float('select_threshold', 0.5, 'Minimum score of a detection.')
-flags.DEFINE_float('nms_threshold', 0.45, 'NMS IoU threshold (checkpoints).')
-flags.DEFINE_integer('top_k', 400, 'Candidates per class before NMS (checkpoints).')
-flags.DEFINE_integer('keep_top_k', 200, 'Detections per image after NMS.')
+flags.DEFINE_float('nms_threshold', None, 'NMS IoU threshold (checkpoints; default: the model '
+                                          'config\'s, else 0.45).')
+flags.DEFINE_integer('top_k', None, 'Candidates per class before NMS (checkpoints; default: the '
+                                    'model config\'s, else 400).')
+flags.DEFINE_integer('keep_top_k', None, 'Detections per image after NMS (default: the model '
+                                         'config\'s or the exported model\'s, else 200).')
 flags.mark_flags_as_required(['input', 'output_dir'])
 
 JSON_NAME = 'detections.json'
@@ -84,7 +87,7 @@ def make_detector():
         if FLAGS.select_threshold < exported.select_threshold:
             print(f'note: the model was exported with select_threshold '
                   f'{exported.select_threshold}; lower scores are not available.')
-        if FLAGS['nms_threshold'].present and FLAGS.nms_threshold != exported.nms_threshold:
+        if FLAGS.nms_threshold is not None and FLAGS.nms_threshold != exported.nms_threshold:
             raise ValueError(f'the model was exported with nms_threshold '
                              f'{exported.nms_threshold}; export it again to change it.')
     return detector
