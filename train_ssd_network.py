@@ -44,7 +44,7 @@ flags.DEFINE_integer('num_preprocessing_threads', 4,
                      'Parallel calls of the augmentation + encoding map (0: autotune).',
                      lower_bound=0)
 flags.DEFINE_integer('log_every_n_steps', 10, 'Steps between log lines.', lower_bound=1)
-flags.DEFINE_integer('save_summaries_secs', 600, 'Seconds between TensorBoard summaries.',
+flags.DEFINE_integer('save_summaries_secs', 60, 'Seconds between TensorBoard summaries.',
                      lower_bound=1)
 flags.DEFINE_integer('save_interval_secs', 600, 'Seconds between checkpoints (unless '
                      '--save_interval_steps is set).', lower_bound=1)
@@ -235,6 +235,12 @@ def build_net(num_classes):
 
 
 def compute_dtype(on_gpu):
+    """float32, or the mixed-precision compute type (float16 on GPU, bfloat16 on CPU)."""
+    if not on_gpu and FLAGS.model_name in ('ssd_300_vgg', 'ssd_512_vgg'):
+        # Fails at the first step otherwise, deep in a traceback.
+        raise app.UsageError('The VGG nets cannot be trained on the CPU with TF 2.21: its CPU '
+                             'kernels have no gradient of dilated convolutions (conv6, dilation '
+                             '6). Train them on a GPU.')
     if not FLAGS.mixed_precision:
         return tf.float32
     return tf.float16 if on_gpu else tf.bfloat16

@@ -38,6 +38,9 @@ def train_dataset(dataset, preprocess, net, batch_size, match_threshold=0.5, dat
     examples = dataset.make_dataset(shuffle=True, num_readers=num_readers, seed=seed,
                                     repeat=repeat, num_parallel_calls=num_parallel_calls)
 
+    # The pipelines are written with tf.cond / tf.where already; autograph would only re-parse
+    # them (seconds of start-up per process).
+    @tf.autograph.experimental.do_not_convert
     def prepare(index, example):
         example_seed = None if seed is None else seeds_lib.example_seed(seed, index)
         image, labels, bboxes = preprocess(example['image'], example['labels'], example['bboxes'],
