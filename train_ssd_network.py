@@ -236,11 +236,6 @@ def build_net(num_classes):
 
 def compute_dtype(on_gpu):
     """float32, or the mixed-precision compute type (float16 on GPU, bfloat16 on CPU)."""
-    if not on_gpu and FLAGS.model_name in ('ssd_300_vgg', 'ssd_512_vgg'):
-        # Fails at the first step otherwise, deep in a traceback.
-        raise app.UsageError('The VGG nets cannot be trained on the CPU with TF 2.21: its CPU '
-                             'kernels have no gradient of dilated convolutions (conv6, dilation '
-                             '6). Train them on a GPU.')
     if not FLAGS.mixed_precision:
         return tf.float32
     return tf.float16 if on_gpu else tf.bfloat16

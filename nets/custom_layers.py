@@ -41,6 +41,32 @@ def _finish(outputs, num_outputs, normalizer_fn, normalizer_params, activation_f
     return activation_fn(outputs) if activation_fn is not None else outputs
 
 
+def _conv2d(inputs, weights, strides, padding, data_format, rate):
+    """`tf.nn.conv2d`; with dilation, the gradient goes through the SpaceToBatch formulation.
+
+    TF's CPU backprop kernels reject dilations, while the forward kernel handles them natively
+    and fast; so the forward stays native and only the backward pass uses SpaceToBatch.
+    """
+    if rate == 1:
+        return tf.nn.conv2d(inputs, weights, strides, padding, data_format=data_format)
+
+    @tf.custom_gradient
+    def dilated(x, w):
+        def grad(dy):
+            pad_mode = padding
+            if not isinstance(padding, str):
+                x_padded, pad_mode = tf.pad(x, padding), 'VALID'
+            else:
+                x_padded = x
+            equivalent = tf.nn.with_space_to_batch(
+                x_padded, [rate, rate], pad_mode,
+                lambda inp, _, pad: tf.nn.conv2d(inp, w, 1, pad, data_format=data_format),
+                spatial_dims=[2, 3] if data_format == 'NCHW' else [1, 2])
+            return tf.gradients(equivalent, [x, w], dy)
+        return tf.nn.conv2d(x, w, strides, padding, data_format=data_format, dilations=rate), grad
+    return dilated(inputs, weights)
+
+
 @add_arg_scope
 def conv2d(inputs, num_outputs, kernel_size, stride=1, padding=0, rate=1,
            data_format='NHWC', activation_fn=tf.nn.relu,
@@ -63,9 +89,8 @@ def conv2d(inputs, num_outputs, kernel_size, stride=1, padding=0, rate=1,
             'weights', shape=[kernel_size, kernel_size, _channels(inputs, data_format), num_outputs],
             initializer=weights_initializer or v1.glorot_uniform_initializer(),
             regularizer=weights_regularizer, trainable=trainable)
-        outputs = tf.nn.conv2d(inputs, tf.cast(weights, inputs.dtype), _strides(stride, data_format),
-                               _explicit_padding(padding, data_format), data_format=data_format,
-                               dilations=rate)
+        outputs = _conv2d(inputs, tf.cast(weights, inputs.dtype), _strides(stride, data_format),
+                          _explicit_padding(padding, data_format), data_format, rate)
         return _finish(outputs, num_outputs, normalizer_fn, normalizer_params, activation_fn,
                        biases_initializer, biases_regularizer, data_format, trainable)
 
