@@ -119,6 +119,8 @@ flags.DEFINE_string('anchor_sizes', None, 'Anchor size preset of the model (%s).
                     % '; '.join('%s: %s' % (m, ', '.join(sorted(p)))
                                 for m, p in sorted(ssd_params.ANCHOR_SIZE_PRESETS.items())))
 flags.DEFINE_float('depth_multiplier', None, 'Width multiplier of ssd_300_mobilenet.')
+flags.DEFINE_float('batch_norm_decay', None, 'Moving-average decay of the batch-norm statistics '
+                   '(default: the model\'s, 0.997); lower it for runs of a few hundred steps.')
 # Fine-tuning.
 flags.DEFINE_string('checkpoint_path', None, 'Checkpoint to initialise from: prefix, .index or '
                     '.data-* file, or directory (latest). Ignored when train_dir has one.')
@@ -231,6 +233,8 @@ def build_net(num_classes):
         if FLAGS.model_name != 'ssd_300_mobilenet':
             raise app.UsageError('--depth_multiplier applies to ssd_300_mobilenet only.')
         overrides['depth_multiplier'] = FLAGS.depth_multiplier
+    if FLAGS.batch_norm_decay is not None:
+        overrides['batch_norm_decay'] = FLAGS.batch_norm_decay
     return cls(cls.default_params._replace(**overrides))
 
 

@@ -82,12 +82,15 @@ class SSD300MobileNet(ssd_common.SSDNet):
                       ('conv17', 64, 128)),
         depth_multiplier=1.0,
         batch_norm_epsilon=1e-5,
+        # TF Object Detection API's SSD value; slower decays lag far behind short runs.
+        batch_norm_decay=0.997,
     )
 
     def backbone(self, inputs, is_training):
         with slim.arg_scope([custom_layers.conv2d, custom_layers.depthwise_conv2d],
                             normalizer_fn=batch_norm,
-                            normalizer_params={'epsilon': self.params.batch_norm_epsilon}):
+                            normalizer_params={'epsilon': self.params.batch_norm_epsilon,
+                                               'decay': self.params.batch_norm_decay}):
             return mobilenet_backbone(inputs, self.params.extra_layers,
                                       self.params.depth_multiplier)
 

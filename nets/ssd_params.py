@@ -22,6 +22,7 @@ SSDParams = collections.namedtuple('SSDParams', [
     'extra_layers',       # Backbone-specific extra-layer spec (see each backbone).
     'depth_multiplier',   # Width multiplier of the backbone and extra layers (MobileNet).
     'batch_norm_epsilon',
+    'batch_norm_decay',   # Moving-average decay of the batch-norm statistics.
 ])
 
 # Anchor-size presets per model. 'caffe_voc' is what the Caffe VOC models were trained with;

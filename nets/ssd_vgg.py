@@ -83,6 +83,7 @@ class SSD300VGG(SSDVGG):
                       ('block10', 128, 256, 3, 1, 0), ('block11', 128, 256, 3, 1, 0)),
         depth_multiplier=1.0,
         batch_norm_epsilon=1e-3,
+        batch_norm_decay=0.997,
     )
 
 
