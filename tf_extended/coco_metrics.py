@@ -14,12 +14,13 @@ import copy
 import io
 import json
 import os
-import tempfile
 from typing import Dict, List, Mapping, Optional, Sequence, TextIO, Union
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from tf_extended import atomic_io
 
 # The 12 numbers of COCOeval.summarize() for boxes, in its order.
 COCO_METRIC_NAMES = ('AP', 'AP50', 'AP75', 'AP_small', 'AP_medium', 'AP_large',
@@ -93,16 +94,7 @@ def _check_results(detections, source: str) -> List[dict]:
 def write_coco_results(path: str, detections: Sequence[dict]):
     """Writes COCO results JSON atomically (temporary file in the same directory, then rename)."""
     detections = _check_results(list(detections), f'write_coco_results({path!r})')
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
-    try:
-        with os.fdopen(fd, 'w') as fh:
-            json.dump(detections, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_io.write_json_atomic(path, detections, indent=None)
 
 
 def read_coco_results(path: str) -> List[dict]:
