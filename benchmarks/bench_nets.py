@@ -8,7 +8,6 @@ Random weights, random normalised 300x300 (512x512) inputs, fp32, NHWC, the grap
 JSON. The machine is noisy: compare numbers from one run.
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -21,6 +20,7 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from nets import nets_factory  # noqa: E402
 from nets.ssd_common import flatten_layers  # noqa: E402
+from tf_extended import atomic_io  # noqa: E402
 
 v1 = tf.compat.v1
 NETS = (('ssd_300_vgg', 300), ('ssd_512_vgg', 512), ('ssd_300_mobilenet', 300))
@@ -95,10 +95,7 @@ def main():
         report = {'date': time.strftime('%Y-%m-%d'), 'machine': platform.processor() or
                   platform.machine(), 'cpus': os.cpu_count(), 'tensorflow': tf.__version__,
                   'results': rows}
-        tmp = args.output + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(report, f, indent=2)
-        os.replace(tmp, args.output)
+        atomic_io.write_json_atomic(args.output, report)
 
 
 if __name__ == '__main__':

@@ -30,6 +30,7 @@ from datasets import dataset_factory  # noqa: E402
 from deployment import model_deploy  # noqa: E402
 from deployment import train_input  # noqa: E402
 from preprocessing import preprocessing_factory  # noqa: E402
+from tf_extended import atomic_io  # noqa: E402
 
 v1 = tf.compat.v1
 FLAGS = train_ssd_network.FLAGS
@@ -176,10 +177,7 @@ def main():
         report = {'date': time.strftime('%Y-%m-%d'), 'machine': platform.processor() or
                   platform.machine(), 'cpus': os.cpu_count(), 'gpu': on_gpu,
                   'mixed_precision': mixed_name, 'tensorflow': tf.__version__, 'results': rows}
-        tmp = args.output + '.tmp'
-        with open(tmp, 'w') as f:
-            json.dump(report, f, indent=2)
-        os.replace(tmp, args.output)
+        atomic_io.write_json_atomic(args.output, report)
 
 
 if __name__ == '__main__':
