@@ -15,7 +15,6 @@ reported, with the forward time of each (median of --repeats, batch 1, CPU).
 Prints a markdown table and writes JSON.
 """
 
-import json
 import os
 import platform
 import resource

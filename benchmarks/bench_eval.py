@@ -11,7 +11,6 @@ and the share of the evaluation time that is not the forward pass.
   python benchmarks/bench_eval.py --models=ssd_300_mobilenet,ssd_300_vgg --num_images=64 \
       --batch_size=8 [--output=bench_eval.json]
 """
-import json
 import os
 import sys
 import tempfile

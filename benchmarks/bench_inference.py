@@ -14,7 +14,6 @@ stock interpreter (XNNPACK) with --tflite_threads; int8 is calibrated on 2 rando
 only). Writes JSON and a markdown table beside it; the machine is shared: compare within a run.
 """
 import argparse
-import json
 import os
 import platform
 import statistics

@@ -98,7 +98,7 @@ def test_tflite_float_equals_checkpoint_graph(exported):
 
 
 def test_metadata_and_raw_outputs_with_anchors(exported):
-    spec, out = exported['spec'], exported['out']
+    out = exported['out']
     with open(os.path.join(out, inference.METADATA_FILE)) as f:
         meta = json.load(f)
     assert meta['model_name'] == 'ssd_300_mobilenet'

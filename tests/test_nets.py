@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-import tf_slim as slim
 
 from nets import nets_factory
 
