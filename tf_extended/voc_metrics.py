@@ -268,7 +268,7 @@ class VOCResult:
             return 'absent' if value is None else f'{100.0 * value:.2f}'
         width = max([len('class')] + [len(c.name) for c in self.classes])
         head = (f'{"label":>5}  {"class":<{width}}  {"gt":>6}  {"diff":>5}  {"dets":>7}  {"tp":>6}  '
-                f'{"fp":>7}  {"ign":>5}  {"AP07":>6}  {"AP12":>6}')
+                f'{"fp":>7}  {"ign":>5}  {"AP07 %":>6}  {"AP12 %":>6}')
         lines = [f'VOC detection AP, {self.num_images} images, IoU {self.iou_rule} {self.iou_threshold}',
                  head, '-' * len(head)]
         for c in self.classes:
