@@ -1,0 +1,67 @@
+"""Benchmark runner and compute floor: MACs against the Caffe model's conv shapes (OpenCV), the
+floor arithmetic by hand, and `run_all` end to end on MobileNet-SSD with a failing benchmark."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
+import bench_floor  # noqa: E402
+import run_all  # noqa: E402
+from converters import caffe_testing  # noqa: E402
+
+
+def test_mobilenet_macs_match_the_caffe_model_run_by_opencv():
+    # Independent count: every Caffe Convolution's weight blob (cout, cin/group, k, k) times its
+    # output's spatial size as OpenCV computes it.
+    net = caffe_testing.mobilenet_ssd('merged', seed=3)
+    convs = [layer for layer in net.layers if layer.type == 'Convolution']
+    outputs = caffe_testing.opencv_forward(net, np.zeros((1, 3, 300, 300), np.float32),
+                                           [layer.name for layer in convs])
+    expected = sum(outputs[c.name].shape[2] * outputs[c.name].shape[3] * np.prod(c.blobs[0].shape)
+                   for c in convs)
+    assert bench_floor.net_macs('ssd_300_mobilenet') == expected
+
+
+def test_floor_arithmetic():
+    # 1e9 MACs = 2e9 FLOPs; at 100 GFLOP/s that is 20 ms.
+    assert bench_floor.floor_ms(1e9, 100.) == pytest.approx(20.)
+    # A 1000^3 multiply in 0.02 s: 2e9 FLOPs / 0.02 s = 100 GFLOP/s.
+    assert bench_floor.gflops(1000, 0.02) == pytest.approx(100.)
+
+
+def test_run_all_small(tmp_path):
+    broken = run_all.Benchmark('broken', 'bench_floor.py', lambda p: ['--size', 'nine'], None,
+                               quick_args=[])
+    benches = {b.name: b for b in run_all.BENCHMARKS}
+    floor = run_all.Benchmark('floor', 'bench_floor.py', lambda p: ['--output', p],
+                              benches['floor'].models_args, quick_args=['--size', '256',
+                                                                        '--repeats', '2'])
+    nets = run_all.Benchmark('nets', 'bench_nets.py', lambda p: ['--output', p],
+                             benches['nets'].models_args, quick_args=['--repeats', '1'])
+    out = str(tmp_path / 'results')
+    report = run_all.run_all([floor, broken, nets], out, models=('ssd_300_mobilenet',),
+                             log=lambda line: None)
+    with open(os.path.join(out, 'all.json'), encoding='utf-8') as f:
+        saved = json.load(f)
+    with open(os.path.join(out, 'README.md'), encoding='utf-8') as f:
+        readme = f.read()
+    assert saved['floor_ratios'] == [list(r) for r in report['floor_ratios']]
+    status = {b['name']: b['status'] for b in saved['benchmarks']}
+    assert status == {'floor': 'ok', 'broken': 'failed (exit 2)', 'nets': 'ok'}
+    results = {b['name']: b['result'] for b in saved['benchmarks']}
+    floor_row, = results['floor']['rows']
+    assert floor_row['gmacs'] == pytest.approx(1.148479168)
+    best = max(results['floor']['fp32_gflops'].values())
+    assert floor_row['floor_ms_fp32'] == pytest.approx(2 * 1.148479168 / best * 1e3)
+    net_row, = results['nets']['results']
+    ratios = {r[2]: r for r in saved['floor_ratios']}
+    assert ratios[1][3] == pytest.approx(net_row['latency_ms_b1'])
+    assert ratios[8][5] == pytest.approx(net_row['ms_per_image_b8'] / floor_row['floor_ms_fp32'])
+    assert '| broken | failed (exit 2) |' in readme
+    assert 'invalid int value' in readme  # the failing script's error is shown
+    # bench_nets' own table.
+    assert '| ssd_300_mobilenet | %s | 1.15 |' % format(net_row['parameters'], ',') in readme
