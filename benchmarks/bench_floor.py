@@ -1,7 +1,7 @@
 """The machine's compute limit and each net's compute floor.
 
     python benchmarks/bench_floor.py [--size 2048] [--repeats 10] [--threads 2] \
-        [--models ssd_300_mobilenet,ssd_300_vgg,ssd_512_vgg] [--output benchmarks/results/floor.json]
+        [--models ssd_300_mobilenet,ssd_300_vgg,ssd_512_vgg] [--output /tmp/floor.json]
 
 Measured: GFLOP/s of square fp32 matrix multiplies (numpy/OpenBLAS and TensorFlow, --threads
 threads each) and, where the CPU has avx512_bf16 or amx_bf16, of TensorFlow bf16 matmuls;

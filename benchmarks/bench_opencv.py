@@ -15,7 +15,9 @@ to a temp folder and
 All three run the convolutions, heads and concatenations only (no softmax, decoding or NMS) on
 the same photo-like images; the max abs difference of OpenCV's and our outputs is reported as a
 check that they compute the same model. Timed: one run call (the TF feed included); medians over
-the repeats after one warm-up run. Prints a markdown table and writes JSON (and .md beside it).
+the repeats after one warm-up run, the three taking turns within each repeat (the machine is
+shared: load from other jobs then falls on all three alike). Prints a markdown table and writes
+JSON (and .md beside it).
 """
 import argparse
 import os
@@ -45,15 +47,20 @@ BATCHES = (1, 8)
 FRAMEWORKS = ('opencv', 'tf_checkpoint', 'tf_frozen')
 
 
-def median_seconds(fn, repeats):
-    """Median wall time of `fn()` over `repeats` runs after one untimed run; also its output."""
-    out = fn()
-    times = []
+def interleaved_medians(fns, repeats):
+    """Median wall time of each of `fns` over `repeats` rounds after one untimed round.
+
+    Each round times every function once, in turn, so that load from other jobs on the shared
+    machine falls on all of them alike. Returns (medians in seconds, the warm-up outputs).
+    """
+    outputs = [fn() for fn in fns]
+    times = [[] for _ in fns]
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        for fn, seconds in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            seconds.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times], outputs
 
 
 class OpenCVRunner:
@@ -128,17 +135,19 @@ def bench_net(name, work_dir, threads, repeats_scale, log):
         repeats = max(1, int(round(repeats * repeats_scale)))
         blob = cv2.dnn.blobFromImages(images[:batch], scale, (size, size), mean, swapRB=False,
                                       crop=False)
-        reference = None
+        runners, setups = [], []
         for framework in FRAMEWORKS:
             start = time.perf_counter()
-            runner = (OpenCVRunner(proto, model) if framework == 'opencv' else
-                      TFRunner(checkpoint, batch, threads, frozen=framework == 'tf_frozen'))
-            setup = time.perf_counter() - start
-            seconds, (loc, conf) = median_seconds(lambda: runner.run(blob), repeats)
+            runners.append(OpenCVRunner(proto, model) if framework == 'opencv' else
+                           TFRunner(checkpoint, batch, threads, frozen=framework == 'tf_frozen'))
+            setups.append(time.perf_counter() - start)
+        medians, outputs = interleaved_medians(
+            [lambda runner=runner: runner.run(blob) for runner in runners], repeats)
+        for runner in runners:
             if hasattr(runner, 'close'):
                 runner.close()
-            if reference is None:
-                reference = (loc, conf)
+        reference = outputs[FRAMEWORKS.index('opencv')]
+        for framework, setup, seconds, (loc, conf) in zip(FRAMEWORKS, setups, medians, outputs):
             row = {'net': name, 'model': model_name, 'framework': framework, 'batch': batch,
                    'repeats': repeats, 'setup_s': round(setup, 2),
                    'ms_per_batch': seconds * 1e3, 'ms_per_image': seconds * 1e3 / batch,

@@ -106,9 +106,10 @@ def run_benchmark(bench, work_dir, full, models, timeout, log):
 
     Returns:
       dict: name, command (shell-quoted), status ('ok', 'failed (exit N)', 'timed out after
-      N s', 'no JSON written'), seconds, result (the script's JSON or None), markdown (its
-      tables: the .md it wrote beside the JSON, else the tables it printed), and the last
-      lines of its output when it did not succeed.
+      N s', 'no JSON written'), seconds, load_average_at_start (1 min), result (the script's
+      JSON or None), markdown (its tables: the .md it wrote beside the JSON, else the tables
+      it printed, else one made from its JSON rows), and output_tail (the last lines of its
+      output when it did not succeed, else None).
     """
     out_dir = os.path.join(work_dir, bench.name)
     os.makedirs(out_dir, exist_ok=True)
@@ -119,6 +120,7 @@ def run_benchmark(bench, work_dir, full, models, timeout, log):
                        ).replace(work_dir, '$TMP')
     log('[%s] python %s' % (bench.name, display))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    load = round(os.getloadavg()[0], 2)
     start = time.perf_counter()
     try:
         proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -145,7 +147,8 @@ def run_benchmark(bench, work_dir, full, models, timeout, log):
         markdown = printed_tables(output) or (json_table(result) if result else '')
     log('[%s] %s in %.0f s' % (bench.name, status, seconds))
     return {'name': bench.name, 'command': 'python ' + display, 'status': status,
-            'seconds': round(seconds, 1), 'result': result, 'markdown': markdown.strip(),
+            'seconds': round(seconds, 1), 'load_average_at_start': load, 'result': result,
+            'markdown': markdown.strip(),
             'output_tail': None if status == 'ok' else output.strip().splitlines()[-15:]}
 
 
@@ -275,14 +278,17 @@ def markdown_report(report):
              '',
              'The machine is shared: compare numbers within one run. Medians after warm-up; see '
              'each script\'s docstring for what is timed.', '',
-             '| benchmark | status | seconds | command |', '|---|---|---|---|']
+             '| benchmark | status | seconds | load at start | command |',
+             '|---|---|---|---|---|']
     for b in report['benchmarks']:
-        lines.append('| %s | %s | %.0f | `%s` |' % (b['name'], b['status'], b['seconds'],
-                                                    b['command']))
+        lines.append('| %s | %s | %.0f | %.2f | `%s` |' % (
+            b['name'], b['status'], b['seconds'], b['load_average_at_start'], b['command']))
     lines += ['', '## Speed targets', ''] + report['targets']
     lines += ['', '## Forward passes vs the compute floor', '',
               'Floor: 2·MACs / the best measured fp32 matmul GFLOP/s (bench_floor); ratio = '
-              'measured / floor (below 1: the convolutions beat the measured matmul rate).', '',
+              'measured / floor (below 1: the convolutions beat the measured matmul rate). '
+              'The floor and the forward passes ran at different times on a shared machine: '
+              'see the load column above.', '',
               '| model | source | batch | ms/img | fp32 floor ms/img | ratio |',
               '|---|---|---|---|---|---|']
     for model, source, batch, ms, floor_ms, ratio in report['floor_ratios']:
