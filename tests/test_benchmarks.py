@@ -65,3 +65,18 @@ def test_run_all_small(tmp_path):
     assert 'invalid int value' in readme  # the failing script's error is shown
     # bench_nets' own table.
     assert '| ssd_300_mobilenet | %s | 1.15 |' % format(net_row['parameters'], ',') in readme
+
+
+def test_floor_ratios_use_the_faster_floor_run():
+    def floor(gflops):
+        return {'fp32_gflops_best': gflops,
+                'rows': [{'model': 'ssd_300_vgg', 'floor_ms_fp32': bench_floor.floor_ms(
+                    30e9, gflops)}]}
+    results = {'floor': floor(100.), 'floor_end': floor(200.),
+               'nets': {'results': [{'model': 'ssd_300_vgg', 'latency_ms_b1': 450.,
+                                     'ms_per_image_b8': 420.}]}}
+    # 2 * 30e9 FLOPs at 200 GFLOP/s: 300 ms; 420 / 300 = 1.4 (within the 1.5x target).
+    assert run_all.floor_ratios(results) == [
+        ('ssd_300_vgg', 'bench_nets (TF, variables)', 1, 450., 300., 1.5),
+        ('ssd_300_vgg', 'bench_nets (TF, variables)', 8, 420., 300., pytest.approx(1.4))]
+    assert 'met (1.40x the floor)' in run_all.targets(results, run_all.floor_ratios(results))[1]
