@@ -8,7 +8,6 @@ import tf_slim as slim
 
 from datasets import synthetic
 from deployment import inference
-from nets.batch_norm import batch_norm
 from tests import data_fixtures
 
 v1 = tf.compat.v1
@@ -45,12 +44,12 @@ def write_checkpoint(spec, directory, seed=0):
     """
     rng = np.random.RandomState(seed)
     net = spec.net()
+    net.params = net.params._replace(batch_norm_decay=0.)
     with tf.Graph().as_default():
         v1.set_random_seed(seed)
         images = tf.constant(np.stack(random_images(seed, [spec.input_shape] * 4)))
-        with slim.arg_scope([batch_norm], decay=0.):
-            with slim.arg_scope(net.arg_scope(weight_decay=0.)):
-                net.net(inference.preprocess_images(images, spec), is_training=True)
+        with slim.arg_scope(net.arg_scope(weight_decay=0.)):
+            net.net(inference.preprocess_images(images, spec), is_training=True)
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
             sess.run(v1.get_collection(v1.GraphKeys.UPDATE_OPS))
