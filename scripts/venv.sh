@@ -13,7 +13,7 @@ STAMP="$VENV/.requirements.sha256"
 WANT="$(cat "$ROOT/requirements.txt" "$REQS" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   echo "[setup] installing pinned requirements (first run only)"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS"
+  "$VENV/bin/python" -m pip install -qq --disable-pip-version-check -r "$REQS"
   echo "$WANT" > "$STAMP"
 else
   echo "[setup] reusing $VENV"
