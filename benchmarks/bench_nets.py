@@ -1,9 +1,9 @@
-"""Forward-pass speed of the SSD nets: latency (batch 1) and throughput (batch 8), with parameter
-and multiply-accumulate counts.
+"""Forward-pass speed of the SSD nets: latency (batch 1) and throughput (batch 8), fp32 and bf16,
+with parameter and multiply-accumulate counts.
 
     python benchmarks/bench_nets.py [--repeats 10] [--output benchmarks/results/nets.json]
 
-Random weights, random normalised 300x300 (512x512) inputs, fp32, NHWC, the graph with variables
+Random weights, random normalised 300x300 (512x512) inputs, NHWC, the graph with variables
 (no freezing). Medians over `--repeats` runs after warm-up; prints a markdown table and writes
 JSON. The machine is noisy: compare numbers from one run.
 """
@@ -51,28 +51,37 @@ def time_runs(sess, fetches, feed, repeats):
     return statistics.median(times)
 
 
-def bench(name, size, repeats):
+def bench(name, size, repeats, dtypes):
+    """One row: parameters, MACs and, per compute dtype, batch-1 latency and batch-8 ms/img.
+
+    fp32 keys are `latency_ms_b1`, `ms_per_image_b8`, `images_per_s_b8`; other dtypes prefix them
+    with the dtype name (`bfloat16_latency_ms_b1`, ...). A non-fp32 net is the same graph fed with
+    inputs cast to that dtype (the layers cast their weights to the input's dtype).
+    """
     row = {'model': name}
-    for batch in (1, 8):
-        with tf.Graph().as_default() as graph:
-            net, network_fn = nets_factory.get_network_fn(name, 21)
-            images = v1.placeholder(tf.float32, [batch, size, size, 3])
-            predictions, localisations, _, _ = network_fn(images)
-            outputs = [flatten_layers(predictions), flatten_layers(localisations)]
+    for dtype in dtypes:
+        prefix = '' if dtype == 'float32' else dtype + '_'
+        for batch in (1, 8):
+            with tf.Graph().as_default() as graph:
+                net, network_fn = nets_factory.get_network_fn(name, 21)
+                images = v1.placeholder(tf.float32, [batch, size, size, 3])
+                predictions, localisations, _, _ = network_fn(tf.cast(images, dtype))
+                outputs = [flatten_layers(predictions), flatten_layers(localisations)]
+                if 'parameters' not in row:
+                    row['parameters'] = int(sum(np.prod(v.shape)
+                                                for v in v1.trainable_variables()))
+                    row['gmacs'] = multiply_accumulates(graph) / 1e9
+                config = v1.ConfigProto(intra_op_parallelism_threads=os.cpu_count(),
+                                        inter_op_parallelism_threads=1)
+                with v1.Session(config=config) as sess:
+                    sess.run(v1.global_variables_initializer())
+                    feed = {images: np.random.RandomState(0).randn(batch, size, size, 3) * 50}
+                    seconds = time_runs(sess, outputs, feed, repeats)
             if batch == 1:
-                row['parameters'] = int(sum(np.prod(v.shape) for v in v1.trainable_variables()))
-                row['gmacs'] = multiply_accumulates(graph) / 1e9
-            config = v1.ConfigProto(intra_op_parallelism_threads=os.cpu_count(),
-                                    inter_op_parallelism_threads=1)
-            with v1.Session(config=config) as sess:
-                sess.run(v1.global_variables_initializer())
-                feed = {images: np.random.RandomState(0).randn(batch, size, size, 3) * 50}
-                seconds = time_runs(sess, outputs, feed, repeats)
-        if batch == 1:
-            row['latency_ms_b1'] = seconds * 1e3
-        else:
-            row['ms_per_image_b8'] = seconds * 1e3 / batch
-            row['images_per_s_b8'] = batch / seconds
+                row[prefix + 'latency_ms_b1'] = seconds * 1e3
+            else:
+                row[prefix + 'ms_per_image_b8'] = seconds * 1e3 / batch
+                row[prefix + 'images_per_s_b8'] = batch / seconds
     return row
 
 
@@ -80,16 +89,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--models', default=','.join(n for n, _ in NETS))
+    parser.add_argument('--dtypes', default='float32,bfloat16',
+                        help='compute dtypes, comma-separated (float32 first)')
     parser.add_argument('--output', default=None, help='JSON file to write')
     args = parser.parse_args()
-    rows = [bench(name, size, args.repeats) for name, size in NETS
+    dtypes = args.dtypes.split(',')
+    rows = [bench(name, size, args.repeats, dtypes) for name, size in NETS
             if name in args.models.split(',')]
-    print('| model | parameters | GMACs | latency b1 (ms) | b8 ms/img | b8 img/s |')
-    print('|---|---|---|---|---|---|')
+    print('| model | parameters | GMACs | dtype | latency b1 (ms) | b8 ms/img | b8 img/s |')
+    print('|---|---|---|---|---|---|---|')
     for r in rows:
-        print('| %s | %s | %.2f | %.1f | %.1f | %.1f |' % (
-            r['model'], format(r['parameters'], ','), r['gmacs'], r['latency_ms_b1'],
-            r['ms_per_image_b8'], r['images_per_s_b8']))
+        for dtype in dtypes:
+            prefix = '' if dtype == 'float32' else dtype + '_'
+            print('| %s | %s | %.2f | %s | %.1f | %.1f | %.1f |' % (
+                r['model'], format(r['parameters'], ','), r['gmacs'], dtype,
+                r[prefix + 'latency_ms_b1'], r[prefix + 'ms_per_image_b8'],
+                r[prefix + 'images_per_s_b8']))
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         report = {'date': time.strftime('%Y-%m-%d'), 'machine': platform.processor() or
