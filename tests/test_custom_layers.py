@@ -1,4 +1,5 @@
-"""Caffe-padded layers: dilated convolution forward and gradient against SpaceToBatch/numpy."""
+"""Caffe-padded layers: padding forms, dilated convolution forward and gradient against
+SpaceToBatch/numpy."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -21,8 +22,9 @@ def numpy_dilated_conv(x, w, rate, pad):
     return out
 
 
+@pytest.mark.parametrize('explicit', [True, False])
 @pytest.mark.parametrize('data_format', ['NHWC', 'NCHW'])
-def test_dilated_conv_forward_and_gradients(data_format):
+def test_dilated_conv_forward_and_gradients(data_format, explicit):
     rng = np.random.RandomState(0)
     x = rng.randn(2, 13, 13, 5).astype(np.float32)
     w = rng.randn(3, 3, 5, 4).astype(np.float32)
@@ -33,7 +35,8 @@ def test_dilated_conv_forward_and_gradients(data_format):
         tx, tw = tf.constant(to(x)), tf.constant(w)
         padding = [[0, 0], [0, 0], [4, 4], [4, 4]] if data_format == 'NCHW' else \
             [[0, 0], [4, 4], [4, 4], [0, 0]]
-        y = custom_layers._conv2d(tx, tw, 1, padding, data_format, 4)
+        # Caffe's pad 4 at rate 4 is TF's 'SAME', the form the layers use; check both forms.
+        y = custom_layers._conv2d(tx, tw, 1, padding if explicit else 'SAME', data_format, 4)
         gx, gw = tf.gradients(y, [tx, tw], tf.constant(to(dy)))
         # Reference gradients: the SpaceToBatch dilated convolution TF can differentiate on CPU.
         ref = tf.nn.atrous_conv2d(tf.pad(tf.constant(x), [[0, 0], [4, 4], [4, 4], [0, 0]]), tw, 4,
@@ -50,3 +53,19 @@ def test_dilated_conv_forward_and_gradients(data_format):
     xm[idx] -= eps
     numeric = ((numpy_dilated_conv(xp, w, 4, 4) - numpy_dilated_conv(xm, w, 4, 4)) * dy).sum() / (2 * eps)
     np.testing.assert_allclose(back(gx)[idx], numeric, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize('kernel,stride,rate,pad,expected', [
+    (3, 1, 1, 1, 'SAME'), (3, 1, 6, 6, 'SAME'), (1, 1, 1, 0, 'VALID'), (3, 1, 1, 0, 'VALID'),
+    (3, 2, 1, 1, 'pad'), (4, 1, 1, 1, 'pad')])
+def test_caffe_padding_equals_symmetric_zero_padding(kernel, stride, rate, pad, expected):
+    rng = np.random.RandomState(kernel + stride + rate + pad)
+    x = rng.randn(1, 10, 10, 2).astype(np.float32)
+    w = rng.randn(kernel, kernel, 2, 3).astype(np.float32)
+    with tf.Graph().as_default(), v1.Session() as sess:
+        inputs, tf_padding = custom_layers._caffe_padding(tf.constant(x), pad, kernel, stride,
+                                                          rate, 'NHWC')
+        assert tf_padding == (expected if expected != 'pad' else 'VALID')
+        y = sess.run(tf.nn.conv2d(inputs, w, stride, tf_padding, dilations=rate))
+    want = numpy_dilated_conv(x, w, rate, pad)[:, ::stride, ::stride]
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
