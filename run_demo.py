@@ -25,10 +25,11 @@ ABSL_LINE = re.compile(r'^([IWEF])\d{4} [\d:.]+\s+\d+ ([\w.]+):\d+\] (.*)$')
 # TensorFlow start-up and session chatter that says nothing about the job.
 NOISE = re.compile(r'^(WARNING: All log messages|INFO:tensorflow:|WARNING:tensorflow:|To enable the '
                    r'following instructions|.*(UserWarning|warnings\.warn)|Instructions for updating:|'
-                   r'This API was designed for TensorFlow v1|Init node .* doesn\'t exist in graph|'
-                   r'\s*$)')
-# The CUDA probes report their failure as errors on every machine without a GPU.
-CUDA_PROBES = ('cuda_platform.cc', 'cuda_executor.cc', 'cuda_diagnostics.cc')
+                   r'This API was designed for TensorFlow v1|\s*$)')
+# Errors that are not: the CUDA probes on every machine without a GPU, and grappler's note that a
+# frozen graph has no variable initialisers.
+HARMLESS_ERRORS = ('cuda_platform.cc', 'cuda_executor.cc', 'cuda_diagnostics.cc',
+                   'grappler_item_builder.cc')
 QUIET_SOURCES = ('port.cc', 'cudart_stub.cc', 'cpu_feature_guard.cc',
                  'mlir_graph_optimization_pass.cc', 'basic_session_run_hooks.py',
                  'saver.py', 'monitored_session.py', 'session_manager.py', 'builder_impl.py',
@@ -47,7 +48,7 @@ def shown(line):
     match = ABSL_LINE.match(line)
     if match:
         level, source, message = match.groups()
-        if source in CUDA_PROBES or (source in QUIET_SOURCES and level in 'IW'):
+        if source in HARMLESS_ERRORS or (source in QUIET_SOURCES and level in 'IW'):
             return None
         return message
     return None if NOISE.match(line) else line
