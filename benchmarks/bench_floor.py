@@ -14,9 +14,7 @@ writes JSON (and the table beside it, .md).
 import argparse
 import os
 import platform
-import statistics
 import sys
-import time
 
 # OpenBLAS sizes its pool when numpy is imported; the thread count has to be set before that.
 if __name__ == '__main__':
@@ -49,18 +47,6 @@ def cpu_flags():
     return set()
 
 
-def median_seconds(fn, repeats, warmup=2):
-    """Median wall time of `fn()` over `repeats` runs after `warmup` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def gflops(n, seconds):
     """GFLOP/s of one n x n by n x n matrix multiply taking `seconds` (2·n³ FLOPs)."""
     return 2. * n ** 3 / seconds / 1e9
@@ -70,7 +56,7 @@ def numpy_matmul_gflops(n, repeats):
     rng = np.random.default_rng(0)
     a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
     out = np.empty((n, n), np.float32)
-    return gflops(n, median_seconds(lambda: np.matmul(a, b, out=out), repeats))
+    return gflops(n, bench_nets.median_seconds(lambda: np.matmul(a, b, out=out), repeats))
 
 
 def tf_matmul_gflops(n, repeats, threads, dtype):
@@ -85,7 +71,7 @@ def tf_matmul_gflops(n, repeats, threads, dtype):
                                 inter_op_parallelism_threads=1)
         with v1.Session(config=config) as sess:
             sess.run(v1.global_variables_initializer())
-            return gflops(n, median_seconds(lambda: sess.run(product), repeats))
+            return gflops(n, bench_nets.median_seconds(lambda: sess.run(product), repeats))
 
 
 def net_macs(name):

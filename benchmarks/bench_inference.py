@@ -16,7 +16,6 @@ only). Writes JSON and a markdown table beside it; the machine is shared: compar
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -25,6 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_nets  # noqa: E402
 from deployment import export  # noqa: E402
 from deployment import inference  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
@@ -36,16 +37,6 @@ DETECTION = {'ssd_300_vgg': (0.01, 400, 200), 'ssd_512_vgg': (0.01, 400, 200),
 REPEATS = {'ssd_300_vgg': (3, 2), 'ssd_512_vgg': (2, 1), 'ssd_300_mobilenet': (10, 5)}
 FORMATS = ('checkpoint', 'frozen_graph', 'tflite_float', 'tflite_int8')
 IMAGE_SHAPE = (480, 640, 3)
-
-
-def median_seconds(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def write_checkpoint(spec, directory):
@@ -82,7 +73,8 @@ def bench_model(name, work_dir, tflite_threads, log):
             else:
                 detector = detectors[fmt]()
             row[f'setup_s_batch{batch}'] = round(time.perf_counter() - start, 1)
-            seconds = median_seconds(lambda: detector.run(images[:batch]), repeats)
+            seconds = bench_nets.median_seconds(lambda: detector.run(images[:batch]), repeats,
+                                                  warmup=1)
             if batch == 1:
                 row['latency_ms'] = round(seconds * 1000, 1)
             else:

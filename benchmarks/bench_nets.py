@@ -40,13 +40,15 @@ def multiply_accumulates(graph):
     return total
 
 
-def time_runs(sess, fetches, feed, repeats):
-    for _ in range(2):
-        sess.run(fetches, feed)
+def median_seconds(fn, repeats, warmup=2):
+    """Median wall time of `fn()` over `repeats` runs after `warmup` untimed ones (the benchmarks'
+    one timer)."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        sess.run(fetches, feed)
+        fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -76,7 +78,7 @@ def bench(name, size, repeats, dtypes):
                 with v1.Session(config=config) as sess:
                     sess.run(v1.global_variables_initializer())
                     feed = {images: np.random.RandomState(0).randn(batch, size, size, 3) * 50}
-                    seconds = time_runs(sess, outputs, feed, repeats)
+                    seconds = median_seconds(lambda: sess.run(outputs, feed), repeats)
             if batch == 1:
                 row[prefix + 'latency_ms_b1'] = seconds * 1e3
             else:
