@@ -299,6 +299,17 @@ def _as_array(value, dtype, shape_tail: Tuple[int, ...], what: str, context: str
     return array.astype(dtype)
 
 
+def _detections(det_boxes, det_scores, det_labels, context: str):
+    """Detections as float64 boxes `[N, 4]`, float64 scores `[N]`, int64 labels `[N]`, checked."""
+    boxes = _as_array(det_boxes, np.float64, (4,), 'det_boxes', context)
+    scores = _as_array(det_scores, np.float64, (), 'det_scores', context)
+    labels = _as_array(det_labels, np.int64, (), 'det_labels', context)
+    if not len(boxes) == len(scores) == len(labels):
+        raise ValueError(f'{context}: det_boxes, det_scores and det_labels must have the same '
+                         f'length, got {len(boxes)}, {len(scores)}, {len(labels)}.')
+    return boxes, scores, labels
+
+
 def _check_labels(labels: np.ndarray, known, what: str, context: str):
     unknown = sorted(set(labels.tolist()) - set(known))
     if unknown:
@@ -382,15 +393,10 @@ class VOCEvaluator:
         gt_boxes = _as_array(gt_boxes, np.float64, (4,), 'gt_boxes', context)
         gt_labels = _as_array(gt_labels, np.int64, (), 'gt_labels', context)
         gt_difficult = _as_array(gt_difficult, bool, (), 'gt_difficult', context)
-        det_boxes = _as_array(det_boxes, np.float64, (4,), 'det_boxes', context)
-        det_scores = _as_array(det_scores, np.float64, (), 'det_scores', context)
-        det_labels = _as_array(det_labels, np.int64, (), 'det_labels', context)
+        det_boxes, det_scores, det_labels = _detections(det_boxes, det_scores, det_labels, context)
         if not len(gt_boxes) == len(gt_labels) == len(gt_difficult):
             raise ValueError(f'{context}: gt_boxes, gt_labels and gt_difficult must have the same '
                              f'length, got {len(gt_boxes)}, {len(gt_labels)}, {len(gt_difficult)}.')
-        if not len(det_boxes) == len(det_scores) == len(det_labels):
-            raise ValueError(f'{context}: det_boxes, det_scores and det_labels must have the same '
-                             f'length, got {len(det_boxes)}, {len(det_scores)}, {len(det_labels)}.')
         _check_labels(gt_labels, self._names, 'gt_labels', context)
         _check_labels(det_labels, self._names, 'det_labels', context)
         if not self._boxes_in_pixels:
@@ -505,12 +511,7 @@ class VOCResultsWriter:
         image_id = str(image_id)
         if not image_id or any(ch.isspace() for ch in image_id):
             raise ValueError(f'{context}: image ids must be non-empty and without whitespace.')
-        boxes = _as_array(det_boxes, np.float64, (4,), 'det_boxes', context)
-        scores = _as_array(det_scores, np.float64, (), 'det_scores', context)
-        labels = _as_array(det_labels, np.int64, (), 'det_labels', context)
-        if not len(boxes) == len(scores) == len(labels):
-            raise ValueError(f'{context}: det_boxes, det_scores and det_labels must have the same '
-                             f'length, got {len(boxes)}, {len(scores)}, {len(labels)}.')
+        boxes, scores, labels = _detections(det_boxes, det_scores, det_labels, context)
         _check_labels(labels, self._names, 'det_labels', context)
         if not self._boxes_in_pixels:
             boxes = pixel_boxes_from_relative(boxes, _image_height_width(image_shape, context))
