@@ -3,9 +3,10 @@
     python export_ssd_network.py --checkpoint_path=train/ --model_name=ssd_300_vgg \
         --dataset_name=pascalvoc_2007 --dataset_split_name=test --dataset_dir=tfrecords \
         --output_dir=export/ssd300
-    # only the TF formats, no dataset needed (class names from a labels file):
+    # only the TF formats, no dataset needed (class names from a labels file), bfloat16 arithmetic:
     python export_ssd_network.py --checkpoint_path=model.ckpt --model_name=ssd_300_mobilenet \
-        --num_classes=7 --labels_file=labels.txt --formats=frozen_graph,saved_model --output_dir=out
+        --num_classes=7 --labels_file=labels.txt --formats=frozen_graph,saved_model --compute_dtype=bfloat16 \
+        --output_dir=out
 
 Every export takes uint8 RGB images of any size (`--fixed_size`: of the net's input size) and
 holds the evaluation preprocessing, the net and NMS; see deployment/export.py for the files and
@@ -44,6 +45,9 @@ flags.DEFINE_boolean('fixed_size', False, 'Input images must have the net\'s inp
                                           'resize needed on device).')
 flags.DEFINE_integer('tflite_batch_size', 1, 'Batch size of the TFLite models (static).',
                      lower_bound=1)
+flags.DEFINE_enum('compute_dtype', 'float32', list(inference.COMPUTE_DTYPES),
+                  'Arithmetic of the frozen graph and SavedModel: bfloat16 for CPUs with AVX-512 '
+                  'BF16 or AMX, float16 for GPUs (the TFLite models stay float32 / int8).')
 flags.DEFINE_float('select_threshold', None, 'Minimum class score of a detection (default: the '
                                              'model config\'s, else 0.01).')
 flags.DEFINE_float('nms_threshold', None, 'NMS IoU threshold (default 0.45).')
@@ -61,7 +65,8 @@ def main(_):
     try:
         spec = inference.model_spec(
             FLAGS.model_name, num_classes, FLAGS.model_config,
-            depth_multiplier=FLAGS.depth_multiplier, select_threshold=FLAGS.select_threshold,
+            depth_multiplier=FLAGS.depth_multiplier, compute_dtype=FLAGS.compute_dtype,
+            select_threshold=FLAGS.select_threshold,
             nms_threshold=FLAGS.nms_threshold, top_k=FLAGS.top_k, keep_top_k=FLAGS.keep_top_k)
         spec = inference.with_class_names(spec, FLAGS.labels_file, dataset)
         calibration = None

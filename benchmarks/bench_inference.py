@@ -1,8 +1,9 @@
 """End-to-end detection speed per net and deployment format: latency (batch 1) and throughput
-(batch 8) of the checkpoint graph, the frozen graph, TFLite float32 and TFLite int8.
+(batch 8) of the checkpoint graph and the frozen graph in each compute dtype (float32, bfloat16),
+TFLite float32 and TFLite int8.
 
     python benchmarks/bench_inference.py [--models ssd_300_mobilenet,...] \
-        [--output output/benchmarks/bench_inference.json]
+        [--dtypes float32,bfloat16] [--output output/benchmarks/bench_inference.json]
 
 What is timed: one call of the whole exported graph on 480x640 uint8 RGB images (preprocessing,
 net, decoding and NMS inside), random weights, 21 classes, Caffe DetectionOutput settings of the
@@ -14,6 +15,7 @@ stock interpreter (XNNPACK) with --tflite_threads; int8 is calibrated on 2 rando
 only). Writes JSON and a markdown table beside it; the machine is shared: compare within a run.
 """
 import argparse
+import dataclasses
 import os
 import platform
 import sys
@@ -35,7 +37,7 @@ DETECTION = {'ssd_300_vgg': (0.01, 400, 200), 'ssd_512_vgg': (0.01, 400, 200),
              'ssd_300_mobilenet': (0.25, 100, 100)}
 # (batch-1 repeats, batch-8 repeats) after one warm-up run.
 REPEATS = {'ssd_300_vgg': (3, 2), 'ssd_512_vgg': (2, 1), 'ssd_300_mobilenet': (10, 5)}
-FORMATS = ('checkpoint', 'frozen_graph', 'tflite_float', 'tflite_int8')
+TFLITE_FORMATS = (('tflite_float', 'float32'), ('tflite_int8', 'int8'))
 IMAGE_SHAPE = (480, 640, 3)
 
 
@@ -47,32 +49,39 @@ def write_checkpoint(spec, directory):
             return v1.train.Saver().save(sess, os.path.join(directory, 'model.ckpt'))
 
 
-def bench_model(name, work_dir, tflite_threads, log):
+def bench_model(name, work_dir, dtypes, tflite_threads, log):
+    """Rows (model, format, dtype, latency_ms, batch8_ms_per_image, ...) of one net."""
     select, top_k, keep_top_k = DETECTION[name]
     spec = inference.model_spec(name, num_classes=21, select_threshold=select, top_k=top_k,
                                 keep_top_k=keep_top_k)
     prefix = write_checkpoint(spec, work_dir)
     rng = np.random.RandomState(0)
     images = [rng.randint(0, 256, IMAGE_SHAPE).astype(np.uint8) for _ in range(8)]
-    frozen = export.export(spec, prefix, work_dir, formats=['frozen_graph'],
-                           log=lambda _: None)['frozen_graph']
-    detectors = {'checkpoint': lambda: inference.Detector.from_checkpoint(spec, prefix),
-                 'frozen_graph': lambda: inference.Detector.from_frozen_graph(frozen)}
+    typed = {dtype: dataclasses.replace(spec, compute_dtype=dtype) for dtype in dtypes}
+    frozen = {dtype: export.export(typed[dtype], prefix, os.path.join(work_dir, dtype),
+                                   formats=['frozen_graph'], log=lambda _: None)['frozen_graph']
+              for dtype in dtypes}
+    setups = [('checkpoint', dtype, lambda batch, dtype=dtype: inference.Detector.from_checkpoint(
+        typed[dtype], prefix)) for dtype in dtypes]
+    setups += [('frozen_graph', dtype, lambda batch, dtype=dtype:
+                inference.Detector.from_frozen_graph(frozen[dtype])) for dtype in dtypes]
+    tflite_path = lambda fmt, batch: os.path.join(work_dir, f'{fmt}_{batch}.tflite')
+    for fmt, dtype in TFLITE_FORMATS:
+        def make(batch, fmt=fmt):
+            calibration = images[:2] if fmt == 'tflite_int8' else None
+            atomic_io.write_bytes_atomic(tflite_path(fmt, batch), export.tflite_model(
+                spec, prefix, batch, representative_images=calibration))
+            return inference.TFLiteDetector(tflite_path(fmt, batch), num_threads=tflite_threads)
+        setups.append((fmt, dtype, make))
     rows = []
-    for fmt in FORMATS:
-        row = {'model': name, 'format': fmt}
+    for fmt, dtype, make in setups:
+        row = {'model': name, 'format': fmt, 'dtype': dtype}
         for batch, repeats in zip((1, 8), REPEATS[name]):
             start = time.perf_counter()
-            if fmt.startswith('tflite'):
-                path = os.path.join(work_dir, f'{fmt}_{batch}.tflite')
-                calibration = images[:2] if fmt == 'tflite_int8' else None
-                atomic_io.write_bytes_atomic(path, export.tflite_model(
-                    spec, prefix, batch, representative_images=calibration))
-                row['tflite_mb'] = round(os.path.getsize(path) / 2 ** 20, 1)
-                detector = inference.TFLiteDetector(path, num_threads=tflite_threads)
-            else:
-                detector = detectors[fmt]()
+            detector = make(batch)
             row[f'setup_s_batch{batch}'] = round(time.perf_counter() - start, 1)
+            if fmt.startswith('tflite'):
+                row['tflite_mb'] = round(os.path.getsize(tflite_path(fmt, batch)) / 2 ** 20, 1)
             seconds = bench_nets.median_seconds(lambda: detector.run(images[:batch]), repeats,
                                                   warmup=1)
             if batch == 1:
@@ -88,10 +97,10 @@ def bench_model(name, work_dir, tflite_threads, log):
 
 
 def markdown(rows):
-    lines = ['| model | format | latency batch 1 (ms) | batch 8 (ms/img) | batch 8 (img/s) |',
-             '|---|---|---|---|---|']
+    lines = ['| model | format | arithmetic | latency batch 1 (ms) | batch 8 (ms/img) | '
+             'batch 8 (img/s) |', '|---|---|---|---|---|---|']
     for r in rows:
-        lines.append(f'| `{r["model"]}` | {r["format"]} | {r["latency_ms"]} | '
+        lines.append(f'| `{r["model"]}` | {r["format"]} | {r["dtype"]} | {r["latency_ms"]} | '
                      f'{r["batch8_ms_per_image"]} | {r["batch8_images_per_s"]} |')
     return '\n'.join(lines) + '\n'
 
@@ -100,13 +109,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', default='ssd_300_mobilenet,ssd_300_vgg,ssd_512_vgg')
     parser.add_argument('--output', default='output/benchmarks/bench_inference.json')
+    parser.add_argument('--dtypes', default='float32,bfloat16',
+                        help='compute dtypes of the checkpoint and frozen graphs, comma-separated')
     parser.add_argument('--tflite_threads', type=int, default=os.cpu_count())
     args = parser.parse_args()
     rows = []
     start = time.perf_counter()
     for name in args.models.split(','):
         with tempfile.TemporaryDirectory() as work_dir:
-            rows.extend(bench_model(name, work_dir, args.tflite_threads, print))
+            rows.extend(bench_model(name, work_dir, args.dtypes.split(','),
+                                    args.tflite_threads, print))
     result = {'rows': rows, 'image_shape': IMAGE_SHAPE, 'tensorflow': tf.__version__,
               'machine': platform.machine(), 'cpus': os.cpu_count(),
               'total_seconds': round(time.perf_counter() - start, 1)}

@@ -11,6 +11,8 @@ eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the 
   model_int8.tflite  the same graph after post-training quantisation: weights and activations
                      int8 wherever TFLite has int8 kernels (the net); input stays uint8 RGB and
                      the outputs float32, and the post-processing (decode, NMS) runs in float.
+  (frozen graph and SavedModel compute in `spec.compute_dtype`, e.g. bfloat16; TFLite has no
+  bfloat16 kernels, so its models compute in float32 / int8 whatever the spec says.)
   anchors.npy        float32 `[N, 4]` relative `[ymin, xmin, ymax, xmax]` (for raw outputs).
   metadata.json      model, input size and normalisation, class names, anchors, thresholds,
                      tensor names, files.
@@ -23,6 +25,7 @@ model's VOC07 mAP against the float model's detections (score >= 0.3) as ground 
 lower batch-1 latency than TFLite float, files 3.6-4x smaller. A trained model's mAP drop has
 not been measured yet (a 7-minute CPU training run of the synthetic set reached mAP ~0).
 """
+import dataclasses
 import io
 import os
 import shutil
@@ -130,6 +133,7 @@ def tflite_model(spec, checkpoint_path, batch_size=1, fixed_size=False,
         preprocessing is the evaluation one); each sample is one image repeated `batch_size`
         times (the images of a batch must share a size).
     """
+    spec = dataclasses.replace(spec, compute_dtype='float32')
     graph, sess, endpoints = _session_with_graph(spec, checkpoint_path, batch_size=batch_size,
                                                  fixed_size=fixed_size, tflite=True)
     with graph.as_default(), sess:

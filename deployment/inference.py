@@ -53,6 +53,8 @@ OUTPUTS = DETECTION_OUTPUTS + RAW_OUTPUTS
 PADDED_SIGNATURE = 'serving_padded'
 METADATA_FILE = 'metadata.json'
 ANCHORS_FILE = 'anchors.npy'
+# bfloat16: CPUs with AVX-512 BF16 or AMX; float16: GPUs.
+COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg')
 
@@ -63,7 +65,9 @@ class ModelSpec:
 
     params: the net's `SSDParams` (num_classes included); mean_rgb / scale: the input
     normalisation `(RGB - mean_rgb) * scale`; class_names: names of labels 1..C-1;
-    select_threshold, nms_threshold, top_k, keep_top_k: Caffe DetectionOutput settings.
+    select_threshold, nms_threshold, top_k, keep_top_k: Caffe DetectionOutput settings;
+    compute_dtype: the net's arithmetic, one of COMPUTE_DTYPES (weights stay float32 and are
+    cast by the layers; softmax, decoding and NMS always run in float32).
     """
     model_name: str
     params: ssd_params_lib.SSDParams
@@ -74,6 +78,11 @@ class ModelSpec:
     nms_threshold: float = 0.45
     top_k: int = 400
     keep_top_k: int = 200
+    compute_dtype: str = 'float32'
+
+    def __post_init__(self):
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f'compute_dtype {self.compute_dtype!r} is not one of {COMPUTE_DTYPES}.')
 
     @property
     def input_shape(self):
@@ -101,6 +110,7 @@ class ModelSpec:
             'detection': {'select_threshold': self.select_threshold,
                           'nms_threshold': self.nms_threshold, 'top_k': self.top_k,
                           'keep_top_k': self.keep_top_k},
+            'compute_dtype': self.compute_dtype,
         }
 
 
@@ -110,7 +120,7 @@ def spec_from_dict(meta):
     params = ssd_params_lib.params_from_dict(cls.default_params, meta['ssd_params'])
     return ModelSpec(meta['model_name'], params, tuple(meta['normalisation']['mean_rgb']),
                      meta['normalisation']['scale'], tuple(meta['class_names']),
-                     **meta['detection'])
+                     compute_dtype=meta.get('compute_dtype', 'float32'), **meta['detection'])
 
 
 def with_class_names(spec, labels_file=None, dataset=None):
@@ -132,7 +142,7 @@ def with_class_names(spec, labels_file=None, dataset=None):
 
 
 def model_spec(model_name, num_classes=None, model_config=None, class_names=None,
-               depth_multiplier=None, **detection):
+               depth_multiplier=None, compute_dtype='float32', **detection):
     """A `ModelSpec` from a registry name, optionally a converted model's config JSON.
 
     Args:
@@ -141,6 +151,7 @@ def model_spec(model_name, num_classes=None, model_config=None, class_names=None
         SSD params, DetectionOutput thresholds and input normalisation are applied.
       class_names: names of labels 1..; default `class_<id>`.
       depth_multiplier: MobileNet width (overrides params).
+      compute_dtype: the net's arithmetic (see `ModelSpec`).
       detection: select_threshold, nms_threshold, top_k, keep_top_k; None values leave the
         config's (else the defaults).
     """
@@ -170,7 +181,7 @@ def model_spec(model_name, num_classes=None, model_config=None, class_names=None
         raise ValueError(f'{len(names)} class names for a model with {params.num_classes - 1} '
                          f'classes besides the background.')
     return ModelSpec(model_name, params, tuple(float(m) for m in mean_rgb), float(scale), names,
-                     **settings)
+                     compute_dtype=compute_dtype, **settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,12 +225,16 @@ def build_detection_graph(spec, batch_size=None, fixed_size=False, tflite=False)
       fixed_size: the input is `[B, h, w, 3]` at the net's input size (no resizing needed, but
         the eval preprocessing still runs, an identity resize).
       tflite: TFLite builtin ops only: no `image_sizes` input (the batch's images share one
-        size) and `post_processing.detected_bboxes_per_class_nms`; needs `batch_size`.
+        size) and `post_processing.detected_bboxes_per_class_nms`; needs `batch_size` and a
+        float32 `spec.compute_dtype`.
     Returns:
       GraphEndpoints.
     """
     if tflite and batch_size is None:
         raise ValueError('A TFLite graph needs a static batch size.')
+    if tflite and spec.compute_dtype != 'float32':
+        raise ValueError(f'A TFLite graph computes in float32 (or int8 after quantisation), not '
+                         f'{spec.compute_dtype}.')
     height, width = spec.input_shape if fixed_size else (None, None)
     images = v1.placeholder(tf.uint8, [batch_size, height, width, 3], name=INPUT)
     inputs = {INPUT: images}
@@ -233,9 +248,11 @@ def build_detection_graph(spec, batch_size=None, fixed_size=False, tflite=False)
         net_input = preprocess_images(images, spec, sizes)
     net = spec.net()
     with slim.arg_scope(net.arg_scope(weight_decay=0.)):
-        predictions, localisations, _, _ = net.net(net_input, is_training=False)
-    scores = ssd_common.flatten_layers(predictions)
-    codes = ssd_common.flatten_layers(localisations)
+        _, localisations, logits, _ = net.net(tf.cast(net_input, spec.compute_dtype),
+                                              is_training=False)
+    # The softmax in float32 (the net's own runs in compute_dtype): bf16 keeps 3 digits.
+    scores = tf.nn.softmax(tf.cast(ssd_common.flatten_layers(logits), tf.float32))
+    codes = tf.cast(ssd_common.flatten_layers(localisations), tf.float32)
     postprocess = (post_processing.detected_bboxes_per_class_nms if tflite
                    else post_processing.detected_bboxes)
     detections = postprocess(scores, codes, net.anchors(), spec.select_threshold,

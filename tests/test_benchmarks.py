@@ -80,3 +80,25 @@ def test_floor_ratios_use_the_faster_floor_run():
         ('ssd_300_vgg', 'bench_nets (TF, variables)', 1, 450., 300., 1.5),
         ('ssd_300_vgg', 'bench_nets (TF, variables)', 8, 420., 300., pytest.approx(1.4))]
     assert 'met (1.40x the floor)' in run_all.targets(results, run_all.floor_ratios(results))[1]
+
+
+@pytest.mark.parametrize('flags, applies', [(['avx512_bf16'], False),
+                                            (['amx_bf16', 'avx512_bf16'], True)])
+def test_mixed_precision_target_applies_with_bf16_matrix_units(flags, applies):
+    floor = {'fp32_gflops_best': 400., 'fp32_gflops': {'numpy': 200., 'tensorflow': 400.},
+             'bf16_cpu_flags': flags, 'bf16_gflops': 780., 'rows': []}
+    train = {'gpu': False, 'mixed_precision': 'bf16', 'results': [
+        {'model': 'ssd_300_vgg', 'batch_size': 8, 'fp32_images_per_s': 2.,
+         'mixed_images_per_s': 4.2},
+        {'model': 'ssd_300_mobilenet', 'batch_size': 8, 'fp32_images_per_s': 30.,
+         'mixed_images_per_s': 45.}]}
+    lines = run_all.mixed_precision_target({'floor': floor, 'train': train})
+    if applies:
+        assert lines == [
+            '- Mixed precision (bf16) training, ssd_300_vgg batch 8 2.10x (4.20 vs 2.00 img/s): met.',
+            '- Mixed precision (bf16) training, ssd_300_mobilenet batch 8 1.50x (45.00 vs 30.00 '
+            'img/s): NOT met (target 2.0x).']
+    else:
+        line, = lines
+        assert 'does not apply here' in line and 'avx512_bf16 only' in line
+        assert 'ssd_300_vgg batch 8 2.10x' in line and 'matmul rate here 1.95x' in line

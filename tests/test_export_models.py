@@ -7,6 +7,7 @@ ground truth, with the VOC07 devkit metric on the synthetic test split: the floa
 1.0 by construction; the int8 model must reach INT8_MIN_MAP. Measured 0.76 for this model; a
 briefly trained model is in the benchmark report.
 """
+import dataclasses
 import json
 import os
 
@@ -26,6 +27,7 @@ v1 = tf.compat.v1
 INT8_MIN_MAP = 0.6
 GT_SCORE = 0.3
 TOL = 1e-4
+BF16_RTOL = 0.05
 
 
 @pytest.fixture(scope='module')
@@ -176,3 +178,53 @@ def test_fixed_size_export(exported, tmp_path):
 def test_int8_needs_calibration_images(exported, tmp_path):
     with pytest.raises(ValueError, match='calibration'):
         export.export(exported['spec'], exported['prefix'], str(tmp_path), formats=['tflite_int8'])
+
+
+@pytest.fixture(scope='module')
+def bfloat16_frozen(exported, tmp_path_factory):
+    spec = dataclasses.replace(exported['spec'], compute_dtype='bfloat16')
+    out = str(tmp_path_factory.mktemp('bf16'))
+    return spec, export.export(spec, exported['prefix'], out, formats=['frozen_graph'],
+                               log=lambda _: None)['frozen_graph']
+
+
+def test_bfloat16_frozen_graph_computes_in_bfloat16(bfloat16_frozen):
+    spec, path = bfloat16_frozen
+    graph_def = v1.GraphDef()
+    with open(path, 'rb') as f:
+        graph_def.ParseFromString(f.read())
+    conv_types = {n.attr['T'].type for n in graph_def.node
+                  if n.op in ('Conv2D', 'DepthwiseConv2dNative', '_FusedConv2D')}
+    assert conv_types == {tf.bfloat16.as_datatype_enum}
+    with inference.Detector.from_frozen_graph(path) as detector:
+        assert detector.spec == spec and detector.spec.compute_dtype == 'bfloat16'
+
+
+def test_bfloat16_frozen_graph_close_to_float32(exported, bfloat16_frozen):
+    """bf16 keeps 8 mantissa bits: raw outputs within a few percent of the float32 graph's, and
+    each of the 5 best bf16 detections is an anchor's float32 decoding (numpy) with that anchor's
+    float32 class score, within that tolerance. (Not the float32 detections themselves: random
+    weights give near-ties, so NMS may keep a neighbour in one precision and not the other.)"""
+    with inference.Detector.from_frozen_graph(bfloat16_frozen[1]) as detector:
+        got = detector.run(exported['images'], inference.OUTPUTS)
+    want = exported['reference']
+    for key in inference.RAW_OUTPUTS:
+        assert got[key].dtype == np.float32
+        scale = np.abs(want[key]).max()
+        assert np.abs(got[key] - want[key]).max() <= BF16_RTOL * scale, key
+    anchors = np.load(os.path.join(exported['out'], inference.ANCHORS_FILE))
+    for b in range(len(exported['images'])):
+        boxes = ref.decode(want['raw_localisations'][b].astype(np.float64), anchors)
+        for k in range(5):
+            scores = want['raw_scores'][b][:, got['detection_classes'][b, k]]
+            same = ((np.abs(boxes - got['detection_boxes'][b, k]).max(axis=1) <= BF16_RTOL)
+                    & (np.abs(scores - got['detection_scores'][b, k]) <= BF16_RTOL))
+            assert same.any(), (b, k)
+
+
+def test_compute_dtype_checked():
+    with pytest.raises(ValueError, match='compute_dtype'):
+        fx.small_spec(compute_dtype='int8')
+    with tf.Graph().as_default(), pytest.raises(ValueError, match='TFLite graph computes in float32'):
+        inference.build_detection_graph(fx.small_spec(compute_dtype='bfloat16'), batch_size=1,
+                                        tflite=True)
