@@ -12,12 +12,13 @@ devkit results files and, for COCO, to a compact per-image list. Memory stays bo
 COCO keeps the detections until pycocotools runs (it needs them all).
 
 `results_dir` receives (atomically, see `eval_outputs.publish_dir`):
-  results.json   summary: checkpoint, global step, settings, metrics, per-class rows;
-  results.txt    the per-class table;
+  results.json   summary: checkpoint, global step, settings, metrics, per-class APs and rows;
+  results.txt    the per-class tables (VOC; with 'coco', COCO AP@[.5:.95] and AP@.5 by class);
   comp4_det_<split>_<class>.txt   devkit results files (1-based pixels);
   coco_detections.json, coco_ground_truth.json   when 'coco' is in the metrics;
   pr_curves/pr_<class>.png;
-and the TensorBoard scalars go to `summary_dir` at the checkpoint's global step.
+and the TensorBoard scalars (mAPs and per-class APs) go to `summary_dir` at the checkpoint's
+global step.
 """
 import dataclasses
 import json
@@ -102,8 +103,9 @@ class EvalSettings:
 @dataclasses.dataclass(frozen=True, eq=False)
 class EvalResult:
     """checkpoint: the prefix evaluated; metrics: {'voc07'|'voc12'|'coco': value or None};
-    class_ap: {'voc07'|'voc12': {class: AP or None}}; voc: the VOCResult; coco: the 12 COCO
-    numbers or None; summary: the content of results.json."""
+    class_ap: {'voc07'|'voc12'|'coco': {class: AP or None}} for the requested metrics ('coco':
+    AP@[.5:.95]); voc: the VOCResult; coco: the 12 COCO numbers or None; summary: the content of
+    results.json (its 'classes' rows also hold the COCO AP@.5 per class)."""
     checkpoint: str
     global_step: int
     num_images: int
@@ -273,6 +275,17 @@ def _label_to_category(dataset):
     return {label: label for label in range(1, dataset.num_classes)}
 
 
+def _class_row(c, coco_result):
+    """The results.json row of class `c` (a VOC per-class result): its VOC counts and APs, and
+    with COCO its AP@[.5:.95] ('ap_coco') and AP@.5 ('ap50_coco'), None without COCO ground truth."""
+    row = {'label': c.label, 'name': c.name, 'num_gt': c.num_gt, 'num_difficult': c.num_difficult,
+           'num_detections': c.num_detections, 'num_tp': c.num_tp, 'num_fp': c.num_fp,
+           'num_ignored': c.num_ignored, 'ap_voc07': c.ap_voc07, 'ap_voc12': c.ap_voc12}
+    if coco_result is not None:
+        row.update(ap_coco=coco_result.class_ap[c.name], ap50_coco=coco_result.class_ap50[c.name])
+    return row
+
+
 def _progress(log, done, total, start):
     elapsed = max(time.time() - start, 1e-9)
     log(f'[eval] {done}/{total} images, {done / elapsed:.1f} images/s, {elapsed:.0f} s')
@@ -371,14 +384,16 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
             _progress(log, done, total, start)
 
         voc = evaluator.compute()
-        coco_values = None
+        coco_result = coco_values = None
         if coco is not None:
             ground_truth = coco.ground_truth()
-            coco_values = coco_metrics.evaluate_coco(ground_truth, coco.detections)
+            coco_result = coco_metrics.evaluate_coco_per_class(ground_truth, coco.detections)
+            coco_values = coco_result.metrics
             coco_metrics.write_coco_results(os.path.join(staging, 'coco_detections.json'), coco.detections)
             atomic_io.write_json_atomic(os.path.join(staging, 'coco_ground_truth.json'), ground_truth)
         values = eval_outputs.metric_values(voc, coco_values, settings.metrics)
-        class_ap = eval_outputs.per_class_ap(voc, settings.metrics)
+        class_ap = eval_outputs.per_class_ap(voc, None if coco_result is None else coco_result.class_ap,
+                                             settings.metrics)
         summary = {
             'checkpoint': source or os.path.abspath(checkpoint_prefix),
             'global_step': step,
@@ -388,16 +403,12 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
             'metrics': values,
             'class_ap': class_ap,
             'coco': coco_values,
-            'classes': [{'label': c.label, 'name': c.name, 'num_gt': c.num_gt,
-                         'num_difficult': c.num_difficult, 'num_detections': c.num_detections,
-                         'num_tp': c.num_tp, 'num_fp': c.num_fp, 'num_ignored': c.num_ignored,
-                         'ap_voc07': c.ap_voc07, 'ap_voc12': c.ap_voc12} for c in voc.classes],
+            'classes': [_class_row(c, coco_result) for c in voc.classes],
             'settings': dataclasses.asdict(settings),
         }
         table = voc.format_table()
-        if coco_values is not None:
-            table += '\nCOCO: ' + ', '.join(f'{k} {"n/a" if v is None else f"{100 * v:.2f}"}'
-                                          for k, v in coco_values.items())
+        if coco_result is not None:
+            table += '\n\n' + eval_outputs.format_coco_table(coco_result, class_names)
         atomic_io.write_json_atomic(os.path.join(staging, 'results.json'), summary)
         atomic_io.write_text_atomic(os.path.join(staging, 'results.txt'), table + '\n')
         if settings.pr_curves:

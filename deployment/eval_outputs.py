@@ -3,6 +3,7 @@ precision/recall plots.
 
 Metric keys used everywhere (summary JSON, TensorBoard tags, the watcher's history and best):
   'voc07': VOC2007 11-point mAP; 'voc12': VOC2010+ all-point mAP; 'coco': COCO AP@[.5:.95].
+Per-class APs use the same keys: {'voc07'|'voc12'|'coco': {class name: AP or None}}.
 """
 import os
 import shutil
@@ -52,9 +53,41 @@ def metric_values(voc_result, coco_metrics, metrics):
     return values
 
 
-def per_class_ap(voc_result, metrics):
-    """{'voc07': {class: AP}, 'voc12': {...}} for the requested VOC metrics (None = absent class)."""
-    return {rule: voc_result.ap(rule) for rule in ('voc07', 'voc12') if rule in metrics}
+def per_class_ap(voc_result, coco_class_ap, metrics):
+    """{'voc07': {class: AP}, 'voc12': {...}, 'coco': {...}} for the requested `metrics`; None marks
+    a class without ground truth. `coco_class_ap` is `COCOResult.class_ap` (AP@[.5:.95] by class
+    name), needed when 'coco' is requested."""
+    class_ap = {rule: voc_result.ap(rule) for rule in ('voc07', 'voc12') if rule in metrics}
+    if 'coco' in metrics:
+        if coco_class_ap is None:
+            raise ValueError("per_class_ap: 'coco' is requested but no COCO per-class AP was given.")
+        class_ap['coco'] = dict(coco_class_ap)
+    return class_ap
+
+
+def format_coco_table(coco_result, class_names):
+    """A fixed-width text table of COCO AP by class (AP in %), then pycocotools' 12 numbers.
+
+    Args:
+      coco_result: `coco_metrics.COCOResult` (per-class AP keyed by class name).
+      class_names: {label: class name}, one row each, in its order.
+    """
+    def pct(value):
+        return 'absent' if value is None else f'{100.0 * value:.2f}'
+    width = max([len('class')] + [len(name) for name in class_names.values()])
+    head = f'{"label":>5}  {"class":<{width}}  {"AP %":>6}  {"AP50 %":>6}'
+    lines = ['COCO box AP (pycocotools), IoU .50:.95 and .50, area all, maxDets 100', head,
+             '-' * len(head)]
+    for label, name in class_names.items():
+        lines.append(f'{label:>5}  {name:<{width}}  {pct(coco_result.class_ap[name]):>6}  '
+                     f'{pct(coco_result.class_ap50[name]):>6}')
+    lines.append('-' * len(head))
+    present = sum(ap is not None for ap in coco_result.class_ap.values())
+    lines.append(f'{"":>5}  {"mAP":<{width}}  {pct(coco_result.metrics["AP"]):>6}  '
+                 f'{pct(coco_result.metrics["AP50"]):>6}  (over {present} of {len(class_names)} classes)')
+    lines.append('COCO: ' + ', '.join(f'{name} {"n/a" if value is None else f"{100 * value:.2f}"}'
+                                      for name, value in coco_result.metrics.items()))
+    return '\n'.join(lines)
 
 
 def write_tensorboard(summary_dir, step, values, class_ap):

@@ -16,10 +16,12 @@ from pycocotools.cocoeval import COCOeval
 
 from deployment import eval_core
 from deployment import eval_input
+from deployment import eval_outputs
 from deployment import eval_scoring
 from deployment import eval_testing
 from preprocessing import preprocessing_factory
 from tf_extended import bboxes as tfe_bboxes
+from tf_extended import coco_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = 'ssd_300_mobilenet'
@@ -113,6 +115,57 @@ def test_coco_metrics_equal_pycocotools_on_the_written_files(data, evaluated):
     from_voc = sorted((f[0], round(float(f[1]), 6), round(float(f[2]), 3), round(float(f[4]), 3))
                       for f in voc_lines)
     assert from_coco == from_voc
+
+
+def test_coco_per_class_ap_equals_pycocotools_on_the_written_files(evaluated):
+    """results.json, results.txt, the printed table and TensorBoard carry per-class COCO AP equal to
+    pycocotools' precision array of the written files, averaged as summarize does."""
+    eval_dir, summary, stdout = evaluated
+    gt = COCO(os.path.join(eval_dir, 'coco_ground_truth.json'))
+    coco_eval = COCOeval(gt, gt.loadRes(os.path.join(eval_dir, 'coco_detections.json')), iouType='bbox')
+    coco_eval.evaluate()
+    coco_eval.accumulate()
+    precision = coco_eval.eval['precision'][:, :, :, 0, 2]  # area 'all', maxDets 100: [T, R, K]
+    names = {c['id']: c['name'] for c in gt.dataset['categories']}
+    expected, expected50 = {}, {}
+    for k, category in enumerate(coco_eval.params.catIds):
+        present = bool((precision[:, :, k] > -1).any())
+        expected[names[category]] = precision[:, :, k].mean() if present else None
+        expected50[names[category]] = precision[0, :, k].mean() if present else None
+    assert summary['class_ap']['coco'] == pytest.approx(expected, abs=1e-12)
+    assert {row['name']: row['ap50_coco'] for row in summary['classes']} == pytest.approx(expected50, abs=1e-12)
+    assert {row['name']: row['ap_coco'] for row in summary['classes']} == summary['class_ap']['coco']
+    aps = [ap for ap in expected.values() if ap is not None]
+    assert aps and np.mean(aps) == pytest.approx(summary['metrics']['coco'], abs=1e-12)
+    with open(os.path.join(eval_dir, 'results.txt')) as fh:
+        text = fh.read()
+    tags = {}
+    for path in glob.glob(os.path.join(eval_dir, 'events.out.tfevents.*')):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update({value.tag: value.simple_value for value in event.summary.value})
+    width = max(len(row['name']) for row in summary['classes'] + [{'name': 'class'}])
+    for row in summary['classes']:
+        ap, ap50 = row['ap_coco'], row['ap50_coco']
+        cells = ('absent', 'absent') if ap is None else (f'{100 * ap:.2f}', f'{100 * ap50:.2f}')
+        line = f'{row["label"]:>5}  {row["name"]:<{width}}  {cells[0]:>6}  {cells[1]:>6}'
+        assert line in text.splitlines() and line in stdout.splitlines()
+        if ap is not None:
+            assert tags[f'eval/coco_AP/{row["name"]}'] == pytest.approx(ap, rel=1e-6)
+
+
+def test_coco_table_and_class_ap_with_an_absent_class():
+    result = coco_metrics.COCOResult(
+        metrics=dict(zip(coco_metrics.COCO_METRIC_NAMES, [0.25, 0.5] + [None] * 10)),
+        class_ap={'cat': 0.25, 'dog': None}, class_ap50={'cat': 0.5, 'dog': None})
+    lines = eval_outputs.format_coco_table(result, {1: 'cat', 2: 'dog'}).splitlines()
+    assert lines[1:6] == ['label  class    AP %  AP50 %', '-' * 28, '    1  cat     25.00   50.00',
+                          '    2  dog    absent  absent', '-' * 28]
+    assert lines[6] == '       mAP     25.00   50.00  (over 1 of 2 classes)'
+    assert lines[7].startswith('COCO: AP 25.00, AP50 50.00, AP75 n/a')
+    class_ap = eval_outputs.per_class_ap(None, result.class_ap, ('coco',))
+    assert class_ap == {'coco': {'cat': 0.25, 'dog': None}}
+    with pytest.raises(ValueError, match="'coco' is requested but no COCO per-class AP"):
+        eval_outputs.per_class_ap(None, None, ('coco',))
 
 
 def test_summaries_and_plots(data, evaluated):

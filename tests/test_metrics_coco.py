@@ -148,3 +148,110 @@ def test_bad_input_is_reported(tmp_path):
     bad.write_text('[{"image_id": 1,')
     with pytest.raises(ValueError, match='bad.json.*not valid JSON'):
         cm.read_coco_results(str(bad))
+
+
+# Per-class AP against a hand-computed case. IoUs are kept off the threshold grid (.5:.05:.95)
+# and recalls off the recall grid (0:.01:1), so float rounding cannot move a match or a point.
+CAT, DOG, BIRD, FISH = 2, 5, 7, 9
+
+
+def _hand_dataset():
+    """Image 1: three cats (100x100, far apart); image 2: one dog. No bird, no fish."""
+    annotations = [(1, CAT, [0, 0, 100, 100]), (1, CAT, [200, 0, 100, 100]),
+                   (1, CAT, [400, 0, 100, 100]), (2, DOG, [10, 10, 100, 100])]
+    return {
+        'images': [{'id': 1, 'width': 640, 'height': 480}, {'id': 2, 'width': 640, 'height': 480}],
+        'categories': [{'id': CAT, 'name': 'cat'}, {'id': DOG, 'name': 'dog'},
+                       {'id': BIRD, 'name': 'bird'}, {'id': FISH, 'name': 'fish'}],
+        'annotations': [{'image_id': i, 'category_id': c, 'bbox': b} for i, c, b in annotations],
+    }
+
+
+def _hand_detections():
+    rows = [
+        (1, CAT, [0, 0, 100, 84], 0.9),       # IoU 0.84 with cat 1: a match at t <= .80
+        (1, CAT, [200, 0, 100, 62], 0.8),     # IoU 0.62 with cat 2: a match at t <= .60
+        (1, CAT, [0, 300, 50, 50], 0.7),      # no overlap: false positive; cat 3 is missed
+        (1, DOG, [500, 300, 60, 60], 0.95),   # no dog in image 1: false positive ranked first
+        (2, DOG, [10, 10, 100, 92], 0.6),     # IoU 0.92 with the dog: a match at t <= .90
+        (2, BIRD, [0, 0, 50, 50], 0.5),       # a category without ground truth
+    ]
+    return [{'image_id': i, 'category_id': c, 'bbox': [float(v) for v in b], 'score': s}
+            for i, c, b, s in rows]
+
+
+# cat, t in {.50, .55, .60}: TP, TP, FP -> recall 1/3, 2/3 at precision 1: the recall points
+#   0, .01, ..., .66 (67 of 101) have precision 1.
+# cat, t in {.65, ..., .80}: TP, FP, FP -> recall 1/3 at precision 1: 34 of 101 points.
+# cat, t in {.85, .90, .95}: no TP -> 0.
+# dog, t <= .90 (9 thresholds): FP then TP -> the envelope is precision 1/2 at every recall point.
+# dog, t = .95: 0.
+HAND_AP = {'cat': (3 * 67 / 101 + 4 * 34 / 101) / 10, 'dog': 9 * 0.5 / 10, 'bird': None, 'fish': None}
+HAND_AP50 = {'cat': 67 / 101, 'dog': 0.5, 'bird': None, 'fish': None}
+
+
+def test_per_class_ap_of_a_hand_computed_case():
+    got = cm.evaluate_coco_per_class(_hand_dataset(), _hand_detections())
+    assert list(got.class_ap) == ['cat', 'dog', 'bird', 'fish']  # the ground truth's order
+    assert got.class_ap == pytest.approx(HAND_AP, abs=1e-12)
+    assert got.class_ap50 == pytest.approx(HAND_AP50, abs=1e-12)
+    # summarize's AP is the mean over the classes with ground truth; bird and fish do not count.
+    summary = cm.evaluate_coco(_hand_dataset(), _hand_detections())
+    assert got.metrics == summary
+    assert summary['AP'] == pytest.approx((HAND_AP['cat'] + HAND_AP['dog']) / 2, abs=1e-12)
+    assert summary['AP50'] == pytest.approx((HAND_AP50['cat'] + HAND_AP50['dog']) / 2, abs=1e-12)
+
+
+def _mean(values):
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present)
+
+
+@pytest.mark.parametrize('image_ids', [None, [2]])
+def test_mean_of_class_ap_is_the_pycocotools_summary(tmp_path, image_ids):
+    """On the crowd/area fixture, all images and image 2 only: the mean of the per-class APs is
+    summarize's AP (and AP50)."""
+    expected = _pycocotools_stats(_dataset(), _detections(), tmp_path, image_ids=image_ids)
+    got = cm.evaluate_coco_per_class(_dataset(), _detections(), image_ids=image_ids)
+    assert got.metrics == expected
+    assert sorted(got.class_ap) == ['car', 'person']
+    assert _mean(got.class_ap.values()) == pytest.approx(expected['AP'], abs=1e-12)
+    assert _mean(got.class_ap50.values()) == pytest.approx(expected['AP50'], abs=1e-12)
+
+
+def test_category_ap_of_a_class_missing_from_the_evaluated_images():
+    # Only image 2 (the dog): cat has no ground truth there, so None, and the dog is found
+    # without the image-1 false positive: AP 9/10, AP50 1.
+    got = cm.evaluate_coco_per_class(_hand_dataset(), _hand_detections(), image_ids=[2])
+    assert got.class_ap == pytest.approx({'cat': None, 'dog': 0.9, 'bird': None, 'fish': None}, abs=1e-12)
+    assert got.class_ap50 == pytest.approx({'cat': None, 'dog': 1.0, 'bird': None, 'fish': None}, abs=1e-12)
+    assert got.metrics['AP'] == pytest.approx(0.9, abs=1e-12)
+
+
+def test_per_class_ap_without_detections():
+    got = cm.evaluate_coco_per_class(_hand_dataset(), [])
+    assert got.class_ap == {'cat': 0.0, 'dog': 0.0, 'bird': None, 'fish': None}
+
+
+def test_per_class_ap_bad_input():
+    dataset = _hand_dataset()
+    dataset['categories'][1]['name'] = 'cat'
+    with pytest.raises(ValueError, match=r"names \['cat'\] are used by several category ids"):
+        cm.evaluate_coco_per_class(dataset, _hand_detections())
+    dataset = _hand_dataset()
+    del dataset['categories'][0]['name']
+    with pytest.raises(ValueError, match='has no "name"'):
+        cm.evaluate_coco_per_class(dataset, _hand_detections())
+    gt = cm.coco_ground_truth(_hand_dataset())
+    # The ground truth as its own detections.
+    perfect = gt.loadRes([{'image_id': a['image_id'], 'category_id': a['category_id'], 'bbox': a['bbox'],
+                           'score': 1.0} for a in _hand_dataset()['annotations']])
+    evaluator = COCOeval(gt, perfect, iouType='bbox')
+    with pytest.raises(ValueError, match='run evaluate\\(\\) and accumulate\\(\\) first'):
+        cm.category_ap(evaluator)
+    evaluator.evaluate()
+    evaluator.accumulate()
+    with pytest.raises(ValueError, match='IoU threshold 0.52 is not one of the evaluated'):
+        cm.category_ap(evaluator, iou_threshold=0.52)
+    # Perfect detections: AP 1 where there is ground truth.
+    assert cm.category_ap(evaluator) == pytest.approx({CAT: 1.0, DOG: 1.0, BIRD: None, FISH: None}, abs=1e-12)

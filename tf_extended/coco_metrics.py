@@ -7,14 +7,18 @@ height = (ymax - ymin)*H``.
 
 Results JSON (``write_coco_results`` / ``read_coco_results``) is the COCO format: a list of
 ``{"image_id": int, "category_id": int, "bbox": [x, y, w, h], "score": float}``.
+
+Per-class AP (``evaluate_coco_per_class``, ``category_ap``) is read from COCOeval's accumulated
+precision array with the averaging rule of ``COCOeval.summarize``, one category at a time.
 """
 
+import collections
 import contextlib
 import copy
 import io
 import json
 import os
-from typing import Dict, List, Mapping, Optional, Sequence, TextIO, Union
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, TextIO, Union
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -140,25 +144,23 @@ def coco_ground_truth(dataset: Mapping) -> COCO:
     return coco
 
 
-def evaluate_coco(ground_truth: Union[str, os.PathLike, Mapping, COCO],
-                  detections: Union[str, os.PathLike, Sequence[dict]], *,
-                  image_ids: Optional[Sequence[int]] = None,
-                  stdout: Optional[TextIO] = None) -> Dict[str, Optional[float]]:
-    """COCO box metrics by pycocotools' COCOeval (default parameters: 10 IoUs .5:.95, 101 recall
-    points, maxDets 1/10/100, area ranges small < 32² <= medium < 96² <= large).
+class COCOResult(NamedTuple):
+    """COCO box metrics of one evaluation.
 
-    Args:
-      ground_truth: an annotation file path, an in-memory dataset dict (see
-        :func:`coco_ground_truth`) or a pycocotools ``COCO`` object.
-      detections: a results JSON path or a list of result dicts (not modified). An empty list
-        means no detections (every metric of a category with ground truth is 0).
-      image_ids: evaluate on these images only (default: every ground-truth image).
-      stdout: where pycocotools' printing goes: None (default) silences it; pass ``sys.stdout``
-        to show it or an ``io.StringIO`` to capture it (the summary table included).
-    Returns:
-      {name: value} for the 12 names of ``COCO_METRIC_NAMES``; a value is None where pycocotools
+    metrics: {name: value} for the 12 names of ``COCO_METRIC_NAMES``; None where pycocotools
       reports -1 (no ground truth in that setting, e.g. no small objects).
+    class_ap: {category name: AP@[.5:.95]} in the ground truth's category order (area 'all',
+      maxDets 100); None for a category without non-crowd ground truth in the evaluated images.
+      The mean over the categories that are not None is ``metrics['AP']``.
+    class_ap50: {category name: AP@.5}, the same keys; its mean is ``metrics['AP50']``.
     """
+    metrics: Dict[str, Optional[float]]
+    class_ap: Dict[str, Optional[float]]
+    class_ap50: Dict[str, Optional[float]]
+
+
+def _run_cocoeval(ground_truth, detections, image_ids, stdout) -> COCOeval:
+    """COCOeval evaluated, accumulated and summarized; see :func:`evaluate_coco` for the arguments."""
     sink = io.StringIO() if stdout is None else stdout
     with contextlib.redirect_stdout(sink):
         if isinstance(ground_truth, COCO):
@@ -189,5 +191,105 @@ def evaluate_coco(ground_truth: Union[str, os.PathLike, Mapping, COCO],
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+    return evaluator
+
+
+def evaluate_coco(ground_truth: Union[str, os.PathLike, Mapping, COCO],
+                  detections: Union[str, os.PathLike, Sequence[dict]], *,
+                  image_ids: Optional[Sequence[int]] = None,
+                  stdout: Optional[TextIO] = None) -> Dict[str, Optional[float]]:
+    """COCO box metrics by pycocotools' COCOeval (default parameters: 10 IoUs .5:.95, 101 recall
+    points, maxDets 1/10/100, area ranges small < 32² <= medium < 96² <= large).
+
+    Args:
+      ground_truth: an annotation file path, an in-memory dataset dict (see
+        :func:`coco_ground_truth`) or a pycocotools ``COCO`` object.
+      detections: a results JSON path or a list of result dicts (not modified). An empty list
+        means no detections (every metric of a category with ground truth is 0).
+      image_ids: evaluate on these images only (default: every ground-truth image).
+      stdout: where pycocotools' printing goes: None (default) silences it; pass ``sys.stdout``
+        to show it or an ``io.StringIO`` to capture it (the summary table included).
+    Returns:
+      {name: value} for the 12 names of ``COCO_METRIC_NAMES``; a value is None where pycocotools
+      reports -1 (no ground truth in that setting, e.g. no small objects).
+    """
+    return _summary(_run_cocoeval(ground_truth, detections, image_ids, stdout))
+
+
+def evaluate_coco_per_class(ground_truth: Union[str, os.PathLike, Mapping, COCO],
+                            detections: Union[str, os.PathLike, Sequence[dict]], *,
+                            image_ids: Optional[Sequence[int]] = None,
+                            stdout: Optional[TextIO] = None) -> COCOResult:
+    """:func:`evaluate_coco` (same arguments, one COCOeval run) plus the per-category AP@[.5:.95]
+    and AP@.5, keyed by category name (see :class:`COCOResult`)."""
+    evaluator = _run_cocoeval(ground_truth, detections, image_ids, stdout)
+    names = _category_names(evaluator.cocoGt)
+    ap, ap50 = category_ap(evaluator), category_ap(evaluator, iou_threshold=0.5)
+    return COCOResult(metrics=_summary(evaluator),
+                      class_ap={name: ap[category] for category, name in names.items()},
+                      class_ap50={name: ap50[category] for category, name in names.items()})
+
+
+def category_ap(evaluator: COCOeval, iou_threshold: Optional[float] = None) -> Dict[int, Optional[float]]:
+    """Per-category box AP of an accumulated COCOeval, by the rule of ``COCOeval.summarize``.
+
+    ``evaluator.eval['precision']`` is float64 [T, R, K, A, M]: IoU thresholds, recall points,
+    categories (``params.catIds`` order), area ranges, maxDets; -1 where nothing was accumulated.
+    A category's AP is the mean of its entries > -1 over the IoU thresholds (all of them, or the
+    one equal to ``iou_threshold``) and the recall points, at area 'all' and maxDets 100.
+
+    Returns:
+      {category id: AP}, None for a category without non-crowd ground truth (all entries -1).
+      A category with ground truth has all T x R entries >= 0, so the mean of the values that
+      are not None is summarize's AP (or AP at ``iou_threshold``).
+    """
+    if not evaluator.eval or 'precision' not in evaluator.eval:
+        raise ValueError('category_ap: the COCOeval has no results; run evaluate() and accumulate() '
+                         'first.')
+    params = evaluator.eval['params']
+    if not params.useCats:
+        raise ValueError('category_ap: the COCOeval pooled the categories (params.useCats = 0); '
+                         'per-category AP needs useCats = 1.')
+    precision = evaluator.eval['precision']
+    if iou_threshold is not None:
+        match = np.flatnonzero(np.isclose(params.iouThrs, iou_threshold))
+        if not match.size:
+            raise ValueError(f'category_ap: IoU threshold {iou_threshold} is not one of the evaluated '
+                             f'thresholds {np.round(params.iouThrs, 4).tolist()}.')
+        precision = precision[match]
+    area = _index_of(list(params.areaRngLbl), 'all', 'area range label')
+    max_dets = _index_of(list(params.maxDets), 100, 'maxDets')
+    precision = precision[:, :, :, area, max_dets]  # [T, R, K]
+    ap = {}
+    for k, category in enumerate(params.catIds):
+        values = precision[:, :, k]
+        values = values[values > -1]
+        ap[int(category)] = float(np.mean(values)) if values.size else None
+    return ap
+
+
+def _index_of(values: list, value, what: str) -> int:
+    if value not in values:
+        raise ValueError(f'category_ap: the COCOeval has no {what} {value!r} (it has {values}); '
+                         f'per-category AP follows summarize, which needs it.')
+    return values.index(value)
+
+
+def _category_names(gt: COCO) -> Dict[int, str]:
+    """{category id: name} in the ground truth's category order; names must be unique."""
+    names = {}
+    for category in gt.loadCats(gt.getCatIds()):
+        if 'name' not in category:
+            raise ValueError(f'evaluate_coco_per_class: ground-truth category {category!r} has no '
+                             f'"name"; per-class AP is keyed by name.')
+        names[int(category['id'])] = category['name']
+    duplicates = sorted(name for name, count in collections.Counter(names.values()).items() if count > 1)
+    if duplicates:
+        raise ValueError(f'evaluate_coco_per_class: ground-truth category names {duplicates} are used '
+                         f'by several category ids; per-class AP is keyed by name, give each its own.')
+    return names
+
+
+def _summary(evaluator: COCOeval) -> Dict[str, Optional[float]]:
     return {name: (None if value == -1 else float(value))
             for name, value in zip(COCO_METRIC_NAMES, evaluator.stats)}
