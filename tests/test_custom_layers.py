@@ -10,49 +10,64 @@ v1 = tf.compat.v1
 
 
 def numpy_dilated_conv(x, w, rate, pad):
-    """NHWC, stride 1, symmetric zero padding."""
-    xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    k = w.shape[0]
-    h = xp.shape[1] - rate * (k - 1)
-    wd = xp.shape[2] - rate * (k - 1)
+    """NHWC, stride 1, zero padding `pad` (int: symmetric; else ((top, bottom), (left, right)))."""
+    pads = ((pad, pad), (pad, pad)) if isinstance(pad, int) else pad
+    xp = np.pad(x, ((0, 0),) + tuple(pads) + ((0, 0),))
+    k_h, k_w = w.shape[:2]
+    h = xp.shape[1] - rate * (k_h - 1)
+    wd = xp.shape[2] - rate * (k_w - 1)
     out = np.zeros((x.shape[0], h, wd, w.shape[3]))
-    for i in range(k):
-        for j in range(k):
+    for i in range(k_h):
+        for j in range(k_w):
             out += xp[:, i * rate:i * rate + h, j * rate:j * rate + wd, :] @ w[i, j]
     return out
 
 
-@pytest.mark.parametrize('explicit', [True, False])
+def numpy_dilated_conv_grads(x, w, dy, rate, pads):
+    """(dL/dx, dL/dw) of L = sum(numpy_dilated_conv(x, w, rate, pads) * dy), by the chain rule
+    tap by tap: each tap is a matmul of a shifted window of the padded input."""
+    (top, bottom), (left, right) = pads
+    xp = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    h, wd = dy.shape[1:3]
+    dxp, dw = np.zeros_like(xp, dtype=np.float64), np.zeros(w.shape)
+    for i in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            window = (slice(None), slice(i * rate, i * rate + h), slice(j * rate, j * rate + wd))
+            dxp[window] += dy @ w[i, j].T
+            dw[i, j] = np.einsum('bhwc,bhwo->co', xp[window], dy)
+    return dxp[:, top:xp.shape[1] - bottom, left:xp.shape[2] - right], dw
+
+
+@pytest.mark.parametrize('kernel,rate,padding', [(3, 4, 'explicit'), (3, 4, 'SAME'),
+                                                 (2, 3, 'SAME'), (3, 4, 'VALID')])
 @pytest.mark.parametrize('data_format', ['NHWC', 'NCHW'])
-def test_dilated_conv_forward_and_gradients(data_format, explicit):
-    rng = np.random.RandomState(0)
-    x = rng.randn(2, 13, 13, 5).astype(np.float32)
-    w = rng.randn(3, 3, 5, 4).astype(np.float32)
-    dy = rng.randn(2, 13, 13, 4).astype(np.float32)
+def test_dilated_conv_forward_and_gradients(data_format, kernel, rate, padding):
+    # TF's 'SAME' puts the odd pixel at the bottom/right (kernel 2 at rate 3: 1 + 2 pixels; the
+    # explicit form is Caffe's pad 4 at rate 4, which the layers turn into 'SAME').
+    pads = {'explicit': ((4, 4), (4, 4)), 'VALID': ((0, 0), (0, 0)),
+            'SAME': ((rate * (kernel - 1) // 2, rate * (kernel - 1) - rate * (kernel - 1) // 2),) * 2
+            }[padding]
+    rng = np.random.RandomState(kernel)
+    x = rng.randn(2, 13, 11, 5).astype(np.float32)
+    w = rng.randn(kernel, kernel, 5, 4).astype(np.float32)
+    want_y = numpy_dilated_conv(x, w, rate, pads)
+    dy = rng.randn(*want_y.shape).astype(np.float32)
+    want_dx, want_dw = numpy_dilated_conv_grads(x, w, dy, rate, pads)
     to = (lambda a: a.transpose(0, 3, 1, 2)) if data_format == 'NCHW' else (lambda a: a)
     back = (lambda a: a.transpose(0, 2, 3, 1)) if data_format == 'NCHW' else (lambda a: a)
+    tf_padding = padding
+    if padding == 'explicit':
+        spatial = [list(p) for p in pads]
+        tf_padding = [[0, 0], [0, 0]] + spatial if data_format == 'NCHW' else \
+            [[0, 0]] + spatial + [[0, 0]]
     with tf.Graph().as_default(), v1.Session() as sess:
         tx, tw = tf.constant(to(x)), tf.constant(w)
-        padding = [[0, 0], [0, 0], [4, 4], [4, 4]] if data_format == 'NCHW' else \
-            [[0, 0], [4, 4], [4, 4], [0, 0]]
-        # Caffe's pad 4 at rate 4 is TF's 'SAME', the form the layers use; check both forms.
-        y = custom_layers._conv2d(tx, tw, 1, padding if explicit else 'SAME', data_format, 4)
+        y = custom_layers._conv2d(tx, tw, 1, tf_padding, data_format, rate)
         gx, gw = tf.gradients(y, [tx, tw], tf.constant(to(dy)))
-        # Reference gradients: the SpaceToBatch dilated convolution TF can differentiate on CPU.
-        ref = tf.nn.atrous_conv2d(tf.pad(tf.constant(x), [[0, 0], [4, 4], [4, 4], [0, 0]]), tw, 4,
-                                  'VALID')
-        rw, = tf.gradients(ref, [tw], tf.constant(dy))
-        y, gx, gw, rw = sess.run([y, gx, gw, rw])
-    np.testing.assert_allclose(back(y), numpy_dilated_conv(x, w, 4, 4), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(gw, rw, rtol=1e-4, atol=1e-3)
-    # dL/dx of sum(y * dy) is the transposed dilated convolution of dy: check it numerically.
-    eps = 1e-2
-    idx = (1, 6, 7, 2)
-    xp, xm = x.copy(), x.copy()
-    xp[idx] += eps
-    xm[idx] -= eps
-    numeric = ((numpy_dilated_conv(xp, w, 4, 4) - numpy_dilated_conv(xm, w, 4, 4)) * dy).sum() / (2 * eps)
-    np.testing.assert_allclose(back(gx)[idx], numeric, rtol=1e-3, atol=1e-3)
+        y, gx, gw = sess.run([y, gx, gw])
+    np.testing.assert_allclose(back(y), want_y, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(back(gx), want_dx, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(gw, want_dw, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize('kernel,stride,rate,pad,expected', [
