@@ -135,6 +135,29 @@ def conv2d(inputs, num_outputs, kernel_size, stride=1, padding=0, rate=1,
                        biases_initializer, biases_regularizer, data_format, trainable)
 
 
+def _depthwise_conv2d(inputs, weights, strides, padding, data_format):
+    """`tf.nn.depthwise_conv2d`; in bfloat16 its gradients are computed in float32.
+
+    oneDNN's bf16 depthwise backward kernels are 2-4x slower than its fp32 ones on an AVX-512
+    BF16 CPU (measured: 213 vs 75 ms per MobileNet-SSD training step at batch 8), while the bf16
+    forward is the faster one; the casts cost a few ms.
+    """
+    if inputs.dtype != tf.bfloat16:
+        return tf.nn.depthwise_conv2d(inputs, weights, strides, padding, data_format=data_format)
+
+    @tf.custom_gradient
+    def depthwise(x, w):
+        def grad(dy):
+            x32, w32, dy32 = (tf.cast(t, tf.float32) for t in (x, w, dy))
+            dx = tf.nn.depthwise_conv2d_backprop_input(tf.shape(x), w32, dy32, strides, padding,
+                                                       data_format=data_format)
+            dw = tf.nn.depthwise_conv2d_backprop_filter(x32, tf.shape(w), dy32, strides, padding,
+                                                        data_format=data_format)
+            return tf.cast(dx, x.dtype), tf.cast(dw, w.dtype)
+        return tf.nn.depthwise_conv2d(x, w, strides, padding, data_format=data_format), grad
+    return depthwise(inputs, weights)
+
+
 @add_arg_scope
 def depthwise_conv2d(inputs, kernel_size, stride=1, padding=0,
                      data_format='NHWC', activation_fn=tf.nn.relu,
@@ -154,9 +177,8 @@ def depthwise_conv2d(inputs, kernel_size, stride=1, padding=0,
             initializer=weights_initializer or v1.glorot_uniform_initializer(),
             regularizer=weights_regularizer, trainable=trainable)
         inputs, tf_padding = _caffe_padding(inputs, padding, kernel_size, stride, 1, data_format)
-        outputs = tf.nn.depthwise_conv2d(inputs, tf.cast(weights, inputs.dtype),
-                                         _strides(stride, data_format), tf_padding,
-                                         data_format=data_format)
+        outputs = _depthwise_conv2d(inputs, tf.cast(weights, inputs.dtype),
+                                    _strides(stride, data_format), tf_padding, data_format)
         return _finish(outputs, channels, normalizer_fn, normalizer_params, activation_fn,
                        biases_initializer, biases_regularizer, data_format, trainable)
 

@@ -84,3 +84,45 @@ def test_caffe_padding_equals_symmetric_zero_padding(kernel, stride, rate, pad, 
         y = sess.run(tf.nn.conv2d(inputs, w, stride, tf_padding, dilations=rate))
     want = numpy_dilated_conv(x, w, rate, pad)[:, ::stride, ::stride]
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
+
+
+def numpy_depthwise_conv_and_grads(x, w, dy, stride):
+    """y, dL/dx, dL/dw of a depthwise conv (NHWC, Caffe pad 1, `stride`), L = sum(y * dy)."""
+    xp = np.pad(x.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    k = w.shape[0]
+    h, wd = dy.shape[1:3]
+    y, dxp, dw = np.zeros(dy.shape), np.zeros_like(xp), np.zeros(w.shape)
+    for i in range(k):
+        for j in range(k):
+            window = (slice(None), slice(i, i + stride * h, stride),
+                      slice(j, j + stride * wd, stride))
+            y += xp[window] * w[i, j, :, 0]
+            dxp[window] += dy * w[i, j, :, 0]
+            dw[i, j, :, 0] = (xp[window] * dy).sum(axis=(0, 1, 2))
+    return y, dxp[:, 1:-1, 1:-1], dw
+
+
+@pytest.mark.parametrize('dtype', [tf.float32, tf.bfloat16])
+@pytest.mark.parametrize('stride', [1, 2])
+def test_depthwise_conv_forward_and_gradients(dtype, stride):
+    # bf16 takes a custom gradient (computed in float32); both against numpy.
+    rng = np.random.RandomState(stride)
+    x = rng.randn(2, 10, 10, 6).astype(np.float32)
+    w = rng.randn(3, 3, 6, 1).astype(np.float32)
+    dy = rng.randn(2, 10 // stride, 10 // stride, 6).astype(np.float32)
+    if dtype == tf.bfloat16:  # Compare with inputs already rounded to bf16.
+        x, w = (tf.cast(tf.cast(a, tf.bfloat16), tf.float32).numpy() for a in (x, w))
+    want_y, want_dx, want_dw = numpy_depthwise_conv_and_grads(x, w, dy, stride)
+    with tf.Graph().as_default(), v1.Session() as sess:
+        tx = tf.constant(x)
+        y = custom_layers.depthwise_conv2d(tf.cast(tx, dtype), 3, stride=stride, padding=1,
+                                           activation_fn=None, biases_initializer=None,
+                                           weights_initializer=tf.constant_initializer(w),
+                                           scope='dw')
+        weights, = v1.trainable_variables()
+        gx, gw = tf.gradients(tf.cast(y, tf.float32), [tx, weights], tf.constant(dy))
+        sess.run(v1.global_variables_initializer())
+        y, gx, gw = sess.run([tf.cast(y, tf.float32), gx, gw])
+    tol = 1e-4 if dtype == tf.float32 else 3e-2  # bf16: 8 mantissa bits in y and the grads.
+    for got, want in ((y, want_y), (gx, want_dx), (gw, want_dw)):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
