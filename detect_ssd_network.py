@@ -5,19 +5,22 @@
         --input=photos/,more/*.png,clip.mp4 --output_dir=detections
     python detect_ssd_network.py --saved_model_dir=export/saved_model --input=photos/ --output_dir=out
     python detect_ssd_network.py --frozen_graph=export/frozen_graph.pb --input=a.jpg --output_dir=out
+    python detect_ssd_network.py --tflite_model=export/model_int8.tflite --input=photos/ \
+        --output_dir=out
 
 One graph and one session for the whole run; images are batched (--batch_size, any sizes: the
-graph resizes them). Outputs in --output_dir: `<name>_det.<ext>` per image, `<name>_det.mp4` per
-video, and `detections.json`: per image its size and detections in ORIGINAL-image pixel
-coordinates (`xmin = box_xmin * width`, continuous, not clipped) with label name and score,
-per video the same per frame, the files that could not be read (`failures`), and the speed.
-Unreadable files are reported and skipped; the exit status is 0 when at least one image (or
-frame) was processed.
+graph resizes them; a TFLite model runs them one per call, see `TFLiteImageDetector`). Outputs
+in --output_dir: `<name>_det.<ext>` per image, `<name>_det.mp4` per video, and
+`detections.json`: per image its size and detections in ORIGINAL-image pixel coordinates
+(`xmin = box_xmin * width`, continuous, not clipped) with label name and score, per video the
+same per frame, the files that could not be read (`failures`), and the speed. Unreadable files
+are reported and skipped; the exit status is 0 when at least one image (or frame) was processed.
 
 Exported models keep the NMS settings they were exported with; --select_threshold and
 --keep_top_k then filter their output (they cannot lower the exported threshold or raise its
 keep_top_k).
 """
+import dataclasses
 import os
 import sys
 import time
@@ -36,6 +39,8 @@ flags.DEFINE_string('checkpoint_path', None, 'Checkpoint prefix, one of its file
 flags.DEFINE_string('saved_model_dir', None, 'A SavedModel of export_ssd_network.py.')
 flags.DEFINE_string('frozen_graph', None, 'A frozen graph of export_ssd_network.py (its '
                                           'metadata.json beside it).')
+flags.DEFINE_string('tflite_model', None, 'A .tflite model of export_ssd_network.py, float or int8 '
+                                          '(its metadata.json beside it).')
 flags.DEFINE_string('model_name', 'ssd_300_vgg', 'Net registry name (checkpoints).')
 flags.DEFINE_integer('num_classes', None, 'Classes including background (checkpoints; default: '
                                           'the dataset\'s, else the model config\'s or model\'s).')
@@ -59,12 +64,67 @@ flags.DEFINE_integer('keep_top_k', None, 'Detections per image after NMS (defaul
 flags.mark_flags_as_required(['input', 'output_dir'])
 
 JSON_NAME = 'detections.json'
+SOURCES = ('checkpoint_path', 'saved_model_dir', 'frozen_graph', 'tflite_model')
+
+
+class TFLiteImageDetector:
+    """A `.tflite` export with the interface `Run` uses: `spec`, `detect`, a context manager.
+
+    A TFLite model's batch size B is static (the interpreter's input shape, as metadata
+    `input.tflite_batch_size` records) and the images of one call must share one size. Each image
+    therefore runs alone, repeated B times, and the first result is kept. This is simpler than
+    grouping same-size images and padding the last group, an image's detections never depend on
+    the other images of the run, and the default export (B = 1) wastes nothing; a model exported
+    with B > 1 does B times the work per image here.
+    """
+
+    def __init__(self, path):
+        self.model = inference.TFLiteDetector(path)
+        metadata_path = os.path.join(os.path.dirname(os.path.abspath(path)),
+                                     inference.METADATA_FILE)
+        if not os.path.isfile(metadata_path):
+            raise FileNotFoundError(f'{path}: no {inference.METADATA_FILE} beside it; copy the one '
+                                    f'export_ssd_network.py wrote with the model next to it.')
+        meta = inference.read_metadata(metadata_path)
+        # TFLite has no bfloat16/float16 kernels: its models compute in float32 (the int8 one's
+        # net in int8) whatever the exported spec says (export.tflite_model).
+        self.spec = dataclasses.replace(inference.spec_from_dict(meta), compute_dtype='float32')
+        # Checked in detect: the interpreter fails on other sizes with an obscure XNNPack
+        # reshape error.
+        self.fixed_size = not meta['input'].get('any_size', True)
+        self.path = path
+
+    def detect(self, images):
+        """Per-image detections (`inference.split_detections`) of uint8 RGB `[H_i, W_i, 3]`."""
+        if self.fixed_size:
+            wrong = sorted({im.shape[:2] for im in images} - {self.spec.input_shape})
+            if wrong:
+                height, width = self.spec.input_shape
+                raise ValueError(f'{self.path} was exported with --fixed_size: it takes {height}x'
+                                 f'{width} (height x width) images only; got {wrong}. Export it '
+                                 f'without --fixed_size to detect on images of any size.')
+        return [self.model.detect([image] * self.model.batch_size)[0] for image in images]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        """Nothing to release: the interpreter is freed with the object."""
+
+
+def load_exported_detector():
+    """The detector of --saved_model_dir, --frozen_graph or --tflite_model (whichever is set)."""
+    if FLAGS.saved_model_dir:
+        return inference.Detector.from_saved_model(FLAGS.saved_model_dir)
+    if FLAGS.frozen_graph:
+        return inference.Detector.from_frozen_graph(FLAGS.frozen_graph)
+    return TFLiteImageDetector(FLAGS.tflite_model)
 
 
 def make_detector():
-    sources = [s for s in ('checkpoint_path', 'saved_model_dir', 'frozen_graph') if FLAGS[s].value]
+    sources = [s for s in SOURCES if FLAGS[s].value]
     if len(sources) != 1:
-        raise ValueError('give exactly one of --checkpoint_path, --saved_model_dir, --frozen_graph '
+        raise ValueError(f'give exactly one of {", ".join("--" + s for s in SOURCES)} '
                          f'(got {", ".join("--" + s for s in sources) or "none"}).')
     dataset = None
     if FLAGS.dataset_name:
@@ -79,9 +139,7 @@ def make_detector():
         spec = inference.with_class_names(spec, FLAGS.labels_file, dataset)
         detector = inference.Detector.from_checkpoint(spec, FLAGS.checkpoint_path)
     else:
-        detector = (inference.Detector.from_saved_model(FLAGS.saved_model_dir)
-                    if FLAGS.saved_model_dir else
-                    inference.Detector.from_frozen_graph(FLAGS.frozen_graph))
+        detector = load_exported_detector()
         exported = detector.spec
         detector.spec = inference.with_class_names(exported, FLAGS.labels_file, dataset)
         if FLAGS.select_threshold < exported.select_threshold:

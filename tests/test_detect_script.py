@@ -1,5 +1,6 @@
 """detect_ssd_network.py and export_ssd_network.py end to end: a folder with a corrupt file, a
-video, a frozen graph exported by the script; JSON pixel boxes against the graph's relative ones."""
+video, a frozen graph and TFLite models exported by the script; JSON pixel boxes against the
+graph's relative ones, each exported source against the frozen graph's JSON."""
 import json
 import os
 import subprocess
@@ -15,6 +16,8 @@ from tests import inference_fixtures as fx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = [(120, 160), (200, 150), (97, 301)]
+THRESHOLDS = ['--select_threshold=0.3', '--top_k=50', '--keep_top_k=20']
+TFLITE_TOL = 1e-4
 MODEL_FLAGS = ['--model_name=ssd_300_mobilenet', '--depth_multiplier=0.25',
                f'--num_classes={fx.NUM_CLASSES}']
 
@@ -42,6 +45,9 @@ def setup(tmp_path_factory):
     for frame in fx.random_images(12, [(120, 160)] * 4):
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
+    square = root / 'square'  # The net's input size, for the fixed-size export.
+    for i, image in enumerate(fx.random_images(13, [(300, 300)] * 2)):
+        data_fixtures.write_image(str(square / f'sq{i}.png'), image, '.png')
     out = root / 'out'
     proc = run_script('detect_ssd_network.py', f'--checkpoint_path={prefix}', *MODEL_FLAGS,
                       f'--labels_file={labels}', f'--input={folder},{video}',
@@ -50,7 +56,88 @@ def setup(tmp_path_factory):
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / 'detections.json').read_text())
     return dict(spec=spec, prefix=prefix, folder=folder, labels=labels, proc=proc, out=out,
-                result=result, root=root)
+                result=result, root=root, video=video, square=square)
+
+
+@pytest.fixture(scope='module')
+def exports(setup):
+    """`any`: frozen graph and TFLite float (batch 1), any image size; `fixed`: TFLite float and
+    int8 with a static batch of 2 and the net's input size only (int8 calibrated on a synthetic
+    split)."""
+    root = setup['root']
+    common = [f'--checkpoint_path={setup["prefix"]}.index', *MODEL_FLAGS,
+              f'--labels_file={setup["labels"]}', *THRESHOLDS]
+    dirs = {'any': root / 'export', 'fixed': root / 'export_fixed'}
+    records = fx.write_synthetic_split(str(root / 'synthetic'), 16)
+    for args in ([f'--output_dir={dirs["any"]}', '--formats=frozen_graph,tflite_float'],
+                 [f'--output_dir={dirs["fixed"]}', '--formats=tflite_float,tflite_int8',
+                  '--fixed_size', '--tflite_batch_size=2', '--dataset_name=custom',
+                  f'--dataset_dir={records}', '--num_calibration_images=4']):
+        proc = run_script('export_ssd_network.py', *common, *args)
+        assert proc.returncode == 0, proc.stderr
+    return dirs
+
+
+def detect(setup, name, source, inputs, *args):
+    """Runs detect_ssd_network.py into `<root>/<name>`; returns (process, detections.json)."""
+    out = setup['root'] / name
+    proc = run_script('detect_ssd_network.py', source, f'--input={inputs}', f'--output_dir={out}',
+                      *args)
+    assert proc.returncode == 0, proc.stderr
+    with open(out / 'detections.json') as f:
+        return proc, json.load(f)
+
+
+@pytest.fixture(scope='module')
+def frozen_run(setup, exports):
+    """The frozen graph on two PNGs of different sizes, the square images and the video."""
+    inputs = f'{setup["folder"]}/*.png,{setup["square"]},{setup["video"]}'
+    return detect(setup, 'out_frozen', f'--frozen_graph={exports["any"]}/frozen_graph.pb', inputs,
+                  '--batch_size=3', '--select_threshold=0.3')[1]
+
+
+def relative_rows(rows, height, width):
+    """detections.json rows -> labels, scores `[n]`, boxes `[n, 4]` relative [ymin, xmin, ymax,
+    xmax] (the pixel coordinates divided by the image size)."""
+    boxes = np.array([[r['ymin'] / height, r['xmin'] / width, r['ymax'] / height,
+                       r['xmax'] / width] for r in rows]).reshape(-1, 4)
+    return [r['label'] for r in rows], np.array([r['score'] for r in rows]), boxes
+
+
+def assert_same_rows(got, want, height, width, atol):
+    """The same detections: labels equal, scores and relative boxes within `atol`.
+
+    The random-weight model gives many scores a few 1e-6 apart (TF and TFLite differ by ~3e-7),
+    so rows are matched in any order, and a row within `atol` of the lowest kept score may be
+    replaced by another (a near tie at the keep_top_k cut-off).
+    """
+    got_labels, got_scores, got_boxes = relative_rows(got, height, width)
+    want_labels, want_scores, want_boxes = relative_rows(want, height, width)
+    assert len(got_labels) == len(want_labels)
+    cutoff = min(got_scores.min(initial=1.), want_scores.min(initial=1.)) + atol
+    unmatched = list(range(len(want_labels)))
+    for label, score, box in zip(got_labels, got_scores, got_boxes):
+        match = next((w for w in unmatched if want_labels[w] == label
+                      and abs(want_scores[w] - score) <= atol
+                      and np.abs(want_boxes[w] - box).max() <= atol), None)
+        if match is None:
+            assert score <= cutoff, f'{label} {score} {box} not in {want}'
+        else:
+            unmatched.remove(match)
+    assert all(want_scores[w] <= cutoff for w in unmatched), [want[w] for w in unmatched]
+
+
+def assert_same_images(got, want, atol):
+    """Image entries of two detections.json, matched by file: same size and detections; returns
+    the number of detections compared."""
+    want = {entry['file']: entry for entry in want}
+    count = 0
+    for entry in got:
+        ref = want[entry['file']]
+        assert (entry['height'], entry['width']) == (ref['height'], ref['width'])
+        assert_same_rows(entry['detections'], ref['detections'], ref['height'], ref['width'], atol)
+        count += len(ref['detections'])
+    return count
 
 
 def test_corrupt_file_is_reported_and_skipped(setup):
@@ -103,19 +190,8 @@ def test_video_frames(setup):
             assert row['label'] in fx.synthetic.CLASSES and row['score'] >= 0.3
 
 
-def test_exported_frozen_graph_gives_the_same_json(setup):
-    export_dir = setup['root'] / 'export'
-    proc = run_script('export_ssd_network.py', f'--checkpoint_path={setup["prefix"]}.index',
-                      *MODEL_FLAGS, f'--labels_file={setup["labels"]}', '--formats=frozen_graph',
-                      f'--output_dir={export_dir}', '--select_threshold=0.3', '--top_k=50',
-                      '--keep_top_k=20')
-    assert proc.returncode == 0, proc.stderr
-    out = setup['root'] / 'out_frozen'
-    proc = run_script('detect_ssd_network.py', f'--frozen_graph={export_dir}/frozen_graph.pb',
-                      f'--input={setup["folder"]}/*.png', f'--output_dir={out}', '--batch_size=3')
-    assert proc.returncode == 0, proc.stderr
-    with open(out / 'detections.json') as f:
-        got = json.load(f)['images']
+def test_exported_frozen_graph_gives_the_same_json(setup, frozen_run):
+    got = [i for i in frozen_run['images'] if i['file'].startswith(str(setup['folder']))]
     want = [i for i in setup['result']['images'] if i['file'].endswith('.png')]
     assert [i['file'] for i in got] == [i['file'] for i in want]
     for g, w in zip(got, want):
@@ -124,6 +200,80 @@ def test_exported_frozen_graph_gives_the_same_json(setup):
             assert a['label'] == b['label']
             for key in ('score', 'xmin', 'ymin', 'xmax', 'ymax'):
                 assert a[key] == pytest.approx(b[key], abs=1e-3)
+
+
+def test_tflite_float_gives_the_frozen_graph_json(setup, exports, frozen_run):
+    """Batch-1 model; one flush holds images of two sizes (and the video frames)."""
+    proc, got = detect(setup, 'out_tflite', f'--tflite_model={exports["any"]}/model_float.tflite',
+                       f'{setup["folder"]}/*.png,{setup["video"]}', '--batch_size=3',
+                       '--select_threshold=0.3')
+    assert got['model'] == frozen_run['model']
+    assert [(i['height'], i['width']) for i in got['images']] == SIZES[1:]
+    assert assert_same_images(got['images'], frozen_run['images'], TFLITE_TOL) > 3
+    [video], [want_video] = got['videos'], frozen_run['videos']
+    assert video['num_frames'] == want_video['num_frames'] == 4
+    for frame, want_frame in zip(video['frames'], want_video['frames']):
+        assert_same_rows(frame['detections'], want_frame['detections'], 120, 160, TFLITE_TOL)
+    # The annotated images come from the same drawing code: equal up to a 1e-4 box shift
+    # rounding to another pixel.
+    want_outputs = {i['file']: i['output'] for i in frozen_run['images']}
+    for entry in got['images']:
+        drawn, want = cv2.imread(entry['output']), cv2.imread(want_outputs[entry['file']])
+        assert drawn.shape == want.shape
+        assert (drawn != want).any(axis=2).mean() < 1e-3
+    assert 'processed 6 image(s)/frame(s)' in proc.stdout
+
+
+def test_tflite_batch_of_two_gives_the_frozen_graph_json(setup, exports, frozen_run):
+    """A static batch of 2: each image is run repeated twice, its first result kept."""
+    model = exports['fixed'] / 'model_float.tflite'
+    assert inference.TFLiteDetector(str(model)).batch_size == 2
+    _, got = detect(setup, 'out_tflite_b2', f'--tflite_model={model}', str(setup['square']),
+                    '--batch_size=3', '--select_threshold=0.3')
+    assert len(got['images']) == 2
+    assert assert_same_images(got['images'], frozen_run['images'], TFLITE_TOL) > 0
+
+
+def test_int8_model_writes_decodable_outputs(setup, exports):
+    """Reference: the int8 interpreter on each image repeated to its batch of 2, filtered at the
+    script's --select_threshold (0.66: above the exported 0.3, and between the int8 model's
+    score levels 0.68 and 0.645, so that it removes detections)."""
+    model = str(exports['fixed'] / 'model_int8.tflite')
+    _, got = detect(setup, 'out_int8', f'--tflite_model={model}', str(setup['square']),
+                    '--select_threshold=0.66')
+    reference = inference.TFLiteDetector(model)
+    kept = removed = 0
+    for entry in got['images']:
+        image = inference.load_image_rgb(entry['file'])
+        drawn = cv2.imread(entry['output'])
+        assert drawn.shape == image.shape
+        assert np.abs(drawn.astype(int) - image[..., ::-1]).max() > 100  # Boxes were drawn.
+        want = reference.detect([image, image])[0]
+        keep = want['scores'] >= 0.66
+        want_rows = inference.pixel_detections({k: v[keep] for k, v in want.items()}, 300, 300,
+                                               fx.synthetic.CLASSES)
+        assert_same_rows(entry['detections'], want_rows, 300, 300, 1e-6)
+        kept, removed = kept + keep.sum(), removed + (~keep).sum()
+    assert kept > 0 and removed > 0
+    assert got['failures'] == [] and got['num_processed'] == 2
+
+
+def test_fixed_size_tflite_rejects_other_sizes(setup, exports):
+    model = exports['fixed'] / 'model_float.tflite'
+    proc = run_script('detect_ssd_network.py', f'--tflite_model={model}',
+                      f'--input={setup["folder"]}/img1.png', f'--output_dir={setup["root"]}/o')
+    assert proc.returncode != 0
+    assert (f'{model} was exported with --fixed_size: it takes 300x300 (height x width) images '
+            f'only; got [(200, 150)]') in proc.stderr
+
+
+def test_exactly_one_model_source(setup, exports):
+    proc = run_script('detect_ssd_network.py', f'--frozen_graph={exports["any"]}/frozen_graph.pb',
+                      f'--tflite_model={exports["any"]}/model_float.tflite',
+                      f'--input={setup["folder"]}', f'--output_dir={setup["root"]}/o')
+    assert proc.returncode == 1
+    assert ('error: give exactly one of --checkpoint_path, --saved_model_dir, --frozen_graph, '
+            '--tflite_model (got --frozen_graph, --tflite_model)') in proc.stderr
 
 
 def test_nothing_readable_exits_with_error(tmp_path, setup):
