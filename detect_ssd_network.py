@@ -57,6 +57,9 @@ flags.DEFINE_integer('batch_size', 8, 'Images (or frames) per session run.', low
 flags.DEFINE_float('select_threshold', 0.5, 'Minimum score of a detection.')
 flags.DEFINE_float('nms_threshold', None, 'NMS IoU threshold (checkpoints; default: the model '
                                           'config\'s, else 0.45).')
+flags.DEFINE_enum('compute_dtype', 'float32', list(inference.COMPUTE_DTYPES),
+                  'Arithmetic of the net (checkpoints): bfloat16 for CPUs with AVX-512 BF16 or AMX, '
+                  'float16 for GPUs; exports keep theirs.')
 flags.DEFINE_integer('top_k', None, 'Candidates per class before NMS (checkpoints; default: the '
                                     'model config\'s, else 400).')
 flags.DEFINE_integer('keep_top_k', None, 'Detections per image after NMS (default: the model '
@@ -134,8 +137,9 @@ def make_detector():
         num_classes = FLAGS.num_classes or (dataset.num_classes if dataset else None)
         spec = inference.model_spec(
             FLAGS.model_name, num_classes, FLAGS.model_config,
-            depth_multiplier=FLAGS.depth_multiplier, select_threshold=FLAGS.select_threshold,
-            nms_threshold=FLAGS.nms_threshold, top_k=FLAGS.top_k, keep_top_k=FLAGS.keep_top_k)
+            depth_multiplier=FLAGS.depth_multiplier, compute_dtype=FLAGS.compute_dtype,
+            select_threshold=FLAGS.select_threshold, nms_threshold=FLAGS.nms_threshold,
+            top_k=FLAGS.top_k, keep_top_k=FLAGS.keep_top_k)
         spec = inference.with_class_names(spec, FLAGS.labels_file, dataset)
         detector = inference.Detector.from_checkpoint(spec, FLAGS.checkpoint_path)
     else:

@@ -286,3 +286,15 @@ def test_nothing_readable_exits_with_error(tmp_path, setup):
     assert 'a.jpg' in proc.stderr and 'missing.png' in proc.stderr
     with open(tmp_path / 'out' / 'detections.json') as f:
         assert len(json.load(f)['failures']) == 2
+
+
+def test_bfloat16_checkpoint_run(setup, tmp_path):
+    """--compute_dtype reaches the graph (its numbers are checked in test_export_models)."""
+    proc = run_script('detect_ssd_network.py', f'--checkpoint_path={setup["prefix"]}', *MODEL_FLAGS,
+                      f'--input={setup["square"]}', f'--output_dir={tmp_path}',
+                      '--compute_dtype=bfloat16', *THRESHOLDS)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / 'detections.json').read_text())
+    assert result['model']['compute_dtype'] == 'bfloat16'
+    assert setup['result']['model']['compute_dtype'] == 'float32'
+    assert len(result['images']) == 2 and all(i['detections'] for i in result['images'])
