@@ -32,6 +32,7 @@ import cv2
 from datasets import dataset_factory
 from deployment import inference
 from deployment import visualization
+from nets import ssd_common
 from tf_extended import atomic_io
 
 FLAGS = flags.FLAGS
@@ -57,7 +58,7 @@ flags.DEFINE_integer('batch_size', 8, 'Images (or frames) per session run.', low
 flags.DEFINE_float('select_threshold', 0.5, 'Minimum score of a detection.')
 flags.DEFINE_float('nms_threshold', None, 'NMS IoU threshold (checkpoints; default: the model '
                                           'config\'s, else 0.45).')
-flags.DEFINE_enum('compute_dtype', 'float32', list(inference.COMPUTE_DTYPES),
+flags.DEFINE_enum('compute_dtype', 'float32', list(ssd_common.COMPUTE_DTYPES),
                   'Arithmetic of the net (checkpoints): bfloat16 for CPUs with AVX-512 BF16 or AMX, '
                   'float16 for GPUs; exports keep theirs.')
 flags.DEFINE_integer('top_k', None, 'Candidates per class before NMS (checkpoints; default: the '

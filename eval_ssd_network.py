@@ -24,6 +24,7 @@ from deployment import eval_core
 from deployment import eval_input
 from deployment import eval_outputs
 from deployment import watcher
+from nets import ssd_common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('checkpoint_path', None, 'Checkpoint prefix or file, or a directory (its latest; '
@@ -56,6 +57,9 @@ flags.DEFINE_string('model_config', None, 'JSON written by caffe_to_tensorflow.p
                                           'checkpoint (SSD params, detection thresholds, normalisation).')
 flags.DEFINE_float('depth_multiplier', None, 'MobileNet width multiplier (default: the model\'s).')
 flags.DEFINE_enum('data_format', 'NHWC', ['NHWC', 'NCHW'], 'Layout of the net (NCHW: GPU only).')
+flags.DEFINE_enum('compute_dtype', 'float32', list(ssd_common.COMPUTE_DTYPES),
+                  'Arithmetic of the net: bfloat16 for CPUs with AVX-512 BF16 or AMX, float16 for '
+                  'GPUs (scores, decoding and NMS stay float32).')
 flags.DEFINE_boolean('pr_curves', True, 'Write per-class precision/recall PNGs.')
 flags.DEFINE_boolean('wait_for_checkpoints', False, 'Watch --checkpoint_path (a directory) and '
                                                     'evaluate each new checkpoint once.')
@@ -96,7 +100,8 @@ def _settings():
         remove_difficult=FLAGS.remove_difficult, moving_average_decay=FLAGS.moving_average_decay,
         metrics=tuple(FLAGS.metrics), params_overrides=tuple(sorted(params.items())),
         data_format=FLAGS.data_format, num_threads=FLAGS.num_threads,
-        gpu_memory_fraction=FLAGS.gpu_memory_fraction, pr_curves=FLAGS.pr_curves)
+        gpu_memory_fraction=FLAGS.gpu_memory_fraction, pr_curves=FLAGS.pr_curves,
+        compute_dtype=FLAGS.compute_dtype)
     options.update(detection)
     options.update(normalisation)
     return eval_core.EvalSettings(**options)

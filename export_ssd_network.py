@@ -21,6 +21,7 @@ from absl import flags
 from datasets import dataset_factory
 from deployment import export
 from deployment import inference
+from nets import ssd_common
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('checkpoint_path', None, 'Checkpoint prefix, one of its files, or a directory '
@@ -45,7 +46,7 @@ flags.DEFINE_boolean('fixed_size', False, 'Input images must have the net\'s inp
                                           'resize needed on device).')
 flags.DEFINE_integer('tflite_batch_size', 1, 'Batch size of the TFLite models (static).',
                      lower_bound=1)
-flags.DEFINE_enum('compute_dtype', 'float32', list(inference.COMPUTE_DTYPES),
+flags.DEFINE_enum('compute_dtype', 'float32', list(ssd_common.COMPUTE_DTYPES),
                   'Arithmetic of the frozen graph and SavedModel: bfloat16 for CPUs with AVX-512 '
                   'BF16 or AMX, float16 for GPUs (the TFLite models stay float32 / int8).')
 flags.DEFINE_float('select_threshold', None, 'Minimum class score of a detection (default: the '

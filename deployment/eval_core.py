@@ -36,6 +36,7 @@ from datasets import dataset_factory
 from deployment import eval_input
 from deployment import eval_outputs
 from nets import nets_factory
+from nets import ssd_common
 from nets import ssd_params as ssd_params_lib
 from preprocessing import preprocessing_factory
 from preprocessing.ssd_preprocessing import SSDPreprocessing
@@ -63,6 +64,8 @@ class EvalSettings:
       model's preprocessing (a converted model's `preprocessing`), both or neither.
     remove_difficult: True: difficult objects are ignored by the metrics (the devkit's rule);
       False: they count as ordinary objects (the older TF port's meaning of the flag).
+    compute_dtype: the net's arithmetic, one of `ssd_common.COMPUTE_DTYPES` (see
+      `SSDNet.predict`); decoding and NMS run in float32.
     """
     model_name: str
     dataset_name: str
@@ -89,12 +92,16 @@ class EvalSettings:
     gpu_memory_fraction: Optional[float] = None
     pr_curves: bool = True
     progress_secs: float = 10.
+    compute_dtype: str = 'float32'
 
     def __post_init__(self):
         unknown = sorted(set(self.metrics) - set(eval_outputs.METRICS))
         if unknown or not self.metrics:
             raise ValueError(f'metrics must be a non-empty subset of {eval_outputs.METRICS}, got '
                              f'{list(self.metrics)}.')
+        if self.compute_dtype not in ssd_common.COMPUTE_DTYPES:
+            raise ValueError(f'compute_dtype {self.compute_dtype!r} is not one of '
+                             f'{ssd_common.COMPUTE_DTYPES}.')
         if (self.mean_rgb is None) != (self.scale is None):
             raise ValueError('mean_rgb and scale override the input normalisation together; give both '
                              'or neither.')
@@ -157,7 +164,7 @@ def build_detections(net, batch, settings):
     Returns `detected_bboxes`' dict (boxes relative to the network input).
     """
     with slim.arg_scope(net.arg_scope(weight_decay=0., data_format=settings.data_format)):
-        predictions, localisations, _, _ = net.net(batch['image'], is_training=False)
+        predictions, localisations = net.predict(batch['image'], settings.compute_dtype)
     return net.detected_bboxes(predictions, localisations, select_threshold=settings.select_threshold,
                                nms_threshold=settings.nms_threshold, top_k=settings.select_top_k,
                                keep_top_k=settings.keep_top_k)

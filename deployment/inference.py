@@ -53,8 +53,6 @@ OUTPUTS = DETECTION_OUTPUTS + RAW_OUTPUTS
 PADDED_SIGNATURE = 'serving_padded'
 METADATA_FILE = 'metadata.json'
 ANCHORS_FILE = 'anchors.npy'
-# bfloat16: CPUs with AVX-512 BF16 or AMX; float16: GPUs.
-COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg')
 
@@ -66,7 +64,7 @@ class ModelSpec:
     params: the net's `SSDParams` (num_classes included); mean_rgb / scale: the input
     normalisation `(RGB - mean_rgb) * scale`; class_names: names of labels 1..C-1;
     select_threshold, nms_threshold, top_k, keep_top_k: Caffe DetectionOutput settings;
-    compute_dtype: the net's arithmetic, one of COMPUTE_DTYPES (weights stay float32 and are
+    compute_dtype: the net's arithmetic, one of `ssd_common.COMPUTE_DTYPES` (weights stay float32 and are
     cast by the layers; softmax, decoding and NMS always run in float32).
     """
     model_name: str
@@ -81,8 +79,9 @@ class ModelSpec:
     compute_dtype: str = 'float32'
 
     def __post_init__(self):
-        if self.compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f'compute_dtype {self.compute_dtype!r} is not one of {COMPUTE_DTYPES}.')
+        if self.compute_dtype not in ssd_common.COMPUTE_DTYPES:
+            raise ValueError(f'compute_dtype {self.compute_dtype!r} is not one of '
+                             f'{ssd_common.COMPUTE_DTYPES}.')
 
     @property
     def input_shape(self):
@@ -248,11 +247,9 @@ def build_detection_graph(spec, batch_size=None, fixed_size=False, tflite=False)
         net_input = preprocess_images(images, spec, sizes)
     net = spec.net()
     with slim.arg_scope(net.arg_scope(weight_decay=0.)):
-        _, localisations, logits, _ = net.net(tf.cast(net_input, spec.compute_dtype),
-                                              is_training=False)
-    # The softmax in float32 (the net's own runs in compute_dtype): bf16 keeps 3 digits.
-    scores = tf.nn.softmax(tf.cast(ssd_common.flatten_layers(logits), tf.float32))
-    codes = tf.cast(ssd_common.flatten_layers(localisations), tf.float32)
+        predictions, localisations = net.predict(net_input, spec.compute_dtype)
+    scores = ssd_common.flatten_layers(predictions)
+    codes = ssd_common.flatten_layers(localisations)
     postprocess = (post_processing.detected_bboxes_per_class_nms if tflite
                    else post_processing.detected_bboxes)
     detections = postprocess(scores, codes, net.anchors(), spec.select_threshold,

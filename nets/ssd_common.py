@@ -24,6 +24,9 @@ from nets.batch_norm import batch_norm
 
 v1 = tf.compat.v1
 
+# The nets' arithmetic: bfloat16 for CPUs with AVX-512 BF16 or AMX, float16 for GPUs.
+COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
+
 
 def flatten_layers(tensors):
     """Per-layer `[B, H, W, A, K]` tensors -> `[B, sum(H * W * A), K]` (a flat tensor passes)."""
@@ -108,6 +111,17 @@ class SSDNet(abc.ABC):
                 logits.append(logit)
                 predictions.append(tf.nn.softmax(logit))
         return predictions, localisations, logits, end_points
+
+    def predict(self, inputs, compute_dtype='float32'):
+        """Inference forward pass in `compute_dtype` (one of COMPUTE_DTYPES; weights stay float32
+        and are cast by the layers) -> float32 per-layer (predictions, localisations) as `net`
+        returns them. The softmax runs on float32 logits: a bf16 one keeps only 3 digits. Call
+        it under `arg_scope`."""
+        if compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f'compute_dtype {compute_dtype!r} is not one of {COMPUTE_DTYPES}.')
+        _, localisations, logits, _ = self.net(tf.cast(inputs, compute_dtype), is_training=False)
+        return ([tf.nn.softmax(tf.cast(logit, tf.float32)) for logit in logits],
+                [tf.cast(loc, tf.float32) for loc in localisations])
 
     @staticmethod
     def _check_feat_shape(layer, loc, expected):

@@ -280,3 +280,21 @@ def test_moving_average_decay_restores_the_shadow_variables(tmp_path):
         eval_core.build_detections(net, {'image': tf.zeros([1, 300, 300, 3])}, settings)
         with pytest.raises(ValueError, match='leave --moving_average_decay unset'):
             eval_core.check_restorable(plain, eval_core.variables_to_restore(0.999), MODEL)
+
+
+def test_bfloat16_evaluation(data, evaluated, tmp_path):
+    """--compute_dtype reaches the net (SSDNet.predict's numbers are checked in test_nets)."""
+    eval_dir = str(tmp_path / 'eval_bf16')
+    _run(['eval_ssd_network.py', f'--checkpoint_path={data["prefix"]}', f'--eval_dir={eval_dir}',
+          '--dataset_name=custom', '--dataset_split_name=test', f'--dataset_dir={data["records_dir"]}',
+          f'--model_name={MODEL}', f'--depth_multiplier={DEPTH}', '--batch_size=4',
+          '--eval_resize=PAD_AND_RESIZE', '--metrics=voc07', '--num_threads=2', '--keep_top_k=1000',
+          '--nms_threshold=0.9', '--compute_dtype=bfloat16', '--nopr_curves'])
+    with open(os.path.join(eval_dir, 'results.json')) as fh:
+        summary = json.load(fh)
+    assert summary['settings']['compute_dtype'] == 'bfloat16'
+    assert evaluated[1]['settings']['compute_dtype'] == 'float32'
+    assert summary['num_images'] == 6 and 0 <= summary['metrics']['voc07'] <= 1
+    with pytest.raises(ValueError, match='compute_dtype'):
+        eval_core.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='x',
+                               dataset_dir='.', compute_dtype='int8')

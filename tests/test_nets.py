@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_slim as slim
 
 from nets import nets_factory
 
@@ -173,3 +174,30 @@ def test_weight_decay_regularizes_every_conv_but_depthwise():
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(ValueError, match='ssd_300_vgg'):
         nets_factory.get_network('ssd_1000')
+
+
+def test_predict_in_bfloat16_returns_float32_softmax_of_float32_logits():
+    rng = np.random.RandomState(2)
+    images = (rng.rand(2, 300, 300, 3).astype(np.float32) - 0.5) * 2
+    with tf.Graph().as_default():
+        net = nets_factory.get_network('ssd_300_mobilenet')(
+            nets_factory.get_network('ssd_300_mobilenet').default_params)
+        inputs = v1.placeholder(tf.float32, [2, 300, 300, 3])
+        with slim.arg_scope(net.arg_scope()):
+            fp32 = net.predict(inputs)
+            with v1.variable_scope(v1.get_variable_scope(), reuse=True):
+                bf16 = net.predict(inputs, 'bfloat16')
+                _, _, logits, _ = net.net(inputs, is_training=False)
+        with pytest.raises(ValueError, match='compute_dtype'):
+            net.predict(inputs, 'int8')
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            fp32, bf16, logits = sess.run([fp32, bf16, logits], {inputs: images})
+    for layer, logit in enumerate(logits):
+        e = np.exp(logit.astype(np.float64) - logit.max(axis=-1, keepdims=True))
+        np.testing.assert_allclose(fp32[0][layer], e / e.sum(axis=-1, keepdims=True), atol=1e-6)
+        for got, want in zip((bf16[0][layer], bf16[1][layer]), (fp32[0][layer], fp32[1][layer])):
+            assert got.dtype == np.float32
+            assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
+        # A float32 softmax: bf16's would be off by ~1e-2 from summing to 1.
+        np.testing.assert_allclose(bf16[0][layer].sum(axis=-1), 1., atol=1e-5)
