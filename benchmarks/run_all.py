@@ -91,7 +91,7 @@ BENCHMARKS = (
               quick_args=['--num_images', '16', '--repeats', '3'],
               quick_models=('ssd_300_mobilenet',)),
     Benchmark('train', 'bench_train.py', lambda p: ['--output', p], _comma('--models'),
-              quick_args=['--steps', '2', '--input_batches', '4']),
+              quick_args=['--steps', '3', '--input_batches', '4']),
     Benchmark('preprocessing', 'bench_preprocessing.py',
               lambda p: ['--output_dir', os.path.dirname(p)],
               lambda models: ['--models'] + [m for m in models if m != 'ssd_512_vgg'],
