@@ -5,7 +5,8 @@ VOC devkit results files (`comp4_det_<split>_<class>.txt`: `image_id score xmin 
   python score_detections.py --results_dir=eval --voc_dir=VOC2007 --split=test [--labels_file=...]
 Classes: --labels_file, else <voc_dir>/labels.txt when present, else the 20 VOC classes.
 
-COCO results JSON against an annotation file (pycocotools' 12 numbers):
+COCO results JSON against an annotation file (per-class AP@[.5:.95] and AP@.5, pycocotools'
+12 numbers):
   python score_detections.py --coco_results=eval/coco_detections.json \
       --coco_annotations=instances_val2017.json
 """
@@ -14,6 +15,7 @@ import sys
 from absl import app
 from absl import flags
 
+from deployment import eval_outputs
 from deployment import eval_scoring
 
 FLAGS = flags.FLAGS
@@ -46,7 +48,8 @@ def main(_):
         else:
             if not (FLAGS.coco_results and FLAGS.coco_annotations):
                 raise app.UsageError('COCO scoring needs both --coco_results and --coco_annotations.')
-            eval_scoring.score_coco_results(FLAGS.coco_results, FLAGS.coco_annotations, stdout=sys.stdout)
+            result, names = eval_scoring.score_coco_results(FLAGS.coco_results, FLAGS.coco_annotations)
+            print(eval_outputs.format_coco_table(result, names))
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'score_detections: error: {err}')
 

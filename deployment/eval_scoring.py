@@ -11,10 +11,13 @@ scored by its own evaluator fed the images in order of first appearance in that 
 gives exactly that order whenever an image's detections are contiguous in the file (as
 `VOCResultsWriter` and most tools write them).
 """
+import contextlib
+import io
 import os
 import xml.etree.ElementTree as ET
 
 import numpy as np
+from pycocotools.coco import COCO
 
 from datasets import labels as labels_lib
 from datasets import pascalvoc
@@ -105,8 +108,15 @@ def score_voc_results(results_dir, voc_dir, split, class_names=labels_lib.VOC_CL
 
 
 def score_coco_results(results_path, annotations_path, stdout=None):
-    """COCO metrics of a results JSON against an annotation file (pycocotools)."""
-    return coco_metrics.evaluate_coco(annotations_path, results_path, stdout=stdout)
+    """COCO metrics of a results JSON against an annotation file (pycocotools), per class too.
+
+    Returns:
+      (`coco_metrics.COCOResult`, {category id: name} in the annotation file's order).
+    """
+    with contextlib.redirect_stdout(stdout or io.StringIO()):
+        ground_truth = COCO(annotations_path)
+    result = coco_metrics.evaluate_coco_per_class(ground_truth, results_path, stdout=stdout)
+    return result, coco_metrics.category_names(ground_truth)
 
 
 def class_names_from(labels_file=None, voc_dir=None):

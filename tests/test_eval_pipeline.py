@@ -151,6 +151,17 @@ def test_coco_per_class_ap_equals_pycocotools_on_the_written_files(evaluated):
         assert line in text.splitlines() and line in stdout.splitlines()
         if ap is not None:
             assert tags[f'eval/coco_AP/{row["name"]}'] == pytest.approx(ap, rel=1e-6)
+    # Offline scoring of the written files prints the same per-class table.
+    printed = _run(['score_detections.py',
+                    f'--coco_results={os.path.join(eval_dir, "coco_detections.json")}',
+                    f'--coco_annotations={os.path.join(eval_dir, "coco_ground_truth.json")}'])
+    table = [line for line in text.splitlines() if line.startswith('COCO')][0]
+    assert table in printed
+    for row in summary['classes']:
+        assert any(line.startswith(f'{row["label"]:>5}  {row["name"]:<{width}}  ')
+                   and line.split()[2] == ('absent' if row['ap_coco'] is None
+                                           else f'{100 * row["ap_coco"]:.2f}')
+                   for line in printed.splitlines())
 
 
 def test_coco_table_and_class_ap_with_an_absent_class():

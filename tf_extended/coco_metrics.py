@@ -223,7 +223,7 @@ def evaluate_coco_per_class(ground_truth: Union[str, os.PathLike, Mapping, COCO]
     """:func:`evaluate_coco` (same arguments, one COCOeval run) plus the per-category AP@[.5:.95]
     and AP@.5, keyed by category name (see :class:`COCOResult`)."""
     evaluator = _run_cocoeval(ground_truth, detections, image_ids, stdout)
-    names = _category_names(evaluator.cocoGt)
+    names = category_names(evaluator.cocoGt)
     ap, ap50 = category_ap(evaluator), category_ap(evaluator, iou_threshold=0.5)
     return COCOResult(metrics=_summary(evaluator),
                       class_ap={name: ap[category] for category, name in names.items()},
@@ -275,7 +275,7 @@ def _index_of(values: list, value, what: str) -> int:
     return values.index(value)
 
 
-def _category_names(gt: COCO) -> Dict[int, str]:
+def category_names(gt: COCO) -> Dict[int, str]:
     """{category id: name} in the ground truth's category order; names must be unique."""
     names = {}
     for category in gt.loadCats(gt.getCatIds()):
