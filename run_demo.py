@@ -164,7 +164,7 @@ def main():
     parser.add_argument('--work_dir', default=os.path.join(ROOT, 'work_dir'))
     parser.add_argument('--num_images', type=int, default=1200,
                         help='synthetic images (75%% train, 25%% test)')
-    parser.add_argument('--steps', type=int, default=1200, help='training steps')
+    parser.add_argument('--steps', type=int, default=1600, help='training steps')
     parser.add_argument('--batch_size', type=int, default=16)
     parser.add_argument('--learning_rate', type=float, default=0.004)
     parser.add_argument('--depth_multiplier', type=float, default=0.5)
