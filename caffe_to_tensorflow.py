@@ -25,6 +25,7 @@ from converters import caffe_pb
 from converters import caffe_ssd
 from converters import checkpoint_io
 from converters import prototxt
+from deployment import logs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('caffemodel_path', None, 'The binary .caffemodel weights.')
@@ -47,6 +48,7 @@ flags.mark_flags_as_required(['caffemodel_path', 'model_name', 'output_path'])
 
 
 def main(_):
+    logs.absl_only()
     mean = [float(m) for m in FLAGS.caffe_mean_bgr] if FLAGS.caffe_mean_bgr else None
     try:
         caffe_convert.convert(

@@ -31,6 +31,7 @@ import cv2
 
 from datasets import dataset_factory
 from deployment import inference
+from deployment import logs
 from deployment import visualization
 from nets import ssd_common
 from tf_extended import atomic_io
@@ -256,6 +257,7 @@ class Run:
 
 
 def main(_):
+    logs.absl_only()
     try:
         detector = make_detector()
     except (ValueError, FileNotFoundError) as err:

@@ -23,6 +23,7 @@ from deployment import checkpoints
 from deployment import eval_core
 from deployment import eval_input
 from deployment import eval_outputs
+from deployment import logs
 from deployment import watcher
 from nets import ssd_common
 
@@ -108,6 +109,7 @@ def _settings():
 
 
 def main(_):
+    logs.absl_only()
     tf.compat.v1.disable_eager_execution()
     try:
         settings = _settings()

@@ -21,6 +21,7 @@ from absl import flags
 from datasets import dataset_factory
 from deployment import export
 from deployment import inference
+from deployment import logs
 from nets import ssd_common
 
 FLAGS = flags.FLAGS
@@ -58,6 +59,7 @@ flags.mark_flags_as_required(['checkpoint_path', 'output_dir'])
 
 
 def main(_):
+    logs.absl_only()
     dataset = None
     if FLAGS.dataset_name:
         dataset = dataset_factory.get_dataset(FLAGS.dataset_name, FLAGS.dataset_split_name,

@@ -24,6 +24,7 @@ import tf_slim as slim
 
 from datasets import dataset_factory
 from deployment import checkpoints
+from deployment import logs
 from deployment import model_deploy
 from deployment import optimization
 from deployment import train_input
@@ -441,7 +442,7 @@ def train():
 
 
 def main(_):
-    logging.set_verbosity(logging.INFO)
+    logs.absl_only(logging.INFO)
     try:
         train()
     except NonFiniteError as e:
