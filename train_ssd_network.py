@@ -421,6 +421,8 @@ def train():
             hooks.append(v1.train.StopAtStepHook(last_step=FLAGS.max_number_of_steps))
         if sync_hook is not None:
             hooks.append(sync_hook)
+        if is_chief:
+            checkpoints.clear_training_finished(FLAGS.train_dir)
         with v1.train.MonitoredTrainingSession(
                 master=master, is_chief=is_chief, checkpoint_dir=FLAGS.train_dir,
                 scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,
@@ -438,7 +440,9 @@ def train():
                     raise NonFiniteError('non-finite loss at step %d' % (log_hook.step + 1)) \
                         from None
     if is_chief:
-        logging.info('Training finished; checkpoints in %s.', FLAGS.train_dir)
+        checkpoints.mark_training_finished(FLAGS.train_dir)
+        logging.info('Training finished; checkpoints in %s (%s written for the eval watcher).',
+                     FLAGS.train_dir, checkpoints.FINISHED_MARKER)
 
 
 def main(_):

@@ -5,12 +5,16 @@
 into the prefix that `tf.compat.v1.train.Saver.restore` and `tf.train.load_checkpoint` take.
 """
 import glob
+import json
 import os
 import re
+import time
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
+
+from tf_extended import atomic_io
 
 _DATA_SUFFIX = re.compile(r'\.data-\d{5}-of-\d{5}$')
 _STEP_SUFFIX = re.compile(r'-(\d+)$')
@@ -35,6 +39,37 @@ def latest_in_directory(directory):
     if not candidates:
         return None
     return max(candidates, key=lambda p: (_step_of(p), os.path.getmtime(p + '.index')))
+
+
+# Written by the trainer when it stops normally, removed when a run starts; the eval watcher
+# stops once it has handled the checkpoint it names.
+FINISHED_MARKER = 'training_finished.json'
+
+
+def mark_training_finished(train_dir):
+    """Writes `<train_dir>/training_finished.json` {"checkpoint": basename, "step", "time"} for the
+    directory's newest checkpoint (atomically)."""
+    prefix = latest_in_directory(train_dir)
+    atomic_io.write_json_atomic(os.path.join(train_dir, FINISHED_MARKER), {
+        'checkpoint': os.path.basename(prefix), 'step': _step_of(prefix),
+        'time': time.strftime('%Y-%m-%dT%H:%M:%S')})
+
+
+def clear_training_finished(train_dir):
+    """Removes the marker (a run is starting or resuming)."""
+    path = os.path.join(train_dir, FINISHED_MARKER)
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def training_finished(train_dir):
+    """The marker's dict, or None while training runs (or never ran to its end)."""
+    path = os.path.join(train_dir, FINISHED_MARKER)
+    try:
+        with open(path, encoding='utf-8') as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
 
 
 def resolve_checkpoint(path):

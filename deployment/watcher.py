@@ -16,7 +16,9 @@ Checkpoints are found in the `checkpoint` state file (`all_model_checkpoint_path
 globbing `*.index`, and are handled in order of their `.index` modification time (then step,
 then name). Before evaluating one, its files are hard-linked (copied when linking is not
 possible) into `eval_dir`, so the trainer's `max_to_keep` deleting it mid-way cannot break the
-evaluation; one already gone is recorded as "unavailable" with a log line.
+evaluation; one already gone is recorded as "unavailable" with a log line. The watcher stops
+when the trainer has finished (`training_finished.json` in its folder) and its last checkpoint
+is handled, at --final_step, or after --eval_timeout seconds without a new checkpoint.
 """
 import csv
 import datetime
@@ -29,6 +31,7 @@ import time
 
 import tensorflow as tf
 
+from deployment import checkpoints
 from deployment import eval_core
 from deployment import eval_outputs
 from tf_extended import atomic_io
@@ -196,6 +199,8 @@ def watch(settings, checkpoint_dir, eval_dir, *, interval_secs=60., timeout_secs
       interval_secs: pause between scans when nothing is pending.
       timeout_secs: stop after this long without a new checkpoint (None: never).
       final_step: stop once a checkpoint of this global step or later has been handled.
+        In any case it stops once the trainer's `training_finished.json` (written at the
+        trainer's normal end) names a checkpoint it has handled, or one that is gone.
       best_metric: 'voc07', 'voc12' or 'coco' (must be in settings.metrics).
       log: callable taking one line (default: print).
     Returns:
@@ -225,6 +230,12 @@ def watch(settings, checkpoint_dir, eval_dir, *, interval_secs=60., timeout_secs
         if pending:
             last_new = clock()
             continue
+        finished = checkpoints.training_finished(checkpoint_dir)
+        if finished is not None and (finished['checkpoint'] in ledger.handled or not os.path.exists(
+                os.path.join(checkpoint_dir, finished['checkpoint'] + '.index'))):
+            log(f'[watch] the trainer finished at step {finished["step"]} '
+                f'({checkpoints.FINISHED_MARKER}, {finished["checkpoint"]}); stopping.')
+            return written
         if timeout_secs is not None and clock() - last_new >= timeout_secs:
             log(f'[watch] no new checkpoint in {checkpoint_dir} for {timeout_secs:g} s; stopping.')
             return written

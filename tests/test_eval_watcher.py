@@ -133,3 +133,35 @@ def test_ledger_names_a_corrupt_line(tmp_path):
     (tmp_path / watcher.LEDGER_NAME).write_text('{"checkpoint": "a", "status": "evaluated"}\nnot json\n')
     with pytest.raises(ValueError, match=r'eval_ledger.jsonl:2'):
         watcher.Ledger(str(tmp_path))
+
+
+def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
+    """training_finished.json naming a handled checkpoint stops the watcher (no timeout, no final
+    step); the trainer writes it, tests/test_train_run.py checks that side."""
+    _, records_dir, class_names = eval_testing.make_synthetic_records(str(tmp_path), num_images=4, seed=6)
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    for step in (10, 20):
+        eval_testing.write_random_checkpoint(os.path.join(train_dir, 'model.ckpt'), MODEL,
+                                             len(class_names) + 1, step, seed=step,
+                                             depth_multiplier=DEPTH)
+    checkpoints.mark_training_finished(train_dir)
+    assert checkpoints.training_finished(train_dir)['checkpoint'] == 'model.ckpt-20'
+    settings = eval_core.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='test',
+                                      dataset_dir=records_dir, batch_size=2,
+                                      params_overrides=(('depth_multiplier', DEPTH),), num_threads=1,
+                                      metrics=('voc07',), pr_curves=False)
+    lines = []
+    entries = watcher.watch(settings, train_dir, eval_dir, log=lines.append,
+                            sleep=lambda s: pytest.fail('should stop: the trainer has finished'))
+    assert [e['checkpoint'] for e in entries] == ['model.ckpt-10', 'model.ckpt-20']
+    assert 'the trainer finished at step 20' in lines[-1]
+    # A resumed run removes the marker: the watcher waits again (until its timeout here).
+    checkpoints.clear_training_finished(train_dir)
+    assert checkpoints.training_finished(train_dir) is None
+    clock = {'now': 0.}
+
+    def sleep(seconds):
+        clock['now'] += seconds
+    assert watcher.watch(settings, train_dir, eval_dir, interval_secs=1., timeout_secs=3.,
+                         log=lines.append, clock=lambda: clock['now'], sleep=sleep) == []
+    assert clock['now'] == 3. and 'no new checkpoint' in lines[-1]

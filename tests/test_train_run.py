@@ -96,6 +96,8 @@ def test_short_run_lowers_loss_and_restores_in_eval_graph(fp32_run):
     assert last < 0.8 * first, (first, last)
     prefix = checkpoints.resolve_checkpoint(train_dir)
     assert prefix.endswith('model.ckpt-30') and _step(prefix) == 30
+    finished = checkpoints.training_finished(train_dir)  # for the eval watcher
+    assert (finished['checkpoint'], finished['step']) == ('model.ckpt-30', 30)
     saved = _tensors(prefix)
     with tf.Graph().as_default():
         _, network_fn = nets_factory.get_network_fn('ssd_300_mobilenet', 7, is_training=False,
@@ -144,6 +146,7 @@ def test_sigkill_then_resume_continues_exactly(dataset_dir, tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+    assert checkpoints.training_finished(train_dir) is None  # killed: not finished
     state = tf.train.get_checkpoint_state(train_dir)
     for prefix in state.all_model_checkpoint_paths:
         _tensors(prefix)  # every listed checkpoint loads
@@ -157,6 +160,7 @@ def test_sigkill_then_resume_continues_exactly(dataset_dir, tmp_path):
     assert 'Resuming from %s' % latest in result.stderr
     assert sorted(_losses(result.stderr)) == [step + 1, step + 2, step + 3]
     assert _step(checkpoints.resolve_checkpoint(train_dir)) == step + 3
+    assert checkpoints.training_finished(train_dir)['step'] == step + 3
     # The resumed session re-saves its starting point: every variable (weights, Adam slots,
     # global step, BN statistics) came back unchanged.
     after = _tensors(latest)
