@@ -60,8 +60,8 @@ flags.DEFINE_float('select_threshold', 0.5, 'Minimum score of a detection.')
 flags.DEFINE_float('nms_threshold', None, 'NMS IoU threshold (checkpoints; default: the model '
                                           'config\'s, else 0.45).')
 flags.DEFINE_enum('compute_dtype', 'float32', list(ssd_common.COMPUTE_DTYPES),
-                  'Arithmetic of the net (checkpoints): bfloat16 for CPUs with AVX-512 BF16 or AMX, '
-                  'float16 for GPUs; exports keep theirs.')
+                  'Arithmetic of the net (checkpoints): bfloat16 for CPUs with AVX-512 BF16 or '
+                  'AMX, float16 for GPUs; exports keep theirs.')
 flags.DEFINE_integer('top_k', None, 'Candidates per class before NMS (checkpoints; default: the '
                                     'model config\'s, else 400).')
 flags.DEFINE_integer('keep_top_k', None, 'Detections per image after NMS (default: the model '

@@ -5,8 +5,8 @@
         --output_dir=export/ssd300
     # only the TF formats, no dataset needed (class names from a labels file), bfloat16 arithmetic:
     python export_ssd_network.py --checkpoint_path=model.ckpt --model_name=ssd_300_mobilenet \
-        --num_classes=7 --labels_file=labels.txt --formats=frozen_graph,saved_model --compute_dtype=bfloat16 \
-        --output_dir=out
+        --num_classes=7 --labels_file=labels.txt --formats=frozen_graph,saved_model \
+        --compute_dtype=bfloat16 --output_dir=out
 
 Every export takes uint8 RGB images of any size (`--fixed_size`: of the net's input size) and
 holds the evaluation preprocessing, the net and NMS; see deployment/export.py for the files and

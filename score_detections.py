@@ -48,7 +48,8 @@ def main(_):
         else:
             if not (FLAGS.coco_results and FLAGS.coco_annotations):
                 raise app.UsageError('COCO scoring needs both --coco_results and --coco_annotations.')
-            result, names = eval_scoring.score_coco_results(FLAGS.coco_results, FLAGS.coco_annotations)
+            result, names = eval_scoring.score_coco_results(FLAGS.coco_results,
+                                                            FLAGS.coco_annotations)
             print(eval_outputs.format_coco_table(result, names))
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'score_detections: error: {err}')

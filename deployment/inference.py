@@ -64,8 +64,8 @@ class ModelSpec:
     params: the net's `SSDParams` (num_classes included); mean_rgb / scale: the input
     normalisation `(RGB - mean_rgb) * scale`; class_names: names of labels 1..C-1;
     select_threshold, nms_threshold, top_k, keep_top_k: Caffe DetectionOutput settings;
-    compute_dtype: the net's arithmetic, one of `ssd_common.COMPUTE_DTYPES` (weights stay float32 and are
-    cast by the layers; softmax, decoding and NMS always run in float32).
+    compute_dtype: the net's arithmetic, one of `ssd_common.COMPUTE_DTYPES` (weights stay
+    float32 and are cast by the layers; softmax, decoding and NMS always run in float32).
     """
     model_name: str
     params: ssd_params_lib.SSDParams

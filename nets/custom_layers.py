@@ -67,7 +67,7 @@ def _dilated_conv2d_grads(x, w, dy, pads, rate):
     """(dL/dx, dL/dw) of `y = conv2d(pad(x, pads), w, 1, 'VALID', dilations=rate)`, NHWC.
 
     TF's CPU backprop kernels reject dilations, and the SpaceToBatch form they would need runs
-    3x3 convolutions on tiny 6x6 blocks (conv6 of VGG-SSD: ~25 % of a bf16 training step). Here
+    3x3 convolutions on tiny 6x6 blocks (conv6 of VGG-SSD: ~22 % of a bf16 training step). Here
     dL/dx is itself a dilated convolution (of dy with the flipped, transposed kernel: the native
     forward kernel), and dL/dw one matmul per kernel tap: dw[i, j] = x_tap^T dy.
     """
@@ -75,8 +75,8 @@ def _dilated_conv2d_grads(x, w, dy, pads, rate):
     k_h, k_w = int(w.shape[0]), int(w.shape[1])
     span_h, span_w = rate * (k_h - 1), rate * (k_w - 1)
     flipped = tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2])
-    dy_padded = tf.pad(dy, [[0, 0], [span_h - top, span_h - bottom], [span_w - left, span_w - right],
-                            [0, 0]])
+    dy_padded = tf.pad(dy, [[0, 0], [span_h - top, span_h - bottom],
+                            [span_w - left, span_w - right], [0, 0]])
     dx = tf.nn.conv2d(dy_padded, flipped, 1, 'VALID', dilations=rate)
     x_padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
     height, width = tf.shape(dy)[1], tf.shape(dy)[2]
@@ -139,7 +139,7 @@ def _depthwise_conv2d(inputs, weights, strides, padding, data_format):
     """`tf.nn.depthwise_conv2d`; in bfloat16 its gradients are computed in float32.
 
     oneDNN's bf16 depthwise backward kernels are 2-4x slower than its fp32 ones on an AVX-512
-    BF16 CPU (measured: 213 vs 75 ms per MobileNet-SSD training step at batch 8), while the bf16
+    BF16 CPU (measured: 213 vs 72 ms per MobileNet-SSD training step at batch 8), while the bf16
     forward is the faster one; the casts cost a few ms.
     """
     if inputs.dtype != tf.bfloat16:
