@@ -29,7 +29,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_nets  # noqa: E402
 from nets import nets_factory  # noqa: E402
-from tf_extended import atomic_io  # noqa: E402
 
 v1 = tf.compat.v1
 BF16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
@@ -138,9 +137,7 @@ def main():
     table = markdown(report)
     print(table)
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        atomic_io.write_json_atomic(args.output, report)
-        atomic_io.write_text_atomic(os.path.splitext(args.output)[0] + '.md', table)
+        bench_nets.write_report(args.output, report, table)
 
 
 if __name__ == '__main__':

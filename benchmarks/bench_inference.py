@@ -122,10 +122,8 @@ def main():
     result = {'rows': rows, 'image_shape': IMAGE_SHAPE, 'tensorflow': tf.__version__,
               'machine': platform.machine(), 'cpus': os.cpu_count(),
               'total_seconds': round(time.perf_counter() - start, 1)}
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    atomic_io.write_json_atomic(args.output, result)
     table = markdown(rows)
-    atomic_io.write_text_atomic(os.path.splitext(args.output)[0] + '.md', table)
+    bench_nets.write_report(args.output, result, table)
     print(table)
     print(f'total {result["total_seconds"]} s; wrote {args.output}')
 

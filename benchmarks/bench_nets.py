@@ -40,6 +40,15 @@ def multiply_accumulates(graph):
     return total
 
 
+def write_report(path, report, table=None):
+    """Writes `report` as JSON to `path` and the markdown `table` (if any) beside it as `.md`,
+    both atomically, creating the folder (the benchmarks' one writer)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_io.write_json_atomic(path, report)
+    if table is not None:
+        atomic_io.write_text_atomic(os.path.splitext(path)[0] + '.md', table)
+
+
 def median_seconds(fn, repeats, warmup=2):
     """Median wall time of `fn()` over `repeats` runs after `warmup` untimed ones (the benchmarks'
     one timer)."""
@@ -108,11 +117,10 @@ def main():
                 r[prefix + 'latency_ms_b1'], r[prefix + 'ms_per_image_b8'],
                 r[prefix + 'images_per_s_b8']))
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         report = {'date': time.strftime('%Y-%m-%d'), 'machine': platform.processor() or
                   platform.machine(), 'cpus': os.cpu_count(), 'tensorflow': tf.__version__,
                   'results': rows}
-        atomic_io.write_json_atomic(args.output, report)
+        write_report(args.output, report)
 
 
 if __name__ == '__main__':

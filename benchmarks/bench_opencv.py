@@ -37,7 +37,8 @@ from converters import caffe_convert  # noqa: E402
 from converters import caffe_testing  # noqa: E402
 from nets import nets_factory  # noqa: E402
 from nets import ssd_common  # noqa: E402
-from tf_extended import atomic_io  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_nets  # noqa: E402
 
 v1 = tf.compat.v1
 # (batch-1 repeats, batch-8 repeats) after one warm-up; --repeats_scale multiplies them.
@@ -200,9 +201,7 @@ def main():
     table = markdown(rows)
     print(table)
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        atomic_io.write_json_atomic(args.output, report)
-        atomic_io.write_text_atomic(os.path.splitext(args.output)[0] + '.md', table)
+        bench_nets.write_report(args.output, report, table)
 
 
 if __name__ == '__main__':
