@@ -25,7 +25,7 @@ from converters import caffe_pb
 from converters import caffe_ssd
 from converters import checkpoint_io
 from converters import prototxt
-from deployment import logs
+from tf_extended import logs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('caffemodel_path', None, 'The binary .caffemodel weights.')

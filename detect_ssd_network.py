@@ -30,9 +30,9 @@ from absl import flags
 import cv2
 
 from datasets import dataset_factory
-from deployment import inference
-from deployment import logs
-from deployment import visualization
+from inference import detection
+from tf_extended import logs
+from inference import visualization
 from nets import ssd_common
 from tf_extended import atomic_io
 
@@ -84,23 +84,23 @@ class TFLiteImageDetector:
     """
 
     def __init__(self, path):
-        self.model = inference.TFLiteDetector(path)
+        self.model = detection.TFLiteDetector(path)
         metadata_path = os.path.join(os.path.dirname(os.path.abspath(path)),
-                                     inference.METADATA_FILE)
+                                     detection.METADATA_FILE)
         if not os.path.isfile(metadata_path):
-            raise FileNotFoundError(f'{path}: no {inference.METADATA_FILE} beside it; copy the one '
+            raise FileNotFoundError(f'{path}: no {detection.METADATA_FILE} beside it; copy the one '
                                     f'export_ssd_network.py wrote with the model next to it.')
-        meta = inference.read_metadata(metadata_path)
+        meta = detection.read_metadata(metadata_path)
         # TFLite has no bfloat16/float16 kernels: its models compute in float32 (the int8 one's
         # net in int8) whatever the exported spec says (export.tflite_model).
-        self.spec = dataclasses.replace(inference.spec_from_dict(meta), compute_dtype='float32')
+        self.spec = dataclasses.replace(detection.spec_from_dict(meta), compute_dtype='float32')
         # Checked in detect: the interpreter fails on other sizes with an obscure XNNPack
         # reshape error.
         self.fixed_size = not meta['input'].get('any_size', True)
         self.path = path
 
     def detect(self, images):
-        """Per-image detections (`inference.split_detections`) of uint8 RGB `[H_i, W_i, 3]`."""
+        """Per-image detections (`detection.split_detections`) of uint8 RGB `[H_i, W_i, 3]`."""
         if self.fixed_size:
             wrong = sorted({im.shape[:2] for im in images} - {self.spec.input_shape})
             if wrong:
@@ -120,9 +120,9 @@ class TFLiteImageDetector:
 def load_exported_detector():
     """The detector of --saved_model_dir, --frozen_graph or --tflite_model (whichever is set)."""
     if FLAGS.saved_model_dir:
-        return inference.Detector.from_saved_model(FLAGS.saved_model_dir)
+        return detection.Detector.from_saved_model(FLAGS.saved_model_dir)
     if FLAGS.frozen_graph:
-        return inference.Detector.from_frozen_graph(FLAGS.frozen_graph)
+        return detection.Detector.from_frozen_graph(FLAGS.frozen_graph)
     return TFLiteImageDetector(FLAGS.tflite_model)
 
 
@@ -137,17 +137,17 @@ def make_detector():
                                               FLAGS.dataset_dir)
     if FLAGS.checkpoint_path:
         num_classes = FLAGS.num_classes or (dataset.num_classes if dataset else None)
-        spec = inference.model_spec(
+        spec = detection.model_spec(
             FLAGS.model_name, num_classes, FLAGS.model_config,
             depth_multiplier=FLAGS.depth_multiplier, compute_dtype=FLAGS.compute_dtype,
             select_threshold=FLAGS.select_threshold, nms_threshold=FLAGS.nms_threshold,
             top_k=FLAGS.top_k, keep_top_k=FLAGS.keep_top_k)
-        spec = inference.with_class_names(spec, FLAGS.labels_file, dataset)
-        detector = inference.Detector.from_checkpoint(spec, FLAGS.checkpoint_path)
+        spec = detection.with_class_names(spec, FLAGS.labels_file, dataset)
+        detector = detection.Detector.from_checkpoint(spec, FLAGS.checkpoint_path)
     else:
         detector = load_exported_detector()
         exported = detector.spec
-        detector.spec = inference.with_class_names(exported, FLAGS.labels_file, dataset)
+        detector.spec = detection.with_class_names(exported, FLAGS.labels_file, dataset)
         if FLAGS.select_threshold < exported.select_threshold:
             print(f'note: the model was exported with select_threshold '
                   f'{exported.select_threshold}; lower scores are not available.')
@@ -191,7 +191,7 @@ class Run:
         self.failures.append({'file': path, 'error': message})
 
     def pixel_rows(self, detections, height, width):
-        return inference.pixel_detections(detections, height, width, self.detector.spec.class_names)
+        return detection.pixel_detections(detections, height, width, self.detector.spec.class_names)
 
     def flush_images(self, batch):
         if not batch:
@@ -267,13 +267,13 @@ def main(_):
     start = time.perf_counter()
     batch = []
     with detector:
-        for path in inference.expand_inputs(FLAGS.input):
-            if inference.is_video(path):
+        for path in detection.expand_inputs(FLAGS.input):
+            if detection.is_video(path):
                 run.flush_images(batch)
                 run.video(path)
                 continue
             try:
-                batch.append((path, inference.load_image_rgb(path)))
+                batch.append((path, detection.load_image_rgb(path)))
             except ValueError as err:
                 run.fail(path, err)
             if len(batch) == FLAGS.batch_size:

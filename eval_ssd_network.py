@@ -4,14 +4,14 @@ One checkpoint (a prefix, one of its files, or a directory -> its latest):
   python eval_ssd_network.py --checkpoint_path=train/model.ckpt-120000 --eval_dir=eval \
       --dataset_name=pascalvoc_2007 --dataset_split_name=test --dataset_dir=tfrecords \
       --model_name=ssd_300_vgg
-Beside a trainer, every checkpoint it writes, once each (see deployment/watcher.py):
+Beside a trainer, every checkpoint it writes, once each (see evaluation/watcher.py):
   python eval_ssd_network.py --wait_for_checkpoints --checkpoint_path=train --eval_dir=eval \
       ... --num_threads=2 --eval_timeout=3600 --final_step=120000
 A converted Caffe model: add --model_config=model.ckpt.json (written by caffe_to_tensorflow.py):
 its SSD params, DetectionOutput thresholds (unless given as flags) and input normalisation.
 
 Outputs in --eval_dir: results.json/.txt, comp4_det_<split>_<class>.txt, coco_*.json (with
---metrics=coco), pr_curves/, TensorBoard scalars (see deployment/eval_core.py).
+--metrics=coco), pr_curves/, TensorBoard scalars (see evaluation/evaluate.py).
 """
 import sys
 
@@ -19,12 +19,12 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
-from deployment import checkpoints
-from deployment import eval_core
-from deployment import eval_input
-from deployment import eval_outputs
-from deployment import logs
-from deployment import watcher
+from model import checkpoints
+from evaluation import evaluate
+from evaluation import input as eval_input
+from evaluation import outputs as eval_outputs
+from tf_extended import logs
+from evaluation import watcher
 from nets import ssd_common
 
 FLAGS = flags.FLAGS
@@ -78,7 +78,7 @@ def _settings():
     params, detection, normalisation = {}, {}, {}
     model_name = FLAGS.model_name
     if FLAGS.model_config:
-        config = eval_core.load_model_config(FLAGS.model_config)
+        config = evaluate.load_model_config(FLAGS.model_config)
         if config['model_name'] and config['model_name'] != model_name:
             if FLAGS['model_name'].present:
                 raise ValueError(f'--model_name={model_name} but {FLAGS.model_config} is for '
@@ -105,7 +105,7 @@ def _settings():
         compute_dtype=FLAGS.compute_dtype)
     options.update(detection)
     options.update(normalisation)
-    return eval_core.EvalSettings(**options)
+    return evaluate.EvalSettings(**options)
 
 
 def main(_):
@@ -119,8 +119,8 @@ def main(_):
                           final_step=FLAGS.final_step, best_metric=FLAGS.best_metric)
         else:
             prefix = checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
-            eval_core.evaluate_checkpoint(settings, prefix, FLAGS.eval_dir, summary_dir=FLAGS.eval_dir)
-    except (ValueError, FileNotFoundError, eval_core.CheckpointUnavailable) as err:
+            evaluate.evaluate_checkpoint(settings, prefix, FLAGS.eval_dir, summary_dir=FLAGS.eval_dir)
+    except (ValueError, FileNotFoundError, evaluate.CheckpointUnavailable) as err:
         sys.exit(f'eval_ssd_network: error: {err}')
 
 

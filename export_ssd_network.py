@@ -9,8 +9,8 @@
         --compute_dtype=bfloat16 --output_dir=out
 
 Every export takes uint8 RGB images of any size (`--fixed_size`: of the net's input size) and
-holds the evaluation preprocessing, the net and NMS; see deployment/export.py for the files and
-deployment/inference.py for the tensors. The dataset split (--dataset_*) gives the class names
+holds the evaluation preprocessing, the net and NMS; see inference/export.py for the files and
+inference/detection.py for the tensors. The dataset split (--dataset_*) gives the class names
 and, for tflite_int8, the calibration images (the first --num_calibration_images).
 """
 import sys
@@ -19,9 +19,9 @@ from absl import app
 from absl import flags
 
 from datasets import dataset_factory
-from deployment import export
-from deployment import inference
-from deployment import logs
+from inference import export
+from inference import detection
+from tf_extended import logs
 from nets import ssd_common
 
 FLAGS = flags.FLAGS
@@ -66,12 +66,12 @@ def main(_):
                                               FLAGS.dataset_dir)
     num_classes = FLAGS.num_classes or (dataset.num_classes if dataset else None)
     try:
-        spec = inference.model_spec(
+        spec = detection.model_spec(
             FLAGS.model_name, num_classes, FLAGS.model_config,
             depth_multiplier=FLAGS.depth_multiplier, compute_dtype=FLAGS.compute_dtype,
             select_threshold=FLAGS.select_threshold,
             nms_threshold=FLAGS.nms_threshold, top_k=FLAGS.top_k, keep_top_k=FLAGS.keep_top_k)
-        spec = inference.with_class_names(spec, FLAGS.labels_file, dataset)
+        spec = detection.with_class_names(spec, FLAGS.labels_file, dataset)
         calibration = None
         if 'tflite_int8' in FLAGS.formats:
             if dataset is None:

@@ -15,8 +15,8 @@ import sys
 from absl import app
 from absl import flags
 
-from deployment import eval_outputs
-from deployment import eval_scoring
+from evaluation import outputs as eval_outputs
+from evaluation import scoring
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('results_dir', None, 'VOC: folder holding the results files.')
@@ -40,15 +40,15 @@ def main(_):
         if voc:
             if not (FLAGS.results_dir and FLAGS.voc_dir):
                 raise app.UsageError('VOC scoring needs both --results_dir and --voc_dir.')
-            result = eval_scoring.score_voc_results(
+            result = scoring.score_voc_results(
                 FLAGS.results_dir, FLAGS.voc_dir, FLAGS.split,
-                eval_scoring.class_names_from(FLAGS.labels_file, FLAGS.voc_dir), FLAGS.competition,
+                scoring.class_names_from(FLAGS.labels_file, FLAGS.voc_dir), FLAGS.competition,
                 FLAGS.iou_threshold, FLAGS.iou_rule)
             print(result.format_table())
         else:
             if not (FLAGS.coco_results and FLAGS.coco_annotations):
                 raise app.UsageError('COCO scoring needs both --coco_results and --coco_annotations.')
-            result, names = eval_scoring.score_coco_results(FLAGS.coco_results,
+            result, names = scoring.score_coco_results(FLAGS.coco_results,
                                                             FLAGS.coco_annotations)
             print(eval_outputs.format_coco_table(result, names))
     except (ValueError, FileNotFoundError) as err:

@@ -23,11 +23,11 @@ import tensorflow as tf
 import tf_slim as slim
 
 from datasets import dataset_factory
-from deployment import checkpoints
-from deployment import logs
-from deployment import model_deploy
-from deployment import optimization
-from deployment import train_input
+from model import checkpoints
+from tf_extended import logs
+from training import model_deploy
+from training import optimization
+from training import input as train_input
 from nets import nets_factory
 from nets import ssd_params
 from preprocessing import preprocessing_factory

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tensorflow as tf  # noqa: E402  (imported before timing)
 
 from converters import caffe_convert  # noqa: E402
-from converters import caffe_testing  # noqa: E402
+from tests import caffe_fixtures  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -42,8 +42,8 @@ flags.DEFINE_string('output_json', None, 'Where to write the results as JSON.')
 
 
 def _conversion(directory):
-    net = caffe_testing.vgg_ssd(512, seed=2)
-    proto, model = caffe_testing.write_net(net, directory, 'ssd512')
+    net = caffe_fixtures.vgg_ssd(512, seed=2)
+    proto, model = caffe_fixtures.write_net(net, directory, 'ssd512')
     floats = sum(b.size for layer in net.layers for b in layer.blobs)
     out = os.path.join(directory, 'ssd512.ckpt')
     times = []
@@ -69,21 +69,21 @@ def _rel(a, b):
 
 
 def _parity(name, directory):
-    model_name, make, size, mean, scale = caffe_testing.PARITY_NETS[name]
+    model_name, make, size, mean, scale = caffe_fixtures.PARITY_NETS[name]
     net = make()
-    blob = caffe_testing.opencv_blob(caffe_testing.photo_like_image(size, size, seed=7),
+    blob = caffe_fixtures.opencv_blob(caffe_fixtures.photo_like_image(size, size, seed=7),
                                      (size, size), mean, scale)
-    caffe_testing.calibrate_heads(net, blob)
-    proto, model = caffe_testing.write_net(net, directory, name)
+    caffe_fixtures.calibrate_heads(net, blob)
+    proto, model = caffe_fixtures.write_net(net, directory, name)
     names = ['mbox_loc', 'mbox_conf', 'mbox_priorbox']
     cv_times = []
     for _ in range(FLAGS.repeats):
         start = time.perf_counter()
-        cv = caffe_testing.opencv_forward(net, blob, names)
+        cv = caffe_fixtures.opencv_forward(net, blob, names)
         cv_times.append(time.perf_counter() - start)
     out = os.path.join(directory, name + '.ckpt')
     caffe_convert.convert(model, out, model_name, prototxt_path=proto, log=lambda line: None)
-    ours = caffe_testing.our_forward(out, caffe_convert.load_config(out), blob,
+    ours = caffe_fixtures.our_forward(out, caffe_convert.load_config(out), blob,
                                      repeats=FLAGS.repeats + 1)
     n = len(ours['anchors'])
     priors = cv['mbox_priorbox'].reshape(2, n, 4)[0][:, [1, 0, 3, 2]]
@@ -104,7 +104,7 @@ def main(_):
     tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.ERROR)
     with tempfile.TemporaryDirectory() as directory:
         conversion = _conversion(directory)
-        parity = [_parity(name, directory) for name in caffe_testing.PARITY_NETS]
+        parity = [_parity(name, directory) for name in caffe_fixtures.PARITY_NETS]
     results = {'machine': platform.platform(), 'cpus': os.cpu_count(),
                'tensorflow': tf.__version__, 'conversion': conversion, 'parity': parity}
     print('| conversion | floats | caffemodel MB | seconds (median) | tracemalloc peak MB | '

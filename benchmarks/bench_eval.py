@@ -3,7 +3,7 @@
 For each net, three images/s figures on the same batch size:
   forward       the net alone on an in-graph batch (no input, no post-processing);
   +postprocess  the net plus `detected_bboxes` (per-class top-k, NMS, keep_top_k);
-  evaluation    `eval_core.evaluate_checkpoint`'s loop: records -> decode -> eval preprocessing
+  evaluation    `evaluate.evaluate_checkpoint`'s loop: records -> decode -> eval preprocessing
                 -> net -> post-processing -> mapping back -> VOC metrics and results files
                 (graph building and restoring excluded, as in the images/s it reports).
 and the share of the evaluation time that is not the forward pass.
@@ -24,8 +24,8 @@ import tf_slim as slim
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from deployment import eval_core  # noqa: E402
-from deployment import eval_testing  # noqa: E402
+from evaluation import evaluate  # noqa: E402
+from tests import eval_fixtures  # noqa: E402
 from nets import nets_factory  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
 
@@ -51,7 +51,7 @@ def _in_graph_rate(model_name, num_classes, batch_size, repeats, with_postproces
         else:
             fetch = [tf.reduce_sum(p) for p in predictions + localisations]
         init = tf.compat.v1.global_variables_initializer()
-    with tf.compat.v1.Session(graph=graph, config=eval_core.session_config(FLAGS.num_threads)) as sess:
+    with tf.compat.v1.Session(graph=graph, config=evaluate.session_config(FLAGS.num_threads)) as sess:
         sess.run(init)
         sess.run(fetch)
         times = []
@@ -67,17 +67,17 @@ def main(_):
     results = []
     with tempfile.TemporaryDirectory() as root:
         # The synthetic generator puts a quarter of the images in the test split.
-        _, records_dir, class_names = eval_testing.make_synthetic_records(root, num_images=4 * FLAGS.num_images)
+        _, records_dir, class_names = eval_fixtures.make_synthetic_records(root, num_images=4 * FLAGS.num_images)
         num_classes = len(class_names) + 1
         for model in FLAGS.models:
-            prefix = eval_testing.write_random_checkpoint(os.path.join(root, model, 'model.ckpt'), model,
+            prefix = eval_fixtures.write_random_checkpoint(os.path.join(root, model, 'model.ckpt'), model,
                                                           num_classes, 1)
             forward = _in_graph_rate(model, num_classes, FLAGS.batch_size, FLAGS.repeats, False)
             post = _in_graph_rate(model, num_classes, FLAGS.batch_size, FLAGS.repeats, True)
-            settings = eval_core.EvalSettings(model_name=model, dataset_name='custom', dataset_split_name='test',
+            settings = evaluate.EvalSettings(model_name=model, dataset_name='custom', dataset_split_name='test',
                                               dataset_dir=records_dir, batch_size=FLAGS.batch_size,
                                               num_threads=FLAGS.num_threads, pr_curves=False)
-            result = eval_core.evaluate_checkpoint(settings, prefix, os.path.join(root, model, 'eval'),
+            result = evaluate.evaluate_checkpoint(settings, prefix, os.path.join(root, model, 'eval'),
                                                    log=lambda line: None)
             evaluation = result.summary['images_per_second']
             row = {'model': model, 'batch_size': FLAGS.batch_size, 'images': result.num_images,

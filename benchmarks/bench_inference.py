@@ -28,8 +28,8 @@ import tensorflow as tf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_nets  # noqa: E402
-from deployment import export  # noqa: E402
-from deployment import inference  # noqa: E402
+from inference import export  # noqa: E402
+from inference import detection  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
 
 v1 = tf.compat.v1
@@ -43,7 +43,7 @@ IMAGE_SHAPE = (480, 640, 3)
 
 def write_checkpoint(spec, directory):
     with tf.Graph().as_default():
-        inference.build_detection_graph(spec)
+        detection.build_detection_graph(spec)
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
             return v1.train.Saver().save(sess, os.path.join(directory, 'model.ckpt'))
@@ -52,7 +52,7 @@ def write_checkpoint(spec, directory):
 def bench_model(name, work_dir, dtypes, tflite_threads, log):
     """Rows (model, format, dtype, latency_ms, batch8_ms_per_image, ...) of one net."""
     select, top_k, keep_top_k = DETECTION[name]
-    spec = inference.model_spec(name, num_classes=21, select_threshold=select, top_k=top_k,
+    spec = detection.model_spec(name, num_classes=21, select_threshold=select, top_k=top_k,
                                 keep_top_k=keep_top_k)
     prefix = write_checkpoint(spec, work_dir)
     rng = np.random.RandomState(0)
@@ -61,17 +61,17 @@ def bench_model(name, work_dir, dtypes, tflite_threads, log):
     frozen = {dtype: export.export(typed[dtype], prefix, os.path.join(work_dir, dtype),
                                    formats=['frozen_graph'], log=lambda _: None)['frozen_graph']
               for dtype in dtypes}
-    setups = [('checkpoint', dtype, lambda batch, dtype=dtype: inference.Detector.from_checkpoint(
+    setups = [('checkpoint', dtype, lambda batch, dtype=dtype: detection.Detector.from_checkpoint(
         typed[dtype], prefix)) for dtype in dtypes]
     setups += [('frozen_graph', dtype, lambda batch, dtype=dtype:
-                inference.Detector.from_frozen_graph(frozen[dtype])) for dtype in dtypes]
+                detection.Detector.from_frozen_graph(frozen[dtype])) for dtype in dtypes]
     tflite_path = lambda fmt, batch: os.path.join(work_dir, f'{fmt}_{batch}.tflite')
     for fmt, dtype in TFLITE_FORMATS:
         def make(batch, fmt=fmt):
             calibration = images[:2] if fmt == 'tflite_int8' else None
             atomic_io.write_bytes_atomic(tflite_path(fmt, batch), export.tflite_model(
                 spec, prefix, batch, representative_images=calibration))
-            return inference.TFLiteDetector(tflite_path(fmt, batch), num_threads=tflite_threads)
+            return detection.TFLiteDetector(tflite_path(fmt, batch), num_threads=tflite_threads)
         setups.append((fmt, dtype, make))
     rows = []
     for fmt, dtype, make in setups:

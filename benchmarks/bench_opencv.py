@@ -4,7 +4,7 @@ and throughput (batch 8).
     python benchmarks/bench_opencv.py [--nets mobilenet_merged,vgg300] [--threads 2] \
         [--output benchmarks/results/opencv.json]
 
-Per net (`caffe_testing.PARITY_NETS`: MobileNet-SSD300 with merged BatchNorm, VGG16 SSD300), a
+Per net (`caffe_fixtures.PARITY_NETS`: MobileNet-SSD300 with merged BatchNorm, VGG16 SSD300), a
 seeded random Caffe model (deploy prototxt + caffemodel, exact published blob shapes) is written
 to a temp folder and
   opencv        `cv2.dnn.readNetFromCaffe` (OpenCV backend, CPU, `cv2.setNumThreads`), input
@@ -34,7 +34,7 @@ import tf_slim as slim
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from converters import caffe_convert  # noqa: E402
-from converters import caffe_testing  # noqa: E402
+from tests import caffe_fixtures  # noqa: E402
 from nets import nets_factory  # noqa: E402
 from nets import ssd_common  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -123,12 +123,12 @@ class TFRunner:
 
 
 def bench_net(name, work_dir, threads, repeats_scale, log):
-    model_name, make, size, mean, scale = caffe_testing.PARITY_NETS[name]
+    model_name, make, size, mean, scale = caffe_fixtures.PARITY_NETS[name]
     net = make()
-    images = [caffe_testing.photo_like_image(size, size, seed=i) for i in range(max(BATCHES))]
-    caffe_testing.calibrate_heads(
-        net, caffe_testing.opencv_blob(images[0], (size, size), mean, scale))
-    proto, model = caffe_testing.write_net(net, work_dir, name)
+    images = [caffe_fixtures.photo_like_image(size, size, seed=i) for i in range(max(BATCHES))]
+    caffe_fixtures.calibrate_heads(
+        net, caffe_fixtures.opencv_blob(images[0], (size, size), mean, scale))
+    proto, model = caffe_fixtures.write_net(net, work_dir, name)
     checkpoint = os.path.join(work_dir, name + '.ckpt')
     caffe_convert.convert(model, checkpoint, model_name, prototxt_path=proto, log=lambda _: None)
     rows = []
@@ -177,7 +177,7 @@ def markdown(rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--nets', default='mobilenet_merged,vgg300',
-                        help='comma-separated keys of caffe_testing.PARITY_NETS')
+                        help='comma-separated keys of caffe_fixtures.PARITY_NETS')
     parser.add_argument('--threads', type=int, default=2,
                         help='cv2.setNumThreads and TF intra-op threads')
     parser.add_argument('--repeats_scale', type=float, default=1.,
@@ -185,10 +185,10 @@ def main():
     parser.add_argument('--output', default=None, help='JSON file to write (and .md beside it)')
     args = parser.parse_args()
     nets = args.nets.split(',')
-    unknown = [n for n in nets if n not in caffe_testing.PARITY_NETS]
+    unknown = [n for n in nets if n not in caffe_fixtures.PARITY_NETS]
     if unknown:
         parser.error('unknown --nets %s; choose from %s' % (
-            unknown, ', '.join(caffe_testing.PARITY_NETS)))
+            unknown, ', '.join(caffe_fixtures.PARITY_NETS)))
     v1.logging.set_verbosity(v1.logging.ERROR)
     cv2.setNumThreads(args.threads)
     rows = []

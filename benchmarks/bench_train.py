@@ -5,7 +5,7 @@ the training input pipeline alone.
 
 The step is the graph `train_ssd_network.py` builds (clones, SSD loss, weight decay, Adam, batch
 norm updates, NaN guard) fed from a constant batch in memory, so it measures the model, not the
-input. The input pipeline is `deployment.train_input.train_dataset` on a small synthetic dataset
+input. The input pipeline is `training.input.train_dataset` on a small synthetic dataset
 (decode, SSD300* augmentation, box encoding, batching) iterated alone. Medians over `--steps`
 runs after one warm-up; prints a markdown table and writes JSON (atomically).
 """
@@ -27,8 +27,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import train_ssd_network  # noqa: E402
 from datasets import dataset_factory  # noqa: E402
-from deployment import model_deploy  # noqa: E402
-from deployment import train_input  # noqa: E402
+from training import model_deploy  # noqa: E402
+from training import input as train_input  # noqa: E402
 from preprocessing import preprocessing_factory  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
 

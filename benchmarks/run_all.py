@@ -34,7 +34,7 @@ from tf_extended import atomic_io  # noqa: E402
 
 MODELS = ('ssd_300_mobilenet', 'ssd_300_vgg', 'ssd_512_vgg')
 QUICK_MODELS = ('ssd_300_mobilenet', 'ssd_300_vgg')
-# bench_opencv.py names its nets by caffe_testing.PARITY_NETS key.
+# bench_opencv.py names its nets by caffe_fixtures.PARITY_NETS key.
 OPENCV_NETS = {'ssd_300_mobilenet': 'mobilenet_merged', 'ssd_300_vgg': 'vgg300',
                'ssd_512_vgg': 'vgg512'}
 # The speed targets of issue #9 (stated in the report, not asserted).

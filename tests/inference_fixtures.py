@@ -7,7 +7,7 @@ import tensorflow as tf
 import tf_slim as slim
 
 from datasets import synthetic
-from deployment import inference
+from inference import detection
 from tests import data_fixtures
 
 v1 = tf.compat.v1
@@ -15,13 +15,13 @@ v1 = tf.compat.v1
 NUM_CLASSES = len(synthetic.CLASSES) + 1
 
 
-def small_spec(**detection):
+def small_spec(**settings):
     """ssd_300_mobilenet at depth multiplier 0.25 with the synthetic dataset's classes."""
-    detection.setdefault('select_threshold', 0.05)
-    detection.setdefault('top_k', 50)
-    detection.setdefault('keep_top_k', 40)
-    return inference.model_spec('ssd_300_mobilenet', num_classes=NUM_CLASSES,
-                                depth_multiplier=0.25, class_names=synthetic.CLASSES, **detection)
+    settings.setdefault('select_threshold', 0.05)
+    settings.setdefault('top_k', 50)
+    settings.setdefault('keep_top_k', 40)
+    return detection.model_spec('ssd_300_mobilenet', num_classes=NUM_CLASSES,
+                                depth_multiplier=0.25, class_names=synthetic.CLASSES, **settings)
 
 
 def random_images(seed, sizes):
@@ -49,7 +49,7 @@ def write_checkpoint(spec, directory, seed=0):
         v1.set_random_seed(seed)
         images = tf.constant(np.stack(random_images(seed, [spec.input_shape] * 4)))
         with slim.arg_scope(net.arg_scope(weight_decay=0.)):
-            net.net(inference.preprocess_images(images, spec), is_training=True)
+            net.net(detection.preprocess_images(images, spec), is_training=True)
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
             sess.run(v1.get_collection(v1.GraphKeys.UPDATE_OPS))

@@ -11,15 +11,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 import bench_floor  # noqa: E402
 import run_all  # noqa: E402
-from converters import caffe_testing  # noqa: E402
+from tests import caffe_fixtures  # noqa: E402
 
 
 def test_mobilenet_macs_match_the_caffe_model_run_by_opencv():
     # Independent count: every Caffe Convolution's weight blob (cout, cin/group, k, k) times its
     # output's spatial size as OpenCV computes it.
-    net = caffe_testing.mobilenet_ssd('merged', seed=3)
+    net = caffe_fixtures.mobilenet_ssd('merged', seed=3)
     convs = [layer for layer in net.layers if layer.type == 'Convolution']
-    outputs = caffe_testing.opencv_forward(net, np.zeros((1, 3, 300, 300), np.float32),
+    outputs = caffe_fixtures.opencv_forward(net, np.zeros((1, 3, 300, 300), np.float32),
                                            [layer.name for layer in convs])
     expected = sum(outputs[c.name].shape[2] * outputs[c.name].shape[3] * np.prod(c.blobs[0].shape)
                    for c in convs)

@@ -13,7 +13,7 @@ import tf_slim as slim
 from converters import caffe_convert
 from converters import caffe_pb
 from converters import caffe_ssd
-from converters import caffe_testing
+from tests import caffe_fixtures
 from converters import checkpoint_io
 from nets import nets_factory
 from nets import ssd_vgg
@@ -163,7 +163,7 @@ def test_layer_type_duplicates_and_unknown_model_are_errors():
 def mobilenet_model(tmp_path_factory):
     """A separate-BN MobileNet-SSD caffemodel + deploy (no head calibration needed here)."""
     directory = tmp_path_factory.mktemp('mobilenet')
-    net = caffe_testing.mobilenet_ssd('separate', seed=5)
+    net = caffe_fixtures.mobilenet_ssd('separate', seed=5)
     return net, directory
 
 
@@ -200,7 +200,7 @@ def test_unmapped_missing_and_mismatched_are_reported_by_name(mobilenet_model):
         assert f.read().startswith('model_checkpoint_path: "broken.ckpt"')
     # Without a prototxt the JSON carries the published MobileNet-SSD anchors and thresholds.
     config = caffe_convert.load_config(out)
-    assert config['detection'] == caffe_testing.MOBILENET_DETECTION
+    assert config['detection'] == caffe_fixtures.MOBILENET_DETECTION
     assert config['ssd_params']['num_classes'] == 21
     assert config['preprocessing'] == {'channel_order': 'RGB', 'mean_rgb': [127.5] * 3,
                                        'scale': 0.007843}
@@ -209,8 +209,8 @@ def test_unmapped_missing_and_mismatched_are_reported_by_name(mobilenet_model):
 def test_fc_reduced_vgg16_backbone_matches_opencv(tmp_path):
     """vgg_16_fc_reduced writes only conv1_1..fc7 (here for ssd_300_vgg; `backbone_scope`
     picks ssd_512_vgg); its conv7 (Caffe fc7) features equal OpenCV's on a small input."""
-    net = caffe_testing.vgg_fc_reduced(seed=6, size=64)
-    proto, model = caffe_testing.write_net(net, str(tmp_path), 'fc_reduced')
+    net = caffe_fixtures.vgg_fc_reduced(seed=6, size=64)
+    proto, model = caffe_fixtures.write_net(net, str(tmp_path), 'fc_reduced')
     out = str(tmp_path / 'vgg16_fc_reduced.ckpt')
     result = caffe_convert.convert(model, out, 'vgg_16_fc_reduced', log=lambda line: None)
     assert result.problems == [] and result.config['backbone_only'] is True
@@ -218,9 +218,9 @@ def test_fc_reduced_vgg16_backbone_matches_opencv(tmp_path):
     assert len(saved) == 30 and all(n.startswith('ssd_300_vgg/conv') for n in saved)
     assert saved['ssd_300_vgg/conv6/weights'].shape == (3, 3, 512, 1024)
 
-    image = caffe_testing.photo_like_image(64, 64, seed=8)
-    blob = caffe_testing.opencv_blob(image, (64, 64), (104., 117., 123.), 1.)
-    ref = caffe_testing.opencv_forward(net, blob, ['fc7/relu'])['fc7/relu'][0].transpose(1, 2, 0)
+    image = caffe_fixtures.photo_like_image(64, 64, seed=8)
+    blob = caffe_fixtures.opencv_blob(image, (64, 64), (104., 117., 123.), 1.)
+    ref = caffe_fixtures.opencv_forward(net, blob, ['fc7/relu'])['fc7/relu'][0].transpose(1, 2, 0)
     assert caffe_ssd.model_spec('vgg_16_fc_reduced', 'ssd_512_vgg').scope == 'ssd_512_vgg'
     cls = nets_factory.get_network('ssd_300_vgg')
     with tf.Graph().as_default():

@@ -7,7 +7,7 @@ import pytest
 
 from converters import caffe_pb
 from converters import caffe_ssd
-from converters import caffe_testing
+from tests import caffe_fixtures
 from converters import prototxt
 
 
@@ -76,7 +76,7 @@ def test_write_read_round_trip(legacy_v1, legacy_dims):
 
 
 def test_v1_and_legacy_dims_convert_like_the_current_format():
-    net = caffe_testing.vgg_fc_reduced(seed=3)
+    net = caffe_fixtures.vgg_fc_reduced(seed=3)
     spec = caffe_ssd.model_spec('vgg_16_fc_reduced')
     current = caffe_ssd.convert_layers(net.layers, spec).values
     legacy = caffe_ssd.convert_layers(caffe_pb.parse_caffemodel(caffe_pb.serialize_caffemodel(
@@ -143,27 +143,27 @@ def test_prototxt_errors_give_the_line(text, message):
 
 def test_ssd_config_from_generated_deploys():
     vgg = caffe_ssd.ssd_config_from_prototxt(
-        prototxt.parse(caffe_testing.vgg_ssd(300).prototxt), caffe_ssd.model_spec('ssd_300_vgg'))
+        prototxt.parse(caffe_fixtures.vgg_ssd(300).prototxt), caffe_ssd.model_spec('ssd_300_vgg'))
     params = vgg['ssd_params']
     assert params['img_shape'] == [300, 300] and params['num_classes'] == 21
-    assert params['anchor_sizes'] == [[lo, hi] for lo, hi, _, _ in caffe_testing.VGG300_VOC_PRIORS]
-    assert params['anchor_ratios'] == [r for _, _, r, _ in caffe_testing.VGG300_VOC_PRIORS]
+    assert params['anchor_sizes'] == [[lo, hi] for lo, hi, _, _ in caffe_fixtures.VGG300_VOC_PRIORS]
+    assert params['anchor_ratios'] == [r for _, _, r, _ in caffe_fixtures.VGG300_VOC_PRIORS]
     assert params['anchor_steps'] == [8., 16., 32., 64., 100., 300.]
     assert (params['anchor_offset'], params['anchor_clip']) == (0.5, False)
     assert params['prior_scaling'] == [0.1, 0.1, 0.2, 0.2]
-    assert vgg['detection'] == caffe_testing.VGG_DETECTION
+    assert vgg['detection'] == caffe_fixtures.VGG_DETECTION
     mobilenet = caffe_ssd.ssd_config_from_prototxt(
-        prototxt.parse(caffe_testing.mobilenet_ssd('separate').prototxt),
+        prototxt.parse(caffe_fixtures.mobilenet_ssd('separate').prototxt),
         caffe_ssd.model_spec('ssd_300_mobilenet'))
     assert mobilenet['ssd_params']['anchor_steps'] == [None] * 6
     assert mobilenet['ssd_params']['anchor_sizes'][0] == [60., None]
-    assert mobilenet['detection'] == caffe_testing.MOBILENET_DETECTION
+    assert mobilenet['detection'] == caffe_fixtures.MOBILENET_DETECTION
     assert mobilenet['bn_eps']['conv0/bn'] == 1e-5
 
 
 def test_ssd_config_rejects_what_our_anchors_cannot_express():
     spec = caffe_ssd.model_spec('ssd_300_mobilenet')
-    text = caffe_testing.mobilenet_ssd().prototxt
+    text = caffe_fixtures.mobilenet_ssd().prototxt
     with pytest.raises(caffe_ssd.ConversionError, match='flip: false'):
         caffe_ssd.ssd_config_from_prototxt(
             prototxt.parse(text.replace('flip: true', 'flip: false', 1)), spec)

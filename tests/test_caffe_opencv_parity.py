@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from converters import caffe_convert
-from converters import caffe_testing
+from tests import caffe_fixtures
 from converters import prototxt
 from nets import nets_factory
 
-CASES = caffe_testing.PARITY_NETS
+CASES = caffe_fixtures.PARITY_NETS
 NUM_CLASSES = 21
 NO_LIMIT = 20000
 STRICT_THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
@@ -67,22 +67,22 @@ def case(request, tmp_path_factory):
     name = request.param
     model_name, make, size, mean, scale = CASES[name]
     net = make()
-    image = caffe_testing.photo_like_image(size, size, seed=7)
-    blob = caffe_testing.opencv_blob(image, (size, size), mean, scale)
-    caffe_testing.calibrate_heads(net, blob)
+    image = caffe_fixtures.photo_like_image(size, size, seed=7)
+    blob = caffe_fixtures.opencv_blob(image, (size, size), mean, scale)
+    caffe_fixtures.calibrate_heads(net, blob)
     directory = str(tmp_path_factory.mktemp(name))
-    proto_path, model_path = caffe_testing.write_net(net, directory, name)
-    detection = dict(caffe_testing.MOBILENET_DETECTION if 'mobilenet' in name
-                     else caffe_testing.VGG_DETECTION)
+    proto_path, model_path = caffe_fixtures.write_net(net, directory, name)
+    detection = dict(caffe_fixtures.MOBILENET_DETECTION if 'mobilenet' in name
+                     else caffe_fixtures.VGG_DETECTION)
     # No top-k limits, several thresholds (in one forward pass): the test uses the highest one
     # that leaves enough detections to compare. OpenCV 4.14 crashes on keep_top_k: -1, so it
     # gets a bound above any possible count instead.
-    extra = [caffe_testing.detection_output_layer(
+    extra = [caffe_fixtures.detection_output_layer(
         'detection_strict_%d' % i, NUM_CLASSES,
         {'nms_threshold': detection['nms_threshold'], 'top_k': -1, 'keep_top_k': NO_LIMIT,
          'confidence_threshold': threshold}) for i, threshold in enumerate(STRICT_THRESHOLDS)]
     names = OUTPUTS + ['detection_strict_%d' % i for i in range(len(STRICT_THRESHOLDS))]
-    cv = caffe_testing.opencv_forward(net, blob, names,
+    cv = caffe_fixtures.opencv_forward(net, blob, names,
                                       prototxt_text=net.prototxt + prototxt.to_text(extra))
     counts = [len(_opencv_detections(cv['detection_strict_%d' % i])[0])
               for i in range(len(STRICT_THRESHOLDS))]
@@ -97,7 +97,7 @@ def case(request, tmp_path_factory):
     det = config['detection']
     # OpenCV keeps non-integer prior sizes (SSD512-COCO's 20.48); Caffe truncates them. The
     # converted JSON says Caffe (true); compare with OpenCV using its convention.
-    ours = caffe_testing.our_forward(ckpt, config, blob, detections=[
+    ours = caffe_fixtures.our_forward(ckpt, config, blob, detections=[
         (det['confidence_threshold'], det['nms_threshold'], det['top_k'], det['keep_top_k']),
         (strict, det['nms_threshold'], -1, -1)])
     cls = nets_factory.get_network(config['model_name'])

@@ -5,8 +5,8 @@ import matplotlib
 import numpy as np
 import pytest
 
-from deployment import inference
-from deployment import visualization
+from inference import detection
+from inference import visualization
 from tests import data_fixtures
 
 matplotlib.use('Agg')
@@ -43,7 +43,7 @@ def test_show_detections_plots_pixel_box():
 
 
 def test_pixel_detections():
-    rows = inference.pixel_detections(DETECTIONS, 100, 200, NAMES)
+    rows = detection.pixel_detections(DETECTIONS, 100, 200, NAMES)
     assert rows == [{'label': 'bird', 'label_id': 3, 'score': pytest.approx(0.87),
                      'xmin': pytest.approx(20.), 'ymin': 25., 'xmax': pytest.approx(120.),
                      'ymax': 75.}]
@@ -52,16 +52,16 @@ def test_pixel_detections():
 def test_load_image_rgb(tmp_path):
     rgb = data_fixtures.smooth_image(20, 30)
     data_fixtures.write_image(str(tmp_path / 'a.png'), rgb, '.png')
-    np.testing.assert_array_equal(inference.load_image_rgb(str(tmp_path / 'a.png')), rgb)
+    np.testing.assert_array_equal(detection.load_image_rgb(str(tmp_path / 'a.png')), rgb)
     data_fixtures.write_image(str(tmp_path / 'gray.jpg'), rgb[..., 0], '.png')  # PNG named .jpg
-    gray = inference.load_image_rgb(str(tmp_path / 'gray.jpg'))
+    gray = detection.load_image_rgb(str(tmp_path / 'gray.jpg'))
     assert gray.shape == (20, 30, 3)
     np.testing.assert_array_equal(gray[..., 1], rgb[..., 0])
     (tmp_path / 'bad.jpg').write_bytes(b'garbage')
     with pytest.raises(ValueError, match='bad.jpg: not a decodable image'):
-        inference.load_image_rgb(str(tmp_path / 'bad.jpg'))
+        detection.load_image_rgb(str(tmp_path / 'bad.jpg'))
     with pytest.raises(ValueError, match='none.jpg: cannot read'):
-        inference.load_image_rgb(str(tmp_path / 'none.jpg'))
+        detection.load_image_rgb(str(tmp_path / 'none.jpg'))
 
 
 def test_expand_inputs(tmp_path):
@@ -70,19 +70,19 @@ def test_expand_inputs(tmp_path):
     (tmp_path / 'sub').mkdir()
     (tmp_path / 'sub' / 'c.jpg').write_bytes(b'x')
     d = str(tmp_path)
-    paths = inference.expand_inputs(f'{d}, {d}/sub/*.jpg,{d}/b.jpg,{d}/missing.jpg')
+    paths = detection.expand_inputs(f'{d}, {d}/sub/*.jpg,{d}/b.jpg,{d}/missing.jpg')
     assert paths == [os.path.join(d, n) for n in ('a.PNG', 'b.jpg', 'clip.mp4')] + [
         os.path.join(d, 'sub', 'c.jpg'), os.path.join(d, 'missing.jpg')]
-    assert [inference.is_video(p) for p in paths] == [False, False, True, False, False]
+    assert [detection.is_video(p) for p in paths] == [False, False, True, False, False]
 
 
 def test_pad_batch_and_split_detections():
     images = [np.full((2, 3, 3), 7, np.uint8), np.full((4, 1, 3), 9, np.uint8)]
-    batch, sizes = inference.pad_batch(images)
+    batch, sizes = detection.pad_batch(images)
     assert batch.shape == (2, 4, 3, 3)
     np.testing.assert_array_equal(sizes, [[2, 3], [4, 1]])
     assert (batch[0, :2] == 7).all() and (batch[0, 2:] == 0).all() and (batch[1, :, 1:] == 0).all()
     outputs = {'num_detections': np.array([1, 0]), 'detection_boxes': np.ones((2, 3, 4)),
                'detection_scores': np.ones((2, 3)), 'detection_classes': np.ones((2, 3), int)}
-    split = inference.split_detections(outputs)
+    split = detection.split_detections(outputs)
     assert [len(d['scores']) for d in split] == [1, 0] and split[0]['boxes'].shape == (1, 4)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from deployment import inference
+from inference import detection
 from tests import data_fixtures
 from tests import inference_fixtures as fx
 
@@ -156,9 +156,9 @@ def test_json_pixel_boxes_are_graph_boxes_times_image_size(setup):
     change anything), relative boxes scaled by the decoded file's size."""
     spec = setup['spec']
     num_boxes = 0
-    with inference.Detector.from_checkpoint(spec, setup['prefix']) as detector:
+    with detection.Detector.from_checkpoint(spec, setup['prefix']) as detector:
         for entry in setup['result']['images']:
-            image = inference.load_image_rgb(entry['file'])
+            image = detection.load_image_rgb(entry['file'])
             assert (entry['height'], entry['width']) == image.shape[:2]
             want = detector.detect([image])[0]
             rows = entry['detections']
@@ -227,7 +227,7 @@ def test_tflite_float_gives_the_frozen_graph_json(setup, exports, frozen_run):
 def test_tflite_batch_of_two_gives_the_frozen_graph_json(setup, exports, frozen_run):
     """A static batch of 2: each image is run repeated twice, its first result kept."""
     model = exports['fixed'] / 'model_float.tflite'
-    assert inference.TFLiteDetector(str(model)).batch_size == 2
+    assert detection.TFLiteDetector(str(model)).batch_size == 2
     _, got = detect(setup, 'out_tflite_b2', f'--tflite_model={model}', str(setup['square']),
                     '--batch_size=3', '--select_threshold=0.3')
     assert len(got['images']) == 2
@@ -241,16 +241,16 @@ def test_int8_model_writes_decodable_outputs(setup, exports):
     model = str(exports['fixed'] / 'model_int8.tflite')
     _, got = detect(setup, 'out_int8', f'--tflite_model={model}', str(setup['square']),
                     '--select_threshold=0.66')
-    reference = inference.TFLiteDetector(model)
+    reference = detection.TFLiteDetector(model)
     kept = removed = 0
     for entry in got['images']:
-        image = inference.load_image_rgb(entry['file'])
+        image = detection.load_image_rgb(entry['file'])
         drawn = cv2.imread(entry['output'])
         assert drawn.shape == image.shape
         assert np.abs(drawn.astype(int) - image[..., ::-1]).max() > 100  # Boxes were drawn.
         want = reference.detect([image, image])[0]
         keep = want['scores'] >= 0.66
-        want_rows = inference.pixel_detections({k: v[keep] for k, v in want.items()}, 300, 300,
+        want_rows = detection.pixel_detections({k: v[keep] for k, v in want.items()}, 300, 300,
                                                fx.synthetic.CLASSES)
         assert_same_rows(entry['detections'], want_rows, 300, 300, 1e-6)
         kept, removed = kept + keep.sum(), removed + (~keep).sum()

@@ -14,11 +14,11 @@ import tensorflow as tf
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from deployment import eval_core
-from deployment import eval_input
-from deployment import eval_outputs
-from deployment import eval_scoring
-from deployment import eval_testing
+from evaluation import evaluate
+from evaluation import input as eval_input
+from evaluation import outputs as eval_outputs
+from evaluation import scoring
+from tests import eval_fixtures
 from preprocessing import preprocessing_factory
 from tf_extended import bboxes as tfe_bboxes
 from tf_extended import coco_metrics
@@ -40,8 +40,8 @@ def _run(args):
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('eval_data'))
-    voc_dir, records_dir, class_names = eval_testing.make_synthetic_records(root, num_images=24, seed=3)
-    prefix = eval_testing.write_random_checkpoint(os.path.join(root, 'train', 'model.ckpt'), MODEL,
+    voc_dir, records_dir, class_names = eval_fixtures.make_synthetic_records(root, num_images=24, seed=3)
+    prefix = eval_fixtures.write_random_checkpoint(os.path.join(root, 'train', 'model.ckpt'), MODEL,
                                                   len(class_names) + 1, STEP, seed=1, depth_multiplier=DEPTH)
     return {'root': root, 'voc_dir': voc_dir, 'records_dir': records_dir, 'class_names': class_names,
             'prefix': prefix}
@@ -69,7 +69,7 @@ def test_eval_equals_offline_scoring_of_its_results_files(data, evaluated):
     # Random weights still find something: the comparison is not between two zeros.
     assert sum(c['num_tp'] for c in summary['classes']) > 0
     assert summary['metrics']['voc07'] > 0
-    offline = eval_scoring.score_voc_results(eval_dir, data['voc_dir'], 'test', data['class_names'])
+    offline = scoring.score_voc_results(eval_dir, data['voc_dir'], 'test', data['class_names'])
     assert offline.map_voc07 == pytest.approx(summary['metrics']['voc07'], abs=1e-12)
     assert offline.map_voc12 == pytest.approx(summary['metrics']['voc12'], abs=1e-12)
     for c, row in zip(offline.classes, summary['classes']):
@@ -200,7 +200,7 @@ def test_summaries_and_plots(data, evaluated):
 def test_ground_truth_as_detections_comes_back_in_original_pixels(data, monkeypatch, tmp_path):
     """The net's detections replaced by the ground truth moved into the network-input frame of
     PAD_AND_RESIZE: every class gets AP 1 and the results files hold the XML's pixel boxes."""
-    original = eval_core.build_detections
+    original = evaluate.build_detections
 
     def ground_truth_detections(net, batch, settings):
         original(net, batch, settings)  # builds the variables the checkpoint restores
@@ -211,11 +211,11 @@ def test_ground_truth_as_detections_comes_back_in_original_pixels(data, monkeypa
                 'detection_classes': tf.cast(batch['gt_labels'], tf.int32), 'num_detections': batch['num_gt']}
 
     monkeypatch.setattr(eval_core, 'build_detections', ground_truth_detections)
-    settings = eval_core.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='test',
+    settings = evaluate.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='test',
                                       dataset_dir=data['records_dir'], batch_size=4, eval_resize='PAD_AND_RESIZE',
                                       params_overrides=(('depth_multiplier', DEPTH),), pr_curves=False)
     out = str(tmp_path / 'eval')
-    result = eval_core.evaluate_checkpoint(settings, data['prefix'], out, log=lambda line: None)
+    result = evaluate.evaluate_checkpoint(settings, data['prefix'], out, log=lambda line: None)
     assert result.metrics == pytest.approx({'voc07': 1.0, 'voc12': 1.0}, abs=1e-12)
     for label, name in enumerate(data['class_names'], 1):
         with open(os.path.join(out, f'comp4_det_test_{name}.txt')) as fh:
@@ -256,41 +256,41 @@ def test_model_config_of_a_converted_checkpoint(tmp_path):
         'model_name': MODEL, 'ssd_params': {'num_classes': 21, 'anchor_steps': [16, 32, 64, 100, 150, 300]},
         'detection': {'nms_threshold': 0.45, 'top_k': 100, 'keep_top_k': 100, 'confidence_threshold': 0.25},
         'preprocessing': {'channel_order': 'RGB', 'mean_rgb': [127.5, 127.5, 127.5], 'scale': 0.007843}}))
-    config = eval_core.load_model_config(str(path))
+    config = evaluate.load_model_config(str(path))
     assert config['detection'] == {'nms_threshold': 0.45, 'select_top_k': 100, 'keep_top_k': 100,
                                    'select_threshold': 0.25}
     assert config['preprocessing'] == {'mean_rgb': (127.5, 127.5, 127.5), 'scale': 0.007843}
-    settings = eval_core.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='x',
+    settings = evaluate.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='x',
                                       dataset_dir='.', params_overrides=tuple(config['ssd_params'].items()))
-    net = eval_core.build_net(settings, 7)
+    net = evaluate.build_net(settings, 7)
     assert net.params.anchor_steps == (16, 32, 64, 100, 150, 300) and net.params.num_classes == 7
     path.write_text(json.dumps({'detection': {'nms': 0.5}}))
     with pytest.raises(ValueError, match='unknown "detection" keys'):
-        eval_core.load_model_config(str(path))
+        evaluate.load_model_config(str(path))
 
 
 def test_moving_average_decay_restores_the_shadow_variables(tmp_path):
-    prefix = eval_testing.write_random_checkpoint(str(tmp_path / 'model.ckpt'), MODEL, 7, 5,
+    prefix = eval_fixtures.write_random_checkpoint(str(tmp_path / 'model.ckpt'), MODEL, 7, 5,
                                                   moving_average_decay=0.999, depth_multiplier=DEPTH)
     reader = tf.train.load_checkpoint(prefix)
-    settings = eval_core.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='x',
+    settings = evaluate.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='x',
                                       dataset_dir='.', params_overrides=(('depth_multiplier', DEPTH),))
-    net = eval_core.build_net(settings, 7)
+    net = evaluate.build_net(settings, 7)
     for decay, suffix in ((0.999, '/ExponentialMovingAverage'), (None, '')):
         with tf.Graph().as_default():
-            eval_core.build_detections(net, {'image': tf.zeros([1, 300, 300, 3])}, settings)
-            var_map = eval_core.variables_to_restore(decay)
-            eval_core.check_restorable(prefix, var_map, MODEL)
+            evaluate.build_detections(net, {'image': tf.zeros([1, 300, 300, 3])}, settings)
+            var_map = evaluate.variables_to_restore(decay)
+            evaluate.check_restorable(prefix, var_map, MODEL)
             with tf.compat.v1.Session() as sess:
                 tf.compat.v1.train.Saver(var_map).restore(sess, prefix)
                 weights = [v for v in tf.compat.v1.trainable_variables() if v.op.name.endswith('weights')][0]
                 np.testing.assert_array_equal(sess.run(weights), reader.get_tensor(weights.op.name + suffix))
     # Moving averages asked of a checkpoint without them: a clear error.
-    plain = eval_testing.write_random_checkpoint(str(tmp_path / 'plain.ckpt'), MODEL, 7, 5, depth_multiplier=DEPTH)
+    plain = eval_fixtures.write_random_checkpoint(str(tmp_path / 'plain.ckpt'), MODEL, 7, 5, depth_multiplier=DEPTH)
     with tf.Graph().as_default():
-        eval_core.build_detections(net, {'image': tf.zeros([1, 300, 300, 3])}, settings)
+        evaluate.build_detections(net, {'image': tf.zeros([1, 300, 300, 3])}, settings)
         with pytest.raises(ValueError, match='leave --moving_average_decay unset'):
-            eval_core.check_restorable(plain, eval_core.variables_to_restore(0.999), MODEL)
+            evaluate.check_restorable(plain, evaluate.variables_to_restore(0.999), MODEL)
 
 
 def test_bfloat16_evaluation(data, evaluated, tmp_path):
@@ -307,5 +307,5 @@ def test_bfloat16_evaluation(data, evaluated, tmp_path):
     assert evaluated[1]['settings']['compute_dtype'] == 'float32'
     assert summary['num_images'] == 6 and 0 <= summary['metrics']['voc07'] <= 1
     with pytest.raises(ValueError, match='compute_dtype'):
-        eval_core.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='x',
+        evaluate.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='x',
                                dataset_dir='.', compute_dtype='int8')

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from deployment import eval_scoring
+from evaluation import scoring
 
 
 def _xml(objects):
@@ -40,7 +40,7 @@ def voc(tmp_path):
 
 def test_voc_scoring_hand_computed(voc):
     root, results = voc
-    result = eval_scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
+    result = scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
     cat, dog = result.classes
     assert (cat.num_gt, cat.num_difficult, cat.num_tp, cat.num_fp, cat.num_ignored) == (3, 1, 2, 1, 1)
     # Counted curve: precision 1, 1/2, 2/3 at recall 1/2, 1/2, 1.
@@ -56,6 +56,6 @@ def test_voc_scoring_rejects_unknown_images_and_classes(voc, tmp_path):
     with open(os.path.join(results, 'comp4_det_test_cat.txt'), 'a') as fh:
         fh.write('zzz 0.5 1 1 2 2\n')
     with pytest.raises(ValueError, match="image 'zzz' is not in"):
-        eval_scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
+        scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
     with pytest.raises(ValueError, match="class 'dog', not among"):
-        eval_scoring.score_voc_results(results, root, 'test', ('cat',))
+        scoring.score_voc_results(results, root, 'test', ('cat',))

@@ -9,10 +9,10 @@ import os
 import pytest
 import tensorflow as tf
 
-from deployment import checkpoints
-from deployment import eval_core
-from deployment import eval_testing
-from deployment import watcher
+from model import checkpoints
+from evaluation import evaluate
+from tests import eval_fixtures
+from evaluation import watcher
 
 MODEL = 'ssd_300_mobilenet'
 DEPTH = 0.25
@@ -24,20 +24,20 @@ def _delete(prefix):
 
 
 def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatch):
-    _, records_dir, class_names = eval_testing.make_synthetic_records(str(tmp_path), num_images=8, seed=5)
+    _, records_dir, class_names = eval_fixtures.make_synthetic_records(str(tmp_path), num_images=8, seed=5)
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     num_classes = len(class_names) + 1
 
     def write(step, seed):
-        return eval_testing.write_random_checkpoint(os.path.join(train_dir, 'model.ckpt'), MODEL, num_classes,
+        return eval_fixtures.write_random_checkpoint(os.path.join(train_dir, 'model.ckpt'), MODEL, num_classes,
                                                     step, seed=seed, depth_multiplier=DEPTH)
 
     backlog = [write(10, 1), write(20, 2), write(30, 3)]
-    settings = eval_core.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='test',
+    settings = evaluate.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='test',
                                       dataset_dir=records_dir, batch_size=2, keep_top_k=1000, nms_threshold=0.9,
                                       params_overrides=(('depth_multiplier', DEPTH),), num_threads=1,
                                       pr_curves=False)
-    original = eval_core.evaluate_checkpoint
+    original = evaluate.evaluate_checkpoint
     evaluated = []
 
     def evaluate_like_a_trainer_deletes(settings, prefix, results_dir, **kwargs):
@@ -138,15 +138,15 @@ def test_ledger_names_a_corrupt_line(tmp_path):
 def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
     """training_finished.json naming a handled checkpoint stops the watcher (no timeout, no final
     step); the trainer writes it, tests/test_train_run.py checks that side."""
-    _, records_dir, class_names = eval_testing.make_synthetic_records(str(tmp_path), num_images=4, seed=6)
+    _, records_dir, class_names = eval_fixtures.make_synthetic_records(str(tmp_path), num_images=4, seed=6)
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     for step in (10, 20):
-        eval_testing.write_random_checkpoint(os.path.join(train_dir, 'model.ckpt'), MODEL,
+        eval_fixtures.write_random_checkpoint(os.path.join(train_dir, 'model.ckpt'), MODEL,
                                              len(class_names) + 1, step, seed=step,
                                              depth_multiplier=DEPTH)
     checkpoints.mark_training_finished(train_dir)
     assert checkpoints.training_finished(train_dir)['checkpoint'] == 'model.ckpt-20'
-    settings = eval_core.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='test',
+    settings = evaluate.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='test',
                                       dataset_dir=records_dir, batch_size=2,
                                       params_overrides=(('depth_multiplier', DEPTH),), num_threads=1,
                                       metrics=('voc07',), pr_curves=False)

@@ -16,8 +16,8 @@ import pytest
 import tensorflow as tf
 
 from datasets import dataset_factory
-from deployment import export
-from deployment import inference
+from inference import export
+from inference import detection
 from tests import inference_fixtures as fx
 from tests import numpy_reference as ref
 from tf_extended import voc_metrics
@@ -41,8 +41,8 @@ def exported(tmp_path_factory):
     written = export.export(spec, prefix, out, calibration_images=calibration,
                             calibration_source='custom/test', log=lambda _: None)
     images = fx.random_images(7, [(240, 320), (300, 300), (181, 97)])
-    with inference.Detector.from_checkpoint(spec, prefix) as detector:
-        reference = detector.run(images, inference.OUTPUTS)
+    with detection.Detector.from_checkpoint(spec, prefix) as detector:
+        reference = detector.run(images, detection.OUTPUTS)
     return dict(spec=spec, prefix=prefix, dataset=dataset, out=out, written=written, images=images,
                 reference=reference)
 
@@ -66,14 +66,14 @@ def test_detections_spread(exported):
 
 @pytest.mark.parametrize('fmt', ['frozen_graph', 'saved_model'])
 def test_tf_exports_equal_checkpoint_graph(exported, fmt):
-    load = {'frozen_graph': inference.Detector.from_frozen_graph,
-            'saved_model': inference.Detector.from_saved_model}[fmt]
+    load = {'frozen_graph': detection.Detector.from_frozen_graph,
+            'saved_model': detection.Detector.from_saved_model}[fmt]
     with load(exported['written'][fmt]) as detector:
         assert detector.spec == exported['spec']
-        got = detector.run(exported['images'], inference.OUTPUTS)
+        got = detector.run(exported['images'], detection.OUTPUTS)
     for b in range(len(exported['images'])):
         assert_same_detections(got, exported['reference'], b, b)
-    for key in inference.RAW_OUTPUTS:
+    for key in detection.RAW_OUTPUTS:
         np.testing.assert_allclose(got[key], exported['reference'][key], atol=TOL)
 
 
@@ -83,25 +83,25 @@ def test_saved_model_default_signature_in_tf2(exported):
     model = tf.saved_model.load(exported['written']['saved_model'])
     got = {k: v.numpy() for k, v in
            model.signatures['serving_default'](images=tf.constant(image[None])).items()}
-    assert sorted(got) == sorted(inference.OUTPUTS)
+    assert sorted(got) == sorted(detection.OUTPUTS)
     assert_same_detections(got, exported['reference'], 0, 1)
 
 
 def test_tflite_float_equals_checkpoint_graph(exported):
-    detector = inference.TFLiteDetector(exported['written']['tflite_float'])
+    detector = detection.TFLiteDetector(exported['written']['tflite_float'])
     ops = {op['op_name'] for op in detector.interpreter._get_ops_details()}
     assert 'NON_MAX_SUPPRESSION_V5' in ops and 'RESIZE_BILINEAR' in ops
     assert not any(op.startswith('Flex') or op == 'CUSTOM' for op in ops), ops
     for b, image in enumerate(exported['images']):  # Sizes change between calls.
-        got = detector.run([image], inference.OUTPUTS)
+        got = detector.run([image], detection.OUTPUTS)
         assert_same_detections(got, exported['reference'], 0, b)
-        for key in inference.RAW_OUTPUTS:
+        for key in detection.RAW_OUTPUTS:
             np.testing.assert_allclose(got[key][0], exported['reference'][key][b], atol=TOL)
 
 
 def test_metadata_and_raw_outputs_with_anchors(exported):
     out = exported['out']
-    with open(os.path.join(out, inference.METADATA_FILE)) as f:
+    with open(os.path.join(out, detection.METADATA_FILE)) as f:
         meta = json.load(f)
     assert meta['model_name'] == 'ssd_300_mobilenet'
     assert (meta['input']['height'], meta['input']['width']) == (300, 300)
@@ -114,10 +114,10 @@ def test_metadata_and_raw_outputs_with_anchors(exported):
     assert meta['ssd_params']['depth_multiplier'] == 0.25
     assert sorted(meta['files']) == sorted(export.FORMATS)
     assert meta['int8']['images'] == 10
-    anchors = np.load(os.path.join(out, inference.ANCHORS_FILE))
+    anchors = np.load(os.path.join(out, detection.ANCHORS_FILE))
     assert anchors.shape == (1917, 4) == (meta['anchors']['count'], 4)
     saved = np.load(os.path.join(exported['written']['saved_model'], 'assets.extra',
-                                 inference.ANCHORS_FILE))
+                                 detection.ANCHORS_FILE))
     np.testing.assert_array_equal(saved, anchors)
     # Own post-processing from the raw outputs: the best (anchor, class) pair, decoded with numpy,
     # is the first detection (NMS never drops the top box).
@@ -140,8 +140,8 @@ def _split_examples(dataset):
 
 
 def test_int8_map_close_to_float(exported):
-    float_model = inference.TFLiteDetector(exported['written']['tflite_float'])
-    int8_model = inference.TFLiteDetector(exported['written']['tflite_int8'])
+    float_model = detection.TFLiteDetector(exported['written']['tflite_float'])
+    int8_model = detection.TFLiteDetector(exported['written']['tflite_int8'])
     details = int8_model.interpreter.get_tensor_details()
     assert any(d['dtype'] == np.int8 for d in details)
     assert os.path.getsize(exported['written']['tflite_int8']) < 0.5 * os.path.getsize(
@@ -168,8 +168,8 @@ def test_fixed_size_export(exported, tmp_path):
     spec = exported['spec']
     written = export.export(spec, exported['prefix'], str(tmp_path), formats=['frozen_graph'],
                             batch_size=2, fixed_size=True, log=lambda _: None)
-    with inference.Detector.from_frozen_graph(written['frozen_graph']) as detector:
-        assert detector.inputs[inference.INPUT].shape.as_list() == [2, 300, 300, 3]
+    with detection.Detector.from_frozen_graph(written['frozen_graph']) as detector:
+        assert detector.inputs[detection.INPUT].shape.as_list() == [2, 300, 300, 3]
         image = exported['images'][1]  # 300 x 300: the same input as the any-size graph's.
         got = detector.run([image, image])
     assert_same_detections(got, exported['reference'], 1, 1)
@@ -196,7 +196,7 @@ def test_bfloat16_frozen_graph_computes_in_bfloat16(bfloat16_frozen):
     conv_types = {n.attr['T'].type for n in graph_def.node
                   if n.op in ('Conv2D', 'DepthwiseConv2dNative', '_FusedConv2D')}
     assert conv_types == {tf.bfloat16.as_datatype_enum}
-    with inference.Detector.from_frozen_graph(path) as detector:
+    with detection.Detector.from_frozen_graph(path) as detector:
         assert detector.spec == spec and detector.spec.compute_dtype == 'bfloat16'
 
 
@@ -205,14 +205,14 @@ def test_bfloat16_frozen_graph_close_to_float32(exported, bfloat16_frozen):
     each of the 5 best bf16 detections is an anchor's float32 decoding (numpy) with that anchor's
     float32 class score, within that tolerance. (Not the float32 detections themselves: random
     weights give near-ties, so NMS may keep a neighbour in one precision and not the other.)"""
-    with inference.Detector.from_frozen_graph(bfloat16_frozen[1]) as detector:
-        got = detector.run(exported['images'], inference.OUTPUTS)
+    with detection.Detector.from_frozen_graph(bfloat16_frozen[1]) as detector:
+        got = detector.run(exported['images'], detection.OUTPUTS)
     want = exported['reference']
-    for key in inference.RAW_OUTPUTS:
+    for key in detection.RAW_OUTPUTS:
         assert got[key].dtype == np.float32
         scale = np.abs(want[key]).max()
         assert np.abs(got[key] - want[key]).max() <= BF16_RTOL * scale, key
-    anchors = np.load(os.path.join(exported['out'], inference.ANCHORS_FILE))
+    anchors = np.load(os.path.join(exported['out'], detection.ANCHORS_FILE))
     for b in range(len(exported['images'])):
         boxes = ref.decode(want['raw_localisations'][b].astype(np.float64), anchors)
         for k in range(5):
@@ -226,5 +226,5 @@ def test_compute_dtype_checked():
     with pytest.raises(ValueError, match='compute_dtype'):
         fx.small_spec(compute_dtype='int8')
     with tf.Graph().as_default(), pytest.raises(ValueError, match='TFLite graph computes in float32'):
-        inference.build_detection_graph(fx.small_spec(compute_dtype='bfloat16'), batch_size=1,
+        detection.build_detection_graph(fx.small_spec(compute_dtype='bfloat16'), batch_size=1,
                                         tflite=True)

@@ -9,7 +9,7 @@ PROGRAM = '''
 from absl import app
 from absl import logging
 import tensorflow as tf
-from deployment import logs
+from tf_extended import logs
 
 def main(_):
     logging.set_verbosity(logging.INFO)

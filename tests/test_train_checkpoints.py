@@ -1,11 +1,11 @@
-"""Checkpoint-path resolution and scope-based restore (deployment/checkpoints.py)."""
+"""Checkpoint-path resolution and scope-based restore (model/checkpoints.py)."""
 import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from deployment import checkpoints
+from model import checkpoints
 
 v1 = tf.compat.v1
 

@@ -1,9 +1,9 @@
-"""Clones and gradient averaging (deployment/model_deploy.py)."""
+"""Clones and gradient averaging (training/model_deploy.py)."""
 import numpy as np
 import tensorflow as tf
 import tf_slim as slim
 
-from deployment import model_deploy
+from training import model_deploy
 
 v1 = tf.compat.v1
 

@@ -1,11 +1,11 @@
-"""Learning-rate schedules and optimizers (deployment/optimization.py) against hand formulas."""
+"""Learning-rate schedules and optimizers (training/optimization.py) against hand formulas."""
 import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from deployment import optimization
+from training import optimization
 
 v1 = tf.compat.v1
 STEPS = [0, 1, 9, 10, 49, 50, 99, 100, 150, 1000]

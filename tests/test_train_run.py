@@ -19,7 +19,7 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
-from deployment import checkpoints
+from model import checkpoints
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG_LINE = re.compile(r'step (\d+): (.*?) lr=')

@@ -1,6 +1,6 @@
 """Exports of a checkpoint: frozen GraphDef, SavedModel, TFLite float32 and int8, with metadata.
 
-All exports hold the graph of `deployment.inference.build_detection_graph` (uint8 RGB images in,
+All exports hold the graph of `inference.detection.build_detection_graph` (uint8 RGB images in,
 eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the output folder:
 
   frozen_graph.pb    GraphDef with constants; inputs `images`, `image_sizes`; outputs by name.
@@ -34,7 +34,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from deployment import inference
+from inference import detection
 from nets import ssd_params as ssd_params_lib
 from tf_extended import atomic_io
 
@@ -51,7 +51,7 @@ def anchors_metadata(spec):
     sizes = [list(s) for s in spec.params.anchor_sizes]
     preset = next((name for name, value in presets.items() if [list(s) for s in value] == sizes),
                   None)
-    return {'file': inference.ANCHORS_FILE, 'count': int(len(spec.net().anchors())),
+    return {'file': detection.ANCHORS_FILE, 'count': int(len(spec.net().anchors())),
             'format': 'float32 [N, 4] relative [ymin, xmin, ymax, xmax], in raw output order',
             'size_preset': preset, 'prior_scaling': list(spec.params.prior_scaling),
             'decoding': 'cx = tx * v0 * aw + acx; cy = ty * v1 * ah + acy; '
@@ -66,10 +66,10 @@ def metadata(spec, formats, batch_size=None, fixed_size=False, tflite_batch_size
         any_size=not fixed_size, batch_size=batch_size, tflite_batch_size=tflite_batch_size,
         note='The graph resizes every image to the input size (warp, bilinear) itself.')
     meta['anchors'] = anchors_metadata(spec)
-    meta['tensors'] = {'inputs': [inference.INPUT, inference.SIZES],
-                       'tflite_inputs': [inference.INPUT],
-                       'outputs': list(inference.OUTPUTS),
-                       'signatures': ['serving_default', inference.PADDED_SIGNATURE]}
+    meta['tensors'] = {'inputs': [detection.INPUT, detection.SIZES],
+                       'tflite_inputs': [detection.INPUT],
+                       'outputs': list(detection.OUTPUTS),
+                       'signatures': ['serving_default', detection.PADDED_SIGNATURE]}
     meta['files'] = {fmt: FILES[fmt] for fmt in formats}
     if calibration:
         meta['int8'] = calibration
@@ -79,9 +79,9 @@ def metadata(spec, formats, batch_size=None, fixed_size=False, tflite_batch_size
 def _session_with_graph(spec, checkpoint_path, **graph_args):
     graph = tf.Graph()
     with graph.as_default():
-        endpoints = inference.build_detection_graph(spec, **graph_args)
+        endpoints = detection.build_detection_graph(spec, **graph_args)
         sess = v1.Session(graph=graph)
-        inference.restore_variables(sess, checkpoint_path)
+        detection.restore_variables(sess, checkpoint_path)
     return graph, sess, endpoints
 
 
@@ -91,7 +91,7 @@ def frozen_graph_def(spec, checkpoint_path, batch_size=None, fixed_size=False):
                                          fixed_size=fixed_size)
     with graph.as_default(), sess:
         return v1.graph_util.convert_variables_to_constants(
-            sess, graph.as_graph_def(), list(inference.OUTPUTS))
+            sess, graph.as_graph_def(), list(detection.OUTPUTS))
 
 
 def write_saved_model(export_dir, spec, checkpoint_path, meta, batch_size=None, fixed_size=False):
@@ -112,8 +112,8 @@ def write_saved_model(export_dir, spec, checkpoint_path, meta, batch_size=None, 
             builder = v1.saved_model.Builder(build_dir)
             builder.add_meta_graph_and_variables(
                 sess, [v1.saved_model.tag_constants.SERVING], signature_def_map={
-                    'serving_default': signature([inference.INPUT]),
-                    inference.PADDED_SIGNATURE: signature([inference.INPUT, inference.SIZES])})
+                    'serving_default': signature([detection.INPUT]),
+                    detection.PADDED_SIGNATURE: signature([detection.INPUT, detection.SIZES])})
             builder.save()
         _write_sidecars(os.path.join(build_dir, 'assets.extra'), spec, meta)
         if os.path.isdir(export_dir):
@@ -138,8 +138,8 @@ def tflite_model(spec, checkpoint_path, batch_size=1, fixed_size=False,
                                                  fixed_size=fixed_size, tflite=True)
     with graph.as_default(), sess:
         converter = v1.lite.TFLiteConverter.from_session(
-            sess, [endpoints.inputs[inference.INPUT]],
-            [endpoints.outputs[k] for k in inference.OUTPUTS])
+            sess, [endpoints.inputs[detection.INPUT]],
+            [endpoints.outputs[k] for k in detection.OUTPUTS])
         if representative_images is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = lambda: (
@@ -173,10 +173,10 @@ def representative_images(dataset, num_images, spec=None):
 
 def _write_sidecars(directory, spec, meta):
     os.makedirs(directory, exist_ok=True)
-    atomic_io.write_json_atomic(os.path.join(directory, inference.METADATA_FILE), meta)
+    atomic_io.write_json_atomic(os.path.join(directory, detection.METADATA_FILE), meta)
     buffer = io.BytesIO()
     np.save(buffer, spec.net().anchors())
-    atomic_io.write_bytes_atomic(os.path.join(directory, inference.ANCHORS_FILE), buffer.getvalue())
+    atomic_io.write_bytes_atomic(os.path.join(directory, detection.ANCHORS_FILE), buffer.getvalue())
 
 
 def export(spec, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, fixed_size=False,
@@ -223,6 +223,6 @@ def export(spec, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, 
     _write_sidecars(output_dir, spec, meta)
     for fmt, path in written.items():
         log(f'wrote {fmt}: {path}')
-    log(f'wrote {os.path.join(output_dir, inference.METADATA_FILE)} and '
-        f'{os.path.join(output_dir, inference.ANCHORS_FILE)}')
+    log(f'wrote {os.path.join(output_dir, detection.METADATA_FILE)} and '
+        f'{os.path.join(output_dir, detection.ANCHORS_FILE)}')
     return written

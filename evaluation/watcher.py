@@ -31,9 +31,9 @@ import time
 
 import tensorflow as tf
 
-from deployment import checkpoints
-from deployment import eval_core
-from deployment import eval_outputs
+from model import checkpoints
+from evaluation import evaluate
+from evaluation import outputs as eval_outputs
 from tf_extended import atomic_io
 
 LEDGER_NAME = 'eval_ledger.jsonl'
@@ -62,7 +62,7 @@ def list_checkpoints(directory):
             mtime = os.stat(prefix + '.index').st_mtime_ns
         except FileNotFoundError:
             continue
-        step = eval_core.checkpoint_step_from_name(prefix)
+        step = evaluate.checkpoint_step_from_name(prefix)
         found.append((mtime, -1 if step is None else step, os.path.normpath(prefix)))
     return [prefix for _, _, prefix in sorted(found)]
 
@@ -75,7 +75,7 @@ def stage_checkpoint(prefix, directory):
     os.makedirs(directory, exist_ok=True)
     files = [prefix + '.index'] + sorted(glob.glob(glob.escape(prefix) + '.data-*'))
     if len(files) < 2:
-        raise eval_core.CheckpointUnavailable(f'{prefix}: no .data-* file next to the .index.')
+        raise evaluate.CheckpointUnavailable(f'{prefix}: no .data-* file next to the .index.')
     for path in files:
         target = os.path.join(directory, os.path.basename(path))
         try:
@@ -86,7 +86,7 @@ def stage_checkpoint(prefix, directory):
                     raise
                 shutil.copyfile(path, target)
         except FileNotFoundError:
-            raise eval_core.CheckpointUnavailable(f'{path} was deleted before it could be evaluated.') from None
+            raise evaluate.CheckpointUnavailable(f'{path} was deleted before it could be evaluated.') from None
     return os.path.join(directory, os.path.basename(prefix))
 
 
@@ -193,7 +193,7 @@ def watch(settings, checkpoint_dir, eval_dir, *, interval_secs=60., timeout_secs
     """Evaluates the checkpoints of `checkpoint_dir` as they appear (see the module docstring).
 
     Args:
-      settings: eval_core.EvalSettings (its num_threads / gpu_memory_fraction keep the trainer fed).
+      settings: evaluate.EvalSettings (its num_threads / gpu_memory_fraction keep the trainer fed).
       checkpoint_dir: the trainer's folder.
       eval_dir: where the ledger, results, history, best/ and summaries go.
       interval_secs: pause between scans when nothing is pending.
@@ -245,15 +245,15 @@ def watch(settings, checkpoint_dir, eval_dir, *, interval_secs=60., timeout_secs
 
 def _handle(settings, prefix, eval_dir, ledger, best_metric, log):
     name = os.path.basename(prefix)
-    step = eval_core.checkpoint_step_from_name(prefix)
+    step = evaluate.checkpoint_step_from_name(prefix)
     staging_dir = os.path.join(eval_dir, f'.staged-{name}')
     try:
         try:
             staged = stage_checkpoint(prefix, staging_dir)
-            result = eval_core.evaluate_checkpoint(settings, staged, os.path.join(eval_dir, name),
+            result = evaluate.evaluate_checkpoint(settings, staged, os.path.join(eval_dir, name),
                                                    summary_dir=eval_dir, log=log,
                                                    source=os.path.abspath(prefix))
-        except eval_core.CheckpointUnavailable as err:
+        except evaluate.CheckpointUnavailable as err:
             log(f'[watch] skipping {name}: {err}')
             entry = {'checkpoint': name, 'step': step, 'status': UNAVAILABLE, 'time': _now(),
                      'reason': str(err)}

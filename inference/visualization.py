@@ -1,7 +1,7 @@
 """Drawing detections: OpenCV (annotated files, video) and matplotlib (notebooks).
 
 Detections of one image are a dict `{'boxes': [n, 4] relative [ymin, xmin, ymax, xmax],
-'scores': [n], 'classes': [n] int labels >= 1}` (`deployment.inference.split_detections`).
+'scores': [n], 'classes': [n] int labels >= 1}` (`inference.detection.split_detections`).
 `class_names` is a sequence (label l is `class_names[l - 1]`) or a dict `{label: name}`.
 """
 import cv2

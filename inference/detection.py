@@ -33,8 +33,8 @@ import tf_slim as slim
 
 from datasets import image_io
 from datasets import labels as labels_lib
-from deployment import checkpoints
-from deployment import eval_core
+from model import checkpoints
+from evaluation import evaluate
 from nets import nets_factory
 from nets import post_processing
 from nets import ssd_common
@@ -160,7 +160,7 @@ def model_spec(model_name, num_classes=None, model_config=None, class_names=None
     pipeline = preprocessing_factory.get_preprocessing(model_name)
     mean_rgb, scale = pipeline.mean_rgb, pipeline.scale
     if model_config:
-        config = eval_core.load_model_config(model_config)
+        config = evaluate.load_model_config(model_config)
         if config['model_name'] not in (None, model_name):
             raise ValueError(f'{model_config} describes a {config["model_name"]} model, not '
                              f'{model_name}; pass --model_name={config["model_name"]}.')

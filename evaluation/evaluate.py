@@ -4,7 +4,7 @@
                             dataset_split_name='test', dataset_dir='/data/tfrecords')
     result = evaluate_checkpoint(settings, '/train/model.ckpt-1000', results_dir='/eval')
 
-The graph: tf.data input (`deployment.eval_input`), the net, `detected_bboxes` (Caffe
+The graph: tf.data input (`evaluation.input`), the net, `detected_bboxes` (Caffe
 DetectionOutput: per-class `select_top_k` then NMS, `keep_top_k` per image), and the detections
 mapped back to the original image through `bbox_img`. Each fetched batch goes, image by image,
 to `VOCEvaluator.add_image` (original image shape, relative boxes -> devkit pixels), to the
@@ -33,8 +33,8 @@ import tensorflow as tf
 import tf_slim as slim
 
 from datasets import dataset_factory
-from deployment import eval_input
-from deployment import eval_outputs
+from evaluation import input as eval_input
+from evaluation import outputs as eval_outputs
 from nets import nets_factory
 from nets import ssd_common
 from nets import ssd_params as ssd_params_lib
@@ -304,7 +304,7 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
 
     Args:
       settings: EvalSettings.
-      checkpoint_prefix: a checkpoint prefix (see `deployment.checkpoints.resolve_checkpoint`).
+      checkpoint_prefix: a checkpoint prefix (see `model.checkpoints.resolve_checkpoint`).
       results_dir: folder receiving the result files (created; files in it are replaced).
       summary_dir: folder of the TensorBoard event file (None: no summaries).
       log: callable taking one line (default: print to stdout).
