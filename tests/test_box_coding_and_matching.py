@@ -83,3 +83,31 @@ def test_image_without_objects_is_all_background():
                                    np.zeros([0], np.int64), np.zeros([0, 4], np.float32))
     assert gclasses.shape == (1917,) and not gclasses.any() and not glocs.any()
     assert not gscores.any()
+
+
+def test_iou_exactly_at_the_threshold_matches():
+    """Caffe matches an anchor whose IoU is >= 0.5 (overlap_threshold), so IoU exactly 0.5 is a
+    positive. Coordinates are multiples of 1/128: every area, intersection, union and ratio is
+    exact in float32, and the IoUs below are hand-computed."""
+    gt = np.array([[0., 0., 0.5, 0.25],       # gt 0: 0.5 high, 0.25 wide (area 1/8)
+                   [0.5, 0.5, 1., 1.]], np.float32)  # gt 1: area 1/4
+    anchors = np.array([[0., 0., 0.5, 0.5],         # gt 0 inside half of it: IoU 1/2 exactly
+                        [0., 0., 0.5, 0.25],        # gt 0 itself: its bipartite match
+                        [0.5, 0.5, 1., 1.],         # gt 1 itself: its bipartite match
+                        [0., 0., 0.5, 0.5078125],   # IoU with gt 0: 0.125 / 0.25390625 < 1/2
+                        [0.5, 0.5, 0.75, 1.],       # half of gt 1 (split the other way): 1/2
+                        [0.5, 0.5, 1., 0.7421875]],  # IoU with gt 1: 0.12109375 / 0.25 < 1/2
+                       np.float32)
+    want_iou = [0.5, 1., 1., 0.125 / 0.25390625, 0.5, 0.12109375 / 0.25]
+    want = [0, 0, 1, -1, 1, -1]
+    matches, max_iou = run(lambda a, b, c: matching.match(a, b, c, 0.5), anchors, gt,
+                           np.array([True, True]))
+    np.testing.assert_array_equal(max_iou, np.float32(want_iou))
+    np.testing.assert_array_equal(matches, want)
+    np.testing.assert_array_equal(ref.caffe_match(gt, [True, True], anchors, 0.5)[0], want)
+    # The training targets: labels of the matched ground truths, IoU exactly 0.5 in gscores.
+    net = nets_factory.get_network('ssd_300_mobilenet')()
+    gclasses, _, gscores = run(lambda l, b: net.bboxes_encode(l, b, anchors=anchors),
+                               np.array([3, 5], np.int64), gt)
+    np.testing.assert_array_equal(gclasses, [3, 3, 5, 0, 5, 0])
+    assert gscores[0] == gscores[4] == 0.5
