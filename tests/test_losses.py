@@ -78,7 +78,49 @@ def test_random_case_equals_numpy(smoothing):
     np.testing.assert_allclose(total, pos + neg + loc, rtol=1e-5)
 
 
-def test_hard_negatives_are_three_per_positive_per_image():
+@pytest.mark.parametrize('ratio', [1., 1.5, 5.])
+def test_other_negative_ratios_equal_numpy(ratio):
+    case = random_case(np.random.RandomState(5))
+    total, terms = run_loss(*case, negative_ratio=ratio)
+    pos, neg, loc, mask = numpy_loss(*case, ratio=ratio)
+    # 4, 1 and 0 positives: int(ratio * positives) negatives per image (Caffe truncates).
+    np.testing.assert_array_equal(mask.sum(1), [int(4 * ratio), int(ratio), 0])
+    np.testing.assert_allclose(terms['cross_entropy_neg'], neg, rtol=1e-5)
+    np.testing.assert_allclose(total, pos + neg + loc, rtol=1e-5)
+
+
+def equal_loss_case():
+    """All logits 0: every anchor's cross-entropy is log(3) (3 classes), so the negative term
+    counts the negatives. Image 0: 2 positives, 10 negative candidates. Image 1: 1 positive,
+    2 candidates (best IoU 0.1), 3 unmatched anchors with IoU exactly 0.5 and 6 with 0.7, which
+    are not candidates (Caffe: neg_overlap 0.5, strictly below)."""
+    gclasses = np.zeros((2, 12), np.int64)
+    gclasses[0, :2] = [1, 2]
+    gclasses[1, 0] = 2
+    gscores = np.full((2, 12), 0.1, np.float32)
+    gscores[:, 0] = 0.8
+    gscores[0, 1] = 0.6
+    gscores[1, 3:6] = 0.5
+    gscores[1, 6:] = 0.7
+    zeros = np.zeros((2, 12, 4), np.float32)
+    return np.zeros((2, 12, 3), np.float32), zeros, gclasses, zeros, gscores
+
+
+@pytest.mark.parametrize('kwargs,negatives', [
+    ({}, 6 + 2),                            # three per positive; image 1 has only 2 candidates
+    ({'negative_ratio': 1.5}, 3 + 1),       # int(2 * 1.5), int(1 * 1.5)
+    ({'negative_ratio': 10.}, 10 + 2),      # every candidate
+    ({'negative_threshold': 0.6}, 6 + 3),   # IoU 0.5 < 0.6: the three join image 1's candidates
+])
+def test_hard_negatives_are_three_per_positive_per_image(kwargs, negatives):
+    total, terms = run_loss(*equal_loss_case(), **kwargs)
+    # Normalised by the batch's 3 positives.
+    np.testing.assert_allclose(terms['cross_entropy_pos'], np.log(3.), rtol=1e-6)
+    np.testing.assert_allclose(terms['cross_entropy_neg'], negatives * np.log(3.) / 3, rtol=1e-6)
+    np.testing.assert_allclose(total, (3 + negatives) * np.log(3.) / 3, rtol=1e-6)
+
+
+def test_hard_negative_mask_keeps_the_highest_background_losses():
     case = random_case(np.random.RandomState(1))
     with tf.Graph().as_default(), v1.Session() as sess:
         logits, _, gclasses, _, gscores = case
