@@ -12,6 +12,14 @@ for the generic `custom` dataset (split_name = output_name).
       --labels_file=my_data/labels.txt --split=train --output_dir=tfrecords --output_name=train
   python tf_convert_data.py --dataset_name=coco --annotations_file=annotations/instances_val2017.json \
       --dataset_dir=val2017 --output_dir=tfrecords --output_name=coco_2017_val
+  python tf_convert_data.py --verify --output_dir=tfrecords --output_name=coco_2017_val   # check, convert nothing
+
+Every input file is treated as possibly hostile: only regular files are read, image sizes are
+checked on the header before decoding (--max_image_pixels, and TensorFlow's own decoder limit),
+file sizes before reading (--max_image_bytes), objects per image are capped
+(--max_objects_per_image), paths in split files / COCO file_name must stay inside the dataset
+folder (--allow_outside_paths), and files named like the output that this converter did not
+write are never overwritten or deleted.
 """
 
 import os
@@ -23,6 +31,7 @@ from absl import logging
 
 from datasets import coco
 from datasets import convert
+from datasets import image_io
 from datasets import labels
 from datasets import pascalvoc
 
@@ -42,26 +51,65 @@ flags.DEFINE_integer('seed', 0, 'Seed of the shuffle.')
 flags.DEFINE_integer('num_workers', None, 'Worker processes (default: all cores).', lower_bound=1)
 flags.DEFINE_boolean('skip_bad_examples', False, 'Skip (and report) corrupt images/annotations instead of failing.')
 flags.DEFINE_boolean('skip_unknown_classes', False, 'Drop (and report) objects of unknown classes instead of failing.')
-flags.mark_flags_as_required(['dataset_name', 'dataset_dir', 'output_dir', 'output_name'])
+flags.DEFINE_integer('max_image_pixels', image_io.DEFAULT_MAX_IMAGE_PIXELS,
+                     'Images with more pixels (width x height, read from the header before decoding) are bad '
+                     'examples. Images above TensorFlow\'s JPEG decoder limit (~179 M pixels) always are.',
+                     lower_bound=1)
+flags.DEFINE_integer('max_image_bytes', image_io.DEFAULT_MAX_IMAGE_BYTES,
+                     'Image files larger than this (bytes, checked before reading) are bad examples.', lower_bound=1)
+flags.DEFINE_integer('max_objects_per_image', convert.DEFAULT_MAX_OBJECTS_PER_IMAGE,
+                     'Images with more objects (after dropping unusable boxes) are bad examples; matching '
+                     'costs anchors x objects per image.', lower_bound=1)
+flags.DEFINE_boolean('allow_outside_paths', False,
+                     'Accept VOC split ids and COCO file_names that are absolute paths or climb out of the '
+                     'dataset folder with "..". Otherwise such entries are bad examples.')
+flags.DEFINE_boolean('verify', False,
+                     'Check an existing conversion (<output_dir>/<output_name>): every shard the metadata lists '
+                     'is present with its size and sha256 digest. Converts nothing.')
+flags.mark_flags_as_required(['output_dir', 'output_name'])
+
+_SKIP_HINT = ('pass --skip_bad_examples to skip such examples (each is listed in the metadata report), '
+              'or fix the input')
 
 
 def main(_):
     logging.set_verbosity(logging.INFO)
     try:
-        _convert()
-    except (convert.BadExampleError, convert.UnknownClassError, ValueError, OSError) as e:
-        # The message names the file and what to do; a traceback would only bury it.
+        if FLAGS.verify:
+            _verify()
+        else:
+            _convert()
+    except convert.BadExampleError as e:
+        # The message names the file and what is wrong; a traceback would only bury it.
+        sys.exit(f'tf_convert_data: error: {e} ({_SKIP_HINT}).')
+    except (convert.UnknownClassError, ValueError, OSError) as e:
         sys.exit(f'tf_convert_data: error: {e}')
 
 
+def _verify():
+    # TensorFlow is imported only here (the converter's workers must not load it).
+    from datasets import dataset_factory
+    meta = convert.metadata_path(FLAGS.output_dir, FLAGS.output_name)
+    if not os.path.isfile(meta) and not os.path.lexists(
+            convert.incomplete_marker_path(FLAGS.output_dir, FLAGS.output_name)):
+        raise FileNotFoundError(f'{meta}: no metadata, so nothing to verify the shards against (records of the '
+                                f'older port have none; convert them again to get one).')
+    ds = dataset_factory.get_dataset('custom', FLAGS.output_name, FLAGS.output_dir, verify_digests=True)
+    print(f'tf_convert_data: {meta}: {len(ds.files)} shard(s), {ds.num_samples} examples; every shard is present '
+          f'with the size and sha256 digest the metadata lists.')
+
+
 def _convert():
+    if not FLAGS.dataset_name or not FLAGS.dataset_dir:
+        raise app.UsageError('--dataset_name and --dataset_dir are required (unless --verify).')
+    limits = image_io.ImageLimits(max_pixels=FLAGS.max_image_pixels, max_bytes=FLAGS.max_image_bytes)
     if FLAGS.dataset_name == 'pascalvoc':
         if FLAGS.annotations_file:
             raise app.UsageError('--annotations_file is for --dataset_name=coco.')
         dirs = [d for d in FLAGS.dataset_dir.split(',') if d]
         class_names = labels.read_labels_file(FLAGS.labels_file) if FLAGS.labels_file else labels.VOC_CLASSES
-        sources = pascalvoc.list_examples(dirs, FLAGS.split)
-        loader = pascalvoc.VocLoader(class_names, FLAGS.skip_unknown_classes)
+        sources = pascalvoc.list_examples(dirs, FLAGS.split, FLAGS.allow_outside_paths)
+        loader = pascalvoc.VocLoader(class_names, FLAGS.skip_unknown_classes, limits)
         description = {'dataset_name': 'pascalvoc', 'dataset_dirs': [os.path.abspath(d) for d in dirs],
                        'split': FLAGS.split, 'labels_file': FLAGS.labels_file}
         class_extra = None
@@ -70,17 +118,19 @@ def _convert():
             raise app.UsageError('--dataset_name=coco needs --annotations_file (instances_*.json).')
         if FLAGS.labels_file or FLAGS.split:
             raise app.UsageError('--labels_file and --split are for VOC; COCO classes and images come from the JSON.')
-        sources, class_names, class_extra = coco.read_annotations(FLAGS.annotations_file, FLAGS.dataset_dir)
+        sources, class_names, class_extra = coco.read_annotations(FLAGS.annotations_file, FLAGS.dataset_dir,
+                                                                  FLAGS.allow_outside_paths)
         loader = coco.CocoLoader([c['coco_category_id'] for c in class_extra], class_names,
-                                 FLAGS.skip_unknown_classes)
+                                 FLAGS.skip_unknown_classes, limits)
         description = {'dataset_name': 'coco', 'annotations_file': os.path.abspath(FLAGS.annotations_file),
                        'image_dir': os.path.abspath(FLAGS.dataset_dir)}
-    description['skip_unknown_classes'] = FLAGS.skip_unknown_classes
+    description.update(skip_unknown_classes=FLAGS.skip_unknown_classes, max_image_pixels=FLAGS.max_image_pixels,
+                       max_image_bytes=FLAGS.max_image_bytes, allow_outside_paths=FLAGS.allow_outside_paths)
     metadata = convert.convert(
         sources, loader, class_names, FLAGS.output_dir, FLAGS.output_name,
         samples_per_file=FLAGS.samples_per_file, shuffle=FLAGS.shuffle, seed=FLAGS.seed,
         num_workers=FLAGS.num_workers, skip_bad_examples=FLAGS.skip_bad_examples,
-        description=description, class_extra=class_extra)
+        description=description, class_extra=class_extra, max_objects_per_image=FLAGS.max_objects_per_image)
     logging.info('Wrote %d examples in %d shards; metadata: %s', metadata['num_examples'], len(metadata['files']),
                  convert.metadata_path(FLAGS.output_dir, FLAGS.output_name))
 

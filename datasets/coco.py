@@ -12,57 +12,103 @@
   `image/object/bbox/difficult`, so VOC-style evaluation ignores crowd boxes the way COCO
   evaluation does. `truncated` is 0. `image/id` holds the COCO image id so evaluation with
   pycocotools can map detections back.
+- Hostile entries are bad examples (an error, or skipped and reported with skip_bad_examples):
+  an image id that is not an integer in 0..2**63-1 or is repeated, a `file_name` that is not a
+  relative path inside the image folder (absolute, or `..` climbing out; allowed with
+  `allow_outside_paths`), a bbox with a non-finite number. Images are read as `image_io` allows
+  (regular files only, size limits checked on the header before decoding).
 """
 
 import dataclasses
 import json
+import math
 import os
+from typing import Optional
 
 from datasets import image_io
+from datasets import safe_io
 from datasets.convert import BadExampleError, UnknownClassError
 from datasets.example_format import ExampleRecord, ObjectRecord
+
+_MAX_IMAGE_ID = (1 << 63) - 1  # image/id is an int64 feature
 
 
 @dataclasses.dataclass(frozen=True)
 class CocoSource:
-    """One COCO image to convert. annotations: tuple of (annotation id, category id, (x, y, w, h), iscrowd)."""
+    """One COCO image to convert. annotations: tuple of (annotation id, category id, (x, y, w, h), iscrowd).
+
+    problem: why the image entry cannot be converted (found while reading the JSON), or None.
+    """
     annotations_file: str
     image_path: str
     image_id: int
     json_size: tuple
     annotations: tuple
+    problem: Optional[str] = None
 
     @property
     def report_name(self):
         return f'{self.annotations_file}: image id {self.image_id} ({os.path.basename(self.image_path)})'
 
 
-def read_annotations(annotations_file, image_dir):
+def _valid_image_id(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_IMAGE_ID
+
+
+def _image_problem(annotations_file, im, seen_ids, allow_outside_paths):
+    """Why an `images` entry cannot be converted, or None."""
+    where = f'{annotations_file}: image {im["id"]!r}'
+    if not _valid_image_id(im['id']):
+        return (f'{annotations_file}: image id {im["id"]!r} (file_name {im.get("file_name")!r}) is not an integer in '
+                f'0..2**63-1, which the records store as int64; fix the JSON.')
+    if im['id'] in seen_ids:
+        return f'{where}: the id appears twice in "images"; fix the JSON.'
+    name = im['file_name']
+    if allow_outside_paths and isinstance(name, str) and name and '\0' not in name:
+        return None
+    reason = safe_io.check_inside(name)
+    if reason:
+        hint = ' (pass --allow_outside_paths to allow it)' if isinstance(name, str) and '\0' not in name else ''
+        return f'{where}: file_name {name!r} {reason}; file names are relative to the image folder{hint}.'
+    return None
+
+
+def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
     """Reads an instances JSON.
 
+    Args:
+      annotations_file, image_dir: the JSON and the folder its `file_name`s are relative to.
+      allow_outside_paths: accept `file_name`s that are absolute or climb out of image_dir.
     Returns:
-      (sources, class_names, class_extra): list of CocoSource in image-id order; class names in
-      category-id order; [{'coco_category_id': id}] per class.
+      (sources, class_names, class_extra): list of CocoSource in image-id order (entries with a
+      bad id at the end, in file order); class names in category-id order;
+      [{'coco_category_id': id}] per class.
     Raises:
       ValueError: the JSON is unreadable or lacks images/categories, naming the file.
     """
     try:
-        with open(annotations_file, encoding='utf-8') as f:
+        with safe_io.open_text(annotations_file, 'annotations file') as f:
             data = json.load(f)
         categories = sorted(data['categories'], key=lambda c: c['id'])
-        images = sorted(data['images'], key=lambda im: im['id'])
+        images = sorted(data['images'], key=lambda im: (0, im['id']) if _valid_image_id(im['id']) else (1, 0))
         by_image = {}
         for a in sorted(data.get('annotations', []), key=lambda a: a['id']):
             by_image.setdefault(a['image_id'], []).append(
                 (a['id'], a['category_id'], tuple(float(v) for v in a['bbox']), int(a.get('iscrowd', 0))))
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        sources, seen_ids = [], set()
+        for im in images:
+            problem = _image_problem(annotations_file, im, seen_ids, allow_outside_paths)
+            name = im['file_name'] if isinstance(im['file_name'], str) else repr(im['file_name'])
+            sources.append(CocoSource(annotations_file, os.path.join(image_dir, name.replace('\0', '?')), im['id'],
+                                      (im.get('width'), im.get('height')),
+                                      tuple(by_image.get(im['id'], ())) if problem is None else (), problem))
+            if _valid_image_id(im['id']):
+                seen_ids.add(im['id'])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
         raise ValueError(f'{annotations_file}: not a COCO instances file with images, categories and '
                          f'annotations ({type(e).__name__}: {e}).') from None
     if not categories:
         raise ValueError(f'{annotations_file}: no categories.')
-    sources = [CocoSource(annotations_file, os.path.join(image_dir, im['file_name']), im['id'],
-                          (im.get('width'), im.get('height')), tuple(by_image.get(im['id'], ())))
-               for im in images]
     return (sources, tuple(c['name'] for c in categories),
             [{'coco_category_id': c['id']} for c in categories])
 
@@ -87,18 +133,22 @@ class CocoLoader:
       category_ids: COCO category ids in label order (label = index + 1).
       class_names: names in the same order.
       skip_unknown_classes: drop annotations with a category id not in category_ids (reported).
+      image_limits: image_io.ImageLimits (pixels, bytes) an image must stay within.
     """
 
-    def __init__(self, category_ids, class_names, skip_unknown_classes=False):
+    def __init__(self, category_ids, class_names, skip_unknown_classes=False, image_limits=image_io.DEFAULT_LIMITS):
         self.category_ids = tuple(category_ids)
         self.class_names = tuple(class_names)
         self.skip_unknown_classes = skip_unknown_classes
+        self.image_limits = image_limits
         self._labels = {c: i + 1 for i, c in enumerate(self.category_ids)}
 
     def __call__(self, source):
         where = source.report_name
         try:
-            image = image_io.load_image(source.image_path)
+            image = image_io.load_image(source.image_path, self.image_limits)
+        except safe_io.UnsafeFileError as e:
+            raise BadExampleError(f'{where}: {e}') from None
         except (image_io.BadImageError, OSError) as e:
             raise BadExampleError(f'{where}: {source.image_path}: {e}') from None
         report = []
@@ -122,8 +172,9 @@ class CocoLoader:
                         f'categories of the file ({known}). Fix the JSON or pass --skip_unknown_classes.')
                 note('unknown_class', f'annotation {ann_id}: unknown category id {category_id} dropped')
                 continue
-            if len(bbox) != 4:
-                raise BadExampleError(f'{where}: annotation {ann_id} has bbox {list(bbox)}, expected [x, y, w, h].')
+            if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox):
+                raise BadExampleError(f'{where}: annotation {ann_id} has bbox {list(bbox)}, expected [x, y, w, h] '
+                                      f'of 4 finite numbers.')
             name = self.class_names[label - 1]
             box, clipped, drop = coco_box_to_relative(*bbox, image.width, image.height)
             if drop:

@@ -5,15 +5,31 @@ Output in `output_dir`:
 - `<output_name>_<NNN>.tfrecord`: shards of `samples_per_file` examples (the last may be
   shorter, and shards shrink when examples are skipped); NNN has at least 3 digits.
 - `<output_name>_metadata.json` (`metadata_path`): written last; its presence marks a complete
-  conversion. It holds the example count, the shard list, the classes with per-class
-  image/object/difficult counts, the options, and a report of what was fixed, dropped or skipped
-  (with file names).
+  conversion. It holds the example count, the shard list (name, example count, size in bytes,
+  sha256 of each shard, so readers can tell an emptied, truncated or replaced shard), the classes
+  with per-class image/object/difficult counts, the options, and a report of what was fixed,
+  dropped or skipped (with file names).
 
 Atomicity: shards are written into a hidden folder `.<output_name>.tmp-<pid>` inside
 `output_dir` and renamed into place only after every shard is done; the metadata file comes last
-(temp name + rename). An interrupted run therefore leaves at most the hidden folder (removed by
-the next run with the same output name) and never a metadata file. Shards and metadata of an
-earlier run with the same name are deleted (metadata first) just before the new ones are moved in.
+(temp name + rename). An interrupted conversion leaves at most the hidden folder (removed by the
+next run with the same output name) and never a metadata file. Replacing an earlier run's output
+first writes `<output_name>_incomplete.json` (listing old and new shards), then deletes the old
+metadata and shards, moves the new shards in, writes the new metadata and removes the marker: a
+run interrupted while replacing leaves the marker, and readers refuse to read a folder with a
+marker and no metadata instead of using whatever shards remain.
+
+Ownership: the converter deletes or overwrites only files it wrote, i.e. shards listed in an
+earlier run's metadata (or marker) of the same output name. Any other file whose name matches the
+shard names (`<output_name>_<digits>.tfrecord`, e.g. an older port's records or a user's own
+file), or a `<output_name>_metadata.json` that is not ours, stops the run before any work with
+`OutputConflictError`.
+
+Validation: every record is checked before it is written (`validate_record`): boxes finite and
+inside [0, 1], labels within the classes, flags 0/1, the image id an int64, at most
+`max_objects_per_image` objects (matching costs anchors x objects). A source may carry a
+`problem` (a bad entry found while listing, e.g. a path that leaves the dataset folder): the run
+stops on it before converting anything, or skips and reports it with `skip_bad_examples`.
 
 Determinism: examples are ordered by the caller, optionally shuffled with `random.Random(seed)`,
 then cut into shards; each shard is converted by exactly one worker with the same code, so the
@@ -27,7 +43,9 @@ import TensorFlow at module level (tf_convert_data.py does not).
 """
 
 import glob
+import hashlib
 import json
+import math
 import multiprocessing
 import os
 import random
@@ -40,10 +58,15 @@ import time
 from absl import logging
 
 from datasets import example_format
+from datasets import safe_io
 
 METADATA_SUFFIX = '_metadata.json'
+INCOMPLETE_SUFFIX = '_incomplete.json'
 METADATA_FORMAT = 'ssd-tfrecords'
-METADATA_VERSION = 1
+# 2: files[] entries carry 'size' and 'sha256'. Version 1 (without them) is still read.
+METADATA_VERSION = 2
+DEFAULT_MAX_OBJECTS_PER_IMAGE = 1000
+_TEMP_MARKER = '.written-by-tf_convert_data'
 
 
 class BadExampleError(ValueError):
@@ -54,9 +77,23 @@ class UnknownClassError(ValueError):
     """An object's class is not in the class list; the message names file, name and known classes."""
 
 
+class OutputConflictError(ValueError):
+    """The output folder holds files of the output name that this converter did not write."""
+
+
 def metadata_path(output_dir, output_name):
     """Path of the metadata JSON of a conversion."""
     return os.path.join(output_dir, output_name + METADATA_SUFFIX)
+
+
+def incomplete_marker_path(output_dir, output_name):
+    """Path of the marker present while a conversion replaces the shards of `output_name`."""
+    return os.path.join(output_dir, output_name + INCOMPLETE_SUFFIX)
+
+
+def shard_pattern(output_name):
+    """Regex (fullmatch) of every shard name a conversion to `output_name` may write."""
+    return re.compile(re.escape(output_name) + r'_\d{3,}\.tfrecord')
 
 
 def shard_name(output_name, index, num_shards):
@@ -78,17 +115,55 @@ def _init_worker(counter, pool_worker=False):
         logging.set_verbosity(logging.ERROR)
 
 
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def validate_record(record, num_classes, max_objects_per_image, where):
+    """Raises BadExampleError when `record` would convert but could not be used for training or
+    evaluation: too many objects, non-finite or out-of-range boxes, labels outside 1..num_classes,
+    flags other than 0/1, an image id outside int64, an image without pixels."""
+    image = record.image
+    if not (isinstance(image.height, int) and isinstance(image.width, int) and image.height > 0 and image.width > 0):
+        raise BadExampleError(f'{where}: image size {image.width}x{image.height}, expected positive integers.')
+    if len(record.objects) > max_objects_per_image:
+        raise BadExampleError(
+            f'{where}: {len(record.objects)} objects, more than --max_objects_per_image={max_objects_per_image} '
+            f'(matching costs anchors x objects per image); raise the limit if the annotation is genuine.')
+    if record.image_id is not None and not (isinstance(record.image_id, int) and not isinstance(record.image_id, bool)
+                                            and _INT64_MIN <= record.image_id <= _INT64_MAX):
+        raise BadExampleError(f'{where}: image id {record.image_id!r} is not a 64-bit integer.')
+    for index, obj in enumerate(record.objects):
+        box = tuple(obj.box)
+        if len(box) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in box):
+            raise BadExampleError(f'{where}: object {index} ({obj.name}) has box {box}, expected 4 finite numbers.')
+        ymin, xmin, ymax, xmax = box
+        if not (0.0 <= ymin <= ymax <= 1.0 and 0.0 <= xmin <= xmax <= 1.0):
+            raise BadExampleError(f'{where}: object {index} ({obj.name}) has relative box [ymin, xmin, ymax, xmax] = '
+                                  f'{list(box)}, expected 0 <= min <= max <= 1.')
+        if not (isinstance(obj.label, int) and 1 <= obj.label <= num_classes):
+            raise BadExampleError(f'{where}: object {index} ({obj.name}) has label {obj.label!r}, expected 1..'
+                                  f'{num_classes}.')
+        for field in ('difficult', 'truncated', 'iscrowd'):
+            value = getattr(obj, field)
+            if value not in ((None, 0, 1) if field == 'iscrowd' else (0, 1)):
+                raise BadExampleError(f'{where}: object {index} ({obj.name}) has {field}={value!r}, expected 0 or 1.')
+
+
 def _convert_shard(args):
     """Converts one shard's examples (in a worker). Returns (serialized examples, statistics and report).
 
     Raises BadExampleError on a bad example unless skipping, UnknownClassError from the loader.
     """
-    sources, loader, skip_bad_examples = args
+    sources, loader, skip_bad_examples, checks = args
     records = []
     stats = {'classes': {}, 'report': []}
     for source in sources:
         try:
+            problem = getattr(source, 'problem', None)
+            if problem:
+                raise BadExampleError(problem)
             record, report = loader(source)
+            validate_record(record, checks['num_classes'], checks['max_objects_per_image'], source.report_name)
         except BadExampleError as e:
             if not skip_bad_examples:
                 raise
@@ -111,11 +186,23 @@ def _convert_shard(args):
 
 
 def _write_records(path, records):
+    """Writes a shard; returns {'size': bytes, 'sha256': hex digest} of the file written."""
     # Imported here so that worker processes, which import this module, never load TensorFlow.
     import tensorflow as tf
     with tf.io.TFRecordWriter(path) as writer:
         for record in records:
             writer.write(record)
+    return file_digest(path)
+
+
+def file_digest(path):
+    """{'size': bytes, 'sha256': hex digest} of a file."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+            size += len(block)
+    return {'size': size, 'sha256': digest.hexdigest()}
 
 
 class _Progress:
@@ -160,23 +247,102 @@ class _Progress:
         sys.stderr.flush()
 
 
+def _pid_alive(pid):
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, another user's
+        return True
+    return True
+
+
 def _remove_stale(output_dir, output_name):
+    """Removes temp folders of interrupted conversions: only ours (marker file inside), only of dead processes."""
     for stale in glob.glob(os.path.join(glob.escape(output_dir), f'.{glob.escape(output_name)}.tmp-*')):
+        pid = stale.rsplit('.tmp-', 1)[1]
+        if not (pid.isdigit() and os.path.isdir(stale) and not os.path.islink(stale)
+                and os.path.isfile(os.path.join(stale, _TEMP_MARKER))):
+            continue  # not a folder this converter made
+        if _pid_alive(int(pid)):
+            logging.warning('%s belongs to a running conversion (pid %s); leaving it.', stale, pid)
+            continue
         logging.info('Removing %s left by an interrupted conversion.', stale)
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _replace_outputs(output_dir, output_name, temp_dir, shards):
-    """Deletes an earlier run's metadata then shards, and moves the new shards into place."""
+def _listed_shards(path, output_name, what):
+    """Shard names listed in our metadata or marker file at `path` (empty when there is none).
+
+    Raises:
+      OutputConflictError: the file exists but was not written by this converter.
+    """
+    if not os.path.lexists(path):
+        return set()
+    try:
+        with safe_io.open_text(path, what) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, dict) or data.get('format') != METADATA_FORMAT:
+        raise OutputConflictError(
+            f'{path} exists but is not a {what} written by tf_convert_data.py; refusing to replace it or the '
+            f'shards it may describe. Move it away or choose another --output_name.')
+    pattern = shard_pattern(output_name)
+    files = data.get('files')
+    return {f['name'] for f in (files if isinstance(files, list) else [])
+            if isinstance(f, dict) and isinstance(f.get('name'), str) and pattern.fullmatch(f['name'])}
+
+
+def owned_outputs(output_dir, output_name):
+    """The shard names in output_dir that an earlier conversion to `output_name` wrote.
+
+    Raises:
+      OutputConflictError: output_dir holds a file named like our shards (or our metadata) that
+        no metadata of ours lists; we neither overwrite nor delete such files.
+    """
+    if not os.path.isdir(output_dir):
+        return set()
     meta = metadata_path(output_dir, output_name)
-    if os.path.exists(meta):
+    owned = (_listed_shards(meta, output_name, 'metadata file')
+             | _listed_shards(incomplete_marker_path(output_dir, output_name), output_name, 'conversion marker'))
+    pattern = shard_pattern(output_name)
+    foreign = sorted(n for n in os.listdir(output_dir) if pattern.fullmatch(n) and n not in owned)
+    if foreign:
+        listed = ', '.join(foreign[:5]) + (f' and {len(foreign) - 5} more' if len(foreign) > 5 else '')
+        raise OutputConflictError(
+            f'{output_dir} holds {listed}, named like the shards of --output_name={output_name} but not written by '
+            f'tf_convert_data.py for it (not listed in {os.path.basename(meta)}); refusing to overwrite or delete '
+            f'{"it" if len(foreign) == 1 else "them"}. Move {"it" if len(foreign) == 1 else "them"} away or choose '
+            f'another --output_name.')
+    return owned
+
+
+def _replace_outputs(output_dir, output_name, temp_dir, shards, metadata):
+    """Replaces an earlier run's output (only the files it wrote) by the new shards and metadata.
+
+    A marker listing old and new shards is present while files are deleted and moved, so an
+    interruption leaves a folder that readers refuse and that the next run may clean up.
+    """
+    owned = owned_outputs(output_dir, output_name)
+    new = {final for _, final in shards}
+    marker = incomplete_marker_path(output_dir, output_name)
+    _write_json_atomic(marker, {
+        'format': METADATA_FORMAT, 'version': METADATA_VERSION, 'output_name': output_name, 'status': 'incomplete',
+        'note': 'tf_convert_data.py was replacing these shards and did not finish: convert again.',
+        'files': [{'name': n} for n in sorted(owned | new)]})
+    meta = metadata_path(output_dir, output_name)
+    if os.path.lexists(meta):
         os.remove(meta)
-    pattern = re.compile(re.escape(output_name) + r'_\d{3,}\.tfrecord$')
-    for name in os.listdir(output_dir):
-        if pattern.match(name):
+    for name in sorted(owned - new):
+        if os.path.lexists(os.path.join(output_dir, name)):
             os.remove(os.path.join(output_dir, name))
     for temp_name, final_name in shards:
         os.replace(os.path.join(temp_dir, temp_name), os.path.join(output_dir, final_name))
+    _write_json_atomic(meta, metadata)
+    os.remove(marker)
 
 
 def _write_json_atomic(path, data):
@@ -189,11 +355,12 @@ def _write_json_atomic(path, data):
 
 def convert(sources, loader, class_names, output_dir, output_name, samples_per_file=200, shuffle=True,
             seed=0, num_workers=None, skip_bad_examples=False, description=None, class_extra=None,
-            show_progress=True):
+            show_progress=True, max_objects_per_image=DEFAULT_MAX_OBJECTS_PER_IMAGE):
     """Converts examples to sharded TFRecords plus the metadata file.
 
     Args:
-      sources: list of picklable example descriptions with a `report_name` attribute.
+      sources: list of picklable example descriptions with a `report_name` attribute and
+        optionally a `problem` (a string when the entry is already known to be bad).
       loader: picklable callable source -> (example_format.ExampleRecord, report list); raises
         BadExampleError or UnknownClassError.
       class_names: tuple of class names; label id = index + 1.
@@ -205,10 +372,12 @@ def convert(sources, loader, class_names, output_dir, output_name, samples_per_f
       description: dict stored under 'source' in the metadata (dataset kind, folders, split, options).
       class_extra: optional list (one dict per class) merged into the metadata class entries.
       show_progress: print progress lines to stderr.
+      max_objects_per_image: examples with more objects are bad examples (see validate_record).
     Returns:
       the metadata dict (also written to metadata_path(output_dir, output_name)).
     Raises:
-      ValueError: no examples, bad arguments; BadExampleError/UnknownClassError from the loader.
+      ValueError: no examples, bad arguments; BadExampleError/UnknownClassError from the loader or
+      validation; OutputConflictError: output_dir holds files of that name we did not write.
     """
     if samples_per_file < 1:
         raise ValueError(f'samples_per_file must be >= 1, got {samples_per_file}.')
@@ -219,16 +388,26 @@ def convert(sources, loader, class_names, output_dir, output_name, samples_per_f
     num_workers = num_workers or os.cpu_count() or 1
     if num_workers < 1:
         raise ValueError(f'num_workers must be >= 1, got {num_workers}.')
+    if max_objects_per_image < 1:
+        raise ValueError(f'max_objects_per_image must be >= 1, got {max_objects_per_image}.')
+    problems = [s for s in sources if getattr(s, 'problem', None)]
+    if problems and not skip_bad_examples:
+        more = f' ({len(problems) - 1} more such entries)' if len(problems) > 1 else ''
+        raise BadExampleError(f'{problems[0].problem}{more}')
     order = list(sources)
     if shuffle:
         random.Random(seed).shuffle(order)
     chunks = [order[i:i + samples_per_file] for i in range(0, len(order), samples_per_file)]
     os.makedirs(output_dir, exist_ok=True)
+    owned_outputs(output_dir, output_name)  # refuse before any work, not after it
     _remove_stale(output_dir, output_name)
     temp_dir = os.path.join(output_dir, f'.{output_name}.tmp-{os.getpid()}')
     os.makedirs(temp_dir)
+    with open(os.path.join(temp_dir, _TEMP_MARKER), 'w'):
+        pass
     temp_names = [f'part-{i:06d}.tfrecord' for i in range(len(chunks))]
-    tasks = [(c, loader, skip_bad_examples) for c in chunks]
+    checks = {'num_classes': len(class_names), 'max_objects_per_image': max_objects_per_image}
+    tasks = [(c, loader, skip_bad_examples, checks) for c in chunks]
     workers = min(num_workers, len(tasks))
     logging.info('Converting %d examples into %d shards with %d worker(s).', len(order), len(tasks), workers)
     try:
@@ -239,7 +418,7 @@ def convert(sources, loader, class_names, output_dir, output_name, samples_per_f
             with _Progress(counter, len(order), show_progress):
                 for name, task in zip(temp_names, tasks):
                     records, stats = _convert_shard(task)
-                    _write_records(os.path.join(temp_dir, name), records)
+                    stats['file'] = _write_records(os.path.join(temp_dir, name), records)
                     results.append(stats)
         else:
             ctx = multiprocessing.get_context('spawn')
@@ -247,15 +426,14 @@ def convert(sources, loader, class_names, output_dir, output_name, samples_per_f
             with ctx.Pool(workers, initializer=_init_worker, initargs=(counter, True)) as pool:
                 with _Progress(counter, len(order), show_progress):
                     for name, (records, stats) in zip(temp_names, pool.imap(_convert_shard, tasks)):
-                        _write_records(os.path.join(temp_dir, name), records)
+                        stats['file'] = _write_records(os.path.join(temp_dir, name), records)
                         results.append(stats)
         metadata, moves = _metadata(results, temp_names, class_names, output_name, samples_per_file, shuffle,
-                                    seed, skip_bad_examples, description, class_extra)
+                                    seed, skip_bad_examples, description, class_extra, max_objects_per_image)
         if metadata['num_examples'] == 0:
             raise ValueError(f'Every one of the {len(order)} examples was skipped; nothing written. '
                              f'See the reasons above or run without --skip_bad_examples.')
-        _replace_outputs(output_dir, output_name, temp_dir, moves)
-        _write_json_atomic(metadata_path(output_dir, output_name), metadata)
+        _replace_outputs(output_dir, output_name, temp_dir, moves, metadata)
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
     for kind, count in metadata['report']['counts'].items():
@@ -265,13 +443,14 @@ def convert(sources, loader, class_names, output_dir, output_name, samples_per_f
 
 
 def _metadata(results, temp_names, class_names, output_name, samples_per_file, shuffle, seed,
-              skip_bad_examples, description, class_extra):
+              skip_bad_examples, description, class_extra, max_objects_per_image):
     """Merges shard results in shard order. Returns (metadata dict, [(temp name, final name)])."""
     kept = [(n, r) for n, r in zip(temp_names, results) if r['num_examples'] > 0]
     files, moves = [], []
     for index, (temp_name, result) in enumerate(kept):
         final = shard_name(output_name, index, len(kept))
-        files.append({'name': final, 'num_examples': result['num_examples']})
+        files.append({'name': final, 'num_examples': result['num_examples'], 'size': result['file']['size'],
+                      'sha256': result['file']['sha256']})
         moves.append((temp_name, final))
     classes = []
     for i, name in enumerate(class_names):
@@ -292,7 +471,7 @@ def _metadata(results, temp_names, class_names, output_name, samples_per_file, s
         'files': files,
         'source': dict(description or {}),
         'options': {'samples_per_file': samples_per_file, 'shuffle': shuffle, 'seed': seed,
-                    'skip_bad_examples': skip_bad_examples},
+                    'skip_bad_examples': skip_bad_examples, 'max_objects_per_image': max_objects_per_image},
         'report': {'counts': {k: sum(e['kind'] == k for e in entries) for k in kinds}, 'entries': entries},
     }
     return metadata, moves

@@ -16,9 +16,14 @@ Names and the files they read in `dataset_dir` (written by tf_convert_data.py wi
 | custom | <split> (any converter output: split_name is its output_name) |
 
 Shards are `<prefix>_*.tfrecord`. With the converter's `<prefix>_metadata.json`, the shard list,
-the number of samples and the class names come from it. Without it (records of the older
-TensorFlow port, e.g. `voc_2007_train_000.tfrecord`) the shards are globbed, the samples are
-counted by reading the record headers (logged), and the classes are the VOC ones for the
+the number of samples and the class names come from it, and every listed shard is checked before
+anything is read: present, a regular file, and of the size the metadata records (metadata of
+version 1, without sizes: its record count), so an emptied, truncated or replaced shard fails
+with its name instead of silently giving fewer examples; `verify_digests=True` also compares
+each shard's sha256 (reads every byte). A `<prefix>_incomplete.json` without metadata means a
+conversion was interrupted while replacing the shards: refused. Without either (records of the
+older TensorFlow port, e.g. `voc_2007_train_000.tfrecord`) the shards are globbed, the samples
+are counted by reading the record headers (logged), and the classes are the VOC ones for the
 pascalvoc names, else `class_<id>`; `num_classes` must then be given for coco_2017/custom.
 """
 
@@ -34,6 +39,11 @@ import tensorflow as tf
 from datasets import convert
 from datasets import example_format as ef
 from datasets import labels
+from datasets import safe_io
+
+
+class DatasetFilesError(ValueError):
+    """The shards on disk do not match what the metadata says was written."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,25 +203,62 @@ def _available(dataset_dir):
     return f'{dataset_dir} holds {names[:20]}{" ..." if len(names) > 20 else ""}'
 
 
-def _load_metadata(path, dataset_dir):
+def _load_metadata(path, dataset_dir, verify_digests=False):
     try:
-        with open(path, encoding='utf-8') as f:
+        with safe_io.open_text(path, 'metadata file') as f:
             metadata = json.load(f)
     except ValueError as e:
         raise ValueError(f'{path}: unreadable metadata JSON ({e}); convert the dataset again.') from None
     if not isinstance(metadata, dict) or metadata.get('format') != convert.METADATA_FORMAT:
         raise ValueError(f"{path}: not a metadata file of tf_convert_data.py "
                          f"(no 'format': '{convert.METADATA_FORMAT}').")
-    files = [os.path.join(os.path.dirname(path), f['name']) for f in metadata['files']]
+    entries = metadata.get('files')
+    if not isinstance(entries, list) or not all(
+            isinstance(f, dict) and isinstance(f.get('name'), str) and isinstance(f.get('num_examples'), int)
+            for f in entries):
+        raise ValueError(f"{path}: 'files' is not a list of {{name, num_examples}}; convert the dataset again.")
+    for f in entries:
+        if os.path.basename(f['name']) != f['name'] or f['name'] in ('', '.', '..'):
+            raise ValueError(f'{path} lists shard {f["name"]!r}, which is not a file name in {os.path.dirname(path)}'
+                             f' (shards live beside their metadata); refusing to read it.')
+    files = [os.path.join(os.path.dirname(path), f['name']) for f in entries]
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
         raise FileNotFoundError(f'{path} lists shards that are missing ({missing[:3]}); the dataset in '
                                 f'{dataset_dir} is incomplete: convert it again.')
+    for file, entry in zip(files, entries):
+        _check_shard(file, entry, path, verify_digests)
+    if sum(f['num_examples'] for f in entries) != metadata.get('num_examples'):
+        raise ValueError(f"{path}: num_examples {metadata.get('num_examples')!r} is not the sum of its shards' "
+                         f"counts ({sum(f['num_examples'] for f in entries)}); convert the dataset again.")
     class_names = [c['name'] for c in sorted(metadata['classes'], key=lambda c: c['id'])]
     return metadata, files, class_names
 
 
-def get_dataset(name, split_name, dataset_dir, file_pattern=None, num_classes=None):
+def _check_shard(file, entry, meta_path, verify_digests):
+    """Raises DatasetFilesError when a shard is not what the metadata recorded."""
+    again = 'convert the data again (or restore the shard)'
+    st = os.stat(file)  # a regular file: _load_metadata checked
+    if isinstance(entry.get('size'), int):
+        if st.st_size != entry['size']:
+            raise DatasetFilesError(
+                f'{file} has {st.st_size} bytes but {os.path.basename(meta_path)} lists {entry["size"]}: the shard was '
+                f'emptied, truncated or replaced after the conversion, and reading it would silently give other '
+                f'examples than the {entry["num_examples"]} it held; {again}.')
+    else:  # metadata version 1: no sizes; the record headers give the count cheaply
+        count = count_records(file)
+        if count != entry['num_examples']:
+            raise DatasetFilesError(f'{file} holds {count} records but {os.path.basename(meta_path)} lists '
+                                    f'{entry["num_examples"]}; {again}.')
+    if verify_digests and isinstance(entry.get('sha256'), str):
+        digest = convert.file_digest(file)['sha256']
+        if digest != entry['sha256']:
+            raise DatasetFilesError(f'{file}: sha256 {digest} differs from {entry["sha256"]} in '
+                                    f'{os.path.basename(meta_path)}: the shard was modified after the conversion; '
+                                    f'{again}.')
+
+
+def get_dataset(name, split_name, dataset_dir, file_pattern=None, num_classes=None, verify_digests=False):
     """Looks a dataset split up.
 
     Args:
@@ -223,11 +270,15 @@ def get_dataset(name, split_name, dataset_dir, file_pattern=None, num_classes=No
         when the pattern ends in '_*.tfrecord' and `<that prefix>_metadata.json` exists.
       num_classes: classes including background. Needed only for records without metadata and no
         default classes (coco_2017, custom); must agree with the metadata when both exist.
+      verify_digests: also compare every shard's sha256 with the metadata (reads all the data);
+        names, presence and sizes are always checked.
     Returns:
       DetectionDataset.
     Raises:
-      ValueError: unknown name, num_classes disagreeing with the metadata or missing.
-      FileNotFoundError: no shards found (the message lists what dataset_dir holds).
+      ValueError: unknown name, num_classes disagreeing with the metadata or missing;
+        DatasetFilesError (a ValueError): a shard differs from what the metadata records.
+      FileNotFoundError: no shards found (the message lists what dataset_dir holds), a shard the
+        metadata lists is missing, or a conversion was interrupted while replacing the shards.
     """
     if name not in _REGISTRY:
         raise ValueError(f'Unknown dataset {name!r}; known: {dataset_names()}.')
@@ -237,15 +288,20 @@ def get_dataset(name, split_name, dataset_dir, file_pattern=None, num_classes=No
     elif '%s' in file_pattern:
         file_pattern = file_pattern % split_name
     pattern_path = _resolve(dataset_dir, file_pattern)
-    meta_path = None
+    meta_path = marker_path = None
     if pattern_path.endswith(_SHARD_GLOB_SUFFIX):
         meta_path = pattern_path[:-len(_SHARD_GLOB_SUFFIX)] + convert.METADATA_SUFFIX
+        marker_path = pattern_path[:-len(_SHARD_GLOB_SUFFIX)] + convert.INCOMPLETE_SUFFIX
     if meta_path and os.path.isfile(meta_path):
-        metadata, files, class_names = _load_metadata(meta_path, dataset_dir)
+        metadata, files, class_names = _load_metadata(meta_path, dataset_dir, verify_digests)
         num_samples = metadata['num_examples']
         if num_classes is not None and num_classes != len(class_names) + 1:
             raise ValueError(f'num_classes={num_classes} disagrees with {meta_path}: {len(class_names)} classes + '
                              f'background = {len(class_names) + 1}. Pass num_classes=None to take it from the data.')
+    elif marker_path and os.path.lexists(marker_path):
+        raise FileNotFoundError(f'{marker_path}: a conversion was interrupted while it replaced the shards of '
+                                f'{os.path.basename(pattern_path[:-len(_SHARD_GLOB_SUFFIX)])}, so the shards there are '
+                                f'a mix or a part; convert the data again.')
     else:
         metadata = None
         files = sorted(glob.glob(pattern_path))

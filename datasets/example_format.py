@@ -64,6 +64,9 @@ class ExampleRecord:
 
 
 def _varint(value):
+    if not -(1 << 63) <= value < (1 << 63):
+        # Outside int64 the loop below would never end (large negatives) or write what no parser reads.
+        raise ValueError(f'{value} does not fit a 64-bit integer feature.')
     if value < 0:  # int64 two's complement, as protobuf encodes negative int64
         value += 1 << 64
     out = bytearray()

@@ -9,21 +9,54 @@ Rules (see `load_image`):
 - EXIF orientation is ignored, as TensorFlow's decoders ignore it, so the size measured here is
   the size the reader will decode and boxes stay aligned with the stored pixels.
 - Width and height always come from the decoded pixels.
+
+Limits (hostile or broken files): the size is read from the image header before anything is
+decoded (JPEG frame header, PNG IHDR; other formats through Pillow's lazy open, which reads only
+the header; a format neither knows is refused), and an image is refused when
+- its width x height exceeds `ImageLimits.max_pixels` (a 629-byte JPEG can claim 30000x30000
+  pixels and decode to 2.7 GB), or
+- TensorFlow's JPEG decoder would refuse it at training time (height x width x 3 >= 2**29
+  bytes, about 179 million pixels), whatever the limit says, or
+- the file has more than `ImageLimits.max_bytes` bytes, or is not a regular file (a device, a
+  FIFO, also through a symlink): checked before reading (`datasets.safe_io`).
 """
 
 import dataclasses
+import io
+import struct
+import warnings
 
 import cv2
 import numpy as np
+
+from datasets import safe_io
 
 JPEG_QUALITY = 95
 _JPEG_MAGIC = b'\xff\xd8\xff'
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 _PNG_COLOR_TYPES = {0: 'grayscale', 2: 'RGB', 3: 'palette', 4: 'grayscale+alpha', 6: 'RGBA'}
 
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # 10000x10000; every public detection dataset is far below
+DEFAULT_MAX_IMAGE_BYTES = 512 << 20  # an uncompressed 100-megapixel RGB file is 300 MB
+# TensorFlow's JPEG decoder (jpeg_mem.cc) refuses height * width * 3 >= 2**29 bytes ("Image too large").
+TF_JPEG_MAX_BYTES = 1 << 29
+TF_MAX_PIXELS = (TF_JPEG_MAX_BYTES - 1) // 3
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic).
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
 
 class BadImageError(ValueError):
     """The bytes are not a decodable image."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageLimits:
+    """What `load_image` accepts. max_pixels: width x height; max_bytes: file size."""
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+
+
+DEFAULT_LIMITS = ImageLimits()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +80,84 @@ def sniff_format(data):
     if data.startswith(_PNG_MAGIC):
         return 'PNG'
     return 'other'
+
+
+def _jpeg_size(data):
+    """(width, height) from the first JPEG frame header (SOFn), walking the marker segments."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise BadImageError(f'corrupt JPEG header (no marker at byte {pos})')
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, start of scan: no frame header before them
+            break
+        (length,) = struct.unpack('>H', data[pos + 2:pos + 4])
+        if length < 2:
+            raise BadImageError(f'corrupt JPEG header (segment length {length} at byte {pos})')
+        if marker in _SOF_MARKERS:
+            if pos + 9 > len(data):
+                break
+            height, width = struct.unpack('>HH', data[pos + 5:pos + 9])
+            if height == 0 or width == 0:
+                raise BadImageError(f'JPEG frame header gives {width}x{height} pixels (a zero height needs a '
+                                    f'DNL marker, which decoders do not support)')
+            return width, height
+        pos += 2 + length
+    raise BadImageError('JPEG without a frame header (SOF) before its image data')
+
+
+def image_header_size(data):
+    """(format, width, height) read from the header only, without decoding the pixels.
+
+    JPEG and PNG are parsed here; other formats (BMP, TIFF, WebP, GIF, PNM, ...) through Pillow's
+    lazy `Image.open`, which reads the header only.
+    Raises:
+      BadImageError: no recognisable image header.
+    """
+    fmt = sniff_format(data)
+    if fmt == 'JPEG':
+        return ('JPEG',) + _jpeg_size(data)
+    if fmt == 'PNG':
+        if len(data) < 24 or data[12:16] != b'IHDR':
+            raise BadImageError('PNG without an IHDR header')
+        width, height = struct.unpack('>II', data[16:24])
+        return 'PNG', width, height
+    try:
+        from PIL import Image
+    except ImportError:
+        raise BadImageError('not a JPEG or PNG file, and Pillow (which reads other headers) is not '
+                            'installed') from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+                return im.format or 'other', width, height
+    except Image.DecompressionBombError as e:  # only above 2 x 89.5 M pixels: beyond TF_MAX_PIXELS too
+        raise BadImageError(f'the image header claims more than {TF_MAX_PIXELS} pixels, which TensorFlow\'s '
+                            f'decoder refuses (Pillow: {e})') from None
+    except Exception as e:  # Pillow raises many types for unknown or broken headers
+        raise BadImageError(f'not a decodable image ({len(data)} bytes: neither JPEG, PNG nor another format whose '
+                            f'header Pillow reads; {type(e).__name__})') from None
+
+
+def check_size(width, height, limits, fmt='image'):
+    """Raises BadImageError when a width x height image must not be decoded or stored."""
+    pixels = width * height
+    if pixels > min(limits.max_pixels, TF_MAX_PIXELS):
+        if pixels > TF_MAX_PIXELS:
+            why = (f'TensorFlow\'s JPEG decoder refuses images of more than {TF_MAX_PIXELS} pixels '
+                   f'(height x width x 3 must stay below 2**29 bytes), so training could not read it; '
+                   f'downscale or tile the image')
+        else:
+            why = f'more than --max_image_pixels={limits.max_pixels}; raise the limit if the image is genuine'
+        raise BadImageError(f'{fmt} of {width}x{height} = {pixels} pixels: {why}')
 
 
 def _describe(data, fmt, image):
@@ -82,18 +193,24 @@ def encode_jpeg(bgr):
     return buf.tobytes()
 
 
-def normalise_image_bytes(data):
+def normalise_image_bytes(data, limits=DEFAULT_LIMITS):
     """Image file bytes -> EncodedImage (see the module docstring for the rules).
 
     Raises:
-      BadImageError: undecodable, empty, or a truncated JPEG (TensorFlow's decoder rejects those
-      although OpenCV returns a partly grey image).
+      BadImageError: undecodable, empty, a truncated JPEG (TensorFlow's decoder rejects those
+      although OpenCV returns a partly grey image), or too many pixels (checked on the header,
+      before decoding).
     """
     fmt = sniff_format(data)
+    if not data:
+        raise BadImageError('empty file (0 bytes)')
+    header_fmt, header_w, header_h = image_header_size(data)
+    check_size(header_w, header_h, limits, f'{header_fmt} image')
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise BadImageError(f'not a decodable image ({len(data)} bytes, format {fmt})')
     height, width = image.shape[:2]
+    check_size(width, height, limits, f'decoded {header_fmt} image')  # in case the header parse missed a frame
     # A JPEG must end with the EOI marker (trailing padding after it is tolerated).
     if fmt == 'JPEG' and b'\xff\xd9' not in data[-1024:]:
         raise BadImageError('truncated JPEG (no end-of-image marker)')
@@ -102,8 +219,12 @@ def normalise_image_bytes(data):
     return EncodedImage(encode_jpeg(to_bgr8(image)), height, width, _describe(data, fmt, image))
 
 
-def load_image(path):
-    """Reads an image file (binary) and normalises it; see `normalise_image_bytes`."""
-    with open(path, 'rb') as f:
-        data = f.read()
-    return normalise_image_bytes(data)
+def load_image(path, limits=DEFAULT_LIMITS):
+    """Reads an image file (binary) and normalises it; see `normalise_image_bytes`.
+
+    Raises:
+      BadImageError: see normalise_image_bytes; safe_io.UnsafeFileError (an OSError): not a
+      regular file or more than limits.max_bytes; OSError: unreadable.
+    """
+    data = safe_io.read_bytes(path, limits.max_bytes, what='image', limit_name='--max_image_bytes')
+    return normalise_image_bytes(data, limits)

@@ -3,6 +3,8 @@
 Label ids are 1..K in list order; 0 is the background and is never written to a record.
 """
 
+from datasets import safe_io
+
 VOC_CLASSES = (
     'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
     'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa',
@@ -17,10 +19,14 @@ def read_labels_file(path):
     Returns:
       tuple of str, the class names in id order (first line is id 1).
     Raises:
-      ValueError: the file is empty or names a class twice.
+      ValueError: the file is empty, not UTF-8 text or names a class twice; OSError: unreadable,
+      or not a regular file (safe_io.UnsafeFileError).
     """
-    with open(path, encoding='utf-8') as f:
-        names = [line.strip() for line in f]
+    try:
+        with safe_io.open_text(path, 'labels file') as f:
+            names = [line.strip() for line in f]
+    except UnicodeDecodeError as e:
+        raise ValueError(f'{path}: labels file is not UTF-8 text ({e}); expected one class name per line.') from None
     names = tuple(n for n in names if n)
     if not names:
         raise ValueError(f'{path}: labels file has no class names (expected one name per line).')

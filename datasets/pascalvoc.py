@@ -22,43 +22,59 @@ element without children, so it wrote 0 for every object.)
 Only `object/bndbox` is a box: `<part>` elements inside person objects hold their own `bndbox`
 and are not objects. The image is found by id (`JPEGImages/<id>.jpg`, else any `<id>.*`), not by
 `<filename>`.
+
+Hostile input: split ids that are absolute or climb out of the folder with `..` are bad examples
+unless `allow_outside_paths`; coordinates must be finite numbers; files are read only when they
+are regular files (also through symlinks), an annotation XML only up to MAX_XML_BYTES, images
+within the `image_io.ImageLimits`. (XML entity bombs and external entities are refused by expat.)
 """
 
 import dataclasses
 import glob
+import math
 import os
+from typing import Optional
 import xml.etree.ElementTree as ET
 
 from datasets import image_io
+from datasets import safe_io
 from datasets.convert import BadExampleError, UnknownClassError
 from datasets.example_format import ExampleRecord, ObjectRecord
 
 _IMAGE_EXT_PREFERENCE = ('.jpg', '.jpeg', '.JPG', '.JPEG', '.png', '.PNG')
+MAX_XML_BYTES = 32 << 20  # a VOC annotation is ~1 kB; 1000 objects are ~200 kB
 
 
 @dataclasses.dataclass(frozen=True)
 class VocSource:
-    """One VOC example to convert: the annotation file, the image folder and the image id."""
+    """One VOC example to convert: the annotation file, the image folder and the image id.
+
+    problem: why the entry cannot be converted (found while listing), or None.
+    """
     annotation_path: str
     image_dir: str
     image_id: str
+    problem: Optional[str] = None
 
     @property
     def report_name(self):
         return self.annotation_path
 
 
-def list_examples(dataset_dirs, split=None):
+def list_examples(dataset_dirs, split=None, allow_outside_paths=False):
     """Lists the examples of one or more VOC folders, in a stable order.
 
     Args:
       dataset_dirs: list of VOC folders (each with Annotations/ and JPEGImages/).
       split: None for every Annotations/*.xml (sorted by id), else the ids listed in
         ImageSets/Main/<split>.txt of each folder, in file order.
+      allow_outside_paths: accept split ids that are absolute paths or climb out of the folder
+        with `..`; otherwise such ids are listed with a `problem` (a bad example).
     Returns:
       list of VocSource, folder by folder.
     Raises:
-      FileNotFoundError: a folder lacks Annotations/ or the split file.
+      FileNotFoundError: a folder lacks Annotations/ or the split file; safe_io.UnsafeFileError:
+      the split file is a device or FIFO.
     """
     sources = []
     for root in dataset_dirs:
@@ -67,8 +83,9 @@ def list_examples(dataset_dirs, split=None):
         if not os.path.isdir(ann_dir):
             raise FileNotFoundError(f'{root}: no Annotations/ folder; --dataset_dir must point at a VOC '
                                     f'folder (Annotations/, JPEGImages/, ImageSets/Main/).')
+        split_path = None
         if split is None:
-            ids = sorted(os.path.splitext(n)[0] for n in os.listdir(ann_dir) if n.endswith('.xml'))
+            ids = [(None, i) for i in sorted(os.path.splitext(n)[0] for n in os.listdir(ann_dir) if n.endswith('.xml'))]
         else:
             split_path = os.path.join(root, 'ImageSets', 'Main', f'{split}.txt')
             if not os.path.isfile(split_path):
@@ -77,9 +94,20 @@ def list_examples(dataset_dirs, split=None):
                     if os.path.isdir(main_dir) else []
                 raise FileNotFoundError(f'{split_path}: split file not found (splits present: {have}); '
                                         f'choose one of them or leave --split out to convert every annotation.')
-            with open(split_path, encoding='utf-8') as f:
-                ids = [line.split()[0] for line in f if line.strip()]
-        sources.extend(VocSource(os.path.join(ann_dir, f'{i}.xml'), img_dir, i) for i in ids)
+            try:
+                with safe_io.open_text(split_path, 'split file') as f:
+                    ids = [(n, line.split()[0]) for n, line in enumerate(f, 1) if line.strip()]
+            except UnicodeDecodeError as e:
+                raise ValueError(f'{split_path}: not a UTF-8 text file ({e}); expected one image id per '
+                                 f'line.') from None
+        for line, image_id in ids:
+            reason = None if allow_outside_paths and '\0' not in image_id else safe_io.check_inside(image_id)
+            problem = None
+            if reason:
+                problem = (f'{split_path}, line {line}: image id {image_id!r} {reason}; ids name files inside '
+                           f'{root}' + ('' if '\0' in image_id else ' (pass --allow_outside_paths to allow it)') + '.')
+                image_id = image_id.replace('\0', '?')
+            sources.append(VocSource(os.path.join(ann_dir, f'{image_id}.xml'), img_dir, image_id, problem))
     return sources
 
 
@@ -115,9 +143,12 @@ def _coord(bndbox, tag, where):
     if element is None or element.text is None:
         raise BadExampleError(f'{where}: <bndbox> has no <{tag}>.')
     try:
-        return float(element.text.strip())
+        value = float(element.text.strip())
     except ValueError:
-        raise BadExampleError(f'{where}: <bndbox><{tag}> is {element.text!r}, expected a number.') from None
+        value = None
+    if value is None or not math.isfinite(value):
+        raise BadExampleError(f'{where}: <bndbox><{tag}> is {element.text!r}, expected a finite number.')
+    return value
 
 
 def voc_box_to_relative(xmin, ymin, xmax, ymax, width, height):
@@ -147,11 +178,13 @@ class VocLoader:
     Args:
       class_names: tuple of class names, id = index + 1.
       skip_unknown_classes: drop objects of unknown classes (reported) instead of raising.
+      image_limits: image_io.ImageLimits (pixels, bytes) an image must stay within.
     """
 
-    def __init__(self, class_names, skip_unknown_classes=False):
+    def __init__(self, class_names, skip_unknown_classes=False, image_limits=image_io.DEFAULT_LIMITS):
         self.class_names = tuple(class_names)
         self.skip_unknown_classes = skip_unknown_classes
+        self.image_limits = image_limits
         self._ids = {name: i + 1 for i, name in enumerate(self.class_names)}
 
     def __call__(self, source):
@@ -164,14 +197,18 @@ class VocLoader:
         """
         where = source.annotation_path
         try:
-            root = ET.parse(where).getroot()
-        except (ET.ParseError, OSError) as e:
+            root = ET.fromstring(safe_io.read_bytes(where, MAX_XML_BYTES, what='annotation XML'))
+        except safe_io.UnsafeFileError as e:
+            raise BadExampleError(str(e)) from None
+        except (ET.ParseError, OSError, ValueError) as e:
             raise BadExampleError(f'{where}: cannot read the annotation XML ({e}).') from None
         image_path = find_image(source.image_dir, source.image_id)
         if image_path is None:
             raise BadExampleError(f'{where}: no image {source.image_id}.* in {source.image_dir}.')
         try:
-            image = image_io.load_image(image_path)
+            image = image_io.load_image(image_path, self.image_limits)
+        except safe_io.UnsafeFileError as e:
+            raise BadExampleError(str(e)) from None
         except (image_io.BadImageError, OSError) as e:
             raise BadExampleError(f'{image_path}: {e}') from None
         report = []

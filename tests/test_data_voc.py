@@ -1,5 +1,6 @@
 """VOC conversion: round trip and one fixture per real-world input problem."""
 
+import hashlib
 import io
 import json
 import os
@@ -61,7 +62,10 @@ def test_round_trip_boxes_labels_flags_image(tmp_path):
     assert meta['num_examples'] == 3 and meta['num_classes_including_background'] == 21
     assert (classes['dog']['num_images'], classes['dog']['num_objects'], classes['dog']['num_difficult']) == (1, 1, 1)
     assert classes['tvmonitor']['num_objects'] == 1 and classes['cat']['num_objects'] == 0
-    assert meta['files'] == [{'name': 'data_000.tfrecord', 'num_examples': 3}]
+    with open(os.path.join(out, 'data_000.tfrecord'), 'rb') as f:
+        shard = f.read()
+    assert meta['files'] == [{'name': 'data_000.tfrecord', 'num_examples': 3, 'size': len(shard),
+                              'sha256': hashlib.sha256(shard).hexdigest()}]
 
 
 def test_difficult_and_truncated_read_from_element_text(tmp_path):

@@ -1,0 +1,110 @@
+"""Reading the files a user hands us as if they could be hostile.
+
+- Only regular files are read (also through symlinks): a device (`/dev/zero`), a FIFO or a
+  socket would be read forever or block, so they are refused before they are opened, and again
+  (race-free) on the open descriptor.
+- Sizes are checked from the file system before reading, and the read stops one byte past the
+  limit (a file that grows while we read cannot get past it).
+- Paths named inside a dataset (VOC split ids, COCO `file_name`) must stay inside the dataset
+  folder: `check_inside` refuses absolute paths and `..` that climb out, by the text of the path
+  (symlinks the user placed inside the folder, e.g. JPEGImages -> another disk, stay allowed).
+"""
+
+import os
+import stat
+
+
+class UnsafeFileError(OSError):
+    """A file that must not be read: not a regular file, or above a size limit."""
+
+    def __str__(self):
+        return self.args[0] if self.args else ''
+
+
+_KINDS = ((stat.S_ISDIR, 'a directory'), (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
+          (stat.S_ISFIFO, 'a FIFO (named pipe)'), (stat.S_ISSOCK, 'a socket'))
+
+
+def _kind(mode):
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return 'not a regular file'
+
+
+def _check_regular(path, mode, what):
+    if not stat.S_ISREG(mode):
+        link = ' (through a symlink)' if os.path.islink(path) else ''
+        raise UnsafeFileError(f'{path}: the {what} is {_kind(mode)}{link}, not a regular file; refusing to read it.')
+
+
+def _open(path, what):
+    """Opens a regular file read-only without blocking on FIFOs; returns (fd, size)."""
+    _check_regular(path, os.stat(path).st_mode, what)  # before opening: opening a device can have effects
+    flags = os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_NOCTTY', 0) | getattr(os, 'O_CLOEXEC', 0)
+    fd = os.open(path, flags)
+    try:
+        st = os.fstat(fd)
+        _check_regular(path, st.st_mode, what)  # the path may have been swapped since the stat
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st.st_size
+
+
+def read_bytes(path, max_bytes=None, what='file', limit_name=None):
+    """Reads a regular file whole.
+
+    Args:
+      path: the file.
+      max_bytes: refuse files larger than this (None: no limit).
+      what: what the file is, for messages ('image', 'annotation XML').
+      limit_name: how the user changes the limit (e.g. '--max_image_bytes'), for messages.
+    Raises:
+      UnsafeFileError: not a regular file or too large; OSError: cannot be read.
+    """
+    fd, size = _open(path, what)
+    try:
+        how = f' ({limit_name}; raise it if the file is genuine)' if limit_name else ''
+        if max_bytes is not None and size > max_bytes:
+            raise UnsafeFileError(f'{path}: the {what} has {size} bytes, more than the limit of {max_bytes}{how}.')
+        chunks, total = [], 0
+        while max_bytes is None or total <= max_bytes:
+            want = 1 << 20 if max_bytes is None else min(1 << 20, max_bytes + 1 - total)
+            chunk = os.read(fd, want)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if max_bytes is not None and total > max_bytes:
+            raise UnsafeFileError(f'{path}: the {what} grew past the limit of {max_bytes} bytes while being '
+                                  f'read{how}.')
+        return b''.join(chunks)
+    finally:
+        os.close(fd)
+
+
+def open_text(path, what='file', encoding='utf-8'):
+    """Opens a regular file for reading text (a context manager, like `open`). Refuses devices, FIFOs."""
+    fd, _ = _open(path, what)
+    return os.fdopen(fd, 'r', encoding=encoding)
+
+
+def check_inside(relative_path):
+    """Why `relative_path` (a path written inside a dataset file) would leave the folder it is
+    relative to, or None when it stays inside.
+
+    Judged on the text: absolute paths, `..` that climb above the folder, and NUL bytes are refused.
+    """
+    if not isinstance(relative_path, str):
+        return f'is {relative_path!r}, not a path string'
+    if '\0' in relative_path:
+        return 'contains a NUL byte'
+    if not relative_path:
+        return 'is empty'
+    if os.path.isabs(relative_path) or (os.sep != '/' and relative_path.startswith('/')):
+        return 'is an absolute path'
+    norm = os.path.normpath(relative_path)
+    if norm == os.pardir or norm.startswith(os.pardir + os.sep):
+        return 'climbs out of the dataset folder with ".."'
+    return None
