@@ -1,0 +1,363 @@
+"""Reads PyTorch `.pth` files into numpy arrays without PyTorch, and without running their code.
+
+A `.pth` file is a pickle: loading it with `pickle` (or `torch.load(weights_only=False)`) runs
+whatever callables the file names. This reader unpickles with an allow-list of the few globals
+that a saved state_dict uses and refuses every other one before anything is called:
+
+  collections.OrderedDict                       the state_dict container
+  torch._utils._rebuild_tensor{,_v2}            a tensor: (storage, offset, size, stride, ...)
+  torch._utils._rebuild_parameter               an nn.Parameter around such a tensor
+  torch.<Type>Storage                           storage type tags (Float, Half, BFloat16, Double,
+                                                Long, Int, Short, Char, Byte, Bool)
+
+Tensors come back as numpy arrays of their own dtype (bfloat16 becomes float32: numpy has none);
+every storage read and every strided view is bounds-checked against the bytes in the file.
+
+Two container formats:
+  zip (PyTorch >= 1.6): `<archive>/data.pkl` plus one entry `<archive>/data/<key>` per storage
+    (and `<archive>/byteorder` since 1.10).
+  legacy (older files, or `_use_new_zipfile_serialization=False`): pickles of the magic number,
+    the protocol version and sys_info, then the object pickle, then the list of storage keys,
+    then each storage as an int64 element count and its raw bytes, in that key order. Storages
+    saved from a GPU (location 'cuda:0') load the same way.
+The tar format of PyTorch < 0.1.10 is recognised and refused with a message.
+"""
+
+import collections
+import io
+import os
+import pickle
+import struct
+import tarfile
+import zipfile
+
+import numpy as np
+
+LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+LEGACY_PROTOCOL = 1001
+
+# torch storage type name -> (numpy dtype of the bytes in the file, element size).
+STORAGE_DTYPES = {
+    'FloatStorage': np.dtype('<f4'), 'HalfStorage': np.dtype('<f2'),
+    'DoubleStorage': np.dtype('<f8'), 'BFloat16Storage': np.dtype('<u2'),
+    'LongStorage': np.dtype('<i8'), 'IntStorage': np.dtype('<i4'),
+    'ShortStorage': np.dtype('<i2'), 'CharStorage': np.dtype('i1'),
+    'ByteStorage': np.dtype('u1'), 'BoolStorage': np.dtype('?'),
+}
+
+
+class PthError(ValueError):
+    """The file is not a .pth this reader can (or may) load; the message says why."""
+
+
+class _StorageType:
+    """What `torch.<Type>Storage` unpickles to: just the type name."""
+
+    def __init__(self, name):
+        self.name = name
+        self.dtype = STORAGE_DTYPES[name]
+
+
+class _Storage:
+    """A storage named by the pickle; `array` is filled from the file afterwards."""
+
+    def __init__(self, storage_type, key, numel):
+        self.storage_type = storage_type
+        self.key = key
+        self.numel = numel
+        self.array = None
+        self.view_of = None  # legacy views: (root _Storage, element offset)
+
+
+class _TensorRef:
+    """A tensor to build once its storage is read: storage[offset] strided as size/stride."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.storage = storage
+        self.offset = offset
+        self.size = size
+        self.stride = stride
+
+
+def _int_tuple(value, what):
+    if not isinstance(value, (tuple, list)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise PthError('%s must be a tuple of non-negative ints, got %r' % (what, value))
+    return tuple(value)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
+    """torch._utils._rebuild_tensor / _rebuild_tensor_v2 (requires_grad, hooks, metadata are
+    training state, not values)."""
+    if not isinstance(storage, _Storage):
+        raise PthError('a tensor must be built on a storage record, got %r' % type(storage))
+    if not isinstance(storage_offset, int) or storage_offset < 0:
+        raise PthError('bad tensor storage offset %r' % (storage_offset,))
+    size = _int_tuple(size, 'tensor size')
+    stride = _int_tuple(stride, 'tensor stride')
+    if len(size) != len(stride):
+        raise PthError('tensor size %s and stride %s differ in length' % (size, stride))
+    return _TensorRef(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, *unused):
+    """torch._utils._rebuild_parameter(data, requires_grad, backward_hooks): the data."""
+    if not isinstance(data, _TensorRef):
+        raise PthError('a parameter must hold a tensor, got %r' % type(data))
+    return data
+
+
+_TORCH_UTILS = {'_rebuild_tensor': _rebuild_tensor, '_rebuild_tensor_v2': _rebuild_tensor,
+                '_rebuild_parameter': _rebuild_parameter}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the allow-listed globals (see the module docstring)."""
+
+    def __init__(self, file, persistent_load, source):
+        super().__init__(file, encoding='latin1')  # Python 2 pickles hold byte strings.
+        self._persistent_load = persistent_load
+        self._source = source
+
+    def find_class(self, module, name):
+        if module == 'collections' and name == 'OrderedDict':
+            return collections.OrderedDict
+        if module == 'torch._utils' and name in _TORCH_UTILS:
+            return _TORCH_UTILS[name]
+        if module == 'torch' and name in STORAGE_DTYPES:
+            return _StorageType(name)
+        raise PthError(
+            '%s: refusing to load the global %s.%s: a .pth file is a pickle, and this reader '
+            'only allows the types a state_dict needs (collections.OrderedDict, '
+            'torch._utils._rebuild_tensor[_v2], torch._utils._rebuild_parameter, '
+            'torch.*Storage). Re-save the weights as a plain state_dict '
+            '(torch.save(model.state_dict(), path)).' % (self._source, module, name))
+
+    def persistent_load(self, pid):
+        return self._persistent_load(pid)
+
+
+def _storage_record(pid, storages, source):
+    """('storage', type, key, location, numel[, view_metadata]) -> the shared _Storage."""
+    if not isinstance(pid, tuple) or not pid or pid[0] != 'storage':
+        kind = pid[0] if isinstance(pid, tuple) and pid else pid
+        raise PthError('%s: unsupported persistent record %r (only tensor storages are '
+                       'allowed; whole pickled modules are not)' % (source, kind))
+    if len(pid) not in (5, 6):
+        raise PthError('%s: malformed storage record %r' % (source, pid))
+    storage_type, key, _, numel = pid[1:5]
+    if not isinstance(storage_type, _StorageType):
+        raise PthError('%s: storage record with type %r' % (source, storage_type))
+    if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
+        raise PthError('%s: malformed storage record %r' % (source, pid))
+    storage = storages.get(key)
+    if storage is None:
+        storage = storages[key] = _Storage(storage_type, key, numel)
+    view = pid[5] if len(pid) == 6 else None
+    if view is None:
+        return storage
+    # Legacy storage views: (view key, element offset, view size) into the root storage.
+    view_key, offset, view_size = view
+    view_storage = storages.get(view_key)
+    if view_storage is None:
+        view_storage = storages[view_key] = _Storage(storage_type, view_key, view_size)
+        view_storage.view_of = (storage, offset)
+    return view_storage
+
+
+def _materialise(obj, big_endian):
+    """Replaces every _TensorRef in nested dicts / lists / tuples by its numpy array."""
+    if isinstance(obj, _TensorRef):
+        return _tensor_array(obj, big_endian)
+    if isinstance(obj, collections.OrderedDict):
+        return collections.OrderedDict((k, _materialise(v, big_endian)) for k, v in obj.items())
+    if isinstance(obj, dict):
+        return {k: _materialise(v, big_endian) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_materialise(v, big_endian) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_materialise(v, big_endian) for v in obj)
+    return obj
+
+
+def _root_array(storage):
+    if storage.view_of is not None:
+        root, offset = storage.view_of
+        array = _root_array(root)
+        if offset + storage.numel > array.size:
+            raise PthError('storage view %s [%d:+%d] lies outside storage %s of %d elements'
+                           % (storage.key, offset, storage.numel, root.key, array.size))
+        return array[offset:offset + storage.numel]
+    if storage.array is None:
+        raise PthError('storage %s is named by a tensor but not stored in the file'
+                       % storage.key)
+    return storage.array
+
+
+def _tensor_array(ref, big_endian):
+    data = _root_array(ref.storage)
+    if big_endian:
+        data = data.view(data.dtype.newbyteorder('>'))
+    last = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride)) \
+        if all(n > 0 for n in ref.size) else ref.offset - 1
+    if last >= data.size:
+        raise PthError('tensor of size %s, stride %s at offset %d reads past its storage %s of '
+                       '%d elements' % (ref.size, ref.stride, ref.offset, ref.storage.key,
+                                        data.size))
+    itemsize = data.dtype.itemsize
+    array = np.lib.stride_tricks.as_strided(
+        data[ref.offset:] if ref.offset < data.size else data[:0], shape=ref.size,
+        strides=[s * itemsize for s in ref.stride], writeable=False)
+    array = np.array(array, dtype=data.dtype.newbyteorder('='), copy=True)
+    if ref.storage.storage_type.name == 'BFloat16Storage':
+        array = (array.astype(np.uint32) << 16).view(np.float32)
+    return array
+
+
+def _read_zip(path, zf):
+    names = zf.namelist()
+    pickles = [n for n in names if n.endswith('/data.pkl') and n.count('/') == 1]
+    if len(pickles) != 1:
+        raise PthError('%s: a zip file but not a PyTorch checkpoint (expected one '
+                       '<archive>/data.pkl, found %s)' % (path, pickles or 'none'))
+    prefix = pickles[0][:-len('data.pkl')]
+    byteorder = 'little'
+    if prefix + 'byteorder' in names:
+        byteorder = zf.read(prefix + 'byteorder').decode('ascii', 'replace').strip()
+    storages = {}
+    unpickler = _RestrictedUnpickler(io.BytesIO(zf.read(pickles[0])),
+                                     lambda pid: _storage_record(pid, storages, path), path)
+    try:
+        obj = unpickler.load()
+    except PthError:
+        raise
+    except Exception as e:  # pickle raises many types on garbage
+        raise PthError('%s: %s is corrupt (%s: %s)' % (path, pickles[0], type(e).__name__, e)) \
+            from None
+    for key, storage in storages.items():
+        if storage.view_of is not None:
+            continue
+        entry = prefix + 'data/' + key
+        if entry not in names:
+            raise PthError('%s: storage %s has no entry %s in the archive' % (path, key, entry))
+        info = zf.getinfo(entry)
+        itemsize = storage.storage_type.dtype.itemsize
+        if info.file_size != storage.numel * itemsize:
+            raise PthError('%s: storage %s should hold %d elements of %d bytes, the archive '
+                           'entry has %d bytes' % (path, key, storage.numel, itemsize,
+                                                   info.file_size))
+        storage.array = np.frombuffer(zf.read(entry), dtype=storage.storage_type.dtype)
+    return obj, byteorder == 'big'
+
+
+def _read_legacy(path, f):
+    def load_plain(what):
+        try:
+            return _RestrictedUnpickler(f, _no_persistent, path).load()
+        except PthError:
+            raise
+        except Exception as e:  # pickle raises many types on garbage
+            raise PthError('%s: not a PyTorch .pth file (reading the %s: %s: %s)'
+                           % (path, what, type(e).__name__, e)) from None
+
+    def _no_persistent(pid):
+        raise PthError('%s: unexpected persistent record %r in the header' % (path, pid))
+
+    magic = load_plain('magic number')
+    if magic != LEGACY_MAGIC:
+        raise PthError('%s: not a PyTorch .pth file (no zip archive, and the legacy magic '
+                       'number is missing)' % path)
+    protocol = load_plain('protocol version')
+    if protocol != LEGACY_PROTOCOL:
+        raise PthError('%s: legacy .pth protocol %r; this reader knows %d'
+                       % (path, protocol, LEGACY_PROTOCOL))
+    sys_info = load_plain('sys_info')
+    big_endian = isinstance(sys_info, dict) and sys_info.get('little_endian') is False
+    storages = {}
+    try:
+        obj = _RestrictedUnpickler(f, lambda pid: _storage_record(pid, storages, path),
+                                   path).load()
+    except PthError:
+        raise
+    except Exception as e:
+        raise PthError('%s: the object pickle is corrupt (%s: %s)'
+                       % (path, type(e).__name__, e)) from None
+    keys = load_plain('storage keys')
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise PthError('%s: malformed storage key list' % path)
+    for key in keys:
+        storage = storages.get(key)
+        if storage is None or storage.view_of is not None:
+            raise PthError('%s: stored storage %r is not a root storage named by the pickle'
+                           % (path, key))
+        header = f.read(8)
+        if len(header) != 8:
+            raise PthError('%s: file ends before storage %s' % (path, key))
+        (numel,) = struct.unpack('>q' if big_endian else '<q', header)
+        if numel != storage.numel:
+            raise PthError('%s: storage %s holds %d elements, the pickle says %d'
+                           % (path, key, numel, storage.numel))
+        nbytes = numel * storage.storage_type.dtype.itemsize
+        data = f.read(nbytes)
+        if len(data) != nbytes:
+            raise PthError('%s: file ends inside storage %s (%d of %d bytes)'
+                           % (path, key, len(data), nbytes))
+        storage.array = np.frombuffer(data, dtype=storage.storage_type.dtype)
+    return obj, big_endian
+
+
+def load(path):
+    """The object saved in a `.pth` file, with tensors as numpy arrays.
+
+    Args:
+      path: a `.pth` / `.pt` file in the zip or the legacy format.
+    Returns:
+      the saved object: usually an OrderedDict {name: np.ndarray}; nested dicts, lists, tuples,
+      strings and numbers pass through.
+    Raises:
+      PthError: not a .pth file, a global outside the allow-list (nothing from the file is
+        run), or storages that do not hold what the pickle says.
+      OSError: the file cannot be read.
+    """
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as zf:
+            obj, big_endian = _read_zip(path, zf)
+    else:
+        if tarfile.is_tarfile(path):
+            raise PthError('%s: a tar archive: the .pth format of PyTorch < 0.1.10 is not '
+                           'supported; re-save it with a newer PyTorch' % path)
+        with open(path, 'rb') as f:
+            obj, big_endian = _read_legacy(path, f)
+    return _materialise(obj, big_endian)
+
+
+def find_state_dict(obj, path='<object>'):
+    """The {name: array} state_dict inside what `load` returned.
+
+    A plain state_dict is returned as is; a training checkpoint dict is searched for one under
+    'state_dict', 'model_state_dict', 'model', 'net' or 'weights'.
+    Raises:
+      PthError: no dict of arrays found (the message lists the top-level keys).
+    """
+    def is_state_dict(d):
+        return (isinstance(d, dict) and d
+                and all(isinstance(k, str) for k in d)
+                and any(isinstance(v, np.ndarray) for v in d.values()))
+
+    if is_state_dict(obj):
+        return collections.OrderedDict((k, v) for k, v in obj.items()
+                                       if isinstance(v, np.ndarray))
+    if isinstance(obj, dict):
+        for key in ('state_dict', 'model_state_dict', 'model', 'net', 'weights'):
+            if is_state_dict(obj.get(key)):
+                return find_state_dict(obj[key], path)
+        raise PthError('%s: no state_dict of tensors found; top-level keys: %s'
+                       % (path, ', '.join(map(str, list(obj)[:20]))))
+    raise PthError('%s: holds a %s, not a state_dict' % (path, type(obj).__name__))
+
+
+def load_state_dict(path):
+    """`find_state_dict(load(path))`: {parameter name: numpy array}, in file order."""
+    if not os.path.isfile(path):
+        raise OSError('No such .pth file: %s' % path)
+    return find_state_dict(load(path), path)
