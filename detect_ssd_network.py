@@ -1,8 +1,7 @@
 """Runs an SSD detector on images, folders, globs or videos; writes annotated files and a JSON.
 
-    python detect_ssd_network.py --checkpoint_path=train/ --model_name=ssd_300_vgg \
-        --num_classes=21 --dataset_name=pascalvoc_2007 --dataset_dir=tfrecords \
-        --input=photos/,more/*.png,clip.mp4 --output_dir=detections
+    python detect_ssd_network.py --checkpoint_path=train/ --input=photos/,more/*.png,clip.mp4 \
+        --output_dir=detections
     python detect_ssd_network.py --saved_model_dir=export/saved_model --input=photos/ --output_dir=out
     python detect_ssd_network.py --frozen_graph=export/frozen_graph.pb --input=a.jpg --output_dir=out
     python detect_ssd_network.py --tflite_model=export/model_int8.tflite --input=photos/ \
@@ -20,7 +19,7 @@ Exported models keep the NMS settings they were exported with; --select_threshol
 --keep_top_k then filter their output (they cannot lower the exported threshold or raise its
 keep_top_k).
 """
-import dataclasses
+import json
 import os
 import sys
 import time
@@ -31,10 +30,11 @@ import cv2
 
 from datasets import dataset_factory
 from inference import detection
-from tf_extended import logs
 from inference import visualization
-from nets import ssd_common
+from model import card as card_lib
+from model import cli
 from tf_extended import atomic_io
+from tf_extended import logs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('checkpoint_path', None, 'Checkpoint prefix, one of its files, or a directory.')
@@ -43,29 +43,15 @@ flags.DEFINE_string('frozen_graph', None, 'A frozen graph of export_ssd_network.
                                           'metadata.json beside it).')
 flags.DEFINE_string('tflite_model', None, 'A .tflite model of export_ssd_network.py, float or int8 '
                                           '(its metadata.json beside it).')
-flags.DEFINE_string('model_name', 'ssd_300_vgg', 'Net registry name (checkpoints).')
-flags.DEFINE_integer('num_classes', None, 'Classes including background (checkpoints; default: '
-                                          'the dataset\'s, else the model config\'s or model\'s).')
-flags.DEFINE_string('model_config', None, 'JSON written by caffe_to_tensorflow.py beside a '
-                                          'converted checkpoint.')
-flags.DEFINE_float('depth_multiplier', None, 'MobileNet width multiplier (checkpoints).')
-flags.DEFINE_string('labels_file', None, 'Class names, one per line (id 1 first).')
 flags.DEFINE_string('dataset_name', None, 'Dataset registry name whose metadata names the classes.')
 flags.DEFINE_string('dataset_split_name', 'test', 'Split of --dataset_name.')
 flags.DEFINE_string('dataset_dir', None, 'Folder of the converted TFRecords.')
 flags.DEFINE_string('input', None, 'Comma-separated image files, folders, globs or video files.')
 flags.DEFINE_string('output_dir', None, 'Where annotated files and detections.json go.')
 flags.DEFINE_integer('batch_size', 8, 'Images (or frames) per session run.', lower_bound=1)
-flags.DEFINE_float('select_threshold', 0.5, 'Minimum score of a detection.')
-flags.DEFINE_float('nms_threshold', None, 'NMS IoU threshold (checkpoints; default: the model '
-                                          'config\'s, else 0.45).')
-flags.DEFINE_enum('compute_dtype', 'float32', list(ssd_common.COMPUTE_DTYPES),
-                  'Arithmetic of the net (checkpoints): bfloat16 for CPUs with AVX-512 BF16 or '
-                  'AMX, float16 for GPUs; exports keep theirs.')
-flags.DEFINE_integer('top_k', None, 'Candidates per class before NMS (checkpoints; default: the '
-                                    'model config\'s, else 400).')
-flags.DEFINE_integer('keep_top_k', None, 'Detections per image after NMS (default: the model '
-                                         'config\'s or the exported model\'s, else 200).')
+cli.define_model_flags(select_threshold=0.5, select_threshold_help=(
+    'Minimum score of a detection drawn and written (checkpoints: also the NMS input threshold; '
+    'exports keep the threshold they were exported with and are filtered by this one).'))
 flags.mark_flags_as_required(['input', 'output_dir'])
 
 JSON_NAME = 'detections.json'
@@ -73,7 +59,7 @@ SOURCES = ('checkpoint_path', 'saved_model_dir', 'frozen_graph', 'tflite_model')
 
 
 class TFLiteImageDetector:
-    """A `.tflite` export with the interface `Run` uses: `spec`, `detect`, a context manager.
+    """A `.tflite` export with the interface `Run` uses: `card`, `detect`, a context manager.
 
     A TFLite model's batch size B is static (the interpreter's input shape, as metadata
     `input.tflite_batch_size` records) and the images of one call must share one size. Each image
@@ -90,10 +76,11 @@ class TFLiteImageDetector:
         if not os.path.isfile(metadata_path):
             raise FileNotFoundError(f'{path}: no {detection.METADATA_FILE} beside it; copy the one '
                                     f'export_ssd_network.py wrote with the model next to it.')
-        meta = detection.read_metadata(metadata_path)
+        with open(metadata_path, encoding='utf-8') as f:
+            meta = json.load(f)
         # TFLite has no bfloat16/float16 kernels: its models compute in float32 (the int8 one's
-        # net in int8) whatever the exported spec says (export.tflite_model).
-        self.spec = dataclasses.replace(detection.spec_from_dict(meta), compute_dtype='float32')
+        # net in int8) whatever the exported card says (export.tflite_model).
+        self.card = card_lib.load(metadata_path).replace(compute_dtype='float32')
         # Checked in detect: the interpreter fails on other sizes with an obscure XNNPack
         # reshape error.
         self.fixed_size = not meta['input'].get('any_size', True)
@@ -102,9 +89,9 @@ class TFLiteImageDetector:
     def detect(self, images):
         """Per-image detections (`detection.split_detections`) of uint8 RGB `[H_i, W_i, 3]`."""
         if self.fixed_size:
-            wrong = sorted({im.shape[:2] for im in images} - {self.spec.input_shape})
+            wrong = sorted({im.shape[:2] for im in images} - {self.card.input_shape})
             if wrong:
-                height, width = self.spec.input_shape
+                height, width = self.card.input_shape
                 raise ValueError(f'{self.path} was exported with --fixed_size: it takes {height}x'
                                  f'{width} (height x width) images only; got {wrong}. Export it '
                                  f'without --fixed_size to detect on images of any size.')
@@ -135,19 +122,17 @@ def make_detector():
     if FLAGS.dataset_name:
         dataset = dataset_factory.get_dataset(FLAGS.dataset_name, FLAGS.dataset_split_name,
                                               FLAGS.dataset_dir)
+    values = cli.ModelFlags.from_flags()
     if FLAGS.checkpoint_path:
-        num_classes = FLAGS.num_classes or (dataset.num_classes if dataset else None)
-        spec = detection.model_spec(
-            FLAGS.model_name, num_classes, FLAGS.model_config,
-            depth_multiplier=FLAGS.depth_multiplier, compute_dtype=FLAGS.compute_dtype,
-            select_threshold=FLAGS.select_threshold, nms_threshold=FLAGS.nms_threshold,
-            top_k=FLAGS.top_k, keep_top_k=FLAGS.keep_top_k)
-        spec = detection.with_class_names(spec, FLAGS.labels_file, dataset)
-        detector = detection.Detector.from_checkpoint(spec, FLAGS.checkpoint_path)
+        card_path = values.model_card or card_lib.find_for_checkpoint(FLAGS.checkpoint_path)
+        card = cli.resolve_card(values, FLAGS.checkpoint_path, dataset)
+        detector = detection.Detector.from_checkpoint(card, FLAGS.checkpoint_path,
+                                                      card_path=card_path)
     else:
         detector = load_exported_detector()
-        exported = detector.spec
-        detector.spec = detection.with_class_names(exported, FLAGS.labels_file, dataset)
+        exported = detector.card.detection
+        if values.labels_file:
+            detector.card = cli.with_labels_file(detector.card, values.labels_file)
         if FLAGS.select_threshold < exported.select_threshold:
             print(f'note: the model was exported with select_threshold '
                   f'{exported.select_threshold}; lower scores are not available.')
@@ -191,7 +176,7 @@ class Run:
         self.failures.append({'file': path, 'error': message})
 
     def pixel_rows(self, detections, height, width):
-        return detection.pixel_detections(detections, height, width, self.detector.spec.class_names)
+        return detection.pixel_detections(detections, height, width, self.detector.card.class_names)
 
     def flush_images(self, batch):
         if not batch:
@@ -201,7 +186,7 @@ class Run:
         for path, image, dets in zip(paths, images, self.detect(list(images))):
             ext = os.path.splitext(path)[1].lower()
             out = self.output_path(path, ext if ext in ('.jpg', '.jpeg', '.png') else '.png')
-            drawn = visualization.draw_detections(image, dets, self.detector.spec.class_names)
+            drawn = visualization.draw_detections(image, dets, self.detector.card.class_names)
             ok, data = cv2.imencode(os.path.splitext(out)[1], cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
             if not ok:
                 raise RuntimeError(f'OpenCV could not encode {out}.')
@@ -230,7 +215,7 @@ class Run:
                             writer = cv2.VideoWriter(temp, cv2.VideoWriter_fourcc(*'mp4v'), fps,
                                                      (rgb.shape[1], rgb.shape[0]))
                         drawn = visualization.draw_detections(rgb, dets,
-                                                              self.detector.spec.class_names)
+                                                              self.detector.card.class_names)
                         writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
                         frames.append({'frame': len(frames),
                                        'detections': self.pixel_rows(dets, *rgb.shape[:2])})
@@ -249,7 +234,7 @@ class Run:
                             'frames': frames})
 
     def summary(self, seconds):
-        return {'model': self.detector.spec.to_dict(), 'num_processed': self.num_processed,
+        return {'model': self.detector.card.to_dict(), 'num_processed': self.num_processed,
                 'images_per_second': self.num_processed / seconds if seconds else None,
                 'detector_images_per_second': (self.num_processed / self.detect_seconds
                                                if self.detect_seconds else None),

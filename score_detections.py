@@ -3,7 +3,8 @@
 VOC devkit results files (`comp4_det_<split>_<class>.txt`: `image_id score xmin ymin xmax ymax`,
 1-based pixels) against a VOC folder (Annotations/*.xml, ImageSets/Main/<split>.txt):
   python score_detections.py --results_dir=eval --voc_dir=VOC2007 --split=test [--labels_file=...]
-Classes: --labels_file, else <voc_dir>/labels.txt when present, else the 20 VOC classes.
+Classes: --labels_file, else --model_card's, else <voc_dir>/labels.txt when present, else the 20
+VOC classes.
 
 COCO results JSON against an annotation file (per-class AP@[.5:.95] and AP@.5, pycocotools'
 12 numbers):
@@ -23,6 +24,8 @@ flags.DEFINE_string('results_dir', None, 'VOC: folder holding the results files.
 flags.DEFINE_string('voc_dir', None, 'VOC: the dataset folder (Annotations/, ImageSets/Main/).')
 flags.DEFINE_string('split', 'test', 'VOC: the image set.')
 flags.DEFINE_string('labels_file', None, 'VOC: class names, one per line (label = line number).')
+flags.DEFINE_string('model_card', None, 'VOC: the class names of a model card (the model.json of a '
+                    'train dir, export or converted checkpoint) when --labels_file is not given.')
 flags.DEFINE_string('competition', 'comp4', 'VOC: results file prefix (comp3 or comp4).')
 flags.DEFINE_float('iou_threshold', 0.5, 'VOC: IoU of a true positive.')
 flags.DEFINE_enum('iou_rule', '>=', ['>=', '>'], "VOC: '>=' (the devkit) or '>' (common Python ports).")
@@ -42,7 +45,7 @@ def main(_):
                 raise app.UsageError('VOC scoring needs both --results_dir and --voc_dir.')
             result = scoring.score_voc_results(
                 FLAGS.results_dir, FLAGS.voc_dir, FLAGS.split,
-                scoring.class_names_from(FLAGS.labels_file, FLAGS.voc_dir), FLAGS.competition,
+                scoring.class_names_from(FLAGS.labels_file, FLAGS.voc_dir, FLAGS.model_card), FLAGS.competition,
                 FLAGS.iou_threshold, FLAGS.iou_rule)
             print(result.format_table())
         else:

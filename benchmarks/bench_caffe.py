@@ -33,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tensorflow as tf  # noqa: E402  (imported before timing)
 
 from converters import caffe_convert  # noqa: E402
+from model import card as card_lib  # noqa: E402
 from tests import caffe_fixtures  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
 
@@ -83,7 +84,7 @@ def _parity(name, directory):
         cv_times.append(time.perf_counter() - start)
     out = os.path.join(directory, name + '.ckpt')
     caffe_convert.convert(model, out, model_name, prototxt_path=proto, log=lambda line: None)
-    ours = caffe_fixtures.our_forward(out, caffe_convert.load_config(out), blob,
+    ours = caffe_fixtures.our_forward(out, card_lib.load(caffe_convert.config_path_for(out)), blob,
                                      repeats=FLAGS.repeats + 1)
     n = len(ours['anchors'])
     priors = cv['mbox_priorbox'].reshape(2, n, 4)[0][:, [1, 0, 3, 2]]

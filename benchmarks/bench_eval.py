@@ -25,6 +25,7 @@ import tf_slim as slim
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from evaluation import evaluate  # noqa: E402
+from model import checkpoints  # noqa: E402
 from tests import eval_fixtures  # noqa: E402
 from nets import nets_factory  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
@@ -51,7 +52,7 @@ def _in_graph_rate(model_name, num_classes, batch_size, repeats, with_postproces
         else:
             fetch = [tf.reduce_sum(p) for p in predictions + localisations]
         init = tf.compat.v1.global_variables_initializer()
-    with tf.compat.v1.Session(graph=graph, config=evaluate.session_config(FLAGS.num_threads)) as sess:
+    with tf.compat.v1.Session(graph=graph, config=checkpoints.session_config(FLAGS.num_threads)) as sess:
         sess.run(init)
         sess.run(fetch)
         times = []
@@ -74,9 +75,10 @@ def main(_):
                                                           num_classes, 1)
             forward = _in_graph_rate(model, num_classes, FLAGS.batch_size, FLAGS.repeats, False)
             post = _in_graph_rate(model, num_classes, FLAGS.batch_size, FLAGS.repeats, True)
-            settings = evaluate.EvalSettings(model_name=model, dataset_name='custom', dataset_split_name='test',
-                                              dataset_dir=records_dir, batch_size=FLAGS.batch_size,
-                                              num_threads=FLAGS.num_threads, pr_curves=False)
+            settings = evaluate.EvalSettings(card=eval_fixtures.small_card(model, class_names),
+                                             dataset_name='custom', dataset_split_name='test',
+                                             dataset_dir=records_dir, batch_size=FLAGS.batch_size,
+                                             num_threads=FLAGS.num_threads, pr_curves=False)
             result = evaluate.evaluate_checkpoint(settings, prefix, os.path.join(root, model, 'eval'),
                                                    log=lambda line: None)
             evaluation = result.summary['images_per_second']

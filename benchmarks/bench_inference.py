@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_nets  # noqa: E402
 from inference import export  # noqa: E402
 from inference import detection  # noqa: E402
+from model import card as card_lib  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
 
 v1 = tf.compat.v1
@@ -52,8 +53,8 @@ def write_checkpoint(spec, directory):
 def bench_model(name, work_dir, dtypes, tflite_threads, log):
     """Rows (model, format, dtype, latency_ms, batch8_ms_per_image, ...) of one net."""
     select, top_k, keep_top_k = DETECTION[name]
-    spec = detection.model_spec(name, num_classes=21, select_threshold=select, top_k=top_k,
-                                keep_top_k=keep_top_k)
+    spec = card_lib.from_registry(name, num_classes=21).with_detection(
+        select_threshold=select, top_k=top_k, keep_top_k=keep_top_k)
     prefix = write_checkpoint(spec, work_dir)
     rng = np.random.RandomState(0)
     images = [rng.randint(0, 256, IMAGE_SHAPE).astype(np.uint8) for _ in range(8)]

@@ -34,8 +34,8 @@ import tf_slim as slim
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from converters import caffe_convert  # noqa: E402
+from model import card as card_lib  # noqa: E402
 from tests import caffe_fixtures  # noqa: E402
-from nets import nets_factory  # noqa: E402
 from nets import ssd_common  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_nets  # noqa: E402
@@ -86,9 +86,7 @@ class TFRunner:
     """
 
     def __init__(self, checkpoint_path, batch, threads, frozen):
-        config = caffe_convert.load_config(checkpoint_path)
-        cls = nets_factory.get_network(config['model_name'])
-        ssd = cls(caffe_convert.params_from_config(config, cls.default_params))
+        ssd = card_lib.load(caffe_convert.config_path_for(checkpoint_path)).net()
         size = tuple(ssd.params.img_shape)
         session_config = v1.ConfigProto(intra_op_parallelism_threads=threads,
                                         inter_op_parallelism_threads=1)

@@ -1,10 +1,11 @@
-"""Caffe SSD model -> our TF checkpoint plus a JSON of the settings the checkpoint needs.
+"""Caffe SSD model -> our TF checkpoint plus its model card.
 
 `convert` is what `caffe_to_tensorflow.py` runs: read the caffemodel (and the deploy prototxt),
-map the layers by name, print the table, write `<output_path>` (checkpoint) and
-`<output_path>.json`, then re-load and run a forward pass as a check.
+map the layers by name, print the table, write `<output_path>` (checkpoint) and its model card
+`<output_path>.model.json` (model/card.py; a backbone, which is no detection model, gets the
+conversion record `<output_path>.json` instead), then re-load and run a forward pass as a check.
 
-The JSON holds:
+The conversion record (`ConvertResult.config`; the card is built from it) holds:
   model_name: our net (nets_factory name); backbone_only: bool;
   ssd_params: nets.ssd_params.params_to_dict of the SSDParams to build the net with (anchors
     from the prototxt's PriorBox layers; `anchor_int_sizes` true = Caffe's PriorBox);
@@ -22,6 +23,8 @@ from converters import caffe_pb
 from converters import caffe_ssd
 from converters import checkpoint_io
 from converters import prototxt
+from datasets import labels as labels_lib
+from model import card as card_lib
 from nets import nets_factory
 from nets import ssd_params as ssd_params_lib
 from preprocessing import preprocessing_factory
@@ -45,9 +48,24 @@ class ConvertResult:
     table: str
 
 
-def config_path_for(checkpoint_path):
-    """The JSON written beside a converted checkpoint."""
-    return checkpoint_path + '.json'
+def config_path_for(checkpoint_path, backbone_only=False):
+    """The JSON written beside a converted checkpoint: its model card, or a backbone's record."""
+    return checkpoint_path + (card_lib.LEGACY_CHECKPOINT_SUFFIX if backbone_only
+                              else card_lib.CHECKPOINT_CARD_SUFFIX)
+
+
+def model_card(config, params):
+    """The model card of a converted detection model (`config`: the conversion record)."""
+    detection = {card_lib.CAFFE_DETECTION_NAMES[k]: v for k, v in config['detection'].items()
+                 if k in card_lib.CAFFE_DETECTION_NAMES}
+    names = (labels_lib.VOC_CLASSES if params.num_classes == len(labels_lib.VOC_CLASSES) + 1
+             else card_lib.default_class_names(params.num_classes))
+    provenance = {'converted_by': 'caffe_to_tensorflow.py', 'source': config['source'],
+                  'time': card_lib.now(), 'git_commit': card_lib.git_commit()}
+    return card_lib.ModelCard(
+        config['model_name'], params, tuple(config['preprocessing']['mean_rgb']),
+        config['preprocessing']['scale'], tuple(names), card_lib.DetectionSettings(**detection),
+        card_id=card_lib.new_card_id(), provenance=provenance)
 
 
 def _num_classes(flag, inferred, from_prototxt, default):
@@ -90,7 +108,7 @@ def convert(caffemodel_path, output_path, model_name, prototxt_path=None, num_cl
       caffe_pb.CaffeModelError, prototxt.PrototxtError, caffe_ssd.ConversionError,
       checkpoint_io.CheckpointMismatchError, OSError: with the file and what to do.
     """
-    spec = caffe_ssd.model_spec(model_name, backbone_scope)
+    spec = caffe_ssd.layer_map(model_name, backbone_scope)
     layers = caffe_pb.read_caffemodel(caffemodel_path)
     from_prototxt = {'ssd_params': {}, 'detection': {}, 'preprocessing': {}, 'bn_eps': {}}
     if prototxt_path:
@@ -150,29 +168,19 @@ def convert(caffemodel_path, output_path, model_name, prototxt_path=None, num_cl
         log('NOTE: the Caffe model expects (RGB - %s) * %g but the %s preprocessing normalises '
             'with (RGB - %s) * %g; see %s' % (
                 config['preprocessing']['mean_rgb'], scale, pipeline.name,
-                list(pipeline.mean_rgb), pipeline.scale, config_path_for(output_path)))
+                list(pipeline.mean_rgb), pipeline.scale,
+                config_path_for(output_path, spec.backbone_only)))
 
     unmapped = ['unmapped Caffe layer %r (%s) with blobs %s' % u for u in conversion.unmapped]
-    config_path = config_path_for(output_path)
+    config_path = config_path_for(output_path, spec.backbone_only)
+    sidecar = config if spec.backbone_only else model_card(config, params).to_dict()
     match, problems, _ = checkpoint_io.write_checkpoint(
         net_cls, params, conversion.values, output_path, allow_partial=allow_partial,
         expect_missing=spec.backbone_only, extra_problems=unmapped,
-        sidecar_files={config_path: json.dumps(config, indent=2) + '\n'},
+        sidecar_files={config_path: json.dumps(sidecar, indent=2) + '\n'},
         check_end_point='block7' if spec.backbone_only else None)
     for line in problems:
         log('WARNING: ' + line)
     log('wrote %s (%d variables, %d Caffe layers mapped) and %s; re-loaded it and ran a '
         'forward pass' % (output_path, len(match.matched), len(conversion.mapped), config_path))
     return ConvertResult(output_path, config_path, config, conversion, problems, table)
-
-
-def load_config(checkpoint_path):
-    """The JSON written beside a converted checkpoint (see the module docstring)."""
-    with open(config_path_for(checkpoint_path), encoding='utf-8') as f:
-        return json.load(f)
-
-
-def params_from_config(config, base_params):
-    """SSDParams for a converted checkpoint: `base_params` with the JSON's ssd_params."""
-    return ssd_params_lib.params_from_dict(base_params, config.get('ssd_params', {}))
-

@@ -41,7 +41,7 @@ class ConvTarget:
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelSpec:
+class LayerMap:
     """How a Caffe model maps onto one of our nets.
 
     name: the converter's model name (`--model_name`).
@@ -101,7 +101,7 @@ def _vgg_spec(name, net_name, extra_blocks):
     for i, (source, box) in enumerate(zip(sources, boxes)):
         convs[source + '_mbox_loc'] = ConvTarget(box + '/conv_loc', head='loc', feature=i)
         convs[source + '_mbox_conf'] = ConvTarget(box + '/conv_cls', head='conf', feature=i)
-    return ModelSpec(
+    return LayerMap(
         name=name, net_name=net_name, scope=net_name, convs=dict(convs), first_conv='conv1_1',
         l2_norms={'conv4_3_norm': 'block4_box/L2Normalization/gamma'},
         feature_sources=tuple(sources), backbone_only=False,
@@ -124,7 +124,7 @@ def _mobilenet_spec():
         for head in ('loc', 'conf'):
             name = '%s_mbox_%s' % (source, head)
             convs[name] = ConvTarget(name, head=head, feature=i)
-    return ModelSpec(
+    return LayerMap(
         name='ssd_300_mobilenet', net_name='ssd_300_mobilenet', scope='ssd_300_mobilenet',
         convs=dict(convs), first_conv='conv0', l2_norms={}, feature_sources=sources,
         backbone_only=False, caffe_mean_bgr=(127.5, 127.5, 127.5), caffe_scale=0.007843,
@@ -145,8 +145,8 @@ MODEL_NAMES = ('ssd_300_vgg', 'ssd_512_vgg', 'ssd_300_mobilenet', 'vgg_16_fc_red
 VGG_BACKBONE_SCOPES = ('ssd_300_vgg', 'ssd_512_vgg')
 
 
-def model_spec(model_name, backbone_scope='ssd_300_vgg'):
-    """The `ModelSpec` of a converter model name.
+def layer_map(model_name, backbone_scope='ssd_300_vgg'):
+    """The `LayerMap` of a converter model name.
 
     Args:
       model_name: one of MODEL_NAMES.
@@ -267,7 +267,7 @@ def convert_layers(layers, spec, tf_bn_epsilon=CAFFE_BN_EPS, bn_eps=None):
 
     Args:
       layers: list of `caffe_pb.CaffeLayer`.
-      spec: the `ModelSpec`.
+      spec: the `LayerMap`.
       tf_bn_epsilon: the epsilon of our nets' batch norm.
       bn_eps: optional {Caffe BatchNorm layer name: eps} (from the prototxt); otherwise the eps
         stored in the caffemodel, else Caffe's default 1e-5.
@@ -433,7 +433,7 @@ def ssd_config_from_prototxt(net, spec, source_file='<prototxt>'):
 
     Args:
       net: `prototxt.Message` of the deploy net.
-      spec: the `ModelSpec` (its `feature_sources` order the PriorBox layers).
+      spec: the `LayerMap` (its `feature_sources` order the PriorBox layers).
       source_file: for error messages.
     Returns:
       dict with 'ssd_params' (fields of nets.ssd_params.SSDParams found in the prototxt:

@@ -1,11 +1,11 @@
 """Evaluation of one checkpoint: one graph, one session, metrics streamed per batch.
 
-    settings = EvalSettings(model_name='ssd_300_vgg', dataset_name='pascalvoc_2007',
+    settings = EvalSettings(card=card.load('train/model.json'), dataset_name='pascalvoc_2007',
                             dataset_split_name='test', dataset_dir='/data/tfrecords')
     result = evaluate_checkpoint(settings, '/train/model.ckpt-1000', results_dir='/eval')
 
 The graph: tf.data input (`evaluation.input`), the net, `detected_bboxes` (Caffe
-DetectionOutput: per-class `select_top_k` then NMS, `keep_top_k` per image), and the detections
+DetectionOutput: per-class `top_k` then NMS, `keep_top_k` per image), and the detections
 mapped back to the original image through `bbox_img`. Each fetched batch goes, image by image,
 to `VOCEvaluator.add_image` (original image shape, relative boxes -> devkit pixels), to the
 devkit results files and, for COCO, to a compact per-image list. Memory stays bounded for VOC;
@@ -21,9 +21,7 @@ and the TensorBoard scalars (mAPs and per-class APs) go to `summary_dir` at the 
 global step.
 """
 import dataclasses
-import json
 import os
-import re
 import shutil
 import time
 from typing import Dict, Optional, Tuple
@@ -35,76 +33,53 @@ import tf_slim as slim
 from datasets import dataset_factory
 from evaluation import input as eval_input
 from evaluation import outputs as eval_outputs
-from nets import nets_factory
-from nets import ssd_common
-from nets import ssd_params as ssd_params_lib
-from preprocessing import preprocessing_factory
-from preprocessing.ssd_preprocessing import SSDPreprocessing
+from model import card as card_lib
+from model import checkpoints
 from tf_extended import atomic_io
 from tf_extended import coco_metrics
 from tf_extended import voc_metrics
 
 v1 = tf.compat.v1
 
-# Keys of a model config's "detection" part (caffe_to_tensorflow.py) -> EvalSettings fields.
-DETECTION_CONFIG_KEYS = {'confidence_threshold': 'select_threshold', 'nms_threshold': 'nms_threshold',
-                         'top_k': 'select_top_k', 'keep_top_k': 'keep_top_k'}
-
-
-class CheckpointUnavailable(Exception):
-    """The checkpoint's files are gone (deleted by the trainer's max_to_keep) or unreadable."""
-
-
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
     """Everything an evaluation needs besides the checkpoint (flags of eval_ssd_network.py).
 
-    params_overrides: SSDParams fields replacing the model's defaults (a converted model's
-      `ssd_params`, `depth_multiplier`, ...). mean_rgb / scale: input normalisation overriding the
-      model's preprocessing (a converted model's `preprocessing`), both or neither.
+    card: the model's `ModelCard` (net, anchors, normalisation, detection settings, compute
+      dtype); card_path: the file it came from (None: built from flags), named in errors.
     remove_difficult: True: difficult objects are ignored by the metrics (the devkit's rule);
       False: they count as ordinary objects (the older TF port's meaning of the flag).
-    compute_dtype: the net's arithmetic, one of `ssd_common.COMPUTE_DTYPES` (see
-      `SSDNet.predict`); decoding and NMS run in float32.
     """
-    model_name: str
+    card: card_lib.ModelCard
     dataset_name: str
     dataset_split_name: str
     dataset_dir: str
-    num_classes: Optional[int] = None
+    card_path: Optional[str] = None
     batch_size: int = 32
     max_num_batches: Optional[int] = None
-    select_threshold: float = 0.01
-    select_top_k: int = 400
-    keep_top_k: int = 200
-    nms_threshold: float = 0.45
     matching_threshold: float = 0.5
     iou_rule: str = '>='
     eval_resize: str = 'WARP_RESIZE'
     remove_difficult: bool = True
     moving_average_decay: Optional[float] = None
     metrics: Tuple[str, ...] = ('voc07', 'voc12')
-    params_overrides: Tuple[Tuple[str, object], ...] = ()
-    mean_rgb: Optional[Tuple[float, float, float]] = None
-    scale: Optional[float] = None
     data_format: str = 'NHWC'
     num_threads: Optional[int] = None
     gpu_memory_fraction: Optional[float] = None
     pr_curves: bool = True
     progress_secs: float = 10.
-    compute_dtype: str = 'float32'
 
     def __post_init__(self):
         unknown = sorted(set(self.metrics) - set(eval_outputs.METRICS))
         if unknown or not self.metrics:
             raise ValueError(f'metrics must be a non-empty subset of {eval_outputs.METRICS}, got '
                              f'{list(self.metrics)}.')
-        if self.compute_dtype not in ssd_common.COMPUTE_DTYPES:
-            raise ValueError(f'compute_dtype {self.compute_dtype!r} is not one of '
-                             f'{ssd_common.COMPUTE_DTYPES}.')
-        if (self.mean_rgb is None) != (self.scale is None):
-            raise ValueError('mean_rgb and scale override the input normalisation together; give both '
-                             'or neither.')
+
+    def to_dict(self):
+        """JSON-ready settings (the card as its JSON)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != 'card'}
+        values['model_card'] = self.card.to_dict()
+        return values
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -124,108 +99,15 @@ class EvalResult:
     summary: dict
 
 
-def load_model_config(path):
-    """Reads the JSON `caffe_to_tensorflow.py` writes beside a converted checkpoint.
-
-    Returns:
-      dict with 'model_name' (or None), 'ssd_params' (SSDParams overrides), 'detection'
-      ({EvalSettings field: value}) and 'preprocessing' ({'mean_rgb', 'scale'} or {}).
-    """
-    try:
-        with open(path, encoding='utf-8') as fh:
-            config = json.load(fh)
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f'--model_config {path!r}: cannot read it as JSON ({err}).') from None
-    detection = config.get('detection') or {}
-    unknown = sorted(set(detection) - set(DETECTION_CONFIG_KEYS))
-    if unknown:
-        raise ValueError(f'{path}: unknown "detection" keys {unknown}; known: {sorted(DETECTION_CONFIG_KEYS)}.')
-    preprocessing = config.get('preprocessing') or {}
-    return {
-        'model_name': config.get('model_name'),
-        'ssd_params': dict(config.get('ssd_params') or {}),
-        'detection': {DETECTION_CONFIG_KEYS[k]: v for k, v in detection.items()},
-        'preprocessing': ({'mean_rgb': tuple(float(m) for m in preprocessing['mean_rgb']),
-                           'scale': float(preprocessing['scale'])}
-                          if 'mean_rgb' in preprocessing else {}),
-    }
-
-
-def build_net(settings, num_classes):
-    """The SSD net instance: the model's default params, the overrides, then `num_classes`."""
-    cls = nets_factory.get_network(settings.model_name)
-    params = ssd_params_lib.params_from_dict(cls.default_params, dict(settings.params_overrides))
-    return cls(params._replace(num_classes=num_classes))
-
-
 def build_detections(net, batch, settings):
     """Net forward pass + post-processing on `batch['image']`.
 
     Returns `detected_bboxes`' dict (boxes relative to the network input).
     """
+    card = settings.card
     with slim.arg_scope(net.arg_scope(weight_decay=0., data_format=settings.data_format)):
-        predictions, localisations = net.predict(batch['image'], settings.compute_dtype)
-    return net.detected_bboxes(predictions, localisations, select_threshold=settings.select_threshold,
-                               nms_threshold=settings.nms_threshold, top_k=settings.select_top_k,
-                               keep_top_k=settings.keep_top_k)
-
-
-def checkpoint_step(prefix):
-    """The checkpoint's `global_step` variable, else its `-<step>` name suffix, else 0."""
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-    except (tf.errors.OpError, OSError, ValueError) as err:
-        raise CheckpointUnavailable(f'{prefix}: cannot read the checkpoint ({err}).') from None
-    if reader.has_tensor('global_step'):
-        return int(reader.get_tensor('global_step'))
-    step = checkpoint_step_from_name(prefix)
-    return 0 if step is None else step
-
-
-def checkpoint_step_from_name(prefix):
-    """The `-<step>` suffix of a checkpoint prefix (`model.ckpt-1000` -> 1000), or None."""
-    match = re.search(r'-(\d+)$', prefix)
-    return int(match.group(1)) if match else None
-
-
-def variables_to_restore(moving_average_decay):
-    """{checkpoint name: variable} of the graph's variables; with a decay, trainable variables read
-    their exponential moving averages (`<name>/ExponentialMovingAverage`)."""
-    if moving_average_decay:
-        return v1.train.ExponentialMovingAverage(moving_average_decay).variables_to_restore()
-    return {v.op.name: v for v in v1.global_variables()}
-
-
-def check_restorable(prefix, var_map, model_name):
-    """Raises ValueError naming missing or mis-shaped variables before the Saver fails obscurely."""
-    try:
-        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    except (tf.errors.OpError, OSError, ValueError) as err:
-        raise CheckpointUnavailable(f'{prefix}: cannot read the checkpoint ({err}).') from None
-    missing = sorted(name for name in var_map if name not in shapes)
-    wrong = sorted(f'{name}: checkpoint {shapes[name]}, graph {var.shape.as_list()}'
-                   for name, var in var_map.items()
-                   if name in shapes and list(shapes[name]) != var.shape.as_list())
-    if missing or wrong:
-        hint = ('; the checkpoint has no moving averages: leave --moving_average_decay unset'
-                if any(n.endswith('/ExponentialMovingAverage') for n in missing) else
-                f'; check --model_name ({model_name}), --num_classes and the model config')
-        raise ValueError(f'{prefix} does not fit the evaluation graph: {len(missing)} variable(s) '
-                         f'missing (e.g. {missing[:3]}), {len(wrong)} of another shape '
-                         f'(e.g. {wrong[:3]}){hint}.')
-
-
-def session_config(num_threads=None, gpu_memory_fraction=None):
-    """ConfigProto limiting CPU threads and GPU memory so an evaluation can run beside training."""
-    config = v1.ConfigProto(allow_soft_placement=True)
-    if num_threads:
-        config.intra_op_parallelism_threads = int(num_threads)
-        config.inter_op_parallelism_threads = int(num_threads)
-    if gpu_memory_fraction:
-        config.gpu_options.per_process_gpu_memory_fraction = float(gpu_memory_fraction)
-    else:
-        config.gpu_options.allow_growth = True
-    return config
+        predictions, localisations = net.predict(batch['image'], card.compute_dtype)
+    return net.detected_bboxes(predictions, localisations, **dataclasses.asdict(card.detection))
 
 
 def image_key(filename, index):
@@ -293,6 +175,14 @@ def _class_row(c, coco_result):
     return row
 
 
+def _class_names(card, dataset):
+    """{label: name} of labels 1..: the dataset's (its metadata names the ground truth), else the
+    card's for records without metadata."""
+    if dataset.metadata is None and card.class_names != card_lib.default_class_names(card.num_classes):
+        return dict(enumerate(card.class_names, start=1))
+    return {label: name for label, name in dataset.labels_to_names.items() if label > 0}
+
+
 def _progress(log, done, total, start):
     elapsed = max(time.time() - start, 1e-9)
     log(f'[eval] {done}/{total} images, {done / elapsed:.1f} images/s, {elapsed:.0f} s')
@@ -316,19 +206,17 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
       ValueError: the checkpoint does not fit the graph, or bad data/settings (message says which).
     """
     log = log or (lambda line: print(line, flush=True))
+    card = settings.card
     dataset = dataset_factory.get_dataset(settings.dataset_name, settings.dataset_split_name,
-                                          settings.dataset_dir, num_classes=settings.num_classes)
-    net = build_net(settings, settings.num_classes or dataset.num_classes)
-    if net.params.num_classes != dataset.num_classes:
-        raise ValueError(f'The net predicts {net.params.num_classes} classes (with background) but '
+                                          settings.dataset_dir, num_classes=card.num_classes)
+    net = card.net()
+    if card.num_classes != dataset.num_classes:
+        raise ValueError(f'The net predicts {card.num_classes} classes (with background) but '
                          f'dataset {settings.dataset_name}/{settings.dataset_split_name} has '
                          f'{dataset.num_classes}; the class lists must agree.')
-    class_names = {label: name for label, name in dataset.labels_to_names.items() if label > 0}
-    if settings.mean_rgb is not None:
-        preprocessing = SSDPreprocessing(settings.model_name, settings.mean_rgb, settings.scale)
-    else:
-        preprocessing = preprocessing_factory.get_preprocessing(settings.model_name)
-    step = checkpoint_step(checkpoint_prefix)
+    class_names = _class_names(card, dataset)
+    preprocessing = card.preprocessing()
+    step = checkpoints.checkpoint_step(checkpoint_prefix)
     total = dataset.num_samples
     if settings.max_num_batches:
         total = min(total, settings.max_num_batches * settings.batch_size)
@@ -341,8 +229,8 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
             num_threads=settings.num_threads)
         batch = v1.data.make_one_shot_iterator(batches).get_next()
         detections = build_detections(net, batch, settings)
-        var_map = variables_to_restore(settings.moving_average_decay)
-        check_restorable(checkpoint_prefix, var_map, settings.model_name)
+        var_map = checkpoints.variables_to_restore(settings.moving_average_decay)
+        checkpoints.check_restorable(checkpoint_prefix, var_map, settings.card_path)
         saver = v1.train.Saver(var_map)
         fetches = {key: batch[key] for key in ('shape', 'gt_bboxes', 'gt_labels', 'gt_difficult',
                                                'num_gt', 'filename', 'image_id')}
@@ -357,12 +245,12 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
                                              iou_rule=settings.iou_rule)
         coco = _CocoCollector(class_names, _label_to_category(dataset)) if 'coco' in settings.metrics else None
         writer = voc_metrics.VOCResultsWriter(staging, settings.dataset_split_name, class_names)
-        with writer, v1.Session(graph=graph, config=session_config(
+        with writer, v1.Session(graph=graph, config=checkpoints.session_config(
                 settings.num_threads, settings.gpu_memory_fraction)) as sess:
             try:
                 saver.restore(sess, checkpoint_prefix)
             except (tf.errors.NotFoundError, tf.errors.DataLossError) as err:
-                raise CheckpointUnavailable(f'{checkpoint_prefix}: restoring failed ({err.message}).') from None
+                raise checkpoints.CheckpointUnavailable(f'{checkpoint_prefix}: restoring failed ({err.message}).') from None
             log(f'[eval] {os.path.basename(checkpoint_prefix)} (step {step}): {total} images of '
                 f'{settings.dataset_name}/{settings.dataset_split_name}')
             start = last_report = time.time()
@@ -411,7 +299,7 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
             'class_ap': class_ap,
             'coco': coco_values,
             'classes': [_class_row(c, coco_result) for c in voc.classes],
-            'settings': dataclasses.asdict(settings),
+            'settings': settings.to_dict(),
         }
         table = voc.format_table()
         if coco_result is not None:

@@ -21,6 +21,7 @@ from pycocotools.coco import COCO
 
 from datasets import labels as labels_lib
 from datasets import pascalvoc
+from model import card as card_lib
 from tf_extended import coco_metrics
 from tf_extended import voc_metrics
 
@@ -119,10 +120,13 @@ def score_coco_results(results_path, annotations_path, stdout=None):
     return result, coco_metrics.category_names(ground_truth)
 
 
-def class_names_from(labels_file=None, voc_dir=None):
-    """The class list: `labels_file`, else `<voc_dir>/labels.txt` when present, else the VOC 20."""
+def class_names_from(labels_file=None, voc_dir=None, model_card=None):
+    """The class list: `labels_file`, else the model card's (a `model.json` path), else
+    `<voc_dir>/labels.txt` when present, else the VOC 20."""
     if labels_file:
         return labels_lib.read_labels_file(labels_file)
+    if model_card:
+        return list(card_lib.load(model_card).class_names)
     if voc_dir and os.path.isfile(os.path.join(voc_dir, 'labels.txt')):
         return labels_lib.read_labels_file(os.path.join(voc_dir, 'labels.txt'))
     return labels_lib.VOC_CLASSES

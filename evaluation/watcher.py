@@ -31,6 +31,7 @@ import time
 
 import tensorflow as tf
 
+from model import card as card_lib
 from model import checkpoints
 from evaluation import evaluate
 from evaluation import outputs as eval_outputs
@@ -62,7 +63,7 @@ def list_checkpoints(directory):
             mtime = os.stat(prefix + '.index').st_mtime_ns
         except FileNotFoundError:
             continue
-        step = evaluate.checkpoint_step_from_name(prefix)
+        step = checkpoints.checkpoint_step_from_name(prefix)
         found.append((mtime, -1 if step is None else step, os.path.normpath(prefix)))
     return [prefix for _, _, prefix in sorted(found)]
 
@@ -75,7 +76,7 @@ def stage_checkpoint(prefix, directory):
     os.makedirs(directory, exist_ok=True)
     files = [prefix + '.index'] + sorted(glob.glob(glob.escape(prefix) + '.data-*'))
     if len(files) < 2:
-        raise evaluate.CheckpointUnavailable(f'{prefix}: no .data-* file next to the .index.')
+        raise checkpoints.CheckpointUnavailable(f'{prefix}: no .data-* file next to the .index.')
     for path in files:
         target = os.path.join(directory, os.path.basename(path))
         try:
@@ -86,7 +87,7 @@ def stage_checkpoint(prefix, directory):
                     raise
                 shutil.copyfile(path, target)
         except FileNotFoundError:
-            raise evaluate.CheckpointUnavailable(f'{path} was deleted before it could be evaluated.') from None
+            raise checkpoints.CheckpointUnavailable(f'{path} was deleted before it could be evaluated.') from None
     return os.path.join(directory, os.path.basename(prefix))
 
 
@@ -163,8 +164,9 @@ def write_history(ledger, eval_dir):
         os.replace(tmp, os.path.join(eval_dir, 'history.png'))
 
 
-def _publish_best(staged_prefix, results_dir, entry, eval_dir):
-    """Makes eval_dir/best hold the staged checkpoint files, its results and best.json."""
+def _publish_best(staged_prefix, results_dir, entry, eval_dir, card):
+    """Makes eval_dir/best hold the staged checkpoint files, its model card (model.json), its
+    results and best.json."""
     best_dir = os.path.join(eval_dir, BEST_DIR)
     new = eval_outputs.make_staging_dir(best_dir)
     for path in glob.glob(glob.escape(staged_prefix) + '.*'):
@@ -173,6 +175,7 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir):
     atomic_io.write_text_atomic(os.path.join(new, 'checkpoint'),
                                    f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
     shutil.copytree(results_dir, os.path.join(new, 'results'))
+    card_lib.write(os.path.join(new, card_lib.CARD_FILE), card)
     atomic_io.write_json_atomic(os.path.join(new, 'best.json'), entry)
     old = None
     if os.path.isdir(best_dir):
@@ -182,6 +185,25 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir):
     os.replace(new, best_dir)
     if old:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def wait_for_card(checkpoint_dir, interval_secs, timeout_secs=None, log=None, clock=time.time,
+                  sleep=time.sleep):
+    """Waits until `checkpoint_dir` holds a model card or a checkpoint (a trainer writes its card
+    before its first checkpoint), or `timeout_secs` pass; a folder that is not there yet counts
+    as empty."""
+    log = log or (lambda line: print(line, flush=True))
+    start = clock()
+    said = False
+    while not (card_lib.find_for_checkpoint(checkpoint_dir) or
+               (os.path.isdir(checkpoint_dir) and checkpoints.latest_in_directory(checkpoint_dir))):
+        if timeout_secs is not None and clock() - start >= timeout_secs:
+            return
+        if not said:
+            log(f'[watch] waiting for the trainer\'s model card or first checkpoint in {checkpoint_dir}')
+            said = True
+        sleep(interval_secs if timeout_secs is None else
+              max(0., min(interval_secs, timeout_secs - (clock() - start))))
 
 
 def _now():
@@ -245,7 +267,7 @@ def watch(settings, checkpoint_dir, eval_dir, *, interval_secs=60., timeout_secs
 
 def _handle(settings, prefix, eval_dir, ledger, best_metric, log):
     name = os.path.basename(prefix)
-    step = evaluate.checkpoint_step_from_name(prefix)
+    step = checkpoints.checkpoint_step_from_name(prefix)
     staging_dir = os.path.join(eval_dir, f'.staged-{name}')
     try:
         try:
@@ -253,7 +275,7 @@ def _handle(settings, prefix, eval_dir, ledger, best_metric, log):
             result = evaluate.evaluate_checkpoint(settings, staged, os.path.join(eval_dir, name),
                                                    summary_dir=eval_dir, log=log,
                                                    source=os.path.abspath(prefix))
-        except evaluate.CheckpointUnavailable as err:
+        except checkpoints.CheckpointUnavailable as err:
             log(f'[watch] skipping {name}: {err}')
             entry = {'checkpoint': name, 'step': step, 'status': UNAVAILABLE, 'time': _now(),
                      'reason': str(err)}
@@ -265,7 +287,7 @@ def _handle(settings, prefix, eval_dir, ledger, best_metric, log):
         previous = ledger.best(best_metric)
         value = result.metrics.get(best_metric)
         if value is not None and (previous is None or value > previous['metrics'][best_metric]):
-            _publish_best(staged, os.path.join(eval_dir, name), entry, eval_dir)
+            _publish_best(staged, os.path.join(eval_dir, name), entry, eval_dir, settings.card)
             log(f'[watch] new best {best_metric} {100 * value:.2f} at step {result.global_step} '
                 f'-> {os.path.join(eval_dir, BEST_DIR)}')
         ledger.append(entry)

@@ -4,8 +4,8 @@ The graph (`build_detection_graph`) takes a batch of uint8 RGB images of any siz
 everything else: the model's evaluation preprocessing per image (normalisation, warp resize to
 the net's input, as `preprocess_for_eval(resize='WARP_RESIZE')`), the net, box decoding and NMS.
 
-    spec = model_spec('ssd_300_vgg', num_classes=21)
-    with Detector.from_checkpoint(spec, 'train/') as detector:   # or from_saved_model/_frozen_graph
+    card = model.card.load('train/model.json')          # or cli.resolve_card(flags, 'train/')
+    with Detector.from_checkpoint(card, 'train/') as detector:   # or from_saved_model/_frozen_graph
         for dets in detector.detect([rgb_a, rgb_b]):               # any sizes, one session
             dets['boxes'], dets['scores'], dets['classes']
 
@@ -22,9 +22,7 @@ Tensors (names in frozen graphs and SavedModels):
 """
 import dataclasses
 import glob
-import json
 import os
-from typing import Tuple
 
 import cv2
 import numpy as np
@@ -32,15 +30,10 @@ import tensorflow as tf
 import tf_slim as slim
 
 from datasets import image_io
-from datasets import labels as labels_lib
+from model import card as card_lib
 from model import checkpoints
-from evaluation import evaluate
-from nets import nets_factory
 from nets import post_processing
 from nets import ssd_common
-from nets import ssd_params as ssd_params_lib
-from preprocessing import preprocessing_factory
-from preprocessing.ssd_preprocessing import SSDPreprocessing
 
 v1 = tf.compat.v1
 
@@ -57,136 +50,10 @@ IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg')
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelSpec:
-    """What the inference graph needs besides the weights.
-
-    params: the net's `SSDParams` (num_classes included); mean_rgb / scale: the input
-    normalisation `(RGB - mean_rgb) * scale`; class_names: names of labels 1..C-1;
-    select_threshold, nms_threshold, top_k, keep_top_k: Caffe DetectionOutput settings;
-    compute_dtype: the net's arithmetic, one of `ssd_common.COMPUTE_DTYPES` (weights stay
-    float32 and are cast by the layers; softmax, decoding and NMS always run in float32).
-    """
-    model_name: str
-    params: ssd_params_lib.SSDParams
-    mean_rgb: Tuple[float, float, float]
-    scale: float
-    class_names: Tuple[str, ...]
-    select_threshold: float = 0.01
-    nms_threshold: float = 0.45
-    top_k: int = 400
-    keep_top_k: int = 200
-    compute_dtype: str = 'float32'
-
-    def __post_init__(self):
-        if self.compute_dtype not in ssd_common.COMPUTE_DTYPES:
-            raise ValueError(f'compute_dtype {self.compute_dtype!r} is not one of '
-                             f'{ssd_common.COMPUTE_DTYPES}.')
-
-    @property
-    def input_shape(self):
-        """(height, width) of the net's input."""
-        return tuple(int(s) for s in self.params.img_shape)
-
-    def net(self):
-        """A new SSD net instance of this spec."""
-        return nets_factory.get_network(self.model_name)(self.params)
-
-    def preprocessing(self):
-        return SSDPreprocessing(self.model_name, self.mean_rgb, self.scale)
-
-    def to_dict(self):
-        """JSON-ready description (the metadata of an export; `spec_from_dict` reads it back)."""
-        return {
-            'model_name': self.model_name,
-            'input': {'height': self.input_shape[0], 'width': self.input_shape[1],
-                      'channel_order': 'RGB', 'dtype': 'uint8', 'resize': 'WARP_RESIZE',
-                      'resize_method': 'bilinear'},
-            'normalisation': {'mean_rgb': list(self.mean_rgb), 'scale': self.scale,
-                              'formula': '(RGB - mean_rgb) * scale'},
-            'class_names': list(self.class_names),
-            'ssd_params': ssd_params_lib.params_to_dict(self.params),
-            'detection': {'select_threshold': self.select_threshold,
-                          'nms_threshold': self.nms_threshold, 'top_k': self.top_k,
-                          'keep_top_k': self.keep_top_k},
-            'compute_dtype': self.compute_dtype,
-        }
-
-
-def spec_from_dict(meta):
-    """The `ModelSpec` of an export's metadata (see `ModelSpec.to_dict`)."""
-    cls = nets_factory.get_network(meta['model_name'])
-    params = ssd_params_lib.params_from_dict(cls.default_params, meta['ssd_params'])
-    return ModelSpec(meta['model_name'], params, tuple(meta['normalisation']['mean_rgb']),
-                     meta['normalisation']['scale'], tuple(meta['class_names']),
-                     compute_dtype=meta.get('compute_dtype', 'float32'), **meta['detection'])
-
-
-def with_class_names(spec, labels_file=None, dataset=None):
-    """`spec` with the class names of a labels file (one name per line), else of a
-    `DetectionDataset`'s metadata; unchanged when neither is given."""
-    if labels_file:
-        names, source = labels_lib.read_labels_file(labels_file), labels_file
-    elif dataset is not None:
-        mapping = dataset.labels_to_names
-        names = tuple(mapping[i] for i in range(1, len(mapping)))
-        source = f'dataset {dataset.name} split {dataset.split_name} in {dataset.dataset_dir}'
-    else:
-        return spec
-    if len(names) != spec.params.num_classes - 1:
-        raise ValueError(f'{source} names {len(names)} classes but the model has '
-                         f'{spec.params.num_classes - 1} (num_classes={spec.params.num_classes} '
-                         f'counts the background).')
-    return dataclasses.replace(spec, class_names=tuple(names))
-
-
-def model_spec(model_name, num_classes=None, model_config=None, class_names=None,
-               depth_multiplier=None, compute_dtype='float32', **detection):
-    """A `ModelSpec` from a registry name, optionally a converted model's config JSON.
-
-    Args:
-      num_classes: classes including background (default: the config's, else the model's).
-      model_config: path of the JSON `caffe_to_tensorflow.py` writes beside a checkpoint: its
-        SSD params, DetectionOutput thresholds and input normalisation are applied.
-      class_names: names of labels 1..; default `class_<id>`.
-      depth_multiplier: MobileNet width (overrides params).
-      compute_dtype: the net's arithmetic (see `ModelSpec`).
-      detection: select_threshold, nms_threshold, top_k, keep_top_k; None values leave the
-        config's (else the defaults).
-    """
-    cls = nets_factory.get_network(model_name)
-    params = cls.default_params
-    settings = {}
-    pipeline = preprocessing_factory.get_preprocessing(model_name)
-    mean_rgb, scale = pipeline.mean_rgb, pipeline.scale
-    if model_config:
-        config = evaluate.load_model_config(model_config)
-        if config['model_name'] not in (None, model_name):
-            raise ValueError(f'{model_config} describes a {config["model_name"]} model, not '
-                             f'{model_name}; pass --model_name={config["model_name"]}.')
-        params = ssd_params_lib.params_from_dict(params, config['ssd_params'])
-        renamed = {'select_top_k': 'top_k'}
-        settings.update({renamed.get(k, k): v for k, v in config['detection'].items()})
-        if config['preprocessing']:
-            mean_rgb, scale = config['preprocessing']['mean_rgb'], config['preprocessing']['scale']
-    if num_classes is not None:
-        params = params._replace(num_classes=num_classes)
-    if depth_multiplier is not None:
-        params = params._replace(depth_multiplier=depth_multiplier)
-    settings.update({k: v for k, v in detection.items() if v is not None})
-    names = (tuple(class_names) if class_names
-             else tuple(f'class_{i}' for i in range(1, params.num_classes)))
-    if len(names) != params.num_classes - 1:
-        raise ValueError(f'{len(names)} class names for a model with {params.num_classes - 1} '
-                         f'classes besides the background.')
-    return ModelSpec(model_name, params, tuple(float(m) for m in mean_rgb), float(scale), names,
-                     compute_dtype=compute_dtype, **settings)
-
-
 # ---------------------------------------------------------------------------------------------
 # The graph.
 
-def preprocess_images(images, spec, image_sizes=None):
+def preprocess_images(images, card, image_sizes=None):
     """uint8 `[B, H, W, 3]` RGB -> the net's float32 input `[B, h, w, 3]`.
 
     Every image goes through the model's evaluation preprocessing (WARP_RESIZE). With
@@ -194,11 +61,11 @@ def preprocess_images(images, spec, image_sizes=None):
     batch); without, the batch size must be static and the images are unrolled, which keeps the
     graph free of control flow (TFLite).
     """
-    pipeline = spec.preprocessing()
+    pipeline = card.preprocessing()
 
     def one(image):
         image.set_shape([None, None, 3])
-        return pipeline(image, tf.zeros([0], tf.int64), tf.zeros([0, 4]), spec.input_shape,
+        return pipeline(image, tf.zeros([0], tf.int64), tf.zeros([0, 4]), card.input_shape,
                         is_training=False, resize='WARP_RESIZE')[0]
 
     if image_sizes is None:
@@ -206,7 +73,7 @@ def preprocess_images(images, spec, image_sizes=None):
             raise ValueError('preprocess_images without image_sizes needs a static batch size.')
         return tf.stack([one(images[b]) for b in range(images.shape[0])])
     return tf.map_fn(lambda args: one(args[0][:args[1][0], :args[1][1]]), (images, image_sizes),
-                     fn_output_signature=tf.TensorSpec(spec.input_shape + (3,), tf.float32))
+                     fn_output_signature=tf.TensorSpec(card.input_shape + (3,), tf.float32))
 
 
 @dataclasses.dataclass
@@ -216,7 +83,7 @@ class GraphEndpoints:
     outputs: dict
 
 
-def build_detection_graph(spec, batch_size=None, fixed_size=False, tflite=False):
+def build_detection_graph(card, batch_size=None, fixed_size=False, tflite=False):
     """Builds the inference graph in the default graph (see the module docstring for tensors).
 
     Args:
@@ -225,45 +92,47 @@ def build_detection_graph(spec, batch_size=None, fixed_size=False, tflite=False)
         the eval preprocessing still runs, an identity resize).
       tflite: TFLite builtin ops only: no `image_sizes` input (the batch's images share one
         size) and `post_processing.detected_bboxes_per_class_nms`; needs `batch_size` and a
-        float32 `spec.compute_dtype`.
+        float32 `card.compute_dtype`.
     Returns:
       GraphEndpoints.
     """
     if tflite and batch_size is None:
         raise ValueError('A TFLite graph needs a static batch size.')
-    if tflite and spec.compute_dtype != 'float32':
+    if tflite and card.compute_dtype != 'float32':
         raise ValueError(f'A TFLite graph computes in float32 (or int8 after quantisation), not '
-                         f'{spec.compute_dtype}.')
-    height, width = spec.input_shape if fixed_size else (None, None)
+                         f'{card.compute_dtype}.')
+    height, width = card.input_shape if fixed_size else (None, None)
     images = v1.placeholder(tf.uint8, [batch_size, height, width, 3], name=INPUT)
     inputs = {INPUT: images}
     if tflite:
-        net_input = preprocess_images(images, spec)
+        net_input = preprocess_images(images, card)
     else:
         shape = tf.shape(images)
         full = tf.tile(shape[None, 1:3], [shape[0], 1])
         sizes = v1.placeholder_with_default(full, [batch_size, 2], name=SIZES)
         inputs[SIZES] = sizes
-        net_input = preprocess_images(images, spec, sizes)
-    net = spec.net()
+        net_input = preprocess_images(images, card, sizes)
+    net = card.net()
     with slim.arg_scope(net.arg_scope(weight_decay=0.)):
-        predictions, localisations = net.predict(net_input, spec.compute_dtype)
+        predictions, localisations = net.predict(net_input, card.compute_dtype)
     scores = ssd_common.flatten_layers(predictions)
     codes = ssd_common.flatten_layers(localisations)
     postprocess = (post_processing.detected_bboxes_per_class_nms if tflite
                    else post_processing.detected_bboxes)
-    detections = postprocess(scores, codes, net.anchors(), spec.select_threshold,
-                             spec.nms_threshold, spec.top_k, spec.keep_top_k,
+    detections = postprocess(scores, codes, net.anchors(), **dataclasses.asdict(card.detection),
                              prior_scaling=net.params.prior_scaling)
     detections.update(raw_localisations=codes, raw_scores=scores)
     outputs = {name: tf.identity(detections[name], name=name) for name in OUTPUTS}
     return GraphEndpoints(inputs, outputs)
 
 
-def restore_variables(sess, checkpoint_path):
-    """Restores the graph's global variables from a checkpoint (prefix, file or directory)."""
+def restore_variables(sess, checkpoint_path, card_path=None):
+    """Restores the graph's global variables from a checkpoint (prefix, file or directory);
+    a checkpoint of another shape is a ValueError naming the variables and the likely flag."""
     prefix = checkpoints.resolve_checkpoint(checkpoint_path)
-    v1.train.Saver(v1.global_variables()).restore(sess, prefix)
+    var_map = {v.op.name: v for v in v1.global_variables()}
+    checkpoints.check_restorable(prefix, var_map, card_path)
+    v1.train.Saver(var_map).restore(sess, prefix)
     return prefix
 
 
@@ -292,31 +161,25 @@ def split_detections(outputs):
     return result
 
 
-def read_metadata(path):
-    """An export's metadata JSON (written by `export_ssd_network.py`)."""
-    with open(path, encoding='utf-8') as f:
-        return json.load(f)
-
-
 class Detector:
     """One graph and one session for a whole run; see the module docstring.
 
     Attributes:
-      spec: the ModelSpec; inputs / outputs: {name: tensor} of the graph.
+      card: the ModelCard; inputs / outputs: {name: tensor} of the graph.
     """
 
-    def __init__(self, graph, sess, spec, inputs, outputs):
-        self.graph, self.sess, self.spec = graph, sess, spec
+    def __init__(self, graph, sess, card, inputs, outputs):
+        self.graph, self.sess, self.card = graph, sess, card
         self.inputs, self.outputs = inputs, outputs
 
     @classmethod
-    def from_checkpoint(cls, spec, checkpoint_path, batch_size=None):
+    def from_checkpoint(cls, card, checkpoint_path, batch_size=None, card_path=None):
         graph = tf.Graph()
         with graph.as_default():
-            endpoints = build_detection_graph(spec, batch_size)
+            endpoints = build_detection_graph(card, batch_size)
             sess = v1.Session(graph=graph)
-            restore_variables(sess, checkpoint_path)
-        return cls(graph, sess, spec, endpoints.inputs, endpoints.outputs)
+            restore_variables(sess, checkpoint_path, card_path)
+        return cls(graph, sess, card, endpoints.inputs, endpoints.outputs)
 
     @classmethod
     def from_saved_model(cls, export_dir):
@@ -332,9 +195,8 @@ class Detector:
                              f'export_ssd_network.py.')
         signature = meta_graph.signature_def[PADDED_SIGNATURE]
         tensors = lambda infos: {k: graph.get_tensor_by_name(v.name) for k, v in infos.items()}
-        spec = spec_from_dict(read_metadata(os.path.join(export_dir, 'assets.extra',
-                                                         METADATA_FILE)))
-        return cls(graph, sess, spec, tensors(signature.inputs), tensors(signature.outputs))
+        card = card_lib.load(os.path.join(export_dir, 'assets.extra', METADATA_FILE))
+        return cls(graph, sess, card, tensors(signature.inputs), tensors(signature.outputs))
 
     @classmethod
     def from_frozen_graph(cls, path, metadata_path=None):
@@ -351,9 +213,9 @@ class Detector:
             raise ValueError(f'{path}: the graph has no {missing} node(s); export it with '
                              f'export_ssd_network.py.')
         tensor = lambda name: graph.get_tensor_by_name(name + ':0')
-        spec = spec_from_dict(read_metadata(
-            metadata_path or os.path.join(os.path.dirname(os.path.abspath(path)), METADATA_FILE)))
-        return cls(graph, v1.Session(graph=graph), spec, {n: tensor(n) for n in (INPUT, SIZES)},
+        card = card_lib.load(metadata_path or os.path.join(os.path.dirname(os.path.abspath(path)),
+                                                           METADATA_FILE))
+        return cls(graph, v1.Session(graph=graph), card, {n: tensor(n) for n in (INPUT, SIZES)},
                    {n: tensor(n) for n in OUTPUTS})
 
     def run(self, images, outputs=DETECTION_OUTPUTS):

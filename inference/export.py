@@ -11,11 +11,12 @@ eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the 
   model_int8.tflite  the same graph after post-training quantisation: weights and activations
                      int8 wherever TFLite has int8 kernels (the net); input stays uint8 RGB and
                      the outputs float32, and the post-processing (decode, NMS) runs in float.
-  (frozen graph and SavedModel compute in `spec.compute_dtype`, e.g. bfloat16; TFLite has no
-  bfloat16 kernels, so its models compute in float32 / int8 whatever the spec says.)
+  (frozen graph and SavedModel compute in `card.compute_dtype`, e.g. bfloat16; TFLite has no
+  bfloat16 kernels, so its models compute in float32 / int8 whatever the card says.)
   anchors.npy        float32 `[N, 4]` relative `[ymin, xmin, ymax, xmax]` (for raw outputs).
-  metadata.json      model, input size and normalisation, class names, anchors, thresholds,
-                     tensor names, files.
+  metadata.json      the model card (model/card.py: model, input size and normalisation,
+                     class names, anchors, thresholds, provenance) plus the exported
+                     checkpoint and its step, tensor names, files.
 
 int8: calibration uses `representative_images` (the first images of a TFRecord split; the eval
 preprocessing is part of the graph). What it costs, measured so far: on the synthetic test split
@@ -35,7 +36,8 @@ import numpy as np
 import tensorflow as tf
 
 from inference import detection
-from nets import ssd_params as ssd_params_lib
+from model import card as card_lib
+from model import checkpoints
 from tf_extended import atomic_io
 
 v1 = tf.compat.v1
@@ -45,27 +47,29 @@ FILES = {'frozen_graph': 'frozen_graph.pb', 'saved_model': 'saved_model',
          'tflite_float': 'model_float.tflite', 'tflite_int8': 'model_int8.tflite'}
 
 
-def anchors_metadata(spec):
+def anchors_metadata(card):
     """The anchors' description: count, file, coding, and the size preset they match (if any)."""
-    presets = ssd_params_lib.ANCHOR_SIZE_PRESETS.get(spec.model_name, {})
-    sizes = [list(s) for s in spec.params.anchor_sizes]
-    preset = next((name for name, value in presets.items() if [list(s) for s in value] == sizes),
-                  None)
-    return {'file': detection.ANCHORS_FILE, 'count': int(len(spec.net().anchors())),
+    preset = card.anchor_size_preset
+    return {'file': detection.ANCHORS_FILE, 'count': int(len(card.net().anchors())),
             'format': 'float32 [N, 4] relative [ymin, xmin, ymax, xmax], in raw output order',
-            'size_preset': preset, 'prior_scaling': list(spec.params.prior_scaling),
+            'size_preset': preset, 'prior_scaling': list(card.params.prior_scaling),
             'decoding': 'cx = tx * v0 * aw + acx; cy = ty * v1 * ah + acy; '
                         'w = exp(tw * v2) * aw; h = exp(th * v3) * ah'}
 
 
-def metadata(spec, formats, batch_size=None, fixed_size=False, tflite_batch_size=1,
-             calibration=None):
-    """The metadata JSON dict of an export folder."""
-    meta = spec.to_dict()
+def metadata(card, formats, batch_size=None, fixed_size=False, tflite_batch_size=1,
+             calibration=None, checkpoint=None):
+    """The metadata JSON dict of an export folder: the model card plus what the export holds.
+
+    checkpoint: {'path', 'step'} of the exported checkpoint.
+    """
+    meta = card.to_dict()
+    meta['export'] = {'checkpoint': checkpoint, 'time': card_lib.now(),
+                      'git_commit': card_lib.git_commit()}
     meta['input'].update(
         any_size=not fixed_size, batch_size=batch_size, tflite_batch_size=tflite_batch_size,
         note='The graph resizes every image to the input size (warp, bilinear) itself.')
-    meta['anchors'] = anchors_metadata(spec)
+    meta['anchors'] = anchors_metadata(card)
     meta['tensors'] = {'inputs': [detection.INPUT, detection.SIZES],
                        'tflite_inputs': [detection.INPUT],
                        'outputs': list(detection.OUTPUTS),
@@ -76,28 +80,28 @@ def metadata(spec, formats, batch_size=None, fixed_size=False, tflite_batch_size
     return meta
 
 
-def _session_with_graph(spec, checkpoint_path, **graph_args):
+def _session_with_graph(card, checkpoint_path, **graph_args):
     graph = tf.Graph()
     with graph.as_default():
-        endpoints = detection.build_detection_graph(spec, **graph_args)
+        endpoints = detection.build_detection_graph(card, **graph_args)
         sess = v1.Session(graph=graph)
         detection.restore_variables(sess, checkpoint_path)
     return graph, sess, endpoints
 
 
-def frozen_graph_def(spec, checkpoint_path, batch_size=None, fixed_size=False):
+def frozen_graph_def(card, checkpoint_path, batch_size=None, fixed_size=False):
     """GraphDef of the inference graph with the checkpoint's values as constants."""
-    graph, sess, _ = _session_with_graph(spec, checkpoint_path, batch_size=batch_size,
+    graph, sess, _ = _session_with_graph(card, checkpoint_path, batch_size=batch_size,
                                          fixed_size=fixed_size)
     with graph.as_default(), sess:
         return v1.graph_util.convert_variables_to_constants(
             sess, graph.as_graph_def(), list(detection.OUTPUTS))
 
 
-def write_saved_model(export_dir, spec, checkpoint_path, meta, batch_size=None, fixed_size=False):
+def write_saved_model(export_dir, card, checkpoint_path, meta, batch_size=None, fixed_size=False):
     """Writes the SavedModel (see the module docstring) atomically: built in a temporary folder
     beside `export_dir`, then renamed over it."""
-    graph, sess, endpoints = _session_with_graph(spec, checkpoint_path, batch_size=batch_size,
+    graph, sess, endpoints = _session_with_graph(card, checkpoint_path, batch_size=batch_size,
                                                  fixed_size=fixed_size)
     parent = os.path.dirname(os.path.abspath(export_dir))
     temp = tempfile.mkdtemp(dir=parent, prefix='.' + os.path.basename(export_dir) + '.')
@@ -115,7 +119,7 @@ def write_saved_model(export_dir, spec, checkpoint_path, meta, batch_size=None, 
                     'serving_default': signature([detection.INPUT]),
                     detection.PADDED_SIGNATURE: signature([detection.INPUT, detection.SIZES])})
             builder.save()
-        _write_sidecars(os.path.join(build_dir, 'assets.extra'), spec, meta)
+        _write_sidecars(os.path.join(build_dir, 'assets.extra'), card, meta)
         if os.path.isdir(export_dir):
             shutil.rmtree(export_dir)
         os.replace(build_dir, export_dir)
@@ -123,7 +127,7 @@ def write_saved_model(export_dir, spec, checkpoint_path, meta, batch_size=None, 
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def tflite_model(spec, checkpoint_path, batch_size=1, fixed_size=False,
+def tflite_model(card, checkpoint_path, batch_size=1, fixed_size=False,
                  representative_images=None):
     """The TFLite flatbuffer (bytes) of the TFLite variant of the graph.
 
@@ -133,8 +137,8 @@ def tflite_model(spec, checkpoint_path, batch_size=1, fixed_size=False,
         preprocessing is the evaluation one); each sample is one image repeated `batch_size`
         times (the images of a batch must share a size).
     """
-    spec = dataclasses.replace(spec, compute_dtype='float32')
-    graph, sess, endpoints = _session_with_graph(spec, checkpoint_path, batch_size=batch_size,
+    card = dataclasses.replace(card, compute_dtype='float32')
+    graph, sess, endpoints = _session_with_graph(card, checkpoint_path, batch_size=batch_size,
                                                  fixed_size=fixed_size, tflite=True)
     with graph.as_default(), sess:
         converter = v1.lite.TFLiteConverter.from_session(
@@ -147,17 +151,17 @@ def tflite_model(spec, checkpoint_path, batch_size=1, fixed_size=False,
         return converter.convert()
 
 
-def representative_images(dataset, num_images, spec=None):
+def representative_images(dataset, num_images, card=None):
     """The first `num_images` images (uint8 RGB, original sizes) of a TFRecord split (a
     `dataset_factory.DetectionDataset`); the model's evaluation preprocessing is inside the
-    calibrated graph. With `spec` (fixed-size exports), they are warped to its input size with
+    calibrated graph. With `card` (fixed-size exports), they are warped to its input size with
     TF bilinear resizing, as the eval preprocessing does, and rounded."""
     with tf.Graph().as_default():
         examples = dataset.make_dataset().take(num_images)
         image = v1.data.make_one_shot_iterator(examples).get_next()['image']
-        if spec is not None:
+        if card is not None:
             image = tf.cast(tf.round(tf.clip_by_value(
-                tf.image.resize(image, spec.input_shape), 0., 255.)), tf.uint8)
+                tf.image.resize(image, card.input_shape), 0., 255.)), tf.uint8)
         images = []
         with v1.Session() as sess:
             while True:
@@ -171,15 +175,15 @@ def representative_images(dataset, num_images, spec=None):
     return images
 
 
-def _write_sidecars(directory, spec, meta):
+def _write_sidecars(directory, card, meta):
     os.makedirs(directory, exist_ok=True)
     atomic_io.write_json_atomic(os.path.join(directory, detection.METADATA_FILE), meta)
     buffer = io.BytesIO()
-    np.save(buffer, spec.net().anchors())
+    np.save(buffer, card.net().anchors())
     atomic_io.write_bytes_atomic(os.path.join(directory, detection.ANCHORS_FILE), buffer.getvalue())
 
 
-def export(spec, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, fixed_size=False,
+def export(card, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, fixed_size=False,
            tflite_batch_size=1, calibration_images=None, calibration_source=None, log=print):
     """Writes the requested exports, `anchors.npy` and `metadata.json` to `output_dir`.
 
@@ -205,22 +209,24 @@ def export(spec, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, 
                        'scheme': 'post-training full-integer quantisation of the net (int8 '
                                  'weights per channel, int8 activations); uint8 image input and '
                                  'float32 outputs kept, decoding and NMS in float32'}
-    meta = metadata(spec, formats, batch_size, fixed_size, tflite_batch_size, calibration)
+    prefix = checkpoints.resolve_checkpoint(checkpoint_path)
+    meta = metadata(card, formats, batch_size, fixed_size, tflite_batch_size, calibration,
+                    {'path': os.path.abspath(prefix), 'step': checkpoints.checkpoint_step(prefix)})
     written = {}
     if 'frozen_graph' in formats:
-        graph_def = frozen_graph_def(spec, checkpoint_path, batch_size, fixed_size)
+        graph_def = frozen_graph_def(card, checkpoint_path, batch_size, fixed_size)
         written['frozen_graph'] = os.path.join(output_dir, FILES['frozen_graph'])
         atomic_io.write_bytes_atomic(written['frozen_graph'], graph_def.SerializeToString())
     if 'saved_model' in formats:
         written['saved_model'] = os.path.join(output_dir, FILES['saved_model'])
-        write_saved_model(written['saved_model'], spec, checkpoint_path, meta, batch_size,
+        write_saved_model(written['saved_model'], card, checkpoint_path, meta, batch_size,
                           fixed_size)
     for fmt, images in (('tflite_float', None), ('tflite_int8', calibration_images)):
         if fmt in formats:
-            model = tflite_model(spec, checkpoint_path, tflite_batch_size, fixed_size, images)
+            model = tflite_model(card, checkpoint_path, tflite_batch_size, fixed_size, images)
             written[fmt] = os.path.join(output_dir, FILES[fmt])
             atomic_io.write_bytes_atomic(written[fmt], model)
-    _write_sidecars(output_dir, spec, meta)
+    _write_sidecars(output_dir, card, meta)
     for fmt, path in written.items():
         log(f'wrote {fmt}: {path}')
     log(f'wrote {os.path.join(output_dir, detection.METADATA_FILE)} and '

@@ -326,3 +326,88 @@ class Restorer:
             for item, value, assign in self._assigns:
                 data = item.transform(reader.get_tensor(item.checkpoint_name))
                 session.run(assign, {value: data.astype(value.dtype.as_numpy_dtype)})
+
+
+class CheckpointUnavailable(Exception):
+    """The checkpoint's files are gone (deleted by the trainer's max_to_keep) or unreadable."""
+
+
+def checkpoint_step(prefix):
+    """The checkpoint's `global_step` variable, else its `-<step>` name suffix, else 0."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, OSError, ValueError) as err:
+        raise CheckpointUnavailable(f'{prefix}: cannot read the checkpoint ({err}).') from None
+    if reader.has_tensor('global_step'):
+        return int(reader.get_tensor('global_step'))
+    step = checkpoint_step_from_name(prefix)
+    return 0 if step is None else step
+
+
+def checkpoint_step_from_name(prefix):
+    """The `-<step>` suffix of a checkpoint prefix (`model.ckpt-1000` -> 1000), or None."""
+    match = _STEP_SUFFIX.search(prefix)
+    return int(match.group(1)) if match else None
+
+
+def variables_to_restore(moving_average_decay=None):
+    """{checkpoint name: variable} of the graph's variables; with a decay, trainable variables read
+    their exponential moving averages (`<name>/ExponentialMovingAverage`)."""
+    if moving_average_decay:
+        return tf.compat.v1.train.ExponentialMovingAverage(
+            moving_average_decay).variables_to_restore()
+    return {v.op.name: v for v in tf.compat.v1.global_variables()}
+
+
+def likely_flag(variable_name):
+    """The model flag most likely to differ when `variable_name` has another shape."""
+    if 'conf' in variable_name:
+        return '--num_classes (the class head)'
+    if 'loc' in variable_name:
+        return '--anchor_sizes or the anchor ratios (anchors per cell of the box head)'
+    return '--depth_multiplier or --model_name (the backbone\'s width)'
+
+
+def check_restorable(prefix, var_map, card_path=None):
+    """Raises ValueError naming missing or mis-shaped variables before the Saver fails obscurely.
+
+    The message names each variable with both shapes, the flag that most likely differs, and
+    whether the model came from a card (`card_path`) or from flags.
+    """
+    try:
+        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except (tf.errors.OpError, OSError, ValueError) as err:
+        raise CheckpointUnavailable(f'{prefix}: cannot read the checkpoint ({err}).') from None
+    missing = sorted(name for name in var_map if name not in shapes)
+    wrong = sorted((name, list(shapes[name]), var.shape.as_list())
+                   for name, var in var_map.items()
+                   if name in shapes and list(shapes[name]) != var.shape.as_list())
+    if not (missing or wrong):
+        return
+    source = (f'the model card {card_path}' if card_path else
+              'the flags (no model card was found: pass the flags the model was trained with, '
+              'or give its model.json with --model_card)')
+    lines = [f'{prefix} does not fit the model built from {source}:']
+    for name, theirs, ours in wrong[:5]:
+        lines.append(f'  {name}: checkpoint {theirs}, model {ours}; check {likely_flag(name)}')
+    if len(wrong) > 5:
+        lines.append(f'  ... and {len(wrong) - 5} more of another shape')
+    if missing:
+        hint = ('leave --moving_average_decay unset: the checkpoint has no moving averages'
+                if any(n.endswith('/ExponentialMovingAverage') for n in missing) else
+                'check --model_name: the checkpoint holds another net')
+        lines.append(f'  {len(missing)} variable(s) missing (e.g. {missing[:3]}); {hint}')
+    raise ValueError('\n'.join(lines))
+
+
+def session_config(num_threads=None, gpu_memory_fraction=None):
+    """ConfigProto limiting CPU threads and GPU memory so an evaluation can run beside training."""
+    config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+    if num_threads:
+        config.intra_op_parallelism_threads = int(num_threads)
+        config.inter_op_parallelism_threads = int(num_threads)
+    if gpu_memory_fraction:
+        config.gpu_options.per_process_gpu_memory_fraction = float(gpu_memory_fraction)
+    else:
+        config.gpu_options.allow_growth = True
+    return config

@@ -22,11 +22,9 @@ import numpy as np
 import tensorflow as tf
 import tf_slim as slim
 
-from converters import caffe_convert
 from converters import caffe_pb
 from converters import prototxt
 from converters.prototxt import Enum
-from nets import nets_factory
 from nets import ssd_common
 from tf_extended import atomic_io
 
@@ -390,11 +388,11 @@ PARITY_NETS = {
 }
 
 
-def our_forward(checkpoint_path, config, blob, detections=(), anchor_int_sizes=False, repeats=1):
+def our_forward(checkpoint_path, card, blob, detections=(), anchor_int_sizes=False, repeats=1):
     """Runs a converted checkpoint on an OpenCV input blob.
 
     Args:
-      checkpoint_path: the converted checkpoint; config: its JSON (caffe_convert.load_config).
+      checkpoint_path: the converted checkpoint; card: its model card (model/card.py).
       blob: float32 NCHW BGR blob (OpenCV's input); the net gets it as NHWC RGB.
       detections: list of (select_threshold, nms_threshold, top_k, keep_top_k) settings.
       anchor_int_sizes: Caffe's int truncation of prior sizes (OpenCV: False).
@@ -403,9 +401,7 @@ def our_forward(checkpoint_path, config, blob, detections=(), anchor_int_sizes=F
       dict: 'loc' [N, 4], 'logits' [N, C], 'anchors' [N, 4] (yx), 'detections' (list of dicts
       of numpy arrays, one per setting), 'seconds' (list of forward times).
     """
-    cls = nets_factory.get_network(config['model_name'])
-    params = caffe_convert.params_from_config(config, cls.default_params)
-    ssd = cls(params._replace(anchor_int_sizes=anchor_int_sizes))
+    ssd = card.with_params(anchor_int_sizes=anchor_int_sizes).net()
     rgb = np.ascontiguousarray(blob[0].transpose(1, 2, 0)[None, :, :, ::-1])
     with tf.Graph().as_default() as graph:
         inputs = v1.placeholder(tf.float32, rgb.shape)

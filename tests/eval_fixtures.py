@@ -10,6 +10,7 @@ from datasets import convert
 from datasets import labels
 from datasets import pascalvoc
 from datasets import synthetic
+from model import card as card_lib
 from nets import nets_factory
 
 v1 = tf.compat.v1
@@ -55,3 +56,10 @@ def write_random_checkpoint(prefix, model_name, num_classes, step, seed=0, movin
                 sess.run(op)
             sess.run(v1.assign(global_step, step))
             return v1.train.Saver().save(sess, prefix, global_step=step, write_meta_graph=False)
+
+
+def small_card(model_name, class_names, depth_multiplier=None, **detection):
+    """The model card of a net for `class_names` (labels 1..), with detection settings."""
+    card = card_lib.from_registry(model_name, class_names=class_names,
+                                  depth_multiplier=depth_multiplier)
+    return card.with_detection(**detection)

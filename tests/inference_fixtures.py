@@ -8,6 +8,7 @@ import tf_slim as slim
 
 from datasets import synthetic
 from inference import detection
+from model import card as card_lib
 from tests import data_fixtures
 
 v1 = tf.compat.v1
@@ -15,13 +16,14 @@ v1 = tf.compat.v1
 NUM_CLASSES = len(synthetic.CLASSES) + 1
 
 
-def small_spec(**settings):
+def small_spec(compute_dtype='float32', **settings):
     """ssd_300_mobilenet at depth multiplier 0.25 with the synthetic dataset's classes."""
     settings.setdefault('select_threshold', 0.05)
     settings.setdefault('top_k', 50)
     settings.setdefault('keep_top_k', 40)
-    return detection.model_spec('ssd_300_mobilenet', num_classes=NUM_CLASSES,
-                                depth_multiplier=0.25, class_names=synthetic.CLASSES, **settings)
+    card = card_lib.from_registry('ssd_300_mobilenet', class_names=synthetic.CLASSES,
+                                  depth_multiplier=0.25)
+    return card.with_detection(**settings).replace(compute_dtype=compute_dtype)
 
 
 def random_images(seed, sizes):

@@ -11,6 +11,8 @@ import tensorflow as tf
 import tf_slim as slim
 
 from converters import caffe_convert
+from datasets import labels
+from model import card as card_lib
 from converters import caffe_pb
 from converters import caffe_ssd
 from tests import caffe_fixtures
@@ -45,7 +47,7 @@ def _run(fn):
 
 
 def _convert_one(layer, target, first=False):
-    spec = caffe_ssd.ModelSpec(
+    spec = caffe_ssd.LayerMap(
         name='t', net_name='t', scope='s', convs={layer.name: target},
         first_conv=layer.name if first else '', l2_norms={}, feature_sources=(),
         backbone_only=False, caffe_mean_bgr=(0., 0., 0.), caffe_scale=1., detection={},
@@ -109,7 +111,7 @@ def test_batch_norm_and_scale_match_caffe(factor, conv_bias, caffe_eps):
                                   [np.float32(mean * factor), np.float32(var * factor),
                                    np.float32([factor])], eps=caffe_eps),
               caffe_pb.CaffeLayer('conv1/scale', 'Scale', [np.float32(gamma), np.float32(beta)])]
-    spec = caffe_ssd.model_spec('ssd_300_mobilenet')
+    spec = caffe_ssd.layer_map('ssd_300_mobilenet')
     conv = caffe_ssd.convert_layers(layers, spec, tf_bn_epsilon=1e-5)
     values = {k.rsplit('/', 1)[1]: v for k, v in conv.values.items() if '/BatchNorm/' in k}
     x = rng.standard_normal((10, c)) * 3
@@ -126,14 +128,14 @@ def test_merged_batch_norm_is_the_identity_plus_bias():
     rng = np.random.default_rng(3)
     bias = rng.standard_normal(8).astype(np.float32)
     layers = [caffe_pb.CaffeLayer('conv0', 'Convolution', [np.ones((8, 3, 3, 3), np.float32), bias])]
-    conv = caffe_ssd.convert_layers(layers, caffe_ssd.model_spec('ssd_300_mobilenet'), 1e-5)
+    conv = caffe_ssd.convert_layers(layers, caffe_ssd.layer_map('ssd_300_mobilenet'), 1e-5)
     values = {k.rsplit('/', 1)[1]: v for k, v in conv.values.items() if '/BatchNorm/' in k}
     x = rng.standard_normal((5, 8)).astype(np.float32) * 10
     np.testing.assert_allclose(_our_batch_norm(x, values, 1e-5), x + bias, rtol=1e-6, atol=1e-5)
 
 
 def test_num_classes_is_inferred_from_the_heads():
-    spec = caffe_ssd.model_spec('ssd_300_mobilenet')
+    spec = caffe_ssd.layer_map('ssd_300_mobilenet')
 
     def heads(conf_out):
         return [caffe_pb.CaffeLayer('conv11_mbox_loc', 'Convolution', [np.zeros((12, 1, 1, 1))]),
@@ -148,7 +150,7 @@ def test_num_classes_is_inferred_from_the_heads():
 
 
 def test_layer_type_duplicates_and_unknown_model_are_errors():
-    spec = caffe_ssd.model_spec('ssd_300_vgg')
+    spec = caffe_ssd.layer_map('ssd_300_vgg')
     with pytest.raises(caffe_ssd.ConversionError, match="'fc6' is a InnerProduct layer"):
         caffe_ssd.convert_layers([caffe_pb.CaffeLayer('fc6', 'InnerProduct', [np.ones((2, 3))])],
                                  spec)
@@ -156,7 +158,7 @@ def test_layer_type_duplicates_and_unknown_model_are_errors():
     with pytest.raises(caffe_ssd.ConversionError, match="'fc7' occurs twice"):
         caffe_ssd.convert_layers([conv, conv], spec)
     with pytest.raises(caffe_ssd.ConversionError, match="Unknown model 'ssd_300_resnet'"):
-        caffe_ssd.model_spec('ssd_300_resnet')
+        caffe_ssd.layer_map('ssd_300_resnet')
 
 
 @pytest.fixture(scope='module')
@@ -198,12 +200,18 @@ def test_unmapped_missing_and_mismatched_are_reported_by_name(mobilenet_model):
     assert any(line.startswith('Caffe layer') for line in lines)
     with open(os.path.join(directory, 'checkpoint')) as f:
         assert f.read().startswith('model_checkpoint_path: "broken.ckpt"')
-    # Without a prototxt the JSON carries the published MobileNet-SSD anchors and thresholds.
-    config = caffe_convert.load_config(out)
-    assert config['detection'] == caffe_fixtures.MOBILENET_DETECTION
-    assert config['ssd_params']['num_classes'] == 21
-    assert config['preprocessing'] == {'channel_order': 'RGB', 'mean_rgb': [127.5] * 3,
-                                       'scale': 0.007843}
+    # Without a prototxt the card carries the published MobileNet-SSD anchors and thresholds.
+    assert result.config_path == out + '.model.json'
+    card = card_lib.load(result.config_path)
+    published = caffe_fixtures.MOBILENET_DETECTION
+    assert card.detection == card_lib.DetectionSettings(
+        select_threshold=published['confidence_threshold'],
+        nms_threshold=published['nms_threshold'], top_k=published['top_k'],
+        keep_top_k=published['keep_top_k'])
+    assert card.num_classes == 21 and card.class_names == labels.VOC_CLASSES
+    assert card.mean_rgb == (127.5,) * 3 and card.scale == 0.007843
+    assert card.anchor_size_preset == 'mobilenet_ssd'
+    assert card.provenance['source']['caffemodel'] == os.path.abspath(path)
 
 
 def test_fc_reduced_vgg16_backbone_matches_opencv(tmp_path):
@@ -214,6 +222,8 @@ def test_fc_reduced_vgg16_backbone_matches_opencv(tmp_path):
     out = str(tmp_path / 'vgg16_fc_reduced.ckpt')
     result = caffe_convert.convert(model, out, 'vgg_16_fc_reduced', log=lambda line: None)
     assert result.problems == [] and result.config['backbone_only'] is True
+    # A backbone is no detection model: no card, its conversion record instead.
+    assert result.config_path == out + '.json' and not os.path.exists(out + '.model.json')
     saved = checkpoint_io.restore_values(out)
     assert len(saved) == 30 and all(n.startswith('ssd_300_vgg/conv') for n in saved)
     assert saved['ssd_300_vgg/conv6/weights'].shape == (3, 3, 512, 1024)
@@ -221,7 +231,7 @@ def test_fc_reduced_vgg16_backbone_matches_opencv(tmp_path):
     image = caffe_fixtures.photo_like_image(64, 64, seed=8)
     blob = caffe_fixtures.opencv_blob(image, (64, 64), (104., 117., 123.), 1.)
     ref = caffe_fixtures.opencv_forward(net, blob, ['fc7/relu'])['fc7/relu'][0].transpose(1, 2, 0)
-    assert caffe_ssd.model_spec('vgg_16_fc_reduced', 'ssd_512_vgg').scope == 'ssd_512_vgg'
+    assert caffe_ssd.layer_map('vgg_16_fc_reduced', 'ssd_512_vgg').scope == 'ssd_512_vgg'
     cls = nets_factory.get_network('ssd_300_vgg')
     with tf.Graph().as_default():
         inputs = tf.constant(blob[0].transpose(1, 2, 0)[None, :, :, ::-1])

@@ -77,7 +77,7 @@ def test_write_read_round_trip(legacy_v1, legacy_dims):
 
 def test_v1_and_legacy_dims_convert_like_the_current_format():
     net = caffe_fixtures.vgg_fc_reduced(seed=3)
-    spec = caffe_ssd.model_spec('vgg_16_fc_reduced')
+    spec = caffe_ssd.layer_map('vgg_16_fc_reduced')
     current = caffe_ssd.convert_layers(net.layers, spec).values
     legacy = caffe_ssd.convert_layers(caffe_pb.parse_caffemodel(caffe_pb.serialize_caffemodel(
         net.layers, legacy_v1=True, legacy_blob_dims=True)), spec).values
@@ -143,7 +143,7 @@ def test_prototxt_errors_give_the_line(text, message):
 
 def test_ssd_config_from_generated_deploys():
     vgg = caffe_ssd.ssd_config_from_prototxt(
-        prototxt.parse(caffe_fixtures.vgg_ssd(300).prototxt), caffe_ssd.model_spec('ssd_300_vgg'))
+        prototxt.parse(caffe_fixtures.vgg_ssd(300).prototxt), caffe_ssd.layer_map('ssd_300_vgg'))
     params = vgg['ssd_params']
     assert params['img_shape'] == [300, 300] and params['num_classes'] == 21
     assert params['anchor_sizes'] == [[lo, hi] for lo, hi, _, _ in caffe_fixtures.VGG300_VOC_PRIORS]
@@ -154,7 +154,7 @@ def test_ssd_config_from_generated_deploys():
     assert vgg['detection'] == caffe_fixtures.VGG_DETECTION
     mobilenet = caffe_ssd.ssd_config_from_prototxt(
         prototxt.parse(caffe_fixtures.mobilenet_ssd('separate').prototxt),
-        caffe_ssd.model_spec('ssd_300_mobilenet'))
+        caffe_ssd.layer_map('ssd_300_mobilenet'))
     assert mobilenet['ssd_params']['anchor_steps'] == [None] * 6
     assert mobilenet['ssd_params']['anchor_sizes'][0] == [60., None]
     assert mobilenet['detection'] == caffe_fixtures.MOBILENET_DETECTION
@@ -162,7 +162,7 @@ def test_ssd_config_from_generated_deploys():
 
 
 def test_ssd_config_rejects_what_our_anchors_cannot_express():
-    spec = caffe_ssd.model_spec('ssd_300_mobilenet')
+    spec = caffe_ssd.layer_map('ssd_300_mobilenet')
     text = caffe_fixtures.mobilenet_ssd().prototxt
     with pytest.raises(caffe_ssd.ConversionError, match='flip: false'):
         caffe_ssd.ssd_config_from_prototxt(

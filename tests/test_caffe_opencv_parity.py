@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from converters import caffe_convert
+from model import card as card_lib
 from tests import caffe_fixtures
 from converters import prototxt
 from nets import nets_factory
@@ -93,15 +94,16 @@ def case(request, tmp_path_factory):
     ckpt = os.path.join(directory, 'model.ckpt')
     result = caffe_convert.convert(model_path, ckpt, model_name, prototxt_path=proto_path,
                                    log=lambda line: None)
-    config = caffe_convert.load_config(ckpt)
+    config = result.config
+    card = card_lib.load(result.config_path)
     det = config['detection']
     # OpenCV keeps non-integer prior sizes (SSD512-COCO's 20.48); Caffe truncates them. The
     # converted JSON says Caffe (true); compare with OpenCV using its convention.
-    ours = caffe_fixtures.our_forward(ckpt, config, blob, detections=[
+    ours = caffe_fixtures.our_forward(ckpt, card, blob, detections=[
         (det['confidence_threshold'], det['nms_threshold'], det['top_k'], det['keep_top_k']),
         (strict, det['nms_threshold'], -1, -1)])
-    cls = nets_factory.get_network(config['model_name'])
-    params = caffe_convert.params_from_config(config, cls.default_params)
+    cls = nets_factory.get_network(card.model_name)
+    params = card.params
     return {'name': name, 'cv': cv, 'ours': ours, 'anchors': ours['anchors'], 'params': params,
             'config': config, 'result': result, 'detection': detection, 'net': net,
             'ssd_caffe_sizes': cls(params).anchors(), 'strict': strict}

@@ -18,6 +18,8 @@ from evaluation import evaluate
 from evaluation import input as eval_input
 from evaluation import outputs as eval_outputs
 from evaluation import scoring
+from model import card as card_lib
+from model import checkpoints
 from tests import eval_fixtures
 from preprocessing import preprocessing_factory
 from tf_extended import bboxes as tfe_bboxes
@@ -210,10 +212,11 @@ def test_ground_truth_as_detections_comes_back_in_original_pixels(data, monkeypa
         return {'detection_boxes': boxes, 'detection_scores': tf.where(valid, 0.9, 0.),
                 'detection_classes': tf.cast(batch['gt_labels'], tf.int32), 'num_detections': batch['num_gt']}
 
-    monkeypatch.setattr(eval_core, 'build_detections', ground_truth_detections)
-    settings = evaluate.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='test',
-                                      dataset_dir=data['records_dir'], batch_size=4, eval_resize='PAD_AND_RESIZE',
-                                      params_overrides=(('depth_multiplier', DEPTH),), pr_curves=False)
+    monkeypatch.setattr(evaluate, 'build_detections', ground_truth_detections)
+    settings = evaluate.EvalSettings(card=eval_fixtures.small_card(MODEL, data['class_names'], DEPTH),
+                                     dataset_name='custom', dataset_split_name='test',
+                                     dataset_dir=data['records_dir'], batch_size=4,
+                                     eval_resize='PAD_AND_RESIZE', pr_curves=False)
     out = str(tmp_path / 'eval')
     result = evaluate.evaluate_checkpoint(settings, data['prefix'], out, log=lambda line: None)
     assert result.metrics == pytest.approx({'voc07': 1.0, 'voc12': 1.0}, abs=1e-12)
@@ -250,37 +253,42 @@ def test_map_to_image_pad_and_resize_against_hand_computed_boxes():
     np.testing.assert_allclose(got, expected, atol=1e-6)
 
 
-def test_model_config_of_a_converted_checkpoint(tmp_path):
+def test_json_of_an_older_caffe_conversion_loads_as_a_card(tmp_path):
+    """`<ckpt>.json` of caffe_to_tensorflow.py before model cards: params, Caffe's
+    DetectionOutput names and the normalisation become the card's."""
     path = tmp_path / 'model.ckpt.json'
     path.write_text(json.dumps({
-        'model_name': MODEL, 'ssd_params': {'num_classes': 21, 'anchor_steps': [16, 32, 64, 100, 150, 300]},
+        'model_name': MODEL, 'backbone_only': False,
+        'ssd_params': {'num_classes': 21, 'anchor_steps': [16, 32, 64, 100, 150, 300]},
         'detection': {'nms_threshold': 0.45, 'top_k': 100, 'keep_top_k': 100, 'confidence_threshold': 0.25},
-        'preprocessing': {'channel_order': 'RGB', 'mean_rgb': [127.5, 127.5, 127.5], 'scale': 0.007843}}))
-    config = evaluate.load_model_config(str(path))
-    assert config['detection'] == {'nms_threshold': 0.45, 'select_top_k': 100, 'keep_top_k': 100,
-                                   'select_threshold': 0.25}
-    assert config['preprocessing'] == {'mean_rgb': (127.5, 127.5, 127.5), 'scale': 0.007843}
-    settings = evaluate.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='x',
-                                      dataset_dir='.', params_overrides=tuple(config['ssd_params'].items()))
-    net = evaluate.build_net(settings, 7)
-    assert net.params.anchor_steps == (16, 32, 64, 100, 150, 300) and net.params.num_classes == 7
-    path.write_text(json.dumps({'detection': {'nms': 0.5}}))
-    with pytest.raises(ValueError, match='unknown "detection" keys'):
-        evaluate.load_model_config(str(path))
+        'preprocessing': {'channel_order': 'RGB', 'mean_rgb': [127.5, 127.5, 127.5], 'scale': 0.007843},
+        'source': {'caffemodel': '/x/MobileNetSSD_deploy.caffemodel'}}))
+    open(tmp_path / 'model.ckpt.index', 'w').close()
+    assert card_lib.find_for_checkpoint(str(tmp_path / 'model.ckpt')) == str(path)
+    card = card_lib.load(str(path))
+    assert card.detection == card_lib.DetectionSettings(select_threshold=0.25, nms_threshold=0.45,
+                                                        top_k=100, keep_top_k=100)
+    assert card.mean_rgb == (127.5, 127.5, 127.5) and card.scale == 0.007843
+    net = card.net()
+    assert net.params.anchor_steps == (16, 32, 64, 100, 150, 300) and net.params.num_classes == 21
+    path.write_text(json.dumps({'model_name': MODEL, 'ssd_params': {'nms': 0.5}}))
+    with pytest.raises(ValueError, match='Unknown SSD parameter'):
+        card_lib.load(str(path))
 
 
 def test_moving_average_decay_restores_the_shadow_variables(tmp_path):
     prefix = eval_fixtures.write_random_checkpoint(str(tmp_path / 'model.ckpt'), MODEL, 7, 5,
                                                   moving_average_decay=0.999, depth_multiplier=DEPTH)
     reader = tf.train.load_checkpoint(prefix)
-    settings = evaluate.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='x',
-                                      dataset_dir='.', params_overrides=(('depth_multiplier', DEPTH),))
-    net = evaluate.build_net(settings, 7)
+    card = eval_fixtures.small_card(MODEL, ['c%d' % i for i in range(1, 7)], DEPTH)
+    settings = evaluate.EvalSettings(card=card, dataset_name='custom', dataset_split_name='x',
+                                     dataset_dir='.')
+    net = card.net()
     for decay, suffix in ((0.999, '/ExponentialMovingAverage'), (None, '')):
         with tf.Graph().as_default():
             evaluate.build_detections(net, {'image': tf.zeros([1, 300, 300, 3])}, settings)
-            var_map = evaluate.variables_to_restore(decay)
-            evaluate.check_restorable(prefix, var_map, MODEL)
+            var_map = checkpoints.variables_to_restore(decay)
+            checkpoints.check_restorable(prefix, var_map)
             with tf.compat.v1.Session() as sess:
                 tf.compat.v1.train.Saver(var_map).restore(sess, prefix)
                 weights = [v for v in tf.compat.v1.trainable_variables() if v.op.name.endswith('weights')][0]
@@ -290,7 +298,7 @@ def test_moving_average_decay_restores_the_shadow_variables(tmp_path):
     with tf.Graph().as_default():
         evaluate.build_detections(net, {'image': tf.zeros([1, 300, 300, 3])}, settings)
         with pytest.raises(ValueError, match='leave --moving_average_decay unset'):
-            evaluate.check_restorable(plain, evaluate.variables_to_restore(0.999), MODEL)
+            checkpoints.check_restorable(plain, checkpoints.variables_to_restore(0.999))
 
 
 def test_bfloat16_evaluation(data, evaluated, tmp_path):
@@ -303,9 +311,8 @@ def test_bfloat16_evaluation(data, evaluated, tmp_path):
           '--nms_threshold=0.9', '--compute_dtype=bfloat16', '--nopr_curves'])
     with open(os.path.join(eval_dir, 'results.json')) as fh:
         summary = json.load(fh)
-    assert summary['settings']['compute_dtype'] == 'bfloat16'
-    assert evaluated[1]['settings']['compute_dtype'] == 'float32'
+    assert summary['settings']['model_card']['compute_dtype'] == 'bfloat16'
+    assert evaluated[1]['settings']['model_card']['compute_dtype'] == 'float32'
     assert summary['num_images'] == 6 and 0 <= summary['metrics']['voc07'] <= 1
     with pytest.raises(ValueError, match='compute_dtype'):
-        evaluate.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='x',
-                               dataset_dir='.', compute_dtype='int8')
+        eval_fixtures.small_card(MODEL, ['a']).replace(compute_dtype='int8')

@@ -33,10 +33,10 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
                                                     step, seed=seed, depth_multiplier=DEPTH)
 
     backlog = [write(10, 1), write(20, 2), write(30, 3)]
-    settings = evaluate.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='test',
-                                      dataset_dir=records_dir, batch_size=2, keep_top_k=1000, nms_threshold=0.9,
-                                      params_overrides=(('depth_multiplier', DEPTH),), num_threads=1,
-                                      pr_curves=False)
+    card = eval_fixtures.small_card(MODEL, class_names, DEPTH, keep_top_k=1000, nms_threshold=0.9)
+    settings = evaluate.EvalSettings(card=card, dataset_name='custom', dataset_split_name='test',
+                                     dataset_dir=records_dir, batch_size=2, num_threads=1,
+                                     pr_curves=False)
     original = evaluate.evaluate_checkpoint
     evaluated = []
 
@@ -47,7 +47,7 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
             _delete(backlog[2])  # deleted before its evaluation
         return original(settings, prefix, results_dir, **kwargs)
 
-    monkeypatch.setattr(eval_core, 'evaluate_checkpoint', evaluate_like_a_trainer_deletes)
+    monkeypatch.setattr(evaluate, 'evaluate_checkpoint', evaluate_like_a_trainer_deletes)
     clock = {'now': 0.}
     sleeps = []
 
@@ -146,10 +146,10 @@ def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
                                              depth_multiplier=DEPTH)
     checkpoints.mark_training_finished(train_dir)
     assert checkpoints.training_finished(train_dir)['checkpoint'] == 'model.ckpt-20'
-    settings = evaluate.EvalSettings(model_name=MODEL, dataset_name='custom', dataset_split_name='test',
-                                      dataset_dir=records_dir, batch_size=2,
-                                      params_overrides=(('depth_multiplier', DEPTH),), num_threads=1,
-                                      metrics=('voc07',), pr_curves=False)
+    settings = evaluate.EvalSettings(card=eval_fixtures.small_card(MODEL, class_names, DEPTH),
+                                     dataset_name='custom', dataset_split_name='test',
+                                     dataset_dir=records_dir, batch_size=2, num_threads=1,
+                                     metrics=('voc07',), pr_curves=False)
     lines = []
     entries = watcher.watch(settings, train_dir, eval_dir, log=lines.append,
                             sleep=lambda s: pytest.fail('should stop: the trainer has finished'))

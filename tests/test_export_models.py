@@ -69,7 +69,7 @@ def test_tf_exports_equal_checkpoint_graph(exported, fmt):
     load = {'frozen_graph': detection.Detector.from_frozen_graph,
             'saved_model': detection.Detector.from_saved_model}[fmt]
     with load(exported['written'][fmt]) as detector:
-        assert detector.spec == exported['spec']
+        assert detector.card == exported['spec']
         got = detector.run(exported['images'], detection.OUTPUTS)
     for b in range(len(exported['images'])):
         assert_same_detections(got, exported['reference'], b, b)
@@ -197,7 +197,7 @@ def test_bfloat16_frozen_graph_computes_in_bfloat16(bfloat16_frozen):
                   if n.op in ('Conv2D', 'DepthwiseConv2dNative', '_FusedConv2D')}
     assert conv_types == {tf.bfloat16.as_datatype_enum}
     with detection.Detector.from_frozen_graph(path) as detector:
-        assert detector.spec == spec and detector.spec.compute_dtype == 'bfloat16'
+        assert detector.card == spec and detector.card.compute_dtype == 'bfloat16'
 
 
 def test_bfloat16_frozen_graph_close_to_float32(exported, bfloat16_frozen):

@@ -1,0 +1,313 @@
+"""The model card: the one description of a trained model, from training to every later step.
+
+A card holds everything needed to rebuild the net and read its outputs: the net (`model_name`,
+every `SSDParams` field: feature layers and shapes, anchors, prior scaling, depth multiplier,
+number of classes), the class names, the input (size, normalisation `(RGB - mean_rgb) * scale`,
+the evaluation resize), the detection settings (Caffe DetectionOutput: `select_threshold`,
+`nms_threshold`, `top_k`, `keep_top_k`) and where the model came from (`provenance`: training
+flags and dataset, or the converted files; the project's git commit).
+
+Files (JSON, `format_version` FORMAT_VERSION, written atomically):
+  <train_dir>/model.json        written by train_ssd_network.py before the first checkpoint;
+  <prefix>.model.json           beside a converted checkpoint (caffe_to_tensorflow.py);
+  <export_dir>/model.json       every export (its metadata.json is the card plus export details);
+  <eval_dir>/best/model.json    the eval watcher's best checkpoint.
+`find_for_checkpoint` looks for them in that order of specificity; it also reads the files
+earlier versions wrote (`<prefix>.json` of the Caffe converter, an export's `metadata.json`).
+"""
+import dataclasses
+import datetime
+import json
+import os
+import subprocess
+import uuid
+from typing import Tuple
+
+from nets import nets_factory
+from nets import ssd_common
+from nets import ssd_params as ssd_params_lib
+from preprocessing import preprocessing_factory
+from preprocessing.ssd_preprocessing import SSDPreprocessing
+from tf_extended import atomic_io
+
+FORMAT_VERSION = 1
+CARD_FILE = 'model.json'
+CHECKPOINT_CARD_SUFFIX = '.model.json'
+# Earlier files: the Caffe converter's `<prefix>.json` and an export's metadata.json.
+LEGACY_CHECKPOINT_SUFFIX = '.json'
+EXPORT_METADATA_FILE = 'metadata.json'
+# The Caffe converter's DetectionOutput names -> ours.
+CAFFE_DETECTION_NAMES = {'confidence_threshold': 'select_threshold', 'nms_threshold': 'nms_threshold',
+                         'top_k': 'top_k', 'keep_top_k': 'keep_top_k'}
+EVAL_RESIZE = 'WARP_RESIZE'
+
+
+class CardError(ValueError):
+    """A card that cannot be read, or flags that contradict it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionSettings:
+    """Caffe DetectionOutput: per class, scores > select_threshold, the top_k best, greedy NMS
+    at nms_threshold; then keep_top_k per image across classes."""
+    select_threshold: float = 0.01
+    nms_threshold: float = 0.45
+    top_k: int = 400
+    keep_top_k: int = 200
+
+    @classmethod
+    def from_dict(cls, values, source):
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise CardError(f'{source}: unknown detection setting(s) {unknown}; known: '
+                            f'{[f.name for f in dataclasses.fields(cls)]}.')
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """A trained model's description (see the module docstring).
+
+    params: the net's `SSDParams` (num_classes included); mean_rgb / scale: the input
+    normalisation `(RGB - mean_rgb) * scale`; class_names: names of labels 1..C-1;
+    compute_dtype: the net's arithmetic for inference, one of `ssd_common.COMPUTE_DTYPES`
+    (weights stay float32; softmax, decoding and NMS always run in float32); card_id: a unique
+    id given when the model's card is first written (kept by exports and the watcher's best/);
+    provenance: free-form JSON of where the model came from.
+    """
+    model_name: str
+    params: ssd_params_lib.SSDParams
+    mean_rgb: Tuple[float, float, float]
+    scale: float
+    class_names: Tuple[str, ...]
+    detection: DetectionSettings = DetectionSettings()
+    compute_dtype: str = 'float32'
+    card_id: str = ''
+    provenance: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        if self.compute_dtype not in ssd_common.COMPUTE_DTYPES:
+            raise CardError(f'compute_dtype {self.compute_dtype!r} is not one of '
+                            f'{ssd_common.COMPUTE_DTYPES}.')
+        if len(self.class_names) != self.params.num_classes - 1:
+            raise CardError(f'{len(self.class_names)} class names for a model with '
+                            f'{self.params.num_classes - 1} classes besides the background.')
+
+    @property
+    def num_classes(self):
+        """Classes including the background."""
+        return self.params.num_classes
+
+    @property
+    def input_shape(self):
+        """(height, width) of the net's input."""
+        return tuple(int(s) for s in self.params.img_shape)
+
+    @property
+    def anchor_size_preset(self):
+        """The name of the preset equal to the anchor sizes, or None."""
+        presets = ssd_params_lib.ANCHOR_SIZE_PRESETS.get(self.model_name, {})
+        sizes = [list(s) for s in self.params.anchor_sizes]
+        return next((name for name, value in sorted(presets.items())
+                     if [list(s) for s in value] == sizes), None)
+
+    def net(self):
+        """A new SSD net instance of this card."""
+        return nets_factory.get_network(self.model_name)(self.params)
+
+    def preprocessing(self):
+        return SSDPreprocessing(self.model_name, self.mean_rgb, self.scale)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def with_params(self, **changes):
+        return self.replace(params=self.params._replace(**changes))
+
+    def with_detection(self, **changes):
+        """The card with the given detection settings; None values keep the card's."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return self.replace(detection=dataclasses.replace(self.detection, **changes))
+
+    def to_dict(self):
+        """The card's JSON content (`from_dict` reads it back)."""
+        return {
+            'format_version': FORMAT_VERSION,
+            'card_id': self.card_id,
+            'model_name': self.model_name,
+            'num_classes': self.num_classes,
+            'class_names': list(self.class_names),
+            'input': {'height': self.input_shape[0], 'width': self.input_shape[1],
+                      'channel_order': 'RGB', 'dtype': 'uint8', 'resize': EVAL_RESIZE,
+                      'resize_method': 'bilinear'},
+            'normalisation': {'mean_rgb': list(self.mean_rgb), 'scale': self.scale,
+                              'formula': '(RGB - mean_rgb) * scale'},
+            'anchor_size_preset': self.anchor_size_preset,
+            'ssd_params': ssd_params_lib.params_to_dict(self.params),
+            'detection': dataclasses.asdict(self.detection),
+            'compute_dtype': self.compute_dtype,
+            'provenance': self.provenance,
+        }
+
+
+def from_dict(meta, source='<card>'):
+    """The `ModelCard` of a card's JSON content (also an export metadata.json of version 0)."""
+    version = meta.get('format_version', 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CardError(f'{source}: model card format_version {version!r}; this version of the '
+                        f'project reads up to {FORMAT_VERSION}: update the project.')
+    try:
+        cls = nets_factory.get_network(meta['model_name'])
+        params = ssd_params_lib.params_from_dict(cls.default_params, meta['ssd_params'])
+        return ModelCard(
+            meta['model_name'], params, tuple(float(m) for m in meta['normalisation']['mean_rgb']),
+            float(meta['normalisation']['scale']), tuple(meta['class_names']),
+            DetectionSettings.from_dict(meta.get('detection', {}), source),
+            compute_dtype=meta.get('compute_dtype', 'float32'), card_id=meta.get('card_id', ''),
+            provenance=meta.get('provenance') or {})
+    except (KeyError, TypeError, ValueError) as err:
+        if isinstance(err, CardError):
+            raise
+        raise CardError(f'{source}: not a valid model card ({type(err).__name__}: {err}).') from None
+
+
+def _from_caffe_config(config, source):
+    """A card from the JSON caffe_to_tensorflow.py wrote before cards existed (`<prefix>.json`)."""
+    model_name = config.get('model_name')
+    if config.get('backbone_only') or 'ssd_params' not in config:
+        raise CardError(f'{source}: a converted backbone, not a detection model; it has no card.')
+    cls = nets_factory.get_network(model_name)
+    params = ssd_params_lib.params_from_dict(cls.default_params, config['ssd_params'])
+    detection = {CAFFE_DETECTION_NAMES[k]: v for k, v in (config.get('detection') or {}).items()
+                 if k in CAFFE_DETECTION_NAMES}
+    pre = config.get('preprocessing') or {}
+    default = preprocessing_factory.get_preprocessing(model_name)
+    return ModelCard(
+        model_name, params, tuple(float(m) for m in pre.get('mean_rgb', default.mean_rgb)),
+        float(pre.get('scale', default.scale)), default_class_names(params.num_classes),
+        DetectionSettings(**detection), provenance={'converted_from': config.get('source')})
+
+
+def load(path):
+    """Reads a card (`model.json`, an export's metadata.json, or an old `<prefix>.json`)."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            meta = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CardError(f'{path}: cannot read it as a model card ({err}).') from None
+    if not isinstance(meta, dict):
+        raise CardError(f'{path}: a model card is a JSON object.')
+    if 'normalisation' in meta:
+        return from_dict(meta, path)
+    if 'ssd_params' in meta or 'backbone_only' in meta:
+        return _from_caffe_config(meta, path)
+    raise CardError(f'{path}: not a model card (no model_name/ssd_params/normalisation).')
+
+
+def write(path, card):
+    """Writes `card` as JSON to `path` atomically; returns the path."""
+    atomic_io.write_json_atomic(path, card.to_dict())
+    return path
+
+
+def _checkpoint_prefix(path):
+    for suffix in ('.index', '.meta'):
+        if path.endswith(suffix):
+            return path[:-len(suffix)]
+    if '.data-' in os.path.basename(path):
+        return path[:path.rindex('.data-')]
+    return path
+
+
+def find_for_checkpoint(checkpoint_path):
+    """The card describing a checkpoint (prefix, one of its files, or a directory), or None.
+
+    Looks at `<prefix>.model.json`, then `model.json` in its folder, then the files earlier
+    versions wrote (`<prefix>.json`, `metadata.json`).
+    """
+    if not checkpoint_path:
+        return None
+    if os.path.isdir(checkpoint_path):
+        candidates = [os.path.join(checkpoint_path, CARD_FILE)]
+    else:
+        prefix = _checkpoint_prefix(checkpoint_path)
+        folder = os.path.dirname(os.path.abspath(prefix))
+        candidates = [prefix + CHECKPOINT_CARD_SUFFIX, os.path.join(folder, CARD_FILE),
+                      prefix + LEGACY_CHECKPOINT_SUFFIX, os.path.join(folder, EXPORT_METADATA_FILE)]
+    return next((c for c in candidates if os.path.isfile(c)), None)
+
+
+def default_class_names(num_classes):
+    return tuple(f'class_{i}' for i in range(1, num_classes))
+
+
+def from_registry(model_name, num_classes=None, class_names=None, anchor_sizes=None,
+                  depth_multiplier=None, **param_overrides):
+    """A card of a registered net with its defaults and the given changes.
+
+    anchor_sizes: a preset name of `ssd_params.ANCHOR_SIZE_PRESETS` (or None);
+    class_names: names of labels 1.. (default `class_<id>`; their count sets num_classes when
+    num_classes is None).
+    """
+    cls = nets_factory.get_network(model_name)
+    params = cls.default_params
+    if num_classes is None and class_names:
+        num_classes = len(class_names) + 1
+    if num_classes is not None:
+        params = params._replace(num_classes=int(num_classes))
+    if anchor_sizes:
+        params = params._replace(anchor_sizes=tuple(
+            ssd_params_lib.anchor_size_preset(model_name, anchor_sizes)))
+    if depth_multiplier is not None:
+        if model_name != 'ssd_300_mobilenet':
+            raise CardError('--depth_multiplier applies to ssd_300_mobilenet only.')
+        params = params._replace(depth_multiplier=float(depth_multiplier))
+    params = params._replace(**{k: v for k, v in param_overrides.items() if v is not None})
+    pipeline = preprocessing_factory.get_preprocessing(model_name)
+    names = tuple(class_names) if class_names else default_class_names(params.num_classes)
+    return ModelCard(model_name, params, tuple(float(m) for m in pipeline.mean_rgb),
+                     float(pipeline.scale), names)
+
+
+def new_card_id():
+    return uuid.uuid4().hex
+
+
+def git_commit():
+    """The project's git commit (with '+dirty' when the tree has changes), or None."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(['git', '-C', root, 'rev-parse', 'HEAD'], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(['git', '-C', root, 'status', '--porcelain', '--untracked-files=no'],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ('+dirty' if dirty else '')
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+
+
+def describe(card):
+    """One line: model, classes, input, anchors."""
+    preset = card.anchor_size_preset
+    return (f'{card.model_name}, {card.num_classes - 1} classes ({", ".join(card.class_names[:5])}'
+            f'{", ..." if len(card.class_names) > 5 else ""}), input {card.input_shape[0]}x'
+            f'{card.input_shape[1]}, depth multiplier {card.params.depth_multiplier:g}, anchors '
+            f'{preset or "custom"}')
+
+
+def differences(card, other):
+    """[(field, card's value, other's value)] of the fields that define the net and its outputs."""
+    rows = []
+    for field in ('model_name', 'class_names', 'mean_rgb', 'scale'):
+        if getattr(card, field) != getattr(other, field):
+            rows.append((field, getattr(card, field), getattr(other, field)))
+    for field in ssd_params_lib.SSDParams._fields:
+        a, b = getattr(card.params, field), getattr(other.params, field)
+        if a != b:
+            rows.append((field, a, b))
+    return rows
+

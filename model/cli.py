@@ -1,0 +1,185 @@
+"""The model flags the scripts share, and how they meet the model card.
+
+With a card (found beside the checkpoint, or given with --model_card) the model flags are
+optional; one that contradicts the card is an error naming the flag, both values and the card's
+file, unless --override_model_card is given (then the log says what was overridden). Without a
+card (the older TF port's and TF-Slim checkpoints) the model comes from the flags, as it always
+did, and the log says so. Detection settings and the compute dtype are choices of the run: given,
+they replace the card's (logged).
+"""
+import dataclasses
+from typing import Optional
+
+from absl import flags
+
+from datasets import labels as labels_lib
+from model import card as card_lib
+from nets import nets_factory
+from nets import ssd_common
+from nets import ssd_params as ssd_params_lib
+
+DEFAULT_MODEL = 'ssd_300_vgg'
+DETECTION_FIELDS = ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k')
+
+
+def define_model_flags(select_threshold=None, select_threshold_help=None):
+    """Defines the model, class-name, detection and compute-dtype flags in absl's FLAGS."""
+    flags.DEFINE_string('model_card', None, 'A model card (model.json) to use instead of the one '
+                        'found beside the checkpoint; the JSON older caffe_to_tensorflow.py '
+                        'versions wrote (<ckpt>.json) is read too.')
+    flags.DEFINE_alias('model_config', 'model_card')
+    flags.DEFINE_boolean('override_model_card', False, 'Let --model_name, --num_classes, '
+                         '--depth_multiplier and --anchor_sizes replace the card\'s values '
+                         '(logged) instead of being an error when they differ.')
+    flags.DEFINE_string('model_name', None, 'Net: %s (default: the model card\'s, else %s).'
+                        % (', '.join(sorted(nets_factory.networks_map)), DEFAULT_MODEL))
+    flags.DEFINE_integer('num_classes', None, 'Classes including background (default: the model '
+                         'card\'s, else the dataset\'s or the labels file\'s, else the net\'s).')
+    flags.DEFINE_float('depth_multiplier', None, 'Width multiplier of ssd_300_mobilenet '
+                       '(default: the model card\'s, else 1).')
+    flags.DEFINE_string('anchor_sizes', None, 'Anchor size preset (default: the model card\'s, '
+                        'else the net\'s): %s.' % anchor_presets_help())
+    flags.DEFINE_string('labels_file', None, 'Class names, one per line (label 1 first); '
+                        'default: the model card\'s, else the dataset\'s.')
+    flags.DEFINE_float('select_threshold', select_threshold, select_threshold_help or
+                       'Minimum class score of a detection (default: the model card\'s, else 0.01).')
+    flags.DEFINE_float('nms_threshold', None, 'NMS IoU threshold (default: the model card\'s, '
+                       'else 0.45).')
+    flags.DEFINE_integer('top_k', None, 'Candidates per class before NMS (default: the model '
+                         'card\'s, else 400).')
+    flags.DEFINE_alias('select_top_k', 'top_k')
+    flags.DEFINE_integer('keep_top_k', None, 'Detections per image after NMS, across classes '
+                         '(default: the model card\'s, else 200).')
+    flags.DEFINE_enum('compute_dtype', 'float32', list(ssd_common.COMPUTE_DTYPES),
+                      'Arithmetic of the net: bfloat16 for CPUs with AVX-512 BF16 or AMX, float16 '
+                      'for GPUs (scores, decoding and NMS stay float32).')
+
+
+def anchor_presets_help():
+    return '; '.join('%s: %s' % (m, ', '.join(sorted(p)))
+                     for m, p in sorted(ssd_params_lib.ANCHOR_SIZE_PRESETS.items()))
+
+
+@dataclasses.dataclass
+class ModelFlags:
+    """The values of the model flags (None: not given)."""
+    model_card: Optional[str] = None
+    override_model_card: bool = False
+    model_name: Optional[str] = None
+    num_classes: Optional[int] = None
+    depth_multiplier: Optional[float] = None
+    anchor_sizes: Optional[str] = None
+    labels_file: Optional[str] = None
+    select_threshold: Optional[float] = None
+    nms_threshold: Optional[float] = None
+    top_k: Optional[int] = None
+    keep_top_k: Optional[int] = None
+    compute_dtype: str = 'float32'
+
+    @classmethod
+    def from_flags(cls, flag_values=None):
+        flag_values = flag_values or flags.FLAGS
+        return cls(**{f.name: flag_values[f.name].value for f in dataclasses.fields(cls)})
+
+
+def _flag_value_of(card, name, value):
+    """(card's value, flag's value in the card's terms) of a structure flag."""
+    if name == 'model_name':
+        return card.model_name, value
+    if name == 'num_classes':
+        return card.num_classes, int(value)
+    if name == 'depth_multiplier':
+        return card.params.depth_multiplier, float(value)
+    sizes = tuple(tuple(s) for s in ssd_params_lib.anchor_size_preset(card.model_name, value))
+    same = sizes == tuple(tuple(s) for s in card.params.anchor_sizes)
+    return (value if same else card.anchor_size_preset or f'sizes {card.params.anchor_sizes}'), value
+
+
+def _apply_structure_flags(card, values, path, log):
+    """The card with the structure flags applied (override) or checked (error on contradiction)."""
+    for name in ('model_name', 'num_classes', 'depth_multiplier', 'anchor_sizes'):
+        value = getattr(values, name)
+        if value is None:
+            continue
+        theirs, ours = _flag_value_of(card, name, value)
+        if theirs == ours:
+            continue
+        if not values.override_model_card:
+            raise card_lib.CardError(
+                f'--{name}={value} contradicts the model card {path}, which says {theirs}. Drop '
+                f'--{name} (the card describes the model), or pass --override_model_card to use '
+                f'--{name}={value}.')
+        log(f'--override_model_card: {name} {theirs} (card {path}) -> {value}')
+        if name == 'model_name':
+            keep = {'num_classes': card.num_classes, 'class_names': card.class_names}
+            card = card_lib.from_registry(value, **keep).replace(detection=card.detection,
+                                                                 card_id=card.card_id)
+        elif name == 'num_classes':
+            card = card.replace(params=card.params._replace(num_classes=int(value)),
+                                class_names=card_lib.default_class_names(int(value)))
+        elif name == 'depth_multiplier':
+            card = card.with_params(depth_multiplier=float(value))
+        else:
+            card = card.with_params(anchor_sizes=tuple(
+                ssd_params_lib.anchor_size_preset(card.model_name, value)))
+    return card
+
+
+def with_labels_file(card, labels_file):
+    """The card with the class names of a labels file (one name per line, label 1 first)."""
+    return _with_names(card, labels_lib.read_labels_file(labels_file), labels_file)
+
+
+def _class_names(card, values, dataset):
+    """Class names: the labels file's, else the card's, else the dataset's (same count)."""
+    if values.labels_file:
+        return with_labels_file(card, values.labels_file)
+    if dataset is not None and card.class_names == card_lib.default_class_names(card.num_classes):
+        mapping = dataset.labels_to_names
+        return _with_names(card, tuple(mapping[i] for i in range(1, len(mapping))),
+                           f'dataset {dataset.name} split {dataset.split_name} in '
+                           f'{dataset.dataset_dir}')
+    return card
+
+
+def _with_names(card, names, source):
+    if len(names) != card.num_classes - 1:
+        raise card_lib.CardError(
+            f'{source} names {len(names)} classes but the model has {card.num_classes - 1} '
+            f'(num_classes={card.num_classes} counts the background); pass --num_classes='
+            f'{len(names) + 1} if the model was trained with these classes.')
+    return card.replace(class_names=tuple(names))
+
+
+def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
+    """The model card of a run: the checkpoint's card with the flags checked, else the flags'.
+
+    Args:
+      values: ModelFlags.
+      checkpoint_path: the checkpoint (prefix, file or directory) whose card is looked for.
+      dataset: a `DetectionDataset` giving the class count and names when there is no card.
+      log: callable taking one line.
+    Raises:
+      CardError: a flag contradicts the card, unreadable card, class-name count mismatch.
+    """
+    path = values.model_card or card_lib.find_for_checkpoint(checkpoint_path)
+    if path:
+        card = card_lib.load(path)
+        log(f'model card {path}: {card_lib.describe(card)}')
+        card = _apply_structure_flags(card, values, path, log)
+    else:
+        labels = labels_lib.read_labels_file(values.labels_file) if values.labels_file else None
+        num_classes = values.num_classes
+        if num_classes is None and dataset is not None:
+            num_classes = dataset.num_classes
+        card = card_lib.from_registry(values.model_name or DEFAULT_MODEL, num_classes, labels,
+                                      values.anchor_sizes, values.depth_multiplier)
+        log(f'no model card found for {checkpoint_path}; the model comes from the flags: '
+            f'{card_lib.describe(card)}')
+    card = _class_names(card, values, dataset)
+    changed = {k: getattr(values, k) for k in DETECTION_FIELDS
+               if getattr(values, k) is not None and getattr(values, k) != getattr(card.detection, k)}
+    if changed and path:
+        log('detection settings from the flags replace the card\'s: '
+            + ', '.join(f'{k} {getattr(card.detection, k)} -> {v}' for k, v in changed.items()))
+    return card.with_detection(**changed).replace(compute_dtype=values.compute_dtype)
