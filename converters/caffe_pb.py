@@ -10,15 +10,26 @@ runtime as unknown fields and ignored.
 Both layer encodings are read: the current `NetParameter.layer` (LayerParameter, type as a
 string) and the legacy V1 `NetParameter.layers` (V1LayerParameter, type as an enum); and
 both blob shape encodings: `BlobProto.shape.dim` and the legacy num/channels/height/width.
+
+Files are untrusted: only regular files are read (protobuf's 2 GB limit), and every value the
+converter uses is checked while parsing, so a crafted file gives one `CaffeModelError` naming the
+layer, the blob and the field: layer names must be UTF-8, blob dimensions 0..2**31-1 with at most
+2**31-1 values in all (Caffe's own limits) and exactly as many values as the shape says, values
+finite, `group` >= 1, `eps` finite and >= 0.
 """
 
 import dataclasses
+import math
 from typing import List, Optional
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
 
+from converters import prototxt
 from tf_extended import atomic_io
+
+MAX_FILE_BYTES = (2 << 30) - 1  # the protobuf runtime does not parse messages of 2 GB or more
+_INT32_MAX = (1 << 31) - 1
 
 _F = descriptor_pb2.FieldDescriptorProto
 
@@ -146,17 +157,56 @@ class CaffeLayer:
 def _blob_to_array(blob, where):
     if blob.HasField('shape'):
         shape = tuple(int(d) for d in blob.shape.dim)
+        field = 'shape.dim'
     else:
         # Legacy encoding: always 4-D (a bias is 1x1x1xN); conversion reshapes by count.
         shape = (blob.num, blob.channels, blob.height, blob.width)
+        field = 'num/channels/height/width'
+    if len(shape) > 32 or any(not 0 <= d <= _INT32_MAX for d in shape):
+        shown = list(shape)[:8] + (['...'] if len(shape) > 8 else [])
+        raise CaffeModelError('%s: blob %s is %s; expected at most 32 dimensions of 0..%d each'
+                              % (where, field, shown, _INT32_MAX))
+    count = math.prod(shape)  # exact (numpy's product would wrap around)
+    if count > _INT32_MAX:
+        raise CaffeModelError('%s: blob shape %s holds %d values, more than Caffe allows (%d)'
+                              % (where, shape, count, _INT32_MAX))
+    if len(blob.data) and len(blob.double_data):
+        raise CaffeModelError('%s: the blob stores both data and double_data; expected one of them'
+                              % where)
     if len(blob.data):
         values = np.asarray(blob.data, dtype=np.float32)
     else:
         values = np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
-    if values.size != int(np.prod(shape, dtype=np.int64)):
+    if values.size != count:
         raise CaffeModelError('%s: blob shape %s holds %d values but the blob stores %d'
-                              % (where, shape, int(np.prod(shape, dtype=np.int64)), values.size))
+                              % (where, shape, count, values.size))
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise CaffeModelError('%s: the blob of shape %s holds %d NaN or infinite value(s); the '
+                              'model is corrupt or was saved from a diverged training'
+                              % (where, shape, bad))
     return values.reshape(shape)
+
+
+def _layer_name(layer, source, index, kind):
+    name = layer.name
+    if not isinstance(name, str):  # the runtime hands back non-UTF-8 proto2 strings as bytes
+        raise CaffeModelError('%s, %s %d: the layer name %r is not UTF-8 text'
+                              % (source, kind, index, name))
+    return name
+
+
+def _blobs(layer, where):
+    return [_blob_to_array(b, '%s, blob %d' % (where, i)) for i, b in enumerate(layer.blobs)]
+
+
+def _group(layer, where):
+    if not layer.convolution_param.HasField('group'):
+        return None
+    group = layer.convolution_param.group
+    if group < 1:
+        raise CaffeModelError('%s: convolution_param.group is %d, expected >= 1' % (where, group))
+    return group
 
 
 def parse_caffemodel(data, source='<bytes>'):
@@ -181,29 +231,36 @@ def parse_caffemodel(data, source='<bytes>'):
         raise CaffeModelError('%s holds no Caffe layers (neither `layer` nor legacy `layers`): '
                               'it is not a .caffemodel weights file.' % source)
     result = []
-    for layer in net.layer:
-        where = '%s, layer %r' % (source, layer.name)
+    for index, layer in enumerate(net.layer):
+        name = _layer_name(layer, source, index, 'layer')
+        where = '%s, layer %r' % (source, name)
+        if not isinstance(layer.type, str):
+            raise CaffeModelError('%s: the layer type %r is not UTF-8 text' % (where, layer.type))
+        eps = layer.batch_norm_param.eps if layer.batch_norm_param.HasField('eps') else None
+        if eps is not None and not (math.isfinite(eps) and eps >= 0):
+            raise CaffeModelError('%s: batch_norm_param.eps is %r, expected a finite number >= 0'
+                                  % (where, eps))
         result.append(CaffeLayer(
-            name=layer.name, type=layer.type,
-            blobs=[_blob_to_array(b, where) for b in layer.blobs],
-            group=(layer.convolution_param.group
-                   if layer.convolution_param.HasField('group') else None),
-            eps=(layer.batch_norm_param.eps
-                 if layer.batch_norm_param.HasField('eps') else None)))
-    for layer in net.layers:
-        where = '%s, V1 layer %r' % (source, layer.name)
+            name=name, type=layer.type,
+            blobs=_blobs(layer, where), group=_group(layer, where), eps=eps))
+    for index, layer in enumerate(net.layers):
+        name = _layer_name(layer, source, index, 'V1 layer')
+        where = '%s, V1 layer %r' % (source, name)
         result.append(CaffeLayer(
-            name=layer.name, type=V1_LAYER_TYPES.get(layer.type, 'V1_%d' % layer.type),
-            blobs=[_blob_to_array(b, where) for b in layer.blobs],
-            group=(layer.convolution_param.group
-                   if layer.convolution_param.HasField('group') else None)))
+            name=name, type=V1_LAYER_TYPES.get(layer.type, 'V1_%d' % layer.type),
+            blobs=_blobs(layer, where), group=_group(layer, where)))
     return result
 
 
 def read_caffemodel(path):
-    """Reads a `.caffemodel` file; see `parse_caffemodel`."""
-    with open(path, 'rb') as f:
-        return parse_caffemodel(f.read(), source=path)
+    """Reads a `.caffemodel` file; see `parse_caffemodel`.
+
+    Raises:
+      CaffeModelError: see parse_caffemodel; prototxt.UnreadableFileError (an OSError): not a
+      regular file (a device, a FIFO, also through a symlink) or 2 GB or more.
+    """
+    data = prototxt.read_regular_file(path, MAX_FILE_BYTES, 'caffemodel')
+    return parse_caffemodel(data, source=path)
 
 
 def _fill_blob(blob, array, legacy_dims):

@@ -7,6 +7,11 @@ deploy prototxt. Building the TF graph and writing the checkpoint is `tf_checkpo
 Layouts: Caffe conv weights are `[out, in/group, kh, kw]`; TF conv2d wants `[kh, kw, in, out]`
 and TF depthwise `[kh, kw, in, 1]`. The first conv of a Caffe net sees BGR; its input channels
 are reversed so that our nets take RGB.
+
+Untrusted files: every prototxt value read is type- and range-checked through the prototxt
+getters (a `prototxt.PrototxtValueError` names file, layer, field, line, value and what was
+expected), convolution / pooling geometry included although conversion does not use it (absurd
+kernel, stride, pad values are refused, not ignored); blob shapes are checked before use.
 """
 
 import collections
@@ -16,8 +21,13 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from converters import prototxt
+
 # Caffe BatchNormParameter.eps default.
 CAFFE_BN_EPS = 1e-5
+_INT32_MAX = (1 << 31) - 1
+_MAX_PIXELS = 100000.  # prior sizes and steps, in input pixels
+_MAX_DETECTIONS = 100000  # keep_top_k: detections per image are allocated up front
 
 
 class ConversionError(ValueError):
@@ -238,6 +248,14 @@ def _batch_norm_values(conv, bias, bn, scale, caffe_eps, tf_eps):
     if len(bn.blobs) != 3:
         raise ConversionError('Caffe BatchNorm layer %r: expected 3 blobs [mean*f, var*f, f], '
                               'got %s' % (bn.name, _shapes(bn)))
+    if bn.blobs[2].size != 1:
+        raise ConversionError('Caffe BatchNorm layer %r: blob 2 (the moving-average factor f) '
+                              'has shape %s; expected one value' % (bn.name, bn.blobs[2].shape))
+    for index, what in ((0, 'mean*f'), (1, 'var*f')):
+        if bn.blobs[index].size != channels:
+            raise ConversionError('Caffe BatchNorm layer %r: blob %d (%s) has %d values for the %d '
+                                  'channels of %r' % (bn.name, index, what, bn.blobs[index].size,
+                                                      channels, conv.name))
     f = float(bn.blobs[2].reshape(-1)[0])
     factor = 0. if f == 0 else 1. / f
     mean = bn.blobs[0].reshape(-1).astype(np.float64) * factor
@@ -302,6 +320,11 @@ def convert_layers(layers, spec, tf_bn_epsilon=CAFFE_BN_EPS, bn_eps=None):
         _check_type(layer, 'Convolution')
         w = _conv_weights(layer, target, caffe_name == spec.first_conv)
         bias = layer.blobs[1].reshape(-1) if len(layer.blobs) > 1 else None
+        if bias is not None and bias.size != layer.blobs[0].shape[0]:
+            raise ConversionError('Caffe Convolution layer %r: the bias blob has %d values for %d '
+                                  'output channels (weights %s)'
+                                  % (layer.name, bias.size, layer.blobs[0].shape[0],
+                                     layer.blobs[0].shape))
         wname = prefix + target.scope + ('/depthwise_weights' if target.depthwise else '/weights')
         values[wname] = w
         names = [wname]
@@ -364,7 +387,7 @@ def infer_num_classes(layers, spec):
         if head != 'conf' or (feature, 'loc') not in outputs:
             continue
         loc = outputs[(feature, 'loc')]
-        if loc % 4 or out % (loc // 4):
+        if loc == 0 or out == 0 or loc % 4 or out % (loc // 4):
             raise ConversionError('feature layer %s: loc head has %d outputs and conf head %d; '
                                   'expected 4·A and C·A' % (spec.feature_sources[feature], loc, out))
         found[spec.feature_sources[feature]] = out // (loc // 4)
@@ -386,46 +409,100 @@ def format_table(conversion):
     return '\n'.join(lines)
 
 
-def _input_shape(net):
+def _dims(shape, where):
+    return shape.numbers('dim', where, integer=True, minimum=1, maximum=_INT32_MAX)
+
+
+def _input_shape(net, layers, source_file):
     """(height, width) of the deploy input, from input_shape / input_dim / an Input layer."""
     dims = None
     if net.has('input_shape'):
-        dims = net.get_all('input_shape')[0].get_all('dim')
+        dims = _dims(net.blocks('input_shape', source_file)[0], source_file + ', input_shape')
     elif net.has('input_dim'):
-        dims = net.get_all('input_dim')[:4]
+        dims = net.numbers('input_dim', source_file, integer=True, minimum=1,
+                           maximum=_INT32_MAX)[:4]
     else:
-        for layer in net.get_all('layer') + net.get_all('layers'):
+        for layer in layers:
             if layer.get('type') == 'Input' and layer.has('input_param'):
-                dims = layer.get('input_param').get_all('shape')[0].get_all('dim')
+                where = _where(layer, source_file)
+                shapes = layer.block('input_param', where).blocks('shape', where + ', input_param')
+                dims = _dims(shapes[0], where + ', input_param.shape') if shapes else None
                 break
     if not dims or len(dims) != 4:
         return None
     return int(dims[2]), int(dims[3])
 
 
+def _where(layer, source_file):
+    """'file, <Type> 'name' (line N)' for messages; the name must be a string."""
+    name = layer.text('name', source_file + ', a layer', default='')
+    line = layer.line_of('name')
+    kind = layer.get('type') if isinstance(layer.get('type'), str) else 'layer'
+    return '%s, %s %r%s' % (source_file, kind, name, '' if line is None else ' (line %d)' % line)
+
+
 def _prior_box(layer, source_file):
-    p = layer.get('prior_box_param')
-    name = layer.get('name')
-    where = '%s, PriorBox %r' % (source_file, name)
-    min_sizes, max_sizes = p.get_all('min_size'), p.get_all('max_size')
+    where = _where(layer, source_file)
+    p = layer.block('prior_box_param', where)
+    if p is None:
+        raise ConversionError('%s: no prior_box_param { ... }; a PriorBox needs at least min_size'
+                              % where)
+    where += ', prior_box_param'
+
+    def positive(key, maximum):
+        return p.numbers(key, where, minimum=0., maximum=maximum, exclusive_minimum=True)
+
+    min_sizes, max_sizes = positive('min_size', _MAX_PIXELS), positive('max_size', _MAX_PIXELS)
     if len(min_sizes) != 1 or len(max_sizes) > 1:
         raise ConversionError('%s: exactly one min_size and at most one max_size are supported, '
                               'got %s / %s' % (where, min_sizes, max_sizes))
-    if not p.get('flip', True):
+    if max_sizes and max_sizes[0] <= min_sizes[0]:
+        raise ConversionError('%s: max_size %g must be greater than min_size %g (as Caffe requires)'
+                              % (where, max_sizes[0], min_sizes[0]))
+    if not p.boolean('flip', where, True):
         raise ConversionError('%s: flip: false is not supported (our anchors always add 1/r)'
                               % where)
     if p.has('step_h') or p.has('step_w') or p.has('img_h') or p.has('img_size'):
         raise ConversionError('%s: step_h/step_w/img_size are not supported; use step' % where)
-    variances = [float(v) for v in p.get_all('variance')] or [0.1]
+    variances = positive('variance', 100.) or [0.1]
+    if len(variances) not in (1, 4):
+        raise ConversionError('%s: %d variance values; expected 1 or 4 (as Caffe requires)'
+                              % (where, len(variances)))
     if len(variances) == 1:
         variances = variances * 4
-    return {'sizes': [float(min_sizes[0]), float(max_sizes[0]) if max_sizes else None],
-            'ratios': [float(r) for r in p.get_all('aspect_ratio')],
-            'step': float(p.get('step')) if p.has('step') else None,
-            'offset': float(p.get('offset', 0.5)),
+    return {'sizes': [min_sizes[0], max_sizes[0] if max_sizes else None],
+            'ratios': positive('aspect_ratio', 1000.),
+            'step': (positive('step', _MAX_PIXELS) or [None])[-1],
+            'offset': p.number('offset', where, default=0.5, minimum=0., maximum=1.),
             # Caffe's default; OpenCV clips when `clip` is absent.
-            'clip': bool(p.get('clip', False)),
+            'clip': p.boolean('clip', where, False),
             'variances': variances}
+
+
+# Geometry fields of Convolution / Pooling layers: (minimum, maximum). Conversion takes the
+# geometry from our nets, but a prototxt with absurd values is refused rather than ignored.
+_GEOMETRY = {
+    'convolution_param': dict(
+        num_output=(1, 1000000), group=(1, 1000000), axis=(-4, 3), dilation=(1, 1024),
+        kernel_size=(1, 1024), kernel_h=(1, 1024), kernel_w=(1, 1024),
+        stride=(1, 1024), stride_h=(1, 1024), stride_w=(1, 1024),
+        pad=(0, 1024), pad_h=(0, 1024), pad_w=(0, 1024)),
+    'pooling_param': dict(
+        kernel_size=(1, 1024), kernel_h=(1, 1024), kernel_w=(1, 1024),
+        stride=(1, 1024), stride_h=(1, 1024), stride_w=(1, 1024),
+        pad=(0, 1024), pad_h=(0, 1024), pad_w=(0, 1024)),
+}
+
+
+def _check_geometry(layer, source_file):
+    for block_name, limits in _GEOMETRY.items():
+        if not layer.has(block_name):
+            continue
+        where = _where(layer, source_file)
+        block = layer.block(block_name, where)
+        for key, (low, high) in limits.items():
+            block.numbers(key, '%s, %s' % (where, block_name), integer=True, minimum=low,
+                          maximum=high)
 
 
 def ssd_config_from_prototxt(net, spec, source_file='<prototxt>'):
@@ -445,10 +522,11 @@ def ssd_config_from_prototxt(net, spec, source_file='<prototxt>'):
       ConversionError: PriorBox layers that do not match the net's feature layers, or settings
         our anchors cannot express.
     """
-    layers = net.get_all('layer') + net.get_all('layers')
+    layers = net.blocks('layer', source_file) + net.blocks('layers', source_file)
     priors, detection, preprocessing, bn_eps = {}, {}, {}, {}
     for layer in layers:
         layer_type = layer.get('type')
+        _check_geometry(layer, source_file)
         if layer_type == 'PriorBox':
             bottoms = layer.get_all('bottom')
             if not bottoms or bottoms[0] not in spec.feature_sources:
@@ -457,31 +535,45 @@ def ssd_config_from_prototxt(net, spec, source_file='<prototxt>'):
                                                    spec.name, ', '.join(spec.feature_sources)))
             priors[bottoms[0]] = _prior_box(layer, source_file)
         elif layer_type == 'DetectionOutput':
-            p = layer.get('detection_output_param')
-            nms = p.get('nms_param')
-            if p.has('num_classes'):
-                detection['num_classes'] = int(p.get('num_classes'))
-            if nms is not None and nms.has('nms_threshold'):
-                detection['nms_threshold'] = float(nms.get('nms_threshold'))
-            if nms is not None and nms.has('top_k'):
-                detection['top_k'] = int(nms.get('top_k'))
-            if p.has('keep_top_k'):
-                detection['keep_top_k'] = int(p.get('keep_top_k'))
-            if p.has('confidence_threshold'):
-                detection['confidence_threshold'] = float(p.get('confidence_threshold'))
+            where = _where(layer, source_file)
+            p = layer.block('detection_output_param', where)
+            if p is None:
+                continue
+            where += ', detection_output_param'
+            nms = p.block('nms_param', where) or prototxt.Message()
+            at_nms = where + ', nms_param'
+            values = {
+                'num_classes': p.number('num_classes', where, integer=True, minimum=1,
+                                        maximum=100000),
+                'nms_threshold': nms.number('nms_threshold', at_nms, minimum=0., maximum=1.),
+                # <= 0 means all, in Caffe and in our post-processing
+                'top_k': nms.number('top_k', at_nms, integer=True, minimum=-1, maximum=_INT32_MAX),
+                'keep_top_k': p.number('keep_top_k', where, integer=True, minimum=-1,
+                                       maximum=_MAX_DETECTIONS),
+                'confidence_threshold': p.number('confidence_threshold', where)}
+            detection.update((k, v) for k, v in values.items() if v is not None)
         elif layer_type == 'BatchNorm' and layer.has('batch_norm_param'):
-            eps = layer.get('batch_norm_param').get('eps')
+            where = _where(layer, source_file)
+            eps = layer.block('batch_norm_param', where).number(
+                'eps', where + ', batch_norm_param', minimum=0., maximum=1.)
             if eps is not None:
-                bn_eps[layer.get('name')] = float(eps)
-        transform = layer.get('transform_param')
-        if transform is not None:
-            means = [float(v) for v in transform.get_all('mean_value')]
+                bn_eps[layer.text('name', where, '')] = eps
+        if layer.has('transform_param'):
+            where = _where(layer, source_file)
+            transform = layer.block('transform_param', where)
+            where += ', transform_param'
+            means = transform.numbers('mean_value', where, minimum=-1e6, maximum=1e6)
+            if len(means) not in (0, 1, 3):
+                raise ConversionError('%s: %d mean_value entries; expected 1 or 3 (B, G, R)'
+                                      % (where, len(means)))
             if means:
                 preprocessing['caffe_mean_bgr'] = means * 3 if len(means) == 1 else means
-            if transform.has('scale'):
-                preprocessing['caffe_scale'] = float(transform.get('scale'))
+            scale = transform.number('scale', where, minimum=0., maximum=1e6,
+                                     exclusive_minimum=True)
+            if scale is not None:
+                preprocessing['caffe_scale'] = scale
     params = {}
-    img_shape = _input_shape(net)
+    img_shape = _input_shape(net, layers, source_file)
     if img_shape:
         params['img_shape'] = list(img_shape)
     if priors:

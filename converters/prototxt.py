@@ -3,10 +3,20 @@
 Schema-free: `key: value` pairs and `key { ... }` blocks (also `key: { ... }`), repeated keys,
 quoted strings ('...' or "..." with backslash escapes), numbers, bare words (enum values,
 true/false) and `#` comments. Values are typed by their spelling: quoted -> str, integer
-literal -> int, other number -> float, `true`/`false` -> bool, any other bare word -> str.
+literal -> int (decimal, 0x hex, 0-prefixed octal), other number -> float, `true`/`false` ->
+bool, any other bare word -> str.
+
+Files are untrusted: `parse_file` reads only regular files up to MAX_FILE_BYTES, blocks nest at
+most MAX_DEPTH deep, numbers that Python cannot convert and non-UTF-8 text are PrototxtErrors
+with the line. The typed getters (`Message.block`, `number`, `numbers`, `boolean`, ...) raise
+`PrototxtValueError` naming the field, its line, the value and what was expected, so code reading
+a parsed file never meets a Message where it expects a number (or the reverse).
 """
 
+import math
+import os
 import re
+import stat
 
 _TOKEN = re.compile(r'''
     (?P<space>\s+|\#[^\n]*) |
@@ -15,18 +25,152 @@ _TOKEN = re.compile(r'''
     (?P<word>[^\s{}:;,<>\[\]"'\#]+)
 ''', re.VERBOSE)
 _INT = re.compile(r'^[-+]?(0[xX][0-9a-fA-F]+|\d+)$')
+_OCTAL = re.compile(r'^[-+]?0[0-7]+$')
 _ESCAPES = {'n': '\n', 't': '\t', 'r': '\r', '"': '"', "'": "'", '\\': '\\'}
+MAX_DEPTH = 100  # protobuf's own parsers stop at 100 nested messages
+MAX_FILE_BYTES = 16 << 20  # a deploy prototxt is tens of kB
 
 
 class PrototxtError(ValueError):
     """The text is not valid protobuf text format."""
 
 
+class PrototxtValueError(PrototxtError):
+    """A field has a value of the wrong kind (a block for a number, a word for a number, ...) or
+    outside its range."""
+
+
+class UnreadableFileError(OSError):
+    """An input file that must not be read: not a regular file, or above a size limit."""
+
+    def __str__(self):
+        return self.args[0] if self.args else ''
+
+
+def read_regular_file(path, max_bytes, what):
+    """The bytes of a regular file of at most max_bytes.
+
+    Raises:
+      UnreadableFileError: a device, FIFO, socket or directory (also through a symlink): refused
+        before opening (reading /dev/zero never ends, opening a FIFO blocks); or too large.
+    """
+    refused = ('%s: the %s is not a regular file (a device, FIFO, socket or directory); '
+               'refusing to read it.' % (path, what))
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise UnreadableFileError(refused)
+    with open(path, 'rb') as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped since the stat
+            raise UnreadableFileError(refused)
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UnreadableFileError('%s: the %s has more than %d bytes; refusing to read it.'
+                                  % (path, what, max_bytes))
+    return data
+
+
+def _short(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + '...'
+
+
+def _range_text(integer, minimum, maximum, exclusive_minimum):
+    kind = 'an integer' if integer else 'a finite number'
+    low, high = (None if v is None else '%d' % v if isinstance(v, int) else '%g' % v
+                 for v in (minimum, maximum))
+    if minimum is not None and maximum is not None:
+        return '%s in %s%s, %s]' % (kind, '(' if exclusive_minimum else '[', low, high)
+    if minimum is not None:
+        return '%s %s %s' % (kind, '>' if exclusive_minimum else '>=', low)
+    if maximum is not None:
+        return '%s <= %s' % (kind, high)
+    return kind
+
+
 class Message:
-    """A parsed message: an ordered list of (key, value) fields; values are scalars or Messages."""
+    """A parsed message: an ordered list of (key, value) fields; values are scalars or Messages.
+
+    `lines` maps a key to the line numbers of its values, in order (filled by `parse`).
+    """
 
     def __init__(self, fields=None):
         self.fields = list(fields or [])
+        self.lines = {}
+
+    def line_of(self, key, index=-1):
+        """The line of the index-th value of `key` in the parsed text, or None."""
+        lines = self.lines.get(key, [])
+        try:
+            return lines[index]
+        except IndexError:
+            return None
+
+    def _error(self, where, key, index, value, expected):
+        line = self.line_of(key, index)
+        return PrototxtValueError('%s: %s%s is %s, expected %s' % (
+            where, key, '' if line is None else ' (line %d)' % line, _short(value), expected))
+
+    def block(self, key, where):
+        """The last `key { ... }` block, or None when absent; PrototxtValueError for a scalar."""
+        values = self.get_all(key)
+        if values and not isinstance(values[-1], Message):
+            raise self._error(where, key, -1, values[-1], 'a { ... } block')
+        return values[-1] if values else None
+
+    def blocks(self, key, where):
+        """Every `key { ... }` block. Raises PrototxtValueError for a scalar among them."""
+        values = self.get_all(key)
+        for i, value in enumerate(values):
+            if not isinstance(value, Message):
+                raise self._error(where, key, i, value, 'a { ... } block')
+        return values
+
+    def _check_number(self, key, index, value, where, integer, minimum, maximum, exclusive_minimum):
+        ok = (isinstance(value, int) if integer else isinstance(value, (int, float))) \
+            and not isinstance(value, bool) and math.isfinite(value) \
+            and (minimum is None or value > minimum
+                 or (value == minimum and not exclusive_minimum)) \
+            and (maximum is None or value <= maximum)
+        if not ok:
+            raise self._error(where, key, index, value,
+                              _range_text(integer, minimum, maximum, exclusive_minimum))
+        return value if integer else float(value)
+
+    def number(self, key, where, default=None, integer=False, minimum=None, maximum=None,
+               exclusive_minimum=False):
+        """The last value of `key` as a finite float (or int with integer=True) within the bounds;
+        default when absent. Raises PrototxtValueError naming the field, its line and the bounds."""
+        values = self.get_all(key)
+        if not values:
+            return default
+        return self._check_number(key, len(values) - 1, values[-1], where, integer, minimum,
+                                  maximum, exclusive_minimum)
+
+    def numbers(self, key, where, integer=False, minimum=None, maximum=None,
+                exclusive_minimum=False):
+        """Every value of `key` (a repeated field), each checked as in `number`."""
+        return [self._check_number(key, i, v, where, integer, minimum, maximum, exclusive_minimum)
+                for i, v in enumerate(self.get_all(key))]
+
+    def text(self, key, where, default=None):
+        """The last value of `key` as a string (quoted or a bare word); default when absent."""
+        values = self.get_all(key)
+        if not values:
+            return default
+        if not isinstance(values[-1], str):
+            raise self._error(where, key, len(values) - 1, values[-1], 'a string')
+        return values[-1]
+
+    def boolean(self, key, where, default=None):
+        """The last value of `key` as a bool (true/false, 1/0); default when absent."""
+        values = self.get_all(key)
+        if not values:
+            return default
+        value = values[-1]
+        if isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+            return bool(value)
+        if value in ('t', 'f'):  # protobuf text format spells booleans these ways too
+            return value == 't'
+        raise self._error(where, key, len(values) - 1, value, 'true or false')
 
     def get_all(self, key):
         """All values of `key`, in file order (a repeated field)."""
@@ -75,8 +219,13 @@ def _scalar(word):
         return True
     if word in ('false', 'False'):
         return False
+    if _OCTAL.match(word):  # protobuf text format: a leading 0 means octal
+        return int(word, 8)
     if _INT.match(word):
-        return int(word, 0)
+        try:
+            return int(word, 0)
+        except ValueError:  # '09' (not octal): a decimal number
+            return float(word)
     try:
         return float(word)
     except ValueError:
@@ -106,6 +255,9 @@ def parse(text, source='<prototxt>'):
     Raises:
       PrototxtError: with the line number of the problem.
     """
+    if len(text) > MAX_FILE_BYTES:
+        raise PrototxtError('%s: %d characters, more than the %d a prototxt may have'
+                            % (source, len(text), MAX_FILE_BYTES))
     toks = list(_tokens(text, source))
     stack, i = [Message()], 0
     while i < len(toks):
@@ -127,20 +279,27 @@ def parse(text, source='<prototxt>'):
         if i >= len(toks):
             raise PrototxtError('%s, line %d: field %r has no value' % (source, line, key))
         kind, tok, line = toks[i]
+        current = stack[-1]
         if tok in ('{', '<'):
+            if len(stack) > MAX_DEPTH:
+                raise PrototxtError('%s, line %d: blocks nested more than %d deep'
+                                    % (source, line, MAX_DEPTH))
             child = Message()
-            stack[-1].fields.append((key, child))
+            current.fields.append((key, child))
+            current.lines.setdefault(key, []).append(line)
             stack.append(child)
         elif tok == '[':
             i += 1
             while i < len(toks) and toks[i][1] != ']':
                 if toks[i][1] != ',':
-                    stack[-1].fields.append((key, _value(toks[i], source)))
+                    current.fields.append((key, _value(toks[i], source)))
+                    current.lines.setdefault(key, []).append(toks[i][2])
                 i += 1
             if i >= len(toks):
                 raise PrototxtError('%s, line %d: unclosed "[" of %r' % (source, line, key))
         else:
-            stack[-1].fields.append((key, _value(toks[i], source)))
+            current.fields.append((key, _value(toks[i], source)))
+            current.lines.setdefault(key, []).append(line)
         i += 1
     if len(stack) != 1:
         raise PrototxtError('%s: %d unclosed "{" at end of file' % (source, len(stack) - 1))
@@ -152,14 +311,30 @@ def _value(token, source):
     if kind == 'string':
         return _unquote(tok, line)
     if kind == 'word':
-        return _scalar(tok)
+        try:
+            return _scalar(tok)
+        except ValueError as e:  # e.g. an integer of more digits than Python converts
+            raise PrototxtError('%s, line %d: cannot read the number %s (%s)'
+                                % (source, line, _short(tok), e)) from None
     raise PrototxtError('%s, line %d: expected a value, got %r' % (source, line, tok))
 
 
 def parse_file(path):
-    """Parses a `.prototxt` file; see `parse`."""
-    with open(path, encoding='utf-8') as f:
-        return parse(f.read(), source=path)
+    """Parses a `.prototxt` file; see `parse`.
+
+    Raises:
+      PrototxtError: not UTF-8 text, too large, or not text format; UnreadableFileError (an
+      OSError): not a regular file; OSError: unreadable.
+    """
+    data = read_regular_file(path, MAX_FILE_BYTES, 'prototxt')
+    try:
+        text = data.decode('utf-8')
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b'\n') + 1
+        raise PrototxtError('%s, line %d: not UTF-8 text (%s); a deploy .prototxt is text, the '
+                            'binary weights go to --caffemodel_path'
+                            % (path, line, e.reason)) from None
+    return parse(text, source=path)
 
 
 def _format_scalar(value):
