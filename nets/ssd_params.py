@@ -15,7 +15,8 @@ SSDParams = collections.namedtuple('SSDParams', [
     'anchor_ratios',      # Per layer aspect ratios besides 1; each r also adds 1/r (Caffe's flip).
     'anchor_steps',       # Per layer step in pixels, or None for img / feature size (Caffe default).
     'anchor_offset',      # Cell-centre offset (0.5).
-    'anchor_clip',        # Clip anchors to the image (false in all published SSD models).
+    'anchor_clip',        # False (Caffe), True (clip corners), 'size' (torchvision) or
+                          # 'center_size' (ssd.pytorch); see nets/anchors.py.
     'anchor_int_sizes',   # Truncate sizes to int like Caffe's PriorBox (OpenCV keeps floats).
     'prior_scaling',      # Box-coding variances (cx, cy, w, h).
     'normalizations',     # Per layer: > 0 = L2-normalise with this initial scale, else nothing.
@@ -33,6 +34,13 @@ ANCHOR_SIZE_PRESETS = {
                       (264., 315.)],
         'tf_port_coco': [(21., 45.), (45., 99.), (99., 153.), (153., 207.), (207., 261.),
                          (261., 315.)],
+        # torchvision's ssd300_vgg16: DefaultBoxGenerator scales 0.07, 0.15, 0.33, 0.51, 0.69,
+        # 0.87, 1.05 of 300 px (the tf_port_coco sizes), with its size clamping (below).
+        'torchvision_coco': [(21., 45.), (45., 99.), (99., 153.), (153., 207.), (207., 261.),
+                             (261., 315.)],
+        # ssd.pytorch's VOC PriorBox: the Caffe VOC sizes, with its clamping (below).
+        'ssd_pytorch_voc': [(30., 60.), (60., 111.), (111., 162.), (162., 213.), (213., 264.),
+                            (264., 315.)],
     },
     'ssd_512_vgg': {
         'caffe_voc': [(35.84, 76.8), (76.8, 153.6), (153.6, 230.4), (230.4, 307.2),
@@ -47,6 +55,23 @@ ANCHOR_SIZE_PRESETS = {
                           (285., 300.)],
     },
 }
+
+
+# The anchor settings besides the sizes that a preset stands for, where they differ from the
+# nets' Caffe defaults: torchvision's DefaultBoxGenerator (clip=True) clamps width and height to
+# the image ('size'), ssd.pytorch's PriorBox (clip: True) clamps centre, width and height
+# ('center_size'); both on float sizes.
+ANCHOR_PRESET_SETTINGS = {
+    'torchvision_coco': {'anchor_clip': 'size', 'anchor_int_sizes': False},
+    'ssd_pytorch_voc': {'anchor_clip': 'center_size', 'anchor_int_sizes': False},
+}
+
+
+def anchor_preset_params(model_name, preset):
+    """{SSDParams field: value} of a preset: `anchor_sizes` and its other anchor settings."""
+    fields = {'anchor_sizes': tuple(tuple(s) for s in anchor_size_preset(model_name, preset))}
+    fields.update(ANCHOR_PRESET_SETTINGS.get(preset, {}))
+    return fields
 
 
 def anchor_size_preset(model_name, preset):
