@@ -3,7 +3,7 @@ the training input pipeline alone.
 
     python benchmarks/bench_train.py [--steps 2] [--output benchmarks/results/train.json]
 
-The step is the graph `train_ssd_network.py` builds (clones, SSD loss, weight decay, Adam, batch
+The step is the graph `training.trainer.build_train_op` builds (clones, SSD loss, weight decay, Adam, batch
 norm updates, NaN guard) fed from a constant batch in memory, so it measures the model, not the
 input. The input pipeline is `training.input.train_dataset` on a small synthetic dataset
 (decode, SSD300* augmentation, box encoding, batching) iterated alone. Medians over `--steps`
@@ -25,15 +25,15 @@ import tensorflow as tf
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import train_ssd_network  # noqa: E402
 from datasets import dataset_factory  # noqa: E402
+from model import card as card_lib  # noqa: E402
 from training import model_deploy  # noqa: E402
+from training import trainer  # noqa: E402
 from training import input as train_input  # noqa: E402
 from preprocessing import preprocessing_factory  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
 
 v1 = tf.compat.v1
-FLAGS = train_ssd_network.FLAGS
 MODELS = ('ssd_300_mobilenet', 'ssd_300_vgg', 'ssd_512_vgg')
 
 
@@ -48,9 +48,8 @@ class _ConstantBatches:
         return self._batch
 
 
-class _Samples:
-    """Stands in for a DetectionDataset where only the epoch size matters (LR decay steps)."""
-    num_samples = 16551
+# VOC07+12 trainval: the epoch size of the learning-rate decay steps.
+EPOCH_SIZE = 16551
 
 
 def _constant_batch(net, batch_size, seed=0):
@@ -75,16 +74,15 @@ def _constant_batch(net, batch_size, seed=0):
 def bench_step(model, batch_size, mixed_precision, steps, max_step_seconds):
     """(images/s, from_warmup): median over `steps` timed steps, or, when the warm-up step
     took over `max_step_seconds`, the warm-up's rate (a lower bound) and True."""
-    FLAGS.model_name = model
-    FLAGS.batch_size = batch_size
-    FLAGS.mixed_precision = mixed_precision
+    settings = trainer.TrainSettings(model_name=model, batch_size=batch_size,
+                                     mixed_precision=mixed_precision)
     with tf.Graph().as_default():
         v1.set_random_seed(0)
-        net = train_ssd_network.build_net(21)
-        train_op, _, _ = train_ssd_network.build_train_op(
-            model_deploy.DeploymentConfig(), net,
-            _ConstantBatches(_constant_batch(net, batch_size)), _Samples(), 1, True)
-        with v1.Session(config=train_ssd_network.session_config()) as sess:
+        net = card_lib.from_registry(model, 21).net()
+        train_op, _, _ = trainer.build_train_op(
+            settings, model_deploy.DeploymentConfig(), net,
+            _ConstantBatches(_constant_batch(net, batch_size)), EPOCH_SIZE)
+        with v1.Session(config=trainer.session_config(settings)) as sess:
             sess.run(v1.global_variables_initializer())
             start = time.perf_counter()
             sess.run(train_op)
@@ -118,9 +116,7 @@ def bench_input(model, records, batch_size, batches):
     """Images/s of the training input pipeline for `model` (all cores)."""
     with tf.Graph().as_default():
         dataset = dataset_factory.get_dataset('pascalvoc_2007', 'train', records)
-        FLAGS.model_name = model
-        FLAGS.mixed_precision = False
-        net = train_ssd_network.build_net(dataset.num_classes)
+        net = card_lib.from_registry(model, dataset.num_classes).net()
         pipeline = train_input.train_dataset(
             dataset, preprocessing_factory.get_preprocessing(model), net, batch_size, seed=0)
         next_batch = v1.data.make_one_shot_iterator(pipeline).get_next()
@@ -143,7 +139,6 @@ def main():
     parser.add_argument('--models', default=','.join(MODELS))
     parser.add_argument('--output', default=None, help='JSON file to write')
     args = parser.parse_args()
-    FLAGS(['bench_train'])
     v1.disable_eager_execution()
     models = args.models.split(',')
     rows = []

@@ -95,7 +95,7 @@ def _flag_value_of(card, name, value):
     return (value if same else card.anchor_size_preset or f'sizes {card.params.anchor_sizes}'), value
 
 
-def _apply_structure_flags(card, values, path, log):
+def apply_structure_flags(card, values, path, log):
     """The card with the structure flags applied (override) or checked (error on contradiction)."""
     for name in ('model_name', 'num_classes', 'depth_multiplier', 'anchor_sizes'):
         value = getattr(values, name)
@@ -166,14 +166,16 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
     if path:
         card = card_lib.load(path)
         log(f'model card {path}: {card_lib.describe(card)}')
-        card = _apply_structure_flags(card, values, path, log)
+        card = apply_structure_flags(card, values, path, log)
     else:
-        labels = labels_lib.read_labels_file(values.labels_file) if values.labels_file else None
         num_classes = values.num_classes
         if num_classes is None and dataset is not None:
             num_classes = dataset.num_classes
-        card = card_lib.from_registry(values.model_name or DEFAULT_MODEL, num_classes, labels,
-                                      values.anchor_sizes, values.depth_multiplier)
+        if num_classes is None and values.labels_file:
+            num_classes = len(labels_lib.read_labels_file(values.labels_file)) + 1
+        card = card_lib.from_registry(values.model_name or DEFAULT_MODEL, num_classes,
+                                      anchor_sizes=values.anchor_sizes,
+                                      depth_multiplier=values.depth_multiplier)
         log(f'no model card found for {checkpoint_path}; the model comes from the flags: '
             f'{card_lib.describe(card)}')
     card = _class_names(card, values, dataset)

@@ -1,0 +1,122 @@
+"""The model card (model/card.py) and how the shared model flags meet it (model/cli.py)."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from model import card as card_lib
+from model import cli
+from nets import ssd_params
+
+NAMES = ('red thing', 'blue/green', 'zürich')
+
+
+def _card(**changes):
+    card = card_lib.from_registry('ssd_300_mobilenet', class_names=NAMES, depth_multiplier=0.5)
+    return card.with_detection(select_threshold=0.2, top_k=100).replace(card_id='abc', **changes)
+
+
+def test_round_trip_keeps_every_field(tmp_path):
+    card = _card(provenance={'dataset': {'name': 'custom', 'num_examples': 3}})
+    path = card_lib.write(str(tmp_path / card_lib.CARD_FILE), card)
+    with open(path, encoding='utf-8') as f:
+        meta = json.load(f)
+    assert meta['format_version'] == card_lib.FORMAT_VERSION
+    assert meta['num_classes'] == 4 and meta['class_names'] == list(NAMES)
+    assert meta['ssd_params']['depth_multiplier'] == 0.5
+    assert meta['anchor_size_preset'] == 'mobilenet_ssd'
+    loaded = card_lib.load(path)
+    assert loaded == card and loaded.provenance == card.provenance
+    assert loaded.params == card.params and loaded.detection.top_k == 100
+    assert not [n for n in os.listdir(tmp_path) if n.startswith('.')]  # atomic: no temp left
+
+
+def test_newer_format_and_broken_files_are_clear_errors(tmp_path):
+    path = tmp_path / 'model.json'
+    meta = _card().to_dict()
+    meta['format_version'] = card_lib.FORMAT_VERSION + 1
+    path.write_text(json.dumps(meta))
+    with pytest.raises(card_lib.CardError, match='format_version 2.*update the project'):
+        card_lib.load(str(path))
+    path.write_text('{"model_name": "ssd_300_vgg", ')
+    with pytest.raises(card_lib.CardError, match='cannot read it as a model card'):
+        card_lib.load(str(path))
+    del meta['ssd_params']
+    meta['format_version'] = 1
+    path.write_text(json.dumps(meta))
+    with pytest.raises(card_lib.CardError, match='not a valid model card'):
+        card_lib.load(str(path))
+
+
+def test_find_for_checkpoint_prefers_the_most_specific_file(tmp_path):
+    prefix = str(tmp_path / 'model.ckpt-10')
+    open(prefix + '.index', 'w').close()
+    assert card_lib.find_for_checkpoint(prefix) is None
+    card_lib.write(str(tmp_path / 'model.json'), _card())
+    for path in (prefix, prefix + '.index', prefix + '.data-00000-of-00001', str(tmp_path)):
+        assert card_lib.find_for_checkpoint(path) == str(tmp_path / 'model.json')
+    card_lib.write(prefix + '.model.json', _card())
+    assert card_lib.find_for_checkpoint(prefix + '.index') == prefix + '.model.json'
+
+
+def test_contradicting_flag_is_an_error_naming_flag_values_and_file(tmp_path):
+    path = card_lib.write(str(tmp_path / 'model.json'), _card())
+    lines = []
+    with pytest.raises(card_lib.CardError) as info:
+        cli.resolve_card(cli.ModelFlags(depth_multiplier=1.0), str(tmp_path), log=lines.append)
+    message = str(info.value)
+    assert '--depth_multiplier=1.0' in message and 'which says 0.5' in message and path in message
+    assert '--override_model_card' in message
+    for flag in (cli.ModelFlags(model_name='ssd_300_vgg'), cli.ModelFlags(num_classes=21),
+                 cli.ModelFlags(anchor_sizes='mobilenet_ssd', model_name='ssd_512_vgg')):
+        with pytest.raises(card_lib.CardError, match='contradicts the model card'):
+            cli.resolve_card(flag, str(tmp_path), log=lines.append)
+    # Flags that agree with the card are fine; so are detection settings (logged).
+    card = cli.resolve_card(cli.ModelFlags(depth_multiplier=0.5, num_classes=4,
+                                           anchor_sizes='mobilenet_ssd', nms_threshold=0.6,
+                                           compute_dtype='bfloat16'),
+                            str(tmp_path), log=lines.append)
+    assert card.params == _card().params and card.class_names == NAMES
+    assert card.detection == card_lib.DetectionSettings(0.2, 0.6, 100, 200)
+    assert card.compute_dtype == 'bfloat16'
+    assert any('nms_threshold 0.45 -> 0.6' in line for line in lines)
+
+
+def test_override_replaces_the_card_and_says_so(tmp_path):
+    card_lib.write(str(tmp_path / 'model.json'), _card())
+    lines = []
+    card = cli.resolve_card(cli.ModelFlags(depth_multiplier=1.0, override_model_card=True),
+                            str(tmp_path), log=lines.append)
+    assert card.params.depth_multiplier == 1.0 and card.class_names == NAMES
+    assert any('--override_model_card: depth_multiplier 0.5' in line for line in lines)
+
+
+def test_without_a_card_the_flags_and_labels_file_make_the_model(tmp_path):
+    labels = tmp_path / 'labels.txt'
+    labels.write_text('\n'.join(NAMES) + '\n', encoding='utf-8')
+    lines = []
+    card = cli.resolve_card(cli.ModelFlags(model_name='ssd_300_mobilenet', depth_multiplier=0.5,
+                                           labels_file=str(labels)),
+                            str(tmp_path / 'model.ckpt'), log=lines.append)
+    # The labels file sets the class count (it used to assume 21 and stop).
+    assert card == _card().replace(card_id='', detection=card_lib.DetectionSettings())
+    assert 'no model card found' in lines[0]
+    with pytest.raises(card_lib.CardError, match='names 3 classes but the model has 20'):
+        cli.resolve_card(cli.ModelFlags(model_name='ssd_300_mobilenet', num_classes=21,
+                                        labels_file=str(labels)), None, log=lines.append)
+
+
+def test_an_anchor_preset_travels_with_the_card(tmp_path):
+    """A model trained with tf_port_coco anchors has the same anchor count as the default (8732)
+    but boxes up to 13 px away at 300x300: with the card every later step builds its anchors."""
+    default = card_lib.from_registry('ssd_300_vgg', 21)
+    trained = card_lib.from_registry('ssd_300_vgg', 21, anchor_sizes='tf_port_coco')
+    card_lib.write(str(tmp_path / 'model.json'), trained)
+    card = cli.resolve_card(cli.ModelFlags(), str(tmp_path), log=lambda line: None)
+    assert card.anchor_size_preset == 'tf_port_coco'
+    ours, theirs = card.net().anchors(), default.net().anchors()
+    assert ours.shape == theirs.shape == (8732, 4)
+    assert np.abs(ours - theirs).max() * 300 > 12.9
+    expected = [tuple(s) for s in ssd_params.ANCHOR_SIZE_PRESETS['ssd_300_vgg']['tf_port_coco']]
+    assert [tuple(s) for s in card.params.anchor_sizes] == expected

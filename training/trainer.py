@@ -1,0 +1,527 @@
+"""The SSD trainer: settings in, checkpoints and a model card out (TF-Slim conventions, graph mode).
+
+    settings = TrainSettings(train_dir='logs/ssd300', dataset_name='pascalvoc_0712',
+                             dataset_split_name='trainval', dataset_dir='tfrecords',
+                             model_name='ssd_300_vgg', max_number_of_steps=120000)
+    train(settings)
+
+`train_ssd_network.py` fills `TrainSettings` from its flags (same names, same defaults);
+benchmarks and tests call the same functions. The steps of a run: `cluster_setup` (alone, or a
+ps / worker of a cluster), `resolve_model_card` (the train dir's card when resuming, else one
+made from the settings and the dataset, carrying class names and anchors over from a fine-tuned
+checkpoint's card), `build_input`, `build_train_op` (clones, loss, learning rate, optimizer),
+`make_hooks`, then the session loop. A checkpoint already in `train_dir` means resume.
+"""
+import dataclasses
+import json
+import os
+from typing import Optional, Tuple
+
+from absl import logging
+import tensorflow as tf
+import tf_slim as slim
+
+from datasets import dataset_factory
+from model import card as card_lib
+from model import checkpoints
+from model import cli
+from nets import ssd_params
+from preprocessing import preprocessing_factory
+from training import hooks as hooks_lib
+from training import input as train_input
+from training import model_deploy
+from training import optimization
+
+v1 = tf.compat.v1
+
+NON_FINITE_TAG = 'Non-finite total loss'
+# Flags that describe the net, checked against the train dir's card when resuming.
+STRUCTURE_FIELDS = ('model_name', 'num_classes', 'depth_multiplier', 'anchor_sizes')
+
+
+class UsageError(ValueError):
+    """Settings that cannot work together (the message says which)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """Every setting of a training run: the flags of train_ssd_network.py (see its --helpfull)."""
+    # General.
+    train_dir: str = '/tmp/tfmodel/'
+    num_clones: int = 1
+    clone_on_cpu: bool = False
+    num_readers: int = 4
+    num_preprocessing_threads: int = 4
+    log_every_n_steps: int = 10
+    save_summaries_secs: int = 60
+    save_interval_secs: int = 600
+    save_interval_steps: Optional[int] = None
+    max_to_keep: int = 5
+    gpu_memory_fraction: float = 0.8
+    seed: Optional[int] = None
+    histograms: bool = False
+    # Distributed (between-graph replication).
+    ps_hosts: str = ''
+    worker_hosts: str = ''
+    job_name: Optional[str] = None
+    task_index: int = 0
+    sync_replicas: bool = False
+    replicas_to_aggregate: Optional[int] = None
+    # Loss.
+    loss_alpha: float = 1.
+    negative_ratio: float = 3.
+    match_threshold: float = 0.5
+    label_smoothing: float = 0.
+    focal_loss_gamma: Optional[float] = None
+    # Optimisation.
+    weight_decay: float = 0.0005
+    optimizer: str = 'adam'
+    adadelta_rho: float = 0.95
+    adagrad_initial_accumulator_value: float = 0.1
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    opt_epsilon: float = 1e-8
+    ftrl_learning_rate_power: float = -0.5
+    ftrl_initial_accumulator_value: float = 0.1
+    ftrl_l1: float = 0.
+    ftrl_l2: float = 0.
+    momentum: float = 0.9
+    rmsprop_momentum: float = 0.9
+    rmsprop_decay: float = 0.9
+    learning_rate: float = 0.001
+    learning_rate_decay_type: str = 'exponential'
+    learning_rate_decay_factor: float = 0.94
+    num_epochs_per_decay: float = 2.
+    end_learning_rate: float = 0.0001
+    boundaries: Tuple[str, ...] = ()
+    values: Tuple[str, ...] = ()
+    warmup_steps: int = 0
+    moving_average_decay: Optional[float] = None
+    mixed_precision: bool = False
+    # Data and model.
+    dataset_name: str = 'pascalvoc_2007'
+    dataset_split_name: str = 'train'
+    dataset_dir: Optional[str] = None
+    num_classes: Optional[int] = None
+    model_name: Optional[str] = None
+    preprocessing_name: Optional[str] = None
+    batch_size: int = 32
+    max_number_of_steps: Optional[int] = None
+    data_format: str = 'NHWC'
+    anchor_sizes: Optional[str] = None
+    depth_multiplier: Optional[float] = None
+    batch_norm_decay: Optional[float] = None
+    # Fine-tuning.
+    checkpoint_path: Optional[str] = None
+    checkpoint_model_scope: Optional[str] = None
+    checkpoint_exclude_scopes: Optional[str] = None
+    trainable_scopes: Optional[str] = None
+    ignore_missing_vars: bool = False
+    exclude_mismatched_vars: bool = False
+
+    @classmethod
+    def from_flags(cls, flag_values):
+        """The settings of absl flags of the same names (lists become tuples)."""
+        def value(name):
+            v = flag_values[name].value
+            return tuple(v) if isinstance(v, list) else v
+        return cls(**{f.name: value(f.name) for f in dataclasses.fields(cls)})
+
+    @classmethod
+    def default(cls, name):
+        return cls.__dataclass_fields__[name].default
+
+    @property
+    def images_per_step(self):
+        return self.batch_size * self.num_clones
+
+
+@dataclasses.dataclass
+class Cluster:
+    """This process' place: alone (spec None), or `job_name`/`task_index` of a cluster."""
+    spec: Optional[tf.train.ClusterSpec] = None
+    job_name: Optional[str] = None
+    task_index: int = 0
+
+    @property
+    def is_chief(self):
+        return self.spec is None or (self.job_name == 'worker' and self.task_index == 0)
+
+    @property
+    def num_workers(self):
+        return 1 if self.spec is None else len(self.spec.job_tasks('worker'))
+
+    @property
+    def worker_device(self):
+        return '' if self.spec is None else '/job:worker/task:%d' % self.task_index
+
+
+def cluster_setup(settings, environ=os.environ):
+    """The `Cluster` of the host flags, else of TF_CONFIG, else a lone process."""
+    if settings.worker_hosts or settings.ps_hosts:
+        jobs = {'worker': settings.worker_hosts.split(',')}
+        if settings.ps_hosts:
+            jobs['ps'] = settings.ps_hosts.split(',')
+        if settings.job_name is None:
+            raise UsageError('--job_name (ps or worker) is required with --worker_hosts.')
+        return Cluster(tf.train.ClusterSpec(jobs), settings.job_name, settings.task_index)
+    if environ.get('TF_CONFIG'):
+        config = json.loads(environ['TF_CONFIG'])
+        unknown = set(config.get('cluster', {})) - {'ps', 'worker'}
+        if unknown:
+            raise UsageError('TF_CONFIG: only ps and worker jobs are supported; got %s.'
+                             % sorted(unknown))
+        task = config.get('task', {})
+        return Cluster(tf.train.ClusterSpec(config['cluster']), task['type'],
+                       int(task.get('index', 0)))
+    return Cluster()
+
+
+def session_config(settings, cluster=Cluster()):
+    config = v1.ConfigProto(allow_soft_placement=True)
+    config.gpu_options.per_process_gpu_memory_fraction = settings.gpu_memory_fraction
+    if cluster.job_name == 'worker':
+        # Workers talk to the parameter servers only, not to each other.
+        config.device_filters.extend(['/job:ps', '/job:worker/task:%d' % cluster.task_index])
+    return config
+
+
+def _model_flags(settings, override=False):
+    return cli.ModelFlags(override_model_card=override, model_name=settings.model_name,
+                          num_classes=settings.num_classes,
+                          depth_multiplier=settings.depth_multiplier,
+                          anchor_sizes=settings.anchor_sizes)
+
+
+def _dataset_names(dataset):
+    mapping = dataset.labels_to_names
+    return tuple(mapping[i] for i in range(1, len(mapping)))
+
+
+def _fine_tune_card(settings, log):
+    """The card of --checkpoint_path (a detection model's), or None."""
+    path = card_lib.find_for_checkpoint(settings.checkpoint_path)
+    if not path:
+        return None
+    try:
+        return card_lib.load(path)
+    except card_lib.CardError as err:
+        log('the fine-tuning checkpoint\'s card is not used: %s' % err)
+        return None
+
+
+def _new_card(settings, dataset, log):
+    """The card of a new run: the settings and the dataset, on top of the fine-tuned model's
+    card when it is the same net (its anchors and, for unnamed classes, its class names)."""
+    source = _fine_tune_card(settings, log) if settings.checkpoint_path else None
+    model_name = settings.model_name or (source.model_name if source else cli.DEFAULT_MODEL)
+    names = _dataset_names(dataset)
+    if source is not None and source.model_name == model_name:
+        if (source.num_classes == dataset.num_classes and
+                names == card_lib.default_class_names(dataset.num_classes)):
+            names = source.class_names
+        card = source.replace(params=source.params._replace(num_classes=dataset.num_classes),
+                              class_names=names, detection=source.detection)
+        if source.num_classes != dataset.num_classes:
+            log('fine-tuning a %d-class model (%s) on %d classes: its class heads do not fit; '
+                'restore without them (--checkpoint_exclude_scopes or --exclude_mismatched_vars)'
+                % (source.num_classes - 1, settings.checkpoint_path, dataset.num_classes - 1))
+        if settings.anchor_sizes:
+            card = card.with_params(anchor_sizes=tuple(ssd_params.anchor_size_preset(
+                model_name, settings.anchor_sizes)))
+        if settings.depth_multiplier is not None:
+            card = card.with_params(depth_multiplier=float(settings.depth_multiplier))
+    else:
+        card = card_lib.from_registry(model_name, dataset.num_classes, names,
+                                      settings.anchor_sizes, settings.depth_multiplier)
+    if settings.preprocessing_name:
+        pipeline = preprocessing_factory.get_preprocessing(settings.preprocessing_name)
+        card = card.replace(mean_rgb=tuple(pipeline.mean_rgb), scale=float(pipeline.scale))
+    provenance = {
+        'trained_by': 'train_ssd_network.py', 'time': card_lib.now(),
+        'git_commit': card_lib.git_commit(),
+        'dataset': {'name': dataset.name, 'split': dataset.split_name,
+                    'dir': os.path.abspath(dataset.dataset_dir),
+                    'num_examples': dataset.num_samples},
+        'fine_tuned_from': ({'checkpoint': settings.checkpoint_path,
+                             'card_id': source.card_id if source else None}
+                            if settings.checkpoint_path else None),
+        'settings': dataclasses.asdict(settings)}
+    return card.replace(card_id=card_lib.new_card_id(), provenance=provenance)
+
+
+def resolve_model_card(settings, dataset, log=logging.info):
+    """(card, path of an existing card or None) of this run.
+
+    Resuming (a card in train_dir): that card; a model setting that contradicts it is a
+    CardError naming the setting, both values and the file; the dataset must have its classes.
+    Otherwise a new card (`_new_card`), written by the chief before the first checkpoint.
+    """
+    path = os.path.join(settings.train_dir, card_lib.CARD_FILE)
+    if not os.path.isfile(path):
+        return _new_card(settings, dataset, log), None
+    card = card_lib.load(path)
+    card = cli.apply_structure_flags(card, _model_flags(settings), path, log)
+    if card.num_classes != dataset.num_classes:
+        raise card_lib.CardError(
+            'the model in %s (card %s) has %d classes with background; dataset %s/%s has %d. '
+            'Train in a new --train_dir to change the classes.' % (
+                settings.train_dir, path, card.num_classes, dataset.name, dataset.split_name,
+                dataset.num_classes))
+    return card, path
+
+
+def _net(card, settings):
+    params = card.params
+    if settings.batch_norm_decay is not None:
+        params = params._replace(batch_norm_decay=settings.batch_norm_decay)
+    return card.replace(params=params).net()
+
+
+def compute_dtype(settings, on_gpu):
+    """float32, or the mixed-precision compute type (float16 on GPU, bfloat16 on CPU)."""
+    if not settings.mixed_precision:
+        return tf.float32
+    return tf.float16 if on_gpu else tf.bfloat16
+
+
+def image_summary(batch, preprocess, data_format):
+    """The first images of a batch with their augmented ground-truth boxes."""
+    images = preprocess.denormalize(batch['image'][:2], data_format) / 255.
+    boxes = batch['bboxes'][:2]
+    v1.summary.image('augmented_images_with_boxes',
+                     tf.image.draw_bounding_boxes(images, boxes, [[1., 1., 0., 1.]]),
+                     max_outputs=2)
+
+
+def build_input(settings, dataset, net, preprocess, deploy, task_index=0):
+    """The training batches' iterator (augmentation + target encoding, see training/input.py)."""
+    with v1.device(deploy.inputs_device()):
+        seed = None if settings.seed is None else settings.seed + 1000003 * task_index
+        batches = train_input.train_dataset(
+            dataset, preprocess, net, settings.batch_size, match_threshold=settings.match_threshold,
+            data_format=settings.data_format, seed=seed, num_readers=settings.num_readers,
+            num_parallel_calls=settings.num_preprocessing_threads or tf.data.AUTOTUNE)
+        return v1.data.make_one_shot_iterator(batches)
+
+
+def _clones(settings, deploy, net, iterator, dtype):
+    """Model clones with their SSD losses."""
+    def clone_fn():
+        batch = iterator.get_next()
+        images = tf.cast(batch['image'], dtype)
+        with slim.arg_scope(net.arg_scope(weight_decay=settings.weight_decay,
+                                          data_format=settings.data_format)):
+            _, localisations, logits, _ = net.net(images, is_training=True)
+        net.losses(logits, localisations, batch['gclasses'], batch['glocalisations'],
+                   batch['gscores'], negative_ratio=settings.negative_ratio,
+                   alpha=settings.loss_alpha, label_smoothing=settings.label_smoothing,
+                   focal_gamma=settings.focal_loss_gamma)
+        return batch
+    return model_deploy.create_clones(deploy, clone_fn)
+
+
+def learning_rate(settings, global_step, num_samples):
+    decay_steps = optimization.decay_steps_per_epochs(num_samples, settings.images_per_step,
+                                                      settings.num_epochs_per_decay)
+    return optimization.learning_rate_schedule(
+        global_step, settings.learning_rate_decay_type, settings.learning_rate,
+        decay_steps=decay_steps, decay_factor=settings.learning_rate_decay_factor,
+        end_learning_rate=settings.end_learning_rate, boundaries=list(settings.boundaries),
+        values=[float(v) for v in settings.values], total_steps=settings.max_number_of_steps,
+        warmup_steps=settings.warmup_steps)
+
+
+def optimizer(settings, rate, dtype, cluster):
+    """(optimizer, sync hook or None): the flag's optimizer, with dynamic loss scaling for
+    float16, and SyncReplicasOptimizer with --sync_replicas."""
+    opt = optimization.make_optimizer(
+        settings.optimizer, rate, opt_epsilon=settings.opt_epsilon,
+        adadelta_rho=settings.adadelta_rho,
+        adagrad_initial_accumulator_value=settings.adagrad_initial_accumulator_value,
+        adam_beta1=settings.adam_beta1, adam_beta2=settings.adam_beta2,
+        ftrl_learning_rate_power=settings.ftrl_learning_rate_power,
+        ftrl_initial_accumulator_value=settings.ftrl_initial_accumulator_value,
+        ftrl_l1=settings.ftrl_l1, ftrl_l2=settings.ftrl_l2, momentum=settings.momentum,
+        rmsprop_momentum=settings.rmsprop_momentum, rmsprop_decay=settings.rmsprop_decay)
+    if dtype == tf.float16:
+        opt = v1.mixed_precision.MixedPrecisionLossScaleOptimizer(opt, 'dynamic')
+    if not settings.sync_replicas:
+        return opt, None
+    opt = v1.train.SyncReplicasOptimizer(
+        opt, replicas_to_aggregate=settings.replicas_to_aggregate or cluster.num_workers,
+        total_num_replicas=cluster.num_workers)
+    return opt, opt.make_session_run_hook(cluster.is_chief)
+
+
+def _summaries(settings, total_loss, rate, variables_to_train):
+    v1.summary.scalar('total_loss', total_loss)
+    v1.summary.scalar('learning_rate', rate)
+    regularization = v1.losses.get_regularization_losses()
+    if regularization:
+        v1.summary.scalar('losses/regularization', tf.add_n(regularization))
+    if settings.histograms:
+        for variable in variables_to_train:
+            v1.summary.histogram(variable.op.name, variable)
+
+
+def build_train_op(settings, deploy, net, iterator, num_samples, cluster=Cluster()):
+    """Clones, losses, gradients and the train op. Returns (train_op, log tensors, sync hook)."""
+    preprocess = preprocessing_factory.get_preprocessing(settings.preprocessing_name
+                                                         or net.name)
+    on_gpu = bool(tf.config.list_physical_devices('GPU')) and not settings.clone_on_cpu
+    dtype = compute_dtype(settings, on_gpu)
+    with v1.device(deploy.variables_device()):
+        global_step = v1.train.get_or_create_global_step()
+    clones = _clones(settings, deploy, net, iterator, dtype)
+    image_summary(clones[0].outputs, preprocess, settings.data_format)
+    update_ops = v1.get_collection(v1.GraphKeys.UPDATE_OPS, clones[0].scope or None)
+
+    with v1.device(deploy.optimizer_device()):
+        rate = learning_rate(settings, global_step, num_samples)
+        opt, sync_hook = optimizer(settings, rate, dtype, cluster)
+    variables_to_train = checkpoints.filter_variables(v1.trainable_variables(),
+                                                      include_scopes=settings.trainable_scopes)
+    if not variables_to_train:
+        raise UsageError('--trainable_scopes=%s matches no trainable variable.'
+                         % settings.trainable_scopes)
+    total_loss, grads_and_vars = model_deploy.optimize_clones(clones, opt,
+                                                              var_list=variables_to_train)
+    checked_loss = tf.debugging.check_numerics(total_loss, NON_FINITE_TAG)
+    with v1.device(deploy.optimizer_device()), tf.control_dependencies([checked_loss]):
+        train_ops = [opt.apply_gradients(grads_and_vars, global_step=global_step)] + update_ops
+        if settings.moving_average_decay:
+            with v1.device(deploy.variables_device()):
+                ema = v1.train.ExponentialMovingAverage(settings.moving_average_decay, global_step)
+                train_ops.append(ema.apply(slim.get_model_variables()))
+        train_op = tf.group(*train_ops, name='train_op')
+    _summaries(settings, total_loss, rate, variables_to_train)
+    losses = {l.op.name.split('/')[-1]: l
+              for l in v1.losses.get_losses(scope=clones[0].scope or None)}
+    losses['total'] = total_loss
+    log_tensors = {'global_step': global_step, 'learning_rate': rate, 'losses': losses}
+    return train_op, log_tensors, sync_hook
+
+
+def fine_tune_restorer(settings, net):
+    """A `checkpoints.Restorer` for --checkpoint_path (None without one)."""
+    if not settings.checkpoint_path:
+        return None
+    prefix = checkpoints.resolve_checkpoint(settings.checkpoint_path)
+    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    items = checkpoints.plan_restore(
+        slim.get_model_variables(), shapes, net.name, settings.checkpoint_model_scope,
+        settings.checkpoint_exclude_scopes, settings.ignore_missing_vars,
+        settings.exclude_mismatched_vars)
+    logging.info('Fine-tuning from %s: %d variables restored.', prefix, len(items))
+    return checkpoints.Restorer(prefix, items)
+
+
+def make_hooks(settings, scaffold, log_tensors, sync_hook, cluster):
+    """(hooks, chief-only hooks, the logging hook) of the session."""
+    all_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v))
+                                for v in v1.global_variables() if v.dtype.is_floating])
+    save_args = ({'save_steps': settings.save_interval_steps} if settings.save_interval_steps
+                 else {'save_secs': settings.save_interval_secs})
+    chief_hooks = [
+        v1.train.CheckpointSaverHook(settings.train_dir, scaffold=scaffold,
+                                     listeners=[hooks_lib.FiniteCheckListener(all_finite)],
+                                     **save_args),
+        v1.train.SummarySaverHook(save_secs=settings.save_summaries_secs,
+                                  output_dir=settings.train_dir,
+                                  summary_op=v1.summary.merge_all()),
+    ]
+    log_hook = hooks_lib.LoggingHook(log_tensors, settings.log_every_n_steps,
+                                     settings.images_per_step, settings.max_number_of_steps,
+                                     count_locally=cluster.spec is None)
+    hooks = [log_hook]
+    if settings.max_number_of_steps:
+        hooks.append(v1.train.StopAtStepHook(last_step=settings.max_number_of_steps))
+    if sync_hook is not None:
+        hooks.append(sync_hook)
+    return hooks, chief_hooks, log_hook
+
+
+def _serve_parameters(cluster, config):
+    server = tf.distribute.Server(cluster.spec, job_name=cluster.job_name,
+                                  task_index=cluster.task_index, config=config)
+    logging.info('Parameter server %d serving.', cluster.task_index)
+    server.join()
+
+
+def train(settings):
+    """Runs (or resumes) a training run; see the module docstring.
+
+    Raises:
+      UsageError, card_lib.CardError, ValueError: settings that cannot work (message says why).
+      hooks_lib.NonFiniteError: the loss or the weights became NaN/inf (nothing saved).
+    """
+    cluster = cluster_setup(settings)
+    config = session_config(settings, cluster)
+    master = ''
+    if cluster.spec is not None:
+        if cluster.job_name == 'ps':
+            _serve_parameters(cluster, config)
+            return
+        master = tf.distribute.Server(cluster.spec, job_name=cluster.job_name,
+                                      task_index=cluster.task_index, config=config).target
+    if settings.dataset_dir is None:
+        raise UsageError('--dataset_dir is required.')
+    v1.disable_eager_execution()
+    resume_from = (checkpoints.latest_in_directory(settings.train_dir)
+                   if os.path.isdir(settings.train_dir) else None)
+
+    with tf.Graph().as_default():
+        if settings.seed is not None:
+            v1.set_random_seed(settings.seed)
+        deploy = model_deploy.DeploymentConfig(settings.num_clones, settings.clone_on_cpu,
+                                               cluster.worker_device, cluster.spec)
+        dataset = dataset_factory.get_dataset(settings.dataset_name, settings.dataset_split_name,
+                                              settings.dataset_dir,
+                                              num_classes=settings.num_classes)
+        card, card_path = resolve_model_card(settings, dataset)
+        logging.info('Model: %s (card %s).', card_lib.describe(card),
+                     card_path or 'new, %s' % os.path.join(settings.train_dir, card_lib.CARD_FILE))
+        net = _net(card, settings)
+        preprocess = card.preprocessing()
+        iterator = build_input(settings, dataset, net, preprocess, deploy, cluster.task_index)
+        train_op, log_tensors, sync_hook = build_train_op(settings, deploy, net, iterator,
+                                                          dataset.num_samples, cluster)
+        restorer = None
+        if resume_from is not None:
+            logging.info('Resuming from %s (found in --train_dir); --checkpoint_path %s is '
+                         'ignored.', resume_from, settings.checkpoint_path)
+        elif cluster.is_chief:
+            restorer = fine_tune_restorer(settings, net)
+        scaffold = v1.train.Scaffold(
+            saver=v1.train.Saver(max_to_keep=settings.max_to_keep,
+                                 sharded=cluster.spec is not None),
+            init_fn=(lambda _, session: restorer.restore(session)) if restorer else None)
+        hooks, chief_hooks, log_hook = make_hooks(settings, scaffold, log_tensors, sync_hook,
+                                                  cluster)
+        if cluster.is_chief:
+            checkpoints.clear_training_finished(settings.train_dir)
+            if card_path is None:
+                os.makedirs(settings.train_dir, exist_ok=True)
+                card_lib.write(os.path.join(settings.train_dir, card_lib.CARD_FILE), card)
+        with v1.train.MonitoredTrainingSession(
+                master=master, is_chief=cluster.is_chief, checkpoint_dir=settings.train_dir,
+                scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,
+                save_checkpoint_secs=None, save_checkpoint_steps=None,
+                save_summaries_steps=None, save_summaries_secs=None, log_step_count_steps=0,
+                # SyncReplicasOptimizer's token queue runner is blocked at the end; don't
+                # wait the default 120 s for it.
+                stop_grace_period_secs=5, config=config) as session:
+            while not session.should_stop():
+                try:
+                    session.run(train_op)
+                except tf.errors.InvalidArgumentError as e:
+                    if NON_FINITE_TAG not in str(e):
+                        raise
+                    raise hooks_lib.NonFiniteError(
+                        'non-finite loss at step %d' % (log_hook.step + 1)) from None
+    if cluster.is_chief:
+        checkpoints.mark_training_finished(settings.train_dir)
+        logging.info('Training finished; checkpoints and the model card (%s) in %s (%s written '
+                     'for the eval watcher).', card_lib.CARD_FILE, settings.train_dir,
+                     checkpoints.FINISHED_MARKER)
