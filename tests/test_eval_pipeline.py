@@ -301,18 +301,10 @@ def test_moving_average_decay_restores_the_shadow_variables(tmp_path):
             checkpoints.check_restorable(plain, checkpoints.variables_to_restore(0.999))
 
 
-def test_bfloat16_evaluation(data, evaluated, tmp_path):
-    """--compute_dtype reaches the net (SSDNet.predict's numbers are checked in test_nets)."""
-    eval_dir = str(tmp_path / 'eval_bf16')
-    _run(['eval_ssd_network.py', f'--checkpoint_path={data["prefix"]}', f'--eval_dir={eval_dir}',
-          '--dataset_name=custom', '--dataset_split_name=test', f'--dataset_dir={data["records_dir"]}',
-          f'--model_name={MODEL}', f'--depth_multiplier={DEPTH}', '--batch_size=4',
-          '--eval_resize=PAD_AND_RESIZE', '--metrics=voc07', '--num_threads=2', '--keep_top_k=1000',
-          '--nms_threshold=0.9', '--compute_dtype=bfloat16', '--nopr_curves'])
-    with open(os.path.join(eval_dir, 'results.json')) as fh:
-        summary = json.load(fh)
-    assert summary['settings']['model_card']['compute_dtype'] == 'bfloat16'
+def test_compute_dtype_recorded_and_checked(evaluated):
+    """The float32 default is recorded in results.json; unknown types are refused. That
+    --compute_dtype=bfloat16 reaches the eval graph is tested against a float32 reference in
+    test_non_square.py (this module's random checkpoint scores every anchor 1/7 in both types)."""
     assert evaluated[1]['settings']['model_card']['compute_dtype'] == 'float32'
-    assert summary['num_images'] == 6 and 0 <= summary['metrics']['voc07'] <= 1
     with pytest.raises(ValueError, match='compute_dtype'):
         eval_fixtures.small_card(MODEL, ['a']).replace(compute_dtype='int8')

@@ -293,33 +293,45 @@ def model(tmp_path_factory):
     reference.sess.close()
 
 
-def test_eval_script_at_300x500_equals_the_reference(model):
-    eval_dir = str(model['root'] / 'eval')
-    # No model flag: the net (300x500) and the detection settings come from the model card.
+def run_eval(model, eval_dir, *extra):
+    """eval_ssd_network.py with no model flag: the net (300x500) and the detection settings come
+    from the model card. Returns (results.json, {image id: [(score, label, xmin, ymin, xmax,
+    ymax)] best first}) from the devkit results files."""
     _run(['eval_ssd_network.py', f'--checkpoint_path={model["prefix"]}', f'--eval_dir={eval_dir}',
           '--dataset_name=custom', '--dataset_split_name=test',
           f'--dataset_dir={model["records"]}', '--batch_size=2', '--metrics=voc07',
-          '--nopr_curves', '--num_threads=2'])
+          '--nopr_curves', '--num_threads=2', *extra])
     with open(os.path.join(eval_dir, 'results.json')) as f:
         summary = json.load(f)
-    assert summary['num_images'] == len(model['examples']) >= 3
-    assert summary['global_step'] == STEP
-    got = {}
+    detections = {}
     for label, name in enumerate(model['class_names'], 1):
         with open(os.path.join(eval_dir, f'comp4_det_test_{name}.txt')) as f:
             for line in f:
                 image_id, score, *box = line.split()
-                got.setdefault(image_id, []).append((float(score), label, *map(float, box)))
+                detections.setdefault(image_id, []).append((float(score), label, *map(float, box)))
+    return summary, {k: sorted(v, key=lambda d: -d[0]) for k, v in detections.items()}
+
+
+def reference_pixel_detections(reference, image):
+    """The reference's detections as the eval writes them: clipped to the image, devkit pixels
+    (1-based: xmin = x * W + 1, xmax = x * W)."""
+    height, width = image.shape[:2]
+    out = []
+    for score, label, box in reference.detections(image):
+        ymin, xmin, ymax, xmax = np.clip(box, 0., 1.)
+        out.append((score, label, xmin * width + 1, ymin * height + 1, xmax * width,
+                    ymax * height))
+    return out
+
+
+def test_eval_script_at_300x500_equals_the_reference(model):
+    summary, got = run_eval(model, str(model['root'] / 'eval'))
+    assert summary['num_images'] == len(model['examples']) >= 3
+    assert summary['global_step'] == STEP
     compared = 0
     for filename, image in model['examples']:
-        height, width = image.shape[:2]
-        want = []
-        for score, label, box in model['reference'].detections(image):
-            ymin, xmin, ymax, xmax = np.clip(box, 0., 1.)  # the eval clips to the image
-            # Devkit pixels: 1-based xmin = x * W + 1, xmax = x * W.
-            want.append((score, label, xmin * width + 1, ymin * height + 1, xmax * width,
-                         ymax * height))
-        mine = sorted(got.get(os.path.splitext(filename)[0], []), key=lambda d: -d[0])
+        want = reference_pixel_detections(model['reference'], image)
+        mine = got.get(os.path.splitext(filename)[0], [])
         assert len(mine) == len(want) > 0, filename
         for m, w in zip(mine, want):
             assert m[1] == w[1], filename
@@ -327,6 +339,31 @@ def test_eval_script_at_300x500_equals_the_reference(model):
             np.testing.assert_allclose(m[2:], w[2:], atol=0.05)  # pixels
         compared += len(want)
     assert compared >= 10
+
+
+def test_eval_script_in_bfloat16_computes_in_bfloat16(model):
+    """--compute_dtype=bfloat16 reaches the eval graph. Near-tied scores reorder under bf16, so
+    each of an image's 10 best bf16 detections is compared with every anchor's float32 reference
+    (score of its class, decoded box in devkit pixels): some anchor is within bf16 precision
+    (8 bits of mantissa), and for most detections no anchor is within float32 precision (where a
+    float32 eval, or one that ignored the flag, would have every detection)."""
+    summary, got = run_eval(model, str(model['root'] / 'eval_bf16'), '--compute_dtype=bfloat16')
+    assert summary['settings']['model_card']['compute_dtype'] == 'bfloat16'
+    reference = model['reference']
+    exact = []
+    for filename, image in model['examples']:
+        height, width = image.shape[:2]
+        scores, codes = reference.raw(image)
+        boxes = np.clip(ref.decode(codes, reference.anchors), 0., 1.)
+        pixels = boxes[:, [1, 0, 3, 2]] * [width, height, width, height] + [1, 1, 0, 0]
+        mine = got.get(os.path.splitext(filename)[0], [])[:10]
+        assert len(mine) == 10, filename
+        for score, label, *box in mine:
+            score_error = np.abs(scores[:, label] - score)
+            box_error = np.abs(pixels - box).max(axis=1)
+            assert ((score_error <= 0.02) & (box_error <= 2.)).any(), (filename, score, box)
+            exact.append(((score_error <= 2e-5) & (box_error <= 0.02)).any())
+    assert np.mean(exact) < 0.5, np.mean(exact)
 
 
 def test_export_script_at_300x500_equals_the_reference(model):
