@@ -196,6 +196,9 @@ def _free_ports(count):
 
 
 def test_one_ps_two_workers_sync_replicas(dataset_dir, tmp_path):
+    """What TF's SyncReplicasOptimizer guarantees, and only that: the chief reaches the last
+    step and alone writes the checkpoint. Its start-up tokens let the chief aggregate its own
+    gradients twice per step, so whether worker 1 contributes is a race: not asserted."""
     ps, w0, w1 = _free_ports(3)
     cluster = ['--ps_hosts=127.0.0.1:%d' % ps, '--worker_hosts=127.0.0.1:%d,127.0.0.1:%d'
                % (w0, w1), '--sync_replicas', '--max_number_of_steps=3',
@@ -212,19 +215,18 @@ def test_one_ps_two_workers_sync_replicas(dataset_dir, tmp_path):
     processes = [start('ps', 0, tmp_path / 'ps.log'), start('worker', 0, tmp_path / 'w0.log')]
     try:
         # Worker 1 joins once the chief has initialised the variables (its first checkpoint),
-        # as a restarted worker would; the chief cannot step without its gradients.
-        deadline = time.time() + 120
+        # as a restarted worker would. It may or may not get a token before the last step.
+        deadline = time.time() + 600
         while not (os.path.isdir(train_dir) and checkpoints.latest_in_directory(train_dir)):
             assert time.time() < deadline and processes[1].poll() is None, \
                 (tmp_path / 'w0.log').read_text()[-3000:]
             time.sleep(0.2)
         processes.append(start('worker', 1, tmp_path / 'w1.log'))
-        assert processes[1].wait(timeout=180) == 0, (tmp_path / 'w0.log').read_text()[-3000:]
+        assert processes[1].wait(timeout=600) == 0, (tmp_path / 'w0.log').read_text()[-3000:]
     finally:
         for process in processes:
             if process.poll() is None:
                 process.kill()
                 process.wait()
     assert _step(checkpoints.resolve_checkpoint(train_dir)) == 3
-    assert LOG_LINE.search((tmp_path / 'w1.log').read_text())  # worker 1 ran training steps
     assert not os.path.exists(tmp_path / 'worker1' / 'checkpoint')  # only the chief saves
