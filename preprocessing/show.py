@@ -1,25 +1,19 @@
-"""Writes a PNG grid of preprocessed samples with their boxes and class names.
-
-  python -m preprocessing.show --dataset_dir D --dataset_name pascalvoc_2007 --split test \
-      --model_name ssd_300_vgg --num_samples 16 --output grid.png [--seed 3] [--eval]
+"""A PNG grid of preprocessed samples with their boxes and class names (`show_augmentation.py`
+is the command).
 
 Boxes are drawn in the class's colour with its name; difficult objects get a "*" and a thin box.
 The drawing part (`render_grid`) takes a function building any `tf.data.Dataset` of example dicts
 (`image` uint8 [H, W, 3], `labels` int64 [N], `bboxes` float32 [N, 4] relative yx, optional
 `difficult` [N]), so it works on converted datasets and on datasets built in memory.
 """
-import argparse
 import math
 import os
-import sys
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
-from preprocessing import preprocessing_factory
 from preprocessing.seeds import example_seed
-from preprocessing.ssd_preprocessing import RESIZE_MODES
 from tf_extended import atomic_io
 
 
@@ -113,49 +107,3 @@ def write_png(path, rgb):
         raise OSError(f'Could not encode the grid as PNG for {path}.')
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_io.write_bytes_atomic(path, encoded.tobytes())
-
-
-def _default_image_size(model_name):
-    from nets import nets_factory
-    try:
-        return tuple(nets_factory.get_network(model_name).default_params.img_shape)
-    except ValueError:
-        raise ValueError(f'{model_name!r} is not a network name: give --image_size.') from None
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--dataset_dir', required=True, help='Folder of the converted TFRecords.')
-    parser.add_argument('--dataset_name', required=True, help='Registry name, e.g. pascalvoc_2007.')
-    parser.add_argument('--split', required=True, help='Split name, e.g. trainval or test.')
-    parser.add_argument('--model_name', default='ssd_300_vgg', help='Selects the preprocessing.')
-    parser.add_argument('--num_samples', type=int, default=16)
-    parser.add_argument('--output', required=True, help='PNG file to write.')
-    parser.add_argument('--seed', type=int, default=None, help='Reproducible augmentation.')
-    parser.add_argument('--image_size', type=int, nargs=2, metavar=('HEIGHT', 'WIDTH'),
-                        help="Output size; default: the model's input size.")
-    parser.add_argument('--eval', action='store_true', help='Evaluation preprocessing instead.')
-    parser.add_argument('--resize', default='WARP_RESIZE', choices=RESIZE_MODES,
-                        help='Evaluation resize mode (with --eval).')
-    args = parser.parse_args(argv)
-    if args.num_samples < 1:
-        parser.error('--num_samples must be at least 1.')
-
-    from datasets import dataset_factory
-    try:
-        dataset = dataset_factory.get_dataset(args.dataset_name, args.split, args.dataset_dir)
-        out_shape = tuple(args.image_size) if args.image_size else _default_image_size(
-            args.model_name)
-        pipeline = preprocessing_factory.get_preprocessing(args.model_name)
-        options = {'resize': args.resize} if args.eval else {}
-        grid = render_grid(lambda: dataset.make_dataset(shuffle=False), pipeline,
-                           dataset.labels_to_names, args.num_samples, out_shape,
-                           is_training=not args.eval, seed=args.seed, **options)
-        write_png(args.output, grid)
-    except (ValueError, OSError) as e:
-        sys.exit(f'preprocessing.show: error: {e}')
-    print(f'Wrote {args.output} ({grid.shape[1]}x{grid.shape[0]}).')
-
-
-if __name__ == '__main__':
-    main()

@@ -4,8 +4,6 @@ evaluated, watched, exported, run and scored with no model flag at all; the resu
 of the model built from explicit flags in-process. Contradicting flags fail before writing."""
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,22 +16,16 @@ from model import card as card_lib
 from model import checkpoints
 from model import cli
 from tests import caffe_fixtures
+from tests.conftest import run_script
 from tests import data_fixtures
 from tests import eval_fixtures
 from tests import inference_fixtures
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = 'ssd_300_mobilenet'
 DEPTH = 0.25
 EXPLICIT = cli.ModelFlags(model_name=MODEL, depth_multiplier=DEPTH,
                           num_classes=len(synthetic.CLASSES) + 1, select_threshold=0.01,
                           nms_threshold=0.45, top_k=400, keep_top_k=200)
-
-
-def run_script(script, *args):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=400)
 
 
 @pytest.fixture(scope='module')

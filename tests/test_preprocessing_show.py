@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+import show_augmentation
 from preprocessing import preprocessing_factory, show
 from tests.test_preprocessing_helpers import BACKGROUND, COLORS, colored_boxes_image
 
@@ -87,7 +88,7 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path):
                     '--dataset_name=pascalvoc', f'--dataset_dir={voc}', '--split=train',
                     f'--output_dir={records}', '--output_name=voc_2007_train', '--num_workers=1'],
                    check=True, env=env, capture_output=True)
-    show.main(['--dataset_dir', str(records), '--dataset_name', 'pascalvoc_2007', '--split',
+    show_augmentation.main(['--dataset_dir', str(records), '--dataset_name', 'pascalvoc_2007', '--split',
                'train', '--model_name', 'ssd_300_vgg', '--num_samples', '4', '--output',
                str(output), '--seed', '3'])
     grid = cv2.imread(str(output))

@@ -1,0 +1,61 @@
+"""Writes a PNG grid of augmented (or evaluation-preprocessed) samples of a converted dataset,
+with their boxes and class names: what the net is trained on, before training.
+
+  python show_augmentation.py --dataset_dir=tfrecords --dataset_name=pascalvoc_2007 \
+      --split=trainval --model_name=ssd_300_vgg --num_samples=16 --output=grid.png [--seed=3]
+  python show_augmentation.py ... --eval --resize=PAD_AND_RESIZE   # the evaluation input
+
+Boxes are drawn in the class's colour with its name; difficult objects get a "*" and a thin box.
+"""
+import argparse
+import sys
+
+from datasets import dataset_factory
+from nets import nets_factory
+from preprocessing import preprocessing_factory
+from preprocessing import show
+from preprocessing.ssd_preprocessing import RESIZE_MODES
+
+
+def _default_image_size(model_name):
+    try:
+        return tuple(nets_factory.get_network(model_name).default_params.img_shape)
+    except ValueError:
+        raise ValueError(f'{model_name!r} is not a network name: give --image_size.') from None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--dataset_dir', required=True, help='Folder of the converted TFRecords.')
+    parser.add_argument('--dataset_name', required=True, help='Registry name, e.g. pascalvoc_2007.')
+    parser.add_argument('--split', required=True, help='Split name, e.g. trainval or test.')
+    parser.add_argument('--model_name', default='ssd_300_vgg', help='Selects the preprocessing.')
+    parser.add_argument('--num_samples', type=int, default=16)
+    parser.add_argument('--output', required=True, help='PNG file to write.')
+    parser.add_argument('--seed', type=int, default=None, help='Reproducible augmentation.')
+    parser.add_argument('--image_size', type=int, nargs=2, metavar=('HEIGHT', 'WIDTH'),
+                        help="Output size; default: the model's input size.")
+    parser.add_argument('--eval', action='store_true', help='Evaluation preprocessing instead.')
+    parser.add_argument('--resize', default='WARP_RESIZE', choices=RESIZE_MODES,
+                        help='Evaluation resize mode (with --eval).')
+    args = parser.parse_args(argv)
+    if args.num_samples < 1:
+        parser.error('--num_samples must be at least 1.')
+
+    try:
+        dataset = dataset_factory.get_dataset(args.dataset_name, args.split, args.dataset_dir)
+        out_shape = tuple(args.image_size) if args.image_size else _default_image_size(
+            args.model_name)
+        pipeline = preprocessing_factory.get_preprocessing(args.model_name)
+        options = {'resize': args.resize} if args.eval else {}
+        grid = show.render_grid(lambda: dataset.make_dataset(shuffle=False), pipeline,
+                           dataset.labels_to_names, args.num_samples, out_shape,
+                           is_training=not args.eval, seed=args.seed, **options)
+        show.write_png(args.output, grid)
+    except (ValueError, OSError) as e:
+        sys.exit(f'show_augmentation.py: error: {e}')
+    print(f'Wrote {args.output} ({grid.shape[1]}x{grid.shape[0]}).')
+
+
+if __name__ == '__main__':
+    main()
