@@ -81,22 +81,25 @@ def main(_):
             _convert()
     except convert.BadExampleError as e:
         # The message names the file and what is wrong; a traceback would only bury it.
-        sys.exit(f'tf_convert_data: error: {e} ({_SKIP_HINT}).')
+        sys.exit(f'tf_convert_data: error: {str(e).rstrip(".")} ({_SKIP_HINT}).')
     except (convert.UnknownClassError, ValueError, OSError) as e:
         sys.exit(f'tf_convert_data: error: {e}')
 
 
 def _verify():
-    # TensorFlow is imported only here (the converter's workers must not load it).
-    from datasets import dataset_factory
     meta = convert.metadata_path(FLAGS.output_dir, FLAGS.output_name)
-    if not os.path.isfile(meta) and not os.path.lexists(
-            convert.incomplete_marker_path(FLAGS.output_dir, FLAGS.output_name)):
+    marker = convert.incomplete_marker_path(FLAGS.output_dir, FLAGS.output_name)
+    if not os.path.isfile(meta):
+        if os.path.lexists(marker):
+            raise FileNotFoundError(f'{marker}: a conversion was interrupted while it replaced the shards; '
+                                    f'convert the data again.')
         raise FileNotFoundError(f'{meta}: no metadata, so nothing to verify the shards against (records of the '
                                 f'older port have none; convert them again to get one).')
-    ds = dataset_factory.get_dataset('custom', FLAGS.output_name, FLAGS.output_dir, verify_digests=True)
-    print(f'tf_convert_data: {meta}: {len(ds.files)} shard(s), {ds.num_samples} examples; every shard is present '
-          f'with the size and sha256 digest the metadata lists.')
+    metadata, files = convert.read_metadata(meta, verify_digests=True)
+    how = ('size and sha256 digest' if all('sha256' in f for f in metadata['files'])
+           else 'record count (metadata version 1 has no digests)')
+    print(f'tf_convert_data: {meta}: {len(files)} shard(s), {metadata["num_examples"]} examples; every shard is '
+          f'present with the {how} the metadata lists.')
 
 
 def _convert():

@@ -51,6 +51,7 @@ import os
 import random
 import re
 import shutil
+import struct
 import sys
 import threading
 import time
@@ -79,6 +80,10 @@ class UnknownClassError(ValueError):
 
 class OutputConflictError(ValueError):
     """The output folder holds files of the output name that this converter did not write."""
+
+
+class DatasetFilesError(ValueError):
+    """The shards on disk do not match what the metadata says was written."""
 
 
 def metadata_path(output_dir, output_name):
@@ -475,3 +480,91 @@ def _metadata(results, temp_names, class_names, output_name, samples_per_file, s
         'report': {'counts': {k: sum(e['kind'] == k for e in entries) for k in kinds}, 'entries': entries},
     }
     return metadata, moves
+
+
+def count_records(path):
+    """Number of records in a TFRecord file, read from the record headers (no CRC check).
+
+    Raises:
+      ValueError: the file ends inside a record.
+    """
+    count = 0
+    size = os.path.getsize(path)
+    with open(path, 'rb') as f:
+        offset = 0
+        while offset < size:
+            header = f.read(12)
+            if len(header) < 12:
+                raise ValueError(f'{path}: truncated TFRecord file (record {count} header cut at byte {offset}).')
+            (length,) = struct.unpack('<Q', header[:8])
+            offset += 12 + length + 4
+            if offset > size:
+                raise ValueError(f'{path}: truncated TFRecord file (record {count} ends past the end of the file).')
+            f.seek(offset)
+            count += 1
+    return count
+
+
+def read_metadata(path, verify_digests=False):
+    """Reads a conversion's metadata and checks the shards it lists.
+
+    Every shard must be a plain file name beside the metadata, present, and of the recorded size
+    (version 1 metadata, without sizes: of the recorded record count); with verify_digests, of
+    the recorded sha256 too.
+    Returns:
+      (metadata dict, shard paths in metadata order).
+    Raises:
+      ValueError: unreadable or foreign metadata; FileNotFoundError: a shard is missing;
+      DatasetFilesError (a ValueError): a shard differs from what was written.
+    """
+    try:
+        with safe_io.open_text(path, 'metadata file') as f:
+            metadata = json.load(f)
+    except ValueError as e:
+        raise ValueError(f'{path}: unreadable metadata JSON ({e}); convert the dataset again.') from None
+    if not isinstance(metadata, dict) or metadata.get('format') != METADATA_FORMAT:
+        raise ValueError(f"{path}: not a metadata file of tf_convert_data.py "
+                         f"(no 'format': '{METADATA_FORMAT}').")
+    entries = metadata.get('files')
+    if not isinstance(entries, list) or not all(
+            isinstance(f, dict) and isinstance(f.get('name'), str) and isinstance(f.get('num_examples'), int)
+            for f in entries):
+        raise ValueError(f"{path}: 'files' is not a list of {{name, num_examples}}; convert the dataset again.")
+    for f in entries:
+        if os.path.basename(f['name']) != f['name'] or f['name'] in ('', '.', '..'):
+            raise ValueError(f'{path} lists shard {f["name"]!r}, which is not a file name in {os.path.dirname(path)}'
+                             f' (shards live beside their metadata); refusing to read it.')
+    files = [os.path.join(os.path.dirname(path), f['name']) for f in entries]
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise FileNotFoundError(f'{path} lists shards that are missing ({missing[:3]}); the dataset in '
+                                f'{os.path.dirname(path) or "."} is incomplete: convert it again.')
+    for file, entry in zip(files, entries):
+        _check_shard(file, entry, path, verify_digests)
+    if sum(f['num_examples'] for f in entries) != metadata.get('num_examples'):
+        raise ValueError(f"{path}: num_examples {metadata.get('num_examples')!r} is not the sum of its shards' "
+                         f"counts ({sum(f['num_examples'] for f in entries)}); convert the dataset again.")
+    return metadata, files
+
+
+def _check_shard(file, entry, meta_path, verify_digests):
+    """Raises DatasetFilesError when a shard is not what the metadata recorded."""
+    again = 'convert the data again (or restore the shard)'
+    st = os.stat(file)  # a regular file: read_metadata checked
+    if isinstance(entry.get('size'), int):
+        if st.st_size != entry['size']:
+            raise DatasetFilesError(
+                f'{file} has {st.st_size} bytes but {os.path.basename(meta_path)} lists {entry["size"]}: the shard was '
+                f'emptied, truncated or replaced after the conversion, and reading it would silently give other '
+                f'examples than the {entry["num_examples"]} it held; {again}.')
+    else:  # metadata version 1: no sizes; the record headers give the count cheaply
+        count = count_records(file)
+        if count != entry['num_examples']:
+            raise DatasetFilesError(f'{file} holds {count} records but {os.path.basename(meta_path)} lists '
+                                    f'{entry["num_examples"]}; {again}.')
+    if verify_digests and isinstance(entry.get('sha256'), str):
+        digest = file_digest(file)['sha256']
+        if digest != entry['sha256']:
+            raise DatasetFilesError(f'{file}: sha256 {digest} differs from {entry["sha256"]} in '
+                                    f'{os.path.basename(meta_path)}: the shard was modified after the conversion; '
+                                    f'{again}.')

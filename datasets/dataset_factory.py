@@ -29,9 +29,7 @@ pascalvoc names, else `class_<id>`; `num_classes` must then be given for coco_20
 
 import dataclasses
 import glob
-import json
 import os
-import struct
 
 from absl import logging
 import tensorflow as tf
@@ -39,11 +37,6 @@ import tensorflow as tf
 from datasets import convert
 from datasets import example_format as ef
 from datasets import labels
-from datasets import safe_io
-
-
-class DatasetFilesError(ValueError):
-    """The shards on disk do not match what the metadata says was written."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +97,10 @@ class DetectionDataset:
         Returns:
           tf.data.Dataset of dicts: image uint8 [H, W, 3] RGB; shape int32 [3]; bboxes float32
           [N, 4] relative [ymin, xmin, ymax, xmax]; labels int64 [N] (1..K); difficult int64 [N];
-          truncated int64 [N]; filename string scalar ('' for older records); image_id int64
-          scalar (COCO image id, -1 otherwise).
+          truncated int64 [N]; iscrowd int64 [N] (COCO crowd regions; 0 for other records);
+          filename string scalar ('' for older records); image_id int64 scalar (COCO image id,
+          -1 otherwise); coco_annotations string scalar (the image's COCO annotations as JSON,
+          '' for records without them; see datasets/example_format.py).
         """
         deterministic = (not shuffle) or seed is not None
         files = tf.data.Dataset.from_tensor_slices(self.files)
@@ -134,6 +129,8 @@ _PARSE_SPEC = {
     ef.LABEL: tf.io.VarLenFeature(tf.int64),
     ef.DIFFICULT: tf.io.VarLenFeature(tf.int64),
     ef.TRUNCATED: tf.io.VarLenFeature(tf.int64),
+    ef.ISCROWD: tf.io.VarLenFeature(tf.int64),
+    ef.COCO_ANNOTATIONS: tf.io.FixedLenFeature([], tf.string, default_value=''),
 }
 
 
@@ -142,21 +139,21 @@ def parse_example(serialized):
 
     Returns:
       image: uint8 [H, W, 3] RGB; shape: int32 [3] (= tf.shape(image));
-      bboxes: float32 [N, 4] relative [ymin, xmin, ymax, xmax]; labels, difficult, truncated:
-      int64 [N]; filename: string scalar ('' for older records); image_id: int64 scalar
-      (COCO image id, -1 when absent).
-      Older records without difficult/truncated give zeros of length N.
+      bboxes: float32 [N, 4] relative [ymin, xmin, ymax, xmax]; labels, difficult, truncated,
+      iscrowd: int64 [N]; filename: string scalar ('' for older records); image_id: int64 scalar
+      (COCO image id, -1 when absent); coco_annotations: string scalar ('' when absent).
+      Records without difficult/truncated/iscrowd give zeros of length N.
     """
     f = tf.io.parse_single_example(serialized, _PARSE_SPEC)
     # decode_image sniffs the bytes, so older records holding PNG data also decode.
     image = tf.io.decode_image(f[ef.ENCODED], channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     dense = {k: tf.sparse.to_dense(f[k])
-             for k in (ef.XMIN, ef.XMAX, ef.YMIN, ef.YMAX, ef.LABEL, ef.DIFFICULT, ef.TRUNCATED)}
+             for k in (ef.XMIN, ef.XMAX, ef.YMIN, ef.YMAX, ef.LABEL, ef.DIFFICULT, ef.TRUNCATED, ef.ISCROWD)}
     label_ids = dense[ef.LABEL]
     zeros = tf.zeros_like(label_ids)
     flags = {k: tf.cond(tf.equal(tf.size(dense[k]), tf.size(label_ids)), lambda k=k: dense[k], lambda: zeros)
-             for k in (ef.DIFFICULT, ef.TRUNCATED)}
+             for k in (ef.DIFFICULT, ef.TRUNCATED, ef.ISCROWD)}
     return {
         'image': image,
         'shape': tf.shape(image, out_type=tf.int32),
@@ -164,32 +161,16 @@ def parse_example(serialized):
         'labels': label_ids,
         'difficult': flags[ef.DIFFICULT],
         'truncated': flags[ef.TRUNCATED],
+        'iscrowd': flags[ef.ISCROWD],
         'filename': f[ef.FILENAME],
         'image_id': f[ef.IMAGE_ID],
+        'coco_annotations': f[ef.COCO_ANNOTATIONS],
     }
 
 
-def count_records(path):
-    """Number of records in a TFRecord file, read from the record headers (no CRC check).
-
-    Raises:
-      ValueError: the file ends inside a record.
-    """
-    count = 0
-    size = os.path.getsize(path)
-    with open(path, 'rb') as f:
-        offset = 0
-        while offset < size:
-            header = f.read(12)
-            if len(header) < 12:
-                raise ValueError(f'{path}: truncated TFRecord file (record {count} header cut at byte {offset}).')
-            (length,) = struct.unpack('<Q', header[:8])
-            offset += 12 + length + 4
-            if offset > size:
-                raise ValueError(f'{path}: truncated TFRecord file (record {count} ends past the end of the file).')
-            f.seek(offset)
-            count += 1
-    return count
+# The metadata format, its shard checks and the record counter live with the writer (no TensorFlow there).
+count_records = convert.count_records
+DatasetFilesError = convert.DatasetFilesError
 
 
 def _resolve(dataset_dir, pattern):
@@ -203,59 +184,10 @@ def _available(dataset_dir):
     return f'{dataset_dir} holds {names[:20]}{" ..." if len(names) > 20 else ""}'
 
 
-def _load_metadata(path, dataset_dir, verify_digests=False):
-    try:
-        with safe_io.open_text(path, 'metadata file') as f:
-            metadata = json.load(f)
-    except ValueError as e:
-        raise ValueError(f'{path}: unreadable metadata JSON ({e}); convert the dataset again.') from None
-    if not isinstance(metadata, dict) or metadata.get('format') != convert.METADATA_FORMAT:
-        raise ValueError(f"{path}: not a metadata file of tf_convert_data.py "
-                         f"(no 'format': '{convert.METADATA_FORMAT}').")
-    entries = metadata.get('files')
-    if not isinstance(entries, list) or not all(
-            isinstance(f, dict) and isinstance(f.get('name'), str) and isinstance(f.get('num_examples'), int)
-            for f in entries):
-        raise ValueError(f"{path}: 'files' is not a list of {{name, num_examples}}; convert the dataset again.")
-    for f in entries:
-        if os.path.basename(f['name']) != f['name'] or f['name'] in ('', '.', '..'):
-            raise ValueError(f'{path} lists shard {f["name"]!r}, which is not a file name in {os.path.dirname(path)}'
-                             f' (shards live beside their metadata); refusing to read it.')
-    files = [os.path.join(os.path.dirname(path), f['name']) for f in entries]
-    missing = [f for f in files if not os.path.isfile(f)]
-    if missing:
-        raise FileNotFoundError(f'{path} lists shards that are missing ({missing[:3]}); the dataset in '
-                                f'{dataset_dir} is incomplete: convert it again.')
-    for file, entry in zip(files, entries):
-        _check_shard(file, entry, path, verify_digests)
-    if sum(f['num_examples'] for f in entries) != metadata.get('num_examples'):
-        raise ValueError(f"{path}: num_examples {metadata.get('num_examples')!r} is not the sum of its shards' "
-                         f"counts ({sum(f['num_examples'] for f in entries)}); convert the dataset again.")
+def _load_metadata(path, verify_digests=False):
+    metadata, files = convert.read_metadata(path, verify_digests)
     class_names = [c['name'] for c in sorted(metadata['classes'], key=lambda c: c['id'])]
     return metadata, files, class_names
-
-
-def _check_shard(file, entry, meta_path, verify_digests):
-    """Raises DatasetFilesError when a shard is not what the metadata recorded."""
-    again = 'convert the data again (or restore the shard)'
-    st = os.stat(file)  # a regular file: _load_metadata checked
-    if isinstance(entry.get('size'), int):
-        if st.st_size != entry['size']:
-            raise DatasetFilesError(
-                f'{file} has {st.st_size} bytes but {os.path.basename(meta_path)} lists {entry["size"]}: the shard was '
-                f'emptied, truncated or replaced after the conversion, and reading it would silently give other '
-                f'examples than the {entry["num_examples"]} it held; {again}.')
-    else:  # metadata version 1: no sizes; the record headers give the count cheaply
-        count = count_records(file)
-        if count != entry['num_examples']:
-            raise DatasetFilesError(f'{file} holds {count} records but {os.path.basename(meta_path)} lists '
-                                    f'{entry["num_examples"]}; {again}.')
-    if verify_digests and isinstance(entry.get('sha256'), str):
-        digest = convert.file_digest(file)['sha256']
-        if digest != entry['sha256']:
-            raise DatasetFilesError(f'{file}: sha256 {digest} differs from {entry["sha256"]} in '
-                                    f'{os.path.basename(meta_path)}: the shard was modified after the conversion; '
-                                    f'{again}.')
 
 
 def get_dataset(name, split_name, dataset_dir, file_pattern=None, num_classes=None, verify_digests=False):
@@ -293,7 +225,7 @@ def get_dataset(name, split_name, dataset_dir, file_pattern=None, num_classes=No
         meta_path = pattern_path[:-len(_SHARD_GLOB_SUFFIX)] + convert.METADATA_SUFFIX
         marker_path = pattern_path[:-len(_SHARD_GLOB_SUFFIX)] + convert.INCOMPLETE_SUFFIX
     if meta_path and os.path.isfile(meta_path):
-        metadata, files, class_names = _load_metadata(meta_path, dataset_dir, verify_digests)
+        metadata, files, class_names = _load_metadata(meta_path, verify_digests)
         num_samples = metadata['num_examples']
         if num_classes is not None and num_classes != len(class_names) + 1:
             raise ValueError(f'num_classes={num_classes} disagrees with {meta_path}: {len(class_names)} classes + '

@@ -408,24 +408,35 @@ def test_user_files_of_the_same_prefix_survive(tmp_path):
         assert f.read() == b'added later'
 
 
-def test_cli_bomb_gives_one_line_naming_file_and_flag(tmp_path):
+def test_cli_one_line_per_refusal_naming_file_and_flag(tmp_path):
+    """Each run stops at its first bad example, before TensorFlow is loaded (about a second)."""
     root = str(tmp_path / 'VOC')
-    _good(root)
-    fx.add_voc_example(root, 'bomb', _jpeg_claiming(30000, 30000), BOX, size=(30000, 30000))
-    proc = _run_cli('--dataset_name=pascalvoc', f'--dataset_dir={root}', f'--output_dir={tmp_path / "out"}',
-                    '--output_name=data', '--num_workers=1')
-    assert proc.returncode == 1 and 'Traceback' not in proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(f'tf_convert_data: error: {os.path.join(root, "JPEGImages", "bomb.jpg")}: JPEG image of '
-                           f'30000x30000 = 900000000 pixels')
-    assert last.endswith('(pass --skip_bad_examples to skip such examples (each is listed in the metadata report), '
-                         'or fix the input).')
-    proc = _run_cli('--dataset_name=pascalvoc', f'--dataset_dir={root}', f'--output_dir={tmp_path / "out"}',
-                    '--output_name=data', '--num_workers=1', '--skip_bad_examples', '--max_image_pixels=1000000',
-                    '--max_objects_per_image=10', '--max_image_bytes=100000')
-    assert proc.returncode == 0, proc.stderr
-    with open(tmp_path / 'out' / 'data_metadata.json') as f:
-        meta = json.load(f)
-    assert meta['num_examples'] == 1 and list(_entries(meta)) == ['bomb.xml']
-    assert (meta['source']['max_image_pixels'], meta['source']['max_image_bytes'],
-            meta['options']['max_objects_per_image']) == (1000000, 100000, 10)
+    fx.add_voc_example(root, 'a', fx.smooth_image(20, 24), [fx.voc_object('cat', (2, 3, 10, 12))] * 3)
+    size = os.path.getsize(os.path.join(root, 'JPEGImages', 'a.jpg'))
+    fx.write_split(root, 'up', ['../up'])
+    image = os.path.join(root, 'JPEGImages', 'a.jpg')
+    hint = '(pass --skip_bad_examples to skip such examples (each is listed in the metadata report), or fix the input).'
+    bomb_root = str(tmp_path / 'BOMB')
+    fx.add_voc_example(bomb_root, 'bomb', _jpeg_claiming(30000, 30000), BOX, size=(30000, 30000))
+    bomb = os.path.join(bomb_root, 'JPEGImages', 'bomb.jpg')
+    for flags, expected in (
+            ([f'--dataset_dir={bomb_root}'], f'{bomb}: JPEG image of 30000x30000 = 900000000 pixels: TensorFlow\'s '
+                                             f'JPEG decoder refuses images of more than 178956970 pixels (height x '
+                                             f'width x 3 must stay below 2**29 bytes), so training could not read '
+                                             f'it; downscale or tile the image'),
+            (['--max_image_pixels=400'], f'{image}: JPEG image of 24x20 = 480 pixels: more than '
+                                         f'--max_image_pixels=400; raise the limit if the image is genuine'),
+            ([f'--max_image_bytes={size - 1}'], f'{image}: the image has {size} bytes, more than the limit of '
+                                                f'{size - 1} (--max_image_bytes; raise it if the file is genuine)'),
+            (['--max_objects_per_image=2'], f'{os.path.join(root, "Annotations", "a.xml")}: 3 objects, more than '
+                                            f'--max_objects_per_image=2 (matching costs anchors x objects per '
+                                            f'image); raise the limit if the annotation is genuine'),
+            (['--split=up'], f'{os.path.join(root, "ImageSets", "Main", "up.txt")}, line 1: image id \'../up\' climbs '
+                             f'out of the dataset folder with ".."; ids name files inside {root} (pass '
+                             f'--allow_outside_paths to allow it)')):
+        args = ['--dataset_name=pascalvoc', f'--dataset_dir={root}', f'--output_dir={tmp_path / "out"}',
+                '--output_name=data', '--num_workers=1'] + flags
+        proc = _run_cli(*args)
+        assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == f'tf_convert_data: error: {expected} {hint}', flags
+    assert not os.path.exists(tmp_path / 'out' / 'data_metadata.json')
