@@ -78,6 +78,9 @@ CRAFTED_MODELS = [
      'batch_norm_param.eps is -1.0'),
     (_field(2, 2, _field(4, 2, b'v1') + _field(6, 2, _blob_body([5], _floats(1)))),  # V1LayerParameter.blobs (6)
      r"m.caffemodel, V1 layer 'v1', blob 0: blob shape \(5,\) holds 5 values but the blob stores 1"),
+    # Unknown groups (wire type 3/4) nested 5000 deep: the protobuf runtime's depth limit, not a crash.
+    (_layer(_varint(60 << 3 | 3) * 5000 + _varint(60 << 3 | 4) * 5000),
+     r'm.caffemodel is not a binary Caffe model \(NetParameter protobuf\): .*Wire format was corrupt'),
 ]
 
 
