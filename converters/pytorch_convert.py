@@ -59,9 +59,16 @@ def config_path_for(checkpoint_path, backbone_only=False):
 
 
 def source_params(layout, num_classes, net_name='ssd_300_vgg'):
-    """SSDParams of our net for a detector layout: the source's anchors and class count."""
+    """SSDParams of our net for a detector layout: the source's anchors and class count.
+
+    ssd.pytorch builds every class count but 21 with its `coco` config, whose PriorBox sizes are
+    21, 45, 99, 153, 207, 261, 315 (clamped the same way).
+    """
     base = nets_factory.get_network(net_name).default_params
     fields = ssd_params_lib.anchor_preset_params(net_name, layout.anchor_preset)
+    if layout.name == 'ssd_pytorch_ssd300' and num_classes != 21:
+        fields['anchor_sizes'] = tuple(
+            tuple(s) for s in ssd_params_lib.anchor_size_preset(net_name, 'tf_port_coco'))
     return base._replace(num_classes=num_classes, **fields)
 
 

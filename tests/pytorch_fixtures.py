@@ -51,10 +51,12 @@ ANCHORS_PER_LOCATION = (4, 6, 6, 6, 4, 4)
 # ssd.pytorch: index of each VGG conv in its `vgg` ModuleList (and in vgg16_reducedfc.pth).
 SSD_PYTORCH_VGG_INDEX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28, 31, 33)
 # torchvision: where each VGG conv lives in SSDFeatureExtractorVGG.
-TORCHVISION_VGG_KEYS = tuple('backbone.features.%d' % i for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)) \
+TORCHVISION_VGG_KEYS = tuple('backbone.features.%d' % i
+                             for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)) \
     + ('backbone.extra.0.1', 'backbone.extra.0.3', 'backbone.extra.0.5',
        'backbone.extra.0.7.1', 'backbone.extra.0.7.3')
-TORCHVISION_EXTRA_KEYS = tuple('backbone.extra.%d.%d' % (b, i) for b in (1, 2, 3, 4) for i in (0, 2))
+TORCHVISION_EXTRA_KEYS = tuple('backbone.extra.%d.%d' % (b, i)
+                               for b in (1, 2, 3, 4) for i in (0, 2))
 
 # Feature RMS at each head's input under these weights (measured by the cross-check on the
 # photos), so that the heads give outputs of the intended size.

@@ -174,6 +174,15 @@ def test_source_anchor_presets(preset, clip):
         anchors_lib.ssd_anchors(params._replace(anchor_clip='corners'))
 
 
+def test_ssd_pytorch_other_class_counts_take_its_coco_prior_sizes():
+    layout = pytorch_ssd.LAYOUTS['ssd_pytorch_ssd300']
+    voc = pytorch_convert.source_params(layout, 21)
+    assert voc.anchor_sizes[0] == (30., 60.) and voc.anchor_clip == 'center_size'
+    other = pytorch_convert.source_params(layout, 201)  # ssd.pytorch: (coco, voc)[C == 21]
+    assert other.anchor_sizes[0] == (21., 45.) and other.anchor_sizes[-1] == (261., 315.)
+    assert other.anchor_clip == 'center_size' and other.num_classes == 201
+
+
 # ---------------------------------------------------------------------------------------------
 # VGG bases as training initialisation.
 

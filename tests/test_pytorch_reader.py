@@ -121,7 +121,8 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, where):
         _legacy_pth(path, _evil_pickle(marker))
     else:
         _legacy_pth(path, pickle.dumps({}, 2), header=_evil_pickle(marker))
-    with pytest.raises(pth_reader.PthError, match=r'refusing to load the global (posix|os)\.system'):
+    with pytest.raises(pth_reader.PthError,
+                       match=r'refusing to load the global (posix|os)\.system'):
         pth_reader.load(path)
     assert not marker.exists()
 
