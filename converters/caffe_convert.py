@@ -83,6 +83,66 @@ def _preset_params(params, spec):
     return params._replace(anchor_sizes=tuple(sizes)), dataset
 
 
+def _ssd_params(spec, layers, from_prototxt, prototxt_path, num_classes):
+    """(SSDParams of the converted net, where its anchors come from): the class count from the
+    flag, else the heads, else the prototxt; anchors from the prototxt's PriorBox layers, else
+    the published preset of the dataset the class count suggests."""
+    base = nets_factory.get_network(spec.net_name).default_params
+    inferred = None if spec.backbone_only else caffe_ssd.infer_num_classes(layers, spec)
+    proto_params = dict(from_prototxt['ssd_params'])
+    proto_classes = proto_params.pop('num_classes', None)
+    classes = _num_classes(num_classes, inferred, proto_classes, base.num_classes)
+    if proto_classes is not None and proto_classes != classes and not spec.backbone_only:
+        raise caffe_ssd.ConversionError(
+            '%s says num_classes %d (DetectionOutput) but the model has %d; pass the matching '
+            'prototxt or --num_classes' % (prototxt_path, proto_classes, classes))
+    if tuple(proto_params.get('img_shape', base.img_shape)) != tuple(base.img_shape):
+        raise caffe_ssd.ConversionError(
+            '%s: input %s, but %s is built for %s' % (prototxt_path, proto_params['img_shape'],
+                                                     spec.net_name, list(base.img_shape)))
+    params = base._replace(num_classes=classes)
+    if proto_params:
+        return ssd_params_lib.params_from_dict(params, proto_params), 'the prototxt PriorBox layers'
+    if spec.backbone_only:
+        return params, None
+    params, dataset = _preset_params(params, spec)
+    return params, ('the published %s preset (no --prototxt_path; pass the deploy prototxt to '
+                    'take them from the model)' % dataset.upper())
+
+
+def _conversion_record(spec, params, from_prototxt, caffemodel_path, prototxt_path,
+                       caffe_mean_bgr, caffe_scale):
+    """The conversion record (see the module docstring)."""
+    mean_bgr = list(caffe_mean_bgr or from_prototxt['preprocessing'].get('caffe_mean_bgr')
+                    or spec.caffe_mean_bgr)
+    scale = (caffe_scale if caffe_scale is not None
+             else from_prototxt['preprocessing'].get('caffe_scale', spec.caffe_scale))
+    config = {
+        'model_name': spec.net_name,
+        'backbone_only': spec.backbone_only,
+        'preprocessing': {'channel_order': 'RGB', 'mean_rgb': [float(m) for m in mean_bgr[::-1]],
+                          'scale': float(scale)},
+        'source': {'caffemodel': os.path.abspath(caffemodel_path),
+                   'prototxt': os.path.abspath(prototxt_path) if prototxt_path else None,
+                   'converter_model_name': spec.name},
+    }
+    if not spec.backbone_only:
+        config['ssd_params'] = ssd_params_lib.params_to_dict(params)
+        config['detection'] = dict(spec.detection, **from_prototxt['detection'])
+    return config
+
+
+def _note_normalisation(spec, config, config_path, log):
+    """Says so when the Caffe model's input normalisation is not our pipeline's."""
+    pipeline = preprocessing_factory.get_preprocessing(spec.net_name)
+    mean_rgb, scale = config['preprocessing']['mean_rgb'], config['preprocessing']['scale']
+    if tuple(mean_rgb) != pipeline.mean_rgb or abs(scale - pipeline.scale) > 1e-9:
+        log('NOTE: the Caffe model expects (RGB - %s) * %g but the %s preprocessing normalises '
+            'with (RGB - %s) * %g; see %s' % (mean_rgb, scale, pipeline.name,
+                                              list(pipeline.mean_rgb), pipeline.scale,
+                                              config_path))
+
+
 def convert(caffemodel_path, output_path, model_name, prototxt_path=None, num_classes=None,
             allow_partial=False, backbone_scope='ssd_300_vgg', caffe_mean_bgr=None,
             caffe_scale=None, log=print):
@@ -90,8 +150,8 @@ def convert(caffemodel_path, output_path, model_name, prototxt_path=None, num_cl
 
     Args:
       caffemodel_path: the binary `.caffemodel`.
-      output_path: checkpoint prefix to write (`dir/name.ckpt`); the JSON goes to
-        `<output_path>.json`.
+      output_path: checkpoint prefix to write (`dir/name.ckpt`); the model card goes to
+        `<output_path>.model.json` (a backbone's conversion record to `<output_path>.json`).
       model_name: one of caffe_ssd.MODEL_NAMES.
       prototxt_path: optional deploy prototxt: anchors, DetectionOutput thresholds, BatchNorm
         eps and (when it has a transform_param) the input mean / scale come from it.
@@ -114,69 +174,24 @@ def convert(caffemodel_path, output_path, model_name, prototxt_path=None, num_cl
     if prototxt_path:
         from_prototxt = caffe_ssd.ssd_config_from_prototxt(
             prototxt.parse_file(prototxt_path), spec, prototxt_path)
-
-    net_cls = nets_factory.get_network(spec.net_name)
-    base = net_cls.default_params
-    inferred = None if spec.backbone_only else caffe_ssd.infer_num_classes(layers, spec)
-    proto_params = dict(from_prototxt['ssd_params'])
-    proto_classes = proto_params.pop('num_classes', None)
-    classes = _num_classes(num_classes, inferred, proto_classes, base.num_classes)
-    if proto_classes is not None and proto_classes != classes and not spec.backbone_only:
-        raise caffe_ssd.ConversionError(
-            '%s says num_classes %d (DetectionOutput) but the model has %d; pass the matching '
-            'prototxt or --num_classes' % (prototxt_path, proto_classes, classes))
-    if tuple(proto_params.get('img_shape', base.img_shape)) != tuple(base.img_shape):
-        raise caffe_ssd.ConversionError(
-            '%s: input %s, but %s is built for %s' % (prototxt_path, proto_params['img_shape'],
-                                                     spec.net_name, list(base.img_shape)))
-    params = base._replace(num_classes=classes)
-    anchors_from = 'the prototxt PriorBox layers'
-    if proto_params:
-        params = ssd_params_lib.params_from_dict(params, proto_params)
-    elif not spec.backbone_only:
-        params, dataset = _preset_params(params, spec)
-        anchors_from = ('the published %s preset (no --prototxt_path; pass the deploy '
-                        'prototxt to take them from the model)' % dataset.upper())
+    params, anchors_from = _ssd_params(spec, layers, from_prototxt, prototxt_path, num_classes)
 
     conversion = caffe_ssd.convert_layers(layers, spec, params.batch_norm_epsilon,
                                           from_prototxt['bn_eps'])
     table = caffe_ssd.format_table(conversion)
     log(table)
-
-    mean_bgr = list(caffe_mean_bgr or from_prototxt['preprocessing'].get('caffe_mean_bgr')
-                    or spec.caffe_mean_bgr)
-    scale = (caffe_scale if caffe_scale is not None
-             else from_prototxt['preprocessing'].get('caffe_scale', spec.caffe_scale))
-    config = {
-        'model_name': spec.net_name,
-        'backbone_only': spec.backbone_only,
-        'preprocessing': {'channel_order': 'RGB', 'mean_rgb': [float(m) for m in mean_bgr[::-1]],
-                          'scale': float(scale)},
-        'source': {'caffemodel': os.path.abspath(caffemodel_path),
-                   'prototxt': os.path.abspath(prototxt_path) if prototxt_path else None,
-                   'converter_model_name': spec.name},
-    }
+    config_path = config_path_for(output_path, spec.backbone_only)
+    config = _conversion_record(spec, params, from_prototxt, caffemodel_path, prototxt_path,
+                                caffe_mean_bgr, caffe_scale)
     if not spec.backbone_only:
-        detection = dict(spec.detection)
-        detection.update(from_prototxt['detection'])
-        config['ssd_params'] = ssd_params_lib.params_to_dict(params)
-        config['detection'] = detection
-        log('anchors from %s; DetectionOutput %s' % (anchors_from, detection))
-    pipeline = preprocessing_factory.get_preprocessing(spec.net_name)
-    if (tuple(config['preprocessing']['mean_rgb']) != pipeline.mean_rgb
-            or abs(scale - pipeline.scale) > 1e-9):
-        log('NOTE: the Caffe model expects (RGB - %s) * %g but the %s preprocessing normalises '
-            'with (RGB - %s) * %g; see %s' % (
-                config['preprocessing']['mean_rgb'], scale, pipeline.name,
-                list(pipeline.mean_rgb), pipeline.scale,
-                config_path_for(output_path, spec.backbone_only)))
+        log('anchors from %s; DetectionOutput %s' % (anchors_from, config['detection']))
+    _note_normalisation(spec, config, config_path, log)
 
     unmapped = ['unmapped Caffe layer %r (%s) with blobs %s' % u for u in conversion.unmapped]
-    config_path = config_path_for(output_path, spec.backbone_only)
     sidecar = config if spec.backbone_only else model_card(config, params).to_dict()
     match, problems, _ = checkpoint_io.write_checkpoint(
-        net_cls, params, conversion.values, output_path, allow_partial=allow_partial,
-        expect_missing=spec.backbone_only, extra_problems=unmapped,
+        nets_factory.get_network(spec.net_name), params, conversion.values, output_path,
+        allow_partial=allow_partial, expect_missing=spec.backbone_only, extra_problems=unmapped,
         sidecar_files={config_path: json.dumps(sidecar, indent=2) + '\n'},
         check_end_point='block7' if spec.backbone_only else None)
     for line in problems:

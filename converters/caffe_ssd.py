@@ -280,6 +280,84 @@ def _batch_norm_values(conv, bias, bn, scale, caffe_eps, tf_eps):
     return {key: value.astype(np.float32) for key, value in values.items()}
 
 
+def _layers_by_name(layers):
+    """{name: layer}; a name twice with blobs is an error (layers are mapped by name)."""
+    by_name = {}
+    for layer in layers:
+        if layer.name in by_name and layer.blobs:
+            raise ConversionError('Caffe layer name %r occurs twice; layers are mapped by name'
+                                  % layer.name)
+        if layer.blobs or layer.name not in by_name:
+            by_name[layer.name] = layer
+    return by_name
+
+
+class _Mapping:
+    """The values found so far and which Caffe layer gave which TF variables."""
+
+    def __init__(self, prefix):
+        self.prefix = prefix
+        self.values, self.rows = {}, {}
+
+    def add(self, layer, values):
+        """Records `values` ({variable name below the scope: array}) as coming from `layer`."""
+        names = [self.prefix + name for name in values]
+        self.values.update(zip(names, values.values()))
+        row = self.rows.setdefault(layer.name, MappedLayer(layer.name, layer.type,
+                                                           _shapes(layer), []))
+        row.tf_variables.extend(names)
+
+
+def _conv_bias(layer):
+    bias = layer.blobs[1].reshape(-1) if len(layer.blobs) > 1 else None
+    if bias is not None and bias.size != layer.blobs[0].shape[0]:
+        raise ConversionError('Caffe Convolution layer %r: the bias blob has %d values for %d '
+                              'output channels (weights %s)'
+                              % (layer.name, bias.size, layer.blobs[0].shape[0],
+                                 layer.blobs[0].shape))
+    return bias
+
+
+def _batch_norm_layers(by_name, caffe_name):
+    """The conv's (BatchNorm, Scale) layers, each None when absent (a Scale without its
+    BatchNorm is ignored: merged models fold both into the conv's bias)."""
+    bn, scale = by_name.get(caffe_name + '/bn'), by_name.get(caffe_name + '/scale')
+    if bn is None:
+        return None, None
+    _check_type(bn, 'BatchNorm')
+    if scale is not None:
+        _check_type(scale, 'Scale')
+    return bn, scale
+
+
+def _map_conv(mapping, layer, target, is_first, by_name, bn_eps, tf_bn_epsilon):
+    """Maps one Caffe convolution (with its BatchNorm / Scale layers) onto `target`."""
+    _check_type(layer, 'Convolution')
+    bias = _conv_bias(layer)
+    weights = {target.scope + ('/depthwise_weights' if target.depthwise else '/weights'):
+               _conv_weights(layer, target, is_first)}
+    if not target.batch_norm:
+        if bias is not None:
+            weights[target.scope + '/biases'] = bias.astype(np.float32)
+        mapping.add(layer, weights)
+        return
+    bn, scale = _batch_norm_layers(by_name, layer.name)
+    caffe_eps = None
+    if bn is not None:
+        caffe_eps = bn_eps.get(bn.name)
+        if caffe_eps is None:
+            caffe_eps = bn.eps if bn.eps is not None else CAFFE_BN_EPS
+    bn_values = {target.scope + '/BatchNorm/' + key: value for key, value in
+                 _batch_norm_values(layer, bias, bn, scale, caffe_eps, tf_bn_epsilon).items()}
+    if bn is None:  # Merged: the statistics come from the conv's bias.
+        mapping.add(layer, dict(weights, **bn_values))
+        return
+    mapping.add(layer, weights)
+    mapping.add(bn, {k: v for k, v in bn_values.items() if 'moving' in k})
+    if scale is not None:
+        mapping.add(scale, {k: v for k, v in bn_values.items() if 'moving' not in k})
+
+
 def convert_layers(layers, spec, tf_bn_epsilon=CAFFE_BN_EPS, bn_eps=None):
     """Converts Caffe layers to TF variable values, by layer name.
 
@@ -296,78 +374,23 @@ def convert_layers(layers, spec, tf_bn_epsilon=CAFFE_BN_EPS, bn_eps=None):
     Raises:
       ConversionError: duplicate layer names, wrong layer types or blob shapes.
     """
-    by_name = {}
-    for layer in layers:
-        if layer.name in by_name and layer.blobs:
-            raise ConversionError('Caffe layer name %r occurs twice; layers are mapped by name'
-                                  % layer.name)
-        if layer.blobs or layer.name not in by_name:
-            by_name[layer.name] = layer
-    bn_eps = bn_eps or {}
-    prefix = spec.scope + '/'
-    values, mapped_rows, used = {}, {}, set()
-
-    def record(layer, names):
-        used.add(layer.name)
-        row = mapped_rows.setdefault(layer.name, MappedLayer(layer.name, layer.type,
-                                                             _shapes(layer), []))
-        row.tf_variables.extend(names)
-
+    by_name = _layers_by_name(layers)
+    mapping = _Mapping(spec.scope + '/')
     for caffe_name, target in spec.convs.items():
         layer = by_name.get(caffe_name)
-        if layer is None or not layer.blobs:
-            continue
-        _check_type(layer, 'Convolution')
-        w = _conv_weights(layer, target, caffe_name == spec.first_conv)
-        bias = layer.blobs[1].reshape(-1) if len(layer.blobs) > 1 else None
-        if bias is not None and bias.size != layer.blobs[0].shape[0]:
-            raise ConversionError('Caffe Convolution layer %r: the bias blob has %d values for %d '
-                                  'output channels (weights %s)'
-                                  % (layer.name, bias.size, layer.blobs[0].shape[0],
-                                     layer.blobs[0].shape))
-        wname = prefix + target.scope + ('/depthwise_weights' if target.depthwise else '/weights')
-        values[wname] = w
-        names = [wname]
-        if target.batch_norm:
-            bn, scale = by_name.get(caffe_name + '/bn'), by_name.get(caffe_name + '/scale')
-            if bn is not None:
-                _check_type(bn, 'BatchNorm')
-                if scale is not None:
-                    _check_type(scale, 'Scale')
-            else:
-                scale = None
-            caffe_eps = bn_eps.get(bn.name) if bn is not None else None
-            if caffe_eps is None and bn is not None:
-                caffe_eps = bn.eps if bn.eps is not None else CAFFE_BN_EPS
-            bn_values = _batch_norm_values(layer, bias, bn, scale, caffe_eps, tf_bn_epsilon)
-            bn_names = []
-            for key, value in bn_values.items():
-                values[prefix + target.scope + '/BatchNorm/' + key] = value
-                bn_names.append(prefix + target.scope + '/BatchNorm/' + key)
-            if bn is None:
-                names.extend(bn_names)
-            else:
-                record(bn, [n for n in bn_names if 'moving' in n])
-                if scale is not None:
-                    record(scale, [n for n in bn_names if 'moving' not in n])
-        elif bias is not None:
-            values[prefix + target.scope + '/biases'] = bias.astype(np.float32)
-            names.append(prefix + target.scope + '/biases')
-        record(layer, names)
-
+        if layer is not None and layer.blobs:
+            _map_conv(mapping, layer, target, caffe_name == spec.first_conv, by_name,
+                      bn_eps or {}, tf_bn_epsilon)
     for caffe_name, tf_name in spec.l2_norms.items():
         layer = by_name.get(caffe_name)
-        if layer is None or not layer.blobs:
-            continue
-        _check_type(layer, 'Normalize')
-        values[prefix + tf_name] = layer.blobs[0].reshape(-1).astype(np.float32)
-        record(layer, [prefix + tf_name])
-
+        if layer is not None and layer.blobs:
+            _check_type(layer, 'Normalize')
+            mapping.add(layer, {tf_name: layer.blobs[0].reshape(-1).astype(np.float32)})
     order = {layer.name: i for i, layer in enumerate(layers)}
-    mapped = sorted(mapped_rows.values(), key=lambda row: order[row.caffe_name])
+    mapped = sorted(mapping.rows.values(), key=lambda row: order[row.caffe_name])
     unmapped = [(layer.name, layer.type, _shapes(layer)) for layer in layers
-                if layer.blobs and layer.name not in used]
-    return Conversion(values=values, mapped=mapped, unmapped=unmapped)
+                if layer.blobs and layer.name not in mapping.rows]
+    return Conversion(values=mapping.values, mapped=mapped, unmapped=unmapped)
 
 
 def infer_num_classes(layers, spec):

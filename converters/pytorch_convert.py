@@ -7,10 +7,10 @@ print the table, write `<output_path>` (checkpoint) and beside it the model card
 class names and post-processing, or, for a backbone (no detection model), the conversion
 record `<output_path>.json`; then re-load the checkpoint and run a forward pass as a check.
 
-The card's `provenance.source_settings` records what the source does that the card has no
-field for: torchvision clips decoded boxes to the image before NMS (`clip_boxes`; our
-post-processing's `clip`), its box decoding clamps dw/dh at log(1000/16) (reached only by codes
-above 20), and the exact source anchor generator.
+torchvision clips decoded boxes to the image before NMS: the card's `detection.clip`. Its
+`provenance.source_settings` records what the source does that the card has no field for: its
+box decoding clamps dw/dh at log(1000/16) (reached only by codes above 20), and the exact source
+anchor generator.
 """
 
 import dataclasses
@@ -73,8 +73,7 @@ def source_params(layout, num_classes, net_name='ssd_300_vgg'):
 
 
 def _source_settings(layout):
-    settings = {'clip_boxes': bool(layout.detection.get('clip_boxes', False)),
-                'anchor_preset': layout.anchor_preset,
+    settings = {'anchor_preset': layout.anchor_preset,
                 'anchor_settings': ssd_params_lib.ANCHOR_PRESET_SETTINGS.get(
                     layout.anchor_preset, {})}
     if layout.name == 'torchvision_ssd300':
@@ -98,7 +97,7 @@ def _source_settings(layout):
 
 def model_card(layout, params, class_names, pth_path, class_order):
     """The model card of a converted detector."""
-    detection = {k: v for k, v in layout.detection.items() if k != 'clip_boxes'}
+    detection = dict(layout.detection)
     provenance = {
         'converted_by': 'pytorch_to_tensorflow.py',
         'source': {'pth': os.path.abspath(pth_path), 'layout': layout.name,

@@ -147,7 +147,7 @@ LAYOUTS = collections.OrderedDict((layout.name, layout) for layout in (
         # SSD.postprocess_detections: boxes clipped to the image, per class score > 0.01 and the
         # 400 best, batched NMS at 0.45, the 200 best of the image.
         detection={'select_threshold': 0.01, 'nms_threshold': 0.45, 'top_k': 400,
-                   'keep_top_k': 200, 'clip_boxes': True},
+                   'keep_top_k': 200, 'clip': True},
         class_names=TORCHVISION_COCO_CATEGORIES[1:],
         published='COCO val2017 box mAP 25.1 (torchvision)'),
     Layout(
@@ -167,7 +167,7 @@ LAYOUTS = collections.OrderedDict((layout.name, layout) for layout in (
         # 0.45, up to 200 kept per class; its per-image top_k line has no effect (it fills a
         # copy), so no per-image limit; boxes are not clipped.
         detection={'select_threshold': 0.01, 'nms_threshold': 0.45, 'top_k': 200,
-                   'keep_top_k': 0, 'clip_boxes': False},
+                   'keep_top_k': 0, 'clip': False},
         class_names=SSD_PYTORCH_VOC_CLASSES,
         published='VOC2007 test mAP 77.43 (ssd.pytorch README)'),
     Layout(

@@ -49,11 +49,13 @@ class CardError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class DetectionSettings:
     """Caffe DetectionOutput: per class, scores > select_threshold, the top_k best, greedy NMS
-    at nms_threshold; then keep_top_k per image across classes."""
+    at nms_threshold; then keep_top_k per image across classes. clip: decoded boxes clipped to
+    the image before NMS (torchvision's SSD does; Caffe's does not)."""
     select_threshold: float = 0.01
     nms_threshold: float = 0.45
     top_k: int = 400
     keep_top_k: int = 200
+    clip: bool = False
 
     @classmethod
     def from_dict(cls, values, source):
@@ -105,11 +107,14 @@ class ModelCard:
 
     @property
     def anchor_size_preset(self):
-        """The name of the preset equal to the anchor sizes, or None."""
+        """The name of the anchor preset these anchors are (sizes, clipping, int rule), or None."""
+        base = nets_factory.get_network(self.model_name).default_params
+        anchors = lambda p: (tuple(tuple(s) for s in p.anchor_sizes), p.anchor_clip,
+                             p.anchor_int_sizes)
         presets = ssd_params_lib.ANCHOR_SIZE_PRESETS.get(self.model_name, {})
-        sizes = [list(s) for s in self.params.anchor_sizes]
-        return next((name for name, value in sorted(presets.items())
-                     if [list(s) for s in value] == sizes), None)
+        return next((name for name in sorted(presets) if anchors(base._replace(
+            **ssd_params_lib.anchor_preset_params(self.model_name, name))) == anchors(self.params)),
+            None)
 
     def net(self):
         """A new SSD net instance of this card."""
@@ -245,7 +250,8 @@ def from_registry(model_name, num_classes=None, class_names=None, anchor_sizes=N
                   depth_multiplier=None, **param_overrides):
     """A card of a registered net with its defaults and the given changes.
 
-    anchor_sizes: a preset name of `ssd_params.ANCHOR_SIZE_PRESETS` (or None);
+    anchor_sizes: a preset name of `ssd_params.ANCHOR_SIZE_PRESETS` (its sizes and other anchor
+      settings, see `ssd_params.anchor_preset_params`), or None;
     class_names: names of labels 1.. (default `class_<id>`; their count sets num_classes when
     num_classes is None).
     """
@@ -256,8 +262,7 @@ def from_registry(model_name, num_classes=None, class_names=None, anchor_sizes=N
     if num_classes is not None:
         params = params._replace(num_classes=int(num_classes))
     if anchor_sizes:
-        params = params._replace(anchor_sizes=tuple(
-            ssd_params_lib.anchor_size_preset(model_name, anchor_sizes)))
+        params = params._replace(**ssd_params_lib.anchor_preset_params(model_name, anchor_sizes))
     if depth_multiplier is not None:
         if model_name != 'ssd_300_mobilenet':
             raise CardError('--depth_multiplier applies to ssd_300_mobilenet only.')

@@ -90,9 +90,8 @@ def _flag_value_of(card, name, value):
         return card.num_classes, int(value)
     if name == 'depth_multiplier':
         return card.params.depth_multiplier, float(value)
-    sizes = tuple(tuple(s) for s in ssd_params_lib.anchor_size_preset(card.model_name, value))
-    same = sizes == tuple(tuple(s) for s in card.params.anchor_sizes)
-    return (value if same else card.anchor_size_preset or f'sizes {card.params.anchor_sizes}'), value
+    ssd_params_lib.anchor_preset_params(card.model_name, value)  # Unknown name: a clear error.
+    return card.anchor_size_preset or f'sizes {card.params.anchor_sizes}', value
 
 
 def apply_structure_flags(card, values, path, log):
@@ -120,8 +119,7 @@ def apply_structure_flags(card, values, path, log):
         elif name == 'depth_multiplier':
             card = card.with_params(depth_multiplier=float(value))
         else:
-            card = card.with_params(anchor_sizes=tuple(
-                ssd_params_lib.anchor_size_preset(card.model_name, value)))
+            card = card.with_params(**ssd_params_lib.anchor_preset_params(card.model_name, value))
     return card
 
 

@@ -120,3 +120,16 @@ def test_an_anchor_preset_travels_with_the_card(tmp_path):
     assert np.abs(ours - theirs).max() * 300 > 12.9
     expected = [tuple(s) for s in ssd_params.ANCHOR_SIZE_PRESETS['ssd_300_vgg']['tf_port_coco']]
     assert [tuple(s) for s in card.params.anchor_sizes] == expected
+
+
+def test_a_preset_is_its_sizes_and_its_clipping():
+    """torchvision's SSD300 anchors have the tf_port_coco sizes but clamp width and height to
+    the image: the card names them torchvision_coco, and the preset flag sets the clamping."""
+    card = card_lib.from_registry('ssd_300_vgg', 91, anchor_sizes='torchvision_coco')
+    assert card.params.anchor_clip == 'size' and card.params.anchor_int_sizes is False
+    assert card.anchor_size_preset == 'torchvision_coco'
+    same_sizes = card.with_params(anchor_clip=False, anchor_int_sizes=True)
+    assert same_sizes.anchor_size_preset == 'tf_port_coco'
+    assert same_sizes.with_params(anchor_int_sizes=False).anchor_size_preset is None
+    clipped = card.with_detection(clip=True)
+    assert card_lib.from_dict(clipped.to_dict()).detection.clip is True

@@ -74,7 +74,8 @@ def converted(tmp_path_factory):
         result = pytorch_convert.convert(pth, ckpt, log=lambda *_: None)
         os.remove(pth)
         card = card_lib.load(result.config_path)
-        clip = card.provenance['source_settings']['clip_boxes']
+        clip = card.detection.clip
+        assert clip == (source == 'torchvision_ssd300')  # torchvision clips, ssd.pytorch not
         ours = _run_ours(ckpt, card, clip, _normalised(card, images))
         results[source] = (card, clip, ours, fx.load_outputs(source))
     return results

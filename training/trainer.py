@@ -11,9 +11,9 @@ ps / worker of a cluster), `resolve_model_card` (the train dir's card when resum
 made from the settings and the dataset, carrying class names and anchors over from a fine-tuned
 checkpoint's card), `build_input`, `build_train_op` (clones, loss, learning rate, optimizer),
 `make_hooks`, then the session loop. A checkpoint already in `train_dir` means resume.
+In a cluster, `training/cluster.py` synchronises the workers and starts and ends the processes.
 """
 import dataclasses
-import json
 import os
 from typing import Optional, Tuple
 
@@ -27,6 +27,7 @@ from model import checkpoints
 from model import cli
 from nets import ssd_params
 from preprocessing import preprocessing_factory
+from training import cluster as cluster_lib
 from training import hooks as hooks_lib
 from training import input as train_input
 from training import model_deploy
@@ -39,8 +40,9 @@ NON_FINITE_TAG = 'Non-finite total loss'
 STRUCTURE_FIELDS = ('model_name', 'num_classes', 'depth_multiplier', 'anchor_sizes')
 
 
-class UsageError(ValueError):
-    """Settings that cannot work together (the message says which)."""
+UsageError = cluster_lib.UsageError  # settings that cannot work together (message says which)
+ClusterError = cluster_lib.ClusterError
+Cluster = cluster_lib.Cluster
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,12 +69,14 @@ class TrainSettings:
     task_index: int = 0
     sync_replicas: bool = False
     replicas_to_aggregate: Optional[int] = None
+    cluster_wait_secs: int = 600
     # Loss.
     loss_alpha: float = 1.
     negative_ratio: float = 3.
     match_threshold: float = 0.5
     label_smoothing: float = 0.
     focal_loss_gamma: Optional[float] = None
+    ignore_crowd: bool = True
     # Optimisation.
     weight_decay: float = 0.0005
     optimizer: str = 'adam'
@@ -136,54 +140,17 @@ class TrainSettings:
         return self.batch_size * self.num_clones
 
 
-@dataclasses.dataclass
-class Cluster:
-    """This process' place: alone (spec None), or `job_name`/`task_index` of a cluster."""
-    spec: Optional[tf.train.ClusterSpec] = None
-    job_name: Optional[str] = None
-    task_index: int = 0
-
-    @property
-    def is_chief(self):
-        return self.spec is None or (self.job_name == 'worker' and self.task_index == 0)
-
-    @property
-    def num_workers(self):
-        return 1 if self.spec is None else len(self.spec.job_tasks('worker'))
-
-    @property
-    def worker_device(self):
-        return '' if self.spec is None else '/job:worker/task:%d' % self.task_index
-
-
 def cluster_setup(settings, environ=os.environ):
-    """The `Cluster` of the host flags, else of TF_CONFIG, else a lone process."""
-    if settings.worker_hosts or settings.ps_hosts:
-        jobs = {'worker': settings.worker_hosts.split(',')}
-        if settings.ps_hosts:
-            jobs['ps'] = settings.ps_hosts.split(',')
-        if settings.job_name is None:
-            raise UsageError('--job_name (ps or worker) is required with --worker_hosts.')
-        return Cluster(tf.train.ClusterSpec(jobs), settings.job_name, settings.task_index)
-    if environ.get('TF_CONFIG'):
-        config = json.loads(environ['TF_CONFIG'])
-        unknown = set(config.get('cluster', {})) - {'ps', 'worker'}
-        if unknown:
-            raise UsageError('TF_CONFIG: only ps and worker jobs are supported; got %s.'
-                             % sorted(unknown))
-        task = config.get('task', {})
-        return Cluster(tf.train.ClusterSpec(config['cluster']), task['type'],
-                       int(task.get('index', 0)))
-    return Cluster()
+    """The `Cluster` of the host flags, else of TF_CONFIG, else a lone process (both sources
+    checked alike, see `cluster_lib.cluster_from`)."""
+    return cluster_lib.cluster_from(settings.ps_hosts, settings.worker_hosts, settings.job_name,
+                                    settings.task_index, environ)
 
 
 def session_config(settings, cluster=Cluster()):
     config = v1.ConfigProto(allow_soft_placement=True)
     config.gpu_options.per_process_gpu_memory_fraction = settings.gpu_memory_fraction
-    if cluster.job_name == 'worker':
-        # Workers talk to the parameter servers only, not to each other.
-        config.device_filters.extend(['/job:ps', '/job:worker/task:%d' % cluster.task_index])
-    return config
+    return cluster_lib.add_device_filters(config, cluster)
 
 
 def _model_flags(settings, override=False):
@@ -227,8 +194,8 @@ def _new_card(settings, dataset, log):
                 'restore without them (--checkpoint_exclude_scopes or --exclude_mismatched_vars)'
                 % (source.num_classes - 1, settings.checkpoint_path, dataset.num_classes - 1))
         if settings.anchor_sizes:
-            card = card.with_params(anchor_sizes=tuple(ssd_params.anchor_size_preset(
-                model_name, settings.anchor_sizes)))
+            card = card.with_params(**ssd_params.anchor_preset_params(model_name,
+                                                                      settings.anchor_sizes))
         if settings.depth_multiplier is not None:
             card = card.with_params(depth_multiplier=float(settings.depth_multiplier))
     else:
@@ -301,7 +268,8 @@ def build_input(settings, dataset, net, preprocess, deploy, task_index=0):
         batches = train_input.train_dataset(
             dataset, preprocess, net, settings.batch_size, match_threshold=settings.match_threshold,
             data_format=settings.data_format, seed=seed, num_readers=settings.num_readers,
-            num_parallel_calls=settings.num_preprocessing_threads or tf.data.AUTOTUNE)
+            num_parallel_calls=settings.num_preprocessing_threads or tf.data.AUTOTUNE,
+            ignore_crowd=settings.ignore_crowd)
         return v1.data.make_one_shot_iterator(batches)
 
 
@@ -333,8 +301,9 @@ def learning_rate(settings, global_step, num_samples):
 
 
 def optimizer(settings, rate, dtype, cluster):
-    """(optimizer, sync hook or None): the flag's optimizer, with dynamic loss scaling for
-    float16, and SyncReplicasOptimizer with --sync_replicas."""
+    """(optimizer, `cluster_lib.Replication` or None): the flag's optimizer, with dynamic loss
+    scaling for float16; on a worker of a cluster, wrapped for synchronous (--sync_replicas) or
+    asynchronous steps (see training/cluster.py)."""
     opt = optimization.make_optimizer(
         settings.optimizer, rate, opt_epsilon=settings.opt_epsilon,
         adadelta_rho=settings.adadelta_rho,
@@ -346,12 +315,16 @@ def optimizer(settings, rate, dtype, cluster):
         rmsprop_momentum=settings.rmsprop_momentum, rmsprop_decay=settings.rmsprop_decay)
     if dtype == tf.float16:
         opt = v1.mixed_precision.MixedPrecisionLossScaleOptimizer(opt, 'dynamic')
-    if not settings.sync_replicas:
+    if cluster.spec is None:
+        if settings.sync_replicas:
+            raise UsageError('--sync_replicas needs a cluster (--ps_hosts/--worker_hosts or '
+                             'TF_CONFIG).')
         return opt, None
-    opt = v1.train.SyncReplicasOptimizer(
-        opt, replicas_to_aggregate=settings.replicas_to_aggregate or cluster.num_workers,
-        total_num_replicas=cluster.num_workers)
-    return opt, opt.make_session_run_hook(cluster.is_chief)
+    replication = cluster_lib.Replication(
+        cluster, sync=settings.sync_replicas,
+        replicas_to_aggregate=settings.replicas_to_aggregate,
+        last_step=settings.max_number_of_steps, wait_secs=settings.cluster_wait_secs)
+    return replication.optimizer(opt), replication
 
 
 def _summaries(settings, total_loss, rate, variables_to_train):
@@ -366,7 +339,8 @@ def _summaries(settings, total_loss, rate, variables_to_train):
 
 
 def build_train_op(settings, deploy, net, iterator, num_samples, cluster=Cluster()):
-    """Clones, losses, gradients and the train op. Returns (train_op, log tensors, sync hook)."""
+    """Clones, losses, gradients and the train op. Returns (train_op, log tensors,
+    `cluster_lib.Replication` or None)."""
     preprocess = preprocessing_factory.get_preprocessing(settings.preprocessing_name
                                                          or net.name)
     on_gpu = bool(tf.config.list_physical_devices('GPU')) and not settings.clone_on_cpu
@@ -379,7 +353,7 @@ def build_train_op(settings, deploy, net, iterator, num_samples, cluster=Cluster
 
     with v1.device(deploy.optimizer_device()):
         rate = learning_rate(settings, global_step, num_samples)
-        opt, sync_hook = optimizer(settings, rate, dtype, cluster)
+        opt, replication = optimizer(settings, rate, dtype, cluster)
     variables_to_train = checkpoints.filter_variables(v1.trainable_variables(),
                                                       include_scopes=settings.trainable_scopes)
     if not variables_to_train:
@@ -399,8 +373,11 @@ def build_train_op(settings, deploy, net, iterator, num_samples, cluster=Cluster
     losses = {l.op.name.split('/')[-1]: l
               for l in v1.losses.get_losses(scope=clones[0].scope or None)}
     losses['total'] = total_loss
+    regularization = v1.losses.get_regularization_losses()
+    if regularization:  # part of total_loss; logged so that the terms add up
+        losses['regularization'] = tf.add_n(regularization)
     log_tensors = {'global_step': global_step, 'learning_rate': rate, 'losses': losses}
-    return train_op, log_tensors, sync_hook
+    return train_op, log_tensors, replication
 
 
 def fine_tune_restorer(settings, net):
@@ -417,15 +394,18 @@ def fine_tune_restorer(settings, net):
     return checkpoints.Restorer(prefix, items)
 
 
-def make_hooks(settings, scaffold, log_tensors, sync_hook, cluster):
-    """(hooks, chief-only hooks, the logging hook) of the session."""
+def make_hooks(settings, scaffold, log_tensors, cluster, num_examples=None):
+    """(hooks, chief-only hooks, the logging hook) of the session (a cluster's own hooks are
+    added by `cluster_lib.Replication.session`)."""
     all_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v))
                                 for v in v1.global_variables() if v.dtype.is_floating])
     save_args = ({'save_steps': settings.save_interval_steps} if settings.save_interval_steps
                  else {'save_secs': settings.save_interval_secs})
     chief_hooks = [
         v1.train.CheckpointSaverHook(settings.train_dir, scaffold=scaffold,
-                                     listeners=[hooks_lib.FiniteCheckListener(all_finite)],
+                                     listeners=[hooks_lib.FiniteCheckListener(all_finite),
+                                                hooks_lib.CheckpointLogListener(os.path.join(
+                                                    settings.train_dir, 'model.ckpt'))],
                                      **save_args),
         v1.train.SummarySaverHook(save_secs=settings.save_summaries_secs,
                                   output_dir=settings.train_dir,
@@ -433,20 +413,25 @@ def make_hooks(settings, scaffold, log_tensors, sync_hook, cluster):
     ]
     log_hook = hooks_lib.LoggingHook(log_tensors, settings.log_every_n_steps,
                                      settings.images_per_step, settings.max_number_of_steps,
-                                     count_locally=cluster.spec is None)
+                                     count_locally=cluster.spec is None,
+                                     num_examples=num_examples)
     hooks = [log_hook]
     if settings.max_number_of_steps:
         hooks.append(v1.train.StopAtStepHook(last_step=settings.max_number_of_steps))
-    if sync_hook is not None:
-        hooks.append(sync_hook)
     return hooks, chief_hooks, log_hook
 
 
-def _serve_parameters(cluster, config):
-    server = tf.distribute.Server(cluster.spec, job_name=cluster.job_name,
-                                  task_index=cluster.task_index, config=config)
-    logging.info('Parameter server %d serving.', cluster.task_index)
-    server.join()
+def _training_session(settings, replication, master, config, scaffold, hooks, chief_hooks):
+    kwargs = dict(
+        checkpoint_dir=settings.train_dir, scaffold=scaffold, save_checkpoint_secs=None,
+        save_checkpoint_steps=None, save_summaries_steps=None, save_summaries_secs=None,
+        log_step_count_steps=0, stop_grace_period_secs=5)
+    if replication is None:
+        return v1.train.MonitoredTrainingSession(
+            master=master, is_chief=True, config=config, hooks=hooks,
+            chief_only_hooks=chief_hooks, **kwargs)
+    return replication.session(master, config, hooks=hooks, chief_only_hooks=chief_hooks,
+                               **kwargs)
 
 
 def train(settings):
@@ -455,16 +440,20 @@ def train(settings):
     Raises:
       UsageError, card_lib.CardError, ValueError: settings that cannot work (message says why).
       hooks_lib.NonFiniteError: the loss or the weights became NaN/inf (nothing saved).
+      ClusterError: a process of the cluster failed, or was missing for cluster_wait_secs.
     """
     cluster = cluster_setup(settings)
     config = session_config(settings, cluster)
     master = ''
     if cluster.spec is not None:
+        logging.info(cluster_lib.describe_role(cluster, settings.sync_replicas,
+                                               settings.replicas_to_aggregate,
+                                               settings.cluster_wait_secs))
+        server = cluster_lib.start_server(cluster, config)
         if cluster.job_name == 'ps':
-            _serve_parameters(cluster, config)
+            cluster_lib.serve(cluster, server, settings.cluster_wait_secs)
             return
-        master = tf.distribute.Server(cluster.spec, job_name=cluster.job_name,
-                                      task_index=cluster.task_index, config=config).target
+        master = server.target
     if settings.dataset_dir is None:
         raise UsageError('--dataset_dir is required.')
     v1.disable_eager_execution()
@@ -485,8 +474,8 @@ def train(settings):
         net = _net(card, settings)
         preprocess = card.preprocessing()
         iterator = build_input(settings, dataset, net, preprocess, deploy, cluster.task_index)
-        train_op, log_tensors, sync_hook = build_train_op(settings, deploy, net, iterator,
-                                                          dataset.num_samples, cluster)
+        train_op, log_tensors, replication = build_train_op(settings, deploy, net, iterator,
+                                                            dataset.num_samples, cluster)
         restorer = None
         if resume_from is not None:
             logging.info('Resuming from %s (found in --train_dir); --checkpoint_path %s is '
@@ -497,21 +486,22 @@ def train(settings):
             saver=v1.train.Saver(max_to_keep=settings.max_to_keep,
                                  sharded=cluster.spec is not None),
             init_fn=(lambda _, session: restorer.restore(session)) if restorer else None)
-        hooks, chief_hooks, log_hook = make_hooks(settings, scaffold, log_tensors, sync_hook,
-                                                  cluster)
+        hooks, chief_hooks, log_hook = make_hooks(settings, scaffold, log_tensors, cluster,
+                                                  dataset.num_samples)
+        for line in hooks_lib.start_lines(
+                card, dataset, settings, sum(v.shape.num_elements() for v in
+                                             v1.trainable_variables()),
+                resume_from, resume_from and checkpoints.checkpoint_step_from_name(resume_from),
+                log_tensors['losses']):
+            logging.info('%s', line)
         if cluster.is_chief:
             checkpoints.clear_training_finished(settings.train_dir)
+            checkpoints.remove_interrupted_saves(settings.train_dir)
             if card_path is None:
                 os.makedirs(settings.train_dir, exist_ok=True)
                 card_lib.write(os.path.join(settings.train_dir, card_lib.CARD_FILE), card)
-        with v1.train.MonitoredTrainingSession(
-                master=master, is_chief=cluster.is_chief, checkpoint_dir=settings.train_dir,
-                scaffold=scaffold, hooks=hooks, chief_only_hooks=chief_hooks,
-                save_checkpoint_secs=None, save_checkpoint_steps=None,
-                save_summaries_steps=None, save_summaries_secs=None, log_step_count_steps=0,
-                # SyncReplicasOptimizer's token queue runner is blocked at the end; don't
-                # wait the default 120 s for it.
-                stop_grace_period_secs=5, config=config) as session:
+        with _training_session(settings, replication, master, config, scaffold, hooks,
+                               chief_hooks) as session:
             while not session.should_stop():
                 try:
                     session.run(train_op)
@@ -522,6 +512,7 @@ def train(settings):
                         'non-finite loss at step %d' % (log_hook.step + 1)) from None
     if cluster.is_chief:
         checkpoints.mark_training_finished(settings.train_dir)
-        logging.info('Training finished; checkpoints and the model card (%s) in %s (%s written '
-                     'for the eval watcher).', card_lib.CARD_FILE, settings.train_dir,
-                     checkpoints.FINISHED_MARKER)
+    logging.info('%s', hooks_lib.end_line(
+        log_hook.summary(), settings.train_dir,
+        os.path.basename(checkpoints.latest_in_directory(settings.train_dir) or 'none'),
+        os.path.join(settings.train_dir, card_lib.CARD_FILE)))
