@@ -9,13 +9,19 @@
   width/height are only compared and a mismatch reported). Boxes with `w <= 0` or `h <= 0`, or
   nothing inside the image, are dropped; the rest are clipped to the image; both are reported.
 - Crowd regions: `iscrowd` is stored in `image/object/bbox/iscrowd` and also as
-  `image/object/bbox/difficult`, so VOC-style evaluation ignores crowd boxes the way COCO
-  evaluation does. `truncated` is 0. `image/id` holds the COCO image id so evaluation with
-  pycocotools can map detections back.
+  `image/object/bbox/difficult` (for readers that know only that flag). Evaluation ignores crowd
+  regions whatever `--remove_difficult` says; training ignores anchors matched to them (see
+  nets/ssd_common.py). `truncated` is 0. `image/id` holds the COCO image id.
+- COCO evaluation ground truth: `image/coco/annotations` keeps every annotation of the image
+  exactly as the file has it (id, category_id, bbox, area, iscrowd, its position in the file),
+  including boxes dropped or clipped above, so evaluation equals pycocotools on the original file
+  (see datasets/example_format.py). An annotation without `area` gets w*h (reported as fixed;
+  pycocotools itself would fail on it). Annotations of categories the file does not list are not
+  kept (pycocotools ignores them too).
 - Hostile entries are bad examples (an error, or skipped and reported with skip_bad_examples):
   an image id that is not an integer in 0..2**63-1 or is repeated, a `file_name` that is not a
   relative path inside the image folder (absolute, or `..` climbing out; allowed with
-  `allow_outside_paths`), a bbox with a non-finite number. Images are read as `image_io` allows
+  `allow_outside_paths`), a bbox or area with a non-finite number. Images are read as `image_io` allows
   (regular files only, size limits checked on the header before decoding).
 """
 
@@ -35,7 +41,8 @@ _MAX_IMAGE_ID = (1 << 63) - 1  # image/id is an int64 feature
 
 @dataclasses.dataclass(frozen=True)
 class CocoSource:
-    """One COCO image to convert. annotations: tuple of (annotation id, category id, (x, y, w, h), iscrowd).
+    """One COCO image to convert. annotations: tuple of (annotation id, category id, (x, y, w, h), iscrowd,
+    area or None, position in the file's `annotations` list), in annotation-id order.
 
     problem: why the image entry cannot be converted (found while reading the JSON), or None.
     """
@@ -92,9 +99,12 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
         categories = sorted(data['categories'], key=lambda c: c['id'])
         images = sorted(data['images'], key=lambda im: (0, im['id']) if _valid_image_id(im['id']) else (1, 0))
         by_image = {}
-        for a in sorted(data.get('annotations', []), key=lambda a: a['id']):
+        indexed = sorted(enumerate(data.get('annotations', [])), key=lambda ia: ia[1]['id'])
+        for index, a in indexed:
+            area = a.get('area')
             by_image.setdefault(a['image_id'], []).append(
-                (a['id'], a['category_id'], tuple(float(v) for v in a['bbox']), int(a.get('iscrowd', 0))))
+                (a['id'], a['category_id'], tuple(float(v) for v in a['bbox']), int(a.get('iscrowd', 0)),
+                 None if area is None else _number(area, 'area'), index))
         sources, seen_ids = [], set()
         for im in images:
             problem = _image_problem(annotations_file, im, seen_ids, allow_outside_paths)
@@ -111,6 +121,13 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
         raise ValueError(f'{annotations_file}: no categories.')
     return (sources, tuple(c['name'] for c in categories),
             [{'coco_category_id': c['id']} for c in categories])
+
+
+def _number(value, what):
+    """float(value) for a JSON number; ValueError for anything else (bool, string, list)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f'{what} {value!r} is not a number')
+    return float(value)
 
 
 def coco_box_to_relative(x, y, w, h, width, height):
@@ -161,8 +178,8 @@ class CocoLoader:
         if tuple(source.json_size) != (image.width, image.height):
             note('fixed', f'JSON size {source.json_size[0]}x{source.json_size[1]}, decoded image is '
                           f'{image.width}x{image.height}; using the decoded size')
-        objects = []
-        for ann_id, category_id, bbox, iscrowd in source.annotations:
+        objects, kept = [], []
+        for ann_id, category_id, bbox, iscrowd, area, index in source.annotations:
             label = self._labels.get(category_id)
             if label is None:
                 if not self.skip_unknown_classes:
@@ -175,7 +192,14 @@ class CocoLoader:
             if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox):
                 raise BadExampleError(f'{where}: annotation {ann_id} has bbox {list(bbox)}, expected [x, y, w, h] '
                                       f'of 4 finite numbers.')
+            if area is not None and not math.isfinite(area):
+                raise BadExampleError(f'{where}: annotation {ann_id} has area {area}, expected a finite number.')
             name = self.class_names[label - 1]
+            if area is None:
+                area = bbox[2] * bbox[3]
+                note('fixed', f'annotation {ann_id} ({name}): no "area"; w*h = {area:g} kept for COCO evaluation')
+            kept.append((index, {'id': ann_id, 'category_id': category_id, 'bbox': list(bbox), 'area': area,
+                                 'iscrowd': 1 if iscrowd else 0, 'index': index}))
             box, clipped, drop = coco_box_to_relative(*bbox, image.width, image.height)
             if drop:
                 note('dropped_object', f'annotation {ann_id} ({name}): {drop}')
@@ -184,5 +208,8 @@ class CocoLoader:
                 note('fixed', f'annotation {ann_id} ({name}): box clipped to the {image.width}x{image.height} image')
             objects.append(ObjectRecord(box=box, label=label, name=name, difficult=1 if iscrowd else 0,
                                         truncated=0, iscrowd=1 if iscrowd else 0))
+        # File order; allow_nan=False: every number was checked finite above.
+        annotations = json.dumps([a for _, a in sorted(kept, key=lambda ia: ia[0])], allow_nan=False,
+                                 separators=(',', ':'))
         return ExampleRecord(filename=os.path.basename(source.image_path), image=image, objects=tuple(objects),
-                             image_id=int(source.image_id)), report
+                             image_id=int(source.image_id), coco_annotations=annotations), report

@@ -2,8 +2,9 @@
 
 Parsing lives in datasets.dataset_factory (the reader); this module does not import TensorFlow.
 
-Keys are those of the older TensorFlow SSD port, so its records stay readable, plus three
-optional ones it did not write (`image/filename`, `image/id`, `image/object/bbox/iscrowd`):
+Keys are those of the older TensorFlow SSD port, so its records stay readable, plus four
+optional ones it did not write (`image/filename`, `image/id`, `image/object/bbox/iscrowd`,
+`image/coco/annotations`); readers give defaults for the ones a record lacks:
 
 | key | type | meaning |
 |---|---|---|
@@ -19,6 +20,16 @@ optional ones it did not write (`image/filename`, `image/id`, `image/object/bbox
 | image/object/bbox/difficult | int64 ×N | 1 = ignored by evaluation (VOC difficult, COCO iscrowd) |
 | image/object/bbox/truncated | int64 ×N | VOC truncated flag (0 for COCO) |
 | image/object/bbox/iscrowd | int64 ×N | COCO iscrowd (COCO only) |
+| image/coco/annotations | bytes | COCO only: JSON list of the image's annotations as the annotation file has them (see below) |
+
+`image/coco/annotations` keeps what COCO evaluation needs, losslessly: every annotation of the
+image whose category is in the file (crowd regions, and boxes the converter dropped or clipped
+for training, included), in the file's order, each
+`{"id", "category_id", "bbox": [x, y, w, h], "area", "iscrowd": 0|1, "index"}` with the file's
+values (`area` is the file's, e.g. a polygon area; w*h only when the file has none) and `index`
+its position in the file's `annotations` list. Evaluation builds pycocotools' ground truth from
+it, so COCO numbers equal pycocotools run on the original file. The float32 boxes above are the
+training view (clipped to the image, relative).
 """
 
 import dataclasses
@@ -41,6 +52,7 @@ LABEL_TEXT = 'image/object/bbox/label_text'
 DIFFICULT = 'image/object/bbox/difficult'
 TRUNCATED = 'image/object/bbox/truncated'
 ISCROWD = 'image/object/bbox/iscrowd'
+COCO_ANNOTATIONS = 'image/coco/annotations'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,11 +68,13 @@ class ObjectRecord:
 
 @dataclasses.dataclass(frozen=True)
 class ExampleRecord:
-    """One image with its objects. image: datasets.image_io.EncodedImage; image_id: int or None."""
+    """One image with its objects. image: datasets.image_io.EncodedImage; image_id: int or None;
+    coco_annotations: the JSON text of `image/coco/annotations` (COCO only), or None."""
     filename: str
     image: object
     objects: tuple
     image_id: object = None
+    coco_annotations: object = None
 
 
 def _varint(value):
@@ -125,6 +139,8 @@ def serialize_example(record):
     if record.image_id is not None:
         features[IMAGE_ID] = _int64_feature([record.image_id])
         features[ISCROWD] = _int64_feature([o.iscrowd or 0 for o in objs])
+    if record.coco_annotations is not None:
+        features[COCO_ANNOTATIONS] = _bytes_feature([record.coco_annotations.encode('utf-8')])
     # Example.features = 1 { map<string, Feature> feature = 1; }: entries {key = 1, value = 2}.
     entries = b''.join(_len_field(1, _len_field(1, k.encode()) + _len_field(2, features[k]))
                        for k in sorted(features))
