@@ -7,20 +7,29 @@
 The graph: tf.data input (`evaluation.input`), the net, `detected_bboxes` (Caffe
 DetectionOutput: per-class `top_k` then NMS, `keep_top_k` per image), and the detections
 mapped back to the original image through `bbox_img`. Each fetched batch goes, image by image,
-to `VOCEvaluator.add_image` (original image shape, relative boxes -> devkit pixels), to the
-devkit results files and, for COCO, to a compact per-image list. Memory stays bounded for VOC;
-COCO keeps the detections until pycocotools runs (it needs them all).
+to `VOCEvaluator.add_image` (original image shape, relative boxes -> devkit pixels) and the
+devkit results files when a VOC metric is asked for, and, for COCO, to a compact per-image list
+(`_CocoCollector`: the ground truth is the annotation file's own, stored in the records, so the
+numbers equal pycocotools on that file). Memory stays bounded for VOC; COCO keeps the detections
+until pycocotools runs (it needs them all).
+
+Class names can be anything (spaces, '/', non-ASCII): tables and JSON show them as they are;
+file names use `tf_extended.file_names.safe_file_names` (one stem per class, collisions
+resolved). The "label" column of every table (and 'label' in results.json rows) is the COCO
+category id where the dataset has ids, else the model's label.
 
 `results_dir` receives (atomically, see `eval_outputs.publish_dir`):
   results.json   summary: checkpoint, global step, settings, metrics, per-class APs and rows;
   results.txt    the per-class tables (VOC; with 'coco', COCO AP@[.5:.95] and AP@.5 by class);
-  comp4_det_<split>_<class>.txt   devkit results files (1-based pixels);
+  comp4_det_<split>_<stem>.txt   devkit results files (1-based pixels), with VOC metrics;
   coco_detections.json, coco_ground_truth.json   when 'coco' is in the metrics;
-  pr_curves/pr_<class>.png;
+  pr_curves/pr_<stem>.png   with VOC metrics;
 and the TensorBoard scalars (mAPs and per-class APs) go to `summary_dir` at the checkpoint's
 global step.
 """
+import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -37,6 +46,7 @@ from model import card as card_lib
 from model import checkpoints
 from tf_extended import atomic_io
 from tf_extended import coco_metrics
+from tf_extended import file_names
 from tf_extended import voc_metrics
 
 v1 = tf.compat.v1
@@ -48,7 +58,9 @@ class EvalSettings:
     card: the model's `ModelCard` (net, anchors, normalisation, detection settings, compute
       dtype); card_path: the file it came from (None: built from flags), named in errors.
     remove_difficult: True: difficult objects are ignored by the metrics (the devkit's rule);
-      False: they count as ordinary objects (the older TF port's meaning of the flag).
+      False: they count as ordinary objects (the older TF port's meaning of the flag). COCO crowd
+      regions are ignored either way (by the VOC metrics, and by COCOeval's crowd rule), and the
+      COCO ground truth of records holding their COCO annotations does not depend on it.
     """
     card: card_lib.ModelCard
     dataset_name: str
@@ -86,15 +98,16 @@ class EvalSettings:
 class EvalResult:
     """checkpoint: the prefix evaluated; metrics: {'voc07'|'voc12'|'coco': value or None};
     class_ap: {'voc07'|'voc12'|'coco': {class: AP or None}} for the requested metrics ('coco':
-    AP@[.5:.95]); voc: the VOCResult; coco: the 12 COCO numbers or None; summary: the content of
-    results.json (its 'classes' rows also hold the COCO AP@.5 per class)."""
+    AP@[.5:.95]); voc: the VOCResult, None without VOC metrics; coco: the 12 COCO numbers or None;
+    summary: the content of results.json (its 'classes' rows also hold the COCO AP@.5 per
+    class)."""
     checkpoint: str
     global_step: int
     num_images: int
     seconds: float
     metrics: Dict[str, Optional[float]]
     class_ap: Dict[str, Dict[str, Optional[float]]]
-    voc: voc_metrics.VOCResult
+    voc: Optional[voc_metrics.VOCResult]
     coco: Optional[Dict[str, Optional[float]]]
     summary: dict
 
@@ -116,23 +129,64 @@ def image_key(filename, index):
     return stem or f'{index:06d}'
 
 
+_ANNOTATION_KEYS = ('id', 'category_id', 'bbox', 'area', 'iscrowd', 'index')
+
+
+def _stored_annotations(text, coco_id, key):
+    """The `image/coco/annotations` JSON of one record -> list of (file position, annotation dict
+    for pycocotools). Raises ValueError naming the image when the JSON is not what the converter
+    writes."""
+    where = f'image {key!r} (COCO id {coco_id}): image/coco/annotations'
+    try:
+        entries = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f'{where} is not JSON ({err}); convert the dataset again.') from None
+    if not isinstance(entries, list):
+        raise ValueError(f'{where} is not a list; convert the dataset again.')
+    out = []
+    for entry in entries:
+        if not (isinstance(entry, dict) and all(k in entry for k in _ANNOTATION_KEYS)
+                and isinstance(entry['bbox'], list) and len(entry['bbox']) == 4
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                        for v in entry['bbox'] + [entry['area']])
+                and isinstance(entry['index'], int) and entry['iscrowd'] in (0, 1)):
+            raise ValueError(f'{where}: entry {entry!r} is not {{{", ".join(_ANNOTATION_KEYS)}}} with a '
+                             f'4-number bbox and finite numbers; convert the dataset again.')
+        out.append((entry['index'], {'id': entry['id'], 'image_id': coco_id,
+                                     'category_id': entry['category_id'], 'bbox': entry['bbox'],
+                                     'area': entry['area'], 'iscrowd': entry['iscrowd']}))
+    return out
+
+
 class _CocoCollector:
     """Keeps per image the COCO ground truth and detections until pycocotools runs.
+
+    Ground truth: from the record's `image/coco/annotations` when it has one (records of COCO
+    files converted since that key exists): the annotation file's own annotations, in its order,
+    with its ids, boxes (unclipped), areas and crowd flags, so the numbers equal pycocotools run on
+    the original file; `remove_difficult` plays no part. Otherwise (VOC-style data, older COCO
+    records) derived from the record's boxes: `coco_metrics.coco_ground_truth_boxes` (pixels
+    rounded to 1/1000), area w*h, iscrowd = the crowd flag, or difficult when
+    `remove_difficult` (the devkit's "ignore" is COCO's crowd), ids 1, 2, ... in evaluation order.
 
     Image ids: the record's COCO id when it has one, else the VOC id as an integer when it is all
     digits, else the 1-based position in the evaluation order.
     """
 
-    def __init__(self, class_names, label_to_category):
+    def __init__(self, class_names, label_to_category, remove_difficult=True):
         self._label_to_category = label_to_category
+        self._remove_difficult = remove_difficult
         self._categories = [{'id': label_to_category[label], 'name': name}
                             for label, name in class_names.items()]
-        self._images, self._annotations, self._detections = [], [], []
+        self._images, self._detections = [], []
+        self._stored, self._derived = [], []
         self._ids = set()
+        self.num_derived_coco_images = 0  # COCO images (id >= 0) without stored annotations
 
-    def add_image(self, key, index, coco_id, shape, gt_boxes, gt_labels, gt_crowd, boxes, scores,
-                  labels):
-        if coco_id < 0:
+    def add_image(self, key, index, coco_id, shape, gt_boxes, gt_labels, gt_difficult, gt_crowd,
+                  boxes, scores, labels, coco_annotations=b''):
+        has_coco_id = coco_id >= 0
+        if not has_coco_id:
             coco_id = int(key) if key.isdigit() else index
         if coco_id in self._ids:
             raise ValueError(f'COCO image id {coco_id} (image {key!r}) is used twice; the dataset needs '
@@ -140,16 +194,26 @@ class _CocoCollector:
         self._ids.add(coco_id)
         self._images.append({'id': coco_id, 'file_name': key, 'height': int(shape[0]),
                              'width': int(shape[1])})
-        for box, label, crowd in zip(coco_metrics.coco_boxes_from_relative(gt_boxes, shape).tolist(),
-                                     gt_labels.tolist(), gt_crowd.tolist()):
-            self._annotations.append({'image_id': coco_id, 'category_id': self._label_to_category[label],
-                                      'bbox': box, 'area': box[2] * box[3], 'iscrowd': int(crowd),
-                                      'id': len(self._annotations) + 1})
+        if isinstance(coco_annotations, bytes):
+            coco_annotations = coco_annotations.decode('utf-8')
+        if coco_annotations:
+            self._stored += _stored_annotations(coco_annotations, coco_id, key)
+        else:
+            self.num_derived_coco_images += int(has_coco_id)
+            crowd = np.asarray(gt_crowd, bool) | (np.asarray(gt_difficult, bool) & self._remove_difficult)
+            for box, label, flag in zip(coco_metrics.coco_ground_truth_boxes(gt_boxes, shape).tolist(),
+                                        gt_labels.tolist(), crowd.tolist()):
+                self._derived.append({'image_id': coco_id, 'category_id': self._label_to_category[label],
+                                      'bbox': box, 'area': box[2] * box[3], 'iscrowd': int(flag),
+                                      'id': len(self._derived) + 1})
         self._detections += coco_metrics.coco_detections(coco_id, boxes, scores, labels, shape,
                                                           self._label_to_category)
 
     def ground_truth(self):
-        return {'images': self._images, 'annotations': self._annotations,
+        """The COCO dataset dict: images in evaluation order; stored annotations in the annotation
+        file's order, then derived ones."""
+        stored = [ann for _, ann in sorted(self._stored, key=lambda item: item[0])]
+        return {'images': self._images, 'annotations': stored + self._derived,
                 'categories': self._categories}
 
     @property
@@ -158,21 +222,50 @@ class _CocoCollector:
 
 
 def _label_to_category(dataset):
+    """{label: COCO category id} from the dataset's metadata, else the identity."""
     classes = (dataset.metadata or {}).get('classes', [])
     if classes and all('coco_category_id' in c for c in classes):
         return {int(c['id']): int(c['coco_category_id']) for c in classes}
     return {label: label for label in range(1, dataset.num_classes)}
 
 
-def _class_row(c, coco_result):
-    """The results.json row of class `c` (a VOC per-class result): its VOC counts and APs, and
-    with COCO its AP@[.5:.95] ('ap_coco') and AP@.5 ('ap50_coco'), None without COCO ground truth."""
-    row = {'label': c.label, 'name': c.name, 'num_gt': c.num_gt, 'num_difficult': c.num_difficult,
-           'num_detections': c.num_detections, 'num_tp': c.num_tp, 'num_fp': c.num_fp,
-           'num_ignored': c.num_ignored, 'ap_voc07': c.ap_voc07, 'ap_voc12': c.ap_voc12}
-    if coco_result is not None:
-        row.update(ap_coco=coco_result.class_ap[c.name], ap50_coco=coco_result.class_ap50[c.name])
-    return row
+def _class_rows(class_names, label_ids, voc, coco_result, coco_counts):
+    """The results.json rows, one per class in label order.
+
+    'label': the id shown in every table (the COCO category id where the data has ids, else the
+    model's label), 'model_label': the net's class index, 'name': the real name, 'file_stem': the
+    name as it appears in file names (`tf_extended.file_names`). With VOC metrics the VOC counts
+    and APs; with COCO its AP@[.5:.95] ('ap_coco'), AP@.5 ('ap50_coco'), None without COCO ground
+    truth, and the COCO ground-truth counts ('coco_num_gt' non-crowd, 'coco_num_crowd').
+    """
+    stems = file_names.safe_file_names(class_names.values())
+    voc_classes = {c.label: c for c in voc.classes} if voc is not None else {}
+    rows = []
+    for label, name in class_names.items():
+        row = {'label': label_ids[label], 'model_label': label, 'name': name, 'file_stem': stems[name]}
+        c = voc_classes.get(label)
+        if c is not None:
+            row.update(num_gt=c.num_gt, num_difficult=c.num_difficult, num_detections=c.num_detections,
+                       num_tp=c.num_tp, num_fp=c.num_fp, num_ignored=c.num_ignored,
+                       ap_voc07=c.ap_voc07, ap_voc12=c.ap_voc12)
+        if coco_result is not None:
+            num_gt, num_crowd, num_detections = coco_counts[label_ids[label]]
+            row.update(ap_coco=coco_result.class_ap[name], ap50_coco=coco_result.class_ap50[name],
+                       coco_num_gt=num_gt, coco_num_crowd=num_crowd)
+            row.setdefault('num_detections', num_detections)
+        rows.append(row)
+    return rows
+
+
+def _coco_counts(ground_truth, detections):
+    """{category id: (non-crowd annotations, crowd annotations, detections)}."""
+    counts = {c['id']: [0, 0, 0] for c in ground_truth['categories']}
+    for ann in ground_truth['annotations']:
+        if ann['category_id'] in counts:
+            counts[ann['category_id']][1 if ann['iscrowd'] else 0] += 1
+    for det in detections:
+        counts[det['category_id']][2] += 1
+    return {k: tuple(v) for k, v in counts.items()}
 
 
 def _class_names(card, dataset):
@@ -233,20 +326,29 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
         checkpoints.check_restorable(checkpoint_prefix, var_map, settings.card_path)
         saver = v1.train.Saver(var_map)
         fetches = {key: batch[key] for key in ('shape', 'gt_bboxes', 'gt_labels', 'gt_difficult',
-                                               'num_gt', 'filename', 'image_id')}
+                                               'gt_crowd', 'num_gt', 'filename', 'image_id',
+                                               'coco_annotations')}
         fetches.update(boxes=eval_input.map_to_image(batch['bbox_img'], detections['detection_boxes']),
                        scores=detections['detection_scores'], labels=detections['detection_classes'],
                        num_detections=detections['num_detections'])
         graph.finalize()
 
+    label_to_category = _label_to_category(dataset)
+    # The "label" column of every table: the COCO category id where the data has ids.
+    label_ids = {label: label_to_category.get(label, label) for label in class_names}
+    with_voc = any(m in settings.metrics for m in ('voc07', 'voc12'))
     staging = eval_outputs.make_staging_dir(results_dir)
     try:
-        evaluator = voc_metrics.VOCEvaluator(class_names, iou_threshold=settings.matching_threshold,
-                                             iou_rule=settings.iou_rule)
-        coco = _CocoCollector(class_names, _label_to_category(dataset)) if 'coco' in settings.metrics else None
-        writer = voc_metrics.VOCResultsWriter(staging, settings.dataset_split_name, class_names)
-        with writer, v1.Session(graph=graph, config=checkpoints.session_config(
-                settings.num_threads, settings.gpu_memory_fraction)) as sess:
+        # VOC outputs (evaluator, devkit results files, PR curves) only when VOC metrics are asked.
+        evaluator = writer = coco = None
+        if with_voc:
+            evaluator = voc_metrics.VOCEvaluator(class_names, iou_threshold=settings.matching_threshold,
+                                                 iou_rule=settings.iou_rule)
+            writer = voc_metrics.VOCResultsWriter(staging, settings.dataset_split_name, class_names)
+        if 'coco' in settings.metrics:
+            coco = _CocoCollector(class_names, label_to_category, settings.remove_difficult)
+        config = checkpoints.session_config(settings.num_threads, settings.gpu_memory_fraction)
+        with writer or contextlib.nullcontext(), v1.Session(graph=graph, config=config) as sess:
             try:
                 saver.restore(sess, checkpoint_prefix)
             except (tf.errors.NotFoundError, tf.errors.DataLossError) as err:
@@ -265,24 +367,39 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
                     key = image_key(out['filename'][i], done)
                     g, n = out['num_gt'][i], out['num_detections'][i]
                     shape = out['shape'][i][:2]
-                    gt = (out['gt_bboxes'][i, :g], out['gt_labels'][i, :g],
-                          out['gt_difficult'][i, :g] if settings.remove_difficult else np.zeros(g))
+                    boxes, labels = out['gt_bboxes'][i, :g], out['gt_labels'][i, :g]
+                    difficult, crowd = out['gt_difficult'][i, :g] > 0, out['gt_crowd'][i, :g] > 0
                     det = (out['boxes'][i, :n], out['scores'][i, :n], out['labels'][i, :n])
-                    evaluator.add_image(key, *gt, *det, image_shape=shape)
-                    writer.add_image(key, *det, image_shape=shape)
+                    if evaluator is not None:
+                        # Crowd regions are always ignored; difficult objects with remove_difficult.
+                        ignored = crowd | (difficult & settings.remove_difficult)
+                        evaluator.add_image(key, boxes, labels, ignored, *det, image_shape=shape)
+                        writer.add_image(key, *det, image_shape=shape)
                     if coco is not None:
-                        coco.add_image(key, done, int(out['image_id'][i]), shape, *gt, *det)
+                        coco.add_image(key, done, int(out['image_id'][i]), shape, boxes, labels,
+                                       difficult, crowd, *det, out['coco_annotations'][i])
                 if time.time() - last_report >= settings.progress_secs:
                     _progress(log, done, total, start)
                     last_report = time.time()
             seconds = time.time() - start
             _progress(log, done, total, start)
+            if not settings.max_num_batches and done != dataset.num_samples:
+                raise ValueError(
+                    f'{settings.dataset_name}/{settings.dataset_split_name}: read {done} examples '
+                    f'but the dataset lists {dataset.num_samples}; nothing was written. The records '
+                    f'are incomplete or not those of the metadata (tf_convert_data.py --verify).')
 
-        voc = evaluator.compute()
-        coco_result = coco_values = None
+        voc = evaluator.compute() if evaluator is not None else None
+        coco_result = coco_values = coco_counts = None
         if coco is not None:
+            if coco.num_derived_coco_images:
+                log(f'[eval] warning: {coco.num_derived_coco_images} COCO image(s) have no '
+                    f'image/coco/annotations (records converted before it existed): their COCO ground '
+                    f'truth comes from the clipped float32 boxes with w*h areas, so COCO numbers can '
+                    f'differ from pycocotools on the annotation file; convert the data again.')
             ground_truth = coco.ground_truth()
             coco_result = coco_metrics.evaluate_coco_per_class(ground_truth, coco.detections)
+            coco_counts = _coco_counts(ground_truth, coco.detections)
             coco_values = coco_result.metrics
             coco_metrics.write_coco_results(os.path.join(staging, 'coco_detections.json'), coco.detections)
             atomic_io.write_json_atomic(os.path.join(staging, 'coco_ground_truth.json'), ground_truth)
@@ -298,15 +415,17 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
             'metrics': values,
             'class_ap': class_ap,
             'coco': coco_values,
-            'classes': [_class_row(c, coco_result) for c in voc.classes],
+            'classes': _class_rows(class_names, label_ids, voc, coco_result, coco_counts),
             'settings': settings.to_dict(),
         }
-        table = voc.format_table()
+        tables = [voc.format_table(label_ids)] if voc is not None else []
         if coco_result is not None:
-            table += '\n\n' + eval_outputs.format_coco_table(coco_result, class_names)
+            tables.append(eval_outputs.format_coco_table(
+                coco_result, {label_ids[label]: name for label, name in class_names.items()}))
+        table = '\n\n'.join(tables)
         atomic_io.write_json_atomic(os.path.join(staging, 'results.json'), summary)
         atomic_io.write_text_atomic(os.path.join(staging, 'results.txt'), table + '\n')
-        if settings.pr_curves:
+        if settings.pr_curves and voc is not None:
             eval_outputs.plot_pr_curves(voc, os.path.join(staging, 'pr_curves'))
         eval_outputs.publish_dir(staging, results_dir)
     except BaseException:

@@ -9,8 +9,11 @@ Every batch is a dict:
     preprocessed one: metrics are computed in original pixels).
   gt_labels: int64 `[B, G]`, 0 for padding rows.
   gt_difficult: int64 `[B, G]`, 0/1.
-  num_gt: int32 `[B]`, real rows of the three gt tensors (G is the batch's maximum).
+  gt_crowd: int64 `[B, G]`, 0/1, COCO crowd regions (0 for records without the flag).
+  num_gt: int32 `[B]`, real rows of the four gt tensors (G is the batch's maximum).
   filename: string `[B]` ('' for records without one); image_id: int64 `[B]` (-1 unless COCO).
+  coco_annotations: string `[B]`, the image's original COCO annotations as JSON ('' for records
+    without them; see datasets/example_format.py).
 The last batch may be smaller than `batch_size` (no example is dropped).
 """
 import tensorflow as tf
@@ -57,9 +60,11 @@ def make_eval_dataset(dataset, preprocessing, out_shape, batch_size, resize='WAR
             'gt_bboxes': tf.cast(example['bboxes'], tf.float32),
             'gt_labels': example['labels'],
             'gt_difficult': example['difficult'],
+            'gt_crowd': example['iscrowd'],
             'num_gt': tf.size(example['labels'], out_type=tf.int32),
             'filename': example['filename'],
             'image_id': example['image_id'],
+            'coco_annotations': example['coco_annotations'],
         }
 
     examples = dataset.make_dataset(shuffle=False, num_parallel_calls=num_parallel_calls)

@@ -11,6 +11,8 @@ import tempfile
 
 import numpy as np
 
+from tf_extended import file_names
+
 METRICS = ('voc07', 'voc12', 'coco')
 
 
@@ -70,7 +72,9 @@ def format_coco_table(coco_result, class_names):
 
     Args:
       coco_result: `coco_metrics.COCOResult` (per-class AP keyed by class name).
-      class_names: {label: class name}, one row each, in its order.
+      class_names: {id shown in the "label" column: class name}, one row each, in its order.
+        The evaluation and score_detections.py both show the COCO category id where the data
+        has one (else the model's label), so the column means the same in every table.
     """
     def pct(value):
         return 'absent' if value is None else f'{100.0 * value:.2f}'
@@ -108,13 +112,20 @@ def write_tensorboard(summary_dir, step, values, class_ap):
             writer.close()
 
 
+def _plain_text(text):
+    """`text` as matplotlib shows it literally ('$' would start mathtext)."""
+    return text.replace('$', r'\$')
+
+
 def plot_pr_curves(voc_result, directory):
-    """One PNG per present class, `<directory>/pr_<class>.png`: precision against recall with
-    the VOC07 and VOC12 APs in the title. Returns the paths written."""
+    """One PNG per present class, `<directory>/pr_<stem>.png` (`<stem>`: the class name made safe
+    for file names, `tf_extended.file_names`): precision against recall with the VOC07 and VOC12
+    APs in the title (the real name). Returns the paths written."""
     import matplotlib
     matplotlib.use('Agg')
     from matplotlib import pyplot as plt
     os.makedirs(directory, exist_ok=True)
+    stems = file_names.safe_file_names(c.name for c in voc_result.classes)
     paths = []
     for c in voc_result.classes:
         if c.absent:
@@ -126,9 +137,9 @@ def plot_pr_curves(voc_result, directory):
             ax.plot(c.recall, envelope, lw=1, ls='--', label='envelope (VOC12)')
             ax.legend(loc='lower left', fontsize=8)
         ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel='recall', ylabel='precision',
-               title=f'{c.name}: AP07 {100 * c.ap_voc07:.1f}, AP12 {100 * c.ap_voc12:.1f}')
+               title=f'{_plain_text(c.name)}: AP07 {100 * c.ap_voc07:.1f}, AP12 {100 * c.ap_voc12:.1f}')
         ax.grid(alpha=0.3)
-        path = os.path.join(directory, f'pr_{c.name}.png')
+        path = os.path.join(directory, f'pr_{stems[c.name]}.png')
         fig.savefig(path, dpi=80)
         plt.close(fig)
         paths.append(path)

@@ -64,7 +64,8 @@ def read_voc_ground_truth(annotation_path, class_ids):
 
 def score_voc_results(results_dir, voc_dir, split, class_names=labels_lib.VOC_CLASSES,
                       competition='comp4', iou_threshold=0.5, iou_rule='>='):
-    """Scores `<results_dir>/<competition>_det_<split>_<class>.txt` against a VOC folder.
+    """Scores `<results_dir>/<competition>_det_<split>_<class>.txt` against a VOC folder (`<class>`:
+    the class name made safe for file names, see `voc_metrics.voc_results_paths`).
 
     Args:
       results_dir: folder of the results files (every class needs one, possibly empty).
@@ -79,6 +80,7 @@ def score_voc_results(results_dir, voc_dir, split, class_names=labels_lib.VOC_CL
     names = {i + 1: name for i, name in enumerate(class_names)}
     class_ids = {name: label for label, name in names.items()}
     detections = voc_metrics.read_voc_results(results_dir, split, names, competition)
+    paths = voc_metrics.voc_results_paths(results_dir, split, names, competition)
     sources = {s.image_id: s.annotation_path for s in pascalvoc.list_examples([voc_dir], split)}
     ground_truth = {image_id: read_voc_ground_truth(path, class_ids) for image_id, path in sources.items()}
     classes = []
@@ -87,8 +89,7 @@ def score_voc_results(results_dir, voc_dir, split, class_names=labels_lib.VOC_CL
         rows = {}
         for index, image_id in enumerate(dets.image_ids):
             if image_id not in sources:
-                raise ValueError(f'{voc_metrics.voc_results_path(results_dir, split, name, competition)}: '
-                                 f'image {image_id!r} is not in {voc_dir} split {split!r}.')
+                raise ValueError(f'{paths[label]}: image {image_id!r} is not in {voc_dir} split {split!r}.')
             rows.setdefault(image_id, []).append(index)
         # One evaluator per class, images in this file's order: the devkit's tie order exactly.
         evaluator = voc_metrics.VOCEvaluator({label: name}, iou_threshold=iou_threshold,

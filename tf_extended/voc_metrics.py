@@ -40,7 +40,10 @@ stores VOC pixels: ``xmin_rel = (xmin - 1) / W``, ``xmax_rel = xmax / W`` (same 
 They are turned back into devkit pixels by :func:`pixel_boxes_from_relative`:
 ``xmin = xmin_rel * W + 1``, ``xmax = xmax_rel * W``, ``ymin = ymin_rel * H + 1``,
 ``ymax = ymax_rel * H``. Pixel boxes are ``[ymin, xmin, ymax, xmax]`` in 1-based inclusive pixels.
-Results files (``comp4_det_<split>_<class>.txt``) hold ``image_id score xmin ymin xmax ymax``.
+Results files (``comp4_det_<split>_<class>.txt``) hold ``image_id score xmin ymin xmax ymax``;
+``<class>`` is the class name made safe for file names (``tf_extended.file_names``: spaces,
+slashes and other characters become ``_``, collisions get ``_2``...), from the whole class list in
+label order. Class names themselves can be any non-empty unique strings.
 """
 
 import dataclasses
@@ -49,6 +52,8 @@ import tempfile
 from typing import Dict, Hashable, List, Mapping, Optional, Tuple
 
 import numpy as np
+
+from tf_extended import file_names
 
 IOU_RULES = ('>=', '>')
 
@@ -262,17 +267,23 @@ class VOCResult:
     def absent_classes(self) -> List[str]:
         return [c.name for c in self.classes if c.absent]
 
-    def format_table(self) -> str:
-        """A fixed-width text table: one row per class, then the mAPs (AP in %)."""
+    def format_table(self, label_ids: Optional[Mapping[int, int]] = None) -> str:
+        """A fixed-width text table: one row per class, then the mAPs (AP in %).
+
+        label_ids: {label: id shown in the "label" column} (e.g. COCO category ids); default:
+          the labels themselves.
+        """
         def pct(value):
             return 'absent' if value is None else f'{100.0 * value:.2f}'
+        shown = {c.label: c.label for c in self.classes}
+        shown.update(label_ids or {})
         width = max([len('class')] + [len(c.name) for c in self.classes])
         head = (f'{"label":>5}  {"class":<{width}}  {"gt":>6}  {"diff":>5}  {"dets":>7}  {"tp":>6}  '
                 f'{"fp":>7}  {"ign":>5}  {"AP07 %":>6}  {"AP12 %":>6}')
         lines = [f'VOC detection AP, {self.num_images} images, IoU {self.iou_rule} {self.iou_threshold}',
                  head, '-' * len(head)]
         for c in self.classes:
-            lines.append(f'{c.label:>5}  {c.name:<{width}}  {c.num_gt:>6}  {c.num_difficult:>5}  '
+            lines.append(f'{shown[c.label]:>5}  {c.name:<{width}}  {c.num_gt:>6}  {c.num_difficult:>5}  '
                          f'{c.num_detections:>7}  {c.num_tp:>6}  {c.num_fp:>7}  {c.num_ignored:>5}  '
                          f'{pct(c.ap_voc07):>6}  {pct(c.ap_voc12):>6}')
         lines.append('-' * len(head))
@@ -325,9 +336,9 @@ def _check_class_names(class_names: Mapping[int, str]) -> Dict[int, str]:
     for label, name in class_names.items():
         if int(label) != label or label < 1:
             raise ValueError(f'class_names: label {label!r} must be an integer >= 1 (0 is background).')
-        if not isinstance(name, str) or not name or any(ch.isspace() for ch in name):
-            raise ValueError(f'class_names: name of label {label} must be a non-empty string without '
-                             f'whitespace, got {name!r}.')
+        if not isinstance(name, str) or not name:
+            raise ValueError(f'class_names: name of label {label} must be a non-empty string, got '
+                             f'{name!r}.')
         names[int(label)] = name
     if len(set(names.values())) != len(names):
         raise ValueError(f'class_names: names must be unique, got {sorted(names.values())}.')
@@ -342,7 +353,7 @@ class VOCEvaluator:
 
     Args:
       class_names: {label: name} of the evaluated classes, labels >= 1 (0 is background). Names
-        must be unique and whitespace-free (they name results files).
+        must be unique non-empty strings (any characters).
       iou_threshold: the IoU threshold, 0.5 in VOC.
       iou_rule: ``'>='`` (the devkit's: IoU >= threshold is a match; default) or ``'>'``
         (the common Python ports, e.g. py-faster-rcnn's ``voc_eval``).
@@ -450,9 +461,23 @@ class VOCEvaluator:
 # ----------------------------------------------------------------------------------------------
 # Results files: <competition>_det_<split>_<class>.txt, "image_id score xmin ymin xmax ymax"
 # ----------------------------------------------------------------------------------------------
-def voc_results_path(directory: str, split: str, class_name: str, competition: str = 'comp4') -> str:
-    """Path of the devkit results file of one class: ``<dir>/<competition>_det_<split>_<class>.txt``."""
-    return os.path.join(directory, f'{competition}_det_{split}_{class_name}.txt')
+def voc_results_path(directory: str, split: str, file_stem: str, competition: str = 'comp4') -> str:
+    """Path of the devkit results file of one class: ``<dir>/<competition>_det_<split>_<stem>.txt``.
+
+    ``file_stem`` is the class's stem from :func:`voc_results_paths` (``file_names``' rule; the
+    class name itself when it is already a safe, unique file name, as VOC's are).
+    """
+    return os.path.join(directory, f'{competition}_det_{split}_{file_stem}.txt')
+
+
+def voc_results_paths(directory: str, split: str, class_names: Mapping[int, str],
+                      competition: str = 'comp4') -> Dict[int, str]:
+    """{label: results file path} of every class, stems by ``file_names.safe_file_names`` over the
+    names in label order (so writer and reader agree)."""
+    names = _check_class_names(class_names)
+    stems = file_names.safe_file_names(names.values())
+    return {label: voc_results_path(directory, split, stems[name], competition)
+            for label, name in names.items()}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -492,8 +517,7 @@ class VOCResultsWriter:
                                     f'create it first.')
         self._names = _check_class_names(class_names)
         self._boxes_in_pixels = bool(boxes_in_pixels)
-        self._paths = {label: voc_results_path(directory, split, name, competition)
-                       for label, name in self._names.items()}
+        self._paths = voc_results_paths(directory, split, self._names, competition)
         self._files = {}
         try:
             for label, path in self._paths.items():
@@ -557,8 +581,10 @@ def read_voc_results(directory: str, split: str, class_names: Mapping[int, str],
       malformed line.
     """
     results = {}
-    for label, name in _check_class_names(class_names).items():
-        path = voc_results_path(directory, split, name, competition)
+    names = _check_class_names(class_names)
+    paths = voc_results_paths(directory, split, names, competition)
+    for label, name in names.items():
+        path = paths[label]
         if not os.path.isfile(path):
             raise FileNotFoundError(f'read_voc_results: missing results file {path!r} for class '
                                     f'{name!r} (every class needs a file, possibly empty).')
