@@ -76,6 +76,9 @@ flags.DEFINE_float('match_threshold', D('match_threshold'), 'IoU for an anchor t
 flags.DEFINE_float('label_smoothing', D('label_smoothing'), 'Label smoothing epsilon of the class loss.')
 flags.DEFINE_float('focal_loss_gamma', D('focal_loss_gamma'), 'If set, softmax focal loss with this gamma '
                    'instead of hard-negative mining.')
+flags.DEFINE_boolean('ignore_crowd', D('ignore_crowd'), 'COCO crowd regions (iscrowd) are neither positives nor '
+                     'negatives: anchors matched to one, or whose best overlap is with one, are ignored by the '
+                     'loss. --noignore_crowd trains them as ordinary objects (the behaviour before this flag).')
 # Optimisation.
 flags.DEFINE_float('weight_decay', D('weight_decay'), 'L2 weight decay of the convolutions.')
 flags.DEFINE_enum('optimizer', D('optimizer'), optimization.OPTIMIZERS, 'The optimizer.')

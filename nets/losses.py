@@ -4,6 +4,8 @@ Confidence: softmax cross-entropy on the matched anchors (positives) and on hard
 image, the `negative_ratio * positives` unmatched anchors (best IoU below `negative_threshold`)
 with the highest background loss. Localisation: smooth L1 (sigma 1) on the positives. Both are
 divided by the number of positives in the whole batch (at least 1), as Caffe's VALID normaliser.
+Anchors of class -1 (ignored: they belong to a COCO crowd region, see `SSDNet.bboxes_encode`) are
+neither positives nor negatives and add nothing to any term.
 """
 import tensorflow as tf
 
@@ -40,7 +42,7 @@ def ssd_losses(logits, localisations, gclasses, glocalisations, gscores,
     Args:
       logits: float `[B, N, C]` class logits.
       localisations: float `[B, N, 4]` predicted codes.
-      gclasses: int `[B, N]` matched labels (0 = background / unmatched).
+      gclasses: int `[B, N]` matched labels (0 = background / unmatched, -1 = ignored).
       glocalisations: float `[B, N, 4]` target codes (ignored where unmatched).
       gscores: float `[B, N]` each anchor's best IoU with a ground truth.
       negative_threshold: unmatched anchors with best IoU below this can be negatives.
@@ -62,7 +64,7 @@ def ssd_losses(logits, localisations, gclasses, glocalisations, gscores,
         fpositives = tf.cast(positives, tf.float32)
         num_positives = tf.reduce_sum(tf.cast(positives, tf.int32), axis=1)
         normalizer = tf.maximum(tf.reduce_sum(fpositives), 1.)
-        candidates = (~positives) & (gscores < negative_threshold)
+        candidates = tf.equal(gclasses, 0) & (gscores < negative_threshold)
 
         log_probs = tf.nn.log_softmax(logits)
         targets = tf.one_hot(gclasses, num_classes)
@@ -72,8 +74,8 @@ def ssd_losses(logits, localisations, gclasses, glocalisations, gscores,
         cross_entropy = -tf.reduce_sum(targets * log_probs, axis=-1)
 
         if focal_gamma is not None:
-            p_true = tf.exp(-tf.nn.sparse_softmax_cross_entropy_with_logits(labels=gclasses,
-                                                                          logits=logits))
+            p_true = tf.exp(-tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.maximum(gclasses, 0), logits=logits))
             modulation = tf.pow(1. - p_true, focal_gamma)
             cross_entropy *= modulation * tf.where(positives, focal_alpha, 1. - focal_alpha)
             negatives = candidates

@@ -6,6 +6,10 @@
 2. Per prediction: every remaining anchor whose best IoU with a ground truth is >= threshold is
    matched to that ground truth.
 Empty (zero-area) or padded ground truths never match and never produce NaN.
+
+`owners` gives, per anchor, the ground truth it belongs to: its match, else (unmatched) the
+ground truth of its best IoU when that IoU is above 0; SSD targets use it to ignore anchors that
+belong to COCO crowd regions (see `SSDNet.bboxes_encode`).
 """
 import tensorflow as tf
 
@@ -16,6 +20,16 @@ _MIN_OVERLAP = 1e-6
 
 
 def match(anchors, gt_bboxes, gt_valid, match_threshold=0.5):
+    """Matches one image's anchors to its ground truths; see `match_with_owners`.
+
+    Returns:
+      (matches, max_iou) of `match_with_owners`.
+    """
+    matches, max_iou, _ = match_with_owners(anchors, gt_bboxes, gt_valid, match_threshold)
+    return matches, max_iou
+
+
+def match_with_owners(anchors, gt_bboxes, gt_valid, match_threshold=0.5):
     """Matches one image's anchors to its ground truths.
 
     Args:
@@ -27,6 +41,8 @@ def match(anchors, gt_bboxes, gt_valid, match_threshold=0.5):
       matches: int32 `[N]`, index of the matched ground truth or -1.
       max_iou: float32 `[N]`, each anchor's best IoU with a valid ground truth (0 if none) — what
         hard-negative mining compares with its negative threshold.
+      owners: int32 `[N]`, the ground truth each anchor belongs to: `matches` where matched, else
+        the valid ground truth of its best IoU when that IoU is > 0 (first on ties), else -1.
     """
     # One invalid sentinel row keeps the reductions below defined for images without objects.
     gt_bboxes = tf.concat([gt_bboxes, tf.zeros([1, 4], gt_bboxes.dtype)], axis=0)
@@ -57,4 +73,5 @@ def match(anchors, gt_bboxes, gt_valid, match_threshold=0.5):
     max_iou = tf.maximum(tf.reduce_max(iou, axis=0), 0.)
     per_prediction = (matches < 0) & (max_iou >= match_threshold) & (max_iou > _MIN_OVERLAP)
     matches = tf.where(per_prediction, best_gt, matches)
-    return matches, max_iou
+    owners = tf.where(matches >= 0, matches, tf.where(max_iou > 0., best_gt, -1))
+    return matches, max_iou, owners

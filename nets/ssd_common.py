@@ -147,20 +147,30 @@ class SSDNet(abc.ABC):
         """All anchors, `[N, 4]` `[ymin, xmin, ymax, xmax]` relative, in the heads' order."""
         return anchors_lib.ssd_anchors(self.params, img_shape).astype(dtype)
 
-    def bboxes_encode(self, labels, bboxes, anchors=None, match_threshold=0.5):
+    def bboxes_encode(self, labels, bboxes, anchors=None, match_threshold=0.5, crowd=None):
         """Training targets for one image.
+
+        Crowd regions (COCO `iscrowd`) are neither positives nor negatives: matching runs over
+        every ground truth, crowd regions included, exactly as without them, and an anchor that
+        belongs to a crowd region (`matching.match_with_owners`: matched to it, or, unmatched,
+        its best IoU > 0 is with it) gets class -1 (ignored by the loss) and zero codes. Anchors
+        of ordinary objects and background are as without the flag (Caffe's targets when no
+        region is a crowd). `crowd=None` treats every box as an ordinary object.
 
         Args:
           labels: int `[G]` (<= 0 = padding), bboxes: float32 `[G, 4]` relative.
+          crowd: optional bool/int `[G]`, nonzero for crowd regions.
         Returns:
-          gclasses int64 `[N]` (0 = background), glocalisations float32 `[N, 4]` codes (0 where
-          unmatched), gscores float32 `[N]` best IoU of each anchor.
+          gclasses int64 `[N]` (0 = background, -1 = ignored: belongs to a crowd region),
+          glocalisations float32 `[N, 4]` codes (0 where unmatched or ignored), gscores float32
+          `[N]` best IoU of each anchor.
         """
         anchors = tf.constant(self.anchors() if anchors is None else anchors, tf.float32)
         # A background row makes the gathers below valid for images without objects.
         labels = tf.concat([tf.cast(labels, tf.int64), [0]], axis=0)
         bboxes = tf.concat([tf.cast(bboxes, tf.float32), tf.zeros([1, 4])], axis=0)
-        matches, gscores = matching.match(anchors, bboxes, labels > 0, match_threshold)
+        matches, gscores, owners = matching.match_with_owners(anchors, bboxes, labels > 0,
+                                                              match_threshold)
         matched = matches >= 0
         safe = tf.maximum(matches, 0)
         gclasses = tf.where(matched, tf.gather(labels, safe),
@@ -170,6 +180,11 @@ class SSDNet(abc.ABC):
         glocalisations = tf.where(matched[:, None],
                                   box_coder.encode(target_boxes, anchors, self.params.prior_scaling),
                                   0.)
+        if crowd is not None:
+            crowd = tf.concat([tf.not_equal(tf.cast(crowd, tf.int64), 0), [False]], axis=0)
+            ignored = (owners >= 0) & tf.gather(crowd, tf.maximum(owners, 0))
+            gclasses = tf.where(ignored, tf.constant(-1, tf.int64), gclasses)
+            glocalisations = tf.where(ignored[:, None], 0., glocalisations)
         return gclasses, glocalisations, gscores
 
     def bboxes_decode(self, localisations, anchors=None):
