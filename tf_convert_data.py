@@ -125,8 +125,7 @@ def _convert():
                                                                   FLAGS.allow_outside_paths)
         loader = coco.CocoLoader([c['coco_category_id'] for c in class_extra], class_names,
                                  FLAGS.skip_unknown_classes, limits)
-        description = {'dataset_name': 'coco', 'annotations_file': os.path.abspath(FLAGS.annotations_file),
-                       'image_dir': os.path.abspath(FLAGS.dataset_dir)}
+        description = coco.source_description(FLAGS.annotations_file, FLAGS.dataset_dir)
     description.update(skip_unknown_classes=FLAGS.skip_unknown_classes, max_image_pixels=FLAGS.max_image_pixels,
                        max_image_bytes=FLAGS.max_image_bytes, allow_outside_paths=FLAGS.allow_outside_paths)
     metadata = convert.convert(

@@ -26,6 +26,7 @@
 """
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -123,6 +124,16 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
             [{'coco_category_id': c['id']} for c in categories])
 
 
+def source_description(annotations_file, image_dir):
+    """The metadata's `source` for a COCO conversion: the annotation file's absolute path, size
+    and sha256 (so a later evaluation or `score_detections.py --coco_annotations` can tell it has
+    the same file) and the image folder."""
+    data = safe_io.read_bytes(annotations_file, what='annotations file')
+    return {'dataset_name': 'coco', 'annotations_file': os.path.abspath(annotations_file),
+            'annotations_size': len(data), 'annotations_sha256': hashlib.sha256(data).hexdigest(),
+            'image_dir': os.path.abspath(image_dir)}
+
+
 def _number(value, what):
     """float(value) for a JSON number; ValueError for anything else (bool, string, list)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -174,7 +185,7 @@ class CocoLoader:
             report.append({'file': where, 'kind': kind, 'detail': detail})
 
         if image.converted_from:
-            note('fixed', f'{image.converted_from} stored as 3-channel JPEG')
+            note('fixed', f'{image.conversion}')
         if tuple(source.json_size) != (image.width, image.height):
             note('fixed', f'JSON size {source.json_size[0]}x{source.json_size[1]}, decoded image is '
                           f'{image.width}x{image.height}; using the decoded size')
@@ -193,11 +204,13 @@ class CocoLoader:
                 raise BadExampleError(f'{where}: annotation {ann_id} has bbox {list(bbox)}, expected [x, y, w, h] '
                                       f'of 4 finite numbers.')
             if area is not None and not math.isfinite(area):
-                raise BadExampleError(f'{where}: annotation {ann_id} has area {area}, expected a finite number.')
+                raise BadExampleError(f'{where}: annotation {ann_id} has area {area}, expected a finite '
+                                      f'number.')
             name = self.class_names[label - 1]
             if area is None:
                 area = bbox[2] * bbox[3]
-                note('fixed', f'annotation {ann_id} ({name}): no "area"; w*h = {area:g} kept for COCO evaluation')
+                note('fixed', f'annotation {ann_id} ({name}): no "area"; w*h = {area:g} kept for COCO '
+                              f'evaluation')
             kept.append((index, {'id': ann_id, 'category_id': category_id, 'bbox': list(bbox), 'area': area,
                                  'iscrowd': 1 if iscrowd else 0, 'index': index}))
             box, clipped, drop = coco_box_to_relative(*bbox, image.width, image.height)
@@ -211,5 +224,6 @@ class CocoLoader:
         # File order; allow_nan=False: every number was checked finite above.
         annotations = json.dumps([a for _, a in sorted(kept, key=lambda ia: ia[0])], allow_nan=False,
                                  separators=(',', ':'))
-        return ExampleRecord(filename=os.path.basename(source.image_path), image=image, objects=tuple(objects),
-                             image_id=int(source.image_id), coco_annotations=annotations), report
+        return ExampleRecord(filename=os.path.basename(source.image_path), image=image,
+                             objects=tuple(objects), image_id=int(source.image_id),
+                             coco_annotations=annotations), report
