@@ -1,5 +1,6 @@
 """COCO conversion: contiguous labels over a category-id gap, crowd boxes, image ids, box rule."""
 
+import json
 import os
 
 import numpy as np
@@ -75,3 +76,34 @@ def test_coco_bad_json(tmp_path):
     path.write_text('{"images": []}')
     with pytest.raises(ValueError, match='instances.json: not a COCO instances file'):
         fx.coco.read_annotations(str(path), str(tmp_path))
+
+
+def test_coco_annotations_kept_for_evaluation(tmp_path):
+    """image/coco/annotations: the file's values in the file's order, dropped boxes and crowd
+    regions included; an annotation without area gets w*h (reported); a non-finite area is a bad
+    example, a non-number one makes the file unreadable."""
+    images = [(name, i, fx.smooth_image(40, 50), (50, 40)) for i, name in ((1, 'a.jpg'), (2, 'b.jpg'))]
+    anns = [dict(_ann(9, 1, 3, [1.5, 2.25, 10, 20]), area=123.456),
+            {'id': 4, 'image_id': 1, 'category_id': 1, 'bbox': [0, 0, 60, 50], 'iscrowd': 1},  # no area
+            dict(_ann(6, 1, 18, [5, 5, 0, 7]), area=0),  # zero width: not a training object
+            _ann(2, 2, 1, [1, 1, 5, 5])]
+    ann_path, img_dir = fx.write_coco(str(tmp_path), images, CATEGORIES, anns)
+    meta = fx.convert_coco(ann_path, img_dir, str(tmp_path / 'out'))
+    a, b = fx.read_examples(str(tmp_path / 'out'), 'coco')
+    assert json.loads(a['coco_annotations']) == [
+        {'id': 9, 'category_id': 3, 'bbox': [1.5, 2.25, 10.0, 20.0], 'area': 123.456, 'iscrowd': 0,
+         'index': 0},
+        {'id': 4, 'category_id': 1, 'bbox': [0.0, 0.0, 60.0, 50.0], 'area': 3000.0, 'iscrowd': 1, 'index': 1},
+        {'id': 6, 'category_id': 18, 'bbox': [5.0, 5.0, 0.0, 7.0], 'area': 0.0, 'iscrowd': 0, 'index': 2}]
+    assert len(a['labels']) == 2 and json.loads(b['coco_annotations'])[0]['index'] == 3
+    np.testing.assert_array_equal(a['iscrowd'], [1, 0])  # annotation-id order: 4, 9
+    details = [e['detail'] for e in meta['report']['entries']]
+    assert 'annotation 4 (person): no "area"; w*h = 3000 kept for COCO evaluation' in details
+    anns[0]['area'] = float('nan')
+    ann_path, img_dir = fx.write_coco(str(tmp_path / 'nan'), images, CATEGORIES, anns)
+    with pytest.raises(convert.BadExampleError, match='annotation 9 has area nan'):
+        fx.convert_coco(ann_path, img_dir, str(tmp_path / 'out_nan'))
+    anns[0]['area'] = 'big'
+    ann_path, img_dir = fx.write_coco(str(tmp_path / 'str'), images, CATEGORIES, anns)
+    with pytest.raises(ValueError, match="area 'big' is not a number"):
+        fx.convert_coco(ann_path, img_dir, str(tmp_path / 'out_str'))
