@@ -30,6 +30,7 @@ import tensorflow as tf
 import tf_slim as slim
 
 from datasets import image_io
+from inference import graph_check
 from model import card as card_lib
 from model import checkpoints
 from nets import post_processing
@@ -183,7 +184,9 @@ class Detector:
 
     @classmethod
     def from_saved_model(cls, export_dir):
-        """A SavedModel of `export_ssd_network.py` (its `serving_padded` signature)."""
+        """A SavedModel of `export_ssd_network.py` (its `serving_padded` signature). Its ops are
+        checked before loading (`graph_check.check_saved_model`: a SavedModel is code)."""
+        graph_check.check_saved_model(export_dir, signature_names=[PADDED_SIGNATURE])
         graph = tf.Graph()
         sess = v1.Session(graph=graph)
         with graph.as_default():
@@ -200,10 +203,12 @@ class Detector:
 
     @classmethod
     def from_frozen_graph(cls, path, metadata_path=None):
-        """A frozen GraphDef; its metadata is `metadata.json` beside it unless given."""
+        """A frozen GraphDef; its metadata is `metadata.json` beside it unless given. Its ops
+        are checked before importing (`graph_check.check_frozen_graph`: a graph is code)."""
         graph_def = v1.GraphDef()
         with open(path, 'rb') as f:
             graph_def.ParseFromString(f.read())
+        graph_check.check_frozen_graph(graph_def, path)
         graph = tf.Graph()
         with graph.as_default():
             v1.import_graph_def(graph_def, name='')
