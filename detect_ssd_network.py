@@ -8,12 +8,17 @@
         --output_dir=out
 
 One graph and one session for the whole run; images are batched (--batch_size, any sizes: the
-graph resizes them; a TFLite model runs them one per call, see `TFLiteImageDetector`). Outputs
-in --output_dir: `<name>_det.<ext>` per image, `<name>_det.mp4` per video, and
+graph resizes them; the images of one batch are run in groups of one size, so no batch is
+padded to its largest image; a TFLite model runs them one per call, see `TFLiteImageDetector`).
+Outputs in --output_dir: `<name>_det.<ext>` per image, `<name>_det.mp4` per video, and
 `detections.json`: per image its size and detections in ORIGINAL-image pixel coordinates
 (`xmin = box_xmin * width`, continuous, not clipped) with label name and score, per video the
 same per frame, the files that could not be read (`failures`), and the speed. Unreadable files
 are reported and skipped; the exit status is 0 when at least one image (or frame) was processed.
+No input and no file this script did not write is overwritten: an output name that is taken (an
+input, e.g. with --output_dir equal to an input folder, or any other file not listed as an output
+in the folder's earlier `detections.json`) gets `_1`, `_2`, ... instead; a `detections.json`
+that is not ours stops the run before anything is written.
 
 Exported models keep the NMS settings they were exported with; --select_threshold and
 --keep_top_k then filter their output (they cannot lower the exported threshold or raise its
@@ -142,20 +147,56 @@ def make_detector():
     return detector
 
 
-class Run:
-    """Accumulates the results of the run and times the detector."""
+def earlier_outputs(output_dir):
+    """Resolved paths of the files an earlier run wrote to `output_dir` (its detections.json
+    lists them), which this run may replace. Raises ValueError when a detections.json there is not
+    one of ours."""
+    path = os.path.join(output_dir, JSON_NAME)
+    if not os.path.lexists(path):
+        return set()
+    try:
+        with open(path, encoding='utf-8') as f:
+            earlier = json.load(f)
+        outputs = [item['output'] for key in ('images', 'videos') for item in earlier[key]]
+        if not (isinstance(earlier.get('model'), dict) and 'num_processed' in earlier
+                and all(isinstance(out, str) for out in outputs)):
+            raise ValueError
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ValueError(f'{path} exists and is not the detections.json of an earlier run of this '
+                         f'script; it would be replaced. Move it away or choose another '
+                         f'--output_dir.') from None
+    return {os.path.realpath(out) for out in outputs
+            if os.path.dirname(os.path.realpath(out)) == os.path.realpath(output_dir)}
 
-    def __init__(self, detector, output_dir):
+
+class Run:
+    """Accumulates the results of the run and times the detector.
+
+    inputs: the paths of the run's inputs, never written over; earlier: the files an earlier run
+    wrote to `output_dir` (`earlier_outputs`), the only existing files an output may replace.
+    """
+
+    def __init__(self, detector, output_dir, inputs=(), earlier=()):
         self.detector = detector
         self.output_dir = output_dir
         self.images, self.videos, self.failures = [], [], []
         self.num_processed = 0
         self.detect_seconds = 0.
         self._outputs = set()
+        self._inputs = {os.path.realpath(p) for p in inputs}
+        self._earlier = set(earlier)
 
     def detect(self, images):
+        """Detections of the images (any sizes), each size group in one call: a batch of mixed
+        sizes is never padded to its largest image (memory stays that of the images)."""
         start = time.perf_counter()
-        detections = self.detector.detect(images)
+        groups = {}
+        for i, image in enumerate(images):
+            groups.setdefault(image.shape, []).append(i)
+        detections = [None] * len(images)
+        for indices in groups.values():
+            for i, dets in zip(indices, self.detector.detect([images[i] for i in indices])):
+                detections[i] = dets
         self.detect_seconds += time.perf_counter() - start
         self.num_processed += len(images)
         keep = [d['scores'] >= FLAGS.select_threshold for d in detections]
@@ -165,10 +206,15 @@ class Run:
     def output_path(self, path, ext):
         stem = os.path.splitext(os.path.basename(path))[0] + '_det'
         name, n = stem + ext, 1
-        while name in self._outputs:  # Same file name in two input folders.
+        # Taken: the same name from another input folder, an input, a file not ours.
+        while name in self._outputs or not self._may_write(os.path.join(self.output_dir, name)):
             name, n = f'{stem}_{n}{ext}', n + 1
         self._outputs.add(name)
         return os.path.join(self.output_dir, name)
+
+    def _may_write(self, path):
+        real = os.path.realpath(path)
+        return real not in self._inputs and (not os.path.lexists(path) or real in self._earlier)
 
     def fail(self, path, error):
         message = str(error) if str(error).startswith(path) else f'{path}: {error}'
@@ -244,15 +290,17 @@ class Run:
 def main(_):
     logs.absl_only()
     try:
+        earlier = earlier_outputs(FLAGS.output_dir)
         detector = make_detector()
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'detect_ssd_network.py: error: {err}')
     os.makedirs(FLAGS.output_dir, exist_ok=True)
-    run = Run(detector, FLAGS.output_dir)
+    inputs = detection.expand_inputs(FLAGS.input)
+    run = Run(detector, FLAGS.output_dir, inputs, earlier)
     start = time.perf_counter()
     batch = []
     with detector:
-        for path in detection.expand_inputs(FLAGS.input):
+        for path in inputs:
             if detection.is_video(path):
                 run.flush_images(batch)
                 run.video(path)

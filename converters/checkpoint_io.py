@@ -6,10 +6,11 @@ Builds its own graphs (tf.compat.v1 graph mode); callers need not disable eager 
 
 import dataclasses
 import os
+import re
 import shutil
-import tempfile
 from typing import Dict, List, Tuple
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 import tf_slim as slim
@@ -17,6 +18,7 @@ import tf_slim as slim
 from nets import ssd_common
 from preprocessing import preprocessing_factory
 from tf_extended import atomic_io
+from tf_extended import temp_dirs
 
 v1 = tf.compat.v1
 
@@ -104,8 +106,11 @@ def write_checkpoint(net_cls, params, values, output_path, allow_partial=False,
     """Saves `values` into the variables of `net_cls(params)`, atomically, and checks it.
 
     The checkpoint holds exactly the variables that received a value of the right shape.
-    Files are saved in a temp folder beside the output, then renamed into place: data, the
-    sidecar files, the index, and last the `checkpoint` state file (naming this checkpoint).
+    Files are saved in a temp folder inside the output's folder (one a killed conversion left is
+    removed by the next), then renamed into place: data, the sidecar files, the index, and last
+    the `checkpoint` state file naming this checkpoint, when the folder has none or the one it
+    has was written by this converter (`STATE_FILE_HEADER`); a state file of anything else (a
+    trainer's) is left alone, with a warning.
     The check: forward pass on `check_input` with the assigned values, then the saved
     variables are re-randomised, restored from the written files, and the forward pass must
     give the same outputs.
@@ -159,11 +164,32 @@ def write_checkpoint(net_cls, params, values, output_path, allow_partial=False,
     return match, problems, _compare(output_path, expected, actual)
 
 
+# First line of the `checkpoint` state files the converters write (a text-proto comment, which
+# TensorFlow's reader skips): the mark that a later conversion may replace the file.
+STATE_FILE_HEADER = ('# written by the ssd-tf checkpoint converter (converters/checkpoint_io.py); '
+                     'a later conversion into this folder replaces it')
+# The two-line state file of converter versions before the header.
+_OLD_STATE_FILE = re.compile(r'model_checkpoint_path: "([^"/\\]+)"\n'
+                             r'all_model_checkpoint_paths: "\1"\n')
+
+
+def state_file_is_ours(path):
+    """True when the `checkpoint` state file at `path` was written by a converter (ours, any
+    version), so a conversion may replace it."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            text = f.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return text.startswith(STATE_FILE_HEADER + '\n') or bool(_OLD_STATE_FILE.fullmatch(text))
+
+
 def _save_atomically(sess, saver, output_path, sidecar_files):
     directory = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(directory, exist_ok=True)
     basename = os.path.basename(output_path)
-    tmp_dir = tempfile.mkdtemp(dir=directory, prefix='.tmp_ckpt_')
+    temp_dirs.remove_stale(directory, 'ckpt', log=logging.info)
+    tmp_dir = temp_dirs.make(directory, 'ckpt')
     try:
         saver.save(sess, os.path.join(tmp_dir, basename), write_meta_graph=False,
                    write_state=False)
@@ -176,10 +202,16 @@ def _save_atomically(sess, saver, output_path, sidecar_files):
             atomic_io.write_text_atomic(path, text)
         os.replace(os.path.join(tmp_dir, index), os.path.join(directory, index))
         # The CheckpointState text proto; a relative path keeps the folder movable (readers
-        # join it with the folder).
-        atomic_io.write_text_atomic(os.path.join(directory, 'checkpoint'),
-                              'model_checkpoint_path: "%s"\nall_model_checkpoint_paths: "%s"\n'
-                              % (basename, basename))
+        # join it with the folder). Only over a state file of ours: a trainer's stays.
+        state = os.path.join(directory, 'checkpoint')
+        if os.path.lexists(state) and not state_file_is_ours(state):
+            logging.warning('%s was not written by this converter; left it alone, so the folder '
+                            'still names what it named: pass the checkpoint as %s, not as its '
+                            'folder.', state, output_path)
+        else:
+            atomic_io.write_text_atomic(state, f'{STATE_FILE_HEADER}\nmodel_checkpoint_path: '
+                                        f'"{basename}"\nall_model_checkpoint_paths: '
+                                        f'"{basename}"\n')
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 

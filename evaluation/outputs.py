@@ -7,20 +7,22 @@ Per-class APs use the same keys: {'voc07'|'voc12'|'coco': {class name: AP or Non
 """
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
 from tf_extended import file_names
+from tf_extended import temp_dirs
 
 METRICS = ('voc07', 'voc12', 'coco')
 
 
 def make_staging_dir(target):
-    """A fresh hidden folder beside `target` (same filesystem, so publishing is a rename)."""
-    parent = os.path.dirname(os.path.abspath(target))
-    os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(dir=parent, prefix='.' + os.path.basename(os.path.abspath(target)) + '.tmp-')
+    """A fresh hidden folder inside `target` (created when missing): nothing is written outside
+    the folder the caller named, and publishing is a rename on the same filesystem. Staging
+    folders that killed runs left in `target` are removed first (`tf_extended.temp_dirs`: only
+    those whose process has ended)."""
+    temp_dirs.remove_stale(target, 'staging')
+    return temp_dirs.make(target, 'staging')
 
 
 def publish_dir(staging, target):

@@ -468,6 +468,13 @@ def train(settings):
         dataset = dataset_factory.get_dataset(settings.dataset_name, settings.dataset_split_name,
                                               settings.dataset_dir,
                                               num_classes=settings.num_classes)
+        # What the reader checked, since an epoch's example count is not (issue #16).
+        logging.info('Dataset %s/%s: %d examples in %d shard(s), %s.', settings.dataset_name,
+                     settings.dataset_split_name, dataset.num_samples, len(dataset.files),
+                     'as its metadata lists them (each shard\'s presence and size checked; '
+                     'tf_convert_data.py --verify compares their digests); training does not '
+                     'count the examples it reads' if dataset.metadata is not None else
+                     'counted from the record headers (no metadata)')
         card, card_path = resolve_model_card(settings, dataset)
         logging.info('Model: %s (card %s).', card_lib.describe(card),
                      card_path or 'new, %s' % os.path.join(settings.train_dir, card_lib.CARD_FILE))

@@ -1,0 +1,76 @@
+"""Temporary folders inside the folder a tool writes to, and removing the ones a killed run left.
+
+A tool writes only inside the output folder it was given, its temporary files too: a staging
+folder beside the output would be a file outside it, left behind by a kill. Each temporary
+folder is `<parent>/.<label>.tmp-<pid>@<host>-<8 random characters>`: the name says which
+process made it, so `remove_stale` removes exactly those whose process (on this host) has ended
+and nothing else (another name, another host, a live process, a symlink or a file: left alone).
+The name carries everything, so the folder's content is only what its caller puts there.
+"""
+import os
+import re
+import shutil
+import socket
+import tempfile
+
+_NAME = re.compile(r'^\.(?P<label>.+)\.tmp-(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9._-]*)-'
+                   r'[a-z0-9_]{8}$')
+
+
+def _host():
+    return re.sub(r'[^A-Za-z0-9._-]', '_', socket.gethostname())[:64]
+
+
+def make(parent, label):
+    """Creates and returns a fresh temporary folder `<parent>/.<label>.tmp-<pid>@<host>-<random>`
+    (`parent` is created when missing)."""
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(dir=parent, prefix=f'.{label}.tmp-{os.getpid()}@{_host()}-')
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, another user's
+        return True
+    return True
+
+
+def parse(name):
+    """{'label', 'pid', 'host'} of a name `make` gives, else None."""
+    match = _NAME.match(name)
+    if not match:
+        return None
+    return {'label': match['label'], 'pid': int(match['pid']), 'host': match['host']}
+
+
+def is_stale(path):
+    """True for a folder of `make` (a real folder, not a symlink) whose process on this host has
+    ended."""
+    info = parse(os.path.basename(path))
+    return (info is not None and info['host'] == _host() and not os.path.islink(path)
+            and os.path.isdir(path) and not _alive(info['pid']))
+
+
+def remove_stale(parent, label=None, log=None):
+    """Removes the temporary folders of `make` in `parent` (of `label`, default any) whose process
+    has ended. Returns the paths removed."""
+    removed = []
+    try:
+        names = sorted(os.listdir(parent))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for name in names:
+        info = parse(name)
+        path = os.path.join(parent, name)
+        if info is None or (label is not None and info['label'] != label) or not is_stale(path):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+        if log:
+            log(f'removed {path}, left by an interrupted run (process {info["pid"]})')
+    return removed
