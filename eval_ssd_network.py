@@ -70,7 +70,12 @@ def _settings():
     values = cli.ModelFlags.from_flags()
     if FLAGS.wait_for_checkpoints and not values.model_card:
         # Started beside a trainer: its card comes before its first checkpoint.
-        watcher.wait_for_card(FLAGS.checkpoint_path, FLAGS.eval_interval_secs, FLAGS.eval_timeout)
+        if not watcher.wait_for_card(FLAGS.checkpoint_path, FLAGS.eval_interval_secs,
+                                     FLAGS.eval_timeout):
+            raise watcher.NothingEvaluated(
+                f'no checkpoint evaluated: no model card or checkpoint appeared in '
+                f'{FLAGS.checkpoint_path} for {FLAGS.eval_timeout:g} s (--eval_timeout). Is '
+                f'--checkpoint_path the trainer\'s --train_dir, and is the trainer running?')
     card_path = values.model_card or card_lib.find_for_checkpoint(FLAGS.checkpoint_path)
     # Without a card, the dataset gives the class count and names.
     dataset = None if card_path else dataset_factory.get_dataset(

@@ -96,9 +96,12 @@ def format_coco_table(coco_result, class_names):
     return '\n'.join(lines)
 
 
-def write_tensorboard(summary_dir, step, values, class_ap):
+def write_tensorboard(summary_dir, step, values, class_ap, writer=None):
     """Appends the mAPs (`eval/<metric>_mAP`) and per-class APs (`eval/<metric>_AP/<class>`) at
-    `step` to the event file of `summary_dir`. Absent classes (AP None) are not written."""
+    `step` to the event file of `summary_dir`. Absent classes (AP None) are not written.
+
+    writer: an open `tf.compat.v1.summary.FileWriter` to append to (flushed, left open), so a
+      long run (the watcher) writes one event file; None: a new event file for this call."""
     import tensorflow as tf
     v1 = tf.compat.v1
     entries = [(f'eval/{key}_mAP', value) for key, value in values.items() if value is not None]
@@ -106,6 +109,10 @@ def write_tensorboard(summary_dir, step, values, class_ap):
         entries += [(f'eval/{rule}_AP/{name}', ap) for name, ap in aps.items() if ap is not None]
     summary = v1.Summary(value=[v1.Summary.Value(tag=tag, simple_value=float(value))
                                 for tag, value in entries])
+    if writer is not None:
+        writer.add_summary(summary, int(step))
+        writer.flush()
+        return
     with tf.Graph().as_default():  # the v1 writer refuses to run eagerly
         writer = v1.summary.FileWriter(summary_dir, graph=None)
         try:

@@ -2,31 +2,56 @@
 
 State lives in `eval_dir`, so a restarted watcher neither repeats nor skips:
   eval_ledger.jsonl   one JSON object per handled checkpoint, in handling order:
-                      {"checkpoint": basename, "step", "status": "evaluated" | "unavailable",
-                       "time", and for evaluated ones "metrics", "class_ap", "results_dir",
-                       "seconds", "images_per_second"; for unavailable ones "reason"}.
-                      Rewritten atomically (temporary file + rename) on every append.
-  <checkpoint basename>/   the results of that checkpoint (see `eval_core`).
-  history.csv, history.png   step, mAP per metric and per-class AP of every evaluated checkpoint.
-  best/               the best checkpoint by `best_metric` (its files, a `checkpoint` state file so
-                      it can be passed as a directory) with its results and best.json.
-  events.out.tfevents.*   TensorBoard scalars at each checkpoint's global step.
+                      {"checkpoint": basename, "path": the checkpoint's resolved prefix,
+                       "train_dir": the trainer's resolved folder, "card_id": the run's model card
+                       id ('' without a card), "index_mtime_ns", "step",
+                       "status": "evaluated" | "unavailable", "time", and for evaluated ones
+                       "metrics", "class_ap", "results_dir", "seconds", "images_per_second"; for
+                       unavailable ones "reason"}. Rewritten atomically on every append.
+                      A checkpoint is handled when an entry has its resolved path and its run
+                      (the card id; without a card, the `.index` file's modification time): a
+                      folder spelled another way is the same folder, and a new training run
+                      whose checkpoints have the names of an earlier run's is a new run.
+                      Entries of older versions (no "path") count as this run's.
+  <checkpoint basename>/   the results of that checkpoint (see `eval_core`); a name another run's
+                      results (or anything the watcher did not write) already use gets
+                      `.run-<card id[:8]>` (then `-2`, ...) appended.
+  history.csv, history.png   step, mAP per metric and per-class AP of every evaluated checkpoint
+                      of the run being watched (mAP in % in the plot, titled with the run and the
+                      dataset, the best checkpoint marked).
+  best/               the run's best checkpoint by `best_metric` (its files, a `checkpoint` state
+                      file so it can be passed as a directory) with its results, model card and
+                      best.json, whose "files" lists every file the watcher put there. It is
+                      replaced only when it holds nothing else; another run's best/ is kept as
+                      `best.run-<card id[:8]>`.
+  events.out.tfevents.*   TensorBoard scalars at each checkpoint's global step, one event file
+                      for each watch.
+  .watcher.lock       an exclusive lock (fcntl.flock) held while a watcher runs: a second watcher
+                      on the same folder refuses to start. The kernel releases it when the process
+                      ends, however it ends.
 
-Checkpoints are found in the `checkpoint` state file (`all_model_checkpoint_paths`) AND by
-globbing `*.index`, and are handled in order of their `.index` modification time (then step,
-then name). Before evaluating one, its files are hard-linked (copied when linking is not
-possible) into `eval_dir`, so the trainer's `max_to_keep` deleting it mid-way cannot break the
-evaluation; one already gone is recorded as "unavailable" with a log line. The watcher stops
-when the trainer has finished (`training_finished.json` in its folder) and its last checkpoint
-is handled, at --final_step, or after --eval_timeout seconds without a new checkpoint.
+Nothing is written outside `eval_dir`; temporary folders in it are named by their process
+(`tf_extended.temp_dirs`) and a watcher removes those of dead processes when it starts (a
+SIGKILL'd watcher restarts cleanly). Checkpoints are found in the `checkpoint` state file
+(`all_model_checkpoint_paths`) AND by globbing `*.index`, and are handled in order of their
+`.index` modification time (then step, then name). Before evaluating one, its files are
+hard-linked (copied when linking is not possible) into a temporary folder of `eval_dir`, so the
+trainer's `max_to_keep` deleting it mid-way cannot break the evaluation; one already gone is
+recorded as "unavailable" with a log line. The watcher stops when the trainer has finished
+(`training_finished.json` in its folder) and its last checkpoint is handled, at --final_step, or
+after --eval_timeout seconds without a new checkpoint (an error when no checkpoint of the run was
+evaluated: `NothingEvaluated`).
 """
 import csv
 import datetime
+import fcntl
 import glob
 import io
 import json
 import os
+import re
 import shutil
+import socket
 import time
 
 import tensorflow as tf
@@ -36,18 +61,30 @@ from model import checkpoints
 from evaluation import evaluate
 from evaluation import outputs as eval_outputs
 from tf_extended import atomic_io
+from tf_extended import temp_dirs
 
 LEDGER_NAME = 'eval_ledger.jsonl'
 BEST_DIR = 'best'
+BEST_JSON = 'best.json'
+LOCK_NAME = '.watcher.lock'
+HISTORY_FILES = ('history.csv', 'history.png')
 EVALUATED, UNAVAILABLE = 'evaluated', 'unavailable'
+_LOCK_SIGNATURE = 'eval watcher lock'
+# Temporary-folder labels (tf_extended.temp_dirs) of the watcher in eval_dir.
+_STAGED, _NEW_BEST, _OLD_BEST = 'staged', 'best-new', 'best-old'
 
 
-def list_checkpoints(directory):
-    """Checkpoint prefixes in `directory` whose `.index` exists, oldest first.
+class WatcherBusy(ValueError):
+    """Another watcher holds the eval folder's lock."""
 
-    Union of the state file's `all_model_checkpoint_paths` (relative paths taken relative to
-    `directory`) and the `*.index` files. Order: `.index` mtime, then step, then path.
-    """
+
+class NothingEvaluated(ValueError):
+    """The watch ended (timeout) without one evaluated checkpoint of the run."""
+
+
+def _scan(directory):
+    """[(prefix, .index mtime_ns)] of the checkpoints in `directory`, oldest first (see
+    `list_checkpoints`)."""
     prefixes = {p[:-len('.index')] for p in glob.glob(os.path.join(glob.escape(directory), '*.index'))}
     try:
         state = tf.train.get_checkpoint_state(directory)
@@ -65,11 +102,21 @@ def list_checkpoints(directory):
             continue
         step = checkpoints.checkpoint_step_from_name(prefix)
         found.append((mtime, -1 if step is None else step, os.path.normpath(prefix)))
-    return [prefix for _, _, prefix in sorted(found)]
+    return [(prefix, mtime) for mtime, _, prefix in sorted(found)]
+
+
+def list_checkpoints(directory):
+    """Checkpoint prefixes in `directory` whose `.index` exists, oldest first.
+
+    Union of the state file's `all_model_checkpoint_paths` (relative paths taken relative to
+    `directory`) and the `*.index` files. Order: `.index` mtime, then step, then path.
+    """
+    return [prefix for prefix, _ in _scan(directory)]
 
 
 def stage_checkpoint(prefix, directory):
-    """Hard-links (or copies) the checkpoint's `.index` and `.data-*` files into `directory`.
+    """Hard-links (or copies) the checkpoint's `.index` and `.data-*` files into `directory`
+    (a folder of the watcher's own; files of those names there are replaced).
 
     Returns the staged prefix. Raises CheckpointUnavailable when a file is already gone.
     """
@@ -79,6 +126,8 @@ def stage_checkpoint(prefix, directory):
         raise checkpoints.CheckpointUnavailable(f'{prefix}: no .data-* file next to the .index.')
     for path in files:
         target = os.path.join(directory, os.path.basename(path))
+        if os.path.lexists(target):
+            os.remove(target)
         try:
             try:
                 os.link(path, target)
@@ -87,8 +136,15 @@ def stage_checkpoint(prefix, directory):
                     raise
                 shutil.copyfile(path, target)
         except FileNotFoundError:
-            raise checkpoints.CheckpointUnavailable(f'{path} was deleted before it could be evaluated.') from None
+            raise checkpoints.CheckpointUnavailable(
+                f'{path} was deleted before it could be evaluated.') from None
     return os.path.join(directory, os.path.basename(prefix))
+
+
+def run_key(path, card_id, index_mtime_ns):
+    """What makes a ledger entry: the checkpoint's resolved prefix and its run (the card id;
+    without a card, the `.index` modification time)."""
+    return (path, card_id if card_id else f'index-mtime:{index_mtime_ns}')
 
 
 class Ledger:
@@ -106,32 +162,45 @@ class Ledger:
                         entry = json.loads(line)
                         entry['checkpoint'], entry['status']
                     except (json.JSONDecodeError, KeyError, TypeError):
-                        raise ValueError(f'{self.path}:{line_no}: not a ledger entry ({line.strip()[:80]!r}); '
-                                         f'fix or remove the line (every line is a JSON object with '
-                                         f'"checkpoint" and "status").') from None
+                        raise ValueError(
+                            f'{self.path}:{line_no}: not a ledger entry ({line.strip()[:80]!r}); fix '
+                            f'or remove the line (every line is a JSON object with "checkpoint" and '
+                            f'"status").') from None
                     self.entries.append(entry)
 
     @property
     def handled(self):
+        """Basenames of the handled checkpoints (of any run)."""
         return {entry['checkpoint'] for entry in self.entries}
+
+    def keys(self):
+        """`run_key`s of the entries that have one (entries of older versions do not)."""
+        return {run_key(e['path'], e.get('card_id', ''), e.get('index_mtime_ns'))
+                for e in self.entries if 'path' in e}
+
+    def legacy_names(self):
+        """Basenames of entries written by older versions (no path, no run)."""
+        return {e['checkpoint'] for e in self.entries if 'path' not in e}
 
     def append(self, entry):
         self.entries.append(entry)
         atomic_io.write_text_atomic(self.path, ''.join(json.dumps(e, sort_keys=True) + '\n'
                                                           for e in self.entries))
 
-    def evaluated(self):
-        return [e for e in self.entries if e['status'] == EVALUATED]
+    def evaluated(self, run=None):
+        """Evaluated entries (of `run`: a callable entry -> bool, when given)."""
+        return [e for e in self.entries if e['status'] == EVALUATED and (run is None or run(e))]
 
-    def best(self, metric):
-        """The evaluated entry with the highest `metric` (first one on ties), or None."""
-        scored = [e for e in self.evaluated() if e['metrics'].get(metric) is not None]
+    def best(self, metric, run=None):
+        """The evaluated entry (of `run`) with the highest `metric` (first one on ties), or None."""
+        scored = [e for e in self.evaluated(run) if e['metrics'].get(metric) is not None]
         return max(scored, key=lambda e: e['metrics'][metric]) if scored else None
 
 
-def write_history(ledger, eval_dir):
-    """history.csv (one row per evaluated checkpoint, by step) and history.png (mAP vs step)."""
-    entries = sorted(ledger.evaluated(), key=lambda e: e['step'])
+def write_history(ledger, eval_dir, run=None, title=None, best_metric=None):
+    """history.csv (one row per evaluated checkpoint of `run`, by step) and history.png (mAP in %
+    vs step, titled `title`, the best checkpoint by `best_metric` marked)."""
+    entries = sorted(ledger.evaluated(run), key=lambda e: e['step'])
     metrics = sorted({m for e in entries for m in e['metrics']})
     class_columns = sorted({(rule, name) for e in entries for rule, aps in e['class_ap'].items()
                             for name in aps})
@@ -150,64 +219,248 @@ def write_history(ledger, eval_dir):
         import matplotlib
         matplotlib.use('Agg')
         from matplotlib import pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
         for m in metrics:
-            points = [(e['step'], e['metrics'][m]) for e in entries if e['metrics'].get(m) is not None]
+            points = [(e['step'], 100 * e['metrics'][m]) for e in entries
+                      if e['metrics'].get(m) is not None]
             if points:
-                ax.plot(*zip(*points), marker='o', label=m)
-        ax.set(xlabel='global step', ylabel='mAP', ylim=(0, 1))
+                ax.plot(*zip(*points), marker='o', label=f'{m} mAP')
+        best = ledger.best(best_metric, run) if best_metric else None
+        if best is not None:
+            value = 100 * best['metrics'][best_metric]
+            ax.plot([best['step']], [value], marker='*', markersize=16, color='gold',
+                    markeredgecolor='black', linestyle='none',
+                    label=f'best {best_metric}: {value:.2f} % (step {best["step"]})')
+        ax.set(xlabel='global step', ylabel='mAP (%)', ylim=(0, 100))
+        if title:
+            ax.set_title(title.replace('$', r'\$'), fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend()
-        tmp = os.path.join(eval_dir, '.history.png.tmp')
-        fig.savefig(tmp, dpi=80, format='png')
+        ax.legend(fontsize=8)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, dpi=80, format='png')
         plt.close(fig)
-        os.replace(tmp, os.path.join(eval_dir, 'history.png'))
+        atomic_io.write_bytes_atomic(os.path.join(eval_dir, 'history.png'), buffer.getvalue())
 
 
-def _publish_best(staged_prefix, results_dir, entry, eval_dir, card):
+def _files_under(directory):
+    """Relative paths of every file (and symlink) under `directory`, sorted."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        rel = os.path.relpath(root, directory)
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            found.append(os.path.normpath(os.path.join(rel, name)))
+    return sorted(found)
+
+
+def _read_best_json(best_dir):
+    try:
+        with open(os.path.join(best_dir, BEST_JSON), encoding='utf-8') as fh:
+            best = json.load(fh)
+        return best if isinstance(best, dict) and 'checkpoint' in best else None
+    except (OSError, ValueError):
+        return None
+
+
+def foreign_files(best_dir):
+    """Files in `best_dir` the watcher did not put there (empty list: all its own).
+
+    Its own: those best.json lists under "files"; for a best/ of an older version (best.json
+    without "files"), best.json, model.json, checkpoint, the named checkpoint's files and
+    results/.
+    """
+    present = _files_under(best_dir)
+    best = _read_best_json(best_dir)
+    if best is None:
+        return present
+    if isinstance(best.get('files'), list):
+        own = set(best['files'])
+        return [path for path in present if path not in own]
+    name = os.path.basename(str(best['checkpoint']))
+    legacy = re.compile(r'(best\.json|model\.json|checkpoint|results/.*|'
+                        + re.escape(name) + r'\.(index|data-\d{5}-of-\d{5}))$')
+    return [path for path in present if not legacy.match(path)]
+
+
+def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, log):
     """Makes eval_dir/best hold the staged checkpoint files, its model card (model.json), its
-    results and best.json."""
+    results and best.json (the entry, the run and the list of files). Returns False (with a log
+    line) when best/ holds files the watcher did not write: then it is left alone."""
     best_dir = os.path.join(eval_dir, BEST_DIR)
-    new = eval_outputs.make_staging_dir(best_dir)
-    for path in glob.glob(glob.escape(staged_prefix) + '.*'):
-        os.replace(path, os.path.join(new, os.path.basename(path)))
-    name = os.path.basename(staged_prefix)
-    atomic_io.write_text_atomic(os.path.join(new, 'checkpoint'),
-                                   f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
-    shutil.copytree(results_dir, os.path.join(new, 'results'))
-    card_lib.write(os.path.join(new, card_lib.CARD_FILE), card)
-    atomic_io.write_json_atomic(os.path.join(new, 'best.json'), entry)
-    old = None
-    if os.path.isdir(best_dir):
-        old = eval_outputs.make_staging_dir(best_dir + '.old')
-        os.rmdir(old)
-        os.replace(best_dir, old)
-    os.replace(new, best_dir)
+    if os.path.lexists(best_dir):
+        foreign = foreign_files(best_dir) if os.path.isdir(best_dir) and not os.path.islink(best_dir) \
+            else [BEST_DIR]
+        if foreign:
+            log(f'[watch] not updating {best_dir}: it holds files the watcher did not write '
+                f'({", ".join(foreign[:5])}{", ..." if len(foreign) > 5 else ""}); move them away.')
+            return False
+    new = temp_dirs.make(eval_dir, _NEW_BEST)
+    try:
+        for path in glob.glob(glob.escape(staged_prefix) + '.*'):
+            os.replace(path, os.path.join(new, os.path.basename(path)))
+        name = os.path.basename(staged_prefix)
+        atomic_io.write_text_atomic(os.path.join(new, 'checkpoint'),
+                                    f'model_checkpoint_path: "{name}"\n'
+                                    f'all_model_checkpoint_paths: "{name}"\n')
+        shutil.copytree(results_dir, os.path.join(new, 'results'))
+        card_lib.write(os.path.join(new, card_lib.CARD_FILE), card)
+        files = _files_under(new) + [BEST_JSON]
+        atomic_io.write_json_atomic(os.path.join(new, BEST_JSON),
+                                    dict(entry, run=run_info, files=sorted(files)))
+        old = None
+        if os.path.isdir(best_dir):
+            previous = _read_best_json(best_dir) or {}
+            previous_run = previous.get('run') or {}
+            if previous_run and previous_run != run_info:
+                old_id = str(previous_run.get('card_id') or 'nocard')[:8]
+                keep = _free_name(eval_dir, f'{BEST_DIR}.run-{old_id}')
+                os.replace(best_dir, os.path.join(eval_dir, keep))
+                log(f'[watch] {best_dir} held the best checkpoint of another run '
+                    f'({previous_run.get("train_dir")}, card {previous_run.get("card_id")}); '
+                    f'kept it as {os.path.join(eval_dir, keep)}')
+            else:
+                old = temp_dirs.make(eval_dir, _OLD_BEST)
+                os.replace(best_dir, old)  # onto the empty folder (POSIX rename)
+        os.replace(new, best_dir)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
     if old:
         shutil.rmtree(old, ignore_errors=True)
+    return True
+
+
+def _free_name(directory, name):
+    candidate, n = name, 1
+    while os.path.lexists(os.path.join(directory, candidate)):
+        n += 1
+        candidate = f'{name}-{n}'
+    return candidate
 
 
 def wait_for_card(checkpoint_dir, interval_secs, timeout_secs=None, log=None, clock=time.time,
                   sleep=time.sleep):
     """Waits until `checkpoint_dir` holds a model card or a checkpoint (a trainer writes its card
     before its first checkpoint), or `timeout_secs` pass; a folder that is not there yet counts
-    as empty."""
+    as empty. Returns True when one is there, False after the timeout."""
     log = log or (lambda line: print(line, flush=True))
     start = clock()
     said = False
     while not (card_lib.find_for_checkpoint(checkpoint_dir) or
                (os.path.isdir(checkpoint_dir) and checkpoints.latest_in_directory(checkpoint_dir))):
         if timeout_secs is not None and clock() - start >= timeout_secs:
-            return
+            return False
         if not said:
             log(f'[watch] waiting for the trainer\'s model card or first checkpoint in {checkpoint_dir}')
             said = True
         sleep(interval_secs if timeout_secs is None else
               max(0., min(interval_secs, timeout_secs - (clock() - start))))
+    return True
 
 
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+
+
+def _lock(eval_dir):
+    """Takes the folder's exclusive lock; returns its file descriptor (closing it releases it).
+    Raises WatcherBusy when another process holds it."""
+    path = os.path.join(eval_dir, LOCK_NAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 500).decode('utf-8', 'replace').strip() or 'a running watcher'
+        os.close(fd)
+        raise WatcherBusy(f'{eval_dir}: another watcher is evaluating into this folder ({holder}); two '
+                          f'would corrupt its ledger. Stop it first, or give this one another '
+                          f'--eval_dir.') from None
+    text = os.read(fd, 500).decode('utf-8', 'replace')
+    if text and not text.startswith(_LOCK_SIGNATURE):
+        os.close(fd)
+        raise ValueError(f'{path} exists and is not a watcher\'s lock file; move it away.')
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.ftruncate(fd, 0)
+    os.write(fd, f'{_LOCK_SIGNATURE}: pid {os.getpid()} on {socket.gethostname()} since '
+                 f'{_now()}\n'.encode('utf-8'))
+    return fd
+
+
+def _clean_up_after_kill(eval_dir, log):
+    """Removes what a killed watcher left (called with the lock held): its temporary folders
+    (staged checkpoints, a half-built best/, evaluation staging folders), an interrupted swap of
+    best/ put back, older versions' `.staged-<checkpoint>` folders of hard links, and the
+    temporary files of atomic writes of the watcher's files."""
+    for name in sorted(os.listdir(eval_dir)):
+        info = temp_dirs.parse(name)
+        path = os.path.join(eval_dir, name)
+        if info is None or not temp_dirs.is_stale(path):
+            continue
+        best_dir = os.path.join(eval_dir, BEST_DIR)
+        if info['label'] == _OLD_BEST and not os.path.lexists(best_dir) and _read_best_json(path):
+            os.replace(path, best_dir)  # killed between moving best/ aside and the new one in
+            log(f'[watch] put back {best_dir} (a watcher was killed while replacing it)')
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            log(f'[watch] removed {path}, left by a watcher that was killed (process {info["pid"]})')
+    for path in glob.glob(os.path.join(glob.escape(eval_dir), '.staged-*')):
+        files = os.listdir(path) if os.path.isdir(path) and not os.path.islink(path) else None
+        if files is not None and all(re.search(r'\.(index|data-\d{5}-of-\d{5})$', f) for f in files):
+            shutil.rmtree(path, ignore_errors=True)
+            log(f'[watch] removed {path}, left by a watcher that was killed')
+    own_files = (LEDGER_NAME,) + HISTORY_FILES + ('.history.png.tmp',)
+    for name in os.listdir(eval_dir):
+        if name == '.history.png.tmp' or any(re.fullmatch(r'\.' + re.escape(own) + r'\.[a-z0-9_]{8}', name)
+                                             for own in own_files):
+            os.remove(os.path.join(eval_dir, name))
+    # Evaluation staging folders inside results folders (evaluate's make_staging_dir), and the
+    # results folder itself when the staging folder was all it held (the evaluation created it).
+    for name in sorted(os.listdir(eval_dir)):
+        path = os.path.join(eval_dir, name)
+        if os.path.islink(path) or not os.path.isdir(path) or temp_dirs.parse(name):
+            continue
+        if temp_dirs.remove_stale(path, 'staging', log=lambda line: log(f'[watch] {line}')) \
+                and not os.listdir(path):
+            os.rmdir(path)
+
+
+def _check_eval_dir(eval_dir):
+    """Refuses a folder holding history files that no ledger explains (the watcher writes them
+    after the ledger), and a best/ holding files the watcher did not write."""
+    if not os.path.exists(os.path.join(eval_dir, LEDGER_NAME)):
+        present = [n for n in HISTORY_FILES if os.path.lexists(os.path.join(eval_dir, n))]
+        if present:
+            raise ValueError(f'{eval_dir} holds {", ".join(present)} but no {LEDGER_NAME}: files the '
+                             f'watcher would replace, not written by a watcher (or its ledger was '
+                             f'removed). Move them away, or give another --eval_dir.')
+    best_dir = os.path.join(eval_dir, BEST_DIR)
+    if os.path.lexists(best_dir):
+        foreign = foreign_files(best_dir) if os.path.isdir(best_dir) and not os.path.islink(best_dir) \
+            else [BEST_DIR]
+        if foreign:
+            raise ValueError(f'{best_dir} holds files the watcher did not write '
+                             f'({", ".join(foreign[:5])}{", ..." if len(foreign) > 5 else ""}); '
+                             f'the watcher replaces best/ and would delete them. Move them away.')
+
+
+class _EventStream:
+    """One TensorBoard event file for a whole watch, opened at the first evaluation."""
+
+    def __init__(self, directory):
+        self.directory, self.writer = directory, None
+
+    def write(self, step, values, class_ap):
+        if self.writer is None:
+            with tf.Graph().as_default():  # the v1 writer refuses to be created eagerly
+                self.writer = tf.compat.v1.summary.FileWriter(self.directory, graph=None)
+        eval_outputs.write_tensorboard(self.directory, step, values, class_ap, writer=self.writer)
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _pct(value):
+    return 'n/a' if value is None else f'{100 * value:.2f} %'
 
 
 def watch(settings, checkpoint_dir, eval_dir, *, interval_secs=60., timeout_secs=None,
@@ -215,7 +468,8 @@ def watch(settings, checkpoint_dir, eval_dir, *, interval_secs=60., timeout_secs
     """Evaluates the checkpoints of `checkpoint_dir` as they appear (see the module docstring).
 
     Args:
-      settings: evaluate.EvalSettings (its num_threads / gpu_memory_fraction keep the trainer fed).
+      settings: evaluate.EvalSettings (its num_threads / gpu_memory_fraction keep the trainer fed;
+        its card's card_id is the run's identity).
       checkpoint_dir: the trainer's folder.
       eval_dir: where the ledger, results, history, best/ and summaries go.
       interval_secs: pause between scans when nothing is pending.
@@ -227,6 +481,10 @@ def watch(settings, checkpoint_dir, eval_dir, *, interval_secs=60., timeout_secs
       log: callable taking one line (default: print).
     Returns:
       the ledger entries written by this call, in order.
+    Raises:
+      WatcherBusy: another watcher runs on `eval_dir`.
+      NothingEvaluated: the timeout passed and no checkpoint of this run is evaluated.
+      ValueError: `eval_dir` holds files the watcher would replace but did not write.
     """
     log = log or (lambda line: print(line, flush=True))
     if best_metric not in settings.metrics:
@@ -236,15 +494,60 @@ def watch(settings, checkpoint_dir, eval_dir, *, interval_secs=60., timeout_secs
         raise FileNotFoundError(f'--checkpoint_path {checkpoint_dir!r} must be the trainer\'s directory '
                                 f'when waiting for checkpoints.')
     os.makedirs(eval_dir, exist_ok=True)
+    lock = _lock(eval_dir)
+    events = _EventStream(eval_dir)
+    try:
+        _clean_up_after_kill(eval_dir, log)
+        _check_eval_dir(eval_dir)
+        return _watch(settings, checkpoint_dir, eval_dir, interval_secs, timeout_secs, final_step,
+                      best_metric, log, clock, sleep, events)
+    finally:
+        events.close()
+        os.close(lock)
+
+
+def _watch(settings, checkpoint_dir, eval_dir, interval_secs, timeout_secs, final_step,
+           best_metric, log, clock, sleep, events):
     ledger = Ledger(eval_dir)
+    card_id = settings.card.card_id or ''
+    train_dir = os.path.realpath(checkpoint_dir)
+    run_info = {'train_dir': train_dir, 'card_id': card_id}
+    legacy = ledger.legacy_names()
+
+    def this_run(entry):
+        return 'path' not in entry or (entry.get('card_id', '') == card_id
+                                       and entry.get('train_dir') == train_dir)
+
+    def handled(prefix, mtime):
+        return (run_key(os.path.realpath(prefix), card_id, mtime) in ledger.keys()
+                or os.path.basename(prefix) in legacy)
+
+    stops = ['when the trainer has finished']
+    if final_step is not None:
+        stops.append(f'at step {final_step}')
+    if timeout_secs is not None:
+        stops.append(f'after {timeout_secs:g} s without a new checkpoint')
+    log(f'[watch] watching {checkpoint_dir} for checkpoints every {interval_secs:g} s (run: model '
+        f'card {card_id or "none"}); stops {", ".join(stops)}; results, ledger, history and best/ '
+        f'({best_metric} mAP) in {eval_dir}')
+    if ledger.entries:
+        mine = [e for e in ledger.entries if this_run(e)]
+        log(f'[watch] resuming: {len(mine)} checkpoint(s) of this run already handled in '
+            f'{ledger.path}' + (f' ({len(ledger.entries) - len(mine)} entries of other runs '
+                                f'kept apart)' if len(mine) < len(ledger.entries) else ''))
+        if legacy:
+            log(f'[watch] {len(legacy)} ledger entries of an older version (no path or run) are '
+                f'taken as this run\'s')
+    title = (f'run {os.path.basename(train_dir)} (card {card_id[:8] or "none"}), '
+             f'{settings.dataset_name}/{settings.dataset_split_name}')
+    context = dict(eval_dir=eval_dir, ledger=ledger, best_metric=best_metric, log=log,
+                   run_info=run_info, this_run=this_run, title=title, events=events)
     written = []
     last_new = clock()
-    if ledger.entries:
-        log(f'[watch] resuming: {len(ledger.entries)} checkpoint(s) already handled in {ledger.path}')
     while True:
-        pending = [p for p in list_checkpoints(checkpoint_dir) if os.path.basename(p) not in ledger.handled]
-        for prefix in pending:
-            entry = _handle(settings, prefix, eval_dir, ledger, best_metric, log)
+        pending = [(p, m) for p, m in _scan(checkpoint_dir) if not handled(p, m)]
+        for prefix, mtime in pending:
+            entry = _handle(settings, prefix, mtime, **context)
             written.append(entry)
             if final_step is not None and entry['step'] is not None and entry['step'] >= final_step:
                 log(f'[watch] final step {final_step} reached ({entry["checkpoint"]}); stopping.')
@@ -253,45 +556,99 @@ def watch(settings, checkpoint_dir, eval_dir, *, interval_secs=60., timeout_secs
             last_new = clock()
             continue
         finished = checkpoints.training_finished(checkpoint_dir)
-        if finished is not None and (finished['checkpoint'] in ledger.handled or not os.path.exists(
-                os.path.join(checkpoint_dir, finished['checkpoint'] + '.index'))):
-            log(f'[watch] the trainer finished at step {finished["step"]} '
-                f'({checkpoints.FINISHED_MARKER}, {finished["checkpoint"]}); stopping.')
-            return written
+        if finished is not None:
+            prefix = os.path.join(checkpoint_dir, finished['checkpoint'])
+            try:
+                mtime = os.stat(prefix + '.index').st_mtime_ns
+            except FileNotFoundError:
+                mtime = None
+            if mtime is None or handled(prefix, mtime):
+                log(f'[watch] the trainer finished at step {finished["step"]} '
+                    f'({checkpoints.FINISHED_MARKER}, {finished["checkpoint"]}); stopping.')
+                return written
         if timeout_secs is not None and clock() - last_new >= timeout_secs:
+            if not ledger.evaluated(this_run):
+                seen = [e for e in ledger.entries if this_run(e)]
+                raise NothingEvaluated(
+                    'no checkpoint evaluated: ' + (
+                        f'the {len(seen)} checkpoint(s) found in {checkpoint_dir} were deleted before '
+                        f'they could be evaluated' if seen else
+                        f'none appeared in {checkpoint_dir}') +
+                    f' and none came for {timeout_secs:g} s (--eval_timeout). Is --checkpoint_path '
+                    f'the trainer\'s --train_dir, and is the trainer running?')
             log(f'[watch] no new checkpoint in {checkpoint_dir} for {timeout_secs:g} s; stopping.')
             return written
-        wait = interval_secs if timeout_secs is None else min(interval_secs, timeout_secs - (clock() - last_new))
+        wait = (interval_secs if timeout_secs is None
+                else min(interval_secs, timeout_secs - (clock() - last_new)))
         sleep(max(wait, 0.))
 
 
-def _handle(settings, prefix, eval_dir, ledger, best_metric, log):
+def _is_own_results(path, source, card_id):
+    """True when `path` holds the results of this checkpoint and run (an evaluation killed before
+    the watcher recorded it): its results.json names them."""
+    try:
+        with open(os.path.join(path, 'results.json'), encoding='utf-8') as fh:
+            summary = json.load(fh)
+        return (summary.get('checkpoint') == source
+                and (summary.get('settings') or {}).get('model_card', {}).get('card_id', '') == card_id)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _results_name(eval_dir, name, ledger, source, card_id):
+    """The results folder of a checkpoint: its name unless that is taken (by another run's
+    results, or by anything the watcher did not write), then `<name>.run-<card id[:8]>`, ..."""
+    used = {e.get('results_dir') for e in ledger.entries}
+    candidates = [name, f'{name}.run-{card_id[:8] or "nocard"}']
+    candidates += [f'{candidates[1]}-{n}' for n in range(2, 1000)]
+    for candidate in candidates:
+        path = os.path.join(eval_dir, candidate)
+        if candidate in used:
+            continue
+        if (not os.path.lexists(path) or _is_own_results(path, source, card_id)
+                or (os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path))):
+            return candidate
+    raise ValueError(f'{eval_dir}: no free results folder name for {name}.')
+
+
+def _handle(settings, prefix, mtime, *, eval_dir, ledger, best_metric, log, run_info, this_run,
+            title, events):
     name = os.path.basename(prefix)
     step = checkpoints.checkpoint_step_from_name(prefix)
-    staging_dir = os.path.join(eval_dir, f'.staged-{name}')
+    card_id = run_info['card_id']
+    identity = {'checkpoint': name, 'path': os.path.realpath(prefix),
+                'train_dir': run_info['train_dir'], 'card_id': card_id, 'index_mtime_ns': mtime}
+    staging_dir = temp_dirs.make(eval_dir, _STAGED)
+    source = os.path.abspath(prefix)
     try:
         try:
             staged = stage_checkpoint(prefix, staging_dir)
-            result = evaluate.evaluate_checkpoint(settings, staged, os.path.join(eval_dir, name),
-                                                   summary_dir=eval_dir, log=log,
-                                                   source=os.path.abspath(prefix))
+            results_name = _results_name(eval_dir, name, ledger, source, card_id)
+            if results_name != name:
+                log(f'[watch] {os.path.join(eval_dir, name)} holds other results; this one goes to '
+                    f'{os.path.join(eval_dir, results_name)}')
+            result = evaluate.evaluate_checkpoint(settings, staged, os.path.join(eval_dir, results_name),
+                                                  summary_dir=None, log=log, source=source)
         except checkpoints.CheckpointUnavailable as err:
             log(f'[watch] skipping {name}: {err}')
-            entry = {'checkpoint': name, 'step': step, 'status': UNAVAILABLE, 'time': _now(),
-                     'reason': str(err)}
+            entry = dict(identity, step=step, status=UNAVAILABLE, time=_now(), reason=str(err))
             ledger.append(entry)
             return entry
-        entry = {'checkpoint': name, 'step': result.global_step, 'status': EVALUATED, 'time': _now(),
-                 'metrics': result.metrics, 'class_ap': result.class_ap, 'results_dir': name,
-                 'seconds': result.seconds, 'images_per_second': result.summary['images_per_second']}
-        previous = ledger.best(best_metric)
+        entry = dict(identity, step=result.global_step, status=EVALUATED, time=_now(),
+                     metrics=result.metrics, class_ap=result.class_ap, results_dir=results_name,
+                     seconds=result.seconds, images_per_second=result.summary['images_per_second'])
+        events.write(result.global_step, result.metrics, result.class_ap)
+        previous = ledger.best(best_metric, this_run)
         value = result.metrics.get(best_metric)
+        log(f'[watch] {name} (step {result.global_step}): '
+            + ', '.join(f'{m} mAP {_pct(v)}' for m, v in result.metrics.items()))
         if value is not None and (previous is None or value > previous['metrics'][best_metric]):
-            _publish_best(staged, os.path.join(eval_dir, name), entry, eval_dir, settings.card)
-            log(f'[watch] new best {best_metric} {100 * value:.2f} at step {result.global_step} '
-                f'-> {os.path.join(eval_dir, BEST_DIR)}')
+            if _publish_best(staged, os.path.join(eval_dir, results_name), entry, eval_dir,
+                             settings.card, run_info, log):
+                log(f'[watch] new best {best_metric} mAP {_pct(value)} at step {result.global_step} '
+                    f'-> {os.path.join(eval_dir, BEST_DIR)}')
         ledger.append(entry)
-        write_history(ledger, eval_dir)
+        write_history(ledger, eval_dir, this_run, title, best_metric)
         return entry
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)

@@ -5,6 +5,9 @@ import csv
 import glob
 import json
 import os
+import subprocess
+import sys
+import types
 
 import pytest
 import tensorflow as tf
@@ -12,6 +15,7 @@ import tensorflow as tf
 from model import checkpoints
 from evaluation import evaluate
 from tests import eval_fixtures
+from tests.conftest import ROOT, run_script, script_env
 from evaluation import watcher
 
 MODEL = 'ssd_300_mobilenet'
@@ -29,8 +33,9 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
     num_classes = len(class_names) + 1
 
     def write(step, seed):
-        return eval_fixtures.write_random_checkpoint(os.path.join(train_dir, 'model.ckpt'), MODEL, num_classes,
-                                                    step, seed=seed, depth_multiplier=DEPTH)
+        return eval_fixtures.write_random_checkpoint(os.path.join(train_dir, 'model.ckpt'), MODEL,
+                                                     num_classes, step, seed=seed,
+                                                     depth_multiplier=DEPTH)
 
     backlog = [write(10, 1), write(20, 2), write(30, 3)]
     card = eval_fixtures.small_card(MODEL, class_names, DEPTH, keep_top_k=1000, nms_threshold=0.9)
@@ -105,7 +110,7 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
         ap = e['class_ap']['voc12'][name]
         assert row[f'voc12_AP_{name}'] == ('' if ap is None else repr(ap))
     assert os.path.isfile(os.path.join(eval_dir, 'history.png'))
-    assert not [n for n in os.listdir(eval_dir) if n.startswith('.')]
+    assert [n for n in os.listdir(eval_dir) if n.startswith('.')] == [watcher.LOCK_NAME]
 
 
 def test_list_checkpoints_reads_state_file_and_index_files_oldest_first(tmp_path):
@@ -165,3 +170,196 @@ def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
     assert watcher.watch(settings, train_dir, eval_dir, interval_secs=1., timeout_secs=3.,
                          log=lines.append, clock=lambda: clock['now'], sleep=sleep) == []
     assert clock['now'] == 3. and 'no new checkpoint' in lines[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Restarts, reused folders, two watchers, timeouts (#14, #16). A stand-in for the evaluation
+# keeps these fast: it writes a results.json as evaluate_checkpoint does (through its staging
+# folder) and scores a checkpoint step / 1000.
+
+def _fake_checkpoint(train_dir, step, mtime=None):
+    os.makedirs(train_dir, exist_ok=True)
+    prefix = os.path.join(train_dir, f'model.ckpt-{step}')
+    for suffix in ('.index', '.data-00000-of-00001'):
+        with open(prefix + suffix, 'w') as fh:
+            fh.write(f'{step}')
+    if mtime is not None:
+        os.utime(prefix + '.index', (mtime, mtime))
+    return prefix
+
+
+def _fake_evaluate(calls, kill_at=None):
+    from evaluation import outputs as eval_outputs
+    from tf_extended import atomic_io
+
+    def fake(settings, prefix, results_dir, summary_dir=None, log=None, source=None):
+        step = checkpoints.checkpoint_step_from_name(prefix)
+        calls.append((step, source, results_dir, settings.card.card_id))
+        staging = eval_outputs.make_staging_dir(results_dir)
+        atomic_io.write_json_atomic(os.path.join(staging, 'results.json'), {
+            'checkpoint': source, 'global_step': step,
+            'settings': {'model_card': {'card_id': settings.card.card_id}}})
+        if step == kill_at:
+            os.kill(os.getpid(), 9)  # SIGKILL: no cleanup at all
+        eval_outputs.publish_dir(staging, results_dir)
+        value = step / 1000
+        return types.SimpleNamespace(global_step=step, metrics={'voc07': value},
+                                     class_ap={'voc07': {'cat': value}}, seconds=0.01,
+                                     summary={'images_per_second': 100.})
+    return fake
+
+
+def _settings(card_id=''):
+    card = eval_fixtures.small_card(MODEL, ['cat'], DEPTH).replace(card_id=card_id)
+    return evaluate.EvalSettings(card=card, dataset_name='custom', dataset_split_name='test',
+                                 dataset_dir='unused', metrics=('voc07',))
+
+
+def _no_timeout_clock():
+    clock = {'now': 0.}
+
+    def sleep(seconds):
+        clock['now'] += seconds
+    return (lambda: clock['now']), sleep
+
+
+def _hidden(directory):
+    return sorted(n for n in os.listdir(directory) if n.startswith('.'))
+
+
+KILLED_WATCHER = """
+import sys
+from tests import test_eval_watcher as t
+from evaluation import evaluate, watcher
+evaluate.evaluate_checkpoint = t._fake_evaluate([], kill_at=20)
+watcher.watch(t._settings('run-a'), sys.argv[1], sys.argv[2], timeout_secs=0)
+"""
+
+
+def test_sigkilled_watcher_restarts_cleanly(tmp_path, monkeypatch):
+    """A watcher killed (SIGKILL) while evaluating leaves its lock, staged hard links and the
+    evaluation's staging folder; the next start removes them, evaluates what is left, and
+    nothing hidden remains but the lock file. Also the `.staged-<name>` folders of older
+    versions (they made the restart crash on its links)."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    for step in (10, 20, 30):
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+    proc = subprocess.run([sys.executable, '-c', KILLED_WATCHER, train_dir, eval_dir],
+                          cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -9, proc.stderr
+    left = _hidden(eval_dir)
+    assert any(n.startswith('.staged.tmp-') for n in left), left
+    assert any(n.startswith('.staging.tmp-') for n in _hidden(os.path.join(eval_dir, 'model.ckpt-20')))
+    # What older versions left: hard links in .staged-<name>.
+    old = os.path.join(eval_dir, '.staged-model.ckpt-30')
+    os.makedirs(old)
+    for suffix in ('.index', '.data-00000-of-00001'):
+        os.link(os.path.join(train_dir, 'model.ckpt-30' + suffix),
+                os.path.join(old, 'model.ckpt-30' + suffix))
+
+    calls = []
+    monkeypatch.setattr(evaluate, 'evaluate_checkpoint', _fake_evaluate(calls))
+    lines = []
+    entries = watcher.watch(_settings('run-a'), train_dir, eval_dir, timeout_secs=0, log=lines.append)
+    assert [e['step'] for e in entries] == [20, 30]
+    assert [step for step, *_ in calls] == [20, 30]
+    assert any('killed' in line for line in lines)
+    assert _hidden(eval_dir) == [watcher.LOCK_NAME]
+    assert _hidden(os.path.join(eval_dir, 'model.ckpt-20')) == []
+    with open(os.path.join(eval_dir, 'best', 'best.json')) as fh:
+        assert json.load(fh)['checkpoint'] == 'model.ckpt-30'
+
+
+def test_reused_eval_folder_and_another_spelling(tmp_path, monkeypatch):
+    """A new training run in the same folder (same checkpoint names, new card id) is evaluated,
+    its results beside the first run's (nothing of it replaced; its best/ kept apart), its history
+    its own; the same folder spelled another way (a symlink, './') is not evaluated twice."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    calls = []
+    monkeypatch.setattr(evaluate, 'evaluate_checkpoint', _fake_evaluate(calls))
+    for step in (10, 20):
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+    clock, sleep = _no_timeout_clock()
+    first = watcher.watch(_settings('a' * 32), train_dir, eval_dir, timeout_secs=0, log=print,
+                          clock=clock, sleep=sleep)
+    assert [e['step'] for e in first] == [10, 20]
+    with open(os.path.join(eval_dir, 'model.ckpt-20', 'results.json')) as fh:
+        run_a_results = fh.read()
+
+    # The same run through a symlink and a './' spelling: nothing new.
+    link = str(tmp_path / 'link')
+    os.symlink(train_dir, link)
+    for spelling in (link, train_dir + '/./'):
+        assert watcher.watch(_settings('a' * 32), spelling, eval_dir, timeout_secs=0, log=print,
+                             clock=clock, sleep=sleep) == []
+    assert len(calls) == 2
+
+    # A new run in the same train_dir: the same names, another card.
+    for step in (10, 20):
+        for path in glob.glob(os.path.join(train_dir, f'model.ckpt-{step}.*')):
+            os.remove(path)
+    for step in (10, 20, 30):
+        _fake_checkpoint(train_dir, step, mtime=2000 + step)
+    lines = []
+    second = watcher.watch(_settings('b' * 32), train_dir, eval_dir, timeout_secs=0,
+                           log=lines.append, clock=clock, sleep=sleep)
+    assert [e['step'] for e in second] == [10, 20, 30]
+    assert [e['results_dir'] for e in second] == [
+        'model.ckpt-10.run-bbbbbbbb', 'model.ckpt-20.run-bbbbbbbb', 'model.ckpt-30']
+    with open(os.path.join(eval_dir, 'model.ckpt-20', 'results.json')) as fh:
+        assert fh.read() == run_a_results
+    with open(os.path.join(eval_dir, 'best', 'best.json')) as fh:
+        assert json.load(fh)['run']['card_id'] == 'b' * 32
+    with open(os.path.join(eval_dir, 'best.run-aaaaaaaa', 'best.json')) as fh:
+        assert json.load(fh)['run']['card_id'] == 'a' * 32
+    with open(os.path.join(eval_dir, 'history.csv')) as fh:
+        assert [int(r['step']) for r in csv.DictReader(fh)] == [10, 20, 30]
+    # One TensorBoard event file per watch that evaluated something (not one per checkpoint).
+    assert len(glob.glob(os.path.join(eval_dir, 'events.out.tfevents.*'))) == 2
+    assert any('watching' in line and 'every' in line for line in lines)
+    assert any('%' in line and 'new best voc07' in line for line in lines)
+
+
+def test_second_watcher_on_a_folder_refuses(tmp_path, monkeypatch):
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    _fake_checkpoint(train_dir, 10)
+    os.makedirs(eval_dir)
+    monkeypatch.setattr(evaluate, 'evaluate_checkpoint', _fake_evaluate([]))
+    held = watcher._lock(eval_dir)  # the first watcher (flock: per open file, so also in-process)
+    try:
+        with pytest.raises(watcher.WatcherBusy, match=f'another watcher.*pid {os.getpid()}'):
+            watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0)
+        assert not os.path.exists(os.path.join(eval_dir, watcher.LEDGER_NAME))
+    finally:
+        os.close(held)
+    assert [e['step'] for e in watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0)] == [10]
+
+
+def test_best_folder_with_other_files_is_not_replaced(tmp_path, monkeypatch):
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    _fake_checkpoint(train_dir, 10)
+    os.makedirs(os.path.join(eval_dir, 'best'))
+    with open(os.path.join(eval_dir, 'best', 'notes.txt'), 'w') as fh:
+        fh.write('mine')
+    monkeypatch.setattr(evaluate, 'evaluate_checkpoint', _fake_evaluate([]))
+    with pytest.raises(ValueError, match='notes.txt'):
+        watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0)
+    assert os.listdir(os.path.join(eval_dir, 'best')) == ['notes.txt']
+
+
+def test_timeout_with_nothing_evaluated_is_an_error(tmp_path):
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    os.makedirs(train_dir)
+    clock, sleep = _no_timeout_clock()
+    with pytest.raises(watcher.NothingEvaluated, match='no checkpoint evaluated'):
+        watcher.watch(_settings(), train_dir, eval_dir, interval_secs=1., timeout_secs=2.,
+                      clock=clock, sleep=sleep)
+    assert watcher.wait_for_card(str(tmp_path / 'nothing'), 1., 2., clock=clock, sleep=sleep) is False
+    # The script: a card, no checkpoint, a short timeout -> non-zero exit with the reason.
+    from model import card as card_lib
+    card_lib.write(os.path.join(train_dir, card_lib.CARD_FILE), _settings().card)
+    proc = run_script('eval_ssd_network.py', '--wait_for_checkpoints', f'--checkpoint_path={train_dir}',
+                      f'--eval_dir={eval_dir}', f'--dataset_dir={tmp_path}', '--dataset_name=custom',
+                      '--eval_interval_secs=0.2', '--eval_timeout=0.5', '--metrics=voc07')
+    assert proc.returncode != 0
+    assert 'no checkpoint evaluated' in proc.stderr and 'eval_timeout' in proc.stderr
