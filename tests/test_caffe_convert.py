@@ -199,7 +199,8 @@ def test_unmapped_missing_and_mismatched_are_reported_by_name(mobilenet_model):
                                   .transpose(2, 3, 1, 0))
     assert any(line.startswith('Caffe layer') for line in lines)
     with open(os.path.join(directory, 'checkpoint')) as f:
-        assert f.read().startswith('model_checkpoint_path: "broken.ckpt"')
+        assert f.read().startswith(checkpoint_io.STATE_FILE_HEADER
+                                   + '\nmodel_checkpoint_path: "broken.ckpt"')
     # Without a prototxt the card carries the published MobileNet-SSD anchors and thresholds.
     assert result.config_path == out + '.model.json'
     card = card_lib.load(result.config_path)
