@@ -194,13 +194,15 @@ def _save_atomically(sess, saver, output_path, sidecar_files):
         saver.save(sess, os.path.join(tmp_dir, basename), write_meta_graph=False,
                    write_state=False)
         files = sorted(os.listdir(tmp_dir))
+        for name in files:  # on disk before any is renamed into place (a crash: old or new)
+            atomic_io.fsync_file(os.path.join(tmp_dir, name))
         index = basename + '.index'
         for name in files:
             if name != index:
                 os.replace(os.path.join(tmp_dir, name), os.path.join(directory, name))
         for path, text in sidecar_files.items():
             atomic_io.write_text_atomic(path, text)
-        os.replace(os.path.join(tmp_dir, index), os.path.join(directory, index))
+        atomic_io.replace(os.path.join(tmp_dir, index), os.path.join(directory, index))
         # The CheckpointState text proto; a relative path keeps the folder movable (readers
         # join it with the folder). Only over a state file of ours: a trainer's stays.
         state = os.path.join(directory, 'checkpoint')

@@ -1,6 +1,10 @@
-"""Atomic writes leave either the old or the new file, never a partial one or a temp file."""
+"""Atomic writes leave either the old or the new file, never a partial one or a temp file; they
+are durable (fsync) and readable by others (umask, not 0600)."""
 import json
 import os
+import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -26,3 +30,84 @@ def test_failure_keeps_old_file_and_no_temp(tmp_path):
         atomic_io.write_json_atomic(str(path), {'x': object()})
     assert path.read_text() == 'old'
     assert os.listdir(tmp_path) == ['out.json']
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_files_and_folders_follow_the_umask(tmp_path, umask_022):
+    atomic_io.write_text_atomic(str(tmp_path / 'results.json'), '{}')
+    assert stat.S_IMODE(os.stat(tmp_path / 'results.json').st_mode) == 0o644
+    folder = atomic_io.make_temp_dir(str(tmp_path / 'export'))
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o755
+    os.umask(0o027)
+    atomic_io.write_text_atomic(str(tmp_path / 'private.txt'), 'x')
+    assert stat.S_IMODE(os.stat(tmp_path / 'private.txt').st_mode) == 0o640
+    assert atomic_io.file_mode() == 0o640 and atomic_io.dir_mode() == 0o750
+
+
+def test_interrupted_before_rename_keeps_old_file(tmp_path, monkeypatch):
+    path = tmp_path / 'model.json'
+    atomic_io.write_text_atomic(str(path), 'old')
+
+    def killed(source, target):
+        raise KeyboardInterrupt  # e.g. Ctrl-C between the write and the rename
+    monkeypatch.setattr(atomic_io, 'replace', killed)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_io.write_text_atomic(str(path), 'new')
+    assert path.read_text() == 'old'
+    assert os.listdir(tmp_path) == ['model.json']
+
+
+def test_fsync_file_before_rename_and_folder_after(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        info = os.fstat(fd)
+        events.append(('fsync', 'dir' if stat.S_ISDIR(info.st_mode) else 'file', info.st_ino))
+        real_fsync(fd)
+
+    def replace(source, target):
+        events.append(('rename', os.stat(source).st_ino))
+        real_replace(source, target)
+    monkeypatch.setattr(os, 'fsync', fsync)
+    monkeypatch.setattr(os, 'replace', replace)
+    path = tmp_path / 'out.bin'
+    atomic_io.write_bytes_atomic(str(path), b'data')
+    file_inode, dir_inode = os.stat(path).st_ino, os.stat(tmp_path).st_ino
+    assert events == [('fsync', 'file', file_inode), ('rename', file_inode),
+                      ('fsync', 'dir', dir_inode)]
+
+
+def test_orphans_of_killed_writes_are_removed_on_the_next_write(tmp_path):
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    orphan = tmp_path / f'.model.json.tmp-{dead.pid}-abc123'
+    orphan.write_text('half')
+    orphan_dir = tmp_path / f'.export.tmp-{dead.pid}-xyz'
+    orphan_dir.mkdir()
+    alive = tmp_path / f'.model.json.tmp-{os.getppid()}-def456'  # a running writer's: kept
+    alive.write_text('busy')
+    other = tmp_path / '.model.json.swp'  # not ours: kept
+    other.write_text('editor')
+    atomic_io.write_text_atomic(str(tmp_path / 'model.json'), 'new')
+    assert sorted(os.listdir(tmp_path)) == sorted([
+        f'.export.tmp-{dead.pid}-xyz', alive.name, other.name, 'model.json'])
+    atomic_io.make_temp_dir(str(tmp_path / 'export'))
+    assert not orphan_dir.exists()
+    assert atomic_io.remove_orphans(str(tmp_path)) == []
+
+
+def test_results_files_are_readable_by_others(tmp_path, umask_022):
+    from tf_extended import voc_metrics
+    writer = voc_metrics.VOCResultsWriter(str(tmp_path), 'test', {1: 'cat'},
+                                          boxes_in_pixels=True)
+    writer.add_image('a', [[1., 1., 5., 5.]], [0.9], [1])
+    path = writer.close()[1]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+    assert os.listdir(tmp_path) == [os.path.basename(path)]

@@ -48,11 +48,11 @@ label order. Class names themselves can be any non-empty unique strings.
 
 import dataclasses
 import os
-import tempfile
 from typing import Dict, Hashable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from tf_extended import atomic_io
 from tf_extended import file_names
 
 IOU_RULES = ('>=', '>')
@@ -490,6 +490,7 @@ class VOCClassDetections:
     image_ids: List[str]
     scores: np.ndarray
     boxes: np.ndarray
+    missing: bool = False  # no results file (read with missing_ok)
 
 
 class VOCResultsWriter:
@@ -521,7 +522,7 @@ class VOCResultsWriter:
         self._files = {}
         try:
             for label, path in self._paths.items():
-                fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
+                fd, tmp = atomic_io.mkstemp_for(path)  # the umask's permissions, not 0600
                 self._files[label] = (os.fdopen(fd, 'w'), tmp)
         except BaseException:
             self.abort()
@@ -546,9 +547,13 @@ class VOCResultsWriter:
     def close(self) -> Dict[int, str]:
         """Renames the files into place; returns {label: path}."""
         for fh, _ in self._files.values():
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before the renames: a crash leaves old or new files
             fh.close()
         for label, (_, tmp) in self._files.items():
             os.replace(tmp, self._paths[label])
+        if self._paths:
+            atomic_io.fsync_dir(os.path.dirname(os.path.abspath(next(iter(self._paths.values())))))
         self._files = {}
         return dict(self._paths)
 
@@ -571,20 +576,26 @@ class VOCResultsWriter:
 
 
 def read_voc_results(directory: str, split: str, class_names: Mapping[int, str],
-                     competition: str = 'comp4') -> Dict[int, VOCClassDetections]:
+                     competition: str = 'comp4', missing_ok: bool = False
+                     ) -> Dict[int, VOCClassDetections]:
     """Reads the devkit results files of every class in ``class_names``.
 
     Returns:
-      {label: VOCClassDetections} (file order kept, boxes as ``[ymin, xmin, ymax, xmax]`` pixels).
+      {label: VOCClassDetections} (file order kept, boxes as ``[ymin, xmin, ymax, xmax]`` pixels);
+      with ``missing_ok``, a class without a file has no detections (and ``missing`` set).
     Raises:
-      FileNotFoundError if a class has no file; ValueError naming the file and line of a
-      malformed line.
+      FileNotFoundError if a class has no file (unless ``missing_ok``); ValueError naming the
+      file and line of a malformed line.
     """
     results = {}
     names = _check_class_names(class_names)
     paths = voc_results_paths(directory, split, names, competition)
     for label, name in names.items():
         path = paths[label]
+        if missing_ok and not os.path.lexists(path):
+            results[label] = VOCClassDetections(image_ids=[], scores=np.zeros(0),
+                                                boxes=np.zeros((0, 4)), missing=True)
+            continue
         if not os.path.isfile(path):
             raise FileNotFoundError(f'read_voc_results: missing results file {path!r} for class '
                                     f'{name!r} (every class needs a file, possibly empty).')
