@@ -17,7 +17,8 @@ DetectionOutput thresholds, input preprocessing), then re-loads it and runs a fo
 
 import sys
 
-from absl import app
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs
 from absl import flags
 
 from converters import caffe_convert
@@ -25,7 +26,6 @@ from converters import caffe_pb
 from converters import caffe_ssd
 from converters import checkpoint_io
 from converters import prototxt
-from tf_extended import logs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('caffemodel_path', None, 'The binary .caffemodel weights.')
@@ -62,5 +62,10 @@ def main(_):
         sys.exit('caffe_to_tensorflow: error: %s' % e)
 
 
+def _interrupted():
+    return (f'{FLAGS.output_path} is written atomically: it is the previous one or absent; run '
+            f'the same command again')
+
+
 if __name__ == '__main__':
-    app.run(main)
+    logs.run(main, _interrupted)

@@ -29,7 +29,8 @@ import os
 import sys
 import time
 
-from absl import app
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs
 from absl import flags
 import cv2
 
@@ -39,7 +40,6 @@ from inference import visualization
 from model import card as card_lib
 from model import cli
 from tf_extended import atomic_io
-from tf_extended import logs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('checkpoint_path', None, 'Checkpoint prefix, one of its files, or a directory.')
@@ -326,5 +326,10 @@ def main(_):
           f'detector); {len(run.failures)} failed{failed}\nwrote {json_path}')
 
 
+def _interrupted():
+    return (f'the annotated images written so far are in {FLAGS.output_dir}, {JSON_NAME} was not '
+            f'written; run the same command again')
+
+
 if __name__ == '__main__':
-    app.run(main)
+    logs.run(main, _interrupted)

@@ -16,7 +16,8 @@ Outputs in --eval_dir: results.json/.txt, comp4_det_<split>_<class>.txt, coco_*.
 """
 import sys
 
-from absl import app
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs
 from absl import flags
 import tensorflow as tf
 
@@ -28,7 +29,6 @@ from evaluation import watcher
 from model import card as card_lib
 from model import checkpoints
 from model import cli
-from tf_extended import logs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('checkpoint_path', None, 'Checkpoint prefix or file, or a directory (its latest; '
@@ -109,5 +109,13 @@ def main(_):
         sys.exit(f'eval_ssd_network: error: {err}')
 
 
+def _interrupted():
+    if FLAGS.wait_for_checkpoints:
+        return (f'the checkpoints evaluated so far are in {FLAGS.eval_dir} (eval_ledger.jsonl); '
+                'run the same command to go on with the next one')
+    return ('no result of this evaluation was written (results appear all at once when it '
+            'ends); run the same command again')
+
+
 if __name__ == '__main__':
-    app.run(main)
+    logs.run(main, _interrupted)

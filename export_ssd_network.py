@@ -18,13 +18,13 @@ a checkpoint without a card.
 """
 import sys
 
-from absl import app
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs
 from absl import flags
 
 from datasets import dataset_factory
 from inference import export
 from model import cli
-from tf_extended import logs
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('checkpoint_path', None, 'Checkpoint prefix, one of its files, or a directory '
@@ -67,5 +67,10 @@ def main(_):
         sys.exit(f'export_ssd_network.py: error: {err}')
 
 
+def _interrupted():
+    return (f'each file already in {FLAGS.output_dir} is complete (written atomically), '
+            f'metadata.json comes last; run the same command with --overwrite to export again')
+
+
 if __name__ == '__main__':
-    app.run(main)
+    logs.run(main, _interrupted)

@@ -18,14 +18,14 @@ Layouts: %s.
 
 import sys
 
-from absl import app
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs
 from absl import flags
 
 from converters import checkpoint_io
 from converters import pth_reader
 from converters import pytorch_convert
 from converters import pytorch_ssd
-from tf_extended import logs
 
 __doc__ %= ', '.join(pytorch_ssd.LAYOUTS)
 
@@ -61,5 +61,10 @@ def main(_):
         sys.exit('pytorch_to_tensorflow: error: %s' % e)
 
 
+def _interrupted():
+    return (f'{FLAGS.output_path} is written atomically: it is the previous one or absent; run '
+            f'the same command again')
+
+
 if __name__ == '__main__':
-    app.run(main)
+    logs.run(main, _interrupted)

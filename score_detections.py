@@ -13,6 +13,8 @@ COCO results JSON against an annotation file (per-class AP@[.5:.95] and AP@.5, p
 """
 import sys
 
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs
 from absl import app
 from absl import flags
 
@@ -58,5 +60,9 @@ def main(_):
         sys.exit(f'score_detections: error: {err}')
 
 
+def _interrupted():
+    return 'nothing was written; run the same command again'
+
+
 if __name__ == '__main__':
-    app.run(main)
+    logs.run(main, _interrupted)

@@ -10,6 +10,8 @@ Boxes are drawn in the class's colour with its name; difficult objects get a "*"
 import argparse
 import sys
 
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs
 from datasets import dataset_factory
 from nets import nets_factory
 from preprocessing import preprocessing_factory
@@ -25,7 +27,8 @@ def _default_image_size(model_name):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--dataset_dir', required=True, help='Folder of the converted TFRecords.')
     parser.add_argument('--dataset_name', required=True, help='Registry name, e.g. pascalvoc_2007.')
     parser.add_argument('--split', required=True, help='Split name, e.g. trainval or test.')
@@ -58,4 +61,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    main()
+    logs.run_plain(main, lambda: 'nothing was written')

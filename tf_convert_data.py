@@ -25,6 +25,8 @@ write are never overwritten or deleted.
 import os
 import sys
 
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs
 from absl import app
 from absl import flags
 from absl import logging
@@ -137,5 +139,16 @@ def _convert():
                  convert.metadata_path(FLAGS.output_dir, FLAGS.output_name))
 
 
+def _interrupted():
+    if FLAGS.verify:
+        return 'nothing was changed'
+    marker = convert.incomplete_marker_path(FLAGS.output_dir, FLAGS.output_name)
+    if os.path.lexists(marker):
+        return (f'the shards were being replaced: {marker} marks {FLAGS.output_name} incomplete '
+                f'(readers refuse it); run the same command to convert again')
+    return (f'nothing of {FLAGS.output_name} was replaced in {FLAGS.output_dir} (the temporary '
+            f'folder is removed by the next run); run the same command to convert again')
+
+
 if __name__ == '__main__':
-    app.run(main)
+    logs.run(main, _interrupted)

@@ -15,16 +15,17 @@ The trainer is training/trainer.py; this script only turns flags into its TrainS
 Distributed: --ps_hosts/--worker_hosts/--job_name/--task_index (or TF_CONFIG); worker 0 is the
 chief and writes checkpoints and summaries.
 """
+import os
 import sys
 
-from absl import app
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs
 from absl import flags
 from absl import logging
 
 from model import checkpoints
 from model import cli
 from nets import nets_factory
-from tf_extended import logs
 from training import hooks
 from training import optimization
 from training import trainer
@@ -154,5 +155,13 @@ def main(_):
         sys.exit('train_ssd_network: error: %s' % e)
 
 
+def _interrupted():
+    latest = checkpoints.latest_in_directory(FLAGS.train_dir) if FLAGS.train_dir else None
+    if latest:
+        return (f'checkpoints up to {os.path.basename(latest)} are kept in {FLAGS.train_dir}; '
+                f'run the same command to resume from it')
+    return f'no checkpoint was written yet in {FLAGS.train_dir}; run the same command to start again'
+
+
 if __name__ == '__main__':
-    app.run(main)
+    logs.run(main, _interrupted)

@@ -51,6 +51,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import struct
 import sys
 import threading
@@ -114,6 +115,9 @@ def _init_worker(counter, pool_worker=False):
     global _COUNTER
     _COUNTER = counter
     if pool_worker:
+        # Ctrl-C reaches the whole process group: the main process reports it in one line and
+        # ends the pool; a worker's own KeyboardInterrupt would only add a traceback each.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         # One OpenCV thread per worker process: the processes are the parallelism; more threads oversubscribe.
         import cv2
         cv2.setNumThreads(1)

@@ -8,6 +8,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import time
 
 from absl import logging
@@ -62,6 +63,35 @@ def clear_training_finished(train_dir):
         os.remove(path)
 
 
+# What TF's savers leave behind when killed while saving: `<prefix>_temp/` (sharded saves, the
+# saver's own comment says it "can be safely removed"), `<file>.tempstate<N>` (a tensor bundle
+# being written) and `checkpoint.tmp<hex>` (the state file being replaced).
+_INTERRUPTED_SAVE = re.compile(r'^(model\.ckpt-\d+(_temp(_[0-9a-f]{32})?|\..*\.tempstate\d+)'
+                               r'|checkpoint\.tmp[0-9a-f]{32})$')
+
+
+def remove_interrupted_saves(train_dir):
+    """Removes the temporary files of saves that a kill interrupted (see `_INTERRUPTED_SAVE`) and
+    of our own atomic writes there; call it when the (only) writer of train_dir starts.
+    Returns the removed paths."""
+    if not os.path.isdir(train_dir):
+        return []
+    removed = atomic_io.remove_orphans(train_dir)
+    for name in os.listdir(train_dir):
+        path = os.path.join(train_dir, name)
+        if not _INTERRUPTED_SAVE.match(name):
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+        removed.append(path)
+    if removed:
+        logging.info('Removed %d temporary file(s) of an interrupted save: %s', len(removed),
+                     ', '.join(os.path.basename(p) for p in removed))
+    return removed
+
+
 def training_finished(train_dir):
     """The marker's dict, or None while training runs (or never ran to its end)."""
     path = os.path.join(train_dir, FINISHED_MARKER)
@@ -72,8 +102,31 @@ def training_finished(train_dir):
         return None
 
 
+class CheckpointError(ValueError):
+    """`--checkpoint_path` names something that is not a loadable checkpoint (one line: the file
+    and what is wrong with it)."""
+
+
+def _first_line(err):
+    text = getattr(err, 'message', None) or str(err)
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+
+
+def _check_readable(prefix, v1_file):
+    """Opens the checkpoint's table (the `.index`, or the V1 file) as the readers will."""
+    try:
+        tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, OSError, ValueError, RuntimeError) as err:
+        if v1_file:
+            raise CheckpointError(
+                f'{prefix}: not a TensorFlow checkpoint (no {os.path.basename(prefix)}.index '
+                f'beside it, and not a V1 checkpoint file either: {_first_line(err)}).') from None
+        raise CheckpointError(f'{prefix}.index: not a readable checkpoint index (corrupt or '
+                              f'not a checkpoint: {_first_line(err)}).') from None
+
+
 def resolve_checkpoint(path):
-    """The checkpoint prefix that `path` names.
+    """The checkpoint prefix that `path` names, checked to be readable.
 
     Args:
       path: a checkpoint prefix (`model.ckpt-1000`), its `.index` or `.data-NNNNN-of-NNNNN`
@@ -83,6 +136,8 @@ def resolve_checkpoint(path):
       str: the prefix (for V1 files, the file itself).
     Raises:
       FileNotFoundError: nothing loadable there; the message says what was looked for.
+      CheckpointError (a ValueError): the file is there but is not a checkpoint, or its
+        `.index` is corrupt; the message names the file.
     """
     if not path:
         raise FileNotFoundError('No checkpoint path given.')
@@ -92,15 +147,18 @@ def resolve_checkpoint(path):
         if prefix is None:
             raise FileNotFoundError(f'{path} is a directory without checkpoints (no `checkpoint` '
                                     f'state file and no *.index files).')
+        _check_readable(prefix, v1_file=False)
         return prefix
     if path.endswith('.index'):
         prefix = path[:-len('.index')]
     else:
         prefix = _DATA_SUFFIX.sub('', path)
     if os.path.isfile(prefix + '.index'):
+        _check_readable(prefix, v1_file=False)
         return prefix
     if prefix == path and os.path.isfile(path):
-        return path  # V1 format: one file, no index.
+        _check_readable(path, v1_file=True)  # V1 format: one file, no index.
+        return path
     raise FileNotFoundError(f'No checkpoint at {path}: expected {prefix}.index (and its .data-* '
                             f'files), a V1 checkpoint file, or a directory holding checkpoints.')
 

@@ -20,9 +20,10 @@ import tensorflow as tf
 import tf_slim as slim
 
 from model import checkpoints
+from training import hooks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOG_LINE = re.compile(r'step (\d+): (.*?) lr=')
+LOG_LINE = hooks.LOG_LINE  # the trainer's step line: step and name=value loss terms
 v1 = tf.compat.v1
 
 

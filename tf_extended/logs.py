@@ -1,6 +1,222 @@
-"""Logging set-up of the command-line scripts."""
+"""What the command-line scripts print: TensorFlow's start-up lines off, each log record once,
+`--help` exiting 0, and Ctrl-C ending with one line instead of a traceback.
+
+The scripts import this module before TensorFlow. What TF 2.21 writes to stderr before a script
+logs anything, measured on a CPU-only machine (2026-12, `import tensorflow` and one session):
+
+  TF_CPP_MIN_LOG_LEVEL unset: 8 lines
+    WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+    I... cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.
+    I... cpu_feature_guard.cc:227] This TensorFlow binary is optimized to use available CPU ...
+    To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow ...
+    WARNING: All log messages before absl::InitializeLog() ... (again: TF holds two absl copies)
+    I... cudart_stub.cc:31] Could not find cuda drivers ... (again)
+    E... cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: ... (303)
+    I... mlir_graph_optimization_pass.cc:437] MLIR V1 optimization pass is not enabled
+  TF_CPP_MIN_LOG_LEVEL=2: 5 lines (both absl warnings, both cudart_stub lines, the E-level
+    cuInit line); =3: 4 (the cuInit line goes, and with it every other TF error line).
+  CUDA_VISIBLE_DEVICES='' changes nothing: the stub and the probe run anyway.
+
+The absl warning and the cudart_stub line are written before TF reads any setting, so no
+environment variable stops them. Hence two measures, both off when the user set
+TF_CPP_MIN_LOG_LEVEL below 2 (asking to see TF's lines) or SSD_STDERR_FILTER=0:
+- TF_CPP_MIN_LOG_LEVEL=2 unless set: TF's C++ INFO and WARNING lines off, its errors shown;
+- a filter on file descriptor 2 (`install_stderr_filter`): a forked helper process reads what
+  the script writes to stderr and passes on everything but those exact lines (the cuInit error
+  only where no NVIDIA device exists: /dev/nvidiactl, /dev/nvidia0, WSL's /dev/dxg). Being a
+  separate process, it still passes on the last words of a script that crashes or is killed.
+  Installed for the project's top-level scripts only (or when SSD_STDERR_FILTER=1).
+"""
+import atexit
+import logging as py_logging
+import os
+import re
+import signal
+import sys
+import time
+import warnings
+
+from absl import app
 from absl import logging
-import tensorflow as tf
+
+_GPU_DEVICE_NODES = ('/dev/nvidiactl', '/dev/nvidia0', '/dev/dxg')
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# absl's C++ line format: level, MMDD, time, thread id, file:line] message.
+_ABSL_CPP_LINE = re.compile(rb'^([IWEF])\d{4} [\d:.]+ +\d+ ([\w.]+):\d+\] (.*)$')
+_ABSL_PREAMBLE = b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR'
+_CUDA_PROBES = (b'cuda_platform.cc', b'cuda_executor.cc', b'cuda_diagnostics.cc')
+
+
+def quiet_tensorflow_start(environ=os.environ):
+    """TF_CPP_MIN_LOG_LEVEL=2 unless set. Has an effect only before TensorFlow is imported."""
+    environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+def is_start_up_noise(line, gpu_device=False):
+    """True for one of TF's start-up lines that say nothing to a user (see the module docstring).
+
+    line: bytes without the line end. gpu_device: an NVIDIA device exists (then a failing CUDA
+    probe is news and is kept).
+    """
+    if line == _ABSL_PREAMBLE:
+        return True
+    match = _ABSL_CPP_LINE.match(line)
+    if not match:
+        return False
+    level, source, message = match.groups()
+    if source == b'cudart_stub.cc' and message.startswith(b'Could not find cuda drivers'):
+        return True
+    return not gpu_device and source in _CUDA_PROBES and level in b'IWE'
+
+
+def _could_become_noise(tail):
+    """A line still being written that may turn out to be a noise line: held back until its
+    end; anything else (e.g. a progress bar redrawn with \\r) passes on at once."""
+    return _ABSL_PREAMBLE.startswith(tail[:len(_ABSL_PREAMBLE)]) or bool(
+        re.match(rb'^[IWEF](\d|$)', tail))
+
+
+def filter_chunk(pending, gpu_device=False):
+    """(bytes to write, bytes to hold) for the stderr bytes received so far (`pending`)."""
+    out = []
+    pieces = re.split(rb'(\r\n|\n|\r)', pending)
+    tail = pieces.pop()  # after the last line end (maybe empty)
+    for text, end in zip(pieces[0::2], pieces[1::2]):
+        if not is_start_up_noise(text, gpu_device):
+            out.append(text + end)
+    if tail and not _could_become_noise(tail):
+        out.append(tail)
+        tail = b''
+    return b''.join(out), tail
+
+
+def _write_all(fd, data):
+    while data:
+        try:
+            data = data[os.write(fd, data):]
+        except InterruptedError:
+            continue
+        except OSError:
+            return  # the reader of stderr is gone; nothing to do
+
+
+def _filter_loop(read_fd, write_fd, gpu_device):
+    pending = b''
+    while True:
+        try:
+            chunk = os.read(read_fd, 65536)
+        except InterruptedError:
+            continue
+        except OSError:
+            break
+        if not chunk:
+            break
+        out, pending = filter_chunk(pending + chunk, gpu_device)
+        _write_all(write_fd, out)
+    if pending and not is_start_up_noise(pending, gpu_device):
+        _write_all(write_fd, pending)
+
+
+def install_stderr_filter():
+    """Routes file descriptor 2 through a forked filter process (see the module docstring).
+    Returns the filter's pid, or None when not installed (no fork, or already installed)."""
+    global _filter_pid
+    if not hasattr(os, 'fork') or _filter_pid is not None:
+        return None
+    gpu_device = any(map(os.path.exists, _GPU_DEVICE_NODES))
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the filter: reads until every writer (the script, its children) is gone
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the script
+            os.close(write_fd)
+            _filter_loop(read_fd, 2, gpu_device)
+        finally:
+            os._exit(0)
+    os.close(read_fd)
+    original = os.dup(2)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    _filter_pid = pid
+    atexit.register(_drain_stderr_filter, pid, original)
+    return pid
+
+
+def _drain_stderr_filter(pid, original, timeout_secs=5.):
+    """At exit: stderr back to the original, and a short wait for the filter to pass on what it
+    still holds (so a shell prompt does not come before the script's last line)."""
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os.dup2(original, 2)  # closes our end of the pipe: the filter sees its end
+    deadline = time.monotonic() + timeout_secs
+    while time.monotonic() < deadline:  # children of the script may still hold the pipe
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.01)
+
+
+def _script_name():
+    return os.path.splitext(os.path.basename(sys.argv[0] or 'script'))[0]
+
+
+def _interrupted_while_starting(signum, frame):
+    try:
+        sys.stderr.write(f'{_script_name()}: interrupted while starting; nothing was done.\n')
+        sys.stderr.flush()
+    finally:
+        os._exit(130)
+
+
+def _main_is_project_script():
+    """A top-level script of the project is running (not one of its multiprocessing workers,
+    which import the script's module too, nor a test or a notebook)."""
+    import multiprocessing
+    path = getattr(sys.modules.get('__main__'), '__file__', None)
+    return (bool(path) and os.path.dirname(os.path.abspath(path)) == _PROJECT_ROOT
+            and multiprocessing.parent_process() is None
+            and multiprocessing.current_process().name == 'MainProcess')
+
+
+_filter_pid = None
+_user_wants_tf_lines = os.environ.get('TF_CPP_MIN_LOG_LEVEL', '2') not in ('2', '3')
+quiet_tensorflow_start()
+_is_script = _main_is_project_script()
+_filter_setting = os.environ.get('SSD_STDERR_FILTER')
+if (_filter_setting == '1' or (_filter_setting != '0' and _is_script
+                               and not _user_wants_tf_lines)) and 'tensorflow' not in sys.modules:
+    install_stderr_filter()
+# A project script being started: Ctrl-C during the (slow) imports ends with one line. `run`
+# hands SIGINT back to Python's KeyboardInterrupt once the script's main starts.
+if _is_script and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+
+class _DropMessages(py_logging.Filter):
+    """Drops TensorFlow log records whose message matches one of `patterns` (at its start)."""
+
+    def __init__(self, patterns):
+        super().__init__()
+        self.pattern = re.compile('|'.join(f'(?:{p})' for p in patterns), re.S)
+
+    def filter(self, record):
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True
+        return not self.pattern.match(message)
+
+
+def drop_tensorflow_messages(*patterns):
+    """Hides TensorFlow's Python log records whose message starts with one of the regular
+    expressions `patterns` (e.g. the three lines its CheckpointSaverHook logs per save, when we
+    log one of our own)."""
+    py_logging.getLogger('tensorflow').addFilter(_DropMessages(patterns))
 
 
 def absl_only(verbosity=None):
@@ -10,8 +226,60 @@ def absl_only(verbosity=None):
     where absl's handler prints it again: without this, every TensorFlow line (checkpoint saves,
     restores, warnings) appears twice. `verbosity`: an absl level to set (e.g. logging.INFO).
     """
+    import tensorflow as tf  # Here, not above: importing this module must not load TF.
+    # tf.data's note on an option our input pipelines set on purpose; says nothing to a user.
+    warnings.filterwarnings('ignore', message='The `deterministic` argument has no effect')
     if verbosity is not None:
         logging.set_verbosity(verbosity)
     logger = tf.get_logger()
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
+
+
+def run(main, interrupted=None):
+    """`absl.app.run(main)` for the scripts, with two differences users see:
+
+    - `--help`, `--helpshort`, `--helpfull`, `--helpxml` exit with status 0 (absl: 1);
+    - Ctrl-C (KeyboardInterrupt) ends with one line `<script>: interrupted; <what was kept and
+      how to resume>`, status 130, instead of a traceback. `interrupted`: a callable returning
+      that text (called after the interrupt, so it can look at what is on disk), or None.
+    """
+    def absl_main():
+        try:
+            app.run(main)
+        except SystemExit as exit_:
+            if exit_.code == 1 and _help_requested():
+                raise SystemExit(0) from None
+            raise
+    run_plain(absl_main, interrupted)
+
+
+def run_plain(main, interrupted=None):
+    """`main()` (a script without absl flags, e.g. argparse) with `run`'s Ctrl-C line."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return main()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the line
+        what = ''
+        if interrupted is not None:
+            try:
+                what = interrupted() or ''
+            except Exception as err:  # the message must not become a traceback itself
+                what = f'(could not tell what was kept: {err})'
+        sys.stderr.write(f'{_script_name()}: interrupted{"; " + what if what else "."}\n')
+        sys.stderr.flush()
+        raise SystemExit(130) from None
+
+
+_HELP_ARG = re.compile(r'^--?(help|helpshort|helpfull|helpxml|\?)(=(true|t|1|yes|y))?$', re.I)
+
+
+def _help_requested(argv=None):
+    """True when the command line asks for help (absl exits with status 1 after printing it)."""
+    for arg in (sys.argv if argv is None else argv)[1:]:
+        if arg == '--':
+            break
+        if _HELP_ARG.match(arg):
+            return True
+    return False

@@ -1,10 +1,30 @@
-"""Training hooks: the log line of a step, and the finite-weights check before a save."""
+"""Training hooks and what a person reads of a run: the start summary, one line per
+`log_every_n_steps` steps, one line per checkpoint, the end summary; and the finite-weights check
+before a save.
+
+A step line (`LOG_LINE` parses it):
+
+    step 240/1600 (epoch 5.3): loss over 80 steps total=3.1416 cross_entropy_neg=0.9 \
+cross_entropy_pos=1.2 localization=0.8 regularization=0.2 lr=0.0039 31.2 images/s ETA 0:12:34
+
+The loss terms are means over the steps since the previous line; `total` is what the optimizer
+minimises: the other terms' sum, weight decay (`regularization`) included. images/s and the ETA
+come from `RateEstimator`: the rate over a window that grows with the run (a quarter of the
+elapsed time, at least a minute), so that a loaded machine's alternating speeds do not make the
+ETA swing.
+"""
+import collections
+import re
 import time
 
 from absl import logging
 import tensorflow as tf
 
+from tf_extended import logs
+
 v1 = tf.compat.v1
+
+LOG_LINE = re.compile(r'step (\d+)(?:/\d+)?(?: \(epoch [\d.]+\))?: loss over \d+ steps? (.*?) lr=')
 
 
 class NonFiniteError(RuntimeError):
@@ -19,29 +39,109 @@ class FiniteCheckListener(v1.train.CheckpointSaverListener):
 
     def before_save(self, session, global_step_value):
         if not session.run(self._all_finite):
-            raise NonFiniteError('non-finite weights at step %d' % global_step_value)
+            raise NonFiniteError(f'non-finite weights at step {global_step_value}')
+
+
+# What TF's session and CheckpointSaverHook log that says nothing to a person reading the run
+# (`CheckpointLogListener` says a save in one line instead of TF's three). Regular expressions
+# matched at the start of the message; "Restoring parameters from" stays.
+TF_CHATTER = (r'Calling checkpoint listeners (before|after) saving checkpoint',
+              r'Saving checkpoints for', r'Create CheckpointSaverHook', r'Graph was finalized',
+              r'(Done r|R)unning local_init_op', r'From \S+: get_checkpoint_mtimes')
+
+
+class CheckpointLogListener(v1.train.CheckpointSaverListener):
+    """One log line per checkpoint written, instead of TF's three (which it hides)."""
+
+    def __init__(self, checkpoint_prefix):
+        self._prefix = checkpoint_prefix
+        logs.drop_tensorflow_messages(*TF_CHATTER)
+
+    def after_save(self, session, global_step_value):
+        logging.info('checkpoint saved: %s-%d', self._prefix, global_step_value)
+
+
+class RateEstimator:
+    """Steps per second for an ETA that holds still on a machine whose speed varies.
+
+    The rate is measured over the most recent `max(min_window_secs, window_fraction * elapsed)`
+    seconds: long enough to average over the alternating speeds of a shared machine, short
+    enough to follow a lasting change. Elapsed time starts at the first `update` (call it after
+    the first step, which carries the graph's one-off start-up cost).
+    """
+
+    def __init__(self, clock=time.monotonic, window_fraction=0.25, min_window_secs=60.):
+        self._clock = clock
+        self.window_fraction = window_fraction
+        self.min_window_secs = min_window_secs
+        self._samples = collections.deque()  # (time, step), oldest first
+        self._start = None
+
+    def update(self, step):
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+        self._samples.append((now, step))
+        window = self.window_secs(now)
+        # Keep one sample at or before the window's start, so the window is always covered.
+        while len(self._samples) > 2 and self._samples[1][0] <= now - window:
+            self._samples.popleft()
+
+    def window_secs(self, now=None):
+        now = self._clock() if now is None else now
+        elapsed = 0. if self._start is None else now - self._start
+        return max(self.min_window_secs, self.window_fraction * elapsed)
+
+    def steps_per_sec(self):
+        """The smoothed rate, or None before two updates."""
+        if len(self._samples) < 2:
+            return None
+        (t0, s0), (t1, s1) = self._samples[0], self._samples[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 and s1 > s0 else None
+
+    def eta_secs(self, step, last_step):
+        """Seconds until `last_step` at the smoothed rate, or None."""
+        rate = self.steps_per_sec()
+        if not rate or not last_step:
+            return None
+        return max(last_step - step, 0) / rate
+
+
+def format_duration(seconds):
+    """`H:MM:SS` (hours unbounded), e.g. 3725 -> '1:02:05'."""
+    seconds = int(round(seconds))
+    return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
 class LoggingHook(v1.train.SessionRunHook):
-    """Every `every_n` steps logs step, loss terms, learning rate, images/s and ETA.
+    """Every `every_n` steps logs the step (of `last_step`), the epoch, the loss terms averaged
+    over those steps, the learning rate, images/s and the ETA (see the module docstring).
 
     `step` is the global step after this process' latest run. Alone, it is read at start and
     then counted (exact); in a cluster, where other workers move it too, it is the value read
     during the run (may lag by one).
     """
 
-    def __init__(self, tensors, every_n, images_per_step, last_step, count_locally=True):
+    def __init__(self, tensors, every_n, images_per_step, last_step, count_locally=True,
+                 num_examples=None, clock=time.monotonic):
         self._tensors = tensors
         self._every_n = every_n
         self._images_per_step = images_per_step
         self._last_step = last_step
         self._count_locally = count_locally
+        self._num_examples = num_examples
+        self._clock = clock
         self.step = None
+        self.start_step = None
+        self.smoothed = None  # the latest line's mean loss terms
+        self.rate = RateEstimator(clock)
 
     def after_create_session(self, session, coord):
-        self.step = int(session.run(self._tensors['global_step']))
+        self.step = self.start_step = int(session.run(self._tensors['global_step']))
         self._local_steps = 0
-        self._window = (time.time(), 0)
+        self._sums, self._count = collections.defaultdict(float), 0
+        self._start_time = self._clock()
+        self._end_time = None
 
     def before_run(self, run_context):
         return v1.train.SessionRunArgs(self._tensors)
@@ -50,18 +150,96 @@ class LoggingHook(v1.train.SessionRunHook):
         values = run_values.results
         self._local_steps += 1
         self.step = self.step + 1 if self._count_locally else int(values['global_step'])
+        self._end_time = self._clock()
+        self.rate.update(self._local_steps)
+        for name, value in values['losses'].items():
+            self._sums[name] += float(value)
+        self._count += 1
         if (self.step if self._count_locally else self._local_steps) % self._every_n:
             return
-        now = time.time()
-        start, start_step = self._window
-        self._window = (now, self._local_steps)
-        steps_per_sec = (self._local_steps - start_step) / max(now - start, 1e-9)
-        losses = ' '.join('%s=%.4f' % item for item in sorted(values['losses'].items()))
-        eta = ''
-        if self._last_step:
-            eta = ' ETA %s' % time.strftime(
-                '%H:%M:%S', time.gmtime(max(self._last_step - self.step, 0) / steps_per_sec))
-        logging.info('step %d: %s lr=%.4g %.1f images/s%s', self.step, losses,
-                     values['learning_rate'], steps_per_sec * self._images_per_step, eta)
+        logging.info('%s', self.line(values['learning_rate']))
+
+    def line(self, learning_rate):
+        """The log line of the steps accumulated since the previous one (and resets them)."""
+        self.smoothed = {k: v / self._count for k, v in self._sums.items()}
+        window = self._count
+        self._sums, self._count = collections.defaultdict(float), 0
+        order = sorted(self.smoothed, key=lambda k: (k != 'total', k == 'regularization', k))
+        losses = ' '.join(f'{k}={self.smoothed[k]:.4f}' for k in order)
+        head = f'step {self.step}' + (f'/{self._last_step}' if self._last_step else '')
+        if self._num_examples:
+            head += f' (epoch {self.step * self._images_per_step / self._num_examples:.1f})'
+        text = (f'{head}: loss over {window} step{"s" if window != 1 else ""} {losses} '
+                f'lr={learning_rate:.4g}')
+        rate = self.rate.steps_per_sec()
+        if rate:
+            text += f' {rate * self._images_per_step:.1f} images/s'
+            eta = self.rate.eta_secs(self.step, self._last_step)
+            if eta is not None:
+                text += f' ETA {format_duration(eta)}'
+        return text
+
+    def summary(self):
+        """What the run did: steps, wall seconds, mean images/s, the last smoothed loss terms."""
+        steps = self._local_steps
+        seconds = (self._end_time or self._clock()) - self._start_time
+        if self._count:  # steps after the last line
+            self.smoothed = {k: v / self._count for k, v in self._sums.items()}
+        return {'steps': steps, 'first_step': self.start_step, 'last_step': self.step,
+                'seconds': seconds,
+                'images_per_sec': steps * self._images_per_step / seconds if seconds > 0 else None,
+                'loss': self.smoothed}
 
 
+def start_lines(card, dataset, settings, num_parameters, resume_from, resume_step, loss_terms):
+    """The lines that open a training log: what is trained on what, how, and where it goes."""
+    images = settings.batch_size * settings.num_clones
+    steps_per_epoch = dataset.num_samples / images if images else 0
+    total = settings.max_number_of_steps
+    names = ', '.join(card.class_names[:8]) + (', ...' if len(card.class_names) > 8 else '')
+    schedule = f'{settings.optimizer}, learning rate {settings.learning_rate:g} ' \
+               f'{settings.learning_rate_decay_type}'
+    if settings.learning_rate_decay_type in ('cosine', 'polynomial'):
+        schedule += f' to {settings.end_learning_rate:g}'
+    if settings.learning_rate_decay_type == 'piecewise' and settings.boundaries:
+        schedule += f' (boundaries {",".join(settings.boundaries)})'
+    if settings.warmup_steps:
+        schedule += f', {settings.warmup_steps} warm-up steps'
+    schedule += f', weight decay {settings.weight_decay:g}'
+    if total:
+        schedule += f'; {total} steps = {total / steps_per_epoch:.1f} epochs' \
+            if steps_per_epoch else f'; {total} steps'
+    else:
+        schedule += '; no step limit (--max_number_of_steps)'
+    saves = (f'every {settings.save_interval_steps} steps' if settings.save_interval_steps
+             else f'every {settings.save_interval_secs} s')
+    terms = ' + '.join(t for t in loss_terms if t != 'total')
+    return [
+        f'model: {card.model_name}, {num_parameters:,} trainable parameters, '
+        f'{card.num_classes - 1} classes + background ({names})',
+        f'data: {dataset.name} split {dataset.split_name} in {dataset.dataset_dir}, '
+        f'{dataset.num_samples} examples; batch {settings.batch_size}'
+        + (f' x {settings.num_clones} clones' if settings.num_clones > 1 else '')
+        + f', {steps_per_epoch:.1f} steps per epoch',
+        f'schedule: {schedule}',
+        f'output: {settings.train_dir} (checkpoints {saves}, {settings.max_to_keep} kept; '
+        f'model card model.json)',
+        (f'resuming from {resume_from} (step {resume_step})' if resume_from else
+         'starting a new run' + (f' from {settings.checkpoint_path}'
+                                 if settings.checkpoint_path else '')),
+        f'log: every {settings.log_every_n_steps} steps; each loss term is the mean over those '
+        f'steps; total = {terms} (weight decay); images/s and ETA from the rate over the last '
+        f'quarter of the run so far (at least a minute)',
+    ]
+
+
+def end_line(summary, train_dir, checkpoint, card_file):
+    """The line that closes a training log."""
+    loss = summary['loss'] or {}
+    mean = summary['images_per_sec']
+    return (f'training finished: {summary["steps"]} steps (to step {summary["last_step"]}) in '
+            f'{format_duration(summary["seconds"])}'
+            + (f', {mean:.1f} images/s on average' if mean else '')
+            + (f', final loss {loss["total"]:.4f} (mean of the last logged steps)'
+               if 'total' in loss else '')
+            + f'; checkpoints in {train_dir} (latest {checkpoint}), model card {card_file}')
