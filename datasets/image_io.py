@@ -23,6 +23,7 @@ the header; a format neither knows is refused), and an image is refused when
 
 import dataclasses
 import io
+import os
 import struct
 import warnings
 
@@ -65,12 +66,15 @@ class EncodedImage:
 
     data: JPEG bytes of a 3-channel image; height, width: pixels of the decoded image;
     converted_from: None when the original bytes were kept, else a description of what was
-    converted (e.g. 'PNG palette'), for the conversion report.
+    converted (e.g. 'PNG palette'); conversion: then what the converter did, for the conversion
+    report (e.g. 'PNG RGBA data in a .jpg file: decoded as PNG, alpha dropped, re-encoded as
+    JPEG (quality 95)').
     """
     data: bytes
     height: int
     width: int
     converted_from: object = None
+    conversion: object = None
 
 
 def sniff_format(data):
@@ -170,6 +174,29 @@ def _describe(data, fmt, image):
     return f'{fmt if fmt != "other" else "non-JPEG/PNG"} {mode}'
 
 
+_EXTENSION_FORMATS = {'.jpg': 'JPEG', '.jpeg': 'JPEG', '.jpe': 'JPEG', '.png': 'PNG', '.bmp': 'BMP',
+                      '.tif': 'TIFF', '.tiff': 'TIFF', '.webp': 'WEBP', '.gif': 'GIF'}
+
+
+def _conversion(source, header_fmt, image, file_name=None):
+    """What `normalise_image_bytes` does to a non-JPEG or non-3-channel image, in words."""
+    ext = os.path.splitext(file_name or '')[1].lower()
+    if ext in _EXTENSION_FORMATS and _EXTENSION_FORMATS[ext] != header_fmt:
+        source = f'{source} data in a {ext} file'
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    steps = [f'decoded as {header_fmt}']
+    if 'palette' in source:
+        steps.append('palette expanded to RGB')
+    if image.dtype == np.uint16:
+        steps.append('16-bit values scaled to 8-bit')
+    if channels in (2, 4):
+        steps.append('alpha dropped')
+    if channels in (1, 2):
+        steps.append('grey copied to R, G and B')
+    steps.append(f're-encoded as JPEG (quality {JPEG_QUALITY})')
+    return f'{source}: {", ".join(steps)}'
+
+
 def to_bgr8(image):
     """Any OpenCV-decoded array (H×W, H×W×1/2/3/4, uint8 or uint16) -> uint8 H×W×3 BGR."""
     if image.dtype == np.uint16:
@@ -193,8 +220,9 @@ def encode_jpeg(bgr):
     return buf.tobytes()
 
 
-def normalise_image_bytes(data, limits=DEFAULT_LIMITS):
-    """Image file bytes -> EncodedImage (see the module docstring for the rules).
+def normalise_image_bytes(data, limits=DEFAULT_LIMITS, file_name=None):
+    """Image file bytes -> EncodedImage (see the module docstring for the rules). `file_name`
+    (optional) lets the report say when the data's format is not the one its extension names.
 
     Raises:
       BadImageError: undecodable, empty, a truncated JPEG (TensorFlow's decoder rejects those
@@ -216,7 +244,9 @@ def normalise_image_bytes(data, limits=DEFAULT_LIMITS):
         raise BadImageError('truncated JPEG (no end-of-image marker)')
     if fmt == 'JPEG' and image.ndim == 3 and image.shape[2] == 3:
         return EncodedImage(data, height, width, None)
-    return EncodedImage(encode_jpeg(to_bgr8(image)), height, width, _describe(data, fmt, image))
+    source = _describe(data, fmt, image)
+    return EncodedImage(encode_jpeg(to_bgr8(image)), height, width, source,
+                        _conversion(source, header_fmt, image, file_name))
 
 
 def load_image(path, limits=DEFAULT_LIMITS):
@@ -227,4 +257,4 @@ def load_image(path, limits=DEFAULT_LIMITS):
       regular file or more than limits.max_bytes; OSError: unreadable.
     """
     data = safe_io.read_bytes(path, limits.max_bytes, what='image', limit_name='--max_image_bytes')
-    return normalise_image_bytes(data, limits)
+    return normalise_image_bytes(data, limits, file_name=os.path.basename(path))

@@ -217,7 +217,7 @@ class VocLoader:
             report.append({'file': where, 'kind': kind, 'detail': detail})
 
         if image.converted_from:
-            note('fixed', f'{os.path.basename(image_path)}: {image.converted_from} stored as 3-channel JPEG')
+            note('fixed', f'{os.path.basename(image_path)}: {image.conversion}')
         xml_w, xml_h = root.findtext('size/width'), root.findtext('size/height')
         if (_number(xml_w), _number(xml_h)) != (image.width, image.height):
             note('fixed', f'<size> says {xml_w}x{xml_h}, decoded image is {image.width}x{image.height}; '

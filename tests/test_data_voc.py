@@ -132,13 +132,15 @@ def test_image_modes_stored_as_3_channel_jpeg(tmp_path):
     png16 = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)[1].tobytes()
     palette = _palette_png(rgb)
     palette_rgb = np.asarray(Image.open(io.BytesIO(palette)).convert('RGB'))
-    cases = {  # id: (bytes or array, file extension, expected RGB pixels, reported source format)
-        'png_named_jpg': (png_rgb, '.jpg', rgb, 'PNG RGB'),
-        'gray_jpg': (gray, '.jpg', np.dstack([gray] * 3), 'JPEG grayscale'),
-        'gray_png': (gray, '.png', np.dstack([gray] * 3), 'PNG grayscale'),
-        'rgba_png': (rgba, '.png', rgb, 'PNG RGBA'),
-        'palette_png': (palette, '.png', palette_rgb, 'PNG palette 4-bit'),
-        'png16': (png16, '.png', rgb, 'PNG RGB 16-bit'),
+    grey = 'grey copied to R, G and B'
+    cases = {  # id: (bytes or array, file extension, expected RGB pixels, what the report says)
+        'png_named_jpg': (png_rgb, '.jpg', rgb, 'PNG RGB data in a .jpg file: decoded as PNG'),
+        'gray_jpg': (gray, '.jpg', np.dstack([gray] * 3), f'JPEG grayscale: decoded as JPEG, {grey}'),
+        'gray_png': (gray, '.png', np.dstack([gray] * 3), f'PNG grayscale: decoded as PNG, {grey}'),
+        'rgba_png': (rgba, '.png', rgb, 'PNG RGBA: decoded as PNG, alpha dropped'),
+        'palette_png': (palette, '.png', palette_rgb,
+                        'PNG palette 4-bit: decoded as PNG, palette expanded to RGB'),
+        'png16': (png16, '.png', rgb, 'PNG RGB 16-bit: decoded as PNG, 16-bit values scaled to 8-bit'),
     }
     for image_id, (image, ext, _, _) in cases.items():
         fx.add_voc_example(root, image_id, image, [fx.voc_object('cat', (1, 1, 50, 40))], ext=ext, size=(50, 40))
@@ -156,7 +158,8 @@ def test_image_modes_stored_as_3_channel_jpeg(tmp_path):
         ref = cv2.cvtColor(cv2.imdecode(ref, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         err = np.abs(got[image_id]['image'].astype(int) - ref.astype(int))
         assert err.mean() < 1.5, (image_id, err.mean())
-        assert reports[image_id].endswith(f'{report} stored as 3-channel JPEG'), reports[image_id]
+        assert reports[image_id] == f'{image_id}{cases[image_id][1]}: {report}, re-encoded as JPEG ' \
+            f'(quality 95)', reports[image_id]
 
 
 def test_boxes_clipped_zero_area_and_inverted(tmp_path):
