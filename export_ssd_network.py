@@ -33,7 +33,10 @@ flags.DEFINE_string('dataset_name', None, 'Dataset registry name: class names an
 flags.DEFINE_string('dataset_split_name', 'test', 'Split giving the calibration images.')
 flags.DEFINE_string('dataset_dir', None, 'Folder of the converted TFRecords.')
 flags.DEFINE_integer('num_calibration_images', 100, 'Images for int8 calibration.', lower_bound=1)
-flags.DEFINE_string('output_dir', None, 'Folder receiving the exports and metadata.json.')
+flags.DEFINE_string('output_dir', None, 'Folder receiving the exports and metadata.json; it must '
+                    'be new or empty unless --overwrite.')
+flags.DEFINE_boolean('overwrite', False, 'Write into a non-empty --output_dir: replace the files '
+                     'this export writes there (other files are left alone).')
 flags.DEFINE_list('formats', list(export.FORMATS), f'Any of {", ".join(export.FORMATS)}.')
 flags.DEFINE_integer('batch_size', None, 'Static batch size of the frozen graph and SavedModel '
                                          '(default: any).', lower_bound=1)
@@ -48,6 +51,7 @@ flags.mark_flags_as_required(['checkpoint_path', 'output_dir'])
 def main(_):
     logs.absl_only()
     try:
+        export.check_output_dir(FLAGS.output_dir, FLAGS.formats, FLAGS.overwrite)  # before work
         dataset = None
         if FLAGS.dataset_name:
             dataset = dataset_factory.get_dataset(FLAGS.dataset_name, FLAGS.dataset_split_name,
@@ -62,7 +66,8 @@ def main(_):
                 dataset, FLAGS.num_calibration_images, card if FLAGS.fixed_size else None)
         export.export(card, FLAGS.checkpoint_path, FLAGS.output_dir, FLAGS.formats,
                       FLAGS.batch_size, FLAGS.fixed_size, FLAGS.tflite_batch_size, calibration,
-                      f'{FLAGS.dataset_name}/{FLAGS.dataset_split_name}' if dataset else None)
+                      f'{FLAGS.dataset_name}/{FLAGS.dataset_split_name}' if dataset else None,
+                      overwrite=FLAGS.overwrite)
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'export_ssd_network.py: error: {err}')
 

@@ -30,7 +30,6 @@ import dataclasses
 import io
 import os
 import shutil
-import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -103,8 +102,7 @@ def write_saved_model(export_dir, card, checkpoint_path, meta, batch_size=None, 
     beside `export_dir`, then renamed over it."""
     graph, sess, endpoints = _session_with_graph(card, checkpoint_path, batch_size=batch_size,
                                                  fixed_size=fixed_size)
-    parent = os.path.dirname(os.path.abspath(export_dir))
-    temp = tempfile.mkdtemp(dir=parent, prefix='.' + os.path.basename(export_dir) + '.')
+    temp = atomic_io.make_temp_dir(export_dir)
     try:
         build_dir = os.path.join(temp, 'model')
         with graph.as_default(), sess:
@@ -183,8 +181,39 @@ def _write_sidecars(directory, card, meta):
     atomic_io.write_bytes_atomic(os.path.join(directory, detection.ANCHORS_FILE), buffer.getvalue())
 
 
+class OutputNotEmptyError(ValueError):
+    """The output folder holds files and overwriting was not asked for."""
+
+
+def written_names(formats):
+    """The names an export of `formats` writes in its folder (nothing else is touched)."""
+    return sorted([FILES[fmt] for fmt in formats] + [detection.METADATA_FILE,
+                                                      detection.ANCHORS_FILE])
+
+
+def check_output_dir(output_dir, formats, overwrite=False):
+    """Refuses a non-empty `output_dir` unless `overwrite` (then only `written_names` are
+    replaced; the folder's other files stay as they are).
+
+    Raises:
+      OutputNotEmptyError: naming the folder, what it holds and what --overwrite would replace.
+    """
+    if overwrite or not os.path.isdir(output_dir):
+        return
+    atomic_io.remove_orphans(output_dir)  # temporaries of an export that was killed
+    present = sorted(os.listdir(output_dir))
+    if present:
+        listed = ', '.join(present[:5]) + (f' and {len(present) - 5} more'
+                                           if len(present) > 5 else '')
+        raise OutputNotEmptyError(
+            f'{output_dir} is not empty ({listed}); refusing to write into it. Choose another '
+            f'--output_dir, or pass --overwrite to replace {", ".join(written_names(formats))} '
+            f'there (other files are left alone).')
+
+
 def export(card, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, fixed_size=False,
-           tflite_batch_size=1, calibration_images=None, calibration_source=None, log=print):
+           tflite_batch_size=1, calibration_images=None, calibration_source=None, log=print,
+           overwrite=False):
     """Writes the requested exports, `anchors.npy` and `metadata.json` to `output_dir`.
 
     Args:
@@ -194,14 +223,19 @@ def export(card, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, 
       tflite_batch_size: batch of the TFLite models (static).
       calibration_images: uint8 RGB images for tflite_int8 (see `representative_images`);
         calibration_source: a description of them for the metadata.
+      overwrite: write into a folder that holds files (`check_output_dir`).
     Returns:
       dict format -> path written.
+    Raises:
+      OutputNotEmptyError: see `check_output_dir`; ValueError: bad formats or calibration.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise ValueError(f'formats must be a non-empty subset of {FORMATS}; got {list(formats)}.')
     if 'tflite_int8' in formats and not calibration_images:
         raise ValueError('tflite_int8 needs calibration images (a dataset split).')
+    check_output_dir(output_dir, formats, overwrite)
+    prefix = checkpoints.resolve_checkpoint(checkpoint_path)  # a bad path: nothing created
     os.makedirs(output_dir, exist_ok=True)
     calibration = None
     if 'tflite_int8' in formats:
@@ -209,7 +243,6 @@ def export(card, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, 
                        'scheme': 'post-training full-integer quantisation of the net (int8 '
                                  'weights per channel, int8 activations); uint8 image input and '
                                  'float32 outputs kept, decoding and NMS in float32'}
-    prefix = checkpoints.resolve_checkpoint(checkpoint_path)
     meta = metadata(card, formats, batch_size, fixed_size, tflite_batch_size, calibration,
                     {'path': os.path.abspath(prefix), 'step': checkpoints.checkpoint_step(prefix)})
     written = {}

@@ -1,0 +1,80 @@
+"""A `--checkpoint_path` that is not a checkpoint, or a corrupt `.index`: one line naming the file
+and what is wrong (no traceback); an export never writes into a non-empty folder silently."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.conftest import run_script
+from inference import export
+from model import checkpoints
+
+v1 = tf.compat.v1
+
+
+@pytest.fixture(scope='module')
+def good_checkpoint(tmp_path_factory):
+    root = tmp_path_factory.mktemp('ckpt')
+    with tf.Graph().as_default():
+        v1.get_variable('w', initializer=np.ones([2, 2], np.float32))
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            prefix = v1.train.Saver().save(sess, str(root / 'model.ckpt'), global_step=3)
+    return prefix
+
+
+def test_a_checkpoint_resolves(good_checkpoint):
+    assert checkpoints.resolve_checkpoint(good_checkpoint + '.index') == good_checkpoint
+    assert checkpoints.resolve_checkpoint(os.path.dirname(good_checkpoint)) == good_checkpoint
+
+
+def test_not_a_checkpoint_is_one_line(tmp_path):
+    path = tmp_path / 'photo.jpg'
+    path.write_bytes(b'\xff\xd8\xff\xe0 not a checkpoint at all' * 10)
+    with pytest.raises(checkpoints.CheckpointError) as err:
+        checkpoints.resolve_checkpoint(str(path))
+    message = str(err.value)
+    assert message.startswith(f'{path}: not a TensorFlow checkpoint') and '\n' not in message
+    assert isinstance(err.value, ValueError)  # what the scripts report as one line
+
+
+def test_corrupt_index_is_one_line(good_checkpoint, tmp_path):
+    prefix = str(tmp_path / 'model.ckpt-3')
+    for name in os.listdir(os.path.dirname(good_checkpoint)):
+        if name.startswith('model.ckpt-3.'):
+            shutil.copy(os.path.join(os.path.dirname(good_checkpoint), name), tmp_path)
+    with open(prefix + '.index', 'r+b') as f:  # a truncated copy
+        f.truncate(20)
+    for given in (prefix, prefix + '.index', str(tmp_path)):
+        with pytest.raises(checkpoints.CheckpointError) as err:
+            checkpoints.resolve_checkpoint(given)
+        assert str(err.value).startswith(f'{prefix}.index: not a readable checkpoint index')
+        assert '\n' not in str(err.value)
+
+
+def test_script_says_it_in_one_line(tmp_path):
+    path = tmp_path / 'notes.txt'
+    path.write_text('these are my notes, not a checkpoint\n')
+    proc = run_script('export_ssd_network.py', f'--checkpoint_path={path}',
+                      f'--output_dir={tmp_path / "out"}', '--formats=frozen_graph',
+                      '--model_name=ssd_300_mobilenet', '--num_classes=3')
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f'export_ssd_network.py: error: {path}: not a TensorFlow checkpoint ' +
+        proc.stderr.split('not a TensorFlow checkpoint ', 1)[1].rstrip('\n')], proc.stderr
+    assert 'Traceback' not in proc.stderr and not (tmp_path / 'out').exists()
+
+
+def test_export_refuses_a_non_empty_folder(tmp_path):
+    out = tmp_path / 'thesis'
+    out.mkdir()
+    (out / 'chapter1.tex').write_text('years of work')
+    with pytest.raises(export.OutputNotEmptyError, match=r'thesis is not empty \(chapter1.tex\)'
+                       r'; refusing to write into it.*--overwrite to replace anchors.npy, '
+                       r'frozen_graph.pb, metadata.json'):
+        export.export(None, 'unused', str(out), formats=['frozen_graph'])
+    assert os.listdir(out) == ['chapter1.tex']
+    export.check_output_dir(str(out), ['frozen_graph'], overwrite=True)  # asked for: allowed
+    export.check_output_dir(str(tmp_path / 'new'), ['frozen_graph'])  # a new folder: fine
