@@ -4,7 +4,8 @@ VOC devkit results files (`comp4_det_<split>_<class>.txt`: `image_id score xmin 
 1-based pixels) against a VOC folder (Annotations/*.xml, ImageSets/Main/<split>.txt):
   python score_detections.py --results_dir=eval --voc_dir=VOC2007 --split=test [--labels_file=...]
 Classes: --labels_file, else --model_card's, else <voc_dir>/labels.txt when present, else the 20
-VOC classes.
+VOC classes. A class without a results file counts as a class without detections (one warning
+says how many had none); --strict makes it an error, as in the devkit.
 
 COCO results JSON against an annotation file (per-class AP@[.5:.95] and AP@.5, pycocotools'
 12 numbers):
@@ -30,6 +31,9 @@ flags.DEFINE_string('model_card', None, 'VOC: the class names of a model card (t
                     'train dir, export or converted checkpoint) when --labels_file is not given.')
 flags.DEFINE_string('competition', 'comp4', 'VOC: results file prefix (comp3 or comp4).')
 flags.DEFINE_float('iou_threshold', 0.5, 'VOC: IoU of a true positive.')
+flags.DEFINE_boolean('strict', False, 'VOC: a class without a results file is an error (the devkit\'s '
+                     'rule). Default: it counts as a class without detections, with one warning '
+                     'saying how many classes had none.')
 flags.DEFINE_enum('iou_rule', '>=', ['>=', '>'], "VOC: '>=' (the devkit) or '>' (common Python ports).")
 flags.DEFINE_string('coco_results', None, 'COCO: results JSON.')
 flags.DEFINE_string('coco_annotations', None, 'COCO: annotation JSON (instances_*.json).')
@@ -48,7 +52,7 @@ def main(_):
             result = scoring.score_voc_results(
                 FLAGS.results_dir, FLAGS.voc_dir, FLAGS.split,
                 scoring.class_names_from(FLAGS.labels_file, FLAGS.voc_dir, FLAGS.model_card), FLAGS.competition,
-                FLAGS.iou_threshold, FLAGS.iou_rule)
+                FLAGS.iou_threshold, FLAGS.iou_rule, strict=FLAGS.strict)
             print(result.format_table())
         else:
             if not (FLAGS.coco_results and FLAGS.coco_annotations):

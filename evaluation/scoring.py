@@ -16,6 +16,7 @@ import io
 import os
 import xml.etree.ElementTree as ET
 
+from absl import logging
 import numpy as np
 from pycocotools.coco import COCO
 
@@ -63,12 +64,15 @@ def read_voc_ground_truth(annotation_path, class_ids):
 
 
 def score_voc_results(results_dir, voc_dir, split, class_names=labels_lib.VOC_CLASSES,
-                      competition='comp4', iou_threshold=0.5, iou_rule='>='):
+                      competition='comp4', iou_threshold=0.5, iou_rule='>=', strict=False,
+                      log=None):
     """Scores `<results_dir>/<competition>_det_<split>_<class>.txt` against a VOC folder (`<class>`:
     the class name made safe for file names, see `voc_metrics.voc_results_paths`).
 
     Args:
-      results_dir: folder of the results files (every class needs one, possibly empty).
+      results_dir: folder of the results files. A class without a file has no detections
+        (tools skip the file of a class they never detected); `log` gets one warning saying how
+        many classes had none. `strict`: a missing file is an error, as in the devkit.
       voc_dir: VOC folder with Annotations/ and ImageSets/Main/<split>.txt.
       split: the image set.
       class_names: class names in label order (label = index + 1).
@@ -76,10 +80,18 @@ def score_voc_results(results_dir, voc_dir, split, class_names=labels_lib.VOC_CL
       voc_metrics.VOCResult.
     Raises:
       ValueError: a detection names an image that is not in the split.
+      FileNotFoundError: `strict` and a class has no results file.
     """
     names = {i + 1: name for i, name in enumerate(class_names)}
     class_ids = {name: label for label, name in names.items()}
-    detections = voc_metrics.read_voc_results(results_dir, split, names, competition)
+    detections = voc_metrics.read_voc_results(results_dir, split, names, competition,
+                                              missing_ok=not strict)
+    missing = [names[label] for label, dets in detections.items() if dets.missing]
+    if missing:
+        (log or logging.warning)(
+            f'{len(missing)} of {len(names)} classes have no {competition}_det_{split}_<class>.txt '
+            f'file in {results_dir} ({", ".join(missing[:10])}{", ..." if len(missing) > 10 else ""}'
+            f'): scored as classes without detections (--strict refuses instead).')
     paths = voc_metrics.voc_results_paths(results_dir, split, names, competition)
     sources = {s.image_id: s.annotation_path for s in pascalvoc.list_examples([voc_dir], split)}
     ground_truth = {image_id: read_voc_ground_truth(path, class_ids) for image_id, path in sources.items()}

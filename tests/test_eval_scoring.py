@@ -59,3 +59,18 @@ def test_voc_scoring_rejects_unknown_images_and_classes(voc, tmp_path):
         scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
     with pytest.raises(ValueError, match="class 'dog', not among"):
         scoring.score_voc_results(results, root, 'test', ('cat',))
+
+
+def test_missing_class_file_scores_as_no_detections(voc):
+    root, results = voc
+    expected = scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
+    os.remove(os.path.join(results, 'comp4_det_test_dog.txt'))  # a tool that found no dog
+    warnings = []
+    result = scoring.score_voc_results(results, root, 'test', ('cat', 'dog'), log=warnings.append)
+    assert [(c.name, c.num_gt, c.ap_voc07, c.ap_voc12) for c in result.classes] == \
+        [(c.name, c.num_gt, c.ap_voc07, c.ap_voc12) for c in expected.classes]
+    assert result.map_voc07 == expected.map_voc07
+    assert len(warnings) == 1 and warnings[0].startswith('1 of 2 classes have no ')
+    assert '(dog)' in warnings[0]
+    with pytest.raises(FileNotFoundError, match='dog'):  # the devkit's rule, on request
+        scoring.score_voc_results(results, root, 'test', ('cat', 'dog'), strict=True)
