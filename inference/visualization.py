@@ -33,29 +33,76 @@ def _pixel_box(box, height, width):
             int(round(xmax * width)), int(round(ymax * height)))
 
 
+def _overlaps(a, b):
+    """Half-open pixel rectangles `(left, top, right, bottom)` share a pixel."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def layout_labels(boxes, sizes, height, width):
+    """Where each detection's label goes, so that no two labels overlap.
+
+    Args:
+      boxes: pixel boxes `(x0, y0, x1, y1)`, in drawing order (earlier labels get the better
+        places: pass detections by descending score).
+      sizes: `(w, h)` of each label in pixels.
+      height, width: the image's size.
+    Returns:
+      list of half-open rectangles `(left, top, right, bottom)` inside the image (as far as the
+      label fits): above the box when that space is free, else inside its top edge, below it,
+      inside its bottom edge, else the free place nearest the box in the same column; where no
+      place is free (more labels than the column holds), the candidate overlapping least.
+    """
+    placed = []
+    for (x0, y0, x1, y1), (w, h) in zip(boxes, sizes):
+        left = min(max(x0, 0), max(width - w, 0))
+        clamp = lambda top: min(max(top, 0), max(height - h, 0))  # noqa: E731
+        preferred = [clamp(t) for t in (y0 - h, y0, y1, y1 - h)]
+        column = [r for r in placed if r[0] < left + w and left < r[2]]
+        others = {clamp(t) for r in column for t in (r[3], r[1] - h)} - set(preferred)
+        distance = lambda t: max(y0 - h - t, t - y1, 0)  # noqa: E731
+        candidates = preferred + sorted(others, key=lambda t: (distance(t), t))
+        rects = [(left, t, left + w, t + h) for t in candidates]
+        free = [r for r in rects if not any(_overlaps(r, p) for p in column)]
+        if free:
+            placed.append(free[0])
+            continue
+
+        def overlap(r):
+            return sum(max(0, min(r[2], p[2]) - max(r[0], p[0])) *
+                       max(0, min(r[3], p[3]) - max(r[1], p[1])) for p in column)
+        placed.append(min(rects, key=overlap))
+    return placed
+
+
 def draw_detections(image, detections, class_names, min_score=0., rgb=True, thickness=None):
     """Returns a copy of `image` (uint8 `[H, W, 3]`, RGB unless `rgb=False`, i.e. BGR) with boxes
-    and "name score" labels on a filled background in the class colour."""
+    and "name score" labels on a filled background in the class colour. Labels do not overlap
+    each other (`layout_labels`); higher scores get the places nearest their boxes."""
     out = np.ascontiguousarray(image).copy()
     height, width = out.shape[:2]
     thickness = thickness or max(1, round(min(height, width) / 300))
     font_scale = max(0.4, min(height, width) / 800)
-    for box, score, label in zip(detections['boxes'], detections['scores'],
-                                 detections['classes']):
-        if score < min_score:
-            continue
-        color = color_of(label)
-        text_color = _text_color(color)
+    kept = [(box, score, label) for box, score, label in zip(
+        detections['boxes'], detections['scores'], detections['classes']) if score >= min_score]
+    kept.sort(key=lambda item: -float(item[1]))
+    boxes, texts, sizes = [], [], []
+    for box, score, label in kept:
+        boxes.append(_pixel_box(box, height, width))
+        texts.append(label_text(label, score, class_names))
+        (tw, th), baseline = cv2.getTextSize(texts[-1], cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        sizes.append((tw + 3, th + baseline + 3))
+    colors = []
+    for (x0, y0, x1, y1), (_, _, label) in zip(boxes, kept):
+        color, text_color = color_of(label), _text_color(color_of(label))
         if not rgb:
             color, text_color = color[::-1], text_color[::-1]
-        x0, y0, x1, y1 = _pixel_box(box, height, width)
+        colors.append((color, text_color))
         cv2.rectangle(out, (x0, y0), (x1, y1), color, thickness)
-        text = label_text(label, score, class_names)
-        (tw, th), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-        # Above the box when there is room, else inside its top edge.
-        top = y0 - th - baseline - 2 if y0 - th - baseline - 2 >= 0 else max(y0, 0)
-        left = min(max(x0, 0), max(width - tw - 2, 0))
-        cv2.rectangle(out, (left, top), (left + tw + 2, top + th + baseline + 2), color, -1)
+    # Labels after every box, so that no box line crosses a label.
+    for text, (left, top, right, bottom), (color, text_color) in zip(
+            texts, layout_labels(boxes, sizes, height, width), colors):
+        cv2.rectangle(out, (left, top), (right - 1, bottom - 1), color, -1)
+        (_, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         cv2.putText(out, text, (left + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
                     text_color, 1, cv2.LINE_AA)
     return out
