@@ -112,9 +112,9 @@ def test_filter_drops_exactly_the_start_up_lines():
 
 
 def test_last_words_pass_the_filter_when_the_script_dies():
+    noise = NOISE[1].decode()
     program = ('import os, sys\nfrom tf_extended import logs\n'
-               'sys.stderr.write("%s\\nlast words\\n")\nsys.stderr.flush()\nos.abort()\n'
-               % NOISE[1].decode())
+               f'sys.stderr.write("{noise}\\nlast words\\n")\nsys.stderr.flush()\nos.abort()\n')
     env = dict(os.environ, PYTHONPATH=ROOT, SSD_STDERR_FILTER='1')
     proc = subprocess.run([sys.executable, '-c', program], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -145,3 +145,28 @@ def test_no_tensorflow_start_up_lines():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout == '2\n', proc.stderr
     assert proc.stderr == ''
+
+
+PROJECT = ('datasets', 'nets', 'preprocessing', 'tf_extended', 'model', 'training', 'evaluation',
+           'inference', 'converters')
+
+
+def test_every_script_quiets_tensorflow_first_and_runs_through_logs():
+    """Each top-level script imports tf_extended.logs before any module that loads TensorFlow,
+    and runs its main through logs.run / logs.run_plain (--help exits 0, Ctrl-C is one line)."""
+    import ast
+    scripts = [n for n in os.listdir(ROOT) if n.endswith('.py') and n != 'run_demo.py']
+    assert len(scripts) >= 9
+    for name in scripts:
+        tree = ast.parse(open(os.path.join(ROOT, name), encoding='utf-8').read())
+        loads = []  # in file order: 'logs', or a module that may load TensorFlow
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module.split('.')[0] in PROJECT:
+                loads.append('logs' if (node.module, node.names[0].name) == (
+                    'tf_extended', 'logs') else node.module)
+            elif isinstance(node, ast.Import):
+                loads += [a.name for a in node.names if a.name.split('.')[0] in ('tensorflow',
+                                                                                'tf_slim')]
+        assert loads and loads[0] == 'logs', (name, loads)
+        text = ast.unparse(tree.body[-1])
+        assert 'logs.run(main' in text or 'logs.run_plain(main' in text, (name, text)
