@@ -13,7 +13,9 @@ continue; --checkpoint_path is then ignored; a model flag contradicting the card
 The trainer is training/trainer.py; this script only turns flags into its TrainSettings. See
 --helpfull for every flag.
 Distributed: --ps_hosts/--worker_hosts/--job_name/--task_index (or TF_CONFIG); worker 0 is the
-chief and writes checkpoints and summaries.
+chief and writes checkpoints and summaries; --sync_replicas makes each step average the gradients
+of --replicas_to_aggregate distinct workers; every process exits by itself when the chief ends
+(training/cluster.py, README "Several GPUs, several machines").
 """
 import os
 import sys
@@ -66,10 +68,13 @@ flags.DEFINE_string('worker_hosts', D('worker_hosts'), 'Comma-separated host:por
 flags.DEFINE_enum('job_name', D('job_name'), ['ps', 'worker'], 'This process\' job in the cluster.')
 flags.DEFINE_integer('task_index', D('task_index'), 'This process\' index in its job; worker 0 is the chief.',
                      lower_bound=0)
-flags.DEFINE_boolean('sync_replicas', D('sync_replicas'), 'Aggregate gradients of the workers synchronously '
-                     '(SyncReplicasOptimizer).')
-flags.DEFINE_integer('replicas_to_aggregate', D('replicas_to_aggregate'), 'Gradients aggregated per synchronous step '
-                     '(default: the number of workers).', lower_bound=1)
+flags.DEFINE_boolean('sync_replicas', D('sync_replicas'), 'Synchronous steps: each averages the gradients of '
+                     '--replicas_to_aggregate distinct workers (default: asynchronous, each worker applies its own).')
+flags.DEFINE_integer('replicas_to_aggregate', D('replicas_to_aggregate'), 'Distinct workers whose gradients a '
+                     'synchronous step averages (default: every worker; fewer: backup workers).', lower_bound=1)
+flags.DEFINE_integer('cluster_wait_secs', D('cluster_wait_secs'), 'Longest wait for another process of a cluster: '
+                     'a worker for the chief to initialise the model, the chief for workers to join or to come '
+                     'back, every process for the chief\'s heartbeat. Then it stops with an error.', lower_bound=1)
 # Loss.
 flags.DEFINE_float('loss_alpha', D('loss_alpha'), 'Weight of the localisation loss.')
 flags.DEFINE_float('negative_ratio', D('negative_ratio'), 'Hard negatives per positive.')
@@ -151,7 +156,7 @@ def main(_):
         sys.exit('train_ssd_network: error: %s; training stopped without saving. Last good '
                  'checkpoint: %s. Lower the learning rate or check the data.'
                  % (e, last_good or 'none was written'))
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, trainer.ClusterError) as e:
         sys.exit('train_ssd_network: error: %s' % e)
 
 

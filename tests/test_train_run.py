@@ -197,37 +197,48 @@ def _free_ports(count):
 
 
 def test_one_ps_two_workers_sync_replicas(dataset_dir, tmp_path):
-    """What TF's SyncReplicasOptimizer guarantees, and only that: the chief reaches the last
-    step and alone writes the checkpoint. Its start-up tokens let the chief aggregate its own
-    gradients twice per step, so whether worker 1 contributes is a race: not asserted."""
-    ps, w0, w1 = _free_ports(3)
-    cluster = ['--ps_hosts=127.0.0.1:%d' % ps, '--worker_hosts=127.0.0.1:%d,127.0.0.1:%d'
-               % (w0, w1), '--sync_replicas', '--max_number_of_steps=3',
-               '--save_interval_steps=1']
-    train_dir = str(tmp_path / 'chief')
-
-    def start(job, index, log):
-        return subprocess.Popen(
-            _args(dataset_dir, train_dir if (job, index) == ('worker', 0)
-                  else str(tmp_path / ('%s%d' % (job, index))), *cluster,
-                  '--job_name=%s' % job, '--task_index=%d' % index),
-            cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=open(log, 'w'))
-
-    processes = [start('ps', 0, tmp_path / 'ps.log'), start('worker', 0, tmp_path / 'w0.log')]
+    """1 ps + 2 workers, synchronous: the chief counts both workers' gradients in every step
+    (its worker-id accumulator, training/cluster.py), the checkpoint is at the last step, and all
+    three processes exit 0 by themselves. Worker 1 is configured by TF_CONFIG, the others by the
+    host flags. More cluster cases (late, killed, restarted workers; async) run in-process in
+    tests/test_train_cluster.py."""
+    import json
+    ports = _free_ports(3)
+    ps_hosts = ['127.0.0.1:%d' % ports[0]]
+    worker_hosts = ['127.0.0.1:%d' % p for p in ports[1:]]
+    flags = ['--ps_hosts=%s' % ','.join(ps_hosts), '--worker_hosts=%s' % ','.join(worker_hosts)]
+    tf_config = json.dumps({'cluster': {'ps': ps_hosts, 'worker': worker_hosts},
+                            'task': {'type': 'worker', 'index': 1}})
+    train_dir = str(tmp_path / 'train')
+    steps = ['--sync_replicas', '--max_number_of_steps=3', '--batch_size=1',
+             '--save_interval_steps=100']
+    runs = {'ps': (flags + ['--job_name=ps', '--task_index=0'], train_dir, {}),
+            'chief': (flags + ['--job_name=worker', '--task_index=0'], train_dir, {}),
+            'worker1': ([], str(tmp_path / 'worker1'), {'TF_CONFIG': tf_config})}
+    processes, logs = {}, {}
     try:
-        # Worker 1 joins once the chief has initialised the variables (its first checkpoint),
-        # as a restarted worker would. It may or may not get a token before the last step.
-        deadline = time.time() + 600
-        while not (os.path.isdir(train_dir) and checkpoints.latest_in_directory(train_dir)):
-            assert time.time() < deadline and processes[1].poll() is None, \
-                (tmp_path / 'w0.log').read_text()[-3000:]
-            time.sleep(0.2)
-        processes.append(start('worker', 1, tmp_path / 'w1.log'))
-        assert processes[1].wait(timeout=600) == 0, (tmp_path / 'w0.log').read_text()[-3000:]
+        for name, (cluster, directory, env) in runs.items():
+            logs[name] = tmp_path / ('%s.log' % name)
+            processes[name] = subprocess.Popen(
+                _args(dataset_dir, directory, *(cluster + steps)), cwd=ROOT,
+                env=dict(_env(), **env), stdout=subprocess.DEVNULL,
+                stderr=open(logs[name], 'w'))
+        deadline = time.time() + 900
+        for name, process in processes.items():
+            code = process.wait(timeout=max(deadline - time.time(), 1))
+            assert code == 0, (name, logs[name].read_text()[-3000:])
     finally:
-        for process in processes:
+        for process in processes.values():
             if process.poll() is None:
                 process.kill()
                 process.wait()
+    text = {name: path.read_text() for name, path in logs.items()}
+    assert ('Synchronous steps 1-3: 3 steps of 2 distinct workers; gradients per worker: '
+            'worker 0: 3, worker 1: 3.') in text['chief'], text['chief'][-3000:]
+    assert 'pushed 3 gradients; the global step is 3' in text['worker1']
+    assert re.search(r'The chief ended training; ps 0 \(127\.0\.0\.1:\d+\) stops', text['ps'])
+    for name, log in text.items():
+        assert 'This process: ' in log  # its role, the cluster and what it waits for
+        assert 'Traceback' not in log and 'Exception in thread' not in log, (name, log[-3000:])
     assert _step(checkpoints.resolve_checkpoint(train_dir)) == 3
     assert not os.path.exists(tmp_path / 'worker1' / 'checkpoint')  # only the chief saves

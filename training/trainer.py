@@ -317,8 +317,8 @@ def optimizer(settings, rate, dtype, cluster):
         opt = v1.mixed_precision.MixedPrecisionLossScaleOptimizer(opt, 'dynamic')
     if cluster.spec is None:
         if settings.sync_replicas:
-            raise UsageError('--sync_replicas needs a cluster (--ps_hosts/--worker_hosts or '
-                             'TF_CONFIG).')
+            logging.warning('--sync_replicas without a cluster (--ps_hosts/--worker_hosts or '
+                            'TF_CONFIG): one process, nothing to synchronise.')
         return opt, None
     replication = cluster_lib.Replication(
         cluster, sync=settings.sync_replicas,
