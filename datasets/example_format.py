@@ -20,7 +20,7 @@ optional ones it did not write (`image/filename`, `image/id`, `image/object/bbox
 | image/object/bbox/difficult | int64 ×N | 1 = ignored by evaluation (VOC difficult, COCO iscrowd) |
 | image/object/bbox/truncated | int64 ×N | VOC truncated flag (0 for COCO) |
 | image/object/bbox/iscrowd | int64 ×N | COCO iscrowd (COCO only) |
-| image/coco/annotations | bytes | COCO only: JSON list of the image's annotations as the annotation file has them (see below) |
+| image/coco/annotations | bytes | COCO only: JSON, the image's annotations as in the file (below) |
 
 `image/coco/annotations` keeps what COCO evaluation needs, losslessly: every annotation of the
 image whose category is in the file (crowd regions, and boxes the converter dropped or clipped
