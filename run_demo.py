@@ -2,8 +2,18 @@
 
 generate the dataset -> convert it to TFRecords -> train ssd_300_mobilenet -> evaluate (VOC07 and
 VOC12 mAP, per-class table) -> export (frozen graph + float TFLite) -> detect on a few test images
-(annotated PNGs) -> summary. Every stage runs the project's own script as a user would, and reuses
-what an earlier run left in `--work_dir` (saying so) unless `--fresh`.
+(annotated PNGs) -> a training-curve PNG and a summary of where everything is. Every stage runs
+the project's own script as a user would.
+
+Re-runs: each stage records its settings in <work_dir>/stages.json. A stage is reused only when
+its settings and its input are those of the earlier run (the log says "reusing"); otherwise it is
+redone, with what depends on it, and the log says why (e.g. "depth_multiplier 0.25 -> 0.5"). An
+interrupted training resumes from its last checkpoint. --fresh deletes <work_dir> first, but only
+a folder the demo made (it holds the marker file .ssd_demo_work_dir); the demo never writes into
+a folder holding anything else.
+
+  python run_demo.py                                  # the full job, about 7 minutes on 2 cores
+  python run_demo.py --num_images 24 --steps 4 --batch_size 2 --work_dir /tmp/tiny   # a check
 
 The net is ssd_300_mobilenet at depth multiplier 0.5: a quarter of the multiply-adds of the full
 width, so that training fits in minutes on a 2-core CPU; the shapes are easy enough for it.
@@ -18,8 +28,18 @@ import subprocess
 import sys
 import time
 
+from tf_extended import atomic_io
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MODEL = 'ssd_300_mobilenet'
+MARKER = '.ssd_demo_work_dir'
+RECORDS = 'stages.json'
+CURVE = 'training_curve.png'
+# name: (number, folder in work_dir, the stage whose output it reads)
+STAGES = {'dataset': (1, 'synthetic', None), 'tfrecords': (2, 'tfrecords', 'dataset'),
+          'train': (3, 'train', 'tfrecords'), 'evaluate': (4, 'eval', 'train'),
+          'export': (5, 'export', 'train'), 'detect': (6, 'detections', 'export')}
+KNOWN_NAMES = {folder for _, folder, _ in STAGES.values()} | {MARKER, RECORDS, CURVE}
 # absl-formatted log lines: level, date, time, thread, file:line] message.
 ABSL_LINE = re.compile(r'^([IWEF])\d{4} [\d:.]+\s+\d+ ([\w.]+):\d+\] (.*)$')
 # TensorFlow start-up and session chatter that says nothing about the job.
@@ -37,10 +57,16 @@ QUIET_SOURCES = ('port.cc', 'cudart_stub.cc', 'cpu_feature_guard.cc',
                  'functional_saver.py', 'fingerprinting_utils.py', 'signature_serialization.py',
                  'writer.cc', 'loader.cc', 'reader.cc', 'asm_compiler.cc', 'lite.py',
                  'convert.py', 'graph_util_impl.py', 'deprecation.py')
+# The trainer's step line (training/hooks.py): the curve's points.
+STEP_LINE = re.compile(r'^step (\d+)/\d+ .*?: loss over \d+ steps? total=([-\d.e+]+|nan|inf) ')
+
+
+class DemoError(Exception):
+    """The demo cannot go on; the message says why (one line)."""
 
 
 def log(message):
-    print('[demo %s] %s' % (time.strftime('%H:%M:%S'), message), flush=True)
+    print(f'[demo {time.strftime("%H:%M:%S")}] {message}', flush=True)
 
 
 def shown(line):
@@ -54,22 +80,32 @@ def shown(line):
     return None if NOISE.match(line) else line
 
 
-def run(args):
-    """Runs a project script, showing its progress without TensorFlow's chatter; fails loudly
-    with the full output when the script fails."""
+def run(args, on_line=None):
+    """Runs a project script, showing its progress without TensorFlow's chatter (`on_line` gets
+    each shown line); fails loudly with the full output when the script fails. On Ctrl-C (which
+    the script receives too) waits for the script to stop and re-raises, showing nothing more."""
     process = subprocess.Popen([sys.executable] + args, cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, bufsize=1)
     everything = []
-    for raw in process.stdout:
-        for line in raw.rstrip('\n').split('\r'):
-            everything.append(line)
-            text = shown(line)
-            if text is not None:
-                print('    ' + text, flush=True)
+    try:
+        for raw in process.stdout:
+            for line in raw.rstrip('\n').split('\r'):
+                everything.append(line)
+                text = shown(line)
+                if text is not None:
+                    print('    ' + text, flush=True)
+                    if on_line:
+                        on_line(text)
+    except KeyboardInterrupt:
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        raise
     if process.wait() != 0:
         sys.stderr.write('\n'.join(everything[-60:]) + '\n')
-        raise SystemExit('demo: %s failed (exit %d); its output is above.'
-                         % (args[0], process.returncode))
+        raise DemoError(f'{args[0]} failed (exit {process.returncode}); its output is above.')
 
 
 def latest_step(train_dir):
@@ -78,116 +114,350 @@ def latest_step(train_dir):
     return max(steps, default=None)
 
 
-def generate(args, dataset_dir):
-    if os.path.isfile(os.path.join(dataset_dir, 'labels.txt')):
-        log('1/6 dataset: reusing %s' % dataset_dir)
-        return
-    log('1/6 dataset: generating %d synthetic images in %s' % (args.num_images, dataset_dir))
-    run(['-m', 'datasets.synthetic', '--output_dir', dataset_dir,
-         '--num_images', str(args.num_images), '--seed', str(args.seed)])
+# ---------------------------------------------------------------------------------------------
+# The work folder and the stage records.
+
+def prepare_work_dir(work_dir, fresh):
+    """Makes `work_dir` the demo's: creates it with the marker, or checks the marker is there.
+    An existing folder without the marker is taken only when it is empty or holds nothing but
+    the demo's stage folders (an older demo's work_dir). --fresh deletes only a marked folder.
+
+    Raises:
+      DemoError: the folder is not the demo's (nothing is written or deleted then).
+    """
+    marker = os.path.join(work_dir, MARKER)
+    if os.path.exists(work_dir) and not os.path.isdir(work_dir):
+        raise DemoError(f'--work_dir {work_dir} is a file, not a folder.')
+    if os.path.isdir(work_dir) and not os.path.isfile(marker):
+        names = sorted(os.listdir(work_dir))
+        foreign = [n for n in names if n not in KNOWN_NAMES]
+        if foreign:
+            listed = ', '.join(foreign[:5]) + (' ...' if len(foreign) > 5 else '')
+            raise DemoError(
+                f'--work_dir {work_dir} exists and was not made by the demo (no {MARKER} in it; '
+                f'it holds {listed}); refusing to {"delete" if fresh else "write into"} it. '
+                f'Choose a new --work_dir.')
+        if fresh and names:
+            raise DemoError(
+                f'--work_dir {work_dir} has no {MARKER} (an older demo\'s folder?); --fresh deletes '
+                f'only folders the demo marked as its own. Delete it yourself, or run without '
+                f'--fresh (stages without a record of their settings are redone).')
+        if names:
+            log(f'{work_dir}: an older demo\'s folder (only stage folders in it); marking it as '
+                f'the demo\'s')
+    if fresh and os.path.isfile(marker):
+        log(f'fresh: removing {work_dir} (the demo made it: {MARKER})')
+        shutil.rmtree(work_dir)
+    os.makedirs(work_dir, exist_ok=True)
+    if not os.path.isfile(marker):
+        atomic_io.write_text_atomic(marker, 'This folder was made by run_demo.py; run_demo.py '
+                                            '--fresh may delete it with everything in it.\n')
+    atomic_io.remove_orphans(work_dir)
 
 
-def convert(dataset_dir, records_dir):
-    for split in ('train', 'test'):
-        if os.path.isfile(os.path.join(records_dir, split + '_metadata.json')):
-            log('2/6 tfrecords: reusing %s/%s_*.tfrecord' % (records_dir, split))
-            continue
-        log('2/6 tfrecords: converting the %s split' % split)
-        run(['tf_convert_data.py', '--dataset_name=pascalvoc', '--dataset_dir=' + dataset_dir,
-             '--labels_file=' + os.path.join(dataset_dir, 'labels.txt'), '--split=' + split,
-             '--output_dir=' + records_dir, '--output_name=' + split])
+def settings_of(args):
+    """What each stage's output depends on, besides its input stage's output."""
+    return {
+        'dataset': {'num_images': args.num_images, 'seed': args.seed},
+        'tfrecords': {'splits': 'train,test'},
+        'train': {'model': MODEL, 'depth_multiplier': args.depth_multiplier,
+                  'batch_size': args.batch_size, 'steps': args.steps,
+                  'learning_rate': args.learning_rate, 'seed': args.seed},
+        'evaluate': {'metrics': 'voc07,voc12'},
+        'export': {'formats': 'frozen_graph,tflite_float'},
+        'detect': {'num_detect_images': args.num_detect_images, 'select_threshold': 0.5},
+    }
 
 
-def dataset_flags(records_dir, split):
-    return ['--dataset_name=custom', '--dataset_split_name=' + split,
-            '--dataset_dir=' + records_dir, '--model_name=' + MODEL]
+def _changes(old, new):
+    keys = sorted(set(old) | set(new))
+    return ', '.join(f'{k} {old.get(k, "unset")} -> {new.get(k, "unset")}'
+                     for k in keys if old.get(k) != new.get(k))
 
 
-def train(args, records_dir, train_dir):
-    if latest_step(train_dir) == args.steps:
-        log('3/6 train: reusing the step-%d checkpoint in %s' % (args.steps, train_dir))
-        return
-    log('3/6 train: %s (depth %.2f), %d steps of batch %d%s' % (
-        MODEL, args.depth_multiplier, args.steps, args.batch_size,
-        ', resuming at step %d' % latest_step(train_dir) if latest_step(train_dir) else ''))
-    run(['train_ssd_network.py', '--train_dir=' + train_dir] + dataset_flags(records_dir, 'train') +
-        ['--depth_multiplier=%g' % args.depth_multiplier, '--batch_size=%d' % args.batch_size,
-         '--max_number_of_steps=%d' % args.steps, '--optimizer=adam',
-         '--learning_rate=%g' % args.learning_rate, '--learning_rate_decay_type=cosine',
-         '--warmup_steps=%d' % min(100, args.steps // 10), '--end_learning_rate=1e-5',
-         '--weight_decay=1e-4', '--batch_norm_decay=0.99', '--seed=%d' % args.seed,
-         '--save_interval_steps=%d' % max(100, args.steps // 4),
-         '--log_every_n_steps=%d' % max(1, args.steps // 20)])
+class StageRecords:
+    """<work_dir>/stages.json: per stage, the settings it ran with and whether it finished."""
+
+    def __init__(self, work_dir):
+        self.path = os.path.join(work_dir, RECORDS)
+        self.records = {}
+        if os.path.isfile(self.path):
+            try:
+                with open(self.path, encoding='utf-8') as f:
+                    self.records = json.load(f)
+            except (OSError, ValueError):
+                self.records = {}  # unreadable: every stage is redone, which is safe
+
+    def save(self):
+        atomic_io.write_json_atomic(self.path, self.records)
+
+    def why_redo(self, name, settings, redone, output_complete):
+        """None when the stage's earlier output can be reused, else the reason to redo it."""
+        record = self.records.get(name)
+        if record is None:
+            return 'first run' if not output_complete else 'no record of its settings (an ' \
+                'older demo\'s output)'
+        if record.get('settings') != settings:
+            return f'settings changed: {_changes(record.get("settings") or {}, settings)}'
+        source = STAGES[name][2]
+        if source in redone:
+            return f'its input ({STAGES[source][0]}/6 {source}) was redone'
+        if record.get('status') != 'done':
+            return 'the earlier run of this stage did not finish'
+        if not output_complete:
+            return 'its output is missing or incomplete'
+        return None
+
+    def start(self, name, settings, **extra):
+        self.records[name] = dict(settings=settings, status='started',
+                                  started=time.strftime('%Y-%m-%dT%H:%M:%S'), **extra)
+        self.save()
+
+    def finish(self, name, **extra):
+        self.records[name].update(status='done', **extra)
+        self.save()
 
 
-def evaluate(args, records_dir, train_dir, eval_dir):
-    results = os.path.join(eval_dir, 'results.json')
-    if os.path.isfile(results) and json.load(open(results))['global_step'] == args.steps:
-        log('4/6 evaluate: reusing %s' % results)
-        with open(os.path.join(eval_dir, 'results.txt')) as f:
-            print(f.read(), flush=True)
-    else:
-        log('4/6 evaluate: the test split, VOC07 and VOC12 rules')
-        run(['eval_ssd_network.py', '--checkpoint_path=' + train_dir, '--eval_dir=' + eval_dir,
-             '--depth_multiplier=%g' % args.depth_multiplier, '--metrics=voc07,voc12'] +
-            dataset_flags(records_dir, 'test'))
-    return json.load(open(results))['metrics']
+class Demo:
+    def __init__(self, args):
+        self.args = args
+        self.work_dir = os.path.abspath(args.work_dir)
+        self.paths = {name: os.path.join(self.work_dir, folder)
+                      for name, (_, folder, _) in STAGES.items()}
+        self.settings = settings_of(args)
+        self.records = StageRecords(self.work_dir)
+        self.redone = set()
+        self.current = None
+
+    def stage(self, name, output_complete, resumable=False):
+        """Decides and says whether stage `name` runs; clears its folder when it is redone.
+        Returns the reason it runs (None: reused)."""
+        number = STAGES[name][0]
+        self.current = name
+        why = self.records.why_redo(name, self.settings[name], self.redone, output_complete)
+        if why is None:
+            return None
+        resume = (resumable and why == 'the earlier run of this stage did not finish'
+                  and os.path.isdir(self.paths[name]))
+        if not resume and os.path.exists(self.paths[name]):
+            log(f'{number}/6 {name}: removing the earlier output in {self.paths[name]}')
+            shutil.rmtree(self.paths[name])  # inside the demo's own work_dir
+        self.redone.add(name)
+        if not resume:
+            self.records.start(name, self.settings[name])
+        return 'resuming: ' + why if resume else why
+
+    def generate(self):
+        path = self.paths['dataset']
+        why = self.stage('dataset', os.path.isfile(os.path.join(path, 'labels.txt')))
+        if why is None:
+            log(f'1/6 dataset: reusing {path}')
+            return
+        log(f'1/6 dataset: generating {self.args.num_images} synthetic images in {path} ({why})')
+        run(['-m', 'datasets.synthetic', '--output_dir', path,
+             '--num_images', str(self.args.num_images), '--seed', str(self.args.seed)])
+        self.records.finish('dataset')
+
+    def convert(self):
+        path = self.paths['tfrecords']
+        complete = all(os.path.isfile(os.path.join(path, f'{s}_metadata.json'))
+                       for s in ('train', 'test'))
+        why = self.stage('tfrecords', complete)
+        if why is None:
+            log(f'2/6 tfrecords: reusing {path}/{{train,test}}_*.tfrecord')
+            return
+        for split in ('train', 'test'):
+            log(f'2/6 tfrecords: converting the {split} split ({why})')
+            run(['tf_convert_data.py', '--dataset_name=pascalvoc',
+                 '--dataset_dir=' + self.paths['dataset'],
+                 '--labels_file=' + os.path.join(self.paths['dataset'], 'labels.txt'),
+                 '--split=' + split, '--output_dir=' + path, '--output_name=' + split])
+        self.records.finish('tfrecords')
+
+    def dataset_flags(self, split):
+        return ['--dataset_name=custom', '--dataset_split_name=' + split,
+                '--dataset_dir=' + self.paths['tfrecords'], '--model_name=' + MODEL]
+
+    def train(self):
+        args, path = self.args, self.paths['train']
+        why = self.stage('train', latest_step(path) == args.steps, resumable=True)
+        if why is None:
+            log(f'3/6 train: reusing the step-{args.steps} checkpoint in {path}')
+            return
+        step = latest_step(path)
+        log(f'3/6 train: {MODEL} (depth {args.depth_multiplier:.2f}), {args.steps} steps of '
+            f'batch {args.batch_size}' + (f', resuming at step {step}' if step else '') +
+            f' ({why})')
+        losses = self.records.records['train'].setdefault('loss', [])
+
+        def on_line(text):
+            match = STEP_LINE.match(text)
+            if match:
+                losses.append([int(match.group(1)), float(match.group(2))])
+        try:
+            run(['train_ssd_network.py', '--train_dir=' + path] + self.dataset_flags('train') +
+                [f'--depth_multiplier={args.depth_multiplier:g}',
+                 f'--batch_size={args.batch_size}', f'--max_number_of_steps={args.steps}',
+                 '--optimizer=adam', f'--learning_rate={args.learning_rate:g}',
+                 '--learning_rate_decay_type=cosine',
+                 f'--warmup_steps={min(100, args.steps // 10)}', '--end_learning_rate=1e-5',
+                 '--weight_decay=1e-4', '--batch_norm_decay=0.99', f'--seed={args.seed}',
+                 f'--save_interval_steps={max(100, args.steps // 4)}',
+                 f'--log_every_n_steps={max(1, args.steps // 20)}'], on_line)
+        finally:
+            self.records.save()  # the curve's points so far, also when interrupted
+        self.records.finish('train')
+
+    def evaluate(self):
+        path = self.paths['evaluate']
+        results = os.path.join(path, 'results.json')
+        complete = False
+        if os.path.isfile(results):
+            with open(results, encoding='utf-8') as f:
+                complete = json.load(f).get('global_step') == self.args.steps
+        why = self.stage('evaluate', complete)
+        if why is None:
+            log(f'4/6 evaluate: reusing {results}')
+            with open(os.path.join(path, 'results.txt'), encoding='utf-8') as f:
+                print(f.read(), flush=True)
+        else:
+            log(f'4/6 evaluate: the test split, VOC07 and VOC12 rules ({why})')
+            run(['eval_ssd_network.py', '--checkpoint_path=' + self.paths['train'],
+                 '--eval_dir=' + path, f'--depth_multiplier={self.args.depth_multiplier:g}',
+                 '--metrics=voc07,voc12'] + self.dataset_flags('test'))
+            self.records.finish('evaluate')
+        with open(results, encoding='utf-8') as f:
+            return json.load(f)
+
+    def export(self):
+        path = self.paths['export']
+        why = self.stage('export', os.path.isfile(os.path.join(path, 'metadata.json')))
+        if why is None:
+            log(f'5/6 export: reusing {path}')
+            return
+        log(f'5/6 export: frozen graph and float TFLite ({why})')
+        run(['export_ssd_network.py', '--checkpoint_path=' + self.paths['train'],
+             '--output_dir=' + path, f'--depth_multiplier={self.args.depth_multiplier:g}',
+             '--formats=frozen_graph,tflite_float'] + self.dataset_flags('test'))
+        self.records.finish('export')
+
+    def detect(self):
+        """Detection with the exported frozen graph on the first test images, saved as PNG."""
+        import cv2
+        path, dataset_dir = self.paths['detect'], self.paths['dataset']
+        why = self.stage('detect', os.path.isfile(os.path.join(path, 'detections.json')))
+        if why is None:
+            log(f'6/6 detect: reusing {path}')
+            return
+        with open(os.path.join(dataset_dir, 'ImageSets', 'Main', 'test.txt')) as f:
+            ids = f.read().split()[:self.args.num_detect_images]
+        inputs = os.path.join(path, 'inputs')
+        os.makedirs(inputs, exist_ok=True)
+        for image_id in ids:
+            image = cv2.imread(os.path.join(dataset_dir, 'JPEGImages', image_id + '.jpg'))
+            cv2.imwrite(os.path.join(inputs, image_id + '.png'), image)
+        log(f'6/6 detect: {len(ids)} test images with the exported frozen graph ({why})')
+        run(['detect_ssd_network.py',
+             '--frozen_graph=' + os.path.join(self.paths['export'], 'frozen_graph.pb'),
+             '--input=' + inputs, '--output_dir=' + path, '--select_threshold=0.5'])
+        self.records.finish('detect')
+
+    def curve(self, results):
+        """Writes the training curve (loss against step, mAP where evaluated); returns its path
+        or None when there is nothing to draw."""
+        points = sorted({step: loss for step, loss in
+                         self.records.records.get('train', {}).get('loss', [])}.items())
+        if not points:
+            return None
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        figure, loss_axis = plt.subplots(figsize=(8, 4.5))
+        loss_axis.plot([p[0] for p in points], [p[1] for p in points], color='tab:blue',
+                       marker='.', label='training loss (total, mean over each log interval)')
+        loss_axis.set_xlabel('step')
+        loss_axis.set_ylabel('loss', color='tab:blue')
+        handles = loss_axis.get_legend_handles_labels()
+        map_axis = loss_axis.twinx()
+        for metric, color in (('voc07', 'tab:orange'), ('voc12', 'tab:green')):
+            value = results.get('metrics', {}).get(metric)
+            if value is not None:
+                map_axis.plot([results['global_step']], [value], 'o', color=color,
+                              label=f'{metric.upper()} mAP (test split)')
+        map_axis.set_ylim(0, 1)
+        map_axis.set_ylabel('mAP')
+        lines, labels = (a + b for a, b in zip(handles, map_axis.get_legend_handles_labels()))
+        loss_axis.legend(lines, labels, loc='upper right', fontsize=8)
+        loss_axis.set_title(f'{MODEL} (depth {self.args.depth_multiplier:g}) on the synthetic '
+                            f'dataset')
+        figure.tight_layout()
+        path = os.path.join(self.work_dir, CURVE)
+        fd, temp = atomic_io.mkstemp_for(path)
+        with os.fdopen(fd, 'wb') as f:
+            figure.savefig(f, format='png', dpi=100)
+        plt.close(figure)
+        atomic_io.replace(temp, path)
+        return path
+
+    def kept(self):
+        """What an interrupted run leaves for the next one, in words."""
+        done = [f'{STAGES[n][0]}/6 {n}' for n in STAGES
+                if self.records.records.get(n, {}).get('status') == 'done' and n != self.current]
+        parts = [', '.join(done)] if done else []
+        step = latest_step(self.paths['train'])
+        if self.current == 'train' and step:
+            parts.append(f'training checkpoints up to step {step} of {self.args.steps}')
+        return '; kept: ' + ', '.join(parts) if parts else '; nothing finished yet'
 
 
-def export(args, records_dir, train_dir, export_dir):
-    if os.path.isfile(os.path.join(export_dir, 'metadata.json')):
-        log('5/6 export: reusing %s' % export_dir)
-        return
-    log('5/6 export: frozen graph and float TFLite')
-    run(['export_ssd_network.py', '--checkpoint_path=' + train_dir, '--output_dir=' + export_dir,
-         '--depth_multiplier=%g' % args.depth_multiplier,
-         '--formats=frozen_graph,tflite_float'] + dataset_flags(records_dir, 'test'))
-
-
-def detect(dataset_dir, export_dir, detect_dir, count):
-    """Detection with the exported frozen graph on the first test images, saved as PNG."""
-    import cv2
-    with open(os.path.join(dataset_dir, 'ImageSets', 'Main', 'test.txt')) as f:
-        ids = f.read().split()[:count]
-    inputs = os.path.join(detect_dir, 'inputs')
-    os.makedirs(inputs, exist_ok=True)
-    for image_id in ids:
-        image = cv2.imread(os.path.join(dataset_dir, 'JPEGImages', image_id + '.jpg'))
-        cv2.imwrite(os.path.join(inputs, image_id + '.png'), image)
-    log('6/6 detect: %d test images with the exported frozen graph' % len(ids))
-    run(['detect_ssd_network.py', '--frozen_graph=' + os.path.join(export_dir, 'frozen_graph.pb'),
-         '--input=' + inputs, '--output_dir=' + detect_dir, '--select_threshold=0.5'])
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--work_dir', default=os.path.join(ROOT, 'work_dir'))
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--work_dir', default=os.path.join(ROOT, 'work_dir'),
+                        help='where every stage writes (a new folder, or one the demo made)')
     parser.add_argument('--num_images', type=int, default=1200,
-                        help='synthetic images (75%% train, 25%% test)')
+                        help='synthetic images: 60%% train (the training split), 15%% val '
+                             '(unused here), 25%% test (evaluation and detection)')
     parser.add_argument('--steps', type=int, default=1600, help='training steps')
     parser.add_argument('--batch_size', type=int, default=16)
-    parser.add_argument('--learning_rate', type=float, default=0.004)
-    parser.add_argument('--depth_multiplier', type=float, default=0.5)
-    parser.add_argument('--num_detect_images', type=int, default=4)
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--fresh', action='store_true', help='delete --work_dir and start over')
-    args = parser.parse_args()
-    if args.fresh and os.path.isdir(args.work_dir):
-        log('fresh: removing %s' % args.work_dir)
-        shutil.rmtree(args.work_dir)
-    paths = {name: os.path.join(args.work_dir, name)
-             for name in ('synthetic', 'tfrecords', 'train', 'eval', 'export', 'detections')}
+    parser.add_argument('--learning_rate', type=float, default=0.004,
+                        help='Adam, cosine decay to 1e-5 after a warm-up')
+    parser.add_argument('--depth_multiplier', type=float, default=0.5,
+                        help='width of ssd_300_mobilenet (1: the full net)')
+    parser.add_argument('--num_detect_images', type=int, default=4,
+                        help='test images drawn with their detections')
+    parser.add_argument('--seed', type=int, default=0, help='of the dataset and the training')
+    parser.add_argument('--fresh', action='store_true',
+                        help='delete --work_dir (only if the demo made it) and start over')
+    args = parser.parse_args(argv)
     start = time.time()
-    generate(args, paths['synthetic'])
-    convert(paths['synthetic'], paths['tfrecords'])
-    train(args, paths['tfrecords'], paths['train'])
-    metrics = evaluate(args, paths['tfrecords'], paths['train'], paths['eval'])
-    export(args, paths['tfrecords'], paths['train'], paths['export'])
-    detect(paths['synthetic'], paths['export'], paths['detections'], args.num_detect_images)
-    log('done in %.0f s: VOC07 mAP %.3f, VOC12 mAP %.3f' % (time.time() - start, metrics['voc07'],
-                                                           metrics['voc12']))
-    for name, path in paths.items():
-        print('    %-11s %s' % (name, path))
+    demo = None
+    try:
+        prepare_work_dir(args.work_dir, args.fresh)
+        demo = Demo(args)
+        demo.generate()
+        demo.convert()
+        demo.train()
+        results = demo.evaluate()
+        demo.export()
+        demo.detect()
+        demo.current = None
+        curve = demo.curve(results)
+    except DemoError as err:
+        sys.exit(f'demo: error: {err}')
+    except KeyboardInterrupt:
+        where = (f'during {STAGES[demo.current][0]}/6 {demo.current}' if demo and demo.current
+                 else 'while starting')
+        log(f'interrupted {where}{demo.kept() if demo else ""}; run the same command to '
+            f'resume')
+        sys.exit(130)
+    metrics = results['metrics']
+    log(f'done in {time.time() - start:.0f} s: VOC07 mAP {metrics["voc07"]:.3f}, VOC12 mAP '
+        f'{metrics["voc12"]:.3f}')
+    for name, path in demo.paths.items():
+        print(f'    {name:<11} {path}')
+    if curve:
+        print(f'    {"curve":<11} {curve}')
 
 
 if __name__ == '__main__':

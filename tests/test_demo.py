@@ -20,11 +20,11 @@ from tests.test_metrics_voc import _reference_voc as reference_voc
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_demo(work_dir, *extra):
+def run_demo(work_dir, *extra, num_detect_images=2):
     return subprocess.run(
         [sys.executable, 'run_demo.py', '--work_dir', str(work_dir), '--num_images', '24',
          '--steps', '4', '--batch_size', '2', '--depth_multiplier', '0.25',
-         '--num_detect_images', '2', *extra],
+         '--num_detect_images', str(num_detect_images), *extra],
         cwd=ROOT, capture_output=True, text=True, timeout=400)
 
 
@@ -87,7 +87,12 @@ def test_reduced_main_job_runs_every_stage(tmp_path):
     for stage in ('1/6 dataset', '2/6 tfrecords', '3/6 train', '4/6 evaluate', '5/6 export',
                   '6/6 detect', 'VOC07 mAP'):
         assert stage in out
-    assert 'step 4:' in out
+    # The training log: step lines, one line per checkpoint, TF's session chatter off.
+    assert 'step 4/4 (epoch ' in out and 'checkpoint saved: ' in out
+    assert 'training finished: 4 steps' in out
+    assert 'Calling checkpoint listeners' not in out and 'Graph was finalized' not in out
+    curve = tmp_path / 'training_curve.png'
+    assert f'curve       {curve}' in out and cv2.imread(str(curve)) is not None
     results = json.load(open(tmp_path / 'eval' / 'results.json'))
     assert results['global_step'] == 4
     assert 'VOC07 mAP %.3f, VOC12 mAP %.3f' % (results['metrics']['voc07'],
@@ -177,3 +182,9 @@ def test_reduced_main_job_runs_every_stage(tmp_path):
     assert {p: os.stat(p).st_mtime_ns for p in files} == mtimes
     assert json.load(open(tmp_path / 'eval' / 'results.json')) == results
 
+    # A changed setting redoes its stage (and what depends on it), saying why; the rest is reused.
+    third = run_demo(tmp_path, num_detect_images=1)
+    assert third.returncode == 0, third.stdout[-3000:]
+    assert 'export: reusing' in third.stdout and 'detect: 1 test images' in third.stdout
+    assert '(settings changed: num_detect_images 2 -> 1)' in third.stdout
+    assert len(glob.glob(str(tmp_path / 'detections' / '*_det.png'))) == 1

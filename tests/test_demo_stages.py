@@ -1,0 +1,156 @@
+"""run_demo.py's re-run rules, with the stages' scripts replaced by fakes that write what each
+stage leaves: a stage is reused only with the same settings and input, otherwise it and what
+depends on it are redone (and the log says why); an interrupted training resumes; --fresh and
+the work folder never touch a folder the demo did not make."""
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+import run_demo
+
+TINY = ['--num_images', '8', '--steps', '4', '--batch_size', '2', '--num_detect_images', '1']
+
+
+class FakeScripts:
+    """Stands in for `run_demo.run`: records which stage ran and writes its outputs."""
+
+    def __init__(self):
+        self.ran = []
+        self.interrupt_training_at = None
+
+    def __call__(self, args, on_line=None):
+        flags = dict(a[2:].split('=', 1) for a in args if a.startswith('--') and '=' in a)
+        if args[:2] == ['-m', 'datasets.synthetic']:
+            self.ran.append('dataset')
+            out = args[args.index('--output_dir') + 1]
+            os.makedirs(os.path.join(out, 'ImageSets', 'Main'))
+            os.makedirs(os.path.join(out, 'JPEGImages'))
+            open(os.path.join(out, 'labels.txt'), 'w').write('circle\n')
+            open(os.path.join(out, 'ImageSets', 'Main', 'test.txt'), 'w').write('000001\n')
+            cv2.imwrite(os.path.join(out, 'JPEGImages', '000001.jpg'),
+                        np.zeros((8, 8, 3), np.uint8))
+        elif args[0] == 'tf_convert_data.py':
+            self.ran.append('tfrecords:' + flags['split'])
+            os.makedirs(flags['output_dir'], exist_ok=True)
+            open(os.path.join(flags['output_dir'], flags['split'] + '_metadata.json'), 'w').write('{}')
+        elif args[0] == 'train_ssd_network.py':
+            self.ran.append('train')
+            os.makedirs(flags['train_dir'], exist_ok=True)
+            last = int(flags['max_number_of_steps'])
+            first = (run_demo.latest_step(flags['train_dir']) or 0) + 1
+            for step in range(first, last + 1):
+                on_line(f'step {step}/{last} (epoch 1.0): loss over 1 step total={10. / step:.4f} '
+                        f'localization=1.0 lr=0.001 3.0 images/s ETA 0:00:01')
+                open(os.path.join(flags['train_dir'], f'model.ckpt-{step}.index'), 'w').close()
+                if step == self.interrupt_training_at:
+                    self.interrupt_training_at = None
+                    raise KeyboardInterrupt
+        elif args[0] == 'eval_ssd_network.py':
+            self.ran.append('evaluate')
+            os.makedirs(flags['eval_dir'], exist_ok=True)
+            step = run_demo.latest_step(flags['checkpoint_path'])
+            json.dump({'global_step': step, 'metrics': {'voc07': 0.5, 'voc12': 0.6}},
+                      open(os.path.join(flags['eval_dir'], 'results.json'), 'w'))
+            open(os.path.join(flags['eval_dir'], 'results.txt'), 'w').write('table\n')
+        elif args[0] == 'export_ssd_network.py':
+            self.ran.append('export')
+            os.makedirs(flags['output_dir'], exist_ok=True)
+            open(os.path.join(flags['output_dir'], 'metadata.json'), 'w').write('{}')
+        elif args[0] == 'detect_ssd_network.py':
+            self.ran.append('detect')
+            open(os.path.join(flags['output_dir'], 'detections.json'), 'w').write('{}')
+        else:
+            raise AssertionError(args)
+
+
+@pytest.fixture
+def demo(tmp_path, monkeypatch, capsys):
+    fake = FakeScripts()
+    monkeypatch.setattr(run_demo, 'run', fake)
+    work_dir = str(tmp_path / 'work')
+
+    def main(*extra, expect_exit=None):
+        fake.ran = []
+        if expect_exit is None:
+            run_demo.main(['--work_dir', work_dir, *TINY, *extra])
+        else:
+            with pytest.raises(SystemExit) as exit_:
+                run_demo.main(['--work_dir', work_dir, *TINY, *extra])
+            assert exit_.value.code == expect_exit
+        return fake.ran, capsys.readouterr().out
+    main.fake, main.work_dir = fake, work_dir
+    return main
+
+
+ALL = ['dataset', 'tfrecords:train', 'tfrecords:test', 'train', 'evaluate', 'export', 'detect']
+
+
+def test_changed_settings_redo_the_stage_and_what_depends_on_it(demo):
+    ran, out = demo()
+    assert ran == ALL
+    assert os.path.isfile(os.path.join(demo.work_dir, run_demo.CURVE))
+    assert f'curve       {os.path.join(demo.work_dir, run_demo.CURVE)}' in out
+    ran, out = demo()
+    assert ran == [] and out.count(': reusing ') == 6
+
+    ran, out = demo('--depth_multiplier', '0.25')
+    assert ran == ['train', 'evaluate', 'export', 'detect']
+    assert '3/6 train: removing the earlier output' in out
+    assert '(settings changed: depth_multiplier 0.5 -> 0.25)' in out
+    assert '4/6 evaluate: the test split, VOC07 and VOC12 rules (its input (3/6 train) was ' \
+           'redone)' in out
+    assert '1/6 dataset: reusing' in out and '2/6 tfrecords: reusing' in out
+
+    ran, out = demo('--depth_multiplier', '0.25', '--num_images', '12')
+    assert ran == ALL and 'settings changed: num_images 8 -> 12' in out
+    ran, _ = demo('--depth_multiplier', '0.25', '--num_images', '12', '--batch_size', '3')
+    assert ran == ['train', 'evaluate', 'export', 'detect']
+    ran, _ = demo('--depth_multiplier', '0.25', '--num_images', '12', '--batch_size', '3',
+                  '--num_detect_images', '2')
+    assert ran == ['detect']
+
+
+def test_interrupted_training_resumes(demo):
+    demo.fake.interrupt_training_at = 2
+    ran, out = demo(expect_exit=130)
+    assert ran == ['dataset', 'tfrecords:train', 'tfrecords:test', 'train']
+    last = out.strip().splitlines()[-1]
+    assert last.endswith('interrupted during 3/6 train; kept: 1/6 dataset, 2/6 tfrecords, '
+                         'training checkpoints up to step 2 of 4; run the same command to resume')
+    ran, out = demo()
+    assert ran == ['train', 'evaluate', 'export', 'detect']
+    assert 'resuming at step 2 (resuming: the earlier run of this stage did not finish)' in out
+    losses = json.load(open(os.path.join(demo.work_dir, 'stages.json')))['train']['loss']
+    assert [step for step, _ in losses] == [1, 2, 3, 4]
+
+
+def test_fresh_deletes_only_the_demos_folder(demo, tmp_path):
+    demo()
+    ran, out = demo('--fresh')
+    assert ran == ALL and 'fresh: removing' in out
+
+    thesis = tmp_path / 'thesis'
+    (thesis / '.git').mkdir(parents=True)
+    (thesis / 'thesis.tex').write_text('years of work')
+    for extra in (['--fresh'], []):
+        with pytest.raises(SystemExit) as exit_:
+            run_demo.main(['--work_dir', str(thesis), *TINY, *extra])
+        assert 'was not made by the demo' in str(exit_.value.code)
+        assert 'refusing to ' + ('delete' if extra else 'write into') in str(exit_.value.code)
+        assert sorted(os.listdir(thesis)) == ['.git', 'thesis.tex']
+
+
+def test_an_older_demos_folder_is_taken_but_not_deleted(demo, tmp_path):
+    demo()
+    os.remove(os.path.join(demo.work_dir, run_demo.MARKER))
+    os.remove(os.path.join(demo.work_dir, run_demo.RECORDS))  # as an older demo left it
+    with pytest.raises(SystemExit) as exit_:
+        run_demo.main(['--work_dir', demo.work_dir, *TINY, '--fresh'])
+    assert 'has no .ssd_demo_work_dir' in str(exit_.value.code)
+    ran, out = demo()
+    assert 'an older demo\'s folder' in out and 'no record of its settings' in out
+    assert ran == ALL
+    assert os.path.isfile(os.path.join(demo.work_dir, run_demo.MARKER))
