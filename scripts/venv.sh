@@ -15,6 +15,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   echo "[setup] installing pinned requirements (first run only)"
   "$VENV/bin/python" -m pip install -qq --disable-pip-version-check -r "$REQS"
   echo "$WANT" > "$STAMP"
+  echo "[setup] the README's other commands run in this environment: source $VENV/bin/activate"
 else
   echo "[setup] reusing $VENV"
 fi
