@@ -227,8 +227,9 @@ def start_lines(card, dataset, settings, num_parameters, resume_from, resume_ste
         (f'resuming from {resume_from} (step {resume_step})' if resume_from else
          'starting a new run' + (f' from {settings.checkpoint_path}'
                                  if settings.checkpoint_path else '')),
-        f'log: every {settings.log_every_n_steps} steps; each loss term is the mean over those '
-        f'steps; total = {terms} (weight decay); images/s and ETA from the rate over the last '
+        f'log: every {settings.log_every_n_steps} step'
+        f'{"s" if settings.log_every_n_steps != 1 else ""}; each loss term is the mean over '
+        f'those steps; total = {terms} (weight decay); images/s and ETA from the rate over the last '
         f'quarter of the run so far (at least a minute)',
     ]
 
