@@ -43,9 +43,19 @@ def test_directory_without_state_file_takes_highest_step(tmp_path):
 
 
 def test_v1_single_file_passes_through(tmp_path):
-    path = tmp_path / 'vgg_16.ckpt'
-    path.write_bytes(b'v1')
-    assert checkpoints.resolve_checkpoint(str(path)) == str(path)
+    from tensorflow.core.protobuf import saver_pb2
+    path = str(tmp_path / 'vgg_16.ckpt')  # TF-Slim's ImageNet checkpoints are such files
+    with tf.Graph().as_default():
+        w = v1.get_variable('w', initializer=np.float32(3.))
+        with v1.Session() as sess:
+            sess.run(w.initializer)
+            v1.train.Saver([w], write_version=saver_pb2.SaverDef.V1).save(
+                sess, path, write_meta_graph=False, write_state=False)
+    assert checkpoints.resolve_checkpoint(path) == path
+    # A file that only has a checkpoint's name is refused, naming it (test_checkpoint_errors).
+    (tmp_path / 'fake.ckpt').write_bytes(b'v1')
+    with pytest.raises(checkpoints.CheckpointError, match='fake.ckpt: not a TensorFlow checkpoint'):
+        checkpoints.resolve_checkpoint(str(tmp_path / 'fake.ckpt'))
 
 
 @pytest.mark.parametrize('make', ['missing', 'empty_dir', 'empty'])
