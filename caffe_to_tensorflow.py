@@ -1,4 +1,4 @@
-"""Converts a Caffe SSD model (.caffemodel, optionally its deploy.prototxt) to a TF checkpoint
+r"""Converts a Caffe SSD model (.caffemodel, optionally its deploy.prototxt) to a TF checkpoint
 of our nets, without Caffe. Layers are mapped by Caffe layer name; the mapping table is printed
 and unmapped Caffe layers, missing TF variables and shape mismatches fail the run unless
 --allow_partial. Writes <output_path> (checkpoint) and <output_path>.json (anchors,

@@ -1,4 +1,4 @@
-"""Runs an SSD detector on images, folders, globs or videos; writes annotated files and a JSON.
+r"""Runs an SSD detector on images, folders, globs or videos; writes annotated files and a JSON.
 
     python detect_ssd_network.py --checkpoint_path=train/ --input=photos/,more/*.png,clip.mp4 \
         --output_dir=detections

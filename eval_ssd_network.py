@@ -1,4 +1,4 @@
-"""Evaluates SSD checkpoints: VOC07/VOC12 mAP (devkit rules) and COCO AP.
+r"""Evaluates SSD checkpoints: VOC07/VOC12 mAP (devkit rules) and COCO AP.
 
 One checkpoint (a prefix, one of its files, or a directory -> its latest):
   python eval_ssd_network.py --checkpoint_path=train/model.ckpt-120000 --eval_dir=eval \

@@ -1,4 +1,4 @@
-"""Converts published PyTorch SSD weights (.pth) to a TF checkpoint of our nets, without PyTorch.
+r"""Converts published PyTorch SSD weights (.pth) to a TF checkpoint of our nets, without PyTorch.
 The .pth is read by a restricted unpickler (no code from the file runs); its layout is recognised
 from the tensor names, the mapping table is printed, and unmapped or missing tensors and shape
 mismatches fail the run unless --allow_partial. Writes <output_path> (checkpoint) and its model

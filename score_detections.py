@@ -1,4 +1,4 @@
-"""Scores detection files offline and prints per-class AP and mAP.
+r"""Scores detection files offline and prints per-class AP and mAP.
 
 VOC devkit results files (`comp4_det_<split>_<class>.txt`: `image_id score xmin ymin xmax ymax`,
 1-based pixels) against a VOC folder (Annotations/*.xml, ImageSets/Main/<split>.txt):

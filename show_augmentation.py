@@ -1,4 +1,4 @@
-"""Writes a PNG grid of augmented (or evaluation-preprocessed) samples of a converted dataset,
+r"""Writes a PNG grid of augmented (or evaluation-preprocessed) samples of a converted dataset,
 with their boxes and class names: what the net is trained on, before training.
 
   python show_augmentation.py --dataset_dir=tfrecords --dataset_name=pascalvoc_2007 \

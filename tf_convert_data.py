@@ -1,4 +1,4 @@
-"""Converts a Pascal VOC-layout or COCO dataset to sharded TFRecords for SSD training/evaluation.
+r"""Converts a Pascal VOC-layout or COCO dataset to sharded TFRecords for SSD training/evaluation.
 
 Writes `<output_dir>/<output_name>_<NNN>.tfrecord` and, last, `<output_name>_metadata.json`
 (example count, classes with per-class counts, what was fixed/dropped/skipped). Name the output

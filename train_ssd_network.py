@@ -1,4 +1,4 @@
-"""Trains an SSD network (TF-Slim train_image_classifier conventions, graph mode).
+r"""Trains an SSD network (TF-Slim train_image_classifier conventions, graph mode).
 
     python train_ssd_network.py --train_dir=logs/ssd300 --dataset_name=pascalvoc_0712 \
         --dataset_split_name=trainval --dataset_dir=tfrecords --model_name=ssd_300_vgg \

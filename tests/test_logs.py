@@ -1,5 +1,6 @@
 """Script logging: each TensorFlow log record printed once, in absl's format."""
 import os
+import re
 import subprocess
 import sys
 
@@ -168,5 +169,9 @@ def test_every_script_quiets_tensorflow_first_and_runs_through_logs():
                 loads += [a.name for a in node.names if a.name.split('.')[0] in ('tensorflow',
                                                                                 'tf_slim')]
         assert loads and loads[0] == 'logs', (name, loads)
+        # Usage examples keep their line breaks: a "\\" at a line's end in a non-raw docstring
+        # would join the lines into one long line in --help.
+        doc = ast.get_docstring(tree, clean=False) or ''
+        assert not re.search(r'\S {4,}--', doc), (name, re.findall(r'.*\S {4,}--.*', doc))
         text = ast.unparse(tree.body[-1])
         assert 'logs.run(main' in text or 'logs.run_plain(main' in text, (name, text)
