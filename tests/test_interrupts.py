@@ -55,3 +55,24 @@ def test_training_interrupted_says_what_was_kept(tmp_path):
     assert last.endswith(f'are kept in {train_dir}; run the same command to resume from it')
     step = int(last.split('model.ckpt-')[1].split(' ')[0])
     assert os.path.isfile(train_dir / f'model.ckpt-{step}.index')
+
+
+def test_conversion_interrupted_keeps_the_earlier_output(tmp_path):
+    env = script_env()
+    subprocess.run([sys.executable, '-m', 'datasets.synthetic', '--output_dir',
+                    str(tmp_path / 'voc'), '--num_images', '80'], check=True, cwd=ROOT, env=env,
+                   capture_output=True)
+    records = tmp_path / 'records'
+    records.mkdir()
+    (records / 'notes.txt').write_text('mine')
+    status, lines = _interrupt_when(
+        [os.path.join(ROOT, 'tf_convert_data.py'), '--dataset_name=pascalvoc',
+         f'--dataset_dir={tmp_path / "voc"}', f'--labels_file={tmp_path / "voc" / "labels.txt"}',
+         f'--output_dir={records}', '--output_name=train', '--num_workers=2',
+         '--samples_per_file=5'], '[convert]')
+    assert status == 130, lines[-20:]
+    assert not any('Traceback' in line or 'KeyboardInterrupt' in line for line in lines), lines
+    assert lines[-1] == (f'tf_convert_data: interrupted; nothing of train was replaced in '
+                         f'{records} (the temporary folder is removed by the next run); run the '
+                         f'same command to convert again'), lines[-5:]
+    assert sorted(n for n in os.listdir(records) if not n.startswith('.')) == ['notes.txt']
