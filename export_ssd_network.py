@@ -1,4 +1,5 @@
-r"""Exports an SSD checkpoint for inference: frozen graph, SavedModel, TFLite float32 and int8.
+r"""Exports an SSD checkpoint for inference: frozen graph, SavedModel, TFLite float32 and int8,
+OpenVINO IR (fp32 or bf16 chosen when it is loaded).
 
     python export_ssd_network.py --checkpoint_path=train/ --dataset_name=pascalvoc_2007 \
         --dataset_split_name=test --dataset_dir=tfrecords --output_dir=export/ssd300

@@ -225,7 +225,11 @@ class Detector:
 
     def run(self, images, outputs=DETECTION_OUTPUTS):
         """Batched outputs (numpy) for a list of uint8 RGB images `[H_i, W_i, 3]`."""
-        batch, sizes = pad_batch(images)
+        return self.run_padded(*pad_batch(images), outputs)
+
+    def run_padded(self, batch, sizes, outputs=DETECTION_OUTPUTS):
+        """Batched outputs for a zero-padded uint8 batch `[B, H, W, 3]` and its int32 sizes
+        `[B, 2]` (height, width of each image at the top left)."""
         return self.sess.run({k: self.outputs[k] for k in outputs},
                              {self.inputs[INPUT]: batch, self.inputs[SIZES]: sizes})
 
@@ -241,6 +245,38 @@ class Detector:
 
     def __exit__(self, *exc):
         self.close()
+
+
+EXPORTED_KINDS = ('openvino_model', 'frozen_graph', 'tflite_model', 'saved_model_dir')
+
+
+def exported_model_kind(path):
+    """The kind of an export by its file type: 'openvino_model' (.xml), 'frozen_graph' (.pb),
+    'tflite_model' (.tflite) or 'saved_model_dir' (a folder with saved_model.pb)."""
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, 'saved_model.pb')):
+        return 'saved_model_dir'
+    kinds = {'.xml': 'openvino_model', '.pb': 'frozen_graph', '.tflite': 'tflite_model'}
+    kind = kinds.get(os.path.splitext(path)[1].lower())
+    if kind is None:
+        raise ValueError(f'{path}: not an export of export_ssd_network.py by its file type (an '
+                         f'OpenVINO .xml, a frozen graph .pb, a .tflite model or a SavedModel '
+                         f'folder).')
+    return kind
+
+
+def open_exported_model(path, kind=None, openvino_precision='fp32', num_threads=None):
+    """A detector (`run`, `detect`, `card`, `close`) of an OpenVINO model, frozen graph or
+    SavedModel (`kind` as `exported_model_kind`, default: by file type). OpenVINO is imported
+    only for an OpenVINO model."""
+    kind = kind or exported_model_kind(path)
+    if kind == 'openvino_model':
+        from inference import openvino_model  # Lazy: TF-only runs never load openvino.
+        return openvino_model.OpenVINODetector(path, openvino_precision, num_threads)
+    if kind == 'frozen_graph':
+        return Detector.from_frozen_graph(path)
+    if kind == 'saved_model_dir':
+        return Detector.from_saved_model(path)
+    raise ValueError(f'{path}: {kind} models are run by TFLiteDetector (one size per call).')
 
 
 class TFLiteDetector:

@@ -11,6 +11,9 @@ eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the 
   model_int8.tflite  the same graph after post-training quantisation: weights and activations
                      int8 wherever TFLite has int8 kernels (the net); input stays uint8 RGB and
                      the outputs float32, and the post-processing (decode, NMS) runs in float.
+  model_openvino.xml/.bin  OpenVINO IR (inference/openvino_model.py): inputs `images`,
+                     `image_sizes` (both needed), the frozen graph's outputs; NMS inside as
+                     OpenVINO's NonMaxSuppression; precision (fp32, bf16) chosen when loaded.
   (frozen graph and SavedModel compute in `card.compute_dtype`, e.g. bfloat16; TFLite has no
   bfloat16 kernels, so its models compute in float32 / int8 whatever the card says.)
   anchors.npy        float32 `[N, 4]` relative `[ymin, xmin, ymax, xmax]` (for raw outputs).
@@ -35,15 +38,19 @@ import numpy as np
 import tensorflow as tf
 
 from inference import detection
+from inference import openvino_model
 from model import card as card_lib
 from model import checkpoints
 from tf_extended import atomic_io
 
 v1 = tf.compat.v1
 
-FORMATS = ('frozen_graph', 'saved_model', 'tflite_float', 'tflite_int8')
+FORMATS = ('frozen_graph', 'saved_model', 'tflite_float', 'tflite_int8', 'openvino')
 FILES = {'frozen_graph': 'frozen_graph.pb', 'saved_model': 'saved_model',
-         'tflite_float': 'model_float.tflite', 'tflite_int8': 'model_int8.tflite'}
+         'tflite_float': 'model_float.tflite', 'tflite_int8': 'model_int8.tflite',
+         'openvino': openvino_model.FILE}
+# Files a format writes besides FILES[format].
+EXTRA_FILES = {'openvino': [openvino_model.BIN_FILE]}
 
 
 def anchors_metadata(card):
@@ -74,6 +81,8 @@ def metadata(card, formats, batch_size=None, fixed_size=False, tflite_batch_size
                        'outputs': list(detection.OUTPUTS),
                        'signatures': ['serving_default', detection.PADDED_SIGNATURE]}
     meta['files'] = {fmt: FILES[fmt] for fmt in formats}
+    if 'openvino' in formats:
+        meta['openvino'] = openvino_model.metadata()
     if calibration:
         meta['int8'] = calibration
     return meta
@@ -188,7 +197,8 @@ class OutputNotEmptyError(ValueError):
 def written_names(formats):
     """The names an export of `formats` writes in its folder (nothing else is touched)."""
     return sorted([FILES[fmt] for fmt in formats] + [detection.METADATA_FILE,
-                                                      detection.ANCHORS_FILE])
+                                                      detection.ANCHORS_FILE]
+                  + [name for fmt in formats for name in EXTRA_FILES.get(fmt, [])])
 
 
 def check_output_dir(output_dir, formats, overwrite=False):
@@ -259,6 +269,9 @@ def export(card, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, 
             model = tflite_model(card, checkpoint_path, tflite_batch_size, fixed_size, images)
             written[fmt] = os.path.join(output_dir, FILES[fmt])
             atomic_io.write_bytes_atomic(written[fmt], model)
+    if 'openvino' in formats:
+        written['openvino'] = openvino_model.write(
+            card, checkpoint_path, os.path.join(output_dir, FILES['openvino']), meta)
     _write_sidecars(output_dir, card, meta)
     for fmt, path in written.items():
         log(f'wrote {fmt}: {path}')
