@@ -288,11 +288,12 @@ def test_killed_worker_is_reported_and_its_restart_contributes():
 
 def test_worker_missing_for_wait_secs_stops_the_cluster_with_a_message():
     local = LocalCluster(2)
-    chief = Worker(local, 0, last_step=8, wait_secs=4)
-    worker = Worker(local, 1, last_step=8, wait_secs=4)
+    chief = Worker(local, 0, last_step=8)
+    worker = Worker(local, 1, last_step=8)
     worker.pause_at = 2
     chief.start(), worker.start()
     assert worker.paused.wait(120), worker.logs.text()
+    chief.replication.wait_secs = 4  # (not before: a busy machine may take longer to start)
     worker.kill()
     chief.join(), worker.join()
     assert isinstance(chief.error, cluster_lib.ClusterError), chief.logs.text()

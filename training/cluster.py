@@ -833,7 +833,12 @@ class WorkerHook(v1.train.SessionRunHook):
     def end(self, session):
         r = self._r
         r.stop_threads()
-        step = int(session.run(r._end)['step'])  # and LEAVE
+        try:
+            step = int(session.run(r._end, options=v1.RunOptions(
+                timeout_in_ms=30000))['step'])  # and LEAVE
+        except tf.errors.OpError as e:  # the cluster has ended meanwhile
+            r.warn('Could not tell the chief that this worker leaves: %s', _first_line(e))
+            step = -1
         r.log('%s %s %d %s; the global step is %d.',
               r.cluster.task('worker', r.cluster.task_index),
               'pushed' if r.sync else 'applied', self.runs,

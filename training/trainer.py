@@ -261,8 +261,14 @@ def image_summary(batch, preprocess, data_format):
                      max_outputs=2)
 
 
-def build_input(settings, dataset, net, preprocess, deploy, task_index=0):
-    """The training batches' iterator (augmentation + target encoding, see training/input.py)."""
+def build_input(settings, dataset, net, preprocess, deploy, task_index=0, shared_name=None):
+    """The training batches' iterator (augmentation + target encoding, see training/input.py).
+
+    With `shared_name` (a cluster's workers): an initializable iterator kept by the device's
+    resource manager (run `iterator.initializer` in the local init op). Closing a distributed
+    session destroys a one-shot iterator's resource, and that destructor waits for tf.data's
+    autotuning thread, up to a minute.
+    """
     with v1.device(deploy.inputs_device()):
         seed = None if settings.seed is None else settings.seed + 1000003 * task_index
         batches = train_input.train_dataset(
@@ -270,6 +276,8 @@ def build_input(settings, dataset, net, preprocess, deploy, task_index=0):
             data_format=settings.data_format, seed=seed, num_readers=settings.num_readers,
             num_parallel_calls=settings.num_preprocessing_threads or tf.data.AUTOTUNE,
             ignore_crowd=settings.ignore_crowd)
+        if shared_name:
+            return v1.data.make_initializable_iterator(batches, shared_name=shared_name)
         return v1.data.make_one_shot_iterator(batches)
 
 
@@ -480,7 +488,8 @@ def train(settings):
                      card_path or 'new, %s' % os.path.join(settings.train_dir, card_lib.CARD_FILE))
         net = _net(card, settings)
         preprocess = card.preprocessing()
-        iterator = build_input(settings, dataset, net, preprocess, deploy, cluster.task_index)
+        iterator = build_input(settings, dataset, net, preprocess, deploy, cluster.task_index,
+                               shared_name='ssd_train_input' if cluster.spec is not None else None)
         train_op, log_tensors, replication = build_train_op(settings, deploy, net, iterator,
                                                             dataset.num_samples, cluster)
         restorer = None
@@ -492,7 +501,9 @@ def train(settings):
         scaffold = v1.train.Scaffold(
             saver=v1.train.Saver(max_to_keep=settings.max_to_keep,
                                  sharded=cluster.spec is not None),
-            init_fn=(lambda _, session: restorer.restore(session)) if restorer else None)
+            init_fn=(lambda _, session: restorer.restore(session)) if restorer else None,
+            local_init_op=tf.group(v1.train.Scaffold.default_local_init_op(),
+                                   iterator.initializer) if cluster.spec is not None else None)
         hooks, chief_hooks, log_hook = make_hooks(settings, scaffold, log_tensors, cluster,
                                                   dataset.num_samples)
         for line in hooks_lib.start_lines(
