@@ -99,7 +99,7 @@ class Logs:
     def wait_for(self, pattern, timeout=120):
         deadline = time.time() + timeout
         while not re.search(pattern, self.text()):
-            assert time.time() < deadline, 'no %r in:\n%s' % (pattern, self.text())
+            assert time.time() < deadline, f'no {pattern!r} in:\n{self.text()}'
             time.sleep(0.1)
 
 
@@ -109,8 +109,8 @@ class LocalCluster:
     def __init__(self, num_workers=2):
         ports = _free_ports(num_workers + 1)
         self.spec = tf.train.ClusterSpec({
-            'ps': ['127.0.0.1:%d' % ports[0]],
-            'worker': ['127.0.0.1:%d' % p for p in ports[1:]]})
+            'ps': [f'127.0.0.1:{ports[0]}'],
+            'worker': [f'127.0.0.1:{p}' for p in ports[1:]]})
         self.servers = {('ps', 0): tf.distribute.Server(self.spec, 'ps', 0)}
         for i in range(num_workers):
             self.servers['worker', i] = tf.distribute.Server(self.spec, 'worker', i)
@@ -144,11 +144,11 @@ class Worker:
         self.graph = tf.Graph()
         with self.graph.as_default():
             device = v1.train.replica_device_setter(
-                ps_tasks=1, worker_device='/job:worker/task:%d' % task, cluster=local.spec)
+                ps_tasks=1, worker_device=f'/job:worker/task:{task}', cluster=local.spec)
             with v1.device(device):
                 global_step = v1.train.get_or_create_global_step()
                 self.weights = v1.get_variable('w', [3], initializer=v1.zeros_initializer())
-            with v1.device('/job:worker/task:%d' % task):
+            with v1.device(f'/job:worker/task:{task}'):
                 loss = tf.reduce_sum(tf.square(self.weights - float(task + 1)))
             self.replication = cluster_lib.Replication(
                 cluster, sync=sync, replicas_to_aggregate=replicas, last_step=last_step,

@@ -73,7 +73,7 @@ class UsageError(ValueError):
 
 
 def _ps_device(index):
-    return '/job:ps/task:%d/device:CPU:0' % index
+    return f'/job:ps/task:{index}/device:CPU:0'
 
 
 @dataclasses.dataclass
@@ -97,21 +97,21 @@ class Cluster:
 
     @property
     def worker_device(self):
-        return '' if self.spec is None else '/job:worker/task:%d' % self.task_index
+        return '' if self.spec is None else f'/job:worker/task:{self.task_index}'
 
     def task(self, job, index):
         """'worker 1 (host:port)'."""
-        return '%s %d (%s)' % (job, index, self.spec.task_address(job, index))
+        return f'{job} {index} ({self.spec.task_address(job, index)})'
 
     def workers(self, indices):
         return ', '.join(self.task('worker', i) for i in sorted(indices))
 
     def describe(self):
         """'ps 0 (h:p); workers 0 (h:p, the chief), 1 (h:p)'."""
-        ps = ', '.join('%d (%s)' % (i, a) for i, a in enumerate(self.spec.job_tasks('ps')))
-        workers = ', '.join('%d (%s%s)' % (i, a, ', the chief' if i == 0 else '')
+        ps = ', '.join(f'{i} ({a})' for i, a in enumerate(self.spec.job_tasks('ps')))
+        workers = ', '.join(f"{i} ({a}{', the chief' if i == 0 else ''})"
                             for i, a in enumerate(self.spec.job_tasks('worker')))
-        return 'ps %s; workers %s' % (ps, workers)
+        return f'ps {ps}; workers {workers}'
 
 
 def _jobs_from_flags(ps_hosts, worker_hosts):
@@ -141,31 +141,31 @@ def cluster_from(ps_hosts='', worker_hosts='', job_name=None, task_index=0,
             task = (config['task']['type'], int(config['task'].get('index', 0)))
         except (ValueError, KeyError, TypeError) as e:
             raise UsageError('TF_CONFIG needs {"cluster": {"ps": [...], "worker": [...]}, '
-                             '"task": {"type": ..., "index": ...}}; %s: %s'
-                             % (type(e).__name__, e)) from None
+                             f'"task": {{"type": ..., "index": ...}}}}; '
+                             f'{type(e).__name__}: {e}') from None
     else:
         return Cluster()
     unknown = set(jobs) - {'ps', 'worker'}
     if unknown:
-        raise UsageError('%s: only ps and worker jobs are supported; got %s.'
-                         % (source, sorted(unknown)))
+        raise UsageError(f'{source}: only ps and worker jobs are supported; '
+                         f'got {sorted(unknown)}.')
     for job in ('ps', 'worker'):
         if not jobs.get(job):
-            raise UsageError('%s: the cluster needs at least one %s (the variables live on the '
-                             'parameter servers); got %s.' % (source, job, jobs))
+            raise UsageError(f'{source}: the cluster needs at least one {job} (the variables '
+                             f'live on the parameter servers); got {jobs}.')
     job, index = task
     if job not in jobs or not 0 <= index < len(jobs[job]):
-        raise UsageError('%s: this process is %s %s, which is not in the cluster %s.'
-                         % (source, job, index, jobs))
+        raise UsageError(f'{source}: this process is {job} {index}, which is not in the '
+                         f'cluster {jobs}.')
     return Cluster(tf.train.ClusterSpec(jobs), job, index)
 
 
 def add_device_filters(config, cluster):
     """Workers talk to the parameter servers only, not to each other; a ps to itself."""
     if cluster.job_name == 'worker':
-        config.device_filters.extend(['/job:ps', '/job:worker/task:%d' % cluster.task_index])
+        config.device_filters.extend(['/job:ps', f'/job:worker/task:{cluster.task_index}'])
     elif cluster.job_name == 'ps':
-        config.device_filters.append('/job:ps/task:%d' % cluster.task_index)
+        config.device_filters.append(f'/job:ps/task:{cluster.task_index}')
     return config
 
 
@@ -179,26 +179,24 @@ def start_server(cluster, config):
 def describe_role(cluster, sync, replicas_to_aggregate, wait_secs):
     """What this process is and what it waits for (logged at its start)."""
     me = cluster.task(cluster.job_name, cluster.task_index)
-    lines = ['Cluster: %s.' % cluster.describe()]
-    mode = ('synchronous: each step averages the gradients of %d distinct workers'
-            % (replicas_to_aggregate or cluster.num_workers) if sync else
-            'asynchronous: each worker applies its own gradients')
+    lines = [f'Cluster: {cluster.describe()}.']
+    replicas = replicas_to_aggregate or cluster.num_workers
+    mode = (f'synchronous: each step averages the gradients of {replicas} distinct workers'
+            if sync else 'asynchronous: each worker applies its own gradients')
     chief = cluster.task('worker', 0)
     if cluster.job_name == 'ps':
-        lines.append('This process: %s, holds variables; waits for the chief, %s, to end '
-                     'training, and stops if it hears nothing from it for %d s.'
-                     % (me, chief, wait_secs))
+        lines.append(f'This process: {me}, holds variables; waits for the chief, {chief}, to '
+                     f'end training, and stops if it hears nothing from it for {wait_secs} s.')
     elif cluster.is_chief:
-        wait = ('waits up to %d s for %d workers to join before the first step'
-                % (wait_secs, replicas_to_aggregate or cluster.num_workers) if sync else
-                'does not wait for the other workers')
-        lines.append('This process: %s, the chief (%s): initialises or resumes the model, '
-                     'writes checkpoints and summaries; %s; at the end, tells every process '
-                     'to stop.' % (me, mode, wait))
+        wait = (f'waits up to {wait_secs} s for {replicas} workers to join before the first '
+                'step' if sync else 'does not wait for the other workers')
+        lines.append(f'This process: {me}, the chief ({mode}): initialises or resumes the model, '
+                     f'writes checkpoints and summaries; {wait}; at the end, tells every process '
+                     'to stop.')
     else:
-        lines.append('This process: %s (%s): waits up to %d s for the chief, %s, to '
-                     'initialise the model, and stops when the chief says so or is silent '
-                     'for %d s.' % (me, mode, wait_secs, chief, wait_secs))
+        lines.append(f'This process: {me} ({mode}): waits up to {wait_secs} s for the chief, '
+                     f'{chief}, to initialise the model, and stops when the chief says so or is '
+                     f'silent for {wait_secs} s.')
     return ' '.join(lines)
 
 
@@ -212,7 +210,7 @@ def _queue(name, dtypes, shapes, device):
 def _message_queue(cluster, job, index):
     """The chief's messages to a ps (on that ps) or to a worker (on ps 0)."""
     device = _ps_device(index) if job == 'ps' else _ps_device(0)
-    return _queue('to_%s%d' % (job, index), [tf.int32], [()], device)
+    return _queue(f'to_{job}{index}', [tf.int32], [()], device)
 
 
 def _drain(queue):
@@ -274,9 +272,9 @@ class Replication:
         self.replicas = replicas_to_aggregate or cluster.num_workers
         if sync and not 1 <= self.replicas <= cluster.num_workers:
             raise UsageError(
-                '--replicas_to_aggregate=%d with %d workers: a synchronous step takes at most '
-                'one gradient from each worker, so it needs 1..%d.'
-                % (self.replicas, cluster.num_workers, cluster.num_workers))
+                f'--replicas_to_aggregate={self.replicas} with {cluster.num_workers} workers: a '
+                'synchronous step takes at most one gradient from each worker, so it needs '
+                f'1..{cluster.num_workers}.')
         self.last_step = last_step
         self.wait_secs = wait_secs
         self.report_secs, self.silent_secs = report_secs, silent_secs
@@ -346,7 +344,7 @@ class Replication:
                 with tf.control_dependencies([self._end['step']]):
                     self._end['leave'] = event(LEAVE, tf.identity(self._end['step']))
             if self.sync:
-                self._tokens = [_queue('tokens%d' % w, [tf.int64], [()], _ps_device(0))
+                self._tokens = [_queue(f'tokens{w}', [tf.int64], [()], _ps_device(0))
                                 for w in range(cluster.num_workers)]
                 self._interrupt = self._tokens[index].enqueue(
                     tf.constant(-self._incarnation, tf.int64))
@@ -441,17 +439,16 @@ class Replication:
                                               options=v1.RunOptions(timeout_in_ms=10000)))
                     if not missing:
                         return
-                    what = '%d variables not initialised yet' % missing
+                    what = f'{missing} variables not initialised yet'
                 except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
                         tf.errors.AbortedError) as e:
-                    what = 'the parameter servers do not answer yet (%s)' % type(e).__name__
+                    what = f'the parameter servers do not answer yet ({type(e).__name__})'
                 waited = time.time() - start
                 if waited > self.wait_secs:
                     raise ClusterError(
-                        '%s: the chief, %s, did not initialise the model within %d s '
-                        '(--cluster_wait_secs): %s.' % (
-                            self.cluster.task('worker', self.cluster.task_index),
-                            self.cluster.task('worker', 0), self.wait_secs, what))
+                        f"{self.cluster.task('worker', self.cluster.task_index)}: the chief, "
+                        f"{self.cluster.task('worker', 0)}, did not initialise the model within "
+                        f'{self.wait_secs} s (--cluster_wait_secs): {what}.')
                 if waited >= next_log:
                     self.log('Waiting for the chief, %s, to initialise the model: %s '
                              '(%d s of %d s).', self.cluster.task('worker', 0), what, waited,
@@ -607,10 +604,10 @@ class ChiefHook(v1.train.SessionRunHook):
                 if w not in self.present:
                     state = 'not joined' if w not in self.heard else 'left'
                 elif now - self.heard.get(w, 0.) > self._r.silent_secs:
-                    state = 'not heard from for %d s: killed?' % (now - self.heard.get(w, 0.))
+                    state = f'not heard from for {int(now - self.heard.get(w, 0.))} s: killed?'
                 else:
                     state = 'alive, its gradients have not arrived'
-                parts.append('%s (%s)' % (self._r.cluster.task('worker', w), state))
+                parts.append(f"{self._r.cluster.task('worker', w)} ({state})")
         return missing, ', '.join(parts)
 
     def _monitor(self, session):
@@ -637,10 +634,10 @@ class ChiefHook(v1.train.SessionRunHook):
             last_report = now
             if 0 not in missing and waited > self._r.wait_secs:
                 self._fail(session, ClusterError(
-                    'No synchronous step for %d s (--cluster_wait_secs=%d): step %d still '
-                    'waits for the gradients of %s. Stopping; restart the missing workers '
-                    'sooner, or train with fewer --replicas_to_aggregate.'
-                    % (waited, self._r.wait_secs, step + 1, described)))
+                    f'No synchronous step for {int(waited)} s (--cluster_wait_secs='
+                    f'{self._r.wait_secs}): step {step + 1} still waits for the gradients of '
+                    f'{described}. Stopping; restart the missing workers sooner, or train with '
+                    'fewer --replicas_to_aggregate.'))
                 return
             self._r.warn('Step %d has waited %d s for the gradients of %s; waiting up to '
                          '%d s for them (a restarted worker rejoins).', step + 1, waited,
@@ -656,8 +653,8 @@ class ChiefHook(v1.train.SessionRunHook):
                 step, counts = session.run(self._r._sync_step)
             except tf.errors.OpError as e:
                 if not self._r.stopping and not isinstance(e, tf.errors.CancelledError):
-                    self._fail(session, ClusterError('The synchronous update failed: %s'
-                                                     % _first_line(e)))
+                    self._fail(session, ClusterError(
+                        f'The synchronous update failed: {_first_line(e)}'))
                 return
             self._record(int(step), [int(c) for c in counts])
 
@@ -676,7 +673,7 @@ class ChiefHook(v1.train.SessionRunHook):
         if not regular:
             self._r.warn('Step %d aggregated %d gradients from %d distinct workers: %s.', step,
                          sum(counts), distinct, ', '.join(
-                             'worker %d x%d' % (w, c) for w, c in enumerate(counts) if c))
+                             f'worker {w} x{c}' for w, c in enumerate(counts) if c))
 
     def _wait_for_workers(self, session, step):
         needed = self._r.replicas
@@ -694,9 +691,10 @@ class ChiefHook(v1.train.SessionRunHook):
             waited = time.time() - start
             if waited > self._r.wait_secs:
                 raise ClusterError(
-                    'Before the first step: waited %d s (--cluster_wait_secs) for %d more '
-                    'worker(s) of %s; a synchronous step needs %d workers.'
-                    % (waited, needed - len(present), self._r.cluster.workers(absent), needed))
+                    f'Before the first step: waited {int(waited)} s (--cluster_wait_secs) for '
+                    f'{needed - len(present)} more worker(s) of '
+                    f'{self._r.cluster.workers(absent)}; a synchronous step needs {needed} '
+                    'workers.')
             if waited >= next_log:
                 self._r.log('Waiting for %d more worker(s) of %s to join (%d s of %d s).',
                             needed - len(present), self._r.cluster.workers(absent), waited,
@@ -763,11 +761,11 @@ class ChiefHook(v1.train.SessionRunHook):
         r.stop_threads()
         self._poll(session)
         if r.sync and self.first_step is not None:
-            counts = ', '.join('worker %d: %d' % (w, c) for w, c in enumerate(self.contributions))
-            distinct = ', '.join('%d steps of %d' % (n, d) for d, n in sorted(self.distinct.items()))
+            counts = ', '.join(f'worker {w}: {c}' for w, c in enumerate(self.contributions))
+            distinct = ', '.join(f'{n} steps of {d}' for d, n in sorted(self.distinct.items()))
             r.log('Synchronous steps %d-%d: %s distinct workers; gradients per worker: %s%s.',
                   self.first_step, self.last_step, distinct, counts,
-                  '; irregular steps: %s' % self.irregular if self.irregular else '')
+                  f'; irregular steps: {self.irregular}' if self.irregular else '')
         elif not r.sync:
             r.log('%s applied %d asynchronous steps.', r.cluster.task('worker', 0), self.runs)
 
@@ -848,10 +846,10 @@ class WorkerHook(v1.train.SessionRunHook):
         me = self._r.cluster.task('worker', self._r.cluster.task_index)
         chief = self._r.cluster.task('worker', 0)
         if self.message == FAILED:
-            raise ClusterError('%s stops: the chief, %s, reported a failure.' % (me, chief))
+            raise ClusterError(f'{me} stops: the chief, {chief}, reported a failure.')
         if self.message == SILENT:
-            raise ClusterError('%s stops: nothing heard from the chief, %s, for %d s '
-                               '(--cluster_wait_secs).' % (me, chief, self._r.wait_secs))
+            raise ClusterError(f'{me} stops: nothing heard from the chief, {chief}, for '
+                               f'{self._r.wait_secs} s (--cluster_wait_secs).')
         if self.message == ENDED:
             self._r.log('The chief ended training; %s stops.', me)
 
@@ -872,9 +870,9 @@ def serve(cluster, server, wait_secs, log=logging.info):
             except tf.errors.DeadlineExceededError:
                 silent = time.time() - (heard or start)
                 if silent > wait_secs:
-                    raise ClusterError('%s stops: the chief, %s, %s for %d s (--cluster_wait_secs).'
-                                       % (me, chief, 'did not start' if heard is None
-                                          else 'was silent', silent)) from None
+                    state = 'did not start' if heard is None else 'was silent'
+                    raise ClusterError(f'{me} stops: the chief, {chief}, {state} for '
+                                       f'{int(silent)} s (--cluster_wait_secs).') from None
                 continue
             if value == RUNNING:
                 if heard is None:
@@ -886,4 +884,4 @@ def serve(cluster, server, wait_secs, log=logging.info):
                 return
             elif value == FAILED:
                 time.sleep(PS_LINGER_SECS)
-                raise ClusterError('%s stops: the chief, %s, reported a failure.' % (me, chief))
+                raise ClusterError(f'{me} stops: the chief, {chief}, reported a failure.')
