@@ -2,20 +2,22 @@
 
 - Nets at 300x500 and 512x384 build, with the feature maps worked out by hand (`NON_SQUARE`
   in test_anchors.py, whose anchors are checked there against a Caffe PriorBox transcription).
-- A training step at 300x500: targets equal Caffe's matching and encoding in numpy against the
-  PriorBox reference anchors, the loss equals the numpy MultiBox loss, and steps lower it.
+- A training step at 300x500 built from nets/: targets equal Caffe's matching and encoding in
+  numpy against the PriorBox reference anchors, the loss equals the numpy MultiBox loss, and
+  steps lower it.
 - eval_ssd_network.py and export_ssd_network.py take a 300x500 MobileNet-SSD from its model
   card (beside the checkpoint), and their detections equal an independent pipeline:
   `tf.image.resize` + the published normalisation + the restored net, then numpy decoding
   against the PriorBox reference anchors and numpy Caffe DetectionOutput.
 
-train_ssd_network.py has no flag for the input size (nor a model config), so a non-square net
-cannot be trained from the command line today; the training step here is built from the
-library (nets) instead.
+- train_ssd_network.py has no flag for the input size; it trains a 300x500 net when fine-tuning
+  from a checkpoint whose model card says so (the card is carried into the new train dir), and
+  its input pipeline then feeds 300x500 images with targets for the 300x500 anchors.
 """
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -289,7 +291,7 @@ def model(tmp_path_factory):
     card_lib.write(prefix + card_lib.CHECKPOINT_CARD_SUFFIX, card)
     reference = Reference(prefix, params)
     yield dict(root=root, records=records, class_names=class_names, examples=examples,
-               prefix=prefix, reference=reference)
+               prefix=prefix, params=params, reference=reference)
     reference.sess.close()
 
 
@@ -401,3 +403,31 @@ def test_export_script_at_300x500_equals_the_reference(model):
                                    atol=1e-4)
         np.testing.assert_allclose(outputs['detection_boxes'][0, :n], [d[2] for d in want],
                                    atol=1e-4)
+
+
+def test_train_script_fine_tunes_the_300x500_model(model):
+    """Two steps of train_ssd_network.py from the 300x500 checkpoint (its card beside it)."""
+    train_dir = model['root'] / 'fine_tuned'
+    result = _run([os.path.join(ROOT, 'train_ssd_network.py'), f'--train_dir={train_dir}',
+                   f'--checkpoint_path={model["prefix"]}', '--dataset_name=custom',
+                   '--dataset_split_name=test', f'--dataset_dir={model["records"]}',
+                   '--batch_size=2', '--max_number_of_steps=2', '--save_interval_steps=100',
+                   '--num_readers=1', '--num_preprocessing_threads=2', '--seed=1',
+                   '--log_every_n_steps=1', '--save_summaries_secs=3600'])
+    card = card_lib.load(str(train_dir / card_lib.CARD_FILE))
+    assert card.params == model['params']
+    prefix = str(train_dir / 'model.ckpt-2')
+    reader = tf.train.load_checkpoint(prefix)
+    assert int(reader.get_tensor('global_step')) == 2
+    # The weights moved from the fine-tuning checkpoint's.
+    source = tf.train.load_checkpoint(model['prefix'])
+    name = f'{MODEL}/conv11_mbox_conf/weights'
+    assert np.abs(reader.get_tensor(name) - source.get_tensor(name)).max() > 0
+    # The training graph's batches: 300x500 images, targets for the 300x500 anchors.
+    with open(train_dir / 'graph.pbtxt') as f:
+        graph = f.read()
+    anchors = len(model['reference'].anchors)
+    image = r'dim \{\s*size: 2\s*\}\s*dim \{\s*size: 300\s*\}\s*dim \{\s*size: 500\s*\}\s*dim \{\s*size: 3\s*\}'
+    targets = r'dim \{\s*size: 2\s*\}\s*dim \{\s*size: %d\s*\}\s*dim \{\s*size: 4\s*\}' % anchors
+    assert re.search(image, graph) and re.search(targets, graph), result.stderr[-2000:]
+    assert not re.search(r'dim \{\s*size: 300\s*\}\s*dim \{\s*size: 300\s*\}', graph)
