@@ -157,8 +157,8 @@ def build_candidates_graph(card):
         predictions, localisations = net.predict(preprocess_padded(images, sizes, card), 'float32')
     scores = ssd_common.flatten_layers(predictions)
     codes = ssd_common.flatten_layers(localisations)
-    boxes = post_processing.decode_boxes(codes, net.anchors(),
-                                         prior_scaling=net.params.prior_scaling)
+    boxes = post_processing.decode_boxes(codes, net.anchors(), card.detection.clip,
+                                         net.params.prior_scaling)
     candidate_scores, candidate_boxes = post_processing.class_candidates(
         scores, boxes, card.detection.top_k)
     tensors = {CANDIDATE_SCORES: candidate_scores, CANDIDATE_BOXES: candidate_boxes,
