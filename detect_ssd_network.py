@@ -6,6 +6,8 @@ r"""Runs an SSD detector on images, folders, globs or videos; writes annotated f
     python detect_ssd_network.py --frozen_graph=export/frozen_graph.pb --input=a.jpg --output_dir=out
     python detect_ssd_network.py --tflite_model=export/model_int8.tflite --input=photos/ \
         --output_dir=out
+    python detect_ssd_network.py --openvino_model=export/model_openvino.xml \
+        --openvino_precision=bf16 --input=photos/ --output_dir=out
 
 One graph and one session for the whole run; images are batched (--batch_size, any sizes: the
 graph resizes them; the images of one batch are run in groups of one size, so no batch is
@@ -48,6 +50,12 @@ flags.DEFINE_string('frozen_graph', None, 'A frozen graph of export_ssd_network.
                                           'metadata.json beside it).')
 flags.DEFINE_string('tflite_model', None, 'A .tflite model of export_ssd_network.py, float or int8 '
                                           '(its metadata.json beside it).')
+flags.DEFINE_string('openvino_model', None, 'An OpenVINO model (.xml, its .bin and metadata.json '
+                                            'beside it) of export_ssd_network.py.')
+flags.DEFINE_string('exported_model', None, 'Any export of export_ssd_network.py, by its file '
+                    'type: .xml (OpenVINO), .pb (frozen graph), .tflite, or a SavedModel folder.')
+flags.DEFINE_enum('openvino_precision', 'fp32', ['fp32', 'bf16'], 'OpenVINO arithmetic: bf16 '
+                  'on CPUs with AVX-512 BF16 or AMX (others keep fp32; the log says which ran).')
 flags.DEFINE_string('dataset_name', None, 'Dataset registry name whose metadata names the classes.')
 flags.DEFINE_string('dataset_split_name', 'test', 'Split of --dataset_name.')
 flags.DEFINE_string('dataset_dir', None, 'Folder of the converted TFRecords.')
@@ -60,7 +68,8 @@ cli.define_model_flags(select_threshold=0.5, select_threshold_help=(
 flags.mark_flags_as_required(['input', 'output_dir'])
 
 JSON_NAME = 'detections.json'
-SOURCES = ('checkpoint_path', 'saved_model_dir', 'frozen_graph', 'tflite_model')
+SOURCES = ('checkpoint_path', 'saved_model_dir', 'frozen_graph', 'tflite_model', 'openvino_model',
+           'exported_model')
 
 
 class TFLiteImageDetector:
@@ -110,12 +119,18 @@ class TFLiteImageDetector:
 
 
 def load_exported_detector():
-    """The detector of --saved_model_dir, --frozen_graph or --tflite_model (whichever is set)."""
-    if FLAGS.saved_model_dir:
-        return detection.Detector.from_saved_model(FLAGS.saved_model_dir)
-    if FLAGS.frozen_graph:
-        return detection.Detector.from_frozen_graph(FLAGS.frozen_graph)
-    return TFLiteImageDetector(FLAGS.tflite_model)
+    """The detector of --saved_model_dir, --frozen_graph, --tflite_model, --openvino_model or
+    --exported_model (whichever is set; the last by `detection.exported_model_kind`)."""
+    kind, path = next((s, FLAGS[s].value) for s in SOURCES[1:] if FLAGS[s].value)
+    if kind == 'exported_model':
+        kind = detection.exported_model_kind(path)
+    if kind == 'tflite_model':
+        return TFLiteImageDetector(path)
+    detector = detection.open_exported_model(path, kind, FLAGS.openvino_precision)
+    if kind == 'openvino_model':
+        print(f'OpenVINO {FLAGS.openvino_precision} requested: computes in {detector.precision} '
+              f'on this CPU ({detector.matrix_units})')
+    return detector
 
 
 def make_detector():

@@ -11,6 +11,12 @@ The model comes from its card (model.json in the trainer's folder, <ckpt>.model.
 converted checkpoint; see model/card.py): no model flags needed. A checkpoint without a card (the
 older TF port's) is built from --model_name, --num_classes, --depth_multiplier, --anchor_sizes.
 
+An exported model (export_ssd_network.py), to check that it keeps the checkpoint's mAP; its
+metadata.json gives the model and the detection settings it was exported with:
+  python eval_ssd_network.py --exported_model=export/model_openvino.xml --eval_dir=eval/ov \
+      --dataset_name=pascalvoc_2007 --dataset_split_name=test --dataset_dir=tfrecords \
+      [--openvino_precision=bf16]      # or a frozen_graph.pb, or a saved_model/ folder
+
 Outputs in --eval_dir: results.json/.txt, comp4_det_<split>_<class>.txt, coco_*.json (with
 --metrics=coco), pr_curves/, TensorBoard scalars (see evaluation/evaluate.py).
 """
@@ -23,9 +29,11 @@ import tensorflow as tf
 
 from datasets import dataset_factory
 from evaluation import evaluate
+from evaluation import exported
 from evaluation import input as eval_input
 from evaluation import outputs as eval_outputs
 from evaluation import watcher
+from inference import detection
 from model import card as card_lib
 from model import checkpoints
 from model import cli
@@ -63,7 +71,42 @@ flags.DEFINE_enum('best_metric', 'voc07', list(eval_outputs.METRICS), 'Watcher: 
 cli.define_model_flags()
 flags.DEFINE_integer('batch_size', 32, 'Images per batch.', lower_bound=1)
 flags.DEFINE_integer('max_num_batches', None, 'Evaluate only this many batches (default: all).')
-flags.mark_flags_as_required(['checkpoint_path', 'eval_dir', 'dataset_dir'])
+flags.DEFINE_string('exported_model', None, 'Evaluate an export of export_ssd_network.py instead '
+                    'of a checkpoint: an OpenVINO .xml, a frozen graph .pb or a SavedModel folder '
+                    '(metadata.json beside it).')
+flags.DEFINE_enum('openvino_precision', 'fp32', ['fp32', 'bf16'], 'OpenVINO arithmetic of '
+                  '--exported_model=*.xml: bf16 on CPUs with AVX-512 BF16 or AMX.')
+flags.mark_flags_as_required(['eval_dir', 'dataset_dir'])
+flags.register_multi_flags_validator(
+    ['checkpoint_path', 'exported_model'],
+    lambda v: bool(v['checkpoint_path']) != bool(v['exported_model']),
+    message='give exactly one of --checkpoint_path and --exported_model.')
+
+
+def _evaluate_exported():
+    """--exported_model: the model's own card (metadata.json) and detection settings."""
+    path = FLAGS.exported_model
+    kind = detection.exported_model_kind(path)
+    if kind == 'tflite_model':
+        raise ValueError(f'{path}: evaluate a TFLite model through its frozen graph or OpenVINO '
+                         f'export (TFLite runs one image size per call).')
+    with detection.open_exported_model(path, kind, FLAGS.openvino_precision,
+                                       FLAGS.num_threads) as detector:
+        if FLAGS.labels_file:
+            detector.card = cli.with_labels_file(detector.card, FLAGS.labels_file)
+        description = {'kind': kind}
+        if kind == 'openvino_model':
+            description.update(requested_precision=FLAGS.openvino_precision,
+                               precision=detector.precision, matrix_units=detector.matrix_units)
+        settings = evaluate.EvalSettings(
+            card=detector.card, dataset_name=FLAGS.dataset_name,
+            dataset_split_name=FLAGS.dataset_split_name, dataset_dir=FLAGS.dataset_dir,
+            batch_size=FLAGS.batch_size, max_num_batches=FLAGS.max_num_batches,
+            matching_threshold=FLAGS.matching_threshold, iou_rule=FLAGS.iou_rule,
+            eval_resize=FLAGS.eval_resize, remove_difficult=FLAGS.remove_difficult,
+            metrics=tuple(FLAGS.metrics), num_threads=FLAGS.num_threads, pr_curves=FLAGS.pr_curves)
+        exported.evaluate_exported(settings, detector, path, FLAGS.eval_dir,
+                                   summary_dir=FLAGS.eval_dir, description=description)
 
 
 def _settings():
@@ -97,6 +140,9 @@ def main(_):
     logs.absl_only()
     tf.compat.v1.disable_eager_execution()
     try:
+        if FLAGS.exported_model:
+            _evaluate_exported()
+            return
         settings = _settings()
         if FLAGS.wait_for_checkpoints:
             watcher.watch(settings, FLAGS.checkpoint_path, FLAGS.eval_dir,

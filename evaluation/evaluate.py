@@ -357,11 +357,8 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
                 f'{settings.dataset_name}/{settings.dataset_split_name}')
             start = last_report = time.time()
             done = 0
-            while True:
-                try:
-                    out = sess.run(fetches)
-                except tf.errors.OutOfRangeError:
-                    break
+            # The session runs one batch ahead in a thread: the Python below overlaps the net.
+            for out in eval_input.prefetch(lambda: eval_input.session_batches(sess, fetches)):
                 for i in range(len(out['num_gt'])):
                     done += 1
                     key = image_key(out['filename'][i], done)

@@ -16,9 +16,10 @@ Every batch is a dict:
     without them; see datasets/example_format.py).
 The last batch may be smaller than `batch_size` (no example is dropped).
 """
-import tensorflow as tf
+import queue
+import threading
 
-from tf_extended import bboxes as tfe_bboxes
+import tensorflow as tf
 
 # Resize modes that give every image the net's input size (the anchors are fixed to it).
 BATCHABLE_RESIZE_MODES = ('WARP_RESIZE', 'PAD_AND_RESIZE', 'CENTRAL_CROP')
@@ -91,6 +92,121 @@ def map_to_image(bbox_img, boxes):
       boxes to the image before scaling them to pixels; a box in the padding of PAD_AND_RESIZE
       would otherwise reach outside the image).
     """
-    mapped = tf.map_fn(lambda args: tfe_bboxes.bboxes_resize(args[0], args[1]), (bbox_img, boxes),
-                       fn_output_signature=tf.float32)
-    return tf.clip_by_value(mapped, 0., 1.)
+    # `tfe_bboxes.bboxes_resize` per image, broadcast over the batch (no map_fn loop): the same
+    # arithmetic, so the same float32 values.
+    origin = tf.stack([bbox_img[:, 0], bbox_img[:, 1]] * 2, axis=-1)[:, None]       # [B, 1, 4]
+    size = tf.stack([bbox_img[:, 2] - bbox_img[:, 0], bbox_img[:, 3] - bbox_img[:, 1]] * 2,
+                    axis=-1)[:, None]
+    return tf.clip_by_value(tf.math.divide_no_nan(boxes - origin, size), 0., 1.)
+
+
+# ---------------------------------------------------------------------------------------------
+# Exported models: the images as they are (the model preprocesses them).
+
+RAW_IMAGES = 'images'
+RAW_SIZES = 'image_sizes'
+
+
+def make_raw_eval_dataset(dataset, batch_size, max_num_batches=None,
+                          num_parallel_calls=tf.data.AUTOTUNE, num_threads=None):
+    """The evaluation input of an exported model: decoded images, not preprocessed.
+
+    Every batch is the dict of `make_eval_dataset` without `image` and `bbox_img`, plus
+    `images` uint8 `[B, H, W, 3]` (each image at the top left, zero padding to the batch's
+    largest height and width) and `image_sizes` int32 `[B, 2]` (height, width of each): the
+    inputs of the exported graphs (`inference.detection`), whose detections are relative to the
+    whole original image (they warp-resize it).
+    """
+    if batch_size < 1:
+        raise ValueError(f'batch_size must be >= 1, got {batch_size}.')
+
+    def prepare(example):
+        return {
+            RAW_IMAGES: example['image'],
+            RAW_SIZES: example['shape'][:2],
+            'shape': example['shape'],
+            'gt_bboxes': tf.cast(example['bboxes'], tf.float32),
+            'gt_labels': example['labels'],
+            'gt_difficult': example['difficult'],
+            'gt_crowd': example['iscrowd'],
+            'num_gt': tf.size(example['labels'], out_type=tf.int32),
+            'filename': example['filename'],
+            'image_id': example['image_id'],
+            'coco_annotations': example['coco_annotations'],
+        }
+
+    examples = dataset.make_dataset(shuffle=False, num_parallel_calls=num_parallel_calls)
+    batches = examples.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=True)
+    batches = batches.padded_batch(batch_size, drop_remainder=False)
+    if max_num_batches:
+        batches = batches.take(max_num_batches)
+    batches = batches.prefetch(2)
+    if num_threads:
+        options = tf.data.Options()
+        options.threading.private_threadpool_size = int(num_threads)
+        batches = batches.with_options(options)
+    return batches
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it: stages in threads, so that the net never waits for Python.
+
+class _Failed:
+    def __init__(self, error):
+        self.error = error
+
+
+_DONE = object()
+
+
+def prefetch(make_iterator, depth=2):
+    """Iterates `make_iterator()` in a background thread, up to `depth` items ahead.
+
+    The items come in order; an exception of the iterator is raised here, by the consumer. Use it
+    for stages that release the GIL (a `Session.run`, an OpenVINO inference): the consumer's
+    Python work (metrics, results files) then overlaps them instead of adding to them. Leaving
+    the loop early (break, exception) stops the thread after its current item.
+    """
+    items = queue.Queue(maxsize=max(int(depth), 1))
+    stop = threading.Event()
+
+    def put(item):
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work():
+        try:
+            for item in make_iterator():
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, raised there.
+            put(_Failed(err))
+
+    thread = threading.Thread(target=work, name='eval-prefetch', daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = items.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def session_batches(sess, fetches, feed_dict=None):
+    """`sess.run(fetches)` until the input is exhausted (OutOfRangeError), one result a time."""
+    while True:
+        try:
+            yield sess.run(fetches, feed_dict)
+        except tf.errors.OutOfRangeError:
+            return

@@ -1,0 +1,217 @@
+"""Evaluation of an exported model (OpenVINO IR, frozen graph, SavedModel) on a dataset split.
+
+    detector = inference.detection.open_exported_model('export/model_openvino.xml')
+    settings = EvalSettings(card=detector.card, dataset_name='custom', dataset_split_name='test',
+                            dataset_dir='tfrecords')
+    result = evaluate_exported(settings, detector, 'export/model_openvino.xml', 'eval/openvino')
+
+The detector comes from the caller (evaluation does not import inference, see ARCHITECTURE.md):
+anything with `card` and `run_padded(images, image_sizes) -> {'detection_boxes', ...}` (uint8
+`[B, H, W, 3]` zero-padded, int32 `[B, 2]` sizes; the outputs of inference/detection.py).
+
+So a user can check that the exported model keeps the checkpoint's mAP: same metrics, same
+files and the same `EvalResult` as `evaluate.evaluate_checkpoint` (results.json, results.txt,
+devkit results files, COCO JSON, PR curves, TensorBoard scalars), with `checkpoint` naming the
+model file and `global_step` the exported checkpoint's step (metadata.json).
+
+The model gets what a user gives it: the decoded uint8 images at their own size (zero-padded into
+a batch with their sizes, `input.make_raw_eval_dataset`); it runs the evaluation preprocessing
+(warp resize: only `eval_resize='WARP_RESIZE'`), the net and NMS itself, with the detection
+settings it was exported with. Three stages overlap (`input.prefetch`): decoding in a tf.data
+session, the model, and the metrics in the calling thread.
+"""
+import dataclasses
+import json
+import os
+import shutil
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from datasets import dataset_factory
+from evaluation import evaluate
+from evaluation import input as eval_input
+from evaluation import outputs as eval_outputs
+from model import card as card_lib
+from model import checkpoints
+from tf_extended import atomic_io
+from tf_extended import coco_metrics
+from tf_extended import voc_metrics
+
+v1 = tf.compat.v1
+_INPUT_KEYS = ('shape', 'gt_bboxes', 'gt_labels', 'gt_difficult', 'gt_crowd', 'num_gt', 'filename',
+               'image_id', 'coco_annotations')
+
+
+def exported_metadata(path):
+    """The metadata.json beside an export (a SavedModel: in its assets.extra/)."""
+    name = card_lib.EXPORT_METADATA_FILE
+    if os.path.isdir(path):
+        meta_path = os.path.join(path, 'assets.extra', name)
+    else:
+        meta_path = os.path.join(os.path.dirname(os.path.abspath(path)), name)
+    if not os.path.isfile(meta_path):
+        raise FileNotFoundError(f'{path}: no {name} beside it; copy the one export_ssd_network.py '
+                                f'wrote with the model next to it.')
+    with open(meta_path, encoding='utf-8') as f:
+        return json.load(f), meta_path
+
+
+def exported_card(path):
+    """The model card of an export (its metadata.json)."""
+    meta, meta_path = exported_metadata(path)
+    return card_lib.from_dict(meta, meta_path)
+
+
+def _detection_batches(batches, detector):
+    """Adds the detector's outputs to every input batch: `boxes` (relative to the original image,
+    clipped to it, as `input.map_to_image` does), `scores`, `labels`, `num_detections`."""
+    for out in batches:
+        dets = detector.run_padded(out.pop(eval_input.RAW_IMAGES), out.pop(eval_input.RAW_SIZES))
+        out.update(boxes=np.clip(dets['detection_boxes'], 0., 1.),
+                   scores=dets['detection_scores'], labels=dets['detection_classes'],
+                   num_detections=dets['num_detections'])
+        yield out
+
+
+def evaluate_exported(settings, detector, model_path, results_dir, summary_dir=None, log=None,
+                      description=None):
+    """Evaluates an exported model and writes the outputs of `evaluate.evaluate_checkpoint`.
+
+    Args:
+      settings: EvalSettings; the model's own card (its class names, the detection settings it
+        was exported with) replaces `settings.card`; batch size, dataset, metrics and threads
+        are used.
+      detector: the open model (see the module docstring); model_path: its file (for the
+        metadata beside it and the records).
+      description: a JSON-ready dict describing the run of the model (kind, precision, ...),
+        recorded as results.json's 'exported_model'.
+    Returns:
+      EvalResult (`checkpoint`: the model path, `global_step`: the exported checkpoint's step).
+    """
+    log = log or (lambda line: print(line, flush=True))
+    if settings.eval_resize != 'WARP_RESIZE':
+        raise ValueError(f'An exported model warp-resizes its images itself; eval_resize '
+                         f'{settings.eval_resize!r} needs the checkpoint (--checkpoint_path).')
+    meta, _ = exported_metadata(model_path)
+    card = detector.card
+    dataset = dataset_factory.get_dataset(settings.dataset_name, settings.dataset_split_name,
+                                          settings.dataset_dir, num_classes=card.num_classes)
+    if card.num_classes != dataset.num_classes:
+        raise ValueError(f'The model predicts {card.num_classes} classes (with background) but '
+                         f'dataset {settings.dataset_name}/{settings.dataset_split_name} has '
+                         f'{dataset.num_classes}; the class lists must agree.')
+    class_names = evaluate._class_names(card, dataset)
+    step = ((meta.get('export') or {}).get('checkpoint') or {}).get('step')
+    total = dataset.num_samples
+    if settings.max_num_batches:
+        total = min(total, settings.max_num_batches * settings.batch_size)
+    described = dict(description or {}, path=os.path.abspath(model_path))
+
+    graph = tf.Graph()
+    with graph.as_default():
+        batches = eval_input.make_raw_eval_dataset(dataset, settings.batch_size,
+                                                   settings.max_num_batches,
+                                                   num_threads=settings.num_threads)
+        batch = v1.data.make_one_shot_iterator(batches).get_next()
+        fetches = {key: batch[key] for key in _INPUT_KEYS + (eval_input.RAW_IMAGES,
+                                                            eval_input.RAW_SIZES)}
+        graph.finalize()
+
+    label_to_category = evaluate._label_to_category(dataset)
+    label_ids = {label: label_to_category.get(label, label) for label in class_names}
+    with_voc = any(m in settings.metrics for m in ('voc07', 'voc12'))
+    staging = eval_outputs.make_staging_dir(results_dir)
+    try:
+        evaluator = writer = coco = None
+        if with_voc:
+            evaluator = voc_metrics.VOCEvaluator(class_names, iou_threshold=settings.matching_threshold,
+                                                 iou_rule=settings.iou_rule)
+            writer = voc_metrics.VOCResultsWriter(staging, settings.dataset_split_name, class_names)
+        if 'coco' in settings.metrics:
+            coco = evaluate._CocoCollector(class_names, label_to_category, settings.remove_difficult)
+        config = checkpoints.session_config(settings.num_threads, settings.gpu_memory_fraction)
+        with v1.Session(graph=graph, config=config) as sess:
+            log(f'[eval] {model_path} {json.dumps(description or {})}: {total} images of '
+                f'{settings.dataset_name}/{settings.dataset_split_name}')
+            start = last_report = time.time()
+            done = 0
+            # Decoding, the model and the metrics below run at the same time.
+            for out in eval_input.prefetch(lambda: _detection_batches(eval_input.prefetch(
+                    lambda: eval_input.session_batches(sess, fetches)), detector)):
+                for i in range(len(out['num_gt'])):
+                    done += 1
+                    key = evaluate.image_key(out['filename'][i], done)
+                    g, n = out['num_gt'][i], out['num_detections'][i]
+                    shape = out['shape'][i][:2]
+                    boxes, labels = out['gt_bboxes'][i, :g], out['gt_labels'][i, :g]
+                    difficult, crowd = out['gt_difficult'][i, :g] > 0, out['gt_crowd'][i, :g] > 0
+                    det = (out['boxes'][i, :n], out['scores'][i, :n], out['labels'][i, :n])
+                    if evaluator is not None:
+                        ignored = crowd | (difficult & settings.remove_difficult)
+                        evaluator.add_image(key, boxes, labels, ignored, *det, image_shape=shape)
+                        writer.add_image(key, *det, image_shape=shape)
+                    if coco is not None:
+                        coco.add_image(key, done, int(out['image_id'][i]), shape, boxes, labels,
+                                       difficult, crowd, *det, out['coco_annotations'][i])
+                if time.time() - last_report >= settings.progress_secs:
+                    evaluate._progress(log, done, total, start)
+                    last_report = time.time()
+            seconds = time.time() - start
+            evaluate._progress(log, done, total, start)
+            if not settings.max_num_batches and done != dataset.num_samples:
+                raise ValueError(
+                    f'{settings.dataset_name}/{settings.dataset_split_name}: read {done} examples '
+                    f'but the dataset lists {dataset.num_samples}; nothing was written.')
+        if writer is not None:
+            writer.close()
+
+        voc = evaluator.compute() if evaluator is not None else None
+        coco_result = coco_values = coco_counts = None
+        if coco is not None:
+            ground_truth = coco.ground_truth()
+            coco_result = coco_metrics.evaluate_coco_per_class(ground_truth, coco.detections)
+            coco_counts = evaluate._coco_counts(ground_truth, coco.detections)
+            coco_values = coco_result.metrics
+            coco_metrics.write_coco_results(os.path.join(staging, 'coco_detections.json'),
+                                            coco.detections)
+            atomic_io.write_json_atomic(os.path.join(staging, 'coco_ground_truth.json'),
+                                        ground_truth)
+        values = eval_outputs.metric_values(voc, coco_values, settings.metrics)
+        class_ap = eval_outputs.per_class_ap(
+            voc, None if coco_result is None else coco_result.class_ap, settings.metrics)
+        summary = {
+            'checkpoint': os.path.abspath(model_path),
+            'exported_model': described,
+            'global_step': step,
+            'num_images': done,
+            'seconds': seconds,
+            'images_per_second': done / max(seconds, 1e-9),
+            'metrics': values,
+            'class_ap': class_ap,
+            'coco': coco_values,
+            'classes': evaluate._class_rows(class_names, label_ids, voc, coco_result, coco_counts),
+            'settings': dataclasses.replace(settings, card=card).to_dict(),
+        }
+        tables = [voc.format_table(label_ids)] if voc is not None else []
+        if coco_result is not None:
+            tables.append(eval_outputs.format_coco_table(
+                coco_result, {label_ids[label]: name for label, name in class_names.items()}))
+        table = '\n\n'.join(tables)
+        atomic_io.write_json_atomic(os.path.join(staging, 'results.json'), summary)
+        atomic_io.write_text_atomic(os.path.join(staging, 'results.txt'), table + '\n')
+        if settings.pr_curves and voc is not None:
+            eval_outputs.plot_pr_curves(voc, os.path.join(staging, 'pr_curves'))
+        eval_outputs.publish_dir(staging, results_dir)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log(table)
+    if summary_dir and step is not None:
+        eval_outputs.write_tensorboard(summary_dir, step, values, class_ap)
+    return evaluate.EvalResult(checkpoint=model_path, global_step=step, num_images=done,
+                               seconds=seconds, metrics=values, class_ap=class_ap, voc=voc,
+                               coco=coco_values, summary=summary)
