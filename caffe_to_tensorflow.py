@@ -29,21 +29,46 @@ from converters import prototxt
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('caffemodel_path', None, 'The binary .caffemodel weights.')
-flags.DEFINE_string('prototxt_path', None, 'The deploy .prototxt: anchors, DetectionOutput '
-                    'thresholds, BatchNorm eps and input mean/scale are taken from it.')
+flags.DEFINE_string(
+    'prototxt_path',
+    None,
+    'The deploy .prototxt: anchors, DetectionOutput '
+    'thresholds, BatchNorm eps and input mean/scale are taken from it.',
+)
 flags.DEFINE_enum('model_name', None, list(caffe_ssd.MODEL_NAMES), 'The Caffe model kind.')
-flags.DEFINE_integer('num_classes', None, 'Classes including background; default: inferred '
-                     'from the conf head shapes.', lower_bound=2)
-flags.DEFINE_string('output_path', None, 'Checkpoint prefix to write, e.g. '
-                    'checkpoints/ssd_300_vgg_voc0712.ckpt.')
-flags.DEFINE_boolean('allow_partial', False, 'Write the matching part even when Caffe layers '
-                     'are unmapped, TF variables missing or shapes differ.')
-flags.DEFINE_enum('backbone_scope', 'ssd_300_vgg', list(caffe_ssd.VGG_BACKBONE_SCOPES),
-                  'vgg_16_fc_reduced only: the net whose backbone variables to write.')
-flags.DEFINE_list('caffe_mean_bgr', None, 'The Caffe model\'s input mean, B,G,R '
-                  '(default: from the prototxt, else 104,117,123 for VGG, 127.5 for MobileNet).')
-flags.DEFINE_float('caffe_scale', None, 'The Caffe model\'s input scale after the mean '
-                   '(default: from the prototxt, else 1 for VGG, 0.007843 for MobileNet).')
+flags.DEFINE_integer(
+    'num_classes',
+    None,
+    'Classes including background; default: inferred from the conf head shapes.',
+    lower_bound=2,
+)
+flags.DEFINE_string(
+    'output_path', None, 'Checkpoint prefix to write, e.g. checkpoints/ssd_300_vgg_voc0712.ckpt.'
+)
+flags.DEFINE_boolean(
+    'allow_partial',
+    False,
+    'Write the matching part even when Caffe layers '
+    'are unmapped, TF variables missing or shapes differ.',
+)
+flags.DEFINE_enum(
+    'backbone_scope',
+    'ssd_300_vgg',
+    list(caffe_ssd.VGG_BACKBONE_SCOPES),
+    'vgg_16_fc_reduced only: the net whose backbone variables to write.',
+)
+flags.DEFINE_list(
+    'caffe_mean_bgr',
+    None,
+    'The Caffe model\'s input mean, B,G,R '
+    '(default: from the prototxt, else 104,117,123 for VGG, 127.5 for MobileNet).',
+)
+flags.DEFINE_float(
+    'caffe_scale',
+    None,
+    'The Caffe model\'s input scale after the mean '
+    '(default: from the prototxt, else 1 for VGG, 0.007843 for MobileNet).',
+)
 flags.mark_flags_as_required(['caffemodel_path', 'model_name', 'output_path'])
 
 
@@ -52,19 +77,32 @@ def main(_):
     mean = [float(m) for m in FLAGS.caffe_mean_bgr] if FLAGS.caffe_mean_bgr else None
     try:
         caffe_convert.convert(
-            FLAGS.caffemodel_path, FLAGS.output_path, FLAGS.model_name,
-            prototxt_path=FLAGS.prototxt_path, num_classes=FLAGS.num_classes,
-            allow_partial=FLAGS.allow_partial, backbone_scope=FLAGS.backbone_scope,
-            caffe_mean_bgr=mean, caffe_scale=FLAGS.caffe_scale)
-    except (caffe_pb.CaffeModelError, prototxt.PrototxtError, caffe_ssd.ConversionError,
-            checkpoint_io.CheckpointMismatchError, OSError) as e:
+            FLAGS.caffemodel_path,
+            FLAGS.output_path,
+            FLAGS.model_name,
+            prototxt_path=FLAGS.prototxt_path,
+            num_classes=FLAGS.num_classes,
+            allow_partial=FLAGS.allow_partial,
+            backbone_scope=FLAGS.backbone_scope,
+            caffe_mean_bgr=mean,
+            caffe_scale=FLAGS.caffe_scale,
+        )
+    except (
+        caffe_pb.CaffeModelError,
+        prototxt.PrototxtError,
+        caffe_ssd.ConversionError,
+        checkpoint_io.CheckpointMismatchError,
+        OSError,
+    ) as e:
         # The message names the file and what to do; a traceback would only bury it.
         sys.exit('caffe_to_tensorflow: error: %s' % e)
 
 
 def _interrupted():
-    return (f'{FLAGS.output_path} is written atomically: it is the previous one or absent; run '
-            f'the same command again')
+    return (
+        f'{FLAGS.output_path} is written atomically: it is the previous one or absent; run '
+        f'the same command again'
+    )
 
 
 if __name__ == '__main__':

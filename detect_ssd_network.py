@@ -26,6 +26,7 @@ Exported models keep the NMS settings they were exported with; --select_threshol
 --keep_top_k then filter their output (they cannot lower the exported threshold or raise its
 keep_top_k).
 """
+
 import json
 import os
 import sys
@@ -46,30 +47,56 @@ from tf_extended import atomic_io
 FLAGS = flags.FLAGS
 flags.DEFINE_string('checkpoint_path', None, 'Checkpoint prefix, one of its files, or a directory.')
 flags.DEFINE_string('saved_model_dir', None, 'A SavedModel of export_ssd_network.py.')
-flags.DEFINE_string('frozen_graph', None, 'A frozen graph of export_ssd_network.py (its '
-                                          'metadata.json beside it).')
-flags.DEFINE_string('tflite_model', None, 'A .tflite model of export_ssd_network.py, float or int8 '
-                                          '(its metadata.json beside it).')
-flags.DEFINE_string('openvino_model', None, 'An OpenVINO model (.xml, its .bin and metadata.json '
-                                            'beside it) of export_ssd_network.py.')
-flags.DEFINE_string('exported_model', None, 'Any export of export_ssd_network.py, by its file '
-                    'type: .xml (OpenVINO), .pb (frozen graph), .tflite, or a SavedModel folder.')
-flags.DEFINE_enum('openvino_precision', 'fp32', ['fp32', 'bf16'], 'OpenVINO arithmetic: bf16 '
-                  'on CPUs with AVX-512 BF16 or AMX (others keep fp32; the log says which ran).')
+flags.DEFINE_string(
+    'frozen_graph', None, 'A frozen graph of export_ssd_network.py (its metadata.json beside it).'
+)
+flags.DEFINE_string(
+    'tflite_model',
+    None,
+    'A .tflite model of export_ssd_network.py, float or int8 (its metadata.json beside it).',
+)
+flags.DEFINE_string(
+    'openvino_model',
+    None,
+    'An OpenVINO model (.xml, its .bin and metadata.json beside it) of export_ssd_network.py.',
+)
+flags.DEFINE_string(
+    'exported_model',
+    None,
+    'Any export of export_ssd_network.py, by its file '
+    'type: .xml (OpenVINO), .pb (frozen graph), .tflite, or a SavedModel folder.',
+)
+flags.DEFINE_enum(
+    'openvino_precision',
+    'fp32',
+    ['fp32', 'bf16'],
+    'OpenVINO arithmetic: bf16 '
+    'on CPUs with AVX-512 BF16 or AMX (others keep fp32; the log says which ran).',
+)
 flags.DEFINE_string('dataset_name', None, 'Dataset registry name whose metadata names the classes.')
 flags.DEFINE_string('dataset_split_name', 'test', 'Split of --dataset_name.')
 flags.DEFINE_string('dataset_dir', None, 'Folder of the converted TFRecords.')
 flags.DEFINE_string('input', None, 'Comma-separated image files, folders, globs or video files.')
 flags.DEFINE_string('output_dir', None, 'Where annotated files and detections.json go.')
 flags.DEFINE_integer('batch_size', 8, 'Images (or frames) per session run.', lower_bound=1)
-cli.define_model_flags(select_threshold=0.5, select_threshold_help=(
-    'Minimum score of a detection drawn and written (checkpoints: also the NMS input threshold; '
-    'exports keep the threshold they were exported with and are filtered by this one).'))
+cli.define_model_flags(
+    select_threshold=0.5,
+    select_threshold_help=(
+        'Minimum score of a detection drawn and written (checkpoints: also the NMS input threshold; '
+        'exports keep the threshold they were exported with and are filtered by this one).'
+    ),
+)
 flags.mark_flags_as_required(['input', 'output_dir'])
 
 JSON_NAME = 'detections.json'
-SOURCES = ('checkpoint_path', 'saved_model_dir', 'frozen_graph', 'tflite_model', 'openvino_model',
-           'exported_model')
+SOURCES = (
+    'checkpoint_path',
+    'saved_model_dir',
+    'frozen_graph',
+    'tflite_model',
+    'openvino_model',
+    'exported_model',
+)
 
 
 class TFLiteImageDetector:
@@ -85,11 +112,14 @@ class TFLiteImageDetector:
 
     def __init__(self, path):
         self.model = detection.TFLiteDetector(path)
-        metadata_path = os.path.join(os.path.dirname(os.path.abspath(path)),
-                                     detection.METADATA_FILE)
+        metadata_path = os.path.join(
+            os.path.dirname(os.path.abspath(path)), detection.METADATA_FILE
+        )
         if not os.path.isfile(metadata_path):
-            raise FileNotFoundError(f'{path}: no {detection.METADATA_FILE} beside it; copy the one '
-                                    f'export_ssd_network.py wrote with the model next to it.')
+            raise FileNotFoundError(
+                f'{path}: no {detection.METADATA_FILE} beside it; copy the one '
+                f'export_ssd_network.py wrote with the model next to it.'
+            )
         with open(metadata_path, encoding='utf-8') as f:
             meta = json.load(f)
         # TFLite has no bfloat16/float16 kernels: its models compute in float32 (the int8 one's
@@ -106,9 +136,11 @@ class TFLiteImageDetector:
             wrong = sorted({im.shape[:2] for im in images} - {self.card.input_shape})
             if wrong:
                 height, width = self.card.input_shape
-                raise ValueError(f'{self.path} was exported with --fixed_size: it takes {height}x'
-                                 f'{width} (height x width) images only; got {wrong}. Export it '
-                                 f'without --fixed_size to detect on images of any size.')
+                raise ValueError(
+                    f'{self.path} was exported with --fixed_size: it takes {height}x'
+                    f'{width} (height x width) images only; got {wrong}. Export it '
+                    f'without --fixed_size to detect on images of any size.'
+                )
         return [self.model.detect([image] * self.model.batch_size)[0] for image in images]
 
     def __enter__(self):
@@ -128,37 +160,47 @@ def load_exported_detector():
         return TFLiteImageDetector(path)
     detector = detection.open_exported_model(path, kind, FLAGS.openvino_precision)
     if kind == 'openvino_model':
-        print(f'OpenVINO {FLAGS.openvino_precision} requested: computes in {detector.precision} '
-              f'on this CPU ({detector.matrix_units})')
+        print(
+            f'OpenVINO {FLAGS.openvino_precision} requested: computes in {detector.precision} '
+            f'on this CPU ({detector.matrix_units})'
+        )
     return detector
 
 
 def make_detector():
     sources = [s for s in SOURCES if FLAGS[s].value]
     if len(sources) != 1:
-        raise ValueError(f'give exactly one of {", ".join("--" + s for s in SOURCES)} '
-                         f'(got {", ".join("--" + s for s in sources) or "none"}).')
+        raise ValueError(
+            f'give exactly one of {", ".join("--" + s for s in SOURCES)} '
+            f'(got {", ".join("--" + s for s in sources) or "none"}).'
+        )
     dataset = None
     if FLAGS.dataset_name:
-        dataset = dataset_factory.get_dataset(FLAGS.dataset_name, FLAGS.dataset_split_name,
-                                              FLAGS.dataset_dir)
+        dataset = dataset_factory.get_dataset(
+            FLAGS.dataset_name, FLAGS.dataset_split_name, FLAGS.dataset_dir
+        )
     values = cli.ModelFlags.from_flags()
     if FLAGS.checkpoint_path:
         card_path = values.model_card or card_lib.find_for_checkpoint(FLAGS.checkpoint_path)
         card = cli.resolve_card(values, FLAGS.checkpoint_path, dataset)
-        detector = detection.Detector.from_checkpoint(card, FLAGS.checkpoint_path,
-                                                      card_path=card_path)
+        detector = detection.Detector.from_checkpoint(
+            card, FLAGS.checkpoint_path, card_path=card_path
+        )
     else:
         detector = load_exported_detector()
         exported = detector.card.detection
         if values.labels_file:
             detector.card = cli.with_labels_file(detector.card, values.labels_file)
         if FLAGS.select_threshold < exported.select_threshold:
-            print(f'note: the model was exported with select_threshold '
-                  f'{exported.select_threshold}; lower scores are not available.')
+            print(
+                f'note: the model was exported with select_threshold '
+                f'{exported.select_threshold}; lower scores are not available.'
+            )
         if FLAGS.nms_threshold is not None and FLAGS.nms_threshold != exported.nms_threshold:
-            raise ValueError(f'the model was exported with nms_threshold '
-                             f'{exported.nms_threshold}; export it again to change it.')
+            raise ValueError(
+                f'the model was exported with nms_threshold '
+                f'{exported.nms_threshold}; export it again to change it.'
+            )
     return detector
 
 
@@ -173,15 +215,23 @@ def earlier_outputs(output_dir):
         with open(path, encoding='utf-8') as f:
             earlier = json.load(f)
         outputs = [item['output'] for key in ('images', 'videos') for item in earlier[key]]
-        if not (isinstance(earlier.get('model'), dict) and 'num_processed' in earlier
-                and all(isinstance(out, str) for out in outputs)):
+        if not (
+            isinstance(earlier.get('model'), dict)
+            and 'num_processed' in earlier
+            and all(isinstance(out, str) for out in outputs)
+        ):
             raise ValueError
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise ValueError(f'{path} exists and is not the detections.json of an earlier run of this '
-                         f'script; it would be replaced. Move it away or choose another '
-                         f'--output_dir.') from None
-    return {os.path.realpath(out) for out in outputs
-            if os.path.dirname(os.path.realpath(out)) == os.path.realpath(output_dir)}
+        raise ValueError(
+            f'{path} exists and is not the detections.json of an earlier run of this '
+            f'script; it would be replaced. Move it away or choose another '
+            f'--output_dir.'
+        ) from None
+    return {
+        os.path.realpath(out)
+        for out in outputs
+        if os.path.dirname(os.path.realpath(out)) == os.path.realpath(output_dir)
+    }
 
 
 class Run:
@@ -196,7 +246,7 @@ class Run:
         self.output_dir = output_dir
         self.images, self.videos, self.failures = [], [], []
         self.num_processed = 0
-        self.detect_seconds = 0.
+        self.detect_seconds = 0.0
         self._outputs = set()
         self._inputs = {os.path.realpath(p) for p in inputs}
         self._earlier = set(earlier)
@@ -215,8 +265,10 @@ class Run:
         self.detect_seconds += time.perf_counter() - start
         self.num_processed += len(images)
         keep = [d['scores'] >= FLAGS.select_threshold for d in detections]
-        return [{k: v[mask][:FLAGS.keep_top_k] for k, v in d.items()}
-                for d, mask in zip(detections, keep)]
+        return [
+            {k: v[mask][: FLAGS.keep_top_k] for k, v in d.items()}
+            for d, mask in zip(detections, keep)
+        ]
 
     def output_path(self, path, ext):
         stem = os.path.splitext(os.path.basename(path))[0] + '_det'
@@ -248,20 +300,28 @@ class Run:
             ext = os.path.splitext(path)[1].lower()
             out = self.output_path(path, ext if ext in ('.jpg', '.jpeg', '.png') else '.png')
             drawn = visualization.draw_detections(image, dets, self.detector.card.class_names)
-            ok, data = cv2.imencode(os.path.splitext(out)[1], cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+            ok, data = cv2.imencode(
+                os.path.splitext(out)[1], cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
+            )
             if not ok:
                 raise RuntimeError(f'OpenCV could not encode {out}.')
             atomic_io.write_bytes_atomic(out, data.tobytes())
-            self.images.append({'file': path, 'output': out, 'height': image.shape[0],
-                                'width': image.shape[1],
-                                'detections': self.pixel_rows(dets, *image.shape[:2])})
+            self.images.append(
+                {
+                    'file': path,
+                    'output': out,
+                    'height': image.shape[0],
+                    'width': image.shape[1],
+                    'detections': self.pixel_rows(dets, *image.shape[:2]),
+                }
+            )
 
     def video(self, path):
         capture = cv2.VideoCapture(path)
         if not capture.isOpened():
             self.fail(path, 'OpenCV cannot open this video.')
             return
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         out = self.output_path(path, '.mp4')
         temp = os.path.join(self.output_dir, '.' + os.path.basename(out) + '.tmp.mp4')
         writer, frames, batch = None, [], []
@@ -273,13 +333,22 @@ class Run:
                 if batch and (not ok or len(batch) == FLAGS.batch_size):
                     for rgb, dets in zip(batch, self.detect(batch)):
                         if writer is None:
-                            writer = cv2.VideoWriter(temp, cv2.VideoWriter_fourcc(*'mp4v'), fps,
-                                                     (rgb.shape[1], rgb.shape[0]))
-                        drawn = visualization.draw_detections(rgb, dets,
-                                                              self.detector.card.class_names)
+                            writer = cv2.VideoWriter(
+                                temp,
+                                cv2.VideoWriter_fourcc(*'mp4v'),
+                                fps,
+                                (rgb.shape[1], rgb.shape[0]),
+                            )
+                        drawn = visualization.draw_detections(
+                            rgb, dets, self.detector.card.class_names
+                        )
                         writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-                        frames.append({'frame': len(frames),
-                                       'detections': self.pixel_rows(dets, *rgb.shape[:2])})
+                        frames.append(
+                            {
+                                'frame': len(frames),
+                                'detections': self.pixel_rows(dets, *rgb.shape[:2]),
+                            }
+                        )
                     batch = []
                 if not ok:
                     break
@@ -291,15 +360,22 @@ class Run:
             self.fail(path, 'no frame could be decoded.')
             return
         os.replace(temp, out)
-        self.videos.append({'file': path, 'output': out, 'fps': fps, 'num_frames': len(frames),
-                            'frames': frames})
+        self.videos.append(
+            {'file': path, 'output': out, 'fps': fps, 'num_frames': len(frames), 'frames': frames}
+        )
 
     def summary(self, seconds):
-        return {'model': self.detector.card.to_dict(), 'num_processed': self.num_processed,
-                'images_per_second': self.num_processed / seconds if seconds else None,
-                'detector_images_per_second': (self.num_processed / self.detect_seconds
-                                               if self.detect_seconds else None),
-                'images': self.images, 'videos': self.videos, 'failures': self.failures}
+        return {
+            'model': self.detector.card.to_dict(),
+            'num_processed': self.num_processed,
+            'images_per_second': self.num_processed / seconds if seconds else None,
+            'detector_images_per_second': (
+                self.num_processed / self.detect_seconds if self.detect_seconds else None
+            ),
+            'images': self.images,
+            'videos': self.videos,
+            'failures': self.failures,
+        }
 
 
 def main(_):
@@ -333,17 +409,23 @@ def main(_):
     atomic_io.write_json_atomic(json_path, summary)
     failed = ''.join(f'\n  {f["error"]}' for f in run.failures)
     if run.num_processed == 0:
-        sys.exit(f'detect_ssd_network.py: error: no image processed ({len(run.failures)} failed)'
-                 f'{failed}\nwrote {json_path}')
+        sys.exit(
+            f'detect_ssd_network.py: error: no image processed ({len(run.failures)} failed)'
+            f'{failed}\nwrote {json_path}'
+        )
     speed = summary['images_per_second']
-    print(f'processed {run.num_processed} image(s)/frame(s) in {seconds:.2f} s ({speed:.1f} '
-          f'images/s overall, {summary["detector_images_per_second"]:.1f} images/s in the '
-          f'detector); {len(run.failures)} failed{failed}\nwrote {json_path}')
+    print(
+        f'processed {run.num_processed} image(s)/frame(s) in {seconds:.2f} s ({speed:.1f} '
+        f'images/s overall, {summary["detector_images_per_second"]:.1f} images/s in the '
+        f'detector); {len(run.failures)} failed{failed}\nwrote {json_path}'
+    )
 
 
 def _interrupted():
-    return (f'the annotated images written so far are in {FLAGS.output_dir}, {JSON_NAME} was not '
-            f'written; run the same command again')
+    return (
+        f'the annotated images written so far are in {FLAGS.output_dir}, {JSON_NAME} was not '
+        f'written; run the same command again'
+    )
 
 
 if __name__ == '__main__':

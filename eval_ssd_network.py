@@ -20,6 +20,7 @@ metadata.json gives the model and the detection settings it was exported with:
 Outputs in --eval_dir: results.json/.txt, comp4_det_<split>_<class>.txt, coco_*.json (with
 --metrics=coco), pr_curves/, TensorBoard scalars (see evaluation/evaluate.py).
 """
+
 import sys
 
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
@@ -39,48 +40,81 @@ from model import checkpoints
 from model import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('checkpoint_path', None, 'Checkpoint prefix or file, or a directory (its latest; '
-                                             'the watched folder with --wait_for_checkpoints).')
+flags.DEFINE_string(
+    'checkpoint_path',
+    None,
+    'Checkpoint prefix or file, or a directory (its latest; '
+    'the watched folder with --wait_for_checkpoints).',
+)
 flags.DEFINE_string('eval_dir', None, 'Where results and summaries are written.')
 flags.DEFINE_string('dataset_name', 'pascalvoc_2007', 'Dataset registry name.')
 flags.DEFINE_string('dataset_split_name', 'test', 'Split to evaluate.')
 flags.DEFINE_string('dataset_dir', None, 'Folder of the converted TFRecords.')
 flags.DEFINE_float('matching_threshold', 0.5, 'IoU threshold of a true positive (VOC).')
 flags.DEFINE_enum('iou_rule', '>=', ['>=', '>'], "'>=': the VOC devkit; '>': common Python ports.")
-flags.DEFINE_enum('eval_resize', 'WARP_RESIZE', list(eval_input.BATCHABLE_RESIZE_MODES),
-                  'Evaluation resize mode of the preprocessing.')
-flags.DEFINE_boolean('remove_difficult', True, 'Ignore difficult objects in the metrics (devkit); '
-                                               'false counts them as ordinary objects.')
-flags.DEFINE_float('moving_average_decay', None, 'Restore the exponential moving averages of the '
-                                                 'weights (the decay used in training).')
+flags.DEFINE_enum(
+    'eval_resize',
+    'WARP_RESIZE',
+    list(eval_input.BATCHABLE_RESIZE_MODES),
+    'Evaluation resize mode of the preprocessing.',
+)
+flags.DEFINE_boolean(
+    'remove_difficult',
+    True,
+    'Ignore difficult objects in the metrics (devkit); false counts them as ordinary objects.',
+)
+flags.DEFINE_float(
+    'moving_average_decay',
+    None,
+    'Restore the exponential moving averages of the weights (the decay used in training).',
+)
 flags.DEFINE_float('gpu_memory_fraction', None, 'Per-process GPU memory fraction (default: grow).')
 flags.DEFINE_list('metrics', ['voc07', 'voc12'], 'Any of voc07, voc12, coco.')
-flags.DEFINE_integer('num_threads', None, 'Intra/inter-op and tf.data threads (run beside training).',
-                     lower_bound=1)
+flags.DEFINE_integer(
+    'num_threads', None, 'Intra/inter-op and tf.data threads (run beside training).', lower_bound=1
+)
 flags.DEFINE_enum('data_format', 'NHWC', ['NHWC', 'NCHW'], 'Layout of the net (NCHW: GPU only).')
 flags.DEFINE_boolean('pr_curves', True, 'Write per-class precision/recall PNGs.')
-flags.DEFINE_boolean('wait_for_checkpoints', False, 'Watch --checkpoint_path (a directory) and '
-                                                    'evaluate each new checkpoint once.')
-flags.DEFINE_float('eval_interval_secs', 60., 'Watcher: seconds between scans of the directory.')
-flags.DEFINE_float('eval_timeout', None, 'Watcher: stop after this many seconds without a new checkpoint.')
-flags.DEFINE_integer('final_step', None, 'Watcher: stop once the checkpoint of this step (the '
-                                         'trainer\'s last) is evaluated.')
+flags.DEFINE_boolean(
+    'wait_for_checkpoints',
+    False,
+    'Watch --checkpoint_path (a directory) and evaluate each new checkpoint once.',
+)
+flags.DEFINE_float('eval_interval_secs', 60.0, 'Watcher: seconds between scans of the directory.')
+flags.DEFINE_float(
+    'eval_timeout', None, 'Watcher: stop after this many seconds without a new checkpoint.'
+)
+flags.DEFINE_integer(
+    'final_step',
+    None,
+    'Watcher: stop once the checkpoint of this step (the trainer\'s last) is evaluated.',
+)
 flags.DEFINE_alias('max_number_of_steps', 'final_step')
-flags.DEFINE_enum('best_metric', 'voc07', list(eval_outputs.METRICS), 'Watcher: metric choosing '
-                                                                      'eval_dir/best.')
+flags.DEFINE_enum(
+    'best_metric', 'voc07', list(eval_outputs.METRICS), 'Watcher: metric choosing eval_dir/best.'
+)
 cli.define_model_flags()
 flags.DEFINE_integer('batch_size', 32, 'Images per batch.', lower_bound=1)
 flags.DEFINE_integer('max_num_batches', None, 'Evaluate only this many batches (default: all).')
-flags.DEFINE_string('exported_model', None, 'Evaluate an export of export_ssd_network.py instead '
-                    'of a checkpoint: an OpenVINO .xml, a frozen graph .pb or a SavedModel folder '
-                    '(metadata.json beside it).')
-flags.DEFINE_enum('openvino_precision', 'fp32', ['fp32', 'bf16'], 'OpenVINO arithmetic of '
-                  '--exported_model=*.xml: bf16 on CPUs with AVX-512 BF16 or AMX.')
+flags.DEFINE_string(
+    'exported_model',
+    None,
+    'Evaluate an export of export_ssd_network.py instead '
+    'of a checkpoint: an OpenVINO .xml, a frozen graph .pb or a SavedModel folder '
+    '(metadata.json beside it).',
+)
+flags.DEFINE_enum(
+    'openvino_precision',
+    'fp32',
+    ['fp32', 'bf16'],
+    'OpenVINO arithmetic of --exported_model=*.xml: bf16 on CPUs with AVX-512 BF16 or AMX.',
+)
 flags.mark_flags_as_required(['eval_dir', 'dataset_dir'])
 flags.register_multi_flags_validator(
     ['checkpoint_path', 'exported_model'],
     lambda v: bool(v['checkpoint_path']) != bool(v['exported_model']),
-    message='give exactly one of --checkpoint_path and --exported_model.')
+    message='give exactly one of --checkpoint_path and --exported_model.',
+)
 
 
 def _evaluate_exported():
@@ -88,52 +122,91 @@ def _evaluate_exported():
     path = FLAGS.exported_model
     kind = detection.exported_model_kind(path)
     if kind == 'tflite_model':
-        raise ValueError(f'{path}: evaluate a TFLite model through its frozen graph or OpenVINO '
-                         f'export (TFLite runs one image size per call).')
-    with detection.open_exported_model(path, kind, FLAGS.openvino_precision,
-                                       FLAGS.num_threads) as detector:
+        raise ValueError(
+            f'{path}: evaluate a TFLite model through its frozen graph or OpenVINO '
+            f'export (TFLite runs one image size per call).'
+        )
+    with detection.open_exported_model(
+        path, kind, FLAGS.openvino_precision, FLAGS.num_threads
+    ) as detector:
         if FLAGS.labels_file:
             detector.card = cli.with_labels_file(detector.card, FLAGS.labels_file)
         description = {'kind': kind}
         if kind == 'openvino_model':
-            description.update(requested_precision=FLAGS.openvino_precision,
-                               precision=detector.precision, matrix_units=detector.matrix_units)
+            description.update(
+                requested_precision=FLAGS.openvino_precision,
+                precision=detector.precision,
+                matrix_units=detector.matrix_units,
+            )
         settings = evaluate.EvalSettings(
-            card=detector.card, dataset_name=FLAGS.dataset_name,
-            dataset_split_name=FLAGS.dataset_split_name, dataset_dir=FLAGS.dataset_dir,
-            batch_size=FLAGS.batch_size, max_num_batches=FLAGS.max_num_batches,
-            matching_threshold=FLAGS.matching_threshold, iou_rule=FLAGS.iou_rule,
-            eval_resize=FLAGS.eval_resize, remove_difficult=FLAGS.remove_difficult,
-            metrics=tuple(FLAGS.metrics), num_threads=FLAGS.num_threads, pr_curves=FLAGS.pr_curves)
-        exported.evaluate_exported(settings, detector, path, FLAGS.eval_dir,
-                                   summary_dir=FLAGS.eval_dir, description=description)
+            card=detector.card,
+            dataset_name=FLAGS.dataset_name,
+            dataset_split_name=FLAGS.dataset_split_name,
+            dataset_dir=FLAGS.dataset_dir,
+            batch_size=FLAGS.batch_size,
+            max_num_batches=FLAGS.max_num_batches,
+            matching_threshold=FLAGS.matching_threshold,
+            iou_rule=FLAGS.iou_rule,
+            eval_resize=FLAGS.eval_resize,
+            remove_difficult=FLAGS.remove_difficult,
+            metrics=tuple(FLAGS.metrics),
+            num_threads=FLAGS.num_threads,
+            pr_curves=FLAGS.pr_curves,
+        )
+        exported.evaluate_exported(
+            settings,
+            detector,
+            path,
+            FLAGS.eval_dir,
+            summary_dir=FLAGS.eval_dir,
+            description=description,
+        )
 
 
 def _settings():
     values = cli.ModelFlags.from_flags()
     if FLAGS.wait_for_checkpoints and not values.model_card:
         # Started beside a trainer: its card comes before its first checkpoint.
-        if not watcher.wait_for_card(FLAGS.checkpoint_path, FLAGS.eval_interval_secs,
-                                     FLAGS.eval_timeout):
+        if not watcher.wait_for_card(
+            FLAGS.checkpoint_path, FLAGS.eval_interval_secs, FLAGS.eval_timeout
+        ):
             raise watcher.NothingEvaluated(
                 f'no checkpoint evaluated: no model card or checkpoint appeared in '
                 f'{FLAGS.checkpoint_path} for {FLAGS.eval_timeout:g} s (--eval_timeout). Is '
-                f'--checkpoint_path the trainer\'s --train_dir, and is the trainer running?')
+                f'--checkpoint_path the trainer\'s --train_dir, and is the trainer running?'
+            )
     card_path = values.model_card or card_lib.find_for_checkpoint(FLAGS.checkpoint_path)
     # Without a card, the dataset gives the class count and names.
-    dataset = None if card_path else dataset_factory.get_dataset(
-        FLAGS.dataset_name, FLAGS.dataset_split_name, FLAGS.dataset_dir,
-        num_classes=FLAGS.num_classes)
+    dataset = (
+        None
+        if card_path
+        else dataset_factory.get_dataset(
+            FLAGS.dataset_name,
+            FLAGS.dataset_split_name,
+            FLAGS.dataset_dir,
+            num_classes=FLAGS.num_classes,
+        )
+    )
     card = cli.resolve_card(values, FLAGS.checkpoint_path, dataset)
     return evaluate.EvalSettings(
-        card=card, card_path=card_path, dataset_name=FLAGS.dataset_name,
-        dataset_split_name=FLAGS.dataset_split_name, dataset_dir=FLAGS.dataset_dir,
-        batch_size=FLAGS.batch_size, max_num_batches=FLAGS.max_num_batches,
-        matching_threshold=FLAGS.matching_threshold, iou_rule=FLAGS.iou_rule,
-        eval_resize=FLAGS.eval_resize, remove_difficult=FLAGS.remove_difficult,
-        moving_average_decay=FLAGS.moving_average_decay, metrics=tuple(FLAGS.metrics),
-        data_format=FLAGS.data_format, num_threads=FLAGS.num_threads,
-        gpu_memory_fraction=FLAGS.gpu_memory_fraction, pr_curves=FLAGS.pr_curves)
+        card=card,
+        card_path=card_path,
+        dataset_name=FLAGS.dataset_name,
+        dataset_split_name=FLAGS.dataset_split_name,
+        dataset_dir=FLAGS.dataset_dir,
+        batch_size=FLAGS.batch_size,
+        max_num_batches=FLAGS.max_num_batches,
+        matching_threshold=FLAGS.matching_threshold,
+        iou_rule=FLAGS.iou_rule,
+        eval_resize=FLAGS.eval_resize,
+        remove_difficult=FLAGS.remove_difficult,
+        moving_average_decay=FLAGS.moving_average_decay,
+        metrics=tuple(FLAGS.metrics),
+        data_format=FLAGS.data_format,
+        num_threads=FLAGS.num_threads,
+        gpu_memory_fraction=FLAGS.gpu_memory_fraction,
+        pr_curves=FLAGS.pr_curves,
+    )
 
 
 def main(_):
@@ -145,22 +218,34 @@ def main(_):
             return
         settings = _settings()
         if FLAGS.wait_for_checkpoints:
-            watcher.watch(settings, FLAGS.checkpoint_path, FLAGS.eval_dir,
-                          interval_secs=FLAGS.eval_interval_secs, timeout_secs=FLAGS.eval_timeout,
-                          final_step=FLAGS.final_step, best_metric=FLAGS.best_metric)
+            watcher.watch(
+                settings,
+                FLAGS.checkpoint_path,
+                FLAGS.eval_dir,
+                interval_secs=FLAGS.eval_interval_secs,
+                timeout_secs=FLAGS.eval_timeout,
+                final_step=FLAGS.final_step,
+                best_metric=FLAGS.best_metric,
+            )
         else:
             prefix = checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
-            evaluate.evaluate_checkpoint(settings, prefix, FLAGS.eval_dir, summary_dir=FLAGS.eval_dir)
+            evaluate.evaluate_checkpoint(
+                settings, prefix, FLAGS.eval_dir, summary_dir=FLAGS.eval_dir
+            )
     except (ValueError, FileNotFoundError, checkpoints.CheckpointUnavailable) as err:
         sys.exit(f'eval_ssd_network: error: {err}')
 
 
 def _interrupted():
     if FLAGS.wait_for_checkpoints:
-        return (f'the checkpoints evaluated so far are in {FLAGS.eval_dir} (eval_ledger.jsonl); '
-                'run the same command to go on with the next one')
-    return ('no result of this evaluation was written (results appear all at once when it '
-            'ends); run the same command again')
+        return (
+            f'the checkpoints evaluated so far are in {FLAGS.eval_dir} (eval_ledger.jsonl); '
+            'run the same command to go on with the next one'
+        )
+    return (
+        'no result of this evaluation was written (results appear all at once when it '
+        'ends); run the same command again'
+    )
 
 
 if __name__ == '__main__':

@@ -17,6 +17,7 @@ model/card.py), which metadata.json carries on. The dataset split (--dataset_*) 
 calibration images of tflite_int8 (the first --num_calibration_images), and the class names of
 a checkpoint without a card.
 """
+
 import sys
 
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
@@ -28,23 +29,41 @@ from inference import export
 from model import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('checkpoint_path', None, 'Checkpoint prefix, one of its files, or a directory '
-                                             '(its latest).')
-flags.DEFINE_string('dataset_name', None, 'Dataset registry name: class names and int8 calibration.')
+flags.DEFINE_string(
+    'checkpoint_path', None, 'Checkpoint prefix, one of its files, or a directory (its latest).'
+)
+flags.DEFINE_string(
+    'dataset_name', None, 'Dataset registry name: class names and int8 calibration.'
+)
 flags.DEFINE_string('dataset_split_name', 'test', 'Split giving the calibration images.')
 flags.DEFINE_string('dataset_dir', None, 'Folder of the converted TFRecords.')
 flags.DEFINE_integer('num_calibration_images', 100, 'Images for int8 calibration.', lower_bound=1)
-flags.DEFINE_string('output_dir', None, 'Folder receiving the exports and metadata.json; it must '
-                    'be new or empty unless --overwrite.')
-flags.DEFINE_boolean('overwrite', False, 'Write into a non-empty --output_dir: replace the files '
-                     'this export writes there (other files are left alone).')
+flags.DEFINE_string(
+    'output_dir',
+    None,
+    'Folder receiving the exports and metadata.json; it must be new or empty unless --overwrite.',
+)
+flags.DEFINE_boolean(
+    'overwrite',
+    False,
+    'Write into a non-empty --output_dir: replace the files '
+    'this export writes there (other files are left alone).',
+)
 flags.DEFINE_list('formats', list(export.FORMATS), f'Any of {", ".join(export.FORMATS)}.')
-flags.DEFINE_integer('batch_size', None, 'Static batch size of the frozen graph and SavedModel '
-                                         '(default: any).', lower_bound=1)
-flags.DEFINE_boolean('fixed_size', False, 'Input images must have the net\'s input size (no '
-                                          'resize needed on device).')
-flags.DEFINE_integer('tflite_batch_size', 1, 'Batch size of the TFLite models (static).',
-                     lower_bound=1)
+flags.DEFINE_integer(
+    'batch_size',
+    None,
+    'Static batch size of the frozen graph and SavedModel (default: any).',
+    lower_bound=1,
+)
+flags.DEFINE_boolean(
+    'fixed_size',
+    False,
+    'Input images must have the net\'s input size (no resize needed on device).',
+)
+flags.DEFINE_integer(
+    'tflite_batch_size', 1, 'Batch size of the TFLite models (static).', lower_bound=1
+)
 cli.define_model_flags()
 flags.mark_flags_as_required(['checkpoint_path', 'output_dir'])
 
@@ -55,27 +74,41 @@ def main(_):
         export.check_output_dir(FLAGS.output_dir, FLAGS.formats, FLAGS.overwrite)  # before work
         dataset = None
         if FLAGS.dataset_name:
-            dataset = dataset_factory.get_dataset(FLAGS.dataset_name, FLAGS.dataset_split_name,
-                                                  FLAGS.dataset_dir)
+            dataset = dataset_factory.get_dataset(
+                FLAGS.dataset_name, FLAGS.dataset_split_name, FLAGS.dataset_dir
+            )
         card = cli.resolve_card(cli.ModelFlags.from_flags(), FLAGS.checkpoint_path, dataset)
         calibration = None
         if 'tflite_int8' in FLAGS.formats:
             if dataset is None:
-                raise ValueError('tflite_int8 needs calibration images: pass --dataset_name, '
-                                 '--dataset_split_name and --dataset_dir.')
+                raise ValueError(
+                    'tflite_int8 needs calibration images: pass --dataset_name, '
+                    '--dataset_split_name and --dataset_dir.'
+                )
             calibration = export.representative_images(
-                dataset, FLAGS.num_calibration_images, card if FLAGS.fixed_size else None)
-        export.export(card, FLAGS.checkpoint_path, FLAGS.output_dir, FLAGS.formats,
-                      FLAGS.batch_size, FLAGS.fixed_size, FLAGS.tflite_batch_size, calibration,
-                      f'{FLAGS.dataset_name}/{FLAGS.dataset_split_name}' if dataset else None,
-                      overwrite=FLAGS.overwrite)
+                dataset, FLAGS.num_calibration_images, card if FLAGS.fixed_size else None
+            )
+        export.export(
+            card,
+            FLAGS.checkpoint_path,
+            FLAGS.output_dir,
+            FLAGS.formats,
+            FLAGS.batch_size,
+            FLAGS.fixed_size,
+            FLAGS.tflite_batch_size,
+            calibration,
+            f'{FLAGS.dataset_name}/{FLAGS.dataset_split_name}' if dataset else None,
+            overwrite=FLAGS.overwrite,
+        )
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'export_ssd_network.py: error: {err}')
 
 
 def _interrupted():
-    return (f'each file already in {FLAGS.output_dir} is complete (written atomically), '
-            f'metadata.json comes last; run the same command with --overwrite to export again')
+    return (
+        f'each file already in {FLAGS.output_dir} is complete (written atomically), '
+        f'metadata.json comes last; run the same command with --overwrite to export again'
+    )
 
 
 if __name__ == '__main__':

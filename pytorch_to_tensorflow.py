@@ -31,20 +31,40 @@ __doc__ %= ', '.join(pytorch_ssd.LAYOUTS)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('pth_path', None, 'The PyTorch .pth file (zip or legacy format).')
-flags.DEFINE_string('output_path', None, 'Checkpoint prefix to write, e.g. '
-                    'checkpoints/ssd_300_vgg_torchvision_coco.ckpt.')
-flags.DEFINE_enum('layout', None, list(pytorch_ssd.LAYOUTS), 'The file\'s layout (default: '
-                  'recognised from its tensor names).')
-flags.DEFINE_integer('num_classes', None, 'Classes including background in the file; default: '
-                     'inferred from the class head.', lower_bound=2)
-flags.DEFINE_enum('class_order', 'source', list(pytorch_ssd.CLASS_ORDERS),
-                  'source: the file\'s class channels (torchvision COCO: 91 category ids, unused '
-                  'ids included). contiguous: background + the 80 used COCO ids in id order (the '
-                  'labels tf_convert_data.py gives COCO); the softmax then runs over 81 classes.')
-flags.DEFINE_enum('backbone_scope', 'ssd_300_vgg', list(pytorch_convert.BACKBONE_SCOPES),
-                  'VGG base files only: the net whose backbone variables to write.')
-flags.DEFINE_boolean('allow_partial', False, 'Write the matching part even when tensors are '
-                     'unmapped or missing.')
+flags.DEFINE_string(
+    'output_path',
+    None,
+    'Checkpoint prefix to write, e.g. checkpoints/ssd_300_vgg_torchvision_coco.ckpt.',
+)
+flags.DEFINE_enum(
+    'layout',
+    None,
+    list(pytorch_ssd.LAYOUTS),
+    'The file\'s layout (default: recognised from its tensor names).',
+)
+flags.DEFINE_integer(
+    'num_classes',
+    None,
+    'Classes including background in the file; default: inferred from the class head.',
+    lower_bound=2,
+)
+flags.DEFINE_enum(
+    'class_order',
+    'source',
+    list(pytorch_ssd.CLASS_ORDERS),
+    'source: the file\'s class channels (torchvision COCO: 91 category ids, unused '
+    'ids included). contiguous: background + the 80 used COCO ids in id order (the '
+    'labels tf_convert_data.py gives COCO); the softmax then runs over 81 classes.',
+)
+flags.DEFINE_enum(
+    'backbone_scope',
+    'ssd_300_vgg',
+    list(pytorch_convert.BACKBONE_SCOPES),
+    'VGG base files only: the net whose backbone variables to write.',
+)
+flags.DEFINE_boolean(
+    'allow_partial', False, 'Write the matching part even when tensors are unmapped or missing.'
+)
 flags.mark_flags_as_required(['pth_path', 'output_path'])
 
 
@@ -52,18 +72,29 @@ def main(_):
     logs.absl_only()
     try:
         pytorch_convert.convert(
-            FLAGS.pth_path, FLAGS.output_path, layout=FLAGS.layout, num_classes=FLAGS.num_classes,
-            class_order=FLAGS.class_order, backbone_scope=FLAGS.backbone_scope,
-            allow_partial=FLAGS.allow_partial)
-    except (pth_reader.PthError, pytorch_ssd.ConversionError,
-            checkpoint_io.CheckpointMismatchError, OSError) as e:
+            FLAGS.pth_path,
+            FLAGS.output_path,
+            layout=FLAGS.layout,
+            num_classes=FLAGS.num_classes,
+            class_order=FLAGS.class_order,
+            backbone_scope=FLAGS.backbone_scope,
+            allow_partial=FLAGS.allow_partial,
+        )
+    except (
+        pth_reader.PthError,
+        pytorch_ssd.ConversionError,
+        checkpoint_io.CheckpointMismatchError,
+        OSError,
+    ) as e:
         # The message names the file and what to do; a traceback would only bury it.
         sys.exit('pytorch_to_tensorflow: error: %s' % e)
 
 
 def _interrupted():
-    return (f'{FLAGS.output_path} is written atomically: it is the previous one or absent; run '
-            f'the same command again')
+    return (
+        f'{FLAGS.output_path} is written atomically: it is the previous one or absent; run '
+        f'the same command again'
+    )
 
 
 if __name__ == '__main__':

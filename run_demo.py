@@ -18,6 +18,7 @@ a folder holding anything else.
 The net is ssd_300_mobilenet at depth multiplier 0.5: a quarter of the multiply-adds of the full
 width, so that training fits in minutes on a 2-core CPU; the shapes are easy enough for it.
 """
+
 import argparse
 import glob
 import json
@@ -36,27 +37,56 @@ MARKER = '.ssd_demo_work_dir'
 RECORDS = 'stages.json'
 CURVE = 'training_curve.png'
 # name: (number, folder in work_dir, the stage whose output it reads)
-STAGES = {'dataset': (1, 'synthetic', None), 'tfrecords': (2, 'tfrecords', 'dataset'),
-          'train': (3, 'train', 'tfrecords'), 'evaluate': (4, 'eval', 'train'),
-          'export': (5, 'export', 'train'), 'detect': (6, 'detections', 'export')}
+STAGES = {
+    'dataset': (1, 'synthetic', None),
+    'tfrecords': (2, 'tfrecords', 'dataset'),
+    'train': (3, 'train', 'tfrecords'),
+    'evaluate': (4, 'eval', 'train'),
+    'export': (5, 'export', 'train'),
+    'detect': (6, 'detections', 'export'),
+}
 KNOWN_NAMES = {folder for _, folder, _ in STAGES.values()} | {MARKER, RECORDS, CURVE}
 # absl-formatted log lines: level, date, time, thread, file:line] message.
 ABSL_LINE = re.compile(r'^([IWEF])\d{4} [\d:.]+\s+\d+ ([\w.]+):\d+\] (.*)$')
 # TensorFlow start-up and session chatter that says nothing about the job.
-NOISE = re.compile(r'^(WARNING: All log messages|INFO:tensorflow:|WARNING:tensorflow:|To enable the '
-                   r'following instructions|.*(UserWarning|warnings\.warn)|Instructions for updating:|'
-                   r'This API was designed for TensorFlow v1|\s*$)')
+NOISE = re.compile(
+    r'^(WARNING: All log messages|INFO:tensorflow:|WARNING:tensorflow:|To enable the '
+    r'following instructions|.*(UserWarning|warnings\.warn)|Instructions for updating:|'
+    r'This API was designed for TensorFlow v1|\s*$)'
+)
 # Errors that are not: the CUDA probes on every machine without a GPU, and grappler's note that a
 # frozen graph has no variable initialisers.
-HARMLESS_ERRORS = ('cuda_platform.cc', 'cuda_executor.cc', 'cuda_diagnostics.cc',
-                   'grappler_item_builder.cc')
-QUIET_SOURCES = ('port.cc', 'cudart_stub.cc', 'cpu_feature_guard.cc',
-                 'mlir_graph_optimization_pass.cc', 'basic_session_run_hooks.py',
-                 'saver.py', 'monitored_session.py', 'session_manager.py', 'builder_impl.py',
-                 'tf_tfl_flatbuffer_helpers.cc', 'flatbuffer_export.cc', 'device_compiler.h',
-                 'functional_saver.py', 'fingerprinting_utils.py', 'signature_serialization.py',
-                 'writer.cc', 'loader.cc', 'reader.cc', 'asm_compiler.cc', 'lite.py',
-                 'convert.py', 'graph_util_impl.py', 'deprecation.py')
+HARMLESS_ERRORS = (
+    'cuda_platform.cc',
+    'cuda_executor.cc',
+    'cuda_diagnostics.cc',
+    'grappler_item_builder.cc',
+)
+QUIET_SOURCES = (
+    'port.cc',
+    'cudart_stub.cc',
+    'cpu_feature_guard.cc',
+    'mlir_graph_optimization_pass.cc',
+    'basic_session_run_hooks.py',
+    'saver.py',
+    'monitored_session.py',
+    'session_manager.py',
+    'builder_impl.py',
+    'tf_tfl_flatbuffer_helpers.cc',
+    'flatbuffer_export.cc',
+    'device_compiler.h',
+    'functional_saver.py',
+    'fingerprinting_utils.py',
+    'signature_serialization.py',
+    'writer.cc',
+    'loader.cc',
+    'reader.cc',
+    'asm_compiler.cc',
+    'lite.py',
+    'convert.py',
+    'graph_util_impl.py',
+    'deprecation.py',
+)
 # The trainer's step line (training/hooks.py): the curve's points.
 STEP_LINE = re.compile(r'^step (\d+)/\d+ .*?: loss over \d+ steps? total=([-\d.e+]+|nan|inf) ')
 
@@ -84,8 +114,14 @@ def run(args, on_line=None):
     """Runs a project script, showing its progress without TensorFlow's chatter (`on_line` gets
     each shown line); fails loudly with the full output when the script fails. On Ctrl-C (which
     the script receives too) waits for the script to stop and re-raises, showing nothing more."""
-    process = subprocess.Popen([sys.executable] + args, cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, bufsize=1)
+    process = subprocess.Popen(
+        [sys.executable] + args,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
     everything = []
     try:
         for raw in process.stdout:
@@ -109,13 +145,18 @@ def run(args, on_line=None):
 
 
 def latest_step(train_dir):
-    steps = [int(m.group(1)) for path in glob.glob(os.path.join(train_dir, 'model.ckpt-*.index'))
-             for m in [re.search(r'-(\d+)\.index$', path)] if m]
+    steps = [
+        int(m.group(1))
+        for path in glob.glob(os.path.join(train_dir, 'model.ckpt-*.index'))
+        for m in [re.search(r'-(\d+)\.index$', path)]
+        if m
+    ]
     return max(steps, default=None)
 
 
 # ---------------------------------------------------------------------------------------------
 # The work folder and the stage records.
+
 
 def prepare_work_dir(work_dir, fresh):
     """Makes `work_dir` the demo's: creates it with the marker, or checks the marker is there.
@@ -136,22 +177,29 @@ def prepare_work_dir(work_dir, fresh):
             raise DemoError(
                 f'--work_dir {work_dir} exists and was not made by the demo (no {MARKER} in it; '
                 f'it holds {listed}); refusing to {"delete" if fresh else "write into"} it. '
-                f'Choose a new --work_dir.')
+                f'Choose a new --work_dir.'
+            )
         if fresh and names:
             raise DemoError(
                 f'--work_dir {work_dir} has no {MARKER} (an older demo\'s folder?); --fresh deletes '
                 f'only folders the demo marked as its own. Delete it yourself, or run without '
-                f'--fresh (stages without a record of their settings are redone).')
+                f'--fresh (stages without a record of their settings are redone).'
+            )
         if names:
-            log(f'{work_dir}: an older demo\'s folder (only stage folders in it); marking it as '
-                f'the demo\'s')
+            log(
+                f'{work_dir}: an older demo\'s folder (only stage folders in it); marking it as '
+                f'the demo\'s'
+            )
     if fresh and os.path.isfile(marker):
         log(f'fresh: removing {work_dir} (the demo made it: {MARKER})')
         shutil.rmtree(work_dir)
     os.makedirs(work_dir, exist_ok=True)
     if not os.path.isfile(marker):
-        atomic_io.write_text_atomic(marker, 'This folder was made by run_demo.py; run_demo.py '
-                                            '--fresh may delete it with everything in it.\n')
+        atomic_io.write_text_atomic(
+            marker,
+            'This folder was made by run_demo.py; run_demo.py '
+            '--fresh may delete it with everything in it.\n',
+        )
     atomic_io.remove_orphans(work_dir)
 
 
@@ -160,9 +208,14 @@ def settings_of(args):
     return {
         'dataset': {'num_images': args.num_images, 'seed': args.seed},
         'tfrecords': {'splits': 'train,test'},
-        'train': {'model': MODEL, 'depth_multiplier': args.depth_multiplier,
-                  'batch_size': args.batch_size, 'steps': args.steps,
-                  'learning_rate': args.learning_rate, 'seed': args.seed},
+        'train': {
+            'model': MODEL,
+            'depth_multiplier': args.depth_multiplier,
+            'batch_size': args.batch_size,
+            'steps': args.steps,
+            'learning_rate': args.learning_rate,
+            'seed': args.seed,
+        },
         'evaluate': {'metrics': 'voc07,voc12'},
         'export': {'formats': 'frozen_graph,tflite_float'},
         'detect': {'num_detect_images': args.num_detect_images, 'select_threshold': 0.5},
@@ -171,8 +224,11 @@ def settings_of(args):
 
 def _changes(old, new):
     keys = sorted(set(old) | set(new))
-    return ', '.join(f'{k} {old.get(k, "unset")} -> {new.get(k, "unset")}'
-                     for k in keys if old.get(k) != new.get(k))
+    return ', '.join(
+        f'{k} {old.get(k, "unset")} -> {new.get(k, "unset")}'
+        for k in keys
+        if old.get(k) != new.get(k)
+    )
 
 
 class StageRecords:
@@ -195,8 +251,11 @@ class StageRecords:
         """None when the stage's earlier output can be reused, else the reason to redo it."""
         record = self.records.get(name)
         if record is None:
-            return 'first run' if not output_complete else 'no record of its settings (an ' \
-                'older demo\'s output)'
+            return (
+                'first run'
+                if not output_complete
+                else 'no record of its settings (an older demo\'s output)'
+            )
         if record.get('settings') != settings:
             return f'settings changed: {_changes(record.get("settings") or {}, settings)}'
         source = STAGES[name][2]
@@ -209,8 +268,9 @@ class StageRecords:
         return None
 
     def start(self, name, settings, **extra):
-        self.records[name] = dict(settings=settings, status='started',
-                                  started=time.strftime('%Y-%m-%dT%H:%M:%S'), **extra)
+        self.records[name] = dict(
+            settings=settings, status='started', started=time.strftime('%Y-%m-%dT%H:%M:%S'), **extra
+        )
         self.save()
 
     def finish(self, name, **extra):
@@ -222,8 +282,9 @@ class Demo:
     def __init__(self, args):
         self.args = args
         self.work_dir = os.path.abspath(args.work_dir)
-        self.paths = {name: os.path.join(self.work_dir, folder)
-                      for name, (_, folder, _) in STAGES.items()}
+        self.paths = {
+            name: os.path.join(self.work_dir, folder) for name, (_, folder, _) in STAGES.items()
+        }
         self.settings = settings_of(args)
         self.records = StageRecords(self.work_dir)
         self.redone = set()
@@ -237,8 +298,11 @@ class Demo:
         why = self.records.why_redo(name, self.settings[name], self.redone, output_complete)
         if why is None:
             return None
-        resume = (resumable and why == 'the earlier run of this stage did not finish'
-                  and os.path.isdir(self.paths[name]))
+        resume = (
+            resumable
+            and why == 'the earlier run of this stage did not finish'
+            and os.path.isdir(self.paths[name])
+        )
         if not resume and os.path.exists(self.paths[name]):
             log(f'{number}/6 {name}: removing the earlier output in {self.paths[name]}')
             shutil.rmtree(self.paths[name])  # inside the demo's own work_dir
@@ -254,29 +318,51 @@ class Demo:
             log(f'1/6 dataset: reusing {path}')
             return
         log(f'1/6 dataset: generating {self.args.num_images} synthetic images in {path} ({why})')
-        run(['-m', 'datasets.synthetic', '--output_dir', path,
-             '--num_images', str(self.args.num_images), '--seed', str(self.args.seed)])
+        run(
+            [
+                '-m',
+                'datasets.synthetic',
+                '--output_dir',
+                path,
+                '--num_images',
+                str(self.args.num_images),
+                '--seed',
+                str(self.args.seed),
+            ]
+        )
         self.records.finish('dataset')
 
     def convert(self):
         path = self.paths['tfrecords']
-        complete = all(os.path.isfile(os.path.join(path, f'{s}_metadata.json'))
-                       for s in ('train', 'test'))
+        complete = all(
+            os.path.isfile(os.path.join(path, f'{s}_metadata.json')) for s in ('train', 'test')
+        )
         why = self.stage('tfrecords', complete)
         if why is None:
             log(f'2/6 tfrecords: reusing {path}/{{train,test}}_*.tfrecord')
             return
         for split in ('train', 'test'):
             log(f'2/6 tfrecords: converting the {split} split ({why})')
-            run(['tf_convert_data.py', '--dataset_name=pascalvoc',
-                 '--dataset_dir=' + self.paths['dataset'],
-                 '--labels_file=' + os.path.join(self.paths['dataset'], 'labels.txt'),
-                 '--split=' + split, '--output_dir=' + path, '--output_name=' + split])
+            run(
+                [
+                    'tf_convert_data.py',
+                    '--dataset_name=pascalvoc',
+                    '--dataset_dir=' + self.paths['dataset'],
+                    '--labels_file=' + os.path.join(self.paths['dataset'], 'labels.txt'),
+                    '--split=' + split,
+                    '--output_dir=' + path,
+                    '--output_name=' + split,
+                ]
+            )
         self.records.finish('tfrecords')
 
     def dataset_flags(self, split):
-        return ['--dataset_name=custom', '--dataset_split_name=' + split,
-                '--dataset_dir=' + self.paths['tfrecords'], '--model_name=' + MODEL]
+        return [
+            '--dataset_name=custom',
+            '--dataset_split_name=' + split,
+            '--dataset_dir=' + self.paths['tfrecords'],
+            '--model_name=' + MODEL,
+        ]
 
     def train(self):
         args, path = self.args, self.paths['train']
@@ -285,25 +371,40 @@ class Demo:
             log(f'3/6 train: reusing the step-{args.steps} checkpoint in {path}')
             return
         step = latest_step(path)
-        log(f'3/6 train: {MODEL} (depth {args.depth_multiplier:.2f}), {args.steps} steps of '
-            f'batch {args.batch_size}' + (f', resuming at step {step}' if step else '') +
-            f' ({why})')
+        log(
+            f'3/6 train: {MODEL} (depth {args.depth_multiplier:.2f}), {args.steps} steps of '
+            f'batch {args.batch_size}'
+            + (f', resuming at step {step}' if step else '')
+            + f' ({why})'
+        )
         losses = self.records.records['train'].setdefault('loss', [])
 
         def on_line(text):
             match = STEP_LINE.match(text)
             if match:
                 losses.append([int(match.group(1)), float(match.group(2))])
+
         try:
-            run(['train_ssd_network.py', '--train_dir=' + path] + self.dataset_flags('train') +
-                [f'--depth_multiplier={args.depth_multiplier:g}',
-                 f'--batch_size={args.batch_size}', f'--max_number_of_steps={args.steps}',
-                 '--optimizer=adam', f'--learning_rate={args.learning_rate:g}',
-                 '--learning_rate_decay_type=cosine',
-                 f'--warmup_steps={min(100, args.steps // 10)}', '--end_learning_rate=1e-5',
-                 '--weight_decay=1e-4', '--batch_norm_decay=0.99', f'--seed={args.seed}',
-                 f'--save_interval_steps={max(100, args.steps // 4)}',
-                 f'--log_every_n_steps={max(1, args.steps // 20)}'], on_line)
+            run(
+                ['train_ssd_network.py', '--train_dir=' + path]
+                + self.dataset_flags('train')
+                + [
+                    f'--depth_multiplier={args.depth_multiplier:g}',
+                    f'--batch_size={args.batch_size}',
+                    f'--max_number_of_steps={args.steps}',
+                    '--optimizer=adam',
+                    f'--learning_rate={args.learning_rate:g}',
+                    '--learning_rate_decay_type=cosine',
+                    f'--warmup_steps={min(100, args.steps // 10)}',
+                    '--end_learning_rate=1e-5',
+                    '--weight_decay=1e-4',
+                    '--batch_norm_decay=0.99',
+                    f'--seed={args.seed}',
+                    f'--save_interval_steps={max(100, args.steps // 4)}',
+                    f'--log_every_n_steps={max(1, args.steps // 20)}',
+                ],
+                on_line,
+            )
         finally:
             self.records.save()  # the curve's points so far, also when interrupted
         self.records.finish('train')
@@ -322,9 +423,16 @@ class Demo:
                 print(f.read(), flush=True)
         else:
             log(f'4/6 evaluate: the test split, VOC07 and VOC12 rules ({why})')
-            run(['eval_ssd_network.py', '--checkpoint_path=' + self.paths['train'],
-                 '--eval_dir=' + path, f'--depth_multiplier={self.args.depth_multiplier:g}',
-                 '--metrics=voc07,voc12'] + self.dataset_flags('test'))
+            run(
+                [
+                    'eval_ssd_network.py',
+                    '--checkpoint_path=' + self.paths['train'],
+                    '--eval_dir=' + path,
+                    f'--depth_multiplier={self.args.depth_multiplier:g}',
+                    '--metrics=voc07,voc12',
+                ]
+                + self.dataset_flags('test')
+            )
             self.records.finish('evaluate')
         with open(results, encoding='utf-8') as f:
             return json.load(f)
@@ -336,45 +444,69 @@ class Demo:
             log(f'5/6 export: reusing {path}')
             return
         log(f'5/6 export: frozen graph and float TFLite ({why})')
-        run(['export_ssd_network.py', '--checkpoint_path=' + self.paths['train'],
-             '--output_dir=' + path, f'--depth_multiplier={self.args.depth_multiplier:g}',
-             '--formats=frozen_graph,tflite_float'] + self.dataset_flags('test'))
+        run(
+            [
+                'export_ssd_network.py',
+                '--checkpoint_path=' + self.paths['train'],
+                '--output_dir=' + path,
+                f'--depth_multiplier={self.args.depth_multiplier:g}',
+                '--formats=frozen_graph,tflite_float',
+            ]
+            + self.dataset_flags('test')
+        )
         self.records.finish('export')
 
     def detect(self):
         """Detection with the exported frozen graph on the first test images, saved as PNG."""
         import cv2
+
         path, dataset_dir = self.paths['detect'], self.paths['dataset']
         why = self.stage('detect', os.path.isfile(os.path.join(path, 'detections.json')))
         if why is None:
             log(f'6/6 detect: reusing {path}')
             return
         with open(os.path.join(dataset_dir, 'ImageSets', 'Main', 'test.txt')) as f:
-            ids = f.read().split()[:self.args.num_detect_images]
+            ids = f.read().split()[: self.args.num_detect_images]
         inputs = os.path.join(path, 'inputs')
         os.makedirs(inputs, exist_ok=True)
         for image_id in ids:
             image = cv2.imread(os.path.join(dataset_dir, 'JPEGImages', image_id + '.jpg'))
             cv2.imwrite(os.path.join(inputs, image_id + '.png'), image)
         log(f'6/6 detect: {len(ids)} test images with the exported frozen graph ({why})')
-        run(['detect_ssd_network.py',
-             '--frozen_graph=' + os.path.join(self.paths['export'], 'frozen_graph.pb'),
-             '--input=' + inputs, '--output_dir=' + path, '--select_threshold=0.5'])
+        run(
+            [
+                'detect_ssd_network.py',
+                '--frozen_graph=' + os.path.join(self.paths['export'], 'frozen_graph.pb'),
+                '--input=' + inputs,
+                '--output_dir=' + path,
+                '--select_threshold=0.5',
+            ]
+        )
         self.records.finish('detect')
 
     def curve(self, results):
         """Writes the training curve (loss against step, mAP where evaluated); returns its path
         or None when there is nothing to draw."""
-        points = sorted({step: loss for step, loss in
-                         self.records.records.get('train', {}).get('loss', [])}.items())
+        points = sorted(
+            {
+                step: loss for step, loss in self.records.records.get('train', {}).get('loss', [])
+            }.items()
+        )
         if not points:
             return None
         import matplotlib
+
         matplotlib.use('Agg')
         import matplotlib.pyplot as plt
+
         figure, loss_axis = plt.subplots(figsize=(8, 4.5))
-        loss_axis.plot([p[0] for p in points], [p[1] for p in points], color='tab:blue',
-                       marker='.', label='training loss (total, mean over each log interval)')
+        loss_axis.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            color='tab:blue',
+            marker='.',
+            label='training loss (total, mean over each log interval)',
+        )
         loss_axis.set_xlabel('step')
         loss_axis.set_ylabel('loss', color='tab:blue')
         handles = loss_axis.get_legend_handles_labels()
@@ -382,14 +514,20 @@ class Demo:
         for metric, color in (('voc07', 'tab:orange'), ('voc12', 'tab:green')):
             value = results.get('metrics', {}).get(metric)
             if value is not None:
-                map_axis.plot([results['global_step']], [value], 'o', color=color,
-                              label=f'{metric.upper()} mAP (test split)')
+                map_axis.plot(
+                    [results['global_step']],
+                    [value],
+                    'o',
+                    color=color,
+                    label=f'{metric.upper()} mAP (test split)',
+                )
         map_axis.set_ylim(0, 1)
         map_axis.set_ylabel('mAP')
         lines, labels = (a + b for a, b in zip(handles, map_axis.get_legend_handles_labels()))
         loss_axis.legend(lines, labels, loc='upper right', fontsize=8)
-        loss_axis.set_title(f'{MODEL} (depth {self.args.depth_multiplier:g}) on the synthetic '
-                            f'dataset')
+        loss_axis.set_title(
+            f'{MODEL} (depth {self.args.depth_multiplier:g}) on the synthetic dataset'
+        )
         figure.tight_layout()
         path = os.path.join(self.work_dir, CURVE)
         fd, temp = atomic_io.mkstemp_for(path)
@@ -401,8 +539,11 @@ class Demo:
 
     def kept(self):
         """What an interrupted run leaves for the next one, in words."""
-        done = [f'{STAGES[n][0]}/6 {n}' for n in STAGES
-                if self.records.records.get(n, {}).get('status') == 'done' and n != self.current]
+        done = [
+            f'{STAGES[n][0]}/6 {n}'
+            for n in STAGES
+            if self.records.records.get(n, {}).get('status') == 'done' and n != self.current
+        ]
         parts = [', '.join(done)] if done else []
         step = latest_step(self.paths['train'])
         if self.current == 'train' and step:
@@ -411,24 +552,44 @@ class Demo:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--work_dir', default=os.path.join(ROOT, 'work_dir'),
-                        help='where every stage writes (a new folder, or one the demo made)')
-    parser.add_argument('--num_images', type=int, default=1200,
-                        help='synthetic images: 60%% train (the training split), 15%% val '
-                             '(unused here), 25%% test (evaluation and detection)')
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        '--work_dir',
+        default=os.path.join(ROOT, 'work_dir'),
+        help='where every stage writes (a new folder, or one the demo made)',
+    )
+    parser.add_argument(
+        '--num_images',
+        type=int,
+        default=1200,
+        help='synthetic images: 60%% train (the training split), 15%% val '
+        '(unused here), 25%% test (evaluation and detection)',
+    )
     parser.add_argument('--steps', type=int, default=1600, help='training steps')
     parser.add_argument('--batch_size', type=int, default=16)
-    parser.add_argument('--learning_rate', type=float, default=0.004,
-                        help='Adam, cosine decay to 1e-5 after a warm-up')
-    parser.add_argument('--depth_multiplier', type=float, default=0.5,
-                        help='width of ssd_300_mobilenet (1: the full net)')
-    parser.add_argument('--num_detect_images', type=int, default=4,
-                        help='test images drawn with their detections')
+    parser.add_argument(
+        '--learning_rate',
+        type=float,
+        default=0.004,
+        help='Adam, cosine decay to 1e-5 after a warm-up',
+    )
+    parser.add_argument(
+        '--depth_multiplier',
+        type=float,
+        default=0.5,
+        help='width of ssd_300_mobilenet (1: the full net)',
+    )
+    parser.add_argument(
+        '--num_detect_images', type=int, default=4, help='test images drawn with their detections'
+    )
     parser.add_argument('--seed', type=int, default=0, help='of the dataset and the training')
-    parser.add_argument('--fresh', action='store_true',
-                        help='delete --work_dir (only if the demo made it) and start over')
+    parser.add_argument(
+        '--fresh',
+        action='store_true',
+        help='delete --work_dir (only if the demo made it) and start over',
+    )
     args = parser.parse_args(argv)
     start = time.time()
     demo = None
@@ -446,14 +607,18 @@ def main(argv=None):
     except DemoError as err:
         sys.exit(f'demo: error: {err}')
     except KeyboardInterrupt:
-        where = (f'during {STAGES[demo.current][0]}/6 {demo.current}' if demo and demo.current
-                 else 'while starting')
-        log(f'interrupted {where}{demo.kept() if demo else ""}; run the same command to '
-            f'resume')
+        where = (
+            f'during {STAGES[demo.current][0]}/6 {demo.current}'
+            if demo and demo.current
+            else 'while starting'
+        )
+        log(f'interrupted {where}{demo.kept() if demo else ""}; run the same command to resume')
         sys.exit(130)
     metrics = results['metrics']
-    log(f'done in {time.time() - start:.0f} s: VOC07 mAP {metrics["voc07"]:.3f}, VOC12 mAP '
-        f'{metrics["voc12"]:.3f}')
+    log(
+        f'done in {time.time() - start:.0f} s: VOC07 mAP {metrics["voc07"]:.3f}, VOC12 mAP '
+        f'{metrics["voc12"]:.3f}'
+    )
     for name, path in demo.paths.items():
         print(f'    {name:<11} {path}')
     if curve:

@@ -12,6 +12,7 @@ COCO results JSON against an annotation file (per-class AP@[.5:.95] and AP@.5, p
   python score_detections.py --coco_results=eval/coco_detections.json \
       --coco_annotations=instances_val2017.json
 """
+
 import sys
 
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
@@ -27,14 +28,24 @@ flags.DEFINE_string('results_dir', None, 'VOC: folder holding the results files.
 flags.DEFINE_string('voc_dir', None, 'VOC: the dataset folder (Annotations/, ImageSets/Main/).')
 flags.DEFINE_string('split', 'test', 'VOC: the image set.')
 flags.DEFINE_string('labels_file', None, 'VOC: class names, one per line (label = line number).')
-flags.DEFINE_string('model_card', None, 'VOC: the class names of a model card (the model.json of a '
-                    'train dir, export or converted checkpoint) when --labels_file is not given.')
+flags.DEFINE_string(
+    'model_card',
+    None,
+    'VOC: the class names of a model card (the model.json of a '
+    'train dir, export or converted checkpoint) when --labels_file is not given.',
+)
 flags.DEFINE_string('competition', 'comp4', 'VOC: results file prefix (comp3 or comp4).')
 flags.DEFINE_float('iou_threshold', 0.5, 'VOC: IoU of a true positive.')
-flags.DEFINE_boolean('strict', False, 'VOC: a class without a results file is an error (the devkit\'s '
-                     'rule). Default: it counts as a class without detections, with one warning '
-                     'saying how many classes had none.')
-flags.DEFINE_enum('iou_rule', '>=', ['>=', '>'], "VOC: '>=' (the devkit) or '>' (common Python ports).")
+flags.DEFINE_boolean(
+    'strict',
+    False,
+    'VOC: a class without a results file is an error (the devkit\'s '
+    'rule). Default: it counts as a class without detections, with one warning '
+    'saying how many classes had none.',
+)
+flags.DEFINE_enum(
+    'iou_rule', '>=', ['>=', '>'], "VOC: '>=' (the devkit) or '>' (common Python ports)."
+)
 flags.DEFINE_string('coco_results', None, 'COCO: results JSON.')
 flags.DEFINE_string('coco_annotations', None, 'COCO: annotation JSON (instances_*.json).')
 
@@ -43,22 +54,31 @@ def main(_):
     voc = FLAGS.results_dir or FLAGS.voc_dir
     coco = FLAGS.coco_results or FLAGS.coco_annotations
     if bool(voc) == bool(coco):
-        raise app.UsageError('Give either --results_dir and --voc_dir (VOC) or --coco_results and '
-                             '--coco_annotations (COCO).')
+        raise app.UsageError(
+            'Give either --results_dir and --voc_dir (VOC) or --coco_results and '
+            '--coco_annotations (COCO).'
+        )
     try:
         if voc:
             if not (FLAGS.results_dir and FLAGS.voc_dir):
                 raise app.UsageError('VOC scoring needs both --results_dir and --voc_dir.')
             result = scoring.score_voc_results(
-                FLAGS.results_dir, FLAGS.voc_dir, FLAGS.split,
-                scoring.class_names_from(FLAGS.labels_file, FLAGS.voc_dir, FLAGS.model_card), FLAGS.competition,
-                FLAGS.iou_threshold, FLAGS.iou_rule, strict=FLAGS.strict)
+                FLAGS.results_dir,
+                FLAGS.voc_dir,
+                FLAGS.split,
+                scoring.class_names_from(FLAGS.labels_file, FLAGS.voc_dir, FLAGS.model_card),
+                FLAGS.competition,
+                FLAGS.iou_threshold,
+                FLAGS.iou_rule,
+                strict=FLAGS.strict,
+            )
             print(result.format_table())
         else:
             if not (FLAGS.coco_results and FLAGS.coco_annotations):
-                raise app.UsageError('COCO scoring needs both --coco_results and --coco_annotations.')
-            result, names = scoring.score_coco_results(FLAGS.coco_results,
-                                                            FLAGS.coco_annotations)
+                raise app.UsageError(
+                    'COCO scoring needs both --coco_results and --coco_annotations.'
+                )
+            result, names = scoring.score_coco_results(FLAGS.coco_results, FLAGS.coco_annotations)
             print(eval_outputs.format_coco_table(result, names))
     except (ValueError, FileNotFoundError) as err:
         sys.exit(f'score_detections: error: {err}')

@@ -7,6 +7,7 @@ with their boxes and class names: what the net is trained on, before training.
 
 Boxes are drawn in the class's colour with its name; difficult objects get a "*" and a thin box.
 """
+
 import argparse
 import sys
 
@@ -27,8 +28,9 @@ def _default_image_size(model_name):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument('--dataset_dir', required=True, help='Folder of the converted TFRecords.')
     parser.add_argument('--dataset_name', required=True, help='Registry name, e.g. pascalvoc_2007.')
     parser.add_argument('--split', required=True, help='Split name, e.g. trainval or test.')
@@ -36,24 +38,41 @@ def main(argv=None):
     parser.add_argument('--num_samples', type=int, default=16)
     parser.add_argument('--output', required=True, help='PNG file to write.')
     parser.add_argument('--seed', type=int, default=None, help='Reproducible augmentation.')
-    parser.add_argument('--image_size', type=int, nargs=2, metavar=('HEIGHT', 'WIDTH'),
-                        help="Output size; default: the model's input size.")
+    parser.add_argument(
+        '--image_size',
+        type=int,
+        nargs=2,
+        metavar=('HEIGHT', 'WIDTH'),
+        help="Output size; default: the model's input size.",
+    )
     parser.add_argument('--eval', action='store_true', help='Evaluation preprocessing instead.')
-    parser.add_argument('--resize', default='WARP_RESIZE', choices=RESIZE_MODES,
-                        help='Evaluation resize mode (with --eval).')
+    parser.add_argument(
+        '--resize',
+        default='WARP_RESIZE',
+        choices=RESIZE_MODES,
+        help='Evaluation resize mode (with --eval).',
+    )
     args = parser.parse_args(argv)
     if args.num_samples < 1:
         parser.error('--num_samples must be at least 1.')
 
     try:
         dataset = dataset_factory.get_dataset(args.dataset_name, args.split, args.dataset_dir)
-        out_shape = tuple(args.image_size) if args.image_size else _default_image_size(
-            args.model_name)
+        out_shape = (
+            tuple(args.image_size) if args.image_size else _default_image_size(args.model_name)
+        )
         pipeline = preprocessing_factory.get_preprocessing(args.model_name)
         options = {'resize': args.resize} if args.eval else {}
-        grid = show.render_grid(lambda: dataset.make_dataset(shuffle=False), pipeline,
-                           dataset.labels_to_names, args.num_samples, out_shape,
-                           is_training=not args.eval, seed=args.seed, **options)
+        grid = show.render_grid(
+            lambda: dataset.make_dataset(shuffle=False),
+            pipeline,
+            dataset.labels_to_names,
+            args.num_samples,
+            out_shape,
+            is_training=not args.eval,
+            seed=args.seed,
+            **options,
+        )
         show.write_png(args.output, grid)
     except (ValueError, OSError) as e:
         sys.exit(f'show_augmentation.py: error: {e}')

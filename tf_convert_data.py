@@ -12,7 +12,8 @@ for the generic `custom` dataset (split_name = output_name).
       --labels_file=my_data/labels.txt --split=train --output_dir=tfrecords --output_name=train
   python tf_convert_data.py --dataset_name=coco --annotations_file=annotations/instances_val2017.json \
       --dataset_dir=val2017 --output_dir=tfrecords --output_name=coco_2017_val
-  python tf_convert_data.py --verify --output_dir=tfrecords --output_name=coco_2017_val   # check, convert nothing
+  # check an output, convert nothing:
+  python tf_convert_data.py --verify --output_dir=tfrecords --output_name=coco_2017_val
 
 Every input file is treated as possibly hostile: only regular files are read, image sizes are
 checked on the header before decoding (--max_image_pixels, and TensorFlow's own decoder limit),
@@ -39,39 +40,72 @@ from datasets import pascalvoc
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum('dataset_name', None, ['pascalvoc', 'coco'], 'Input layout.')
-flags.DEFINE_string('dataset_dir', None, 'VOC: a VOC folder or a comma-separated list of them (one output). '
-                                         'COCO: the image folder.')
+flags.DEFINE_string(
+    'dataset_dir',
+    None,
+    'VOC: a VOC folder or a comma-separated list of them (one output). COCO: the image folder.',
+)
 flags.DEFINE_string('annotations_file', None, 'COCO: the instances_*.json file.')
 flags.DEFINE_string('output_dir', None, 'Where to write the shards and the metadata JSON.')
 flags.DEFINE_string('output_name', None, 'File prefix, e.g. voc_2007_train.')
-flags.DEFINE_string('split', None, 'VOC: read ImageSets/Main/<split>.txt; every annotation when not set.')
-flags.DEFINE_string('labels_file', None, 'VOC: class names, one per line (id = line number); '
-                                         'default: the 20 VOC classes.')
+flags.DEFINE_string(
+    'split', None, 'VOC: read ImageSets/Main/<split>.txt; every annotation when not set.'
+)
+flags.DEFINE_string(
+    'labels_file',
+    None,
+    'VOC: class names, one per line (id = line number); default: the 20 VOC classes.',
+)
 flags.DEFINE_integer('samples_per_file', 200, 'Examples per shard.', lower_bound=1)
 flags.DEFINE_boolean('shuffle', True, 'Shuffle the example order (with --seed) before sharding.')
 flags.DEFINE_integer('seed', 0, 'Seed of the shuffle.')
 flags.DEFINE_integer('num_workers', None, 'Worker processes (default: all cores).', lower_bound=1)
-flags.DEFINE_boolean('skip_bad_examples', False, 'Skip (and report) corrupt images/annotations instead of failing.')
-flags.DEFINE_boolean('skip_unknown_classes', False, 'Drop (and report) objects of unknown classes instead of failing.')
-flags.DEFINE_integer('max_image_pixels', image_io.DEFAULT_MAX_IMAGE_PIXELS,
-                     'Images with more pixels (width x height, read from the header before decoding) are bad '
-                     'examples. Images above TensorFlow\'s JPEG decoder limit (~179 M pixels) always are.',
-                     lower_bound=1)
-flags.DEFINE_integer('max_image_bytes', image_io.DEFAULT_MAX_IMAGE_BYTES,
-                     'Image files larger than this (bytes, checked before reading) are bad examples.', lower_bound=1)
-flags.DEFINE_integer('max_objects_per_image', convert.DEFAULT_MAX_OBJECTS_PER_IMAGE,
-                     'Images with more objects (after dropping unusable boxes) are bad examples; matching '
-                     'costs anchors x objects per image.', lower_bound=1)
-flags.DEFINE_boolean('allow_outside_paths', False,
-                     'Accept VOC split ids and COCO file_names that are absolute paths or climb out of the '
-                     'dataset folder with "..". Otherwise such entries are bad examples.')
-flags.DEFINE_boolean('verify', False,
-                     'Check an existing conversion (<output_dir>/<output_name>): every shard the metadata lists '
-                     'is present with its size and sha256 digest. Converts nothing.')
+flags.DEFINE_boolean(
+    'skip_bad_examples', False, 'Skip (and report) corrupt images/annotations instead of failing.'
+)
+flags.DEFINE_boolean(
+    'skip_unknown_classes',
+    False,
+    'Drop (and report) objects of unknown classes instead of failing.',
+)
+flags.DEFINE_integer(
+    'max_image_pixels',
+    image_io.DEFAULT_MAX_IMAGE_PIXELS,
+    'Images with more pixels (width x height, read from the header before decoding) are bad '
+    'examples. Images above TensorFlow\'s JPEG decoder limit (~179 M pixels) always are.',
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    'max_image_bytes',
+    image_io.DEFAULT_MAX_IMAGE_BYTES,
+    'Image files larger than this (bytes, checked before reading) are bad examples.',
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    'max_objects_per_image',
+    convert.DEFAULT_MAX_OBJECTS_PER_IMAGE,
+    'Images with more objects (after dropping unusable boxes) are bad examples; matching '
+    'costs anchors x objects per image.',
+    lower_bound=1,
+)
+flags.DEFINE_boolean(
+    'allow_outside_paths',
+    False,
+    'Accept VOC split ids and COCO file_names that are absolute paths or climb out of the '
+    'dataset folder with "..". Otherwise such entries are bad examples.',
+)
+flags.DEFINE_boolean(
+    'verify',
+    False,
+    'Check an existing conversion (<output_dir>/<output_name>): every shard the metadata lists '
+    'is present with its size and sha256 digest. Converts nothing.',
+)
 flags.mark_flags_as_required(['output_dir', 'output_name'])
 
-_SKIP_HINT = ('pass --skip_bad_examples to skip such examples (each is listed in the metadata report), '
-              'or fix the input')
+_SKIP_HINT = (
+    'pass --skip_bad_examples to skip such examples (each is listed in the metadata report), '
+    'or fix the input'
+)
 
 
 def main(_):
@@ -93,50 +127,93 @@ def _verify():
     marker = convert.incomplete_marker_path(FLAGS.output_dir, FLAGS.output_name)
     if not os.path.isfile(meta):
         if os.path.lexists(marker):
-            raise FileNotFoundError(f'{marker}: a conversion was interrupted while it replaced the shards; '
-                                    f'convert the data again.')
-        raise FileNotFoundError(f'{meta}: no metadata, so nothing to verify the shards against (records of the '
-                                f'older port have none; convert them again to get one).')
+            raise FileNotFoundError(
+                f'{marker}: a conversion was interrupted while it replaced the shards; '
+                f'convert the data again.'
+            )
+        raise FileNotFoundError(
+            f'{meta}: no metadata, so nothing to verify the shards against (records of the '
+            f'older port have none; convert them again to get one).'
+        )
     metadata, files = convert.read_metadata(meta, verify_digests=True)
-    how = ('size and sha256 digest' if all('sha256' in f for f in metadata['files'])
-           else 'record count (metadata version 1 has no digests)')
-    print(f'tf_convert_data: {meta}: {len(files)} shard(s), {metadata["num_examples"]} examples; every shard is '
-          f'present with the {how} the metadata lists.')
+    how = (
+        'size and sha256 digest'
+        if all('sha256' in f for f in metadata['files'])
+        else 'record count (metadata version 1 has no digests)'
+    )
+    print(
+        f'tf_convert_data: {meta}: {len(files)} shard(s), {metadata["num_examples"]} examples; '
+        'every shard is '
+        f'present with the {how} the metadata lists.'
+    )
 
 
 def _convert():
     if not FLAGS.dataset_name or not FLAGS.dataset_dir:
         raise app.UsageError('--dataset_name and --dataset_dir are required (unless --verify).')
-    limits = image_io.ImageLimits(max_pixels=FLAGS.max_image_pixels, max_bytes=FLAGS.max_image_bytes)
+    limits = image_io.ImageLimits(
+        max_pixels=FLAGS.max_image_pixels, max_bytes=FLAGS.max_image_bytes
+    )
     if FLAGS.dataset_name == 'pascalvoc':
         if FLAGS.annotations_file:
             raise app.UsageError('--annotations_file is for --dataset_name=coco.')
         dirs = [d for d in FLAGS.dataset_dir.split(',') if d]
-        class_names = labels.read_labels_file(FLAGS.labels_file) if FLAGS.labels_file else labels.VOC_CLASSES
+        class_names = (
+            labels.read_labels_file(FLAGS.labels_file) if FLAGS.labels_file else labels.VOC_CLASSES
+        )
         sources = pascalvoc.list_examples(dirs, FLAGS.split, FLAGS.allow_outside_paths)
         loader = pascalvoc.VocLoader(class_names, FLAGS.skip_unknown_classes, limits)
-        description = {'dataset_name': 'pascalvoc', 'dataset_dirs': [os.path.abspath(d) for d in dirs],
-                       'split': FLAGS.split, 'labels_file': FLAGS.labels_file}
+        description = {
+            'dataset_name': 'pascalvoc',
+            'dataset_dirs': [os.path.abspath(d) for d in dirs],
+            'split': FLAGS.split,
+            'labels_file': FLAGS.labels_file,
+        }
         class_extra = None
     else:
         if not FLAGS.annotations_file:
             raise app.UsageError('--dataset_name=coco needs --annotations_file (instances_*.json).')
         if FLAGS.labels_file or FLAGS.split:
-            raise app.UsageError('--labels_file and --split are for VOC; COCO classes and images come from the JSON.')
-        sources, class_names, class_extra = coco.read_annotations(FLAGS.annotations_file, FLAGS.dataset_dir,
-                                                                  FLAGS.allow_outside_paths)
-        loader = coco.CocoLoader([c['coco_category_id'] for c in class_extra], class_names,
-                                 FLAGS.skip_unknown_classes, limits)
+            raise app.UsageError(
+                '--labels_file and --split are for VOC; COCO classes and images come from the JSON.'
+            )
+        sources, class_names, class_extra = coco.read_annotations(
+            FLAGS.annotations_file, FLAGS.dataset_dir, FLAGS.allow_outside_paths
+        )
+        loader = coco.CocoLoader(
+            [c['coco_category_id'] for c in class_extra],
+            class_names,
+            FLAGS.skip_unknown_classes,
+            limits,
+        )
         description = coco.source_description(FLAGS.annotations_file, FLAGS.dataset_dir)
-    description.update(skip_unknown_classes=FLAGS.skip_unknown_classes, max_image_pixels=FLAGS.max_image_pixels,
-                       max_image_bytes=FLAGS.max_image_bytes, allow_outside_paths=FLAGS.allow_outside_paths)
+    description.update(
+        skip_unknown_classes=FLAGS.skip_unknown_classes,
+        max_image_pixels=FLAGS.max_image_pixels,
+        max_image_bytes=FLAGS.max_image_bytes,
+        allow_outside_paths=FLAGS.allow_outside_paths,
+    )
     metadata = convert.convert(
-        sources, loader, class_names, FLAGS.output_dir, FLAGS.output_name,
-        samples_per_file=FLAGS.samples_per_file, shuffle=FLAGS.shuffle, seed=FLAGS.seed,
-        num_workers=FLAGS.num_workers, skip_bad_examples=FLAGS.skip_bad_examples,
-        description=description, class_extra=class_extra, max_objects_per_image=FLAGS.max_objects_per_image)
-    logging.info('Wrote %d examples in %d shards; metadata: %s', metadata['num_examples'], len(metadata['files']),
-                 convert.metadata_path(FLAGS.output_dir, FLAGS.output_name))
+        sources,
+        loader,
+        class_names,
+        FLAGS.output_dir,
+        FLAGS.output_name,
+        samples_per_file=FLAGS.samples_per_file,
+        shuffle=FLAGS.shuffle,
+        seed=FLAGS.seed,
+        num_workers=FLAGS.num_workers,
+        skip_bad_examples=FLAGS.skip_bad_examples,
+        description=description,
+        class_extra=class_extra,
+        max_objects_per_image=FLAGS.max_objects_per_image,
+    )
+    logging.info(
+        'Wrote %d examples in %d shards; metadata: %s',
+        metadata['num_examples'],
+        len(metadata['files']),
+        convert.metadata_path(FLAGS.output_dir, FLAGS.output_name),
+    )
 
 
 def _interrupted():
@@ -144,10 +221,14 @@ def _interrupted():
         return 'nothing was changed'
     marker = convert.incomplete_marker_path(FLAGS.output_dir, FLAGS.output_name)
     if os.path.lexists(marker):
-        return (f'the shards were being replaced: {marker} marks {FLAGS.output_name} incomplete '
-                f'(readers refuse it); run the same command to convert again')
-    return (f'nothing of {FLAGS.output_name} was replaced in {FLAGS.output_dir} (the temporary '
-            f'folder is removed by the next run); run the same command to convert again')
+        return (
+            f'the shards were being replaced: {marker} marks {FLAGS.output_name} incomplete '
+            f'(readers refuse it); run the same command to convert again'
+        )
+    return (
+        f'nothing of {FLAGS.output_name} was replaced in {FLAGS.output_dir} (the temporary '
+        f'folder is removed by the next run); run the same command to convert again'
+    )
 
 
 if __name__ == '__main__':

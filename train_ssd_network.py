@@ -17,6 +17,7 @@ chief and writes checkpoints and summaries; --sync_replicas makes each step aver
 of --replicas_to_aggregate distinct workers; every process exits by itself when the chief ends
 (training/cluster.py, README "Several GPUs, several machines").
 """
+
 import os
 import sys
 
@@ -43,108 +44,251 @@ def D(name):
 
 # General.
 flags.DEFINE_string('train_dir', D('train_dir'), 'Where checkpoints and event logs are written.')
-flags.DEFINE_integer('num_clones', D('num_clones'), 'Model clones on this machine (GPUs, or CPU clones).',
-                     lower_bound=1)
+flags.DEFINE_integer(
+    'num_clones',
+    D('num_clones'),
+    'Model clones on this machine (GPUs, or CPU clones).',
+    lower_bound=1,
+)
 flags.DEFINE_boolean('clone_on_cpu', D('clone_on_cpu'), 'Put the clones on the CPU.')
 flags.DEFINE_integer('num_readers', D('num_readers'), 'Shards read in parallel.', lower_bound=1)
-flags.DEFINE_integer('num_preprocessing_threads', D('num_preprocessing_threads'),
-                     'Parallel calls of the augmentation + encoding map (0: autotune).',
-                     lower_bound=0)
-flags.DEFINE_integer('log_every_n_steps', D('log_every_n_steps'), 'Steps between log lines.', lower_bound=1)
-flags.DEFINE_integer('save_summaries_secs', D('save_summaries_secs'), 'Seconds between TensorBoard summaries.',
-                     lower_bound=1)
-flags.DEFINE_integer('save_interval_secs', D('save_interval_secs'), 'Seconds between checkpoints (unless '
-                     '--save_interval_steps is set).', lower_bound=1)
-flags.DEFINE_integer('save_interval_steps', D('save_interval_steps'), 'Steps between checkpoints (overrides '
-                     '--save_interval_secs).', lower_bound=1)
-flags.DEFINE_integer('max_to_keep', D('max_to_keep'), 'Checkpoints kept in train_dir.', lower_bound=1)
-flags.DEFINE_float('gpu_memory_fraction', D('gpu_memory_fraction'), 'Fraction of GPU memory per process.')
-flags.DEFINE_integer('seed', D('seed'), 'Seed of initialisers, shuffling and augmentation '
-                     '(reproducible runs; not set = random).')
-flags.DEFINE_boolean('histograms', D('histograms'), 'Also write histograms of the trainable variables.')
+flags.DEFINE_integer(
+    'num_preprocessing_threads',
+    D('num_preprocessing_threads'),
+    'Parallel calls of the augmentation + encoding map (0: autotune).',
+    lower_bound=0,
+)
+flags.DEFINE_integer(
+    'log_every_n_steps', D('log_every_n_steps'), 'Steps between log lines.', lower_bound=1
+)
+flags.DEFINE_integer(
+    'save_summaries_secs',
+    D('save_summaries_secs'),
+    'Seconds between TensorBoard summaries.',
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    'save_interval_secs',
+    D('save_interval_secs'),
+    'Seconds between checkpoints (unless --save_interval_steps is set).',
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    'save_interval_steps',
+    D('save_interval_steps'),
+    'Steps between checkpoints (overrides --save_interval_secs).',
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    'max_to_keep', D('max_to_keep'), 'Checkpoints kept in train_dir.', lower_bound=1
+)
+flags.DEFINE_float(
+    'gpu_memory_fraction', D('gpu_memory_fraction'), 'Fraction of GPU memory per process.'
+)
+flags.DEFINE_integer(
+    'seed',
+    D('seed'),
+    'Seed of initialisers, shuffling and augmentation (reproducible runs; not set = random).',
+)
+flags.DEFINE_boolean(
+    'histograms', D('histograms'), 'Also write histograms of the trainable variables.'
+)
 # Distributed (between-graph replication).
-flags.DEFINE_string('ps_hosts', D('ps_hosts'), 'Comma-separated host:port of the parameter servers.')
+flags.DEFINE_string(
+    'ps_hosts', D('ps_hosts'), 'Comma-separated host:port of the parameter servers.'
+)
 flags.DEFINE_string('worker_hosts', D('worker_hosts'), 'Comma-separated host:port of the workers.')
 flags.DEFINE_enum('job_name', D('job_name'), ['ps', 'worker'], 'This process\' job in the cluster.')
-flags.DEFINE_integer('task_index', D('task_index'), 'This process\' index in its job; worker 0 is the chief.',
-                     lower_bound=0)
-flags.DEFINE_boolean('sync_replicas', D('sync_replicas'), 'Synchronous steps: each averages the gradients of '
-                     '--replicas_to_aggregate distinct workers (default: asynchronous, each worker applies its own).')
-flags.DEFINE_integer('replicas_to_aggregate', D('replicas_to_aggregate'), 'Distinct workers whose gradients a '
-                     'synchronous step averages (default: every worker; fewer: backup workers).', lower_bound=1)
-flags.DEFINE_integer('cluster_wait_secs', D('cluster_wait_secs'), 'Longest wait for another process of a cluster: '
-                     'a worker for the chief to initialise the model, the chief for workers to join or to come '
-                     'back, every process for the chief\'s heartbeat. Then it stops with an error.', lower_bound=1)
+flags.DEFINE_integer(
+    'task_index',
+    D('task_index'),
+    'This process\' index in its job; worker 0 is the chief.',
+    lower_bound=0,
+)
+flags.DEFINE_boolean(
+    'sync_replicas',
+    D('sync_replicas'),
+    'Synchronous steps: each averages the gradients of '
+    '--replicas_to_aggregate distinct workers (default: asynchronous, each worker applies its own).',
+)
+flags.DEFINE_integer(
+    'replicas_to_aggregate',
+    D('replicas_to_aggregate'),
+    'Distinct workers whose gradients a '
+    'synchronous step averages (default: every worker; fewer: backup workers).',
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    'cluster_wait_secs',
+    D('cluster_wait_secs'),
+    'Longest wait for another process of a cluster: '
+    'a worker for the chief to initialise the model, the chief for workers to join or to come '
+    'back, every process for the chief\'s heartbeat. Then it stops with an error.',
+    lower_bound=1,
+)
 # Loss.
 flags.DEFINE_float('loss_alpha', D('loss_alpha'), 'Weight of the localisation loss.')
 flags.DEFINE_float('negative_ratio', D('negative_ratio'), 'Hard negatives per positive.')
-flags.DEFINE_float('match_threshold', D('match_threshold'), 'IoU for an anchor to match a ground-truth box.')
-flags.DEFINE_float('label_smoothing', D('label_smoothing'), 'Label smoothing epsilon of the class loss.')
-flags.DEFINE_float('focal_loss_gamma', D('focal_loss_gamma'), 'If set, softmax focal loss with this gamma '
-                   'instead of hard-negative mining.')
-flags.DEFINE_boolean('ignore_crowd', D('ignore_crowd'), 'COCO crowd regions (iscrowd) are neither positives nor '
-                     'negatives: anchors matched to one, or whose best overlap is with one, are ignored by the '
-                     'loss. --noignore_crowd trains them as ordinary objects (the behaviour before this flag).')
+flags.DEFINE_float(
+    'match_threshold', D('match_threshold'), 'IoU for an anchor to match a ground-truth box.'
+)
+flags.DEFINE_float(
+    'label_smoothing', D('label_smoothing'), 'Label smoothing epsilon of the class loss.'
+)
+flags.DEFINE_float(
+    'focal_loss_gamma',
+    D('focal_loss_gamma'),
+    'If set, softmax focal loss with this gamma instead of hard-negative mining.',
+)
+flags.DEFINE_boolean(
+    'ignore_crowd',
+    D('ignore_crowd'),
+    'COCO crowd regions (iscrowd) are neither positives nor '
+    'negatives: anchors matched to one, or whose best overlap is with one, are ignored by the '
+    'loss. --noignore_crowd trains them as ordinary objects (the behaviour before this flag).',
+)
 # Optimisation.
 flags.DEFINE_float('weight_decay', D('weight_decay'), 'L2 weight decay of the convolutions.')
 flags.DEFINE_enum('optimizer', D('optimizer'), optimization.OPTIMIZERS, 'The optimizer.')
 flags.DEFINE_float('adadelta_rho', D('adadelta_rho'), 'Adadelta decay rate.')
-flags.DEFINE_float('adagrad_initial_accumulator_value', D('adagrad_initial_accumulator_value'), 'Adagrad initial accumulator.')
+flags.DEFINE_float(
+    'adagrad_initial_accumulator_value',
+    D('adagrad_initial_accumulator_value'),
+    'Adagrad initial accumulator.',
+)
 flags.DEFINE_float('adam_beta1', D('adam_beta1'), 'Adam first-moment decay.')
 flags.DEFINE_float('adam_beta2', D('adam_beta2'), 'Adam second-moment decay.')
-flags.DEFINE_float('opt_epsilon', D('opt_epsilon'), 'Epsilon of adam, adadelta and rmsprop (the older '
-                   'port\'s 1.0 all but stopped Adam).')
-flags.DEFINE_float('ftrl_learning_rate_power', D('ftrl_learning_rate_power'), 'FTRL learning rate power.')
-flags.DEFINE_float('ftrl_initial_accumulator_value', D('ftrl_initial_accumulator_value'), 'FTRL initial accumulator.')
+flags.DEFINE_float(
+    'opt_epsilon',
+    D('opt_epsilon'),
+    'Epsilon of adam, adadelta and rmsprop (the older port\'s 1.0 all but stopped Adam).',
+)
+flags.DEFINE_float(
+    'ftrl_learning_rate_power', D('ftrl_learning_rate_power'), 'FTRL learning rate power.'
+)
+flags.DEFINE_float(
+    'ftrl_initial_accumulator_value',
+    D('ftrl_initial_accumulator_value'),
+    'FTRL initial accumulator.',
+)
 flags.DEFINE_float('ftrl_l1', D('ftrl_l1'), 'FTRL L1 regularisation.')
 flags.DEFINE_float('ftrl_l2', D('ftrl_l2'), 'FTRL L2 regularisation.')
 flags.DEFINE_float('momentum', D('momentum'), 'Momentum of the momentum optimizer.')
 flags.DEFINE_float('rmsprop_momentum', D('rmsprop_momentum'), 'RMSProp momentum.')
 flags.DEFINE_float('rmsprop_decay', D('rmsprop_decay'), 'RMSProp decay.')
 flags.DEFINE_float('learning_rate', D('learning_rate'), 'Initial learning rate.')
-flags.DEFINE_enum('learning_rate_decay_type', D('learning_rate_decay_type'), optimization.DECAY_TYPES,
-                  'Learning rate schedule.')
-flags.DEFINE_float('learning_rate_decay_factor', D('learning_rate_decay_factor'), 'Exponential decay factor; piecewise '
-                   'factor when --values is not given.')
-flags.DEFINE_float('num_epochs_per_decay', D('num_epochs_per_decay'), 'Epochs per exponential / polynomial decay.')
-flags.DEFINE_float('end_learning_rate', D('end_learning_rate'), 'Final rate of polynomial and cosine decay.')
-flags.DEFINE_list('boundaries', D('boundaries'), 'Piecewise decay steps, e.g. 80000,100000 (Caffe SSD300).')
-flags.DEFINE_list('values', D('values'), 'Piecewise rates (one more than --boundaries); default: '
-                  'learning_rate * learning_rate_decay_factor^i.')
-flags.DEFINE_integer('warmup_steps', D('warmup_steps'), 'Linear warmup steps (any decay type).', lower_bound=0)
-flags.DEFINE_float('moving_average_decay', D('moving_average_decay'), 'If set, keep an exponential moving average '
-                   'of the model variables with this decay.')
-flags.DEFINE_boolean('mixed_precision', D('mixed_precision'), 'Compute in bfloat16 on CPU, float16 with '
-                     'dynamic loss scaling on GPU; variables and the loss stay float32.')
+flags.DEFINE_enum(
+    'learning_rate_decay_type',
+    D('learning_rate_decay_type'),
+    optimization.DECAY_TYPES,
+    'Learning rate schedule.',
+)
+flags.DEFINE_float(
+    'learning_rate_decay_factor',
+    D('learning_rate_decay_factor'),
+    'Exponential decay factor; piecewise factor when --values is not given.',
+)
+flags.DEFINE_float(
+    'num_epochs_per_decay', D('num_epochs_per_decay'), 'Epochs per exponential / polynomial decay.'
+)
+flags.DEFINE_float(
+    'end_learning_rate', D('end_learning_rate'), 'Final rate of polynomial and cosine decay.'
+)
+flags.DEFINE_list(
+    'boundaries', D('boundaries'), 'Piecewise decay steps, e.g. 80000,100000 (Caffe SSD300).'
+)
+flags.DEFINE_list(
+    'values',
+    D('values'),
+    'Piecewise rates (one more than --boundaries); default: '
+    'learning_rate * learning_rate_decay_factor^i.',
+)
+flags.DEFINE_integer(
+    'warmup_steps', D('warmup_steps'), 'Linear warmup steps (any decay type).', lower_bound=0
+)
+flags.DEFINE_float(
+    'moving_average_decay',
+    D('moving_average_decay'),
+    'If set, keep an exponential moving average of the model variables with this decay.',
+)
+flags.DEFINE_boolean(
+    'mixed_precision',
+    D('mixed_precision'),
+    'Compute in bfloat16 on CPU, float16 with '
+    'dynamic loss scaling on GPU; variables and the loss stay float32.',
+)
 # Data.
 flags.DEFINE_string('dataset_name', D('dataset_name'), 'Registered dataset name.')
 flags.DEFINE_string('dataset_split_name', D('dataset_split_name'), 'Split to train on.')
 flags.DEFINE_string('dataset_dir', D('dataset_dir'), 'Folder of the converted TFRecords.')
-flags.DEFINE_integer('num_classes', D('num_classes'), 'Classes including background (default: from the '
-                     'dataset; 21 for VOC).')
-flags.DEFINE_string('model_name', D('model_name'), 'Network: %s (default: the model card\'s when '
-                    'resuming, else the fine-tuned checkpoint\'s, else %s).'
-                    % (', '.join(sorted(nets_factory.networks_map)), cli.DEFAULT_MODEL))
-flags.DEFINE_string('preprocessing_name', D('preprocessing_name'), 'Preprocessing (default: the model\'s).')
+flags.DEFINE_integer(
+    'num_classes',
+    D('num_classes'),
+    'Classes including background (default: from the dataset; 21 for VOC).',
+)
+flags.DEFINE_string(
+    'model_name',
+    D('model_name'),
+    'Network: %s (default: the model card\'s when '
+    'resuming, else the fine-tuned checkpoint\'s, else %s).'
+    % (', '.join(sorted(nets_factory.networks_map)), cli.DEFAULT_MODEL),
+)
+flags.DEFINE_string(
+    'preprocessing_name', D('preprocessing_name'), 'Preprocessing (default: the model\'s).'
+)
 flags.DEFINE_integer('batch_size', D('batch_size'), 'Images per clone per step.', lower_bound=1)
-flags.DEFINE_integer('max_number_of_steps', D('max_number_of_steps'), 'Stop at this global step (default: never).')
-flags.DEFINE_enum('data_format', D('data_format'), ['NHWC', 'NCHW'], 'Image layout (NCHW: GPU only).')
-flags.DEFINE_string('anchor_sizes', D('anchor_sizes'), 'Anchor size preset of the model (%s).'
-                    % cli.anchor_presets_help())
-flags.DEFINE_float('depth_multiplier', D('depth_multiplier'), 'Width multiplier of ssd_300_mobilenet.')
-flags.DEFINE_float('batch_norm_decay', D('batch_norm_decay'), 'Moving-average decay of the batch-norm statistics '
-                   '(default: the model\'s, 0.997); lower it for runs of a few hundred steps.')
+flags.DEFINE_integer(
+    'max_number_of_steps', D('max_number_of_steps'), 'Stop at this global step (default: never).'
+)
+flags.DEFINE_enum(
+    'data_format', D('data_format'), ['NHWC', 'NCHW'], 'Image layout (NCHW: GPU only).'
+)
+flags.DEFINE_string(
+    'anchor_sizes',
+    D('anchor_sizes'),
+    'Anchor size preset of the model (%s).' % cli.anchor_presets_help(),
+)
+flags.DEFINE_float(
+    'depth_multiplier', D('depth_multiplier'), 'Width multiplier of ssd_300_mobilenet.'
+)
+flags.DEFINE_float(
+    'batch_norm_decay',
+    D('batch_norm_decay'),
+    'Moving-average decay of the batch-norm statistics '
+    '(default: the model\'s, 0.997); lower it for runs of a few hundred steps.',
+)
 # Fine-tuning.
-flags.DEFINE_string('checkpoint_path', D('checkpoint_path'), 'Checkpoint to initialise from: prefix, .index or '
-                    '.data-* file, or directory (latest). Ignored when train_dir has one.')
-flags.DEFINE_string('checkpoint_model_scope', D('checkpoint_model_scope'), 'The checkpoint\'s name for the model '
-                    'scope (leading-scope rewrite); vgg_16 or MobilenetV1 load TF-Slim ImageNet '
-                    'backbones (VGG fc6/fc7 sub-sampled into conv6/conv7).')
-flags.DEFINE_string('checkpoint_exclude_scopes', D('checkpoint_exclude_scopes'), 'Comma-separated scopes not restored.')
-flags.DEFINE_string('trainable_scopes', D('trainable_scopes'), 'Comma-separated scopes trained (default: all).')
-flags.DEFINE_boolean('ignore_missing_vars', D('ignore_missing_vars'), 'Skip variables the checkpoint lacks.')
-flags.DEFINE_boolean('exclude_mismatched_vars', D('exclude_mismatched_vars'), 'Skip (with a warning) variables whose '
-                     'shape differs from the checkpoint\'s, e.g. heads after a num_classes change.')
+flags.DEFINE_string(
+    'checkpoint_path',
+    D('checkpoint_path'),
+    'Checkpoint to initialise from: prefix, .index or '
+    '.data-* file, or directory (latest). Ignored when train_dir has one.',
+)
+flags.DEFINE_string(
+    'checkpoint_model_scope',
+    D('checkpoint_model_scope'),
+    'The checkpoint\'s name for the model '
+    'scope (leading-scope rewrite); vgg_16 or MobilenetV1 load TF-Slim ImageNet '
+    'backbones (VGG fc6/fc7 sub-sampled into conv6/conv7).',
+)
+flags.DEFINE_string(
+    'checkpoint_exclude_scopes',
+    D('checkpoint_exclude_scopes'),
+    'Comma-separated scopes not restored.',
+)
+flags.DEFINE_string(
+    'trainable_scopes', D('trainable_scopes'), 'Comma-separated scopes trained (default: all).'
+)
+flags.DEFINE_boolean(
+    'ignore_missing_vars', D('ignore_missing_vars'), 'Skip variables the checkpoint lacks.'
+)
+flags.DEFINE_boolean(
+    'exclude_mismatched_vars',
+    D('exclude_mismatched_vars'),
+    'Skip (with a warning) variables whose '
+    'shape differs from the checkpoint\'s, e.g. heads after a num_classes change.',
+)
+
 
 def main(_):
     logs.absl_only(logging.INFO)
@@ -153,9 +297,11 @@ def main(_):
         trainer.train(settings)
     except hooks.NonFiniteError as e:
         last_good = checkpoints.latest_in_directory(FLAGS.train_dir)
-        sys.exit('train_ssd_network: error: %s; training stopped without saving. Last good '
-                 'checkpoint: %s. Lower the learning rate or check the data.'
-                 % (e, last_good or 'none was written'))
+        sys.exit(
+            'train_ssd_network: error: %s; training stopped without saving. Last good '
+            'checkpoint: %s. Lower the learning rate or check the data.'
+            % (e, last_good or 'none was written')
+        )
     except (ValueError, FileNotFoundError, trainer.ClusterError) as e:
         sys.exit('train_ssd_network: error: %s' % e)
 
@@ -163,9 +309,13 @@ def main(_):
 def _interrupted():
     latest = checkpoints.latest_in_directory(FLAGS.train_dir) if FLAGS.train_dir else None
     if latest:
-        return (f'checkpoints up to {os.path.basename(latest)} are kept in {FLAGS.train_dir}; '
-                f'run the same command to resume from it')
-    return f'no checkpoint was written yet in {FLAGS.train_dir}; run the same command to start again'
+        return (
+            f'checkpoints up to {os.path.basename(latest)} are kept in {FLAGS.train_dir}; '
+            f'run the same command to resume from it'
+        )
+    return (
+        f'no checkpoint was written yet in {FLAGS.train_dir}; run the same command to start again'
+    )
 
 
 if __name__ == '__main__':

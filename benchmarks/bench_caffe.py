@@ -52,17 +52,20 @@ def _conversion(directory):
         if i == 0:
             tracemalloc.start()
         start = time.perf_counter()
-        caffe_convert.convert(model, out, 'ssd_512_vgg', prototxt_path=proto,
-                              log=lambda line: None)
+        caffe_convert.convert(model, out, 'ssd_512_vgg', prototxt_path=proto, log=lambda line: None)
         times.append(time.perf_counter() - start)
         if i == 0:
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
-    return {'model': 'ssd_512_vgg (21 classes)', 'floats': int(floats),
-            'caffemodel_mb': os.path.getsize(model) / 2**20,
-            'seconds_median': statistics.median(times), 'seconds_all': times,
-            'tracemalloc_peak_mb': peak / 2**20,
-            'ru_maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        'model': 'ssd_512_vgg (21 classes)',
+        'floats': int(floats),
+        'caffemodel_mb': os.path.getsize(model) / 2**20,
+        'seconds_median': statistics.median(times),
+        'seconds_all': times,
+        'tracemalloc_peak_mb': peak / 2**20,
+        'ru_maxrss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def _rel(a, b):
@@ -72,8 +75,9 @@ def _rel(a, b):
 def _parity(name, directory):
     model_name, make, size, mean, scale = caffe_fixtures.PARITY_NETS[name]
     net = make()
-    blob = caffe_fixtures.opencv_blob(caffe_fixtures.photo_like_image(size, size, seed=7),
-                                     (size, size), mean, scale)
+    blob = caffe_fixtures.opencv_blob(
+        caffe_fixtures.photo_like_image(size, size, seed=7), (size, size), mean, scale
+    )
     caffe_fixtures.calibrate_heads(net, blob)
     proto, model = caffe_fixtures.write_net(net, directory, name)
     names = ['mbox_loc', 'mbox_conf', 'mbox_priorbox']
@@ -84,15 +88,18 @@ def _parity(name, directory):
         cv_times.append(time.perf_counter() - start)
     out = os.path.join(directory, name + '.ckpt')
     caffe_convert.convert(model, out, model_name, prototxt_path=proto, log=lambda line: None)
-    ours = caffe_fixtures.our_forward(out, card_lib.load(caffe_convert.config_path_for(out)), blob,
-                                     repeats=FLAGS.repeats + 1)
+    ours = caffe_fixtures.our_forward(
+        out, card_lib.load(caffe_convert.config_path_for(out)), blob, repeats=FLAGS.repeats + 1
+    )
     n = len(ours['anchors'])
     priors = cv['mbox_priorbox'].reshape(2, n, 4)[0][:, [1, 0, 3, 2]]
     loc, conf = cv['mbox_loc'].reshape(n, 4), cv['mbox_conf'].reshape(n, -1)
     return {
-        'net': name, 'anchors': n,
+        'net': name,
+        'anchors': n,
         'priors_max_abs': float(np.abs(ours['anchors'] - priors).max()),
-        'loc_max_abs': float(np.abs(ours['loc'] - loc).max()), 'loc_rel': _rel(ours['loc'], loc),
+        'loc_max_abs': float(np.abs(ours['loc'] - loc).max()),
+        'loc_rel': _rel(ours['loc'], loc),
         'logits_max_abs': float(np.abs(ours['logits'] - conf).max()),
         'logits_rel': _rel(ours['logits'], conf),
         # OpenCV's time includes building the net from memory; ours is the session run only.
@@ -106,24 +113,50 @@ def main(_):
     with tempfile.TemporaryDirectory() as directory:
         conversion = _conversion(directory)
         parity = [_parity(name, directory) for name in caffe_fixtures.PARITY_NETS]
-    results = {'machine': platform.platform(), 'cpus': os.cpu_count(),
-               'tensorflow': tf.__version__, 'conversion': conversion, 'parity': parity}
-    print('| conversion | floats | caffemodel MB | seconds (median) | tracemalloc peak MB | '
-          'peak RSS MB |')
+    results = {
+        'machine': platform.platform(),
+        'cpus': os.cpu_count(),
+        'tensorflow': tf.__version__,
+        'conversion': conversion,
+        'parity': parity,
+    }
+    print(
+        '| conversion | floats | caffemodel MB | seconds (median) | tracemalloc peak MB | '
+        'peak RSS MB |'
+    )
     print('|---|---|---|---|---|---|')
-    print('| %s | %d | %.0f | %.2f | %.0f | %.0f |' % (
-        conversion['model'], conversion['floats'], conversion['caffemodel_mb'],
-        conversion['seconds_median'], conversion['tracemalloc_peak_mb'],
-        conversion['ru_maxrss_mb']))
+    print(
+        '| %s | %d | %.0f | %.2f | %.0f | %.0f |'
+        % (
+            conversion['model'],
+            conversion['floats'],
+            conversion['caffemodel_mb'],
+            conversion['seconds_median'],
+            conversion['tracemalloc_peak_mb'],
+            conversion['ru_maxrss_mb'],
+        )
+    )
     print()
-    print('| net | anchors | priors max abs | loc max abs (rel) | logits max abs (rel) | '
-          'OpenCV load+forward s | TF forward s |')
+    print(
+        '| net | anchors | priors max abs | loc max abs (rel) | logits max abs (rel) | '
+        'OpenCV load+forward s | TF forward s |'
+    )
     print('|---|---|---|---|---|---|---|')
     for p in parity:
-        print('| %s | %d | %.2g | %.2g (%.2g) | %.2g (%.2g) | %.2f | %.2f |' % (
-            p['net'], p['anchors'], p['priors_max_abs'], p['loc_max_abs'], p['loc_rel'],
-            p['logits_max_abs'], p['logits_rel'], p['opencv_load_and_forward_s'],
-            p['tf_forward_s']))
+        print(
+            '| %s | %d | %.2g | %.2g (%.2g) | %.2g (%.2g) | %.2f | %.2f |'
+            % (
+                p['net'],
+                p['anchors'],
+                p['priors_max_abs'],
+                p['loc_max_abs'],
+                p['loc_rel'],
+                p['logits_max_abs'],
+                p['logits_rel'],
+                p['opencv_load_and_forward_s'],
+                p['tf_forward_s'],
+            )
+        )
     if FLAGS.output_json:
         atomic_io.write_json_atomic(FLAGS.output_json, results)
 

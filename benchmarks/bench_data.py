@@ -54,14 +54,23 @@ def _time_conversion(voc_dir, out_dir, workers):
     times = []
     for _ in range(FLAGS.repeats):
         start = time.perf_counter()
-        convert.convert(sources, loader, synthetic.CLASSES, out_dir, 'bench', samples_per_file=FLAGS.samples_per_file,
-                        num_workers=workers, show_progress=False)
+        convert.convert(
+            sources,
+            loader,
+            synthetic.CLASSES,
+            out_dir,
+            'bench',
+            samples_per_file=FLAGS.samples_per_file,
+            num_workers=workers,
+            show_progress=False,
+        )
         times.append(time.perf_counter() - start)
     return len(sources) / statistics.median(times)
 
 
 def _time_reading(out_dir):
     from datasets import dataset_factory
+
     ds = dataset_factory.get_dataset('custom', 'bench', out_dir)
     times = []
     for _ in range(FLAGS.repeats):
@@ -74,29 +83,50 @@ def _time_reading(out_dir):
 
 def main(_):
     import tensorflow as tf  # before timing, so the in-process (1 worker) run does not pay for it
+
     with tempfile.TemporaryDirectory() as tmp:
         voc = os.path.join(tmp, 'voc')
         synthetic.generate(voc, FLAGS.num_images, seed=0)
         png = os.path.join(tmp, 'voc_png')
         _png_copy(voc, png)
         rows = []
-        for label, src in (('synthetic JPEG (bytes kept)', voc), ('synthetic PNG (re-encoded)', png)):
+        for label, src in (
+            ('synthetic JPEG (bytes kept)', voc),
+            ('synthetic PNG (re-encoded)', png),
+        ):
             for workers in (1, 2):
                 rate = _time_conversion(src, os.path.join(tmp, 'out'), workers)
-                rows.append({'stage': 'convert', 'input': label, 'workers': workers, 'images_per_s': rate})
+                rows.append(
+                    {'stage': 'convert', 'input': label, 'workers': workers, 'images_per_s': rate}
+                )
         rate = _time_reading(os.path.join(tmp, 'out'))
-        rows.append({'stage': 'read + decode', 'input': 'converted records', 'workers': FLAGS.num_readers,
-                     'images_per_s': rate})
-    print(f'\n{FLAGS.num_images} synthetic images (160-320 px), median of {FLAGS.repeats} runs, '
-          f'{os.cpu_count()} CPU cores\n')
+        rows.append(
+            {
+                'stage': 'read + decode',
+                'input': 'converted records',
+                'workers': FLAGS.num_readers,
+                'images_per_s': rate,
+            }
+        )
+    print(
+        f'\n{FLAGS.num_images} synthetic images (160-320 px), median of {FLAGS.repeats} runs, '
+        f'{os.cpu_count()} CPU cores\n'
+    )
     print('| stage | input | workers / readers | images/s |')
     print('|---|---|---|---|')
     for r in rows:
         print(f'| {r["stage"]} | {r["input"]} | {r["workers"]} | {r["images_per_s"]:.0f} |')
     if FLAGS.output_json:
-        result = {'num_images': FLAGS.num_images, 'samples_per_file': FLAGS.samples_per_file,
-                  'repeats': FLAGS.repeats, 'cpu_count': os.cpu_count(), 'machine': platform.processor() or
-                  platform.machine(), 'tensorflow': tf.__version__, 'opencv': cv2.__version__, 'rows': rows}
+        result = {
+            'num_images': FLAGS.num_images,
+            'samples_per_file': FLAGS.samples_per_file,
+            'repeats': FLAGS.repeats,
+            'cpu_count': os.cpu_count(),
+            'machine': platform.processor() or platform.machine(),
+            'tensorflow': tf.__version__,
+            'opencv': cv2.__version__,
+            'rows': rows,
+        }
         temp = FLAGS.output_json + '.tmp'
         with open(temp, 'w') as f:
             json.dump(result, f, indent=1)

@@ -11,6 +11,7 @@ only) and the compute floor in ms per image, 2·MACs / (best fp32 GFLOP/s), i.e.
 forward pass would take if every convolution ran at matmul speed. Prints a markdown table and
 writes JSON (and the table beside it, .md).
 """
+
 import argparse
 import os
 import platform
@@ -48,7 +49,7 @@ def cpu_flags():
 
 def gflops(n, seconds):
     """GFLOP/s of one n x n by n x n matrix multiply taking `seconds` (2·n³ FLOPs)."""
-    return 2. * n ** 3 / seconds / 1e9
+    return 2.0 * n**3 / seconds / 1e9
 
 
 def numpy_matmul_gflops(n, repeats):
@@ -62,12 +63,15 @@ def tf_matmul_gflops(n, repeats, threads, dtype):
     """TensorFlow matmul GFLOP/s in `dtype` (tf.float32 or tf.bfloat16) on `threads` threads."""
     with tf.Graph().as_default():
         rng = np.random.default_rng(0)
-        a, b = (v1.Variable(tf.cast(rng.standard_normal((n, n)).astype(np.float32), dtype))
-                for _ in range(2))
+        a, b = (
+            v1.Variable(tf.cast(rng.standard_normal((n, n)).astype(np.float32), dtype))
+            for _ in range(2)
+        )
         # Running the op without fetching its output: no copy of the n x n result is timed.
         product = tf.matmul(a, b).op
-        config = v1.ConfigProto(intra_op_parallelism_threads=threads,
-                                inter_op_parallelism_threads=1)
+        config = v1.ConfigProto(
+            intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1
+        )
         with v1.Session(config=config) as sess:
             sess.run(v1.global_variables_initializer())
             return gflops(n, bench_nets.median_seconds(lambda: sess.run(product), repeats))
@@ -84,43 +88,72 @@ def net_macs(name):
 
 def floor_ms(macs, gflop_per_s):
     """Compute floor in ms per image: 2·MACs FLOPs at `gflop_per_s`."""
-    return 2. * macs / (gflop_per_s * 1e9) * 1e3
+    return 2.0 * macs / (gflop_per_s * 1e9) * 1e3
 
 
 def measure(models, size, repeats, threads):
     """The floor report (see the module docstring) as a JSON-ready dict."""
-    fp32 = {'numpy': numpy_matmul_gflops(size, repeats),
-            'tensorflow': tf_matmul_gflops(size, repeats, threads, tf.float32)}
+    fp32 = {
+        'numpy': numpy_matmul_gflops(size, repeats),
+        'tensorflow': tf_matmul_gflops(size, repeats, threads, tf.float32),
+    }
     best_fp32 = max(fp32.values())
     bf16_flags = sorted(cpu_flags() & set(BF16_CPU_FLAGS))
     bf16 = tf_matmul_gflops(size, repeats, threads, tf.bfloat16) if bf16_flags else None
     rows = []
     for name in models:
         macs = net_macs(name)
-        rows.append({'model': name, 'gmacs': macs / 1e9,
-                     'floor_ms_fp32': floor_ms(macs, best_fp32),
-                     'floor_ms_bf16': floor_ms(macs, bf16) if bf16 else None})
-    return {'matrix_size': size, 'threads': threads, 'repeats': repeats,
-            'fp32_gflops': fp32, 'fp32_gflops_best': best_fp32,
-            'bf16_cpu_flags': bf16_flags, 'bf16_gflops': bf16,
-            'rows': rows, 'tensorflow': tf.__version__, 'numpy': np.__version__,
-            'machine': platform.machine(), 'cpus': os.cpu_count()}
+        rows.append(
+            {
+                'model': name,
+                'gmacs': macs / 1e9,
+                'floor_ms_fp32': floor_ms(macs, best_fp32),
+                'floor_ms_bf16': floor_ms(macs, bf16) if bf16 else None,
+            }
+        )
+    return {
+        'matrix_size': size,
+        'threads': threads,
+        'repeats': repeats,
+        'fp32_gflops': fp32,
+        'fp32_gflops_best': best_fp32,
+        'bf16_cpu_flags': bf16_flags,
+        'bf16_gflops': bf16,
+        'rows': rows,
+        'tensorflow': tf.__version__,
+        'numpy': np.__version__,
+        'machine': platform.machine(),
+        'cpus': os.cpu_count(),
+    }
 
 
 def markdown(report):
     bf16 = report['bf16_gflops']
-    lines = ['Matmul %dx%d, %d threads: fp32 numpy %.1f GFLOP/s, fp32 TensorFlow %.1f GFLOP/s, '
-             'bf16 TensorFlow %s.' % (
-                 report['matrix_size'], report['matrix_size'], report['threads'],
-                 report['fp32_gflops']['numpy'], report['fp32_gflops']['tensorflow'],
-                 '%.1f GFLOP/s' % bf16 if bf16 else 'not measured (no avx512_bf16/amx_bf16)'),
-             '',
-             '| model | GMACs/img | fp32 floor (ms/img) | bf16 floor (ms/img) |',
-             '|---|---|---|---|']
+    lines = [
+        'Matmul %dx%d, %d threads: fp32 numpy %.1f GFLOP/s, fp32 TensorFlow %.1f GFLOP/s, '
+        'bf16 TensorFlow %s.'
+        % (
+            report['matrix_size'],
+            report['matrix_size'],
+            report['threads'],
+            report['fp32_gflops']['numpy'],
+            report['fp32_gflops']['tensorflow'],
+            '%.1f GFLOP/s' % bf16 if bf16 else 'not measured (no avx512_bf16/amx_bf16)',
+        ),
+        '',
+        '| model | GMACs/img | fp32 floor (ms/img) | bf16 floor (ms/img) |',
+        '|---|---|---|---|',
+    ]
     for r in report['rows']:
-        lines.append('| %s | %.2f | %.1f | %s |' % (
-            r['model'], r['gmacs'], r['floor_ms_fp32'],
-            '%.1f' % r['floor_ms_bf16'] if r['floor_ms_bf16'] else '-'))
+        lines.append(
+            '| %s | %.2f | %.1f | %s |'
+            % (
+                r['model'],
+                r['gmacs'],
+                r['floor_ms_fp32'],
+                '%.1f' % r['floor_ms_bf16'] if r['floor_ms_bf16'] else '-',
+            )
+        )
     return '\n'.join(lines) + '\n'
 
 

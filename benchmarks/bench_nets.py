@@ -7,6 +7,7 @@ Random weights, random normalised 300x300 (512x512) inputs, NHWC, the graph with
 (no freezing). Medians over `--repeats` runs after warm-up; prints a markdown table and writes
 JSON. The machine is noisy: compare numbers from one run.
 """
+
 import argparse
 import os
 import platform
@@ -79,11 +80,11 @@ def bench(name, size, repeats, dtypes):
                 predictions, localisations, _, _ = network_fn(tf.cast(images, dtype))
                 outputs = [flatten_layers(predictions), flatten_layers(localisations)]
                 if 'parameters' not in row:
-                    row['parameters'] = int(sum(np.prod(v.shape)
-                                                for v in v1.trainable_variables()))
+                    row['parameters'] = int(sum(np.prod(v.shape) for v in v1.trainable_variables()))
                     row['gmacs'] = multiply_accumulates(graph) / 1e9
-                config = v1.ConfigProto(intra_op_parallelism_threads=os.cpu_count(),
-                                        inter_op_parallelism_threads=1)
+                config = v1.ConfigProto(
+                    intra_op_parallelism_threads=os.cpu_count(), inter_op_parallelism_threads=1
+                )
                 with v1.Session(config=config) as sess:
                     sess.run(v1.global_variables_initializer())
                     feed = {images: np.random.RandomState(0).randn(batch, size, size, 3) * 50}
@@ -100,26 +101,44 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--models', default=','.join(n for n, _ in NETS))
-    parser.add_argument('--dtypes', default='float32,bfloat16',
-                        help='compute dtypes, comma-separated (float32 first)')
+    parser.add_argument(
+        '--dtypes',
+        default='float32,bfloat16',
+        help='compute dtypes, comma-separated (float32 first)',
+    )
     parser.add_argument('--output', default=None, help='JSON file to write')
     args = parser.parse_args()
     dtypes = args.dtypes.split(',')
-    rows = [bench(name, size, args.repeats, dtypes) for name, size in NETS
-            if name in args.models.split(',')]
+    rows = [
+        bench(name, size, args.repeats, dtypes)
+        for name, size in NETS
+        if name in args.models.split(',')
+    ]
     print('| model | parameters | GMACs | dtype | latency b1 (ms) | b8 ms/img | b8 img/s |')
     print('|---|---|---|---|---|---|---|')
     for r in rows:
         for dtype in dtypes:
             prefix = '' if dtype == 'float32' else dtype + '_'
-            print('| %s | %s | %.2f | %s | %.1f | %.1f | %.1f |' % (
-                r['model'], format(r['parameters'], ','), r['gmacs'], dtype,
-                r[prefix + 'latency_ms_b1'], r[prefix + 'ms_per_image_b8'],
-                r[prefix + 'images_per_s_b8']))
+            print(
+                '| %s | %s | %.2f | %s | %.1f | %.1f | %.1f |'
+                % (
+                    r['model'],
+                    format(r['parameters'], ','),
+                    r['gmacs'],
+                    dtype,
+                    r[prefix + 'latency_ms_b1'],
+                    r[prefix + 'ms_per_image_b8'],
+                    r[prefix + 'images_per_s_b8'],
+                )
+            )
     if args.output:
-        report = {'date': time.strftime('%Y-%m-%d'), 'machine': platform.processor() or
-                  platform.machine(), 'cpus': os.cpu_count(), 'tensorflow': tf.__version__,
-                  'results': rows}
+        report = {
+            'date': time.strftime('%Y-%m-%d'),
+            'machine': platform.processor() or platform.machine(),
+            'cpus': os.cpu_count(),
+            'tensorflow': tf.__version__,
+            'results': rows,
+        }
         write_report(args.output, report)
 
 

@@ -19,6 +19,7 @@ the repeats after one warm-up run, the three taking turns within each repeat (th
 shared: load from other jobs then falls on all three alike). Prints a markdown table and writes
 JSON (and .md beside it).
 """
+
 import argparse
 import os
 import platform
@@ -37,13 +38,18 @@ from converters import caffe_convert  # noqa: E402
 from model import card as card_lib  # noqa: E402
 from tests import caffe_fixtures  # noqa: E402
 from nets import ssd_common  # noqa: E402
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_nets  # noqa: E402
 
 v1 = tf.compat.v1
 # (batch-1 repeats, batch-8 repeats) after one warm-up; --repeats_scale multiplies them.
-REPEATS = {'mobilenet_merged': (10, 5), 'mobilenet_separate_bn': (10, 5), 'vgg300': (3, 2),
-           'vgg512': (2, 1)}
+REPEATS = {
+    'mobilenet_merged': (10, 5),
+    'mobilenet_separate_bn': (10, 5),
+    'vgg300': (3, 2),
+    'vgg512': (2, 1),
+}
 BATCHES = (1, 8)
 FRAMEWORKS = ('opencv', 'tf_checkpoint', 'tf_frozen')
 
@@ -88,8 +94,9 @@ class TFRunner:
     def __init__(self, checkpoint_path, batch, threads, frozen):
         ssd = card_lib.load(caffe_convert.config_path_for(checkpoint_path)).net()
         size = tuple(ssd.params.img_shape)
-        session_config = v1.ConfigProto(intra_op_parallelism_threads=threads,
-                                        inter_op_parallelism_threads=1)
+        session_config = v1.ConfigProto(
+            intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1
+        )
         with tf.Graph().as_default() as graph:
             images = v1.placeholder(tf.float32, (batch,) + size + (3,), name='images')
             with slim.arg_scope(ssd.arg_scope(data_format='NHWC')):
@@ -98,13 +105,19 @@ class TFRunner:
             conf = tf.identity(ssd_common.flatten_layers(logits), name='logits')
             with v1.Session(graph=graph, config=session_config) as sess:
                 v1.train.Saver().restore(sess, checkpoint_path)
-                graph_def = v1.graph_util.convert_variables_to_constants(
-                    sess, graph.as_graph_def(), ['loc', 'logits']) if frozen else None
+                graph_def = (
+                    v1.graph_util.convert_variables_to_constants(
+                        sess, graph.as_graph_def(), ['loc', 'logits']
+                    )
+                    if frozen
+                    else None
+                )
         if frozen:
             graph = tf.Graph()
             with graph.as_default():
                 images, loc, conf = tf.import_graph_def(
-                    graph_def, return_elements=['images:0', 'loc:0', 'logits:0'], name='')
+                    graph_def, return_elements=['images:0', 'loc:0', 'logits:0'], name=''
+                )
         self.sess = v1.Session(graph=graph, config=session_config)
         if not frozen:
             with graph.as_default():
@@ -125,77 +138,116 @@ def bench_net(name, work_dir, threads, repeats_scale, log):
     net = make()
     images = [caffe_fixtures.photo_like_image(size, size, seed=i) for i in range(max(BATCHES))]
     caffe_fixtures.calibrate_heads(
-        net, caffe_fixtures.opencv_blob(images[0], (size, size), mean, scale))
+        net, caffe_fixtures.opencv_blob(images[0], (size, size), mean, scale)
+    )
     proto, model = caffe_fixtures.write_net(net, work_dir, name)
     checkpoint = os.path.join(work_dir, name + '.ckpt')
     caffe_convert.convert(model, checkpoint, model_name, prototxt_path=proto, log=lambda _: None)
     rows = []
     for batch, repeats in zip(BATCHES, REPEATS[name]):
         repeats = max(1, int(round(repeats * repeats_scale)))
-        blob = cv2.dnn.blobFromImages(images[:batch], scale, (size, size), mean, swapRB=False,
-                                      crop=False)
+        blob = cv2.dnn.blobFromImages(
+            images[:batch], scale, (size, size), mean, swapRB=False, crop=False
+        )
         runners, setups = [], []
         for framework in FRAMEWORKS:
             start = time.perf_counter()
-            runners.append(OpenCVRunner(proto, model) if framework == 'opencv' else
-                           TFRunner(checkpoint, batch, threads, frozen=framework == 'tf_frozen'))
+            runners.append(
+                OpenCVRunner(proto, model)
+                if framework == 'opencv'
+                else TFRunner(checkpoint, batch, threads, frozen=framework == 'tf_frozen')
+            )
             setups.append(time.perf_counter() - start)
         medians, outputs = interleaved_medians(
-            [lambda runner=runner: runner.run(blob) for runner in runners], repeats)
+            [lambda runner=runner: runner.run(blob) for runner in runners], repeats
+        )
         for runner in runners:
             if hasattr(runner, 'close'):
                 runner.close()
         reference = outputs[FRAMEWORKS.index('opencv')]
         for framework, setup, seconds, (loc, conf) in zip(FRAMEWORKS, setups, medians, outputs):
-            row = {'net': name, 'model': model_name, 'framework': framework, 'batch': batch,
-                   'repeats': repeats, 'setup_s': round(setup, 2),
-                   'ms_per_batch': seconds * 1e3, 'ms_per_image': seconds * 1e3 / batch,
-                   'images_per_s': batch / seconds,
-                   'max_abs_diff_vs_opencv': float(max(np.abs(loc - reference[0]).max(),
-                                                       np.abs(conf - reference[1]).max()))}
+            row = {
+                'net': name,
+                'model': model_name,
+                'framework': framework,
+                'batch': batch,
+                'repeats': repeats,
+                'setup_s': round(setup, 2),
+                'ms_per_batch': seconds * 1e3,
+                'ms_per_image': seconds * 1e3 / batch,
+                'images_per_s': batch / seconds,
+                'max_abs_diff_vs_opencv': float(
+                    max(np.abs(loc - reference[0]).max(), np.abs(conf - reference[1]).max())
+                ),
+            }
             log('%s batch %d %s: %.1f ms/img' % (name, batch, framework, row['ms_per_image']))
             rows.append(row)
     return rows
 
 
 def markdown(rows):
-    lines = ['| net | model | framework | batch 1 latency (ms) | batch 8 (ms/img) | '
-             'batch 8 (img/s) | max abs diff vs OpenCV |', '|---|---|---|---|---|---|---|']
+    lines = [
+        '| net | model | framework | batch 1 latency (ms) | batch 8 (ms/img) | '
+        'batch 8 (img/s) | max abs diff vs OpenCV |',
+        '|---|---|---|---|---|---|---|',
+    ]
     keyed = {(r['net'], r['framework'], r['batch']): r for r in rows}
     for net in dict.fromkeys(r['net'] for r in rows):
         for framework in FRAMEWORKS:
             b1, b8 = keyed[(net, framework, 1)], keyed[(net, framework, 8)]
-            lines.append('| %s | %s | %s | %.1f | %.1f | %.2f | %.2g |' % (
-                net, b1['model'], framework, b1['ms_per_batch'], b8['ms_per_image'],
-                b8['images_per_s'], max(b1['max_abs_diff_vs_opencv'],
-                                        b8['max_abs_diff_vs_opencv'])))
+            lines.append(
+                '| %s | %s | %s | %.1f | %.1f | %.2f | %.2g |'
+                % (
+                    net,
+                    b1['model'],
+                    framework,
+                    b1['ms_per_batch'],
+                    b8['ms_per_image'],
+                    b8['images_per_s'],
+                    max(b1['max_abs_diff_vs_opencv'], b8['max_abs_diff_vs_opencv']),
+                )
+            )
     return '\n'.join(lines) + '\n'
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--nets', default='mobilenet_merged,vgg300',
-                        help='comma-separated keys of caffe_fixtures.PARITY_NETS')
-    parser.add_argument('--threads', type=int, default=2,
-                        help='cv2.setNumThreads and TF intra-op threads')
-    parser.add_argument('--repeats_scale', type=float, default=1.,
-                        help='multiplies the per-net repeats (at least 1 each)')
+    parser.add_argument(
+        '--nets',
+        default='mobilenet_merged,vgg300',
+        help='comma-separated keys of caffe_fixtures.PARITY_NETS',
+    )
+    parser.add_argument(
+        '--threads', type=int, default=2, help='cv2.setNumThreads and TF intra-op threads'
+    )
+    parser.add_argument(
+        '--repeats_scale',
+        type=float,
+        default=1.0,
+        help='multiplies the per-net repeats (at least 1 each)',
+    )
     parser.add_argument('--output', default=None, help='JSON file to write (and .md beside it)')
     args = parser.parse_args()
     nets = args.nets.split(',')
     unknown = [n for n in nets if n not in caffe_fixtures.PARITY_NETS]
     if unknown:
-        parser.error('unknown --nets %s; choose from %s' % (
-            unknown, ', '.join(caffe_fixtures.PARITY_NETS)))
+        parser.error(
+            'unknown --nets %s; choose from %s' % (unknown, ', '.join(caffe_fixtures.PARITY_NETS))
+        )
     v1.logging.set_verbosity(v1.logging.ERROR)
     cv2.setNumThreads(args.threads)
     rows = []
     for name in nets:
         with tempfile.TemporaryDirectory() as work_dir:
             rows.extend(bench_net(name, work_dir, args.threads, args.repeats_scale, print))
-    report = {'rows': rows, 'threads': args.threads, 'opencv': cv2.__version__,
-              'tensorflow': tf.__version__, 'machine': platform.machine(),
-              'cpus': os.cpu_count()}
+    report = {
+        'rows': rows,
+        'threads': args.threads,
+        'opencv': cv2.__version__,
+        'tensorflow': tf.__version__,
+        'machine': platform.machine(),
+        'cpus': os.cpu_count(),
+    }
     table = markdown(rows)
     print(table)
     if args.output:

@@ -5,6 +5,7 @@ output. Writes `<output_dir>/bench_preprocessing.json` and `.md` (atomically) an
 
   python benchmarks/bench_preprocessing.py --cores 2 --num_images 1000
 """
+
 import argparse
 import os
 import platform
@@ -44,8 +45,9 @@ def _source(examples):
     labels = tf.RaggedTensor.from_row_lengths(np.concatenate([e[1] for e in examples]), lengths)
     bboxes = tf.RaggedTensor.from_row_lengths(np.concatenate([e[2] for e in examples]), lengths)
     dataset = tf.data.Dataset.from_tensor_slices((images, labels, bboxes)).repeat()
-    return dataset.map(lambda im, l, b: (tf.ensure_shape(tf.io.parse_tensor(im, tf.uint8),
-                                                         [None, None, 3]), l, b))
+    return dataset.map(
+        lambda im, l, b: (tf.ensure_shape(tf.io.parse_tensor(im, tf.uint8), [None, None, 3]), l, b)
+    )
 
 
 def measure(model_name, is_training, examples, num_images, warmup, cores):
@@ -66,8 +68,9 @@ def measure(model_name, is_training, examples, num_images, warmup, cores):
         options.threading.private_threadpool_size = cores
         dataset = dataset.with_options(options)
         next_batch = tf.compat.v1.data.make_one_shot_iterator(dataset).get_next()
-        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=cores,
-                                          inter_op_parallelism_threads=cores)
+        config = tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=cores, inter_op_parallelism_threads=cores
+        )
         with tf.compat.v1.Session(config=config) as session:
             for _ in range(max(1, warmup // BATCH)):
                 session.run(next_batch)
@@ -93,27 +96,42 @@ def main(argv=None):
     if args.cores > len(available):
         parser.error(f'--cores {args.cores} but only {len(available)} cores are available.')
     # Pin the process so that "N cores" holds on bigger machines too.
-    os.sched_setaffinity(0, available[:args.cores])
+    os.sched_setaffinity(0, available[: args.cores])
 
     examples = synthetic_examples(args.num_source_images)
     rows = []
     for model in args.models:
         for is_training in (True, False):
             rate = measure(model, is_training, examples, args.num_images, args.warmup, args.cores)
-            rows.append({'model': model, 'mode': 'train' if is_training else 'eval',
-                         'images_per_s': round(rate, 1), 'ms_per_image_per_core':
-                         round(1000. * args.cores / rate, 2)})
+            rows.append(
+                {
+                    'model': model,
+                    'mode': 'train' if is_training else 'eval',
+                    'images_per_s': round(rate, 1),
+                    'ms_per_image_per_core': round(1000.0 * args.cores / rate, 2),
+                }
+            )
             print(rows[-1], flush=True)
-    result = {'benchmark': 'preprocessing', 'cores': args.cores, 'out_shape': list(OUT_SHAPE),
-              'input': 'synthetic uint8, 300-500 px per side, 1-6 boxes, decoded',
-              'num_images': args.num_images, 'tensorflow': tf.__version__,
-              'cpu': platform.processor() or platform.machine(), 'results': rows}
+    result = {
+        'benchmark': 'preprocessing',
+        'cores': args.cores,
+        'out_shape': list(OUT_SHAPE),
+        'input': 'synthetic uint8, 300-500 px per side, 1-6 boxes, decoded',
+        'num_images': args.num_images,
+        'tensorflow': tf.__version__,
+        'cpu': platform.processor() or platform.machine(),
+        'results': rows,
+    }
     table = ['| model | mode | images/s | ms/image/core |', '|---|---|---|---|']
-    table += [f"| {r['model']} | {r['mode']} | {r['images_per_s']} | {r['ms_per_image_per_core']} |"
-              for r in rows]
-    markdown = (f'# Preprocessing throughput\n\n{args.cores} cores, tf.data map AUTOTUNE, '
-                f'{result["input"]}, output {OUT_SHAPE[0]}x{OUT_SHAPE[1]}, '
-                f'TensorFlow {tf.__version__}.\n\n' + '\n'.join(table) + '\n')
+    table += [
+        f"| {r['model']} | {r['mode']} | {r['images_per_s']} | {r['ms_per_image_per_core']} |"
+        for r in rows
+    ]
+    markdown = (
+        f'# Preprocessing throughput\n\n{args.cores} cores, tf.data map AUTOTUNE, '
+        f'{result["input"]}, output {OUT_SHAPE[0]}x{OUT_SHAPE[1]}, '
+        f'TensorFlow {tf.__version__}.\n\n' + '\n'.join(table) + '\n'
+    )
     os.makedirs(args.output_dir, exist_ok=True)
     atomic_io.write_json_atomic(os.path.join(args.output_dir, 'bench_preprocessing.json'), result)
     atomic_io.write_text_atomic(os.path.join(args.output_dir, 'bench_preprocessing.md'), markdown)

@@ -40,6 +40,7 @@ class ConvertResult:
     problems: problem lines (empty unless allow_partial let them through).
     table: the printed mapping table.
     """
+
     checkpoint_path: str
     config_path: str
     config: Dict
@@ -50,22 +51,39 @@ class ConvertResult:
 
 def config_path_for(checkpoint_path, backbone_only=False):
     """The JSON written beside a converted checkpoint: its model card, or a backbone's record."""
-    return checkpoint_path + (card_lib.LEGACY_CHECKPOINT_SUFFIX if backbone_only
-                              else card_lib.CHECKPOINT_CARD_SUFFIX)
+    return checkpoint_path + (
+        card_lib.LEGACY_CHECKPOINT_SUFFIX if backbone_only else card_lib.CHECKPOINT_CARD_SUFFIX
+    )
 
 
 def model_card(config, params):
     """The model card of a converted detection model (`config`: the conversion record)."""
-    detection = {card_lib.CAFFE_DETECTION_NAMES[k]: v for k, v in config['detection'].items()
-                 if k in card_lib.CAFFE_DETECTION_NAMES}
-    names = (labels_lib.VOC_CLASSES if params.num_classes == len(labels_lib.VOC_CLASSES) + 1
-             else card_lib.default_class_names(params.num_classes))
-    provenance = {'converted_by': 'caffe_to_tensorflow.py', 'source': config['source'],
-                  'time': card_lib.now(), 'git_commit': card_lib.git_commit()}
+    detection = {
+        card_lib.CAFFE_DETECTION_NAMES[k]: v
+        for k, v in config['detection'].items()
+        if k in card_lib.CAFFE_DETECTION_NAMES
+    }
+    names = (
+        labels_lib.VOC_CLASSES
+        if params.num_classes == len(labels_lib.VOC_CLASSES) + 1
+        else card_lib.default_class_names(params.num_classes)
+    )
+    provenance = {
+        'converted_by': 'caffe_to_tensorflow.py',
+        'source': config['source'],
+        'time': card_lib.now(),
+        'git_commit': card_lib.git_commit(),
+    }
     return card_lib.ModelCard(
-        config['model_name'], params, tuple(config['preprocessing']['mean_rgb']),
-        config['preprocessing']['scale'], tuple(names), card_lib.DetectionSettings(**detection),
-        card_id=card_lib.new_card_id(), provenance=provenance)
+        config['model_name'],
+        params,
+        tuple(config['preprocessing']['mean_rgb']),
+        config['preprocessing']['scale'],
+        tuple(names),
+        card_lib.DetectionSettings(**detection),
+        card_id=card_lib.new_card_id(),
+        provenance=provenance,
+    )
 
 
 def _num_classes(flag, inferred, from_prototxt, default):
@@ -95,36 +113,52 @@ def _ssd_params(spec, layers, from_prototxt, prototxt_path, num_classes):
     if proto_classes is not None and proto_classes != classes and not spec.backbone_only:
         raise caffe_ssd.ConversionError(
             '%s says num_classes %d (DetectionOutput) but the model has %d; pass the matching '
-            'prototxt or --num_classes' % (prototxt_path, proto_classes, classes))
+            'prototxt or --num_classes' % (prototxt_path, proto_classes, classes)
+        )
     if tuple(proto_params.get('img_shape', base.img_shape)) != tuple(base.img_shape):
         raise caffe_ssd.ConversionError(
-            '%s: input %s, but %s is built for %s' % (prototxt_path, proto_params['img_shape'],
-                                                     spec.net_name, list(base.img_shape)))
+            '%s: input %s, but %s is built for %s'
+            % (prototxt_path, proto_params['img_shape'], spec.net_name, list(base.img_shape))
+        )
     params = base._replace(num_classes=classes)
     if proto_params:
         return ssd_params_lib.params_from_dict(params, proto_params), 'the prototxt PriorBox layers'
     if spec.backbone_only:
         return params, None
     params, dataset = _preset_params(params, spec)
-    return params, ('the published %s preset (no --prototxt_path; pass the deploy prototxt to '
-                    'take them from the model)' % dataset.upper())
+    return params, (
+        'the published %s preset (no --prototxt_path; pass the deploy prototxt to '
+        'take them from the model)' % dataset.upper()
+    )
 
 
-def _conversion_record(spec, params, from_prototxt, caffemodel_path, prototxt_path,
-                       caffe_mean_bgr, caffe_scale):
+def _conversion_record(
+    spec, params, from_prototxt, caffemodel_path, prototxt_path, caffe_mean_bgr, caffe_scale
+):
     """The conversion record (see the module docstring)."""
-    mean_bgr = list(caffe_mean_bgr or from_prototxt['preprocessing'].get('caffe_mean_bgr')
-                    or spec.caffe_mean_bgr)
-    scale = (caffe_scale if caffe_scale is not None
-             else from_prototxt['preprocessing'].get('caffe_scale', spec.caffe_scale))
+    mean_bgr = list(
+        caffe_mean_bgr
+        or from_prototxt['preprocessing'].get('caffe_mean_bgr')
+        or spec.caffe_mean_bgr
+    )
+    scale = (
+        caffe_scale
+        if caffe_scale is not None
+        else from_prototxt['preprocessing'].get('caffe_scale', spec.caffe_scale)
+    )
     config = {
         'model_name': spec.net_name,
         'backbone_only': spec.backbone_only,
-        'preprocessing': {'channel_order': 'RGB', 'mean_rgb': [float(m) for m in mean_bgr[::-1]],
-                          'scale': float(scale)},
-        'source': {'caffemodel': os.path.abspath(caffemodel_path),
-                   'prototxt': os.path.abspath(prototxt_path) if prototxt_path else None,
-                   'converter_model_name': spec.name},
+        'preprocessing': {
+            'channel_order': 'RGB',
+            'mean_rgb': [float(m) for m in mean_bgr[::-1]],
+            'scale': float(scale),
+        },
+        'source': {
+            'caffemodel': os.path.abspath(caffemodel_path),
+            'prototxt': os.path.abspath(prototxt_path) if prototxt_path else None,
+            'converter_model_name': spec.name,
+        },
     }
     if not spec.backbone_only:
         config['ssd_params'] = ssd_params_lib.params_to_dict(params)
@@ -137,15 +171,25 @@ def _note_normalisation(spec, config, config_path, log):
     pipeline = preprocessing_factory.get_preprocessing(spec.net_name)
     mean_rgb, scale = config['preprocessing']['mean_rgb'], config['preprocessing']['scale']
     if tuple(mean_rgb) != pipeline.mean_rgb or abs(scale - pipeline.scale) > 1e-9:
-        log('NOTE: the Caffe model expects (RGB - %s) * %g but the %s preprocessing normalises '
-            'with (RGB - %s) * %g; see %s' % (mean_rgb, scale, pipeline.name,
-                                              list(pipeline.mean_rgb), pipeline.scale,
-                                              config_path))
+        log(
+            'NOTE: the Caffe model expects (RGB - %s) * %g but the %s preprocessing normalises '
+            'with (RGB - %s) * %g; see %s'
+            % (mean_rgb, scale, pipeline.name, list(pipeline.mean_rgb), pipeline.scale, config_path)
+        )
 
 
-def convert(caffemodel_path, output_path, model_name, prototxt_path=None, num_classes=None,
-            allow_partial=False, backbone_scope='ssd_300_vgg', caffe_mean_bgr=None,
-            caffe_scale=None, log=print):
+def convert(
+    caffemodel_path,
+    output_path,
+    model_name,
+    prototxt_path=None,
+    num_classes=None,
+    allow_partial=False,
+    backbone_scope='ssd_300_vgg',
+    caffe_mean_bgr=None,
+    caffe_scale=None,
+    log=print,
+):
     """Converts a Caffe SSD (or fc-reduced VGG16) model to a checkpoint of our nets.
 
     Args:
@@ -173,16 +217,19 @@ def convert(caffemodel_path, output_path, model_name, prototxt_path=None, num_cl
     from_prototxt = {'ssd_params': {}, 'detection': {}, 'preprocessing': {}, 'bn_eps': {}}
     if prototxt_path:
         from_prototxt = caffe_ssd.ssd_config_from_prototxt(
-            prototxt.parse_file(prototxt_path), spec, prototxt_path)
+            prototxt.parse_file(prototxt_path), spec, prototxt_path
+        )
     params, anchors_from = _ssd_params(spec, layers, from_prototxt, prototxt_path, num_classes)
 
-    conversion = caffe_ssd.convert_layers(layers, spec, params.batch_norm_epsilon,
-                                          from_prototxt['bn_eps'])
+    conversion = caffe_ssd.convert_layers(
+        layers, spec, params.batch_norm_epsilon, from_prototxt['bn_eps']
+    )
     table = caffe_ssd.format_table(conversion)
     log(table)
     config_path = config_path_for(output_path, spec.backbone_only)
-    config = _conversion_record(spec, params, from_prototxt, caffemodel_path, prototxt_path,
-                                caffe_mean_bgr, caffe_scale)
+    config = _conversion_record(
+        spec, params, from_prototxt, caffemodel_path, prototxt_path, caffe_mean_bgr, caffe_scale
+    )
     if not spec.backbone_only:
         log('anchors from %s; DetectionOutput %s' % (anchors_from, config['detection']))
     _note_normalisation(spec, config, config_path, log)
@@ -190,12 +237,20 @@ def convert(caffemodel_path, output_path, model_name, prototxt_path=None, num_cl
     unmapped = ['unmapped Caffe layer %r (%s) with blobs %s' % u for u in conversion.unmapped]
     sidecar = config if spec.backbone_only else model_card(config, params).to_dict()
     match, problems, _ = checkpoint_io.write_checkpoint(
-        nets_factory.get_network(spec.net_name), params, conversion.values, output_path,
-        allow_partial=allow_partial, expect_missing=spec.backbone_only, extra_problems=unmapped,
+        nets_factory.get_network(spec.net_name),
+        params,
+        conversion.values,
+        output_path,
+        allow_partial=allow_partial,
+        expect_missing=spec.backbone_only,
+        extra_problems=unmapped,
         sidecar_files={config_path: json.dumps(sidecar, indent=2) + '\n'},
-        check_end_point='block7' if spec.backbone_only else None)
+        check_end_point='block7' if spec.backbone_only else None,
+    )
     for line in problems:
         log('WARNING: ' + line)
-    log('wrote %s (%d variables, %d Caffe layers mapped) and %s; re-loaded it and ran a '
-        'forward pass' % (output_path, len(match.matched), len(conversion.mapped), config_path))
+    log(
+        'wrote %s (%d variables, %d Caffe layers mapped) and %s; re-loaded it and ran a '
+        'forward pass' % (output_path, len(match.matched), len(conversion.mapped), config_path)
+    )
     return ConvertResult(output_path, config_path, config, conversion, problems, table)

@@ -35,14 +35,45 @@ _F = descriptor_pb2.FieldDescriptorProto
 
 # V1LayerParameter.LayerType (caffe.proto), value -> the LayerParameter type string.
 V1_LAYER_TYPES = {
-    0: 'None', 35: 'AbsVal', 1: 'Accuracy', 30: 'ArgMax', 2: 'BNLL', 3: 'Concat',
-    37: 'ContrastiveLoss', 4: 'Convolution', 5: 'Data', 39: 'Deconvolution', 6: 'Dropout',
-    32: 'DummyData', 7: 'EuclideanLoss', 25: 'Eltwise', 38: 'Exp', 8: 'Flatten',
-    9: 'HDF5Data', 10: 'HDF5Output', 28: 'HingeLoss', 11: 'Im2col', 12: 'ImageData',
-    13: 'InfogainLoss', 14: 'InnerProduct', 15: 'LRN', 29: 'MemoryData',
-    16: 'MultinomialLogisticLoss', 34: 'MVN', 17: 'Pooling', 26: 'Power', 18: 'ReLU',
-    19: 'Sigmoid', 27: 'SigmoidCrossEntropyLoss', 36: 'Silence', 20: 'Softmax',
-    21: 'SoftmaxWithLoss', 22: 'Split', 33: 'Slice', 23: 'TanH', 24: 'WindowData',
+    0: 'None',
+    35: 'AbsVal',
+    1: 'Accuracy',
+    30: 'ArgMax',
+    2: 'BNLL',
+    3: 'Concat',
+    37: 'ContrastiveLoss',
+    4: 'Convolution',
+    5: 'Data',
+    39: 'Deconvolution',
+    6: 'Dropout',
+    32: 'DummyData',
+    7: 'EuclideanLoss',
+    25: 'Eltwise',
+    38: 'Exp',
+    8: 'Flatten',
+    9: 'HDF5Data',
+    10: 'HDF5Output',
+    28: 'HingeLoss',
+    11: 'Im2col',
+    12: 'ImageData',
+    13: 'InfogainLoss',
+    14: 'InnerProduct',
+    15: 'LRN',
+    29: 'MemoryData',
+    16: 'MultinomialLogisticLoss',
+    34: 'MVN',
+    17: 'Pooling',
+    26: 'Power',
+    18: 'ReLU',
+    19: 'Sigmoid',
+    27: 'SigmoidCrossEntropyLoss',
+    36: 'Silence',
+    20: 'Softmax',
+    21: 'SoftmaxWithLoss',
+    22: 'Split',
+    33: 'Slice',
+    23: 'TanH',
+    24: 'WindowData',
     31: 'Threshold',
 }
 _V1_TYPE_IDS = {name: value for value, name in V1_LAYER_TYPES.items()}
@@ -58,8 +89,9 @@ def _field(msg, name, number, ftype, label=_F.LABEL_OPTIONAL, type_name=None, pa
 
 def _file_descriptor():
     """The caffe.proto subset, with caffe.proto's field numbers."""
-    fd = descriptor_pb2.FileDescriptorProto(name='ssd_tf_caffe_subset.proto', package='caffe',
-                                            syntax='proto2')
+    fd = descriptor_pb2.FileDescriptorProto(
+        name='ssd_tf_caffe_subset.proto', package='caffe', syntax='proto2'
+    )
     rep, opt = _F.LABEL_REPEATED, _F.LABEL_OPTIONAL
 
     m = fd.message_type.add(name='BlobShape')
@@ -147,6 +179,7 @@ class CaffeLayer:
       group: convolution_param.group when the model stores it, else None.
       eps: batch_norm_param.eps when the model stores it, else None.
     """
+
     name: str
     type: str
     blobs: List[np.ndarray]
@@ -164,35 +197,44 @@ def _blob_to_array(blob, where):
         field = 'num/channels/height/width'
     if len(shape) > 32 or any(not 0 <= d <= _INT32_MAX for d in shape):
         shown = list(shape)[:8] + (['...'] if len(shape) > 8 else [])
-        raise CaffeModelError('%s: blob %s is %s; expected at most 32 dimensions of 0..%d each'
-                              % (where, field, shown, _INT32_MAX))
+        raise CaffeModelError(
+            '%s: blob %s is %s; expected at most 32 dimensions of 0..%d each'
+            % (where, field, shown, _INT32_MAX)
+        )
     count = math.prod(shape)  # exact (numpy's product would wrap around)
     if count > _INT32_MAX:
-        raise CaffeModelError('%s: blob shape %s holds %d values, more than Caffe allows (%d)'
-                              % (where, shape, count, _INT32_MAX))
+        raise CaffeModelError(
+            '%s: blob shape %s holds %d values, more than Caffe allows (%d)'
+            % (where, shape, count, _INT32_MAX)
+        )
     if len(blob.data) and len(blob.double_data):
-        raise CaffeModelError('%s: the blob stores both data and double_data; expected one of them'
-                              % where)
+        raise CaffeModelError(
+            '%s: the blob stores both data and double_data; expected one of them' % where
+        )
     if len(blob.data):
         values = np.asarray(blob.data, dtype=np.float32)
     else:
         values = np.asarray(blob.double_data, dtype=np.float64).astype(np.float32)
     if values.size != count:
-        raise CaffeModelError('%s: blob shape %s holds %d values but the blob stores %d'
-                              % (where, shape, count, values.size))
+        raise CaffeModelError(
+            '%s: blob shape %s holds %d values but the blob stores %d'
+            % (where, shape, count, values.size)
+        )
     bad = int(values.size - np.count_nonzero(np.isfinite(values)))
     if bad:
-        raise CaffeModelError('%s: the blob of shape %s holds %d NaN or infinite value(s); the '
-                              'model is corrupt or was saved from a diverged training'
-                              % (where, shape, bad))
+        raise CaffeModelError(
+            '%s: the blob of shape %s holds %d NaN or infinite value(s); the '
+            'model is corrupt or was saved from a diverged training' % (where, shape, bad)
+        )
     return values.reshape(shape)
 
 
 def _layer_name(layer, source, index, kind):
     name = layer.name
     if not isinstance(name, str):  # the runtime hands back non-UTF-8 proto2 strings as bytes
-        raise CaffeModelError('%s, %s %d: the layer name %r is not UTF-8 text'
-                              % (source, kind, index, name))
+        raise CaffeModelError(
+            '%s, %s %d: the layer name %r is not UTF-8 text' % (source, kind, index, name)
+        )
     return name
 
 
@@ -224,12 +266,16 @@ def parse_caffemodel(data, source='<bytes>'):
     try:
         net.ParseFromString(data)
     except message.DecodeError as e:
-        raise CaffeModelError('%s is not a binary Caffe model (NetParameter protobuf): %s. '
-                              'Pass the .caffemodel weights file; a deploy.prototxt goes to '
-                              '--prototxt_path.' % (source, e)) from e
+        raise CaffeModelError(
+            '%s is not a binary Caffe model (NetParameter protobuf): %s. '
+            'Pass the .caffemodel weights file; a deploy.prototxt goes to '
+            '--prototxt_path.' % (source, e)
+        ) from e
     if not len(net.layer) and not len(net.layers):
-        raise CaffeModelError('%s holds no Caffe layers (neither `layer` nor legacy `layers`): '
-                              'it is not a .caffemodel weights file.' % source)
+        raise CaffeModelError(
+            '%s holds no Caffe layers (neither `layer` nor legacy `layers`): '
+            'it is not a .caffemodel weights file.' % source
+        )
     result = []
     for index, layer in enumerate(net.layer):
         name = _layer_name(layer, source, index, 'layer')
@@ -238,17 +284,29 @@ def parse_caffemodel(data, source='<bytes>'):
             raise CaffeModelError('%s: the layer type %r is not UTF-8 text' % (where, layer.type))
         eps = layer.batch_norm_param.eps if layer.batch_norm_param.HasField('eps') else None
         if eps is not None and not (math.isfinite(eps) and eps >= 0):
-            raise CaffeModelError('%s: batch_norm_param.eps is %r, expected a finite number >= 0'
-                                  % (where, eps))
-        result.append(CaffeLayer(
-            name=name, type=layer.type,
-            blobs=_blobs(layer, where), group=_group(layer, where), eps=eps))
+            raise CaffeModelError(
+                '%s: batch_norm_param.eps is %r, expected a finite number >= 0' % (where, eps)
+            )
+        result.append(
+            CaffeLayer(
+                name=name,
+                type=layer.type,
+                blobs=_blobs(layer, where),
+                group=_group(layer, where),
+                eps=eps,
+            )
+        )
     for index, layer in enumerate(net.layers):
         name = _layer_name(layer, source, index, 'V1 layer')
         where = '%s, V1 layer %r' % (source, name)
-        result.append(CaffeLayer(
-            name=name, type=V1_LAYER_TYPES.get(layer.type, 'V1_%d' % layer.type),
-            blobs=_blobs(layer, where), group=_group(layer, where)))
+        result.append(
+            CaffeLayer(
+                name=name,
+                type=V1_LAYER_TYPES.get(layer.type, 'V1_%d' % layer.type),
+                blobs=_blobs(layer, where),
+                group=_group(layer, where),
+            )
+        )
     return result
 
 
@@ -267,8 +325,10 @@ def _fill_blob(blob, array, legacy_dims):
     array = np.asarray(array, dtype=np.float32)
     if legacy_dims:
         if array.ndim > 4:
-            raise ValueError('legacy num/channels/height/width blobs hold at most 4 axes, got %s'
-                             % (array.shape,))
+            raise ValueError(
+                'legacy num/channels/height/width blobs hold at most 4 axes, got %s'
+                % (array.shape,)
+            )
         dims = (1,) * (4 - array.ndim) + array.shape
         blob.num, blob.channels, blob.height, blob.width = dims
     else:

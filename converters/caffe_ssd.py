@@ -26,7 +26,7 @@ from converters import prototxt
 # Caffe BatchNormParameter.eps default.
 CAFFE_BN_EPS = 1e-5
 _INT32_MAX = (1 << 31) - 1
-_MAX_PIXELS = 100000.  # prior sizes and steps, in input pixels
+_MAX_PIXELS = 100000.0  # prior sizes and steps, in input pixels
 _MAX_DETECTIONS = 100000  # keep_top_k: detections per image are allocated up front
 
 
@@ -43,6 +43,7 @@ class ConvTarget:
     batch_norm: our conv is followed by `<scope>/BatchNorm` (no `biases` variable).
     head: 'loc' / 'conf' for the box-prediction convs of feature layer `feature`, else None.
     """
+
     scope: str
     depthwise: bool = False
     batch_norm: bool = False
@@ -68,6 +69,7 @@ class LayerMap:
     anchor_presets: nets.ssd_params preset for anchor sizes when no prototxt is given,
       by dataset ('voc' for 21 classes, 'coco' for 81).
     """
+
     name: str
     net_name: str
     scope: str
@@ -82,10 +84,18 @@ class LayerMap:
     anchor_presets: Dict[str, str]
 
 
-_VGG_DETECTION = {'nms_threshold': 0.45, 'top_k': 400, 'keep_top_k': 200,
-                  'confidence_threshold': 0.01}
-_MOBILENET_DETECTION = {'nms_threshold': 0.45, 'top_k': 100, 'keep_top_k': 100,
-                        'confidence_threshold': 0.25}
+_VGG_DETECTION = {
+    'nms_threshold': 0.45,
+    'top_k': 400,
+    'keep_top_k': 200,
+    'confidence_threshold': 0.01,
+}
+_MOBILENET_DETECTION = {
+    'nms_threshold': 0.45,
+    'top_k': 100,
+    'keep_top_k': 100,
+    'confidence_threshold': 0.25,
+}
 
 
 def _vgg_backbone():
@@ -112,12 +122,22 @@ def _vgg_spec(name, net_name, extra_blocks):
         convs[source + '_mbox_loc'] = ConvTarget(box + '/conv_loc', head='loc', feature=i)
         convs[source + '_mbox_conf'] = ConvTarget(box + '/conv_cls', head='conf', feature=i)
     return LayerMap(
-        name=name, net_name=net_name, scope=net_name, convs=dict(convs), first_conv='conv1_1',
+        name=name,
+        net_name=net_name,
+        scope=net_name,
+        convs=dict(convs),
+        first_conv='conv1_1',
         l2_norms={'conv4_3_norm': 'block4_box/L2Normalization/gamma'},
-        feature_sources=tuple(sources), backbone_only=False,
-        caffe_mean_bgr=(104., 117., 123.), caffe_scale=1., detection=dict(_VGG_DETECTION),
-        anchor_presets={'voc': 'caffe_voc', 'coco': 'caffe_coco' if '512' in name
-                        else 'tf_port_coco'})
+        feature_sources=tuple(sources),
+        backbone_only=False,
+        caffe_mean_bgr=(104.0, 117.0, 123.0),
+        caffe_scale=1.0,
+        detection=dict(_VGG_DETECTION),
+        anchor_presets={
+            'voc': 'caffe_voc',
+            'coco': 'caffe_coco' if '512' in name else 'tf_port_coco',
+        },
+    )
 
 
 def _mobilenet_spec():
@@ -135,18 +155,31 @@ def _mobilenet_spec():
             name = '%s_mbox_%s' % (source, head)
             convs[name] = ConvTarget(name, head=head, feature=i)
     return LayerMap(
-        name='ssd_300_mobilenet', net_name='ssd_300_mobilenet', scope='ssd_300_mobilenet',
-        convs=dict(convs), first_conv='conv0', l2_norms={}, feature_sources=sources,
-        backbone_only=False, caffe_mean_bgr=(127.5, 127.5, 127.5), caffe_scale=0.007843,
+        name='ssd_300_mobilenet',
+        net_name='ssd_300_mobilenet',
+        scope='ssd_300_mobilenet',
+        convs=dict(convs),
+        first_conv='conv0',
+        l2_norms={},
+        feature_sources=sources,
+        backbone_only=False,
+        caffe_mean_bgr=(127.5, 127.5, 127.5),
+        caffe_scale=0.007843,
         detection=dict(_MOBILENET_DETECTION),
-        anchor_presets={'voc': 'mobilenet_ssd', 'coco': 'mobilenet_ssd'})
+        anchor_presets={'voc': 'mobilenet_ssd', 'coco': 'mobilenet_ssd'},
+    )
 
 
 def _fc_reduced_spec(backbone_scope):
     vgg = _vgg_spec(backbone_scope, backbone_scope, ())
     return dataclasses.replace(
-        vgg, name='vgg_16_fc_reduced', convs=_vgg_backbone(), l2_norms={}, feature_sources=(),
-        backbone_only=True)
+        vgg,
+        name='vgg_16_fc_reduced',
+        convs=_vgg_backbone(),
+        l2_norms={},
+        feature_sources=(),
+        backbone_only=True,
+    )
 
 
 _SSD300_EXTRAS = ((6, 8, 'conv3x3'), (7, 9, 'conv3x3'), (8, 10, 'conv3x3'), (9, 11, 'conv3x3'))
@@ -170,16 +203,20 @@ def layer_map(model_name, backbone_scope='ssd_300_vgg'):
         return _mobilenet_spec()
     if model_name == 'vgg_16_fc_reduced':
         if backbone_scope not in VGG_BACKBONE_SCOPES:
-            raise ConversionError('vgg_16_fc_reduced is a backbone for %s, not %r'
-                                  % (' or '.join(VGG_BACKBONE_SCOPES), backbone_scope))
+            raise ConversionError(
+                'vgg_16_fc_reduced is a backbone for %s, not %r'
+                % (' or '.join(VGG_BACKBONE_SCOPES), backbone_scope)
+            )
         return _fc_reduced_spec(backbone_scope)
-    raise ConversionError('Unknown model %r: the Caffe converter knows %s.'
-                          % (model_name, ', '.join(MODEL_NAMES)))
+    raise ConversionError(
+        'Unknown model %r: the Caffe converter knows %s.' % (model_name, ', '.join(MODEL_NAMES))
+    )
 
 
 @dataclasses.dataclass
 class MappedLayer:
     """One row of the conversion table: a Caffe layer and the TF variables it filled."""
+
     caffe_name: str
     caffe_type: str
     blob_shapes: List[Tuple[int, ...]]
@@ -194,6 +231,7 @@ class Conversion:
     mapped: the table rows, in Caffe file order.
     unmapped: Caffe layers holding blobs that no target consumed (name, type, blob shapes).
     """
+
     values: Dict[str, np.ndarray]
     mapped: List[MappedLayer]
     unmapped: List[Tuple[str, str, List[Tuple[int, ...]]]]
@@ -205,27 +243,34 @@ def _shapes(layer):
 
 def _check_type(layer, expected):
     if layer.type != expected:
-        raise ConversionError('Caffe layer %r is a %s layer; expected %s for this name'
-                              % (layer.name, layer.type, expected))
+        raise ConversionError(
+            'Caffe layer %r is a %s layer; expected %s for this name'
+            % (layer.name, layer.type, expected)
+        )
 
 
 def _conv_weights(layer, target, reverse_input):
     if not layer.blobs or layer.blobs[0].ndim != 4:
-        raise ConversionError('Caffe Convolution layer %r: expected a 4-D weight blob '
-                              '[out, in/group, kh, kw], got blobs of shapes %s'
-                              % (layer.name, _shapes(layer)))
+        raise ConversionError(
+            'Caffe Convolution layer %r: expected a 4-D weight blob '
+            '[out, in/group, kh, kw], got blobs of shapes %s' % (layer.name, _shapes(layer))
+        )
     w = layer.blobs[0]
     if reverse_input:
         w = w[:, ::-1]
     if target.depthwise:
         if w.shape[1] != 1 or (layer.group is not None and layer.group != w.shape[0]):
-            raise ConversionError('Caffe layer %r should be depthwise (group == channels, '
-                                  'weights [C, 1, kh, kw]) but has weights %s and group %s'
-                                  % (layer.name, w.shape, layer.group))
+            raise ConversionError(
+                'Caffe layer %r should be depthwise (group == channels, '
+                'weights [C, 1, kh, kw]) but has weights %s and group %s'
+                % (layer.name, w.shape, layer.group)
+            )
         return np.ascontiguousarray(w.transpose(2, 3, 0, 1))
     if layer.group not in (None, 1):
-        raise ConversionError('Caffe layer %r is a grouped convolution (group %d) but %s is a '
-                              'plain conv2d' % (layer.name, layer.group, target.scope))
+        raise ConversionError(
+            'Caffe layer %r is a grouped convolution (group %d) but %s is a '
+            'plain conv2d' % (layer.name, layer.group, target.scope)
+        )
     return np.ascontiguousarray(w.transpose(2, 3, 1, 0))
 
 
@@ -241,23 +286,30 @@ def _batch_norm_values(conv, bias, bn, scale, caffe_eps, tf_eps):
     channels = conv.blobs[0].shape[0]
     if bn is None:
         beta = bias if bias is not None else np.zeros(channels, np.float32)
-        return {'gamma': np.full(channels, math.sqrt(1. + tf_eps), np.float32),
-                'beta': beta.astype(np.float32),
-                'moving_mean': np.zeros(channels, np.float32),
-                'moving_variance': np.ones(channels, np.float32)}
+        return {
+            'gamma': np.full(channels, math.sqrt(1.0 + tf_eps), np.float32),
+            'beta': beta.astype(np.float32),
+            'moving_mean': np.zeros(channels, np.float32),
+            'moving_variance': np.ones(channels, np.float32),
+        }
     if len(bn.blobs) != 3:
-        raise ConversionError('Caffe BatchNorm layer %r: expected 3 blobs [mean*f, var*f, f], '
-                              'got %s' % (bn.name, _shapes(bn)))
+        raise ConversionError(
+            'Caffe BatchNorm layer %r: expected 3 blobs [mean*f, var*f, f], '
+            'got %s' % (bn.name, _shapes(bn))
+        )
     if bn.blobs[2].size != 1:
-        raise ConversionError('Caffe BatchNorm layer %r: blob 2 (the moving-average factor f) '
-                              'has shape %s; expected one value' % (bn.name, bn.blobs[2].shape))
+        raise ConversionError(
+            'Caffe BatchNorm layer %r: blob 2 (the moving-average factor f) '
+            'has shape %s; expected one value' % (bn.name, bn.blobs[2].shape)
+        )
     for index, what in ((0, 'mean*f'), (1, 'var*f')):
         if bn.blobs[index].size != channels:
-            raise ConversionError('Caffe BatchNorm layer %r: blob %d (%s) has %d values for the %d '
-                                  'channels of %r' % (bn.name, index, what, bn.blobs[index].size,
-                                                      channels, conv.name))
+            raise ConversionError(
+                'Caffe BatchNorm layer %r: blob %d (%s) has %d values for the %d '
+                'channels of %r' % (bn.name, index, what, bn.blobs[index].size, channels, conv.name)
+            )
     f = float(bn.blobs[2].reshape(-1)[0])
-    factor = 0. if f == 0 else 1. / f
+    factor = 0.0 if f == 0 else 1.0 / f
     mean = bn.blobs[0].reshape(-1).astype(np.float64) * factor
     # Our eps may differ from the Caffe layer's: fold the difference into the variance.
     var = bn.blobs[1].reshape(-1).astype(np.float64) * factor + caffe_eps - tf_eps
@@ -265,18 +317,23 @@ def _batch_norm_values(conv, bias, bn, scale, caffe_eps, tf_eps):
         mean = mean - bias
     if scale is not None:
         if not 1 <= len(scale.blobs) <= 2:
-            raise ConversionError('Caffe Scale layer %r: expected blobs [gamma] or [gamma, beta],'
-                                  ' got %s' % (scale.name, _shapes(scale)))
+            raise ConversionError(
+                'Caffe Scale layer %r: expected blobs [gamma] or [gamma, beta],'
+                ' got %s' % (scale.name, _shapes(scale))
+            )
         gamma = scale.blobs[0].reshape(-1)
-        beta = (scale.blobs[1].reshape(-1) if len(scale.blobs) == 2
-                else np.zeros(channels, np.float32))
+        beta = (
+            scale.blobs[1].reshape(-1) if len(scale.blobs) == 2 else np.zeros(channels, np.float32)
+        )
     else:
         gamma, beta = np.ones(channels, np.float32), np.zeros(channels, np.float32)
     values = {'gamma': gamma, 'beta': beta, 'moving_mean': mean, 'moving_variance': var}
     for key, value in values.items():
         if value.shape != (channels,):
-            raise ConversionError('Caffe layers after %r: %s has %d values for %d channels'
-                                  % (conv.name, key, value.size, channels))
+            raise ConversionError(
+                'Caffe layers after %r: %s has %d values for %d channels'
+                % (conv.name, key, value.size, channels)
+            )
     return {key: value.astype(np.float32) for key, value in values.items()}
 
 
@@ -285,8 +342,9 @@ def _layers_by_name(layers):
     by_name = {}
     for layer in layers:
         if layer.name in by_name and layer.blobs:
-            raise ConversionError('Caffe layer name %r occurs twice; layers are mapped by name'
-                                  % layer.name)
+            raise ConversionError(
+                'Caffe layer name %r occurs twice; layers are mapped by name' % layer.name
+            )
         if layer.blobs or layer.name not in by_name:
             by_name[layer.name] = layer
     return by_name
@@ -303,18 +361,20 @@ class _Mapping:
         """Records `values` ({variable name below the scope: array}) as coming from `layer`."""
         names = [self.prefix + name for name in values]
         self.values.update(zip(names, values.values()))
-        row = self.rows.setdefault(layer.name, MappedLayer(layer.name, layer.type,
-                                                           _shapes(layer), []))
+        row = self.rows.setdefault(
+            layer.name, MappedLayer(layer.name, layer.type, _shapes(layer), [])
+        )
         row.tf_variables.extend(names)
 
 
 def _conv_bias(layer):
     bias = layer.blobs[1].reshape(-1) if len(layer.blobs) > 1 else None
     if bias is not None and bias.size != layer.blobs[0].shape[0]:
-        raise ConversionError('Caffe Convolution layer %r: the bias blob has %d values for %d '
-                              'output channels (weights %s)'
-                              % (layer.name, bias.size, layer.blobs[0].shape[0],
-                                 layer.blobs[0].shape))
+        raise ConversionError(
+            'Caffe Convolution layer %r: the bias blob has %d values for %d '
+            'output channels (weights %s)'
+            % (layer.name, bias.size, layer.blobs[0].shape[0], layer.blobs[0].shape)
+        )
     return bias
 
 
@@ -334,8 +394,11 @@ def _map_conv(mapping, layer, target, is_first, by_name, bn_eps, tf_bn_epsilon):
     """Maps one Caffe convolution (with its BatchNorm / Scale layers) onto `target`."""
     _check_type(layer, 'Convolution')
     bias = _conv_bias(layer)
-    weights = {target.scope + ('/depthwise_weights' if target.depthwise else '/weights'):
-               _conv_weights(layer, target, is_first)}
+    weights = {
+        target.scope + ('/depthwise_weights' if target.depthwise else '/weights'): _conv_weights(
+            layer, target, is_first
+        )
+    }
     if not target.batch_norm:
         if bias is not None:
             weights[target.scope + '/biases'] = bias.astype(np.float32)
@@ -347,8 +410,12 @@ def _map_conv(mapping, layer, target, is_first, by_name, bn_eps, tf_bn_epsilon):
         caffe_eps = bn_eps.get(bn.name)
         if caffe_eps is None:
             caffe_eps = bn.eps if bn.eps is not None else CAFFE_BN_EPS
-    bn_values = {target.scope + '/BatchNorm/' + key: value for key, value in
-                 _batch_norm_values(layer, bias, bn, scale, caffe_eps, tf_bn_epsilon).items()}
+    bn_values = {
+        target.scope + '/BatchNorm/' + key: value
+        for key, value in _batch_norm_values(
+            layer, bias, bn, scale, caffe_eps, tf_bn_epsilon
+        ).items()
+    }
     if bn is None:  # Merged: the statistics come from the conv's bias.
         mapping.add(layer, dict(weights, **bn_values))
         return
@@ -379,8 +446,15 @@ def convert_layers(layers, spec, tf_bn_epsilon=CAFFE_BN_EPS, bn_eps=None):
     for caffe_name, target in spec.convs.items():
         layer = by_name.get(caffe_name)
         if layer is not None and layer.blobs:
-            _map_conv(mapping, layer, target, caffe_name == spec.first_conv, by_name,
-                      bn_eps or {}, tf_bn_epsilon)
+            _map_conv(
+                mapping,
+                layer,
+                target,
+                caffe_name == spec.first_conv,
+                by_name,
+                bn_eps or {},
+                tf_bn_epsilon,
+            )
     for caffe_name, tf_name in spec.l2_norms.items():
         layer = by_name.get(caffe_name)
         if layer is not None and layer.blobs:
@@ -388,8 +462,11 @@ def convert_layers(layers, spec, tf_bn_epsilon=CAFFE_BN_EPS, bn_eps=None):
             mapping.add(layer, {tf_name: layer.blobs[0].reshape(-1).astype(np.float32)})
     order = {layer.name: i for i, layer in enumerate(layers)}
     mapped = sorted(mapping.rows.values(), key=lambda row: order[row.caffe_name])
-    unmapped = [(layer.name, layer.type, _shapes(layer)) for layer in layers
-                if layer.blobs and layer.name not in mapping.rows]
+    unmapped = [
+        (layer.name, layer.type, _shapes(layer))
+        for layer in layers
+        if layer.blobs and layer.name not in mapping.rows
+    ]
     return Conversion(values=mapping.values, mapped=mapped, unmapped=unmapped)
 
 
@@ -411,8 +488,10 @@ def infer_num_classes(layers, spec):
             continue
         loc = outputs[(feature, 'loc')]
         if loc == 0 or out == 0 or loc % 4 or out % (loc // 4):
-            raise ConversionError('feature layer %s: loc head has %d outputs and conf head %d; '
-                                  'expected 4·A and C·A' % (spec.feature_sources[feature], loc, out))
+            raise ConversionError(
+                'feature layer %s: loc head has %d outputs and conf head %d; '
+                'expected 4·A and C·A' % (spec.feature_sources[feature], loc, out)
+            )
         found[spec.feature_sources[feature]] = out // (loc // 4)
     if len(set(found.values())) > 1:
         raise ConversionError('the conf heads disagree on the number of classes: %s' % found)
@@ -442,8 +521,9 @@ def _input_shape(net, layers, source_file):
     if net.has('input_shape'):
         dims = _dims(net.blocks('input_shape', source_file)[0], source_file + ', input_shape')
     elif net.has('input_dim'):
-        dims = net.numbers('input_dim', source_file, integer=True, minimum=1,
-                           maximum=_INT32_MAX)[:4]
+        dims = net.numbers('input_dim', source_file, integer=True, minimum=1, maximum=_INT32_MAX)[
+            :4
+        ]
     else:
         for layer in layers:
             if layer.get('type') == 'Input' and layer.has('input_param'):
@@ -468,52 +548,78 @@ def _prior_box(layer, source_file):
     where = _where(layer, source_file)
     p = layer.block('prior_box_param', where)
     if p is None:
-        raise ConversionError('%s: no prior_box_param { ... }; a PriorBox needs at least min_size'
-                              % where)
+        raise ConversionError(
+            '%s: no prior_box_param { ... }; a PriorBox needs at least min_size' % where
+        )
     where += ', prior_box_param'
 
     def positive(key, maximum):
-        return p.numbers(key, where, minimum=0., maximum=maximum, exclusive_minimum=True)
+        return p.numbers(key, where, minimum=0.0, maximum=maximum, exclusive_minimum=True)
 
     min_sizes, max_sizes = positive('min_size', _MAX_PIXELS), positive('max_size', _MAX_PIXELS)
     if len(min_sizes) != 1 or len(max_sizes) > 1:
-        raise ConversionError('%s: exactly one min_size and at most one max_size are supported, '
-                              'got %s / %s' % (where, min_sizes, max_sizes))
+        raise ConversionError(
+            '%s: exactly one min_size and at most one max_size are supported, '
+            'got %s / %s' % (where, min_sizes, max_sizes)
+        )
     if max_sizes and max_sizes[0] <= min_sizes[0]:
-        raise ConversionError('%s: max_size %g must be greater than min_size %g (as Caffe requires)'
-                              % (where, max_sizes[0], min_sizes[0]))
+        raise ConversionError(
+            '%s: max_size %g must be greater than min_size %g (as Caffe requires)'
+            % (where, max_sizes[0], min_sizes[0])
+        )
     if not p.boolean('flip', where, True):
-        raise ConversionError('%s: flip: false is not supported (our anchors always add 1/r)'
-                              % where)
+        raise ConversionError(
+            '%s: flip: false is not supported (our anchors always add 1/r)' % where
+        )
     if p.has('step_h') or p.has('step_w') or p.has('img_h') or p.has('img_size'):
         raise ConversionError('%s: step_h/step_w/img_size are not supported; use step' % where)
-    variances = positive('variance', 100.) or [0.1]
+    variances = positive('variance', 100.0) or [0.1]
     if len(variances) not in (1, 4):
-        raise ConversionError('%s: %d variance values; expected 1 or 4 (as Caffe requires)'
-                              % (where, len(variances)))
+        raise ConversionError(
+            '%s: %d variance values; expected 1 or 4 (as Caffe requires)' % (where, len(variances))
+        )
     if len(variances) == 1:
         variances = variances * 4
-    return {'sizes': [min_sizes[0], max_sizes[0] if max_sizes else None],
-            'ratios': positive('aspect_ratio', 1000.),
-            'step': (positive('step', _MAX_PIXELS) or [None])[-1],
-            'offset': p.number('offset', where, default=0.5, minimum=0., maximum=1.),
-            # Caffe's default; OpenCV clips when `clip` is absent.
-            'clip': p.boolean('clip', where, False),
-            'variances': variances}
+    return {
+        'sizes': [min_sizes[0], max_sizes[0] if max_sizes else None],
+        'ratios': positive('aspect_ratio', 1000.0),
+        'step': (positive('step', _MAX_PIXELS) or [None])[-1],
+        'offset': p.number('offset', where, default=0.5, minimum=0.0, maximum=1.0),
+        # Caffe's default; OpenCV clips when `clip` is absent.
+        'clip': p.boolean('clip', where, False),
+        'variances': variances,
+    }
 
 
 # Geometry fields of Convolution / Pooling layers: (minimum, maximum). Conversion takes the
 # geometry from our nets, but a prototxt with absurd values is refused rather than ignored.
 _GEOMETRY = {
     'convolution_param': dict(
-        num_output=(1, 1000000), group=(1, 1000000), axis=(-4, 3), dilation=(1, 1024),
-        kernel_size=(1, 1024), kernel_h=(1, 1024), kernel_w=(1, 1024),
-        stride=(1, 1024), stride_h=(1, 1024), stride_w=(1, 1024),
-        pad=(0, 1024), pad_h=(0, 1024), pad_w=(0, 1024)),
+        num_output=(1, 1000000),
+        group=(1, 1000000),
+        axis=(-4, 3),
+        dilation=(1, 1024),
+        kernel_size=(1, 1024),
+        kernel_h=(1, 1024),
+        kernel_w=(1, 1024),
+        stride=(1, 1024),
+        stride_h=(1, 1024),
+        stride_w=(1, 1024),
+        pad=(0, 1024),
+        pad_h=(0, 1024),
+        pad_w=(0, 1024),
+    ),
     'pooling_param': dict(
-        kernel_size=(1, 1024), kernel_h=(1, 1024), kernel_w=(1, 1024),
-        stride=(1, 1024), stride_h=(1, 1024), stride_w=(1, 1024),
-        pad=(0, 1024), pad_h=(0, 1024), pad_w=(0, 1024)),
+        kernel_size=(1, 1024),
+        kernel_h=(1, 1024),
+        kernel_w=(1, 1024),
+        stride=(1, 1024),
+        stride_h=(1, 1024),
+        stride_w=(1, 1024),
+        pad=(0, 1024),
+        pad_h=(0, 1024),
+        pad_w=(0, 1024),
+    ),
 }
 
 
@@ -524,8 +630,9 @@ def _check_geometry(layer, source_file):
         where = _where(layer, source_file)
         block = layer.block(block_name, where)
         for key, (low, high) in limits.items():
-            block.numbers(key, '%s, %s' % (where, block_name), integer=True, minimum=low,
-                          maximum=high)
+            block.numbers(
+                key, '%s, %s' % (where, block_name), integer=True, minimum=low, maximum=high
+            )
 
 
 def ssd_config_from_prototxt(net, spec, source_file='<prototxt>'):
@@ -553,9 +660,17 @@ def ssd_config_from_prototxt(net, spec, source_file='<prototxt>'):
         if layer_type == 'PriorBox':
             bottoms = layer.get_all('bottom')
             if not bottoms or bottoms[0] not in spec.feature_sources:
-                raise ConversionError('%s: PriorBox %r reads %r, which is not a feature layer of '
-                                      '%s (%s)' % (source_file, layer.get('name'), bottoms,
-                                                   spec.name, ', '.join(spec.feature_sources)))
+                raise ConversionError(
+                    '%s: PriorBox %r reads %r, which is not a feature layer of '
+                    '%s (%s)'
+                    % (
+                        source_file,
+                        layer.get('name'),
+                        bottoms,
+                        spec.name,
+                        ', '.join(spec.feature_sources),
+                    )
+                )
             priors[bottoms[0]] = _prior_box(layer, source_file)
         elif layer_type == 'DetectionOutput':
             where = _where(layer, source_file)
@@ -566,19 +681,23 @@ def ssd_config_from_prototxt(net, spec, source_file='<prototxt>'):
             nms = p.block('nms_param', where) or prototxt.Message()
             at_nms = where + ', nms_param'
             values = {
-                'num_classes': p.number('num_classes', where, integer=True, minimum=1,
-                                        maximum=100000),
-                'nms_threshold': nms.number('nms_threshold', at_nms, minimum=0., maximum=1.),
+                'num_classes': p.number(
+                    'num_classes', where, integer=True, minimum=1, maximum=100000
+                ),
+                'nms_threshold': nms.number('nms_threshold', at_nms, minimum=0.0, maximum=1.0),
                 # <= 0 means all, in Caffe and in our post-processing
                 'top_k': nms.number('top_k', at_nms, integer=True, minimum=-1, maximum=_INT32_MAX),
-                'keep_top_k': p.number('keep_top_k', where, integer=True, minimum=-1,
-                                       maximum=_MAX_DETECTIONS),
-                'confidence_threshold': p.number('confidence_threshold', where)}
+                'keep_top_k': p.number(
+                    'keep_top_k', where, integer=True, minimum=-1, maximum=_MAX_DETECTIONS
+                ),
+                'confidence_threshold': p.number('confidence_threshold', where),
+            }
             detection.update((k, v) for k, v in values.items() if v is not None)
         elif layer_type == 'BatchNorm' and layer.has('batch_norm_param'):
             where = _where(layer, source_file)
             eps = layer.block('batch_norm_param', where).number(
-                'eps', where + ', batch_norm_param', minimum=0., maximum=1.)
+                'eps', where + ', batch_norm_param', minimum=0.0, maximum=1.0
+            )
             if eps is not None:
                 bn_eps[layer.text('name', where, '')] = eps
         if layer.has('transform_param'):
@@ -587,12 +706,14 @@ def ssd_config_from_prototxt(net, spec, source_file='<prototxt>'):
             where += ', transform_param'
             means = transform.numbers('mean_value', where, minimum=-1e6, maximum=1e6)
             if len(means) not in (0, 1, 3):
-                raise ConversionError('%s: %d mean_value entries; expected 1 or 3 (B, G, R)'
-                                      % (where, len(means)))
+                raise ConversionError(
+                    '%s: %d mean_value entries; expected 1 or 3 (B, G, R)' % (where, len(means))
+                )
             if means:
                 preprocessing['caffe_mean_bgr'] = means * 3 if len(means) == 1 else means
-            scale = transform.number('scale', where, minimum=0., maximum=1e6,
-                                     exclusive_minimum=True)
+            scale = transform.number(
+                'scale', where, minimum=0.0, maximum=1e6, exclusive_minimum=True
+            )
             if scale is not None:
                 preprocessing['caffe_scale'] = scale
     params = {}
@@ -602,20 +723,30 @@ def ssd_config_from_prototxt(net, spec, source_file='<prototxt>'):
     if priors:
         missing = [s for s in spec.feature_sources if s not in priors]
         if missing:
-            raise ConversionError('%s: no PriorBox for feature layer(s) %s of %s'
-                                  % (source_file, ', '.join(missing), spec.name))
+            raise ConversionError(
+                '%s: no PriorBox for feature layer(s) %s of %s'
+                % (source_file, ', '.join(missing), spec.name)
+            )
         ordered = [priors[s] for s in spec.feature_sources]
         for key in ('offset', 'clip', 'variances'):
             if len({repr(p[key]) for p in ordered}) > 1:
-                raise ConversionError('%s: the PriorBox layers disagree on %s (%s); our anchors '
-                                      'use one value for all layers'
-                                      % (source_file, key, [p[key] for p in ordered]))
-        params.update(anchor_sizes=[p['sizes'] for p in ordered],
-                      anchor_ratios=[p['ratios'] for p in ordered],
-                      anchor_steps=[p['step'] for p in ordered],
-                      anchor_offset=ordered[0]['offset'], anchor_clip=ordered[0]['clip'],
-                      prior_scaling=ordered[0]['variances'])
+                raise ConversionError(
+                    '%s: the PriorBox layers disagree on %s (%s); our anchors '
+                    'use one value for all layers' % (source_file, key, [p[key] for p in ordered])
+                )
+        params.update(
+            anchor_sizes=[p['sizes'] for p in ordered],
+            anchor_ratios=[p['ratios'] for p in ordered],
+            anchor_steps=[p['step'] for p in ordered],
+            anchor_offset=ordered[0]['offset'],
+            anchor_clip=ordered[0]['clip'],
+            prior_scaling=ordered[0]['variances'],
+        )
     if 'num_classes' in detection:
         params['num_classes'] = detection.pop('num_classes')
-    return {'ssd_params': params, 'detection': detection, 'preprocessing': preprocessing,
-            'bn_eps': bn_eps}
+    return {
+        'ssd_params': params,
+        'detection': detection,
+        'preprocessing': preprocessing,
+        'bn_eps': bn_eps,
+    }

@@ -36,6 +36,7 @@ class VariableMatch:
     unused: values with no variable of that name.
     matched: names with a value of the right shape (what gets saved).
     """
+
     missing: List[str]
     mismatched: List[Tuple[str, tuple, tuple]]
     unused: List[str]
@@ -45,10 +46,12 @@ class VariableMatch:
         """Human-readable problem lines; missing variables are expected for a backbone."""
         lines = []
         if not expect_missing:
-            lines += ['missing TF variable %s (no Caffe layer gave it a value)' % n
-                      for n in self.missing]
-        lines += ['shape mismatch for %s: Caffe gives %s, the net has %s' % m
-                  for m in self.mismatched]
+            lines += [
+                'missing TF variable %s (no Caffe layer gave it a value)' % n for n in self.missing
+            ]
+        lines += [
+            'shape mismatch for %s: Caffe gives %s, the net has %s' % m for m in self.mismatched
+        ]
         lines += ['converted value %s has no TF variable of that name' % n for n in self.unused]
         return lines
 
@@ -86,8 +89,10 @@ def _build(net_cls, params, check_end_point):
     if check_end_point:
         outputs = {check_end_point: end_points[check_end_point]}
     else:
-        outputs = {'localisations': ssd_common.flatten_layers(localisations),
-                   'logits': ssd_common.flatten_layers(logits)}
+        outputs = {
+            'localisations': ssd_common.flatten_layers(localisations),
+            'logits': ssd_common.flatten_layers(logits),
+        }
     variables = v1.global_variables(scope=ssd.name + '/')
     return _Net(inputs, outputs, variables)
 
@@ -100,9 +105,17 @@ def check_input(net_cls, params, seed=0):
     return ((rgb - np.asarray(pipeline.mean_rgb)) * pipeline.scale).astype(np.float32)
 
 
-def write_checkpoint(net_cls, params, values, output_path, allow_partial=False,
-                     expect_missing=False, extra_problems=(), sidecar_files=None,
-                     check_end_point=None):
+def write_checkpoint(
+    net_cls,
+    params,
+    values,
+    output_path,
+    allow_partial=False,
+    expect_missing=False,
+    extra_problems=(),
+    sidecar_files=None,
+    check_end_point=None,
+):
     """Saves `values` into the variables of `net_cls(params)`, atomically, and checks it.
 
     The checkpoint holds exactly the variables that received a value of the right shape.
@@ -140,7 +153,8 @@ def write_checkpoint(net_cls, params, values, output_path, allow_partial=False,
         if problems and not allow_partial:
             raise CheckpointMismatchError(
                 'The Caffe model does not fit %s (use --allow_partial to write the matching '
-                'part anyway):\n  %s' % (net_cls.name, '\n  '.join(problems)))
+                'part anyway):\n  %s' % (net_cls.name, '\n  '.join(problems))
+            )
         by_name = {v.op.name: v for v in net.variables}
         saved = [by_name[n] for n in match.matched]
         feeds, assigns = {}, []
@@ -166,11 +180,15 @@ def write_checkpoint(net_cls, params, values, output_path, allow_partial=False,
 
 # First line of the `checkpoint` state files the converters write (a text-proto comment, which
 # TensorFlow's reader skips): the mark that a later conversion may replace the file.
-STATE_FILE_HEADER = ('# written by the ssd-tf checkpoint converter (converters/checkpoint_io.py); '
-                     'a later conversion into this folder replaces it')
+STATE_FILE_HEADER = (
+    '# written by the ssd-tf checkpoint converter (converters/checkpoint_io.py); '
+    'a later conversion into this folder replaces it'
+)
 # The two-line state file of converter versions before the header.
-_OLD_STATE_FILE = re.compile(r'model_checkpoint_path: "([^"/\\]+)"\n'
-                             r'all_model_checkpoint_paths: "\1"\n')
+_OLD_STATE_FILE = re.compile(
+    r'model_checkpoint_path: "([^"/\\]+)"\n'
+    r'all_model_checkpoint_paths: "\1"\n'
+)
 
 
 def state_file_is_ours(path):
@@ -191,8 +209,7 @@ def _save_atomically(sess, saver, output_path, sidecar_files):
     temp_dirs.remove_stale(directory, 'ckpt', log=logging.info)
     tmp_dir = temp_dirs.make(directory, 'ckpt')
     try:
-        saver.save(sess, os.path.join(tmp_dir, basename), write_meta_graph=False,
-                   write_state=False)
+        saver.save(sess, os.path.join(tmp_dir, basename), write_meta_graph=False, write_state=False)
         files = sorted(os.listdir(tmp_dir))
         for name in files:  # on disk before any is renamed into place (a crash: old or new)
             atomic_io.fsync_file(os.path.join(tmp_dir, name))
@@ -207,19 +224,26 @@ def _save_atomically(sess, saver, output_path, sidecar_files):
         # join it with the folder). Only over a state file of ours: a trainer's stays.
         state = os.path.join(directory, 'checkpoint')
         if os.path.lexists(state) and not state_file_is_ours(state):
-            logging.warning('%s was not written by this converter; left it alone, so the folder '
-                            'still names what it named: pass the checkpoint as %s, not as its '
-                            'folder.', state, output_path)
+            logging.warning(
+                '%s was not written by this converter; left it alone, so the folder '
+                'still names what it named: pass the checkpoint as %s, not as its '
+                'folder.',
+                state,
+                output_path,
+            )
         else:
-            atomic_io.write_text_atomic(state, f'{STATE_FILE_HEADER}\nmodel_checkpoint_path: '
-                                        f'"{basename}"\nall_model_checkpoint_paths: '
-                                        f'"{basename}"\n')
+            atomic_io.write_text_atomic(
+                state,
+                f'{STATE_FILE_HEADER}\nmodel_checkpoint_path: '
+                f'"{basename}"\nall_model_checkpoint_paths: '
+                f'"{basename}"\n',
+            )
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def _compare(output_path, expected, actual):
-    diff, scale = 0., 1.
+    diff, scale = 0.0, 1.0
     for key, value in expected.items():
         if not np.all(np.isfinite(value)):
             raise RuntimeError('the converted net gives non-finite %s on the check input' % key)
@@ -227,8 +251,10 @@ def _compare(output_path, expected, actual):
         scale = max(scale, float(np.max(np.abs(value))))
     # Same graph, same values: anything beyond float noise means the file lost something.
     if diff > 1e-6 * scale:
-        raise RuntimeError('re-loading %s does not reproduce the converted net (max abs diff %g)'
-                           % (output_path, diff))
+        raise RuntimeError(
+            're-loading %s does not reproduce the converted net (max abs diff %g)'
+            % (output_path, diff)
+        )
     return diff
 
 
@@ -237,4 +263,3 @@ def restore_values(checkpoint_path, names=None):
     reader = tf.train.load_checkpoint(checkpoint_path)
     names = names or sorted(reader.get_variable_to_shape_map())
     return {n: reader.get_tensor(n) for n in names}
-

@@ -18,12 +18,15 @@ import os
 import re
 import stat
 
-_TOKEN = re.compile(r'''
+_TOKEN = re.compile(
+    r'''
     (?P<space>\s+|\#[^\n]*) |
     (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*') |
     (?P<punct>[{}:;,<>\[\]]) |
     (?P<word>[^\s{}:;,<>\[\]"'\#]+)
-''', re.VERBOSE)
+''',
+    re.VERBOSE,
+)
 _INT = re.compile(r'^[-+]?(0[xX][0-9a-fA-F]+|\d+)$')
 _OCTAL = re.compile(r'^[-+]?0[0-7]+$')
 _ESCAPES = {'n': '\n', 't': '\t', 'r': '\r', '"': '"', "'": "'", '\\': '\\'}
@@ -54,8 +57,10 @@ def read_regular_file(path, max_bytes, what):
       UnreadableFileError: a device, FIFO, socket or directory (also through a symlink): refused
         before opening (reading /dev/zero never ends, opening a FIFO blocks); or too large.
     """
-    refused = ('%s: the %s is not a regular file (a device, FIFO, socket or directory); '
-               'refusing to read it.' % (path, what))
+    refused = (
+        '%s: the %s is not a regular file (a device, FIFO, socket or directory); '
+        'refusing to read it.' % (path, what)
+    )
     if not stat.S_ISREG(os.stat(path).st_mode):
         raise UnreadableFileError(refused)
     with open(path, 'rb') as f:
@@ -63,8 +68,9 @@ def read_regular_file(path, max_bytes, what):
             raise UnreadableFileError(refused)
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise UnreadableFileError('%s: the %s has more than %d bytes; refusing to read it.'
-                                  % (path, what, max_bytes))
+        raise UnreadableFileError(
+            '%s: the %s has more than %d bytes; refusing to read it.' % (path, what, max_bytes)
+        )
     return data
 
 
@@ -75,8 +81,10 @@ def _short(value, limit=60):
 
 def _range_text(integer, minimum, maximum, exclusive_minimum):
     kind = 'an integer' if integer else 'a finite number'
-    low, high = (None if v is None else '%d' % v if isinstance(v, int) else '%g' % v
-                 for v in (minimum, maximum))
+    low, high = (
+        None if v is None else '%d' % v if isinstance(v, int) else '%g' % v
+        for v in (minimum, maximum)
+    )
     if minimum is not None and maximum is not None:
         return '%s in %s%s, %s]' % (kind, '(' if exclusive_minimum else '[', low, high)
     if minimum is not None:
@@ -106,8 +114,10 @@ class Message:
 
     def _error(self, where, key, index, value, expected):
         line = self.line_of(key, index)
-        return PrototxtValueError('%s: %s%s is %s, expected %s' % (
-            where, key, '' if line is None else ' (line %d)' % line, _short(value), expected))
+        return PrototxtValueError(
+            '%s: %s%s is %s, expected %s'
+            % (where, key, '' if line is None else ' (line %d)' % line, _short(value), expected)
+        )
 
     def block(self, key, where):
         """The last `key { ... }` block, or None when absent; PrototxtValueError for a scalar."""
@@ -125,31 +135,46 @@ class Message:
         return values
 
     def _check_number(self, key, index, value, where, integer, minimum, maximum, exclusive_minimum):
-        ok = (isinstance(value, int) if integer else isinstance(value, (int, float))) \
-            and not isinstance(value, bool) and math.isfinite(value) \
-            and (minimum is None or value > minimum
-                 or (value == minimum and not exclusive_minimum)) \
+        ok = (
+            (isinstance(value, int) if integer else isinstance(value, (int, float)))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and (minimum is None or value > minimum or (value == minimum and not exclusive_minimum))
             and (maximum is None or value <= maximum)
+        )
         if not ok:
-            raise self._error(where, key, index, value,
-                              _range_text(integer, minimum, maximum, exclusive_minimum))
+            raise self._error(
+                where, key, index, value, _range_text(integer, minimum, maximum, exclusive_minimum)
+            )
         return value if integer else float(value)
 
-    def number(self, key, where, default=None, integer=False, minimum=None, maximum=None,
-               exclusive_minimum=False):
+    def number(
+        self,
+        key,
+        where,
+        default=None,
+        integer=False,
+        minimum=None,
+        maximum=None,
+        exclusive_minimum=False,
+    ):
         """The last value of `key` as a finite float (or int with integer=True) within the bounds;
         default when absent. Raises PrototxtValueError naming the field, its line and the bounds."""
         values = self.get_all(key)
         if not values:
             return default
-        return self._check_number(key, len(values) - 1, values[-1], where, integer, minimum,
-                                  maximum, exclusive_minimum)
+        return self._check_number(
+            key, len(values) - 1, values[-1], where, integer, minimum, maximum, exclusive_minimum
+        )
 
-    def numbers(self, key, where, integer=False, minimum=None, maximum=None,
-                exclusive_minimum=False):
+    def numbers(
+        self, key, where, integer=False, minimum=None, maximum=None, exclusive_minimum=False
+    ):
         """Every value of `key` (a repeated field), each checked as in `number`."""
-        return [self._check_number(key, i, v, where, integer, minimum, maximum, exclusive_minimum)
-                for i, v in enumerate(self.get_all(key))]
+        return [
+            self._check_number(key, i, v, where, integer, minimum, maximum, exclusive_minimum)
+            for i, v in enumerate(self.get_all(key))
+        ]
 
     def text(self, key, where, default=None):
         """The last value of `key` as a string (quoted or a bare word); default when absent."""
@@ -204,7 +229,7 @@ def _unquote(token, line):
                 i += 2
                 continue
             if nxt in '01234567':
-                octal = re.match(r'[0-7]{1,3}', body[i + 1:]).group(0)
+                octal = re.match(r'[0-7]{1,3}', body[i + 1 :]).group(0)
                 out.append(chr(int(octal, 8)))
                 i += 1 + len(octal)
                 continue
@@ -237,8 +262,7 @@ def _tokens(text, source):
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m:
-            raise PrototxtError('%s, line %d: unexpected character %r'
-                                % (source, line, text[pos]))
+            raise PrototxtError('%s, line %d: unexpected character %r' % (source, line, text[pos]))
         kind = m.lastgroup
         if kind != 'space':
             yield kind, m.group(kind), line
@@ -256,8 +280,10 @@ def parse(text, source='<prototxt>'):
       PrototxtError: with the line number of the problem.
     """
     if len(text) > MAX_FILE_BYTES:
-        raise PrototxtError('%s: %d characters, more than the %d a prototxt may have'
-                            % (source, len(text), MAX_FILE_BYTES))
+        raise PrototxtError(
+            '%s: %d characters, more than the %d a prototxt may have'
+            % (source, len(text), MAX_FILE_BYTES)
+        )
     toks = list(_tokens(text, source))
     stack, i = [Message()], 0
     while i < len(toks):
@@ -282,8 +308,9 @@ def parse(text, source='<prototxt>'):
         current = stack[-1]
         if tok in ('{', '<'):
             if len(stack) > MAX_DEPTH:
-                raise PrototxtError('%s, line %d: blocks nested more than %d deep'
-                                    % (source, line, MAX_DEPTH))
+                raise PrototxtError(
+                    '%s, line %d: blocks nested more than %d deep' % (source, line, MAX_DEPTH)
+                )
             child = Message()
             current.fields.append((key, child))
             current.lines.setdefault(key, []).append(line)
@@ -314,8 +341,9 @@ def _value(token, source):
         try:
             return _scalar(tok)
         except ValueError as e:  # e.g. an integer of more digits than Python converts
-            raise PrototxtError('%s, line %d: cannot read the number %s (%s)'
-                                % (source, line, _short(tok), e)) from None
+            raise PrototxtError(
+                '%s, line %d: cannot read the number %s (%s)' % (source, line, _short(tok), e)
+            ) from None
     raise PrototxtError('%s, line %d: expected a value, got %r' % (source, line, tok))
 
 
@@ -330,10 +358,11 @@ def parse_file(path):
     try:
         text = data.decode('utf-8')
     except UnicodeDecodeError as e:
-        line = data[:e.start].count(b'\n') + 1
-        raise PrototxtError('%s, line %d: not UTF-8 text (%s); a deploy .prototxt is text, the '
-                            'binary weights go to --caffemodel_path'
-                            % (path, line, e.reason)) from None
+        line = data[: e.start].count(b'\n') + 1
+        raise PrototxtError(
+            '%s, line %d: not UTF-8 text (%s); a deploy .prototxt is text, the '
+            'binary weights go to --caffemodel_path' % (path, line, e.reason)
+        ) from None
     return parse(text, source=path)
 
 
@@ -366,7 +395,7 @@ def to_text(fields, indent=0):
       str.
     """
     pad, lines = '  ' * indent, []
-    for key, value in (fields.fields if isinstance(fields, Message) else fields):
+    for key, value in fields.fields if isinstance(fields, Message) else fields:
         if isinstance(value, (list, Message)):
             lines.append('%s%s {' % (pad, key))
             lines.append(to_text(value, indent + 1).rstrip('\n'))

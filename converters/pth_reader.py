@@ -33,16 +33,21 @@ import zipfile
 
 import numpy as np
 
-LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
 # torch storage type name -> (numpy dtype of the bytes in the file, element size).
 STORAGE_DTYPES = {
-    'FloatStorage': np.dtype('<f4'), 'HalfStorage': np.dtype('<f2'),
-    'DoubleStorage': np.dtype('<f8'), 'BFloat16Storage': np.dtype('<u2'),
-    'LongStorage': np.dtype('<i8'), 'IntStorage': np.dtype('<i4'),
-    'ShortStorage': np.dtype('<i2'), 'CharStorage': np.dtype('i1'),
-    'ByteStorage': np.dtype('u1'), 'BoolStorage': np.dtype('?'),
+    'FloatStorage': np.dtype('<f4'),
+    'HalfStorage': np.dtype('<f2'),
+    'DoubleStorage': np.dtype('<f8'),
+    'BFloat16Storage': np.dtype('<u2'),
+    'LongStorage': np.dtype('<i8'),
+    'IntStorage': np.dtype('<i4'),
+    'ShortStorage': np.dtype('<i2'),
+    'CharStorage': np.dtype('i1'),
+    'ByteStorage': np.dtype('u1'),
+    'BoolStorage': np.dtype('?'),
 }
 
 
@@ -81,7 +86,8 @@ class _TensorRef:
 
 def _int_tuple(value, what):
     if not isinstance(value, (tuple, list)) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
         raise PthError('%s must be a tuple of non-negative ints, got %r' % (what, value))
     return tuple(value)
 
@@ -107,8 +113,11 @@ def _rebuild_parameter(data, *unused):
     return data
 
 
-_TORCH_UTILS = {'_rebuild_tensor': _rebuild_tensor, '_rebuild_tensor_v2': _rebuild_tensor,
-                '_rebuild_parameter': _rebuild_parameter}
+_TORCH_UTILS = {
+    '_rebuild_tensor': _rebuild_tensor,
+    '_rebuild_tensor_v2': _rebuild_tensor,
+    '_rebuild_parameter': _rebuild_parameter,
+}
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -131,7 +140,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             'only allows the types a state_dict needs (collections.OrderedDict, '
             'torch._utils._rebuild_tensor[_v2], torch._utils._rebuild_parameter, '
             'torch.*Storage). Re-save the weights as a plain state_dict '
-            '(torch.save(model.state_dict(), path)).' % (self._source, module, name))
+            '(torch.save(model.state_dict(), path)).' % (self._source, module, name)
+        )
 
     def persistent_load(self, pid):
         return self._persistent_load(pid)
@@ -141,8 +151,10 @@ def _storage_record(pid, storages, source):
     """('storage', type, key, location, numel[, view_metadata]) -> the shared _Storage."""
     if not isinstance(pid, tuple) or not pid or pid[0] != 'storage':
         kind = pid[0] if isinstance(pid, tuple) and pid else pid
-        raise PthError('%s: unsupported persistent record %r (only tensor storages are '
-                       'allowed; whole pickled modules are not)' % (source, kind))
+        raise PthError(
+            '%s: unsupported persistent record %r (only tensor storages are '
+            'allowed; whole pickled modules are not)' % (source, kind)
+        )
     if len(pid) not in (5, 6):
         raise PthError('%s: malformed storage record %r' % (source, pid))
     storage_type, key, _, numel = pid[1:5]
@@ -185,12 +197,13 @@ def _root_array(storage):
         root, offset = storage.view_of
         array = _root_array(root)
         if offset + storage.numel > array.size:
-            raise PthError('storage view %s [%d:+%d] lies outside storage %s of %d elements'
-                           % (storage.key, offset, storage.numel, root.key, array.size))
-        return array[offset:offset + storage.numel]
+            raise PthError(
+                'storage view %s [%d:+%d] lies outside storage %s of %d elements'
+                % (storage.key, offset, storage.numel, root.key, array.size)
+            )
+        return array[offset : offset + storage.numel]
     if storage.array is None:
-        raise PthError('storage %s is named by a tensor but not stored in the file'
-                       % storage.key)
+        raise PthError('storage %s is named by a tensor but not stored in the file' % storage.key)
     return storage.array
 
 
@@ -198,16 +211,23 @@ def _tensor_array(ref, big_endian):
     data = _root_array(ref.storage)
     if big_endian:
         data = data.view(data.dtype.newbyteorder('>'))
-    last = ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride)) \
-        if all(n > 0 for n in ref.size) else ref.offset - 1
+    last = (
+        ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
+        if all(n > 0 for n in ref.size)
+        else ref.offset - 1
+    )
     if last >= data.size:
-        raise PthError('tensor of size %s, stride %s at offset %d reads past its storage %s of '
-                       '%d elements' % (ref.size, ref.stride, ref.offset, ref.storage.key,
-                                        data.size))
+        raise PthError(
+            'tensor of size %s, stride %s at offset %d reads past its storage %s of '
+            '%d elements' % (ref.size, ref.stride, ref.offset, ref.storage.key, data.size)
+        )
     itemsize = data.dtype.itemsize
     array = np.lib.stride_tricks.as_strided(
-        data[ref.offset:] if ref.offset < data.size else data[:0], shape=ref.size,
-        strides=[s * itemsize for s in ref.stride], writeable=False)
+        data[ref.offset :] if ref.offset < data.size else data[:0],
+        shape=ref.size,
+        strides=[s * itemsize for s in ref.stride],
+        writeable=False,
+    )
     array = np.array(array, dtype=data.dtype.newbyteorder('='), copy=True)
     if ref.storage.storage_type.name == 'BFloat16Storage':
         array = (array.astype(np.uint32) << 16).view(np.float32)
@@ -218,22 +238,26 @@ def _read_zip(path, zf):
     names = zf.namelist()
     pickles = [n for n in names if n.endswith('/data.pkl') and n.count('/') == 1]
     if len(pickles) != 1:
-        raise PthError('%s: a zip file but not a PyTorch checkpoint (expected one '
-                       '<archive>/data.pkl, found %s)' % (path, pickles or 'none'))
-    prefix = pickles[0][:-len('data.pkl')]
+        raise PthError(
+            '%s: a zip file but not a PyTorch checkpoint (expected one '
+            '<archive>/data.pkl, found %s)' % (path, pickles or 'none')
+        )
+    prefix = pickles[0][: -len('data.pkl')]
     byteorder = 'little'
     if prefix + 'byteorder' in names:
         byteorder = zf.read(prefix + 'byteorder').decode('ascii', 'replace').strip()
     storages = {}
-    unpickler = _RestrictedUnpickler(io.BytesIO(zf.read(pickles[0])),
-                                     lambda pid: _storage_record(pid, storages, path), path)
+    unpickler = _RestrictedUnpickler(
+        io.BytesIO(zf.read(pickles[0])), lambda pid: _storage_record(pid, storages, path), path
+    )
     try:
         obj = unpickler.load()
     except PthError:
         raise
     except Exception as e:  # pickle raises many types on garbage
-        raise PthError('%s: %s is corrupt (%s: %s)' % (path, pickles[0], type(e).__name__, e)) \
-            from None
+        raise PthError(
+            '%s: %s is corrupt (%s: %s)' % (path, pickles[0], type(e).__name__, e)
+        ) from None
     for key, storage in storages.items():
         if storage.view_of is not None:
             continue
@@ -243,9 +267,10 @@ def _read_zip(path, zf):
         info = zf.getinfo(entry)
         itemsize = storage.storage_type.dtype.itemsize
         if info.file_size != storage.numel * itemsize:
-            raise PthError('%s: storage %s should hold %d elements of %d bytes, the archive '
-                           'entry has %d bytes' % (path, key, storage.numel, itemsize,
-                                                   info.file_size))
+            raise PthError(
+                '%s: storage %s should hold %d elements of %d bytes, the archive '
+                'entry has %d bytes' % (path, key, storage.numel, itemsize, info.file_size)
+            )
         storage.array = np.frombuffer(zf.read(entry), dtype=storage.storage_type.dtype)
     return obj, byteorder == 'big'
 
@@ -257,51 +282,60 @@ def _read_legacy(path, f):
         except PthError:
             raise
         except Exception as e:  # pickle raises many types on garbage
-            raise PthError('%s: not a PyTorch .pth file (reading the %s: %s: %s)'
-                           % (path, what, type(e).__name__, e)) from None
+            raise PthError(
+                '%s: not a PyTorch .pth file (reading the %s: %s: %s)'
+                % (path, what, type(e).__name__, e)
+            ) from None
 
     def _no_persistent(pid):
         raise PthError('%s: unexpected persistent record %r in the header' % (path, pid))
 
     magic = load_plain('magic number')
     if magic != LEGACY_MAGIC:
-        raise PthError('%s: not a PyTorch .pth file (no zip archive, and the legacy magic '
-                       'number is missing)' % path)
+        raise PthError(
+            '%s: not a PyTorch .pth file (no zip archive, and the legacy magic '
+            'number is missing)' % path
+        )
     protocol = load_plain('protocol version')
     if protocol != LEGACY_PROTOCOL:
-        raise PthError('%s: legacy .pth protocol %r; this reader knows %d'
-                       % (path, protocol, LEGACY_PROTOCOL))
+        raise PthError(
+            '%s: legacy .pth protocol %r; this reader knows %d' % (path, protocol, LEGACY_PROTOCOL)
+        )
     sys_info = load_plain('sys_info')
     big_endian = isinstance(sys_info, dict) and sys_info.get('little_endian') is False
     storages = {}
     try:
-        obj = _RestrictedUnpickler(f, lambda pid: _storage_record(pid, storages, path),
-                                   path).load()
+        obj = _RestrictedUnpickler(f, lambda pid: _storage_record(pid, storages, path), path).load()
     except PthError:
         raise
     except Exception as e:
-        raise PthError('%s: the object pickle is corrupt (%s: %s)'
-                       % (path, type(e).__name__, e)) from None
+        raise PthError(
+            '%s: the object pickle is corrupt (%s: %s)' % (path, type(e).__name__, e)
+        ) from None
     keys = load_plain('storage keys')
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
         raise PthError('%s: malformed storage key list' % path)
     for key in keys:
         storage = storages.get(key)
         if storage is None or storage.view_of is not None:
-            raise PthError('%s: stored storage %r is not a root storage named by the pickle'
-                           % (path, key))
+            raise PthError(
+                '%s: stored storage %r is not a root storage named by the pickle' % (path, key)
+            )
         header = f.read(8)
         if len(header) != 8:
             raise PthError('%s: file ends before storage %s' % (path, key))
         (numel,) = struct.unpack('>q' if big_endian else '<q', header)
         if numel != storage.numel:
-            raise PthError('%s: storage %s holds %d elements, the pickle says %d'
-                           % (path, key, numel, storage.numel))
+            raise PthError(
+                '%s: storage %s holds %d elements, the pickle says %d'
+                % (path, key, numel, storage.numel)
+            )
         nbytes = numel * storage.storage_type.dtype.itemsize
         data = f.read(nbytes)
         if len(data) != nbytes:
-            raise PthError('%s: file ends inside storage %s (%d of %d bytes)'
-                           % (path, key, len(data), nbytes))
+            raise PthError(
+                '%s: file ends inside storage %s (%d of %d bytes)' % (path, key, len(data), nbytes)
+            )
         storage.array = np.frombuffer(data, dtype=storage.storage_type.dtype)
     return obj, big_endian
 
@@ -324,8 +358,10 @@ def load(path):
             obj, big_endian = _read_zip(path, zf)
     else:
         if tarfile.is_tarfile(path):
-            raise PthError('%s: a tar archive: the .pth format of PyTorch < 0.1.10 is not '
-                           'supported; re-save it with a newer PyTorch' % path)
+            raise PthError(
+                '%s: a tar archive: the .pth format of PyTorch < 0.1.10 is not '
+                'supported; re-save it with a newer PyTorch' % path
+            )
         with open(path, 'rb') as f:
             obj, big_endian = _read_legacy(path, f)
     return _materialise(obj, big_endian)
@@ -339,20 +375,25 @@ def find_state_dict(obj, path='<object>'):
     Raises:
       PthError: no dict of arrays found (the message lists the top-level keys).
     """
+
     def is_state_dict(d):
-        return (isinstance(d, dict) and d
-                and all(isinstance(k, str) for k in d)
-                and any(isinstance(v, np.ndarray) for v in d.values()))
+        return (
+            isinstance(d, dict)
+            and d
+            and all(isinstance(k, str) for k in d)
+            and any(isinstance(v, np.ndarray) for v in d.values())
+        )
 
     if is_state_dict(obj):
-        return collections.OrderedDict((k, v) for k, v in obj.items()
-                                       if isinstance(v, np.ndarray))
+        return collections.OrderedDict((k, v) for k, v in obj.items() if isinstance(v, np.ndarray))
     if isinstance(obj, dict):
         for key in ('state_dict', 'model_state_dict', 'model', 'net', 'weights'):
             if is_state_dict(obj.get(key)):
                 return find_state_dict(obj[key], path)
-        raise PthError('%s: no state_dict of tensors found; top-level keys: %s'
-                       % (path, ', '.join(map(str, list(obj)[:20]))))
+        raise PthError(
+            '%s: no state_dict of tensors found; top-level keys: %s'
+            % (path, ', '.join(map(str, list(obj)[:20])))
+        )
     raise PthError('%s: holds a %s, not a state_dict' % (path, type(obj).__name__))
 
 

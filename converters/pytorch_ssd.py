@@ -43,48 +43,165 @@ class ConversionError(ValueError):
 
 # torchvision.models._meta._COCO_CATEGORIES: the 91 ids of torchvision's COCO detectors.
 TORCHVISION_COCO_CATEGORIES = (
-    '__background__', 'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train',
-    'truck', 'boat', 'traffic light', 'fire hydrant', 'N/A', 'stop sign', 'parking meter',
-    'bench', 'bird', 'cat', 'dog', 'horse', 'sheep', 'cow', 'elephant', 'bear', 'zebra',
-    'giraffe', 'N/A', 'backpack', 'umbrella', 'N/A', 'N/A', 'handbag', 'tie', 'suitcase',
-    'frisbee', 'skis', 'snowboard', 'sports ball', 'kite', 'baseball bat', 'baseball glove',
-    'skateboard', 'surfboard', 'tennis racket', 'bottle', 'N/A', 'wine glass', 'cup', 'fork',
-    'knife', 'spoon', 'bowl', 'banana', 'apple', 'sandwich', 'orange', 'broccoli', 'carrot',
-    'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant', 'bed', 'N/A',
-    'dining table', 'N/A', 'N/A', 'toilet', 'N/A', 'tv', 'laptop', 'mouse', 'remote', 'keyboard',
-    'cell phone', 'microwave', 'oven', 'toaster', 'sink', 'refrigerator', 'N/A', 'book', 'clock',
-    'vase', 'scissors', 'teddy bear', 'hair drier', 'toothbrush')
+    '__background__',
+    'person',
+    'bicycle',
+    'car',
+    'motorcycle',
+    'airplane',
+    'bus',
+    'train',
+    'truck',
+    'boat',
+    'traffic light',
+    'fire hydrant',
+    'N/A',
+    'stop sign',
+    'parking meter',
+    'bench',
+    'bird',
+    'cat',
+    'dog',
+    'horse',
+    'sheep',
+    'cow',
+    'elephant',
+    'bear',
+    'zebra',
+    'giraffe',
+    'N/A',
+    'backpack',
+    'umbrella',
+    'N/A',
+    'N/A',
+    'handbag',
+    'tie',
+    'suitcase',
+    'frisbee',
+    'skis',
+    'snowboard',
+    'sports ball',
+    'kite',
+    'baseball bat',
+    'baseball glove',
+    'skateboard',
+    'surfboard',
+    'tennis racket',
+    'bottle',
+    'N/A',
+    'wine glass',
+    'cup',
+    'fork',
+    'knife',
+    'spoon',
+    'bowl',
+    'banana',
+    'apple',
+    'sandwich',
+    'orange',
+    'broccoli',
+    'carrot',
+    'hot dog',
+    'pizza',
+    'donut',
+    'cake',
+    'chair',
+    'couch',
+    'potted plant',
+    'bed',
+    'N/A',
+    'dining table',
+    'N/A',
+    'N/A',
+    'toilet',
+    'N/A',
+    'tv',
+    'laptop',
+    'mouse',
+    'remote',
+    'keyboard',
+    'cell phone',
+    'microwave',
+    'oven',
+    'toaster',
+    'sink',
+    'refrigerator',
+    'N/A',
+    'book',
+    'clock',
+    'vase',
+    'scissors',
+    'teddy bear',
+    'hair drier',
+    'toothbrush',
+)
 # ssd.pytorch data/voc0712.py VOC_CLASSES (labels 1..20; 0 is the background).
 SSD_PYTORCH_VOC_CLASSES = (
-    'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
-    'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa',
-    'train', 'tvmonitor')
+    'aeroplane',
+    'bicycle',
+    'bird',
+    'boat',
+    'bottle',
+    'bus',
+    'car',
+    'cat',
+    'chair',
+    'cow',
+    'diningtable',
+    'dog',
+    'horse',
+    'motorbike',
+    'person',
+    'pottedplant',
+    'sheep',
+    'sofa',
+    'train',
+    'tvmonitor',
+)
 CLASS_ORDERS = ('source', 'contiguous')
 
 # Our VGG16 SSD300 layers: (TF scope below the model scope, OIHW shape).
 _VGG = (
-    ('conv1/conv1_1', (64, 3, 3, 3)), ('conv1/conv1_2', (64, 64, 3, 3)),
-    ('conv2/conv2_1', (128, 64, 3, 3)), ('conv2/conv2_2', (128, 128, 3, 3)),
-    ('conv3/conv3_1', (256, 128, 3, 3)), ('conv3/conv3_2', (256, 256, 3, 3)),
+    ('conv1/conv1_1', (64, 3, 3, 3)),
+    ('conv1/conv1_2', (64, 64, 3, 3)),
+    ('conv2/conv2_1', (128, 64, 3, 3)),
+    ('conv2/conv2_2', (128, 128, 3, 3)),
+    ('conv3/conv3_1', (256, 128, 3, 3)),
+    ('conv3/conv3_2', (256, 256, 3, 3)),
     ('conv3/conv3_3', (256, 256, 3, 3)),
-    ('conv4/conv4_1', (512, 256, 3, 3)), ('conv4/conv4_2', (512, 512, 3, 3)),
+    ('conv4/conv4_1', (512, 256, 3, 3)),
+    ('conv4/conv4_2', (512, 512, 3, 3)),
     ('conv4/conv4_3', (512, 512, 3, 3)),
-    ('conv5/conv5_1', (512, 512, 3, 3)), ('conv5/conv5_2', (512, 512, 3, 3)),
+    ('conv5/conv5_1', (512, 512, 3, 3)),
+    ('conv5/conv5_2', (512, 512, 3, 3)),
     ('conv5/conv5_3', (512, 512, 3, 3)),
-    ('conv6', (1024, 512, 3, 3)), ('conv7', (1024, 1024, 1, 1)))
+    ('conv6', (1024, 512, 3, 3)),
+    ('conv7', (1024, 1024, 1, 1)),
+)
 _EXTRAS = (
-    ('block8/conv1x1', (256, 1024, 1, 1)), ('block8/conv3x3', (512, 256, 3, 3)),
-    ('block9/conv1x1', (128, 512, 1, 1)), ('block9/conv3x3', (256, 128, 3, 3)),
-    ('block10/conv1x1', (128, 256, 1, 1)), ('block10/conv3x3', (256, 128, 3, 3)),
-    ('block11/conv1x1', (128, 256, 1, 1)), ('block11/conv3x3', (256, 128, 3, 3)))
+    ('block8/conv1x1', (256, 1024, 1, 1)),
+    ('block8/conv3x3', (512, 256, 3, 3)),
+    ('block9/conv1x1', (128, 512, 1, 1)),
+    ('block9/conv3x3', (256, 128, 3, 3)),
+    ('block10/conv1x1', (128, 256, 1, 1)),
+    ('block10/conv3x3', (256, 128, 3, 3)),
+    ('block11/conv1x1', (128, 256, 1, 1)),
+    ('block11/conv3x3', (256, 128, 3, 3)),
+)
 _BOXES = ('block4_box', 'block7_box', 'block8_box', 'block9_box', 'block10_box', 'block11_box')
 _SOURCE_CHANNELS = (512, 1024, 512, 256, 256, 256)
 _L2_NORM = 'block4_box/L2Normalization/gamma'
 
 _SSD_PYTORCH_VGG_INDEX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28, 31, 33)
-_TORCHVISION_VGG = tuple('backbone.features.%d' % i for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)) \
-    + ('backbone.extra.0.1', 'backbone.extra.0.3', 'backbone.extra.0.5',
-       'backbone.extra.0.7.1', 'backbone.extra.0.7.3')
+_TORCHVISION_VGG = tuple(
+    'backbone.features.%d' % i for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21)
+) + (
+    'backbone.extra.0.1',
+    'backbone.extra.0.3',
+    'backbone.extra.0.5',
+    'backbone.extra.0.7.1',
+    'backbone.extra.0.7.3',
+)
 _TORCHVISION_EXTRAS = tuple('backbone.extra.%d.%d' % (b, i) for b in (1, 2, 3, 4) for i in (0, 2))
 
 
@@ -107,6 +224,7 @@ class Layout:
     class_names: the source's class names for labels 1.. ('source' order), or None.
     published: the published accuracy.
     """
+
     name: str
     description: str
     files: Tuple[str, ...]
@@ -126,80 +244,142 @@ class Layout:
 
 # torchvision: Normalize(mean=[0.48235, 0.45882, 0.40784], std=[1/255]*3) of a 0-1 image is
 # (RGB/255 - mean) * 255 = RGB - 255 * mean.
-_TORCHVISION_MEAN_RGB = tuple(255. * m for m in (0.48235, 0.45882, 0.40784))
+_TORCHVISION_MEAN_RGB = tuple(255.0 * m for m in (0.48235, 0.45882, 0.40784))
 # ssd.pytorch: BGR - (104, 117, 123), channels then reordered to RGB.
-_SSD_PYTORCH_MEAN_RGB = (123., 117., 104.)
+_SSD_PYTORCH_MEAN_RGB = (123.0, 117.0, 104.0)
 
-LAYOUTS = collections.OrderedDict((layout.name, layout) for layout in (
-    Layout(
-        name='torchvision_ssd300',
-        description="torchvision's ssd300_vgg16 (COCO, 91 category ids)",
-        files=('ssd300_vgg16_coco-b556d3b4.pth',),
-        signature=('backbone.scale_weight', 'backbone.extra.0.7.1.weight',
-                   'head.classification_head.module_list.0.weight'),
-        convs=tuple((key, scope, shape) for key, (scope, shape)
-                    in zip(_TORCHVISION_VGG + _TORCHVISION_EXTRAS, _VGG + _EXTRAS)),
-        l2_norm='backbone.scale_weight',
-        heads=tuple(('head.regression_head.module_list.%d' % i,
-                     'head.classification_head.module_list.%d' % i) for i in range(6)),
-        skipped={}, backbone_only=False, anchor_preset='torchvision_coco',
-        mean_rgb=_TORCHVISION_MEAN_RGB, scale=1.,
-        # SSD.postprocess_detections: boxes clipped to the image, per class score > 0.01 and the
-        # 400 best, batched NMS at 0.45, the 200 best of the image.
-        detection={'select_threshold': 0.01, 'nms_threshold': 0.45, 'top_k': 400,
-                   'keep_top_k': 200, 'clip': True},
-        class_names=TORCHVISION_COCO_CATEGORIES[1:],
-        published='COCO val2017 box mAP 25.1 (torchvision)'),
-    Layout(
-        name='ssd_pytorch_ssd300',
-        description="ssd.pytorch's SSD300 (amdegroot; VOC0712, 21 classes)",
-        files=('ssd300_mAP_77.43_v2.pth',),
-        signature=('vgg.0.weight', 'L2Norm.weight', 'extras.0.weight', 'loc.0.weight',
-                   'conf.0.weight'),
-        convs=tuple(('vgg.%d' % i, scope, shape) for i, (scope, shape)
-                    in zip(_SSD_PYTORCH_VGG_INDEX, _VGG))
-        + tuple(('extras.%d' % i, scope, shape) for i, (scope, shape) in enumerate(_EXTRAS)),
-        l2_norm='L2Norm.weight',
-        heads=tuple(('loc.%d' % i, 'conf.%d' % i) for i in range(6)),
-        skipped={}, backbone_only=False, anchor_preset='ssd_pytorch_voc',
-        mean_rgb=_SSD_PYTORCH_MEAN_RGB, scale=1.,
-        # Detect(num_classes, 0, 200, 0.01, 0.45): per class score > 0.01, the 200 best, NMS at
-        # 0.45, up to 200 kept per class; its per-image top_k line has no effect (it fills a
-        # copy), so no per-image limit; boxes are not clipped.
-        detection={'select_threshold': 0.01, 'nms_threshold': 0.45, 'top_k': 200,
-                   'keep_top_k': 0, 'clip': False},
-        class_names=SSD_PYTORCH_VOC_CLASSES,
-        published='VOC2007 test mAP 77.43 (ssd.pytorch README)'),
-    Layout(
-        name='torchvision_vgg16_features',
-        description="torchvision's VGG16 backbone for SSD (ImageNet, ported from ssd.pytorch)",
-        files=('vgg16_features-amdegroot-88682ab5.pth',),
-        signature=('features.0.weight', 'features.28.weight'),
-        convs=tuple(('features.%d' % i, scope, shape) for i, (scope, shape)
-                    in zip((0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28), _VGG[:13])),
-        l2_norm=None, heads=(),
-        skipped={'classifier.': 'the classifier holds NaN in this file (torchvision: "only the '
-                                'features module has valid values"); fc6/fc7 start from scratch '
-                                'as in torchvision\'s SSD'},
-        backbone_only=True, anchor_preset=None, mean_rgb=_TORCHVISION_MEAN_RGB, scale=1.,
-        detection={}, class_names=None, published='ImageNet (no accuracy published)'),
-    Layout(
-        name='ssd_pytorch_vgg16_reducedfc',
-        description="ssd.pytorch's fc-reduced VGG16 base (ImageNet)",
-        files=('vgg16_reducedfc.pth',),
-        signature=('0.weight', '31.weight', '33.weight'),
-        convs=tuple(('%d' % i, scope, shape) for i, (scope, shape)
-                    in zip(_SSD_PYTORCH_VGG_INDEX, _VGG)),
-        l2_norm=None, heads=(), skipped={}, backbone_only=True, anchor_preset=None,
-        mean_rgb=_SSD_PYTORCH_MEAN_RGB, scale=1., detection={}, class_names=None,
-        published='ImageNet (no accuracy published)'),
-))
+LAYOUTS = collections.OrderedDict(
+    (layout.name, layout)
+    for layout in (
+        Layout(
+            name='torchvision_ssd300',
+            description="torchvision's ssd300_vgg16 (COCO, 91 category ids)",
+            files=('ssd300_vgg16_coco-b556d3b4.pth',),
+            signature=(
+                'backbone.scale_weight',
+                'backbone.extra.0.7.1.weight',
+                'head.classification_head.module_list.0.weight',
+            ),
+            convs=tuple(
+                (key, scope, shape)
+                for key, (scope, shape) in zip(
+                    _TORCHVISION_VGG + _TORCHVISION_EXTRAS, _VGG + _EXTRAS
+                )
+            ),
+            l2_norm='backbone.scale_weight',
+            heads=tuple(
+                (
+                    'head.regression_head.module_list.%d' % i,
+                    'head.classification_head.module_list.%d' % i,
+                )
+                for i in range(6)
+            ),
+            skipped={},
+            backbone_only=False,
+            anchor_preset='torchvision_coco',
+            mean_rgb=_TORCHVISION_MEAN_RGB,
+            scale=1.0,
+            # SSD.postprocess_detections: boxes clipped to the image, per class score > 0.01 and the
+            # 400 best, batched NMS at 0.45, the 200 best of the image.
+            detection={
+                'select_threshold': 0.01,
+                'nms_threshold': 0.45,
+                'top_k': 400,
+                'keep_top_k': 200,
+                'clip': True,
+            },
+            class_names=TORCHVISION_COCO_CATEGORIES[1:],
+            published='COCO val2017 box mAP 25.1 (torchvision)',
+        ),
+        Layout(
+            name='ssd_pytorch_ssd300',
+            description="ssd.pytorch's SSD300 (amdegroot; VOC0712, 21 classes)",
+            files=('ssd300_mAP_77.43_v2.pth',),
+            signature=(
+                'vgg.0.weight',
+                'L2Norm.weight',
+                'extras.0.weight',
+                'loc.0.weight',
+                'conf.0.weight',
+            ),
+            convs=tuple(
+                ('vgg.%d' % i, scope, shape)
+                for i, (scope, shape) in zip(_SSD_PYTORCH_VGG_INDEX, _VGG)
+            )
+            + tuple(('extras.%d' % i, scope, shape) for i, (scope, shape) in enumerate(_EXTRAS)),
+            l2_norm='L2Norm.weight',
+            heads=tuple(('loc.%d' % i, 'conf.%d' % i) for i in range(6)),
+            skipped={},
+            backbone_only=False,
+            anchor_preset='ssd_pytorch_voc',
+            mean_rgb=_SSD_PYTORCH_MEAN_RGB,
+            scale=1.0,
+            # Detect(num_classes, 0, 200, 0.01, 0.45): per class score > 0.01, the 200 best, NMS at
+            # 0.45, up to 200 kept per class; its per-image top_k line has no effect (it fills a
+            # copy), so no per-image limit; boxes are not clipped.
+            detection={
+                'select_threshold': 0.01,
+                'nms_threshold': 0.45,
+                'top_k': 200,
+                'keep_top_k': 0,
+                'clip': False,
+            },
+            class_names=SSD_PYTORCH_VOC_CLASSES,
+            published='VOC2007 test mAP 77.43 (ssd.pytorch README)',
+        ),
+        Layout(
+            name='torchvision_vgg16_features',
+            description="torchvision's VGG16 backbone for SSD (ImageNet, ported from ssd.pytorch)",
+            files=('vgg16_features-amdegroot-88682ab5.pth',),
+            signature=('features.0.weight', 'features.28.weight'),
+            convs=tuple(
+                ('features.%d' % i, scope, shape)
+                for i, (scope, shape) in zip(
+                    (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28), _VGG[:13]
+                )
+            ),
+            l2_norm=None,
+            heads=(),
+            skipped={
+                'classifier.': 'the classifier holds NaN in this file (torchvision: "only the '
+                'features module has valid values"); fc6/fc7 start from scratch '
+                'as in torchvision\'s SSD'
+            },
+            backbone_only=True,
+            anchor_preset=None,
+            mean_rgb=_TORCHVISION_MEAN_RGB,
+            scale=1.0,
+            detection={},
+            class_names=None,
+            published='ImageNet (no accuracy published)',
+        ),
+        Layout(
+            name='ssd_pytorch_vgg16_reducedfc',
+            description="ssd.pytorch's fc-reduced VGG16 base (ImageNet)",
+            files=('vgg16_reducedfc.pth',),
+            signature=('0.weight', '31.weight', '33.weight'),
+            convs=tuple(
+                ('%d' % i, scope, shape) for i, (scope, shape) in zip(_SSD_PYTORCH_VGG_INDEX, _VGG)
+            ),
+            l2_norm=None,
+            heads=(),
+            skipped={},
+            backbone_only=True,
+            anchor_preset=None,
+            mean_rgb=_SSD_PYTORCH_MEAN_RGB,
+            scale=1.0,
+            detection={},
+            class_names=None,
+            published='ImageNet (no accuracy published)',
+        ),
+    )
+)
 
 
 def strip_module_prefix(state_dict):
     """Drops nn.DataParallel's `module.` from every key (when every key has it)."""
     if state_dict and all(k.startswith('module.') for k in state_dict):
-        return collections.OrderedDict((k[len('module.'):], v) for k, v in state_dict.items())
+        return collections.OrderedDict((k[len('module.') :], v) for k, v in state_dict.items())
     return state_dict
 
 
@@ -215,11 +395,15 @@ def detect_layout(keys, source='<state_dict>'):
     if len(found) == 1:
         return found[0]
     shown = ', '.join(keys[:12]) + (', ... (%d keys)' % len(keys) if len(keys) > 12 else '')
-    known = '; '.join('%s (%s, keys %s)' % (l.name, ' / '.join(l.files), ', '.join(l.signature))
-                      for l in LAYOUTS.values())
+    known = '; '.join(
+        '%s (%s, keys %s)' % (l.name, ' / '.join(l.files), ', '.join(l.signature))
+        for l in LAYOUTS.values()
+    )
     what = 'several layouts fit' if found else 'unknown layout'
-    raise ConversionError('%s: %s. Keys found: %s. Known layouts: %s. Pass --layout to choose '
-                          'one.' % (source, what, shown or 'none', known))
+    raise ConversionError(
+        '%s: %s. Keys found: %s. Known layouts: %s. Pass --layout to choose '
+        'one.' % (source, what, shown or 'none', known)
+    )
 
 
 def get_layout(name):
@@ -248,18 +432,22 @@ def class_order_channels(layout, num_classes, class_order):
     logits: the probabilities are the source's renormalised without its 10 never-trained ids.
     """
     if class_order not in CLASS_ORDERS:
-        raise ConversionError('Unknown class order %r; known: %s'
-                              % (class_order, ', '.join(CLASS_ORDERS)))
+        raise ConversionError(
+            'Unknown class order %r; known: %s' % (class_order, ', '.join(CLASS_ORDERS))
+        )
     names = layout.class_names
     if names is None or len(names) != num_classes - 1:
         names = tuple('class_%d' % i for i in range(1, num_classes))
         if class_order == 'contiguous':
-            raise ConversionError('--class_order=contiguous needs the source\'s class list; %s '
-                                  'with %d classes has none' % (layout.name, num_classes))
+            raise ConversionError(
+                '--class_order=contiguous needs the source\'s class list; %s '
+                'with %d classes has none' % (layout.name, num_classes)
+            )
     if class_order == 'source':
         # Unused ids keep their channel; unique names so that name -> label maps stay valid.
         return list(range(num_classes)), tuple(
-            'unused_%d' % (i + 1) if n == 'N/A' else n for i, n in enumerate(names))
+            'unused_%d' % (i + 1) if n == 'N/A' else n for i, n in enumerate(names)
+        )
     keep = [0] + [i + 1 for i, n in enumerate(names) if n != 'N/A']
     return keep, tuple(names[i - 1] for i in keep[1:])
 
@@ -267,6 +455,7 @@ def class_order_channels(layout, num_classes, class_order):
 @dataclasses.dataclass
 class MappedTensor:
     """One row of the conversion table."""
+
     torch_key: str
     torch_shape: Tuple[int, ...]
     tf_variable: str
@@ -285,6 +474,7 @@ class Conversion:
     missing: keys the layout needs that the file lacks.
     num_classes / class_names: of the converted net (after the class order).
     """
+
     values: Dict[str, np.ndarray]
     mapped: List[MappedTensor]
     skipped: List[Tuple[str, str]]
@@ -299,8 +489,10 @@ def _tensor(state_dict, key, shape, tf_name, used):
     value = state_dict[key]
     used.add(key)
     if tuple(value.shape) != tuple(shape):
-        raise ConversionError('shape mismatch: PyTorch tensor %s has shape %s, but %s needs %s '
-                              '(PyTorch layout)' % (key, tuple(value.shape), tf_name, tuple(shape)))
+        raise ConversionError(
+            'shape mismatch: PyTorch tensor %s has shape %s, but %s needs %s '
+            '(PyTorch layout)' % (key, tuple(value.shape), tf_name, tuple(shape))
+        )
     if not np.issubdtype(value.dtype, np.floating):
         raise ConversionError('PyTorch tensor %s is %s, expected floats' % (key, value.dtype))
     value = value.astype(np.float32)
@@ -309,8 +501,14 @@ def _tensor(state_dict, key, shape, tf_name, used):
     return value
 
 
-def convert_state_dict(state_dict, layout, scope='ssd_300_vgg', num_classes=None,
-                       class_order='source', anchors_per_location=(4, 6, 6, 6, 4, 4)):
+def convert_state_dict(
+    state_dict,
+    layout,
+    scope='ssd_300_vgg',
+    num_classes=None,
+    class_order='source',
+    anchors_per_location=(4, 6, 6, 6, 4, 4),
+):
     """Converts a state_dict of `layout` to TF variable values of our VGG SSD net.
 
     Args:
@@ -345,6 +543,7 @@ def convert_state_dict(state_dict, layout, scope='ssd_300_vgg', num_classes=None
 
         def biases(b):
             return b if channels is None else b[channels]
+
         add(key + '.weight', shape, prefix + scope_name + '/weights', weights, note)
         add(key + '.bias', shape[:1], prefix + scope_name + '/biases', biases, note)
 
@@ -357,8 +556,10 @@ def convert_state_dict(state_dict, layout, scope='ssd_300_vgg', num_classes=None
     if layout.heads:
         classes = num_classes or infer_num_classes(state_dict, layout)
         if classes is None:
-            raise ConversionError('%s: cannot infer the number of classes (no %s)'
-                                  % (layout.name, layout.heads[0][1] + '.weight'))
+            raise ConversionError(
+                '%s: cannot infer the number of classes (no %s)'
+                % (layout.name, layout.heads[0][1] + '.weight')
+            )
         keep, names = class_order_channels(layout, classes, class_order)
         for i, ((loc_key, conf_key), box) in enumerate(zip(layout.heads, _BOXES)):
             anchors, cin = anchors_per_location[i], _SOURCE_CHANNELS[i]
@@ -382,16 +583,29 @@ def convert_state_dict(state_dict, layout, scope='ssd_300_vgg', num_classes=None
             skipped.append((key, 'a batch-norm step counter'))
         else:
             unmapped.append(key)
-    return Conversion(values=values, mapped=rows, skipped=skipped, unmapped=unmapped,
-                      missing=missing, num_classes=classes, class_names=names)
+    return Conversion(
+        values=values,
+        mapped=rows,
+        skipped=skipped,
+        unmapped=unmapped,
+        missing=missing,
+        num_classes=classes,
+        class_names=names,
+    )
 
 
 def format_table(conversion):
     """The mapping table, skipped and unmapped tensors, as text."""
     rows = [('PyTorch tensor', 'shape', 'TF variable', 'shape')]
     for row in conversion.mapped:
-        rows.append((row.torch_key, 'x'.join(map(str, row.torch_shape)), row.tf_variable,
-                     'x'.join(map(str, row.tf_shape)) + ('  ' + row.note if row.note else '')))
+        rows.append(
+            (
+                row.torch_key,
+                'x'.join(map(str, row.torch_shape)),
+                row.tf_variable,
+                'x'.join(map(str, row.tf_shape)) + ('  ' + row.note if row.note else ''),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ['  '.join(r[i].ljust(widths[i]) for i in range(3)) + '  ' + r[3] for r in rows]
     reasons = collections.OrderedDict()

@@ -47,6 +47,7 @@ class CocoSource:
 
     problem: why the image entry cannot be converted (found while reading the JSON), or None.
     """
+
     annotations_file: str
     image_path: str
     image_id: int
@@ -67,8 +68,11 @@ def _image_problem(annotations_file, im, seen_ids, allow_outside_paths):
     """Why an `images` entry cannot be converted, or None."""
     where = f'{annotations_file}: image {im["id"]!r}'
     if not _valid_image_id(im['id']):
-        return (f'{annotations_file}: image id {im["id"]!r} (file_name {im.get("file_name")!r}) is not an integer in '
-                f'0..2**63-1, which the records store as int64; fix the JSON.')
+        return (
+            f'{annotations_file}: image id {im["id"]!r} (file_name {im.get("file_name")!r}) is '
+            'not an integer in '
+            f'0..2**63-1, which the records store as int64; fix the JSON.'
+        )
     if im['id'] in seen_ids:
         return f'{where}: the id appears twice in "images"; fix the JSON.'
     name = im['file_name']
@@ -76,7 +80,11 @@ def _image_problem(annotations_file, im, seen_ids, allow_outside_paths):
         return None
     reason = safe_io.check_inside(name)
     if reason:
-        hint = ' (pass --allow_outside_paths to allow it)' if isinstance(name, str) and '\0' not in name else ''
+        hint = (
+            ' (pass --allow_outside_paths to allow it)'
+            if isinstance(name, str) and '\0' not in name
+            else ''
+        )
         return f'{where}: file_name {name!r} {reason}; file names are relative to the image folder{hint}.'
     return None
 
@@ -98,30 +106,51 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
         with safe_io.open_text(annotations_file, 'annotations file') as f:
             data = json.load(f)
         categories = sorted(data['categories'], key=lambda c: c['id'])
-        images = sorted(data['images'], key=lambda im: (0, im['id']) if _valid_image_id(im['id']) else (1, 0))
+        images = sorted(
+            data['images'], key=lambda im: (0, im['id']) if _valid_image_id(im['id']) else (1, 0)
+        )
         by_image = {}
         indexed = sorted(enumerate(data.get('annotations', [])), key=lambda ia: ia[1]['id'])
         for index, a in indexed:
             area = a.get('area')
             by_image.setdefault(a['image_id'], []).append(
-                (a['id'], a['category_id'], tuple(float(v) for v in a['bbox']), int(a.get('iscrowd', 0)),
-                 None if area is None else _number(area, 'area'), index))
+                (
+                    a['id'],
+                    a['category_id'],
+                    tuple(float(v) for v in a['bbox']),
+                    int(a.get('iscrowd', 0)),
+                    None if area is None else _number(area, 'area'),
+                    index,
+                )
+            )
         sources, seen_ids = [], set()
         for im in images:
             problem = _image_problem(annotations_file, im, seen_ids, allow_outside_paths)
             name = im['file_name'] if isinstance(im['file_name'], str) else repr(im['file_name'])
-            sources.append(CocoSource(annotations_file, os.path.join(image_dir, name.replace('\0', '?')), im['id'],
-                                      (im.get('width'), im.get('height')),
-                                      tuple(by_image.get(im['id'], ())) if problem is None else (), problem))
+            sources.append(
+                CocoSource(
+                    annotations_file,
+                    os.path.join(image_dir, name.replace('\0', '?')),
+                    im['id'],
+                    (im.get('width'), im.get('height')),
+                    tuple(by_image.get(im['id'], ())) if problem is None else (),
+                    problem,
+                )
+            )
             if _valid_image_id(im['id']):
                 seen_ids.add(im['id'])
     except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
-        raise ValueError(f'{annotations_file}: not a COCO instances file with images, categories and '
-                         f'annotations ({type(e).__name__}: {e}).') from None
+        raise ValueError(
+            f'{annotations_file}: not a COCO instances file with images, categories and '
+            f'annotations ({type(e).__name__}: {e}).'
+        ) from None
     if not categories:
         raise ValueError(f'{annotations_file}: no categories.')
-    return (sources, tuple(c['name'] for c in categories),
-            [{'coco_category_id': c['id']} for c in categories])
+    return (
+        sources,
+        tuple(c['name'] for c in categories),
+        [{'coco_category_id': c['id']} for c in categories],
+    )
 
 
 def source_description(annotations_file, image_dir):
@@ -129,9 +158,13 @@ def source_description(annotations_file, image_dir):
     and sha256 (so a later evaluation or `score_detections.py --coco_annotations` can tell it has
     the same file) and the image folder."""
     data = safe_io.read_bytes(annotations_file, what='annotations file')
-    return {'dataset_name': 'coco', 'annotations_file': os.path.abspath(annotations_file),
-            'annotations_size': len(data), 'annotations_sha256': hashlib.sha256(data).hexdigest(),
-            'image_dir': os.path.abspath(image_dir)}
+    return {
+        'dataset_name': 'coco',
+        'annotations_file': os.path.abspath(annotations_file),
+        'annotations_size': len(data),
+        'annotations_sha256': hashlib.sha256(data).hexdigest(),
+        'image_dir': os.path.abspath(image_dir),
+    }
 
 
 def _number(value, what):
@@ -149,7 +182,11 @@ def coco_box_to_relative(x, y, w, h, width, height):
     cx0, cy0 = min(max(x0, 0.0), width), min(max(y0, 0.0), height)
     cx1, cy1 = min(max(x1, 0.0), width), min(max(y1, 0.0), height)
     if cx1 <= cx0 or cy1 <= cy0:
-        return None, True, f'box [x={x:g}, y={y:g}, w={w:g}, h={h:g}] outside the {width}x{height} image'
+        return (
+            None,
+            True,
+            f'box [x={x:g}, y={y:g}, w={w:g}, h={h:g}] outside the {width}x{height} image',
+        )
     clipped = (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1)
     return (cy0 / height, cx0 / width, cy1 / height, cx1 / width), clipped, None
 
@@ -164,7 +201,13 @@ class CocoLoader:
       image_limits: image_io.ImageLimits (pixels, bytes) an image must stay within.
     """
 
-    def __init__(self, category_ids, class_names, skip_unknown_classes=False, image_limits=image_io.DEFAULT_LIMITS):
+    def __init__(
+        self,
+        category_ids,
+        class_names,
+        skip_unknown_classes=False,
+        image_limits=image_io.DEFAULT_LIMITS,
+    ):
         self.category_ids = tuple(category_ids)
         self.class_names = tuple(class_names)
         self.skip_unknown_classes = skip_unknown_classes
@@ -187,43 +230,87 @@ class CocoLoader:
         if image.converted_from:
             note('fixed', f'{image.conversion}')
         if tuple(source.json_size) != (image.width, image.height):
-            note('fixed', f'JSON size {source.json_size[0]}x{source.json_size[1]}, decoded image is '
-                          f'{image.width}x{image.height}; using the decoded size')
+            note(
+                'fixed',
+                f'JSON size {source.json_size[0]}x{source.json_size[1]}, decoded image is '
+                f'{image.width}x{image.height}; using the decoded size',
+            )
         objects, kept = [], []
         for ann_id, category_id, bbox, iscrowd, area, index in source.annotations:
             label = self._labels.get(category_id)
             if label is None:
                 if not self.skip_unknown_classes:
-                    known = ', '.join(f'{c}:{n}' for c, n in zip(self.category_ids, self.class_names))
+                    known = ', '.join(
+                        f'{c}:{n}' for c, n in zip(self.category_ids, self.class_names)
+                    )
                     raise UnknownClassError(
                         f'{where}: annotation {ann_id} has category id {category_id}, which is not among the '
-                        f'categories of the file ({known}). Fix the JSON or pass --skip_unknown_classes.')
-                note('unknown_class', f'annotation {ann_id}: unknown category id {category_id} dropped')
+                        f'categories of the file ({known}). Fix the JSON or pass --skip_unknown_classes.'
+                    )
+                note(
+                    'unknown_class',
+                    f'annotation {ann_id}: unknown category id {category_id} dropped',
+                )
                 continue
             if len(bbox) != 4 or not all(math.isfinite(v) for v in bbox):
-                raise BadExampleError(f'{where}: annotation {ann_id} has bbox {list(bbox)}, expected [x, y, w, h] '
-                                      f'of 4 finite numbers.')
+                raise BadExampleError(
+                    f'{where}: annotation {ann_id} has bbox {list(bbox)}, expected [x, y, w, h] '
+                    f'of 4 finite numbers.'
+                )
             if area is not None and not math.isfinite(area):
-                raise BadExampleError(f'{where}: annotation {ann_id} has area {area}, expected a finite '
-                                      f'number.')
+                raise BadExampleError(
+                    f'{where}: annotation {ann_id} has area {area}, expected a finite number.'
+                )
             name = self.class_names[label - 1]
             if area is None:
                 area = bbox[2] * bbox[3]
-                note('fixed', f'annotation {ann_id} ({name}): no "area"; w*h = {area:g} kept for COCO '
-                              f'evaluation')
-            kept.append((index, {'id': ann_id, 'category_id': category_id, 'bbox': list(bbox), 'area': area,
-                                 'iscrowd': 1 if iscrowd else 0, 'index': index}))
+                note(
+                    'fixed',
+                    f'annotation {ann_id} ({name}): no "area"; w*h = {area:g} kept for COCO '
+                    f'evaluation',
+                )
+            kept.append(
+                (
+                    index,
+                    {
+                        'id': ann_id,
+                        'category_id': category_id,
+                        'bbox': list(bbox),
+                        'area': area,
+                        'iscrowd': 1 if iscrowd else 0,
+                        'index': index,
+                    },
+                )
+            )
             box, clipped, drop = coco_box_to_relative(*bbox, image.width, image.height)
             if drop:
                 note('dropped_object', f'annotation {ann_id} ({name}): {drop}')
                 continue
             if clipped:
-                note('fixed', f'annotation {ann_id} ({name}): box clipped to the {image.width}x{image.height} image')
-            objects.append(ObjectRecord(box=box, label=label, name=name, difficult=1 if iscrowd else 0,
-                                        truncated=0, iscrowd=1 if iscrowd else 0))
+                note(
+                    'fixed',
+                    f'annotation {ann_id} ({name}): box clipped to the {image.width}x{image.height} image',
+                )
+            objects.append(
+                ObjectRecord(
+                    box=box,
+                    label=label,
+                    name=name,
+                    difficult=1 if iscrowd else 0,
+                    truncated=0,
+                    iscrowd=1 if iscrowd else 0,
+                )
+            )
         # File order; allow_nan=False: every number was checked finite above.
-        annotations = json.dumps([a for _, a in sorted(kept, key=lambda ia: ia[0])], allow_nan=False,
-                                 separators=(',', ':'))
-        return ExampleRecord(filename=os.path.basename(source.image_path), image=image,
-                             objects=tuple(objects), image_id=int(source.image_id),
-                             coco_annotations=annotations), report
+        annotations = json.dumps(
+            [a for _, a in sorted(kept, key=lambda ia: ia[0])],
+            allow_nan=False,
+            separators=(',', ':'),
+        )
+        return ExampleRecord(
+            filename=os.path.basename(source.image_path),
+            image=image,
+            objects=tuple(objects),
+            image_id=int(source.image_id),
+            coco_annotations=annotations,
+        ), report

@@ -120,6 +120,7 @@ def _init_worker(counter, pool_worker=False):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         # One OpenCV thread per worker process: the processes are the parallelism; more threads oversubscribe.
         import cv2
+
         cv2.setNumThreads(1)
         logging.set_verbosity(logging.ERROR)
 
@@ -132,30 +133,50 @@ def validate_record(record, num_classes, max_objects_per_image, where):
     evaluation: too many objects, non-finite or out-of-range boxes, labels outside 1..num_classes,
     flags other than 0/1, an image id outside int64, an image without pixels."""
     image = record.image
-    if not (isinstance(image.height, int) and isinstance(image.width, int) and image.height > 0 and image.width > 0):
-        raise BadExampleError(f'{where}: image size {image.width}x{image.height}, expected positive integers.')
+    if not (
+        isinstance(image.height, int)
+        and isinstance(image.width, int)
+        and image.height > 0
+        and image.width > 0
+    ):
+        raise BadExampleError(
+            f'{where}: image size {image.width}x{image.height}, expected positive integers.'
+        )
     if len(record.objects) > max_objects_per_image:
         raise BadExampleError(
-            f'{where}: {len(record.objects)} objects, more than --max_objects_per_image={max_objects_per_image} '
-            f'(matching costs anchors x objects per image); raise the limit if the annotation is genuine.')
-    if record.image_id is not None and not (isinstance(record.image_id, int) and not isinstance(record.image_id, bool)
-                                            and _INT64_MIN <= record.image_id <= _INT64_MAX):
+            f'{where}: {len(record.objects)} objects, more than '
+            f'--max_objects_per_image={max_objects_per_image} '
+            f'(matching costs anchors x objects per image); raise the limit if the annotation is genuine.'
+        )
+    if record.image_id is not None and not (
+        isinstance(record.image_id, int)
+        and not isinstance(record.image_id, bool)
+        and _INT64_MIN <= record.image_id <= _INT64_MAX
+    ):
         raise BadExampleError(f'{where}: image id {record.image_id!r} is not a 64-bit integer.')
     for index, obj in enumerate(record.objects):
         box = tuple(obj.box)
         if len(box) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in box):
-            raise BadExampleError(f'{where}: object {index} ({obj.name}) has box {box}, expected 4 finite numbers.')
+            raise BadExampleError(
+                f'{where}: object {index} ({obj.name}) has box {box}, expected 4 finite numbers.'
+            )
         ymin, xmin, ymax, xmax = box
         if not (0.0 <= ymin <= ymax <= 1.0 and 0.0 <= xmin <= xmax <= 1.0):
-            raise BadExampleError(f'{where}: object {index} ({obj.name}) has relative box [ymin, xmin, ymax, xmax] = '
-                                  f'{list(box)}, expected 0 <= min <= max <= 1.')
+            raise BadExampleError(
+                f'{where}: object {index} ({obj.name}) has relative box [ymin, xmin, ymax, xmax] = '
+                f'{list(box)}, expected 0 <= min <= max <= 1.'
+            )
         if not (isinstance(obj.label, int) and 1 <= obj.label <= num_classes):
-            raise BadExampleError(f'{where}: object {index} ({obj.name}) has label {obj.label!r}, expected 1..'
-                                  f'{num_classes}.')
+            raise BadExampleError(
+                f'{where}: object {index} ({obj.name}) has label {obj.label!r}, expected 1..'
+                f'{num_classes}.'
+            )
         for field in ('difficult', 'truncated', 'iscrowd'):
             value = getattr(obj, field)
             if value not in ((None, 0, 1) if field == 'iscrowd' else (0, 1)):
-                raise BadExampleError(f'{where}: object {index} ({obj.name}) has {field}={value!r}, expected 0 or 1.')
+                raise BadExampleError(
+                    f'{where}: object {index} ({obj.name}) has {field}={value!r}, expected 0 or 1.'
+                )
 
 
 def _convert_shard(args):
@@ -172,11 +193,15 @@ def _convert_shard(args):
             if problem:
                 raise BadExampleError(problem)
             record, report = loader(source)
-            validate_record(record, checks['num_classes'], checks['max_objects_per_image'], source.report_name)
+            validate_record(
+                record, checks['num_classes'], checks['max_objects_per_image'], source.report_name
+            )
         except BadExampleError as e:
             if not skip_bad_examples:
                 raise
-            stats['report'].append({'file': source.report_name, 'kind': 'skipped_example', 'detail': str(e)})
+            stats['report'].append(
+                {'file': source.report_name, 'kind': 'skipped_example', 'detail': str(e)}
+            )
         else:
             records.append(example_format.serialize_example(record))
             stats['report'].extend(report)
@@ -198,6 +223,7 @@ def _write_records(path, records):
     """Writes a shard; returns {'size': bytes, 'sha256': hex digest} of the file written."""
     # Imported here so that worker processes, which import this module, never load TensorFlow.
     import tensorflow as tf
+
     with tf.io.TFRecordWriter(path) as writer:
         for record in records:
             writer.write(record)
@@ -247,8 +273,10 @@ class _Progress:
         eta = (self.total - done) / rate if rate > 0 else float('inf')
         frac = done / self.total if self.total else 1.0
         bar = '#' * int(frac * 30) + '.' * (30 - int(frac * 30))
-        line = (f'[convert] |{bar}| {done}/{self.total} images {100 * frac:5.1f}% '
-                f'{rate:7.1f} img/s ' + (f'{elapsed:.1f}s total' if final else f'ETA {eta:.0f}s'))
+        line = (
+            f'[convert] |{bar}| {done}/{self.total} images {100 * frac:5.1f}% '
+            f'{rate:7.1f} img/s ' + (f'{elapsed:.1f}s total' if final else f'ETA {eta:.0f}s')
+        )
         if self.tty:
             sys.stderr.write('\r' + line + ('\n' if final else ''))
         else:
@@ -269,11 +297,18 @@ def _pid_alive(pid):
 
 
 def _remove_stale(output_dir, output_name):
-    """Removes temp folders of interrupted conversions: only ours (marker file inside), only of dead processes."""
-    for stale in glob.glob(os.path.join(glob.escape(output_dir), f'.{glob.escape(output_name)}.tmp-*')):
+    """Removes temp folders of interrupted conversions: only ours (marker file inside), only
+    of dead processes."""
+    for stale in glob.glob(
+        os.path.join(glob.escape(output_dir), f'.{glob.escape(output_name)}.tmp-*')
+    ):
         pid = stale.rsplit('.tmp-', 1)[1]
-        if not (pid.isdigit() and os.path.isdir(stale) and not os.path.islink(stale)
-                and os.path.isfile(os.path.join(stale, _TEMP_MARKER))):
+        if not (
+            pid.isdigit()
+            and os.path.isdir(stale)
+            and not os.path.islink(stale)
+            and os.path.isfile(os.path.join(stale, _TEMP_MARKER))
+        ):
             continue  # not a folder this converter made
         if _pid_alive(int(pid)):
             logging.warning('%s belongs to a running conversion (pid %s); leaving it.', stale, pid)
@@ -298,11 +333,15 @@ def _listed_shards(path, output_name, what):
     if not isinstance(data, dict) or data.get('format') != METADATA_FORMAT:
         raise OutputConflictError(
             f'{path} exists but is not a {what} written by tf_convert_data.py; refusing to replace it or the '
-            f'shards it may describe. Move it away or choose another --output_name.')
+            f'shards it may describe. Move it away or choose another --output_name.'
+        )
     pattern = shard_pattern(output_name)
     files = data.get('files')
-    return {f['name'] for f in (files if isinstance(files, list) else [])
-            if isinstance(f, dict) and isinstance(f.get('name'), str) and pattern.fullmatch(f['name'])}
+    return {
+        f['name']
+        for f in (files if isinstance(files, list) else [])
+        if isinstance(f, dict) and isinstance(f.get('name'), str) and pattern.fullmatch(f['name'])
+    }
 
 
 def owned_outputs(output_dir, output_name):
@@ -315,17 +354,24 @@ def owned_outputs(output_dir, output_name):
     if not os.path.isdir(output_dir):
         return set()
     meta = metadata_path(output_dir, output_name)
-    owned = (_listed_shards(meta, output_name, 'metadata file')
-             | _listed_shards(incomplete_marker_path(output_dir, output_name), output_name, 'conversion marker'))
+    owned = _listed_shards(meta, output_name, 'metadata file') | _listed_shards(
+        incomplete_marker_path(output_dir, output_name), output_name, 'conversion marker'
+    )
     pattern = shard_pattern(output_name)
     foreign = sorted(n for n in os.listdir(output_dir) if pattern.fullmatch(n) and n not in owned)
     if foreign:
-        listed = ', '.join(foreign[:5]) + (f' and {len(foreign) - 5} more' if len(foreign) > 5 else '')
+        listed = ', '.join(foreign[:5]) + (
+            f' and {len(foreign) - 5} more' if len(foreign) > 5 else ''
+        )
         raise OutputConflictError(
-            f'{output_dir} holds {listed}, named like the shards of --output_name={output_name} but not written by '
-            f'tf_convert_data.py for it (not listed in {os.path.basename(meta)}); refusing to overwrite or delete '
-            f'{"it" if len(foreign) == 1 else "them"}. Move {"it" if len(foreign) == 1 else "them"} away or choose '
-            f'another --output_name.')
+            f'{output_dir} holds {listed}, named like the shards of '
+            f'--output_name={output_name} but not written by '
+            f'tf_convert_data.py for it (not listed in {os.path.basename(meta)}); refusing to '
+            'overwrite or delete '
+            f'{"it" if len(foreign) == 1 else "them"}. Move '
+            f'{"it" if len(foreign) == 1 else "them"} away or choose '
+            f'another --output_name.'
+        )
     return owned
 
 
@@ -338,10 +384,17 @@ def _replace_outputs(output_dir, output_name, temp_dir, shards, metadata):
     owned = owned_outputs(output_dir, output_name)
     new = {final for _, final in shards}
     marker = incomplete_marker_path(output_dir, output_name)
-    _write_json_atomic(marker, {
-        'format': METADATA_FORMAT, 'version': METADATA_VERSION, 'output_name': output_name, 'status': 'incomplete',
-        'note': 'tf_convert_data.py was replacing these shards and did not finish: convert again.',
-        'files': [{'name': n} for n in sorted(owned | new)]})
+    _write_json_atomic(
+        marker,
+        {
+            'format': METADATA_FORMAT,
+            'version': METADATA_VERSION,
+            'output_name': output_name,
+            'status': 'incomplete',
+            'note': 'tf_convert_data.py was replacing these shards and did not finish: convert again.',
+            'files': [{'name': n} for n in sorted(owned | new)],
+        },
+    )
     meta = metadata_path(output_dir, output_name)
     if os.path.lexists(meta):
         os.remove(meta)
@@ -362,9 +415,22 @@ def _write_json_atomic(path, data):
     os.replace(temp, path)
 
 
-def convert(sources, loader, class_names, output_dir, output_name, samples_per_file=200, shuffle=True,
-            seed=0, num_workers=None, skip_bad_examples=False, description=None, class_extra=None,
-            show_progress=True, max_objects_per_image=DEFAULT_MAX_OBJECTS_PER_IMAGE):
+def convert(
+    sources,
+    loader,
+    class_names,
+    output_dir,
+    output_name,
+    samples_per_file=200,
+    shuffle=True,
+    seed=0,
+    num_workers=None,
+    skip_bad_examples=False,
+    description=None,
+    class_extra=None,
+    show_progress=True,
+    max_objects_per_image=DEFAULT_MAX_OBJECTS_PER_IMAGE,
+):
     """Converts examples to sharded TFRecords plus the metadata file.
 
     Args:
@@ -393,7 +459,9 @@ def convert(sources, loader, class_names, output_dir, output_name, samples_per_f
     if not sources:
         raise ValueError('No examples to convert: the input lists no images.')
     if not re.fullmatch(r'[\w.\-]+', output_name):
-        raise ValueError(f'output_name {output_name!r} must be a plain file-name prefix (letters, digits, _ . -).')
+        raise ValueError(
+            f'output_name {output_name!r} must be a plain file-name prefix (letters, digits, _ . -).'
+        )
     num_workers = num_workers or os.cpu_count() or 1
     if num_workers < 1:
         raise ValueError(f'num_workers must be >= 1, got {num_workers}.')
@@ -406,7 +474,7 @@ def convert(sources, loader, class_names, output_dir, output_name, samples_per_f
     order = list(sources)
     if shuffle:
         random.Random(seed).shuffle(order)
-    chunks = [order[i:i + samples_per_file] for i in range(0, len(order), samples_per_file)]
+    chunks = [order[i : i + samples_per_file] for i in range(0, len(order), samples_per_file)]
     os.makedirs(output_dir, exist_ok=True)
     owned_outputs(output_dir, output_name)  # refuse before any work, not after it
     _remove_stale(output_dir, output_name)
@@ -418,7 +486,9 @@ def convert(sources, loader, class_names, output_dir, output_name, samples_per_f
     checks = {'num_classes': len(class_names), 'max_objects_per_image': max_objects_per_image}
     tasks = [(c, loader, skip_bad_examples, checks) for c in chunks]
     workers = min(num_workers, len(tasks))
-    logging.info('Converting %d examples into %d shards with %d worker(s).', len(order), len(tasks), workers)
+    logging.info(
+        'Converting %d examples into %d shards with %d worker(s).', len(order), len(tasks), workers
+    )
     try:
         results = []
         if workers == 1:
@@ -437,35 +507,72 @@ def convert(sources, loader, class_names, output_dir, output_name, samples_per_f
                     for name, (records, stats) in zip(temp_names, pool.imap(_convert_shard, tasks)):
                         stats['file'] = _write_records(os.path.join(temp_dir, name), records)
                         results.append(stats)
-        metadata, moves = _metadata(results, temp_names, class_names, output_name, samples_per_file, shuffle,
-                                    seed, skip_bad_examples, description, class_extra, max_objects_per_image)
+        metadata, moves = _metadata(
+            results,
+            temp_names,
+            class_names,
+            output_name,
+            samples_per_file,
+            shuffle,
+            seed,
+            skip_bad_examples,
+            description,
+            class_extra,
+            max_objects_per_image,
+        )
         if metadata['num_examples'] == 0:
-            raise ValueError(f'Every one of the {len(order)} examples was skipped; nothing written. '
-                             f'See the reasons above or run without --skip_bad_examples.')
+            raise ValueError(
+                f'Every one of the {len(order)} examples was skipped; nothing written. '
+                f'See the reasons above or run without --skip_bad_examples.'
+            )
         _replace_outputs(output_dir, output_name, temp_dir, moves, metadata)
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
     for kind, count in metadata['report']['counts'].items():
         if count:
-            logging.warning('%d %s entries; see %s.', count, kind, metadata_path(output_dir, output_name))
+            logging.warning(
+                '%d %s entries; see %s.', count, kind, metadata_path(output_dir, output_name)
+            )
     return metadata
 
 
-def _metadata(results, temp_names, class_names, output_name, samples_per_file, shuffle, seed,
-              skip_bad_examples, description, class_extra, max_objects_per_image):
+def _metadata(
+    results,
+    temp_names,
+    class_names,
+    output_name,
+    samples_per_file,
+    shuffle,
+    seed,
+    skip_bad_examples,
+    description,
+    class_extra,
+    max_objects_per_image,
+):
     """Merges shard results in shard order. Returns (metadata dict, [(temp name, final name)])."""
     kept = [(n, r) for n, r in zip(temp_names, results) if r['num_examples'] > 0]
     files, moves = [], []
     for index, (temp_name, result) in enumerate(kept):
         final = shard_name(output_name, index, len(kept))
-        files.append({'name': final, 'num_examples': result['num_examples'], 'size': result['file']['size'],
-                      'sha256': result['file']['sha256']})
+        files.append(
+            {
+                'name': final,
+                'num_examples': result['num_examples'],
+                'size': result['file']['size'],
+                'sha256': result['file']['sha256'],
+            }
+        )
         moves.append((temp_name, final))
     classes = []
     for i, name in enumerate(class_names):
         counts = [sum(r['classes'].get(i + 1, [0, 0, 0])[k] for r in results) for k in range(3)]
-        entry = {'id': i + 1, 'name': name, 'num_images': counts[0], 'num_objects': counts[1],
-                 'num_difficult': counts[2]}
+        entry = {
+            'id': i + 1,
+            'name': name,
+            'num_images': counts[0],
+            'num_objects': counts[1],
+            'num_difficult': counts[2],
+        }
         entry.update((class_extra or [{}] * len(class_names))[i])
         classes.append(entry)
     entries = [e for r in results for e in r['report']]
@@ -479,9 +586,17 @@ def _metadata(results, temp_names, class_names, output_name, samples_per_file, s
         'classes': classes,
         'files': files,
         'source': dict(description or {}),
-        'options': {'samples_per_file': samples_per_file, 'shuffle': shuffle, 'seed': seed,
-                    'skip_bad_examples': skip_bad_examples, 'max_objects_per_image': max_objects_per_image},
-        'report': {'counts': {k: sum(e['kind'] == k for e in entries) for k in kinds}, 'entries': entries},
+        'options': {
+            'samples_per_file': samples_per_file,
+            'shuffle': shuffle,
+            'seed': seed,
+            'skip_bad_examples': skip_bad_examples,
+            'max_objects_per_image': max_objects_per_image,
+        },
+        'report': {
+            'counts': {k: sum(e['kind'] == k for e in entries) for k in kinds},
+            'entries': entries,
+        },
     }
     return metadata, moves
 
@@ -499,11 +614,15 @@ def count_records(path):
         while offset < size:
             header = f.read(12)
             if len(header) < 12:
-                raise ValueError(f'{path}: truncated TFRecord file (record {count} header cut at byte {offset}).')
+                raise ValueError(
+                    f'{path}: truncated TFRecord file (record {count} header cut at byte {offset}).'
+                )
             (length,) = struct.unpack('<Q', header[:8])
             offset += 12 + length + 4
             if offset > size:
-                raise ValueError(f'{path}: truncated TFRecord file (record {count} ends past the end of the file).')
+                raise ValueError(
+                    f'{path}: truncated TFRecord file (record {count} ends past the end of the file).'
+                )
             f.seek(offset)
             count += 1
     return count
@@ -525,29 +644,43 @@ def read_metadata(path, verify_digests=False):
         with safe_io.open_text(path, 'metadata file') as f:
             metadata = json.load(f)
     except ValueError as e:
-        raise ValueError(f'{path}: unreadable metadata JSON ({e}); convert the dataset again.') from None
+        raise ValueError(
+            f'{path}: unreadable metadata JSON ({e}); convert the dataset again.'
+        ) from None
     if not isinstance(metadata, dict) or metadata.get('format') != METADATA_FORMAT:
-        raise ValueError(f"{path}: not a metadata file of tf_convert_data.py "
-                         f"(no 'format': '{METADATA_FORMAT}').")
+        raise ValueError(
+            f"{path}: not a metadata file of tf_convert_data.py (no 'format': '{METADATA_FORMAT}')."
+        )
     entries = metadata.get('files')
     if not isinstance(entries, list) or not all(
-            isinstance(f, dict) and isinstance(f.get('name'), str) and isinstance(f.get('num_examples'), int)
-            for f in entries):
-        raise ValueError(f"{path}: 'files' is not a list of {{name, num_examples}}; convert the dataset again.")
+        isinstance(f, dict)
+        and isinstance(f.get('name'), str)
+        and isinstance(f.get('num_examples'), int)
+        for f in entries
+    ):
+        raise ValueError(
+            f"{path}: 'files' is not a list of {{name, num_examples}}; convert the dataset again."
+        )
     for f in entries:
         if os.path.basename(f['name']) != f['name'] or f['name'] in ('', '.', '..'):
-            raise ValueError(f'{path} lists shard {f["name"]!r}, which is not a file name in {os.path.dirname(path)}'
-                             f' (shards live beside their metadata); refusing to read it.')
+            raise ValueError(
+                f'{path} lists shard {f["name"]!r}, which is not a file name in {os.path.dirname(path)}'
+                f' (shards live beside their metadata); refusing to read it.'
+            )
     files = [os.path.join(os.path.dirname(path), f['name']) for f in entries]
     missing = [f for f in files if not os.path.isfile(f)]
     if missing:
-        raise FileNotFoundError(f'{path} lists shards that are missing ({missing[:3]}); the dataset in '
-                                f'{os.path.dirname(path) or "."} is incomplete: convert it again.')
+        raise FileNotFoundError(
+            f'{path} lists shards that are missing ({missing[:3]}); the dataset in '
+            f'{os.path.dirname(path) or "."} is incomplete: convert it again.'
+        )
     for file, entry in zip(files, entries):
         _check_shard(file, entry, path, verify_digests)
     if sum(f['num_examples'] for f in entries) != metadata.get('num_examples'):
-        raise ValueError(f"{path}: num_examples {metadata.get('num_examples')!r} is not the sum of its shards' "
-                         f"counts ({sum(f['num_examples'] for f in entries)}); convert the dataset again.")
+        raise ValueError(
+            f"{path}: num_examples {metadata.get('num_examples')!r} is not the sum of its shards' "
+            f"counts ({sum(f['num_examples'] for f in entries)}); convert the dataset again."
+        )
     return metadata, files
 
 
@@ -558,17 +691,24 @@ def _check_shard(file, entry, meta_path, verify_digests):
     if isinstance(entry.get('size'), int):
         if st.st_size != entry['size']:
             raise DatasetFilesError(
-                f'{file} has {st.st_size} bytes but {os.path.basename(meta_path)} lists {entry["size"]}: the shard was '
-                f'emptied, truncated or replaced after the conversion, and reading it would silently give other '
-                f'examples than the {entry["num_examples"]} it held; {again}.')
+                f'{file} has {st.st_size} bytes but {os.path.basename(meta_path)} lists '
+                f'{entry["size"]}: the shard was '
+                'emptied, truncated or replaced after the conversion, and reading it would '
+                'silently give other '
+                f'examples than the {entry["num_examples"]} it held; {again}.'
+            )
     else:  # metadata version 1: no sizes; the record headers give the count cheaply
         count = count_records(file)
         if count != entry['num_examples']:
-            raise DatasetFilesError(f'{file} holds {count} records but {os.path.basename(meta_path)} lists '
-                                    f'{entry["num_examples"]}; {again}.')
+            raise DatasetFilesError(
+                f'{file} holds {count} records but {os.path.basename(meta_path)} lists '
+                f'{entry["num_examples"]}; {again}.'
+            )
     if verify_digests and isinstance(entry.get('sha256'), str):
         digest = file_digest(file)['sha256']
         if digest != entry['sha256']:
-            raise DatasetFilesError(f'{file}: sha256 {digest} differs from {entry["sha256"]} in '
-                                    f'{os.path.basename(meta_path)}: the shard was modified after the conversion; '
-                                    f'{again}.')
+            raise DatasetFilesError(
+                f'{file}: sha256 {digest} differs from {entry["sha256"]} in '
+                f'{os.path.basename(meta_path)}: the shard was modified after the conversion; '
+                f'{again}.'
+            )

@@ -74,7 +74,9 @@ class DetectionDataset:
       metadata: the converter's metadata dict, or None for older records.
     """
 
-    def __init__(self, name, split_name, dataset_dir, file_pattern, files, num_samples, class_names, metadata):
+    def __init__(
+        self, name, split_name, dataset_dir, file_pattern, files, num_samples, class_names, metadata
+    ):
         self.name = name
         self.split_name = split_name
         self.dataset_dir = dataset_dir
@@ -85,8 +87,15 @@ class DetectionDataset:
         self.labels_to_names = labels.labels_to_names(class_names)
         self.metadata = metadata
 
-    def make_dataset(self, shuffle=False, num_readers=4, num_parallel_calls=tf.data.AUTOTUNE, seed=None,
-                     repeat=False, shuffle_buffer_size=1024):
+    def make_dataset(
+        self,
+        shuffle=False,
+        num_readers=4,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        seed=None,
+        repeat=False,
+        shuffle_buffer_size=1024,
+    ):
         """Builds the input pipeline; works eagerly and in tf.compat.v1 graph mode.
 
         Shards are read by a parallel interleave of `num_readers` files, records are parsed and
@@ -108,13 +117,18 @@ class DetectionDataset:
             files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
         if repeat:
             files = files.repeat()
-        records = files.interleave(tf.data.TFRecordDataset, cycle_length=num_readers, block_length=1,
-                                   num_parallel_calls=num_readers if num_readers > 1 else None,
-                                   deterministic=deterministic)
+        records = files.interleave(
+            tf.data.TFRecordDataset,
+            cycle_length=num_readers,
+            block_length=1,
+            num_parallel_calls=num_readers if num_readers > 1 else None,
+            deterministic=deterministic,
+        )
         if shuffle:
             records = records.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
-        examples = records.map(parse_example, num_parallel_calls=num_parallel_calls,
-                               deterministic=deterministic)
+        examples = records.map(
+            parse_example, num_parallel_calls=num_parallel_calls, deterministic=deterministic
+        )
         return examples.prefetch(tf.data.AUTOTUNE)
 
 
@@ -148,16 +162,33 @@ def parse_example(serialized):
     # decode_image sniffs the bytes, so older records holding PNG data also decode.
     image = tf.io.decode_image(f[ef.ENCODED], channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
-    dense = {k: tf.sparse.to_dense(f[k])
-             for k in (ef.XMIN, ef.XMAX, ef.YMIN, ef.YMAX, ef.LABEL, ef.DIFFICULT, ef.TRUNCATED, ef.ISCROWD)}
+    dense = {
+        k: tf.sparse.to_dense(f[k])
+        for k in (
+            ef.XMIN,
+            ef.XMAX,
+            ef.YMIN,
+            ef.YMAX,
+            ef.LABEL,
+            ef.DIFFICULT,
+            ef.TRUNCATED,
+            ef.ISCROWD,
+        )
+    }
     label_ids = dense[ef.LABEL]
     zeros = tf.zeros_like(label_ids)
-    flags = {k: tf.cond(tf.equal(tf.size(dense[k]), tf.size(label_ids)), lambda k=k: dense[k], lambda: zeros)
-             for k in (ef.DIFFICULT, ef.TRUNCATED, ef.ISCROWD)}
+    flags = {
+        k: tf.cond(
+            tf.equal(tf.size(dense[k]), tf.size(label_ids)), lambda k=k: dense[k], lambda: zeros
+        )
+        for k in (ef.DIFFICULT, ef.TRUNCATED, ef.ISCROWD)
+    }
     return {
         'image': image,
         'shape': tf.shape(image, out_type=tf.int32),
-        'bboxes': tf.stack([dense[ef.YMIN], dense[ef.XMIN], dense[ef.YMAX], dense[ef.XMAX]], axis=1),
+        'bboxes': tf.stack(
+            [dense[ef.YMIN], dense[ef.XMIN], dense[ef.YMAX], dense[ef.XMAX]], axis=1
+        ),
         'labels': label_ids,
         'difficult': flags[ef.DIFFICULT],
         'truncated': flags[ef.TRUNCATED],
@@ -180,7 +211,9 @@ def _resolve(dataset_dir, pattern):
 def _available(dataset_dir):
     if not os.path.isdir(dataset_dir):
         return f'{dataset_dir} does not exist'
-    names = sorted(n for n in os.listdir(dataset_dir) if n.endswith(('.tfrecord', convert.METADATA_SUFFIX)))
+    names = sorted(
+        n for n in os.listdir(dataset_dir) if n.endswith(('.tfrecord', convert.METADATA_SUFFIX))
+    )
     return f'{dataset_dir} holds {names[:20]}{" ..." if len(names) > 20 else ""}'
 
 
@@ -190,7 +223,9 @@ def _load_metadata(path, verify_digests=False):
     return metadata, files, class_names
 
 
-def get_dataset(name, split_name, dataset_dir, file_pattern=None, num_classes=None, verify_digests=False):
+def get_dataset(
+    name, split_name, dataset_dir, file_pattern=None, num_classes=None, verify_digests=False
+):
     """Looks a dataset split up.
 
     Args:
@@ -222,35 +257,50 @@ def get_dataset(name, split_name, dataset_dir, file_pattern=None, num_classes=No
     pattern_path = _resolve(dataset_dir, file_pattern)
     meta_path = marker_path = None
     if pattern_path.endswith(_SHARD_GLOB_SUFFIX):
-        meta_path = pattern_path[:-len(_SHARD_GLOB_SUFFIX)] + convert.METADATA_SUFFIX
-        marker_path = pattern_path[:-len(_SHARD_GLOB_SUFFIX)] + convert.INCOMPLETE_SUFFIX
+        meta_path = pattern_path[: -len(_SHARD_GLOB_SUFFIX)] + convert.METADATA_SUFFIX
+        marker_path = pattern_path[: -len(_SHARD_GLOB_SUFFIX)] + convert.INCOMPLETE_SUFFIX
     if meta_path and os.path.isfile(meta_path):
         metadata, files, class_names = _load_metadata(meta_path, verify_digests)
         num_samples = metadata['num_examples']
         if num_classes is not None and num_classes != len(class_names) + 1:
-            raise ValueError(f'num_classes={num_classes} disagrees with {meta_path}: {len(class_names)} classes + '
-                             f'background = {len(class_names) + 1}. Pass num_classes=None to take it from the data.')
+            raise ValueError(
+                f'num_classes={num_classes} disagrees with {meta_path}: {len(class_names)} classes + '
+                f'background = {len(class_names) + 1}. Pass num_classes=None to take it from the data.'
+            )
     elif marker_path and os.path.lexists(marker_path):
-        raise FileNotFoundError(f'{marker_path}: a conversion was interrupted while it replaced the shards of '
-                                f'{os.path.basename(pattern_path[:-len(_SHARD_GLOB_SUFFIX)])}, so the shards there are '
-                                f'a mix or a part; convert the data again.')
+        raise FileNotFoundError(
+            f'{marker_path}: a conversion was interrupted while it replaced the shards of '
+            f'{os.path.basename(pattern_path[: -len(_SHARD_GLOB_SUFFIX)])}, so the shards there are '
+            f'a mix or a part; convert the data again.'
+        )
     else:
         metadata = None
         files = sorted(glob.glob(pattern_path))
         if not files:
-            raise FileNotFoundError(f'Dataset {name!r} split {split_name!r}: no files match {pattern_path} '
-                                    f'({_available(dataset_dir)}). Convert the data with tf_convert_data.py '
-                                    f'--output_name={entry.prefix.format(split=split_name)}.')
+            raise FileNotFoundError(
+                f'Dataset {name!r} split {split_name!r}: no files match {pattern_path} '
+                f'({_available(dataset_dir)}). Convert the data with tf_convert_data.py '
+                f'--output_name={entry.prefix.format(split=split_name)}.'
+            )
         if num_classes is None:
             if entry.class_names is None:
-                raise ValueError(f'{pattern_path}: no metadata file ({meta_path}), so the class count is unknown; '
-                                 f'pass num_classes (including background).')
+                raise ValueError(
+                    f'{pattern_path}: no metadata file ({meta_path}), so the class count is unknown; '
+                    f'pass num_classes (including background).'
+                )
             num_classes = len(entry.class_names) + 1
         if entry.class_names is not None and num_classes == len(entry.class_names) + 1:
             class_names = list(entry.class_names)
         else:
             class_names = [f'class_{i}' for i in range(1, num_classes)]
         num_samples = sum(count_records(f) for f in files)
-        logging.info('No metadata for %s: counted %d records in %d file(s); assuming %d classes with background.',
-                     pattern_path, num_samples, len(files), num_classes)
-    return DetectionDataset(name, split_name, dataset_dir, file_pattern, files, num_samples, class_names, metadata)
+        logging.info(
+            'No metadata for %s: counted %d records in %d file(s); assuming %d classes with background.',
+            pattern_path,
+            num_samples,
+            len(files),
+            num_classes,
+        )
+    return DetectionDataset(
+        name, split_name, dataset_dir, file_pattern, files, num_samples, class_names, metadata
+    )

@@ -58,6 +58,7 @@ COCO_ANNOTATIONS = 'image/coco/annotations'
 @dataclasses.dataclass(frozen=True)
 class ObjectRecord:
     """One object. box: (ymin, xmin, ymax, xmax) relative floats; label: 1..K; flags 0/1."""
+
     box: tuple
     label: int
     name: str
@@ -70,6 +71,7 @@ class ObjectRecord:
 class ExampleRecord:
     """One image with its objects. image: datasets.image_io.EncodedImage; image_id: int or None;
     coco_annotations: the JSON text of `image/coco/annotations` (COCO only), or None."""
+
     filename: str
     image: object
     objects: tuple
@@ -107,7 +109,9 @@ def _float_feature(values):  # Feature.float_list = 2 { repeated float value = 1
 
 
 def _int64_feature(values):  # Feature.int64_list = 3 { repeated int64 value = 1 [packed]; }
-    return _len_field(3, _len_field(1, b''.join(_varint(int(v)) for v in values)) if values else b'')
+    return _len_field(
+        3, _len_field(1, b''.join(_varint(int(v)) for v in values)) if values else b''
+    )
 
 
 def serialize_example(record):
@@ -142,6 +146,8 @@ def serialize_example(record):
     if record.coco_annotations is not None:
         features[COCO_ANNOTATIONS] = _bytes_feature([record.coco_annotations.encode('utf-8')])
     # Example.features = 1 { map<string, Feature> feature = 1; }: entries {key = 1, value = 2}.
-    entries = b''.join(_len_field(1, _len_field(1, k.encode()) + _len_field(2, features[k]))
-                       for k in sorted(features))
+    entries = b''.join(
+        _len_field(1, _len_field(1, k.encode()) + _len_field(2, features[k]))
+        for k in sorted(features)
+    )
     return _len_field(1, entries)

@@ -53,6 +53,7 @@ class BadImageError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class ImageLimits:
     """What `load_image` accepts. max_pixels: width x height; max_bytes: file size."""
+
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
 
@@ -70,6 +71,7 @@ class EncodedImage:
     report (e.g. 'PNG RGBA data in a .jpg file: decoded as PNG, alpha dropped, re-encoded as
     JPEG (quality 95)').
     """
+
     data: bytes
     height: int
     width: int
@@ -101,16 +103,18 @@ def _jpeg_size(data):
             continue
         if marker in (0xD9, 0xDA):  # end of image, start of scan: no frame header before them
             break
-        (length,) = struct.unpack('>H', data[pos + 2:pos + 4])
+        (length,) = struct.unpack('>H', data[pos + 2 : pos + 4])
         if length < 2:
             raise BadImageError(f'corrupt JPEG header (segment length {length} at byte {pos})')
         if marker in _SOF_MARKERS:
             if pos + 9 > len(data):
                 break
-            height, width = struct.unpack('>HH', data[pos + 5:pos + 9])
+            height, width = struct.unpack('>HH', data[pos + 5 : pos + 9])
             if height == 0 or width == 0:
-                raise BadImageError(f'JPEG frame header gives {width}x{height} pixels (a zero height needs a '
-                                    f'DNL marker, which decoders do not support)')
+                raise BadImageError(
+                    f'JPEG frame header gives {width}x{height} pixels (a zero height needs a '
+                    f'DNL marker, which decoders do not support)'
+                )
             return width, height
         pos += 2 + length
     raise BadImageError('JPEG without a frame header (SOF) before its image data')
@@ -135,20 +139,27 @@ def image_header_size(data):
     try:
         from PIL import Image
     except ImportError:
-        raise BadImageError('not a JPEG or PNG file, and Pillow (which reads other headers) is not '
-                            'installed') from None
+        raise BadImageError(
+            'not a JPEG or PNG file, and Pillow (which reads other headers) is not installed'
+        ) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
             with Image.open(io.BytesIO(data)) as im:
                 width, height = im.size
                 return im.format or 'other', width, height
-    except Image.DecompressionBombError as e:  # only above 2 x 89.5 M pixels: beyond TF_MAX_PIXELS too
-        raise BadImageError(f'the image header claims more than {TF_MAX_PIXELS} pixels, which TensorFlow\'s '
-                            f'decoder refuses (Pillow: {e})') from None
+    except (
+        Image.DecompressionBombError
+    ) as e:  # only above 2 x 89.5 M pixels: beyond TF_MAX_PIXELS too
+        raise BadImageError(
+            f'the image header claims more than {TF_MAX_PIXELS} pixels, which TensorFlow\'s '
+            f'decoder refuses (Pillow: {e})'
+        ) from None
     except Exception as e:  # Pillow raises many types for unknown or broken headers
-        raise BadImageError(f'not a decodable image ({len(data)} bytes: neither JPEG, PNG nor another format whose '
-                            f'header Pillow reads; {type(e).__name__})') from None
+        raise BadImageError(
+            f'not a decodable image ({len(data)} bytes: neither JPEG, PNG nor another format whose '
+            f'header Pillow reads; {type(e).__name__})'
+        ) from None
 
 
 def check_size(width, height, limits, fmt='image'):
@@ -156,9 +167,11 @@ def check_size(width, height, limits, fmt='image'):
     pixels = width * height
     if pixels > min(limits.max_pixels, TF_MAX_PIXELS):
         if pixels > TF_MAX_PIXELS:
-            why = (f'TensorFlow\'s JPEG decoder refuses images of more than {TF_MAX_PIXELS} pixels '
-                   f'(height x width x 3 must stay below 2**29 bytes), so training could not read it; '
-                   f'downscale or tile the image')
+            why = (
+                f'TensorFlow\'s JPEG decoder refuses images of more than {TF_MAX_PIXELS} pixels '
+                f'(height x width x 3 must stay below 2**29 bytes), so training could not read it; '
+                f'downscale or tile the image'
+            )
         else:
             why = f'more than --max_image_pixels={limits.max_pixels}; raise the limit if the image is genuine'
         raise BadImageError(f'{fmt} of {width}x{height} = {pixels} pixels: {why}')
@@ -170,12 +183,23 @@ def _describe(data, fmt, image):
         depth = data[24]
         return f'PNG {mode}' + (f' {depth}-bit' if depth != 8 else '')
     channels = 1 if image.ndim == 2 else image.shape[2]
-    mode = {1: 'grayscale', 2: 'grayscale+alpha', 3: 'RGB', 4: 'RGBA'}.get(channels, f'{channels}-channel')
+    mode = {1: 'grayscale', 2: 'grayscale+alpha', 3: 'RGB', 4: 'RGBA'}.get(
+        channels, f'{channels}-channel'
+    )
     return f'{fmt if fmt != "other" else "non-JPEG/PNG"} {mode}'
 
 
-_EXTENSION_FORMATS = {'.jpg': 'JPEG', '.jpeg': 'JPEG', '.jpe': 'JPEG', '.png': 'PNG', '.bmp': 'BMP',
-                      '.tif': 'TIFF', '.tiff': 'TIFF', '.webp': 'WEBP', '.gif': 'GIF'}
+_EXTENSION_FORMATS = {
+    '.jpg': 'JPEG',
+    '.jpeg': 'JPEG',
+    '.jpe': 'JPEG',
+    '.png': 'PNG',
+    '.bmp': 'BMP',
+    '.tif': 'TIFF',
+    '.tiff': 'TIFF',
+    '.webp': 'WEBP',
+    '.gif': 'GIF',
+}
 
 
 def _conversion(source, header_fmt, image, file_name=None):
@@ -238,15 +262,22 @@ def normalise_image_bytes(data, limits=DEFAULT_LIMITS, file_name=None):
     if image is None or image.size == 0:
         raise BadImageError(f'not a decodable image ({len(data)} bytes, format {fmt})')
     height, width = image.shape[:2]
-    check_size(width, height, limits, f'decoded {header_fmt} image')  # in case the header parse missed a frame
+    check_size(
+        width, height, limits, f'decoded {header_fmt} image'
+    )  # in case the header parse missed a frame
     # A JPEG must end with the EOI marker (trailing padding after it is tolerated).
     if fmt == 'JPEG' and b'\xff\xd9' not in data[-1024:]:
         raise BadImageError('truncated JPEG (no end-of-image marker)')
     if fmt == 'JPEG' and image.ndim == 3 and image.shape[2] == 3:
         return EncodedImage(data, height, width, None)
     source = _describe(data, fmt, image)
-    return EncodedImage(encode_jpeg(to_bgr8(image)), height, width, source,
-                        _conversion(source, header_fmt, image, file_name))
+    return EncodedImage(
+        encode_jpeg(to_bgr8(image)),
+        height,
+        width,
+        source,
+        _conversion(source, header_fmt, image, file_name),
+    )
 
 
 def load_image(path, limits=DEFAULT_LIMITS):

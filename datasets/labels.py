@@ -6,9 +6,27 @@ Label ids are 1..K in list order; 0 is the background and is never written to a 
 from datasets import safe_io
 
 VOC_CLASSES = (
-    'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
-    'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa',
-    'train', 'tvmonitor')
+    'aeroplane',
+    'bicycle',
+    'bird',
+    'boat',
+    'bottle',
+    'bus',
+    'car',
+    'cat',
+    'chair',
+    'cow',
+    'diningtable',
+    'dog',
+    'horse',
+    'motorbike',
+    'person',
+    'pottedplant',
+    'sheep',
+    'sofa',
+    'train',
+    'tvmonitor',
+)
 
 BACKGROUND_NAME = 'none'
 
@@ -26,7 +44,9 @@ def read_labels_file(path):
         with safe_io.open_text(path, 'labels file') as f:
             names = [line.strip() for line in f]
     except UnicodeDecodeError as e:
-        raise ValueError(f'{path}: labels file is not UTF-8 text ({e}); expected one class name per line.') from None
+        raise ValueError(
+            f'{path}: labels file is not UTF-8 text ({e}); expected one class name per line.'
+        ) from None
     names = tuple(n for n in names if n)
     if not names:
         raise ValueError(f'{path}: labels file has no class names (expected one name per line).')

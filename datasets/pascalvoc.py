@@ -51,6 +51,7 @@ class VocSource:
 
     problem: why the entry cannot be converted (found while listing), or None.
     """
+
     annotation_path: str
     image_dir: str
     image_id: str
@@ -81,33 +82,58 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False):
         ann_dir = os.path.join(root, 'Annotations')
         img_dir = os.path.join(root, 'JPEGImages')
         if not os.path.isdir(ann_dir):
-            raise FileNotFoundError(f'{root}: no Annotations/ folder; --dataset_dir must point at a VOC '
-                                    f'folder (Annotations/, JPEGImages/, ImageSets/Main/).')
+            raise FileNotFoundError(
+                f'{root}: no Annotations/ folder; --dataset_dir must point at a VOC '
+                f'folder (Annotations/, JPEGImages/, ImageSets/Main/).'
+            )
         split_path = None
         if split is None:
-            ids = [(None, i) for i in sorted(os.path.splitext(n)[0] for n in os.listdir(ann_dir) if n.endswith('.xml'))]
+            ids = [
+                (None, i)
+                for i in sorted(
+                    os.path.splitext(n)[0] for n in os.listdir(ann_dir) if n.endswith('.xml')
+                )
+            ]
         else:
             split_path = os.path.join(root, 'ImageSets', 'Main', f'{split}.txt')
             if not os.path.isfile(split_path):
                 main_dir = os.path.join(root, 'ImageSets', 'Main')
-                have = sorted(n[:-4] for n in os.listdir(main_dir) if n.endswith('.txt') and '_' not in n) \
-                    if os.path.isdir(main_dir) else []
-                raise FileNotFoundError(f'{split_path}: split file not found (splits present: {have}); '
-                                        f'choose one of them or leave --split out to convert every annotation.')
+                have = (
+                    sorted(
+                        n[:-4] for n in os.listdir(main_dir) if n.endswith('.txt') and '_' not in n
+                    )
+                    if os.path.isdir(main_dir)
+                    else []
+                )
+                raise FileNotFoundError(
+                    f'{split_path}: split file not found (splits present: {have}); '
+                    f'choose one of them or leave --split out to convert every annotation.'
+                )
             try:
                 with safe_io.open_text(split_path, 'split file') as f:
                     ids = [(n, line.split()[0]) for n, line in enumerate(f, 1) if line.strip()]
             except UnicodeDecodeError as e:
-                raise ValueError(f'{split_path}: not a UTF-8 text file ({e}); expected one image id per '
-                                 f'line.') from None
+                raise ValueError(
+                    f'{split_path}: not a UTF-8 text file ({e}); expected one image id per line.'
+                ) from None
         for line, image_id in ids:
-            reason = None if allow_outside_paths and '\0' not in image_id else safe_io.check_inside(image_id)
+            reason = (
+                None
+                if allow_outside_paths and '\0' not in image_id
+                else safe_io.check_inside(image_id)
+            )
             problem = None
             if reason:
-                problem = (f'{split_path}, line {line}: image id {image_id!r} {reason}; ids name files inside '
-                           f'{root}' + ('' if '\0' in image_id else ' (pass --allow_outside_paths to allow it)') + '.')
+                problem = (
+                    f'{split_path}, line {line}: image id {image_id!r} {reason}; ids name files inside '
+                    f'{root}'
+                    + ('' if '\0' in image_id else ' (pass --allow_outside_paths to allow it)')
+                    + '.'
+                )
                 image_id = image_id.replace('\0', '?')
-            sources.append(VocSource(os.path.join(ann_dir, f'{image_id}.xml'), img_dir, image_id, problem))
+            sources.append(
+                VocSource(os.path.join(ann_dir, f'{image_id}.xml'), img_dir, image_id, problem)
+            )
     return sources
 
 
@@ -147,7 +173,9 @@ def _coord(bndbox, tag, where):
     except ValueError:
         value = None
     if value is None or not math.isfinite(value):
-        raise BadExampleError(f'{where}: <bndbox><{tag}> is {element.text!r}, expected a finite number.')
+        raise BadExampleError(
+            f'{where}: <bndbox><{tag}> is {element.text!r}, expected a finite number.'
+        )
     return value
 
 
@@ -159,16 +187,31 @@ def voc_box_to_relative(xmin, ymin, xmax, ymax, width, height):
       clipped is a list of human-readable clip notes; drop_reason is None or a string.
     """
     if xmax <= xmin or ymax <= ymin:
-        return None, [], f'zero-area or inverted box (xmin={xmin:g}, ymin={ymin:g}, xmax={xmax:g}, ymax={ymax:g})'
+        return (
+            None,
+            [],
+            f'zero-area or inverted box (xmin={xmin:g}, ymin={ymin:g}, xmax={xmax:g}, ymax={ymax:g})',
+        )
     x0, y0, x1, y1 = xmin - 1.0, ymin - 1.0, float(xmax), float(ymax)
-    clipped = [f'{name}={orig:g}' for name, orig, value, limit in (
-        ('xmin', xmin, x0, width), ('ymin', ymin, y0, height), ('xmax', xmax, x1, width), ('ymax', ymax, y1, height))
-        if value < 0 or value > limit]
+    clipped = [
+        f'{name}={orig:g}'
+        for name, orig, value, limit in (
+            ('xmin', xmin, x0, width),
+            ('ymin', ymin, y0, height),
+            ('xmax', xmax, x1, width),
+            ('ymax', ymax, y1, height),
+        )
+        if value < 0 or value > limit
+    ]
     x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
     y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
     if x1 <= x0 or y1 <= y0:
-        return None, clipped, f'box outside the {width}x{height} image (xmin={xmin:g}, ymin={ymin:g}, ' \
-                              f'xmax={xmax:g}, ymax={ymax:g})'
+        return (
+            None,
+            clipped,
+            f'box outside the {width}x{height} image (xmin={xmin:g}, ymin={ymin:g}, '
+            f'xmax={xmax:g}, ymax={ymax:g})',
+        )
     return (y0 / height, x0 / width, y1 / height, x1 / width), clipped, None
 
 
@@ -181,7 +224,9 @@ class VocLoader:
       image_limits: image_io.ImageLimits (pixels, bytes) an image must stay within.
     """
 
-    def __init__(self, class_names, skip_unknown_classes=False, image_limits=image_io.DEFAULT_LIMITS):
+    def __init__(
+        self, class_names, skip_unknown_classes=False, image_limits=image_io.DEFAULT_LIMITS
+    ):
         self.class_names = tuple(class_names)
         self.skip_unknown_classes = skip_unknown_classes
         self.image_limits = image_limits
@@ -220,8 +265,11 @@ class VocLoader:
             note('fixed', f'{os.path.basename(image_path)}: {image.conversion}')
         xml_w, xml_h = root.findtext('size/width'), root.findtext('size/height')
         if (_number(xml_w), _number(xml_h)) != (image.width, image.height):
-            note('fixed', f'<size> says {xml_w}x{xml_h}, decoded image is {image.width}x{image.height}; '
-                          f'using the decoded size')
+            note(
+                'fixed',
+                f'<size> says {xml_w}x{xml_h}, decoded image is {image.width}x{image.height}; '
+                f'using the decoded size',
+            )
         xml_filename = (root.findtext('filename') or '').strip()
         image_name = os.path.basename(image_path)
         if xml_filename != image_name:
@@ -235,9 +283,12 @@ class VocLoader:
             if name not in self._ids:
                 if not self.skip_unknown_classes:
                     raise UnknownClassError(
-                        f'{obj_where} has class name {name!r}, which is not among the {len(self.class_names)} '
-                        f'known classes ({", ".join(self.class_names)}). Fix the annotation, pass --labels_file '
-                        f'with the full class list, or pass --skip_unknown_classes to drop such objects.')
+                        f'{obj_where} has class name {name!r}, which is not among the '
+                        f'{len(self.class_names)} '
+                        f'known classes ({", ".join(self.class_names)}). Fix the annotation, '
+                        'pass --labels_file '
+                        f'with the full class list, or pass --skip_unknown_classes to drop such objects.'
+                    )
                 note('unknown_class', f'object {index}: unknown class {name!r} dropped')
                 continue
             bndbox = obj.find('bndbox')
@@ -249,9 +300,18 @@ class VocLoader:
                 note('dropped_object', f'object {index} ({name}): {drop}')
                 continue
             if clipped:
-                note('fixed', f'object {index} ({name}): {", ".join(clipped)} clipped to the '
-                                  f'{image.width}x{image.height} image')
-            objects.append(ObjectRecord(box=box, label=self._ids[name], name=name,
-                                        difficult=_flag(obj, 'difficult', obj_where),
-                                        truncated=_flag(obj, 'truncated', obj_where)))
+                note(
+                    'fixed',
+                    f'object {index} ({name}): {", ".join(clipped)} clipped to the '
+                    f'{image.width}x{image.height} image',
+                )
+            objects.append(
+                ObjectRecord(
+                    box=box,
+                    label=self._ids[name],
+                    name=name,
+                    difficult=_flag(obj, 'difficult', obj_where),
+                    truncated=_flag(obj, 'truncated', obj_where),
+                )
+            )
         return ExampleRecord(filename=image_name, image=image, objects=tuple(objects)), report

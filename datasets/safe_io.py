@@ -21,8 +21,13 @@ class UnsafeFileError(OSError):
         return self.args[0] if self.args else ''
 
 
-_KINDS = ((stat.S_ISDIR, 'a directory'), (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
-          (stat.S_ISFIFO, 'a FIFO (named pipe)'), (stat.S_ISSOCK, 'a socket'))
+_KINDS = (
+    (stat.S_ISDIR, 'a directory'),
+    (stat.S_ISCHR, 'a character device'),
+    (stat.S_ISBLK, 'a block device'),
+    (stat.S_ISFIFO, 'a FIFO (named pipe)'),
+    (stat.S_ISSOCK, 'a socket'),
+)
 
 
 def _kind(mode):
@@ -35,13 +40,22 @@ def _kind(mode):
 def _check_regular(path, mode, what):
     if not stat.S_ISREG(mode):
         link = ' (through a symlink)' if os.path.islink(path) else ''
-        raise UnsafeFileError(f'{path}: the {what} is {_kind(mode)}{link}, not a regular file; refusing to read it.')
+        raise UnsafeFileError(
+            f'{path}: the {what} is {_kind(mode)}{link}, not a regular file; refusing to read it.'
+        )
 
 
 def _open(path, what):
     """Opens a regular file read-only without blocking on FIFOs; returns (fd, size)."""
-    _check_regular(path, os.stat(path).st_mode, what)  # before opening: opening a device can have effects
-    flags = os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0) | getattr(os, 'O_NOCTTY', 0) | getattr(os, 'O_CLOEXEC', 0)
+    _check_regular(
+        path, os.stat(path).st_mode, what
+    )  # before opening: opening a device can have effects
+    flags = (
+        os.O_RDONLY
+        | getattr(os, 'O_NONBLOCK', 0)
+        | getattr(os, 'O_NOCTTY', 0)
+        | getattr(os, 'O_CLOEXEC', 0)
+    )
     fd = os.open(path, flags)
     try:
         st = os.fstat(fd)
@@ -67,7 +81,9 @@ def read_bytes(path, max_bytes=None, what='file', limit_name=None):
     try:
         how = f' ({limit_name}; raise it if the file is genuine)' if limit_name else ''
         if max_bytes is not None and size > max_bytes:
-            raise UnsafeFileError(f'{path}: the {what} has {size} bytes, more than the limit of {max_bytes}{how}.')
+            raise UnsafeFileError(
+                f'{path}: the {what} has {size} bytes, more than the limit of {max_bytes}{how}.'
+            )
         chunks, total = [], 0
         while max_bytes is None or total <= max_bytes:
             want = 1 << 20 if max_bytes is None else min(1 << 20, max_bytes + 1 - total)
@@ -77,8 +93,10 @@ def read_bytes(path, max_bytes=None, what='file', limit_name=None):
             chunks.append(chunk)
             total += len(chunk)
         if max_bytes is not None and total > max_bytes:
-            raise UnsafeFileError(f'{path}: the {what} grew past the limit of {max_bytes} bytes while being '
-                                  f'read{how}.')
+            raise UnsafeFileError(
+                f'{path}: the {what} grew past the limit of {max_bytes} bytes while being '
+                f'read{how}.'
+            )
         return b''.join(chunks)
     finally:
         os.close(fd)

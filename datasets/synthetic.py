@@ -61,8 +61,23 @@ def _polygon(name):
         k, radii = 10, [1.0, 0.45]
     else:  # cross: a plus sign with arms 0.34 wide
         w = 0.34
-        return np.array([(w, -1), (w, -w), (1, -w), (1, w), (w, w), (w, 1), (-w, 1), (-w, w), (-1, w),
-                         (-1, -w), (-w, -w), (-w, -1)], np.float64)
+        return np.array(
+            [
+                (w, -1),
+                (w, -w),
+                (1, -w),
+                (1, w),
+                (w, w),
+                (w, 1),
+                (-w, 1),
+                (-w, w),
+                (-1, w),
+                (-1, -w),
+                (-w, -w),
+                (-w, -1),
+            ],
+            np.float64,
+        )
     angles = -np.pi / 2 + 2 * np.pi * np.arange(k) / k
     r = np.array([radii[i % len(radii)] for i in range(k)])
     return np.stack([r * np.cos(angles), r * np.sin(angles)], axis=1)
@@ -87,6 +102,7 @@ def _shape_mask(name, cx, cy, diameter, aspect, angle, height, width, pad):
 
 def _background(rng, height, width):
     """Desaturated gradient + blotches + line/curve clutter, float32 RGB."""
+
     def gray_color():
         g = rng.uniform(40, 215)
         return np.clip(g + rng.uniform(-15, 15, 3), 0, 255)
@@ -94,11 +110,14 @@ def _background(rng, height, width):
     a, b = gray_color(), gray_color()
     theta = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    t = (np.cos(theta) * xx / width + np.sin(theta) * yy / height)
+    t = np.cos(theta) * xx / width + np.sin(theta) * yy / height
     t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
     image = a * (1 - t[..., None]) + b * t[..., None]
-    blotch = cv2.resize(rng.uniform(-20, 20, (6, 6)).astype(np.float32), (width, height),
-                        interpolation=cv2.INTER_CUBIC)
+    blotch = cv2.resize(
+        rng.uniform(-20, 20, (6, 6)).astype(np.float32),
+        (width, height),
+        interpolation=cv2.INTER_CUBIC,
+    )
     image = (image + blotch[..., None]).astype(np.float32)
     for _ in range(rng.integers(5, 26)):
         color = tuple(float(v) for v in gray_color())
@@ -111,13 +130,20 @@ def _background(rng, height, width):
             n = int(rng.integers(5, 15))
             steps = np.cumsum(rng.normal(0, 12, (n, 2)), axis=0)
             pts = steps + [rng.uniform(0, width), rng.uniform(0, height)]
-            cv2.polylines(image, [np.round(pts).astype(np.int32)], False, color, thickness, cv2.LINE_AA)
+            cv2.polylines(
+                image, [np.round(pts).astype(np.int32)], False, color, thickness, cv2.LINE_AA
+            )
     return image
 
 
 def _bbox(mask):
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])  # 0-based inclusive x0, y0, x1, y1
+    return (
+        int(cols[0]),
+        int(rows[0]),
+        int(cols[-1]),
+        int(rows[-1]),
+    )  # 0-based inclusive x0, y0, x1, y1
 
 
 def render_image(seed, index):
@@ -147,23 +173,42 @@ def render_image(seed, index):
             cy = rng.uniform(-0.25 * diameter, height + 0.25 * diameter)
             pad = int(diameter) + 2
             full = _shape_mask(name, cx, cy, diameter, aspect, angle, height, width, pad)
-            inside = full[pad:pad + height, pad:pad + width].astype(bool)
+            inside = full[pad : pad + height, pad : pad + width].astype(bool)
             full_area, inside_area = int(full.sum()), int(inside.sum())
             if inside_area < 20 or inside_area < MIN_INSIDE * full_area:
                 continue
             x0, y0, x1, y1 = _bbox(inside)
-            if any(p['name'] == name and not (x1 + 2 < p['box'][0] or p['box'][2] + 2 < x0 or
-                                              y1 + 2 < p['box'][1] or p['box'][3] + 2 < y0) for p in placed):
+            if any(
+                p['name'] == name
+                and not (
+                    x1 + 2 < p['box'][0]
+                    or p['box'][2] + 2 < x0
+                    or y1 + 2 < p['box'][1]
+                    or p['box'][3] + 2 < y0
+                )
+                for p in placed
+            ):
                 continue
             if any((p['visible'] & ~inside).sum() < MIN_VISIBLE * p['inside_area'] for p in placed):
                 continue
             for p in placed:
                 p['visible'] &= ~inside
-            color = np.clip(np.array(CLASS_COLORS[name]) + rng.integers(-COLOR_JITTER, COLOR_JITTER + 1, 3), 0, 255)
+            color = np.clip(
+                np.array(CLASS_COLORS[name]) + rng.integers(-COLOR_JITTER, COLOR_JITTER + 1, 3),
+                0,
+                255,
+            )
             image[inside] = color
-            placed.append({'name': name, 'box': (x0, y0, x1, y1), 'visible': inside.copy(),
-                           'inside_area': inside_area, 'truncated': int(inside_area < full_area),
-                           'color': tuple(int(v) for v in color)})
+            placed.append(
+                {
+                    'name': name,
+                    'box': (x0, y0, x1, y1),
+                    'visible': inside.copy(),
+                    'inside_area': inside_area,
+                    'truncated': int(inside_area < full_area),
+                    'color': tuple(int(v) for v in color),
+                }
+            )
             break
     image = image + rng.normal(0, NOISE_SIGMA, image.shape)
     image = np.clip(np.round(image), 0, 255).astype(np.uint8)
@@ -172,25 +217,48 @@ def render_image(seed, index):
         x0, y0, x1, y1 = _bbox(p['visible'])
         visible_frac = p['visible'].sum() / p['inside_area']
         tiny = max(x1 - x0 + 1, y1 - y0 + 1) < TINY_SIDE
-        objects.append({'name': p['name'], 'label': CLASSES.index(p['name']) + 1,
-                        'xmin': x0 + 1, 'ymin': y0 + 1, 'xmax': x1 + 1, 'ymax': y1 + 1,
-                        'difficult': int(tiny or visible_frac < DIFFICULT_VISIBLE), 'truncated': p['truncated'],
-                        'color': p['color'], 'mask': p['visible']})
+        objects.append(
+            {
+                'name': p['name'],
+                'label': CLASSES.index(p['name']) + 1,
+                'xmin': x0 + 1,
+                'ymin': y0 + 1,
+                'xmax': x1 + 1,
+                'ymax': y1 + 1,
+                'difficult': int(tiny or visible_frac < DIFFICULT_VISIBLE),
+                'truncated': p['truncated'],
+                'color': p['color'],
+                'mask': p['visible'],
+            }
+        )
     return image, objects
 
 
 def annotation_xml(image_id, width, height, objects):
     """VOC annotation XML text for one image (objects as returned by render_image)."""
-    parts = ['<annotation>', '\t<folder>synthetic</folder>', f'\t<filename>{escape(image_id)}.jpg</filename>',
-             '\t<source><database>SSD synthetic shapes</database></source>',
-             f'\t<size><width>{width}</width><height>{height}</height><depth>3</depth></size>',
-             '\t<segmented>0</segmented>']
+    parts = [
+        '<annotation>',
+        '\t<folder>synthetic</folder>',
+        f'\t<filename>{escape(image_id)}.jpg</filename>',
+        '\t<source><database>SSD synthetic shapes</database></source>',
+        f'\t<size><width>{width}</width><height>{height}</height><depth>3</depth></size>',
+        '\t<segmented>0</segmented>',
+    ]
     for o in objects:
-        parts += ['\t<object>', f'\t\t<name>{o["name"]}</name>', '\t\t<pose>Unspecified</pose>',
-                  f'\t\t<truncated>{o["truncated"]}</truncated>', f'\t\t<difficult>{o["difficult"]}</difficult>',
-                  '\t\t<bndbox>', f'\t\t\t<xmin>{o["xmin"]}</xmin>', f'\t\t\t<ymin>{o["ymin"]}</ymin>',
-                  f'\t\t\t<xmax>{o["xmax"]}</xmax>', f'\t\t\t<ymax>{o["ymax"]}</ymax>', '\t\t</bndbox>',
-                  '\t</object>']
+        parts += [
+            '\t<object>',
+            f'\t\t<name>{o["name"]}</name>',
+            '\t\t<pose>Unspecified</pose>',
+            f'\t\t<truncated>{o["truncated"]}</truncated>',
+            f'\t\t<difficult>{o["difficult"]}</difficult>',
+            '\t\t<bndbox>',
+            f'\t\t\t<xmin>{o["xmin"]}</xmin>',
+            f'\t\t\t<ymin>{o["ymin"]}</ymin>',
+            f'\t\t\t<xmax>{o["xmax"]}</xmax>',
+            f'\t\t\t<ymax>{o["ymax"]}</ymax>',
+            '\t\t</bndbox>',
+            '\t</object>',
+        ]
     parts.append('</annotation>')
     return '\n'.join(parts) + '\n'
 
@@ -205,8 +273,12 @@ def _split_ids(ids, seed):
     def pick(indices):
         return sorted(ids[i] for i in indices)
 
-    return {'test': pick(order[:n_test]), 'val': pick(rest[:n_val]), 'train': pick(rest[n_val:]),
-            'trainval': pick(rest)}
+    return {
+        'test': pick(order[:n_test]),
+        'val': pick(rest[:n_val]),
+        'train': pick(rest[n_val:]),
+        'trainval': pick(rest),
+    }
 
 
 def generate(output_dir, num_images, seed=0):
@@ -221,14 +293,21 @@ def generate(output_dir, num_images, seed=0):
         raise ValueError(f'num_images must be >= 1, got {num_images}.')
     output_dir = os.path.abspath(output_dir)
     if os.path.isdir(output_dir) and os.listdir(output_dir):
-        raise ValueError(f'{output_dir} exists and is not empty; remove it or choose another --output_dir.')
+        raise ValueError(
+            f'{output_dir} exists and is not empty; remove it or choose another --output_dir.'
+        )
     temp = f'{output_dir}.tmp-{os.getpid()}'
     shutil.rmtree(temp, ignore_errors=True)
     for sub in ('Annotations', 'JPEGImages', os.path.join('ImageSets', 'Main')):
         os.makedirs(os.path.join(temp, sub))
     ids = [f'{i + 1:06d}' for i in range(num_images)]
     num_objects = num_difficult = 0
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    params = [
+        cv2.IMWRITE_JPEG_QUALITY,
+        95,
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+    ]
     for i, image_id in enumerate(ids):
         image, objects = render_image(seed, i)
         ok, buf = cv2.imencode('.jpg', cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
@@ -249,8 +328,12 @@ def generate(output_dir, num_images, seed=0):
     if os.path.isdir(output_dir):
         os.rmdir(output_dir)
     os.replace(temp, output_dir)
-    return {'num_images': num_images, 'num_objects': num_objects, 'num_difficult': num_difficult,
-            'splits': {k: len(v) for k, v in splits.items()}}
+    return {
+        'num_images': num_images,
+        'num_objects': num_objects,
+        'num_difficult': num_difficult,
+        'splits': {k: len(v) for k, v in splits.items()},
+    }
 
 
 def main(argv=None):
@@ -263,8 +346,10 @@ def main(argv=None):
         summary = generate(args.output_dir, args.num_images, args.seed)
     except ValueError as e:
         sys.exit(f'datasets.synthetic: error: {e}')
-    print(f'Wrote {summary["num_images"]} images, {summary["num_objects"]} objects '
-          f'({summary["num_difficult"]} difficult) to {args.output_dir}; splits {summary["splits"]}.')
+    print(
+        f'Wrote {summary["num_images"]} images, {summary["num_objects"]} objects '
+        f'({summary["num_difficult"]} difficult) to {args.output_dir}; splits {summary["splits"]}.'
+    )
 
 
 if __name__ == '__main__':

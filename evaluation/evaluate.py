@@ -27,6 +27,7 @@ category id where the dataset has ids, else the model's label.
 and the TensorBoard scalars (mAPs and per-class APs) go to `summary_dir` at the checkpoint's
 global step.
 """
+
 import contextlib
 import dataclasses
 import json
@@ -51,6 +52,7 @@ from tf_extended import voc_metrics
 
 v1 = tf.compat.v1
 
+
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
     """Everything an evaluation needs besides the checkpoint (flags of eval_ssd_network.py).
@@ -62,6 +64,7 @@ class EvalSettings:
       regions are ignored either way (by the VOC metrics, and by COCOeval's crowd rule), and the
       COCO ground truth of records holding their COCO annotations does not depend on it.
     """
+
     card: card_lib.ModelCard
     dataset_name: str
     dataset_split_name: str
@@ -79,17 +82,21 @@ class EvalSettings:
     num_threads: Optional[int] = None
     gpu_memory_fraction: Optional[float] = None
     pr_curves: bool = True
-    progress_secs: float = 10.
+    progress_secs: float = 10.0
 
     def __post_init__(self):
         unknown = sorted(set(self.metrics) - set(eval_outputs.METRICS))
         if unknown or not self.metrics:
-            raise ValueError(f'metrics must be a non-empty subset of {eval_outputs.METRICS}, got '
-                             f'{list(self.metrics)}.')
+            raise ValueError(
+                f'metrics must be a non-empty subset of {eval_outputs.METRICS}, got '
+                f'{list(self.metrics)}.'
+            )
 
     def to_dict(self):
         """JSON-ready settings (the card as its JSON)."""
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != 'card'}
+        values = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != 'card'
+        }
         values['model_card'] = self.card.to_dict()
         return values
 
@@ -101,6 +108,7 @@ class EvalResult:
     AP@[.5:.95]); voc: the VOCResult, None without VOC metrics; coco: the 12 COCO numbers or None;
     summary: the content of results.json (its 'classes' rows also hold the COCO AP@.5 per
     class)."""
+
     checkpoint: str
     global_step: int
     num_images: int
@@ -118,14 +126,16 @@ def build_detections(net, batch, settings):
     Returns `detected_bboxes`' dict (boxes relative to the network input).
     """
     card = settings.card
-    with slim.arg_scope(net.arg_scope(weight_decay=0., data_format=settings.data_format)):
+    with slim.arg_scope(net.arg_scope(weight_decay=0.0, data_format=settings.data_format)):
         predictions, localisations = net.predict(batch['image'], card.compute_dtype)
     return net.detected_bboxes(predictions, localisations, **dataclasses.asdict(card.detection))
 
 
 def image_key(filename, index):
     """The VOC image id of an example: its file name without extension, else its 1-based index."""
-    stem = os.path.splitext(filename.decode('utf-8') if isinstance(filename, bytes) else filename)[0]
+    stem = os.path.splitext(filename.decode('utf-8') if isinstance(filename, bytes) else filename)[
+        0
+    ]
     return stem or f'{index:06d}'
 
 
@@ -145,16 +155,35 @@ def _stored_annotations(text, coco_id, key):
         raise ValueError(f'{where} is not a list; convert the dataset again.')
     out = []
     for entry in entries:
-        if not (isinstance(entry, dict) and all(k in entry for k in _ANNOTATION_KEYS)
-                and isinstance(entry['bbox'], list) and len(entry['bbox']) == 4
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-                        for v in entry['bbox'] + [entry['area']])
-                and isinstance(entry['index'], int) and entry['iscrowd'] in (0, 1)):
-            raise ValueError(f'{where}: entry {entry!r} is not {{{", ".join(_ANNOTATION_KEYS)}}} with a '
-                             f'4-number bbox and finite numbers; convert the dataset again.')
-        out.append((entry['index'], {'id': entry['id'], 'image_id': coco_id,
-                                     'category_id': entry['category_id'], 'bbox': entry['bbox'],
-                                     'area': entry['area'], 'iscrowd': entry['iscrowd']}))
+        if not (
+            isinstance(entry, dict)
+            and all(k in entry for k in _ANNOTATION_KEYS)
+            and isinstance(entry['bbox'], list)
+            and len(entry['bbox']) == 4
+            and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                for v in entry['bbox'] + [entry['area']]
+            )
+            and isinstance(entry['index'], int)
+            and entry['iscrowd'] in (0, 1)
+        ):
+            raise ValueError(
+                f'{where}: entry {entry!r} is not {{{", ".join(_ANNOTATION_KEYS)}}} with a '
+                f'4-number bbox and finite numbers; convert the dataset again.'
+            )
+        out.append(
+            (
+                entry['index'],
+                {
+                    'id': entry['id'],
+                    'image_id': coco_id,
+                    'category_id': entry['category_id'],
+                    'bbox': entry['bbox'],
+                    'area': entry['area'],
+                    'iscrowd': entry['iscrowd'],
+                },
+            )
+        )
     return out
 
 
@@ -176,45 +205,78 @@ class _CocoCollector:
     def __init__(self, class_names, label_to_category, remove_difficult=True):
         self._label_to_category = label_to_category
         self._remove_difficult = remove_difficult
-        self._categories = [{'id': label_to_category[label], 'name': name}
-                            for label, name in class_names.items()]
+        self._categories = [
+            {'id': label_to_category[label], 'name': name} for label, name in class_names.items()
+        ]
         self._images, self._detections = [], []
         self._stored, self._derived = [], []
         self._ids = set()
         self.num_derived_coco_images = 0  # COCO images (id >= 0) without stored annotations
 
-    def add_image(self, key, index, coco_id, shape, gt_boxes, gt_labels, gt_difficult, gt_crowd,
-                  boxes, scores, labels, coco_annotations=b''):
+    def add_image(
+        self,
+        key,
+        index,
+        coco_id,
+        shape,
+        gt_boxes,
+        gt_labels,
+        gt_difficult,
+        gt_crowd,
+        boxes,
+        scores,
+        labels,
+        coco_annotations=b'',
+    ):
         has_coco_id = coco_id >= 0
         if not has_coco_id:
             coco_id = int(key) if key.isdigit() else index
         if coco_id in self._ids:
-            raise ValueError(f'COCO image id {coco_id} (image {key!r}) is used twice; the dataset needs '
-                             f'unique COCO ids or VOC ids.')
+            raise ValueError(
+                f'COCO image id {coco_id} (image {key!r}) is used twice; the dataset needs '
+                f'unique COCO ids or VOC ids.'
+            )
         self._ids.add(coco_id)
-        self._images.append({'id': coco_id, 'file_name': key, 'height': int(shape[0]),
-                             'width': int(shape[1])})
+        self._images.append(
+            {'id': coco_id, 'file_name': key, 'height': int(shape[0]), 'width': int(shape[1])}
+        )
         if isinstance(coco_annotations, bytes):
             coco_annotations = coco_annotations.decode('utf-8')
         if coco_annotations:
             self._stored += _stored_annotations(coco_annotations, coco_id, key)
         else:
             self.num_derived_coco_images += int(has_coco_id)
-            crowd = np.asarray(gt_crowd, bool) | (np.asarray(gt_difficult, bool) & self._remove_difficult)
-            for box, label, flag in zip(coco_metrics.coco_ground_truth_boxes(gt_boxes, shape).tolist(),
-                                        gt_labels.tolist(), crowd.tolist()):
-                self._derived.append({'image_id': coco_id, 'category_id': self._label_to_category[label],
-                                      'bbox': box, 'area': box[2] * box[3], 'iscrowd': int(flag),
-                                      'id': len(self._derived) + 1})
-        self._detections += coco_metrics.coco_detections(coco_id, boxes, scores, labels, shape,
-                                                          self._label_to_category)
+            crowd = np.asarray(gt_crowd, bool) | (
+                np.asarray(gt_difficult, bool) & self._remove_difficult
+            )
+            for box, label, flag in zip(
+                coco_metrics.coco_ground_truth_boxes(gt_boxes, shape).tolist(),
+                gt_labels.tolist(),
+                crowd.tolist(),
+            ):
+                self._derived.append(
+                    {
+                        'image_id': coco_id,
+                        'category_id': self._label_to_category[label],
+                        'bbox': box,
+                        'area': box[2] * box[3],
+                        'iscrowd': int(flag),
+                        'id': len(self._derived) + 1,
+                    }
+                )
+        self._detections += coco_metrics.coco_detections(
+            coco_id, boxes, scores, labels, shape, self._label_to_category
+        )
 
     def ground_truth(self):
         """The COCO dataset dict: images in evaluation order; stored annotations in the annotation
         file's order, then derived ones."""
         stored = [ann for _, ann in sorted(self._stored, key=lambda item: item[0])]
-        return {'images': self._images, 'annotations': stored + self._derived,
-                'categories': self._categories}
+        return {
+            'images': self._images,
+            'annotations': stored + self._derived,
+            'categories': self._categories,
+        }
 
     @property
     def detections(self):
@@ -242,16 +304,32 @@ def _class_rows(class_names, label_ids, voc, coco_result, coco_counts):
     voc_classes = {c.label: c for c in voc.classes} if voc is not None else {}
     rows = []
     for label, name in class_names.items():
-        row = {'label': label_ids[label], 'model_label': label, 'name': name, 'file_stem': stems[name]}
+        row = {
+            'label': label_ids[label],
+            'model_label': label,
+            'name': name,
+            'file_stem': stems[name],
+        }
         c = voc_classes.get(label)
         if c is not None:
-            row.update(num_gt=c.num_gt, num_difficult=c.num_difficult, num_detections=c.num_detections,
-                       num_tp=c.num_tp, num_fp=c.num_fp, num_ignored=c.num_ignored,
-                       ap_voc07=c.ap_voc07, ap_voc12=c.ap_voc12)
+            row.update(
+                num_gt=c.num_gt,
+                num_difficult=c.num_difficult,
+                num_detections=c.num_detections,
+                num_tp=c.num_tp,
+                num_fp=c.num_fp,
+                num_ignored=c.num_ignored,
+                ap_voc07=c.ap_voc07,
+                ap_voc12=c.ap_voc12,
+            )
         if coco_result is not None:
             num_gt, num_crowd, num_detections = coco_counts[label_ids[label]]
-            row.update(ap_coco=coco_result.class_ap[name], ap50_coco=coco_result.class_ap50[name],
-                       coco_num_gt=num_gt, coco_num_crowd=num_crowd)
+            row.update(
+                ap_coco=coco_result.class_ap[name],
+                ap50_coco=coco_result.class_ap50[name],
+                coco_num_gt=num_gt,
+                coco_num_crowd=num_crowd,
+            )
             row.setdefault('num_detections', num_detections)
         rows.append(row)
     return rows
@@ -271,7 +349,9 @@ def _coco_counts(ground_truth, detections):
 def _class_names(card, dataset):
     """{label: name} of labels 1..: the dataset's (its metadata names the ground truth), else the
     card's for records without metadata."""
-    if dataset.metadata is None and card.class_names != card_lib.default_class_names(card.num_classes):
+    if dataset.metadata is None and card.class_names != card_lib.default_class_names(
+        card.num_classes
+    ):
         return dict(enumerate(card.class_names, start=1))
     return {label: name for label, name in dataset.labels_to_names.items() if label > 0}
 
@@ -281,8 +361,9 @@ def _progress(log, done, total, start):
     log(f'[eval] {done}/{total} images, {done / elapsed:.1f} images/s, {elapsed:.0f} s')
 
 
-def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=None, log=None,
-                        source=None):
+def evaluate_checkpoint(
+    settings, checkpoint_prefix, results_dir, summary_dir=None, log=None, source=None
+):
     """Evaluates one checkpoint and writes its outputs (see the module docstring).
 
     Args:
@@ -300,13 +381,19 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
     """
     log = log or (lambda line: print(line, flush=True))
     card = settings.card
-    dataset = dataset_factory.get_dataset(settings.dataset_name, settings.dataset_split_name,
-                                          settings.dataset_dir, num_classes=card.num_classes)
+    dataset = dataset_factory.get_dataset(
+        settings.dataset_name,
+        settings.dataset_split_name,
+        settings.dataset_dir,
+        num_classes=card.num_classes,
+    )
     net = card.net()
     if card.num_classes != dataset.num_classes:
-        raise ValueError(f'The net predicts {card.num_classes} classes (with background) but '
-                         f'dataset {settings.dataset_name}/{settings.dataset_split_name} has '
-                         f'{dataset.num_classes}; the class lists must agree.')
+        raise ValueError(
+            f'The net predicts {card.num_classes} classes (with background) but '
+            f'dataset {settings.dataset_name}/{settings.dataset_split_name} has '
+            f'{dataset.num_classes}; the class lists must agree.'
+        )
     class_names = _class_names(card, dataset)
     preprocessing = card.preprocessing()
     step = checkpoints.checkpoint_step(checkpoint_prefix)
@@ -317,20 +404,40 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
     graph = tf.Graph()
     with graph.as_default():
         batches = eval_input.make_eval_dataset(
-            dataset, preprocessing, net.params.img_shape, settings.batch_size, settings.eval_resize,
-            settings.max_num_batches, data_format=settings.data_format,
-            num_threads=settings.num_threads)
+            dataset,
+            preprocessing,
+            net.params.img_shape,
+            settings.batch_size,
+            settings.eval_resize,
+            settings.max_num_batches,
+            data_format=settings.data_format,
+            num_threads=settings.num_threads,
+        )
         batch = v1.data.make_one_shot_iterator(batches).get_next()
         detections = build_detections(net, batch, settings)
         var_map = checkpoints.variables_to_restore(settings.moving_average_decay)
         checkpoints.check_restorable(checkpoint_prefix, var_map, settings.card_path)
         saver = v1.train.Saver(var_map)
-        fetches = {key: batch[key] for key in ('shape', 'gt_bboxes', 'gt_labels', 'gt_difficult',
-                                               'gt_crowd', 'num_gt', 'filename', 'image_id',
-                                               'coco_annotations')}
-        fetches.update(boxes=eval_input.map_to_image(batch['bbox_img'], detections['detection_boxes']),
-                       scores=detections['detection_scores'], labels=detections['detection_classes'],
-                       num_detections=detections['num_detections'])
+        fetches = {
+            key: batch[key]
+            for key in (
+                'shape',
+                'gt_bboxes',
+                'gt_labels',
+                'gt_difficult',
+                'gt_crowd',
+                'num_gt',
+                'filename',
+                'image_id',
+                'coco_annotations',
+            )
+        }
+        fetches.update(
+            boxes=eval_input.map_to_image(batch['bbox_img'], detections['detection_boxes']),
+            scores=detections['detection_scores'],
+            labels=detections['detection_classes'],
+            num_detections=detections['num_detections'],
+        )
         graph.finalize()
 
     label_to_category = _label_to_category(dataset)
@@ -342,8 +449,9 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
         # VOC outputs (evaluator, devkit results files, PR curves) only when VOC metrics are asked.
         evaluator = writer = coco = None
         if with_voc:
-            evaluator = voc_metrics.VOCEvaluator(class_names, iou_threshold=settings.matching_threshold,
-                                                 iou_rule=settings.iou_rule)
+            evaluator = voc_metrics.VOCEvaluator(
+                class_names, iou_threshold=settings.matching_threshold, iou_rule=settings.iou_rule
+            )
             writer = voc_metrics.VOCResultsWriter(staging, settings.dataset_split_name, class_names)
         if 'coco' in settings.metrics:
             coco = _CocoCollector(class_names, label_to_category, settings.remove_difficult)
@@ -352,9 +460,13 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
             try:
                 saver.restore(sess, checkpoint_prefix)
             except (tf.errors.NotFoundError, tf.errors.DataLossError) as err:
-                raise checkpoints.CheckpointUnavailable(f'{checkpoint_prefix}: restoring failed ({err.message}).') from None
-            log(f'[eval] {os.path.basename(checkpoint_prefix)} (step {step}): {total} images of '
-                f'{settings.dataset_name}/{settings.dataset_split_name}')
+                raise checkpoints.CheckpointUnavailable(
+                    f'{checkpoint_prefix}: restoring failed ({err.message}).'
+                ) from None
+            log(
+                f'[eval] {os.path.basename(checkpoint_prefix)} (step {step}): {total} images of '
+                f'{settings.dataset_name}/{settings.dataset_split_name}'
+            )
             start = last_report = time.time()
             done = 0
             # The session runs one batch ahead in a thread: the Python below overlaps the net.
@@ -373,8 +485,18 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
                         evaluator.add_image(key, boxes, labels, ignored, *det, image_shape=shape)
                         writer.add_image(key, *det, image_shape=shape)
                     if coco is not None:
-                        coco.add_image(key, done, int(out['image_id'][i]), shape, boxes, labels,
-                                       difficult, crowd, *det, out['coco_annotations'][i])
+                        coco.add_image(
+                            key,
+                            done,
+                            int(out['image_id'][i]),
+                            shape,
+                            boxes,
+                            labels,
+                            difficult,
+                            crowd,
+                            *det,
+                            out['coco_annotations'][i],
+                        )
                 if time.time() - last_report >= settings.progress_secs:
                     _progress(log, done, total, start)
                     last_report = time.time()
@@ -384,25 +506,33 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
                 raise ValueError(
                     f'{settings.dataset_name}/{settings.dataset_split_name}: read {done} examples '
                     f'but the dataset lists {dataset.num_samples}; nothing was written. The records '
-                    f'are incomplete or not those of the metadata (tf_convert_data.py --verify).')
+                    f'are incomplete or not those of the metadata (tf_convert_data.py --verify).'
+                )
 
         voc = evaluator.compute() if evaluator is not None else None
         coco_result = coco_values = coco_counts = None
         if coco is not None:
             if coco.num_derived_coco_images:
-                log(f'[eval] warning: {coco.num_derived_coco_images} COCO image(s) have no '
+                log(
+                    f'[eval] warning: {coco.num_derived_coco_images} COCO image(s) have no '
                     f'image/coco/annotations (records converted before it existed): their COCO ground '
                     f'truth comes from the clipped float32 boxes with w*h areas, so COCO numbers can '
-                    f'differ from pycocotools on the annotation file; convert the data again.')
+                    f'differ from pycocotools on the annotation file; convert the data again.'
+                )
             ground_truth = coco.ground_truth()
             coco_result = coco_metrics.evaluate_coco_per_class(ground_truth, coco.detections)
             coco_counts = _coco_counts(ground_truth, coco.detections)
             coco_values = coco_result.metrics
-            coco_metrics.write_coco_results(os.path.join(staging, 'coco_detections.json'), coco.detections)
-            atomic_io.write_json_atomic(os.path.join(staging, 'coco_ground_truth.json'), ground_truth)
+            coco_metrics.write_coco_results(
+                os.path.join(staging, 'coco_detections.json'), coco.detections
+            )
+            atomic_io.write_json_atomic(
+                os.path.join(staging, 'coco_ground_truth.json'), ground_truth
+            )
         values = eval_outputs.metric_values(voc, coco_values, settings.metrics)
-        class_ap = eval_outputs.per_class_ap(voc, None if coco_result is None else coco_result.class_ap,
-                                             settings.metrics)
+        class_ap = eval_outputs.per_class_ap(
+            voc, None if coco_result is None else coco_result.class_ap, settings.metrics
+        )
         summary = {
             'checkpoint': source or os.path.abspath(checkpoint_prefix),
             'global_step': step,
@@ -417,8 +547,11 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
         }
         tables = [voc.format_table(label_ids)] if voc is not None else []
         if coco_result is not None:
-            tables.append(eval_outputs.format_coco_table(
-                coco_result, {label_ids[label]: name for label, name in class_names.items()}))
+            tables.append(
+                eval_outputs.format_coco_table(
+                    coco_result, {label_ids[label]: name for label, name in class_names.items()}
+                )
+            )
         table = '\n\n'.join(tables)
         atomic_io.write_json_atomic(os.path.join(staging, 'results.json'), summary)
         atomic_io.write_text_atomic(os.path.join(staging, 'results.txt'), table + '\n')
@@ -431,5 +564,14 @@ def evaluate_checkpoint(settings, checkpoint_prefix, results_dir, summary_dir=No
     log(table)
     if summary_dir:
         eval_outputs.write_tensorboard(summary_dir, step, values, class_ap)
-    return EvalResult(checkpoint=checkpoint_prefix, global_step=step, num_images=done, seconds=seconds,
-                      metrics=values, class_ap=class_ap, voc=voc, coco=coco_values, summary=summary)
+    return EvalResult(
+        checkpoint=checkpoint_prefix,
+        global_step=step,
+        num_images=done,
+        seconds=seconds,
+        metrics=values,
+        class_ap=class_ap,
+        voc=voc,
+        coco=coco_values,
+        summary=summary,
+    )

@@ -20,6 +20,7 @@ a batch with their sizes, `input.make_raw_eval_dataset`); it runs the evaluation
 settings it was exported with. Three stages overlap (`input.prefetch`): decoding in a tf.data
 session, the model, and the metrics in the calling thread.
 """
+
 import dataclasses
 import json
 import os
@@ -40,8 +41,17 @@ from tf_extended import coco_metrics
 from tf_extended import voc_metrics
 
 v1 = tf.compat.v1
-_INPUT_KEYS = ('shape', 'gt_bboxes', 'gt_labels', 'gt_difficult', 'gt_crowd', 'num_gt', 'filename',
-               'image_id', 'coco_annotations')
+_INPUT_KEYS = (
+    'shape',
+    'gt_bboxes',
+    'gt_labels',
+    'gt_difficult',
+    'gt_crowd',
+    'num_gt',
+    'filename',
+    'image_id',
+    'coco_annotations',
+)
 
 
 def exported_metadata(path):
@@ -52,8 +62,10 @@ def exported_metadata(path):
     else:
         meta_path = os.path.join(os.path.dirname(os.path.abspath(path)), name)
     if not os.path.isfile(meta_path):
-        raise FileNotFoundError(f'{path}: no {name} beside it; copy the one export_ssd_network.py '
-                                f'wrote with the model next to it.')
+        raise FileNotFoundError(
+            f'{path}: no {name} beside it; copy the one export_ssd_network.py '
+            f'wrote with the model next to it.'
+        )
     with open(meta_path, encoding='utf-8') as f:
         return json.load(f), meta_path
 
@@ -69,14 +81,18 @@ def _detection_batches(batches, detector):
     clipped to it, as `input.map_to_image` does), `scores`, `labels`, `num_detections`."""
     for out in batches:
         dets = detector.run_padded(out.pop(eval_input.RAW_IMAGES), out.pop(eval_input.RAW_SIZES))
-        out.update(boxes=np.clip(dets['detection_boxes'], 0., 1.),
-                   scores=dets['detection_scores'], labels=dets['detection_classes'],
-                   num_detections=dets['num_detections'])
+        out.update(
+            boxes=np.clip(dets['detection_boxes'], 0.0, 1.0),
+            scores=dets['detection_scores'],
+            labels=dets['detection_classes'],
+            num_detections=dets['num_detections'],
+        )
         yield out
 
 
-def evaluate_exported(settings, detector, model_path, results_dir, summary_dir=None, log=None,
-                      description=None):
+def evaluate_exported(
+    settings, detector, model_path, results_dir, summary_dir=None, log=None, description=None
+):
     """Evaluates an exported model and writes the outputs of `evaluate.evaluate_checkpoint`.
 
     Args:
@@ -92,16 +108,24 @@ def evaluate_exported(settings, detector, model_path, results_dir, summary_dir=N
     """
     log = log or (lambda line: print(line, flush=True))
     if settings.eval_resize != 'WARP_RESIZE':
-        raise ValueError(f'An exported model warp-resizes its images itself; eval_resize '
-                         f'{settings.eval_resize!r} needs the checkpoint (--checkpoint_path).')
+        raise ValueError(
+            f'An exported model warp-resizes its images itself; eval_resize '
+            f'{settings.eval_resize!r} needs the checkpoint (--checkpoint_path).'
+        )
     meta, _ = exported_metadata(model_path)
     card = detector.card
-    dataset = dataset_factory.get_dataset(settings.dataset_name, settings.dataset_split_name,
-                                          settings.dataset_dir, num_classes=card.num_classes)
+    dataset = dataset_factory.get_dataset(
+        settings.dataset_name,
+        settings.dataset_split_name,
+        settings.dataset_dir,
+        num_classes=card.num_classes,
+    )
     if card.num_classes != dataset.num_classes:
-        raise ValueError(f'The model predicts {card.num_classes} classes (with background) but '
-                         f'dataset {settings.dataset_name}/{settings.dataset_split_name} has '
-                         f'{dataset.num_classes}; the class lists must agree.')
+        raise ValueError(
+            f'The model predicts {card.num_classes} classes (with background) but '
+            f'dataset {settings.dataset_name}/{settings.dataset_split_name} has '
+            f'{dataset.num_classes}; the class lists must agree.'
+        )
     class_names = evaluate._class_names(card, dataset)
     step = ((meta.get('export') or {}).get('checkpoint') or {}).get('step')
     total = dataset.num_samples
@@ -111,12 +135,13 @@ def evaluate_exported(settings, detector, model_path, results_dir, summary_dir=N
 
     graph = tf.Graph()
     with graph.as_default():
-        batches = eval_input.make_raw_eval_dataset(dataset, settings.batch_size,
-                                                   settings.max_num_batches,
-                                                   num_threads=settings.num_threads)
+        batches = eval_input.make_raw_eval_dataset(
+            dataset, settings.batch_size, settings.max_num_batches, num_threads=settings.num_threads
+        )
         batch = v1.data.make_one_shot_iterator(batches).get_next()
-        fetches = {key: batch[key] for key in _INPUT_KEYS + (eval_input.RAW_IMAGES,
-                                                            eval_input.RAW_SIZES)}
+        fetches = {
+            key: batch[key] for key in _INPUT_KEYS + (eval_input.RAW_IMAGES, eval_input.RAW_SIZES)
+        }
         graph.finalize()
 
     label_to_category = evaluate._label_to_category(dataset)
@@ -126,20 +151,28 @@ def evaluate_exported(settings, detector, model_path, results_dir, summary_dir=N
     try:
         evaluator = writer = coco = None
         if with_voc:
-            evaluator = voc_metrics.VOCEvaluator(class_names, iou_threshold=settings.matching_threshold,
-                                                 iou_rule=settings.iou_rule)
+            evaluator = voc_metrics.VOCEvaluator(
+                class_names, iou_threshold=settings.matching_threshold, iou_rule=settings.iou_rule
+            )
             writer = voc_metrics.VOCResultsWriter(staging, settings.dataset_split_name, class_names)
         if 'coco' in settings.metrics:
-            coco = evaluate._CocoCollector(class_names, label_to_category, settings.remove_difficult)
+            coco = evaluate._CocoCollector(
+                class_names, label_to_category, settings.remove_difficult
+            )
         config = checkpoints.session_config(settings.num_threads, settings.gpu_memory_fraction)
         with v1.Session(graph=graph, config=config) as sess:
-            log(f'[eval] {model_path} {json.dumps(description or {})}: {total} images of '
-                f'{settings.dataset_name}/{settings.dataset_split_name}')
+            log(
+                f'[eval] {model_path} {json.dumps(description or {})}: {total} images of '
+                f'{settings.dataset_name}/{settings.dataset_split_name}'
+            )
             start = last_report = time.time()
             done = 0
             # Decoding, the model and the metrics below run at the same time.
-            for out in eval_input.prefetch(lambda: _detection_batches(eval_input.prefetch(
-                    lambda: eval_input.session_batches(sess, fetches)), detector)):
+            for out in eval_input.prefetch(
+                lambda: _detection_batches(
+                    eval_input.prefetch(lambda: eval_input.session_batches(sess, fetches)), detector
+                )
+            ):
                 for i in range(len(out['num_gt'])):
                     done += 1
                     key = evaluate.image_key(out['filename'][i], done)
@@ -153,8 +186,18 @@ def evaluate_exported(settings, detector, model_path, results_dir, summary_dir=N
                         evaluator.add_image(key, boxes, labels, ignored, *det, image_shape=shape)
                         writer.add_image(key, *det, image_shape=shape)
                     if coco is not None:
-                        coco.add_image(key, done, int(out['image_id'][i]), shape, boxes, labels,
-                                       difficult, crowd, *det, out['coco_annotations'][i])
+                        coco.add_image(
+                            key,
+                            done,
+                            int(out['image_id'][i]),
+                            shape,
+                            boxes,
+                            labels,
+                            difficult,
+                            crowd,
+                            *det,
+                            out['coco_annotations'][i],
+                        )
                 if time.time() - last_report >= settings.progress_secs:
                     evaluate._progress(log, done, total, start)
                     last_report = time.time()
@@ -163,7 +206,8 @@ def evaluate_exported(settings, detector, model_path, results_dir, summary_dir=N
             if not settings.max_num_batches and done != dataset.num_samples:
                 raise ValueError(
                     f'{settings.dataset_name}/{settings.dataset_split_name}: read {done} examples '
-                    f'but the dataset lists {dataset.num_samples}; nothing was written.')
+                    f'but the dataset lists {dataset.num_samples}; nothing was written.'
+                )
         if writer is not None:
             writer.close()
 
@@ -174,13 +218,16 @@ def evaluate_exported(settings, detector, model_path, results_dir, summary_dir=N
             coco_result = coco_metrics.evaluate_coco_per_class(ground_truth, coco.detections)
             coco_counts = evaluate._coco_counts(ground_truth, coco.detections)
             coco_values = coco_result.metrics
-            coco_metrics.write_coco_results(os.path.join(staging, 'coco_detections.json'),
-                                            coco.detections)
-            atomic_io.write_json_atomic(os.path.join(staging, 'coco_ground_truth.json'),
-                                        ground_truth)
+            coco_metrics.write_coco_results(
+                os.path.join(staging, 'coco_detections.json'), coco.detections
+            )
+            atomic_io.write_json_atomic(
+                os.path.join(staging, 'coco_ground_truth.json'), ground_truth
+            )
         values = eval_outputs.metric_values(voc, coco_values, settings.metrics)
         class_ap = eval_outputs.per_class_ap(
-            voc, None if coco_result is None else coco_result.class_ap, settings.metrics)
+            voc, None if coco_result is None else coco_result.class_ap, settings.metrics
+        )
         summary = {
             'checkpoint': os.path.abspath(model_path),
             'exported_model': described,
@@ -196,8 +243,11 @@ def evaluate_exported(settings, detector, model_path, results_dir, summary_dir=N
         }
         tables = [voc.format_table(label_ids)] if voc is not None else []
         if coco_result is not None:
-            tables.append(eval_outputs.format_coco_table(
-                coco_result, {label_ids[label]: name for label, name in class_names.items()}))
+            tables.append(
+                eval_outputs.format_coco_table(
+                    coco_result, {label_ids[label]: name for label, name in class_names.items()}
+                )
+            )
         table = '\n\n'.join(tables)
         atomic_io.write_json_atomic(os.path.join(staging, 'results.json'), summary)
         atomic_io.write_text_atomic(os.path.join(staging, 'results.txt'), table + '\n')
@@ -212,6 +262,14 @@ def evaluate_exported(settings, detector, model_path, results_dir, summary_dir=N
     log(table)
     if summary_dir and step is not None:
         eval_outputs.write_tensorboard(summary_dir, step, values, class_ap)
-    return evaluate.EvalResult(checkpoint=model_path, global_step=step, num_images=done,
-                               seconds=seconds, metrics=values, class_ap=class_ap, voc=voc,
-                               coco=coco_values, summary=summary)
+    return evaluate.EvalResult(
+        checkpoint=model_path,
+        global_step=step,
+        num_images=done,
+        seconds=seconds,
+        metrics=values,
+        class_ap=class_ap,
+        voc=voc,
+        coco=coco_values,
+        summary=summary,
+    )

@@ -16,6 +16,7 @@ Every batch is a dict:
     without them; see datasets/example_format.py).
 The last batch may be smaller than `batch_size` (no example is dropped).
 """
+
 import queue
 import threading
 
@@ -25,9 +26,17 @@ import tensorflow as tf
 BATCHABLE_RESIZE_MODES = ('WARP_RESIZE', 'PAD_AND_RESIZE', 'CENTRAL_CROP')
 
 
-def make_eval_dataset(dataset, preprocessing, out_shape, batch_size, resize='WARP_RESIZE',
-                      max_num_batches=None, num_parallel_calls=tf.data.AUTOTUNE,
-                      data_format='NHWC', num_threads=None):
+def make_eval_dataset(
+    dataset,
+    preprocessing,
+    out_shape,
+    batch_size,
+    resize='WARP_RESIZE',
+    max_num_batches=None,
+    num_parallel_calls=tf.data.AUTOTUNE,
+    data_format='NHWC',
+    num_threads=None,
+):
     """Builds the batched evaluation input (see the module docstring for the batch dict).
 
     Args:
@@ -44,16 +53,24 @@ def make_eval_dataset(dataset, preprocessing, out_shape, batch_size, resize='WAR
       tf.data.Dataset of batch dicts, in record order.
     """
     if resize not in BATCHABLE_RESIZE_MODES:
-        raise ValueError(f'eval_resize must be one of {BATCHABLE_RESIZE_MODES}, got {resize!r}: the '
-                         f"nets' anchors are fixed to their input size, so every image must be "
-                         f'resized to {tuple(out_shape)}.')
+        raise ValueError(
+            f'eval_resize must be one of {BATCHABLE_RESIZE_MODES}, got {resize!r}: the '
+            f"nets' anchors are fixed to their input size, so every image must be "
+            f'resized to {tuple(out_shape)}.'
+        )
     if batch_size < 1:
         raise ValueError(f'batch_size must be >= 1, got {batch_size}.')
 
     def prepare(example):
         image, _, _, bbox_img = preprocessing(
-            example['image'], example['labels'], example['bboxes'], out_shape, is_training=False,
-            data_format=data_format, resize=resize)
+            example['image'],
+            example['labels'],
+            example['bboxes'],
+            out_shape,
+            is_training=False,
+            data_format=data_format,
+            resize=resize,
+        )
         return {
             'image': image,
             'bbox_img': bbox_img,
@@ -94,10 +111,11 @@ def map_to_image(bbox_img, boxes):
     """
     # `tfe_bboxes.bboxes_resize` per image, broadcast over the batch (no map_fn loop): the same
     # arithmetic, so the same float32 values.
-    origin = tf.stack([bbox_img[:, 0], bbox_img[:, 1]] * 2, axis=-1)[:, None]       # [B, 1, 4]
-    size = tf.stack([bbox_img[:, 2] - bbox_img[:, 0], bbox_img[:, 3] - bbox_img[:, 1]] * 2,
-                    axis=-1)[:, None]
-    return tf.clip_by_value(tf.math.divide_no_nan(boxes - origin, size), 0., 1.)
+    origin = tf.stack([bbox_img[:, 0], bbox_img[:, 1]] * 2, axis=-1)[:, None]  # [B, 1, 4]
+    size = tf.stack(
+        [bbox_img[:, 2] - bbox_img[:, 0], bbox_img[:, 3] - bbox_img[:, 1]] * 2, axis=-1
+    )[:, None]
+    return tf.clip_by_value(tf.math.divide_no_nan(boxes - origin, size), 0.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -107,8 +125,9 @@ RAW_IMAGES = 'images'
 RAW_SIZES = 'image_sizes'
 
 
-def make_raw_eval_dataset(dataset, batch_size, max_num_batches=None,
-                          num_parallel_calls=tf.data.AUTOTUNE, num_threads=None):
+def make_raw_eval_dataset(
+    dataset, batch_size, max_num_batches=None, num_parallel_calls=tf.data.AUTOTUNE, num_threads=None
+):
     """The evaluation input of an exported model: decoded images, not preprocessed.
 
     Every batch is the dict of `make_eval_dataset` without `image` and `bbox_img`, plus
@@ -150,6 +169,7 @@ def make_raw_eval_dataset(dataset, batch_size, max_num_batches=None,
 
 # ---------------------------------------------------------------------------------------------
 # Running it: stages in threads, so that the net never waits for Python.
+
 
 class _Failed:
     def __init__(self, error):

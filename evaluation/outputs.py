@@ -5,6 +5,7 @@ Metric keys used everywhere (summary JSON, TensorBoard tags, the watcher's histo
   'voc07': VOC2007 11-point mAP; 'voc12': VOC2010+ all-point mAP; 'coco': COCO AP@[.5:.95].
 Per-class APs use the same keys: {'voc07'|'voc12'|'coco': {class name: AP or None}}.
 """
+
 import os
 import shutil
 
@@ -64,7 +65,9 @@ def per_class_ap(voc_result, coco_class_ap, metrics):
     class_ap = {rule: voc_result.ap(rule) for rule in ('voc07', 'voc12') if rule in metrics}
     if 'coco' in metrics:
         if coco_class_ap is None:
-            raise ValueError("per_class_ap: 'coco' is requested but no COCO per-class AP was given.")
+            raise ValueError(
+                "per_class_ap: 'coco' is requested but no COCO per-class AP was given."
+            )
         class_ap['coco'] = dict(coco_class_ap)
     return class_ap
 
@@ -78,21 +81,35 @@ def format_coco_table(coco_result, class_names):
         The evaluation and score_detections.py both show the COCO category id where the data
         has one (else the model's label), so the column means the same in every table.
     """
+
     def pct(value):
         return 'absent' if value is None else f'{100.0 * value:.2f}'
+
     width = max([len('class')] + [len(name) for name in class_names.values()])
     head = f'{"label":>5}  {"class":<{width}}  {"AP %":>6}  {"AP50 %":>6}'
-    lines = ['COCO box AP (pycocotools), IoU .50:.95 and .50, area all, maxDets 100', head,
-             '-' * len(head)]
+    lines = [
+        'COCO box AP (pycocotools), IoU .50:.95 and .50, area all, maxDets 100',
+        head,
+        '-' * len(head),
+    ]
     for label, name in class_names.items():
-        lines.append(f'{label:>5}  {name:<{width}}  {pct(coco_result.class_ap[name]):>6}  '
-                     f'{pct(coco_result.class_ap50[name]):>6}')
+        lines.append(
+            f'{label:>5}  {name:<{width}}  {pct(coco_result.class_ap[name]):>6}  '
+            f'{pct(coco_result.class_ap50[name]):>6}'
+        )
     lines.append('-' * len(head))
     present = sum(ap is not None for ap in coco_result.class_ap.values())
-    lines.append(f'{"":>5}  {"mAP":<{width}}  {pct(coco_result.metrics["AP"]):>6}  '
-                 f'{pct(coco_result.metrics["AP50"]):>6}  (over {present} of {len(class_names)} classes)')
-    lines.append('COCO: ' + ', '.join(f'{name} {"n/a" if value is None else f"{100 * value:.2f}"}'
-                                      for name, value in coco_result.metrics.items()))
+    lines.append(
+        f'{"":>5}  {"mAP":<{width}}  {pct(coco_result.metrics["AP"]):>6}  '
+        f'{pct(coco_result.metrics["AP50"]):>6}  (over {present} of {len(class_names)} classes)'
+    )
+    lines.append(
+        'COCO: '
+        + ', '.join(
+            f'{name} {"n/a" if value is None else f"{100 * value:.2f}"}'
+            for name, value in coco_result.metrics.items()
+        )
+    )
     return '\n'.join(lines)
 
 
@@ -103,12 +120,14 @@ def write_tensorboard(summary_dir, step, values, class_ap, writer=None):
     writer: an open `tf.compat.v1.summary.FileWriter` to append to (flushed, left open), so a
       long run (the watcher) writes one event file; None: a new event file for this call."""
     import tensorflow as tf
+
     v1 = tf.compat.v1
     entries = [(f'eval/{key}_mAP', value) for key, value in values.items() if value is not None]
     for rule, aps in class_ap.items():
         entries += [(f'eval/{rule}_AP/{name}', ap) for name, ap in aps.items() if ap is not None]
-    summary = v1.Summary(value=[v1.Summary.Value(tag=tag, simple_value=float(value))
-                                for tag, value in entries])
+    summary = v1.Summary(
+        value=[v1.Summary.Value(tag=tag, simple_value=float(value)) for tag, value in entries]
+    )
     if writer is not None:
         writer.add_summary(summary, int(step))
         writer.flush()
@@ -131,8 +150,10 @@ def plot_pr_curves(voc_result, directory):
     for file names, `tf_extended.file_names`): precision against recall with the VOC07 and VOC12
     APs in the title (the real name). Returns the paths written."""
     import matplotlib
+
     matplotlib.use('Agg')
     from matplotlib import pyplot as plt
+
     os.makedirs(directory, exist_ok=True)
     stems = file_names.safe_file_names(c.name for c in voc_result.classes)
     paths = []
@@ -145,8 +166,13 @@ def plot_pr_curves(voc_result, directory):
             ax.plot(c.recall, c.precision, lw=1, label='precision')
             ax.plot(c.recall, envelope, lw=1, ls='--', label='envelope (VOC12)')
             ax.legend(loc='lower left', fontsize=8)
-        ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel='recall', ylabel='precision',
-               title=f'{_plain_text(c.name)}: AP07 {100 * c.ap_voc07:.1f}, AP12 {100 * c.ap_voc12:.1f}')
+        ax.set(
+            xlim=(0, 1),
+            ylim=(0, 1.02),
+            xlabel='recall',
+            ylabel='precision',
+            title=f'{_plain_text(c.name)}: AP07 {100 * c.ap_voc07:.1f}, AP12 {100 * c.ap_voc12:.1f}',
+        )
         ax.grid(alpha=0.3)
         path = os.path.join(directory, f'pr_{stems[c.name]}.png')
         fig.savefig(path, dpi=80)

@@ -11,6 +11,7 @@ scored by its own evaluator fed the images in order of first appearance in that 
 gives exactly that order whenever an image's detections are contiguous in the file (as
 `VOCResultsWriter` and most tools write them).
 """
+
 import contextlib
 import io
 import os
@@ -47,25 +48,42 @@ def read_voc_ground_truth(annotation_path, class_ids):
     for index, obj in enumerate(root.findall('object')):
         name = (obj.findtext('name') or '').strip()
         if name not in class_ids:
-            raise ValueError(f'{annotation_path}: object {index} has class {name!r}, not among '
-                             f'{sorted(class_ids)}; pass --labels_file with the dataset\'s classes.')
+            raise ValueError(
+                f'{annotation_path}: object {index} has class {name!r}, not among '
+                f'{sorted(class_ids)}; pass --labels_file with the dataset\'s classes.'
+            )
         try:
             box = obj.find('bndbox')
-            xmin, ymin, xmax, ymax = (float(box.findtext(tag)) for tag in ('xmin', 'ymin', 'xmax', 'ymax'))
+            xmin, ymin, xmax, ymax = (
+                float(box.findtext(tag)) for tag in ('xmin', 'ymin', 'xmax', 'ymax')
+            )
             flag = (obj.findtext('difficult') or '').strip()
             difficult.append(bool(int(float(flag))) if flag else False)
         except (AttributeError, TypeError, ValueError):
-            raise ValueError(f'{annotation_path}: object {index} ({name}) needs <bndbox> with numeric '
-                             f'xmin, ymin, xmax, ymax and a 0/1 <difficult>.') from None
+            raise ValueError(
+                f'{annotation_path}: object {index} ({name}) needs <bndbox> with numeric '
+                f'xmin, ymin, xmax, ymax and a 0/1 <difficult>.'
+            ) from None
         boxes.append([ymin, xmin, ymax, xmax])
         labels.append(class_ids[name])
-    return (np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(labels, np.int64),
-            np.asarray(difficult, bool))
+    return (
+        np.asarray(boxes, np.float64).reshape(-1, 4),
+        np.asarray(labels, np.int64),
+        np.asarray(difficult, bool),
+    )
 
 
-def score_voc_results(results_dir, voc_dir, split, class_names=labels_lib.VOC_CLASSES,
-                      competition='comp4', iou_threshold=0.5, iou_rule='>=', strict=False,
-                      log=None):
+def score_voc_results(
+    results_dir,
+    voc_dir,
+    split,
+    class_names=labels_lib.VOC_CLASSES,
+    competition='comp4',
+    iou_threshold=0.5,
+    iou_rule='>=',
+    strict=False,
+    log=None,
+):
     """Scores `<results_dir>/<competition>_det_<split>_<class>.txt` against a VOC folder (`<class>`:
     the class name made safe for file names, see `voc_metrics.voc_results_paths`).
 
@@ -84,41 +102,58 @@ def score_voc_results(results_dir, voc_dir, split, class_names=labels_lib.VOC_CL
     """
     names = {i + 1: name for i, name in enumerate(class_names)}
     class_ids = {name: label for label, name in names.items()}
-    detections = voc_metrics.read_voc_results(results_dir, split, names, competition,
-                                              missing_ok=not strict)
+    detections = voc_metrics.read_voc_results(
+        results_dir, split, names, competition, missing_ok=not strict
+    )
     missing = [names[label] for label, dets in detections.items() if dets.missing]
     if missing:
         (log or logging.warning)(
             f'{len(missing)} of {len(names)} classes have no {competition}_det_{split}_<class>.txt '
             f'file in {results_dir} ({", ".join(missing[:10])}{", ..." if len(missing) > 10 else ""}'
-            f'): scored as classes without detections (--strict refuses instead).')
+            f'): scored as classes without detections (--strict refuses instead).'
+        )
     paths = voc_metrics.voc_results_paths(results_dir, split, names, competition)
     sources = {s.image_id: s.annotation_path for s in pascalvoc.list_examples([voc_dir], split)}
-    ground_truth = {image_id: read_voc_ground_truth(path, class_ids) for image_id, path in sources.items()}
+    ground_truth = {
+        image_id: read_voc_ground_truth(path, class_ids) for image_id, path in sources.items()
+    }
     classes = []
     for label, name in names.items():
         dets = detections[label]
         rows = {}
         for index, image_id in enumerate(dets.image_ids):
             if image_id not in sources:
-                raise ValueError(f'{paths[label]}: image {image_id!r} is not in {voc_dir} split {split!r}.')
+                raise ValueError(
+                    f'{paths[label]}: image {image_id!r} is not in {voc_dir} split {split!r}.'
+                )
             rows.setdefault(image_id, []).append(index)
         # One evaluator per class, images in this file's order: the devkit's tie order exactly.
-        evaluator = voc_metrics.VOCEvaluator({label: name}, iou_threshold=iou_threshold,
-                                             iou_rule=iou_rule, boxes_in_pixels=True)
+        evaluator = voc_metrics.VOCEvaluator(
+            {label: name}, iou_threshold=iou_threshold, iou_rule=iou_rule, boxes_in_pixels=True
+        )
         for image_id in list(rows) + [i for i in sources if i not in rows]:
             gt_boxes, gt_labels, gt_difficult = ground_truth[image_id]
             mine = gt_labels == label
             index = np.asarray(rows.get(image_id, []), np.int64)
-            evaluator.add_image(image_id, gt_boxes[mine], gt_labels[mine], gt_difficult[mine],
-                                dets.boxes[index], dets.scores[index], np.full(len(index), label))
+            evaluator.add_image(
+                image_id,
+                gt_boxes[mine],
+                gt_labels[mine],
+                gt_difficult[mine],
+                dets.boxes[index],
+                dets.scores[index],
+                np.full(len(index), label),
+            )
         classes.append(evaluator.compute().classes[0])
     present = [c for c in classes if not c.absent]
     return voc_metrics.VOCResult(
         classes=tuple(classes),
         map_voc07=float(np.mean([c.ap_voc07 for c in present])) if present else None,
         map_voc12=float(np.mean([c.ap_voc12 for c in present])) if present else None,
-        iou_threshold=iou_threshold, iou_rule=iou_rule, num_images=len(sources))
+        iou_threshold=iou_threshold,
+        iou_rule=iou_rule,
+        num_images=len(sources),
+    )
 
 
 def score_coco_results(results_path, annotations_path, stdout=None):

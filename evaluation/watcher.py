@@ -42,6 +42,7 @@ recorded as "unavailable" with a log line. The watcher stops when the trainer ha
 after --eval_timeout seconds without a new checkpoint (an error when no checkpoint of the run was
 evaluated: `NothingEvaluated`).
 """
+
 import csv
 import datetime
 import fcntl
@@ -85,7 +86,9 @@ class NothingEvaluated(ValueError):
 def _scan(directory):
     """[(prefix, .index mtime_ns)] of the checkpoints in `directory`, oldest first (see
     `list_checkpoints`)."""
-    prefixes = {p[:-len('.index')] for p in glob.glob(os.path.join(glob.escape(directory), '*.index'))}
+    prefixes = {
+        p[: -len('.index')] for p in glob.glob(os.path.join(glob.escape(directory), '*.index'))
+    }
     try:
         state = tf.train.get_checkpoint_state(directory)
     except (tf.errors.OpError, ValueError):  # a state file being rewritten: the glob still sees all
@@ -137,7 +140,8 @@ def stage_checkpoint(prefix, directory):
                 shutil.copyfile(path, target)
         except FileNotFoundError:
             raise checkpoints.CheckpointUnavailable(
-                f'{path} was deleted before it could be evaluated.') from None
+                f'{path} was deleted before it could be evaluated.'
+            ) from None
     return os.path.join(directory, os.path.basename(prefix))
 
 
@@ -165,7 +169,8 @@ class Ledger:
                         raise ValueError(
                             f'{self.path}:{line_no}: not a ledger entry ({line.strip()[:80]!r}); fix '
                             f'or remove the line (every line is a JSON object with "checkpoint" and '
-                            f'"status").') from None
+                            f'"status").'
+                        ) from None
                     self.entries.append(entry)
 
     @property
@@ -175,8 +180,11 @@ class Ledger:
 
     def keys(self):
         """`run_key`s of the entries that have one (entries of older versions do not)."""
-        return {run_key(e['path'], e.get('card_id', ''), e.get('index_mtime_ns'))
-                for e in self.entries if 'path' in e}
+        return {
+            run_key(e['path'], e.get('card_id', ''), e.get('index_mtime_ns'))
+            for e in self.entries
+            if 'path' in e
+        }
 
     def legacy_names(self):
         """Basenames of entries written by older versions (no path, no run)."""
@@ -184,8 +192,9 @@ class Ledger:
 
     def append(self, entry):
         self.entries.append(entry)
-        atomic_io.write_text_atomic(self.path, ''.join(json.dumps(e, sort_keys=True) + '\n'
-                                                          for e in self.entries))
+        atomic_io.write_text_atomic(
+            self.path, ''.join(json.dumps(e, sort_keys=True) + '\n' for e in self.entries)
+        )
 
     def evaluated(self, run=None):
         """Evaluated entries (of `run`: a callable entry -> bool, when given)."""
@@ -202,35 +211,55 @@ def write_history(ledger, eval_dir, run=None, title=None, best_metric=None):
     vs step, titled `title`, the best checkpoint by `best_metric` marked)."""
     entries = sorted(ledger.evaluated(run), key=lambda e: e['step'])
     metrics = sorted({m for e in entries for m in e['metrics']})
-    class_columns = sorted({(rule, name) for e in entries for rule, aps in e['class_ap'].items()
-                            for name in aps})
+    class_columns = sorted(
+        {(rule, name) for e in entries for rule, aps in e['class_ap'].items() for name in aps}
+    )
     text = io.StringIO()
     out = csv.writer(text, lineterminator='\n')
-    out.writerow(['step', 'checkpoint'] + [f'{m}_mAP' for m in metrics]
-                 + [f'{rule}_AP_{name}' for rule, name in class_columns])
+    out.writerow(
+        ['step', 'checkpoint']
+        + [f'{m}_mAP' for m in metrics]
+        + [f'{rule}_AP_{name}' for rule, name in class_columns]
+    )
 
     def cell(value):
         return '' if value is None else repr(float(value))
+
     for e in entries:
-        out.writerow([e['step'], e['checkpoint']] + [cell(e['metrics'].get(m)) for m in metrics]
-                     + [cell(e['class_ap'].get(rule, {}).get(name)) for rule, name in class_columns])
+        out.writerow(
+            [e['step'], e['checkpoint']]
+            + [cell(e['metrics'].get(m)) for m in metrics]
+            + [cell(e['class_ap'].get(rule, {}).get(name)) for rule, name in class_columns]
+        )
     atomic_io.write_text_atomic(os.path.join(eval_dir, 'history.csv'), text.getvalue())
     if entries:
         import matplotlib
+
         matplotlib.use('Agg')
         from matplotlib import pyplot as plt
+
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
         for m in metrics:
-            points = [(e['step'], 100 * e['metrics'][m]) for e in entries
-                      if e['metrics'].get(m) is not None]
+            points = [
+                (e['step'], 100 * e['metrics'][m])
+                for e in entries
+                if e['metrics'].get(m) is not None
+            ]
             if points:
                 ax.plot(*zip(*points), marker='o', label=f'{m} mAP')
         best = ledger.best(best_metric, run) if best_metric else None
         if best is not None:
             value = 100 * best['metrics'][best_metric]
-            ax.plot([best['step']], [value], marker='*', markersize=16, color='gold',
-                    markeredgecolor='black', linestyle='none',
-                    label=f'best {best_metric}: {value:.2f} % (step {best["step"]})')
+            ax.plot(
+                [best['step']],
+                [value],
+                marker='*',
+                markersize=16,
+                color='gold',
+                markeredgecolor='black',
+                linestyle='none',
+                label=f'best {best_metric}: {value:.2f} % (step {best["step"]})',
+            )
         ax.set(xlabel='global step', ylabel='mAP (%)', ylim=(0, 100))
         if title:
             ax.set_title(title.replace('$', r'\$'), fontsize=9)
@@ -276,8 +305,11 @@ def foreign_files(best_dir):
         own = set(best['files'])
         return [path for path in present if path not in own]
     name = os.path.basename(str(best['checkpoint']))
-    legacy = re.compile(r'(best\.json|model\.json|checkpoint|results/.*|'
-                        + re.escape(name) + r'\.(index|data-\d{5}-of-\d{5}))$')
+    legacy = re.compile(
+        r'(best\.json|model\.json|checkpoint|results/.*|'
+        + re.escape(name)
+        + r'\.(index|data-\d{5}-of-\d{5}))$'
+    )
     return [path for path in present if not legacy.match(path)]
 
 
@@ -287,25 +319,32 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, l
     line) when best/ holds files the watcher did not write: then it is left alone."""
     best_dir = os.path.join(eval_dir, BEST_DIR)
     if os.path.lexists(best_dir):
-        foreign = foreign_files(best_dir) if os.path.isdir(best_dir) and not os.path.islink(best_dir) \
+        foreign = (
+            foreign_files(best_dir)
+            if os.path.isdir(best_dir) and not os.path.islink(best_dir)
             else [BEST_DIR]
+        )
         if foreign:
-            log(f'[watch] not updating {best_dir}: it holds files the watcher did not write '
-                f'({", ".join(foreign[:5])}{", ..." if len(foreign) > 5 else ""}); move them away.')
+            log(
+                f'[watch] not updating {best_dir}: it holds files the watcher did not write '
+                f'({", ".join(foreign[:5])}{", ..." if len(foreign) > 5 else ""}); move them away.'
+            )
             return False
     new = temp_dirs.make(eval_dir, _NEW_BEST)
     try:
         for path in glob.glob(glob.escape(staged_prefix) + '.*'):
             os.replace(path, os.path.join(new, os.path.basename(path)))
         name = os.path.basename(staged_prefix)
-        atomic_io.write_text_atomic(os.path.join(new, 'checkpoint'),
-                                    f'model_checkpoint_path: "{name}"\n'
-                                    f'all_model_checkpoint_paths: "{name}"\n')
+        atomic_io.write_text_atomic(
+            os.path.join(new, 'checkpoint'),
+            f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n',
+        )
         shutil.copytree(results_dir, os.path.join(new, 'results'))
         card_lib.write(os.path.join(new, card_lib.CARD_FILE), card)
         files = _files_under(new) + [BEST_JSON]
-        atomic_io.write_json_atomic(os.path.join(new, BEST_JSON),
-                                    dict(entry, run=run_info, files=sorted(files)))
+        atomic_io.write_json_atomic(
+            os.path.join(new, BEST_JSON), dict(entry, run=run_info, files=sorted(files))
+        )
         old = None
         if os.path.isdir(best_dir):
             previous = _read_best_json(best_dir) or {}
@@ -314,9 +353,11 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, l
                 old_id = str(previous_run.get('card_id') or 'nocard')[:8]
                 keep = _free_name(eval_dir, f'{BEST_DIR}.run-{old_id}')
                 os.replace(best_dir, os.path.join(eval_dir, keep))
-                log(f'[watch] {best_dir} held the best checkpoint of another run '
+                log(
+                    f'[watch] {best_dir} held the best checkpoint of another run '
                     f'({previous_run.get("train_dir")}, card {previous_run.get("card_id")}); '
-                    f'kept it as {os.path.join(eval_dir, keep)}')
+                    f'kept it as {os.path.join(eval_dir, keep)}'
+                )
             else:
                 old = temp_dirs.make(eval_dir, _OLD_BEST)
                 os.replace(best_dir, old)  # onto the empty folder (POSIX rename)
@@ -337,23 +378,31 @@ def _free_name(directory, name):
     return candidate
 
 
-def wait_for_card(checkpoint_dir, interval_secs, timeout_secs=None, log=None, clock=time.time,
-                  sleep=time.sleep):
+def wait_for_card(
+    checkpoint_dir, interval_secs, timeout_secs=None, log=None, clock=time.time, sleep=time.sleep
+):
     """Waits until `checkpoint_dir` holds a model card or a checkpoint (a trainer writes its card
     before its first checkpoint), or `timeout_secs` pass; a folder that is not there yet counts
     as empty. Returns True when one is there, False after the timeout."""
     log = log or (lambda line: print(line, flush=True))
     start = clock()
     said = False
-    while not (card_lib.find_for_checkpoint(checkpoint_dir) or
-               (os.path.isdir(checkpoint_dir) and checkpoints.latest_in_directory(checkpoint_dir))):
+    while not (
+        card_lib.find_for_checkpoint(checkpoint_dir)
+        or (os.path.isdir(checkpoint_dir) and checkpoints.latest_in_directory(checkpoint_dir))
+    ):
         if timeout_secs is not None and clock() - start >= timeout_secs:
             return False
         if not said:
-            log(f'[watch] waiting for the trainer\'s model card or first checkpoint in {checkpoint_dir}')
+            log(
+                f'[watch] waiting for the trainer\'s model card or first checkpoint in {checkpoint_dir}'
+            )
             said = True
-        sleep(interval_secs if timeout_secs is None else
-              max(0., min(interval_secs, timeout_secs - (clock() - start))))
+        sleep(
+            interval_secs
+            if timeout_secs is None
+            else max(0.0, min(interval_secs, timeout_secs - (clock() - start)))
+        )
     return True
 
 
@@ -371,17 +420,23 @@ def _lock(eval_dir):
     except BlockingIOError:
         holder = os.read(fd, 500).decode('utf-8', 'replace').strip() or 'a running watcher'
         os.close(fd)
-        raise WatcherBusy(f'{eval_dir}: another watcher is evaluating into this folder ({holder}); two '
-                          f'would corrupt its ledger. Stop it first, or give this one another '
-                          f'--eval_dir.') from None
+        raise WatcherBusy(
+            f'{eval_dir}: another watcher is evaluating into this folder ({holder}); two '
+            f'would corrupt its ledger. Stop it first, or give this one another '
+            f'--eval_dir.'
+        ) from None
     text = os.read(fd, 500).decode('utf-8', 'replace')
     if text and not text.startswith(_LOCK_SIGNATURE):
         os.close(fd)
         raise ValueError(f'{path} exists and is not a watcher\'s lock file; move it away.')
     os.lseek(fd, 0, os.SEEK_SET)
     os.ftruncate(fd, 0)
-    os.write(fd, f'{_LOCK_SIGNATURE}: pid {os.getpid()} on {socket.gethostname()} since '
-                 f'{_now()}\n'.encode('utf-8'))
+    os.write(
+        fd,
+        f'{_LOCK_SIGNATURE}: pid {os.getpid()} on {socket.gethostname()} since {_now()}\n'.encode(
+            'utf-8'
+        ),
+    )
     return fd
 
 
@@ -401,16 +456,21 @@ def _clean_up_after_kill(eval_dir, log):
             log(f'[watch] put back {best_dir} (a watcher was killed while replacing it)')
         else:
             shutil.rmtree(path, ignore_errors=True)
-            log(f'[watch] removed {path}, left by a watcher that was killed (process {info["pid"]})')
+            log(
+                f'[watch] removed {path}, left by a watcher that was killed (process {info["pid"]})'
+            )
     for path in glob.glob(os.path.join(glob.escape(eval_dir), '.staged-*')):
         files = os.listdir(path) if os.path.isdir(path) and not os.path.islink(path) else None
-        if files is not None and all(re.search(r'\.(index|data-\d{5}-of-\d{5})$', f) for f in files):
+        if files is not None and all(
+            re.search(r'\.(index|data-\d{5}-of-\d{5})$', f) for f in files
+        ):
             shutil.rmtree(path, ignore_errors=True)
             log(f'[watch] removed {path}, left by a watcher that was killed')
     own_files = (LEDGER_NAME,) + HISTORY_FILES + ('.history.png.tmp',)
     for name in os.listdir(eval_dir):
-        if name == '.history.png.tmp' or any(re.fullmatch(r'\.' + re.escape(own) + r'\.[a-z0-9_]{8}', name)
-                                             for own in own_files):
+        if name == '.history.png.tmp' or any(
+            re.fullmatch(r'\.' + re.escape(own) + r'\.[a-z0-9_]{8}', name) for own in own_files
+        ):
             os.remove(os.path.join(eval_dir, name))
     # Evaluation staging folders inside results folders (evaluate's make_staging_dir), and the
     # results folder itself when the staging folder was all it held (the evaluation created it).
@@ -418,8 +478,9 @@ def _clean_up_after_kill(eval_dir, log):
         path = os.path.join(eval_dir, name)
         if os.path.islink(path) or not os.path.isdir(path) or temp_dirs.parse(name):
             continue
-        if temp_dirs.remove_stale(path, 'staging', log=lambda line: log(f'[watch] {line}')) \
-                and not os.listdir(path):
+        if temp_dirs.remove_stale(
+            path, 'staging', log=lambda line: log(f'[watch] {line}')
+        ) and not os.listdir(path):
             os.rmdir(path)
 
 
@@ -429,17 +490,24 @@ def _check_eval_dir(eval_dir):
     if not os.path.exists(os.path.join(eval_dir, LEDGER_NAME)):
         present = [n for n in HISTORY_FILES if os.path.lexists(os.path.join(eval_dir, n))]
         if present:
-            raise ValueError(f'{eval_dir} holds {", ".join(present)} but no {LEDGER_NAME}: files the '
-                             f'watcher would replace, not written by a watcher (or its ledger was '
-                             f'removed). Move them away, or give another --eval_dir.')
+            raise ValueError(
+                f'{eval_dir} holds {", ".join(present)} but no {LEDGER_NAME}: files the '
+                f'watcher would replace, not written by a watcher (or its ledger was '
+                f'removed). Move them away, or give another --eval_dir.'
+            )
     best_dir = os.path.join(eval_dir, BEST_DIR)
     if os.path.lexists(best_dir):
-        foreign = foreign_files(best_dir) if os.path.isdir(best_dir) and not os.path.islink(best_dir) \
+        foreign = (
+            foreign_files(best_dir)
+            if os.path.isdir(best_dir) and not os.path.islink(best_dir)
             else [BEST_DIR]
+        )
         if foreign:
-            raise ValueError(f'{best_dir} holds files the watcher did not write '
-                             f'({", ".join(foreign[:5])}{", ..." if len(foreign) > 5 else ""}); '
-                             f'the watcher replaces best/ and would delete them. Move them away.')
+            raise ValueError(
+                f'{best_dir} holds files the watcher did not write '
+                f'({", ".join(foreign[:5])}{", ..." if len(foreign) > 5 else ""}); '
+                f'the watcher replaces best/ and would delete them. Move them away.'
+            )
 
 
 class _EventStream:
@@ -463,8 +531,19 @@ def _pct(value):
     return 'n/a' if value is None else f'{100 * value:.2f} %'
 
 
-def watch(settings, checkpoint_dir, eval_dir, *, interval_secs=60., timeout_secs=None,
-          final_step=None, best_metric='voc07', log=None, clock=time.time, sleep=time.sleep):
+def watch(
+    settings,
+    checkpoint_dir,
+    eval_dir,
+    *,
+    interval_secs=60.0,
+    timeout_secs=None,
+    final_step=None,
+    best_metric='voc07',
+    log=None,
+    clock=time.time,
+    sleep=time.sleep,
+):
     """Evaluates the checkpoints of `checkpoint_dir` as they appear (see the module docstring).
 
     Args:
@@ -488,26 +567,52 @@ def watch(settings, checkpoint_dir, eval_dir, *, interval_secs=60., timeout_secs
     """
     log = log or (lambda line: print(line, flush=True))
     if best_metric not in settings.metrics:
-        raise ValueError(f'best_metric {best_metric!r} must be one of the evaluated metrics '
-                         f'{list(settings.metrics)}.')
+        raise ValueError(
+            f'best_metric {best_metric!r} must be one of the evaluated metrics '
+            f'{list(settings.metrics)}.'
+        )
     if not os.path.isdir(checkpoint_dir):
-        raise FileNotFoundError(f'--checkpoint_path {checkpoint_dir!r} must be the trainer\'s directory '
-                                f'when waiting for checkpoints.')
+        raise FileNotFoundError(
+            f'--checkpoint_path {checkpoint_dir!r} must be the trainer\'s directory '
+            f'when waiting for checkpoints.'
+        )
     os.makedirs(eval_dir, exist_ok=True)
     lock = _lock(eval_dir)
     events = _EventStream(eval_dir)
     try:
         _clean_up_after_kill(eval_dir, log)
         _check_eval_dir(eval_dir)
-        return _watch(settings, checkpoint_dir, eval_dir, interval_secs, timeout_secs, final_step,
-                      best_metric, log, clock, sleep, events)
+        return _watch(
+            settings,
+            checkpoint_dir,
+            eval_dir,
+            interval_secs,
+            timeout_secs,
+            final_step,
+            best_metric,
+            log,
+            clock,
+            sleep,
+            events,
+        )
     finally:
         events.close()
         os.close(lock)
 
 
-def _watch(settings, checkpoint_dir, eval_dir, interval_secs, timeout_secs, final_step,
-           best_metric, log, clock, sleep, events):
+def _watch(
+    settings,
+    checkpoint_dir,
+    eval_dir,
+    interval_secs,
+    timeout_secs,
+    final_step,
+    best_metric,
+    log,
+    clock,
+    sleep,
+    events,
+):
     ledger = Ledger(eval_dir)
     card_id = settings.card.card_id or ''
     train_dir = os.path.realpath(checkpoint_dir)
@@ -515,33 +620,56 @@ def _watch(settings, checkpoint_dir, eval_dir, interval_secs, timeout_secs, fina
     legacy = ledger.legacy_names()
 
     def this_run(entry):
-        return 'path' not in entry or (entry.get('card_id', '') == card_id
-                                       and entry.get('train_dir') == train_dir)
+        return 'path' not in entry or (
+            entry.get('card_id', '') == card_id and entry.get('train_dir') == train_dir
+        )
 
     def handled(prefix, mtime):
-        return (run_key(os.path.realpath(prefix), card_id, mtime) in ledger.keys()
-                or os.path.basename(prefix) in legacy)
+        return (
+            run_key(os.path.realpath(prefix), card_id, mtime) in ledger.keys()
+            or os.path.basename(prefix) in legacy
+        )
 
     stops = ['when the trainer has finished']
     if final_step is not None:
         stops.append(f'at step {final_step}')
     if timeout_secs is not None:
         stops.append(f'after {timeout_secs:g} s without a new checkpoint')
-    log(f'[watch] watching {checkpoint_dir} for checkpoints every {interval_secs:g} s (run: model '
+    log(
+        f'[watch] watching {checkpoint_dir} for checkpoints every {interval_secs:g} s (run: model '
         f'card {card_id or "none"}); stops {", ".join(stops)}; results, ledger, history and best/ '
-        f'({best_metric} mAP) in {eval_dir}')
+        f'({best_metric} mAP) in {eval_dir}'
+    )
     if ledger.entries:
         mine = [e for e in ledger.entries if this_run(e)]
-        log(f'[watch] resuming: {len(mine)} checkpoint(s) of this run already handled in '
-            f'{ledger.path}' + (f' ({len(ledger.entries) - len(mine)} entries of other runs '
-                                f'kept apart)' if len(mine) < len(ledger.entries) else ''))
+        log(
+            f'[watch] resuming: {len(mine)} checkpoint(s) of this run already handled in '
+            f'{ledger.path}'
+            + (
+                f' ({len(ledger.entries) - len(mine)} entries of other runs kept apart)'
+                if len(mine) < len(ledger.entries)
+                else ''
+            )
+        )
         if legacy:
-            log(f'[watch] {len(legacy)} ledger entries of an older version (no path or run) are '
-                f'taken as this run\'s')
-    title = (f'run {os.path.basename(train_dir)} (card {card_id[:8] or "none"}), '
-             f'{settings.dataset_name}/{settings.dataset_split_name}')
-    context = dict(eval_dir=eval_dir, ledger=ledger, best_metric=best_metric, log=log,
-                   run_info=run_info, this_run=this_run, title=title, events=events)
+            log(
+                f'[watch] {len(legacy)} ledger entries of an older version (no path or run) are '
+                f'taken as this run\'s'
+            )
+    title = (
+        f'run {os.path.basename(train_dir)} (card {card_id[:8] or "none"}), '
+        f'{settings.dataset_name}/{settings.dataset_split_name}'
+    )
+    context = dict(
+        eval_dir=eval_dir,
+        ledger=ledger,
+        best_metric=best_metric,
+        log=log,
+        run_info=run_info,
+        this_run=this_run,
+        title=title,
+        events=events,
+    )
     written = []
     last_new = clock()
     while True:
@@ -563,24 +691,33 @@ def _watch(settings, checkpoint_dir, eval_dir, interval_secs, timeout_secs, fina
             except FileNotFoundError:
                 mtime = None
             if mtime is None or handled(prefix, mtime):
-                log(f'[watch] the trainer finished at step {finished["step"]} '
-                    f'({checkpoints.FINISHED_MARKER}, {finished["checkpoint"]}); stopping.')
+                log(
+                    f'[watch] the trainer finished at step {finished["step"]} '
+                    f'({checkpoints.FINISHED_MARKER}, {finished["checkpoint"]}); stopping.'
+                )
                 return written
         if timeout_secs is not None and clock() - last_new >= timeout_secs:
             if not ledger.evaluated(this_run):
                 seen = [e for e in ledger.entries if this_run(e)]
                 raise NothingEvaluated(
-                    'no checkpoint evaluated: ' + (
+                    'no checkpoint evaluated: '
+                    + (
                         f'the {len(seen)} checkpoint(s) found in {checkpoint_dir} were deleted before '
-                        f'they could be evaluated' if seen else
-                        f'none appeared in {checkpoint_dir}') +
-                    f' and none came for {timeout_secs:g} s (--eval_timeout). Is --checkpoint_path '
-                    f'the trainer\'s --train_dir, and is the trainer running?')
+                        f'they could be evaluated'
+                        if seen
+                        else f'none appeared in {checkpoint_dir}'
+                    )
+                    + f' and none came for {timeout_secs:g} s (--eval_timeout). Is --checkpoint_path '
+                    f'the trainer\'s --train_dir, and is the trainer running?'
+                )
             log(f'[watch] no new checkpoint in {checkpoint_dir} for {timeout_secs:g} s; stopping.')
             return written
-        wait = (interval_secs if timeout_secs is None
-                else min(interval_secs, timeout_secs - (clock() - last_new)))
-        sleep(max(wait, 0.))
+        wait = (
+            interval_secs
+            if timeout_secs is None
+            else min(interval_secs, timeout_secs - (clock() - last_new))
+        )
+        sleep(max(wait, 0.0))
 
 
 def _is_own_results(path, source, card_id):
@@ -589,8 +726,10 @@ def _is_own_results(path, source, card_id):
     try:
         with open(os.path.join(path, 'results.json'), encoding='utf-8') as fh:
             summary = json.load(fh)
-        return (summary.get('checkpoint') == source
-                and (summary.get('settings') or {}).get('model_card', {}).get('card_id', '') == card_id)
+        return (
+            summary.get('checkpoint') == source
+            and (summary.get('settings') or {}).get('model_card', {}).get('card_id', '') == card_id
+        )
     except (OSError, ValueError, AttributeError):
         return False
 
@@ -605,19 +744,39 @@ def _results_name(eval_dir, name, ledger, source, card_id):
         path = os.path.join(eval_dir, candidate)
         if candidate in used:
             continue
-        if (not os.path.lexists(path) or _is_own_results(path, source, card_id)
-                or (os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path))):
+        if (
+            not os.path.lexists(path)
+            or _is_own_results(path, source, card_id)
+            or (os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path))
+        ):
             return candidate
     raise ValueError(f'{eval_dir}: no free results folder name for {name}.')
 
 
-def _handle(settings, prefix, mtime, *, eval_dir, ledger, best_metric, log, run_info, this_run,
-            title, events):
+def _handle(
+    settings,
+    prefix,
+    mtime,
+    *,
+    eval_dir,
+    ledger,
+    best_metric,
+    log,
+    run_info,
+    this_run,
+    title,
+    events,
+):
     name = os.path.basename(prefix)
     step = checkpoints.checkpoint_step_from_name(prefix)
     card_id = run_info['card_id']
-    identity = {'checkpoint': name, 'path': os.path.realpath(prefix),
-                'train_dir': run_info['train_dir'], 'card_id': card_id, 'index_mtime_ns': mtime}
+    identity = {
+        'checkpoint': name,
+        'path': os.path.realpath(prefix),
+        'train_dir': run_info['train_dir'],
+        'card_id': card_id,
+        'index_mtime_ns': mtime,
+    }
     staging_dir = temp_dirs.make(eval_dir, _STAGED)
     source = os.path.abspath(prefix)
     try:
@@ -625,28 +784,55 @@ def _handle(settings, prefix, mtime, *, eval_dir, ledger, best_metric, log, run_
             staged = stage_checkpoint(prefix, staging_dir)
             results_name = _results_name(eval_dir, name, ledger, source, card_id)
             if results_name != name:
-                log(f'[watch] {os.path.join(eval_dir, name)} holds other results; this one goes to '
-                    f'{os.path.join(eval_dir, results_name)}')
-            result = evaluate.evaluate_checkpoint(settings, staged, os.path.join(eval_dir, results_name),
-                                                  summary_dir=None, log=log, source=source)
+                log(
+                    f'[watch] {os.path.join(eval_dir, name)} holds other results; this one goes to '
+                    f'{os.path.join(eval_dir, results_name)}'
+                )
+            result = evaluate.evaluate_checkpoint(
+                settings,
+                staged,
+                os.path.join(eval_dir, results_name),
+                summary_dir=None,
+                log=log,
+                source=source,
+            )
         except checkpoints.CheckpointUnavailable as err:
             log(f'[watch] skipping {name}: {err}')
             entry = dict(identity, step=step, status=UNAVAILABLE, time=_now(), reason=str(err))
             ledger.append(entry)
             return entry
-        entry = dict(identity, step=result.global_step, status=EVALUATED, time=_now(),
-                     metrics=result.metrics, class_ap=result.class_ap, results_dir=results_name,
-                     seconds=result.seconds, images_per_second=result.summary['images_per_second'])
+        entry = dict(
+            identity,
+            step=result.global_step,
+            status=EVALUATED,
+            time=_now(),
+            metrics=result.metrics,
+            class_ap=result.class_ap,
+            results_dir=results_name,
+            seconds=result.seconds,
+            images_per_second=result.summary['images_per_second'],
+        )
         events.write(result.global_step, result.metrics, result.class_ap)
         previous = ledger.best(best_metric, this_run)
         value = result.metrics.get(best_metric)
-        log(f'[watch] {name} (step {result.global_step}): '
-            + ', '.join(f'{m} mAP {_pct(v)}' for m, v in result.metrics.items()))
+        log(
+            f'[watch] {name} (step {result.global_step}): '
+            + ', '.join(f'{m} mAP {_pct(v)}' for m, v in result.metrics.items())
+        )
         if value is not None and (previous is None or value > previous['metrics'][best_metric]):
-            if _publish_best(staged, os.path.join(eval_dir, results_name), entry, eval_dir,
-                             settings.card, run_info, log):
-                log(f'[watch] new best {best_metric} mAP {_pct(value)} at step {result.global_step} '
-                    f'-> {os.path.join(eval_dir, BEST_DIR)}')
+            if _publish_best(
+                staged,
+                os.path.join(eval_dir, results_name),
+                entry,
+                eval_dir,
+                settings.card,
+                run_info,
+                log,
+            ):
+                log(
+                    f'[watch] new best {best_metric} mAP {_pct(value)} at step {result.global_step} '
+                    f'-> {os.path.join(eval_dir, BEST_DIR)}'
+                )
         ledger.append(entry)
         write_history(ledger, eval_dir, this_run, title, best_metric)
         return entry

@@ -20,6 +20,7 @@ Tensors (names in frozen graphs and SavedModels):
            box codes `[tx, ty, tw, th]` of the N anchors (`ssd.anchors()` order) and
            `raw_scores` float32 `[B, N, C]` softmax probabilities, for own post-processing.
 """
+
 import dataclasses
 import glob
 import os
@@ -54,6 +55,7 @@ VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.m
 # ---------------------------------------------------------------------------------------------
 # The graph.
 
+
 def preprocess_images(images, card, image_sizes=None):
     """uint8 `[B, H, W, 3]` RGB -> the net's float32 input `[B, h, w, 3]`.
 
@@ -66,20 +68,30 @@ def preprocess_images(images, card, image_sizes=None):
 
     def one(image):
         image.set_shape([None, None, 3])
-        return pipeline(image, tf.zeros([0], tf.int64), tf.zeros([0, 4]), card.input_shape,
-                        is_training=False, resize='WARP_RESIZE')[0]
+        return pipeline(
+            image,
+            tf.zeros([0], tf.int64),
+            tf.zeros([0, 4]),
+            card.input_shape,
+            is_training=False,
+            resize='WARP_RESIZE',
+        )[0]
 
     if image_sizes is None:
         if images.shape[0] is None:
             raise ValueError('preprocess_images without image_sizes needs a static batch size.')
         return tf.stack([one(images[b]) for b in range(images.shape[0])])
-    return tf.map_fn(lambda args: one(args[0][:args[1][0], :args[1][1]]), (images, image_sizes),
-                     fn_output_signature=tf.TensorSpec(card.input_shape + (3,), tf.float32))
+    return tf.map_fn(
+        lambda args: one(args[0][: args[1][0], : args[1][1]]),
+        (images, image_sizes),
+        fn_output_signature=tf.TensorSpec(card.input_shape + (3,), tf.float32),
+    )
 
 
 @dataclasses.dataclass
 class GraphEndpoints:
     """inputs: {'images'[, 'image_sizes']: tensor}; outputs: {name in OUTPUTS: tensor}."""
+
     inputs: dict
     outputs: dict
 
@@ -100,8 +112,10 @@ def build_detection_graph(card, batch_size=None, fixed_size=False, tflite=False)
     if tflite and batch_size is None:
         raise ValueError('A TFLite graph needs a static batch size.')
     if tflite and card.compute_dtype != 'float32':
-        raise ValueError(f'A TFLite graph computes in float32 (or int8 after quantisation), not '
-                         f'{card.compute_dtype}.')
+        raise ValueError(
+            f'A TFLite graph computes in float32 (or int8 after quantisation), not '
+            f'{card.compute_dtype}.'
+        )
     height, width = card.input_shape if fixed_size else (None, None)
     images = v1.placeholder(tf.uint8, [batch_size, height, width, 3], name=INPUT)
     inputs = {INPUT: images}
@@ -114,14 +128,20 @@ def build_detection_graph(card, batch_size=None, fixed_size=False, tflite=False)
         inputs[SIZES] = sizes
         net_input = preprocess_images(images, card, sizes)
     net = card.net()
-    with slim.arg_scope(net.arg_scope(weight_decay=0.)):
+    with slim.arg_scope(net.arg_scope(weight_decay=0.0)):
         predictions, localisations = net.predict(net_input, card.compute_dtype)
     scores = ssd_common.flatten_layers(predictions)
     codes = ssd_common.flatten_layers(localisations)
-    postprocess = (post_processing.detected_bboxes_per_class_nms if tflite
-                   else post_processing.detected_bboxes)
-    detections = postprocess(scores, codes, net.anchors(), **dataclasses.asdict(card.detection),
-                             prior_scaling=net.params.prior_scaling)
+    postprocess = (
+        post_processing.detected_bboxes_per_class_nms if tflite else post_processing.detected_bboxes
+    )
+    detections = postprocess(
+        scores,
+        codes,
+        net.anchors(),
+        **dataclasses.asdict(card.detection),
+        prior_scaling=net.params.prior_scaling,
+    )
     detections.update(raw_localisations=codes, raw_scores=scores)
     outputs = {name: tf.identity(detections[name], name=name) for name in OUTPUTS}
     return GraphEndpoints(inputs, outputs)
@@ -140,6 +160,7 @@ def restore_variables(sess, checkpoint_path, card_path=None):
 # ---------------------------------------------------------------------------------------------
 # Running it.
 
+
 def pad_batch(images):
     """List of uint8 `[H_i, W_i, 3]` -> (uint8 `[B, max H, max W, 3]` zero-padded at the bottom
     and right, int32 `[B, 2]` sizes)."""
@@ -147,7 +168,7 @@ def pad_batch(images):
     width = max(im.shape[1] for im in images)
     batch = np.zeros((len(images), height, width, 3), np.uint8)
     for b, im in enumerate(images):
-        batch[b, :im.shape[0], :im.shape[1]] = im
+        batch[b, : im.shape[0], : im.shape[1]] = im
     return batch, np.array([im.shape[:2] for im in images], np.int32)
 
 
@@ -156,9 +177,13 @@ def split_detections(outputs):
     int}` (padding rows dropped)."""
     result = []
     for b, n in enumerate(outputs['num_detections']):
-        result.append({'boxes': outputs['detection_boxes'][b, :n],
-                       'scores': outputs['detection_scores'][b, :n],
-                       'classes': outputs['detection_classes'][b, :n]})
+        result.append(
+            {
+                'boxes': outputs['detection_boxes'][b, :n],
+                'scores': outputs['detection_scores'][b, :n],
+                'classes': outputs['detection_classes'][b, :n],
+            }
+        )
     return result
 
 
@@ -190,14 +215,20 @@ class Detector:
         graph = tf.Graph()
         sess = v1.Session(graph=graph)
         with graph.as_default():
-            meta_graph = v1.saved_model.loader.load(sess, [v1.saved_model.tag_constants.SERVING],
-                                                    export_dir)
+            meta_graph = v1.saved_model.loader.load(
+                sess, [v1.saved_model.tag_constants.SERVING], export_dir
+            )
         if PADDED_SIGNATURE not in meta_graph.signature_def:
-            raise ValueError(f'{export_dir}: no {PADDED_SIGNATURE!r} signature (signatures: '
-                             f'{sorted(meta_graph.signature_def)}); export it with '
-                             f'export_ssd_network.py.')
+            raise ValueError(
+                f'{export_dir}: no {PADDED_SIGNATURE!r} signature (signatures: '
+                f'{sorted(meta_graph.signature_def)}); export it with '
+                f'export_ssd_network.py.'
+            )
         signature = meta_graph.signature_def[PADDED_SIGNATURE]
-        tensors = lambda infos: {k: graph.get_tensor_by_name(v.name) for k, v in infos.items()}
+
+        def tensors(infos):
+            return {k: graph.get_tensor_by_name(v.name) for k, v in infos.items()}
+
         card = card_lib.load(os.path.join(export_dir, 'assets.extra', METADATA_FILE))
         return cls(graph, sess, card, tensors(signature.inputs), tensors(signature.outputs))
 
@@ -215,13 +246,23 @@ class Detector:
         names = {INPUT, SIZES} | set(OUTPUTS)
         missing = sorted(n for n in names if n not in {node.name for node in graph_def.node})
         if missing:
-            raise ValueError(f'{path}: the graph has no {missing} node(s); export it with '
-                             f'export_ssd_network.py.')
-        tensor = lambda name: graph.get_tensor_by_name(name + ':0')
-        card = card_lib.load(metadata_path or os.path.join(os.path.dirname(os.path.abspath(path)),
-                                                           METADATA_FILE))
-        return cls(graph, v1.Session(graph=graph), card, {n: tensor(n) for n in (INPUT, SIZES)},
-                   {n: tensor(n) for n in OUTPUTS})
+            raise ValueError(
+                f'{path}: the graph has no {missing} node(s); export it with export_ssd_network.py.'
+            )
+
+        def tensor(name):
+            return graph.get_tensor_by_name(name + ':0')
+
+        card = card_lib.load(
+            metadata_path or os.path.join(os.path.dirname(os.path.abspath(path)), METADATA_FILE)
+        )
+        return cls(
+            graph,
+            v1.Session(graph=graph),
+            card,
+            {n: tensor(n) for n in (INPUT, SIZES)},
+            {n: tensor(n) for n in OUTPUTS},
+        )
 
     def run(self, images, outputs=DETECTION_OUTPUTS):
         """Batched outputs (numpy) for a list of uint8 RGB images `[H_i, W_i, 3]`."""
@@ -230,8 +271,10 @@ class Detector:
     def run_padded(self, batch, sizes, outputs=DETECTION_OUTPUTS):
         """Batched outputs for a zero-padded uint8 batch `[B, H, W, 3]` and its int32 sizes
         `[B, 2]` (height, width of each image at the top left)."""
-        return self.sess.run({k: self.outputs[k] for k in outputs},
-                             {self.inputs[INPUT]: batch, self.inputs[SIZES]: sizes})
+        return self.sess.run(
+            {k: self.outputs[k] for k in outputs},
+            {self.inputs[INPUT]: batch, self.inputs[SIZES]: sizes},
+        )
 
     def detect(self, images):
         """Per-image detections (see `split_detections`) for a list of uint8 RGB images."""
@@ -258,9 +301,11 @@ def exported_model_kind(path):
     kinds = {'.xml': 'openvino_model', '.pb': 'frozen_graph', '.tflite': 'tflite_model'}
     kind = kinds.get(os.path.splitext(path)[1].lower())
     if kind is None:
-        raise ValueError(f'{path}: not an export of export_ssd_network.py by its file type (an '
-                         f'OpenVINO .xml, a frozen graph .pb, a .tflite model or a SavedModel '
-                         f'folder).')
+        raise ValueError(
+            f'{path}: not an export of export_ssd_network.py by its file type (an '
+            f'OpenVINO .xml, a frozen graph .pb, a .tflite model or a SavedModel '
+            f'folder).'
+        )
     return kind
 
 
@@ -271,6 +316,7 @@ def open_exported_model(path, kind=None, openvino_precision='fp32', num_threads=
     kind = kind or exported_model_kind(path)
     if kind == 'openvino_model':
         from inference import openvino_model  # Lazy: TF-only runs never load openvino.
+
         return openvino_model.OpenVINODetector(path, openvino_precision, num_threads)
     if kind == 'frozen_graph':
         return Detector.from_frozen_graph(path)
@@ -295,15 +341,19 @@ class TFLiteDetector:
         self._outputs = {d['name']: d['index'] for d in self.interpreter.get_output_details()}
         missing = sorted(set(DETECTION_OUTPUTS) - set(self._outputs))
         if missing:
-            raise ValueError(f'{path}: no output(s) {missing} (outputs: {sorted(self._outputs)}); '
-                             f'export it with export_ssd_network.py.')
+            raise ValueError(
+                f'{path}: no output(s) {missing} (outputs: {sorted(self._outputs)}); '
+                f'export it with export_ssd_network.py.'
+            )
         self._shape = tuple(self._input['shape'])
 
     def run(self, images, outputs=DETECTION_OUTPUTS):
         batch = np.stack(images)
         if len(batch) != self.batch_size or len({im.shape for im in images}) != 1:
-            raise ValueError(f'This TFLite model takes {self.batch_size} image(s) of one size per '
-                             f'call; got sizes {[im.shape for im in images]}.')
+            raise ValueError(
+                f'This TFLite model takes {self.batch_size} image(s) of one size per '
+                f'call; got sizes {[im.shape for im in images]}.'
+            )
         if batch.shape != self._shape:
             self.interpreter.resize_tensor_input(self._input['index'], batch.shape)
             self.interpreter.allocate_tensors()
@@ -319,6 +369,7 @@ class TFLiteDetector:
 # ---------------------------------------------------------------------------------------------
 # Inputs and outputs.
 
+
 def expand_inputs(spec_text):
     """`--input` (comma-separated files, folders, globs) -> sorted, de-duplicated paths.
 
@@ -330,8 +381,11 @@ def expand_inputs(spec_text):
         if not item:
             continue
         if os.path.isdir(item):
-            found = sorted(os.path.join(item, n) for n in os.listdir(item)
-                           if n.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS))
+            found = sorted(
+                os.path.join(item, n)
+                for n in os.listdir(item)
+                if n.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+            )
         elif glob.has_magic(item):
             found = sorted(glob.glob(item))
         else:
@@ -361,19 +415,26 @@ def load_image_rgb(path):
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def pixel_detections(detections, height, width, class_names, min_score=0.):
+def pixel_detections(detections, height, width, class_names, min_score=0.0):
     """One image's detections (`split_detections`) -> JSON-ready list, best first.
 
     Coordinates are in pixels of the original image: `xmin = box_xmin * width`, etc. (continuous
     coordinates: the image spans [0, width] x [0, height]), not clipped.
     """
     rows = []
-    for box, score, label in zip(detections['boxes'], detections['scores'],
-                                 detections['classes']):
+    for box, score, label in zip(detections['boxes'], detections['scores'], detections['classes']):
         if score < min_score:
             continue
         ymin, xmin, ymax, xmax = (float(v) for v in box)
-        rows.append({'label': class_names[int(label) - 1], 'label_id': int(label),
-                     'score': float(score), 'xmin': xmin * width, 'ymin': ymin * height,
-                     'xmax': xmax * width, 'ymax': ymax * height})
+        rows.append(
+            {
+                'label': class_names[int(label) - 1],
+                'label_id': int(label),
+                'score': float(score),
+                'xmin': xmin * width,
+                'ymin': ymin * height,
+                'xmax': xmax * width,
+                'ymax': ymax * height,
+            }
+        )
     return rows

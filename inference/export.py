@@ -29,6 +29,7 @@ model's VOC07 mAP against the float model's detections (score >= 0.3) as ground 
 lower batch-1 latency than TFLite float, files 3.6-4x smaller. A trained model's mAP drop has
 not been measured yet (a 7-minute CPU training run of the synthetic set reached mAP ~0).
 """
+
 import dataclasses
 import io
 import os
@@ -46,9 +47,13 @@ from tf_extended import atomic_io
 v1 = tf.compat.v1
 
 FORMATS = ('frozen_graph', 'saved_model', 'tflite_float', 'tflite_int8', 'openvino')
-FILES = {'frozen_graph': 'frozen_graph.pb', 'saved_model': 'saved_model',
-         'tflite_float': 'model_float.tflite', 'tflite_int8': 'model_int8.tflite',
-         'openvino': openvino_model.FILE}
+FILES = {
+    'frozen_graph': 'frozen_graph.pb',
+    'saved_model': 'saved_model',
+    'tflite_float': 'model_float.tflite',
+    'tflite_int8': 'model_int8.tflite',
+    'openvino': openvino_model.FILE,
+}
 # Files a format writes besides FILES[format].
 EXTRA_FILES = {'openvino': [openvino_model.BIN_FILE]}
 
@@ -56,30 +61,49 @@ EXTRA_FILES = {'openvino': [openvino_model.BIN_FILE]}
 def anchors_metadata(card):
     """The anchors' description: count, file, coding, and the size preset they match (if any)."""
     preset = card.anchor_size_preset
-    return {'file': detection.ANCHORS_FILE, 'count': int(len(card.net().anchors())),
-            'format': 'float32 [N, 4] relative [ymin, xmin, ymax, xmax], in raw output order',
-            'size_preset': preset, 'prior_scaling': list(card.params.prior_scaling),
-            'decoding': 'cx = tx * v0 * aw + acx; cy = ty * v1 * ah + acy; '
-                        'w = exp(tw * v2) * aw; h = exp(th * v3) * ah'}
+    return {
+        'file': detection.ANCHORS_FILE,
+        'count': int(len(card.net().anchors())),
+        'format': 'float32 [N, 4] relative [ymin, xmin, ymax, xmax], in raw output order',
+        'size_preset': preset,
+        'prior_scaling': list(card.params.prior_scaling),
+        'decoding': 'cx = tx * v0 * aw + acx; cy = ty * v1 * ah + acy; '
+        'w = exp(tw * v2) * aw; h = exp(th * v3) * ah',
+    }
 
 
-def metadata(card, formats, batch_size=None, fixed_size=False, tflite_batch_size=1,
-             calibration=None, checkpoint=None):
+def metadata(
+    card,
+    formats,
+    batch_size=None,
+    fixed_size=False,
+    tflite_batch_size=1,
+    calibration=None,
+    checkpoint=None,
+):
     """The metadata JSON dict of an export folder: the model card plus what the export holds.
 
     checkpoint: {'path', 'step'} of the exported checkpoint.
     """
     meta = card.to_dict()
-    meta['export'] = {'checkpoint': checkpoint, 'time': card_lib.now(),
-                      'git_commit': card_lib.git_commit()}
+    meta['export'] = {
+        'checkpoint': checkpoint,
+        'time': card_lib.now(),
+        'git_commit': card_lib.git_commit(),
+    }
     meta['input'].update(
-        any_size=not fixed_size, batch_size=batch_size, tflite_batch_size=tflite_batch_size,
-        note='The graph resizes every image to the input size (warp, bilinear) itself.')
+        any_size=not fixed_size,
+        batch_size=batch_size,
+        tflite_batch_size=tflite_batch_size,
+        note='The graph resizes every image to the input size (warp, bilinear) itself.',
+    )
     meta['anchors'] = anchors_metadata(card)
-    meta['tensors'] = {'inputs': [detection.INPUT, detection.SIZES],
-                       'tflite_inputs': [detection.INPUT],
-                       'outputs': list(detection.OUTPUTS),
-                       'signatures': ['serving_default', detection.PADDED_SIGNATURE]}
+    meta['tensors'] = {
+        'inputs': [detection.INPUT, detection.SIZES],
+        'tflite_inputs': [detection.INPUT],
+        'outputs': list(detection.OUTPUTS),
+        'signatures': ['serving_default', detection.PADDED_SIGNATURE],
+    }
     meta['files'] = {fmt: FILES[fmt] for fmt in formats}
     if 'openvino' in formats:
         meta['openvino'] = openvino_model.metadata()
@@ -99,32 +123,44 @@ def _session_with_graph(card, checkpoint_path, **graph_args):
 
 def frozen_graph_def(card, checkpoint_path, batch_size=None, fixed_size=False):
     """GraphDef of the inference graph with the checkpoint's values as constants."""
-    graph, sess, _ = _session_with_graph(card, checkpoint_path, batch_size=batch_size,
-                                         fixed_size=fixed_size)
+    graph, sess, _ = _session_with_graph(
+        card, checkpoint_path, batch_size=batch_size, fixed_size=fixed_size
+    )
     with graph.as_default(), sess:
         return v1.graph_util.convert_variables_to_constants(
-            sess, graph.as_graph_def(), list(detection.OUTPUTS))
+            sess, graph.as_graph_def(), list(detection.OUTPUTS)
+        )
 
 
 def write_saved_model(export_dir, card, checkpoint_path, meta, batch_size=None, fixed_size=False):
     """Writes the SavedModel (see the module docstring) atomically: built in a temporary folder
     beside `export_dir`, then renamed over it."""
-    graph, sess, endpoints = _session_with_graph(card, checkpoint_path, batch_size=batch_size,
-                                                 fixed_size=fixed_size)
+    graph, sess, endpoints = _session_with_graph(
+        card, checkpoint_path, batch_size=batch_size, fixed_size=fixed_size
+    )
     temp = atomic_io.make_temp_dir(export_dir)
     try:
         build_dir = os.path.join(temp, 'model')
         with graph.as_default(), sess:
             info = v1.saved_model.utils.build_tensor_info
             outputs = {k: info(t) for k, t in endpoints.outputs.items()}
-            signature = lambda names: v1.saved_model.signature_def_utils.build_signature_def(
-                inputs={n: info(endpoints.inputs[n]) for n in names}, outputs=outputs,
-                method_name=v1.saved_model.signature_constants.PREDICT_METHOD_NAME)
+
+            def signature(names):
+                return v1.saved_model.signature_def_utils.build_signature_def(
+                    inputs={n: info(endpoints.inputs[n]) for n in names},
+                    outputs=outputs,
+                    method_name=v1.saved_model.signature_constants.PREDICT_METHOD_NAME,
+                )
+
             builder = v1.saved_model.Builder(build_dir)
             builder.add_meta_graph_and_variables(
-                sess, [v1.saved_model.tag_constants.SERVING], signature_def_map={
+                sess,
+                [v1.saved_model.tag_constants.SERVING],
+                signature_def_map={
                     'serving_default': signature([detection.INPUT]),
-                    detection.PADDED_SIGNATURE: signature([detection.INPUT, detection.SIZES])})
+                    detection.PADDED_SIGNATURE: signature([detection.INPUT, detection.SIZES]),
+                },
+            )
             builder.save()
         _write_sidecars(os.path.join(build_dir, 'assets.extra'), card, meta)
         if os.path.isdir(export_dir):
@@ -134,8 +170,7 @@ def write_saved_model(export_dir, card, checkpoint_path, meta, batch_size=None, 
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def tflite_model(card, checkpoint_path, batch_size=1, fixed_size=False,
-                 representative_images=None):
+def tflite_model(card, checkpoint_path, batch_size=1, fixed_size=False, representative_images=None):
     """The TFLite flatbuffer (bytes) of the TFLite variant of the graph.
 
     Args:
@@ -145,16 +180,20 @@ def tflite_model(card, checkpoint_path, batch_size=1, fixed_size=False,
         times (the images of a batch must share a size).
     """
     card = dataclasses.replace(card, compute_dtype='float32')
-    graph, sess, endpoints = _session_with_graph(card, checkpoint_path, batch_size=batch_size,
-                                                 fixed_size=fixed_size, tflite=True)
+    graph, sess, endpoints = _session_with_graph(
+        card, checkpoint_path, batch_size=batch_size, fixed_size=fixed_size, tflite=True
+    )
     with graph.as_default(), sess:
         converter = v1.lite.TFLiteConverter.from_session(
-            sess, [endpoints.inputs[detection.INPUT]],
-            [endpoints.outputs[k] for k in detection.OUTPUTS])
+            sess,
+            [endpoints.inputs[detection.INPUT]],
+            [endpoints.outputs[k] for k in detection.OUTPUTS],
+        )
         if representative_images is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = lambda: (
-                [np.repeat(im[None], batch_size, axis=0)] for im in representative_images)
+                [np.repeat(im[None], batch_size, axis=0)] for im in representative_images
+            )
         return converter.convert()
 
 
@@ -167,8 +206,10 @@ def representative_images(dataset, num_images, card=None):
         examples = dataset.make_dataset().take(num_images)
         image = v1.data.make_one_shot_iterator(examples).get_next()['image']
         if card is not None:
-            image = tf.cast(tf.round(tf.clip_by_value(
-                tf.image.resize(image, card.input_shape), 0., 255.)), tf.uint8)
+            image = tf.cast(
+                tf.round(tf.clip_by_value(tf.image.resize(image, card.input_shape), 0.0, 255.0)),
+                tf.uint8,
+            )
         images = []
         with v1.Session() as sess:
             while True:
@@ -177,8 +218,10 @@ def representative_images(dataset, num_images, card=None):
                 except tf.errors.OutOfRangeError:
                     break
     if not images:
-        raise ValueError(f'{dataset.name} split {dataset.split_name} in {dataset.dataset_dir} has '
-                         f'no images for int8 calibration.')
+        raise ValueError(
+            f'{dataset.name} split {dataset.split_name} in {dataset.dataset_dir} has '
+            f'no images for int8 calibration.'
+        )
     return images
 
 
@@ -196,9 +239,11 @@ class OutputNotEmptyError(ValueError):
 
 def written_names(formats):
     """The names an export of `formats` writes in its folder (nothing else is touched)."""
-    return sorted([FILES[fmt] for fmt in formats] + [detection.METADATA_FILE,
-                                                      detection.ANCHORS_FILE]
-                  + [name for fmt in formats for name in EXTRA_FILES.get(fmt, [])])
+    return sorted(
+        [FILES[fmt] for fmt in formats]
+        + [detection.METADATA_FILE, detection.ANCHORS_FILE]
+        + [name for fmt in formats for name in EXTRA_FILES.get(fmt, [])]
+    )
 
 
 def check_output_dir(output_dir, formats, overwrite=False):
@@ -213,17 +258,29 @@ def check_output_dir(output_dir, formats, overwrite=False):
     atomic_io.remove_orphans(output_dir)  # temporaries of an export that was killed
     present = sorted(os.listdir(output_dir))
     if present:
-        listed = ', '.join(present[:5]) + (f' and {len(present) - 5} more'
-                                           if len(present) > 5 else '')
+        listed = ', '.join(present[:5]) + (
+            f' and {len(present) - 5} more' if len(present) > 5 else ''
+        )
         raise OutputNotEmptyError(
             f'{output_dir} is not empty ({listed}); refusing to write into it. Choose another '
             f'--output_dir, or pass --overwrite to replace {", ".join(written_names(formats))} '
-            f'there (other files are left alone).')
+            f'there (other files are left alone).'
+        )
 
 
-def export(card, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, fixed_size=False,
-           tflite_batch_size=1, calibration_images=None, calibration_source=None, log=print,
-           overwrite=False):
+def export(
+    card,
+    checkpoint_path,
+    output_dir,
+    formats=FORMATS,
+    batch_size=None,
+    fixed_size=False,
+    tflite_batch_size=1,
+    calibration_images=None,
+    calibration_source=None,
+    log=print,
+    overwrite=False,
+):
     """Writes the requested exports, `anchors.npy` and `metadata.json` to `output_dir`.
 
     Args:
@@ -249,12 +306,22 @@ def export(card, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, 
     os.makedirs(output_dir, exist_ok=True)
     calibration = None
     if 'tflite_int8' in formats:
-        calibration = {'images': len(calibration_images), 'source': calibration_source,
-                       'scheme': 'post-training full-integer quantisation of the net (int8 '
-                                 'weights per channel, int8 activations); uint8 image input and '
-                                 'float32 outputs kept, decoding and NMS in float32'}
-    meta = metadata(card, formats, batch_size, fixed_size, tflite_batch_size, calibration,
-                    {'path': os.path.abspath(prefix), 'step': checkpoints.checkpoint_step(prefix)})
+        calibration = {
+            'images': len(calibration_images),
+            'source': calibration_source,
+            'scheme': 'post-training full-integer quantisation of the net (int8 '
+            'weights per channel, int8 activations); uint8 image input and '
+            'float32 outputs kept, decoding and NMS in float32',
+        }
+    meta = metadata(
+        card,
+        formats,
+        batch_size,
+        fixed_size,
+        tflite_batch_size,
+        calibration,
+        {'path': os.path.abspath(prefix), 'step': checkpoints.checkpoint_step(prefix)},
+    )
     written = {}
     if 'frozen_graph' in formats:
         graph_def = frozen_graph_def(card, checkpoint_path, batch_size, fixed_size)
@@ -262,8 +329,9 @@ def export(card, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, 
         atomic_io.write_bytes_atomic(written['frozen_graph'], graph_def.SerializeToString())
     if 'saved_model' in formats:
         written['saved_model'] = os.path.join(output_dir, FILES['saved_model'])
-        write_saved_model(written['saved_model'], card, checkpoint_path, meta, batch_size,
-                          fixed_size)
+        write_saved_model(
+            written['saved_model'], card, checkpoint_path, meta, batch_size, fixed_size
+        )
     for fmt, images in (('tflite_float', None), ('tflite_int8', calibration_images)):
         if fmt in formats:
             model = tflite_model(card, checkpoint_path, tflite_batch_size, fixed_size, images)
@@ -271,10 +339,13 @@ def export(card, checkpoint_path, output_dir, formats=FORMATS, batch_size=None, 
             atomic_io.write_bytes_atomic(written[fmt], model)
     if 'openvino' in formats:
         written['openvino'] = openvino_model.write(
-            card, checkpoint_path, os.path.join(output_dir, FILES['openvino']), meta)
+            card, checkpoint_path, os.path.join(output_dir, FILES['openvino']), meta
+        )
     _write_sidecars(output_dir, card, meta)
     for fmt, path in written.items():
         log(f'wrote {fmt}: {path}')
-    log(f'wrote {os.path.join(output_dir, detection.METADATA_FILE)} and '
-        f'{os.path.join(output_dir, detection.ANCHORS_FILE)}')
+    log(
+        f'wrote {os.path.join(output_dir, detection.METADATA_FILE)} and '
+        f'{os.path.join(output_dir, detection.ANCHORS_FILE)}'
+    )
     return written

@@ -24,33 +24,100 @@ their own runtimes, which have no file or Python ops; they are not checked here.
 
 To see the op types of our exports (after changing the graph): `python -m inference.graph_check`.
 """
+
 import os
 
-FROZEN_GRAPH_OPS = frozenset({
-    'AddV2', 'BiasAdd', 'Cast', 'CombinedNonMaxSuppression', 'ConcatV2', 'Const', 'Conv2D',
-    'DepthwiseConv2dNative', 'Exp', 'ExpandDims', 'Fill', 'FusedBatchNormV3', 'GatherV2',
-    'Identity', 'IdentityN', 'Less', 'LogicalAnd', 'MaxPool', 'Maximum', 'Minimum', 'Mul', 'Pack',
-    'Pad', 'Placeholder', 'PlaceholderWithDefault', 'Range', 'RealDiv', 'Relu', 'Reshape',
-    'ResizeBilinear', 'Rsqrt', 'SelectV2', 'Shape', 'Softmax', 'Square', 'Squeeze',
-    'StatelessWhile', 'StridedSlice', 'Sub', 'Sum', 'TensorListFromTensor', 'TensorListGetItem',
-    'TensorListReserve', 'TensorListSetItem', 'TensorListStack', 'Tile', 'TopKV2', 'Transpose',
-    'Unpack',
-})
+FROZEN_GRAPH_OPS = frozenset(
+    {
+        'AddV2',
+        'BiasAdd',
+        'Cast',
+        'CombinedNonMaxSuppression',
+        'ConcatV2',
+        'Const',
+        'Conv2D',
+        'DepthwiseConv2dNative',
+        'Exp',
+        'ExpandDims',
+        'Fill',
+        'FusedBatchNormV3',
+        'GatherV2',
+        'Identity',
+        'IdentityN',
+        'Less',
+        'LogicalAnd',
+        'MaxPool',
+        'Maximum',
+        'Minimum',
+        'Mul',
+        'Pack',
+        'Pad',
+        'Placeholder',
+        'PlaceholderWithDefault',
+        'Range',
+        'RealDiv',
+        'Relu',
+        'Reshape',
+        'ResizeBilinear',
+        'Rsqrt',
+        'SelectV2',
+        'Shape',
+        'Softmax',
+        'Square',
+        'Squeeze',
+        'StatelessWhile',
+        'StridedSlice',
+        'Sub',
+        'Sum',
+        'TensorListFromTensor',
+        'TensorListGetItem',
+        'TensorListReserve',
+        'TensorListSetItem',
+        'TensorListStack',
+        'Tile',
+        'TopKV2',
+        'Transpose',
+        'Unpack',
+    }
+)
 # Variables and what reads them: what a signature of our SavedModels may reach besides the above.
 VARIABLE_READ_OPS = frozenset({'VarHandleOp', 'ReadVariableOp'})
 # Initialisers and the saver of our SavedModels (reachable from neither the signatures nor, the
 # writing ones, from the restore op the loader runs).
-SAVED_MODEL_OPS = FROZEN_GRAPH_OPS | VARIABLE_READ_OPS | frozenset({
-    'AssignVariableOp', 'MergeV2Checkpoints', 'NoOp', 'RandomUniform', 'RestoreV2', 'SaveV2',
-    'Select', 'ShardedFilename', 'StaticRegexFullMatch', 'StringJoin', 'VarIsInitializedOp',
-})
+SAVED_MODEL_OPS = (
+    FROZEN_GRAPH_OPS
+    | VARIABLE_READ_OPS
+    | frozenset(
+        {
+            'AssignVariableOp',
+            'MergeV2Checkpoints',
+            'NoOp',
+            'RandomUniform',
+            'RestoreV2',
+            'SaveV2',
+            'Select',
+            'ShardedFilename',
+            'StaticRegexFullMatch',
+            'StringJoin',
+            'VarIsInitializedOp',
+        }
+    )
+)
 # Never reachable from what the SavedModel loader runs.
 WRITING_OPS = frozenset({'SaveV2', 'MergeV2Checkpoints', 'Save', 'SaveSlices', 'WriteFile'})
 # Collections and signatures whose ops the SavedModel loader runs at load time; ours have none.
-INIT_COLLECTIONS = ('saved_model_main_op', 'legacy_init_op', 'saved_model_train_op',
-                    'table_initializer', 'init_op', 'local_init_op')
+INIT_COLLECTIONS = (
+    'saved_model_main_op',
+    'legacy_init_op',
+    'saved_model_train_op',
+    'table_initializer',
+    'init_op',
+    'local_init_op',
+)
 INIT_SIGNATURE = '__saved_model_init_op'
-_TRUST = 'a graph is code: load only graphs you trust, or export it again with export_ssd_network.py'
+_TRUST = (
+    'a graph is code: load only graphs you trust, or export it again with export_ssd_network.py'
+)
 
 
 class UnsafeGraphError(ValueError):
@@ -82,17 +149,22 @@ def op_types(graph_def):
 
 def _refuse(source, bad, what):
     listing = '; '.join(f'{op} (node {node!r})' for op, node in sorted(bad.items()))
-    raise UnsafeGraphError(f'{source}: refusing to load this {what}: it has op(s) our exports never '
-                           f'contain: {listing}. Ops that read or write files or run code would '
-                           f'run with your rights; {_TRUST}.')
+    raise UnsafeGraphError(
+        f'{source}: refusing to load this {what}: it has op(s) our exports never '
+        f'contain: {listing}. Ops that read or write files or run code would '
+        f'run with your rights; {_TRUST}.'
+    )
 
 
 def check_graph_def(graph_def, source, allowed=FROZEN_GRAPH_OPS, what='graph'):
     """Raises UnsafeGraphError unless every op of `graph_def` (nodes and library functions) is in
     `allowed`; calls of library functions are allowed (their bodies are checked)."""
     functions = {f.signature.name for f in graph_def.library.function}
-    bad = {op: node for op, node in op_types(graph_def).items()
-           if op not in allowed and op not in functions}
+    bad = {
+        op: node
+        for op, node in op_types(graph_def).items()
+        if op not in allowed and op not in functions
+    }
     if bad:
         _refuse(source, bad, what)
 
@@ -126,7 +198,9 @@ def _reachable_ops(graph_def, tensor_or_op_names):
         seen_functions.add(fname)
         for node in functions[fname].node_def:
             found.setdefault(node.op, f'{fname}/{node.name}')
-            function_stack.extend(_function_refs(node) + ([node.op] if node.op in functions else []))
+            function_stack.extend(
+                _function_refs(node) + ([node.op] if node.op in functions else [])
+            )
     return found
 
 
@@ -140,12 +214,17 @@ def check_meta_graph(meta_graph, source, signature_names=None):
     if INIT_SIGNATURE in meta_graph.signature_def:
         init.append(INIT_SIGNATURE)
     if init:
-        raise UnsafeGraphError(f'{source}: refusing to load this SavedModel: it runs op(s) when '
-                               f'loaded ({", ".join(init)}); our exports do not. {_TRUST}.')
+        raise UnsafeGraphError(
+            f'{source}: refusing to load this SavedModel: it runs op(s) when '
+            f'loaded ({", ".join(init)}); our exports do not. {_TRUST}.'
+        )
     restore = meta_graph.saver_def.restore_op_name
     if restore:
-        bad = {op: node for op, node in _reachable_ops(graph_def, [restore]).items()
-               if op in WRITING_OPS}
+        bad = {
+            op: node
+            for op, node in _reachable_ops(graph_def, [restore]).items()
+            if op in WRITING_OPS
+        }
         if bad:
             _refuse(source, bad, 'SavedModel (its restore op writes files)')
     for name, signature in meta_graph.signature_def.items():
@@ -153,8 +232,11 @@ def check_meta_graph(meta_graph, source, signature_names=None):
             continue
         outputs = [info.name for info in signature.outputs.values()]
         functions = {f.signature.name for f in graph_def.library.function}
-        bad = {op: node for op, node in _reachable_ops(graph_def, outputs).items()
-               if op not in FROZEN_GRAPH_OPS | VARIABLE_READ_OPS and op not in functions}
+        bad = {
+            op: node
+            for op, node in _reachable_ops(graph_def, outputs).items()
+            if op not in FROZEN_GRAPH_OPS | VARIABLE_READ_OPS and op not in functions
+        }
         if bad:
             _refuse(source, bad, f'SavedModel (signature {name!r})')
 
@@ -165,6 +247,7 @@ def check_saved_model(export_dir, tags=('serve',), signature_names=None):
     the file is not a SavedModel."""
     from tensorflow.core.protobuf import saved_model_pb2
     from google.protobuf import message
+
     path = os.path.join(export_dir, 'saved_model.pb')
     saved_model = saved_model_pb2.SavedModel()
     try:
@@ -179,8 +262,9 @@ def check_saved_model(export_dir, tags=('serve',), signature_names=None):
     raise ValueError(f'{export_dir}: no MetaGraph with tags {list(tags)}.')
 
 
-def export_op_types(model_name, compute_dtype='float32', fixed_size=False, batch_size=None,
-                    num_classes=5, **params):
+def export_op_types(
+    model_name, compute_dtype='float32', fixed_size=False, batch_size=None, num_classes=5, **params
+):
     """(frozen graph op types, SavedModel op types) of our export of a random-weight model.
 
     Builds `detection.build_detection_graph` as export_ssd_network.py does, freezes it as
@@ -190,9 +274,11 @@ def export_op_types(model_name, compute_dtype='float32', fixed_size=False, batch
     import tensorflow as tf
     from inference import detection
     from model import card as card_lib
+
     v1 = tf.compat.v1
     card = card_lib.from_registry(model_name, num_classes=num_classes, **params).replace(
-        compute_dtype=compute_dtype)
+        compute_dtype=compute_dtype
+    )
     graph = tf.Graph()
     with graph.as_default():
         detection.build_detection_graph(card, batch_size=batch_size, fixed_size=fixed_size)
@@ -200,7 +286,8 @@ def export_op_types(model_name, compute_dtype='float32', fixed_size=False, batch
         with v1.Session(graph=graph) as sess:
             sess.run(v1.global_variables_initializer())
             frozen = v1.graph_util.convert_variables_to_constants(
-                sess, graph.as_graph_def(), list(detection.OUTPUTS))
+                sess, graph.as_graph_def(), list(detection.OUTPUTS)
+            )
         whole = graph.as_graph_def()
     return set(op_types(frozen)), set(op_types(whole))
 
@@ -208,15 +295,21 @@ def export_op_types(model_name, compute_dtype='float32', fixed_size=False, batch
 def main():
     import itertools
     import tensorflow as tf
+
     tf.compat.v1.disable_eager_execution()
     frozen_ops, saved_ops = set(), set()
     for model, dtype, fixed, batch in itertools.product(
-            ('ssd_300_mobilenet', 'ssd_300_vgg', 'ssd_512_vgg'), ('float32', 'bfloat16', 'float16'),
-            (False, True), (None, 2)):
+        ('ssd_300_mobilenet', 'ssd_300_vgg', 'ssd_512_vgg'),
+        ('float32', 'bfloat16', 'float16'),
+        (False, True),
+        (None, 2),
+    ):
         frozen, whole = export_op_types(model, dtype, fixed, batch)
         frozen_ops |= frozen
         saved_ops |= whole
-        print(f'{model} {dtype} fixed_size={fixed} batch={batch}: {len(frozen)} op types', flush=True)
+        print(
+            f'{model} {dtype} fixed_size={fixed} batch={batch}: {len(frozen)} op types', flush=True
+        )
     print('frozen graph ops:', sorted(frozen_ops))
     print('SavedModel ops besides them:', sorted(saved_ops - frozen_ops))
     print('not in FROZEN_GRAPH_OPS:', sorted(frozen_ops - FROZEN_GRAPH_OPS))

@@ -32,6 +32,7 @@ the CPU has bf16 instructions, AVX-512 BF16 or AMX; on other CPUs OpenVINO keeps
 
 `openvino` is imported only here and only when a function needs it: TF-only users never load it.
 """
+
 import json
 import os
 
@@ -54,13 +55,16 @@ CANDIDATE_BOXES = 'candidate_boxes'
 CARD_RT_INFO = 'model_card'
 # --precision values -> OpenVINO's INFERENCE_PRECISION_HINT.
 PRECISIONS = {'fp32': 'f32', 'bf16': 'bf16'}
-INPUT_SIZE_NOTE = ('images uint8 [B, H, W, 3] RGB zero-padded at the bottom/right + image_sizes '
-                   'int32 [B, 2] (height, width of each); the model warp-resizes each image itself')
+INPUT_SIZE_NOTE = (
+    'images uint8 [B, H, W, 3] RGB zero-padded at the bottom/right + image_sizes '
+    'int32 [B, 2] (height, width of each); the model warp-resizes each image itself'
+)
 
 
 def openvino_version():
     """The installed openvino package's version (package metadata: no import), or None."""
     import importlib.metadata
+
     try:
         return importlib.metadata.version('openvino')
     except importlib.metadata.PackageNotFoundError:
@@ -69,25 +73,31 @@ def openvino_version():
 
 def metadata():
     """The 'openvino' section of an export's metadata.json."""
-    return {'files': [FILE, BIN_FILE], 'openvino_version': openvino_version(),
-            'inputs': INPUT_SIZE_NOTE,
-            'precisions': 'chosen when loaded: fp32, or bf16 (INFERENCE_PRECISION_HINT) on CPUs '
-                          'with AVX-512 BF16 or AMX',
-            'post_processing': 'decode and per-class top_k converted from TF; NMS as OpenVINO '
-                               'NonMaxSuppression-9 per (image, class), then keep_top_k by TopK'}
+    return {
+        'files': [FILE, BIN_FILE],
+        'openvino_version': openvino_version(),
+        'inputs': INPUT_SIZE_NOTE,
+        'precisions': 'chosen when loaded: fp32, or bf16 (INFERENCE_PRECISION_HINT) on CPUs '
+        'with AVX-512 BF16 or AMX',
+        'post_processing': 'decode and per-class top_k converted from TF; NMS as OpenVINO '
+        'NonMaxSuppression-9 per (image, class), then keep_top_k by TopK',
+    }
 
 
 def _openvino():
     try:
         import openvino
     except ImportError as err:
-        raise ImportError('The OpenVINO export and runtime need the openvino package (pinned in '
-                          'requirements.txt): pip install -r requirements.txt') from err
+        raise ImportError(
+            'The OpenVINO export and runtime need the openvino package (pinned in '
+            'requirements.txt): pip install -r requirements.txt'
+        ) from err
     return openvino
 
 
 # ---------------------------------------------------------------------------------------------
 # The TF part.
+
 
 def resize_bilinear_padded(images, sizes, out_shape):
     """TF's bilinear resize (`tf.image.resize`, half-pixel centres, no antialiasing) of the valid
@@ -102,8 +112,9 @@ def resize_bilinear_padded(images, sizes, out_shape):
       coordinate - floor; top = tl + (tr - tl) * x_lerp, bottom likewise, then
       top + (bottom - top) * y_lerp.
     """
+
     def axis_weights(in_size, out_size):
-        scale = tf.cast(in_size, tf.float32)[:, None] / float(out_size)        # [B, 1]
+        scale = tf.cast(in_size, tf.float32)[:, None] / float(out_size)  # [B, 1]
         coord = (tf.range(out_size, dtype=tf.float32)[None] + 0.5) * scale - 0.5  # [B, out]
         floor = tf.floor(coord)
         lower = tf.maximum(tf.cast(floor, tf.int32), 0)
@@ -120,8 +131,8 @@ def resize_bilinear_padded(images, sizes, out_shape):
     base = tf.range(shape[0])[:, None, None] * (height * width)
 
     def corner(rows, cols):
-        index = base + rows[:, :, None] * width + cols[:, None, :]      # [B, out_h, out_w]
-        return tf.gather(flat, index)                                   # [B, out_h, out_w, C]
+        index = base + rows[:, :, None] * width + cols[:, None, :]  # [B, out_h, out_w]
+        return tf.gather(flat, index)  # [B, out_h, out_w, C]
 
     x_lerp = x_lerp[:, None, :, None]
     top_left, top_right = corner(top, left), corner(top, right)
@@ -153,16 +164,22 @@ def build_candidates_graph(card):
     images = v1.placeholder(tf.uint8, [None, None, None, 3], name=detection.INPUT)
     sizes = v1.placeholder(tf.int32, [None, 2], name=detection.SIZES)
     net = card.net()
-    with slim.arg_scope(net.arg_scope(weight_decay=0.)):
+    with slim.arg_scope(net.arg_scope(weight_decay=0.0)):
         predictions, localisations = net.predict(preprocess_padded(images, sizes, card), 'float32')
     scores = ssd_common.flatten_layers(predictions)
     codes = ssd_common.flatten_layers(localisations)
-    boxes = post_processing.decode_boxes(codes, net.anchors(), card.detection.clip,
-                                         net.params.prior_scaling)
+    boxes = post_processing.decode_boxes(
+        codes, net.anchors(), card.detection.clip, net.params.prior_scaling
+    )
     candidate_scores, candidate_boxes = post_processing.class_candidates(
-        scores, boxes, card.detection.top_k)
-    tensors = {CANDIDATE_SCORES: candidate_scores, CANDIDATE_BOXES: candidate_boxes,
-               'raw_localisations': codes, 'raw_scores': scores}
+        scores, boxes, card.detection.top_k
+    )
+    tensors = {
+        CANDIDATE_SCORES: candidate_scores,
+        CANDIDATE_BOXES: candidate_boxes,
+        'raw_localisations': codes,
+        'raw_scores': scores,
+    }
     outputs = {name: tf.identity(t, name=name) for name, t in tensors.items()}
     return detection.GraphEndpoints({detection.INPUT: images, detection.SIZES: sizes}, outputs)
 
@@ -175,11 +192,13 @@ def frozen_candidates_graph(card, checkpoint_path):
         with v1.Session(graph=graph) as sess:
             detection.restore_variables(sess, checkpoint_path)
             return v1.graph_util.convert_variables_to_constants(
-                sess, graph.as_graph_def(), list(endpoints.outputs))
+                sess, graph.as_graph_def(), list(endpoints.outputs)
+            )
 
 
 # ---------------------------------------------------------------------------------------------
 # The OpenVINO part.
+
 
 def _name(output):
     """The TF name of a converted model's input or output (its node's, without ':0'; the tensor
@@ -201,50 +220,79 @@ def _append_nms(ov, model, card):
     def i64(values):
         return ops.constant(np.array(values, np.int64))
 
-    batch = ops.gather(ops.shape_of(scores, 'i64'), i64([0]), i64(0))           # [1]
+    batch = ops.gather(ops.shape_of(scores, 'i64'), i64([0]), i64(0))  # [1]
     # Every (image, class) pair is one NMS "batch" of its own k candidates.
     nms = ops.non_max_suppression(
-        ops.reshape(boxes, i64([-1, k, 4]), False), ops.reshape(scores, i64([-1, 1, k]), False),
-        i64(k), ops.constant(np.float32(card.detection.nms_threshold)),
-        ops.constant(np.float32(card.detection.select_threshold)), ops.constant(np.float32(0.)),
-        box_encoding='corner', sort_result_descending=False, output_type='i64')
+        ops.reshape(boxes, i64([-1, k, 4]), False),
+        ops.reshape(scores, i64([-1, 1, k]), False),
+        i64(k),
+        ops.constant(np.float32(card.detection.nms_threshold)),
+        ops.constant(np.float32(card.detection.select_threshold)),
+        ops.constant(np.float32(0.0)),
+        box_encoding='corner',
+        sort_result_descending=False,
+        output_type='i64',
+    )
     valid = nms.output(2)
-    selected = ops.slice(nms.output(0), i64([0]), valid, i64([1]))             # [M, 3]
-    kept_scores = ops.slice(nms.output(1), i64([0]), valid, i64([1]))          # [M, 3]
-    dense = ops.broadcast(ops.constant(np.float32(-1.)),
-                          ops.concat([ops.multiply(batch, i64([num_fg])), i64([k])], 0))
-    dense = ops.scatter_nd_update(dense, ops.gather(selected, i64([0, 2]), i64(1)),
-                                  ops.gather(kept_scores, i64(2), i64(1)))
+    selected = ops.slice(nms.output(0), i64([0]), valid, i64([1]))  # [M, 3]
+    kept_scores = ops.slice(nms.output(1), i64([0]), valid, i64([1]))  # [M, 3]
+    dense = ops.broadcast(
+        ops.constant(np.float32(-1.0)),
+        ops.concat([ops.multiply(batch, i64([num_fg])), i64([k])], 0),
+    )
+    dense = ops.scatter_nd_update(
+        dense, ops.gather(selected, i64([0, 2]), i64(1)), ops.gather(kept_scores, i64(2), i64(1))
+    )
     flat_scores = ops.reshape(dense, ops.concat([batch, i64([num_fg * k])], 0), False)
     flat_boxes = ops.reshape(boxes, ops.concat([batch, i64([num_fg * k, 4])], 0), False)
     if total > num_fg * k:  # keep_top_k beyond every candidate: padding rows.
         extra = total - num_fg * k
-        flat_scores = ops.pad(flat_scores, i64([0, 0]), i64([0, extra]), 'constant',
-                              ops.constant(np.float32(-1.)))
-        flat_boxes = ops.pad(flat_boxes, i64([0, 0, 0]), i64([0, extra, 0]), 'constant',
-                             ops.constant(np.float32(0.)))
-    top = ops.topk(flat_scores, i64(total), axis=1, mode='max', sort='value',
-                   index_element_type='i32', stable=True)
+        flat_scores = ops.pad(
+            flat_scores, i64([0, 0]), i64([0, extra]), 'constant', ops.constant(np.float32(-1.0))
+        )
+        flat_boxes = ops.pad(
+            flat_boxes,
+            i64([0, 0, 0]),
+            i64([0, extra, 0]),
+            'constant',
+            ops.constant(np.float32(0.0)),
+        )
+    top = ops.topk(
+        flat_scores,
+        i64(total),
+        axis=1,
+        mode='max',
+        sort='value',
+        index_element_type='i32',
+        stable=True,
+    )
     top_scores, order = top.output(0), top.output(1)
-    is_valid = ops.greater_equal(top_scores, ops.constant(np.float32(0.)))
+    is_valid = ops.greater_equal(top_scores, ops.constant(np.float32(0.0)))
 
     def zero(dtype):
         return ops.constant(np.array(0, dtype))
 
     det_scores = ops.select(is_valid, top_scores, zero(np.float32))
-    det_boxes = ops.select(ops.unsqueeze(is_valid, i64(2)),
-                           ops.gather(flat_boxes, order, ops.constant(np.int32(1)), batch_dims=1),
-                           zero(np.float32))
+    det_boxes = ops.select(
+        ops.unsqueeze(is_valid, i64(2)),
+        ops.gather(flat_boxes, order, ops.constant(np.int32(1)), batch_dims=1),
+        zero(np.float32),
+    )
     classes = ops.add(ops.divide(order, ops.constant(np.int32(k))), ops.constant(np.int32(1)))
     det_classes = ops.select(is_valid, classes, zero(np.int32))
     num = ops.reduce_sum(ops.convert(is_valid, 'i32'), i64(1), False)
     results = []
-    for name, node in (('detection_boxes', det_boxes), ('detection_scores', det_scores),
-                       ('detection_classes', det_classes), ('num_detections', num),
-                       ('raw_localisations', outputs['raw_localisations']),
-                       ('raw_scores', outputs['raw_scores'])):
-        output = node.output(0) if hasattr(node, 'output') and not isinstance(node, ov.Output) \
-            else node
+    for name, node in (
+        ('detection_boxes', det_boxes),
+        ('detection_scores', det_scores),
+        ('detection_classes', det_classes),
+        ('num_detections', num),
+        ('raw_localisations', outputs['raw_localisations']),
+        ('raw_scores', outputs['raw_scores']),
+    ):
+        output = (
+            node.output(0) if hasattr(node, 'output') and not isinstance(node, ov.Output) else node
+        )
         output.get_tensor().set_names({name})
         result = ops.result(output)
         result.set_friendly_name(name)
@@ -287,6 +335,7 @@ def write(card, checkpoint_path, path, meta):
 # ---------------------------------------------------------------------------------------------
 # The runtime.
 
+
 def cpu_matrix_units():
     """The CPU's bf16 / int8 matrix and vector units as OpenVINO and /proc/cpuinfo see them:
     {'openvino_capabilities': [...], 'cpu_flags': [...], 'summary': str}."""
@@ -297,8 +346,16 @@ def cpu_matrix_units():
         flags = set(line.split(':', 1)[-1].split())
     except OSError:
         pass
-    wanted = ('amx_bf16', 'amx_int8', 'amx_tile', 'avx512_bf16', 'avx512_vnni', 'avx512f',
-              'avx_vnni', 'avx2')
+    wanted = (
+        'amx_bf16',
+        'amx_int8',
+        'amx_tile',
+        'avx512_bf16',
+        'avx512_vnni',
+        'avx512f',
+        'avx_vnni',
+        'avx2',
+    )
     found = [f for f in wanted if f in flags]
     try:
         capabilities = list(_openvino().Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))
@@ -311,8 +368,9 @@ def cpu_matrix_units():
     elif 'avx512f' in flags:
         summary = 'AVX-512, no bf16 instructions'
     else:
-        summary = ('AVX2 only: no AVX-512, no bf16 instructions, no AMX' if 'avx2' in flags
-                   else 'no AVX2')
+        summary = (
+            'AVX2 only: no AVX-512, no bf16 instructions, no AMX' if 'avx2' in flags else 'no AVX2'
+        )
     return {'openvino_capabilities': capabilities, 'cpu_flags': found, 'summary': summary}
 
 
@@ -324,8 +382,10 @@ def load_metadata(path, model=None):
             return json.load(f)
     if model is not None and model.has_rt_info(CARD_RT_INFO):
         return json.loads(model.get_rt_info(CARD_RT_INFO).astype(str))
-    raise FileNotFoundError(f'{path}: no {detection.METADATA_FILE} beside it and no model card in '
-                            f'the IR; export it with export_ssd_network.py --formats=openvino.')
+    raise FileNotFoundError(
+        f'{path}: no {detection.METADATA_FILE} beside it and no model card in '
+        f'the IR; export it with export_ssd_network.py --formats=openvino.'
+    )
 
 
 class OpenVINODetector:
@@ -354,14 +414,18 @@ class OpenVINODetector:
         names = {n for o in model.outputs for n in o.get_names()}
         missing = sorted(set(detection.DETECTION_OUTPUTS) - names)
         if missing:
-            raise ValueError(f'{path}: no output(s) {missing} (outputs: {sorted(names)}); export '
-                             f'it with export_ssd_network.py --formats=openvino.')
+            raise ValueError(
+                f'{path}: no output(s) {missing} (outputs: {sorted(names)}); export '
+                f'it with export_ssd_network.py --formats=openvino.'
+            )
         # OpenVINO computes in the precision chosen here, whatever the exported card says.
         self.card = card_lib.from_dict(meta, path).replace(compute_dtype='float32')
         self.path = path
         self.requested_precision = precision
-        config = {'INFERENCE_PRECISION_HINT': PRECISIONS[precision],
-                  'PERFORMANCE_HINT': 'LATENCY' if num_requests == 1 else 'THROUGHPUT'}
+        config = {
+            'INFERENCE_PRECISION_HINT': PRECISIONS[precision],
+            'PERFORMANCE_HINT': 'LATENCY' if num_requests == 1 else 'THROUGHPUT',
+        }
         if num_threads:
             config['INFERENCE_NUM_THREADS'] = int(num_threads)
         if num_requests > 1:
@@ -370,7 +434,8 @@ class OpenVINODetector:
         # What OpenVINO compiled: 'bf16' only where the CPU has bf16 instructions.
         compiled = self.compiled.get_property('INFERENCE_PRECISION_HINT')
         self.precision = {'f32': 'fp32', 'bf16': 'bf16', 'f16': 'fp16'}.get(
-            compiled.to_string(), compiled.to_string())
+            compiled.to_string(), compiled.to_string()
+        )
         self.matrix_units = cpu_matrix_units()['summary']
         self.request = self.compiled.create_infer_request()
         self.num_requests = num_requests

@@ -4,12 +4,23 @@ Detections of one image are a dict `{'boxes': [n, 4] relative [ymin, xmin, ymax,
 'scores': [n], 'classes': [n] int labels >= 1}` (`inference.detection.split_detections`).
 `class_names` is a sequence (label l is `class_names[l - 1]`) or a dict `{label: name}`.
 """
+
 import cv2
 import numpy as np
 
 # Tableau 10 (RGB): distinct, readable on photos; label l takes colour (l - 1) % 10.
-PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-           (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
+PALETTE = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
 
 
 def color_of(label):
@@ -29,8 +40,12 @@ def label_text(label, score, class_names):
 
 def _pixel_box(box, height, width):
     ymin, xmin, ymax, xmax = box
-    return (int(round(xmin * width)), int(round(ymin * height)),
-            int(round(xmax * width)), int(round(ymax * height)))
+    return (
+        int(round(xmin * width)),
+        int(round(ymin * height)),
+        int(round(xmax * width)),
+        int(round(ymax * height)),
+    )
 
 
 def _overlaps(a, b):
@@ -68,13 +83,17 @@ def layout_labels(boxes, sizes, height, width):
             continue
 
         def overlap(r):
-            return sum(max(0, min(r[2], p[2]) - max(r[0], p[0])) *
-                       max(0, min(r[3], p[3]) - max(r[1], p[1])) for p in column)
+            return sum(
+                max(0, min(r[2], p[2]) - max(r[0], p[0]))
+                * max(0, min(r[3], p[3]) - max(r[1], p[1]))
+                for p in column
+            )
+
         placed.append(min(rects, key=overlap))
     return placed
 
 
-def draw_detections(image, detections, class_names, min_score=0., rgb=True, thickness=None):
+def draw_detections(image, detections, class_names, min_score=0.0, rgb=True, thickness=None):
     """Returns a copy of `image` (uint8 `[H, W, 3]`, RGB unless `rgb=False`, i.e. BGR) with boxes
     and "name score" labels on a filled background in the class colour. Labels do not overlap
     each other (`layout_labels`); higher scores get the places nearest their boxes."""
@@ -82,8 +101,13 @@ def draw_detections(image, detections, class_names, min_score=0., rgb=True, thic
     height, width = out.shape[:2]
     thickness = thickness or max(1, round(min(height, width) / 300))
     font_scale = max(0.4, min(height, width) / 800)
-    kept = [(box, score, label) for box, score, label in zip(
-        detections['boxes'], detections['scores'], detections['classes']) if score >= min_score]
+    kept = [
+        (box, score, label)
+        for box, score, label in zip(
+            detections['boxes'], detections['scores'], detections['classes']
+        )
+        if score >= min_score
+    ]
     kept.sort(key=lambda item: -float(item[1]))
     boxes, texts, sizes = [], [], []
     for box, score, label in kept:
@@ -100,31 +124,47 @@ def draw_detections(image, detections, class_names, min_score=0., rgb=True, thic
         cv2.rectangle(out, (x0, y0), (x1, y1), color, thickness)
     # Labels after every box, so that no box line crosses a label.
     for text, (left, top, right, bottom), (color, text_color) in zip(
-            texts, layout_labels(boxes, sizes, height, width), colors):
+        texts, layout_labels(boxes, sizes, height, width), colors
+    ):
         cv2.rectangle(out, (left, top), (right - 1, bottom - 1), color, -1)
         (_, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
-        cv2.putText(out, text, (left + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
-                    text_color, 1, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            text,
+            (left + 1, top + th + 1),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            text_color,
+            1,
+            cv2.LINE_AA,
+        )
     return out
 
 
-def show_detections(image, detections, class_names, min_score=0., ax=None, figsize=(10, 10)):
+def show_detections(image, detections, class_names, min_score=0.0, ax=None, figsize=(10, 10)):
     """Plots an RGB image with its detections in a notebook (matplotlib); returns the axes."""
     import matplotlib.pyplot as plt  # Only notebooks need it; scripts draw with OpenCV.
+
     if ax is None:
         _, ax = plt.subplots(figsize=figsize)
     ax.imshow(image)
     height, width = image.shape[:2]
-    for box, score, label in zip(detections['boxes'], detections['scores'],
-                                 detections['classes']):
+    for box, score, label in zip(detections['boxes'], detections['scores'], detections['classes']):
         if score < min_score:
             continue
-        color = np.array(color_of(label)) / 255.
+        color = np.array(color_of(label)) / 255.0
         x0, y0, x1, y1 = _pixel_box(box, height, width)
-        ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color,
-                                   linewidth=2))
-        ax.text(x0, y0, label_text(label, score, class_names), color=np.array(_text_color(
-            color_of(label))) / 255., fontsize=9, va='bottom',
-            bbox={'facecolor': color, 'edgecolor': color, 'pad': 1})
+        ax.add_patch(
+            plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color, linewidth=2)
+        )
+        ax.text(
+            x0,
+            y0,
+            label_text(label, score, class_names),
+            color=np.array(_text_color(color_of(label))) / 255.0,
+            fontsize=9,
+            va='bottom',
+            bbox={'facecolor': color, 'edgecolor': color, 'pad': 1},
+        )
     ax.axis('off')
     return ax

@@ -15,6 +15,7 @@ Files (JSON, `format_version` FORMAT_VERSION, written atomically):
 `find_for_checkpoint` looks for them in that order of specificity; it also reads the files
 earlier versions wrote (`<prefix>.json` of the Caffe converter, an export's `metadata.json`).
 """
+
 import dataclasses
 import datetime
 import json
@@ -37,8 +38,12 @@ CHECKPOINT_CARD_SUFFIX = '.model.json'
 LEGACY_CHECKPOINT_SUFFIX = '.json'
 EXPORT_METADATA_FILE = 'metadata.json'
 # The Caffe converter's DetectionOutput names -> ours.
-CAFFE_DETECTION_NAMES = {'confidence_threshold': 'select_threshold', 'nms_threshold': 'nms_threshold',
-                         'top_k': 'top_k', 'keep_top_k': 'keep_top_k'}
+CAFFE_DETECTION_NAMES = {
+    'confidence_threshold': 'select_threshold',
+    'nms_threshold': 'nms_threshold',
+    'top_k': 'top_k',
+    'keep_top_k': 'keep_top_k',
+}
 EVAL_RESIZE = 'WARP_RESIZE'
 
 
@@ -51,6 +56,7 @@ class DetectionSettings:
     """Caffe DetectionOutput: per class, scores > select_threshold, the top_k best, greedy NMS
     at nms_threshold; then keep_top_k per image across classes. clip: decoded boxes clipped to
     the image before NMS (torchvision's SSD does; Caffe's does not)."""
+
     select_threshold: float = 0.01
     nms_threshold: float = 0.45
     top_k: int = 400
@@ -61,8 +67,10 @@ class DetectionSettings:
     def from_dict(cls, values, source):
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise CardError(f'{source}: unknown detection setting(s) {unknown}; known: '
-                            f'{[f.name for f in dataclasses.fields(cls)]}.')
+            raise CardError(
+                f'{source}: unknown detection setting(s) {unknown}; known: '
+                f'{[f.name for f in dataclasses.fields(cls)]}.'
+            )
         return cls(**values)
 
 
@@ -77,6 +85,7 @@ class ModelCard:
     id given when the model's card is first written (kept by exports and the watcher's best/);
     provenance: free-form JSON of where the model came from.
     """
+
     model_name: str
     params: ssd_params_lib.SSDParams
     mean_rgb: Tuple[float, float, float]
@@ -89,11 +98,14 @@ class ModelCard:
 
     def __post_init__(self):
         if self.compute_dtype not in ssd_common.COMPUTE_DTYPES:
-            raise CardError(f'compute_dtype {self.compute_dtype!r} is not one of '
-                            f'{ssd_common.COMPUTE_DTYPES}.')
+            raise CardError(
+                f'compute_dtype {self.compute_dtype!r} is not one of {ssd_common.COMPUTE_DTYPES}.'
+            )
         if len(self.class_names) != self.params.num_classes - 1:
-            raise CardError(f'{len(self.class_names)} class names for a model with '
-                            f'{self.params.num_classes - 1} classes besides the background.')
+            raise CardError(
+                f'{len(self.class_names)} class names for a model with '
+                f'{self.params.num_classes - 1} classes besides the background.'
+            )
 
     @property
     def num_classes(self):
@@ -109,12 +121,26 @@ class ModelCard:
     def anchor_size_preset(self):
         """The name of the anchor preset these anchors are (sizes, clipping, int rule), or None."""
         base = nets_factory.get_network(self.model_name).default_params
-        anchors = lambda p: (tuple(tuple(s) for s in p.anchor_sizes), p.anchor_clip,
-                             p.anchor_int_sizes)
+
+        def anchors(p):
+            return (
+                tuple(tuple(s) for s in p.anchor_sizes),
+                p.anchor_clip,
+                p.anchor_int_sizes,
+            )
+
         presets = ssd_params_lib.ANCHOR_SIZE_PRESETS.get(self.model_name, {})
-        return next((name for name in sorted(presets) if anchors(base._replace(
-            **ssd_params_lib.anchor_preset_params(self.model_name, name))) == anchors(self.params)),
-            None)
+        return next(
+            (
+                name
+                for name in sorted(presets)
+                if anchors(
+                    base._replace(**ssd_params_lib.anchor_preset_params(self.model_name, name))
+                )
+                == anchors(self.params)
+            ),
+            None,
+        )
 
     def net(self):
         """A new SSD net instance of this card."""
@@ -142,11 +168,19 @@ class ModelCard:
             'model_name': self.model_name,
             'num_classes': self.num_classes,
             'class_names': list(self.class_names),
-            'input': {'height': self.input_shape[0], 'width': self.input_shape[1],
-                      'channel_order': 'RGB', 'dtype': 'uint8', 'resize': EVAL_RESIZE,
-                      'resize_method': 'bilinear'},
-            'normalisation': {'mean_rgb': list(self.mean_rgb), 'scale': self.scale,
-                              'formula': '(RGB - mean_rgb) * scale'},
+            'input': {
+                'height': self.input_shape[0],
+                'width': self.input_shape[1],
+                'channel_order': 'RGB',
+                'dtype': 'uint8',
+                'resize': EVAL_RESIZE,
+                'resize_method': 'bilinear',
+            },
+            'normalisation': {
+                'mean_rgb': list(self.mean_rgb),
+                'scale': self.scale,
+                'formula': '(RGB - mean_rgb) * scale',
+            },
             'anchor_size_preset': self.anchor_size_preset,
             'ssd_params': ssd_params_lib.params_to_dict(self.params),
             'detection': dataclasses.asdict(self.detection),
@@ -159,21 +193,30 @@ def from_dict(meta, source='<card>'):
     """The `ModelCard` of a card's JSON content (also an export metadata.json of version 0)."""
     version = meta.get('format_version', 0)
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CardError(f'{source}: model card format_version {version!r}; this version of the '
-                        f'project reads up to {FORMAT_VERSION}: update the project.')
+        raise CardError(
+            f'{source}: model card format_version {version!r}; this version of the '
+            f'project reads up to {FORMAT_VERSION}: update the project.'
+        )
     try:
         cls = nets_factory.get_network(meta['model_name'])
         params = ssd_params_lib.params_from_dict(cls.default_params, meta['ssd_params'])
         return ModelCard(
-            meta['model_name'], params, tuple(float(m) for m in meta['normalisation']['mean_rgb']),
-            float(meta['normalisation']['scale']), tuple(meta['class_names']),
+            meta['model_name'],
+            params,
+            tuple(float(m) for m in meta['normalisation']['mean_rgb']),
+            float(meta['normalisation']['scale']),
+            tuple(meta['class_names']),
             DetectionSettings.from_dict(meta.get('detection', {}), source),
-            compute_dtype=meta.get('compute_dtype', 'float32'), card_id=meta.get('card_id', ''),
-            provenance=meta.get('provenance') or {})
+            compute_dtype=meta.get('compute_dtype', 'float32'),
+            card_id=meta.get('card_id', ''),
+            provenance=meta.get('provenance') or {},
+        )
     except (KeyError, TypeError, ValueError) as err:
         if isinstance(err, CardError):
             raise
-        raise CardError(f'{source}: not a valid model card ({type(err).__name__}: {err}).') from None
+        raise CardError(
+            f'{source}: not a valid model card ({type(err).__name__}: {err}).'
+        ) from None
 
 
 def _from_caffe_config(config, source):
@@ -183,14 +226,22 @@ def _from_caffe_config(config, source):
         raise CardError(f'{source}: a converted backbone, not a detection model; it has no card.')
     cls = nets_factory.get_network(model_name)
     params = ssd_params_lib.params_from_dict(cls.default_params, config['ssd_params'])
-    detection = {CAFFE_DETECTION_NAMES[k]: v for k, v in (config.get('detection') or {}).items()
-                 if k in CAFFE_DETECTION_NAMES}
+    detection = {
+        CAFFE_DETECTION_NAMES[k]: v
+        for k, v in (config.get('detection') or {}).items()
+        if k in CAFFE_DETECTION_NAMES
+    }
     pre = config.get('preprocessing') or {}
     default = preprocessing_factory.get_preprocessing(model_name)
     return ModelCard(
-        model_name, params, tuple(float(m) for m in pre.get('mean_rgb', default.mean_rgb)),
-        float(pre.get('scale', default.scale)), default_class_names(params.num_classes),
-        DetectionSettings(**detection), provenance={'converted_from': config.get('source')})
+        model_name,
+        params,
+        tuple(float(m) for m in pre.get('mean_rgb', default.mean_rgb)),
+        float(pre.get('scale', default.scale)),
+        default_class_names(params.num_classes),
+        DetectionSettings(**detection),
+        provenance={'converted_from': config.get('source')},
+    )
 
 
 def load(path):
@@ -218,9 +269,9 @@ def write(path, card):
 def _checkpoint_prefix(path):
     for suffix in ('.index', '.meta'):
         if path.endswith(suffix):
-            return path[:-len(suffix)]
+            return path[: -len(suffix)]
     if '.data-' in os.path.basename(path):
-        return path[:path.rindex('.data-')]
+        return path[: path.rindex('.data-')]
     return path
 
 
@@ -237,8 +288,12 @@ def find_for_checkpoint(checkpoint_path):
     else:
         prefix = _checkpoint_prefix(checkpoint_path)
         folder = os.path.dirname(os.path.abspath(prefix))
-        candidates = [prefix + CHECKPOINT_CARD_SUFFIX, os.path.join(folder, CARD_FILE),
-                      prefix + LEGACY_CHECKPOINT_SUFFIX, os.path.join(folder, EXPORT_METADATA_FILE)]
+        candidates = [
+            prefix + CHECKPOINT_CARD_SUFFIX,
+            os.path.join(folder, CARD_FILE),
+            prefix + LEGACY_CHECKPOINT_SUFFIX,
+            os.path.join(folder, EXPORT_METADATA_FILE),
+        ]
     return next((c for c in candidates if os.path.isfile(c)), None)
 
 
@@ -246,8 +301,14 @@ def default_class_names(num_classes):
     return tuple(f'class_{i}' for i in range(1, num_classes))
 
 
-def from_registry(model_name, num_classes=None, class_names=None, anchor_sizes=None,
-                  depth_multiplier=None, **param_overrides):
+def from_registry(
+    model_name,
+    num_classes=None,
+    class_names=None,
+    anchor_sizes=None,
+    depth_multiplier=None,
+    **param_overrides,
+):
     """A card of a registered net with its defaults and the given changes.
 
     anchor_sizes: a preset name of `ssd_params.ANCHOR_SIZE_PRESETS` (its sizes and other anchor
@@ -270,8 +331,9 @@ def from_registry(model_name, num_classes=None, class_names=None, anchor_sizes=N
     params = params._replace(**{k: v for k, v in param_overrides.items() if v is not None})
     pipeline = preprocessing_factory.get_preprocessing(model_name)
     names = tuple(class_names) if class_names else default_class_names(params.num_classes)
-    return ModelCard(model_name, params, tuple(float(m) for m in pipeline.mean_rgb),
-                     float(pipeline.scale), names)
+    return ModelCard(
+        model_name, params, tuple(float(m) for m in pipeline.mean_rgb), float(pipeline.scale), names
+    )
 
 
 def new_card_id():
@@ -282,10 +344,19 @@ def git_commit():
     """The project's git commit (with '+dirty' when the tree has changes), or None."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     try:
-        commit = subprocess.run(['git', '-C', root, 'rev-parse', 'HEAD'], capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(['git', '-C', root, 'status', '--porcelain', '--untracked-files=no'],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ['git', '-C', root, 'rev-parse', 'HEAD'],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ['git', '-C', root, 'status', '--porcelain', '--untracked-files=no'],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ('+dirty' if dirty else '')
@@ -298,10 +369,12 @@ def now():
 def describe(card):
     """One line: model, classes, input, anchors."""
     preset = card.anchor_size_preset
-    return (f'{card.model_name}, {card.num_classes - 1} classes ({", ".join(card.class_names[:5])}'
-            f'{", ..." if len(card.class_names) > 5 else ""}), input {card.input_shape[0]}x'
-            f'{card.input_shape[1]}, depth multiplier {card.params.depth_multiplier:g}, anchors '
-            f'{preset or "custom"}')
+    return (
+        f'{card.model_name}, {card.num_classes - 1} classes ({", ".join(card.class_names[:5])}'
+        f'{", ..." if len(card.class_names) > 5 else ""}), input {card.input_shape[0]}x'
+        f'{card.input_shape[1]}, depth multiplier {card.params.depth_multiplier:g}, anchors '
+        f'{preset or "custom"}'
+    )
 
 
 def differences(card, other):
@@ -315,4 +388,3 @@ def differences(card, other):
         if a != b:
             rows.append((field, a, b))
     return rows
-

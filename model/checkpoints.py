@@ -4,6 +4,7 @@
 `.data-*` files, a TF1 V1 single-file checkpoint such as TF-Slim's `vgg_16.ckpt`, or a directory)
 into the prefix that `tf.compat.v1.train.Saver.restore` and `tf.train.load_checkpoint` take.
 """
+
 import glob
 import json
 import os
@@ -36,7 +37,7 @@ def latest_in_directory(directory):
     prefix = tf.train.latest_checkpoint(directory)
     if prefix is not None:
         return prefix
-    candidates = [p[:-len('.index')] for p in glob.glob(os.path.join(directory, '*.index'))]
+    candidates = [p[: -len('.index')] for p in glob.glob(os.path.join(directory, '*.index'))]
     if not candidates:
         return None
     return max(candidates, key=lambda p: (_step_of(p), os.path.getmtime(p + '.index')))
@@ -51,9 +52,14 @@ def mark_training_finished(train_dir):
     """Writes `<train_dir>/training_finished.json` {"checkpoint": basename, "step", "time"} for the
     directory's newest checkpoint (atomically)."""
     prefix = latest_in_directory(train_dir)
-    atomic_io.write_json_atomic(os.path.join(train_dir, FINISHED_MARKER), {
-        'checkpoint': os.path.basename(prefix), 'step': _step_of(prefix),
-        'time': time.strftime('%Y-%m-%dT%H:%M:%S')})
+    atomic_io.write_json_atomic(
+        os.path.join(train_dir, FINISHED_MARKER),
+        {
+            'checkpoint': os.path.basename(prefix),
+            'step': _step_of(prefix),
+            'time': time.strftime('%Y-%m-%dT%H:%M:%S'),
+        },
+    )
 
 
 def clear_training_finished(train_dir):
@@ -66,8 +72,10 @@ def clear_training_finished(train_dir):
 # What TF's savers leave behind when killed while saving: `<prefix>_temp/` (sharded saves, the
 # saver's own comment says it "can be safely removed"), `<file>.tempstate<N>` (a tensor bundle
 # being written) and `checkpoint.tmp<hex>` (the state file being replaced).
-_INTERRUPTED_SAVE = re.compile(r'^(model\.ckpt-\d+(_temp(_[0-9a-f]{32})?|\..*\.tempstate\d+)'
-                               r'|checkpoint\.tmp[0-9a-f]{32})$')
+_INTERRUPTED_SAVE = re.compile(
+    r'^(model\.ckpt-\d+(_temp(_[0-9a-f]{32})?|\..*\.tempstate\d+)'
+    r'|checkpoint\.tmp[0-9a-f]{32})$'
+)
 
 
 def remove_interrupted_saves(train_dir):
@@ -87,8 +95,11 @@ def remove_interrupted_saves(train_dir):
             os.remove(path)
         removed.append(path)
     if removed:
-        logging.info('Removed %d temporary file(s) of an interrupted save: %s', len(removed),
-                     ', '.join(os.path.basename(p) for p in removed))
+        logging.info(
+            'Removed %d temporary file(s) of an interrupted save: %s',
+            len(removed),
+            ', '.join(os.path.basename(p) for p in removed),
+        )
     return removed
 
 
@@ -120,9 +131,12 @@ def _check_readable(prefix, v1_file):
         if v1_file:
             raise CheckpointError(
                 f'{prefix}: not a TensorFlow checkpoint (no {os.path.basename(prefix)}.index '
-                f'beside it, and not a V1 checkpoint file either: {_first_line(err)}).') from None
-        raise CheckpointError(f'{prefix}.index: not a readable checkpoint index (corrupt or '
-                              f'not a checkpoint: {_first_line(err)}).') from None
+                f'beside it, and not a V1 checkpoint file either: {_first_line(err)}).'
+            ) from None
+        raise CheckpointError(
+            f'{prefix}.index: not a readable checkpoint index (corrupt or '
+            f'not a checkpoint: {_first_line(err)}).'
+        ) from None
 
 
 def resolve_checkpoint(path):
@@ -145,12 +159,14 @@ def resolve_checkpoint(path):
     if os.path.isdir(path):
         prefix = latest_in_directory(path)
         if prefix is None:
-            raise FileNotFoundError(f'{path} is a directory without checkpoints (no `checkpoint` '
-                                    f'state file and no *.index files).')
+            raise FileNotFoundError(
+                f'{path} is a directory without checkpoints (no `checkpoint` '
+                f'state file and no *.index files).'
+            )
         _check_readable(prefix, v1_file=False)
         return prefix
     if path.endswith('.index'):
-        prefix = path[:-len('.index')]
+        prefix = path[: -len('.index')]
     else:
         prefix = _DATA_SUFFIX.sub('', path)
     if os.path.isfile(prefix + '.index'):
@@ -159,12 +175,15 @@ def resolve_checkpoint(path):
     if prefix == path and os.path.isfile(path):
         _check_readable(path, v1_file=True)  # V1 format: one file, no index.
         return path
-    raise FileNotFoundError(f'No checkpoint at {path}: expected {prefix}.index (and its .data-* '
-                            f'files), a V1 checkpoint file, or a directory holding checkpoints.')
+    raise FileNotFoundError(
+        f'No checkpoint at {path}: expected {prefix}.index (and its .data-* '
+        f'files), a V1 checkpoint file, or a directory holding checkpoints.'
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Scopes.
+
 
 def parse_scopes(text):
     """Comma-separated scope prefixes -> list without empty items or trailing '/'."""
@@ -185,8 +204,11 @@ def in_scopes(name, scopes):
 def filter_variables(variables, include_scopes=None, exclude_scopes=None):
     """`variables` inside `include_scopes` (all when empty) and outside `exclude_scopes`."""
     include, exclude = parse_scopes(include_scopes), parse_scopes(exclude_scopes)
-    return [v for v in variables
-            if (not include or in_scopes(v.op.name, include)) and not in_scopes(v.op.name, exclude)]
+    return [
+        v
+        for v in variables
+        if (not include or in_scopes(v.op.name, include)) and not in_scopes(v.op.name, exclude)
+    ]
 
 
 def rewrite_leading_scope(name, scope, new_scope):
@@ -195,7 +217,7 @@ def rewrite_leading_scope(name, scope, new_scope):
     if name == scope:
         return new_scope
     if name.startswith(scope + '/'):
-        return new_scope + name[len(scope):]
+        return new_scope + name[len(scope) :]
     return name
 
 
@@ -234,8 +256,13 @@ def _vgg_16_map(relative):
     match = re.fullmatch(r'conv([67])/(weights|biases)', relative)
     if match:
         layer, kind = match.groups()
-        transform = (vgg_fc_biases if kind == 'biases'
-                     else vgg_fc6_to_conv6 if layer == '6' else vgg_fc7_to_conv7)
+        transform = (
+            vgg_fc_biases
+            if kind == 'biases'
+            else vgg_fc6_to_conv6
+            if layer == '6'
+            else vgg_fc7_to_conv7
+        )
         return 'vgg_16/fc%s/%s' % (layer, kind), transform
     return None
 
@@ -262,6 +289,7 @@ TF_SLIM_NAME_MAPS = {'vgg_16': _vgg_16_map, 'MobilenetV1': _mobilenet_v1_map}
 # ---------------------------------------------------------------------------------------------
 # Restore plans.
 
+
 class RestoreItem:
     """One variable to restore: `variable` <- `transform(checkpoint[checkpoint_name])`."""
 
@@ -279,12 +307,19 @@ def _layer_scope(name):
     """The layer scope of a variable: `a/conv/weights` -> `a/conv`, `a/conv/BatchNorm/beta` ->
     `a/conv`."""
     scope = name.rsplit('/', 1)[0]
-    return scope[:-len('/BatchNorm')] if scope.endswith('/BatchNorm') else scope
+    return scope[: -len('/BatchNorm')] if scope.endswith('/BatchNorm') else scope
 
 
-def plan_restore(variables, checkpoint_shapes, model_scope, checkpoint_model_scope=None,
-                 exclude_scopes=None, ignore_missing_vars=False, exclude_mismatched_vars=False,
-                 log=None):
+def plan_restore(
+    variables,
+    checkpoint_shapes,
+    model_scope,
+    checkpoint_model_scope=None,
+    exclude_scopes=None,
+    ignore_missing_vars=False,
+    exclude_mismatched_vars=False,
+    log=None,
+):
     """Decides which variables come from which checkpoint entries.
 
     Args:
@@ -318,7 +353,9 @@ def plan_restore(variables, checkpoint_shapes, model_scope, checkpoint_model_sco
             checkpoint_name, transform = mapped
         elif checkpoint_model_scope:
             checkpoint_name, transform = (
-                rewrite_leading_scope(name, model_scope, checkpoint_model_scope), None)
+                rewrite_leading_scope(name, model_scope, checkpoint_model_scope),
+                None,
+            )
         else:
             checkpoint_name, transform = name, None
         if checkpoint_name not in checkpoint_shapes:
@@ -335,25 +372,37 @@ def plan_restore(variables, checkpoint_shapes, model_scope, checkpoint_model_sco
     if missing:
         listing = ', '.join('%s (as %s)' % m for m in missing)
         if not ignore_missing_vars:
-            raise ValueError('The checkpoint lacks %d variable(s) of the model: %s. Pass '
-                             '--ignore_missing_vars, --checkpoint_exclude_scopes or the right '
-                             '--checkpoint_model_scope.' % (len(missing), listing))
+            raise ValueError(
+                'The checkpoint lacks %d variable(s) of the model: %s. Pass '
+                '--ignore_missing_vars, --checkpoint_exclude_scopes or the right '
+                '--checkpoint_model_scope.' % (len(missing), listing)
+            )
         log('Not in the checkpoint, left at their initial values: %s' % listing)
     if mismatched:
-        listing = ', '.join('%s %s (checkpoint %s: %s)' % (n, s, c, cs)
-                            for n, c, s, cs in mismatched)
+        listing = ', '.join(
+            '%s %s (checkpoint %s: %s)' % (n, s, c, cs) for n, c, s, cs in mismatched
+        )
         scopes = sorted({_layer_scope(m[0]) for m in mismatched})
         if not exclude_mismatched_vars:
-            raise ValueError('Shapes differ between the model and the checkpoint: %s. Exclude '
-                             'them with --checkpoint_exclude_scopes=%s or pass '
-                             '--exclude_mismatched_vars.' % (listing, ','.join(scopes)))
-        log('Shapes differ, left at their initial values (scopes %s): %s'
-            % (','.join(scopes), listing))
+            raise ValueError(
+                'Shapes differ between the model and the checkpoint: %s. Exclude '
+                'them with --checkpoint_exclude_scopes=%s or pass '
+                '--exclude_mismatched_vars.' % (listing, ','.join(scopes))
+            )
+        log(
+            'Shapes differ, left at their initial values (scopes %s): %s'
+            % (','.join(scopes), listing)
+        )
     if not items:
-        raise ValueError('No variable of the model matches the checkpoint (model scope %r, '
-                         'checkpoint_model_scope %r, checkpoint scopes %s).'
-                         % (model_scope, checkpoint_model_scope,
-                            sorted({n.split('/')[0] for n in checkpoint_shapes})[:10]))
+        raise ValueError(
+            'No variable of the model matches the checkpoint (model scope %r, '
+            'checkpoint_model_scope %r, checkpoint scopes %s).'
+            % (
+                model_scope,
+                checkpoint_model_scope,
+                sorted({n.split('/')[0] for n in checkpoint_shapes})[:10],
+            )
+        )
     return items
 
 
@@ -372,8 +421,9 @@ class Restorer:
         self._assigns = []
         for item in self.items:
             if item.transform is not None:
-                value = tf.compat.v1.placeholder(item.variable.dtype.base_dtype,
-                                                 item.variable.shape)
+                value = tf.compat.v1.placeholder(
+                    item.variable.dtype.base_dtype, item.variable.shape
+                )
                 self._assigns.append((item, value, item.variable.assign(value)))
 
     def restore(self, session):
@@ -413,7 +463,8 @@ def variables_to_restore(moving_average_decay=None):
     their exponential moving averages (`<name>/ExponentialMovingAverage`)."""
     if moving_average_decay:
         return tf.compat.v1.train.ExponentialMovingAverage(
-            moving_average_decay).variables_to_restore()
+            moving_average_decay
+        ).variables_to_restore()
     return {v.op.name: v for v in tf.compat.v1.global_variables()}
 
 
@@ -437,23 +488,30 @@ def check_restorable(prefix, var_map, card_path=None):
     except (tf.errors.OpError, OSError, ValueError) as err:
         raise CheckpointUnavailable(f'{prefix}: cannot read the checkpoint ({err}).') from None
     missing = sorted(name for name in var_map if name not in shapes)
-    wrong = sorted((name, list(shapes[name]), var.shape.as_list())
-                   for name, var in var_map.items()
-                   if name in shapes and list(shapes[name]) != var.shape.as_list())
+    wrong = sorted(
+        (name, list(shapes[name]), var.shape.as_list())
+        for name, var in var_map.items()
+        if name in shapes and list(shapes[name]) != var.shape.as_list()
+    )
     if not (missing or wrong):
         return
-    source = (f'the model card {card_path}' if card_path else
-              'the flags (no model card was found: pass the flags the model was trained with, '
-              'or give its model.json with --model_card)')
+    source = (
+        f'the model card {card_path}'
+        if card_path
+        else 'the flags (no model card was found: pass the flags the model was trained with, '
+        'or give its model.json with --model_card)'
+    )
     lines = [f'{prefix} does not fit the model built from {source}:']
     for name, theirs, ours in wrong[:5]:
         lines.append(f'  {name}: checkpoint {theirs}, model {ours}; check {likely_flag(name)}')
     if len(wrong) > 5:
         lines.append(f'  ... and {len(wrong) - 5} more of another shape')
     if missing:
-        hint = ('leave --moving_average_decay unset: the checkpoint has no moving averages'
-                if any(n.endswith('/ExponentialMovingAverage') for n in missing) else
-                'check --model_name: the checkpoint holds another net')
+        hint = (
+            'leave --moving_average_decay unset: the checkpoint has no moving averages'
+            if any(n.endswith('/ExponentialMovingAverage') for n in missing)
+            else 'check --model_name: the checkpoint holds another net'
+        )
         lines.append(f'  {len(missing)} variable(s) missing (e.g. {missing[:3]}); {hint}')
     raise ValueError('\n'.join(lines))
 

@@ -7,6 +7,7 @@ card (the older TF port's and TF-Slim checkpoints) the model comes from the flag
 did, and the log says so. Detection settings and the compute dtype are choices of the run: given,
 they replace the card's (logged).
 """
+
 import dataclasses
 from typing import Optional
 
@@ -24,45 +25,88 @@ DETECTION_FIELDS = ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k')
 
 def define_model_flags(select_threshold=None, select_threshold_help=None):
     """Defines the model, class-name, detection and compute-dtype flags in absl's FLAGS."""
-    flags.DEFINE_string('model_card', None, 'A model card (model.json) to use instead of the one '
-                        'found beside the checkpoint; the JSON older caffe_to_tensorflow.py '
-                        'versions wrote (<ckpt>.json) is read too.')
+    flags.DEFINE_string(
+        'model_card',
+        None,
+        'A model card (model.json) to use instead of the one '
+        'found beside the checkpoint; the JSON older caffe_to_tensorflow.py '
+        'versions wrote (<ckpt>.json) is read too.',
+    )
     flags.DEFINE_alias('model_config', 'model_card')
-    flags.DEFINE_boolean('override_model_card', False, 'Let --model_name, --num_classes, '
-                         '--depth_multiplier and --anchor_sizes replace the card\'s values '
-                         '(logged) instead of being an error when they differ.')
-    flags.DEFINE_string('model_name', None, 'Net: %s (default: the model card\'s, else %s).'
-                        % (', '.join(sorted(nets_factory.networks_map)), DEFAULT_MODEL))
-    flags.DEFINE_integer('num_classes', None, 'Classes including background (default: the model '
-                         'card\'s, else the dataset\'s or the labels file\'s, else the net\'s).')
-    flags.DEFINE_float('depth_multiplier', None, 'Width multiplier of ssd_300_mobilenet '
-                       '(default: the model card\'s, else 1).')
-    flags.DEFINE_string('anchor_sizes', None, 'Anchor size preset (default: the model card\'s, '
-                        'else the net\'s): %s.' % anchor_presets_help())
-    flags.DEFINE_string('labels_file', None, 'Class names, one per line (label 1 first); '
-                        'default: the model card\'s, else the dataset\'s.')
-    flags.DEFINE_float('select_threshold', select_threshold, select_threshold_help or
-                       'Minimum class score of a detection (default: the model card\'s, else 0.01).')
-    flags.DEFINE_float('nms_threshold', None, 'NMS IoU threshold (default: the model card\'s, '
-                       'else 0.45).')
-    flags.DEFINE_integer('top_k', None, 'Candidates per class before NMS (default: the model '
-                         'card\'s, else 400).')
+    flags.DEFINE_boolean(
+        'override_model_card',
+        False,
+        'Let --model_name, --num_classes, '
+        '--depth_multiplier and --anchor_sizes replace the card\'s values '
+        '(logged) instead of being an error when they differ.',
+    )
+    flags.DEFINE_string(
+        'model_name',
+        None,
+        'Net: %s (default: the model card\'s, else %s).'
+        % (', '.join(sorted(nets_factory.networks_map)), DEFAULT_MODEL),
+    )
+    flags.DEFINE_integer(
+        'num_classes',
+        None,
+        'Classes including background (default: the model '
+        'card\'s, else the dataset\'s or the labels file\'s, else the net\'s).',
+    )
+    flags.DEFINE_float(
+        'depth_multiplier',
+        None,
+        'Width multiplier of ssd_300_mobilenet (default: the model card\'s, else 1).',
+    )
+    flags.DEFINE_string(
+        'anchor_sizes',
+        None,
+        'Anchor size preset (default: the model card\'s, '
+        'else the net\'s): %s.' % anchor_presets_help(),
+    )
+    flags.DEFINE_string(
+        'labels_file',
+        None,
+        'Class names, one per line (label 1 first); '
+        'default: the model card\'s, else the dataset\'s.',
+    )
+    flags.DEFINE_float(
+        'select_threshold',
+        select_threshold,
+        select_threshold_help
+        or 'Minimum class score of a detection (default: the model card\'s, else 0.01).',
+    )
+    flags.DEFINE_float(
+        'nms_threshold', None, 'NMS IoU threshold (default: the model card\'s, else 0.45).'
+    )
+    flags.DEFINE_integer(
+        'top_k', None, 'Candidates per class before NMS (default: the model card\'s, else 400).'
+    )
     flags.DEFINE_alias('select_top_k', 'top_k')
-    flags.DEFINE_integer('keep_top_k', None, 'Detections per image after NMS, across classes '
-                         '(default: the model card\'s, else 200).')
-    flags.DEFINE_enum('compute_dtype', 'float32', list(ssd_common.COMPUTE_DTYPES),
-                      'Arithmetic of the net: bfloat16 for CPUs with AVX-512 BF16 or AMX, float16 '
-                      'for GPUs (scores, decoding and NMS stay float32).')
+    flags.DEFINE_integer(
+        'keep_top_k',
+        None,
+        'Detections per image after NMS, across classes (default: the model card\'s, else 200).',
+    )
+    flags.DEFINE_enum(
+        'compute_dtype',
+        'float32',
+        list(ssd_common.COMPUTE_DTYPES),
+        'Arithmetic of the net: bfloat16 for CPUs with AVX-512 BF16 or AMX, float16 '
+        'for GPUs (scores, decoding and NMS stay float32).',
+    )
 
 
 def anchor_presets_help():
-    return '; '.join('%s: %s' % (m, ', '.join(sorted(p)))
-                     for m, p in sorted(ssd_params_lib.ANCHOR_SIZE_PRESETS.items()))
+    return '; '.join(
+        '%s: %s' % (m, ', '.join(sorted(p)))
+        for m, p in sorted(ssd_params_lib.ANCHOR_SIZE_PRESETS.items())
+    )
 
 
 @dataclasses.dataclass
 class ModelFlags:
     """The values of the model flags (None: not given)."""
+
     model_card: Optional[str] = None
     override_model_card: bool = False
     model_name: Optional[str] = None
@@ -107,15 +151,19 @@ def apply_structure_flags(card, values, path, log):
             raise card_lib.CardError(
                 f'--{name}={value} contradicts the model card {path}, which says {theirs}. Drop '
                 f'--{name} (the card describes the model), or pass --override_model_card to use '
-                f'--{name}={value}.')
+                f'--{name}={value}.'
+            )
         log(f'--override_model_card: {name} {theirs} (card {path}) -> {value}')
         if name == 'model_name':
             keep = {'num_classes': card.num_classes, 'class_names': card.class_names}
-            card = card_lib.from_registry(value, **keep).replace(detection=card.detection,
-                                                                 card_id=card.card_id)
+            card = card_lib.from_registry(value, **keep).replace(
+                detection=card.detection, card_id=card.card_id
+            )
         elif name == 'num_classes':
-            card = card.replace(params=card.params._replace(num_classes=int(value)),
-                                class_names=card_lib.default_class_names(int(value)))
+            card = card.replace(
+                params=card.params._replace(num_classes=int(value)),
+                class_names=card_lib.default_class_names(int(value)),
+            )
         elif name == 'depth_multiplier':
             card = card.with_params(depth_multiplier=float(value))
         else:
@@ -134,9 +182,11 @@ def _class_names(card, values, dataset):
         return with_labels_file(card, values.labels_file)
     if dataset is not None and card.class_names == card_lib.default_class_names(card.num_classes):
         mapping = dataset.labels_to_names
-        return _with_names(card, tuple(mapping[i] for i in range(1, len(mapping))),
-                           f'dataset {dataset.name} split {dataset.split_name} in '
-                           f'{dataset.dataset_dir}')
+        return _with_names(
+            card,
+            tuple(mapping[i] for i in range(1, len(mapping))),
+            f'dataset {dataset.name} split {dataset.split_name} in {dataset.dataset_dir}',
+        )
     return card
 
 
@@ -145,7 +195,8 @@ def _with_names(card, names, source):
         raise card_lib.CardError(
             f'{source} names {len(names)} classes but the model has {card.num_classes - 1} '
             f'(num_classes={card.num_classes} counts the background); pass --num_classes='
-            f'{len(names) + 1} if the model was trained with these classes.')
+            f'{len(names) + 1} if the model was trained with these classes.'
+        )
     return card.replace(class_names=tuple(names))
 
 
@@ -171,15 +222,25 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
             num_classes = dataset.num_classes
         if num_classes is None and values.labels_file:
             num_classes = len(labels_lib.read_labels_file(values.labels_file)) + 1
-        card = card_lib.from_registry(values.model_name or DEFAULT_MODEL, num_classes,
-                                      anchor_sizes=values.anchor_sizes,
-                                      depth_multiplier=values.depth_multiplier)
-        log(f'no model card found for {checkpoint_path}; the model comes from the flags: '
-            f'{card_lib.describe(card)}')
+        card = card_lib.from_registry(
+            values.model_name or DEFAULT_MODEL,
+            num_classes,
+            anchor_sizes=values.anchor_sizes,
+            depth_multiplier=values.depth_multiplier,
+        )
+        log(
+            f'no model card found for {checkpoint_path}; the model comes from the flags: '
+            f'{card_lib.describe(card)}'
+        )
     card = _class_names(card, values, dataset)
-    changed = {k: getattr(values, k) for k in DETECTION_FIELDS
-               if getattr(values, k) is not None and getattr(values, k) != getattr(card.detection, k)}
+    changed = {
+        k: getattr(values, k)
+        for k in DETECTION_FIELDS
+        if getattr(values, k) is not None and getattr(values, k) != getattr(card.detection, k)
+    }
     if changed and path:
-        log('detection settings from the flags replace the card\'s: '
-            + ', '.join(f'{k} {getattr(card.detection, k)} -> {v}' for k, v in changed.items()))
+        log(
+            'detection settings from the flags replace the card\'s: '
+            + ', '.join(f'{k} {getattr(card.detection, k)} -> {v}' for k, v in changed.items())
+        )
     return card.with_detection(**changed).replace(compute_dtype=values.compute_dtype)

@@ -14,6 +14,7 @@ centred on its cell and sticks out); 'center_size' (ssd.pytorch's PriorBox: cx, 
 each clamped to [0, 1], which also moves the centres of cells beyond the image, e.g. SSD300's
 10x10 layer with step 32 puts its last column at 304 px, clamped to 300).
 """
+
 import numpy as np
 
 # `clip` values besides False / True (corner clipping); see the module docstring.
@@ -22,9 +23,9 @@ CLIP_MODES = ('size', 'center_size')
 
 def expand_ratios(ratios):
     """Caffe's aspect-ratio list: 1, then each r and its flip 1/r, without duplicates."""
-    out = [1.]
+    out = [1.0]
     for r in ratios:
-        for value in (float(r), 1. / float(r)):
+        for value in (float(r), 1.0 / float(r)):
             if all(abs(value - existing) > 1e-6 for existing in out):
                 out.append(value)
     return out
@@ -35,8 +36,9 @@ def num_anchors_per_location(sizes, ratios):
     return len(expand_ratios(ratios)) + (1 if sizes[1] is not None else 0)
 
 
-def layer_anchors(img_shape, feat_shape, sizes, ratios, step=None, offset=0.5, clip=False,
-                  int_sizes=True):
+def layer_anchors(
+    img_shape, feat_shape, sizes, ratios, step=None, offset=0.5, clip=False, int_sizes=True
+):
     """Anchors of one feature layer.
 
     Args:
@@ -68,22 +70,25 @@ def layer_anchors(img_shape, feat_shape, sizes, ratios, step=None, offset=0.5, c
     heights = np.asarray(heights) / img_h
     widths = np.asarray(widths) / img_w
     if isinstance(clip, str) and clip not in CLIP_MODES:
-        raise ValueError('anchor clip must be False, True, %s; got %r'
-                         % (' or '.join(repr(m) for m in CLIP_MODES), clip))
+        raise ValueError(
+            'anchor clip must be False, True, %s; got %r'
+            % (' or '.join(repr(m) for m in CLIP_MODES), clip)
+        )
     if clip in CLIP_MODES:
-        heights, widths = np.minimum(heights, 1.), np.minimum(widths, 1.)
+        heights, widths = np.minimum(heights, 1.0), np.minimum(widths, 1.0)
     step_h = step if step is not None else img_h / feat_h
     step_w = step if step is not None else img_w / feat_w
     cy = (np.arange(feat_h) + offset) * step_h / img_h
     cx = (np.arange(feat_w) + offset) * step_w / img_w
     if clip == 'center_size':
-        cy, cx = np.clip(cy, 0., 1.), np.clip(cx, 0., 1.)
+        cy, cx = np.clip(cy, 0.0, 1.0), np.clip(cx, 0.0, 1.0)
     cy, cx = np.meshgrid(cy, cx, indexing='ij')
     cy = cy.reshape(-1, 1)
     cx = cx.reshape(-1, 1)
-    boxes = np.stack([cy - heights / 2., cx - widths / 2., cy + heights / 2., cx + widths / 2.],
-                     axis=-1).reshape(-1, 4)
-    return np.clip(boxes, 0., 1.) if clip and clip not in CLIP_MODES else boxes
+    boxes = np.stack(
+        [cy - heights / 2.0, cx - widths / 2.0, cy + heights / 2.0, cx + widths / 2.0], axis=-1
+    ).reshape(-1, 4)
+    return np.clip(boxes, 0.0, 1.0) if clip and clip not in CLIP_MODES else boxes
 
 
 def ssd_anchors(params, img_shape=None):
@@ -93,8 +98,19 @@ def ssd_anchors(params, img_shape=None):
     """
     img_shape = img_shape or params.img_shape
     steps = params.anchor_steps or [None] * len(params.feat_shapes)
-    layers = [layer_anchors(img_shape, feat_shape, sizes, ratios, step, params.anchor_offset,
-                            params.anchor_clip, params.anchor_int_sizes)
-              for feat_shape, sizes, ratios, step in zip(params.feat_shapes, params.anchor_sizes,
-                                                          params.anchor_ratios, steps)]
+    layers = [
+        layer_anchors(
+            img_shape,
+            feat_shape,
+            sizes,
+            ratios,
+            step,
+            params.anchor_offset,
+            params.anchor_clip,
+            params.anchor_int_sizes,
+        )
+        for feat_shape, sizes, ratios, step in zip(
+            params.feat_shapes, params.anchor_sizes, params.anchor_ratios, steps
+        )
+    ]
     return np.concatenate(layers, axis=0).astype(np.float32)

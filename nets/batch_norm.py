@@ -6,6 +6,7 @@ one. It creates the variables slim and TF-Slim checkpoints use — `<scope>/Batc
 `tf.compat.v1.GraphKeys.UPDATE_OPS`, exactly as slim did, so existing training loops and checkpoints
 work unchanged.
 """
+
 import tensorflow as tf
 import tf_slim as slim
 from tf_slim import add_arg_scope
@@ -14,19 +15,21 @@ v1 = tf.compat.v1
 
 
 @add_arg_scope
-def batch_norm(inputs,
-               decay=0.999,
-               center=True,
-               scale=True,
-               epsilon=0.001,
-               activation_fn=None,
-               is_training=True,
-               trainable=True,
-               data_format='NHWC',
-               updates_collections=v1.GraphKeys.UPDATE_OPS,
-               variables_collections=None,
-               scope=None,
-               reuse=None):
+def batch_norm(
+    inputs,
+    decay=0.999,
+    center=True,
+    scale=True,
+    epsilon=0.001,
+    activation_fn=None,
+    is_training=True,
+    trainable=True,
+    data_format='NHWC',
+    updates_collections=v1.GraphKeys.UPDATE_OPS,
+    variables_collections=None,
+    scope=None,
+    reuse=None,
+):
     """Batch normalisation `gamma * (x - mean) / sqrt(var + epsilon) + beta` over a 4-D tensor.
 
     Args:
@@ -46,9 +49,14 @@ def batch_norm(inputs,
 
         def variable(name, init, var_trainable):
             coll = collections.get(name) if isinstance(collections, dict) else collections
-            return slim.model_variable(name, shape=[channels], dtype=tf.float32,
-                                       initializer=init, trainable=var_trainable,
-                                       collections=coll)
+            return slim.model_variable(
+                name,
+                shape=[channels],
+                dtype=tf.float32,
+                initializer=init,
+                trainable=var_trainable,
+                collections=coll,
+            )
 
         beta = variable('beta', v1.zeros_initializer(), trainable) if center else None
         gamma = variable('gamma', v1.ones_initializer(), trainable) if scale else None
@@ -59,13 +67,21 @@ def batch_norm(inputs,
 
         def train_branch():
             outputs, mean, variance = v1.nn.fused_batch_norm(
-                inputs, factor, offset, epsilon=epsilon, data_format=data_format, is_training=True)
+                inputs, factor, offset, epsilon=epsilon, data_format=data_format, is_training=True
+            )
             return outputs, mean, variance
 
         def inference_branch():
             outputs, _, _ = v1.nn.fused_batch_norm(
-                inputs, factor, offset, mean=moving_mean, variance=moving_variance,
-                epsilon=epsilon, data_format=data_format, is_training=False)
+                inputs,
+                factor,
+                offset,
+                mean=moving_mean,
+                variance=moving_variance,
+                epsilon=epsilon,
+                data_format=data_format,
+                is_training=False,
+            )
             return outputs, moving_mean.read_value(), moving_variance.read_value()
 
         if isinstance(is_training, bool):
@@ -76,8 +92,10 @@ def batch_norm(inputs,
         else:
             outputs, mean, variance = tf.cond(is_training, train_branch, inference_branch)
 
-        update_mean = v1.assign_sub(moving_mean, (moving_mean - mean) * (1. - decay))
-        update_variance = v1.assign_sub(moving_variance, (moving_variance - variance) * (1. - decay))
+        update_mean = v1.assign_sub(moving_mean, (moving_mean - mean) * (1.0 - decay))
+        update_variance = v1.assign_sub(
+            moving_variance, (moving_variance - variance) * (1.0 - decay)
+        )
         if updates_collections is None:
             with tf.control_dependencies([update_mean, update_variance]):
                 outputs = tf.identity(outputs)

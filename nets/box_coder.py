@@ -5,6 +5,7 @@ kept: `tx = (gcx - acx) / aw / v0`, `ty = (gcy - acy) / ah / v1`, `tw = log(gw /
 `th = log(gh / ah) / v3`, with variances `prior_scaling = (v0, v1, v2, v3) = (0.1, 0.1, 0.2, 0.2)`.
 Boxes and anchors are `[ymin, xmin, ymax, xmax]`, relative.
 """
+
 import tensorflow as tf
 
 from tf_extended import bboxes as tfe_bboxes
@@ -19,10 +20,15 @@ def encode(bboxes, anchors, prior_scaling=DEFAULT_PRIOR_SCALING):
     """
     gcy, gcx, gh, gw = tfe_bboxes.corners_to_center_size(bboxes)
     acy, acx, ah, aw = tfe_bboxes.corners_to_center_size(tf.cast(anchors, bboxes.dtype))
-    return tf.stack([(gcx - acx) / aw / prior_scaling[0],
-                     (gcy - acy) / ah / prior_scaling[1],
-                     tf.math.log(gw / aw) / prior_scaling[2],
-                     tf.math.log(gh / ah) / prior_scaling[3]], axis=-1)
+    return tf.stack(
+        [
+            (gcx - acx) / aw / prior_scaling[0],
+            (gcy - acy) / ah / prior_scaling[1],
+            tf.math.log(gw / aw) / prior_scaling[2],
+            tf.math.log(gh / ah) / prior_scaling[3],
+        ],
+        axis=-1,
+    )
 
 
 def decode(codes, anchors, prior_scaling=DEFAULT_PRIOR_SCALING):

@@ -1,10 +1,12 @@
 """Layers with Caffe's semantics, usable under `slim.arg_scope`.
 
 Caffe pads symmetrically; TF's 'SAME' pads more at the bottom/right on stride-2 layers and cannot
-express kernel-4 pad-1, so convolutions take Caffe's integer `padding` (see `_caffe_padding`). Variables are named as slim names them (`weights`, `biases`, `depthwise_weights`) so
-TF-Slim checkpoints load unchanged. Dilation is passed to the convolution itself, not lowered to
+express kernel-4 pad-1, so convolutions take Caffe's integer `padding` (see `_caffe_padding`).
+Variables are named as slim names them (`weights`, `biases`, `depthwise_weights`) so TF-Slim
+checkpoints load unchanged. Dilation is passed to the convolution itself, not lowered to
 SpaceToBatch as `slim.conv2d(rate=...)` does (2-3x slower on the dilated layer on CPU).
 """
+
 import tensorflow as tf
 import tf_slim as slim
 from tf_slim import add_arg_scope
@@ -27,7 +29,9 @@ def _caffe_padding(inputs, padding, kernel_size, stride, rate, data_format):
     if stride == 1 and 2 * padding == rate * (kernel_size - 1):
         return inputs, 'SAME'
     spatial = [[padding, padding], [padding, padding]]
-    paddings = [[0, 0], [0, 0]] + spatial if data_format == 'NCHW' else [[0, 0]] + spatial + [[0, 0]]
+    paddings = (
+        [[0, 0], [0, 0]] + spatial if data_format == 'NCHW' else [[0, 0]] + spatial + [[0, 0]]
+    )
     return tf.pad(inputs, paddings), 'VALID'
 
 
@@ -39,14 +43,28 @@ def _channels(inputs, data_format):
     return int(inputs.shape[1 if data_format == 'NCHW' else -1])
 
 
-def _finish(outputs, num_outputs, normalizer_fn, normalizer_params, activation_fn,
-            biases_initializer, biases_regularizer, data_format, trainable):
+def _finish(
+    outputs,
+    num_outputs,
+    normalizer_fn,
+    normalizer_params,
+    activation_fn,
+    biases_initializer,
+    biases_regularizer,
+    data_format,
+    trainable,
+):
     """Bias (or normaliser) then activation, shared by the convolutions below."""
     if normalizer_fn is not None:
         outputs = normalizer_fn(outputs, **(normalizer_params or {}))
     elif biases_initializer is not None:
-        biases = slim.model_variable('biases', shape=[num_outputs], initializer=biases_initializer,
-                                     regularizer=biases_regularizer, trainable=trainable)
+        biases = slim.model_variable(
+            'biases',
+            shape=[num_outputs],
+            initializer=biases_initializer,
+            regularizer=biases_regularizer,
+            trainable=trainable,
+        )
         outputs = tf.nn.bias_add(outputs, tf.cast(biases, outputs.dtype), data_format=data_format)
     return activation_fn(outputs) if activation_fn is not None else outputs
 
@@ -75,15 +93,25 @@ def _dilated_conv2d_grads(x, w, dy, pads, rate):
     k_h, k_w = int(w.shape[0]), int(w.shape[1])
     span_h, span_w = rate * (k_h - 1), rate * (k_w - 1)
     flipped = tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2])
-    dy_padded = tf.pad(dy, [[0, 0], [span_h - top, span_h - bottom],
-                            [span_w - left, span_w - right], [0, 0]])
+    dy_padded = tf.pad(
+        dy, [[0, 0], [span_h - top, span_h - bottom], [span_w - left, span_w - right], [0, 0]]
+    )
     dx = tf.nn.conv2d(dy_padded, flipped, 1, 'VALID', dilations=rate)
     x_padded = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
     height, width = tf.shape(dy)[1], tf.shape(dy)[2]
     dy_rows = tf.reshape(dy, [-1, int(w.shape[3])])
-    taps = [tf.matmul(tf.reshape(x_padded[:, i * rate:i * rate + height, j * rate:j * rate + width],
-                                 [-1, int(w.shape[2])]), dy_rows, transpose_a=True)
-            for i in range(k_h) for j in range(k_w)]
+    taps = [
+        tf.matmul(
+            tf.reshape(
+                x_padded[:, i * rate : i * rate + height, j * rate : j * rate + width],
+                [-1, int(w.shape[2])],
+            ),
+            dy_rows,
+            transpose_a=True,
+        )
+        for i in range(k_h)
+        for j in range(k_w)
+    ]
     return dx, tf.reshape(tf.stack(taps), w.shape)
 
 
@@ -101,17 +129,32 @@ def _conv2d(inputs, weights, strides, padding, data_format, rate):
         def grad(dy):
             dx, dw = _dilated_conv2d_grads(to_nhwc(x), w, to_nhwc(dy), pads, rate)
             return to_input(dx), dw
+
         return tf.nn.conv2d(x, w, strides, padding, data_format=data_format, dilations=rate), grad
+
     return dilated(inputs, weights)
 
 
 @add_arg_scope
-def conv2d(inputs, num_outputs, kernel_size, stride=1, padding=0, rate=1,
-           data_format='NHWC', activation_fn=tf.nn.relu,
-           normalizer_fn=None, normalizer_params=None,
-           weights_initializer=None, weights_regularizer=None,
-           biases_initializer=v1.zeros_initializer(), biases_regularizer=None,
-           trainable=True, scope=None, reuse=None):
+def conv2d(
+    inputs,
+    num_outputs,
+    kernel_size,
+    stride=1,
+    padding=0,
+    rate=1,
+    data_format='NHWC',
+    activation_fn=tf.nn.relu,
+    normalizer_fn=None,
+    normalizer_params=None,
+    weights_initializer=None,
+    weights_regularizer=None,
+    biases_initializer=v1.zeros_initializer(),
+    biases_regularizer=None,
+    trainable=True,
+    scope=None,
+    reuse=None,
+):
     """2-D convolution with Caffe padding.
 
     Args:
@@ -124,15 +167,32 @@ def conv2d(inputs, num_outputs, kernel_size, stride=1, padding=0, rate=1,
     """
     with v1.variable_scope(scope, 'Conv', [inputs], reuse=reuse):
         weights = slim.model_variable(
-            'weights', shape=[kernel_size, kernel_size, _channels(inputs, data_format), num_outputs],
+            'weights',
+            shape=[kernel_size, kernel_size, _channels(inputs, data_format), num_outputs],
             initializer=weights_initializer or v1.glorot_uniform_initializer(),
-            regularizer=weights_regularizer, trainable=trainable)
-        inputs, tf_padding = _caffe_padding(inputs, padding, kernel_size, stride, rate,
-                                            data_format)
-        outputs = _conv2d(inputs, tf.cast(weights, inputs.dtype), _strides(stride, data_format),
-                          tf_padding, data_format, rate)
-        return _finish(outputs, num_outputs, normalizer_fn, normalizer_params, activation_fn,
-                       biases_initializer, biases_regularizer, data_format, trainable)
+            regularizer=weights_regularizer,
+            trainable=trainable,
+        )
+        inputs, tf_padding = _caffe_padding(inputs, padding, kernel_size, stride, rate, data_format)
+        outputs = _conv2d(
+            inputs,
+            tf.cast(weights, inputs.dtype),
+            _strides(stride, data_format),
+            tf_padding,
+            data_format,
+            rate,
+        )
+        return _finish(
+            outputs,
+            num_outputs,
+            normalizer_fn,
+            normalizer_params,
+            activation_fn,
+            biases_initializer,
+            biases_regularizer,
+            data_format,
+            trainable,
+        )
 
 
 def _depthwise_conv2d(inputs, weights, strides, padding, data_format):
@@ -149,22 +209,37 @@ def _depthwise_conv2d(inputs, weights, strides, padding, data_format):
     def depthwise(x, w):
         def grad(dy):
             x32, w32, dy32 = (tf.cast(t, tf.float32) for t in (x, w, dy))
-            dx = tf.nn.depthwise_conv2d_backprop_input(tf.shape(x), w32, dy32, strides, padding,
-                                                       data_format=data_format)
-            dw = tf.nn.depthwise_conv2d_backprop_filter(x32, tf.shape(w), dy32, strides, padding,
-                                                        data_format=data_format)
+            dx = tf.nn.depthwise_conv2d_backprop_input(
+                tf.shape(x), w32, dy32, strides, padding, data_format=data_format
+            )
+            dw = tf.nn.depthwise_conv2d_backprop_filter(
+                x32, tf.shape(w), dy32, strides, padding, data_format=data_format
+            )
             return tf.cast(dx, x.dtype), tf.cast(dw, w.dtype)
+
         return tf.nn.depthwise_conv2d(x, w, strides, padding, data_format=data_format), grad
+
     return depthwise(inputs, weights)
 
 
 @add_arg_scope
-def depthwise_conv2d(inputs, kernel_size, stride=1, padding=0,
-                     data_format='NHWC', activation_fn=tf.nn.relu,
-                     normalizer_fn=None, normalizer_params=None,
-                     weights_initializer=None, weights_regularizer=None,
-                     biases_initializer=v1.zeros_initializer(), biases_regularizer=None,
-                     trainable=True, scope=None, reuse=None):
+def depthwise_conv2d(
+    inputs,
+    kernel_size,
+    stride=1,
+    padding=0,
+    data_format='NHWC',
+    activation_fn=tf.nn.relu,
+    normalizer_fn=None,
+    normalizer_params=None,
+    weights_initializer=None,
+    weights_regularizer=None,
+    biases_initializer=v1.zeros_initializer(),
+    biases_regularizer=None,
+    trainable=True,
+    scope=None,
+    reuse=None,
+):
     """Depthwise 3x3 convolution (Caffe `group == channels`), depth multiplier 1.
 
     Variables: `<scope>/depthwise_weights` `[k, k, C, 1]` (TF-Slim's name) and, without a
@@ -173,14 +248,31 @@ def depthwise_conv2d(inputs, kernel_size, stride=1, padding=0,
     with v1.variable_scope(scope, 'DepthwiseConv', [inputs], reuse=reuse):
         channels = _channels(inputs, data_format)
         weights = slim.model_variable(
-            'depthwise_weights', shape=[kernel_size, kernel_size, channels, 1],
+            'depthwise_weights',
+            shape=[kernel_size, kernel_size, channels, 1],
             initializer=weights_initializer or v1.glorot_uniform_initializer(),
-            regularizer=weights_regularizer, trainable=trainable)
+            regularizer=weights_regularizer,
+            trainable=trainable,
+        )
         inputs, tf_padding = _caffe_padding(inputs, padding, kernel_size, stride, 1, data_format)
-        outputs = _depthwise_conv2d(inputs, tf.cast(weights, inputs.dtype),
-                                    _strides(stride, data_format), tf_padding, data_format)
-        return _finish(outputs, channels, normalizer_fn, normalizer_params, activation_fn,
-                       biases_initializer, biases_regularizer, data_format, trainable)
+        outputs = _depthwise_conv2d(
+            inputs,
+            tf.cast(weights, inputs.dtype),
+            _strides(stride, data_format),
+            tf_padding,
+            data_format,
+        )
+        return _finish(
+            outputs,
+            channels,
+            normalizer_fn,
+            normalizer_params,
+            activation_fn,
+            biases_initializer,
+            biases_regularizer,
+            data_format,
+            trainable,
+        )
 
 
 @add_arg_scope
@@ -192,8 +284,15 @@ def max_pool2d(inputs, kernel_size, stride, padding='SAME', data_format='NHWC', 
 
 
 @add_arg_scope
-def l2_normalization(inputs, scale_initializer=20., epsilon=1e-10, data_format='NHWC',
-                     trainable=True, scope=None, reuse=None):
+def l2_normalization(
+    inputs,
+    scale_initializer=20.0,
+    epsilon=1e-10,
+    data_format='NHWC',
+    trainable=True,
+    scope=None,
+    reuse=None,
+):
     """Caffe's Normalize layer (across_spatial false, channel_shared false).
 
     `x / sqrt(sum_c x^2 + epsilon) * gamma[c]`, with `gamma` `[C]` initialised to
@@ -201,9 +300,12 @@ def l2_normalization(inputs, scale_initializer=20., epsilon=1e-10, data_format='
     """
     with v1.variable_scope(scope, 'L2Normalization', [inputs], reuse=reuse):
         axis = 1 if data_format == 'NCHW' else -1
-        gamma = slim.model_variable('gamma', shape=[_channels(inputs, data_format)],
-                                    initializer=v1.constant_initializer(scale_initializer),
-                                    trainable=trainable)
+        gamma = slim.model_variable(
+            'gamma',
+            shape=[_channels(inputs, data_format)],
+            initializer=v1.constant_initializer(scale_initializer),
+            trainable=trainable,
+        )
         norm = tf.math.rsqrt(tf.reduce_sum(tf.square(inputs), axis=axis, keepdims=True) + epsilon)
         shape = [1, -1, 1, 1] if data_format == 'NCHW' else [1, 1, 1, -1]
         return inputs * norm * tf.reshape(tf.cast(gamma, inputs.dtype), shape)

@@ -7,6 +7,7 @@ divided by the number of positives in the whole batch (at least 1), as Caffe's V
 Anchors of class -1 (ignored: they belong to a COCO crowd region, see `SSDNet.bboxes_encode`) are
 neither positives nor negatives and add nothing to any term.
 """
+
 import tensorflow as tf
 
 v1 = tf.compat.v1
@@ -14,7 +15,7 @@ v1 = tf.compat.v1
 
 def _smooth_l1(x):
     absx = tf.abs(x)
-    return tf.where(absx < 1., 0.5 * tf.square(x), absx - 0.5)
+    return tf.where(absx < 1.0, 0.5 * tf.square(x), absx - 0.5)
 
 
 def hard_negative_mask(background_loss, negative_candidates, num_negatives):
@@ -27,16 +28,29 @@ def hard_negative_mask(background_loss, negative_candidates, num_negatives):
     Returns:
       bool `[B, N]`.
     """
-    ranked = tf.where(negative_candidates, background_loss,
-                      tf.fill(tf.shape(background_loss), float('-inf')))
+    ranked = tf.where(
+        negative_candidates, background_loss, tf.fill(tf.shape(background_loss), float('-inf'))
+    )
     order = tf.argsort(ranked, axis=1, direction='DESCENDING', stable=True)
     rank = tf.argsort(order, axis=1, stable=True)
     return negative_candidates & (rank < num_negatives[:, None])
 
 
-def ssd_losses(logits, localisations, gclasses, glocalisations, gscores,
-               negative_threshold=0.5, negative_ratio=3., min_negatives=0, alpha=1.,
-               label_smoothing=0., focal_gamma=None, focal_alpha=0.25, scope=None):
+def ssd_losses(
+    logits,
+    localisations,
+    gclasses,
+    glocalisations,
+    gscores,
+    negative_threshold=0.5,
+    negative_ratio=3.0,
+    min_negatives=0,
+    alpha=1.0,
+    label_smoothing=0.0,
+    focal_gamma=None,
+    focal_alpha=0.25,
+    scope=None,
+):
     """SSD loss over a batch; every term is added to the loss collection and summarised.
 
     Args:
@@ -63,37 +77,52 @@ def ssd_losses(logits, localisations, gclasses, glocalisations, gscores,
         positives = gclasses > 0
         fpositives = tf.cast(positives, tf.float32)
         num_positives = tf.reduce_sum(tf.cast(positives, tf.int32), axis=1)
-        normalizer = tf.maximum(tf.reduce_sum(fpositives), 1.)
+        normalizer = tf.maximum(tf.reduce_sum(fpositives), 1.0)
         candidates = tf.equal(gclasses, 0) & (gscores < negative_threshold)
 
         log_probs = tf.nn.log_softmax(logits)
         targets = tf.one_hot(gclasses, num_classes)
         if label_smoothing > 0:
-            targets = targets * (1. - label_smoothing) + label_smoothing / tf.cast(num_classes,
-                                                                                  tf.float32)
+            targets = targets * (1.0 - label_smoothing) + label_smoothing / tf.cast(
+                num_classes, tf.float32
+            )
         cross_entropy = -tf.reduce_sum(targets * log_probs, axis=-1)
 
         if focal_gamma is not None:
-            p_true = tf.exp(-tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=tf.maximum(gclasses, 0), logits=logits))
-            modulation = tf.pow(1. - p_true, focal_gamma)
-            cross_entropy *= modulation * tf.where(positives, focal_alpha, 1. - focal_alpha)
+            p_true = tf.exp(
+                -tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels=tf.maximum(gclasses, 0), logits=logits
+                )
+            )
+            modulation = tf.pow(1.0 - p_true, focal_gamma)
+            cross_entropy *= modulation * tf.where(positives, focal_alpha, 1.0 - focal_alpha)
             negatives = candidates
         else:
             num_negatives = tf.maximum(
-                tf.minimum(tf.cast(tf.cast(num_positives, tf.float32) * negative_ratio, tf.int32),
-                           tf.reduce_sum(tf.cast(candidates, tf.int32), axis=1)),
-                tf.minimum(min_negatives, tf.reduce_sum(tf.cast(candidates, tf.int32), axis=1)))
-            negatives = hard_negative_mask(tf.stop_gradient(-log_probs[..., 0]), candidates,
-                                           num_negatives)
+                tf.minimum(
+                    tf.cast(tf.cast(num_positives, tf.float32) * negative_ratio, tf.int32),
+                    tf.reduce_sum(tf.cast(candidates, tf.int32), axis=1),
+                ),
+                tf.minimum(min_negatives, tf.reduce_sum(tf.cast(candidates, tf.int32), axis=1)),
+            )
+            negatives = hard_negative_mask(
+                tf.stop_gradient(-log_probs[..., 0]), candidates, num_negatives
+            )
 
         loss_pos = tf.reduce_sum(cross_entropy * fpositives) / normalizer
         loss_neg = tf.reduce_sum(cross_entropy * tf.cast(negatives, tf.float32)) / normalizer
-        loss_loc = alpha * tf.reduce_sum(
-            tf.reduce_sum(_smooth_l1(localisations - glocalisations), axis=-1) * fpositives
-        ) / normalizer
-        for name, value in (('cross_entropy_pos', loss_pos), ('cross_entropy_neg', loss_neg),
-                            ('localization', loss_loc)):
+        loss_loc = (
+            alpha
+            * tf.reduce_sum(
+                tf.reduce_sum(_smooth_l1(localisations - glocalisations), axis=-1) * fpositives
+            )
+            / normalizer
+        )
+        for name, value in (
+            ('cross_entropy_pos', loss_pos),
+            ('cross_entropy_neg', loss_neg),
+            ('localization', loss_loc),
+        ):
             value = tf.identity(value, name=name)
             v1.losses.add_loss(value)
             v1.summary.scalar('losses/' + name, value)

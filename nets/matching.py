@@ -11,6 +11,7 @@ Empty (zero-area) or padded ground truths never match and never produce NaN.
 ground truth of its best IoU when that IoU is above 0; SSD targets use it to ignore anchors that
 belong to COCO crowd regions (see `SSDNet.bboxes_encode`).
 """
+
 import tensorflow as tf
 
 from tf_extended import bboxes as tfe_bboxes
@@ -49,7 +50,7 @@ def match_with_owners(anchors, gt_bboxes, gt_valid, match_threshold=0.5):
     gt_valid = tf.concat([gt_valid, [False]], axis=0)
     num_anchors = tf.shape(anchors)[0]
     num_gt = tf.shape(gt_bboxes)[0]
-    valid = gt_valid & (tfe_bboxes.bboxes_area(gt_bboxes) > 0.)
+    valid = gt_valid & (tfe_bboxes.bboxes_area(gt_bboxes) > 0.0)
     iou = tfe_bboxes.bboxes_jaccard(gt_bboxes, anchors)
     iou = tf.where(valid[:, None], iou, -tf.ones_like(iou))
 
@@ -66,12 +67,14 @@ def match_with_owners(anchors, gt_bboxes, gt_valid, match_threshold=0.5):
         return step, gt_done, matches
 
     _, _, matches = tf.while_loop(
-        lambda step, *_: step < num_gt, bipartite_step,
-        [tf.constant(0), ~valid, -tf.ones([num_anchors], tf.int32)])
+        lambda step, *_: step < num_gt,
+        bipartite_step,
+        [tf.constant(0), ~valid, -tf.ones([num_anchors], tf.int32)],
+    )
 
     best_gt = tf.argmax(iou, axis=0, output_type=tf.int32)
-    max_iou = tf.maximum(tf.reduce_max(iou, axis=0), 0.)
+    max_iou = tf.maximum(tf.reduce_max(iou, axis=0), 0.0)
     per_prediction = (matches < 0) & (max_iou >= match_threshold) & (max_iou > _MIN_OVERLAP)
     matches = tf.where(per_prediction, best_gt, matches)
-    owners = tf.where(matches >= 0, matches, tf.where(max_iou > 0., best_gt, -1))
+    owners = tf.where(matches >= 0, matches, tf.where(max_iou > 0.0, best_gt, -1))
     return matches, max_iou, owners

@@ -1,4 +1,5 @@
 """Model registry: name -> SSD net class (the older TF port's `nets_factory` interface)."""
+
 import tf_slim as slim
 
 from nets import ssd_mobilenet
@@ -15,12 +16,15 @@ def get_network(name):
     """The SSD class registered under `name`; instances have `params`, `net`, `arg_scope`,
     `anchors`, `bboxes_encode`, `bboxes_decode`, `detected_bboxes` and `losses`."""
     if name not in networks_map:
-        raise ValueError('Unknown model_name %r; known: %s' % (name, ', '.join(sorted(networks_map))))
+        raise ValueError(
+            'Unknown model_name %r; known: %s' % (name, ', '.join(sorted(networks_map)))
+        )
     return networks_map[name]
 
 
-def get_network_fn(name, num_classes, is_training=False, weight_decay=0.0005,
-                   data_format='NHWC', **params):
+def get_network_fn(
+    name, num_classes, is_training=False, weight_decay=0.0005, data_format='NHWC', **params
+):
     """`(net, fn)`: the SSD instance and `fn(images) -> (predictions, localisations, logits,
     end_points)` built under its arg scope. Extra keyword arguments override `SSDParams`."""
     cls = get_network(name)
@@ -29,4 +33,5 @@ def get_network_fn(name, num_classes, is_training=False, weight_decay=0.0005,
     def network_fn(images, reuse=None):
         with slim.arg_scope(net.arg_scope(weight_decay=weight_decay, data_format=data_format)):
             return net.net(images, is_training=is_training, reuse=reuse)
+
     return net, network_fn

@@ -6,15 +6,24 @@ Per image and per class c >= 1: keep anchors whose score is > `select_threshold`
 then keep the `keep_top_k` best detections of the image across classes. Boxes are decoded and
 optionally clipped to [0, 1] before NMS, as Caffe does.
 """
+
 import numpy as np
 import tensorflow as tf
 
 from nets import box_coder
 
 
-def detected_bboxes(predictions, localisations, anchors, select_threshold=0.01,
-                    nms_threshold=0.45, top_k=400, keep_top_k=200, clip=False,
-                    prior_scaling=box_coder.DEFAULT_PRIOR_SCALING):
+def detected_bboxes(
+    predictions,
+    localisations,
+    anchors,
+    select_threshold=0.01,
+    nms_threshold=0.45,
+    top_k=400,
+    keep_top_k=200,
+    clip=False,
+    prior_scaling=box_coder.DEFAULT_PRIOR_SCALING,
+):
     """Detections from the flat outputs of an SSD net.
 
     Args:
@@ -37,9 +46,15 @@ def detected_bboxes(predictions, localisations, anchors, select_threshold=0.01,
     # combined_non_max_suppression wants boxes [B, k, C-1, 4] ("q = num_classes") and scores
     # [B, k, C-1].
     nms = tf.image.combined_non_max_suppression(
-        tf.transpose(class_boxes, [0, 2, 1, 3]), tf.transpose(scores, [0, 2, 1]),
-        max_output_size_per_class=k, max_total_size=total, iou_threshold=nms_threshold,
-        score_threshold=select_threshold, pad_per_class=False, clip_boxes=False)
+        tf.transpose(class_boxes, [0, 2, 1, 3]),
+        tf.transpose(scores, [0, 2, 1]),
+        max_output_size_per_class=k,
+        max_total_size=total,
+        iou_threshold=nms_threshold,
+        score_threshold=select_threshold,
+        pad_per_class=False,
+        clip_boxes=False,
+    )
     valid = tf.sequence_mask(nms.valid_detections, total)
     return {
         'detection_boxes': nms.nmsed_boxes,
@@ -52,7 +67,7 @@ def detected_bboxes(predictions, localisations, anchors, select_threshold=0.01,
 def decode_boxes(localisations, anchors, clip=False, prior_scaling=box_coder.DEFAULT_PRIOR_SCALING):
     """Box codes `[B, N, 4]` -> float32 boxes `[B, N, 4]`, clipped to [0, 1] when `clip`."""
     boxes = box_coder.decode(tf.cast(localisations, tf.float32), anchors, prior_scaling)
-    return tf.clip_by_value(boxes, 0., 1.) if clip else boxes
+    return tf.clip_by_value(boxes, 0.0, 1.0) if clip else boxes
 
 
 def class_candidates(predictions, boxes, top_k):
@@ -79,9 +94,17 @@ def output_size(keep_top_k, k, num_fg):
     return k * num_fg if keep_top_k is None or keep_top_k <= 0 else keep_top_k
 
 
-def detected_bboxes_per_class_nms(predictions, localisations, anchors, select_threshold=0.01,
-                                  nms_threshold=0.45, top_k=400, keep_top_k=200, clip=False,
-                                  prior_scaling=box_coder.DEFAULT_PRIOR_SCALING):
+def detected_bboxes_per_class_nms(
+    predictions,
+    localisations,
+    anchors,
+    select_threshold=0.01,
+    nms_threshold=0.45,
+    top_k=400,
+    keep_top_k=200,
+    clip=False,
+    prior_scaling=box_coder.DEFAULT_PRIOR_SCALING,
+):
     """`detected_bboxes` built from TFLite builtin ops only.
 
     CombinedNonMaxSuppression has no TFLite kernel; this runs NonMaxSuppressionV5 (TFLite
@@ -91,37 +114,54 @@ def detected_bboxes_per_class_nms(predictions, localisations, anchors, select_th
     """
     batch = predictions.shape[0]
     if batch is None:
-        raise ValueError('detected_bboxes_per_class_nms needs a static batch size (predictions '
-                         f'have shape {predictions.shape}); give the input a fixed batch size.')
+        raise ValueError(
+            'detected_bboxes_per_class_nms needs a static batch size (predictions '
+            f'have shape {predictions.shape}); give the input a fixed batch size.'
+        )
     predictions = tf.cast(predictions, tf.float32)
     boxes = decode_boxes(localisations, anchors, clip, prior_scaling)
     scores, class_boxes = class_candidates(predictions, boxes, top_k)
     k, num_fg = int(scores.shape[2]), int(scores.shape[1])
     total = output_size(keep_top_k, k, num_fg)
     # Flat candidate p of an image belongs to class p // k + 1; rows past `total` pad.
-    class_ids = tf.constant(np.concatenate([np.repeat(np.arange(1, num_fg + 1), k),
-                                            np.zeros(max(total - k * num_fg, 0))]), tf.int32)
-    outputs = {'detection_boxes': [], 'detection_scores': [], 'detection_classes': [],
-               'num_detections': []}
+    class_ids = tf.constant(
+        np.concatenate(
+            [np.repeat(np.arange(1, num_fg + 1), k), np.zeros(max(total - k * num_fg, 0))]
+        ),
+        tf.int32,
+    )
+    outputs = {
+        'detection_boxes': [],
+        'detection_scores': [],
+        'detection_classes': [],
+        'num_detections': [],
+    }
     for b in range(batch):
         kept_scores, kept_boxes = [], []
         for c in range(num_fg):
             selected, selected_scores, num_valid = tf.raw_ops.NonMaxSuppressionV5(
-                boxes=class_boxes[b, c], scores=scores[b, c], max_output_size=k,
-                iou_threshold=nms_threshold, score_threshold=select_threshold, soft_nms_sigma=0.,
-                pad_to_max_output_size=True)
+                boxes=class_boxes[b, c],
+                scores=scores[b, c],
+                max_output_size=k,
+                iou_threshold=nms_threshold,
+                score_threshold=select_threshold,
+                soft_nms_sigma=0.0,
+                pad_to_max_output_size=True,
+            )
             # Suppressed slots score -1, below any probability, so the final top-k skips them.
-            kept_scores.append(tf.where(tf.range(k) < num_valid, selected_scores, -1.))
+            kept_scores.append(tf.where(tf.range(k) < num_valid, selected_scores, -1.0))
             kept_boxes.append(tf.gather(class_boxes[b, c], selected))
         flat_scores = tf.concat(kept_scores, axis=0)
         flat_boxes = tf.concat(kept_boxes, axis=0)
         if total > k * num_fg:
-            flat_scores = tf.pad(flat_scores, [[0, total - k * num_fg]], constant_values=-1.)
+            flat_scores = tf.pad(flat_scores, [[0, total - k * num_fg]], constant_values=-1.0)
             flat_boxes = tf.pad(flat_boxes, [[0, total - k * num_fg], [0, 0]])
         top_scores, order = tf.math.top_k(flat_scores, k=total)
-        valid = top_scores >= 0.
-        outputs['detection_scores'].append(tf.where(valid, top_scores, 0.))
-        outputs['detection_boxes'].append(tf.where(valid[:, None], tf.gather(flat_boxes, order), 0.))
+        valid = top_scores >= 0.0
+        outputs['detection_scores'].append(tf.where(valid, top_scores, 0.0))
+        outputs['detection_boxes'].append(
+            tf.where(valid[:, None], tf.gather(flat_boxes, order), 0.0)
+        )
         outputs['detection_classes'].append(tf.where(valid, tf.gather(class_ids, order), 0))
         outputs['num_detections'].append(tf.reduce_sum(tf.cast(valid, tf.int32)))
     return {key: tf.stack(values) for key, values in outputs.items()}

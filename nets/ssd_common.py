@@ -7,6 +7,7 @@ Net outputs are lists with one tensor per feature layer (the older TF port's int
 `predictions[i]` float `[B, H, W, A, C]`. `flatten_layers` concatenates them to `[B, N, K]` in
 the order of the anchors (and of Caffe's Permute + Flatten + Concat).
 """
+
 import abc
 
 import numpy as np
@@ -32,30 +33,48 @@ def flatten_layers(tensors):
     """Per-layer `[B, H, W, A, K]` tensors -> `[B, sum(H * W * A), K]` (a flat tensor passes)."""
     if not isinstance(tensors, (list, tuple)):
         return tensors
+
     def flat(t):
         cells = t.shape[1:4].num_elements()
         return tf.reshape(t, [tf.shape(t)[0], -1 if cells is None else cells, t.shape[-1]])
+
     return tf.concat([flat(t) for t in tensors], axis=1)
 
 
 @add_arg_scope
-def multibox_head(features, num_classes, num_anchors, kernel_size, normalization=-1,
-                  loc_scope='conv_loc', cls_scope='conv_cls', norm_scope='L2Normalization',
-                  data_format='NHWC'):
+def multibox_head(
+    features,
+    num_classes,
+    num_anchors,
+    kernel_size,
+    normalization=-1,
+    loc_scope='conv_loc',
+    cls_scope='conv_cls',
+    norm_scope='L2Normalization',
+    data_format='NHWC',
+):
     """Box and class predictions for one feature layer.
 
     Returns `(localisations [B, H, W, A, 4], logits [B, H, W, A, C])`, always NHWC-ordered.
     """
     if normalization > 0:
-        features = custom_layers.l2_normalization(features, scale_initializer=normalization,
-                                                  data_format=data_format, scope=norm_scope)
+        features = custom_layers.l2_normalization(
+            features, scale_initializer=normalization, data_format=data_format, scope=norm_scope
+        )
     pad = (kernel_size - 1) // 2
     outputs = []
     for depth, scope in ((4, loc_scope), (num_classes, cls_scope)):
-        net = custom_layers.conv2d(features, num_anchors * depth, kernel_size, padding=pad,
-                                   activation_fn=None, normalizer_fn=None,
-                                   biases_initializer=v1.zeros_initializer(),
-                                   data_format=data_format, scope=scope)
+        net = custom_layers.conv2d(
+            features,
+            num_anchors * depth,
+            kernel_size,
+            padding=pad,
+            activation_fn=None,
+            normalizer_fn=None,
+            biases_initializer=v1.zeros_initializer(),
+            data_format=data_format,
+            scope=scope,
+        )
         if data_format == 'NCHW':
             net = tf.transpose(net, [0, 2, 3, 1])
         static = net.shape[:3]
@@ -71,6 +90,7 @@ class SSDNet(abc.ABC):
     Subclasses set `name` (the variable scope), `default_params`, `head_kernel`, the head scope
     formats and implement `backbone(inputs, is_training) -> end_points`.
     """
+
     name = None
     default_params = None
     head_kernel = 3
@@ -97,13 +117,19 @@ class SSDNet(abc.ABC):
             predictions, localisations, logits = [], [], []
             for i, layer in enumerate(params.feat_layers):
                 features = end_points[layer]
-                num_anchors = anchors_lib.num_anchors_per_location(params.anchor_sizes[i],
-                                                                   params.anchor_ratios[i])
+                num_anchors = anchors_lib.num_anchors_per_location(
+                    params.anchor_sizes[i], params.anchor_ratios[i]
+                )
                 loc, logit = multibox_head(
-                    features, params.num_classes, num_anchors, self.head_kernel,
+                    features,
+                    params.num_classes,
+                    num_anchors,
+                    self.head_kernel,
                     normalization=params.normalizations[i],
-                    loc_scope=self.loc_scope.format(layer), cls_scope=self.cls_scope.format(layer),
-                    norm_scope=self.norm_scope.format(layer))
+                    loc_scope=self.loc_scope.format(layer),
+                    cls_scope=self.cls_scope.format(layer),
+                    norm_scope=self.norm_scope.format(layer),
+                )
                 self._check_feat_shape(layer, loc, params.feat_shapes[i])
                 end_points[layer + '_box/localisations'] = loc
                 end_points[layer + '_box/logits'] = logit
@@ -120,27 +146,39 @@ class SSDNet(abc.ABC):
         if compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f'compute_dtype {compute_dtype!r} is not one of {COMPUTE_DTYPES}.')
         _, localisations, logits, _ = self.net(tf.cast(inputs, compute_dtype), is_training=False)
-        return ([tf.nn.softmax(tf.cast(logit, tf.float32)) for logit in logits],
-                [tf.cast(loc, tf.float32) for loc in localisations])
+        return (
+            [tf.nn.softmax(tf.cast(logit, tf.float32)) for logit in logits],
+            [tf.cast(loc, tf.float32) for loc in localisations],
+        )
 
     @staticmethod
     def _check_feat_shape(layer, loc, expected):
         actual = tuple(loc.shape[1:3])
         if None not in actual and actual != tuple(expected):
-            raise ValueError('Feature layer %s is %s for this input, but params.feat_shapes says %s'
-                             '; set feat_shapes (and anchor sizes) for the new input size.'
-                             % (layer, actual, tuple(expected)))
+            raise ValueError(
+                'Feature layer %s is %s for this input, but params.feat_shapes says %s'
+                '; set feat_shapes (and anchor sizes) for the new input size.'
+                % (layer, actual, tuple(expected))
+            )
 
     def arg_scope(self, weight_decay=0.0005, data_format='NHWC'):
         """The layers' defaults: L2 weight decay, Xavier init, ReLU, data format."""
-        with slim.arg_scope([custom_layers.conv2d, custom_layers.depthwise_conv2d],
-                            weights_regularizer=slim.l2_regularizer(weight_decay)
-                            if weight_decay else None,
-                            weights_initializer=v1.glorot_uniform_initializer()):
-            with slim.arg_scope([custom_layers.conv2d, custom_layers.depthwise_conv2d,
-                                 custom_layers.max_pool2d, custom_layers.l2_normalization,
-                                 batch_norm, multibox_head],
-                                data_format=data_format) as sc:
+        with slim.arg_scope(
+            [custom_layers.conv2d, custom_layers.depthwise_conv2d],
+            weights_regularizer=slim.l2_regularizer(weight_decay) if weight_decay else None,
+            weights_initializer=v1.glorot_uniform_initializer(),
+        ):
+            with slim.arg_scope(
+                [
+                    custom_layers.conv2d,
+                    custom_layers.depthwise_conv2d,
+                    custom_layers.max_pool2d,
+                    custom_layers.l2_normalization,
+                    batch_norm,
+                    multibox_head,
+                ],
+                data_format=data_format,
+            ) as sc:
                 return sc
 
     def anchors(self, img_shape=None, dtype=np.float32):
@@ -169,22 +207,24 @@ class SSDNet(abc.ABC):
         # A background row makes the gathers below valid for images without objects.
         labels = tf.concat([tf.cast(labels, tf.int64), [0]], axis=0)
         bboxes = tf.concat([tf.cast(bboxes, tf.float32), tf.zeros([1, 4])], axis=0)
-        matches, gscores, owners = matching.match_with_owners(anchors, bboxes, labels > 0,
-                                                              match_threshold)
+        matches, gscores, owners = matching.match_with_owners(
+            anchors, bboxes, labels > 0, match_threshold
+        )
         matched = matches >= 0
         safe = tf.maximum(matches, 0)
-        gclasses = tf.where(matched, tf.gather(labels, safe),
-                            tf.zeros_like(matches, tf.int64))
+        gclasses = tf.where(matched, tf.gather(labels, safe), tf.zeros_like(matches, tf.int64))
         # Unmatched anchors encode themselves (no log(0)), then get exact zero codes.
         target_boxes = tf.where(matched[:, None], tf.gather(bboxes, safe), anchors)
-        glocalisations = tf.where(matched[:, None],
-                                  box_coder.encode(target_boxes, anchors, self.params.prior_scaling),
-                                  0.)
+        glocalisations = tf.where(
+            matched[:, None],
+            box_coder.encode(target_boxes, anchors, self.params.prior_scaling),
+            0.0,
+        )
         if crowd is not None:
             crowd = tf.concat([tf.not_equal(tf.cast(crowd, tf.int64), 0), [False]], axis=0)
             ignored = (owners >= 0) & tf.gather(crowd, tf.maximum(owners, 0))
             gclasses = tf.where(ignored, tf.constant(-1, tf.int64), gclasses)
-            glocalisations = tf.where(ignored[:, None], 0., glocalisations)
+            glocalisations = tf.where(ignored[:, None], 0.0, glocalisations)
         return gclasses, glocalisations, gscores
 
     def bboxes_decode(self, localisations, anchors=None):
@@ -192,15 +232,38 @@ class SSDNet(abc.ABC):
         anchors = self.anchors() if anchors is None else anchors
         return box_coder.decode(flatten_layers(localisations), anchors, self.params.prior_scaling)
 
-    def detected_bboxes(self, predictions, localisations, select_threshold=0.01,
-                        nms_threshold=0.45, top_k=400, keep_top_k=200, clip=False, anchors=None):
+    def detected_bboxes(
+        self,
+        predictions,
+        localisations,
+        select_threshold=0.01,
+        nms_threshold=0.45,
+        top_k=400,
+        keep_top_k=200,
+        clip=False,
+        anchors=None,
+    ):
         """Detections with Caffe DetectionOutput semantics; see `post_processing`."""
         anchors = self.anchors() if anchors is None else anchors
         return post_processing.detected_bboxes(
-            flatten_layers(predictions), flatten_layers(localisations), anchors,
-            select_threshold, nms_threshold, top_k, keep_top_k, clip, self.params.prior_scaling)
+            flatten_layers(predictions),
+            flatten_layers(localisations),
+            anchors,
+            select_threshold,
+            nms_threshold,
+            top_k,
+            keep_top_k,
+            clip,
+            self.params.prior_scaling,
+        )
 
     def losses(self, logits, localisations, gclasses, glocalisations, gscores, **kwargs):
         """The SSD loss; see `losses.ssd_losses` for the options."""
-        return losses_lib.ssd_losses(flatten_layers(logits), flatten_layers(localisations),
-                                     gclasses, glocalisations, gscores, **kwargs)
+        return losses_lib.ssd_losses(
+            flatten_layers(logits),
+            flatten_layers(localisations),
+            gclasses,
+            glocalisations,
+            gscores,
+            **kwargs,
+        )

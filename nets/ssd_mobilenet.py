@@ -10,6 +10,7 @@ Every backbone and extra conv is followed by batch norm (Caffe: BatchNorm + Scal
 and ReLU. Heads read conv11, conv13, conv14_2, conv15_2, conv16_2, conv17_2.
 Input: (RGB - 127.5) * 0.007843.
 """
+
 import tensorflow as tf
 import tf_slim as slim
 
@@ -21,8 +22,21 @@ from nets.ssd_params import SSDParams, ANCHOR_SIZE_PRESETS
 v1 = tf.compat.v1
 
 # (stride, pointwise depth) of conv1 ... conv13.
-MOBILENET_V1_LAYERS = ((1, 64), (2, 128), (1, 128), (2, 256), (1, 256), (2, 512), (1, 512),
-                       (1, 512), (1, 512), (1, 512), (1, 512), (2, 1024), (1, 1024))
+MOBILENET_V1_LAYERS = (
+    (1, 64),
+    (2, 128),
+    (1, 128),
+    (2, 256),
+    (1, 256),
+    (2, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (1, 512),
+    (2, 1024),
+    (1, 1024),
+)
 
 
 def _depth(depth, multiplier):
@@ -40,21 +54,23 @@ def mobilenet_backbone(inputs, extra_layers, depth_multiplier=1.0):
       end_points: Caffe layer name -> tensor (after BN + ReLU).
     """
     end_points = {}
-    net = custom_layers.conv2d(inputs, _depth(32, depth_multiplier), 3, stride=2, padding=1,
-                               scope='conv0')
+    net = custom_layers.conv2d(
+        inputs, _depth(32, depth_multiplier), 3, stride=2, padding=1, scope='conv0'
+    )
     end_points['conv0'] = net
     for i, (stride, depth) in enumerate(MOBILENET_V1_LAYERS, start=1):
-        net = custom_layers.depthwise_conv2d(net, 3, stride=stride, padding=1,
-                                             scope='conv%d/dw' % i)
+        net = custom_layers.depthwise_conv2d(
+            net, 3, stride=stride, padding=1, scope='conv%d/dw' % i
+        )
         end_points['conv%d/dw' % i] = net
         net = custom_layers.conv2d(net, _depth(depth, depth_multiplier), 1, scope='conv%d' % i)
         end_points['conv%d' % i] = net
     for name, depth_1x1, depth in extra_layers:
-        net = custom_layers.conv2d(net, _depth(depth_1x1, depth_multiplier), 1,
-                                   scope=name + '_1')
+        net = custom_layers.conv2d(net, _depth(depth_1x1, depth_multiplier), 1, scope=name + '_1')
         end_points[name + '_1'] = net
-        net = custom_layers.conv2d(net, _depth(depth, depth_multiplier), 3, stride=2, padding=1,
-                                   scope=name + '_2')
+        net = custom_layers.conv2d(
+            net, _depth(depth, depth_multiplier), 3, stride=2, padding=1, scope=name + '_2'
+        )
         end_points[name + '_2'] = net
     return end_points
 
@@ -78,8 +94,12 @@ class SSD300MobileNet(ssd_common.SSDNet):
         anchor_int_sizes=True,
         prior_scaling=(0.1, 0.1, 0.2, 0.2),
         normalizations=(-1, -1, -1, -1, -1, -1),
-        extra_layers=(('conv14', 256, 512), ('conv15', 128, 256), ('conv16', 128, 256),
-                      ('conv17', 64, 128)),
+        extra_layers=(
+            ('conv14', 256, 512),
+            ('conv15', 128, 256),
+            ('conv16', 128, 256),
+            ('conv17', 64, 128),
+        ),
         depth_multiplier=1.0,
         batch_norm_epsilon=1e-5,
         # TF Object Detection API's SSD value; slower decays lag far behind short runs.
@@ -87,12 +107,17 @@ class SSD300MobileNet(ssd_common.SSDNet):
     )
 
     def backbone(self, inputs, is_training):
-        with slim.arg_scope([custom_layers.conv2d, custom_layers.depthwise_conv2d],
-                            normalizer_fn=batch_norm,
-                            normalizer_params={'epsilon': self.params.batch_norm_epsilon,
-                                               'decay': self.params.batch_norm_decay}):
-            return mobilenet_backbone(inputs, self.params.extra_layers,
-                                      self.params.depth_multiplier)
+        with slim.arg_scope(
+            [custom_layers.conv2d, custom_layers.depthwise_conv2d],
+            normalizer_fn=batch_norm,
+            normalizer_params={
+                'epsilon': self.params.batch_norm_epsilon,
+                'decay': self.params.batch_norm_decay,
+            },
+        ):
+            return mobilenet_backbone(
+                inputs, self.params.extra_layers, self.params.depth_multiplier
+            )
 
     def arg_scope(self, weight_decay=0.0005, data_format='NHWC'):
         # TF-Slim's MobileNet does not decay the depthwise filters.

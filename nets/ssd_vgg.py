@@ -6,6 +6,7 @@ conv6 = Caffe fc6 (3x3, dilation 6, 1024), conv7 = fc7 (1x1, 1024), then extra b
 scale 20), block7 and the extra blocks. No dropout (Caffe has none).
 Input: RGB minus (123, 117, 104), no scaling.
 """
+
 import tensorflow as tf
 
 from nets import custom_layers
@@ -16,11 +17,18 @@ v1 = tf.compat.v1
 
 # Caffe name -> our scope for the layers that differ (the conv1_1..conv5_3 names nest:
 # conv1_1 -> conv1/conv1_1); see converters/ for the full map.
-CAFFE_EXTRA_NAMES = {'conv6_1': 'block8/conv1x1', 'conv6_2': 'block8/conv3x3',
-                     'conv7_1': 'block9/conv1x1', 'conv7_2': 'block9/conv3x3',
-                     'conv8_1': 'block10/conv1x1', 'conv8_2': 'block10/conv3x3',
-                     'conv9_1': 'block11/conv1x1', 'conv9_2': 'block11/conv3x3',
-                     'conv10_1': 'block12/conv1x1', 'conv10_2': 'block12/conv4x4'}
+CAFFE_EXTRA_NAMES = {
+    'conv6_1': 'block8/conv1x1',
+    'conv6_2': 'block8/conv3x3',
+    'conv7_1': 'block9/conv1x1',
+    'conv7_2': 'block9/conv3x3',
+    'conv8_1': 'block10/conv1x1',
+    'conv8_2': 'block10/conv3x3',
+    'conv9_1': 'block11/conv1x1',
+    'conv9_2': 'block11/conv3x3',
+    'conv10_1': 'block12/conv1x1',
+    'conv10_2': 'block12/conv4x4',
+}
 
 
 def vgg_backbone(inputs, extra_layers):
@@ -34,12 +42,12 @@ def vgg_backbone(inputs, extra_layers):
     """
     end_points = {}
     net = inputs
-    for block, (repeats, depth) in enumerate(((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)),
-                                             start=1):
+    for block, (repeats, depth) in enumerate(
+        ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)), start=1
+    ):
         with v1.variable_scope('conv%d' % block):
             for i in range(1, repeats + 1):
-                net = custom_layers.conv2d(net, depth, 3, padding=1,
-                                           scope='conv%d_%d' % (block, i))
+                net = custom_layers.conv2d(net, depth, 3, padding=1, scope='conv%d_%d' % (block, i))
         end_points['block%d' % block] = net
         if block < 5:
             net = custom_layers.max_pool2d(net, 2, 2, scope='pool%d' % block)
@@ -51,8 +59,9 @@ def vgg_backbone(inputs, extra_layers):
     for name, depth_1x1, depth, kernel, stride, pad in extra_layers:
         with v1.variable_scope(name):
             net = custom_layers.conv2d(net, depth_1x1, 1, scope='conv1x1')
-            net = custom_layers.conv2d(net, depth, kernel, stride=stride, padding=pad,
-                                       scope='conv%dx%d' % (kernel, kernel))
+            net = custom_layers.conv2d(
+                net, depth, kernel, stride=stride, padding=pad, scope='conv%dx%d' % (kernel, kernel)
+            )
         end_points[name] = net
     return end_points
 
@@ -79,8 +88,12 @@ class SSD300VGG(SSDVGG):
         anchor_int_sizes=True,
         prior_scaling=(0.1, 0.1, 0.2, 0.2),
         normalizations=(20, -1, -1, -1, -1, -1),
-        extra_layers=(('block8', 256, 512, 3, 2, 1), ('block9', 128, 256, 3, 2, 1),
-                      ('block10', 128, 256, 3, 1, 0), ('block11', 128, 256, 3, 1, 0)),
+        extra_layers=(
+            ('block8', 256, 512, 3, 2, 1),
+            ('block9', 128, 256, 3, 2, 1),
+            ('block10', 128, 256, 3, 1, 0),
+            ('block11', 128, 256, 3, 1, 0),
+        ),
         depth_multiplier=1.0,
         batch_norm_epsilon=1e-3,
         batch_norm_decay=0.997,
@@ -97,7 +110,11 @@ class SSD512VGG(SSDVGG):
         anchor_ratios=((2,), (2, 3), (2, 3), (2, 3), (2, 3), (2,), (2,)),
         anchor_steps=(8, 16, 32, 64, 128, 256, 512),
         normalizations=(20, -1, -1, -1, -1, -1, -1),
-        extra_layers=(('block8', 256, 512, 3, 2, 1), ('block9', 128, 256, 3, 2, 1),
-                      ('block10', 128, 256, 3, 2, 1), ('block11', 128, 256, 3, 2, 1),
-                      ('block12', 128, 256, 4, 1, 1)),
+        extra_layers=(
+            ('block8', 256, 512, 3, 2, 1),
+            ('block9', 128, 256, 3, 2, 1),
+            ('block10', 128, 256, 3, 2, 1),
+            ('block11', 128, 256, 3, 2, 1),
+            ('block12', 128, 256, 4, 1, 1),
+        ),
     )

@@ -6,6 +6,7 @@ warp resizing and aspect-preserving padding are all "show this window at out_sha
 whole training pipeline resizes the image once, and never builds the (up to 16x larger)
 expanded canvas.
 """
+
 import tensorflow as tf
 
 from tf_extended import bboxes as tfe_bboxes
@@ -29,7 +30,7 @@ def _axis_placement(lo, hi, size, out_size):
     the window by up to half a pixel on each side.
     """
     scale = (hi - lo) / tf.cast(out_size, tf.float32)
-    visible_lo = tf.maximum(lo, 0.)
+    visible_lo = tf.maximum(lo, 0.0)
     visible_hi = tf.minimum(hi, tf.cast(size, tf.float32))
     i0 = tf.clip_by_value(tf.cast(tf.round(visible_lo), tf.int32), 0, size)
     i1 = tf.clip_by_value(tf.cast(tf.round(visible_hi), tf.int32), 0, size)
@@ -46,7 +47,7 @@ def _axis_window(i0, i1, o0, o1, size, out_size):
     return lo / tf.cast(size, tf.float32), hi / tf.cast(size, tf.float32)
 
 
-def resize_window(image, window, out_shape, method_index=0, methods=('bilinear',), fill=0.):
+def resize_window(image, window, out_shape, method_index=0, methods=('bilinear',), fill=0.0):
     """Shows `window` of `image` at `out_shape`: crop, zoom out and resize in one step.
 
     Args:
@@ -67,17 +68,24 @@ def resize_window(image, window, out_shape, method_index=0, methods=('bilinear',
     shape = tf.shape(image)
     height, width = shape[0], shape[1]
     window = tf.cast(window, tf.float32)
-    y0, y1, oy0, oy1 = _axis_placement(window[0] * tf.cast(height, tf.float32),
-                                       window[2] * tf.cast(height, tf.float32), height, out_h)
-    x0, x1, ox0, ox1 = _axis_placement(window[1] * tf.cast(width, tf.float32),
-                                       window[3] * tf.cast(width, tf.float32), width, out_w)
+    y0, y1, oy0, oy1 = _axis_placement(
+        window[0] * tf.cast(height, tf.float32),
+        window[2] * tf.cast(height, tf.float32),
+        height,
+        out_h,
+    )
+    x0, x1, ox0, ox1 = _axis_placement(
+        window[1] * tf.cast(width, tf.float32), window[3] * tf.cast(width, tf.float32), width, out_w
+    )
     visible = (y1 > y0) & (x1 > x0) & (oy1 > oy0) & (ox1 > ox0)
 
     def show():
-        part = resize_with_method(image[y0:y1, x0:x1], tf.stack([oy1 - oy0, ox1 - ox0]),
-                                  method_index, methods)
-        padded = tf.pad(part, [[oy0, out_h - oy1], [ox0, out_w - ox1], [0, 0]],
-                        constant_values=fill)
+        part = resize_with_method(
+            image[y0:y1, x0:x1], tf.stack([oy1 - oy0, ox1 - ox0]), method_index, methods
+        )
+        padded = tf.pad(
+            part, [[oy0, out_h - oy1], [ox0, out_w - ox1], [0, 0]], constant_values=fill
+        )
         wy = _axis_window(y0, y1, oy0, oy1, height, out_h)
         wx = _axis_window(x0, x1, ox0, ox1, width, out_w)
         return padded, tf.stack([wy[0], wx[0], wy[1], wx[1]])
@@ -103,7 +111,7 @@ def normalize(image, mean_rgb, scale):
 def clip_normalized(image, mean_rgb, scale):
     """Clips a normalised image to the image of [0, 255] (bicubic resizing overshoots it)."""
     low = normalize(tf.zeros([3]), mean_rgb, scale)
-    high = normalize(tf.fill([3], 255.), mean_rgb, scale)
+    high = normalize(tf.fill([3], 255.0), mean_rgb, scale)
     return tf.minimum(tf.maximum(image, low), high)
 
 

@@ -3,12 +3,13 @@
 Images are float32 `[H, W, 3]` RGB on the 0-255 scale. Every operation clips to [0, 255] as Caffe's
 uint8 `convertTo` saturates, but values are not rounded to integers.
 """
+
 import tensorflow as tf
 
 
 def adjust_brightness(image, delta):
     """Adds `delta` (0-255 scale) to every channel: Caffe's `AdjustBrightness`."""
-    return tf.clip_by_value(image + delta, 0., 255.)
+    return tf.clip_by_value(image + delta, 0.0, 255.0)
 
 
 def adjust_contrast(image, factor):
@@ -16,7 +17,7 @@ def adjust_contrast(image, factor):
 
     This is not `tf.image.adjust_contrast`, which scales around the image mean.
     """
-    return tf.clip_by_value(image * factor, 0., 255.)
+    return tf.clip_by_value(image * factor, 0.0, 255.0)
 
 
 def adjust_saturation_hue(image, saturation_factor, hue_delta):
@@ -25,11 +26,11 @@ def adjust_saturation_hue(image, saturation_factor, hue_delta):
     One HSV round trip for both, as Caffe's saturation and hue steps are always adjacent.
     The hue wraps around (OpenCV's float HSV convention, H in degrees).
     """
-    hsv = tf.image.rgb_to_hsv(image / 255.)
+    hsv = tf.image.rgb_to_hsv(image / 255.0)
     hue, saturation, value = tf.unstack(hsv, axis=-1)
-    hue = tf.math.floormod(hue + hue_delta / 360., 1.)
-    saturation = tf.clip_by_value(saturation * saturation_factor, 0., 1.)
-    return tf.image.hsv_to_rgb(tf.stack([hue, saturation, value], axis=-1)) * 255.
+    hue = tf.math.floormod(hue + hue_delta / 360.0, 1.0)
+    saturation = tf.clip_by_value(saturation * saturation_factor, 0.0, 1.0)
+    return tf.image.hsv_to_rgb(tf.stack([hue, saturation, value], axis=-1)) * 255.0
 
 
 def shuffle_channels(image, seed):
@@ -38,10 +39,19 @@ def shuffle_channels(image, seed):
     return tf.gather(image, permutation, axis=-1)
 
 
-def random_distort(image, seeds, brightness_delta=32., brightness_prob=0.5,
-                   contrast_range=(0.5, 1.5), contrast_prob=0.5,
-                   saturation_range=(0.5, 1.5), saturation_prob=0.5,
-                   hue_delta=18., hue_prob=0.5, channel_shuffle_prob=0.):
+def random_distort(
+    image,
+    seeds,
+    brightness_delta=32.0,
+    brightness_prob=0.5,
+    contrast_range=(0.5, 1.5),
+    contrast_prob=0.5,
+    saturation_range=(0.5, 1.5),
+    saturation_prob=0.5,
+    hue_delta=18.0,
+    hue_prob=0.5,
+    channel_shuffle_prob=0.0,
+):
     """Caffe's `ApplyDistort`: brightness, contrast, saturation, hue, each with its probability.
 
     With probability 0.5 the order is brightness, contrast, saturation, hue, otherwise brightness,
@@ -61,23 +71,27 @@ def random_distort(image, seeds, brightness_delta=32., brightness_prob=0.5,
       float32 `[H, W, 3]`, 0-255.
     """
     contrast_first = seeds.bernoulli(0.5)
-    brightness = tf.where(seeds.bernoulli(brightness_prob),
-                          seeds.uniform((), -brightness_delta, brightness_delta), 0.)
-    contrast = tf.where(seeds.bernoulli(contrast_prob), seeds.uniform((), *contrast_range), 1.)
+    brightness = tf.where(
+        seeds.bernoulli(brightness_prob),
+        seeds.uniform((), -brightness_delta, brightness_delta),
+        0.0,
+    )
+    contrast = tf.where(seeds.bernoulli(contrast_prob), seeds.uniform((), *contrast_range), 1.0)
     do_saturation = seeds.bernoulli(saturation_prob)
-    saturation = tf.where(do_saturation, seeds.uniform((), *saturation_range), 1.)
+    saturation = tf.where(do_saturation, seeds.uniform((), *saturation_range), 1.0)
     do_hue = seeds.bernoulli(hue_prob)
-    hue = tf.where(do_hue, seeds.uniform((), -hue_delta, hue_delta), 0.)
+    hue = tf.where(do_hue, seeds.uniform((), -hue_delta, hue_delta), 0.0)
     shuffle = seeds.bernoulli(channel_shuffle_prob)
     shuffle_seed = seeds()
 
     image = adjust_brightness(image, brightness)
     # A factor of 1 is a no-op, so the two orders need no branch for contrast.
-    image = adjust_contrast(image, tf.where(contrast_first, contrast, 1.))
+    image = adjust_contrast(image, tf.where(contrast_first, contrast, 1.0))
     # Skipping the HSV round trip when unused keeps the image bit-exact and saves time.
-    image = tf.cond(do_saturation | do_hue,
-                    lambda: adjust_saturation_hue(image, saturation, hue), lambda: image)
-    image = adjust_contrast(image, tf.where(contrast_first, 1., contrast))
+    image = tf.cond(
+        do_saturation | do_hue, lambda: adjust_saturation_hue(image, saturation, hue), lambda: image
+    )
+    image = adjust_contrast(image, tf.where(contrast_first, 1.0, contrast))
     if channel_shuffle_prob > 0:
         image = tf.cond(shuffle, lambda: shuffle_channels(image, shuffle_seed), lambda: image)
     return image

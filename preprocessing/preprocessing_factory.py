@@ -4,10 +4,11 @@
 `pipeline(image, labels, bboxes, out_shape, is_training, data_format='NHWC', **options)`
 (see `preprocessing.ssd_preprocessing` for inputs, outputs and options).
 """
+
 from preprocessing.ssd_preprocessing import SSDPreprocessing
 
 # Caffe's VGG SSD subtracts BGR (104, 117, 123); the pipelines output RGB.
-VGG = SSDPreprocessing('ssd_vgg', mean_rgb=(123., 117., 104.), scale=1.)
+VGG = SSDPreprocessing('ssd_vgg', mean_rgb=(123.0, 117.0, 104.0), scale=1.0)
 # Caffe MobileNet-SSD: (x - 127.5) * 0.007843.
 MOBILENET = SSDPreprocessing('ssd_mobilenet', mean_rgb=(127.5, 127.5, 127.5), scale=0.007843)
 
@@ -25,5 +26,6 @@ def get_preprocessing(name):
     try:
         return PREPROCESSING_BY_NAME[name]
     except KeyError:
-        raise ValueError(f'Unknown preprocessing {name!r}; known: '
-                         f'{sorted(PREPROCESSING_BY_NAME)}.') from None
+        raise ValueError(
+            f'Unknown preprocessing {name!r}; known: {sorted(PREPROCESSING_BY_NAME)}.'
+        ) from None

@@ -4,6 +4,7 @@ Every random draw of a pipeline comes from a `tf.random.stateless_*` op keyed by
 from one per-example seed, so the same seed gives the same augmentation however the examples are
 scheduled (`tf.data` `map` with `num_parallel_calls`, several epochs, other workers).
 """
+
 import tensorflow as tf
 
 
@@ -55,7 +56,7 @@ class SeedStream:
         """A new `SeedStream` seeded from this one's next seed."""
         return SeedStream(self())
 
-    def uniform(self, shape=(), minval=0., maxval=1.):
+    def uniform(self, shape=(), minval=0.0, maxval=1.0):
         """float32 uniform draw in `[minval, maxval)` from the next seed."""
         return tf.random.stateless_uniform(shape, seed=self(), minval=minval, maxval=maxval)
 

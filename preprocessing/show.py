@@ -6,6 +6,7 @@ The drawing part (`render_grid`) takes a function building any `tf.data.Dataset`
 (`image` uint8 [H, W, 3], `labels` int64 [N], `bboxes` float32 [N, 4] relative yx, optional
 `difficult` [N]), so it works on converted datasets and on datasets built in memory.
 """
+
 import math
 import os
 
@@ -24,15 +25,22 @@ def augmented_examples(examples, pipeline, out_shape, is_training, seed=None, **
       tf.data.Dataset of dicts: `image` float32 [h, w, 3] RGB 0-255 (de-normalised), `labels`,
       `bboxes` (relative to the output), `difficult` (zeros when the examples have none).
     """
+
     def apply(index, example):
         difficult = example.get('difficult', tf.zeros_like(example['labels']))
         kwargs = dict(options, difficult=difficult)
         if is_training:
             kwargs['seed'] = None if seed is None else example_seed(seed, index)
-        outputs = pipeline(example['image'], example['labels'], example['bboxes'], out_shape,
-                           is_training, **kwargs)
-        return {'image': pipeline.denormalize(outputs[0]), 'labels': outputs[1],
-                'bboxes': outputs[2], 'difficult': outputs[-1]}
+        outputs = pipeline(
+            example['image'], example['labels'], example['bboxes'], out_shape, is_training, **kwargs
+        )
+        return {
+            'image': pipeline.denormalize(outputs[0]),
+            'labels': outputs[1],
+            'bboxes': outputs[2],
+            'difficult': outputs[-1],
+        }
+
     return examples.enumerate().map(apply)
 
 
@@ -52,8 +60,16 @@ def draw_sample(image, labels, bboxes, difficult, labels_to_names):
         color = _class_color(label)
         cv2.rectangle(canvas, (x0, y0), (x1 - 1, y1 - 1), color, 1 if hard else 2)
         name = labels_to_names.get(int(label), str(int(label))) + ('*' if hard else '')
-        cv2.putText(canvas, name, (x0 + 2, max(y0 + 12, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
-                    color, 1, cv2.LINE_AA)
+        cv2.putText(
+            canvas,
+            name,
+            (x0 + 2, max(y0 + 12, 12)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            color,
+            1,
+            cv2.LINE_AA,
+        )
     return canvas
 
 
@@ -62,17 +78,26 @@ def make_grid(images, num_cols=None, gap=4):
     num_cols = num_cols or math.ceil(math.sqrt(len(images)))
     num_rows = math.ceil(len(images) / num_cols)
     height, width = images[0].shape[:2]
-    grid = np.full((num_rows * (height + gap) + gap, num_cols * (width + gap) + gap, 3), 255,
-                   np.uint8)
+    grid = np.full(
+        (num_rows * (height + gap) + gap, num_cols * (width + gap) + gap, 3), 255, np.uint8
+    )
     for i, image in enumerate(images):
         top = gap + (i // num_cols) * (height + gap)
         left = gap + (i % num_cols) * (width + gap)
-        grid[top:top + height, left:left + width] = image
+        grid[top : top + height, left : left + width] = image
     return grid
 
 
-def render_grid(make_examples, pipeline, labels_to_names, num_samples, out_shape,
-                is_training=True, seed=None, **options):
+def render_grid(
+    make_examples,
+    pipeline,
+    labels_to_names,
+    num_samples,
+    out_shape,
+    is_training=True,
+    seed=None,
+    **options,
+):
     """Runs `num_samples` examples through `pipeline` and returns the uint8 RGB grid.
 
     Args:
@@ -83,8 +108,9 @@ def render_grid(make_examples, pipeline, labels_to_names, num_samples, out_shape
       options: pipeline options.
     """
     with tf.Graph().as_default():
-        dataset = augmented_examples(make_examples().take(num_samples), pipeline, out_shape,
-                                     is_training, seed, **options)
+        dataset = augmented_examples(
+            make_examples().take(num_samples), pipeline, out_shape, is_training, seed, **options
+        )
         next_sample = tf.compat.v1.data.make_one_shot_iterator(dataset).get_next()
         drawn = []
         with tf.compat.v1.Session() as session:
@@ -93,8 +119,15 @@ def render_grid(make_examples, pipeline, labels_to_names, num_samples, out_shape
                     sample = session.run(next_sample)
                 except tf.errors.OutOfRangeError:
                     break
-                drawn.append(draw_sample(sample['image'], sample['labels'], sample['bboxes'],
-                                         sample['difficult'], labels_to_names))
+                drawn.append(
+                    draw_sample(
+                        sample['image'],
+                        sample['labels'],
+                        sample['bboxes'],
+                        sample['difficult'],
+                        labels_to_names,
+                    )
+                )
     if not drawn:
         raise ValueError('The dataset yielded no example to draw.')
     return make_grid(drawn)

@@ -22,6 +22,7 @@ Returns `(image, labels [N], bboxes [N, 4], bbox_img [4][, difficult [N]])`: `bb
 image's box in the output frame; `tf_extended.bboxes.bboxes_resize(bbox_img, detections)` maps
 detections (relative to the output) back to the original image.
 """
+
 import inspect
 
 import tensorflow as tf
@@ -42,7 +43,7 @@ def _check_inputs(image, bboxes, out_shape, data_format):
         raise ValueError(f'The image must be [H, W, 3] RGB; got shape {image.shape}.')
     if bboxes.shape.rank is not None and (bboxes.shape.rank != 2 or bboxes.shape[-1] != 4):
         raise ValueError(f'bboxes must be [N, 4] [ymin, xmin, ymax, xmax]; got {bboxes.shape}.')
-    if (len(out_shape) != 2 or not all(isinstance(s, int) and s > 0 for s in out_shape)):
+    if len(out_shape) != 2 or not all(isinstance(s, int) and s > 0 for s in out_shape):
         raise ValueError(f'out_shape must be (height, width) positive ints; got {out_shape!r}.')
     if data_format not in DATA_FORMATS:
         raise ValueError(f'data_format must be one of {DATA_FORMATS}; got {data_format!r}.')
@@ -52,18 +53,36 @@ def _to_data_format(image, data_format):
     return tf.transpose(image, [2, 0, 1]) if data_format == 'NCHW' else image
 
 
-def preprocess_for_train(image, labels, bboxes, out_shape, data_format='NHWC', *,
-                         mean_rgb, scale, difficult=None, seed=None,
-                         photometric_distortion=True,
-                         brightness_delta=32., brightness_prob=0.5,
-                         contrast_range=(0.5, 1.5), contrast_prob=0.5,
-                         saturation_range=(0.5, 1.5), saturation_prob=0.5,
-                         hue_delta=18., hue_prob=0.5, channel_shuffle_prob=0.,
-                         expand_prob=0.5, expand_max_ratio=4.,
-                         crop_min_ious=(0.1, 0.3, 0.5, 0.7, 0.9, 0.),
-                         crop_scale_range=(0.3, 1.), crop_aspect_ratio_range=(0.5, 2.),
-                         crop_max_trials=50, flip_prob=0.5,
-                         resize_methods=geometry.RESIZE_METHODS):
+def preprocess_for_train(
+    image,
+    labels,
+    bboxes,
+    out_shape,
+    data_format='NHWC',
+    *,
+    mean_rgb,
+    scale,
+    difficult=None,
+    seed=None,
+    photometric_distortion=True,
+    brightness_delta=32.0,
+    brightness_prob=0.5,
+    contrast_range=(0.5, 1.5),
+    contrast_prob=0.5,
+    saturation_range=(0.5, 1.5),
+    saturation_prob=0.5,
+    hue_delta=18.0,
+    hue_prob=0.5,
+    channel_shuffle_prob=0.0,
+    expand_prob=0.5,
+    expand_max_ratio=4.0,
+    crop_min_ious=(0.1, 0.3, 0.5, 0.7, 0.9, 0.0),
+    crop_scale_range=(0.3, 1.0),
+    crop_aspect_ratio_range=(0.5, 2.0),
+    crop_max_trials=50,
+    flip_prob=0.5,
+    resize_methods=geometry.RESIZE_METHODS,
+):
     """SSD300* training augmentation (see the module docstring for inputs and outputs).
 
     Args:
@@ -86,18 +105,30 @@ def preprocess_for_train(image, labels, bboxes, out_shape, data_format='NHWC', *
     image = tf.cast(image, tf.float32)
     if photometric_distortion:
         image = photometric.random_distort(
-            image, photometric_seeds, brightness_delta=brightness_delta, brightness_prob=brightness_prob,
-            contrast_range=contrast_range, contrast_prob=contrast_prob,
-            saturation_range=saturation_range, saturation_prob=saturation_prob,
-            hue_delta=hue_delta, hue_prob=hue_prob, channel_shuffle_prob=channel_shuffle_prob)
+            image,
+            photometric_seeds,
+            brightness_delta=brightness_delta,
+            brightness_prob=brightness_prob,
+            contrast_range=contrast_range,
+            contrast_prob=contrast_prob,
+            saturation_range=saturation_range,
+            saturation_prob=saturation_prob,
+            hue_delta=hue_delta,
+            hue_prob=hue_prob,
+            channel_shuffle_prob=channel_shuffle_prob,
+        )
     image = geometry.normalize(image, mean_rgb, scale)
 
     canvas = sampling.sample_expansion(tf.shape(image), seeds, expand_prob, expand_max_ratio)
     if crop_min_ious:
-        crop = sampling.sample_crop(tfe_bboxes.bboxes_resize(canvas, bboxes), seeds,
-                                    min_ious=crop_min_ious, scale_range=crop_scale_range,
-                                    aspect_ratio_range=crop_aspect_ratio_range,
-                                    max_trials=crop_max_trials)
+        crop = sampling.sample_crop(
+            tfe_bboxes.bboxes_resize(canvas, bboxes),
+            seeds,
+            min_ious=crop_min_ious,
+            scale_range=crop_scale_range,
+            aspect_ratio_range=crop_aspect_ratio_range,
+            max_trials=crop_max_trials,
+        )
         window = tfe_bboxes.bboxes_unresize(canvas, crop)
     else:
         window = canvas
@@ -107,9 +138,11 @@ def preprocess_for_train(image, labels, bboxes, out_shape, data_format='NHWC', *
     aligned = (labels,) if difficult is None else (labels, difficult)
     bboxes, *aligned = sampling.crop_bboxes(shown, bboxes, *aligned)
 
-    image, bboxes = tf.cond(seeds.bernoulli(flip_prob),
-                            lambda: geometry.flip_left_right(image, bboxes),
-                            lambda: (image, bboxes))
+    image, bboxes = tf.cond(
+        seeds.bernoulli(flip_prob),
+        lambda: geometry.flip_left_right(image, bboxes),
+        lambda: (image, bboxes),
+    )
     return (_to_data_format(image, data_format), aligned[0], bboxes) + tuple(aligned[1:])
 
 
@@ -129,13 +162,23 @@ def eval_window(image_shape, out_shape, resize):
         extent = out / factor / size
     else:
         extent = out / size
-    top_left = (1. - extent) / 2.
+    top_left = (1.0 - extent) / 2.0
     return tf.concat([top_left, top_left + extent], axis=0)
 
 
-def preprocess_for_eval(image, labels, bboxes, out_shape, data_format='NHWC', *,
-                        mean_rgb, scale, difficult=None, resize='WARP_RESIZE',
-                        resize_method='bilinear'):
+def preprocess_for_eval(
+    image,
+    labels,
+    bboxes,
+    out_shape,
+    data_format='NHWC',
+    *,
+    mean_rgb,
+    scale,
+    difficult=None,
+    resize='WARP_RESIZE',
+    resize_method='bilinear',
+):
     """Deterministic evaluation preprocessing (see the module docstring).
 
     Args:
@@ -155,8 +198,12 @@ def preprocess_for_eval(image, labels, bboxes, out_shape, data_format='NHWC', *,
         image = tf.image.resize(image, out_shape, method=resize_method)
         bbox_img = unit
     else:
-        image, shown = geometry.resize_window(image, eval_window(tf.shape(image), out_shape, resize),
-                                              out_shape, methods=(resize_method,))
+        image, shown = geometry.resize_window(
+            image,
+            eval_window(tf.shape(image), out_shape, resize),
+            out_shape,
+            methods=(resize_method,),
+        )
         bboxes = tfe_bboxes.bboxes_resize(shown, bboxes)
         bbox_img = tfe_bboxes.bboxes_resize(shown, unit)
     image = geometry.clip_normalized(image, mean_rgb, scale)
@@ -174,17 +221,31 @@ class SSDPreprocessing:
         self.mean_rgb = tuple(float(m) for m in mean_rgb)
         self.scale = float(scale)
 
-    def __call__(self, image, labels, bboxes, out_shape, is_training, data_format='NHWC',
-                 **options):
+    def __call__(
+        self, image, labels, bboxes, out_shape, is_training, data_format='NHWC', **options
+    ):
         function = preprocess_for_train if is_training else preprocess_for_eval
-        allowed = [p.name for p in inspect.signature(function).parameters.values()
-                   if p.kind == p.KEYWORD_ONLY and p.name not in ('mean_rgb', 'scale')]
+        allowed = [
+            p.name
+            for p in inspect.signature(function).parameters.values()
+            if p.kind == p.KEYWORD_ONLY and p.name not in ('mean_rgb', 'scale')
+        ]
         unknown = sorted(set(options) - set(allowed))
         if unknown:
-            raise ValueError(f'{self.name} {"training" if is_training else "evaluation"} '
-                             f'preprocessing has no option {unknown}; its options: {allowed}.')
-        return function(image, labels, bboxes, tuple(out_shape), data_format,
-                        mean_rgb=self.mean_rgb, scale=self.scale, **options)
+            raise ValueError(
+                f'{self.name} {"training" if is_training else "evaluation"} '
+                f'preprocessing has no option {unknown}; its options: {allowed}.'
+            )
+        return function(
+            image,
+            labels,
+            bboxes,
+            tuple(out_shape),
+            data_format,
+            mean_rgb=self.mean_rgb,
+            scale=self.scale,
+            **options,
+        )
 
     def denormalize(self, image, data_format='NHWC'):
         """Output image(s) `[..., H, W, 3]` (or `[..., 3, H, W]`) -> float32 RGB 0-255 NHWC."""

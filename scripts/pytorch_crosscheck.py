@@ -57,9 +57,13 @@ SUBSET_STEP = 8  # class logits of every 8th anchor are stored
 # state_dict keys, and the same forward, priors and detection.
 
 SSD_PYTORCH_VOC = {
-    'feature_maps': [38, 19, 10, 5, 3, 1], 'min_dim': 300, 'steps': [8, 16, 32, 64, 100, 300],
-    'min_sizes': [30, 60, 111, 162, 213, 264], 'max_sizes': [60, 111, 162, 213, 264, 315],
-    'aspect_ratios': [[2], [2, 3], [2, 3], [2, 3], [2], [2]], 'variance': [0.1, 0.2],
+    'feature_maps': [38, 19, 10, 5, 3, 1],
+    'min_dim': 300,
+    'steps': [8, 16, 32, 64, 100, 300],
+    'min_sizes': [30, 60, 111, 162, 213, 264],
+    'max_sizes': [60, 111, 162, 213, 264, 315],
+    'aspect_ratios': [[2], [2, 3], [2, 3], [2, 3], [2], [2]],
+    'variance': [0.1, 0.2],
     'clip': True,
 }
 
@@ -89,8 +93,11 @@ def ssd_pytorch_extras(cfg, i):
     for k, v in enumerate(cfg):
         if in_channels != 'S':
             if v == 'S':
-                layers += [nn.Conv2d(in_channels, cfg[k + 1], kernel_size=(1, 3)[flag], stride=2,
-                                     padding=1)]
+                layers += [
+                    nn.Conv2d(
+                        in_channels, cfg[k + 1], kernel_size=(1, 3)[flag], stride=2, padding=1
+                    )
+                ]
             else:
                 layers += [nn.Conv2d(in_channels, v, kernel_size=(1, 3)[flag])]
             flag = not flag
@@ -102,8 +109,9 @@ def ssd_pytorch_multibox(vgg, extra_layers, cfg, num_classes):
     loc_layers, conf_layers = [], []
     for k, v in enumerate([21, -2]):
         loc_layers += [nn.Conv2d(vgg[v].out_channels, cfg[k] * 4, kernel_size=3, padding=1)]
-        conf_layers += [nn.Conv2d(vgg[v].out_channels, cfg[k] * num_classes, kernel_size=3,
-                                  padding=1)]
+        conf_layers += [
+            nn.Conv2d(vgg[v].out_channels, cfg[k] * num_classes, kernel_size=3, padding=1)
+        ]
     for k, v in enumerate(extra_layers[1::2], 2):
         loc_layers += [nn.Conv2d(v.out_channels, cfg[k] * 4, kernel_size=3, padding=1)]
         conf_layers += [nn.Conv2d(v.out_channels, cfg[k] * num_classes, kernel_size=3, padding=1)]
@@ -142,8 +150,13 @@ def ssd_pytorch_priors(cfg):
 
 
 def ssd_pytorch_decode(loc, priors, variances):
-    boxes = torch.cat((priors[:, :2] + loc[:, :2] * variances[0] * priors[:, 2:],
-                       priors[:, 2:] * torch.exp(loc[:, 2:] * variances[1])), 1)
+    boxes = torch.cat(
+        (
+            priors[:, :2] + loc[:, :2] * variances[0] * priors[:, 2:],
+            priors[:, 2:] * torch.exp(loc[:, 2:] * variances[1]),
+        ),
+        1,
+    )
     boxes[:, :2] -= boxes[:, 2:] / 2
     boxes[:, 2:] += boxes[:, :2]
     return boxes
@@ -179,8 +192,16 @@ def ssd_pytorch_nms(boxes, scores, overlap=0.5, top_k=200):
     return keep, count
 
 
-def ssd_pytorch_detect(loc_data, conf_data, prior_data, num_classes, top_k=200,
-                       conf_thresh=0.01, nms_thresh=0.45, variance=(0.1, 0.2)):
+def ssd_pytorch_detect(
+    loc_data,
+    conf_data,
+    prior_data,
+    num_classes,
+    top_k=200,
+    conf_thresh=0.01,
+    nms_thresh=0.45,
+    variance=(0.1, 0.2),
+):
     num = loc_data.size(0)
     num_priors = prior_data.size(0)
     output = torch.zeros(num, num_classes, top_k, 5)
@@ -196,8 +217,9 @@ def ssd_pytorch_detect(loc_data, conf_data, prior_data, num_classes, top_k=200,
             l_mask = c_mask.unsqueeze(1).expand_as(decoded_boxes)
             boxes = decoded_boxes[l_mask].view(-1, 4)
             ids, count = ssd_pytorch_nms(boxes, scores, nms_thresh, top_k)
-            output[i, cl, :count] = torch.cat((scores[ids[:count]].unsqueeze(1),
-                                               boxes[ids[:count]]), 1)
+            output[i, cl, :count] = torch.cat(
+                (scores[ids[:count]].unsqueeze(1), boxes[ids[:count]]), 1
+            )
     flt = output.contiguous().view(num, -1, 5)
     _, idx = flt[:, :, 0].sort(1, descending=True)
     _, rank = idx.sort(1)
@@ -214,9 +236,12 @@ class SSDPyTorch(nn.Module):
         super().__init__()
         base = [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'C', 512, 512, 512, 'M', 512, 512, 512]
         extras = [256, 'S', 512, 128, 'S', 256, 128, 256, 128, 256]
-        vgg, extra, head = ssd_pytorch_multibox(ssd_pytorch_vgg(base, 3),
-                                                ssd_pytorch_extras(extras, 1024),
-                                                [4, 6, 6, 6, 4, 4], num_classes)
+        vgg, extra, head = ssd_pytorch_multibox(
+            ssd_pytorch_vgg(base, 3),
+            ssd_pytorch_extras(extras, 1024),
+            [4, 6, 6, 6, 4, 4],
+            num_classes,
+        )
         self.num_classes = num_classes
         self.priors = ssd_pytorch_priors(SSD_PYTORCH_VOC)
         self.vgg = nn.ModuleList(vgg)
@@ -241,12 +266,13 @@ class SSDPyTorch(nn.Module):
 
     def forward(self, x):
         loc, conf = [], []
-        for (s, l, c) in zip(self.sources(x), self.loc, self.conf):
+        for s, l, c in zip(self.sources(x), self.loc, self.conf):
             loc.append(l(s).permute(0, 2, 3, 1).contiguous())
             conf.append(c(s).permute(0, 2, 3, 1).contiguous())
         loc = torch.cat([o.view(o.size(0), -1) for o in loc], 1).view(x.size(0), -1, 4)
         conf = torch.cat([o.view(o.size(0), -1) for o in conf], 1).view(
-            x.size(0), -1, self.num_classes)
+            x.size(0), -1, self.num_classes
+        )
         return loc, conf
 
 
@@ -254,20 +280,23 @@ def ssd_pytorch_input(rgb):
     """ssd.pytorch's eval input: cv2 BGR image, resize to 300, minus MEANS (104, 117, 123),
     then `[:, :, (2, 1, 0)]` to RGB -> float32 NCHW."""
     bgr = rgb[:, :, ::-1].astype(np.float32)
-    x = bgr - np.array((104., 117., 123.), np.float32)
+    x = bgr - np.array((104.0, 117.0, 123.0), np.float32)
     x = x[:, :, (2, 1, 0)]
     return torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)
 
 
 # ---------------------------------------------------------------------------------------------
 
+
 def to_torch(state_dict):
-    return collections.OrderedDict((k, torch.from_numpy(np.ascontiguousarray(v)))
-                                   for k, v in state_dict.items())
+    return collections.OrderedDict(
+        (k, torch.from_numpy(np.ascontiguousarray(v))) for k, v in state_dict.items()
+    )
 
 
 def photos(write):
     import skimage.data
+
     out = []
     for name in fx.PHOTOS:
         image = Image.fromarray(getattr(skimage.data, name)()).convert('RGB')
@@ -287,27 +316,35 @@ def anchor_outputs(logits, codes):
     """Per image: what the fixture keeps of [A, C] logits and [A, 4] codes."""
     probs = torch.softmax(logits, dim=-1)
     fg, fg_class = probs[:, 1:].max(dim=-1)
-    return {'codes': codes.numpy(), 'prob_background': probs[:, 0].numpy(),
-            'prob_best_foreground': fg.numpy(),
-            'best_foreground_class': (fg_class + 1).numpy().astype(np.int16),
-            'logits_subset': logits[::SUBSET_STEP].numpy()}
+    return {
+        'codes': codes.numpy(),
+        'prob_background': probs[:, 0].numpy(),
+        'prob_best_foreground': fg.numpy(),
+        'best_foreground_class': (fg_class + 1).numpy().astype(np.int16),
+        'logits_subset': logits[::SUBSET_STEP].numpy(),
+    }
 
 
 def run_torchvision(images, measure):
     sd = fx.torchvision_ssd300(fx.SEED)
-    model = torchvision.models.detection.ssd300_vgg16(weights=None, weights_backbone=None,
-                                                       num_classes=91)
+    model = torchvision.models.detection.ssd300_vgg16(
+        weights=None, weights_backbone=None, num_classes=91
+    )
     model.load_state_dict(to_torch(sd), strict=True)
     model.eval()
     captured = {}
     model.backbone.register_forward_hook(
-        lambda m, i, o: captured.update(backbone_in=i[0].detach().clone(),
-                                        features=[v.detach() for v in o.values()]))
-    model.head.register_forward_hook(lambda m, i, o: captured.update(
-        head={k: v.detach().clone() for k, v in o.items()}))
+        lambda m, i, o: captured.update(
+            backbone_in=i[0].detach().clone(), features=[v.detach() for v in o.values()]
+        )
+    )
+    model.head.register_forward_hook(
+        lambda m, i, o: captured.update(head={k: v.detach().clone() for k, v in o.items()})
+    )
     model.anchor_generator.register_forward_hook(
-        lambda m, i, o: captured.update(anchors=[a.detach().clone() for a in o]))
-    inputs = [torch.from_numpy(img).permute(2, 0, 1).float() / 255. for _, img in images]
+        lambda m, i, o: captured.update(anchors=[a.detach().clone() for a in o])
+    )
+    inputs = [torch.from_numpy(img).permute(2, 0, 1).float() / 255.0 for _, img in images]
     with torch.no_grad():
         detections = model(inputs)
     if measure:
@@ -320,8 +357,9 @@ def run_torchvision(images, measure):
     out = {'anchors_xyxy_pixels': captured['anchors'][0].numpy()}
     stats = {'transform_vs_normalise_max_abs_diff': transform_diff, 'detections': []}
     for b, (name, _) in enumerate(images):
-        for key, value in anchor_outputs(captured['head']['cls_logits'][b],
-                                         captured['head']['bbox_regression'][b]).items():
+        for key, value in anchor_outputs(
+            captured['head']['cls_logits'][b], captured['head']['bbox_regression'][b]
+        ).items():
             out['%s/%s' % (name, key)] = value
         det = detections[b]
         out['%s/det_boxes_xyxy_pixels' % name] = det['boxes'].numpy()
@@ -330,12 +368,16 @@ def run_torchvision(images, measure):
         stats['detections'].append(int(det['scores'].numel()))
     stats['feature_rms'] = [rms(f) for f in captured['features']]
     stats['settings'] = {
-        'image_mean': model.transform.image_mean, 'image_std': model.transform.image_std,
+        'image_mean': model.transform.image_mean,
+        'image_std': model.transform.image_std,
         'box_coder_weights': list(model.box_coder.weights),
         'bbox_xform_clip': model.box_coder.bbox_xform_clip,
-        'score_thresh': model.score_thresh, 'nms_thresh': model.nms_thresh,
+        'score_thresh': model.score_thresh,
+        'nms_thresh': model.nms_thresh,
         'detections_per_img': model.detections_per_img,
-        'topk_candidates': model.topk_candidates, 'anchor_generator': repr(model.anchor_generator)}
+        'topk_candidates': model.topk_candidates,
+        'anchor_generator': repr(model.anchor_generator),
+    }
     return out, stats, sd
 
 
@@ -368,6 +410,7 @@ def run_ssd_pytorch(images, measure):
 # ---------------------------------------------------------------------------------------------
 # Reader fixtures.
 
+
 def reader_fixtures():
     os.makedirs(fx.READER_DIR, exist_ok=True)
     torch.manual_seed(0)
@@ -376,27 +419,42 @@ def reader_fixtures():
         net[1].running_mean.uniform_(-1, 1)
         net[1].running_var.uniform_(0.5, 2)
     sd = net.state_dict()  # OrderedDict with _metadata; num_batches_tracked is int64
-    base = torch.arange(24, dtype=torch.float32).reshape(4, 6) / 7.
-    mixed = collections.OrderedDict([
-        ('half', torch.linspace(-2, 2, 10).half()),
-        ('bfloat16', torch.tensor([1.5, -2.25, 3.0e3], dtype=torch.bfloat16)),
-        ('transposed', base.t()),                # non-contiguous: stride (1, 6)
-        ('offset_view', base.view(-1)[5:17]),    # shares the storage at offset 5
-        ('same_storage', base),
-        ('scalar', torch.tensor(3.25)),
-        ('parameter', nn.Parameter(torch.ones(2, 2) * 0.5)),
-    ])
-    checkpoint = {'model': sd, 'epoch': 7, 'best_map': 0.7743, 'classes': ['bg', 'cat'],
-                  'nested': (1, 2.5, None, True)}
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6) / 7.0
+    mixed = collections.OrderedDict(
+        [
+            ('half', torch.linspace(-2, 2, 10).half()),
+            ('bfloat16', torch.tensor([1.5, -2.25, 3.0e3], dtype=torch.bfloat16)),
+            ('transposed', base.t()),  # non-contiguous: stride (1, 6)
+            ('offset_view', base.view(-1)[5:17]),  # shares the storage at offset 5
+            ('same_storage', base),
+            ('scalar', torch.tensor(3.25)),
+            ('parameter', nn.Parameter(torch.ones(2, 2) * 0.5)),
+        ]
+    )
+    checkpoint = {
+        'model': sd,
+        'epoch': 7,
+        'best_map': 0.7743,
+        'classes': ['bg', 'cat'],
+        'nested': (1, 2.5, None, True),
+    }
     files = {
         'zip_state_dict.pth': (sd, True),
-        'zip_float16.pth': (collections.OrderedDict((k, v.half() if v.is_floating_point() else v)
-                                                    for k, v in sd.items()), True),
+        'zip_float16.pth': (
+            collections.OrderedDict(
+                (k, v.half() if v.is_floating_point() else v) for k, v in sd.items()
+            ),
+            True,
+        ),
         'zip_mixed.pth': (mixed, True),
         'zip_checkpoint.pth': (checkpoint, True),
         'legacy_state_dict.pth': (sd, False),
-        'legacy_float16.pth': (collections.OrderedDict(
-            (k, v.half() if v.is_floating_point() else v) for k, v in sd.items()), False),
+        'legacy_float16.pth': (
+            collections.OrderedDict(
+                (k, v.half() if v.is_floating_point() else v) for k, v in sd.items()
+            ),
+            False,
+        ),
         'legacy_mixed.pth': (mixed, False),
     }
     expected = {}
@@ -407,13 +465,18 @@ def reader_fixtures():
         state = loaded['model'] if 'model' in loaded else loaded
         for key, value in state.items():
             value = value.detach()
-            expected['%s/%s' % (name, key)] = (value.float() if value.dtype == torch.bfloat16
-                                               else value).numpy()
+            expected['%s/%s' % (name, key)] = (
+                value.float() if value.dtype == torch.bfloat16 else value
+            ).numpy()
     # 2017 style: _rebuild_tensor (no requires_grad / hooks), GPU location tag, protocol 2.
     legacy_v1 = os.path.join(fx.READER_DIR, 'legacy_v1_cuda.pth')
-    old = collections.OrderedDict([('vgg.0.weight', torch.randn(4, 3, 3, 3)),
-                                   ('vgg.0.bias', torch.randn(4)),
-                                   ('L2Norm.weight', torch.full((4,), 20.))])
+    old = collections.OrderedDict(
+        [
+            ('vgg.0.weight', torch.randn(4, 3, 3, 3)),
+            ('vgg.0.bias', torch.randn(4)),
+            ('L2Norm.weight', torch.full((4,), 20.0)),
+        ]
+    )
     write_2017_style(old, legacy_v1)
     loaded = torch.load(legacy_v1, map_location='cpu', weights_only=False)  # our own file
     for key, value in loaded.items():
@@ -434,8 +497,10 @@ def write_2017_style(state_dict, path):
 
         def __reduce__(self):
             t = self.tensor
-            return (torch._utils._rebuild_tensor,
-                    (StorageRef(self.key, t.numel()), 0, tuple(t.shape), tuple(t.stride())))
+            return (
+                torch._utils._rebuild_tensor,
+                (StorageRef(self.key, t.numel()), 0, tuple(t.shape), tuple(t.stride())),
+            )
 
     class StorageRef:
         def __init__(self, key, numel):
@@ -449,12 +514,22 @@ def write_2017_style(state_dict, path):
 
     keys = [str(100000 + i) for i in range(len(state_dict))]
     with open(path, 'wb') as f:
-        pickle.dump(0x1950a86a20f9469cfc6c, f, protocol=2)
+        pickle.dump(0x1950A86A20F9469CFC6C, f, protocol=2)
         pickle.dump(1001, f, protocol=2)
-        pickle.dump({'protocol_version': 1001, 'little_endian': True,
-                     'type_sizes': {'short': 2, 'int': 4, 'long': 8}}, f, protocol=2)
-        P(f, protocol=2).dump(collections.OrderedDict(
-            (name, Rebuild(key, t)) for key, (name, t) in zip(keys, state_dict.items())))
+        pickle.dump(
+            {
+                'protocol_version': 1001,
+                'little_endian': True,
+                'type_sizes': {'short': 2, 'int': 4, 'long': 8},
+            },
+            f,
+            protocol=2,
+        )
+        P(f, protocol=2).dump(
+            collections.OrderedDict(
+                (name, Rebuild(key, t)) for key, (name, t) in zip(keys, state_dict.items())
+            )
+        )
         pickle.dump(keys, f, protocol=2)
         for t in state_dict.values():
             f.write(struct.pack('<q', t.numel()))
@@ -464,10 +539,14 @@ def write_2017_style(state_dict, path):
 def check_writer(tmp_dir):
     """tests/pytorch_fixtures.write_pth must write what torch.load reads back exactly."""
     rng = np.random.default_rng(0)
-    sd = collections.OrderedDict([('a.weight', rng.standard_normal((3, 2, 3, 3), np.float32)),
-                                  ('a.bias', rng.standard_normal(3, np.float32)),
-                                  ('h', rng.standard_normal(5).astype(np.float16)),
-                                  ('n', np.array(7, np.int64))])
+    sd = collections.OrderedDict(
+        [
+            ('a.weight', rng.standard_normal((3, 2, 3, 3), np.float32)),
+            ('a.bias', rng.standard_normal(3, np.float32)),
+            ('h', rng.standard_normal(5).astype(np.float16)),
+            ('n', np.array(7, np.int64)),
+        ]
+    )
     results = {}
     for legacy in (False, True):
         path = os.path.join(tmp_dir, 'writer_%s.pth' % ('legacy' if legacy else 'zip'))
@@ -475,7 +554,8 @@ def check_writer(tmp_dir):
         loaded = torch.load(path, map_location='cpu', weights_only=True)
         ok = list(loaded) == list(sd) and all(
             np.array_equal(loaded[k].numpy(), v) and loaded[k].numpy().dtype == v.dtype
-            for k, v in sd.items())
+            for k, v in sd.items()
+        )
         assert ok, 'write_pth (legacy=%s) does not round-trip through torch.load' % legacy
         results['legacy' if legacy else 'zip'] = ok
         os.remove(path)
@@ -484,8 +564,11 @@ def check_writer(tmp_dir):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--measure', action='store_true',
-                        help='print the RMS of each head input and stop (to set HEAD_INPUT_RMS)')
+    parser.add_argument(
+        '--measure',
+        action='store_true',
+        help='print the RMS of each head input and stop (to set HEAD_INPUT_RMS)',
+    )
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     images = photos(write=not args.measure)
@@ -493,19 +576,34 @@ def main():
         print('torchvision head inputs RMS:', run_torchvision(images, True))
         print('ssd.pytorch head inputs RMS:', run_ssd_pytorch(images, True))
         return
-    meta = {'torch': torch.__version__, 'torchvision': torchvision.__version__,
-            'numpy': np.__version__, 'seed': fx.SEED,
-            'photos': {'source': 'skimage.data (scikit-image bundled photographs), resized to '
-                                 '300x300 with PIL bilinear', 'names': list(fx.PHOTOS)},
-            'subset_step': SUBSET_STEP, 'sources': {}}
-    for source, run in (('torchvision_ssd300', run_torchvision),
-                        ('ssd_pytorch_ssd300', run_ssd_pytorch)):
+    meta = {
+        'torch': torch.__version__,
+        'torchvision': torchvision.__version__,
+        'numpy': np.__version__,
+        'seed': fx.SEED,
+        'photos': {
+            'source': 'skimage.data (scikit-image bundled photographs), resized to '
+            '300x300 with PIL bilinear',
+            'names': list(fx.PHOTOS),
+        },
+        'subset_step': SUBSET_STEP,
+        'sources': {},
+    }
+    for source, run in (
+        ('torchvision_ssd300', run_torchvision),
+        ('ssd_pytorch_ssd300', run_ssd_pytorch),
+    ):
         out, stats, sd = run(images, False)
         np.savez_compressed(os.path.join(fx.FIXTURE_DIR, source + '_outputs.npz'), **out)
         stats['checksums'] = fx.checksums(sd)
         meta['sources'][source] = stats
-        print(source, 'detections per photo:', stats['detections'],
-              'feature RMS:', ['%.3g' % r for r in stats['feature_rms']])
+        print(
+            source,
+            'detections per photo:',
+            stats['detections'],
+            'feature RMS:',
+            ['%.3g' % r for r in stats['feature_rms']],
+        )
     for source in ('ssd_pytorch_vgg', 'torchvision_vgg_features'):
         meta['sources'][source] = {'checksums': fx.checksums(fx.SOURCES[source](fx.SEED))}
     meta['reader_files'] = reader_fixtures()
@@ -513,8 +611,11 @@ def main():
     with open(fx.META_PATH, 'w', encoding='utf-8') as f:
         json.dump(meta, f, indent=1, sort_keys=True)
         f.write('\n')
-    total = sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(fx.FIXTURE_DIR)
-                for n in names)
+    total = sum(
+        os.path.getsize(os.path.join(d, n))
+        for d, _, names in os.walk(fx.FIXTURE_DIR)
+        for n in names
+    )
     print('wrote %s (%.2f MB)' % (fx.FIXTURE_DIR, total / 1e6))
 
 

@@ -31,20 +31,43 @@ from tf_extended import atomic_io
 v1 = tf.compat.v1
 
 # Published anchor settings (min, max or None, ratios, step or None) per feature layer.
-VGG300_VOC_PRIORS = [(30., 60., [2.], 8.), (60., 111., [2., 3.], 16.), (111., 162., [2., 3.], 32.),
-                     (162., 213., [2., 3.], 64.), (213., 264., [2.], 100.),
-                     (264., 315., [2.], 300.)]
-VGG512_COCO_PRIORS = [(20.48, 51.2, [2.], 8.), (51.2, 133.12, [2., 3.], 16.),
-                      (133.12, 215.04, [2., 3.], 32.), (215.04, 296.96, [2., 3.], 64.),
-                      (296.96, 378.88, [2., 3.], 128.), (378.88, 460.8, [2.], 256.),
-                      (460.8, 542.72, [2.], 512.)]
-MOBILENET_PRIORS = [(60., None, [2.], None), (105., 150., [2., 3.], None),
-                    (150., 195., [2., 3.], None), (195., 240., [2., 3.], None),
-                    (240., 285., [2., 3.], None), (285., 300., [2., 3.], None)]
-VGG_DETECTION = {'nms_threshold': 0.45, 'top_k': 400, 'keep_top_k': 200,
-                 'confidence_threshold': 0.01}
-MOBILENET_DETECTION = {'nms_threshold': 0.45, 'top_k': 100, 'keep_top_k': 100,
-                       'confidence_threshold': 0.25}
+VGG300_VOC_PRIORS = [
+    (30.0, 60.0, [2.0], 8.0),
+    (60.0, 111.0, [2.0, 3.0], 16.0),
+    (111.0, 162.0, [2.0, 3.0], 32.0),
+    (162.0, 213.0, [2.0, 3.0], 64.0),
+    (213.0, 264.0, [2.0], 100.0),
+    (264.0, 315.0, [2.0], 300.0),
+]
+VGG512_COCO_PRIORS = [
+    (20.48, 51.2, [2.0], 8.0),
+    (51.2, 133.12, [2.0, 3.0], 16.0),
+    (133.12, 215.04, [2.0, 3.0], 32.0),
+    (215.04, 296.96, [2.0, 3.0], 64.0),
+    (296.96, 378.88, [2.0, 3.0], 128.0),
+    (378.88, 460.8, [2.0], 256.0),
+    (460.8, 542.72, [2.0], 512.0),
+]
+MOBILENET_PRIORS = [
+    (60.0, None, [2.0], None),
+    (105.0, 150.0, [2.0, 3.0], None),
+    (150.0, 195.0, [2.0, 3.0], None),
+    (195.0, 240.0, [2.0, 3.0], None),
+    (240.0, 285.0, [2.0, 3.0], None),
+    (285.0, 300.0, [2.0, 3.0], None),
+]
+VGG_DETECTION = {
+    'nms_threshold': 0.45,
+    'top_k': 400,
+    'keep_top_k': 200,
+    'confidence_threshold': 0.01,
+}
+MOBILENET_DETECTION = {
+    'nms_threshold': 0.45,
+    'top_k': 100,
+    'keep_top_k': 100,
+    'confidence_threshold': 0.25,
+}
 
 # Target spread of the head outputs: class logits with std ~2 give softmax scores over the
 # whole (0, 1) range; loc codes with std ~0.5 keep decoded boxes image-sized.
@@ -61,6 +84,7 @@ class CaffeNet:
     input_size: (height, width) of the `data` input.
     heads: names of the loc / conf head layers (for rescaling).
     """
+
     prototxt: str
     layers: List[caffe_pb.CaffeLayer]
     input_size: tuple
@@ -83,8 +107,21 @@ class _Builder:
         fields += [('bottom', b) for b in bottoms] + [('top', t) for t in tops]
         self.text.append(('layer', fields + list(params)))
 
-    def conv(self, name, bottom, num_output, kernel, stride=1, pad=0, dilation=1, group=1,
-             relu=True, batch_norm=None, head=None, gain=math.sqrt(2.)):
+    def conv(
+        self,
+        name,
+        bottom,
+        num_output,
+        kernel,
+        stride=1,
+        pad=0,
+        dilation=1,
+        group=1,
+        relu=True,
+        batch_norm=None,
+        head=None,
+        gain=math.sqrt(2.0),
+    ):
         """A Convolution (+ BatchNorm/Scale when batch_norm is 'separate') (+ ReLU).
 
         batch_norm: None (conv with bias), 'merged' (conv with bias, MobileNet's merged deploy)
@@ -107,32 +144,54 @@ class _Builder:
         self._layer(name, 'Convolution', [bottom], [name], [('convolution_param', p)])
         fan_in = cin // group * kernel * kernel
         w = self.rng.standard_normal((num_output, cin // group, kernel, kernel)) * (
-            gain / math.sqrt(fan_in))
+            gain / math.sqrt(fan_in)
+        )
         blobs = [w.astype(np.float32)]
         if bias_term:
-            scale = 0. if head else 0.1
+            scale = 0.0 if head else 0.1
             blobs.append((self.rng.standard_normal(num_output) * scale).astype(np.float32))
-        self.layers.append(caffe_pb.CaffeLayer(name, 'Convolution', blobs,
-                                               group=group if group != 1 else None))
+        self.layers.append(
+            caffe_pb.CaffeLayer(name, 'Convolution', blobs, group=group if group != 1 else None)
+        )
         self.channels[name] = num_output
         if head:
             self.heads[name] = head
         if batch_norm == 'separate':
-            f = float(self.rng.uniform(500., 1000.))
+            f = float(self.rng.uniform(500.0, 1000.0))
             mean = self.rng.standard_normal(num_output) * 0.1
             var = self.rng.uniform(0.5, 1.5, num_output)
-            self._layer(name + '/bn', 'BatchNorm', [name], [name],
-                        [('batch_norm_param', [('use_global_stats', True), ('eps', 1e-5)])])
-            self.layers.append(caffe_pb.CaffeLayer(
-                name + '/bn', 'BatchNorm',
-                [(mean * f).astype(np.float32), (var * f).astype(np.float32),
-                 np.array([f], np.float32)], eps=1e-5))
-            self._layer(name + '/scale', 'Scale', [name], [name],
-                        [('scale_param', [('bias_term', True)])])
-            self.layers.append(caffe_pb.CaffeLayer(
-                name + '/scale', 'Scale',
-                [self.rng.uniform(0.7, 1.3, num_output).astype(np.float32),
-                 (self.rng.standard_normal(num_output) * 0.1).astype(np.float32)]))
+            self._layer(
+                name + '/bn',
+                'BatchNorm',
+                [name],
+                [name],
+                [('batch_norm_param', [('use_global_stats', True), ('eps', 1e-5)])],
+            )
+            self.layers.append(
+                caffe_pb.CaffeLayer(
+                    name + '/bn',
+                    'BatchNorm',
+                    [
+                        (mean * f).astype(np.float32),
+                        (var * f).astype(np.float32),
+                        np.array([f], np.float32),
+                    ],
+                    eps=1e-5,
+                )
+            )
+            self._layer(
+                name + '/scale', 'Scale', [name], [name], [('scale_param', [('bias_term', True)])]
+            )
+            self.layers.append(
+                caffe_pb.CaffeLayer(
+                    name + '/scale',
+                    'Scale',
+                    [
+                        self.rng.uniform(0.7, 1.3, num_output).astype(np.float32),
+                        (self.rng.standard_normal(num_output) * 0.1).astype(np.float32),
+                    ],
+                )
+            )
         if relu:
             self._layer(name + '/relu', 'ReLU', [name], [name])
         return name
@@ -147,12 +206,29 @@ class _Builder:
 
     def normalize(self, name, bottom):
         channels = self.channels[bottom]
-        self._layer(name, 'Normalize', [bottom], [name], [('norm_param', [
-            ('across_spatial', False),
-            ('scale_filler', [('type', 'constant'), ('value', 20.)]),
-            ('channel_shared', False)])])
-        self.layers.append(caffe_pb.CaffeLayer(
-            name, 'Normalize', [(20. * self.rng.uniform(0.5, 1.5, channels)).astype(np.float32)]))
+        self._layer(
+            name,
+            'Normalize',
+            [bottom],
+            [name],
+            [
+                (
+                    'norm_param',
+                    [
+                        ('across_spatial', False),
+                        ('scale_filler', [('type', 'constant'), ('value', 20.0)]),
+                        ('channel_shared', False),
+                    ],
+                )
+            ],
+        )
+        self.layers.append(
+            caffe_pb.CaffeLayer(
+                name,
+                'Normalize',
+                [(20.0 * self.rng.uniform(0.5, 1.5, channels)).astype(np.float32)],
+            )
+        )
         self.channels[name] = channels
         return name
 
@@ -164,12 +240,26 @@ class _Builder:
             num_priors = 1 + (max_size is not None) + 2 * len(ratios)
             for head, per_prior in (('loc', 4), ('conf', num_classes)):
                 name = '%s_mbox_%s' % (source, head)
-                self.conv(name, source, num_priors * per_prior, kernel, pad=pad, relu=False,
-                          head=head, gain=1.)
-                self._layer(name + '_perm', 'Permute', [name], [name + '_perm'],
-                            [('permute_param', order)])
-                self._layer(name + '_flat', 'Flatten', [name + '_perm'], [name + '_flat'],
-                            [('flatten_param', [('axis', 1)])])
+                self.conv(
+                    name,
+                    source,
+                    num_priors * per_prior,
+                    kernel,
+                    pad=pad,
+                    relu=False,
+                    head=head,
+                    gain=1.0,
+                )
+                self._layer(
+                    name + '_perm', 'Permute', [name], [name + '_perm'], [('permute_param', order)]
+                )
+                self._layer(
+                    name + '_flat',
+                    'Flatten',
+                    [name + '_perm'],
+                    [name + '_flat'],
+                    [('flatten_param', [('axis', 1)])],
+                )
                 flats[head].append(name + '_flat')
             p = [('min_size', min_size)]
             if max_size is not None:
@@ -184,23 +274,49 @@ class _Builder:
             self._layer(name, 'PriorBox', [source, 'data'], [name], [('prior_box_param', p)])
             flats['priorbox'].append(name)
         for key, axis in (('loc', 1), ('conf', 1), ('priorbox', 2)):
-            self._layer('mbox_' + key, 'Concat', flats[key], ['mbox_' + key],
-                        [('concat_param', [('axis', axis)])])
-        self._layer('mbox_conf_reshape', 'Reshape', ['mbox_conf'], ['mbox_conf_reshape'],
-                    [('reshape_param', [('shape', [('dim', 0), ('dim', -1),
-                                                   ('dim', num_classes)])])])
-        self._layer('mbox_conf_softmax', 'Softmax', ['mbox_conf_reshape'], ['mbox_conf_softmax'],
-                    [('softmax_param', [('axis', 2)])])
-        self._layer('mbox_conf_flatten', 'Flatten', ['mbox_conf_softmax'], ['mbox_conf_flatten'],
-                    [('flatten_param', [('axis', 1)])])
+            self._layer(
+                'mbox_' + key,
+                'Concat',
+                flats[key],
+                ['mbox_' + key],
+                [('concat_param', [('axis', axis)])],
+            )
+        self._layer(
+            'mbox_conf_reshape',
+            'Reshape',
+            ['mbox_conf'],
+            ['mbox_conf_reshape'],
+            [('reshape_param', [('shape', [('dim', 0), ('dim', -1), ('dim', num_classes)])])],
+        )
+        self._layer(
+            'mbox_conf_softmax',
+            'Softmax',
+            ['mbox_conf_reshape'],
+            ['mbox_conf_softmax'],
+            [('softmax_param', [('axis', 2)])],
+        )
+        self._layer(
+            'mbox_conf_flatten',
+            'Flatten',
+            ['mbox_conf_softmax'],
+            ['mbox_conf_flatten'],
+            [('flatten_param', [('axis', 1)])],
+        )
         self.text.append(detection_output_layer('detection_out', num_classes, detection))
 
     def build(self, name):
         h, w = self.input_size
-        fields = [('name', name), ('input', 'data'),
-                  ('input_shape', [('dim', 1), ('dim', 3), ('dim', h), ('dim', w)])]
-        return CaffeNet(prototxt=prototxt.to_text(fields + self.text), layers=self.layers,
-                        input_size=self.input_size, heads=self.heads)
+        fields = [
+            ('name', name),
+            ('input', 'data'),
+            ('input_shape', [('dim', 1), ('dim', 3), ('dim', h), ('dim', w)]),
+        ]
+        return CaffeNet(
+            prototxt=prototxt.to_text(fields + self.text),
+            layers=self.layers,
+            input_size=self.input_size,
+            heads=self.heads,
+        )
 
 
 def detection_output_layer(name, num_classes, detection):
@@ -209,16 +325,35 @@ def detection_output_layer(name, num_classes, detection):
 
     detection: nms_threshold, top_k, keep_top_k, confidence_threshold (-1: no top-k limit).
     """
-    return ('layer', [
-        ('name', name), ('type', 'DetectionOutput'), ('bottom', 'mbox_loc'),
-        ('bottom', 'mbox_conf_flatten'), ('bottom', 'mbox_priorbox'), ('top', name),
-        ('detection_output_param', [
-            ('num_classes', num_classes), ('share_location', True), ('background_label_id', 0),
-            ('nms_param', [('nms_threshold', float(detection['nms_threshold'])),
-                           ('top_k', int(detection['top_k']))]),
-            ('code_type', Enum('CENTER_SIZE')),
-            ('keep_top_k', int(detection['keep_top_k'])),
-            ('confidence_threshold', float(detection['confidence_threshold']))])])
+    return (
+        'layer',
+        [
+            ('name', name),
+            ('type', 'DetectionOutput'),
+            ('bottom', 'mbox_loc'),
+            ('bottom', 'mbox_conf_flatten'),
+            ('bottom', 'mbox_priorbox'),
+            ('top', name),
+            (
+                'detection_output_param',
+                [
+                    ('num_classes', num_classes),
+                    ('share_location', True),
+                    ('background_label_id', 0),
+                    (
+                        'nms_param',
+                        [
+                            ('nms_threshold', float(detection['nms_threshold'])),
+                            ('top_k', int(detection['top_k'])),
+                        ],
+                    ),
+                    ('code_type', Enum('CENTER_SIZE')),
+                    ('keep_top_k', int(detection['keep_top_k'])),
+                    ('confidence_threshold', float(detection['confidence_threshold'])),
+                ],
+            ),
+        ],
+    )
 
 
 def _vgg_backbone(b):
@@ -226,7 +361,11 @@ def _vgg_backbone(b):
     for block, (count, width) in enumerate(((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)), 1):
         for i in range(1, count + 1):
             x = b.conv('conv%d_%d' % (block, i), x, width, 3, pad=1)
-        x = b.pool('pool%d' % block, x, 3, 1, 1) if block == 5 else b.pool('pool%d' % block, x, 2, 2)
+        x = (
+            b.pool('pool%d' % block, x, 3, 1, 1)
+            if block == 5
+            else b.pool('pool%d' % block, x, 2, 2)
+        )
     x = b.conv('fc6', x, 1024, 3, pad=6, dilation=6)
     return b.conv('fc7', x, 1024, 1)
 
@@ -247,7 +386,7 @@ def vgg_ssd(size=300, num_classes=21, priors=None, detection=None, seed=0):
     x = fc7
     sources = ['conv4_3_norm', 'fc7']
     extras = [(256, 512, 2, 1), (128, 256, 2, 1)]
-    extras += ([(128, 256, 2, 1)] * 2 if size == 512 else [(128, 256, 1, 0)] * 2)
+    extras += [(128, 256, 2, 1)] * 2 if size == 512 else [(128, 256, 1, 0)] * 2
     for i, (mid, out, stride, pad) in enumerate(extras, 6):
         x = b.conv('conv%d_1' % i, x, mid, 1)
         x = b.conv('conv%d_2' % i, x, out, 3, stride=stride, pad=pad)
@@ -278,8 +417,7 @@ def mobilenet_ssd(batch_norm='merged', num_classes=21, detection=None, seed=0):
     widths = (64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024)
     for n, (stride, width) in enumerate(zip(strides, widths), 1):
         c = b.channels[x]
-        x = b.conv('conv%d/dw' % n, x, c, 3, stride=stride, pad=1, group=c,
-                   batch_norm=batch_norm)
+        x = b.conv('conv%d/dw' % n, x, c, 3, stride=stride, pad=1, group=c, batch_norm=batch_norm)
         x = b.conv('conv%d' % n, x, width, 1, batch_norm=batch_norm)
     sources = ['conv11', 'conv13']
     for n, (mid, out) in zip(range(14, 18), ((256, 512), (128, 256), (128, 256), (64, 128))):
@@ -308,10 +446,11 @@ def calibrate_heads(net, image_blob):
         if layer.name not in net.heads:
             continue
         target = CONF_LOGIT_STD if net.heads[layer.name] == 'conf' else LOC_CODE_STD
-        std = float(np.std(outputs[layer.name])) or 1.
+        std = float(np.std(outputs[layer.name])) or 1.0
         layer.blobs[0] = (layer.blobs[0] * (target / std)).astype(np.float32)
         layer.blobs[1] = (rng.standard_normal(layer.blobs[1].shape) * 0.2 * target).astype(
-            np.float32)
+            np.float32
+        )
 
 
 def opencv_forward(net, image_blob, names, prototxt_text=None):
@@ -327,8 +466,9 @@ def opencv_forward(net, image_blob, names, prototxt_text=None):
     """
     model = caffe_pb.serialize_caffemodel(net.layers)
     text = prototxt_text if prototxt_text is not None else net.prototxt
-    dnn = cv2.dnn.readNetFromCaffe(np.frombuffer(text.encode(), np.uint8),
-                                   np.frombuffer(model, np.uint8))
+    dnn = cv2.dnn.readNetFromCaffe(
+        np.frombuffer(text.encode(), np.uint8), np.frombuffer(model, np.uint8)
+    )
     dnn.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     dnn.setInput(image_blob)
     return dict(zip(names, dnn.forward(list(names))))
@@ -354,8 +494,11 @@ def photo_like_image(height=300, width=300, seed=0):
     img = np.empty((height, width, 3), np.float32)
     for c in range(3):
         a, b_, phase = rng.uniform(-1, 1, 2).tolist() + [rng.uniform(0, 2 * np.pi)]
-        img[..., c] = 128 + 60 * (a * xx / width + b_ * yy / height) + 30 * np.sin(
-            phase + 6 * xx / width + 4 * yy / height)
+        img[..., c] = (
+            128
+            + 60 * (a * xx / width + b_ * yy / height)
+            + 30 * np.sin(phase + 6 * xx / width + 4 * yy / height)
+        )
     for _ in range(8):
         color = rng.uniform(0, 255, 3).tolist()
         cx, cy = int(rng.uniform(0, width)), int(rng.uniform(0, height))
@@ -372,19 +515,30 @@ def photo_like_image(height=300, width=300, seed=0):
 
 def opencv_blob(image_bgr, size, mean_bgr, scale):
     """OpenCV's input blob: resize to `size`, (x - mean) * scale, float32 NCHW, BGR."""
-    return cv2.dnn.blobFromImage(image_bgr, scale, (size[1], size[0]), tuple(mean_bgr),
-                                 swapRB=False, crop=False)
+    return cv2.dnn.blobFromImage(
+        image_bgr, scale, (size[1], size[0]), tuple(mean_bgr), swapRB=False, crop=False
+    )
 
 
 # The nets the parity tests and benchmarks compare with OpenCV:
 # name -> (converter model name, generator, input size, Caffe mean (BGR), Caffe scale).
 PARITY_NETS = {
-    'vgg300': ('ssd_300_vgg', lambda: vgg_ssd(300, seed=1), 300, (104., 117., 123.), 1.),
-    'vgg512': ('ssd_512_vgg', lambda: vgg_ssd(512, seed=2), 512, (104., 117., 123.), 1.),
-    'mobilenet_merged': ('ssd_300_mobilenet', lambda: mobilenet_ssd('merged', seed=3), 300,
-                         (127.5, 127.5, 127.5), 0.007843),
-    'mobilenet_separate_bn': ('ssd_300_mobilenet', lambda: mobilenet_ssd('separate', seed=4), 300,
-                              (127.5, 127.5, 127.5), 0.007843),
+    'vgg300': ('ssd_300_vgg', lambda: vgg_ssd(300, seed=1), 300, (104.0, 117.0, 123.0), 1.0),
+    'vgg512': ('ssd_512_vgg', lambda: vgg_ssd(512, seed=2), 512, (104.0, 117.0, 123.0), 1.0),
+    'mobilenet_merged': (
+        'ssd_300_mobilenet',
+        lambda: mobilenet_ssd('merged', seed=3),
+        300,
+        (127.5, 127.5, 127.5),
+        0.007843,
+    ),
+    'mobilenet_separate_bn': (
+        'ssd_300_mobilenet',
+        lambda: mobilenet_ssd('separate', seed=4),
+        300,
+        (127.5, 127.5, 127.5),
+        0.007843,
+    ),
 }
 
 
@@ -407,10 +561,13 @@ def our_forward(checkpoint_path, card, blob, detections=(), anchor_int_sizes=Fal
         inputs = v1.placeholder(tf.float32, rgb.shape)
         with slim.arg_scope(ssd.arg_scope(data_format='NHWC')):
             predictions, localisations, logits, _ = ssd.net(inputs, is_training=False)
-        fetches = {'loc': ssd_common.flatten_layers(localisations)[0],
-                   'logits': ssd_common.flatten_layers(logits)[0],
-                   'detections': [ssd.detected_bboxes(predictions, localisations, *d, clip=False)
-                                  for d in detections]}
+        fetches = {
+            'loc': ssd_common.flatten_layers(localisations)[0],
+            'logits': ssd_common.flatten_layers(logits)[0],
+            'detections': [
+                ssd.detected_bboxes(predictions, localisations, *d, clip=False) for d in detections
+            ],
+        }
         with v1.Session(graph=graph) as sess:
             v1.train.Saver().restore(sess, checkpoint_path)
             seconds = []

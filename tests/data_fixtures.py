@@ -19,11 +19,14 @@ def smooth_image(height, width, seed=0):
     """uint8 [H, W, 3] RGB with smooth content (JPEG round trips stay within a few levels)."""
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (4, 4, 3)).astype(np.float32)
-    return np.clip(cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR), 0, 255).astype(np.uint8)
+    return np.clip(
+        cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR), 0, 255
+    ).astype(np.uint8)
 
 
 def write_image(path, rgb, ext='.jpg'):
-    """Writes an RGB (or 2-D gray / 4-channel RGBA) array encoded as `ext` to path (path may have another extension)."""
+    """Writes an RGB (or 2-D gray / 4-channel RGBA) array encoded as `ext` to path (path may
+    have another extension)."""
     if rgb.ndim == 3 and rgb.shape[2] == 3:
         arr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     elif rgb.ndim == 3 and rgb.shape[2] == 4:
@@ -41,7 +44,13 @@ def voc_object(name, box, difficult='0', truncated='0', parts=()):
     """Object spec for write_voc_xml. box: (xmin, ymin, xmax, ymax) or None (no bndbox);
     difficult/truncated: text of the element, '' for an empty element, None to leave it out;
     parts: list of (part name, box)."""
-    return {'name': name, 'box': box, 'difficult': difficult, 'truncated': truncated, 'parts': parts}
+    return {
+        'name': name,
+        'box': box,
+        'difficult': difficult,
+        'truncated': truncated,
+        'parts': parts,
+    }
 
 
 def write_voc_xml(path, filename, size, objects):
@@ -87,8 +96,12 @@ def add_voc_example(root, image_id, image, objects, ext='.jpg', size='auto', fil
         write_image(img_path, image, ext)
     if size == 'auto':
         size = (image.shape[1], image.shape[0])
-    write_voc_xml(os.path.join(root, 'Annotations', image_id + '.xml'),
-                  image_id + ext if filename == 'auto' else filename, size, objects)
+    write_voc_xml(
+        os.path.join(root, 'Annotations', image_id + '.xml'),
+        image_id + ext if filename == 'auto' else filename,
+        size,
+        objects,
+    )
 
 
 def write_split(root, split, ids):
@@ -98,8 +111,15 @@ def write_split(root, split, ids):
         f.write(''.join(i + '\n' for i in ids))
 
 
-def convert_voc(dirs, output_dir, output_name='data', split=None, class_names=labels.VOC_CLASSES,
-                skip_unknown_classes=False, **kwargs):
+def convert_voc(
+    dirs,
+    output_dir,
+    output_name='data',
+    split=None,
+    class_names=labels.VOC_CLASSES,
+    skip_unknown_classes=False,
+    **kwargs,
+):
     """Runs the VOC conversion in-process (1 worker unless given). Returns the metadata dict."""
     kwargs.setdefault('num_workers', 1)
     kwargs.setdefault('show_progress', False)
@@ -115,20 +135,26 @@ def write_coco(root, images, categories, annotations):
     entries = []
     for file_name, image_id, array, json_size in images:
         write_image(os.path.join(img_dir, file_name), array)
-        entries.append({'id': image_id, 'file_name': file_name, 'width': json_size[0], 'height': json_size[1]})
+        entries.append(
+            {'id': image_id, 'file_name': file_name, 'width': json_size[0], 'height': json_size[1]}
+        )
     ann_path = os.path.join(root, 'instances.json')
     with open(ann_path, 'w') as f:
         json.dump({'images': entries, 'categories': categories, 'annotations': annotations}, f)
     return ann_path, img_dir
 
 
-def convert_coco(ann_path, img_dir, output_dir, output_name='coco', skip_unknown_classes=False, **kwargs):
+def convert_coco(
+    ann_path, img_dir, output_dir, output_name='coco', skip_unknown_classes=False, **kwargs
+):
     kwargs.setdefault('num_workers', 1)
     kwargs.setdefault('show_progress', False)
     kwargs.setdefault('shuffle', False)
     sources, names, extra = coco.read_annotations(ann_path, img_dir)
     loader = coco.CocoLoader([c['coco_category_id'] for c in extra], names, skip_unknown_classes)
-    return convert.convert(sources, loader, names, output_dir, output_name, class_extra=extra, **kwargs)
+    return convert.convert(
+        sources, loader, names, output_dir, output_name, class_extra=extra, **kwargs
+    )
 
 
 def read_examples(output_dir, output_name='data', name='custom', **kwargs):

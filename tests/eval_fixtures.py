@@ -1,6 +1,7 @@
 """Small evaluation fixtures for tests and benchmarks: a synthetic VOC folder converted to records,
 and random-weight checkpoints of a net.
 """
+
 import os
 
 import tensorflow as tf
@@ -26,13 +27,24 @@ def make_synthetic_records(root, num_images=12, seed=0, split='test'):
     synthetic.generate(voc_dir, num_images, seed)
     class_names = labels.read_labels_file(os.path.join(voc_dir, 'labels.txt'))
     sources = pascalvoc.list_examples([voc_dir], split)
-    convert.convert(sources, pascalvoc.VocLoader(class_names), class_names, records_dir, split,
-                    shuffle=True, seed=seed, num_workers=1, show_progress=False, samples_per_file=5)
+    convert.convert(
+        sources,
+        pascalvoc.VocLoader(class_names),
+        class_names,
+        records_dir,
+        split,
+        shuffle=True,
+        seed=seed,
+        num_workers=1,
+        show_progress=False,
+        samples_per_file=5,
+    )
     return voc_dir, records_dir, class_names
 
 
-def write_random_checkpoint(prefix, model_name, num_classes, step, seed=0, moving_average_decay=None,
-                            **params):
+def write_random_checkpoint(
+    prefix, model_name, num_classes, step, seed=0, moving_average_decay=None, **params
+):
     """Builds the net with random weights (`seed`) and saves it as `<prefix>-<step>` with a
     `global_step` variable. With a decay, also saves moving averages (`<var>/ExponentialMovingAverage`)
     equal to the weights plus 0.01. Returns the checkpoint prefix written."""
@@ -50,7 +62,9 @@ def write_random_checkpoint(prefix, model_name, num_classes, step, seed=0, movin
             ema = v1.train.ExponentialMovingAverage(moving_average_decay)
             ema.apply(v1.trainable_variables())
             init.append(v1.global_variables_initializer())
-            init.append(tf.group(*[v1.assign(ema.average(v), v + 0.01) for v in v1.trainable_variables()]))
+            init.append(
+                tf.group(*[v1.assign(ema.average(v), v + 0.01) for v in v1.trainable_variables()])
+            )
         with v1.Session(graph=graph) as sess:
             for op in init:
                 sess.run(op)
@@ -60,6 +74,7 @@ def write_random_checkpoint(prefix, model_name, num_classes, step, seed=0, movin
 
 def small_card(model_name, class_names, depth_multiplier=None, **detection):
     """The model card of a net for `class_names` (labels 1..), with detection settings."""
-    card = card_lib.from_registry(model_name, class_names=class_names,
-                                  depth_multiplier=depth_multiplier)
+    card = card_lib.from_registry(
+        model_name, class_names=class_names, depth_multiplier=depth_multiplier
+    )
     return card.with_detection(**detection)

@@ -1,5 +1,6 @@
 """Fixtures of the export and detection tests: a small MobileNet-SSD checkpoint whose random
 weights give spread-out scores, a synthetic TFRecord split, test images."""
+
 import os
 
 import numpy as np
@@ -21,8 +22,9 @@ def small_spec(compute_dtype='float32', **settings):
     settings.setdefault('select_threshold', 0.05)
     settings.setdefault('top_k', 50)
     settings.setdefault('keep_top_k', 40)
-    card = card_lib.from_registry('ssd_300_mobilenet', class_names=synthetic.CLASSES,
-                                  depth_multiplier=0.25)
+    card = card_lib.from_registry(
+        'ssd_300_mobilenet', class_names=synthetic.CLASSES, depth_multiplier=0.25
+    )
     return card.with_detection(**settings).replace(compute_dtype=compute_dtype)
 
 
@@ -46,11 +48,11 @@ def write_checkpoint(spec, directory, seed=0):
     """
     rng = np.random.RandomState(seed)
     net = spec.net()
-    net.params = net.params._replace(batch_norm_decay=0.)
+    net.params = net.params._replace(batch_norm_decay=0.0)
     with tf.Graph().as_default():
         v1.set_random_seed(seed)
         images = tf.constant(np.stack(random_images(seed, [spec.input_shape] * 4)))
-        with slim.arg_scope(net.arg_scope(weight_decay=0.)):
+        with slim.arg_scope(net.arg_scope(weight_decay=0.0)):
             net.net(detection.preprocess_images(images, spec), is_training=True)
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
@@ -71,6 +73,7 @@ def write_synthetic_split(directory, num_images, seed=0, split='test'):
     raw = os.path.join(directory, 'raw')
     synthetic.generate(raw, num_images, seed=seed)
     records = os.path.join(directory, 'records')
-    data_fixtures.convert_voc([raw], records, output_name=split, split=split,
-                              class_names=synthetic.CLASSES)
+    data_fixtures.convert_voc(
+        [raw], records, output_name=split, split=split, class_names=synthetic.CLASSES
+    )
     return records

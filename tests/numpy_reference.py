@@ -1,17 +1,25 @@
 """Independent numpy implementations used as references by the tests (written from Caffe's
 algorithms, sharing no code with the project)."""
+
 import numpy as np
 
 
 def iou_matrix(a, b):
     """IoU of [N,4] and [M,4] yx-corner boxes."""
-    ih = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iw = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    ih = np.clip(
+        np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None
+    )
+    iw = np.clip(
+        np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None
+    )
     inter = ih * iw
-    area = lambda x: np.clip(x[:, 2] - x[:, 0], 0, None) * np.clip(x[:, 3] - x[:, 1], 0, None)
+
+    def area(x):
+        return np.clip(x[:, 2] - x[:, 0], 0, None) * np.clip(x[:, 3] - x[:, 1], 0, None)
+
     union = area(a)[:, None] + area(b)[None, :] - inter
     with np.errstate(invalid='ignore', divide='ignore'):
-        return np.where(union > 0, inter / union, 0.)
+        return np.where(union > 0, inter / union, 0.0)
 
 
 def encode(boxes, anchors, var=(0.1, 0.1, 0.2, 0.2)):
@@ -19,8 +27,15 @@ def encode(boxes, anchors, var=(0.1, 0.1, 0.2, 0.2)):
     ah, aw = anchors[:, 2] - anchors[:, 0], anchors[:, 3] - anchors[:, 1]
     gcy, gcx = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
     gh, gw = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    return np.stack([(gcx - acx) / aw / var[0], (gcy - acy) / ah / var[1],
-                     np.log(gw / aw) / var[2], np.log(gh / ah) / var[3]], -1)
+    return np.stack(
+        [
+            (gcx - acx) / aw / var[0],
+            (gcy - acy) / ah / var[1],
+            np.log(gw / aw) / var[2],
+            np.log(gh / ah) / var[3],
+        ],
+        -1,
+    )
 
 
 def decode(codes, anchors, var=(0.1, 0.1, 0.2, 0.2)):
@@ -49,7 +64,7 @@ def caffe_match(gt, valid, anchors, threshold):
         max_overlap = np.maximum(max_overlap, overlaps[j])
     pool = list(usable)
     while pool:
-        best, bi, bj = -1., -1, -1
+        best, bi, bj = -1.0, -1, -1
         for j in sorted(pool):
             for i in range(n):
                 if matches[i] != -1:
@@ -63,7 +78,7 @@ def caffe_match(gt, valid, anchors, threshold):
     for i in range(n):
         if matches[i] != -1:
             continue
-        best, bj = -1., -1
+        best, bj = -1.0, -1
         for j in usable:
             if overlaps[j, i] > 1e-6 and overlaps[j, i] >= threshold and overlaps[j, i] > best:
                 best, bj = overlaps[j, i], j
@@ -75,7 +90,7 @@ def greedy_nms(boxes, scores, threshold):
     order = list(np.argsort(-scores, kind='stable'))
     keep = []
     for i in order:
-        if all(iou_matrix(boxes[i:i + 1], boxes[k:k + 1])[0, 0] <= threshold for k in keep):
+        if all(iou_matrix(boxes[i : i + 1], boxes[k : k + 1])[0, 0] <= threshold for k in keep):
             keep.append(i)
     return keep
 

@@ -1,5 +1,6 @@
 """Atomic writes leave either the old or the new file, never a partial one or a temp file; they
 are durable (fsync) and readable by others (umask, not 0600)."""
+
 import json
 import os
 import stat
@@ -56,6 +57,7 @@ def test_interrupted_before_rename_keeps_old_file(tmp_path, monkeypatch):
 
     def killed(source, target):
         raise KeyboardInterrupt  # e.g. Ctrl-C between the write and the rename
+
     monkeypatch.setattr(atomic_io, 'replace', killed)
     with pytest.raises(KeyboardInterrupt):
         atomic_io.write_text_atomic(str(path), 'new')
@@ -75,13 +77,17 @@ def test_fsync_file_before_rename_and_folder_after(tmp_path, monkeypatch):
     def replace(source, target):
         events.append(('rename', os.stat(source).st_ino))
         real_replace(source, target)
+
     monkeypatch.setattr(os, 'fsync', fsync)
     monkeypatch.setattr(os, 'replace', replace)
     path = tmp_path / 'out.bin'
     atomic_io.write_bytes_atomic(str(path), b'data')
     file_inode, dir_inode = os.stat(path).st_ino, os.stat(tmp_path).st_ino
-    assert events == [('fsync', 'file', file_inode), ('rename', file_inode),
-                      ('fsync', 'dir', dir_inode)]
+    assert events == [
+        ('fsync', 'file', file_inode),
+        ('rename', file_inode),
+        ('fsync', 'dir', dir_inode),
+    ]
 
 
 def test_orphans_of_killed_writes_are_removed_on_the_next_write(tmp_path):
@@ -96,8 +102,9 @@ def test_orphans_of_killed_writes_are_removed_on_the_next_write(tmp_path):
     other = tmp_path / '.model.json.swp'  # not ours: kept
     other.write_text('editor')
     atomic_io.write_text_atomic(str(tmp_path / 'model.json'), 'new')
-    assert sorted(os.listdir(tmp_path)) == sorted([
-        f'.export.tmp-{dead.pid}-xyz', alive.name, other.name, 'model.json'])
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [f'.export.tmp-{dead.pid}-xyz', alive.name, other.name, 'model.json']
+    )
     atomic_io.make_temp_dir(str(tmp_path / 'export'))
     assert not orphan_dir.exists()
     assert atomic_io.remove_orphans(str(tmp_path)) == []
@@ -105,9 +112,9 @@ def test_orphans_of_killed_writes_are_removed_on_the_next_write(tmp_path):
 
 def test_results_files_are_readable_by_others(tmp_path, umask_022):
     from tf_extended import voc_metrics
-    writer = voc_metrics.VOCResultsWriter(str(tmp_path), 'test', {1: 'cat'},
-                                          boxes_in_pixels=True)
-    writer.add_image('a', [[1., 1., 5., 5.]], [0.9], [1])
+
+    writer = voc_metrics.VOCResultsWriter(str(tmp_path), 'test', {1: 'cat'}, boxes_in_pixels=True)
+    writer.add_image('a', [[1.0, 1.0, 5.0, 5.0]], [0.9], [1])
     path = writer.close()[1]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
     assert os.listdir(tmp_path) == [os.path.basename(path)]

@@ -1,4 +1,5 @@
 """The project's slim-compatible batch norm against numpy."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -13,36 +14,53 @@ def test_training_and_inference_match_numpy(data_format):
     rng = np.random.RandomState(0)
     x = (rng.randn(4, 5, 6, 3) * 3 + 2).astype(np.float32)
     feed = x if data_format == 'NHWC' else x.transpose(0, 3, 1, 2)
-    gamma, beta = np.array([1.5, 0.5, 2.], np.float32), np.array([0.1, -0.2, 0.3], np.float32)
-    mean0, var0 = np.array([1., 2., 3.], np.float32), np.array([4., 0.5, 2.], np.float32)
+    gamma, beta = np.array([1.5, 0.5, 2.0], np.float32), np.array([0.1, -0.2, 0.3], np.float32)
+    mean0, var0 = np.array([1.0, 2.0, 3.0], np.float32), np.array([4.0, 0.5, 2.0], np.float32)
     with tf.Graph().as_default():
         inputs = v1.placeholder(tf.float32, feed.shape)
         with v1.variable_scope('layer'):
-            train = batch_norm(inputs, decay=0.9, epsilon=1e-5, is_training=True,
-                               data_format=data_format)
+            train = batch_norm(
+                inputs, decay=0.9, epsilon=1e-5, is_training=True, data_format=data_format
+            )
         with v1.variable_scope('layer', reuse=True):
             infer = batch_norm(inputs, epsilon=1e-5, is_training=False, data_format=data_format)
         names = sorted(v.op.name for v in v1.global_variables())
-        assert names == ['layer/BatchNorm/beta', 'layer/BatchNorm/gamma',
-                         'layer/BatchNorm/moving_mean', 'layer/BatchNorm/moving_variance']
+        assert names == [
+            'layer/BatchNorm/beta',
+            'layer/BatchNorm/gamma',
+            'layer/BatchNorm/moving_mean',
+            'layer/BatchNorm/moving_variance',
+        ]
         updates = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
         assert len(updates) == 2
         variables = {v.op.name.split('/')[-1]: v for v in v1.global_variables()}
         with v1.Session() as sess:
-            for name, value in (('gamma', gamma), ('beta', beta), ('moving_mean', mean0),
-                                ('moving_variance', var0)):
+            for name, value in (
+                ('gamma', gamma),
+                ('beta', beta),
+                ('moving_mean', mean0),
+                ('moving_variance', var0),
+            ):
                 variables[name].load(value, sess)
             y_infer = sess.run(infer, {inputs: feed})
             y_train, _ = sess.run([train, updates], {inputs: feed})
             mean, var = sess.run([variables['moving_mean'], variables['moving_variance']])
     axis = (0, 1, 2) if data_format == 'NHWC' else (0, 2, 3)
     shape = (1, 1, 1, 3) if data_format == 'NHWC' else (1, 3, 1, 1)
-    r = lambda a: a.reshape(shape)
-    np.testing.assert_allclose(y_infer, r(gamma) * (feed - r(mean0)) / np.sqrt(r(var0) + 1e-5)
-                               + r(beta), rtol=1e-5, atol=1e-5)
+
+    def r(a):
+        return a.reshape(shape)
+
+    np.testing.assert_allclose(
+        y_infer,
+        r(gamma) * (feed - r(mean0)) / np.sqrt(r(var0) + 1e-5) + r(beta),
+        rtol=1e-5,
+        atol=1e-5,
+    )
     bm, bv = feed.mean(axis), feed.var(axis)
-    np.testing.assert_allclose(y_train, r(gamma) * (feed - r(bm)) / np.sqrt(r(bv) + 1e-5)
-                               + r(beta), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        y_train, r(gamma) * (feed - r(bm)) / np.sqrt(r(bv) + 1e-5) + r(beta), rtol=1e-4, atol=1e-4
+    )
     n = feed.size / 3
     np.testing.assert_allclose(mean, 0.9 * mean0 + 0.1 * bm, rtol=1e-5)
     # Moving variance uses the unbiased batch variance (as slim's fused batch norm did).
@@ -58,6 +76,6 @@ def test_updates_in_place_and_tensor_is_training():
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
             sess.run(y, {flag: False})
-            np.testing.assert_allclose(sess.run(mean_var), 0.)
+            np.testing.assert_allclose(sess.run(mean_var), 0.0)
             sess.run(y, {flag: True})
             np.testing.assert_allclose(sess.run(mean_var), 0.5 * x.mean((0, 1, 2)), rtol=1e-5)

@@ -1,4 +1,5 @@
 """tf_extended.bboxes against numpy."""
+
 import numpy as np
 import tensorflow as tf
 
@@ -22,15 +23,20 @@ def test_jaccard_area_intersection():
     rng = np.random.RandomState(0)
     a, b = boxes(rng, 30), boxes(rng, 20)
     b[0] = [0.5, 0.5, 0.5, 0.5]
-    a[0] = [0.5, 0.5, 0.5, 0.5]                 # empty vs empty: 0, not NaN
+    a[0] = [0.5, 0.5, 0.5, 0.5]  # empty vs empty: 0, not NaN
     with tf.Graph().as_default():
-        iou, inter, area = run([tfe.bboxes_jaccard(a, b), tfe.bboxes_intersection_area(a, b),
-                                tfe.bboxes_area(a)])
+        iou, inter, area = run(
+            [tfe.bboxes_jaccard(a, b), tfe.bboxes_intersection_area(a, b), tfe.bboxes_area(a)]
+        )
     np.testing.assert_allclose(iou, ref.iou_matrix(a.astype(np.float64), b), atol=1e-6)
     assert iou[0, 0] == 0
     np.testing.assert_allclose(area, (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), rtol=1e-6)
-    ih = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iw = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    ih = np.clip(
+        np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None
+    )
+    iw = np.clip(
+        np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None
+    )
     np.testing.assert_allclose(inter, ih * iw, atol=1e-7)
 
 
@@ -39,10 +45,15 @@ def test_clip_resize_center_flip_overlap():
     b = boxes(rng, 50) * 1.4 - 0.2
     ref_box = np.array([0.1, 0.2, 0.7, 0.9], np.float32)
     with tf.Graph().as_default():
-        clipped, resized, inside, flipped, frac = run([
-            tfe.bboxes_clip(ref_box, b), tfe.bboxes_resize(ref_box, b),
-            tfe.bboxes_center_inside(ref_box, tf.constant(b)), tfe.bboxes_flip_left_right(b),
-            tfe.bboxes_intersection_over_area(ref_box, b)])
+        clipped, resized, inside, flipped, frac = run(
+            [
+                tfe.bboxes_clip(ref_box, b),
+                tfe.bboxes_resize(ref_box, b),
+                tfe.bboxes_center_inside(ref_box, tf.constant(b)),
+                tfe.bboxes_flip_left_right(b),
+                tfe.bboxes_intersection_over_area(ref_box, b),
+            ]
+        )
     lo = ref_box[[0, 1, 0, 1]]
     hi = ref_box[[2, 3, 2, 3]]
     np.testing.assert_allclose(clipped, np.minimum(np.maximum(b, lo), hi))
@@ -50,8 +61,9 @@ def test_clip_resize_center_flip_overlap():
     cy, cx = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
     np.testing.assert_array_equal(inside, (cy >= 0.1) & (cy <= 0.7) & (cx >= 0.2) & (cx <= 0.9))
     np.testing.assert_allclose(flipped, np.stack([b[:, 0], 1 - b[:, 3], b[:, 2], 1 - b[:, 1]], 1))
-    inter = np.clip(np.minimum(b[:, 2], 0.7) - np.maximum(b[:, 0], 0.1), 0, None) * \
-        np.clip(np.minimum(b[:, 3], 0.9) - np.maximum(b[:, 1], 0.2), 0, None)
+    inter = np.clip(np.minimum(b[:, 2], 0.7) - np.maximum(b[:, 0], 0.1), 0, None) * np.clip(
+        np.minimum(b[:, 3], 0.9) - np.maximum(b[:, 1], 0.2), 0, None
+    )
     np.testing.assert_allclose(frac, inter / ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])), rtol=1e-5)
 
 

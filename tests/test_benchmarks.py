@@ -1,5 +1,6 @@
 """Benchmark runner and compute floor: MACs against the Caffe model's conv shapes (OpenCV), the
 floor arithmetic by hand, and `run_all` end to end on MobileNet-SSD with a failing benchmark."""
+
 import json
 import os
 import sys
@@ -19,32 +20,46 @@ def test_mobilenet_macs_match_the_caffe_model_run_by_opencv():
     # output's spatial size as OpenCV computes it.
     net = caffe_fixtures.mobilenet_ssd('merged', seed=3)
     convs = [layer for layer in net.layers if layer.type == 'Convolution']
-    outputs = caffe_fixtures.opencv_forward(net, np.zeros((1, 3, 300, 300), np.float32),
-                                           [layer.name for layer in convs])
-    expected = sum(outputs[c.name].shape[2] * outputs[c.name].shape[3] * np.prod(c.blobs[0].shape)
-                   for c in convs)
+    outputs = caffe_fixtures.opencv_forward(
+        net, np.zeros((1, 3, 300, 300), np.float32), [layer.name for layer in convs]
+    )
+    expected = sum(
+        outputs[c.name].shape[2] * outputs[c.name].shape[3] * np.prod(c.blobs[0].shape)
+        for c in convs
+    )
     assert bench_floor.net_macs('ssd_300_mobilenet') == expected
 
 
 def test_floor_arithmetic():
     # 1e9 MACs = 2e9 FLOPs; at 100 GFLOP/s that is 20 ms.
-    assert bench_floor.floor_ms(1e9, 100.) == pytest.approx(20.)
+    assert bench_floor.floor_ms(1e9, 100.0) == pytest.approx(20.0)
     # A 1000^3 multiply in 0.02 s: 2e9 FLOPs / 0.02 s = 100 GFLOP/s.
-    assert bench_floor.gflops(1000, 0.02) == pytest.approx(100.)
+    assert bench_floor.gflops(1000, 0.02) == pytest.approx(100.0)
 
 
 def test_run_all_small(tmp_path):
-    broken = run_all.Benchmark('broken', 'bench_floor.py', lambda p: ['--size', 'nine'], None,
-                               quick_args=[])
+    broken = run_all.Benchmark(
+        'broken', 'bench_floor.py', lambda p: ['--size', 'nine'], None, quick_args=[]
+    )
     benches = {b.name: b for b in run_all.BENCHMARKS}
-    floor = run_all.Benchmark('floor', 'bench_floor.py', lambda p: ['--output', p],
-                              benches['floor'].models_args, quick_args=['--size', '256',
-                                                                        '--repeats', '2'])
-    nets = run_all.Benchmark('nets', 'bench_nets.py', lambda p: ['--output', p],
-                             benches['nets'].models_args, quick_args=['--repeats', '1'])
+    floor = run_all.Benchmark(
+        'floor',
+        'bench_floor.py',
+        lambda p: ['--output', p],
+        benches['floor'].models_args,
+        quick_args=['--size', '256', '--repeats', '2'],
+    )
+    nets = run_all.Benchmark(
+        'nets',
+        'bench_nets.py',
+        lambda p: ['--output', p],
+        benches['nets'].models_args,
+        quick_args=['--repeats', '1'],
+    )
     out = str(tmp_path / 'results')
-    report = run_all.run_all([floor, broken, nets], out, models=('ssd_300_mobilenet',),
-                             log=lambda line: None)
+    report = run_all.run_all(
+        [floor, broken, nets], out, models=('ssd_300_mobilenet',), log=lambda line: None
+    )
     with open(os.path.join(out, 'all.json'), encoding='utf-8') as f:
         saved = json.load(f)
     with open(os.path.join(out, 'README.md'), encoding='utf-8') as f:
@@ -53,8 +68,8 @@ def test_run_all_small(tmp_path):
     status = {b['name']: b['status'] for b in saved['benchmarks']}
     assert status == {'floor': 'ok', 'broken': 'failed (exit 2)', 'nets': 'ok'}
     results = {b['name']: b['result'] for b in saved['benchmarks']}
-    floor_row, = results['floor']['rows']
-    net_row, = results['nets']['results']
+    (floor_row,) = results['floor']['rows']
+    (net_row,) = results['nets']['results']
     assert floor_row['gmacs'] == pytest.approx(net_row['gmacs'])
     best = max(results['floor']['fp32_gflops'].values())
     assert floor_row['floor_ms_fp32'] == pytest.approx(2 * floor_row['gmacs'] / best * 1e3)
@@ -69,36 +84,63 @@ def test_run_all_small(tmp_path):
 
 def test_floor_ratios_use_the_faster_floor_run():
     def floor(gflops):
-        return {'fp32_gflops_best': gflops,
-                'rows': [{'model': 'ssd_300_vgg', 'floor_ms_fp32': bench_floor.floor_ms(
-                    30e9, gflops)}]}
-    results = {'floor': floor(100.), 'floor_end': floor(200.),
-               'nets': {'results': [{'model': 'ssd_300_vgg', 'latency_ms_b1': 450.,
-                                     'ms_per_image_b8': 420.}]}}
+        return {
+            'fp32_gflops_best': gflops,
+            'rows': [{'model': 'ssd_300_vgg', 'floor_ms_fp32': bench_floor.floor_ms(30e9, gflops)}],
+        }
+
+    results = {
+        'floor': floor(100.0),
+        'floor_end': floor(200.0),
+        'nets': {
+            'results': [{'model': 'ssd_300_vgg', 'latency_ms_b1': 450.0, 'ms_per_image_b8': 420.0}]
+        },
+    }
     # 2 * 30e9 FLOPs at 200 GFLOP/s: 300 ms; 420 / 300 = 1.4 (within the 1.5x target).
     assert run_all.floor_ratios(results) == [
-        ('ssd_300_vgg', 'bench_nets (TF, variables)', 1, 450., 300., 1.5),
-        ('ssd_300_vgg', 'bench_nets (TF, variables)', 8, 420., 300., pytest.approx(1.4))]
+        ('ssd_300_vgg', 'bench_nets (TF, variables)', 1, 450.0, 300.0, 1.5),
+        ('ssd_300_vgg', 'bench_nets (TF, variables)', 8, 420.0, 300.0, pytest.approx(1.4)),
+    ]
     assert 'met (1.40x the floor)' in run_all.targets(results, run_all.floor_ratios(results))[1]
 
 
-@pytest.mark.parametrize('flags, applies', [(['avx512_bf16'], False),
-                                            (['amx_bf16', 'avx512_bf16'], True)])
+@pytest.mark.parametrize(
+    'flags, applies', [(['avx512_bf16'], False), (['amx_bf16', 'avx512_bf16'], True)]
+)
 def test_mixed_precision_target_applies_with_bf16_matrix_units(flags, applies):
-    floor = {'fp32_gflops_best': 400., 'fp32_gflops': {'numpy': 200., 'tensorflow': 400.},
-             'bf16_cpu_flags': flags, 'bf16_gflops': 780., 'rows': []}
-    train = {'gpu': False, 'mixed_precision': 'bf16', 'results': [
-        {'model': 'ssd_300_vgg', 'batch_size': 8, 'fp32_images_per_s': 2.,
-         'mixed_images_per_s': 4.2},
-        {'model': 'ssd_300_mobilenet', 'batch_size': 8, 'fp32_images_per_s': 30.,
-         'mixed_images_per_s': 45.}]}
+    floor = {
+        'fp32_gflops_best': 400.0,
+        'fp32_gflops': {'numpy': 200.0, 'tensorflow': 400.0},
+        'bf16_cpu_flags': flags,
+        'bf16_gflops': 780.0,
+        'rows': [],
+    }
+    train = {
+        'gpu': False,
+        'mixed_precision': 'bf16',
+        'results': [
+            {
+                'model': 'ssd_300_vgg',
+                'batch_size': 8,
+                'fp32_images_per_s': 2.0,
+                'mixed_images_per_s': 4.2,
+            },
+            {
+                'model': 'ssd_300_mobilenet',
+                'batch_size': 8,
+                'fp32_images_per_s': 30.0,
+                'mixed_images_per_s': 45.0,
+            },
+        ],
+    }
     lines = run_all.mixed_precision_target({'floor': floor, 'train': train})
     if applies:
         assert lines == [
             '- Mixed precision (bf16) training, ssd_300_vgg batch 8 2.10x (4.20 vs 2.00 img/s): met.',
             '- Mixed precision (bf16) training, ssd_300_mobilenet batch 8 1.50x (45.00 vs 30.00 '
-            'img/s): NOT met (target 2.0x).']
+            'img/s): NOT met (target 2.0x).',
+        ]
     else:
-        line, = lines
+        (line,) = lines
         assert 'does not apply here' in line and 'avx512_bf16 only' in line
         assert 'ssd_300_vgg batch 8 2.10x' in line and 'matmul rate here 1.95x' in line

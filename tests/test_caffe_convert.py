@@ -36,7 +36,9 @@ def _caffe_conv(x, w, pad, stride=1, group=1):
         first = (o // per_group) * cg
         for i in range(ho):
             for j in range(wo):
-                patch = xp[first:first + cg, i * stride:i * stride + kh, j * stride:j * stride + kw]
+                patch = xp[
+                    first : first + cg, i * stride : i * stride + kh, j * stride : j * stride + kw
+                ]
                 y[o, i, j] = np.sum(patch * w[o])
     return y
 
@@ -48,10 +50,19 @@ def _run(fn):
 
 def _convert_one(layer, target, first=False):
     spec = caffe_ssd.LayerMap(
-        name='t', net_name='t', scope='s', convs={layer.name: target},
-        first_conv=layer.name if first else '', l2_norms={}, feature_sources=(),
-        backbone_only=False, caffe_mean_bgr=(0., 0., 0.), caffe_scale=1., detection={},
-        anchor_presets={})
+        name='t',
+        net_name='t',
+        scope='s',
+        convs={layer.name: target},
+        first_conv=layer.name if first else '',
+        l2_norms={},
+        feature_sources=(),
+        backbone_only=False,
+        caffe_mean_bgr=(0.0, 0.0, 0.0),
+        caffe_scale=1.0,
+        detection={},
+        anchor_presets={},
+    )
     return caffe_ssd.convert_layers([layer], spec).values
 
 
@@ -60,64 +71,93 @@ def test_conv_layout_and_bgr_swap_match_caffe(stride, pad):
     rng = np.random.default_rng(stride + pad)
     w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
     x_bgr = rng.standard_normal((3, 7, 7)).astype(np.float32)
-    values = _convert_one(caffe_pb.CaffeLayer('conv1_1', 'Convolution', [w]),
-                          caffe_ssd.ConvTarget('conv1'), first=True)
+    values = _convert_one(
+        caffe_pb.CaffeLayer('conv1_1', 'Convolution', [w]),
+        caffe_ssd.ConvTarget('conv1'),
+        first=True,
+    )
     w_tf = values['s/conv1/weights']
     assert w_tf.shape == (3, 3, 3, 5)
     x_rgb = x_bgr[::-1].transpose(1, 2, 0)[None]  # The TF net sees RGB, NHWC.
-    y = _run(lambda: tf.nn.conv2d(x_rgb, w_tf, [1, stride, stride, 1],
-                                  [[0, 0], [pad, pad], [pad, pad], [0, 0]]))
-    np.testing.assert_allclose(y[0].transpose(2, 0, 1), _caffe_conv(x_bgr, w, pad, stride),
-                               rtol=1e-5, atol=1e-5)
+    y = _run(
+        lambda: tf.nn.conv2d(
+            x_rgb, w_tf, [1, stride, stride, 1], [[0, 0], [pad, pad], [pad, pad], [0, 0]]
+        )
+    )
+    np.testing.assert_allclose(
+        y[0].transpose(2, 0, 1), _caffe_conv(x_bgr, w, pad, stride), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_depthwise_layout_matches_caffe_group_conv():
     rng = np.random.default_rng(1)
     w = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
     x = rng.standard_normal((4, 6, 6)).astype(np.float32)
-    values = _convert_one(caffe_pb.CaffeLayer('conv1/dw', 'Convolution', [w], group=4),
-                          caffe_ssd.ConvTarget('conv1/dw', depthwise=True))
+    values = _convert_one(
+        caffe_pb.CaffeLayer('conv1/dw', 'Convolution', [w], group=4),
+        caffe_ssd.ConvTarget('conv1/dw', depthwise=True),
+    )
     w_tf = values['s/conv1/dw/depthwise_weights']
     assert w_tf.shape == (3, 3, 4, 1)
-    y = _run(lambda: tf.nn.depthwise_conv2d(
-        np.pad(x.transpose(1, 2, 0)[None], ((0, 0), (1, 1), (1, 1), (0, 0))), w_tf,
-        [1, 2, 2, 1], 'VALID'))
-    np.testing.assert_allclose(y[0].transpose(2, 0, 1), _caffe_conv(x, w, 1, 2, group=4),
-                               rtol=1e-5, atol=1e-5)
+    y = _run(
+        lambda: tf.nn.depthwise_conv2d(
+            np.pad(x.transpose(1, 2, 0)[None], ((0, 0), (1, 1), (1, 1), (0, 0))),
+            w_tf,
+            [1, 2, 2, 1],
+            'VALID',
+        )
+    )
+    np.testing.assert_allclose(
+        y[0].transpose(2, 0, 1), _caffe_conv(x, w, 1, 2, group=4), rtol=1e-5, atol=1e-5
+    )
     with pytest.raises(caffe_ssd.ConversionError, match='should be depthwise'):
-        _convert_one(caffe_pb.CaffeLayer('conv1/dw', 'Convolution', [np.ones((4, 2, 3, 3))]),
-                     caffe_ssd.ConvTarget('conv1/dw', depthwise=True))
+        _convert_one(
+            caffe_pb.CaffeLayer('conv1/dw', 'Convolution', [np.ones((4, 2, 3, 3))]),
+            caffe_ssd.ConvTarget('conv1/dw', depthwise=True),
+        )
     with pytest.raises(caffe_ssd.ConversionError, match='grouped convolution'):
-        _convert_one(caffe_pb.CaffeLayer('conv1', 'Convolution', [np.ones((4, 2, 3, 3))],
-                                         group=2), caffe_ssd.ConvTarget('conv1'))
+        _convert_one(
+            caffe_pb.CaffeLayer('conv1', 'Convolution', [np.ones((4, 2, 3, 3))], group=2),
+            caffe_ssd.ConvTarget('conv1'),
+        )
 
 
 def _our_batch_norm(x, values, eps):
-    return (values['gamma'] * (x - values['moving_mean'])
-            / np.sqrt(values['moving_variance'] + eps) + values['beta'])
+    return (
+        values['gamma'] * (x - values['moving_mean']) / np.sqrt(values['moving_variance'] + eps)
+        + values['beta']
+    )
 
 
-@pytest.mark.parametrize('factor,conv_bias,caffe_eps', [(999.5, False, 1e-5), (0., False, 1e-5),
-                                                        (1., True, 1e-3)])
+@pytest.mark.parametrize(
+    'factor,conv_bias,caffe_eps', [(999.5, False, 1e-5), (0.0, False, 1e-5), (1.0, True, 1e-3)]
+)
 def test_batch_norm_and_scale_match_caffe(factor, conv_bias, caffe_eps):
     rng = np.random.default_rng(2)
     c = 6
-    mean, var = rng.standard_normal(c), rng.uniform(0.5, 2., c)
+    mean, var = rng.standard_normal(c), rng.uniform(0.5, 2.0, c)
     gamma, beta = rng.uniform(0.5, 1.5, c), rng.standard_normal(c)
     bias = rng.standard_normal(c)
-    conv_blobs = [np.ones((c, 1, 1, 1), np.float32)] + ([bias.astype(np.float32)] if conv_bias else [])
-    layers = [caffe_pb.CaffeLayer('conv1', 'Convolution', conv_blobs),
-              caffe_pb.CaffeLayer('conv1/bn', 'BatchNorm',
-                                  [np.float32(mean * factor), np.float32(var * factor),
-                                   np.float32([factor])], eps=caffe_eps),
-              caffe_pb.CaffeLayer('conv1/scale', 'Scale', [np.float32(gamma), np.float32(beta)])]
+    conv_blobs = [np.ones((c, 1, 1, 1), np.float32)] + (
+        [bias.astype(np.float32)] if conv_bias else []
+    )
+    layers = [
+        caffe_pb.CaffeLayer('conv1', 'Convolution', conv_blobs),
+        caffe_pb.CaffeLayer(
+            'conv1/bn',
+            'BatchNorm',
+            [np.float32(mean * factor), np.float32(var * factor), np.float32([factor])],
+            eps=caffe_eps,
+        ),
+        caffe_pb.CaffeLayer('conv1/scale', 'Scale', [np.float32(gamma), np.float32(beta)]),
+    ]
     spec = caffe_ssd.layer_map('ssd_300_mobilenet')
     conv = caffe_ssd.convert_layers(layers, spec, tf_bn_epsilon=1e-5)
     values = {k.rsplit('/', 1)[1]: v for k, v in conv.values.items() if '/BatchNorm/' in k}
     x = rng.standard_normal((10, c)) * 3
     # Caffe: conv (+ bias), BatchNorm with stats / f (0 when f == 0), then Scale.
-    f = 0. if factor == 0 else 1. / factor
-    conv_out = x + (bias if conv_bias else 0.)
+    f = 0.0 if factor == 0 else 1.0 / factor
+    conv_out = x + (bias if conv_bias else 0.0)
     ref = (conv_out - mean * factor * f) / np.sqrt(var * factor * f + caffe_eps) * gamma + beta
     np.testing.assert_allclose(_our_batch_norm(x, values, 1e-5), ref, rtol=1e-4, atol=1e-4)
     assert [r.caffe_name for r in conv.mapped] == ['conv1', 'conv1/bn', 'conv1/scale']
@@ -127,7 +167,9 @@ def test_batch_norm_and_scale_match_caffe(factor, conv_bias, caffe_eps):
 def test_merged_batch_norm_is_the_identity_plus_bias():
     rng = np.random.default_rng(3)
     bias = rng.standard_normal(8).astype(np.float32)
-    layers = [caffe_pb.CaffeLayer('conv0', 'Convolution', [np.ones((8, 3, 3, 3), np.float32), bias])]
+    layers = [
+        caffe_pb.CaffeLayer('conv0', 'Convolution', [np.ones((8, 3, 3, 3), np.float32), bias])
+    ]
     conv = caffe_ssd.convert_layers(layers, caffe_ssd.layer_map('ssd_300_mobilenet'), 1e-5)
     values = {k.rsplit('/', 1)[1]: v for k, v in conv.values.items() if '/BatchNorm/' in k}
     x = rng.standard_normal((5, 8)).astype(np.float32) * 10
@@ -138,12 +180,13 @@ def test_num_classes_is_inferred_from_the_heads():
     spec = caffe_ssd.layer_map('ssd_300_mobilenet')
 
     def heads(conf_out):
-        return [caffe_pb.CaffeLayer('conv11_mbox_loc', 'Convolution', [np.zeros((12, 1, 1, 1))]),
-                caffe_pb.CaffeLayer('conv11_mbox_conf', 'Convolution',
-                                    [np.zeros((conf_out, 1, 1, 1))]),
-                caffe_pb.CaffeLayer('conv13_mbox_loc', 'Convolution', [np.zeros((24, 1, 1, 1))]),
-                caffe_pb.CaffeLayer('conv13_mbox_conf', 'Convolution',
-                                    [np.zeros((6 * 81, 1, 1, 1))])]
+        return [
+            caffe_pb.CaffeLayer('conv11_mbox_loc', 'Convolution', [np.zeros((12, 1, 1, 1))]),
+            caffe_pb.CaffeLayer('conv11_mbox_conf', 'Convolution', [np.zeros((conf_out, 1, 1, 1))]),
+            caffe_pb.CaffeLayer('conv13_mbox_loc', 'Convolution', [np.zeros((24, 1, 1, 1))]),
+            caffe_pb.CaffeLayer('conv13_mbox_conf', 'Convolution', [np.zeros((6 * 81, 1, 1, 1))]),
+        ]
+
     assert caffe_ssd.infer_num_classes(heads(3 * 81), spec) == 81
     with pytest.raises(caffe_ssd.ConversionError, match='disagree on the number of classes'):
         caffe_ssd.infer_num_classes(heads(3 * 21), spec)
@@ -152,8 +195,9 @@ def test_num_classes_is_inferred_from_the_heads():
 def test_layer_type_duplicates_and_unknown_model_are_errors():
     spec = caffe_ssd.layer_map('ssd_300_vgg')
     with pytest.raises(caffe_ssd.ConversionError, match="'fc6' is a InnerProduct layer"):
-        caffe_ssd.convert_layers([caffe_pb.CaffeLayer('fc6', 'InnerProduct', [np.ones((2, 3))])],
-                                 spec)
+        caffe_ssd.convert_layers(
+            [caffe_pb.CaffeLayer('fc6', 'InnerProduct', [np.ones((2, 3))])], spec
+        )
     conv = caffe_pb.CaffeLayer('fc7', 'Convolution', [np.ones((2, 3, 1, 1))])
     with pytest.raises(caffe_ssd.ConversionError, match="'fc7' occurs twice"):
         caffe_ssd.convert_layers([conv, conv], spec)
@@ -177,38 +221,44 @@ def test_unmapped_missing_and_mismatched_are_reported_by_name(mobilenet_model):
     caffe_pb.write_caffemodel(path, layers)
     out = str(directory / 'broken.ckpt')
     with pytest.raises(checkpoint_io.CheckpointMismatchError) as info:
-        caffe_convert.convert(path, out, 'ssd_300_mobilenet', num_classes=10,
-                              log=lambda line: None)
+        caffe_convert.convert(path, out, 'ssd_300_mobilenet', num_classes=10, log=lambda line: None)
     message = str(info.value)
     assert "unmapped Caffe layer 'conv_extra'" in message
     assert 'missing TF variable ssd_300_mobilenet/conv5/dw/depthwise_weights' in message
-    assert ('shape mismatch for ssd_300_mobilenet/conv11_mbox_conf/weights: Caffe gives '
-            '(1, 1, 512, 63), the net has (1, 1, 512, 30)') in message
+    assert (
+        'shape mismatch for ssd_300_mobilenet/conv11_mbox_conf/weights: Caffe gives '
+        '(1, 1, 512, 63), the net has (1, 1, 512, 30)'
+    ) in message
     assert not [f for f in os.listdir(directory) if f.startswith('broken.ckpt')]
 
     lines = []
-    result = caffe_convert.convert(path, out, 'ssd_300_mobilenet', allow_partial=True,
-                                   log=lines.append)
+    result = caffe_convert.convert(
+        path, out, 'ssd_300_mobilenet', allow_partial=True, log=lines.append
+    )
     assert any("unmapped Caffe layer 'conv_extra'" in p for p in result.problems)
     assert any('conv5/dw/BatchNorm/gamma' in p for p in result.problems)
     saved = checkpoint_io.restore_values(out)
     assert 'ssd_300_mobilenet/conv5/dw/depthwise_weights' not in saved
     assert len(saved) == 199 - 5
-    np.testing.assert_array_equal(saved['ssd_300_mobilenet/conv6/weights'],
-                                  next(l for l in layers if l.name == 'conv6').blobs[0]
-                                  .transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        saved['ssd_300_mobilenet/conv6/weights'],
+        next(l for l in layers if l.name == 'conv6').blobs[0].transpose(2, 3, 1, 0),
+    )
     assert any(line.startswith('Caffe layer') for line in lines)
     with open(os.path.join(directory, 'checkpoint')) as f:
-        assert f.read().startswith(checkpoint_io.STATE_FILE_HEADER
-                                   + '\nmodel_checkpoint_path: "broken.ckpt"')
+        assert f.read().startswith(
+            checkpoint_io.STATE_FILE_HEADER + '\nmodel_checkpoint_path: "broken.ckpt"'
+        )
     # Without a prototxt the card carries the published MobileNet-SSD anchors and thresholds.
     assert result.config_path == out + '.model.json'
     card = card_lib.load(result.config_path)
     published = caffe_fixtures.MOBILENET_DETECTION
     assert card.detection == card_lib.DetectionSettings(
         select_threshold=published['confidence_threshold'],
-        nms_threshold=published['nms_threshold'], top_k=published['top_k'],
-        keep_top_k=published['keep_top_k'])
+        nms_threshold=published['nms_threshold'],
+        top_k=published['top_k'],
+        keep_top_k=published['keep_top_k'],
+    )
     assert card.num_classes == 21 and card.class_names == labels.VOC_CLASSES
     assert card.mean_rgb == (127.5,) * 3 and card.scale == 0.007843
     assert card.anchor_size_preset == 'mobilenet_ssd'
@@ -230,7 +280,7 @@ def test_fc_reduced_vgg16_backbone_matches_opencv(tmp_path):
     assert saved['ssd_300_vgg/conv6/weights'].shape == (3, 3, 512, 1024)
 
     image = caffe_fixtures.photo_like_image(64, 64, seed=8)
-    blob = caffe_fixtures.opencv_blob(image, (64, 64), (104., 117., 123.), 1.)
+    blob = caffe_fixtures.opencv_blob(image, (64, 64), (104.0, 117.0, 123.0), 1.0)
     ref = caffe_fixtures.opencv_forward(net, blob, ['fc7/relu'])['fc7/relu'][0].transpose(1, 2, 0)
     assert caffe_ssd.layer_map('vgg_16_fc_reduced', 'ssd_512_vgg').scope == 'ssd_512_vgg'
     cls = nets_factory.get_network('ssd_300_vgg')
@@ -250,11 +300,18 @@ def test_script_rejects_a_file_that_is_not_a_caffemodel(tmp_path):
     fake = tmp_path / 'deploy.prototxt'
     fake.write_text('name: "VGG_SSD"\n')
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'caffe_to_tensorflow.py'),
-         '--caffemodel_path=%s' % fake, '--model_name=ssd_300_vgg',
-         '--output_path=%s' % (tmp_path / 'x.ckpt')],
-        capture_output=True, text=True, cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3'))
+        [
+            sys.executable,
+            os.path.join(ROOT, 'caffe_to_tensorflow.py'),
+            '--caffemodel_path=%s' % fake,
+            '--model_name=ssd_300_vgg',
+            '--output_path=%s' % (tmp_path / 'x.ckpt'),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3'),
+    )
     assert proc.returncode != 0
     assert 'caffe_to_tensorflow: error: %s is not a binary Caffe model' % fake in proc.stderr
     assert not list(tmp_path.glob('x.ckpt*'))

@@ -56,31 +56,76 @@ def _layer(body, name=b'c', layer_type=b'Convolution'):
 
 
 CRAFTED_MODELS = [
-    (_layer(_shaped_blob([-1, -2], _floats(1, 2))),
-     r"m.caffemodel, layer 'c', blob 0: blob shape.dim is \[-1, -2\]; expected at most 32 dimensions of "
-     r'0..2147483647 each'),
-    (_layer(_shaped_blob([1 << 32, 1 << 32], b'')),  # numpy's int64 product wraps to 0 == 0 values
-     r'blob shape.dim is \[4294967296, 4294967296\]; expected at most 32 dimensions'),
-    (_layer(_shaped_blob([1 << 16, 1 << 16], b'')),
-     r'blob shape \(65536, 65536\) holds 4294967296 values, more than Caffe allows \(2147483647\)'),
-    (_layer(_field(7, 2, _field(1, 0, -3) + _field(2, 0, 1) + _field(3, 0, 1) + _field(4, 0, 2) + _floats(1, 2))),
-     r"layer 'c', blob 0: blob num/channels/height/width is \[-3, 1, 1, 2\]"),
-    (_layer(_shaped_blob([3], _floats(1, 2))), r'blob shape \(3,\) holds 3 values but the blob stores 2'),
-    (_layer(_shaped_blob([2], _floats(1, 2) + _field(8, 2, struct.pack('<2d', 1, 2)))),
-     'the blob stores both data and double_data'),
-    (_layer(_shaped_blob([3], _floats(1, float('nan'), float('inf')))),
-     r"layer 'c', blob 0: the blob of shape \(3,\) holds 2 NaN or infinite value\(s\)"),
-    (_layer(b'', name=b'conv\xff\xfe'), r"m.caffemodel, layer 0: the layer name b'conv\\xff\\xfe' is not UTF-8 text"),
-    (_layer(_field(106, 2, _field(5, 0, 0))), r"layer 'c': convolution_param.group is 0, expected >= 1"),
-    (_layer(_field(139, 2, _field(3, 5, struct.pack('<f', float('nan')))), layer_type=b'BatchNorm'),
-     r"layer 'c': batch_norm_param.eps is nan, expected a finite number >= 0"),
-    (_layer(_field(139, 2, _field(3, 5, struct.pack('<f', -1.))), layer_type=b'BatchNorm'),
-     'batch_norm_param.eps is -1.0'),
-    (_field(2, 2, _field(4, 2, b'v1') + _field(6, 2, _blob_body([5], _floats(1)))),  # V1LayerParameter.blobs (6)
-     r"m.caffemodel, V1 layer 'v1', blob 0: blob shape \(5,\) holds 5 values but the blob stores 1"),
+    (
+        _layer(_shaped_blob([-1, -2], _floats(1, 2))),
+        r"m.caffemodel, layer 'c', blob 0: blob shape.dim is \[-1, -2\]; expected at most 32 dimensions of "
+        r'0..2147483647 each',
+    ),
+    (
+        _layer(
+            _shaped_blob([1 << 32, 1 << 32], b'')
+        ),  # numpy's int64 product wraps to 0 == 0 values
+        r'blob shape.dim is \[4294967296, 4294967296\]; expected at most 32 dimensions',
+    ),
+    (
+        _layer(_shaped_blob([1 << 16, 1 << 16], b'')),
+        r'blob shape \(65536, 65536\) holds 4294967296 values, more than Caffe allows \(2147483647\)',
+    ),
+    (
+        _layer(
+            _field(
+                7,
+                2,
+                _field(1, 0, -3)
+                + _field(2, 0, 1)
+                + _field(3, 0, 1)
+                + _field(4, 0, 2)
+                + _floats(1, 2),
+            )
+        ),
+        r"layer 'c', blob 0: blob num/channels/height/width is \[-3, 1, 1, 2\]",
+    ),
+    (
+        _layer(_shaped_blob([3], _floats(1, 2))),
+        r'blob shape \(3,\) holds 3 values but the blob stores 2',
+    ),
+    (
+        _layer(_shaped_blob([2], _floats(1, 2) + _field(8, 2, struct.pack('<2d', 1, 2)))),
+        'the blob stores both data and double_data',
+    ),
+    (
+        _layer(_shaped_blob([3], _floats(1, float('nan'), float('inf')))),
+        r"layer 'c', blob 0: the blob of shape \(3,\) holds 2 NaN or infinite value\(s\)",
+    ),
+    (
+        _layer(b'', name=b'conv\xff\xfe'),
+        r"m.caffemodel, layer 0: the layer name b'conv\\xff\\xfe' is not UTF-8 text",
+    ),
+    (
+        _layer(_field(106, 2, _field(5, 0, 0))),
+        r"layer 'c': convolution_param.group is 0, expected >= 1",
+    ),
+    (
+        _layer(
+            _field(139, 2, _field(3, 5, struct.pack('<f', float('nan')))), layer_type=b'BatchNorm'
+        ),
+        r"layer 'c': batch_norm_param.eps is nan, expected a finite number >= 0",
+    ),
+    (
+        _layer(_field(139, 2, _field(3, 5, struct.pack('<f', -1.0))), layer_type=b'BatchNorm'),
+        'batch_norm_param.eps is -1.0',
+    ),
+    (
+        _field(
+            2, 2, _field(4, 2, b'v1') + _field(6, 2, _blob_body([5], _floats(1)))
+        ),  # V1LayerParameter.blobs (6)
+        r"m.caffemodel, V1 layer 'v1', blob 0: blob shape \(5,\) holds 5 values but the blob stores 1",
+    ),
     # Unknown groups (wire type 3/4) nested 5000 deep: the protobuf runtime's depth limit, not a crash.
-    (_layer(_varint(60 << 3 | 3) * 5000 + _varint(60 << 3 | 4) * 5000),
-     r'm.caffemodel is not a binary Caffe model \(NetParameter protobuf\): .*Wire format was corrupt'),
+    (
+        _layer(_varint(60 << 3 | 3) * 5000 + _varint(60 << 3 | 4) * 5000),
+        r'm.caffemodel is not a binary Caffe model \(NetParameter protobuf\): .*Wire format was corrupt',
+    ),
 ]
 
 
@@ -90,7 +135,9 @@ def _one_line(error):
     return text
 
 
-@pytest.mark.parametrize('data,message', CRAFTED_MODELS, ids=[f'model{i}' for i in range(len(CRAFTED_MODELS))])
+@pytest.mark.parametrize(
+    'data,message', CRAFTED_MODELS, ids=[f'model{i}' for i in range(len(CRAFTED_MODELS))]
+)
 def test_crafted_caffemodels_give_one_line_naming_layer_and_field(data, message):
     with pytest.raises(caffe_pb.CaffeModelError, match=message) as info:
         caffe_pb.parse_caffemodel(data, 'm.caffemodel')
@@ -98,13 +145,20 @@ def test_crafted_caffemodels_give_one_line_naming_layer_and_field(data, message)
 
 
 def test_caffemodel_reader_accepts_what_caffe_accepts():
-    layers = caffe_pb.parse_caffemodel(_layer(_shaped_blob([2, 0, 3], b'') + _field(106, 2, _field(5, 0, 2))))
+    layers = caffe_pb.parse_caffemodel(
+        _layer(_shaped_blob([2, 0, 3], b'') + _field(106, 2, _field(5, 0, 2)))
+    )
     assert layers[0].blobs[0].shape == (2, 0, 3) and layers[0].group == 2
 
 
 def test_devices_are_not_read_as_models(tmp_path):
-    for reader, what in ((caffe_pb.read_caffemodel, 'caffemodel'), (prototxt.parse_file, 'prototxt')):
-        with pytest.raises(prototxt.UnreadableFileError, match=rf'/dev/zero: the {what} is not a regular file'):
+    for reader, what in (
+        (caffe_pb.read_caffemodel, 'caffemodel'),
+        (prototxt.parse_file, 'prototxt'),
+    ):
+        with pytest.raises(
+            prototxt.UnreadableFileError, match=rf'/dev/zero: the {what} is not a regular file'
+        ):
             reader('/dev/zero')
     fifo = tmp_path / 'deploy.prototxt'
     os.mkfifo(fifo)  # opening it would block
@@ -112,27 +166,46 @@ def test_devices_are_not_read_as_models(tmp_path):
         prototxt.parse_file(str(fifo))
     binary = tmp_path / 'model.prototxt'
     binary.write_bytes(b'name: "x"\nlayer {\n' + bytes(range(128, 256)))
-    with pytest.raises(prototxt.PrototxtError, match=r'model.prototxt, line 3: not UTF-8 text \(invalid start byte\)'
-                                                     r'; a deploy .prototxt is text'):
+    with pytest.raises(
+        prototxt.PrototxtError,
+        match=r'model.prototxt, line 3: not UTF-8 text \(invalid start byte\)'
+        r'; a deploy .prototxt is text',
+    ):
         prototxt.parse_file(str(binary))
 
 
 def test_prototxt_numbers_and_nesting():
     net = prototxt.parse('a: 0123\nb: 0x1F\nc: 09\nd: -017\ne: nan\n')
-    assert [net.get(k) for k in 'abcd'] == [83, 31, 9.0, -15]  # 0-prefixed integers are octal (protobuf rule)
+    assert [net.get(k) for k in 'abcd'] == [
+        83,
+        31,
+        9.0,
+        -15,
+    ]  # 0-prefixed integers are octal (protobuf rule)
     assert np.isnan(net.get('e'))
     huge = prototxt.parse('a: ' + '9' * 5000)  # more digits than Python's int() converts
-    with pytest.raises(prototxt.PrototxtValueError, match=r'x: a \(line 1\) is inf, expected an integer >= 0'):
+    with pytest.raises(
+        prototxt.PrototxtValueError, match=r'x: a \(line 1\) is inf, expected an integer >= 0'
+    ):
         huge.number('a', 'x', integer=True, minimum=0)
-    with pytest.raises(prototxt.PrototxtError, match=r'deploy.prototxt, line 1: blocks nested more than 100 deep'):
+    with pytest.raises(
+        prototxt.PrototxtError, match=r'deploy.prototxt, line 1: blocks nested more than 100 deep'
+    ):
         prototxt.parse('a { ' * 5000 + '}' * 5000, 'deploy.prototxt')
     net = prototxt.parse('a { b: 1 }\nc: "x"\nd: [1, 2, -3]\n')
-    with pytest.raises(prototxt.PrototxtValueError, match=r"w: a \(line 1\) is Message\(\[\('b', 1\)\]\), expected "
-                                                          r'a finite number'):
+    with pytest.raises(
+        prototxt.PrototxtValueError,
+        match=r"w: a \(line 1\) is Message\(\[\('b', 1\)\]\), expected "
+        r'a finite number',
+    ):
         net.number('a', 'w')
-    with pytest.raises(prototxt.PrototxtValueError, match=r"w: c \(line 2\) is 'x', expected a \{ ... \} block"):
+    with pytest.raises(
+        prototxt.PrototxtValueError, match=r"w: c \(line 2\) is 'x', expected a \{ ... \} block"
+    ):
         net.block('c', 'w')
-    with pytest.raises(prototxt.PrototxtValueError, match=r'w: d \(line 3\) is -3, expected an integer in \[0, 5\]'):
+    with pytest.raises(
+        prototxt.PrototxtValueError, match=r'w: d \(line 3\) is -3, expected an integer in \[0, 5\]'
+    ):
         net.numbers('d', 'w', integer=True, minimum=0, maximum=5)
 
 
@@ -143,42 +216,116 @@ _CONV0 = r"d.prototxt, Convolution 'conv0' \(line 10\), convolution_param: "
 
 
 _PROTOTXT_CASES = [
-    ('prior_box_param {\n    min_size: 60.0', 'prior_box_param: 5\n  foo {\n    min_size: 60.0',
-     r"PriorBox 'conv11_mbox_priorbox' \(line \d+\): prior_box_param \(line \d+\) is 5, expected a \{ ... \} block"),
-    ('min_size: 60.0', 'min_size: "abc"', _PRIOR + r"min_size \(line \d+\) is 'abc', expected a finite number in "
-                                                   r'\(0, 100000\]'),
+    (
+        'prior_box_param {\n    min_size: 60.0',
+        'prior_box_param: 5\n  foo {\n    min_size: 60.0',
+        r"PriorBox 'conv11_mbox_priorbox' \(line \d+\): prior_box_param \(line \d+\) is 5, "
+        r"expected a \{ ... \} block",
+    ),
+    (
+        'min_size: 60.0',
+        'min_size: "abc"',
+        _PRIOR + r"min_size \(line \d+\) is 'abc', expected a finite number in "
+        r'\(0, 100000\]',
+    ),
     ('min_size: 60.0', 'min_size: -60.0', _PRIOR + r'min_size \(line \d+\) is -60.0'),
-    ('min_size: 60.0', 'min_size { x: 1 }', _PRIOR + r"min_size \(line \d+\) is Message\(\[\('x', 1\)\]\)"),
-    ('min_size: 60.0', 'min_size: 60.0 max_size: 30.0', _PRIOR + r'max_size 30 must be greater than min_size 60'),
+    (
+        'min_size: 60.0',
+        'min_size { x: 1 }',
+        _PRIOR + r"min_size \(line \d+\) is Message\(\[\('x', 1\)\]\)",
+    ),
+    (
+        'min_size: 60.0',
+        'min_size: 60.0 max_size: 30.0',
+        _PRIOR + r'max_size 30 must be greater than min_size 60',
+    ),
     ('min_size: 60.0', 'min_size: 60.0 step: inf', _PRIOR + r'step \(line \d+\) is inf'),
-    ('aspect_ratio: 2.0', 'aspect_ratio: 0.0', _PRIOR + r'aspect_ratio \(line \d+\) is 0.0, expected a finite '
-                                                       r'number in \(0, 1000\]'),
-    ('offset: 0.5', 'offset: 7', _PRIOR + r'offset \(line \d+\) is 7, expected a finite number in \[0, 1\]'),
+    (
+        'aspect_ratio: 2.0',
+        'aspect_ratio: 0.0',
+        _PRIOR + r'aspect_ratio \(line \d+\) is 0.0, expected a finite '
+        r'number in \(0, 1000\]',
+    ),
+    (
+        'offset: 0.5',
+        'offset: 7',
+        _PRIOR + r'offset \(line \d+\) is 7, expected a finite number in \[0, 1\]',
+    ),
     ('flip: true', 'flip: maybe', _PRIOR + r"flip \(line \d+\) is 'maybe', expected true or false"),
-    ('variance: 0.1\n    variance: 0.1\n', 'variance: 0.1\n', _PRIOR + r'3 variance values; expected 1 or 4'),
-    ('num_classes: 21', 'num_classes: nan', _DET + r': num_classes \(line \d+\) is nan, expected an integer in '
-                                                   r'\[1, 100000\]'),
+    (
+        'variance: 0.1\n    variance: 0.1\n',
+        'variance: 0.1\n',
+        _PRIOR + r'3 variance values; expected 1 or 4',
+    ),
+    (
+        'num_classes: 21',
+        'num_classes: nan',
+        _DET + r': num_classes \(line \d+\) is nan, expected an integer in '
+        r'\[1, 100000\]',
+    ),
     ('num_classes: 21', 'num_classes: "x"', _DET + r": num_classes \(line \d+\) is 'x'"),
-    ('nms_param {', 'nms_param: 3\n    foo {', _DET + r': nms_param \(line \d+\) is 3, expected a \{ ... \} block'),
-    ('top_k: 100', 'top_k: 99999999999999999999', _DET + r', nms_param: top_k \(line \d+\) is 99999999999999999999, '
-                                                         r'expected an integer in \[-1, 2147483647\]'),
-    ('keep_top_k: 100', 'keep_top_k: 1000000000', _DET + r': keep_top_k \(line \d+\) is 1000000000, expected an '
-                                                         r'integer in \[-1, 100000\]'),
-    ('dim: 300', 'dim: "x"', r"d.prototxt, input_shape: dim \(line 6\) is 'x', expected an integer in "
-                             r'\[1, 2147483647\]'),
-    ('eps: 1e-05', 'eps: "a"', r"d.prototxt, BatchNorm 'conv0/bn' \(line \d+\), batch_norm_param: eps \(line \d+\) "
-                               r"is 'a', expected a finite number in \[0, 1\]"),
-    ('kernel_size: 3', 'kernel_size: 99999', _CONV0 + r'kernel_size \(line 18\) is 99999, expected an integer in '
-                                                      r'\[1, 1024\]'),
-    ('stride: 2', 'stride: -2', _CONV0 + r'stride \(line 19\) is -2, expected an integer in \[1, 1024\]'),
-    ('pad: 1', 'pad: 1e9', _CONV0 + r'pad \(line 17\) is 1000000000.0, expected an integer in \[0, 1024\]'),
+    (
+        'nms_param {',
+        'nms_param: 3\n    foo {',
+        _DET + r': nms_param \(line \d+\) is 3, expected a \{ ... \} block',
+    ),
+    (
+        'top_k: 100',
+        'top_k: 99999999999999999999',
+        _DET + r', nms_param: top_k \(line \d+\) is 99999999999999999999, '
+        r'expected an integer in \[-1, 2147483647\]',
+    ),
+    (
+        'keep_top_k: 100',
+        'keep_top_k: 1000000000',
+        _DET + r': keep_top_k \(line \d+\) is 1000000000, expected an '
+        r'integer in \[-1, 100000\]',
+    ),
+    (
+        'dim: 300',
+        'dim: "x"',
+        r"d.prototxt, input_shape: dim \(line 6\) is 'x', expected an integer in "
+        r'\[1, 2147483647\]',
+    ),
+    (
+        'eps: 1e-05',
+        'eps: "a"',
+        r"d.prototxt, BatchNorm 'conv0/bn' \(line \d+\), batch_norm_param: eps \(line \d+\) "
+        r"is 'a', expected a finite number in \[0, 1\]",
+    ),
+    (
+        'kernel_size: 3',
+        'kernel_size: 99999',
+        _CONV0 + r'kernel_size \(line 18\) is 99999, expected an integer in '
+        r'\[1, 1024\]',
+    ),
+    (
+        'stride: 2',
+        'stride: -2',
+        _CONV0 + r'stride \(line 19\) is -2, expected an integer in \[1, 1024\]',
+    ),
+    (
+        'pad: 1',
+        'pad: 1e9',
+        _CONV0 + r'pad \(line 17\) is 1000000000.0, expected an integer in \[0, 1024\]',
+    ),
     ('num_output: 32', 'num_output: { a: 1 }', _CONV0 + r'num_output \(line 15\) is Message'),
-    ('name: "conv0"', 'name { }', r'd.prototxt, a layer: name \(line 10\) is Message\(\[\]\), expected a string'),
-    ('layer {', 'layer: 5\nlayer {', r'd.prototxt: layer \(line 9\) is 5, expected a \{ ... \} block'),
+    (
+        'name: "conv0"',
+        'name { }',
+        r'd.prototxt, a layer: name \(line 10\) is Message\(\[\]\), expected a string',
+    ),
+    (
+        'layer {',
+        'layer: 5\nlayer {',
+        r'd.prototxt: layer \(line 9\) is 5, expected a \{ ... \} block',
+    ),
 ]
 
 
-@pytest.mark.parametrize('old,new,message', _PROTOTXT_CASES, ids=[c[1][:20] for c in _PROTOTXT_CASES])
+@pytest.mark.parametrize(
+    'old,new,message', _PROTOTXT_CASES, ids=[c[1][:20] for c in _PROTOTXT_CASES]
+)
 def test_crafted_prototxt_values_give_one_line_naming_layer_field_and_line(old, new, message):
     assert old in _MOBILENET
     text = _MOBILENET.replace(old, new, 1)
@@ -191,14 +338,24 @@ def test_crafted_prototxt_values_give_one_line_naming_layer_field_and_line(old, 
 def test_transform_param_values():
     spec = caffe_ssd.layer_map('ssd_300_mobilenet')
     head = 'layer { name: "data" type: "Input" transform_param { %s } }\n'
-    config = caffe_ssd.ssd_config_from_prototxt(prototxt.parse(head % 'mean_value: 104 mean_value: 117 '
-                                                                      'mean_value: 123 scale: 0.5'), spec, 'd')
-    assert config['preprocessing'] == {'caffe_mean_bgr': [104., 117., 123.], 'caffe_scale': 0.5}
-    for body, message in (('mean_value: 1 mean_value: 2', "d, Input 'data' \\(line 1\\), transform_param: 2 "
-                                                          'mean_value entries; expected 1 or 3'),
-                          ('scale: 0', r'transform_param: scale \(line 1\) is 0, expected a finite number in '
-                                       r'\(0, 1e\+06\]'),
-                          ('mean_value: "blue"', r"mean_value \(line 1\) is 'blue'")):
+    config = caffe_ssd.ssd_config_from_prototxt(
+        prototxt.parse(head % 'mean_value: 104 mean_value: 117 mean_value: 123 scale: 0.5'),
+        spec,
+        'd',
+    )
+    assert config['preprocessing'] == {'caffe_mean_bgr': [104.0, 117.0, 123.0], 'caffe_scale': 0.5}
+    for body, message in (
+        (
+            'mean_value: 1 mean_value: 2',
+            "d, Input 'data' \\(line 1\\), transform_param: 2 mean_value entries; expected 1 or 3",
+        ),
+        (
+            'scale: 0',
+            r'transform_param: scale \(line 1\) is 0, expected a finite number in '
+            r'\(0, 1e\+06\]',
+        ),
+        ('mean_value: "blue"', r"mean_value \(line 1\) is 'blue'"),
+    ):
         with pytest.raises((prototxt.PrototxtError, caffe_ssd.ConversionError), match=message):
             caffe_ssd.ssd_config_from_prototxt(prototxt.parse(head % body), spec, 'd')
 
@@ -208,15 +365,31 @@ def mobilenet_layers():
     return {layer.name: layer for layer in caffe_fixtures.mobilenet_ssd('separate').layers}
 
 
-@pytest.mark.parametrize('layer,mutate,message', [
-    ('conv0', lambda l: l.blobs.append(np.zeros(7, np.float32)),
-     r"Caffe Convolution layer 'conv0': the bias blob has 7 values for 32 output channels"),
-    ('conv0/bn', lambda l: l.blobs.__setitem__(2, np.zeros(0, np.float32)),
-     r"Caffe BatchNorm layer 'conv0/bn': blob 2 \(the moving-average factor f\) has shape \(0,\); expected one "
-     r'value'),
-    ('conv0/bn', lambda l: l.blobs.__setitem__(0, np.zeros(1, np.float32)),  # would broadcast to 32 channels
-     r"Caffe BatchNorm layer 'conv0/bn': blob 0 \(mean\*f\) has 1 values for the 32 channels of 'conv0'"),
-])
+@pytest.mark.parametrize(
+    'layer,mutate,message',
+    [
+        (
+            'conv0',
+            lambda l: l.blobs.append(np.zeros(7, np.float32)),
+            r"Caffe Convolution layer 'conv0': the bias blob has 7 values for 32 output channels",
+        ),
+        (
+            'conv0/bn',
+            lambda l: l.blobs.__setitem__(2, np.zeros(0, np.float32)),
+            r"Caffe BatchNorm layer 'conv0/bn': blob 2 \(the moving-average factor f\) has "
+            r"shape \(0,\); expected one "
+            r'value',
+        ),
+        (
+            'conv0/bn',
+            lambda l: l.blobs.__setitem__(
+                0, np.zeros(1, np.float32)
+            ),  # would broadcast to 32 channels
+            r"Caffe BatchNorm layer 'conv0/bn': blob 0 \(mean\*f\) has 1 values for the 32 "
+            r"channels of 'conv0'",
+        ),
+    ],
+)
 def test_crafted_blob_shapes_in_conversion(mobilenet_layers, layer, mutate, message):
     layers = copy.deepcopy(mobilenet_layers)
     mutate(layers[layer])
@@ -227,23 +400,39 @@ def test_crafted_blob_shapes_in_conversion(mobilenet_layers, layer, mutate, mess
 def test_head_without_outputs_is_an_error_not_a_division_by_zero(mobilenet_layers):
     layers = copy.deepcopy(mobilenet_layers)
     layers['conv11_mbox_loc'].blobs[0] = np.zeros((0, 512, 1, 1), np.float32)
-    with pytest.raises(caffe_ssd.ConversionError, match='feature layer conv11: loc head has 0 outputs and conf '
-                                                        'head 63; expected 4·A and C·A'):
+    with pytest.raises(
+        caffe_ssd.ConversionError,
+        match='feature layer conv11: loc head has 0 outputs and conf head 63; expected 4·A and C·A',
+    ):
         caffe_ssd.infer_num_classes(list(layers.values()), caffe_ssd.layer_map('ssd_300_mobilenet'))
 
 
 def test_script_gives_one_line_for_crafted_files(tmp_path):
     model = tmp_path / 'm.caffemodel'
-    caffe_pb.write_caffemodel(str(model), [caffe_pb.CaffeLayer('conv0', 'Convolution',
-                                                               [np.ones((2, 3, 1, 1), np.float32)])])
+    caffe_pb.write_caffemodel(
+        str(model),
+        [caffe_pb.CaffeLayer('conv0', 'Convolution', [np.ones((2, 3, 1, 1), np.float32)])],
+    )
     deploy = tmp_path / 'deploy.prototxt'
     deploy.write_text(_MOBILENET.replace('stride: 2', 'stride: 100000', 1))
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'caffe_to_tensorflow.py'), '--caffemodel_path=%s' % model,
-         '--prototxt_path=%s' % deploy, '--model_name=ssd_300_mobilenet', '--output_path=%s' % (tmp_path / 'x.ckpt')],
-        capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3'))
+        [
+            sys.executable,
+            os.path.join(ROOT, 'caffe_to_tensorflow.py'),
+            '--caffemodel_path=%s' % model,
+            '--prototxt_path=%s' % deploy,
+            '--model_name=ssd_300_mobilenet',
+            '--output_path=%s' % (tmp_path / 'x.ckpt'),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3'),
+    )
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        "caffe_to_tensorflow: error: %s, Convolution 'conv0' (line 10), convolution_param: stride (line 19) is "
-        "100000, expected an integer in [1, 1024]" % deploy)
+        "caffe_to_tensorflow: error: %s, Convolution 'conv0' (line 10), convolution_param: "
+        "stride (line 19) is "
+        "100000, expected an integer in [1, 1024]" % deploy
+    )
     assert not list(tmp_path.glob('x.ckpt*'))

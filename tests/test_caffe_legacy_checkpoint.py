@@ -28,16 +28,23 @@ def _old_port_variables(scope, size, num_classes=21):
             cin = width
     conv('conv6', 3, 512, 1024)
     conv('conv7', 1, 1024, 1024)
-    extras = [('block8', 1024, 256, 512, 3), ('block9', 512, 128, 256, 3),
-              ('block10', 256, 128, 256, 3), ('block11', 256, 128, 256, 3)]
+    extras = [
+        ('block8', 1024, 256, 512, 3),
+        ('block9', 512, 128, 256, 3),
+        ('block10', 256, 128, 256, 3),
+        ('block11', 256, 128, 256, 3),
+    ]
     if size == 512:
         extras.append(('block12', 256, 128, 256, 4))
     for block, cin, mid, out, k in extras:
         conv(block + '/conv1x1', 1, cin, mid)
         conv('%s/conv%dx%d' % (block, k, k), k, mid, out)
     sources = [('block4', 512, 4), ('block7', 1024, 6), ('block8', 512, 6), ('block9', 256, 6)]
-    sources += ([('block10', 256, 6), ('block11', 256, 4), ('block12', 256, 4)] if size == 512
-                else [('block10', 256, 4), ('block11', 256, 4)])
+    sources += (
+        [('block10', 256, 6), ('block11', 256, 4), ('block12', 256, 4)]
+        if size == 512
+        else [('block10', 256, 4), ('block11', 256, 4)]
+    )
     for block, channels, anchors in sources:
         conv(block + '_box/conv_loc', 3, channels, anchors * 4)
         conv(block + '_box/conv_cls', 3, channels, anchors * num_classes)

@@ -31,13 +31,21 @@ def test_reads_hand_encoded_current_format_with_caffe_field_numbers():
     # NetParameter.layer = 100; LayerParameter name 1, type 2, blobs 7;
     # BlobProto data 5 (packed float), shape 7; BlobShape dim 1 (packed int64).
     weights = np.arange(6, dtype=np.float32).reshape(3, 2, 1, 1)
-    blob = (_field(7, 2, _field(1, 2, b''.join(_varint(d) for d in weights.shape)))
-            + _field(5, 2, struct.pack('<6f', *weights.ravel())))
-    bias = (_field(7, 2, _field(1, 2, _varint(3))) + _field(8, 2, struct.pack('<3d', 1, 2, 3)))
-    layer = (_field(1, 2, b'conv1') + _field(2, 2, b'Convolution')
-             + _field(3, 2, b'data') + _field(4, 2, b'conv1')
-             + _field(7, 2, blob) + _field(7, 2, bias))
-    layers = caffe_pb.parse_caffemodel(_field(100, 2, layer) + _field(100, 2, _field(1, 2, b'relu')))
+    blob = _field(7, 2, _field(1, 2, b''.join(_varint(d) for d in weights.shape))) + _field(
+        5, 2, struct.pack('<6f', *weights.ravel())
+    )
+    bias = _field(7, 2, _field(1, 2, _varint(3))) + _field(8, 2, struct.pack('<3d', 1, 2, 3))
+    layer = (
+        _field(1, 2, b'conv1')
+        + _field(2, 2, b'Convolution')
+        + _field(3, 2, b'data')
+        + _field(4, 2, b'conv1')
+        + _field(7, 2, blob)
+        + _field(7, 2, bias)
+    )
+    layers = caffe_pb.parse_caffemodel(
+        _field(100, 2, layer) + _field(100, 2, _field(1, 2, b'relu'))
+    )
     assert [(l.name, l.type) for l in layers] == [('conv1', 'Convolution'), ('relu', '')]
     np.testing.assert_array_equal(layers[0].blobs[0], weights)
     # double_data (field 8) is read when data is empty.
@@ -48,8 +56,13 @@ def test_reads_hand_encoded_current_format_with_caffe_field_numbers():
 def test_reads_hand_encoded_v1_format_with_legacy_blob_dims():
     # NetParameter.layers = 2; V1LayerParameter bottom 2, top 3, name 4, type 5 (enum
     # CONVOLUTION = 4), blobs 6; BlobProto num 1, channels 2, height 3, width 4.
-    blob = (_field(1, 0, 2) + _field(2, 0, 1) + _field(3, 0, 1) + _field(4, 0, 2)
-            + _field(5, 2, struct.pack('<4f', 1, 2, 3, 4)))
+    blob = (
+        _field(1, 0, 2)
+        + _field(2, 0, 1)
+        + _field(3, 0, 1)
+        + _field(4, 0, 2)
+        + _field(5, 2, struct.pack('<4f', 1, 2, 3, 4))
+    )
     layer = _field(4, 2, b'fc7') + _field(5, 0, 4) + _field(6, 2, blob)
     pool = _field(4, 2, b'pool1') + _field(5, 0, 17)
     layers = caffe_pb.parse_caffemodel(_field(2, 2, layer) + _field(2, 2, pool))
@@ -57,19 +70,29 @@ def test_reads_hand_encoded_v1_format_with_legacy_blob_dims():
     np.testing.assert_array_equal(layers[0].blobs[0], np.array([1, 2, 3, 4]).reshape(2, 1, 1, 2))
 
 
-@pytest.mark.parametrize('legacy_v1,legacy_dims', [(False, False), (True, False), (True, True),
-                                                   (False, True)])
+@pytest.mark.parametrize(
+    'legacy_v1,legacy_dims', [(False, False), (True, False), (True, True), (False, True)]
+)
 def test_write_read_round_trip(legacy_v1, legacy_dims):
     rng = np.random.default_rng(0)
-    layers = [caffe_pb.CaffeLayer('conv1_1', 'Convolution',
-                                  [rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
-                                   rng.standard_normal(4).astype(np.float32)], group=1),
-              caffe_pb.CaffeLayer('relu1_1', 'ReLU', [])]
-    data = caffe_pb.serialize_caffemodel(layers, legacy_v1=legacy_v1,
-                                         legacy_blob_dims=legacy_dims)
+    layers = [
+        caffe_pb.CaffeLayer(
+            'conv1_1',
+            'Convolution',
+            [
+                rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+                rng.standard_normal(4).astype(np.float32),
+            ],
+            group=1,
+        ),
+        caffe_pb.CaffeLayer('relu1_1', 'ReLU', []),
+    ]
+    data = caffe_pb.serialize_caffemodel(layers, legacy_v1=legacy_v1, legacy_blob_dims=legacy_dims)
     back = caffe_pb.parse_caffemodel(data)
-    assert [(l.name, l.type, l.group) for l in back] == [('conv1_1', 'Convolution', 1),
-                                                         ('relu1_1', 'ReLU', None)]
+    assert [(l.name, l.type, l.group) for l in back] == [
+        ('conv1_1', 'Convolution', 1),
+        ('relu1_1', 'ReLU', None),
+    ]
     np.testing.assert_array_equal(back[0].blobs[0], layers[0].blobs[0])
     np.testing.assert_array_equal(back[0].blobs[1].reshape(-1), layers[0].blobs[1])
     assert back[0].blobs[1].shape == ((1, 1, 1, 4) if legacy_dims else (4,))
@@ -79,8 +102,12 @@ def test_v1_and_legacy_dims_convert_like_the_current_format():
     net = caffe_fixtures.vgg_fc_reduced(seed=3)
     spec = caffe_ssd.layer_map('vgg_16_fc_reduced')
     current = caffe_ssd.convert_layers(net.layers, spec).values
-    legacy = caffe_ssd.convert_layers(caffe_pb.parse_caffemodel(caffe_pb.serialize_caffemodel(
-        net.layers, legacy_v1=True, legacy_blob_dims=True)), spec).values
+    legacy = caffe_ssd.convert_layers(
+        caffe_pb.parse_caffemodel(
+            caffe_pb.serialize_caffemodel(net.layers, legacy_v1=True, legacy_blob_dims=True)
+        ),
+        spec,
+    ).values
     assert sorted(current) == sorted(legacy) and len(current) == 30
     for name, value in current.items():
         np.testing.assert_array_equal(legacy[name], value)
@@ -95,8 +122,14 @@ def test_not_a_caffemodel_errors_name_the_file(tmp_path):
     empty.write_bytes(b'')
     with pytest.raises(caffe_pb.CaffeModelError, match='empty.caffemodel holds no Caffe layers'):
         caffe_pb.read_caffemodel(str(empty))
-    bad_blob = _field(100, 2, _field(1, 2, b'c') + _field(7, 2, _field(7, 2, _field(1, 2, _varint(5)))
-                                                       + _field(5, 2, struct.pack('<2f', 1, 2))))
+    bad_blob = _field(
+        100,
+        2,
+        _field(1, 2, b'c')
+        + _field(
+            7, 2, _field(7, 2, _field(1, 2, _varint(5))) + _field(5, 2, struct.pack('<2f', 1, 2))
+        ),
+    )
     with pytest.raises(caffe_pb.CaffeModelError, match="layer 'c'.*holds 5 values"):
         caffe_pb.parse_caffemodel(bad_blob, 'm.caffemodel')
 
@@ -130,12 +163,15 @@ def test_prototxt_parser():
     assert prototxt.parse(prototxt.to_text(net)).fields == net.fields
 
 
-@pytest.mark.parametrize('text,message', [
-    ('layer { name: "a"', 'unclosed'),
-    ('layer { }\n}', 'line 2: unbalanced'),
-    ('name: "a\\q"', 'unknown escape'),
-    ('a: }', 'expected a value'),
-])
+@pytest.mark.parametrize(
+    'text,message',
+    [
+        ('layer { name: "a"', 'unclosed'),
+        ('layer { }\n}', 'line 2: unbalanced'),
+        ('name: "a\\q"', 'unknown escape'),
+        ('a: }', 'expected a value'),
+    ],
+)
 def test_prototxt_errors_give_the_line(text, message):
     with pytest.raises(prototxt.PrototxtError, match=message):
         prototxt.parse(text, 'deploy.prototxt')
@@ -143,20 +179,22 @@ def test_prototxt_errors_give_the_line(text, message):
 
 def test_ssd_config_from_generated_deploys():
     vgg = caffe_ssd.ssd_config_from_prototxt(
-        prototxt.parse(caffe_fixtures.vgg_ssd(300).prototxt), caffe_ssd.layer_map('ssd_300_vgg'))
+        prototxt.parse(caffe_fixtures.vgg_ssd(300).prototxt), caffe_ssd.layer_map('ssd_300_vgg')
+    )
     params = vgg['ssd_params']
     assert params['img_shape'] == [300, 300] and params['num_classes'] == 21
     assert params['anchor_sizes'] == [[lo, hi] for lo, hi, _, _ in caffe_fixtures.VGG300_VOC_PRIORS]
     assert params['anchor_ratios'] == [r for _, _, r, _ in caffe_fixtures.VGG300_VOC_PRIORS]
-    assert params['anchor_steps'] == [8., 16., 32., 64., 100., 300.]
+    assert params['anchor_steps'] == [8.0, 16.0, 32.0, 64.0, 100.0, 300.0]
     assert (params['anchor_offset'], params['anchor_clip']) == (0.5, False)
     assert params['prior_scaling'] == [0.1, 0.1, 0.2, 0.2]
     assert vgg['detection'] == caffe_fixtures.VGG_DETECTION
     mobilenet = caffe_ssd.ssd_config_from_prototxt(
         prototxt.parse(caffe_fixtures.mobilenet_ssd('separate').prototxt),
-        caffe_ssd.layer_map('ssd_300_mobilenet'))
+        caffe_ssd.layer_map('ssd_300_mobilenet'),
+    )
     assert mobilenet['ssd_params']['anchor_steps'] == [None] * 6
-    assert mobilenet['ssd_params']['anchor_sizes'][0] == [60., None]
+    assert mobilenet['ssd_params']['anchor_sizes'][0] == [60.0, None]
     assert mobilenet['detection'] == caffe_fixtures.MOBILENET_DETECTION
     assert mobilenet['bn_eps']['conv0/bn'] == 1e-5
 
@@ -166,10 +204,18 @@ def test_ssd_config_rejects_what_our_anchors_cannot_express():
     text = caffe_fixtures.mobilenet_ssd().prototxt
     with pytest.raises(caffe_ssd.ConversionError, match='flip: false'):
         caffe_ssd.ssd_config_from_prototxt(
-            prototxt.parse(text.replace('flip: true', 'flip: false', 1)), spec)
+            prototxt.parse(text.replace('flip: true', 'flip: false', 1)), spec
+        )
     with pytest.raises(caffe_ssd.ConversionError, match="reads \\['conv12'"):
-        caffe_ssd.ssd_config_from_prototxt(prototxt.parse(text.replace(
-            'bottom: "conv11"\n  bottom: "data"', 'bottom: "conv12"\n  bottom: "data"')), spec)
+        caffe_ssd.ssd_config_from_prototxt(
+            prototxt.parse(
+                text.replace(
+                    'bottom: "conv11"\n  bottom: "data"', 'bottom: "conv12"\n  bottom: "data"'
+                )
+            ),
+            spec,
+        )
     with pytest.raises(caffe_ssd.ConversionError, match='disagree on clip'):
         caffe_ssd.ssd_config_from_prototxt(
-            prototxt.parse(text.replace('clip: false', 'clip: true', 1)), spec)
+            prototxt.parse(text.replace('clip: false', 'clip: true', 1)), spec
+        )

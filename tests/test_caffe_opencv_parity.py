@@ -37,8 +37,11 @@ def _opencv_detections(out):
 
 def _our_detections(dets):
     n = int(dets['num_detections'][0])
-    return (dets['detection_classes'][0, :n], dets['detection_scores'][0, :n],
-            dets['detection_boxes'][0, :n])
+    return (
+        dets['detection_classes'][0, :n],
+        dets['detection_scores'][0, :n],
+        dets['detection_boxes'][0, :n],
+    )
 
 
 def _match(ref, ours, tol=1e-3):
@@ -51,8 +54,12 @@ def _match(ref, ours, tol=1e-3):
     used = np.zeros(len(cls), bool)
     unmatched = []
     for c, s, b in zip(ref_cls, ref_scores, ref_boxes):
-        ok = (~used & (cls == c) & (np.abs(scores - s) <= tol)
-              & np.all(np.abs(boxes - b) <= tol, axis=1))
+        ok = (
+            ~used
+            & (cls == c)
+            & (np.abs(scores - s) <= tol)
+            & np.all(np.abs(boxes - b) <= tol, axis=1)
+        )
         if not ok.any():
             unmatched.append((int(c), float(s), b.tolist()))
             continue
@@ -73,40 +80,70 @@ def case(request, tmp_path_factory):
     caffe_fixtures.calibrate_heads(net, blob)
     directory = str(tmp_path_factory.mktemp(name))
     proto_path, model_path = caffe_fixtures.write_net(net, directory, name)
-    detection = dict(caffe_fixtures.MOBILENET_DETECTION if 'mobilenet' in name
-                     else caffe_fixtures.VGG_DETECTION)
+    detection = dict(
+        caffe_fixtures.MOBILENET_DETECTION if 'mobilenet' in name else caffe_fixtures.VGG_DETECTION
+    )
     # No top-k limits, several thresholds (in one forward pass): the test uses the highest one
     # that leaves enough detections to compare. OpenCV 4.14 crashes on keep_top_k: -1, so it
     # gets a bound above any possible count instead.
-    extra = [caffe_fixtures.detection_output_layer(
-        'detection_strict_%d' % i, NUM_CLASSES,
-        {'nms_threshold': detection['nms_threshold'], 'top_k': -1, 'keep_top_k': NO_LIMIT,
-         'confidence_threshold': threshold}) for i, threshold in enumerate(STRICT_THRESHOLDS)]
+    extra = [
+        caffe_fixtures.detection_output_layer(
+            'detection_strict_%d' % i,
+            NUM_CLASSES,
+            {
+                'nms_threshold': detection['nms_threshold'],
+                'top_k': -1,
+                'keep_top_k': NO_LIMIT,
+                'confidence_threshold': threshold,
+            },
+        )
+        for i, threshold in enumerate(STRICT_THRESHOLDS)
+    ]
     names = OUTPUTS + ['detection_strict_%d' % i for i in range(len(STRICT_THRESHOLDS))]
-    cv = caffe_fixtures.opencv_forward(net, blob, names,
-                                      prototxt_text=net.prototxt + prototxt.to_text(extra))
-    counts = [len(_opencv_detections(cv['detection_strict_%d' % i])[0])
-              for i in range(len(STRICT_THRESHOLDS))]
+    cv = caffe_fixtures.opencv_forward(
+        net, blob, names, prototxt_text=net.prototxt + prototxt.to_text(extra)
+    )
+    counts = [
+        len(_opencv_detections(cv['detection_strict_%d' % i])[0])
+        for i in range(len(STRICT_THRESHOLDS))
+    ]
     strict_index = max(i for i, n in enumerate(counts) if n >= MIN_STRICT_DETECTIONS)
     strict = STRICT_THRESHOLDS[strict_index]
     cv['detection_strict'] = cv['detection_strict_%d' % strict_index]
 
     ckpt = os.path.join(directory, 'model.ckpt')
-    result = caffe_convert.convert(model_path, ckpt, model_name, prototxt_path=proto_path,
-                                   log=lambda line: None)
+    result = caffe_convert.convert(
+        model_path, ckpt, model_name, prototxt_path=proto_path, log=lambda line: None
+    )
     config = result.config
     card = card_lib.load(result.config_path)
     det = config['detection']
     # OpenCV keeps non-integer prior sizes (SSD512-COCO's 20.48); Caffe truncates them. The
     # converted JSON says Caffe (true); compare with OpenCV using its convention.
-    ours = caffe_fixtures.our_forward(ckpt, card, blob, detections=[
-        (det['confidence_threshold'], det['nms_threshold'], det['top_k'], det['keep_top_k']),
-        (strict, det['nms_threshold'], -1, -1)])
+    ours = caffe_fixtures.our_forward(
+        ckpt,
+        card,
+        blob,
+        detections=[
+            (det['confidence_threshold'], det['nms_threshold'], det['top_k'], det['keep_top_k']),
+            (strict, det['nms_threshold'], -1, -1),
+        ],
+    )
     cls = nets_factory.get_network(card.model_name)
     params = card.params
-    return {'name': name, 'cv': cv, 'ours': ours, 'anchors': ours['anchors'], 'params': params,
-            'config': config, 'result': result, 'detection': detection, 'net': net,
-            'ssd_caffe_sizes': cls(params).anchors(), 'strict': strict}
+    return {
+        'name': name,
+        'cv': cv,
+        'ours': ours,
+        'anchors': ours['anchors'],
+        'params': params,
+        'config': config,
+        'result': result,
+        'detection': detection,
+        'net': net,
+        'ssd_caffe_sizes': cls(params).anchors(),
+        'strict': strict,
+    }
 
 
 def test_conversion_maps_every_caffe_layer(case):
@@ -121,8 +158,9 @@ def test_priors_equal_opencv(case):
     xyxy, variances = priors[0], priors[1]
     assert case['anchors'].shape == xyxy.shape
     np.testing.assert_allclose(case['anchors'], xyxy[:, [1, 0, 3, 2]], rtol=0, atol=1e-5)
-    np.testing.assert_allclose(variances, np.tile(case['params'].prior_scaling,
-                                                  (len(xyxy), 1)), atol=1e-7)
+    np.testing.assert_allclose(
+        variances, np.tile(case['params'].prior_scaling, (len(xyxy), 1)), atol=1e-7
+    )
 
 
 def test_caffe_int_sizes_differ_only_for_non_integer_priors(case):
@@ -146,7 +184,7 @@ def test_loc_and_conf_logits_equal_opencv(case):
     assert loc_err <= 1e-4, loc_err
     assert conf_err <= 1e-4, conf_err
     # The fixtures are not degenerate: the heads spread out (see caffe_testing).
-    assert np.std(conf_ref) > 1. and np.std(loc_ref) > 0.2
+    assert np.std(conf_ref) > 1.0 and np.std(loc_ref) > 0.2
 
 
 def test_detections_equal_opencv_without_top_k(case):

@@ -1,5 +1,6 @@
 """A `--checkpoint_path` that is not a checkpoint, or a corrupt `.index`: one line naming the file
 and what is wrong (no traceback); an export never writes into a non-empty folder silently."""
+
 import os
 import shutil
 
@@ -57,13 +58,19 @@ def test_corrupt_index_is_one_line(good_checkpoint, tmp_path):
 def test_script_says_it_in_one_line(tmp_path):
     path = tmp_path / 'notes.txt'
     path.write_text('these are my notes, not a checkpoint\n')
-    proc = run_script('export_ssd_network.py', f'--checkpoint_path={path}',
-                      f'--output_dir={tmp_path / "out"}', '--formats=frozen_graph',
-                      '--model_name=ssd_300_mobilenet', '--num_classes=3')
+    proc = run_script(
+        'export_ssd_network.py',
+        f'--checkpoint_path={path}',
+        f'--output_dir={tmp_path / "out"}',
+        '--formats=frozen_graph',
+        '--model_name=ssd_300_mobilenet',
+        '--num_classes=3',
+    )
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
-        f'export_ssd_network.py: error: {path}: not a TensorFlow checkpoint ' +
-        proc.stderr.split('not a TensorFlow checkpoint ', 1)[1].rstrip('\n')], proc.stderr
+        f'export_ssd_network.py: error: {path}: not a TensorFlow checkpoint '
+        + proc.stderr.split('not a TensorFlow checkpoint ', 1)[1].rstrip('\n')
+    ], proc.stderr
     assert 'Traceback' not in proc.stderr and not (tmp_path / 'out').exists()
 
 
@@ -71,9 +78,12 @@ def test_export_refuses_a_non_empty_folder(tmp_path):
     out = tmp_path / 'thesis'
     out.mkdir()
     (out / 'chapter1.tex').write_text('years of work')
-    with pytest.raises(export.OutputNotEmptyError, match=r'thesis is not empty \(chapter1.tex\)'
-                       r'; refusing to write into it.*--overwrite to replace anchors.npy, '
-                       r'frozen_graph.pb, metadata.json'):
+    with pytest.raises(
+        export.OutputNotEmptyError,
+        match=r'thesis is not empty \(chapter1.tex\)'
+        r'; refusing to write into it.*--overwrite to replace anchors.npy, '
+        r'frozen_graph.pb, metadata.json',
+    ):
         export.export(None, 'unused', str(out), formats=['frozen_graph'])
     assert os.listdir(out) == ['chapter1.tex']
     export.check_output_dir(str(out), ['frozen_graph'], overwrite=True)  # asked for: allowed

@@ -6,6 +6,7 @@ for training), boxes the converter drops (zero width, outside the image), an ima
 annotations, annotation ids out of file order. pycocotools is the reference: `COCO(file)`,
 `loadRes`, `COCOeval`, per class by `params.catIds = [category]`.
 """
+
 import json
 import os
 import subprocess
@@ -26,31 +27,47 @@ from tf_extended import coco_metrics
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL, DEPTH, STEP = 'ssd_300_mobilenet', 0.25, 7
 
-CATEGORIES = [{'id': 18, 'name': 'dog'}, {'id': 1, 'name': 'person'}, {'id': 3, 'name': 'car'},
-              {'id': 10, 'name': 'traffic light'}, {'id': 90, 'name': 'a/b'}]  # a/b: no objects
+CATEGORIES = [
+    {'id': 18, 'name': 'dog'},
+    {'id': 1, 'name': 'person'},
+    {'id': 3, 'name': 'car'},
+    {'id': 10, 'name': 'traffic light'},
+    {'id': 90, 'name': 'a/b'},
+]  # a/b: no objects
 # (file_name, id, (width, height))
-IMAGES = [('one.jpg', 5, (120, 100)), ('two.jpg', 2, (64, 48)), ('empty.jpg', 9, (50, 40)),
-          ('four.jpg', 31, (80, 60))]
+IMAGES = [
+    ('one.jpg', 5, (120, 100)),
+    ('two.jpg', 2, (64, 48)),
+    ('empty.jpg', 9, (50, 40)),
+    ('four.jpg', 31, (80, 60)),
+]
 
 
 def _ann(ann_id, image_id, category_id, bbox, area, iscrowd=0):
-    return {'id': ann_id, 'image_id': image_id, 'category_id': category_id, 'bbox': bbox,
-            'area': area, 'iscrowd': iscrowd, 'segmentation': []}
+    return {
+        'id': ann_id,
+        'image_id': image_id,
+        'category_id': category_id,
+        'bbox': bbox,
+        'area': area,
+        'iscrowd': iscrowd,
+        'segmentation': [],
+    }
 
 
 ANNOTATIONS = [
-    _ann(7, 5, 1, [2, 2, 96, 96], 7000.5),              # polygon area below w*h (medium, not large)
-    _ann(3, 5, 3, [80.25, 60, 60, 50], 2500.75),        # past the right and bottom edges
+    _ann(7, 5, 1, [2, 2, 96, 96], 7000.5),  # polygon area below w*h (medium, not large)
+    _ann(3, 5, 3, [80.25, 60, 60, 50], 2500.75),  # past the right and bottom edges
     _ann(12, 5, 1, [0, 50, 120, 50], 4000, iscrowd=1),  # crowd region
-    _ann(4, 2, 18, [-5, -3, 30, 20], 450.25),           # past the left and top edges
+    _ann(4, 2, 18, [-5, -3, 30, 20], 450.25),  # past the left and top edges
     _ann(40, 2, 1, [10, 10, 20, 20], 380),
-    _ann(41, 2, 3, [40.3, 30.7, 8.2, 6.1], 40.02),      # small
+    _ann(41, 2, 3, [40.3, 30.7, 8.2, 6.1], 40.02),  # small
     _ann(50, 31, 10, [20, 10, 10, 25], 200),
     _ann(51, 31, 1, [0, 0, 80, 60], 3000, iscrowd=1),
     _ann(52, 31, 1, [30, 20, 30, 30], 850.7),
-    _ann(53, 31, 3, [5, 5, 0, 10], 0),                   # zero width: dropped from the records
-    _ann(54, 31, 3, [100, 100, 10, 10], 100),           # outside the image: dropped
-    _ann(55, 31, 1, [50, 30, 32, 32], 1024),            # exactly 32^2 (small and medium)
+    _ann(53, 31, 3, [5, 5, 0, 10], 0),  # zero width: dropped from the records
+    _ann(54, 31, 3, [100, 100, 10, 10], 100),  # outside the image: dropped
+    _ann(55, 31, 1, [50, 30, 32, 32], 1024),  # exactly 32^2 (small and medium)
     # Nearly the whole image: the largest anchors of a random-weight net hit these.
     _ann(60, 5, 18, [3, 2, 115, 96], 9000.5),
     _ann(61, 31, 3, [2, 2, 76, 56], 4000),
@@ -58,8 +75,10 @@ ANNOTATIONS = [
 
 
 def write_coco_file(root):
-    images = [(name, image_id, fx.smooth_image(size[1], size[0], image_id), size)
-              for name, image_id, size in IMAGES]
+    images = [
+        (name, image_id, fx.smooth_image(size[1], size[0], image_id), size)
+        for name, image_id, size in IMAGES
+    ]
     return fx.write_coco(root, images, CATEGORIES, ANNOTATIONS)
 
 
@@ -69,8 +88,13 @@ def converted(tmp_path_factory):
     ann_path, img_dir = write_coco_file(str(root))
     records = str(root / 'records')
     meta = fx.convert_coco(ann_path, img_dir, records, output_name='test')
-    return {'root': root, 'ann_path': ann_path, 'records': records, 'meta': meta,
-            'examples': fx.read_examples(records, 'test')}
+    return {
+        'root': root,
+        'ann_path': ann_path,
+        'records': records,
+        'meta': meta,
+        'examples': fx.read_examples(records, 'test'),
+    }
 
 
 def pycocotools_reference(ann_path, detections):
@@ -86,6 +110,7 @@ def pycocotools_reference(ann_path, detections):
         e.accumulate()
         e.summarize()
         return e.stats
+
     stats = run()
     per_class = {c['name']: run([c['id']]) for c in gt.dataset['categories']}
     return stats, {n: s[0] for n, s in per_class.items()}, {n: s[1] for n, s in per_class.items()}
@@ -110,15 +135,21 @@ def designed_detections(examples, meta, seed=0):
             x, y, w, h = ann['bbox']
             for _ in range(2):
                 jx, jy = rng.normal(0, 0.08, 2) * max(w, 4)
-                boxes.append([(y + jy) / height, (x + jx) / width, (y + jy + h) / height,
-                              (x + jx + w * rng.uniform(0.7, 1.2)) / width])
+                boxes.append(
+                    [
+                        (y + jy) / height,
+                        (x + jx) / width,
+                        (y + jy + h) / height,
+                        (x + jx + w * rng.uniform(0.7, 1.2)) / width,
+                    ]
+                )
                 labels.append(label_of[ann['category_id']])
         for _ in range(3):  # anywhere, any class: mostly false positives, some inside crowds
             y0, x0 = rng.uniform(0, 0.7, 2)
             boxes.append([y0, x0, y0 + rng.uniform(0.05, 0.3), x0 + rng.uniform(0.05, 0.3)])
             labels.append(int(rng.integers(1, len(meta['classes']) + 1)))
-        boxes = np.clip(np.reshape(boxes, (-1, 4)), 0., 1.)
-        out.append((boxes, rng.uniform(0.05, 1., len(boxes)), np.asarray(labels)))
+        boxes = np.clip(np.reshape(boxes, (-1, 4)), 0.0, 1.0)
+        out.append((boxes, rng.uniform(0.05, 1.0, len(boxes)), np.asarray(labels)))
     return out
 
 
@@ -128,9 +159,18 @@ def collect(examples, meta, detections, remove_difficult, stored=True):
     coco = evaluate._CocoCollector(class_names, label_to_category, remove_difficult)
     for index, (ex, det) in enumerate(zip(examples, detections), 1):
         key = evaluate.image_key(ex['filename'], index)
-        coco.add_image(key, index, int(ex['image_id']), ex['shape'][:2], ex['bboxes'], ex['labels'],
-                       ex['difficult'] > 0, ex['iscrowd'] > 0, *det,
-                       ex['coco_annotations'] if stored else b'')
+        coco.add_image(
+            key,
+            index,
+            int(ex['image_id']),
+            ex['shape'][:2],
+            ex['bboxes'],
+            ex['labels'],
+            ex['difficult'] > 0,
+            ex['iscrowd'] > 0,
+            *det,
+            ex['coco_annotations'] if stored else b'',
+        )
     return coco
 
 
@@ -141,8 +181,13 @@ def test_records_keep_the_files_annotations(converted):
         expected = [(i, a) for i, a in enumerate(ANNOTATIONS) if a['image_id'] == image_id]
         assert [s['index'] for s in stored] == [i for i, _ in expected]  # the file's order
         for s, (_, a) in zip(stored, expected):
-            assert (s['id'], s['category_id'], s['bbox'], s['area'], s['iscrowd']) == \
-                   (a['id'], a['category_id'], a['bbox'], a['area'], a['iscrowd'])
+            assert (s['id'], s['category_id'], s['bbox'], s['area'], s['iscrowd']) == (
+                a['id'],
+                a['category_id'],
+                a['bbox'],
+                a['area'],
+                a['iscrowd'],
+            )
     four = next(ex for ex in converted['examples'] if ex['image_id'] == 31)
     assert len(four['labels']) == 5  # the zero-width and outside boxes are not training objects
     np.testing.assert_array_equal(four['iscrowd'], [0, 1, 0, 0, 0])
@@ -178,16 +223,33 @@ def test_derived_ground_truth_keeps_exact_pixels():
     exactly 96x96 box has area 9216 (float32 relative boxes alone give 9216.0004...)."""
     shape = (375, 500)
     pixels = np.array([[13, 7, 96, 96], [0.5, 10.25, 100.125, 3]], np.float64)  # x y w h
-    relative = np.stack([pixels[:, 1] / shape[0], pixels[:, 0] / shape[1],
-                         (pixels[:, 1] + pixels[:, 3]) / shape[0],
-                         (pixels[:, 0] + pixels[:, 2]) / shape[1]], 1).astype(np.float32)
+    relative = np.stack(
+        [
+            pixels[:, 1] / shape[0],
+            pixels[:, 0] / shape[1],
+            (pixels[:, 1] + pixels[:, 3]) / shape[0],
+            (pixels[:, 0] + pixels[:, 2]) / shape[1],
+        ],
+        1,
+    ).astype(np.float32)
     raw = coco_metrics.coco_boxes_from_relative(relative, shape)
     assert raw[0, 2] * raw[0, 3] != 9216
     boxes = coco_metrics.coco_ground_truth_boxes(relative, shape)
     np.testing.assert_array_equal(boxes, pixels)
     coco = evaluate._CocoCollector({1: 'thing'}, {1: 1}, remove_difficult=True)
-    coco.add_image('000001', 1, -1, shape, relative, np.array([1, 1]), np.array([False, True]),
-                   np.array([False, False]), np.zeros((0, 4)), np.zeros(0), np.zeros(0, np.int64))
+    coco.add_image(
+        '000001',
+        1,
+        -1,
+        shape,
+        relative,
+        np.array([1, 1]),
+        np.array([False, True]),
+        np.array([False, False]),
+        np.zeros((0, 4)),
+        np.zeros(0),
+        np.zeros(0, np.int64),
+    )
     anns = coco.ground_truth()['annotations']
     assert [(a['area'], a['iscrowd']) for a in anns] == [(9216.0, 0), (100.125 * 3, 1)]
     assert coco.ground_truth()['images'][0]['id'] == 1
@@ -205,10 +267,12 @@ def randomize_class_biases(prefix, seed):
     values = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
     for name in values:
         if name.endswith('_mbox_conf/biases'):
-            values[name] = rng.normal(0., 2., values[name].shape).astype(values[name].dtype)
+            values[name] = rng.normal(0.0, 2.0, values[name].shape).astype(values[name].dtype)
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        variables = {name: tf.compat.v1.Variable(value, name=name.replace('/', '_'))
-                     for name, value in values.items()}
+        variables = {
+            name: tf.compat.v1.Variable(value, name=name.replace('/', '_'))
+            for name, value in values.items()
+        }
         sess.run(tf.compat.v1.global_variables_initializer())
         tf.compat.v1.train.Saver(variables).save(sess, prefix, write_meta_graph=False)
 
@@ -217,12 +281,14 @@ def randomize_class_biases(prefix, seed):
 def checkpoint(converted):
     names = [c['name'] for c in converted['meta']['classes']]
     train_dir = converted['root'] / 'train'
-    prefix = eval_fixtures.write_random_checkpoint(str(train_dir / 'model.ckpt'), MODEL, len(names) + 1,
-                                                  STEP, seed=2, depth_multiplier=DEPTH)
+    prefix = eval_fixtures.write_random_checkpoint(
+        str(train_dir / 'model.ckpt'), MODEL, len(names) + 1, STEP, seed=2, depth_multiplier=DEPTH
+    )
     randomize_class_biases(prefix, seed=3)
     # Many loosely suppressed detections: random weights then hit some objects.
-    card = eval_fixtures.small_card(MODEL, names, depth_multiplier=DEPTH, keep_top_k=1000,
-                                    nms_threshold=0.9)
+    card = eval_fixtures.small_card(
+        MODEL, names, depth_multiplier=DEPTH, keep_top_k=1000, nms_threshold=0.9
+    )
     card_lib.write(str(train_dir / card_lib.CARD_FILE), card)
     return {'prefix': prefix, 'card': card}
 
@@ -237,19 +303,38 @@ def check_against_pycocotools(eval_dir, ann_path, summary):
     for row in summary['classes']:
         assert same(row['ap_coco'], ap[row['name']]) and same(row['ap50_coco'], ap50[row['name']])
     # The label column is the COCO category id, beside the model's label.
-    assert [(r['label'], r['model_label'], r['name']) for r in summary['classes']] == \
-           [(1, 1, 'person'), (3, 2, 'car'), (10, 3, 'traffic light'), (18, 4, 'dog'), (90, 5, 'a/b')]
+    assert [(r['label'], r['model_label'], r['name']) for r in summary['classes']] == [
+        (1, 1, 'person'),
+        (3, 2, 'car'),
+        (10, 3, 'traffic light'),
+        (18, 4, 'dog'),
+        (90, 5, 'a/b'),
+    ]
 
 
 def test_eval_script_coco_only_without_remove_difficult(converted, checkpoint):
     eval_dir = str(converted['root'] / 'eval_script')
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
     proc = subprocess.run(
-        [sys.executable, 'eval_ssd_network.py', f'--checkpoint_path={checkpoint["prefix"]}',
-         f'--eval_dir={eval_dir}', '--dataset_name=custom', '--dataset_split_name=test',
-         f'--dataset_dir={converted["records"]}', '--metrics=coco', '--noremove_difficult',
-         '--batch_size=2', '--num_threads=2'],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            'eval_ssd_network.py',
+            f'--checkpoint_path={checkpoint["prefix"]}',
+            f'--eval_dir={eval_dir}',
+            '--dataset_name=custom',
+            '--dataset_split_name=test',
+            f'--dataset_dir={converted["records"]}',
+            '--metrics=coco',
+            '--noremove_difficult',
+            '--batch_size=2',
+            '--num_threads=2',
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with open(os.path.join(eval_dir, 'results.json')) as f:
         summary = json.load(f)
@@ -263,10 +348,19 @@ def test_eval_script_coco_only_without_remove_difficult(converted, checkpoint):
 def test_evaluate_checkpoint_with_voc_and_coco(converted, checkpoint):
     eval_dir = str(converted['root'] / 'eval_lib')
     settings = evaluate.EvalSettings(
-        card=checkpoint['card'], dataset_name='custom', dataset_split_name='test',
-        dataset_dir=converted['records'], batch_size=3, metrics=('voc07', 'voc12', 'coco'),
-        remove_difficult=True, num_threads=2, pr_curves=True)
-    result = evaluate.evaluate_checkpoint(settings, checkpoint['prefix'], eval_dir, log=lambda _: None)
+        card=checkpoint['card'],
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir=converted['records'],
+        batch_size=3,
+        metrics=('voc07', 'voc12', 'coco'),
+        remove_difficult=True,
+        num_threads=2,
+        pr_curves=True,
+    )
+    result = evaluate.evaluate_checkpoint(
+        settings, checkpoint['prefix'], eval_dir, log=lambda _: None
+    )
     check_against_pycocotools(eval_dir, converted['ann_path'], result.summary)
     files = sorted(os.listdir(eval_dir))
     assert 'comp4_det_test_traffic_light.txt' in files and 'comp4_det_test_a_b.txt' in files

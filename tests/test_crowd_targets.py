@@ -1,6 +1,7 @@
 """Training targets around COCO crowd regions: anchors that belong to a crowd region are neither
 positives nor negatives and add nothing to the loss; without crowd regions the targets are
 Caffe's, unchanged."""
+
 import numpy as np
 import tensorflow as tf
 
@@ -12,17 +13,20 @@ v1 = tf.compat.v1
 
 PERSON = [0.1, 0.1, 0.4, 0.4]
 CROWD = [0.5, 0.5, 0.95, 0.95]
-ANCHORS = np.array([
-    PERSON,                    # 0: the person itself: positive
-    CROWD,                     # 1: the crowd region itself: matched to it -> ignored
-    [0.55, 0.55, 0.75, 0.75],  # 2: inside the crowd, IoU 0.20 -> ignored (would be a negative)
-    [0.0, 0.6, 0.1, 0.7],      # 3: overlaps nothing: a negative candidate
-    [0.05, 0.05, 0.3, 0.3],    # 4: IoU 0.36 with the person only: a negative candidate
-    [0.45, 0.45, 0.6, 0.6],    # 5: touches only the crowd (IoU 0.05) -> ignored
-    [0.35, 0.35, 0.55, 0.55],  # 6: touches both, more the person (0.020 vs 0.010): a candidate
-    [0.6, 0.6, 0.9, 0.9],      # 7: inside the crowd, IoU 0.44 -> ignored
-    [0.5, 0.5, 0.9, 0.9],      # 8: IoU 0.79 with the crowd, matched to it -> ignored
-], np.float32)
+ANCHORS = np.array(
+    [
+        PERSON,  # 0: the person itself: positive
+        CROWD,  # 1: the crowd region itself: matched to it -> ignored
+        [0.55, 0.55, 0.75, 0.75],  # 2: inside the crowd, IoU 0.20 -> ignored (would be a negative)
+        [0.0, 0.6, 0.1, 0.7],  # 3: overlaps nothing: a negative candidate
+        [0.05, 0.05, 0.3, 0.3],  # 4: IoU 0.36 with the person only: a negative candidate
+        [0.45, 0.45, 0.6, 0.6],  # 5: touches only the crowd (IoU 0.05) -> ignored
+        [0.35, 0.35, 0.55, 0.55],  # 6: touches both, more the person (0.020 vs 0.010): a candidate
+        [0.6, 0.6, 0.9, 0.9],  # 7: inside the crowd, IoU 0.44 -> ignored
+        [0.5, 0.5, 0.9, 0.9],  # 8: IoU 0.79 with the crowd, matched to it -> ignored
+    ],
+    np.float32,
+)
 IGNORED = [1, 2, 5, 7, 8]
 
 
@@ -35,14 +39,21 @@ def encode(crowd):
     net = nets_factory.get_network('ssd_300_vgg')()
     labels = np.array([1, 2], np.int64)
     boxes = np.array([PERSON, CROWD], np.float32)
-    return run(lambda: net.bboxes_encode(tf.constant(labels), tf.constant(boxes), ANCHORS, 0.5,
-                                         crowd=None if crowd is None else tf.constant(crowd)))
+    return run(
+        lambda: net.bboxes_encode(
+            tf.constant(labels),
+            tf.constant(boxes),
+            ANCHORS,
+            0.5,
+            crowd=None if crowd is None else tf.constant(crowd),
+        )
+    )
 
 
 def test_anchors_of_a_crowd_region_are_ignored():
     gclasses, glocs, gscores = encode(np.array([0, 1]))
     np.testing.assert_array_equal(gclasses, [1, -1, -1, 0, 0, -1, 0, -1, -1])
-    np.testing.assert_array_equal(glocs[IGNORED], 0.)
+    np.testing.assert_array_equal(glocs[IGNORED], 0.0)
     # Today's behaviour (--noignore_crowd): the crowd region is an ordinary object.
     plain, plain_locs, plain_scores = encode(None)
     np.testing.assert_array_equal(plain, [1, 2, 0, 0, 0, 0, 0, 0, 2])
@@ -69,9 +80,11 @@ def test_without_crowd_regions_the_targets_are_caffes():
 def loss_and_gradients(logits, locs, gclasses, glocs, gscores):
     def build():
         lg, lc = tf.constant(logits), tf.constant(locs)
-        total = losses.ssd_losses(lg, lc, tf.constant(gclasses), tf.constant(glocs),
-                                  tf.constant(gscores))
+        total = losses.ssd_losses(
+            lg, lc, tf.constant(gclasses), tf.constant(glocs), tf.constant(gscores)
+        )
         return total, tf.gradients(total, [lg, lc])
+
     return run(build)
 
 
@@ -79,27 +92,43 @@ def test_ignored_anchors_contribute_nothing_to_the_loss():
     gclasses, glocs, gscores = encode(np.array([0, 1]))
     rng = np.random.RandomState(0)
     logits = rng.randn(1, len(ANCHORS), 3).astype(np.float32)
-    logits[0, IGNORED, 0] = -8.  # the highest background losses: hard negatives if they could be
+    logits[0, IGNORED, 0] = -8.0  # the highest background losses: hard negatives if they could be
     locs = rng.randn(1, len(ANCHORS), 4).astype(np.float32)
-    total, (d_logits, d_locs) = loss_and_gradients(logits, locs, gclasses[None], glocs[None],
-                                                   gscores[None])
-    np.testing.assert_array_equal(d_logits[0, IGNORED], 0.)
-    np.testing.assert_array_equal(d_locs[0, IGNORED], 0.)
+    total, (d_logits, d_locs) = loss_and_gradients(
+        logits, locs, gclasses[None], glocs[None], gscores[None]
+    )
+    np.testing.assert_array_equal(d_logits[0, IGNORED], 0.0)
+    np.testing.assert_array_equal(d_locs[0, IGNORED], 0.0)
     assert np.abs(d_logits[0, 0]).sum() > 0 and np.abs(d_locs[0, 0]).sum() > 0
     # The same loss as without those anchors at all: 1 positive, its 3 negatives among 3, 4, 6.
     keep = [i for i in range(len(ANCHORS)) if i not in IGNORED]
-    alone, (d_alone, _) = loss_and_gradients(logits[:, keep], locs[:, keep], gclasses[None, keep],
-                                             glocs[None, keep], gscores[None, keep])
+    alone, (d_alone, _) = loss_and_gradients(
+        logits[:, keep], locs[:, keep], gclasses[None, keep], glocs[None, keep], gscores[None, keep]
+    )
     assert total == alone
     assert (np.abs(d_alone[0]).sum(-1) > 0).all()
+
     # Focal loss too.
     def focal():
-        return losses.ssd_losses(tf.constant(logits), tf.constant(locs), tf.constant(gclasses[None]),
-                                 tf.constant(glocs[None]), tf.constant(gscores[None]), focal_gamma=2.)
+        return losses.ssd_losses(
+            tf.constant(logits),
+            tf.constant(locs),
+            tf.constant(gclasses[None]),
+            tf.constant(glocs[None]),
+            tf.constant(gscores[None]),
+            focal_gamma=2.0,
+        )
+
     def focal_alone():
-        return losses.ssd_losses(tf.constant(logits[:, keep]), tf.constant(locs[:, keep]),
-                                 tf.constant(gclasses[None, keep]), tf.constant(glocs[None, keep]),
-                                 tf.constant(gscores[None, keep]), focal_gamma=2.)
+        return losses.ssd_losses(
+            tf.constant(logits[:, keep]),
+            tf.constant(locs[:, keep]),
+            tf.constant(gclasses[None, keep]),
+            tf.constant(glocs[None, keep]),
+            tf.constant(gscores[None, keep]),
+            focal_gamma=2.0,
+        )
+
     assert np.isfinite(run(focal)) and run(focal) == run(focal_alone)
 
 
@@ -109,21 +138,45 @@ def test_training_input_carries_crowd_flags(tmp_path):
     from datasets import dataset_factory
     from preprocessing import preprocessing_factory
     from training import input as train_input
+
     images = [('a.jpg', 1, fx.smooth_image(60, 80, 1), (80, 60))]
     categories = [{'id': 1, 'name': 'person'}, {'id': 7, 'name': 'traffic light'}]
-    anns = [{'id': 1, 'image_id': 1, 'category_id': 1, 'bbox': [4, 4, 30, 40], 'area': 900, 'iscrowd': 0},
-            {'id': 2, 'image_id': 1, 'category_id': 1, 'bbox': [40, 2, 40, 56], 'area': 2000, 'iscrowd': 1}]
+    anns = [
+        {
+            'id': 1,
+            'image_id': 1,
+            'category_id': 1,
+            'bbox': [4, 4, 30, 40],
+            'area': 900,
+            'iscrowd': 0,
+        },
+        {
+            'id': 2,
+            'image_id': 1,
+            'category_id': 1,
+            'bbox': [40, 2, 40, 56],
+            'area': 2000,
+            'iscrowd': 1,
+        },
+    ]
     ann_path, img_dir = fx.write_coco(str(tmp_path), images, categories, anns)
     fx.convert_coco(ann_path, img_dir, str(tmp_path / 'records'), output_name='train')
     dataset = dataset_factory.get_dataset('custom', 'train', str(tmp_path / 'records'))
     cls = nets_factory.get_network('ssd_300_mobilenet')
     net = cls(cls.default_params._replace(num_classes=3))
-    options = dict(photometric_distortion=False, expand_prob=0., crop_min_ious=(), flip_prob=0.)
+    options = dict(photometric_distortion=False, expand_prob=0.0, crop_min_ious=(), flip_prob=0.0)
     got = {}
     for ignore in (True, False):
         batches = train_input.train_dataset(
-            dataset, preprocessing_factory.get_preprocessing('ssd_300_mobilenet'), net, 1, seed=0,
-            num_readers=1, preprocessing_options=options, ignore_crowd=ignore)
+            dataset,
+            preprocessing_factory.get_preprocessing('ssd_300_mobilenet'),
+            net,
+            1,
+            seed=0,
+            num_readers=1,
+            preprocessing_options=options,
+            ignore_crowd=ignore,
+        )
         got[ignore] = next(iter(batches))['gclasses'].numpy()[0]
     with_flag, without = got[True], got[False]
     assert (without >= 0).all() and (with_flag == 1).sum() > 0

@@ -1,5 +1,6 @@
 """Caffe-padded layers: padding forms, dilated convolution forward and gradient against
 SpaceToBatch/numpy."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -19,7 +20,7 @@ def numpy_dilated_conv(x, w, rate, pad):
     out = np.zeros((x.shape[0], h, wd, w.shape[3]))
     for i in range(k_h):
         for j in range(k_w):
-            out += xp[:, i * rate:i * rate + h, j * rate:j * rate + wd, :] @ w[i, j]
+            out += xp[:, i * rate : i * rate + h, j * rate : j * rate + wd, :] @ w[i, j]
     return out
 
 
@@ -35,18 +36,21 @@ def numpy_dilated_conv_grads(x, w, dy, rate, pads):
             window = (slice(None), slice(i * rate, i * rate + h), slice(j * rate, j * rate + wd))
             dxp[window] += dy @ w[i, j].T
             dw[i, j] = np.einsum('bhwc,bhwo->co', xp[window], dy)
-    return dxp[:, top:xp.shape[1] - bottom, left:xp.shape[2] - right], dw
+    return dxp[:, top : xp.shape[1] - bottom, left : xp.shape[2] - right], dw
 
 
-@pytest.mark.parametrize('kernel,rate,padding', [(3, 4, 'explicit'), (3, 4, 'SAME'),
-                                                 (2, 3, 'SAME'), (3, 4, 'VALID')])
+@pytest.mark.parametrize(
+    'kernel,rate,padding', [(3, 4, 'explicit'), (3, 4, 'SAME'), (2, 3, 'SAME'), (3, 4, 'VALID')]
+)
 @pytest.mark.parametrize('data_format', ['NHWC', 'NCHW'])
 def test_dilated_conv_forward_and_gradients(data_format, kernel, rate, padding):
     # TF's 'SAME' puts the odd pixel at the bottom/right (kernel 2 at rate 3: 1 + 2 pixels; the
     # explicit form is Caffe's pad 4 at rate 4, which the layers turn into 'SAME').
-    pads = {'explicit': ((4, 4), (4, 4)), 'VALID': ((0, 0), (0, 0)),
-            'SAME': ((rate * (kernel - 1) // 2, rate * (kernel - 1) - rate * (kernel - 1) // 2),) * 2
-            }[padding]
+    pads = {
+        'explicit': ((4, 4), (4, 4)),
+        'VALID': ((0, 0), (0, 0)),
+        'SAME': ((rate * (kernel - 1) // 2, rate * (kernel - 1) - rate * (kernel - 1) // 2),) * 2,
+    }[padding]
     rng = np.random.RandomState(kernel)
     x = rng.randn(2, 13, 11, 5).astype(np.float32)
     w = rng.randn(kernel, kernel, 5, 4).astype(np.float32)
@@ -58,8 +62,9 @@ def test_dilated_conv_forward_and_gradients(data_format, kernel, rate, padding):
     tf_padding = padding
     if padding == 'explicit':
         spatial = [list(p) for p in pads]
-        tf_padding = [[0, 0], [0, 0]] + spatial if data_format == 'NCHW' else \
-            [[0, 0]] + spatial + [[0, 0]]
+        tf_padding = (
+            [[0, 0], [0, 0]] + spatial if data_format == 'NCHW' else [[0, 0]] + spatial + [[0, 0]]
+        )
     with tf.Graph().as_default(), v1.Session() as sess:
         tx, tw = tf.constant(to(x)), tf.constant(w)
         y = custom_layers._conv2d(tx, tw, 1, tf_padding, data_format, rate)
@@ -70,16 +75,25 @@ def test_dilated_conv_forward_and_gradients(data_format, kernel, rate, padding):
     np.testing.assert_allclose(gw, want_dw, rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize('kernel,stride,rate,pad,expected', [
-    (3, 1, 1, 1, 'SAME'), (3, 1, 6, 6, 'SAME'), (1, 1, 1, 0, 'VALID'), (3, 1, 1, 0, 'VALID'),
-    (3, 2, 1, 1, 'pad'), (4, 1, 1, 1, 'pad')])
+@pytest.mark.parametrize(
+    'kernel,stride,rate,pad,expected',
+    [
+        (3, 1, 1, 1, 'SAME'),
+        (3, 1, 6, 6, 'SAME'),
+        (1, 1, 1, 0, 'VALID'),
+        (3, 1, 1, 0, 'VALID'),
+        (3, 2, 1, 1, 'pad'),
+        (4, 1, 1, 1, 'pad'),
+    ],
+)
 def test_caffe_padding_equals_symmetric_zero_padding(kernel, stride, rate, pad, expected):
     rng = np.random.RandomState(kernel + stride + rate + pad)
     x = rng.randn(1, 10, 10, 2).astype(np.float32)
     w = rng.randn(kernel, kernel, 2, 3).astype(np.float32)
     with tf.Graph().as_default(), v1.Session() as sess:
-        inputs, tf_padding = custom_layers._caffe_padding(tf.constant(x), pad, kernel, stride,
-                                                          rate, 'NHWC')
+        inputs, tf_padding = custom_layers._caffe_padding(
+            tf.constant(x), pad, kernel, stride, rate, 'NHWC'
+        )
         assert tf_padding == (expected if expected != 'pad' else 'VALID')
         y = sess.run(tf.nn.conv2d(inputs, w, stride, tf_padding, dilations=rate))
     want = numpy_dilated_conv(x, w, rate, pad)[:, ::stride, ::stride]
@@ -94,8 +108,11 @@ def numpy_depthwise_conv_and_grads(x, w, dy, stride):
     y, dxp, dw = np.zeros(dy.shape), np.zeros_like(xp), np.zeros(w.shape)
     for i in range(k):
         for j in range(k):
-            window = (slice(None), slice(i, i + stride * h, stride),
-                      slice(j, j + stride * wd, stride))
+            window = (
+                slice(None),
+                slice(i, i + stride * h, stride),
+                slice(j, j + stride * wd, stride),
+            )
             y += xp[window] * w[i, j, :, 0]
             dxp[window] += dy * w[i, j, :, 0]
             dw[i, j, :, 0] = (xp[window] * dy).sum(axis=(0, 1, 2))
@@ -115,11 +132,17 @@ def test_depthwise_conv_forward_and_gradients(dtype, stride):
     want_y, want_dx, want_dw = numpy_depthwise_conv_and_grads(x, w, dy, stride)
     with tf.Graph().as_default(), v1.Session() as sess:
         tx = tf.constant(x)
-        y = custom_layers.depthwise_conv2d(tf.cast(tx, dtype), 3, stride=stride, padding=1,
-                                           activation_fn=None, biases_initializer=None,
-                                           weights_initializer=tf.constant_initializer(w),
-                                           scope='dw')
-        weights, = v1.trainable_variables()
+        y = custom_layers.depthwise_conv2d(
+            tf.cast(tx, dtype),
+            3,
+            stride=stride,
+            padding=1,
+            activation_fn=None,
+            biases_initializer=None,
+            weights_initializer=tf.constant_initializer(w),
+            scope='dw',
+        )
+        (weights,) = v1.trainable_variables()
         gx, gw = tf.gradients(tf.cast(y, tf.float32), [tx, weights], tf.constant(dy))
         sess.run(v1.global_variables_initializer())
         y, gx, gw = sess.run([tf.cast(y, tf.float32), gx, gw])

@@ -9,52 +9,86 @@ import pytest
 from datasets import convert
 from tests import data_fixtures as fx
 
-CATEGORIES = [{'id': 18, 'name': 'dog', 'supercategory': 'animal'},
-              {'id': 1, 'name': 'person', 'supercategory': 'person'},
-              {'id': 3, 'name': 'car', 'supercategory': 'vehicle'}]
+CATEGORIES = [
+    {'id': 18, 'name': 'dog', 'supercategory': 'animal'},
+    {'id': 1, 'name': 'person', 'supercategory': 'person'},
+    {'id': 3, 'name': 'car', 'supercategory': 'vehicle'},
+]
 
 
 def _ann(ann_id, image_id, category_id, bbox, iscrowd=0):
-    return {'id': ann_id, 'image_id': image_id, 'category_id': category_id, 'bbox': bbox, 'iscrowd': iscrowd,
-            'area': bbox[2] * bbox[3], 'segmentation': []}
+    return {
+        'id': ann_id,
+        'image_id': image_id,
+        'category_id': category_id,
+        'bbox': bbox,
+        'iscrowd': iscrowd,
+        'area': bbox[2] * bbox[3],
+        'segmentation': [],
+    }
 
 
 def test_coco_round_trip(tmp_path):
-    images = [('b.jpg', 42, fx.smooth_image(50, 100, 1), (100, 50)),
-              ('a.jpg', 7, fx.smooth_image(60, 80, 2), (81, 60)),  # JSON width off by one
-              ('empty.jpg', 9, fx.smooth_image(30, 30, 3), (30, 30))]
-    anns = [_ann(5, 7, 18, [10.5, 20.0, 30.0, 15.5]),
-            _ann(2, 7, 1, [0.0, 0.0, 80.0, 60.0], iscrowd=1),
-            _ann(9, 42, 3, [90.0, 40.0, 20.0, 20.0]),  # crosses the right/bottom border: clipped
-            _ann(11, 42, 3, [5.0, 5.0, 0.0, 10.0]),  # zero width: dropped
-            _ann(12, 42, 1, [1.0, 2.0, 3.0, 4.0])]
+    images = [
+        ('b.jpg', 42, fx.smooth_image(50, 100, 1), (100, 50)),
+        ('a.jpg', 7, fx.smooth_image(60, 80, 2), (81, 60)),  # JSON width off by one
+        ('empty.jpg', 9, fx.smooth_image(30, 30, 3), (30, 30)),
+    ]
+    anns = [
+        _ann(5, 7, 18, [10.5, 20.0, 30.0, 15.5]),
+        _ann(2, 7, 1, [0.0, 0.0, 80.0, 60.0], iscrowd=1),
+        _ann(9, 42, 3, [90.0, 40.0, 20.0, 20.0]),  # crosses the right/bottom border: clipped
+        _ann(11, 42, 3, [5.0, 5.0, 0.0, 10.0]),  # zero width: dropped
+        _ann(12, 42, 1, [1.0, 2.0, 3.0, 4.0]),
+    ]
     ann_path, img_dir = fx.write_coco(str(tmp_path), images, CATEGORIES, anns)
     out = str(tmp_path / 'out')
     meta = fx.convert_coco(ann_path, img_dir, out)
 
     # Labels 1..K in COCO category-id order: person (1) -> 1, car (3) -> 2, dog (18) -> 3.
-    assert [(c['id'], c['name'], c['coco_category_id']) for c in meta['classes']] == \
-        [(1, 'person', 1), (2, 'car', 3), (3, 'dog', 18)]
+    assert [(c['id'], c['name'], c['coco_category_id']) for c in meta['classes']] == [
+        (1, 'person', 1),
+        (2, 'car', 3),
+        (3, 'dog', 18),
+    ]
     got = fx.read_examples(out, 'coco')
     assert [g['image_id'] for g in got] == [7, 9, 42]  # image-id order
     a, empty, b = got
     assert a['filename'] == b'a.jpg'
     # Annotation-id order inside an image: crowd person (id 2), then dog (id 5).
-    np.testing.assert_allclose(a['bboxes'], [[0, 0, 1, 1], [20 / 60, 10.5 / 80, 35.5 / 60, 40.5 / 80]], atol=1e-6)
+    np.testing.assert_allclose(
+        a['bboxes'], [[0, 0, 1, 1], [20 / 60, 10.5 / 80, 35.5 / 60, 40.5 / 80]], atol=1e-6
+    )
     np.testing.assert_array_equal(a['labels'], [1, 3])
     np.testing.assert_array_equal(a['difficult'], [1, 0])  # crowd is ignored like VOC difficult
     np.testing.assert_array_equal(a['truncated'], [0, 0])
     assert empty['bboxes'].shape == (0, 4)
-    np.testing.assert_allclose(b['bboxes'], [[40 / 50, 90 / 100, 1, 1], [2 / 50, 1 / 100, 6 / 50, 4 / 100]], atol=1e-6)
+    np.testing.assert_allclose(
+        b['bboxes'], [[40 / 50, 90 / 100, 1, 1], [2 / 50, 1 / 100, 6 / 50, 4 / 100]], atol=1e-6
+    )
     np.testing.assert_array_equal(b['labels'], [2, 1])
     raw = {r['image/id'][0]: r for r in fx.raw_features(os.path.join(out, 'coco_000.tfrecord'))}
-    assert raw[7]['image/object/bbox/iscrowd'] == [1, 0] and raw[42]['image/object/bbox/iscrowd'] == [0, 0]
+    assert raw[7]['image/object/bbox/iscrowd'] == [1, 0] and raw[42][
+        'image/object/bbox/iscrowd'
+    ] == [0, 0]
     assert raw[7]['image/object/bbox/label_text'] == [b'person', b'dog']
-    details = [(e['file'].split(': ')[-1], e['kind'], e['detail']) for e in meta['report']['entries']]
-    assert ('image id 7 (a.jpg)', 'fixed',
-            'JSON size 81x60, decoded image is 80x60; using the decoded size') in details
-    assert ('image id 42 (b.jpg)', 'fixed', 'annotation 9 (car): box clipped to the 100x50 image') in details
-    assert any(d[1] == 'dropped_object' and d[2].startswith('annotation 11 (car): zero-area') for d in details)
+    details = [
+        (e['file'].split(': ')[-1], e['kind'], e['detail']) for e in meta['report']['entries']
+    ]
+    assert (
+        'image id 7 (a.jpg)',
+        'fixed',
+        'JSON size 81x60, decoded image is 80x60; using the decoded size',
+    ) in details
+    assert (
+        'image id 42 (b.jpg)',
+        'fixed',
+        'annotation 9 (car): box clipped to the 100x50 image',
+    ) in details
+    assert any(
+        d[1] == 'dropped_object' and d[2].startswith('annotation 11 (car): zero-area')
+        for d in details
+    )
     person = meta['classes'][0]
     assert (person['num_images'], person['num_objects'], person['num_difficult']) == (2, 2, 1)
 
@@ -63,7 +97,9 @@ def test_coco_unknown_category(tmp_path):
     images = [('a.jpg', 1, fx.smooth_image(20, 20), (20, 20))]
     anns = [_ann(1, 1, 1, [1, 1, 5, 5]), _ann(2, 1, 99, [1, 1, 5, 5])]
     ann_path, img_dir = fx.write_coco(str(tmp_path), images, CATEGORIES, anns)
-    with pytest.raises(convert.UnknownClassError, match=r'annotation 2 has category id 99.*1:person, 3:car, 18:dog'):
+    with pytest.raises(
+        convert.UnknownClassError, match=r'annotation 2 has category id 99.*1:person, 3:car, 18:dog'
+    ):
         fx.convert_coco(ann_path, img_dir, str(tmp_path / 'out1'))
     meta = fx.convert_coco(ann_path, img_dir, str(tmp_path / 'out2'), skip_unknown_classes=True)
     (ex,) = fx.read_examples(str(tmp_path / 'out2'), 'coco')
@@ -82,19 +118,44 @@ def test_coco_annotations_kept_for_evaluation(tmp_path):
     """image/coco/annotations: the file's values in the file's order, dropped boxes and crowd
     regions included; an annotation without area gets w*h (reported); a non-finite area is a bad
     example, a non-number one makes the file unreadable."""
-    images = [(name, i, fx.smooth_image(40, 50), (50, 40)) for i, name in ((1, 'a.jpg'), (2, 'b.jpg'))]
-    anns = [dict(_ann(9, 1, 3, [1.5, 2.25, 10, 20]), area=123.456),
-            {'id': 4, 'image_id': 1, 'category_id': 1, 'bbox': [0, 0, 60, 50], 'iscrowd': 1},  # no area
-            dict(_ann(6, 1, 18, [5, 5, 0, 7]), area=0),  # zero width: not a training object
-            _ann(2, 2, 1, [1, 1, 5, 5])]
+    images = [
+        (name, i, fx.smooth_image(40, 50), (50, 40)) for i, name in ((1, 'a.jpg'), (2, 'b.jpg'))
+    ]
+    anns = [
+        dict(_ann(9, 1, 3, [1.5, 2.25, 10, 20]), area=123.456),
+        {'id': 4, 'image_id': 1, 'category_id': 1, 'bbox': [0, 0, 60, 50], 'iscrowd': 1},  # no area
+        dict(_ann(6, 1, 18, [5, 5, 0, 7]), area=0),  # zero width: not a training object
+        _ann(2, 2, 1, [1, 1, 5, 5]),
+    ]
     ann_path, img_dir = fx.write_coco(str(tmp_path), images, CATEGORIES, anns)
     meta = fx.convert_coco(ann_path, img_dir, str(tmp_path / 'out'))
     a, b = fx.read_examples(str(tmp_path / 'out'), 'coco')
     assert json.loads(a['coco_annotations']) == [
-        {'id': 9, 'category_id': 3, 'bbox': [1.5, 2.25, 10.0, 20.0], 'area': 123.456, 'iscrowd': 0,
-         'index': 0},
-        {'id': 4, 'category_id': 1, 'bbox': [0.0, 0.0, 60.0, 50.0], 'area': 3000.0, 'iscrowd': 1, 'index': 1},
-        {'id': 6, 'category_id': 18, 'bbox': [5.0, 5.0, 0.0, 7.0], 'area': 0.0, 'iscrowd': 0, 'index': 2}]
+        {
+            'id': 9,
+            'category_id': 3,
+            'bbox': [1.5, 2.25, 10.0, 20.0],
+            'area': 123.456,
+            'iscrowd': 0,
+            'index': 0,
+        },
+        {
+            'id': 4,
+            'category_id': 1,
+            'bbox': [0.0, 0.0, 60.0, 50.0],
+            'area': 3000.0,
+            'iscrowd': 1,
+            'index': 1,
+        },
+        {
+            'id': 6,
+            'category_id': 18,
+            'bbox': [5.0, 5.0, 0.0, 7.0],
+            'area': 0.0,
+            'iscrowd': 0,
+            'index': 2,
+        },
+    ]
     assert len(a['labels']) == 2 and json.loads(b['coco_annotations'])[0]['index'] == 3
     np.testing.assert_array_equal(a['iscrowd'], [1, 0])  # annotation-id order: 4, 9
     details = [e['detail'] for e in meta['report']['entries']]

@@ -19,14 +19,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _run_cli(*args, **kwargs):
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-    return subprocess.Popen([sys.executable, os.path.join(ROOT, 'tf_convert_data.py'), *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, 'tf_convert_data.py'), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
 
 
 def _small_voc(root, n=9):
     for i in range(n):
-        fx.add_voc_example(root, f'{i:04d}', fx.smooth_image(20 + i, 24, seed=i),
-                           [fx.voc_object(labels.VOC_CLASSES[i % 20], (1, 2, 10 + i, 15))])
+        fx.add_voc_example(
+            root,
+            f'{i:04d}',
+            fx.smooth_image(20 + i, 24, seed=i),
+            [fx.voc_object(labels.VOC_CLASSES[i % 20], (1, 2, 10 + i, 15))],
+        )
 
 
 def test_two_workers_write_the_same_bytes_as_one(tmp_path, capfd):
@@ -34,29 +44,56 @@ def test_two_workers_write_the_same_bytes_as_one(tmp_path, capfd):
     _small_voc(root)
     out1, out2 = str(tmp_path / 'one'), str(tmp_path / 'two')
     meta1 = fx.convert_voc([root], out1, 'voc_2007_train', shuffle=True, seed=5, samples_per_file=2)
-    meta2 = fx.convert_voc([root], out2, 'voc_2007_train', shuffle=True, seed=5, samples_per_file=2,
-                           num_workers=2, show_progress=True)
+    meta2 = fx.convert_voc(
+        [root],
+        out2,
+        'voc_2007_train',
+        shuffle=True,
+        seed=5,
+        samples_per_file=2,
+        num_workers=2,
+        show_progress=True,
+    )
     err = capfd.readouterr().err
     assert '9/9 images' in err and 'img/s' in err
     assert meta1 == meta2
     names = sorted(os.listdir(out2))
-    assert names == sorted(os.listdir(out1)) == sorted(
-        [f'voc_2007_train_{i:03d}.tfrecord' for i in range(5)] + ['voc_2007_train_metadata.json'])
+    assert (
+        names
+        == sorted(os.listdir(out1))
+        == sorted(
+            [f'voc_2007_train_{i:03d}.tfrecord' for i in range(5)]
+            + ['voc_2007_train_metadata.json']
+        )
+    )
     for name in names:
         with open(os.path.join(out1, name), 'rb') as a, open(os.path.join(out2, name), 'rb') as b:
             assert a.read() == b.read(), name
     order = [e['filename'] for e in fx.read_examples(out2, 'train', name='pascalvoc_2007')]
-    assert sorted(order) == [f'{i:04d}.jpg'.encode() for i in range(9)] and order != sorted(order)  # shuffled
+    assert sorted(order) == [f'{i:04d}.jpg'.encode() for i in range(9)] and order != sorted(
+        order
+    )  # shuffled
 
 
 def test_cli_unknown_class_exits_with_clear_error(tmp_path):
     root = str(tmp_path / 'VOC')
-    fx.add_voc_example(root, 'x1', fx.smooth_image(20, 20), [fx.voc_object('unicorn', (1, 1, 5, 5))])
-    proc = _run_cli('--dataset_name=pascalvoc', f'--dataset_dir={root}', f'--output_dir={tmp_path / "out"}',
-                    '--output_name=data', '--num_workers=1')
+    fx.add_voc_example(
+        root, 'x1', fx.smooth_image(20, 20), [fx.voc_object('unicorn', (1, 1, 5, 5))]
+    )
+    proc = _run_cli(
+        '--dataset_name=pascalvoc',
+        f'--dataset_dir={root}',
+        f'--output_dir={tmp_path / "out"}',
+        '--output_name=data',
+        '--num_workers=1',
+    )
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1
-    assert "tf_convert_data: error:" in err and os.path.join('Annotations', 'x1.xml') in err and "'unicorn'" in err
+    assert (
+        "tf_convert_data: error:" in err
+        and os.path.join('Annotations', 'x1.xml') in err
+        and "'unicorn'" in err
+    )
     assert 'Traceback' not in err
     assert not [n for n in os.listdir(tmp_path / 'out') if not n.startswith('.')]
 
@@ -67,7 +104,11 @@ def test_rerun_replaces_every_earlier_shard(tmp_path):
     fx.convert_voc([root], out, samples_per_file=1)
     assert len([n for n in os.listdir(out) if n.endswith('.tfrecord')]) == 4
     fx.convert_voc([root], out, samples_per_file=3)
-    assert sorted(os.listdir(out)) == ['data_000.tfrecord', 'data_001.tfrecord', 'data_metadata.json']
+    assert sorted(os.listdir(out)) == [
+        'data_000.tfrecord',
+        'data_001.tfrecord',
+        'data_metadata.json',
+    ]
     assert len(fx.read_examples(out)) == 4
 
 
@@ -84,12 +125,22 @@ def test_sigkill_leaves_no_complete_looking_output(tmp_path):
         os.link(src_png, os.path.join(root, 'JPEGImages', f'{i:04d}.png'))
         with open(os.path.join(root, 'Annotations', f'{i:04d}.xml'), 'w') as f:
             f.write(xml)
-    proc = _run_cli('--dataset_name=pascalvoc', f'--dataset_dir={root}', f'--output_dir={out}',
-                    '--output_name=data', '--samples_per_file=5', '--num_workers=1')
+    proc = _run_cli(
+        '--dataset_name=pascalvoc',
+        f'--dataset_dir={root}',
+        f'--output_dir={out}',
+        '--output_name=data',
+        '--samples_per_file=5',
+        '--num_workers=1',
+    )
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:  # wait until shards are being written, then kill
-            temp_dirs = [n for n in os.listdir(out) if n.startswith('.data.tmp-')] if os.path.isdir(out) else []
+            temp_dirs = (
+                [n for n in os.listdir(out) if n.startswith('.data.tmp-')]
+                if os.path.isdir(out)
+                else []
+            )
             if temp_dirs and len(os.listdir(os.path.join(out, temp_dirs[0]))) >= 2:
                 break
             assert proc.poll() is None, proc.communicate()[1]
@@ -103,16 +154,34 @@ def test_sigkill_leaves_no_complete_looking_output(tmp_path):
     assert visible == [], f'an interrupted conversion left {visible}'
     with pytest.raises(FileNotFoundError):
         dataset_factory.get_dataset('custom', 'data', out)
-    # The next run (through the CLI, flags end to end) removes the interrupted run's temp folder and completes.
+    # The next run (through the CLI, flags end to end) removes the interrupted run's temp folder
+    # and completes.
     fx.write_split(root, 'small', [f'{i:04d}' for i in range(0, 300, 30)])
-    proc = _run_cli('--dataset_name=pascalvoc', f'--dataset_dir={root}', '--split=small', f'--output_dir={out}',
-                    '--output_name=data', '--samples_per_file=6', '--num_workers=1', '--noshuffle')
+    proc = _run_cli(
+        '--dataset_name=pascalvoc',
+        f'--dataset_dir={root}',
+        '--split=small',
+        f'--output_dir={out}',
+        '--output_name=data',
+        '--samples_per_file=6',
+        '--num_workers=1',
+        '--noshuffle',
+    )
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert 'Converting 10 examples into 2 shards with 1 worker(s)' in err and '10/10 images' in err
-    assert sorted(os.listdir(out)) == ['data_000.tfrecord', 'data_001.tfrecord', 'data_metadata.json']
+    assert sorted(os.listdir(out)) == [
+        'data_000.tfrecord',
+        'data_001.tfrecord',
+        'data_metadata.json',
+    ]
     ds = dataset_factory.get_dataset('custom', 'data', out)
     assert ds.num_samples == 10
     (first,) = [e for e in ds.make_dataset().take(1).as_numpy_iterator()]
-    ref = cv2.imdecode(cv2.imencode('.jpg', cv2.cvtColor(big, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1], 1)
+    ref = cv2.imdecode(
+        cv2.imencode('.jpg', cv2.cvtColor(big, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[
+            1
+        ],
+        1,
+    )
     assert np.abs(first['image'].astype(int) - ref[:, :, ::-1].astype(int)).mean() < 1.5

@@ -17,6 +17,7 @@ from tests import data_fixtures as fx
 
 def _legacy_example(jpeg, height, width, boxes, label_ids, difficult, truncated):
     """An example exactly as the older TF SSD port wrote it (no filename, format b'JPEG')."""
+
     def ints(v):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=v))
 
@@ -28,14 +29,22 @@ def _legacy_example(jpeg, height, width, boxes, label_ids, difficult, truncated)
 
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     feature = {
-        'image/height': ints([height]), 'image/width': ints([width]), 'image/channels': ints([3]),
+        'image/height': ints([height]),
+        'image/width': ints([width]),
+        'image/channels': ints([3]),
         'image/shape': ints([height, width, 3]),
-        'image/object/bbox/ymin': floats(boxes[:, 0]), 'image/object/bbox/xmin': floats(boxes[:, 1]),
-        'image/object/bbox/ymax': floats(boxes[:, 2]), 'image/object/bbox/xmax': floats(boxes[:, 3]),
+        'image/object/bbox/ymin': floats(boxes[:, 0]),
+        'image/object/bbox/xmin': floats(boxes[:, 1]),
+        'image/object/bbox/ymax': floats(boxes[:, 2]),
+        'image/object/bbox/xmax': floats(boxes[:, 3]),
         'image/object/bbox/label': ints(label_ids),
-        'image/object/bbox/label_text': byts([labels.VOC_CLASSES[i - 1].encode() for i in label_ids]),
-        'image/object/bbox/difficult': ints(difficult), 'image/object/bbox/truncated': ints(truncated),
-        'image/format': byts([b'JPEG']), 'image/encoded': byts([jpeg]),
+        'image/object/bbox/label_text': byts(
+            [labels.VOC_CLASSES[i - 1].encode() for i in label_ids]
+        ),
+        'image/object/bbox/difficult': ints(difficult),
+        'image/object/bbox/truncated': ints(truncated),
+        'image/format': byts([b'JPEG']),
+        'image/encoded': byts([jpeg]),
     }
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
@@ -50,7 +59,9 @@ def legacy_dir(tmp_path_factory):
             for i in range(3 if shard == 0 else 2):
                 img = fx.smooth_image(30 + i, 40, seed=shard * 10 + i)
                 jpeg = cv2.imencode('.jpg', img)[1].tobytes()
-                boxes = np.sort(rng.uniform(0, 1, (i + 1, 4)), axis=1)  # ymin <= xmin <= ymax <= xmax: a valid box
+                boxes = np.sort(
+                    rng.uniform(0, 1, (i + 1, 4)), axis=1
+                )  # ymin <= xmin <= ymax <= xmax: a valid box
                 ids = list(rng.integers(1, 21, i + 1))
                 diff = list(rng.integers(0, 2, i + 1))
                 w.write(_legacy_example(jpeg, 30 + i, 40, boxes, ids, diff, [0] * (i + 1)))
@@ -72,9 +83,16 @@ def test_legacy_records_without_metadata(legacy_dir):
         np.testing.assert_array_equal(g['shape'], shape)
         assert g['filename'] == b'' and g['image_id'] == -1
     # The older port's pattern style and an explicit class count also work.
-    ds2 = dataset_factory.get_dataset('custom', 'train', d, file_pattern='voc_2007_%s_*.tfrecord', num_classes=5)
-    assert ds2.num_samples == 5 and ds2.labels_to_names == {0: 'none', 1: 'class_1', 2: 'class_2', 3: 'class_3',
-                                                            4: 'class_4'}
+    ds2 = dataset_factory.get_dataset(
+        'custom', 'train', d, file_pattern='voc_2007_%s_*.tfrecord', num_classes=5
+    )
+    assert ds2.num_samples == 5 and ds2.labels_to_names == {
+        0: 'none',
+        1: 'class_1',
+        2: 'class_2',
+        3: 'class_3',
+        4: 'class_4',
+    }
     with pytest.raises(ValueError, match='pass num_classes'):
         dataset_factory.get_dataset('custom', 'voc_2007_train', d)
 
@@ -96,8 +114,12 @@ def test_count_records_matches_tf(legacy_dir):
 def converted(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('voc'))
     for i in range(7):
-        fx.add_voc_example(root, f'{i:03d}', fx.smooth_image(20 + i, 30, seed=i),
-                           [fx.voc_object('bird', (1, 1, 10 + i, 12))])
+        fx.add_voc_example(
+            root,
+            f'{i:03d}',
+            fx.smooth_image(20 + i, 30, seed=i),
+            [fx.voc_object('bird', (1, 1, 10 + i, 12))],
+        )
     out = str(tmp_path_factory.mktemp('out'))
     fx.convert_voc([root], out, 'voc_2012_val', samples_per_file=3)
     return out
@@ -107,7 +129,9 @@ def test_registered_names_and_metadata(converted):
     for name, split in (('pascalvoc_2012', 'val'), ('custom', 'voc_2012_val')):
         ds = dataset_factory.get_dataset(name, split, converted)
         assert ds.num_samples == 7 and ds.num_classes == 21
-        assert [os.path.basename(f) for f in ds.files] == [f'voc_2012_val_{i:03d}.tfrecord' for i in range(3)]
+        assert [os.path.basename(f) for f in ds.files] == [
+            f'voc_2012_val_{i:03d}.tfrecord' for i in range(3)
+        ]
     with pytest.raises(ValueError, match='num_classes=7 disagrees'):
         dataset_factory.get_dataset('pascalvoc_2012', 'val', converted, num_classes=7)
     with pytest.raises(FileNotFoundError, match='voc_2012_val_000.tfrecord'):
@@ -115,13 +139,17 @@ def test_registered_names_and_metadata(converted):
     with pytest.raises(ValueError, match='Unknown dataset'):
         dataset_factory.get_dataset('imagenet', 'val', converted)
     assert {'pascalvoc_2007', 'pascalvoc_2012', 'pascalvoc_0712', 'coco_2017', 'custom'} <= set(
-        dataset_factory.dataset_names())
+        dataset_factory.dataset_names()
+    )
 
 
 def test_metadata_with_missing_shard_is_incomplete(converted, tmp_path):
     for name in os.listdir(converted):
         if name != 'voc_2012_val_001.tfrecord':
-            with open(os.path.join(converted, name), 'rb') as src, open(tmp_path / name, 'wb') as dst:
+            with (
+                open(os.path.join(converted, name), 'rb') as src,
+                open(tmp_path / name, 'wb') as dst,
+            ):
                 dst.write(src.read())
     with pytest.raises(FileNotFoundError, match='incomplete'):
         dataset_factory.get_dataset('pascalvoc_2012', 'val', str(tmp_path))
@@ -138,7 +166,9 @@ def test_graph_mode_iterators_match_eager(converted):
         one_shot = tf.compat.v1.data.make_one_shot_iterator(ds.make_dataset()).get_next()
         init_it = tf.compat.v1.data.make_initializable_iterator(ds.make_dataset(num_readers=2))
         nxt = init_it.get_next()
-        assert nxt['image'].shape.as_list() == [None, None, 3] and nxt['bboxes'].shape.as_list() == [None, 4]
+        assert nxt['image'].shape.as_list() == [None, None, 3] and nxt[
+            'bboxes'
+        ].shape.as_list() == [None, 4]
         with tf.compat.v1.Session() as sess:
             graph_one_shot = [sess.run(one_shot) for _ in range(7)]
             with pytest.raises(tf.errors.OutOfRangeError):
@@ -160,7 +190,10 @@ def test_shuffle_seed_and_repeat(converted):
     a = [e['filename'] for e in _eager_examples(ds, shuffle=True, seed=3)]
     b = [e['filename'] for e in _eager_examples(ds, shuffle=True, seed=3)]
     assert a == b and sorted(a) == plain and a != plain
-    repeated = [e['filename'] for e in ds.make_dataset(shuffle=True, seed=1, repeat=True).take(21).as_numpy_iterator()]
+    repeated = [
+        e['filename']
+        for e in ds.make_dataset(shuffle=True, seed=1, repeat=True).take(21).as_numpy_iterator()
+    ]
     assert len(repeated) == 21 and set(repeated) == set(plain)
 
 
@@ -172,32 +205,53 @@ def test_metadata_content(converted):
     assert [f['num_examples'] for f in meta['files']] == [3, 3, 1]
 
 
-@pytest.mark.parametrize('image_id,objects', [
-    (None, ()),
-    (None, (ef.ObjectRecord((0.1, 0.2, 0.3, 0.4), 3, 'bird', 1, 0), ef.ObjectRecord((0, 0, 1, 1), 20, 'tvmonitor'))),
-    (-5, (ef.ObjectRecord((1 / 3, 0.5, 0.75, 1.0), 300, 'caf\u00e9', 0, 1, 1),)),
-    (2 ** 40, ()),
-])
+@pytest.mark.parametrize(
+    'image_id,objects',
+    [
+        (None, ()),
+        (
+            None,
+            (
+                ef.ObjectRecord((0.1, 0.2, 0.3, 0.4), 3, 'bird', 1, 0),
+                ef.ObjectRecord((0, 0, 1, 1), 20, 'tvmonitor'),
+            ),
+        ),
+        (-5, (ef.ObjectRecord((1 / 3, 0.5, 0.75, 1.0), 300, 'caf\u00e9', 0, 1, 1),)),
+        (2**40, ()),
+    ],
+)
 def test_hand_encoded_example_parses_to_the_tensorflow_proto(image_id, objects):
     image = image_io.EncodedImage(b'\xff\xd8\xff' + bytes(range(256)) * 3, 123, 4567)
     record = ef.ExampleRecord('x/\u00e9.jpg', image, objects, image_id)
     feature = {
         ef.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.data])),
         ef.FORMAT: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b'jpeg'])),
-        ef.FILENAME: tf.train.Feature(bytes_list=tf.train.BytesList(value=['x/\u00e9.jpg'.encode()])),
+        ef.FILENAME: tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=['x/\u00e9.jpg'.encode()])
+        ),
         ef.HEIGHT: tf.train.Feature(int64_list=tf.train.Int64List(value=[123])),
         ef.WIDTH: tf.train.Feature(int64_list=tf.train.Int64List(value=[4567])),
         ef.CHANNELS: tf.train.Feature(int64_list=tf.train.Int64List(value=[3])),
         ef.SHAPE: tf.train.Feature(int64_list=tf.train.Int64List(value=[123, 4567, 3])),
         ef.LABEL: tf.train.Feature(int64_list=tf.train.Int64List(value=[o.label for o in objects])),
-        ef.LABEL_TEXT: tf.train.Feature(bytes_list=tf.train.BytesList(value=[o.name.encode() for o in objects])),
-        ef.DIFFICULT: tf.train.Feature(int64_list=tf.train.Int64List(value=[o.difficult for o in objects])),
-        ef.TRUNCATED: tf.train.Feature(int64_list=tf.train.Int64List(value=[o.truncated for o in objects])),
+        ef.LABEL_TEXT: tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[o.name.encode() for o in objects])
+        ),
+        ef.DIFFICULT: tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[o.difficult for o in objects])
+        ),
+        ef.TRUNCATED: tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[o.truncated for o in objects])
+        ),
     }
     for key, i in ((ef.YMIN, 0), (ef.XMIN, 1), (ef.YMAX, 2), (ef.XMAX, 3)):
-        feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[o.box[i] for o in objects]))
+        feature[key] = tf.train.Feature(
+            float_list=tf.train.FloatList(value=[o.box[i] for o in objects])
+        )
     if image_id is not None:
         feature[ef.IMAGE_ID] = tf.train.Feature(int64_list=tf.train.Int64List(value=[image_id]))
-        feature[ef.ISCROWD] = tf.train.Feature(int64_list=tf.train.Int64List(value=[o.iscrowd for o in objects]))
+        feature[ef.ISCROWD] = tf.train.Feature(
+            int64_list=tf.train.Int64List(value=[o.iscrowd for o in objects])
+        )
     expected = tf.train.Example(features=tf.train.Features(feature=feature))
     assert tf.train.Example.FromString(ef.serialize_example(record)) == expected

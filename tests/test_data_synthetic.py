@@ -25,16 +25,23 @@ def test_boxes_are_tight_around_the_visible_pixels():
         image, objects = synthetic.render_image(seed=11, index=index)
         h, w = image.shape[:2]
         for o in objects:
-            x0, y0, x1, y1 = o['xmin'] - 1, o['ymin'] - 1, o['xmax'] - 1, o['ymax'] - 1  # 0-based inclusive
+            x0, y0, x1, y1 = (
+                o['xmin'] - 1,
+                o['ymin'] - 1,
+                o['xmax'] - 1,
+                o['ymax'] - 1,
+            )  # 0-based inclusive
             assert 0 <= x0 <= x1 < w and 0 <= y0 <= y1 < h
             m = _match(image, o['color'])
-            inside = m[y0:y1 + 1, x0:x1 + 1]
+            inside = m[y0 : y1 + 1, x0 : x1 + 1]
             # The shape's colour reaches all four edges of its box...
-            assert inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any(), (index, o)
+            assert (
+                inside[0].any() and inside[-1].any() and inside[:, 0].any() and inside[:, -1].any()
+            ), (index, o)
             # ...and does not continue in the one-pixel ring outside it (same-class objects never touch).
             ring = np.zeros((h, w), bool)
-            ring[max(y0 - 1, 0):y1 + 2, max(x0 - 1, 0):x1 + 2] = True
-            ring[y0:y1 + 1, x0:x1 + 1] = False
+            ring[max(y0 - 1, 0) : y1 + 2, max(x0 - 1, 0) : x1 + 2] = True
+            ring[y0 : y1 + 1, x0 : x1 + 1] = False
             assert not (m & ring).any(), (index, o)
             # The returned visible mask agrees with the box and with the pixels.
             ys, xs = np.nonzero(o['mask'])
@@ -47,7 +54,10 @@ def test_counts_sizes_flags_within_spec():
     for index in range(60):
         image, objects = synthetic.render_image(seed=0, index=index)
         h, w = image.shape[:2]
-        assert synthetic.MIN_SIDE <= h <= synthetic.MAX_SIDE and synthetic.MIN_SIDE <= w <= synthetic.MAX_SIDE
+        assert (
+            synthetic.MIN_SIDE <= h <= synthetic.MAX_SIDE
+            and synthetic.MIN_SIDE <= w <= synthetic.MAX_SIDE
+        )
         n_objects.append(len(objects))
         for o in objects:
             per_class.add(o['name'])
@@ -82,26 +92,42 @@ def test_generate_deterministic_voc_layout(tmp_path):
     assert fa == fb
     assert fa.keys() == fc.keys() and fa['JPEGImages/000001.jpg'] != fc['JPEGImages/000001.jpg']
     assert sorted(k for k in fa if k.startswith('ImageSets')) == [
-        f'ImageSets/Main/{s}.txt' for s in ('test', 'train', 'trainval', 'val')]
-    split = {s: fa[f'ImageSets/Main/{s}.txt'].decode().split() for s in ('train', 'val', 'trainval', 'test')}
+        f'ImageSets/Main/{s}.txt' for s in ('test', 'train', 'trainval', 'val')
+    ]
+    split = {
+        s: fa[f'ImageSets/Main/{s}.txt'].decode().split()
+        for s in ('train', 'val', 'trainval', 'test')
+    }
     assert sorted(split['train'] + split['val']) == split['trainval']
     assert sorted(split['trainval'] + split['test']) == [f'{i:06d}' for i in range(1, 9)]
     assert summary['splits'] == {k: len(v) for k, v in split.items()}
     names = fa['labels.txt'].decode().split()
     assert tuple(names) == synthetic.CLASSES
-    # The XML parses with the converter's VOC loader to the rendered boxes, and the JPEG is close to the render.
+    # The XML parses with the converter's VOC loader to the rendered boxes, and the JPEG is close
+    # to the render.
     loader = pascalvoc.VocLoader(names)
     for index in range(8):
         image, objects = synthetic.render_image(3, index)
-        record, report = loader(pascalvoc.VocSource(os.path.join(a, 'Annotations', f'{index + 1:06d}.xml'),
-                                                    os.path.join(a, 'JPEGImages'), f'{index + 1:06d}'))
+        record, report = loader(
+            pascalvoc.VocSource(
+                os.path.join(a, 'Annotations', f'{index + 1:06d}.xml'),
+                os.path.join(a, 'JPEGImages'),
+                f'{index + 1:06d}',
+            )
+        )
         assert report == []
         h, w = image.shape[:2]
-        np.testing.assert_allclose([o.box for o in record.objects],
-                                   [fx.voc_rel((o['xmin'], o['ymin'], o['xmax'], o['ymax']), w, h) for o in objects])
+        np.testing.assert_allclose(
+            [o.box for o in record.objects],
+            [fx.voc_rel((o['xmin'], o['ymin'], o['xmax'], o['ymax']), w, h) for o in objects],
+        )
         assert [o.difficult for o in record.objects] == [o['difficult'] for o in objects]
         assert [o.truncated for o in record.objects] == [o['truncated'] for o in objects]
-        decoded = cv2.imdecode(np.frombuffer(record.image.data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
-        assert np.abs(decoded.astype(int) - image.astype(int)).mean() < 4  # JPEG q95 smooths some noise
+        decoded = cv2.imdecode(np.frombuffer(record.image.data, np.uint8), cv2.IMREAD_COLOR)[
+            :, :, ::-1
+        ]
+        assert (
+            np.abs(decoded.astype(int) - image.astype(int)).mean() < 4
+        )  # JPEG q95 smooths some noise
     with pytest.raises(ValueError, match='not empty'):
         synthetic.generate(a, 2)

@@ -28,9 +28,11 @@ def _meta_entries(meta, kind):
 def test_round_trip_boxes_labels_flags_image(tmp_path):
     root, out = str(tmp_path / 'VOC'), str(tmp_path / 'out')
     img_a, img_b = fx.smooth_image(120, 200, seed=1), fx.smooth_image(90, 64, seed=2)
-    objs_a = [fx.voc_object('dog', (10, 20, 150, 110), difficult='1', truncated='0'),
-              fx.voc_object('person', (1, 1, 200, 120), difficult='0', truncated='1'),
-              fx.voc_object('car', (33.5, 40.25, 80.75, 60), difficult='0', truncated='0')]
+    objs_a = [
+        fx.voc_object('dog', (10, 20, 150, 110), difficult='1', truncated='0'),
+        fx.voc_object('person', (1, 1, 200, 120), difficult='0', truncated='1'),
+        fx.voc_object('car', (33.5, 40.25, 80.75, 60), difficult='0', truncated='0'),
+    ]
     objs_b = [fx.voc_object('tvmonitor', (5, 6, 60, 88))]
     fx.add_voc_example(root, '000001', img_a, objs_a)
     fx.add_voc_example(root, '000002', img_b, objs_b)
@@ -40,7 +42,9 @@ def test_round_trip_boxes_labels_flags_image(tmp_path):
     got = fx.read_examples(out)
     assert [g['filename'] for g in got] == [b'000001.jpg', b'000002.jpg', b'000003.jpg']
     a, b, c = got
-    np.testing.assert_allclose(a['bboxes'], [fx.voc_rel(o['box'], 200, 120) for o in objs_a], atol=1e-6)
+    np.testing.assert_allclose(
+        a['bboxes'], [fx.voc_rel(o['box'], 200, 120) for o in objs_a], atol=1e-6
+    )
     np.testing.assert_array_equal(a['labels'], [_label('dog'), _label('person'), _label('car')])
     np.testing.assert_array_equal(a['difficult'], [1, 0, 0])
     np.testing.assert_array_equal(a['truncated'], [0, 1, 0])
@@ -54,27 +58,41 @@ def test_round_trip_boxes_labels_flags_image(tmp_path):
         assert raw[0]['image/encoded'][0] == f.read()
     assert raw[0]['image/object/bbox/label_text'] == [b'dog', b'person', b'car']
     assert raw[0]['image/shape'] == [120, 200, 3] and raw[0]['image/format'] == [b'jpeg']
-    ref = cv2.cvtColor(cv2.imread(os.path.join(root, 'JPEGImages', '000001.jpg')), cv2.COLOR_BGR2RGB)
+    ref = cv2.cvtColor(
+        cv2.imread(os.path.join(root, 'JPEGImages', '000001.jpg')), cv2.COLOR_BGR2RGB
+    )
     # TF and OpenCV decode JPEG with different IDCT/upsampling: differences of a few levels.
     assert np.abs(a['image'].astype(int) - ref.astype(int)).mean() < 2.0
     # Metadata: counts per class, computed by hand from the fixture.
     classes = {c['name']: c for c in meta['classes']}
     assert meta['num_examples'] == 3 and meta['num_classes_including_background'] == 21
-    assert (classes['dog']['num_images'], classes['dog']['num_objects'], classes['dog']['num_difficult']) == (1, 1, 1)
+    assert (
+        classes['dog']['num_images'],
+        classes['dog']['num_objects'],
+        classes['dog']['num_difficult'],
+    ) == (1, 1, 1)
     assert classes['tvmonitor']['num_objects'] == 1 and classes['cat']['num_objects'] == 0
     with open(os.path.join(out, 'data_000.tfrecord'), 'rb') as f:
         shard = f.read()
-    assert meta['files'] == [{'name': 'data_000.tfrecord', 'num_examples': 3, 'size': len(shard),
-                              'sha256': hashlib.sha256(shard).hexdigest()}]
+    assert meta['files'] == [
+        {
+            'name': 'data_000.tfrecord',
+            'num_examples': 3,
+            'size': len(shard),
+            'sha256': hashlib.sha256(shard).hexdigest(),
+        }
+    ]
 
 
 def test_difficult_and_truncated_read_from_element_text(tmp_path):
     """The older port tested the element's truthiness (always False for a leaf) and wrote 0 everywhere."""
     root, out = str(tmp_path / 'VOC'), str(tmp_path / 'out')
-    objs = [fx.voc_object('cat', (1, 1, 10, 10), difficult='1', truncated='1'),
-            fx.voc_object('cat', (1, 1, 10, 10), difficult=None, truncated=None),  # missing -> 0
-            fx.voc_object('cat', (1, 1, 10, 10), difficult='', truncated=''),  # empty -> 0
-            fx.voc_object('cat', (1, 1, 10, 10), difficult=' 1 ', truncated='0')]
+    objs = [
+        fx.voc_object('cat', (1, 1, 10, 10), difficult='1', truncated='1'),
+        fx.voc_object('cat', (1, 1, 10, 10), difficult=None, truncated=None),  # missing -> 0
+        fx.voc_object('cat', (1, 1, 10, 10), difficult='', truncated=''),  # empty -> 0
+        fx.voc_object('cat', (1, 1, 10, 10), difficult=' 1 ', truncated='0'),
+    ]
     fx.add_voc_example(root, 'a', fx.smooth_image(20, 20), objs)
     fx.convert_voc([root], out)
     (ex,) = fx.read_examples(out)
@@ -84,7 +102,9 @@ def test_difficult_and_truncated_read_from_element_text(tmp_path):
 
 def test_part_boxes_are_not_objects(tmp_path):
     root, out = str(tmp_path / 'VOC'), str(tmp_path / 'out')
-    person = fx.voc_object('person', (10, 10, 50, 90), parts=[('head', (20, 12, 40, 30)), ('hand', (12, 50, 18, 58))])
+    person = fx.voc_object(
+        'person', (10, 10, 50, 90), parts=[('head', (20, 12, 40, 30)), ('hand', (12, 50, 18, 58))]
+    )
     fx.add_voc_example(root, 'a', fx.smooth_image(100, 60), [person])
     fx.convert_voc([root], out)
     (ex,) = fx.read_examples(out)
@@ -95,7 +115,9 @@ def test_part_boxes_are_not_objects(tmp_path):
 @pytest.mark.parametrize('xml_size', [(0, 0), (61, 100), None])
 def test_size_from_decoded_image_not_xml(tmp_path, xml_size):
     root, out = str(tmp_path / 'VOC'), str(tmp_path / 'out')
-    fx.add_voc_example(root, 'a', fx.smooth_image(100, 60), [fx.voc_object('cow', (11, 21, 40, 70))], size=xml_size)
+    fx.add_voc_example(
+        root, 'a', fx.smooth_image(100, 60), [fx.voc_object('cow', (11, 21, 40, 70))], size=xml_size
+    )
     meta = fx.convert_voc([root], out)
     (ex,) = fx.read_examples(out)
     np.testing.assert_allclose(ex['bboxes'], [[0.2, 10 / 60, 0.7, 40 / 60]], atol=1e-6)
@@ -106,9 +128,16 @@ def test_size_from_decoded_image_not_xml(tmp_path, xml_size):
 
 def test_image_found_by_id_not_by_filename(tmp_path):
     root, out = str(tmp_path / 'VOC'), str(tmp_path / 'out')
-    fx.add_voc_example(root, 'a', fx.smooth_image(30, 40), [fx.voc_object('cat', (1, 1, 40, 30))],
-                       filename='IMG_1234.JPG')
-    fx.add_voc_example(root, 'b', fx.smooth_image(30, 40), [fx.voc_object('dog', (1, 1, 20, 30))], ext='.png')
+    fx.add_voc_example(
+        root,
+        'a',
+        fx.smooth_image(30, 40),
+        [fx.voc_object('cat', (1, 1, 40, 30))],
+        filename='IMG_1234.JPG',
+    )
+    fx.add_voc_example(
+        root, 'b', fx.smooth_image(30, 40), [fx.voc_object('dog', (1, 1, 20, 30))], ext='.png'
+    )
     meta = fx.convert_voc([root], out)
     a, b = fx.read_examples(out)
     assert (a['filename'], b['filename']) == (b'a.jpg', b'b.png')
@@ -129,77 +158,126 @@ def test_image_modes_stored_as_3_channel_jpeg(tmp_path):
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])
     png_rgb = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
-    png16 = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)[1].tobytes()
+    png16 = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)[
+        1
+    ].tobytes()
     palette = _palette_png(rgb)
     palette_rgb = np.asarray(Image.open(io.BytesIO(palette)).convert('RGB'))
     grey = 'grey copied to R, G and B'
     cases = {  # id: (bytes or array, file extension, expected RGB pixels, what the report says)
         'png_named_jpg': (png_rgb, '.jpg', rgb, 'PNG RGB data in a .jpg file: decoded as PNG'),
-        'gray_jpg': (gray, '.jpg', np.dstack([gray] * 3), f'JPEG grayscale: decoded as JPEG, {grey}'),
+        'gray_jpg': (
+            gray,
+            '.jpg',
+            np.dstack([gray] * 3),
+            f'JPEG grayscale: decoded as JPEG, {grey}',
+        ),
         'gray_png': (gray, '.png', np.dstack([gray] * 3), f'PNG grayscale: decoded as PNG, {grey}'),
         'rgba_png': (rgba, '.png', rgb, 'PNG RGBA: decoded as PNG, alpha dropped'),
-        'palette_png': (palette, '.png', palette_rgb,
-                        'PNG palette 4-bit: decoded as PNG, palette expanded to RGB'),
-        'png16': (png16, '.png', rgb, 'PNG RGB 16-bit: decoded as PNG, 16-bit values scaled to 8-bit'),
+        'palette_png': (
+            palette,
+            '.png',
+            palette_rgb,
+            'PNG palette 4-bit: decoded as PNG, palette expanded to RGB',
+        ),
+        'png16': (
+            png16,
+            '.png',
+            rgb,
+            'PNG RGB 16-bit: decoded as PNG, 16-bit values scaled to 8-bit',
+        ),
     }
     for image_id, (image, ext, _, _) in cases.items():
-        fx.add_voc_example(root, image_id, image, [fx.voc_object('cat', (1, 1, 50, 40))], ext=ext, size=(50, 40))
+        fx.add_voc_example(
+            root, image_id, image, [fx.voc_object('cat', (1, 1, 50, 40))], ext=ext, size=(50, 40)
+        )
     meta = fx.convert_voc([root], out)
     got = {ex['filename'].decode().split('.')[0]: ex for ex in fx.read_examples(out)}
-    raw = {r['image/filename'][0].decode().split('.')[0]: r
-           for r in fx.raw_features(os.path.join(out, 'data_000.tfrecord'))}
+    raw = {
+        r['image/filename'][0].decode().split('.')[0]: r
+        for r in fx.raw_features(os.path.join(out, 'data_000.tfrecord'))
+    }
     reports = {os.path.basename(e['file'])[:-4]: e['detail'] for e in _meta_entries(meta, 'fixed')}
     for image_id, (_, _, expected, report) in cases.items():
         assert raw[image_id]['image/encoded'][0][:3] == b'\xff\xd8\xff', image_id
         assert raw[image_id]['image/channels'] == [3] and raw[image_id]['image/format'] == [b'jpeg']
         assert got[image_id]['image'].shape == (40, 50, 3)
         # Reference: the expected pixels through JPEG q95 (OpenCV); leaves only decoder differences.
-        ref = cv2.imencode('.jpg', cv2.cvtColor(expected, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])[1]
+        ref = cv2.imencode(
+            '.jpg', cv2.cvtColor(expected, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95]
+        )[1]
         ref = cv2.cvtColor(cv2.imdecode(ref, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         err = np.abs(got[image_id]['image'].astype(int) - ref.astype(int))
         assert err.mean() < 1.5, (image_id, err.mean())
-        assert reports[image_id] == f'{image_id}{cases[image_id][1]}: {report}, re-encoded as JPEG ' \
-            f'(quality 95)', reports[image_id]
+        assert (
+            reports[image_id] == f'{image_id}{cases[image_id][1]}: {report}, re-encoded as JPEG '
+            f'(quality 95)'
+        ), reports[image_id]
 
 
 def test_boxes_clipped_zero_area_and_inverted(tmp_path):
     root, out = str(tmp_path / 'VOC'), str(tmp_path / 'out')
     w, h = 80, 50
-    objs = [fx.voc_object('car', (0, 0, 40, 25)),  # 0-based tool: 0 clamps to the edge
-            fx.voc_object('car', (61, 11, 95, 60)),  # beyond right/bottom: clipped to W, H
-            fx.voc_object('bus', (30, 10, 30, 20)),  # zero width: dropped
-            fx.voc_object('bus', (50, 30, 20, 40)),  # inverted: dropped
-            fx.voc_object('bus', (90, 10, 120, 20)),  # entirely right of the image: dropped
-            fx.voc_object('car', (1, 1, 80, 50))]  # whole image, unchanged
+    objs = [
+        fx.voc_object('car', (0, 0, 40, 25)),  # 0-based tool: 0 clamps to the edge
+        fx.voc_object('car', (61, 11, 95, 60)),  # beyond right/bottom: clipped to W, H
+        fx.voc_object('bus', (30, 10, 30, 20)),  # zero width: dropped
+        fx.voc_object('bus', (50, 30, 20, 40)),  # inverted: dropped
+        fx.voc_object('bus', (90, 10, 120, 20)),  # entirely right of the image: dropped
+        fx.voc_object('car', (1, 1, 80, 50)),
+    ]  # whole image, unchanged
     fx.add_voc_example(root, 'a', fx.smooth_image(h, w), objs)
     meta = fx.convert_voc([root], out)
     (ex,) = fx.read_examples(out)
-    np.testing.assert_allclose(ex['bboxes'], [[0, 0, 25 / h, 40 / w], [10 / h, 60 / w, 1, 1], [0, 0, 1, 1]], atol=1e-6)
+    np.testing.assert_allclose(
+        ex['bboxes'], [[0, 0, 25 / h, 40 / w], [10 / h, 60 / w, 1, 1], [0, 0, 1, 1]], atol=1e-6
+    )
     assert ((ex['bboxes'] >= 0) & (ex['bboxes'] <= 1)).all()
     dropped = _meta_entries(meta, 'dropped_object')
-    assert [d['detail'].split(':')[0] for d in dropped] == ['object 2 (bus)', 'object 3 (bus)', 'object 4 (bus)']
-    assert 'zero-area or inverted' in dropped[0]['detail'] and 'zero-area or inverted' in dropped[1]['detail']
+    assert [d['detail'].split(':')[0] for d in dropped] == [
+        'object 2 (bus)',
+        'object 3 (bus)',
+        'object 4 (bus)',
+    ]
+    assert (
+        'zero-area or inverted' in dropped[0]['detail']
+        and 'zero-area or inverted' in dropped[1]['detail']
+    )
     assert 'outside the 80x50 image' in dropped[2]['detail']
     clipped = [e['detail'] for e in _meta_entries(meta, 'fixed')]
-    assert clipped == ['object 0 (car): xmin=0, ymin=0 clipped to the 80x50 image',
-                       'object 1 (car): xmax=95, ymax=60 clipped to the 80x50 image']
+    assert clipped == [
+        'object 0 (car): xmin=0, ymin=0 clipped to the 80x50 image',
+        'object 1 (car): xmax=95, ymax=60 clipped to the 80x50 image',
+    ]
     assert meta['report']['counts']['dropped_object'] == 3
 
 
 def test_unknown_class_fails_naming_file_or_is_skipped(tmp_path):
     root = str(tmp_path / 'VOC')
-    fx.add_voc_example(root, 'a', fx.smooth_image(20, 20), [fx.voc_object('cat', (1, 1, 9, 9)),
-                                                             fx.voc_object('unicorn', (2, 2, 9, 9))])
+    fx.add_voc_example(
+        root,
+        'a',
+        fx.smooth_image(20, 20),
+        [fx.voc_object('cat', (1, 1, 9, 9)), fx.voc_object('unicorn', (2, 2, 9, 9))],
+    )
     with pytest.raises(convert.UnknownClassError) as e:
         fx.convert_voc([root], str(tmp_path / 'out1'))
     msg = str(e.value)
-    assert os.path.join('Annotations', 'a.xml') in msg and "'unicorn'" in msg and 'aeroplane, bicycle' in msg
+    assert (
+        os.path.join('Annotations', 'a.xml') in msg
+        and "'unicorn'" in msg
+        and 'aeroplane, bicycle' in msg
+    )
     assert not os.path.exists(tmp_path / 'out1' / 'data_metadata.json')
     meta = fx.convert_voc([root], str(tmp_path / 'out2'), skip_unknown_classes=True)
     (ex,) = fx.read_examples(str(tmp_path / 'out2'))
     np.testing.assert_array_equal(ex['labels'], [_label('cat')])
     unknown = _meta_entries(meta, 'unknown_class')
-    assert len(unknown) == 1 and "'unicorn'" in unknown[0]['detail'] and unknown[0]['file'].endswith('a.xml')
+    assert (
+        len(unknown) == 1
+        and "'unicorn'" in unknown[0]['detail']
+        and unknown[0]['file'].endswith('a.xml')
+    )
 
 
 def _bad_examples(root):
@@ -208,7 +286,7 @@ def _bad_examples(root):
     fx.add_voc_example(root, 'good1', good, box)
     fx.add_voc_example(root, 'garbage', b'this is not an image', box, size=(30, 30))
     jpeg = cv2.imencode('.jpg', good)[1].tobytes()
-    fx.add_voc_example(root, 'truncated', jpeg[:len(jpeg) // 2], box, size=(30, 30))
+    fx.add_voc_example(root, 'truncated', jpeg[: len(jpeg) // 2], box, size=(30, 30))
     fx.add_voc_example(root, 'badxml', good, box)
     with open(os.path.join(root, 'Annotations', 'badxml.xml'), 'w') as f:
         f.write('<annotation><object><name>cat</name>')
@@ -223,8 +301,15 @@ def test_corrupt_inputs_fail_naming_the_file(tmp_path):
     for bad in ('garbage', 'truncated', 'badxml', 'noimage'):
         sources = [s for s in fx.pascalvoc.list_examples([root]) if s.image_id in ('good1', bad)]
         with pytest.raises(convert.BadExampleError, match=bad):
-            convert.convert(sources, fx.pascalvoc.VocLoader(VOC), VOC, str(tmp_path / bad), 'data',
-                            num_workers=1, show_progress=False)
+            convert.convert(
+                sources,
+                fx.pascalvoc.VocLoader(VOC),
+                VOC,
+                str(tmp_path / bad),
+                'data',
+                num_workers=1,
+                show_progress=False,
+            )
         assert os.listdir(tmp_path / bad) == [], 'a failed run must leave nothing behind'
 
 
@@ -245,7 +330,9 @@ def test_hundreds_of_objects_kept_whole(tmp_path):
     for _ in range(300):
         x0, y0 = (int(v) for v in rng.integers(1, 150, 2))
         boxes.append((x0, y0, x0 + int(rng.integers(1, 50)), y0 + int(rng.integers(1, 50))))
-    fx.add_voc_example(root, 'crowd', fx.smooth_image(200, 200), [fx.voc_object('sheep', b) for b in boxes])
+    fx.add_voc_example(
+        root, 'crowd', fx.smooth_image(200, 200), [fx.voc_object('sheep', b) for b in boxes]
+    )
     fx.convert_voc([root], out)
     (ex,) = fx.read_examples(out)
     assert ex['bboxes'].shape == (300, 4)
@@ -260,7 +347,9 @@ def test_labels_file_multiple_dirs_and_split(tmp_path):
     assert names == ('widget', 'gadget')
     for root, ids in ((d07, ['000001', '000002', '000003']), (d12, ['2012_000001', '2012_000002'])):
         for i in ids:
-            fx.add_voc_example(root, i, fx.smooth_image(20, 20), [fx.voc_object('gadget', (1, 1, 10, 10))])
+            fx.add_voc_example(
+                root, i, fx.smooth_image(20, 20), [fx.voc_object('gadget', (1, 1, 10, 10))]
+            )
     fx.write_split(d07, 'train', ['000003', '000001'])
     fx.write_split(d12, 'train', ['2012_000002'])
     meta = fx.convert_voc([d07, d12], out, split='train', class_names=names)

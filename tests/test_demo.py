@@ -3,6 +3,7 @@ outputs agree with an independent reading of the others: the evaluation with the
 and a devkit transcription run on the written results files, the TFLite model with the frozen
 graph, the detections and annotated images with the frozen graph run here; a second run reuses
 every stage without rewriting its files."""
+
 import glob
 import json
 import os
@@ -22,10 +23,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run_demo(work_dir, *extra, num_detect_images=2):
     return subprocess.run(
-        [sys.executable, 'run_demo.py', '--work_dir', str(work_dir), '--num_images', '24',
-         '--steps', '4', '--batch_size', '2', '--depth_multiplier', '0.25',
-         '--num_detect_images', str(num_detect_images), *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=400)
+        [
+            sys.executable,
+            'run_demo.py',
+            '--work_dir',
+            str(work_dir),
+            '--num_images',
+            '24',
+            '--steps',
+            '4',
+            '--batch_size',
+            '2',
+            '--depth_multiplier',
+            '0.25',
+            '--num_detect_images',
+            str(num_detect_images),
+            *extra,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
 
 
 def read_test_split(voc_dir):
@@ -36,10 +55,14 @@ def read_test_split(voc_dir):
     objects = {}
     for image_id in ids:
         root = ET.parse(os.path.join(voc_dir, 'Annotations', image_id + '.xml')).getroot()
-        objects[image_id] = [(o.findtext('name'), o.findtext('difficult') == '1',
-                              [float(o.findtext('bndbox/' + k)) for k in ('ymin', 'xmin', 'ymax',
-                                                                          'xmax')])
-                             for o in root.findall('object')]
+        objects[image_id] = [
+            (
+                o.findtext('name'),
+                o.findtext('difficult') == '1',
+                [float(o.findtext('bndbox/' + k)) for k in ('ymin', 'xmin', 'ymax', 'xmax')],
+            )
+            for o in root.findall('object')
+        ]
     return objects
 
 
@@ -52,7 +75,8 @@ def read_results_files(eval_dir, class_names):
             for line in f:
                 image_id, score, xmin, ymin, xmax, ymax = line.split()
                 detections.setdefault(image_id, []).append(
-                    (name, float(score), [float(ymin), float(xmin), float(ymax), float(xmax)]))
+                    (name, float(score), [float(ymin), float(xmin), float(ymax), float(xmax)])
+                )
     return detections
 
 
@@ -61,8 +85,9 @@ def run_frozen_graph(path, image, names):
     with open(path, 'rb') as f:
         graph_def.ParseFromString(f.read())
     with tf.Graph().as_default() as graph:
-        tensors = tf.compat.v1.import_graph_def(graph_def, return_elements=[n + ':0' for n in names],
-                                                name='')
+        tensors = tf.compat.v1.import_graph_def(
+            graph_def, return_elements=[n + ':0' for n in names], name=''
+        )
         with tf.compat.v1.Session(graph=graph) as sess:
             return dict(zip(names, sess.run(tensors, {'images:0': image[None]})))
 
@@ -84,8 +109,15 @@ def test_reduced_main_job_runs_every_stage(tmp_path):
     out = result.stdout
     # TensorFlow's start-up chatter is filtered; the stages and the training log are shown.
     assert 'oneDNN custom operations' not in out and 'cuInit' not in out
-    for stage in ('1/6 dataset', '2/6 tfrecords', '3/6 train', '4/6 evaluate', '5/6 export',
-                  '6/6 detect', 'VOC07 mAP'):
+    for stage in (
+        '1/6 dataset',
+        '2/6 tfrecords',
+        '3/6 train',
+        '4/6 evaluate',
+        '5/6 export',
+        '6/6 detect',
+        'VOC07 mAP',
+    ):
         assert stage in out
     # The training log: step lines, one line per checkpoint, TF's session chatter off.
     assert 'step 4/4 (epoch ' in out and 'checkpoint saved: ' in out
@@ -95,8 +127,11 @@ def test_reduced_main_job_runs_every_stage(tmp_path):
     assert f'curve       {curve}' in out and cv2.imread(str(curve)) is not None
     results = json.load(open(tmp_path / 'eval' / 'results.json'))
     assert results['global_step'] == 4
-    assert 'VOC07 mAP %.3f, VOC12 mAP %.3f' % (results['metrics']['voc07'],
-                                               results['metrics']['voc12']) in out
+    assert (
+        'VOC07 mAP %.3f, VOC12 mAP %.3f'
+        % (results['metrics']['voc07'], results['metrics']['voc12'])
+        in out
+    )
 
     # Evaluation: the test split's objects as its XML has them, and the APs of the devkit
     # transcription (test_metrics_voc) run on the written results files.
@@ -107,16 +142,25 @@ def test_reduced_main_job_runs_every_stage(tmp_path):
     assert written and set(written) <= set(truth)
     # Image by image in the files' order (the devkit's order for equal scores), then the rest.
     order = list(dict.fromkeys(written)) + [i for i in truth if i not in written]
-    images = [{'image_id': i, 'gt_labels': [o[0] for o in truth[i]],
-               'gt_boxes': [o[2] for o in truth[i]], 'gt_difficult': [o[1] for o in truth[i]],
-               'det_labels': [d[0] for d in written.get(i, [])],
-               'det_scores': [d[1] for d in written.get(i, [])],
-               'det_boxes': [d[2] for d in written.get(i, [])]} for i in order]
+    images = [
+        {
+            'image_id': i,
+            'gt_labels': [o[0] for o in truth[i]],
+            'gt_boxes': [o[2] for o in truth[i]],
+            'gt_difficult': [o[1] for o in truth[i]],
+            'det_labels': [d[0] for d in written.get(i, [])],
+            'det_scores': [d[1] for d in written.get(i, [])],
+            'det_boxes': [d[2] for d in written.get(i, [])],
+        }
+        for i in order
+    ]
     aps = {'voc07': [], 'voc12': []}
     for row in results['classes']:
         objects = [o for i in truth for o in truth[i] if o[0] == row['name']]
-        assert (row['num_gt'], row['num_difficult']) == (len(objects),
-                                                         sum(o[1] for o in objects)), row
+        assert (row['num_gt'], row['num_difficult']) == (
+            len(objects),
+            sum(o[1] for o in objects),
+        ), row
         ap07, ap12, _, _ = reference_voc(images, row['name'], 0.5, '>=')
         assert row['ap_voc07'] == (None if ap07 is None else pytest.approx(ap07, abs=1e-9))
         assert row['ap_voc12'] == (None if ap12 is None else pytest.approx(ap12, abs=1e-9))
@@ -132,11 +176,18 @@ def test_reduced_main_job_runs_every_stage(tmp_path):
         graph_def = tf.compat.v1.GraphDef.FromString(f.read())
     assert any(node.op == 'CombinedNonMaxSuppression' for node in graph_def.node)
     detections = json.load(open(tmp_path / 'detections' / 'detections.json'))
-    assert [os.path.basename(e['file']) for e in detections['images']] == \
-        [i + '.png' for i in list(truth)[:2]]
+    assert [os.path.basename(e['file']) for e in detections['images']] == [
+        i + '.png' for i in list(truth)[:2]
+    ]
     assert len(glob.glob(str(tmp_path / 'detections' / '*_det.png'))) == 2
-    names = ('raw_scores', 'raw_localisations', 'detection_boxes', 'detection_scores',
-             'detection_classes', 'num_detections')
+    names = (
+        'raw_scores',
+        'raw_localisations',
+        'detection_boxes',
+        'detection_scores',
+        'detection_classes',
+        'num_detections',
+    )
     for entry in detections['images']:
         source = cv2.imread(entry['file'])
         image = cv2.cvtColor(source, cv2.COLOR_BGR2RGB)
@@ -151,8 +202,9 @@ def test_reduced_main_job_runs_every_stage(tmp_path):
             np.testing.assert_allclose(lite[name], frozen[name], atol=1e-4, err_msg=name)
         # detect_ssd_network.py ran this frozen graph with --select_threshold=0.5: its rows are
         # the graph's detections scoring >= 0.5, in pixels of the image.
-        keep = [k for k in range(frozen['num_detections'][0])
-                if frozen['detection_scores'][0, k] >= 0.5]
+        keep = [
+            k for k in range(frozen['num_detections'][0]) if frozen['detection_scores'][0, k] >= 0.5
+        ]
         rows = entry['detections']
         assert len(rows) == len(keep), entry['file']
         for row, k in zip(rows, keep):
@@ -160,24 +212,35 @@ def test_reduced_main_job_runs_every_stage(tmp_path):
             assert row['label'] == class_names[row['label_id'] - 1]
             assert row['score'] == pytest.approx(frozen['detection_scores'][0, k], abs=1e-5)
             ymin, xmin, ymax, xmax = frozen['detection_boxes'][0, k]
-            np.testing.assert_allclose([row['xmin'], row['ymin'], row['xmax'], row['ymax']],
-                                       [xmin * width, ymin * height, xmax * width,
-                                        ymax * height], atol=1e-3)
+            np.testing.assert_allclose(
+                [row['xmin'], row['ymin'], row['xmax'], row['ymax']],
+                [xmin * width, ymin * height, xmax * width, ymax * height],
+                atol=1e-3,
+            )
         # The annotated image is the input with the boxes drawn over it (nothing drawn: equal).
         drawn = cv2.imread(entry['output'])
         assert drawn.shape == source.shape
         same = (drawn == source).all(axis=-1).mean()
-        assert (0.5 < same < 1.) if rows else same == 1., (entry['output'], same)
+        assert (0.5 < same < 1.0) if rows else same == 1.0, (entry['output'], same)
 
     # A second run reuses everything, says so, and rewrites nothing.
     stages = ('train', 'eval', 'export', 'tfrecords', 'synthetic')
-    files = [p for stage in stages for p in glob.glob(str(tmp_path / stage / '**' / '*'),
-                                                        recursive=True) if os.path.isfile(p)]
+    files = [
+        p
+        for stage in stages
+        for p in glob.glob(str(tmp_path / stage / '**' / '*'), recursive=True)
+        if os.path.isfile(p)
+    ]
     mtimes = {p: os.stat(p).st_mtime_ns for p in files}
     again = run_demo(tmp_path)
     assert again.returncode == 0, again.stdout[-3000:]
-    for stage in ('dataset: reusing', 'tfrecords: reusing', 'train: reusing', 'evaluate: reusing',
-                  'export: reusing'):
+    for stage in (
+        'dataset: reusing',
+        'tfrecords: reusing',
+        'train: reusing',
+        'evaluate: reusing',
+        'export: reusing',
+    ):
         assert stage in again.stdout
     assert {p: os.stat(p).st_mtime_ns for p in files} == mtimes
     assert json.load(open(tmp_path / 'eval' / 'results.json')) == results

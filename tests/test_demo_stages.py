@@ -2,6 +2,7 @@
 stage leaves: a stage is reused only with the same settings and input, otherwise it and what
 depends on it are redone (and the log says why); an interrupted training resumes; --fresh and
 the work folder never touch a folder the demo did not make."""
+
 import json
 import os
 
@@ -30,20 +31,25 @@ class FakeScripts:
             os.makedirs(os.path.join(out, 'JPEGImages'))
             open(os.path.join(out, 'labels.txt'), 'w').write('circle\n')
             open(os.path.join(out, 'ImageSets', 'Main', 'test.txt'), 'w').write('000001\n')
-            cv2.imwrite(os.path.join(out, 'JPEGImages', '000001.jpg'),
-                        np.zeros((8, 8, 3), np.uint8))
+            cv2.imwrite(
+                os.path.join(out, 'JPEGImages', '000001.jpg'), np.zeros((8, 8, 3), np.uint8)
+            )
         elif args[0] == 'tf_convert_data.py':
             self.ran.append('tfrecords:' + flags['split'])
             os.makedirs(flags['output_dir'], exist_ok=True)
-            open(os.path.join(flags['output_dir'], flags['split'] + '_metadata.json'), 'w').write('{}')
+            open(os.path.join(flags['output_dir'], flags['split'] + '_metadata.json'), 'w').write(
+                '{}'
+            )
         elif args[0] == 'train_ssd_network.py':
             self.ran.append('train')
             os.makedirs(flags['train_dir'], exist_ok=True)
             last = int(flags['max_number_of_steps'])
             first = (run_demo.latest_step(flags['train_dir']) or 0) + 1
             for step in range(first, last + 1):
-                on_line(f'step {step}/{last} (epoch 1.0): loss over 1 step total={10. / step:.4f} '
-                        f'localization=1.0 lr=0.001 3.0 images/s ETA 0:00:01')
+                on_line(
+                    f'step {step}/{last} (epoch 1.0): loss over 1 step total={10.0 / step:.4f} '
+                    f'localization=1.0 lr=0.001 3.0 images/s ETA 0:00:01'
+                )
                 open(os.path.join(flags['train_dir'], f'model.ckpt-{step}.index'), 'w').close()
                 if step == self.interrupt_training_at:
                     self.interrupt_training_at = None
@@ -52,8 +58,10 @@ class FakeScripts:
             self.ran.append('evaluate')
             os.makedirs(flags['eval_dir'], exist_ok=True)
             step = run_demo.latest_step(flags['checkpoint_path'])
-            json.dump({'global_step': step, 'metrics': {'voc07': 0.5, 'voc12': 0.6}},
-                      open(os.path.join(flags['eval_dir'], 'results.json'), 'w'))
+            json.dump(
+                {'global_step': step, 'metrics': {'voc07': 0.5, 'voc12': 0.6}},
+                open(os.path.join(flags['eval_dir'], 'results.json'), 'w'),
+            )
             open(os.path.join(flags['eval_dir'], 'results.txt'), 'w').write('table\n')
         elif args[0] == 'export_ssd_network.py':
             self.ran.append('export')
@@ -81,6 +89,7 @@ def demo(tmp_path, monkeypatch, capsys):
                 run_demo.main(['--work_dir', work_dir, *TINY, *extra])
             assert exit_.value.code == expect_exit
         return fake.ran, capsys.readouterr().out
+
     main.fake, main.work_dir = fake, work_dir
     return main
 
@@ -100,16 +109,26 @@ def test_changed_settings_redo_the_stage_and_what_depends_on_it(demo):
     assert ran == ['train', 'evaluate', 'export', 'detect']
     assert '3/6 train: removing the earlier output' in out
     assert '(settings changed: depth_multiplier 0.5 -> 0.25)' in out
-    assert '4/6 evaluate: the test split, VOC07 and VOC12 rules (its input (3/6 train) was ' \
-           'redone)' in out
+    assert (
+        '4/6 evaluate: the test split, VOC07 and VOC12 rules (its input (3/6 train) was '
+        'redone)' in out
+    )
     assert '1/6 dataset: reusing' in out and '2/6 tfrecords: reusing' in out
 
     ran, out = demo('--depth_multiplier', '0.25', '--num_images', '12')
     assert ran == ALL and 'settings changed: num_images 8 -> 12' in out
     ran, _ = demo('--depth_multiplier', '0.25', '--num_images', '12', '--batch_size', '3')
     assert ran == ['train', 'evaluate', 'export', 'detect']
-    ran, _ = demo('--depth_multiplier', '0.25', '--num_images', '12', '--batch_size', '3',
-                  '--num_detect_images', '2')
+    ran, _ = demo(
+        '--depth_multiplier',
+        '0.25',
+        '--num_images',
+        '12',
+        '--batch_size',
+        '3',
+        '--num_detect_images',
+        '2',
+    )
     assert ran == ['detect']
 
 
@@ -118,8 +137,10 @@ def test_interrupted_training_resumes(demo):
     ran, out = demo(expect_exit=130)
     assert ran == ['dataset', 'tfrecords:train', 'tfrecords:test', 'train']
     last = out.strip().splitlines()[-1]
-    assert last.endswith('interrupted during 3/6 train; kept: 1/6 dataset, 2/6 tfrecords, '
-                         'training checkpoints up to step 2 of 4; run the same command to resume')
+    assert last.endswith(
+        'interrupted during 3/6 train; kept: 1/6 dataset, 2/6 tfrecords, '
+        'training checkpoints up to step 2 of 4; run the same command to resume'
+    )
     ran, out = demo()
     assert ran == ['train', 'evaluate', 'export', 'detect']
     assert 'resuming at step 2 (resuming: the earlier run of this stage did not finish)' in out

@@ -1,4 +1,5 @@
 """Drawing (OpenCV, matplotlib), image loading and input expansion of the detection tools."""
+
 import os
 
 import matplotlib
@@ -11,8 +12,11 @@ from tests import data_fixtures
 
 matplotlib.use('Agg')
 
-DETECTIONS = {'boxes': np.array([[0.25, 0.1, 0.75, 0.6]], np.float32),
-              'scores': np.array([0.87], np.float32), 'classes': np.array([3], np.int32)}
+DETECTIONS = {
+    'boxes': np.array([[0.25, 0.1, 0.75, 0.6]], np.float32),
+    'scores': np.array([0.87], np.float32),
+    'classes': np.array([3], np.int32),
+}
 NAMES = ('cat', 'dog', 'bird')
 
 
@@ -44,9 +48,17 @@ def test_show_detections_plots_pixel_box():
 
 def test_pixel_detections():
     rows = detection.pixel_detections(DETECTIONS, 100, 200, NAMES)
-    assert rows == [{'label': 'bird', 'label_id': 3, 'score': pytest.approx(0.87),
-                     'xmin': pytest.approx(20.), 'ymin': 25., 'xmax': pytest.approx(120.),
-                     'ymax': 75.}]
+    assert rows == [
+        {
+            'label': 'bird',
+            'label_id': 3,
+            'score': pytest.approx(0.87),
+            'xmin': pytest.approx(20.0),
+            'ymin': 25.0,
+            'xmax': pytest.approx(120.0),
+            'ymax': 75.0,
+        }
+    ]
 
 
 def test_load_image_rgb(tmp_path):
@@ -72,7 +84,9 @@ def test_expand_inputs(tmp_path):
     d = str(tmp_path)
     paths = detection.expand_inputs(f'{d}, {d}/sub/*.jpg,{d}/b.jpg,{d}/missing.jpg')
     assert paths == [os.path.join(d, n) for n in ('a.PNG', 'b.jpg', 'clip.mp4')] + [
-        os.path.join(d, 'sub', 'c.jpg'), os.path.join(d, 'missing.jpg')]
+        os.path.join(d, 'sub', 'c.jpg'),
+        os.path.join(d, 'missing.jpg'),
+    ]
     assert [detection.is_video(p) for p in paths] == [False, False, True, False, False]
 
 
@@ -82,7 +96,11 @@ def test_pad_batch_and_split_detections():
     assert batch.shape == (2, 4, 3, 3)
     np.testing.assert_array_equal(sizes, [[2, 3], [4, 1]])
     assert (batch[0, :2] == 7).all() and (batch[0, 2:] == 0).all() and (batch[1, :, 1:] == 0).all()
-    outputs = {'num_detections': np.array([1, 0]), 'detection_boxes': np.ones((2, 3, 4)),
-               'detection_scores': np.ones((2, 3)), 'detection_classes': np.ones((2, 3), int)}
+    outputs = {
+        'num_detections': np.array([1, 0]),
+        'detection_boxes': np.ones((2, 3, 4)),
+        'detection_scores': np.ones((2, 3)),
+        'detection_classes': np.ones((2, 3), int),
+    }
     split = detection.split_detections(outputs)
     assert [len(d['scores']) for d in split] == [1, 0] and split[0]['boxes'].shape == (1, 4)

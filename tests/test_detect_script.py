@@ -1,6 +1,7 @@
 """detect_ssd_network.py and export_ssd_network.py end to end: a folder with a corrupt file, a
 video, a frozen graph and TFLite models exported by the script; JSON pixel boxes against the
 graph's relative ones, each exported source against the frozen graph's JSON."""
+
 import json
 import os
 import subprocess
@@ -18,14 +19,23 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = [(120, 160), (200, 150), (97, 301)]
 THRESHOLDS = ['--select_threshold=0.3', '--top_k=50', '--keep_top_k=20']
 TFLITE_TOL = 1e-4
-MODEL_FLAGS = ['--model_name=ssd_300_mobilenet', '--depth_multiplier=0.25',
-               f'--num_classes={fx.NUM_CLASSES}']
+MODEL_FLAGS = [
+    '--model_name=ssd_300_mobilenet',
+    '--depth_multiplier=0.25',
+    f'--num_classes={fx.NUM_CLASSES}',
+]
 
 
 def run_script(script, *args):
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope='module')
@@ -41,7 +51,7 @@ def setup(tmp_path_factory):
     labels = root / 'labels.txt'
     labels.write_text('\n'.join(fx.synthetic.CLASSES) + '\n')
     video = str(root / 'clip.mp4')
-    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*'mp4v'), 5., (160, 120))
+    writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*'mp4v'), 5.0, (160, 120))
     for frame in fx.random_images(12, [(120, 160)] * 4):
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
@@ -49,14 +59,32 @@ def setup(tmp_path_factory):
     for i, image in enumerate(fx.random_images(13, [(300, 300)] * 2)):
         data_fixtures.write_image(str(square / f'sq{i}.png'), image, '.png')
     out = root / 'out'
-    proc = run_script('detect_ssd_network.py', f'--checkpoint_path={prefix}', *MODEL_FLAGS,
-                      f'--labels_file={labels}', f'--input={folder},{video}',
-                      f'--output_dir={out}', '--batch_size=2', '--select_threshold=0.3',
-                      '--top_k=50', '--keep_top_k=20')
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--checkpoint_path={prefix}',
+        *MODEL_FLAGS,
+        f'--labels_file={labels}',
+        f'--input={folder},{video}',
+        f'--output_dir={out}',
+        '--batch_size=2',
+        '--select_threshold=0.3',
+        '--top_k=50',
+        '--keep_top_k=20',
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / 'detections.json').read_text())
-    return dict(spec=spec, prefix=prefix, folder=folder, labels=labels, proc=proc, out=out,
-                result=result, root=root, video=video, square=square)
+    return dict(
+        spec=spec,
+        prefix=prefix,
+        folder=folder,
+        labels=labels,
+        proc=proc,
+        out=out,
+        result=result,
+        root=root,
+        video=video,
+        square=square,
+    )
 
 
 @pytest.fixture(scope='module')
@@ -65,14 +93,26 @@ def exports(setup):
     int8 with a static batch of 2 and the net's input size only (int8 calibrated on a synthetic
     split)."""
     root = setup['root']
-    common = [f'--checkpoint_path={setup["prefix"]}.index', *MODEL_FLAGS,
-              f'--labels_file={setup["labels"]}', *THRESHOLDS]
+    common = [
+        f'--checkpoint_path={setup["prefix"]}.index',
+        *MODEL_FLAGS,
+        f'--labels_file={setup["labels"]}',
+        *THRESHOLDS,
+    ]
     dirs = {'any': root / 'export', 'fixed': root / 'export_fixed'}
     records = fx.write_synthetic_split(str(root / 'synthetic'), 16)
-    for args in ([f'--output_dir={dirs["any"]}', '--formats=frozen_graph,tflite_float'],
-                 [f'--output_dir={dirs["fixed"]}', '--formats=tflite_float,tflite_int8',
-                  '--fixed_size', '--tflite_batch_size=2', '--dataset_name=custom',
-                  f'--dataset_dir={records}', '--num_calibration_images=4']):
+    for args in (
+        [f'--output_dir={dirs["any"]}', '--formats=frozen_graph,tflite_float'],
+        [
+            f'--output_dir={dirs["fixed"]}',
+            '--formats=tflite_float,tflite_int8',
+            '--fixed_size',
+            '--tflite_batch_size=2',
+            '--dataset_name=custom',
+            f'--dataset_dir={records}',
+            '--num_calibration_images=4',
+        ],
+    ):
         proc = run_script('export_ssd_network.py', *common, *args)
         assert proc.returncode == 0, proc.stderr
     return dirs
@@ -81,8 +121,9 @@ def exports(setup):
 def detect(setup, name, source, inputs, *args):
     """Runs detect_ssd_network.py into `<root>/<name>`; returns (process, detections.json)."""
     out = setup['root'] / name
-    proc = run_script('detect_ssd_network.py', source, f'--input={inputs}', f'--output_dir={out}',
-                      *args)
+    proc = run_script(
+        'detect_ssd_network.py', source, f'--input={inputs}', f'--output_dir={out}', *args
+    )
     assert proc.returncode == 0, proc.stderr
     with open(out / 'detections.json') as f:
         return proc, json.load(f)
@@ -92,15 +133,25 @@ def detect(setup, name, source, inputs, *args):
 def frozen_run(setup, exports):
     """The frozen graph on two PNGs of different sizes, the square images and the video."""
     inputs = f'{setup["folder"]}/*.png,{setup["square"]},{setup["video"]}'
-    return detect(setup, 'out_frozen', f'--frozen_graph={exports["any"]}/frozen_graph.pb', inputs,
-                  '--batch_size=3', '--select_threshold=0.3')[1]
+    return detect(
+        setup,
+        'out_frozen',
+        f'--frozen_graph={exports["any"]}/frozen_graph.pb',
+        inputs,
+        '--batch_size=3',
+        '--select_threshold=0.3',
+    )[1]
 
 
 def relative_rows(rows, height, width):
     """detections.json rows -> labels, scores `[n]`, boxes `[n, 4]` relative [ymin, xmin, ymax,
     xmax] (the pixel coordinates divided by the image size)."""
-    boxes = np.array([[r['ymin'] / height, r['xmin'] / width, r['ymax'] / height,
-                       r['xmax'] / width] for r in rows]).reshape(-1, 4)
+    boxes = np.array(
+        [
+            [r['ymin'] / height, r['xmin'] / width, r['ymax'] / height, r['xmax'] / width]
+            for r in rows
+        ]
+    ).reshape(-1, 4)
     return [r['label'] for r in rows], np.array([r['score'] for r in rows]), boxes
 
 
@@ -114,12 +165,19 @@ def assert_same_rows(got, want, height, width, atol):
     got_labels, got_scores, got_boxes = relative_rows(got, height, width)
     want_labels, want_scores, want_boxes = relative_rows(want, height, width)
     assert len(got_labels) == len(want_labels)
-    cutoff = min(got_scores.min(initial=1.), want_scores.min(initial=1.)) + atol
+    cutoff = min(got_scores.min(initial=1.0), want_scores.min(initial=1.0)) + atol
     unmatched = list(range(len(want_labels)))
     for label, score, box in zip(got_labels, got_scores, got_boxes):
-        match = next((w for w in unmatched if want_labels[w] == label
-                      and abs(want_scores[w] - score) <= atol
-                      and np.abs(want_boxes[w] - box).max() <= atol), None)
+        match = next(
+            (
+                w
+                for w in unmatched
+                if want_labels[w] == label
+                and abs(want_scores[w] - score) <= atol
+                and np.abs(want_boxes[w] - box).max() <= atol
+            ),
+            None,
+        )
         if match is None:
             assert score <= cutoff, f'{label} {score} {box} not in {want}'
         else:
@@ -145,8 +203,11 @@ def test_corrupt_file_is_reported_and_skipped(setup):
     broken = str(setup['folder'] / 'broken.jpg')
     assert f'skipped {broken}' in proc.stdout
     assert [f['file'] for f in result['failures']] == [broken]
-    assert [os.path.basename(i['file']) for i in result['images']] == ['img0.jpg', 'img1.png',
-                                                                      'img2.png']
+    assert [os.path.basename(i['file']) for i in result['images']] == [
+        'img0.jpg',
+        'img1.png',
+        'img2.png',
+    ]
     assert result['num_processed'] == 3 + 4
     assert 'images/s' in proc.stdout and result['images_per_second'] > 0
 
@@ -165,10 +226,12 @@ def test_json_pixel_boxes_are_graph_boxes_times_image_size(setup):
             assert len(rows) == len(want['scores']) > 0
             num_boxes += len(rows)
             h, w = image.shape[:2]
-            for row, box, score, label in zip(rows, want['boxes'], want['scores'],
-                                              want['classes']):
-                np.testing.assert_allclose([row['ymin'], row['xmin'], row['ymax'], row['xmax']],
-                                           box * [h, w, h, w], atol=1e-3)
+            for row, box, score, label in zip(rows, want['boxes'], want['scores'], want['classes']):
+                np.testing.assert_allclose(
+                    [row['ymin'], row['xmin'], row['ymax'], row['xmax']],
+                    box * [h, w, h, w],
+                    atol=1e-3,
+                )
                 assert row['score'] == pytest.approx(float(score), abs=1e-5)
                 assert row['label'] == fx.synthetic.CLASSES[label - 1]
             drawn = cv2.imread(entry['output'])
@@ -204,9 +267,14 @@ def test_exported_frozen_graph_gives_the_same_json(setup, frozen_run):
 
 def test_tflite_float_gives_the_frozen_graph_json(setup, exports, frozen_run):
     """Batch-1 model; one flush holds images of two sizes (and the video frames)."""
-    proc, got = detect(setup, 'out_tflite', f'--tflite_model={exports["any"]}/model_float.tflite',
-                       f'{setup["folder"]}/*.png,{setup["video"]}', '--batch_size=3',
-                       '--select_threshold=0.3')
+    proc, got = detect(
+        setup,
+        'out_tflite',
+        f'--tflite_model={exports["any"]}/model_float.tflite',
+        f'{setup["folder"]}/*.png,{setup["video"]}',
+        '--batch_size=3',
+        '--select_threshold=0.3',
+    )
     assert got['model'] == frozen_run['model']
     assert [(i['height'], i['width']) for i in got['images']] == SIZES[1:]
     assert assert_same_images(got['images'], frozen_run['images'], TFLITE_TOL) > 3
@@ -228,8 +296,14 @@ def test_tflite_batch_of_two_gives_the_frozen_graph_json(setup, exports, frozen_
     """A static batch of 2: each image is run repeated twice, its first result kept."""
     model = exports['fixed'] / 'model_float.tflite'
     assert detection.TFLiteDetector(str(model)).batch_size == 2
-    _, got = detect(setup, 'out_tflite_b2', f'--tflite_model={model}', str(setup['square']),
-                    '--batch_size=3', '--select_threshold=0.3')
+    _, got = detect(
+        setup,
+        'out_tflite_b2',
+        f'--tflite_model={model}',
+        str(setup['square']),
+        '--batch_size=3',
+        '--select_threshold=0.3',
+    )
     assert len(got['images']) == 2
     assert assert_same_images(got['images'], frozen_run['images'], TFLITE_TOL) > 0
 
@@ -239,8 +313,13 @@ def test_int8_model_writes_decodable_outputs(setup, exports):
     script's --select_threshold (0.66: above the exported 0.3, and between the int8 model's
     score levels 0.68 and 0.645, so that it removes detections)."""
     model = str(exports['fixed'] / 'model_int8.tflite')
-    _, got = detect(setup, 'out_int8', f'--tflite_model={model}', str(setup['square']),
-                    '--select_threshold=0.66')
+    _, got = detect(
+        setup,
+        'out_int8',
+        f'--tflite_model={model}',
+        str(setup['square']),
+        '--select_threshold=0.66',
+    )
     reference = detection.TFLiteDetector(model)
     kept = removed = 0
     for entry in got['images']:
@@ -250,8 +329,9 @@ def test_int8_model_writes_decodable_outputs(setup, exports):
         assert np.abs(drawn.astype(int) - image[..., ::-1]).max() > 100  # Boxes were drawn.
         want = reference.detect([image, image])[0]
         keep = want['scores'] >= 0.66
-        want_rows = detection.pixel_detections({k: v[keep] for k, v in want.items()}, 300, 300,
-                                               fx.synthetic.CLASSES)
+        want_rows = detection.pixel_detections(
+            {k: v[keep] for k, v in want.items()}, 300, 300, fx.synthetic.CLASSES
+        )
         assert_same_rows(entry['detections'], want_rows, 300, 300, 1e-6)
         kept, removed = kept + keep.sum(), removed + (~keep).sum()
     assert kept > 0 and removed > 0
@@ -260,27 +340,43 @@ def test_int8_model_writes_decodable_outputs(setup, exports):
 
 def test_fixed_size_tflite_rejects_other_sizes(setup, exports):
     model = exports['fixed'] / 'model_float.tflite'
-    proc = run_script('detect_ssd_network.py', f'--tflite_model={model}',
-                      f'--input={setup["folder"]}/img1.png', f'--output_dir={setup["root"]}/o')
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--tflite_model={model}',
+        f'--input={setup["folder"]}/img1.png',
+        f'--output_dir={setup["root"]}/o',
+    )
     assert proc.returncode != 0
-    assert (f'{model} was exported with --fixed_size: it takes 300x300 (height x width) images '
-            f'only; got [(200, 150)]') in proc.stderr
+    assert (
+        f'{model} was exported with --fixed_size: it takes 300x300 (height x width) images '
+        f'only; got [(200, 150)]'
+    ) in proc.stderr
 
 
 def test_exactly_one_model_source(setup, exports):
-    proc = run_script('detect_ssd_network.py', f'--frozen_graph={exports["any"]}/frozen_graph.pb',
-                      f'--tflite_model={exports["any"]}/model_float.tflite',
-                      f'--input={setup["folder"]}', f'--output_dir={setup["root"]}/o')
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--frozen_graph={exports["any"]}/frozen_graph.pb',
+        f'--tflite_model={exports["any"]}/model_float.tflite',
+        f'--input={setup["folder"]}',
+        f'--output_dir={setup["root"]}/o',
+    )
     assert proc.returncode == 1
-    assert ('error: give exactly one of --checkpoint_path, --saved_model_dir, --frozen_graph, '
-            '--tflite_model (got --frozen_graph, --tflite_model)') in proc.stderr
+    assert (
+        'error: give exactly one of --checkpoint_path, --saved_model_dir, --frozen_graph, '
+        '--tflite_model (got --frozen_graph, --tflite_model)'
+    ) in proc.stderr
 
 
 def test_nothing_readable_exits_with_error(tmp_path, setup):
     (tmp_path / 'a.jpg').write_bytes(b'')
-    proc = run_script('detect_ssd_network.py', f'--checkpoint_path={setup["prefix"]}', *MODEL_FLAGS,
-                      f'--input={tmp_path}/a.jpg,{tmp_path}/missing.png',
-                      f'--output_dir={tmp_path}/out')
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        *MODEL_FLAGS,
+        f'--input={tmp_path}/a.jpg,{tmp_path}/missing.png',
+        f'--output_dir={tmp_path}/out',
+    )
     assert proc.returncode == 1
     assert 'no image processed (2 failed)' in proc.stderr
     assert 'a.jpg' in proc.stderr and 'missing.png' in proc.stderr
@@ -290,9 +386,15 @@ def test_nothing_readable_exits_with_error(tmp_path, setup):
 
 def test_bfloat16_checkpoint_run(setup, tmp_path):
     """--compute_dtype reaches the graph (its numbers are checked in test_export_models)."""
-    proc = run_script('detect_ssd_network.py', f'--checkpoint_path={setup["prefix"]}', *MODEL_FLAGS,
-                      f'--input={setup["square"]}', f'--output_dir={tmp_path}',
-                      '--compute_dtype=bfloat16', *THRESHOLDS)
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        *MODEL_FLAGS,
+        f'--input={setup["square"]}',
+        f'--output_dir={tmp_path}',
+        '--compute_dtype=bfloat16',
+        *THRESHOLDS,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / 'detections.json').read_text())
     assert result['model']['compute_dtype'] == 'bfloat16'

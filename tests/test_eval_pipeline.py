@@ -1,6 +1,7 @@
 """eval_ssd_network.py end to end on a tiny synthetic dataset with a random-weight MobileNet SSD:
 results agree with offline scoring of the written files, detections come back in the right
 pixels, COCO numbers equal pycocotools run directly, summaries and plots are written."""
+
 import glob
 import json
 import os
@@ -33,8 +34,9 @@ STEP = 100
 
 def _run(args):
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-    proc = subprocess.run([sys.executable] + args, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable] + args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
@@ -42,11 +44,24 @@ def _run(args):
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('eval_data'))
-    voc_dir, records_dir, class_names = eval_fixtures.make_synthetic_records(root, num_images=24, seed=3)
-    prefix = eval_fixtures.write_random_checkpoint(os.path.join(root, 'train', 'model.ckpt'), MODEL,
-                                                  len(class_names) + 1, STEP, seed=1, depth_multiplier=DEPTH)
-    return {'root': root, 'voc_dir': voc_dir, 'records_dir': records_dir, 'class_names': class_names,
-            'prefix': prefix}
+    voc_dir, records_dir, class_names = eval_fixtures.make_synthetic_records(
+        root, num_images=24, seed=3
+    )
+    prefix = eval_fixtures.write_random_checkpoint(
+        os.path.join(root, 'train', 'model.ckpt'),
+        MODEL,
+        len(class_names) + 1,
+        STEP,
+        seed=1,
+        depth_multiplier=DEPTH,
+    )
+    return {
+        'root': root,
+        'voc_dir': voc_dir,
+        'records_dir': records_dir,
+        'class_names': class_names,
+        'prefix': prefix,
+    }
 
 
 @pytest.fixture(scope='module')
@@ -54,12 +69,24 @@ def evaluated(data):
     eval_dir = os.path.join(data['root'], 'eval')
     # A directory as --checkpoint_path (its latest checkpoint); 6 images in batches of 4. Many
     # loosely suppressed detections, so that random weights produce some true positives.
-    stdout = _run(['eval_ssd_network.py', f'--checkpoint_path={os.path.dirname(data["prefix"])}',
-                   f'--eval_dir={eval_dir}', '--dataset_name=custom', '--dataset_split_name=test',
-                   f'--dataset_dir={data["records_dir"]}', f'--model_name={MODEL}',
-                   f'--depth_multiplier={DEPTH}', '--batch_size=4', '--eval_resize=PAD_AND_RESIZE',
-                   '--metrics=voc07,voc12,coco', '--num_threads=2', '--keep_top_k=1000',
-                   '--nms_threshold=0.9'])
+    stdout = _run(
+        [
+            'eval_ssd_network.py',
+            f'--checkpoint_path={os.path.dirname(data["prefix"])}',
+            f'--eval_dir={eval_dir}',
+            '--dataset_name=custom',
+            '--dataset_split_name=test',
+            f'--dataset_dir={data["records_dir"]}',
+            f'--model_name={MODEL}',
+            f'--depth_multiplier={DEPTH}',
+            '--batch_size=4',
+            '--eval_resize=PAD_AND_RESIZE',
+            '--metrics=voc07,voc12,coco',
+            '--num_threads=2',
+            '--keep_top_k=1000',
+            '--nms_threshold=0.9',
+        ]
+    )
     with open(os.path.join(eval_dir, 'results.json')) as fh:
         return eval_dir, json.load(fh), stdout
 
@@ -75,11 +102,22 @@ def test_eval_equals_offline_scoring_of_its_results_files(data, evaluated):
     assert offline.map_voc07 == pytest.approx(summary['metrics']['voc07'], abs=1e-12)
     assert offline.map_voc12 == pytest.approx(summary['metrics']['voc12'], abs=1e-12)
     for c, row in zip(offline.classes, summary['classes']):
-        assert (c.name, c.num_gt, c.num_difficult, c.num_tp, c.num_fp) == \
-               (row['name'], row['num_gt'], row['num_difficult'], row['num_tp'], row['num_fp'])
+        assert (c.name, c.num_gt, c.num_difficult, c.num_tp, c.num_fp) == (
+            row['name'],
+            row['num_gt'],
+            row['num_difficult'],
+            row['num_tp'],
+            row['num_fp'],
+        )
         assert c.ap_voc07 == pytest.approx(row['ap_voc07'], abs=1e-12)
-    printed = _run(['score_detections.py', f'--results_dir={eval_dir}', f'--voc_dir={data["voc_dir"]}',
-                    '--split=test'])
+    printed = _run(
+        [
+            'score_detections.py',
+            f'--results_dir={eval_dir}',
+            f'--voc_dir={data["voc_dir"]}',
+            '--split=test',
+        ]
+    )
     map_line = [line for line in printed.splitlines() if 'mAP' in line][0]
     assert map_line.split()[-2] == f'{100 * summary["metrics"]["voc07"]:.2f}'
 
@@ -96,11 +134,18 @@ def test_coco_metrics_equal_pycocotools_on_the_written_files(data, evaluated):
     assert summary['coco']['AP50'] == pytest.approx(coco_eval.stats[1], abs=1e-12)
     # The COCO ground truth is the XML's pixels: x = xmin - 1, w = xmax - xmin + 1.
     image = gt.dataset['images'][0]
-    root = ET.parse(os.path.join(data['voc_dir'], 'Annotations', image['file_name'] + '.xml')).getroot()
-    expected = sorted([float(o.findtext('bndbox/xmin')) - 1, float(o.findtext('bndbox/ymin')) - 1,
-                       float(o.findtext('bndbox/xmax')) - float(o.findtext('bndbox/xmin')) + 1,
-                       float(o.findtext('bndbox/ymax')) - float(o.findtext('bndbox/ymin')) + 1]
-                      for o in root.findall('object'))
+    root = ET.parse(
+        os.path.join(data['voc_dir'], 'Annotations', image['file_name'] + '.xml')
+    ).getroot()
+    expected = sorted(
+        [
+            float(o.findtext('bndbox/xmin')) - 1,
+            float(o.findtext('bndbox/ymin')) - 1,
+            float(o.findtext('bndbox/xmax')) - float(o.findtext('bndbox/xmin')) + 1,
+            float(o.findtext('bndbox/ymax')) - float(o.findtext('bndbox/ymin')) + 1,
+        ]
+        for o in root.findall('object')
+    )
     got = sorted(a['bbox'] for a in gt.dataset['annotations'] if a['image_id'] == image['id'])
     np.testing.assert_allclose(got, expected, atol=1e-3)
     # The same detections in both formats: VOC xmin = COCO x + 1, xmax = x + w.
@@ -112,10 +157,19 @@ def test_coco_metrics_equal_pycocotools_on_the_written_files(data, evaluated):
     with open(os.path.join(eval_dir, 'coco_detections.json')) as fh:
         coco_dets = json.load(fh)
     assert len(coco_dets) == len(voc_lines)
-    from_coco = sorted((ids[d['image_id']], round(d['score'], 6), round(d['bbox'][0] + 1, 3),
-                        round(d['bbox'][0] + d['bbox'][2], 3)) for d in coco_dets)
-    from_voc = sorted((f[0], round(float(f[1]), 6), round(float(f[2]), 3), round(float(f[4]), 3))
-                      for f in voc_lines)
+    from_coco = sorted(
+        (
+            ids[d['image_id']],
+            round(d['score'], 6),
+            round(d['bbox'][0] + 1, 3),
+            round(d['bbox'][0] + d['bbox'][2], 3),
+        )
+        for d in coco_dets
+    )
+    from_voc = sorted(
+        (f[0], round(float(f[1]), 6), round(float(f[2]), 3), round(float(f[4]), 3))
+        for f in voc_lines
+    )
     assert from_coco == from_voc
 
 
@@ -124,7 +178,9 @@ def test_coco_per_class_ap_equals_pycocotools_on_the_written_files(evaluated):
     pycocotools' precision array of the written files, averaged as summarize does."""
     eval_dir, summary, stdout = evaluated
     gt = COCO(os.path.join(eval_dir, 'coco_ground_truth.json'))
-    coco_eval = COCOeval(gt, gt.loadRes(os.path.join(eval_dir, 'coco_detections.json')), iouType='bbox')
+    coco_eval = COCOeval(
+        gt, gt.loadRes(os.path.join(eval_dir, 'coco_detections.json')), iouType='bbox'
+    )
     coco_eval.evaluate()
     coco_eval.accumulate()
     precision = coco_eval.eval['precision'][:, :, :, 0, 2]  # area 'all', maxDets 100: [T, R, K]
@@ -135,8 +191,12 @@ def test_coco_per_class_ap_equals_pycocotools_on_the_written_files(evaluated):
         expected[names[category]] = precision[:, :, k].mean() if present else None
         expected50[names[category]] = precision[0, :, k].mean() if present else None
     assert summary['class_ap']['coco'] == pytest.approx(expected, abs=1e-12)
-    assert {row['name']: row['ap50_coco'] for row in summary['classes']} == pytest.approx(expected50, abs=1e-12)
-    assert {row['name']: row['ap_coco'] for row in summary['classes']} == summary['class_ap']['coco']
+    assert {row['name']: row['ap50_coco'] for row in summary['classes']} == pytest.approx(
+        expected50, abs=1e-12
+    )
+    assert {row['name']: row['ap_coco'] for row in summary['classes']} == summary['class_ap'][
+        'coco'
+    ]
     aps = [ap for ap in expected.values() if ap is not None]
     assert aps and np.mean(aps) == pytest.approx(summary['metrics']['coco'], abs=1e-12)
     with open(os.path.join(eval_dir, 'results.txt')) as fh:
@@ -154,25 +214,38 @@ def test_coco_per_class_ap_equals_pycocotools_on_the_written_files(evaluated):
         if ap is not None:
             assert tags[f'eval/coco_AP/{row["name"]}'] == pytest.approx(ap, rel=1e-6)
     # Offline scoring of the written files prints the same per-class table.
-    printed = _run(['score_detections.py',
-                    f'--coco_results={os.path.join(eval_dir, "coco_detections.json")}',
-                    f'--coco_annotations={os.path.join(eval_dir, "coco_ground_truth.json")}'])
+    printed = _run(
+        [
+            'score_detections.py',
+            f'--coco_results={os.path.join(eval_dir, "coco_detections.json")}',
+            f'--coco_annotations={os.path.join(eval_dir, "coco_ground_truth.json")}',
+        ]
+    )
     table = [line for line in text.splitlines() if line.startswith('COCO')][0]
     assert table in printed
     for row in summary['classes']:
-        assert any(line.startswith(f'{row["label"]:>5}  {row["name"]:<{width}}  ')
-                   and line.split()[2] == ('absent' if row['ap_coco'] is None
-                                           else f'{100 * row["ap_coco"]:.2f}')
-                   for line in printed.splitlines())
+        assert any(
+            line.startswith(f'{row["label"]:>5}  {row["name"]:<{width}}  ')
+            and line.split()[2]
+            == ('absent' if row['ap_coco'] is None else f'{100 * row["ap_coco"]:.2f}')
+            for line in printed.splitlines()
+        )
 
 
 def test_coco_table_and_class_ap_with_an_absent_class():
     result = coco_metrics.COCOResult(
         metrics=dict(zip(coco_metrics.COCO_METRIC_NAMES, [0.25, 0.5] + [None] * 10)),
-        class_ap={'cat': 0.25, 'dog': None}, class_ap50={'cat': 0.5, 'dog': None})
+        class_ap={'cat': 0.25, 'dog': None},
+        class_ap50={'cat': 0.5, 'dog': None},
+    )
     lines = eval_outputs.format_coco_table(result, {1: 'cat', 2: 'dog'}).splitlines()
-    assert lines[1:6] == ['label  class    AP %  AP50 %', '-' * 28, '    1  cat     25.00   50.00',
-                          '    2  dog    absent  absent', '-' * 28]
+    assert lines[1:6] == [
+        'label  class    AP %  AP50 %',
+        '-' * 28,
+        '    1  cat     25.00   50.00',
+        '    2  dog    absent  absent',
+        '-' * 28,
+    ]
     assert lines[6] == '       mAP     25.00   50.00  (over 1 of 2 classes)'
     assert lines[7].startswith('COCO: AP 25.00, AP50 50.00, AP75 n/a')
     class_ap = eval_outputs.per_class_ap(None, result.class_ap, ('coco',))
@@ -191,9 +264,13 @@ def test_summaries_and_plots(data, evaluated):
     assert values[('eval/voc07_mAP', STEP)] == pytest.approx(summary['metrics']['voc07'], rel=1e-6)
     assert values[('eval/coco_mAP', STEP)] == pytest.approx(summary['metrics']['coco'], rel=1e-6)
     name = data['class_names'][0]
-    assert values[(f'eval/voc12_AP/{name}', STEP)] == pytest.approx(summary['class_ap']['voc12'][name], rel=1e-6)
+    assert values[(f'eval/voc12_AP/{name}', STEP)] == pytest.approx(
+        summary['class_ap']['voc12'][name], rel=1e-6
+    )
     present = [c['name'] for c in summary['classes'] if c['num_gt'] > c['num_difficult']]
-    assert sorted(os.listdir(os.path.join(eval_dir, 'pr_curves'))) == sorted(f'pr_{n}.png' for n in present)
+    assert sorted(os.listdir(os.path.join(eval_dir, 'pr_curves'))) == sorted(
+        f'pr_{n}.png' for n in present
+    )
     with open(os.path.join(eval_dir, 'results.txt')) as fh:
         assert 'mAP' in fh.read()
     assert not [n for n in os.listdir(eval_dir) if n.startswith('.')]  # no temporary files left
@@ -206,23 +283,37 @@ def test_ground_truth_as_detections_comes_back_in_original_pixels(data, monkeypa
 
     def ground_truth_detections(net, batch, settings):
         original(net, batch, settings)  # builds the variables the checkpoint restores
-        boxes = tf.map_fn(lambda a: tfe_bboxes.bboxes_unresize(a[0], a[1]),
-                          (batch['bbox_img'], batch['gt_bboxes']), fn_output_signature=tf.float32)
+        boxes = tf.map_fn(
+            lambda a: tfe_bboxes.bboxes_unresize(a[0], a[1]),
+            (batch['bbox_img'], batch['gt_bboxes']),
+            fn_output_signature=tf.float32,
+        )
         valid = batch['gt_labels'] > 0
-        return {'detection_boxes': boxes, 'detection_scores': tf.where(valid, 0.9, 0.),
-                'detection_classes': tf.cast(batch['gt_labels'], tf.int32), 'num_detections': batch['num_gt']}
+        return {
+            'detection_boxes': boxes,
+            'detection_scores': tf.where(valid, 0.9, 0.0),
+            'detection_classes': tf.cast(batch['gt_labels'], tf.int32),
+            'num_detections': batch['num_gt'],
+        }
 
     monkeypatch.setattr(evaluate, 'build_detections', ground_truth_detections)
-    settings = evaluate.EvalSettings(card=eval_fixtures.small_card(MODEL, data['class_names'], DEPTH),
-                                     dataset_name='custom', dataset_split_name='test',
-                                     dataset_dir=data['records_dir'], batch_size=4,
-                                     eval_resize='PAD_AND_RESIZE', pr_curves=False)
+    settings = evaluate.EvalSettings(
+        card=eval_fixtures.small_card(MODEL, data['class_names'], DEPTH),
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir=data['records_dir'],
+        batch_size=4,
+        eval_resize='PAD_AND_RESIZE',
+        pr_curves=False,
+    )
     out = str(tmp_path / 'eval')
     result = evaluate.evaluate_checkpoint(settings, data['prefix'], out, log=lambda line: None)
     assert result.metrics == pytest.approx({'voc07': 1.0, 'voc12': 1.0}, abs=1e-12)
     for label, name in enumerate(data['class_names'], 1):
         with open(os.path.join(out, f'comp4_det_test_{name}.txt')) as fh:
-            got = sorted((f[0],) + tuple(round(float(v), 2) for v in f[2:]) for f in map(str.split, fh))
+            got = sorted(
+                (f[0],) + tuple(round(float(v), 2) for v in f[2:]) for f in map(str.split, fh)
+            )
         expected = []
         for xml in glob.glob(os.path.join(data['voc_dir'], 'Annotations', '*.xml')):
             image_id = os.path.basename(xml)[:-4]
@@ -230,8 +321,13 @@ def test_ground_truth_as_detections_comes_back_in_original_pixels(data, monkeypa
                 continue
             for obj in ET.parse(xml).getroot().findall('object'):
                 if obj.findtext('name') == name:
-                    expected.append((image_id,) + tuple(float(obj.findtext(f'bndbox/{t}'))
-                                                        for t in ('xmin', 'ymin', 'xmax', 'ymax')))
+                    expected.append(
+                        (image_id,)
+                        + tuple(
+                            float(obj.findtext(f'bndbox/{t}'))
+                            for t in ('xmin', 'ymin', 'xmax', 'ymax')
+                        )
+                    )
         assert got == sorted(expected), name
 
 
@@ -240,13 +336,19 @@ def test_map_to_image_pad_and_resize_against_hand_computed_boxes():
     with tf.Graph().as_default():
         pipeline = preprocessing_factory.get_preprocessing(MODEL)
         image = tf.zeros([100, 200, 3], tf.uint8)
-        _, _, _, bbox_img = pipeline(image, tf.zeros([0], tf.int64), tf.zeros([0, 4]), (300, 300),
-                                     is_training=False, resize='PAD_AND_RESIZE')
-        dets = tf.constant([[[0.25, 0., 0.75, 1.], [0.3, 0.1, 0.5, 0.4], [0.1, 0.2, 0.6, 0.3]]])
+        _, _, _, bbox_img = pipeline(
+            image,
+            tf.zeros([0], tf.int64),
+            tf.zeros([0, 4]),
+            (300, 300),
+            is_training=False,
+            resize='PAD_AND_RESIZE',
+        )
+        dets = tf.constant([[[0.25, 0.0, 0.75, 1.0], [0.3, 0.1, 0.5, 0.4], [0.1, 0.2, 0.6, 0.3]]])
         mapped = eval_input.map_to_image(bbox_img[None], dets)
         with tf.compat.v1.Session() as sess:
             got = sess.run(mapped)[0]
-    out = np.array([[0.25, 0., 0.75, 1.], [0.3, 0.1, 0.5, 0.4], [0.1, 0.2, 0.6, 0.3]]) * 300
+    out = np.array([[0.25, 0.0, 0.75, 1.0], [0.3, 0.1, 0.5, 0.4], [0.1, 0.2, 0.6, 0.3]]) * 300
     rows = (out[:, [0, 2]] - 75) / 150  # output rows 75..225 show the 100 image rows
     cols = out[:, [1, 3]] / 300
     expected = np.clip(np.stack([rows[:, 0], cols[:, 0], rows[:, 1], cols[:, 1]], axis=1), 0, 1)
@@ -257,17 +359,33 @@ def test_json_of_an_older_caffe_conversion_loads_as_a_card(tmp_path):
     """`<ckpt>.json` of caffe_to_tensorflow.py before model cards: params, Caffe's
     DetectionOutput names and the normalisation become the card's."""
     path = tmp_path / 'model.ckpt.json'
-    path.write_text(json.dumps({
-        'model_name': MODEL, 'backbone_only': False,
-        'ssd_params': {'num_classes': 21, 'anchor_steps': [16, 32, 64, 100, 150, 300]},
-        'detection': {'nms_threshold': 0.45, 'top_k': 100, 'keep_top_k': 100, 'confidence_threshold': 0.25},
-        'preprocessing': {'channel_order': 'RGB', 'mean_rgb': [127.5, 127.5, 127.5], 'scale': 0.007843},
-        'source': {'caffemodel': '/x/MobileNetSSD_deploy.caffemodel'}}))
+    path.write_text(
+        json.dumps(
+            {
+                'model_name': MODEL,
+                'backbone_only': False,
+                'ssd_params': {'num_classes': 21, 'anchor_steps': [16, 32, 64, 100, 150, 300]},
+                'detection': {
+                    'nms_threshold': 0.45,
+                    'top_k': 100,
+                    'keep_top_k': 100,
+                    'confidence_threshold': 0.25,
+                },
+                'preprocessing': {
+                    'channel_order': 'RGB',
+                    'mean_rgb': [127.5, 127.5, 127.5],
+                    'scale': 0.007843,
+                },
+                'source': {'caffemodel': '/x/MobileNetSSD_deploy.caffemodel'},
+            }
+        )
+    )
     open(tmp_path / 'model.ckpt.index', 'w').close()
     assert card_lib.find_for_checkpoint(str(tmp_path / 'model.ckpt')) == str(path)
     card = card_lib.load(str(path))
-    assert card.detection == card_lib.DetectionSettings(select_threshold=0.25, nms_threshold=0.45,
-                                                        top_k=100, keep_top_k=100)
+    assert card.detection == card_lib.DetectionSettings(
+        select_threshold=0.25, nms_threshold=0.45, top_k=100, keep_top_k=100
+    )
     assert card.mean_rgb == (127.5, 127.5, 127.5) and card.scale == 0.007843
     net = card.net()
     assert net.params.anchor_steps == (16, 32, 64, 100, 150, 300) and net.params.num_classes == 21
@@ -277,12 +395,19 @@ def test_json_of_an_older_caffe_conversion_loads_as_a_card(tmp_path):
 
 
 def test_moving_average_decay_restores_the_shadow_variables(tmp_path):
-    prefix = eval_fixtures.write_random_checkpoint(str(tmp_path / 'model.ckpt'), MODEL, 7, 5,
-                                                  moving_average_decay=0.999, depth_multiplier=DEPTH)
+    prefix = eval_fixtures.write_random_checkpoint(
+        str(tmp_path / 'model.ckpt'),
+        MODEL,
+        7,
+        5,
+        moving_average_decay=0.999,
+        depth_multiplier=DEPTH,
+    )
     reader = tf.train.load_checkpoint(prefix)
     card = eval_fixtures.small_card(MODEL, ['c%d' % i for i in range(1, 7)], DEPTH)
-    settings = evaluate.EvalSettings(card=card, dataset_name='custom', dataset_split_name='x',
-                                     dataset_dir='.')
+    settings = evaluate.EvalSettings(
+        card=card, dataset_name='custom', dataset_split_name='x', dataset_dir='.'
+    )
     net = card.net()
     for decay, suffix in ((0.999, '/ExponentialMovingAverage'), (None, '')):
         with tf.Graph().as_default():
@@ -291,10 +416,16 @@ def test_moving_average_decay_restores_the_shadow_variables(tmp_path):
             checkpoints.check_restorable(prefix, var_map)
             with tf.compat.v1.Session() as sess:
                 tf.compat.v1.train.Saver(var_map).restore(sess, prefix)
-                weights = [v for v in tf.compat.v1.trainable_variables() if v.op.name.endswith('weights')][0]
-                np.testing.assert_array_equal(sess.run(weights), reader.get_tensor(weights.op.name + suffix))
+                weights = [
+                    v for v in tf.compat.v1.trainable_variables() if v.op.name.endswith('weights')
+                ][0]
+                np.testing.assert_array_equal(
+                    sess.run(weights), reader.get_tensor(weights.op.name + suffix)
+                )
     # Moving averages asked of a checkpoint without them: a clear error.
-    plain = eval_fixtures.write_random_checkpoint(str(tmp_path / 'plain.ckpt'), MODEL, 7, 5, depth_multiplier=DEPTH)
+    plain = eval_fixtures.write_random_checkpoint(
+        str(tmp_path / 'plain.ckpt'), MODEL, 7, 5, depth_multiplier=DEPTH
+    )
     with tf.Graph().as_default():
         evaluate.build_detections(net, {'image': tf.zeros([1, 300, 300, 3])}, settings)
         with pytest.raises(ValueError, match='leave --moving_average_decay unset'):

@@ -1,6 +1,7 @@
 """The checkpoint watcher: a backlog and checkpoints appearing over time are each evaluated once,
 oldest first; deleted checkpoints (before or during their evaluation) are skipped or survive;
 a restart resumes from the ledger; the best checkpoint, history, timeout and final step work."""
+
 import csv
 import glob
 import json
@@ -28,20 +29,33 @@ def _delete(prefix):
 
 
 def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatch):
-    _, records_dir, class_names = eval_fixtures.make_synthetic_records(str(tmp_path), num_images=8, seed=5)
+    _, records_dir, class_names = eval_fixtures.make_synthetic_records(
+        str(tmp_path), num_images=8, seed=5
+    )
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     num_classes = len(class_names) + 1
 
     def write(step, seed):
-        return eval_fixtures.write_random_checkpoint(os.path.join(train_dir, 'model.ckpt'), MODEL,
-                                                     num_classes, step, seed=seed,
-                                                     depth_multiplier=DEPTH)
+        return eval_fixtures.write_random_checkpoint(
+            os.path.join(train_dir, 'model.ckpt'),
+            MODEL,
+            num_classes,
+            step,
+            seed=seed,
+            depth_multiplier=DEPTH,
+        )
 
     backlog = [write(10, 1), write(20, 2), write(30, 3)]
     card = eval_fixtures.small_card(MODEL, class_names, DEPTH, keep_top_k=1000, nms_threshold=0.9)
-    settings = evaluate.EvalSettings(card=card, dataset_name='custom', dataset_split_name='test',
-                                     dataset_dir=records_dir, batch_size=2, num_threads=1,
-                                     pr_curves=False)
+    settings = evaluate.EvalSettings(
+        card=card,
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir=records_dir,
+        batch_size=2,
+        num_threads=1,
+        pr_curves=False,
+    )
     original = evaluate.evaluate_checkpoint
     evaluated = []
 
@@ -53,7 +67,7 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
         return original(settings, prefix, results_dir, **kwargs)
 
     monkeypatch.setattr(evaluate, 'evaluate_checkpoint', evaluate_like_a_trainer_deletes)
-    clock = {'now': 0.}
+    clock = {'now': 0.0}
     sleeps = []
 
     def sleep(seconds):
@@ -63,20 +77,39 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
             write(40, 4)  # a checkpoint appearing while the watcher waits
 
     lines = []
-    entries = watcher.watch(settings, train_dir, eval_dir, interval_secs=5., timeout_secs=12.,
-                            log=lines.append, clock=lambda: clock['now'], sleep=sleep)
+    entries = watcher.watch(
+        settings,
+        train_dir,
+        eval_dir,
+        interval_secs=5.0,
+        timeout_secs=12.0,
+        log=lines.append,
+        clock=lambda: clock['now'],
+        sleep=sleep,
+    )
     assert [(e['checkpoint'], e['status']) for e in entries] == [
-        ('model.ckpt-10', 'evaluated'), ('model.ckpt-20', 'evaluated'), ('model.ckpt-30', 'unavailable'),
-        ('model.ckpt-40', 'evaluated')]
+        ('model.ckpt-10', 'evaluated'),
+        ('model.ckpt-20', 'evaluated'),
+        ('model.ckpt-30', 'unavailable'),
+        ('model.ckpt-40', 'evaluated'),
+    ]
     assert evaluated == ['model.ckpt-10', 'model.ckpt-20', 'model.ckpt-40']
     assert any('skipping model.ckpt-30' in line for line in lines)
     # Idle after ckpt-40: sleeps of 5, 5, 2 reach the 12 s timeout.
-    assert sleeps == [5., 5., 5., 2.] and 'stopping' in lines[-1]
+    assert sleeps == [5.0, 5.0, 5.0, 2.0] and 'stopping' in lines[-1]
 
     # Restart: nothing repeated; a new checkpoint with the final step is evaluated, then it stops.
     write(50, 5)
-    entries = watcher.watch(settings, train_dir, eval_dir, interval_secs=5., timeout_secs=None, final_step=50,
-                            log=lines.append, sleep=lambda s: pytest.fail('should stop at the final step'))
+    entries = watcher.watch(
+        settings,
+        train_dir,
+        eval_dir,
+        interval_secs=5.0,
+        timeout_secs=None,
+        final_step=50,
+        log=lines.append,
+        sleep=lambda s: pytest.fail('should stop at the final step'),
+    )
     assert [e['checkpoint'] for e in entries] == ['model.ckpt-50']
     with open(os.path.join(eval_dir, watcher.LEDGER_NAME)) as fh:
         ledger = [json.loads(line) for line in fh]
@@ -128,14 +161,23 @@ def test_list_checkpoints_reads_state_file_and_index_files_oldest_first(tmp_path
     for suffix in ('.index', '.data-00000-of-00001'):
         (other / f'm-7{suffix}').write_text('x')
     os.utime(other / 'm-7.index', (4000, 4000))
-    (tmp_path / 'checkpoint').write_text('model_checkpoint_path: "model.ckpt-100"\n'
-                                         'all_model_checkpoint_paths: "sub/m-7"\n'
-                                         'all_model_checkpoint_paths: "model.ckpt-5"\n')
-    assert watcher.list_checkpoints(str(tmp_path)) == [paths[300], paths[20], paths[100], str(other / 'm-7')]
+    (tmp_path / 'checkpoint').write_text(
+        'model_checkpoint_path: "model.ckpt-100"\n'
+        'all_model_checkpoint_paths: "sub/m-7"\n'
+        'all_model_checkpoint_paths: "model.ckpt-5"\n'
+    )
+    assert watcher.list_checkpoints(str(tmp_path)) == [
+        paths[300],
+        paths[20],
+        paths[100],
+        str(other / 'm-7'),
+    ]
 
 
 def test_ledger_names_a_corrupt_line(tmp_path):
-    (tmp_path / watcher.LEDGER_NAME).write_text('{"checkpoint": "a", "status": "evaluated"}\nnot json\n')
+    (tmp_path / watcher.LEDGER_NAME).write_text(
+        '{"checkpoint": "a", "status": "evaluated"}\nnot json\n'
+    )
     with pytest.raises(ValueError, match=r'eval_ledger.jsonl:2'):
         watcher.Ledger(str(tmp_path))
 
@@ -143,39 +185,70 @@ def test_ledger_names_a_corrupt_line(tmp_path):
 def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
     """training_finished.json naming a handled checkpoint stops the watcher (no timeout, no final
     step); the trainer writes it, tests/test_train_run.py checks that side."""
-    _, records_dir, class_names = eval_fixtures.make_synthetic_records(str(tmp_path), num_images=4, seed=6)
+    _, records_dir, class_names = eval_fixtures.make_synthetic_records(
+        str(tmp_path), num_images=4, seed=6
+    )
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     for step in (10, 20):
-        eval_fixtures.write_random_checkpoint(os.path.join(train_dir, 'model.ckpt'), MODEL,
-                                             len(class_names) + 1, step, seed=step,
-                                             depth_multiplier=DEPTH)
+        eval_fixtures.write_random_checkpoint(
+            os.path.join(train_dir, 'model.ckpt'),
+            MODEL,
+            len(class_names) + 1,
+            step,
+            seed=step,
+            depth_multiplier=DEPTH,
+        )
     checkpoints.mark_training_finished(train_dir)
     assert checkpoints.training_finished(train_dir)['checkpoint'] == 'model.ckpt-20'
-    settings = evaluate.EvalSettings(card=eval_fixtures.small_card(MODEL, class_names, DEPTH),
-                                     dataset_name='custom', dataset_split_name='test',
-                                     dataset_dir=records_dir, batch_size=2, num_threads=1,
-                                     metrics=('voc07',), pr_curves=False)
+    settings = evaluate.EvalSettings(
+        card=eval_fixtures.small_card(MODEL, class_names, DEPTH),
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir=records_dir,
+        batch_size=2,
+        num_threads=1,
+        metrics=('voc07',),
+        pr_curves=False,
+    )
     lines = []
-    entries = watcher.watch(settings, train_dir, eval_dir, log=lines.append,
-                            sleep=lambda s: pytest.fail('should stop: the trainer has finished'))
+    entries = watcher.watch(
+        settings,
+        train_dir,
+        eval_dir,
+        log=lines.append,
+        sleep=lambda s: pytest.fail('should stop: the trainer has finished'),
+    )
     assert [e['checkpoint'] for e in entries] == ['model.ckpt-10', 'model.ckpt-20']
     assert 'the trainer finished at step 20' in lines[-1]
     # A resumed run removes the marker: the watcher waits again (until its timeout here).
     checkpoints.clear_training_finished(train_dir)
     assert checkpoints.training_finished(train_dir) is None
-    clock = {'now': 0.}
+    clock = {'now': 0.0}
 
     def sleep(seconds):
         clock['now'] += seconds
-    assert watcher.watch(settings, train_dir, eval_dir, interval_secs=1., timeout_secs=3.,
-                         log=lines.append, clock=lambda: clock['now'], sleep=sleep) == []
-    assert clock['now'] == 3. and 'no new checkpoint' in lines[-1]
+
+    assert (
+        watcher.watch(
+            settings,
+            train_dir,
+            eval_dir,
+            interval_secs=1.0,
+            timeout_secs=3.0,
+            log=lines.append,
+            clock=lambda: clock['now'],
+            sleep=sleep,
+        )
+        == []
+    )
+    assert clock['now'] == 3.0 and 'no new checkpoint' in lines[-1]
 
 
 # ---------------------------------------------------------------------------------------------
 # Restarts, reused folders, two watchers, timeouts (#14, #16). A stand-in for the evaluation
 # keeps these fast: it writes a results.json as evaluate_checkpoint does (through its staging
 # folder) and scores a checkpoint step / 1000.
+
 
 def _fake_checkpoint(train_dir, step, mtime=None):
     os.makedirs(train_dir, exist_ok=True)
@@ -196,30 +269,46 @@ def _fake_evaluate(calls, kill_at=None):
         step = checkpoints.checkpoint_step_from_name(prefix)
         calls.append((step, source, results_dir, settings.card.card_id))
         staging = eval_outputs.make_staging_dir(results_dir)
-        atomic_io.write_json_atomic(os.path.join(staging, 'results.json'), {
-            'checkpoint': source, 'global_step': step,
-            'settings': {'model_card': {'card_id': settings.card.card_id}}})
+        atomic_io.write_json_atomic(
+            os.path.join(staging, 'results.json'),
+            {
+                'checkpoint': source,
+                'global_step': step,
+                'settings': {'model_card': {'card_id': settings.card.card_id}},
+            },
+        )
         if step == kill_at:
             os.kill(os.getpid(), 9)  # SIGKILL: no cleanup at all
         eval_outputs.publish_dir(staging, results_dir)
         value = step / 1000
-        return types.SimpleNamespace(global_step=step, metrics={'voc07': value},
-                                     class_ap={'voc07': {'cat': value}}, seconds=0.01,
-                                     summary={'images_per_second': 100.})
+        return types.SimpleNamespace(
+            global_step=step,
+            metrics={'voc07': value},
+            class_ap={'voc07': {'cat': value}},
+            seconds=0.01,
+            summary={'images_per_second': 100.0},
+        )
+
     return fake
 
 
 def _settings(card_id=''):
     card = eval_fixtures.small_card(MODEL, ['cat'], DEPTH).replace(card_id=card_id)
-    return evaluate.EvalSettings(card=card, dataset_name='custom', dataset_split_name='test',
-                                 dataset_dir='unused', metrics=('voc07',))
+    return evaluate.EvalSettings(
+        card=card,
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir='unused',
+        metrics=('voc07',),
+    )
 
 
 def _no_timeout_clock():
-    clock = {'now': 0.}
+    clock = {'now': 0.0}
 
     def sleep(seconds):
         clock['now'] += seconds
+
     return (lambda: clock['now']), sleep
 
 
@@ -244,23 +333,35 @@ def test_sigkilled_watcher_restarts_cleanly(tmp_path, monkeypatch):
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     for step in (10, 20, 30):
         _fake_checkpoint(train_dir, step, mtime=1000 + step)
-    proc = subprocess.run([sys.executable, '-c', KILLED_WATCHER, train_dir, eval_dir],
-                          cwd=ROOT, env=script_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, '-c', KILLED_WATCHER, train_dir, eval_dir],
+        cwd=ROOT,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == -9, proc.stderr
     left = _hidden(eval_dir)
     assert any(n.startswith('.staged.tmp-') for n in left), left
-    assert any(n.startswith('.staging.tmp-') for n in _hidden(os.path.join(eval_dir, 'model.ckpt-20')))
+    assert any(
+        n.startswith('.staging.tmp-') for n in _hidden(os.path.join(eval_dir, 'model.ckpt-20'))
+    )
     # What older versions left: hard links in .staged-<name>.
     old = os.path.join(eval_dir, '.staged-model.ckpt-30')
     os.makedirs(old)
     for suffix in ('.index', '.data-00000-of-00001'):
-        os.link(os.path.join(train_dir, 'model.ckpt-30' + suffix),
-                os.path.join(old, 'model.ckpt-30' + suffix))
+        os.link(
+            os.path.join(train_dir, 'model.ckpt-30' + suffix),
+            os.path.join(old, 'model.ckpt-30' + suffix),
+        )
 
     calls = []
     monkeypatch.setattr(evaluate, 'evaluate_checkpoint', _fake_evaluate(calls))
     lines = []
-    entries = watcher.watch(_settings('run-a'), train_dir, eval_dir, timeout_secs=0, log=lines.append)
+    entries = watcher.watch(
+        _settings('run-a'), train_dir, eval_dir, timeout_secs=0, log=lines.append
+    )
     assert [e['step'] for e in entries] == [20, 30]
     assert [step for step, *_ in calls] == [20, 30]
     assert any('killed' in line for line in lines)
@@ -280,8 +381,15 @@ def test_reused_eval_folder_and_another_spelling(tmp_path, monkeypatch):
     for step in (10, 20):
         _fake_checkpoint(train_dir, step, mtime=1000 + step)
     clock, sleep = _no_timeout_clock()
-    first = watcher.watch(_settings('a' * 32), train_dir, eval_dir, timeout_secs=0, log=print,
-                          clock=clock, sleep=sleep)
+    first = watcher.watch(
+        _settings('a' * 32),
+        train_dir,
+        eval_dir,
+        timeout_secs=0,
+        log=print,
+        clock=clock,
+        sleep=sleep,
+    )
     assert [e['step'] for e in first] == [10, 20]
     with open(os.path.join(eval_dir, 'model.ckpt-20', 'results.json')) as fh:
         run_a_results = fh.read()
@@ -290,8 +398,18 @@ def test_reused_eval_folder_and_another_spelling(tmp_path, monkeypatch):
     link = str(tmp_path / 'link')
     os.symlink(train_dir, link)
     for spelling in (link, train_dir + '/./'):
-        assert watcher.watch(_settings('a' * 32), spelling, eval_dir, timeout_secs=0, log=print,
-                             clock=clock, sleep=sleep) == []
+        assert (
+            watcher.watch(
+                _settings('a' * 32),
+                spelling,
+                eval_dir,
+                timeout_secs=0,
+                log=print,
+                clock=clock,
+                sleep=sleep,
+            )
+            == []
+        )
     assert len(calls) == 2
 
     # A new run in the same train_dir: the same names, another card.
@@ -301,11 +419,21 @@ def test_reused_eval_folder_and_another_spelling(tmp_path, monkeypatch):
     for step in (10, 20, 30):
         _fake_checkpoint(train_dir, step, mtime=2000 + step)
     lines = []
-    second = watcher.watch(_settings('b' * 32), train_dir, eval_dir, timeout_secs=0,
-                           log=lines.append, clock=clock, sleep=sleep)
+    second = watcher.watch(
+        _settings('b' * 32),
+        train_dir,
+        eval_dir,
+        timeout_secs=0,
+        log=lines.append,
+        clock=clock,
+        sleep=sleep,
+    )
     assert [e['step'] for e in second] == [10, 20, 30]
     assert [e['results_dir'] for e in second] == [
-        'model.ckpt-10.run-bbbbbbbb', 'model.ckpt-20.run-bbbbbbbb', 'model.ckpt-30']
+        'model.ckpt-10.run-bbbbbbbb',
+        'model.ckpt-20.run-bbbbbbbb',
+        'model.ckpt-30',
+    ]
     with open(os.path.join(eval_dir, 'model.ckpt-20', 'results.json')) as fh:
         assert fh.read() == run_a_results
     with open(os.path.join(eval_dir, 'best', 'best.json')) as fh:
@@ -332,7 +460,9 @@ def test_second_watcher_on_a_folder_refuses(tmp_path, monkeypatch):
         assert not os.path.exists(os.path.join(eval_dir, watcher.LEDGER_NAME))
     finally:
         os.close(held)
-    assert [e['step'] for e in watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0)] == [10]
+    assert [e['step'] for e in watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0)] == [
+        10
+    ]
 
 
 def test_best_folder_with_other_files_is_not_replaced(tmp_path, monkeypatch):
@@ -352,14 +482,33 @@ def test_timeout_with_nothing_evaluated_is_an_error(tmp_path):
     os.makedirs(train_dir)
     clock, sleep = _no_timeout_clock()
     with pytest.raises(watcher.NothingEvaluated, match='no checkpoint evaluated'):
-        watcher.watch(_settings(), train_dir, eval_dir, interval_secs=1., timeout_secs=2.,
-                      clock=clock, sleep=sleep)
-    assert watcher.wait_for_card(str(tmp_path / 'nothing'), 1., 2., clock=clock, sleep=sleep) is False
+        watcher.watch(
+            _settings(),
+            train_dir,
+            eval_dir,
+            interval_secs=1.0,
+            timeout_secs=2.0,
+            clock=clock,
+            sleep=sleep,
+        )
+    assert (
+        watcher.wait_for_card(str(tmp_path / 'nothing'), 1.0, 2.0, clock=clock, sleep=sleep)
+        is False
+    )
     # The script: a card, no checkpoint, a short timeout -> non-zero exit with the reason.
     from model import card as card_lib
+
     card_lib.write(os.path.join(train_dir, card_lib.CARD_FILE), _settings().card)
-    proc = run_script('eval_ssd_network.py', '--wait_for_checkpoints', f'--checkpoint_path={train_dir}',
-                      f'--eval_dir={eval_dir}', f'--dataset_dir={tmp_path}', '--dataset_name=custom',
-                      '--eval_interval_secs=0.2', '--eval_timeout=0.5', '--metrics=voc07')
+    proc = run_script(
+        'eval_ssd_network.py',
+        '--wait_for_checkpoints',
+        f'--checkpoint_path={train_dir}',
+        f'--eval_dir={eval_dir}',
+        f'--dataset_dir={tmp_path}',
+        '--dataset_name=custom',
+        '--eval_interval_secs=0.2',
+        '--eval_timeout=0.5',
+        '--metrics=voc07',
+    )
     assert proc.returncode != 0
     assert 'no checkpoint evaluated' in proc.stderr and 'eval_timeout' in proc.stderr

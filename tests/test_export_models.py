@@ -7,6 +7,7 @@ ground truth, with the VOC07 devkit metric on the synthetic test split: the floa
 1.0 by construction; the int8 model must reach INT8_MIN_MAP. Measured 0.76 for this model; a
 briefly trained model is in the benchmark report.
 """
+
 import dataclasses
 import json
 import os
@@ -35,39 +36,60 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp('export')
     spec = fx.small_spec(select_threshold=0.05, top_k=50, keep_top_k=40)
     prefix = fx.write_checkpoint(spec, str(root / 'ckpt'))
-    dataset = dataset_factory.get_dataset('custom', 'test', fx.write_synthetic_split(str(root), 100))
+    dataset = dataset_factory.get_dataset(
+        'custom', 'test', fx.write_synthetic_split(str(root), 100)
+    )
     calibration = export.representative_images(dataset, 10)
     out = str(root / 'out')
-    written = export.export(spec, prefix, out, calibration_images=calibration,
-                            calibration_source='custom/test', log=lambda _: None)
+    written = export.export(
+        spec,
+        prefix,
+        out,
+        calibration_images=calibration,
+        calibration_source='custom/test',
+        log=lambda _: None,
+    )
     images = fx.random_images(7, [(240, 320), (300, 300), (181, 97)])
     with detection.Detector.from_checkpoint(spec, prefix) as detector:
         reference = detector.run(images, detection.OUTPUTS)
-    return dict(spec=spec, prefix=prefix, dataset=dataset, out=out, written=written, images=images,
-                reference=reference)
+    return dict(
+        spec=spec,
+        prefix=prefix,
+        dataset=dataset,
+        out=out,
+        written=written,
+        images=images,
+        reference=reference,
+    )
 
 
 def assert_same_detections(got, want, b_got=0, b_want=0):
     n = want['num_detections'][b_want]
     assert n > 0
     assert got['num_detections'][b_got] == n
-    np.testing.assert_array_equal(got['detection_classes'][b_got], want['detection_classes'][b_want])
-    np.testing.assert_allclose(got['detection_scores'][b_got], want['detection_scores'][b_want],
-                               atol=TOL)
-    np.testing.assert_allclose(got['detection_boxes'][b_got], want['detection_boxes'][b_want],
-                               atol=TOL)
+    np.testing.assert_array_equal(
+        got['detection_classes'][b_got], want['detection_classes'][b_want]
+    )
+    np.testing.assert_allclose(
+        got['detection_scores'][b_got], want['detection_scores'][b_want], atol=TOL
+    )
+    np.testing.assert_allclose(
+        got['detection_boxes'][b_got], want['detection_boxes'][b_want], atol=TOL
+    )
 
 
 def test_detections_spread(exported):
     # Guards the fixture: identical scores everywhere would make the comparisons vacuous.
     scores = exported['reference']['detection_scores'][0]
-    assert np.ptp(scores[:exported['reference']['num_detections'][0]]) > 0.05
+    assert np.ptp(scores[: exported['reference']['num_detections'][0]]) > 0.05
 
 
 @pytest.mark.parametrize('fmt', ['frozen_graph', 'saved_model'])
 def test_tf_exports_equal_checkpoint_graph(exported, fmt):
-    load = {'frozen_graph': detection.Detector.from_frozen_graph,
-            'saved_model': detection.Detector.from_saved_model}[fmt]
+    load = {
+        'frozen_graph': detection.Detector.from_frozen_graph,
+        'saved_model': detection.Detector.from_saved_model,
+    }[fmt]
     with load(exported['written'][fmt]) as detector:
         assert detector.card == exported['spec']
         got = detector.run(exported['images'], detection.OUTPUTS)
@@ -81,8 +103,10 @@ def test_saved_model_default_signature_in_tf2(exported):
     """Users load the SavedModel with tf.saved_model.load and call its signature eagerly."""
     image = exported['images'][1]
     model = tf.saved_model.load(exported['written']['saved_model'])
-    got = {k: v.numpy() for k, v in
-           model.signatures['serving_default'](images=tf.constant(image[None])).items()}
+    got = {
+        k: v.numpy()
+        for k, v in model.signatures['serving_default'](images=tf.constant(image[None])).items()
+    }
     assert sorted(got) == sorted(detection.OUTPUTS)
     assert_same_detections(got, exported['reference'], 0, 1)
 
@@ -108,16 +132,21 @@ def test_metadata_and_raw_outputs_with_anchors(exported):
     assert meta['normalisation']['mean_rgb'] == [127.5] * 3
     assert meta['normalisation']['scale'] == pytest.approx(0.007843)
     assert meta['class_names'] == list(fx.synthetic.CLASSES)
-    assert meta['detection'] == {'select_threshold': 0.05, 'nms_threshold': 0.45, 'top_k': 50,
-                                 'keep_top_k': 40}
+    assert meta['detection'] == {
+        'select_threshold': 0.05,
+        'nms_threshold': 0.45,
+        'top_k': 50,
+        'keep_top_k': 40,
+    }
     assert meta['anchors']['size_preset'] == 'mobilenet_ssd'
     assert meta['ssd_params']['depth_multiplier'] == 0.25
     assert sorted(meta['files']) == sorted(export.FORMATS)
     assert meta['int8']['images'] == 10
     anchors = np.load(os.path.join(out, detection.ANCHORS_FILE))
     assert anchors.shape == (1917, 4) == (meta['anchors']['count'], 4)
-    saved = np.load(os.path.join(exported['written']['saved_model'], 'assets.extra',
-                                 detection.ANCHORS_FILE))
+    saved = np.load(
+        os.path.join(exported['written']['saved_model'], 'assets.extra', detection.ANCHORS_FILE)
+    )
     np.testing.assert_array_equal(saved, anchors)
     # Own post-processing from the raw outputs: the best (anchor, class) pair, decoded with numpy,
     # is the first detection (NMS never drops the top box).
@@ -125,8 +154,10 @@ def test_metadata_and_raw_outputs_with_anchors(exported):
     for b in range(len(exported['images'])):
         scores = raw['raw_scores'][b][:, 1:]
         anchor, cls = np.unravel_index(np.argmax(scores), scores.shape)
-        box = ref.decode(raw['raw_localisations'][b][anchor:anchor + 1].astype(np.float64),
-                         anchors[anchor:anchor + 1])[0]
+        box = ref.decode(
+            raw['raw_localisations'][b][anchor : anchor + 1].astype(np.float64),
+            anchors[anchor : anchor + 1],
+        )[0]
         np.testing.assert_allclose(raw['detection_boxes'][b, 0], box, atol=1e-5)
         assert raw['detection_classes'][b, 0] == cls + 1
         np.testing.assert_allclose(raw['detection_scores'][b, 0], scores[anchor, cls], atol=1e-6)
@@ -145,7 +176,8 @@ def test_int8_map_close_to_float(exported):
     details = int8_model.interpreter.get_tensor_details()
     assert any(d['dtype'] == np.int8 for d in details)
     assert os.path.getsize(exported['written']['tflite_int8']) < 0.5 * os.path.getsize(
-        exported['written']['tflite_float'])
+        exported['written']['tflite_float']
+    )
     names = {i + 1: n for i, n in enumerate(fx.synthetic.CLASSES)}
     evaluators = {'float': voc_metrics.VOCEvaluator(names), 'int8': voc_metrics.VOCEvaluator(names)}
     examples = _split_examples(exported['dataset'])
@@ -156,9 +188,16 @@ def test_int8_map_close_to_float(exported):
         gt = truth['scores'] >= GT_SCORE
         for name, model in (('float', float_model), ('int8', int8_model)):
             det = model.detect([image])[0]
-            evaluators[name].add_image(i, truth['boxes'][gt], truth['classes'][gt],
-                                       np.zeros(gt.sum(), bool), det['boxes'], det['scores'],
-                                       det['classes'], image_shape=image.shape)
+            evaluators[name].add_image(
+                i,
+                truth['boxes'][gt],
+                truth['classes'][gt],
+                np.zeros(gt.sum(), bool),
+                det['boxes'],
+                det['scores'],
+                det['classes'],
+                image_shape=image.shape,
+            )
     result = {name: ev.compute().map_voc07 for name, ev in evaluators.items()}
     assert result['float'] == pytest.approx(1.0)
     assert result['int8'] >= INT8_MIN_MAP, result
@@ -166,8 +205,15 @@ def test_int8_map_close_to_float(exported):
 
 def test_fixed_size_export(exported, tmp_path):
     spec = exported['spec']
-    written = export.export(spec, exported['prefix'], str(tmp_path), formats=['frozen_graph'],
-                            batch_size=2, fixed_size=True, log=lambda _: None)
+    written = export.export(
+        spec,
+        exported['prefix'],
+        str(tmp_path),
+        formats=['frozen_graph'],
+        batch_size=2,
+        fixed_size=True,
+        log=lambda _: None,
+    )
     with detection.Detector.from_frozen_graph(written['frozen_graph']) as detector:
         assert detector.inputs[detection.INPUT].shape.as_list() == [2, 300, 300, 3]
         image = exported['images'][1]  # 300 x 300: the same input as the any-size graph's.
@@ -184,8 +230,9 @@ def test_int8_needs_calibration_images(exported, tmp_path):
 def bfloat16_frozen(exported, tmp_path_factory):
     spec = dataclasses.replace(exported['spec'], compute_dtype='bfloat16')
     out = str(tmp_path_factory.mktemp('bf16'))
-    return spec, export.export(spec, exported['prefix'], out, formats=['frozen_graph'],
-                               log=lambda _: None)['frozen_graph']
+    return spec, export.export(
+        spec, exported['prefix'], out, formats=['frozen_graph'], log=lambda _: None
+    )['frozen_graph']
 
 
 def test_bfloat16_frozen_graph_computes_in_bfloat16(bfloat16_frozen):
@@ -193,8 +240,11 @@ def test_bfloat16_frozen_graph_computes_in_bfloat16(bfloat16_frozen):
     graph_def = v1.GraphDef()
     with open(path, 'rb') as f:
         graph_def.ParseFromString(f.read())
-    conv_types = {n.attr['T'].type for n in graph_def.node
-                  if n.op in ('Conv2D', 'DepthwiseConv2dNative', '_FusedConv2D')}
+    conv_types = {
+        n.attr['T'].type
+        for n in graph_def.node
+        if n.op in ('Conv2D', 'DepthwiseConv2dNative', '_FusedConv2D')
+    }
     assert conv_types == {tf.bfloat16.as_datatype_enum}
     with detection.Detector.from_frozen_graph(path) as detector:
         assert detector.card == spec and detector.card.compute_dtype == 'bfloat16'
@@ -217,14 +267,19 @@ def test_bfloat16_frozen_graph_close_to_float32(exported, bfloat16_frozen):
         boxes = ref.decode(want['raw_localisations'][b].astype(np.float64), anchors)
         for k in range(5):
             scores = want['raw_scores'][b][:, got['detection_classes'][b, k]]
-            same = ((np.abs(boxes - got['detection_boxes'][b, k]).max(axis=1) <= BF16_RTOL)
-                    & (np.abs(scores - got['detection_scores'][b, k]) <= BF16_RTOL))
+            same = (np.abs(boxes - got['detection_boxes'][b, k]).max(axis=1) <= BF16_RTOL) & (
+                np.abs(scores - got['detection_scores'][b, k]) <= BF16_RTOL
+            )
             assert same.any(), (b, k)
 
 
 def test_compute_dtype_checked():
     with pytest.raises(ValueError, match='compute_dtype'):
         fx.small_spec(compute_dtype='int8')
-    with tf.Graph().as_default(), pytest.raises(ValueError, match='TFLite graph computes in float32'):
-        detection.build_detection_graph(fx.small_spec(compute_dtype='bfloat16'), batch_size=1,
-                                        tflite=True)
+    with (
+        tf.Graph().as_default(),
+        pytest.raises(ValueError, match='TFLite graph computes in float32'),
+    ):
+        detection.build_detection_graph(
+            fx.small_spec(compute_dtype='bfloat16'), batch_size=1, tflite=True
+        )

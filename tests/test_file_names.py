@@ -1,5 +1,6 @@
 """Class names of any kind: the one safe-file-name rule, and the VOC results files and PR plots
 that use it (real names in tables, safe stems in file names, writer and reader agree)."""
+
 import os
 
 import numpy as np
@@ -9,8 +10,19 @@ from evaluation import outputs
 from tf_extended import file_names
 from tf_extended import voc_metrics as vm
 
-NAMES = {1: 'traffic light', 2: 'a/b', 3: 'a_b', 4: 'A_B', 5: 'café', 6: '..', 7: 'x\ny',
-         8: 'C:\\tmp\\*?', 9: 'person', 10: 'cost $5', 11: 'long' * 60}
+NAMES = {
+    1: 'traffic light',
+    2: 'a/b',
+    3: 'a_b',
+    4: 'A_B',
+    5: 'café',
+    6: '..',
+    7: 'x\ny',
+    8: 'C:\\tmp\\*?',
+    9: 'person',
+    10: 'cost $5',
+    11: 'long' * 60,
+}
 
 
 def test_the_rule():
@@ -32,23 +44,49 @@ def test_the_rule():
 
 def test_results_files_and_plots_take_any_name(tmp_path):
     with vm.VOCResultsWriter(str(tmp_path), 'val', NAMES) as writer:
-        writer.add_image('img1', [[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.6, 0.9]], [0.9, 0.4], [2, 3],
-                         image_shape=(100, 100))
+        writer.add_image(
+            'img1',
+            [[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.6, 0.9]],
+            [0.9, 0.4],
+            [2, 3],
+            image_shape=(100, 100),
+        )
     stems = file_names.safe_file_names(NAMES.values())
-    assert sorted(os.listdir(tmp_path)) == sorted(f'comp4_det_val_{stems[n]}.txt' for n in NAMES.values())
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        f'comp4_det_val_{stems[n]}.txt' for n in NAMES.values()
+    )
     read = vm.read_voc_results(str(tmp_path), 'val', NAMES)
     assert read[2].image_ids == ['img1'] and read[3].scores.tolist() == [0.4]
     evaluator = vm.VOCEvaluator(NAMES)
-    evaluator.add_image('img1', [[0.1, 0.1, 0.5, 0.5]], [2], [0], [[0.1, 0.1, 0.5, 0.5]], [0.9], [2],
-                        image_shape=(100, 100))
+    evaluator.add_image(
+        'img1',
+        [[0.1, 0.1, 0.5, 0.5]],
+        [2],
+        [0],
+        [[0.1, 0.1, 0.5, 0.5]],
+        [0.9],
+        [2],
+        image_shape=(100, 100),
+    )
     result = evaluator.compute()
     assert result.ap('voc07')['a/b'] == pytest.approx(1.0)
     table = result.format_table({label: 100 + label for label in NAMES})
     row = next(line for line in table.splitlines() if ' a/b ' in line)
     assert row.split()[:2] == ['102', 'a/b']
     evaluator = vm.VOCEvaluator(NAMES)
-    evaluator.add_image('img1', np.array([[0.1, 0.1, 0.5, 0.5]] * 3), [2, 10, 1], [0, 0, 0],
-                        [[0.1, 0.1, 0.5, 0.5]] * 3, [0.9, 0.8, 0.7], [2, 10, 1], image_shape=(50, 50))
+    evaluator.add_image(
+        'img1',
+        np.array([[0.1, 0.1, 0.5, 0.5]] * 3),
+        [2, 10, 1],
+        [0, 0, 0],
+        [[0.1, 0.1, 0.5, 0.5]] * 3,
+        [0.9, 0.8, 0.7],
+        [2, 10, 1],
+        image_shape=(50, 50),
+    )
     paths = outputs.plot_pr_curves(evaluator.compute(), str(tmp_path / 'pr'))
-    assert sorted(os.path.basename(p) for p in paths) == ['pr_a_b.png', 'pr_cost__5.png',
-                                                          'pr_traffic_light.png']
+    assert sorted(os.path.basename(p) for p in paths) == [
+        'pr_a_b.png',
+        'pr_cost__5.png',
+        'pr_traffic_light.png',
+    ]

@@ -1,5 +1,6 @@
 """Shared graphs are code (#16): a frozen graph or SavedModel with ops our exports never contain
 (file reads and writes, Python) is refused by name before it is imported; our own exports pass."""
+
 import json
 import os
 
@@ -22,9 +23,14 @@ def _card():
 
 def _fake_outputs():
     """Nodes with our output names (what from_frozen_graph looks for)."""
-    shapes = {'detection_boxes': [1, 1, 4], 'detection_scores': [1, 1],
-              'detection_classes': [1, 1], 'num_detections': [1],
-              'raw_localisations': [1, 1, 4], 'raw_scores': [1, 1, 3]}
+    shapes = {
+        'detection_boxes': [1, 1, 4],
+        'detection_scores': [1, 1],
+        'detection_classes': [1, 1],
+        'num_detections': [1],
+        'raw_localisations': [1, 1, 4],
+        'raw_scores': [1, 1, 3],
+    }
     return {name: tf.identity(tf.zeros(shape), name=name) for name, shape in shapes.items()}
 
 
@@ -64,8 +70,9 @@ def _tiny_saved_model(export_dir, evil=None, main_op=False):
     graph = tf.Graph()
     with graph.as_default():
         images = v1.placeholder(tf.uint8, [None, None, None, 3], name=detection.INPUT)
-        sizes = v1.placeholder_with_default(tf.zeros([1, 2], tf.int32), [None, 2],
-                                            name=detection.SIZES)
+        sizes = v1.placeholder_with_default(
+            tf.zeros([1, 2], tf.int32), [None, 2], name=detection.SIZES
+        )
         weight = v1.get_variable('w', [], initializer=v1.zeros_initializer())
         deps = [evil()] if evil else []
         with tf.control_dependencies(deps):
@@ -75,14 +82,17 @@ def _tiny_saved_model(export_dir, evil=None, main_op=False):
         signature = v1.saved_model.signature_def_utils.build_signature_def(
             inputs={'images': info(images), 'image_sizes': info(sizes)},
             outputs={k: info(t) for k, t in outputs.items()},
-            method_name=v1.saved_model.signature_constants.PREDICT_METHOD_NAME)
+            method_name=v1.saved_model.signature_constants.PREDICT_METHOD_NAME,
+        )
         with v1.Session(graph=graph) as sess:
             sess.run(v1.global_variables_initializer())
             builder = v1.saved_model.Builder(export_dir)
             builder.add_meta_graph_and_variables(
-                sess, [v1.saved_model.tag_constants.SERVING],
+                sess,
+                [v1.saved_model.tag_constants.SERVING],
                 signature_def_map={detection.PADDED_SIGNATURE: signature},
-                main_op=tf.no_op() if main_op else None)
+                main_op=tf.no_op() if main_op else None,
+            )
             builder.save()
 
 
@@ -102,13 +112,16 @@ def test_crafted_saved_models_are_refused_before_loading(tmp_path):
     graph_check.check_saved_model(plain)  # variables, saver, our ops: fine
 
 
-@pytest.mark.parametrize('model,dtype,fixed_size,batch_size,params', [
-    ('ssd_300_mobilenet', 'float32', False, None, {'depth_multiplier': DEPTH}),
-    ('ssd_300_mobilenet', 'bfloat16', True, 2, {'depth_multiplier': DEPTH}),
-    ('ssd_300_mobilenet', 'float16', False, 2, {'depth_multiplier': DEPTH}),
-    ('ssd_300_vgg', 'bfloat16', False, None, {}),
-    ('ssd_512_vgg', 'float32', True, None, {}),
-])
+@pytest.mark.parametrize(
+    'model,dtype,fixed_size,batch_size,params',
+    [
+        ('ssd_300_mobilenet', 'float32', False, None, {'depth_multiplier': DEPTH}),
+        ('ssd_300_mobilenet', 'bfloat16', True, 2, {'depth_multiplier': DEPTH}),
+        ('ssd_300_mobilenet', 'float16', False, 2, {'depth_multiplier': DEPTH}),
+        ('ssd_300_vgg', 'bfloat16', False, None, {}),
+        ('ssd_512_vgg', 'float32', True, None, {}),
+    ],
+)
 def test_our_export_graphs_use_only_allowed_ops(model, dtype, fixed_size, batch_size, params):
     """Every net, compute dtype, fixed and any size (`python -m inference.graph_check` builds all
     36 combinations; these cover every op type that appears)."""
@@ -119,13 +132,16 @@ def test_our_export_graphs_use_only_allowed_ops(model, dtype, fixed_size, batch_
 
 def test_our_written_exports_pass_the_check(tmp_path):
     card = _card()
-    prefix = eval_fixtures.write_random_checkpoint(str(tmp_path / 'ckpt' / 'model.ckpt'), MODEL,
-                                                   len(NAMES) + 1, 7, depth_multiplier=DEPTH)
+    prefix = eval_fixtures.write_random_checkpoint(
+        str(tmp_path / 'ckpt' / 'model.ckpt'), MODEL, len(NAMES) + 1, 7, depth_multiplier=DEPTH
+    )
     graph_check.check_frozen_graph(export.frozen_graph_def(card, prefix), 'frozen')
     out = tmp_path / 'out'
     out.mkdir()
-    export.write_saved_model(str(out / 'saved_model'), card, prefix,
-                             export.metadata(card, ['saved_model']))
-    graph_check.check_saved_model(str(out / 'saved_model'),
-                                  signature_names=[detection.PADDED_SIGNATURE])
+    export.write_saved_model(
+        str(out / 'saved_model'), card, prefix, export.metadata(card, ['saved_model'])
+    )
+    graph_check.check_saved_model(
+        str(out / 'saved_model'), signature_names=[detection.PADDED_SIGNATURE]
+    )
     graph_check.check_saved_model(str(out / 'saved_model'))

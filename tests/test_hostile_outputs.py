@@ -2,6 +2,7 @@
 did not write and never pads a mixed-size batch to its largest image; the converter leaves a
 state file it did not write alone; an evaluation writes nothing outside its folder and fails when
 it read fewer examples than the dataset lists; killed runs' temporary folders are removed."""
+
 import dataclasses
 import json
 import os
@@ -21,8 +22,11 @@ from tests.conftest import ROOT, script_env
 from tf_extended import temp_dirs
 
 v1 = tf.compat.v1
-MODEL_FLAGS = ['--model_name=ssd_300_mobilenet', '--depth_multiplier=0.25',
-               f'--num_classes={fx.NUM_CLASSES}']
+MODEL_FLAGS = [
+    '--model_name=ssd_300_mobilenet',
+    '--depth_multiplier=0.25',
+    f'--num_classes={fx.NUM_CLASSES}',
+]
 
 # detect_ssd_network.py with `detection.pad_batch` recording every array the graph is fed.
 DETECT_DRIVER = """
@@ -46,8 +50,14 @@ app.run(detect_ssd_network.main)
 
 
 def _detect(record, *args):
-    proc = subprocess.run([sys.executable, '-c', DETECT_DRIVER, record, *args], cwd=ROOT,
-                          env=script_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, '-c', DETECT_DRIVER, record, *args],
+        cwd=ROOT,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     with open(record) as fh:
         return json.load(fh)
@@ -61,35 +71,61 @@ def detect_in_place(tmp_path_factory):
     root = tmp_path_factory.mktemp('in_place')
     prefix = fx.write_checkpoint(fx.small_spec(), str(root / 'ckpt'))
     photos = root / 'photos'
-    sizes = {'a.png': (60, 80), 'a_det.png': (60, 80), 'big.png': (240, 320),
-             'big_det.png': (240, 320), 'c.jpg': (60, 80)}
+    sizes = {
+        'a.png': (60, 80),
+        'a_det.png': (60, 80),
+        'big.png': (240, 320),
+        'big_det.png': (240, 320),
+        'c.jpg': (60, 80),
+    }
     for (name, size), image in zip(sizes.items(), fx.random_images(3, list(sizes.values()))):
         data_fixtures.write_image(str(photos / name), image, os.path.splitext(name)[1])
     before = {name: (photos / name).read_bytes() for name in sizes}
-    common = [f'--checkpoint_path={prefix}', *MODEL_FLAGS, f'--output_dir={photos}',
-              '--batch_size=8']
+    common = [
+        f'--checkpoint_path={prefix}',
+        *MODEL_FLAGS,
+        f'--output_dir={photos}',
+        '--batch_size=8',
+    ]
     first = _detect(str(root / 'calls1.json'), *common, f'--input={photos}')
     first_json = json.loads((photos / 'detections.json').read_text())
     after_first = {name: (photos / name).read_bytes() for name in sizes}
-    second = _detect(str(root / 'calls2.json'), *common,
-                     f'--input={photos / "a.png"},{photos / "c.jpg"}')
+    second = _detect(
+        str(root / 'calls2.json'), *common, f'--input={photos / "a.png"},{photos / "c.jpg"}'
+    )
     second_json = json.loads((photos / 'detections.json').read_text())
-    return dict(photos=photos, sizes=sizes, before=before, after_first=after_first,
-                first=first, first_json=first_json, second=second, second_json=second_json)
+    return dict(
+        photos=photos,
+        sizes=sizes,
+        before=before,
+        after_first=after_first,
+        first=first,
+        first_json=first_json,
+        second=second,
+        second_json=second_json,
+    )
 
 
 def test_detect_never_overwrites_an_input_or_a_file_it_did_not_write(detect_in_place):
     d = detect_in_place
     assert d['after_first'] == d['before']  # the inputs, a_det.png and big_det.png included
-    outputs = {os.path.basename(item['file']): os.path.basename(item['output'])
-               for item in d['first_json']['images']}
-    assert outputs == {'a.png': 'a_det_1.png', 'a_det.png': 'a_det_det.png',
-                       'big.png': 'big_det_1.png', 'big_det.png': 'big_det_det.png',
-                       'c.jpg': 'c_det.jpg'}
+    outputs = {
+        os.path.basename(item['file']): os.path.basename(item['output'])
+        for item in d['first_json']['images']
+    }
+    assert outputs == {
+        'a.png': 'a_det_1.png',
+        'a_det.png': 'a_det_det.png',
+        'big.png': 'big_det_1.png',
+        'big_det.png': 'big_det_det.png',
+        'c.jpg': 'c_det.jpg',
+    }
     # Second run: a_det.png is the user's (not an input now, not in detections.json): kept;
     # a_det_1.png and c_det.jpg are the first run's outputs (listed): replaced, no _2 names.
-    outputs = {os.path.basename(item['file']): os.path.basename(item['output'])
-               for item in d['second_json']['images']}
+    outputs = {
+        os.path.basename(item['file']): os.path.basename(item['output'])
+        for item in d['second_json']['images']
+    }
     assert outputs == {'a.png': 'a_det_1.png', 'c.jpg': 'c_det.jpg'}
     assert {name: (d['photos'] / name).read_bytes() for name in d['sizes']} == d['before']
     assert not list(d['photos'].glob('*_det_2.*'))
@@ -118,10 +154,12 @@ def _tiny_saver(directory, name='model.ckpt'):
     return sess, saver, os.path.join(directory, name)
 
 
-TRAINER_STATE = ('model_checkpoint_path: "model.ckpt-500"\n'
-                 'all_model_checkpoint_paths: "model.ckpt-500"\n'
-                 'all_model_checkpoint_timestamps: 1700000000.0\n'
-                 'last_preserved_timestamp: 1699999999.0\n')
+TRAINER_STATE = (
+    'model_checkpoint_path: "model.ckpt-500"\n'
+    'all_model_checkpoint_paths: "model.ckpt-500"\n'
+    'all_model_checkpoint_timestamps: 1700000000.0\n'
+    'last_preserved_timestamp: 1699999999.0\n'
+)
 
 
 def test_converter_leaves_a_state_file_it_did_not_write_alone(tmp_path, caplog):
@@ -136,8 +174,11 @@ def test_converter_leaves_a_state_file_it_did_not_write_alone(tmp_path, caplog):
     assert any('left it alone' in r.getMessage() for r in caplog.records)
 
     # No state file, or one of ours (any version): written, and TF reads it.
-    for existing in (None, checkpoint_io.STATE_FILE_HEADER + '\nmodel_checkpoint_path: "x"\n',
-                     'model_checkpoint_path: "old.ckpt"\nall_model_checkpoint_paths: "old.ckpt"\n'):
+    for existing in (
+        None,
+        checkpoint_io.STATE_FILE_HEADER + '\nmodel_checkpoint_path: "x"\n',
+        'model_checkpoint_path: "old.ckpt"\nall_model_checkpoint_paths: "old.ckpt"\n',
+    ):
         folder = tmp_path / f'ours{len(existing or "")}'
         folder.mkdir()
         if existing:
@@ -153,21 +194,35 @@ def test_converter_leaves_a_state_file_it_did_not_write_alone(tmp_path, caplog):
         assert tf.train.latest_checkpoint(str(folder)) == prefix
         assert (folder / 'checkpoint').read_text().startswith(checkpoint_io.STATE_FILE_HEADER)
         assert sorted(p.name for p in folder.iterdir()) == [
-            'checkpoint', 'model.ckpt.data-00000-of-00001', 'model.ckpt.index']
+            'checkpoint',
+            'model.ckpt.data-00000-of-00001',
+            'model.ckpt.index',
+        ]
 
 
 @pytest.fixture(scope='module')
 def eval_setup(tmp_path_factory):
     root = tmp_path_factory.mktemp('eval')
-    _, records_dir, class_names = eval_fixtures.make_synthetic_records(str(root), num_images=12,
-                                                                       seed=2)
-    prefix = eval_fixtures.write_random_checkpoint(str(root / 'train' / 'model.ckpt'),
-                                                   'ssd_300_mobilenet', len(class_names) + 1, 3,
-                                                   depth_multiplier=0.25)
+    _, records_dir, class_names = eval_fixtures.make_synthetic_records(
+        str(root), num_images=12, seed=2
+    )
+    prefix = eval_fixtures.write_random_checkpoint(
+        str(root / 'train' / 'model.ckpt'),
+        'ssd_300_mobilenet',
+        len(class_names) + 1,
+        3,
+        depth_multiplier=0.25,
+    )
     settings = evaluate.EvalSettings(
         card=eval_fixtures.small_card('ssd_300_mobilenet', class_names, 0.25),
-        dataset_name='custom', dataset_split_name='test', dataset_dir=records_dir, batch_size=2,
-        num_threads=1, metrics=('voc07',), pr_curves=False)
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir=records_dir,
+        batch_size=2,
+        num_threads=1,
+        metrics=('voc07',),
+        pr_curves=False,
+    )
     num_samples = evaluate.dataset_factory.get_dataset('custom', 'test', records_dir).num_samples
     assert num_samples >= 3
     return dict(root=root, prefix=prefix, settings=settings, num_samples=num_samples)
@@ -193,16 +248,18 @@ def test_evaluation_writes_nothing_outside_its_folder(eval_setup, monkeypatch, t
     dead.wait()
     stale = eval_dir / f'.staging.tmp-{dead.pid}@{temp_dirs._host()}-abcdefgh'
     stale.mkdir(parents=True)
-    result = evaluate.evaluate_checkpoint(eval_setup['settings'], eval_setup['prefix'],
-                                          str(eval_dir), summary_dir=str(eval_dir))
+    result = evaluate.evaluate_checkpoint(
+        eval_setup['settings'], eval_setup['prefix'], str(eval_dir), summary_dir=str(eval_dir)
+    )
     assert result.num_images == eval_setup['num_samples']
     assert seen == [['eval', 'notes.txt']]
     assert sorted(os.listdir(parent)) == ['eval', 'notes.txt']
     assert not [n for n in os.listdir(eval_dir) if n.startswith('.')]
 
 
-def test_evaluation_fails_when_it_read_fewer_examples_than_listed(eval_setup, monkeypatch,
-                                                                  tmp_path):
+def test_evaluation_fails_when_it_read_fewer_examples_than_listed(
+    eval_setup, monkeypatch, tmp_path
+):
     get_dataset = evaluate.dataset_factory.get_dataset
 
     def one_more(*args, **kwargs):
@@ -218,8 +275,12 @@ def test_evaluation_fails_when_it_read_fewer_examples_than_listed(eval_setup, mo
     assert not eval_dir.exists() or not any(eval_dir.iterdir())
     # --max_num_batches limits on purpose: no check.
     limited = dataclasses.replace(eval_setup['settings'], max_num_batches=1)
-    assert evaluate.evaluate_checkpoint(limited, eval_setup['prefix'],
-                                        str(tmp_path / 'limited')).num_images == 2
+    assert (
+        evaluate.evaluate_checkpoint(
+            limited, eval_setup['prefix'], str(tmp_path / 'limited')
+        ).num_images
+        == 2
+    )
 
 
 def test_temp_dirs_remove_only_dead_processes_folders(tmp_path):
@@ -236,5 +297,6 @@ def test_temp_dirs_remove_only_dead_processes_folders(tmp_path):
     link.symlink_to(user)
     assert temp_dirs.remove_stale(str(tmp_path)) == [str(stale)]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [os.path.basename(mine), other_host.name, user.name, link.name])
+        [os.path.basename(mine), other_host.name, user.name, link.name]
+    )
     assert temp_dirs.parse(os.path.basename(mine))['pid'] == os.getpid()

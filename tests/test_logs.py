@@ -1,4 +1,5 @@
 """Script logging: each TensorFlow log record printed once, in absl's format."""
+
 import os
 import re
 import subprocess
@@ -26,16 +27,26 @@ app.run(main)
 
 def test_tensorflow_records_are_printed_once():
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-    proc = subprocess.run([sys.executable, '-c', PROGRAM], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, '-c', PROGRAM],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
-    count = lambda marker: sum(line.endswith('] ' + marker) or line.endswith(':' + marker)
-                               for line in lines)
+
+    def count(marker):
+        return sum(line.endswith('] ' + marker) or line.endswith(':' + marker) for line in lines)
+
     assert count('before-info') == 2  # TF's own handler and absl's: the problem fixed here.
     assert count('after-info') == count('after-warning') == count('absl-info') == 1
-    assert not any(line.startswith(('INFO:tensorflow:', 'WARNING:tensorflow:')) and 'after' in line
-                   for line in lines)
+    assert not any(
+        line.startswith(('INFO:tensorflow:', 'WARNING:tensorflow:')) and 'after' in line
+        for line in lines
+    )
 
 
 SCRIPT = '''"""A script with a usage example.
@@ -67,8 +78,14 @@ def _run_tiny(tmp_path, *args):
     script = tmp_path / 'tiny.py'
     script.write_text(SCRIPT)
     env = dict(os.environ, PYTHONPATH=ROOT)
-    return subprocess.run([sys.executable, str(script), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_help_exits_zero_and_shows_the_usage(tmp_path):
@@ -83,7 +100,8 @@ def test_ctrl_c_ends_with_one_line(tmp_path):
     proc = _run_tiny(tmp_path, '--name=interrupt')
     assert proc.returncode == 130
     assert proc.stderr.splitlines() == [
-        'tiny: interrupted; kept out/a.json; run the same command to resume']
+        'tiny: interrupted; kept out/a.json; run the same command to resume'
+    ]
 
 
 NOISE = [
@@ -97,33 +115,50 @@ NOISE = [
 
 def test_filter_drops_exactly_the_start_up_lines():
     from tf_extended import logs
-    keep = [b'I1202 06:46:37.535162 140454362086272 trainer.py:485] Model: ssd_300_mobilenet',
-            b'E0000 00:00:1796193997.465394   28222 some_op.cc:52] a real error', b'Traceback']
+
+    keep = [
+        b'I1202 06:46:37.535162 140454362086272 trainer.py:485] Model: ssd_300_mobilenet',
+        b'E0000 00:00:1796193997.465394   28222 some_op.cc:52] a real error',
+        b'Traceback',
+    ]
     out, held = logs.filter_chunk(b'\n'.join(NOISE + keep) + b'\n')
     assert (out, held) == (b'\n'.join(keep) + b'\n', b'')
     # With an NVIDIA device a failing CUDA probe is news.
     out, _ = logs.filter_chunk(NOISE[2] + b'\n', gpu_device=True)
     assert out == NOISE[2] + b'\n'
     # A progress bar redrawn with \\r passes at once; a line that may be noise waits for its end.
-    assert logs.filter_chunk(b'[convert] 10%\r[convert] 20%') == (b'[convert] 10%\r[convert] 20%',
-                                                                   b'')
+    assert logs.filter_chunk(b'[convert] 10%\r[convert] 20%') == (
+        b'[convert] 10%\r[convert] 20%',
+        b'',
+    )
     assert logs.filter_chunk(b'ok\nWARNING: All log mes') == (b'ok\n', b'WARNING: All log mes')
-    assert logs.filter_chunk(b'WARNING: All log mes' + b'sages before absl::InitializeLog() is '
-                             b'called are written to STDERR\nnext') == (b'next', b'')
+    assert logs.filter_chunk(
+        b'WARNING: All log mes' + b'sages before absl::InitializeLog() is '
+        b'called are written to STDERR\nnext'
+    ) == (b'next', b'')
 
 
 def test_last_words_pass_the_filter_when_the_script_dies():
     noise = NOISE[1].decode()
-    program = ('import os, sys\nfrom tf_extended import logs\n'
-               f'sys.stderr.write("{noise}\\nlast words\\n")\nsys.stderr.flush()\nos.abort()\n')
+    program = (
+        'import os, sys\nfrom tf_extended import logs\n'
+        f'sys.stderr.write("{noise}\\nlast words\\n")\nsys.stderr.flush()\nos.abort()\n'
+    )
     env = dict(os.environ, PYTHONPATH=ROOT, SSD_STDERR_FILTER='1')
-    proc = subprocess.run([sys.executable, '-c', program], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, '-c', program],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode < 0 and proc.stderr == 'last words\n'
 
 
 def test_tensorflow_log_level_default():
     from tf_extended import logs
+
     env = {}
     logs.quiet_tensorflow_start(env)
     assert env == {'TF_CPP_MIN_LOG_LEVEL': '2'}
@@ -136,26 +171,47 @@ def test_no_tensorflow_start_up_lines():
     """Measured: without these settings TF 2.21 prints 8 lines on a CPU-only machine before a
     script logs anything (the list is in tf_extended/logs.py); with them, none. (The filter is
     installed for the project's scripts; SSD_STDERR_FILTER=1 asks for it here.)"""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ('TF_CPP_MIN_LOG_LEVEL', 'CUDA_VISIBLE_DEVICES')}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ('TF_CPP_MIN_LOG_LEVEL', 'CUDA_VISIBLE_DEVICES')
+    }
     env.update(PYTHONPATH=ROOT, SSD_STDERR_FILTER='1')
-    program = ('from tf_extended import logs\nimport tensorflow as tf\n'
-               'tf.compat.v1.disable_eager_execution()\n'
-               'with tf.compat.v1.Session() as s:\n    print(s.run(tf.constant(1) + 1))\n')
-    proc = subprocess.run([sys.executable, '-c', program], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    program = (
+        'from tf_extended import logs\nimport tensorflow as tf\n'
+        'tf.compat.v1.disable_eager_execution()\n'
+        'with tf.compat.v1.Session() as s:\n    print(s.run(tf.constant(1) + 1))\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, '-c', program],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0 and proc.stdout == '2\n', proc.stderr
     assert proc.stderr == ''
 
 
-PROJECT = ('datasets', 'nets', 'preprocessing', 'tf_extended', 'model', 'training', 'evaluation',
-           'inference', 'converters')
+PROJECT = (
+    'datasets',
+    'nets',
+    'preprocessing',
+    'tf_extended',
+    'model',
+    'training',
+    'evaluation',
+    'inference',
+    'converters',
+)
 
 
 def test_every_script_quiets_tensorflow_first_and_runs_through_logs():
     """Each top-level script imports tf_extended.logs before any module that loads TensorFlow,
     and runs its main through logs.run / logs.run_plain (--help exits 0, Ctrl-C is one line)."""
     import ast
+
     scripts = [n for n in os.listdir(ROOT) if n.endswith('.py') and n != 'run_demo.py']
     assert len(scripts) >= 9
     for name in scripts:
@@ -163,11 +219,15 @@ def test_every_script_quiets_tensorflow_first_and_runs_through_logs():
         loads = []  # in file order: 'logs', or a module that may load TensorFlow
         for node in tree.body:
             if isinstance(node, ast.ImportFrom) and node.module.split('.')[0] in PROJECT:
-                loads.append('logs' if (node.module, node.names[0].name) == (
-                    'tf_extended', 'logs') else node.module)
+                loads.append(
+                    'logs'
+                    if (node.module, node.names[0].name) == ('tf_extended', 'logs')
+                    else node.module
+                )
             elif isinstance(node, ast.Import):
-                loads += [a.name for a in node.names if a.name.split('.')[0] in ('tensorflow',
-                                                                                'tf_slim')]
+                loads += [
+                    a.name for a in node.names if a.name.split('.')[0] in ('tensorflow', 'tf_slim')
+                ]
         assert loads and loads[0] == 'logs', (name, loads)
         # Usage examples keep their line breaks: a "\\" at a line's end in a non-raw docstring
         # would join the lines into one long line in --help.

@@ -17,37 +17,50 @@ PERSON, CAR = 1, 3  # non-contiguous ids, as in COCO
 def _dataset():
     """Three images; small (< 32²), medium and large objects; one crowd region."""
     annotations = [
-        (1, PERSON, [10, 10, 200, 300], 0),   # large
-        (1, PERSON, [300, 50, 20, 20], 0),    # small (400 px)
-        (1, CAR, [400, 200, 60, 50], 0),      # medium (3000 px)
-        (1, PERSON, [0, 300, 640, 180], 1),   # crowd: matched detections inside are ignored
-        (2, CAR, [50, 50, 100, 80], 0),       # medium (8000 px)
-        (2, PERSON, [10, 10, 40, 60], 0),     # medium (2400 px)
+        (1, PERSON, [10, 10, 200, 300], 0),  # large
+        (1, PERSON, [300, 50, 20, 20], 0),  # small (400 px)
+        (1, CAR, [400, 200, 60, 50], 0),  # medium (3000 px)
+        (1, PERSON, [0, 300, 640, 180], 1),  # crowd: matched detections inside are ignored
+        (2, CAR, [50, 50, 100, 80], 0),  # medium (8000 px)
+        (2, PERSON, [10, 10, 40, 60], 0),  # medium (2400 px)
     ]
     return {
-        'images': [{'id': 1, 'width': 640, 'height': 480}, {'id': 2, 'width': 320, 'height': 240},
-                   {'id': 3, 'width': 100, 'height': 100}],
+        'images': [
+            {'id': 1, 'width': 640, 'height': 480},
+            {'id': 2, 'width': 320, 'height': 240},
+            {'id': 3, 'width': 100, 'height': 100},
+        ],
         'categories': [{'id': PERSON, 'name': 'person'}, {'id': CAR, 'name': 'car'}],
-        'annotations': [{'id': n + 1, 'image_id': image, 'category_id': category, 'bbox': box,
-                         'area': float(box[2] * box[3]), 'iscrowd': crowd}
-                        for n, (image, category, box, crowd) in enumerate(annotations)],
+        'annotations': [
+            {
+                'id': n + 1,
+                'image_id': image,
+                'category_id': category,
+                'bbox': box,
+                'area': float(box[2] * box[3]),
+                'iscrowd': crowd,
+            }
+            for n, (image, category, box, crowd) in enumerate(annotations)
+        ],
     }
 
 
 def _detections():
     rows = [
         (1, PERSON, [12, 12, 198, 296], 0.9),
-        (1, PERSON, [10, 10, 200, 300], 0.8),    # duplicate
-        (1, PERSON, [100, 350, 50, 50], 0.85),   # inside the crowd region
-        (1, PERSON, [305, 55, 20, 20], 0.6),     # small object, IoU ~0.33
+        (1, PERSON, [10, 10, 200, 300], 0.8),  # duplicate
+        (1, PERSON, [100, 350, 50, 50], 0.85),  # inside the crowd region
+        (1, PERSON, [305, 55, 20, 20], 0.6),  # small object, IoU ~0.33
         (1, CAR, [402, 198, 60, 52], 0.7),
-        (1, CAR, [500, 400, 30, 30], 0.95),      # false positive ranked first
+        (1, CAR, [500, 400, 30, 30], 0.95),  # false positive ranked first
         (2, CAR, [55, 52, 95, 80], 0.75),
         (2, PERSON, [10, 10, 40, 60], 0.5),
-        (3, PERSON, [5, 5, 20, 20], 0.3),        # image without objects
+        (3, PERSON, [5, 5, 20, 20], 0.3),  # image without objects
     ]
-    return [{'image_id': i, 'category_id': c, 'bbox': [float(v) for v in b], 'score': s}
-            for i, c, b, s in rows]
+    return [
+        {'image_id': i, 'category_id': c, 'bbox': [float(v) for v in b], 'score': s}
+        for i, c, b, s in rows
+    ]
 
 
 def _pycocotools_stats(dataset, detections, tmp_path, image_ids=None):
@@ -60,8 +73,10 @@ def _pycocotools_stats(dataset, detections, tmp_path, image_ids=None):
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
-    return {name: (None if value == -1 else float(value))
-            for name, value in zip(cm.COCO_METRIC_NAMES, evaluator.stats)}
+    return {
+        name: (None if value == -1 else float(value))
+        for name, value in zip(cm.COCO_METRIC_NAMES, evaluator.stats)
+    }
 
 
 def test_matches_pycocotools_in_memory(tmp_path):
@@ -96,7 +111,10 @@ def test_crowd_flag_is_used():
     dataset = _dataset()
     without_crowd = copy.deepcopy(dataset)
     without_crowd['annotations'][3]['iscrowd'] = 0
-    assert cm.evaluate_coco(dataset, _detections())['AP'] != cm.evaluate_coco(without_crowd, _detections())['AP']
+    assert (
+        cm.evaluate_coco(dataset, _detections())['AP']
+        != cm.evaluate_coco(without_crowd, _detections())['AP']
+    )
 
 
 def test_ground_truth_defaults():
@@ -107,7 +125,14 @@ def test_ground_truth_defaults():
             del ann['iscrowd']
     gt = cm.coco_ground_truth(dataset)
     assert 'area' not in dataset['annotations'][0]  # input untouched
-    assert [a['area'] for a in gt.dataset['annotations']] == [60000, 400, 3000, 640 * 180, 8000, 2400]
+    assert [a['area'] for a in gt.dataset['annotations']] == [
+        60000,
+        400,
+        3000,
+        640 * 180,
+        8000,
+        2400,
+    ]
     assert [a['iscrowd'] for a in gt.dataset['annotations']] == [0, 0, 0, 1, 0, 0]
     assert sorted(gt.anns) == [1, 2, 3, 4, 5, 6]
     assert cm.evaluate_coco(gt, _detections()) == cm.evaluate_coco(_dataset(), _detections())
@@ -123,13 +148,16 @@ def test_stdout_is_silenced_or_captured(capsys):
     assert capsys.readouterr().out == ''
     sink = io.StringIO()
     cm.evaluate_coco(_dataset(), _detections(), stdout=sink)
-    assert 'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]' in sink.getvalue()
+    assert (
+        'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]' in sink.getvalue()
+    )
     assert capsys.readouterr().out == ''
 
 
 def test_coco_detections_from_relative_boxes():
-    dets = cm.coco_detections(7, [[0.1, 0.25, 0.5, 0.75]], [0.5], [2], (480, 640, 3),
-                              label_to_category={2: 18})
+    dets = cm.coco_detections(
+        7, [[0.1, 0.25, 0.5, 0.75]], [0.5], [2], (480, 640, 3), label_to_category={2: 18}
+    )
     assert len(dets) == 1 and dets[0]['image_id'] == 7 and dets[0]['category_id'] == 18
     # x = 0.25*640, y = 0.1*480, w = (0.75 - 0.25)*640, h = (0.5 - 0.1)*480.
     np.testing.assert_allclose(dets[0]['bbox'], [160, 48, 320, 192])
@@ -157,27 +185,37 @@ CAT, DOG, BIRD, FISH = 2, 5, 7, 9
 
 def _hand_dataset():
     """Image 1: three cats (100x100, far apart); image 2: one dog. No bird, no fish."""
-    annotations = [(1, CAT, [0, 0, 100, 100]), (1, CAT, [200, 0, 100, 100]),
-                   (1, CAT, [400, 0, 100, 100]), (2, DOG, [10, 10, 100, 100])]
+    annotations = [
+        (1, CAT, [0, 0, 100, 100]),
+        (1, CAT, [200, 0, 100, 100]),
+        (1, CAT, [400, 0, 100, 100]),
+        (2, DOG, [10, 10, 100, 100]),
+    ]
     return {
         'images': [{'id': 1, 'width': 640, 'height': 480}, {'id': 2, 'width': 640, 'height': 480}],
-        'categories': [{'id': CAT, 'name': 'cat'}, {'id': DOG, 'name': 'dog'},
-                       {'id': BIRD, 'name': 'bird'}, {'id': FISH, 'name': 'fish'}],
+        'categories': [
+            {'id': CAT, 'name': 'cat'},
+            {'id': DOG, 'name': 'dog'},
+            {'id': BIRD, 'name': 'bird'},
+            {'id': FISH, 'name': 'fish'},
+        ],
         'annotations': [{'image_id': i, 'category_id': c, 'bbox': b} for i, c, b in annotations],
     }
 
 
 def _hand_detections():
     rows = [
-        (1, CAT, [0, 0, 100, 84], 0.9),       # IoU 0.84 with cat 1: a match at t <= .80
-        (1, CAT, [200, 0, 100, 62], 0.8),     # IoU 0.62 with cat 2: a match at t <= .60
-        (1, CAT, [0, 300, 50, 50], 0.7),      # no overlap: false positive; cat 3 is missed
-        (1, DOG, [500, 300, 60, 60], 0.95),   # no dog in image 1: false positive ranked first
-        (2, DOG, [10, 10, 100, 92], 0.6),     # IoU 0.92 with the dog: a match at t <= .90
-        (2, BIRD, [0, 0, 50, 50], 0.5),       # a category without ground truth
+        (1, CAT, [0, 0, 100, 84], 0.9),  # IoU 0.84 with cat 1: a match at t <= .80
+        (1, CAT, [200, 0, 100, 62], 0.8),  # IoU 0.62 with cat 2: a match at t <= .60
+        (1, CAT, [0, 300, 50, 50], 0.7),  # no overlap: false positive; cat 3 is missed
+        (1, DOG, [500, 300, 60, 60], 0.95),  # no dog in image 1: false positive ranked first
+        (2, DOG, [10, 10, 100, 92], 0.6),  # IoU 0.92 with the dog: a match at t <= .90
+        (2, BIRD, [0, 0, 50, 50], 0.5),  # a category without ground truth
     ]
-    return [{'image_id': i, 'category_id': c, 'bbox': [float(v) for v in b], 'score': s}
-            for i, c, b, s in rows]
+    return [
+        {'image_id': i, 'category_id': c, 'bbox': [float(v) for v in b], 'score': s}
+        for i, c, b, s in rows
+    ]
 
 
 # cat, t in {.50, .55, .60}: TP, TP, FP -> recall 1/3, 2/3 at precision 1: the recall points
@@ -186,7 +224,12 @@ def _hand_detections():
 # cat, t in {.85, .90, .95}: no TP -> 0.
 # dog, t <= .90 (9 thresholds): FP then TP -> the envelope is precision 1/2 at every recall point.
 # dog, t = .95: 0.
-HAND_AP = {'cat': (3 * 67 / 101 + 4 * 34 / 101) / 10, 'dog': 9 * 0.5 / 10, 'bird': None, 'fish': None}
+HAND_AP = {
+    'cat': (3 * 67 / 101 + 4 * 34 / 101) / 10,
+    'dog': 9 * 0.5 / 10,
+    'bird': None,
+    'fish': None,
+}
 HAND_AP50 = {'cat': 67 / 101, 'dog': 0.5, 'bird': None, 'fish': None}
 
 
@@ -223,8 +266,12 @@ def test_category_ap_of_a_class_missing_from_the_evaluated_images():
     # Only image 2 (the dog): cat has no ground truth there, so None, and the dog is found
     # without the image-1 false positive: AP 9/10, AP50 1.
     got = cm.evaluate_coco_per_class(_hand_dataset(), _hand_detections(), image_ids=[2])
-    assert got.class_ap == pytest.approx({'cat': None, 'dog': 0.9, 'bird': None, 'fish': None}, abs=1e-12)
-    assert got.class_ap50 == pytest.approx({'cat': None, 'dog': 1.0, 'bird': None, 'fish': None}, abs=1e-12)
+    assert got.class_ap == pytest.approx(
+        {'cat': None, 'dog': 0.9, 'bird': None, 'fish': None}, abs=1e-12
+    )
+    assert got.class_ap50 == pytest.approx(
+        {'cat': None, 'dog': 1.0, 'bird': None, 'fish': None}, abs=1e-12
+    )
     assert got.metrics['AP'] == pytest.approx(0.9, abs=1e-12)
 
 
@@ -244,8 +291,17 @@ def test_per_class_ap_bad_input():
         cm.evaluate_coco_per_class(dataset, _hand_detections())
     gt = cm.coco_ground_truth(_hand_dataset())
     # The ground truth as its own detections.
-    perfect = gt.loadRes([{'image_id': a['image_id'], 'category_id': a['category_id'], 'bbox': a['bbox'],
-                           'score': 1.0} for a in _hand_dataset()['annotations']])
+    perfect = gt.loadRes(
+        [
+            {
+                'image_id': a['image_id'],
+                'category_id': a['category_id'],
+                'bbox': a['bbox'],
+                'score': 1.0,
+            }
+            for a in _hand_dataset()['annotations']
+        ]
+    )
     evaluator = COCOeval(gt, perfect, iouType='bbox')
     with pytest.raises(ValueError, match='run evaluate\\(\\) and accumulate\\(\\) first'):
         cm.category_ap(evaluator)
@@ -254,4 +310,6 @@ def test_per_class_ap_bad_input():
     with pytest.raises(ValueError, match='IoU threshold 0.52 is not one of the evaluated'):
         cm.category_ap(evaluator, iou_threshold=0.52)
     # Perfect detections: AP 1 where there is ground truth.
-    assert cm.category_ap(evaluator) == pytest.approx({CAT: 1.0, DOG: 1.0, BIRD: None, FISH: None}, abs=1e-12)
+    assert cm.category_ap(evaluator) == pytest.approx(
+        {CAT: 1.0, DOG: 1.0, BIRD: None, FISH: None}, abs=1e-12
+    )

@@ -26,16 +26,33 @@ def _hand_split():
     cat, dog, bird, cow = 1, 2, 3, 4
     dog_boxes = [[1 + 20 * i, 1, 10 + 20 * i, 10] for i in range(10)]
     return [
-        dict(image_id='A', gt_boxes=[[1, 1, 10, 10], [21, 21, 30, 30], [1, 100, 10, 110]],
-             gt_labels=[cat, cat, cow], gt_difficult=[0, 1, 0],
-             det_boxes=[[1, 1, 10, 10], [1, 1, 10, 10], [21, 21, 30, 30], [60, 60, 70, 70]],
-             det_scores=[0.9, 0.8, 0.7, 0.4], det_labels=[cat, cat, cat, bird]),
-        dict(image_id='B', gt_boxes=[[1, 1, 10, 10], [41, 41, 50, 50]], gt_labels=[cat, cat],
-             gt_difficult=[0, 0],
-             det_boxes=[[100, 100, 110, 110], [41, 41, 50, 60], [1, 1, 10, 10]],
-             det_scores=[0.95, 0.85, 0.6], det_labels=[cat, cat, cat]),
-        dict(image_id='C', gt_boxes=dog_boxes, gt_labels=[dog] * 10, gt_difficult=[0] * 10,
-             det_boxes=dog_boxes[:3], det_scores=[0.9, 0.8, 0.7], det_labels=[dog] * 3),
+        dict(
+            image_id='A',
+            gt_boxes=[[1, 1, 10, 10], [21, 21, 30, 30], [1, 100, 10, 110]],
+            gt_labels=[cat, cat, cow],
+            gt_difficult=[0, 1, 0],
+            det_boxes=[[1, 1, 10, 10], [1, 1, 10, 10], [21, 21, 30, 30], [60, 60, 70, 70]],
+            det_scores=[0.9, 0.8, 0.7, 0.4],
+            det_labels=[cat, cat, cat, bird],
+        ),
+        dict(
+            image_id='B',
+            gt_boxes=[[1, 1, 10, 10], [41, 41, 50, 50]],
+            gt_labels=[cat, cat],
+            gt_difficult=[0, 0],
+            det_boxes=[[100, 100, 110, 110], [41, 41, 50, 60], [1, 1, 10, 10]],
+            det_scores=[0.95, 0.85, 0.6],
+            det_labels=[cat, cat, cat],
+        ),
+        dict(
+            image_id='C',
+            gt_boxes=dog_boxes,
+            gt_labels=[dog] * 10,
+            gt_difficult=[0] * 10,
+            det_boxes=dog_boxes[:3],
+            det_scores=[0.9, 0.8, 0.7],
+            det_labels=[dog] * 3,
+        ),
     ]
 
 
@@ -49,8 +66,9 @@ def _evaluate(images, **kwargs):
 def test_devkit_iou_plus_one_convention():
     # [41,41,50,60] vs [41,41,50,50]: 10*20 = 200 and 10*10 = 100 pixels, intersection 100.
     # Boxes sharing one pixel column with +1: [1,1,10,10] and [1,10,10,19] -> 10 / 190.
-    iou = vm.devkit_iou([[41, 41, 50, 60], [1, 1, 10, 10]],
-                        [[41, 41, 50, 50], [1, 10, 10, 19], [1, 11, 10, 20]])
+    iou = vm.devkit_iou(
+        [[41, 41, 50, 60], [1, 1, 10, 10]], [[41, 41, 50, 50], [1, 10, 10, 19], [1, 11, 10, 20]]
+    )
     np.testing.assert_allclose(iou, [[0.5, 0, 0], [0, 10 / 190, 0]], rtol=1e-15)
     assert iou[0, 0] == 0.5
 
@@ -93,15 +111,29 @@ def test_hand_case_strict_rule():
 
 def test_difficult_below_threshold_is_false_positive():
     # The best ground truth is difficult but IoU < 0.5: the devkit counts a FP, not "ignored".
-    image = dict(image_id='x', gt_boxes=[[1, 1, 10, 10], [50, 50, 60, 60]], gt_labels=[1, 1],
-                 gt_difficult=[1, 0], det_boxes=[[1, 1, 10, 30]], det_scores=[0.5], det_labels=[1])
+    image = dict(
+        image_id='x',
+        gt_boxes=[[1, 1, 10, 10], [50, 50, 60, 60]],
+        gt_labels=[1, 1],
+        gt_difficult=[1, 0],
+        det_boxes=[[1, 1, 10, 30]],
+        det_scores=[0.5],
+        det_labels=[1],
+    )
     cat = _evaluate([image]).classes[0]
     assert (cat.num_tp, cat.num_fp, cat.num_ignored) == (0, 1, 0)
 
 
 def test_no_ground_truth_anywhere_gives_no_map():
-    image = dict(image_id='x', gt_boxes=[], gt_labels=[], gt_difficult=[],
-                 det_boxes=[[1, 1, 10, 10]], det_scores=[0.5], det_labels=[2])
+    image = dict(
+        image_id='x',
+        gt_boxes=[],
+        gt_labels=[],
+        gt_difficult=[],
+        det_boxes=[[1, 1, 10, 10]],
+        det_scores=[0.5],
+        det_labels=[2],
+    )
     result = _evaluate([image])
     assert result.map_voc07 is None and result.map_voc12 is None
     assert result.absent_classes == ['cat', 'dog', 'bird', 'cow']
@@ -114,18 +146,26 @@ def test_relative_boxes_match_pixel_boxes():
 
     def to_relative(boxes):
         b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        return np.stack([(b[:, 0] - 1) / height, (b[:, 1] - 1) / width, b[:, 2] / height,
-                         b[:, 3] / width], axis=1)
+        return np.stack(
+            [(b[:, 0] - 1) / height, (b[:, 1] - 1) / width, b[:, 2] / height, b[:, 3] / width],
+            axis=1,
+        )
 
     evaluator = vm.VOCEvaluator(NAMES)
     for image in _hand_split():
-        image = dict(image, gt_boxes=to_relative(image['gt_boxes']),
-                     det_boxes=to_relative(image['det_boxes']), image_shape=(height, width, 3))
+        image = dict(
+            image,
+            gt_boxes=to_relative(image['gt_boxes']),
+            det_boxes=to_relative(image['det_boxes']),
+            image_shape=(height, width, 3),
+        )
         evaluator.add_image(**image)
     relative, pixels = evaluator.compute(), _evaluate(_hand_split())
     assert relative.ap('voc07') == pixels.ap('voc07') and relative.ap('voc12') == pixels.ap('voc12')
-    np.testing.assert_array_equal(vm.pixel_boxes_from_relative([[0.25, 0.5, 0.75, 1.0]], (128, 256)),
-                                  [[33.0, 129.0, 96.0, 256.0]])
+    np.testing.assert_array_equal(
+        vm.pixel_boxes_from_relative([[0.25, 0.5, 0.75, 1.0]], (128, 256)),
+        [[33.0, 129.0, 96.0, 256.0]],
+    )
 
 
 def test_format_table_lists_every_class():
@@ -188,8 +228,11 @@ def _reference_voc(images, label, iou_threshold, iou_rule):
             bi = [max(b[0], bgt[0]), max(b[1], bgt[1]), min(b[2], bgt[2]), min(b[3], bgt[3])]
             ih, iw = bi[2] - bi[0] + 1, bi[3] - bi[1] + 1
             if iw > 0 and ih > 0:
-                ua = ((b[2] - b[0] + 1) * (b[3] - b[1] + 1) + (bgt[2] - bgt[0] + 1) * (bgt[3] - bgt[1] + 1)
-                      - iw * ih)
+                ua = (
+                    (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
+                    + (bgt[2] - bgt[0] + 1) * (bgt[3] - bgt[1] + 1)
+                    - iw * ih
+                )
                 ov = iw * ih / ua
                 if ov > ovmax:
                     ovmax, jmax = ov, j
@@ -245,10 +288,17 @@ def _random_split(rng, num_images=80, num_labels=4):
             labels.append(rng.integers(1, num_labels + 1))
         num_det = len(dets)
         scores = np.round(rng.random(num_det), 1)  # coarse scores: many ties, across images too
-        images.append(dict(image_id=f'img{n:03d}', gt_boxes=gt_boxes.reshape(-1, 4),
-                           gt_labels=gt_labels, gt_difficult=gt_difficult,
-                           det_boxes=np.asarray(dets, dtype=np.float64).reshape(-1, 4),
-                           det_scores=scores, det_labels=np.asarray(labels, dtype=np.int64)))
+        images.append(
+            dict(
+                image_id=f'img{n:03d}',
+                gt_boxes=gt_boxes.reshape(-1, 4),
+                gt_labels=gt_labels,
+                gt_difficult=gt_difficult,
+                det_boxes=np.asarray(dets, dtype=np.float64).reshape(-1, 4),
+                det_scores=scores,
+                det_labels=np.asarray(labels, dtype=np.int64),
+            )
+        )
     return images
 
 
@@ -270,7 +320,9 @@ def test_streaming_equals_global_devkit_order(seed, iou_rule):
         assert cls.ap_voc12 == pytest.approx(ap12, abs=1e-12)
         npos = cls.num_positives
         np.testing.assert_allclose(cls.recall, tp[counted] / npos, rtol=0, atol=1e-15)
-        np.testing.assert_allclose(cls.precision, tp[counted] / (tp + fp)[counted], rtol=0, atol=1e-15)
+        np.testing.assert_allclose(
+            cls.precision, tp[counted] / (tp + fp)[counted], rtol=0, atol=1e-15
+        )
     present = [c for c in result.classes if not c.absent]
     assert result.map_voc12 == pytest.approx(np.mean([c.ap_voc12 for c in present]))
     assert result.absent_classes == ['cow']
@@ -298,16 +350,27 @@ def test_average_precision_function():
 # ----------------------------------------------------------------------------------------------
 def test_results_file_format_and_round_trip(tmp_path):
     rng = np.random.default_rng(3)
-    shapes = {f'{n:06d}': (int(rng.integers(100, 500)), int(rng.integers(100, 500))) for n in range(20)}
+    shapes = {
+        f'{n:06d}': (int(rng.integers(100, 500)), int(rng.integers(100, 500))) for n in range(20)
+    }
     images = _random_split(rng, num_images=20)
     with vm.VOCResultsWriter(str(tmp_path), 'test', NAMES) as writer:
         writer.add_image('000xyz', [[0.0, 0.0, 0.5, 0.25]], [0.5], [2], image_shape=(100, 200))
         for image, (image_id, shape) in zip(images, shapes.items()):
             # Arbitrary float64 values: the text must carry them exactly.
-            image.update(image_id=image_id, shape=shape, det_boxes=image['det_boxes'] / 128.0,
-                         det_scores=image['det_scores'] + rng.random(len(image['det_scores'])) * 1e-7)
-            writer.add_image(image_id, image['det_boxes'], image['det_scores'], image['det_labels'],
-                             image_shape=shape)
+            image.update(
+                image_id=image_id,
+                shape=shape,
+                det_boxes=image['det_boxes'] / 128.0,
+                det_scores=image['det_scores'] + rng.random(len(image['det_scores'])) * 1e-7,
+            )
+            writer.add_image(
+                image_id,
+                image['det_boxes'],
+                image['det_scores'],
+                image['det_labels'],
+                image_shape=shape,
+            )
     assert sorted(os.listdir(tmp_path)) == sorted(f'comp4_det_test_{n}.txt' for n in NAMES.values())
     first = (tmp_path / 'comp4_det_test_dog.txt').read_text().splitlines()[0]
     # xmin = 0*200 + 1, ymin = 0*100 + 1, xmax = 0.25*200, ymax = 0.5*100.
@@ -315,7 +378,9 @@ def test_results_file_format_and_round_trip(tmp_path):
 
     read = vm.read_voc_results(str(tmp_path), 'test', NAMES)
     for label in NAMES:
-        ids, scores, boxes = (['000xyz'], [0.5], [[1.0, 1.0, 50.0, 50.0]]) if label == 2 else ([], [], [])
+        ids, scores, boxes = (
+            (['000xyz'], [0.5], [[1.0, 1.0, 50.0, 50.0]]) if label == 2 else ([], [], [])
+        )
         for image in images:
             keep = image['det_labels'] == label
             ids += [image['image_id']] * int(keep.sum())
@@ -330,7 +395,9 @@ def test_results_evaluate_the_same_after_round_trip(tmp_path):
     images = _random_split(np.random.default_rng(5), num_images=30)
     with vm.VOCResultsWriter(str(tmp_path), 'val', NAMES, boxes_in_pixels=True) as writer:
         for image in images:
-            writer.add_image(image['image_id'], image['det_boxes'], image['det_scores'], image['det_labels'])
+            writer.add_image(
+                image['image_id'], image['det_boxes'], image['det_scores'], image['det_labels']
+            )
     read = vm.read_voc_results(str(tmp_path), 'val', NAMES)
     reread = []
     for image in images:  # regroup the per-class files by image, class after class
@@ -341,7 +408,9 @@ def test_results_evaluate_the_same_after_round_trip(tmp_path):
                     boxes.append(box)
                     scores.append(score)
                     labels.append(label)
-        reread.append(dict(image, det_boxes=np.reshape(boxes, (-1, 4)), det_scores=scores, det_labels=labels))
+        reread.append(
+            dict(image, det_boxes=np.reshape(boxes, (-1, 4)), det_scores=scores, det_labels=labels)
+        )
     direct, via_files = _evaluate(images), _evaluate(reread)
     assert direct.ap('voc07') == via_files.ap('voc07')
     assert direct.ap('voc12') == via_files.ap('voc12')

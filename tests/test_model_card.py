@@ -1,4 +1,5 @@
 """The model card (model/card.py) and how the shared model flags meet it (model/cli.py)."""
+
 import json
 import os
 
@@ -68,15 +69,25 @@ def test_contradicting_flag_is_an_error_naming_flag_values_and_file(tmp_path):
     message = str(info.value)
     assert '--depth_multiplier=1.0' in message and 'which says 0.5' in message and path in message
     assert '--override_model_card' in message
-    for flag in (cli.ModelFlags(model_name='ssd_300_vgg'), cli.ModelFlags(num_classes=21),
-                 cli.ModelFlags(anchor_sizes='mobilenet_ssd', model_name='ssd_512_vgg')):
+    for flag in (
+        cli.ModelFlags(model_name='ssd_300_vgg'),
+        cli.ModelFlags(num_classes=21),
+        cli.ModelFlags(anchor_sizes='mobilenet_ssd', model_name='ssd_512_vgg'),
+    ):
         with pytest.raises(card_lib.CardError, match='contradicts the model card'):
             cli.resolve_card(flag, str(tmp_path), log=lines.append)
     # Flags that agree with the card are fine; so are detection settings (logged).
-    card = cli.resolve_card(cli.ModelFlags(depth_multiplier=0.5, num_classes=4,
-                                           anchor_sizes='mobilenet_ssd', nms_threshold=0.6,
-                                           compute_dtype='bfloat16'),
-                            str(tmp_path), log=lines.append)
+    card = cli.resolve_card(
+        cli.ModelFlags(
+            depth_multiplier=0.5,
+            num_classes=4,
+            anchor_sizes='mobilenet_ssd',
+            nms_threshold=0.6,
+            compute_dtype='bfloat16',
+        ),
+        str(tmp_path),
+        log=lines.append,
+    )
     assert card.params == _card().params and card.class_names == NAMES
     assert card.detection == card_lib.DetectionSettings(0.2, 0.6, 100, 200)
     assert card.compute_dtype == 'bfloat16'
@@ -86,8 +97,11 @@ def test_contradicting_flag_is_an_error_naming_flag_values_and_file(tmp_path):
 def test_override_replaces_the_card_and_says_so(tmp_path):
     card_lib.write(str(tmp_path / 'model.json'), _card())
     lines = []
-    card = cli.resolve_card(cli.ModelFlags(depth_multiplier=1.0, override_model_card=True),
-                            str(tmp_path), log=lines.append)
+    card = cli.resolve_card(
+        cli.ModelFlags(depth_multiplier=1.0, override_model_card=True),
+        str(tmp_path),
+        log=lines.append,
+    )
     assert card.params.depth_multiplier == 1.0 and card.class_names == NAMES
     assert any('--override_model_card: depth_multiplier 0.5' in line for line in lines)
 
@@ -96,15 +110,22 @@ def test_without_a_card_the_flags_and_labels_file_make_the_model(tmp_path):
     labels = tmp_path / 'labels.txt'
     labels.write_text('\n'.join(NAMES) + '\n', encoding='utf-8')
     lines = []
-    card = cli.resolve_card(cli.ModelFlags(model_name='ssd_300_mobilenet', depth_multiplier=0.5,
-                                           labels_file=str(labels)),
-                            str(tmp_path / 'model.ckpt'), log=lines.append)
+    card = cli.resolve_card(
+        cli.ModelFlags(
+            model_name='ssd_300_mobilenet', depth_multiplier=0.5, labels_file=str(labels)
+        ),
+        str(tmp_path / 'model.ckpt'),
+        log=lines.append,
+    )
     # The labels file sets the class count (it used to assume 21 and stop).
     assert card == _card().replace(card_id='', detection=card_lib.DetectionSettings())
     assert 'no model card found' in lines[0]
     with pytest.raises(card_lib.CardError, match='names 3 classes but the model has 20'):
-        cli.resolve_card(cli.ModelFlags(model_name='ssd_300_mobilenet', num_classes=21,
-                                        labels_file=str(labels)), None, log=lines.append)
+        cli.resolve_card(
+            cli.ModelFlags(model_name='ssd_300_mobilenet', num_classes=21, labels_file=str(labels)),
+            None,
+            log=lines.append,
+        )
 
 
 def test_an_anchor_preset_travels_with_the_card(tmp_path):

@@ -2,6 +2,7 @@
 ssd_300_mobilenet (depth multiplier 0.25, the synthetic set's own class names) is trained, then
 evaluated, watched, exported, run and scored with no model flag at all; the results equal those
 of the model built from explicit flags in-process. Contradicting flags fail before writing."""
+
 import json
 import os
 import shutil
@@ -23,9 +24,15 @@ from tests import inference_fixtures
 
 MODEL = 'ssd_300_mobilenet'
 DEPTH = 0.25
-EXPLICIT = cli.ModelFlags(model_name=MODEL, depth_multiplier=DEPTH,
-                          num_classes=len(synthetic.CLASSES) + 1, select_threshold=0.01,
-                          nms_threshold=0.45, top_k=400, keep_top_k=200)
+EXPLICIT = cli.ModelFlags(
+    model_name=MODEL,
+    depth_multiplier=DEPTH,
+    num_classes=len(synthetic.CLASSES) + 1,
+    select_threshold=0.01,
+    nms_threshold=0.45,
+    top_k=400,
+    keep_top_k=200,
+)
 
 
 @pytest.fixture(scope='module')
@@ -33,27 +40,48 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp('card')
     voc_dir, records, names = eval_fixtures.make_synthetic_records(str(root), num_images=12)
     train_dir = str(root / 'train')
-    proc = run_script('train_ssd_network.py', f'--train_dir={train_dir}', f'--dataset_dir={records}',
-                      '--dataset_name=custom', '--dataset_split_name=test', f'--model_name={MODEL}',
-                      f'--depth_multiplier={DEPTH}', '--batch_size=2', '--max_number_of_steps=2',
-                      '--save_interval_steps=2', '--num_readers=1', '--seed=3',
-                      '--num_preprocessing_threads=1', '--batch_norm_decay=0.5')
+    proc = run_script(
+        'train_ssd_network.py',
+        f'--train_dir={train_dir}',
+        f'--dataset_dir={records}',
+        '--dataset_name=custom',
+        '--dataset_split_name=test',
+        f'--model_name={MODEL}',
+        f'--depth_multiplier={DEPTH}',
+        '--batch_size=2',
+        '--max_number_of_steps=2',
+        '--save_interval_steps=2',
+        '--num_readers=1',
+        '--seed=3',
+        '--num_preprocessing_threads=1',
+        '--batch_norm_decay=0.5',
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     images = root / 'images'
     for i, image in enumerate(inference_fixtures.random_images(4, [(120, 160), (90, 200)])):
         data_fixtures.write_image(str(images / f'im{i}.png'), image, '.png')
-    return dict(root=root, voc_dir=voc_dir, records=records, names=tuple(names),
-                train_dir=train_dir, prefix=checkpoints.resolve_checkpoint(train_dir),
-                images=str(images), train_log=proc.stderr)
+    return dict(
+        root=root,
+        voc_dir=voc_dir,
+        records=records,
+        names=tuple(names),
+        train_dir=train_dir,
+        prefix=checkpoints.resolve_checkpoint(train_dir),
+        images=str(images),
+        train_log=proc.stderr,
+    )
 
 
 def test_training_writes_the_card(trained):
     card = card_lib.load(os.path.join(trained['train_dir'], 'model.json'))
     assert card.model_name == MODEL and card.params.depth_multiplier == DEPTH
     assert card.class_names == trained['names'] == synthetic.CLASSES
-    assert card.provenance['dataset'] == {'name': 'custom', 'split': 'test',
-                                          'dir': os.path.abspath(trained['records']),
-                                          'num_examples': 3}
+    assert card.provenance['dataset'] == {
+        'name': 'custom',
+        'split': 'test',
+        'dir': os.path.abspath(trained['records']),
+        'num_examples': 3,
+    }
     assert card.provenance['settings']['batch_norm_decay'] == 0.5
     # The card describes the net, not a training-only setting such as batch_norm_decay.
     assert card.params == card_lib.from_registry(MODEL, 7, depth_multiplier=DEPTH).params
@@ -63,49 +91,79 @@ def test_training_writes_the_card(trained):
 def test_eval_watch_export_detect_score_without_model_flags(trained, tmp_path):
     prefix = trained['prefix']
     eval_dir = str(tmp_path / 'eval')
-    common = ['--dataset_name=custom', '--dataset_split_name=test',
-              f'--dataset_dir={trained["records"]}', '--batch_size=2']
-    proc = run_script('eval_ssd_network.py', f'--checkpoint_path={trained["train_dir"]}',
-                      f'--eval_dir={eval_dir}', *common)
+    common = [
+        '--dataset_name=custom',
+        '--dataset_split_name=test',
+        f'--dataset_dir={trained["records"]}',
+        '--batch_size=2',
+    ]
+    proc = run_script(
+        'eval_ssd_network.py',
+        f'--checkpoint_path={trained["train_dir"]}',
+        f'--eval_dir={eval_dir}',
+        *common,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'model card ' + os.path.join(trained['train_dir'], 'model.json') in proc.stdout
     summary = json.loads(open(os.path.join(eval_dir, 'results.json')).read())
     # The same model from explicit flags, evaluated in-process: the same numbers.
     explicit = cli.resolve_card(EXPLICIT, None, log=lambda line: None)
     assert explicit.params == card_lib.load(os.path.join(trained['train_dir'], 'model.json')).params
-    settings = evaluate.EvalSettings(card=explicit, dataset_name='custom',
-                                     dataset_split_name='test', dataset_dir=trained['records'],
-                                     batch_size=2, pr_curves=False)
+    settings = evaluate.EvalSettings(
+        card=explicit,
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir=trained['records'],
+        batch_size=2,
+        pr_curves=False,
+    )
     with tf.Graph().as_default():
-        result = evaluate.evaluate_checkpoint(settings, prefix, str(tmp_path / 'explicit'),
-                                              log=lambda line: None)
+        result = evaluate.evaluate_checkpoint(
+            settings, prefix, str(tmp_path / 'explicit'), log=lambda line: None
+        )
     assert summary['metrics'] == result.metrics
     assert [row['name'] for row in summary['classes']] == list(synthetic.CLASSES)
 
     # The watcher: its best/ folder carries the card.
     watch_dir = str(tmp_path / 'watch')
-    proc = run_script('eval_ssd_network.py', f'--checkpoint_path={trained["train_dir"]}',
-                      f'--eval_dir={watch_dir}', '--wait_for_checkpoints', '--eval_timeout=60',
-                      '--eval_interval_secs=1', *common)
+    proc = run_script(
+        'eval_ssd_network.py',
+        f'--checkpoint_path={trained["train_dir"]}',
+        f'--eval_dir={watch_dir}',
+        '--wait_for_checkpoints',
+        '--eval_timeout=60',
+        '--eval_interval_secs=1',
+        *common,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = card_lib.load(os.path.join(watch_dir, 'best', 'model.json'))
     assert best.class_names == synthetic.CLASSES and best.params.depth_multiplier == DEPTH
 
     # Score the devkit files of the eval with the card's class names.
-    proc = run_script('score_detections.py', f'--results_dir={eval_dir}',
-                      f'--voc_dir={trained["voc_dir"]}', '--split=test',
-                      f'--model_card={trained["train_dir"]}/model.json')
+    proc = run_script(
+        'score_detections.py',
+        f'--results_dir={eval_dir}',
+        f'--voc_dir={trained["voc_dir"]}',
+        '--split=test',
+        f'--model_card={trained["train_dir"]}/model.json',
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f'{100 * summary["metrics"]["voc07"]:.2f}' in proc.stdout
 
     # Export without model flags: metadata.json is the training card plus the export.
     out = str(tmp_path / 'export')
-    proc = run_script('export_ssd_network.py', f'--checkpoint_path={trained["train_dir"]}',
-                      f'--output_dir={out}', '--formats=frozen_graph')
+    proc = run_script(
+        'export_ssd_network.py',
+        f'--checkpoint_path={trained["train_dir"]}',
+        f'--output_dir={out}',
+        '--formats=frozen_graph',
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = json.loads(open(os.path.join(out, 'metadata.json')).read())
     trained_card = card_lib.load(os.path.join(trained['train_dir'], 'model.json'))
-    assert meta['card_id'] == trained_card.card_id and meta['class_names'] == list(synthetic.CLASSES)
+    assert meta['card_id'] == trained_card.card_id and meta['class_names'] == list(
+        synthetic.CLASSES
+    )
     assert meta['export']['checkpoint'] == {'path': prefix, 'step': 2}
 
     # Detect from the checkpoint with no model flag, and from a copy without its card with
@@ -117,41 +175,71 @@ def test_eval_watch_export_detect_score_without_model_flags(trained, tmp_path):
             shutil.copy(os.path.join(trained['train_dir'], name), bare / name)
     labels = tmp_path / 'labels.txt'
     labels.write_text('\n'.join(synthetic.CLASSES) + '\n')
-    explicit_flags = [f'--model_name={MODEL}', f'--depth_multiplier={DEPTH}',
-                      f'--labels_file={labels}']
+    explicit_flags = [
+        f'--model_name={MODEL}',
+        f'--depth_multiplier={DEPTH}',
+        f'--labels_file={labels}',
+    ]
     results = {}
-    for name, args in (('card', [f'--checkpoint_path={trained["train_dir"]}']),
-                       ('flags', [f'--checkpoint_path={bare}/{os.path.basename(prefix)}',
-                                  *explicit_flags]),
-                       ('frozen', [f'--frozen_graph={out}/frozen_graph.pb'])):
+    for name, args in (
+        ('card', [f'--checkpoint_path={trained["train_dir"]}']),
+        ('flags', [f'--checkpoint_path={bare}/{os.path.basename(prefix)}', *explicit_flags]),
+        ('frozen', [f'--frozen_graph={out}/frozen_graph.pb']),
+    ):
         det_dir = str(tmp_path / ('det_' + name))
-        proc = run_script('detect_ssd_network.py', *args, f'--input={trained["images"]}',
-                          f'--output_dir={det_dir}', '--select_threshold=0.01')
+        proc = run_script(
+            'detect_ssd_network.py',
+            *args,
+            f'--input={trained["images"]}',
+            f'--output_dir={det_dir}',
+            '--select_threshold=0.01',
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         results[name] = json.loads(open(os.path.join(det_dir, 'detections.json')).read())
         assert ('no model card found' in proc.stdout) == (name == 'flags')
         for image in results[name]['images']:
             rows = image['detections']
             assert rows and all(d['label'] == synthetic.CLASSES[d['label_id'] - 1] for d in rows)
-    strip = lambda result: [[{k: d[k] for k in ('label', 'label_id', 'score', 'xmin', 'ymin',
-                                                'xmax', 'ymax')} for d in im['detections']]
-                            for im in result['images']]
+
+    def strip(result):
+        return [
+            [
+                {k: d[k] for k in ('label', 'label_id', 'score', 'xmin', 'ymin', 'xmax', 'ymax')}
+                for d in im['detections']
+            ]
+            for im in result['images']
+        ]
+
     assert strip(results['card']) == strip(results['flags'])
 
 
 def test_contradicting_flags_fail_before_writing(trained, tmp_path):
     eval_dir = tmp_path / 'eval'
-    proc = run_script('eval_ssd_network.py', f'--checkpoint_path={trained["prefix"]}',
-                      f'--eval_dir={eval_dir}', '--dataset_name=custom', '--dataset_split_name=test',
-                      f'--dataset_dir={trained["records"]}', '--depth_multiplier=0.5')
+    proc = run_script(
+        'eval_ssd_network.py',
+        f'--checkpoint_path={trained["prefix"]}',
+        f'--eval_dir={eval_dir}',
+        '--dataset_name=custom',
+        '--dataset_split_name=test',
+        f'--dataset_dir={trained["records"]}',
+        '--depth_multiplier=0.5',
+    )
     assert proc.returncode != 0 and not eval_dir.exists()
-    assert (f'--depth_multiplier=0.5 contradicts the model card '
-            f'{trained["train_dir"]}/model.json, which says 0.25') in proc.stderr
+    assert (
+        f'--depth_multiplier=0.5 contradicts the model card '
+        f'{trained["train_dir"]}/model.json, which says 0.25'
+    ) in proc.stderr
     before = sorted(os.listdir(trained['train_dir']))
-    proc = run_script('train_ssd_network.py', f'--train_dir={trained["train_dir"]}',
-                      f'--dataset_dir={trained["records"]}', '--dataset_name=custom',
-                      '--dataset_split_name=test', '--depth_multiplier=0.5',
-                      '--max_number_of_steps=3', '--batch_size=2')
+    proc = run_script(
+        'train_ssd_network.py',
+        f'--train_dir={trained["train_dir"]}',
+        f'--dataset_dir={trained["records"]}',
+        '--dataset_name=custom',
+        '--dataset_split_name=test',
+        '--depth_multiplier=0.5',
+        '--max_number_of_steps=3',
+        '--batch_size=2',
+    )
     assert proc.returncode != 0
     assert '--depth_multiplier=0.5 contradicts the model card' in proc.stderr
     assert sorted(os.listdir(trained['train_dir'])) == before
@@ -160,21 +248,32 @@ def test_contradicting_flags_fail_before_writing(trained, tmp_path):
 def test_caffe_converted_checkpoint_needs_no_model_flags(trained, tmp_path):
     """caffe_to_tensorflow.py's card: detect and evaluate with no model flags."""
     from converters import caffe_convert
+
     net = caffe_fixtures.mobilenet_ssd(num_classes=len(synthetic.CLASSES) + 1, seed=2)
     _, model = caffe_fixtures.write_net(net, str(tmp_path), 'mobilenet')
     ckpt = str(tmp_path / 'converted' / 'mobilenet.ckpt')
     caffe_convert.convert(model, ckpt, MODEL, log=lambda line: None)
     det_dir = str(tmp_path / 'det')
-    proc = run_script('detect_ssd_network.py', f'--checkpoint_path={ckpt}',
-                      f'--input={trained["images"]}', f'--output_dir={det_dir}')
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--checkpoint_path={ckpt}',
+        f'--input={trained["images"]}',
+        f'--output_dir={det_dir}',
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f'model card {ckpt}.model.json' in proc.stdout
     card = card_lib.load(ckpt + '.model.json')
-    settings = evaluate.EvalSettings(card=cli.resolve_card(cli.ModelFlags(), ckpt, log=print),
-                                     dataset_name='custom', dataset_split_name='test',
-                                     dataset_dir=trained['records'], batch_size=2, pr_curves=False)
+    settings = evaluate.EvalSettings(
+        card=cli.resolve_card(cli.ModelFlags(), ckpt, log=print),
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir=trained['records'],
+        batch_size=2,
+        pr_curves=False,
+    )
     assert settings.card.detection == card.detection and settings.card.params == card.params
     with tf.Graph().as_default():
-        result = evaluate.evaluate_checkpoint(settings, ckpt, str(tmp_path / 'eval'),
-                                              log=lambda line: None)
+        result = evaluate.evaluate_checkpoint(
+            settings, ckpt, str(tmp_path / 'eval'), log=lambda line: None
+        )
     assert result.num_images == 3 and np.isfinite(result.metrics['voc07'])

@@ -1,4 +1,5 @@
 """Net structure (variable names/shapes of the older TF port), forward shapes and NCHW == NHWC."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,29 +11,53 @@ v1 = tf.compat.v1
 
 
 def _vgg_backbone(scope):
-    convs = [('conv1/conv1_1', 3, 3, 64), ('conv1/conv1_2', 3, 64, 64),
-             ('conv2/conv2_1', 3, 64, 128), ('conv2/conv2_2', 3, 128, 128),
-             ('conv3/conv3_1', 3, 128, 256), ('conv3/conv3_2', 3, 256, 256),
-             ('conv3/conv3_3', 3, 256, 256),
-             ('conv4/conv4_1', 3, 256, 512), ('conv4/conv4_2', 3, 512, 512),
-             ('conv4/conv4_3', 3, 512, 512),
-             ('conv5/conv5_1', 3, 512, 512), ('conv5/conv5_2', 3, 512, 512),
-             ('conv5/conv5_3', 3, 512, 512),
-             ('conv6', 3, 512, 1024), ('conv7', 1, 1024, 1024),
-             ('block8/conv1x1', 1, 1024, 256), ('block8/conv3x3', 3, 256, 512),
-             ('block9/conv1x1', 1, 512, 128), ('block9/conv3x3', 3, 128, 256),
-             ('block10/conv1x1', 1, 256, 128), ('block10/conv3x3', 3, 128, 256),
-             ('block11/conv1x1', 1, 256, 128), ('block11/conv3x3', 3, 128, 256)]
+    convs = [
+        ('conv1/conv1_1', 3, 3, 64),
+        ('conv1/conv1_2', 3, 64, 64),
+        ('conv2/conv2_1', 3, 64, 128),
+        ('conv2/conv2_2', 3, 128, 128),
+        ('conv3/conv3_1', 3, 128, 256),
+        ('conv3/conv3_2', 3, 256, 256),
+        ('conv3/conv3_3', 3, 256, 256),
+        ('conv4/conv4_1', 3, 256, 512),
+        ('conv4/conv4_2', 3, 512, 512),
+        ('conv4/conv4_3', 3, 512, 512),
+        ('conv5/conv5_1', 3, 512, 512),
+        ('conv5/conv5_2', 3, 512, 512),
+        ('conv5/conv5_3', 3, 512, 512),
+        ('conv6', 3, 512, 1024),
+        ('conv7', 1, 1024, 1024),
+        ('block8/conv1x1', 1, 1024, 256),
+        ('block8/conv3x3', 3, 256, 512),
+        ('block9/conv1x1', 1, 512, 128),
+        ('block9/conv3x3', 3, 128, 256),
+        ('block10/conv1x1', 1, 256, 128),
+        ('block10/conv3x3', 3, 128, 256),
+        ('block11/conv1x1', 1, 256, 128),
+        ('block11/conv3x3', 3, 128, 256),
+    ]
     return convs
 
 
 # The older TF port's SSD300 (21 classes): anchors per location 4, 6, 6, 6, 4, 4.
-SSD300_HEADS = [('block4_box', 512, 4), ('block7_box', 1024, 6), ('block8_box', 512, 6),
-                ('block9_box', 256, 6), ('block10_box', 256, 4), ('block11_box', 256, 4)]
+SSD300_HEADS = [
+    ('block4_box', 512, 4),
+    ('block7_box', 1024, 6),
+    ('block8_box', 512, 6),
+    ('block9_box', 256, 6),
+    ('block10_box', 256, 4),
+    ('block11_box', 256, 4),
+]
 SSD512_EXTRA = [('block12/conv1x1', 1, 256, 128), ('block12/conv4x4', 4, 128, 256)]
-SSD512_HEADS = [('block4_box', 512, 4), ('block7_box', 1024, 6), ('block8_box', 512, 6),
-                ('block9_box', 256, 6), ('block10_box', 256, 6), ('block11_box', 256, 4),
-                ('block12_box', 256, 4)]
+SSD512_HEADS = [
+    ('block4_box', 512, 4),
+    ('block7_box', 1024, 6),
+    ('block8_box', 512, 6),
+    ('block9_box', 256, 6),
+    ('block10_box', 256, 6),
+    ('block11_box', 256, 4),
+    ('block12_box', 256, 4),
+]
 
 
 def expected_variables(scope, convs, heads, num_classes=21):
@@ -50,8 +75,9 @@ def expected_variables(scope, convs, heads, num_classes=21):
 
 
 def build(name, size, data_format='NHWC', num_classes=21, batch=None, is_training=False):
-    net, fn = nets_factory.get_network_fn(name, num_classes, is_training=is_training,
-                                          data_format=data_format)
+    net, fn = nets_factory.get_network_fn(
+        name, num_classes, is_training=is_training, data_format=data_format
+    )
     shape = [batch, 3, size, size] if data_format == 'NCHW' else [batch, size, size, 3]
     inputs = v1.placeholder(tf.float32, shape)
     return net, inputs, fn(inputs)
@@ -73,8 +99,9 @@ def test_ssd_300_vgg_variables_equal_older_port():
 
 def test_ssd_512_vgg_variables_equal_older_port():
     got = variables_of('ssd_512_vgg', 512)
-    want = expected_variables('ssd_512_vgg', _vgg_backbone('ssd_512_vgg') + SSD512_EXTRA,
-                              SSD512_HEADS)
+    want = expected_variables(
+        'ssd_512_vgg', _vgg_backbone('ssd_512_vgg') + SSD512_EXTRA, SSD512_HEADS
+    )
     assert got == want
 
 
@@ -102,21 +129,30 @@ def test_mobilenet_scopes_follow_caffe_names():
     assert sum(k.endswith('weights') for k in got) == 47
 
 
-@pytest.mark.parametrize('name,size,count,classes', [('ssd_300_vgg', 300, 8732, 21),
-                                                     ('ssd_512_vgg', 512, 24564, 5),
-                                                     ('ssd_300_mobilenet', 300, 1917, 21)])
+@pytest.mark.parametrize(
+    'name,size,count,classes',
+    [
+        ('ssd_300_vgg', 300, 8732, 21),
+        ('ssd_512_vgg', 512, 24564, 5),
+        ('ssd_300_mobilenet', 300, 1917, 21),
+    ],
+)
 def test_forward_shapes(name, size, count, classes):
     with tf.Graph().as_default():
         net, inputs, (predictions, localisations, logits, end_points) = build(
-            name, size, num_classes=classes)
+            name, size, num_classes=classes
+        )
         from nets.ssd_common import flatten_layers
+
         flat_p, flat_l = flatten_layers(predictions), flatten_layers(localisations)
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
-            p, l = sess.run([flat_p, flat_l], {inputs: np.random.RandomState(0).randn(
-                2, size, size, 3).astype(np.float32)})
+            p, l = sess.run(
+                [flat_p, flat_l],
+                {inputs: np.random.RandomState(0).randn(2, size, size, 3).astype(np.float32)},
+            )
     assert p.shape == (2, count, classes) and l.shape == (2, count, 4)
-    np.testing.assert_allclose(p.sum(-1), 1., atol=1e-5)
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-5)
     assert [tuple(t.shape[1:3]) for t in localisations] == list(net.params.feat_shapes)
 
 
@@ -126,8 +162,9 @@ def test_feature_shape_mismatch_is_a_clear_error():
             build('ssd_300_vgg', 320)
 
 
-@pytest.mark.parametrize('name,size', [('ssd_300_vgg', 300), ('ssd_512_vgg', 512),
-                                       ('ssd_300_mobilenet', 300)])
+@pytest.mark.parametrize(
+    'name,size', [('ssd_300_vgg', 300), ('ssd_512_vgg', 512), ('ssd_300_mobilenet', 300)]
+)
 def test_nchw_equals_nhwc(name, size):
     rng = np.random.RandomState(1)
     images = rng.randn(1, size, size, 3).astype(np.float32) * 50
@@ -140,11 +177,14 @@ def test_nchw_equals_nhwc(name, size):
                 sess.run(v1.global_variables_initializer())
                 if values is None:
                     # Non-trivial batch-norm statistics so that a wrong axis would show.
-                    values = {v.op.name: (rng.rand(*v.shape.as_list()) + 0.5).astype(np.float32)
-                              if 'moving_variance' in v.op.name or 'gamma' in v.op.name
-                              else sess.run(v) if 'BatchNorm' not in v.op.name
-                              else rng.randn(*v.shape.as_list()).astype(np.float32) * 0.1
-                              for v in variables}
+                    values = {
+                        v.op.name: (rng.rand(*v.shape.as_list()) + 0.5).astype(np.float32)
+                        if 'moving_variance' in v.op.name or 'gamma' in v.op.name
+                        else sess.run(v)
+                        if 'BatchNorm' not in v.op.name
+                        else rng.randn(*v.shape.as_list()).astype(np.float32) * 0.1
+                        for v in variables
+                    }
                 for v in variables:
                     v.load(values[v.op.name], sess)
                 feed = images if data_format == 'NHWC' else images.transpose(0, 3, 1, 2)
@@ -181,7 +221,8 @@ def test_predict_in_bfloat16_returns_float32_softmax_of_float32_logits():
     images = (rng.rand(2, 300, 300, 3).astype(np.float32) - 0.5) * 2
     with tf.Graph().as_default():
         net = nets_factory.get_network('ssd_300_mobilenet')(
-            nets_factory.get_network('ssd_300_mobilenet').default_params)
+            nets_factory.get_network('ssd_300_mobilenet').default_params
+        )
         inputs = v1.placeholder(tf.float32, [2, 300, 300, 3])
         with slim.arg_scope(net.arg_scope()):
             fp32 = net.predict(inputs)
@@ -200,4 +241,4 @@ def test_predict_in_bfloat16_returns_float32_softmax_of_float32_logits():
             assert got.dtype == np.float32
             assert np.abs(got - want).max() <= 0.05 * np.abs(want).max()
         # A float32 softmax: bf16's would be off by ~1e-2 from summing to 1.
-        np.testing.assert_allclose(bf16[0][layer].sum(axis=-1), 1., atol=1e-5)
+        np.testing.assert_allclose(bf16[0][layer].sum(axis=-1), 1.0, atol=1e-5)

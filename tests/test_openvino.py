@@ -6,6 +6,7 @@ and prove nothing). fp32 must give the frozen graph's detections: every one matc
 scores and boxes within TOL. bf16 is checked where the CPU has bf16 instructions; elsewhere
 OpenVINO keeps fp32 and the detector must say so.
 """
+
 import json
 import os
 
@@ -33,13 +34,21 @@ def ov_export(tmp_path_factory):
     spec = fx.small_spec(select_threshold=0.05, top_k=50, keep_top_k=40)
     prefix = fx.write_checkpoint(spec, str(root / 'ckpt'))
     out = str(root / 'out')
-    written = export.export(spec, prefix, out, formats=['frozen_graph', 'openvino'],
-                            log=lambda _: None)
+    written = export.export(
+        spec, prefix, out, formats=['frozen_graph', 'openvino'], log=lambda _: None
+    )
     images = fx.random_images(7, [(240, 320), (300, 300), (181, 97), (97, 181)])
     with detection.Detector.from_frozen_graph(written['frozen_graph']) as frozen:
         reference = frozen.run(images, detection.OUTPUTS)
-    return dict(root=root, spec=spec, prefix=prefix, out=out, written=written, images=images,
-                reference=reference)
+    return dict(
+        root=root,
+        spec=spec,
+        prefix=prefix,
+        out=out,
+        written=written,
+        images=images,
+        reference=reference,
+    )
 
 
 @pytest.fixture(scope='module')
@@ -52,17 +61,21 @@ def assert_same_detections(got, want, b_got, b_want, tol=TOL):
     n = want['num_detections'][b_want]
     assert n > 0
     assert got['num_detections'][b_got] == n
-    np.testing.assert_array_equal(got['detection_classes'][b_got], want['detection_classes'][b_want])
-    np.testing.assert_allclose(got['detection_scores'][b_got], want['detection_scores'][b_want],
-                               atol=tol)
-    np.testing.assert_allclose(got['detection_boxes'][b_got], want['detection_boxes'][b_want],
-                               atol=tol)
+    np.testing.assert_array_equal(
+        got['detection_classes'][b_got], want['detection_classes'][b_want]
+    )
+    np.testing.assert_allclose(
+        got['detection_scores'][b_got], want['detection_scores'][b_want], atol=tol
+    )
+    np.testing.assert_allclose(
+        got['detection_boxes'][b_got], want['detection_boxes'][b_want], atol=tol
+    )
 
 
 def test_scores_spread(ov_export):
     # Guards the fixture: identical scores would make the comparisons vacuous.
     ref = ov_export['reference']
-    assert np.ptp(ref['detection_scores'][0][:ref['num_detections'][0]]) > 0.05
+    assert np.ptp(ref['detection_scores'][0][: ref['num_detections'][0]]) > 0.05
 
 
 def test_resize_equals_tf_image_resize(ov_export):
@@ -70,8 +83,9 @@ def test_resize_equals_tf_image_resize(ov_export):
     spec = ov_export['spec']
     batch, sizes = detection.pad_batch(ov_export['images'])
     with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        got = sess.run(openvino_model.preprocess_padded(tf.constant(batch), tf.constant(sizes),
-                                                        spec))
+        got = sess.run(
+            openvino_model.preprocess_padded(tf.constant(batch), tf.constant(sizes), spec)
+        )
         want = sess.run(detection.preprocess_images(tf.constant(batch), spec, tf.constant(sizes)))
     np.testing.assert_allclose(got, want, atol=1e-5)
 
@@ -84,8 +98,11 @@ def test_openvino_equals_frozen_graph(ov_export, ov_detector):
         assert_same_detections(got, ov_export['reference'], b, b)
     for key in detection.RAW_OUTPUTS:
         np.testing.assert_allclose(got[key], ov_export['reference'][key], atol=TOL)
-    for key, dtype in (('detection_classes', np.int32), ('num_detections', np.int32),
-                       ('detection_boxes', np.float32)):
+    for key, dtype in (
+        ('detection_classes', np.int32),
+        ('num_detections', np.int32),
+        ('detection_boxes', np.float32),
+    ):
         assert got[key].dtype == dtype
     assert got['detection_boxes'].shape == (len(ov_export['images']), 40, 4)
 
@@ -97,6 +114,7 @@ def test_openvino_one_image_per_call(ov_export, ov_detector):
 
 def test_ir_holds_nms_and_the_card(ov_export):
     import openvino as ov
+
     path = ov_export['written']['openvino']
     assert os.path.isfile(os.path.splitext(path)[0] + '.bin')
     model = ov.Core().read_model(path)
@@ -115,8 +133,13 @@ def test_openvino_keep_top_k_beyond_candidates_and_clip(ov_export, tmp_path):
     """keep_top_k larger than every candidate (6 classes x top_k 5 = 30 < 40): padding rows;
     and decoded boxes clipped to the image before NMS (torchvision's `clip`)."""
     spec = ov_export['spec'].with_detection(top_k=5, keep_top_k=40, clip=True)
-    written = export.export(spec, ov_export['prefix'], str(tmp_path),
-                            formats=['frozen_graph', 'openvino'], log=lambda _: None)
+    written = export.export(
+        spec,
+        ov_export['prefix'],
+        str(tmp_path),
+        formats=['frozen_graph', 'openvino'],
+        log=lambda _: None,
+    )
     images = ov_export['images'][:2]
     with detection.Detector.from_frozen_graph(written['frozen_graph']) as frozen:
         want = frozen.run(images)
@@ -126,7 +149,7 @@ def test_openvino_keep_top_k_beyond_candidates_and_clip(ov_export, tmp_path):
         assert_same_detections(got, want, b, b)
     assert got['detection_scores'].shape == (2, 40)
     assert (got['detection_classes'][:, 30:] == 0).all()
-    assert got['detection_boxes'].min() >= 0. and got['detection_boxes'].max() <= 1.
+    assert got['detection_boxes'].min() >= 0.0 and got['detection_boxes'].max() <= 1.0
 
 
 def test_bfloat16(ov_export, ov_detector):
@@ -147,12 +170,14 @@ def test_bfloat16(ov_export, ov_detector):
     # Each of the 5 best bf16 detections is some anchor's float32 box and class score.
     anchors = np.load(os.path.join(ov_export['out'], detection.ANCHORS_FILE))
     from tests import numpy_reference as ref
+
     for b in range(len(ov_export['images'])):
         boxes = ref.decode(want['raw_localisations'][b].astype(np.float64), anchors)
         for k in range(5):
             scores = want['raw_scores'][b][:, got['detection_classes'][b, k]]
-            same = ((np.abs(boxes - got['detection_boxes'][b, k]).max(axis=1) <= BF16_RTOL)
-                    & (np.abs(scores - got['detection_scores'][b, k]) <= BF16_RTOL))
+            same = (np.abs(boxes - got['detection_boxes'][b, k]).max(axis=1) <= BF16_RTOL) & (
+                np.abs(scores - got['detection_scores'][b, k]) <= BF16_RTOL
+            )
             assert same.any(), (b, k)
 
 
@@ -172,24 +197,44 @@ def records(ov_export):
 
 def test_evaluation_of_exports_equals_checkpoint(ov_export, ov_detector, records, tmp_path):
     """Same mAP from the checkpoint, the frozen graph and the OpenVINO model on the split."""
-    settings = evaluate.EvalSettings(card=ov_export['spec'], dataset_name='custom',
-                                     dataset_split_name='test', dataset_dir=records, batch_size=4,
-                                     pr_curves=False)
+    settings = evaluate.EvalSettings(
+        card=ov_export['spec'],
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir=records,
+        batch_size=4,
+        pr_curves=False,
+    )
     quiet = lambda _: None  # noqa: E731
-    want = evaluate.evaluate_checkpoint(settings, ov_export['prefix'], str(tmp_path / 'ckpt'),
-                                        log=quiet)
+    want = evaluate.evaluate_checkpoint(
+        settings, ov_export['prefix'], str(tmp_path / 'ckpt'), log=quiet
+    )
     with detection.Detector.from_frozen_graph(ov_export['written']['frozen_graph']) as frozen:
         frozen_result = eval_exported.evaluate_exported(
-            settings, frozen, ov_export['written']['frozen_graph'], str(tmp_path / 'frozen'),
-            log=quiet)
-    got = eval_exported.evaluate_exported(settings, ov_detector, ov_export['written']['openvino'],
-                                          str(tmp_path / 'ov'), log=quiet,
-                                          description={'kind': 'openvino_model'})
+            settings,
+            frozen,
+            ov_export['written']['frozen_graph'],
+            str(tmp_path / 'frozen'),
+            log=quiet,
+        )
+    got = eval_exported.evaluate_exported(
+        settings,
+        ov_detector,
+        ov_export['written']['openvino'],
+        str(tmp_path / 'ov'),
+        log=quiet,
+        description={'kind': 'openvino_model'},
+    )
     assert want.num_images == got.num_images == frozen_result.num_images == 12
+
     # Seeded weights detect nothing real (mAP near 0), so the detections themselves are compared
     # too: per class, as many detections and true positives.
-    counts = lambda result: [(row['num_detections'], row['num_tp'])  # noqa: E731
-                             for row in result.summary['classes']]
+    def counts(result):
+        return [
+            (row['num_detections'], row['num_tp'])  # noqa: E731
+            for row in result.summary['classes']
+        ]
+
     assert sum(n for n, _ in counts(want)) > 0
     for result in (frozen_result, got):
         assert counts(result) == counts(want)
@@ -206,11 +251,16 @@ def test_scripts_detect_and_eval_through_openvino(ov_export, records, tmp_path):
     image_dir = tmp_path / 'images'
     image_dir.mkdir()
     import cv2
+
     for i, image in enumerate(ov_export['images'][:2]):
         cv2.imwrite(str(image_dir / f'im{i}.png'), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    result = conftest.run_script('detect_ssd_network.py', f'--openvino_model={xml}',
-                                 f'--input={image_dir}', f'--output_dir={tmp_path / "det"}',
-                                 '--select_threshold=0.05')
+    result = conftest.run_script(
+        'detect_ssd_network.py',
+        f'--openvino_model={xml}',
+        f'--input={image_dir}',
+        f'--output_dir={tmp_path / "det"}',
+        '--select_threshold=0.05',
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'computes in fp32' in result.stdout
     with open(tmp_path / 'det' / 'detections.json') as f:
@@ -219,12 +269,19 @@ def test_scripts_detect_and_eval_through_openvino(ov_export, records, tmp_path):
     ref = ov_export['reference']
     for i, item in enumerate(sorted(got['images'], key=lambda item: item['file'])):
         assert len(item['detections']) == ref['num_detections'][i]
-        assert item['detections'][0]['score'] == pytest.approx(ref['detection_scores'][i, 0],
-                                                               abs=TOL)
-    result = conftest.run_script('eval_ssd_network.py', f'--exported_model={xml}',
-                                 f'--eval_dir={tmp_path / "eval"}', '--dataset_name=custom',
-                                 '--dataset_split_name=test', f'--dataset_dir={records}',
-                                 '--batch_size=5', '--pr_curves=false')
+        assert item['detections'][0]['score'] == pytest.approx(
+            ref['detection_scores'][i, 0], abs=TOL
+        )
+    result = conftest.run_script(
+        'eval_ssd_network.py',
+        f'--exported_model={xml}',
+        f'--eval_dir={tmp_path / "eval"}',
+        '--dataset_name=custom',
+        '--dataset_split_name=test',
+        f'--dataset_dir={records}',
+        '--batch_size=5',
+        '--pr_curves=false',
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / 'eval' / 'results.json') as f:
         summary = json.load(f)

@@ -1,4 +1,5 @@
 """Post-processing against a numpy transcription of Caffe's DetectionOutput."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,16 +21,24 @@ def make_inputs(rng, batch, n, c):
     return probs.astype(np.float32), codes.astype(np.float32), anchors
 
 
-@pytest.mark.parametrize('conf,nms,top_k,keep_top_k,clip', [(0.3, 0.45, 400, 200, False),
-                                                            (0.2, 0.3, 10, 25, False),
-                                                            (0.25, 0.5, -1, -1, True),
-                                                            (0.6, 0.45, 5, 3, False)])
+@pytest.mark.parametrize(
+    'conf,nms,top_k,keep_top_k,clip',
+    [
+        (0.3, 0.45, 400, 200, False),
+        (0.2, 0.3, 10, 25, False),
+        (0.25, 0.5, -1, -1, True),
+        (0.6, 0.45, 5, 3, False),
+    ],
+)
 def test_equals_caffe_detection_output(conf, nms, top_k, keep_top_k, clip):
     rng = np.random.RandomState(0)
     probs, codes, anchors = make_inputs(rng, 3, 300, 5)
     with tf.Graph().as_default(), v1.Session() as sess:
-        out = sess.run(post_processing.detected_bboxes(
-            tf.constant(probs), tf.constant(codes), anchors, conf, nms, top_k, keep_top_k, clip))
+        out = sess.run(
+            post_processing.detected_bboxes(
+                tf.constant(probs), tf.constant(codes), anchors, conf, nms, top_k, keep_top_k, clip
+            )
+        )
     for b in range(3):
         boxes = ref.decode(codes[b].astype(np.float64), anchors.astype(np.float64))
         if clip:

@@ -1,4 +1,5 @@
 """Box transforms of expand, crop, flip and window resize against numpy references; the sampler."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,8 +15,13 @@ def test_bboxes_unresize_is_the_inverse_of_resize():
     boxes = random_boxes(rng, 20, -0.5, 1.5)
     window = np.array([-0.4, 0.2, 1.7, 0.9], np.float32)
     unresized, round_trip = run_graph(
-        lambda w, b: (tfe_bboxes.bboxes_unresize(w, b),
-                      tfe_bboxes.bboxes_unresize(w, tfe_bboxes.bboxes_resize(w, b))), window, boxes)
+        lambda w, b: (
+            tfe_bboxes.bboxes_unresize(w, b),
+            tfe_bboxes.bboxes_unresize(w, tfe_bboxes.bboxes_resize(w, b)),
+        ),
+        window,
+        boxes,
+    )
     size = np.array([window[2] - window[0], window[3] - window[1]] * 2)
     np.testing.assert_allclose(unresized, boxes * size + np.tile(window[:2], 2), atol=1e-6)
     np.testing.assert_allclose(round_trip, boxes, atol=1e-5)
@@ -27,8 +33,9 @@ def test_crop_keeps_centres_inside_clips_and_reframes_like_numpy():
     labels = np.arange(200, dtype=np.int64)
     difficult = rng.integers(0, 2, 200)
     window = np.array([0.2, 0.1, 0.7, 0.8], np.float32)
-    got_boxes, got_labels, got_difficult = run_graph(sampling.crop_bboxes, window, boxes, labels,
-                                                     difficult)
+    got_boxes, got_labels, got_difficult = run_graph(
+        sampling.crop_bboxes, window, boxes, labels, difficult
+    )
     cy, cx = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
     keep = (cy >= window[0]) & (cy <= window[2]) & (cx >= window[1]) & (cx <= window[3])
     clipped = np.clip(boxes, np.tile(window[:2], 2), np.tile(window[2:], 2))
@@ -55,12 +62,17 @@ def test_expansion_is_a_whole_pixel_canvas_holding_the_image(height, width):
     boxes = random_boxes(rng, 10)
 
     def build(seed, b):
-        canvas = sampling.sample_expansion(tf.constant([height, width, 3]), SeedStream(seed),
-                                           prob=0.5, max_ratio=4.)
+        canvas = sampling.sample_expansion(
+            tf.constant([height, width, 3]), SeedStream(seed), prob=0.5, max_ratio=4.0
+        )
         return canvas, tfe_bboxes.bboxes_resize(canvas, b)
 
-    results = run_graph(build, np.array([0, 0], np.int64), boxes,
-                        feeds=[{0: np.array([7, i], np.int64)} for i in range(100)])
+    results = run_graph(
+        build,
+        np.array([0, 0], np.int64),
+        boxes,
+        feeds=[{0: np.array([7, i], np.int64)} for i in range(100)],
+    )
     expanded = 0
     for canvas, canvas_boxes in results:
         size = np.array([height, width])
@@ -72,7 +84,7 @@ def test_expansion_is_a_whole_pixel_canvas_holding_the_image(height, width):
         ratio = canvas_px / size
         assert np.all(ratio >= 1 - 1e-6) and np.all(ratio <= 4 + 1e-6)
         # One ratio for both sides, up to the flooring of each side to whole pixels.
-        assert abs(ratio[0] - ratio[1]) <= 1. / height + 1. / width
+        assert abs(ratio[0] - ratio[1]) <= 1.0 / height + 1.0 / width
         expanded += bool(np.any(ratio > 1))
         # Reference: pixel boxes shifted by the offset, over the canvas size.
         pixels = boxes * np.tile(size, 2) + np.tile(offset, 2)
@@ -86,51 +98,64 @@ def _expected_index(window_lo, window_hi, size, out_size):
     v = (window_lo + (np.arange(out_size) + 0.5) / out_size * (window_hi - window_lo)) * size
     index = np.where((v >= 0) & (v < size), np.floor(v), -1)
     fraction = v - np.floor(v)
-    clear = (np.minimum(fraction, 1 - fraction) > 1e-3)
+    clear = np.minimum(fraction, 1 - fraction) > 1e-3
     return index, clear
 
 
-@pytest.mark.parametrize('window', [
-    [0.1, 0.2, 0.8, 0.6],          # crop
-    [-0.7, -1.2, 1.9, 1.4],        # zoom out
-    [-0.3, 0.25, 0.9, 1.6],        # partly outside
-    [0., 0., 1., 1.],              # warp
-    [1.2, 0.1, 1.8, 0.9],          # misses the image
-])
+@pytest.mark.parametrize(
+    'window',
+    [
+        [0.1, 0.2, 0.8, 0.6],  # crop
+        [-0.7, -1.2, 1.9, 1.4],  # zoom out
+        [-0.3, 0.25, 0.9, 1.6],  # partly outside
+        [0.0, 0.0, 1.0, 1.0],  # warp
+        [1.2, 0.1, 1.8, 0.9],  # misses the image
+    ],
+)
 def test_resize_window_shows_the_window_it_reports(window):
     """Each output pixel holds the image pixel that the reported window maps it to."""
     height, width, out = 37, 53, (30, 41)
     rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing='ij')
     image = np.stack([rows, cols], axis=-1).astype(np.float32)
     output, shown = run_graph(
-        lambda im, w: geometry.resize_window(im, w, out, methods=('nearest',), fill=-1.),
-        image, np.array(window, np.float32))
+        lambda im, w: geometry.resize_window(im, w, out, methods=('nearest',), fill=-1.0),
+        image,
+        np.array(window, np.float32),
+    )
     row_index, row_clear = _expected_index(shown[0], shown[2], height, out[0])
     col_index, col_clear = _expected_index(shown[1], shown[3], width, out[1])
     inside = (row_index[:, None] >= 0) & (col_index[None, :] >= 0)
     clear = row_clear[:, None] & col_clear[None, :]
-    np.testing.assert_array_equal(output[..., 0][clear & inside],
-                                  np.broadcast_to(row_index[:, None], inside.shape)[clear & inside])
-    np.testing.assert_array_equal(output[..., 1][clear & inside],
-                                  np.broadcast_to(col_index[None, :], inside.shape)[clear & inside])
-    np.testing.assert_array_equal(output[~inside & clear], -1.)
+    np.testing.assert_array_equal(
+        output[..., 0][clear & inside],
+        np.broadcast_to(row_index[:, None], inside.shape)[clear & inside],
+    )
+    np.testing.assert_array_equal(
+        output[..., 1][clear & inside],
+        np.broadcast_to(col_index[None, :], inside.shape)[clear & inside],
+    )
+    np.testing.assert_array_equal(output[~inside & clear], -1.0)
     # The rendered window differs from the requested one by less than a pixel.
-    tolerance = np.array([1. / height, 1. / width] * 2) * (np.array(window[2:] * 2) -
-                                                           np.array(window[:2] * 2) + 1)
+    tolerance = np.array([1.0 / height, 1.0 / width] * 2) * (
+        np.array(window[2:] * 2) - np.array(window[:2] * 2) + 1
+    )
     assert np.all(np.abs(shown - window) <= tolerance)
 
 
 def _sample_crops(boxes, min_ious, count, **options):
     return run_graph(
         lambda seed, b: sampling.sample_crop(b, SeedStream(seed), min_ious=min_ious, **options),
-        np.array([0, 0], np.int64), boxes,
-        feeds=[{0: np.array([11, i], np.int64)} for i in range(count)])
+        np.array([0, 0], np.int64),
+        boxes,
+        feeds=[{0: np.array([11, i], np.int64)} for i in range(count)],
+    )
 
 
 @pytest.mark.parametrize('min_iou', [0.1, 0.5, 0.9])
 def test_every_constrained_crop_meets_its_min_iou(min_iou):
-    boxes = np.array([[0.05, 0.1, 0.95, 0.9], [0.1, 0.1, 0.6, 0.5], [0.4, 0.5, 0.95, 0.9]],
-                     np.float32)
+    boxes = np.array(
+        [[0.05, 0.1, 0.95, 0.9], [0.1, 0.1, 0.6, 0.5], [0.4, 0.5, 0.95, 0.9]], np.float32
+    )
     crops = np.array(_sample_crops(boxes, (min_iou,), 200))
     unit = np.all(crops == [0, 0, 1, 1], axis=1)
     constrained = crops[~unit]
@@ -146,7 +171,7 @@ def test_every_constrained_crop_meets_its_min_iou(min_iou):
 def test_sampler_picks_uniformly_among_successes():
     """Whole image + 3 always-satisfiable samplers (min IoU 0): each is picked ~1/4 of the time."""
     boxes = np.array([[0.2, 0.2, 0.6, 0.7]], np.float32)
-    crops = np.array(_sample_crops(boxes, (0., 0., 0.), 400))
+    crops = np.array(_sample_crops(boxes, (0.0, 0.0, 0.0), 400))
     unit_share = np.mean(np.all(crops == [0, 0, 1, 1], axis=1))
     assert 0.17 <= unit_share <= 0.33
 
@@ -155,5 +180,5 @@ def test_impossible_constraint_and_no_objects_keep_the_whole_image():
     boxes = np.array([[0.45, 0.45, 0.46, 0.46]], np.float32)  # too small for IoU 0.9 at scale>=0.3
     crops = _sample_crops(boxes, (0.9,), 20)
     np.testing.assert_array_equal(crops, [[0, 0, 1, 1]] * 20)
-    crops = _sample_crops(np.zeros([0, 4], np.float32), (0.1, 0.), 20)
+    crops = _sample_crops(np.zeros([0, 4], np.float32), (0.1, 0.0), 20)
     np.testing.assert_array_equal(crops, [[0, 0, 1, 1]] * 20)

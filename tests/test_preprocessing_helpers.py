@@ -1,4 +1,5 @@
 """Shared fixtures and numpy references of the preprocessing tests (no tests here)."""
+
 import numpy as np
 import tensorflow as tf
 
@@ -11,17 +12,22 @@ def run_graph(build, *arrays, feeds=None):
     """
     with tf.Graph().as_default():
         fed = set().union(*feeds) if feeds else set()
-        tensors = [tf.compat.v1.placeholder(tf.as_dtype(np.asarray(a).dtype), np.shape(a))
-                   if i in fed else tf.constant(a) for i, a in enumerate(arrays)]
+        tensors = [
+            tf.compat.v1.placeholder(tf.as_dtype(np.asarray(a).dtype), np.shape(a))
+            if i in fed
+            else tf.constant(a)
+            for i, a in enumerate(arrays)
+        ]
         fetches = build(*tensors)
         with tf.compat.v1.Session() as session:
             if not feeds:
                 return session.run(fetches)
-            return [session.run(fetches, {tensors[i]: v for i, v in feed.items()})
-                    for feed in feeds]
+            return [
+                session.run(fetches, {tensors[i]: v for i, v in feed.items()}) for feed in feeds
+            ]
 
 
-def random_boxes(rng, n, low=0., high=1.):
+def random_boxes(rng, n, low=0.0, high=1.0):
     """`n` random valid boxes `[ymin, xmin, ymax, xmax]` with corners in `[low, high]`."""
     corners = rng.uniform(low, high, size=(n, 2, 2)).astype(np.float32)
     return np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
@@ -40,12 +46,26 @@ def np_iou(a, b):
     h = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
     w = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = h * w
-    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])
+
+    def area(x):
+        return (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])
+
     return inter / (area(a) + area(b) - inter)
 
 
-COLORS = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
-                   [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]], np.uint8)
+COLORS = np.array(
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+    ],
+    np.uint8,
+)
 BACKGROUND = np.array([128, 128, 128], np.uint8)
 
 

@@ -1,4 +1,5 @@
 """Photometric distortions against numpy / OpenCV references."""
+
 import cv2
 import numpy as np
 import pytest
@@ -14,24 +15,31 @@ def _image(seed=0, shape=(23, 31, 3)):
 
 def cv2_saturation_hue(image, saturation_factor, hue_degrees):
     """OpenCV float HSV (H in degrees): scale S, rotate H, back to RGB (0-255)."""
-    hsv = cv2.cvtColor(image / 255., cv2.COLOR_RGB2HSV)
-    hsv[..., 0] = np.mod(hsv[..., 0] + hue_degrees, 360.)
-    hsv[..., 1] = np.clip(hsv[..., 1] * saturation_factor, 0., 1.)
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.
+    hsv = cv2.cvtColor(image / 255.0, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = np.mod(hsv[..., 0] + hue_degrees, 360.0)
+    hsv[..., 1] = np.clip(hsv[..., 1] * saturation_factor, 0.0, 1.0)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
 
 
 def test_brightness_and_contrast_are_exact():
     image = _image()
     bright, dark, contrast = run_graph(
-        lambda im: (photometric.adjust_brightness(im, 32.), photometric.adjust_brightness(im, -20.),
-                    photometric.adjust_contrast(im, 1.4)), image)
-    np.testing.assert_array_equal(bright, np.clip(image + np.float32(32.), 0, 255))
-    np.testing.assert_array_equal(dark, np.clip(image - np.float32(20.), 0, 255))
+        lambda im: (
+            photometric.adjust_brightness(im, 32.0),
+            photometric.adjust_brightness(im, -20.0),
+            photometric.adjust_contrast(im, 1.4),
+        ),
+        image,
+    )
+    np.testing.assert_array_equal(bright, np.clip(image + np.float32(32.0), 0, 255))
+    np.testing.assert_array_equal(dark, np.clip(image - np.float32(20.0), 0, 255))
     np.testing.assert_array_equal(contrast, np.clip(image * np.float32(1.4), 0, 255))
 
 
-@pytest.mark.parametrize('saturation,hue', [(1., 18.), (1., -18.), (1., 170.), (0.6, 0.),
-                                            (1.5, -7.5), (1.3, 12.)])
+@pytest.mark.parametrize(
+    'saturation,hue',
+    [(1.0, 18.0), (1.0, -18.0), (1.0, 170.0), (0.6, 0.0), (1.5, -7.5), (1.3, 12.0)],
+)
 def test_saturation_and_hue_match_opencv_hsv(saturation, hue):
     image = _image(1)
     got = run_graph(lambda im: photometric.adjust_saturation_hue(im, saturation, hue), image)
@@ -39,20 +47,32 @@ def test_saturation_and_hue_match_opencv_hsv(saturation, hue):
 
 
 def _distort(image, count, **options):
-    return run_graph(lambda seed, im: photometric.random_distort(im, SeedStream(seed), **options),
-                     np.array([0, 0], np.int64), image,
-                     feeds=[{0: np.array([3, i], np.int64)} for i in range(count)])
+    return run_graph(
+        lambda seed, im: photometric.random_distort(im, SeedStream(seed), **options),
+        np.array([0, 0], np.int64),
+        image,
+        feeds=[{0: np.array([3, i], np.int64)} for i in range(count)],
+    )
 
 
 def test_both_caffe_orders_on_a_fixed_seed_path():
     """With every step on and fixed factors, each output is one of Caffe's two orders."""
     image = _image(2)
-    options = dict(brightness_prob=1., brightness_delta=0., contrast_prob=1.,
-                   contrast_range=(1.5, 1.5), saturation_prob=1., saturation_range=(0.6, 0.6),
-                   hue_prob=0.)
-    contrast = lambda x: np.clip(x * np.float32(1.5), 0, 255)
-    contrast_first = cv2_saturation_hue(contrast(image), 0.6, 0.)
-    contrast_last = contrast(cv2_saturation_hue(image, 0.6, 0.))
+    options = dict(
+        brightness_prob=1.0,
+        brightness_delta=0.0,
+        contrast_prob=1.0,
+        contrast_range=(1.5, 1.5),
+        saturation_prob=1.0,
+        saturation_range=(0.6, 0.6),
+        hue_prob=0.0,
+    )
+
+    def contrast(x):
+        return np.clip(x * np.float32(1.5), 0, 255)
+
+    contrast_first = cv2_saturation_hue(contrast(image), 0.6, 0.0)
+    contrast_last = contrast(cv2_saturation_hue(image, 0.6, 0.0))
     assert np.abs(contrast_first - contrast_last).max() > 10
     orders = []
     for out in _distort(image, 40, **options):
@@ -65,8 +85,8 @@ def test_both_caffe_orders_on_a_fixed_seed_path():
 
 
 def test_brightness_delta_range_and_probability():
-    image = _image(3, (8, 8, 3)) * 0.5 + 60.  # no clipping for |delta| <= 32
-    options = dict(contrast_prob=0., saturation_prob=0., hue_prob=0.)
+    image = _image(3, (8, 8, 3)) * 0.5 + 60.0  # no clipping for |delta| <= 32
+    options = dict(contrast_prob=0.0, saturation_prob=0.0, hue_prob=0.0)
     differences = [out - image for out in _distort(image, 200, **options)]
     assert all(np.ptp(d) < 1e-4 for d in differences), 'one delta per image'
     deltas = np.array([d.mean() for d in differences])
@@ -77,13 +97,15 @@ def test_brightness_delta_range_and_probability():
 
 def test_channel_shuffle_is_off_by_default_and_permutes_when_asked():
     image = _image(4)
-    options = dict(brightness_prob=0., contrast_prob=0., saturation_prob=0., hue_prob=0.)
+    options = dict(brightness_prob=0.0, contrast_prob=0.0, saturation_prob=0.0, hue_prob=0.0)
     for out in _distort(image, 10, **options):
         np.testing.assert_array_equal(out, image)
     permutations = set()
-    for out in _distort(image, 30, channel_shuffle_prob=1., **options):
-        permutation = [int(np.argmin([np.abs(out[..., c] - image[..., k]).max() for k in range(3)]))
-                       for c in range(3)]
+    for out in _distort(image, 30, channel_shuffle_prob=1.0, **options):
+        permutation = [
+            int(np.argmin([np.abs(out[..., c] - image[..., k]).max() for k in range(3)]))
+            for c in range(3)
+        ]
         np.testing.assert_array_equal(out, image[..., permutation])
         permutations.add(tuple(permutation))
     assert len(permutations) >= 4

@@ -1,5 +1,6 @@
 """Training and evaluation pipelines end to end: boxes follow the pixels, shapes, ranges,
 data formats, determinism, evaluation resize modes, registry."""
+
 import cv2
 import numpy as np
 import pytest
@@ -7,26 +8,41 @@ import tensorflow as tf
 
 from preprocessing import preprocessing_factory
 from preprocessing.seeds import example_seed
-from tests.test_preprocessing_helpers import (BACKGROUND, COLORS, colored_boxes_image,
-                                              random_boxes, run_graph)
+from tests.test_preprocessing_helpers import (
+    BACKGROUND,
+    COLORS,
+    colored_boxes_image,
+    random_boxes,
+    run_graph,
+)
 from tf_extended import bboxes as tfe_bboxes
 
 VGG = preprocessing_factory.get_preprocessing('ssd_300_vgg')
 MOBILENET = preprocessing_factory.get_preprocessing('ssd_300_mobilenet')
 OUT = (300, 300)
-BOXES = np.array([[0.05, 0.05, 0.45, 0.3], [0.1, 0.5, 0.5, 0.95], [0.55, 0.1, 0.95, 0.45],
-                  [0.6, 0.6, 0.9, 0.8]], np.float32)
+BOXES = np.array(
+    [[0.05, 0.05, 0.45, 0.3], [0.1, 0.5, 0.5, 0.95], [0.55, 0.1, 0.95, 0.45], [0.6, 0.6, 0.9, 0.8]],
+    np.float32,
+)
 LABELS = np.arange(1, 5, dtype=np.int64)
 DIFFICULT = np.array([0, 1, 0, 1], np.int64)
 
 
 def _train(pipeline, image, labels, bboxes, seeds, **options):
     """Runs the training pipeline once per seed (one graph, seed fed)."""
+
     def build(seed, im, lab, box, diff):
         return pipeline(im, lab, box, OUT, True, seed=seed, difficult=diff, **options)
-    return run_graph(build, np.array([0, 0], np.int64), image, labels, bboxes,
-                     np.zeros(len(labels), np.int64) + (labels % 2 == 0),
-                     feeds=[{0: np.array(s, np.int64)} for s in seeds])
+
+    return run_graph(
+        build,
+        np.array([0, 0], np.int64),
+        image,
+        labels,
+        bboxes,
+        np.zeros(len(labels), np.int64) + (labels % 2 == 0),
+        feeds=[{0: np.array(s, np.int64)} for s in seeds],
+    )
 
 
 def test_boxes_and_labels_follow_the_pixels():
@@ -35,8 +51,15 @@ def test_boxes_and_labels_follow_the_pixels():
     image, boxes = colored_boxes_image(240, 320, BOXES)
     mean = np.array(VGG.mean_rgb)
     seen_counts, zoomed_out = set(), 0
-    results = _train(VGG, image, LABELS, boxes, [[5, i] for i in range(40)],
-                     photometric_distortion=False, resize_methods=('nearest',))
+    results = _train(
+        VGG,
+        image,
+        LABELS,
+        boxes,
+        [[5, i] for i in range(40)],
+        photometric_distortion=False,
+        resize_methods=('nearest',),
+    )
     for out_image, labels, bboxes, difficult in results:
         assert out_image.shape == (300, 300, 3) and out_image.dtype == np.float32
         rgb = out_image + mean
@@ -51,9 +74,10 @@ def test_boxes_and_labels_follow_the_pixels():
         for label, box in zip(labels, bboxes):
             y0, x0, y1, x1 = np.round(box * 300).astype(int)
             if y1 - y0 >= 4 and x1 - x0 >= 4:
-                inner = rgb[y0 + 1:y1 - 1, x0 + 1:x1 - 1]
-                np.testing.assert_allclose(inner, np.broadcast_to(COLORS[label - 1], inner.shape),
-                                           atol=1e-3)
+                inner = rgb[y0 + 1 : y1 - 1, x0 + 1 : x1 - 1]
+                np.testing.assert_allclose(
+                    inner, np.broadcast_to(COLORS[label - 1], inner.shape), atol=1e-3
+                )
     assert len(seen_counts) >= 3, 'crops should keep different numbers of objects'
     assert 5 <= zoomed_out <= 35
 
@@ -73,16 +97,25 @@ def test_image_without_objects_passes_through():
     image = np.random.default_rng(0).integers(0, 256, (120, 90, 3), dtype=np.uint8)
     no_boxes = np.zeros([0, 4], np.float32)
     no_labels = np.zeros([0], np.int64)
-    (out, labels, bboxes, _), = _train(VGG, image, no_labels, no_boxes, [[1, 2]],
-                                       photometric_distortion=False, expand_prob=0., flip_prob=0.,
-                                       resize_methods=('bilinear',))
+    ((out, labels, bboxes, _),) = _train(
+        VGG,
+        image,
+        no_labels,
+        no_boxes,
+        [[1, 2]],
+        photometric_distortion=False,
+        expand_prob=0.0,
+        flip_prob=0.0,
+        resize_methods=('bilinear',),
+    )
     reference = cv2.resize(image.astype(np.float32), OUT[::-1], interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(out, reference - np.array(VGG.mean_rgb), atol=0.01)
     assert labels.shape == (0,) and bboxes.shape == (0, 4)
 
 
-@pytest.mark.parametrize('pipeline,low,high', [(VGG, -123., 255. - 104.),
-                                               (MOBILENET, -1., 1.)])
+@pytest.mark.parametrize(
+    'pipeline,low,high', [(VGG, -123.0, 255.0 - 104.0), (MOBILENET, -1.0, 1.0)]
+)
 def test_training_output_shapes_dtypes_and_ranges(pipeline, low, high):
     image = np.random.default_rng(1).integers(0, 256, (333, 457, 3), dtype=np.uint8)
     results = _train(pipeline, image, LABELS, BOXES, [[2, i] for i in range(12)])
@@ -98,15 +131,21 @@ def test_nchw_is_the_transpose_of_nhwc():
     image = np.random.default_rng(2).integers(0, 256, (200, 260, 3), dtype=np.uint8)
 
     def build(im, lab, box):
-        return (VGG(im, lab, box, OUT, True, seed=9)[0],
-                VGG(im, lab, box, OUT, True, data_format='NCHW', seed=9)[0],
-                VGG(im, lab, box, OUT, False)[0], VGG(im, lab, box, OUT, False, 'NCHW')[0])
+        return (
+            VGG(im, lab, box, OUT, True, seed=9)[0],
+            VGG(im, lab, box, OUT, True, data_format='NCHW', seed=9)[0],
+            VGG(im, lab, box, OUT, False)[0],
+            VGG(im, lab, box, OUT, False, 'NCHW')[0],
+        )
+
     train_nhwc, train_nchw, eval_nhwc, eval_nchw = run_graph(build, image, LABELS, BOXES)
     np.testing.assert_array_equal(train_nchw, train_nhwc.transpose(2, 0, 1))
     np.testing.assert_array_equal(eval_nchw, eval_nhwc.transpose(2, 0, 1))
     np.testing.assert_allclose(
         run_graph(lambda x: VGG.denormalize(x, 'NCHW'), train_nchw[None])[0],
-        train_nhwc + np.array(VGG.mean_rgb), atol=1e-4)
+        train_nhwc + np.array(VGG.mean_rgb),
+        atol=1e-4,
+    )
 
 
 def _through_dataset(num_parallel_calls, base_seed):
@@ -115,7 +154,8 @@ def _through_dataset(num_parallel_calls, base_seed):
         dataset = tf.data.Dataset.from_tensors((image, LABELS, BOXES)).repeat(6).enumerate()
         dataset = dataset.map(
             lambda i, ex: VGG(*ex, OUT, True, seed=example_seed(base_seed, i)),
-            num_parallel_calls=num_parallel_calls)
+            num_parallel_calls=num_parallel_calls,
+        )
         batch = tf.compat.v1.data.make_one_shot_iterator(dataset.map(lambda im, l, b: im).batch(6))
         with tf.compat.v1.Session() as session:
             return session.run(batch.get_next())
@@ -133,9 +173,15 @@ EVAL_IMAGE = np.random.default_rng(4).integers(0, 256, (200, 400, 3), dtype=np.u
 
 
 def _eval(resize, image=EVAL_IMAGE, bboxes=BOXES, pipeline=VGG):
-    return run_graph(lambda im, lab, box, diff: pipeline(im, lab, box, OUT, False, resize=resize,
-                                                         difficult=diff),
-                     image, LABELS, bboxes, DIFFICULT)
+    return run_graph(
+        lambda im, lab, box, diff: pipeline(
+            im, lab, box, OUT, False, resize=resize, difficult=diff
+        ),
+        image,
+        LABELS,
+        bboxes,
+        DIFFICULT,
+    )
 
 
 # OpenCV's float bilinear weights differ from TensorFlow's by < 0.01 on the 0-255 scale.
@@ -156,11 +202,13 @@ def test_eval_warp_resize_matches_opencv():
 def test_eval_pad_and_resize_hand_computed():
     """200x400 into 300x300: scaled by 0.75 to 150x300, rows 75..225, mean above and below."""
     image, _, bboxes, bbox_img, _ = _eval('PAD_AND_RESIZE')
-    np.testing.assert_allclose(bbox_img, [0.25, 0., 0.75, 1.], atol=1e-6)
-    reference = cv2.resize(EVAL_IMAGE.astype(np.float32), (300, 150), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(bbox_img, [0.25, 0.0, 0.75, 1.0], atol=1e-6)
+    reference = cv2.resize(
+        EVAL_IMAGE.astype(np.float32), (300, 150), interpolation=cv2.INTER_LINEAR
+    )
     np.testing.assert_allclose(image[75:225], _normalized(reference), atol=0.01)
-    np.testing.assert_array_equal(image[:75], 0.)
-    np.testing.assert_array_equal(image[225:], 0.)
+    np.testing.assert_array_equal(image[:75], 0.0)
+    np.testing.assert_array_equal(image[225:], 0.0)
     expected = BOXES * [0.5, 1, 0.5, 1] + [0.25, 0, 0.25, 0]
     np.testing.assert_allclose(bboxes, expected, atol=1e-6)
 
@@ -168,10 +216,10 @@ def test_eval_pad_and_resize_hand_computed():
 def test_eval_central_crop_hand_computed():
     """200x400 into 300x300 unscaled: columns 50..350 of the image, 50 mean rows above/below."""
     image, _, _, bbox_img, _ = _eval('CENTRAL_CROP')
-    np.testing.assert_allclose(bbox_img, np.array([50, -50, 250, 350]) / 300., atol=1e-6)
+    np.testing.assert_allclose(bbox_img, np.array([50, -50, 250, 350]) / 300.0, atol=1e-6)
     np.testing.assert_allclose(image[50:250], _normalized(EVAL_IMAGE[:, 50:350]), atol=1e-4)
-    np.testing.assert_array_equal(image[:50], 0.)
-    np.testing.assert_array_equal(image[250:], 0.)
+    np.testing.assert_array_equal(image[:50], 0.0)
+    np.testing.assert_array_equal(image[250:], 0.0)
 
 
 def test_eval_none_keeps_the_image():

@@ -1,4 +1,5 @@
 """The sample grid: drawing on an in-memory dataset, and the command on a converted VOC folder."""
+
 import os
 import subprocess
 import sys
@@ -20,30 +21,38 @@ def _examples(count):
 
     def generate():
         for _ in range(count):
-            yield {'image': image, 'labels': np.array([3, 7], np.int64), 'bboxes': boxes,
-                   'difficult': np.array([0, 1], np.int64)}
-    signature = {'image': tf.TensorSpec([None, None, 3], tf.uint8),
-                 'labels': tf.TensorSpec([None], tf.int64),
-                 'bboxes': tf.TensorSpec([None, 4], tf.float32),
-                 'difficult': tf.TensorSpec([None], tf.int64)}
+            yield {
+                'image': image,
+                'labels': np.array([3, 7], np.int64),
+                'bboxes': boxes,
+                'difficult': np.array([0, 1], np.int64),
+            }
+
+    signature = {
+        'image': tf.TensorSpec([None, None, 3], tf.uint8),
+        'labels': tf.TensorSpec([None], tf.int64),
+        'bboxes': tf.TensorSpec([None, 4], tf.float32),
+        'difficult': tf.TensorSpec([None], tf.int64),
+    }
     return lambda: tf.data.Dataset.from_generator(generate, output_signature=signature), boxes
 
 
 def test_grid_layout_boxes_and_png(tmp_path):
     examples, boxes = _examples(5)
     pipeline = preprocessing_factory.get_preprocessing('ssd_300_vgg')
-    grid = show.render_grid(examples, pipeline, {3: 'cat', 7: 'dog'}, 5, (150, 200),
-                            is_training=False)
+    grid = show.render_grid(
+        examples, pipeline, {3: 'cat', 7: 'dog'}, 5, (150, 200), is_training=False
+    )
     # 5 tiles -> 3 columns, 2 rows of 150x200 with 4-pixel gaps.
     assert grid.shape == (2 * 154 + 4, 3 * 204 + 4, 3)
-    np.testing.assert_array_equal(grid[-154:, -204:], 255)   # the sixth, empty, cell
+    np.testing.assert_array_equal(grid[-154:, -204:], 255)  # the sixth, empty, cell
     tile = grid[4:154, 4:204]
     # The de-normalised, warp-resized image is back: object colour inside, grey background.
     np.testing.assert_array_equal(tile[75, 80], COLORS[0])
     np.testing.assert_array_equal(tile[140, 10], BACKGROUND)
     # The thick (not difficult) box of class 3 runs along the object's top edge.
     y0, x0, _, x1 = np.round(boxes[0] * [150, 200, 150, 200]).astype(int)
-    edge = tile[y0, x0 + 30:x1 - 30]
+    edge = tile[y0, x0 + 30 : x1 - 30]
     np.testing.assert_array_equal(edge, np.broadcast_to(show._class_color(3), edge.shape))
     path = tmp_path / 'sub' / 'grid.png'
     show.write_png(str(path), grid)
@@ -54,8 +63,9 @@ def test_grid_layout_boxes_and_png(tmp_path):
 def test_training_grid_is_reproducible_with_a_seed():
     examples, _ = _examples(4)
     pipeline = preprocessing_factory.get_preprocessing('ssd_300_mobilenet')
-    grids = [show.render_grid(examples, pipeline, {}, 4, (100, 100), seed=seed)
-             for seed in (1, 1, 2)]
+    grids = [
+        show.render_grid(examples, pipeline, {}, 4, (100, 100), seed=seed) for seed in (1, 1, 2)
+    ]
     np.testing.assert_array_equal(grids[0], grids[1])
     assert not np.array_equal(grids[0], grids[2])
 
@@ -67,13 +77,16 @@ def _write_voc(root):
     ids = ['000001', '000002']
     for i, name in enumerate(ids):
         image, _ = colored_boxes_image(100 + 20 * i, 150, BOXES)
-        cv2.imwrite(os.path.join(root, 'JPEGImages', name + '.jpg'),
-                    cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-        xml = (f'<annotation><filename>{name}.jpg</filename><size><width>150</width>'
-               f'<height>{100 + 20 * i}</height><depth>3</depth></size>'
-               '<object><name>dog</name><difficult>0</difficult><truncated>0</truncated>'
-               '<bndbox><xmin>31</xmin><ymin>26</ymin><xmax>90</xmax><ymax>75</ymax></bndbox>'
-               '</object></annotation>')
+        cv2.imwrite(
+            os.path.join(root, 'JPEGImages', name + '.jpg'), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        )
+        xml = (
+            f'<annotation><filename>{name}.jpg</filename><size><width>150</width>'
+            f'<height>{100 + 20 * i}</height><depth>3</depth></size>'
+            '<object><name>dog</name><difficult>0</difficult><truncated>0</truncated>'
+            '<bndbox><xmin>31</xmin><ymin>26</ymin><xmax>90</xmax><ymax>75</ymax></bndbox>'
+            '</object></annotation>'
+        )
         with open(os.path.join(root, 'Annotations', name + '.xml'), 'w') as f:
             f.write(xml)
     with open(os.path.join(root, 'ImageSets/Main/train.txt'), 'w') as f:
@@ -84,13 +97,39 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path):
     voc, records, output = tmp_path / 'voc', tmp_path / 'records', tmp_path / 'grid.png'
     _write_voc(str(voc))
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-    subprocess.run([sys.executable, os.path.join(ROOT, 'tf_convert_data.py'),
-                    '--dataset_name=pascalvoc', f'--dataset_dir={voc}', '--split=train',
-                    f'--output_dir={records}', '--output_name=voc_2007_train', '--num_workers=1'],
-                   check=True, env=env, capture_output=True)
-    show_augmentation.main(['--dataset_dir', str(records), '--dataset_name', 'pascalvoc_2007', '--split',
-               'train', '--model_name', 'ssd_300_vgg', '--num_samples', '4', '--output',
-               str(output), '--seed', '3'])
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, 'tf_convert_data.py'),
+            '--dataset_name=pascalvoc',
+            f'--dataset_dir={voc}',
+            '--split=train',
+            f'--output_dir={records}',
+            '--output_name=voc_2007_train',
+            '--num_workers=1',
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    show_augmentation.main(
+        [
+            '--dataset_dir',
+            str(records),
+            '--dataset_name',
+            'pascalvoc_2007',
+            '--split',
+            'train',
+            '--model_name',
+            'ssd_300_vgg',
+            '--num_samples',
+            '4',
+            '--output',
+            str(output),
+            '--seed',
+            '3',
+        ]
+    )
     grid = cv2.imread(str(output))
     # Only 2 examples exist: 2 tiles of 300x300 side by side.
     assert grid.shape == (308, 612, 3)

@@ -34,35 +34,59 @@ def ssd_pytorch_sd():
 def _torchvision_vgg_features_file_keys():
     """The keys of torchvision's vgg16_features file, classifier included (zero-stride NaN)."""
     sd = fx.torchvision_vgg_features(fx.SEED)
-    for key, shape in (('classifier.0.weight', (4096, 25088)), ('classifier.0.bias', (4096,)),
-                       ('classifier.3.weight', (4096, 4096)), ('classifier.3.bias', (4096,)),
-                       ('classifier.6.weight', (1000, 4096)), ('classifier.6.bias', (1000,))):
+    for key, shape in (
+        ('classifier.0.weight', (4096, 25088)),
+        ('classifier.0.bias', (4096,)),
+        ('classifier.3.weight', (4096, 4096)),
+        ('classifier.3.bias', (4096,)),
+        ('classifier.6.weight', (1000, 4096)),
+        ('classifier.6.bias', (1000,)),
+    ):
         sd[key] = np.broadcast_to(np.float32(np.nan), shape)
     return sd
 
 
-@pytest.mark.parametrize('source,layout', [
-    ('torchvision_ssd300', 'torchvision_ssd300'), ('ssd_pytorch_ssd300', 'ssd_pytorch_ssd300'),
-    ('ssd_pytorch_vgg', 'ssd_pytorch_vgg16_reducedfc'),
-    ('torchvision_vgg_features', 'torchvision_vgg16_features')])
+@pytest.mark.parametrize(
+    'source,layout',
+    [
+        ('torchvision_ssd300', 'torchvision_ssd300'),
+        ('ssd_pytorch_ssd300', 'ssd_pytorch_ssd300'),
+        ('ssd_pytorch_vgg', 'ssd_pytorch_vgg16_reducedfc'),
+        ('torchvision_vgg_features', 'torchvision_vgg16_features'),
+    ],
+)
 def test_layouts_are_recognised_and_map_every_tensor(source, layout):
-    sd = (_torchvision_vgg_features_file_keys() if source == 'torchvision_vgg_features'
-          else fx.SOURCES[source](fx.SEED))
+    sd = (
+        _torchvision_vgg_features_file_keys()
+        if source == 'torchvision_vgg_features'
+        else fx.SOURCES[source](fx.SEED)
+    )
     found = pytorch_ssd.detect_layout(sd.keys())
     assert found.name == layout
     conversion = pytorch_ssd.convert_state_dict(sd, found)
     assert not conversion.unmapped and not conversion.missing
-    expected = {'torchvision_ssd300': 71, 'ssd_pytorch_ssd300': 71,
-                'ssd_pytorch_vgg16_reducedfc': 30, 'torchvision_vgg16_features': 26}[layout]
+    expected = {
+        'torchvision_ssd300': 71,
+        'ssd_pytorch_ssd300': 71,
+        'ssd_pytorch_vgg16_reducedfc': 30,
+        'torchvision_vgg16_features': 26,
+    }[layout]
     assert len(conversion.values) == expected
     if layout == 'torchvision_vgg16_features':
         assert [k for k, _ in conversion.skipped] == [k for k in sd if k.startswith('classifier')]
     # OIHW -> HWIO, nothing reversed (both sources see RGB).
-    first = 'backbone.features.0.weight' if layout == 'torchvision_ssd300' else (
-        'vgg.0.weight' if layout == 'ssd_pytorch_ssd300' else (
-            '0.weight' if layout == 'ssd_pytorch_vgg16_reducedfc' else 'features.0.weight'))
-    np.testing.assert_array_equal(conversion.values['ssd_300_vgg/conv1/conv1_1/weights'],
-                                  sd[first].transpose(2, 3, 1, 0))
+    first = (
+        'backbone.features.0.weight'
+        if layout == 'torchvision_ssd300'
+        else (
+            'vgg.0.weight'
+            if layout == 'ssd_pytorch_ssd300'
+            else ('0.weight' if layout == 'ssd_pytorch_vgg16_reducedfc' else 'features.0.weight')
+        )
+    )
+    np.testing.assert_array_equal(
+        conversion.values['ssd_300_vgg/conv1/conv1_1/weights'], sd[first].transpose(2, 3, 1, 0)
+    )
 
 
 def test_module_prefix_of_data_parallel_is_stripped(ssd_pytorch_sd):
@@ -86,9 +110,11 @@ def test_unknown_layout_lists_the_keys_and_the_known_layouts():
 def test_shape_mismatch_names_the_tensor(ssd_pytorch_sd):
     sd = collections.OrderedDict(ssd_pytorch_sd)
     sd['vgg.5.weight'] = np.zeros((128, 32, 3, 3), np.float32)
-    with pytest.raises(pytorch_ssd.ConversionError,
-                       match=r'vgg\.5\.weight has shape \(128, 32, 3, 3\), but '
-                             r'ssd_300_vgg/conv2/conv2_1/weights needs \(128, 64, 3, 3\)'):
+    with pytest.raises(
+        pytorch_ssd.ConversionError,
+        match=r'vgg\.5\.weight has shape \(128, 32, 3, 3\), but '
+        r'ssd_300_vgg/conv2/conv2_1/weights needs \(128, 64, 3, 3\)',
+    ):
         pytorch_ssd.convert_state_dict(sd, pytorch_ssd.LAYOUTS['ssd_pytorch_ssd300'])
 
 
@@ -113,8 +139,20 @@ def test_class_orders_of_torchvision_coco():
     layout = pytorch_ssd.LAYOUTS['torchvision_ssd300']
     keep, names = pytorch_ssd.class_order_channels(layout, 91, 'contiguous')
     assert len(keep) == 81 and keep[:13] == [0] + list(range(1, 12)) + [13]
-    assert names[:12] == ('person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train',
-                          'truck', 'boat', 'traffic light', 'fire hydrant', 'stop sign')
+    assert names[:12] == (
+        'person',
+        'bicycle',
+        'car',
+        'motorcycle',
+        'airplane',
+        'bus',
+        'train',
+        'truck',
+        'boat',
+        'traffic light',
+        'fire hydrant',
+        'stop sign',
+    )
     assert names[-1] == 'toothbrush' and 'N/A' not in names
     keep, names = pytorch_ssd.class_order_channels(layout, 91, 'source')
     assert keep == list(range(91)) and names[11] == 'unused_12' and len(set(names)) == 90
@@ -135,8 +173,9 @@ def test_contiguous_is_only_for_torchvision_coco(tmp_path, ssd_pytorch_sd):
     path = str(tmp_path / 'voc.pth')
     fx.write_pth(ssd_pytorch_sd, path)
     with pytest.raises(pytorch_ssd.ConversionError, match='has none'):
-        pytorch_convert.convert(path, str(tmp_path / 'x.ckpt'), class_order='contiguous',
-                                log=lambda *_: None)
+        pytorch_convert.convert(
+            path, str(tmp_path / 'x.ckpt'), class_order='contiguous', log=lambda *_: None
+        )
 
 
 def test_unmapped_tensor_fails_the_conversion_naming_it(tmp_path, ssd_pytorch_sd):
@@ -144,15 +183,18 @@ def test_unmapped_tensor_fails_the_conversion_naming_it(tmp_path, ssd_pytorch_sd
     sd['extras.8.weight'] = np.zeros((1, 1, 1, 1), np.float32)
     path = str(tmp_path / 'extra.pth')
     fx.write_pth(sd, path)
-    with pytest.raises(checkpoint_io.CheckpointMismatchError,
-                       match=r'extra\.pth \(ssd_pytorch_ssd300\) does not fit ssd_300_vgg[\s\S]*'
-                             r'PyTorch tensor extras\.8\.weight is not mapped'):
+    with pytest.raises(
+        checkpoint_io.CheckpointMismatchError,
+        match=r'extra\.pth \(ssd_pytorch_ssd300\) does not fit ssd_300_vgg[\s\S]*'
+        r'PyTorch tensor extras\.8\.weight is not mapped',
+    ):
         pytorch_convert.convert(path, str(tmp_path / 'x.ckpt'), log=lambda *_: None)
     assert not os.path.exists(str(tmp_path / 'x.ckpt.index'))
 
 
-@pytest.mark.parametrize('preset,clip', [('torchvision_coco', 'size'),
-                                         ('ssd_pytorch_voc', 'center_size')])
+@pytest.mark.parametrize(
+    'preset,clip', [('torchvision_coco', 'size'), ('ssd_pytorch_voc', 'center_size')]
+)
 def test_source_anchor_presets(preset, clip):
     fields = ssd_params.anchor_preset_params('ssd_300_vgg', preset)
     assert fields['anchor_clip'] == clip and fields['anchor_int_sizes'] is False
@@ -164,11 +206,11 @@ def test_source_anchor_presets(preset, clip):
     # The last layer's 2:1 box (0.87 * sqrt(2) = 1.23 wide) is clamped to the image width and
     # stays centred on its cell, unlike Caffe's corner clipping.
     last_wide = anchors[-2]  # layer 6 (1x1): min, sqrt(min*max), 2:1, 1:2
-    np.testing.assert_allclose(last_wide[3] - last_wide[1], 1., atol=1e-6)
+    np.testing.assert_allclose(last_wide[3] - last_wide[1], 1.0, atol=1e-6)
     np.testing.assert_allclose((last_wide[1] + last_wide[3]) / 2, 0.5, atol=1e-6)
     # ssd.pytorch also clamps centres: the 10x10 layer's last column (step 32: 304 px) -> 300.
     column = anchors[5776 + 2166 + 9 * 6]
-    expected = 1. if clip == 'center_size' else 304. / 300.
+    expected = 1.0 if clip == 'center_size' else 304.0 / 300.0
     np.testing.assert_allclose((column[1] + column[3]) / 2, expected, atol=1e-6)
     with pytest.raises(ValueError, match="anchor clip must be"):
         anchors_lib.ssd_anchors(params._replace(anchor_clip='corners'))
@@ -177,14 +219,15 @@ def test_source_anchor_presets(preset, clip):
 def test_ssd_pytorch_other_class_counts_take_its_coco_prior_sizes():
     layout = pytorch_ssd.LAYOUTS['ssd_pytorch_ssd300']
     voc = pytorch_convert.source_params(layout, 21)
-    assert voc.anchor_sizes[0] == (30., 60.) and voc.anchor_clip == 'center_size'
+    assert voc.anchor_sizes[0] == (30.0, 60.0) and voc.anchor_clip == 'center_size'
     other = pytorch_convert.source_params(layout, 201)  # ssd.pytorch: (coco, voc)[C == 21]
-    assert other.anchor_sizes[0] == (21., 45.) and other.anchor_sizes[-1] == (261., 315.)
+    assert other.anchor_sizes[0] == (21.0, 45.0) and other.anchor_sizes[-1] == (261.0, 315.0)
     assert other.anchor_clip == 'center_size' and other.num_classes == 201
 
 
 # ---------------------------------------------------------------------------------------------
 # VGG bases as training initialisation.
+
 
 @pytest.fixture(scope='module')
 def vgg_bases(tmp_path_factory):
@@ -193,10 +236,18 @@ def vgg_bases(tmp_path_factory):
     reduced = str(root / 'vgg16_reducedfc.pth')
     fx.write_pth(fx.ssd_pytorch_vgg(fx.SEED), reduced, legacy=True, location='cuda:0')
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'pytorch_to_tensorflow.py'), '--pth_path=' + reduced,
-         '--output_path=' + str(root / 'reducedfc' / 'base.ckpt')],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES=''))
+        [
+            sys.executable,
+            os.path.join(ROOT, 'pytorch_to_tensorflow.py'),
+            '--pth_path=' + reduced,
+            '--output_path=' + str(root / 'reducedfc' / 'base.ckpt'),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES=''),
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'layout ssd_pytorch_vgg16_reducedfc' in result.stdout
     features = str(root / 'vgg16_features.pth')
@@ -207,11 +258,13 @@ def vgg_bases(tmp_path_factory):
     # A TF-Slim vgg_16 checkpoint with the torchvision base's conv1..conv5 numbers (fc6/fc7 left
     # out: 480 MB; the torchvision base has none either).
     slim_values = {}
-    for index, (name, _, _, _) in zip((0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
-                                      fx.VGG_CONVS[:13]):
+    for index, (name, _, _, _) in zip(
+        (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28), fx.VGG_CONVS[:13]
+    ):
         block = name.split('_')[0]
-        slim_values['vgg_16/%s/%s/weights' % (block, name)] = \
-            sd['features.%d.weight' % index].transpose(2, 3, 1, 0)
+        slim_values['vgg_16/%s/%s/weights' % (block, name)] = sd[
+            'features.%d.weight' % index
+        ].transpose(2, 3, 1, 0)
         slim_values['vgg_16/%s/%s/biases' % (block, name)] = sd['features.%d.bias' % index]
     slim_prefix = str(root / 'slim' / 'vgg_16.ckpt')
     with tf.Graph().as_default():
@@ -219,9 +272,13 @@ def vgg_bases(tmp_path_factory):
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
             v1.train.Saver(variables).save(sess, slim_prefix, write_meta_graph=False)
-    return {'reducedfc': str(root / 'reducedfc' / 'base.ckpt'),
-            'features': str(root / 'features' / 'base.ckpt'), 'slim': slim_prefix,
-            'reduced_sd': fx.ssd_pytorch_vgg(fx.SEED), 'features_sd': sd}
+    return {
+        'reducedfc': str(root / 'reducedfc' / 'base.ckpt'),
+        'features': str(root / 'features' / 'base.ckpt'),
+        'slim': slim_prefix,
+        'reduced_sd': fx.ssd_pytorch_vgg(fx.SEED),
+        'features_sd': sd,
+    }
 
 
 def _first_step_losses(inits):
@@ -230,18 +287,25 @@ def _first_step_losses(inits):
     (model.checkpoints.plan_restore with --ignore_missing_vars); one graph, so heads and extra
     layers get the same seeded initial values in every run."""
     images = np.stack([img for _, img in fx.load_photos()[:2]]).astype(np.float32)
-    images -= np.array([123., 117., 104.], np.float32)
-    boxes = np.array([[[0.05, 0.3, 0.6, 0.7], [0.5, 0.1, 0.95, 0.5]],
-                      [[0.2, 0.2, 0.8, 0.8], [0.6, 0.6, 0.9, 0.95]]], np.float32)
+    images -= np.array([123.0, 117.0, 104.0], np.float32)
+    boxes = np.array(
+        [
+            [[0.05, 0.3, 0.6, 0.7], [0.5, 0.1, 0.95, 0.5]],
+            [[0.2, 0.2, 0.8, 0.8], [0.6, 0.6, 0.9, 0.95]],
+        ],
+        np.float32,
+    )
     labels = np.array([[15, 5], [11, 9]], np.int64)
     results = {}
     with tf.Graph().as_default():
         v1.set_random_seed(7)
         ssd = nets_factory.get_network('ssd_300_vgg')()
-        with slim.arg_scope(ssd.arg_scope(weight_decay=0.)):
+        with slim.arg_scope(ssd.arg_scope(weight_decay=0.0)):
             _, localisations, logits, _ = ssd.net(tf.constant(images), is_training=True)
-        targets = [ssd.bboxes_encode(tf.constant(labels[i]), tf.constant(boxes[i]))
-                   for i in range(len(images))]
+        targets = [
+            ssd.bboxes_encode(tf.constant(labels[i]), tf.constant(boxes[i]))
+            for i in range(len(images))
+        ]
         gclasses, glocs, gscores = (tf.stack(t) for t in zip(*targets))
         loss = ssd.losses(logits, localisations, gclasses, glocs, gscores)
         model_variables = slim.get_model_variables()
@@ -249,40 +313,54 @@ def _first_step_losses(inits):
         restorers = {}
         for name, (prefix, model_scope) in inits.items():
             shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-            items = checkpoints.plan_restore(model_variables, shapes, ssd.name, model_scope,
-                                             ignore_missing_vars=True, log=lambda *_: None)
+            items = checkpoints.plan_restore(
+                model_variables,
+                shapes,
+                ssd.name,
+                model_scope,
+                ignore_missing_vars=True,
+                log=lambda *_: None,
+            )
             restorers[name] = checkpoints.Restorer(prefix, items)
         init = v1.global_variables_initializer()
         for name, restorer in restorers.items():
             with v1.Session() as sess:
                 sess.run(init)
                 restorer.restore(sess)
-                results[name] = (sorted(i.name for i in restorer.items), float(sess.run(loss)),
-                                 sess.run(conv1))
+                results[name] = (
+                    sorted(i.name for i in restorer.items),
+                    float(sess.run(loss)),
+                    sess.run(conv1),
+                )
     return results
 
 
 def test_vgg_bases_initialise_training_like_tf_slim_vgg_16(vgg_bases):
-    results = _first_step_losses({
-        'reducedfc': (vgg_bases['reducedfc'], None), 'features': (vgg_bases['features'], None),
-        'slim': (vgg_bases['slim'], 'vgg_16')})
-    backbone = ['ssd_300_vgg/%s/%s' % (s, k) for s, _ in pytorch_ssd._VGG for k in ('biases',
-                                                                                  'weights')]
+    results = _first_step_losses(
+        {
+            'reducedfc': (vgg_bases['reducedfc'], None),
+            'features': (vgg_bases['features'], None),
+            'slim': (vgg_bases['slim'], 'vgg_16'),
+        }
+    )
+    backbone = [
+        'ssd_300_vgg/%s/%s' % (s, k) for s, _ in pytorch_ssd._VGG for k in ('biases', 'weights')
+    ]
     assert results['reducedfc'][0] == sorted(backbone)  # conv1_1 .. conv5_3, conv6, conv7
-    conv1_5 = [n for n in backbone if not n.startswith(('ssd_300_vgg/conv6',
-                                                        'ssd_300_vgg/conv7'))]
+    conv1_5 = [n for n in backbone if not n.startswith(('ssd_300_vgg/conv6', 'ssd_300_vgg/conv7'))]
     assert results['features'][0] == sorted(conv1_5)
     assert results['slim'][0] == sorted(conv1_5)
     # The restored conv1_1 is the file's (OIHW -> HWIO), the same as through TF-Slim's names.
-    np.testing.assert_array_equal(results['reducedfc'][2],
-                                  vgg_bases['reduced_sd']['0.weight'].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        results['reducedfc'][2], vgg_bases['reduced_sd']['0.weight'].transpose(2, 3, 1, 0)
+    )
     want = vgg_bases['features_sd']['features.0.weight'].transpose(2, 3, 1, 0)
     for name in ('features', 'slim'):
         np.testing.assert_array_equal(results[name][2], want)
     losses = {name: value[1] for name, value in results.items()}
     assert all(np.isfinite(v) and v > 0 for v in losses.values()), losses
     for name in ('reducedfc', 'features'):
-        assert 0.1 < losses[name] / losses['slim'] < 10., losses
+        assert 0.1 < losses[name] / losses['slim'] < 10.0, losses
     # The same conv1..conv5 numbers through the .pth and through TF-Slim's names, the same
     # initial values elsewhere: the same loss.
     np.testing.assert_allclose(losses['features'], losses['slim'], rtol=1e-4)
@@ -290,19 +368,34 @@ def test_vgg_bases_initialise_training_like_tf_slim_vgg_16(vgg_bases):
 
 def test_backbone_record_and_script_errors(vgg_bases, tmp_path):
     import json
+
     with open(vgg_bases['reducedfc'] + '.json', encoding='utf-8') as f:
         record = json.load(f)
     assert record['backbone_only'] and record['source']['layout'] == 'ssd_pytorch_vgg16_reducedfc'
-    assert record['preprocessing']['mean_rgb'] == [123., 117., 104.]
+    assert record['preprocessing']['mean_rgb'] == [123.0, 117.0, 104.0]
     bogus = str(tmp_path / 'resnet.pth')
-    fx.write_pth(collections.OrderedDict(
-        [('conv1.weight', np.zeros((2, 3, 1, 1), np.float32)),
-         ('fc.bias', np.zeros(2, np.float32))]), bogus)
+    fx.write_pth(
+        collections.OrderedDict(
+            [
+                ('conv1.weight', np.zeros((2, 3, 1, 1), np.float32)),
+                ('fc.bias', np.zeros(2, np.float32)),
+            ]
+        ),
+        bogus,
+    )
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'pytorch_to_tensorflow.py'), '--pth_path=' + bogus,
-         '--output_path=' + str(tmp_path / 'x.ckpt')],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES=''))
+        [
+            sys.executable,
+            os.path.join(ROOT, 'pytorch_to_tensorflow.py'),
+            '--pth_path=' + bogus,
+            '--output_path=' + str(tmp_path / 'x.ckpt'),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES=''),
+    )
     assert result.returncode != 0
     assert 'pytorch_to_tensorflow: error:' in result.stderr
     assert 'unknown layout. Keys found: conv1.weight, fc.bias' in result.stderr

@@ -30,7 +30,7 @@ SOURCES = ('torchvision_ssd300', 'ssd_pytorch_ssd300')
 
 def _normalised(card, images):
     rgb = np.stack([img for _, img in images]).astype(np.float32)
-    return ((rgb - np.asarray(card.mean_rgb, np.float32)) * np.float32(card.scale))
+    return (rgb - np.asarray(card.mean_rgb, np.float32)) * np.float32(card.scale)
 
 
 def _run_ours(checkpoint, card, clip_boxes, inputs):
@@ -42,12 +42,22 @@ def _run_ours(checkpoint, card, clip_boxes, inputs):
             predictions, localisations, logits, _ = ssd.net(x, is_training=False)
         d = card.detection
         dets = post_processing.detected_bboxes(
-            ssd_common.flatten_layers(predictions), ssd_common.flatten_layers(localisations),
-            ssd.anchors(), d.select_threshold, d.nms_threshold, d.top_k, d.keep_top_k,
-            clip=clip_boxes, prior_scaling=ssd.params.prior_scaling)
-        fetch = {'logits': ssd_common.flatten_layers(logits),
-                 'probs': ssd_common.flatten_layers(predictions),
-                 'codes': ssd_common.flatten_layers(localisations), 'dets': dets}
+            ssd_common.flatten_layers(predictions),
+            ssd_common.flatten_layers(localisations),
+            ssd.anchors(),
+            d.select_threshold,
+            d.nms_threshold,
+            d.top_k,
+            d.keep_top_k,
+            clip=clip_boxes,
+            prior_scaling=ssd.params.prior_scaling,
+        )
+        fetch = {
+            'logits': ssd_common.flatten_layers(logits),
+            'probs': ssd_common.flatten_layers(predictions),
+            'codes': ssd_common.flatten_layers(localisations),
+            'dets': dets,
+        }
         with v1.Session() as sess:
             v1.train.Saver().restore(sess, checkpoint)
             out = sess.run(fetch, {x: inputs})
@@ -94,18 +104,25 @@ def test_cards_describe_the_sources(converted):
     assert (card.detection.top_k, card.detection.keep_top_k) == (400, 200) and clip
     card, clip, _, _ = converted['ssd_pytorch_ssd300']
     assert card.num_classes == 21 and card.class_names[-1] == 'tvmonitor'
-    assert card.mean_rgb == (123., 117., 104.) and card.params.anchor_clip == 'center_size'
+    assert card.mean_rgb == (123.0, 117.0, 104.0) and card.params.anchor_clip == 'center_size'
     assert (card.detection.top_k, card.detection.keep_top_k) == (200, 0) and not clip
 
 
 def test_anchors_equal_the_sources(converted):
     _, _, ours, theirs = converted['torchvision_ssd300']
-    tv = theirs['anchors_xyxy_pixels'][:, [1, 0, 3, 2]] / 300.
+    tv = theirs['anchors_xyxy_pixels'][:, [1, 0, 3, 2]] / 300.0
     np.testing.assert_allclose(ours['anchors'], tv, atol=1e-6, rtol=0)
     _, _, ours, theirs = converted['ssd_pytorch_ssd300']
     c = theirs['priors_cxcywh']
-    sp = np.stack([c[:, 1] - c[:, 3] / 2, c[:, 0] - c[:, 2] / 2, c[:, 1] + c[:, 3] / 2,
-                   c[:, 0] + c[:, 2] / 2], axis=1)
+    sp = np.stack(
+        [
+            c[:, 1] - c[:, 3] / 2,
+            c[:, 0] - c[:, 2] / 2,
+            c[:, 1] + c[:, 3] / 2,
+            c[:, 0] + c[:, 2] / 2,
+        ],
+        axis=1,
+    )
     np.testing.assert_allclose(ours['anchors'], sp, atol=1e-6, rtol=0)
 
 
@@ -120,20 +137,23 @@ def test_per_anchor_outputs_equal_pytorch(converted, source):
         assert _rel_err(ours['logits'][b][::step], theirs[name + '/logits_subset']) <= REL_TOL
         probs = ours['probs'][b]
         assert np.max(np.abs(probs[:, 0] - theirs[name + '/prob_background'])) <= REL_TOL
-        assert np.max(np.abs(probs[:, 1:].max(axis=1)
-                             - theirs[name + '/prob_best_foreground'])) <= REL_TOL
+        assert (
+            np.max(np.abs(probs[:, 1:].max(axis=1) - theirs[name + '/prob_best_foreground']))
+            <= REL_TOL
+        )
         # The best class agrees wherever it is not a near-tie.
         top2 = np.sort(probs[:, 1:], axis=1)[:, -2:]
         clear = top2[:, 1] - top2[:, 0] > 1e-5
-        np.testing.assert_array_equal((probs[:, 1:].argmax(axis=1) + 1)[clear],
-                                      theirs[name + '/best_foreground_class'][clear])
+        np.testing.assert_array_equal(
+            (probs[:, 1:].argmax(axis=1) + 1)[clear], theirs[name + '/best_foreground_class'][clear]
+        )
 
 
 def _their_detections(source, theirs, name):
     scores = theirs[name + '/det_scores']
     labels = theirs[name + '/det_labels'].astype(np.int64)
     if source == 'torchvision_ssd300':
-        boxes = theirs[name + '/det_boxes_xyxy_pixels'] / 300.
+        boxes = theirs[name + '/det_boxes_xyxy_pixels'] / 300.0
     else:
         boxes = theirs[name + '/det_boxes_xyxy_relative']
     return scores, labels, boxes[:, [1, 0, 3, 2]]
@@ -154,12 +174,18 @@ def test_detections_equal_pytorch(converted, source):
         free = np.ones(n, bool)
         for score, label, box in zip(scores, labels, boxes):
             candidates = np.flatnonzero(
-                free & (our_labels == label)
+                free
+                & (our_labels == label)
                 & (np.abs(our_scores - score) <= REL_TOL * score)
-                & (np.max(np.abs(our_boxes - box), axis=1) <= REL_TOL))
+                & (np.max(np.abs(our_boxes - box), axis=1) <= REL_TOL)
+            )
             if len(candidates) == 0:
                 unmatched.append((float(score), int(label), box.tolist()))
                 continue
             free[candidates[0]] = False
         assert not unmatched, '%s: %d of %d PyTorch detections unmatched, e.g. %s' % (
-            name, len(unmatched), len(scores), unmatched[:3])
+            name,
+            len(unmatched),
+            len(scores),
+            unmatched[:3],
+        )

@@ -42,14 +42,19 @@ def test_real_torch_files_read_as_torch_load_reads_them(name):
 
 def test_formats_and_dtypes_covered_by_the_fixtures():
     names = set(EXPECTED)
-    assert {'zip_state_dict.pth', 'legacy_state_dict.pth', 'zip_float16.pth',
-            'legacy_float16.pth', 'legacy_v1_cuda.pth'} <= names
+    assert {
+        'zip_state_dict.pth',
+        'legacy_state_dict.pth',
+        'zip_float16.pth',
+        'legacy_float16.pth',
+        'legacy_v1_cuda.pth',
+    } <= names
     assert zipfile.is_zipfile(os.path.join(fx.READER_DIR, 'zip_float16.pth'))
     assert not zipfile.is_zipfile(os.path.join(fx.READER_DIR, 'legacy_float16.pth'))
     half = pth_reader.load_state_dict(os.path.join(fx.READER_DIR, 'legacy_float16.pth'))
     assert half['0.weight'].dtype == np.float16
     mixed = pth_reader.load_state_dict(os.path.join(fx.READER_DIR, 'zip_mixed.pth'))
-    np.testing.assert_array_equal(mixed['bfloat16'], [1.5, -2.25, 3008.])  # bf16(3000.)
+    np.testing.assert_array_equal(mixed['bfloat16'], [1.5, -2.25, 3008.0])  # bf16(3000.)
     np.testing.assert_array_equal(mixed['transposed'], mixed['same_storage'].T)
     np.testing.assert_array_equal(mixed['offset_view'], mixed['same_storage'].ravel()[5:17])
     assert mixed['scalar'].shape == () and mixed['scalar'] == 3.25
@@ -67,9 +72,13 @@ def test_training_checkpoint_dict_finds_its_state_dict():
 @pytest.mark.parametrize('legacy', [False, True])
 def test_fixture_writer_round_trips(tmp_path, legacy):
     rng = np.random.default_rng(3)
-    sd = collections.OrderedDict([('w', rng.standard_normal((2, 3, 1, 1), np.float32)),
-                                  ('h', rng.standard_normal(4).astype(np.float16)),
-                                  ('n', np.array(7, np.int64))])
+    sd = collections.OrderedDict(
+        [
+            ('w', rng.standard_normal((2, 3, 1, 1), np.float32)),
+            ('h', rng.standard_normal(4).astype(np.float16)),
+            ('n', np.array(7, np.int64)),
+        ]
+    )
     path = str(tmp_path / 'w.pth')
     fx.write_pth(sd, path, legacy=legacy, location='cuda:0')
     back = pth_reader.load_state_dict(path)
@@ -81,6 +90,7 @@ def test_fixture_writer_round_trips(tmp_path, legacy):
 
 # ---------------------------------------------------------------------------------------------
 # Pickles that must be refused before anything in them runs.
+
 
 class _Payload:
     """Pickles to `os.system(command)`: what a booby-trapped .pth does."""
@@ -121,21 +131,31 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, where):
         _legacy_pth(path, _evil_pickle(marker))
     else:
         _legacy_pth(path, pickle.dumps({}, 2), header=_evil_pickle(marker))
-    with pytest.raises(pth_reader.PthError,
-                       match=r'refusing to load the global (posix|os)\.system'):
+    with pytest.raises(
+        pth_reader.PthError, match=r'refusing to load the global (posix|os)\.system'
+    ):
         pth_reader.load(path)
     assert not marker.exists()
 
 
-@pytest.mark.parametrize('module,name', [('builtins', 'eval'), ('builtins', 'getattr'),
-                                         ('torch', 'load'), ('torch._utils', '_rebuild_qtensor'),
-                                         ('numpy', 'frombuffer'), ('subprocess', 'Popen')])
+@pytest.mark.parametrize(
+    'module,name',
+    [
+        ('builtins', 'eval'),
+        ('builtins', 'getattr'),
+        ('torch', 'load'),
+        ('torch._utils', '_rebuild_qtensor'),
+        ('numpy', 'frombuffer'),
+        ('subprocess', 'Popen'),
+    ],
+)
 def test_only_the_state_dict_globals_are_allowed(tmp_path, module, name):
     data = b'\x80\x02c' + module.encode() + b'\n' + name.encode() + b'\n)R.'
     path = str(tmp_path / 'g.pth')
     _zip_pth(path, data)
-    with pytest.raises(pth_reader.PthError, match='refusing to load the global %s.%s'
-                       % (module, name)):
+    with pytest.raises(
+        pth_reader.PthError, match='refusing to load the global %s.%s' % (module, name)
+    ):
         pth_reader.load(path)
 
 
@@ -171,8 +191,9 @@ def _tensor_pickle(size, stride, offset=0, numel=4):
     return p.out.getvalue()
 
 
-@pytest.mark.parametrize('size,stride,offset', [((3, 3), (3, 1), 0), ((4,), (1,), 1),
-                                                ((2, 2), (4, 1), 0)])
+@pytest.mark.parametrize(
+    'size,stride,offset', [((3, 3), (3, 1), 0), ((4,), (1,), 1), ((2, 2), (4, 1), 0)]
+)
 def test_tensor_reading_past_its_storage_is_refused(tmp_path, size, stride, offset):
     path = str(tmp_path / 'oob.pth')
     with zipfile.ZipFile(path, 'w') as zf:
@@ -216,8 +237,9 @@ def test_not_a_pth_file(tmp_path):
         pth_reader.load(tar_path)
     no_tensors = str(tmp_path / 'dict.pth')
     _zip_pth(no_tensors, pickle.dumps({'epoch': 3, 'lr': 0.1}, 2))
-    with pytest.raises(pth_reader.PthError, match='no state_dict of tensors found; top-level '
-                                                  'keys: epoch, lr'):
+    with pytest.raises(
+        pth_reader.PthError, match='no state_dict of tensors found; top-level keys: epoch, lr'
+    ):
         pth_reader.load_state_dict(no_tensors)
 
 
@@ -238,5 +260,5 @@ def test_big_endian_legacy_storages(tmp_path):
         f.write(p.out.getvalue())
         f.write(pickle.dumps(['0'], 2))
         f.write(struct.pack('>q', 3))
-        f.write(np.array([1.5, -2., 4.], '>f4').tobytes())
-    np.testing.assert_array_equal(pth_reader.load_state_dict(path)['w'], [1.5, -2., 4.])
+        f.write(np.array([1.5, -2.0, 4.0], '>f4').tobytes())
+    np.testing.assert_array_equal(pth_reader.load_state_dict(path)['w'], [1.5, -2.0, 4.0])

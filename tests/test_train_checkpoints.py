@@ -1,4 +1,5 @@
 """Checkpoint-path resolution and scope-based restore (model/checkpoints.py)."""
+
 import os
 
 import numpy as np
@@ -17,40 +18,43 @@ def _write(directory, name, step, value, update_state=True):
         saver = v1.train.Saver([w])
         with v1.Session() as sess:
             sess.run(w.initializer)
-            return saver.save(sess, os.path.join(directory, name), global_step=step,
-                              write_state=update_state)
+            return saver.save(
+                sess, os.path.join(directory, name), global_step=step, write_state=update_state
+            )
 
 
 def test_resolve_prefix_index_data_and_directory(tmp_path):
     d = str(tmp_path)
-    first = _write(d, 'model.ckpt', 5, 1.)
-    second = _write(d, 'model.ckpt', 10, 2.)
+    first = _write(d, 'model.ckpt', 5, 1.0)
+    second = _write(d, 'model.ckpt', 10, 2.0)
     assert checkpoints.resolve_checkpoint(first) == first
     assert checkpoints.resolve_checkpoint(first + '.index') == first
     data = [f for f in os.listdir(d) if f.startswith('model.ckpt-5.data-')]
     assert len(data) == 1
     assert checkpoints.resolve_checkpoint(os.path.join(d, data[0])) == first
     assert checkpoints.resolve_checkpoint(d) == second
-    assert float(tf.train.load_checkpoint(checkpoints.resolve_checkpoint(d)).get_tensor('w')) == 2.
+    assert float(tf.train.load_checkpoint(checkpoints.resolve_checkpoint(d)).get_tensor('w')) == 2.0
 
 
 def test_directory_without_state_file_takes_highest_step(tmp_path):
     d = str(tmp_path)
-    _write(d, 'model.ckpt', 100, 1.)
-    _write(d, 'model.ckpt', 20, 2., update_state=False)
+    _write(d, 'model.ckpt', 100, 1.0)
+    _write(d, 'model.ckpt', 20, 2.0, update_state=False)
     os.remove(os.path.join(d, 'checkpoint'))
     assert checkpoints.resolve_checkpoint(d) == os.path.join(d, 'model.ckpt-100')
 
 
 def test_v1_single_file_passes_through(tmp_path):
     from tensorflow.core.protobuf import saver_pb2
+
     path = str(tmp_path / 'vgg_16.ckpt')  # TF-Slim's ImageNet checkpoints are such files
     with tf.Graph().as_default():
-        w = v1.get_variable('w', initializer=np.float32(3.))
+        w = v1.get_variable('w', initializer=np.float32(3.0))
         with v1.Session() as sess:
             sess.run(w.initializer)
             v1.train.Saver([w], write_version=saver_pb2.SaverDef.V1).save(
-                sess, path, write_meta_graph=False, write_state=False)
+                sess, path, write_meta_graph=False, write_state=False
+            )
     assert checkpoints.resolve_checkpoint(path) == path
     # A file that only has a checkpoint's name is refused, naming it (test_checkpoint_errors).
     (tmp_path / 'fake.ckpt').write_bytes(b'v1')
@@ -68,6 +72,7 @@ def test_errors_name_the_path(tmp_path, make):
 
 # --- scopes -------------------------------------------------------------------------------------
 
+
 def test_scopes_match_on_boundaries():
     assert checkpoints.parse_scopes(' a/b/, c ,,') == ['a/b', 'c']
     assert checkpoints.in_scopes('ssd/conv1/weights:0', ['ssd/conv1'])
@@ -79,10 +84,14 @@ def test_scopes_match_on_boundaries():
 def _variables(spec):
     """Creates variables name -> shape with distinct random values; returns dict name -> var."""
     rng = np.random.default_rng(0)
-    return {name: v1.get_variable(name, initializer=rng.standard_normal(shape).astype(np.float32),
-                                  collections=[v1.GraphKeys.GLOBAL_VARIABLES,
-                                               v1.GraphKeys.MODEL_VARIABLES])
-            for name, shape in spec.items()}
+    return {
+        name: v1.get_variable(
+            name,
+            initializer=rng.standard_normal(shape).astype(np.float32),
+            collections=[v1.GraphKeys.GLOBAL_VARIABLES, v1.GraphKeys.MODEL_VARIABLES],
+        )
+        for name, shape in spec.items()
+    }
 
 
 def _save_values(prefix, values):
@@ -106,26 +115,38 @@ def _restore(prefix, items, untouched=()):
 
 def test_model_scope_rewrite_exclude_and_trainable(tmp_path):
     rng = np.random.default_rng(1)
-    saved = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in {
-        'old/conv1/weights': [3, 2], 'old/conv10/weights': [2, 2], 'old/x/new/w': [4],
-        'other/w': [1]}.items()}
+    saved = {
+        name: rng.standard_normal(shape).astype(np.float32)
+        for name, shape in {
+            'old/conv1/weights': [3, 2],
+            'old/conv10/weights': [2, 2],
+            'old/x/new/w': [4],
+            'other/w': [1],
+        }.items()
+    }
     prefix = _save_values(str(tmp_path / 'other_names.ckpt'), saved)
     shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     with tf.Graph().as_default():
-        variables = _variables({'new/conv1/weights': [3, 2], 'new/conv10/weights': [2, 2],
-                                'new/x/new/w': [4]})
-        items = checkpoints.plan_restore(list(variables.values()), shapes, 'new', 'old',
-                                         exclude_scopes='new/conv1')
+        variables = _variables(
+            {'new/conv1/weights': [3, 2], 'new/conv10/weights': [2, 2], 'new/x/new/w': [4]}
+        )
+        items = checkpoints.plan_restore(
+            list(variables.values()), shapes, 'new', 'old', exclude_scopes='new/conv1'
+        )
         assert sorted((i.name, i.checkpoint_name) for i in items) == [
-            ('new/conv10/weights', 'old/conv10/weights'), ('new/x/new/w', 'old/x/new/w')]
+            ('new/conv10/weights', 'old/conv10/weights'),
+            ('new/x/new/w', 'old/x/new/w'),
+        ]
         sess, (before,) = _restore(prefix, items, [variables['new/conv1/weights']])
-        np.testing.assert_array_equal(sess.run(variables['new/conv10/weights']),
-                                      saved['old/conv10/weights'])
+        np.testing.assert_array_equal(
+            sess.run(variables['new/conv10/weights']), saved['old/conv10/weights']
+        )
         np.testing.assert_array_equal(sess.run(variables['new/x/new/w']), saved['old/x/new/w'])
         # Excluded: keeps its initialiser.
         np.testing.assert_array_equal(sess.run(variables['new/conv1/weights']), before)
-        trainable = checkpoints.filter_variables(list(variables.values()),
-                                                 include_scopes='new/conv1,new/x')
+        trainable = checkpoints.filter_variables(
+            list(variables.values()), include_scopes='new/conv1,new/x'
+        )
         assert [v.op.name for v in trainable] == ['new/conv1/weights', 'new/x/new/w']
 
 
@@ -137,19 +158,23 @@ def test_missing_variables_fail_or_are_ignored(tmp_path):
         with pytest.raises(ValueError, match='m/b'):
             checkpoints.plan_restore(variables, shapes, 'm')
         warnings = []
-        items = checkpoints.plan_restore(variables, shapes, 'm', ignore_missing_vars=True,
-                                         log=warnings.append)
+        items = checkpoints.plan_restore(
+            variables, shapes, 'm', ignore_missing_vars=True, log=warnings.append
+        )
         assert [i.name for i in items] == ['m/a'] and 'm/b' in warnings[0]
         with pytest.raises(ValueError, match='No variable of the model matches'):
-            checkpoints.plan_restore(variables, shapes, 'm', 'elsewhere',
-                                     ignore_missing_vars=True, log=warnings.append)
+            checkpoints.plan_restore(
+                variables, shapes, 'm', 'elsewhere', ignore_missing_vars=True, log=warnings.append
+            )
 
 
 def _mobilenet_variables(num_classes):
     from nets import nets_factory
     import tf_slim as slim
-    _, network_fn = nets_factory.get_network_fn('ssd_300_mobilenet', num_classes,
-                                                depth_multiplier=0.25)
+
+    _, network_fn = nets_factory.get_network_fn(
+        'ssd_300_mobilenet', num_classes, depth_multiplier=0.25
+    )
     network_fn(v1.placeholder(tf.float32, [1, 300, 300, 3]))
     return slim.get_model_variables()
 
@@ -167,12 +192,19 @@ def test_class_count_change_names_scopes_or_excludes(tmp_path):
         with pytest.raises(ValueError) as info:
             checkpoints.plan_restore(variables, shapes, 'ssd_300_mobilenet')
         message = str(info.value)
-        conf_scopes = ['ssd_300_mobilenet/%s_mbox_conf' % layer for layer in
-                       ('conv11', 'conv13', 'conv14_2', 'conv15_2', 'conv16_2', 'conv17_2')]
+        conf_scopes = [
+            'ssd_300_mobilenet/%s_mbox_conf' % layer
+            for layer in ('conv11', 'conv13', 'conv14_2', 'conv15_2', 'conv16_2', 'conv17_2')
+        ]
         assert '--checkpoint_exclude_scopes=' + ','.join(sorted(conf_scopes)) in message
         warnings = []
-        items = checkpoints.plan_restore(variables, shapes, 'ssd_300_mobilenet',
-                                         exclude_mismatched_vars=True, log=warnings.append)
+        items = checkpoints.plan_restore(
+            variables,
+            shapes,
+            'ssd_300_mobilenet',
+            exclude_mismatched_vars=True,
+            log=warnings.append,
+        )
         skipped = {v.op.name for v in variables} - {i.name for i in items}
         assert skipped == {s + suffix for s in conf_scopes for suffix in ('/weights', '/biases')}
         assert len(warnings) == 1 and 'conv11_mbox_conf/weights' in warnings[0]
@@ -183,27 +215,35 @@ def test_class_count_change_names_scopes_or_excludes(tmp_path):
 
 # --- TF-Slim ImageNet backbones -----------------------------------------------------------------
 
+
 def test_vgg_fc_subsampling_on_real_shapes():
     # Each entry encodes its own (row, col, out) index; zero-stride views keep this at ~0 memory.
-    codes = (np.arange(7)[:, None, None] * 100000 + np.arange(7)[None, :, None] * 10000
-             + np.arange(4096)[None, None, :]).astype(np.int64)[:, :, None, :]
+    codes = (
+        np.arange(7)[:, None, None] * 100000
+        + np.arange(7)[None, :, None] * 10000
+        + np.arange(4096)[None, None, :]
+    ).astype(np.int64)[:, :, None, :]
     fc6 = np.broadcast_to(codes, (7, 7, 512, 4096))
     conv6 = checkpoints.vgg_fc6_to_conv6(fc6)
     assert conv6.shape == (3, 3, 512, 1024)
     for i, r in enumerate((0, 3, 6)):
         for j, c in enumerate((0, 3, 6)):
-            np.testing.assert_array_equal(conv6[i, j, 7], r * 100000 + c * 10000
-                                          + 4 * np.arange(1024))
+            np.testing.assert_array_equal(
+                conv6[i, j, 7], r * 100000 + c * 10000 + 4 * np.arange(1024)
+            )
     # Input channels are kept in order (checked on a small array with per-channel values).
     small = np.random.default_rng(0).standard_normal((7, 7, 5, 8))
-    np.testing.assert_array_equal(checkpoints.vgg_fc6_to_conv6(small),
-                                  small[np.ix_([0, 3, 6], [0, 3, 6], range(5), [0, 4])])
-    fc7 = np.broadcast_to((np.arange(4096)[:, None] * 10000 + np.arange(4096)[None, :]),
-                          (1, 1, 4096, 4096))
+    np.testing.assert_array_equal(
+        checkpoints.vgg_fc6_to_conv6(small), small[np.ix_([0, 3, 6], [0, 3, 6], range(5), [0, 4])]
+    )
+    fc7 = np.broadcast_to(
+        (np.arange(4096)[:, None] * 10000 + np.arange(4096)[None, :]), (1, 1, 4096, 4096)
+    )
     conv7 = checkpoints.vgg_fc7_to_conv7(fc7)
     assert conv7.shape == (1, 1, 1024, 1024)
-    np.testing.assert_array_equal(conv7[0, 0], (4 * np.arange(1024))[:, None] * 10000
-                                  + 4 * np.arange(1024)[None, :])
+    np.testing.assert_array_equal(
+        conv7[0, 0], (4 * np.arange(1024))[:, None] * 10000 + 4 * np.arange(1024)[None, :]
+    )
     np.testing.assert_array_equal(checkpoints.vgg_fc_biases(np.arange(4096)), 4 * np.arange(1024))
 
 
@@ -212,6 +252,7 @@ def test_vgg_16_checkpoint_initialises_ssd_backbone(tmp_path):
     conv layers copy, conv7 is the documented sub-sampling of fc7, the rest is untouched."""
     from nets import nets_factory
     import tf_slim as slim
+
     rng = np.random.default_rng(2)
     saved = {
         'vgg_16/conv1/conv1_1/weights': rng.standard_normal((3, 3, 3, 64)).astype(np.float32),
@@ -228,22 +269,35 @@ def test_vgg_16_checkpoint_initialises_ssd_backbone(tmp_path):
         network_fn(v1.placeholder(tf.float32, [1, 300, 300, 3]))
         variables = {v.op.name: v for v in slim.get_model_variables()}
         warnings = []
-        items = checkpoints.plan_restore(list(variables.values()), shapes, 'ssd_300_vgg',
-                                         'vgg_16', ignore_missing_vars=True, log=warnings.append)
+        items = checkpoints.plan_restore(
+            list(variables.values()),
+            shapes,
+            'ssd_300_vgg',
+            'vgg_16',
+            ignore_missing_vars=True,
+            log=warnings.append,
+        )
         assert sorted(i.name for i in items) == [
-            'ssd_300_vgg/conv1/conv1_1/biases', 'ssd_300_vgg/conv1/conv1_1/weights',
-            'ssd_300_vgg/conv5/conv5_3/biases', 'ssd_300_vgg/conv7/biases',
-            'ssd_300_vgg/conv7/weights']
+            'ssd_300_vgg/conv1/conv1_1/biases',
+            'ssd_300_vgg/conv1/conv1_1/weights',
+            'ssd_300_vgg/conv5/conv5_3/biases',
+            'ssd_300_vgg/conv7/biases',
+            'ssd_300_vgg/conv7/weights',
+        ]
         assert 'ssd_300_vgg/conv6/weights (as vgg_16/fc6/weights)' in warnings[0]
-        sess, (block8_before,) = _restore(prefix, items,
-                                          [variables['ssd_300_vgg/block8/conv1x1/weights']])
+        sess, (block8_before,) = _restore(
+            prefix, items, [variables['ssd_300_vgg/block8/conv1x1/weights']]
+        )
         get = lambda name: sess.run(variables['ssd_300_vgg/' + name])  # noqa: E731
-        np.testing.assert_array_equal(get('conv1/conv1_1/weights'),
-                                      saved['vgg_16/conv1/conv1_1/weights'])
-        np.testing.assert_array_equal(get('conv5/conv5_3/biases'),
-                                      saved['vgg_16/conv5/conv5_3/biases'])
-        np.testing.assert_array_equal(get('conv7/weights'),
-                                      saved['vgg_16/fc7/weights'][:, :, ::4, ::4])
+        np.testing.assert_array_equal(
+            get('conv1/conv1_1/weights'), saved['vgg_16/conv1/conv1_1/weights']
+        )
+        np.testing.assert_array_equal(
+            get('conv5/conv5_3/biases'), saved['vgg_16/conv5/conv5_3/biases']
+        )
+        np.testing.assert_array_equal(
+            get('conv7/weights'), saved['vgg_16/fc7/weights'][:, :, ::4, ::4]
+        )
         np.testing.assert_array_equal(get('conv7/biases'), saved['vgg_16/fc7/biases'][::4])
         np.testing.assert_array_equal(get('block8/conv1x1/weights'), block8_before)
         assert np.abs(block8_before).max() > 0
@@ -257,7 +311,7 @@ def test_mobilenet_v1_checkpoint_names(tmp_path):
     saved = {'MobilenetV1/Logits/Conv2d_1c_1x1/weights': np.zeros((1, 1, 256, 1001), np.float32)}
     expected = {}
     for name, shape in ours.items():
-        relative = name[len('ssd_300_mobilenet/'):]
+        relative = name[len('ssd_300_mobilenet/') :]
         layer, rest = relative.split('/', 1)
         number = int(layer[4:]) if layer[4:].isdigit() else None
         if number is None or number > 13:

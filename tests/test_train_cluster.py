@@ -8,6 +8,7 @@ weights (both workers' targets must be in every step's mean). The end-to-end run
 train_ssd_network.py as 1 ps + 2 workers is tests/test_train_run.py's
 test_one_ps_two_workers_sync_replicas.
 """
+
 import json
 import re
 import socket
@@ -36,10 +37,13 @@ def _free_ports(count):
 
 # Cluster settings: host flags and TF_CONFIG.
 
+
 def test_flags_and_tf_config_give_the_same_cluster():
     flags = cluster_lib.cluster_from('h0:1', 'h1:2,h2:3', 'worker', 1, environ={})
-    config = {'cluster': {'ps': ['h0:1'], 'worker': ['h1:2', 'h2:3']},
-              'task': {'type': 'worker', 'index': 1}}
+    config = {
+        'cluster': {'ps': ['h0:1'], 'worker': ['h1:2', 'h2:3']},
+        'task': {'type': 'worker', 'index': 1},
+    }
     env = cluster_lib.cluster_from(environ={'TF_CONFIG': json.dumps(config)})
     assert flags.spec.as_dict() == env.spec.as_dict()
     assert (flags.job_name, flags.task_index) == (env.job_name, env.task_index) == ('worker', 1)
@@ -47,17 +51,31 @@ def test_flags_and_tf_config_give_the_same_cluster():
     assert cluster_lib.cluster_from(environ={}).spec is None  # alone
 
 
-@pytest.mark.parametrize('flags,config,message', [
-    (('', 'h1:2', 'worker', 0), None, 'at least one ps'),
-    (('h0:1', 'h1:2', 'worker', 1), None, 'worker 1, which is not in the cluster'),
-    (('h0:1', 'h1:2', None, 0), None, '--job_name'),
-    (None, {'cluster': {'ps': ['h0:1'], 'worker': ['h1:2']}, 'task': {'type': 'worker',
-                                                                        'index': 3}},
-     'worker 3, which is not in the cluster'),
-    (None, {'cluster': {'chief': ['h:1'], 'ps': ['h0:1'], 'worker': ['h1:2']},
-            'task': {'type': 'worker', 'index': 0}}, "only ps and worker jobs"),
-    (None, {'cluster': {'ps': ['h0:1'], 'worker': ['h1:2']}}, 'TF_CONFIG needs'),
-])
+@pytest.mark.parametrize(
+    'flags,config,message',
+    [
+        (('', 'h1:2', 'worker', 0), None, 'at least one ps'),
+        (('h0:1', 'h1:2', 'worker', 1), None, 'worker 1, which is not in the cluster'),
+        (('h0:1', 'h1:2', None, 0), None, '--job_name'),
+        (
+            None,
+            {
+                'cluster': {'ps': ['h0:1'], 'worker': ['h1:2']},
+                'task': {'type': 'worker', 'index': 3},
+            },
+            'worker 3, which is not in the cluster',
+        ),
+        (
+            None,
+            {
+                'cluster': {'chief': ['h:1'], 'ps': ['h0:1'], 'worker': ['h1:2']},
+                'task': {'type': 'worker', 'index': 0},
+            },
+            "only ps and worker jobs",
+        ),
+        (None, {'cluster': {'ps': ['h0:1'], 'worker': ['h1:2']}}, 'TF_CONFIG needs'),
+    ],
+)
 def test_cluster_settings_are_checked_alike(flags, config, message):
     with pytest.raises(cluster_lib.UsageError, match=message):
         if flags:
@@ -80,6 +98,7 @@ def test_role_is_described():
 
 
 # In-process clusters of a tiny model.
+
 
 class Logs:
     """Collects a process' log lines (Replication's log and warn)."""
@@ -108,9 +127,9 @@ class LocalCluster:
 
     def __init__(self, num_workers=2):
         ports = _free_ports(num_workers + 1)
-        self.spec = tf.train.ClusterSpec({
-            'ps': [f'127.0.0.1:{ports[0]}'],
-            'worker': [f'127.0.0.1:{p}' for p in ports[1:]]})
+        self.spec = tf.train.ClusterSpec(
+            {'ps': [f'127.0.0.1:{ports[0]}'], 'worker': [f'127.0.0.1:{p}' for p in ports[1:]]}
+        )
         self.servers = {('ps', 0): tf.distribute.Server(self.spec, 'ps', 0)}
         for i in range(num_workers):
             self.servers['worker', i] = tf.distribute.Server(self.spec, 'worker', i)
@@ -131,8 +150,17 @@ class Worker:
     """One worker of the tiny model on its own thread; `kill()` closes its session the way a
     killed process' would go (no last message, pending operations cancelled)."""
 
-    def __init__(self, local, task, sync=True, last_step=6, replicas=None, wait_secs=60,
-                 report_secs=1., silent_secs=3.):
+    def __init__(
+        self,
+        local,
+        task,
+        sync=True,
+        last_step=6,
+        replicas=None,
+        wait_secs=60,
+        report_secs=1.0,
+        silent_secs=3.0,
+    ):
         self.local, self.task = local, task
         self.logs = Logs()
         self.error = None
@@ -144,16 +172,24 @@ class Worker:
         self.graph = tf.Graph()
         with self.graph.as_default():
             device = v1.train.replica_device_setter(
-                ps_tasks=1, worker_device=f'/job:worker/task:{task}', cluster=local.spec)
+                ps_tasks=1, worker_device=f'/job:worker/task:{task}', cluster=local.spec
+            )
             with v1.device(device):
                 global_step = v1.train.get_or_create_global_step()
                 self.weights = v1.get_variable('w', [3], initializer=v1.zeros_initializer())
             with v1.device(f'/job:worker/task:{task}'):
                 loss = tf.reduce_sum(tf.square(self.weights - float(task + 1)))
             self.replication = cluster_lib.Replication(
-                cluster, sync=sync, replicas_to_aggregate=replicas, last_step=last_step,
-                wait_secs=wait_secs, log=self.logs, warn=self.logs, report_secs=report_secs,
-                silent_secs=silent_secs)
+                cluster,
+                sync=sync,
+                replicas_to_aggregate=replicas,
+                last_step=last_step,
+                wait_secs=wait_secs,
+                log=self.logs,
+                warn=self.logs,
+                report_secs=report_secs,
+                silent_secs=silent_secs,
+            )
             opt = self.replication.optimizer(v1.train.GradientDescentOptimizer(LR))
             with v1.device(device):
                 self.train_op = opt.minimize(loss, global_step=global_step)
@@ -167,9 +203,15 @@ class Worker:
 
     def _run(self):
         try:
-            with self.graph.as_default(), self.replication.session(
-                    self.local.servers['worker', self.task].target, self.config,
-                    hooks=self.hooks, stop_grace_period_secs=1) as session:
+            with (
+                self.graph.as_default(),
+                self.replication.session(
+                    self.local.servers['worker', self.task].target,
+                    self.config,
+                    hooks=self.hooks,
+                    stop_grace_period_secs=1,
+                ) as session,
+            ):
                 while not session.should_stop():
                     session.run(self.train_op)
         except Exception as e:  # pylint: disable=broad-except
@@ -215,9 +257,9 @@ class _Grab(v1.train.SessionRunHook):
 
 def _expected_sync_weights(steps, targets):
     """Gradient descent on the mean loss of the workers' targets, from 0."""
-    w = 0.
+    w = 0.0
     for _ in range(steps):
-        w -= LR * np.mean([2. * (w - t) for t in targets])
+        w -= LR * np.mean([2.0 * (w - t) for t in targets])
     return w
 
 
@@ -235,8 +277,9 @@ def test_sync_each_step_aggregates_both_workers():
     assert (hook.first_step, hook.last_step) == (1, 6)
     assert worker.hook.runs == 6 and chief.hook.runs == 6
     # Every step's mean has both targets (1 and 2) in it.
-    np.testing.assert_allclose(chief.final_weights, [_expected_sync_weights(6, [1., 2.])] * 3,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        chief.final_weights, [_expected_sync_weights(6, [1.0, 2.0])] * 3, rtol=1e-5
+    )
     local.ps_thread.join(30)
     assert local.ps_result == ['ended']
     assert 'Synchronous steps 1-6: 6 steps of 2 distinct workers' in chief.logs.text()
@@ -244,9 +287,11 @@ def test_sync_each_step_aggregates_both_workers():
 
 def _record_final_weights(worker):
     """Reads the weights in the chief's `end` (before the cluster ends)."""
+
     class Read(v1.train.SessionRunHook):
         def end(self, session):
             worker.final_weights = session.run(worker.weights)
+
     worker.hooks.append(Read())
 
 
@@ -254,7 +299,7 @@ def test_chief_waits_for_a_late_worker_then_both_contribute():
     local = LocalCluster(2)
     chief = Worker(local, 0, last_step=4).start()
     chief.logs.wait_for(r'Waiting for 1 more worker\(s\) of worker 1 \(127\.0\.0\.1:\d+\) to join')
-    time.sleep(1.)
+    time.sleep(1.0)
     worker = Worker(local, 1, last_step=4).start()
     chief.join(), worker.join()
     assert chief.error is None and worker.error is None, (chief.error, worker.error)
@@ -271,17 +316,21 @@ def test_killed_worker_is_reported_and_its_restart_contributes():
     chief.start(), worker.start()
     assert worker.paused.wait(120), worker.logs.text()
     worker.kill()
-    chief.logs.wait_for(r'Step 4 has waited \d+ s for the gradients of worker 1 '
-                        r'\(127\.0\.0\.1:\d+\) \(not heard from for \d+ s: killed\?\)')
+    chief.logs.wait_for(
+        r'Step 4 has waited \d+ s for the gradients of worker 1 '
+        r'\(127\.0\.0\.1:\d+\) \(not heard from for \d+ s: killed\?\)'
+    )
     restarted = Worker(local, 1, last_step=8).start()
     chief.join(), restarted.join(), worker.join()
     assert chief.error is None and restarted.error is None, (chief.error, restarted.error)
-    assert re.search(r'worker 1 \(127\.0\.0\.1:\d+\) joined again \(restarted\) at step 3',
-                     chief.logs.text())
+    assert re.search(
+        r'worker 1 \(127\.0\.0\.1:\d+\) joined again \(restarted\) at step 3', chief.logs.text()
+    )
     assert chief.hook.contributions == [8, 8] and chief.hook.distinct == {2: 8}
     assert restarted.hook.runs == 5
-    np.testing.assert_allclose(chief.final_weights, [_expected_sync_weights(8, [1., 2.])] * 3,
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        chief.final_weights, [_expected_sync_weights(8, [1.0, 2.0])] * 3, rtol=1e-5
+    )
     local.ps_thread.join(30)
     assert local.ps_result == ['ended']
 
@@ -297,9 +346,11 @@ def test_worker_missing_for_wait_secs_stops_the_cluster_with_a_message():
     worker.kill()
     chief.join(), worker.join()
     assert isinstance(chief.error, cluster_lib.ClusterError), chief.logs.text()
-    assert re.search(r'No synchronous step for \d+ s \(--cluster_wait_secs=4\): step 3 still '
-                     r'waits for the gradients of worker 1 \(127\.0\.0\.1:\d+\)',
-                     str(chief.error))
+    assert re.search(
+        r'No synchronous step for \d+ s \(--cluster_wait_secs=4\): step 3 still '
+        r'waits for the gradients of worker 1 \(127\.0\.0\.1:\d+\)',
+        str(chief.error),
+    )
     local.ps_thread.join(30)
     assert 'reported a failure' in str(local.ps_result[0])
 
@@ -309,8 +360,11 @@ def test_chief_gives_up_on_a_worker_that_never_joins():
     chief = Worker(local, 0, last_step=4, wait_secs=3).start()
     chief.join()
     assert isinstance(chief.error, cluster_lib.ClusterError)
-    assert re.search(r'waited \d+ s \(--cluster_wait_secs\) for 1 more worker\(s\) of worker 1 '
-                     r'\(127\.0\.0\.1:\d+\)', str(chief.error))
+    assert re.search(
+        r'waited \d+ s \(--cluster_wait_secs\) for 1 more worker\(s\) of worker 1 '
+        r'\(127\.0\.0\.1:\d+\)',
+        str(chief.error),
+    )
     local.ps_thread.join(30)
     assert 'reported a failure' in str(local.ps_result[0])
 
@@ -358,4 +412,3 @@ def test_restarted_chief_stops_the_cluster_with_a_message():
     assert 'reported a failure' in str(worker.error), worker.logs.text()
     local.ps_thread.join(30)
     assert 'reported a failure' in str(local.ps_result[0])
-

@@ -1,5 +1,6 @@
 """What a person reads of a training run: the step line (parsed back by `hooks.LOG_LINE`), the
 ETA on a machine whose speed alternates, the start and end summaries, one line per checkpoint."""
+
 import types
 
 import pytest
@@ -9,7 +10,7 @@ from training import hooks
 
 class FakeClock:
     def __init__(self):
-        self.now = 1000.
+        self.now = 1000.0
 
     def __call__(self):
         return self.now
@@ -42,10 +43,14 @@ def test_eta_within_20_percent_when_step_time_alternates():
         def estimate(step):
             rate.update(step)
             return rate.eta_secs(step, total)
+
         return estimate
 
-    checked = [(s, eta, true) for s, eta, true in _etas(total, times, every_n, smoothed)
-               if 0.1 * total <= s <= 0.8 * total]  # the ETA of the run's bulk
+    checked = [
+        (s, eta, true)
+        for s, eta, true in _etas(total, times, every_n, smoothed)
+        if 0.1 * total <= s <= 0.8 * total
+    ]  # the ETA of the run's bulk
     assert len(checked) > 100
     for step, eta, true in checked:
         assert abs(eta - true) <= 0.2 * true, (step, eta, true)
@@ -59,9 +64,14 @@ def test_eta_within_20_percent_when_step_time_alternates():
             if step - every_n not in marks:
                 return None
             return (total - step) * (marks[step] - marks[step - every_n]) / every_n
+
         return estimate
-    naive = [(s, eta, true) for s, eta, true in _etas(total, times, every_n, last_interval)
-             if 0.1 * total <= s <= 0.8 * total]
+
+    naive = [
+        (s, eta, true)
+        for s, eta, true in _etas(total, times, every_n, last_interval)
+        if 0.1 * total <= s <= 0.8 * total
+    ]
     assert max(abs(eta - true) / true for _, eta, true in naive) > 0.5
 
 
@@ -85,8 +95,14 @@ def test_format_duration():
 
 def _run_hook(every_n, losses_per_step, last_step=8, start_step=0, num_examples=16):
     clock = FakeClock()
-    hook = hooks.LoggingHook({'global_step': 'gs'}, every_n, images_per_step=4,
-                             last_step=last_step, num_examples=num_examples, clock=clock)
+    hook = hooks.LoggingHook(
+        {'global_step': 'gs'},
+        every_n,
+        images_per_step=4,
+        last_step=last_step,
+        num_examples=num_examples,
+        clock=clock,
+    )
     session = types.SimpleNamespace(run=lambda tensor: start_step)
     hook.after_create_session(session, None)
     lines = []
@@ -94,55 +110,84 @@ def _run_hook(every_n, losses_per_step, last_step=8, start_step=0, num_examples=
     hooks.logging.info = lambda fmt, *args: lines.append(fmt % args)
     try:
         for losses in losses_per_step:
-            clock.now += 2.
-            hook.after_run(None, types.SimpleNamespace(results={
-                'global_step': None, 'learning_rate': 0.001, 'losses': losses}))
+            clock.now += 2.0
+            hook.after_run(
+                None,
+                types.SimpleNamespace(
+                    results={'global_step': None, 'learning_rate': 0.001, 'losses': losses}
+                ),
+            )
     finally:
         hooks.logging.info = original
     return hook, lines
 
 
 def test_step_line_smoothed_terms_and_parse():
-    steps = [{'total': 4. - i, 'localization': 1., 'cross_entropy_pos': 2. - i,
-              'regularization': 0.5} for i in range(4)]
+    steps = [
+        {'total': 4.0 - i, 'localization': 1.0, 'cross_entropy_pos': 2.0 - i, 'regularization': 0.5}
+        for i in range(4)
+    ]
     hook, lines = _run_hook(2, steps)
     assert len(lines) == 2
     assert lines[0].startswith('step 2/8 (epoch 0.5): loss over 2 steps total=3.5000 ')
     assert 'regularization=0.5000 lr=0.001' in lines[0]
     assert 'images/s ETA 0:00:' in lines[1]
-    parsed = [(int(step), dict(t.split('=') for t in terms.split()))
-              for step, terms in (hooks.LOG_LINE.search(line).groups() for line in lines)]
+    parsed = [
+        (int(step), dict(t.split('=') for t in terms.split()))
+        for step, terms in (hooks.LOG_LINE.search(line).groups() for line in lines)
+    ]
     assert [p[0] for p in parsed] == [2, 4]
     assert float(parsed[1][1]['total']) == pytest.approx(1.5)  # mean of steps 3 and 4
     assert float(parsed[1][1]['cross_entropy_pos']) == pytest.approx(-0.5)
     summary = hook.summary()
-    assert (summary['steps'], summary['last_step'], summary['seconds']) == (4, 4, 8.)
-    assert summary['images_per_sec'] == pytest.approx(2.)
+    assert (summary['steps'], summary['last_step'], summary['seconds']) == (4, 4, 8.0)
+    assert summary['images_per_sec'] == pytest.approx(2.0)
     end = hooks.end_line(summary, 'logs/x', 'model.ckpt-4', 'logs/x/model.json')
     assert end.startswith('training finished: 4 steps (to step 4) in 0:00:08, 2.0 images/s')
     assert 'final loss 1.5000' in end and 'logs/x/model.json' in end
 
 
 def test_resumed_run_counts_from_the_checkpoint_step():
-    _, lines = _run_hook(1, [{'total': 1.}] * 2, last_step=10, start_step=6)
+    _, lines = _run_hook(1, [{'total': 1.0}] * 2, last_step=10, start_step=6)
     assert lines[0].startswith('step 7/10 ') and lines[1].startswith('step 8/10 ')
 
 
 def test_start_lines_say_what_how_and_where():
-    card = types.SimpleNamespace(model_name='ssd_300_mobilenet', num_classes=3,
-                                 class_names=('circle', 'square'))
-    dataset = types.SimpleNamespace(name='custom', split_name='train', dataset_dir='rec',
-                                    num_samples=80)
+    card = types.SimpleNamespace(
+        model_name='ssd_300_mobilenet', num_classes=3, class_names=('circle', 'square')
+    )
+    dataset = types.SimpleNamespace(
+        name='custom', split_name='train', dataset_dir='rec', num_samples=80
+    )
     from training import trainer
-    settings = trainer.TrainSettings(train_dir='logs/x', batch_size=16, max_number_of_steps=100,
-                                     learning_rate_decay_type='cosine', warmup_steps=10,
-                                     save_interval_steps=50)
-    lines = hooks.start_lines(card, dataset, settings, 123456, 'logs/x/model.ckpt-50', 50,
-                              ['total', 'cross_entropy_neg', 'localization', 'regularization'])
+
+    settings = trainer.TrainSettings(
+        train_dir='logs/x',
+        batch_size=16,
+        max_number_of_steps=100,
+        learning_rate_decay_type='cosine',
+        warmup_steps=10,
+        save_interval_steps=50,
+    )
+    lines = hooks.start_lines(
+        card,
+        dataset,
+        settings,
+        123456,
+        'logs/x/model.ckpt-50',
+        50,
+        ['total', 'cross_entropy_neg', 'localization', 'regularization'],
+    )
     text = '\n'.join(lines)
-    for part in ('ssd_300_mobilenet, 123,456 trainable parameters', '2 classes + background',
-                 'custom split train in rec, 80 examples; batch 16, 5.0 steps per epoch',
-                 'cosine to 0.0001', '10 warm-up steps', '100 steps = 20.0 epochs',
-                 'output: logs/x (checkpoints every 50 steps', 'resuming from logs/x/model.ckpt-50 '
-                 '(step 50)', 'total = cross_entropy_neg + localization + regularization'):
+    for part in (
+        'ssd_300_mobilenet, 123,456 trainable parameters',
+        '2 classes + background',
+        'custom split train in rec, 80 examples; batch 16, 5.0 steps per epoch',
+        'cosine to 0.0001',
+        '10 warm-up steps',
+        '100 steps = 20.0 epochs',
+        'output: logs/x (checkpoints every 50 steps',
+        'resuming from logs/x/model.ckpt-50 (step 50)',
+        'total = cross_entropy_neg + localization + regularization',
+    ):
         assert part in text, part

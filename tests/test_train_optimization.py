@@ -1,4 +1,5 @@
 """Learning-rate schedules and optimizers (training/optimization.py) against hand formulas."""
+
 import math
 
 import numpy as np
@@ -23,54 +24,83 @@ def test_fixed_exponential_polynomial():
     np.testing.assert_allclose(_rates(decay_type='fixed', learning_rate=0.1), 0.1)
     np.testing.assert_allclose(
         _rates(decay_type='exponential', learning_rate=0.1, decay_steps=10, decay_factor=0.5),
-        [0.1 * 0.5 ** (s // 10) for s in STEPS], rtol=1e-6)
+        [0.1 * 0.5 ** (s // 10) for s in STEPS],
+        rtol=1e-6,
+    )
     np.testing.assert_allclose(
-        _rates(decay_type='polynomial', learning_rate=0.1, decay_steps=100,
-               end_learning_rate=0.01),
-        [0.01 + 0.09 * (1 - min(s, 100) / 100) for s in STEPS], rtol=1e-6)
+        _rates(decay_type='polynomial', learning_rate=0.1, decay_steps=100, end_learning_rate=0.01),
+        [0.01 + 0.09 * (1 - min(s, 100) / 100) for s in STEPS],
+        rtol=1e-6,
+    )
 
 
 def test_piecewise_caffe_recipe_and_explicit_values():
     steps = [0, 79999, 80000, 99999, 100000, 120000]
     np.testing.assert_allclose(
-        _rates(steps, decay_type='piecewise', learning_rate=1e-3, boundaries=['80000', '100000'],
-               decay_factor=0.1),
-        [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5], rtol=1e-6)
+        _rates(
+            steps,
+            decay_type='piecewise',
+            learning_rate=1e-3,
+            boundaries=['80000', '100000'],
+            decay_factor=0.1,
+        ),
+        [1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5],
+        rtol=1e-6,
+    )
     np.testing.assert_allclose(
-        _rates(steps, decay_type='piecewise', learning_rate=1., boundaries=[80000, 100000],
-               values=[0.3, 0.2, 0.1]), [0.3, 0.3, 0.2, 0.2, 0.1, 0.1], rtol=1e-6)
+        _rates(
+            steps,
+            decay_type='piecewise',
+            learning_rate=1.0,
+            boundaries=[80000, 100000],
+            values=[0.3, 0.2, 0.1],
+        ),
+        [0.3, 0.3, 0.2, 0.2, 0.1, 0.1],
+        rtol=1e-6,
+    )
     with pytest.raises(ValueError, match='one more value'):
-        _rates(decay_type='piecewise', learning_rate=1., boundaries=[5], values=[1.])
+        _rates(decay_type='piecewise', learning_rate=1.0, boundaries=[5], values=[1.0])
 
 
 def test_cosine_with_warmup():
-    rates = _rates(decay_type='cosine', learning_rate=0.1, end_learning_rate=0.001,
-                   total_steps=100, warmup_steps=10)
-    expected = [(0.001 + 0.099 * 0.5 * (1 + math.cos(math.pi * min(s, 100) / 100)))
-                * min((s + 1) / 10, 1.) for s in STEPS]
+    rates = _rates(
+        decay_type='cosine',
+        learning_rate=0.1,
+        end_learning_rate=0.001,
+        total_steps=100,
+        warmup_steps=10,
+    )
+    expected = [
+        (0.001 + 0.099 * 0.5 * (1 + math.cos(math.pi * min(s, 100) / 100))) * min((s + 1) / 10, 1.0)
+        for s in STEPS
+    ]
     np.testing.assert_allclose(rates, expected, rtol=1e-5)
     # Warmup multiplies any schedule.
     np.testing.assert_allclose(
-        _rates([0, 4, 5], decay_type='fixed', learning_rate=1., warmup_steps=5), [0.2, 1., 1.])
+        _rates([0, 4, 5], decay_type='fixed', learning_rate=1.0, warmup_steps=5), [0.2, 1.0, 1.0]
+    )
 
 
 def test_schedule_errors():
     with pytest.raises(ValueError, match='learning_rate_decay_type'):
-        _rates(decay_type='linear', learning_rate=1.)
+        _rates(decay_type='linear', learning_rate=1.0)
     with pytest.raises(ValueError, match='positive number of steps'):
-        _rates(decay_type='cosine', learning_rate=1.)
-    assert optimization.decay_steps_per_epochs(16551, 32, 2.) == int(16551 / 32 * 2)
+        _rates(decay_type='cosine', learning_rate=1.0)
+    assert optimization.decay_steps_per_epochs(16551, 32, 2.0) == int(16551 / 32 * 2)
 
 
-@pytest.mark.parametrize('name,cls,attrs', [
-    ('adam', v1.train.AdamOptimizer, {'_epsilon': 1e-8, '_beta1': 0.9, '_beta2': 0.999}),
-    ('momentum', v1.train.MomentumOptimizer, {'_momentum': 0.9}),
-    ('rmsprop', v1.train.RMSPropOptimizer, {'_epsilon': 1e-8, '_decay': 0.9, '_momentum': 0.9}),
-    ('adadelta', v1.train.AdadeltaOptimizer, {'_rho': 0.95, '_epsilon': 1e-8}),
-    ('adagrad', v1.train.AdagradOptimizer, {'_initial_accumulator_value': 0.1}),
-    ('ftrl', v1.train.FtrlOptimizer, {'_learning_rate_power': -0.5}),
-    ('sgd', v1.train.GradientDescentOptimizer, {}),
-])
+@pytest.mark.parametrize(
+    'name,cls,attrs',
+    [
+        ('adam', v1.train.AdamOptimizer, {'_epsilon': 1e-8, '_beta1': 0.9, '_beta2': 0.999}),
+        ('momentum', v1.train.MomentumOptimizer, {'_momentum': 0.9}),
+        ('rmsprop', v1.train.RMSPropOptimizer, {'_epsilon': 1e-8, '_decay': 0.9, '_momentum': 0.9}),
+        ('adadelta', v1.train.AdadeltaOptimizer, {'_rho': 0.95, '_epsilon': 1e-8}),
+        ('adagrad', v1.train.AdagradOptimizer, {'_initial_accumulator_value': 0.1}),
+        ('ftrl', v1.train.FtrlOptimizer, {'_learning_rate_power': -0.5}),
+        ('sgd', v1.train.GradientDescentOptimizer, {}),
+    ],
+)
 def test_optimizers_by_name(name, cls, attrs):
     optimizer = optimization.make_optimizer(name, 0.01)
     assert isinstance(optimizer, cls)

@@ -6,6 +6,7 @@ checkpoint restores into an eval graph; mixed precision follows fp32 step by ste
 restart, resumes exactly; a diverging run stops at a NaN/inf without saving it; 1 ps + 2 workers
 train synchronously.
 """
+
 import os
 import re
 import signal
@@ -31,14 +32,39 @@ v1 = tf.compat.v1
 def dataset_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp('train_data')
     env = _env()
-    subprocess.run([sys.executable, '-m', 'datasets.synthetic', '--output_dir', str(root / 'voc'),
-                    '--num_images', '8', '--seed', '0'], check=True, cwd=ROOT, env=env,
-                   capture_output=True)
-    subprocess.run([sys.executable, 'tf_convert_data.py', '--dataset_name=pascalvoc',
-                    '--dataset_dir=%s' % (root / 'voc'),
-                    '--labels_file=%s' % (root / 'voc' / 'labels.txt'),
-                    '--output_dir=%s' % (root / 'records'), '--output_name=voc_2007_train',
-                    '--num_workers=1'], check=True, cwd=ROOT, env=env, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'datasets.synthetic',
+            '--output_dir',
+            str(root / 'voc'),
+            '--num_images',
+            '8',
+            '--seed',
+            '0',
+        ],
+        check=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            'tf_convert_data.py',
+            '--dataset_name=pascalvoc',
+            '--dataset_dir=%s' % (root / 'voc'),
+            '--labels_file=%s' % (root / 'voc' / 'labels.txt'),
+            '--output_dir=%s' % (root / 'records'),
+            '--output_name=voc_2007_train',
+            '--num_workers=1',
+        ],
+        check=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+    )
     return str(root / 'records')
 
 
@@ -48,17 +74,28 @@ def _env():
 
 
 def _args(dataset_dir, train_dir, *extra):
-    return [sys.executable, os.path.join(ROOT, 'train_ssd_network.py'),
-            '--train_dir=%s' % train_dir, '--dataset_dir=%s' % dataset_dir,
-            '--dataset_name=pascalvoc_2007', '--dataset_split_name=train',
-            '--model_name=ssd_300_mobilenet', '--depth_multiplier=0.25', '--batch_size=2',
-            '--seed=1', '--num_readers=1', '--num_preprocessing_threads=2',
-            '--log_every_n_steps=1', '--save_summaries_secs=3600'] + list(extra)
+    return [
+        sys.executable,
+        os.path.join(ROOT, 'train_ssd_network.py'),
+        '--train_dir=%s' % train_dir,
+        '--dataset_dir=%s' % dataset_dir,
+        '--dataset_name=pascalvoc_2007',
+        '--dataset_split_name=train',
+        '--model_name=ssd_300_mobilenet',
+        '--depth_multiplier=0.25',
+        '--batch_size=2',
+        '--seed=1',
+        '--num_readers=1',
+        '--num_preprocessing_threads=2',
+        '--log_every_n_steps=1',
+        '--save_summaries_secs=3600',
+    ] + list(extra)
 
 
 def _run(args, timeout=240):
-    result = subprocess.run(args, cwd=ROOT, env=_env(), capture_output=True, text=True,
-                            timeout=timeout)
+    result = subprocess.run(
+        args, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
     return result
 
 
@@ -82,14 +119,22 @@ def _tensors(prefix):
 @pytest.fixture(scope='module')
 def fp32_run(dataset_dir, tmp_path_factory):
     train_dir = str(tmp_path_factory.mktemp('fp32'))
-    result = _run(_args(dataset_dir, train_dir, '--max_number_of_steps=30',
-                        '--save_interval_steps=100', '--learning_rate_decay_type=fixed'))
+    result = _run(
+        _args(
+            dataset_dir,
+            train_dir,
+            '--max_number_of_steps=30',
+            '--save_interval_steps=100',
+            '--learning_rate_decay_type=fixed',
+        )
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return train_dir, _losses(result.stderr)
 
 
 def test_short_run_lowers_loss_and_restores_in_eval_graph(fp32_run):
     from nets import nets_factory
+
     train_dir, losses = fp32_run
     assert sorted(losses) == list(range(1, 31))
     first = np.mean([losses[s]['total'] for s in range(1, 6)])
@@ -101,9 +146,10 @@ def test_short_run_lowers_loss_and_restores_in_eval_graph(fp32_run):
     assert (finished['checkpoint'], finished['step']) == ('model.ckpt-30', 30)
     saved = _tensors(prefix)
     with tf.Graph().as_default():
-        _, network_fn = nets_factory.get_network_fn('ssd_300_mobilenet', 7, is_training=False,
-                                                    depth_multiplier=0.25)
-        predictions, _, _, _ = network_fn(tf.random.uniform([1, 300, 300, 3], -1., 1.))
+        _, network_fn = nets_factory.get_network_fn(
+            'ssd_300_mobilenet', 7, is_training=False, depth_multiplier=0.25
+        )
+        predictions, _, _, _ = network_fn(tf.random.uniform([1, 300, 300, 3], -1.0, 1.0))
         variables = slim.get_model_variables()
         with v1.Session() as sess:
             v1.train.Saver(variables).restore(sess, prefix)
@@ -122,21 +168,30 @@ def test_mixed_precision_follows_fp32(fp32_run, dataset_dir, tmp_path):
     each within 10 %; the totals drop 17 % (fp32) and 20 % (mixed) from steps 1-5 to steps 8-12.
     A mixed run whose updates do not reach the weights: ratios 1.06-1.51 (mean 1.30), no drop."""
     _, fp32_losses = fp32_run
-    result = _run(_args(dataset_dir, str(tmp_path), '--max_number_of_steps=%d' % MIXED_STEPS,
-                        '--save_interval_steps=100', '--mixed_precision',
-                        '--learning_rate_decay_type=fixed'))
+    result = _run(
+        _args(
+            dataset_dir,
+            str(tmp_path),
+            '--max_number_of_steps=%d' % MIXED_STEPS,
+            '--save_interval_steps=100',
+            '--mixed_precision',
+            '--learning_rate_decay_type=fixed',
+        )
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     mixed = _losses(result.stderr)
     assert sorted(mixed) == list(range(1, MIXED_STEPS + 1))
     for term, value in fp32_losses[1].items():
         assert mixed[1][term] == pytest.approx(value, rel=0.05), term
     ratios = [mixed[s]['total'] / fp32_losses[s]['total'] for s in range(8, MIXED_STEPS + 1)]
-    assert np.mean(ratios) == pytest.approx(1., abs=0.07), ratios
+    assert np.mean(ratios) == pytest.approx(1.0, abs=0.07), ratios
     assert all(0.8 < r < 1.2 for r in ratios), ratios
 
     def drop(losses):
-        return (np.mean([losses[s]['total'] for s in range(8, MIXED_STEPS + 1)])
-                / np.mean([losses[s]['total'] for s in range(1, 6)]))
+        return np.mean([losses[s]['total'] for s in range(8, MIXED_STEPS + 1)]) / np.mean(
+            [losses[s]['total'] for s in range(1, 6)]
+        )
+
     assert drop(mixed) < 0.92 and drop(mixed) == pytest.approx(drop(fp32_losses), abs=0.06)
     with open(tmp_path / 'graph.pbtxt') as f:
         graph = f.read()
@@ -153,9 +208,16 @@ def test_negative_ratio_flag_reaches_the_loss(fp32_run, dataset_dir, tmp_path):
     top-k background losses for k = positives instead of 3 x positives, so it lies between a
     third of the ratio-3 term and that term."""
     _, fp32_losses = fp32_run
-    result = _run(_args(dataset_dir, str(tmp_path), '--max_number_of_steps=1',
-                        '--save_interval_steps=100', '--learning_rate_decay_type=fixed',
-                        '--negative_ratio=1'))
+    result = _run(
+        _args(
+            dataset_dir,
+            str(tmp_path),
+            '--max_number_of_steps=1',
+            '--save_interval_steps=100',
+            '--learning_rate_decay_type=fixed',
+            '--negative_ratio=1',
+        )
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     one, three = _losses(result.stderr)[1], fp32_losses[1]
     for term in ('cross_entropy_pos', 'localization'):
@@ -220,16 +282,29 @@ def test_sigkill_at_fixed_points_then_resume_continues_exactly(dataset_dir, tmp_
     resumed_from, before = None, None
     for point, step, latest_step in KILL_POINTS + [('end', 11, 11)]:
         where = 'run ending at %s:%d' % (point, step)
-        args = _args(dataset_dir, train_dir, '--max_number_of_steps=%d' % (
-            step + (4 if point != 'end' else 0)), *save_flags)
+        args = _args(
+            dataset_dir,
+            train_dir,
+            '--max_number_of_steps=%d' % (step + (4 if point != 'end' else 0)),
+            *save_flags,
+        )
         if resumed_from is not None:  # ignored when resuming
             args.append('--checkpoint_path=%s' % (tmp_path / 'does_not_exist'))
         if point != 'end':
             args = args[:1] + ['-c', KILLING_LAUNCHER] + args[1:]
-        result = subprocess.run(args, cwd=ROOT, env=dict(_env(), KILL_AT='%s:%d' % (point, step)),
-                                capture_output=True, text=True, timeout=600)
-        assert result.returncode == (0 if point == 'end' else -signal.SIGKILL), \
-            (where, result.returncode, result.stderr[-3000:])
+        result = subprocess.run(
+            args,
+            cwd=ROOT,
+            env=dict(_env(), KILL_AT='%s:%d' % (point, step)),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == (0 if point == 'end' else -signal.SIGKILL), (
+            where,
+            result.returncode,
+            result.stderr[-3000:],
+        )
         logged = sorted(_losses(result.stderr))
         if resumed_from is None:
             assert logged[0] == 1, where
@@ -259,12 +334,23 @@ def test_sigkill_at_fixed_points_then_resume_continues_exactly(dataset_dir, tmp_
 
 
 def test_non_finite_loss_stops_without_saving(dataset_dir, tmp_path):
-    result = _run(_args(dataset_dir, str(tmp_path), '--max_number_of_steps=50',
-                        '--optimizer=sgd', '--learning_rate=1e30',
-                        '--learning_rate_decay_type=fixed', '--save_interval_steps=1'))
+    result = _run(
+        _args(
+            dataset_dir,
+            str(tmp_path),
+            '--max_number_of_steps=50',
+            '--optimizer=sgd',
+            '--learning_rate=1e30',
+            '--learning_rate_decay_type=fixed',
+            '--save_interval_steps=1',
+        )
+    )
     assert result.returncode != 0
-    match = re.search(r'non-finite (loss|weights) at step (\d+); training stopped without '
-                      r'saving\. Last good checkpoint: (\S+)\.', result.stderr)
+    match = re.search(
+        r'non-finite (loss|weights) at step (\d+); training stopped without '
+        r'saving\. Last good checkpoint: (\S+)\.',
+        result.stderr,
+    )
     assert match, result.stderr[-3000:]
     failed_step, last_good = int(match.group(2)), match.group(3)
     assert last_good == checkpoints.latest_in_directory(str(tmp_path))
@@ -291,26 +377,40 @@ def test_one_ps_two_workers_sync_replicas(dataset_dir, tmp_path):
     host flags. More cluster cases (late, killed, restarted workers; async) run in-process in
     tests/test_train_cluster.py."""
     import json
+
     ports = _free_ports(3)
     ps_hosts = ['127.0.0.1:%d' % ports[0]]
     worker_hosts = ['127.0.0.1:%d' % p for p in ports[1:]]
     flags = ['--ps_hosts=%s' % ','.join(ps_hosts), '--worker_hosts=%s' % ','.join(worker_hosts)]
-    tf_config = json.dumps({'cluster': {'ps': ps_hosts, 'worker': worker_hosts},
-                            'task': {'type': 'worker', 'index': 1}})
+    tf_config = json.dumps(
+        {
+            'cluster': {'ps': ps_hosts, 'worker': worker_hosts},
+            'task': {'type': 'worker', 'index': 1},
+        }
+    )
     train_dir = str(tmp_path / 'train')
-    steps = ['--sync_replicas', '--max_number_of_steps=3', '--batch_size=1',
-             '--save_interval_steps=100']
-    runs = {'ps': (flags + ['--job_name=ps', '--task_index=0'], train_dir, {}),
-            'chief': (flags + ['--job_name=worker', '--task_index=0'], train_dir, {}),
-            'worker1': ([], str(tmp_path / 'worker1'), {'TF_CONFIG': tf_config})}
+    steps = [
+        '--sync_replicas',
+        '--max_number_of_steps=3',
+        '--batch_size=1',
+        '--save_interval_steps=100',
+    ]
+    runs = {
+        'ps': (flags + ['--job_name=ps', '--task_index=0'], train_dir, {}),
+        'chief': (flags + ['--job_name=worker', '--task_index=0'], train_dir, {}),
+        'worker1': ([], str(tmp_path / 'worker1'), {'TF_CONFIG': tf_config}),
+    }
     processes, logs = {}, {}
     try:
         for name, (cluster, directory, env) in runs.items():
             logs[name] = tmp_path / ('%s.log' % name)
             processes[name] = subprocess.Popen(
-                _args(dataset_dir, directory, *(cluster + steps)), cwd=ROOT,
-                env=dict(_env(), **env), stdout=subprocess.DEVNULL,
-                stderr=open(logs[name], 'w'))
+                _args(dataset_dir, directory, *(cluster + steps)),
+                cwd=ROOT,
+                env=dict(_env(), **env),
+                stdout=subprocess.DEVNULL,
+                stderr=open(logs[name], 'w'),
+            )
         deadline = time.time() + 900
         for name, process in processes.items():
             code = process.wait(timeout=max(deadline - time.time(), 1))
@@ -321,8 +421,10 @@ def test_one_ps_two_workers_sync_replicas(dataset_dir, tmp_path):
                 process.kill()
                 process.wait()
     text = {name: path.read_text() for name, path in logs.items()}
-    assert ('Synchronous steps 1-3: 3 steps of 2 distinct workers; gradients per worker: '
-            'worker 0: 3, worker 1: 3.') in text['chief'], text['chief'][-3000:]
+    assert (
+        'Synchronous steps 1-3: 3 steps of 2 distinct workers; gradients per worker: '
+        'worker 0: 3, worker 1: 3.'
+    ) in text['chief'], text['chief'][-3000:]
     assert 'pushed 3 gradients; the global step is 3' in text['worker1']
     assert re.search(r'The chief ended training; ps 0 \(127\.0\.0\.1:\d+\) stops', text['ps'])
     for name, log in text.items():

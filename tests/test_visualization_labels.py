@@ -1,5 +1,6 @@
 """Detection labels never overdraw each other (geometry of `layout_labels`), stay in the image,
 and go above their box when that place is free."""
+
 import itertools
 
 import numpy as np
@@ -23,8 +24,10 @@ def test_crowded_boxes_get_disjoint_labels_inside_the_image():
         n = int(rng.integers(2, 15))
         x0 = rng.integers(-20, width - 40, n)
         y0 = rng.integers(-20, height - 40, n)
-        boxes = [(int(a), int(b), int(a + rng.integers(10, 200)), int(b + rng.integers(10, 200)))
-                 for a, b in zip(x0, y0)]
+        boxes = [
+            (int(a), int(b), int(a + rng.integers(10, 200)), int(b + rng.integers(10, 200)))
+            for a, b in zip(x0, y0)
+        ]
         sizes = [(int(rng.integers(30, 90)), int(rng.integers(10, 18))) for _ in range(n)]
         rects = visualization.layout_labels(boxes, sizes, height, width)
         assert _disjoint(rects), (trial, boxes, rects)
@@ -42,16 +45,20 @@ def test_same_box_many_times():
 
 
 def test_box_at_the_top_edge_puts_label_inside():
-    rects = visualization.layout_labels([(10, 0, 100, 100), (10, 2, 100, 90)], [(50, 14)] * 2,
-                                        200, 200)
+    rects = visualization.layout_labels(
+        [(10, 0, 100, 100), (10, 2, 100, 90)], [(50, 14)] * 2, 200, 200
+    )
     assert rects[0] == (10, 0, 60, 14) and _disjoint(rects)
 
 
 def test_drawn_labels_keep_their_pixels():
     """Drawing: two identical boxes of different classes; both labels' colours are visible."""
     image = np.full((200, 300, 3), 255, np.uint8)
-    dets = {'boxes': np.array([[0.3, 0.3, 0.7, 0.7]] * 2), 'scores': np.array([0.9, 0.8]),
-            'classes': np.array([1, 2])}
+    dets = {
+        'boxes': np.array([[0.3, 0.3, 0.7, 0.7]] * 2),
+        'scores': np.array([0.9, 0.8]),
+        'classes': np.array([1, 2]),
+    }
     out = visualization.draw_detections(image, dets, ['cat', 'dog'])
     for label in (1, 2):
         color = np.array(visualization.color_of(label), np.uint8)

@@ -13,6 +13,7 @@ removed when the same target is written again (`write_bytes_atomic`, `make_temp_
 job calls `remove_orphans` on its folder at start; a temporary of a process that is still running
 is never touched.
 """
+
 import errno
 import glob
 import json
@@ -70,8 +71,11 @@ def remove_orphans(directory, target=None):
     `target`'s name when given) whose process no longer runs. Returns the removed paths."""
     if not os.path.isdir(directory):
         return []
-    pattern = ('.' + glob.escape(os.path.basename(os.path.abspath(target))) + '.tmp-*'
-               if target else '.*.tmp-*')
+    pattern = (
+        '.' + glob.escape(os.path.basename(os.path.abspath(target))) + '.tmp-*'
+        if target
+        else '.*.tmp-*'
+    )
     removed = []
     for path in glob.glob(os.path.join(glob.escape(directory), pattern)):
         match = _TEMP_NAME.match(os.path.basename(path))

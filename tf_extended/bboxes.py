@@ -3,13 +3,14 @@
 All boxes are float tensors `[..., 4]` as `[ymin, xmin, ymax, xmax]`, relative to the image
 (any consistent unit works for the functions that only compare boxes).
 """
+
 import tensorflow as tf
 
 
 def bboxes_area(bboxes):
     """Area of boxes `[..., 4]` -> `[...]`; inverted boxes have area 0."""
     ymin, xmin, ymax, xmax = tf.unstack(bboxes, axis=-1)
-    return tf.maximum(ymax - ymin, 0.) * tf.maximum(xmax - xmin, 0.)
+    return tf.maximum(ymax - ymin, 0.0) * tf.maximum(xmax - xmin, 0.0)
 
 
 def bboxes_intersection_area(bboxes_a, bboxes_b):
@@ -18,7 +19,7 @@ def bboxes_intersection_area(bboxes_a, bboxes_b):
     b = tf.expand_dims(bboxes_b, 0)
     h = tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0])
     w = tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1])
-    return tf.maximum(h, 0.) * tf.maximum(w, 0.)
+    return tf.maximum(h, 0.0) * tf.maximum(w, 0.0)
 
 
 def bboxes_jaccard(bboxes_a, bboxes_b):
@@ -27,8 +28,9 @@ def bboxes_jaccard(bboxes_a, bboxes_b):
     A pair whose union is empty (two zero-area boxes) has IoU 0, never NaN.
     """
     inter = bboxes_intersection_area(bboxes_a, bboxes_b)
-    union = (tf.expand_dims(bboxes_area(bboxes_a), 1) + tf.expand_dims(bboxes_area(bboxes_b), 0)
-             - inter)
+    union = (
+        tf.expand_dims(bboxes_area(bboxes_a), 1) + tf.expand_dims(bboxes_area(bboxes_b), 0) - inter
+    )
     return tf.math.divide_no_nan(inter, union)
 
 
@@ -59,15 +61,15 @@ def bboxes_resize(bbox_ref, bboxes):
 def bboxes_center_inside(bbox_ref, bboxes):
     """Boolean `[N]`: the centre of each box `[N, 4]` lies inside `bbox_ref` `[4]` (Caffe's
     `MeetEmitConstraint` CENTER rule for crops)."""
-    cy = (bboxes[:, 0] + bboxes[:, 2]) / 2.
-    cx = (bboxes[:, 1] + bboxes[:, 3]) / 2.
-    return ((cy >= bbox_ref[0]) & (cy <= bbox_ref[2]) & (cx >= bbox_ref[1]) & (cx <= bbox_ref[3]))
+    cy = (bboxes[:, 0] + bboxes[:, 2]) / 2.0
+    cx = (bboxes[:, 1] + bboxes[:, 3]) / 2.0
+    return (cy >= bbox_ref[0]) & (cy <= bbox_ref[2]) & (cx >= bbox_ref[1]) & (cx <= bbox_ref[3])
 
 
 def bboxes_flip_left_right(bboxes):
     """Mirrors relative boxes `[..., 4]` horizontally."""
     ymin, xmin, ymax, xmax = tf.unstack(bboxes, axis=-1)
-    return tf.stack([ymin, 1. - xmax, ymax, 1. - xmin], axis=-1)
+    return tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=-1)
 
 
 def bboxes_sort(scores, bboxes, top_k):
@@ -82,12 +84,12 @@ def bboxes_sort(scores, bboxes, top_k):
 def corners_to_center_size(bboxes):
     """`[..., 4]` `[ymin, xmin, ymax, xmax]` -> `(cy, cx, h, w)`, each `[...]`."""
     ymin, xmin, ymax, xmax = tf.unstack(bboxes, axis=-1)
-    return (ymin + ymax) / 2., (xmin + xmax) / 2., ymax - ymin, xmax - xmin
+    return (ymin + ymax) / 2.0, (xmin + xmax) / 2.0, ymax - ymin, xmax - xmin
 
 
 def center_size_to_corners(cy, cx, h, w):
     """Inverse of `corners_to_center_size`: four `[...]` tensors -> `[..., 4]` corners."""
-    return tf.stack([cy - h / 2., cx - w / 2., cy + h / 2., cx + w / 2.], axis=-1)
+    return tf.stack([cy - h / 2.0, cx - w / 2.0, cy + h / 2.0, cx + w / 2.0], axis=-1)
 
 
 def bboxes_unresize(bbox_ref, bboxes):

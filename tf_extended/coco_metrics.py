@@ -27,8 +27,20 @@ from pycocotools.cocoeval import COCOeval
 from tf_extended import atomic_io
 
 # The 12 numbers of COCOeval.summarize() for boxes, in its order.
-COCO_METRIC_NAMES = ('AP', 'AP50', 'AP75', 'AP_small', 'AP_medium', 'AP_large',
-                     'AR1', 'AR10', 'AR100', 'AR_small', 'AR_medium', 'AR_large')
+COCO_METRIC_NAMES = (
+    'AP',
+    'AP50',
+    'AP75',
+    'AP_small',
+    'AP_medium',
+    'AP_large',
+    'AR1',
+    'AR10',
+    'AR100',
+    'AR_small',
+    'AR_medium',
+    'AR_large',
+)
 
 _RESULT_KEYS = ('image_id', 'category_id', 'bbox', 'score')
 
@@ -40,12 +52,21 @@ def coco_boxes_from_relative(boxes, image_shape) -> np.ndarray:
     """
     shape = tuple(image_shape)
     if len(shape) not in (2, 3) or not (shape[0] > 0 and shape[1] > 0):
-        raise ValueError(f'coco_boxes_from_relative: image_shape must be (height, width[, channels]) '
-                         f'with positive sizes, got {shape}.')
+        raise ValueError(
+            f'coco_boxes_from_relative: image_shape must be (height, width[, channels]) '
+            f'with positive sizes, got {shape}.'
+        )
     height, width = float(shape[0]), float(shape[1])
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.stack([boxes[:, 1] * width, boxes[:, 0] * height,
-                     (boxes[:, 3] - boxes[:, 1]) * width, (boxes[:, 2] - boxes[:, 0]) * height], axis=1)
+    return np.stack(
+        [
+            boxes[:, 1] * width,
+            boxes[:, 0] * height,
+            (boxes[:, 3] - boxes[:, 1]) * width,
+            (boxes[:, 2] - boxes[:, 0]) * height,
+        ],
+        axis=1,
+    )
 
 
 def coco_ground_truth_boxes(boxes, image_shape, decimals: int = 3) -> np.ndarray:
@@ -66,8 +87,14 @@ def coco_ground_truth_boxes(boxes, image_shape, decimals: int = 3) -> np.ndarray
     return np.stack([x0, y0, np.round(x1 - x0, decimals), np.round(y1 - y0, decimals)], axis=1)
 
 
-def coco_detections(image_id: int, boxes, scores, labels, image_shape,
-                    label_to_category: Optional[Mapping[int, int]] = None) -> List[dict]:
+def coco_detections(
+    image_id: int,
+    boxes,
+    scores,
+    labels,
+    image_shape,
+    label_to_category: Optional[Mapping[int, int]] = None,
+) -> List[dict]:
     """One image's detections as COCO result dicts.
 
     Args:
@@ -85,8 +112,10 @@ def coco_detections(image_id: int, boxes, scores, labels, image_shape,
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     labels = np.asarray(labels).reshape(-1)
     if not len(xywh) == len(scores) == len(labels):
-        raise ValueError(f'coco_detections(image_id={image_id!r}): boxes, scores and labels must have '
-                         f'the same length, got {len(xywh)}, {len(scores)}, {len(labels)}.')
+        raise ValueError(
+            f'coco_detections(image_id={image_id!r}): boxes, scores and labels must have '
+            f'the same length, got {len(xywh)}, {len(scores)}, {len(labels)}.'
+        )
     out = []
     for box, score, label in zip(xywh.tolist(), scores.tolist(), labels.tolist()):
         if label_to_category is None:
@@ -94,22 +123,32 @@ def coco_detections(image_id: int, boxes, scores, labels, image_shape,
         elif label in label_to_category:
             category = int(label_to_category[label])
         else:
-            raise ValueError(f'coco_detections(image_id={image_id!r}): label {label} has no entry in '
-                             f'label_to_category (known labels: {sorted(label_to_category)}).')
-        out.append({'image_id': int(image_id), 'category_id': category, 'bbox': box, 'score': score})
+            raise ValueError(
+                f'coco_detections(image_id={image_id!r}): label {label} has no entry in '
+                f'label_to_category (known labels: {sorted(label_to_category)}).'
+            )
+        out.append(
+            {'image_id': int(image_id), 'category_id': category, 'bbox': box, 'score': score}
+        )
     return out
 
 
 def _check_results(detections, source: str) -> List[dict]:
     if not isinstance(detections, list):
-        raise ValueError(f'{source}: COCO results must be a list of objects, got {type(detections).__name__}.')
+        raise ValueError(
+            f'{source}: COCO results must be a list of objects, got {type(detections).__name__}.'
+        )
     for index, det in enumerate(detections):
         if not isinstance(det, dict) or any(key not in det for key in _RESULT_KEYS):
-            raise ValueError(f'{source}: result #{index} must be an object with keys {_RESULT_KEYS}, '
-                             f'got {det!r}.')
+            raise ValueError(
+                f'{source}: result #{index} must be an object with keys {_RESULT_KEYS}, '
+                f'got {det!r}.'
+            )
         if len(det['bbox']) != 4:
-            raise ValueError(f'{source}: result #{index} bbox must be [x, y, width, height], got '
-                             f'{det["bbox"]!r}.')
+            raise ValueError(
+                f'{source}: result #{index} bbox must be [x, y, width, height], got '
+                f'{det["bbox"]!r}.'
+            )
     return detections
 
 
@@ -141,17 +180,22 @@ def coco_ground_truth(dataset: Mapping) -> COCO:
     """
     for key in ('images', 'annotations', 'categories'):
         if key not in dataset:
-            raise ValueError(f'coco_ground_truth: the dataset needs an {key!r} list (it has '
-                             f'{sorted(dataset)}).')
+            raise ValueError(
+                f'coco_ground_truth: the dataset needs an {key!r} list (it has {sorted(dataset)}).'
+            )
     annotations = copy.deepcopy(list(dataset['annotations']))
     with_id = sum('id' in ann for ann in annotations)
     if with_id not in (0, len(annotations)):
-        raise ValueError(f'coco_ground_truth: {with_id} of {len(annotations)} annotations have an '
-                         f'"id"; give every annotation an id, or none.')
+        raise ValueError(
+            f'coco_ground_truth: {with_id} of {len(annotations)} annotations have an '
+            f'"id"; give every annotation an id, or none.'
+        )
     for index, ann in enumerate(annotations):
         if 'image_id' not in ann or 'category_id' not in ann or len(ann.get('bbox', ())) != 4:
-            raise ValueError(f'coco_ground_truth: annotation #{index} needs image_id, category_id and '
-                             f'bbox [x, y, w, h], got {ann!r}.')
+            raise ValueError(
+                f'coco_ground_truth: annotation #{index} needs image_id, category_id and '
+                f'bbox [x, y, w, h], got {ann!r}.'
+            )
         ann.setdefault('iscrowd', 0)
         ann.setdefault('area', float(ann['bbox'][2]) * float(ann['bbox'][3]))
         ann.setdefault('id', index + 1)
@@ -172,6 +216,7 @@ class COCOResult(NamedTuple):
       The mean over the categories that are not None is ``metrics['AP']``.
     class_ap50: {category name: AP@.5}, the same keys; its mean is ``metrics['AP50']``.
     """
+
     metrics: Dict[str, Optional[float]]
     class_ap: Dict[str, Optional[float]]
     class_ap50: Dict[str, Optional[float]]
@@ -193,15 +238,20 @@ def _run_cocoeval(ground_truth, detections, image_ids, stdout) -> COCOeval:
             results = _check_results(copy.deepcopy(list(detections)), 'evaluate_coco(detections)')
         unknown = sorted({det['image_id'] for det in results} - set(gt.getImgIds()))
         if unknown:
-            raise ValueError(f'evaluate_coco: detections refer to image ids {unknown[:10]} that are not '
-                             f'in the ground truth ({len(unknown)} unknown ids).')
+            raise ValueError(
+                f'evaluate_coco: detections refer to image ids {unknown[:10]} that are not '
+                f'in the ground truth ({len(unknown)} unknown ids).'
+            )
         if results:
             dt = gt.loadRes(results)
         else:
             # loadRes cannot take an empty list; an empty result set is the same thing.
             dt = COCO()
-            dt.dataset = {'images': list(gt.dataset['images']), 'annotations': [],
-                          'categories': copy.deepcopy(gt.dataset['categories'])}
+            dt.dataset = {
+                'images': list(gt.dataset['images']),
+                'annotations': [],
+                'categories': copy.deepcopy(gt.dataset['categories']),
+            }
             dt.createIndex()
         evaluator = COCOeval(gt, dt, iouType='bbox')
         if image_ids is not None:
@@ -212,10 +262,13 @@ def _run_cocoeval(ground_truth, detections, image_ids, stdout) -> COCOeval:
     return evaluator
 
 
-def evaluate_coco(ground_truth: Union[str, os.PathLike, Mapping, COCO],
-                  detections: Union[str, os.PathLike, Sequence[dict]], *,
-                  image_ids: Optional[Sequence[int]] = None,
-                  stdout: Optional[TextIO] = None) -> Dict[str, Optional[float]]:
+def evaluate_coco(
+    ground_truth: Union[str, os.PathLike, Mapping, COCO],
+    detections: Union[str, os.PathLike, Sequence[dict]],
+    *,
+    image_ids: Optional[Sequence[int]] = None,
+    stdout: Optional[TextIO] = None,
+) -> Dict[str, Optional[float]]:
     """COCO box metrics by pycocotools' COCOeval (default parameters: 10 IoUs .5:.95, 101 recall
     points, maxDets 1/10/100, area ranges small < 32² <= medium < 96² <= large).
 
@@ -234,21 +287,28 @@ def evaluate_coco(ground_truth: Union[str, os.PathLike, Mapping, COCO],
     return _summary(_run_cocoeval(ground_truth, detections, image_ids, stdout))
 
 
-def evaluate_coco_per_class(ground_truth: Union[str, os.PathLike, Mapping, COCO],
-                            detections: Union[str, os.PathLike, Sequence[dict]], *,
-                            image_ids: Optional[Sequence[int]] = None,
-                            stdout: Optional[TextIO] = None) -> COCOResult:
+def evaluate_coco_per_class(
+    ground_truth: Union[str, os.PathLike, Mapping, COCO],
+    detections: Union[str, os.PathLike, Sequence[dict]],
+    *,
+    image_ids: Optional[Sequence[int]] = None,
+    stdout: Optional[TextIO] = None,
+) -> COCOResult:
     """:func:`evaluate_coco` (same arguments, one COCOeval run) plus the per-category AP@[.5:.95]
     and AP@.5, keyed by category name (see :class:`COCOResult`)."""
     evaluator = _run_cocoeval(ground_truth, detections, image_ids, stdout)
     names = category_names(evaluator.cocoGt)
     ap, ap50 = category_ap(evaluator), category_ap(evaluator, iou_threshold=0.5)
-    return COCOResult(metrics=_summary(evaluator),
-                      class_ap={name: ap[category] for category, name in names.items()},
-                      class_ap50={name: ap50[category] for category, name in names.items()})
+    return COCOResult(
+        metrics=_summary(evaluator),
+        class_ap={name: ap[category] for category, name in names.items()},
+        class_ap50={name: ap50[category] for category, name in names.items()},
+    )
 
 
-def category_ap(evaluator: COCOeval, iou_threshold: Optional[float] = None) -> Dict[int, Optional[float]]:
+def category_ap(
+    evaluator: COCOeval, iou_threshold: Optional[float] = None
+) -> Dict[int, Optional[float]]:
     """Per-category box AP of an accumulated COCOeval, by the rule of ``COCOeval.summarize``.
 
     ``evaluator.eval['precision']`` is float64 [T, R, K, A, M]: IoU thresholds, recall points,
@@ -262,18 +322,23 @@ def category_ap(evaluator: COCOeval, iou_threshold: Optional[float] = None) -> D
       are not None is summarize's AP (or AP at ``iou_threshold``).
     """
     if not evaluator.eval or 'precision' not in evaluator.eval:
-        raise ValueError('category_ap: the COCOeval has no results; run evaluate() and accumulate() '
-                         'first.')
+        raise ValueError(
+            'category_ap: the COCOeval has no results; run evaluate() and accumulate() first.'
+        )
     params = evaluator.eval['params']
     if not params.useCats:
-        raise ValueError('category_ap: the COCOeval pooled the categories (params.useCats = 0); '
-                         'per-category AP needs useCats = 1.')
+        raise ValueError(
+            'category_ap: the COCOeval pooled the categories (params.useCats = 0); '
+            'per-category AP needs useCats = 1.'
+        )
     precision = evaluator.eval['precision']
     if iou_threshold is not None:
         match = np.flatnonzero(np.isclose(params.iouThrs, iou_threshold))
         if not match.size:
-            raise ValueError(f'category_ap: IoU threshold {iou_threshold} is not one of the evaluated '
-                             f'thresholds {np.round(params.iouThrs, 4).tolist()}.')
+            raise ValueError(
+                f'category_ap: IoU threshold {iou_threshold} is not one of the evaluated '
+                f'thresholds {np.round(params.iouThrs, 4).tolist()}.'
+            )
         precision = precision[match]
     area = _index_of(list(params.areaRngLbl), 'all', 'area range label')
     max_dets = _index_of(list(params.maxDets), 100, 'maxDets')
@@ -288,8 +353,10 @@ def category_ap(evaluator: COCOeval, iou_threshold: Optional[float] = None) -> D
 
 def _index_of(values: list, value, what: str) -> int:
     if value not in values:
-        raise ValueError(f'category_ap: the COCOeval has no {what} {value!r} (it has {values}); '
-                         f'per-category AP follows summarize, which needs it.')
+        raise ValueError(
+            f'category_ap: the COCOeval has no {what} {value!r} (it has {values}); '
+            f'per-category AP follows summarize, which needs it.'
+        )
     return values.index(value)
 
 
@@ -298,16 +365,24 @@ def category_names(gt: COCO) -> Dict[int, str]:
     names = {}
     for category in gt.loadCats(gt.getCatIds()):
         if 'name' not in category:
-            raise ValueError(f'evaluate_coco_per_class: ground-truth category {category!r} has no '
-                             f'"name"; per-class AP is keyed by name.')
+            raise ValueError(
+                f'evaluate_coco_per_class: ground-truth category {category!r} has no '
+                f'"name"; per-class AP is keyed by name.'
+            )
         names[int(category['id'])] = category['name']
-    duplicates = sorted(name for name, count in collections.Counter(names.values()).items() if count > 1)
+    duplicates = sorted(
+        name for name, count in collections.Counter(names.values()).items() if count > 1
+    )
     if duplicates:
-        raise ValueError(f'evaluate_coco_per_class: ground-truth category names {duplicates} are used '
-                         f'by several category ids; per-class AP is keyed by name, give each its own.')
+        raise ValueError(
+            f'evaluate_coco_per_class: ground-truth category names {duplicates} are used '
+            f'by several category ids; per-class AP is keyed by name, give each its own.'
+        )
     return names
 
 
 def _summary(evaluator: COCOeval) -> Dict[str, Optional[float]]:
-    return {name: (None if value == -1 else float(value))
-            for name, value in zip(COCO_METRIC_NAMES, evaluator.stats)}
+    return {
+        name: (None if value == -1 else float(value))
+        for name, value in zip(COCO_METRIC_NAMES, evaluator.stats)
+    }

@@ -16,6 +16,7 @@ The rule, per name in the given order:
 So the stems depend on the whole list and its order: give the same list (label order) to get
 the same stems back, as the writers and readers of results files do.
 """
+
 import hashlib
 import unicodedata
 from typing import Dict, Iterable
@@ -32,7 +33,7 @@ def _stem(name: str) -> str:
     stem = ''.join(chars) or '_'
     if len(stem.encode('utf-8')) > _MAX_BYTES:
         digest = hashlib.sha1(name.encode('utf-8', 'surrogatepass')).hexdigest()[:8]
-        cut = stem.encode('utf-8')[:_MAX_BYTES - 9].decode('utf-8', 'ignore')
+        cut = stem.encode('utf-8')[: _MAX_BYTES - 9].decode('utf-8', 'ignore')
         stem = f'{cut}~{digest}'
     return stem
 

@@ -27,6 +27,7 @@ TF_CPP_MIN_LOG_LEVEL below 2 (asking to see TF's lines) or SSD_STDERR_FILTER=0:
   separate process, it still passes on the last words of a script that crashes or is killed.
   Installed for the project's top-level scripts only (or when SSD_STDERR_FILTER=1).
 """
+
 import atexit
 import logging as py_logging
 import os
@@ -43,7 +44,9 @@ _GPU_DEVICE_NODES = ('/dev/nvidiactl', '/dev/nvidia0', '/dev/dxg')
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # absl's C++ line format: level, MMDD, time, thread id, file:line] message.
 _ABSL_CPP_LINE = re.compile(rb'^([IWEF])\d{4} [\d:.]+ +\d+ ([\w.]+):\d+\] (.*)$')
-_ABSL_PREAMBLE = b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR'
+_ABSL_PREAMBLE = (
+    b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR'
+)
 _CUDA_PROBES = (b'cuda_platform.cc', b'cuda_executor.cc', b'cuda_diagnostics.cc')
 
 
@@ -72,8 +75,9 @@ def is_start_up_noise(line, gpu_device=False):
 def _could_become_noise(tail):
     """A line still being written that may turn out to be a noise line: held back until its
     end; anything else (e.g. a progress bar redrawn with \\r) passes on at once."""
-    return _ABSL_PREAMBLE.startswith(tail[:len(_ABSL_PREAMBLE)]) or bool(
-        re.match(rb'^[IWEF](\d|$)', tail))
+    return _ABSL_PREAMBLE.startswith(tail[: len(_ABSL_PREAMBLE)]) or bool(
+        re.match(rb'^[IWEF](\d|$)', tail)
+    )
 
 
 def filter_chunk(pending, gpu_device=False):
@@ -93,7 +97,7 @@ def filter_chunk(pending, gpu_device=False):
 def _write_all(fd, data):
     while data:
         try:
-            data = data[os.write(fd, data):]
+            data = data[os.write(fd, data) :]
         except InterruptedError:
             continue
         except OSError:
@@ -143,7 +147,7 @@ def install_stderr_filter():
     return pid
 
 
-def _drain_stderr_filter(pid, original, timeout_secs=5.):
+def _drain_stderr_filter(pid, original, timeout_secs=5.0):
     """At exit: stderr back to the original, and a short wait for the filter to pass on what it
     still holds (so a shell prompt does not come before the script's last line)."""
     try:
@@ -177,10 +181,14 @@ def _main_is_project_script():
     """A top-level script of the project is running (not one of its multiprocessing workers,
     which import the script's module too, nor a test or a notebook)."""
     import multiprocessing
+
     path = getattr(sys.modules.get('__main__'), '__file__', None)
-    return (bool(path) and os.path.dirname(os.path.abspath(path)) == _PROJECT_ROOT
-            and multiprocessing.parent_process() is None
-            and multiprocessing.current_process().name == 'MainProcess')
+    return (
+        bool(path)
+        and os.path.dirname(os.path.abspath(path)) == _PROJECT_ROOT
+        and multiprocessing.parent_process() is None
+        and multiprocessing.current_process().name == 'MainProcess'
+    )
 
 
 _filter_pid = None
@@ -188,8 +196,9 @@ _user_wants_tf_lines = os.environ.get('TF_CPP_MIN_LOG_LEVEL', '2') not in ('2', 
 quiet_tensorflow_start()
 _is_script = _main_is_project_script()
 _filter_setting = os.environ.get('SSD_STDERR_FILTER')
-if (_filter_setting == '1' or (_filter_setting != '0' and _is_script
-                               and not _user_wants_tf_lines)) and 'tensorflow' not in sys.modules:
+if (
+    _filter_setting == '1' or (_filter_setting != '0' and _is_script and not _user_wants_tf_lines)
+) and 'tensorflow' not in sys.modules:
     install_stderr_filter()
 # A project script being started: Ctrl-C during the (slow) imports ends with one line. `run`
 # hands SIGINT back to Python's KeyboardInterrupt once the script's main starts.
@@ -227,6 +236,7 @@ def absl_only(verbosity=None):
     restores, warnings) appears twice. `verbosity`: an absl level to set (e.g. logging.INFO).
     """
     import tensorflow as tf  # Here, not above: importing this module must not load TF.
+
     # tf.data's note on an option our input pipelines set on purpose; says nothing to a user.
     warnings.filterwarnings('ignore', message='The `deterministic` argument has no effect')
     if verbosity is not None:
@@ -244,6 +254,7 @@ def run(main, interrupted=None):
       how to resume>`, status 130, instead of a traceback. `interrupted`: a callable returning
       that text (called after the interrupt, so it can look at what is on disk), or None.
     """
+
     def absl_main():
         try:
             app.run(main)
@@ -251,6 +262,7 @@ def run(main, interrupted=None):
             if exit_.code == 1 and _help_requested():
                 raise SystemExit(0) from None
             raise
+
     run_plain(absl_main, interrupted)
 
 

@@ -7,14 +7,17 @@ process made it, so `remove_stale` removes exactly those whose process (on this 
 and nothing else (another name, another host, a live process, a symlink or a file: left alone).
 The name carries everything, so the folder's content is only what its caller puts there.
 """
+
 import os
 import re
 import shutil
 import socket
 import tempfile
 
-_NAME = re.compile(r'^\.(?P<label>.+)\.tmp-(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9._-]*)-'
-                   r'[a-z0-9_]{8}$')
+_NAME = re.compile(
+    r'^\.(?P<label>.+)\.tmp-(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9._-]*)-'
+    r'[a-z0-9_]{8}$'
+)
 
 
 def _host():
@@ -52,8 +55,13 @@ def is_stale(path):
     """True for a folder of `make` (a real folder, not a symlink) whose process on this host has
     ended."""
     info = parse(os.path.basename(path))
-    return (info is not None and info['host'] == _host() and not os.path.islink(path)
-            and os.path.isdir(path) and not _alive(info['pid']))
+    return (
+        info is not None
+        and info['host'] == _host()
+        and not os.path.islink(path)
+        and os.path.isdir(path)
+        and not _alive(info['pid'])
+    )
 
 
 def remove_stale(parent, label=None, log=None):

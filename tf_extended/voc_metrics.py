@@ -66,15 +66,21 @@ FP, TP, IGNORED = 0, 1, -1
 # ----------------------------------------------------------------------------------------------
 def _image_height_width(image_shape, context: str) -> Tuple[float, float]:
     if image_shape is None:
-        raise ValueError(f'{context}: image_shape (height, width) is required for relative boxes; '
-                         f'pass the original image size, or use pixel boxes.')
+        raise ValueError(
+            f'{context}: image_shape (height, width) is required for relative boxes; '
+            f'pass the original image size, or use pixel boxes.'
+        )
     shape = tuple(image_shape)
     if len(shape) not in (2, 3):
-        raise ValueError(f'{context}: image_shape must be (height, width) or (height, width, '
-                         f'channels), got {shape}.')
+        raise ValueError(
+            f'{context}: image_shape must be (height, width) or (height, width, '
+            f'channels), got {shape}.'
+        )
     height, width = float(shape[0]), float(shape[1])
     if not (height > 0 and width > 0):
-        raise ValueError(f'{context}: image_shape must have a positive height and width, got {shape}.')
+        raise ValueError(
+            f'{context}: image_shape must have a positive height and width, got {shape}.'
+        )
     return height, width
 
 
@@ -122,13 +128,16 @@ def _passes(iou, threshold: float, rule: str):
 
 def _check_iou_rule(iou_threshold: float, iou_rule: str):
     if iou_rule not in IOU_RULES:
-        raise ValueError(f"iou_rule must be one of {IOU_RULES} ('>=' is the devkit's), got {iou_rule!r}.")
+        raise ValueError(
+            f"iou_rule must be one of {IOU_RULES} ('>=' is the devkit's), got {iou_rule!r}."
+        )
     if not 0.0 < iou_threshold <= 1.0:
         raise ValueError(f'iou_threshold must be in (0, 1], got {iou_threshold}.')
 
 
-def match_detections(det_boxes, det_scores, gt_boxes, gt_difficult, iou_threshold: float = 0.5,
-                     iou_rule: str = '>=') -> Tuple[np.ndarray, np.ndarray]:
+def match_detections(
+    det_boxes, det_scores, gt_boxes, gt_difficult, iou_threshold: float = 0.5, iou_rule: str = '>='
+) -> Tuple[np.ndarray, np.ndarray]:
     """Devkit matching of one image's detections of one class against its ground truths.
 
     Args:
@@ -221,6 +230,7 @@ class ClassResult:
     every detection scoring >= ``scores[k]`` (ties in input order). AP values are ``None`` when
     the class is absent (no non-difficult ground truth).
     """
+
     label: int
     name: str
     num_gt: int
@@ -250,6 +260,7 @@ class VOCResult:
 
     ``map_voc07`` / ``map_voc12`` are ``None`` only when no class has a positive.
     """
+
     classes: Tuple[ClassResult, ...]
     map_voc07: Optional[float]
     map_voc12: Optional[float]
@@ -273,23 +284,34 @@ class VOCResult:
         label_ids: {label: id shown in the "label" column} (e.g. COCO category ids); default:
           the labels themselves.
         """
+
         def pct(value):
             return 'absent' if value is None else f'{100.0 * value:.2f}'
+
         shown = {c.label: c.label for c in self.classes}
         shown.update(label_ids or {})
         width = max([len('class')] + [len(c.name) for c in self.classes])
-        head = (f'{"label":>5}  {"class":<{width}}  {"gt":>6}  {"diff":>5}  {"dets":>7}  {"tp":>6}  '
-                f'{"fp":>7}  {"ign":>5}  {"AP07 %":>6}  {"AP12 %":>6}')
-        lines = [f'VOC detection AP, {self.num_images} images, IoU {self.iou_rule} {self.iou_threshold}',
-                 head, '-' * len(head)]
+        head = (
+            f'{"label":>5}  {"class":<{width}}  {"gt":>6}  {"diff":>5}  {"dets":>7}  {"tp":>6}  '
+            f'{"fp":>7}  {"ign":>5}  {"AP07 %":>6}  {"AP12 %":>6}'
+        )
+        lines = [
+            f'VOC detection AP, {self.num_images} images, IoU {self.iou_rule} {self.iou_threshold}',
+            head,
+            '-' * len(head),
+        ]
         for c in self.classes:
-            lines.append(f'{shown[c.label]:>5}  {c.name:<{width}}  {c.num_gt:>6}  {c.num_difficult:>5}  '
-                         f'{c.num_detections:>7}  {c.num_tp:>6}  {c.num_fp:>7}  {c.num_ignored:>5}  '
-                         f'{pct(c.ap_voc07):>6}  {pct(c.ap_voc12):>6}')
+            lines.append(
+                f'{shown[c.label]:>5}  {c.name:<{width}}  {c.num_gt:>6}  {c.num_difficult:>5}  '
+                f'{c.num_detections:>7}  {c.num_tp:>6}  {c.num_fp:>7}  {c.num_ignored:>5}  '
+                f'{pct(c.ap_voc07):>6}  {pct(c.ap_voc12):>6}'
+            )
         lines.append('-' * len(head))
         present = len(self.classes) - len(self.absent_classes)
-        lines.append(f'{"":>5}  {"mAP":<{width}}  {f"over {present} of {len(self.classes)} classes":>46}  '
-                     f'{pct(self.map_voc07):>6}  {pct(self.map_voc12):>6}')
+        lines.append(
+            f'{"":>5}  {"mAP":<{width}}  {f"over {present} of {len(self.classes)} classes":>46}  '
+            f'{pct(self.map_voc07):>6}  {pct(self.map_voc12):>6}'
+        )
         return '\n'.join(lines)
 
 
@@ -316,29 +338,38 @@ def _detections(det_boxes, det_scores, det_labels, context: str):
     scores = _as_array(det_scores, np.float64, (), 'det_scores', context)
     labels = _as_array(det_labels, np.int64, (), 'det_labels', context)
     if not len(boxes) == len(scores) == len(labels):
-        raise ValueError(f'{context}: det_boxes, det_scores and det_labels must have the same '
-                         f'length, got {len(boxes)}, {len(scores)}, {len(labels)}.')
+        raise ValueError(
+            f'{context}: det_boxes, det_scores and det_labels must have the same '
+            f'length, got {len(boxes)}, {len(scores)}, {len(labels)}.'
+        )
     return boxes, scores, labels
 
 
 def _check_labels(labels: np.ndarray, known, what: str, context: str):
     unknown = sorted(set(labels.tolist()) - set(known))
     if unknown:
-        raise ValueError(f'{context}: {what} has labels {unknown} that are not in class_names '
-                         f'(known labels: {sorted(known)}; 0 is background and never evaluated).')
+        raise ValueError(
+            f'{context}: {what} has labels {unknown} that are not in class_names '
+            f'(known labels: {sorted(known)}; 0 is background and never evaluated).'
+        )
 
 
 def _check_class_names(class_names: Mapping[int, str]) -> Dict[int, str]:
     if not isinstance(class_names, Mapping) or not class_names:
-        raise ValueError('class_names must be a non-empty mapping {label: name} of the evaluated '
-                         'classes (labels >= 1; 0 is background).')
+        raise ValueError(
+            'class_names must be a non-empty mapping {label: name} of the evaluated '
+            'classes (labels >= 1; 0 is background).'
+        )
     names = {}
     for label, name in class_names.items():
         if int(label) != label or label < 1:
-            raise ValueError(f'class_names: label {label!r} must be an integer >= 1 (0 is background).')
+            raise ValueError(
+                f'class_names: label {label!r} must be an integer >= 1 (0 is background).'
+            )
         if not isinstance(name, str) or not name:
-            raise ValueError(f'class_names: name of label {label} must be a non-empty string, got '
-                             f'{name!r}.')
+            raise ValueError(
+                f'class_names: name of label {label} must be a non-empty string, got {name!r}.'
+            )
         names[int(label)] = name
     if len(set(names.values())) != len(names):
         raise ValueError(f'class_names: names must be unique, got {sorted(names.values())}.')
@@ -365,8 +396,14 @@ class VOCEvaluator:
         inclusive) and ``image_shape`` is not used.
     """
 
-    def __init__(self, class_names: Mapping[int, str], *, iou_threshold: float = 0.5,
-                 iou_rule: str = '>=', boxes_in_pixels: bool = False):
+    def __init__(
+        self,
+        class_names: Mapping[int, str],
+        *,
+        iou_threshold: float = 0.5,
+        iou_rule: str = '>=',
+        boxes_in_pixels: bool = False,
+    ):
         _check_iou_rule(iou_threshold, iou_rule)
         self._names = _check_class_names(class_names)
         self._iou_threshold = float(iou_threshold)
@@ -382,8 +419,17 @@ class VOCEvaluator:
     def num_images(self) -> int:
         return len(self._image_ids)
 
-    def add_image(self, image_id: Hashable, gt_boxes, gt_labels, gt_difficult, det_boxes,
-                  det_scores, det_labels, image_shape=None):
+    def add_image(
+        self,
+        image_id: Hashable,
+        gt_boxes,
+        gt_labels,
+        gt_difficult,
+        det_boxes,
+        det_scores,
+        det_labels,
+        image_shape=None,
+    ):
         """Matches one image's detections against its ground truth and stores the outcomes.
 
         Args:
@@ -399,15 +445,19 @@ class VOCEvaluator:
         """
         context = f'VOCEvaluator.add_image(image_id={image_id!r})'
         if image_id in self._image_ids:
-            raise ValueError(f'{context}: this image was already added; each image must be added once '
-                             f'(its detections are matched against its ground truth in one go).')
+            raise ValueError(
+                f'{context}: this image was already added; each image must be added once '
+                f'(its detections are matched against its ground truth in one go).'
+            )
         gt_boxes = _as_array(gt_boxes, np.float64, (4,), 'gt_boxes', context)
         gt_labels = _as_array(gt_labels, np.int64, (), 'gt_labels', context)
         gt_difficult = _as_array(gt_difficult, bool, (), 'gt_difficult', context)
         det_boxes, det_scores, det_labels = _detections(det_boxes, det_scores, det_labels, context)
         if not len(gt_boxes) == len(gt_labels) == len(gt_difficult):
-            raise ValueError(f'{context}: gt_boxes, gt_labels and gt_difficult must have the same '
-                             f'length, got {len(gt_boxes)}, {len(gt_labels)}, {len(gt_difficult)}.')
+            raise ValueError(
+                f'{context}: gt_boxes, gt_labels and gt_difficult must have the same '
+                f'length, got {len(gt_boxes)}, {len(gt_labels)}, {len(gt_difficult)}.'
+            )
         _check_labels(gt_labels, self._names, 'gt_labels', context)
         _check_labels(det_labels, self._names, 'det_labels', context)
         if not self._boxes_in_pixels:
@@ -421,8 +471,14 @@ class VOCEvaluator:
             self._num_difficult[label] += int(gt_difficult[gt].sum())
             det = det_labels == label
             if det.any():
-                order, flags = match_detections(det_boxes[det], det_scores[det], gt_boxes[gt],
-                                                gt_difficult[gt], self._iou_threshold, self._iou_rule)
+                order, flags = match_detections(
+                    det_boxes[det],
+                    det_scores[det],
+                    gt_boxes[gt],
+                    gt_difficult[gt],
+                    self._iou_threshold,
+                    self._iou_rule,
+                )
                 self._scores[label].append(det_scores[det][order])
                 self._flags[label].append(flags)
 
@@ -444,18 +500,32 @@ class VOCEvaluator:
             else:
                 ap07 = ap12 = None
                 precision = recall = np.zeros(0)
-            classes.append(ClassResult(
-                label=label, name=name, num_gt=self._num_gt[label],
-                num_difficult=self._num_difficult[label], num_detections=len(flags),
-                num_tp=int(is_tp.sum()), num_fp=int((~is_tp).sum()),
-                num_ignored=int((~counted).sum()), ap_voc07=ap07, ap_voc12=ap12,
-                precision=precision, recall=recall, scores=scores[counted]))
+            classes.append(
+                ClassResult(
+                    label=label,
+                    name=name,
+                    num_gt=self._num_gt[label],
+                    num_difficult=self._num_difficult[label],
+                    num_detections=len(flags),
+                    num_tp=int(is_tp.sum()),
+                    num_fp=int((~is_tp).sum()),
+                    num_ignored=int((~counted).sum()),
+                    ap_voc07=ap07,
+                    ap_voc12=ap12,
+                    precision=precision,
+                    recall=recall,
+                    scores=scores[counted],
+                )
+            )
         present = [c for c in classes if not c.absent]
         return VOCResult(
             classes=tuple(classes),
             map_voc07=float(np.mean([c.ap_voc07 for c in present])) if present else None,
             map_voc12=float(np.mean([c.ap_voc12 for c in present])) if present else None,
-            iou_threshold=self._iou_threshold, iou_rule=self._iou_rule, num_images=self.num_images)
+            iou_threshold=self._iou_threshold,
+            iou_rule=self._iou_rule,
+            num_images=self.num_images,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -470,14 +540,17 @@ def voc_results_path(directory: str, split: str, file_stem: str, competition: st
     return os.path.join(directory, f'{competition}_det_{split}_{file_stem}.txt')
 
 
-def voc_results_paths(directory: str, split: str, class_names: Mapping[int, str],
-                      competition: str = 'comp4') -> Dict[int, str]:
+def voc_results_paths(
+    directory: str, split: str, class_names: Mapping[int, str], competition: str = 'comp4'
+) -> Dict[int, str]:
     """{label: results file path} of every class, stems by ``file_names.safe_file_names`` over the
     names in label order (so writer and reader agree)."""
     names = _check_class_names(class_names)
     stems = file_names.safe_file_names(names.values())
-    return {label: voc_results_path(directory, split, stems[name], competition)
-            for label, name in names.items()}
+    return {
+        label: voc_results_path(directory, split, stems[name], competition)
+        for label, name in names.items()
+    }
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -487,6 +560,7 @@ class VOCClassDetections:
     image_ids: [N] str; scores: [N] float64; boxes: [N, 4] float64 ``[ymin, xmin, ymax, xmax]``
     in 1-based inclusive pixels (the file's order is xmin ymin xmax ymax).
     """
+
     image_ids: List[str]
     scores: np.ndarray
     boxes: np.ndarray
@@ -511,11 +585,19 @@ class VOCResultsWriter:
       competition: file prefix, ``'comp4'`` (any training data) or ``'comp3'`` (VOC data only).
     """
 
-    def __init__(self, directory: str, split: str, class_names: Mapping[int, str], *,
-                 boxes_in_pixels: bool = False, competition: str = 'comp4'):
+    def __init__(
+        self,
+        directory: str,
+        split: str,
+        class_names: Mapping[int, str],
+        *,
+        boxes_in_pixels: bool = False,
+        competition: str = 'comp4',
+    ):
         if not os.path.isdir(directory):
-            raise FileNotFoundError(f'VOCResultsWriter: output directory {directory!r} does not exist; '
-                                    f'create it first.')
+            raise FileNotFoundError(
+                f'VOCResultsWriter: output directory {directory!r} does not exist; create it first.'
+            )
         self._names = _check_class_names(class_names)
         self._boxes_in_pixels = bool(boxes_in_pixels)
         self._paths = voc_results_paths(directory, split, self._names, competition)
@@ -542,7 +624,9 @@ class VOCResultsWriter:
             boxes = pixel_boxes_from_relative(boxes, _image_height_width(image_shape, context))
         for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
             ymin, xmin, ymax, xmax = box
-            self._files[label][0].write(f'{image_id} {score!r} {xmin!r} {ymin!r} {xmax!r} {ymax!r}\n')
+            self._files[label][0].write(
+                f'{image_id} {score!r} {xmin!r} {ymin!r} {xmax!r} {ymax!r}\n'
+            )
 
     def close(self) -> Dict[int, str]:
         """Renames the files into place; returns {label: path}."""
@@ -575,9 +659,13 @@ class VOCResultsWriter:
             self.abort()
 
 
-def read_voc_results(directory: str, split: str, class_names: Mapping[int, str],
-                     competition: str = 'comp4', missing_ok: bool = False
-                     ) -> Dict[int, VOCClassDetections]:
+def read_voc_results(
+    directory: str,
+    split: str,
+    class_names: Mapping[int, str],
+    competition: str = 'comp4',
+    missing_ok: bool = False,
+) -> Dict[int, VOCClassDetections]:
     """Reads the devkit results files of every class in ``class_names``.
 
     Returns:
@@ -593,12 +681,15 @@ def read_voc_results(directory: str, split: str, class_names: Mapping[int, str],
     for label, name in names.items():
         path = paths[label]
         if missing_ok and not os.path.lexists(path):
-            results[label] = VOCClassDetections(image_ids=[], scores=np.zeros(0),
-                                                boxes=np.zeros((0, 4)), missing=True)
+            results[label] = VOCClassDetections(
+                image_ids=[], scores=np.zeros(0), boxes=np.zeros((0, 4)), missing=True
+            )
             continue
         if not os.path.isfile(path):
-            raise FileNotFoundError(f'read_voc_results: missing results file {path!r} for class '
-                                    f'{name!r} (every class needs a file, possibly empty).')
+            raise FileNotFoundError(
+                f'read_voc_results: missing results file {path!r} for class '
+                f'{name!r} (every class needs a file, possibly empty).'
+            )
         ids, values = [], []
         with open(path) as fh:
             for line_no, line in enumerate(fh, 1):
@@ -612,11 +703,14 @@ def read_voc_results(directory: str, split: str, class_names: Mapping[int, str],
                     if not np.all(np.isfinite(numbers)):
                         raise ValueError('non-finite number')
                 except ValueError as err:
-                    raise ValueError(f'{path}:{line_no}: expected "image_id score xmin ymin xmax ymax" '
-                                     f'(6 fields, finite numbers), got {line.strip()!r} ({err}).') from None
+                    raise ValueError(
+                        f'{path}:{line_no}: expected "image_id score xmin ymin xmax ymax" '
+                        f'(6 fields, finite numbers), got {line.strip()!r} ({err}).'
+                    ) from None
                 ids.append(fields[0])
                 values.append(numbers)
         values = np.asarray(values, dtype=np.float64).reshape(-1, 5)
-        results[label] = VOCClassDetections(image_ids=ids, scores=values[:, 0],
-                                            boxes=values[:, [2, 1, 4, 3]])
+        results[label] = VOCClassDetections(
+            image_ids=ids, scores=values[:, 0], boxes=values[:, [2, 1, 4, 3]]
+        )
     return results

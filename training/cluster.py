@@ -32,6 +32,7 @@ A process that hears nothing from the chief for `wait_secs` stops with an error.
 cannot take over a running cluster (workers and accumulators are in the middle of a step): it says
 so and ends the cluster with FAILED; restarting every process resumes from the last checkpoint.
 """
+
 import contextlib
 import dataclasses
 import json
@@ -46,15 +47,15 @@ import tensorflow as tf
 
 v1 = tf.compat.v1
 
-HEARTBEAT_SECS = 2.
+HEARTBEAT_SECS = 2.0
 # A worker not heard from for this long (it sends a heartbeat every second) is reported as gone
 # (killed, or its machine is) and not waited for at the end.
-SILENT_SECS = 15.
+SILENT_SECS = 15.0
 # Seconds between reports of a synchronous step that waits for gradients.
-REPORT_SECS = 30.
+REPORT_SECS = 30.0
 # A parameter server stays up this long after the chief's final message, so that the chief can
 # close its session before the server goes.
-PS_LINGER_SECS = 2.
+PS_LINGER_SECS = 2.0
 TOKEN_WAIT_TAG = 'ssd_cluster: waiting for a token was interrupted'
 
 # Events, worker -> chief: (task index, kind, value).
@@ -79,6 +80,7 @@ def _ps_device(index):
 @dataclasses.dataclass
 class Cluster:
     """This process' place: alone (spec None), or `job_name`/`task_index` of a cluster."""
+
     spec: Optional[tf.train.ClusterSpec] = None
     job_name: Optional[str] = None
     task_index: int = 0
@@ -109,8 +111,10 @@ class Cluster:
     def describe(self):
         """'ps 0 (h:p); workers 0 (h:p, the chief), 1 (h:p)'."""
         ps = ', '.join(f'{i} ({a})' for i, a in enumerate(self.spec.job_tasks('ps')))
-        workers = ', '.join(f"{i} ({a}{', the chief' if i == 0 else ''})"
-                            for i, a in enumerate(self.spec.job_tasks('worker')))
+        workers = ', '.join(
+            f"{i} ({a}{', the chief' if i == 0 else ''})"
+            for i, a in enumerate(self.spec.job_tasks('worker'))
+        )
         return f'ps {ps}; workers {workers}'
 
 
@@ -121,16 +125,18 @@ def _jobs_from_flags(ps_hosts, worker_hosts):
     return jobs
 
 
-def cluster_from(ps_hosts='', worker_hosts='', job_name=None, task_index=0,
-                 environ=os.environ):
+def cluster_from(ps_hosts='', worker_hosts='', job_name=None, task_index=0, environ=os.environ):
     """The `Cluster` of the host flags, else of TF_CONFIG, else a lone process.
 
     Both sources are checked alike: ps and worker jobs only, at least one of each, and this
     process' job and index in them.
     """
     if worker_hosts or ps_hosts:
-        jobs, task, source = (_jobs_from_flags(ps_hosts, worker_hosts), (job_name, task_index),
-                              '--ps_hosts/--worker_hosts')
+        jobs, task, source = (
+            _jobs_from_flags(ps_hosts, worker_hosts),
+            (job_name, task_index),
+            '--ps_hosts/--worker_hosts',
+        )
         if job_name is None:
             raise UsageError('--job_name (ps or worker) is required with --worker_hosts.')
     elif environ.get('TF_CONFIG'):
@@ -140,23 +146,27 @@ def cluster_from(ps_hosts='', worker_hosts='', job_name=None, task_index=0,
             jobs = config['cluster']
             task = (config['task']['type'], int(config['task'].get('index', 0)))
         except (ValueError, KeyError, TypeError) as e:
-            raise UsageError('TF_CONFIG needs {"cluster": {"ps": [...], "worker": [...]}, '
-                             f'"task": {{"type": ..., "index": ...}}}}; '
-                             f'{type(e).__name__}: {e}') from None
+            raise UsageError(
+                'TF_CONFIG needs {"cluster": {"ps": [...], "worker": [...]}, '
+                f'"task": {{"type": ..., "index": ...}}}}; '
+                f'{type(e).__name__}: {e}'
+            ) from None
     else:
         return Cluster()
     unknown = set(jobs) - {'ps', 'worker'}
     if unknown:
-        raise UsageError(f'{source}: only ps and worker jobs are supported; '
-                         f'got {sorted(unknown)}.')
+        raise UsageError(f'{source}: only ps and worker jobs are supported; got {sorted(unknown)}.')
     for job in ('ps', 'worker'):
         if not jobs.get(job):
-            raise UsageError(f'{source}: the cluster needs at least one {job} (the variables '
-                             f'live on the parameter servers); got {jobs}.')
+            raise UsageError(
+                f'{source}: the cluster needs at least one {job} (the variables '
+                f'live on the parameter servers); got {jobs}.'
+            )
     job, index = task
     if job not in jobs or not 0 <= index < len(jobs[job]):
-        raise UsageError(f'{source}: this process is {job} {index}, which is not in the '
-                         f'cluster {jobs}.')
+        raise UsageError(
+            f'{source}: this process is {job} {index}, which is not in the cluster {jobs}.'
+        )
     return Cluster(tf.train.ClusterSpec(jobs), job, index)
 
 
@@ -172,8 +182,9 @@ def add_device_filters(config, cluster):
 def start_server(cluster, config):
     """This process' gRPC server. TF binds it to all interfaces (0.0.0.0:port) whatever host
     the cluster names; it has no authentication."""
-    return tf.distribute.Server(cluster.spec, job_name=cluster.job_name,
-                                task_index=cluster.task_index, config=config)
+    return tf.distribute.Server(
+        cluster.spec, job_name=cluster.job_name, task_index=cluster.task_index, config=config
+    )
 
 
 def describe_role(cluster, sync, replicas_to_aggregate, wait_secs):
@@ -181,30 +192,43 @@ def describe_role(cluster, sync, replicas_to_aggregate, wait_secs):
     me = cluster.task(cluster.job_name, cluster.task_index)
     lines = [f'Cluster: {cluster.describe()}.']
     replicas = replicas_to_aggregate or cluster.num_workers
-    mode = (f'synchronous: each step averages the gradients of {replicas} distinct workers'
-            if sync else 'asynchronous: each worker applies its own gradients')
+    mode = (
+        f'synchronous: each step averages the gradients of {replicas} distinct workers'
+        if sync
+        else 'asynchronous: each worker applies its own gradients'
+    )
     chief = cluster.task('worker', 0)
     if cluster.job_name == 'ps':
-        lines.append(f'This process: {me}, holds variables; waits for the chief, {chief}, to '
-                     f'end training, and stops if it hears nothing from it for {wait_secs} s.')
+        lines.append(
+            f'This process: {me}, holds variables; waits for the chief, {chief}, to '
+            f'end training, and stops if it hears nothing from it for {wait_secs} s.'
+        )
     elif cluster.is_chief:
-        wait = (f'waits up to {wait_secs} s for {replicas} workers to join before the first '
-                'step' if sync else 'does not wait for the other workers')
-        lines.append(f'This process: {me}, the chief ({mode}): initialises or resumes the model, '
-                     f'writes checkpoints and summaries; {wait}; at the end, tells every process '
-                     'to stop.')
+        wait = (
+            f'waits up to {wait_secs} s for {replicas} workers to join before the first step'
+            if sync
+            else 'does not wait for the other workers'
+        )
+        lines.append(
+            f'This process: {me}, the chief ({mode}): initialises or resumes the model, '
+            f'writes checkpoints and summaries; {wait}; at the end, tells every process '
+            'to stop.'
+        )
     else:
-        lines.append(f'This process: {me} ({mode}): waits up to {wait_secs} s for the chief, '
-                     f'{chief}, to initialise the model, and stops when the chief says so or is '
-                     f'silent for {wait_secs} s.')
+        lines.append(
+            f'This process: {me} ({mode}): waits up to {wait_secs} s for the chief, '
+            f'{chief}, to initialise the model, and stops when the chief says so or is '
+            f'silent for {wait_secs} s.'
+        )
     return ' '.join(lines)
 
 
 def _queue(name, dtypes, shapes, device):
     """A queue on a parameter server, shared by name between the processes' graphs."""
     with v1.device(None), v1.device(device):
-        return v1.FIFOQueue(-1, dtypes, shapes=shapes, shared_name='ssd_cluster/' + name,
-                            name='ssd_cluster_' + name)
+        return v1.FIFOQueue(
+            -1, dtypes, shapes=shapes, shared_name='ssd_cluster/' + name, name='ssd_cluster_' + name
+        )
 
 
 def _message_queue(cluster, job, index):
@@ -262,9 +286,18 @@ class Replication:
     and, on the chief, ends the cluster: `ENDED` or `FAILED` to every other process.
     """
 
-    def __init__(self, cluster, sync=False, replicas_to_aggregate=None, last_step=None,
-                 wait_secs=600, log=logging.info, warn=logging.warning,
-                 report_secs=REPORT_SECS, silent_secs=SILENT_SECS):
+    def __init__(
+        self,
+        cluster,
+        sync=False,
+        replicas_to_aggregate=None,
+        last_step=None,
+        wait_secs=600,
+        log=logging.info,
+        warn=logging.warning,
+        report_secs=REPORT_SECS,
+        silent_secs=SILENT_SECS,
+    ):
         if cluster.spec is None or cluster.job_name != 'worker':
             raise ValueError('Replication is for the workers of a cluster.')
         self.cluster = cluster
@@ -274,14 +307,15 @@ class Replication:
             raise UsageError(
                 f'--replicas_to_aggregate={self.replicas} with {cluster.num_workers} workers: a '
                 'synchronous step takes at most one gradient from each worker, so it needs '
-                f'1..{cluster.num_workers}.')
+                f'1..{cluster.num_workers}.'
+            )
         self.last_step = last_step
         self.wait_secs = wait_secs
         self.report_secs, self.silent_secs = report_secs, silent_secs
         self.log, self.warn = log, warn
         # Tells this process' own interruption of its token wait from a stale one of an earlier
         # process with the same task index.
-        self._incarnation = random.SystemRandom().randrange(1, 2 ** 62)
+        self._incarnation = random.SystemRandom().randrange(1, 2**62)
         self._graph = None
         self._threads = []
         self._stop = threading.Event()
@@ -305,8 +339,9 @@ class Replication:
         # so that the workers' steps add up to last_step exactly.
         with v1.device(global_step.device):
             if hasattr(global_step, 'handle'):
-                ticket = tf.raw_ops.ResourceCountUpTo(resource=global_step.handle,
-                                                      limit=self.last_step, T=tf.int64)
+                ticket = tf.raw_ops.ResourceCountUpTo(
+                    resource=global_step.handle, limit=self.last_step, T=tf.int64
+                )
             else:
                 ticket = v1.count_up_to(global_step, self.last_step)
         with tf.control_dependencies([ticket]):
@@ -315,8 +350,9 @@ class Replication:
     def _build_channels(self, global_step):
         cluster, index = self.cluster, self.cluster.task_index
         with v1.name_scope('ssd_cluster'):
-            self._events = _queue('events', [tf.int32, tf.int32, tf.int64], [(), (), ()],
-                                  _ps_device(0))
+            self._events = _queue(
+                'events', [tf.int32, tf.int32, tf.int64], [(), (), ()], _ps_device(0)
+            )
             self._step_value = global_step.read_value()
             # Each distinct session.run costs a graph pruning and partitioning (seconds on a
             # busy machine with the SSD graph), so each role's start, watch and end are one run.
@@ -326,36 +362,51 @@ class Replication:
                 self._start['chiefs_before'] = chiefs.size()
                 with tf.control_dependencies([self._start['chiefs_before']]):
                     self._start['register'] = chiefs.enqueue(
-                        tf.constant(self._incarnation, tf.int64))
+                        tf.constant(self._incarnation, tf.int64)
+                    )
                 self._message = v1.placeholder(tf.int32, [], name='message')
-                targets = ([('ps', j) for j in range(cluster.num_ps)] +
-                           [('worker', w) for w in range(1, cluster.num_workers)])
-                self._broadcast = tf.group(*[_message_queue(cluster, job, i).enqueue(
-                    self._message) for job, i in targets])
+                targets = [('ps', j) for j in range(cluster.num_ps)] + [
+                    ('worker', w) for w in range(1, cluster.num_workers)
+                ]
+                self._broadcast = tf.group(
+                    *[_message_queue(cluster, job, i).enqueue(self._message) for job, i in targets]
+                )
                 self._drain_events = _drain(self._events)
             else:
+
                 def event(kind, value):
-                    return self._events.enqueue((tf.constant(index, tf.int32),
-                                                 tf.constant(kind, tf.int32), value))
+                    return self._events.enqueue(
+                        (tf.constant(index, tf.int32), tf.constant(kind, tf.int32), value)
+                    )
+
                 self._start['join'] = event(JOIN, self._step_value)
-                self._watch = {'alive': event(ALIVE, tf.constant(0, tf.int64)),
-                               'messages': _drain(_message_queue(cluster, 'worker', index))}
+                self._watch = {
+                    'alive': event(ALIVE, tf.constant(0, tf.int64)),
+                    'messages': _drain(_message_queue(cluster, 'worker', index)),
+                }
                 self._end = {'step': global_step.read_value()}
                 with tf.control_dependencies([self._end['step']]):
                     self._end['leave'] = event(LEAVE, tf.identity(self._end['step']))
             if self.sync:
-                self._tokens = [_queue(f'tokens{w}', [tf.int64], [()], _ps_device(0))
-                                for w in range(cluster.num_workers)]
+                self._tokens = [
+                    _queue(f'tokens{w}', [tf.int64], [()], _ps_device(0))
+                    for w in range(cluster.num_workers)
+                ]
                 self._interrupt = self._tokens[index].enqueue(
-                    tf.constant(-self._incarnation, tf.int64))
+                    tf.constant(-self._incarnation, tf.int64)
+                )
 
     def _apply_sync(self, opt, grads_and_vars, global_step):
         cluster, index = self.cluster, self.cluster.task_index
         num_workers, replicas = cluster.num_workers, self.replicas
         with v1.device(None), v1.device(cluster.worker_device + '/device:CPU:0'):
-            self._local_step = v1.Variable(0, trainable=False, dtype=tf.int64,
-                                           collections=[v1.GraphKeys.LOCAL_VARIABLES],
-                                           name='ssd_cluster/local_step')
+            self._local_step = v1.Variable(
+                0,
+                trainable=False,
+                dtype=tf.int64,
+                collections=[v1.GraphKeys.LOCAL_VARIABLES],
+                name='ssd_cluster/local_step',
+            )
             # The step this worker's gradients are for: one read for every accumulator.
             pushed_for = tf.identity(self._local_step.read_value(), name='pushed_for')
         pushes, aggregated, variables, accumulators = [], [], [], []
@@ -367,21 +418,25 @@ class Replication:
             with v1.device(None), v1.device(var.device):
                 if isinstance(grad, tf.IndexedSlices):
                     acc = v1.SparseConditionalAccumulator(
-                        grad.dtype, shape=(), shared_name=var.name + '/ssd_cluster_grad')
+                        grad.dtype, shape=(), shared_name=var.name + '/ssd_cluster_grad'
+                    )
                     pushes.append(acc.apply_indexed_slices_grad(grad, local_step=pushed_for))
                     aggregated.append(acc.take_indexed_slices_grad(replicas))
                 else:
                     acc = v1.ConditionalAccumulator(
-                        grad.dtype, shape=var.get_shape(),
-                        shared_name=var.name + '/ssd_cluster_grad')
+                        grad.dtype,
+                        shape=var.get_shape(),
+                        shared_name=var.name + '/ssd_cluster_grad',
+                    )
                     pushes.append(acc.apply_grad(grad, local_step=pushed_for))
                     aggregated.append(acc.take_grad(replicas))
             accumulators.append(acc)
         with v1.device(None), v1.device(_ps_device(0)):
             # One-hot worker ids, accumulated like the gradients: the mean of a step's pushes
             # times their number counts each worker's pushes in that step.
-            ids = v1.ConditionalAccumulator(tf.float32, shape=[num_workers],
-                                            shared_name='ssd_cluster/worker_ids')
+            ids = v1.ConditionalAccumulator(
+                tf.float32, shape=[num_workers], shared_name='ssd_cluster/worker_ids'
+            )
             pushes.append(ids.apply_grad(tf.one_hot(index, num_workers), local_step=pushed_for))
             counts = tf.cast(tf.round(ids.take_grad(replicas) * replicas), tf.int32)
             accumulators.append(ids)
@@ -397,7 +452,8 @@ class Replication:
                 self._sync_step = (tf.identity(step), tf.identity(counts))
             with tf.control_dependencies(pushes):
                 pushed = self._events.enqueue(
-                    (tf.constant(index, tf.int32), tf.constant(PUSHED, tf.int32), pushed_for))
+                    (tf.constant(index, tf.int32), tf.constant(PUSHED, tf.int32), pushed_for)
+                )
             with tf.control_dependencies([pushed]):
                 token = self._wait_for_token(pushed_for, global_step)
                 check = tf.debugging.Assert(token >= 0, [TOKEN_WAIT_TAG])
@@ -405,8 +461,10 @@ class Replication:
             train_op = self._local_step.assign(token, read_value=False)
         self._start['init'] = self._local_step.assign(global_step.read_value(), read_value=False)
         if cluster.is_chief:
-            self._start['init'] = tf.group(self._start['init'], *[
-                acc.set_global_step(global_step.read_value()) for acc in accumulators])
+            self._start['init'] = tf.group(
+                self._start['init'],
+                *[acc.set_global_step(global_step.read_value()) for acc in accumulators],
+            )
         return train_op
 
     def _wait_for_token(self, pushed_for, global_step):
@@ -418,11 +476,14 @@ class Replication:
 
         def keep_waiting(token):
             stale = tf.logical_or(token <= pushed_for, token < global_step.read_value())
-            return tf.logical_or(tf.logical_and(token >= 0, stale),
-                                 tf.logical_and(token < 0, tf.not_equal(token, mine)))
+            return tf.logical_or(
+                tf.logical_and(token >= 0, stale),
+                tf.logical_and(token < 0, tf.not_equal(token, mine)),
+            )
 
-        (token,) = tf.while_loop(keep_waiting, lambda token: [queue.dequeue()],
-                                 [queue.dequeue()], parallel_iterations=1)
+        (token,) = tf.while_loop(
+            keep_waiting, lambda token: [queue.dequeue()], [queue.dequeue()], parallel_iterations=1
+        )
         return token
 
     # Session.
@@ -431,30 +492,39 @@ class Replication:
         """Waits (a worker) until the chief has initialised or restored every variable."""
         with self._graph.as_default():
             not_ready = v1.report_uninitialized_variables(v1.global_variables())
-        start, next_log, missing = time.time(), 0., None
+        start, next_log, missing = time.time(), 0.0, None
         with v1.Session(master, graph=self._graph, config=config) as session:
             while True:
                 try:
-                    missing = len(session.run(not_ready,
-                                              options=v1.RunOptions(timeout_in_ms=10000)))
+                    missing = len(
+                        session.run(not_ready, options=v1.RunOptions(timeout_in_ms=10000))
+                    )
                     if not missing:
                         return
                     what = f'{missing} variables not initialised yet'
-                except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-                        tf.errors.AbortedError) as e:
+                except (
+                    tf.errors.UnavailableError,
+                    tf.errors.DeadlineExceededError,
+                    tf.errors.AbortedError,
+                ) as e:
                     what = f'the parameter servers do not answer yet ({type(e).__name__})'
                 waited = time.time() - start
                 if waited > self.wait_secs:
                     raise ClusterError(
                         f"{self.cluster.task('worker', self.cluster.task_index)}: the chief, "
                         f"{self.cluster.task('worker', 0)}, did not initialise the model within "
-                        f'{self.wait_secs} s (--cluster_wait_secs): {what}.')
+                        f'{self.wait_secs} s (--cluster_wait_secs): {what}.'
+                    )
                 if waited >= next_log:
-                    self.log('Waiting for the chief, %s, to initialise the model: %s '
-                             '(%d s of %d s).', self.cluster.task('worker', 0), what, waited,
-                             self.wait_secs)
-                    next_log = waited + 10.
-                time.sleep(1.)
+                    self.log(
+                        'Waiting for the chief, %s, to initialise the model: %s (%d s of %d s).',
+                        self.cluster.task('worker', 0),
+                        what,
+                        waited,
+                        self.wait_secs,
+                    )
+                    next_log = waited + 10.0
+                time.sleep(1.0)
 
     @contextlib.contextmanager
     def session(self, master, config, hooks=(), chief_only_hooks=(), **kwargs):
@@ -468,11 +538,14 @@ class Replication:
         try:
             try:
                 with v1.train.MonitoredTrainingSession(
-                        master=master, is_chief=chief, config=config,
-                        hooks=list(hooks) + ([] if chief else [self.worker_hook]),
-                        chief_only_hooks=([self.chief_hook] if chief else []) +
-                        list(chief_only_hooks),
-                        max_wait_secs=self.wait_secs, **kwargs) as session:
+                    master=master,
+                    is_chief=chief,
+                    config=config,
+                    hooks=list(hooks) + ([] if chief else [self.worker_hook]),
+                    chief_only_hooks=([self.chief_hook] if chief else []) + list(chief_only_hooks),
+                    max_wait_secs=self.wait_secs,
+                    **kwargs,
+                ) as session:
                     yield session
             except tf.errors.InvalidArgumentError as e:
                 if TOKEN_WAIT_TAG not in str(e):
@@ -488,17 +561,26 @@ class Replication:
         cluster = self.cluster
         with tf.Graph().as_default() as graph:  # small: a session on it starts in no time
             message = tf.constant(ENDED if ok else FAILED, tf.int32)
-            broadcast = tf.group(*[_message_queue(cluster, job, i).enqueue(message) for job, i in
-                                   [('ps', j) for j in range(cluster.num_ps)] +
-                                   [('worker', w) for w in range(1, cluster.num_workers)]])
+            broadcast = tf.group(
+                *[
+                    _message_queue(cluster, job, i).enqueue(message)
+                    for job, i in [('ps', j) for j in range(cluster.num_ps)]
+                    + [('worker', w) for w in range(1, cluster.num_workers)]
+                ]
+            )
         try:
             with v1.Session(master, graph=graph, config=config) as session:
                 session.run(broadcast, options=v1.RunOptions(timeout_in_ms=30000))
-            self.log('Told the parameter servers and workers that training %s.',
-                     'ended' if ok else 'failed')
+            self.log(
+                'Told the parameter servers and workers that training %s.',
+                'ended' if ok else 'failed',
+            )
         except tf.errors.OpError as e:
-            self.warn('Could not tell the cluster that training %s: %s',
-                      'ended' if ok else 'failed', _first_line(e))
+            self.warn(
+                'Could not tell the cluster that training %s: %s',
+                'ended' if ok else 'failed',
+                _first_line(e),
+            )
 
     # Threads.
 
@@ -507,7 +589,7 @@ class Replication:
         thread.start()
         self._threads.append(thread)
 
-    def stop_threads(self, timeout=30.):
+    def stop_threads(self, timeout=30.0):
         self._stop.set()
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -545,8 +627,9 @@ class ChiefHook(v1.train.SessionRunHook):
 
     def _poll(self, session):
         with self._poll_lock:  # one reader at a time: dequeue_many(size) must not wait
-            tasks, kinds, values = session.run(self._r._drain_events,
-                                               options=v1.RunOptions(timeout_in_ms=30000))
+            tasks, kinds, values = session.run(
+                self._r._drain_events, options=v1.RunOptions(timeout_in_ms=30000)
+            )
         now = time.time()
         with self._lock:
             for task, kind, value in zip(tasks, kinds, values):
@@ -554,9 +637,12 @@ class ChiefHook(v1.train.SessionRunHook):
                 self.heard[task] = now
                 name = self._r.cluster.task('worker', task)
                 if kind == JOIN:
-                    self._r.log('%s %s at step %d.', name,
-                                'joined again (restarted)' if task in self.present else 'joined',
-                                value)
+                    self._r.log(
+                        '%s %s at step %d.',
+                        name,
+                        'joined again (restarted)' if task in self.present else 'joined',
+                        value,
+                    )
                     self.present.add(task)
                 elif kind == LEAVE:
                     self._r.log('%s left at step %d.', name, value)
@@ -570,8 +656,11 @@ class ChiefHook(v1.train.SessionRunHook):
     def _heartbeat(self, session):
         while True:
             try:
-                session.run(self._r._broadcast, {self._r._message: RUNNING},
-                            options=v1.RunOptions(timeout_in_ms=30000))
+                session.run(
+                    self._r._broadcast,
+                    {self._r._message: RUNNING},
+                    options=v1.RunOptions(timeout_in_ms=30000),
+                )
             except tf.errors.OpError as e:
                 if self._r.stopping:
                     return
@@ -595,16 +684,15 @@ class ChiefHook(v1.train.SessionRunHook):
         workers among them described)."""
         now = time.time()
         with self._lock:
-            missing = [w for w in range(self._r.cluster.num_workers)
-                       if self.pushed.get(w) != step]
+            missing = [w for w in range(self._r.cluster.num_workers) if self.pushed.get(w) != step]
             parts = []
             for w in missing:
                 if w == 0:
                     continue  # the chief itself: still computing
                 if w not in self.present:
                     state = 'not joined' if w not in self.heard else 'left'
-                elif now - self.heard.get(w, 0.) > self._r.silent_secs:
-                    state = f'not heard from for {int(now - self.heard.get(w, 0.))} s: killed?'
+                elif now - self.heard.get(w, 0.0) > self._r.silent_secs:
+                    state = f'not heard from for {int(now - self.heard.get(w, 0.0))} s: killed?'
                 else:
                     state = 'alive, its gradients have not arrived'
                 parts.append(f"{self._r.cluster.task('worker', w)} ({state})")
@@ -612,7 +700,7 @@ class ChiefHook(v1.train.SessionRunHook):
 
     def _monitor(self, session):
         last_report = time.time()
-        while self._r.sleep(1.):
+        while self._r.sleep(1.0):
             try:
                 self._poll(session)
             except tf.errors.OpError as e:
@@ -633,15 +721,24 @@ class ChiefHook(v1.train.SessionRunHook):
                 continue
             last_report = now
             if 0 not in missing and waited > self._r.wait_secs:
-                self._fail(session, ClusterError(
-                    f'No synchronous step for {int(waited)} s (--cluster_wait_secs='
-                    f'{self._r.wait_secs}): step {step + 1} still waits for the gradients of '
-                    f'{described}. Stopping; restart the missing workers sooner, or train with '
-                    'fewer --replicas_to_aggregate.'))
+                self._fail(
+                    session,
+                    ClusterError(
+                        f'No synchronous step for {int(waited)} s (--cluster_wait_secs='
+                        f'{self._r.wait_secs}): step {step + 1} still waits for the gradients of '
+                        f'{described}. Stopping; restart the missing workers sooner, or train with '
+                        'fewer --replicas_to_aggregate.'
+                    ),
+                )
                 return
-            self._r.warn('Step %d has waited %d s for the gradients of %s; waiting up to '
-                         '%d s for them (a restarted worker rejoins).', step + 1, waited,
-                         described, self._r.wait_secs)
+            self._r.warn(
+                'Step %d has waited %d s for the gradients of %s; waiting up to '
+                '%d s for them (a restarted worker rejoins).',
+                step + 1,
+                waited,
+                described,
+                self._r.wait_secs,
+            )
 
     def _sync_loop(self, session):
         last = self._r.last_step
@@ -653,8 +750,9 @@ class ChiefHook(v1.train.SessionRunHook):
                 step, counts = session.run(self._r._sync_step)
             except tf.errors.OpError as e:
                 if not self._r.stopping and not isinstance(e, tf.errors.CancelledError):
-                    self._fail(session, ClusterError(
-                        f'The synchronous update failed: {_first_line(e)}'))
+                    self._fail(
+                        session, ClusterError(f'The synchronous update failed: {_first_line(e)}')
+                    )
                 return
             self._record(int(step), [int(c) for c in counts])
 
@@ -671,21 +769,29 @@ class ChiefHook(v1.train.SessionRunHook):
             if not regular:
                 self.irregular.append((step, counts))
         if not regular:
-            self._r.warn('Step %d aggregated %d gradients from %d distinct workers: %s.', step,
-                         sum(counts), distinct, ', '.join(
-                             f'worker {w} x{c}' for w, c in enumerate(counts) if c))
+            self._r.warn(
+                'Step %d aggregated %d gradients from %d distinct workers: %s.',
+                step,
+                sum(counts),
+                distinct,
+                ', '.join(f'worker {w} x{c}' for w, c in enumerate(counts) if c),
+            )
 
     def _wait_for_workers(self, session, step):
         needed = self._r.replicas
-        start, next_log = time.time(), 0.
+        start, next_log = time.time(), 0.0
         while True:
             self._poll(session)
             with self._lock:
                 present = set(self.present)
             if len(present) >= needed:
-                self._r.log('Workers %s are here: synchronous training starts at step %d, each '
-                            'step averaging the gradients of %d distinct workers.',
-                            ', '.join(str(w) for w in sorted(present)), step, needed)
+                self._r.log(
+                    'Workers %s are here: synchronous training starts at step %d, each '
+                    'step averaging the gradients of %d distinct workers.',
+                    ', '.join(str(w) for w in sorted(present)),
+                    step,
+                    needed,
+                )
                 return
             absent = set(range(self._r.cluster.num_workers)) - present
             waited = time.time() - start
@@ -694,34 +800,46 @@ class ChiefHook(v1.train.SessionRunHook):
                     f'Before the first step: waited {int(waited)} s (--cluster_wait_secs) for '
                     f'{needed - len(present)} more worker(s) of '
                     f'{self._r.cluster.workers(absent)}; a synchronous step needs {needed} '
-                    'workers.')
+                    'workers.'
+                )
             if waited >= next_log:
-                self._r.log('Waiting for %d more worker(s) of %s to join (%d s of %d s).',
-                            needed - len(present), self._r.cluster.workers(absent), waited,
-                            self._r.wait_secs)
-                next_log = waited + 10.
+                self._r.log(
+                    'Waiting for %d more worker(s) of %s to join (%d s of %d s).',
+                    needed - len(present),
+                    self._r.cluster.workers(absent),
+                    waited,
+                    self._r.wait_secs,
+                )
+                next_log = waited + 10.0
             time.sleep(0.5)
 
     def _wait_for_last_steps(self, session):
         """Until every worker that joined has left (or gone silent), for wait_secs at most."""
-        start, next_log = time.time(), 0.
+        start, next_log = time.time(), 0.0
         while True:
             self._poll(session)
             now = time.time()
             with self._lock:
-                busy = {w for w in self.present - {0}
-                        if now - self.heard.get(w, 0.) <= self._r.silent_secs}
+                busy = {
+                    w
+                    for w in self.present - {0}
+                    if now - self.heard.get(w, 0.0) <= self._r.silent_secs
+                }
             waited = now - start
             if not busy:
                 return
             if waited > self._r.wait_secs:
-                self._r.warn('%s did not finish within %d s; ending training without them.',
-                             self._r.cluster.workers(busy), waited)
+                self._r.warn(
+                    '%s did not finish within %d s; ending training without them.',
+                    self._r.cluster.workers(busy),
+                    waited,
+                )
                 return
             if waited >= next_log:
-                self._r.log('Waiting for %s to finish its last step.',
-                            self._r.cluster.workers(busy))
-                next_log = waited + 10.
+                self._r.log(
+                    'Waiting for %s to finish its last step.', self._r.cluster.workers(busy)
+                )
+                next_log = waited + 10.0
             time.sleep(0.2)
 
     # Hook.
@@ -734,15 +852,19 @@ class ChiefHook(v1.train.SessionRunHook):
                 'The parameter servers have already served a chief: a restarted chief cannot '
                 'take over a running cluster (its workers and accumulators are in the middle of '
                 'a step). Stop every process of the cluster and start them all again; training '
-                'resumes from the last checkpoint in --train_dir.')
+                'resumes from the last checkpoint in --train_dir.'
+            )
         step = int(start['step'])
         with self._lock:
             self._step, self._step_time = step, time.time()
         r.start_thread('heartbeat', lambda: self._heartbeat(session))
         self._poll(session)
         if r.last_step is not None and step >= r.last_step:
-            r.log('The global step is %d: training has reached --max_number_of_steps=%d.',
-                  step, r.last_step)
+            r.log(
+                'The global step is %d: training has reached --max_number_of_steps=%d.',
+                step,
+                r.last_step,
+            )
             coord.request_stop()
             return
         if r.sync:
@@ -763,9 +885,14 @@ class ChiefHook(v1.train.SessionRunHook):
         if r.sync and self.first_step is not None:
             counts = ', '.join(f'worker {w}: {c}' for w, c in enumerate(self.contributions))
             distinct = ', '.join(f'{n} steps of {d}' for d, n in sorted(self.distinct.items()))
-            r.log('Synchronous steps %d-%d: %s distinct workers; gradients per worker: %s%s.',
-                  self.first_step, self.last_step, distinct, counts,
-                  f'; irregular steps: {self.irregular}' if self.irregular else '')
+            r.log(
+                'Synchronous steps %d-%d: %s distinct workers; gradients per worker: %s%s.',
+                self.first_step,
+                self.last_step,
+                distinct,
+                counts,
+                f'; irregular steps: {self.irregular}' if self.irregular else '',
+            )
         elif not r.sync:
             r.log('%s applied %d asynchronous steps.', r.cluster.task('worker', 0), self.runs)
 
@@ -790,8 +917,9 @@ class WorkerHook(v1.train.SessionRunHook):
         heard = time.time()
         while r.sleep(HEARTBEAT_SECS / 2):
             try:
-                messages = session.run(r._watch, options=v1.RunOptions(
-                    timeout_in_ms=30000))['messages']
+                messages = session.run(r._watch, options=v1.RunOptions(timeout_in_ms=30000))[
+                    'messages'
+                ]
             except tf.errors.OpError as e:
                 if r.stopping:
                     return
@@ -815,8 +943,11 @@ class WorkerHook(v1.train.SessionRunHook):
         r = self._r
         step = int(session.run(r._start)['step'])  # and JOIN
         if r.last_step is not None and step >= r.last_step:
-            r.log('The global step is %d: training has reached --max_number_of_steps=%d.',
-                  step, r.last_step)
+            r.log(
+                'The global step is %d: training has reached --max_number_of_steps=%d.',
+                step,
+                r.last_step,
+            )
             self.message = ENDED
             coord.request_stop()
             return
@@ -832,15 +963,20 @@ class WorkerHook(v1.train.SessionRunHook):
         r = self._r
         r.stop_threads()
         try:
-            step = int(session.run(r._end, options=v1.RunOptions(
-                timeout_in_ms=30000))['step'])  # and LEAVE
+            step = int(
+                session.run(r._end, options=v1.RunOptions(timeout_in_ms=30000))['step']
+            )  # and LEAVE
         except tf.errors.OpError as e:  # the cluster has ended meanwhile
             r.warn('Could not tell the chief that this worker leaves: %s', _first_line(e))
             step = -1
-        r.log('%s %s %d %s; the global step is %d.',
-              r.cluster.task('worker', r.cluster.task_index),
-              'pushed' if r.sync else 'applied', self.runs,
-              'gradients' if r.sync else 'asynchronous steps', step)
+        r.log(
+            '%s %s %d %s; the global step is %d.',
+            r.cluster.task('worker', r.cluster.task_index),
+            'pushed' if r.sync else 'applied',
+            self.runs,
+            'gradients' if r.sync else 'asynchronous steps',
+            step,
+        )
 
     def check(self):
         me = self._r.cluster.task('worker', self._r.cluster.task_index)
@@ -848,8 +984,10 @@ class WorkerHook(v1.train.SessionRunHook):
         if self.message == FAILED:
             raise ClusterError(f'{me} stops: the chief, {chief}, reported a failure.')
         if self.message == SILENT:
-            raise ClusterError(f'{me} stops: nothing heard from the chief, {chief}, for '
-                               f'{self._r.wait_secs} s (--cluster_wait_secs).')
+            raise ClusterError(
+                f'{me} stops: nothing heard from the chief, {chief}, for '
+                f'{self._r.wait_secs} s (--cluster_wait_secs).'
+            )
         if self.message == ENDED:
             self._r.log('The chief ended training; %s stops.', me)
 
@@ -871,8 +1009,10 @@ def serve(cluster, server, wait_secs, log=logging.info):
                 silent = time.time() - (heard or start)
                 if silent > wait_secs:
                     state = 'did not start' if heard is None else 'was silent'
-                    raise ClusterError(f'{me} stops: the chief, {chief}, {state} for '
-                                       f'{int(silent)} s (--cluster_wait_secs).') from None
+                    raise ClusterError(
+                        f'{me} stops: the chief, {chief}, {state} for '
+                        f'{int(silent)} s (--cluster_wait_secs).'
+                    ) from None
                 continue
             if value == RUNNING:
                 if heard is None:

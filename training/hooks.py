@@ -13,6 +13,7 @@ come from `RateEstimator`: the rate over a window that grows with the run (a qua
 elapsed time, at least a minute), so that a loaded machine's alternating speeds do not make the
 ETA swing.
 """
+
 import collections
 import re
 import time
@@ -45,9 +46,14 @@ class FiniteCheckListener(v1.train.CheckpointSaverListener):
 # What TF's session and CheckpointSaverHook log that says nothing to a person reading the run
 # (`CheckpointLogListener` says a save in one line instead of TF's three). Regular expressions
 # matched at the start of the message; "Restoring parameters from" stays.
-TF_CHATTER = (r'Calling checkpoint listeners (before|after) saving checkpoint',
-              r'Saving checkpoints for', r'Create CheckpointSaverHook', r'Graph was finalized',
-              r'(Done r|R)unning local_init_op', r'From \S+: get_checkpoint_mtimes')
+TF_CHATTER = (
+    r'Calling checkpoint listeners (before|after) saving checkpoint',
+    r'Saving checkpoints for',
+    r'Create CheckpointSaverHook',
+    r'Graph was finalized',
+    r'(Done r|R)unning local_init_op',
+    r'From \S+: get_checkpoint_mtimes',
+)
 
 
 class CheckpointLogListener(v1.train.CheckpointSaverListener):
@@ -70,7 +76,7 @@ class RateEstimator:
     the first step, which carries the graph's one-off start-up cost).
     """
 
-    def __init__(self, clock=time.monotonic, window_fraction=0.25, min_window_secs=60.):
+    def __init__(self, clock=time.monotonic, window_fraction=0.25, min_window_secs=60.0):
         self._clock = clock
         self.window_fraction = window_fraction
         self.min_window_secs = min_window_secs
@@ -89,7 +95,7 @@ class RateEstimator:
 
     def window_secs(self, now=None):
         now = self._clock() if now is None else now
-        elapsed = 0. if self._start is None else now - self._start
+        elapsed = 0.0 if self._start is None else now - self._start
         return max(self.min_window_secs, self.window_fraction * elapsed)
 
     def steps_per_sec(self):
@@ -122,8 +128,16 @@ class LoggingHook(v1.train.SessionRunHook):
     during the run (may lag by one).
     """
 
-    def __init__(self, tensors, every_n, images_per_step, last_step, count_locally=True,
-                 num_examples=None, clock=time.monotonic):
+    def __init__(
+        self,
+        tensors,
+        every_n,
+        images_per_step,
+        last_step,
+        count_locally=True,
+        num_examples=None,
+        clock=time.monotonic,
+    ):
         self._tensors = tensors
         self._every_n = every_n
         self._images_per_step = images_per_step
@@ -169,8 +183,10 @@ class LoggingHook(v1.train.SessionRunHook):
         head = f'step {self.step}' + (f'/{self._last_step}' if self._last_step else '')
         if self._num_examples:
             head += f' (epoch {self.step * self._images_per_step / self._num_examples:.1f})'
-        text = (f'{head}: loss over {window} step{"s" if window != 1 else ""} {losses} '
-                f'lr={learning_rate:.4g}')
+        text = (
+            f'{head}: loss over {window} step{"s" if window != 1 else ""} {losses} '
+            f'lr={learning_rate:.4g}'
+        )
         rate = self.rate.steps_per_sec()
         if rate:
             text += f' {rate * self._images_per_step:.1f} images/s'
@@ -185,10 +201,14 @@ class LoggingHook(v1.train.SessionRunHook):
         seconds = (self._end_time or self._clock()) - self._start_time
         if self._count:  # steps after the last line
             self.smoothed = {k: v / self._count for k, v in self._sums.items()}
-        return {'steps': steps, 'first_step': self.start_step, 'last_step': self.step,
-                'seconds': seconds,
-                'images_per_sec': steps * self._images_per_step / seconds if seconds > 0 else None,
-                'loss': self.smoothed}
+        return {
+            'steps': steps,
+            'first_step': self.start_step,
+            'last_step': self.step,
+            'seconds': seconds,
+            'images_per_sec': steps * self._images_per_step / seconds if seconds > 0 else None,
+            'loss': self.smoothed,
+        }
 
 
 def start_lines(card, dataset, settings, num_parameters, resume_from, resume_step, loss_terms):
@@ -197,8 +217,10 @@ def start_lines(card, dataset, settings, num_parameters, resume_from, resume_ste
     steps_per_epoch = dataset.num_samples / images if images else 0
     total = settings.max_number_of_steps
     names = ', '.join(card.class_names[:8]) + (', ...' if len(card.class_names) > 8 else '')
-    schedule = f'{settings.optimizer}, learning rate {settings.learning_rate:g} ' \
-               f'{settings.learning_rate_decay_type}'
+    schedule = (
+        f'{settings.optimizer}, learning rate {settings.learning_rate:g} '
+        f'{settings.learning_rate_decay_type}'
+    )
     if settings.learning_rate_decay_type in ('cosine', 'polynomial'):
         schedule += f' to {settings.end_learning_rate:g}'
     if settings.learning_rate_decay_type == 'piecewise' and settings.boundaries:
@@ -207,12 +229,18 @@ def start_lines(card, dataset, settings, num_parameters, resume_from, resume_ste
         schedule += f', {settings.warmup_steps} warm-up steps'
     schedule += f', weight decay {settings.weight_decay:g}'
     if total:
-        schedule += f'; {total} steps = {total / steps_per_epoch:.1f} epochs' \
-            if steps_per_epoch else f'; {total} steps'
+        schedule += (
+            f'; {total} steps = {total / steps_per_epoch:.1f} epochs'
+            if steps_per_epoch
+            else f'; {total} steps'
+        )
     else:
         schedule += '; no step limit (--max_number_of_steps)'
-    saves = (f'every {settings.save_interval_steps} steps' if settings.save_interval_steps
-             else f'every {settings.save_interval_secs} s')
+    saves = (
+        f'every {settings.save_interval_steps} steps'
+        if settings.save_interval_steps
+        else f'every {settings.save_interval_secs} s'
+    )
     terms = ' + '.join(t for t in loss_terms if t != 'total')
     return [
         f'model: {card.model_name}, {num_parameters:,} trainable parameters, '
@@ -224,9 +252,12 @@ def start_lines(card, dataset, settings, num_parameters, resume_from, resume_ste
         f'schedule: {schedule}',
         f'output: {settings.train_dir} (checkpoints {saves}, {settings.max_to_keep} kept; '
         f'model card model.json)',
-        (f'resuming from {resume_from} (step {resume_step})' if resume_from else
-         'starting a new run' + (f' from {settings.checkpoint_path}'
-                                 if settings.checkpoint_path else '')),
+        (
+            f'resuming from {resume_from} (step {resume_step})'
+            if resume_from
+            else 'starting a new run'
+            + (f' from {settings.checkpoint_path}' if settings.checkpoint_path else '')
+        ),
         f'log: every {settings.log_every_n_steps} step'
         f'{"s" if settings.log_every_n_steps != 1 else ""}; each loss term is the mean over '
         f'those steps; total = {terms} (weight decay); images/s and ETA from the rate over the last '
@@ -238,9 +269,14 @@ def end_line(summary, train_dir, checkpoint, card_file):
     """The line that closes a training log."""
     loss = summary['loss'] or {}
     mean = summary['images_per_sec']
-    return (f'training finished: {summary["steps"]} steps (to step {summary["last_step"]}) in '
-            f'{format_duration(summary["seconds"])}'
-            + (f', {mean:.1f} images/s on average' if mean else '')
-            + (f', final loss {loss["total"]:.4f} (mean of the last logged steps)'
-               if 'total' in loss else '')
-            + f'; checkpoints in {train_dir} (latest {checkpoint}), model card {card_file}')
+    return (
+        f'training finished: {summary["steps"]} steps (to step {summary["last_step"]}) in '
+        f'{format_duration(summary["seconds"])}'
+        + (f', {mean:.1f} images/s on average' if mean else '')
+        + (
+            f', final loss {loss["total"]:.4f} (mean of the last logged steps)'
+            if 'total' in loss
+            else ''
+        )
+        + f'; checkpoints in {train_dir} (latest {checkpoint}), model card {card_file}'
+    )

@@ -11,15 +11,27 @@ COCO crowd regions (the records' `iscrowd`) follow the augmentation beside their
 `ignore_crowd` (the default), make the anchors that belong to them ignored by the loss (class -1,
 see `SSDNet.bboxes_encode`); without it they are ordinary objects, as before.
 """
+
 import tensorflow as tf
 
 from preprocessing import seeds as seeds_lib
 
 
-def train_dataset(dataset, preprocess, net, batch_size, match_threshold=0.5, data_format='NHWC',
-                  seed=None, num_readers=4, num_parallel_calls=tf.data.AUTOTUNE,
-                  shuffle_buffer_size=1024, preprocessing_options=None, repeat=True,
-                  ignore_crowd=True):
+def train_dataset(
+    dataset,
+    preprocess,
+    net,
+    batch_size,
+    match_threshold=0.5,
+    data_format='NHWC',
+    seed=None,
+    num_readers=4,
+    num_parallel_calls=tf.data.AUTOTUNE,
+    shuffle_buffer_size=1024,
+    preprocessing_options=None,
+    repeat=True,
+    ignore_crowd=True,
+):
     """Batches of augmented images and their SSD training targets.
 
     Args:
@@ -42,8 +54,13 @@ def train_dataset(dataset, preprocess, net, batch_size, match_threshold=0.5, dat
     out_shape = tuple(net.params.img_shape)
     anchors = net.anchors()
     options = dict(preprocessing_options or {})
-    examples = dataset.make_dataset(shuffle=True, num_readers=num_readers, seed=seed,
-                                    repeat=repeat, num_parallel_calls=num_parallel_calls)
+    examples = dataset.make_dataset(
+        shuffle=True,
+        num_readers=num_readers,
+        seed=seed,
+        repeat=repeat,
+        num_parallel_calls=num_parallel_calls,
+    )
 
     # The pipelines are written with tf.cond / tf.where already; autograph would only re-parse
     # them (seconds of start-up per process).
@@ -52,20 +69,43 @@ def train_dataset(dataset, preprocess, net, batch_size, match_threshold=0.5, dat
         example_seed = None if seed is None else seeds_lib.example_seed(seed, index)
         if ignore_crowd:
             image, labels, bboxes, crowd = preprocess(
-                example['image'], example['labels'], example['bboxes'], out_shape, is_training=True,
-                data_format=data_format, seed=example_seed, difficult=example['iscrowd'], **options)
+                example['image'],
+                example['labels'],
+                example['bboxes'],
+                out_shape,
+                is_training=True,
+                data_format=data_format,
+                seed=example_seed,
+                difficult=example['iscrowd'],
+                **options,
+            )
         else:
-            image, labels, bboxes = preprocess(example['image'], example['labels'], example['bboxes'],
-                                               out_shape, is_training=True, data_format=data_format,
-                                               seed=example_seed, **options)
+            image, labels, bboxes = preprocess(
+                example['image'],
+                example['labels'],
+                example['bboxes'],
+                out_shape,
+                is_training=True,
+                data_format=data_format,
+                seed=example_seed,
+                **options,
+            )
             crowd = None
-        gclasses, glocalisations, gscores = net.bboxes_encode(labels, bboxes, anchors,
-                                                              match_threshold, crowd=crowd)
-        return {'image': image, 'gclasses': gclasses, 'glocalisations': glocalisations,
-                'gscores': gscores, 'labels': tf.cast(labels, tf.int64), 'bboxes': bboxes}
+        gclasses, glocalisations, gscores = net.bboxes_encode(
+            labels, bboxes, anchors, match_threshold, crowd=crowd
+        )
+        return {
+            'image': image,
+            'gclasses': gclasses,
+            'glocalisations': glocalisations,
+            'gscores': gscores,
+            'labels': tf.cast(labels, tf.int64),
+            'bboxes': bboxes,
+        }
 
     deterministic = seed is not None
-    batches = examples.enumerate().map(prepare, num_parallel_calls=num_parallel_calls,
-                                       deterministic=deterministic)
+    batches = examples.enumerate().map(
+        prepare, num_parallel_calls=num_parallel_calls, deterministic=deterministic
+    )
     batches = batches.padded_batch(batch_size, drop_remainder=True)
     return batches.prefetch(tf.data.AUTOTUNE)

@@ -10,6 +10,7 @@ Each clone builds `model_fn` under its own name scope and device; the clones sha
 which live on the CPU when there are several clones (or on the parameter servers). A clone's loss
 is the sum of the losses it added to the loss collection; gradients are averaged over clones.
 """
+
 import collections
 
 import tensorflow as tf
@@ -37,8 +38,9 @@ class DeploymentConfig:
         self.clone_on_cpu = clone_on_cpu
         self.worker_device = worker_device
         self.cluster = cluster
-        self.num_ps_tasks = len(cluster.job_tasks('ps')) if cluster is not None and \
-            'ps' in cluster.jobs else 0
+        self.num_ps_tasks = (
+            len(cluster.job_tasks('ps')) if cluster is not None and 'ps' in cluster.jobs else 0
+        )
 
     def clone_scope(self, index):
         return 'clone_%d' % index if self.num_clones > 1 else ''
@@ -54,9 +56,9 @@ class DeploymentConfig:
     def variables_device(self):
         """A device function (parameter servers) or string for the shared variables."""
         if self.num_ps_tasks:
-            return v1.train.replica_device_setter(ps_tasks=self.num_ps_tasks,
-                                                  worker_device=self.worker_device,
-                                                  cluster=self.cluster)
+            return v1.train.replica_device_setter(
+                ps_tasks=self.num_ps_tasks, worker_device=self.worker_device, cluster=self.cluster
+            )
         if self.num_clones > 1:
             return self.worker_device + '/device:CPU:0'
         return self.clone_device(0)
@@ -80,8 +82,9 @@ def create_clones(config, model_fn, args=(), kwargs=None):
         with v1.name_scope(config.clone_scope(i)) as scope:
             with v1.device(config.clone_device(i)):
                 with v1.variable_scope(v1.get_variable_scope(), reuse=True if i > 0 else None):
-                    with slim.arg_scope([slim.model_variable, slim.variable],
-                                        device=variables_device):
+                    with slim.arg_scope(
+                        [slim.model_variable, slim.variable], device=variables_device
+                    ):
                         outputs = model_fn(*args, **(kwargs or {}))
                 clones.append(Clone(outputs, scope, config.clone_device(i)))
     return clones
@@ -91,8 +94,9 @@ def clone_loss(clone, num_clones, regularization_losses=None):
     """The clone's losses summed (divided by `num_clones`), plus `regularization_losses`."""
     losses = v1.losses.get_losses(scope=clone.scope or None)
     if not losses:
-        raise ValueError('The model added no loss to the loss collection in scope %r.'
-                         % clone.scope)
+        raise ValueError(
+            'The model added no loss to the loss collection in scope %r.' % clone.scope
+        )
     loss = tf.add_n([tf.cast(l, tf.float32) for l in losses])
     if num_clones > 1:
         loss = loss / float(num_clones)
@@ -131,6 +135,9 @@ def optimize_clones(clones, optimizer, var_list=None, regularization_losses=None
             grads = optimizer.compute_gradients(loss, var_list=var_list)
         losses.append(loss)
         clone_grads.append(grads)
-    total_loss = tf.add_n(losses, name='total_loss') if len(losses) > 1 else \
-        tf.identity(losses[0], name='total_loss')
+    total_loss = (
+        tf.add_n(losses, name='total_loss')
+        if len(losses) > 1
+        else tf.identity(losses[0], name='total_loss')
+    )
     return total_loss, sum_gradients(clone_grads)

@@ -3,6 +3,7 @@ conventions, plus piecewise, cosine and warmup).
 
 All schedules are graph tensors of the global step, so a resumed run continues its schedule.
 """
+
 import math
 
 import tensorflow as tf
@@ -18,16 +19,27 @@ def piecewise_values(learning_rate, boundaries, values=None, decay_factor=0.1):
     else `learning_rate * decay_factor ** i` (the Caffe recipe: 1e-3, x0.1 at 80k and 100k)."""
     if values:
         if len(values) != len(boundaries) + 1:
-            raise ValueError('piecewise decay needs one more value than boundaries; got %d '
-                             'boundaries %s and %d values %s.'
-                             % (len(boundaries), boundaries, len(values), values))
+            raise ValueError(
+                'piecewise decay needs one more value than boundaries; got %d '
+                'boundaries %s and %d values %s.'
+                % (len(boundaries), boundaries, len(values), values)
+            )
         return [float(v) for v in values]
-    return [learning_rate * decay_factor ** i for i in range(len(boundaries) + 1)]
+    return [learning_rate * decay_factor**i for i in range(len(boundaries) + 1)]
 
 
-def learning_rate_schedule(global_step, decay_type, learning_rate, decay_steps=None,
-                           decay_factor=0.94, end_learning_rate=0.0001, boundaries=(),
-                           values=(), total_steps=None, warmup_steps=0):
+def learning_rate_schedule(
+    global_step,
+    decay_type,
+    learning_rate,
+    decay_steps=None,
+    decay_factor=0.94,
+    end_learning_rate=0.0001,
+    boundaries=(),
+    values=(),
+    total_steps=None,
+    warmup_steps=0,
+):
     """The learning rate at `global_step`.
 
     Args:
@@ -46,17 +58,25 @@ def learning_rate_schedule(global_step, decay_type, learning_rate, decay_steps=N
       float32 scalar tensor.
     """
     if decay_type not in DECAY_TYPES:
-        raise ValueError('learning_rate_decay_type must be one of %s; got %r.'
-                         % (DECAY_TYPES, decay_type))
+        raise ValueError(
+            'learning_rate_decay_type must be one of %s; got %r.' % (DECAY_TYPES, decay_type)
+        )
     step = tf.cast(global_step, tf.int64)
     if decay_type == 'fixed':
         rate = tf.constant(learning_rate, tf.float32)
     elif decay_type == 'exponential':
-        rate = v1.train.exponential_decay(learning_rate, step, _positive(decay_steps, decay_type),
-                                          decay_factor, staircase=True)
+        rate = v1.train.exponential_decay(
+            learning_rate, step, _positive(decay_steps, decay_type), decay_factor, staircase=True
+        )
     elif decay_type == 'polynomial':
-        rate = v1.train.polynomial_decay(learning_rate, step, _positive(decay_steps, decay_type),
-                                         end_learning_rate, power=1.0, cycle=False)
+        rate = v1.train.polynomial_decay(
+            learning_rate,
+            step,
+            _positive(decay_steps, decay_type),
+            end_learning_rate,
+            power=1.0,
+            cycle=False,
+        )
     elif decay_type == 'piecewise':
         if not boundaries:
             raise ValueError('piecewise decay needs --boundaries (steps, e.g. 80000,100000).')
@@ -66,20 +86,23 @@ def learning_rate_schedule(global_step, decay_type, learning_rate, decay_steps=N
         rate = v1.train.piecewise_constant(step, [int(b) - 1 for b in boundaries], rates)
     else:
         total = _positive(total_steps, decay_type)
-        progress = tf.minimum(tf.cast(step, tf.float32) / float(total), 1.)
+        progress = tf.minimum(tf.cast(step, tf.float32) / float(total), 1.0)
         rate = end_learning_rate + (learning_rate - end_learning_rate) * 0.5 * (
-            1. + tf.cos(math.pi * progress))
+            1.0 + tf.cos(math.pi * progress)
+        )
     rate = tf.cast(rate, tf.float32)
     if warmup_steps > 0:
-        ramp = tf.minimum(tf.cast(step + 1, tf.float32) / float(warmup_steps), 1.)
+        ramp = tf.minimum(tf.cast(step + 1, tf.float32) / float(warmup_steps), 1.0)
         rate = rate * ramp
     return tf.identity(rate, name='learning_rate')
 
 
 def _positive(steps, decay_type):
     if not steps or steps <= 0:
-        raise ValueError('%s decay needs a positive number of steps (got %r): set '
-                         '--num_epochs_per_decay / --max_number_of_steps.' % (decay_type, steps))
+        raise ValueError(
+            '%s decay needs a positive number of steps (got %r): set '
+            '--num_epochs_per_decay / --max_number_of_steps.' % (decay_type, steps)
+        )
     return int(steps)
 
 
@@ -88,30 +111,47 @@ def decay_steps_per_epochs(num_samples, batch_size, num_epochs_per_decay):
     return max(1, int(num_samples / batch_size * num_epochs_per_decay))
 
 
-def make_optimizer(name, learning_rate, opt_epsilon=1e-8, adadelta_rho=0.95,
-                   adagrad_initial_accumulator_value=0.1, adam_beta1=0.9, adam_beta2=0.999,
-                   ftrl_learning_rate_power=-0.5, ftrl_initial_accumulator_value=0.1,
-                   ftrl_l1=0.0, ftrl_l2=0.0, momentum=0.9, rmsprop_momentum=0.9,
-                   rmsprop_decay=0.9):
+def make_optimizer(
+    name,
+    learning_rate,
+    opt_epsilon=1e-8,
+    adadelta_rho=0.95,
+    adagrad_initial_accumulator_value=0.1,
+    adam_beta1=0.9,
+    adam_beta2=0.999,
+    ftrl_learning_rate_power=-0.5,
+    ftrl_initial_accumulator_value=0.1,
+    ftrl_l1=0.0,
+    ftrl_l2=0.0,
+    momentum=0.9,
+    rmsprop_momentum=0.9,
+    rmsprop_decay=0.9,
+):
     """A `tf.compat.v1.train` optimizer by name (one of `OPTIMIZERS`)."""
     if name == 'adadelta':
         return v1.train.AdadeltaOptimizer(learning_rate, rho=adadelta_rho, epsilon=opt_epsilon)
     if name == 'adagrad':
         return v1.train.AdagradOptimizer(
-            learning_rate, initial_accumulator_value=adagrad_initial_accumulator_value)
+            learning_rate, initial_accumulator_value=adagrad_initial_accumulator_value
+        )
     if name == 'adam':
-        return v1.train.AdamOptimizer(learning_rate, beta1=adam_beta1, beta2=adam_beta2,
-                                      epsilon=opt_epsilon)
+        return v1.train.AdamOptimizer(
+            learning_rate, beta1=adam_beta1, beta2=adam_beta2, epsilon=opt_epsilon
+        )
     if name == 'ftrl':
         return v1.train.FtrlOptimizer(
-            learning_rate, learning_rate_power=ftrl_learning_rate_power,
+            learning_rate,
+            learning_rate_power=ftrl_learning_rate_power,
             initial_accumulator_value=ftrl_initial_accumulator_value,
-            l1_regularization_strength=ftrl_l1, l2_regularization_strength=ftrl_l2)
+            l1_regularization_strength=ftrl_l1,
+            l2_regularization_strength=ftrl_l2,
+        )
     if name == 'momentum':
         return v1.train.MomentumOptimizer(learning_rate, momentum=momentum, name='Momentum')
     if name == 'rmsprop':
-        return v1.train.RMSPropOptimizer(learning_rate, decay=rmsprop_decay,
-                                         momentum=rmsprop_momentum, epsilon=opt_epsilon)
+        return v1.train.RMSPropOptimizer(
+            learning_rate, decay=rmsprop_decay, momentum=rmsprop_momentum, epsilon=opt_epsilon
+        )
     if name == 'sgd':
         return v1.train.GradientDescentOptimizer(learning_rate)
     raise ValueError('optimizer must be one of %s; got %r.' % (OPTIMIZERS, name))

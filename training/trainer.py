@@ -13,6 +13,7 @@ checkpoint's card), `build_input`, `build_train_op` (clones, loss, learning rate
 `make_hooks`, then the session loop. A checkpoint already in `train_dir` means resume.
 In a cluster, `training/cluster.py` synchronises the workers and starts and ends the processes.
 """
+
 import dataclasses
 import os
 from typing import Optional, Tuple
@@ -48,6 +49,7 @@ Cluster = cluster_lib.Cluster
 @dataclasses.dataclass(frozen=True)
 class TrainSettings:
     """Every setting of a training run: the flags of train_ssd_network.py (see its --helpfull)."""
+
     # General.
     train_dir: str = '/tmp/tfmodel/'
     num_clones: int = 1
@@ -71,10 +73,10 @@ class TrainSettings:
     replicas_to_aggregate: Optional[int] = None
     cluster_wait_secs: int = 600
     # Loss.
-    loss_alpha: float = 1.
-    negative_ratio: float = 3.
+    loss_alpha: float = 1.0
+    negative_ratio: float = 3.0
     match_threshold: float = 0.5
-    label_smoothing: float = 0.
+    label_smoothing: float = 0.0
     focal_loss_gamma: Optional[float] = None
     ignore_crowd: bool = True
     # Optimisation.
@@ -87,15 +89,15 @@ class TrainSettings:
     opt_epsilon: float = 1e-8
     ftrl_learning_rate_power: float = -0.5
     ftrl_initial_accumulator_value: float = 0.1
-    ftrl_l1: float = 0.
-    ftrl_l2: float = 0.
+    ftrl_l1: float = 0.0
+    ftrl_l2: float = 0.0
     momentum: float = 0.9
     rmsprop_momentum: float = 0.9
     rmsprop_decay: float = 0.9
     learning_rate: float = 0.001
     learning_rate_decay_type: str = 'exponential'
     learning_rate_decay_factor: float = 0.94
-    num_epochs_per_decay: float = 2.
+    num_epochs_per_decay: float = 2.0
     end_learning_rate: float = 0.0001
     boundaries: Tuple[str, ...] = ()
     values: Tuple[str, ...] = ()
@@ -126,9 +128,11 @@ class TrainSettings:
     @classmethod
     def from_flags(cls, flag_values):
         """The settings of absl flags of the same names (lists become tuples)."""
+
         def value(name):
             v = flag_values[name].value
             return tuple(v) if isinstance(v, list) else v
+
         return cls(**{f.name: value(f.name) for f in dataclasses.fields(cls)})
 
     @classmethod
@@ -143,8 +147,9 @@ class TrainSettings:
 def cluster_setup(settings, environ=os.environ):
     """The `Cluster` of the host flags, else of TF_CONFIG, else a lone process (both sources
     checked alike, see `cluster_lib.cluster_from`)."""
-    return cluster_lib.cluster_from(settings.ps_hosts, settings.worker_hosts, settings.job_name,
-                                    settings.task_index, environ)
+    return cluster_lib.cluster_from(
+        settings.ps_hosts, settings.worker_hosts, settings.job_name, settings.task_index, environ
+    )
 
 
 def session_config(settings, cluster=Cluster()):
@@ -154,10 +159,13 @@ def session_config(settings, cluster=Cluster()):
 
 
 def _model_flags(settings, override=False):
-    return cli.ModelFlags(override_model_card=override, model_name=settings.model_name,
-                          num_classes=settings.num_classes,
-                          depth_multiplier=settings.depth_multiplier,
-                          anchor_sizes=settings.anchor_sizes)
+    return cli.ModelFlags(
+        override_model_card=override,
+        model_name=settings.model_name,
+        num_classes=settings.num_classes,
+        depth_multiplier=settings.depth_multiplier,
+        anchor_sizes=settings.anchor_sizes,
+    )
 
 
 def _dataset_names(dataset):
@@ -184,36 +192,51 @@ def _new_card(settings, dataset, log):
     model_name = settings.model_name or (source.model_name if source else cli.DEFAULT_MODEL)
     names = _dataset_names(dataset)
     if source is not None and source.model_name == model_name:
-        if (source.num_classes == dataset.num_classes and
-                names == card_lib.default_class_names(dataset.num_classes)):
+        if source.num_classes == dataset.num_classes and names == card_lib.default_class_names(
+            dataset.num_classes
+        ):
             names = source.class_names
-        card = source.replace(params=source.params._replace(num_classes=dataset.num_classes),
-                              class_names=names, detection=source.detection)
+        card = source.replace(
+            params=source.params._replace(num_classes=dataset.num_classes),
+            class_names=names,
+            detection=source.detection,
+        )
         if source.num_classes != dataset.num_classes:
-            log('fine-tuning a %d-class model (%s) on %d classes: its class heads do not fit; '
+            log(
+                'fine-tuning a %d-class model (%s) on %d classes: its class heads do not fit; '
                 'restore without them (--checkpoint_exclude_scopes or --exclude_mismatched_vars)'
-                % (source.num_classes - 1, settings.checkpoint_path, dataset.num_classes - 1))
+                % (source.num_classes - 1, settings.checkpoint_path, dataset.num_classes - 1)
+            )
         if settings.anchor_sizes:
-            card = card.with_params(**ssd_params.anchor_preset_params(model_name,
-                                                                      settings.anchor_sizes))
+            card = card.with_params(
+                **ssd_params.anchor_preset_params(model_name, settings.anchor_sizes)
+            )
         if settings.depth_multiplier is not None:
             card = card.with_params(depth_multiplier=float(settings.depth_multiplier))
     else:
-        card = card_lib.from_registry(model_name, dataset.num_classes, names,
-                                      settings.anchor_sizes, settings.depth_multiplier)
+        card = card_lib.from_registry(
+            model_name, dataset.num_classes, names, settings.anchor_sizes, settings.depth_multiplier
+        )
     if settings.preprocessing_name:
         pipeline = preprocessing_factory.get_preprocessing(settings.preprocessing_name)
         card = card.replace(mean_rgb=tuple(pipeline.mean_rgb), scale=float(pipeline.scale))
     provenance = {
-        'trained_by': 'train_ssd_network.py', 'time': card_lib.now(),
+        'trained_by': 'train_ssd_network.py',
+        'time': card_lib.now(),
         'git_commit': card_lib.git_commit(),
-        'dataset': {'name': dataset.name, 'split': dataset.split_name,
-                    'dir': os.path.abspath(dataset.dataset_dir),
-                    'num_examples': dataset.num_samples},
-        'fine_tuned_from': ({'checkpoint': settings.checkpoint_path,
-                             'card_id': source.card_id if source else None}
-                            if settings.checkpoint_path else None),
-        'settings': dataclasses.asdict(settings)}
+        'dataset': {
+            'name': dataset.name,
+            'split': dataset.split_name,
+            'dir': os.path.abspath(dataset.dataset_dir),
+            'num_examples': dataset.num_samples,
+        },
+        'fine_tuned_from': (
+            {'checkpoint': settings.checkpoint_path, 'card_id': source.card_id if source else None}
+            if settings.checkpoint_path
+            else None
+        ),
+        'settings': dataclasses.asdict(settings),
+    }
     return card.replace(card_id=card_lib.new_card_id(), provenance=provenance)
 
 
@@ -232,9 +255,16 @@ def resolve_model_card(settings, dataset, log=logging.info):
     if card.num_classes != dataset.num_classes:
         raise card_lib.CardError(
             'the model in %s (card %s) has %d classes with background; dataset %s/%s has %d. '
-            'Train in a new --train_dir to change the classes.' % (
-                settings.train_dir, path, card.num_classes, dataset.name, dataset.split_name,
-                dataset.num_classes))
+            'Train in a new --train_dir to change the classes.'
+            % (
+                settings.train_dir,
+                path,
+                card.num_classes,
+                dataset.name,
+                dataset.split_name,
+                dataset.num_classes,
+            )
+        )
     return card, path
 
 
@@ -254,11 +284,13 @@ def compute_dtype(settings, on_gpu):
 
 def image_summary(batch, preprocess, data_format):
     """The first images of a batch with their augmented ground-truth boxes."""
-    images = preprocess.denormalize(batch['image'][:2], data_format) / 255.
+    images = preprocess.denormalize(batch['image'][:2], data_format) / 255.0
     boxes = batch['bboxes'][:2]
-    v1.summary.image('augmented_images_with_boxes',
-                     tf.image.draw_bounding_boxes(images, boxes, [[1., 1., 0., 1.]]),
-                     max_outputs=2)
+    v1.summary.image(
+        'augmented_images_with_boxes',
+        tf.image.draw_bounding_boxes(images, boxes, [[1.0, 1.0, 0.0, 1.0]]),
+        max_outputs=2,
+    )
 
 
 def build_input(settings, dataset, net, preprocess, deploy, task_index=0, shared_name=None):
@@ -272,10 +304,17 @@ def build_input(settings, dataset, net, preprocess, deploy, task_index=0, shared
     with v1.device(deploy.inputs_device()):
         seed = None if settings.seed is None else settings.seed + 1000003 * task_index
         batches = train_input.train_dataset(
-            dataset, preprocess, net, settings.batch_size, match_threshold=settings.match_threshold,
-            data_format=settings.data_format, seed=seed, num_readers=settings.num_readers,
+            dataset,
+            preprocess,
+            net,
+            settings.batch_size,
+            match_threshold=settings.match_threshold,
+            data_format=settings.data_format,
+            seed=seed,
+            num_readers=settings.num_readers,
             num_parallel_calls=settings.num_preprocessing_threads or tf.data.AUTOTUNE,
-            ignore_crowd=settings.ignore_crowd)
+            ignore_crowd=settings.ignore_crowd,
+        )
         if shared_name:
             return v1.data.make_initializable_iterator(batches, shared_name=shared_name)
         return v1.data.make_one_shot_iterator(batches)
@@ -283,29 +322,46 @@ def build_input(settings, dataset, net, preprocess, deploy, task_index=0, shared
 
 def _clones(settings, deploy, net, iterator, dtype):
     """Model clones with their SSD losses."""
+
     def clone_fn():
         batch = iterator.get_next()
         images = tf.cast(batch['image'], dtype)
-        with slim.arg_scope(net.arg_scope(weight_decay=settings.weight_decay,
-                                          data_format=settings.data_format)):
+        with slim.arg_scope(
+            net.arg_scope(weight_decay=settings.weight_decay, data_format=settings.data_format)
+        ):
             _, localisations, logits, _ = net.net(images, is_training=True)
-        net.losses(logits, localisations, batch['gclasses'], batch['glocalisations'],
-                   batch['gscores'], negative_ratio=settings.negative_ratio,
-                   alpha=settings.loss_alpha, label_smoothing=settings.label_smoothing,
-                   focal_gamma=settings.focal_loss_gamma)
+        net.losses(
+            logits,
+            localisations,
+            batch['gclasses'],
+            batch['glocalisations'],
+            batch['gscores'],
+            negative_ratio=settings.negative_ratio,
+            alpha=settings.loss_alpha,
+            label_smoothing=settings.label_smoothing,
+            focal_gamma=settings.focal_loss_gamma,
+        )
         return batch
+
     return model_deploy.create_clones(deploy, clone_fn)
 
 
 def learning_rate(settings, global_step, num_samples):
-    decay_steps = optimization.decay_steps_per_epochs(num_samples, settings.images_per_step,
-                                                      settings.num_epochs_per_decay)
+    decay_steps = optimization.decay_steps_per_epochs(
+        num_samples, settings.images_per_step, settings.num_epochs_per_decay
+    )
     return optimization.learning_rate_schedule(
-        global_step, settings.learning_rate_decay_type, settings.learning_rate,
-        decay_steps=decay_steps, decay_factor=settings.learning_rate_decay_factor,
-        end_learning_rate=settings.end_learning_rate, boundaries=list(settings.boundaries),
-        values=[float(v) for v in settings.values], total_steps=settings.max_number_of_steps,
-        warmup_steps=settings.warmup_steps)
+        global_step,
+        settings.learning_rate_decay_type,
+        settings.learning_rate,
+        decay_steps=decay_steps,
+        decay_factor=settings.learning_rate_decay_factor,
+        end_learning_rate=settings.end_learning_rate,
+        boundaries=list(settings.boundaries),
+        values=[float(v) for v in settings.values],
+        total_steps=settings.max_number_of_steps,
+        warmup_steps=settings.warmup_steps,
+    )
 
 
 def optimizer(settings, rate, dtype, cluster):
@@ -313,25 +369,37 @@ def optimizer(settings, rate, dtype, cluster):
     scaling for float16; on a worker of a cluster, wrapped for synchronous (--sync_replicas) or
     asynchronous steps (see training/cluster.py)."""
     opt = optimization.make_optimizer(
-        settings.optimizer, rate, opt_epsilon=settings.opt_epsilon,
+        settings.optimizer,
+        rate,
+        opt_epsilon=settings.opt_epsilon,
         adadelta_rho=settings.adadelta_rho,
         adagrad_initial_accumulator_value=settings.adagrad_initial_accumulator_value,
-        adam_beta1=settings.adam_beta1, adam_beta2=settings.adam_beta2,
+        adam_beta1=settings.adam_beta1,
+        adam_beta2=settings.adam_beta2,
         ftrl_learning_rate_power=settings.ftrl_learning_rate_power,
         ftrl_initial_accumulator_value=settings.ftrl_initial_accumulator_value,
-        ftrl_l1=settings.ftrl_l1, ftrl_l2=settings.ftrl_l2, momentum=settings.momentum,
-        rmsprop_momentum=settings.rmsprop_momentum, rmsprop_decay=settings.rmsprop_decay)
+        ftrl_l1=settings.ftrl_l1,
+        ftrl_l2=settings.ftrl_l2,
+        momentum=settings.momentum,
+        rmsprop_momentum=settings.rmsprop_momentum,
+        rmsprop_decay=settings.rmsprop_decay,
+    )
     if dtype == tf.float16:
         opt = v1.mixed_precision.MixedPrecisionLossScaleOptimizer(opt, 'dynamic')
     if cluster.spec is None:
         if settings.sync_replicas:
-            logging.warning('--sync_replicas without a cluster (--ps_hosts/--worker_hosts or '
-                            'TF_CONFIG): one process, nothing to synchronise.')
+            logging.warning(
+                '--sync_replicas without a cluster (--ps_hosts/--worker_hosts or '
+                'TF_CONFIG): one process, nothing to synchronise.'
+            )
         return opt, None
     replication = cluster_lib.Replication(
-        cluster, sync=settings.sync_replicas,
+        cluster,
+        sync=settings.sync_replicas,
         replicas_to_aggregate=settings.replicas_to_aggregate,
-        last_step=settings.max_number_of_steps, wait_secs=settings.cluster_wait_secs)
+        last_step=settings.max_number_of_steps,
+        wait_secs=settings.cluster_wait_secs,
+    )
     return replication.optimizer(opt), replication
 
 
@@ -349,8 +417,7 @@ def _summaries(settings, total_loss, rate, variables_to_train):
 def build_train_op(settings, deploy, net, iterator, num_samples, cluster=Cluster()):
     """Clones, losses, gradients and the train op. Returns (train_op, log tensors,
     `cluster_lib.Replication` or None)."""
-    preprocess = preprocessing_factory.get_preprocessing(settings.preprocessing_name
-                                                         or net.name)
+    preprocess = preprocessing_factory.get_preprocessing(settings.preprocessing_name or net.name)
     on_gpu = bool(tf.config.list_physical_devices('GPU')) and not settings.clone_on_cpu
     dtype = compute_dtype(settings, on_gpu)
     with v1.device(deploy.variables_device()):
@@ -362,13 +429,16 @@ def build_train_op(settings, deploy, net, iterator, num_samples, cluster=Cluster
     with v1.device(deploy.optimizer_device()):
         rate = learning_rate(settings, global_step, num_samples)
         opt, replication = optimizer(settings, rate, dtype, cluster)
-    variables_to_train = checkpoints.filter_variables(v1.trainable_variables(),
-                                                      include_scopes=settings.trainable_scopes)
+    variables_to_train = checkpoints.filter_variables(
+        v1.trainable_variables(), include_scopes=settings.trainable_scopes
+    )
     if not variables_to_train:
-        raise UsageError('--trainable_scopes=%s matches no trainable variable.'
-                         % settings.trainable_scopes)
-    total_loss, grads_and_vars = model_deploy.optimize_clones(clones, opt,
-                                                              var_list=variables_to_train)
+        raise UsageError(
+            '--trainable_scopes=%s matches no trainable variable.' % settings.trainable_scopes
+        )
+    total_loss, grads_and_vars = model_deploy.optimize_clones(
+        clones, opt, var_list=variables_to_train
+    )
     checked_loss = tf.debugging.check_numerics(total_loss, NON_FINITE_TAG)
     with v1.device(deploy.optimizer_device()), tf.control_dependencies([checked_loss]):
         train_ops = [opt.apply_gradients(grads_and_vars, global_step=global_step)] + update_ops
@@ -378,8 +448,9 @@ def build_train_op(settings, deploy, net, iterator, num_samples, cluster=Cluster
                 train_ops.append(ema.apply(slim.get_model_variables()))
         train_op = tf.group(*train_ops, name='train_op')
     _summaries(settings, total_loss, rate, variables_to_train)
-    losses = {l.op.name.split('/')[-1]: l
-              for l in v1.losses.get_losses(scope=clones[0].scope or None)}
+    losses = {
+        l.op.name.split('/')[-1]: l for l in v1.losses.get_losses(scope=clones[0].scope or None)
+    }
     losses['total'] = total_loss
     regularization = v1.losses.get_regularization_losses()
     if regularization:  # part of total_loss; logged so that the terms add up
@@ -395,9 +466,14 @@ def fine_tune_restorer(settings, net):
     prefix = checkpoints.resolve_checkpoint(settings.checkpoint_path)
     shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     items = checkpoints.plan_restore(
-        slim.get_model_variables(), shapes, net.name, settings.checkpoint_model_scope,
-        settings.checkpoint_exclude_scopes, settings.ignore_missing_vars,
-        settings.exclude_mismatched_vars)
+        slim.get_model_variables(),
+        shapes,
+        net.name,
+        settings.checkpoint_model_scope,
+        settings.checkpoint_exclude_scopes,
+        settings.ignore_missing_vars,
+        settings.exclude_mismatched_vars,
+    )
     logging.info('Fine-tuning from %s: %d variables restored.', prefix, len(items))
     return checkpoints.Restorer(prefix, items)
 
@@ -405,24 +481,38 @@ def fine_tune_restorer(settings, net):
 def make_hooks(settings, scaffold, log_tensors, cluster, num_examples=None):
     """(hooks, chief-only hooks, the logging hook) of the session (a cluster's own hooks are
     added by `cluster_lib.Replication.session`)."""
-    all_finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(v))
-                                for v in v1.global_variables() if v.dtype.is_floating])
-    save_args = ({'save_steps': settings.save_interval_steps} if settings.save_interval_steps
-                 else {'save_secs': settings.save_interval_secs})
+    all_finite = tf.reduce_all(
+        [tf.reduce_all(tf.math.is_finite(v)) for v in v1.global_variables() if v.dtype.is_floating]
+    )
+    save_args = (
+        {'save_steps': settings.save_interval_steps}
+        if settings.save_interval_steps
+        else {'save_secs': settings.save_interval_secs}
+    )
     chief_hooks = [
-        v1.train.CheckpointSaverHook(settings.train_dir, scaffold=scaffold,
-                                     listeners=[hooks_lib.FiniteCheckListener(all_finite),
-                                                hooks_lib.CheckpointLogListener(os.path.join(
-                                                    settings.train_dir, 'model.ckpt'))],
-                                     **save_args),
-        v1.train.SummarySaverHook(save_secs=settings.save_summaries_secs,
-                                  output_dir=settings.train_dir,
-                                  summary_op=v1.summary.merge_all()),
+        v1.train.CheckpointSaverHook(
+            settings.train_dir,
+            scaffold=scaffold,
+            listeners=[
+                hooks_lib.FiniteCheckListener(all_finite),
+                hooks_lib.CheckpointLogListener(os.path.join(settings.train_dir, 'model.ckpt')),
+            ],
+            **save_args,
+        ),
+        v1.train.SummarySaverHook(
+            save_secs=settings.save_summaries_secs,
+            output_dir=settings.train_dir,
+            summary_op=v1.summary.merge_all(),
+        ),
     ]
-    log_hook = hooks_lib.LoggingHook(log_tensors, settings.log_every_n_steps,
-                                     settings.images_per_step, settings.max_number_of_steps,
-                                     count_locally=cluster.spec is None,
-                                     num_examples=num_examples)
+    log_hook = hooks_lib.LoggingHook(
+        log_tensors,
+        settings.log_every_n_steps,
+        settings.images_per_step,
+        settings.max_number_of_steps,
+        count_locally=cluster.spec is None,
+        num_examples=num_examples,
+    )
     hooks = [log_hook]
     if settings.max_number_of_steps:
         hooks.append(v1.train.StopAtStepHook(last_step=settings.max_number_of_steps))
@@ -431,15 +521,25 @@ def make_hooks(settings, scaffold, log_tensors, cluster, num_examples=None):
 
 def _training_session(settings, replication, master, config, scaffold, hooks, chief_hooks):
     kwargs = dict(
-        checkpoint_dir=settings.train_dir, scaffold=scaffold, save_checkpoint_secs=None,
-        save_checkpoint_steps=None, save_summaries_steps=None, save_summaries_secs=None,
-        log_step_count_steps=0, stop_grace_period_secs=5)
+        checkpoint_dir=settings.train_dir,
+        scaffold=scaffold,
+        save_checkpoint_secs=None,
+        save_checkpoint_steps=None,
+        save_summaries_steps=None,
+        save_summaries_secs=None,
+        log_step_count_steps=0,
+        stop_grace_period_secs=5,
+    )
     if replication is None:
         return v1.train.MonitoredTrainingSession(
-            master=master, is_chief=True, config=config, hooks=hooks,
-            chief_only_hooks=chief_hooks, **kwargs)
-    return replication.session(master, config, hooks=hooks, chief_only_hooks=chief_hooks,
-                               **kwargs)
+            master=master,
+            is_chief=True,
+            config=config,
+            hooks=hooks,
+            chief_only_hooks=chief_hooks,
+            **kwargs,
+        )
+    return replication.session(master, config, hooks=hooks, chief_only_hooks=chief_hooks, **kwargs)
 
 
 def train(settings):
@@ -454,9 +554,14 @@ def train(settings):
     config = session_config(settings, cluster)
     master = ''
     if cluster.spec is not None:
-        logging.info(cluster_lib.describe_role(cluster, settings.sync_replicas,
-                                               settings.replicas_to_aggregate,
-                                               settings.cluster_wait_secs))
+        logging.info(
+            cluster_lib.describe_role(
+                cluster,
+                settings.sync_replicas,
+                settings.replicas_to_aggregate,
+                settings.cluster_wait_secs,
+            )
+        )
         server = cluster_lib.start_server(cluster, config)
         if cluster.job_name == 'ps':
             cluster_lib.serve(cluster, server, settings.cluster_wait_secs)
@@ -465,52 +570,87 @@ def train(settings):
     if settings.dataset_dir is None:
         raise UsageError('--dataset_dir is required.')
     v1.disable_eager_execution()
-    resume_from = (checkpoints.latest_in_directory(settings.train_dir)
-                   if os.path.isdir(settings.train_dir) else None)
+    resume_from = (
+        checkpoints.latest_in_directory(settings.train_dir)
+        if os.path.isdir(settings.train_dir)
+        else None
+    )
 
     with tf.Graph().as_default():
         if settings.seed is not None:
             v1.set_random_seed(settings.seed)
-        deploy = model_deploy.DeploymentConfig(settings.num_clones, settings.clone_on_cpu,
-                                               cluster.worker_device, cluster.spec)
-        dataset = dataset_factory.get_dataset(settings.dataset_name, settings.dataset_split_name,
-                                              settings.dataset_dir,
-                                              num_classes=settings.num_classes)
+        deploy = model_deploy.DeploymentConfig(
+            settings.num_clones, settings.clone_on_cpu, cluster.worker_device, cluster.spec
+        )
+        dataset = dataset_factory.get_dataset(
+            settings.dataset_name,
+            settings.dataset_split_name,
+            settings.dataset_dir,
+            num_classes=settings.num_classes,
+        )
         # What the reader checked, since an epoch's example count is not (issue #16).
-        logging.info('Dataset %s/%s: %d examples in %d shard(s), %s.', settings.dataset_name,
-                     settings.dataset_split_name, dataset.num_samples, len(dataset.files),
-                     'as its metadata lists them (each shard\'s presence and size checked; '
-                     'tf_convert_data.py --verify compares their digests); training does not '
-                     'count the examples it reads' if dataset.metadata is not None else
-                     'counted from the record headers (no metadata)')
+        logging.info(
+            'Dataset %s/%s: %d examples in %d shard(s), %s.',
+            settings.dataset_name,
+            settings.dataset_split_name,
+            dataset.num_samples,
+            len(dataset.files),
+            'as its metadata lists them (each shard\'s presence and size checked; '
+            'tf_convert_data.py --verify compares their digests); training does not '
+            'count the examples it reads'
+            if dataset.metadata is not None
+            else 'counted from the record headers (no metadata)',
+        )
         card, card_path = resolve_model_card(settings, dataset)
-        logging.info('Model: %s (card %s).', card_lib.describe(card),
-                     card_path or 'new, %s' % os.path.join(settings.train_dir, card_lib.CARD_FILE))
+        logging.info(
+            'Model: %s (card %s).',
+            card_lib.describe(card),
+            card_path or 'new, %s' % os.path.join(settings.train_dir, card_lib.CARD_FILE),
+        )
         net = _net(card, settings)
         preprocess = card.preprocessing()
-        iterator = build_input(settings, dataset, net, preprocess, deploy, cluster.task_index,
-                               shared_name='ssd_train_input' if cluster.spec is not None else None)
-        train_op, log_tensors, replication = build_train_op(settings, deploy, net, iterator,
-                                                            dataset.num_samples, cluster)
+        iterator = build_input(
+            settings,
+            dataset,
+            net,
+            preprocess,
+            deploy,
+            cluster.task_index,
+            shared_name='ssd_train_input' if cluster.spec is not None else None,
+        )
+        train_op, log_tensors, replication = build_train_op(
+            settings, deploy, net, iterator, dataset.num_samples, cluster
+        )
         restorer = None
         if resume_from is not None:
-            logging.info('Resuming from %s (found in --train_dir); --checkpoint_path %s is '
-                         'ignored.', resume_from, settings.checkpoint_path)
+            logging.info(
+                'Resuming from %s (found in --train_dir); --checkpoint_path %s is ignored.',
+                resume_from,
+                settings.checkpoint_path,
+            )
         elif cluster.is_chief:
             restorer = fine_tune_restorer(settings, net)
         scaffold = v1.train.Scaffold(
-            saver=v1.train.Saver(max_to_keep=settings.max_to_keep,
-                                 sharded=cluster.spec is not None),
+            saver=v1.train.Saver(
+                max_to_keep=settings.max_to_keep, sharded=cluster.spec is not None
+            ),
             init_fn=(lambda _, session: restorer.restore(session)) if restorer else None,
-            local_init_op=tf.group(v1.train.Scaffold.default_local_init_op(),
-                                   iterator.initializer) if cluster.spec is not None else None)
-        hooks, chief_hooks, log_hook = make_hooks(settings, scaffold, log_tensors, cluster,
-                                                  dataset.num_samples)
+            local_init_op=tf.group(v1.train.Scaffold.default_local_init_op(), iterator.initializer)
+            if cluster.spec is not None
+            else None,
+        )
+        hooks, chief_hooks, log_hook = make_hooks(
+            settings, scaffold, log_tensors, cluster, dataset.num_samples
+        )
         for line in hooks_lib.start_lines(
-                card, dataset, settings, sum(v.shape.num_elements() for v in
-                                             v1.trainable_variables()),
-                resume_from, resume_from and checkpoints.checkpoint_step_from_name(resume_from),
-                log_tensors['losses']):
+            card,
+            dataset,
+            settings,
+            sum(v.shape.num_elements() for v in v1.trainable_variables()),
+            resume_from,
+            resume_from and checkpoints.checkpoint_step_from_name(resume_from),
+            log_tensors['losses'],
+        ):
             logging.info('%s', line)
         if cluster.is_chief:
             checkpoints.clear_training_finished(settings.train_dir)
@@ -518,8 +658,9 @@ def train(settings):
             if card_path is None:
                 os.makedirs(settings.train_dir, exist_ok=True)
                 card_lib.write(os.path.join(settings.train_dir, card_lib.CARD_FILE), card)
-        with _training_session(settings, replication, master, config, scaffold, hooks,
-                               chief_hooks) as session:
+        with _training_session(
+            settings, replication, master, config, scaffold, hooks, chief_hooks
+        ) as session:
             while not session.should_stop():
                 try:
                     session.run(train_op)
@@ -527,10 +668,16 @@ def train(settings):
                     if NON_FINITE_TAG not in str(e):
                         raise
                     raise hooks_lib.NonFiniteError(
-                        'non-finite loss at step %d' % (log_hook.step + 1)) from None
+                        'non-finite loss at step %d' % (log_hook.step + 1)
+                    ) from None
     if cluster.is_chief:
         checkpoints.mark_training_finished(settings.train_dir)
-    logging.info('%s', hooks_lib.end_line(
-        log_hook.summary(), settings.train_dir,
-        os.path.basename(checkpoints.latest_in_directory(settings.train_dir) or 'none'),
-        os.path.join(settings.train_dir, card_lib.CARD_FILE)))
+    logging.info(
+        '%s',
+        hooks_lib.end_line(
+            log_hook.summary(),
+            settings.train_dir,
+            os.path.basename(checkpoints.latest_in_directory(settings.train_dir) or 'none'),
+            os.path.join(settings.train_dir, card_lib.CARD_FILE),
+        ),
+    )
