@@ -364,7 +364,7 @@ def test_exactly_one_model_source(setup, exports):
     assert proc.returncode == 1
     assert (
         'error: give exactly one of --checkpoint_path, --saved_model_dir, --frozen_graph, '
-        '--tflite_model (got --frozen_graph, --tflite_model)'
+        '--tflite_model, --openvino_model, --exported_model (got --frozen_graph, --tflite_model)'
     ) in proc.stderr
 
 
