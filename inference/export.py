@@ -11,9 +11,10 @@ eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the 
   model_int8.tflite  the same graph after post-training quantisation: weights and activations
                      int8 wherever TFLite has int8 kernels (the net); input stays uint8 RGB and
                      the outputs float32, and the post-processing (decode, NMS) runs in float.
-  model_openvino.xml/.bin  OpenVINO IR (inference/openvino_model.py): inputs `images`,
-                     `image_sizes` (both needed), the frozen graph's outputs; NMS inside as
-                     OpenVINO's NonMaxSuppression; precision (fp32, bf16) chosen when loaded.
+  model_openvino.xml/.bin  OpenVINO IR (inference/openvino_model.py): input `images` uint8
+                     `[B, H, W, 3]` (any B, H, W; one size per call), the frozen graph's
+                     outputs; NMS inside as OpenVINO's NonMaxSuppression; precision (fp32,
+                     bf16) chosen when it is loaded.
   (frozen graph and SavedModel compute in `card.compute_dtype`, e.g. bfloat16; TFLite has no
   bfloat16 kernels, so its models compute in float32 / int8 whatever the card says.)
   anchors.npy        float32 `[N, 4]` relative `[ymin, xmin, ymax, xmax]` (for raw outputs).
@@ -101,6 +102,7 @@ def metadata(
     meta['tensors'] = {
         'inputs': [detection.INPUT, detection.SIZES],
         'tflite_inputs': [detection.INPUT],
+        'openvino_inputs': [detection.INPUT],
         'outputs': list(detection.OUTPUTS),
         'signatures': ['serving_default', detection.PADDED_SIGNATURE],
     }

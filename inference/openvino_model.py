@@ -1,27 +1,29 @@
 """OpenVINO: the export (our TF graph converted to an OpenVINO IR, NMS appended) and its runtime.
 
-The IR (`model_openvino.xml` + `.bin`) has the frozen graph's interface and semantics:
-  inputs   `images` uint8 `[B, H, W, 3]` RGB (B, H, W free) and `image_sizes` int32 `[B, 2]`
-           (height, width of each image's valid top-left part; `[[H, W]] * B` for a batch of
-           one size; `detection.pad_batch` makes both from a list of images);
+The IR (`model_openvino.xml` + `.bin`) has the frozen graph's outputs and semantics:
+  input    `images` uint8 `[B, H, W, 3]` RGB, B, H and W free; the images of one call share one
+           size (as TFLite's); `OpenVINODetector` runs a list of images of any sizes by grouping
+           them by size;
   outputs  `detection_boxes` float32 `[B, K, 4]` relative `[ymin, xmin, ymax, xmax]`,
            `detection_scores` float32 `[B, K]`, `detection_classes` int32 `[B, K]` (0 in padding
            rows), `num_detections` int32 `[B]`, `raw_localisations` `[B, N, 4]`, `raw_scores`
            `[B, N, C]` (see inference/detection.py); K = the card's `keep_top_k`.
 
 How it is built (`convert`):
-  1. A TF graph (`build_candidates_graph`): the evaluation preprocessing of every image of the
-     padded batch at once (`preprocess_padded`: normalisation, then TF's bilinear warp resize of
-     each image's valid part written with gathers, so no per-image loop; equal to
-     `tf.image.resize` to float rounding), the net in float32, box decoding and the per-class
-     `top_k` candidates (`post_processing.class_candidates`), frozen with the checkpoint and
-     converted by `openvino.convert_model` (every op has a conversion rule; TF's
-     CombinedNonMaxSuppression has none).
-  2. Appended with OpenVINO ops (`_append_nms`): NonMaxSuppression-9 over every (image, class)
-     pair as one batch (its own `top_k` candidate boxes, IoU > `nms_threshold` suppressed, score
-     > `select_threshold`), the kept scores scattered into a dense `[B, (C-1) * k]` map (-1
-     elsewhere), TopK (stable) of `keep_top_k` of it per image, and the boxes / classes of the
-     winners: Caffe DetectionOutput as `post_processing.detected_bboxes`, fixed-size outputs.
+  1. A TF graph (`build_tf_graph`): the evaluation preprocessing of the batch (`preprocess_batch`:
+     normalisation, TF's bilinear warp resize, clip: `preprocess_for_eval`'s ops on a batch of
+     one size), the net in float32 and the box decoding, frozen with the checkpoint and converted
+     by `openvino.convert_model` (the resize becomes OpenVINO's Interpolate).
+  2. Appended with OpenVINO ops (`_append_nms`): per image and class the `top_k` best anchors
+     (TopK), NonMaxSuppression-9 over every (image, class) pair as one batch of its own
+     candidates (IoU > `nms_threshold` suppressed, score > `select_threshold`), the kept scores
+     scattered into a dense `[B, (C-1) * k]` map (-1 elsewhere), TopK of `keep_top_k` of it per
+     image, and the boxes / classes of the winners: Caffe DetectionOutput as
+     `post_processing.detected_bboxes`, fixed-size outputs. TF's CombinedNonMaxSuppression has
+     no conversion rule; TF's stable TopKV2 converts to a stable TopK that OpenVINO's CPU plugin
+     runs 20-40x slower than an unstable one (measured: 480 ms for VGG's 20 classes x 8732
+     anchors), so the candidates are taken here. Ties between exactly equal scores may be
+     ordered differently from TF (either order is Caffe's semantics).
 The model card travels in the IR's runtime info (`model_card`, JSON) and as `metadata.json`
 beside it.
 
@@ -50,14 +52,13 @@ v1 = tf.compat.v1
 
 FILE = 'model_openvino.xml'
 BIN_FILE = 'model_openvino.bin'
-CANDIDATE_SCORES = 'candidate_scores'
-CANDIDATE_BOXES = 'candidate_boxes'
+DECODED_BOXES = 'decoded_boxes'
 CARD_RT_INFO = 'model_card'
 # --precision values -> OpenVINO's INFERENCE_PRECISION_HINT.
 PRECISIONS = {'fp32': 'f32', 'bf16': 'bf16'}
-INPUT_SIZE_NOTE = (
-    'images uint8 [B, H, W, 3] RGB zero-padded at the bottom/right + image_sizes '
-    'int32 [B, 2] (height, width of each); the model warp-resizes each image itself'
+INPUT_NOTE = (
+    'images uint8 [B, H, W, 3] RGB, the images of one call of one size; the model '
+    'warp-resizes them itself'
 )
 
 
@@ -76,11 +77,12 @@ def metadata():
     return {
         'files': [FILE, BIN_FILE],
         'openvino_version': openvino_version(),
-        'inputs': INPUT_SIZE_NOTE,
+        'inputs': INPUT_NOTE,
         'precisions': 'chosen when loaded: fp32, or bf16 (INFERENCE_PRECISION_HINT) on CPUs '
         'with AVX-512 BF16 or AMX',
-        'post_processing': 'decode and per-class top_k converted from TF; NMS as OpenVINO '
-        'NonMaxSuppression-9 per (image, class), then keep_top_k by TopK',
+        'post_processing': 'decoding converted from TF; per-class top_k (TopK), '
+        'NonMaxSuppression-9 per (image, class), keep_top_k (TopK) in '
+        'OpenVINO ops',
     }
 
 
@@ -99,96 +101,42 @@ def _openvino():
 # The TF part.
 
 
-def resize_bilinear_padded(images, sizes, out_shape):
-    """TF's bilinear resize (`tf.image.resize`, half-pixel centres, no antialiasing) of the valid
-    top-left part of every image of a padded batch, with gathers (no per-image loop).
-
-    Args:
-      images: float32 `[B, H, W, C]`; sizes: int32 `[B, 2]` (height, width) of each valid part.
-      out_shape: (height, width) of the output.
-    Returns:
-      float32 `[B, out_h, out_w, C]`. TF's kernel, term for term: source coordinate
-      `(i + 0.5) * (in / out) - 0.5`, lower = max(floor, 0), upper = min(ceil, in - 1), lerp =
-      coordinate - floor; top = tl + (tr - tl) * x_lerp, bottom likewise, then
-      top + (bottom - top) * y_lerp.
-    """
-
-    def axis_weights(in_size, out_size):
-        scale = tf.cast(in_size, tf.float32)[:, None] / float(out_size)  # [B, 1]
-        coord = (tf.range(out_size, dtype=tf.float32)[None] + 0.5) * scale - 0.5  # [B, out]
-        floor = tf.floor(coord)
-        lower = tf.maximum(tf.cast(floor, tf.int32), 0)
-        upper = tf.minimum(tf.cast(tf.math.ceil(coord), tf.int32), in_size[:, None] - 1)
-        return lower, upper, coord - floor
-
-    top, bottom, y_lerp = axis_weights(sizes[:, 0], out_shape[0])
-    left, right, x_lerp = axis_weights(sizes[:, 1], out_shape[1])
-    # One gather per corner from the flattened batch: OpenVINO's TF frontend crashes converting a
-    # convolution fed by batch_dims gathers (openvino 2026.4), not by plain ones.
-    shape = tf.shape(images)
-    height, width = shape[1], shape[2]
-    flat = tf.reshape(images, [-1, shape[3]])
-    base = tf.range(shape[0])[:, None, None] * (height * width)
-
-    def corner(rows, cols):
-        index = base + rows[:, :, None] * width + cols[:, None, :]  # [B, out_h, out_w]
-        return tf.gather(flat, index)  # [B, out_h, out_w, C]
-
-    x_lerp = x_lerp[:, None, :, None]
-    top_left, top_right = corner(top, left), corner(top, right)
-    bottom_left, bottom_right = corner(bottom, left), corner(bottom, right)
-    top_values = top_left + (top_right - top_left) * x_lerp
-    bottom_values = bottom_left + (bottom_right - bottom_left) * x_lerp
-    return top_values + (bottom_values - top_values) * y_lerp[:, :, None, None]
-
-
-def preprocess_padded(images, sizes, card):
-    """uint8 `[B, H, W, 3]` padded batch + int32 `[B, 2]` sizes -> the net's float32 input: the
-    evaluation preprocessing (`preprocess_for_eval`, WARP_RESIZE, bilinear) of every image:
-    normalise, warp-resize the valid part, clip."""
+def preprocess_batch(images, card):
+    """uint8 `[B, H, W, 3]` (one size) -> the net's float32 input: `preprocess_for_eval`'s ops
+    (WARP_RESIZE, bilinear) on the whole batch: normalise, resize, clip."""
     pipeline = card.preprocessing()
     image = geometry.normalize(images, pipeline.mean_rgb, pipeline.scale)
-    image = resize_bilinear_padded(image, sizes, card.input_shape)
+    image = tf.image.resize(image, card.input_shape, method='bilinear')
     return geometry.clip_normalized(image, pipeline.mean_rgb, pipeline.scale)
 
 
-def build_candidates_graph(card):
+def build_tf_graph(card):
     """The TF part of the OpenVINO model in the default graph (float32 net, any batch and size).
 
     Returns:
-      GraphEndpoints: inputs `images`, `image_sizes`; outputs `candidate_scores` float32
-      `[B, C-1, k]` (per class, the `top_k` best anchors' scores, decreasing),
-      `candidate_boxes` float32 `[B, C-1, k, 4]` (their decoded boxes), `raw_localisations`,
+      GraphEndpoints: input `images`; outputs `decoded_boxes` float32 `[B, N, 4]` (the anchors'
+      decoded boxes, clipped to the image with `card.detection.clip`), `raw_localisations`,
       `raw_scores`.
     """
     images = v1.placeholder(tf.uint8, [None, None, None, 3], name=detection.INPUT)
-    sizes = v1.placeholder(tf.int32, [None, 2], name=detection.SIZES)
     net = card.net()
     with slim.arg_scope(net.arg_scope(weight_decay=0.0)):
-        predictions, localisations = net.predict(preprocess_padded(images, sizes, card), 'float32')
+        predictions, localisations = net.predict(preprocess_batch(images, card), 'float32')
     scores = ssd_common.flatten_layers(predictions)
     codes = ssd_common.flatten_layers(localisations)
     boxes = post_processing.decode_boxes(
         codes, net.anchors(), card.detection.clip, net.params.prior_scaling
     )
-    candidate_scores, candidate_boxes = post_processing.class_candidates(
-        scores, boxes, card.detection.top_k
-    )
-    tensors = {
-        CANDIDATE_SCORES: candidate_scores,
-        CANDIDATE_BOXES: candidate_boxes,
-        'raw_localisations': codes,
-        'raw_scores': scores,
-    }
+    tensors = {DECODED_BOXES: boxes, 'raw_localisations': codes, 'raw_scores': scores}
     outputs = {name: tf.identity(t, name=name) for name, t in tensors.items()}
-    return detection.GraphEndpoints({detection.INPUT: images, detection.SIZES: sizes}, outputs)
+    return detection.GraphEndpoints({detection.INPUT: images}, outputs)
 
 
-def frozen_candidates_graph(card, checkpoint_path):
-    """GraphDef of `build_candidates_graph` with the checkpoint's values as constants."""
+def frozen_tf_graph(card, checkpoint_path):
+    """GraphDef of `build_tf_graph` with the checkpoint's values as constants."""
     graph = tf.Graph()
     with graph.as_default():
-        endpoints = build_candidates_graph(card)
+        endpoints = build_tf_graph(card)
         with v1.Session(graph=graph) as sess:
             detection.restore_variables(sess, checkpoint_path)
             return v1.graph_util.convert_variables_to_constants(
@@ -207,28 +155,55 @@ def _name(output):
 
 
 def _append_nms(ov, model, card):
-    """`model` (the converted candidates graph) with NMS and keep_top_k appended: a new
+    """`model` (the converted TF graph) with the candidates, NMS and keep_top_k appended: a new
     `ov.Model` with the outputs of the module docstring."""
     ops = ov.opset13
-    # The producers of the converted model's Result nodes (which are dropped).
-    outputs = {_name(o): o.get_node().input_value(0) for o in model.outputs}
-    scores, boxes = outputs[CANDIDATE_SCORES], outputs[CANDIDATE_BOXES]
-    num_fg = card.num_classes - 1
-    k = int(scores.get_partial_shape()[2].get_length())
-    total = post_processing.output_size(card.detection.keep_top_k, k, num_fg)
 
     def i64(values):
         return ops.constant(np.array(values, np.int64))
 
+    def f32(value):
+        return ops.constant(np.float32(value))
+
+    # The producers of the converted model's Result nodes (which are dropped).
+    outputs = {_name(o): o.get_node().input_value(0) for o in model.outputs}
+    scores, boxes = outputs['raw_scores'], outputs[DECODED_BOXES]  # [B, N, C], [B, N, 4]
+    num_anchors = int(scores.get_partial_shape()[1].get_length())
+    num_fg = card.num_classes - 1
+    top_k = card.detection.top_k
+    k = num_anchors if top_k is None or top_k <= 0 else min(top_k, num_anchors)
+    total = post_processing.output_size(card.detection.keep_top_k, k, num_fg)
     batch = ops.gather(ops.shape_of(scores, 'i64'), i64([0]), i64(0))  # [1]
+    # Per image and foreground class, its k best anchors (`post_processing.class_candidates`).
+    class_scores = ops.reshape(
+        ops.transpose(
+            ops.slice(scores, i64([1]), i64([num_fg + 1]), i64([1]), i64([2])), i64([0, 2, 1])
+        ),
+        i64([-1, num_anchors]),
+        False,
+    )  # [B*(C-1), N]
+    candidates = ops.topk(
+        class_scores, i64(k), axis=1, mode='max', sort='value', index_element_type='i32'
+    )
+    candidate_scores = candidates.output(0)  # [B*(C-1), k]
+    candidate_boxes = ops.reshape(
+        ops.gather(
+            boxes,
+            ops.reshape(candidates.output(1), ops.concat([batch, i64([-1])], 0), False),
+            ops.constant(np.int32(1)),
+            batch_dims=1,
+        ),
+        i64([-1, k, 4]),
+        False,
+    )  # [B*(C-1), k, 4]
     # Every (image, class) pair is one NMS "batch" of its own k candidates.
     nms = ops.non_max_suppression(
-        ops.reshape(boxes, i64([-1, k, 4]), False),
-        ops.reshape(scores, i64([-1, 1, k]), False),
+        candidate_boxes,
+        ops.unsqueeze(candidate_scores, i64(1)),
         i64(k),
-        ops.constant(np.float32(card.detection.nms_threshold)),
-        ops.constant(np.float32(card.detection.select_threshold)),
-        ops.constant(np.float32(0.0)),
+        f32(card.detection.nms_threshold),
+        f32(card.detection.select_threshold),
+        f32(0.0),
         box_encoding='corner',
         sort_result_descending=False,
         output_type='i64',
@@ -236,63 +211,39 @@ def _append_nms(ov, model, card):
     valid = nms.output(2)
     selected = ops.slice(nms.output(0), i64([0]), valid, i64([1]))  # [M, 3]
     kept_scores = ops.slice(nms.output(1), i64([0]), valid, i64([1]))  # [M, 3]
-    dense = ops.broadcast(
-        ops.constant(np.float32(-1.0)),
-        ops.concat([ops.multiply(batch, i64([num_fg])), i64([k])], 0),
-    )
+    dense = ops.broadcast(f32(-1.0), ops.shape_of(candidate_scores, 'i64'))
     dense = ops.scatter_nd_update(
         dense, ops.gather(selected, i64([0, 2]), i64(1)), ops.gather(kept_scores, i64(2), i64(1))
     )
     flat_scores = ops.reshape(dense, ops.concat([batch, i64([num_fg * k])], 0), False)
-    flat_boxes = ops.reshape(boxes, ops.concat([batch, i64([num_fg * k, 4])], 0), False)
+    flat_boxes = ops.reshape(candidate_boxes, ops.concat([batch, i64([num_fg * k, 4])], 0), False)
     if total > num_fg * k:  # keep_top_k beyond every candidate: padding rows.
         extra = total - num_fg * k
-        flat_scores = ops.pad(
-            flat_scores, i64([0, 0]), i64([0, extra]), 'constant', ops.constant(np.float32(-1.0))
-        )
-        flat_boxes = ops.pad(
-            flat_boxes,
-            i64([0, 0, 0]),
-            i64([0, extra, 0]),
-            'constant',
-            ops.constant(np.float32(0.0)),
-        )
+        flat_scores = ops.pad(flat_scores, i64([0, 0]), i64([0, extra]), 'constant', f32(-1.0))
+        flat_boxes = ops.pad(flat_boxes, i64([0, 0, 0]), i64([0, extra, 0]), 'constant', f32(0.0))
     top = ops.topk(
-        flat_scores,
-        i64(total),
-        axis=1,
-        mode='max',
-        sort='value',
-        index_element_type='i32',
-        stable=True,
+        flat_scores, i64(total), axis=1, mode='max', sort='value', index_element_type='i32'
     )
     top_scores, order = top.output(0), top.output(1)
-    is_valid = ops.greater_equal(top_scores, ops.constant(np.float32(0.0)))
-
-    def zero(dtype):
-        return ops.constant(np.array(0, dtype))
-
-    det_scores = ops.select(is_valid, top_scores, zero(np.float32))
+    is_valid = ops.greater_equal(top_scores, f32(0.0))
+    det_scores = ops.select(is_valid, top_scores, f32(0.0))
     det_boxes = ops.select(
         ops.unsqueeze(is_valid, i64(2)),
         ops.gather(flat_boxes, order, ops.constant(np.int32(1)), batch_dims=1),
-        zero(np.float32),
+        f32(0.0),
     )
     classes = ops.add(ops.divide(order, ops.constant(np.int32(k))), ops.constant(np.int32(1)))
-    det_classes = ops.select(is_valid, classes, zero(np.int32))
+    det_classes = ops.select(is_valid, classes, ops.constant(np.int32(0)))
     num = ops.reduce_sum(ops.convert(is_valid, 'i32'), i64(1), False)
     results = []
-    for name, node in (
-        ('detection_boxes', det_boxes),
-        ('detection_scores', det_scores),
-        ('detection_classes', det_classes),
-        ('num_detections', num),
+    for name, output in (
+        ('detection_boxes', det_boxes.output(0)),
+        ('detection_scores', det_scores.output(0)),
+        ('detection_classes', det_classes.output(0)),
+        ('num_detections', num.output(0)),
         ('raw_localisations', outputs['raw_localisations']),
-        ('raw_scores', outputs['raw_scores']),
+        ('raw_scores', scores),
     ):
-        output = (
-            node.output(0) if hasattr(node, 'output') and not isinstance(node, ov.Output) else node
-        )
         output.get_tensor().set_names({name})
         result = ops.result(output)
         result.set_friendly_name(name)
@@ -301,17 +252,15 @@ def _append_nms(ov, model, card):
 
 
 def convert(card, checkpoint_path):
-    """The `ov.Model` of a checkpoint (see the module docstring); the card in its rt_info."""
+    """The `ov.Model` of a checkpoint (see the module docstring)."""
     ov = _openvino()
-    graph_def = frozen_candidates_graph(card, checkpoint_path)
-    # The frozen graph holds only what its four outputs need (convert_variables_to_constants).
-    converted = ov.convert_model(graph_def)
+    # The frozen graph holds only what its outputs need (convert_variables_to_constants).
+    converted = ov.convert_model(frozen_tf_graph(card, checkpoint_path))
     for parameter in converted.get_parameters():
         name = _name(parameter.output(0))
         parameter.set_friendly_name(name)
         parameter.output(0).get_tensor().set_names({name})
-    model = _append_nms(ov, converted, card)
-    return model
+    return _append_nms(ov, converted, card)
 
 
 def save(model, path, meta):
@@ -391,15 +340,18 @@ def load_metadata(path, model=None):
 class OpenVINODetector:
     """An OpenVINO IR of `export_ssd_network.py --formats=openvino` on the CPU plugin.
 
-    Same interface as `detection.Detector`: `card`, `run(images, outputs)`, `detect(images)`,
-    `close`, a context manager; images of any sizes in one call (padded, `image_sizes`).
+    Same interface as `detection.Detector`: `card`, `run(images, outputs)`, `run_padded`,
+    `detect(images)`, `close`, a context manager. The model takes images of one size per call:
+    a list of images of any sizes is run in groups of one size (one infer request each, in
+    parallel with `num_requests` > 1), and the outputs are put back in order.
 
     Args:
       path: the `.xml` file (its `.bin` and `metadata.json` beside it).
       precision: 'fp32' or 'bf16' (see the module docstring); `self.precision` is what
-        OpenVINO compiled ('f32' or 'bf16'), `self.matrix_units` the CPU's units.
-      num_threads: CPU threads (None: OpenVINO's choice).
-      num_requests: infer requests for `run_async` pipelines (1 stream per request).
+        OpenVINO compiled ('fp32' or 'bf16'), `self.matrix_units` the CPU's units.
+      num_threads: CPU threads (None: OpenVINO's choice, all cores).
+      num_requests: 1 (default): one request, the latency hint; more: that many requests and
+        streams (the throughput hint), the size groups of a call run concurrently.
     """
 
     def __init__(self, path, precision='fp32', num_threads=None, num_requests=1):
@@ -437,25 +389,56 @@ class OpenVINODetector:
             compiled.to_string(), compiled.to_string()
         )
         self.matrix_units = cpu_matrix_units()['summary']
-        self.request = self.compiled.create_infer_request()
-        self.num_requests = num_requests
+        self.requests = [self.compiled.create_infer_request() for _ in range(num_requests)]
+        self._queue = ov.AsyncInferQueue(self.compiled, num_requests) if num_requests > 1 else None
 
     def run(self, images, outputs=detection.DETECTION_OUTPUTS):
-        """Batched outputs (numpy) for a list of uint8 RGB images `[H_i, W_i, 3]`."""
-        batch, sizes = detection.pad_batch(images)
-        return self.run_padded(batch, sizes, outputs)
+        """Batched outputs (numpy, the frozen graph's) for a list of uint8 RGB images
+        `[H_i, W_i, 3]` of any sizes."""
+        groups = {}
+        for i, image in enumerate(images):
+            groups.setdefault(image.shape, []).append(i)
+        batches = [np.stack([images[i] for i in indices]) for indices in groups.values()]
+        results = self._infer(batches, outputs)
+        merged = {}
+        for name in outputs:
+            first = results[0][name]
+            merged[name] = np.empty((len(images),) + first.shape[1:], first.dtype)
+            for indices, result in zip(groups.values(), results):
+                merged[name][indices] = result[name]
+        return merged
 
-    def run_padded(self, batch, sizes, outputs=detection.DETECTION_OUTPUTS, request=None):
-        """Outputs for a padded uint8 batch `[B, H, W, 3]` and its int32 sizes `[B, 2]`."""
-        request = request or self.request
-        request.infer({detection.INPUT: batch, detection.SIZES: sizes.astype(np.int32)})
-        return {k: request.get_tensor(k).data.copy() for k in outputs}
+    def run_padded(self, batch, sizes, outputs=detection.DETECTION_OUTPUTS):
+        """Outputs for a zero-padded uint8 batch `[B, H, W, 3]` and its int32 sizes `[B, 2]`
+        (the interface of `detection.Detector.run_padded`)."""
+        return self.run([image[:h, :w] for image, (h, w) in zip(batch, sizes)], outputs)
+
+    def _infer(self, batches, outputs):
+        def read(request):
+            return {k: request.get_tensor(k).data.copy() for k in outputs}
+
+        if self._queue is None or len(batches) == 1:
+            results = []
+            for batch in batches:
+                self.requests[0].infer({detection.INPUT: batch})
+                results.append(read(self.requests[0]))
+            return results
+        results = [None] * len(batches)
+
+        def done(request, index):
+            results[index] = read(request)
+
+        self._queue.set_callback(done)
+        for index, batch in enumerate(batches):
+            self._queue.start_async({detection.INPUT: batch}, index)
+        self._queue.wait_all()
+        return results
 
     def detect(self, images):
         return detection.split_detections(self.run(images))
 
     def close(self):
-        self.request = self.compiled = None
+        self.requests, self._queue, self.compiled = [], None, None
 
     def __enter__(self):
         return self
