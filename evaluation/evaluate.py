@@ -397,9 +397,6 @@ def evaluate_checkpoint(
     class_names = _class_names(card, dataset)
     preprocessing = card.preprocessing()
     step = checkpoints.checkpoint_step(checkpoint_prefix)
-    total = dataset.num_samples
-    if settings.max_num_batches:
-        total = min(total, settings.max_num_batches * settings.batch_size)
 
     graph = tf.Graph()
     with graph.as_default():
@@ -440,111 +437,187 @@ def evaluate_checkpoint(
         )
         graph.finalize()
 
-    label_to_category = _label_to_category(dataset)
-    # The "label" column of every table: the COCO category id where the data has ids.
-    label_ids = {label: label_to_category.get(label, label) for label in class_names}
-    with_voc = any(m in settings.metrics for m in ('voc07', 'voc12'))
-    staging = eval_outputs.make_staging_dir(results_dir)
-    try:
-        # VOC outputs (evaluator, devkit results files, PR curves) only when VOC metrics are asked.
-        evaluator = writer = coco = None
-        if with_voc:
-            evaluator = voc_metrics.VOCEvaluator(
-                class_names, iou_threshold=settings.matching_threshold, iou_rule=settings.iou_rule
-            )
-            writer = voc_metrics.VOCResultsWriter(staging, settings.dataset_split_name, class_names)
-        if 'coco' in settings.metrics:
-            coco = _CocoCollector(class_names, label_to_category, settings.remove_difficult)
+    @contextlib.contextmanager
+    def open_batches():
         config = checkpoints.session_config(settings.num_threads, settings.gpu_memory_fraction)
-        with writer or contextlib.nullcontext(), v1.Session(graph=graph, config=config) as sess:
+        with v1.Session(graph=graph, config=config) as sess:
             try:
                 saver.restore(sess, checkpoint_prefix)
             except (tf.errors.NotFoundError, tf.errors.DataLossError) as err:
                 raise checkpoints.CheckpointUnavailable(
                     f'{checkpoint_prefix}: restoring failed ({err.message}).'
                 ) from None
+            # The session runs one batch ahead in a thread: the metrics overlap the net.
+            yield eval_input.prefetch(lambda: eval_input.session_batches(sess, fetches))
+
+    return evaluate_batches(
+        settings,
+        dataset,
+        class_names,
+        open_batches,
+        results_dir,
+        header=f'{os.path.basename(checkpoint_prefix)} (step {step})',
+        record={'checkpoint': source or os.path.abspath(checkpoint_prefix)},
+        checkpoint=checkpoint_prefix,
+        step=step,
+        summary_dir=summary_dir,
+        log=log,
+    )
+
+
+class _Metrics:
+    """The metrics of one evaluation, fed batch by batch: the VOC evaluator and devkit results
+    files (only when VOC metrics are asked for), the COCO collector (with 'coco')."""
+
+    def __init__(self, settings, class_names, label_to_category, staging):
+        self.settings = settings
+        self.evaluator = self.writer = self.coco = None
+        if any(m in settings.metrics for m in ('voc07', 'voc12')):
+            self.evaluator = voc_metrics.VOCEvaluator(
+                class_names, iou_threshold=settings.matching_threshold, iou_rule=settings.iou_rule
+            )
+            self.writer = voc_metrics.VOCResultsWriter(
+                staging, settings.dataset_split_name, class_names
+            )
+        if 'coco' in settings.metrics:
+            self.coco = _CocoCollector(class_names, label_to_category, settings.remove_difficult)
+        self.done = 0
+
+    def add_batch(self, out):
+        """One fetched batch: ground truth, original shapes and detections (relative boxes)."""
+        for i in range(len(out['num_gt'])):
+            self.done += 1
+            key = image_key(out['filename'][i], self.done)
+            g, n = out['num_gt'][i], out['num_detections'][i]
+            shape = out['shape'][i][:2]
+            boxes, labels = out['gt_bboxes'][i, :g], out['gt_labels'][i, :g]
+            difficult, crowd = out['gt_difficult'][i, :g] > 0, out['gt_crowd'][i, :g] > 0
+            det = (out['boxes'][i, :n], out['scores'][i, :n], out['labels'][i, :n])
+            if self.evaluator is not None:
+                # Crowd regions are always ignored; difficult objects with remove_difficult.
+                ignored = crowd | (difficult & self.settings.remove_difficult)
+                self.evaluator.add_image(key, boxes, labels, ignored, *det, image_shape=shape)
+                self.writer.add_image(key, *det, image_shape=shape)
+            if self.coco is not None:
+                coco_id = int(out['image_id'][i])
+                self.coco.add_image(
+                    key,
+                    self.done,
+                    coco_id,
+                    shape,
+                    boxes,
+                    labels,
+                    difficult,
+                    crowd,
+                    *det,
+                    out['coco_annotations'][i],
+                )
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
+
+    def abort(self):
+        if self.writer is not None:
+            self.writer.abort()
+
+
+def _coco_outputs(coco, staging, log):
+    """(COCO result, its 12 values, per-class counts) computed by pycocotools; writes the COCO
+    detections and ground truth JSON into `staging`."""
+    if coco.num_derived_coco_images:
+        log(
+            f'[eval] warning: {coco.num_derived_coco_images} COCO image(s) have no '
+            f'image/coco/annotations (records converted before it existed): their COCO ground '
+            f'truth comes from the clipped float32 boxes with w*h areas, so COCO numbers can '
+            f'differ from pycocotools on the annotation file; convert the data again.'
+        )
+    ground_truth = coco.ground_truth()
+    result = coco_metrics.evaluate_coco_per_class(ground_truth, coco.detections)
+    coco_metrics.write_coco_results(os.path.join(staging, 'coco_detections.json'), coco.detections)
+    atomic_io.write_json_atomic(os.path.join(staging, 'coco_ground_truth.json'), ground_truth)
+    return result, result.metrics, _coco_counts(ground_truth, coco.detections)
+
+
+def evaluate_batches(
+    settings,
+    dataset,
+    class_names,
+    open_batches,
+    results_dir,
+    *,
+    header,
+    record,
+    checkpoint,
+    step,
+    summary_dir=None,
+    log=None,
+):
+    """Feeds every batch to the metrics and writes the outputs (see the module docstring).
+
+    Args:
+      settings: EvalSettings (its card is the model's); dataset: the DetectionDataset;
+        class_names: {label: name} of labels 1..
+      open_batches: a context manager factory yielding an iterable of fetched batches (dicts of
+        numpy arrays: shape, gt_bboxes, gt_labels, gt_difficult, gt_crowd, num_gt, filename,
+        image_id, coco_annotations, and the detections boxes (relative to the original image),
+        scores, labels, num_detections).
+      header: what is evaluated, for the log; record: results.json's fields naming the model;
+      checkpoint, step: EvalResult's (step None: no TensorBoard scalars).
+    Returns:
+      EvalResult.
+    """
+    log = log or (lambda line: print(line, flush=True))
+    total = dataset.num_samples
+    if settings.max_num_batches:
+        total = min(total, settings.max_num_batches * settings.batch_size)
+    label_to_category = _label_to_category(dataset)
+    # The "label" column of every table: the COCO category id where the data has ids.
+    label_ids = {label: label_to_category.get(label, label) for label in class_names}
+    staging = eval_outputs.make_staging_dir(results_dir)
+    metrics = _Metrics(settings, class_names, label_to_category, staging)
+    try:
+        with open_batches() as batches:
             log(
-                f'[eval] {os.path.basename(checkpoint_prefix)} (step {step}): {total} images of '
+                f'[eval] {header}: {total} images of '
                 f'{settings.dataset_name}/{settings.dataset_split_name}'
             )
             start = last_report = time.time()
-            done = 0
-            # The session runs one batch ahead in a thread: the Python below overlaps the net.
-            for out in eval_input.prefetch(lambda: eval_input.session_batches(sess, fetches)):
-                for i in range(len(out['num_gt'])):
-                    done += 1
-                    key = image_key(out['filename'][i], done)
-                    g, n = out['num_gt'][i], out['num_detections'][i]
-                    shape = out['shape'][i][:2]
-                    boxes, labels = out['gt_bboxes'][i, :g], out['gt_labels'][i, :g]
-                    difficult, crowd = out['gt_difficult'][i, :g] > 0, out['gt_crowd'][i, :g] > 0
-                    det = (out['boxes'][i, :n], out['scores'][i, :n], out['labels'][i, :n])
-                    if evaluator is not None:
-                        # Crowd regions are always ignored; difficult objects with remove_difficult.
-                        ignored = crowd | (difficult & settings.remove_difficult)
-                        evaluator.add_image(key, boxes, labels, ignored, *det, image_shape=shape)
-                        writer.add_image(key, *det, image_shape=shape)
-                    if coco is not None:
-                        coco.add_image(
-                            key,
-                            done,
-                            int(out['image_id'][i]),
-                            shape,
-                            boxes,
-                            labels,
-                            difficult,
-                            crowd,
-                            *det,
-                            out['coco_annotations'][i],
-                        )
+            for out in batches:
+                metrics.add_batch(out)
                 if time.time() - last_report >= settings.progress_secs:
-                    _progress(log, done, total, start)
+                    _progress(log, metrics.done, total, start)
                     last_report = time.time()
             seconds = time.time() - start
-            _progress(log, done, total, start)
-            if not settings.max_num_batches and done != dataset.num_samples:
-                raise ValueError(
-                    f'{settings.dataset_name}/{settings.dataset_split_name}: read {done} examples '
-                    f'but the dataset lists {dataset.num_samples}; nothing was written. The records '
-                    f'are incomplete or not those of the metadata (tf_convert_data.py --verify).'
-                )
-
-        voc = evaluator.compute() if evaluator is not None else None
+            _progress(log, metrics.done, total, start)
+        done = metrics.done
+        if not settings.max_num_batches and done != dataset.num_samples:
+            raise ValueError(
+                f'{settings.dataset_name}/{settings.dataset_split_name}: read {done} examples '
+                f'but the dataset lists {dataset.num_samples}; nothing was written. The records '
+                f'are incomplete or not those of the metadata (tf_convert_data.py --verify).'
+            )
+        metrics.close()
+        voc = metrics.evaluator.compute() if metrics.evaluator is not None else None
         coco_result = coco_values = coco_counts = None
-        if coco is not None:
-            if coco.num_derived_coco_images:
-                log(
-                    f'[eval] warning: {coco.num_derived_coco_images} COCO image(s) have no '
-                    f'image/coco/annotations (records converted before it existed): their COCO ground '
-                    f'truth comes from the clipped float32 boxes with w*h areas, so COCO numbers can '
-                    f'differ from pycocotools on the annotation file; convert the data again.'
-                )
-            ground_truth = coco.ground_truth()
-            coco_result = coco_metrics.evaluate_coco_per_class(ground_truth, coco.detections)
-            coco_counts = _coco_counts(ground_truth, coco.detections)
-            coco_values = coco_result.metrics
-            coco_metrics.write_coco_results(
-                os.path.join(staging, 'coco_detections.json'), coco.detections
-            )
-            atomic_io.write_json_atomic(
-                os.path.join(staging, 'coco_ground_truth.json'), ground_truth
-            )
+        if metrics.coco is not None:
+            coco_result, coco_values, coco_counts = _coco_outputs(metrics.coco, staging, log)
         values = eval_outputs.metric_values(voc, coco_values, settings.metrics)
         class_ap = eval_outputs.per_class_ap(
             voc, None if coco_result is None else coco_result.class_ap, settings.metrics
         )
-        summary = {
-            'checkpoint': source or os.path.abspath(checkpoint_prefix),
-            'global_step': step,
-            'num_images': done,
-            'seconds': seconds,
-            'images_per_second': done / max(seconds, 1e-9),
-            'metrics': values,
-            'class_ap': class_ap,
-            'coco': coco_values,
-            'classes': _class_rows(class_names, label_ids, voc, coco_result, coco_counts),
-            'settings': settings.to_dict(),
-        }
+        summary = dict(
+            record,
+            global_step=step,
+            num_images=done,
+            seconds=seconds,
+            images_per_second=done / max(seconds, 1e-9),
+            metrics=values,
+            class_ap=class_ap,
+            coco=coco_values,
+            classes=_class_rows(class_names, label_ids, voc, coco_result, coco_counts),
+            settings=settings.to_dict(),
+        )
         tables = [voc.format_table(label_ids)] if voc is not None else []
         if coco_result is not None:
             tables.append(
@@ -559,13 +632,14 @@ def evaluate_checkpoint(
             eval_outputs.plot_pr_curves(voc, os.path.join(staging, 'pr_curves'))
         eval_outputs.publish_dir(staging, results_dir)
     except BaseException:
+        metrics.abort()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     log(table)
-    if summary_dir:
+    if summary_dir and step is not None:
         eval_outputs.write_tensorboard(summary_dir, step, values, class_ap)
     return EvalResult(
-        checkpoint=checkpoint_prefix,
+        checkpoint=checkpoint,
         global_step=step,
         num_images=done,
         seconds=seconds,

@@ -21,11 +21,10 @@ settings it was exported with. Three stages overlap (`input.prefetch`): decoding
 session, the model, and the metrics in the calling thread.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
-import shutil
-import time
 
 import numpy as np
 import tensorflow as tf
@@ -33,12 +32,8 @@ import tensorflow as tf
 from datasets import dataset_factory
 from evaluation import evaluate
 from evaluation import input as eval_input
-from evaluation import outputs as eval_outputs
 from model import card as card_lib
 from model import checkpoints
-from tf_extended import atomic_io
-from tf_extended import coco_metrics
-from tf_extended import voc_metrics
 
 v1 = tf.compat.v1
 _INPUT_KEYS = (
@@ -128,9 +123,6 @@ def evaluate_exported(
         )
     class_names = evaluate._class_names(card, dataset)
     step = ((meta.get('export') or {}).get('checkpoint') or {}).get('step')
-    total = dataset.num_samples
-    if settings.max_num_batches:
-        total = min(total, settings.max_num_batches * settings.batch_size)
     described = dict(description or {}, path=os.path.abspath(model_path))
 
     graph = tf.Graph()
@@ -144,132 +136,27 @@ def evaluate_exported(
         }
         graph.finalize()
 
-    label_to_category = evaluate._label_to_category(dataset)
-    label_ids = {label: label_to_category.get(label, label) for label in class_names}
-    with_voc = any(m in settings.metrics for m in ('voc07', 'voc12'))
-    staging = eval_outputs.make_staging_dir(results_dir)
-    try:
-        evaluator = writer = coco = None
-        if with_voc:
-            evaluator = voc_metrics.VOCEvaluator(
-                class_names, iou_threshold=settings.matching_threshold, iou_rule=settings.iou_rule
-            )
-            writer = voc_metrics.VOCResultsWriter(staging, settings.dataset_split_name, class_names)
-        if 'coco' in settings.metrics:
-            coco = evaluate._CocoCollector(
-                class_names, label_to_category, settings.remove_difficult
-            )
+    @contextlib.contextmanager
+    def open_batches():
         config = checkpoints.session_config(settings.num_threads, settings.gpu_memory_fraction)
         with v1.Session(graph=graph, config=config) as sess:
-            log(
-                f'[eval] {model_path} {json.dumps(description or {})}: {total} images of '
-                f'{settings.dataset_name}/{settings.dataset_split_name}'
-            )
-            start = last_report = time.time()
-            done = 0
-            # Decoding, the model and the metrics below run at the same time.
-            for out in eval_input.prefetch(
+            # Decoding, the model and the metrics run at the same time.
+            yield eval_input.prefetch(
                 lambda: _detection_batches(
                     eval_input.prefetch(lambda: eval_input.session_batches(sess, fetches)), detector
                 )
-            ):
-                for i in range(len(out['num_gt'])):
-                    done += 1
-                    key = evaluate.image_key(out['filename'][i], done)
-                    g, n = out['num_gt'][i], out['num_detections'][i]
-                    shape = out['shape'][i][:2]
-                    boxes, labels = out['gt_bboxes'][i, :g], out['gt_labels'][i, :g]
-                    difficult, crowd = out['gt_difficult'][i, :g] > 0, out['gt_crowd'][i, :g] > 0
-                    det = (out['boxes'][i, :n], out['scores'][i, :n], out['labels'][i, :n])
-                    if evaluator is not None:
-                        ignored = crowd | (difficult & settings.remove_difficult)
-                        evaluator.add_image(key, boxes, labels, ignored, *det, image_shape=shape)
-                        writer.add_image(key, *det, image_shape=shape)
-                    if coco is not None:
-                        coco.add_image(
-                            key,
-                            done,
-                            int(out['image_id'][i]),
-                            shape,
-                            boxes,
-                            labels,
-                            difficult,
-                            crowd,
-                            *det,
-                            out['coco_annotations'][i],
-                        )
-                if time.time() - last_report >= settings.progress_secs:
-                    evaluate._progress(log, done, total, start)
-                    last_report = time.time()
-            seconds = time.time() - start
-            evaluate._progress(log, done, total, start)
-            if not settings.max_num_batches and done != dataset.num_samples:
-                raise ValueError(
-                    f'{settings.dataset_name}/{settings.dataset_split_name}: read {done} examples '
-                    f'but the dataset lists {dataset.num_samples}; nothing was written.'
-                )
-        if writer is not None:
-            writer.close()
+            )
 
-        voc = evaluator.compute() if evaluator is not None else None
-        coco_result = coco_values = coco_counts = None
-        if coco is not None:
-            ground_truth = coco.ground_truth()
-            coco_result = coco_metrics.evaluate_coco_per_class(ground_truth, coco.detections)
-            coco_counts = evaluate._coco_counts(ground_truth, coco.detections)
-            coco_values = coco_result.metrics
-            coco_metrics.write_coco_results(
-                os.path.join(staging, 'coco_detections.json'), coco.detections
-            )
-            atomic_io.write_json_atomic(
-                os.path.join(staging, 'coco_ground_truth.json'), ground_truth
-            )
-        values = eval_outputs.metric_values(voc, coco_values, settings.metrics)
-        class_ap = eval_outputs.per_class_ap(
-            voc, None if coco_result is None else coco_result.class_ap, settings.metrics
-        )
-        summary = {
-            'checkpoint': os.path.abspath(model_path),
-            'exported_model': described,
-            'global_step': step,
-            'num_images': done,
-            'seconds': seconds,
-            'images_per_second': done / max(seconds, 1e-9),
-            'metrics': values,
-            'class_ap': class_ap,
-            'coco': coco_values,
-            'classes': evaluate._class_rows(class_names, label_ids, voc, coco_result, coco_counts),
-            'settings': dataclasses.replace(settings, card=card).to_dict(),
-        }
-        tables = [voc.format_table(label_ids)] if voc is not None else []
-        if coco_result is not None:
-            tables.append(
-                eval_outputs.format_coco_table(
-                    coco_result, {label_ids[label]: name for label, name in class_names.items()}
-                )
-            )
-        table = '\n\n'.join(tables)
-        atomic_io.write_json_atomic(os.path.join(staging, 'results.json'), summary)
-        atomic_io.write_text_atomic(os.path.join(staging, 'results.txt'), table + '\n')
-        if settings.pr_curves and voc is not None:
-            eval_outputs.plot_pr_curves(voc, os.path.join(staging, 'pr_curves'))
-        eval_outputs.publish_dir(staging, results_dir)
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    log(table)
-    if summary_dir and step is not None:
-        eval_outputs.write_tensorboard(summary_dir, step, values, class_ap)
-    return evaluate.EvalResult(
+    return evaluate.evaluate_batches(
+        dataclasses.replace(settings, card=card),
+        dataset,
+        class_names,
+        open_batches,
+        results_dir,
+        header=f'{model_path} {json.dumps(description or {})}',
+        record={'checkpoint': os.path.abspath(model_path), 'exported_model': described},
         checkpoint=model_path,
-        global_step=step,
-        num_images=done,
-        seconds=seconds,
-        metrics=values,
-        class_ap=class_ap,
-        voc=voc,
-        coco=coco_values,
-        summary=summary,
+        step=step,
+        summary_dir=summary_dir,
+        log=log,
     )
