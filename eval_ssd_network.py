@@ -126,8 +126,9 @@ def _evaluate_exported():
             f'{path}: evaluate a TFLite model through its frozen graph or OpenVINO '
             f'export (TFLite runs one image size per call).'
         )
+    # OpenVINO in throughput mode: the images of a batch (of different sizes) run concurrently.
     with detection.open_exported_model(
-        path, kind, FLAGS.openvino_precision, FLAGS.num_threads
+        path, kind, FLAGS.openvino_precision, FLAGS.num_threads, openvino_requests=0
     ) as detector:
         if FLAGS.labels_file:
             detector.card = cli.with_labels_file(detector.card, FLAGS.labels_file)

@@ -309,15 +309,20 @@ def exported_model_kind(path):
     return kind
 
 
-def open_exported_model(path, kind=None, openvino_precision='fp32', num_threads=None):
-    """A detector (`run`, `detect`, `card`, `close`) of an OpenVINO model, frozen graph or
-    SavedModel (`kind` as `exported_model_kind`, default: by file type). OpenVINO is imported
-    only for an OpenVINO model."""
+def open_exported_model(
+    path, kind=None, openvino_precision='fp32', num_threads=None, openvino_requests=1
+):
+    """A detector (`run`, `run_padded`, `detect`, `card`, `close`) of an OpenVINO model, frozen
+    graph or SavedModel (`kind` as `exported_model_kind`, default: by file type). OpenVINO is
+    imported only for an OpenVINO model; `openvino_requests`: its `num_requests` (0: throughput
+    mode, for evaluation)."""
     kind = kind or exported_model_kind(path)
     if kind == 'openvino_model':
         from inference import openvino_model  # Lazy: TF-only runs never load openvino.
 
-        return openvino_model.OpenVINODetector(path, openvino_precision, num_threads)
+        return openvino_model.OpenVINODetector(
+            path, openvino_precision, num_threads, openvino_requests
+        )
     if kind == 'frozen_graph':
         return Detector.from_frozen_graph(path)
     if kind == 'saved_model_dir':

@@ -145,6 +145,18 @@ def test_ir_holds_nms_and_the_card(ov_export):
     assert meta['openvino']['files'] == [openvino_model.FILE, openvino_model.BIN_FILE]
 
 
+def test_openvino_with_static_shapes(ov_export):
+    """A deployment may fix the input shape (`model.reshape`); the outputs stay the same."""
+    import openvino as ov
+
+    image = ov_export['images'][0]
+    model = ov.Core().read_model(ov_export['written']['openvino'])
+    model.reshape({'images': [1, *image.shape]})
+    compiled = ov.Core().compile_model(model, 'CPU')
+    got = {o.get_any_name(): v for o, v in compiled([image[None]]).items()}
+    assert_same_detections(got, ov_export['reference'], 0, 0)
+
+
 def test_openvino_keep_top_k_beyond_candidates_and_clip(ov_export, tmp_path):
     """keep_top_k larger than every candidate (6 classes x top_k 5 = 30 < 40): padding rows;
     and decoded boxes clipped to the image before NMS (torchvision's `clip`)."""
