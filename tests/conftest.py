@@ -26,3 +26,34 @@ def run_script(script, *args, timeout=400, **kwargs):
         timeout=timeout,
         **kwargs,
     )
+
+
+def require_nchw():
+    """Skips the calling test where this machine cannot run NCHW convolutions: TF's own CPU
+    kernels are NHWC only; oneDNN (on by default on CPUs with AVX-512) or a GPU runs NCHW."""
+    if _nchw_runs():
+        return
+    import pytest
+
+    pytest.skip('NCHW needs oneDNN or a GPU; TF disables oneDNN on this CPU (no AVX-512)')
+
+
+_NCHW = []
+
+
+def _nchw_runs():
+    if not _NCHW:
+        import tensorflow as tf
+
+        v1 = tf.compat.v1
+        with tf.Graph().as_default():
+            x = tf.zeros([1, 2, 4, 4])
+            y = tf.nn.conv2d(x, tf.zeros([1, 1, 2, 2]), 1, 'SAME', data_format='NCHW')
+            y = tf.nn.max_pool2d(y, 2, 2, 'SAME', data_format='NCHW')
+            try:
+                with v1.Session() as sess:
+                    sess.run(y)
+                _NCHW.append(True)
+            except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError):
+                _NCHW.append(False)
+    return _NCHW[0]

@@ -137,6 +137,7 @@ def test_metadata_and_raw_outputs_with_anchors(exported):
         'nms_threshold': 0.45,
         'top_k': 50,
         'keep_top_k': 40,
+        'clip': False,
     }
     assert meta['anchors']['size_preset'] == 'mobilenet_ssd'
     assert meta['ssd_params']['depth_multiplier'] == 0.25

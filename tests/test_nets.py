@@ -6,6 +6,7 @@ import tensorflow as tf
 import tf_slim as slim
 
 from nets import nets_factory
+from tests.conftest import require_nchw
 
 v1 = tf.compat.v1
 
@@ -166,6 +167,7 @@ def test_feature_shape_mismatch_is_a_clear_error():
     'name,size', [('ssd_300_vgg', 300), ('ssd_512_vgg', 512), ('ssd_300_mobilenet', 300)]
 )
 def test_nchw_equals_nhwc(name, size):
+    require_nchw()
     rng = np.random.RandomState(1)
     images = rng.randn(1, size, size, 3).astype(np.float32) * 50
     outputs, values = {}, None
