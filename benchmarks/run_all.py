@@ -13,6 +13,7 @@ each measured forward pass to the compute floor of `bench_floor.py` (2·MACs at 
 matmul GFLOP/s; run first and last, the faster run counts), with the speed targets. Both
 files are written atomically.
 """
+
 import argparse
 import dataclasses
 import datetime
@@ -35,8 +36,11 @@ from tf_extended import atomic_io  # noqa: E402
 MODELS = ('ssd_300_mobilenet', 'ssd_300_vgg', 'ssd_512_vgg')
 QUICK_MODELS = ('ssd_300_mobilenet', 'ssd_300_vgg')
 # bench_opencv.py names its nets by caffe_fixtures.PARITY_NETS key.
-OPENCV_NETS = {'ssd_300_mobilenet': 'mobilenet_merged', 'ssd_300_vgg': 'vgg300',
-               'ssd_512_vgg': 'vgg512'}
+OPENCV_NETS = {
+    'ssd_300_mobilenet': 'mobilenet_merged',
+    'ssd_300_vgg': 'vgg300',
+    'ssd_512_vgg': 'vgg512',
+}
 # The speed targets of issue #9 (stated in the report, not asserted).
 FLOOR_TARGET = 1.5
 MIXED_TARGET = 2.0
@@ -58,6 +62,7 @@ class Benchmark:
     quick_models: the models of the default run (--full: all of MODELS).
     output_name: the JSON file name the script writes (when only its folder can be chosen).
     """
+
     name: str
     script: str
     output_args: Callable[[str], List[str]]
@@ -77,35 +82,85 @@ class Benchmark:
 
 
 BENCHMARKS = (
-    Benchmark('floor', 'bench_floor.py', lambda p: ['--output', p], _comma('--models'),
-              quick_args=['--size', '2048', '--repeats', '5'],
-              full_args=['--size', '4096', '--repeats', '10'], quick_models=MODELS),
-    Benchmark('nets', 'bench_nets.py', lambda p: ['--output', p], _comma('--models'),
-              quick_args=['--repeats', '3']),
-    Benchmark('opencv', 'bench_opencv.py', lambda p: ['--output', p],
-              lambda models: ['--nets', ','.join(OPENCV_NETS[m] for m in models)],
-              quick_args=[], full_args=['--repeats_scale', '3']),
-    Benchmark('inference', 'bench_inference.py', lambda p: ['--output', p], _comma('--models'),
-              quick_args=[]),
-    Benchmark('eval', 'bench_eval.py', lambda p: ['--output', p], _comma('--models'),
-              quick_args=['--num_images', '16', '--repeats', '3'],
-              quick_models=('ssd_300_mobilenet',)),
-    Benchmark('train', 'bench_train.py', lambda p: ['--output', p], _comma('--models'),
-              quick_args=['--steps', '3', '--input_batches', '4']),
-    Benchmark('preprocessing', 'bench_preprocessing.py',
-              lambda p: ['--output_dir', os.path.dirname(p)],
-              lambda models: ['--models'] + [m for m in models if m != 'ssd_512_vgg'],
-              quick_args=['--num_images', '256', '--warmup', '32', '--num_source_images', '16'],
-              output_name='bench_preprocessing.json'),
-    Benchmark('data', 'bench_data.py', lambda p: ['--output_json', p], None,
-              quick_args=['--num_images', '120', '--repeats', '2']),
-    Benchmark('caffe', 'bench_caffe.py', lambda p: ['--output_json', p], None,
-              quick_args=['--repeats', '2']),
+    Benchmark(
+        'floor',
+        'bench_floor.py',
+        lambda p: ['--output', p],
+        _comma('--models'),
+        quick_args=['--size', '2048', '--repeats', '5'],
+        full_args=['--size', '4096', '--repeats', '10'],
+        quick_models=MODELS,
+    ),
+    Benchmark(
+        'nets',
+        'bench_nets.py',
+        lambda p: ['--output', p],
+        _comma('--models'),
+        quick_args=['--repeats', '3'],
+    ),
+    Benchmark(
+        'opencv',
+        'bench_opencv.py',
+        lambda p: ['--output', p],
+        lambda models: ['--nets', ','.join(OPENCV_NETS[m] for m in models)],
+        quick_args=[],
+        full_args=['--repeats_scale', '3'],
+    ),
+    Benchmark(
+        'inference',
+        'bench_inference.py',
+        lambda p: ['--output', p],
+        _comma('--models'),
+        quick_args=[],
+    ),
+    Benchmark(
+        'eval',
+        'bench_eval.py',
+        lambda p: ['--output', p],
+        _comma('--models'),
+        quick_args=['--num_images', '16', '--repeats', '3'],
+        quick_models=('ssd_300_mobilenet',),
+    ),
+    Benchmark(
+        'train',
+        'bench_train.py',
+        lambda p: ['--output', p],
+        _comma('--models'),
+        quick_args=['--steps', '3', '--input_batches', '4'],
+    ),
+    Benchmark(
+        'preprocessing',
+        'bench_preprocessing.py',
+        lambda p: ['--output_dir', os.path.dirname(p)],
+        lambda models: ['--models'] + [m for m in models if m != 'ssd_512_vgg'],
+        quick_args=['--num_images', '256', '--warmup', '32', '--num_source_images', '16'],
+        output_name='bench_preprocessing.json',
+    ),
+    Benchmark(
+        'data',
+        'bench_data.py',
+        lambda p: ['--output_json', p],
+        None,
+        quick_args=['--num_images', '120', '--repeats', '2'],
+    ),
+    Benchmark(
+        'caffe',
+        'bench_caffe.py',
+        lambda p: ['--output_json', p],
+        None,
+        quick_args=['--repeats', '2'],
+    ),
     # The matmul rate swings up to 2x with the other jobs' load: measured again at the end,
     # the faster of the two is the floor.
-    Benchmark('floor_end', 'bench_floor.py', lambda p: ['--output', p], _comma('--models'),
-              quick_args=['--size', '2048', '--repeats', '5'],
-              full_args=['--size', '4096', '--repeats', '10'], quick_models=MODELS),
+    Benchmark(
+        'floor_end',
+        'bench_floor.py',
+        lambda p: ['--output', p],
+        _comma('--models'),
+        quick_args=['--size', '2048', '--repeats', '5'],
+        full_args=['--size', '4096', '--repeats', '10'],
+        quick_models=MODELS,
+    ),
 )
 FLOOR_RUNS = ('floor', 'floor_end')
 
@@ -125,20 +180,31 @@ def run_benchmark(bench, work_dir, full, models, timeout, log):
     output_json = os.path.join(out_dir, bench.output_name or bench.name + '.json')
     argv = bench.command(output_json, full, models)
     # The temp folder's name would only be noise in the report.
-    display = ' '.join(shlex.quote(a) for a in [os.path.relpath(argv[1], ROOT)] + argv[2:]
-                       ).replace(work_dir, '$TMP')
+    display = ' '.join(shlex.quote(a) for a in [os.path.relpath(argv[1], ROOT)] + argv[2:]).replace(
+        work_dir, '$TMP'
+    )
     log('[%s] python %s' % (bench.name, display))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
     load = round(os.getloadavg()[0], 2)
     start = time.perf_counter()
     try:
-        proc = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=timeout)
-        output, status = proc.stdout, 'ok' if proc.returncode == 0 else (
-            'failed (exit %d)' % proc.returncode)
+        proc = subprocess.run(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=timeout,
+        )
+        output, status = (
+            proc.stdout,
+            'ok' if proc.returncode == 0 else ('failed (exit %d)' % proc.returncode),
+        )
     except subprocess.TimeoutExpired as e:
-        output = e.output.decode(errors='replace') if isinstance(e.output, bytes) else (
-            e.output or '')
+        output = (
+            e.output.decode(errors='replace') if isinstance(e.output, bytes) else (e.output or '')
+        )
         status = 'timed out after %d s' % timeout
     seconds = time.perf_counter() - start
     result = None
@@ -155,10 +221,16 @@ def run_benchmark(bench, work_dir, full, models, timeout, log):
     else:
         markdown = printed_tables(output) or (json_table(result) if result else '')
     log('[%s] %s in %.0f s' % (bench.name, status, seconds))
-    return {'name': bench.name, 'command': 'python ' + display, 'status': status,
-            'seconds': round(seconds, 1), 'load_average_at_start': load, 'result': result,
-            'markdown': markdown.strip(),
-            'output_tail': None if status == 'ok' else output.strip().splitlines()[-15:]}
+    return {
+        'name': bench.name,
+        'command': 'python ' + display,
+        'status': status,
+        'seconds': round(seconds, 1),
+        'load_average_at_start': load,
+        'result': result,
+        'markdown': markdown.strip(),
+        'output_tail': None if status == 'ok' else output.strip().splitlines()[-15:],
+    }
 
 
 def printed_tables(output):
@@ -175,14 +247,21 @@ def printed_tables(output):
 
 def json_table(result):
     """A markdown table of the first list of row dicts in a benchmark's JSON ('' if none)."""
-    rows = next((v for v in result.values() if isinstance(v, list) and v
-                 and all(isinstance(r, dict) for r in v)), None)
+    rows = next(
+        (
+            v
+            for v in result.values()
+            if isinstance(v, list) and v and all(isinstance(r, dict) for r in v)
+        ),
+        None,
+    )
     if not rows:
         return ''
     keys = list(dict.fromkeys(k for r in rows for k in r))
 
     def cell(v):
         return '%.3g' % v if isinstance(v, float) else str(v)
+
     lines = ['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys)]
     lines += ['| ' + ' | '.join(cell(r.get(k, '')) for k in keys) + ' |' for r in rows]
     return '\n'.join(lines)
@@ -200,11 +279,11 @@ def forward_measurements(results):
         out.append((r['model'], 'bench_nets (TF, variables)', 1, r['latency_ms_b1']))
         out.append((r['model'], 'bench_nets (TF, variables)', 8, r['ms_per_image_b8']))
     for r in (results.get('opencv') or {}).get('rows', []):
-        out.append((r['model'], 'bench_opencv %s' % r['framework'], r['batch'],
-                    r['ms_per_image']))
+        out.append((r['model'], 'bench_opencv %s' % r['framework'], r['batch'], r['ms_per_image']))
     for r in (results.get('eval') or {}).get('results', []):
-        out.append((r['model'], 'bench_eval forward', r['batch_size'],
-                    1e3 / r['forward_images_per_s']))
+        out.append(
+            (r['model'], 'bench_eval forward', r['batch_size'], 1e3 / r['forward_images_per_s'])
+        )
     return out
 
 
@@ -217,8 +296,11 @@ def best_floor(results):
 def floor_ratios(results):
     """Rows (model, source, batch, ms/img, floor ms/img, ratio) for the measured forwards."""
     floors = {r['model']: r['floor_ms_fp32'] for r in (best_floor(results) or {}).get('rows', [])}
-    return [(model, source, batch, ms, floors[model], ms / floors[model])
-            for model, source, batch, ms in forward_measurements(results) if model in floors]
+    return [
+        (model, source, batch, ms, floors[model], ms / floors[model])
+        for model, source, batch, ms in forward_measurements(results)
+        if model in floors
+    ]
 
 
 def mixed_precision_target(results):
@@ -227,56 +309,97 @@ def mixed_precision_target(results):
     bench_floor's CPU flags), else reported beside this CPU's bf16/fp32 matmul ratio, the
     ceiling of any bf16 speed-up here."""
     train = results.get('train') or {}
-    rows = [r for r in train.get('results', [])
-            if r.get('fp32_images_per_s') and r.get('mixed_images_per_s')]
+    rows = [
+        r
+        for r in train.get('results', [])
+        if r.get('fp32_images_per_s') and r.get('mixed_images_per_s')
+    ]
     if not rows:
         return ['- Mixed precision training vs fp32: not measured.']
     floor = best_floor(results) or {}
     flags = floor.get('bf16_cpu_flags') or []
     applies = train.get('gpu') or any(f in flags for f in BF16_MATRIX_FLAGS)
-    speedups = ['%s batch %d %.2fx (%.2f vs %.2f img/s)' % (
-        r['model'], r['batch_size'], r['mixed_images_per_s'] / r['fp32_images_per_s'],
-        r['mixed_images_per_s'], r['fp32_images_per_s']) for r in rows]
+    speedups = [
+        '%s batch %d %.2fx (%.2f vs %.2f img/s)'
+        % (
+            r['model'],
+            r['batch_size'],
+            r['mixed_images_per_s'] / r['fp32_images_per_s'],
+            r['mixed_images_per_s'],
+            r['fp32_images_per_s'],
+        )
+        for r in rows
+    ]
     if applies:
-        return ['- Mixed precision (%s) training, %s: %s.' % (
-            train.get('mixed_precision'), speedup,
-            'met' if r['mixed_images_per_s'] >= MIXED_TARGET * r['fp32_images_per_s']
-            else 'NOT met (target %.1fx)' % MIXED_TARGET) for r, speedup in zip(rows, speedups)]
+        return [
+            '- Mixed precision (%s) training, %s: %s.'
+            % (
+                train.get('mixed_precision'),
+                speedup,
+                'met'
+                if r['mixed_images_per_s'] >= MIXED_TARGET * r['fp32_images_per_s']
+                else 'NOT met (target %.1fx)' % MIXED_TARGET,
+            )
+            for r, speedup in zip(rows, speedups)
+        ]
     ceiling = ''
     if floor.get('bf16_gflops'):
-        ceiling = ('; bf16/fp32 matmul rate here %.2fx, the ceiling of any bf16 speed-up' %
-                   (floor['bf16_gflops'] / floor['fp32_gflops']['tensorflow']))
-    return ['- Mixed precision training >= %.1fx fp32 applies where the CPU has bf16 matrix units '
-            '(%s): this CPU has %s, so the target does not apply here. Measured: %s%s.' % (
-                MIXED_TARGET, ', '.join(BF16_MATRIX_FLAGS),
-                ', '.join(flags) + ' only' if flags else 'no bf16 instructions',
-                '; '.join(speedups), ceiling)]
+        ceiling = '; bf16/fp32 matmul rate here %.2fx, the ceiling of any bf16 speed-up' % (
+            floor['bf16_gflops'] / floor['fp32_gflops']['tensorflow']
+        )
+    return [
+        '- Mixed precision training >= %.1fx fp32 applies where the CPU has bf16 matrix units '
+        '(%s): this CPU has %s, so the target does not apply here. Measured: %s%s.'
+        % (
+            MIXED_TARGET,
+            ', '.join(BF16_MATRIX_FLAGS),
+            ', '.join(flags) + ' only' if flags else 'no bf16 instructions',
+            '; '.join(speedups),
+            ceiling,
+        )
+    ]
 
 
 def targets(results, ratios):
     """The speed targets of issue #9 as markdown lines (what was measured, met or not)."""
     lines = []
-    opencv = {(r['model'], r['framework'], r['batch']): r['ms_per_image']
-              for r in (results.get('opencv') or {}).get('rows', [])}
+    opencv = {
+        (r['model'], r['framework'], r['batch']): r['ms_per_image']
+        for r in (results.get('opencv') or {}).get('rows', [])
+    }
     cv = opencv.get(('ssd_300_mobilenet', 'opencv', 1))
     if cv is None:
         lines.append('- MobileNet-SSD300 batch-1 latency vs OpenCV DNN: not measured.')
     else:
         for framework in ('tf_checkpoint', 'tf_frozen'):
             ours = opencv.get(('ssd_300_mobilenet', framework, 1))
-            lines.append('- MobileNet-SSD300 batch-1 latency, ours (%s) %.1f ms vs OpenCV DNN '
-                         '%.1f ms: %s (%.2fx OpenCV\'s time).' % (
-                             framework, ours, cv, 'met' if ours <= cv else 'NOT met', ours / cv))
-    vgg8 = [r for r in ratios if r[0] == 'ssd_300_vgg' and r[2] == 8
-            and 'opencv opencv' not in r[1]]
+            lines.append(
+                '- MobileNet-SSD300 batch-1 latency, ours (%s) %.1f ms vs OpenCV DNN '
+                '%.1f ms: %s (%.2fx OpenCV\'s time).'
+                % (framework, ours, cv, 'met' if ours <= cv else 'NOT met', ours / cv)
+            )
+    vgg8 = [
+        r for r in ratios if r[0] == 'ssd_300_vgg' and r[2] == 8 and 'opencv opencv' not in r[1]
+    ]
     if not vgg8:
-        lines.append('- VGG SSD300 batch-8 fp32 throughput vs %.1fx the compute floor: not '
-                     'measured.' % FLOOR_TARGET)
+        lines.append(
+            '- VGG SSD300 batch-8 fp32 throughput vs %.1fx the compute floor: not '
+            'measured.' % FLOOR_TARGET
+        )
     for model, source, _, ms, floor_ms, ratio in vgg8:
-        lines.append('- VGG SSD300 batch-8 fp32, %s: %.1f ms/img (%.2f img/s) vs %.1fx floor = '
-                     '%.1f ms/img: %s (%.2fx the floor).' % (
-                         source, ms, 1e3 / ms, FLOOR_TARGET, FLOOR_TARGET * floor_ms,
-                         'met' if ratio <= FLOOR_TARGET else 'NOT met', ratio))
+        lines.append(
+            '- VGG SSD300 batch-8 fp32, %s: %.1f ms/img (%.2f img/s) vs %.1fx floor = '
+            '%.1f ms/img: %s (%.2fx the floor).'
+            % (
+                source,
+                ms,
+                1e3 / ms,
+                FLOOR_TARGET,
+                FLOOR_TARGET * floor_ms,
+                'met' if ratio <= FLOOR_TARGET else 'NOT met',
+                ratio,
+            )
+        )
     return lines + mixed_precision_target(results)
 
 
@@ -285,75 +408,105 @@ def machine_info():
     cpu = platform.processor() or platform.machine()
     try:
         with open('/proc/cpuinfo', encoding='utf-8') as f:
-            cpu = next((line.split(':', 1)[1].strip() for line in f
-                        if line.startswith('model name')), cpu)
+            cpu = next(
+                (line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu
+            )
     except OSError:
         pass
     # Package metadata, not imports: importing TensorFlow here would only slow the runner.
     versions = {}
-    for module, package in (('tensorflow', 'tensorflow'), ('cv2', 'opencv-python-headless'),
-                            ('numpy', 'numpy')):
+    for module, package in (
+        ('tensorflow', 'tensorflow'),
+        ('cv2', 'opencv-python-headless'),
+        ('numpy', 'numpy'),
+    ):
         try:
             versions[module] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[module] = None
     try:
-        commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, text=True,
-                                capture_output=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ['git', 'rev-parse', '--short', 'HEAD'],
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = None
-    return {'cpu_model': cpu, 'cpus': os.cpu_count(), 'cpus_usable': len(os.sched_getaffinity(0)),
-            'load_average_at_start': [round(x, 2) for x in os.getloadavg()],
-            'python': platform.python_version(), 'versions': versions, 'git_commit': commit,
-            'platform': platform.platform()}
+    return {
+        'cpu_model': cpu,
+        'cpus': os.cpu_count(),
+        'cpus_usable': len(os.sched_getaffinity(0)),
+        'load_average_at_start': [round(x, 2) for x in os.getloadavg()],
+        'python': platform.python_version(),
+        'versions': versions,
+        'git_commit': commit,
+        'platform': platform.platform(),
+    }
 
 
 def markdown_report(report):
     m = report['machine']
     v = m['versions']
-    lines = ['# Benchmark results', '',
-             '- date: %s' % report['date'],
-             '- machine: %s, %d cores (%d usable), load average at start %s' % (
-                 m['cpu_model'], m['cpus'], m['cpus_usable'],
-                 ' / '.join('%.2f' % x for x in m['load_average_at_start'])),
-             '- TensorFlow %s, OpenCV %s, numpy %s, Python %s; commit %s' % (
-                 v['tensorflow'], v['cv2'], v['numpy'], m['python'], m['git_commit']),
-             '- command: `%s` (%s settings), %.0f s in all' % (
-                 report['command'], 'full' if report['full'] else 'short',
-                 report['total_seconds']),
-             '',
-             'The machine is shared: compare numbers within one run. Medians after warm-up; see '
-             'each script\'s docstring for what is timed.', '',
-             '| benchmark | status | seconds | load at start | command |',
-             '|---|---|---|---|---|']
+    lines = [
+        '# Benchmark results',
+        '',
+        '- date: %s' % report['date'],
+        '- machine: %s, %d cores (%d usable), load average at start %s'
+        % (
+            m['cpu_model'],
+            m['cpus'],
+            m['cpus_usable'],
+            ' / '.join('%.2f' % x for x in m['load_average_at_start']),
+        ),
+        '- TensorFlow %s, OpenCV %s, numpy %s, Python %s; commit %s'
+        % (v['tensorflow'], v['cv2'], v['numpy'], m['python'], m['git_commit']),
+        '- command: `%s` (%s settings), %.0f s in all'
+        % (report['command'], 'full' if report['full'] else 'short', report['total_seconds']),
+        '',
+        'The machine is shared: compare numbers within one run. Medians after warm-up; see '
+        'each script\'s docstring for what is timed.',
+        '',
+        '| benchmark | status | seconds | load at start | command |',
+        '|---|---|---|---|---|',
+    ]
     for b in report['benchmarks']:
-        lines.append('| %s | %s | %.0f | %.2f | `%s` |' % (
-            b['name'], b['status'], b['seconds'], b['load_average_at_start'], b['command']))
+        lines.append(
+            '| %s | %s | %.0f | %.2f | `%s` |'
+            % (b['name'], b['status'], b['seconds'], b['load_average_at_start'], b['command'])
+        )
     lines += ['', '## Speed targets', ''] + report['targets']
-    lines += ['', '## Forward passes vs the compute floor', '',
-              'Floor: 2·MACs / the best measured fp32 matmul rate, %s (bench_floor, the faster '
-              'of its runs at the start and the end: %s); ratio = measured / floor (below 1: '
-              'the convolutions beat the measured matmul rate). The floor and the forward '
-              'passes ran at different times on a shared machine: see the load column above.'
-              % (report['floor_gflops'], report['floor_runs_gflops']), '',
-              '| model | source | batch | ms/img | fp32 floor ms/img | ratio |',
-              '|---|---|---|---|---|---|']
+    lines += [
+        '',
+        '## Forward passes vs the compute floor',
+        '',
+        'Floor: 2·MACs / the best measured fp32 matmul rate, %s (bench_floor, the faster '
+        'of its runs at the start and the end: %s); ratio = measured / floor (below 1: '
+        'the convolutions beat the measured matmul rate). The floor and the forward '
+        'passes ran at different times on a shared machine: see the load column above.'
+        % (report['floor_gflops'], report['floor_runs_gflops']),
+        '',
+        '| model | source | batch | ms/img | fp32 floor ms/img | ratio |',
+        '|---|---|---|---|---|---|',
+    ]
     for model, source, batch, ms, floor_ms, ratio in report['floor_ratios']:
-        lines.append('| %s | %s | %d | %.1f | %.1f | %.2f |' % (model, source, batch, ms,
-                                                                floor_ms, ratio))
+        lines.append(
+            '| %s | %s | %d | %.1f | %.1f | %.2f |' % (model, source, batch, ms, floor_ms, ratio)
+        )
     for b in report['benchmarks']:
         lines += ['', '## %s' % b['name'], '', '`%s`: %s' % (b['command'], b['status']), '']
         if b['markdown']:
             # The scripts' own headings go below this section's.
-            lines += ['##' + line if line.startswith('#') else line
-                      for line in b['markdown'].splitlines()]
+            lines += [
+                '##' + line if line.startswith('#') else line for line in b['markdown'].splitlines()
+            ]
         if b['output_tail']:
             lines += ['```'] + b['output_tail'] + ['```']
     return '\n'.join(lines) + '\n'
 
 
-def run_all(benchmarks, output_dir, full=False, models=None, timeout=900, command='',
-            log=print):
+def run_all(benchmarks, output_dir, full=False, models=None, timeout=900, command='', log=print):
     """Runs `benchmarks`, writes `all.json` and `README.md` to `output_dir`; returns the report."""
     start = time.perf_counter()
     machine = machine_info()
@@ -362,14 +515,22 @@ def run_all(benchmarks, output_dir, full=False, models=None, timeout=900, comman
     results = {r['name']: r['result'] for r in runs}
     ratios = floor_ratios(results)
     best = best_floor(results)
-    report = {'date': datetime.datetime.now(datetime.timezone.utc).strftime(
-                  '%Y-%m-%d %H:%M UTC'),
-              'command': command, 'full': full, 'machine': machine,
-              'total_seconds': round(time.perf_counter() - start, 1),
-              'benchmarks': runs, 'floor_ratios': ratios, 'targets': targets(results, ratios),
-              'floor_gflops': '%.1f GFLOP/s' % best['fp32_gflops_best'] if best else None,
-              'floor_runs_gflops': ', '.join('%s %.1f GFLOP/s' % (n, results[n]['fp32_gflops_best'])
-                                             for n in FLOOR_RUNS if results.get(n))}
+    report = {
+        'date': datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'),
+        'command': command,
+        'full': full,
+        'machine': machine,
+        'total_seconds': round(time.perf_counter() - start, 1),
+        'benchmarks': runs,
+        'floor_ratios': ratios,
+        'targets': targets(results, ratios),
+        'floor_gflops': '%.1f GFLOP/s' % best['fp32_gflops_best'] if best else None,
+        'floor_runs_gflops': ', '.join(
+            '%s %.1f GFLOP/s' % (n, results[n]['fp32_gflops_best'])
+            for n in FLOOR_RUNS
+            if results.get(n)
+        ),
+    }
     os.makedirs(output_dir, exist_ok=True)
     atomic_io.write_json_atomic(os.path.join(output_dir, 'all.json'), report)
     atomic_io.write_text_atomic(os.path.join(output_dir, 'README.md'), markdown_report(report))
@@ -378,35 +539,60 @@ def run_all(benchmarks, output_dir, full=False, models=None, timeout=900, comman
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--full', action='store_true',
-                        help='the scripts\' longer settings and all nets')
-    parser.add_argument('--only', default=None,
-                        help='comma-separated benchmarks: ' + ','.join(b.name for b in BENCHMARKS))
-    parser.add_argument('--models', default=None,
-                        help='comma-separated nets for every benchmark that takes nets '
-                        '(default: per benchmark, all with --full)')
+    parser.add_argument(
+        '--full', action='store_true', help='the scripts\' longer settings and all nets'
+    )
+    parser.add_argument(
+        '--only',
+        default=None,
+        help='comma-separated benchmarks: ' + ','.join(b.name for b in BENCHMARKS),
+    )
+    parser.add_argument(
+        '--models',
+        default=None,
+        help='comma-separated nets for every benchmark that takes nets '
+        '(default: per benchmark, all with --full)',
+    )
     parser.add_argument('--output_dir', default=os.path.join(HERE, 'results'))
-    parser.add_argument('--timeout', type=int, default=None,
-                        help='seconds per benchmark (default 600, 3600 with --full)')
+    parser.add_argument(
+        '--timeout',
+        type=int,
+        default=None,
+        help='seconds per benchmark (default 600, 3600 with --full)',
+    )
     args = parser.parse_args(argv)
     names = {b.name: b for b in BENCHMARKS}
     chosen = args.only.split(',') if args.only else list(names)
     unknown = [n for n in chosen if n not in names]
     if unknown:
-        parser.error('unknown benchmark(s) %s in --only; choose from %s' % (
-            unknown, ','.join(names)))
+        parser.error(
+            'unknown benchmark(s) %s in --only; choose from %s' % (unknown, ','.join(names))
+        )
     models = tuple(args.models.split(',')) if args.models else None
     bad = [m for m in models or () if m not in MODELS]
     if bad:
         parser.error('unknown --models %s; choose from %s' % (bad, ','.join(MODELS)))
-    command = ' '.join(['python', 'benchmarks/run_all.py'] +
-                       [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)])
-    report = run_all([names[n] for n in chosen], args.output_dir, args.full, models,
-                     args.timeout or (3600 if args.full else 600), command)
+    command = ' '.join(
+        ['python', 'benchmarks/run_all.py']
+        + [shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)]
+    )
+    report = run_all(
+        [names[n] for n in chosen],
+        args.output_dir,
+        args.full,
+        models,
+        args.timeout or (3600 if args.full else 600),
+        command,
+    )
     failed = [b['name'] for b in report['benchmarks'] if b['status'] != 'ok']
-    print('wrote %s and %s%s' % (os.path.join(args.output_dir, 'all.json'),
-                                  os.path.join(args.output_dir, 'README.md'),
-                                  '; not ok: ' + ', '.join(failed) if failed else ''))
+    print(
+        'wrote %s and %s%s'
+        % (
+            os.path.join(args.output_dir, 'all.json'),
+            os.path.join(args.output_dir, 'README.md'),
+            '; not ok: ' + ', '.join(failed) if failed else '',
+        )
+    )
 
 
 if __name__ == '__main__':
