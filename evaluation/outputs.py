@@ -8,6 +8,7 @@ Per-class APs use the same keys: {'voc07'|'voc12'|'coco': {class name: AP or Non
 
 import os
 import shutil
+import uuid
 
 import numpy as np
 
@@ -113,6 +114,20 @@ def format_coco_table(coco_result, class_names):
     return '\n'.join(lines)
 
 
+def open_event_writer(summary_dir):
+    """A new `tf.compat.v1.summary.FileWriter` on its own event file in `summary_dir`.
+
+    TF names event files by the second and the host only: two writers opened in the same second
+    (two evaluations, a re-started watcher) would share one file, the second truncating the first.
+    A random suffix keeps every writer's file."""
+    import tensorflow as tf
+
+    with tf.Graph().as_default():  # the v1 writer refuses to be created eagerly
+        return tf.compat.v1.summary.FileWriter(
+            summary_dir, graph=None, filename_suffix=f'.{os.getpid()}.{uuid.uuid4().hex[:8]}'
+        )
+
+
 def write_tensorboard(summary_dir, step, values, class_ap, writer=None):
     """Appends the mAPs (`eval/<metric>_mAP`) and per-class APs (`eval/<metric>_AP/<class>`) at
     `step` to the event file of `summary_dir`. Absent classes (AP None) are not written.
@@ -132,12 +147,11 @@ def write_tensorboard(summary_dir, step, values, class_ap, writer=None):
         writer.add_summary(summary, int(step))
         writer.flush()
         return
-    with tf.Graph().as_default():  # the v1 writer refuses to run eagerly
-        writer = v1.summary.FileWriter(summary_dir, graph=None)
-        try:
-            writer.add_summary(summary, int(step))
-        finally:
-            writer.close()
+    writer = open_event_writer(summary_dir)
+    try:
+        writer.add_summary(summary, int(step))
+    finally:
+        writer.close()
 
 
 def _plain_text(text):

@@ -518,8 +518,7 @@ class _EventStream:
 
     def write(self, step, values, class_ap):
         if self.writer is None:
-            with tf.Graph().as_default():  # the v1 writer refuses to be created eagerly
-                self.writer = tf.compat.v1.summary.FileWriter(self.directory, graph=None)
+            self.writer = eval_outputs.open_event_writer(self.directory)
         eval_outputs.write_tensorboard(self.directory, step, values, class_ap, writer=self.writer)
 
     def close(self):

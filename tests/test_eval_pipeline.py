@@ -439,3 +439,16 @@ def test_compute_dtype_recorded_and_checked(evaluated):
     assert evaluated[1]['settings']['model_card']['compute_dtype'] == 'float32'
     with pytest.raises(ValueError, match='compute_dtype'):
         eval_fixtures.small_card(MODEL, ['a']).replace(compute_dtype='int8')
+
+
+def test_event_files_written_in_one_second_keep_both(tmp_path):
+    """TF names an event file by the second and the host: two evaluations writing into one folder
+    in the same second (as here, back to back) must still leave two files with their values."""
+    for step, value in ((10, 0.25), (20, 0.5)):
+        eval_outputs.write_tensorboard(str(tmp_path), step, {'voc07': value}, {})
+    read = {}
+    for path in glob.glob(os.path.join(str(tmp_path), 'events.out.tfevents.*')):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            read.update({event.step: value.simple_value for value in event.summary.value})
+    assert len(glob.glob(os.path.join(str(tmp_path), 'events.out.tfevents.*'))) == 2
+    assert read == {10: 0.25, 20: 0.5}
