@@ -30,21 +30,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_nets  # noqa: E402
 from nets import nets_factory  # noqa: E402
+from tf_extended import cpu_features  # noqa: E402
 
 v1 = tf.compat.v1
-BF16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
-
-
-def cpu_flags():
-    """The CPU feature flags of /proc/cpuinfo (empty where there is none)."""
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as f:
-            for line in f:
-                if line.startswith('flags'):
-                    return set(line.split(':', 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def gflops(n, seconds):
@@ -98,7 +86,7 @@ def measure(models, size, repeats, threads):
         'tensorflow': tf_matmul_gflops(size, repeats, threads, tf.float32),
     }
     best_fp32 = max(fp32.values())
-    bf16_flags = sorted(cpu_flags() & set(BF16_CPU_FLAGS))
+    bf16_flags = sorted(cpu_features.cpu_flags() & set(cpu_features.BF16_FLAGS))
     bf16 = tf_matmul_gflops(size, repeats, threads, tf.bfloat16) if bf16_flags else None
     rows = []
     for name in models:

@@ -32,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 from tf_extended import atomic_io  # noqa: E402
+from tf_extended import cpu_features  # noqa: E402
 
 MODELS = ('ssd_300_mobilenet', 'ssd_300_vgg', 'ssd_512_vgg')
 QUICK_MODELS = ('ssd_300_mobilenet', 'ssd_300_vgg')
@@ -44,6 +45,11 @@ OPENCV_NETS = {
 # The speed targets of issue #9 (stated in the report, not asserted).
 FLOOR_TARGET = 1.5
 MIXED_TARGET = 2.0
+# Issue #17: OpenVINO fp32 batch-1 latency / the TF frozen graph's, per net; bf16 latency of
+# MobileNet-SSD300 on an AMX CPU (ms); evaluation / forward-only throughput.
+OPENVINO_FP32_TARGETS = {'ssd_300_mobilenet': 0.5, 'ssd_300_vgg': 0.6}
+OPENVINO_BF16_AMX_MS = 5.9
+EVAL_FORWARD_TARGET = 0.85
 # CPU flags of bf16 matrix units (AMX); avx512_bf16 is a vector dot-product instruction.
 BF16_MATRIX_FLAGS = ('amx_bf16',)
 
@@ -118,7 +124,7 @@ BENCHMARKS = (
         'bench_eval.py',
         lambda p: ['--output', p],
         _comma('--models'),
-        quick_args=['--num_images', '16', '--repeats', '3'],
+        quick_args=['--num_images', '64'],
         quick_models=('ssd_300_mobilenet',),
     ),
     Benchmark(
@@ -281,9 +287,16 @@ def forward_measurements(results):
     for r in (results.get('opencv') or {}).get('rows', []):
         out.append((r['model'], 'bench_opencv %s' % r['framework'], r['batch'], r['ms_per_image']))
     for r in (results.get('eval') or {}).get('results', []):
-        out.append(
-            (r['model'], 'bench_eval forward', r['batch_size'], 1e3 / r['forward_images_per_s'])
-        )
+        if r.get('source', 'checkpoint') == 'checkpoint':
+            out.append(
+                (r['model'], 'bench_eval forward', r['batch_size'], 1e3 / r['forward_images_per_s'])
+            )
+    for r in (results.get('inference') or {}).get('rows', []):
+        # End to end: preprocessing and NMS included (the floor counts the convolutions only).
+        ran = f' (ran {r["ran"]})' if r.get('ran', r['dtype']) != r['dtype'] else ''
+        source = f'bench_inference {r["format"]} {r["dtype"]}{ran}, end to end'
+        out.append((r['model'], source, 1, r['latency_ms']))
+        out.append((r['model'], source, 8, r['batch8_ms_per_image']))
     return out
 
 
@@ -378,8 +391,14 @@ def targets(results, ratios):
                 '%.1f ms: %s (%.2fx OpenCV\'s time).'
                 % (framework, ours, cv, 'met' if ours <= cv else 'NOT met', ours / cv)
             )
+    # Forward passes only (bench_inference's end-to-end rows are in the floor table).
     vgg8 = [
-        r for r in ratios if r[0] == 'ssd_300_vgg' and r[2] == 8 and 'opencv opencv' not in r[1]
+        r
+        for r in ratios
+        if r[0] == 'ssd_300_vgg'
+        and r[2] == 8
+        and 'opencv opencv' not in r[1]
+        and 'end to end' not in r[1]
     ]
     if not vgg8:
         lines.append(
@@ -400,7 +419,61 @@ def targets(results, ratios):
                 ratio,
             )
         )
-    return lines + mixed_precision_target(results)
+    return lines + mixed_precision_target(results) + openvino_targets(results)
+
+
+def openvino_targets(results):
+    """Markdown lines of issue #17's targets: OpenVINO vs the TF frozen graph (batch-1 latency,
+    same run), bf16 on AMX, evaluation vs forward throughput."""
+    inference = results.get('inference') or {}
+    rows = {(r['model'], r['format'], r['dtype']): r for r in inference.get('rows', [])}
+    units = (inference.get('cpu_matrix_units') or {}).get('summary', 'unknown')
+    lines = []
+    for model, target in OPENVINO_FP32_TARGETS.items():
+        ov = rows.get((model, 'openvino', 'fp32'))
+        frozen = rows.get((model, 'frozen_graph', 'float32'))
+        if not ov or not frozen:
+            lines.append(f'- {model} batch-1 OpenVINO fp32 vs the TF frozen graph: not measured.')
+            continue
+        ratio = ov['latency_ms'] / frozen['latency_ms']
+        verdict = 'met' if ratio <= target else 'NOT met'
+        lines.append(
+            f'- {model} batch-1 latency, OpenVINO fp32 {ov["latency_ms"]:.1f} ms vs TF '
+            f'frozen graph {frozen["latency_ms"]:.1f} ms (same run, round by round): '
+            f'{ratio:.2f}x, {verdict} (target <= {target:.1f}x).'
+        )
+    bf16 = rows.get(('ssd_300_mobilenet', 'openvino', 'bf16'))
+    fp32 = rows.get(('ssd_300_mobilenet', 'openvino', 'fp32'))
+    if bf16 is None or fp32 is None:
+        lines.append('- MobileNet-SSD300 batch-1 OpenVINO bf16: not measured.')
+    elif bf16.get('ran') != 'bf16' or not units.startswith('AMX'):
+        lines.append(
+            f'- MobileNet-SSD300 batch-1 OpenVINO bf16 <= {OPENVINO_BF16_AMX_MS} ms '
+            f'applies on an AMX CPU; this CPU: {units}; OpenVINO ran {bf16.get("ran")}: '
+            f'{bf16["latency_ms"]:.1f} ms ({bf16["latency_ms"] / fp32["latency_ms"]:.2f}x '
+            f'its fp32).'
+        )
+    else:
+        verdict = 'met' if bf16['latency_ms'] <= OPENVINO_BF16_AMX_MS else 'NOT met'
+        lines.append(
+            f'- MobileNet-SSD300 batch-1 OpenVINO bf16 on AMX: {bf16["latency_ms"]:.1f} '
+            f'ms, {verdict} (target <= {OPENVINO_BF16_AMX_MS} ms).'
+        )
+    evaluations = (results.get('eval') or {}).get('results', [])
+    if not evaluations:
+        lines.append(
+            f'- Evaluation >= {EVAL_FORWARD_TARGET:.2f}x forward throughput: not measured.'
+        )
+    for r in evaluations:
+        ratio = r['evaluation_images_per_s'] / r['forward_images_per_s']
+        verdict = 'met' if ratio >= EVAL_FORWARD_TARGET else 'NOT met'
+        lines.append(
+            f'- Evaluation of {r["model"]} ({r.get("source", "checkpoint")}, batch '
+            f'{r["batch_size"]}): {r["evaluation_images_per_s"]:.1f} img/s vs forward '
+            f'{r["forward_images_per_s"]:.1f} img/s = {ratio:.2f}x ({100 * (1 - ratio):.0f} '
+            f'% outside the forward pass), {verdict} (target >= {EVAL_FORWARD_TARGET:.2f}x).'
+        )
+    return lines
 
 
 def machine_info():
@@ -419,6 +492,7 @@ def machine_info():
         ('tensorflow', 'tensorflow'),
         ('cv2', 'opencv-python-headless'),
         ('numpy', 'numpy'),
+        ('openvino', 'openvino'),
     ):
         try:
             versions[module] = importlib.metadata.version(package)
@@ -436,6 +510,7 @@ def machine_info():
         commit = None
     return {
         'cpu_model': cpu,
+        'matrix_units': cpu_features.matrix_units(),
         'cpus': os.cpu_count(),
         'cpus_usable': len(os.sched_getaffinity(0)),
         'load_average_at_start': [round(x, 2) for x in os.getloadavg()],
@@ -460,8 +535,9 @@ def markdown_report(report):
             m['cpus_usable'],
             ' / '.join('%.2f' % x for x in m['load_average_at_start']),
         ),
-        '- TensorFlow %s, OpenCV %s, numpy %s, Python %s; commit %s'
-        % (v['tensorflow'], v['cv2'], v['numpy'], m['python'], m['git_commit']),
+        '- TensorFlow %s, OpenCV %s, numpy %s, OpenVINO %s, Python %s; commit %s'
+        % (v['tensorflow'], v['cv2'], v['numpy'], v.get('openvino'), m['python'], m['git_commit']),
+        f'- CPU matrix units: {m.get("matrix_units")}',
         '- command: `%s` (%s settings), %.0f s in all'
         % (report['command'], 'full' if report['full'] else 'short', report['total_seconds']),
         '',

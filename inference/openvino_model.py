@@ -47,6 +47,7 @@ from model import card as card_lib
 from nets import post_processing
 from nets import ssd_common
 from preprocessing import geometry
+from tf_extended import cpu_features
 
 v1 = tf.compat.v1
 
@@ -306,39 +307,16 @@ def write(card, checkpoint_path, path, meta):
 def cpu_matrix_units():
     """The CPU's bf16 / int8 matrix and vector units as OpenVINO and /proc/cpuinfo see them:
     {'openvino_capabilities': [...], 'cpu_flags': [...], 'summary': str}."""
-    flags = set()
-    try:
-        with open('/proc/cpuinfo', encoding='utf-8') as f:
-            line = next((line for line in f if line.startswith('flags')), '')
-        flags = set(line.split(':', 1)[-1].split())
-    except OSError:
-        pass
-    wanted = (
-        'amx_bf16',
-        'amx_int8',
-        'amx_tile',
-        'avx512_bf16',
-        'avx512_vnni',
-        'avx512f',
-        'avx_vnni',
-        'avx2',
-    )
-    found = [f for f in wanted if f in flags]
+    flags = cpu_features.cpu_flags()
     try:
         capabilities = list(_openvino().Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))
     except Exception:  # noqa: BLE001 - no openvino or no CPU plugin: report what cpuinfo says.
         capabilities = []
-    if 'amx_bf16' in flags:
-        summary = 'AMX (bf16 matrix units)'
-    elif 'avx512_bf16' in flags:
-        summary = 'AVX-512 BF16 (no AMX)'
-    elif 'avx512f' in flags:
-        summary = 'AVX-512, no bf16 instructions'
-    else:
-        summary = (
-            'AVX2 only: no AVX-512, no bf16 instructions, no AMX' if 'avx2' in flags else 'no AVX2'
-        )
-    return {'openvino_capabilities': capabilities, 'cpu_flags': found, 'summary': summary}
+    return {
+        'openvino_capabilities': capabilities,
+        'cpu_flags': cpu_features.reported_flags(flags),
+        'summary': cpu_features.matrix_units(flags),
+    }
 
 
 def load_metadata(path, model=None):

@@ -12,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 import bench_floor  # noqa: E402
 import run_all  # noqa: E402
+from tf_extended import cpu_features  # noqa: E402
 from tests import caffe_fixtures  # noqa: E402
 
 
@@ -144,3 +145,77 @@ def test_mixed_precision_target_applies_with_bf16_matrix_units(flags, applies):
         (line,) = lines
         assert 'does not apply here' in line and 'avx512_bf16 only' in line
         assert 'ssd_300_vgg batch 8 2.10x' in line and 'matmul rate here 1.95x' in line
+
+
+CPUINFO = """processor\t: 0
+vendor_id\t: GenuineIntel
+flags\t\t: fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8
+processor\t: 1
+flags\t\t: fpu sse2 avx2
+"""
+
+
+def test_cpu_features_from_cpuinfo(tmp_path):
+    path = tmp_path / 'cpuinfo'
+    path.write_text(CPUINFO)
+    flags = cpu_features.cpu_flags(str(path))  # the first CPU's line
+    assert {'amx_bf16', 'avx512_bf16', 'avx2'} <= flags and 'processor' not in flags
+    assert cpu_features.reported_flags(flags) == [
+        'amx_bf16',
+        'amx_int8',
+        'amx_tile',
+        'avx512_bf16',
+        'avx512_vnni',
+        'avx512f',
+        'avx2',
+    ]
+    assert cpu_features.matrix_units(flags) == 'AMX (bf16 matrix units)'
+    assert cpu_features.has_amx(flags) and cpu_features.has_bf16(flags)
+    sapphire_less = {'avx2', 'avx512f', 'avx512_bf16'}
+    assert cpu_features.matrix_units(sapphire_less) == 'AVX-512 BF16 (no AMX)'
+    assert not cpu_features.has_amx(sapphire_less) and cpu_features.has_bf16(sapphire_less)
+    assert cpu_features.matrix_units({'avx2', 'avx512f'}) == 'AVX-512, no bf16 instructions'
+    assert not cpu_features.has_bf16({'avx2', 'avx512f'})
+    assert cpu_features.matrix_units({'avx2'}).startswith('AVX2 only')
+    assert cpu_features.cpu_flags(str(tmp_path / 'missing')) == set()
+
+
+def _inference_row(model, fmt, dtype, latency, ran=None):
+    row = {'model': model, 'format': fmt, 'dtype': dtype, 'latency_ms': latency}
+    return dict(row, ran=ran) if ran else row
+
+
+def test_openvino_targets_from_the_rows():
+    rows = [
+        _inference_row('ssd_300_mobilenet', 'frozen_graph', 'float32', 20.0),
+        _inference_row('ssd_300_mobilenet', 'openvino', 'fp32', 8.0, 'fp32'),
+        _inference_row('ssd_300_mobilenet', 'openvino', 'bf16', 8.2, 'fp32'),
+        _inference_row('ssd_300_vgg', 'frozen_graph', 'float32', 300.0),
+        _inference_row('ssd_300_vgg', 'openvino', 'fp32', 210.0, 'fp32'),
+    ]
+    evaluation = {
+        'model': 'ssd_300_mobilenet',
+        'source': 'openvino',
+        'batch_size': 8,
+        'evaluation_images_per_s': 45.0,
+        'forward_images_per_s': 50.0,
+    }
+    results = {
+        'inference': {'rows': rows, 'cpu_matrix_units': {'summary': 'AVX2 only: no AMX'}},
+        'eval': {'results': [evaluation]},
+    }
+    lines = run_all.openvino_targets(results)
+    # 8 / 20 = 0.40 (target 0.5); 210 / 300 = 0.70 (target 0.6); 45 / 50 = 0.90 (target 0.85).
+    assert lines[0].startswith('- ssd_300_mobilenet batch-1 latency, OpenVINO fp32 8.0 ms')
+    assert lines[0].endswith('0.40x, met (target <= 0.5x).')
+    assert lines[1].endswith('0.70x, NOT met (target <= 0.6x).')
+    assert 'applies on an AMX CPU; this CPU: AVX2 only: no AMX; OpenVINO ran fp32' in lines[2]
+    assert '(1.02x its fp32)' in lines[2]
+    assert lines[3].startswith('- Evaluation of ssd_300_mobilenet (openvino, batch 8)')
+    assert '0.90x (10 % outside the forward pass), met' in lines[3]
+    # On an AMX CPU where OpenVINO compiled bf16, the 5.9 ms target is judged.
+    rows[2] = _inference_row('ssd_300_mobilenet', 'openvino', 'bf16', 4.4, 'bf16')
+    results['inference']['cpu_matrix_units']['summary'] = 'AMX (bf16 matrix units)'
+    assert run_all.openvino_targets(results)[2] == (
+        '- MobileNet-SSD300 batch-1 OpenVINO bf16 on AMX: 4.4 ms, met (target <= 5.9 ms).'
+    )

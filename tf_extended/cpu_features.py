@@ -1,0 +1,60 @@
+"""What the CPU offers for bf16 and int8 arithmetic, read from /proc/cpuinfo (no TensorFlow).
+
+Benchmarks state it beside every figure, and the main job picks its precision from it: bf16 is
+4-10x fp32 where the CPU has AMX tiles, merely supported (AVX-512 BF16 dot products) or emulated
+elsewhere."""
+
+# Flags worth naming in a report, most capable first.
+REPORTED_FLAGS = (
+    'amx_bf16',
+    'amx_int8',
+    'amx_tile',
+    'avx512_bf16',
+    'avx512_vnni',
+    'avx512f',
+    'avx_vnni',
+    'avx2',
+)
+# bf16 instructions of any kind (matrix tiles or vector dot products).
+BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
+
+
+def cpu_flags(path='/proc/cpuinfo'):
+    """The feature flags of the first CPU in `path` (an empty set where there is none)."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    return set(line.split(':', 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def has_amx(flags=None):
+    """True where the CPU has AMX bf16 matrix units."""
+    return 'amx_bf16' in (cpu_flags() if flags is None else flags)
+
+
+def has_bf16(flags=None):
+    """True where the CPU has bf16 instructions (AMX or AVX-512 BF16); elsewhere bf16 is
+    emulated in fp32 units (correct, slower than fp32)."""
+    return bool(set(BF16_FLAGS) & (cpu_flags() if flags is None else flags))
+
+
+def matrix_units(flags=None):
+    """One line naming the CPU's bf16 matrix / vector units, e.g. 'AMX (bf16 matrix units)'."""
+    flags = cpu_flags() if flags is None else flags
+    if 'amx_bf16' in flags:
+        return 'AMX (bf16 matrix units)'
+    if 'avx512_bf16' in flags:
+        return 'AVX-512 BF16 (no AMX)'
+    if 'avx512f' in flags:
+        return 'AVX-512, no bf16 instructions'
+    return 'AVX2 only: no AVX-512, no bf16 instructions, no AMX' if 'avx2' in flags else 'no AVX2'
+
+
+def reported_flags(flags=None):
+    """The REPORTED_FLAGS the CPU has, in that order."""
+    flags = cpu_flags() if flags is None else flags
+    return [f for f in REPORTED_FLAGS if f in flags]
