@@ -30,6 +30,7 @@ import sys
 import time
 
 from tf_extended import atomic_io
+from tf_extended import cpu_features
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MODEL = 'ssd_300_mobilenet'
@@ -203,6 +204,20 @@ def prepare_work_dir(work_dir, fresh):
     atomic_io.remove_orphans(work_dir)
 
 
+def resolve_precision(precision, flags=None):
+    """(fp32 or bf16, why) of --precision; `flags`: the CPU's (default: this machine's).
+
+    auto picks bf16 only on AMX: there bf16 training runs about twice as fast and evaluation
+    4-10x, and the main job's VOC07 mAP stays above 0.80 in bf16 (README). Without AMX bf16 is
+    emulated (AVX2) or only AVX-512 dot products: slower or no faster than fp32."""
+    if precision != 'auto':
+        return precision, 'as asked'
+    units = cpu_features.matrix_units(flags)
+    if cpu_features.has_amx(flags):
+        return 'bf16', f'auto: this CPU has {units}'
+    return 'fp32', f'auto: this CPU has no AMX ({units}); bf16 would be no faster'
+
+
 def settings_of(args):
     """What each stage's output depends on, besides its input stage's output."""
     return {
@@ -210,13 +225,14 @@ def settings_of(args):
         'tfrecords': {'splits': 'train,test'},
         'train': {
             'model': MODEL,
+            'precision': args.precision,
             'depth_multiplier': args.depth_multiplier,
             'batch_size': args.batch_size,
             'steps': args.steps,
             'learning_rate': args.learning_rate,
             'seed': args.seed,
         },
-        'evaluate': {'metrics': 'voc07,voc12'},
+        'evaluate': {'metrics': 'voc07,voc12', 'precision': args.precision},
         'export': {'formats': 'frozen_graph,tflite_float'},
         'detect': {'num_detect_images': args.num_detect_images, 'select_threshold': 0.5},
     }
@@ -372,8 +388,8 @@ class Demo:
             return
         step = latest_step(path)
         log(
-            f'3/6 train: {MODEL} (depth {args.depth_multiplier:.2f}), {args.steps} steps of '
-            f'batch {args.batch_size}'
+            f'3/6 train: {MODEL} (depth {args.depth_multiplier:.2f}, {args.precision}), '
+            f'{args.steps} steps of batch {args.batch_size}'
             + (f', resuming at step {step}' if step else '')
             + f' ({why})'
         )
@@ -402,7 +418,8 @@ class Demo:
                     f'--seed={args.seed}',
                     f'--save_interval_steps={max(100, args.steps // 4)}',
                     f'--log_every_n_steps={max(1, args.steps // 20)}',
-                ],
+                ]
+                + (['--mixed_precision'] if args.precision == 'bf16' else []),
                 on_line,
             )
         finally:
@@ -431,6 +448,7 @@ class Demo:
                     f'--depth_multiplier={self.args.depth_multiplier:g}',
                     '--metrics=voc07,voc12',
                 ]
+                + (['--compute_dtype=bfloat16'] if self.args.precision == 'bf16' else [])
                 + self.dataset_flags('test')
             )
             self.records.finish('evaluate')
@@ -586,11 +604,20 @@ def main(argv=None):
     )
     parser.add_argument('--seed', type=int, default=0, help='of the dataset and the training')
     parser.add_argument(
+        '--precision',
+        choices=('auto', 'fp32', 'bf16'),
+        default='auto',
+        help='arithmetic of training and evaluation (bf16: bfloat16 compute, float32 weights); '
+        'auto: bf16 where the CPU has AMX bf16 matrix units, fp32 elsewhere (see the README)',
+    )
+    parser.add_argument(
         '--fresh',
         action='store_true',
         help='delete --work_dir (only if the demo made it) and start over',
     )
     args = parser.parse_args(argv)
+    args.precision, why = resolve_precision(args.precision)
+    log(f'precision: {args.precision} ({why})')
     start = time.time()
     demo = None
     try:

@@ -1,17 +1,33 @@
-"""Evaluation throughput per net (random weights, synthetic shapes images) against the forward pass.
+"""Evaluation throughput against the forward pass, for the checkpoint graph and exported models.
 
-For each net, three images/s figures on the same batch size:
-  forward       the net alone on an in-graph batch (no input, no post-processing);
-  +postprocess  the net plus `detected_bboxes` (per-class top-k, NMS, keep_top_k);
-  evaluation    `evaluate.evaluate_checkpoint`'s loop: records -> decode -> eval preprocessing
-                -> net -> post-processing -> mapping back -> VOC metrics and results files
-                (graph building and restoring excluded, as in the images/s it reports).
-and the share of the evaluation time that is not the forward pass.
+Per net and batch size, images/s of:
+  forward        the net alone on the split's preprocessed batches, held in memory (no input,
+                 no post-processing);
+  +postprocess   the net plus `detected_bboxes` (per-class top-k, NMS, keep_top_k) on them;
+  evaluation     `evaluate.evaluate_checkpoint`: records -> decode -> eval preprocessing -> net ->
+                 post-processing -> mapping back -> VOC metrics and results files (graph building
+                 and restoring excluded, as in the images/s it reports);
+and for each exported model (--exported: frozen_graph, openvino):
+  forward        the model on the split's decoded batches, held in memory (its preprocessing,
+                 net and NMS inside: what a user's calls cost), OpenVINO in throughput mode as
+                 eval_ssd_network.py opens it;
+  evaluation     `exported.evaluate_exported` (decode, the model, metrics; overlapped).
+Forward rates are measured just before and just after the evaluation, and averaged. The share
+of the evaluation time outside the forward pass is `1 - evaluation / forward`.
 
-  python benchmarks/bench_eval.py --models=ssd_300_mobilenet,ssd_300_vgg --num_images=64 \
-      --batch_size=8 [--output=bench_eval.json]
+With both exports, the OpenVINO model's detections are matched against the frozen graph's on
+every image (`inference.parity`: same class, score and box within --parity_tol, order-free).
+
+Weights: random (the default: near-uniform scores, every anchor above 0.01, the NMS worst
+case), or a trained checkpoint and its records (`--checkpoint_path` with `--dataset_dir`,
+e.g. the main job's work_dir/train and work_dir/tfrecords), whose scores are a detector's.
+
+  python benchmarks/bench_eval.py --models=ssd_300_mobilenet --num_images=64 --batch_size=8 \
+      [--exported=frozen_graph,openvino] [--output=bench_eval.json]
+  python benchmarks/bench_eval.py --checkpoint_path=work_dir/train --dataset_dir=work_dir/tfrecords
 """
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -25,102 +41,259 @@ import tf_slim as slim
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from datasets import dataset_factory  # noqa: E402
 from evaluation import evaluate  # noqa: E402
+from evaluation import exported as eval_exported  # noqa: E402
+from evaluation import input as eval_input  # noqa: E402
+from inference import detection  # noqa: E402
+from inference import export  # noqa: E402
+from inference import parity  # noqa: E402
+from model import card as card_lib  # noqa: E402
 from model import checkpoints  # noqa: E402
 from tests import eval_fixtures  # noqa: E402
-from nets import nets_factory  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
 
+v1 = tf.compat.v1
 FLAGS = flags.FLAGS
-flags.DEFINE_list('models', ['ssd_300_mobilenet', 'ssd_300_vgg', 'ssd_512_vgg'], 'Nets to measure.')
+flags.DEFINE_list(
+    'models',
+    ['ssd_300_mobilenet', 'ssd_300_vgg', 'ssd_512_vgg'],
+    'Nets to measure (random weights).',
+)
 flags.DEFINE_integer(
     'num_images', 64, 'Synthetic images in the evaluated split (about 1/4 of those generated).'
 )
 flags.DEFINE_integer('batch_size', 8, 'Images per batch.')
-flags.DEFINE_integer('repeats', 5, 'Timed runs of the in-graph batch (after one warm-up run).')
 flags.DEFINE_integer('num_threads', None, 'Intra/inter-op threads (default: TensorFlow\'s).')
+flags.DEFINE_list(
+    'exported',
+    ['frozen_graph', 'openvino'],
+    'Exported models to evaluate too (with both: the OpenVINO model\'s detections matched '
+    'against the frozen graph\'s).',
+)
+flags.DEFINE_enum('openvino_precision', 'fp32', ['fp32', 'bf16'], 'OpenVINO inference precision.')
+flags.DEFINE_float('parity_tol', 1e-4, 'Score and box tolerance of a matched detection.')
+flags.DEFINE_string(
+    'checkpoint_path',
+    None,
+    'A trained checkpoint (with its model card) instead '
+    'of random weights; --dataset_dir then holds its records.',
+)
+flags.DEFINE_string('dataset_dir', None, 'Records of --checkpoint_path\'s data.')
+flags.DEFINE_string('dataset_name', 'custom', 'Dataset of --dataset_dir.')
+flags.DEFINE_string('dataset_split_name', 'test', 'Split of --dataset_dir.')
 flags.DEFINE_string('output', None, 'Also write the results as JSON here.')
 
 
-def _in_graph_rate(model_name, num_classes, batch_size, repeats, with_postprocessing):
-    cls = nets_factory.get_network(model_name)
-    net = cls(cls.default_params._replace(num_classes=num_classes))
-    graph = tf.Graph()
-    with graph.as_default():
-        images = tf.random.uniform(
-            [batch_size] + list(net.params.img_shape) + [3], -1.0, 1.0, seed=0
+def _split_batches(dataset, card, batch_size):
+    """Every batch of the split, decoded, in memory: preprocessed (the net's input, float32) and
+    raw (padded uint8 images with their sizes, an exported model's input)."""
+    with tf.Graph().as_default():
+        pre = eval_input.make_eval_dataset(
+            dataset, card.preprocessing(), card.input_shape, batch_size
         )
-        with slim.arg_scope(net.arg_scope()):
-            predictions, localisations, _, _ = net.net(images, is_training=False)
-        if with_postprocessing:
-            fetch = net.detected_bboxes(predictions, localisations)
-        else:
-            fetch = [tf.reduce_sum(p) for p in predictions + localisations]
-        init = tf.compat.v1.global_variables_initializer()
-    with tf.compat.v1.Session(
-        graph=graph, config=checkpoints.session_config(FLAGS.num_threads)
-    ) as sess:
-        sess.run(init)
-        sess.run(fetch)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            sess.run(fetch)
-            times.append(time.perf_counter() - start)
-    return batch_size / float(np.median(times))
+        raw = eval_input.make_raw_eval_dataset(dataset, batch_size)
+        pre = v1.data.make_one_shot_iterator(pre).get_next()['image']
+        raw = v1.data.make_one_shot_iterator(raw).get_next()
+        raw = (raw[eval_input.RAW_IMAGES], raw[eval_input.RAW_SIZES])
+        with v1.Session() as sess:
+            return (
+                list(eval_input.session_batches(sess, pre)),
+                list(eval_input.session_batches(sess, raw)),
+            )
+
+
+def _quiet(_):
+    pass
+
+
+def _rate(run, batches):
+    """Images/s of `run(batch)` (`run(*batch)` for tuples) over all the batches, after one
+    untimed warm-up call."""
+
+    def call(batch):
+        return run(*batch) if isinstance(batch, tuple) else run(batch)
+
+    call(batches[0])
+    start = time.perf_counter()
+    for batch in batches:
+        call(batch)
+    return sum(len(b[0]) if isinstance(b, tuple) else len(b) for b in batches) / (
+        time.perf_counter() - start
+    )
+
+
+class _CheckpointNet:
+    """The checkpoint's net (and net + post-processing) on fed preprocessed batches."""
+
+    def __init__(self, card, prefix):
+        net = card.net()
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.inputs = v1.placeholder(tf.float32, [None, *card.input_shape, 3])
+            with slim.arg_scope(net.arg_scope(weight_decay=0.0)):
+                predictions, localisations = net.predict(self.inputs, card.compute_dtype)
+            self.forward = [tf.reduce_sum(p) for p in predictions + localisations]
+            self.post = net.detected_bboxes(
+                predictions, localisations, **dataclasses.asdict(card.detection)
+            )
+            saver = v1.train.Saver(checkpoints.variables_to_restore())
+        config = checkpoints.session_config(FLAGS.num_threads)
+        self.sess = v1.Session(graph=self.graph, config=config)
+        saver.restore(self.sess, prefix)
+
+    def rate(self, batches, post=False):
+        fetch = self.post if post else self.forward
+        return _rate(lambda batch: self.sess.run(fetch, {self.inputs: batch}), batches)
+
+    def detections_per_image(self, batch):
+        return float(np.mean(self.sess.run(self.post['num_detections'], {self.inputs: batch})))
+
+
+def _row(model, kind, forward, evaluation, result, **extra):
+    row = {
+        'model': model,
+        'source': kind,
+        'batch_size': FLAGS.batch_size,
+        'images': result.num_images,
+        'forward_images_per_s': forward,
+        'evaluation_images_per_s': evaluation,
+        'evaluation_vs_forward': evaluation / forward,
+        'non_forward_share': 1.0 - evaluation / forward,
+        'voc07': result.metrics.get('voc07'),
+    }
+    row.update(extra)
+    print(
+        f'{model:18s} {kind:22s} forward {forward:7.1f} img/s | evaluation {evaluation:7.1f} '
+        f'img/s = {evaluation / forward:.2f}x forward ({100 * row["non_forward_share"]:.0f} % '
+        f'outside it) | VOC07 {row["voc07"]}',
+        flush=True,
+    )
+    return row
+
+
+def bench(model, card, prefix, dataset_dir, work_dir):
+    """Rows of one model: the checkpoint graph, then each exported model. Forward rates are
+    measured over every batch of the split just before and just after the evaluation (their
+    mean counts: the machine's load drifts)."""
+    dataset = dataset_factory.get_dataset(
+        FLAGS.dataset_name, FLAGS.dataset_split_name, dataset_dir, num_classes=card.num_classes
+    )
+    preprocessed, raw = _split_batches(dataset, card, FLAGS.batch_size)
+    settings = evaluate.EvalSettings(
+        card=card,
+        dataset_name=FLAGS.dataset_name,
+        dataset_split_name=FLAGS.dataset_split_name,
+        dataset_dir=dataset_dir,
+        batch_size=FLAGS.batch_size,
+        num_threads=FLAGS.num_threads,
+        pr_curves=False,
+    )
+    net = _CheckpointNet(card, prefix)
+    before = (net.rate(preprocessed), net.rate(preprocessed, post=True))
+    result = evaluate.evaluate_checkpoint(
+        settings, prefix, os.path.join(work_dir, 'eval'), log=_quiet
+    )
+    after = (net.rate(preprocessed), net.rate(preprocessed, post=True))
+    forward, post = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+    evaluation = result.summary['images_per_second']
+    rows = [
+        _row(
+            model,
+            'checkpoint',
+            forward,
+            evaluation,
+            result,
+            forward_before_after=[before[0], after[0]],
+            postprocess_images_per_s=post,
+            detections_per_image=net.detections_per_image(preprocessed[0]),
+            postprocess_share=(1.0 / post - 1.0 / forward) * evaluation,
+        )
+    ]
+    net.sess.close()
+    if not FLAGS.exported:
+        return rows
+    written = export.export(
+        card, prefix, os.path.join(work_dir, 'export'), FLAGS.exported, log=_quiet
+    )
+    outputs = {}
+    for kind in FLAGS.exported:
+        # As eval_ssd_network.py opens it: OpenVINO in throughput mode.
+        detector = detection.open_exported_model(
+            written[kind],
+            openvino_precision=FLAGS.openvino_precision,
+            num_threads=FLAGS.num_threads,
+            openvino_requests=0,
+        )
+        try:
+            outputs[kind] = [detector.run_padded(*batch) for batch in raw]
+            rates = [_rate(detector.run_padded, raw)]
+            result = eval_exported.evaluate_exported(
+                settings,
+                detector,
+                written[kind],
+                os.path.join(work_dir, f'eval_{kind}'),
+                log=_quiet,
+                description={'kind': kind},
+            )
+            rates.append(_rate(detector.run_padded, raw))
+        finally:
+            detector.close()
+        rows.append(
+            _row(
+                model,
+                kind,
+                sum(rates) / 2,
+                result.summary['images_per_second'],
+                result,
+                forward_before_after=rates,
+                precision=getattr(detector, 'precision', card.compute_dtype),
+            )
+        )
+    if {'frozen_graph', 'openvino'} <= set(outputs):
+        report = parity.Parity(tol=FLAGS.parity_tol)
+        for got, want in zip(outputs['openvino'], outputs['frozen_graph']):
+            report.add(got, want)
+        print(
+            f'{model}: OpenVINO ({rows[-1]["precision"]}) vs the frozen graph: {report.summary()}',
+            flush=True,
+        )
+        rows[-1]['parity_with_frozen_graph'] = dataclasses.asdict(report)
+    return rows
 
 
 def main(_):
     tf.compat.v1.disable_eager_execution()
-    results = []
+    rows = []
     with tempfile.TemporaryDirectory() as root:
-        # The synthetic generator puts a quarter of the images in the test split.
-        _, records_dir, class_names = eval_fixtures.make_synthetic_records(
-            root, num_images=4 * FLAGS.num_images
-        )
-        num_classes = len(class_names) + 1
-        for model in FLAGS.models:
-            prefix = eval_fixtures.write_random_checkpoint(
-                os.path.join(root, model, 'model.ckpt'), model, num_classes, 1
+        if FLAGS.checkpoint_path:
+            if not FLAGS.dataset_dir:
+                raise app.UsageError('--checkpoint_path needs --dataset_dir (its records).')
+            prefix = checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
+            card = card_lib.load(card_lib.find_for_checkpoint(FLAGS.checkpoint_path))
+            rows += bench(card.model_name + ' (trained)', card, prefix, FLAGS.dataset_dir, root)
+        else:
+            # The synthetic generator puts a quarter of the images in the test split.
+            _, records_dir, class_names = eval_fixtures.make_synthetic_records(
+                root, num_images=4 * FLAGS.num_images
             )
-            forward = _in_graph_rate(model, num_classes, FLAGS.batch_size, FLAGS.repeats, False)
-            post = _in_graph_rate(model, num_classes, FLAGS.batch_size, FLAGS.repeats, True)
-            settings = evaluate.EvalSettings(
-                card=eval_fixtures.small_card(model, class_names),
-                dataset_name='custom',
-                dataset_split_name='test',
-                dataset_dir=records_dir,
-                batch_size=FLAGS.batch_size,
-                num_threads=FLAGS.num_threads,
-                pr_curves=False,
-            )
-            result = evaluate.evaluate_checkpoint(
-                settings, prefix, os.path.join(root, model, 'eval'), log=lambda line: None
-            )
-            evaluation = result.summary['images_per_second']
-            row = {
-                'model': model,
-                'batch_size': FLAGS.batch_size,
-                'images': result.num_images,
-                'forward_images_per_s': forward,
-                'postprocess_images_per_s': post,
-                'evaluation_images_per_s': evaluation,
-                # Shares of the evaluation's time per image.
-                'postprocess_overhead': (1.0 / post - 1.0 / forward) * evaluation,
-                'non_forward_share': 1.0 - evaluation / forward,
-            }
-            results.append(row)
-            print(
-                f'{model:18s} forward {forward:7.1f} img/s | +postprocess {post:7.1f} img/s | '
-                f'evaluation {evaluation:7.1f} img/s | '
-                f'post-processing {100 * row["postprocess_overhead"]:5.1f} % '
-                f'and input+metrics {100 * (row["non_forward_share"] - row["postprocess_overhead"]):5.1f} % '
-                f'of the evaluation time',
-                flush=True,
-            )
+            for model in FLAGS.models:
+                prefix = eval_fixtures.write_random_checkpoint(
+                    os.path.join(root, model, 'model.ckpt'), model, len(class_names) + 1, 1
+                )
+                card = eval_fixtures.small_card(model, class_names)
+                rows += bench(model, card, prefix, records_dir, os.path.join(root, model))
     if FLAGS.output:
         device = 'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'
-        atomic_io.write_json_atomic(FLAGS.output, {'device': device, 'results': results})
+        atomic_io.write_json_atomic(
+            FLAGS.output,
+            {
+                'device': device,
+                'weights': 'trained' if FLAGS.checkpoint_path else 'random',
+                'load_average_at_end': [round(x, 2) for x in os.getloadavg()],
+                'results': rows,
+            },
+        )
 
 
 if __name__ == '__main__':

@@ -1,18 +1,28 @@
 """End-to-end detection speed per net and deployment format: latency (batch 1) and throughput
-(batch 8) of the checkpoint graph and the frozen graph in each compute dtype (float32, bfloat16),
-TFLite float32 and TFLite int8.
+(batch 8) of the checkpoint graph and the frozen graph in each compute dtype (float32, and
+bfloat16 where the CPU has bf16 instructions),
+TFLite float32 and int8, and the OpenVINO export in fp32 and bf16 (precision hint), all in one
+process, timed round by round (every format once per round, then the next round), so their
+ratios share the machine's load of the moment.
 
     python benchmarks/bench_inference.py [--models ssd_300_mobilenet,...] \
-        [--dtypes float32,bfloat16] [--output output/benchmarks/bench_inference.json]
+        [--dtypes float32,bfloat16] [--openvino_precisions fp32,bf16] \
+        [--output output/benchmarks/bench_inference.json]
 
 What is timed: one call of the whole exported graph on 480x640 uint8 RGB images (preprocessing,
 net, decoding and NMS inside), random weights, 21 classes, Caffe DetectionOutput settings of the
 model (VGG: score > 0.01, top 400 per class, keep 200; MobileNet: 0.25, 100, 100). Random
 weights give near-uniform scores (about 1/21), so the VGG settings keep 400 candidates per class
-(the NMS worst case) and the MobileNet ones almost none. Medians after one warm-up run; the VGG
-nets get few repeats (`REPEATS`) to keep the total near 5 minutes on 2 cores. TFLite runs the
-stock interpreter (XNNPACK) with --tflite_threads; int8 is calibrated on 2 random images (speed
-only). Writes JSON and a markdown table beside it; the machine is shared: compare within a run.
+(the NMS worst case) and the MobileNet ones almost none. Medians of `REPEATS` rounds after one
+warm-up call of each model. TFLite runs the stock interpreter (XNNPACK) with --tflite_threads;
+int8 is calibrated on 2 random images (speed only). OpenVINO runs its CPU plugin with the
+latency hint on all cores; its bf16 rows say what OpenVINO compiled ('ran': bf16 only where the
+CPU has bf16 instructions) and the report names the CPU's matrix units (AMX, AVX-512 BF16 or
+neither). Ratios: against the frozen fp32 graph of the same net and batch, and against the fp32
+compute floor (2·MACs at the best fp32 matmul rate, numpy or TF, measured at the start and the
+end of the run; end-to-end times include pre- and post-processing, the floor only the
+convolutions).
+Writes JSON and a markdown table beside it; the machine is shared: compare within a run.
 """
 
 import argparse
@@ -33,6 +43,7 @@ from inference import export  # noqa: E402
 from inference import detection  # noqa: E402
 from model import card as card_lib  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
+from tf_extended import cpu_features  # noqa: E402
 
 v1 = tf.compat.v1
 DETECTION = {
@@ -54,15 +65,13 @@ def write_checkpoint(spec, directory):
             return v1.train.Saver().save(sess, os.path.join(directory, 'model.ckpt'))
 
 
-def bench_model(name, work_dir, dtypes, tflite_threads, log):
-    """Rows (model, format, dtype, latency_ms, batch8_ms_per_image, ...) of one net."""
+def setups(name, work_dir, dtypes, openvino_precisions, tflite_threads, images):
+    """[(format, dtype, make(batch) -> detector)] of one net, its checkpoint and exports."""
     select, top_k, keep_top_k = DETECTION[name]
     spec = card_lib.from_registry(name, num_classes=21).with_detection(
         select_threshold=select, top_k=top_k, keep_top_k=keep_top_k
     )
     prefix = write_checkpoint(spec, work_dir)
-    rng = np.random.RandomState(0)
-    images = [rng.randint(0, 256, IMAGE_SHAPE).astype(np.uint8) for _ in range(8)]
     typed = {dtype: dataclasses.replace(spec, compute_dtype=dtype) for dtype in dtypes}
     frozen = {
         dtype: export.export(
@@ -74,7 +83,7 @@ def bench_model(name, work_dir, dtypes, tflite_threads, log):
         )['frozen_graph']
         for dtype in dtypes
     }
-    setups = [
+    result = [
         (
             'checkpoint',
             dtype,
@@ -82,7 +91,7 @@ def bench_model(name, work_dir, dtypes, tflite_threads, log):
         )
         for dtype in dtypes
     ]
-    setups += [
+    result += [
         (
             'frozen_graph',
             dtype,
@@ -102,43 +111,132 @@ def bench_model(name, work_dir, dtypes, tflite_threads, log):
                 tflite_path(fmt, batch),
                 export.tflite_model(spec, prefix, batch, representative_images=calibration),
             )
-            return detection.TFLiteDetector(tflite_path(fmt, batch), num_threads=tflite_threads)
+            detector = detection.TFLiteDetector(tflite_path(fmt, batch), num_threads=tflite_threads)
+            detector.file_mb = round(os.path.getsize(tflite_path(fmt, batch)) / 2**20, 1)
+            return detector
 
-        setups.append((fmt, dtype, make))
-    rows = []
-    for fmt, dtype, make in setups:
-        row = {'model': name, 'format': fmt, 'dtype': dtype}
-        for batch, repeats in zip((1, 8), REPEATS[name]):
+        result.append((fmt, dtype, make))
+    if openvino_precisions:
+        start = time.perf_counter()
+        xml = export.export(
+            spec,
+            prefix,
+            os.path.join(work_dir, 'openvino'),
+            formats=['openvino'],
+            log=lambda _: None,
+        )['openvino']
+        convert_s = round(time.perf_counter() - start, 1)
+        for precision in openvino_precisions:
+
+            def make(batch, precision=precision):
+                detector = detection.open_exported_model(xml, openvino_precision=precision)
+                detector.convert_s = convert_s
+                return detector
+
+            result.append(('openvino', precision, make))
+    return result
+
+
+def bench_model(name, work_dir, dtypes, openvino_precisions, tflite_threads, log):
+    """Rows (model, format, dtype, latency_ms, batch8_ms_per_image, ...) of one net: every
+    format timed in turn within each round (see the module docstring)."""
+    rng = np.random.RandomState(0)
+    images = [rng.randint(0, 256, IMAGE_SHAPE).astype(np.uint8) for _ in range(8)]
+    formats = setups(name, work_dir, dtypes, openvino_precisions, tflite_threads, images)
+    rows = [{'model': name, 'format': fmt, 'dtype': dtype} for fmt, dtype, _ in formats]
+    for batch, repeats in zip((1, 8), REPEATS[name]):
+        detectors = []
+        for row, (_, _, make) in zip(rows, formats):
             start = time.perf_counter()
-            detector = make(batch)
+            detectors.append(make(batch))
             row[f'setup_s_batch{batch}'] = round(time.perf_counter() - start, 1)
-            if fmt.startswith('tflite'):
-                row['tflite_mb'] = round(os.path.getsize(tflite_path(fmt, batch)) / 2**20, 1)
-            seconds = bench_nets.median_seconds(
-                lambda: detector.run(images[:batch]), repeats, warmup=1
-            )
+        times = [[] for _ in detectors]
+        for detector in detectors:  # warm-up
+            detector.run(images[:batch])
+        for _ in range(repeats):
+            for i, detector in enumerate(detectors):
+                start = time.perf_counter()
+                detector.run(images[:batch])
+                times[i].append(time.perf_counter() - start)
+        for row, detector, seconds in zip(rows, detectors, times):
+            seconds = float(np.median(seconds))
             if batch == 1:
-                row['latency_ms'] = round(seconds * 1000, 1)
+                row['latency_ms'] = round(seconds * 1000, 2)
             else:
-                row['batch8_ms_per_image'] = round(seconds * 1000 / batch, 1)
+                row['batch8_ms_per_image'] = round(seconds * 1000 / batch, 2)
                 row['batch8_images_per_s'] = round(batch / seconds, 2)
+            for attribute in ('file_mb', 'convert_s'):
+                if hasattr(detector, attribute):
+                    row[attribute] = getattr(detector, attribute)
+            if row['format'] == 'openvino':
+                row['ran'] = detector.precision
             if hasattr(detector, 'close'):
                 detector.close()
+    frozen = next(
+        (r for r in rows if (r['format'], r['dtype']) == ('frozen_graph', 'float32')), None
+    )
+    for row in rows:
+        if frozen:
+            row['latency_vs_frozen_fp32'] = round(row['latency_ms'] / frozen['latency_ms'], 3)
+            row['batch8_vs_frozen_fp32'] = round(
+                row['batch8_ms_per_image'] / frozen['batch8_ms_per_image'], 3
+            )
         log(row)
-        rows.append(row)
     return rows
 
 
-def markdown(rows):
-    lines = [
-        '| model | format | arithmetic | latency batch 1 (ms) | batch 8 (ms/img) | '
+def floor_gflops(repeats=5, size=2048, threads=None):
+    """The best fp32 matmul GFLOP/s, numpy/OpenBLAS or TF (bench_floor's measures, all cores)."""
+    import bench_floor
+
+    return max(
+        bench_floor.numpy_matmul_gflops(size, repeats),
+        bench_floor.tf_matmul_gflops(size, repeats, threads or os.cpu_count(), tf.float32),
+    )
+
+
+def add_floor_ratios(rows, gflop_per_s):
+    """Per row: the fp32 compute floor of its net (ms/img) and measured / floor."""
+    import bench_floor
+
+    macs = {}
+    for row in rows:
+        if row['model'] not in macs:
+            macs[row['model']] = bench_floor.net_macs(row['model'])
+        floor = bench_floor.floor_ms(macs[row['model']], gflop_per_s)
+        row['floor_ms_fp32'] = round(floor, 2)
+        row['latency_vs_floor'] = round(row['latency_ms'] / floor, 2)
+        row['batch8_vs_floor'] = round(row['batch8_ms_per_image'] / floor, 2)
+
+
+def markdown(rows, units=None, gflop_per_s=None):
+    lines = []
+    if units:
+        lines += [
+            f'CPU matrix units: {units["summary"]} (OpenVINO CPU capabilities: '
+            f'{", ".join(units["openvino_capabilities"]) or "unknown"}; cpuinfo: '
+            f'{", ".join(units["cpu_flags"]) or "none of avx2/avx512/amx"}).',
+            '',
+        ]
+    if gflop_per_s:
+        lines += [
+            f'fp32 compute floor: 2·MACs at {gflop_per_s:.0f} GFLOP/s (the best fp32 matmul, '
+            f'numpy or TF, at the start and the end of this run).',
+            '',
+        ]
+    lines += [
+        '| model | format | arithmetic (ran) | latency batch 1 (ms) | vs frozen fp32 | '
+        'vs fp32 floor | batch 8 (ms/img) | vs frozen fp32 | vs fp32 floor | '
         'batch 8 (img/s) |',
-        '|---|---|---|---|---|---|',
+        '|---|---|---|---|---|---|---|---|---|---|',
     ]
     for r in rows:
+        arithmetic = r['dtype'] + (f' ({r["ran"]})' if 'ran' in r else '')
         lines.append(
-            f'| `{r["model"]}` | {r["format"]} | {r["dtype"]} | {r["latency_ms"]} | '
-            f'{r["batch8_ms_per_image"]} | {r["batch8_images_per_s"]} |'
+            f'| `{r["model"]}` | {r["format"]} | {arithmetic} | {r["latency_ms"]} | '
+            f'{r.get("latency_vs_frozen_fp32", "")} | {r.get("latency_vs_floor", "")} | '
+            f'{r["batch8_ms_per_image"]} | {r.get("batch8_vs_frozen_fp32", "")} | '
+            f'{r.get("batch8_vs_floor", "")} | {r["batch8_images_per_s"]} |'
         )
     return '\n'.join(lines) + '\n'
 
@@ -149,27 +247,51 @@ def main():
     parser.add_argument('--output', default='output/benchmarks/bench_inference.json')
     parser.add_argument(
         '--dtypes',
-        default='float32,bfloat16',
-        help='compute dtypes of the checkpoint and frozen graphs, comma-separated',
+        default=None,
+        help='compute dtypes of the checkpoint and frozen graphs, comma-separated '
+        '(default: float32, and bfloat16 where the CPU has avx512_bf16 or amx_bf16: '
+        'elsewhere TF emulates it, which nobody would deploy)',
+    )
+    parser.add_argument(
+        '--openvino_precisions',
+        default='fp32,bf16',
+        help='OpenVINO precisions, comma-separated (empty: no OpenVINO rows)',
     )
     parser.add_argument('--tflite_threads', type=int, default=os.cpu_count())
     args = parser.parse_args()
+    if args.dtypes is None:
+        args.dtypes = 'float32,bfloat16' if cpu_features.has_bf16() else 'float32'
     rows = []
     start = time.perf_counter()
+    rates = [floor_gflops()]
+    units = None
+    precisions = [p for p in args.openvino_precisions.split(',') if p]
+    if precisions:
+        from inference import openvino_model  # Lazy: the TF rows need no openvino.
+
+        units = openvino_model.cpu_matrix_units()
     for name in args.models.split(','):
         with tempfile.TemporaryDirectory() as work_dir:
             rows.extend(
-                bench_model(name, work_dir, args.dtypes.split(','), args.tflite_threads, print)
+                bench_model(
+                    name, work_dir, args.dtypes.split(','), precisions, args.tflite_threads, print
+                )
             )
+    rates.append(floor_gflops())
+    add_floor_ratios(rows, max(rates))
     result = {
         'rows': rows,
         'image_shape': IMAGE_SHAPE,
         'tensorflow': tf.__version__,
+        'openvino': openvino_model.openvino_version() if precisions else None,
+        'cpu_matrix_units': units,
+        'floor_gflops_fp32': [round(r, 1) for r in rates],
         'machine': platform.machine(),
         'cpus': os.cpu_count(),
+        'load_average_at_end': [round(x, 2) for x in os.getloadavg()],
         'total_seconds': round(time.perf_counter() - start, 1),
     }
-    table = markdown(rows)
+    table = markdown(rows, units, max(rates))
     bench_nets.write_report(args.output, result, table)
     print(table)
     print(f'total {result["total_seconds"]} s; wrote {args.output}')

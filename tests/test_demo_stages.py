@@ -20,9 +20,11 @@ class FakeScripts:
 
     def __init__(self):
         self.ran = []
+        self.commands = []
         self.interrupt_training_at = None
 
     def __call__(self, args, on_line=None):
+        self.commands.append(args)
         flags = dict(a[2:].split('=', 1) for a in args if a.startswith('--') and '=' in a)
         if args[:2] == ['-m', 'datasets.synthetic']:
             self.ran.append('dataset')
@@ -81,7 +83,7 @@ def demo(tmp_path, monkeypatch, capsys):
     work_dir = str(tmp_path / 'work')
 
     def main(*extra, expect_exit=None):
-        fake.ran = []
+        fake.ran, fake.commands = [], []
         if expect_exit is None:
             run_demo.main(['--work_dir', work_dir, *TINY, *extra])
         else:
@@ -130,6 +132,36 @@ def test_changed_settings_redo_the_stage_and_what_depends_on_it(demo):
         '2',
     )
     assert ran == ['detect']
+
+
+def test_precision_reaches_training_and_evaluation(demo):
+    ran, out = demo('--precision', 'fp32')
+    assert 'precision: fp32 (as asked)' in out
+    assert not any(
+        '--mixed_precision' in c or '--compute_dtype=bfloat16' in c for c in demo.fake.commands
+    )
+    ran, out = demo('--precision', 'bf16')
+    assert ran == ['train', 'evaluate', 'export', 'detect']
+    assert '(settings changed: precision fp32 -> bf16)' in out
+    commands = {c[0]: c for c in demo.fake.commands}
+    assert '--mixed_precision' in commands['train_ssd_network.py']
+    assert '--compute_dtype=bfloat16' in commands['eval_ssd_network.py']
+    # Exports stay float32: they run on machines the demo knows nothing of.
+    assert not any('bfloat16' in a for a in commands['export_ssd_network.py'])
+
+
+@pytest.mark.parametrize(
+    'flags, expected',
+    [
+        ({'avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile'}, 'bf16'),
+        ({'avx2', 'avx512f', 'avx512_bf16'}, 'fp32'),
+        ({'avx2'}, 'fp32'),
+    ],
+)
+def test_auto_precision_is_bf16_only_with_amx(flags, expected):
+    precision, why = run_demo.resolve_precision('auto', flags)
+    assert precision == expected and why.startswith('auto: ')
+    assert run_demo.resolve_precision('bf16', {'avx2'}) == ('bf16', 'as asked')
 
 
 def test_interrupted_training_resumes(demo):

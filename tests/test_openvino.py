@@ -20,6 +20,7 @@ from evaluation import exported as eval_exported
 from inference import detection
 from inference import export
 from inference import openvino_model
+from inference import parity
 from tests import conftest
 from tests import inference_fixtures as fx
 
@@ -58,32 +59,11 @@ def ov_detector(ov_export):
         yield detector
 
 
-def match_detections(got, want, b_got=0, b_want=0, tol=TOL):
-    """Pairs every detection of `want` (image b_want) with one of `got` (image b_got): same
-    class, score and box within `tol`. Returns (matched, num_want, max score diff, max box
-    diff). Order-free: near-equal scores may be ordered differently."""
-    n = int(want['num_detections'][b_want])
-    m = int(got['num_detections'][b_got])
-    used = np.zeros(m, bool)
-    matched, score_diff, box_diff = 0, 0.0, 0.0
-    for i in range(n):
-        cls = want['detection_classes'][b_want, i]
-        ds = np.abs(got['detection_scores'][b_got, :m] - want['detection_scores'][b_want, i])
-        db = np.abs(got['detection_boxes'][b_got, :m] - want['detection_boxes'][b_want, i]).max(1)
-        ok = (~used) & (got['detection_classes'][b_got, :m] == cls) & (ds <= tol) & (db <= tol)
-        if ok.any():
-            j = np.flatnonzero(ok)[np.argmin(ds[ok])]
-            used[j] = True
-            matched += 1
-            score_diff, box_diff = max(score_diff, ds[j]), max(box_diff, db[j])
-    return matched, n, score_diff, box_diff
-
-
 def assert_same_detections(got, want, b_got, b_want, tol=TOL):
     n = want['num_detections'][b_want]
     assert n > 0
     assert got['num_detections'][b_got] == n
-    matched, _, _, _ = match_detections(got, want, b_got, b_want, tol)
+    matched, _, _, _ = parity.match_detections(got, want, b_got, b_want, tol)
     assert matched == n, (matched, n)
     np.testing.assert_allclose(
         got['detection_scores'][b_got], want['detection_scores'][b_want], atol=tol

@@ -1,0 +1,55 @@
+"""inference/parity.py on hand-made outputs: order-free matching, each detection used once,
+class and tolerance respected, totals over batches."""
+
+import numpy as np
+
+from inference import parity
+
+
+def _outputs(rows, size=4):
+    """One-image batch outputs from [(class, score, box)] padded to `size` rows."""
+    boxes = np.zeros((1, size, 4), np.float32)
+    scores = np.zeros((1, size), np.float32)
+    classes = np.zeros((1, size), np.int64)
+    for i, (cls, score, box) in enumerate(rows):
+        classes[0, i], scores[0, i], boxes[0, i] = cls, score, box
+    return {
+        'detection_boxes': boxes,
+        'detection_scores': scores,
+        'detection_classes': classes,
+        'num_detections': np.array([len(rows)], np.float32),
+    }
+
+
+BOX_A = [0.1, 0.1, 0.5, 0.5]
+BOX_B = [0.2, 0.3, 0.6, 0.9]
+
+
+def test_near_equal_scores_in_another_order_match():
+    want = _outputs([(1, 0.70000, BOX_A), (1, 0.69999, BOX_B), (2, 0.3, BOX_A)])
+    got = _outputs([(1, 0.69999, BOX_B), (1, 0.70003, BOX_A), (2, 0.3, BOX_A)])
+    matched, n, score_diff, box_diff = parity.match_detections(got, want)
+    assert (matched, n) == (3, 3)
+    assert abs(score_diff - 3e-5) < 1e-6 and box_diff == 0.0
+
+
+def test_class_tolerance_and_single_use():
+    want = _outputs([(1, 0.7, BOX_A), (1, 0.7, BOX_A)])
+    # One got detection cannot stand for two; another class or a moved box is no match.
+    assert parity.match_detections(_outputs([(1, 0.7, BOX_A)]), want)[0] == 1
+    assert parity.match_detections(_outputs([(2, 0.7, BOX_A), (2, 0.7, BOX_A)]), want)[0] == 0
+    moved = [0.1, 0.1, 0.5, 0.5002]
+    assert parity.match_detections(_outputs([(1, 0.7, moved), (1, 0.7, BOX_A)]), want)[0] == 1
+    assert parity.match_detections(_outputs([(1, 0.7, moved)] * 2), want, tol=1e-3)[0] == 2
+
+
+def test_totals_over_batches():
+    report = parity.Parity(tol=1e-4)
+    want = _outputs([(1, 0.9, BOX_A), (3, 0.5, BOX_B)])
+    report.add(want, want)
+    report.add(_outputs([(1, 0.9, BOX_A), (3, 0.5, BOX_B), (3, 0.01, BOX_A)]), want)
+    assert (report.images, report.reference_detections, report.detections) == (2, 4, 5)
+    assert report.matched == 4 and not report.every_detection_matched
+    assert '4 of the reference\'s 4 detections matched (5 detections) on 2 images' in (
+        report.summary()
+    )
