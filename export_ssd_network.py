@@ -1,5 +1,5 @@
 r"""Exports an SSD checkpoint for inference: frozen graph, SavedModel, TFLite float32 and int8,
-OpenVINO IR (fp32 or bf16 chosen when it is loaded).
+OpenVINO IR (fp32 or bf16 chosen when it is loaded) and its int8 quantisation (NNCF).
 
     python export_ssd_network.py --checkpoint_path=train/ --dataset_name=pascalvoc_2007 \
         --dataset_split_name=test --dataset_dir=tfrecords --output_dir=export/ssd300
@@ -14,8 +14,8 @@ Every export takes uint8 RGB images of any size (`--fixed_size`: of the net's in
 holds the evaluation preprocessing, the net and NMS; see inference/export.py for the files and
 inference/detection.py for the tensors. The model comes from the checkpoint's card (see
 model/card.py), which metadata.json carries on. The dataset split (--dataset_*) gives the
-calibration images of tflite_int8 (the first --num_calibration_images), and the class names of
-a checkpoint without a card.
+calibration images of tflite_int8 and openvino_int8 (the first --num_calibration_images), and
+the class names of a checkpoint without a card.
 """
 
 import sys
@@ -79,10 +79,11 @@ def main(_):
             )
         card = cli.resolve_card(cli.ModelFlags.from_flags(), FLAGS.checkpoint_path, dataset)
         calibration = None
-        if 'tflite_int8' in FLAGS.formats:
+        int8 = [fmt for fmt in export.INT8_FORMATS if fmt in FLAGS.formats]
+        if int8:
             if dataset is None:
                 raise ValueError(
-                    'tflite_int8 needs calibration images: pass --dataset_name, '
+                    f'{" and ".join(int8)} need(s) calibration images: pass --dataset_name, '
                     '--dataset_split_name and --dataset_dir.'
                 )
             calibration = export.representative_images(

@@ -15,6 +15,8 @@ eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the 
                      `[B, H, W, 3]` (any B, H, W; one size per call), the frozen graph's
                      outputs; NMS inside as OpenVINO's NonMaxSuppression; precision (fp32,
                      bf16) chosen when it is loaded.
+  model_openvino_int8.xml/.bin  the same IR quantised by NNCF (int8 convolutions, the rest
+                     float32; `openvino_model.INT8_SCHEME`), calibrated like tflite_int8.
   (frozen graph and SavedModel compute in `card.compute_dtype`, e.g. bfloat16; TFLite has no
   bfloat16 kernels, so its models compute in float32 / int8 whatever the card says.)
   anchors.npy        float32 `[N, 4]` relative `[ymin, xmin, ymax, xmax]` (for raw outputs).
@@ -22,13 +24,11 @@ eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the 
                      class names, anchors, thresholds, provenance) plus the exported
                      checkpoint and its step, tensor names, files.
 
-int8: calibration uses `representative_images` (the first images of a TFRecord split; the eval
-preprocessing is part of the graph). What it costs, measured so far: on the synthetic test split
-with the random-weight MobileNet-SSD (depth 0.25) of tests/test_export_models.py, the int8
-model's VOC07 mAP against the float model's detections (score >= 0.3) as ground truth is 0.76
-(float: 1.0). Speed (benchmarks/bench_inference.py, 2 CPUs): 1.4x (MobileNet) to 3.8x (VGG512)
-lower batch-1 latency than TFLite float, files 3.6-4x smaller. A trained model's mAP drop has
-not been measured yet (a 7-minute CPU training run of the synthetic set reached mAP ~0).
+int8 (tflite_int8, openvino_int8): calibration uses `representative_images` (the first images
+of a TFRecord split; the eval preprocessing is part of the graph). What it costs on a trained
+model (the main job's) is measured by benchmarks/bench_eval.py (README, Export and deployment). TFLite
+int8 speed (benchmarks/bench_inference.py, 2 CPUs): 1.4x (MobileNet) to 3.8x (VGG512) lower
+batch-1 latency than TFLite float, files 3.6-4x smaller.
 """
 
 import dataclasses
@@ -47,16 +47,29 @@ from tf_extended import atomic_io
 
 v1 = tf.compat.v1
 
-FORMATS = ('frozen_graph', 'saved_model', 'tflite_float', 'tflite_int8', 'openvino')
+FORMATS = (
+    'frozen_graph',
+    'saved_model',
+    'tflite_float',
+    'tflite_int8',
+    'openvino',
+    'openvino_int8',
+)
+# Formats calibrated on images (post-training int8 quantisation).
+INT8_FORMATS = ('tflite_int8', 'openvino_int8')
 FILES = {
     'frozen_graph': 'frozen_graph.pb',
     'saved_model': 'saved_model',
     'tflite_float': 'model_float.tflite',
     'tflite_int8': 'model_int8.tflite',
     'openvino': openvino_model.FILE,
+    'openvino_int8': openvino_model.INT8_FILE,
 }
 # Files a format writes besides FILES[format].
-EXTRA_FILES = {'openvino': [openvino_model.BIN_FILE]}
+EXTRA_FILES = {
+    'openvino': [openvino_model.BIN_FILE],
+    'openvino_int8': [openvino_model.INT8_BIN_FILE],
+}
 
 
 def anchors_metadata(card):
@@ -107,8 +120,8 @@ def metadata(
         'signatures': ['serving_default', detection.PADDED_SIGNATURE],
     }
     meta['files'] = {fmt: FILES[fmt] for fmt in formats}
-    if 'openvino' in formats:
-        meta['openvino'] = openvino_model.metadata()
+    if {'openvino', 'openvino_int8'} & set(formats):
+        meta['openvino'] = openvino_model.metadata(formats)
     if calibration:
         meta['int8'] = calibration
     return meta
@@ -301,20 +314,23 @@ def export(
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not formats:
         raise ValueError(f'formats must be a non-empty subset of {FORMATS}; got {list(formats)}.')
-    if 'tflite_int8' in formats and not calibration_images:
-        raise ValueError('tflite_int8 needs calibration images (a dataset split).')
+    int8 = [fmt for fmt in INT8_FORMATS if fmt in formats]
+    if int8 and not calibration_images:
+        raise ValueError(f'{" and ".join(int8)} need(s) calibration images (a dataset split).')
     check_output_dir(output_dir, formats, overwrite)
     prefix = checkpoints.resolve_checkpoint(checkpoint_path)  # a bad path: nothing created
     os.makedirs(output_dir, exist_ok=True)
     calibration = None
+    if int8:
+        calibration = {'images': len(calibration_images), 'source': calibration_source}
     if 'tflite_int8' in formats:
-        calibration = {
-            'images': len(calibration_images),
-            'source': calibration_source,
-            'scheme': 'post-training full-integer quantisation of the net (int8 '
+        calibration['scheme'] = (
+            'post-training full-integer quantisation of the net (int8 '
             'weights per channel, int8 activations); uint8 image input and '
-            'float32 outputs kept, decoding and NMS in float32',
-        }
+            'float32 outputs kept, decoding and NMS in float32'
+        )
+    if 'openvino_int8' in formats:
+        calibration['openvino_scheme'] = openvino_model.INT8_SCHEME
     meta = metadata(
         card,
         formats,
@@ -339,9 +355,14 @@ def export(
             model = tflite_model(card, checkpoint_path, tflite_batch_size, fixed_size, images)
             written[fmt] = os.path.join(output_dir, FILES[fmt])
             atomic_io.write_bytes_atomic(written[fmt], model)
-    if 'openvino' in formats:
-        written['openvino'] = openvino_model.write(
-            card, checkpoint_path, os.path.join(output_dir, FILES['openvino']), meta
+    openvino_paths = {
+        fmt: os.path.join(output_dir, FILES[fmt])
+        for fmt in ('openvino', 'openvino_int8')
+        if fmt in formats
+    }
+    if openvino_paths:
+        written.update(
+            openvino_model.write(card, checkpoint_path, openvino_paths, meta, calibration_images)
         )
     _write_sidecars(output_dir, card, meta)
     for fmt, path in written.items():

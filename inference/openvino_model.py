@@ -53,6 +53,13 @@ v1 = tf.compat.v1
 
 FILE = 'model_openvino.xml'
 BIN_FILE = 'model_openvino.bin'
+INT8_FILE = 'model_openvino_int8.xml'
+INT8_BIN_FILE = 'model_openvino_int8.bin'
+INT8_SCHEME = (
+    'NNCF post-training quantisation (nncf.quantize, mixed preset, fast bias correction) of the '
+    'convolutions: int8 weights per channel, int8 activations; uint8 image input, resizing, '
+    'decoding and NMS in float32'
+)
 DECODED_BOXES = 'decoded_boxes'
 CARD_RT_INFO = 'model_card'
 # --precision values -> OpenVINO's INFERENCE_PRECISION_HINT.
@@ -73,14 +80,15 @@ def openvino_version():
         return None
 
 
-def metadata():
-    """The 'openvino' section of an export's metadata.json."""
+def metadata(formats=('openvino',)):
+    """The 'openvino' section of an export's metadata.json (`formats`: the export's)."""
+    files = {'openvino': [FILE, BIN_FILE], 'openvino_int8': [INT8_FILE, INT8_BIN_FILE]}
     return {
-        'files': [FILE, BIN_FILE],
+        'files': [name for fmt in files if fmt in formats for name in files[fmt]],
         'openvino_version': openvino_version(),
         'inputs': INPUT_NOTE,
         'precisions': 'chosen when loaded: fp32, or bf16 (INFERENCE_PRECISION_HINT) on CPUs '
-        'with AVX-512 BF16 or AMX',
+        'with AVX-512 BF16 or AMX; the int8 IR: int8 convolutions, the rest as loaded',
         'post_processing': 'decoding converted from TF; per-class top_k (TopK), '
         'NonMaxSuppression-9 per (image, class), keep_top_k (TopK) in '
         'OpenVINO ops',
@@ -294,10 +302,31 @@ def save(model, path, meta):
     os.replace(temp + '.xml', stem + '.xml')
 
 
-def write(card, checkpoint_path, path, meta):
-    """Converts the checkpoint and writes the IR to `path` (see `save`); returns `path`."""
-    save(convert(card, checkpoint_path), path, meta)
-    return path
+def quantize(model, calibration_images):
+    """The int8 `ov.Model` of `model` (see INT8_SCHEME), calibrated on `calibration_images`
+    (uint8 RGB `[H, W, 3]`, any sizes, each run as a batch of one)."""
+    import nncf  # Lazy: only int8 exports need it.
+
+    dataset = nncf.Dataset(list(calibration_images), lambda image: {detection.INPUT: image[None]})
+    return nncf.quantize(
+        model,
+        dataset,
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(calibration_images),
+    )
+
+
+def write(card, checkpoint_path, paths, meta, calibration_images=None):
+    """Converts the checkpoint once and writes the IRs asked for (see `save`).
+
+    paths: {'openvino': .xml path, 'openvino_int8': .xml path}, either or both; the int8 IR
+    needs `calibration_images` (see `quantize`). Returns `paths`."""
+    model = convert(card, checkpoint_path)
+    if 'openvino' in paths:
+        save(model, paths['openvino'], meta)
+    if 'openvino_int8' in paths:
+        save(quantize(model, calibration_images), paths['openvino_int8'], meta)
+    return paths
 
 
 # ---------------------------------------------------------------------------------------------
