@@ -1,12 +1,13 @@
 """End-to-end detection speed per net and deployment format: latency (batch 1) and throughput
 (batch 8) of the checkpoint graph and the frozen graph in each compute dtype (float32, and
 bfloat16 where the CPU has bf16 instructions),
-TFLite float32 and int8, and the OpenVINO export in fp32 and bf16 (precision hint), all in one
+TFLite float32 and int8, and the OpenVINO export in fp32 and bf16 (precision hint) and its NNCF
+int8 quantisation, all in one
 process, timed round by round (every format once per round, then the next round), so their
 ratios share the machine's load of the moment.
 
     python benchmarks/bench_inference.py [--models ssd_300_mobilenet,...] \
-        [--dtypes float32,bfloat16] [--openvino_precisions fp32,bf16] \
+        [--dtypes float32,bfloat16] [--openvino_precisions fp32,bf16,int8] \
         [--output output/benchmarks/bench_inference.json]
 
 What is timed: one call of the whole exported graph on 480x640 uint8 RGB images (preprocessing,
@@ -65,6 +66,10 @@ def write_checkpoint(spec, directory):
             return v1.train.Saver().save(sess, os.path.join(directory, 'model.ckpt'))
 
 
+def _quiet(_):
+    pass
+
+
 def setups(name, work_dir, dtypes, openvino_precisions, tflite_threads, images):
     """[(format, dtype, make(batch) -> detector)] of one net, its checkpoint and exports."""
     select, top_k, keep_top_k = DETECTION[name]
@@ -117,19 +122,25 @@ def setups(name, work_dir, dtypes, openvino_precisions, tflite_threads, images):
 
         result.append((fmt, dtype, make))
     if openvino_precisions:
+        # int8: the fp32 IR quantised (NNCF) on 2 random images, as TFLite int8 (speed only).
+        formats = ['openvino'] + (['openvino_int8'] if 'int8' in openvino_precisions else [])
         start = time.perf_counter()
-        xml = export.export(
+        written = export.export(
             spec,
             prefix,
             os.path.join(work_dir, 'openvino'),
-            formats=['openvino'],
-            log=lambda _: None,
-        )['openvino']
+            formats=formats,
+            calibration_images=images[:2],
+            log=_quiet,
+        )
         convert_s = round(time.perf_counter() - start, 1)
         for precision in openvino_precisions:
+            xml = written['openvino_int8' if precision == 'int8' else 'openvino']
 
-            def make(batch, precision=precision):
-                detector = detection.open_exported_model(xml, openvino_precision=precision)
+            def make(batch, precision=precision, xml=xml):
+                detector = detection.open_exported_model(
+                    xml, openvino_precision='fp32' if precision == 'int8' else precision
+                )
                 detector.convert_s = convert_s
                 return detector
 
@@ -169,7 +180,7 @@ def bench_model(name, work_dir, dtypes, openvino_precisions, tflite_threads, log
                 if hasattr(detector, attribute):
                     row[attribute] = getattr(detector, attribute)
             if row['format'] == 'openvino':
-                row['ran'] = detector.precision
+                row['ran'] = 'int8' if row['dtype'] == 'int8' else detector.precision
             if hasattr(detector, 'close'):
                 detector.close()
     frozen = next(
@@ -254,8 +265,9 @@ def main():
     )
     parser.add_argument(
         '--openvino_precisions',
-        default='fp32,bf16',
-        help='OpenVINO precisions, comma-separated (empty: no OpenVINO rows)',
+        default='fp32,bf16,int8',
+        help='OpenVINO precisions, comma-separated: fp32, bf16 (the fp32 IR loaded with the '
+        'bf16 hint), int8 (the NNCF-quantised IR); empty: no OpenVINO rows',
     )
     parser.add_argument('--tflite_threads', type=int, default=os.cpu_count())
     args = parser.parse_args()
