@@ -24,7 +24,4 @@ source "$VENV/bin/activate"
 cd "$ROOT"
 # TensorFlow start-up chatter (CUDA probes, oneDNN banners) is noise here; errors still show.
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
-# oneDNN kernels on every x86 CPU (TF itself enables them only with AVX-512 VNNI/BF16 or AMX):
-# about 3x faster training on AVX2 machines; see tf_extended/cpu_features.prefer_onednn.
-export TF_ENABLE_ONEDNN_OPTS="${TF_ENABLE_ONEDNN_OPTS:-1}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"

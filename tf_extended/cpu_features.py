@@ -1,11 +1,8 @@
-"""What the CPU offers for bf16 and int8 arithmetic, read from /proc/cpuinfo (no TensorFlow),
-and the TensorFlow kernel library to use on it.
+"""What the CPU offers for bf16 and int8 arithmetic, read from /proc/cpuinfo (no TensorFlow).
 
 Benchmarks state it beside every figure, and the main job picks its precision from it: bf16 is
 4-10x fp32 where the CPU has AMX tiles, merely supported (AVX-512 BF16 dot products) or emulated
 elsewhere."""
-
-import os
 
 # Flags worth naming in a report, most capable first.
 REPORTED_FLAGS = (
@@ -61,14 +58,3 @@ def reported_flags(flags=None):
     """The REPORTED_FLAGS the CPU has, in that order."""
     flags = cpu_flags() if flags is None else flags
     return [f for f in REPORTED_FLAGS if f in flags]
-
-
-def prefer_onednn(environ=os.environ):
-    """TF_ENABLE_ONEDNN_OPTS=1 unless set: oneDNN kernels on every x86 CPU. Has an effect only
-    before TensorFlow is imported.
-
-    TF turns oneDNN on by itself only on CPUs with AVX-512 VNNI/BF16 or AMX; elsewhere (AVX2
-    machines) it runs its Eigen kernels, which train the main job's net about 3x slower
-    (measured: 11.2 against 3.9 images/s, MobileNet-SSD300 depth 0.5, batch 16, 2 cores) and have
-    no NCHW convolutions. TF_ENABLE_ONEDNN_OPTS=0 brings TF's own choice back."""
-    environ.setdefault('TF_ENABLE_ONEDNN_OPTS', '1')

@@ -14,9 +14,7 @@ logs anything, measured on a CPU-only machine (2026-12, `import tensorflow` and 
     E... cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: ... (303)
     I... mlir_graph_optimization_pass.cc:437] MLIR V1 optimization pass is not enabled
   TF_CPP_MIN_LOG_LEVEL=2: 5 lines (both absl warnings, both cudart_stub lines, the E-level
-    cuInit line); =3: 4 (the cuInit line goes, and with it every other TF error line). With
-    oneDNN on (always, see cpu_features.prefer_onednn) 2 more, whatever the level: port.cc's
-    'oneDNN custom operations are on ...' once per absl copy.
+    cuInit line); =3: 4 (the cuInit line goes, and with it every other TF error line).
   CUDA_VISIBLE_DEVICES='' changes nothing: the stub and the probe run anyway.
 
 The absl warning and the cudart_stub line are written before TF reads any setting, so no
@@ -41,8 +39,6 @@ import warnings
 
 from absl import app
 from absl import logging
-
-from tf_extended import cpu_features
 
 _GPU_DEVICE_NODES = ('/dev/nvidiactl', '/dev/nvidia0', '/dev/dxg')
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,9 +68,6 @@ def is_start_up_noise(line, gpu_device=False):
         return False
     level, source, message = match.groups()
     if source == b'cudart_stub.cc' and message.startswith(b'Could not find cuda drivers'):
-        return True
-    # Written before TF reads TF_CPP_MIN_LOG_LEVEL whenever oneDNN is on (prefer_onednn).
-    if source == b'port.cc' and message.startswith(b'oneDNN custom operations are on'):
         return True
     return not gpu_device and source in _CUDA_PROBES and level in b'IWE'
 
@@ -201,8 +194,6 @@ def _main_is_project_script():
 _filter_pid = None
 _user_wants_tf_lines = os.environ.get('TF_CPP_MIN_LOG_LEVEL', '2') not in ('2', '3')
 quiet_tensorflow_start()
-# Not logging, but this is the module every script imports before TensorFlow.
-cpu_features.prefer_onednn()
 _is_script = _main_is_project_script()
 _filter_setting = os.environ.get('SSD_STDERR_FILTER')
 if (
