@@ -5,4 +5,4 @@ source "$(dirname "$0")/venv.sh"
 echo "[lint] ruff check and ruff format --check"
 ruff check --quiet .
 ruff format --check --quiet .
-exec python -m pytest -n "${SSD_TEST_WORKERS:-2}" "$@" tests
+exec python -m pytest -n "${SSD_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@" tests

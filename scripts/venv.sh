@@ -10,10 +10,12 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 STAMP="$VENV/.requirements.sha256"
-WANT="$(cat "$ROOT/requirements.txt" "$REQS" | sha256sum | cut -d' ' -f1)"
+NODEPS="$ROOT/requirements-nodeps.txt"
+WANT="$(cat "$ROOT/requirements.txt" "$REQS" "$NODEPS" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   echo "[setup] installing pinned requirements (first run only)"
   "$VENV/bin/python" -m pip install -qq --disable-pip-version-check -r "$REQS"
+  "$VENV/bin/python" -m pip install -qq --disable-pip-version-check --no-deps -r "$NODEPS"
   echo "$WANT" > "$STAMP"
   echo "[setup] the README's other commands run in this environment: source $VENV/bin/activate"
 else

@@ -1,8 +1,15 @@
 """What many test files share: the project root and running a script as a user does."""
 
 import os
+import pathlib
 import subprocess
 import sys
+
+import pytest
+
+from tests import shared_cache
+from tf_extended import cpu_features
+from tf_extended import logs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,14 +35,104 @@ def run_script(script, *args, timeout=400, **kwargs):
     )
 
 
+def interrupt_when(args, marker, timeout=400):
+    """Starts `python args...` from the project root, sends SIGINT (what Ctrl-C sends) once
+    `marker` is in its stderr; returns (exit status, stderr lines)."""
+    import signal
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=script_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    deadline = time.time() + timeout
+    try:
+        for line in process.stderr:
+            lines.append(line.rstrip('\n'))
+            if marker in line:
+                process.send_signal(signal.SIGINT)
+                break
+            assert time.time() < deadline, lines[-20:]
+        lines += process.stderr.read().splitlines()
+        return process.wait(timeout=120), lines
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def synthetic_voc_records(num_images=8, seed=0, output_name='voc_2007_train'):
+    """`num_images` images of datasets/synthetic.py (`seed`) in VOC layout (`<folder>/voc`),
+    converted as tf_convert_data.py does by default (every annotation, shuffled with seed 0, one
+    shard) to `<folder>/records/<output_name>_*.tfrecord`; returns the folder (shared by the run's
+    tests: read-only, see shared_cache.py)."""
+
+    def build(path):
+        path = pathlib.Path(path)
+        from datasets import labels
+        from datasets import synthetic
+        from tests import data_fixtures
+
+        synthetic.generate(str(path / 'voc'), num_images, seed)
+        data_fixtures.convert_voc(
+            [str(path / 'voc')],
+            str(path / 'records'),
+            output_name=output_name,
+            class_names=labels.read_labels_file(str(path / 'voc' / 'labels.txt')),
+            shuffle=True,
+            seed=0,
+        )
+
+    return pathlib.Path(
+        shared_cache.folder(f'synthetic_voc_{num_images}_{seed}_{output_name}', build)
+    )
+
+
+def pytest_configure(config):
+    """In the process that runs the tests (an xdist worker, or pytest without -n), the test
+    modules' `import tensorflow` skips Keras as the scripts' does (2 s per process, see
+    tf_extended/logs.skip_keras_at_tensorflow_import); not in xdist's controller, whose
+    environment the workers inherit."""
+    if hasattr(config, 'workerinput') or not config.getoption('numprocesses', None):
+        logs.skip_keras_at_tensorflow_import()
+
+
+def pytest_collection_finish(session):
+    """The test modules are imported: `tf.keras` resolves normally from here on."""
+    logs.restore_keras_setting()
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _shared_cache_root(tmp_path_factory):
+    """The run's folder for tests/shared_cache.py: above each xdist worker's own temporary
+    folder, so that the workers share it; the run's own folder without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get('PYTEST_XDIST_WORKER'):
+        base = base.parent
+    shared_cache.ROOT = str(base / 'shared')
+
+
 def require_nchw():
-    """Skips the calling test where this machine cannot run NCHW convolutions: TF's own CPU
-    kernels are NHWC only; oneDNN (on by default on CPUs with AVX-512) or a GPU runs NCHW."""
+    """Skips the calling test where this machine cannot run NCHW convolutions fast: TF's own CPU
+    kernels are NHWC only, and oneDNN (on by default only on CPUs with AVX-512 VNNI/BF16 or AMX;
+    TF_ENABLE_ONEDNN_OPTS=1 elsewhere) runs NCHW nets on CPUs without AVX-512 minutes slower than
+    NHWC (seen: one SSD300 comparison over 3 minutes instead of seconds). NCHW is the GPU layout:
+    tested on a GPU or an AVX-512 CPU."""
+    if not (cpu_features.cpu_flags() & {'avx512f'}) and not _gpu():
+        pytest.skip('NCHW is tested on a GPU or an AVX-512 CPU (oneDNN is slow at it without)')
     if _nchw_runs():
         return
-    import pytest
+    pytest.skip('NCHW needs oneDNN or a GPU; TensorFlow runs without oneDNN here')
 
-    pytest.skip('NCHW needs oneDNN or a GPU; TF disables oneDNN on this CPU (no AVX-512)')
+
+def _gpu():
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices('GPU'))
 
 
 _NCHW = []
@@ -57,3 +154,68 @@ def _nchw_runs():
             except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError):
                 _NCHW.append(False)
     return _NCHW[0]
+
+
+# Scheduling under pytest-xdist: scripts/test.sh runs `-n 2 --dist loadfile
+# --no-loadscope-reorder`.
+#
+# --dist loadfile sends a module's tests to one worker. xdist's default (`load`) spread them over
+# both, and a module-scoped fixture (a trained or exported model, a converted dataset) was then
+# built by each worker that ran one of its tests. (`--dist loadgroup` with xdist_group marks
+# would keep finer units, but pytest-xdist 3.8 cannot rename pytest 9's node ids, so it does not
+# group.)
+#
+# The modules are queued longest first (pytest_collection_modifyitems below; xdist then takes
+# the collection order, as --no-loadscope-reorder asks), so that no long module starts last
+# while the other worker idles. The lengths are rough wall times on a 2-core CPU (seconds, of a
+# test together with the fixtures it sets up first); they only order the queue: a stale or
+# missing entry costs time, not correctness. Keys: a test's node id without its parameters (for
+# each parameter case), or a module's path (for each of its tests without an entry of its own).
+DURATIONS = {
+    'tests/test_train_run.py::test_sigkill_at_fixed_points_then_resume_continues_exactly': 115,
+    'tests/test_model_card_scripts.py::test_training_writes_the_card': 30,
+    'tests/test_model_card_scripts.py::test_eval_watch_export_detect_score_without_model_flags': 80,
+    'tests/test_model_card_scripts.py::test_contradicting_flags_fail_before_writing': 10,
+    'tests/test_model_card_scripts.py::test_caffe_converted_checkpoint_needs_no_model_flags': 12,
+    'tests/test_detect_script.py': 10,  # 11 tests with 11 script runs
+    'tests/test_demo.py::test_reduced_main_job_runs_every_stage': 76,
+    'tests/test_train_run.py::test_short_run_lowers_loss_and_restores_in_eval_graph': 36,
+    'tests/test_train_run.py::test_mixed_precision_follows_fp32': 29,
+    'tests/test_train_run.py::test_negative_ratio_flag_reaches_the_loss': 14,
+    'tests/test_non_square.py::test_train_script_fine_tunes_the_300x500_model': 26,
+    'tests/test_non_square.py::test_eval_script_at_300x500_equals_the_reference': 15,
+    'tests/test_non_square.py::test_eval_script_in_bfloat16_computes_in_bfloat16': 10,
+    'tests/test_non_square.py::test_export_script_at_300x500_equals_the_reference': 10,
+    'tests/test_openvino.py': 5,  # 12 tests sharing an export, two script runs
+    'tests/test_train_run.py::test_one_ps_two_workers_sync_replicas': 43,
+    'tests/test_coco_names.py': 12,
+    'tests/test_export_models.py': 4,
+    'tests/test_benchmarks.py::test_run_all_small': 31,
+    'tests/test_eval_watcher.py::test_watcher_backlog_deletions_restart_best_and_timeout': 25,
+    'tests/test_hostile_outputs.py::test_detect_never_overwrites_an_input_or_a_file_it_did_not_write': 22,
+    'tests/test_pytorch_parity.py::test_cards_describe_the_sources': 20,
+    'tests/test_pytorch_convert.py::test_vgg_bases_initialise_training_like_tf_slim_vgg_16': 25,
+    'tests/test_caffe_opencv_parity.py::test_conversion_maps_every_caffe_layer': 10,
+    'tests/test_eval_pipeline.py::test_eval_equals_offline_scoring_of_its_results_files': 20,
+    'tests/test_train_run.py::test_non_finite_loss_stops_without_saving': 12,
+}
+
+
+def _expected_seconds(nodeid):
+    name = nodeid.split('[')[0]
+    return DURATIONS.get(name, DURATIONS.get(name.split('::')[0], 0.0))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(config, items):
+    """Modules longest first; the tests of a module keep their order (after pytest's own
+    reordering by parametrized fixtures)."""
+    result = yield
+    modules = {}
+    for item in items:
+        modules.setdefault(item.nodeid.split('::')[0], []).append(item)
+    order = sorted(
+        modules.values(), key=lambda tests: -sum(_expected_seconds(t.nodeid) for t in tests)
+    )
+    items[:] = [item for tests in order for item in tests]
+    return result

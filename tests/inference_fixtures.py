@@ -1,6 +1,7 @@
 """Fixtures of the export and detection tests: a small MobileNet-SSD checkpoint whose random
 weights give spread-out scores, a synthetic TFRecord split, test images."""
 
+import hashlib
 import os
 
 import numpy as np
@@ -11,6 +12,7 @@ from datasets import synthetic
 from inference import detection
 from model import card as card_lib
 from tests import data_fixtures
+from tests import shared_cache
 
 v1 = tf.compat.v1
 
@@ -39,13 +41,26 @@ def random_images(seed, sizes):
 
 
 def write_checkpoint(spec, directory, seed=0):
-    """Random-init checkpoint with non-trivial outputs; returns its prefix.
+    """Random-init checkpoint with non-trivial outputs, `<directory>/model.ckpt`; returns its
+    prefix. In a pytest run it is built once per net, normalisation and seed (the detection
+    settings do not matter) and copied (tests/shared_cache.py).
 
     Glorot-initialised convs shrink the activations ~5x per MobileNet layer, so the heads would
     see zeros and every anchor would get the same scores. Batch norm statistics are therefore set
     from one batch (training-mode forward pass with decay 0: data-dependent initialisation), and
     the class-head biases get random values so that the classes differ per anchor shape.
     """
+    if shared_cache.ROOT is None:
+        return _write_checkpoint(spec, directory, seed)
+    key = repr((spec.model_name, spec.params, spec.mean_rgb, spec.scale, spec.compute_dtype, seed))
+    cached = shared_cache.folder(
+        'checkpoint_' + hashlib.sha256(key.encode()).hexdigest()[:16],
+        lambda path: _write_checkpoint(spec, path, seed),
+    )
+    return shared_cache.copy_checkpoint(cached, 'model.ckpt', directory)
+
+
+def _write_checkpoint(spec, directory, seed):
     rng = np.random.RandomState(seed)
     net = spec.net()
     net.params = net.params._replace(batch_norm_decay=0.0)

@@ -194,6 +194,40 @@ def test_no_tensorflow_start_up_lines():
     assert proc.stderr == ''
 
 
+def test_tensorflow_import_skips_keras_and_tf_keras_still_works():
+    """skip_keras_at_tensorflow_import: `import tensorflow` loads neither Keras nor what Keras
+    pulls in (matplotlib.pyplot), the variable is gone after restore_keras_setting, and
+    `tf.keras` then resolves to Keras 3 as usual (OpenVINO's converter touches it). A user's
+    own TF_USE_LEGACY_KERAS is left alone."""
+    env = {k: v for k, v in os.environ.items() if k != 'TF_USE_LEGACY_KERAS'}
+    env.update(PYTHONPATH=ROOT)
+    program = (
+        'import os, sys\n'
+        'from tf_extended import logs\n'
+        'logs.skip_keras_at_tensorflow_import()\n'
+        'import tensorflow as tf\n'
+        'loaded = sorted(m for m in ("keras", "matplotlib.pyplot") if m in sys.modules)\n'
+        'logs.restore_keras_setting()\n'
+        'print(loaded, os.environ.get("TF_USE_LEGACY_KERAS"), tf.keras.layers.Layer.__module__)\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, '-c', program],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ['[]', 'None', 'keras.src.layers.layer']
+    from tf_extended import logs
+
+    user = {'TF_USE_LEGACY_KERAS': '0'}
+    logs.skip_keras_at_tensorflow_import(user)
+    logs.restore_keras_setting()
+    assert user == {'TF_USE_LEGACY_KERAS': '0'}
+
+
 PROJECT = (
     'datasets',
     'nets',

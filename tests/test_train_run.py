@@ -2,9 +2,9 @@
 
 ssd_300_mobilenet at depth multiplier 0.25, batch 2, a few steps: the loss goes down and the
 checkpoint restores into an eval graph; mixed precision follows fp32 step by step;
---negative_ratio reaches the loss; SIGKILL at fixed points in and around a checkpoint save, then
-restart, resumes exactly; a diverging run stops at a NaN/inf without saving it; 1 ps + 2 workers
-train synchronously.
+--negative_ratio reaches the loss (that run is ended by Ctrl-C, which must say what was kept);
+SIGKILL at fixed points in and around a checkpoint save, then restart, resumes exactly; a
+diverging run stops at a NaN/inf without saving it; 1 ps + 2 workers train synchronously.
 """
 
 import os
@@ -21,6 +21,7 @@ import tensorflow as tf
 import tf_slim as slim
 
 from model import checkpoints
+from tests.conftest import interrupt_when, synthetic_voc_records
 from training import hooks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,44 +29,11 @@ LOG_LINE = hooks.LOG_LINE  # the trainer's step line: step and name=value loss t
 v1 = tf.compat.v1
 
 
-@pytest.fixture(scope='module')
-def dataset_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp('train_data')
-    env = _env()
-    subprocess.run(
-        [
-            sys.executable,
-            '-m',
-            'datasets.synthetic',
-            '--output_dir',
-            str(root / 'voc'),
-            '--num_images',
-            '8',
-            '--seed',
-            '0',
-        ],
-        check=True,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            sys.executable,
-            'tf_convert_data.py',
-            '--dataset_name=pascalvoc',
-            '--dataset_dir=%s' % (root / 'voc'),
-            '--labels_file=%s' % (root / 'voc' / 'labels.txt'),
-            '--output_dir=%s' % (root / 'records'),
-            '--output_name=voc_2007_train',
-            '--num_workers=1',
-        ],
-        check=True,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-    )
-    return str(root / 'records')
+@pytest.fixture(scope='session')
+def dataset_dir():
+    """8 synthetic images as pascalvoc_2007 train records (what `python -m datasets.synthetic
+    --num_images=8` then tf_convert_data.py write), shared by the workers and test files."""
+    return str(synthetic_voc_records() / 'records')
 
 
 def _env():
@@ -202,28 +170,49 @@ def test_mixed_precision_follows_fp32(fp32_run, dataset_dir, tmp_path):
     assert all(v.dtype == np.float32 or v.dtype.kind in 'iu' for v in _tensors(prefix).values())
 
 
-def test_negative_ratio_flag_reaches_the_loss(fp32_run, dataset_dir, tmp_path):
+@pytest.fixture(scope='module')
+def negative_ratio_run(dataset_dir, tmp_path_factory):
+    """The fp32 run's flags with --negative_ratio=1, a checkpoint every 2 steps and no step limit,
+    interrupted by SIGINT (what Ctrl-C sends) once step 3 is logged: (train dir, exit status,
+    stderr lines)."""
+    train_dir = tmp_path_factory.mktemp('negative_ratio')
+    args = _args(
+        dataset_dir,
+        str(train_dir),
+        '--max_number_of_steps=100000',
+        '--save_interval_steps=2',
+        '--learning_rate_decay_type=fixed',
+        '--negative_ratio=1',
+    )
+    status, lines = interrupt_when(args[1:], 'step 3/')
+    return train_dir, status, lines
+
+
+def test_negative_ratio_flag_reaches_the_loss(fp32_run, negative_ratio_run):
     """--negative_ratio=1 against the seeded fp32 run (ratio 3) at step 1: same weights, same
     batch, so the positive and localisation terms are equal; the negative term sums each image's
     top-k background losses for k = positives instead of 3 x positives, so it lies between a
     third of the ratio-3 term and that term."""
     _, fp32_losses = fp32_run
-    result = _run(
-        _args(
-            dataset_dir,
-            str(tmp_path),
-            '--max_number_of_steps=1',
-            '--save_interval_steps=100',
-            '--learning_rate_decay_type=fixed',
-            '--negative_ratio=1',
-        )
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    one, three = _losses(result.stderr)[1], fp32_losses[1]
+    _, _, lines = negative_ratio_run
+    one, three = _losses('\n'.join(lines))[1], fp32_losses[1]
     for term in ('cross_entropy_pos', 'localization'):
         assert one[term] == pytest.approx(three[term], rel=1e-3), term
     assert three['cross_entropy_neg'] / 3 <= one['cross_entropy_neg'] + 1e-4
     assert one['cross_entropy_neg'] < 0.9 * three['cross_entropy_neg']
+
+
+def test_training_interrupted_says_what_was_kept(negative_ratio_run):
+    """Ctrl-C: exit status 130 and one last line saying which checkpoints are kept and how to
+    resume, no traceback (tests/test_interrupts.py: the conversion)."""
+    train_dir, status, lines = negative_ratio_run
+    assert status == 130, lines[-20:]
+    assert not any('Traceback' in line or 'KeyboardInterrupt' in line for line in lines), lines
+    last = lines[-1]
+    assert last.startswith('train_ssd_network: interrupted; checkpoints up to model.ckpt-'), lines
+    assert last.endswith(f'are kept in {train_dir}; run the same command to resume from it')
+    step = int(last.split('model.ckpt-')[1].split(' ')[0])
+    assert step >= 2 and os.path.isfile(train_dir / f'model.ckpt-{step}.index')
 
 
 # Runs train_ssd_network.py with a SIGKILL at a fixed point of tf.compat.v1.train.Saver.save

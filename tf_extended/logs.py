@@ -26,6 +26,9 @@ TF_CPP_MIN_LOG_LEVEL below 2 (asking to see TF's lines) or SSD_STDERR_FILTER=0:
   only where no NVIDIA device exists: /dev/nvidiactl, /dev/nvidia0, WSL's /dev/dxg). Being a
   separate process, it still passes on the last words of a script that crashes or is killed.
   Installed for the project's top-level scripts only (or when SSD_STDERR_FILTER=1).
+
+For the same scripts it also makes TensorFlow's import skip Keras (about 2 s of start-up, see
+`skip_keras_at_tensorflow_import`).
 """
 
 import atexit
@@ -53,6 +56,32 @@ _CUDA_PROBES = (b'cuda_platform.cc', b'cuda_executor.cc', b'cuda_diagnostics.cc'
 def quiet_tensorflow_start(environ=os.environ):
     """TF_CPP_MIN_LOG_LEVEL=2 unless set. Has an effect only before TensorFlow is imported."""
     environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+
+_KERAS_SETTING = 'TF_USE_LEGACY_KERAS'
+_skipped_keras = []
+
+
+def skip_keras_at_tensorflow_import(environ=os.environ):
+    """Makes the next `import tensorflow` skip Keras; `restore_keras_setting` undoes it.
+
+    TF 2.21's `__init__` imports Keras 3 eagerly (only to register Keras optimizers for
+    SavedModels with Keras objects, which this project never writes), and Keras imports
+    matplotlib.pyplot and, where installed, scikit-learn: about 2 of the 6 s `import
+    tensorflow` takes on a 2-core machine (measured, 2026-12), paid by every script and
+    worker. With TF_USE_LEGACY_KERAS=1 that import asks for tf_keras instead, which is not
+    installed, and TF goes on without it. The variable is removed again before any code runs
+    (`run_plain`), so `tf.keras`, resolved lazily on first use, is still Keras 3. No effect
+    when TensorFlow is already imported or the user set the variable."""
+    if 'tensorflow' not in sys.modules and _KERAS_SETTING not in environ:
+        environ[_KERAS_SETTING] = '1'
+        _skipped_keras.append(environ)
+
+
+def restore_keras_setting():
+    """Removes what `skip_keras_at_tensorflow_import` set (before any use of `tf.keras`)."""
+    while _skipped_keras:
+        _skipped_keras.pop().pop(_KERAS_SETTING, None)
 
 
 def is_start_up_noise(line, gpu_device=False):
@@ -200,6 +229,8 @@ if (
     _filter_setting == '1' or (_filter_setting != '0' and _is_script and not _user_wants_tf_lines)
 ) and 'tensorflow' not in sys.modules:
     install_stderr_filter()
+if _is_script:
+    skip_keras_at_tensorflow_import()
 # A project script being started: Ctrl-C during the (slow) imports ends with one line. `run`
 # hands SIGINT back to Python's KeyboardInterrupt once the script's main starts.
 if _is_script and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
@@ -268,6 +299,7 @@ def run(main, interrupted=None):
 
 def run_plain(main, interrupted=None):
     """`main()` (a script without absl flags, e.g. argparse) with `run`'s Ctrl-C line."""
+    restore_keras_setting()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return main()
