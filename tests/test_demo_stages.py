@@ -22,9 +22,11 @@ class FakeScripts:
         self.ran = []
         self.commands = []
         self.interrupt_training_at = None
+        self.env = None
 
-    def __call__(self, args, on_line=None):
+    def __call__(self, args, on_line=None, env=None):
         self.commands.append(args)
+        self.env = env
         flags = dict(a[2:].split('=', 1) for a in args if a.startswith('--') and '=' in a)
         if args[:2] == ['-m', 'datasets.synthetic']:
             self.ran.append('dataset')
@@ -162,6 +164,20 @@ def test_auto_precision_is_bf16_only_with_amx(flags, expected):
     precision, why = run_demo.resolve_precision('auto', flags)
     assert precision == expected and why.startswith('auto: ')
     assert run_demo.resolve_precision('bf16', {'avx2'}) == ('bf16', 'as asked')
+
+
+def test_fp32_stages_run_with_onednn_unless_set(demo):
+    """fp32: the scripts get TF_ENABLE_ONEDNN_OPTS=1 (this process's environment unchanged);
+    bf16 or a user's own setting: left as it is."""
+    assert 'TF_ENABLE_ONEDNN_OPTS' not in os.environ
+    _, out = demo('--precision', 'fp32')
+    assert demo.fake.env['TF_ENABLE_ONEDNN_OPTS'] == '1' and 'oneDNN kernels on' in out
+    assert 'TF_ENABLE_ONEDNN_OPTS' not in os.environ
+    assert demo.fake.env['PATH'] == os.environ['PATH']
+    env, line = run_demo.stage_environment('bf16', {'PATH': '/bin'})
+    assert env == {'PATH': '/bin'} and "TensorFlow's own choice" in line
+    env, line = run_demo.stage_environment('fp32', {'TF_ENABLE_ONEDNN_OPTS': '0'})
+    assert env == {'TF_ENABLE_ONEDNN_OPTS': '0'} and '(as set)' in line
 
 
 def test_interrupted_training_resumes(demo):
