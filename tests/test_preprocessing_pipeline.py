@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from preprocessing import geometry
 from preprocessing import preprocessing_factory
 from preprocessing.seeds import example_seed
 from tests.test_preprocessing_helpers import (
@@ -248,6 +249,28 @@ def test_eval_boxes_map_back_with_bbox_img_and_are_deterministic(resize, shape):
 def test_eval_mobilenet_normalisation():
     image, *_ = _eval('NONE', pipeline=MOBILENET)
     np.testing.assert_allclose(image, (EVAL_IMAGE - 127.5) * 0.007843, atol=1e-5)
+
+
+def test_normalize_is_exactly_the_numpy_arithmetic_and_warp_clips_bicubic_overshoot():
+    """normalize (bias_add of -mean) gives numpy's float32 `(x - mean) * scale` bit for bit;
+    warp_resize_normalized follows OpenCV's resize then that normalisation, and a bicubic
+    resize, which overshoots 0-255 at sharp edges, ends inside the normalised range."""
+    mean, scale = MOBILENET.mean_rgb, MOBILENET.scale
+    got = run_graph(lambda im: geometry.normalize(im, mean, scale), EVAL_IMAGE)
+    want = (EVAL_IMAGE.astype(np.float32) - np.array(mean, np.float32)) * np.float32(scale)
+    np.testing.assert_array_equal(got, want)
+    warped = run_graph(lambda im: geometry.warp_resize_normalized(im, OUT, mean, scale), EVAL_IMAGE)
+    reference = cv2.resize(EVAL_IMAGE.astype(np.float32), OUT[::-1], interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(warped, (reference - np.array(mean)) * scale, atol=0.01 * scale)
+    edges = np.zeros((8, 8, 3), np.uint8)
+    edges[:, ::2] = 255
+    bicubic = run_graph(
+        lambda im: geometry.warp_resize_normalized(im, (30, 30), mean, scale, 'bicubic'), edges
+    )
+    low, high = geometry.normalized_range(mean, scale)
+    assert bicubic.min() == pytest.approx(low.min()) and bicubic.max() == pytest.approx(high.max())
+    overshoot = run_graph(lambda im: tf.image.resize(im, (30, 30), 'bicubic'), edges * 1.0)
+    assert overshoot.min() < 0 and overshoot.max() > 255  # what the clip is for
 
 
 def test_registry_names_and_errors():
