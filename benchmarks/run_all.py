@@ -4,7 +4,7 @@
         [--output_dir benchmarks/results]
 
 Each benchmark script runs in its own process (TensorFlow state and thread pools do not leak
-between them), with short settings by default (about 8 minutes in all on 2 cores) or the
+between them), with short settings by default (about 10 minutes in all on 2 cores) or the
 scripts' own longer defaults with --full. Their JSON outputs are collected into
 `<output_dir>/all.json`, and `<output_dir>/README.md` gets the machine (CPU model, cores,
 library versions, load), the command, a status line per benchmark (a failed or timed-out one
