@@ -11,15 +11,13 @@ import dataclasses
 import numpy as np
 
 
-def match_detections(got, want, b_got=0, b_want=0, tol=1e-4):
-    """Pairs the detections of `want` (image `b_want`) with those of `got` (image `b_got`).
-
-    Returns (matched, num_want, max score difference, max box difference) over the matched
-    pairs (boxes: the largest coordinate difference)."""
+def _match(got, want, b_got, b_want, tol):
+    """(want's matched mask [n], got's used mask [m], max score difference, max box difference)."""
     n = int(want['num_detections'][b_want])
     m = int(got['num_detections'][b_got])
     used = np.zeros(m, bool)
-    matched, score_diff, box_diff = 0, 0.0, 0.0
+    found = np.zeros(n, bool)
+    score_diff, box_diff = 0.0, 0.0
     for i in range(n):
         cls = want['detection_classes'][b_want, i]
         ds = np.abs(got['detection_scores'][b_got, :m] - want['detection_scores'][b_want, i])
@@ -27,10 +25,27 @@ def match_detections(got, want, b_got=0, b_want=0, tol=1e-4):
         ok = (~used) & (got['detection_classes'][b_got, :m] == cls) & (ds <= tol) & (db <= tol)
         if ok.any():
             j = np.flatnonzero(ok)[np.argmin(ds[ok])]
-            used[j] = True
-            matched += 1
+            used[j] = found[i] = True
             score_diff, box_diff = max(score_diff, float(ds[j])), max(box_diff, float(db[j]))
-    return matched, n, score_diff, box_diff
+    return found, used, score_diff, box_diff
+
+
+def match_detections(got, want, b_got=0, b_want=0, tol=1e-4):
+    """Pairs the detections of `want` (image `b_want`) with those of `got` (image `b_got`).
+
+    Returns (matched, num_want, max score difference, max box difference) over the matched
+    pairs (boxes: the largest coordinate difference)."""
+    found, _, score_diff, box_diff = _match(got, want, b_got, b_want, tol)
+    return int(found.sum()), len(found), score_diff, box_diff
+
+
+def _near_cut(scores, kept_by_other, tol):
+    """How many of `scores` (one model's unmatched detections) lie within `tol` of the lowest
+    score the other model kept: near-ties at a cut (the score threshold, keep_top_k), where float
+    rounding decides which of two detections is kept."""
+    if not len(scores) or not len(kept_by_other):
+        return 0
+    return int((np.abs(scores - kept_by_other.min()) <= tol).sum())
 
 
 @dataclasses.dataclass
@@ -44,17 +59,24 @@ class Parity:
     matched: int = 0
     max_score_diff: float = 0.0
     max_box_diff: float = 0.0
+    # Unmatched detections of either model within tol of the other's lowest kept score.
+    unmatched_near_cut: int = 0
 
     def add(self, got, want):
         """Adds a batch: `got` and `want` are one batch's outputs of the two models."""
         for b in range(len(want['num_detections'])):
-            matched, n, ds, db = match_detections(got, want, b, b, self.tol)
+            found, used, ds, db = _match(got, want, b, b, self.tol)
+            want_scores = want['detection_scores'][b, : len(found)]
+            got_scores = got['detection_scores'][b, : len(used)]
             self.images += 1
-            self.reference_detections += n
-            self.detections += int(got['num_detections'][b])
-            self.matched += matched
+            self.reference_detections += len(found)
+            self.detections += len(used)
+            self.matched += int(found.sum())
             self.max_score_diff = max(self.max_score_diff, ds)
             self.max_box_diff = max(self.max_box_diff, db)
+            self.unmatched_near_cut += _near_cut(
+                want_scores[~found], got_scores, self.tol
+            ) + _near_cut(got_scores[~used], want_scores, self.tol)
 
     @property
     def every_detection_matched(self):
@@ -64,5 +86,11 @@ class Parity:
         return (
             f'{self.matched} of the reference\'s {self.reference_detections} detections matched '
             f'({self.detections} detections) on {self.images} images, within {self.tol:g}: '
-            f'largest score difference {self.max_score_diff:.2g}, box {self.max_box_diff:.2g}'
+            f'largest score difference {self.max_score_diff:.2g}, box {self.max_box_diff:.2g}; '
+            f'{self.unmatched} unmatched in all (both models), {self.unmatched_near_cut} of them '
+            f"within {self.tol:g} of the other model's lowest kept score (a near-tie at a cut)"
         )
+
+    @property
+    def unmatched(self):
+        return self.reference_detections + self.detections - 2 * self.matched

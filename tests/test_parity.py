@@ -53,3 +53,18 @@ def test_totals_over_batches():
     assert '4 of the reference\'s 4 detections matched (5 detections) on 2 images' in (
         report.summary()
     )
+    assert report.unmatched == 1 and report.unmatched_near_cut == 0  # 0.01 is below 0.5 - tol
+
+
+def test_near_ties_at_the_cut_are_counted():
+    """Two detections scored 0.40001 and 0.40000, a cut keeping one: each model kept the other
+    one. Both unmatched lie at the other model's lowest kept score; clear misses do not."""
+    want = _outputs([(1, 0.9, BOX_A), (2, 0.40001, BOX_A)])
+    got = _outputs([(1, 0.9, BOX_A), (2, 0.40000, BOX_B)])
+    report = parity.Parity(tol=1e-4)
+    report.add(got, want)
+    assert (report.matched, report.unmatched, report.unmatched_near_cut) == (1, 2, 2)
+    missed = parity.Parity(tol=1e-4)
+    missed.add(_outputs([(1, 0.9, BOX_A), (2, 0.2, BOX_B)]), want)
+    assert (missed.unmatched, missed.unmatched_near_cut) == (2, 0)  # 0.2 and 0.4: no tie
+    assert '2 unmatched in all (both models), 0 of them within 0.0001' in missed.summary()
