@@ -25,16 +25,21 @@ app.run(main)
 '''
 
 
-def test_tensorflow_records_are_printed_once():
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-    proc = subprocess.run(
-        [sys.executable, '-c', PROGRAM],
+def _python(program, env, timeout=300):
+    """`python -c program` from the project root in `env`, output captured as text."""
+    return subprocess.run(
+        [sys.executable, '-c', program],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
+
+
+def test_tensorflow_records_are_printed_once():
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
+    proc = _python(PROGRAM, env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
 
@@ -182,14 +187,7 @@ def test_no_tensorflow_start_up_lines():
         'tf.compat.v1.disable_eager_execution()\n'
         'with tf.compat.v1.Session() as s:\n    print(s.run(tf.constant(1) + 1))\n'
     )
-    proc = subprocess.run(
-        [sys.executable, '-c', program],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _python(program, env)
     assert proc.returncode == 0 and proc.stdout == '2\n', proc.stderr
     assert proc.stderr == ''
 
@@ -210,14 +208,7 @@ def test_tensorflow_import_skips_keras_and_tf_keras_still_works():
         'logs.restore_keras_setting()\n'
         'print(loaded, os.environ.get("TF_USE_LEGACY_KERAS"), tf.keras.layers.Layer.__module__)\n'
     )
-    proc = subprocess.run(
-        [sys.executable, '-c', program],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _python(program, env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ['[]', 'None', 'keras.src.layers.layer']
     from tf_extended import logs
