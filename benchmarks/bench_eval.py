@@ -14,8 +14,11 @@ and for each exported model (--exported: frozen_graph, openvino, openvino_int8):
                  net and NMS inside: what a user's calls cost), OpenVINO in throughput mode as
                  eval_ssd_network.py opens it;
   evaluation     `exported.evaluate_exported` (decode, the model, metrics; overlapped).
-Forward rates are measured just before and just after the evaluation, and averaged. The share
-of the evaluation time outside the forward pass is `1 - evaluation / forward`.
+Forward passes and evaluations alternate for --rounds rounds (forward, evaluation, forward, ...):
+each evaluation is compared with the mean of the forward rates just before and just after it,
+and the round with the median ratio is reported (the others' ratios beside it): on a shared
+machine one round's ratio swings by +-10 %. The share of the evaluation time outside the forward
+pass is `1 - evaluation / forward`.
 
 With both exports and a trained checkpoint, the OpenVINO model's detections are matched against
 the frozen graph's on every image (`inference.parity`: same class, score and box within
@@ -67,6 +70,7 @@ flags.DEFINE_integer(
     'num_images', 64, 'Synthetic images in the evaluated split (about 1/4 of those generated).'
 )
 flags.DEFINE_integer('batch_size', 8, 'Images per batch.')
+flags.DEFINE_integer('rounds', 3, 'Evaluations per model, each between two forward measurements.')
 flags.DEFINE_integer('num_threads', None, 'Intra/inter-op threads (default: TensorFlow\'s).')
 flags.DEFINE_list(
     'exported',
@@ -126,6 +130,29 @@ def _rate(run, batches):
         call(batch)
     return sum(len(b[0]) if isinstance(b, tuple) else len(b) for b in batches) / (
         time.perf_counter() - start
+    )
+
+
+def _alternate(forward, evaluate_once):
+    """--rounds rounds of `evaluate_once()` (an EvalResult) between calls of `forward()` (images/s).
+
+    Returns (forward rate, result, extra row fields) of the round whose evaluation / forward ratio
+    is the median; the forward rate is the mean of the measurements around that evaluation."""
+    rates = [forward()]
+    rounds = []
+    for _ in range(max(FLAGS.rounds, 1)):
+        result = evaluate_once()
+        rates.append(forward())
+        mean = (rates[-2] + rates[-1]) / 2
+        rounds.append((result.summary['steady_images_per_second'] / mean, mean, result, rates[-2:]))
+    _, mean, result, around = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
+    return (
+        mean,
+        result,
+        {
+            'forward_before_after': around,
+            'round_ratios': [round(r[0], 3) for r in rounds],
+        },
     )
 
 
@@ -202,12 +229,13 @@ def bench(model, card, prefix, dataset_dir, work_dir):
         pr_curves=False,
     )
     net = _CheckpointNet(card, prefix)
-    before = (net.rate(preprocessed), net.rate(preprocessed, post=True))
-    result = evaluate.evaluate_checkpoint(
-        settings, prefix, os.path.join(work_dir, 'eval'), log=_quiet
+    forward, result, extra = _alternate(
+        lambda: net.rate(preprocessed),
+        lambda: evaluate.evaluate_checkpoint(
+            settings, prefix, os.path.join(work_dir, 'eval'), log=_quiet
+        ),
     )
-    after = (net.rate(preprocessed), net.rate(preprocessed, post=True))
-    forward, post = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+    post = net.rate(preprocessed, post=True)
     evaluation = result.summary['steady_images_per_second']
     rows = [
         _row(
@@ -215,10 +243,10 @@ def bench(model, card, prefix, dataset_dir, work_dir):
             'checkpoint',
             forward,
             result,
-            forward_before_after=[before[0], after[0]],
             postprocess_images_per_s=post,
             detections_per_image=net.detections_per_image(preprocessed[0]),
             postprocess_share=(1.0 / post - 1.0 / forward) * evaluation,
+            **extra,
         )
     ]
     net.sess.close()
@@ -247,26 +275,27 @@ def bench(model, card, prefix, dataset_dir, work_dir):
         )
         try:
             outputs[kind] = [detector.run_padded(*batch) for batch in raw]
-            rates = [_rate(detector.run_padded, raw)]
-            result = eval_exported.evaluate_exported(
-                settings,
-                detector,
-                written[kind],
-                os.path.join(work_dir, f'eval_{kind}'),
-                log=_quiet,
-                description={'kind': kind},
+            forward, result, extra = _alternate(
+                lambda: _rate(detector.run_padded, raw),
+                lambda: eval_exported.evaluate_exported(
+                    settings,
+                    detector,
+                    written[kind],
+                    os.path.join(work_dir, f'eval_{kind}'),
+                    log=_quiet,
+                    description={'kind': kind},
+                ),
             )
-            rates.append(_rate(detector.run_padded, raw))
         finally:
             detector.close()
         rows.append(
             _row(
                 model,
                 kind,
-                sum(rates) / 2,
+                forward,
                 result,
-                forward_before_after=rates,
                 precision=getattr(detector, 'precision', card.compute_dtype),
+                **extra,
             )
         )
     # Random weights tie scores everywhere (which of the tied detections is kept is arbitrary):

@@ -17,7 +17,9 @@ weights give near-uniform scores (about 1/21), so the VGG settings keep 400 cand
 (the NMS worst case) and the MobileNet ones almost none. Medians of `REPEATS` rounds after one
 warm-up call of each model. TFLite runs the stock interpreter (XNNPACK) with --tflite_threads;
 int8 is calibrated on 2 random images (speed only). OpenVINO runs its CPU plugin with the
-latency hint on all cores; its bf16 rows say what OpenVINO compiled ('ran': bf16 only where the
+latency hint on all cores (the fp32 row also says how many of its batch-1 milliseconds
+the convolutions take, from OpenVINO's performance counters: what no setting outside the
+kernels can remove); its bf16 rows say what OpenVINO compiled ('ran': bf16 only where the
 CPU has bf16 instructions) and the report names the CPU's matrix units (AMX, AVX-512 BF16 or
 neither). Ratios: against the frozen fp32 graph of the same net and batch, and against the fp32
 compute floor (2·MACs at the best fp32 matmul rate, numpy or TF, measured at the start and the
@@ -148,6 +150,35 @@ def setups(name, work_dir, dtypes, openvino_precisions, tflite_threads, images):
     return result
 
 
+# OpenVINO CPU plugin node types that run the net's convolutions (depthwise: GroupConvolution).
+CONVOLUTIONS = ('Convolution', 'GroupConvolution')
+
+
+def openvino_op_ms(xml, image, runs=5):
+    """Where an OpenVINO IR's batch-1 fp32 latency goes: median ms per call in the convolutions
+    and in every other operation (resize, decoding, NMS, layout changes), from the CPU plugin's
+    performance counters (a separate compilation with PERF_COUNT, the latency hint)."""
+    import openvino as ov
+
+    core = ov.Core()
+    config = {'PERFORMANCE_HINT': 'LATENCY', 'PERF_COUNT': True, 'INFERENCE_PRECISION_HINT': 'f32'}
+    request = core.compile_model(core.read_model(xml), 'CPU', config).create_infer_request()
+    request.infer({detection.INPUT: image[None]})
+    calls = []
+    for _ in range(runs):
+        request.infer({detection.INPUT: image[None]})
+        conv = other = 0.0
+        for op in request.profiling_info:
+            ms = op.real_time.total_seconds() * 1000
+            if op.node_type in CONVOLUTIONS:
+                conv += ms
+            else:
+                other += ms
+        calls.append((conv, other))
+    conv, other = np.median(calls, axis=0)
+    return {'convolutions': round(float(conv), 2), 'other': round(float(other), 2)}
+
+
 def bench_model(name, work_dir, dtypes, openvino_precisions, tflite_threads, log):
     """Rows (model, format, dtype, latency_ms, batch8_ms_per_image, ...) of one net: every
     format timed in turn within each round (see the module docstring)."""
@@ -181,6 +212,8 @@ def bench_model(name, work_dir, dtypes, openvino_precisions, tflite_threads, log
                     row[attribute] = getattr(detector, attribute)
             if row['format'] == 'openvino':
                 row['ran'] = 'int8' if row['dtype'] == 'int8' else detector.precision
+                if batch == 1 and row['dtype'] == 'fp32':
+                    row['op_ms_batch1'] = openvino_op_ms(detector.path, images[0])
             if hasattr(detector, 'close'):
                 detector.close()
     frozen = next(

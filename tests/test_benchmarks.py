@@ -209,6 +209,13 @@ def test_openvino_targets_from_the_rows():
     assert lines[0].startswith('- ssd_300_mobilenet batch-1 latency, OpenVINO fp32 8.0 ms')
     assert lines[0].endswith('0.40x, met (target <= 0.5x).')
     assert lines[1].endswith('0.70x, NOT met (target <= 0.6x).')
+    # With the IR's op times and the floor, the line says what the kernels alone cost.
+    rows[4].update(op_ms_batch1={'convolutions': 195.0, 'other': 9.0}, floor_ms_fp32=189.0)
+    assert run_all.openvino_targets(results)[1].endswith(
+        "0.70x, NOT met (target <= 0.6x). OpenVINO's convolutions alone take 195.0 ms (0.65x "
+        "the frozen graph's latency; everything else in the IR 9.0 ms); the fp32 compute floor "
+        'is 189.0 ms (0.63x).'
+    )
     assert 'applies on an AMX CPU; this CPU: AVX2 only: no AMX; OpenVINO ran fp32' in lines[2]
     assert '(1.02x its fp32)' in lines[2]
     assert lines[3].startswith('- Evaluation of ssd_300_mobilenet (openvino, batch 8)')

@@ -135,35 +135,53 @@ def _check_iou_rule(iou_threshold: float, iou_rule: str):
         raise ValueError(f'iou_threshold must be in (0, 1], got {iou_threshold}.')
 
 
-def match_detections(
-    det_boxes, det_scores, gt_boxes, gt_difficult, iou_threshold: float = 0.5, iou_rule: str = '>='
+def match_image(
+    det_boxes,
+    det_scores,
+    det_labels,
+    gt_boxes,
+    gt_labels,
+    gt_difficult,
+    iou_threshold: float = 0.5,
+    iou_rule: str = '>=',
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Devkit matching of one image's detections of one class against its ground truths.
+    """Devkit matching of one image's detections of every class against its ground truths.
+
+    Each detection is matched against the ground truths of its own class only, classes apart, in
+    one IoU matrix (other classes' pairs masked out).
 
     Args:
       det_boxes: [D, 4] pixel boxes ``[ymin, xmin, ymax, xmax]``, 1-based inclusive.
       det_scores: [D] float scores.
+      det_labels: [D] int labels.
       gt_boxes: [G, 4] pixel boxes, same convention.
+      gt_labels: [G] int labels.
       gt_difficult: [G] bool.
-      iou_threshold: IoU threshold (0.5 in VOC).
+      iou_threshold: IoU threshold (0.5 in VOC), > 0.
       iou_rule: ``'>='`` (devkit) or ``'>'`` (common Python ports).
     Returns:
-      order: [D] int64, the detections' indices in stable descending score order.
+      order: [D] int64, the detections' indices by label (ascending), then in stable descending
+        score order within a label.
       flags: [D] int8, outcome of ``det[order[k]]``: ``TP`` (1), ``FP`` (0) or ``IGNORED`` (-1).
     """
     _check_iou_rule(iou_threshold, iou_rule)
     det_boxes = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(det_scores, dtype=np.float64).reshape(-1)
+    det_labels = np.asarray(det_labels).reshape(-1)
     gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
+    gt_labels = np.asarray(gt_labels).reshape(-1)
     gt_difficult = np.asarray(gt_difficult, dtype=bool).reshape(-1)
-    order = np.argsort(-scores, kind='stable')
+    order = np.lexsort((-scores, det_labels))  # stable: ties keep the detections' order
     flags = np.full(order.shape, FP, dtype=np.int8)
     if not len(gt_boxes) or not len(order):
         return order, flags
-    iou = devkit_iou(det_boxes[order], gt_boxes)  # [D, G], rows in score order
+    iou = devkit_iou(det_boxes[order], gt_boxes)  # [D, G], rows in (label, score) order
+    # Other classes' ground truths can never be matched: below any IoU, and never passing.
+    iou[det_labels[order][:, None] != gt_labels[None, :]] = -1.0
     # A detection's best ground truth does not depend on what is already matched (the devkit
     # takes the best overall, then looks at its state), so greedy matching reduces to: the first
-    # detection, in score order, that picks a given non-difficult ground truth is its TP.
+    # detection, in score order, that picks a given non-difficult ground truth is its TP (a
+    # ground truth is picked by detections of its own class only).
     best = np.argmax(iou, axis=1)  # first maximum on ties, as the devkit's strict '>' scan
     passed = _passes(iou[np.arange(len(order)), best], iou_threshold, iou_rule)
     flags[passed & gt_difficult[best]] = IGNORED
@@ -465,22 +483,26 @@ class VOCEvaluator:
             gt_boxes = pixel_boxes_from_relative(gt_boxes, image_shape)
             det_boxes = pixel_boxes_from_relative(det_boxes, image_shape)
         self._image_ids.add(image_id)
-        for label in set(gt_labels.tolist()) | set(det_labels.tolist()):
+        for label in np.unique(gt_labels).tolist():
             gt = gt_labels == label
             self._num_gt[label] += int(gt.sum())
             self._num_difficult[label] += int(gt_difficult[gt].sum())
-            det = det_labels == label
-            if det.any():
-                order, flags = match_detections(
-                    det_boxes[det],
-                    det_scores[det],
-                    gt_boxes[gt],
-                    gt_difficult[gt],
-                    self._iou_threshold,
-                    self._iou_rule,
-                )
-                self._scores[label].append(det_scores[det][order])
-                self._flags[label].append(flags)
+        order, flags = match_image(
+            det_boxes,
+            det_scores,
+            det_labels,
+            gt_boxes,
+            gt_labels,
+            gt_difficult,
+            self._iou_threshold,
+            self._iou_rule,
+        )
+        labels, scores = det_labels[order], det_scores[order]
+        starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]]) if len(labels) else []
+        for start, end in zip(starts, np.r_[starts[1:], len(labels)].astype(int)):
+            label = int(labels[start])
+            self._scores[label].append(scores[start:end])
+            self._flags[label].append(flags[start:end])
 
     def compute(self) -> VOCResult:
         """Per-class AP under both rules, the mAPs over present classes, curves and counts."""
