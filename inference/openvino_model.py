@@ -35,8 +35,10 @@ the CPU has bf16 instructions, AVX-512 BF16 or AMX; on other CPUs OpenVINO keeps
 `openvino` is imported only here and only when a function needs it: TF-only users never load it.
 """
 
+from concurrent import futures
 import json
 import os
+import queue
 
 import numpy as np
 import tensorflow as tf
@@ -421,7 +423,12 @@ class OpenVINODetector:
             num_requests = int(self.compiled.get_property('OPTIMAL_NUMBER_OF_INFER_REQUESTS'))
         self.num_requests = num_requests
         self.requests = [self.compiled.create_infer_request() for _ in range(num_requests)]
-        self._queue = ov.AsyncInferQueue(self.compiled, num_requests) if num_requests > 1 else None
+        self._free = queue.SimpleQueue()
+        for request in self.requests:
+            self._free.put(request)
+        self._pool = (
+            futures.ThreadPoolExecutor(num_requests, 'openvino') if num_requests > 1 else None
+        )
 
     def run(self, images, outputs=detection.DETECTION_OUTPUTS):
         """Batched outputs (numpy, the frozen graph's) for a list of uint8 RGB images
@@ -445,31 +452,34 @@ class OpenVINODetector:
         return self.run([image[:h, :w] for image, (h, w) in zip(batch, sizes)], outputs)
 
     def _infer(self, batches, outputs):
-        def read(request):
-            return {k: request.get_tensor(k).data.copy() for k in outputs}
+        """The outputs of each batch, in order: with several requests, the batches run in
+        `num_requests` threads, each taking the next batch and a free request (a blocking
+        `infer`, which releases the GIL).
 
-        if self._queue is None or len(batches) == 1:
-            results = []
-            for batch in batches:
-                self.requests[0].infer({detection.INPUT: batch})
-                results.append(read(self.requests[0]))
-            return results
-        results = [None] * len(batches)
+        No Python callback is handed to OpenVINO: its stream threads would need the GIL to run
+        or release one, and closing the model while one was pending deadlocked (a stream thread
+        waiting for the GIL, the closing thread holding it while joining that thread;
+        openvino 2026.4, AsyncInferQueue)."""
 
-        def done(request, index):
-            results[index] = read(request)
+        def run(batch):
+            request = self._free.get()
+            try:
+                request.infer({detection.INPUT: batch})
+                return {k: request.get_tensor(k).data.copy() for k in outputs}
+            finally:
+                self._free.put(request)
 
-        self._queue.set_callback(done)
-        for index, batch in enumerate(batches):
-            self._queue.start_async({detection.INPUT: batch}, index)
-        self._queue.wait_all()
-        return results
+        if self._pool is None or len(batches) == 1:
+            return [run(batch) for batch in batches]
+        return list(self._pool.map(run, batches))
 
     def detect(self, images):
         return detection.split_detections(self.run(images))
 
     def close(self):
-        self.requests, self._queue, self.compiled = [], None, None
+        if self._pool is not None:
+            self._pool.shutdown()
+        self.requests, self.compiled, self._pool = [], None, None
 
     def __enter__(self):
         return self
