@@ -2,11 +2,10 @@
 
 import os
 import pathlib
-import subprocess
-import sys
 
 import pytest
 
+from tests import script_server
 from tests import shared_cache
 from tf_extended import cpu_features
 from tf_extended import logs
@@ -21,44 +20,36 @@ def script_env(**extra):
     )
 
 
-def run_script(script, *args, timeout=400, **kwargs):
-    """Runs `python <ROOT>/<script> args...` from the project root; returns the CompletedProcess
-    (text stdout / stderr captured)."""
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, script), *args],
-        cwd=ROOT,
-        env=script_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
-    )
+def run_script(script, *args, timeout=400):
+    """Runs `python <ROOT>/<script> args...` from the project root as a child of
+    tests/script_server.py (TensorFlow imported already); returns the CompletedProcess (text
+    stdout / stderr captured)."""
+    return script_server.run([os.path.join(ROOT, script), *args], ROOT, script_env(), timeout)
 
 
 def interrupt_when(args, marker, timeout=400):
-    """Starts `python args...` from the project root, sends SIGINT (what Ctrl-C sends) once
-    `marker` is in its stderr; returns (exit status, stderr lines)."""
+    """Starts `python args...` from the project root (as run_script does), sends SIGINT (what
+    Ctrl-C sends) once `marker` is in its stderr; returns (exit status, stderr lines)."""
     import signal
     import time
 
-    process = subprocess.Popen(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=script_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    read_end, write_end = os.pipe()
+    with open(os.devnull, 'wb') as devnull:
+        try:
+            process = script_server.spawn(args, ROOT, script_env(), devnull, write_end)
+        finally:
+            os.close(write_end)
     lines = []
     deadline = time.time() + timeout
     try:
-        for line in process.stderr:
-            lines.append(line.rstrip('\n'))
-            if marker in line:
-                process.send_signal(signal.SIGINT)
-                break
-            assert time.time() < deadline, lines[-20:]
-        lines += process.stderr.read().splitlines()
+        with open(read_end) as stderr:
+            for line in stderr:
+                lines.append(line.rstrip('\n'))
+                if marker in line:
+                    process.send_signal(signal.SIGINT)
+                    break
+                assert time.time() < deadline, lines[-20:]
+            lines += stderr.read().splitlines()
         return process.wait(timeout=120), lines
     finally:
         if process.poll() is None:
@@ -172,32 +163,38 @@ def _nchw_runs():
 # missing entry costs time, not correctness. Keys: a test's node id without its parameters (for
 # each parameter case), or a module's path (for each of its tests without an entry of its own).
 DURATIONS = {
-    'tests/test_train_run.py::test_sigkill_at_fixed_points_then_resume_continues_exactly': 115,
-    'tests/test_model_card_scripts.py::test_training_writes_the_card': 30,
-    'tests/test_model_card_scripts.py::test_eval_watch_export_detect_score_without_model_flags': 80,
-    'tests/test_model_card_scripts.py::test_contradicting_flags_fail_before_writing': 10,
-    'tests/test_model_card_scripts.py::test_caffe_converted_checkpoint_needs_no_model_flags': 12,
-    'tests/test_detect_script.py': 10,  # 11 tests with 11 script runs
-    'tests/test_demo.py::test_reduced_main_job_runs_every_stage': 76,
-    'tests/test_train_run.py::test_short_run_lowers_loss_and_restores_in_eval_graph': 36,
+    'tests/test_train_run.py::test_sigkill_at_fixed_points_then_resume_continues_exactly': 96,
+    'tests/test_train_run.py::test_one_ps_two_workers_sync_replicas': 41,
+    'tests/test_train_run.py::test_short_run_lowers_loss_and_restores_in_eval_graph': 35,
     'tests/test_train_run.py::test_mixed_precision_follows_fp32': 29,
-    'tests/test_train_run.py::test_negative_ratio_flag_reaches_the_loss': 14,
+    'tests/test_train_run.py::test_negative_ratio_flag_reaches_the_loss': 27,
+    'tests/test_train_run.py::test_non_finite_loss_stops_without_saving': 20,
+    'tests/test_model_card_scripts.py::test_training_writes_the_card': 44,
+    'tests/test_model_card_scripts.py::test_eval_watch_export_detect_score_without_model_flags': 58,
+    'tests/test_model_card_scripts.py::test_contradicting_flags_fail_before_writing': 3,
+    'tests/test_model_card_scripts.py::test_caffe_converted_checkpoint_needs_no_model_flags': 15,
+    'tests/test_demo.py::test_reduced_main_job_runs_every_stage': 100,
+    'tests/test_detect_script.py': 8,  # 11 tests with 13 script runs
     'tests/test_non_square.py::test_train_script_fine_tunes_the_300x500_model': 26,
-    'tests/test_non_square.py::test_eval_script_at_300x500_equals_the_reference': 15,
-    'tests/test_non_square.py::test_eval_script_in_bfloat16_computes_in_bfloat16': 10,
-    'tests/test_non_square.py::test_export_script_at_300x500_equals_the_reference': 10,
-    'tests/test_openvino.py': 5,  # 12 tests sharing an export, two script runs
-    'tests/test_train_run.py::test_one_ps_two_workers_sync_replicas': 43,
+    'tests/test_non_square.py::test_eval_script_at_300x500_equals_the_reference': 23,
+    'tests/test_non_square.py::test_eval_script_in_bfloat16_computes_in_bfloat16': 7,
+    'tests/test_non_square.py::test_export_script_at_300x500_equals_the_reference': 7,
+    'tests/test_openvino.py': 6,  # 13 tests sharing an export, two script runs
+    'tests/test_export_models.py': 6,  # 11 tests sharing an export with int8 calibration
+    'tests/test_eval_watcher.py': 4,
+    'tests/test_eval_watcher.py::test_watcher_backlog_deletions_restart_best_and_timeout': 32,
     'tests/test_coco_names.py': 12,
-    'tests/test_export_models.py': 4,
+    'tests/test_eval_pipeline.py': 4,
+    'tests/test_eval_pipeline.py::test_eval_equals_offline_scoring_of_its_results_files': 15,
     'tests/test_benchmarks.py::test_run_all_small': 31,
-    'tests/test_eval_watcher.py::test_watcher_backlog_deletions_restart_best_and_timeout': 25,
-    'tests/test_hostile_outputs.py::test_detect_never_overwrites_an_input_or_a_file_it_did_not_write': 22,
-    'tests/test_pytorch_parity.py::test_cards_describe_the_sources': 20,
-    'tests/test_pytorch_convert.py::test_vgg_bases_initialise_training_like_tf_slim_vgg_16': 25,
-    'tests/test_caffe_opencv_parity.py::test_conversion_maps_every_caffe_layer': 10,
-    'tests/test_eval_pipeline.py::test_eval_equals_offline_scoring_of_its_results_files': 20,
-    'tests/test_train_run.py::test_non_finite_loss_stops_without_saving': 12,
+    'tests/test_caffe_opencv_parity.py::test_conversion_maps_every_caffe_layer': 13,
+    'tests/test_logs.py': 4,
+    'tests/test_train_cluster.py': 3,
+    'tests/test_pytorch_parity.py::test_cards_describe_the_sources': 24,
+    'tests/test_pytorch_convert.py::test_vgg_bases_initialise_training_like_tf_slim_vgg_16': 26,
+    'tests/test_hostile_outputs.py::test_detect_never_overwrites_an_input_or_a_file_it_did_not_write': 11,
+    'tests/test_graph_check.py': 5,
+    'tests/test_train_checkpoints.py': 2,
 }
 
 

@@ -2,8 +2,6 @@
 does not fit, the backbone-only fc-reduced VGG16 (against OpenCV), and the script's errors."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,12 +14,12 @@ from model import card as card_lib
 from converters import caffe_pb
 from converters import caffe_ssd
 from tests import caffe_fixtures
+from tests.conftest import run_script
 from converters import checkpoint_io
 from nets import nets_factory
 from nets import ssd_vgg
 
 v1 = tf.compat.v1
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _caffe_conv(x, w, pad, stride=1, group=1):
@@ -299,18 +297,11 @@ def test_fc_reduced_vgg16_backbone_matches_opencv(tmp_path):
 def test_script_rejects_a_file_that_is_not_a_caffemodel(tmp_path):
     fake = tmp_path / 'deploy.prototxt'
     fake.write_text('name: "VGG_SSD"\n')
-    proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, 'caffe_to_tensorflow.py'),
-            '--caffemodel_path=%s' % fake,
-            '--model_name=ssd_300_vgg',
-            '--output_path=%s' % (tmp_path / 'x.ckpt'),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3'),
+    proc = run_script(
+        'caffe_to_tensorflow.py',
+        '--caffemodel_path=%s' % fake,
+        '--model_name=ssd_300_vgg',
+        '--output_path=%s' % (tmp_path / 'x.ckpt'),
     )
     assert proc.returncode != 0
     assert 'caffe_to_tensorflow: error: %s is not a binary Caffe model' % fake in proc.stderr

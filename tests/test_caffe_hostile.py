@@ -4,8 +4,6 @@ expected, never a traceback (issue #16, Caffe input)."""
 import copy
 import os
 import struct
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,8 +12,7 @@ from converters import caffe_pb
 from converters import caffe_ssd
 from converters import prototxt
 from tests import caffe_fixtures
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import run_script
 
 
 def _varint(value):
@@ -415,19 +412,12 @@ def test_script_gives_one_line_for_crafted_files(tmp_path):
     )
     deploy = tmp_path / 'deploy.prototxt'
     deploy.write_text(_MOBILENET.replace('stride: 2', 'stride: 100000', 1))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, 'caffe_to_tensorflow.py'),
-            '--caffemodel_path=%s' % model,
-            '--prototxt_path=%s' % deploy,
-            '--model_name=ssd_300_mobilenet',
-            '--output_path=%s' % (tmp_path / 'x.ckpt'),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='3'),
+    proc = run_script(
+        'caffe_to_tensorflow.py',
+        '--caffemodel_path=%s' % model,
+        '--prototxt_path=%s' % deploy,
+        '--model_name=ssd_300_mobilenet',
+        '--output_path=%s' % (tmp_path / 'x.ckpt'),
     )
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (

@@ -9,8 +9,6 @@ annotations, annotation ids out of file order. pycocotools is the reference: `CO
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,9 +20,9 @@ from evaluation import evaluate
 from model import card as card_lib
 from tests import data_fixtures as fx
 from tests import eval_fixtures
+from tests.conftest import run_script
 from tf_extended import coco_metrics
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL, DEPTH, STEP = 'ssd_300_mobilenet', 0.25, 7
 
 CATEGORIES = [
@@ -314,26 +312,17 @@ def check_against_pycocotools(eval_dir, ann_path, summary):
 
 def test_eval_script_coco_only_without_remove_difficult(converted, checkpoint):
     eval_dir = str(converted['root'] / 'eval_script')
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-    proc = subprocess.run(
-        [
-            sys.executable,
-            'eval_ssd_network.py',
-            f'--checkpoint_path={checkpoint["prefix"]}',
-            f'--eval_dir={eval_dir}',
-            '--dataset_name=custom',
-            '--dataset_split_name=test',
-            f'--dataset_dir={converted["records"]}',
-            '--metrics=coco',
-            '--noremove_difficult',
-            '--batch_size=2',
-            '--num_threads=2',
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    proc = run_script(
+        'eval_ssd_network.py',
+        f'--checkpoint_path={checkpoint["prefix"]}',
+        f'--eval_dir={eval_dir}',
+        '--dataset_name=custom',
+        '--dataset_split_name=test',
+        f'--dataset_dir={converted["records"]}',
+        '--metrics=coco',
+        '--noremove_difficult',
+        '--batch_size=2',
+        '--num_threads=2',
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with open(os.path.join(eval_dir, 'results.json')) as f:

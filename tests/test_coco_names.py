@@ -5,8 +5,6 @@ score the COCO results offline."""
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -15,6 +13,8 @@ from evaluation import scoring
 from model import card as card_lib
 from model import checkpoints
 from tests import data_fixtures as fx
+from tests import script_server
+from tests.conftest import script_env
 from tf_extended import file_names
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,10 +116,7 @@ def _ann(ann_id, image_id, category_id, bbox, iscrowd=0):
 
 
 def _run(*args):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-    proc = subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
-    )
+    proc = script_server.run(args, ROOT, script_env(), 900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
 

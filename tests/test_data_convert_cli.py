@@ -2,8 +2,6 @@
 
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import cv2
@@ -13,20 +11,12 @@ import pytest
 from datasets import dataset_factory
 from datasets import labels
 from tests import data_fixtures as fx
+from tests import script_server
+from tests.conftest import ROOT, run_script, script_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _run_cli(*args, **kwargs):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-    return subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, 'tf_convert_data.py'), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
+def _run_cli(*args):
+    return run_script('tf_convert_data.py', *args, timeout=120)
 
 
 def _small_voc(root, n=9):
@@ -87,7 +77,7 @@ def test_cli_unknown_class_exits_with_clear_error(tmp_path):
         '--output_name=data',
         '--num_workers=1',
     )
-    _, err = proc.communicate(timeout=120)
+    err = proc.stderr
     assert proc.returncode == 1
     assert (
         "tf_convert_data: error:" in err
@@ -125,14 +115,23 @@ def test_sigkill_leaves_no_complete_looking_output(tmp_path):
         os.link(src_png, os.path.join(root, 'JPEGImages', f'{i:04d}.png'))
         with open(os.path.join(root, 'Annotations', f'{i:04d}.xml'), 'w') as f:
             f.write(xml)
-    proc = _run_cli(
-        '--dataset_name=pascalvoc',
-        f'--dataset_dir={root}',
-        f'--output_dir={out}',
-        '--output_name=data',
-        '--samples_per_file=5',
-        '--num_workers=1',
-    )
+    log = tmp_path / 'stderr.txt'
+    with open(log, 'w') as stderr:
+        proc = script_server.spawn(
+            [
+                os.path.join(ROOT, 'tf_convert_data.py'),
+                '--dataset_name=pascalvoc',
+                f'--dataset_dir={root}',
+                f'--output_dir={out}',
+                '--output_name=data',
+                '--samples_per_file=5',
+                '--num_workers=1',
+            ],
+            ROOT,
+            script_env(),
+            stderr,
+            stderr,
+        )
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:  # wait until shards are being written, then kill
@@ -143,12 +142,12 @@ def test_sigkill_leaves_no_complete_looking_output(tmp_path):
             )
             if temp_dirs and len(os.listdir(os.path.join(out, temp_dirs[0]))) >= 2:
                 break
-            assert proc.poll() is None, proc.communicate()[1]
+            assert proc.poll() is None, log.read_text()
             time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.kill()
-        proc.communicate()
+        proc.wait()
     assert proc.returncode == -signal.SIGKILL
     visible = [n for n in os.listdir(out) if not n.startswith('.')]
     assert visible == [], f'an interrupted conversion left {visible}'
@@ -167,7 +166,7 @@ def test_sigkill_leaves_no_complete_looking_output(tmp_path):
         '--num_workers=1',
         '--noshuffle',
     )
-    _, err = proc.communicate(timeout=120)
+    err = proc.stderr
     assert proc.returncode == 0, err
     assert 'Converting 10 examples into 2 shards with 1 worker(s)' in err and '10/10 images' in err
     assert sorted(os.listdir(out)) == [

@@ -4,8 +4,6 @@ nothing silently partial (issue #16, data layer)."""
 import json
 import os
 import struct
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -18,8 +16,8 @@ from datasets import image_io
 from datasets import labels
 from datasets import pascalvoc
 from tests import data_fixtures as fx
+from tests.conftest import run_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOC = labels.VOC_CLASSES
 BOX = [fx.voc_object('cat', (2, 3, 10, 12))]
 
@@ -45,14 +43,7 @@ def _good(root, image_id='good'):
 
 
 def _run_cli(*args):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'tf_convert_data.py'), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_script('tf_convert_data.py', *args, timeout=300)
 
 
 # --- 1. resource limits -----------------------------------------------------------------------

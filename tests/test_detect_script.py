@@ -4,8 +4,6 @@ graph's relative ones, each exported source against the frozen graph's JSON."""
 
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -13,9 +11,9 @@ import pytest
 
 from inference import detection
 from tests import data_fixtures
+from tests.conftest import run_script
 from tests import inference_fixtures as fx
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZES = [(120, 160), (200, 150), (97, 301)]
 THRESHOLDS = ['--select_threshold=0.3', '--top_k=50', '--keep_top_k=20']
 TFLITE_TOL = 1e-4
@@ -24,18 +22,6 @@ MODEL_FLAGS = [
     '--depth_multiplier=0.25',
     f'--num_classes={fx.NUM_CLASSES}',
 ]
-
-
-def run_script(script, *args):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, script), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope='module')

@@ -5,8 +5,6 @@ pixels, COCO numbers equal pycocotools run directly, summaries and plots are wri
 import glob
 import json
 import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -22,6 +20,8 @@ from evaluation import scoring
 from model import card as card_lib
 from model import checkpoints
 from tests import eval_fixtures
+from tests import script_server
+from tests.conftest import script_env
 from preprocessing import preprocessing_factory
 from tf_extended import bboxes as tfe_bboxes
 from tf_extended import coco_metrics
@@ -33,10 +33,7 @@ STEP = 100
 
 
 def _run(args):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-    proc = subprocess.run(
-        [sys.executable] + args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    proc = script_server.run(args, ROOT, script_env(), 300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 

@@ -6,8 +6,6 @@ import csv
 import glob
 import json
 import os
-import subprocess
-import sys
 import types
 
 import pytest
@@ -16,6 +14,7 @@ import tensorflow as tf
 from model import checkpoints
 from evaluation import evaluate
 from tests import eval_fixtures
+from tests import script_server
 from tests.conftest import ROOT, run_script, script_env
 from evaluation import watcher
 
@@ -333,14 +332,7 @@ def test_sigkilled_watcher_restarts_cleanly(tmp_path, monkeypatch):
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     for step in (10, 20, 30):
         _fake_checkpoint(train_dir, step, mtime=1000 + step)
-    proc = subprocess.run(
-        [sys.executable, '-c', KILLED_WATCHER, train_dir, eval_dir],
-        cwd=ROOT,
-        env=script_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = script_server.run(['-c', KILLED_WATCHER, train_dir, eval_dir], ROOT, script_env(), 600)
     assert proc.returncode == -9, proc.stderr
     left = _hidden(eval_dir)
     assert any(n.startswith('.staged.tmp-') for n in left), left

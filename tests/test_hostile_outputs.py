@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 import tensorflow as tf
@@ -18,6 +17,7 @@ from evaluation import outputs as eval_outputs
 from tests import data_fixtures
 from tests import eval_fixtures
 from tests import inference_fixtures as fx
+from tests import script_server
 from tests.conftest import ROOT, script_env
 from tf_extended import temp_dirs
 
@@ -50,14 +50,7 @@ app.run(detect_ssd_network.main)
 
 
 def _detect(record, *args):
-    proc = subprocess.run(
-        [sys.executable, '-c', DETECT_DRIVER, record, *args],
-        cwd=ROOT,
-        env=script_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = script_server.run(['-c', DETECT_DRIVER, record, *args], ROOT, script_env(), 600)
     assert proc.returncode == 0, proc.stderr
     with open(record) as fh:
         return json.load(fh)

@@ -19,8 +19,6 @@ import glob
 import json
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -33,6 +31,8 @@ from nets import nets_factory
 from nets.ssd_common import flatten_layers
 from tests import data_fixtures
 from tests import numpy_reference as ref
+from tests import script_server
+from tests.conftest import script_env
 from tests.test_anchors import NON_SQUARE, PUBLISHED, prior_box_net
 from tests.test_losses import numpy_loss
 
@@ -228,10 +228,7 @@ def test_non_square_eval_windows_against_hand_computed_pixels(resize, image_shap
 
 
 def _run(args, timeout=300):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-    result = subprocess.run(
-        [sys.executable] + args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    result = script_server.run(args, ROOT, script_env(), timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 

@@ -1,8 +1,6 @@
 """The sample grid: drawing on an in-memory dataset, and the command on a converted VOC folder."""
 
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -11,8 +9,8 @@ import tensorflow as tf
 import show_augmentation
 from preprocessing import preprocessing_factory, show
 from tests.test_preprocessing_helpers import BACKGROUND, COLORS, colored_boxes_image
+from tests.conftest import run_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOXES = np.array([[0.25, 0.2, 0.75, 0.6], [0.1, 0.7, 0.4, 0.95]], np.float32)
 
 
@@ -96,22 +94,16 @@ def _write_voc(root):
 def test_show_command_on_a_converted_voc_dataset(tmp_path):
     voc, records, output = tmp_path / 'voc', tmp_path / 'records', tmp_path / 'grid.png'
     _write_voc(str(voc))
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2')
-    subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, 'tf_convert_data.py'),
-            '--dataset_name=pascalvoc',
-            f'--dataset_dir={voc}',
-            '--split=train',
-            f'--output_dir={records}',
-            '--output_name=voc_2007_train',
-            '--num_workers=1',
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
+    converted = run_script(
+        'tf_convert_data.py',
+        '--dataset_name=pascalvoc',
+        f'--dataset_dir={voc}',
+        '--split=train',
+        f'--output_dir={records}',
+        '--output_name=voc_2007_train',
+        '--num_workers=1',
     )
+    assert converted.returncode == 0, converted.stderr[-3000:]
     show_augmentation.main(
         [
             '--dataset_dir',

@@ -5,8 +5,6 @@ against a TF-Slim vgg_16-initialised net)."""
 
 import collections
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,9 +19,9 @@ from nets import anchors as anchors_lib
 from nets import nets_factory
 from nets import ssd_params
 from tests import pytorch_fixtures as fx
+from tests.conftest import run_script
 
 v1 = tf.compat.v1
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope='module')
@@ -235,18 +233,10 @@ def vgg_bases(tmp_path_factory):
     root = tmp_path_factory.mktemp('pytorch_vgg')
     reduced = str(root / 'vgg16_reducedfc.pth')
     fx.write_pth(fx.ssd_pytorch_vgg(fx.SEED), reduced, legacy=True, location='cuda:0')
-    result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, 'pytorch_to_tensorflow.py'),
-            '--pth_path=' + reduced,
-            '--output_path=' + str(root / 'reducedfc' / 'base.ckpt'),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES=''),
+    result = run_script(
+        'pytorch_to_tensorflow.py',
+        '--pth_path=' + reduced,
+        '--output_path=' + str(root / 'reducedfc' / 'base.ckpt'),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'layout ssd_pytorch_vgg16_reducedfc' in result.stdout
@@ -383,18 +373,10 @@ def test_backbone_record_and_script_errors(vgg_bases, tmp_path):
         ),
         bogus,
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, 'pytorch_to_tensorflow.py'),
-            '--pth_path=' + bogus,
-            '--output_path=' + str(tmp_path / 'x.ckpt'),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES=''),
+    result = run_script(
+        'pytorch_to_tensorflow.py',
+        '--pth_path=' + bogus,
+        '--output_path=' + str(tmp_path / 'x.ckpt'),
     )
     assert result.returncode != 0
     assert 'pytorch_to_tensorflow: error:' in result.stderr

@@ -11,8 +11,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -21,7 +19,8 @@ import tensorflow as tf
 import tf_slim as slim
 
 from model import checkpoints
-from tests.conftest import interrupt_when, synthetic_voc_records
+from tests import script_server
+from tests.conftest import interrupt_when, script_env, synthetic_voc_records
 from training import hooks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,14 +35,9 @@ def dataset_dir():
     return str(synthetic_voc_records() / 'records')
 
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
-    return env
-
-
 def _args(dataset_dir, train_dir, *extra):
+    """train_ssd_network.py and its flags (`python` left out: tests/script_server.py)."""
     return [
-        sys.executable,
         os.path.join(ROOT, 'train_ssd_network.py'),
         '--train_dir=%s' % train_dir,
         '--dataset_dir=%s' % dataset_dir,
@@ -60,11 +54,8 @@ def _args(dataset_dir, train_dir, *extra):
     ] + list(extra)
 
 
-def _run(args, timeout=240):
-    result = subprocess.run(
-        args, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout
-    )
-    return result
+def _run(args, timeout=240, **env):
+    return script_server.run(args, ROOT, script_env(**env), timeout)
 
 
 def _losses(output):
@@ -184,7 +175,7 @@ def negative_ratio_run(dataset_dir, tmp_path_factory):
         '--learning_rate_decay_type=fixed',
         '--negative_ratio=1',
     )
-    status, lines = interrupt_when(args[1:], 'step 3/')
+    status, lines = interrupt_when(args, 'step 3/')
     return train_dir, status, lines
 
 
@@ -280,15 +271,8 @@ def test_sigkill_at_fixed_points_then_resume_continues_exactly(dataset_dir, tmp_
         if resumed_from is not None:  # ignored when resuming
             args.append('--checkpoint_path=%s' % (tmp_path / 'does_not_exist'))
         if point != 'end':
-            args = args[:1] + ['-c', KILLING_LAUNCHER] + args[1:]
-        result = subprocess.run(
-            args,
-            cwd=ROOT,
-            env=dict(_env(), KILL_AT='%s:%d' % (point, step)),
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+            args = ['-c', KILLING_LAUNCHER] + args
+        result = _run(args, timeout=600, KILL_AT='%s:%d' % (point, step))
         assert result.returncode == (0 if point == 'end' else -signal.SIGKILL), (
             where,
             result.returncode,
@@ -393,13 +377,14 @@ def test_one_ps_two_workers_sync_replicas(dataset_dir, tmp_path):
     try:
         for name, (cluster, directory, env) in runs.items():
             logs[name] = tmp_path / ('%s.log' % name)
-            processes[name] = subprocess.Popen(
-                _args(dataset_dir, directory, *(cluster + steps)),
-                cwd=ROOT,
-                env=dict(_env(), **env),
-                stdout=subprocess.DEVNULL,
-                stderr=open(logs[name], 'w'),
-            )
+            with open(os.devnull, 'wb') as devnull, open(logs[name], 'w') as log:
+                processes[name] = script_server.spawn(
+                    _args(dataset_dir, directory, *(cluster + steps)),
+                    ROOT,
+                    script_env(**env),
+                    devnull,
+                    log,
+                )
         deadline = time.time() + 900
         for name, process in processes.items():
             code = process.wait(timeout=max(deadline - time.time(), 1))
