@@ -43,6 +43,7 @@ from inference import visualization
 from model import card as card_lib
 from model import cli
 from tf_extended import atomic_io
+from tf_extended import safe_io
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('checkpoint_path', None, 'Checkpoint prefix, one of its files, or a directory.')
@@ -112,22 +113,14 @@ class TFLiteImageDetector:
 
     def __init__(self, path):
         self.model = detection.TFLiteDetector(path)
-        metadata_path = os.path.join(
-            os.path.dirname(os.path.abspath(path)), detection.METADATA_FILE
-        )
-        if not os.path.isfile(metadata_path):
-            raise FileNotFoundError(
-                f'{path}: no {detection.METADATA_FILE} beside it; copy the one '
-                f'export_ssd_network.py wrote with the model next to it.'
-            )
-        with open(metadata_path, encoding='utf-8') as f:
-            meta = json.load(f)
+        meta, metadata_path = card_lib.read_export_metadata(path)
         # TFLite has no bfloat16/float16 kernels: its models compute in float32 (the int8 one's
         # net in int8) whatever the exported card says (export.tflite_model).
         self.card = card_lib.load(metadata_path).replace(compute_dtype='float32')
         # Checked in detect: the interpreter fails on other sizes with an obscure XNNPack
         # reshape error.
-        self.fixed_size = not meta['input'].get('any_size', True)
+        input_meta = meta.get('input')
+        self.fixed_size = isinstance(input_meta, dict) and input_meta.get('any_size') is False
         self.path = path
 
     def detect(self, images):
@@ -317,6 +310,11 @@ class Run:
             )
 
     def video(self, path):
+        try:
+            safe_io.check_regular(path, 'video')  # OpenCV would block on a FIFO
+        except OSError as err:
+            self.fail(path, err)
+            return
         capture = cv2.VideoCapture(path)
         if not capture.isOpened():
             self.fail(path, 'OpenCV cannot open this video.')
@@ -383,7 +381,7 @@ def main(_):
     try:
         earlier = earlier_outputs(FLAGS.output_dir)
         detector = make_detector()
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:
         sys.exit(f'detect_ssd_network.py: error: {err}')
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     inputs = detection.expand_inputs(FLAGS.input)

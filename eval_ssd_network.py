@@ -233,7 +233,7 @@ def main(_):
             evaluate.evaluate_checkpoint(
                 settings, prefix, FLAGS.eval_dir, summary_dir=FLAGS.eval_dir
             )
-    except (ValueError, FileNotFoundError, checkpoints.CheckpointUnavailable) as err:
+    except (ValueError, OSError, checkpoints.CheckpointUnavailable) as err:
         sys.exit(f'eval_ssd_network: error: {err}')
 
 

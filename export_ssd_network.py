@@ -101,7 +101,7 @@ def main(_):
             f'{FLAGS.dataset_name}/{FLAGS.dataset_split_name}' if dataset else None,
             overwrite=FLAGS.overwrite,
         )
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:
         sys.exit(f'export_ssd_network.py: error: {err}')
 
 

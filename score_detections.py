@@ -80,7 +80,7 @@ def main(_):
                 )
             result, names = scoring.score_coco_results(FLAGS.coco_results, FLAGS.coco_annotations)
             print(eval_outputs.format_coco_table(result, names))
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:
         sys.exit(f'score_detections: error: {err}')
 
 

@@ -25,8 +25,8 @@ from typing import List, Optional
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
 
-from converters import prototxt
 from tf_extended import atomic_io
+from tf_extended import safe_io
 
 MAX_FILE_BYTES = (2 << 30) - 1  # the protobuf runtime does not parse messages of 2 GB or more
 _INT32_MAX = (1 << 31) - 1
@@ -314,10 +314,10 @@ def read_caffemodel(path):
     """Reads a `.caffemodel` file; see `parse_caffemodel`.
 
     Raises:
-      CaffeModelError: see parse_caffemodel; prototxt.UnreadableFileError (an OSError): not a
+      CaffeModelError: see parse_caffemodel; safe_io.UnsafeFileError (an OSError): not a
       regular file (a device, a FIFO, also through a symlink) or 2 GB or more.
     """
-    data = prototxt.read_regular_file(path, MAX_FILE_BYTES, 'caffemodel')
+    data = safe_io.read_bytes(path, MAX_FILE_BYTES, 'caffemodel')
     return parse_caffemodel(data, source=path)
 
 

@@ -14,9 +14,9 @@ a parsed file never meets a Message where it expects a number (or the reverse).
 """
 
 import math
-import os
 import re
-import stat
+
+from tf_extended import safe_io
 
 _TOKEN = re.compile(
     r'''
@@ -41,37 +41,6 @@ class PrototxtError(ValueError):
 class PrototxtValueError(PrototxtError):
     """A field has a value of the wrong kind (a block for a number, a word for a number, ...) or
     outside its range."""
-
-
-class UnreadableFileError(OSError):
-    """An input file that must not be read: not a regular file, or above a size limit."""
-
-    def __str__(self):
-        return self.args[0] if self.args else ''
-
-
-def read_regular_file(path, max_bytes, what):
-    """The bytes of a regular file of at most max_bytes.
-
-    Raises:
-      UnreadableFileError: a device, FIFO, socket or directory (also through a symlink): refused
-        before opening (reading /dev/zero never ends, opening a FIFO blocks); or too large.
-    """
-    refused = (
-        '%s: the %s is not a regular file (a device, FIFO, socket or directory); '
-        'refusing to read it.' % (path, what)
-    )
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise UnreadableFileError(refused)
-    with open(path, 'rb') as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # swapped since the stat
-            raise UnreadableFileError(refused)
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise UnreadableFileError(
-            '%s: the %s has more than %d bytes; refusing to read it.' % (path, what, max_bytes)
-        )
-    return data
 
 
 def _short(value, limit=60):
@@ -351,10 +320,10 @@ def parse_file(path):
     """Parses a `.prototxt` file; see `parse`.
 
     Raises:
-      PrototxtError: not UTF-8 text, too large, or not text format; UnreadableFileError (an
-      OSError): not a regular file; OSError: unreadable.
+      PrototxtError: not UTF-8 text or not text format; safe_io.UnsafeFileError (an OSError):
+      not a regular file or too large; OSError: unreadable.
     """
-    data = read_regular_file(path, MAX_FILE_BYTES, 'prototxt')
+    data = safe_io.read_bytes(path, MAX_FILE_BYTES, 'prototxt')
     try:
         text = data.decode('utf-8')
     except UnicodeDecodeError as e:

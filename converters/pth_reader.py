@@ -33,6 +33,8 @@ import zipfile
 
 import numpy as np
 
+from tf_extended import safe_io
+
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
@@ -351,8 +353,10 @@ def load(path):
     Raises:
       PthError: not a .pth file, a global outside the allow-list (nothing from the file is
         run), or storages that do not hold what the pickle says.
-      OSError: the file cannot be read.
+      safe_io.UnsafeFileError (an OSError): not a regular file (a FIFO would block, a device
+        be read forever); OSError: the file cannot be read.
     """
+    safe_io.check_regular(path, '.pth file')
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             obj, big_endian = _read_zip(path, zf)

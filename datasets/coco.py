@@ -33,7 +33,7 @@ import os
 from typing import Optional
 
 from datasets import image_io
-from datasets import safe_io
+from tf_extended import safe_io
 from datasets.convert import BadExampleError, UnknownClassError
 from datasets.example_format import ExampleRecord, ObjectRecord
 

@@ -60,7 +60,7 @@ import time
 from absl import logging
 
 from datasets import example_format
-from datasets import safe_io
+from tf_extended import safe_io
 
 METADATA_SUFFIX = '_metadata.json'
 INCOMPLETE_SUFFIX = '_incomplete.json'

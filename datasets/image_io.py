@@ -18,7 +18,7 @@ the header; a format neither knows is refused), and an image is refused when
 - TensorFlow's JPEG decoder would refuse it at training time (height x width x 3 >= 2**29
   bytes, about 179 million pixels), whatever the limit says, or
 - the file has more than `ImageLimits.max_bytes` bytes, or is not a regular file (a device, a
-  FIFO, also through a symlink): checked before reading (`datasets.safe_io`).
+  FIFO, also through a symlink): checked before reading (`tf_extended.safe_io`).
 """
 
 import dataclasses
@@ -30,7 +30,7 @@ import warnings
 import cv2
 import numpy as np
 
-from datasets import safe_io
+from tf_extended import safe_io
 
 JPEG_QUALITY = 95
 _JPEG_MAGIC = b'\xff\xd8\xff'

@@ -3,7 +3,7 @@
 Label ids are 1..K in list order; 0 is the background and is never written to a record.
 """
 
-from datasets import safe_io
+from tf_extended import safe_io
 
 VOC_CLASSES = (
     'aeroplane',

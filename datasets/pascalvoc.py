@@ -37,7 +37,7 @@ from typing import Optional
 import xml.etree.ElementTree as ET
 
 from datasets import image_io
-from datasets import safe_io
+from tf_extended import safe_io
 from datasets.convert import BadExampleError, UnknownClassError
 from datasets.example_format import ExampleRecord, ObjectRecord
 

@@ -49,25 +49,9 @@ _INPUT_KEYS = (
 )
 
 
-def exported_metadata(path):
-    """The metadata.json beside an export (a SavedModel: in its assets.extra/)."""
-    name = card_lib.EXPORT_METADATA_FILE
-    if os.path.isdir(path):
-        meta_path = os.path.join(path, 'assets.extra', name)
-    else:
-        meta_path = os.path.join(os.path.dirname(os.path.abspath(path)), name)
-    if not os.path.isfile(meta_path):
-        raise FileNotFoundError(
-            f'{path}: no {name} beside it; copy the one export_ssd_network.py '
-            f'wrote with the model next to it.'
-        )
-    with open(meta_path, encoding='utf-8') as f:
-        return json.load(f), meta_path
-
-
 def exported_card(path):
     """The model card of an export (its metadata.json)."""
-    meta, meta_path = exported_metadata(path)
+    meta, meta_path = card_lib.read_export_metadata(path)
     return card_lib.from_dict(meta, meta_path)
 
 
@@ -107,7 +91,7 @@ def evaluate_exported(
             f'An exported model warp-resizes its images itself; eval_resize '
             f'{settings.eval_resize!r} needs the checkpoint (--checkpoint_path).'
         )
-    meta, _ = exported_metadata(model_path)
+    meta, _ = card_lib.read_export_metadata(model_path)
     card = detector.card
     dataset = dataset_factory.get_dataset(
         settings.dataset_name,

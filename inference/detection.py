@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 import tf_slim as slim
+from google.protobuf import message
 
 from datasets import image_io
 from inference import graph_check
@@ -36,6 +37,7 @@ from model import card as card_lib
 from model import checkpoints
 from nets import post_processing
 from nets import ssd_common
+from tf_extended import safe_io
 
 v1 = tf.compat.v1
 
@@ -237,8 +239,13 @@ class Detector:
         """A frozen GraphDef; its metadata is `metadata.json` beside it unless given. Its ops
         are checked before importing (`graph_check.check_frozen_graph`: a graph is code)."""
         graph_def = v1.GraphDef()
-        with open(path, 'rb') as f:
-            graph_def.ParseFromString(f.read())
+        data = safe_io.read_bytes(path, safe_io.SERIALIZED_MODEL_LIMIT, 'frozen graph')
+        try:
+            graph_def.ParseFromString(data)
+        except message.DecodeError as err:
+            raise ValueError(
+                f'{path}: not a frozen GraphDef ({err}); export one with export_ssd_network.py.'
+            ) from None
         graph_check.check_frozen_graph(graph_def, path)
         graph = tf.Graph()
         with graph.as_default():
@@ -339,8 +346,15 @@ class TFLiteDetector:
     """
 
     def __init__(self, path, num_threads=None):
-        self.interpreter = tf.lite.Interpreter(model_path=path, num_threads=num_threads)
-        self.interpreter.allocate_tensors()
+        content = safe_io.read_bytes(path, safe_io.SERIALIZED_MODEL_LIMIT, 'TFLite model')
+        try:
+            self.interpreter = tf.lite.Interpreter(model_content=content, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise ValueError(
+                f'{path}: TFLite cannot load it as a model ({err}); export it with '
+                f'export_ssd_network.py --formats=tflite_float or tflite_int8.'
+            ) from None
         self._input = self.interpreter.get_input_details()[0]
         self.batch_size = int(self._input['shape'][0])
         self._outputs = {d['name']: d['index'] for d in self.interpreter.get_output_details()}
@@ -403,16 +417,29 @@ def is_video(path):
     return path.lower().endswith(VIDEO_EXTENSIONS)
 
 
-def load_image_rgb(path):
-    """uint8 `[H, W, 3]` RGB of an image file (any format OpenCV reads; gray and alpha
-    converted). Raises ValueError naming the file when it cannot be decoded."""
+def load_image_rgb(path, limits=image_io.DEFAULT_LIMITS):
+    """uint8 `[H, W, 3]` RGB of an image file (gray and alpha converted), read as the converter
+    reads images: a regular file of at most `limits.max_bytes`, whose header (read before
+    decoding) claims at most `limits.max_pixels`. Raises ValueError naming the file when it
+    cannot be read or decoded."""
     try:
-        data = np.fromfile(path, np.uint8)
+        data = safe_io.read_bytes(path, limits.max_bytes, 'image')
+    except safe_io.UnsafeFileError as err:
+        raise ValueError(str(err)) from None
     except OSError as err:
         raise ValueError(f'{path}: cannot read the file ({err.strerror}).') from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        fmt, width, height = image_io.image_header_size(data)
+    except image_io.BadImageError as err:
+        raise ValueError(f'{path}: {err}.') from None
+    if width * height > limits.max_pixels:
+        raise ValueError(
+            f'{path}: the {fmt} header claims {width}x{height} = {width * height} pixels, more '
+            f'than the limit of {limits.max_pixels}; downscale the image.'
+        )
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
-        raise ValueError(f'{path}: not a decodable image ({data.size} bytes).')
+        raise ValueError(f'{path}: not a decodable image ({len(data)} bytes).')
     try:
         bgr = image_io.to_bgr8(image)
     except image_io.BadImageError as err:

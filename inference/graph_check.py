@@ -27,6 +27,8 @@ To see the op types of our exports (after changing the graph): `python -m infere
 
 import os
 
+from tf_extended import safe_io
+
 FROZEN_GRAPH_OPS = frozenset(
     {
         'AddV2',
@@ -251,8 +253,9 @@ def check_saved_model(export_dir, tags=('serve',), signature_names=None):
     path = os.path.join(export_dir, 'saved_model.pb')
     saved_model = saved_model_pb2.SavedModel()
     try:
-        with open(path, 'rb') as f:
-            saved_model.ParseFromString(f.read())
+        saved_model.ParseFromString(
+            safe_io.read_bytes(path, safe_io.SERIALIZED_MODEL_LIMIT, 'SavedModel')
+        )
     except (OSError, message.DecodeError) as err:
         raise ValueError(f'{path}: not a readable SavedModel ({err}).') from None
     for meta_graph in saved_model.meta_graphs:

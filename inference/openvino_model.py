@@ -50,6 +50,7 @@ from nets import post_processing
 from nets import ssd_common
 from preprocessing import geometry
 from tf_extended import cpu_features
+from tf_extended import safe_io
 
 v1 = tf.compat.v1
 
@@ -66,6 +67,8 @@ DECODED_BOXES = 'decoded_boxes'
 CARD_RT_INFO = 'model_card'
 # --precision values -> OpenVINO's INFERENCE_PRECISION_HINT.
 PRECISIONS = {'fp32': 'f32', 'bf16': 'bf16'}
+# Our IRs' .xml holds the graph only (MobileNet-SSD300's: 210 KB); the weights are in the .bin.
+MAX_XML_BYTES = 64 << 20
 INPUT_NOTE = (
     'images uint8 [B, H, W, 3] RGB, the images of one call of one size; the model '
     'warp-resizes them itself'
@@ -350,18 +353,64 @@ def cpu_matrix_units():
     }
 
 
+def read_ir(core, path):
+    """`core.read_model(path)` of a user's IR, checked as an untrusted file first: the .xml and
+    its .bin regular files (OpenVINO would block on a FIFO and read a device forever), the .xml
+    at most MAX_XML_BYTES. Raises FileNotFoundError, UnsafeFileError or ValueError (not an IR
+    OpenVINO reads), naming the file."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f'{path}: no such OpenVINO model (.xml).')
+    what = 'OpenVINO model (.xml)'
+    with safe_io.open_text(path, what, encoding='latin-1') as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(4096).lstrip('\xef\xbb\xbf \t\r\n')  # a UTF-8 BOM, blanks
+    if size > MAX_XML_BYTES:
+        raise safe_io.UnsafeFileError(
+            f'{path}: the {what} has {size} bytes, more than the limit of {MAX_XML_BYTES} (an '
+            f'IR\'s .xml holds the graph; its weights are in the .bin).'
+        )
+    # read_model would also hand other formats (ONNX, TF graphs, ...) to their frontends.
+    if not head.startswith(('<?xml', '<net')):
+        raise ValueError(
+            f'{path}: not an OpenVINO IR (an IR\'s .xml is XML with a <net> root); export the '
+            f'model with export_ssd_network.py --formats=openvino.'
+        )
+    weights = os.path.splitext(path)[0] + '.bin'
+    if os.path.lexists(weights):
+        safe_io.check_regular(weights, 'OpenVINO weights (.bin)')
+    try:
+        return core.read_model(path)
+    except RuntimeError as err:
+        # OpenVINO's message: "Exception from <source>:" / "Check ... failed at" lines, then why.
+        lines = [
+            line.strip()
+            for line in str(err).splitlines()
+            if line.strip() and not line.startswith(('Exception from', 'Check '))
+        ]
+        reason = lines[-1] if lines else type(err).__name__
+        raise ValueError(
+            f'{path}: OpenVINO cannot read it as a model ({reason}); export it with '
+            f'export_ssd_network.py --formats=openvino.'
+        ) from None
+
+
 def load_metadata(path, model=None):
     """The metadata dict of an IR: `metadata.json` beside it, else the IR's runtime info."""
-    beside = os.path.join(os.path.dirname(os.path.abspath(path)), detection.METADATA_FILE)
-    if os.path.isfile(beside):
-        with open(beside, encoding='utf-8') as f:
-            return json.load(f)
-    if model is not None and model.has_rt_info(CARD_RT_INFO):
-        return json.loads(model.get_rt_info(CARD_RT_INFO).astype(str))
-    raise FileNotFoundError(
-        f'{path}: no {detection.METADATA_FILE} beside it and no model card in '
-        f'the IR; export it with export_ssd_network.py --formats=openvino.'
-    )
+    try:
+        return card_lib.read_export_metadata(path)[0]
+    except FileNotFoundError:
+        if model is None or not model.has_rt_info(CARD_RT_INFO):
+            raise FileNotFoundError(
+                f'{path}: no {detection.METADATA_FILE} beside it and no model card in '
+                f'the IR; export it with export_ssd_network.py --formats=openvino.'
+            ) from None
+    try:
+        meta = json.loads(model.get_rt_info(CARD_RT_INFO).astype(str))
+    except (ValueError, RecursionError) as err:
+        raise card_lib.CardError(f'{path}: the model card in the IR is not JSON ({err}).') from None
+    if not isinstance(meta, dict):
+        raise card_lib.CardError(f'{path}: the model card in the IR is not a JSON object.')
+    return meta
 
 
 class OpenVINODetector:
@@ -387,11 +436,9 @@ class OpenVINODetector:
     def __init__(self, path, precision='fp32', num_threads=None, num_requests=1):
         if precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {sorted(PRECISIONS)}; got {precision!r}.')
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f'{path}: no such OpenVINO model (.xml).')
         ov = _openvino()
         self.core = ov.Core()
-        model = self.core.read_model(path)
+        model = read_ir(self.core, path)
         meta = load_metadata(path, model)
         names = {n for o in model.outputs for n in o.get_names()}
         missing = sorted(set(detection.DETECTION_OUTPUTS) - names)

@@ -18,7 +18,6 @@ earlier versions wrote (`<prefix>.json` of the Caffe converter, an export's `met
 
 import dataclasses
 import datetime
-import json
 import os
 import subprocess
 import uuid
@@ -30,6 +29,7 @@ from nets import ssd_params as ssd_params_lib
 from preprocessing import preprocessing_factory
 from preprocessing.ssd_preprocessing import SSDPreprocessing
 from tf_extended import atomic_io
+from tf_extended import safe_io
 
 FORMAT_VERSION = 1
 CARD_FILE = 'model.json'
@@ -37,6 +37,8 @@ CHECKPOINT_CARD_SUFFIX = '.model.json'
 # Earlier files: the Caffe converter's `<prefix>.json` and an export's metadata.json.
 LEGACY_CHECKPOINT_SUFFIX = '.json'
 EXPORT_METADATA_FILE = 'metadata.json'
+# Cards are a few KiB (their class names the most); a bigger file is not one.
+MAX_CARD_BYTES = 16 << 20
 # The Caffe converter's DetectionOutput names -> ours.
 CAFFE_DETECTION_NAMES = {
     'confidence_threshold': 'select_threshold',
@@ -246,18 +248,40 @@ def _from_caffe_config(config, source):
 
 def load(path):
     """Reads a card (`model.json`, an export's metadata.json, or an old `<prefix>.json`)."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            meta = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CardError(f'{path}: cannot read it as a model card ({err}).') from None
-    if not isinstance(meta, dict):
-        raise CardError(f'{path}: a model card is a JSON object.')
+    meta = read_json_object(path, 'model card')
     if 'normalisation' in meta:
         return from_dict(meta, path)
     if 'ssd_params' in meta or 'backbone_only' in meta:
         return _from_caffe_config(meta, path)
     raise CardError(f'{path}: not a model card (no model_name/ssd_params/normalisation).')
+
+
+def read_json_object(path, what):
+    """A card's (or an export metadata's) JSON object, read as an untrusted file
+    (`safe_io.read_json`: regular files only, at most MAX_CARD_BYTES). Raises CardError naming
+    the file."""
+    try:
+        meta = safe_io.read_json(path, what, MAX_CARD_BYTES)
+    except (OSError, ValueError) as err:
+        raise CardError(f'cannot read the {what}: {err}') from None
+    if not isinstance(meta, dict):
+        raise CardError(f'{path}: the {what} is not a JSON object.')
+    return meta
+
+
+def read_export_metadata(path):
+    """(metadata dict, its path) of an export: `metadata.json` beside a model file, or in a
+    SavedModel folder's `assets.extra/`. Raises FileNotFoundError (none there) or CardError."""
+    if os.path.isdir(path):
+        meta_path = os.path.join(path, 'assets.extra', EXPORT_METADATA_FILE)
+    else:
+        meta_path = os.path.join(os.path.dirname(os.path.abspath(path)), EXPORT_METADATA_FILE)
+    if not os.path.lexists(meta_path):
+        raise FileNotFoundError(
+            f'{path}: no {EXPORT_METADATA_FILE} beside it; copy the one export_ssd_network.py '
+            f'wrote with the model next to it.'
+        )
+    return read_json_object(meta_path, 'export metadata'), meta_path
 
 
 def write(path, card):

@@ -6,7 +6,6 @@ into the prefix that `tf.compat.v1.train.Saver.restore` and `tf.train.load_check
 """
 
 import glob
-import json
 import os
 import re
 import shutil
@@ -17,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_extended import atomic_io
+from tf_extended import safe_io
 
 _DATA_SUFFIX = re.compile(r'\.data-\d{5}-of-\d{5}$')
 _STEP_SUFFIX = re.compile(r'-(\d+)$')
@@ -104,13 +104,27 @@ def remove_interrupted_saves(train_dir):
 
 
 def training_finished(train_dir):
-    """The marker's dict, or None while training runs (or never ran to its end)."""
+    """The marker's dict, or None while training runs (or never ran to its end). Raises
+    ValueError naming the file when it is not a marker the trainer writes."""
     path = os.path.join(train_dir, FINISHED_MARKER)
-    try:
-        with open(path, encoding='utf-8') as f:
-            return json.load(f)
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
+    fix = 'delete it (the trainer writes it again when it finishes)'
+    try:
+        marker = safe_io.read_json(path, 'training marker', 1 << 20)
+    except (OSError, ValueError) as err:
+        raise ValueError(f'{err} If no trainer wrote it, {fix}.') from None
+    if not (
+        isinstance(marker, dict)
+        and isinstance(marker.get('checkpoint'), str)
+        and os.path.basename(marker['checkpoint']) == marker['checkpoint']
+        and isinstance(marker.get('step'), int)
+    ):
+        raise ValueError(
+            f'{path}: not the marker the trainer writes when it finishes (a JSON object with '
+            f'a checkpoint file name and a step); {fix}.'
+        )
+    return marker
 
 
 class CheckpointError(ValueError):

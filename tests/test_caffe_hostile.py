@@ -13,6 +13,7 @@ from converters import caffe_ssd
 from converters import prototxt
 from tests import caffe_fixtures
 from tests.conftest import run_script
+from tf_extended import safe_io
 
 
 def _varint(value):
@@ -154,12 +155,13 @@ def test_devices_are_not_read_as_models(tmp_path):
         (prototxt.parse_file, 'prototxt'),
     ):
         with pytest.raises(
-            prototxt.UnreadableFileError, match=rf'/dev/zero: the {what} is not a regular file'
+            safe_io.UnsafeFileError,
+            match=rf'/dev/zero: the {what} is a character device, not a regular file',
         ):
             reader('/dev/zero')
     fifo = tmp_path / 'deploy.prototxt'
     os.mkfifo(fifo)  # opening it would block
-    with pytest.raises(OSError, match='deploy.prototxt: the prototxt is not a regular file'):
+    with pytest.raises(OSError, match='deploy.prototxt: the prototxt is a FIFO'):
         prototxt.parse_file(str(fifo))
     binary = tmp_path / 'model.prototxt'
     binary.write_bytes(b'name: "x"\nlayer {\n' + bytes(range(128, 256)))

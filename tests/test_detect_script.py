@@ -356,18 +356,23 @@ def test_exactly_one_model_source(setup, exports):
 
 def test_nothing_readable_exits_with_error(tmp_path, setup):
     (tmp_path / 'a.jpg').write_bytes(b'')
+    os.symlink('/dev/zero', tmp_path / 'zero.png')  # read whole, it would never end
+    os.mkfifo(tmp_path / 'pipe.mp4')  # OpenCV would block opening it
     proc = run_script(
         'detect_ssd_network.py',
         f'--checkpoint_path={setup["prefix"]}',
         *MODEL_FLAGS,
-        f'--input={tmp_path}/a.jpg,{tmp_path}/missing.png',
+        f'--input={tmp_path}/a.jpg,{tmp_path}/missing.png,{tmp_path}/zero.png,{tmp_path}/pipe.mp4',
         f'--output_dir={tmp_path}/out',
+        timeout=120,
     )
     assert proc.returncode == 1
-    assert 'no image processed (2 failed)' in proc.stderr
+    assert 'no image processed (4 failed)' in proc.stderr
     assert 'a.jpg' in proc.stderr and 'missing.png' in proc.stderr
+    assert 'zero.png: the image is a character device (through a symlink)' in proc.stderr
+    assert 'pipe.mp4: the video is a FIFO (named pipe), not a regular file' in proc.stderr
     with open(tmp_path / 'out' / 'detections.json') as f:
-        assert len(json.load(f)['failures']) == 2
+        assert len(json.load(f)['failures']) == 4
 
 
 def test_bfloat16_checkpoint_run(setup, tmp_path):

@@ -16,7 +16,6 @@ import collections
 import contextlib
 import copy
 import io
-import json
 import os
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, TextIO, Union
 
@@ -25,6 +24,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from tf_extended import atomic_io
+from tf_extended import safe_io
 
 # The 12 numbers of COCOeval.summarize() for boxes, in its order.
 COCO_METRIC_NAMES = (
@@ -160,11 +160,7 @@ def write_coco_results(path: str, detections: Sequence[dict]):
 
 def read_coco_results(path: str) -> List[dict]:
     """Reads and checks a COCO results JSON file; returns its list of dicts."""
-    try:
-        with open(path) as fh:
-            detections = json.load(fh)
-    except json.JSONDecodeError as err:
-        raise ValueError(f'read_coco_results: {path!r} is not valid JSON ({err}).') from None
+    detections = safe_io.read_json(path, 'COCO results file')
     return _check_results(detections, f'read_coco_results({path!r})')
 
 

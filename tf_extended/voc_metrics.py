@@ -54,6 +54,7 @@ import numpy as np
 
 from tf_extended import atomic_io
 from tf_extended import file_names
+from tf_extended import safe_io
 
 IOU_RULES = ('>=', '>')
 
@@ -681,6 +682,15 @@ class VOCResultsWriter:
             self.abort()
 
 
+def _lines(fh, path):
+    try:
+        yield from fh
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f'{path}: not UTF-8 text ({err.reason}); a results file is text.'
+        ) from None
+
+
 def read_voc_results(
     directory: str,
     split: str,
@@ -713,8 +723,8 @@ def read_voc_results(
                 f'{name!r} (every class needs a file, possibly empty).'
             )
         ids, values = [], []
-        with open(path) as fh:
-            for line_no, line in enumerate(fh, 1):
+        with safe_io.open_text(path, 'results file') as fh:
+            for line_no, line in enumerate(_lines(fh, path), 1):
                 fields = line.split()
                 if not fields:
                     continue

@@ -1,4 +1,5 @@
-"""Reading the files a user hands us as if they could be hostile.
+"""Reading the files a user hands us as if they could be hostile: dataset files, model cards and
+export metadata, exported models, Caffe / PyTorch weights, results files.
 
 - Only regular files are read (also through symlinks): a device (`/dev/zero`), a FIFO or a
   socket would be read forever or block, so they are refused before they are opened, and again
@@ -10,8 +11,13 @@
   (symlinks the user placed inside the folder, e.g. JPEGImages -> another disk, stay allowed).
 """
 
+import json
 import os
 import stat
+
+
+# Protocol buffers and flatbuffers cannot be larger: no frozen graph, SavedModel or TFLite model is.
+SERIALIZED_MODEL_LIMIT = 2 << 30
 
 
 class UnsafeFileError(OSError):
@@ -106,6 +112,30 @@ def open_text(path, what='file', encoding='utf-8'):
     """Opens a regular file for reading text (a context manager, like `open`). Refuses devices, FIFOs."""
     fd, _ = _open(path, what)
     return os.fdopen(fd, 'r', encoding=encoding)
+
+
+def check_regular(path, what='file'):
+    """Refuses a path that is not a regular file (also through a symlink) before a library that
+    opens it by name reads it (OpenVINO, TFLite, zipfile); FileNotFoundError when missing."""
+    _check_regular(path, os.stat(path).st_mode, what)
+
+
+def read_json(path, what='JSON file', max_bytes=None):
+    """The parsed content of a JSON file read with `read_bytes`'s checks.
+
+    Raises:
+      UnsafeFileError / OSError as `read_bytes`; ValueError naming the file: not UTF-8, not
+      JSON, or nested too deeply for the parser.
+    """
+    data = read_bytes(path, max_bytes, what)
+    try:
+        return json.loads(data.decode('utf-8'))
+    except UnicodeDecodeError as err:
+        raise ValueError(f'{path}: the {what} is not UTF-8 text ({err.reason}).') from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f'{path}: the {what} is not valid JSON ({err}).') from None
+    except RecursionError:
+        raise ValueError(f'{path}: the {what} nests its JSON too deeply to read.') from None
 
 
 def check_inside(relative_path):

@@ -1,0 +1,264 @@
+"""Model files a user hands us (cards, export metadata, frozen graphs, TFLite and OpenVINO models,
+.pth weights, results files, the trainer's marker) read as possibly hostile: devices and FIFOs
+refused before they block or never end, sizes bounded, broken content a one-line error naming the
+file. All of them go through tf_extended/safe_io."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from converters import pth_reader
+from inference import detection
+from inference import openvino_model
+from model import card as card_lib
+from model import checkpoints
+from tests.conftest import run_script
+from tf_extended import coco_metrics
+from tf_extended import safe_io
+from tf_extended import voc_metrics
+
+
+@pytest.fixture(autouse=True)
+def no_blocking():
+    """Fails a test whose code blocks (opening a FIFO) or reads without end (/dev/zero)."""
+
+    def hung(signum, frame):
+        raise AssertionError('blocked: a hostile file was opened or read without end')
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _fifo(path):
+    os.mkfifo(path)
+    return str(path)
+
+
+def _zero_link(path):
+    os.symlink('/dev/zero', path)
+    return str(path)
+
+
+def test_read_json_refuses_devices_fifos_and_broken_text(tmp_path):
+    cases = {
+        _fifo(tmp_path / 'fifo.json'): 'is a FIFO',
+        _zero_link(tmp_path / 'zero.json'): r'is a character device \(through a symlink\)',
+        str(tmp_path): 'is a directory',
+    }
+    big = tmp_path / 'big.json'
+    big.write_text('[' + '0,' * 600 + '0]')
+    cases[str(big)] = 'has 1203 bytes, more than the limit of 1000'
+    for path, why in cases.items():
+        with pytest.raises(safe_io.UnsafeFileError, match=why):
+            safe_io.read_json(path, 'card', max_bytes=1000)
+    for name, content, why in (
+        ('latin.json', b'{"a": "\xe9"}', r'latin.json: the card is not UTF-8 text'),
+        ('cut.json', b'{"a": [1, 2', r'cut.json: the card is not valid JSON \(Expecting'),
+        ('deep.json', b'[' * 100000 + b']' * 100000, 'deep.json: the card nests its JSON too'),
+    ):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=why):
+            safe_io.read_json(str(tmp_path / name), 'card')
+    (tmp_path / 'ok.json').write_text('{"a": [1, 2.5, "x"]}')
+    assert safe_io.read_json(str(tmp_path / 'ok.json')) == {'a': [1, 2.5, 'x']}
+
+
+def test_cards_and_export_metadata(tmp_path):
+    card = card_lib.from_registry('ssd_300_vgg', num_classes=3)
+    good = card_lib.write(str(tmp_path / 'model.json'), card)
+    assert card_lib.load(good) == card
+    for path, why in (
+        (_fifo(tmp_path / 'fifo.json'), 'fifo.json: the model card is a FIFO'),
+        (_zero_link(tmp_path / 'zero.json'), 'zero.json: the model card is a character device'),
+    ):
+        with pytest.raises(card_lib.CardError, match=f'cannot read the model card: .*{why}'):
+            card_lib.load(path)
+    (tmp_path / 'list.json').write_text('[1, 2]')
+    with pytest.raises(card_lib.CardError, match='list.json: the model card is not a JSON object'):
+        card_lib.load(str(tmp_path / 'list.json'))
+    huge = tmp_path / 'huge.json'
+    with open(huge, 'wb') as f:
+        f.truncate(card_lib.MAX_CARD_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(card_lib.CardError, match='more than the limit'):
+        card_lib.load(str(huge))
+
+    export = tmp_path / 'export'
+    export.mkdir()
+    model = export / 'frozen_graph.pb'
+    model.write_bytes(b'')
+    with pytest.raises(FileNotFoundError, match='frozen_graph.pb: no metadata.json beside it'):
+        card_lib.read_export_metadata(str(model))
+    _fifo(export / 'metadata.json')
+    with pytest.raises(card_lib.CardError, match='the export metadata is a FIFO'):
+        card_lib.read_export_metadata(str(model))
+    os.remove(export / 'metadata.json')
+    (export / 'metadata.json').write_text(json.dumps(card.to_dict()))
+    meta, path = card_lib.read_export_metadata(str(model))
+    assert path == str(export / 'metadata.json') and card_lib.from_dict(meta, path) == card
+    saved = tmp_path / 'saved'
+    (saved / 'assets.extra').mkdir(parents=True)
+    (saved / 'assets.extra' / 'metadata.json').write_text('{"cut": ')
+    with pytest.raises(card_lib.CardError, match=r'assets.extra/metadata.json: the export meta'):
+        card_lib.read_export_metadata(str(saved))
+
+
+def test_frozen_graphs_and_tflite_models(tmp_path):
+    for reader, what, ext in (
+        (detection.Detector.from_frozen_graph, 'frozen graph', 'pb'),
+        (detection.TFLiteDetector, 'TFLite model', 'tflite'),
+    ):
+        with pytest.raises(safe_io.UnsafeFileError, match=f'zero.{ext}: the {what} is a char'):
+            reader(_zero_link(tmp_path / f'zero.{ext}'))
+        with pytest.raises(safe_io.UnsafeFileError, match=f'fifo.{ext}: the {what} is a FIFO'):
+            reader(_fifo(tmp_path / f'fifo.{ext}'))
+    junk = tmp_path / 'junk.bin'
+    junk.write_bytes(b'\xff' * 64)
+    with pytest.raises(ValueError, match='junk.bin: not a frozen GraphDef'):
+        detection.Detector.from_frozen_graph(str(junk))
+    with pytest.raises(ValueError, match='junk.bin: TFLite cannot load it as a model'):
+        detection.TFLiteDetector(str(junk))
+
+
+def test_detection_images(tmp_path):
+    import cv2
+
+    bomb = bytearray(cv2.imencode('.jpg', np.zeros((16, 16, 3), np.uint8))[1].tobytes())
+    sof = bomb.find(b'\xff\xc0')
+    bomb[sof + 5 : sof + 9] = (30000).to_bytes(2, 'big') * 2  # claims 30000x30000 = 2.7 GB
+    (tmp_path / 'bomb.jpg').write_bytes(bytes(bomb))
+    for path, why in (
+        (str(tmp_path / 'bomb.jpg'), r'bomb.jpg: the JPEG header claims 30000x30000 = 900000000'),
+        (_fifo(tmp_path / 'fifo.jpg'), 'fifo.jpg: the image is a FIFO'),
+        (_zero_link(tmp_path / 'zero.jpg'), 'zero.jpg: the image is a character device'),
+    ):
+        with pytest.raises(ValueError, match=why):
+            detection.load_image_rgb(path)
+
+
+def _tiny_ir(path):
+    """A small OpenVINO IR (x + constant) written by OpenVINO itself."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    x = ops.parameter([1, 4], np.float32, name='x')
+    model = ov.Model([ops.add(x, ops.constant(np.arange(4, dtype=np.float32)))], [x], 'tiny')
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    return model
+
+
+def test_openvino_models(tmp_path):
+    import openvino as ov
+
+    core = ov.Core()
+    xml = tmp_path / 'tiny.xml'
+    _tiny_ir(xml)
+    assert len(openvino_model.read_ir(core, str(xml)).outputs) == 1
+    bin_path = tmp_path / 'tiny.bin'
+    weights = bin_path.read_bytes()
+    os.remove(bin_path)
+    _fifo(bin_path)
+    with pytest.raises(safe_io.UnsafeFileError, match=r'tiny.bin: the OpenVINO weights \(.bin\)'):
+        openvino_model.read_ir(core, str(xml))
+    os.remove(bin_path)
+    bin_path.write_bytes(weights[:3])
+    with pytest.raises(ValueError, match=r'tiny.xml: OpenVINO cannot read it as a model \(Inc'):
+        openvino_model.read_ir(core, str(xml))
+    bin_path.write_bytes(weights)
+    cut = tmp_path / 'cut.xml'
+    cut.write_bytes(xml.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r'cut.xml: OpenVINO cannot read it as a model \(\w'):
+        openvino_model.read_ir(core, str(cut))
+    # Other formats' frontends are not reached: a TF text graph or any binary is refused first.
+    for name, content in (('graph.xml', b'node { name: "a" op: "ReadFile" }'), ('b.xml', b'\x08')):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f'{name}: not an OpenVINO IR'):
+            openvino_model.read_ir(core, str(tmp_path / name))
+    with pytest.raises(safe_io.UnsafeFileError, match=r'fifo.xml: the OpenVINO model \(.xml\)'):
+        openvino_model.read_ir(core, _fifo(tmp_path / 'fifo.xml'))
+    with pytest.raises(FileNotFoundError, match='none.xml: no such OpenVINO model'):
+        openvino_model.read_ir(core, str(tmp_path / 'none.xml'))
+
+    # The card: metadata.json beside the IR, else the IR's runtime info; either checked.
+    model = core.read_model(str(xml))
+    with pytest.raises(FileNotFoundError, match='no metadata.json beside it and no model card'):
+        openvino_model.load_metadata(str(xml), model)
+    model.set_rt_info('{"model_name": ', openvino_model.CARD_RT_INFO)
+    with pytest.raises(card_lib.CardError, match='tiny.xml: the model card in the IR is not JSON'):
+        openvino_model.load_metadata(str(xml), model)
+    model.set_rt_info('{"model_name": "x"}', openvino_model.CARD_RT_INFO)
+    assert openvino_model.load_metadata(str(xml), model) == {'model_name': 'x'}
+    (tmp_path / 'metadata.json').write_text('["not", "a", "card"]')
+    with pytest.raises(card_lib.CardError, match='the export metadata is not a JSON object'):
+        openvino_model.load_metadata(str(xml), model)
+
+
+def test_pth_results_files_and_training_marker(tmp_path):
+    with pytest.raises(safe_io.UnsafeFileError, match=r'w.pth: the .pth file is a FIFO'):
+        pth_reader.load(_fifo(tmp_path / 'w.pth'))
+
+    names = {1: 'cat'}
+    path = voc_metrics.voc_results_path(str(tmp_path), 'test', 'cat')
+    with open(path, 'wb') as f:
+        f.write(b'im1 0.5 1 2 3 4\nim2 0.\xff 1 2 3 4\n')
+    with pytest.raises(ValueError, match=r'comp4_det_test_cat.txt: not UTF-8 text'):
+        voc_metrics.read_voc_results(str(tmp_path), 'test', names)
+    with pytest.raises(safe_io.UnsafeFileError, match=r'c.json: the COCO results file is a FIFO'):
+        coco_metrics.read_coco_results(_fifo(tmp_path / 'c.json'))
+
+    marker = tmp_path / checkpoints.FINISHED_MARKER
+    assert checkpoints.training_finished(str(tmp_path)) is None
+    for content, why in (
+        ('{"checkpoint": "model.ckpt-5", ', 'not valid JSON.*If no trainer wrote it, delete it'),
+        ('{"checkpoint": "../../x/model.ckpt-5", "step": 5}', 'not the marker the trainer'),
+        ('{"checkpoint": "model.ckpt-5", "step": "5"}', 'not the marker the trainer'),
+    ):
+        marker.write_text(content)
+        with pytest.raises(ValueError, match=why):
+            checkpoints.training_finished(str(tmp_path))
+    marker.write_text('{"checkpoint": "model.ckpt-5", "step": 5, "time": "t"}')
+    assert checkpoints.training_finished(str(tmp_path))['step'] == 5
+
+
+def test_scripts_say_which_model_file_is_bad(tmp_path):
+    image = tmp_path / 'a.png'
+    image.write_bytes(b'')
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--frozen_graph={_fifo(tmp_path / "frozen_graph.pb")}',
+        f'--input={image}',
+        f'--output_dir={tmp_path / "out"}',
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'detect_ssd_network.py: error: {tmp_path}/frozen_graph.pb: the frozen graph is a '
+        f'FIFO (named pipe), not a regular file; refusing to read it.'
+    )
+    export = tmp_path / 'export'
+    export.mkdir()
+    _tiny_ir(export / 'model_openvino.xml')
+    (export / 'metadata.json').write_text('{"model_name": "ssd_300_vgg"')
+    proc = run_script(
+        'eval_ssd_network.py',
+        f'--exported_model={export}/model_openvino.xml',
+        f'--dataset_dir={tmp_path}',
+        '--dataset_name=custom',
+        '--dataset_split_name=test',
+        f'--eval_dir={tmp_path / "eval"}',
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f'eval_ssd_network: error: cannot read the export metadata: {export}/metadata.json: the '
+            f'export metadata is not valid JSON'
+        )
+    ), proc.stderr
