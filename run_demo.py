@@ -209,15 +209,17 @@ def prepare_work_dir(work_dir, fresh):
 def resolve_precision(precision, flags=None):
     """(fp32 or bf16, why) of --precision; `flags`: the CPU's (default: this machine's).
 
-    auto picks bf16 only on AMX: there bf16 training runs about twice as fast and evaluation
-    4-10x, and the main job's VOC07 mAP stays above 0.80 in bf16 (README). Without AMX bf16 is
-    emulated (AVX2) or only AVX-512 dot products: slower or no faster than fp32."""
+    auto picks bf16 where the CPU has bf16 instructions (AMX tiles or AVX-512 BF16 dot
+    products) and fp32 elsewhere, where bf16 is emulated and far slower. Measured on a 2-core
+    AMD EPYC with AVX-512 BF16 (README): the whole job in 6:36 against 8:57 in fp32 (training
+    74.6 against 53.6 images/s), VOC07 mAP 0.868 against 0.862; AMX multiplies bf16 4-10x
+    faster still."""
     if precision != 'auto':
         return precision, 'as asked'
     units = cpu_features.matrix_units(flags)
-    if cpu_features.has_amx(flags):
+    if cpu_features.has_bf16(flags):
         return 'bf16', f'auto: this CPU has {units}'
-    return 'fp32', f'auto: this CPU has no AMX ({units}); bf16 would be no faster'
+    return 'fp32', f'auto: this CPU has no bf16 instructions ({units}); bf16 would be emulated'
 
 
 def stage_environment(precision, environ=None):
@@ -632,7 +634,8 @@ def main(argv=None):
         choices=('auto', 'fp32', 'bf16'),
         default='auto',
         help='arithmetic of training and evaluation (bf16: bfloat16 compute, float32 weights); '
-        'auto: bf16 where the CPU has AMX bf16 matrix units, fp32 elsewhere (see the README)',
+        'auto: bf16 where the CPU has bf16 instructions (AMX or AVX-512 BF16), fp32 elsewhere '
+        '(see the README)',
     )
     parser.add_argument(
         '--fresh',

@@ -156,11 +156,12 @@ def test_precision_reaches_training_and_evaluation(demo):
     'flags, expected',
     [
         ({'avx2', 'avx512f', 'avx512_bf16', 'amx_bf16', 'amx_tile'}, 'bf16'),
-        ({'avx2', 'avx512f', 'avx512_bf16'}, 'fp32'),
+        ({'avx2', 'avx512f', 'avx512_bf16'}, 'bf16'),
+        ({'avx2', 'avx512f'}, 'fp32'),
         ({'avx2'}, 'fp32'),
     ],
 )
-def test_auto_precision_is_bf16_only_with_amx(flags, expected):
+def test_auto_precision_is_bf16_only_with_bf16_instructions(flags, expected):
     precision, why = run_demo.resolve_precision('auto', flags)
     assert precision == expected and why.startswith('auto: ')
     assert run_demo.resolve_precision('bf16', {'avx2'}) == ('bf16', 'as asked')
