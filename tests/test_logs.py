@@ -115,6 +115,10 @@ NOISE = [
     b'your machine, GPU will not be used.',
     b'E0000 00:00:1796193997.465394   28222 cuda_platform.cc:52] failed call to cuInit: '
     b'INTERNAL: CUDA error: Failed call to cuInit: UNKNOWN ERROR (303)',
+    b'I0000 00:00:1796287303.641072   14574 port.cc:153] oneDNN custom operations are on. You '
+    b'may see slightly different numerical results due to floating-point round-off errors from '
+    b'different computation orders. To turn them off, set the environment variable '
+    b'`TF_ENABLE_ONEDNN_OPTS=0`.',
 ]
 
 

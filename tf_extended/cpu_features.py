@@ -1,8 +1,8 @@
 """What the CPU offers for bf16 and int8 arithmetic, read from /proc/cpuinfo (no TensorFlow).
 
 Benchmarks state it beside every figure, and the main job picks its precision from it: bf16 is
-4-10x fp32 where the CPU has AMX tiles, merely supported (AVX-512 BF16 dot products) or emulated
-elsewhere."""
+4-10x fp32 where the CPU has AMX tiles, 1.4-1.8x with AVX-512 BF16 dot products alone (measured on
+a 2-core EPYC: SSD training and inference), and emulated, slower than fp32, elsewhere."""
 
 # Flags worth naming in a report, most capable first.
 REPORTED_FLAGS = (

@@ -16,9 +16,12 @@ logs anything, measured on a CPU-only machine (2026-12, `import tensorflow` and 
   TF_CPP_MIN_LOG_LEVEL=2: 5 lines (both absl warnings, both cudart_stub lines, the E-level
     cuInit line); =3: 4 (the cuInit line goes, and with it every other TF error line).
   CUDA_VISIBLE_DEVICES='' changes nothing: the stub and the probe run anyway.
+  Where oneDNN is on (TF's default on CPUs with AVX-512 VNNI/BF16 or AMX, or
+  TF_ENABLE_ONEDNN_OPTS=1), at any level, twice:
+    I... port.cc:153] oneDNN custom operations are on. You may see slightly different ...
 
-The absl warning and the cudart_stub line are written before TF reads any setting, so no
-environment variable stops them. Hence two measures, both off when the user set
+The absl warning, the cudart_stub and the oneDNN lines are written before TF reads any
+setting, so no environment variable stops them. Hence two measures, both off when the user set
 TF_CPP_MIN_LOG_LEVEL below 2 (asking to see TF's lines) or SSD_STDERR_FILTER=0:
 - TF_CPP_MIN_LOG_LEVEL=2 unless set: TF's C++ INFO and WARNING lines off, its errors shown;
 - a filter on file descriptor 2 (`install_stderr_filter`): a forked helper process reads what
@@ -97,6 +100,8 @@ def is_start_up_noise(line, gpu_device=False):
         return False
     level, source, message = match.groups()
     if source == b'cudart_stub.cc' and message.startswith(b'Could not find cuda drivers'):
+        return True
+    if source == b'port.cc' and message.startswith(b'oneDNN custom operations are on'):
         return True
     return not gpu_device and source in _CUDA_PROBES and level in b'IWE'
 
