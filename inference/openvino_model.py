@@ -470,6 +470,11 @@ class OpenVINODetector:
             num_requests = int(self.compiled.get_property('OPTIMAL_NUMBER_OF_INFER_REQUESTS'))
         self.num_requests = num_requests
         self.requests = [self.compiled.create_infer_request() for _ in range(num_requests)]
+        # OpenVINO's first numpy view of a tensor initialises its bindings' numpy statics; two
+        # requests making it at once from the pool's threads deadlocked (one holding the GIL
+        # and waiting for the static's guard, the other initialising it and waiting for the
+        # GIL; openvino 2026.4, about 1 run in 12), so it is made here, in one thread.
+        ov.Tensor(np.zeros(1, np.uint8)).data
         self._free = queue.SimpleQueue()
         for request in self.requests:
             self._free.put(request)
