@@ -50,8 +50,6 @@ MIXED_TARGET = 2.0
 OPENVINO_FP32_TARGETS = {'ssd_300_mobilenet': 0.5, 'ssd_300_vgg': 0.6}
 OPENVINO_BF16_AMX_MS = 5.9
 EVAL_FORWARD_TARGET = 0.85
-# CPU flags of bf16 matrix units (AMX); avx512_bf16 is a vector dot-product instruction.
-BF16_MATRIX_FLAGS = ('amx_bf16',)
 
 
 def _comma(flag):
@@ -333,7 +331,7 @@ def mixed_precision_target(results):
         return ['- Mixed precision training vs fp32: not measured.']
     floor = best_floor(results) or {}
     flags = floor.get('bf16_cpu_flags') or []
-    applies = train.get('gpu') or any(f in flags for f in BF16_MATRIX_FLAGS)
+    applies = train.get('gpu') or cpu_features.has_amx(set(flags))
     speedups = [
         '%s batch %d %.2fx (%.2f vs %.2f img/s)'
         % (
@@ -367,7 +365,7 @@ def mixed_precision_target(results):
         '(%s): this CPU has %s, so the target does not apply here. Measured: %s%s.'
         % (
             MIXED_TARGET,
-            ', '.join(BF16_MATRIX_FLAGS),
+            cpu_features.AMX_BF16_FLAG,
             ', '.join(flags) + ' only' if flags else 'no bf16 instructions',
             '; '.join(speedups),
             ceiling,

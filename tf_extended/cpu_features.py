@@ -15,8 +15,10 @@ REPORTED_FLAGS = (
     'avx_vnni',
     'avx2',
 )
+# bf16 matrix units (AMX); avx512_bf16 is a vector dot-product instruction.
+AMX_BF16_FLAG = 'amx_bf16'
 # bf16 instructions of any kind (matrix tiles or vector dot products).
-BF16_FLAGS = ('avx512_bf16', 'amx_bf16')
+BF16_FLAGS = ('avx512_bf16', AMX_BF16_FLAG)
 
 
 def cpu_flags(path='/proc/cpuinfo'):
@@ -33,7 +35,7 @@ def cpu_flags(path='/proc/cpuinfo'):
 
 def has_amx(flags=None):
     """True where the CPU has AMX bf16 matrix units."""
-    return 'amx_bf16' in (cpu_flags() if flags is None else flags)
+    return AMX_BF16_FLAG in (cpu_flags() if flags is None else flags)
 
 
 def has_bf16(flags=None):
@@ -45,7 +47,7 @@ def has_bf16(flags=None):
 def matrix_units(flags=None):
     """One line naming the CPU's bf16 matrix / vector units, e.g. 'AMX (bf16 matrix units)'."""
     flags = cpu_flags() if flags is None else flags
-    if 'amx_bf16' in flags:
+    if AMX_BF16_FLAG in flags:
         return 'AMX (bf16 matrix units)'
     if 'avx512_bf16' in flags:
         return 'AVX-512 BF16 (no AMX)'
