@@ -273,6 +273,23 @@ def test_normalize_is_exactly_the_numpy_arithmetic_and_warp_clips_bicubic_oversh
     assert overshoot.min() < 0 and overshoot.max() > 255  # what the clip is for
 
 
+@pytest.mark.parametrize('shape', [(480, 640), (200, 299), (17, 5), (1, 1), (3, 401)])
+def test_resize_bilinear_by_gathers_is_tfs_bilinear_resize(shape):
+    """The OpenVINO export's resize gives TF's bilinear kernel's values to the bit, downscaling,
+    upscaling and both at once; OpenCV's half-pixel bilinear agrees where it does not
+    antialias (factors below 2)."""
+    rng = np.random.RandomState(sum(shape))
+    images = rng.randint(0, 256, (2,) + shape + (3,)).astype(np.uint8)
+    got = run_graph(lambda im: geometry.resize_bilinear_by_gathers(im, OUT), images)
+    want = run_graph(lambda im: tf.image.resize(tf.cast(im, tf.float32), OUT), images)
+    assert got.dtype == np.float32 and got.shape == (2,) + OUT + (3,)
+    np.testing.assert_array_equal(got, want)
+    if max(shape) < 2 * min(OUT):
+        for image, resized in zip(images, got):
+            reference = cv2.resize(image.astype(np.float32), OUT[::-1], cv2.INTER_LINEAR)
+            np.testing.assert_allclose(resized, reference.reshape(resized.shape), atol=0.01)
+
+
 def test_registry_names_and_errors():
     assert preprocessing_factory.get_preprocessing('ssd_512_vgg') is VGG
     assert preprocessing_factory.get_preprocessing('ssd_vgg') is VGG
