@@ -118,11 +118,15 @@ def _openvino():
 def preprocess_batch(images, card):
     """uint8 `[B, H, W, 3]` (one size) -> the net's float32 input: `preprocess_for_eval`'s
     values (WARP_RESIZE, bilinear) for the whole batch. The resize is TF's, built from gathers
-    (`geometry.resize_bilinear_by_gathers`: faster in OpenVINO than its Interpolate); bilinear
-    values stay within [0, 255], so the eval pipeline's clip is left out."""
+    (`geometry.resize_bilinear_by_gathers`: faster in OpenVINO than its Interpolate). The
+    normalisation is `geometry.normalize`'s arithmetic on 3-wide channels, which OpenVINO folds
+    into the first convolution (`normalize`'s row-wise form, TF's fast one, cost 1.8 ms per
+    MobileNet-SSD300 call there). A BiasAdd, not a Sub: with a Sub, values came out 1 ulp off
+    the eval pipeline's (TF's graph optimiser regroups a Sub with the lerps' Adds)."""
     pipeline = card.preprocessing()
     resized = geometry.resize_bilinear_by_gathers(images, card.input_shape)
-    return geometry.normalize(resized, pipeline.mean_rgb, pipeline.scale)
+    negated = np.array([-m for m in pipeline.mean_rgb], np.float32)
+    return tf.nn.bias_add(resized, negated) * pipeline.scale
 
 
 def build_tf_graph(card):
