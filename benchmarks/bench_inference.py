@@ -14,8 +14,9 @@ What is timed: one call of the whole exported graph on 480x640 uint8 RGB images 
 net, decoding and NMS inside), random weights, 21 classes, Caffe DetectionOutput settings of the
 model (VGG: score > 0.01, top 400 per class, keep 200; MobileNet: 0.25, 100, 100). Random
 weights give near-uniform scores (about 1/21), so the VGG settings keep 400 candidates per class
-(the NMS worst case) and the MobileNet ones almost none. Medians of `REPEATS` rounds after one
-warm-up call of each model. TFLite runs the stock interpreter (XNNPACK) with --tflite_threads;
+(the NMS worst case) and the MobileNet ones almost none. Medians of `REPEATS` rounds after two
+warm-up calls of each model (the OpenVINO runtime compiles a model for the batch shape at its
+second). TFLite runs the stock interpreter (XNNPACK) with --tflite_threads;
 int8 is calibrated on 2 random images (speed only). OpenVINO runs its CPU plugin with the
 latency hint on all cores (the fp32 row also says how many of its batch-1 milliseconds
 the convolutions take, from OpenVINO's performance counters: what no setting outside the
@@ -54,8 +55,10 @@ DETECTION = {
     'ssd_512_vgg': (0.01, 400, 200),
     'ssd_300_mobilenet': (0.25, 100, 100),
 }
-# (batch-1 repeats, batch-8 repeats) after one warm-up run.
+# (batch-1 repeats, batch-8 repeats) after WARM_UP_CALLS calls.
 REPEATS = {'ssd_300_vgg': (3, 2), 'ssd_512_vgg': (2, 1), 'ssd_300_mobilenet': (10, 5)}
+# Two: OpenVINODetector compiles a model for a batch shape at its second call (STATIC_AFTER).
+WARM_UP_CALLS = 2
 TFLITE_FORMATS = (('tflite_float', 'float32'), ('tflite_int8', 'int8'))
 IMAGE_SHAPE = (480, 640, 3)
 
@@ -193,8 +196,9 @@ def bench_model(name, work_dir, dtypes, openvino_precisions, tflite_threads, log
             detectors.append(make(batch))
             row[f'setup_s_batch{batch}'] = round(time.perf_counter() - start, 1)
         times = [[] for _ in detectors]
-        for detector in detectors:  # warm-up
-            detector.run(images[:batch])
+        for _ in range(WARM_UP_CALLS):
+            for detector in detectors:
+                detector.run(images[:batch])
         for _ in range(repeats):
             for i, detector in enumerate(detectors):
                 start = time.perf_counter()
