@@ -104,14 +104,15 @@ def flip_left_right(image, bboxes):
     return tf.reverse(image, axis=[1]), tfe_bboxes.bboxes_flip_left_right(bboxes)
 
 
-def _per_channel(op, image, values):
-    """`op(image, values)` for RGB `[..., H, W, 3]` float32 and per-channel `values` (3
-    numbers), computed on rows of W*3 numbers with `values` tiled W times: TF's CPU kernels
-    vectorise over the innermost dimension, and a 3-wide one is their slow path (a 300x300
-    image in tf.data, one core: bias_add 0.3 ms on `[300, 300, 3]`, 0.05 ms on `[300, 900]`)."""
+def per_channel(op, image, values):
+    """`op(image, values)` for RGB `[..., H, W, 3]` float32 and per-channel `values` (3 numbers
+    or scalar tensors), computed on rows of W*3 numbers with `values` tiled W times: TF's CPU
+    kernels vectorise over the innermost dimension, and a 3-wide one is their slow path (a
+    300x300 image in tf.data, one core: bias_add 0.3 ms on `[300, 300, 3]`, 0.05 ms on
+    `[300, 900]`)."""
     shape = tf.shape(image)
     rows = tf.reshape(image, tf.concat([shape[:-2], [shape[-2] * 3]], 0))
-    tiled = tf.tile(tf.constant(values, tf.float32), shape[-2:-1])
+    tiled = tf.tile(tf.cast(tf.stack(values), tf.float32), shape[-2:-1])
     result = tf.reshape(op(rows, tiled), shape)
     result.set_shape(image.shape)
     return result
@@ -121,7 +122,7 @@ def normalize(image, mean_rgb, scale):
     """`(image - mean_rgb) * scale`, float32. `image` `[..., H, W, 3]` RGB 0-255."""
     # bias_add of -mean: the same float32 values (x - m is x + -m).
     negated = np.array([-float(m) for m in mean_rgb], np.float32)
-    return _per_channel(tf.nn.bias_add, tf.cast(image, tf.float32), negated) * scale
+    return per_channel(tf.nn.bias_add, tf.cast(image, tf.float32), negated) * scale
 
 
 def normalized_range(mean_rgb, scale):
@@ -134,7 +135,7 @@ def normalized_range(mean_rgb, scale):
 def clip_normalized(image, mean_rgb, scale):
     """Clips a normalised image to the image of [0, 255] (bicubic resizing overshoots it)."""
     low, high = normalized_range(mean_rgb, scale)
-    return _per_channel(tf.minimum, _per_channel(tf.maximum, image, low), high)
+    return per_channel(tf.minimum, per_channel(tf.maximum, image, low), high)
 
 
 def warp_resize_normalized(image, out_shape, mean_rgb, scale, method='bilinear'):

@@ -6,6 +6,8 @@ uint8 `convertTo` saturates, but values are not rounded to integers.
 
 import tensorflow as tf
 
+from preprocessing import geometry
+
 
 def adjust_brightness(image, delta):
     """Adds `delta` (0-255 scale) to every channel: Caffe's `AdjustBrightness`."""
@@ -27,10 +29,16 @@ def adjust_saturation_hue(image, saturation_factor, hue_delta):
     The hue wraps around (OpenCV's float HSV convention, H in degrees).
     """
     hsv = tf.image.rgb_to_hsv(image / 255.0)
-    hue, saturation, value = tf.unstack(hsv, axis=-1)
-    hue = tf.math.floormod(hue + hue_delta / 360.0, 1.0)
-    saturation = tf.clip_by_value(saturation * saturation_factor, 0.0, 1.0)
-    return tf.image.hsv_to_rgb(tf.stack([hue, saturation, value], axis=-1)) * 255.0
+    # Per channel without unstacking (geometry.per_channel): hue + delta, saturation * factor,
+    # then the hue mod 1 as h - floor(h) (the same float as floormod's), and one [0, 1] clip
+    # (a no-op on hue and value).
+    moved = geometry.per_channel(
+        tf.add,
+        geometry.per_channel(tf.multiply, hsv, [1.0, saturation_factor, 1.0]),
+        [hue_delta / 360.0, 0.0, 0.0],
+    )
+    wrapped = moved - geometry.per_channel(tf.multiply, tf.floor(moved), [1.0, 0.0, 0.0])
+    return tf.image.hsv_to_rgb(tf.clip_by_value(wrapped, 0.0, 1.0)) * 255.0
 
 
 def shuffle_channels(image, seed):

@@ -3,6 +3,7 @@
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from preprocessing import photometric
 from preprocessing.seeds import SeedStream
@@ -44,6 +45,25 @@ def test_saturation_and_hue_match_opencv_hsv(saturation, hue):
     image = _image(1)
     got = run_graph(lambda im: photometric.adjust_saturation_hue(im, saturation, hue), image)
     np.testing.assert_allclose(got, cv2_saturation_hue(image, saturation, hue), atol=0.05)
+
+
+@pytest.mark.parametrize('saturation,hue', [(1.0, 170.0), (1.5, -7.5), (0.6, -200.0)])
+def test_saturation_and_hue_are_exactly_the_hsv_arithmetic(saturation, hue):
+    """Between TF's HSV conversions, the hue is numpy's float32 `(h + delta) mod 1` and the
+    saturation `clip(s * factor, 0, 1)`, bit for bit; value 1 and saturation 1 included."""
+    image = _image(2)
+    image[0, :4] = [[255, 0, 0], [255, 255, 255], [0, 255, 128], [255, 10, 200]]
+    got, hsv = run_graph(
+        lambda im: (
+            photometric.adjust_saturation_hue(im, saturation, hue),
+            tf.image.rgb_to_hsv(im / 255.0),
+        ),
+        image,
+    )
+    hsv[..., 0] = np.mod(hsv[..., 0] + np.float32(hue / 360.0), np.float32(1.0))
+    hsv[..., 1] = np.clip(hsv[..., 1] * np.float32(saturation), 0.0, 1.0)
+    want = run_graph(lambda h: tf.image.hsv_to_rgb(h) * 255.0, hsv)
+    np.testing.assert_array_equal(got, want)
 
 
 def _distort(image, count, **options):
