@@ -70,9 +70,10 @@ CARD_RT_INFO = 'model_card'
 PRECISIONS = {'fp32': 'f32', 'bf16': 'bf16'}
 # With one request (the latency hint), a batch shape met STATIC_AFTER times gets a model compiled
 # for that shape: OpenVINO's CPU plugin skips its per-call shape inference and allocation then
-# (MobileNet-SSD300, a 480x640 image: 7.1 instead of 7.7 ms per call; 0.1 s to compile). At most
-# STATIC_SHAPES of them are kept (each holds its own copy of the weights), the least recently used
-# dropped.
+# (MobileNet-SSD300, a 480x640 image: 7.1 instead of 7.7 ms per call; 0.1 s to compile). The
+# first STATIC_SHAPES shapes that recur get one (each holds its own copy of the weights), and keep
+# it: evicting would recompile on every call for images cycling through more sizes; other shapes
+# run on the model of every shape.
 STATIC_AFTER = 2
 STATIC_SHAPES = 3
 # Our IRs' .xml holds the graph only (MobileNet-SSD300's: 210 KB); the weights are in the .bin.
@@ -498,22 +499,21 @@ class OpenVINODetector:
             futures.ThreadPoolExecutor(num_requests, 'openvino') if num_requests > 1 else None
         )
         self._shape_counts = collections.Counter()
-        self._static = collections.OrderedDict()  # batch shape -> its model's request, LRU order
+        self._static = {}  # batch shape -> the request of the model compiled for it
 
     @property
     def static_shapes(self):
-        """The batch shapes that have a model compiled for them, least recently used first."""
+        """The batch shapes that have a model compiled for them, in the order compiled."""
         return list(self._static)
 
     def _static_request(self, shape):
         """The request of `shape`'s own compiled model, compiled when `shape` comes the
-        STATIC_AFTER-th time; None before (and with several requests: the throughput hint keeps
-        one model for every shape)."""
+        STATIC_AFTER-th time while fewer than STATIC_SHAPES are compiled; None otherwise (and
+        with several requests: the throughput hint keeps one model for every shape)."""
         if self.num_requests > 1:
             return None
         request = self._static.get(shape)
-        if request is not None:
-            self._static.move_to_end(shape)
+        if request is not None or len(self._static) >= STATIC_SHAPES:
             return request
         if len(self._shape_counts) > 1000:  # a stream of ever new sizes: forget the old ones
             self._shape_counts.clear()
@@ -524,8 +524,6 @@ class OpenVINODetector:
         model.reshape({detection.INPUT: list(shape)})
         request = self.core.compile_model(model, 'CPU', self.config).create_infer_request()
         self._static[shape] = request
-        if len(self._static) > STATIC_SHAPES:
-            self._static.popitem(last=False)
         return request
 
     def run(self, images, outputs=detection.DETECTION_OUTPUTS):
