@@ -14,9 +14,9 @@ What is timed: one call of the whole exported graph on 480x640 uint8 RGB images 
 net, decoding and NMS inside), random weights, 21 classes, Caffe DetectionOutput settings of the
 model (VGG: score > 0.01, top 400 per class, keep 200; MobileNet: 0.25, 100, 100). Random
 weights give near-uniform scores (about 1/21), so the VGG settings keep 400 candidates per class
-(the NMS worst case) and the MobileNet ones almost none. Medians of `REPEATS` rounds after two
-warm-up calls of each model (the OpenVINO runtime compiles a model for the batch shape at its
-second). TFLite runs the stock interpreter (XNNPACK) with --tflite_threads;
+(the NMS worst case) and the MobileNet ones almost none. Medians of `REPEATS` rounds after
+`WARM_UP_CALLS` warm-up calls of each model (the OpenVINO runtime compiles a model for the batch
+shape at its STATIC_AFTER-th call). TFLite runs the stock interpreter (XNNPACK) with --tflite_threads;
 int8 is calibrated on 2 random images (speed only). OpenVINO runs its CPU plugin with the
 latency hint on all cores (the fp32 row also says how many of its batch-1 milliseconds
 the convolutions take, from OpenVINO's performance counters: what no setting outside the
@@ -45,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_nets  # noqa: E402
 from inference import export  # noqa: E402
 from inference import detection  # noqa: E402
+from inference import openvino_model  # noqa: E402 - imports openvino only when used
 from model import card as card_lib  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
 from tf_extended import cpu_features  # noqa: E402
@@ -57,8 +58,8 @@ DETECTION = {
 }
 # (batch-1 repeats, batch-8 repeats) after WARM_UP_CALLS calls.
 REPEATS = {'ssd_300_vgg': (3, 2), 'ssd_512_vgg': (2, 1), 'ssd_300_mobilenet': (10, 5)}
-# Two: OpenVINODetector compiles a model for a batch shape at its second call (STATIC_AFTER).
-WARM_UP_CALLS = 2
+# OpenVINODetector compiles a model for a batch shape at its STATIC_AFTER-th call: not timed.
+WARM_UP_CALLS = openvino_model.STATIC_AFTER
 TFLITE_FORMATS = (('tflite_float', 'float32'), ('tflite_int8', 'int8'))
 IMAGE_SHAPE = (480, 640, 3)
 
@@ -316,8 +317,6 @@ def main():
     units = None
     precisions = [p for p in args.openvino_precisions.split(',') if p]
     if precisions:
-        from inference import openvino_model  # Lazy: the TF rows need no openvino.
-
         units = openvino_model.cpu_matrix_units()
     for name in args.models.split(','):
         with tempfile.TemporaryDirectory() as work_dir:
