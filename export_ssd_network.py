@@ -70,6 +70,7 @@ flags.mark_flags_as_required(['checkpoint_path', 'output_dir'])
 
 def main(_):
     logs.absl_only()
+    logs.drop_tensorflow_messages(*export.TF_CHATTER)
     try:
         export.check_output_dir(FLAGS.output_dir, FLAGS.formats, FLAGS.overwrite)  # before work
         dataset = None

@@ -35,6 +35,7 @@ import tf_slim as slim
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from converters import caffe_convert  # noqa: E402
+from inference import detection  # noqa: E402
 from model import card as card_lib  # noqa: E402
 from tests import caffe_fixtures  # noqa: E402
 from nets import ssd_common  # noqa: E402
@@ -105,13 +106,7 @@ class TFRunner:
             conf = tf.identity(ssd_common.flatten_layers(logits), name='logits')
             with v1.Session(graph=graph, config=session_config) as sess:
                 v1.train.Saver().restore(sess, checkpoint_path)
-                graph_def = (
-                    v1.graph_util.convert_variables_to_constants(
-                        sess, graph.as_graph_def(), ['loc', 'logits']
-                    )
-                    if frozen
-                    else None
-                )
+                graph_def = detection.freeze(sess, ['loc', 'logits']) if frozen else None
         if frozen:
             graph = tf.Graph()
             with graph.as_default():

@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 import tf_slim as slim
 from google.protobuf import message
+from tensorflow.python.util import deprecation
 
 from datasets import image_io
 from inference import graph_check
@@ -159,6 +160,18 @@ def restore_variables(sess, checkpoint_path, card_path=None):
     return prefix
 
 
+def freeze(sess, output_names):
+    """The session's graph as a GraphDef holding only what the ops `output_names` need, its
+    variables replaced by their values in `sess` as constants.
+
+    TF's v1 freezing, the API for this project's graph-mode graphs; its notice that v1 APIs are
+    deprecated (two WARNING records per call) says nothing to a user, so it is silenced."""
+    with deprecation.silence():
+        return v1.graph_util.convert_variables_to_constants(
+            sess, sess.graph.as_graph_def(), list(output_names)
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # Running it.
 
@@ -216,7 +229,7 @@ class Detector:
         graph_check.check_saved_model(export_dir, signature_names=[PADDED_SIGNATURE])
         graph = tf.Graph()
         sess = v1.Session(graph=graph)
-        with graph.as_default():
+        with graph.as_default(), deprecation.silence():  # the v1 loader: see `freeze`
             meta_graph = v1.saved_model.loader.load(
                 sess, [v1.saved_model.tag_constants.SERVING], export_dir
             )

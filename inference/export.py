@@ -38,6 +38,7 @@ import shutil
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.util import deprecation
 
 from inference import detection
 from inference import openvino_model
@@ -54,6 +55,15 @@ FORMATS = (
     'tflite_int8',
     'openvino',
     'openvino_int8',
+)
+# TensorFlow's INFO records during an export that say nothing a user needs: the restore of the
+# checkpoint, once per format (`export` names it once), the SavedModel builder's, whose
+# "written to" is a temporary folder, and the TFLite converter's note on its own default.
+TF_CHATTER = (
+    r'Restoring parameters from ',
+    r'No assets to (save|write)',
+    r'SavedModel written to',
+    r'Using experimental converter',
 )
 # Formats calibrated on images (post-training int8 quantisation).
 INT8_FORMATS = ('tflite_int8', 'openvino_int8')
@@ -142,9 +152,7 @@ def frozen_graph_def(card, checkpoint_path, batch_size=None, fixed_size=False):
         card, checkpoint_path, batch_size=batch_size, fixed_size=fixed_size
     )
     with graph.as_default(), sess:
-        return v1.graph_util.convert_variables_to_constants(
-            sess, graph.as_graph_def(), list(detection.OUTPUTS)
-        )
+        return detection.freeze(sess, detection.OUTPUTS)
 
 
 def write_saved_model(export_dir, card, checkpoint_path, meta, batch_size=None, fixed_size=False):
@@ -156,7 +164,8 @@ def write_saved_model(export_dir, card, checkpoint_path, meta, batch_size=None, 
     temp = atomic_io.make_temp_dir(export_dir)
     try:
         build_dir = os.path.join(temp, 'model')
-        with graph.as_default(), sess:
+        # The v1 SavedModel builder: its deprecation notices silenced (see `detection.freeze`).
+        with graph.as_default(), sess, deprecation.silence():
             info = v1.saved_model.utils.build_tensor_info
             outputs = {k: info(t) for k, t in endpoints.outputs.items()}
 
@@ -199,17 +208,21 @@ def tflite_model(card, checkpoint_path, batch_size=1, fixed_size=False, represen
         card, checkpoint_path, batch_size=batch_size, fixed_size=fixed_size, tflite=True
     )
     with graph.as_default(), sess:
-        converter = v1.lite.TFLiteConverter.from_session(
-            sess,
-            [endpoints.inputs[detection.INPUT]],
-            [endpoints.outputs[k] for k in detection.OUTPUTS],
+        graph_def = detection.freeze(sess, detection.OUTPUTS)
+    # Frozen above and converted outside the graph, not `from_session`: that one's freezing logs
+    # TF's v1 deprecation notice, and Grappler, run by the converter on the default graph's
+    # collections, an E-level "Init node ... doesn't exist in graph" for the variables.
+    converter = v1.lite.TFLiteConverter(
+        graph_def,
+        [endpoints.inputs[detection.INPUT]],
+        [endpoints.outputs[k] for k in detection.OUTPUTS],
+    )
+    if representative_images is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [np.repeat(im[None], batch_size, axis=0)] for im in representative_images
         )
-        if representative_images is not None:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: (
-                [np.repeat(im[None], batch_size, axis=0)] for im in representative_images
-            )
-        return converter.convert()
+    return converter.convert()
 
 
 def representative_images(dataset, num_images, card=None):
@@ -340,19 +353,20 @@ def export(
         calibration,
         {'path': os.path.abspath(prefix), 'step': checkpoints.checkpoint_step(prefix)},
     )
+    # Every format from `prefix`, resolved once: a directory's latest checkpoint may change
+    # during the export (a training still running), and the exports must not differ.
+    log(f'exporting {prefix} (step {meta["export"]["checkpoint"]["step"]}): {", ".join(formats)}')
     written = {}
     if 'frozen_graph' in formats:
-        graph_def = frozen_graph_def(card, checkpoint_path, batch_size, fixed_size)
+        graph_def = frozen_graph_def(card, prefix, batch_size, fixed_size)
         written['frozen_graph'] = os.path.join(output_dir, FILES['frozen_graph'])
         atomic_io.write_bytes_atomic(written['frozen_graph'], graph_def.SerializeToString())
     if 'saved_model' in formats:
         written['saved_model'] = os.path.join(output_dir, FILES['saved_model'])
-        write_saved_model(
-            written['saved_model'], card, checkpoint_path, meta, batch_size, fixed_size
-        )
+        write_saved_model(written['saved_model'], card, prefix, meta, batch_size, fixed_size)
     for fmt, images in (('tflite_float', None), ('tflite_int8', calibration_images)):
         if fmt in formats:
-            model = tflite_model(card, checkpoint_path, tflite_batch_size, fixed_size, images)
+            model = tflite_model(card, prefix, tflite_batch_size, fixed_size, images)
             written[fmt] = os.path.join(output_dir, FILES[fmt])
             atomic_io.write_bytes_atomic(written[fmt], model)
     openvino_paths = {
@@ -361,9 +375,7 @@ def export(
         if fmt in formats
     }
     if openvino_paths:
-        written.update(
-            openvino_model.write(card, checkpoint_path, openvino_paths, meta, calibration_images)
-        )
+        written.update(openvino_model.write(card, prefix, openvino_paths, meta, calibration_images))
     _write_sidecars(output_dir, card, meta)
     for fmt, path in written.items():
         log(f'wrote {fmt}: {path}')

@@ -271,7 +271,7 @@ def export_op_types(
     """(frozen graph op types, SavedModel op types) of our export of a random-weight model.
 
     Builds `detection.build_detection_graph` as export_ssd_network.py does, freezes it as
-    `export.frozen_graph_def` does (`convert_variables_to_constants` of the outputs), and takes
+    `export.frozen_graph_def` does (`detection.freeze` of the outputs), and takes
     the whole graph plus a sharded V2 saver (what `SavedModelBuilder` adds) for the SavedModel.
     """
     import tensorflow as tf
@@ -288,9 +288,7 @@ def export_op_types(
         v1.train.Saver(sharded=True, write_version=v1.train.SaverDef.V2)
         with v1.Session(graph=graph) as sess:
             sess.run(v1.global_variables_initializer())
-            frozen = v1.graph_util.convert_variables_to_constants(
-                sess, graph.as_graph_def(), list(detection.OUTPUTS)
-            )
+            frozen = detection.freeze(sess, detection.OUTPUTS)
         whole = graph.as_graph_def()
     return set(op_types(frozen)), set(op_types(whole))
 

@@ -167,9 +167,7 @@ def frozen_tf_graph(card, checkpoint_path):
         endpoints = build_tf_graph(card)
         with v1.Session(graph=graph) as sess:
             detection.restore_variables(sess, checkpoint_path)
-            return v1.graph_util.convert_variables_to_constants(
-                sess, graph.as_graph_def(), list(endpoints.outputs)
-            )
+            return detection.freeze(sess, endpoints.outputs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -300,7 +298,7 @@ def _append_nms(ov, model, card):
 def convert(card, checkpoint_path):
     """The `ov.Model` of a checkpoint (see the module docstring)."""
     ov = _openvino()
-    # The frozen graph holds only what its outputs need (convert_variables_to_constants).
+    # The frozen graph holds only what its outputs need (`detection.freeze`).
     converted = ov.convert_model(frozen_tf_graph(card, checkpoint_path))
     for parameter in converted.get_parameters():
         name = _name(parameter.output(0))

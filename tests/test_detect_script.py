@@ -1,9 +1,10 @@
 """detect_ssd_network.py and export_ssd_network.py end to end: a folder with a corrupt file, a
-video, a frozen graph and TFLite models exported by the script; JSON pixel boxes against the
-graph's relative ones, each exported source against the frozen graph's JSON."""
+video, a frozen graph, a SavedModel and TFLite models exported by the script; JSON pixel boxes
+against the graph's relative ones, each exported source against the frozen graph's JSON."""
 
 import json
 import os
+import re
 
 import cv2
 import numpy as np
@@ -22,6 +23,13 @@ MODEL_FLAGS = [
     '--depth_multiplier=0.25',
     f'--num_classes={fx.NUM_CLASSES}',
 ]
+# What TensorFlow would print around an export or a SavedModel load and the scripts must not:
+# v1 deprecation notices, one restore line per format, the SavedModel builder's and TFLite
+# converter's INFO lines, Grappler's E-level complaint about the variables' init ops.
+TF_CHATTER = re.compile(
+    r'deprecated|Restoring parameters|No assets to|SavedModel written to|Using experimental '
+    r'converter|Init node'
+)
 
 
 @pytest.fixture(scope='module')
@@ -75,9 +83,9 @@ def setup(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def exports(setup):
-    """`any`: frozen graph and TFLite float (batch 1), any image size; `fixed`: TFLite float and
-    int8 with a static batch of 2 and the net's input size only (int8 calibrated on a synthetic
-    split)."""
+    """`any`: frozen graph, SavedModel and TFLite float (batch 1), any image size; `fixed`:
+    TFLite float and int8 with a static batch of 2 and the net's input size only (int8 calibrated
+    on a synthetic split)."""
     root = setup['root']
     common = [
         f'--checkpoint_path={setup["prefix"]}.index',
@@ -88,7 +96,7 @@ def exports(setup):
     dirs = {'any': root / 'export', 'fixed': root / 'export_fixed'}
     records = fx.write_synthetic_split(str(root / 'synthetic'), 16)
     for args in (
-        [f'--output_dir={dirs["any"]}', '--formats=frozen_graph,tflite_float'],
+        [f'--output_dir={dirs["any"]}', '--formats=frozen_graph,saved_model,tflite_float'],
         [
             f'--output_dir={dirs["fixed"]}',
             '--formats=tflite_float,tflite_int8',
@@ -101,6 +109,8 @@ def exports(setup):
     ):
         proc = run_script('export_ssd_network.py', *common, *args)
         assert proc.returncode == 0, proc.stderr
+        assert f'exporting {setup["prefix"]} (step 0): ' in proc.stdout
+        assert not TF_CHATTER.search(proc.stdout + proc.stderr), proc.stdout + proc.stderr
     return dirs
 
 
@@ -249,6 +259,23 @@ def test_exported_frozen_graph_gives_the_same_json(setup, frozen_run):
             assert a['label'] == b['label']
             for key in ('score', 'xmin', 'ymin', 'xmax', 'ymax'):
                 assert a[key] == pytest.approx(b[key], abs=1e-3)
+
+
+def test_saved_model_gives_the_frozen_graph_json(setup, exports, frozen_run):
+    """The same graph and weights, loaded by TF's v1 loader (whose deprecation notice the script
+    must not print)."""
+    proc, got = detect(
+        setup,
+        'out_saved_model',
+        f'--saved_model_dir={exports["any"]}/saved_model',
+        f'{setup["folder"]}/*.png,{setup["square"]}',
+        '--batch_size=3',
+        '--select_threshold=0.3',
+    )
+    assert got['model'] == frozen_run['model']
+    assert len(got['images']) == 4
+    assert assert_same_images(got['images'], frozen_run['images'], 1e-6) > 3
+    assert 'deprecated' not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
 def test_tflite_float_gives_the_frozen_graph_json(setup, exports, frozen_run):

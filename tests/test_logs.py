@@ -119,16 +119,19 @@ NOISE = [
     b'may see slightly different numerical results due to floating-point round-off errors from '
     b'different computation orders. To turn them off, set the environment variable '
     b'`TF_ENABLE_ONEDNN_OPTS=0`.',
+    b'fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, '
+    b'output_inference_type: FLOAT32',
 ]
 
 
-def test_filter_drops_exactly_the_start_up_lines():
+def test_filter_drops_exactly_the_noise_lines():
     from tf_extended import logs
 
     keep = [
         b'I1202 06:46:37.535162 140454362086272 trainer.py:485] Model: ssd_300_mobilenet',
         b'E0000 00:00:1796193997.465394   28222 some_op.cc:52] a real error',
         b'Traceback',
+        b'fully_quantize: 0, and something else',
     ]
     out, held = logs.filter_chunk(b'\n'.join(NOISE + keep) + b'\n')
     assert (out, held) == (b'\n'.join(keep) + b'\n', b'')
@@ -141,6 +144,8 @@ def test_filter_drops_exactly_the_start_up_lines():
         b'',
     )
     assert logs.filter_chunk(b'ok\nWARNING: All log mes') == (b'ok\n', b'WARNING: All log mes')
+    assert logs.filter_chunk(b'ok\nfully_quan') == (b'ok\n', b'fully_quan')
+    assert logs.filter_chunk(NOISE[-1][:30] + b'\n') == (NOISE[-1][:30] + b'\n', b'')
     assert logs.filter_chunk(
         b'WARNING: All log mes' + b'sages before absl::InitializeLog() is '
         b'called are written to STDERR\nnext'

@@ -26,8 +26,10 @@ TF_CPP_MIN_LOG_LEVEL below 2 (asking to see TF's lines) or SSD_STDERR_FILTER=0:
 - TF_CPP_MIN_LOG_LEVEL=2 unless set: TF's C++ INFO and WARNING lines off, its errors shown;
 - a filter on file descriptor 2 (`install_stderr_filter`): a forked helper process reads what
   the script writes to stderr and passes on everything but those exact lines (the cuInit error
-  only where no NVIDIA device exists: /dev/nvidiactl, /dev/nvidia0, WSL's /dev/dxg). Being a
-  separate process, it still passes on the last words of a script that crashes or is killed.
+  only where no NVIDIA device exists: /dev/nvidiactl, /dev/nvidia0, WSL's /dev/dxg), and the
+  settings line TFLite's int8 calibrator prints ("fully_quantize: 0, inference_type: 6, ...").
+  Being a separate process, it still passes on the last words of a script that crashes or is
+  killed.
   Installed for the project's top-level scripts only (or when SSD_STDERR_FILTER=1).
 
 For the same scripts it also makes TensorFlow's import skip Keras (about 2 s of start-up, see
@@ -54,6 +56,12 @@ _ABSL_PREAMBLE = (
     b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR'
 )
 _CUDA_PROBES = (b'cuda_platform.cc', b'cuda_executor.cc', b'cuda_diagnostics.cc')
+# What TFLite's calibrator prints (C++, no log format) once per int8 conversion.
+_TFLITE_CALIBRATION = re.compile(
+    rb'^fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, '
+    rb'output_inference_type: \w+$'
+)
+_TFLITE_CALIBRATION_START = b'fully_quantize: '
 
 
 def quiet_tensorflow_start(environ=os.environ):
@@ -87,13 +95,14 @@ def restore_keras_setting():
         _skipped_keras.pop().pop(_KERAS_SETTING, None)
 
 
-def is_start_up_noise(line, gpu_device=False):
-    """True for one of TF's start-up lines that say nothing to a user (see the module docstring).
+def is_noise(line, gpu_device=False):
+    """True for one of TF's lines that say nothing to a user: the start-up lines (see the module
+    docstring) and TFLite's calibration settings line.
 
     line: bytes without the line end. gpu_device: an NVIDIA device exists (then a failing CUDA
     probe is news and is kept).
     """
-    if line == _ABSL_PREAMBLE:
+    if line == _ABSL_PREAMBLE or _TFLITE_CALIBRATION.match(line):
         return True
     match = _ABSL_CPP_LINE.match(line)
     if not match:
@@ -109,9 +118,10 @@ def is_start_up_noise(line, gpu_device=False):
 def _could_become_noise(tail):
     """A line still being written that may turn out to be a noise line: held back until its
     end; anything else (e.g. a progress bar redrawn with \\r) passes on at once."""
-    return _ABSL_PREAMBLE.startswith(tail[: len(_ABSL_PREAMBLE)]) or bool(
-        re.match(rb'^[IWEF](\d|$)', tail)
-    )
+    return any(
+        start.startswith(tail[: len(start)])
+        for start in (_ABSL_PREAMBLE, _TFLITE_CALIBRATION_START)
+    ) or bool(re.match(rb'^[IWEF](\d|$)', tail))
 
 
 def filter_chunk(pending, gpu_device=False):
@@ -120,7 +130,7 @@ def filter_chunk(pending, gpu_device=False):
     pieces = re.split(rb'(\r\n|\n|\r)', pending)
     tail = pieces.pop()  # after the last line end (maybe empty)
     for text, end in zip(pieces[0::2], pieces[1::2]):
-        if not is_start_up_noise(text, gpu_device):
+        if not is_noise(text, gpu_device):
             out.append(text + end)
     if tail and not _could_become_noise(tail):
         out.append(tail)
@@ -151,7 +161,7 @@ def _filter_loop(read_fd, write_fd, gpu_device):
             break
         out, pending = filter_chunk(pending + chunk, gpu_device)
         _write_all(write_fd, out)
-    if pending and not is_start_up_noise(pending, gpu_device):
+    if pending and not is_noise(pending, gpu_device):
         _write_all(write_fd, pending)
 
 
@@ -260,8 +270,10 @@ class _DropMessages(py_logging.Filter):
 def drop_tensorflow_messages(*patterns):
     """Hides TensorFlow's Python log records whose message starts with one of the regular
     expressions `patterns` (e.g. the three lines its CheckpointSaverHook logs per save, when we
-    log one of our own)."""
-    py_logging.getLogger('tensorflow').addFilter(_DropMessages(patterns))
+    log one of our own). TF logs through its own logger, TFLite's converter through absl's."""
+    drop = _DropMessages(patterns)
+    for name in ('tensorflow', 'absl'):
+        py_logging.getLogger(name).addFilter(drop)
 
 
 def absl_only(verbosity=None):
