@@ -11,6 +11,7 @@ briefly trained model is in the benchmark report.
 import dataclasses
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -284,3 +285,43 @@ def test_compute_dtype_checked():
         detection.build_detection_graph(
             fx.small_spec(compute_dtype='bfloat16'), batch_size=1, tflite=True
         )
+
+
+def test_every_format_comes_from_the_checkpoint_resolved_first(exported, tmp_path):
+    """A directory's latest checkpoint is resolved once: one that a still-running training
+    writes during the export (here: as soon as the export names its checkpoint) changes no
+    format."""
+    spec = exported['spec']
+    run_dir = tmp_path / 'train'
+    run_dir.mkdir()
+
+    def copy_as(prefix, step):
+        for name in os.listdir(os.path.dirname(prefix)):
+            if name.startswith(os.path.basename(prefix) + '.'):
+                suffix = name[len(os.path.basename(prefix)) :]
+                shutil.copy(
+                    os.path.join(os.path.dirname(prefix), name), run_dir / f'x-{step}{suffix}'
+                )
+
+    copy_as(exported['prefix'], 1)
+    later = fx.write_checkpoint(spec, str(tmp_path / 'later'), seed=1)
+
+    def log(line):
+        if line.startswith('exporting '):
+            copy_as(later, 2)
+
+    written = export.export(
+        spec, str(run_dir), str(tmp_path / 'out'), ['frozen_graph', 'saved_model'], log=log
+    )
+    assert os.path.exists(run_dir / 'x-2.index')
+    with detection.Detector.from_checkpoint(spec, later) as detector:
+        other = detector.run(exported['images'], detection.OUTPUTS)
+    assert np.abs(other['raw_scores'] - exported['reference']['raw_scores']).max() > 1e-3
+    for load in (
+        lambda: detection.Detector.from_frozen_graph(written['frozen_graph']),
+        lambda: detection.Detector.from_saved_model(written['saved_model']),
+    ):
+        with load() as detector:
+            got = detector.run(exported['images'], detection.OUTPUTS)
+        for b in range(len(exported['images'])):
+            assert_same_detections(got, exported['reference'], b, b)
