@@ -165,7 +165,8 @@ def freeze(sess, output_names):
     variables replaced by their values in `sess` as constants.
 
     TF's v1 freezing, the API for this project's graph-mode graphs; its notice that v1 APIs are
-    deprecated (two WARNING records per call) says nothing to a user, so it is silenced."""
+    deprecated (two WARNING records, the first time in a process) says nothing to a user, so it
+    is silenced."""
     with deprecation.silence():
         return v1.graph_util.convert_variables_to_constants(
             sess, sess.graph.as_graph_def(), list(output_names)

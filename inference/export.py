@@ -209,20 +209,22 @@ def tflite_model(card, checkpoint_path, batch_size=1, fixed_size=False, represen
     )
     with graph.as_default(), sess:
         graph_def = detection.freeze(sess, detection.OUTPUTS)
-    # Frozen above and converted outside the graph, not `from_session`: that one's freezing logs
+    # Frozen above and converted in an empty graph, not `from_session`: that one's freezing logs
     # TF's v1 deprecation notice, and Grappler, run by the converter on the default graph's
-    # collections, an E-level "Init node ... doesn't exist in graph" for the variables.
-    converter = v1.lite.TFLiteConverter(
-        graph_def,
-        [endpoints.inputs[detection.INPUT]],
-        [endpoints.outputs[k] for k in detection.OUTPUTS],
-    )
-    if representative_images is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: (
-            [np.repeat(im[None], batch_size, axis=0)] for im in representative_images
+    # collections, an E-level "Init node ... doesn't exist in graph" for the variables. (Only
+    # the input tensors' names, dtypes and shapes are used.)
+    with tf.Graph().as_default():
+        converter = v1.lite.TFLiteConverter(
+            graph_def,
+            [endpoints.inputs[detection.INPUT]],
+            [endpoints.outputs[k] for k in detection.OUTPUTS],
         )
-    return converter.convert()
+        if representative_images is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = lambda: (
+                [np.repeat(im[None], batch_size, axis=0)] for im in representative_images
+            )
+        return converter.convert()
 
 
 def representative_images(dataset, num_images, card=None):

@@ -311,7 +311,11 @@ def test_every_format_comes_from_the_checkpoint_resolved_first(exported, tmp_pat
             copy_as(later, 2)
 
     written = export.export(
-        spec, str(run_dir), str(tmp_path / 'out'), ['frozen_graph', 'saved_model'], log=log
+        spec,
+        str(run_dir),
+        str(tmp_path / 'out'),
+        ['frozen_graph', 'saved_model', 'tflite_float'],
+        log=log,
     )
     assert os.path.exists(run_dir / 'x-2.index')
     with detection.Detector.from_checkpoint(spec, later) as detector:
@@ -325,3 +329,6 @@ def test_every_format_comes_from_the_checkpoint_resolved_first(exported, tmp_pat
             got = detector.run(exported['images'], detection.OUTPUTS)
         for b in range(len(exported['images'])):
             assert_same_detections(got, exported['reference'], b, b)
+    tflite = detection.TFLiteDetector(written['tflite_float'])
+    for b, image in enumerate(exported['images']):
+        assert_same_detections(tflite.run([image], detection.OUTPUTS), exported['reference'], 0, b)

@@ -253,7 +253,7 @@ if _is_script and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
 
 
 class _DropMessages(py_logging.Filter):
-    """Drops TensorFlow log records whose message matches one of `patterns` (at its start)."""
+    """Drops log records whose message matches one of `patterns` (at its start)."""
 
     def __init__(self, patterns):
         super().__init__()
@@ -270,7 +270,8 @@ class _DropMessages(py_logging.Filter):
 def drop_tensorflow_messages(*patterns):
     """Hides TensorFlow's Python log records whose message starts with one of the regular
     expressions `patterns` (e.g. the three lines its CheckpointSaverHook logs per save, when we
-    log one of our own). TF logs through its own logger, TFLite's converter through absl's."""
+    log one of our own). TF logs through its own logger, TFLite's converter through absl's, so
+    the filter is on both, and the project's own absl records must not start with a pattern."""
     drop = _DropMessages(patterns)
     for name in ('tensorflow', 'absl'):
         py_logging.getLogger(name).addFilter(drop)
