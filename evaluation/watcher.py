@@ -86,9 +86,9 @@ class NothingEvaluated(ValueError):
 def _scan(directory):
     """[(prefix, .index mtime_ns)] of the checkpoints in `directory`, oldest first (see
     `list_checkpoints`)."""
-    prefixes = {
+    prefixes = [
         p[: -len('.index')] for p in glob.glob(os.path.join(glob.escape(directory), '*.index'))
-    }
+    ]
     try:
         state = tf.train.get_checkpoint_state(directory)
     except (tf.errors.OpError, ValueError):  # a state file being rewritten: the glob still sees all
@@ -96,15 +96,20 @@ def _scan(directory):
     if state is not None:
         for path in list(state.all_model_checkpoint_paths) + [state.model_checkpoint_path]:
             if path:
-                prefixes.add(path if os.path.isabs(path) else os.path.join(directory, path))
-    found = []
+                prefixes.append(path if os.path.isabs(path) else os.path.join(directory, path))
+    # One entry per checkpoint, spelled as `directory` spells it where the glob found it: the
+    # trainer's state file holds absolute paths, and `directory` may be relative or a symlink.
+    spellings = {}
     for prefix in prefixes:
+        spellings.setdefault(os.path.realpath(prefix), os.path.normpath(prefix))
+    found = []
+    for prefix in spellings.values():
         try:
             mtime = os.stat(prefix + '.index').st_mtime_ns
         except FileNotFoundError:
             continue
         step = checkpoints.checkpoint_step_from_name(prefix)
-        found.append((mtime, -1 if step is None else step, os.path.normpath(prefix)))
+        found.append((mtime, -1 if step is None else step, prefix))
     return [(prefix, mtime) for mtime, _, prefix in sorted(found)]
 
 

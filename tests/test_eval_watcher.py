@@ -173,6 +173,37 @@ def test_list_checkpoints_reads_state_file_and_index_files_oldest_first(tmp_path
     ]
 
 
+def test_each_checkpoint_once_however_the_directory_is_spelled(tmp_path, monkeypatch):
+    """The trainer's state file names its checkpoints by absolute path; a watcher given the
+    folder by a relative path or a symlink sees each checkpoint there and in the glob, and must
+    evaluate it once (it evaluated each twice, into `<name>` and `<name>.run-<card>`)."""
+    train_dir = tmp_path / 'train'
+    for step in (10, 20):
+        _fake_checkpoint(str(train_dir), step, mtime=1000 + step)
+    (train_dir / 'checkpoint').write_text(
+        f'model_checkpoint_path: "{train_dir}/model.ckpt-20"\n'
+        f'all_model_checkpoint_paths: "{train_dir}/model.ckpt-10"\n'
+        f'all_model_checkpoint_paths: "{train_dir}/model.ckpt-20"\n'
+    )
+    os.symlink(train_dir, tmp_path / 'link')
+    monkeypatch.chdir(tmp_path)
+    for spelling in ('train', 'link', './train/'):
+        assert watcher.list_checkpoints(spelling) == [
+            os.path.join(os.path.normpath(spelling), f'model.ckpt-{step}') for step in (10, 20)
+        ]
+    calls = []
+    monkeypatch.setattr(evaluate, 'evaluate_checkpoint', _fake_evaluate(calls))
+    clock, sleep = _no_timeout_clock()
+    entries = watcher.watch(
+        _settings('a' * 32), 'train', 'eval', timeout_secs=0, log=print, clock=clock, sleep=sleep
+    )
+    assert [(e['step'], e['results_dir']) for e in entries] == [
+        (10, 'model.ckpt-10'),
+        (20, 'model.ckpt-20'),
+    ]
+    assert [step for step, *_ in calls] == [10, 20]
+
+
 def test_ledger_names_a_corrupt_line(tmp_path):
     (tmp_path / watcher.LEDGER_NAME).write_text(
         '{"checkpoint": "a", "status": "evaluated"}\nnot json\n'

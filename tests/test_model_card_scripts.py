@@ -136,6 +136,7 @@ def test_eval_watch_export_detect_score_without_model_flags(trained, tmp_path):
         *common,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Restoring parameters' not in proc.stdout + proc.stderr  # a staged copy's temp path
     best = card_lib.load(os.path.join(watch_dir, 'best', 'model.json'))
     assert best.class_names == synthetic.CLASSES and best.params.depth_multiplier == DEPTH
 
