@@ -278,3 +278,17 @@ def test_caffe_converted_checkpoint_needs_no_model_flags(trained, tmp_path):
             settings, ckpt, str(tmp_path / 'eval'), log=lambda line: None
         )
     assert result.num_images == 3 and np.isfinite(result.metrics['voc07'])
+
+
+def test_a_copy_of_the_train_dir_names_its_own_checkpoints(trained, tmp_path):
+    """The trainer's state file holds relative paths: with absolute ones, a copy of the folder
+    (the original still there) resolved to the original's checkpoints, in TF's restore and ours."""
+    train_dir = trained['train_dir']
+    with open(os.path.join(train_dir, 'checkpoint')) as f:
+        state = f.read()
+    assert 'model_checkpoint_path' in state and train_dir not in state, state
+    copy = str(tmp_path / 'copy')
+    shutil.copytree(train_dir, copy)
+    latest = os.path.join(copy, os.path.basename(trained['prefix']))
+    assert checkpoints.latest_in_directory(copy) == latest
+    assert tf.train.latest_checkpoint(copy) == latest

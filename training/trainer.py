@@ -631,8 +631,12 @@ def train(settings):
         elif cluster.is_chief:
             restorer = fine_tune_restorer(settings, net)
         scaffold = v1.train.Scaffold(
+            # Relative paths in the `checkpoint` state file: a copy of the folder then names its
+            # own checkpoints, not the original folder's (for TF's resume and for our readers).
             saver=v1.train.Saver(
-                max_to_keep=settings.max_to_keep, sharded=cluster.spec is not None
+                max_to_keep=settings.max_to_keep,
+                sharded=cluster.spec is not None,
+                save_relative_paths=True,
             ),
             init_fn=(lambda _, session: restorer.restore(session)) if restorer else None,
             local_init_op=tf.group(v1.train.Scaffold.default_local_init_op(), iterator.initializer)
