@@ -122,34 +122,6 @@ def list_checkpoints(directory):
     return [prefix for prefix, _ in _scan(directory)]
 
 
-def stage_checkpoint(prefix, directory):
-    """Hard-links (or copies) the checkpoint's `.index` and `.data-*` files into `directory`
-    (a folder of the watcher's own; files of those names there are replaced).
-
-    Returns the staged prefix. Raises CheckpointUnavailable when a file is already gone.
-    """
-    os.makedirs(directory, exist_ok=True)
-    files = [prefix + '.index'] + sorted(glob.glob(glob.escape(prefix) + '.data-*'))
-    if len(files) < 2:
-        raise checkpoints.CheckpointUnavailable(f'{prefix}: no .data-* file next to the .index.')
-    for path in files:
-        target = os.path.join(directory, os.path.basename(path))
-        if os.path.lexists(target):
-            os.remove(target)
-        try:
-            try:
-                os.link(path, target)
-            except OSError as err:
-                if isinstance(err, FileNotFoundError):
-                    raise
-                shutil.copyfile(path, target)
-        except FileNotFoundError:
-            raise checkpoints.CheckpointUnavailable(
-                f'{path} was deleted before it could be evaluated.'
-            ) from None
-    return os.path.join(directory, os.path.basename(prefix))
-
-
 def run_key(path, card_id, index_mtime_ns):
     """What makes a ledger entry: the checkpoint's resolved prefix and its run (the card id;
     without a card, the `.index` modification time)."""
@@ -785,7 +757,7 @@ def _handle(
     source = os.path.abspath(prefix)
     try:
         try:
-            staged = stage_checkpoint(prefix, staging_dir)
+            staged = checkpoints.stage_checkpoint(prefix, staging_dir)
             results_name = _results_name(eval_dir, name, ledger, source, card_id)
             if results_name != name:
                 log(

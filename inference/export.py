@@ -283,9 +283,11 @@ def check_output_dir(output_dir, formats, overwrite=False):
     Raises:
       OutputNotEmptyError: naming the folder, what it holds and what --overwrite would replace.
     """
-    if overwrite or not os.path.isdir(output_dir):
+    if not os.path.isdir(output_dir):
         return
     atomic_io.remove_orphans(output_dir)  # temporaries of an export that was killed
+    if overwrite:
+        return
     present = sorted(os.listdir(output_dir))
     if present:
         listed = ', '.join(present[:5]) + (
@@ -346,38 +348,43 @@ def export(
         )
     if 'openvino_int8' in formats:
         calibration['openvino_scheme'] = openvino_model.INT8_SCHEME
-    meta = metadata(
-        card,
-        formats,
-        batch_size,
-        fixed_size,
-        tflite_batch_size,
-        calibration,
-        {'path': os.path.abspath(prefix), 'step': checkpoints.checkpoint_step(prefix)},
-    )
-    # Every format from `prefix`, resolved once: a directory's latest checkpoint may change
-    # during the export (a training still running), and the exports must not differ.
-    log(f'exporting {prefix} (step {meta["export"]["checkpoint"]["step"]}): {", ".join(formats)}')
-    written = {}
-    if 'frozen_graph' in formats:
-        graph_def = frozen_graph_def(card, prefix, batch_size, fixed_size)
-        written['frozen_graph'] = os.path.join(output_dir, FILES['frozen_graph'])
-        atomic_io.write_bytes_atomic(written['frozen_graph'], graph_def.SerializeToString())
-    if 'saved_model' in formats:
-        written['saved_model'] = os.path.join(output_dir, FILES['saved_model'])
-        write_saved_model(written['saved_model'], card, prefix, meta, batch_size, fixed_size)
-    for fmt, images in (('tflite_float', None), ('tflite_int8', calibration_images)):
-        if fmt in formats:
-            model = tflite_model(card, prefix, tflite_batch_size, fixed_size, images)
-            written[fmt] = os.path.join(output_dir, FILES[fmt])
-            atomic_io.write_bytes_atomic(written[fmt], model)
-    openvino_paths = {
-        fmt: os.path.join(output_dir, FILES[fmt])
-        for fmt in ('openvino', 'openvino_int8')
-        if fmt in formats
-    }
-    if openvino_paths:
-        written.update(openvino_model.write(card, prefix, openvino_paths, meta, calibration_images))
+    # Every format from `prefix`, resolved once, read from a staged copy (hard links): a training
+    # still running may write newer checkpoints during the export, or delete this one.
+    with checkpoints.staged_copy(prefix, output_dir) as staged:
+        meta = metadata(
+            card,
+            formats,
+            batch_size,
+            fixed_size,
+            tflite_batch_size,
+            calibration,
+            {'path': os.path.abspath(prefix), 'step': checkpoints.checkpoint_step(staged)},
+        )
+        log(
+            f'exporting {prefix} (step {meta["export"]["checkpoint"]["step"]}): {", ".join(formats)}'
+        )
+        written = {}
+        if 'frozen_graph' in formats:
+            graph_def = frozen_graph_def(card, staged, batch_size, fixed_size)
+            written['frozen_graph'] = os.path.join(output_dir, FILES['frozen_graph'])
+            atomic_io.write_bytes_atomic(written['frozen_graph'], graph_def.SerializeToString())
+        if 'saved_model' in formats:
+            written['saved_model'] = os.path.join(output_dir, FILES['saved_model'])
+            write_saved_model(written['saved_model'], card, staged, meta, batch_size, fixed_size)
+        for fmt, images in (('tflite_float', None), ('tflite_int8', calibration_images)):
+            if fmt in formats:
+                model = tflite_model(card, staged, tflite_batch_size, fixed_size, images)
+                written[fmt] = os.path.join(output_dir, FILES[fmt])
+                atomic_io.write_bytes_atomic(written[fmt], model)
+        openvino_paths = {
+            fmt: os.path.join(output_dir, FILES[fmt])
+            for fmt in ('openvino', 'openvino_int8')
+            if fmt in formats
+        }
+        if openvino_paths:
+            written.update(
+                openvino_model.write(card, staged, openvino_paths, meta, calibration_images)
+            )
     _write_sidecars(output_dir, card, meta)
     for fmt, path in written.items():
         log(f'wrote {fmt}: {path}')

@@ -5,6 +5,7 @@
 into the prefix that `tf.compat.v1.train.Saver.restore` and `tf.train.load_checkpoint` take.
 """
 
+import contextlib
 import glob
 import os
 import re
@@ -452,6 +453,56 @@ class Restorer:
 
 class CheckpointUnavailable(Exception):
     """The checkpoint's files are gone (deleted by the trainer's max_to_keep) or unreadable."""
+
+
+def stage_checkpoint(prefix, directory):
+    """Hard-links (or, across file systems, copies) the checkpoint's files into `directory` (a
+    folder of the caller's own; files of those names there are replaced), so that a training
+    deleting it (max_to_keep) no longer matters to whoever reads the staged copy.
+
+    Args:
+      prefix: as `resolve_checkpoint` returns it: its `.index` and `.data-*` files are staged,
+        or for a V1 single-file checkpoint the file itself.
+    Returns:
+      The staged prefix.
+    Raises:
+      CheckpointUnavailable: a file is already gone.
+    """
+    os.makedirs(directory, exist_ok=True)
+    if os.path.isfile(prefix) and not os.path.exists(prefix + '.index'):
+        files = [prefix]
+    else:
+        files = [prefix + '.index'] + sorted(glob.glob(glob.escape(prefix) + '.data-*'))
+        if len(files) < 2 and os.path.exists(files[0]):
+            raise CheckpointUnavailable(f'{prefix}: no .data-* file next to the .index.')
+    for path in files:
+        target = os.path.join(directory, os.path.basename(path))
+        if os.path.lexists(target):
+            os.remove(target)
+        try:
+            try:
+                os.link(path, target)
+            except OSError as err:
+                if isinstance(err, FileNotFoundError):
+                    raise
+                shutil.copyfile(path, target)
+        except FileNotFoundError:
+            raise CheckpointUnavailable(
+                f'{path} was deleted before it could be read (a training removing old '
+                f'checkpoints?).'
+            ) from None
+    return os.path.join(directory, os.path.basename(prefix))
+
+
+@contextlib.contextmanager
+def staged_copy(prefix, parent):
+    """Yields the prefix of `stage_checkpoint`'s copy in a new hidden folder of `parent` (an
+    atomic_io temporary: removed on exit, or as an orphan once its process is gone)."""
+    directory = atomic_io.make_temp_dir(os.path.join(parent, 'checkpoint'))
+    try:
+        yield stage_checkpoint(prefix, directory)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def checkpoint_step(prefix):

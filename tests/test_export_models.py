@@ -288,9 +288,9 @@ def test_compute_dtype_checked():
 
 
 def test_every_format_comes_from_the_checkpoint_resolved_first(exported, tmp_path):
-    """A directory's latest checkpoint is resolved once: one that a still-running training
-    writes during the export (here: as soon as the export names its checkpoint) changes no
-    format."""
+    """A directory's latest checkpoint is resolved once and staged: what a still-running
+    training does during the export (here: as soon as the export names its checkpoint), writing
+    a newer checkpoint and deleting the exported one (max_to_keep), changes no format."""
     spec = exported['spec']
     run_dir = tmp_path / 'train'
     run_dir.mkdir()
@@ -309,15 +309,16 @@ def test_every_format_comes_from_the_checkpoint_resolved_first(exported, tmp_pat
     def log(line):
         if line.startswith('exporting '):
             copy_as(later, 2)
+            for name in os.listdir(run_dir):
+                if name.startswith('x-1.'):
+                    os.remove(run_dir / name)
 
-    written = export.export(
-        spec,
-        str(run_dir),
-        str(tmp_path / 'out'),
-        ['frozen_graph', 'saved_model', 'tflite_float'],
-        log=log,
-    )
-    assert os.path.exists(run_dir / 'x-2.index')
+    formats = ['frozen_graph', 'saved_model', 'tflite_float']
+    written = export.export(spec, str(run_dir), str(tmp_path / 'out'), formats, log=log)
+    assert not any(name.startswith('x-1.') for name in os.listdir(run_dir))
+    assert sorted(os.listdir(tmp_path / 'out')) == export.written_names(formats)  # no staging
+    with open(tmp_path / 'out' / detection.METADATA_FILE) as f:
+        assert json.load(f)['export']['checkpoint']['path'] == str(run_dir / 'x-1')
     with detection.Detector.from_checkpoint(spec, later) as detector:
         other = detector.run(exported['images'], detection.OUTPUTS)
     assert np.abs(other['raw_scores'] - exported['reference']['raw_scores']).max() > 1e-3

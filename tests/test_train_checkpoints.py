@@ -23,6 +23,19 @@ def _write(directory, name, step, value, update_state=True):
             )
 
 
+def _write_v1(path, value):
+    from tensorflow.core.protobuf import saver_pb2
+
+    with tf.Graph().as_default():
+        w = v1.get_variable('w', initializer=np.float32(value))
+        with v1.Session() as sess:
+            sess.run(w.initializer)
+            v1.train.Saver([w], write_version=saver_pb2.SaverDef.V1).save(
+                sess, path, write_meta_graph=False, write_state=False
+            )
+    return path
+
+
 def test_resolve_prefix_index_data_and_directory(tmp_path):
     d = str(tmp_path)
     first = _write(d, 'model.ckpt', 5, 1.0)
@@ -45,21 +58,35 @@ def test_directory_without_state_file_takes_highest_step(tmp_path):
 
 
 def test_v1_single_file_passes_through(tmp_path):
-    from tensorflow.core.protobuf import saver_pb2
-
-    path = str(tmp_path / 'vgg_16.ckpt')  # TF-Slim's ImageNet checkpoints are such files
-    with tf.Graph().as_default():
-        w = v1.get_variable('w', initializer=np.float32(3.0))
-        with v1.Session() as sess:
-            sess.run(w.initializer)
-            v1.train.Saver([w], write_version=saver_pb2.SaverDef.V1).save(
-                sess, path, write_meta_graph=False, write_state=False
-            )
+    path = _write_v1(str(tmp_path / 'vgg_16.ckpt'), 3.0)  # TF-Slim's ImageNet checkpoints
     assert checkpoints.resolve_checkpoint(path) == path
     # A file that only has a checkpoint's name is refused, naming it (test_checkpoint_errors).
     (tmp_path / 'fake.ckpt').write_bytes(b'v1')
     with pytest.raises(checkpoints.CheckpointError, match='fake.ckpt: not a TensorFlow checkpoint'):
         checkpoints.resolve_checkpoint(str(tmp_path / 'fake.ckpt'))
+
+
+@pytest.mark.parametrize('version', ['v2', 'v1'])
+def test_staged_copy_outlives_the_original(tmp_path, version):
+    """What export reads from: a staged copy stays readable after the trainer deletes the
+    checkpoint, and is gone (with its hidden folder) once the export is done."""
+    train, out = tmp_path / 'train', tmp_path / 'out'
+    train.mkdir()
+    out.mkdir()
+    if version == 'v2':
+        prefix = _write(str(train), 'model.ckpt', 7, 4.5)
+    else:
+        prefix = _write_v1(str(train / 'vgg_16.ckpt'), 4.5)
+    with checkpoints.staged_copy(prefix, str(out)) as staged:
+        assert os.path.dirname(os.path.dirname(staged)) == str(out)
+        for name in os.listdir(train):
+            os.remove(train / name)
+        assert float(tf.train.load_checkpoint(staged).get_tensor('w')) == 4.5
+    assert os.listdir(out) == []
+    with pytest.raises(checkpoints.CheckpointUnavailable, match='was deleted'):
+        with checkpoints.staged_copy(prefix, str(out)):
+            pass
+    assert os.listdir(out) == []
 
 
 @pytest.mark.parametrize('make', ['missing', 'empty_dir', 'empty'])
