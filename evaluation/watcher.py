@@ -33,8 +33,8 @@ State lives in `eval_dir`, so a restarted watcher neither repeats nor skips:
 Nothing is written outside `eval_dir`; temporary folders in it are named by their process
 (`tf_extended.temp_dirs`) and a watcher removes those of dead processes when it starts (a
 SIGKILL'd watcher restarts cleanly). Checkpoints are found in the `checkpoint` state file
-(`all_model_checkpoint_paths`) AND by globbing `*.index`, and are handled in order of their
-`.index` modification time (then step, then name). Before evaluating one, its files are
+(`all_model_checkpoint_paths`, only this folder's) AND by globbing `*.index`, and are handled in
+order of their `.index` modification time (then step, then name). Before evaluating one, its files are
 hard-linked (copied when linking is not possible) into a temporary folder of `eval_dir`, so the
 trainer's `max_to_keep` deleting it mid-way cannot break the evaluation; one already gone is
 recorded as "unavailable" with a log line. The watcher stops when the trainer has finished
@@ -54,8 +54,6 @@ import re
 import shutil
 import socket
 import time
-
-import tensorflow as tf
 
 from model import card as card_lib
 from model import checkpoints
@@ -89,16 +87,10 @@ def _scan(directory):
     prefixes = [
         p[: -len('.index')] for p in glob.glob(os.path.join(glob.escape(directory), '*.index'))
     ]
-    try:
-        state = tf.train.get_checkpoint_state(directory)
-    except (tf.errors.OpError, ValueError):  # a state file being rewritten: the glob still sees all
-        state = None
-    if state is not None:
-        for path in list(state.all_model_checkpoint_paths) + [state.model_checkpoint_path]:
-            if path:
-                prefixes.append(path if os.path.isabs(path) else os.path.join(directory, path))
-    # One entry per checkpoint, spelled as `directory` spells it where the glob found it: the
-    # trainer's state file holds absolute paths, and `directory` may be relative or a symlink.
+    latest, listed = checkpoints.checkpoint_state(directory)
+    prefixes += listed + ([latest] if latest else [])
+    # One entry per checkpoint, spelled as `directory` spells it where the glob found it: an
+    # older trainer's state file holds absolute paths, and `directory` may be a symlink.
     spellings = {}
     for prefix in prefixes:
         spellings.setdefault(os.path.realpath(prefix), os.path.normpath(prefix))
@@ -116,8 +108,9 @@ def _scan(directory):
 def list_checkpoints(directory):
     """Checkpoint prefixes in `directory` whose `.index` exists, oldest first.
 
-    Union of the state file's `all_model_checkpoint_paths` (relative paths taken relative to
-    `directory`) and the `*.index` files. Order: `.index` mtime, then step, then path.
+    Union of the state file's checkpoints (`checkpoints.checkpoint_state`: those of this folder,
+    an older trainer's absolute paths read by name) and the `*.index` files. Order: `.index`
+    mtime, then step, then path.
     """
     return [prefix for prefix, _ in _scan(directory)]
 

@@ -13,8 +13,10 @@ import shutil
 import time
 
 from absl import logging
+from google.protobuf import text_format
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.training import checkpoint_state_pb2
 
 from tf_extended import atomic_io
 from tf_extended import safe_io
@@ -28,14 +30,100 @@ def _step_of(prefix):
     return int(match.group(1)) if match else -1
 
 
+# The CheckpointState text proto TF's savers keep in a checkpoint folder.
+STATE_FILE = 'checkpoint'
+_MAX_STATE_BYTES = 1 << 20
+
+
+def _exists(prefix):
+    return os.path.isfile(prefix + '.index') or os.path.isfile(prefix)
+
+
+def _read_state(directory):
+    """The state file's CheckpointState as written (paths not joined), or None when there is
+    none or it is not one (TF's readers ignore such a file too)."""
+    path = os.path.join(directory, STATE_FILE)
+    if not os.path.lexists(path):
+        return None
+    try:
+        text = safe_io.read_bytes(path, _MAX_STATE_BYTES, 'checkpoint state file').decode()
+        state = checkpoint_state_pb2.CheckpointState()
+        text_format.Parse(text, state)
+    except (OSError, ValueError, text_format.ParseError):  # UnicodeDecodeError, UnsafeFileError
+        return None
+    return state if state.model_checkpoint_path else None
+
+
+def checkpoint_state(directory):
+    """The checkpoints `directory`'s `checkpoint` state file names, as checkpoints of `directory`.
+
+    A path outside `directory` counts by its name: TF's savers write absolute paths by default (and
+    this trainer did before it wrote relative ones), so a copied or moved training folder still
+    names the original's files. An entry with no checkpoint of its name here is left out: read
+    as written, a copy would evaluate, export or resume from (and with max_to_keep, delete) the
+    original folder's checkpoints.
+
+    Returns:
+      (latest, listed): the state's latest checkpoint (None when it names none that exists
+      here) and its listed ones that exist, oldest first; prefixes joined to `directory` as
+      given. (None, []) without a readable state file.
+    """
+    state = _read_state(directory)
+    if state is None:
+        return None, []
+    here = os.path.realpath(directory)
+
+    def local(path):
+        prefix = os.path.join(directory, path)  # an absolute path stays as it is
+        if os.path.commonpath([os.path.realpath(prefix), here]) != here:
+            prefix = os.path.join(directory, os.path.basename(path))
+        return prefix if _exists(prefix) else None
+
+    listed = [local(p) for p in state.all_model_checkpoint_paths]
+    return local(state.model_checkpoint_path), [p for p in dict.fromkeys(listed) if p]
+
+
+def localize_state_file(train_dir):
+    """Makes `train_dir`'s state file name, by relative paths, the checkpoints `checkpoint_state`
+    and `latest_in_directory` read there (the latest last), when it does not already.
+
+    For the (only) writer of train_dir, before it resumes: TF's resume (MonitoredTrainingSession)
+    and its Saver's max_to_keep read the state file as written, so a copied folder with absolute
+    paths resumed from, and deleted, the original's checkpoints; with no state file (or one
+    naming deleted files), TF started from scratch or failed where `latest_in_directory` had
+    found a checkpoint by its `.index`.
+
+    Returns:
+      The path of the rewritten state file, or None when it was left as it is.
+    """
+    latest = latest_in_directory(train_dir)
+    if latest is None:
+        return None
+    _, listed = checkpoint_state(train_dir)
+    names = [os.path.basename(p) for p in listed if p != latest] + [os.path.basename(latest)]
+    state = _read_state(train_dir)
+    if state is not None and (
+        state.model_checkpoint_path,
+        list(state.all_model_checkpoint_paths),
+    ) == (names[-1], names):
+        return None
+    wanted = checkpoint_state_pb2.CheckpointState(
+        model_checkpoint_path=names[-1], all_model_checkpoint_paths=names
+    )
+    path = os.path.join(train_dir, STATE_FILE)
+    atomic_io.write_text_atomic(path, text_format.MessageToString(wanted))
+    return path
+
+
 def latest_in_directory(directory):
     """The newest checkpoint prefix in `directory`, or None when it holds none.
 
-    The `checkpoint` state file decides when it names a checkpoint that exists; otherwise (state
-    file missing, or naming deleted files) the `.index` file with the highest `-<step>` suffix,
-    then the newest modification time, wins.
+    The `checkpoint` state file decides when it names a checkpoint that exists here (see
+    `checkpoint_state`); otherwise (state file missing, or naming deleted files or another
+    folder's) the `.index` file with the highest `-<step>` suffix, then the newest modification
+    time, wins.
     """
-    prefix = tf.train.latest_checkpoint(directory)
+    prefix, _ = checkpoint_state(directory)
     if prefix is not None:
         return prefix
     candidates = [p[: -len('.index')] for p in glob.glob(os.path.join(directory, '*.index'))]

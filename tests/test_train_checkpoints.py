@@ -57,6 +57,54 @@ def test_directory_without_state_file_takes_highest_step(tmp_path):
     assert checkpoints.resolve_checkpoint(d) == os.path.join(d, 'model.ckpt-100')
 
 
+def test_state_file_names_only_the_folders_own_checkpoints(tmp_path):
+    """A copied folder's state file still names the original's checkpoints (absolute, or relative
+    outside it): they count by their name here; one with no checkpoint of its name here is left
+    out, and a state file that names none of this folder's (or is not one) leaves the glob."""
+    original, copy = tmp_path / 'original', tmp_path / 'copy'
+    original.mkdir()
+    copy.mkdir()
+    for step, value in ((5, 1.0), (10, 2.0), (15, 3.0)):
+        _write(str(original), 'model.ckpt', step, value)
+    for step in (5, 10):
+        for name in os.listdir(original):
+            if name.startswith(f'model.ckpt-{step}.'):
+                (copy / name).write_bytes((original / name).read_bytes())
+    state = copy / 'checkpoint'
+    d = str(copy)
+
+    def names(text):
+        state.write_text(text)
+        latest, listed = checkpoints.checkpoint_state(d)
+        return latest and os.path.basename(latest), [os.path.basename(p) for p in listed]
+
+    o = str(original)
+    absolute = ''.join(f'all_model_checkpoint_paths: "{o}/model.ckpt-{s}"\n' for s in (5, 10, 15))
+    assert names(f'model_checkpoint_path: "{o}/model.ckpt-10"\n' + absolute) == (
+        'model.ckpt-10',
+        ['model.ckpt-5', 'model.ckpt-10'],
+    )
+    assert checkpoints.latest_in_directory(d) == os.path.join(d, 'model.ckpt-10')
+    # The original's latest has no copy here: the highest step here, not the original's file.
+    assert names(f'model_checkpoint_path: "{o}/model.ckpt-15"\n' + absolute)[0] is None
+    assert checkpoints.latest_in_directory(d) == os.path.join(d, 'model.ckpt-10')
+    relative = 'model_checkpoint_path: "../original/model.ckpt-5"\n'
+    assert names(relative) == ('model.ckpt-5', [])
+    assert checkpoints.latest_in_directory(d) == os.path.join(d, 'model.ckpt-5')
+    for garbage in ('not a state file {', '', '\xff'):
+        assert names(garbage) == (None, [])
+        assert checkpoints.latest_in_directory(d) == os.path.join(d, 'model.ckpt-10')
+    # The trainer's rewrite: relative names of what was read, the latest last; then stable.
+    state.write_text(f'model_checkpoint_path: "{o}/model.ckpt-5"\n' + absolute)
+    assert checkpoints.localize_state_file(d) == str(state)
+    assert tf.train.get_checkpoint_state(d).all_model_checkpoint_paths == [
+        os.path.join(d, 'model.ckpt-10'),
+        os.path.join(d, 'model.ckpt-5'),
+    ]
+    assert o not in state.read_text()
+    assert checkpoints.localize_state_file(d) is None
+
+
 def test_v1_single_file_passes_through(tmp_path):
     path = _write_v1(str(tmp_path / 'vgg_16.ckpt'), 3.0)  # TF-Slim's ImageNet checkpoints
     assert checkpoints.resolve_checkpoint(path) == path

@@ -9,6 +9,7 @@ diverging run stops at a NaN/inf without saving it; 1 ps + 2 workers train synch
 
 import os
 import re
+import shutil
 import signal
 import socket
 import time
@@ -304,6 +305,47 @@ def test_sigkill_at_fixed_points_then_resume_continues_exactly(dataset_dir, tmp_
         before = _tensors(resumed_from)
         if point == 'before_state':  # the unlisted new checkpoint's files are there
             assert os.path.exists(os.path.join(train_dir, 'model.ckpt-%d.index' % step))
+
+
+@pytest.mark.parametrize('state', ['absolute', 'missing'])
+def test_resuming_a_copied_folder_reads_and_cleans_only_its_own_checkpoints(
+    dataset_dir, fp32_run, tmp_path, state
+):
+    """A copy of a training folder whose state file holds absolute paths (TF's default, and this
+    trainer's before it wrote relative ones) resumes from its own latest checkpoint, and
+    max_to_keep deletes the copy's old checkpoints, not the original folder's (TF's resume took
+    the state file's list as written). A copy without a state file resumes too (TF started from
+    scratch while the trainer said 'Resuming from')."""
+    original, copy = str(tmp_path / 'original'), str(tmp_path / 'copy')
+    shutil.copytree(fp32_run[0], original)
+    old = os.path.join(original, 'model.ckpt-30')
+    with open(os.path.join(original, 'checkpoint'), 'w') as f:
+        f.write(f'model_checkpoint_path: "{old}"\nall_model_checkpoint_paths: "{old}"\n')
+    shutil.copytree(original, copy)
+    if state == 'missing':
+        os.remove(os.path.join(copy, 'checkpoint'))
+    files = {name: os.path.getmtime(os.path.join(original, name)) for name in os.listdir(original)}
+
+    resumed = _run(
+        _args(
+            dataset_dir,
+            copy,
+            '--max_number_of_steps=32',
+            '--save_interval_steps=2',
+            '--max_to_keep=1',
+            '--learning_rate_decay_type=fixed',
+        )
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert {n: os.path.getmtime(os.path.join(original, n)) for n in os.listdir(original)} == files
+    assert not os.path.exists(os.path.join(copy, 'model.ckpt-30.index'))  # its own max_to_keep
+    assert sorted(_losses(resumed.stderr)) == [31, 32]  # from step 30, not from scratch
+    assert 'Resuming from %s' % os.path.join(copy, 'model.ckpt-30') in resumed.stderr
+    assert 'Rewrote %s' % os.path.join(copy, 'checkpoint') in resumed.stderr
+    written = tf.train.get_checkpoint_state(copy)
+    assert list(written.all_model_checkpoint_paths) == [os.path.join(copy, 'model.ckpt-32')]
+    with open(os.path.join(copy, 'checkpoint')) as f:
+        assert tmp_path.name not in f.read()  # relative paths
 
 
 def test_non_finite_loss_stops_without_saving(dataset_dir, tmp_path):

@@ -659,6 +659,14 @@ def train(settings):
         if cluster.is_chief:
             checkpoints.clear_training_finished(settings.train_dir)
             checkpoints.remove_interrupted_saves(settings.train_dir)
+            rewritten = checkpoints.localize_state_file(settings.train_dir)
+            if rewritten:
+                logging.info(
+                    'Rewrote %s to name %s by a relative path (it named another folder\'s '
+                    'checkpoints, deleted ones, or none).',
+                    rewritten,
+                    os.path.basename(resume_from),
+                )
             if card_path is None:
                 os.makedirs(settings.train_dir, exist_ok=True)
                 card_lib.write(os.path.join(settings.train_dir, card_lib.CARD_FILE), card)
