@@ -58,6 +58,7 @@ from model import card as card_lib  # noqa: E402
 from model import checkpoints  # noqa: E402
 from tests import eval_fixtures  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
+from tf_extended import logs  # noqa: E402
 
 v1 = tf.compat.v1
 FLAGS = flags.FLAGS
@@ -314,6 +315,8 @@ def bench(model, card, prefix, dataset_dir, work_dir):
 
 
 def main(_):
+    logs.absl_only()  # one line per TF record, not two
+    logs.drop_tensorflow_messages(*export.TF_CHATTER)  # restores of the exported checkpoint
     tf.compat.v1.disable_eager_execution()
     rows = []
     with tempfile.TemporaryDirectory() as root:

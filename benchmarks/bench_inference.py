@@ -48,6 +48,7 @@ from inference import detection  # noqa: E402
 from inference import openvino_model  # noqa: E402 - imports openvino only when used
 from model import card as card_lib  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
+from tf_extended import logs  # noqa: E402
 from tf_extended import cpu_features  # noqa: E402
 
 v1 = tf.compat.v1
@@ -291,6 +292,8 @@ def markdown(rows, units=None, gflop_per_s=None):
 
 
 def main():
+    logs.absl_only()  # one line per TF record, not two
+    logs.drop_tensorflow_messages(*export.TF_CHATTER)  # restores of the exported checkpoint
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', default='ssd_300_mobilenet,ssd_300_vgg,ssd_512_vgg')
     parser.add_argument('--output', default='output/benchmarks/bench_inference.json')
