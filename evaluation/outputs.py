@@ -171,25 +171,28 @@ def plot_pr_curves(voc_result, directory):
     os.makedirs(directory, exist_ok=True)
     stems = file_names.safe_file_names(c.name for c in voc_result.classes)
     paths = []
-    for c in voc_result.classes:
-        if c.absent:
-            continue
-        fig, ax = plt.subplots(figsize=(4.5, 4))
-        if len(c.recall):
-            envelope = np.maximum.accumulate(c.precision[::-1])[::-1]
-            ax.plot(c.recall, c.precision, lw=1, label='precision')
-            ax.plot(c.recall, envelope, lw=1, ls='--', label='envelope (VOC12)')
-            ax.legend(loc='lower left', fontsize=8)
-        ax.set(
-            xlim=(0, 1),
-            ylim=(0, 1.02),
-            xlabel='recall',
-            ylabel='precision',
-            title=f'{_plain_text(c.name)}: AP07 {100 * c.ap_voc07:.1f}, AP12 {100 * c.ap_voc12:.1f}',
-        )
-        ax.grid(alpha=0.3)
-        path = os.path.join(directory, f'pr_{stems[c.name]}.png')
-        fig.savefig(path, dpi=80)
+    # One figure for every class, its lines' data replaced: building the axes is half the time
+    # of a plot (about 25 ms a class on a 2-core machine; the watcher plots every checkpoint).
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    (curve,) = ax.plot([], [], lw=1, label='precision')
+    (envelope,) = ax.plot([], [], lw=1, ls='--', label='envelope (VOC12)')
+    legend = ax.legend(loc='lower left', fontsize=8)
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel='recall', ylabel='precision')
+    ax.grid(alpha=0.3)
+    try:
+        for c in voc_result.classes:
+            if c.absent:
+                continue
+            curve.set_data(c.recall, c.precision)
+            envelope.set_data(c.recall, np.maximum.accumulate(c.precision[::-1])[::-1])
+            for artist in (curve, envelope, legend):
+                artist.set_visible(len(c.recall) > 0)
+            ax.set_title(
+                f'{_plain_text(c.name)}: AP07 {100 * c.ap_voc07:.1f}, AP12 {100 * c.ap_voc12:.1f}'
+            )
+            path = os.path.join(directory, f'pr_{stems[c.name]}.png')
+            fig.savefig(path, dpi=80)
+            paths.append(path)
+    finally:
         plt.close(fig)
-        paths.append(path)
     return paths

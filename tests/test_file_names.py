@@ -90,3 +90,32 @@ def test_results_files_and_plots_take_any_name(tmp_path):
         'pr_cost__5.png',
         'pr_traffic_light.png',
     ]
+
+
+def test_each_pr_curve_shows_its_own_class(tmp_path):
+    """The plots share one figure: each PNG holds its class's curve only (an empty one none)."""
+    import cv2
+
+    evaluator = vm.VOCEvaluator({1: 'early', 2: 'missed', 3: 'late'})
+    hit, miss = [0.1, 0.1, 0.5, 0.5], [0.6, 0.6, 0.9, 0.9]
+    for i in range(4):
+        # 'early': its first detections are right (precision 1 up to recall 0.5, then falls);
+        # 'late': its first are wrong. 'missed' has ground truth and no detection.
+        evaluator.add_image(
+            f'img{i}',
+            np.array([hit, hit, hit]),
+            [1, 2, 3],
+            [0, 0, 0],
+            [hit if i < 2 else miss, miss if i < 2 else hit],
+            [0.9 - 0.1 * i, 0.5 - 0.1 * i],
+            [1, 3],
+            image_shape=(50, 50),
+        )
+    paths = outputs.plot_pr_curves(evaluator.compute(), str(tmp_path))
+    drawn = {}  # coloured pixels: the lines and their legend (axes, text and grid are grey)
+    for path in paths:
+        image = cv2.imread(path).astype(int)
+        drawn[os.path.basename(path)] = image.max(axis=-1) - image.min(axis=-1) > 60
+    assert drawn['pr_early.png'].sum() > 100 and drawn['pr_late.png'].sum() > 100
+    assert drawn['pr_missed.png'].sum() == 0
+    assert (drawn['pr_early.png'] != drawn['pr_late.png']).sum() > 200
