@@ -548,6 +548,8 @@ def watch(
     os.makedirs(eval_dir, exist_ok=True)
     lock = _lock(eval_dir)
     events = _EventStream(eval_dir)
+    # One graph and session for every checkpoint of the run (built at the first evaluation).
+    evaluator = evaluate.CheckpointEvaluator(settings)
     try:
         _clean_up_after_kill(eval_dir, log)
         _check_eval_dir(eval_dir)
@@ -563,8 +565,10 @@ def watch(
             clock,
             sleep,
             events,
+            evaluator,
         )
     finally:
+        evaluator.close()
         events.close()
         os.close(lock)
 
@@ -581,6 +585,7 @@ def _watch(
     clock,
     sleep,
     events,
+    evaluator,
 ):
     ledger = Ledger(eval_dir)
     card_id = settings.card.card_id or ''
@@ -638,6 +643,7 @@ def _watch(
         this_run=this_run,
         title=title,
         events=events,
+        evaluator=evaluator,
     )
     written = []
     last_new = clock()
@@ -735,6 +741,7 @@ def _handle(
     this_run,
     title,
     events,
+    evaluator,
 ):
     name = os.path.basename(prefix)
     step = checkpoints.checkpoint_step_from_name(prefix)
@@ -757,8 +764,7 @@ def _handle(
                     f'[watch] {os.path.join(eval_dir, name)} holds other results; this one goes to '
                     f'{os.path.join(eval_dir, results_name)}'
                 )
-            result = evaluate.evaluate_checkpoint(
-                settings,
+            result = evaluator.evaluate(
                 staged,
                 os.path.join(eval_dir, results_name),
                 summary_dir=None,

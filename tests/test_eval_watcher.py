@@ -55,17 +55,19 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
         num_threads=1,
         pr_curves=False,
     )
-    original = evaluate.evaluate_checkpoint
-    evaluated = []
+    original = evaluate.CheckpointEvaluator.evaluate
+    evaluated, graphs = [], []
 
-    def evaluate_like_a_trainer_deletes(settings, prefix, results_dir, **kwargs):
+    def evaluate_like_a_trainer_deletes(evaluator, prefix, results_dir, *args, **kwargs):
         evaluated.append(os.path.basename(prefix))
         if evaluated[-1] == 'model.ckpt-20':
             _delete(backlog[1])  # deleted during its own evaluation (after staging)
             _delete(backlog[2])  # deleted before its evaluation
-        return original(settings, prefix, results_dir, **kwargs)
+        result = original(evaluator, prefix, results_dir, *args, **kwargs)
+        graphs.append(evaluator.graph)
+        return result
 
-    monkeypatch.setattr(evaluate, 'evaluate_checkpoint', evaluate_like_a_trainer_deletes)
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', evaluate_like_a_trainer_deletes)
     clock = {'now': 0.0}
     sleeps = []
 
@@ -94,6 +96,22 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
     ]
     assert evaluated == ['model.ckpt-10', 'model.ckpt-20', 'model.ckpt-40']
     assert any('skipping model.ckpt-30' in line for line in lines)
+    # One graph for the run's checkpoints; each restored into it gives what a fresh
+    # evaluation of that checkpoint gives (its detections, byte for byte, and its metrics).
+    assert len(graphs) == 3 and graphs[0] is graphs[1] is graphs[2]
+    fresh = str(tmp_path / 'fresh')
+    with monkeypatch.context() as patch:
+        patch.setattr(evaluate.CheckpointEvaluator, 'evaluate', original)
+        result = evaluate.evaluate_checkpoint(
+            settings, os.path.join(train_dir, 'model.ckpt-40'), fresh, log=lambda _: None
+        )
+    assert (result.metrics, result.class_ap) == (entries[-1]['metrics'], entries[-1]['class_ap'])
+    watched = os.path.join(eval_dir, 'model.ckpt-40')
+    files = sorted(n for n in os.listdir(fresh) if n.startswith('comp4_det_'))
+    assert files and files == sorted(n for n in os.listdir(watched) if n.startswith('comp4_'))
+    for name in files:
+        with open(os.path.join(fresh, name)) as a, open(os.path.join(watched, name)) as b:
+            assert a.read() == b.read(), name
     # Idle after ckpt-40: sleeps of 5, 5, 2 reach the 12 s timeout.
     assert sleeps == [5.0, 5.0, 5.0, 2.0] and 'stopping' in lines[-1]
 
@@ -192,7 +210,7 @@ def test_each_checkpoint_once_however_the_directory_is_spelled(tmp_path, monkeyp
             os.path.join(os.path.normpath(spelling), f'model.ckpt-{step}') for step in (10, 20)
         ]
     calls = []
-    monkeypatch.setattr(evaluate, 'evaluate_checkpoint', _fake_evaluate(calls))
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate(calls))
     clock, sleep = _no_timeout_clock()
     entries = watcher.watch(
         _settings('a' * 32), 'train', 'eval', timeout_secs=0, log=print, clock=clock, sleep=sleep
@@ -276,7 +294,7 @@ def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
 
 # ---------------------------------------------------------------------------------------------
 # Restarts, reused folders, two watchers, timeouts (#14, #16). A stand-in for the evaluation
-# keeps these fast: it writes a results.json as evaluate_checkpoint does (through its staging
+# keeps these fast: it writes a results.json as CheckpointEvaluator.evaluate does (through its staging
 # folder) and scores a checkpoint step / 1000.
 
 
@@ -295,7 +313,8 @@ def _fake_evaluate(calls, kill_at=None):
     from evaluation import outputs as eval_outputs
     from tf_extended import atomic_io
 
-    def fake(settings, prefix, results_dir, summary_dir=None, log=None, source=None):
+    def fake(evaluator, prefix, results_dir, summary_dir=None, log=None, source=None):
+        settings = evaluator.settings
         step = checkpoints.checkpoint_step_from_name(prefix)
         calls.append((step, source, results_dir, settings.card.card_id))
         staging = eval_outputs.make_staging_dir(results_dir)
@@ -350,7 +369,7 @@ KILLED_WATCHER = """
 import sys
 from tests import test_eval_watcher as t
 from evaluation import evaluate, watcher
-evaluate.evaluate_checkpoint = t._fake_evaluate([], kill_at=20)
+evaluate.CheckpointEvaluator.evaluate = t._fake_evaluate([], kill_at=20)
 watcher.watch(t._settings('run-a'), sys.argv[1], sys.argv[2], timeout_secs=0)
 """
 
@@ -380,7 +399,7 @@ def test_sigkilled_watcher_restarts_cleanly(tmp_path, monkeypatch):
         )
 
     calls = []
-    monkeypatch.setattr(evaluate, 'evaluate_checkpoint', _fake_evaluate(calls))
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate(calls))
     lines = []
     entries = watcher.watch(
         _settings('run-a'), train_dir, eval_dir, timeout_secs=0, log=lines.append
@@ -400,7 +419,7 @@ def test_reused_eval_folder_and_another_spelling(tmp_path, monkeypatch):
     its own; the same folder spelled another way (a symlink, './') is not evaluated twice."""
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     calls = []
-    monkeypatch.setattr(evaluate, 'evaluate_checkpoint', _fake_evaluate(calls))
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate(calls))
     for step in (10, 20):
         _fake_checkpoint(train_dir, step, mtime=1000 + step)
     clock, sleep = _no_timeout_clock()
@@ -475,7 +494,7 @@ def test_second_watcher_on_a_folder_refuses(tmp_path, monkeypatch):
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     _fake_checkpoint(train_dir, 10)
     os.makedirs(eval_dir)
-    monkeypatch.setattr(evaluate, 'evaluate_checkpoint', _fake_evaluate([]))
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
     held = watcher._lock(eval_dir)  # the first watcher (flock: per open file, so also in-process)
     try:
         with pytest.raises(watcher.WatcherBusy, match=f'another watcher.*pid {os.getpid()}'):
@@ -494,7 +513,7 @@ def test_best_folder_with_other_files_is_not_replaced(tmp_path, monkeypatch):
     os.makedirs(os.path.join(eval_dir, 'best'))
     with open(os.path.join(eval_dir, 'best', 'notes.txt'), 'w') as fh:
         fh.write('mine')
-    monkeypatch.setattr(evaluate, 'evaluate_checkpoint', _fake_evaluate([]))
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
     with pytest.raises(ValueError, match='notes.txt'):
         watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0)
     assert os.listdir(os.path.join(eval_dir, 'best')) == ['notes.txt']
