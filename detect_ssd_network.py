@@ -41,6 +41,7 @@ from datasets import dataset_factory
 from inference import detection
 from inference import visualization
 from model import card as card_lib
+from model import checkpoints
 from model import cli
 from tf_extended import atomic_io
 from tf_extended import safe_io
@@ -376,11 +377,31 @@ class Run:
         }
 
 
+def describe_source(detector):
+    """One line naming what detects: the restored checkpoint and its step, or the exported
+    model, its card and the step it was exported from."""
+    if FLAGS.checkpoint_path:
+        prefix = detector.checkpoint
+        return f'checkpoint {prefix} (step {checkpoints.checkpoint_step(prefix)})'
+    path = next(FLAGS[s].value for s in SOURCES[1:] if FLAGS[s].value)
+    try:
+        meta, _ = card_lib.read_export_metadata(path)
+    except FileNotFoundError:  # an OpenVINO IR carrying its card in its runtime info
+        meta = {}
+    step = ((meta.get('export') or {}).get('checkpoint') or {}).get('step')
+    exported = '' if step is None else f', exported at step {step}'
+    return f'model {path}: {card_lib.describe(detector.card)}{exported}'
+
+
 def main(_):
     logs.absl_only()
+    # TF's restore line for a checkpoint, and for a SavedModel its variables/variables file:
+    # `describe_source` names what was loaded.
+    logs.drop_tensorflow_messages(r'Restoring parameters from ')
     try:
         earlier = earlier_outputs(FLAGS.output_dir)
         detector = make_detector()
+        print(describe_source(detector))
     except (ValueError, OSError) as err:
         sys.exit(f'detect_ssd_network.py: error: {err}')
     os.makedirs(FLAGS.output_dir, exist_ok=True)

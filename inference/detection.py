@@ -24,6 +24,7 @@ Tensors (names in frozen graphs and SavedModels):
 import dataclasses
 import glob
 import os
+import warnings
 
 import cv2
 import numpy as np
@@ -207,12 +208,14 @@ class Detector:
     """One graph and one session for a whole run; see the module docstring.
 
     Attributes:
-      card: the ModelCard; inputs / outputs: {name: tensor} of the graph.
+      card: the ModelCard; inputs / outputs: {name: tensor} of the graph; checkpoint: the
+      restored checkpoint prefix (`from_checkpoint`; a directory resolved), else None.
     """
 
-    def __init__(self, graph, sess, card, inputs, outputs):
+    def __init__(self, graph, sess, card, inputs, outputs, checkpoint=None):
         self.graph, self.sess, self.card = graph, sess, card
         self.inputs, self.outputs = inputs, outputs
+        self.checkpoint = checkpoint
 
     @classmethod
     def from_checkpoint(cls, card, checkpoint_path, batch_size=None, card_path=None):
@@ -220,8 +223,8 @@ class Detector:
         with graph.as_default():
             endpoints = build_detection_graph(card, batch_size)
             sess = v1.Session(graph=graph)
-            restore_variables(sess, checkpoint_path, card_path)
-        return cls(graph, sess, card, endpoints.inputs, endpoints.outputs)
+            prefix = restore_variables(sess, checkpoint_path, card_path)
+        return cls(graph, sess, card, endpoints.inputs, endpoints.outputs, prefix)
 
     @classmethod
     def from_saved_model(cls, export_dir):
@@ -362,7 +365,15 @@ class TFLiteDetector:
     def __init__(self, path, num_threads=None):
         content = safe_io.read_bytes(path, safe_io.SERIALIZED_MODEL_LIMIT, 'TFLite model')
         try:
-            self.interpreter = tf.lite.Interpreter(model_content=content, num_threads=num_threads)
+            with warnings.catch_warnings():
+                # TF's notice that the interpreter moves to the ai_edge_litert package: it is
+                # still in the TF this project pins, and says nothing about the user's model.
+                warnings.filterwarnings(
+                    'ignore', r'\s*Warning: tf.lite.Interpreter is deprecated', UserWarning
+                )
+                self.interpreter = tf.lite.Interpreter(
+                    model_content=content, num_threads=num_threads
+                )
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
             raise ValueError(

@@ -208,6 +208,24 @@ def test_corrupt_file_is_reported_and_skipped(setup):
     assert 'images/s' in proc.stdout and result['images_per_second'] > 0
 
 
+def test_the_run_names_what_detects_once(setup, exports, frozen_run):
+    """The script's own line names the restored checkpoint (a prefix given by its .index too)
+    or the exported model, its card and exported step; TF's restore line, which named a
+    SavedModel's variables/variables file, is not printed."""
+    proc = setup['proc']
+    assert f'checkpoint {setup["prefix"]} (step 0)\n' in proc.stdout
+    assert 'Restoring parameters' not in proc.stdout + proc.stderr
+    for name, source, path in (
+        ('named_saved_model', '--saved_model_dir', f'{exports["any"]}/saved_model'),
+        ('named_tflite', '--tflite_model', f'{exports["any"]}/model_float.tflite'),
+    ):
+        proc, _ = detect(setup, name, f'{source}={path}', str(setup['square']))
+        described = f'model {path}: ssd_300_mobilenet, {len(fx.synthetic.CLASSES)} classes ('
+        assert described in proc.stdout and ', exported at step 0\n' in proc.stdout
+        # TF's restore line; the TFLite interpreter's notice that it moves to another package.
+        assert not TF_CHATTER.search(proc.stdout + proc.stderr), proc.stdout + proc.stderr
+
+
 def test_json_pixel_boxes_are_graph_boxes_times_image_size(setup):
     """Reference: the checkpoint graph on each image alone (so batching with padding must not
     change anything), relative boxes scaled by the decoded file's size."""

@@ -121,6 +121,7 @@ NOISE = [
     b'`TF_ENABLE_ONEDNN_OPTS=0`.',
     b'fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, '
     b'output_inference_type: FLOAT32',
+    b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.',
 ]
 
 
@@ -132,6 +133,7 @@ def test_filter_drops_exactly_the_noise_lines():
         b'E0000 00:00:1796193997.465394   28222 some_op.cc:52] a real error',
         b'Traceback',
         b'fully_quantize: 0, and something else',
+        b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU and more',
     ]
     out, held = logs.filter_chunk(b'\n'.join(NOISE + keep) + b'\n')
     assert (out, held) == (b'\n'.join(keep) + b'\n', b'')
@@ -145,7 +147,8 @@ def test_filter_drops_exactly_the_noise_lines():
     )
     assert logs.filter_chunk(b'ok\nWARNING: All log mes') == (b'ok\n', b'WARNING: All log mes')
     assert logs.filter_chunk(b'ok\nfully_quan') == (b'ok\n', b'fully_quan')
-    assert logs.filter_chunk(NOISE[-1][:30] + b'\n') == (NOISE[-1][:30] + b'\n', b'')
+    assert logs.filter_chunk(b'ok\nINFO: Created') == (b'ok\n', b'INFO: Created')
+    assert logs.filter_chunk(NOISE[-2][:30] + b'\n') == (NOISE[-2][:30] + b'\n', b'')
     assert logs.filter_chunk(
         b'WARNING: All log mes' + b'sages before absl::InitializeLog() is '
         b'called are written to STDERR\nnext'

@@ -27,7 +27,9 @@ TF_CPP_MIN_LOG_LEVEL below 2 (asking to see TF's lines) or SSD_STDERR_FILTER=0:
 - a filter on file descriptor 2 (`install_stderr_filter`): a forked helper process reads what
   the script writes to stderr and passes on everything but those exact lines (the cuInit error
   only where no NVIDIA device exists: /dev/nvidiactl, /dev/nvidia0, WSL's /dev/dxg), and the
-  settings line TFLite's int8 calibrator prints ("fully_quantize: 0, inference_type: 6, ...").
+  settings line TFLite's int8 calibrator prints ("fully_quantize: 0, inference_type: 6, ...")
+  and the line its interpreter prints when it loads a model ("INFO: Created TensorFlow Lite
+  XNNPACK delegate for CPU.").
   Being a separate process, it still passes on the last words of a script that crashes or is
   killed.
   Installed for the project's top-level scripts only (or when SSD_STDERR_FILTER=1).
@@ -62,6 +64,8 @@ _TFLITE_CALIBRATION = re.compile(
     rb'output_inference_type: \w+$'
 )
 _TFLITE_CALIBRATION_START = b'fully_quantize: '
+# What the TFLite interpreter's runtime prints (C++, no log format) when a model is loaded.
+_TFLITE_XNNPACK = b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.'
 
 
 def quiet_tensorflow_start(environ=os.environ):
@@ -97,12 +101,12 @@ def restore_keras_setting():
 
 def is_noise(line, gpu_device=False):
     """True for one of TF's lines that say nothing to a user: the start-up lines (see the module
-    docstring) and TFLite's calibration settings line.
+    docstring), TFLite's calibration settings line and its interpreter's XNNPACK line.
 
     line: bytes without the line end. gpu_device: an NVIDIA device exists (then a failing CUDA
     probe is news and is kept).
     """
-    if line == _ABSL_PREAMBLE or _TFLITE_CALIBRATION.match(line):
+    if line in (_ABSL_PREAMBLE, _TFLITE_XNNPACK) or _TFLITE_CALIBRATION.match(line):
         return True
     match = _ABSL_CPP_LINE.match(line)
     if not match:
@@ -120,7 +124,7 @@ def _could_become_noise(tail):
     end; anything else (e.g. a progress bar redrawn with \\r) passes on at once."""
     return any(
         start.startswith(tail[: len(start)])
-        for start in (_ABSL_PREAMBLE, _TFLITE_CALIBRATION_START)
+        for start in (_ABSL_PREAMBLE, _TFLITE_CALIBRATION_START, _TFLITE_XNNPACK)
     ) or bool(re.match(rb'^[IWEF](\d|$)', tail))
 
 
