@@ -382,7 +382,11 @@ def describe_source(detector):
     model, its card and the step it was exported from."""
     if FLAGS.checkpoint_path:
         prefix = detector.checkpoint
-        return f'checkpoint {prefix} (step {checkpoints.checkpoint_step(prefix)})'
+        try:
+            step = checkpoints.checkpoint_step(prefix)
+        except checkpoints.CheckpointUnavailable:  # deleted since it was restored (a training)
+            step = checkpoints.checkpoint_step_from_name(prefix)
+        return f'checkpoint {prefix} (step {step})'
     path = next(FLAGS[s].value for s in SOURCES[1:] if FLAGS[s].value)
     try:
         meta, _ = card_lib.read_export_metadata(path)

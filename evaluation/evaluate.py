@@ -486,7 +486,13 @@ class CheckpointEvaluator:
                 ) from None
             sess.run(self._start)
             # The session runs one batch ahead in a thread: the metrics overlap the net.
-            yield eval_input.prefetch(lambda: eval_input.session_batches(sess, self._fetches))
+            batches = eval_input.prefetch(lambda: eval_input.session_batches(sess, self._fetches))
+            try:
+                yield batches
+            finally:
+                # An evaluation that failed part-way stops its thread now, not when the error
+                # is forgotten: it would take batches of the next evaluation in this session.
+                batches.close()
 
         return evaluate_batches(
             settings,

@@ -278,7 +278,8 @@ def written_names(formats):
 
 def check_output_dir(output_dir, formats, overwrite=False):
     """Refuses a non-empty `output_dir` unless `overwrite` (then only `written_names` are
-    replaced; the folder's other files stay as they are).
+    replaced; the folder's other files stay as they are). Either way, the temporaries a killed
+    export left there (its staged checkpoint, half-written files) are removed first.
 
     Raises:
       OutputNotEmptyError: naming the folder, what it holds and what --overwrite would replace.

@@ -48,10 +48,15 @@ def _read_state(directory):
     try:
         text = safe_io.read_bytes(path, _MAX_STATE_BYTES, 'checkpoint state file').decode()
         state = checkpoint_state_pb2.CheckpointState()
-        text_format.Parse(text, state)
+        text_format.Merge(text, state)  # as TF's reader: a repeated field's last value wins
     except (OSError, ValueError, text_format.ParseError):  # UnicodeDecodeError, UnsafeFileError
         return None
     return state if state.model_checkpoint_path else None
+
+
+def _inside(prefix, directory):
+    here = os.path.realpath(directory)
+    return os.path.commonpath([os.path.realpath(prefix), here]) == here
 
 
 def checkpoint_state(directory):
@@ -71,11 +76,10 @@ def checkpoint_state(directory):
     state = _read_state(directory)
     if state is None:
         return None, []
-    here = os.path.realpath(directory)
 
     def local(path):
         prefix = os.path.join(directory, path)  # an absolute path stays as it is
-        if os.path.commonpath([os.path.realpath(prefix), here]) != here:
+        if not _inside(prefix, directory):
             prefix = os.path.join(directory, os.path.basename(path))
         return prefix if _exists(prefix) else None
 
@@ -97,10 +101,12 @@ def localize_state_file(train_dir):
       The path of the rewritten state file, or None when it was left as it is.
     """
     latest = latest_in_directory(train_dir)
-    if latest is None:
+    if latest is None or not _inside(latest, train_dir):  # none, or a pointer (left to TF)
         return None
     _, listed = checkpoint_state(train_dir)
-    names = [os.path.basename(p) for p in listed if p != latest] + [os.path.basename(latest)]
+    names = list(dict.fromkeys(os.path.basename(p) for p in listed + [latest]))
+    names.remove(os.path.basename(latest))
+    names.append(os.path.basename(latest))
     state = _read_state(train_dir)
     if state is not None and (
         state.model_checkpoint_path,
@@ -121,15 +127,18 @@ def latest_in_directory(directory):
     The `checkpoint` state file decides when it names a checkpoint that exists here (see
     `checkpoint_state`); otherwise (state file missing, or naming deleted files or another
     folder's) the `.index` file with the highest `-<step>` suffix, then the newest modification
-    time, wins.
+    time, wins. A folder without checkpoints of its own whose state file names another
+    folder's latest checkpoint (a pointer, which TF allows) resolves to that one, as in TF.
     """
     prefix, _ = checkpoint_state(directory)
     if prefix is not None:
         return prefix
     candidates = [p[: -len('.index')] for p in glob.glob(os.path.join(directory, '*.index'))]
-    if not candidates:
-        return None
-    return max(candidates, key=lambda p: (_step_of(p), os.path.getmtime(p + '.index')))
+    if candidates:
+        return max(candidates, key=lambda p: (_step_of(p), os.path.getmtime(p + '.index')))
+    state = _read_state(directory)
+    pointed = state and os.path.join(directory, state.model_checkpoint_path)
+    return pointed if pointed and _exists(pointed) else None
 
 
 # Written by the trainer when it stops normally, removed when a run starts; the eval watcher
@@ -263,8 +272,8 @@ def resolve_checkpoint(path):
         prefix = latest_in_directory(path)
         if prefix is None:
             raise FileNotFoundError(
-                f'{path} is a directory without checkpoints (no `checkpoint` '
-                f'state file and no *.index files).'
+                f'{path} is a directory without checkpoints (no *.index files, and no '
+                f'`checkpoint` state file naming one that exists).'
             )
         _check_readable(prefix, v1_file=False)
         return prefix

@@ -208,7 +208,7 @@ def test_corrupt_file_is_reported_and_skipped(setup):
     assert 'images/s' in proc.stdout and result['images_per_second'] > 0
 
 
-def test_the_run_names_what_detects_once(setup, exports, frozen_run):
+def test_the_run_names_what_detects_once(setup, exports):
     """The script's own line names the restored checkpoint (a prefix given by its .index too)
     or the exported model, its card and exported step; TF's restore line, which named a
     SavedModel's variables/variables file, is not printed."""

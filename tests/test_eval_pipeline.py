@@ -5,6 +5,7 @@ pixels, COCO numbers equal pycocotools run directly, summaries and plots are wri
 import glob
 import json
 import os
+import threading
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -449,3 +450,37 @@ def test_event_files_written_in_one_second_keep_both(tmp_path):
             read.update({event.step: value.simple_value for value in event.summary.value})
     assert len(glob.glob(os.path.join(str(tmp_path), 'events.out.tfevents.*'))) == 2
     assert read == {10: 0.25, 20: 0.5}
+
+
+def test_reused_evaluator_after_a_failed_evaluation(data, tmp_path, monkeypatch):
+    """An evaluation failing part-way stops its input thread before the error reaches the caller
+    (kept, it would take the next evaluation's batches from the shared session); the same
+    evaluator then gives what a fresh evaluation gives."""
+    settings = evaluate.EvalSettings(
+        card=eval_fixtures.small_card(MODEL, data['class_names'], DEPTH),
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir=data['records_dir'],
+        batch_size=2,
+        pr_curves=False,
+    )
+    add_batch = evaluate._Metrics.add_batch
+
+    def fail_at_the_second_batch(metrics, out):
+        if metrics.done:
+            raise RuntimeError('metrics failed')
+        add_batch(metrics, out)
+
+    with evaluate.CheckpointEvaluator(settings) as evaluator:
+        with monkeypatch.context() as patch:
+            patch.setattr(evaluate._Metrics, 'add_batch', fail_at_the_second_batch)
+            with pytest.raises(RuntimeError) as failed:
+                evaluator.evaluate(data['prefix'], str(tmp_path / 'failed'), log=lambda _: None)
+        assert failed.value is not None  # the error (and its traceback) still held here
+        assert not [t for t in threading.enumerate() if t.name == 'eval-prefetch']
+        again = evaluator.evaluate(data['prefix'], str(tmp_path / 'again'), log=lambda _: None)
+    fresh = evaluate.evaluate_checkpoint(
+        settings, data['prefix'], str(tmp_path / 'fresh'), log=lambda _: None
+    )
+    assert again.num_images == fresh.num_images == 6
+    assert (again.metrics, again.class_ap) == (fresh.metrics, fresh.class_ap)

@@ -57,7 +57,7 @@ def test_directory_without_state_file_takes_highest_step(tmp_path):
     assert checkpoints.resolve_checkpoint(d) == os.path.join(d, 'model.ckpt-100')
 
 
-def test_state_file_names_only_the_folders_own_checkpoints(tmp_path):
+def test_state_file_names_only_the_folders_own_checkpoints(tmp_path, monkeypatch):
     """A copied folder's state file still names the original's checkpoints (absolute, or relative
     outside it): they count by their name here; one with no checkpoint of its name here is left
     out, and a state file that names none of this folder's (or is not one) leaves the glob."""
@@ -103,6 +103,31 @@ def test_state_file_names_only_the_folders_own_checkpoints(tmp_path):
     ]
     assert o not in state.read_text()
     assert checkpoints.localize_state_file(d) is None
+    # A folder spelled relatively, its state file naming a deleted latest by absolute path:
+    # each name once (the fallback's spelling differs from the listed one's).
+    monkeypatch.chdir(tmp_path)
+    state.write_text(
+        f'model_checkpoint_path: "{d}/model.ckpt-15"\n'
+        f'all_model_checkpoint_paths: "{d}/model.ckpt-5"\n'
+        f'all_model_checkpoint_paths: "{d}/model.ckpt-10"\n'
+    )
+    assert checkpoints.localize_state_file('copy') == os.path.join('copy', 'checkpoint')
+    assert tf.train.get_checkpoint_state(d).all_model_checkpoint_paths == [
+        os.path.join(d, 'model.ckpt-5'),
+        os.path.join(d, 'model.ckpt-10'),
+    ]
+    # A pointer: a folder of no checkpoints whose state file names another folder's, as TF
+    # allows; it resolves there, as in TF, and the trainer leaves it to TF.
+    pointer = tmp_path / 'pointer'
+    pointer.mkdir()
+    text = f'model_checkpoint_path: "{o}/model.ckpt-15"\n'
+    (pointer / 'checkpoint').write_text(text)
+    assert checkpoints.resolve_checkpoint(str(pointer)) == f'{o}/model.ckpt-15'
+    assert checkpoints.localize_state_file(str(pointer)) is None
+    assert (pointer / 'checkpoint').read_text() == text
+    (pointer / 'checkpoint').write_text(f'model_checkpoint_path: "{o}/model.ckpt-99"\n')
+    with pytest.raises(FileNotFoundError, match='no `checkpoint` state file naming one'):
+        checkpoints.resolve_checkpoint(str(pointer))
 
 
 def test_v1_single_file_passes_through(tmp_path):

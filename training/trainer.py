@@ -662,8 +662,8 @@ def train(settings):
             rewritten = checkpoints.localize_state_file(settings.train_dir)
             if rewritten:
                 logging.info(
-                    'Rewrote %s to name %s by a relative path (it named another folder\'s '
-                    'checkpoints, deleted ones, or none).',
+                    'Rewrote %s to name %s by a relative path (it named checkpoints by '
+                    'absolute path, possibly another folder\'s, or deleted ones, or none).',
                     rewritten,
                     os.path.basename(resume_from),
                 )
