@@ -388,6 +388,24 @@ def evaluate_checkpoint(
         return evaluator.evaluate(checkpoint_prefix, results_dir, summary_dir, log, source)
 
 
+def open_dataset(settings, card):
+    """(the DetectionDataset of `settings`' split, {label: class name} of labels 1..) for the
+    model of `card`. Raises ValueError when the model and the dataset count other classes."""
+    dataset = dataset_factory.get_dataset(
+        settings.dataset_name,
+        settings.dataset_split_name,
+        settings.dataset_dir,
+        num_classes=card.num_classes,
+    )
+    if card.num_classes != dataset.num_classes:
+        raise ValueError(
+            f'The model predicts {card.num_classes} classes (with background) but '
+            f'dataset {settings.dataset_name}/{settings.dataset_split_name} has '
+            f'{dataset.num_classes}; the class lists must agree.'
+        )
+    return dataset, _class_names(card, dataset)
+
+
 class CheckpointEvaluator:
     """`evaluate_checkpoint` for a series of checkpoints of one model (the eval watcher's): the
     graph is built and the session opened once, at the first `evaluate`, and each checkpoint is
@@ -404,21 +422,9 @@ class CheckpointEvaluator:
     def _build(self):
         settings = self.settings
         card = settings.card
-        dataset = dataset_factory.get_dataset(
-            settings.dataset_name,
-            settings.dataset_split_name,
-            settings.dataset_dir,
-            num_classes=card.num_classes,
-        )
-        net = card.net()
-        if card.num_classes != dataset.num_classes:
-            raise ValueError(
-                f'The net predicts {card.num_classes} classes (with background) but '
-                f'dataset {settings.dataset_name}/{settings.dataset_split_name} has '
-                f'{dataset.num_classes}; the class lists must agree.'
-            )
+        dataset, self._class_names = open_dataset(settings, card)
         self._dataset = dataset
-        self._class_names = _class_names(card, dataset)
+        net = card.net()
         graph = tf.Graph()
         with graph.as_default():
             batches = eval_input.make_eval_dataset(
@@ -436,20 +442,7 @@ class CheckpointEvaluator:
             detections = build_detections(net, batch, settings)
             self._var_map = checkpoints.variables_to_restore(settings.moving_average_decay)
             self._saver = v1.train.Saver(self._var_map)
-            self._fetches = {
-                key: batch[key]
-                for key in (
-                    'shape',
-                    'gt_bboxes',
-                    'gt_labels',
-                    'gt_difficult',
-                    'gt_crowd',
-                    'num_gt',
-                    'filename',
-                    'image_id',
-                    'coco_annotations',
-                )
-            }
+            self._fetches = {key: batch[key] for key in eval_input.GROUND_TRUTH_KEYS}
             self._fetches.update(
                 boxes=eval_input.map_to_image(batch['bbox_img'], detections['detection_boxes']),
                 scores=detections['detection_scores'],

@@ -29,24 +29,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from datasets import dataset_factory
 from evaluation import evaluate
 from evaluation import input as eval_input
 from model import card as card_lib
 from model import checkpoints
 
 v1 = tf.compat.v1
-_INPUT_KEYS = (
-    'shape',
-    'gt_bboxes',
-    'gt_labels',
-    'gt_difficult',
-    'gt_crowd',
-    'num_gt',
-    'filename',
-    'image_id',
-    'coco_annotations',
-)
 
 
 def exported_card(path):
@@ -93,19 +81,7 @@ def evaluate_exported(
         )
     meta, _ = card_lib.read_export_metadata(model_path)
     card = detector.card
-    dataset = dataset_factory.get_dataset(
-        settings.dataset_name,
-        settings.dataset_split_name,
-        settings.dataset_dir,
-        num_classes=card.num_classes,
-    )
-    if card.num_classes != dataset.num_classes:
-        raise ValueError(
-            f'The model predicts {card.num_classes} classes (with background) but '
-            f'dataset {settings.dataset_name}/{settings.dataset_split_name} has '
-            f'{dataset.num_classes}; the class lists must agree.'
-        )
-    class_names = evaluate._class_names(card, dataset)
+    dataset, class_names = evaluate.open_dataset(settings, card)
     step = ((meta.get('export') or {}).get('checkpoint') or {}).get('step')
     described = dict(description or {}, path=os.path.abspath(model_path))
 
@@ -116,7 +92,8 @@ def evaluate_exported(
         )
         batch = v1.data.make_one_shot_iterator(batches).get_next()
         fetches = {
-            key: batch[key] for key in _INPUT_KEYS + (eval_input.RAW_IMAGES, eval_input.RAW_SIZES)
+            key: batch[key]
+            for key in eval_input.GROUND_TRUTH_KEYS + (eval_input.RAW_IMAGES, eval_input.RAW_SIZES)
         }
         graph.finalize()
 

@@ -24,6 +24,18 @@ import tensorflow as tf
 
 # Resize modes that give every image the net's input size (the anchors are fixed to it).
 BATCHABLE_RESIZE_MODES = ('WARP_RESIZE', 'PAD_AND_RESIZE', 'CENTRAL_CROP')
+# What the metrics read of every batch besides the detections (`evaluate.evaluate_batches`).
+GROUND_TRUTH_KEYS = (
+    'shape',
+    'gt_bboxes',
+    'gt_labels',
+    'gt_difficult',
+    'gt_crowd',
+    'num_gt',
+    'filename',
+    'image_id',
+    'coco_annotations',
+)
 
 
 def make_eval_dataset(

@@ -62,6 +62,18 @@ def data(tmp_path_factory):
     }
 
 
+def _settings(data, **overrides):
+    """EvalSettings of the random-weight model on the `data` split, without PR curves."""
+    return evaluate.EvalSettings(
+        card=eval_fixtures.small_card(MODEL, data['class_names'], DEPTH),
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir=data['records_dir'],
+        pr_curves=False,
+        **overrides,
+    )
+
+
 @pytest.fixture(scope='module')
 def evaluated(data):
     eval_dir = os.path.join(data['root'], 'eval')
@@ -295,15 +307,7 @@ def test_ground_truth_as_detections_comes_back_in_original_pixels(data, monkeypa
         }
 
     monkeypatch.setattr(evaluate, 'build_detections', ground_truth_detections)
-    settings = evaluate.EvalSettings(
-        card=eval_fixtures.small_card(MODEL, data['class_names'], DEPTH),
-        dataset_name='custom',
-        dataset_split_name='test',
-        dataset_dir=data['records_dir'],
-        batch_size=4,
-        eval_resize='PAD_AND_RESIZE',
-        pr_curves=False,
-    )
+    settings = _settings(data, batch_size=4, eval_resize='PAD_AND_RESIZE')
     out = str(tmp_path / 'eval')
     result = evaluate.evaluate_checkpoint(settings, data['prefix'], out, log=lambda line: None)
     assert result.metrics == pytest.approx({'voc07': 1.0, 'voc12': 1.0}, abs=1e-12)
@@ -456,14 +460,7 @@ def test_reused_evaluator_after_a_failed_evaluation(data, tmp_path, monkeypatch)
     """An evaluation failing part-way stops its input thread before the error reaches the caller
     (kept, it would take the next evaluation's batches from the shared session); the same
     evaluator then gives what a fresh evaluation gives."""
-    settings = evaluate.EvalSettings(
-        card=eval_fixtures.small_card(MODEL, data['class_names'], DEPTH),
-        dataset_name='custom',
-        dataset_split_name='test',
-        dataset_dir=data['records_dir'],
-        batch_size=2,
-        pr_curves=False,
-    )
+    settings = _settings(data, batch_size=2)
     add_batch = evaluate._Metrics.add_batch
 
     def fail_at_the_second_batch(metrics, out):
