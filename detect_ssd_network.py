@@ -392,7 +392,7 @@ def describe_source(detector):
         meta, _ = card_lib.read_export_metadata(path)
     except FileNotFoundError:  # an OpenVINO IR carrying its card in its runtime info
         meta = {}
-    step = ((meta.get('export') or {}).get('checkpoint') or {}).get('step')
+    step = card_lib.export_step(meta)
     exported = '' if step is None else f', exported at step {step}'
     return f'model {path}: {card_lib.describe(detector.card)}{exported}'
 

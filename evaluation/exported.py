@@ -82,7 +82,7 @@ def evaluate_exported(
     meta, _ = card_lib.read_export_metadata(model_path)
     card = detector.card
     dataset, class_names = evaluate.open_dataset(settings, card)
-    step = ((meta.get('export') or {}).get('checkpoint') or {}).get('step')
+    step = card_lib.export_step(meta)
     described = dict(description or {}, path=os.path.abspath(model_path))
 
     graph = tf.Graph()

@@ -306,7 +306,7 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, l
             os.replace(path, os.path.join(new, os.path.basename(path)))
         name = os.path.basename(staged_prefix)
         atomic_io.write_text_atomic(
-            os.path.join(new, 'checkpoint'),
+            os.path.join(new, checkpoints.STATE_FILE),
             f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n',
         )
         shutil.copytree(results_dir, os.path.join(new, 'results'))

@@ -284,6 +284,11 @@ def read_export_metadata(path):
     return read_json_object(meta_path, 'export metadata'), meta_path
 
 
+def export_step(meta):
+    """The global step of the checkpoint an export was made from (its metadata dict), or None."""
+    return ((meta.get('export') or {}).get('checkpoint') or {}).get('step')
+
+
 def write(path, card):
     """Writes `card` as JSON to `path` atomically; returns the path."""
     atomic_io.write_json_atomic(path, card.to_dict())
