@@ -480,12 +480,10 @@ class CheckpointEvaluator:
             sess.run(self._start)
             # The session runs one batch ahead in a thread: the metrics overlap the net.
             batches = eval_input.prefetch(lambda: eval_input.session_batches(sess, self._fetches))
-            try:
+            # An evaluation that failed part-way stops its thread now, not when the error is
+            # forgotten: it would take batches of the next evaluation in this session.
+            with contextlib.closing(batches):
                 yield batches
-            finally:
-                # An evaluation that failed part-way stops its thread now, not when the error
-                # is forgotten: it would take batches of the next evaluation in this session.
-                batches.close()
 
         return evaluate_batches(
             settings,

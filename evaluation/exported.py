@@ -45,16 +45,21 @@ def exported_card(path):
 
 def _detection_batches(batches, detector):
     """Adds the detector's outputs to every input batch: `boxes` (relative to the original image,
-    clipped to it, as `input.map_to_image` does), `scores`, `labels`, `num_detections`."""
-    for out in batches:
-        dets = detector.run_padded(out.pop(eval_input.RAW_IMAGES), out.pop(eval_input.RAW_SIZES))
-        out.update(
-            boxes=np.clip(dets['detection_boxes'], 0.0, 1.0),
-            scores=dets['detection_scores'],
-            labels=dets['detection_classes'],
-            num_detections=dets['num_detections'],
-        )
-        yield out
+    clipped to it, as `input.map_to_image` does), `scores`, `labels`, `num_detections`.
+
+    A failing model stops the decoding thread of `batches` before its error leaves here (the
+    error's traceback would otherwise keep that thread, and its session, alive)."""
+    with contextlib.closing(batches):
+        for out in batches:
+            images, sizes = out.pop(eval_input.RAW_IMAGES), out.pop(eval_input.RAW_SIZES)
+            dets = detector.run_padded(images, sizes)
+            out.update(
+                boxes=np.clip(dets['detection_boxes'], 0.0, 1.0),
+                scores=dets['detection_scores'],
+                labels=dets['detection_classes'],
+                num_detections=dets['num_detections'],
+            )
+            yield out
 
 
 def evaluate_exported(
@@ -101,12 +106,15 @@ def evaluate_exported(
     def open_batches():
         config = checkpoints.session_config(settings.num_threads, settings.gpu_memory_fraction)
         with v1.Session(graph=graph, config=config) as sess:
-            # Decoding, the model and the metrics run at the same time.
-            yield eval_input.prefetch(
+            # Decoding, the model and the metrics run at the same time. Both threads stop before
+            # the session closes, also when the evaluation fails.
+            batches = eval_input.prefetch(
                 lambda: _detection_batches(
                     eval_input.prefetch(lambda: eval_input.session_batches(sess, fetches)), detector
                 )
             )
+            with contextlib.closing(batches):
+                yield batches
 
     return evaluate.evaluate_batches(
         dataclasses.replace(settings, card=card),

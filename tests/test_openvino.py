@@ -10,6 +10,7 @@ the CPU has bf16 instructions; elsewhere OpenVINO keeps fp32 and the detector mu
 
 import json
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -308,6 +309,42 @@ def test_evaluation_of_exports_equals_checkpoint(ov_export, ov_detector, records
     assert summary['exported_model']['kind'] == 'openvino_model'
     assert summary['global_step'] == want.global_step
     assert sorted(os.listdir(tmp_path / 'ov')) == sorted(os.listdir(tmp_path / 'ckpt'))
+
+
+def test_failing_model_stops_the_evaluation_threads(ov_export, ov_detector, records, tmp_path):
+    """A model failing part-way: when its error reaches the caller, the decoding and model
+    threads have stopped (not only once the error is forgotten), and the results folder stays
+    empty."""
+
+    class FailsAtTheSecondBatch:
+        card = ov_detector.card
+        calls = 0
+
+        def run_padded(self, images, sizes):
+            self.calls += 1
+            if self.calls == 2:
+                raise RuntimeError('model failed')
+            return ov_detector.run_padded(images, sizes)
+
+    settings = evaluate.EvalSettings(
+        card=ov_export['spec'],
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir=records,
+        batch_size=2,
+        pr_curves=False,
+    )
+    with pytest.raises(RuntimeError, match='model failed') as failed:
+        eval_exported.evaluate_exported(
+            settings,
+            FailsAtTheSecondBatch(),
+            ov_export['written']['openvino'],
+            str(tmp_path / 'ov'),
+            log=lambda _: None,
+        )
+    assert failed.value is not None  # the error (and its traceback) still held here
+    assert not [t for t in threading.enumerate() if t.name == 'eval-prefetch']
+    assert os.listdir(tmp_path / 'ov') == []
 
 
 def test_scripts_detect_and_eval_through_openvino(ov_export, records, tmp_path):
