@@ -1,7 +1,11 @@
 """What many test files share: the project root and running a script as a user does."""
 
+import atexit
+import functools
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
@@ -13,10 +17,26 @@ from tf_extended import logs
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@functools.cache
+def _scripts_temp_dir():
+    """A temporary folder for the scripts' own temporary files, removed when the tests end.
+    AutoGraph's generated modules are deleted at exit, which the tests' killed scripts and forked
+    helpers never reach: without this, every run of the suite left them in the system's /tmp."""
+    folder = tempfile.mkdtemp(prefix='ssd_scripts_')
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def script_env(**extra):
-    """The environment scripts run in: the project importable, TF quiet, no GPU."""
+    """The environment scripts run in: the project importable, TF quiet, no GPU, their
+    temporary files in one folder of the test run."""
     return dict(
-        os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='', **extra
+        os.environ,
+        PYTHONPATH=ROOT,
+        TF_CPP_MIN_LOG_LEVEL='2',
+        CUDA_VISIBLE_DEVICES='',
+        TMPDIR=_scripts_temp_dir(),
+        **extra,
     )
 
 
