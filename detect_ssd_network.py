@@ -401,7 +401,7 @@ def main(_):
     logs.absl_only()
     # TF's restore line for a checkpoint, and for a SavedModel its variables/variables file:
     # `describe_source` names what was loaded.
-    logs.drop_tensorflow_messages(r'Restoring parameters from ')
+    logs.drop_tensorflow_messages(checkpoints.RESTORE_RECORD)
     try:
         earlier = earlier_outputs(FLAGS.output_dir)
         detector = make_detector()

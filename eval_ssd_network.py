@@ -214,7 +214,7 @@ def main(_):
     logs.absl_only()
     # The [eval] line names the checkpoint or model; TF's restore line would name the watcher's
     # staged copy (a temporary folder in --eval_dir).
-    logs.drop_tensorflow_messages(r'Restoring parameters from ')
+    logs.drop_tensorflow_messages(checkpoints.RESTORE_RECORD)
     tf.compat.v1.disable_eager_execution()
     try:
         if FLAGS.exported_model:

@@ -60,7 +60,7 @@ FORMATS = (
 # checkpoint, once per format (`export` names it once), the SavedModel builder's, whose
 # "written to" is a temporary folder, and the TFLite converter's note on its own default.
 TF_CHATTER = (
-    r'Restoring parameters from ',
+    checkpoints.RESTORE_RECORD,
     r'No assets to (save|write)',
     r'SavedModel written to',
     r'Using experimental converter',

@@ -32,6 +32,9 @@ def _step_of(prefix):
 
 # The CheckpointState text proto TF's savers keep in a checkpoint folder.
 STATE_FILE = 'checkpoint'
+# The start of TF's log record for every Saver restore (a regular expression), for the scripts
+# that name what they restored in a line of their own.
+RESTORE_RECORD = r'Restoring parameters from '
 _MAX_STATE_BYTES = 1 << 20
 
 
