@@ -54,6 +54,23 @@ def test_tensorflow_records_are_printed_once():
     )
 
 
+def test_records_in_absl_format_without_app_run():
+    """A program parsing its own arguments (argparse, as benchmarks/bench_inference.py) gets
+    absl's format too, each record once."""
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL='2', CUDA_VISIBLE_DEVICES='')
+    program = (
+        'import tensorflow as tf\n'
+        'from tf_extended import logs\n'
+        'logs.absl_only()\n'
+        "tf.get_logger().warning('plain-warning')\n"
+    )
+    proc = _python(program, env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if 'plain-warning' in line]
+    assert len(lines) == 1, proc.stderr
+    assert re.match(r'W\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ .+\] plain-warning$', lines[0])
+
+
 SCRIPT = '''"""A script with a usage example.
 
   python tiny.py --name=x

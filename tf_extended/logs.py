@@ -286,9 +286,13 @@ def absl_only(verbosity=None):
 
     TF's python logger has a stderr handler of its own and also propagates to the root logger,
     where absl's handler prints it again: without this, every TensorFlow line (checkpoint saves,
-    restores, warnings) appears twice. `verbosity`: an absl level to set (e.g. logging.INFO).
+    restores, warnings) appears twice. absl's handler is installed here too, as `app.run` does:
+    a program without it (argparse) would print the records bare, by Python's last resort.
+    `verbosity`: an absl level to set (e.g. logging.INFO).
     """
     import tensorflow as tf  # Here, not above: importing this module must not load TF.
+
+    logging.use_absl_handler()
 
     # tf.data's note on an option our input pipelines set on purpose; says nothing to a user.
     warnings.filterwarnings('ignore', message='The `deterministic` argument has no effect')
