@@ -71,6 +71,7 @@ class DetectionDataset:
       num_samples: examples in the split.
       num_classes: classes INCLUDING background (21 for VOC).
       labels_to_names: dict id -> name, 0 -> 'none'.
+      class_names: tuple of the names of labels 1.. (no background).
       metadata: the converter's metadata dict, or None for older records.
     """
 
@@ -84,6 +85,7 @@ class DetectionDataset:
         self.files = list(files)
         self.num_samples = num_samples
         self.num_classes = len(class_names) + 1
+        self.class_names = tuple(class_names)
         self.labels_to_names = labels.labels_to_names(class_names)
         self.metadata = metadata
 

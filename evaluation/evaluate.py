@@ -403,6 +403,17 @@ def open_dataset(settings, card):
             f'dataset {settings.dataset_name}/{settings.dataset_split_name} has '
             f'{dataset.num_classes}; the class lists must agree.'
         )
+    # Records with metadata name their classes; older ones only assume names.
+    mismatch = dataset.metadata and card_lib.class_names_mismatch(card, dataset.class_names)
+    if mismatch:
+        model = f'The model (card {settings.card_path})' if settings.card_path else 'The model'
+        raise card_lib.CardError(
+            f'{model} and dataset {settings.dataset_name}/{settings.dataset_split_name} in '
+            f'{settings.dataset_dir} {mismatch}. Evaluate on records converted with the '
+            f'model\'s labels file (tf_convert_data.py --labels_file, the names in the card\'s '
+            f'order), or, where only the spelling differs, name the model\'s classes as the '
+            f'data does with --labels_file.'
+        )
     return dataset, _class_names(card, dataset)
 
 

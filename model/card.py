@@ -330,6 +330,24 @@ def default_class_names(num_classes):
     return tuple(f'class_{i}' for i in range(1, num_classes))
 
 
+def class_names_mismatch(card, names):
+    """How the model's classes and `names` (labels 1.., e.g. a dataset's) differ, as text to
+    follow "<model> and <data>", or None when they agree. Where they differ, the model's label
+    i would be scored (or trained) as the data's label i. Unnamed classes (`class_1`, ...) on
+    either side, and a different count (the callers' own error), are not compared."""
+    model, names = tuple(card.class_names), tuple(names)
+    unnamed = default_class_names(card.num_classes)
+    if len(model) != len(names) or model == names or unnamed in (model, names):
+        return None
+    differ = [(i, m, d) for i, (m, d) in enumerate(zip(model, names), start=1) if m != d]
+    kind = 'the same classes in another order' if sorted(model) == sorted(names) else 'other names'
+    shown = '; '.join(
+        f'label {i} is {m!r} in the model, {d!r} in the data' for i, m, d in differ[:3]
+    )
+    more = f' (and {len(differ) - 3} more)' if len(differ) > 3 else ''
+    return f'name their classes differently ({kind}): {shown}{more}'
+
+
 def from_registry(
     model_name,
     num_classes=None,

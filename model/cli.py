@@ -181,10 +181,9 @@ def _class_names(card, values, dataset):
     if values.labels_file:
         return with_labels_file(card, values.labels_file)
     if dataset is not None and card.class_names == card_lib.default_class_names(card.num_classes):
-        mapping = dataset.labels_to_names
         return _with_names(
             card,
-            tuple(mapping[i] for i in range(1, len(mapping))),
+            dataset.class_names,
             f'dataset {dataset.name} split {dataset.split_name} in {dataset.dataset_dir}',
         )
     return card

@@ -157,3 +157,21 @@ def test_a_preset_is_its_sizes_and_its_clipping():
     assert same_sizes.with_params(anchor_int_sizes=False).anchor_size_preset is None
     clipped = card.with_detection(clip=True)
     assert card_lib.from_dict(clipped.to_dict()).detection.clip is True
+
+
+def test_class_names_mismatch_names_the_differing_labels():
+    card = card_lib.from_registry('ssd_300_mobilenet', 6, ('a', 'b', 'c', 'd', 'e'))
+    assert card_lib.class_names_mismatch(card, ('a', 'b', 'c', 'd', 'e')) is None
+    assert card_lib.class_names_mismatch(card, card_lib.default_class_names(6)) is None
+    assert card_lib.class_names_mismatch(card, ('a', 'b')) is None  # a count error elsewhere
+    unnamed = card_lib.from_registry('ssd_300_mobilenet', 6)
+    assert card_lib.class_names_mismatch(unnamed, ('e', 'd', 'c', 'b', 'a')) is None
+    assert card_lib.class_names_mismatch(card, ('b', 'a', 'c', 'd', 'e')) == (
+        "name their classes differently (the same classes in another order): label 1 is 'a' in "
+        "the model, 'b' in the data; label 2 is 'b' in the model, 'a' in the data"
+    )
+    assert card_lib.class_names_mismatch(card, ('v', 'w', 'x', 'y', 'e')) == (
+        "name their classes differently (other names): label 1 is 'a' in the model, 'v' in the "
+        "data; label 2 is 'b' in the model, 'w' in the data; label 3 is 'c' in the model, 'x' in "
+        "the data (and 1 more)"
+    )

@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from datasets import convert
+from datasets import dataset_factory
+from datasets import pascalvoc
 from datasets import synthetic
 from evaluation import evaluate
 from model import card as card_lib
@@ -21,6 +24,7 @@ from tests.conftest import run_script
 from tests import data_fixtures
 from tests import eval_fixtures
 from tests import inference_fixtures
+from training import trainer
 
 MODEL = 'ssd_300_mobilenet'
 DEPTH = 0.25
@@ -292,3 +296,52 @@ def test_a_copy_of_the_train_dir_names_its_own_checkpoints(trained, tmp_path):
     latest = os.path.join(copy, os.path.basename(trained['prefix']))
     assert checkpoints.latest_in_directory(copy) == latest
     assert tf.train.latest_checkpoint(copy) == latest
+
+
+def test_classes_named_in_another_order_are_refused(trained, tmp_path):
+    """Records converted with the labels in another order: evaluating or resuming the model on
+    them would score (or train) its label 1 as the data's label 1. Eval and training refuse,
+    naming both names of a label; fine-tuning says its class heads fit other classes."""
+    reversed_names = list(reversed(trained['names']))
+    records = str(tmp_path / 'reversed')
+    convert.convert(
+        pascalvoc.list_examples([trained['voc_dir']], 'test'),
+        pascalvoc.VocLoader(reversed_names),
+        reversed_names,
+        records,
+        'test',
+        num_workers=1,
+        show_progress=False,
+    )
+    first = f"label 1 is {trained['names'][0]!r} in the model, {reversed_names[0]!r} in the data"
+    eval_dir = tmp_path / 'eval'
+    data = ['--dataset_name=custom', '--dataset_split_name=test', f'--dataset_dir={records}']
+    proc = run_script(
+        'eval_ssd_network.py',
+        f'--checkpoint_path={trained["prefix"]}',
+        f'--eval_dir={eval_dir}',
+        *data,
+    )
+    assert proc.returncode == 1 and not eval_dir.exists(), proc.stderr[-2000:]
+    assert 'name their classes differently (the same classes in another order)' in proc.stderr
+    assert first in proc.stderr
+    before = sorted(os.listdir(trained['train_dir']))
+    proc = run_script(
+        'train_ssd_network.py',
+        f'--train_dir={trained["train_dir"]}',
+        '--max_number_of_steps=4',
+        '--batch_size=2',
+        *data,
+    )
+    assert proc.returncode != 0 and first in proc.stderr, proc.stderr[-2000:]
+    assert sorted(os.listdir(trained['train_dir'])) == before
+    logged = []
+    trainer.resolve_model_card(
+        trainer.TrainSettings(
+            train_dir=str(tmp_path / 'fine_tune'), checkpoint_path=trained['train_dir']
+        ),
+        dataset_factory.get_dataset('custom', 'test', records),
+        log=logged.append,
+    )
+    assert any('class heads are restored for other classes' in line for line in logged), logged
+    assert any(first in line for line in logged), logged

@@ -168,11 +168,6 @@ def _model_flags(settings, override=False):
     )
 
 
-def _dataset_names(dataset):
-    mapping = dataset.labels_to_names
-    return tuple(mapping[i] for i in range(1, len(mapping)))
-
-
 def _fine_tune_card(settings, log):
     """The card of --checkpoint_path (a detection model's), or None."""
     path = card_lib.find_for_checkpoint(settings.checkpoint_path)
@@ -190,7 +185,7 @@ def _new_card(settings, dataset, log):
     card when it is the same net (its anchors and, for unnamed classes, its class names)."""
     source = _fine_tune_card(settings, log) if settings.checkpoint_path else None
     model_name = settings.model_name or (source.model_name if source else cli.DEFAULT_MODEL)
-    names = _dataset_names(dataset)
+    names = dataset.class_names
     if source is not None and source.model_name == model_name:
         if source.num_classes == dataset.num_classes and names == card_lib.default_class_names(
             dataset.num_classes
@@ -201,6 +196,14 @@ def _new_card(settings, dataset, log):
             class_names=names,
             detection=source.detection,
         )
+        mismatch = card_lib.class_names_mismatch(source, names)
+        if mismatch:
+            log(
+                'the fine-tuned model (%s) and dataset %s/%s %s: its class heads are restored '
+                'for other classes; exclude them (--checkpoint_exclude_scopes) to learn them '
+                'anew, or convert the data with its labels file'
+                % (settings.checkpoint_path, dataset.name, dataset.split_name, mismatch)
+            )
         if source.num_classes != dataset.num_classes:
             log(
                 'fine-tuning a %d-class model (%s) on %d classes: its class heads do not fit; '
@@ -264,6 +267,14 @@ def resolve_model_card(settings, dataset, log=logging.info):
                 dataset.split_name,
                 dataset.num_classes,
             )
+        )
+    mismatch = dataset.metadata and card_lib.class_names_mismatch(card, dataset.class_names)
+    if mismatch:
+        raise card_lib.CardError(
+            'the model in %s (card %s) and dataset %s/%s %s. Train in a new --train_dir for '
+            'these classes, or convert the data with the model\'s labels file '
+            '(tf_convert_data.py --labels_file).'
+            % (settings.train_dir, path, dataset.name, dataset.split_name, mismatch)
         )
     return card, path
 
