@@ -104,7 +104,7 @@ def localize_state_file(train_dir):
       The path of the rewritten state file, or None when it was left as it is.
     """
     latest = latest_in_directory(train_dir)
-    if latest is None or not _inside(latest, train_dir):  # none, or a pointer (left to TF)
+    if latest is None or not _inside(latest, train_dir):  # none, or a pointer: resume_checkpoint
         return None
     _, listed = checkpoint_state(train_dir)
     names = list(dict.fromkeys(os.path.basename(p) for p in listed + [latest]))
@@ -122,6 +122,29 @@ def localize_state_file(train_dir):
     path = os.path.join(train_dir, STATE_FILE)
     atomic_io.write_text_atomic(path, text_format.MessageToString(wanted))
     return path
+
+
+def resume_checkpoint(train_dir):
+    """The checkpoint a training that writes `train_dir` resumes from: `latest_in_directory`, or
+    None for a missing folder or one without checkpoints.
+
+    Raises:
+      ValueError: the folder holds no checkpoint of its own but its state file names another
+        folder's (a pointer). TF would resume from it and, with max_to_keep, delete that folder's
+        checkpoints: a user's other training.
+    """
+    if not os.path.isdir(train_dir):
+        return None
+    latest = latest_in_directory(train_dir)
+    if latest is not None and not _inside(latest, train_dir):
+        state = os.path.join(train_dir, STATE_FILE)
+        raise ValueError(
+            f'{state} names a checkpoint of another folder, {latest}: training in {train_dir} '
+            f'would resume from it and delete that folder\'s older checkpoints (--max_to_keep). '
+            f'To go on with that training, pass its folder as --train_dir; to start from it in '
+            f'{train_dir}, move {state} away and pass --checkpoint_path={latest}.'
+        )
+    return latest
 
 
 def latest_in_directory(directory):

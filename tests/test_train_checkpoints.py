@@ -117,7 +117,7 @@ def test_state_file_names_only_the_folders_own_checkpoints(tmp_path, monkeypatch
         os.path.join(d, 'model.ckpt-10'),
     ]
     # A pointer: a folder of no checkpoints whose state file names another folder's, as TF
-    # allows; it resolves there, as in TF, and the trainer leaves it to TF.
+    # allows; readers resolve it there, as TF does; a training there is refused.
     pointer = tmp_path / 'pointer'
     pointer.mkdir()
     text = f'model_checkpoint_path: "{o}/model.ckpt-15"\n'
@@ -125,6 +125,10 @@ def test_state_file_names_only_the_folders_own_checkpoints(tmp_path, monkeypatch
     assert checkpoints.resolve_checkpoint(str(pointer)) == f'{o}/model.ckpt-15'
     assert checkpoints.localize_state_file(str(pointer)) is None
     assert (pointer / 'checkpoint').read_text() == text
+    with pytest.raises(ValueError, match='names a checkpoint of another folder'):
+        checkpoints.resume_checkpoint(str(pointer))
+    assert checkpoints.resume_checkpoint(d) == os.path.join(d, 'model.ckpt-10')
+    assert checkpoints.resume_checkpoint(str(tmp_path / 'new')) is None
     (pointer / 'checkpoint').write_text(f'model_checkpoint_path: "{o}/model.ckpt-99"\n')
     with pytest.raises(FileNotFoundError, match='no `checkpoint` state file naming one'):
         checkpoints.resolve_checkpoint(str(pointer))

@@ -350,6 +350,26 @@ def test_resuming_a_copied_folder_reads_and_cleans_only_its_own_checkpoints(
         assert tmp_path.name not in f.read()  # relative paths
 
 
+def test_training_into_a_pointer_folder_is_refused(dataset_dir, fp32_run, tmp_path):
+    """A --train_dir holding only a state file that names another folder's checkpoint (TF allows
+    such a pointer): TF resumed from it and max_to_keep deleted that folder's older checkpoints.
+    The trainer refuses before writing anything, saying how to go on with either folder."""
+    original, pointer = str(tmp_path / 'original'), tmp_path / 'pointer'
+    shutil.copytree(fp32_run[0], original)
+    pointer.mkdir()
+    text = 'model_checkpoint_path: "%s"\n' % os.path.join(original, 'model.ckpt-30')
+    (pointer / 'checkpoint').write_text(text)
+    files = {name: os.path.getmtime(os.path.join(original, name)) for name in os.listdir(original)}
+    proc = _run(_args(dataset_dir, str(pointer), '--max_number_of_steps=32', '--max_to_keep=1'))
+    assert proc.returncode != 0
+    assert 'names a checkpoint of another folder, %s' % os.path.join(original, 'model.ckpt-30') in (
+        proc.stderr
+    )
+    assert '--checkpoint_path=%s' % os.path.join(original, 'model.ckpt-30') in proc.stderr
+    assert {n: os.path.getmtime(os.path.join(original, n)) for n in os.listdir(original)} == files
+    assert os.listdir(pointer) == ['checkpoint'] and (pointer / 'checkpoint').read_text() == text
+
+
 def test_non_finite_loss_stops_without_saving(dataset_dir, tmp_path):
     result = _run(
         _args(

@@ -581,11 +581,7 @@ def train(settings):
     if settings.dataset_dir is None:
         raise UsageError('--dataset_dir is required.')
     v1.disable_eager_execution()
-    resume_from = (
-        checkpoints.latest_in_directory(settings.train_dir)
-        if os.path.isdir(settings.train_dir)
-        else None
-    )
+    resume_from = checkpoints.resume_checkpoint(settings.train_dir)
 
     with tf.Graph().as_default():
         if settings.seed is not None:
