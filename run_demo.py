@@ -46,7 +46,6 @@ STAGES = {
     'export': (5, 'export', 'train'),
     'detect': (6, 'detections', 'export'),
 }
-KNOWN_NAMES = {folder for _, folder, _ in STAGES.values()} | {MARKER, RECORDS, CURVE}
 # absl-formatted log lines: level, date, time, thread, file:line] message.
 ABSL_LINE = re.compile(r'^([IWEF])\d{4} [\d:.]+\s+\d+ ([\w.]+):\d+\] (.*)$')
 # TensorFlow start-up and session chatter that says nothing about the job.
@@ -163,8 +162,9 @@ def latest_step(train_dir):
 
 def prepare_work_dir(work_dir, fresh):
     """Makes `work_dir` the demo's: creates it with the marker, or checks the marker is there.
-    An existing folder without the marker is taken only when it is empty or holds nothing but
-    the demo's stage folders (an older demo's work_dir). --fresh deletes only a marked folder.
+    An existing folder without the marker is taken only when it is empty: folders named as the
+    demo's stages (train, eval, export, ...) may be a user's own, which a redone stage deletes.
+    --fresh deletes only a marked folder.
 
     Raises:
       DemoError: the folder is not the demo's (nothing is written or deleted then).
@@ -174,24 +174,13 @@ def prepare_work_dir(work_dir, fresh):
         raise DemoError(f'--work_dir {work_dir} is a file, not a folder.')
     if os.path.isdir(work_dir) and not os.path.isfile(marker):
         names = sorted(os.listdir(work_dir))
-        foreign = [n for n in names if n not in KNOWN_NAMES]
-        if foreign:
-            listed = ', '.join(foreign[:5]) + (' ...' if len(foreign) > 5 else '')
+        if names:
+            listed = ', '.join(names[:5]) + (' ...' if len(names) > 5 else '')
             raise DemoError(
                 f'--work_dir {work_dir} exists and was not made by the demo (no {MARKER} in it; '
                 f'it holds {listed}); refusing to {"delete" if fresh else "write into"} it. '
-                f'Choose a new --work_dir.'
-            )
-        if fresh and names:
-            raise DemoError(
-                f'--work_dir {work_dir} has no {MARKER} (an older demo\'s folder?); --fresh deletes '
-                f'only folders the demo marked as its own. Delete it yourself, or run without '
-                f'--fresh (stages without a record of their settings are redone).'
-            )
-        if names:
-            log(
-                f'{work_dir}: an older demo\'s folder (only stage folders in it); marking it as '
-                f'the demo\'s'
+                f'Choose a new --work_dir, or delete this folder yourself if an older demo, '
+                f'which made no marker, made it.'
             )
     if fresh and os.path.isfile(marker):
         log(f'fresh: removing {work_dir} (the demo made it: {MARKER})')

@@ -213,14 +213,22 @@ def test_fresh_deletes_only_the_demos_folder(demo, tmp_path):
         assert sorted(os.listdir(thesis)) == ['.git', 'thesis.tex']
 
 
-def test_an_older_demos_folder_is_taken_but_not_deleted(demo, tmp_path):
-    demo()
-    os.remove(os.path.join(demo.work_dir, run_demo.MARKER))
-    os.remove(os.path.join(demo.work_dir, run_demo.RECORDS))  # as an older demo left it
-    with pytest.raises(SystemExit) as exit_:
-        run_demo.main(['--work_dir', demo.work_dir, *TINY, '--fresh'])
-    assert 'has no .ssd_demo_work_dir' in str(exit_.value.code)
-    ran, out = demo()
-    assert 'an older demo\'s folder' in out and 'no record of its settings' in out
-    assert ran == ALL
-    assert os.path.isfile(os.path.join(demo.work_dir, run_demo.MARKER))
+def test_an_unmarked_folder_of_stage_names_is_refused(tmp_path):
+    """A folder holding only folders named as the demo's stages, without the marker: a user's
+    project (its own train/ and eval/) as much as an older demo's; a redone stage would delete
+    them. Refused with and without --fresh, nothing written; an empty folder is taken."""
+    project = tmp_path / 'project'
+    (project / 'train').mkdir(parents=True)
+    (project / 'train' / 'model.ckpt-90000.index').write_text('weeks of training')
+    (project / 'eval').mkdir()
+    for extra in (['--fresh'], []):
+        with pytest.raises(SystemExit) as exit_:
+            run_demo.main(['--work_dir', str(project), *TINY, *extra])
+        assert 'was not made by the demo' in str(exit_.value.code)
+        assert 'it holds eval, train' in str(exit_.value.code)
+        assert sorted(os.listdir(project)) == ['eval', 'train']
+        assert os.listdir(project / 'train') == ['model.ckpt-90000.index']
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    run_demo.prepare_work_dir(str(empty), fresh=False)
+    assert os.listdir(empty) == [run_demo.MARKER]
