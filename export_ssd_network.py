@@ -46,8 +46,9 @@ flags.DEFINE_string(
 flags.DEFINE_boolean(
     'overwrite',
     False,
-    'Write into a non-empty --output_dir: replace the files '
-    'this export writes there (other files are left alone).',
+    'Write into a non-empty --output_dir: replace the files this export writes there and '
+    'remove an earlier export\'s model files of other formats, which the new metadata.json '
+    'would not describe (other files are left alone).',
 )
 flags.DEFINE_list('formats', list(export.FORMATS), f'Any of {", ".join(export.FORMATS)}.')
 flags.DEFINE_integer(

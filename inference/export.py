@@ -80,6 +80,8 @@ EXTRA_FILES = {
     'openvino': [openvino_model.BIN_FILE],
     'openvino_int8': [openvino_model.INT8_BIN_FILE],
 }
+# Formats whose loaders read the metadata.json beside them (a SavedModel carries its own).
+BESIDE_METADATA = tuple(fmt for fmt in FORMATS if fmt != 'saved_model')
 
 
 def anchors_metadata(card):
@@ -277,9 +279,10 @@ def written_names(formats):
 
 
 def check_output_dir(output_dir, formats, overwrite=False):
-    """Refuses a non-empty `output_dir` unless `overwrite` (then only `written_names` are
-    replaced; the folder's other files stay as they are). Either way, the temporaries a killed
-    export left there (its staged checkpoint, half-written files) are removed first.
+    """Refuses a non-empty `output_dir` unless `overwrite` (then `written_names` are replaced and
+    `remove_stale_formats` removes the other formats' model files after the export; the folder's
+    other files stay as they are). Either way, the temporaries a killed export left there (its
+    staged checkpoint, half-written files) are removed first.
 
     Raises:
       OutputNotEmptyError: naming the folder, what it holds and what --overwrite would replace.
@@ -297,8 +300,29 @@ def check_output_dir(output_dir, formats, overwrite=False):
         raise OutputNotEmptyError(
             f'{output_dir} is not empty ({listed}); refusing to write into it. Choose another '
             f'--output_dir, or pass --overwrite to replace {", ".join(written_names(formats))} '
-            f'there (other files are left alone).'
+            f'there (and remove an earlier export\'s other model files; other files are left '
+            f'alone).'
         )
+
+
+def remove_stale_formats(output_dir, formats, log=print):
+    """Removes the model files an earlier export into `output_dir` left of formats other than
+    `formats`: the new metadata.json beside them describes another model, whose card (classes,
+    anchors, step) their loaders would take. Returns the paths removed."""
+    removed = []
+    for fmt in BESIDE_METADATA:
+        if fmt in formats:
+            continue
+        for name in [FILES[fmt]] + EXTRA_FILES.get(fmt, []):
+            path = os.path.join(output_dir, name)
+            if os.path.isfile(path) or os.path.islink(path):
+                os.remove(path)
+                removed.append(path)
+                log(
+                    f'removed {path}: an earlier export\'s {fmt}, not described by the new '
+                    f'{detection.METADATA_FILE}'
+                )
+    return removed
 
 
 def export(
@@ -389,6 +413,8 @@ def export(
     _write_sidecars(output_dir, card, meta)
     for fmt, path in written.items():
         log(f'wrote {fmt}: {path}')
+    if overwrite:
+        remove_stale_formats(output_dir, formats, log)
     log(
         f'wrote {os.path.join(output_dir, detection.METADATA_FILE)} and '
         f'{os.path.join(output_dir, detection.ANCHORS_FILE)}'

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import run_script
+from tests import inference_fixtures as fx
 from inference import export
 from model import checkpoints
 
@@ -88,3 +89,26 @@ def test_export_refuses_a_non_empty_folder(tmp_path):
     assert os.listdir(out) == ['chapter1.tex']
     export.check_output_dir(str(out), ['frozen_graph'], overwrite=True)  # asked for: allowed
     export.check_output_dir(str(tmp_path / 'new'), ['frozen_graph'])  # a new folder: fine
+
+
+def test_overwrite_removes_other_formats_left_beside_the_new_metadata(tmp_path):
+    """An export with --overwrite into an earlier export's folder, with fewer formats: the
+    earlier model files its metadata.json no longer describes are removed (detect took the new
+    card's classes and step for the old frozen graph); the user's files and a SavedModel (which
+    carries its own metadata) stay."""
+    spec = fx.small_spec()
+    prefix = fx.write_checkpoint(spec, str(tmp_path / 'train'))
+    out = tmp_path / 'export'
+    export.export(spec, prefix, str(out), ['frozen_graph', 'saved_model'], log=lambda _: None)
+    (out / 'notes.txt').write_text('mine')
+    logged = []
+    export.export(spec, prefix, str(out), ['openvino'], log=logged.append, overwrite=True)
+    assert sorted(os.listdir(out)) == sorted(
+        ['anchors.npy', 'metadata.json', 'model_openvino.xml', 'model_openvino.bin']
+        + ['notes.txt', 'saved_model']
+    )
+    removed = f'removed {out / "frozen_graph.pb"}: an earlier export\'s frozen_graph'
+    assert [line for line in logged if line.startswith(removed)], logged
+    export.export(spec, prefix, str(out), ['frozen_graph'], log=logged.append, overwrite=True)
+    assert not (out / 'model_openvino.xml').exists() and not (out / 'model_openvino.bin').exists()
+    assert (out / 'frozen_graph.pb').exists() and (out / 'notes.txt').read_text() == 'mine'
