@@ -38,6 +38,7 @@ from absl import flags
 import cv2
 
 from datasets import dataset_factory
+from datasets import image_io
 from inference import detection
 from inference import visualization
 from model import card as card_lib
@@ -228,6 +229,10 @@ def earlier_outputs(output_dir):
     }
 
 
+class _VideoNotWritable(Exception):
+    """OpenCV could not open a video writer (codec, frame size)."""
+
+
 class Run:
     """Accumulates the results of the run and times the detector.
 
@@ -320,9 +325,22 @@ class Run:
         if not capture.isOpened():
             self.fail(path, 'OpenCV cannot open this video.')
             return
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > image_io.DEFAULT_LIMITS.max_pixels:  # an image's limit, per frame
+            capture.release()
+            self.fail(
+                path,
+                f'its frames are {width}x{height} = {width * height} pixels, more than the '
+                f'limit of {image_io.DEFAULT_LIMITS.max_pixels}; downscale the video.',
+            )
+            return
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         out = self.output_path(path, '.mp4')
-        temp = os.path.join(self.output_dir, '.' + os.path.basename(out) + '.tmp.mp4')
+        # A new file of a name of its own (not a fixed name, which could be a planted link);
+        # OpenCV picks the container by the extension.
+        fd, temp = atomic_io.mkstemp_for(out, suffix='.mp4')
+        os.close(fd)
         writer, frames, batch = None, [], []
         try:
             while True:
@@ -338,6 +356,11 @@ class Run:
                                 fps,
                                 (rgb.shape[1], rgb.shape[0]),
                             )
+                            if not writer.isOpened():
+                                raise _VideoNotWritable(
+                                    f'OpenCV cannot write an MPEG-4 video of '
+                                    f'{rgb.shape[1]}x{rgb.shape[0]} frames.'
+                                )
                         drawn = visualization.draw_detections(
                             rgb, dets, self.detector.card.class_names
                         )
@@ -351,14 +374,21 @@ class Run:
                     batch = []
                 if not ok:
                     break
+        except _VideoNotWritable as err:
+            frames = []
+            error = str(err)
+        else:
+            error = 'no frame could be decoded.'
         finally:
             capture.release()
             if writer is not None:
                 writer.release()
+            if not frames:
+                os.remove(temp)
         if not frames:
-            self.fail(path, 'no frame could be decoded.')
+            self.fail(path, error)
             return
-        os.replace(temp, out)
+        atomic_io.replace(temp, out)
         self.videos.append(
             {'file': path, 'output': out, 'fps': fps, 'num_frames': len(frames), 'frames': frames}
         )

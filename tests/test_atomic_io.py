@@ -108,6 +108,13 @@ def test_orphans_of_killed_writes_are_removed_on_the_next_write(tmp_path):
     atomic_io.make_temp_dir(str(tmp_path / 'export'))
     assert not orphan_dir.exists()
     assert atomic_io.remove_orphans(str(tmp_path)) == []
+    # With a suffix (a video writer picks its format by the extension): removed the same way.
+    video = tmp_path / f'.clip_det.mp4.tmp-{dead.pid}-k2j4.mp4'
+    video.write_text('half')
+    fd, path = atomic_io.mkstemp_for(str(tmp_path / 'clip_det.mp4'), suffix='.mp4')
+    os.close(fd)
+    assert not video.exists() and path.endswith('.mp4')
+    assert os.path.basename(path).startswith(f'.clip_det.mp4.tmp-{os.getpid()}-')
 
 
 def test_results_files_are_readable_by_others(tmp_path, umask_022):

@@ -5,6 +5,7 @@ against the graph's relative ones, each exported source against the frozen graph
 import json
 import os
 import re
+import shutil
 
 import cv2
 import numpy as np
@@ -436,3 +437,40 @@ def test_bfloat16_checkpoint_run(setup, tmp_path):
     assert result['model']['compute_dtype'] == 'bfloat16'
     assert setup['result']['model']['compute_dtype'] == 'float32'
     assert len(result['images']) == 2 and all(i['detections'] for i in result['images'])
+
+
+def test_videos_that_cannot_be_written_or_are_too_large_are_skipped(setup, tmp_path):
+    """A link planted at the name the video's temporary file once had is left alone (the file
+    it points to was overwritten with the video); a video OpenCV cannot write (frames 8400 wide
+    for MPEG-4) and one whose frames exceed the image pixel limit are skipped, the other inputs
+    kept and detections.json written."""
+    inputs = tmp_path / 'in'
+    inputs.mkdir()
+    clip = shutil.copy(setup['video'], inputs / 'clip.mp4')
+    for name, size in (('wide.avi', (8400, 64)), ('huge.avi', (10240, 10240))):
+        writer = cv2.VideoWriter(str(inputs / name), cv2.VideoWriter_fourcc(*'MJPG'), 5.0, size)
+        writer.write(np.zeros((size[1], size[0], 3), np.uint8))
+        writer.release()
+    out = tmp_path / 'out'
+    out.mkdir()
+    victim = tmp_path / 'victim.txt'
+    victim.write_text('mine')
+    os.symlink(victim, out / '.clip_det.mp4.tmp.mp4')
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        *MODEL_FLAGS,
+        f'--input={clip},{inputs}/wide.avi,{inputs}/huge.avi',
+        f'--output_dir={out}',
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert victim.read_text() == 'mine'
+    result = json.loads((out / 'detections.json').read_text())
+    [video] = result['videos']
+    assert video['num_frames'] == 4 and os.path.basename(video['output']) == 'clip_det.mp4'
+    assert cv2.VideoCapture(video['output']).get(cv2.CAP_PROP_FRAME_COUNT) == 4
+    errors = {os.path.basename(f['file']): f['error'] for f in result['failures']}
+    assert 'OpenCV cannot write an MPEG-4 video of 8400x64 frames' in errors['wide.avi']
+    assert 'frames are 10240x10240 = 104857600 pixels, more than the limit' in errors['huge.avi']
+    assert sorted(os.listdir(out)) == ['.clip_det.mp4.tmp.mp4', 'clip_det.mp4', 'detections.json']

@@ -22,7 +22,7 @@ import re
 import shutil
 import tempfile
 
-_TEMP_NAME = re.compile(r'^\.(?P<target>.+)\.tmp-(?P<pid>\d+)-[A-Za-z0-9_]+$')
+_TEMP_NAME = re.compile(r'^\.(?P<target>.+)\.tmp-(?P<pid>\d+)-[A-Za-z0-9_]+(\.[A-Za-z0-9]+)?$')
 
 
 def umask():
@@ -125,12 +125,13 @@ def replace(source, target):
     fsync_dir(os.path.dirname(os.path.abspath(target)))
 
 
-def mkstemp_for(target):
+def mkstemp_for(target, suffix=''):
     """(fd, path) of a new temporary file beside `target`, with the umask's permissions (not
-    mkstemp's 0600); orphans of earlier killed writes of `target` are removed first."""
+    mkstemp's 0600); orphans of earlier killed writes of `target` are removed first. `suffix`
+    (e.g. '.mp4'): for writers that pick the file format by the name's extension."""
     directory = os.path.dirname(os.path.abspath(target))
     remove_orphans(directory, target)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(target))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(target), suffix=suffix)
     try:
         os.fchmod(fd, file_mode())
     except BaseException:
