@@ -436,7 +436,7 @@ def main(_):
         earlier = earlier_outputs(FLAGS.output_dir)
         detector = make_detector()
         print(describe_source(detector))
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, checkpoints.CheckpointUnavailable) as err:
         sys.exit(f'detect_ssd_network.py: error: {err}')
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     inputs = detection.expand_inputs(FLAGS.input)

@@ -26,6 +26,7 @@ from absl import flags
 
 from datasets import dataset_factory
 from inference import export
+from model import checkpoints
 from model import cli
 
 FLAGS = flags.FLAGS
@@ -103,7 +104,7 @@ def main(_):
             f'{FLAGS.dataset_name}/{FLAGS.dataset_split_name}' if dataset else None,
             overwrite=FLAGS.overwrite,
         )
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, checkpoints.CheckpointUnavailable) as err:
         sys.exit(f'export_ssd_network.py: error: {err}')
 
 

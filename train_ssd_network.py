@@ -302,7 +302,12 @@ def main(_):
             'checkpoint: %s. Lower the learning rate or check the data.'
             % (e, last_good or 'none was written')
         )
-    except (ValueError, FileNotFoundError, trainer.ClusterError) as e:
+    except (
+        ValueError,
+        FileNotFoundError,
+        trainer.ClusterError,
+        checkpoints.CheckpointUnavailable,
+    ) as e:
         sys.exit('train_ssd_network: error: %s' % e)
 
 

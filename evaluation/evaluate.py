@@ -471,7 +471,9 @@ class CheckpointEvaluator:
             self._build()
         settings = self.settings
         step = checkpoints.checkpoint_step(checkpoint_prefix)
-        checkpoints.check_restorable(checkpoint_prefix, self._var_map, settings.card_path)
+        checkpoints.check_restorable(
+            checkpoint_prefix, self._var_map, settings.card_path, name=source
+        )
 
         @contextlib.contextmanager
         def open_batches():
@@ -481,13 +483,8 @@ class CheckpointEvaluator:
                 )
                 self._session = v1.Session(graph=self.graph, config=config)
             sess = self._session
-            try:
-                with self.graph.as_default():  # the Saver's restore runs in its graph
-                    self._saver.restore(sess, checkpoint_prefix)
-            except (tf.errors.NotFoundError, tf.errors.DataLossError) as err:
-                raise checkpoints.CheckpointUnavailable(
-                    f'{checkpoint_prefix}: restoring failed ({err.message}).'
-                ) from None
+            with self.graph.as_default():  # the Saver's restore runs in its graph
+                checkpoints.restore(self._saver, sess, checkpoint_prefix, source)
             sess.run(self._start)
             # The session runs one batch ahead in a thread: the metrics overlap the net.
             batches = eval_input.prefetch(lambda: eval_input.session_batches(sess, self._fetches))

@@ -157,7 +157,7 @@ def restore_variables(sess, checkpoint_path, card_path=None):
     prefix = checkpoints.resolve_checkpoint(checkpoint_path)
     var_map = {v.op.name: v for v in v1.global_variables()}
     checkpoints.check_restorable(prefix, var_map, card_path)
-    v1.train.Saver(var_map).restore(sess, prefix)
+    checkpoints.restore(v1.train.Saver(var_map), sess, prefix)
     return prefix
 
 

@@ -566,7 +566,7 @@ class Restorer:
 
     def restore(self, session):
         if self._saver is not None:
-            self._saver.restore(session, self.checkpoint_prefix)
+            restore(self._saver, session, self.checkpoint_prefix)
         if self._assigns:
             reader = tf.train.load_checkpoint(self.checkpoint_prefix)
             for item, value, assign in self._assigns:
@@ -576,6 +576,34 @@ class Restorer:
 
 class CheckpointUnavailable(Exception):
     """The checkpoint's files are gone (deleted by the trainer's max_to_keep) or unreadable."""
+
+
+# Lines of TF's restore errors that are context, not the reason (the Saver's guess that a
+# variable is missing is ruled out by `check_restorable` before every restore).
+_TF_ERROR_CONTEXT = re.compile(
+    r'^(Graph execution error|Detected at node|File "|Node: |\[\[|Restoring from checkpoint '
+    r'failed|Original error)'
+)
+
+
+def restore(saver, session, prefix, name=None):
+    """`saver.restore(session, prefix)`; TF's error for damaged files (a truncated or missing
+    `.data` file, a corrupt index entry) becomes one line. `name`: the checkpoint as the user
+    gave it, when `prefix` is a staged copy.
+
+    Raises:
+      CheckpointUnavailable: naming the checkpoint and TF's reason.
+    """
+    try:
+        saver.restore(session, prefix)
+    except tf.errors.OpError as err:
+        lines = [line.strip() for line in err.message.splitlines() if line.strip()]
+        reasons = [line for line in lines if not _TF_ERROR_CONTEXT.match(line)] or lines[:1]
+        raise CheckpointUnavailable(
+            f'{name or prefix}: restoring failed ({reasons[-1] if reasons else type(err).__name__}'
+            f'): its files are damaged or incomplete (copied while being written?), or were '
+            f'removed meanwhile. Copy the checkpoint again, or use another one.'
+        ) from None
 
 
 def stage_checkpoint(prefix, directory):
@@ -623,7 +651,15 @@ def staged_copy(prefix, parent):
     atomic_io temporary: removed on exit, or as an orphan once its process is gone)."""
     directory = atomic_io.make_temp_dir(os.path.join(parent, 'checkpoint'))
     try:
-        yield stage_checkpoint(prefix, directory)
+        staged = stage_checkpoint(prefix, directory)
+        try:
+            yield staged
+        except (ValueError, CheckpointUnavailable) as err:
+            # Errors name the checkpoint as the user gave it, not the hidden copy.
+            err.args = tuple(
+                a.replace(staged, prefix) if isinstance(a, str) else a for a in err.args
+            )
+            raise
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -635,7 +671,13 @@ def checkpoint_step(prefix):
     except (tf.errors.OpError, OSError, ValueError) as err:
         raise CheckpointUnavailable(f'{prefix}: cannot read the checkpoint ({err}).') from None
     if reader.has_tensor('global_step'):
-        return int(reader.get_tensor('global_step'))
+        step = np.asarray(reader.get_tensor('global_step'))
+        if step.size != 1 or step.dtype.kind not in 'iu':
+            raise CheckpointUnavailable(
+                f'{prefix}: its global_step is not one integer ({step.dtype} of shape '
+                f'{list(step.shape)}); not a checkpoint this framework or TF-Slim wrote.'
+            )
+        return int(step.reshape(()))
     step = checkpoint_step_from_name(prefix)
     return 0 if step is None else step
 
@@ -665,16 +707,18 @@ def likely_flag(variable_name):
     return '--depth_multiplier or --model_name (the backbone\'s width)'
 
 
-def check_restorable(prefix, var_map, card_path=None):
+def check_restorable(prefix, var_map, card_path=None, name=None):
     """Raises ValueError naming missing or mis-shaped variables before the Saver fails obscurely.
 
     The message names each variable with both shapes, the flag that most likely differs, and
-    whether the model came from a card (`card_path`) or from flags.
+    whether the model came from a card (`card_path`) or from flags. `name`: the checkpoint as
+    the user gave it, when `prefix` is a staged copy.
     """
+    name = name or prefix
     try:
         shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     except (tf.errors.OpError, OSError, ValueError) as err:
-        raise CheckpointUnavailable(f'{prefix}: cannot read the checkpoint ({err}).') from None
+        raise CheckpointUnavailable(f'{name}: cannot read the checkpoint ({err}).') from None
     missing = sorted(name for name in var_map if name not in shapes)
     wrong = sorted(
         (name, list(shapes[name]), var.shape.as_list())
@@ -689,7 +733,7 @@ def check_restorable(prefix, var_map, card_path=None):
         else 'the flags (no model card was found: pass the flags the model was trained with, '
         'or give its model.json with --model_card)'
     )
-    lines = [f'{prefix} does not fit the model built from {source}:']
+    lines = [f'{name} does not fit the model built from {source}:']
     for name, theirs, ours in wrong[:5]:
         lines.append(f'  {name}: checkpoint {theirs}, model {ours}; check {likely_flag(name)}')
     if len(wrong) > 5:

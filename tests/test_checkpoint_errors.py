@@ -112,3 +112,63 @@ def test_overwrite_removes_other_formats_left_beside_the_new_metadata(tmp_path):
     export.export(spec, prefix, str(out), ['frozen_graph'], log=logged.append, overwrite=True)
     assert not (out / 'model_openvino.xml').exists() and not (out / 'model_openvino.bin').exists()
     assert (out / 'frozen_graph.pb').exists() and (out / 'notes.txt').read_text() == 'mine'
+
+
+def test_damaged_data_files_are_one_line_naming_the_users_checkpoint(tmp_path):
+    """A truncated or missing .data file (a copy taken while the trainer wrote it): detect,
+    export and eval say so in one line naming the checkpoint the user gave (export reads a hidden
+    staged copy), where TF's restore error was a traceback of 100-170 lines; a checkpoint of
+    another shape names the user's checkpoint too, not the staged copy."""
+    spec = fx.small_spec()
+    records = fx.write_synthetic_split(str(tmp_path / 'data'), 8)
+    flags = [
+        '--model_name=ssd_300_mobilenet',
+        '--depth_multiplier=0.25',
+        f'--num_classes={fx.NUM_CLASSES}',
+    ]
+    data = ['--dataset_name=custom', '--dataset_split_name=test', f'--dataset_dir={records}']
+    for damage in ('truncated', 'missing'):
+        prefix = fx.write_checkpoint(spec, str(tmp_path / damage))
+        shard = prefix + '.data-00000-of-00001'
+        if damage == 'truncated':
+            os.truncate(shard, os.path.getsize(shard) // 2)
+        else:
+            os.remove(shard)
+        runs = {
+            'detect_ssd_network.py': [f'--input={records}', f'--output_dir={tmp_path / "det"}'],
+            'export_ssd_network.py': ['--formats=frozen_graph', f'--output_dir={tmp_path / "ex"}'],
+            'eval_ssd_network.py': [f'--eval_dir={tmp_path / "ev"}', *data],
+        }
+        for script, args in runs.items():
+            proc = run_script(script, f'--checkpoint_path={prefix}', *flags, *args)
+            errors = [line for line in proc.stderr.splitlines() if 'error:' in line]
+            assert proc.returncode == 1 and len(errors) == 1, proc.stderr[-3000:]
+            assert 'Traceback' not in proc.stderr, (script, proc.stderr[-3000:])
+            reason = {
+                'truncated': 'restoring failed (Read less bytes than requested)',
+                'missing': f'restoring failed ({shard}; No such file or directory)',
+            }[damage]
+            if (script, damage) == ('export_ssd_network.py', 'missing'):
+                reason = 'no .data-* file next to the .index'
+            assert f'error: {prefix}: {reason}' in errors[0], (script, errors)
+    prefix = fx.write_checkpoint(spec, str(tmp_path / 'other'))
+    proc = run_script(
+        'export_ssd_network.py',
+        f'--checkpoint_path={prefix}',
+        '--model_name=ssd_300_mobilenet',
+        '--depth_multiplier=0.5',
+        f'--num_classes={fx.NUM_CLASSES}',
+        '--formats=frozen_graph',
+        f'--output_dir={tmp_path / "ex2"}',
+    )
+    assert proc.returncode == 1 and f'error: {prefix} does not fit the model' in proc.stderr
+
+
+def test_a_global_step_of_several_values_is_a_clear_error(tmp_path):
+    with tf.Graph().as_default():
+        v1.get_variable('global_step', initializer=np.array([1, 2], np.int64))
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            prefix = v1.train.Saver().save(sess, str(tmp_path / 'model.ckpt'))
+    with pytest.raises(checkpoints.CheckpointUnavailable, match='global_step is not one integer'):
+        checkpoints.checkpoint_step(prefix)
