@@ -119,11 +119,17 @@ class ModelFlags:
     top_k: Optional[int] = None
     keep_top_k: Optional[int] = None
     compute_dtype: str = 'float32'
+    # The flags given on the command line (None: unknown), to tell them from a script's defaults.
+    given: Optional[frozenset] = None
 
     @classmethod
     def from_flags(cls, flag_values=None):
         flag_values = flag_values or flags.FLAGS
-        return cls(**{f.name: flag_values[f.name].value for f in dataclasses.fields(cls)})
+        names = [f.name for f in dataclasses.fields(cls) if f.name != 'given']
+        return cls(
+            **{name: flag_values[name].value for name in names},
+            given=frozenset(name for name in names if flag_values[name].present),
+        )
 
 
 def _flag_value_of(card, name, value):
@@ -238,8 +244,18 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
         if getattr(values, k) is not None and getattr(values, k) != getattr(card.detection, k)
     }
     if changed and path:
+        default = ' (this script\'s default)'
         log(
-            'detection settings from the flags replace the card\'s: '
-            + ', '.join(f'{k} {getattr(card.detection, k)} -> {v}' for k, v in changed.items())
+            'detection settings of this run replace the card\'s: '
+            + ', '.join(
+                f'{k} {getattr(card.detection, k)} -> {v}'
+                + (default if values.given is not None and k not in values.given else '')
+                for k, v in changed.items()
+            )
+        )
+    if path and values.compute_dtype != card.compute_dtype:
+        log(
+            f'the net runs in {values.compute_dtype} (--compute_dtype); the card\'s '
+            f'{card.compute_dtype} is the precision it was trained in'
         )
     return card.with_detection(**changed).replace(compute_dtype=values.compute_dtype)

@@ -175,3 +175,24 @@ def test_class_names_mismatch_names_the_differing_labels():
         "data; label 2 is 'b' in the model, 'w' in the data; label 3 is 'c' in the model, 'x' in "
         "the data (and 1 more)"
     )
+
+
+def test_run_settings_replacing_the_card_are_logged_as_given_or_default(tmp_path):
+    card_lib.write(str(tmp_path / 'model.json'), _card().replace(compute_dtype='bfloat16'))
+    threshold = _card().detection.select_threshold
+    for given, suffix in ((frozenset(), " (this script's default)"), ({'select_threshold'}, '')):
+        lines = []
+        card = cli.resolve_card(
+            cli.ModelFlags(select_threshold=0.5, given=frozenset(given)),
+            str(tmp_path),
+            log=lines.append,
+        )
+        assert card.detection.select_threshold == 0.5 and card.compute_dtype == 'float32'
+        assert (
+            f"detection settings of this run replace the card's: select_threshold "
+            f'{threshold} -> 0.5{suffix}'
+        ) in lines
+        assert (
+            "the net runs in float32 (--compute_dtype); the card's bfloat16 is the precision it "
+            'was trained in'
+        ) in lines
