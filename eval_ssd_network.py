@@ -210,6 +210,26 @@ def _settings():
     )
 
 
+# Flags only the watcher (--wait_for_checkpoints) reads.
+WATCHER_FLAGS = ('eval_interval_secs', 'eval_timeout', 'final_step', 'best_metric')
+
+
+def _check_watcher_flags():
+    """Watcher flags given without a watcher would be ignored silently: an error instead."""
+    given = [f'--{name}' for name in WATCHER_FLAGS if FLAGS[name].present]
+    given = [g.replace('--final_step', '--final_step (--max_number_of_steps)') for g in given]
+    if FLAGS.wait_for_checkpoints and FLAGS.exported_model:
+        raise ValueError(
+            '--wait_for_checkpoints watches a training folder (--checkpoint_path); an exported '
+            'model is evaluated once: drop --wait_for_checkpoints.'
+        )
+    if given and not FLAGS.wait_for_checkpoints:
+        raise ValueError(
+            f'{", ".join(given)} set(s) the watcher, which runs with --wait_for_checkpoints; '
+            f'add it to watch --checkpoint_path, or drop {", ".join(given)} to evaluate once.'
+        )
+
+
 def main(_):
     logs.absl_only()
     # The [eval] line names the checkpoint or model; TF's restore line would name the watcher's
@@ -217,6 +237,7 @@ def main(_):
     logs.drop_tensorflow_messages(checkpoints.RESTORE_RECORD)
     tf.compat.v1.disable_eager_execution()
     try:
+        _check_watcher_flags()
         if FLAGS.exported_model:
             _evaluate_exported()
             return
