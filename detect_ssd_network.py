@@ -27,7 +27,6 @@ Exported models keep the NMS settings they were exported with; --select_threshol
 keep_top_k).
 """
 
-import json
 import os
 import sys
 import time
@@ -92,6 +91,8 @@ cli.define_model_flags(
 flags.mark_flags_as_required(['input', 'output_dir'])
 
 JSON_NAME = 'detections.json'
+# An earlier run's detections.json (a long video's frames make it large, but not this large).
+EARLIER_JSON_LIMIT = 1 << 30
 SOURCES = (
     'checkpoint_path',
     'saved_model_dir',
@@ -207,8 +208,8 @@ def earlier_outputs(output_dir):
     if not os.path.lexists(path):
         return set()
     try:
-        with open(path, encoding='utf-8') as f:
-            earlier = json.load(f)
+        # Bounded, and a FIFO or device is refused (opening one would block).
+        earlier = safe_io.read_json(path, JSON_NAME, EARLIER_JSON_LIMIT)
         outputs = [item['output'] for key in ('images', 'videos') for item in earlier[key]]
         if not (
             isinstance(earlier.get('model'), dict)
@@ -216,10 +217,11 @@ def earlier_outputs(output_dir):
             and all(isinstance(out, str) for out in outputs)
         ):
             raise ValueError
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        why = f' ({err})' if isinstance(err, safe_io.UnsafeFileError) else ''
         raise ValueError(
             f'{path} exists and is not the detections.json of an earlier run of this '
-            f'script; it would be replaced. Move it away or choose another '
+            f'script{why}; it would be replaced. Move it away or choose another '
             f'--output_dir.'
         ) from None
     return {

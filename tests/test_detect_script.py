@@ -421,6 +421,27 @@ def test_nothing_readable_exits_with_error(tmp_path, setup):
         assert len(json.load(f)['failures']) == 4
 
 
+def test_a_detections_json_that_is_not_a_file_is_refused(setup, tmp_path):
+    """A FIFO named detections.json in --output_dir: reading it (to know an earlier run's
+    outputs) blocked forever; now refused at once, nothing written."""
+    out = tmp_path / 'out'
+    out.mkdir()
+    os.mkfifo(out / 'detections.json')
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        *MODEL_FLAGS,
+        f'--input={setup["square"]}',
+        f'--output_dir={out}',
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f'{out}/detections.json exists and is not the detections.json of an earlier run' in (
+        proc.stderr
+    )
+    assert 'FIFO' in proc.stderr and os.listdir(out) == ['detections.json']
+
+
 def test_bfloat16_checkpoint_run(setup, tmp_path):
     """--compute_dtype reaches the graph (its numbers are checked in test_export_models)."""
     proc = run_script(
