@@ -1,8 +1,9 @@
 r"""Converts a Caffe SSD model (.caffemodel, optionally its deploy.prototxt) to a TF checkpoint
 of our nets, without Caffe. Layers are mapped by Caffe layer name; the mapping table is printed
 and unmapped Caffe layers, missing TF variables and shape mismatches fail the run unless
---allow_partial. Writes <output_path> (checkpoint) and <output_path>.json (anchors,
-DetectionOutput thresholds, input preprocessing), then re-loads it and runs a forward pass.
+--allow_partial. Writes <output_path> (checkpoint) and <output_path>.model.json (the model card:
+anchors, DetectionOutput thresholds, input preprocessing), then re-loads it and runs a forward
+pass.
 
   python caffe_to_tensorflow.py --model_name=ssd_300_vgg \
       --caffemodel_path=VGG_VOC0712_SSD_300x300_iter_120000.caffemodel \

@@ -10,7 +10,7 @@ flags and dataset, or the converted files; the project's git commit).
 Files (JSON, `format_version` FORMAT_VERSION, written atomically):
   <train_dir>/model.json        written by train_ssd_network.py before the first checkpoint;
   <prefix>.model.json           beside a converted checkpoint (caffe_to_tensorflow.py);
-  <export_dir>/model.json       every export (its metadata.json is the card plus export details);
+  <export_dir>/metadata.json    every export: the card plus the export's details;
   <eval_dir>/best/model.json    the eval watcher's best checkpoint.
 `find_for_checkpoint` looks for them in that order of specificity; it also reads the files
 earlier versions wrote (`<prefix>.json` of the Caffe converter, an export's `metadata.json`).
