@@ -267,7 +267,9 @@ def get_dataset(
         if num_classes is not None and num_classes != len(class_names) + 1:
             raise ValueError(
                 f'num_classes={num_classes} disagrees with {meta_path}: {len(class_names)} classes + '
-                f'background = {len(class_names) + 1}. Pass num_classes=None to take it from the data.'
+                f'background = {len(class_names) + 1}. The model (--num_classes or its card) and '
+                f'the records must count the same classes: convert the data with the model\'s '
+                f'labels file, or use a model of these classes.'
             )
     elif marker_path and os.path.lexists(marker_path):
         raise FileNotFoundError(

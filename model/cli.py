@@ -135,6 +135,7 @@ class ModelFlags:
 def _flag_value_of(card, name, value):
     """(card's value, flag's value in the card's terms) of a structure flag."""
     if name == 'model_name':
+        nets_factory.get_network(value)  # Unknown name (a typo): that error, not a contradiction.
         return card.model_name, value
     if name == 'num_classes':
         return card.num_classes, int(value)

@@ -196,3 +196,9 @@ def test_run_settings_replacing_the_card_are_logged_as_given_or_default(tmp_path
             "the net runs in float32 (--compute_dtype); the card's bfloat16 is the precision it "
             'was trained in'
         ) in lines
+
+
+def test_an_unknown_model_name_is_said_to_be_unknown_even_with_a_card(tmp_path):
+    card_lib.write(str(tmp_path / 'model.json'), _card())
+    with pytest.raises(ValueError, match="Unknown model_name 'ssd_300_mobilnet'; known: "):
+        cli.resolve_card(cli.ModelFlags(model_name='ssd_300_mobilnet'), str(tmp_path))
