@@ -31,6 +31,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument(
+        '--helpfull', action='help', help='The same as --help (as the other scripts).'
+    )
     parser.add_argument('--dataset_dir', required=True, help='Folder of the converted TFRecords.')
     parser.add_argument('--dataset_name', required=True, help='Registry name, e.g. pascalvoc_2007.')
     parser.add_argument('--split', required=True, help='Split name, e.g. trainval or test.')

@@ -24,7 +24,6 @@ import tempfile
 import time
 import tracemalloc
 
-from absl import app
 from absl import flags
 import numpy as np
 
@@ -36,6 +35,7 @@ from converters import caffe_convert  # noqa: E402
 from model import card as card_lib  # noqa: E402
 from tests import caffe_fixtures  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
+from tf_extended import logs  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('repeats', 3, 'Timed runs (the median is reported).', lower_bound=1)
@@ -162,4 +162,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    logs.run(main)  # --help exits 0, Ctrl-C is one line

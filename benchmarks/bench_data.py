@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 import cv2
 
@@ -29,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets import convert  # noqa: E402
 from datasets import pascalvoc  # noqa: E402
 from datasets import synthetic  # noqa: E402
+from tf_extended import logs  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('num_images', 600, 'Synthetic images to convert and read.')
@@ -134,4 +134,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    logs.run(main)  # --help exits 0, Ctrl-C is one line

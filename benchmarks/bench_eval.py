@@ -351,4 +351,4 @@ def main(_):
 
 
 if __name__ == '__main__':
-    app.run(main)
+    logs.run(main)  # --help exits 0, Ctrl-C is one line

@@ -226,3 +226,18 @@ def test_openvino_targets_from_the_rows():
     assert run_all.openvino_targets(results)[2] == (
         '- MobileNet-SSD300 batch-1 OpenVINO bf16 on AMX: 4.4 ms, met (target <= 5.9 ms).'
     )
+
+
+def test_help_exits_zero_in_the_flag_benchmarks_and_show_augmentation():
+    """The benchmarks on absl flags run through logs.run (absl's --help exits 1), and
+    show_augmentation.py (argparse) takes --helpfull as the other scripts do."""
+    from tests.conftest import run_script
+
+    for script, flag in (
+        ('benchmarks/bench_data.py', '--help'),
+        ('benchmarks/bench_caffe.py', '--helpfull'),
+        ('show_augmentation.py', '--helpfull'),
+    ):
+        proc = run_script(script, flag, timeout=120)
+        assert proc.returncode == 0, (script, proc.stderr[-2000:])
+        assert '--' in proc.stdout, script
