@@ -5,6 +5,7 @@ Builds its own graphs (tf.compat.v1 graph mode); callers need not disable eager 
 """
 
 import dataclasses
+import glob
 import os
 import re
 import shutil
@@ -145,6 +146,7 @@ def write_checkpoint(
       CheckpointMismatchError: problems and not allow_partial (nothing is written).
       RuntimeError: the re-loaded checkpoint does not reproduce the outputs.
     """
+    _check_replaceable(output_path, sidecar_files or {})
     graph = tf.Graph()
     with graph.as_default():
         net = _build(net_cls, params, check_end_point)
@@ -200,6 +202,21 @@ def state_file_is_ours(path):
     except (OSError, UnicodeDecodeError):
         return False
     return text.startswith(STATE_FILE_HEADER + '\n') or bool(_OLD_STATE_FILE.fullmatch(text))
+
+
+def _check_replaceable(output_path, sidecar_files):
+    """Raises FileExistsError when a checkpoint at `output_path` was not written by a converter:
+    a conversion writes its card or record (a sidecar file) beside every checkpoint, a training
+    does not; a training's checkpoint given as --output_path by mistake is not replaced."""
+    existing = glob.glob(glob.escape(output_path) + '.index') + glob.glob(
+        glob.escape(output_path) + '.data-*'
+    )
+    if existing and not any(os.path.lexists(path) for path in sidecar_files):
+        raise FileExistsError(
+            f'{output_path} is a checkpoint this converter did not write (no '
+            f'{" or ".join(os.path.basename(p) for p in sidecar_files)} beside it, e.g. a '
+            f'training\'s); refusing to replace it. Choose another --output_path.'
+        )
 
 
 def _save_atomically(sess, saver, output_path, sidecar_files):

@@ -306,3 +306,24 @@ def test_script_rejects_a_file_that_is_not_a_caffemodel(tmp_path):
     assert proc.returncode != 0
     assert 'caffe_to_tensorflow: error: %s is not a binary Caffe model' % fake in proc.stderr
     assert not list(tmp_path.glob('x.ckpt*'))
+
+
+def test_a_checkpoint_the_converter_did_not_write_is_not_replaced(tmp_path):
+    """--output_path naming a training's checkpoint (no card or record beside it): refused,
+    its files untouched; the converter's own earlier output is replaced as before."""
+    net = caffe_fixtures.vgg_fc_reduced(seed=6, size=64)
+    _, model = caffe_fixtures.write_net(net, str(tmp_path), 'fc_reduced')
+    out = str(tmp_path / 'model.ckpt-5000')
+    with tf.Graph().as_default():
+        tf.compat.v1.get_variable('w', initializer=np.ones([2], np.float32))
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver().save(sess, out, write_meta_graph=False, write_state=False)
+    before = {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path) if 'ckpt' in n}
+    with pytest.raises(FileExistsError, match='model.ckpt-5000 is a checkpoint this converter '):
+        caffe_convert.convert(model, out, 'vgg_16_fc_reduced', log=lambda line: None)
+    assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path) if 'ckpt' in n} == before
+    mine = str(tmp_path / 'vgg16_fc_reduced.ckpt')
+    for _ in range(2):
+        caffe_convert.convert(model, mine, 'vgg_16_fc_reduced', log=lambda line: None)
+    assert len(checkpoint_io.restore_values(mine)) == 30
