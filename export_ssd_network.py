@@ -92,6 +92,12 @@ def main(_):
             calibration = export.representative_images(
                 dataset, FLAGS.num_calibration_images, card if FLAGS.fixed_size else None
             )
+            if len(calibration) < FLAGS.num_calibration_images:
+                print(
+                    f'calibrating {" and ".join(int8)} on {len(calibration)} images: all the '
+                    f'split has (--num_calibration_images={FLAGS.num_calibration_images})',
+                    flush=True,
+                )
         export.export(
             card,
             FLAGS.checkpoint_path,

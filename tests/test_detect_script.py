@@ -105,11 +105,13 @@ def exports(setup):
             '--tflite_batch_size=2',
             '--dataset_name=custom',
             f'--dataset_dir={records}',
-            '--num_calibration_images=4',
+            '--num_calibration_images=50',  # more than the split's 4: said, all 4 used
         ],
     ):
         proc = run_script('export_ssd_network.py', *common, *args)
         assert proc.returncode == 0, proc.stderr
+        if '--fixed_size' in args:
+            assert 'calibrating tflite_int8 on 4 images: all the split has' in proc.stdout
         assert f'exporting {setup["prefix"]} (step 0): ' in proc.stdout
         assert not TF_CHATTER.search(proc.stdout + proc.stderr), proc.stdout + proc.stderr
     return dirs
