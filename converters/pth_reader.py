@@ -13,6 +13,13 @@ that a saved state_dict uses and refuses every other one before anything is call
 Tensors come back as numpy arrays of their own dtype (bfloat16 becomes float32: numpy has none);
 every storage read and every strided view is bounds-checked against the bytes in the file.
 
+A small hostile file must not take much memory or time either: archive entries must be stored
+uncompressed (as torch.save writes them: a deflated one can expand a thousandfold); a tensor may
+not have more elements than its storage (a stride-0 view of one number could claim terabytes),
+nor all tensors together much more than all storages (see MAX_OVERLAP); objects the pickle shares
+are converted once (lists sharing children 40 deep are 2^40 paths), and nesting and the number of
+values are capped (MAX_DEPTH, MAX_VALUES).
+
 Two container formats:
   zip (PyTorch >= 1.6): `<archive>/data.pkl` plus one entry `<archive>/data/<key>` per storage
     (and `<archive>/byteorder` since 1.10).
@@ -25,8 +32,10 @@ The tar format of PyTorch < 0.1.10 is recognised and refused with a message.
 
 import collections
 import io
+import math
 import os
 import pickle
+import reprlib
 import struct
 import tarfile
 import zipfile
@@ -51,6 +60,24 @@ STORAGE_DTYPES = {
     'ByteStorage': np.dtype('u1'),
     'BoolStorage': np.dtype('?'),
 }
+
+
+# The tensors together may hold this many times the elements of the file's storages, plus
+# OVERLAP_SLACK: tied weights and views share a storage, but a state_dict holds each value about
+# once, so this bounds the memory a small file can claim.
+MAX_OVERLAP = 2
+OVERLAP_SLACK = 1 << 26
+MAX_DEPTH = 100  # nested dicts / lists / tuples; a training checkpoint nests a handful
+MAX_VALUES = 10_000_000  # values visited in the object; a state_dict holds a few thousand
+MAX_NDIM = 64  # numpy's limit
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 3  # a pickle can nest shared tuples 40 deep: repr() would never end
+
+
+def _short(value):
+    """A bounded repr of a value from the file, for messages."""
+    return _REPR.repr(value)
 
 
 class PthError(ValueError):
@@ -90,7 +117,7 @@ def _int_tuple(value, what):
     if not isinstance(value, (tuple, list)) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
     ):
-        raise PthError('%s must be a tuple of non-negative ints, got %r' % (what, value))
+        raise PthError('%s must be a tuple of non-negative ints, got %s' % (what, _short(value)))
     return tuple(value)
 
 
@@ -100,7 +127,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
     if not isinstance(storage, _Storage):
         raise PthError('a tensor must be built on a storage record, got %r' % type(storage))
     if not isinstance(storage_offset, int) or storage_offset < 0:
-        raise PthError('bad tensor storage offset %r' % (storage_offset,))
+        raise PthError('bad tensor storage offset %s' % _short(storage_offset))
     size = _int_tuple(size, 'tensor size')
     stride = _int_tuple(stride, 'tensor stride')
     if len(size) != len(stride):
@@ -154,16 +181,16 @@ def _storage_record(pid, storages, source):
     if not isinstance(pid, tuple) or not pid or pid[0] != 'storage':
         kind = pid[0] if isinstance(pid, tuple) and pid else pid
         raise PthError(
-            '%s: unsupported persistent record %r (only tensor storages are '
-            'allowed; whole pickled modules are not)' % (source, kind)
+            '%s: unsupported persistent record %s (only tensor storages are '
+            'allowed; whole pickled modules are not)' % (source, _short(kind))
         )
     if len(pid) not in (5, 6):
-        raise PthError('%s: malformed storage record %r' % (source, pid))
+        raise PthError('%s: malformed storage record %s' % (source, _short(pid)))
     storage_type, key, _, numel = pid[1:5]
     if not isinstance(storage_type, _StorageType):
-        raise PthError('%s: storage record with type %r' % (source, storage_type))
+        raise PthError('%s: storage record with type %s' % (source, _short(storage_type)))
     if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
-        raise PthError('%s: malformed storage record %r' % (source, pid))
+        raise PthError('%s: malformed storage record %s' % (source, _short(pid)))
     storage = storages.get(key)
     if storage is None:
         storage = storages[key] = _Storage(storage_type, key, numel)
@@ -171,6 +198,15 @@ def _storage_record(pid, storages, source):
     if view is None:
         return storage
     # Legacy storage views: (view key, element offset, view size) into the root storage.
+    if not (
+        isinstance(view, tuple)
+        and len(view) == 3
+        and isinstance(view[0], str)
+        and all(isinstance(v, int) and v >= 0 for v in view[1:])
+    ):
+        raise PthError('%s: malformed storage view %s' % (source, _short(view)))
+    if storage.view_of is not None:
+        raise PthError('%s: storage %s is a view, and a view of it is named' % (source, key))
     view_key, offset, view_size = view
     view_storage = storages.get(view_key)
     if view_storage is None:
@@ -179,19 +215,86 @@ def _storage_record(pid, storages, source):
     return view_storage
 
 
-def _materialise(obj, big_endian):
-    """Replaces every _TensorRef in nested dicts / lists / tuples by its numpy array."""
-    if isinstance(obj, _TensorRef):
-        return _tensor_array(obj, big_endian)
-    if isinstance(obj, collections.OrderedDict):
-        return collections.OrderedDict((k, _materialise(v, big_endian)) for k, v in obj.items())
-    if isinstance(obj, dict):
-        return {k: _materialise(v, big_endian) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_materialise(v, big_endian) for v in obj]
-    if isinstance(obj, tuple):
-        return tuple(_materialise(v, big_endian) for v in obj)
-    return obj
+def _where(chain):
+    """The keys / indices of a value, from the (parent chain, key) pairs _Materialiser passes."""
+    keys = []
+    while chain:
+        chain, key = chain
+        keys.append(_short(key))
+    return ' / '.join(reversed(keys)) or 'at the top level'
+
+
+class _Materialiser:
+    """Replaces every _TensorRef in nested dicts / lists / tuples by its numpy array.
+
+    Each object is converted once (by id), so that what the pickle shares stays shared; nesting,
+    the values visited and the elements of all tensors together are capped.
+    """
+
+    def __init__(self, source, big_endian, stored_elements):
+        self.source = source
+        self.big_endian = big_endian
+        self.stored_elements = stored_elements
+        self.budget = MAX_OVERLAP * stored_elements + OVERLAP_SLACK
+        self.values = 0
+        self.done = {}  # id(source object) -> its copy
+
+    def __call__(self, obj, chain=None, depth=0):
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise PthError(
+                '%s: holds more than %d values; a state_dict holds far fewer'
+                % (self.source, MAX_VALUES)
+            )
+        if not isinstance(obj, (_TensorRef, dict, list, tuple)):
+            return obj
+        if id(obj) in self.done:
+            return self.done[id(obj)]
+        if depth >= MAX_DEPTH:
+            raise PthError(
+                '%s: %s nests containers more than %d deep (or contains itself); a state_dict '
+                'is a dict of tensors' % (self.source, _where(chain), MAX_DEPTH)
+            )
+        if isinstance(obj, _TensorRef):
+            out = self._tensor(obj, chain)
+        elif isinstance(obj, dict):
+            items = [(k, self(v, (chain, k), depth + 1)) for k, v in obj.items()]
+            out = (
+                collections.OrderedDict(items)
+                if isinstance(obj, collections.OrderedDict)
+                else dict(items)
+            )
+        else:
+            items = [self(v, (chain, i), depth + 1) for i, v in enumerate(obj)]
+            out = items if isinstance(obj, list) else tuple(items)
+        self.done[id(obj)] = out
+        return out
+
+    def _tensor(self, ref, chain):
+        try:
+            view = _tensor_view(ref, self.big_endian)
+        except PthError as e:
+            raise PthError('%s: tensor %s: %s' % (self.source, _where(chain), e)) from None
+        if view.size > self.budget:
+            raise PthError(
+                '%s: tensor %s of size %s takes the tensors past %d elements, %d times the %d '
+                'elements stored in the file plus %d: its views of shared storages overlap more '
+                'than a state_dict\'s do'
+                % (
+                    self.source,
+                    _where(chain),
+                    ref.size,
+                    MAX_OVERLAP * self.stored_elements + OVERLAP_SLACK,
+                    MAX_OVERLAP,
+                    self.stored_elements,
+                    OVERLAP_SLACK,
+                )
+            )
+        self.budget -= view.size
+        array = np.array(view, dtype=view.dtype.newbyteorder('='), copy=True)
+        if ref.storage.storage_type.name == 'BFloat16Storage':
+            array = (array.astype(np.uint32) << 16).view(np.float32)
+        return array
 
 
 def _root_array(storage):
@@ -209,34 +312,63 @@ def _root_array(storage):
     return storage.array
 
 
-def _tensor_array(ref, big_endian):
+def _tensor_view(ref, big_endian):
+    """A read-only strided view of `ref`'s storage, checked against it (no copy)."""
     data = _root_array(ref.storage)
     if big_endian:
         data = data.view(data.dtype.newbyteorder('>'))
+    if len(ref.size) > MAX_NDIM:
+        raise PthError('%d dimensions, more than numpy allows (%d)' % (len(ref.size), MAX_NDIM))
+    numel = math.prod(ref.size)
     last = (
         ref.offset + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
-        if all(n > 0 for n in ref.size)
+        if numel
         else ref.offset - 1
     )
     if last >= data.size:
         raise PthError(
-            'tensor of size %s, stride %s at offset %d reads past its storage %s of '
-            '%d elements' % (ref.size, ref.stride, ref.offset, ref.storage.key, data.size)
+            'size %s, stride %s at offset %d reads past its storage %s of %d elements'
+            % (ref.size, ref.stride, ref.offset, ref.storage.key, data.size)
         )
-    itemsize = data.dtype.itemsize
-    array = np.lib.stride_tricks.as_strided(
-        data[ref.offset :] if ref.offset < data.size else data[:0],
+    if numel > data.size:
+        raise PthError(
+            'size %s, stride %s has %d elements, more than the %d of its storage %s (its '
+            'strides overlap: a broadcast view); a state_dict holds each element: save '
+            'tensor.contiguous()' % (ref.size, ref.stride, numel, data.size, ref.storage.key)
+        )
+    if numel == 0:
+        if math.prod(n for n in ref.size if n) > np.iinfo(np.intp).max // data.dtype.itemsize:
+            raise PthError('an empty tensor of size %s, too large for numpy' % (ref.size,))
+        return np.empty(ref.size, data.dtype)
+    return np.lib.stride_tricks.as_strided(
+        data[ref.offset :],
         shape=ref.size,
-        strides=[s * itemsize for s in ref.stride],
+        # Strides of dimensions of size 1 are never used (and may be any size).
+        strides=[s * data.dtype.itemsize if n > 1 else 0 for n, s in zip(ref.size, ref.stride)],
         writeable=False,
     )
-    array = np.array(array, dtype=data.dtype.newbyteorder('='), copy=True)
-    if ref.storage.storage_type.name == 'BFloat16Storage':
-        array = (array.astype(np.uint32) << 16).view(np.float32)
-    return array
+
+
+def _stored_entry(path, zf, name, file_bytes):
+    """The bytes of an archive entry, which must be stored uncompressed, as torch.save writes
+    them (a compressed entry can expand a thousandfold)."""
+    info = zf.getinfo(name)
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise PthError(
+            '%s: the archive entry %s is compressed (zip method %d); torch.save stores entries '
+            'uncompressed: re-save the file with torch.save, or re-zip it without compression '
+            '(zip -0)' % (path, name, info.compress_type)
+        )
+    if info.compress_size != info.file_size or info.file_size > file_bytes:
+        raise PthError(
+            '%s: the archive entry %s claims %d bytes, more than the file holds; the file is '
+            'damaged' % (path, name, max(info.compress_size, info.file_size))
+        )
+    return zf.read(name)
 
 
 def _read_zip(path, zf):
+    file_bytes = os.path.getsize(path)
     names = zf.namelist()
     pickles = [n for n in names if n.endswith('/data.pkl') and n.count('/') == 1]
     if len(pickles) != 1:
@@ -247,10 +379,13 @@ def _read_zip(path, zf):
     prefix = pickles[0][: -len('data.pkl')]
     byteorder = 'little'
     if prefix + 'byteorder' in names:
-        byteorder = zf.read(prefix + 'byteorder').decode('ascii', 'replace').strip()
+        byteorder = _stored_entry(path, zf, prefix + 'byteorder', file_bytes)
+        byteorder = byteorder.decode('ascii', 'replace').strip()
     storages = {}
     unpickler = _RestrictedUnpickler(
-        io.BytesIO(zf.read(pickles[0])), lambda pid: _storage_record(pid, storages, path), path
+        io.BytesIO(_stored_entry(path, zf, pickles[0], file_bytes)),
+        lambda pid: _storage_record(pid, storages, path),
+        path,
     )
     try:
         obj = unpickler.load()
@@ -273,8 +408,9 @@ def _read_zip(path, zf):
                 '%s: storage %s should hold %d elements of %d bytes, the archive '
                 'entry has %d bytes' % (path, key, storage.numel, itemsize, info.file_size)
             )
-        storage.array = np.frombuffer(zf.read(entry), dtype=storage.storage_type.dtype)
-    return obj, byteorder == 'big'
+        data = _stored_entry(path, zf, entry, file_bytes)
+        storage.array = np.frombuffer(data, dtype=storage.storage_type.dtype)
+    return obj, byteorder == 'big', storages
 
 
 def _read_legacy(path, f):
@@ -290,7 +426,7 @@ def _read_legacy(path, f):
             ) from None
 
     def _no_persistent(pid):
-        raise PthError('%s: unexpected persistent record %r in the header' % (path, pid))
+        raise PthError('%s: unexpected persistent record %s in the header' % (path, _short(pid)))
 
     magic = load_plain('magic number')
     if magic != LEGACY_MAGIC:
@@ -301,7 +437,8 @@ def _read_legacy(path, f):
     protocol = load_plain('protocol version')
     if protocol != LEGACY_PROTOCOL:
         raise PthError(
-            '%s: legacy .pth protocol %r; this reader knows %d' % (path, protocol, LEGACY_PROTOCOL)
+            '%s: legacy .pth protocol %s; this reader knows %d'
+            % (path, _short(protocol), LEGACY_PROTOCOL)
         )
     sys_info = load_plain('sys_info')
     big_endian = isinstance(sys_info, dict) and sys_info.get('little_endian') is False
@@ -333,13 +470,18 @@ def _read_legacy(path, f):
                 % (path, key, numel, storage.numel)
             )
         nbytes = numel * storage.storage_type.dtype.itemsize
+        left = os.fstat(f.fileno()).st_size - f.tell()
+        if nbytes > left:  # before reading: read(n) allocates n bytes
+            raise PthError(
+                '%s: file ends inside storage %s (%d of %d bytes)' % (path, key, left, nbytes)
+            )
         data = f.read(nbytes)
         if len(data) != nbytes:
             raise PthError(
                 '%s: file ends inside storage %s (%d of %d bytes)' % (path, key, len(data), nbytes)
             )
         storage.array = np.frombuffer(data, dtype=storage.storage_type.dtype)
-    return obj, big_endian
+    return obj, big_endian, storages
 
 
 def load(path):
@@ -352,23 +494,32 @@ def load(path):
       strings and numbers pass through.
     Raises:
       PthError: not a .pth file, a global outside the allow-list (nothing from the file is
-        run), or storages that do not hold what the pickle says.
+        run), storages that do not hold what the pickle says, a compressed archive entry, a
+        tensor larger than its storage, objects past the caps above, or too little memory.
       safe_io.UnsafeFileError (an OSError): not a regular file (a FIFO would block, a device
         be read forever); OSError: the file cannot be read.
     """
     safe_io.check_regular(path, '.pth file')
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as zf:
-            obj, big_endian = _read_zip(path, zf)
-    else:
-        if tarfile.is_tarfile(path):
-            raise PthError(
-                '%s: a tar archive: the .pth format of PyTorch < 0.1.10 is not '
-                'supported; re-save it with a newer PyTorch' % path
-            )
-        with open(path, 'rb') as f:
-            obj, big_endian = _read_legacy(path, f)
-    return _materialise(obj, big_endian)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                obj, big_endian, storages = _read_zip(path, zf)
+        else:
+            if tarfile.is_tarfile(path):
+                raise PthError(
+                    '%s: a tar archive: the .pth format of PyTorch < 0.1.10 is not '
+                    'supported; re-save it with a newer PyTorch' % path
+                )
+            with open(path, 'rb') as f:
+                obj, big_endian, storages = _read_legacy(path, f)
+        stored = sum(s.array.size for s in storages.values() if s.array is not None)
+        return _Materialiser(path, big_endian, stored)(obj)
+    except RecursionError:
+        raise PthError('%s: nests its objects too deeply to read' % path) from None
+    except MemoryError:
+        raise PthError(
+            '%s: not enough memory to read it (%d bytes on disk)' % (path, os.path.getsize(path))
+        ) from None
 
 
 def find_state_dict(obj, path='<object>'):

@@ -248,7 +248,11 @@ class _Pickle:
         self.op(b'X' + struct.pack('<I', len(data)) + data)
 
     def integer(self, value):
-        self.op(b'J' + struct.pack('<i', value))
+        if -(1 << 31) <= value < 1 << 31:
+            self.op(b'J' + struct.pack('<i', value))
+        else:  # LONG1, as pickle writes larger ints
+            data = value.to_bytes(value.bit_length() // 8 + 1, 'little', signed=True)
+            self.op(b'\x8a' + bytes([len(data)]) + data)
 
     def ints(self, values):
         self.op(b'(')

@@ -6,6 +6,8 @@ import io
 import os
 import pickle
 import struct
+import subprocess
+import sys
 import tarfile
 import zipfile
 
@@ -14,6 +16,7 @@ import pytest
 
 from converters import pth_reader
 from tests import pytorch_fixtures as fx
+from tests.conftest import run_script
 
 
 def _expected():
@@ -172,15 +175,17 @@ def test_pickled_module_records_are_refused(tmp_path):
         pth_reader.load(path)
 
 
-def _tensor_pickle(size, stride, offset=0, numel=4):
+def _tensor_pickle(size, stride, offset=0, numel=4, key='0', view=None):
     p = fx._Pickle()
     p.glob('torch._utils', '_rebuild_tensor_v2')
     p.op(b'((')
     p.string('storage')
     p.glob('torch', 'FloatStorage')
-    p.string('0')
+    p.string(key)
     p.string('cpu')
     p.integer(numel)
+    if view is not None:  # legacy view metadata
+        p.op(pickle.dumps(view, 2)[2:-1])
     p.op(b'tQ')
     p.integer(offset)
     p.ints(size)
@@ -262,3 +267,245 @@ def test_big_endian_legacy_storages(tmp_path):
         f.write(struct.pack('>q', 3))
         f.write(np.array([1.5, -2.0, 4.0], '>f4').tobytes())
     np.testing.assert_array_equal(pth_reader.load_state_dict(path)['w'], [1.5, -2.0, 4.0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Small files that claim much memory or time (reproduced by a hostile-input audit). Those the
+# reader used to choke on are read in a child with little address space and a timeout, so that a
+# regression fails the test, not the machine.
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHILD_MEMORY = 768 << 20  # address space; the bombs below claim 1 GiB or more
+CHILD_SECONDS = 60
+_CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (%d, %d))
+from converters import pth_reader
+try:
+    obj = pth_reader.load(sys.argv[1])
+except pth_reader.PthError as e:
+    print('PthError:', e)
+else:
+    print('loaded', type(obj).__name__)
+""" % (CHILD_MEMORY, CHILD_MEMORY)
+
+
+def _load_in_child(path):
+    """What pth_reader.load(path) gives in a limited child: 'PthError: <message>' or
+    'loaded <type>' (a traceback, e.g. MemoryError, or a timeout fails the test)."""
+    env = dict(os.environ, PYTHONPATH=ROOT, OPENBLAS_NUM_THREADS='1', OMP_NUM_THREADS='1')
+    result = subprocess.run(
+        [sys.executable, '-c', _CHILD, path],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_SECONDS,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
+def _state_dict_pth(path, tensors, numel, compression=zipfile.ZIP_STORED):
+    """A zip .pth of an OrderedDict {name: float32 tensor (size, stride)}, all views of one
+    storage '0' of `numel` zeros (streamed, so a 1 GiB storage is never held)."""
+    p = fx._Pickle()
+    p.glob('collections', 'OrderedDict')
+    p.op(b')R(')
+    for name, size, stride in tensors:
+        p.string(name)
+        p.op(_tensor_pickle(size, stride, numel=numel)[2:-1])  # without PROTO and STOP
+    p.op(b'u.')
+    with zipfile.ZipFile(path, 'w', compression, compresslevel=9) as zf:
+        zf.writestr('archive/data.pkl', p.out.getvalue(), zipfile.ZIP_STORED)
+        with zf.open('archive/data/0', 'w', force_zip64=True) as f:
+            left = numel * 4
+            chunk = bytes(min(left, 1 << 24))
+            while left:
+                f.write(chunk[:left])
+                left -= min(left, len(chunk))
+
+
+@pytest.mark.parametrize('side', [1 << 14, 1 << 20])
+def test_stride0_tensor_larger_than_its_storage_is_refused(tmp_path, side):
+    """One stored float as side x side (stride 0): 1 GiB / 4 TiB (an _ArrayMemoryError)."""
+    path = str(tmp_path / 'stride0.pth')
+    _state_dict_pth(path, [('w', (side, side), (0, 0))], numel=1)
+    assert os.path.getsize(path) < 1000
+    message = _load_in_child(path)
+    assert message.startswith('PthError: %s: tensor ' % path) and "'w'" in message, message
+    assert 'has %d elements, more than the 1 of its storage 0' % side**2 in message
+    assert 'tensor.contiguous()' in message
+
+
+def test_compressed_storage_entry_is_refused(tmp_path):
+    """A deflated 1 GiB storage of zeros is a 1 MB file."""
+    path = str(tmp_path / 'deflated.pth')
+    _state_dict_pth(
+        path, [('w', (1 << 28,), (1,))], numel=1 << 28, compression=zipfile.ZIP_DEFLATED
+    )
+    assert os.path.getsize(path) < 2 << 20
+    message = _load_in_child(path)
+    assert message.startswith('PthError: %s: the archive entry archive/data/0 is compressed' % path)
+    assert 'zip -0' in message
+
+
+def test_overlapping_views_are_capped(tmp_path, monkeypatch):
+    """Tensors together may hold MAX_OVERLAP times the stored elements (plus a slack)."""
+    path = str(tmp_path / 'views.pth')
+    _state_dict_pth(path, [(name, (4,), (1,)) for name in 'abc'], numel=4)
+    monkeypatch.setattr(pth_reader, 'OVERLAP_SLACK', 0)
+    with pytest.raises(pth_reader.PthError) as err:
+        pth_reader.load(path)
+    assert str(err.value).startswith(
+        "%s: tensor 'c' of size (4,) takes the tensors past 8 elements, 2 times the 4" % path
+    )
+    monkeypatch.setattr(pth_reader, 'OVERLAP_SLACK', 4)
+    assert list(pth_reader.load_state_dict(path)) == ['a', 'b', 'c']
+
+
+def _zip_object(path, data_pkl):
+    _zip_pth(path, b'\x80\x02' + data_pkl + b'.')
+
+
+def test_shared_nested_lists_are_read_once(tmp_path):
+    """Lists sharing both children, 40 deep: 2^40 paths, which the reader copied one by one."""
+    path = str(tmp_path / 'shared.pth')
+    data = b']q\x00'  # an empty list, memo 0
+    for i in range(1, 41):  # [memo i-1, memo i-1], memo i
+        data += b'](h%ch%ceq%c' % (i - 1, i - 1, i)
+    _zip_object(path, data)
+    assert os.path.getsize(path) < 1000
+    assert _load_in_child(path) == 'loaded list'
+    obj = pth_reader.load(path)
+    assert obj[0] is obj[1] and obj[0][0] is obj[1][1]  # shared as in the file
+
+
+@pytest.mark.parametrize(
+    'data,where',
+    [
+        (b'(' * 5000 + b']' + b'l' * 5000, '0 / 0 / 0'),  # lists 5000 deep
+        (b')' + b'\x85' * 5000, '0 / 0 / 0'),  # tuples 5000 deep
+        (b']q\x00h\x00a', '0 / 0 / 0'),  # a list that holds itself
+    ],
+)
+def test_deep_or_self_holding_objects_are_refused(tmp_path, data, where):
+    path = str(tmp_path / 'deep.pth')
+    _zip_object(path, data)
+    with pytest.raises(pth_reader.PthError) as err:
+        pth_reader.load(path)
+    message = str(err.value)
+    assert message.startswith('%s: %s / ' % (path, where))
+    assert 'nests containers more than 100 deep (or contains itself)' in message
+
+
+def test_values_are_capped(tmp_path, monkeypatch):
+    path = str(tmp_path / 'many.pth')
+    _zip_object(path, pickle.dumps(list(range(2000)), 2)[2:-1])
+    monkeypatch.setattr(pth_reader, 'MAX_VALUES', 1000)
+    with pytest.raises(pth_reader.PthError, match='many.pth: holds more than 1000 values'):
+        pth_reader.load(path)
+
+
+def test_legacy_storage_larger_than_the_file_is_refused_before_reading(tmp_path):
+    """A legacy storage of 2^30 floats (4 GiB) that the file does not hold."""
+    path = str(tmp_path / 'short.pth')
+    p = fx._Pickle()
+    p.glob('collections', 'OrderedDict')
+    p.op(b')R(')
+    p.string('w')
+    p.op(_tensor_pickle((1 << 30,), (1,), numel=1 << 30)[2:-1])
+    p.op(b'u.')
+    with open(path, 'wb') as f:
+        f.write(pickle.dumps(pth_reader.LEGACY_MAGIC, 2))
+        f.write(pickle.dumps(pth_reader.LEGACY_PROTOCOL, 2))
+        f.write(pickle.dumps({'little_endian': True}, 2))
+        f.write(p.out.getvalue())
+        f.write(pickle.dumps(['0'], 2))
+        f.write(struct.pack('<q', 1 << 30))
+        f.write(bytes(16))
+    message = _load_in_child(path)
+    assert message == 'PthError: %s: file ends inside storage 0 (16 of %d bytes)' % (path, 4 << 30)
+
+
+def test_messages_show_shared_tuples_in_bounded_form(tmp_path):
+    """A persistent record of tuples sharing both children 40 deep: repr() never ended."""
+    path = str(tmp_path / 'dag.pth')
+    data = b')q\x00'  # (), memo 0
+    for i in range(1, 41):  # (memo i-1, memo i-1), memo i
+        data += b'h%ch%c\x86q%c' % (i - 1, i - 1, i)
+    _zip_object(path, data + b'\x85Q')  # persistent id (tuple,)
+    message = _load_in_child(path)
+    assert message.startswith('PthError: %s: unsupported persistent record (((' % path)
+    assert len(message) < 300 + len(path)
+
+
+@pytest.mark.parametrize(
+    'size,stride,message',
+    [
+        ((1,) * 65, (1,) * 65, '65 dimensions, more than numpy allows (64)'),
+        (
+            (0, 1 << 62, 1 << 62),
+            (1, 1, 1),
+            'an empty tensor of size (0, %d, %d), too large for numpy' % (1 << 62, 1 << 62),
+        ),
+    ],
+)
+def test_tensors_numpy_cannot_hold_are_refused(tmp_path, size, stride, message):
+    path = str(tmp_path / 'odd.pth')
+    _state_dict_pth(path, [('w', size, stride)], numel=4)
+    with pytest.raises(pth_reader.PthError) as err:
+        pth_reader.load(path)
+    assert str(err.value) == "%s: tensor 'w': %s" % (path, message)
+
+
+def test_strides_of_size_1_dimensions_are_not_used(tmp_path):
+    """torch leaves any stride on a dimension of size 1; numpy overflowed on 2^62 * 4."""
+    path = str(tmp_path / 'unit.pth')
+    _state_dict_pth(path, [('w', (1, 4), (1 << 62, 1))], numel=4)
+    np.testing.assert_array_equal(pth_reader.load_state_dict(path)['w'], np.zeros((1, 4)))
+
+
+@pytest.mark.parametrize(
+    'records,message',
+    [
+        ([('0', ('1', 'x', 3))], "malformed storage view ('1', 'x', 3)"),
+        (
+            [('0', ('1', 0, 3)), ('1', ('2', 0, 2))],
+            'storage 1 is a view, and a view of it is named',
+        ),
+    ],
+)
+def test_malformed_or_chained_storage_views_are_refused(tmp_path, records, message):
+    """Legacy view records (key, offset, size): a string offset was a TypeError; chains of views
+    of views recursed once per link."""
+    p = fx._Pickle()
+    p.glob('collections', 'OrderedDict')
+    p.op(b')R(')
+    for index, (key, view) in enumerate(records):
+        p.string('t%d' % index)
+        p.op(_tensor_pickle((2,), (1,), key=key, view=view)[2:-1])
+    p.op(b'u.')
+    path = str(tmp_path / 'views.pth')
+    with zipfile.ZipFile(path, 'w') as zf:
+        zf.writestr('archive/data.pkl', p.out.getvalue())
+        zf.writestr('archive/data/0', np.arange(4, dtype='<f4').tobytes())
+    with pytest.raises(pth_reader.PthError) as err:
+        pth_reader.load(path)
+    assert str(err.value) == '%s: %s' % (path, message)
+
+
+def test_converter_reports_a_refused_file_in_one_line(tmp_path):
+    """pytorch_to_tensorflow.py on the 2^20 x 2^20 stride-0 file: a traceback before."""
+    path = str(tmp_path / 'stride0.pth')
+    _state_dict_pth(path, [('w', (1 << 20, 1 << 20), (0, 0))], numel=1)
+    result = run_script(
+        'pytorch_to_tensorflow.py',
+        '--pth_path=' + path,
+        '--output_path=' + str(tmp_path / 'x.ckpt'),
+    )
+    assert result.returncode == 1
+    assert 'Traceback' not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith('pytorch_to_tensorflow: error: %s: tensor ' % path), lines[-5:]
+    assert 'more than the 1 of its storage 0' in lines[-1]
