@@ -5,7 +5,8 @@ VOC devkit results files (`comp4_det_<split>_<class>.txt`: `image_id score xmin 
   python score_detections.py --results_dir=eval --voc_dir=VOC2007 --split=test [--labels_file=...]
 Classes: --labels_file, else --model_card's, else <voc_dir>/labels.txt when present, else the 20
 VOC classes. A class without a results file counts as a class without detections (one warning
-says how many had none); --strict makes it an error, as in the devkit.
+says how many had none); --strict makes it an error, as in the devkit. A folder without a results
+file for any class is an error.
 
 COCO results JSON against an annotation file (per-class AP@[.5:.95] and AP@.5, pycocotools'
 12 numbers):

@@ -22,7 +22,8 @@
   an image id that is not an integer in 0..2**63-1 or is repeated, a `file_name` that is not a
   relative path inside the image folder (absolute, or `..` climbing out; allowed with
   `allow_outside_paths`), a bbox or area with a non-finite number. Images are read as `image_io` allows
-  (regular files only, size limits checked on the header before decoding).
+  (regular files only, size limits checked on the header before decoding), the JSON only from a
+  regular file of at most MAX_ANNOTATIONS_BYTES.
 """
 
 import dataclasses
@@ -38,6 +39,8 @@ from datasets.convert import BadExampleError, UnknownClassError
 from datasets.example_format import ExampleRecord, ObjectRecord
 
 _MAX_IMAGE_ID = (1 << 63) - 1  # image/id is an int64 feature
+# instances_train2017.json is 448 MB, LVIS v1 train 1.1 GB; parsing takes several times the size.
+MAX_ANNOTATIONS_BYTES = 4 << 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +92,53 @@ def _image_problem(annotations_file, im, seen_ids, allow_outside_paths):
     return None
 
 
+def _json_kind(value):
+    """How JSON calls the type of a parsed value, for messages."""
+    kinds = (
+        (dict, 'an object'),
+        (list, 'an array'),
+        (str, 'a string'),
+        (bool, 'a boolean'),
+        ((int, float), 'a number'),
+    )
+    return next((name for types, name in kinds if isinstance(value, types)), 'null')
+
+
+def read_annotations_json(annotations_file):
+    """The parsed instances JSON, read with safe_io's checks (regular files only, at most
+    MAX_ANNOTATIONS_BYTES, nesting the parser can take), checked to be an object whose "images",
+    "categories" and (when present) "annotations" are arrays of objects.
+
+    Raises:
+      ValueError naming the file; OSError: unreadable (safe_io.UnsafeFileError: a FIFO, a device,
+      or too large).
+    """
+    data = safe_io.read_json(annotations_file, 'COCO annotations file', MAX_ANNOTATIONS_BYTES)
+    problem = None
+    if not isinstance(data, dict):
+        problem = f'it holds {_json_kind(data)}, not an object'
+    else:
+        for key in ('images', 'categories', 'annotations'):
+            if key not in data:
+                if key != 'annotations':
+                    problem = f'it has no "{key}"'
+            elif not isinstance(data[key], list):
+                problem = f'"{key}" is {_json_kind(data[key])}, not an array'
+            else:
+                index = next((i for i, v in enumerate(data[key]) if not isinstance(v, dict)), None)
+                if index is not None:
+                    problem = f'"{key}"[{index}] is {_json_kind(data[key][index])}, not an object'
+            if problem:
+                break
+    if problem:
+        raise ValueError(
+            f'{annotations_file}: not a COCO instances file ({problem}); expected an object with '
+            f'"images", "annotations" and "categories" arrays of objects: pass an instances_*.json '
+            f'file.'
+        )
+    return data
+
+
 def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
     """Reads an instances JSON.
 
@@ -100,11 +150,11 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
       bad id at the end, in file order); class names in category-id order;
       [{'coco_category_id': id}] per class.
     Raises:
-      ValueError: the JSON is unreadable or lacks images/categories, naming the file.
+      ValueError: the JSON is unreadable or lacks images/categories, naming the file; OSError as
+      `read_annotations_json`.
     """
+    data = read_annotations_json(annotations_file)
     try:
-        with safe_io.open_text(annotations_file, 'annotations file') as f:
-            data = json.load(f)
         categories = sorted(data['categories'], key=lambda c: c['id'])
         images = sorted(
             data['images'], key=lambda im: (0, im['id']) if _valid_image_id(im['id']) else (1, 0)
@@ -157,7 +207,7 @@ def source_description(annotations_file, image_dir):
     """The metadata's `source` for a COCO conversion: the annotation file's absolute path, size
     and sha256 (so a later evaluation or `score_detections.py --coco_annotations` can tell it has
     the same file) and the image folder."""
-    data = safe_io.read_bytes(annotations_file, what='annotations file')
+    data = safe_io.read_bytes(annotations_file, MAX_ANNOTATIONS_BYTES, 'COCO annotations file')
     return {
         'dataset_name': 'coco',
         'annotations_file': os.path.abspath(annotations_file),

@@ -67,6 +67,9 @@ INCOMPLETE_SUFFIX = '_incomplete.json'
 METADATA_FORMAT = 'ssd-tfrecords'
 # 2: files[] entries carry 'size' and 'sha256'. Version 1 (without them) is still read.
 METADATA_VERSION = 2
+# Metadata is a few kB plus ~200 bytes per reported item (fixed box, dropped object): 1 GiB is
+# millions of items; more is not a file this converter wrote.
+MAX_METADATA_BYTES = 1 << 30
 DEFAULT_MAX_OBJECTS_PER_IMAGE = 1000
 _TEMP_MARKER = '.written-by-tf_convert_data'
 
@@ -326,8 +329,7 @@ def _listed_shards(path, output_name, what):
     if not os.path.lexists(path):
         return set()
     try:
-        with safe_io.open_text(path, what) as f:
-            data = json.load(f)
+        data = safe_io.read_json(path, what, MAX_METADATA_BYTES)
     except (OSError, ValueError):
         data = None
     if not isinstance(data, dict) or data.get('format') != METADATA_FORMAT:
@@ -637,16 +639,14 @@ def read_metadata(path, verify_digests=False):
     Returns:
       (metadata dict, shard paths in metadata order).
     Raises:
-      ValueError: unreadable or foreign metadata; FileNotFoundError: a shard is missing;
+      ValueError: unreadable (also: not a regular file, above MAX_METADATA_BYTES, nested too
+      deeply) or foreign metadata; FileNotFoundError: a shard is missing;
       DatasetFilesError (a ValueError): a shard differs from what was written.
     """
     try:
-        with safe_io.open_text(path, 'metadata file') as f:
-            metadata = json.load(f)
-    except ValueError as e:
-        raise ValueError(
-            f'{path}: unreadable metadata JSON ({e}); convert the dataset again.'
-        ) from None
+        metadata = safe_io.read_json(path, 'metadata file', MAX_METADATA_BYTES)
+    except (ValueError, safe_io.UnsafeFileError) as e:
+        raise ValueError(f'{e} Convert the dataset again.') from None
     if not isinstance(metadata, dict) or metadata.get('format') != METADATA_FORMAT:
         raise ValueError(
             f"{path}: not a metadata file of tf_convert_data.py (no 'format': '{METADATA_FORMAT}')."

@@ -3,6 +3,8 @@
 Label ids are 1..K in list order; 0 is the background and is never written to a record.
 """
 
+import unicodedata
+
 from tf_extended import safe_io
 
 VOC_CLASSES = (
@@ -30,6 +32,11 @@ VOC_CLASSES = (
 
 BACKGROUND_NAME = 'none'
 
+# A labels file is a few kB (LVIS: 1203 names, 20 kB); 1 MiB holds ~40000 names of 25 characters.
+MAX_LABELS_BYTES = 1 << 20
+# Class names end up in file names, summaries and tables; no dataset's name comes near this.
+MAX_CLASS_NAME_CHARS = 256
+
 
 def read_labels_file(path):
     """Reads a class list: one name per line, surrounding whitespace stripped, blank lines ignored.
@@ -37,25 +44,41 @@ def read_labels_file(path):
     Returns:
       tuple of str, the class names in id order (first line is id 1).
     Raises:
-      ValueError: the file is empty, not UTF-8 text or names a class twice; OSError: unreadable,
-      or not a regular file (safe_io.UnsafeFileError).
+      ValueError: the file is empty, not UTF-8 text, names a class twice, or a name holds a control
+      character or is longer than MAX_CLASS_NAME_CHARS; OSError: unreadable, not a regular file or
+      larger than MAX_LABELS_BYTES (safe_io.UnsafeFileError).
     """
+    data = safe_io.read_bytes(path, MAX_LABELS_BYTES, 'labels file')
     try:
-        with safe_io.open_text(path, 'labels file') as f:
-            names = [line.strip() for line in f]
+        text = data.decode('utf-8')
     except UnicodeDecodeError as e:
         raise ValueError(
             f'{path}: labels file is not UTF-8 text ({e}); expected one class name per line.'
         ) from None
-    names = tuple(n for n in names if n)
+    names, seen = [], set()
+    for number, line in enumerate(text.replace('\r\n', '\n').replace('\r', '\n').split('\n'), 1):
+        name = line.strip()
+        if not name:
+            continue
+        where = f'{path}, line {number}: class name {name[:40]!r}{"..." if len(name) > 40 else ""}'
+        control = next((c for c in name if unicodedata.category(c) == 'Cc'), None)
+        if control is not None:
+            raise ValueError(
+                f'{where} holds the control character U+{ord(control):04X}; expected one '
+                f'printable class name per line (is this a labels file?).'
+            )
+        if len(name) > MAX_CLASS_NAME_CHARS:
+            raise ValueError(
+                f'{where} has {len(name)} characters, more than {MAX_CLASS_NAME_CHARS}; expected '
+                f'one class name per line (is this a labels file?).'
+            )
+        if name in seen:
+            raise ValueError(f'{where} is listed twice; names must be unique.')
+        seen.add(name)
+        names.append(name)
     if not names:
         raise ValueError(f'{path}: labels file has no class names (expected one name per line).')
-    seen = set()
-    for name in names:
-        if name in seen:
-            raise ValueError(f'{path}: class name {name!r} is listed twice; names must be unique.')
-        seen.add(name)
-    return names
+    return tuple(names)
 
 
 def labels_to_names(class_names):

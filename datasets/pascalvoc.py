@@ -26,7 +26,8 @@ and are not objects. The image is found by id (`JPEGImages/<id>.jpg`, else any `
 Hostile input: split ids that are absolute or climb out of the folder with `..` are bad examples
 unless `allow_outside_paths`; coordinates must be finite numbers; files are read only when they
 are regular files (also through symlinks), an annotation XML only up to MAX_XML_BYTES, images
-within the `image_io.ImageLimits`. (XML entity bombs and external entities are refused by expat.)
+within the `image_io.ImageLimits`, a split file only up to MAX_SPLIT_BYTES. (XML entity bombs
+and external entities are refused by expat.)
 """
 
 import dataclasses
@@ -43,6 +44,8 @@ from datasets.example_format import ExampleRecord, ObjectRecord
 
 _IMAGE_EXT_PREFERENCE = ('.jpg', '.jpeg', '.JPG', '.JPEG', '.png', '.PNG')
 MAX_XML_BYTES = 32 << 20  # a VOC annotation is ~1 kB; 1000 objects are ~200 kB
+# VOC's largest split (trainval 2012) is 11540 ids in 150 kB; 64 MiB is millions of ids.
+MAX_SPLIT_BYTES = 64 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +78,7 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False):
       list of VocSource, folder by folder.
     Raises:
       FileNotFoundError: a folder lacks Annotations/ or the split file; safe_io.UnsafeFileError:
-      the split file is a device or FIFO.
+      the split file is a device or FIFO, or larger than MAX_SPLIT_BYTES; ValueError: not UTF-8.
     """
     sources = []
     for root in dataset_dirs:
@@ -109,13 +112,14 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False):
                     f'{split_path}: split file not found (splits present: {have}); '
                     f'choose one of them or leave --split out to convert every annotation.'
                 )
+            data = safe_io.read_bytes(split_path, MAX_SPLIT_BYTES, 'split file')
             try:
-                with safe_io.open_text(split_path, 'split file') as f:
-                    ids = [(n, line.split()[0]) for n, line in enumerate(f, 1) if line.strip()]
+                lines = data.decode('utf-8').replace('\r\n', '\n').replace('\r', '\n').split('\n')
             except UnicodeDecodeError as e:
                 raise ValueError(
                     f'{split_path}: not a UTF-8 text file ({e}); expected one image id per line.'
                 ) from None
+            ids = [(n, line.split()[0]) for n, line in enumerate(lines, 1) if line.strip()]
         for line, image_id in ids:
             reason = (
                 None

@@ -15,16 +15,19 @@ gives exactly that order whenever an image's detections are contiguous in the fi
 import contextlib
 import io
 import os
+import reprlib
 import xml.etree.ElementTree as ET
 
 from absl import logging
 import numpy as np
 from pycocotools.coco import COCO
 
+from datasets import coco as coco_lib
 from datasets import labels as labels_lib
 from datasets import pascalvoc
 from model import card as card_lib
 from tf_extended import coco_metrics
+from tf_extended import safe_io
 from tf_extended import voc_metrics
 
 
@@ -38,10 +41,14 @@ def read_voc_ground_truth(annotation_path, class_ids):
       (boxes [G, 4] float64 `[ymin, xmin, ymax, xmax]` 1-based pixels, labels [G] int64,
       difficult [G] bool).
     Raises:
-      ValueError naming the file and object for malformed XML or unknown class names.
+      ValueError naming the file and object for malformed XML or unknown class names; naming the
+      file when it is not a regular file or larger than `pascalvoc.MAX_XML_BYTES`.
     """
     try:
-        root = ET.parse(annotation_path).getroot()
+        data = safe_io.read_bytes(annotation_path, pascalvoc.MAX_XML_BYTES, 'annotation XML')
+        root = ET.fromstring(data)
+    except safe_io.UnsafeFileError as err:
+        raise ValueError(str(err)) from None
     except (ET.ParseError, OSError) as err:
         raise ValueError(f'{annotation_path}: cannot read the annotation XML ({err}).') from None
     boxes, labels, difficult = [], [], []
@@ -97,22 +104,36 @@ def score_voc_results(
     Returns:
       voc_metrics.VOCResult.
     Raises:
-      ValueError: a detection names an image that is not in the split.
+      ValueError: `results_dir` is not a folder or holds no class's results file; a detection
+        names an image that is not in the split.
       FileNotFoundError: `strict` and a class has no results file.
     """
     names = {i + 1: name for i, name in enumerate(class_names)}
     class_ids = {name: label for label, name in names.items()}
+    paths = voc_metrics.voc_results_paths(results_dir, split, names, competition)
+    expected = (
+        f'expected files named {competition}_det_{split}_<class>.txt (e.g. '
+        f'{os.path.basename(paths[1])}); pass --results_dir the folder that holds them '
+        f'(eval_ssd_network.py writes them to its --eval_dir)'
+    )
+    if not os.path.isdir(results_dir):
+        state = 'is not a folder' if os.path.exists(results_dir) else 'does not exist'
+        raise ValueError(f'{results_dir}: the results folder {state}; {expected}.')
     detections = voc_metrics.read_voc_results(
         results_dir, split, names, competition, missing_ok=not strict
     )
     missing = [names[label] for label, dets in detections.items() if dets.missing]
+    if len(missing) == len(names):
+        raise ValueError(
+            f'{results_dir}: no results file for any of the {len(names)} classes; {expected}, '
+            f'and check --split, --competition and the class list.'
+        )
     if missing:
         (log or logging.warning)(
             f'{len(missing)} of {len(names)} classes have no {competition}_det_{split}_<class>.txt '
             f'file in {results_dir} ({", ".join(missing[:10])}{", ..." if len(missing) > 10 else ""}'
             f'): scored as classes without detections (--strict refuses instead).'
         )
-    paths = voc_metrics.voc_results_paths(results_dir, split, names, competition)
     sources = {s.image_id: s.annotation_path for s in pascalvoc.list_examples([voc_dir], split)}
     ground_truth = {
         image_id: read_voc_ground_truth(path, class_ids) for image_id, path in sources.items()
@@ -156,14 +177,77 @@ def score_voc_results(
     )
 
 
+# (array, field, required, check, what it must be): what COCOeval on boxes reads.
+_GROUND_TRUTH_FIELDS = (
+    ('images', 'id', True, coco_metrics.is_integer, 'an integer'),
+    ('categories', 'id', True, coco_metrics.is_integer, 'an integer'),
+    ('categories', 'name', True, lambda v: isinstance(v, str), 'a string'),
+    ('annotations', 'id', True, coco_metrics.is_integer, 'an integer'),
+    ('annotations', 'image_id', True, coco_metrics.is_integer, 'an integer'),
+    ('annotations', 'category_id', True, coco_metrics.is_integer, 'an integer'),
+    (
+        'annotations',
+        'bbox',
+        True,
+        lambda v: (
+            isinstance(v, list) and len(v) == 4 and all(coco_metrics.is_finite_number(x) for x in v)
+        ),
+        '[x, y, w, h] of 4 finite numbers',
+    ),
+    ('annotations', 'area', False, coco_metrics.is_finite_number, 'a finite number'),
+    ('annotations', 'iscrowd', False, lambda v: v in (0, 1), '0 or 1'),
+)
+
+
+def _ground_truth_problem(data):
+    """Why COCOeval cannot score against an instances dict, or None."""
+    if 'annotations' not in data:
+        return 'it has no "annotations" (an image_info_*.json lists only images)'
+    for key, field, required, check, what in _GROUND_TRUTH_FIELDS:
+        for index, entry in enumerate(data[key]):
+            if field not in entry:
+                if required:
+                    return f'"{key}"[{index}] has no "{field}"'
+            elif not check(entry[field]):
+                return f'"{key}"[{index}] has {field} {reprlib.repr(entry[field])}, not {what}'
+    return None
+
+
+def read_coco_ground_truth(annotations_path):
+    """A pycocotools COCO object of an instances JSON, read as the converter reads it
+    (`datasets.coco.read_annotations_json`: a regular file within its size limit, the arrays
+    checked) and checked for what COCOeval uses. As in the converter, an annotation without
+    "area" gets w*h and one without "iscrowd" 0 (pycocotools would fail on them).
+
+    Raises:
+      ValueError naming the file and the entry; OSError: unreadable.
+    """
+    data = coco_lib.read_annotations_json(annotations_path)
+    problem = _ground_truth_problem(data)
+    if problem:
+        raise ValueError(
+            f'{annotations_path}: cannot score against this COCO annotations file ({problem}); '
+            f'pass the instances_*.json the results are for.'
+        )
+    for ann in data['annotations']:
+        ann.setdefault('area', float(ann['bbox'][2]) * float(ann['bbox'][3]))
+        ann.setdefault('iscrowd', 0)
+    ground_truth = COCO()
+    ground_truth.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth.createIndex()
+    return ground_truth
+
+
 def score_coco_results(results_path, annotations_path, stdout=None):
     """COCO metrics of a results JSON against an annotation file (pycocotools), per class too.
 
     Returns:
       (`coco_metrics.COCOResult`, {category id: name} in the annotation file's order).
+    Raises:
+      ValueError naming the file: unreadable or malformed annotations or results; OSError.
     """
-    with contextlib.redirect_stdout(stdout or io.StringIO()):
-        ground_truth = COCO(annotations_path)
+    ground_truth = read_coco_ground_truth(annotations_path)
     result = coco_metrics.evaluate_coco_per_class(ground_truth, results_path, stdout=stdout)
     return result, coco_metrics.category_names(ground_truth)
 

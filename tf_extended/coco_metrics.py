@@ -16,7 +16,10 @@ import collections
 import contextlib
 import copy
 import io
+import math
+import numbers
 import os
+import reprlib
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, TextIO, Union
 
 import numpy as np
@@ -43,6 +46,9 @@ COCO_METRIC_NAMES = (
 )
 
 _RESULT_KEYS = ('image_id', 'category_id', 'bbox', 'score')
+# 100 detections on each of test-dev's 20k images are ~200 MB of JSON; parsing takes several
+# times the size in memory.
+MAX_RESULTS_BYTES = 2 << 30
 
 
 def coco_boxes_from_relative(boxes, image_shape) -> np.ndarray:
@@ -133,6 +139,16 @@ def coco_detections(
     return out
 
 
+def is_integer(value) -> bool:
+    """An integer (Python or NumPy), not a bool: what COCO ids must be."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_finite_number(value) -> bool:
+    """A finite real number (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_results(detections, source: str) -> List[dict]:
     if not isinstance(detections, list):
         raise ValueError(
@@ -142,13 +158,27 @@ def _check_results(detections, source: str) -> List[dict]:
         if not isinstance(det, dict) or any(key not in det for key in _RESULT_KEYS):
             raise ValueError(
                 f'{source}: result #{index} must be an object with keys {_RESULT_KEYS}, '
-                f'got {det!r}.'
+                f'got {reprlib.repr(det)}.'
             )
-        if len(det['bbox']) != 4:
+        bbox = det['bbox']
+        if not (
+            isinstance(bbox, (list, tuple, np.ndarray))
+            and len(bbox) == 4
+            and all(is_finite_number(v) for v in bbox)
+        ):
             raise ValueError(
-                f'{source}: result #{index} bbox must be [x, y, width, height], got '
-                f'{det["bbox"]!r}.'
+                f'{source}: result #{index} bbox must be [x, y, width, height] of finite '
+                f'numbers, got {reprlib.repr(bbox)}.'
             )
+        for key, check, what in (
+            ('image_id', is_integer, 'an integer'),
+            ('category_id', is_integer, 'an integer'),
+            ('score', is_finite_number, 'a finite number'),
+        ):
+            if not check(det[key]):
+                raise ValueError(
+                    f'{source}: result #{index} {key} must be {what}, got {reprlib.repr(det[key])}.'
+                )
     return detections
 
 
@@ -159,9 +189,15 @@ def write_coco_results(path: str, detections: Sequence[dict]):
 
 
 def read_coco_results(path: str) -> List[dict]:
-    """Reads and checks a COCO results JSON file; returns its list of dicts."""
-    detections = safe_io.read_json(path, 'COCO results file')
-    return _check_results(detections, f'read_coco_results({path!r})')
+    """Reads and checks a COCO results JSON file (a regular file of at most MAX_RESULTS_BYTES);
+    returns its list of dicts.
+
+    Raises:
+      ValueError naming the file: not JSON, nested too deeply, not a list of results;
+      OSError: unreadable (safe_io.UnsafeFileError: a FIFO, a device, too large).
+    """
+    detections = safe_io.read_json(path, 'COCO results file', MAX_RESULTS_BYTES)
+    return _check_results(detections, path)
 
 
 def coco_ground_truth(dataset: Mapping) -> COCO:
