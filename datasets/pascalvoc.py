@@ -86,8 +86,8 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False):
         img_dir = os.path.join(root, 'JPEGImages')
         if not os.path.isdir(ann_dir):
             raise FileNotFoundError(
-                f'{root}: no Annotations/ folder; --dataset_dir must point at a VOC '
-                f'folder (Annotations/, JPEGImages/, ImageSets/Main/).'
+                f'{root}: no Annotations/ folder; expected a VOC folder (Annotations/, '
+                f'JPEGImages/, ImageSets/Main/), e.g. VOCdevkit/VOC2007.'
             )
         split_path = None
         if split is None:
@@ -110,7 +110,8 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False):
                 )
                 raise FileNotFoundError(
                     f'{split_path}: split file not found (splits present: {have}); '
-                    f'choose one of them or leave --split out to convert every annotation.'
+                    f'choose one of them (the converter also takes every annotation when its '
+                    f'--split is left out).'
                 )
             data = safe_io.read_bytes(split_path, MAX_SPLIT_BYTES, 'split file')
             try:

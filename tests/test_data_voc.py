@@ -12,6 +12,7 @@ from PIL import Image
 
 from datasets import convert
 from datasets import labels
+from datasets import pascalvoc
 from tests import data_fixtures as fx
 
 VOC = labels.VOC_CLASSES
@@ -368,3 +369,17 @@ def test_labels_file_rejects_duplicates(tmp_path):
     p.write_text('a\nb\na\n')
     with pytest.raises(ValueError, match="'a' is listed twice"):
         labels.read_labels_file(str(p))
+
+
+def test_folder_errors_name_no_flag_of_one_script(tmp_path):
+    """list_examples serves the converter (--dataset_dir, --split) and score_detections.py
+    (--voc_dir): its errors say what is expected, not one script's flag."""
+    with pytest.raises(FileNotFoundError) as err:
+        pascalvoc.list_examples([str(tmp_path)], 'test')
+    assert 'expected a VOC folder (Annotations/' in str(err.value)
+    assert '--dataset_dir' not in str(err.value)
+    (tmp_path / 'Annotations').mkdir()
+    (tmp_path / 'ImageSets' / 'Main').mkdir(parents=True)
+    (tmp_path / 'ImageSets' / 'Main' / 'trainval.txt').write_text('a\n')
+    with pytest.raises(FileNotFoundError, match=r"splits present: \['trainval'\]; choose one"):
+        pascalvoc.list_examples([str(tmp_path)], 'tset')
