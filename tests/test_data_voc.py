@@ -381,5 +381,5 @@ def test_folder_errors_name_no_flag_of_one_script(tmp_path):
     (tmp_path / 'Annotations').mkdir()
     (tmp_path / 'ImageSets' / 'Main').mkdir(parents=True)
     (tmp_path / 'ImageSets' / 'Main' / 'trainval.txt').write_text('a\n')
-    with pytest.raises(FileNotFoundError, match=r"splits present: \['trainval'\]; choose one"):
+    with pytest.raises(FileNotFoundError, match=r"splits present: \['trainval'\]\); choose one"):
         pascalvoc.list_examples([str(tmp_path)], 'tset')
