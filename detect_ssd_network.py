@@ -297,7 +297,13 @@ class Run:
             return
         paths, images = zip(*batch)
         batch.clear()
-        for path, image, dets in zip(paths, images, self.detect(list(images))):
+        try:
+            detections = self.detect(list(images))
+        except ValueError as err:  # the model failed on this batch (ModelRunError, a wrong size)
+            for path in paths:
+                self.fail(path, err)
+            return
+        for path, image, dets in zip(paths, images, detections):
             ext = os.path.splitext(path)[1].lower()
             out = self.output_path(path, ext if ext in ('.jpg', '.jpeg', '.png') else '.png')
             drawn = visualization.draw_detections(image, dets, self.detector.card.class_names)
@@ -376,7 +382,7 @@ class Run:
                     batch = []
                 if not ok:
                     break
-        except _VideoNotWritable as err:
+        except (_VideoNotWritable, ValueError) as err:  # ValueError: the model failed
             frames = []
             error = str(err)
         else:

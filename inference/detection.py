@@ -204,18 +204,34 @@ def split_detections(outputs):
     return result
 
 
+def _op_error_reason(err):
+    """A tf.errors.OpError in one line: its type, node and cause (the message's line after its
+    last `Node:` line, after a header and where the node was defined; else its first line)."""
+    lines = [line.strip() for line in err.message.splitlines() if line.strip()]
+    after = [i + 1 for i, line in enumerate(lines) if line.startswith('Node: ')]
+    cause = lines[after[-1]] if after and after[-1] < len(lines) else (lines or [''])[0]
+    node = '' if err.op is None else f' in node {err.op.name!r}'
+    return f'{type(err).__name__}{node}: {cause}'
+
+
+class ModelRunError(ValueError):
+    """TensorFlow failed running a model (the message names the model and why)."""
+
+
 class Detector:
     """One graph and one session for a whole run; see the module docstring.
 
     Attributes:
       card: the ModelCard; inputs / outputs: {name: tensor} of the graph; checkpoint: the
-      restored checkpoint prefix (`from_checkpoint`; a directory resolved), else None.
+      restored checkpoint prefix (`from_checkpoint`; a directory resolved), else None; source:
+      the model's file or folder (the checkpoint prefix), named in errors.
     """
 
-    def __init__(self, graph, sess, card, inputs, outputs, checkpoint=None):
+    def __init__(self, graph, sess, card, inputs, outputs, checkpoint=None, source=None):
         self.graph, self.sess, self.card = graph, sess, card
         self.inputs, self.outputs = inputs, outputs
         self.checkpoint = checkpoint
+        self.source = source or checkpoint
 
     @classmethod
     def from_checkpoint(cls, card, checkpoint_path, batch_size=None, card_path=None):
@@ -249,7 +265,14 @@ class Detector:
             return {k: graph.get_tensor_by_name(v.name) for k, v in infos.items()}
 
         card = card_lib.load(os.path.join(export_dir, 'assets.extra', METADATA_FILE))
-        return cls(graph, sess, card, tensors(signature.inputs), tensors(signature.outputs))
+        return cls(
+            graph,
+            sess,
+            card,
+            tensors(signature.inputs),
+            tensors(signature.outputs),
+            source=export_dir,
+        )
 
     @classmethod
     def from_frozen_graph(cls, path, metadata_path=None):
@@ -286,6 +309,7 @@ class Detector:
             card,
             {n: tensor(n) for n in (INPUT, SIZES)},
             {n: tensor(n) for n in OUTPUTS},
+            source=path,
         )
 
     def run(self, images, outputs=DETECTION_OUTPUTS):
@@ -294,11 +318,24 @@ class Detector:
 
     def run_padded(self, batch, sizes, outputs=DETECTION_OUTPUTS):
         """Batched outputs for a zero-padded uint8 batch `[B, H, W, 3]` and its int32 sizes
-        `[B, 2]` (height, width of each image at the top left)."""
-        return self.sess.run(
-            {k: self.outputs[k] for k in outputs},
-            {self.inputs[INPUT]: batch, self.inputs[SIZES]: sizes},
-        )
+        `[B, 2]` (height, width of each image at the top left). Raises ModelRunError when
+        TensorFlow fails running the graph."""
+        try:
+            return self.sess.run(
+                {k: self.outputs[k] for k in outputs},
+                {self.inputs[INPUT]: batch, self.inputs[SIZES]: sizes},
+            )
+        except tf.errors.OpError as err:
+            if isinstance(err, tf.errors.ResourceExhaustedError):
+                hint = 'out of memory: detect fewer or smaller images at a time'
+            elif self.checkpoint is None:
+                hint = 'if it fails on every batch, export it again with export_ssd_network.py'
+            else:
+                hint = 'the graph is built by this code: please report this error'
+            raise ModelRunError(
+                f'{self.source}: TensorFlow failed running the model on a batch of shape '
+                f'{list(batch.shape)} ({_op_error_reason(err)}); {hint}.'
+            ) from None
 
     def detect(self, images):
         """Per-image detections (see `split_detections`) for a list of uint8 RGB images."""

@@ -17,14 +17,23 @@ imported, every op type in it (and in its function library, e.g. the body of the
                      have none) or with a signature reaching anything but inference ops and
                      variable reads is refused.
 
-A refused graph is a ValueError naming the op types, a node of each, and the file. This is a
-filter, not a sandbox: it keeps out what our exports never contain; a graph of allowed ops can
-still be wrong or slow. Load only graphs you trust. (TFLite models and OpenVINO IRs are run by
-their own runtimes, which have no file or Python ops; they are not checked here.)
+Sizes are checked too (`check_sizes`): a Const stores one value that TF broadcasts to its declared
+shape, so a 2 KB file can declare gigabytes. The constants at their declared shapes (and a
+SavedModel's variables), plus every tensor of static shape computed from constants alone (a Fill,
+Range or Tile of constant inputs, which TF materialises when the graph first runs), may take at
+most MAX_CONSTANT_BYTES together; one image's part of any tensor at most that too.
+
+A refused graph is a ValueError naming the op types (or the node too large), a node of each, and
+the file. This is a filter, not a sandbox: it keeps out what our exports never contain; a graph of
+allowed ops can still be wrong or slow (e.g. a tensor whose size a fed input sets). Load only
+graphs you trust. (TFLite models and OpenVINO IRs are run by their own runtimes, which have no
+file or Python ops; they are not checked here. `openvino_model.check_sizes` applies
+MAX_CONSTANT_BYTES to IRs.)
 
 To see the op types of our exports (after changing the graph): `python -m inference.graph_check`.
 """
 
+import math
 import os
 
 from tf_extended import safe_io
@@ -122,8 +131,25 @@ _TRUST = (
 )
 
 
+# The bytes of constants (see the module docstring). Our largest model, SSD512 VGG, holds ~27 M
+# float32 weights (~110 MB, plus ~55 MB of their bfloat16 / float16 casts); 1 GiB leaves room for
+# far larger nets while keeping a crafted file from making TF allocate gigabytes (or fail with a
+# traceback on a shape it cannot allocate). The same limit holds for one image's part of any
+# tensor (its static dims after the first, unknown ones as 1: a Fill to [batch, 2**30], a resize
+# to a constant 65536x65536); ours peak at 64 MB (SSD512's first convolutions, 512x512x64 float32).
+MAX_CONSTANT_BYTES = 1 << 30
+# Bytes per element of a string, variant or resource tensor and of a TensorListReserve (a Tensor
+# each: measured 32 bytes).
+OBJECT_BYTES = 32
+# Ops whose output is computed from their inputs alone (so from constants when those are), and
+# those among them that share their input's buffer (not counted again).
+PURE_OPS = FROZEN_GRAPH_OPS - {'Placeholder', 'PlaceholderWithDefault'}
+ALIASING_OPS = frozenset({'ExpandDims', 'Identity', 'IdentityN', 'Reshape', 'Squeeze'})
+
+
 class UnsafeGraphError(ValueError):
-    """A graph holds ops our exports never contain (the message names them)."""
+    """A graph holds ops our exports never contain, or far larger constants (the message names
+    them)."""
 
 
 def _function_refs(node_def):
@@ -174,6 +200,139 @@ def check_graph_def(graph_def, source, allowed=FROZEN_GRAPH_OPS, what='graph'):
 def check_frozen_graph(graph_def, source):
     """The check of a frozen graph (see the module docstring)."""
     check_graph_def(graph_def, source, FROZEN_GRAPH_OPS, 'frozen graph')
+    check_sizes(graph_def, source, 'frozen graph')
+
+
+def _element_bytes(dtype):
+    """Bytes per element of a DataType enum or tf.DType (TypeError when it is none)."""
+    import tensorflow as tf
+
+    return tf.dtypes.as_dtype(dtype).size or OBJECT_BYTES
+
+
+def _declared_bytes(shape, dtype):
+    """Bytes of a tensor of a TensorShapeProto and DataType, or None when either is invalid."""
+    if shape.unknown_rank or any(d.size < 0 for d in shape.dim):
+        return None
+    try:
+        return math.prod(d.size for d in shape.dim) * _element_bytes(dtype)
+    except TypeError:
+        return None
+
+
+def _nodes(graph_def):
+    """(label, NodeDef) of the graph and its library (`function/node`, as `op_types`)."""
+    for node in graph_def.node:
+        yield node.name, node
+    for function in graph_def.library.function:
+        for node in function.node_def:
+            yield f'{function.signature.name}/{node.name}', node
+
+
+def _check_total(sizes, source, what, held):
+    """`sizes`: (node label, bytes) pairs."""
+    total = sum(size for _, size in sizes)
+    if total > MAX_CONSTANT_BYTES:
+        label, largest = max(sizes, key=lambda item: item[1])
+        raise UnsafeGraphError(
+            f'{source}: refusing to load this {what}: its {held} take {total:,} bytes '
+            f'(largest: node {label!r}, {largest:,} bytes), more than the limit of '
+            f'{MAX_CONSTANT_BYTES:,} (our largest model needs ~200 MB); {_TRUST}.'
+        )
+
+
+def _computed_bytes(graph, prefix, source, what):
+    """(label, bytes) of the tensors `graph` computes from constants alone (Consts excluded:
+    counted at their declared shapes). Raises UnsafeGraphError for one image's part of a tensor
+    over MAX_CONSTANT_BYTES, or a TensorListReserve of a length computed from constants."""
+    constant, sizes = set(), []
+    for op in graph.get_operations():  # in topological order, as imported
+        label = prefix + op.name
+        for out in op.outputs:
+            if out.shape.rank:
+                dims = [d or 1 for d in out.shape.as_list()[1:]]
+                image = math.prod(dims) * _element_bytes(out.dtype)
+                if image > MAX_CONSTANT_BYTES:
+                    raise UnsafeGraphError(
+                        f'{source}: refusing to load this {what}: node {label!r} ({op.type}) '
+                        f'makes a tensor of shape {out.shape} of at least {image:,} bytes per '
+                        f'image, more than the limit of {MAX_CONSTANT_BYTES:,}; {_TRUST}.'
+                    )
+        if op.type not in PURE_OPS or any(t.op.name not in constant for t in op.inputs):
+            continue
+        constant.add(op.name)
+        if op.type == 'TensorListReserve':
+            sizes.append((label, _list_length(op, label, source, what) * OBJECT_BYTES))
+        elif op.type not in ALIASING_OPS | {'Const'}:
+            size = sum(
+                out.shape.num_elements() * _element_bytes(out.dtype)
+                for out in op.outputs
+                if out.shape.is_fully_defined()
+            )
+            sizes.append((label, size))
+    return sizes
+
+
+def _list_length(op, label, source, what):
+    """The length of a constant TensorListReserve: its scalar Const `num_elements` (ours: the
+    static batch size), else UnsafeGraphError."""
+    from tensorflow.python.framework import tensor_util
+
+    length = op.inputs[1].op
+    if length.type == 'Const' and op.inputs[1].shape.rank == 0:
+        try:
+            return max(int(tensor_util.MakeNdarray(length.get_attr('value'))), 0)
+        except (ValueError, TypeError):
+            pass
+    raise UnsafeGraphError(
+        f'{source}: refusing to load this {what}: node {label!r} (TensorListReserve) has a '
+        f'length computed from constants, which our exports never have; {_TRUST}.'
+    )
+
+
+def check_sizes(graph_def, source, what='graph', variables=False):
+    """Raises UnsafeGraphError when the constants of `graph_def` (with `variables`: its
+    VarHandleOps too) at their declared shapes and the tensors it computes from constants alone
+    take more than MAX_CONSTANT_BYTES, or one image's part of a tensor does (see the module
+    docstring); ValueError when TensorFlow cannot import it. The declared sizes are checked
+    first, then the graph and its functions are imported into scratch graphs (nothing runs)."""
+    import tensorflow as tf
+    from tensorflow.python.framework import function_def_to_graph
+
+    sizes = []
+    for label, node in _nodes(graph_def):
+        if node.op == 'Const':
+            tensor = node.attr['value'].tensor
+            size = _declared_bytes(tensor.tensor_shape, tensor.dtype)
+        elif variables and node.op == 'VarHandleOp':
+            size = _declared_bytes(node.attr['shape'].shape, node.attr['dtype'].type)
+        else:
+            continue
+        if size is None:
+            raise UnsafeGraphError(
+                f'{source}: refusing to load this {what}: node {label!r} ({node.op}) declares '
+                f'an unknown or invalid shape or dtype; {_TRUST}.'
+            )
+        sizes.append((label, size))
+    held = 'constants' + (' and variables' if variables else '') + ' at their declared shapes'
+    _check_total(sizes, source, what, held)  # before importing: shape inference reads constants
+    try:
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.compat.v1.import_graph_def(graph_def, name='')
+        graphs = [(graph, '')] + [
+            (function_def_to_graph.function_def_to_graph(f), f.signature.name + '/')
+            for f in graph_def.library.function
+        ]
+    except (ValueError, TypeError, tf.errors.OpError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError(
+            f'{source}: TensorFlow cannot import this {what} ({reason}); export it with '
+            f'export_ssd_network.py.'
+        ) from None
+    for scratch, prefix in graphs:
+        sizes.extend(_computed_bytes(scratch, prefix, source, what))
+    _check_total(sizes, source, what, held + ' and the tensors computed from constants')
 
 
 def _reachable_ops(graph_def, tensor_or_op_names):
@@ -241,6 +400,7 @@ def check_meta_graph(meta_graph, source, signature_names=None):
         }
         if bad:
             _refuse(source, bad, f'SavedModel (signature {name!r})')
+    check_sizes(graph_def, source, 'SavedModel', variables=True)
 
 
 def check_saved_model(export_dir, tags=('serve',), signature_names=None):

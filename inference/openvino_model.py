@@ -38,6 +38,7 @@ the CPU has bf16 instructions, AVX-512 BF16 or AMX; on other CPUs OpenVINO keeps
 import collections
 from concurrent import futures
 import json
+import math
 import os
 import queue
 
@@ -46,6 +47,7 @@ import tensorflow as tf
 import tf_slim as slim
 
 from inference import detection
+from inference import graph_check
 from model import card as card_lib
 from nets import post_processing
 from nets import ssd_common
@@ -365,11 +367,79 @@ def cpu_matrix_units():
     }
 
 
+def _reason(err):
+    """The last line of an OpenVINO RuntimeError that says why (its message: "Exception from
+    <source>:" / "Check ... failed at" lines, then why)."""
+    lines = [
+        line.strip()
+        for line in str(err).splitlines()
+        if line.strip() and not line.startswith(('Exception from', 'Check '))
+    ]
+    return lines[-1] if lines else type(err).__name__
+
+
+def _element_bytes(output):
+    """Bytes per element of an op's output (strings and dynamic types: graph_check.OBJECT_BYTES)."""
+    return output.get_element_type().size or graph_check.OBJECT_BYTES
+
+
+def check_sizes(model, path):
+    """Raises UnsafeGraphError (a ValueError) when the `ov.Model` of `path` holds more than
+    graph_check.MAX_CONSTANT_BYTES in constants and tensors of static shape computed from
+    constants alone (OpenVINO folds them when compiling: a 3 KB IR broadcasting one value to a
+    huge shape made it allocate gigabytes), when one image's part of a tensor (its static dims
+    after the first, dynamic ones as 1) is larger, or when it has sub-graphs (If, Loop; ours
+    have none)."""
+    limit = graph_check.MAX_CONSTANT_BYTES
+    redo = 'export it again with export_ssd_network.py --formats=openvino'
+    constant = set()  # get_name() of the ops computed from constants (unique, unlike friendly)
+    sizes = []
+    for op in model.get_ordered_ops():  # inputs before the ops using them
+        kind, name = op.get_type_name(), op.get_friendly_name()
+        if hasattr(op, 'get_function'):
+            raise graph_check.UnsafeGraphError(
+                f'{path}: refusing to load this OpenVINO model: node {name!r} ({kind}) has '
+                f'sub-graphs, which our exports never have; {redo}.'
+            )
+        for out in op.outputs():
+            shape = out.get_partial_shape()
+            if shape.rank.is_static and len(shape) > 1:
+                dims = [d.get_length() if d.is_static else 1 for d in list(shape)[1:]]
+                image = math.prod(dims) * _element_bytes(out)
+                if image > limit:
+                    raise graph_check.UnsafeGraphError(
+                        f'{path}: refusing to load this OpenVINO model: node {name!r} ({kind}) '
+                        f'makes a tensor of shape {shape} of at least {image:,} bytes per image, '
+                        f'more than the limit of {limit:,}; {redo}.'
+                    )
+        inputs = [i.get_source_output().get_node().get_name() for i in op.inputs()]
+        if kind in ('Parameter', 'Result') or any(i not in constant for i in inputs):
+            continue
+        constant.add(op.get_name())
+        if kind in ('Reshape', 'Squeeze', 'Unsqueeze'):  # folded sharing their input's data
+            continue
+        size = sum(
+            math.prod(out.get_partial_shape().to_shape()) * _element_bytes(out)
+            for out in op.outputs()
+            if out.get_partial_shape().is_static
+        )
+        sizes.append((name, size))
+    total = sum(size for _, size in sizes)
+    if total > limit:
+        name, largest = max(sizes, key=lambda item: item[1])
+        raise graph_check.UnsafeGraphError(
+            f'{path}: refusing to load this OpenVINO model: its constants and the tensors '
+            f'computed from constants alone take {total:,} bytes (largest: node {name!r}, '
+            f'{largest:,} bytes), more than the limit of {limit:,} (our largest model needs '
+            f'~250 MB); {redo}.'
+        )
+
+
 def read_ir(core, path):
     """`core.read_model(path)` of a user's IR, checked as an untrusted file first: the .xml and
     its .bin regular files (OpenVINO would block on a FIFO and read a device forever), the .xml
-    at most MAX_XML_BYTES. Raises FileNotFoundError, UnsafeFileError or ValueError (not an IR
-    OpenVINO reads), naming the file."""
+    at most MAX_XML_BYTES; then its sizes (`check_sizes`). Raises FileNotFoundError,
+    UnsafeFileError or ValueError (not an IR OpenVINO reads, or too large), naming the file."""
     if not os.path.exists(path):
         raise FileNotFoundError(f'{path}: no such OpenVINO model (.xml).')
     what = 'OpenVINO model (.xml)'
@@ -391,19 +461,14 @@ def read_ir(core, path):
     if os.path.lexists(weights):
         safe_io.check_regular(weights, 'OpenVINO weights (.bin)')
     try:
-        return core.read_model(path)
+        model = core.read_model(path)
     except RuntimeError as err:
-        # OpenVINO's message: "Exception from <source>:" / "Check ... failed at" lines, then why.
-        lines = [
-            line.strip()
-            for line in str(err).splitlines()
-            if line.strip() and not line.startswith(('Exception from', 'Check '))
-        ]
-        reason = lines[-1] if lines else type(err).__name__
         raise ValueError(
-            f'{path}: OpenVINO cannot read it as a model ({reason}); export it with '
+            f'{path}: OpenVINO cannot read it as a model ({_reason(err)}); export it with '
             f'export_ssd_network.py --formats=openvino.'
         ) from None
+    check_sizes(model, path)
+    return model
 
 
 def load_metadata(path, model=None):
@@ -474,7 +539,13 @@ class OpenVINODetector:
         if num_requests > 1:
             config['NUM_STREAMS'] = int(num_requests)
         self.model, self.config = model, config
-        self.compiled = self.core.compile_model(model, 'CPU', config)
+        try:
+            self.compiled = self.core.compile_model(model, 'CPU', config)
+        except RuntimeError as err:
+            raise ValueError(
+                f'{path}: OpenVINO cannot compile it ({_reason(err)}); export it with '
+                f'export_ssd_network.py --formats=openvino.'
+            ) from None
         # What OpenVINO compiled: 'bf16' only where the CPU has bf16 instructions.
         compiled = self.compiled.get_property('INFERENCE_PRECISION_HINT')
         self.precision = {'f32': 'fp32', 'bf16': 'bf16', 'f16': 'fp16'}.get(

@@ -1,12 +1,16 @@
 """Shared graphs are code (#16): a frozen graph or SavedModel with ops our exports never contain
-(file reads and writes, Python) is refused by name before it is imported; our own exports pass."""
+(file reads and writes, Python), or constants far larger than ours, is refused by name before it
+is imported; our own exports pass. A graph failing at run time is one line naming it."""
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.ops import list_ops
 
 from inference import detection
 from inference import export
@@ -110,6 +114,163 @@ def test_crafted_saved_models_are_refused_before_loading(tmp_path):
     plain = str(tmp_path / 'plain')
     _tiny_saved_model(plain)
     graph_check.check_saved_model(plain)  # variables, saver, our ops: fine
+
+
+def _graph_def_with(build):
+    """Our input and output names plus the ops `build(images)` makes (not needed by the
+    outputs: the checks look at every node)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.uint8, [None, None, None, 3], name=detection.INPUT)
+        v1.placeholder_with_default(tf.zeros([1, 2], tf.int32), [None, 2], name=detection.SIZES)
+        build(images)
+        _fake_outputs()
+    return graph.as_graph_def()
+
+
+def _declare(graph_def, name, dims):
+    """Sets the declared shape of Const `name` (its one stored value then fills all of it)."""
+    (node,) = [node for node in graph_def.node if node.name == name]
+    shape = node.attr['value'].tensor.tensor_shape
+    shape.ClearField('dim')
+    for size in dims:
+        shape.dim.add(size=size)
+    return graph_def
+
+
+@pytest.mark.parametrize('size', [2**29, 2**36])
+def test_constants_declaring_gigabytes_are_refused_before_import(tmp_path, size):
+    """A 2 KB graph whose Const holds one float declared [2**29] (TF allocated 2 GB for it) or
+    [2**36] (TF failed with a long traceback)."""
+    graph_def = _declare(_graph_def_with(lambda _: tf.constant([1.0], name='big')), 'big', [size])
+    path = tmp_path / 'frozen_graph.pb'
+    path.write_bytes(graph_def.SerializeToString())
+    assert path.stat().st_size < 2048
+    (tmp_path / detection.METADATA_FILE).write_text(json.dumps(_card().to_dict()))
+    with pytest.raises(graph_check.UnsafeGraphError) as err:
+        detection.Detector.from_frozen_graph(str(path))
+    assert re.match(
+        f'{re.escape(str(path))}: refusing to load this frozen graph: its constants at their '
+        rf"declared shapes take [\d,]+ bytes \(largest: node 'big', {4 * size:,} bytes\), more "
+        r'than the limit of 1,073,741,824 ',
+        str(err.value),
+    )
+    assert '\n' not in str(err.value) and 'trust' in str(err.value)
+
+
+def _while_body_fill(_):
+    """A StatelessWhile whose body fills a [2**29] float32 tensor (2 GB) from constants."""
+    return tf.while_loop(
+        lambda i, x: i < 1,
+        lambda i, x: (i + 1, x + tf.reduce_sum(tf.fill([2**29], 1.0))),
+        [tf.constant(0), tf.constant(0.0)],
+    )
+
+
+@pytest.mark.parametrize(
+    'build,why',
+    [
+        (lambda _: tf.fill([2**29], 1.0, name='bomb'), "computed from constants take 2,147,48"),
+        (lambda _: tf.range(2**30, name='bomb'), 'computed from constants take 4,294,96'),
+        (lambda _: tf.tile([1.0], [2**29], name='bomb'), 'computed from constants take 2,147,48'),
+        (
+            lambda _: list_ops.tensor_list_reserve([], 2**30, tf.float32, name='bomb'),
+            'computed from constants take 34,359,7',
+        ),
+        (
+            lambda images: tf.zeros(tf.stack([tf.shape(images)[0], 2**29]), name='bomb'),
+            r'makes a tensor of shape \(None, 536870912\) of at least 2,147,483,648 bytes per '
+            'image',
+        ),
+        (
+            lambda images: v1.image.resize_bilinear(
+                tf.cast(images, tf.float32), [65536, 65536], name='bomb'
+            ),
+            'makes a tensor of shape .* of at least 51,539,607,552 bytes per image',
+        ),
+    ],
+    ids=['fill', 'range', 'tile', 'tensor_list', 'fill_per_image', 'resize'],
+)
+def test_tensors_computed_from_constants_are_bounded(build, why):
+    """Fill, Range, Tile, TensorListReserve of constants (TF materialises them when the graph
+    runs), and tensors whose constant dims alone exceed the limit per image."""
+    with pytest.raises(graph_check.UnsafeGraphError) as err:
+        graph_check.check_frozen_graph(_graph_def_with(build), 'bomb.pb')
+    message = str(err.value)
+    assert message.startswith('bomb.pb: refusing to load this frozen graph: ')
+    assert "'bomb'" in message and '\n' not in message
+    assert re.search(why, message), message
+
+
+def test_tensors_computed_in_functions_and_graphs_tf_cannot_import():
+    with pytest.raises(graph_check.UnsafeGraphError, match=r"node 'while_body_\w+/Fill', 2,147"):
+        graph_check.check_frozen_graph(_graph_def_with(_while_body_fill), 'loop.pb')
+    mismatched = _declare(
+        _graph_def_with(lambda _: tf.add(tf.constant([1.0, 2.0], name='a'), [1.0, 2.0])), 'a', [3]
+    )
+    with pytest.raises(
+        ValueError,
+        match=r'^bad.pb: TensorFlow cannot import this frozen graph \(Dimensions must be equal, '
+        r'but are 3 and 2 .*\); export it with export_ssd_network.py.$',
+    ):
+        graph_check.check_frozen_graph(mismatched, 'bad.pb')
+
+
+def test_saved_model_constants_and_variables_are_bounded(tmp_path):
+    fills = str(tmp_path / 'fills')
+    _tiny_saved_model(fills, evil=lambda: tf.fill([2**29], 1.0, name='bomb'))
+    with pytest.raises(graph_check.UnsafeGraphError, match=r"fills: .*\(largest: node 'bomb', 2,"):
+        detection.Detector.from_saved_model(fills)
+    variable = str(tmp_path / 'variable')
+    _tiny_saved_model(variable)
+    pb = os.path.join(variable, 'saved_model.pb')
+    saved_model = saved_model_pb2.SavedModel.FromString(open(pb, 'rb').read())
+    for node in saved_model.meta_graphs[0].graph_def.node:
+        if node.op == 'VarHandleOp':
+            node.attr['shape'].shape.dim.add(size=2**30)  # a scalar declared [2**30]
+    with open(pb, 'wb') as f:
+        f.write(saved_model.SerializeToString())
+    with pytest.raises(
+        graph_check.UnsafeGraphError,
+        match=r'variable: refusing to load this SavedModel: its constants and variables at their '
+        r"declared shapes take 4,294,9\d\d,\d+ bytes \(largest: node 'w', 4,294,967,296 bytes\)",
+    ):
+        graph_check.check_saved_model(variable)
+
+
+def test_a_model_failing_at_run_time_is_one_line_naming_it(tmp_path):
+    """A graph that passes every check but whose GatherV2 index is out of range."""
+
+    def build(images):
+        batch = tf.shape(images)[0]
+        bad = tf.gather(tf.constant([1.0]), 10)
+        for name, dims, dtype in (
+            ('detection_boxes', [1, 4], tf.float32),
+            ('detection_scores', [1], tf.float32),
+            ('detection_classes', [1], tf.int32),
+            ('num_detections', [], tf.int32),
+            ('raw_localisations', [1, 4], tf.float32),
+            ('raw_scores', [1, 3], tf.float32),
+        ):
+            zeros = tf.zeros(tf.stack([batch] + dims), dtype)
+            tf.identity(zeros + tf.cast(bad, dtype), name=name)
+
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.uint8, [None, None, None, 3], name=detection.INPUT)
+        v1.placeholder_with_default(tf.zeros([1, 2], tf.int32), [None, 2], name=detection.SIZES)
+        build(images)
+    path = tmp_path / 'frozen_graph.pb'
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    (tmp_path / detection.METADATA_FILE).write_text(json.dumps(_card().to_dict()))
+    with detection.Detector.from_frozen_graph(str(path)) as detector:
+        with pytest.raises(detection.ModelRunError) as err:
+            detector.detect([np.zeros((8, 8, 3), np.uint8)])
+    assert str(err.value) == (
+        f"{path}: TensorFlow failed running the model on a batch of shape [1, 8, 8, 3] "
+        f"(InvalidArgumentError in node 'GatherV2': indices = 10 is not in [0, 1)); if it fails "
+        f'on every batch, export it again with export_ssd_network.py.'
+    )
 
 
 @pytest.mark.parametrize(

@@ -198,6 +198,94 @@ def test_openvino_models(tmp_path):
         openvino_model.load_metadata(str(xml), model)
 
 
+def _bomb_ir(path, target):
+    """A few-KB IR: `images` f32 [?, 4] plus a ReduceSum of one value broadcast to the i64 shape
+    `target(ops, images)` (OpenVINO folds a constant one when compiling: 2**28 floats took 1 GB
+    and 5 s)."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    x = ops.parameter([-1, 4], np.float32, name='images')
+    big = ops.broadcast(ops.constant(np.float32(1.0)), target(ops, x))
+    big.set_friendly_name('bomb')
+    total = ops.reduce_sum(ops.reshape(big, _i64(ops, [-1]), False), _i64(ops, 0), False)
+    model = ov.Model([ops.add(x, total)], [x], 'bomb')
+    ov.save_model(model, str(path), compress_to_fp16=False)
+
+
+def _i64(ops, values):
+    return ops.constant(np.array(values, np.int64))
+
+
+def test_openvino_models_too_large_or_failing_to_compile(tmp_path):
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    core = ov.Core()
+    for name, target, why in (
+        (
+            'const.xml',
+            lambda ops, x: _i64(ops, [2**36]),
+            r'its constants and the tensors computed from constants alone take 274,877,906,9\d\d '
+            r"bytes \(largest: node 'bomb', 274,877,906,944 bytes\), more than the limit of "
+            r'1,073,741,824 ',
+        ),
+        (
+            'per_image.xml',
+            lambda ops, x: ops.concat(
+                [
+                    ops.gather(ops.shape_of(x, 'i64'), _i64(ops, [0]), _i64(ops, 0)),
+                    _i64(ops, [2**30]),
+                ],
+                0,
+            ),
+            r"node 'bomb' \(Broadcast\) makes a tensor of shape \[\?,1073741824\] of at least "
+            r'4,294,967,296 bytes per image, more than the limit of 1,073,741,824',
+        ),
+    ):
+        _bomb_ir(tmp_path / name, target)
+        assert (tmp_path / name).stat().st_size < 8192
+        with pytest.raises(
+            ValueError,
+            match=f'^{tmp_path}/{name}: refusing to load this OpenVINO model: {why}.*; export it '
+            r'again with export_ssd_network.py --formats=openvino.$',
+        ):
+            openvino_model.read_ir(core, str(tmp_path / name))
+
+    # Sub-graphs (If, Loop) are refused: ours have none and their bodies are not checked.
+    x = ops.parameter([1, 4], np.float32, name='images')
+    branch = ops.if_op(ops.constant(np.array(True)))
+    bodies = []
+    for _ in range(2):
+        inner = ops.parameter([1, 4], np.float32)
+        bodies.append((ov.Model([ops.result(inner)], [inner]), inner))
+    branch.set_then_body(bodies[0][0])
+    branch.set_else_body(bodies[1][0])
+    branch.set_input(x.output(0), bodies[0][1], bodies[1][1])
+    out = branch.set_output(bodies[0][0].get_results()[0], bodies[1][0].get_results()[0])
+    branch.set_friendly_name('branch')
+    ov.save_model(ov.Model([out], [x]), str(tmp_path / 'if.xml'))
+    with pytest.raises(ValueError, match=r"if.xml: .*: node 'branch' \(If\) has sub-graphs"):
+        openvino_model.read_ir(core, str(tmp_path / 'if.xml'))
+
+    # A model CPU plugin cannot compile: one line naming the file, not OpenVINO's traceback.
+    images = ops.parameter(ov.PartialShape.dynamic(), np.uint8, name='images')
+    results = []
+    for output in detection.DETECTION_OUTPUTS:
+        result = ops.result(ops.convert(images, 'f32'))
+        result.output(0).get_tensor().set_names({output})
+        results.append(result)
+    ov.save_model(ov.Model(results, [images]), str(tmp_path / 'dynamic.xml'))
+    card = card_lib.from_registry('ssd_300_vgg', num_classes=3)
+    (tmp_path / 'metadata.json').write_text(json.dumps(card.to_dict()))
+    with pytest.raises(
+        ValueError,
+        match=r"dynamic.xml: OpenVINO cannot compile it \(.*doesn't support Parameter operation "
+        r'with dynamic rank.*\); export it with export_ssd_network.py --formats=openvino.$',
+    ):
+        openvino_model.OpenVINODetector(str(tmp_path / 'dynamic.xml'))
+
+
 def test_pth_results_files_and_training_marker(tmp_path):
     with pytest.raises(safe_io.UnsafeFileError, match=r'w.pth: the .pth file is a FIFO'):
         pth_reader.load(_fifo(tmp_path / 'w.pth'))
