@@ -260,16 +260,20 @@ def records(ov_export):
     return fx.write_synthetic_split(str(ov_export['root'] / 'data'), 48)
 
 
-def test_evaluation_of_exports_equals_checkpoint(ov_export, ov_detector, records, tmp_path):
-    """Same mAP from the checkpoint, the frozen graph and the OpenVINO model on the split."""
-    settings = evaluate.EvalSettings(
+def _eval_settings(ov_export, records, batch_size):
+    return evaluate.EvalSettings(
         card=ov_export['spec'],
         dataset_name='custom',
         dataset_split_name='test',
         dataset_dir=records,
-        batch_size=4,
+        batch_size=batch_size,
         pr_curves=False,
     )
+
+
+def test_evaluation_of_exports_equals_checkpoint(ov_export, ov_detector, records, tmp_path):
+    """Same mAP from the checkpoint, the frozen graph and the OpenVINO model on the split."""
+    settings = _eval_settings(ov_export, records, batch_size=4)
     quiet = lambda _: None  # noqa: E731
     want = evaluate.evaluate_checkpoint(
         settings, ov_export['prefix'], str(tmp_path / 'ckpt'), log=quiet
@@ -326,14 +330,7 @@ def test_failing_model_stops_the_evaluation_threads(ov_export, ov_detector, reco
                 raise RuntimeError('model failed')
             return ov_detector.run_padded(images, sizes)
 
-    settings = evaluate.EvalSettings(
-        card=ov_export['spec'],
-        dataset_name='custom',
-        dataset_split_name='test',
-        dataset_dir=records,
-        batch_size=2,
-        pr_curves=False,
-    )
+    settings = _eval_settings(ov_export, records, batch_size=2)
     with pytest.raises(RuntimeError, match='model failed') as failed:
         eval_exported.evaluate_exported(
             settings,
