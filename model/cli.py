@@ -256,7 +256,6 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
         )
     if path and values.compute_dtype != card.compute_dtype:
         log(
-            f'the net runs in {values.compute_dtype} (--compute_dtype); the card\'s '
-            f'{card.compute_dtype} is the precision it was trained in'
+            f'the net runs in {values.compute_dtype} (--compute_dtype); the card says {card.compute_dtype}'
         )
     return card.with_detection(**changed).replace(compute_dtype=values.compute_dtype)

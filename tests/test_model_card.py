@@ -192,10 +192,7 @@ def test_run_settings_replacing_the_card_are_logged_as_given_or_default(tmp_path
             f"detection settings of this run replace the card's: select_threshold "
             f'{threshold} -> 0.5{suffix}'
         ) in lines
-        assert (
-            "the net runs in float32 (--compute_dtype); the card's bfloat16 is the precision it "
-            'was trained in'
-        ) in lines
+        assert 'the net runs in float32 (--compute_dtype); the card says bfloat16' in lines
 
 
 def test_an_unknown_model_name_is_said_to_be_unknown_even_with_a_card(tmp_path):
