@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tf_slim as slim
 
+from model import card as card_lib
 from nets import ssd_common
 from preprocessing import preprocessing_factory
 from tf_extended import atomic_io
@@ -146,7 +147,7 @@ def write_checkpoint(
       CheckpointMismatchError: problems and not allow_partial (nothing is written).
       RuntimeError: the re-loaded checkpoint does not reproduce the outputs.
     """
-    _check_replaceable(output_path, sidecar_files or {})
+    _check_replaceable(output_path)
     graph = tf.Graph()
     with graph.as_default():
         net = _build(net_cls, params, check_end_point)
@@ -204,17 +205,20 @@ def state_file_is_ours(path):
     return text.startswith(STATE_FILE_HEADER + '\n') or bool(_OLD_STATE_FILE.fullmatch(text))
 
 
-def _check_replaceable(output_path, sidecar_files):
+def _check_replaceable(output_path):
     """Raises FileExistsError when a checkpoint at `output_path` was not written by a converter:
-    a conversion writes its card or record (a sidecar file) beside every checkpoint, a training
-    does not; a training's checkpoint given as --output_path by mistake is not replaced."""
+    a conversion writes its card (`<prefix>.model.json`) or record (`<prefix>.json`, also the
+    card of older versions) beside every checkpoint, a training does not; a training's checkpoint
+    given as --output_path by mistake is not replaced."""
     existing = glob.glob(glob.escape(output_path) + '.index') + glob.glob(
         glob.escape(output_path) + '.data-*'
     )
-    if existing and not any(os.path.lexists(path) for path in sidecar_files):
+    suffixes = (card_lib.CHECKPOINT_CARD_SUFFIX, card_lib.LEGACY_CHECKPOINT_SUFFIX)
+    sidecars = [output_path + suffix for suffix in suffixes]
+    if existing and not any(os.path.lexists(path) for path in sidecars):
         raise FileExistsError(
             f'{output_path} is a checkpoint this converter did not write (no '
-            f'{" or ".join(os.path.basename(p) for p in sidecar_files)} beside it, e.g. a '
+            f'{" or ".join(os.path.basename(p) for p in sidecars)} beside it, e.g. a '
             f'training\'s); refusing to replace it. Choose another --output_path.'
         )
 

@@ -358,7 +358,7 @@ def _class_names(card, dataset):
         card.num_classes
     ):
         return dict(enumerate(card.class_names, start=1))
-    return {label: name for label, name in dataset.labels_to_names.items() if label > 0}
+    return dict(enumerate(dataset.class_names, start=1))
 
 
 def _progress(log, done, total, start):
@@ -471,9 +471,7 @@ class CheckpointEvaluator:
             self._build()
         settings = self.settings
         step = checkpoints.checkpoint_step(checkpoint_prefix)
-        checkpoints.check_restorable(
-            checkpoint_prefix, self._var_map, settings.card_path, name=source
-        )
+        checkpoints.check_restorable(checkpoint_prefix, self._var_map, settings.card_path)
 
         @contextlib.contextmanager
         def open_batches():
@@ -484,7 +482,7 @@ class CheckpointEvaluator:
                 self._session = v1.Session(graph=self.graph, config=config)
             sess = self._session
             with self.graph.as_default():  # the Saver's restore runs in its graph
-                checkpoints.restore(self._saver, sess, checkpoint_prefix, source)
+                checkpoints.restore(self._saver, sess, checkpoint_prefix)
             sess.run(self._start)
             # The session runs one batch ahead in a thread: the metrics overlap the net.
             batches = eval_input.prefetch(lambda: eval_input.session_batches(sess, self._fetches))

@@ -764,13 +764,14 @@ def _handle(
                     f'[watch] {os.path.join(eval_dir, name)} holds other results; this one goes to '
                     f'{os.path.join(eval_dir, results_name)}'
                 )
-            result = evaluator.evaluate(
-                staged,
-                os.path.join(eval_dir, results_name),
-                summary_dir=None,
-                log=log,
-                source=source,
-            )
+            with checkpoints.errors_naming(staged, prefix):
+                result = evaluator.evaluate(
+                    staged,
+                    os.path.join(eval_dir, results_name),
+                    summary_dir=None,
+                    log=log,
+                    source=source,
+                )
         except checkpoints.CheckpointUnavailable as err:
             log(f'[watch] skipping {name}: {err}')
             entry = dict(identity, step=step, status=UNAVAILABLE, time=_now(), reason=str(err))

@@ -400,6 +400,7 @@ class TFLiteDetector:
     """
 
     def __init__(self, path, num_threads=None):
+        self.path = path
         content = safe_io.read_bytes(path, safe_io.SERIALIZED_MODEL_LIMIT, 'TFLite model')
         try:
             with warnings.catch_warnings():
@@ -435,12 +436,18 @@ class TFLiteDetector:
                 f'This TFLite model takes {self.batch_size} image(s) of one size per '
                 f'call; got sizes {[im.shape for im in images]}.'
             )
-        if batch.shape != self._shape:
-            self.interpreter.resize_tensor_input(self._input['index'], batch.shape)
-            self.interpreter.allocate_tensors()
-            self._shape = batch.shape
-        self.interpreter.set_tensor(self._input['index'], batch)
-        self.interpreter.invoke()
+        try:
+            if batch.shape != self._shape:
+                self.interpreter.resize_tensor_input(self._input['index'], batch.shape)
+                self.interpreter.allocate_tensors()
+                self._shape = batch.shape
+            self.interpreter.set_tensor(self._input['index'], batch)
+            self.interpreter.invoke()
+        except (RuntimeError, ValueError) as err:
+            raise ModelRunError(
+                f'{self.path}: the TFLite runtime failed on a batch of shape {list(batch.shape)} '
+                f'({err}).'
+            ) from None
         return {k: self.interpreter.get_tensor(self._outputs[k]) for k in outputs}
 
     def detect(self, images):

@@ -237,7 +237,7 @@ def _check_total(sizes, source, what, held):
         raise UnsafeGraphError(
             f'{source}: refusing to load this {what}: its {held} take {total:,} bytes '
             f'(largest: node {label!r}, {largest:,} bytes), more than the limit of '
-            f'{MAX_CONSTANT_BYTES:,} (our largest model needs ~200 MB); {_TRUST}.'
+            f'{MAX_CONSTANT_BYTES:,} (our largest export, SSD512 VGG, needs ~170 MB); {_TRUST}.'
         )
 
 

@@ -642,9 +642,16 @@ class OpenVINODetector:
             finally:
                 self._free.put(request)
 
-        if self._pool is None or len(batches) == 1:
-            return [run(batch) for batch in batches]
-        return list(self._pool.map(run, batches))
+        try:
+            if self._pool is None or len(batches) == 1:
+                return [run(batch) for batch in batches]
+            return list(self._pool.map(run, batches))
+        except RuntimeError as err:  # OpenVINO's errors (compiling a shape, inferring)
+            shapes = [list(batch.shape) for batch in batches]
+            raise detection.ModelRunError(
+                f'{self.path}: OpenVINO failed running the model on batches of shapes {shapes} '
+                f'({str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}).'
+            ) from None
 
     def detect(self, images):
         return detection.split_detections(self.run(images))

@@ -586,24 +586,41 @@ _TF_ERROR_CONTEXT = re.compile(
 )
 
 
-def restore(saver, session, prefix, name=None):
-    """`saver.restore(session, prefix)`; TF's error for damaged files (a truncated or missing
-    `.data` file, a corrupt index entry) becomes one line. `name`: the checkpoint as the user
-    gave it, when `prefix` is a staged copy.
+def restore(saver, session, prefix):
+    """`saver.restore(session, prefix)`, TF's error in one line (after `check_restorable`, which
+    rules out the Saver's guess that a variable is missing).
 
     Raises:
-      CheckpointUnavailable: naming the checkpoint and TF's reason.
+      CheckpointUnavailable: damaged or missing files (a truncated or missing `.data` file, a
+        corrupt entry), naming the checkpoint and TF's reason.
+      ValueError: any other failure (e.g. a variable of another dtype), likewise.
     """
     try:
         saver.restore(session, prefix)
     except tf.errors.OpError as err:
         lines = [line.strip() for line in err.message.splitlines() if line.strip()]
         reasons = [line for line in lines if not _TF_ERROR_CONTEXT.match(line)] or lines[:1]
-        raise CheckpointUnavailable(
-            f'{name or prefix}: restoring failed ({reasons[-1] if reasons else type(err).__name__}'
-            f'): its files are damaged or incomplete (copied while being written?), or were '
-            f'removed meanwhile. Copy the checkpoint again, or use another one.'
-        ) from None
+        reason = reasons[-1] if reasons else type(err).__name__
+        if isinstance(
+            err, (tf.errors.NotFoundError, tf.errors.DataLossError, tf.errors.OutOfRangeError)
+        ):
+            raise CheckpointUnavailable(
+                f'{prefix}: restoring failed ({reason}): its files are damaged or incomplete '
+                f'(copied while being written?), or were removed meanwhile. Copy the checkpoint '
+                f'again, or use another one.'
+            ) from None
+        raise ValueError(f'{prefix}: restoring failed ({type(err).__name__}: {reason}).') from None
+
+
+@contextlib.contextmanager
+def errors_naming(staged, prefix):
+    """Errors (ValueError, CheckpointUnavailable) raised inside name the checkpoint `prefix`
+    where they name its staged copy `staged` (a hidden folder the user never gave)."""
+    try:
+        yield
+    except (ValueError, CheckpointUnavailable) as err:
+        err.args = tuple(a.replace(staged, prefix) if isinstance(a, str) else a for a in err.args)
+        raise
 
 
 def stage_checkpoint(prefix, directory):
@@ -652,14 +669,8 @@ def staged_copy(prefix, parent):
     directory = atomic_io.make_temp_dir(os.path.join(parent, 'checkpoint'))
     try:
         staged = stage_checkpoint(prefix, directory)
-        try:
+        with errors_naming(staged, prefix):
             yield staged
-        except (ValueError, CheckpointUnavailable) as err:
-            # Errors name the checkpoint as the user gave it, not the hidden copy.
-            err.args = tuple(
-                a.replace(staged, prefix) if isinstance(a, str) else a for a in err.args
-            )
-            raise
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -707,18 +718,16 @@ def likely_flag(variable_name):
     return '--depth_multiplier or --model_name (the backbone\'s width)'
 
 
-def check_restorable(prefix, var_map, card_path=None, name=None):
+def check_restorable(prefix, var_map, card_path=None):
     """Raises ValueError naming missing or mis-shaped variables before the Saver fails obscurely.
 
     The message names each variable with both shapes, the flag that most likely differs, and
-    whether the model came from a card (`card_path`) or from flags. `name`: the checkpoint as
-    the user gave it, when `prefix` is a staged copy.
+    whether the model came from a card (`card_path`) or from flags.
     """
-    name = name or prefix
     try:
         shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     except (tf.errors.OpError, OSError, ValueError) as err:
-        raise CheckpointUnavailable(f'{name}: cannot read the checkpoint ({err}).') from None
+        raise CheckpointUnavailable(f'{prefix}: cannot read the checkpoint ({err}).') from None
     missing = sorted(name for name in var_map if name not in shapes)
     wrong = sorted(
         (name, list(shapes[name]), var.shape.as_list())
@@ -733,7 +742,7 @@ def check_restorable(prefix, var_map, card_path=None, name=None):
         else 'the flags (no model card was found: pass the flags the model was trained with, '
         'or give its model.json with --model_card)'
     )
-    lines = [f'{name} does not fit the model built from {source}:']
+    lines = [f'{prefix} does not fit the model built from {source}:']
     for name, theirs, ours in wrong[:5]:
         lines.append(f'  {name}: checkpoint {theirs}, model {ours}; check {likely_flag(name)}')
     if len(wrong) > 5:

@@ -172,3 +172,31 @@ def test_a_global_step_of_several_values_is_a_clear_error(tmp_path):
             prefix = v1.train.Saver().save(sess, str(tmp_path / 'model.ckpt'))
     with pytest.raises(checkpoints.CheckpointUnavailable, match='global_step is not one integer'):
         checkpoints.checkpoint_step(prefix)
+
+
+def test_restore_failures_other_than_damaged_files_are_not_called_damage(tmp_path):
+    """A variable of another dtype (same shape: check_restorable passes) is a ValueError with TF's
+    reason, not 'damaged files' (which the watcher records as unavailable and skips)."""
+    with tf.Graph().as_default():
+        v1.get_variable('w', initializer=np.ones([2], np.float64))
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            prefix = v1.train.Saver().save(sess, str(tmp_path / 'model.ckpt'))
+    with tf.Graph().as_default():
+        w = v1.get_variable('w', initializer=np.ones([2], np.float32))
+        checkpoints.check_restorable(prefix, {'w': w})
+        with v1.Session() as sess:
+            with pytest.raises(
+                ValueError, match='restoring failed \\(InvalidArgumentError: '
+            ) as err:
+                checkpoints.restore(v1.train.Saver({'w': w}), sess, prefix)
+    assert 'damaged' not in str(err.value)
+
+
+def test_errors_of_a_staged_copy_name_the_users_checkpoint(tmp_path):
+    staged, prefix = str(tmp_path / '.staged.tmp-1-x' / 'model.ckpt-5'), 'train/model.ckpt-5'
+    for error in (checkpoints.CheckpointUnavailable, ValueError):
+        with pytest.raises(error) as err:
+            with checkpoints.errors_naming(staged, prefix):
+                raise error(f'{staged}: restoring failed (reason).')
+        assert str(err.value) == 'train/model.ckpt-5: restoring failed (reason).'

@@ -394,6 +394,19 @@ def test_fixed_size_tflite_rejects_other_sizes(setup, exports):
     ) in result['failures'][0]['error']
 
 
+def test_a_tflite_runtime_failure_is_one_model_run_error(exports, monkeypatch):
+    model = exports['fixed'] / 'model_float.tflite'
+    detector = detection.TFLiteDetector(str(model))
+
+    def fail():
+        raise RuntimeError('tensorflow/lite/kernels/conv.cc: failed to allocate')
+
+    monkeypatch.setattr(detector.interpreter, 'invoke', fail)
+    images = fx.random_images(5, [(300, 300)] * 2)
+    with pytest.raises(detection.ModelRunError, match='the TFLite runtime failed on a batch'):
+        detector.run(images)
+
+
 def test_exactly_one_model_source(setup, exports):
     proc = run_script(
         'detect_ssd_network.py',

@@ -436,3 +436,19 @@ def test_int8_is_quantised_and_follows_fp32(ov_export, tmp_path):
         assert np.corrcoef(got[key].ravel(), want[key].ravel())[0, 1] >= 0.99, key
     np.testing.assert_array_equal(got['num_detections'], want['num_detections'])
     np.testing.assert_allclose(got['detection_scores'], want['detection_scores'], atol=0.1)
+
+
+def test_a_runtime_failure_is_one_model_run_error(ov_export, monkeypatch):
+    """OpenVINO failing while it runs (a RuntimeError from infer or from compiling a shape) is a
+    ModelRunError naming the model and the batch, which detect reports per image."""
+
+    class FailingRequest:
+        def infer(self, *args, **kwargs):
+            raise RuntimeError('Exception from src/inference/src/infer_request.cpp\nout of memory')
+
+    with openvino_model.OpenVINODetector(ov_export['written']['openvino']) as detector:
+        monkeypatch.setattr(detector, '_static_request', lambda shape: FailingRequest())
+        with pytest.raises(detection.ModelRunError) as err:
+            detector.run(fx.random_images(3, [(60, 80)]))
+    assert str(err.value).startswith(f'{ov_export["written"]["openvino"]}: OpenVINO failed')
+    assert 'shapes [[1, 60, 80, 3]] (out of memory)' in str(err.value)
