@@ -413,10 +413,10 @@ def export(
     _write_sidecars(output_dir, card, meta)
     for fmt, path in written.items():
         log(f'wrote {fmt}: {path}')
-    if overwrite:
-        remove_stale_formats(output_dir, formats, log)
     log(
         f'wrote {os.path.join(output_dir, detection.METADATA_FILE)} and '
         f'{os.path.join(output_dir, detection.ANCHORS_FILE)}'
     )
+    if overwrite:
+        remove_stale_formats(output_dir, formats, log)
     return written
