@@ -31,6 +31,7 @@ The tar format of PyTorch < 0.1.10 is recognised and refused with a message.
 """
 
 import collections
+import functools
 import io
 import math
 import os
@@ -149,8 +150,44 @@ _TORCH_UTILS = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the allow-listed globals (see the module docstring)."""
+_FLAT_KEYS = (str, bytes, int, float, type(None))
+
+
+def _check_keys(keys, source):
+    """Dict keys and set elements must be strings, numbers or flat tuples of them: hashing a
+    tuple walks all of it, and a pickle of a few hundred bytes can nest tuples that share their
+    children 60 deep (2^60 steps of hashing, before any of our checks could run)."""
+    for key in keys:
+        if not isinstance(key, _FLAT_KEYS) and not (
+            isinstance(key, tuple) and all(isinstance(k, _FLAT_KEYS) for k in key)
+        ):
+            raise PthError(
+                '%s: the dict key or set element %s is not a string, a number or a flat tuple of '
+                'them; a state_dict is keyed by names' % (source, _short(key))
+            )
+
+
+def _new_ordered_dict(source, *args):
+    """collections.OrderedDict(*args) with its items' keys checked first: Python 3 pickles it
+    empty and fills it by SETITEMS, Python 2 passes a list of [key, value] pairs."""
+    if not args:
+        return collections.OrderedDict()
+    items = args[0]
+    if len(args) > 1 or not isinstance(items, list):
+        raise PthError('%s: an OrderedDict pickled with arguments %s' % (source, _short(args)))
+    if not all(isinstance(item, (list, tuple)) and len(item) == 2 for item in items):
+        raise PthError('%s: an OrderedDict pickled with items %s' % (source, _short(items)))
+    _check_keys([key for key, _ in items], source)
+    return collections.OrderedDict(items)
+
+
+class _RestrictedUnpickler(pickle._Unpickler):
+    """An unpickler that resolves only the allow-listed globals (see the module docstring) and
+    checks dict keys and set elements before they are hashed.
+
+    It is the pure-Python unpickler: the C one cannot be hooked where keys are hashed. A
+    state_dict's pickle is small (its tensors are separate entries), so the cost is milliseconds.
+    """
 
     def __init__(self, file, persistent_load, source):
         super().__init__(file, encoding='latin1')  # Python 2 pickles hold byte strings.
@@ -159,7 +196,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if module == 'collections' and name == 'OrderedDict':
-            return collections.OrderedDict
+            return functools.partial(_new_ordered_dict, self._source)
         if module == 'torch._utils' and name in _TORCH_UTILS:
             return _TORCH_UTILS[name]
         if module == 'torch' and name in STORAGE_DTYPES:
@@ -174,6 +211,28 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid):
         return self._persistent_load(pid)
+
+
+def _checking_keys(load, keys):
+    """`load` (a pickle opcode's loader) after `_check_keys` on `keys(stack)`."""
+
+    def checked(unpickler):
+        _check_keys(keys(unpickler.stack), unpickler._source)
+        load(unpickler)
+
+    return checked
+
+
+# The opcodes that hash what is on the stack: SETITEM (key, value), SETITEMS and DICT (key,
+# value, ... since the mark), ADDITEMS and FROZENSET (elements since the mark).
+_RestrictedUnpickler.dispatch = {
+    **pickle._Unpickler.dispatch,
+    pickle.SETITEM[0]: _checking_keys(pickle._Unpickler.load_setitem, lambda stack: stack[-2:-1]),
+    pickle.SETITEMS[0]: _checking_keys(pickle._Unpickler.load_setitems, lambda stack: stack[::2]),
+    pickle.DICT[0]: _checking_keys(pickle._Unpickler.load_dict, lambda stack: stack[::2]),
+    pickle.ADDITEMS[0]: _checking_keys(pickle._Unpickler.load_additems, lambda stack: stack),
+    pickle.FROZENSET[0]: _checking_keys(pickle._Unpickler.load_frozenset, lambda stack: stack),
+}
 
 
 def _storage_record(pid, storages, source):

@@ -440,6 +440,49 @@ def test_messages_show_shared_tuples_in_bounded_form(tmp_path):
     assert len(message) < 300 + len(path)
 
 
+def _shared_tuple(depth):
+    """Pickle ops leaving a tuple whose two children are one shared tuple, `depth` deep (memo
+    0..depth): hashing it walks 2^depth paths."""
+    data = b')q\x00'
+    for i in range(1, depth + 1):
+        data += b'0h%ch%c\x86q%c' % (i - 1, i - 1, i)  # pop the previous one, pair it
+    return data
+
+
+@pytest.mark.parametrize(
+    'ops',
+    [
+        b'}' + _shared_tuple(60) + b'K\x01s',  # {key: 1} by SETITEM
+        b'}(' + _shared_tuple(60) + b'K\x01u',  # by SETITEMS
+        b'(' + _shared_tuple(60) + b'K\x01d',  # by DICT (protocol 0)
+        b'\x8f(' + _shared_tuple(60) + b'\x90',  # a set by ADDITEMS (protocol 4)
+        b'(' + _shared_tuple(60) + b'\x91',  # FROZENSET
+        b'ccollections\nOrderedDict\n((' + _shared_tuple(60) + b'K\x01ll\x85R',  # Python 2 style
+    ],
+    ids=['setitem', 'setitems', 'dict', 'additems', 'frozenset', 'ordereddict_args'],
+)
+def test_keys_that_would_take_forever_to_hash_are_refused(tmp_path, ops):
+    """Keys are checked before they are hashed; with the plain unpickler each file hung."""
+    path = str(tmp_path / 'hash.pth')
+    _zip_object(path, ops)
+    assert os.path.getsize(path) < 1000
+    message = _load_in_child(path)
+    assert message.startswith('PthError: %s: the dict key or set element (((' % path), message
+    assert message.endswith(
+        'is not a string, a number or a flat tuple of them; a state_dict is keyed by names'
+    )
+
+
+def test_python2_ordered_dict_items_are_read(tmp_path):
+    """Python 2 pickles an OrderedDict with its items as the constructor's argument."""
+    path = str(tmp_path / 'py2.pth')
+    _zip_object(
+        path,
+        b'ccollections\nOrderedDict\n((X\x01\x00\x00\x00bK\x02l(X\x01\x00\x00\x00aK\x01ll\x85R',
+    )
+    assert pth_reader.load(path) == collections.OrderedDict([('b', 2), ('a', 1)])
+
+
 @pytest.mark.parametrize(
     'size,stride,message',
     [
