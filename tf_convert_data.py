@@ -177,7 +177,7 @@ def _convert():
             raise app.UsageError(
                 '--labels_file and --split are for VOC; COCO classes and images come from the JSON.'
             )
-        sources, class_names, class_extra = coco.read_annotations(
+        sources, class_names, class_extra, description = coco.read_annotations(
             FLAGS.annotations_file, FLAGS.dataset_dir, FLAGS.allow_outside_paths
         )
         loader = coco.CocoLoader(
@@ -186,7 +186,6 @@ def _convert():
             FLAGS.skip_unknown_classes,
             limits,
         )
-        description = coco.source_description(FLAGS.annotations_file, FLAGS.dataset_dir)
     description.update(
         skip_unknown_classes=FLAGS.skip_unknown_classes,
         max_image_pixels=FLAGS.max_image_pixels,

@@ -109,11 +109,17 @@ def read_annotations_json(annotations_file):
     MAX_ANNOTATIONS_BYTES, nesting the parser can take), checked to be an object whose "images",
     "categories" and (when present) "annotations" are arrays of objects.
 
+    Returns:
+      (data, digest): the parsed JSON; {'annotations_size': int bytes, 'annotations_sha256': str
+      hex} of the bytes parsed (the file is read once: train2017's is 450 MB).
     Raises:
       ValueError naming the file; OSError: unreadable (safe_io.UnsafeFileError: a FIFO, a device,
       or too large).
     """
-    data = safe_io.read_json(annotations_file, 'COCO annotations file', MAX_ANNOTATIONS_BYTES)
+    what = 'COCO annotations file'
+    raw = safe_io.read_bytes(annotations_file, MAX_ANNOTATIONS_BYTES, what)
+    digest = {'annotations_size': len(raw), 'annotations_sha256': hashlib.sha256(raw).hexdigest()}
+    data = safe_io.parse_json(raw, annotations_file, what)
     problem = None
     if not isinstance(data, dict):
         problem = f'it holds {_json_kind(data)}, not an object'
@@ -136,7 +142,7 @@ def read_annotations_json(annotations_file):
             f'"images", "annotations" and "categories" arrays of objects: pass an instances_*.json '
             f'file.'
         )
-    return data
+    return data, digest
 
 
 def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
@@ -146,14 +152,16 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
       annotations_file, image_dir: the JSON and the folder its `file_name`s are relative to.
       allow_outside_paths: accept `file_name`s that are absolute or climb out of image_dir.
     Returns:
-      (sources, class_names, class_extra): list of CocoSource in image-id order (entries with a
-      bad id at the end, in file order); class names in category-id order;
-      [{'coco_category_id': id}] per class.
+      (sources, class_names, class_extra, source): list of CocoSource in image-id order (entries
+      with a bad id at the end, in file order); class names in category-id order;
+      [{'coco_category_id': id}] per class; the metadata's `source` dict: the annotation file's
+      absolute path, size and sha256 (so a later evaluation or `score_detections.py
+      --coco_annotations` can tell it has the same file) and the image folder.
     Raises:
       ValueError: the JSON is unreadable or lacks images/categories, naming the file; OSError as
       `read_annotations_json`.
     """
-    data = read_annotations_json(annotations_file)
+    data, digest = read_annotations_json(annotations_file)
     try:
         categories = sorted(data['categories'], key=lambda c: c['id'])
         images = sorted(
@@ -196,25 +204,18 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
         ) from None
     if not categories:
         raise ValueError(f'{annotations_file}: no categories.')
+    source = {
+        'dataset_name': 'coco',
+        'annotations_file': os.path.abspath(annotations_file),
+        **digest,
+        'image_dir': os.path.abspath(image_dir),
+    }
     return (
         sources,
         tuple(c['name'] for c in categories),
         [{'coco_category_id': c['id']} for c in categories],
+        source,
     )
-
-
-def source_description(annotations_file, image_dir):
-    """The metadata's `source` for a COCO conversion: the annotation file's absolute path, size
-    and sha256 (so a later evaluation or `score_detections.py --coco_annotations` can tell it has
-    the same file) and the image folder."""
-    data = safe_io.read_bytes(annotations_file, MAX_ANNOTATIONS_BYTES, 'COCO annotations file')
-    return {
-        'dataset_name': 'coco',
-        'annotations_file': os.path.abspath(annotations_file),
-        'annotations_size': len(data),
-        'annotations_sha256': hashlib.sha256(data).hexdigest(),
-        'image_dir': os.path.abspath(image_dir),
-    }
 
 
 def _number(value, what):

@@ -50,6 +50,7 @@ import multiprocessing
 import os
 import random
 import re
+import reprlib
 import shutil
 import signal
 import struct
@@ -640,7 +641,8 @@ def read_metadata(path, verify_digests=False):
       (metadata dict, shard paths in metadata order).
     Raises:
       ValueError: unreadable (also: not a regular file, above MAX_METADATA_BYTES, nested too
-      deeply) or foreign metadata; FileNotFoundError: a shard is missing;
+      deeply) or foreign metadata, or 'classes' is not a list of {id, name} with ids 1..K;
+      FileNotFoundError: a shard is missing;
       DatasetFilesError (a ValueError): a shard differs from what was written.
     """
     try:
@@ -650,6 +652,12 @@ def read_metadata(path, verify_digests=False):
     if not isinstance(metadata, dict) or metadata.get('format') != METADATA_FORMAT:
         raise ValueError(
             f"{path}: not a metadata file of tf_convert_data.py (no 'format': '{METADATA_FORMAT}')."
+        )
+    problem = _classes_problem(metadata)
+    if problem:
+        raise ValueError(
+            f'{path}: {problem}; expected \'classes\' to list each class as {{"id": 1, "name": '
+            f'"cat"}} with ids 1..K (0 is the background): convert the dataset again.'
         )
     entries = metadata.get('files')
     if not isinstance(entries, list) or not all(
@@ -682,6 +690,31 @@ def read_metadata(path, verify_digests=False):
             f"counts ({sum(f['num_examples'] for f in entries)}); convert the dataset again."
         )
     return metadata, files
+
+
+def _classes_problem(metadata):
+    """Why the 'classes' of a metadata dict are not a non-empty list of {'id': int, 'name': str}
+    with ids 1..K each once (in any order), as a str; None when they are."""
+    if 'classes' not in metadata:
+        return "it has no 'classes'"
+    classes = metadata['classes']
+    if not isinstance(classes, list) or not classes:
+        return f"'classes' is {reprlib.repr(classes)}, not a non-empty list"
+    for index, entry in enumerate(classes):
+        if not isinstance(entry, dict):
+            return f"'classes'[{index}] is {reprlib.repr(entry)}, not an object"
+        for key, kind, ok in (
+            ('id', 'an integer', lambda v: type(v) is int),  # not JSON's true/false (bools)
+            ('name', 'a string', lambda v: isinstance(v, str)),
+        ):
+            if key not in entry:
+                return f"'classes'[{index}] has no '{key}'"
+            if not ok(entry[key]):
+                return f"'classes'[{index}] has {key} {reprlib.repr(entry[key])}, not {kind}"
+    ids = sorted(entry['id'] for entry in classes)
+    if ids != list(range(1, len(ids) + 1)):
+        return f"the 'classes' ids are {reprlib.repr(ids)}, not 1..{len(ids)} each once"
+    return None
 
 
 def _check_shard(file, entry, meta_path, verify_digests):

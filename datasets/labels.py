@@ -39,7 +39,8 @@ MAX_CLASS_NAME_CHARS = 256
 
 
 def read_labels_file(path):
-    """Reads a class list: one name per line, surrounding whitespace stripped, blank lines ignored.
+    """Reads a class list: one name per line, surrounding whitespace stripped, blank lines ignored
+    (UTF-8, a leading byte order mark dropped).
 
     Returns:
       tuple of str, the class names in id order (first line is id 1).
@@ -48,15 +49,9 @@ def read_labels_file(path):
       character or is longer than MAX_CLASS_NAME_CHARS; OSError: unreadable, not a regular file or
       larger than MAX_LABELS_BYTES (safe_io.UnsafeFileError).
     """
-    data = safe_io.read_bytes(path, MAX_LABELS_BYTES, 'labels file')
-    try:
-        text = data.decode('utf-8')
-    except UnicodeDecodeError as e:
-        raise ValueError(
-            f'{path}: labels file is not UTF-8 text ({e}); expected one class name per line.'
-        ) from None
+    text = safe_io.read_text(path, MAX_LABELS_BYTES, 'labels file', 'one class name per line')
     names, seen = [], set()
-    for number, line in enumerate(text.replace('\r\n', '\n').replace('\r', '\n').split('\n'), 1):
+    for number, line in enumerate(text.split('\n'), 1):
         name = line.strip()
         if not name:
             continue

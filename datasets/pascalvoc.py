@@ -113,13 +113,9 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False):
                     f'choose one of them (the converter also takes every annotation when its '
                     f'--split is left out).'
                 )
-            data = safe_io.read_bytes(split_path, MAX_SPLIT_BYTES, 'split file')
-            try:
-                lines = data.decode('utf-8').replace('\r\n', '\n').replace('\r', '\n').split('\n')
-            except UnicodeDecodeError as e:
-                raise ValueError(
-                    f'{split_path}: not a UTF-8 text file ({e}); expected one image id per line.'
-                ) from None
+            lines = safe_io.read_text(
+                split_path, MAX_SPLIT_BYTES, 'split file', 'one image id per line'
+            ).split('\n')
             ids = [(n, line.split()[0]) for n, line in enumerate(lines, 1) if line.strip()]
         for line, image_id in ids:
             reason = (
@@ -159,29 +155,93 @@ def _number(text):
         return None
 
 
-def _flag(obj, tag, where):
-    element = obj.find(tag)
-    if element is None or element.text is None or not element.text.strip():
-        return 0
+def read_annotation_xml(path):
+    """The root element of an annotation XML (a regular file of at most MAX_XML_BYTES).
+
+    Raises:
+      BadExampleError naming the file: unreadable, not a regular file, too large, not XML.
+    """
     try:
-        return 1 if int(float(element.text.strip())) else 0
-    except ValueError:
-        raise BadExampleError(f'{where}: <{tag}> is {element.text!r}, expected 0 or 1.') from None
+        return ET.fromstring(safe_io.read_bytes(path, MAX_XML_BYTES, what='annotation XML'))
+    except safe_io.UnsafeFileError as e:
+        raise BadExampleError(str(e)) from None
+    except (ET.ParseError, OSError, ValueError) as e:
+        raise BadExampleError(f'{path}: cannot read the annotation XML ({e}).') from None
 
 
-def _coord(bndbox, tag, where):
-    element = bndbox.find(tag)
-    if element is None or element.text is None:
-        raise BadExampleError(f'{where}: <bndbox> has no <{tag}>.')
-    try:
-        value = float(element.text.strip())
-    except ValueError:
-        value = None
-    if value is None or not math.isfinite(value):
-        raise BadExampleError(
-            f'{where}: <bndbox><{tag}> is {element.text!r}, expected a finite number.'
-        )
-    return value
+@dataclasses.dataclass(frozen=True)
+class VocObject:
+    """One `object` of an annotation (`<part>`s inside it are not objects).
+
+    The box and the flags are parsed when asked for, so that a caller may drop an object (an
+    unknown class, a zero-area box) without its other elements being judged.
+
+    Attributes:
+      where: str, '<annotation path>: object <index>', for messages.
+      name: str, the stripped `<name>`, never empty.
+      element: xml.etree.ElementTree.Element, the `<object>`.
+    """
+
+    where: str
+    name: str
+    element: ET.Element
+
+    def box(self):
+        """(xmin, ymin, xmax, ymax) floats, finite, as written: 1-based pixels, unclipped.
+
+        Raises:
+          BadExampleError: no `<bndbox>`, or a coordinate missing or not a finite number.
+        """
+        bndbox = self.element.find('bndbox')
+        if bndbox is None:
+            raise BadExampleError(f'{self.where} ({self.name}) has no <bndbox>.')
+        return tuple(self._coord(bndbox, tag) for tag in ('xmin', 'ymin', 'xmax', 'ymax'))
+
+    def _coord(self, bndbox, tag):
+        element = bndbox.find(tag)
+        if element is None or element.text is None:
+            raise BadExampleError(f'{self.where}: <bndbox> has no <{tag}>.')
+        try:
+            value = float(element.text.strip())
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value):
+            raise BadExampleError(
+                f'{self.where}: <bndbox><{tag}> is {element.text!r}, expected a finite number.'
+            )
+        return value
+
+    def flag(self, tag):
+        """The int 0 or 1 of `<tag>` ('difficult', 'truncated'): a missing or empty element is 0,
+        a number is its integer part's truth.
+
+        Raises:
+          BadExampleError: the text is not a finite number.
+        """
+        element = self.element.find(tag)
+        if element is None or element.text is None or not element.text.strip():
+            return 0
+        try:
+            return 1 if int(float(element.text.strip())) else 0
+        except (ValueError, OverflowError):  # OverflowError: int(inf)
+            raise BadExampleError(
+                f'{self.where}: <{tag}> is {element.text!r}, expected 0 or 1.'
+            ) from None
+
+
+def annotation_objects(root, path):
+    """The `object`s of an annotation's root element (from `read_annotation_xml(path)`), in file
+    order, as VocObject; lazily, so objects before a bad one are seen first.
+
+    Raises:
+      BadExampleError naming `path` and the object: an object without a `<name>`.
+    """
+    for index, obj in enumerate(root.findall('object')):
+        where = f'{path}: object {index}'
+        name = (obj.findtext('name') or '').strip()
+        if not name:
+            raise BadExampleError(f'{where} has no <name>.')
+        yield VocObject(where, name, obj)
 
 
 def voc_box_to_relative(xmin, ymin, xmax, ymax, width, height):
@@ -246,12 +306,7 @@ class VocLoader:
           UnknownClassError: an unknown class name and not skip_unknown_classes.
         """
         where = source.annotation_path
-        try:
-            root = ET.fromstring(safe_io.read_bytes(where, MAX_XML_BYTES, what='annotation XML'))
-        except safe_io.UnsafeFileError as e:
-            raise BadExampleError(str(e)) from None
-        except (ET.ParseError, OSError, ValueError) as e:
-            raise BadExampleError(f'{where}: cannot read the annotation XML ({e}).') from None
+        root = read_annotation_xml(where)
         image_path = find_image(source.image_dir, source.image_id)
         if image_path is None:
             raise BadExampleError(f'{where}: no image {source.image_id}.* in {source.image_dir}.')
@@ -280,15 +335,12 @@ class VocLoader:
         if xml_filename != image_name:
             note('fixed', f'<filename> is {xml_filename!r}; image found by id: {image_name}')
         objects = []
-        for index, obj in enumerate(root.findall('object')):
-            obj_where = f'{where}: object {index}'
-            name = (obj.findtext('name') or '').strip()
-            if not name:
-                raise BadExampleError(f'{obj_where} has no <name>.')
+        for index, obj in enumerate(annotation_objects(root, where)):
+            name = obj.name
             if name not in self._ids:
                 if not self.skip_unknown_classes:
                     raise UnknownClassError(
-                        f'{obj_where} has class name {name!r}, which is not among the '
+                        f'{obj.where} has class name {name!r}, which is not among the '
                         f'{len(self.class_names)} '
                         f'known classes ({", ".join(self.class_names)}). Fix the annotation, '
                         'pass --labels_file '
@@ -296,11 +348,7 @@ class VocLoader:
                     )
                 note('unknown_class', f'object {index}: unknown class {name!r} dropped')
                 continue
-            bndbox = obj.find('bndbox')
-            if bndbox is None:
-                raise BadExampleError(f'{obj_where} ({name}) has no <bndbox>.')
-            coords = [_coord(bndbox, t, obj_where) for t in ('xmin', 'ymin', 'xmax', 'ymax')]
-            box, clipped, drop = voc_box_to_relative(*coords, image.width, image.height)
+            box, clipped, drop = voc_box_to_relative(*obj.box(), image.width, image.height)
             if drop:
                 note('dropped_object', f'object {index} ({name}): {drop}')
                 continue
@@ -315,8 +363,8 @@ class VocLoader:
                     box=box,
                     label=self._ids[name],
                     name=name,
-                    difficult=_flag(obj, 'difficult', obj_where),
-                    truncated=_flag(obj, 'truncated', obj_where),
+                    difficult=obj.flag('difficult'),
+                    truncated=obj.flag('truncated'),
                 )
             )
         return ExampleRecord(filename=image_name, image=image, objects=tuple(objects)), report

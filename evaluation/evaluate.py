@@ -585,8 +585,12 @@ def _coco_outputs(coco, staging, log):
             f'differ from pycocotools on the annotation file; convert the data again.'
         )
     ground_truth = coco.ground_truth()
-    result = coco_metrics.evaluate_coco_per_class(ground_truth, coco.detections)
-    coco_metrics.write_coco_results(os.path.join(staging, 'coco_detections.json'), coco.detections)
+    # One check of the detections for both the evaluation and the file.
+    result = coco_metrics.evaluate_coco_per_class(
+        ground_truth,
+        coco.detections,
+        results_path=os.path.join(staging, 'coco_detections.json'),
+    )
     atomic_io.write_json_atomic(os.path.join(staging, 'coco_ground_truth.json'), ground_truth)
     return result, result.metrics, _coco_counts(ground_truth, coco.detections)
 

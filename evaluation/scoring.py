@@ -3,8 +3,8 @@ JSON against an annotation file.
 
 VOC ground truth is read from the XML as the devkit reads it: `object/name`, `object/difficult`
 (missing or empty = 0) and `object/bndbox` in 1-based inclusive pixels, unclipped (`<part>`
-boxes are not objects). `datasets.pascalvoc` offers no such function (its loader needs the image
-and returns clipped relative boxes), hence this minimal parse.
+boxes are not objects), by the converter's parser (`datasets.pascalvoc.annotation_objects`), so
+both accept the same files, with the same messages.
 
 Tie order. The devkit sorts each class's detections by score, ties in file order. Each class is
 scored by its own evaluator fed the images in order of first appearance in that class's file, which
@@ -12,22 +12,16 @@ gives exactly that order whenever an image's detections are contiguous in the fi
 `VOCResultsWriter` and most tools write them).
 """
 
-import contextlib
-import io
 import os
-import reprlib
-import xml.etree.ElementTree as ET
 
 from absl import logging
 import numpy as np
-from pycocotools.coco import COCO
 
 from datasets import coco as coco_lib
 from datasets import labels as labels_lib
 from datasets import pascalvoc
 from model import card as card_lib
 from tf_extended import coco_metrics
-from tf_extended import safe_io
 from tf_extended import voc_metrics
 
 
@@ -41,38 +35,22 @@ def read_voc_ground_truth(annotation_path, class_ids):
       (boxes [G, 4] float64 `[ymin, xmin, ymax, xmax]` 1-based pixels, labels [G] int64,
       difficult [G] bool).
     Raises:
-      ValueError naming the file and object for malformed XML or unknown class names; naming the
-      file when it is not a regular file or larger than `pascalvoc.MAX_XML_BYTES`.
+      ValueError naming the file and object for malformed XML or unknown class names (the
+      converter's checks and messages: `pascalvoc.annotation_objects`); naming the file when it
+      is not a regular file or larger than `pascalvoc.MAX_XML_BYTES`.
     """
-    try:
-        data = safe_io.read_bytes(annotation_path, pascalvoc.MAX_XML_BYTES, 'annotation XML')
-        root = ET.fromstring(data)
-    except safe_io.UnsafeFileError as err:
-        raise ValueError(str(err)) from None
-    except (ET.ParseError, OSError) as err:
-        raise ValueError(f'{annotation_path}: cannot read the annotation XML ({err}).') from None
     boxes, labels, difficult = [], [], []
-    for index, obj in enumerate(root.findall('object')):
-        name = (obj.findtext('name') or '').strip()
-        if name not in class_ids:
+    root = pascalvoc.read_annotation_xml(annotation_path)
+    for obj in pascalvoc.annotation_objects(root, annotation_path):
+        if obj.name not in class_ids:
             raise ValueError(
-                f'{annotation_path}: object {index} has class {name!r}, not among '
+                f'{obj.where} has class {obj.name!r}, not among '
                 f'{sorted(class_ids)}; pass --labels_file with the dataset\'s classes.'
             )
-        try:
-            box = obj.find('bndbox')
-            xmin, ymin, xmax, ymax = (
-                float(box.findtext(tag)) for tag in ('xmin', 'ymin', 'xmax', 'ymax')
-            )
-            flag = (obj.findtext('difficult') or '').strip()
-            difficult.append(bool(int(float(flag))) if flag else False)
-        except (AttributeError, TypeError, ValueError):
-            raise ValueError(
-                f'{annotation_path}: object {index} ({name}) needs <bndbox> with numeric '
-                f'xmin, ymin, xmax, ymax and a 0/1 <difficult>.'
-            ) from None
+        xmin, ymin, xmax, ymax = obj.box()
         boxes.append([ymin, xmin, ymax, xmax])
-        labels.append(class_ids[name])
+        labels.append(class_ids[obj.name])
+        difficult.append(bool(obj.flag('difficult')))
     return (
         np.asarray(boxes, np.float64).reshape(-1, 4),
         np.asarray(labels, np.int64),
@@ -107,6 +85,8 @@ def score_voc_results(
       ValueError: `results_dir` is not a folder or holds no class's results file; a detection
         names an image that is not in the split.
       FileNotFoundError: `strict` and a class has no results file.
+      safe_io.UnsafeFileError (an OSError): a results file is not a regular file or is larger
+        than `voc_metrics.MAX_RESULTS_BYTES`.
     """
     names = {i + 1: name for i, name in enumerate(class_names)}
     class_ids = {name: label for label, name in names.items()}
@@ -177,77 +157,22 @@ def score_voc_results(
     )
 
 
-# (array, field, required, check, what it must be): what COCOeval on boxes reads.
-_GROUND_TRUTH_FIELDS = (
-    ('images', 'id', True, coco_metrics.is_integer, 'an integer'),
-    ('categories', 'id', True, coco_metrics.is_integer, 'an integer'),
-    ('categories', 'name', True, lambda v: isinstance(v, str), 'a string'),
-    ('annotations', 'id', True, coco_metrics.is_integer, 'an integer'),
-    ('annotations', 'image_id', True, coco_metrics.is_integer, 'an integer'),
-    ('annotations', 'category_id', True, coco_metrics.is_integer, 'an integer'),
-    (
-        'annotations',
-        'bbox',
-        True,
-        lambda v: (
-            isinstance(v, list) and len(v) == 4 and all(coco_metrics.is_finite_number(x) for x in v)
-        ),
-        '[x, y, w, h] of 4 finite numbers',
-    ),
-    ('annotations', 'area', False, coco_metrics.is_finite_number, 'a finite number'),
-    ('annotations', 'iscrowd', False, lambda v: v in (0, 1), '0 or 1'),
-)
-
-
-def _ground_truth_problem(data):
-    """Why COCOeval cannot score against an instances dict, or None."""
-    if 'annotations' not in data:
-        return 'it has no "annotations" (an image_info_*.json lists only images)'
-    for key, field, required, check, what in _GROUND_TRUTH_FIELDS:
-        for index, entry in enumerate(data[key]):
-            if field not in entry:
-                if required:
-                    return f'"{key}"[{index}] has no "{field}"'
-            elif not check(entry[field]):
-                return f'"{key}"[{index}] has {field} {reprlib.repr(entry[field])}, not {what}'
-    return None
-
-
-def read_coco_ground_truth(annotations_path):
-    """A pycocotools COCO object of an instances JSON, read as the converter reads it
-    (`datasets.coco.read_annotations_json`: a regular file within its size limit, the arrays
-    checked) and checked for what COCOeval uses. As in the converter, an annotation without
-    "area" gets w*h and one without "iscrowd" 0 (pycocotools would fail on them).
-
-    Raises:
-      ValueError naming the file and the entry; OSError: unreadable.
-    """
-    data = coco_lib.read_annotations_json(annotations_path)
-    problem = _ground_truth_problem(data)
-    if problem:
-        raise ValueError(
-            f'{annotations_path}: cannot score against this COCO annotations file ({problem}); '
-            f'pass the instances_*.json the results are for.'
-        )
-    for ann in data['annotations']:
-        ann.setdefault('area', float(ann['bbox'][2]) * float(ann['bbox'][3]))
-        ann.setdefault('iscrowd', 0)
-    ground_truth = COCO()
-    ground_truth.dataset = data
-    with contextlib.redirect_stdout(io.StringIO()):
-        ground_truth.createIndex()
-    return ground_truth
-
-
 def score_coco_results(results_path, annotations_path, stdout=None):
     """COCO metrics of a results JSON against an annotation file (pycocotools), per class too.
+
+    The annotations are read as the converter reads them (`datasets.coco.read_annotations_json`:
+    a regular file within its size limit, the arrays checked), then checked for what COCOeval
+    uses (`coco_metrics.coco_ground_truth`, which gives an annotation without "area" w*h and one
+    without "iscrowd" 0, as the converter does).
 
     Returns:
       (`coco_metrics.COCOResult`, {category id: name} in the annotation file's order).
     Raises:
-      ValueError naming the file: unreadable or malformed annotations or results; OSError.
+      ValueError naming the file (and entry): unreadable or malformed annotations or results;
+      OSError.
     """
-    ground_truth = read_coco_ground_truth(annotations_path)
+    data, _ = coco_lib.read_annotations_json(annotations_path)
+    ground_truth = coco_metrics.coco_ground_truth(data, annotations_path)
     result = coco_metrics.evaluate_coco_per_class(ground_truth, results_path, stdout=stdout)
     return result, coco_metrics.category_names(ground_truth)
 

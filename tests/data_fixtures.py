@@ -150,7 +150,7 @@ def convert_coco(
     kwargs.setdefault('num_workers', 1)
     kwargs.setdefault('show_progress', False)
     kwargs.setdefault('shuffle', False)
-    sources, names, extra = coco.read_annotations(ann_path, img_dir)
+    sources, names, extra, _ = coco.read_annotations(ann_path, img_dir)
     loader = coco.CocoLoader([c['coco_category_id'] for c in extra], names, skip_unknown_classes)
     return convert.convert(
         sources, loader, names, output_dir, output_name, class_extra=extra, **kwargs

@@ -3,6 +3,7 @@ slash, a collision and non-ASCII letters: convert (tf_convert_data.py), train on
 (train_ssd_network.py), evaluate with COCO only and with VOC + COCO (per-class files, plots),
 score the COCO results offline."""
 
+import hashlib
 import json
 import os
 
@@ -189,8 +190,10 @@ def test_metadata_records_the_annotation_file(trained):
         meta = json.load(f)
     source = meta['source']
     assert source['annotations_file'] == os.path.abspath(trained['ann_path'])
-    assert source['annotations_size'] == os.path.getsize(trained['ann_path'])
-    assert len(source['annotations_sha256']) == 64
+    with open(trained['ann_path'], 'rb') as f:
+        data = f.read()
+    assert source['annotations_size'] == len(data)
+    assert source['annotations_sha256'] == hashlib.sha256(data).hexdigest()
     assert [(c['coco_category_id'], c['name']) for c in meta['classes']] == list(COCO_2017 + EXTRA)
 
 

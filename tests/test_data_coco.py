@@ -1,5 +1,6 @@
 """COCO conversion: contiguous labels over a category-id gap, crowd boxes, image ids, box rule."""
 
+import hashlib
 import json
 import os
 
@@ -8,6 +9,7 @@ import pytest
 
 from datasets import convert
 from tests import data_fixtures as fx
+from tf_extended import safe_io
 
 CATEGORIES = [
     {'id': 18, 'name': 'dog', 'supercategory': 'animal'},
@@ -105,6 +107,30 @@ def test_coco_unknown_category(tmp_path):
     (ex,) = fx.read_examples(str(tmp_path / 'out2'), 'coco')
     np.testing.assert_array_equal(ex['labels'], [1])
     assert meta['report']['counts']['unknown_class'] == 1
+
+
+def test_coco_source_describes_the_bytes_read_once(tmp_path, monkeypatch):
+    """The metadata's `source` hashes the very bytes parsed: the file (450 MB for train2017) is
+    read once."""
+    images = [('a.jpg', 7, fx.smooth_image(20, 30), (30, 20))]
+    ann_path, img_dir = fx.write_coco(
+        str(tmp_path), images, CATEGORIES, [_ann(1, 7, 3, [1, 2, 3, 4])]
+    )
+    reads, read_bytes = [], safe_io.read_bytes
+    monkeypatch.setattr(
+        safe_io, 'read_bytes', lambda path, *args: reads.append(path) or read_bytes(path, *args)
+    )
+    *_, source = fx.coco.read_annotations(ann_path, img_dir)
+    assert reads == [ann_path]
+    with open(ann_path, 'rb') as f:
+        data = f.read()
+    assert source == {
+        'dataset_name': 'coco',
+        'annotations_file': os.path.abspath(ann_path),
+        'annotations_size': len(data),
+        'annotations_sha256': hashlib.sha256(data).hexdigest(),
+        'image_dir': os.path.abspath(img_dir),
+    }
 
 
 def test_coco_bad_json(tmp_path):

@@ -159,7 +159,7 @@ def test_coco_device_file_name(tmp_path):
     ):
         fx.convert_coco(ann, img_dir, str(tmp_path / 'out1'))
     # Allowed outside paths still never read a device.
-    sources, names, extra = fx.coco.read_annotations(ann, img_dir, allow_outside_paths=True)
+    sources, names, extra, _ = fx.coco.read_annotations(ann, img_dir, allow_outside_paths=True)
     loader = fx.coco.CocoLoader([c['coco_category_id'] for c in extra], names)
     with pytest.raises(
         convert.BadExampleError,
@@ -383,6 +383,64 @@ def test_metadata_naming_files_outside_its_folder_is_refused(converted):
         dataset_factory.get_dataset('custom', 'data', out)
 
 
+def _shift_ids(meta):
+    for entry in meta['classes']:
+        entry['id'] -= 1  # 0-based, as a hand edit might number them
+
+
+@pytest.mark.parametrize(
+    'edit, problem',
+    [
+        (lambda m: m.pop('classes'), "it has no 'classes'"),
+        (lambda m: m.update(classes={}), "'classes' is {}, not a non-empty list"),
+        (lambda m: m.update(classes=[]), "'classes' is [], not a non-empty list"),
+        (lambda m: m['classes'].__setitem__(4, 'cat'), "'classes'[4] is 'cat', not an object"),
+        (lambda m: m['classes'][3].pop('id'), "'classes'[3] has no 'id'"),
+        (lambda m: m['classes'][0].pop('name'), "'classes'[0] has no 'name'"),
+        (lambda m: m['classes'][1].update(id='2'), "'classes'[1] has id '2', not an integer"),
+        (lambda m: m['classes'][1].update(id=True), "'classes'[1] has id True, not an integer"),
+        (lambda m: m['classes'][2].update(name=7), "'classes'[2] has name 7, not a string"),
+        (
+            lambda m: m['classes'][19].update(id=1),
+            "the 'classes' ids are [1, 1, 2, 3, 4, 5, ...], not 1..20 each once",
+        ),
+        (_shift_ids, "the 'classes' ids are [0, 1, 2, 3, 4, 5, ...], not 1..20 each once"),
+    ],
+)
+def test_metadata_classes_are_checked(converted, edit, problem):
+    _, out = converted
+    meta_path = os.path.join(out, 'data_metadata.json')
+    with open(meta_path) as f:
+        meta = json.load(f)
+    edit(meta)
+    with open(meta_path, 'w') as f:
+        json.dump(meta, f)
+    with pytest.raises(ValueError) as err:
+        dataset_factory.get_dataset('custom', 'data', out)
+    assert str(err.value) == (
+        f'{meta_path}: {problem}; expected \'classes\' to list each class as {{"id": 1, "name": '
+        f'"cat"}} with ids 1..K (0 is the background): convert the dataset again.'
+    )
+
+
+def test_metadata_classes_in_any_order_and_verify_cli(converted):
+    _, out = converted
+    meta_path = os.path.join(out, 'data_metadata.json')
+    with open(meta_path) as f:
+        meta = json.load(f)
+    meta['classes'].reverse()  # the ids, not the list order, give the labels
+    with open(meta_path, 'w') as f:
+        json.dump(meta, f)
+    assert dataset_factory.get_dataset('custom', 'data', out).class_names == VOC
+    del meta['classes'][7]['name']
+    with open(meta_path, 'w') as f:
+        json.dump(meta, f)
+    proc = _run_cli('--verify', f'--output_dir={out}', '--output_name=data')
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"tf_convert_data: error: {meta_path}: 'classes'[7] has no 'name'; ")
+
+
 def test_interrupted_replacement_is_refused_then_repaired(converted, monkeypatch):
     root, out = converted
     user_file = os.path.join(
@@ -496,7 +554,7 @@ def test_coco_file_name_outside_the_folder(tmp_path):
         fx.convert_coco(ann, img_dir, str(tmp_path / 'out1'))
     meta = fx.convert_coco(ann, img_dir, str(tmp_path / 'out2'), skip_bad_examples=True)
     assert meta['num_examples'] == 2
-    sources, names, extra = fx.coco.read_annotations(ann, img_dir, allow_outside_paths=True)
+    sources, names, extra, _ = fx.coco.read_annotations(ann, img_dir, allow_outside_paths=True)
     assert [s.problem for s in sources] == [None, None, None]
 
 

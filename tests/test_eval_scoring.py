@@ -5,7 +5,9 @@ import os
 import numpy as np
 import pytest
 
+from datasets import pascalvoc
 from evaluation import scoring
+from tests import data_fixtures as fx
 
 
 def _xml(objects):
@@ -91,3 +93,65 @@ def test_missing_class_file_scores_as_no_detections(voc):
     assert '(dog)' in warnings[0]
     with pytest.raises(FileNotFoundError, match='dog'):  # the devkit's rule, on request
         scoring.score_voc_results(results, root, 'test', ('cat', 'dog'), strict=True)
+
+
+def test_ground_truth_read_as_the_converter_reads_it(tmp_path):
+    root = str(tmp_path / 'VOC')
+    fx.add_voc_example(
+        root,
+        'good',
+        fx.smooth_image(40, 60),
+        [
+            fx.voc_object('cat', (2.5, 3, 50, 30), difficult='1.0', parts=[('paw', (1, 1, 4, 4))]),
+            fx.voc_object('dog', (1, 1, 60, 40), difficult=None),
+            fx.voc_object('cat', (5, 6, 7, 8), difficult=''),
+        ],
+    )
+    path = os.path.join(root, 'Annotations', 'good.xml')
+    boxes, labels, difficult = scoring.read_voc_ground_truth(path, {'cat': 1, 'dog': 2})
+    assert boxes.dtype == np.float64 and labels.dtype == np.int64 and difficult.dtype == bool
+    np.testing.assert_array_equal(boxes, [[3, 2.5, 30, 50], [1, 1, 40, 60], [6, 5, 8, 7]])
+    np.testing.assert_array_equal(labels, [1, 2, 1])
+    np.testing.assert_array_equal(difficult, [True, False, False])
+    loader = pascalvoc.VocLoader(('cat', 'dog'))
+    record, _ = loader(pascalvoc.VocSource(path, os.path.join(root, 'JPEGImages'), 'good'))
+    assert [o.difficult for o in record.objects] == [1, 0, 0]
+
+
+@pytest.mark.parametrize(
+    'obj, problem',
+    [
+        (fx.voc_object('', (1, 1, 5, 5)), 'object 1 has no <name>.'),
+        (fx.voc_object('cat', None), 'object 1 (cat) has no <bndbox>.'),
+        (
+            fx.voc_object('cat', ('nan', 1, 5, 5)),
+            "object 1: <bndbox><xmin> is 'nan', expected a finite number.",
+        ),
+        (fx.voc_object('cat', (1, 1, 5, '')), 'object 1: <bndbox> has no <ymax>.'),
+        (
+            fx.voc_object('cat', (1, 1, '1e999', 5)),
+            "object 1: <bndbox><xmax> is '1e999', expected a finite number.",
+        ),
+        (
+            fx.voc_object('cat', (1, 1, 5, 5), difficult='inf'),
+            "object 1: <difficult> is 'inf', expected 0 or 1.",
+        ),
+        (
+            fx.voc_object('cat', (1, 1, 5, 5), difficult='yes'),
+            "object 1: <difficult> is 'yes', expected 0 or 1.",
+        ),
+    ],
+)
+def test_malformed_objects_same_error_in_scoring_and_converter(tmp_path, obj, problem):
+    root = str(tmp_path / 'VOC')
+    fx.add_voc_example(
+        root, 'bad', fx.smooth_image(40, 60), [fx.voc_object('cat', (1, 1, 9, 9)), obj]
+    )
+    path = os.path.join(root, 'Annotations', 'bad.xml')
+    with pytest.raises(ValueError) as scored:
+        scoring.read_voc_ground_truth(path, {'cat': 1})
+    with pytest.raises(ValueError) as converted:
+        pascalvoc.VocLoader(('cat',))(
+            pascalvoc.VocSource(path, os.path.join(root, 'JPEGImages'), 'bad')
+        )
+    assert str(scored.value) == str(converted.value) == f'{path}: {problem}'

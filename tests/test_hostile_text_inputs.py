@@ -8,6 +8,7 @@ import os
 import re
 import signal
 
+import numpy as np
 import pytest
 
 from datasets import coco
@@ -20,6 +21,7 @@ from tests import data_fixtures as fx
 from tests.conftest import run_script
 from tf_extended import coco_metrics
 from tf_extended import safe_io
+from tf_extended import voc_metrics
 
 DEEP = '[' * 200000
 GROUND_TRUTH = {
@@ -153,10 +155,14 @@ def test_coco_scoring_fifo_and_fields(tmp_path):
             ValueError, match=re.escape(f'{path}: cannot score') + '.*' + re.escape(reason)
         ):
             scoring.score_coco_results(results, path)
-    # No "area", no "iscrowd" (pycocotools failed on them): w*h and 0, as the converter keeps.
-    path = _write(tmp_path / 'instances.json', json.dumps(GROUND_TRUTH))
-    result, names = scoring.score_coco_results(results, path)
-    assert names == {3: 'cat'} and result.metrics['AP'] == pytest.approx(1.0)
+    # No "area", no "iscrowd" (pycocotools failed on them): w*h and 0, as the converter keeps;
+    # no annotation "id" at all: numbered 1, 2, ...
+    without_id = {k: v for k, v in GROUND_TRUTH['annotations'][0].items() if k != 'id'}
+    for annotation in (GROUND_TRUTH['annotations'][0], without_id):
+        data = dict(GROUND_TRUTH, annotations=[annotation])
+        path = _write(tmp_path / 'instances.json', json.dumps(data))
+        result, names = scoring.score_coco_results(results, path)
+        assert names == {3: 'cat'} and result.metrics['AP'] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
@@ -288,7 +294,6 @@ def test_coco_conversion_annotations_fifo_and_size(tmp_path, monkeypatch):
     monkeypatch.setattr(coco, 'MAX_ANNOTATIONS_BYTES', 10)
     for read in (
         lambda: coco.read_annotations(path, str(tmp_path)),
-        lambda: coco.source_description(path, str(tmp_path)),
         lambda: scoring.score_coco_results(path, path),
     ):
         with pytest.raises(
@@ -338,3 +343,97 @@ def test_split_file_limit(tmp_path):
     )
     path.write_bytes(b'a\r\nb 1\r\n')
     assert [s.image_id for s in pascalvoc.list_examples([str(root)], 'test')] == ['a', 'b']
+
+
+def test_text_files_saved_with_a_byte_order_mark(tmp_path):
+    # Windows editors start UTF-8 files with U+FEFF; it used to stay in the first name or id.
+    path = tmp_path / 'labels.txt'
+    path.write_bytes(('\ufeff' + '\r\n'.join(labels.VOC_CLASSES)).encode('utf-8'))
+    assert labels.read_labels_file(str(path)) == labels.VOC_CLASSES
+    root, results = _voc(tmp_path)
+    split = root / 'ImageSets' / 'Main' / 'test.txt'
+    split.write_bytes(b'\xef\xbb\xbf000005\r\n000007\r\n')
+    assert [s.image_id for s in pascalvoc.list_examples([str(root)], 'test')] == [
+        '000005',
+        '000007',
+    ]
+    (results / 'comp4_det_test_cat.txt').write_bytes(b'\xef\xbb\xbf000005 0.5 1 2 3 4\n')
+    detections = voc_metrics.read_voc_results(str(results), 'test', {1: 'cat'})
+    assert detections[1].image_ids == ['000005']
+    np.testing.assert_array_equal(detections[1].boxes, [[2, 1, 4, 3]])
+
+
+def test_text_files_not_utf8_name_the_line(tmp_path):
+    root, results = _voc(tmp_path)
+    for path, data, read, line, reason, expected in (
+        (
+            tmp_path / 'labels.txt',
+            b'\xff\xfec\x00a\x00t\x00',  # UTF-16, Notepad's "Unicode"
+            lambda path: labels.read_labels_file(path),
+            1,
+            'invalid start byte',
+            'the labels file should hold one class name per line',
+        ),
+        (
+            root / 'ImageSets' / 'Main' / 'test.txt',
+            b'a\rb\r\nb\xe9r\n',
+            lambda path: pascalvoc.list_examples([str(root)], 'test'),
+            3,
+            'invalid continuation byte',
+            'the split file should hold one image id per line',
+        ),
+        (
+            results / 'comp4_det_test_cat.txt',
+            b'im1 0.5 1 2 3 4\nim2 0.\xff 1 2 3 4\n',
+            lambda path: voc_metrics.read_voc_results(str(results), 'test', {1: 'cat'}),
+            2,
+            'invalid start byte',
+            'the results file should hold lines "image_id score xmin ymin xmax ymax"',
+        ),
+    ):
+        path.write_bytes(data)
+        with pytest.raises(ValueError) as err:
+            read(str(path))
+        assert str(err.value) == (
+            f'{path}: not UTF-8 text (line {line}: {reason}); {expected}, saved as UTF-8.'
+        )
+
+
+def test_voc_results_size_limit(tmp_path, monkeypatch):
+    root, results = _voc(tmp_path)
+    path = results / 'comp4_det_test_cat.txt'
+    path.write_text('a 0.9 1 1 5 5\n')  # 14 bytes
+    monkeypatch.setattr(voc_metrics, 'MAX_RESULTS_BYTES', 13)
+    with pytest.raises(safe_io.UnsafeFileError) as err:
+        scoring.score_voc_results(str(results), str(root), 'test', ('cat',))
+    assert str(err.value) == f'{path}: the results file has 14 bytes, more than the limit of 13.'
+    # A file that grows after its size was taken is stopped at the limit too.
+    monkeypatch.setattr(voc_metrics, 'MAX_RESULTS_BYTES', 14)
+    real_fstat = os.fstat
+
+    def fstat_before_growth(fd):
+        st = real_fstat(fd)
+        return os.stat_result(st[:6] + (10,) + st[7:10])
+
+    path.write_text('a 0.9 1 1 5 5\na 0.8 1 1 5 5\n')
+    with monkeypatch.context() as patch:
+        patch.setattr(os, 'fstat', fstat_before_growth)
+        with pytest.raises(safe_io.UnsafeFileError) as err:
+            voc_metrics.read_voc_results(str(results), 'test', {1: 'cat'})
+    assert str(err.value) == (
+        f'{path}: the results file grew past the limit of 14 bytes while being read.'
+    )
+
+
+def test_score_detections_huge_results_file_is_one_line(tmp_path):
+    root, results = _voc(tmp_path)
+    path = results / 'comp4_det_test_cat.txt'
+    path.write_text('a 0.9 1 1 5 5\n')
+    os.truncate(path, voc_metrics.MAX_RESULTS_BYTES + 1)  # sparse: nothing is written
+    proc = run_script('score_detections.py', f'--results_dir={results}', f'--voc_dir={root}')
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'score_detections: error: {path}: the results file has '
+        f'{voc_metrics.MAX_RESULTS_BYTES + 1} bytes, more than the limit of '
+        f'{voc_metrics.MAX_RESULTS_BYTES}.'
+    )

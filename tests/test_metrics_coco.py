@@ -93,9 +93,11 @@ def test_matches_pycocotools_in_memory(tmp_path):
 def test_matches_pycocotools_from_files(tmp_path):
     gt_path, results_path = tmp_path / 'gt.json', tmp_path / 'results.json'
     gt_path.write_text(json.dumps(_dataset()))
-    cm.write_coco_results(str(results_path), _detections())
-    assert cm.read_coco_results(str(results_path)) == _detections()
     expected = _pycocotools_stats(_dataset(), _detections(), tmp_path)
+    assert cm.evaluate_coco(_dataset(), _detections(), results_path=str(results_path)) == expected
+    # The caller's results exactly: not the keys loadRes adds (area, id, iscrowd, segmentation).
+    assert json.loads(results_path.read_text()) == _detections()
+    assert cm.read_coco_results(str(results_path)) == _detections()
     assert cm.evaluate_coco(str(gt_path), str(results_path)) == expected
     assert cm.evaluate_coco(COCO(str(gt_path)), _detections()) == expected
 
@@ -115,6 +117,82 @@ def test_crowd_flag_is_used():
         cm.evaluate_coco(dataset, _detections())['AP']
         != cm.evaluate_coco(without_crowd, _detections())['AP']
     )
+
+
+def test_detections_are_checked_once_and_bad_ones_not_written(tmp_path, monkeypatch):
+    checks = []
+    check = cm._check_results
+    monkeypatch.setattr(
+        cm, '_check_results', lambda dets, src: checks.append(src) or check(dets, src)
+    )
+    path = tmp_path / 'results.json'
+    got = cm.evaluate_coco_per_class(_dataset(), _detections(), results_path=str(path))
+    assert got.metrics == _pycocotools_stats(_dataset(), _detections(), tmp_path)
+    assert checks == ['evaluate_coco(detections)'] and path.exists()
+    bad = [dict(_detections()[0], score=float('nan'))]
+    with pytest.raises(ValueError, match=r'result #0 score must be a finite number, got nan\.'):
+        cm.evaluate_coco_per_class(_dataset(), bad, results_path=str(tmp_path / 'bad.json'))
+    assert not (tmp_path / 'bad.json').exists()
+
+
+def _drop(key, index, field):
+    return lambda dataset: dataset[key][index].pop(field)
+
+
+def _set(key, index, field, value):
+    return lambda dataset: dataset[key][index].update({field: value})
+
+
+@pytest.mark.parametrize(
+    'change, problem',
+    [
+        (
+            lambda dataset: dataset.pop('annotations'),
+            'it has no "annotations" (an image_info_*.json lists only images)',
+        ),
+        (lambda dataset: dataset.update(images={}), '"images" is not an array of objects'),
+        (
+            lambda dataset: dataset['categories'].append(3),
+            '"categories" is not an array of objects',
+        ),
+        (_drop('annotations', 2, 'id'), '5 of 6 annotations have an "id": all or none must'),
+        (_drop('images', 1, 'id'), '"images"[1] has no "id"'),
+        (_set('images', 0, 'id', 1.0), '"images"[0] has id 1.0, not an integer'),
+        (_set('categories', 1, 'name', 3), '"categories"[1] has name 3, not a string'),
+        (_set('annotations', 1, 'id', True), '"annotations"[1] has id True, not an integer'),
+        (
+            _set('annotations', 4, 'category_id', '3'),
+            '"annotations"[4] has category_id \'3\', not an integer',
+        ),
+        (_drop('annotations', 0, 'image_id'), '"annotations"[0] has no "image_id"'),
+        (
+            _set('annotations', 3, 'bbox', [0, 300, 640]),
+            '"annotations"[3] has bbox [0, 300, 640], not [x, y, w, h] of 4 finite numbers',
+        ),
+        (
+            _set('annotations', 3, 'bbox', [0, 300, float('inf'), 180]),
+            '"annotations"[3] has bbox [0, 300, inf, 180], not [x, y, w, h] of 4 finite numbers',
+        ),
+        (
+            _set('annotations', 5, 'area', None),
+            '"annotations"[5] has area None, not a finite number',
+        ),
+        (_set('annotations', 5, 'iscrowd', 2), '"annotations"[5] has iscrowd 2, not 0 or 1'),
+    ],
+)
+def test_ground_truth_problems_name_the_source(change, problem):
+    dataset = _dataset()
+    change(dataset)
+    expected = (
+        f'{{}}: cannot score against this COCO annotations file ({problem}); pass the '
+        f'instances_*.json the results are for.'
+    )
+    with pytest.raises(ValueError) as err:
+        cm.coco_ground_truth(dataset, '/data/instances_val2017.json')
+    assert str(err.value) == expected.format('/data/instances_val2017.json')
+    with pytest.raises(ValueError) as err:
+        cm.evaluate_coco(dataset, _detections())
+    assert str(err.value) == expected.format('coco_ground_truth')
 
 
 def test_ground_truth_defaults():
@@ -287,8 +365,12 @@ def test_per_class_ap_bad_input():
         cm.evaluate_coco_per_class(dataset, _hand_detections())
     dataset = _hand_dataset()
     del dataset['categories'][0]['name']
-    with pytest.raises(ValueError, match='has no "name"'):
+    with pytest.raises(ValueError, match=r'\(\"categories\"\[0\] has no "name"\)'):
         cm.evaluate_coco_per_class(dataset, _hand_detections())
+    unchecked = cm.coco_ground_truth(_hand_dataset())  # a COCO object is used as it is
+    del unchecked.cats[CAT]['name']
+    with pytest.raises(ValueError, match=r'category \{\'id\': 2\} has no "name"; per-class AP'):
+        cm.evaluate_coco_per_class(unchecked, _hand_detections())
     gt = cm.coco_ground_truth(_hand_dataset())
     # The ground truth as its own detections.
     perfect = gt.loadRes(

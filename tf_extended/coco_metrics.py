@@ -5,7 +5,8 @@ and results JSON) are ``[x, y, width, height]`` in continuous pixel coordinates 
 image (0-based, no +1): ``x = xmin*W, y = ymin*H, width = (xmax - xmin)*W,
 height = (ymax - ymin)*H``.
 
-Results JSON (``write_coco_results`` / ``read_coco_results``) is the COCO format: a list of
+Results JSON (written by ``evaluate_coco(..., results_path=...)``, read by ``read_coco_results``)
+is the COCO format: a list of
 ``{"image_id": int, "category_id": int, "bbox": [x, y, w, h], "score": float}``.
 
 Per-class AP (``evaluate_coco_per_class``, ``category_ap``) is read from COCOeval's accumulated
@@ -182,12 +183,6 @@ def _check_results(detections, source: str) -> List[dict]:
     return detections
 
 
-def write_coco_results(path: str, detections: Sequence[dict]):
-    """Writes COCO results JSON atomically (temporary file in the same directory, then rename)."""
-    detections = _check_results(list(detections), f'write_coco_results({path!r})')
-    atomic_io.write_json_atomic(path, detections, indent=None)
-
-
 def read_coco_results(path: str) -> List[dict]:
     """Reads and checks a COCO results JSON file (a regular file of at most MAX_RESULTS_BYTES);
     returns its list of dicts.
@@ -200,8 +195,55 @@ def read_coco_results(path: str) -> List[dict]:
     return _check_results(detections, path)
 
 
-def coco_ground_truth(dataset: Mapping) -> COCO:
-    """Builds a pycocotools COCO object from an in-memory COCO-format dataset.
+# (array, field, required, check, what it must be): what COCOeval on boxes reads. An annotation's
+# "id", "area" and "iscrowd" may be missing: coco_ground_truth fills them in.
+_GROUND_TRUTH_FIELDS = (
+    ('images', 'id', True, is_integer, 'an integer'),
+    ('categories', 'id', True, is_integer, 'an integer'),
+    ('categories', 'name', True, lambda v: isinstance(v, str), 'a string'),
+    ('annotations', 'id', False, is_integer, 'an integer'),
+    ('annotations', 'image_id', True, is_integer, 'an integer'),
+    ('annotations', 'category_id', True, is_integer, 'an integer'),
+    (
+        'annotations',
+        'bbox',
+        True,
+        lambda v: isinstance(v, (list, tuple)) and len(v) == 4 and all(map(is_finite_number, v)),
+        '[x, y, w, h] of 4 finite numbers',
+    ),
+    ('annotations', 'area', False, is_finite_number, 'a finite number'),
+    ('annotations', 'iscrowd', False, lambda v: v in (0, 1), '0 or 1'),
+)
+
+
+def _ground_truth_problem(dataset) -> Optional[str]:
+    """Why COCOeval cannot score against a COCO-format dataset, or None."""
+    if not isinstance(dataset, Mapping):
+        return f'it is a {type(dataset).__name__}, not an object'
+    for key in ('images', 'categories', 'annotations'):
+        if key not in dataset:
+            hint = ' (an image_info_*.json lists only images)' if key == 'annotations' else ''
+            return f'it has no "{key}"{hint}'
+        entries = dataset[key]
+        if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+            return f'"{key}" is not an array of objects'
+    annotations = dataset['annotations']
+    with_id = sum('id' in ann for ann in annotations)
+    if with_id not in (0, len(annotations)):
+        return f'{with_id} of {len(annotations)} annotations have an "id": all or none must'
+    for key, field, required, check, what in _GROUND_TRUTH_FIELDS:
+        for index, entry in enumerate(dataset[key]):
+            if field not in entry:
+                if required:
+                    return f'"{key}"[{index}] has no "{field}"'
+            elif not check(entry[field]):
+                return f'"{key}"[{index}] has {field} {reprlib.repr(entry[field])}, not {what}'
+    return None
+
+
+def coco_ground_truth(dataset: Mapping, source: str = 'coco_ground_truth') -> COCO:
+    """Builds a pycocotools COCO object from an in-memory COCO-format dataset, checked for what
+    COCOeval on boxes reads.
 
     Args:
       dataset: ``{"images": [{"id", ...}], "annotations": [{"image_id", "category_id",
@@ -209,30 +251,24 @@ def coco_ground_truth(dataset: Mapping) -> COCO:
         ``iscrowd`` (then 0), ``area`` (then w*h: right for boxes; COCO's own files hold mask
         areas) and ``id`` (then 1-based position; all or none must have one). The input is not
         modified.
+      source: str, where the dataset comes from (the annotations file's path), for messages.
+    Raises:
+      ValueError naming ``source`` and the first entry COCOeval cannot use.
     """
-    for key in ('images', 'annotations', 'categories'):
-        if key not in dataset:
-            raise ValueError(
-                f'coco_ground_truth: the dataset needs an {key!r} list (it has {sorted(dataset)}).'
-            )
-    annotations = copy.deepcopy(list(dataset['annotations']))
-    with_id = sum('id' in ann for ann in annotations)
-    if with_id not in (0, len(annotations)):
+    problem = _ground_truth_problem(dataset)
+    if problem:
         raise ValueError(
-            f'coco_ground_truth: {with_id} of {len(annotations)} annotations have an '
-            f'"id"; give every annotation an id, or none.'
+            f'{source}: cannot score against this COCO annotations file ({problem}); pass the '
+            f'instances_*.json the results are for.'
         )
+    annotations = copy.deepcopy(dataset['annotations'])
     for index, ann in enumerate(annotations):
-        if 'image_id' not in ann or 'category_id' not in ann or len(ann.get('bbox', ())) != 4:
-            raise ValueError(
-                f'coco_ground_truth: annotation #{index} needs image_id, category_id and '
-                f'bbox [x, y, w, h], got {ann!r}.'
-            )
         ann.setdefault('iscrowd', 0)
         ann.setdefault('area', float(ann['bbox'][2]) * float(ann['bbox'][3]))
         ann.setdefault('id', index + 1)
     coco = COCO()
-    coco.dataset = dict(copy.deepcopy(dict(dataset)), annotations=annotations)
+    rest = {key: value for key, value in dataset.items() if key != 'annotations'}
+    coco.dataset = dict(copy.deepcopy(rest), annotations=annotations)
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
@@ -254,7 +290,7 @@ class COCOResult(NamedTuple):
     class_ap50: Dict[str, Optional[float]]
 
 
-def _run_cocoeval(ground_truth, detections, image_ids, stdout) -> COCOeval:
+def _run_cocoeval(ground_truth, detections, image_ids, stdout, results_path) -> COCOeval:
     """COCOeval evaluated, accumulated and summarized; see :func:`evaluate_coco` for the arguments."""
     sink = io.StringIO() if stdout is None else stdout
     with contextlib.redirect_stdout(sink):
@@ -267,13 +303,17 @@ def _run_cocoeval(ground_truth, detections, image_ids, stdout) -> COCOeval:
         if isinstance(detections, (str, os.PathLike)):
             results = read_coco_results(os.fspath(detections))
         else:
-            results = _check_results(copy.deepcopy(list(detections)), 'evaluate_coco(detections)')
+            # Copies: loadRes adds keys to each dict (it changes no value in place).
+            results = [dict(det) if isinstance(det, dict) else det for det in detections]
+            _check_results(results, 'evaluate_coco(detections)')
         unknown = sorted({det['image_id'] for det in results} - set(gt.getImgIds()))
         if unknown:
             raise ValueError(
                 f'evaluate_coco: detections refer to image ids {unknown[:10]} that are not '
                 f'in the ground truth ({len(unknown)} unknown ids).'
             )
+        if results_path is not None:
+            atomic_io.write_json_atomic(results_path, results, indent=None)
         if results:
             dt = gt.loadRes(results)
         else:
@@ -300,6 +340,7 @@ def evaluate_coco(
     *,
     image_ids: Optional[Sequence[int]] = None,
     stdout: Optional[TextIO] = None,
+    results_path: Optional[str] = None,
 ) -> Dict[str, Optional[float]]:
     """COCO box metrics by pycocotools' COCOeval (default parameters: 10 IoUs .5:.95, 101 recall
     points, maxDets 1/10/100, area ranges small < 32² <= medium < 96² <= large).
@@ -312,11 +353,13 @@ def evaluate_coco(
       image_ids: evaluate on these images only (default: every ground-truth image).
       stdout: where pycocotools' printing goes: None (default) silences it; pass ``sys.stdout``
         to show it or an ``io.StringIO`` to capture it (the summary table included).
+      results_path: str; when given, the checked detections are also written there as COCO
+        results JSON (atomically), so that a caller keeping them needs no second check.
     Returns:
       {name: value} for the 12 names of ``COCO_METRIC_NAMES``; a value is None where pycocotools
       reports -1 (no ground truth in that setting, e.g. no small objects).
     """
-    return _summary(_run_cocoeval(ground_truth, detections, image_ids, stdout))
+    return _summary(_run_cocoeval(ground_truth, detections, image_ids, stdout, results_path))
 
 
 def evaluate_coco_per_class(
@@ -325,10 +368,11 @@ def evaluate_coco_per_class(
     *,
     image_ids: Optional[Sequence[int]] = None,
     stdout: Optional[TextIO] = None,
+    results_path: Optional[str] = None,
 ) -> COCOResult:
     """:func:`evaluate_coco` (same arguments, one COCOeval run) plus the per-category AP@[.5:.95]
     and AP@.5, keyed by category name (see :class:`COCOResult`)."""
-    evaluator = _run_cocoeval(ground_truth, detections, image_ids, stdout)
+    evaluator = _run_cocoeval(ground_truth, detections, image_ids, stdout, results_path)
     names = category_names(evaluator.cocoGt)
     ap, ap50 = category_ap(evaluator), category_ap(evaluator, iou_threshold=0.5)
     return COCOResult(

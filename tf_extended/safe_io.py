@@ -108,6 +108,31 @@ def read_bytes(path, max_bytes=None, what='file', limit_name=None):
         os.close(fd)
 
 
+def read_text(path, max_bytes, what, expected):
+    """Reads a UTF-8 text file whole with `read_bytes`'s checks, as text mode would: a leading
+    byte order mark dropped (Windows editors write one), line ends ('\\r\\n', '\\r') made '\\n'.
+
+    Args:
+      path: str, the file; max_bytes: int, refuse larger files; what: str, what the file is, for
+      messages ('labels file'); expected: str, what it should hold ('one class name per line').
+    Returns:
+      str.
+    Raises:
+      UnsafeFileError / OSError as `read_bytes`; ValueError naming the file and line: not UTF-8.
+    """
+    data = read_bytes(path, max_bytes, what)
+    try:
+        text = data.decode('utf-8')
+    except UnicodeDecodeError as err:
+        line = data[: err.start].replace(b'\r\n', b'\n').replace(b'\r', b'\n').count(b'\n') + 1
+        raise ValueError(
+            f'{path}: not UTF-8 text (line {line}: {err.reason}); the {what} '
+            f'should hold {expected}, saved as UTF-8.'
+        ) from None
+    del data  # files can be GiBs: free the bytes before the copies below
+    return text.removeprefix('\ufeff').replace('\r\n', '\n').replace('\r', '\n')
+
+
 def open_text(path, what='file', encoding='utf-8'):
     """Opens a regular file for reading text (a context manager, like `open`). Refuses devices, FIFOs."""
     fd, _ = _open(path, what)
@@ -127,7 +152,16 @@ def read_json(path, what='JSON file', max_bytes=None):
       UnsafeFileError / OSError as `read_bytes`; ValueError naming the file: not UTF-8, not
       JSON, or nested too deeply for the parser.
     """
-    data = read_bytes(path, max_bytes, what)
+    return parse_json(read_bytes(path, max_bytes, what), path, what)
+
+
+def parse_json(data, path, what='JSON file'):
+    """The parsed content of `data` (bytes, UTF-8 JSON read from the str `path`, named in
+    messages with the str `what`): for callers that also need the bytes (e.g. to hash them).
+
+    Raises:
+      ValueError naming the file: not UTF-8, not JSON, or nested too deeply for the parser.
+    """
     try:
         return json.loads(data.decode('utf-8'))
     except UnicodeDecodeError as err:

@@ -554,6 +554,12 @@ class VOCEvaluator:
 # ----------------------------------------------------------------------------------------------
 # Results files: <competition>_det_<split>_<class>.txt, "image_id score xmin ymin xmax ymax"
 # ----------------------------------------------------------------------------------------------
+_RESULTS_LINE = '"image_id score xmin ymin xmax ymax"'
+# The devkit's results files are tens of MB (VOC2007 test: 4952 images); 2 GiB, as COCO's, is
+# ~40 million detections of one class.
+MAX_RESULTS_BYTES = 2 << 30
+
+
 def voc_results_path(directory: str, split: str, file_stem: str, competition: str = 'comp4') -> str:
     """Path of the devkit results file of one class: ``<dir>/<competition>_det_<split>_<stem>.txt``.
 
@@ -682,15 +688,6 @@ class VOCResultsWriter:
             self.abort()
 
 
-def _lines(fh, path):
-    try:
-        yield from fh
-    except UnicodeDecodeError as err:
-        raise ValueError(
-            f'{path}: not UTF-8 text ({err.reason}); a results file is text.'
-        ) from None
-
-
 def read_voc_results(
     directory: str,
     split: str,
@@ -705,7 +702,9 @@ def read_voc_results(
       with ``missing_ok``, a class without a file has no detections (and ``missing`` set).
     Raises:
       FileNotFoundError if a class has no file (unless ``missing_ok``); ValueError naming the
-      file and line of a malformed line.
+      file and line of a malformed line or of bytes that are not UTF-8;
+      safe_io.UnsafeFileError (an OSError): a file is not a regular file or is larger than
+      MAX_RESULTS_BYTES.
     """
     results = {}
     names = _check_class_names(class_names)
@@ -723,24 +722,24 @@ def read_voc_results(
                 f'{name!r} (every class needs a file, possibly empty).'
             )
         ids, values = [], []
-        with safe_io.open_text(path, 'results file') as fh:
-            for line_no, line in enumerate(_lines(fh, path), 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                try:
-                    if len(fields) != 6:
-                        raise ValueError(f'{len(fields)} fields')
-                    numbers = [float(v) for v in fields[1:]]
-                    if not np.all(np.isfinite(numbers)):
-                        raise ValueError('non-finite number')
-                except ValueError as err:
-                    raise ValueError(
-                        f'{path}:{line_no}: expected "image_id score xmin ymin xmax ymax" '
-                        f'(6 fields, finite numbers), got {line.strip()!r} ({err}).'
-                    ) from None
-                ids.append(fields[0])
-                values.append(numbers)
+        text = safe_io.read_text(path, MAX_RESULTS_BYTES, 'results file', f'lines {_RESULTS_LINE}')
+        for line_no, line in enumerate(text.split('\n'), 1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                if len(fields) != 6:
+                    raise ValueError(f'{len(fields)} fields')
+                numbers = [float(v) for v in fields[1:]]
+                if not np.all(np.isfinite(numbers)):
+                    raise ValueError('non-finite number')
+            except ValueError as err:
+                raise ValueError(
+                    f'{path}:{line_no}: expected {_RESULTS_LINE} (6 fields, finite numbers), '
+                    f'got {line.strip()!r} ({err}).'
+                ) from None
+            ids.append(fields[0])
+            values.append(numbers)
         values = np.asarray(values, dtype=np.float64).reshape(-1, 5)
         results[label] = VOCClassDetections(
             image_ids=ids, scores=values[:, 0], boxes=values[:, [2, 1, 4, 3]]
