@@ -40,6 +40,7 @@ from model import checkpoints
 from nets import post_processing
 from nets import ssd_common
 from tf_extended import safe_io
+from tf_extended import tf_errors
 
 v1 = tf.compat.v1
 
@@ -48,6 +49,18 @@ SIZES = 'image_sizes'
 DETECTION_OUTPUTS = ('detection_boxes', 'detection_scores', 'detection_classes', 'num_detections')
 RAW_OUTPUTS = ('raw_localisations', 'raw_scores')
 OUTPUTS = DETECTION_OUTPUTS + RAW_OUTPUTS
+# {tensor name: (dtype, rank)} of the inputs and outputs (see the module docstring), checked when
+# an export is loaded (`graph_check.check_interface`).
+INTERFACE = {
+    INPUT: (tf.uint8, 4),
+    SIZES: (tf.int32, 2),
+    'detection_boxes': (tf.float32, 3),
+    'detection_scores': (tf.float32, 2),
+    'detection_classes': (tf.int32, 2),
+    'num_detections': (tf.int32, 1),
+    'raw_localisations': (tf.float32, 3),
+    'raw_scores': (tf.float32, 3),
+}
 # The SavedModel signature with both inputs; 'serving_default' takes `images` only.
 PADDED_SIGNATURE = 'serving_padded'
 METADATA_FILE = 'metadata.json'
@@ -205,17 +218,43 @@ def split_detections(outputs):
 
 
 def _op_error_reason(err):
-    """A tf.errors.OpError in one line: its type, node and cause (the message's line after its
-    last `Node:` line, after a header and where the node was defined; else its first line)."""
-    lines = [line.strip() for line in err.message.splitlines() if line.strip()]
-    after = [i + 1 for i, line in enumerate(lines) if line.startswith('Node: ')]
-    cause = lines[after[-1]] if after and after[-1] < len(lines) else (lines or [''])[0]
+    """A tf.errors.OpError in one line (str): its type, node and `tf_errors.reason`."""
     node = '' if err.op is None else f' in node {err.op.name!r}'
-    return f'{type(err).__name__}{node}: {cause}'
+    return f'{type(err).__name__}{node}: {tf_errors.reason(err)}'
 
 
 class ModelRunError(ValueError):
-    """TensorFlow failed running a model (the message names the model and why)."""
+    """A runtime failed running a model, or the model's outputs are not the interface's (the
+    message names the model and why)."""
+
+
+def check_outputs(outputs, batch_size, source):
+    """Raises ModelRunError unless `outputs` ({name: numpy array}, names from OUTPUTS) are what
+    INTERFACE says for `batch_size` images: dtype, rank, `batch_size` rows, 4 box coordinates, and
+    0 <= num_detections <= the detection rows. A broken or hostile export's outputs would
+    otherwise give tracebacks or wrong detections in the per-image code."""
+    for name, value in outputs.items():
+        dtype, rank = INTERFACE[name]
+        boxes = name in ('detection_boxes', 'raw_localisations')
+        if (
+            value.dtype != dtype.as_numpy_dtype
+            or value.ndim != rank
+            or value.shape[0] != batch_size
+            or (boxes and value.shape[-1] != 4)
+        ):
+            raise ModelRunError(
+                f"{source}: the model's output {name!r} for {batch_size} image(s) is "
+                f'{value.dtype} of shape {list(value.shape)}, not {dtype.name} of rank {rank} '
+                f'with {batch_size} rows{" of 4 coordinates" if boxes else ""}; export the model '
+                f'again with export_ssd_network.py.'
+            )
+    rows = [outputs[n].shape[1] for n in DETECTION_OUTPUTS[:3] if n in outputs]
+    counts = outputs.get('num_detections')
+    if rows and counts is not None and (np.any(counts < 0) or np.any(counts > min(rows))):
+        raise ModelRunError(
+            f"{source}: the model's num_detections {counts.tolist()[:8]} are not within 0.."
+            f'{min(rows)} (its detection rows); export the model again with export_ssd_network.py.'
+        )
 
 
 class Detector:
@@ -264,20 +303,16 @@ class Detector:
         def tensors(infos):
             return {k: graph.get_tensor_by_name(v.name) for k, v in infos.items()}
 
+        inputs, outputs = tensors(signature.inputs), tensors(signature.outputs)
+        graph_check.check_interface(inputs | outputs, export_dir, 'SavedModel', INTERFACE)
         card = card_lib.load(os.path.join(export_dir, 'assets.extra', METADATA_FILE))
-        return cls(
-            graph,
-            sess,
-            card,
-            tensors(signature.inputs),
-            tensors(signature.outputs),
-            source=export_dir,
-        )
+        return cls(graph, sess, card, inputs, outputs, source=export_dir)
 
     @classmethod
     def from_frozen_graph(cls, path, metadata_path=None):
         """A frozen GraphDef; its metadata is `metadata.json` beside it unless given. Its ops
-        are checked before importing (`graph_check.check_frozen_graph`: a graph is code)."""
+        are checked before importing, its INTERFACE after (`graph_check.check_frozen_graph`: a
+        graph is code), in the graph then run."""
         graph_def = v1.GraphDef()
         data = safe_io.read_bytes(path, safe_io.SERIALIZED_MODEL_LIMIT, 'frozen graph')
         try:
@@ -286,16 +321,7 @@ class Detector:
             raise ValueError(
                 f'{path}: not a frozen GraphDef ({err}); export one with export_ssd_network.py.'
             ) from None
-        graph_check.check_frozen_graph(graph_def, path)
-        graph = tf.Graph()
-        with graph.as_default():
-            v1.import_graph_def(graph_def, name='')
-        names = {INPUT, SIZES} | set(OUTPUTS)
-        missing = sorted(n for n in names if n not in {node.name for node in graph_def.node})
-        if missing:
-            raise ValueError(
-                f'{path}: the graph has no {missing} node(s); export it with export_ssd_network.py.'
-            )
+        graph = graph_check.check_frozen_graph(graph_def, path, INTERFACE)
 
         def tensor(name):
             return graph.get_tensor_by_name(name + ':0')
@@ -321,7 +347,7 @@ class Detector:
         `[B, 2]` (height, width of each image at the top left). Raises ModelRunError when
         TensorFlow fails running the graph."""
         try:
-            return self.sess.run(
+            result = self.sess.run(
                 {k: self.outputs[k] for k in outputs},
                 {self.inputs[INPUT]: batch, self.inputs[SIZES]: sizes},
             )
@@ -336,6 +362,8 @@ class Detector:
                 f'{self.source}: TensorFlow failed running the model on a batch of shape '
                 f'{list(batch.shape)} ({_op_error_reason(err)}); {hint}.'
             ) from None
+        check_outputs(result, len(batch), self.source)
+        return result
 
     def detect(self, images):
         """Per-image detections (see `split_detections`) for a list of uint8 RGB images."""
@@ -448,7 +476,9 @@ class TFLiteDetector:
                 f'{self.path}: the TFLite runtime failed on a batch of shape {list(batch.shape)} '
                 f'({err}).'
             ) from None
-        return {k: self.interpreter.get_tensor(self._outputs[k]) for k in outputs}
+        result = {k: self.interpreter.get_tensor(self._outputs[k]) for k in outputs}
+        check_outputs(result, len(batch), self.path)
+        return result
 
     def detect(self, images):
         return split_detections(self.run(images))

@@ -21,7 +21,10 @@ Sizes are checked too (`check_sizes`): a Const stores one value that TF broadcas
 shape, so a 2 KB file can declare gigabytes. The constants at their declared shapes (and a
 SavedModel's variables), plus every tensor of static shape computed from constants alone (a Fill,
 Range or Tile of constant inputs, which TF materialises when the graph first runs), may take at
-most MAX_CONSTANT_BYTES together; one image's part of any tensor at most that too.
+most MAX_CONSTANT_BYTES together; one image's part of any tensor at most that too. A frozen
+graph imported for this check is the one then run (a SavedModel's loader imports its own). The
+inputs and outputs of either must have our names, dtypes and ranks (`check_interface`: others
+would fail where they are used).
 
 A refused graph is a ValueError naming the op types (or the node too large), a node of each, and
 the file. This is a filter, not a sandbox: it keeps out what our exports never contain; a graph of
@@ -197,10 +200,42 @@ def check_graph_def(graph_def, source, allowed=FROZEN_GRAPH_OPS, what='graph'):
         _refuse(source, bad, what)
 
 
-def check_frozen_graph(graph_def, source):
-    """The check of a frozen graph (see the module docstring)."""
+def check_frozen_graph(graph_def, source, interface):
+    """The check of a frozen graph (see the module docstring) and of its interface
+    (`check_interface` of the first outputs of the nodes `interface` names).
+
+    Returns:
+      The tf.Graph that `check_sizes` imported `graph_def` into (nothing has run in it), to run:
+      importing it again took as long again (0.05-0.3 s for our exports, measured).
+    """
     check_graph_def(graph_def, source, FROZEN_GRAPH_OPS, 'frozen graph')
-    check_sizes(graph_def, source, 'frozen graph')
+    graph = check_sizes(graph_def, source, 'frozen graph')
+    tensors = {
+        op.name: op.outputs[0]
+        for op in graph.get_operations()
+        if op.name in interface and op.outputs
+    }
+    check_interface(tensors, source, 'frozen graph', interface)
+    return graph
+
+
+def check_interface(tensors, source, what, interface):
+    """Raises ValueError unless `tensors` ({name: tf.Tensor}) has each name of `interface`
+    ({name: (tf.DType, rank)}) at that dtype, of a shape of that rank: other inputs and outputs
+    would fail where they are used (e.g. a TypeError slicing by a string count)."""
+    missing = sorted(set(interface) - set(tensors))
+    if missing:
+        raise ValueError(
+            f'{source}: the {what} has no {missing} node(s); export it with export_ssd_network.py.'
+        )
+    for name, (dtype, rank) in interface.items():
+        tensor = tensors[name]
+        if tensor.dtype != dtype or tensor.shape.rank != rank:
+            raise ValueError(
+                f"{source}: the {what}'s tensor {name!r} is {tensor.dtype.name} of shape "
+                f'{tensor.shape}, not {dtype.name} of rank {rank}; export it with '
+                f'export_ssd_network.py.'
+            )
 
 
 def _element_bytes(dtype):
@@ -229,53 +264,80 @@ def _nodes(graph_def):
             yield f'{function.signature.name}/{node.name}', node
 
 
-def _check_total(sizes, source, what, held):
-    """`sizes`: (node label, bytes) pairs."""
-    total = sum(size for _, size in sizes)
-    if total > MAX_CONSTANT_BYTES:
-        label, largest = max(sizes, key=lambda item: item[1])
+class SizeBudget:
+    """MAX_CONSTANT_BYTES applied to one model: the walk of its graph (`check_sizes` here,
+    `openvino_model.check_sizes` for IRs) adds the constants it finds to `sizes` and has each
+    tensor's part of one image checked; the messages name the model and the node.
+
+    Args:
+      source, what: the model's file and kind ('frozen graph'), named in errors.
+      ours: what our largest export of that kind needs (quoted in errors).
+      advice: what to do instead (the errors' end).
+    """
+
+    def __init__(self, source, what, ours, advice=_TRUST):
+        self.source, self.what, self.ours, self.advice = source, what, ours, advice
+        self.sizes = []  # (node label, bytes)
+
+    def refuse(self, why):
+        """Raises UnsafeGraphError saying `why` the model is refused."""
         raise UnsafeGraphError(
-            f'{source}: refusing to load this {what}: its {held} take {total:,} bytes '
-            f'(largest: node {label!r}, {largest:,} bytes), more than the limit of '
-            f'{MAX_CONSTANT_BYTES:,} (our largest export, SSD512 VGG, needs ~170 MB); {_TRUST}.'
+            f'{self.source}: refusing to load this {self.what}: {why}; {self.advice}.'
         )
 
+    def check_image(self, label, kind, shape, dims, element_bytes):
+        """Refuses node `label` (op type `kind`) when one image's part of its output (`shape`,
+        as the message shows it; `dims`: its dims after the first, None where unknown, counted
+        as 1) is larger than MAX_CONSTANT_BYTES."""
+        image = math.prod(1 if d is None else d for d in dims) * element_bytes
+        if image > MAX_CONSTANT_BYTES:
+            self.refuse(
+                f'node {label!r} ({kind}) makes a tensor of shape {shape} of at least {image:,} '
+                f'bytes per image, more than the limit of {MAX_CONSTANT_BYTES:,}'
+            )
 
-def _computed_bytes(graph, prefix, source, what):
-    """(label, bytes) of the tensors `graph` computes from constants alone (Consts excluded:
-    counted at their declared shapes). Raises UnsafeGraphError for one image's part of a tensor
-    over MAX_CONSTANT_BYTES, or a TensorListReserve of a length computed from constants."""
-    constant, sizes = set(), []
+    def check_total(self, held):
+        """Refuses the model when `sizes` (`held`: what they are, 'constants at their declared
+        shapes') take more than MAX_CONSTANT_BYTES together."""
+        total = sum(size for _, size in self.sizes)
+        if total > MAX_CONSTANT_BYTES:
+            label, largest = max(self.sizes, key=lambda item: item[1])
+            self.refuse(
+                f'its {held} take {total:,} bytes (largest: node {label!r}, {largest:,} bytes), '
+                f'more than the limit of {MAX_CONSTANT_BYTES:,} ({self.ours})'
+            )
+
+
+def _add_computed_bytes(budget, graph, prefix):
+    """Adds to the SizeBudget the tensors the tf.Graph `graph` computes from constants alone
+    (Consts excluded: counted at their declared shapes), `prefix` + op name their labels, and
+    checks every tensor's part of one image. Refuses a TensorListReserve of a length computed
+    from constants."""
+    constant = set()
     for op in graph.get_operations():  # in topological order, as imported
         label = prefix + op.name
         for out in op.outputs:
             if out.shape.rank:
-                dims = [d or 1 for d in out.shape.as_list()[1:]]
-                image = math.prod(dims) * _element_bytes(out.dtype)
-                if image > MAX_CONSTANT_BYTES:
-                    raise UnsafeGraphError(
-                        f'{source}: refusing to load this {what}: node {label!r} ({op.type}) '
-                        f'makes a tensor of shape {out.shape} of at least {image:,} bytes per '
-                        f'image, more than the limit of {MAX_CONSTANT_BYTES:,}; {_TRUST}.'
-                    )
+                budget.check_image(
+                    label, op.type, out.shape, out.shape.as_list()[1:], _element_bytes(out.dtype)
+                )
         if op.type not in PURE_OPS or any(t.op.name not in constant for t in op.inputs):
             continue
         constant.add(op.name)
         if op.type == 'TensorListReserve':
-            sizes.append((label, _list_length(op, label, source, what) * OBJECT_BYTES))
+            budget.sizes.append((label, _list_length(op, label, budget) * OBJECT_BYTES))
         elif op.type not in ALIASING_OPS | {'Const'}:
             size = sum(
                 out.shape.num_elements() * _element_bytes(out.dtype)
                 for out in op.outputs
                 if out.shape.is_fully_defined()
             )
-            sizes.append((label, size))
-    return sizes
+            budget.sizes.append((label, size))
 
 
-def _list_length(op, label, source, what):
+def _list_length(op, label, budget):
     """The length of a constant TensorListReserve: its scalar Const `num_elements` (ours: the
-    static batch size), else UnsafeGraphError."""
+    static batch size); else the SizeBudget refuses it."""
     from tensorflow.python.framework import tensor_util
 
     length = op.inputs[1].op
@@ -284,9 +346,9 @@ def _list_length(op, label, source, what):
             return max(int(tensor_util.MakeNdarray(length.get_attr('value'))), 0)
         except (ValueError, TypeError):
             pass
-    raise UnsafeGraphError(
-        f'{source}: refusing to load this {what}: node {label!r} (TensorListReserve) has a '
-        f'length computed from constants, which our exports never have; {_TRUST}.'
+    budget.refuse(
+        f'node {label!r} (TensorListReserve) has a length computed from constants, which our '
+        f'exports never have'
     )
 
 
@@ -295,11 +357,17 @@ def check_sizes(graph_def, source, what='graph', variables=False):
     VarHandleOps too) at their declared shapes and the tensors it computes from constants alone
     take more than MAX_CONSTANT_BYTES, or one image's part of a tensor does (see the module
     docstring); ValueError when TensorFlow cannot import it. The declared sizes are checked
-    first, then the graph and its functions are imported into scratch graphs (nothing runs)."""
+    first, then the graph and its functions are imported (nothing runs).
+
+    Returns:
+      The tf.Graph `graph_def` was imported into (with name='').
+    """
     import tensorflow as tf
     from tensorflow.python.framework import function_def_to_graph
 
-    sizes = []
+    from tf_extended import tf_errors
+
+    budget = SizeBudget(source, what, 'our largest export, SSD512 VGG, needs ~170 MB')
     for label, node in _nodes(graph_def):
         if node.op == 'Const':
             tensor = node.attr['value'].tensor
@@ -309,13 +377,12 @@ def check_sizes(graph_def, source, what='graph', variables=False):
         else:
             continue
         if size is None:
-            raise UnsafeGraphError(
-                f'{source}: refusing to load this {what}: node {label!r} ({node.op}) declares '
-                f'an unknown or invalid shape or dtype; {_TRUST}.'
+            budget.refuse(
+                f'node {label!r} ({node.op}) declares an unknown or invalid shape or dtype'
             )
-        sizes.append((label, size))
+        budget.sizes.append((label, size))
     held = 'constants' + (' and variables' if variables else '') + ' at their declared shapes'
-    _check_total(sizes, source, what, held)  # before importing: shape inference reads constants
+    budget.check_total(held)  # before importing: shape inference reads constants
     try:
         graph = tf.Graph()
         with graph.as_default():
@@ -325,14 +392,14 @@ def check_sizes(graph_def, source, what='graph', variables=False):
             for f in graph_def.library.function
         ]
     except (ValueError, TypeError, tf.errors.OpError) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ValueError(
-            f'{source}: TensorFlow cannot import this {what} ({reason}); export it with '
-            f'export_ssd_network.py.'
+            f'{source}: TensorFlow cannot import this {what} ({tf_errors.reason(err)}); export '
+            f'it with export_ssd_network.py.'
         ) from None
-    for scratch, prefix in graphs:
-        sizes.extend(_computed_bytes(scratch, prefix, source, what))
-    _check_total(sizes, source, what, held + ' and the tensors computed from constants')
+    for imported, prefix in graphs:
+        _add_computed_bytes(budget, imported, prefix)
+    budget.check_total(held + ' and the tensors computed from constants')
+    return graph
 
 
 def _reachable_ops(graph_def, tensor_or_op_names):

@@ -389,29 +389,24 @@ def check_sizes(model, path):
     constants alone (OpenVINO folds them when compiling: a 3 KB IR broadcasting one value to a
     huge shape made it allocate gigabytes), when one image's part of a tensor (its static dims
     after the first, dynamic ones as 1) is larger, or when it has sub-graphs (If, Loop; ours
-    have none)."""
-    limit = graph_check.MAX_CONSTANT_BYTES
-    redo = 'export it again with export_ssd_network.py --formats=openvino'
+    have none). As `graph_check.check_sizes` walks a TF graph, over OpenVINO's op types and
+    shapes, with its SizeBudget."""
+    budget = graph_check.SizeBudget(
+        path,
+        'OpenVINO model',
+        'our largest model needs ~250 MB',
+        'export it again with export_ssd_network.py --formats=openvino',
+    )
     constant = set()  # get_name() of the ops computed from constants (unique, unlike friendly)
-    sizes = []
     for op in model.get_ordered_ops():  # inputs before the ops using them
         kind, name = op.get_type_name(), op.get_friendly_name()
         if hasattr(op, 'get_function'):
-            raise graph_check.UnsafeGraphError(
-                f'{path}: refusing to load this OpenVINO model: node {name!r} ({kind}) has '
-                f'sub-graphs, which our exports never have; {redo}.'
-            )
+            budget.refuse(f'node {name!r} ({kind}) has sub-graphs, which our exports never have')
         for out in op.outputs():
             shape = out.get_partial_shape()
             if shape.rank.is_static and len(shape) > 1:
-                dims = [d.get_length() if d.is_static else 1 for d in list(shape)[1:]]
-                image = math.prod(dims) * _element_bytes(out)
-                if image > limit:
-                    raise graph_check.UnsafeGraphError(
-                        f'{path}: refusing to load this OpenVINO model: node {name!r} ({kind}) '
-                        f'makes a tensor of shape {shape} of at least {image:,} bytes per image, '
-                        f'more than the limit of {limit:,}; {redo}.'
-                    )
+                dims = [d.get_length() if d.is_static else None for d in list(shape)[1:]]
+                budget.check_image(name, kind, shape, dims, _element_bytes(out))
         inputs = [i.get_source_output().get_node().get_name() for i in op.inputs()]
         if kind in ('Parameter', 'Result') or any(i not in constant for i in inputs):
             continue
@@ -423,16 +418,8 @@ def check_sizes(model, path):
             for out in op.outputs()
             if out.get_partial_shape().is_static
         )
-        sizes.append((name, size))
-    total = sum(size for _, size in sizes)
-    if total > limit:
-        name, largest = max(sizes, key=lambda item: item[1])
-        raise graph_check.UnsafeGraphError(
-            f'{path}: refusing to load this OpenVINO model: its constants and the tensors '
-            f'computed from constants alone take {total:,} bytes (largest: node {name!r}, '
-            f'{largest:,} bytes), more than the limit of {limit:,} (our largest model needs '
-            f'~250 MB); {redo}.'
-        )
+        budget.sizes.append((name, size))
+    budget.check_total('constants and the tensors computed from constants alone')
 
 
 def read_ir(core, path):
@@ -638,9 +625,11 @@ class OpenVINODetector:
                 target = self._static_request(batch.shape) or request
                 # A synchronous call: OpenVINO can read the batch in place instead of copying it.
                 target.infer({detection.INPUT: batch}, share_inputs=True)
-                return {k: target.get_tensor(k).data.copy() for k in outputs}
+                result = {k: target.get_tensor(k).data.copy() for k in outputs}
             finally:
                 self._free.put(request)
+            detection.check_outputs(result, len(batch), self.path)
+            return result
 
         try:
             if self._pool is None or len(batches) == 1:
@@ -650,7 +639,7 @@ class OpenVINODetector:
             shapes = [list(batch.shape) for batch in batches]
             raise detection.ModelRunError(
                 f'{self.path}: OpenVINO failed running the model on batches of shapes {shapes} '
-                f'({str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}).'
+                f'({_reason(err)}).'
             ) from None
 
     def detect(self, images):

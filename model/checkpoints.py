@@ -20,6 +20,7 @@ from tensorflow.python.training import checkpoint_state_pb2
 
 from tf_extended import atomic_io
 from tf_extended import safe_io
+from tf_extended import tf_errors
 
 _DATA_SUFFIX = re.compile(r'\.data-\d{5}-of-\d{5}$')
 _STEP_SUFFIX = re.compile(r'-(\d+)$')
@@ -578,14 +579,6 @@ class CheckpointUnavailable(Exception):
     """The checkpoint's files are gone (deleted by the trainer's max_to_keep) or unreadable."""
 
 
-# Lines of TF's restore errors that are context, not the reason (the Saver's guess that a
-# variable is missing is ruled out by `check_restorable` before every restore).
-_TF_ERROR_CONTEXT = re.compile(
-    r'^(Graph execution error|Detected at node|File "|Node: |\[\[|Restoring from checkpoint '
-    r'failed|Original error)'
-)
-
-
 def restore(saver, session, prefix):
     """`saver.restore(session, prefix)`, TF's error in one line (after `check_restorable`, which
     rules out the Saver's guess that a variable is missing).
@@ -598,9 +591,7 @@ def restore(saver, session, prefix):
     try:
         saver.restore(session, prefix)
     except tf.errors.OpError as err:
-        lines = [line.strip() for line in err.message.splitlines() if line.strip()]
-        reasons = [line for line in lines if not _TF_ERROR_CONTEXT.match(line)] or lines[:1]
-        reason = reasons[-1] if reasons else type(err).__name__
+        reason = tf_errors.reason(err)
         if isinstance(
             err, (tf.errors.NotFoundError, tf.errors.DataLossError, tf.errors.OutOfRangeError)
         ):

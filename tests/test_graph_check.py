@@ -25,8 +25,9 @@ def _card():
     return eval_fixtures.small_card(MODEL, NAMES, DEPTH)
 
 
-def _fake_outputs():
-    """Nodes with our output names (what from_frozen_graph looks for)."""
+def _fake_outputs(**changes):
+    """Nodes with our output names, dtypes and ranks (what from_frozen_graph looks for);
+    `changes`: {name: (dtype, shape)} of outputs of other ones (shape None: of unknown rank)."""
     shapes = {
         'detection_boxes': [1, 1, 4],
         'detection_scores': [1, 1],
@@ -35,7 +36,14 @@ def _fake_outputs():
         'raw_localisations': [1, 1, 4],
         'raw_scores': [1, 1, 3],
     }
-    return {name: tf.identity(tf.zeros(shape), name=name) for name, shape in shapes.items()}
+    outputs = {}
+    for name, shape in shapes.items():
+        dtype, shape = changes.get(name, (detection.INTERFACE[name][0], shape))
+        value = tf.zeros(shape or [1], dtype)
+        if shape is None:
+            value = tf.reshape(value, v1.placeholder_with_default([1], None))
+        outputs[name] = tf.identity(value, name=name)
+    return outputs
 
 
 def _crafted_graph_def(target):
@@ -53,12 +61,17 @@ def _crafted_graph_def(target):
     return graph.as_graph_def()
 
 
+def _write_frozen_graph(folder, graph_def):
+    """Writes `graph_def` as frozen_graph.pb with a metadata.json beside it; returns its path."""
+    path = folder / 'frozen_graph.pb'
+    path.write_bytes(graph_def.SerializeToString())
+    (folder / detection.METADATA_FILE).write_text(json.dumps(_card().to_dict()))
+    return path
+
+
 def test_crafted_frozen_graph_is_refused_naming_its_ops(tmp_path):
     target = str(tmp_path / 'written_by_the_graph')
-    path = tmp_path / 'frozen_graph.pb'
-    path.write_bytes(_crafted_graph_def(target).SerializeToString())
-    export_dir = tmp_path
-    (export_dir / detection.METADATA_FILE).write_text(json.dumps(_card().to_dict()))
+    path = _write_frozen_graph(tmp_path, _crafted_graph_def(target))
     with pytest.raises(graph_check.UnsafeGraphError) as err:
         detection.Detector.from_frozen_graph(str(path))
     message = str(err.value)
@@ -68,9 +81,10 @@ def test_crafted_frozen_graph_is_refused_naming_its_ops(tmp_path):
     assert not os.path.exists(target)
 
 
-def _tiny_saved_model(export_dir, evil=None, main_op=False):
-    """A SavedModel with our signature names: a variable, our outputs, and `evil` (a callable
-    building ops the outputs depend on) or a main op run at load time."""
+def _tiny_saved_model(export_dir, evil=None, main_op=False, **changes):
+    """A SavedModel with our signature names: a variable, our outputs (`changes`: as
+    `_fake_outputs`), and `evil` (a callable building ops the outputs depend on) or a main op
+    run at load time."""
     graph = tf.Graph()
     with graph.as_default():
         images = v1.placeholder(tf.uint8, [None, None, None, 3], name=detection.INPUT)
@@ -80,7 +94,7 @@ def _tiny_saved_model(export_dir, evil=None, main_op=False):
         weight = v1.get_variable('w', [], initializer=v1.zeros_initializer())
         deps = [evil()] if evil else []
         with tf.control_dependencies(deps):
-            outputs = _fake_outputs()
+            outputs = _fake_outputs(**changes)
             outputs['detection_scores'] = outputs['detection_scores'] + weight
         info = v1.saved_model.utils.build_tensor_info
         signature = v1.saved_model.signature_def_utils.build_signature_def(
@@ -116,15 +130,15 @@ def test_crafted_saved_models_are_refused_before_loading(tmp_path):
     graph_check.check_saved_model(plain)  # variables, saver, our ops: fine
 
 
-def _graph_def_with(build):
-    """Our input and output names plus the ops `build(images)` makes (not needed by the
-    outputs: the checks look at every node)."""
+def _graph_def_with(build, **changes):
+    """Our input and output names (`changes`: as `_fake_outputs`) plus the ops `build(images)`
+    makes (not needed by the outputs: the checks look at every node)."""
     graph = tf.Graph()
     with graph.as_default():
         images = v1.placeholder(tf.uint8, [None, None, None, 3], name=detection.INPUT)
         v1.placeholder_with_default(tf.zeros([1, 2], tf.int32), [None, 2], name=detection.SIZES)
         build(images)
-        _fake_outputs()
+        _fake_outputs(**changes)
     return graph.as_graph_def()
 
 
@@ -143,10 +157,8 @@ def test_constants_declaring_gigabytes_are_refused_before_import(tmp_path, size)
     """A 2 KB graph whose Const holds one float declared [2**29] (TF allocated 2 GB for it) or
     [2**36] (TF failed with a long traceback)."""
     graph_def = _declare(_graph_def_with(lambda _: tf.constant([1.0], name='big')), 'big', [size])
-    path = tmp_path / 'frozen_graph.pb'
-    path.write_bytes(graph_def.SerializeToString())
+    path = _write_frozen_graph(tmp_path, graph_def)
     assert path.stat().st_size < 2048
-    (tmp_path / detection.METADATA_FILE).write_text(json.dumps(_card().to_dict()))
     with pytest.raises(graph_check.UnsafeGraphError) as err:
         detection.Detector.from_frozen_graph(str(path))
     assert re.match(
@@ -195,7 +207,7 @@ def test_tensors_computed_from_constants_are_bounded(build, why):
     """Fill, Range, Tile, TensorListReserve of constants (TF materialises them when the graph
     runs), and tensors whose constant dims alone exceed the limit per image."""
     with pytest.raises(graph_check.UnsafeGraphError) as err:
-        graph_check.check_frozen_graph(_graph_def_with(build), 'bomb.pb')
+        graph_check.check_frozen_graph(_graph_def_with(build), 'bomb.pb', detection.INTERFACE)
     message = str(err.value)
     assert message.startswith('bomb.pb: refusing to load this frozen graph: ')
     assert "'bomb'" in message and '\n' not in message
@@ -204,7 +216,9 @@ def test_tensors_computed_from_constants_are_bounded(build, why):
 
 def test_tensors_computed_in_functions_and_graphs_tf_cannot_import():
     with pytest.raises(graph_check.UnsafeGraphError, match=r"node 'while_body_\w+/Fill', 2,147"):
-        graph_check.check_frozen_graph(_graph_def_with(_while_body_fill), 'loop.pb')
+        graph_check.check_frozen_graph(
+            _graph_def_with(_while_body_fill), 'loop.pb', detection.INTERFACE
+        )
     mismatched = _declare(
         _graph_def_with(lambda _: tf.add(tf.constant([1.0, 2.0], name='a'), [1.0, 2.0])), 'a', [3]
     )
@@ -213,7 +227,7 @@ def test_tensors_computed_in_functions_and_graphs_tf_cannot_import():
         match=r'^bad.pb: TensorFlow cannot import this frozen graph \(Dimensions must be equal, '
         r'but are 3 and 2 .*\); export it with export_ssd_network.py.$',
     ):
-        graph_check.check_frozen_graph(mismatched, 'bad.pb')
+        graph_check.check_frozen_graph(mismatched, 'bad.pb', detection.INTERFACE)
 
 
 def test_saved_model_constants_and_variables_are_bounded(tmp_path):
@@ -260,9 +274,7 @@ def test_a_model_failing_at_run_time_is_one_line_naming_it(tmp_path):
         images = v1.placeholder(tf.uint8, [None, None, None, 3], name=detection.INPUT)
         v1.placeholder_with_default(tf.zeros([1, 2], tf.int32), [None, 2], name=detection.SIZES)
         build(images)
-    path = tmp_path / 'frozen_graph.pb'
-    path.write_bytes(graph.as_graph_def().SerializeToString())
-    (tmp_path / detection.METADATA_FILE).write_text(json.dumps(_card().to_dict()))
+    path = _write_frozen_graph(tmp_path, graph.as_graph_def())
     with detection.Detector.from_frozen_graph(str(path)) as detector:
         with pytest.raises(detection.ModelRunError) as err:
             detector.detect([np.zeros((8, 8, 3), np.uint8)])
@@ -271,6 +283,133 @@ def test_a_model_failing_at_run_time_is_one_line_naming_it(tmp_path):
         f"(InvalidArgumentError in node 'GatherV2': indices = 10 is not in [0, 1)); if it fails "
         f'on every batch, export it again with export_ssd_network.py.'
     )
+
+
+@pytest.mark.parametrize(
+    'changes,found',
+    [
+        (
+            {'num_detections': (tf.string, [1])},
+            "'num_detections' is string of shape (1,), not int32",
+        ),
+        (
+            {'detection_boxes': (tf.int32, [1, 1, 4])},
+            "'detection_boxes' is int32 of shape (1, 1, 4), not float32",
+        ),
+        (
+            {'raw_scores': (tf.float32, [1, 3])},
+            "'raw_scores' is float32 of shape (1, 3), not float32",
+        ),
+        (
+            {'detection_classes': (tf.int32, None)},
+            "'detection_classes' is int32 of shape <unknown>, not int32",
+        ),
+    ],
+    ids=['string_count', 'int_boxes', 'rank_2_scores', 'unknown_rank'],
+)
+def test_outputs_of_other_dtypes_or_ranks_are_refused_when_loaded(tmp_path, changes, found):
+    """Outputs of our names but other dtypes or ranks (a string num_detections ended detect in
+    a TypeError traceback slicing the boxes by it): one line naming the file and the output."""
+    (name,) = changes
+    path = _write_frozen_graph(tmp_path, _graph_def_with(lambda _: None, **changes))
+    with pytest.raises(ValueError) as err:
+        detection.Detector.from_frozen_graph(str(path))
+    rank = detection.INTERFACE[name][1]
+    assert str(err.value) == (
+        f"{path}: the frozen graph's tensor {found} of rank {rank}; export it with "
+        f'export_ssd_network.py.'
+    )
+
+
+def test_outputs_that_do_not_fit_the_batch_fail_it(tmp_path):
+    """A model whose outputs have our dtypes and ranks but not the batch's rows: one
+    ModelRunError naming the file (detect fails that batch and goes on), not wrong detections."""
+    path = _write_frozen_graph(tmp_path, _graph_def_with(lambda _: None))
+    image = np.zeros((8, 8, 3), np.uint8)
+    with detection.Detector.from_frozen_graph(str(path)) as detector:
+        (one,) = detector.detect([image])  # its outputs are zeros for 1 image: no detections
+        assert one['boxes'].shape == (0, 4)
+        with pytest.raises(detection.ModelRunError) as err:
+            detector.detect([image, image])
+    assert str(err.value) == (
+        f"{path}: the model's output 'detection_boxes' for 2 image(s) is float32 of shape "
+        f'[1, 1, 4], not float32 of rank 3 with 2 rows of 4 coordinates; export the model again '
+        f'with export_ssd_network.py.'
+    )
+
+
+@pytest.mark.parametrize(
+    'changes,message',
+    [
+        ({'num_detections': np.int32([3, 0])}, 'num_detections [3, 0] are not within 0..2'),
+        ({'num_detections': np.int32([-1, 0])}, 'num_detections [-1, 0] are not within 0..2'),
+        (
+            {'detection_classes': np.zeros((2, 2), np.float32)},
+            "output 'detection_classes' for 2 image(s) is float32 of shape [2, 2], not int32 of "
+            'rank 2 with 2 rows',
+        ),
+        (
+            {'detection_boxes': np.zeros((2, 2, 3), np.float32)},
+            "output 'detection_boxes' for 2 image(s) is float32 of shape [2, 2, 3], not float32 "
+            'of rank 3 with 2 rows of 4 coordinates',
+        ),
+    ],
+)
+def test_check_outputs(changes, message):
+    outputs = {
+        'detection_boxes': np.zeros((2, 2, 4), np.float32),
+        'detection_scores': np.zeros((2, 2), np.float32),
+        'detection_classes': np.zeros((2, 2), np.int32),
+        'num_detections': np.int32([2, 0]),
+    }
+    detection.check_outputs(outputs, 2, 'm.xml')  # a fitting batch passes
+    with pytest.raises(detection.ModelRunError) as err:
+        detection.check_outputs({**outputs, **changes}, 2, 'm.xml')
+    assert str(err.value).startswith(f"m.xml: the model's {message}")
+
+
+def test_missing_or_mistyped_inputs_and_saved_model_outputs_are_refused(tmp_path):
+    graph_def = _graph_def_with(lambda _: None)
+    (images,) = [node for node in graph_def.node if node.name == detection.INPUT]
+    images.attr['dtype'].type = tf.float32.as_datatype_enum
+    with pytest.raises(
+        ValueError,
+        match=r"^mistyped.pb: the frozen graph's tensor 'images' is float32 of shape \(None, None, "
+        r'None, 3\), not uint8 of rank 4; export',
+    ):
+        graph_check.check_frozen_graph(graph_def, 'mistyped.pb', detection.INTERFACE)
+    graph_def = _graph_def_with(lambda _: None)
+    (count,) = [i for i, node in enumerate(graph_def.node) if node.name == 'num_detections']
+    del graph_def.node[count]
+    with pytest.raises(
+        ValueError,
+        match=r"^missing.pb: the frozen graph has no \['num_detections'\] node\(s\); export",
+    ):
+        graph_check.check_frozen_graph(graph_def, 'missing.pb', detection.INTERFACE)
+    export_dir = str(tmp_path / 'saved_model')
+    _tiny_saved_model(export_dir, detection_classes=(tf.float32, [1, 1]))
+    with pytest.raises(
+        ValueError,
+        match=f"^{export_dir}: the SavedModel's tensor 'detection_classes' is float32 of shape "
+        r'\(1, 1\), not int32 of rank 2; export',
+    ):
+        detection.Detector.from_saved_model(export_dir)
+
+
+def test_the_checked_frozen_graph_is_the_one_run(tmp_path, monkeypatch):
+    """The graph is imported once, by the size check (importing it again took 0.05-0.3 s)."""
+    imports = []
+    import_graph_def = v1.import_graph_def
+
+    def counted(*args, **kwargs):
+        imports.append(args)
+        return import_graph_def(*args, **kwargs)
+
+    monkeypatch.setattr(v1, 'import_graph_def', counted)
+    path = _write_frozen_graph(tmp_path, _graph_def_with(lambda _: None))
+    with detection.Detector.from_frozen_graph(str(path)) as detector:
+        assert len(imports) == 1
+        assert detector.outputs['num_detections'].graph is detector.graph
 
 
 @pytest.mark.parametrize(
@@ -296,7 +435,10 @@ def test_our_written_exports_pass_the_check(tmp_path):
     prefix = eval_fixtures.write_random_checkpoint(
         str(tmp_path / 'ckpt' / 'model.ckpt'), MODEL, len(NAMES) + 1, 7, depth_multiplier=DEPTH
     )
-    graph_check.check_frozen_graph(export.frozen_graph_def(card, prefix), 'frozen')
+    graph = graph_check.check_frozen_graph(
+        export.frozen_graph_def(card, prefix), 'frozen', detection.INTERFACE
+    )
+    assert {op.name for op in graph.get_operations()} >= set(detection.INTERFACE)
     out = tmp_path / 'out'
     out.mkdir()
     export.write_saved_model(
