@@ -129,6 +129,22 @@ def _init_worker(counter, pool_worker=False):
         logging.set_verbosity(logging.ERROR)
 
 
+def _start_pool(ctx, workers, counter):
+    """A pool of `workers` spawned processes that ignore SIGINT from their first instruction.
+
+    They inherit the ignoring (Python keeps an inherited SIG_IGN), so a Ctrl-C (sent to the whole
+    process group) while they start cannot give a KeyboardInterrupt traceback each, and the
+    main process cannot be interrupted while it hands them their start-up data (the child then
+    failed with 'EOFError: Ran out of input'). A Ctrl-C in those milliseconds is lost.
+    The initializer ignores it too, for workers the pool starts later to replace one that died.
+    """
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return ctx.Pool(workers, initializer=_init_worker, initargs=(counter, True))
+    finally:
+        signal.signal(signal.SIGINT, handler)
+
+
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
@@ -505,7 +521,7 @@ def convert(
         else:
             ctx = multiprocessing.get_context('spawn')
             counter = ctx.Value('q', 0)
-            with ctx.Pool(workers, initializer=_init_worker, initargs=(counter, True)) as pool:
+            with _start_pool(ctx, workers, counter) as pool:
                 with _Progress(counter, len(order), show_progress):
                     for name, (records, stats) in zip(temp_names, pool.imap(_convert_shard, tasks)):
                         stats['file'] = _write_records(os.path.join(temp_dir, name), records)

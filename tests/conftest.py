@@ -47,10 +47,12 @@ def run_script(script, *args, timeout=400):
     return script_server.run([os.path.join(ROOT, script), *args], ROOT, script_env(), timeout)
 
 
-def interrupt_when(args, marker, timeout=400):
+def interrupt_when(args, when, timeout=400):
     """Starts `python args...` from the project root (as run_script does), sends SIGINT (what
-    Ctrl-C sends) once `marker` is in its stderr; returns (exit status, stderr lines)."""
+    Ctrl-C sends) once `when` holds: a str, once a line of its stderr contains it; a callable,
+    once it returns true (polled every 10 ms). Returns (exit status, stderr lines)."""
     import signal
+    import threading
     import time
 
     read_end, write_end = os.pipe()
@@ -60,17 +62,23 @@ def interrupt_when(args, marker, timeout=400):
         finally:
             os.close(write_end)
     lines = []
+
+    def read():
+        with open(read_end) as stderr:
+            lines.extend(line.rstrip('\n') for line in stderr)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     deadline = time.time() + timeout
     try:
-        with open(read_end) as stderr:
-            for line in stderr:
-                lines.append(line.rstrip('\n'))
-                if marker in line:
-                    process.send_signal(signal.SIGINT)
-                    break
-                assert time.time() < deadline, lines[-20:]
-            lines += stderr.read().splitlines()
-        return process.wait(timeout=120), lines
+        while not (when() if callable(when) else any(when in line for line in list(lines))):
+            assert process.poll() is None, ('ended before it was interrupted', lines[-20:])
+            assert time.time() < deadline, lines[-20:]
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=120)
+        reader.join(timeout=120)
+        return status, lines
     finally:
         if process.poll() is None:
             process.kill()

@@ -1,8 +1,12 @@
 """Ctrl-C ends a script with one line saying what was kept and how to resume, not a traceback.
 (Training: tests/test_train_run.py, which interrupts one of its runs.)"""
 
+import glob
+import multiprocessing
 import os
+import signal
 
+from datasets import convert
 from datasets import synthetic
 from tests.conftest import ROOT, interrupt_when
 
@@ -23,7 +27,8 @@ def test_conversion_interrupted_keeps_the_earlier_output(tmp_path):
             '--num_workers=2',
             '--samples_per_file=5',
         ],
-        '[convert]',
+        # Once the first shard is written: 15 of 16 are still to convert, whatever the load.
+        lambda: glob.glob(str(records / '.train.tmp-*' / 'part-*.tfrecord')),
     )
     assert status == 130, lines[-20:]
     assert not any('Traceback' in line or 'KeyboardInterrupt' in line for line in lines), lines
@@ -33,3 +38,20 @@ def test_conversion_interrupted_keeps_the_earlier_output(tmp_path):
         f'same command to convert again'
     ), lines[-5:]
     assert sorted(n for n in os.listdir(records) if not n.startswith('.')) == ['notes.txt']
+
+
+def test_conversion_workers_ignore_ctrl_c_from_their_start():
+    """Ctrl-C reaches the whole process group: workers still starting (before their
+    initializer) printed a KeyboardInterrupt traceback each. They now inherit the ignoring."""
+    ctx = multiprocessing.get_context('spawn')
+    handler = signal.getsignal(signal.SIGINT)
+    pool = convert._start_pool(ctx, 2, ctx.Value('q', 0))
+    try:
+        for process in pool._pool:  # read at once: the workers are still importing
+            with open(f'/proc/{process.pid}/status') as status:
+                (ignored,) = [line.split()[1] for line in status if line.startswith('SigIgn:')]
+            assert int(ignored, 16) & (1 << (signal.SIGINT - 1)), process.pid
+    finally:
+        pool.terminate()
+        pool.join()
+    assert signal.getsignal(signal.SIGINT) is handler  # this process's is restored

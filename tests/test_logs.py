@@ -77,6 +77,7 @@ SCRIPT = '''"""A script with a usage example.
 """
 import os
 import signal
+import atexit
 import time
 
 from absl import flags
@@ -86,10 +87,17 @@ from tf_extended import logs
 flags.DEFINE_string('name', 'x', 'A name.')
 
 
+def ctrl_c_while_exiting():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)
+
+
 def main(_):
     if flags.FLAGS.name == 'interrupt':
         os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
         time.sleep(30)
+    if flags.FLAGS.name == 'interrupt_at_exit':
+        atexit.register(ctrl_c_while_exiting)
 
 
 logs.run(main, lambda: 'kept out/a.json; run the same command to resume')
@@ -124,6 +132,13 @@ def test_ctrl_c_ends_with_one_line(tmp_path):
     assert proc.stderr.splitlines() == [
         'tiny: interrupted; kept out/a.json; run the same command to resume'
     ]
+
+
+def test_ctrl_c_after_the_work_is_done_is_ignored(tmp_path):
+    """A Ctrl-C during the exit's cleanup (atexit callbacks) printed 'Exception ignored in atexit
+    callback' and a KeyboardInterrupt traceback after the script's last line."""
+    proc = _run_tiny(tmp_path, '--name=interrupt_at_exit')
+    assert (proc.returncode, proc.stderr) == (0, '')
 
 
 NOISE = [

@@ -340,6 +340,10 @@ def run_plain(main, interrupted=None):
         sys.stderr.write(f'{_script_name()}: interrupted{"; " + what if what else "."}\n')
         sys.stderr.flush()
         raise SystemExit(130) from None
+    finally:
+        # The work is done; what is left is the exit's cleanup (atexit: the stderr filter's
+        # drain, at most 5 s), where a Ctrl-C would only print a callback's traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 _HELP_ARG = re.compile(r'^--?(help|helpshort|helpfull|helpxml|\?)(=(true|t|1|yes|y))?$', re.I)
