@@ -204,6 +204,12 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
         ) from None
     if not categories:
         raise ValueError(f'{annotations_file}: no categories.')
+    for key, entries in (('categories', categories), ('annotations', [a for _, a in indexed])):
+        twice = next((a['id'] for a, b in zip(entries, entries[1:]) if a['id'] == b['id']), None)
+        if twice is not None:  # pycocotools indexes by id: one would replace the other
+            raise ValueError(
+                f'{annotations_file}: id {twice!r} appears twice in "{key}"; fix the JSON.'
+            )
     source = {
         'dataset_name': 'coco',
         'annotations_file': os.path.abspath(annotations_file),

@@ -133,6 +133,26 @@ def test_coco_source_describes_the_bytes_read_once(tmp_path, monkeypatch):
     }
 
 
+@pytest.mark.parametrize(
+    'categories, anns, message',
+    [
+        (
+            CATEGORIES,
+            [_ann(5, 1, 1, [1, 1, 5, 5]), _ann(2, 1, 3, [2, 2, 5, 5]), _ann(5, 1, 3, [1, 1, 4, 4])],
+            'id 5 appears twice in "annotations"',
+        ),
+        (CATEGORIES + [{'id': 3, 'name': 'truck'}], [], 'id 3 appears twice in "categories"'),
+    ],
+)
+def test_coco_ids_twice_are_refused(tmp_path, categories, anns, message):
+    """pycocotools indexes annotations and categories by id: the later would hide the other."""
+    images = [('a.jpg', 1, fx.smooth_image(20, 20), (20, 20))]
+    ann_path, img_dir = fx.write_coco(str(tmp_path), images, categories, anns)
+    with pytest.raises(ValueError) as err:
+        fx.coco.read_annotations(ann_path, img_dir)
+    assert str(err.value) == f'{ann_path}: {message}; fix the JSON.'
+
+
 def test_coco_bad_json(tmp_path):
     path = tmp_path / 'instances.json'
     path.write_text('{"images": []}')

@@ -178,6 +178,9 @@ def _set(key, index, field, value):
             '"annotations"[5] has area None, not a finite number',
         ),
         (_set('annotations', 5, 'iscrowd', 2), '"annotations"[5] has iscrowd 2, not 0 or 1'),
+        # pycocotools keeps the last of two equal ids: the other annotation was silently lost.
+        (_set('annotations', 4, 'id', 2), 'id 2 appears twice in "annotations"'),
+        (_set('categories', 1, 'id', 1), 'id 1 appears twice in "categories"'),
     ],
 )
 def test_ground_truth_problems_name_the_source(change, problem):

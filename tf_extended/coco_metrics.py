@@ -238,6 +238,11 @@ def _ground_truth_problem(dataset) -> Optional[str]:
                     return f'"{key}"[{index}] has no "{field}"'
             elif not check(entry[field]):
                 return f'"{key}"[{index}] has {field} {reprlib.repr(entry[field])}, not {what}'
+    for key in ('images', 'categories', 'annotations'):  # pycocotools indexes them by id
+        ids = collections.Counter(entry['id'] for entry in dataset[key] if 'id' in entry)
+        twice = next((i for i, count in ids.items() if count > 1), None)
+        if twice is not None:
+            return f'id {twice!r} appears twice in "{key}"'
     return None
 
 
