@@ -37,7 +37,6 @@ from absl import flags
 import cv2
 
 from datasets import dataset_factory
-from datasets import image_io
 from inference import detection
 from inference import visualization
 from model import card as card_lib
@@ -335,13 +334,10 @@ class Run:
             return
         width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if width * height > image_io.DEFAULT_LIMITS.max_pixels:  # an image's limit, per frame
+        problem = detection.too_many_pixels(width, height)  # an image's limit, per frame
+        if problem:
             capture.release()
-            self.fail(
-                path,
-                f'its frames are {width}x{height} = {width * height} pixels, more than the '
-                f'limit of {image_io.DEFAULT_LIMITS.max_pixels}; downscale the video.',
-            )
+            self.fail(path, f'its frames are {problem}; downscale the video.')
             return
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         out = self.output_path(path, '.mp4')

@@ -301,7 +301,15 @@ class Detector:
         signature = meta_graph.signature_def[PADDED_SIGNATURE]
 
         def tensors(infos):
-            return {k: graph.get_tensor_by_name(v.name) for k, v in infos.items()}
+            try:
+                return {k: graph.get_tensor_by_name(v.name) for k, v in infos.items()}
+            except (KeyError, ValueError) as err:  # a name of no tensor, or not a tensor's
+                sess.close()
+                raise ValueError(
+                    f'{export_dir}: the {PADDED_SIGNATURE!r} signature names a tensor the graph '
+                    f'does not hold ({tf_errors.reason(err)}); export it with '
+                    f'export_ssd_network.py.'
+                ) from None
 
         inputs, outputs = tensors(signature.inputs), tensors(signature.outputs)
         graph_check.check_interface(inputs | outputs, export_dir, 'SavedModel', INTERFACE)
@@ -516,6 +524,17 @@ def is_video(path):
     return path.lower().endswith(VIDEO_EXTENSIONS)
 
 
+def too_many_pixels(width, height, limits=image_io.DEFAULT_LIMITS):
+    """'<W>x<H> = <N> pixels, more than the limit of <max>' (str) when an image, or a video's
+    frames, of width x height pixels must not be decoded (`limits.max_pixels`); else None."""
+    if width * height > limits.max_pixels:
+        return (
+            f'{width}x{height} = {width * height} pixels, more than the limit of '
+            f'{limits.max_pixels}'
+        )
+    return None
+
+
 def load_image_rgb(path, limits=image_io.DEFAULT_LIMITS):
     """uint8 `[H, W, 3]` RGB of an image file (gray and alpha converted), read as the converter
     reads images: a regular file of at most `limits.max_bytes`, whose header (read before
@@ -531,11 +550,9 @@ def load_image_rgb(path, limits=image_io.DEFAULT_LIMITS):
         fmt, width, height = image_io.image_header_size(data)
     except image_io.BadImageError as err:
         raise ValueError(f'{path}: {err}.') from None
-    if width * height > limits.max_pixels:
-        raise ValueError(
-            f'{path}: the {fmt} header claims {width}x{height} = {width * height} pixels, more '
-            f'than the limit of {limits.max_pixels}; downscale the image.'
-        )
+    problem = too_many_pixels(width, height, limits)
+    if problem:
+        raise ValueError(f'{path}: the {fmt} header claims {problem}; downscale the image.')
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None or image.size == 0:
         raise ValueError(f'{path}: not a decodable image ({len(data)} bytes).')

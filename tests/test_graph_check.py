@@ -396,6 +396,25 @@ def test_missing_or_mistyped_inputs_and_saved_model_outputs_are_refused(tmp_path
         detection.Detector.from_saved_model(export_dir)
 
 
+@pytest.mark.parametrize('name', ['nowhere:0', 'detection_boxes:7'])
+def test_saved_model_signature_naming_no_tensor_is_refused(tmp_path, name):
+    """A signature naming a tensor the graph lacks ended in a KeyError traceback."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    export_dir = tmp_path / 'saved_model'
+    _tiny_saved_model(str(export_dir))
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((export_dir / 'saved_model.pb').read_bytes())
+    signature = saved.meta_graphs[0].signature_def[detection.PADDED_SIGNATURE]
+    signature.outputs['detection_boxes'].name = name
+    (export_dir / 'saved_model.pb').write_bytes(saved.SerializeToString())
+    with pytest.raises(ValueError) as err:
+        detection.Detector.from_saved_model(str(export_dir))
+    message = str(err.value)
+    assert message.startswith(f"{export_dir}: the 'serving_padded' signature names a tensor ")
+    assert message.endswith('; export it with export_ssd_network.py.') and '\n' not in message
+
+
 def test_the_checked_frozen_graph_is_the_one_run(tmp_path, monkeypatch):
     """The graph is imported once, by the size check (importing it again took 0.05-0.3 s)."""
     imports = []
