@@ -79,7 +79,14 @@ flags.DEFINE_string('dataset_split_name', 'test', 'Split of --dataset_name.')
 flags.DEFINE_string('dataset_dir', None, 'Folder of the converted TFRecords.')
 flags.DEFINE_string('input', None, 'Comma-separated image files, folders, globs or video files.')
 flags.DEFINE_string('output_dir', None, 'Where annotated files and detections.json go.')
-flags.DEFINE_integer('batch_size', 8, 'Images (or frames) per session run.', lower_bound=1)
+flags.DEFINE_integer(
+    'batch_size',
+    8,
+    'Images (or frames) per session run; fewer where the batch, padded to its largest image, '
+    'would pass 100 million pixels (detection.MAX_BATCH_PIXELS: a batch holds ~16 bytes per '
+    'padded pixel).',
+    lower_bound=1,
+)
 cli.define_model_flags(
     select_threshold=0.5,
     select_threshold_help=(
@@ -351,7 +358,10 @@ class Run:
                 ok, bgr = capture.read()
                 if ok:
                     batch.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-                if batch and (not ok or len(batch) == FLAGS.batch_size):
+                full = len(batch) == FLAGS.batch_size or (
+                    batch and not detection.batch_fits([batch[0].shape] * (len(batch) + 1))
+                )
+                if batch and (not ok or full):
                     for rgb, dets in zip(batch, self.detect(batch)):
                         if writer is None:
                             writer = cv2.VideoWriter(
@@ -454,9 +464,13 @@ def main(_):
                 run.video(path)
                 continue
             try:
-                batch.append((path, detection.load_image_rgb(path)))
+                image = detection.load_image_rgb(path)
             except ValueError as err:
                 run.fail(path, err)
+                continue
+            if not detection.batch_fits([im.shape for _, im in batch] + [image.shape]):
+                run.flush_images(batch)
+            batch.append((path, image))
             if len(batch) == FLAGS.batch_size:
                 run.flush_images(batch)
         run.flush_images(batch)

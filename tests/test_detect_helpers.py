@@ -104,3 +104,16 @@ def test_pad_batch_and_split_detections():
     }
     split = detection.split_detections(outputs)
     assert [len(d['scores']) for d in split] == [1, 0] and split[0]['boxes'].shape == (1, 4)
+
+
+def test_batches_are_capped_in_padded_pixels():
+    """8 images at the 100 MP limit, padded together, took ~15 GB."""
+    limit = detection.MAX_BATCH_PIXELS
+    assert limit == 100_000_000
+    assert detection.batch_fits([(3000, 4000, 3)] * 8)  # 8 photos of 12 MP: 96 MP
+    assert not detection.batch_fits([(3000, 4000, 3)] * 9)
+    # Padded to 4000 x 4000: 6 x 16 MP fit, 7 do not, though they hold 12 MP each.
+    assert detection.batch_fits([(3000, 4000, 3), (4000, 3000, 3)] * 3)
+    assert not detection.batch_fits([(3000, 4000, 3), (4000, 3000, 3)] * 3 + [(10, 10, 3)])
+    assert detection.batch_fits([(10000, 10000, 3)])  # one image always runs
+    assert not detection.batch_fits([(10000, 10000, 3), (1, 1, 3)])
