@@ -82,9 +82,9 @@ flags.DEFINE_string('output_dir', None, 'Where annotated files and detections.js
 flags.DEFINE_integer(
     'batch_size',
     8,
-    'Images (or frames) per session run; fewer where the batch, padded to its largest image, '
-    'would pass 100 million pixels (detection.MAX_BATCH_PIXELS: a batch holds ~16 bytes per '
-    'padded pixel).',
+    'Images (or frames) per batch; fewer where they would hold more than 100 million pixels '
+    'together (detection.MAX_BATCH_PIXELS: a graph holds ~16 bytes per pixel). The images of '
+    'a batch run in one call per size.',
     lower_bound=1,
 )
 cli.define_model_flags(

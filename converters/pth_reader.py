@@ -18,7 +18,11 @@ uncompressed (as torch.save writes them: a deflated one can expand a thousandfol
 not have more elements than its storage (a stride-0 view of one number could claim terabytes),
 nor all tensors together much more than all storages (see MAX_OVERLAP); objects the pickle shares
 are converted once (lists sharing children 40 deep are 2^40 paths), and nesting and the number of
-values are capped (MAX_DEPTH, MAX_VALUES).
+values are capped (MAX_DEPTH, MAX_VALUES). Dict keys and set elements are checked before they are
+hashed, which needs the pure-Python unpickler (its opcodes can be hooked; a state_dict's pickle is
+small): strings, numbers or flat tuples of them only (nested shared tuples take 2^depth steps to
+hash), and at most MAX_EQUAL_HASHES distinct ones of one hash value (numbers chosen to collide
+make building a dict quadratic).
 
 Two container formats:
   zip (PyTorch >= 1.6): `<archive>/data.pkl` plus one entry `<archive>/data/<key>` per storage
@@ -151,33 +155,25 @@ _TORCH_UTILS = {
 
 
 _FLAT_KEYS = (str, bytes, int, float, type(None))
+# Distinct dict keys or set elements of one hash value: Python's hashes of names are randomised
+# per process and never collide in practice, but ints, floats and tuples of them can be chosen to
+# collide (a few MB of such keys made building one dict take hours: each insertion compares with
+# all the others).
+MAX_EQUAL_HASHES = 16
 
 
-def _check_keys(keys, source):
-    """Dict keys and set elements must be strings, numbers or flat tuples of them: hashing a
-    tuple walks all of it, and a pickle of a few hundred bytes can nest tuples that share their
-    children 60 deep (2^60 steps of hashing, before any of our checks could run)."""
-    for key in keys:
-        if not isinstance(key, _FLAT_KEYS) and not (
-            isinstance(key, tuple) and all(isinstance(k, _FLAT_KEYS) for k in key)
-        ):
-            raise PthError(
-                '%s: the dict key or set element %s is not a string, a number or a flat tuple of '
-                'them; a state_dict is keyed by names' % (source, _short(key))
-            )
-
-
-def _new_ordered_dict(source, *args):
+def _new_ordered_dict(unpickler, *args):
     """collections.OrderedDict(*args) with its items' keys checked first: Python 3 pickles it
     empty and fills it by SETITEMS, Python 2 passes a list of [key, value] pairs."""
     if not args:
         return collections.OrderedDict()
     items = args[0]
+    source = unpickler._source
     if len(args) > 1 or not isinstance(items, list):
         raise PthError('%s: an OrderedDict pickled with arguments %s' % (source, _short(args)))
     if not all(isinstance(item, (list, tuple)) and len(item) == 2 for item in items):
         raise PthError('%s: an OrderedDict pickled with items %s' % (source, _short(items)))
-    _check_keys([key for key, _ in items], source)
+    unpickler.check_keys([key for key, _ in items])
     return collections.OrderedDict(items)
 
 
@@ -193,10 +189,37 @@ class _RestrictedUnpickler(pickle._Unpickler):
         super().__init__(file, encoding='latin1')  # Python 2 pickles hold byte strings.
         self._persistent_load = persistent_load
         self._source = source
+        self._hashes = {}  # hash value -> the distinct keys of that hash seen so far
+
+    def check_keys(self, keys):
+        """Refuses dict keys and set elements other than strings, numbers or flat tuples of
+        them, before they are hashed: hashing a tuple walks all of it, and a pickle of a few
+        hundred bytes can nest tuples that share their children 60 deep (2^60 steps). Refuses
+        more than MAX_EQUAL_HASHES distinct keys of one hash value."""
+        for key in keys:
+            if not isinstance(key, _FLAT_KEYS) and not (
+                isinstance(key, tuple) and all(isinstance(k, _FLAT_KEYS) for k in key)
+            ):
+                raise PthError(
+                    '%s: the dict key or set element %s is not a string, a number or a flat tuple '
+                    'of them; a state_dict is keyed by names. Re-save the weights as a plain '
+                    'state_dict (torch.save(model.state_dict(), path)).'
+                    % (self._source, _short(key))
+                )
+            same = self._hashes.setdefault(hash(key), set())
+            if key not in same:
+                if len(same) == MAX_EQUAL_HASHES:
+                    raise PthError(
+                        '%s: more than %d dict keys or set elements share one hash value (keys '
+                        'chosen to collide make reading take hours); a state_dict is keyed by '
+                        'names. Re-save the weights as a plain state_dict '
+                        '(torch.save(model.state_dict(), path)).' % (self._source, MAX_EQUAL_HASHES)
+                    )
+                same.add(key)
 
     def find_class(self, module, name):
         if module == 'collections' and name == 'OrderedDict':
-            return functools.partial(_new_ordered_dict, self._source)
+            return functools.partial(_new_ordered_dict, self)
         if module == 'torch._utils' and name in _TORCH_UTILS:
             return _TORCH_UTILS[name]
         if module == 'torch' and name in STORAGE_DTYPES:
@@ -214,10 +237,10 @@ class _RestrictedUnpickler(pickle._Unpickler):
 
 
 def _checking_keys(load, keys):
-    """`load` (a pickle opcode's loader) after `_check_keys` on `keys(stack)`."""
+    """`load` (a pickle opcode's loader) after `check_keys` on `keys(stack)`."""
 
     def checked(unpickler):
-        _check_keys(keys(unpickler.stack), unpickler._source)
+        unpickler.check_keys(keys(unpickler.stack))
         load(unpickler)
 
     return checked

@@ -158,8 +158,8 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
       absolute path, size and sha256 (so a later evaluation or `score_detections.py
       --coco_annotations` can tell it has the same file) and the image folder.
     Raises:
-      ValueError: the JSON is unreadable or lacks images/categories, naming the file; OSError as
-      `read_annotations_json`.
+      ValueError: the JSON is unreadable or lacks images/categories, or an annotation or
+      category id appears twice, naming the file; OSError as `read_annotations_json`.
     """
     data, digest = read_annotations_json(annotations_file)
     try:

@@ -136,8 +136,11 @@ def _start_pool(ctx, workers, counter):
     process group) while they start cannot give a KeyboardInterrupt traceback each, and the
     main process cannot be interrupted while it hands them their start-up data (the child then
     failed with 'EOFError: Ran out of input'). A Ctrl-C in those milliseconds is lost.
-    The initializer ignores it too, for workers the pool starts later to replace one that died.
+    The initializer ignores it too, for workers the pool starts later to replace one that died,
+    and for a conversion run outside the main thread (where handlers cannot be set).
     """
+    if threading.current_thread() is not threading.main_thread():
+        return ctx.Pool(workers, initializer=_init_worker, initargs=(counter, True))
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         return ctx.Pool(workers, initializer=_init_worker, initargs=(counter, True))

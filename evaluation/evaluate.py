@@ -574,9 +574,10 @@ class _Metrics:
             self.writer.abort()
 
 
-def _coco_outputs(coco, staging, log):
+def _coco_outputs(coco, staging, log, records):
     """(COCO result, its 12 values, per-class counts) computed by pycocotools; writes the COCO
-    detections and ground truth JSON into `staging`."""
+    detections and ground truth JSON into `staging`. `records`: the records' folder, named in
+    errors about the ground truth they hold."""
     if coco.num_derived_coco_images:
         log(
             f'[eval] warning: {coco.num_derived_coco_images} COCO image(s) have no '
@@ -585,9 +586,14 @@ def _coco_outputs(coco, staging, log):
             f'differ from pycocotools on the annotation file; convert the data again.'
         )
     ground_truth = coco.ground_truth()
+    checked = coco_metrics.coco_ground_truth(
+        ground_truth,
+        f'{records} (the COCO annotations its records hold)',
+        'convert the dataset again with tf_convert_data.py',
+    )
     # One check of the detections for both the evaluation and the file.
     result = coco_metrics.evaluate_coco_per_class(
-        ground_truth,
+        checked,
         coco.detections,
         results_path=os.path.join(staging, 'coco_detections.json'),
     )
@@ -663,7 +669,9 @@ def evaluate_batches(
         voc = metrics.evaluator.compute() if metrics.evaluator is not None else None
         coco_result = coco_values = coco_counts = None
         if metrics.coco is not None:
-            coco_result, coco_values, coco_counts = _coco_outputs(metrics.coco, staging, log)
+            coco_result, coco_values, coco_counts = _coco_outputs(
+                metrics.coco, staging, log, settings.dataset_dir
+            )
         values = eval_outputs.metric_values(voc, coco_values, settings.metrics)
         class_ap = eval_outputs.per_class_ap(
             voc, None if coco_result is None else coco_result.class_ap, settings.metrics

@@ -191,20 +191,17 @@ def freeze(sess, output_names):
 # Running it.
 
 
-# A batch is zero-padded to its largest height and width, and the graph holds about 16 bytes per
-# padded pixel (measured: MobileNet-SSD300's frozen graph took 1.3 GB more for one 49 MP image), so
-# 8 images at the 100 MP image limit took ~15 GB. Batches are capped at this many padded pixels;
-# 8 photos of 12 MP still fit in one.
+# A graph holds about 16 bytes per input pixel (measured: MobileNet-SSD300's frozen graph took
+# 1.3 GB more for one 49 MP image), so a batch of 8 images at the 100 MP image limit took ~15 GB.
+# detect_ssd_network.py caps its batches at this many pixels; 8 photos of 12 MP still fit in one.
 MAX_BATCH_PIXELS = 100_000_000
 
 
 def batch_fits(shapes):
-    """Whether images of `shapes` (`[H, W, ...]` each) may run as one batch: a single image
-    always; more while the batch padded to their largest height and width holds at most
-    MAX_BATCH_PIXELS."""
-    height = max(shape[0] for shape in shapes)
-    width = max(shape[1] for shape in shapes)
-    return len(shapes) == 1 or len(shapes) * height * width <= MAX_BATCH_PIXELS
+    """Whether images of `shapes` (`[H, W, ...]` each) may run as one batch of
+    detect_ssd_network.py (which runs each size in a call of its own, so nothing is padded): a
+    single image always; more while they hold at most MAX_BATCH_PIXELS together."""
+    return len(shapes) == 1 or sum(shape[0] * shape[1] for shape in shapes) <= MAX_BATCH_PIXELS
 
 
 def pad_batch(images):
@@ -304,32 +301,35 @@ class Detector:
         graph_check.check_saved_model(export_dir, signature_names=[PADDED_SIGNATURE])
         graph = tf.Graph()
         sess = v1.Session(graph=graph)
-        with graph.as_default(), deprecation.silence():  # the v1 loader: see `freeze`
-            meta_graph = v1.saved_model.loader.load(
-                sess, [v1.saved_model.tag_constants.SERVING], export_dir
-            )
-        if PADDED_SIGNATURE not in meta_graph.signature_def:
-            raise ValueError(
-                f'{export_dir}: no {PADDED_SIGNATURE!r} signature (signatures: '
-                f'{sorted(meta_graph.signature_def)}); export it with '
-                f'export_ssd_network.py.'
-            )
-        signature = meta_graph.signature_def[PADDED_SIGNATURE]
-
-        def tensors(infos):
-            try:
-                return {k: graph.get_tensor_by_name(v.name) for k, v in infos.items()}
-            except (KeyError, ValueError) as err:  # a name of no tensor, or not a tensor's
-                sess.close()
+        try:
+            with graph.as_default(), deprecation.silence():  # the v1 loader: see `freeze`
+                meta_graph = v1.saved_model.loader.load(
+                    sess, [v1.saved_model.tag_constants.SERVING], export_dir
+                )
+            if PADDED_SIGNATURE not in meta_graph.signature_def:
                 raise ValueError(
-                    f'{export_dir}: the {PADDED_SIGNATURE!r} signature names a tensor the graph '
-                    f'does not hold ({tf_errors.reason(err)}); export it with '
+                    f'{export_dir}: no {PADDED_SIGNATURE!r} signature (signatures: '
+                    f'{sorted(meta_graph.signature_def)}); export it with '
                     f'export_ssd_network.py.'
-                ) from None
+                )
+            signature = meta_graph.signature_def[PADDED_SIGNATURE]
 
-        inputs, outputs = tensors(signature.inputs), tensors(signature.outputs)
-        graph_check.check_interface(inputs | outputs, export_dir, 'SavedModel', INTERFACE)
-        card = card_lib.load(os.path.join(export_dir, 'assets.extra', METADATA_FILE))
+            def tensors(infos):
+                try:
+                    return {k: graph.get_tensor_by_name(v.name) for k, v in infos.items()}
+                except (KeyError, ValueError) as err:  # a name of no tensor, or not a tensor's
+                    raise ValueError(
+                        f'{export_dir}: the {PADDED_SIGNATURE!r} signature names a tensor the '
+                        f'graph does not hold ({tf_errors.reason(err)}); export it with '
+                        f'export_ssd_network.py.'
+                    ) from None
+
+            inputs, outputs = tensors(signature.inputs), tensors(signature.outputs)
+            graph_check.check_interface(inputs | outputs, export_dir, 'SavedModel', INTERFACE)
+            card = card_lib.load(os.path.join(export_dir, 'assets.extra', METADATA_FILE))
+        except BaseException:
+            sess.close()
+            raise
         return cls(graph, sess, card, inputs, outputs, source=export_dir)
 
     @classmethod

@@ -214,7 +214,7 @@ def test_coco_outputs_check_the_detections_once(converted, tmp_path, monkeypatch
     monkeypatch.setattr(
         coco_metrics, '_check_results', lambda dets, src: checks.append(src) or check(dets, src)
     )
-    result, metrics, _ = evaluate._coco_outputs(coco, str(tmp_path), log=None)
+    result, metrics, _ = evaluate._coco_outputs(coco, str(tmp_path), None, '/data/records')
     assert len(checks) == 1
     with open(tmp_path / 'coco_detections.json') as f:
         written = json.load(f)
@@ -222,6 +222,24 @@ def test_coco_outputs_check_the_detections_once(converted, tmp_path, monkeypatch
     stats, _, _ = pycocotools_reference(converted['ann_path'], written)
     for name, reference in zip(coco_metrics.COCO_METRIC_NAMES, stats):
         assert same(metrics[name], reference), (name, metrics[name], reference)
+
+
+def test_records_ground_truth_problem_names_the_records(converted, tmp_path, monkeypatch):
+    """Annotations the records hold that COCOeval cannot use (here two of one id, as an older
+    converter kept them) name the records and say to convert again, not to pass a file."""
+    examples, meta = converted['examples'], converted['meta']
+    coco = collect(examples, meta, designed_detections(examples, meta), True)
+    ground_truth = coco.ground_truth()
+    ground_truth['annotations'][1]['id'] = ground_truth['annotations'][0]['id']
+    monkeypatch.setattr(coco, 'ground_truth', lambda: ground_truth)
+    with pytest.raises(ValueError) as err:
+        evaluate._coco_outputs(coco, str(tmp_path), None, '/data/records')
+    twice = ground_truth['annotations'][0]['id']
+    assert str(err.value) == (
+        f'/data/records (the COCO annotations its records hold): cannot score against these '
+        f'COCO annotations (id {twice} appears twice in "annotations"); convert the dataset '
+        f'again with tf_convert_data.py.'
+    )
 
 
 def test_boxes_from_the_records_would_not_be_pycocotools(converted):

@@ -112,8 +112,9 @@ def test_batches_are_capped_in_padded_pixels():
     assert limit == 100_000_000
     assert detection.batch_fits([(3000, 4000, 3)] * 8)  # 8 photos of 12 MP: 96 MP
     assert not detection.batch_fits([(3000, 4000, 3)] * 9)
-    # Padded to 4000 x 4000: 6 x 16 MP fit, 7 do not, though they hold 12 MP each.
-    assert detection.batch_fits([(3000, 4000, 3), (4000, 3000, 3)] * 3)
-    assert not detection.batch_fits([(3000, 4000, 3), (4000, 3000, 3)] * 3 + [(10, 10, 3)])
+    # Sizes are run apart (nothing padded): landscape and portrait photos count 12 MP each.
+    assert detection.batch_fits([(3000, 4000, 3), (4000, 3000, 3)] * 4)
+    assert not detection.batch_fits([(3000, 4000, 3), (4000, 3000, 3)] * 4 + [(2000, 2001, 3)])
+    assert detection.batch_fits([(3000, 4000, 3), (4000, 3000, 3)] * 4 + [(2000, 2000, 3)])
     assert detection.batch_fits([(10000, 10000, 3)])  # one image always runs
     assert not detection.batch_fits([(10000, 10000, 3), (1, 1, 3)])

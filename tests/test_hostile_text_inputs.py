@@ -122,7 +122,7 @@ def test_voc_scoring_needs_some_results_file(tmp_path):
         (DEEP, 'the COCO annotations file nests its JSON too deeply to read.'),
         (
             '{"images": [], "categories": []}',
-            'cannot score against this COCO annotations file (it has no "annotations" (an '
+            'cannot score against these COCO annotations (it has no "annotations" (an '
             'image_info_*.json lists only images)); pass the instances_*.json the results are for.',
         ),
     ],

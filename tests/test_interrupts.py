@@ -5,6 +5,7 @@ import glob
 import multiprocessing
 import os
 import signal
+import threading
 
 from datasets import convert
 from datasets import synthetic
@@ -55,3 +56,21 @@ def test_conversion_workers_ignore_ctrl_c_from_their_start():
         pool.terminate()
         pool.join()
     assert signal.getsignal(signal.SIGINT) is handler  # this process's is restored
+
+
+def test_conversion_workers_start_outside_the_main_thread():
+    """Signal handlers can be set only in the main thread: there the workers' initializer alone
+    ignores SIGINT (a ValueError ended such a conversion)."""
+    ctx = multiprocessing.get_context('spawn')
+    result = []
+    thread = threading.Thread(
+        target=lambda: result.append(convert._start_pool(ctx, 1, ctx.Value('q', 0)))
+    )
+    thread.start()
+    thread.join()
+    (pool,) = result
+    try:
+        assert pool.apply(signal.getsignal, (signal.SIGINT,)) == signal.SIG_IGN
+    finally:
+        pool.terminate()
+        pool.join()

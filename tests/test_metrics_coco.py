@@ -187,7 +187,7 @@ def test_ground_truth_problems_name_the_source(change, problem):
     dataset = _dataset()
     change(dataset)
     expected = (
-        f'{{}}: cannot score against this COCO annotations file ({problem}); pass the '
+        f'{{}}: cannot score against these COCO annotations ({problem}); pass the '
         f'instances_*.json the results are for.'
     )
     with pytest.raises(ValueError) as err:

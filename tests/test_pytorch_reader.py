@@ -469,8 +469,28 @@ def test_keys_that_would_take_forever_to_hash_are_refused(tmp_path, ops):
     message = _load_in_child(path)
     assert message.startswith('PthError: %s: the dict key or set element (((' % path), message
     assert message.endswith(
-        'is not a string, a number or a flat tuple of them; a state_dict is keyed by names'
+        'is not a string, a number or a flat tuple of them; a state_dict is keyed by names. '
+        'Re-save the weights as a plain state_dict (torch.save(model.state_dict(), path)).'
     )
+
+
+@pytest.mark.parametrize('count, refused', [(16, False), (17, True)])
+def test_keys_chosen_to_share_a_hash_are_capped(tmp_path, count, refused):
+    """Ints that differ by multiples of 2^61 - 1 share Python's hash: a few MB of them made
+    building one dict take hours (each insertion compares with every earlier key)."""
+    modulus = (1 << 61) - 1
+    keys = [k * modulus for k in range(1, count + 1)]
+    assert len({hash(k) for k in keys}) == 1
+    path = str(tmp_path / 'collide.pth')
+    _zip_object(path, pickle.dumps(dict.fromkeys(keys, 0), 2)[2:-1])
+    if refused:
+        with pytest.raises(pth_reader.PthError) as err:
+            pth_reader.load(path)
+        assert str(err.value).startswith(
+            f'{path}: more than 16 dict keys or set elements share one hash value'
+        )
+    else:
+        assert pth_reader.load(path) == dict.fromkeys(keys, 0)
 
 
 def test_python2_ordered_dict_items_are_read(tmp_path):

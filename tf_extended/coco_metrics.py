@@ -246,7 +246,11 @@ def _ground_truth_problem(dataset) -> Optional[str]:
     return None
 
 
-def coco_ground_truth(dataset: Mapping, source: str = 'coco_ground_truth') -> COCO:
+def coco_ground_truth(
+    dataset: Mapping,
+    source: str = 'coco_ground_truth',
+    advice: str = 'pass the instances_*.json the results are for',
+) -> COCO:
     """Builds a pycocotools COCO object from an in-memory COCO-format dataset, checked for what
     COCOeval on boxes reads.
 
@@ -257,14 +261,14 @@ def coco_ground_truth(dataset: Mapping, source: str = 'coco_ground_truth') -> CO
         areas) and ``id`` (then 1-based position; all or none must have one). The input is not
         modified.
       source: str, where the dataset comes from (the annotations file's path), for messages.
+      advice: str, what to do about a dataset COCOeval cannot use (the message's end).
     Raises:
       ValueError naming ``source`` and the first entry COCOeval cannot use.
     """
     problem = _ground_truth_problem(dataset)
     if problem:
         raise ValueError(
-            f'{source}: cannot score against this COCO annotations file ({problem}); pass the '
-            f'instances_*.json the results are for.'
+            f'{source}: cannot score against these COCO annotations ({problem}); {advice}.'
         )
     annotations = copy.deepcopy(dataset['annotations'])
     for index, ann in enumerate(annotations):
