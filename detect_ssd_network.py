@@ -208,8 +208,10 @@ def make_detector():
 
 def earlier_outputs(output_dir):
     """Resolved paths of the files an earlier run wrote to `output_dir` (its detections.json
-    lists them), which this run may replace. Raises ValueError when a detections.json there is not
-    one of ours."""
+    lists them), which this run may replace. Raises ValueError when `output_dir` is not a folder
+    or a detections.json there is not one of ours."""
+    if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f'--output_dir {output_dir} is not a folder; choose a folder.')
     path = os.path.join(output_dir, JSON_NAME)
     if not os.path.lexists(path):
         return set()

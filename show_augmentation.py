@@ -39,7 +39,9 @@ def main(argv=None):
     parser.add_argument('--split', required=True, help='Split name, e.g. trainval or test.')
     parser.add_argument('--model_name', default='ssd_300_vgg', help='Selects the preprocessing.')
     parser.add_argument('--num_samples', type=int, default=16)
-    parser.add_argument('--output', required=True, help='PNG file to write.')
+    parser.add_argument(
+        '--output', required=True, help='PNG file to write (replaces only a PNG file).'
+    )
     parser.add_argument('--seed', type=int, default=None, help='Reproducible augmentation.')
     parser.add_argument(
         '--image_size',
@@ -60,6 +62,7 @@ def main(argv=None):
         parser.error('--num_samples must be at least 1.')
 
     try:
+        show.check_png_output(args.output)
         dataset = dataset_factory.get_dataset(args.dataset_name, args.split, args.dataset_dir)
         out_shape = (
             tuple(args.image_size) if args.image_size else _default_image_size(args.model_name)

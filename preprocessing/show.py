@@ -133,6 +133,25 @@ def render_grid(
     return make_grid(drawn)
 
 
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def check_png_output(path):
+    """Raises FileExistsError unless `path` is free or a PNG file (an earlier grid): a wrong
+    --output, e.g. a shard or a checkpoint file of the data shown, must not be replaced."""
+    if not os.path.lexists(path):
+        return
+    head = b''
+    if os.path.isfile(path):
+        with open(path, 'rb') as f:
+            head = f.read(len(_PNG_SIGNATURE))
+    if head != _PNG_SIGNATURE:
+        raise FileExistsError(
+            f'{path} exists and is not a PNG file; refusing to replace it: choose another '
+            f'--output (a new file, or an earlier grid).'
+        )
+
+
 def write_png(path, rgb):
     """Writes an RGB uint8 image as PNG atomically, creating the folder if needed."""
     ok, encoded = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))

@@ -464,6 +464,25 @@ def test_a_detections_json_that_is_not_a_file_is_refused(setup, tmp_path):
     assert 'FIFO' in proc.stderr and os.listdir(out) == ['detections.json']
 
 
+def test_output_dir_that_is_a_file_is_one_line(setup, tmp_path):
+    """It was a FileExistsError traceback, after the model had loaded."""
+    out = tmp_path / 'out'
+    out.write_text('mine')
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        *MODEL_FLAGS,
+        f'--input={setup["square"]}',
+        f'--output_dir={out}',
+        timeout=120,
+    )
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'detect_ssd_network.py: error: --output_dir {out} is not a folder; choose a folder.'
+    )
+    assert out.read_text() == 'mine'
+
+
 def test_bfloat16_checkpoint_run(setup, tmp_path):
     """--compute_dtype reaches the graph (its numbers are checked in test_export_models)."""
     proc = run_script(

@@ -3,6 +3,7 @@
 import os
 
 import cv2
+import pytest
 import numpy as np
 import tensorflow as tf
 
@@ -104,24 +105,39 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path):
         '--num_workers=1',
     )
     assert converted.returncode == 0, converted.stderr[-3000:]
-    show_augmentation.main(
-        [
-            '--dataset_dir',
-            str(records),
-            '--dataset_name',
-            'pascalvoc_2007',
-            '--split',
-            'train',
-            '--model_name',
-            'ssd_300_vgg',
-            '--num_samples',
-            '4',
-            '--output',
-            str(output),
-            '--seed',
-            '3',
-        ]
-    )
+
+    def show(path):
+        show_augmentation.main(
+            [
+                '--dataset_dir',
+                str(records),
+                '--dataset_name',
+                'pascalvoc_2007',
+                '--split',
+                'train',
+                '--model_name',
+                'ssd_300_vgg',
+                '--num_samples',
+                '4',
+                '--output',
+                str(path),
+                '--seed',
+                '3',
+            ]
+        )
+
+    show(output)
     grid = cv2.imread(str(output))
     # Only 2 examples exist: 2 tiles of 300x300 side by side.
     assert grid.shape == (308, 612, 3)
+    show(output)  # an earlier grid is replaced
+    # A wrong --output naming a file of the data (it replaced the shard with a PNG, exit 0).
+    (shard,) = records.glob('voc_2007_train_*.tfrecord')
+    before = shard.read_bytes()
+    with pytest.raises(SystemExit) as err:
+        show(shard)
+    assert str(err.value) == (
+        f'show_augmentation.py: error: {shard} exists and is not a PNG file; refusing to replace '
+        f'it: choose another --output (a new file, or an earlier grid).'
+    )
+    assert shard.read_bytes() == before

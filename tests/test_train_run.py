@@ -370,6 +370,17 @@ def test_training_into_a_pointer_folder_is_refused(dataset_dir, fp32_run, tmp_pa
     assert os.listdir(pointer) == ['checkpoint'] and (pointer / 'checkpoint').read_text() == text
 
 
+def test_train_dir_that_is_a_file_is_one_line(dataset_dir, tmp_path):
+    path = tmp_path / 'notes.txt'
+    path.write_text('mine')
+    proc = _run(_args(dataset_dir, str(path), '--max_number_of_steps=2'))
+    assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert f'--train_dir {path} is not a folder; pass the folder for the checkpoints' in (
+        proc.stderr
+    )
+    assert path.read_text() == 'mine'
+
+
 def test_non_finite_loss_stops_without_saving(dataset_dir, tmp_path):
     result = _run(
         _args(

@@ -580,6 +580,11 @@ def train(settings):
         master = server.target
     if settings.dataset_dir is None:
         raise UsageError('--dataset_dir is required.')
+    if os.path.lexists(settings.train_dir) and not os.path.isdir(settings.train_dir):
+        raise UsageError(
+            f'--train_dir {settings.train_dir} is not a folder; pass the folder for the '
+            f'checkpoints (a new one, or a training\'s to resume it).'
+        )
     v1.disable_eager_execution()
     resume_from = checkpoints.resume_checkpoint(settings.train_dir)
 
