@@ -43,6 +43,7 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 import tf_slim as slim
 
 from datasets import dataset_factory
@@ -388,15 +389,36 @@ def evaluate_checkpoint(
         return evaluator.evaluate(checkpoint_prefix, results_dir, summary_dir, log, source)
 
 
+def trained_on(card, dataset):
+    """True when the card's provenance says the model was trained on `dataset` (its split of
+    the same records folder)."""
+    trained = card.provenance.get('dataset') if isinstance(card.provenance, dict) else None
+    return (
+        isinstance(trained, dict)
+        and trained.get('split') == dataset.split_name
+        and isinstance(trained.get('dir'), str)
+        and os.path.realpath(trained['dir']) == os.path.realpath(dataset.dataset_dir)
+    )
+
+
 def open_dataset(settings, card):
     """(the DetectionDataset of `settings`' split, {label: class name} of labels 1..) for the
-    model of `card`. Raises ValueError when the model and the dataset count other classes."""
+    model of `card`; warns when the model was trained on that split. Raises ValueError when the
+    model and the dataset count other classes."""
     dataset = dataset_factory.get_dataset(
         settings.dataset_name,
         settings.dataset_split_name,
         settings.dataset_dir,
         num_classes=card.num_classes,
     )
+    if trained_on(card, dataset):
+        logging.warning(
+            'Evaluating on %s/%s in %s, the split the model was trained on (its card says so): '
+            'the mAP measures how it fits its training images, not how it does on new ones.',
+            settings.dataset_name,
+            settings.dataset_split_name,
+            settings.dataset_dir,
+        )
     if card.num_classes != dataset.num_classes:
         raise ValueError(
             f'The model predicts {card.num_classes} classes (with background) but '

@@ -23,6 +23,7 @@ import subprocess
 import uuid
 from typing import Tuple
 
+from model import checkpoints
 from nets import nets_factory
 from nets import ssd_common
 from nets import ssd_params as ssd_params_lib
@@ -308,12 +309,19 @@ def find_for_checkpoint(checkpoint_path):
     """The card describing a checkpoint (prefix, one of its files, or a directory), or None.
 
     Looks at `<prefix>.model.json`, then `model.json` in its folder, then the files earlier
-    versions wrote (`<prefix>.json`, `metadata.json`).
+    versions wrote (`<prefix>.json`, `metadata.json`). A directory: its `model.json`, else the
+    card of its latest checkpoint (a converter's output folder).
     """
     if not checkpoint_path:
         return None
     if os.path.isdir(checkpoint_path):
-        candidates = [os.path.join(checkpoint_path, CARD_FILE)]
+        card = os.path.join(checkpoint_path, CARD_FILE)
+        if os.path.isfile(card):
+            return card
+        # A converter's folder: no model.json, its state file names the checkpoint, and the
+        # checkpoint's own card is beside it.
+        latest = checkpoints.latest_in_directory(checkpoint_path)
+        return None if latest is None else find_for_checkpoint(latest)
     else:
         prefix = _checkpoint_prefix(checkpoint_path)
         folder = os.path.dirname(os.path.abspath(prefix))

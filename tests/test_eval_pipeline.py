@@ -481,3 +481,26 @@ def test_reused_evaluator_after_a_failed_evaluation(data, tmp_path, monkeypatch)
     )
     assert again.num_images == fresh.num_images == 6
     assert (again.metrics, again.class_ap) == (fresh.metrics, fresh.class_ap)
+
+
+def test_evaluating_the_training_split_warns(data, caplog):
+    """The card's provenance names the split it was trained on: evaluating there (an easy
+    mistake, the mAP looks good) says so."""
+    settings = _settings(data)
+    trained = {'name': 'custom', 'split': 'test', 'dir': data['records_dir'] + os.sep}
+    for provenance, warned in (({'dataset': trained}, True), ({}, False)):
+        card = settings.card.replace(provenance=provenance)
+        caplog.clear()
+        dataset, _ = evaluate.open_dataset(settings, card)
+        assert evaluate.trained_on(card, dataset) is warned
+        assert [r.getMessage() for r in caplog.records] == (
+            [
+                f'Evaluating on custom/test in {data["records_dir"]}, the split the model was '
+                f'trained on (its card says so): the mAP measures how it fits its training '
+                f'images, not how it does on new ones.'
+            ]
+            if warned
+            else []
+        )
+    other = dict(trained, split='train')
+    assert not evaluate.trained_on(settings.card.replace(provenance={'dataset': other}), dataset)

@@ -64,6 +64,20 @@ def test_find_for_checkpoint_prefers_the_most_specific_file(tmp_path):
     assert card_lib.find_for_checkpoint(prefix + '.index') == prefix + '.model.json'
 
 
+def test_find_for_a_converters_folder_is_its_checkpoints_card(tmp_path):
+    """A converter's folder has no model.json: its state file names the checkpoint, whose card
+    is beside it (the folder passed as --checkpoint_path ran with the defaults instead)."""
+    prefix = str(tmp_path / 'a')
+    for suffix in ('.index', '.data-00000-of-00001'):
+        open(prefix + suffix, 'w').close()
+    (tmp_path / 'checkpoint').write_text('model_checkpoint_path: "a"\n')
+    assert card_lib.find_for_checkpoint(str(tmp_path)) is None
+    card_lib.write(prefix + '.model.json', _card())
+    assert card_lib.find_for_checkpoint(str(tmp_path)) == prefix + '.model.json'
+    card_lib.write(str(tmp_path / 'model.json'), _card())  # a folder's own card comes first
+    assert card_lib.find_for_checkpoint(str(tmp_path)) == str(tmp_path / 'model.json')
+
+
 def test_contradicting_flag_is_an_error_naming_flag_values_and_file(tmp_path):
     path = card_lib.write(str(tmp_path / 'model.json'), _card())
     lines = []
