@@ -44,7 +44,10 @@ flags.DEFINE_integer(
     lower_bound=2,
 )
 flags.DEFINE_string(
-    'output_path', None, 'Checkpoint prefix to write, e.g. checkpoints/ssd_300_vgg_voc0712.ckpt.'
+    'output_path',
+    None,
+    'Checkpoint prefix to write (a file name stem, not a folder), e.g. '
+    'checkpoints/ssd_300_vgg_voc0712.ckpt.',
 )
 flags.DEFINE_boolean(
     'allow_partial',

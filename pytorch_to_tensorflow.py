@@ -34,7 +34,8 @@ flags.DEFINE_string('pth_path', None, 'The PyTorch .pth file (zip or legacy form
 flags.DEFINE_string(
     'output_path',
     None,
-    'Checkpoint prefix to write, e.g. checkpoints/ssd_300_vgg_torchvision_coco.ckpt.',
+    'Checkpoint prefix to write (a file name stem, not a folder), e.g. '
+    'checkpoints/ssd_300_vgg_torchvision_coco.ckpt.',
 )
 flags.DEFINE_enum(
     'layout',

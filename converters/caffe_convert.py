@@ -210,9 +210,14 @@ def convert(
       ConvertResult.
     Raises:
       caffe_pb.CaffeModelError, prototxt.PrototxtError, caffe_ssd.ConversionError,
-      checkpoint_io.CheckpointMismatchError, OSError: with the file and what to do.
+      checkpoint_io.CheckpointMismatchError, OSError: with the file and what to do (an
+      --output_path that names a folder, or would replace files no converter wrote: see
+      checkpoint_io.check_output_path).
     """
     spec = caffe_ssd.layer_map(model_name, backbone_scope)
+    config_path = config_path_for(output_path, spec.backbone_only)
+    # Before any work: a folder as the prefix, or files a conversion must not replace.
+    checkpoint_io.check_output_path(output_path, [config_path])
     layers = caffe_pb.read_caffemodel(caffemodel_path)
     from_prototxt = {'ssd_params': {}, 'detection': {}, 'preprocessing': {}, 'bn_eps': {}}
     if prototxt_path:
@@ -226,7 +231,6 @@ def convert(
     )
     table = caffe_ssd.format_table(conversion)
     log(table)
-    config_path = config_path_for(output_path, spec.backbone_only)
     config = _conversion_record(
         spec, params, from_prototxt, caffemodel_path, prototxt_path, caffe_mean_bgr, caffe_scale
     )

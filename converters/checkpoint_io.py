@@ -17,9 +17,11 @@ import tensorflow as tf
 import tf_slim as slim
 
 from model import card as card_lib
+from model import checkpoints as checkpoints_lib
 from nets import ssd_common
 from preprocessing import preprocessing_factory
 from tf_extended import atomic_io
+from tf_extended import safe_io
 from tf_extended import temp_dirs
 
 v1 = tf.compat.v1
@@ -144,10 +146,11 @@ def write_checkpoint(
     Returns:
       (VariableMatch, problem lines, max abs difference of the re-load check).
     Raises:
+      IsADirectoryError, FileExistsError: `check_output_path` (nothing is written).
       CheckpointMismatchError: problems and not allow_partial (nothing is written).
       RuntimeError: the re-loaded checkpoint does not reproduce the outputs.
     """
-    _check_replaceable(output_path)
+    check_output_path(output_path, list(sidecar_files or {}))
     graph = tf.Graph()
     with graph.as_default():
         net = _build(net_cls, params, check_end_point)
@@ -182,16 +185,16 @@ def write_checkpoint(
 
 
 # First line of the `checkpoint` state files the converters write (a text-proto comment, which
-# TensorFlow's reader skips): the mark that a later conversion may replace the file.
-STATE_FILE_HEADER = (
-    '# written by the ssd-tf checkpoint converter (converters/checkpoint_io.py); '
-    'a later conversion into this folder replaces it'
-)
+# TensorFlow's reader skips): the mark that a later conversion may replace the file, and that the
+# trainer does not resume from the folder (model/checkpoints.py keeps it: it imports no converter).
+STATE_FILE_HEADER = checkpoints_lib.CONVERTER_STATE_FILE_HEADER
 # The two-line state file of converter versions before the header.
 _OLD_STATE_FILE = re.compile(
     r'model_checkpoint_path: "([^"/\\]+)"\n'
     r'all_model_checkpoint_paths: "\1"\n'
 )
+# `provenance.converted_by` of the model cards the converters write (`<prefix>.model.json`).
+CONVERTER_SCRIPTS = ('caffe_to_tensorflow.py', 'pytorch_to_tensorflow.py')
 
 
 def state_file_is_ours(path):
@@ -205,22 +208,71 @@ def state_file_is_ours(path):
     return text.startswith(STATE_FILE_HEADER + '\n') or bool(_OLD_STATE_FILE.fullmatch(text))
 
 
-def _check_replaceable(output_path):
-    """Raises FileExistsError when a checkpoint at `output_path` was not written by a converter:
-    a conversion writes its card (`<prefix>.model.json`) or record (`<prefix>.json`, also the
-    card of older versions) beside every checkpoint, a training does not; a training's checkpoint
-    given as --output_path by mistake is not replaced."""
-    existing = glob.glob(glob.escape(output_path) + '.index') + glob.glob(
+def _checkpoint_files(output_path):
+    return glob.glob(glob.escape(output_path) + '.index') + glob.glob(
         glob.escape(output_path) + '.data-*'
     )
+
+
+def sidecar_is_ours(path):
+    """True when the JSON file at `path` is one a converter writes beside its checkpoint: a
+    model card whose `provenance.converted_by` is a converter script, or a conversion record
+    (`backbone_only`, which every version's `<prefix>.json` has). A training's model.json
+    (`provenance.trained_by`), an export's metadata.json (`export`) or anything unreadable is
+    not."""
+    try:
+        meta = safe_io.read_json(path, 'converter sidecar', card_lib.MAX_CARD_BYTES)
+    except (OSError, ValueError):  # also UnsafeFileError: a link, a folder, a device
+        return False
+    if not isinstance(meta, dict) or 'export' in meta:
+        return False
+    provenance = meta.get('provenance')
+    converted_by = provenance.get('converted_by') if isinstance(provenance, dict) else None
+    return isinstance(meta.get('backbone_only'), bool) or converted_by in CONVERTER_SCRIPTS
+
+
+def check_output_path(output_path, sidecar_paths=()):
+    """Refuses, before any work, an --output_path a conversion must not write.
+
+    Raises (one-line messages naming the path and what to do):
+      IsADirectoryError: `output_path` is no checkpoint prefix: it ends with a path separator,
+        is an existing folder, or has an empty name (TF would write hidden `.index` / `.data-*`
+        files into the folder above).
+      FileExistsError: a checkpoint is at `output_path` without a converter's card or record
+        beside it (e.g. a training's), or a file of `sidecar_paths` (the card or record the
+        conversion writes) exists and is not a converter's of that checkpoint (e.g. a
+        training's model.json with --output_path=train_dir/model, an export's metadata.json).
+    """
+    output_path = os.fspath(output_path)
+    separators = tuple(s for s in (os.sep, os.altsep) if s)
+    folder = os.path.dirname(output_path)
+    if (
+        not os.path.basename(output_path)
+        or output_path.endswith(separators)
+        or os.path.isdir(output_path)
+    ):
+        suggestion = os.path.join(output_path.rstrip(''.join(separators)) or folder, 'model.ckpt')
+        raise IsADirectoryError(
+            f'--output_path={output_path!r} names a folder; it takes a checkpoint prefix (a '
+            f'file name stem): pass e.g. --output_path={suggestion}'
+        )
+    checkpoint = _checkpoint_files(output_path)
     suffixes = (card_lib.CHECKPOINT_CARD_SUFFIX, card_lib.LEGACY_CHECKPOINT_SUFFIX)
-    sidecars = [output_path + suffix for suffix in suffixes]
-    if existing and not any(os.path.lexists(path) for path in sidecars):
+    own = [output_path + suffix for suffix in suffixes]
+    if checkpoint and not any(sidecar_is_ours(path) for path in own):
         raise FileExistsError(
-            f'{output_path} is a checkpoint this converter did not write (no '
-            f'{" or ".join(os.path.basename(p) for p in sidecars)} beside it, e.g. a '
+            f'{output_path} is a checkpoint this converter did not write (no converter\'s '
+            f'{" or ".join(os.path.basename(p) for p in own)} beside it, e.g. a '
             f'training\'s); refusing to replace it. Choose another --output_path.'
         )
+    for path in sidecar_paths:
+        if os.path.lexists(path) and not (checkpoint and sidecar_is_ours(path)):
+            raise FileExistsError(
+                f'{path} exists and was not written by a converter for a checkpoint '
+                f'{output_path} (e.g. a training\'s model.json or an export\'s metadata.json); '
+                f'--output_path={output_path} would replace it: choose another --output_path, '
+                f'e.g. a new folder\'s model.ckpt.'
+            )
 
 
 def _save_atomically(sess, saver, output_path, sidecar_files):

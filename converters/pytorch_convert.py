@@ -159,14 +159,21 @@ def convert(
       ConvertResult.
     Raises:
       pth_reader.PthError, pytorch_ssd.ConversionError, checkpoint_io.CheckpointMismatchError,
-      OSError: with the file and what to do.
+      OSError: with the file and what to do (an --output_path that names a folder, or would
+      replace files no converter wrote: see checkpoint_io.check_output_path).
     """
+    # Before any work: a folder as the prefix, or a checkpoint no converter wrote there.
+    checkpoint_io.check_output_path(output_path)
     state_dict = pytorch_ssd.strip_module_prefix(pth_reader.load_state_dict(pth_path))
     layout = (
         pytorch_ssd.get_layout(layout)
         if layout
         else pytorch_ssd.detect_layout(state_dict.keys(), pth_path)
     )
+    config_path = config_path_for(output_path, layout.backbone_only)
+    # The card or record it writes must not replace one no converter wrote (the layout tells
+    # which: a training's model.json is `<output_path>.json` for a backbone).
+    checkpoint_io.check_output_path(output_path, [config_path])
     log('%s: %s (layout %s)' % (pth_path, layout.description, layout.name))
     if layout.backbone_only:
         if backbone_scope not in BACKBONE_SCOPES:
@@ -244,7 +251,6 @@ def convert(
         'the %s layout needs PyTorch tensor %s, which the file lacks' % (layout.name, k)
         for k in conversion.missing
     ]
-    config_path = config_path_for(output_path, layout.backbone_only)
     try:
         match, problems, _ = checkpoint_io.write_checkpoint(
             net_cls,

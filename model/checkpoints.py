@@ -37,6 +37,13 @@ STATE_FILE = 'checkpoint'
 # that name what they restored in a line of their own.
 RESTORE_RECORD = r'Restoring parameters from '
 _MAX_STATE_BYTES = 1 << 20
+# First line of the `checkpoint` state files the checkpoint converters write (a text-proto
+# comment TF's reader skips; converters/checkpoint_io.py writes it, this module may not import
+# it): the folder holds converted weights, not a training.
+CONVERTER_STATE_FILE_HEADER = (
+    '# written by the ssd-tf checkpoint converter (converters/checkpoint_io.py); '
+    'a later conversion into this folder replaces it'
+)
 
 
 def _exists(prefix):
@@ -56,6 +63,18 @@ def _read_state(directory):
     except (OSError, ValueError, text_format.ParseError):  # UnicodeDecodeError, UnsafeFileError
         return None
     return state if state.model_checkpoint_path else None
+
+
+def _written_by_converter(directory):
+    """True when `directory`'s state file starts with CONVERTER_STATE_FILE_HEADER."""
+    path = os.path.join(directory, STATE_FILE)
+    if not os.path.lexists(path):
+        return False
+    try:
+        head = safe_io.read_bytes(path, _MAX_STATE_BYTES, 'checkpoint state file')
+    except OSError:  # also UnsafeFileError
+        return False
+    return head.startswith(CONVERTER_STATE_FILE_HEADER.encode() + b'\n')
 
 
 def _inside(prefix, directory):
@@ -132,13 +151,20 @@ def resume_checkpoint(train_dir):
     Raises:
       ValueError: the folder holds no checkpoint of its own but its state file names another
         folder's (a pointer). TF would resume from it and, with max_to_keep, delete that folder's
-        checkpoints: a user's other training.
+        checkpoints: a user's other training. Or its state file is a converter's (the folder
+        holds converted weights, which have no global step or optimizer slots to resume).
     """
     if not os.path.isdir(train_dir):
         return None
     latest = latest_in_directory(train_dir)
+    state = os.path.join(train_dir, STATE_FILE)
+    if latest is not None and _written_by_converter(train_dir):
+        raise ValueError(
+            f'{state} was written by a checkpoint converter: {train_dir} holds converted '
+            f'weights ({os.path.basename(latest)}), not a training to resume; pass them as '
+            f'--checkpoint_path={latest} with a new --train_dir.'
+        )
     if latest is not None and not _inside(latest, train_dir):
-        state = os.path.join(train_dir, STATE_FILE)
         raise ValueError(
             f'{state} names a checkpoint of another folder, {latest}: training in {train_dir} '
             f'would resume from it and delete that folder\'s older checkpoints (--max_to_keep). '

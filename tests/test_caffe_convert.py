@@ -323,7 +323,11 @@ def test_a_checkpoint_the_converter_did_not_write_is_not_replaced(tmp_path):
     with pytest.raises(FileExistsError, match='model.ckpt-5000 is a checkpoint this converter '):
         caffe_convert.convert(model, out, 'vgg_16_fc_reduced', log=lambda line: None)
     assert {n: (tmp_path / n).read_bytes() for n in os.listdir(tmp_path) if 'ckpt' in n} == before
-    (tmp_path / 'model.ckpt-5000.json').write_text('{}')  # an older converter's card beside it
+    # An older converter's record beside it (every version's has backbone_only; a `{}` would
+    # be no converter's, and is not replaced: tests/test_converter_outputs.py).
+    (tmp_path / 'model.ckpt-5000.json').write_text(
+        '{"model_name": "ssd_300_vgg", "backbone_only": true, "source": {}}'
+    )
     caffe_convert.convert(model, out, 'vgg_16_fc_reduced', log=lambda line: None)
     assert len(checkpoint_io.restore_values(out)) == 30
     mine = str(tmp_path / 'vgg16_fc_reduced.ckpt')
