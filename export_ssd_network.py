@@ -47,9 +47,10 @@ flags.DEFINE_string(
 flags.DEFINE_boolean(
     'overwrite',
     False,
-    'Write into a non-empty --output_dir: replace the files this export writes there and '
-    'remove an earlier export\'s model files of other formats, which the new metadata.json '
-    'would not describe (other files are left alone).',
+    'Write into a non-empty --output_dir: replace the files an earlier export wrote there '
+    '(its metadata.json lists them) and remove its model files of other formats, which the new '
+    'metadata.json would not describe. A file this export would replace that no export wrote '
+    'stops it before any work; other files are left alone.',
 )
 flags.DEFINE_list('formats', list(export.FORMATS), f'Any of {", ".join(export.FORMATS)}.')
 flags.DEFINE_integer(

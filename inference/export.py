@@ -23,6 +23,8 @@ eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the 
   metadata.json      the model card (model/card.py: model, input size and normalisation,
                      class names, anchors, thresholds, provenance) plus the exported
                      checkpoint and its step, tensor names, files.
+  .export_pending.json  while an export runs (left by one that was killed): the formats whose
+                     files there are exports' (`earlier_exports`, `check_output_dir`).
 
 int8 (tflite_int8, openvino_int8): calibration uses `representative_images` (the first images
 of a TFRecord split; the eval preprocessing is part of the graph). What it costs on a trained
@@ -189,9 +191,17 @@ def write_saved_model(export_dir, card, checkpoint_path, meta, batch_size=None, 
             )
             builder.save()
         _write_sidecars(os.path.join(build_dir, 'assets.extra'), card, meta)
-        if os.path.isdir(export_dir):
-            shutil.rmtree(export_dir)
-        os.replace(build_dir, export_dir)
+        # The earlier one (`check_output_dir` showed it is an export's) moved aside, then
+        # removed with the temporary folder: replaced by two renames.
+        earlier = os.path.join(temp, 'earlier')
+        if os.path.lexists(export_dir):
+            os.replace(export_dir, earlier)
+        try:
+            os.replace(build_dir, export_dir)
+        except BaseException:
+            if os.path.lexists(earlier):
+                os.replace(earlier, export_dir)
+            raise
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 
@@ -269,6 +279,19 @@ class OutputNotEmptyError(ValueError):
     """The output folder holds files and overwriting was not asked for."""
 
 
+class ForeignFileError(OutputNotEmptyError):
+    """A file an export would replace that no record shows an earlier export wrote."""
+
+
+# In an output folder while an export runs (removed when it ends): the formats whose files are
+# the exports' there (this one's and those the earlier records listed), so that an export that
+# was killed before its metadata.json can be run again with --overwrite.
+PENDING_FILE = '.export_pending.json'
+# Why `earlier_exports` counts a file as an export's (the log of `remove_stale_formats`).
+LISTED = f'its {detection.METADATA_FILE} listed it'
+INTERRUPTED = f'the {PENDING_FILE} of an export that was interrupted lists it'
+
+
 def written_names(formats):
     """The names an export of `formats` writes in its folder (nothing else is touched)."""
     return sorted(
@@ -278,20 +301,107 @@ def written_names(formats):
     )
 
 
+def _listed_formats(path, export_metadata=True):
+    """The formats the record at `path` lists (an export's metadata.json, or with
+    `export_metadata=False` a `PENDING_FILE`), or None where it is none of ours: absent,
+    unreadable, or another program's file."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        record = card_lib.read_json_object(path, 'export record')
+    except card_lib.CardError:
+        return None
+    files = record.get('files')
+    if not isinstance(files, dict):
+        return None
+    if export_metadata and not all(isinstance(record.get(k), dict) for k in ('tensors', 'anchors')):
+        return None
+    return [fmt for fmt in FORMATS if fmt in files and files[fmt] == FILES[fmt]]
+
+
+def earlier_exports(output_dir):
+    """The files in `output_dir` that its records show exports of ours wrote: {name: (format or
+    None for metadata.json and anchors.npy, why)}. The records: the folder's metadata.json
+    (the formats it lists), the `PENDING_FILE` of an export that was interrupted, and for
+    saved_model/ its own assets.extra/metadata.json. A name is listed whether or not the file
+    is there."""
+    ours = {}
+    for record, why in ((PENDING_FILE, INTERRUPTED), (detection.METADATA_FILE, LISTED)):
+        listed = _listed_formats(
+            os.path.join(output_dir, record), record == detection.METADATA_FILE
+        )
+        if listed is None:
+            continue
+        ours[detection.METADATA_FILE] = ours[detection.ANCHORS_FILE] = (None, why)
+        for fmt in listed:
+            if fmt != 'saved_model':  # its own record says whether it is ours
+                ours.update((name, (fmt, why)) for name in [FILES[fmt]] + EXTRA_FILES.get(fmt, []))
+    saved_model = os.path.join(output_dir, FILES['saved_model'])
+    sidecar = os.path.join(saved_model, 'assets.extra', detection.METADATA_FILE)
+    if os.path.isdir(saved_model) and _listed_formats(sidecar) is not None:
+        ours[FILES['saved_model']] = ('saved_model', f'its assets.extra/{detection.METADATA_FILE}')
+    return ours
+
+
+def _foreign(output_dir, name, ours):
+    """Why the existing `name` in `output_dir` is not shown to be an export's, or None."""
+    path = os.path.join(output_dir, name)
+    if name == FILES['saved_model']:
+        if name in ours:
+            return None
+        return f'it holds no assets.extra/{detection.METADATA_FILE} an export wrote'
+    if name in ours:
+        if os.path.isdir(path) and not os.path.islink(path):
+            return 'a folder, where an export writes a file'
+        return None
+    if name == detection.METADATA_FILE:
+        return 'not the metadata an export writes'
+    return f'no {detection.METADATA_FILE} an export wrote there lists it'
+
+
+def _remove_unused_pending(output_dir):
+    """Removes the `PENDING_FILE` of an export that stopped before it wrote anything (the folder
+    holds no export's metadata.json nor any file the record lists)."""
+    ours = earlier_exports(output_dir)
+    if ours.get(detection.METADATA_FILE, (None, None))[1] == INTERRUPTED and not any(
+        os.path.lexists(os.path.join(output_dir, name)) for name in ours
+    ):
+        os.remove(os.path.join(output_dir, PENDING_FILE))
+
+
 def check_output_dir(output_dir, formats, overwrite=False):
     """Refuses a non-empty `output_dir` unless `overwrite` (then `written_names` are replaced and
     `remove_stale_formats` removes the other formats' model files after the export; the folder's
-    other files stay as they are). Either way, the temporaries a killed export left there (its
-    staged checkpoint, half-written files) are removed first.
+    other files stay as they are). Either way, a file there of a name this export writes that no
+    record shows an export wrote (`earlier_exports`) is refused, and the temporaries a killed
+    export left there (its staged checkpoint, half-written files) are removed first.
 
+    Returns:
+      `earlier_exports(output_dir)` ({} for a new folder).
     Raises:
+      ForeignFileError: naming the first such file.
       OutputNotEmptyError: naming the folder, what it holds and what --overwrite would replace.
+      ValueError: `output_dir` is a file.
     """
+    if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(
+            f'--output_dir {output_dir} is not a folder; choose a new or empty folder.'
+        )
     if not os.path.isdir(output_dir):
-        return
+        return {}
     atomic_io.remove_orphans(output_dir)  # temporaries of an export that was killed
+    _remove_unused_pending(output_dir)
+    ours = earlier_exports(output_dir)
+    for name in written_names(formats):
+        path = os.path.join(output_dir, name)
+        why = _foreign(output_dir, name, ours) if os.path.lexists(path) else None
+        if why:
+            raise ForeignFileError(
+                f'{path} is not from an earlier export ({why}); refusing to replace it: choose '
+                f'another --output_dir, or move it out of {output_dir}.'
+            )
     if overwrite:
-        return
+        return ours
     present = sorted(os.listdir(output_dir))
     if present:
         listed = ', '.join(present[:5]) + (
@@ -300,27 +410,32 @@ def check_output_dir(output_dir, formats, overwrite=False):
         raise OutputNotEmptyError(
             f'{output_dir} is not empty ({listed}); refusing to write into it. Choose another '
             f'--output_dir, or pass --overwrite to replace {", ".join(written_names(formats))} '
-            f'there (and remove an earlier export\'s other model files; other files are left '
-            f'alone).'
+            f'there (those an earlier export wrote) and remove the model files of other formats '
+            f'its {detection.METADATA_FILE} lists; other files are left alone.'
         )
+    return ours
 
 
-def remove_stale_formats(output_dir, formats, log=print):
-    """Removes the model files an earlier export into `output_dir` left of formats other than
-    `formats`: the new metadata.json beside them describes another model, whose card (classes,
-    anchors, step) their loaders would take. Returns the paths removed."""
+def remove_stale_formats(output_dir, formats, earlier, log=print):
+    """Removes the model files of formats other than `formats` that an earlier export into
+    `output_dir` wrote (`earlier`: `earlier_exports` before this export): the new metadata.json
+    beside them describes another model, whose card (classes, anchors, step) their loaders would
+    take. A SavedModel carries its own metadata and stays; files no record lists stay. Returns
+    the paths removed."""
     removed = []
     for fmt in BESIDE_METADATA:
         if fmt in formats:
             continue
         for name in [FILES[fmt]] + EXTRA_FILES.get(fmt, []):
             path = os.path.join(output_dir, name)
+            if earlier.get(name, (None,))[0] != fmt:
+                continue
             if os.path.isfile(path) or os.path.islink(path):
                 os.remove(path)
                 removed.append(path)
                 log(
-                    f'removed {path}: an earlier export\'s {fmt}, not described by the new '
-                    f'{detection.METADATA_FILE}'
+                    f'removed {path}: an earlier export\'s {fmt} ({earlier[name][1]}), not '
+                    f'described by the new {detection.METADATA_FILE}'
                 )
     return removed
 
@@ -359,7 +474,7 @@ def export(
     int8 = [fmt for fmt in INT8_FORMATS if fmt in formats]
     if int8 and not calibration_images:
         raise ValueError(f'{" and ".join(int8)} need(s) calibration images (a dataset split).')
-    check_output_dir(output_dir, formats, overwrite)
+    earlier = check_output_dir(output_dir, formats, overwrite)
     prefix = checkpoints.resolve_checkpoint(checkpoint_path)  # a bad path: nothing created
     os.makedirs(output_dir, exist_ok=True)
     calibration = None
@@ -373,44 +488,60 @@ def export(
         )
     if 'openvino_int8' in formats:
         calibration['openvino_scheme'] = openvino_model.INT8_SCHEME
-    # Every format from `prefix`, resolved once, read from a staged copy (hard links): a training
-    # still running may write newer checkpoints during the export, or delete this one.
-    with checkpoints.staged_copy(prefix, output_dir) as staged:
-        meta = metadata(
-            card,
-            formats,
-            batch_size,
-            fixed_size,
-            tflite_batch_size,
-            calibration,
-            {'path': os.path.abspath(prefix), 'step': checkpoints.checkpoint_step(staged)},
-        )
-        log(
-            f'exporting {prefix} (step {meta["export"]["checkpoint"]["step"]}): {", ".join(formats)}'
-        )
-        written = {}
-        if 'frozen_graph' in formats:
-            graph_def = frozen_graph_def(card, staged, batch_size, fixed_size)
-            written['frozen_graph'] = os.path.join(output_dir, FILES['frozen_graph'])
-            atomic_io.write_bytes_atomic(written['frozen_graph'], graph_def.SerializeToString())
-        if 'saved_model' in formats:
-            written['saved_model'] = os.path.join(output_dir, FILES['saved_model'])
-            write_saved_model(written['saved_model'], card, staged, meta, batch_size, fixed_size)
-        for fmt, images in (('tflite_float', None), ('tflite_int8', calibration_images)):
-            if fmt in formats:
-                model = tflite_model(card, staged, tflite_batch_size, fixed_size, images)
-                written[fmt] = os.path.join(output_dir, FILES[fmt])
-                atomic_io.write_bytes_atomic(written[fmt], model)
-        openvino_paths = {
-            fmt: os.path.join(output_dir, FILES[fmt])
-            for fmt in ('openvino', 'openvino_int8')
-            if fmt in formats
-        }
-        if openvino_paths:
-            written.update(
-                openvino_model.write(card, staged, openvino_paths, meta, calibration_images)
+    # Every format whose files there are, or will be, an export's: this export's and those the
+    # records listed (their files are removed at the end, with --overwrite).
+    pending = [fmt for fmt in FORMATS if fmt in formats or fmt in {f for f, _ in earlier.values()}]
+    atomic_io.write_json_atomic(
+        os.path.join(output_dir, PENDING_FILE),
+        {
+            'note': 'an export into this folder that has not finished (export_ssd_network.py); '
+            'it lists the files exports wrote here',
+            'files': {fmt: FILES[fmt] for fmt in pending},
+        },
+    )
+    try:
+        # Every format from `prefix`, resolved once, read from a staged copy (hard links): a
+        # training still running may write newer checkpoints during the export, or delete this one.
+        with checkpoints.staged_copy(prefix, output_dir) as staged:
+            meta = metadata(
+                card,
+                formats,
+                batch_size,
+                fixed_size,
+                tflite_batch_size,
+                calibration,
+                {'path': os.path.abspath(prefix), 'step': checkpoints.checkpoint_step(staged)},
             )
-    _write_sidecars(output_dir, card, meta)
+            step = meta['export']['checkpoint']['step']
+            log(f'exporting {prefix} (step {step}): {", ".join(formats)}')
+            written = {}
+            if 'frozen_graph' in formats:
+                graph_def = frozen_graph_def(card, staged, batch_size, fixed_size)
+                written['frozen_graph'] = os.path.join(output_dir, FILES['frozen_graph'])
+                atomic_io.write_bytes_atomic(written['frozen_graph'], graph_def.SerializeToString())
+            if 'saved_model' in formats:
+                written['saved_model'] = os.path.join(output_dir, FILES['saved_model'])
+                write_saved_model(
+                    written['saved_model'], card, staged, meta, batch_size, fixed_size
+                )
+            for fmt, images in (('tflite_float', None), ('tflite_int8', calibration_images)):
+                if fmt in formats:
+                    model = tflite_model(card, staged, tflite_batch_size, fixed_size, images)
+                    written[fmt] = os.path.join(output_dir, FILES[fmt])
+                    atomic_io.write_bytes_atomic(written[fmt], model)
+            openvino_paths = {
+                fmt: os.path.join(output_dir, FILES[fmt])
+                for fmt in ('openvino', 'openvino_int8')
+                if fmt in formats
+            }
+            if openvino_paths:
+                written.update(
+                    openvino_model.write(card, staged, openvino_paths, meta, calibration_images)
+                )
+        _write_sidecars(output_dir, card, meta)
+    except BaseException:
+        _remove_unused_pending(output_dir)  # else it stays, naming the files written
+        raise
     for fmt, path in written.items():
         log(f'wrote {fmt}: {path}')
     log(
@@ -418,5 +549,6 @@ def export(
         f'{os.path.join(output_dir, detection.ANCHORS_FILE)}'
     )
     if overwrite:
-        remove_stale_formats(output_dir, formats, log)
+        remove_stale_formats(output_dir, formats, earlier, log)
+    os.remove(os.path.join(output_dir, PENDING_FILE))
     return written

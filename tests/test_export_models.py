@@ -333,3 +333,145 @@ def test_every_format_comes_from_the_checkpoint_resolved_first(exported, tmp_pat
     tflite = detection.TFLiteDetector(written['tflite_float'])
     for b, image in enumerate(exported['images']):
         assert_same_detections(tflite.run([image], detection.OUTPUTS), exported['reference'], 0, b)
+
+
+def _tree(folder):
+    """{relative path: bytes} of every file under `folder` (links and folders by name)."""
+    tree = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            if os.path.isfile(path) and not os.path.islink(path):
+                with open(path, 'rb') as f:
+                    tree[os.path.relpath(path, folder)] = f.read()
+            else:
+                tree[os.path.relpath(path, folder)] = 'link' if os.path.islink(path) else 'dir'
+    return tree
+
+
+@pytest.fixture
+def small_checkpoint(tmp_path):
+    spec = fx.small_spec()
+    return spec, fx.write_checkpoint(spec, str(tmp_path / 'train'))
+
+
+def test_overwrite_never_replaces_or_removes_files_no_export_wrote(small_checkpoint, tmp_path):
+    """The audit's folder: no metadata.json, a SavedModel, a frozen graph and a TFLite model the
+    user made elsewhere. --overwrite replaced the SavedModel whole and removed the other two as
+    'an earlier export's'. Now a name the export writes is refused before any work, and a model
+    file of another format that no export's metadata.json lists stays."""
+    spec, prefix = small_checkpoint
+    home = tmp_path / 'home'
+    (home / 'saved_model' / 'variables').mkdir(parents=True)
+    (home / 'saved_model' / 'saved_model.pb').write_bytes(b'my own model')
+    (home / 'saved_model' / 'variables' / 'variables.index').write_bytes(b'my weights')
+    (home / 'frozen_graph.pb').write_bytes(b'my frozen graph')
+    (home / 'model_float.tflite').write_bytes(b'my tflite model')
+    before = _tree(home)
+    logged = []
+    for formats, name in ((['saved_model'], 'saved_model'), (['frozen_graph'], 'frozen_graph.pb')):
+        with pytest.raises(export.ForeignFileError) as err:
+            export.export(spec, prefix, str(home), formats, log=logged.append, overwrite=True)
+        assert str(err.value).startswith(f'{home / name} is not from an earlier export (')
+        assert 'choose another --output_dir, or move it out of' in str(err.value)
+        assert '\n' not in str(err.value) and not logged and _tree(home) == before
+    # Without --overwrite the same file is named (--overwrite would not help).
+    with pytest.raises(export.ForeignFileError, match='frozen_graph.pb is not from an earlier'):
+        export.export(spec, prefix, str(home), ['frozen_graph'])
+    (home / 'frozen_graph.pb').unlink()
+    shutil.rmtree(home / 'saved_model')
+    export.export(spec, prefix, str(home), ['frozen_graph'], log=logged.append, overwrite=True)
+    assert (home / 'model_float.tflite').read_bytes() == b'my tflite model'
+    assert not [line for line in logged if line.startswith('removed')], logged
+    assert sorted(os.listdir(home)) == sorted(
+        export.written_names(['frozen_graph']) + ['model_float.tflite']
+    )
+
+
+def test_overwrite_refuses_a_metadata_json_or_saved_model_no_export_wrote(
+    small_checkpoint, tmp_path
+):
+    """A metadata.json that is not an export's (its 'files' would have listed the user's model
+    files as ours), and a saved_model/ whose assets.extra/ holds no export's metadata."""
+    spec, prefix = small_checkpoint
+    home = tmp_path / 'home'
+    home.mkdir()
+    (home / 'metadata.json').write_text(
+        json.dumps({'files': {'tflite_float': 'model_float.tflite'}})
+    )
+    (home / 'model_float.tflite').write_bytes(b'mine')
+    before = _tree(home)
+    with pytest.raises(export.ForeignFileError, match=r'metadata.json is not from an earlier'):
+        export.export(spec, prefix, str(home), ['frozen_graph'], overwrite=True)
+    assert _tree(home) == before
+    (home / 'metadata.json').unlink()
+    (home / 'saved_model' / 'assets.extra').mkdir(parents=True)
+    (home / 'saved_model' / 'assets.extra' / 'metadata.json').write_text('{"mine": 1}')
+    before = _tree(home)
+    with pytest.raises(export.ForeignFileError, match=r'saved_model is not from an earlier'):
+        export.export(spec, prefix, str(home), ['saved_model'], overwrite=True)
+    assert _tree(home) == before
+
+
+def test_overwrite_replaces_an_earlier_exports_files_and_keeps_the_users(
+    small_checkpoint, tmp_path
+):
+    """An earlier export's SavedModel is replaced, its frozen graph (listed in its metadata.json)
+    removed and logged as such; a TFLite model it did not list stays."""
+    spec, prefix = small_checkpoint
+    out = tmp_path / 'out'
+    export.export(spec, prefix, str(out), ['frozen_graph', 'saved_model'], log=lambda _: None)
+    (out / 'model_float.tflite').write_bytes(b'mine')
+    (out / 'saved_model' / 'saved_model.pb').write_bytes(b'stale')
+    logged = []
+    export.export(spec, prefix, str(out), ['saved_model'], log=logged.append, overwrite=True)
+    assert (out / 'saved_model' / 'saved_model.pb').read_bytes() != b'stale'
+    assert (out / 'model_float.tflite').read_bytes() == b'mine'
+    assert sorted(os.listdir(out)) == sorted(
+        export.written_names(['saved_model']) + ['model_float.tflite']
+    )
+    removed = [line for line in logged if line.startswith('removed')]
+    assert removed == [
+        f'removed {out / "frozen_graph.pb"}: an earlier export\'s frozen_graph (its '
+        'metadata.json listed it), not described by the new metadata.json'
+    ]
+
+
+def test_an_interrupted_export_is_run_again_with_overwrite(small_checkpoint, tmp_path, monkeypatch):
+    """Killed after its frozen graph, before its metadata.json: the files it wrote are its own
+    for the next export with --overwrite (what the interrupted script says to run); one that
+    failed before writing anything leaves the folder as empty as it found it."""
+    spec, prefix = small_checkpoint
+    out = tmp_path / 'out'
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, 'tflite_model', killed)
+    with pytest.raises(KeyboardInterrupt):
+        export.export(spec, prefix, str(out), ['frozen_graph', 'tflite_float'], log=lambda _: None)
+    assert sorted(os.listdir(out)) == [export.PENDING_FILE, 'frozen_graph.pb']
+    monkeypatch.undo()
+    logged = []
+    export.export(spec, prefix, str(out), ['saved_model'], log=logged.append, overwrite=True)
+    assert sorted(os.listdir(out)) == export.written_names(['saved_model'])
+    assert f'removed {out / "frozen_graph.pb"}: an earlier export\'s frozen_graph (the ' in (
+        '\n'.join(logged)
+    )
+
+    monkeypatch.setattr(export, 'frozen_graph_def', killed)
+    with pytest.raises(KeyboardInterrupt):
+        export.export(spec, prefix, str(tmp_path / 'new'), ['frozen_graph'], log=lambda _: None)
+    assert os.listdir(tmp_path / 'new') == []
+    monkeypatch.undo()
+    export.export(spec, prefix, str(tmp_path / 'new'), ['frozen_graph'], log=lambda _: None)
+    assert sorted(os.listdir(tmp_path / 'new')) == export.written_names(['frozen_graph'])
+
+
+def test_an_output_dir_that_is_a_file_is_refused_before_any_work(tmp_path):
+    path = tmp_path / 'notes.txt'
+    path.write_text('mine')
+    with pytest.raises(ValueError) as err:
+        export.export(None, 'unused', str(path), ['frozen_graph'])
+    assert str(err.value) == f'--output_dir {path} is not a folder; choose a new or empty folder.'
+    assert path.read_text() == 'mine'

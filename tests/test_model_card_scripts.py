@@ -16,6 +16,7 @@ from datasets import dataset_factory
 from datasets import pascalvoc
 from datasets import synthetic
 from evaluation import evaluate
+from inference import export
 from model import card as card_lib
 from model import checkpoints
 from model import cli
@@ -345,3 +346,70 @@ def test_classes_named_in_another_order_are_refused(trained, tmp_path):
     )
     assert any('class heads are restored for other classes' in line for line in logged), logged
     assert any(first in line for line in logged), logged
+
+
+def _files(folder):
+    """{relative path: bytes} of the files under `folder`."""
+    tree = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with open(os.path.join(root, name), 'rb') as f:
+                tree[os.path.relpath(os.path.join(root, name), folder)] = f.read()
+    return tree
+
+
+def test_export_overwrite_leaves_files_no_export_wrote(trained, tmp_path):
+    """The audit's command: --output_dir holds no metadata.json but a SavedModel, a frozen graph
+    and a TFLite model the user made elsewhere; --overwrite replaced the SavedModel and removed
+    the other two. Now: one line naming the SavedModel, before any work, nothing touched. An
+    --output_dir that is a file: one line, before loading the model. An export into the training
+    folder itself replaces none of the trainer's files (model.json is its card; an export writes
+    metadata.json)."""
+    home = tmp_path / 'home'
+    (home / 'saved_model' / 'variables').mkdir(parents=True)
+    (home / 'saved_model' / 'saved_model.pb').write_bytes(b'my own model')
+    (home / 'saved_model' / 'variables' / 'variables.index').write_bytes(b'my weights')
+    (home / 'frozen_graph.pb').write_bytes(b'my frozen graph')
+    (home / 'model_float.tflite').write_bytes(b'my tflite model')
+    before = _files(home)
+    train = f'--checkpoint_path={trained["train_dir"]}'
+    proc = run_script(
+        'export_ssd_network.py',
+        train,
+        '--formats=saved_model',
+        f'--output_dir={home}',
+        '--overwrite',
+    )
+    assert proc.returncode == 1 and _files(home) == before, proc.stderr[-3000:]
+    assert proc.stderr.splitlines() == [
+        f'export_ssd_network.py: error: {home / "saved_model"} is not from an earlier export (it '
+        f'holds no assets.extra/metadata.json an export wrote); refusing to replace it: choose '
+        f'another --output_dir, or move it out of {home}.'
+    ], proc.stderr
+    assert sorted(os.listdir(home)) == ['frozen_graph.pb', 'model_float.tflite', 'saved_model']
+
+    notes = tmp_path / 'notes.txt'
+    notes.write_text('mine')
+    proc = run_script('export_ssd_network.py', train, f'--output_dir={notes}', '--overwrite')
+    assert proc.stderr.splitlines() == [
+        f'export_ssd_network.py: error: --output_dir {notes} is not a folder; choose a new or '
+        'empty folder.'
+    ], proc.stderr
+    assert proc.returncode == 1 and notes.read_text() == 'mine'
+
+    train_dir = str(tmp_path / 'train')
+    shutil.copytree(trained['train_dir'], train_dir)
+    trainer = _files(train_dir)
+    assert 'model.json' in trainer and 'model.json' not in export.written_names(export.FORMATS)
+    args = [f'--checkpoint_path={train_dir}', f'--output_dir={train_dir}', '--formats=frozen_graph']
+    proc = run_script('export_ssd_network.py', *args)
+    assert proc.returncode == 1 and 'is not empty' in proc.stderr and _files(train_dir) == trainer
+    proc = run_script('export_ssd_network.py', *args, '--overwrite')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    after = _files(train_dir)
+    assert {name: after[name] for name in trainer} == trainer
+    assert sorted(set(after) - set(trainer)) == export.written_names(['frozen_graph'])
+    assert checkpoints.resolve_checkpoint(train_dir) == os.path.join(
+        train_dir, os.path.basename(trained['prefix'])
+    )
+    assert card_lib.find_for_checkpoint(train_dir) == os.path.join(train_dir, 'model.json')
