@@ -92,3 +92,13 @@ def write_synthetic_split(directory, num_images, seed=0, split='test'):
         [raw], records, output_name=split, split=split, class_names=synthetic.CLASSES
     )
     return records
+
+
+def write_users_own_models(folder):
+    """In `folder` (a pathlib.Path), model files of the names an export writes that a user made
+    elsewhere (no metadata.json of an export): a SavedModel, a frozen graph, a TFLite model."""
+    (folder / 'saved_model' / 'variables').mkdir(parents=True)
+    (folder / 'saved_model' / 'saved_model.pb').write_bytes(b'my own model')
+    (folder / 'saved_model' / 'variables' / 'variables.index').write_bytes(b'my weights')
+    (folder / 'frozen_graph.pb').write_bytes(b'my frozen graph')
+    (folder / 'model_float.tflite').write_bytes(b'my tflite model')

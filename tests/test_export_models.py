@@ -362,11 +362,7 @@ def test_overwrite_never_replaces_or_removes_files_no_export_wrote(small_checkpo
     file of another format that no export's metadata.json lists stays."""
     spec, prefix = small_checkpoint
     home = tmp_path / 'home'
-    (home / 'saved_model' / 'variables').mkdir(parents=True)
-    (home / 'saved_model' / 'saved_model.pb').write_bytes(b'my own model')
-    (home / 'saved_model' / 'variables' / 'variables.index').write_bytes(b'my weights')
-    (home / 'frozen_graph.pb').write_bytes(b'my frozen graph')
-    (home / 'model_float.tflite').write_bytes(b'my tflite model')
+    fx.write_users_own_models(home)
     before = _tree(home)
     logged = []
     for formats, name in ((['saved_model'], 'saved_model'), (['frozen_graph'], 'frozen_graph.pb')):

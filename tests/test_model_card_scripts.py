@@ -366,11 +366,7 @@ def test_export_overwrite_leaves_files_no_export_wrote(trained, tmp_path):
     folder itself replaces none of the trainer's files (model.json is its card; an export writes
     metadata.json)."""
     home = tmp_path / 'home'
-    (home / 'saved_model' / 'variables').mkdir(parents=True)
-    (home / 'saved_model' / 'saved_model.pb').write_bytes(b'my own model')
-    (home / 'saved_model' / 'variables' / 'variables.index').write_bytes(b'my weights')
-    (home / 'frozen_graph.pb').write_bytes(b'my frozen graph')
-    (home / 'model_float.tflite').write_bytes(b'my tflite model')
+    inference_fixtures.write_users_own_models(home)
     before = _files(home)
     train = f'--checkpoint_path={trained["train_dir"]}'
     proc = run_script(
