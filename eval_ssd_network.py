@@ -25,6 +25,8 @@ import sys
 
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs
+import os
+
 from absl import flags
 import tensorflow as tf
 
@@ -241,6 +243,8 @@ def main(_):
         if FLAGS.exported_model:
             _evaluate_exported()
             return
+        if FLAGS.wait_for_checkpoints:  # before waiting for the trainer's card
+            evaluate.check_eval_dir(FLAGS.eval_dir, FLAGS.checkpoint_path)
         settings = _settings()
         if FLAGS.wait_for_checkpoints:
             watcher.watch(
@@ -254,6 +258,7 @@ def main(_):
             )
         else:
             prefix = checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
+            evaluate.check_eval_dir(FLAGS.eval_dir, os.path.dirname(prefix) or '.')
             evaluate.evaluate_checkpoint(
                 settings, prefix, FLAGS.eval_dir, summary_dir=FLAGS.eval_dir
             )

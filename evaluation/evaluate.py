@@ -389,6 +389,19 @@ def evaluate_checkpoint(
         return evaluator.evaluate(checkpoint_prefix, results_dir, summary_dir, log, source)
 
 
+def check_eval_dir(eval_dir, checkpoint_dir):
+    """Refuses an --eval_dir that is the checkpoints' own folder (ValueError, one line).
+
+    Its results, event file and (for the watcher) per-checkpoint results folders named like the
+    checkpoints would mix with the training's: TensorBoard would show one run, and a folder
+    `model.ckpt-N/` reads as a checkpoint's name."""
+    if os.path.realpath(eval_dir) == os.path.realpath(checkpoint_dir):
+        raise ValueError(
+            f'--eval_dir {eval_dir} is the checkpoints\' folder; give a folder of its own, '
+            f'e.g. {os.path.join(checkpoint_dir, "eval")}.'
+        )
+
+
 def trained_on(card, dataset):
     """True when the card's provenance says the model was trained on `dataset` (its split of
     the same records folder)."""

@@ -532,7 +532,8 @@ def watch(
     Raises:
       WatcherBusy: another watcher runs on `eval_dir`.
       NothingEvaluated: the timeout passed and no checkpoint of this run is evaluated.
-      ValueError: `eval_dir` holds files the watcher would replace but did not write.
+      ValueError: `eval_dir` holds files the watcher would replace but did not write, or is
+        `checkpoint_dir`.
     """
     log = log or (lambda line: print(line, flush=True))
     if best_metric not in settings.metrics:
@@ -545,6 +546,7 @@ def watch(
             f'--checkpoint_path {checkpoint_dir!r} must be the trainer\'s directory '
             f'when waiting for checkpoints.'
         )
+    evaluate.check_eval_dir(eval_dir, checkpoint_dir)
     os.makedirs(eval_dir, exist_ok=True)
     lock = _lock(eval_dir)
     events = _EventStream(eval_dir)

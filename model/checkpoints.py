@@ -765,13 +765,46 @@ def check_restorable(prefix, var_map, card_path=None):
     if len(wrong) > 5:
         lines.append(f'  ... and {len(wrong) - 5} more of another shape')
     if missing:
-        hint = (
-            'leave --moving_average_decay unset: the checkpoint has no moving averages'
-            if any(n.endswith('/ExponentialMovingAverage') for n in missing)
-            else 'check --model_name: the checkpoint holds another net'
+        lines.append(
+            f'  {len(missing)} variable(s) missing (e.g. {missing[:3]}); '
+            f'{_missing_hint(missing, shapes, var_map)}'
         )
-        lines.append(f'  {len(missing)} variable(s) missing (e.g. {missing[:3]}); {hint}')
     raise ValueError('\n'.join(lines))
+
+
+# Adam's (tf.compat.v1) accumulators of its decay powers: variables of their own, not slots.
+_OPTIMIZER_NON_SLOTS = ('beta1_power', 'beta2_power')
+
+
+def _missing_hint(missing, shapes, var_map):
+    """What most likely differs when the checkpoint lacks the variables `missing` of `var_map`."""
+    if 'global_step' in missing:
+        return (
+            'it has no global_step: these are not a training\'s checkpoints (converted or '
+            'classification weights); fine-tune from them with --checkpoint_path and a new '
+            '--train_dir'
+        )
+    if any(n.endswith('/ExponentialMovingAverage') for n in missing):
+        return 'leave --moving_average_decay unset: the checkpoint has no moving averages'
+
+    # An optimizer's slot is `<variable>/<slot name>`.
+    def slot_names(names):
+        return {n.rsplit('/', 1)[1] for n in names if '/' in n and n.rsplit('/', 1)[0] in var_map}
+
+    ours = slot_names(missing) | {n for n in missing if n in _OPTIMIZER_NON_SLOTS}
+    if not ours:
+        return 'check --model_name: the checkpoint holds another net'
+    theirs = slot_names(shapes) - {'ExponentialMovingAverage'}
+    fine_tune = 'or start a new --train_dir with --checkpoint_path to fine-tune from its weights'
+    if ours <= theirs:
+        return (
+            f'they are optimizer slots of variables the checkpoint\'s training did not train: '
+            f'resume with its --trainable_scopes, {fine_tune}'
+        )
+    return (
+        f'they are the optimizer\'s state: the checkpoint was trained with another --optimizer '
+        f'(its slots: {", ".join(sorted(theirs)) or "none"}); resume with that one, {fine_tune}'
+    )
 
 
 def session_config(num_threads=None, gpu_memory_fraction=None):

@@ -202,3 +202,53 @@ def test_errors_of_a_staged_copy_name_the_users_checkpoint(tmp_path):
             with checkpoints.errors_naming(staged, prefix):
                 raise error(f'{staged}: restoring failed (reason).')
         assert str(err.value) == 'train/model.ckpt-5: restoring failed (reason).'
+
+
+def _saved(path, names):
+    """Saves float32 [2] variables of these names (and a global_step) as a checkpoint."""
+    with tf.Graph().as_default():
+        for name in names:
+            v1.get_variable(name, initializer=np.ones([2], np.float32))
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            return v1.train.Saver().save(sess, str(path))
+
+
+@pytest.mark.parametrize(
+    'saved, wanted, hint',
+    [
+        # Resumed with another optimizer: Momentum's slots where the training kept Adam's.
+        (
+            ['global_step', 'net/w', 'net/w/Adam', 'net/w/Adam_1', 'beta1_power'],
+            ['global_step', 'net/w', 'net/w/Momentum'],
+            'they are the optimizer\'s state: the checkpoint was trained with another --optimizer '
+            '(its slots: Adam, Adam_1); resume with that one, or start a new --train_dir with '
+            '--checkpoint_path',
+        ),
+        # Adam's own powers count as its state too.
+        (
+            ['global_step', 'net/w', 'net/w/Momentum'],
+            ['global_step', 'net/w', 'beta1_power'],
+            'they are the optimizer\'s state: the checkpoint was trained with another --optimizer '
+            '(its slots: Momentum)',
+        ),
+        # Same optimizer, a variable the first run did not train (--trainable_scopes).
+        (
+            ['global_step', 'net/w', 'net/w/Adam', 'net/b'],
+            ['global_step', 'net/w', 'net/w/Adam', 'net/b', 'net/b/Adam'],
+            'they are optimizer slots of variables the checkpoint\'s training did not train: resume with '
+            'its --trainable_scopes',
+        ),
+        # Converted or classification weights in the folder a training resumes.
+        (['net/w'], ['global_step', 'net/w', 'net/w/Adam'], 'it has no global_step'),
+        (['global_step', 'net/w'], ['global_step', 'net/w', 'net/v'], 'check --model_name'),
+    ],
+)
+def test_missing_variables_name_what_differs(tmp_path, saved, wanted, hint):
+    prefix = _saved(tmp_path / 'model.ckpt', saved)
+    with tf.Graph().as_default():
+        var_map = {n: v1.get_variable(n, initializer=np.ones([2], np.float32)) for n in wanted}
+        with pytest.raises(ValueError) as err:
+            checkpoints.check_restorable(prefix, var_map)
+    missing = sorted(set(wanted) - set(saved))
+    assert f'{len(missing)} variable(s) missing (e.g. {missing[:3]}); {hint}' in str(err.value)

@@ -251,6 +251,34 @@ def test_contradicting_flags_fail_before_writing(trained, tmp_path):
     assert sorted(os.listdir(trained['train_dir'])) == before
 
 
+@pytest.mark.parametrize('watch', [False, True])
+def test_eval_dir_that_is_the_checkpoints_folder_is_refused(trained, watch):
+    """The watcher wrote results folders named `model.ckpt-N/` among the checkpoints (later read
+    as no checkpoint), and its event file beside the trainer's; refused before any work."""
+    train_dir = trained['train_dir']
+    before = {
+        name: os.path.getmtime(os.path.join(train_dir, name)) for name in os.listdir(train_dir)
+    }
+    proc = run_script(
+        'eval_ssd_network.py',
+        f'--checkpoint_path={train_dir if watch else trained["prefix"]}',
+        f'--eval_dir={train_dir}/.',
+        '--dataset_name=custom',
+        '--dataset_split_name=test',
+        f'--dataset_dir={trained["records"]}',
+        *(['--wait_for_checkpoints', '--eval_timeout=1'] if watch else []),
+    )
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert (
+        f'error: --eval_dir {train_dir}/. is the checkpoints\' folder; give a folder of its own, '
+        f'e.g. {os.path.join(train_dir if watch else os.path.dirname(trained["prefix"]), "eval")}.'
+    ) in proc.stderr
+    after = {
+        name: os.path.getmtime(os.path.join(train_dir, name)) for name in os.listdir(train_dir)
+    }
+    assert after == before
+
+
 def test_caffe_converted_checkpoint_needs_no_model_flags(trained, tmp_path):
     """caffe_to_tensorflow.py's card: detect and evaluate with no model flags."""
     from converters import caffe_convert

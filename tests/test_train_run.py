@@ -370,6 +370,72 @@ def test_training_into_a_pointer_folder_is_refused(dataset_dir, fp32_run, tmp_pa
     assert os.listdir(pointer) == ['checkpoint'] and (pointer / 'checkpoint').read_text() == text
 
 
+def _mtimes(directory):
+    return {name: os.path.getmtime(os.path.join(directory, name)) for name in os.listdir(directory)}
+
+
+def test_rerun_of_a_finished_training_trains_nothing(dataset_dir, fp32_run, tmp_path):
+    """TF's StopAtStepHook stops after a step, so the finished run's command, run again, trained
+    one step more and changed the final model. Now nothing is written but the finished marker
+    (when a kill had kept the first run from writing it)."""
+    copy = str(tmp_path / 'copy')
+    shutil.copytree(fp32_run[0], copy)
+    os.remove(os.path.join(copy, checkpoints.FINISHED_MARKER))
+    files = _mtimes(copy)
+    proc = _run(_args(dataset_dir, copy, '--max_number_of_steps=30'))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (
+        'model.ckpt-30 is at step 30: the training in %s has reached --max_number_of_steps=30; '
+        'nothing to train' % copy
+    ) in proc.stderr
+    assert not _losses(proc.stderr)
+    after = _mtimes(copy)
+    assert after.pop(checkpoints.FINISHED_MARKER) and after == files
+    assert checkpoints.training_finished(copy)['checkpoint'] == 'model.ckpt-30'
+
+
+@pytest.mark.parametrize('kind', ['optimizer', 'converted'])
+def test_resuming_what_the_saver_cannot_restore_is_one_line(dataset_dir, fp32_run, tmp_path, kind):
+    """Resuming with another --optimizer (its slots are not in the checkpoint), or a folder of
+    weights without a global_step (an older converter's, whose state file has no header): the
+    Saver's restore failed in a 190-line traceback. Now one line says what differs."""
+    folder = tmp_path / kind
+    if kind == 'optimizer':
+        shutil.copytree(fp32_run[0], folder)
+        extra, hint = (
+            ['--optimizer=momentum'],
+            (
+                'they are the optimizer\'s state: the checkpoint was trained with another --optimizer '
+                '(its slots: Adam, Adam_1); resume with that one'
+            ),
+        )
+    else:
+        folder.mkdir()
+        weights = {
+            name: value
+            for name, value in _tensors(os.path.join(fp32_run[0], 'model.ckpt-30')).items()
+            if name != 'global_step' and '/Adam' not in name and 'power' not in name
+        }
+        with tf.Graph().as_default():
+            for name, value in weights.items():
+                v1.get_variable(name, initializer=value)
+            with v1.Session() as sess:
+                sess.run(v1.global_variables_initializer())
+                v1.train.Saver().save(
+                    sess, str(folder / 'ssd_300_mobilenet.ckpt'), write_meta_graph=False
+                )
+        (folder / 'checkpoint').write_text(
+            'model_checkpoint_path: "ssd_300_mobilenet.ckpt"\n'
+            'all_model_checkpoint_paths: "ssd_300_mobilenet.ckpt"\n'
+        )
+        extra, hint = [], 'it has no global_step: these are not a training\'s checkpoints'
+    files = _mtimes(folder)
+    proc = _run(_args(dataset_dir, str(folder), '--max_number_of_steps=32', *extra))
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert 'does not fit the model built from' in proc.stderr and hint in proc.stderr
+    assert _mtimes(folder) == files
+
+
 def test_train_dir_that_is_a_file_is_one_line(dataset_dir, tmp_path):
     path = tmp_path / 'notes.txt'
     path.write_text('mine')

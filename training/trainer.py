@@ -553,6 +553,28 @@ def _training_session(settings, replication, master, config, scaffold, hooks, ch
     return replication.session(master, config, hooks=hooks, chief_only_hooks=chief_hooks, **kwargs)
 
 
+def _reached_last_step(settings, resume_from):
+    """True (and logged) when the checkpoint to resume is at --max_number_of_steps or past it.
+
+    TF's StopAtStepHook would run one more step (it stops after a step), so a rerun of a
+    finished training's command changed its final model; this ends the run as the Estimator
+    does. The finished marker is written when a kill had kept the previous run from it."""
+    step = checkpoints.checkpoint_step(resume_from)
+    if not settings.max_number_of_steps or step < settings.max_number_of_steps:
+        return False
+    logging.info(
+        '%s is at step %d: the training in %s has reached --max_number_of_steps=%d; nothing '
+        'to train (raise --max_number_of_steps to train on).',
+        os.path.basename(resume_from),
+        step,
+        settings.train_dir,
+        settings.max_number_of_steps,
+    )
+    if checkpoints.training_finished(settings.train_dir) is None:
+        checkpoints.mark_training_finished(settings.train_dir)
+    return True
+
+
 def train(settings):
     """Runs (or resumes) a training run; see the module docstring.
 
@@ -587,6 +609,12 @@ def train(settings):
         )
     v1.disable_eager_execution()
     resume_from = checkpoints.resume_checkpoint(settings.train_dir)
+    if (
+        resume_from is not None
+        and cluster.spec is None
+        and _reached_last_step(settings, resume_from)
+    ):
+        return
 
     with tf.Graph().as_default():
         if settings.seed is not None:
@@ -634,6 +662,11 @@ def train(settings):
             settings, deploy, net, iterator, dataset.num_samples, cluster
         )
         restorer = None
+        if resume_from is not None and cluster.is_chief:
+            # The Saver's restore would fail in a long traceback (e.g. another --optimizer).
+            checkpoints.check_restorable(
+                resume_from, {v.op.name: v for v in v1.global_variables()}, card_path
+            )
         if resume_from is not None:
             logging.info(
                 'Resuming from %s (found in --train_dir); --checkpoint_path %s is ignored.',
