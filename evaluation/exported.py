@@ -17,8 +17,9 @@ model file and `global_step` the exported checkpoint's step (metadata.json).
 The model gets what a user gives it: the decoded uint8 images at their own size (zero-padded into
 a batch with their sizes, `input.make_raw_eval_dataset`); it runs the evaluation preprocessing
 (warp resize: only `eval_resize='WARP_RESIZE'`), the net and NMS itself, with the detection
-settings it was exported with. Three stages overlap (`input.prefetch`): decoding in a tf.data
-session, the model, and the metrics in the calling thread.
+settings it was exported with; a TF model runs a batch of too many padded pixels in parts
+(`inference.detection.padded_parts`). Three stages overlap (`input.prefetch`): decoding in a
+tf.data session, the model, and the metrics in the calling thread.
 """
 
 import contextlib

@@ -204,6 +204,24 @@ def batch_fits(shapes):
     return len(shapes) == 1 or sum(shape[0] * shape[1] for shape in shapes) <= MAX_BATCH_PIXELS
 
 
+def padded_parts(sizes):
+    """Consecutive parts `(start, end, height, width)` of a zero-padded batch of images of `sizes`
+    (int `[B, 2]`), each cropped to its largest height and width and holding at most
+    MAX_BATCH_PIXELS padded pixels (a single image always): one part when the whole batch fits.
+    A batch padded to its largest height and width can hold far more pixels than its images."""
+    parts, start = [], 0
+    while start < len(sizes):
+        end, height, width = start + 1, int(sizes[start][0]), int(sizes[start][1])
+        while end < len(sizes):
+            grown = max(height, int(sizes[end][0])), max(width, int(sizes[end][1]))
+            if (end + 1 - start) * grown[0] * grown[1] > MAX_BATCH_PIXELS:
+                break
+            end, (height, width) = end + 1, grown
+        parts.append((start, end, height, width))
+        start = end
+    return parts
+
+
 def pad_batch(images):
     """List of uint8 `[H_i, W_i, 3]` -> (uint8 `[B, max H, max W, 3]` zero-padded at the bottom
     and right, int32 `[B, 2]` sizes)."""
@@ -368,8 +386,26 @@ class Detector:
 
     def run_padded(self, batch, sizes, outputs=DETECTION_OUTPUTS):
         """Batched outputs for a zero-padded uint8 batch `[B, H, W, 3]` and its int32 sizes
-        `[B, 2]` (height, width of each image at the top left). Raises ModelRunError when
+        `[B, 2]` (height, width of each image at the top left). A batch of more padded pixels
+        than MAX_BATCH_PIXELS runs in parts (`padded_parts`). Raises ModelRunError when
         TensorFlow fails running the graph."""
+        results = [
+            self._run_part(batch[start:end, :height, :width], sizes[start:end], outputs)
+            for start, end, height, width in padded_parts(sizes)
+        ]
+        if len(results) == 1:
+            return results[0]
+        for name in outputs:
+            shapes = {r[name].shape[1:] for r in results}
+            if len(shapes) > 1:
+                raise ModelRunError(
+                    f"{self.source}: the model's output {name!r} has shapes "
+                    f'{sorted(list(s) for s in shapes)} per image in parts of one batch, not '
+                    f'one; export the model again with export_ssd_network.py.'
+                )
+        return {name: np.concatenate([r[name] for r in results]) for name in outputs}
+
+    def _run_part(self, batch, sizes, outputs):
         try:
             result = self.sess.run(
                 {k: self.outputs[k] for k in outputs},

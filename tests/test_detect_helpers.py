@@ -118,3 +118,16 @@ def test_batches_are_capped_in_padded_pixels():
     assert detection.batch_fits([(3000, 4000, 3), (4000, 3000, 3)] * 4 + [(2000, 2000, 3)])
     assert detection.batch_fits([(10000, 10000, 3)])  # one image always runs
     assert not detection.batch_fits([(10000, 10000, 3), (1, 1, 3)])
+
+
+def test_padded_batches_split_into_parts_of_capped_padded_pixels():
+    """Evaluating an export pads a batch to its largest height and width: a tall and a wide
+    image of 1 MP each took 100 MP each in the graph."""
+    parts = detection.padded_parts
+    assert parts([(3000, 4000)] * 8) == [(0, 8, 3000, 4000)]  # 96 MP: one part
+    assert parts([(3000, 4000)] * 9) == [(0, 8, 3000, 4000), (8, 9, 3000, 4000)]
+    # Together 10000 x 10000 each; apart, 0.1 MP each.
+    assert parts([(10000, 10), (10, 10000)]) == [(0, 1, 10000, 10), (1, 2, 10, 10000)]
+    assert parts([(10000, 10000), (1, 1), (1, 1)]) == [(0, 1, 10000, 10000), (1, 3, 1, 1)]
+    assert parts([(5000, 10000), (5000, 10000), (1, 1)]) == [(0, 2, 5000, 10000), (2, 3, 1, 1)]
+    assert parts([]) == []

@@ -100,6 +100,29 @@ def test_tf_exports_equal_checkpoint_graph(exported, fmt):
         np.testing.assert_allclose(got[key], exported['reference'][key], atol=TOL)
 
 
+def test_batches_of_too_many_padded_pixels_run_in_parts(exported, monkeypatch):
+    """An exported model's evaluation feeds batches padded to their largest height and width;
+    beyond MAX_BATCH_PIXELS they run in parts cropped to their own images, same detections."""
+    monkeypatch.setattr(detection, 'MAX_BATCH_PIXELS', 2 * 300 * 320)
+    images = exported['images']  # 240 x 320, 300 x 300, 181 x 97
+    fed = []
+    with detection.Detector.from_frozen_graph(exported['written']['frozen_graph']) as detector:
+        run = detector.sess.run
+        monkeypatch.setattr(
+            detector.sess,
+            'run',
+            lambda f, feed: (
+                fed.append(feed[detector.inputs[detection.INPUT]].shape) or run(f, feed)
+            ),
+        )
+        got = detector.run_padded(*detection.pad_batch(images), detection.OUTPUTS)
+    assert fed == [(2, 300, 320, 3), (1, 181, 97, 3)]
+    for b in range(len(images)):
+        assert_same_detections(got, exported['reference'], b, b)
+    for key in detection.RAW_OUTPUTS:
+        np.testing.assert_allclose(got[key], exported['reference'][key], atol=TOL)
+
+
 def test_saved_model_default_signature_in_tf2(exported):
     """Users load the SavedModel with tf.saved_model.load and call its signature eagerly."""
     image = exported['images'][1]
