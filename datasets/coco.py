@@ -24,6 +24,10 @@
   `allow_outside_paths`), a bbox or area with a non-finite number. Images are read as `image_io` allows
   (regular files only, size limits checked on the header before decoding), the JSON only from a
   regular file of at most MAX_ANNOTATIONS_BYTES.
+- Broken entries refuse the file with a message naming the entry: a category without a non-empty
+  `name` string, an annotation without `bbox` or `category_id` or with a value that cannot be
+  read, or whose `image_id` is not an integer and matches no image (`"139"` beside `"id": 139`
+  would otherwise lose every annotation silently).
 """
 
 import dataclasses
@@ -170,17 +174,24 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
         by_image = {}
         indexed = sorted(enumerate(data.get('annotations', [])), key=lambda ia: ia[1]['id'])
         for index, a in indexed:
-            area = a.get('area')
             by_image.setdefault(a['image_id'], []).append(
-                (
-                    a['id'],
-                    a['category_id'],
-                    tuple(float(v) for v in a['bbox']),
-                    int(a.get('iscrowd', 0)),
-                    None if area is None else _number(area, 'area'),
-                    index,
-                )
+                _annotation_entry(annotations_file, index, a)
             )
+        image_ids = {im['id'] for im in images if _valid_image_id(im['id'])}
+        for index, a in indexed:
+            if a['image_id'] not in image_ids and not _valid_image_id(a['image_id']):
+                # e.g. "image_id": "139" beside "id": 139: every annotation would be lost.
+                raise _EntryError(
+                    f'{annotations_file}: "annotations"[{index}] (id {a["id"]!r}) has image_id '
+                    f'{a["image_id"]!r} ({_json_kind(a["image_id"])}), which is no image\'s id: '
+                    'image ids are integers; fix the JSON.'
+                )
+        for index, c in enumerate(categories):
+            if not isinstance(c.get('name'), str) or not c['name'].strip():
+                raise _EntryError(
+                    f'{annotations_file}: category id {c["id"]!r} has name {c.get("name")!r}; '
+                    'every category needs a non-empty "name" string (the class name); fix the JSON.'
+                )
         sources, seen_ids = [], set()
         for im in images:
             problem = _image_problem(annotations_file, im, seen_ids, allow_outside_paths)
@@ -197,6 +208,8 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
             )
             if _valid_image_id(im['id']):
                 seen_ids.add(im['id'])
+    except _EntryError:
+        raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
         raise ValueError(
             f'{annotations_file}: not a COCO instances file with images, categories and '
@@ -221,6 +234,38 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
         tuple(c['name'] for c in categories),
         [{'coco_category_id': c['id']} for c in categories],
         source,
+    )
+
+
+class _EntryError(ValueError):
+    """A ValueError whose message already names the file and the entry."""
+
+
+def _annotation_entry(annotations_file, index, a):
+    """The CocoSource tuple of annotation `a`, the index-th of the file.
+
+    Raises:
+      _EntryError naming the file and the annotation: no bbox or category_id, or a value that is
+      not a number.
+    """
+    try:
+        area = a.get('area')
+        return (
+            a['id'],
+            a['category_id'],
+            tuple(float(v) for v in a['bbox']),
+            int(a.get('iscrowd', 0)),
+            None if area is None else _number(area, 'area'),
+            index,
+        )
+    except KeyError as e:
+        problem = f'has no {e}'
+    except (TypeError, ValueError, OverflowError) as e:
+        problem = f'cannot be read ({e})'
+    raise _EntryError(
+        f'{annotations_file}: "annotations"[{index}] (id {a["id"]!r}) {problem}; expected '
+        '"category_id", "bbox": [x, y, w, h] and optional "area" and "iscrowd" numbers: fix the '
+        'JSON.'
     )
 
 

@@ -90,6 +90,24 @@ def sniff_format(data):
 
 def _jpeg_size(data):
     """(width, height) from the first JPEG frame header (SOFn), walking the marker segments."""
+    return _walk_jpeg(data, stop_at_scan=False)
+
+
+def _jpeg_ends(data):
+    """Whether the JPEG has an end-of-image marker after its first start of scan. (Scan data
+    stuffs its 0xFF bytes, so EOI cannot appear there by chance; a thumbnail's EOI inside an
+    APP segment is skipped; bytes after EOI, such as a phone's trailer or an appended video,
+    are ignored by decoders.)"""
+    try:
+        scan = _walk_jpeg(data, stop_at_scan=True)
+    except BadImageError:
+        return False
+    return scan is not None and data.find(b'\xff\xd9', scan) >= 0
+
+
+def _walk_jpeg(data, stop_at_scan):
+    """Walks the marker segments: the first frame header's (width, height), or with
+    stop_at_scan the offset of the first start-of-scan marker (None when there is none)."""
     pos = 2
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
@@ -101,12 +119,14 @@ def _jpeg_size(data):
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
             pos += 2
             continue
+        if stop_at_scan and marker == 0xDA:
+            return pos
         if marker in (0xD9, 0xDA):  # end of image, start of scan: no frame header before them
             break
         (length,) = struct.unpack('>H', data[pos + 2 : pos + 4])
         if length < 2:
             raise BadImageError(f'corrupt JPEG header (segment length {length} at byte {pos})')
-        if marker in _SOF_MARKERS:
+        if marker in _SOF_MARKERS and not stop_at_scan:
             if pos + 9 > len(data):
                 break
             height, width = struct.unpack('>HH', data[pos + 5 : pos + 9])
@@ -117,6 +137,8 @@ def _jpeg_size(data):
                 )
             return width, height
         pos += 2 + length
+    if stop_at_scan:
+        return None
     raise BadImageError('JPEG without a frame header (SOF) before its image data')
 
 
@@ -265,8 +287,8 @@ def normalise_image_bytes(data, limits=DEFAULT_LIMITS, file_name=None):
     check_size(
         width, height, limits, f'decoded {header_fmt} image'
     )  # in case the header parse missed a frame
-    # A JPEG must end with the EOI marker (trailing padding after it is tolerated).
-    if fmt == 'JPEG' and b'\xff\xd9' not in data[-1024:]:
+    # A JPEG must have the EOI marker after its scan data (bytes after EOI are tolerated).
+    if fmt == 'JPEG' and not _jpeg_ends(data):
         raise BadImageError('truncated JPEG (no end-of-image marker)')
     if fmt == 'JPEG' and image.ndim == 3 and image.shape[2] == 3:
         return EncodedImage(data, height, width, None)

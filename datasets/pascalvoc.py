@@ -27,13 +27,15 @@ Hostile input: split ids that are absolute or climb out of the folder with `..` 
 unless `allow_outside_paths`; coordinates must be finite numbers; files are read only when they
 are regular files (also through symlinks), an annotation XML only up to MAX_XML_BYTES, images
 within the `image_io.ImageLimits`, a split file only up to MAX_SPLIT_BYTES. (XML entity bombs
-and external entities are refused by expat.)
+and external entities are refused by expat.) An XML may use any encoding Python knows (expat
+itself decodes only UTF-8/16, Latin-1 and ASCII); a default namespace on its tags is ignored.
 """
 
 import dataclasses
 import glob
 import math
 import os
+import re
 from typing import Optional
 import xml.etree.ElementTree as ET
 
@@ -43,6 +45,7 @@ from datasets.convert import BadExampleError, UnknownClassError
 from datasets.example_format import ExampleRecord, ObjectRecord
 
 _IMAGE_EXT_PREFERENCE = ('.jpg', '.jpeg', '.JPG', '.JPEG', '.png', '.PNG')
+_XML_ENCODING = re.compile(rb'\s*<\?xml[^>]*?\sencoding\s*=\s*["\']([A-Za-z][\w.:-]*)["\']')
 MAX_XML_BYTES = 32 << 20  # a VOC annotation is ~1 kB; 1000 objects are ~200 kB
 # VOC's largest split (trainval 2012) is 11540 ids in 150 kB; 64 MiB is millions of ids.
 MAX_SPLIT_BYTES = 64 << 20
@@ -162,11 +165,33 @@ def read_annotation_xml(path):
       BadExampleError naming the file: unreadable, not a regular file, too large, not XML.
     """
     try:
-        return ET.fromstring(safe_io.read_bytes(path, MAX_XML_BYTES, what='annotation XML'))
+        root = _parse_xml(safe_io.read_bytes(path, MAX_XML_BYTES, what='annotation XML'))
     except safe_io.UnsafeFileError as e:
         raise BadExampleError(str(e)) from None
+    except LookupError as e:  # an encoding Python does not know
+        raise BadExampleError(
+            f'{path}: cannot read the annotation XML ({e} in its <?xml ... encoding=...?> '
+            'declaration); save it as UTF-8.'
+        ) from None
     except (ET.ParseError, OSError, ValueError) as e:
         raise BadExampleError(f'{path}: cannot read the annotation XML ({e}).') from None
+    for element in root.iter():  # <annotation xmlns="...">: the tags are '{uri}object'
+        if isinstance(element.tag, str) and element.tag.startswith('{'):
+            element.tag = element.tag.split('}', 1)[1]
+    return root
+
+
+def _parse_xml(data):
+    """ET.fromstring(data); a multi-byte encoding that expat cannot decode itself (GBK, GB2312,
+    Big5, Shift_JIS, from Windows annotation tools) is decoded by Python's codec first."""
+    try:
+        return ET.fromstring(data)
+    except ValueError as e:  # pyexpat's, before parsing anything
+        match = _XML_ENCODING.match(data)
+        if 'multi-byte encodings are not supported' not in str(e) or not match:
+            raise
+    # Text input: the parser reads it as Unicode whatever the declaration says.
+    return ET.fromstring(data.decode(match.group(1).decode('ascii')))
 
 
 @dataclasses.dataclass(frozen=True)
