@@ -78,7 +78,6 @@ flags.mark_flags_as_required(['caffemodel_path', 'model_name', 'output_path'])
 
 def main(_):
     logs.absl_only()
-    mean = [float(m) for m in FLAGS.caffe_mean_bgr] if FLAGS.caffe_mean_bgr else None
     try:
         caffe_convert.convert(
             FLAGS.caffemodel_path,
@@ -88,7 +87,7 @@ def main(_):
             num_classes=FLAGS.num_classes,
             allow_partial=FLAGS.allow_partial,
             backbone_scope=FLAGS.backbone_scope,
-            caffe_mean_bgr=mean,
+            caffe_mean_bgr=FLAGS.caffe_mean_bgr,  # checked there: 1 or 3 numbers
             caffe_scale=FLAGS.caffe_scale,
         )
     except (

@@ -16,6 +16,7 @@ The conversion record (`ConvertResult.config`; the card is built from it) holds:
 
 import dataclasses
 import json
+import math
 import os
 from typing import Dict, List
 
@@ -86,6 +87,34 @@ def model_card(config, params):
     )
 
 
+def check_normalisation(caffe_mean_bgr, caffe_scale):
+    """(mean B, G, R, scale) of --caffe_mean_bgr / --caffe_scale (None where not given), checked
+    as the prototxt's transform_param is: 1 mean value (Caffe's mean_value for every channel) or
+    3, finite, and a scale > 0.
+
+    Raises:
+      caffe_ssd.ConversionError: naming the flag (a scale of 0 would zero every input).
+    """
+    mean = None
+    if caffe_mean_bgr:
+        try:
+            mean = [float(m) for m in caffe_mean_bgr]
+        except (TypeError, ValueError):
+            mean = []
+        if len(mean) not in (1, 3) or not all(math.isfinite(m) and abs(m) <= 1e6 for m in mean):
+            raise caffe_ssd.ConversionError(
+                '--caffe_mean_bgr=%s: expected 1 or 3 finite numbers (B,G,R, e.g. 104,117,123)'
+                % ','.join(map(str, caffe_mean_bgr))
+            )
+        mean = mean * 3 if len(mean) == 1 else mean
+    if caffe_scale is not None and not (0 < caffe_scale <= 1e6):
+        raise caffe_ssd.ConversionError(
+            '--caffe_scale=%s: expected a number > 0 (the Caffe model\'s input scale after the '
+            'mean, e.g. 0.007843 for MobileNet-SSD)' % caffe_scale
+        )
+    return mean, caffe_scale
+
+
 def _num_classes(flag, inferred, from_prototxt, default):
     if flag is not None:
         return flag
@@ -112,8 +141,14 @@ def _ssd_params(spec, layers, from_prototxt, prototxt_path, num_classes):
     classes = _num_classes(num_classes, inferred, proto_classes, base.num_classes)
     if proto_classes is not None and proto_classes != classes and not spec.backbone_only:
         raise caffe_ssd.ConversionError(
-            '%s says num_classes %d (DetectionOutput) but the model has %d; pass the matching '
-            'prototxt or --num_classes' % (prototxt_path, proto_classes, classes)
+            '%s says num_classes %d (DetectionOutput) but %s %d; pass the deploy prototxt of '
+            'this model'
+            % (
+                prototxt_path,
+                proto_classes,
+                'the model has' if num_classes is None else '--num_classes is',
+                classes,
+            )
         )
     if tuple(proto_params.get('img_shape', base.img_shape)) != tuple(base.img_shape):
         raise caffe_ssd.ConversionError(
@@ -121,14 +156,18 @@ def _ssd_params(spec, layers, from_prototxt, prototxt_path, num_classes):
             % (prototxt_path, proto_params['img_shape'], spec.net_name, list(base.img_shape))
         )
     params = base._replace(num_classes=classes)
-    if proto_params:
+    if 'anchor_sizes' in proto_params:
         return ssd_params_lib.params_from_dict(params, proto_params), 'the prototxt PriorBox layers'
     if spec.backbone_only:
         return params, None
+    # A prototxt without PriorBox layers (e.g. one cut down for another runtime) gives no
+    # anchors: the preset, as without a prototxt, not the net's defaults.
     params, dataset = _preset_params(params, spec)
-    return params, (
-        'the published %s preset (no --prototxt_path; pass the deploy prototxt to '
-        'take them from the model)' % dataset.upper()
+    return params, 'the published %s preset (%s)' % (
+        dataset.upper(),
+        '%s has no PriorBox layers' % prototxt_path
+        if prototxt_path
+        else 'no --prototxt_path; pass the deploy prototxt to take them from the model',
     )
 
 
@@ -204,7 +243,8 @@ def convert(
         or shape mismatches.
       backbone_scope: for 'vgg_16_fc_reduced', the VGG net the backbone is for.
       caffe_mean_bgr, caffe_scale: the Caffe model's preprocessing `(x_bgr - mean) * scale`,
-        overriding the prototxt and the published defaults.
+        overriding the prototxt and the published defaults (see `check_normalisation`: the
+        mean may be 1 or 3 numbers or strings of them).
       log: where the table and messages go.
     Returns:
       ConvertResult.
@@ -215,6 +255,7 @@ def convert(
       checkpoint_io.check_output_path).
     """
     spec = caffe_ssd.layer_map(model_name, backbone_scope)
+    caffe_mean_bgr, caffe_scale = check_normalisation(caffe_mean_bgr, caffe_scale)
     config_path = config_path_for(output_path, spec.backbone_only)
     # Before any work: a folder as the prefix, or files a conversion must not replace.
     checkpoint_io.check_output_path(output_path, [config_path])

@@ -251,6 +251,49 @@ def _group(layer, where):
     return group
 
 
+def _varint_at(data, pos):
+    """(value, next position) of the varint at `pos`, or None where the data ends first."""
+    value = shift = 0
+    while pos < len(data) and shift < 64:
+        byte = data[pos]
+        value |= (byte & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not byte & 0x80:
+            return value, pos
+    return None
+
+
+def _truncated_layer(data):
+    """(layer index, bytes present, bytes declared) when `data` is a NetParameter cut short
+    inside a layer (`layer` or V1 `layers`: nearly all of a caffemodel), else None (e.g. a text
+    prototxt: its wire format breaks down first)."""
+    pos, layers = 0, 0
+    while pos < len(data):
+        tag = _varint_at(data, pos)
+        if tag is None or not 1 <= tag[0] >> 3 <= 100:  # NetParameter's field numbers
+            return None
+        (field, wire_type), pos = divmod(tag[0], 8), tag[1]
+        if wire_type == 2:
+            length = _varint_at(data, pos)
+            if length is None:
+                return (layers, 0, len(data) - pos + 1) if field in (2, 100) else None
+            size, pos = length
+        elif wire_type == 0:
+            end = _varint_at(data, pos)
+            if end is None:
+                return None
+            size, pos = 0, end[1]
+        elif wire_type in (1, 5):
+            size = 8 if wire_type == 1 else 4
+        else:
+            return None
+        if pos + size > len(data):
+            return (layers, len(data) - pos, size) if field in (2, 100) else None
+        pos += size
+        layers += field in (2, 100)
+    return None
+
+
 def parse_caffemodel(data, source='<bytes>'):
     """Parses the bytes of a binary `NetParameter`.
 
@@ -266,6 +309,13 @@ def parse_caffemodel(data, source='<bytes>'):
     try:
         net.ParseFromString(data)
     except message.DecodeError as e:
+        cut = _truncated_layer(data)
+        if cut is not None:
+            raise CaffeModelError(
+                '%s ends inside its layer %d (%d of its %d bytes are in the file): '
+                'the file is truncated (an interrupted download or copy?); download or copy '
+                'it again.' % ((source,) + cut)
+            ) from None
         raise CaffeModelError(
             '%s is not a binary Caffe model (NetParameter protobuf): %s. '
             'Pass the .caffemodel weights file; a deploy.prototxt goes to '

@@ -147,7 +147,8 @@ def write_checkpoint(
       (VariableMatch, problem lines, max abs difference of the re-load check).
     Raises:
       IsADirectoryError, FileExistsError: `check_output_path` (nothing is written).
-      CheckpointMismatchError: problems and not allow_partial (nothing is written).
+      CheckpointMismatchError: problems and not allow_partial, or outputs that overflow on
+        the check input (nothing is written).
       RuntimeError: the re-loaded checkpoint does not reproduce the outputs.
     """
     check_output_path(output_path, list(sidecar_files or {}))
@@ -175,6 +176,7 @@ def write_checkpoint(
             sess.run(v1.global_variables_initializer())
             sess.run(assigns, feeds)
             expected = sess.run(net.outputs, {net.inputs: x})
+            _check_finite(expected, values, saved)
             _save_atomically(sess, saver, output_path, sidecar_files or {})
             # The check: overwrite the saved variables with fresh random values, restore them
             # from the written files and run the same forward pass again.
@@ -313,6 +315,23 @@ def _save_atomically(sess, saver, output_path, sidecar_files):
             )
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _check_finite(outputs, values, saved):
+    """Refuses, before anything is written, weights whose forward pass on the check input
+    overflows (finite but huge, e.g. from a diverged training)."""
+    bad = sorted(key for key, value in outputs.items() if not np.all(np.isfinite(value)))
+    if not bad:
+        return
+    name = max(
+        (v.op.name for v in saved), key=lambda n: float(np.max(np.abs(values[n]), initial=0))
+    )
+    raise CheckpointMismatchError(
+        'The Caffe model gives non-finite %s on the check input (a random image normalised as '
+        'the net expects): its weights overflow float32 (the largest, %g, is in %s), as a '
+        'diverged training\'s do; nothing was written'
+        % (' and '.join(bad), float(np.max(np.abs(values[name]))), name)
+    )
 
 
 def _compare(output_path, expected, actual):

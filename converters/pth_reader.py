@@ -499,9 +499,15 @@ def _read_legacy(path, f):
     def load_plain(what):
         try:
             return _RestrictedUnpickler(f, _no_persistent, path).load()
-        except PthError:
-            raise
         except Exception as e:  # pickle raises many types on garbage
+            if what != 'magic number' and f.tell() >= os.fstat(f.fileno()).st_size:
+                raise PthError(
+                    '%s: the file ends inside its %s (%d bytes): it is truncated (an '
+                    'interrupted download or copy?): download or copy it again'
+                    % (path, what, f.tell())
+                ) from None
+            if isinstance(e, PthError):
+                raise
             raise PthError(
                 '%s: not a PyTorch .pth file (reading the %s: %s: %s)'
                 % (path, what, type(e).__name__, e)
@@ -527,9 +533,16 @@ def _read_legacy(path, f):
     storages = {}
     try:
         obj = _RestrictedUnpickler(f, lambda pid: _storage_record(pid, storages, path), path).load()
-    except PthError:
-        raise
     except Exception as e:
+        if f.tell() >= os.fstat(f.fileno()).st_size:
+            # The storage keys and the storages follow the object: the file was cut short
+            # (a partial global name would otherwise read as a refused global).
+            raise PthError(
+                '%s: the file ends inside its object pickle (%d bytes): it is truncated (an '
+                'interrupted download or copy?): download or copy it again' % (path, f.tell())
+            ) from None
+        if isinstance(e, PthError):
+            raise
         raise PthError(
             '%s: the object pickle is corrupt (%s: %s)' % (path, type(e).__name__, e)
         ) from None
@@ -587,6 +600,14 @@ def load(path):
             with zipfile.ZipFile(path) as zf:
                 obj, big_endian, storages = _read_zip(path, zf)
         else:
+            with open(path, 'rb') as f:
+                zip_start = f.read(4) == b'PK\x03\x04'
+            if zip_start:  # A zip archive's directory is at its end: the end is missing.
+                raise PthError(
+                    '%s: a zip archive without its end (the central directory): the file is '
+                    'truncated or damaged (%d bytes; an interrupted download or copy?): '
+                    'download or copy it again' % (path, os.path.getsize(path))
+                )
             if tarfile.is_tarfile(path):
                 raise PthError(
                     '%s: a tar archive: the .pth format of PyTorch < 0.1.10 is not '
@@ -636,6 +657,6 @@ def find_state_dict(obj, path='<object>'):
 
 def load_state_dict(path):
     """`find_state_dict(load(path))`: {parameter name: numpy array}, in file order."""
-    if not os.path.isfile(path):
-        raise OSError('No such .pth file: %s' % path)
-    return find_state_dict(load(path), path)
+    if not os.path.exists(path):
+        raise FileNotFoundError('No such .pth file: %s' % path)
+    return find_state_dict(load(path), path)  # load says what else it is: a folder, a FIFO...
