@@ -68,14 +68,30 @@ def source_params(layout, num_classes, net_name='ssd_300_vgg'):
     """
     base = nets_factory.get_network(net_name).default_params
     fields = ssd_params_lib.anchor_preset_params(net_name, layout.anchor_preset)
-    if layout.name == 'ssd_pytorch_ssd300' and num_classes != 21:
+    if _ssd_pytorch_coco(layout, num_classes):
         fields['anchor_sizes'] = tuple(
             tuple(s) for s in ssd_params_lib.anchor_size_preset(net_name, 'tf_port_coco')
         )
     return base._replace(num_classes=num_classes, **fields)
 
 
-def _source_settings(layout):
+def _ssd_pytorch_coco(layout, num_classes):
+    """Whether ssd.pytorch built this model with its `coco` config (its train.py takes
+    `(coco, voc)[num_classes == 21]`)."""
+    return layout.name == 'ssd_pytorch_ssd300' and num_classes != 21
+
+
+def _anchor_description(layout, num_classes):
+    preset = '%s %s' % (
+        layout.anchor_preset,
+        ssd_params_lib.ANCHOR_PRESET_SETTINGS.get(layout.anchor_preset, {}),
+    )
+    if _ssd_pytorch_coco(layout, num_classes):
+        return '%s with the coco config\'s sizes (%d classes, not 21)' % (preset, num_classes)
+    return preset
+
+
+def _source_settings(layout, num_classes):
     settings = {
         'anchor_preset': layout.anchor_preset,
         'anchor_settings': ssd_params_lib.ANCHOR_PRESET_SETTINGS.get(layout.anchor_preset, {}),
@@ -90,10 +106,16 @@ def _source_settings(layout):
             '0.40784], std=[1/255]*3), bilinear resize to 300x300',
         )
     elif layout.name == 'ssd_pytorch_ssd300':
+        sizes = (
+            'PriorBox(coco): min_sizes [21, 45, 99, 153, 207, 261], max_sizes [45, 99, 153, 207, '
+            '261, 315]'
+            if _ssd_pytorch_coco(layout, num_classes)
+            else 'PriorBox(voc): min_sizes [30, 60, 111, 162, 213, 264], max_sizes [60, 111, 162, '
+            '213, 264, 315]'
+        )
         settings.update(
-            anchor_generator="PriorBox(voc): min_sizes [30, 60, 111, 162, 213, 264], max_sizes "
-            "[60, 111, 162, 213, 264, 315], steps [8, 16, 32, 64, 100, 300], "
-            "clip True (cx, cy, w, h clamped to [0, 1])",
+            anchor_generator=sizes + ', steps [8, 16, 32, 64, 100, 300], clip True (cx, cy, w, '
+            'h clamped to [0, 1])',
             box_coder='decode(variances [0.1, 0.2])',
             transform='cv2 BGR image resized to 300x300, minus (104, 117, 123), then RGB order',
             per_image_limit='none: Detect\'s per-image top_k line fills a copy and has no effect',
@@ -114,7 +136,7 @@ def model_card(layout, params, class_names, pth_path, class_order):
             'published': layout.published,
             'class_order': class_order,
         },
-        'source_settings': _source_settings(layout),
+        'source_settings': _source_settings(layout, params.num_classes),
         'time': card_lib.now(),
         'git_commit': card_lib.git_commit(),
     }
@@ -220,10 +242,9 @@ def convert(
         card = model_card(layout, params, conversion.class_names, pth_path, class_order)
         config = card.to_dict()
         log(
-            'anchors: preset %s %s; detection %s; input (RGB - %s) * %g; %d classes (%s order)'
+            'anchors: preset %s; detection %s; input (RGB - %s) * %g; %d classes (%s order)'
             % (
-                layout.anchor_preset,
-                ssd_params_lib.ANCHOR_PRESET_SETTINGS.get(layout.anchor_preset, {}),
+                _anchor_description(layout, conversion.num_classes),
                 layout.detection,
                 [round(m, 5) for m in layout.mean_rgb],
                 layout.scale,

@@ -221,6 +221,14 @@ def test_ssd_pytorch_other_class_counts_take_its_coco_prior_sizes():
     other = pytorch_convert.source_params(layout, 201)  # ssd.pytorch: (coco, voc)[C == 21]
     assert other.anchor_sizes[0] == (21.0, 45.0) and other.anchor_sizes[-1] == (261.0, 315.0)
     assert other.anchor_clip == 'center_size' and other.num_classes == 201
+    # The card's record of the source's anchors follows the sizes.
+    for params, sizes in (
+        (voc, 'PriorBox(voc): min_sizes [30, '),
+        (other, 'PriorBox(coco): min_sizes [21, '),
+    ):
+        names = ['c%d' % i for i in range(1, params.num_classes)]
+        card = pytorch_convert.model_card(layout, params, names, 'm.pth', 'source')
+        assert card.provenance['source_settings']['anchor_generator'].startswith(sizes)
 
 
 # ---------------------------------------------------------------------------------------------
