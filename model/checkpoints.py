@@ -774,6 +774,42 @@ def check_restorable(prefix, var_map, card_path=None):
 
 # Adam's (tf.compat.v1) accumulators of its decay powers: variables of their own, not slots.
 _OPTIMIZER_NON_SLOTS = ('beta1_power', 'beta2_power')
+# The dynamic loss scale of fp16 mixed precision (GPU): MixedPrecisionLossScaleOptimizer's state.
+_LOSS_SCALE_STATE = ('current_loss_scale', 'good_steps')
+
+
+def check_resumable(prefix, var_map, card_path=None):
+    """`check_restorable`, and that the run keeps every variable of the checkpoint it resumes.
+
+    Its Saver writes the graph's variables only, and TF's CheckpointSaverHook saves the resumed
+    step again at start: the optimizer slots of variables a narrower --trainable_scopes leaves
+    out, or the moving averages of a run resumed without --moving_average_decay, were dropped
+    from that checkpoint, in place, and from every later one.
+
+    Raises:
+      ValueError: one message naming the variables and the flag that most likely differs.
+    """
+    check_restorable(prefix, var_map, card_path)
+    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    dropped = sorted(name for name in shapes if name not in var_map)
+    if not dropped:
+        return
+    if any(n.endswith('/ExponentialMovingAverage') for n in dropped):
+        hint = 'its moving averages: resume with its --moving_average_decay'
+    elif any(n.rsplit('/', 1)[-1] in _LOSS_SCALE_STATE for n in dropped):
+        hint = 'its fp16 loss scale: resume with --mixed_precision'
+    elif any(n.rsplit('/', 1)[0] in shapes for n in dropped):
+        hint = (
+            'the optimizer state of variables this run would not train: resume with its '
+            '--trainable_scopes'
+        )
+    else:
+        hint = 'variables this model does not have: check --model_name'
+    raise ValueError(
+        f'{prefix}: this run would drop {len(dropped)} of its variables from it and from later '
+        f'checkpoints (e.g. {dropped[:3]}), {hint}, or start a new --train_dir with '
+        f'--checkpoint_path={prefix} to fine-tune from its weights.'
+    )
 
 
 def _missing_hint(missing, shapes, var_map):
@@ -786,6 +822,11 @@ def _missing_hint(missing, shapes, var_map):
         )
     if any(n.endswith('/ExponentialMovingAverage') for n in missing):
         return 'leave --moving_average_decay unset: the checkpoint has no moving averages'
+    if any(n.rsplit('/', 1)[-1] in _LOSS_SCALE_STATE for n in missing):
+        return (
+            'the checkpoint has no fp16 loss scale: it was trained without --mixed_precision on '
+            'a GPU; resume without it'
+        )
 
     # An optimizer's slot is `<variable>/<slot name>`.
     def slot_names(names):

@@ -145,8 +145,12 @@ def _flag_value_of(card, name, value):
     return card.anchor_size_preset or f'sizes {card.params.anchor_sizes}', value
 
 
-def apply_structure_flags(card, values, path, log):
-    """The card with the structure flags applied (override) or checked (error on contradiction)."""
+def apply_structure_flags(card, values, path, log, fix=None):
+    """The card with the structure flags applied (override) or checked (error on contradiction).
+
+    `fix`: what the error tells to do to get the flag's value instead of dropping it (default:
+    pass --override_model_card, which the trainer does not have: a resumed model keeps its shape).
+    """
     for name in ('model_name', 'num_classes', 'depth_multiplier', 'anchor_sizes'):
         value = getattr(values, name)
         if value is None:
@@ -157,8 +161,8 @@ def apply_structure_flags(card, values, path, log):
         if not values.override_model_card:
             raise card_lib.CardError(
                 f'--{name}={value} contradicts the model card {path}, which says {theirs}. Drop '
-                f'--{name} (the card describes the model), or pass --override_model_card to use '
-                f'--{name}={value}.'
+                f'--{name} (the card describes the model), or '
+                f'{fix or "pass --override_model_card"} to use --{name}={value}.'
             )
         log(f'--override_model_card: {name} {theirs} (card {path}) -> {value}')
         if name == 'model_name':

@@ -252,3 +252,59 @@ def test_missing_variables_name_what_differs(tmp_path, saved, wanted, hint):
             checkpoints.check_restorable(prefix, var_map)
     missing = sorted(set(wanted) - set(saved))
     assert f'{len(missing)} variable(s) missing (e.g. {missing[:3]}); {hint}' in str(err.value)
+
+
+@pytest.mark.parametrize(
+    'saved, wanted, hint',
+    [
+        (
+            ['global_step', 'net/w', 'net/w/ExponentialMovingAverage'],
+            ['global_step', 'net/w'],
+            'its moving averages: resume with its --moving_average_decay',
+        ),
+        (
+            ['global_step', 'net/w', 'net/w/Adam', 'net/b', 'net/b/Adam'],
+            ['global_step', 'net/w', 'net/w/Adam', 'net/b'],
+            'the optimizer state of variables this run would not train: resume with its '
+            '--trainable_scopes',
+        ),
+        (
+            ['global_step', 'net/w', 'current_loss_scale', 'good_steps'],
+            ['global_step', 'net/w'],
+            'its fp16 loss scale: resume with --mixed_precision',
+        ),
+        (
+            ['global_step', 'net/w', 'other/v'],
+            ['global_step', 'net/w'],
+            'variables this model does not have: check --model_name',
+        ),
+    ],
+)
+def test_a_resume_that_would_drop_variables_of_the_checkpoint_is_refused(
+    tmp_path, saved, wanted, hint
+):
+    """Its Saver writes only the graph's variables, and TF re-saves the resumed step at start:
+    the dropped ones were lost from that checkpoint in place."""
+    prefix = _saved(tmp_path / 'model.ckpt', saved)
+    with tf.Graph().as_default():
+        var_map = {n: v1.get_variable(n, initializer=np.ones([2], np.float32)) for n in wanted}
+        checkpoints.check_restorable(prefix, var_map)  # the other way round, all is there
+        with pytest.raises(ValueError) as err:
+            checkpoints.check_resumable(prefix, var_map)
+    dropped = sorted(set(saved) - set(wanted))
+    assert str(err.value) == (
+        f'{prefix}: this run would drop {len(dropped)} of its variables from it and from later '
+        f'checkpoints (e.g. {dropped[:3]}), {hint}, or start a new --train_dir with '
+        f'--checkpoint_path={prefix} to fine-tune from its weights.'
+    )
+
+
+def test_a_resume_without_the_fp16_loss_scale_names_mixed_precision(tmp_path):
+    prefix = _saved(tmp_path / 'model.ckpt', ['global_step', 'net/w'])
+    with tf.Graph().as_default():
+        var_map = {
+            n: v1.get_variable(n, initializer=np.ones([2], np.float32))
+            for n in ['global_step', 'net/w', 'current_loss_scale', 'good_steps']
+        }
+        with pytest.raises(ValueError, match='it was trained without --mixed_precision on a GPU'):
+            checkpoints.check_restorable(prefix, var_map)

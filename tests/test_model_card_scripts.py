@@ -247,7 +247,12 @@ def test_contradicting_flags_fail_before_writing(trained, tmp_path):
         '--batch_size=2',
     )
     assert proc.returncode != 0
-    assert '--depth_multiplier=0.5 contradicts the model card' in proc.stderr
+    # The trainer has no --override_model_card: a resumed model keeps its shape.
+    assert (
+        '--depth_multiplier=0.5 contradicts the model card %s/model.json, which says 0.25. Drop '
+        '--depth_multiplier (the card describes the model), or train in a new --train_dir to use '
+        '--depth_multiplier=0.5.' % trained['train_dir']
+    ) in proc.stderr
     assert sorted(os.listdir(trained['train_dir'])) == before
 
 

@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
+from model import card as card_lib
 from model import checkpoints
 from tests import script_server
 from tests.conftest import interrupt_when, script_env, synthetic_voc_records
@@ -434,6 +435,53 @@ def test_resuming_what_the_saver_cannot_restore_is_one_line(dataset_dir, fp32_ru
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     assert 'does not fit the model built from' in proc.stderr and hint in proc.stderr
     assert _mtimes(folder) == files
+
+
+def test_a_resume_that_would_drop_the_checkpoints_variables_is_refused(
+    dataset_dir, fp32_run, tmp_path
+):
+    """A narrower --trainable_scopes: TF re-saved the resumed checkpoint at start with the graph's
+    variables only, so the other variables' Adam slots were lost from it, in place. Refused now,
+    the folder untouched."""
+    copy = str(tmp_path / 'copy')
+    shutil.copytree(fp32_run[0], copy)
+    assert os.path.exists(os.path.join(copy, checkpoints.FINISHED_MARKER))
+    files = _mtimes(copy)
+    proc = _run(
+        _args(
+            dataset_dir,
+            copy,
+            '--max_number_of_steps=32',
+            '--trainable_scopes=ssd_300_mobilenet/conv13',
+        )
+    )
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    prefix = os.path.join(copy, 'model.ckpt-30')
+    assert f'error: {prefix}: this run would drop ' in proc.stderr
+    assert (
+        'the optimizer state of variables this run would not train: resume with its '
+        f'--trainable_scopes, or start a new --train_dir with --checkpoint_path={prefix}'
+    ) in proc.stderr
+    assert _mtimes(copy) == files
+
+
+def test_a_card_without_checkpoints_is_replaced(dataset_dir, fp32_run, tmp_path):
+    """A run stopped before its first checkpoint left its model.json; the corrected command
+    (another --depth_multiplier) was refused as contradicting it, with advice to pass a flag the
+    trainer does not have. The card describes no weights: a new one replaces it."""
+    folder = tmp_path / 'stopped'
+    folder.mkdir()
+    shutil.copy(os.path.join(fp32_run[0], 'model.json'), folder / 'model.json')
+    args = _args(dataset_dir, str(folder), '--max_number_of_steps=1')
+    args[args.index('--depth_multiplier=0.25')] = '--depth_multiplier=0.5'
+    proc = _run(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '%s is replaced: no checkpoint was written with it' % (folder / 'model.json') in (
+        proc.stderr
+    )
+    card = card_lib.load(str(folder / 'model.json'))
+    assert card.params.depth_multiplier == 0.5
+    assert _step(os.path.join(str(folder), 'model.ckpt-1')) == 1
 
 
 def test_train_dir_that_is_a_file_is_one_line(dataset_dir, tmp_path):

@@ -243,18 +243,25 @@ def _new_card(settings, dataset, log):
     return card.replace(card_id=card_lib.new_card_id(), provenance=provenance)
 
 
-def resolve_model_card(settings, dataset, log=logging.info):
+def resolve_model_card(settings, dataset, resume_from=None, is_chief=True, log=logging.info):
     """(card, path of an existing card or None) of this run.
 
     Resuming (a card in train_dir): that card; a model setting that contradicts it is a
     CardError naming the setting, both values and the file; the dataset must have its classes.
-    Otherwise a new card (`_new_card`), written by the chief before the first checkpoint.
+    Otherwise a new card (`_new_card`), written by the chief before the first checkpoint. The
+    chief also makes a new one in place of the card of a run stopped before its first checkpoint
+    (no `resume_from`): it describes no weights, and the corrected command must not be refused.
     """
     path = os.path.join(settings.train_dir, card_lib.CARD_FILE)
     if not os.path.isfile(path):
         return _new_card(settings, dataset, log), None
+    if resume_from is None and is_chief:
+        log('%s is replaced: no checkpoint was written with it (a run stopped before one).' % path)
+        return _new_card(settings, dataset, log), None
     card = card_lib.load(path)
-    card = cli.apply_structure_flags(card, _model_flags(settings), path, log)
+    card = cli.apply_structure_flags(
+        card, _model_flags(settings), path, log, fix='train in a new --train_dir'
+    )
     if card.num_classes != dataset.num_classes:
         raise card_lib.CardError(
             'the model in %s (card %s) has %d classes with background; dataset %s/%s has %d. '
@@ -641,7 +648,7 @@ def train(settings):
             if dataset.metadata is not None
             else 'counted from the record headers (no metadata)',
         )
-        card, card_path = resolve_model_card(settings, dataset)
+        card, card_path = resolve_model_card(settings, dataset, resume_from, cluster.is_chief)
         logging.info(
             'Model: %s (card %s).',
             card_lib.describe(card),
@@ -663,8 +670,9 @@ def train(settings):
         )
         restorer = None
         if resume_from is not None and cluster.is_chief:
-            # The Saver's restore would fail in a long traceback (e.g. another --optimizer).
-            checkpoints.check_restorable(
+            # The Saver's restore would fail in a long traceback (e.g. another --optimizer), or
+            # its saves drop what the graph lacks (see check_resumable).
+            checkpoints.check_resumable(
                 resume_from, {v.op.name: v for v in v1.global_variables()}, card_path
             )
         if resume_from is not None:
