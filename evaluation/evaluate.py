@@ -404,13 +404,18 @@ def check_eval_dir(eval_dir, checkpoint_dir):
 
 def trained_on(card, dataset):
     """True when the card's provenance says the model was trained on `dataset` (its split of
-    the same records folder)."""
-    trained = card.provenance.get('dataset') if isinstance(card.provenance, dict) else None
-    return (
-        isinstance(trained, dict)
-        and trained.get('split') == dataset.split_name
-        and isinstance(trained.get('dir'), str)
-        and os.path.realpath(trained['dir']) == os.path.realpath(dataset.dataset_dir)
+    the same records folder), in its first run or a resumed one (`provenance.resumed`)."""
+    provenance = card.provenance if isinstance(card.provenance, dict) else {}
+    resumes = provenance.get('resumed') if isinstance(provenance.get('resumed'), list) else []
+    trained = [provenance.get('dataset')] + [
+        r.get('dataset') for r in resumes if isinstance(r, dict)
+    ]
+    return any(
+        isinstance(data, dict)
+        and data.get('split') == dataset.split_name
+        and isinstance(data.get('dir'), str)
+        and os.path.realpath(data['dir']) == os.path.realpath(dataset.dataset_dir)
+        for data in trained
     )
 
 

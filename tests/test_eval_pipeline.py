@@ -504,3 +504,6 @@ def test_evaluating_the_training_split_warns(data, caplog):
         )
     other = dict(trained, split='train')
     assert not evaluate.trained_on(settings.card.replace(provenance={'dataset': other}), dataset)
+    # A resumed training that went on with this split (see trainer._resume_record).
+    resumed = {'dataset': other, 'resumed': [{'step': 5, 'changes': {}}, {'dataset': trained}]}
+    assert evaluate.trained_on(settings.card.replace(provenance=resumed), dataset)

@@ -13,17 +13,20 @@ import shutil
 import signal
 import socket
 import time
+import types
 
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_slim as slim
 
+from evaluation import evaluate
 from model import card as card_lib
 from model import checkpoints
 from tests import script_server
 from tests.conftest import interrupt_when, script_env, synthetic_voc_records
 from training import hooks
+from training import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG_LINE = hooks.LOG_LINE  # the trainer's step line: step and name=value loss terms
@@ -482,6 +485,72 @@ def test_a_card_without_checkpoints_is_replaced(dataset_dir, fp32_run, tmp_path)
     card = card_lib.load(str(folder / 'model.json'))
     assert card.params.depth_multiplier == 0.5
     assert _step(os.path.join(str(folder), 'model.ckpt-1')) == 1
+
+
+def test_a_resume_with_other_settings_is_logged_and_recorded(dataset_dir, fp32_run, tmp_path):
+    """Other settings than the training's so far were taken silently (the audit's learning rate
+    jumped from the schedule's end back to its middle). The log names each change and the card
+    records it; a second resume compares with the settings as the first resume left them."""
+    copy = str(tmp_path / 'copy')
+    shutil.copytree(fp32_run[0], copy)
+    first = card_lib.load(os.path.join(copy, 'model.json'))
+    proc = _run(_args(dataset_dir, copy, '--max_number_of_steps=31', '--learning_rate=0.002'))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        'resuming with other settings than the training so far (its card records them): '
+        'learning_rate 0.001 -> 0.002, learning_rate_decay_type fixed -> exponential, '
+        'max_number_of_steps 30 -> 31; the step count and the learning-rate schedule go on from '
+        'step 30 with the new values'
+    ) in proc.stderr
+    card = card_lib.load(os.path.join(copy, 'model.json'))
+    assert (
+        card.card_id == first.card_id
+        and card.provenance['settings'] == first.provenance['settings']
+    )
+    (resume,) = card.provenance['resumed']
+    assert resume['step'] == 30 and 'dataset' not in resume
+    assert resume['changes'] == {
+        'learning_rate': [0.001, 0.002],
+        'learning_rate_decay_type': ['fixed', 'exponential'],
+        'max_number_of_steps': [30, 31],
+    }
+    again = _run(_args(dataset_dir, copy, '--max_number_of_steps=32', '--learning_rate=0.002'))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert 'max_number_of_steps 31 -> 32;' in again.stderr
+    assert 'learning_rate 0.001' not in again.stderr
+    assert len(card_lib.load(os.path.join(copy, 'model.json')).provenance['resumed']) == 2
+
+
+def test_a_resume_on_other_data_is_recorded_for_evaluation(fp32_run, tmp_path):
+    """Resumed on the test split (an audit's mistake): evaluation on it then said nothing, the
+    card naming the train split only. The card records the resume's data; trained_on reads it."""
+    card = card_lib.load(os.path.join(fp32_run[0], 'model.json'))
+    settings = trainer.TrainSettings(**card.provenance['settings'])
+    first = card.provenance['dataset']
+    test = types.SimpleNamespace(
+        name=first['name'], split_name='test', dataset_dir=str(tmp_path), num_samples=3
+    )
+    resumed, lines = trainer._resume_record(card, settings, test, 30)
+    assert lines == [
+        'resuming on %s split test in %s; the training so far used %s split %s in %s (the card '
+        'records both)' % (first['name'], tmp_path, first['name'], first['split'], first['dir'])
+    ]
+    (resume,) = resumed.provenance['resumed']
+    assert resume['changes'] == {} and resume['step'] == 30
+    assert resume['dataset'] == {
+        'name': first['name'],
+        'split': 'test',
+        'dir': str(tmp_path),
+        'num_examples': 3,
+    }
+    assert evaluate.trained_on(resumed, test) and not evaluate.trained_on(card, test)
+    same = types.SimpleNamespace(
+        name=first['name'],
+        split_name=first['split'],
+        dataset_dir=first['dir'],
+        num_samples=first['num_examples'],
+    )
+    assert trainer._resume_record(card, settings, same, 30) == (card, [])
 
 
 def test_train_dir_that_is_a_file_is_one_line(dataset_dir, tmp_path):

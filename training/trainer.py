@@ -15,6 +15,7 @@ In a cluster, `training/cluster.py` synchronises the workers and starts and ends
 """
 
 import dataclasses
+import json
 import os
 from typing import Optional, Tuple
 
@@ -227,12 +228,7 @@ def _new_card(settings, dataset, log):
         'trained_by': 'train_ssd_network.py',
         'time': card_lib.now(),
         'git_commit': card_lib.git_commit(),
-        'dataset': {
-            'name': dataset.name,
-            'split': dataset.split_name,
-            'dir': os.path.abspath(dataset.dataset_dir),
-            'num_examples': dataset.num_samples,
-        },
+        'dataset': _dataset_record(dataset),
         'fine_tuned_from': (
             {'checkpoint': settings.checkpoint_path, 'card_id': source.card_id if source else None}
             if settings.checkpoint_path
@@ -284,6 +280,86 @@ def resolve_model_card(settings, dataset, resume_from=None, is_chief=True, log=l
             % (settings.train_dir, path, dataset.name, dataset.split_name, mismatch)
         )
     return card, path
+
+
+# Settings that do not change what is learned (where and how often it is saved and logged, how
+# the input is read, the cluster's addresses), the model's shape (the card decides it) and
+# fine-tuning (ignored on resume): a resume with others is recorded (`_resume_record`).
+_NOT_RECORDED_ON_RESUME = frozenset(
+    (
+        'train_dir num_readers num_preprocessing_threads log_every_n_steps save_summaries_secs '
+        'save_interval_secs save_interval_steps max_to_keep gpu_memory_fraction histograms '
+        'ps_hosts worker_hosts job_name task_index cluster_wait_secs clone_on_cpu data_format '
+        'dataset_dir model_name num_classes anchor_sizes depth_multiplier checkpoint_path '
+        'checkpoint_model_scope checkpoint_exclude_scopes ignore_missing_vars '
+        'exclude_mismatched_vars'
+    ).split()
+)
+
+
+def _dataset_record(dataset):
+    return {
+        'name': dataset.name,
+        'split': dataset.split_name,
+        'dir': os.path.abspath(dataset.dataset_dir),
+        'num_examples': dataset.num_samples,
+    }
+
+
+def _resume_record(card, settings, dataset, step):
+    """(the card with this resume recorded, log lines) when the resume's settings or data differ
+    from the training's so far (its card's provenance: the first run's settings, updated by the
+    resumes recorded since); (card, []) otherwise or for a card without a record.
+
+    The step count and the learning-rate schedule continue with the new values, and the data of
+    every resume is named in the card: evaluation's warning on a split the model was trained on
+    reads it (`evaluation.evaluate.trained_on`)."""
+    provenance = card.provenance if isinstance(card.provenance, dict) else {}
+    recorded, data = provenance.get('settings'), provenance.get('dataset')
+    if not isinstance(recorded, dict) or not isinstance(data, dict):
+        return card, []
+    resumes = [r for r in provenance.get('resumed') or [] if isinstance(r, dict)]
+    for resume in resumes:
+        recorded = dict(recorded, **{k: v[1] for k, v in (resume.get('changes') or {}).items()})
+        data = resume.get('dataset') or data
+    now = json.loads(json.dumps(dataclasses.asdict(settings)))
+    changes = {
+        name: [recorded[name], value]
+        for name, value in now.items()
+        if name not in _NOT_RECORDED_ON_RESUME and name in recorded and recorded[name] != value
+    }
+    new_data = _dataset_record(dataset)
+    same_data = (data.get('name'), data.get('split')) == (new_data['name'], new_data['split']) and (
+        isinstance(data.get('dir'), str)
+        and os.path.realpath(data['dir']) == os.path.realpath(new_data['dir'])
+    )
+    if not changes and same_data:
+        return card, []
+    lines = []
+    if changes:
+        lines.append(
+            'resuming with other settings than the training so far (its card records them): '
+            + ', '.join(f'{name} {old} -> {new}' for name, (old, new) in changes.items())
+            + '; the step count and the learning-rate schedule go on from step %d with the new '
+            'values' % step
+        )
+    if not same_data:
+        lines.append(
+            'resuming on %s split %s in %s; the training so far used %s split %s in %s (the '
+            'card records both)'
+            % (
+                new_data['name'],
+                new_data['split'],
+                new_data['dir'],
+                data.get('name'),
+                data.get('split'),
+                data.get('dir'),
+            )
+        )
+    resume = {'time': card_lib.now(), 'step': step, 'changes': changes}
+    if not same_data:
+        resume['dataset'] = new_data
+    return card.replace(provenance=dict(provenance, resumed=resumes + [resume])), lines
 
 
 def _net(card, settings):
@@ -649,6 +725,11 @@ def train(settings):
             else 'counted from the record headers (no metadata)',
         )
         card, card_path = resolve_model_card(settings, dataset, resume_from, cluster.is_chief)
+        resume_lines = []
+        if card_path is not None and resume_from is not None and cluster.is_chief:
+            card, resume_lines = _resume_record(
+                card, settings, dataset, checkpoints.checkpoint_step(resume_from)
+            )
         logging.info(
             'Model: %s (card %s).',
             card_lib.describe(card),
@@ -709,6 +790,8 @@ def train(settings):
             log_tensors['losses'],
         ):
             logging.info('%s', line)
+        for line in resume_lines:
+            logging.warning('%s', line)
         if cluster.is_chief:
             checkpoints.clear_training_finished(settings.train_dir)
             checkpoints.remove_interrupted_saves(settings.train_dir)
@@ -720,7 +803,7 @@ def train(settings):
                     rewritten,
                     os.path.basename(resume_from),
                 )
-            if card_path is None:
+            if card_path is None or resume_lines:
                 os.makedirs(settings.train_dir, exist_ok=True)
                 card_lib.write(os.path.join(settings.train_dir, card_lib.CARD_FILE), card)
         with _training_session(
