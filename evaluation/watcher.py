@@ -1,10 +1,11 @@
-"""Checkpoint watcher: evaluates every checkpoint a trainer writes, each exactly once, oldest first.
+"""Checkpoint watcher: evaluates every checkpoint a trainer writes, each exactly once, by step.
 
 State lives in `eval_dir`, so a restarted watcher neither repeats nor skips:
   eval_ledger.jsonl   one JSON object per handled checkpoint, in handling order:
                       {"checkpoint": basename, "path": the checkpoint's resolved prefix,
                        "train_dir": the trainer's resolved folder, "card_id": the run's model card
-                       id ('' without a card), "index_mtime_ns", "step",
+                       id ('' without a card), "index_mtime_ns", "step", "settings" (the
+                       evaluation settings that change results: `results_settings`),
                        "status": "evaluated" | "unavailable", "time", and for evaluated ones
                        "metrics", "class_ap", "results_dir", "seconds", "images_per_second"; for
                        unavailable ones "reason"}. Rewritten atomically on every append.
@@ -12,7 +13,9 @@ State lives in `eval_dir`, so a restarted watcher neither repeats nor skips:
                       (the card id; without a card, the `.index` file's modification time): a
                       folder spelled another way is the same folder, and a new training run
                       whose checkpoints have the names of an earlier run's is a new run.
-                      Entries of older versions (no "path") count as this run's.
+                      Entries of older versions (no "path") count as this run's. A watcher
+                      refuses to start when entries of its run were evaluated with other
+                      settings (entries of older versions, without "settings", match).
   <checkpoint basename>/   the results of that checkpoint (see `eval_core`); a name another run's
                       results (or anything the watcher did not write) already use gets
                       `.run-<card id[:8]>` (then `-2`, ...) appended.
@@ -34,16 +37,20 @@ Nothing is written outside `eval_dir`; temporary folders in it are named by thei
 (`tf_extended.temp_dirs`) and a watcher removes those of dead processes when it starts (a
 SIGKILL'd watcher restarts cleanly). Checkpoints are found in the `checkpoint` state file
 (`all_model_checkpoint_paths`, only this folder's) AND by globbing `*.index`, and are handled in
-order of their `.index` modification time (then step, then name). Before evaluating one, its files are
-hard-linked (copied when linking is not possible) into a temporary folder of `eval_dir`, so the
-trainer's `max_to_keep` deleting it mid-way cannot break the evaluation; one already gone is
-recorded as "unavailable" with a log line. The watcher stops when the trainer has finished
-(`training_finished.json` in its folder) and its last checkpoint is handled, at --final_step, or
-after --eval_timeout seconds without a new checkpoint (an error when no checkpoint of the run was
-evaluated: `NothingEvaluated`).
+order of their step (the `-<step>` suffix; then `.index` modification time, then name; names
+without a step last), so a copied training folder is handled in order too. Before evaluating one,
+its files are hard-linked (copied when linking is not possible) into a temporary folder of
+`eval_dir`, so the trainer's `max_to_keep` deleting it mid-way cannot break the evaluation; one
+already gone is recorded as "unavailable" with a log line. The watcher stops when the trainer has
+finished (`training_finished.json` in its folder) and its last checkpoint is handled, at
+--final_step, or after --eval_timeout seconds without a new checkpoint (an error when no
+checkpoint of the run was evaluated: `NothingEvaluated`). With --final_step, a marker of an
+earlier step is taken as stale (a new trainer run extending the folder removes it only once it
+has started) and does not stop the watcher.
 """
 
 import csv
+import dataclasses
 import datetime
 import fcntl
 import glob
@@ -81,6 +88,70 @@ class NothingEvaluated(ValueError):
     """The watch ended (timeout) without one evaluated checkpoint of the run."""
 
 
+# EvalSettings fields that change an evaluation's numbers (the others set its speed, its outputs
+# or where the card came from); `results_settings` adds the card's detection settings and dtype.
+_RESULT_FIELDS = (
+    'dataset_name',
+    'dataset_split_name',
+    'dataset_dir',
+    'max_num_batches',
+    'matching_threshold',
+    'iou_rule',
+    'eval_resize',
+    'remove_difficult',
+    'moving_average_decay',
+    'metrics',
+)
+
+
+def results_settings(settings):
+    """The evaluation settings that change results, as every ledger entry records them: a small
+    JSON dict, the same for the same settings in any watch (the dataset folder resolved, no
+    times, no card). batch_size only with max_num_batches (together they set how many images);
+    the card's detection settings and compute_dtype because flags may change them for a card."""
+    record = {}
+    for name in _RESULT_FIELDS:
+        record[name] = getattr(settings, name)
+        if name == 'max_num_batches':
+            record[name] = settings.max_num_batches or None  # 0: all, as in evaluate
+            if record[name]:
+                record['batch_size'] = settings.batch_size
+    if settings.dataset_dir:
+        record['dataset_dir'] = os.path.realpath(settings.dataset_dir)
+    record.update(dataclasses.asdict(settings.card.detection))
+    record['compute_dtype'] = settings.card.compute_dtype
+    return json.loads(json.dumps(record))  # as the ledger gives it back (tuples as lists)
+
+
+def _show(values, key):
+    return repr(values[key]) if key in values else 'unset'
+
+
+def check_settings(ledger, record, this_run, eval_dir):
+    """Raises ValueError when `ledger` holds checkpoints of this run (`this_run`: entry -> bool)
+    evaluated with other settings than `record` (`results_settings`): a watcher going on would
+    take them as handled and mix both in history.csv and best/."""
+    for entry in ledger.evaluated(this_run):
+        if 'settings' not in entry:
+            # Written before the settings were recorded: taken as evaluated with these, so that
+            # the eval folders of older versions keep working.
+            continue
+        old = entry['settings'] if isinstance(entry['settings'], dict) else {}
+        changed = [
+            f'{key} {_show(old, key)} -> {_show(record, key)}'
+            for key in list(record) + [k for k in old if k not in record]
+            if (key in old, old.get(key)) != (key in record, record.get(key))
+        ]
+        if changed:
+            raise ValueError(
+                f'{eval_dir}: its {LEDGER_NAME} holds checkpoints of this run evaluated with '
+                f'other settings ({", ".join(changed[:3])}{", ..." if len(changed) > 3 else ""}; '
+                f'the first of them: {entry["checkpoint"]}): their results and new ones would be mixed in '
+                f'history.csv and best/. Give another --eval_dir, or run with the earlier '
+                f'settings.'
+            )
+
+
 def _scan(directory):
     """[(prefix, .index mtime_ns)] of the checkpoints in `directory`, oldest first (see
     `list_checkpoints`)."""
@@ -101,16 +172,21 @@ def _scan(directory):
         except FileNotFoundError:
             continue
         step = checkpoints.checkpoint_step_from_name(prefix)
-        found.append((mtime, -1 if step is None else step, prefix))
-    return [(prefix, mtime) for mtime, _, prefix in sorted(found)]
+        # By step: modification times say nothing about the order in a copied folder (`cp -r`
+        # gives every file a new one). Step-less names after the others.
+        found.append((step is None, step or 0, mtime, prefix))
+    return [(prefix, mtime) for _, _, mtime, prefix in sorted(found)]
 
 
 def list_checkpoints(directory):
-    """Checkpoint prefixes in `directory` whose `.index` exists, oldest first.
+    """Checkpoint prefixes in `directory` whose `.index` exists, oldest (lowest step) first.
 
     Union of the state file's checkpoints (`checkpoints.checkpoint_state`: those of this folder,
-    an older trainer's absolute paths read by name) and the `*.index` files. Order: `.index`
-    mtime, then step, then path.
+    an older trainer's absolute paths read by name) and the `*.index` files. Order: the step of
+    the name (`-<step>`), then `.index` mtime, then path; names without a step come last (by
+    mtime, then path). The order is only the order of handling: which checkpoints are handled
+    stays decided by `run_key` (a rewritten checkpoint of a new run is pending again, wherever
+    its step sorts).
     """
     return [prefix for prefix, _ in _scan(directory)]
 
@@ -523,8 +599,11 @@ def watch(
       interval_secs: pause between scans when nothing is pending.
       timeout_secs: stop after this long without a new checkpoint (None: never).
       final_step: stop once a checkpoint of this global step or later has been handled.
-        In any case it stops once the trainer's `training_finished.json` (written at the
-        trainer's normal end) names a checkpoint it has handled, or one that is gone.
+        Without it, the watcher stops once the trainer's `training_finished.json` (written at
+        the trainer's normal end) names a checkpoint it has handled, or one that is gone; with
+        it, only a marker of step final_step or later does: an earlier one is taken as stale (a
+        new trainer run extending the folder removes it only once it has started), and the
+        watcher goes on until final_step or its timeout.
       best_metric: 'voc07', 'voc12' or 'coco' (must be in settings.metrics).
       log: callable taking one line (default: print).
     Returns:
@@ -533,7 +612,8 @@ def watch(
       WatcherBusy: another watcher runs on `eval_dir`.
       NothingEvaluated: the timeout passed and no checkpoint of this run is evaluated.
       ValueError: `eval_dir` holds files the watcher would replace but did not write, or is
-        `checkpoint_dir`.
+        `checkpoint_dir`, or its ledger holds checkpoints of this run evaluated with other
+        settings (`results_settings`; entries of older versions, without settings, match).
     """
     log = log or (lambda line: print(line, flush=True))
     if best_metric not in settings.metrics:
@@ -594,11 +674,14 @@ def _watch(
     train_dir = os.path.realpath(checkpoint_dir)
     run_info = {'train_dir': train_dir, 'card_id': card_id}
     legacy = ledger.legacy_names()
+    record = results_settings(settings)
 
     def this_run(entry):
         return 'path' not in entry or (
             entry.get('card_id', '') == card_id and entry.get('train_dir') == train_dir
         )
+
+    check_settings(ledger, record, this_run, eval_dir)
 
     def handled(prefix, mtime):
         return (
@@ -606,9 +689,10 @@ def _watch(
             or os.path.basename(prefix) in legacy
         )
 
-    stops = ['when the trainer has finished']
-    if final_step is not None:
-        stops.append(f'at step {final_step}')
+    if final_step is None:
+        stops = ['when the trainer has finished']
+    else:
+        stops = [f'at step {final_step} (or when the trainer has finished at or after it)']
     if timeout_secs is not None:
         stops.append(f'after {timeout_secs:g} s without a new checkpoint')
     log(
@@ -642,6 +726,7 @@ def _watch(
         best_metric=best_metric,
         log=log,
         run_info=run_info,
+        record=record,
         this_run=this_run,
         title=title,
         events=events,
@@ -649,6 +734,7 @@ def _watch(
     )
     written = []
     last_new = clock()
+    stale_said = None
     while True:
         pending = [(p, m) for p, m in _scan(checkpoint_dir) if not handled(p, m)]
         for prefix, mtime in pending:
@@ -661,6 +747,15 @@ def _watch(
             last_new = clock()
             continue
         finished = checkpoints.training_finished(checkpoint_dir)
+        if finished is not None and final_step is not None and finished['step'] < final_step:
+            if stale_said != finished:
+                log(
+                    f'[watch] {checkpoints.FINISHED_MARKER} says the trainer finished at step '
+                    f'{finished["step"]}, before --final_step {final_step}: taken as left by an '
+                    f'earlier run; waiting for step {final_step}.'
+                )
+                stale_said = finished
+            finished = None
         if finished is not None:
             prefix = os.path.join(checkpoint_dir, finished['checkpoint'])
             try:
@@ -740,6 +835,7 @@ def _handle(
     best_metric,
     log,
     run_info,
+    record,
     this_run,
     title,
     events,
@@ -754,6 +850,7 @@ def _handle(
         'train_dir': run_info['train_dir'],
         'card_id': card_id,
         'index_mtime_ns': mtime,
+        'settings': record,
     }
     staging_dir = temp_dirs.make(eval_dir, _STAGED)
     source = os.path.abspath(prefix)

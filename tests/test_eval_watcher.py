@@ -3,9 +3,11 @@ oldest first; deleted checkpoints (before or during their evaluation) are skippe
 a restart resumes from the ledger; the best checkpoint, history, timeout and final step work."""
 
 import csv
+import dataclasses
 import glob
 import json
 import os
+import shutil
 import types
 
 import pytest
@@ -163,15 +165,24 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
     assert [n for n in os.listdir(eval_dir) if n.startswith('.')] == [watcher.LOCK_NAME]
 
 
-def test_list_checkpoints_reads_state_file_and_index_files_oldest_first(tmp_path):
+def test_list_checkpoints_reads_state_file_and_index_files_by_step(tmp_path):
+    """By the step of the name, not the `.index` time (it listed 300, 20, 100, m-7 here); a tie
+    and names without a step by mtime, the latter last."""
     paths = {}
-    for step, mtime in ((300, 1000), (20, 2000), (100, 3000)):
-        prefix = str(tmp_path / f'model.ckpt-{step}')
+    for name, mtime in (
+        ('model.ckpt-300', 1000),
+        ('model.ckpt-20', 2000),
+        ('model.ckpt-100', 3000),
+        ('other-20', 1500),
+        ('model.ckpt', 900),
+        ('final', 800),
+    ):
+        prefix = str(tmp_path / name)
         for suffix in ('.index', '.data-00000-of-00001'):
             with open(prefix + suffix, 'w') as fh:
                 fh.write('x')
         os.utime(prefix + '.index', (mtime, mtime))
-        paths[step] = prefix
+        paths[name] = prefix
     # The state file names one more checkpoint (relative path) and one that no longer exists.
     other = tmp_path / 'sub'
     other.mkdir()
@@ -184,10 +195,13 @@ def test_list_checkpoints_reads_state_file_and_index_files_oldest_first(tmp_path
         'all_model_checkpoint_paths: "model.ckpt-5"\n'
     )
     assert watcher.list_checkpoints(str(tmp_path)) == [
-        paths[300],
-        paths[20],
-        paths[100],
         str(other / 'm-7'),
+        paths['other-20'],
+        paths['model.ckpt-20'],
+        paths['model.ckpt-100'],
+        paths['model.ckpt-300'],
+        paths['final'],
+        paths['model.ckpt'],
     ]
 
 
@@ -579,3 +593,245 @@ def test_watcher_flags_without_the_watcher_are_an_error(tmp_path):
     )
     assert proc.returncode == 1 and 'an exported model is evaluated once' in proc.stderr
     assert not (tmp_path / 'eval').exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# A stale training_finished.json with a later --final_step, the order of a copied folder, a
+# restart with other evaluation settings.
+
+
+def test_stale_finished_marker_does_not_stop_a_watcher_with_a_later_final_step(
+    tmp_path, monkeypatch
+):
+    """A folder that finished at step 1600, extended by a new trainer run to 1640 (which removes
+    the marker only once it has started): a watcher with --final_step=1640 stopped at once on the
+    old marker ("the trainer finished at step 1600") and never evaluated 1610-1640."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    for step in (1200, 1600):
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+    checkpoints.mark_training_finished(train_dir)
+    assert checkpoints.training_finished(train_dir)['step'] == 1600
+    calls = []
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate(calls))
+    coming = [1610, 1620, 1630, 1640]
+    clock = {'now': 0.0}
+
+    def trainer_goes_on(seconds):
+        clock['now'] += seconds
+        if len(coming) == 3:
+            checkpoints.clear_training_finished(train_dir)  # the new run, a few seconds in
+        _fake_checkpoint(train_dir, coming.pop(0))
+
+    lines = []
+    entries = watcher.watch(
+        _settings('a' * 32),
+        train_dir,
+        eval_dir,
+        interval_secs=5.0,
+        final_step=1640,
+        log=lines.append,
+        clock=lambda: clock['now'],
+        sleep=trainer_goes_on,
+    )
+    assert [e['step'] for e in entries] == [1200, 1600, 1610, 1620, 1630, 1640]
+    assert [step for step, *_ in calls] == [1200, 1600, 1610, 1620, 1630, 1640]
+    assert clock['now'] == 20.0
+    stale = [line for line in lines if 'before --final_step 1640' in line]
+    assert len(stale) == 1 and 'finished at step 1600' in stale[0]
+    assert 'at step 1640 (or when the trainer has finished at or after it)' in lines[0]
+    assert lines[-1] == '[watch] final step 1640 reached (model.ckpt-1640); stopping.'
+
+    # A marker before --final_step, nothing new: the watcher stops at its timeout, not at once.
+    checkpoints.mark_training_finished(train_dir)
+    assert checkpoints.training_finished(train_dir)['step'] == 1640
+    clock['now'] = 0.0
+    later = dict(
+        log=lines.append,
+        clock=lambda: clock['now'],
+        sleep=lambda s: clock.update(now=clock['now'] + s),
+    )
+    assert (
+        watcher.watch(
+            _settings('a' * 32),
+            train_dir,
+            eval_dir,
+            interval_secs=1.0,
+            timeout_secs=3.0,
+            final_step=1700,
+            **later,
+        )
+        == []
+    )
+    assert clock['now'] == 3.0 and 'no new checkpoint' in lines[-1]
+    # A marker at (or after) --final_step still stops it, as without --final_step.
+    clock['now'] = 0.0
+    assert watcher.watch(_settings('a' * 32), train_dir, eval_dir, final_step=1640, **later) == []
+    assert clock['now'] == 0.0
+    assert 'the trainer finished at step 1640' in lines[-1]
+    assert len(calls) == 6
+
+
+def _event_steps(eval_dir):
+    steps = []
+    for path in sorted(glob.glob(os.path.join(eval_dir, 'events.out.tfevents.*'))):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            if event.summary.value:
+                steps.append(event.step)
+    return steps
+
+
+def test_copied_training_folder_is_handled_by_step(tmp_path, monkeypatch):
+    """`cp -r` gives every file a new mtime in arbitrary order: handled by `.index` time, with
+    --final_step=1615 the watcher evaluated 1610, 1615 and stopped (never 1200, 1600, 1605), and
+    without it the TensorBoard steps came out of order."""
+    train_dir = str(tmp_path / 'train')
+    steps = [1200, 1600, 1605, 1610, 1615]
+    for step in steps:
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+    shuffled = {1610: 1000, 1615: 2000, 1200: 3000, 1605: 4000, 1600: 5000}
+    calls = []
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate(calls))
+    clock, sleep = _no_timeout_clock()
+    for copy, final_step, card_id in (('copy1', 1615, 'a' * 32), ('copy2', None, '')):
+        copied = str(tmp_path / copy)
+        shutil.copytree(train_dir, copied)
+        for step, mtime in shuffled.items():
+            os.utime(os.path.join(copied, f'model.ckpt-{step}.index'), (mtime, mtime))
+        eval_dir = str(tmp_path / f'eval-{copy}')
+        del calls[:]
+        lines = []
+        entries = watcher.watch(
+            _settings(card_id),
+            copied,
+            eval_dir,
+            timeout_secs=0,
+            final_step=final_step,
+            log=lines.append,
+            clock=clock,
+            sleep=sleep,
+        )
+        assert [e['step'] for e in entries] == steps, copy
+        assert [step for step, *_ in calls] == steps
+        assert _event_steps(eval_dir) == steps
+        with open(os.path.join(eval_dir, 'history.csv')) as fh:
+            assert [int(r['step']) for r in csv.DictReader(fh)] == steps
+        with open(os.path.join(eval_dir, 'best', 'best.json')) as fh:
+            assert json.load(fh)['checkpoint'] == 'model.ckpt-1615'
+        if final_step:
+            assert lines[-1] == '[watch] final step 1615 reached (model.ckpt-1615); stopping.'
+
+    # Without a card a checkpoint's run is its .index time: a new run rewriting two of them in
+    # the copied folder gets those two evaluated again, by step; the others stay handled.
+    for step, mtime in ((1610, 7000), (1605, 8000)):
+        _fake_checkpoint(copied, step, mtime=mtime)
+    del calls[:]
+    entries = watcher.watch(
+        _settings(''), copied, eval_dir, timeout_secs=0, log=print, clock=clock, sleep=sleep
+    )
+    assert [e['step'] for e in entries] == [1605, 1610]
+    assert [step for step, *_ in calls] == [1605, 1610]
+
+
+def _ledger_lines(eval_dir):
+    with open(os.path.join(eval_dir, watcher.LEDGER_NAME)) as fh:
+        return [json.loads(line) for line in fh]
+
+
+def test_restart_with_other_evaluation_settings_refuses(tmp_path, monkeypatch):
+    """A watcher restarted on the same --eval_dir with other evaluation settings took the
+    checkpoints evaluated with the old ones as handled and mixed new results into history.csv
+    and best/ (voc07 0.955 on 12 images, then 0.866 on 300: only the evaluation set changed)."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    for step in (10, 20):
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+    calls = []
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate(calls))
+    clock, sleep = _no_timeout_clock()
+    run = dict(timeout_secs=0, log=print, clock=clock, sleep=sleep)
+    settings = _settings('a' * 32)
+    assert [e['step'] for e in watcher.watch(settings, train_dir, eval_dir, **run)] == [10, 20]
+    _fake_checkpoint(train_dir, 30, mtime=1030)
+    with open(os.path.join(eval_dir, watcher.LEDGER_NAME)) as fh:
+        ledger_before = fh.read()
+    listing_before = sorted(os.listdir(eval_dir))
+    detection = settings.card.detection
+    for other, changed in (
+        (
+            dataclasses.replace(settings, max_num_batches=6, batch_size=2),
+            'max_num_batches None -> 6',
+        ),
+        (
+            dataclasses.replace(settings, dataset_split_name='val'),
+            "dataset_split_name 'test' -> 'val'",
+        ),
+        (
+            dataclasses.replace(settings, dataset_dir=str(tmp_path / 'voc')),
+            f"dataset_dir {os.path.realpath('unused')!r} -> {str(tmp_path / 'voc')!r}",
+        ),
+        (dataclasses.replace(settings, metrics=('voc07', 'voc12')), "metrics ['voc07'] -> "),
+        (
+            dataclasses.replace(
+                settings, card=settings.card.with_detection(select_threshold=0.5, keep_top_k=20)
+            ),
+            f'select_threshold {detection.select_threshold!r} -> 0.5, keep_top_k '
+            f'{detection.keep_top_k} -> 20',
+        ),
+        (dataclasses.replace(settings, remove_difficult=False), 'remove_difficult True -> False'),
+        (dataclasses.replace(settings, moving_average_decay=0.999), 'moving_average_decay None'),
+    ):
+        with pytest.raises(ValueError) as err:
+            watcher.watch(other, train_dir, eval_dir, **run)
+        message = str(err.value)
+        assert '\n' not in message and message.startswith(f'{eval_dir}: ')
+        assert changed in message, message
+        assert 'the first of them: model.ckpt-10' in message and 'another --eval_dir' in message
+        assert 'earlier settings' in message
+    assert [step for step, *_ in calls] == [10, 20]
+    with open(os.path.join(eval_dir, watcher.LEDGER_NAME)) as fh:
+        assert fh.read() == ledger_before
+    assert sorted(os.listdir(eval_dir)) == listing_before
+
+    # Every entry records the settings that change results, small and stable.
+    first = _ledger_lines(eval_dir)[0]['settings']
+    assert first == {
+        'dataset_name': 'custom',
+        'dataset_split_name': 'test',
+        'dataset_dir': os.path.realpath('unused'),
+        'max_num_batches': None,
+        'matching_threshold': 0.5,
+        'iou_rule': '>=',
+        'eval_resize': 'WARP_RESIZE',
+        'remove_difficult': True,
+        'moving_average_decay': None,
+        'metrics': ['voc07'],
+        **dataclasses.asdict(detection),
+        'compute_dtype': 'float32',
+    }
+    # What does not change results (threads, batch size without max_num_batches, PR curves),
+    # or the same dataset folder spelled another way: the watcher goes on.
+    dataset_dir = os.path.realpath('unused')
+    monkeypatch.chdir(tmp_path)
+    os.symlink(dataset_dir, 'data')
+    same = dataclasses.replace(
+        settings, dataset_dir='data', num_threads=1, batch_size=4, pr_curves=False
+    )
+    assert [e['step'] for e in watcher.watch(same, train_dir, eval_dir, **run)] == [30]
+    assert _ledger_lines(eval_dir)[-1]['settings'] == first
+    # Another run in the folder (another card): its own history and best/, not refused.
+    other_run = dataclasses.replace(_settings('b' * 32), dataset_split_name='val')
+    assert [e['step'] for e in watcher.watch(other_run, train_dir, eval_dir, **run)] == [
+        10,
+        20,
+        30,
+    ]
+
+    # Entries written before the settings were recorded match any settings.
+    legacy = str(tmp_path / 'legacy')
+    os.makedirs(legacy)
+    with open(os.path.join(legacy, watcher.LEDGER_NAME), 'w') as fh:
+        for entry in _ledger_lines(eval_dir)[:2]:
+            del entry['settings']
+            fh.write(json.dumps(entry) + '\n')
+    moved = dataclasses.replace(settings, dataset_split_name='val')
+    assert [e['step'] for e in watcher.watch(moved, train_dir, legacy, **run)] == [30]
+    assert _ledger_lines(legacy)[-1]['settings']['dataset_split_name'] == 'val'
