@@ -144,6 +144,33 @@ def localize_state_file(train_dir):
     return path
 
 
+def keep_newest(train_dir, max_to_keep):
+    """Removes the checkpoints `train_dir`'s state file lists beyond its `max_to_keep` newest, and
+    rewrites the state file without them; for the (only) writer of train_dir, before it resumes
+    (after `localize_state_file`). Returns the removed prefixes, oldest first.
+
+    A resume with a lower --max_to_keep: TF's Saver takes over the listed checkpoints and removes
+    one per save, so the folder kept as many as before, forever. 0 or None keeps all, as in TF.
+    """
+    _, listed = checkpoint_state(train_dir)
+    if not max_to_keep or len(listed) <= max_to_keep:
+        return []
+    removed, kept = listed[:-max_to_keep], listed[-max_to_keep:]
+    state = checkpoint_state_pb2.CheckpointState(
+        model_checkpoint_path=os.path.basename(kept[-1]),
+        all_model_checkpoint_paths=[os.path.basename(p) for p in kept],
+    )
+    # The state file first: a kill between the two leaves unlisted files, never listed missing ones.
+    atomic_io.write_text_atomic(
+        os.path.join(train_dir, STATE_FILE), text_format.MessageToString(state)
+    )
+    for prefix in removed:
+        for path in glob.glob(glob.escape(prefix) + '.*'):
+            if path[len(prefix) :] in ('.index', '.meta') or _DATA_SUFFIX.search(path):
+                os.remove(path)
+    return removed
+
+
 def resume_checkpoint(train_dir):
     """The checkpoint a training that writes `train_dir` resumes from: `latest_in_directory`, or
     None for a missing folder or one without checkpoints.

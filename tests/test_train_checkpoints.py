@@ -439,3 +439,30 @@ def test_mobilenet_v1_checkpoint_names(tmp_path):
         sess, _ = _restore(prefix, items)
         for item, value in zip(items, sess.run([i.variable for i in items])):
             np.testing.assert_array_equal(value, saved[item.checkpoint_name])
+
+
+def test_a_lower_max_to_keep_removes_the_oldest_listed_checkpoints(tmp_path):
+    """Resumed with a lower --max_to_keep, TF's Saver took over the 5 listed checkpoints and
+    removed one per save: the folder kept 4 for ever. The oldest listed ones go at resume."""
+    d = str(tmp_path)
+    prefixes = [_write(d, 'model.ckpt', step, step, update_state=False) for step in (0, 5, 10)]
+    unlisted = _write(d, 'model.ckpt', 1, 1.0, update_state=False)  # not TF's to rotate
+    with open(os.path.join(d, 'checkpoint'), 'w') as f:
+        f.write('model_checkpoint_path: "model.ckpt-10"\n')
+        f.writelines(f'all_model_checkpoint_paths: "model.ckpt-{s}"\n' for s in (0, 5, 10))
+    open(os.path.join(d, 'model.ckpt-0.model.json'), 'w').close()  # not a checkpoint file
+    assert checkpoints.keep_newest(d, 5) == [] and checkpoints.keep_newest(d, None) == []
+    assert checkpoints.keep_newest(d, 2) == [prefixes[0]]
+    assert sorted(os.listdir(d)) == sorted(
+        ['checkpoint', 'model.ckpt-0.model.json']
+        + [os.path.basename(p) + ext for p in prefixes[1:] + [unlisted] for ext in _FILES]
+    )
+    state = tf.train.get_checkpoint_state(d)
+    assert state.model_checkpoint_path == prefixes[2]
+    assert list(state.all_model_checkpoint_paths) == prefixes[1:]
+    assert checkpoints.keep_newest(d, 2) == []
+    assert checkpoints.keep_newest(d, 1) == [prefixes[1]]
+    assert checkpoints.latest_in_directory(d) == prefixes[2]
+
+
+_FILES = ('.index', '.meta', '.data-00000-of-00001')

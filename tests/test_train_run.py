@@ -494,8 +494,22 @@ def test_a_resume_with_other_settings_is_logged_and_recorded(dataset_dir, fp32_r
     copy = str(tmp_path / 'copy')
     shutil.copytree(fp32_run[0], copy)
     first = card_lib.load(os.path.join(copy, 'model.json'))
-    proc = _run(_args(dataset_dir, copy, '--max_number_of_steps=31', '--learning_rate=0.002'))
+    proc = _run(
+        _args(
+            dataset_dir,
+            copy,
+            '--max_number_of_steps=31',
+            '--learning_rate=0.002',
+            '--max_to_keep=1',
+        )
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # A lower --max_to_keep: TF's Saver would remove one listed checkpoint per save, never
+    # getting down to it.
+    assert 'Removed 1 checkpoint(s) older than the --max_to_keep=1 newest: model.ckpt-0.' in (
+        proc.stderr
+    )
+    assert sorted(n for n in os.listdir(copy) if n.endswith('.index')) == ['model.ckpt-31.index']
     assert (
         'resuming with other settings than the training so far (its card records them): '
         'learning_rate 0.001 -> 0.002, learning_rate_decay_type fixed -> exponential, '

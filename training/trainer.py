@@ -803,6 +803,14 @@ def train(settings):
                     rewritten,
                     os.path.basename(resume_from),
                 )
+            removed = checkpoints.keep_newest(settings.train_dir, settings.max_to_keep)
+            if removed:
+                logging.info(
+                    'Removed %d checkpoint(s) older than the --max_to_keep=%d newest: %s.',
+                    len(removed),
+                    settings.max_to_keep,
+                    ', '.join(os.path.basename(p) for p in removed),
+                )
             if card_path is None or resume_lines:
                 os.makedirs(settings.train_dir, exist_ok=True)
                 card_lib.write(os.path.join(settings.train_dir, card_lib.CARD_FILE), card)
