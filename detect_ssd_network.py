@@ -21,12 +21,19 @@ No input and no file this script did not write is overwritten: an output name th
 input, e.g. with --output_dir equal to an input folder, or any other file not listed as an output
 in the folder's earlier `detections.json`) gets `_1`, `_2`, ... instead; a `detections.json`
 that is not ours stops the run before anything is written.
+While it runs, `.detections_pending.jsonl` in --output_dir names each output as it is written
+(one line per file, appended); `detections.json` replaces it at the end. A run that was
+interrupted (Ctrl-C, killed) leaves it, so running the same command again recognises those files
+as its own and writes the same names over them, as an uninterrupted run would. The outputs of
+earlier runs that a run does not write again (a run on fewer inputs) stay listed, under
+`kept_outputs` in `detections.json`, so a later run recognises them too.
 
 Exported models keep the NMS settings they were exported with; --select_threshold and
 --keep_top_k then filter their output (they cannot lower the exported threshold or raise its
 keep_top_k).
 """
 
+import json
 import os
 import sys
 import time
@@ -97,6 +104,9 @@ cli.define_model_flags(
 flags.mark_flags_as_required(['input', 'output_dir'])
 
 JSON_NAME = 'detections.json'
+# The outputs written so far by a run that has not finished: one JSON string (a file name in
+# --output_dir) per line, appended as each is written (`OutputRecord`).
+PENDING_NAME = '.detections_pending.jsonl'
 # An earlier run's detections.json (a long video's frames make it large, but not this large).
 EARLIER_JSON_LIMIT = 1 << 30
 SOURCES = (
@@ -206,23 +216,30 @@ def make_detector():
     return detector
 
 
-def earlier_outputs(output_dir):
-    """Resolved paths of the files an earlier run wrote to `output_dir` (its detections.json
-    lists them), which this run may replace. Raises ValueError when `output_dir` is not a folder
-    or a detections.json there is not one of ours."""
-    if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
-        raise ValueError(f'--output_dir {output_dir} is not a folder; choose a folder.')
+def _file_name(value):
+    """`value` when it is the plain name of a file in a folder (no folder part), else None."""
+    if isinstance(value, str) and value not in ('', '.', '..') and '\0' not in value:
+        return value if os.path.basename(value) == value else None
+    return None
+
+
+def _listed_outputs(output_dir):
+    """Paths of the outputs the folder's detections.json lists (its images and videos; its
+    `kept_outputs`, file names in `output_dir`). Raises ValueError when the file is not ours."""
     path = os.path.join(output_dir, JSON_NAME)
     if not os.path.lexists(path):
-        return set()
+        return []
     try:
         # Bounded, and a FIFO or device is refused (opening one would block).
         earlier = safe_io.read_json(path, JSON_NAME, EARLIER_JSON_LIMIT)
         outputs = [item['output'] for key in ('images', 'videos') for item in earlier[key]]
+        kept = earlier.get('kept_outputs', [])  # absent from an older version's file
         if not (
             isinstance(earlier.get('model'), dict)
             and 'num_processed' in earlier
             and all(isinstance(out, str) for out in outputs)
+            and isinstance(kept, list)
+            and all(_file_name(name) for name in kept)
         ):
             raise ValueError
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
@@ -232,11 +249,82 @@ def earlier_outputs(output_dir):
             f'script{why}; it would be replaced. Move it away or choose another '
             f'--output_dir.'
         ) from None
+    return outputs + [os.path.join(output_dir, name) for name in kept]
+
+
+def pending_outputs(output_dir):
+    """Paths of the outputs that the `PENDING_NAME` of an unfinished run in `output_dir` names
+    (lines that are not a file name, e.g. one cut short by a kill, are skipped). Raises
+    ValueError when that file cannot be read (not a regular file, too large)."""
+    path = os.path.join(output_dir, PENDING_NAME)
+    if not os.path.lexists(path):
+        return []
+    try:
+        data = safe_io.read_bytes(path, EARLIER_JSON_LIMIT, PENDING_NAME)
+    except OSError as err:
+        raise ValueError(
+            f'{path} cannot be read ({err}); it names the outputs of an unfinished run of this '
+            f'script. Move it away or choose another --output_dir.'
+        ) from None
+    names = []
+    for line in data.splitlines():
+        try:
+            name = _file_name(json.loads(line))
+        except (ValueError, RecursionError):
+            name = None
+        if name:
+            names.append(os.path.join(output_dir, name))
+    return names
+
+
+def earlier_outputs(output_dir):
+    """Resolved paths of the files earlier runs wrote to `output_dir`, which this run may
+    replace: those its detections.json lists, and those the `PENDING_NAME` of an interrupted run
+    names. Raises ValueError when `output_dir` is not a folder, a detections.json there is not one
+    of ours, or a `PENDING_NAME` there cannot be read."""
+    if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f'--output_dir {output_dir} is not a folder; choose a folder.')
+    folder = os.path.realpath(output_dir)
     return {
-        os.path.realpath(out)
-        for out in outputs
-        if os.path.dirname(os.path.realpath(out)) == os.path.realpath(output_dir)
+        real
+        for out in _listed_outputs(output_dir) + pending_outputs(output_dir)
+        for real in [os.path.realpath(out)]
+        if os.path.dirname(real) == folder
     }
+
+
+class OutputRecord:
+    """`PENDING_NAME` in `output_dir` while a run writes its outputs: the names of the files
+    written so far, so that a run which does not reach its detections.json (Ctrl-C, a kill) leaves
+    them recognisable as ours. One line is appended per output (no rewrite: cheap for any number
+    of images); `finish` removes the file once detections.json lists them.
+
+    carried: names an earlier unfinished run recorded, kept in the record until this run's
+    detections.json lists them (this run may be interrupted too)."""
+
+    def __init__(self, output_dir, carried=()):
+        self.path = os.path.join(output_dir, PENDING_NAME)
+        # Replaces whatever is there (a line cut short, a link) with a regular file of ours.
+        atomic_io.write_text_atomic(self.path, ''.join(_line(name) for name in carried))
+        flags = os.O_WRONLY | os.O_APPEND | getattr(os, 'O_NOFOLLOW', 0)
+        self._fd = os.open(self.path, flags | getattr(os, 'O_CLOEXEC', 0))
+
+    def add(self, name):
+        os.write(self._fd, _line(name).encode('utf-8'))
+
+    def close(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def finish(self):
+        """Removes the record: call after detections.json was written."""
+        self.close()
+        os.remove(self.path)
+
+
+def _line(name):
+    return json.dumps(name) + '\n'
 
 
 class _VideoNotWritable(Exception):
@@ -246,19 +334,22 @@ class _VideoNotWritable(Exception):
 class Run:
     """Accumulates the results of the run and times the detector.
 
-    inputs: the paths of the run's inputs, never written over; earlier: the files an earlier run
-    wrote to `output_dir` (`earlier_outputs`), the only existing files an output may replace.
+    inputs: the paths of the run's inputs, never written over; earlier: the files earlier runs
+    wrote to `output_dir` (`earlier_outputs`), the only existing files an output may replace;
+    record: the `OutputRecord` each output is added to once written (None: none kept).
     """
 
-    def __init__(self, detector, output_dir, inputs=(), earlier=()):
+    def __init__(self, detector, output_dir, inputs=(), earlier=(), record=None):
         self.detector = detector
         self.output_dir = output_dir
         self.images, self.videos, self.failures = [], [], []
         self.num_processed = 0
         self.detect_seconds = 0.0
         self._outputs = set()
+        self._written = set()
         self._inputs = {os.path.realpath(p) for p in inputs}
         self._earlier = set(earlier)
+        self._record = record
 
     def detect(self, images):
         """Detections of the images (any sizes), each size group in one call: a batch of mixed
@@ -292,6 +383,21 @@ class Run:
         real = os.path.realpath(path)
         return real not in self._inputs and (not os.path.lexists(path) or real in self._earlier)
 
+    def _written_out(self, out):
+        """Records output `out` (a name `output_path` gave) once it is on disk, also when a
+        Ctrl-C ended its write after the rename: the file was free or ours, so it is ours now."""
+        name = os.path.basename(out)
+        if name not in self._written and os.path.lexists(out):
+            self._written.add(name)
+            if self._record is not None:
+                self._record.add(name)
+
+    def kept_outputs(self):
+        """Names of the files earlier runs wrote to the folder that this run did not write
+        again and that are still there: detections.json keeps listing them as ours."""
+        names = {os.path.basename(real) for real in self._earlier} - self._written
+        return sorted(n for n in names if os.path.lexists(os.path.join(self.output_dir, n)))
+
     def fail(self, path, error):
         message = str(error) if str(error).startswith(path) else f'{path}: {error}'
         print(f'skipped {message}')
@@ -320,7 +426,10 @@ class Run:
             )
             if not ok:
                 raise RuntimeError(f'OpenCV could not encode {out}.')
-            atomic_io.write_bytes_atomic(out, data.tobytes())
+            try:
+                atomic_io.write_bytes_atomic(out, data.tobytes())
+            finally:
+                self._written_out(out)
             self.images.append(
                 {
                     'file': path,
@@ -404,7 +513,10 @@ class Run:
         if not frames:
             self.fail(path, error)
             return
-        atomic_io.replace(temp, out)
+        try:
+            atomic_io.replace(temp, out)
+        finally:
+            self._written_out(out)
         self.videos.append(
             {'file': path, 'output': out, 'fps': fps, 'num_frames': len(frames), 'frames': frames}
         )
@@ -420,6 +532,7 @@ class Run:
             'images': self.images,
             'videos': self.videos,
             'failures': self.failures,
+            'kept_outputs': self.kept_outputs(),
         }
 
 
@@ -456,7 +569,10 @@ def main(_):
         sys.exit(f'detect_ssd_network.py: error: {err}')
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     inputs = detection.expand_inputs(FLAGS.input)
-    run = Run(detector, FLAGS.output_dir, inputs, earlier)
+    # An interrupted run's outputs stay recorded until a detections.json lists them.
+    carried = [os.path.basename(p) for p in pending_outputs(FLAGS.output_dir) if os.path.lexists(p)]
+    record = OutputRecord(FLAGS.output_dir, dict.fromkeys(carried))
+    run = Run(detector, FLAGS.output_dir, inputs, earlier, record)
     start = time.perf_counter()
     batch = []
     with detector:
@@ -480,6 +596,7 @@ def main(_):
     summary = run.summary(seconds)
     json_path = os.path.join(FLAGS.output_dir, JSON_NAME)
     atomic_io.write_json_atomic(json_path, summary)
+    record.finish()
     failed = ''.join(f'\n  {f["error"]}' for f in run.failures)
     if run.num_processed == 0:
         sys.exit(
@@ -497,7 +614,8 @@ def main(_):
 def _interrupted():
     return (
         f'the annotated images written so far are in {FLAGS.output_dir}, {JSON_NAME} was not '
-        f'written; run the same command again'
+        f'written ({PENDING_NAME} names them); run the same command again: it writes the same '
+        f'names over them'
     )
 
 

@@ -156,6 +156,18 @@ def latest_step(train_dir):
     return max(steps, default=None)
 
 
+def points_up_to(points, step):
+    """The recorded `[step, loss]` points that a training resumed after checkpoint `step` (0: from
+    the start) will not log again: those up to `step`, one per step (the last recorded: a record
+    of an older demo may repeat steps), by step; what is not such a point is dropped."""
+    kept = {}
+    for point in points if isinstance(points, list) else []:
+        if isinstance(point, list) and len(point) == 2 and type(point[0]) is int:
+            if point[0] <= step:
+                kept[point[0]] = point[1]
+    return [[s, loss] for s, loss in sorted(kept.items())]
+
+
 # ---------------------------------------------------------------------------------------------
 # The work folder and the stage records.
 
@@ -408,7 +420,10 @@ class Demo:
             + (f', resuming at step {step}' if step else '')
             + f' ({why})'
         )
-        losses = self.records.records['train'].setdefault('loss', [])
+        # A resumed training logs again the steps after its checkpoint's: the interrupted run's
+        # points past it go, so the record keeps one point per step, in order.
+        record = self.records.records['train']
+        losses = record['loss'] = points_up_to(record.get('loss'), step or 0)
 
         def on_line(text):
             match = STEP_LINE.match(text)

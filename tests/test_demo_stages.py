@@ -197,6 +197,34 @@ def test_interrupted_training_resumes(demo):
     assert [step for step, _ in losses] == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize('keep_checkpoint', [True, False])
+def test_a_resumed_training_records_each_step_once_in_order(demo, keep_checkpoint):
+    """stages.json as an interrupted training leaves it: points logged past its last checkpoint
+    (step 3 of a run whose checkpoint is step 2; an older demo's repeated steps), or no checkpoint
+    at all. The resumed run logs those steps again: the record keeps the new points, once."""
+    demo.fake.interrupt_training_at = 2
+    demo(expect_exit=130)
+    path = os.path.join(demo.work_dir, 'stages.json')
+    records = json.load(open(path))
+    records['train']['loss'] = [[1, 11.0], [2, 6.0], [1, 10.0], [2, 5.0], [3, 99.0]]
+    json.dump(records, open(path, 'w'))
+    if not keep_checkpoint:
+        for name in os.listdir(os.path.join(demo.work_dir, 'train')):
+            os.remove(os.path.join(demo.work_dir, 'train', name))
+    ran, out = demo()
+    assert ran == ['train', 'evaluate', 'export', 'detect']
+    assert ('resuming at step 2 (' in out) == keep_checkpoint
+    losses = json.load(open(path))['train']['loss']
+    assert losses == [[1, 10.0], [2, 5.0], [3, 3.3333], [4, 2.5]]
+
+
+def test_points_a_resumed_training_keeps():
+    points = [[4, 1.0], [8, 2.0], [4, 3.0], 'junk', [True, 1.0], [12, 4.0], [2, 5.0]]
+    assert run_demo.points_up_to(points, 8) == [[2, 5.0], [4, 3.0], [8, 2.0]]
+    assert run_demo.points_up_to(points, 0) == []
+    assert run_demo.points_up_to({'not': 'a list'}, 8) == []
+
+
 def test_fresh_deletes_only_the_demos_folder(demo, tmp_path):
     demo()
     ran, out = demo('--fresh')

@@ -13,7 +13,7 @@ import pytest
 
 from inference import detection
 from tests import data_fixtures
-from tests.conftest import run_script
+from tests.conftest import ROOT, interrupt_when, run_script
 from tests import inference_fixtures as fx
 
 SIZES = [(120, 160), (200, 150), (97, 301)]
@@ -536,3 +536,101 @@ def test_videos_that_cannot_be_written_or_are_too_large_are_skipped(setup, tmp_p
     assert 'OpenCV cannot write an MPEG-4 video of 8400x64 frames' in errors['wide.avi']
     assert 'frames are 10240x10240 = 104857600 pixels, more than the limit' in errors['huge.avi']
     assert sorted(os.listdir(out)) == ['.clip_det.mp4.tmp.mp4', 'clip_det.mp4', 'detections.json']
+
+
+def _detect_into(setup, inputs, out, *args):
+    """detect_ssd_network.py's command line for `inputs` into `out` (batches of 4)."""
+    return [
+        'detect_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        *MODEL_FLAGS,
+        f'--input={inputs}',
+        f'--output_dir={out}',
+        '--batch_size=4',
+        *args,
+    ]
+
+
+def _outputs(out):
+    """detections.json's outputs: {input name: output name}, and its `kept_outputs`."""
+    result = json.loads((out / 'detections.json').read_text())
+    listed = {
+        os.path.basename(item['file']): os.path.basename(item['output'])
+        for item in result['images']
+    }
+    return listed, result.get('kept_outputs')
+
+
+def test_a_rerun_after_ctrl_c_replaces_the_interrupted_runs_outputs(setup, tmp_path):
+    """Ctrl-C after some of 80 images, then the same command: it wrote `<name>_det_1.jpg` beside
+    each of the interrupted run's unlisted `<name>_det.jpg` (106 files). Now the files are an
+    uninterrupted run's: one output per input, the user's img001_det.jpg kept (its input's
+    output is img001_det_1.jpg, as in any run), all listed."""
+    photos = tmp_path / 'photos'
+    for i, image in enumerate(fx.random_images(21, [(60, 80)] * 80)):
+        data_fixtures.write_image(str(photos / f'img{i:03d}.jpg'), image, '.jpg')
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'img001_det.jpg').write_bytes(b'mine')
+    command = _detect_into(setup, photos, out)
+    status, lines = interrupt_when(
+        [os.path.join(ROOT, command[0]), *command[1:]],
+        lambda: len([n for n in os.listdir(out) if n.endswith('_det.jpg')]) > 10,
+    )
+    assert status == 130, lines[-20:]
+    assert 'run the same command again' in lines[-1], lines[-5:]
+    interrupted = {n for n in os.listdir(out) if n.endswith('.jpg')}
+    assert 10 < len(interrupted) < 81 and 'detections.json' not in os.listdir(out)
+
+    proc = run_script(*command)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    want = {f'img{i:03d}.jpg': f'img{i:03d}_det.jpg' for i in range(80)}
+    want['img001.jpg'] = 'img001_det_1.jpg'
+    assert sorted(os.listdir(out)) == sorted([*want.values(), 'img001_det.jpg', 'detections.json'])
+    assert _outputs(out) == (want, [])
+    assert (out / 'img001_det.jpg').read_bytes() == b'mine'
+    assert cv2.imread(str(out / 'img079_det.jpg')).shape == (60, 80, 3)
+
+
+def test_outputs_a_run_does_not_write_again_stay_listed(setup, tmp_path):
+    """The state an interrupted run leaves (its outputs, named in its record, the last line cut
+    short by a kill), then runs on fewer inputs, then on all: the outputs a run did not write
+    again stay listed (`kept_outputs`), so the last run writes over them, no `_1` name (it wrote
+    `<name>_det_1.png` beside each output a run on fewer inputs had left unlisted)."""
+    photos = tmp_path / 'photos'
+    names = ['a.png', 'b.png', 'c.png', 'd.png']
+    for name, image in zip(names, fx.random_images(22, [(60, 80)] * 4)):
+        data_fixtures.write_image(str(photos / name), image, '.png')
+    out = tmp_path / 'out'
+    out.mkdir()
+    for name in ('a_det.png', 'b_det.png', 'c_det.png'):
+        (out / name).write_bytes(b'an interrupted run wrote this')
+    (out / 'mine_det.png').write_bytes(b'mine')
+    (out / '.detections_pending.jsonl').write_text(
+        '"a_det.png"\n"b_det.png"\n"c_det.png"\n"../photos/a.png"\n"d_de'
+    )
+    for inputs, listed, kept in (
+        ('a.png,d.png', ['a', 'd'], ['b', 'c']),  # b, c: the interrupted run's
+        ('b.png', ['b'], ['a', 'c', 'd']),  # a, d: listed by the run before
+        ('a.png,b.png,c.png,d.png', ['a', 'b', 'c', 'd'], []),
+    ):
+        paths = ','.join(f'{photos}/{name}' for name in inputs.split(','))
+        proc = run_script(*_detect_into(setup, paths, out))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert _outputs(out) == (
+            {f'{n}.png': f'{n}_det.png' for n in listed},
+            [f'{n}_det.png' for n in kept],
+        )
+        if 'c' in kept:  # not written again: left as it is
+            assert (out / 'c_det.png').read_bytes() == b'an interrupted run wrote this'
+    assert sorted(os.listdir(out)) == [
+        'a_det.png',
+        'b_det.png',
+        'c_det.png',
+        'd_det.png',
+        'detections.json',
+        'mine_det.png',
+    ]
+    assert (out / 'mine_det.png').read_bytes() == b'mine'
+    assert cv2.imread(str(out / 'c_det.png')).shape == (60, 80, 3)
+    assert sorted(os.listdir(photos)) == names
