@@ -29,8 +29,9 @@ category id where the dataset has ids, else the model's label.
   comp4_det_<split>_<stem>.txt   devkit results files (1-based pixels), with VOC metrics;
   coco_detections.json, coco_ground_truth.json   when 'coco' is in the metrics;
   pr_curves/pr_<stem>.png   with VOC metrics;
-and the TensorBoard scalars (mAPs and per-class APs) go to `summary_dir` at the checkpoint's
-global step.
+(an earlier evaluation's outputs of these names that this one does not write are removed:
+`eval_outputs.remove_earlier_outputs`) and the TensorBoard scalars (mAPs and per-class APs) go
+to `summary_dir` at the checkpoint's global step.
 """
 
 import contextlib
@@ -744,6 +745,7 @@ def evaluate_batches(
         atomic_io.write_text_atomic(os.path.join(staging, 'results.txt'), table + '\n')
         if settings.pr_curves and voc is not None:
             eval_outputs.plot_pr_curves(voc, os.path.join(staging, 'pr_curves'))
+        eval_outputs.remove_earlier_outputs(staging, results_dir, log)
         eval_outputs.publish_dir(staging, results_dir)
     except BaseException:
         metrics.abort()

@@ -7,6 +7,7 @@ Per-class APs use the same keys: {'voc07'|'voc12'|'coco': {class name: AP or Non
 """
 
 import os
+import re
 import shutil
 import uuid
 
@@ -16,6 +17,13 @@ from tf_extended import file_names
 from tf_extended import temp_dirs
 
 METRICS = ('voc07', 'voc12', 'coco')
+# What an evaluation writes in its results folder (evaluate.py's module docstring), by name:
+# `remove_earlier_outputs` removes those of an earlier evaluation that the new one does not write.
+# TensorBoard event files are not among them (history: each run appends its own file).
+RESULT_FILES = ('results.json', 'results.txt', 'coco_detections.json', 'coco_ground_truth.json')
+DEVKIT_FILE = re.compile(r'comp4_det_.+\.txt')  # comp4_det_<split>_<stem>.txt
+PR_CURVES_DIR = 'pr_curves'
+PR_CURVE_FILE = re.compile(r'pr_.+\.png')  # pr_curves/pr_<stem>.png
 
 
 def make_staging_dir(target):
@@ -45,6 +53,72 @@ def publish_dir(staging, target):
                 shutil.rmtree(dest)
             os.replace(source, dest)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def _output_files(folder):
+    """The evaluation outputs in `folder` (names relative to it, `RESULT_FILES`, `DEVKIT_FILE`,
+    `PR_CURVE_FILE` in `PR_CURVES_DIR`): files or links, never folders."""
+
+    def files(directory, prefix=''):
+        try:
+            names = os.listdir(directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [
+            prefix + name
+            for name in names
+            if not os.path.isdir(os.path.join(directory, name))
+            or os.path.islink(os.path.join(directory, name))
+        ]
+
+    found = [name for name in files(folder) if name in RESULT_FILES or DEVKIT_FILE.fullmatch(name)]
+    curves = os.path.join(folder, PR_CURVES_DIR)
+    if os.path.isdir(curves) and not os.path.islink(curves):
+        found += [
+            name
+            for name in files(curves, PR_CURVES_DIR + '/')
+            if PR_CURVE_FILE.fullmatch(name[len(PR_CURVES_DIR) + 1 :])
+        ]
+    return sorted(found)
+
+
+def remove_earlier_outputs(staging, target, log=None):
+    """Removes from `target` the outputs of an earlier evaluation (`_output_files`) that the new
+    one, staged in `staging`, does not write (publishing replaces the others): e.g. an earlier
+    VOC evaluation's devkit files and PR curves beside a COCO-only results.json, where
+    score_detections.py would score them. Other files (a user's, TensorBoard event files, the
+    watcher's) stay, and `pr_curves/` goes only when nothing else is left in it. Logs what it
+    removed; returns the paths."""
+    if not os.path.isdir(target):
+        return []
+    new = set(_output_files(staging))
+    removed = []
+    for name in _output_files(target):
+        if name not in new:
+            path = os.path.join(target, name)
+            try:
+                os.remove(path)
+            except FileNotFoundError:  # removed meanwhile
+                continue
+            removed.append(path)
+    curves = os.path.join(target, PR_CURVES_DIR)
+    if (
+        not os.path.isdir(os.path.join(staging, PR_CURVES_DIR))
+        and any(os.path.dirname(path) == curves for path in removed)
+        and not os.listdir(curves)  # else files that are not ours stay in it
+    ):
+        os.rmdir(curves)
+        removed.append(curves + os.sep)
+    if removed and log is not None:
+        names = ', '.join(
+            PR_CURVES_DIR + '/' if path == curves + os.sep else os.path.relpath(path, target)
+            for path in removed
+        )
+        log(
+            f'[eval] removed {len(removed)} output(s) of an earlier evaluation in {target} that '
+            f'this one does not write: {names}'
+        )
+    return removed
 
 
 def metric_values(voc_result, coco_metrics, metrics):

@@ -315,7 +315,9 @@ class Detector:
     @classmethod
     def from_saved_model(cls, export_dir):
         """A SavedModel of `export_ssd_network.py` (its `serving_padded` signature). Its ops are
-        checked before loading (`graph_check.check_saved_model`: a SavedModel is code)."""
+        checked before loading (`graph_check.check_saved_model`: a SavedModel is code). An
+        unfinished export's folder is refused (`card.check_export_finished`)."""
+        card_lib.check_export_finished(export_dir)
         graph_check.check_saved_model(export_dir, signature_names=[PADDED_SIGNATURE])
         graph = tf.Graph()
         sess = v1.Session(graph=graph)
@@ -354,7 +356,11 @@ class Detector:
     def from_frozen_graph(cls, path, metadata_path=None):
         """A frozen GraphDef; its metadata is `metadata.json` beside it unless given. Its ops
         are checked before importing, its INTERFACE after (`graph_check.check_frozen_graph`: a
-        graph is code), in the graph then run."""
+        graph is code), in the graph then run. An unfinished export's folder is refused
+        (`card.check_export_finished`)."""
+        card_lib.check_export_finished(path)
+        if metadata_path:
+            card_lib.check_export_finished(metadata_path)
         graph_def = v1.GraphDef()
         data = safe_io.read_bytes(path, safe_io.SERIALIZED_MODEL_LIMIT, 'frozen graph')
         try:

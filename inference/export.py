@@ -24,7 +24,8 @@ eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the 
                      class names, anchors, thresholds, provenance) plus the exported
                      checkpoint and its step, tensor names, files.
   .export_pending.json  while an export runs (left by one that was killed): the formats whose
-                     files there are exports' (`earlier_exports`, `check_output_dir`).
+                     files there are exports' (`earlier_exports`, `check_output_dir`); while
+                     it is there, readers refuse the folder (`card.check_export_finished`).
 
 int8 (tflite_int8, openvino_int8): calibration uses `representative_images` (the first images
 of a TFRecord split; the eval preprocessing is part of the graph). What it costs on a trained
@@ -286,7 +287,7 @@ class ForeignFileError(OutputNotEmptyError):
 # In an output folder while an export runs (removed when it ends): the formats whose files are
 # the exports' there (this one's and those the earlier records listed), so that an export that
 # was killed before its metadata.json can be run again with --overwrite.
-PENDING_FILE = '.export_pending.json'
+PENDING_FILE = card_lib.EXPORT_PENDING_FILE  # readers refuse such a folder
 # Why `earlier_exports` counts a file as an export's (the log of `remove_stale_formats`).
 LISTED = f'its {detection.METADATA_FILE} listed it'
 INTERRUPTED = f'the {PENDING_FILE} of an export that was interrupted lists it'

@@ -38,6 +38,9 @@ CHECKPOINT_CARD_SUFFIX = '.model.json'
 # Earlier files: the Caffe converter's `<prefix>.json` and an export's metadata.json.
 LEGACY_CHECKPOINT_SUFFIX = '.json'
 EXPORT_METADATA_FILE = 'metadata.json'
+# In an export folder while export_ssd_network.py writes it (inference/export.py PENDING_FILE),
+# left there by an export that was interrupted: the folder's files may then be of two exports.
+EXPORT_PENDING_FILE = '.export_pending.json'
 # Cards are a few KiB (their class names the most); a bigger file is not one.
 MAX_CARD_BYTES = 16 << 20
 # The Caffe converter's DetectionOutput names -> ours.
@@ -270,9 +273,30 @@ def read_json_object(path, what):
     return meta
 
 
+class ExportUnfinishedError(CardError):
+    """An export folder with the EXPORT_PENDING_FILE of an export that has not finished."""
+
+
+def check_export_finished(path):
+    """Refuses the model file or SavedModel folder `path` of an export whose folder holds the
+    EXPORT_PENDING_FILE: an export into it is running or was interrupted, so its files and
+    metadata may be of different exports (a new frozen graph beside the earlier metadata.json).
+    The folder is the one holding `path` (for a SavedModel, the export folder holding it).
+    Raises ExportUnfinishedError."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.lexists(os.path.join(folder, EXPORT_PENDING_FILE)):
+        raise ExportUnfinishedError(
+            f'{path}: the export into {folder} has not finished (its {EXPORT_PENDING_FILE} is '
+            f'there: interrupted or still running), so its files may be of different exports; '
+            f'run export_ssd_network.py --overwrite into {folder} again to finish it.'
+        )
+
+
 def read_export_metadata(path):
     """(metadata dict, its path) of an export: `metadata.json` beside a model file, or in a
-    SavedModel folder's `assets.extra/`. Raises FileNotFoundError (none there) or CardError."""
+    SavedModel folder's `assets.extra/`. Raises FileNotFoundError (none there) or CardError
+    (ExportUnfinishedError: `check_export_finished`)."""
+    check_export_finished(path)
     if os.path.isdir(path):
         meta_path = os.path.join(path, 'assets.extra', EXPORT_METADATA_FILE)
     else:

@@ -1,0 +1,169 @@
+"""An export interrupted after it replaced some of an earlier export's files: every reader of the
+folder refuses it (its `.export_pending.json` is there) until the export is run again with
+--overwrite, which finishes it.
+
+Seen before: the new step-800 frozen_graph.pb beside the earlier step-1600 metadata.json,
+model_float.tflite and saved_model/; detect said "exported at step 1600" and eval wrote
+results.json with global_step 1600 and step 800's mAP.
+"""
+
+import os
+import shutil
+
+import pytest
+
+from evaluation import exported as eval_exported
+from inference import detection
+from inference import export
+from inference import openvino_model
+from model import card as card_lib
+from tests import inference_fixtures as fx
+from tests.conftest import run_script
+
+FORMATS = ['frozen_graph', 'saved_model', 'tflite_float']
+
+
+def _step_checkpoint(prefix, step):
+    """A copy of the checkpoint at `prefix` named `model.ckpt-<step>` (its step: the name)."""
+    folder = os.path.dirname(prefix)
+    for name in os.listdir(folder):
+        if name.startswith('model.ckpt.'):
+            target = f'model.ckpt-{step}{name[len("model.ckpt") :]}'
+            shutil.copy(os.path.join(folder, name), os.path.join(folder, target))
+    return os.path.join(folder, f'model.ckpt-{step}')
+
+
+def _unfinished(out, path):
+    return (
+        f'{path}: the export into {out} has not finished (its .export_pending.json is there: '
+        f'interrupted or still running), so its files may be of different exports; run '
+        f'export_ssd_network.py --overwrite into {out} again to finish it.'
+    )
+
+
+@pytest.fixture(scope='module')
+def interrupted(tmp_path_factory):
+    """A folder of a finished step-1600 export, then a step-800 export with --overwrite
+    interrupted (KeyboardInterrupt, as SIGINT raises) after it replaced frozen_graph.pb."""
+    root = tmp_path_factory.mktemp('pending')
+    spec = fx.small_spec()
+    prefix = fx.write_checkpoint(spec, str(root / 'train'))
+    old, new = _step_checkpoint(prefix, 1600), _step_checkpoint(prefix, 800)
+    out = str(root / 'out')
+    export.export(spec, old, out, FORMATS, log=lambda _: None)
+    finished = sorted(os.listdir(out))
+    with open(os.path.join(out, 'frozen_graph.pb'), 'rb') as f:
+        old_graph = f.read()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    original = export.write_saved_model
+    export.write_saved_model = killed
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            export.export(spec, new, out, FORMATS, log=lambda _: None, overwrite=True)
+    finally:
+        export.write_saved_model = original
+    with open(os.path.join(out, 'frozen_graph.pb'), 'rb') as f:
+        replaced = f.read() != old_graph
+    return dict(spec=spec, new=new, out=out, finished=finished, replaced=replaced)
+
+
+def test_a_finished_export_leaves_no_pending_file(interrupted):
+    assert interrupted['finished'] == export.written_names(FORMATS)
+    assert export.PENDING_FILE not in interrupted['finished']
+
+
+def test_the_interrupted_folder_mixes_two_exports(interrupted):
+    """Guards the fixture: the new frozen graph beside the earlier metadata (step 1600)."""
+    out = interrupted['out']
+    assert interrupted['replaced']
+    assert sorted(os.listdir(out)) == sorted(export.written_names(FORMATS) + [export.PENDING_FILE])
+    meta = card_lib.read_json_object(os.path.join(out, 'metadata.json'), 'export metadata')
+    assert card_lib.export_step(meta) == 1600
+
+
+@pytest.mark.parametrize(
+    'name', ['frozen_graph.pb', 'model_float.tflite', 'saved_model', 'model_openvino.xml']
+)
+def test_every_metadata_reader_refuses_the_unfinished_folder(interrupted, name):
+    out = interrupted['out']
+    path = os.path.join(out, name)
+    readers = [
+        card_lib.read_export_metadata,
+        eval_exported.exported_card,
+        openvino_model.load_metadata,
+    ]
+    for read in readers:
+        with pytest.raises(card_lib.CardError) as err:
+            read(path)
+        assert str(err.value) == _unfinished(out, path)
+    # A SavedModel's own assets.extra/metadata.json is refused too where it sits in the folder,
+    # with a trailing slash as well.
+    if name == 'saved_model':
+        with pytest.raises(card_lib.CardError) as err:
+            card_lib.read_export_metadata(path + '/')
+        assert str(err.value) == _unfinished(out, path + '/')
+
+
+@pytest.mark.parametrize('name', ['frozen_graph.pb', 'saved_model'])
+def test_open_exported_model_refuses_the_unfinished_folder(interrupted, name):
+    out = interrupted['out']
+    path = os.path.join(out, name)
+    with pytest.raises(card_lib.ExportUnfinishedError) as err:
+        detection.open_exported_model(path)
+    assert str(err.value) == _unfinished(out, path)
+    graph = os.path.join(out, 'frozen_graph.pb')
+    with pytest.raises(card_lib.ExportUnfinishedError):  # metadata given elsewhere: still mixed
+        detection.Detector.from_frozen_graph(graph, os.path.join(out, 'metadata.json'))
+
+
+def test_scripts_refuse_the_unfinished_folder_in_one_line(interrupted, tmp_path):
+    out = interrupted['out']
+    graph = os.path.join(out, 'frozen_graph.pb')
+    image = tmp_path / 'photos'
+    image.mkdir()
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--frozen_graph={graph}',
+        f'--input={image}',
+        f'--output_dir={tmp_path / "detections"}',
+        timeout=200,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'detect_ssd_network.py: error: {_unfinished(out, graph)}'
+    )
+    assert 'exported at step' not in proc.stdout
+    saved_model = os.path.join(out, 'saved_model')
+    proc = run_script(
+        'eval_ssd_network.py',
+        f'--exported_model={saved_model}',
+        f'--dataset_dir={tmp_path}',
+        '--dataset_name=custom',
+        '--dataset_split_name=test',
+        f'--eval_dir={tmp_path / "eval"}',
+        timeout=200,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'eval_ssd_network: error: {_unfinished(out, saved_model)}'
+    )
+    assert not os.path.exists(tmp_path / 'eval' / 'results.json')
+
+
+def test_rerun_with_overwrite_finishes_the_folder(interrupted):
+    """Last in this module: it repairs the shared folder."""
+    out = interrupted['out']
+    export.export(
+        interrupted['spec'], interrupted['new'], out, FORMATS, log=lambda _: None, overwrite=True
+    )
+    assert sorted(os.listdir(out)) == export.written_names(FORMATS)
+    for name in ('frozen_graph.pb', 'model_float.tflite', 'saved_model'):
+        meta, _ = card_lib.read_export_metadata(os.path.join(out, name))
+        assert card_lib.export_step(meta) == 800
+    for name in ('frozen_graph.pb', 'saved_model'):
+        with detection.open_exported_model(os.path.join(out, name)) as detector:
+            assert detector.card.class_names == interrupted['spec'].class_names
+            assert detector.run(fx.random_images(1, [(90, 120)]))['detection_boxes'].shape[0] == 1
