@@ -311,7 +311,35 @@ def main(_):
         sys.exit('train_ssd_network: error: %s' % e)
 
 
+def _role():
+    """This process' job in a cluster: 'ps', 'worker' (not the chief), or None (the chief, or
+    alone, or settings that do not make a cluster)."""
+    try:
+        cluster = trainer.cluster_lib.cluster_from(
+            FLAGS.ps_hosts,
+            FLAGS.worker_hosts,
+            FLAGS.job_name,
+            FLAGS.task_index,
+            os.environ,
+            log=lambda *args: None,
+        )
+    except Exception:  # pylint: disable=broad-except  # the line must not become a traceback
+        return None
+    return None if cluster.is_chief else cluster.job_name
+
+
 def _interrupted():
+    role = _role()
+    if role == 'ps':
+        return (
+            'this parameter server keeps nothing on disk (the chief keeps the checkpoints); '
+            'restart it with the same command'
+        )
+    if role == 'worker':
+        return (
+            'the chief keeps the checkpoints; restart this worker with the same command to '
+            'rejoin the training'
+        )
     latest = checkpoints.latest_in_directory(FLAGS.train_dir) if FLAGS.train_dir else None
     if latest:
         return (

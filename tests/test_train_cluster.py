@@ -412,3 +412,42 @@ def test_restarted_chief_stops_the_cluster_with_a_message():
     assert 'reported a failure' in str(worker.error), worker.logs.text()
     local.ps_thread.join(30)
     assert 'reported a failure' in str(local.ps_result[0])
+
+
+class _Interrupt(v1.train.SessionRunHook):
+    """Ctrl-C on a worker: KeyboardInterrupt before its run `at`."""
+
+    def __init__(self, at):
+        self.at, self.runs = at, 0
+
+    def before_run(self, run_context):
+        if self.runs == self.at:
+            raise KeyboardInterrupt
+        self.runs += 1
+
+
+def test_interrupted_worker_tells_the_chief_it_leaves_and_rejoins():
+    local = LocalCluster(2)
+    chief = Worker(local, 0, last_step=6)
+    worker = Worker(local, 1, last_step=6)
+    worker.hooks.append(_Interrupt(2))
+    interrupted = []
+
+    def run():
+        try:
+            Worker._run(worker)
+        except KeyboardInterrupt:
+            interrupted.append(True)
+
+    worker.thread = threading.Thread(target=run, daemon=True)
+    chief.start(), worker.start()
+    worker.join()
+    assert interrupted == [True], worker.logs.text()
+    assert 'Told the chief that this worker leaves.' in worker.logs.lines
+    chief.logs.wait_for(
+        r'worker 1 \(127\.0\.0\.1:\d+\) left \(interrupted; it rejoins when restarted\)\.'
+    )
+    restarted = Worker(local, 1, last_step=6).start()
+    chief.join(), restarted.join()
+    assert chief.error is None and restarted.error is None, (chief.error, restarted.error)
+    assert chief.hook.contributions == [6, 6] and chief.hook.distinct == {2: 6}

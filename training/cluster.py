@@ -31,6 +31,13 @@ their last step, a final message: ended (every process exits with status 0) or f
 A process that hears nothing from the chief for `wait_secs` stops with an error. A restarted chief
 cannot take over a running cluster (workers and accumulators are in the middle of a step): it says
 so and ends the cluster with FAILED; restarting every process resumes from the last checkpoint.
+
+Parameter servers. TF waits for a missing parameter server forever (and silently), so workers
+probe the ps ports themselves (`wait_for_ps`, `unreachable_ps`): before any session, for
+`wait_secs` at most; while training, from a thread (`Replication._watch_ps`) that ends the process
+with one line when a ps stays away for `wait_secs`. A ps back in time (restarted: its variables
+are gone) makes MonitoredSession create a new session, in which the chief restores the last
+checkpoint; the old session's threads end quietly and its failure and counts are dropped.
 """
 
 import contextlib
@@ -38,12 +45,16 @@ import dataclasses
 import json
 import os
 import random
+import socket
+import sys
 import threading
 import time
 from typing import Optional
 
 from absl import logging
 import tensorflow as tf
+
+from tf_extended import tf_errors
 
 v1 = tf.compat.v1
 
@@ -53,6 +64,11 @@ HEARTBEAT_SECS = 2.0
 SILENT_SECS = 15.0
 # Seconds between reports of a synchronous step that waits for gradients.
 REPORT_SECS = 30.0
+# Seconds between the TCP probes of the parameter servers' ports (`unreachable_ps`), and the
+# timeout of one probe.
+PS_PROBE_SECS = 2.0
+# Seconds between the log lines of a wait for the parameter servers.
+PS_LOG_SECS = 10.0
 # A parameter server stays up this long after the chief's final message, so that the chief can
 # close its session before the server goes.
 PS_LINGER_SECS = 2.0
@@ -125,11 +141,20 @@ def _jobs_from_flags(ps_hosts, worker_hosts):
     return jobs
 
 
-def cluster_from(ps_hosts='', worker_hosts='', job_name=None, task_index=0, environ=os.environ):
+def cluster_from(
+    ps_hosts='',
+    worker_hosts='',
+    job_name=None,
+    task_index=0,
+    environ=os.environ,
+    log=logging.warning,
+):
     """The `Cluster` of the host flags, else of TF_CONFIG, else a lone process.
 
-    Both sources are checked alike: ps and worker jobs only, at least one of each, and this
-    process' job and index in them.
+    The flags win where both are given: host flags make TF_CONFIG ignored (said in a `log`
+    line); with TF_CONFIG alone, --job_name (and --task_index) replace TF_CONFIG's task (said
+    too), so one TF_CONFIG can be shared by every machine. Both sources are checked alike: ps
+    and worker jobs only, at least one of each, and this process' job and index in them.
     """
     if worker_hosts or ps_hosts:
         jobs, task, source = (
@@ -137,8 +162,15 @@ def cluster_from(ps_hosts='', worker_hosts='', job_name=None, task_index=0, envi
             (job_name, task_index),
             '--ps_hosts/--worker_hosts',
         )
+        ignored = (
+            ' (TF_CONFIG is ignored: --ps_hosts/--worker_hosts give the cluster)'
+            if environ.get('TF_CONFIG')
+            else ''
+        )
         if job_name is None:
-            raise UsageError('--job_name (ps or worker) is required with --worker_hosts.')
+            raise UsageError(f'--job_name (ps or worker) is required with --worker_hosts{ignored}.')
+        if ignored:
+            log('TF_CONFIG is ignored: --ps_hosts/--worker_hosts give the cluster.')
     elif environ.get('TF_CONFIG'):
         source = 'TF_CONFIG'
         try:
@@ -151,6 +183,14 @@ def cluster_from(ps_hosts='', worker_hosts='', job_name=None, task_index=0, envi
                 f'"task": {{"type": ..., "index": ...}}}}; '
                 f'{type(e).__name__}: {e}'
             ) from None
+        if job_name is not None:
+            if (job_name, task_index) != task:
+                log(
+                    f"--job_name={job_name} --task_index={task_index} replace TF_CONFIG's task "
+                    f'({task[0]} {task[1]}): this process is {job_name} {task_index}.'
+                )
+            task = (job_name, task_index)
+            source = 'TF_CONFIG with --job_name/--task_index'
     else:
         return Cluster()
     unknown = set(jobs) - {'ps', 'worker'}
@@ -181,10 +221,83 @@ def add_device_filters(config, cluster):
 
 def start_server(cluster, config):
     """This process' gRPC server. TF binds it to all interfaces (0.0.0.0:port) whatever host
-    the cluster names; it has no authentication."""
-    return tf.distribute.Server(
-        cluster.spec, job_name=cluster.job_name, task_index=cluster.task_index, config=config
-    )
+    the cluster names; it has no authentication. ClusterError (one line) when it cannot listen
+    (TF only says 'Could not start gRPC server')."""
+    try:
+        return tf.distribute.Server(
+            cluster.spec, job_name=cluster.job_name, task_index=cluster.task_index, config=config
+        )
+    except tf.errors.OpError as e:
+        address = cluster.spec.task_address(cluster.job_name, cluster.task_index)
+        if 'Could not start gRPC server' not in str(e):
+            raise ClusterError(
+                f'{cluster.job_name} {cluster.task_index} ({address}) could not start its '
+                f'server: {tf_errors.reason(e)}'
+            ) from None
+        raise ClusterError(
+            f'{cluster.job_name} {cluster.task_index} cannot listen on {address} (in use: '
+            'another process, or a duplicate --task_index)'
+        ) from None
+
+
+def unreachable_ps(cluster, timeout=PS_PROBE_SECS):
+    """The addresses of the parameter servers whose port refuses a TCP connection (or does not
+    answer within `timeout`): a process that is not running, or a machine that is gone. A
+    connection opened and closed at once; TF's gRPC server takes it as a client that left."""
+    missing = []
+    for address in cluster.spec.job_tasks('ps'):
+        host, _, port = address.rpartition(':')
+        try:
+            with socket.create_connection((host.strip('[]'), int(port)), timeout=timeout):
+                pass
+        except (OSError, ValueError):
+            missing.append(address)
+    return missing
+
+
+def wait_for_ps(cluster, wait_secs, log=logging.info, probe=unreachable_ps):
+    """Waits (at most `wait_secs`, logging every PS_LOG_SECS which do not answer) until every
+    parameter server's port accepts a connection: TF's own session creation would wait for a
+    missing one forever, silently. ClusterError naming the ones that never answered."""
+    start, next_log = time.time(), 0.0
+    while True:
+        missing = probe(cluster)
+        if not missing:
+            return
+        waited = time.time() - start
+        if waited >= wait_secs:
+            raise ClusterError(
+                f'{cluster.task(cluster.job_name, cluster.task_index)}: the parameter server(s) '
+                f'{_ps_names(cluster, missing)} did not answer within {wait_secs} s '
+                '(--cluster_wait_secs): start them, or check the addresses in --ps_hosts.'
+            )
+        if waited >= next_log:
+            log(
+                'Waiting for the parameter server(s) %s to answer (%d s of %d s).',
+                _ps_names(cluster, missing),
+                waited,
+                wait_secs,
+            )
+            next_log = waited + PS_LOG_SECS
+        time.sleep(min(PS_PROBE_SECS, max(wait_secs - waited, 0.1)))
+
+
+def _ps_names(cluster, addresses):
+    """'ps 0 (h:p), ps 1 (h:p)' of those addresses."""
+    tasks = cluster.spec.job_tasks('ps')
+    return ', '.join(f'ps {tasks.index(a)} ({a})' for a in addresses)
+
+
+def _exit_process(message):
+    """Ends this process at once with a one-line error (status 1), whatever its threads do."""
+    prog = os.path.splitext(os.path.basename(sys.argv[0] or 'python'))[0]
+    try:
+        logging.flush()
+        sys.stdout.flush()
+        sys.stderr.write(f'{prog}: error: {message}\n')
+        sys.stderr.flush()
+    finally:
+        os._exit(1)
 
 
 def describe_role(cluster, sync, replicas_to_aggregate, wait_secs):
@@ -242,8 +355,13 @@ def _drain(queue):
 
 
 def _first_line(error):
-    text = getattr(error, 'message', None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    """The line of `error` that says why (TF's reason, not 'Graph execution error:')."""
+    return tf_errors.reason(error)
+
+
+# What a thread of the hooks may get from its session: TF's errors, and RuntimeError once the
+# session is closed (MonitoredSession closes it to create a new one, e.g. after a ps restart).
+_SESSION_ERRORS = (tf.errors.OpError, RuntimeError)
 
 
 class ReplicatedOptimizer(v1.train.Optimizer):
@@ -297,6 +415,8 @@ class Replication:
         warn=logging.warning,
         report_secs=REPORT_SECS,
         silent_secs=SILENT_SECS,
+        on_ps_lost=_exit_process,
+        probe=unreachable_ps,
     ):
         if cluster.spec is None or cluster.job_name != 'worker':
             raise ValueError('Replication is for the workers of a cluster.')
@@ -313,6 +433,9 @@ class Replication:
         self.wait_secs = wait_secs
         self.report_secs, self.silent_secs = report_secs, silent_secs
         self.log, self.warn = log, warn
+        # Called (with a one-line message) when a parameter server stays unreachable for
+        # wait_secs during the session; the default ends the process (see `_watch_ps`).
+        self.on_ps_lost, self.probe = on_ps_lost, probe
         # Tells this process' own interruption of its token wait from a stale one of an earlier
         # process with the same task index.
         self._incarnation = random.SystemRandom().randrange(1, 2**62)
@@ -532,11 +655,14 @@ class Replication:
         waits for the workers' last steps before the final checkpoint), ended as the module
         docstring says. `kwargs` go to MonitoredTrainingSession."""
         chief = self.cluster.is_chief
-        if not chief:
-            self.wait_for_model(master, config)
+        me = self.cluster.task('worker', self.cluster.task_index)
         ok = False
         try:
             try:
+                wait_for_ps(self.cluster, self.wait_secs, self.log, self.probe)
+                self.start_thread('ps_watch', self._watch_ps)
+                if not chief:
+                    self.wait_for_model(master, config)
                 with v1.train.MonitoredTrainingSession(
                     master=master,
                     is_chief=chief,
@@ -547,9 +673,14 @@ class Replication:
                     **kwargs,
                 ) as session:
                     yield session
-            except tf.errors.InvalidArgumentError as e:
-                if TOKEN_WAIT_TAG not in str(e):
-                    raise
+            except tf.errors.OpError as e:
+                if not (isinstance(e, tf.errors.InvalidArgumentError) and TOKEN_WAIT_TAG in str(e)):
+                    raise ClusterError(f'{me}: {_first_line(e)}') from None
+            except KeyboardInterrupt:
+                if not chief:
+                    self.stop_threads()
+                    self._tell_chief_left(master, config)
+                raise
             (self.chief_hook or self.worker_hook).check()
             ok = True
         finally:
@@ -557,8 +688,71 @@ class Replication:
             if chief:
                 self._end_cluster(master, config, ok)
 
+    def _watch_ps(self):
+        """A thread: TCP probes of the parameter servers' ports every PS_PROBE_SECS while the
+        process runs. TF does not give up on a dead parameter server: MonitoredSession creates
+        a new session and waits for the server forever. When one stays unreachable for
+        wait_secs, `on_ps_lost` (by default: the process ends with that one line and status 1;
+        it cannot be interrupted otherwise, its main thread waits inside TF; the ps held the
+        variables, so nothing is lost that the chief's last checkpoint does not have). A ps that
+        comes back in time (restarted: the chief restores the last checkpoint) resets it."""
+        since = None
+        while self.sleep(PS_PROBE_SECS):
+            missing = self.probe(self.cluster)
+            if not missing:
+                if since is not None:
+                    self.log('The parameter servers answer again.')
+                since = None
+                continue
+            now = time.time()
+            if since is None:
+                since = now
+                self.warn(
+                    'The parameter server(s) %s do not answer; waiting up to %d s '
+                    '(--cluster_wait_secs) for them to come back.',
+                    _ps_names(self.cluster, missing),
+                    self.wait_secs,
+                )
+            if now - since >= self.wait_secs and not self.stopping:
+                self.on_ps_lost(
+                    f"{self.cluster.task('worker', self.cluster.task_index)} stops: the "
+                    f'parameter server(s) {_ps_names(self.cluster, missing)} did not answer for '
+                    f'{int(now - since)} s (--cluster_wait_secs); restart every process of the '
+                    'cluster to resume from the last checkpoint.'
+                )
+                return
+
+    def _tell_chief_left(self, master, config):
+        """An interrupted worker's LEAVE (step -1), so that the chief does not wait for it."""
+        if self.probe(self.cluster):
+            return
+        with tf.Graph().as_default() as graph:
+            events = _queue('events', [tf.int32, tf.int32, tf.int64], [(), (), ()], _ps_device(0))
+            leave = events.enqueue(
+                (
+                    tf.constant(self.cluster.task_index, tf.int32),
+                    tf.constant(LEAVE, tf.int32),
+                    tf.constant(-1, tf.int64),
+                )
+            )
+        try:
+            with v1.Session(master, graph=graph, config=config) as session:
+                session.run(leave, options=v1.RunOptions(timeout_in_ms=5000))
+            self.log('Told the chief that this worker leaves.')
+        except _SESSION_ERRORS as e:
+            self.warn('Could not tell the chief that this worker leaves: %s', _first_line(e))
+
     def _end_cluster(self, master, config, ok):
         cluster = self.cluster
+        missing = self.probe(cluster)
+        if missing:  # a session would wait for them forever
+            self.warn(
+                'Could not tell the cluster that training %s: the parameter server(s) %s do '
+                'not answer.',
+                'ended' if ok else 'failed',
+                _ps_names(cluster, missing),
+            )
+            return
         with tf.Graph().as_default() as graph:  # small: a session on it starts in no time
             message = tf.constant(ENDED if ok else FAILED, tf.int32)
             broadcast = tf.group(
@@ -622,6 +816,20 @@ class ChiefHook(v1.train.SessionRunHook):
         self.distinct = {}  # distinct workers -> number of steps
         self.irregular = []  # (step, counts) of steps that did not aggregate distinct workers
         self.first_step = self.last_step = None
+        self.sessions = 0  # created by MonitoredSession: more than 1 after a ps restart
+        self._session = None
+
+    def _reset(self, session):
+        """A new session (MonitoredSession re-creates it when a parameter server failed): the
+        old one's failure is void, and the counts start again at the restored step."""
+        with self._lock:
+            self._session = session
+            self.sessions += 1
+            self.failure = None
+            self.contributions = [0] * self._r.cluster.num_workers
+            self.distinct, self.irregular = {}, []
+            self.first_step = self.last_step = None
+            self.pushed = {}
 
     # Events and messages.
 
@@ -644,6 +852,9 @@ class ChiefHook(v1.train.SessionRunHook):
                         value,
                     )
                     self.present.add(task)
+                elif kind == LEAVE and value < 0:
+                    self._r.log('%s left (interrupted; it rejoins when restarted).', name)
+                    self.present.discard(task)
                 elif kind == LEAVE:
                     self._r.log('%s left at step %d.', name, value)
                     self.present.discard(task)
@@ -661,22 +872,30 @@ class ChiefHook(v1.train.SessionRunHook):
                     {self._r._message: RUNNING},
                     options=v1.RunOptions(timeout_in_ms=30000),
                 )
-            except tf.errors.OpError as e:
-                if self._r.stopping:
+            except _SESSION_ERRORS as e:
+                if self._r.stopping or self._closed(session, e):
                     return
                 self._r.warn('Heartbeat to the cluster failed: %s', _first_line(e))
             if not self._r.sleep(HEARTBEAT_SECS):
                 return
 
+    def _closed(self, session, error):
+        """True when `session` is no longer the current one (MonitoredSession created a new
+        one, e.g. after a parameter server restarted) or is closed: its thread ends quietly."""
+        return session is not self._session or isinstance(error, RuntimeError)
+
     def _fail(self, session, error):
-        """Records `error` and interrupts the chief's own wait for a token."""
+        """Records `error` and interrupts the chief's own wait for a token; not for a session
+        that MonitoredSession has replaced meanwhile (its errors are those of the ps that went)."""
         with self._lock:
+            if session is not self._session:
+                return
             if self.failure is None:
                 self.failure = error
         self._r.warn('%s', error)
         try:
             session.run(self._r._interrupt, options=v1.RunOptions(timeout_in_ms=30000))
-        except tf.errors.OpError:
+        except _SESSION_ERRORS:
             pass
 
     def _missing(self, step):
@@ -703,8 +922,8 @@ class ChiefHook(v1.train.SessionRunHook):
         while self._r.sleep(1.0):
             try:
                 self._poll(session)
-            except tf.errors.OpError as e:
-                if self._r.stopping:
+            except _SESSION_ERRORS as e:
+                if self._r.stopping or self._closed(session, e):
                     return
                 self._r.warn('Could not read the workers\' events: %s', _first_line(e))
                 continue
@@ -748,8 +967,12 @@ class ChiefHook(v1.train.SessionRunHook):
                     return
             try:
                 step, counts = session.run(self._r._sync_step)
-            except tf.errors.OpError as e:
-                if not self._r.stopping and not isinstance(e, tf.errors.CancelledError):
+            except _SESSION_ERRORS as e:
+                if (
+                    not self._r.stopping
+                    and not self._closed(session, e)
+                    and not isinstance(e, tf.errors.CancelledError)
+                ):
                     self._fail(
                         session, ClusterError(f'The synchronous update failed: {_first_line(e)}')
                     )
@@ -846,8 +1069,11 @@ class ChiefHook(v1.train.SessionRunHook):
 
     def after_create_session(self, session, coord):
         r = self._r
+        again = self.sessions > 0
+        self._reset(session)
         start = session.run(r._start)
-        if start['chiefs_before']:
+        # Again: this chief's own session, re-created (the parameter servers' chief is itself).
+        if start['chiefs_before'] and not again:
             raise ClusterError(
                 'The parameter servers have already served a chief: a restarted chief cannot '
                 'take over a running cluster (its workers and accumulators are in the middle of '
@@ -855,6 +1081,12 @@ class ChiefHook(v1.train.SessionRunHook):
                 'resumes from the last checkpoint in --train_dir.'
             )
         step = int(start['step'])
+        if again:
+            r.warn(
+                'A new session (a parameter server failed; the variables are restored from the '
+                'last checkpoint): training continues at step %d; the counts below start there.',
+                step,
+            )
         with self._lock:
             self._step, self._step_time = step, time.time()
         r.start_thread('heartbeat', lambda: self._heartbeat(session))
@@ -909,6 +1141,7 @@ class WorkerHook(v1.train.SessionRunHook):
         self._r = replication
         self.message = None
         self.runs = 0
+        self._session = None
 
     def _watch(self, session):
         """Heartbeats to the chief; reads its messages; interrupts this worker's token wait when
@@ -920,8 +1153,8 @@ class WorkerHook(v1.train.SessionRunHook):
                 messages = session.run(r._watch, options=v1.RunOptions(timeout_in_ms=30000))[
                     'messages'
                 ]
-            except tf.errors.OpError as e:
-                if r.stopping:
+            except _SESSION_ERRORS as e:
+                if r.stopping or session is not self._session or isinstance(e, RuntimeError):
                     return
                 messages = []
                 r.warn('Could not reach the parameter servers: %s', _first_line(e))
@@ -935,12 +1168,13 @@ class WorkerHook(v1.train.SessionRunHook):
                 if r.sync:
                     try:
                         session.run(r._interrupt, options=v1.RunOptions(timeout_in_ms=30000))
-                    except tf.errors.OpError:
+                    except _SESSION_ERRORS:
                         pass
                 return
 
     def after_create_session(self, session, coord):
         r = self._r
+        self._session = session
         step = int(session.run(r._start)['step'])  # and JOIN
         if r.last_step is not None and step >= r.last_step:
             r.log(
@@ -966,7 +1200,7 @@ class WorkerHook(v1.train.SessionRunHook):
             step = int(
                 session.run(r._end, options=v1.RunOptions(timeout_in_ms=30000))['step']
             )  # and LEAVE
-        except tf.errors.OpError as e:  # the cluster has ended meanwhile
+        except _SESSION_ERRORS as e:  # the cluster has ended meanwhile
             r.warn('Could not tell the chief that this worker leaves: %s', _first_line(e))
             step = -1
         r.log(
@@ -1005,7 +1239,9 @@ def serve(cluster, server, wait_secs, log=logging.info):
         while True:
             try:
                 value = session.run(message, options=v1.RunOptions(timeout_in_ms=2000))
-            except tf.errors.DeadlineExceededError:
+            except tf.errors.OpError as e:
+                if not isinstance(e, tf.errors.DeadlineExceededError):
+                    raise ClusterError(f'{me} stops: {_first_line(e)}') from None
                 silent = time.time() - (heard or start)
                 if silent > wait_secs:
                     state = 'did not start' if heard is None else 'was silent'

@@ -658,6 +658,21 @@ def _reached_last_step(settings, resume_from):
     return True
 
 
+def resume_line(resume_from, checkpoint_path, cluster):
+    """The log line of a resume: the chief (or a lone process) restores `resume_from`; another
+    worker restores nothing (it trains the parameter servers' variables from their step)."""
+    if not cluster.is_chief:
+        return (
+            f'The chief resumes the model ({os.path.basename(resume_from)} is in --train_dir); '
+            'this worker restores nothing: it trains the parameter servers\' variables from '
+            'their step.'
+        )
+    return (
+        f'Resuming from {resume_from} (found in --train_dir); --checkpoint_path '
+        f'{checkpoint_path} is ignored.'
+    )
+
+
 def train(settings):
     """Runs (or resumes) a training run; see the module docstring.
 
@@ -757,11 +772,7 @@ def train(settings):
                 resume_from, {v.op.name: v for v in v1.global_variables()}, card_path
             )
         if resume_from is not None:
-            logging.info(
-                'Resuming from %s (found in --train_dir); --checkpoint_path %s is ignored.',
-                resume_from,
-                settings.checkpoint_path,
-            )
+            logging.info('%s', resume_line(resume_from, settings.checkpoint_path, cluster))
         elif cluster.is_chief:
             restorer = fine_tune_restorer(settings, net)
         scaffold = v1.train.Scaffold(
