@@ -818,17 +818,30 @@ def check_resumable(prefix, var_map, card_path=None):
     """
     check_restorable(prefix, var_map, card_path)
     shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    dropped = sorted(name for name in shapes if name not in var_map)
+    # The fp16 loss scale (GPU) re-learns itself in a few steps: dropping it loses nothing.
+    dropped = sorted(
+        name
+        for name in shapes
+        if name not in var_map and name.rsplit('/', 1)[-1] not in _LOSS_SCALE_STATE
+    )
     if not dropped:
         return
+
+    def slot_names(names):
+        return {n.rsplit('/', 1)[1] for n in names if '/' in n and n.rsplit('/', 1)[0] in var_map}
+
+    theirs = slot_names(dropped)
     if any(n.endswith('/ExponentialMovingAverage') for n in dropped):
         hint = 'its moving averages: resume with its --moving_average_decay'
-    elif any(n.rsplit('/', 1)[-1] in _LOSS_SCALE_STATE for n in dropped):
-        hint = 'its fp16 loss scale: resume with --mixed_precision'
-    elif any(n.rsplit('/', 1)[0] in shapes for n in dropped):
+    elif theirs and theirs <= slot_names(var_map):
         hint = (
             'the optimizer state of variables this run would not train: resume with its '
             '--trainable_scopes'
+        )
+    elif theirs or any(n in _OPTIMIZER_NON_SLOTS for n in dropped):
+        hint = (
+            f'the state of its optimizer (slots: {", ".join(sorted(theirs)) or "none"}), which '
+            f'this run\'s --optimizer does not keep: resume with its --optimizer'
         )
     else:
         hint = 'variables this model does not have: check --model_name'
@@ -851,8 +864,8 @@ def _missing_hint(missing, shapes, var_map):
         return 'leave --moving_average_decay unset: the checkpoint has no moving averages'
     if any(n.rsplit('/', 1)[-1] in _LOSS_SCALE_STATE for n in missing):
         return (
-            'the checkpoint has no fp16 loss scale: it was trained without --mixed_precision on '
-            'a GPU; resume without it'
+            'the checkpoint has no fp16 loss scale (that of --mixed_precision on a GPU): it was '
+            'trained in float32, or in bfloat16 on a CPU; resume without --mixed_precision here'
         )
 
     # An optimizer's slot is `<variable>/<slot name>`.

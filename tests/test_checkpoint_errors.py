@@ -268,10 +268,18 @@ def test_missing_variables_name_what_differs(tmp_path, saved, wanted, hint):
             'the optimizer state of variables this run would not train: resume with its '
             '--trainable_scopes',
         ),
+        # Resumed with an optimizer of fewer or no slots (sgd), not a narrower scope.
         (
-            ['global_step', 'net/w', 'current_loss_scale', 'good_steps'],
+            ['global_step', 'net/w', 'net/w/Adam', 'net/w/Adam_1', 'beta1_power'],
             ['global_step', 'net/w'],
-            'its fp16 loss scale: resume with --mixed_precision',
+            'the state of its optimizer (slots: Adam, Adam_1), which this run\'s --optimizer does '
+            'not keep: resume with its --optimizer',
+        ),
+        (
+            ['global_step', 'net/w', 'beta2_power'],
+            ['global_step', 'net/w'],
+            'the state of its optimizer (slots: none), which this run\'s --optimizer does not '
+            'keep: resume with its --optimizer',
         ),
         (
             ['global_step', 'net/w', 'other/v'],
@@ -299,6 +307,17 @@ def test_a_resume_that_would_drop_variables_of_the_checkpoint_is_refused(
     )
 
 
+def test_the_fp16_loss_scale_may_be_dropped(tmp_path):
+    """It re-learns itself in a few steps: a GPU fp16 run resumed in float32 goes on."""
+    prefix = _saved(tmp_path / 'model.ckpt', ['global_step', 'net/w', 'current_loss_scale'])
+    with tf.Graph().as_default():
+        var_map = {
+            n: v1.get_variable(n, initializer=np.ones([2], np.float32))
+            for n in ['global_step', 'net/w']
+        }
+        checkpoints.check_resumable(prefix, var_map)
+
+
 def test_a_resume_without_the_fp16_loss_scale_names_mixed_precision(tmp_path):
     prefix = _saved(tmp_path / 'model.ckpt', ['global_step', 'net/w'])
     with tf.Graph().as_default():
@@ -306,5 +325,5 @@ def test_a_resume_without_the_fp16_loss_scale_names_mixed_precision(tmp_path):
             n: v1.get_variable(n, initializer=np.ones([2], np.float32))
             for n in ['global_step', 'net/w', 'current_loss_scale', 'good_steps']
         }
-        with pytest.raises(ValueError, match='it was trained without --mixed_precision on a GPU'):
+        with pytest.raises(ValueError, match='resume without --mixed_precision here'):
             checkpoints.check_restorable(prefix, var_map)

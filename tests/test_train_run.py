@@ -468,41 +468,38 @@ def test_a_resume_that_would_drop_the_checkpoints_variables_is_refused(
     assert _mtimes(copy) == files
 
 
-def test_a_card_without_checkpoints_is_replaced(dataset_dir, fp32_run, tmp_path):
+def test_a_card_without_checkpoints_says_it_may_be_deleted(dataset_dir, fp32_run, tmp_path):
     """A run stopped before its first checkpoint left its model.json; the corrected command
-    (another --depth_multiplier) was refused as contradicting it, with advice to pass a flag the
-    trainer does not have. The card describes no weights: a new one replaces it."""
+    (another --depth_multiplier) was refused with advice to pass a flag the trainer does not
+    have. The card describes no weights: the error says to delete it (a watcher or the cluster's
+    other workers may have read it, so it is not replaced behind their backs)."""
     folder = tmp_path / 'stopped'
     folder.mkdir()
-    shutil.copy(os.path.join(fp32_run[0], 'model.json'), folder / 'model.json')
+    card = folder / 'model.json'
+    shutil.copy(os.path.join(fp32_run[0], 'model.json'), card)
+    before = card.read_bytes()
     args = _args(dataset_dir, str(folder), '--max_number_of_steps=1')
     args[args.index('--depth_multiplier=0.25')] = '--depth_multiplier=0.5'
     proc = _run(args)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert '%s is replaced: no checkpoint was written with it' % (folder / 'model.json') in (
-        proc.stderr
-    )
-    card = card_lib.load(str(folder / 'model.json'))
-    assert card.params.depth_multiplier == 0.5
-    assert _step(os.path.join(str(folder), 'model.ckpt-1')) == 1
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert (
+        f'--depth_multiplier=0.5 contradicts the model card {card}, which says 0.25. Drop '
+        f'--depth_multiplier (the card describes the model), or delete {card} (no checkpoint was '
+        f'written with it: a run stopped before one) to use --depth_multiplier=0.5.'
+    ) in proc.stderr
+    assert card.read_bytes() == before and os.listdir(folder) == ['model.json']
 
 
 def test_a_resume_with_other_settings_is_logged_and_recorded(dataset_dir, fp32_run, tmp_path):
     """Other settings than the training's so far were taken silently (the audit's learning rate
     jumped from the schedule's end back to its middle). The log names each change and the card
-    records it; a second resume compares with the settings as the first resume left them."""
+    records it once the run has written a checkpoint; a second resume compares with the
+    settings as the first resume left them."""
     copy = str(tmp_path / 'copy')
     shutil.copytree(fp32_run[0], copy)
     first = card_lib.load(os.path.join(copy, 'model.json'))
-    proc = _run(
-        _args(
-            dataset_dir,
-            copy,
-            '--max_number_of_steps=31',
-            '--learning_rate=0.002',
-            '--max_to_keep=1',
-        )
-    )
+    cosine = ['--learning_rate=0.002', '--learning_rate_decay_type=cosine', '--max_to_keep=1']
+    proc = _run(_args(dataset_dir, copy, '--max_number_of_steps=31', *cosine))
     assert proc.returncode == 0, proc.stderr[-3000:]
     # A lower --max_to_keep: TF's Saver would remove one listed checkpoint per save, never
     # getting down to it.
@@ -511,10 +508,10 @@ def test_a_resume_with_other_settings_is_logged_and_recorded(dataset_dir, fp32_r
     )
     assert sorted(n for n in os.listdir(copy) if n.endswith('.index')) == ['model.ckpt-31.index']
     assert (
-        'resuming with other settings than the training so far (its card records them): '
-        'learning_rate 0.001 -> 0.002, learning_rate_decay_type fixed -> exponential, '
-        'max_number_of_steps 30 -> 31; the step count and the learning-rate schedule go on from '
-        'step 30 with the new values'
+        'resuming with other settings than the training so far (its card records them once this '
+        'run has written a checkpoint): learning_rate 0.001 -> 0.002, learning_rate_decay_type '
+        'fixed -> cosine, max_number_of_steps 30 -> 31; the step count and the learning-rate '
+        'schedule go on from step 30 with the new values'
     ) in proc.stderr
     card = card_lib.load(os.path.join(copy, 'model.json'))
     assert (
@@ -525,14 +522,30 @@ def test_a_resume_with_other_settings_is_logged_and_recorded(dataset_dir, fp32_r
     assert resume['step'] == 30 and 'dataset' not in resume
     assert resume['changes'] == {
         'learning_rate': [0.001, 0.002],
-        'learning_rate_decay_type': ['fixed', 'exponential'],
+        'learning_rate_decay_type': ['fixed', 'cosine'],
         'max_number_of_steps': [30, 31],
     }
-    again = _run(_args(dataset_dir, copy, '--max_number_of_steps=32', '--learning_rate=0.002'))
+    again = _run(_args(dataset_dir, copy, '--max_number_of_steps=32', *cosine))
     assert again.returncode == 0, again.stderr[-3000:]
-    assert 'max_number_of_steps 31 -> 32;' in again.stderr
+    assert (
+        'the training so far (its card records them once this run has written a checkpoint): '
+        'max_number_of_steps 31 -> 32;'
+    ) in again.stderr
     assert 'learning_rate 0.001' not in again.stderr
-    assert len(card_lib.load(os.path.join(copy, 'model.json')).provenance['resumed']) == 2
+    resumes = card_lib.load(os.path.join(copy, 'model.json')).provenance['resumed']
+    assert [r['changes'] for r in resumes[1:]] == [{'max_number_of_steps': [31, 32]}]
+
+
+def test_a_resume_is_recorded_after_its_first_checkpoint():
+    """The record waits for a checkpoint past the resumed step (the re-save of that step at start
+    does not count): a resume aborted before leaves the card as it was."""
+    calls = []
+    listener = hooks.FirstSavePastListener(30, lambda: calls.append(1))
+    listener.after_save(None, 30)
+    assert calls == []
+    listener.after_save(None, 31)
+    listener.after_save(None, 32)
+    assert calls == [1]
 
 
 def test_a_resume_on_other_data_is_recorded_for_evaluation(fp32_run, tmp_path):
@@ -546,8 +559,12 @@ def test_a_resume_on_other_data_is_recorded_for_evaluation(fp32_run, tmp_path):
     )
     resumed, lines = trainer._resume_record(card, settings, test, 30)
     assert lines == [
-        'resuming on %s split test in %s; the training so far used %s split %s in %s (the card '
-        'records both)' % (first['name'], tmp_path, first['name'], first['split'], first['dir'])
+        (
+            trainer.logging.WARNING,  # absl's
+            'resuming on %s split test in %s; the training so far used %s split %s in %s (the '
+            'card records both once this run has written a checkpoint)'
+            % (first['name'], tmp_path, first['name'], first['split'], first['dir']),
+        )
     ]
     (resume,) = resumed.provenance['resumed']
     assert resume['changes'] == {} and resume['step'] == 30

@@ -68,6 +68,19 @@ class CheckpointLogListener(v1.train.CheckpointSaverListener):
         logging.info('checkpoint saved: %s-%d', self._prefix, global_step_value)
 
 
+class FirstSavePastListener(v1.train.CheckpointSaverListener):
+    """Calls `action()` once, after the first checkpoint of a step past `step` is written: what a
+    resumed run records once it has trained (a resume aborted before then leaves no trace)."""
+
+    def __init__(self, step, action):
+        self._step, self._action = step, action
+
+    def after_save(self, session, global_step_value):
+        if self._action is not None and global_step_value > self._step:
+            action, self._action = self._action, None
+            action()
+
+
 class RateEstimator:
     """Steps per second for an ETA that holds still on a machine whose speed varies.
 

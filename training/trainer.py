@@ -239,25 +239,26 @@ def _new_card(settings, dataset, log):
     return card.replace(card_id=card_lib.new_card_id(), provenance=provenance)
 
 
-def resolve_model_card(settings, dataset, resume_from=None, is_chief=True, log=logging.info):
+def resolve_model_card(settings, dataset, resume_from=None, log=logging.info):
     """(card, path of an existing card or None) of this run.
 
     Resuming (a card in train_dir): that card; a model setting that contradicts it is a
-    CardError naming the setting, both values and the file; the dataset must have its classes.
-    Otherwise a new card (`_new_card`), written by the chief before the first checkpoint. The
-    chief also makes a new one in place of the card of a run stopped before its first checkpoint
-    (no `resume_from`): it describes no weights, and the corrected command must not be refused.
+    CardError naming the setting, both values, the file and the way out (a new --train_dir; for
+    the card of a run stopped before its first checkpoint, no `resume_from`: deleting it, as it
+    describes no weights; it is not replaced silently, since a watcher or the cluster's other
+    workers may have read it already); the dataset must have its classes. Otherwise a new card
+    (`_new_card`), written by the chief before the first checkpoint.
     """
     path = os.path.join(settings.train_dir, card_lib.CARD_FILE)
     if not os.path.isfile(path):
         return _new_card(settings, dataset, log), None
-    if resume_from is None and is_chief:
-        log('%s is replaced: no checkpoint was written with it (a run stopped before one).' % path)
-        return _new_card(settings, dataset, log), None
     card = card_lib.load(path)
-    card = cli.apply_structure_flags(
-        card, _model_flags(settings), path, log, fix='train in a new --train_dir'
+    fix = (
+        'train in a new --train_dir'
+        if resume_from
+        else f'delete {path} (no checkpoint was written with it: a run stopped before one)'
     )
+    card = cli.apply_structure_flags(card, _model_flags(settings), path, log, fix=fix)
     if card.num_classes != dataset.num_classes:
         raise card_lib.CardError(
             'the model in %s (card %s) has %d classes with background; dataset %s/%s has %d. '
@@ -307,9 +308,9 @@ def _dataset_record(dataset):
 
 
 def _resume_record(card, settings, dataset, step):
-    """(the card with this resume recorded, log lines) when the resume's settings or data differ
-    from the training's so far (its card's provenance: the first run's settings, updated by the
-    resumes recorded since); (card, []) otherwise or for a card without a record.
+    """(the card with this resume recorded, [(logging level, line)]) when the resume's settings or
+    data differ from the training's so far (its card's provenance: the first run's settings,
+    updated by the resumes recorded since); (card, []) otherwise or for a card without a record.
 
     The step count and the learning-rate schedule continue with the new values, and the data of
     every resume is named in the card: evaluation's warning on a split the model was trained on
@@ -323,10 +324,15 @@ def _resume_record(card, settings, dataset, step):
         recorded = dict(recorded, **{k: v[1] for k, v in (resume.get('changes') or {}).items()})
         data = resume.get('dataset') or data
     now = json.loads(json.dumps(dataclasses.asdict(settings)))
+    # The data line names the dataset; the step limit shapes only a cosine or polynomial decay
+    # (raising it is how a training goes on).
+    ignored = _NOT_RECORDED_ON_RESUME | {'dataset_name', 'dataset_split_name'}
+    if settings.learning_rate_decay_type not in ('cosine', 'polynomial'):
+        ignored = ignored | {'max_number_of_steps'}
     changes = {
         name: [recorded[name], value]
         for name, value in now.items()
-        if name not in _NOT_RECORDED_ON_RESUME and name in recorded and recorded[name] != value
+        if name not in ignored and name in recorded and recorded[name] != value
     }
     new_data = _dataset_record(dataset)
     same_data = (data.get('name'), data.get('split')) == (new_data['name'], new_data['split']) and (
@@ -338,22 +344,29 @@ def _resume_record(card, settings, dataset, step):
     lines = []
     if changes:
         lines.append(
-            'resuming with other settings than the training so far (its card records them): '
-            + ', '.join(f'{name} {old} -> {new}' for name, (old, new) in changes.items())
-            + '; the step count and the learning-rate schedule go on from step %d with the new '
-            'values' % step
+            (
+                logging.INFO,
+                'resuming with other settings than the training so far (its card records them '
+                'once this run has written a checkpoint): '
+                + ', '.join(f'{name} {old} -> {new}' for name, (old, new) in changes.items())
+                + '; the step count and the learning-rate schedule go on from step %d with the '
+                'new values' % step,
+            )
         )
     if not same_data:
         lines.append(
-            'resuming on %s split %s in %s; the training so far used %s split %s in %s (the '
-            'card records both)'
-            % (
-                new_data['name'],
-                new_data['split'],
-                new_data['dir'],
-                data.get('name'),
-                data.get('split'),
-                data.get('dir'),
+            (
+                logging.WARNING,
+                'resuming on %s split %s in %s; the training so far used %s split %s in %s (the '
+                'card records both once this run has written a checkpoint)'
+                % (
+                    new_data['name'],
+                    new_data['split'],
+                    new_data['dir'],
+                    data.get('name'),
+                    data.get('split'),
+                    data.get('dir'),
+                ),
             )
         )
     resume = {'time': card_lib.now(), 'step': step, 'changes': changes}
@@ -572,9 +585,9 @@ def fine_tune_restorer(settings, net):
     return checkpoints.Restorer(prefix, items)
 
 
-def make_hooks(settings, scaffold, log_tensors, cluster, num_examples=None):
+def make_hooks(settings, scaffold, log_tensors, cluster, num_examples=None, listeners=()):
     """(hooks, chief-only hooks, the logging hook) of the session (a cluster's own hooks are
-    added by `cluster_lib.Replication.session`)."""
+    added by `cluster_lib.Replication.session`); `listeners`: more CheckpointSaverListeners."""
     all_finite = tf.reduce_all(
         [tf.reduce_all(tf.math.is_finite(v)) for v in v1.global_variables() if v.dtype.is_floating]
     )
@@ -590,6 +603,7 @@ def make_hooks(settings, scaffold, log_tensors, cluster, num_examples=None):
             listeners=[
                 hooks_lib.FiniteCheckListener(all_finite),
                 hooks_lib.CheckpointLogListener(os.path.join(settings.train_dir, 'model.ckpt')),
+                *listeners,
             ],
             **save_args,
         ),
@@ -739,12 +753,20 @@ def train(settings):
             if dataset.metadata is not None
             else 'counted from the record headers (no metadata)',
         )
-        card, card_path = resolve_model_card(settings, dataset, resume_from, cluster.is_chief)
-        resume_lines = []
+        card, card_path = resolve_model_card(settings, dataset, resume_from)
+        resume_lines, listeners = [], []
         if card_path is not None and resume_from is not None and cluster.is_chief:
-            card, resume_lines = _resume_record(
-                card, settings, dataset, checkpoints.checkpoint_step(resume_from)
-            )
+            resume_step = checkpoints.checkpoint_step(resume_from)
+            card, resume_lines = _resume_record(card, settings, dataset, resume_step)
+            if resume_lines:
+                # Recorded once this run has trained: a resume aborted at once (seeing its log's
+                # warning, say) leaves the card as it was.
+                recorded = card
+                listeners.append(
+                    hooks_lib.FirstSavePastListener(
+                        resume_step, lambda: card_lib.write(card_path, recorded)
+                    )
+                )
         logging.info(
             'Model: %s (card %s).',
             card_lib.describe(card),
@@ -789,7 +811,7 @@ def train(settings):
             else None,
         )
         hooks, chief_hooks, log_hook = make_hooks(
-            settings, scaffold, log_tensors, cluster, dataset.num_samples
+            settings, scaffold, log_tensors, cluster, dataset.num_samples, listeners
         )
         for line in hooks_lib.start_lines(
             card,
@@ -801,8 +823,8 @@ def train(settings):
             log_tensors['losses'],
         ):
             logging.info('%s', line)
-        for line in resume_lines:
-            logging.warning('%s', line)
+        for level, line in resume_lines:
+            logging.log(level, '%s', line)
         if cluster.is_chief:
             checkpoints.clear_training_finished(settings.train_dir)
             checkpoints.remove_interrupted_saves(settings.train_dir)
@@ -822,7 +844,7 @@ def train(settings):
                     settings.max_to_keep,
                     ', '.join(os.path.basename(p) for p in removed),
                 )
-            if card_path is None or resume_lines:
+            if card_path is None:
                 os.makedirs(settings.train_dir, exist_ok=True)
                 card_lib.write(os.path.join(settings.train_dir, card_lib.CARD_FILE), card)
         with _training_session(
