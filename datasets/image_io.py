@@ -97,11 +97,15 @@ def _jpeg_ends(data):
     """Whether the JPEG has an end-of-image marker after its first start of scan. (Scan data
     stuffs its 0xFF bytes, so EOI cannot appear there by chance; a thumbnail's EOI inside an
     APP segment is skipped; bytes after EOI, such as a phone's trailer or an appended video,
-    are ignored by decoders.)"""
+    are ignored by decoders.) Stray bytes between the header's segments, which libjpeg skips
+    ("extraneous bytes before marker") and so TensorFlow and PIL decode, make the walk fail:
+    then the first start of scan is the first 0xFFDA found by a plain byte search."""
     try:
         scan = _walk_jpeg(data, stop_at_scan=True)
     except BadImageError:
-        return False
+        scan = data.find(b'\xff\xda', 2)
+        if scan < 0:
+            return False
     return scan is not None and data.find(b'\xff\xd9', scan) >= 0
 
 

@@ -31,6 +31,7 @@ and external entities are refused by expat.) An XML may use any encoding Python 
 itself decodes only UTF-8/16, Latin-1 and ASCII); a default namespace on its tags is ignored.
 """
 
+import codecs
 import dataclasses
 import glob
 import math
@@ -181,17 +182,30 @@ def read_annotation_xml(path):
     return root
 
 
+# Declared encodings read as their Windows supersets, as the WHATWG Encoding Standard (browsers)
+# does: Windows annotation tools declare encoding="gb2312" but write GBK characters (such as
+# those of names), which the strict codec refuses. Keys and values are Python's codec names.
+_ENCODING_SUPERSETS = {
+    'gb2312': 'gbk',
+    'shift_jis': 'cp932',
+    'big5': 'big5hkscs',
+    'euc_kr': 'cp949',
+}
+
+
 def _parse_xml(data):
     """ET.fromstring(data); a multi-byte encoding that expat cannot decode itself (GBK, GB2312,
-    Big5, Shift_JIS, from Windows annotation tools) is decoded by Python's codec first."""
+    Big5, Shift_JIS, from Windows annotation tools) is decoded by Python's codec first, a
+    declared GB2312, Shift_JIS, Big5 or EUC-KR as its superset (`_ENCODING_SUPERSETS`)."""
     try:
         return ET.fromstring(data)
     except ValueError as e:  # pyexpat's, before parsing anything
         match = _XML_ENCODING.match(data)
         if 'multi-byte encodings are not supported' not in str(e) or not match:
             raise
+    name = codecs.lookup(match.group(1).decode('ascii')).name  # LookupError: unknown encoding
     # Text input: the parser reads it as Unicode whatever the declaration says.
-    return ET.fromstring(data.decode(match.group(1).decode('ascii')))
+    return ET.fromstring(data.decode(_ENCODING_SUPERSETS.get(name, name)))
 
 
 @dataclasses.dataclass(frozen=True)

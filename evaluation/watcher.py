@@ -45,8 +45,10 @@ already gone is recorded as "unavailable" with a log line. The watcher stops whe
 finished (`training_finished.json` in its folder) and its last checkpoint is handled, at
 --final_step, or after --eval_timeout seconds without a new checkpoint (an error when no
 checkpoint of the run was evaluated: `NothingEvaluated`). With --final_step, a marker of an
-earlier step is taken as stale (a new trainer run extending the folder removes it only once it
-has started) and does not stop the watcher.
+earlier step is first taken as stale (a new trainer run extending the folder removes it only once
+it has started); the same marker still there `STALE_MARKER_GRACE_SECS` (at least two scan
+intervals) after the watcher first saw it, with no new checkpoint meanwhile, is taken as the end of
+training after all (--final_step above where training stopped) and stops the watcher.
 """
 
 import csv
@@ -76,6 +78,13 @@ LOCK_NAME = '.watcher.lock'
 HISTORY_FILES = ('history.csv', 'history.png')
 EVALUATED, UNAVAILABLE = 'evaluated', 'unavailable'
 _LOCK_SIGNATURE = 'eval watcher lock'
+# With --final_step, how long a `training_finished.json` of an earlier step may stay before the
+# watcher takes it as the end of training rather than as left by the run a new trainer run extends:
+# that trainer removes it a few seconds to a minute after it starts (imports, graph, restore), so
+# 120 s leave it twice its usual time; and at least two scan intervals (`max(this, 2 x
+# interval_secs)`), so that the watcher has looked again for a new checkpoint or a removed marker
+# before it stops, however rarely it scans.
+STALE_MARKER_GRACE_SECS = 120.0
 # Temporary-folder labels (tf_extended.temp_dirs) of the watcher in eval_dir.
 _STAGED, _NEW_BEST, _OLD_BEST = 'staged', 'best-new', 'best-old'
 
@@ -120,6 +129,8 @@ def results_settings(settings):
         record['dataset_dir'] = os.path.realpath(settings.dataset_dir)
     record.update(dataclasses.asdict(settings.card.detection))
     record['compute_dtype'] = settings.card.compute_dtype
+    # Which metrics, not their order: --metrics=voc07,coco and coco,voc07 give the same results.
+    record['metrics'] = sorted(record['metrics'])
     return json.loads(json.dumps(record))  # as the ledger gives it back (tuples as lists)
 
 
@@ -137,6 +148,9 @@ def check_settings(ledger, record, this_run, eval_dir):
             # the eval folders of older versions keep working.
             continue
         old = entry['settings'] if isinstance(entry['settings'], dict) else {}
+        if isinstance(old.get('metrics'), list):
+            # Entries written before the metrics were recorded sorted.
+            old = dict(old, metrics=sorted(old['metrics'], key=str))
         changed = [
             f'{key} {_show(old, key)} -> {_show(record, key)}'
             for key in list(record) + [k for k in old if k not in record]
@@ -572,6 +586,11 @@ class _EventStream:
             self.writer.close()
 
 
+def _marker_step(marker):
+    """The step of a `training_finished.json` for a log line (-1: its checkpoint has no step)."""
+    return marker['step'] if marker['step'] >= 0 else 'unknown (no step in its checkpoint name)'
+
+
 def _pct(value):
     return 'n/a' if value is None else f'{100 * value:.2f} %'
 
@@ -601,9 +620,12 @@ def watch(
       final_step: stop once a checkpoint of this global step or later has been handled.
         Without it, the watcher stops once the trainer's `training_finished.json` (written at
         the trainer's normal end) names a checkpoint it has handled, or one that is gone; with
-        it, only a marker of step final_step or later does: an earlier one is taken as stale (a
-        new trainer run extending the folder removes it only once it has started), and the
-        watcher goes on until final_step or its timeout.
+        it, a marker of step final_step or later does at once; an earlier one (or one whose
+        checkpoint name has no step) is first taken as stale (a new trainer run extending the
+        folder removes it only once it has started), and stops the watcher only when the same
+        marker is still there max(STALE_MARKER_GRACE_SECS, 2 x interval_secs) after the watcher
+        first saw it and no new checkpoint came meanwhile (training ended before final_step),
+        with a log line naming both steps; or final_step, or the timeout, comes first.
       best_metric: 'voc07', 'voc12' or 'coco' (must be in settings.metrics).
       log: callable taking one line (default: print).
     Returns:
@@ -734,7 +756,9 @@ def _watch(
     )
     written = []
     last_new = clock()
-    stale_said = None
+    # The stale marker being waited out (see STALE_MARKER_GRACE_SECS) and when it was first seen.
+    stale_marker, stale_since = None, None
+    stale_grace = max(STALE_MARKER_GRACE_SECS, 2 * interval_secs)
     while True:
         pending = [(p, m) for p, m in _scan(checkpoint_dir) if not handled(p, m)]
         for prefix, mtime in pending:
@@ -748,14 +772,25 @@ def _watch(
             continue
         finished = checkpoints.training_finished(checkpoint_dir)
         if finished is not None and final_step is not None and finished['step'] < final_step:
-            if stale_said != finished:
+            if stale_marker != finished:
                 log(
                     f'[watch] {checkpoints.FINISHED_MARKER} says the trainer finished at step '
-                    f'{finished["step"]}, before --final_step {final_step}: taken as left by an '
-                    f'earlier run; waiting for step {final_step}.'
+                    f'{_marker_step(finished)}, before --final_step {final_step}: taken as left '
+                    f'by an earlier run; waiting for step {final_step} (stopping if it is still '
+                    f'there in {stale_grace:g} s with no new checkpoint).'
                 )
-                stale_said = finished
-            finished = None
+                stale_marker, stale_since = finished, clock()
+            # A new checkpoint since then: a trainer is running; the grace starts again.
+            if clock() - max(stale_since, last_new) < stale_grace:
+                finished = None
+            else:
+                log(
+                    f'[watch] {checkpoints.FINISHED_MARKER} (the trainer finished at step '
+                    f'{_marker_step(finished)}, {finished["checkpoint"]}) is still there '
+                    f'{stale_grace:g} s after it was first seen and no new checkpoint came: '
+                    f'training ended before --final_step {final_step}; stopping.'
+                )
+                return written
         if finished is not None:
             prefix = os.path.join(checkpoint_dir, finished['checkpoint'])
             try:

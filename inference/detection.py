@@ -393,11 +393,17 @@ class Detector:
     def run_padded(self, batch, sizes, outputs=DETECTION_OUTPUTS):
         """Batched outputs for a zero-padded uint8 batch `[B, H, W, 3]` and its int32 sizes
         `[B, 2]` (height, width of each image at the top left). A batch of more padded pixels
-        than MAX_BATCH_PIXELS runs in parts (`padded_parts`). Raises ModelRunError when
-        TensorFlow fails running the graph."""
+        than MAX_BATCH_PIXELS runs in parts (`padded_parts`), unless the model's input has a
+        static batch size (an export with --fixed_size): parts of fewer images could not be fed.
+        Raises ModelRunError when TensorFlow fails running the graph."""
+        shape = self.inputs[INPUT].shape
+        if shape.rank is not None and tf.compat.dimension_value(shape[0]) is not None:
+            parts = [(0, len(sizes), batch.shape[1], batch.shape[2])]
+        else:
+            parts = padded_parts(sizes)
         results = [
             self._run_part(batch[start:end, :height, :width], sizes[start:end], outputs)
-            for start, end, height, width in padded_parts(sizes)
+            for start, end, height, width in parts
         ]
         if len(results) == 1:
             return results[0]

@@ -281,9 +281,10 @@ def check_export_finished(path):
     """Refuses the model file or SavedModel folder `path` of an export whose folder holds the
     EXPORT_PENDING_FILE: an export into it is running or was interrupted, so its files and
     metadata may be of different exports (a new frozen graph beside the earlier metadata.json).
-    The folder is the one holding `path` (for a SavedModel, the export folder holding it).
-    Raises ExportUnfinishedError."""
-    folder = os.path.dirname(os.path.abspath(path))
+    The folder is the one holding `path` (for a SavedModel, the export folder holding it),
+    symlinks resolved: a link to an export's saved_model/ is read through, so its folder is
+    checked. Raises ExportUnfinishedError."""
+    folder = os.path.dirname(os.path.realpath(path))
     if os.path.lexists(os.path.join(folder, EXPORT_PENDING_FILE)):
         raise ExportUnfinishedError(
             f'{path}: the export into {folder} has not finished (its {EXPORT_PENDING_FILE} is '

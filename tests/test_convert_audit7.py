@@ -49,6 +49,30 @@ def test_truncated_jpeg_still_refused_and_thumbnail_eoi_does_not_count():
     assert (kept.width, kept.height, kept.converted_from) == (60, 40, None)
 
 
+def test_jpeg_with_a_stray_byte_before_its_scan_is_kept():
+    """libjpeg skips stray bytes between header segments ("extraneous bytes before marker"), so
+    TensorFlow decodes such a JPEG; the segment walk refused it as "truncated JPEG (no
+    end-of-image marker)"."""
+    import tensorflow as tf
+
+    data = _jpeg()
+    sos = data.index(b'\xff\xda')
+    stray = data[:sos] + b'\x00' + data[sos:]
+    with pytest.raises(image_io.BadImageError):
+        image_io._walk_jpeg(stray, stop_at_scan=True)  # the walk alone fails on it
+    assert image_io._jpeg_ends(stray)
+    kept = image_io.normalise_image_bytes(stray, file_name='a.jpg')
+    assert (kept.width, kept.height, kept.converted_from) == (60, 40, None)
+    assert kept.data == stray
+    decoded = tf.io.decode_jpeg(stray).numpy()
+    assert decoded.shape == (40, 60, 3)
+    np.testing.assert_array_equal(decoded, tf.io.decode_jpeg(data).numpy())
+    for truncated in (stray[:-2], stray[:700]):
+        assert not image_io._jpeg_ends(truncated)  # (OpenCV refuses these too)
+        with pytest.raises(image_io.BadImageError):
+            image_io.normalise_image_bytes(truncated)
+
+
 def _voc_xml(root, image_id, text, encoding):
     os.makedirs(os.path.join(root, 'Annotations'), exist_ok=True)
     with open(os.path.join(root, 'Annotations', image_id + '.xml'), 'wb') as f:
@@ -80,6 +104,35 @@ def test_voc_xml_in_a_multibyte_encoding(tmp_path, encoding):
     assert [(o.name, o.label, o.difficult) for o in record.objects] == [(name, 2, 1), ('dog', 1, 1)]
     for o in record.objects:
         np.testing.assert_allclose(o.box, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    'declared, name, written',
+    [
+        ('gb2312', '\u5586', 'gbk'),  # 喆: GBK, not GB2312
+        ('GB2312', '\u5586', 'gbk'),
+        ('Shift_JIS', '\u3231', 'cp932'),  # ㈱: a NEC row-13 character of Windows
+        ('Big5', '\u4f8a', 'big5hkscs'),  # 侊: HKSCS
+        ('EUC-KR', '\uac02', 'cp949'),  # 갂: Windows' unified Hangul
+    ],
+)
+def test_voc_xml_declared_gb2312_but_written_in_gbk(tmp_path, declared, name, written):
+    """Windows labelling tools declare encoding="gb2312" but write GBK characters: the strict
+    codec refused the file ("'gb2312' codec can't decode"). Declared encodings are read as their
+    Windows supersets, as the WHATWG Encoding Standard says."""
+    with pytest.raises(UnicodeDecodeError):
+        name.encode(written).decode(declared)
+    root = str(tmp_path)
+    _voc_xml(
+        root,
+        'a',
+        f'<?xml version="1.0" encoding="{declared}"?>\n<annotation><filename>a.jpg'
+        f'</filename>' + _OBJ.format(name=name) + '</annotation>',
+        written,
+    )
+    (source,) = pascalvoc.list_examples([root])
+    record, _ = pascalvoc.VocLoader((name,))(source)
+    assert [(o.name, o.label, o.difficult) for o in record.objects] == [(name, 1, 1)]
 
 
 @pytest.mark.parametrize(

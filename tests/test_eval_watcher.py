@@ -671,6 +671,117 @@ def test_stale_finished_marker_does_not_stop_a_watcher_with_a_later_final_step(
     assert len(calls) == 6
 
 
+def test_stale_finished_marker_stops_the_watcher_after_a_grace_period(tmp_path, monkeypatch):
+    """With --final_step above where training really ended (a typo, a lowered
+    --max_number_of_steps) and no --eval_timeout, a watcher waited forever on a marker of an
+    earlier step; one whose checkpoint name has no step was stale forever. The same marker still
+    there max(120 s, 2 x interval) after it was first seen, with no new checkpoint meanwhile,
+    stops it; a new checkpoint in between starts the grace again."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    for step in (1200, 1600):
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+    checkpoints.mark_training_finished(train_dir)
+    calls = []
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate(calls))
+    clock = {'now': 0.0}
+    lines = []
+
+    def sleep(seconds):
+        clock['now'] += seconds
+        assert clock['now'] < 10_000, 'the watcher waits forever'
+
+    run = dict(log=lines.append, clock=lambda: clock['now'], sleep=sleep)
+    entries = watcher.watch(
+        _settings('a' * 32), train_dir, eval_dir, interval_secs=5.0, final_step=1700, **run
+    )
+    assert [e['step'] for e in entries] == [1200, 1600]
+    assert clock['now'] == 120.0
+    assert lines[-1] == (
+        '[watch] training_finished.json (the trainer finished at step 1600, model.ckpt-1600) is '
+        'still there 120 s after it was first seen and no new checkpoint came: training ended '
+        'before --final_step 1700; stopping.'
+    )
+    assert 'stopping if it is still there in 120 s' in lines[-2]
+
+    # 2 x interval when that is longer; a new checkpoint (the marker still there) restarts it.
+    clock['now'] = 0.0
+
+    def one_more_at_100(seconds):
+        sleep(seconds)
+        if clock['now'] == 100.0:
+            _fake_checkpoint(train_dir, 1650)
+
+    run['sleep'] = one_more_at_100
+    entries = watcher.watch(
+        _settings('a' * 32), train_dir, eval_dir, interval_secs=100.0, final_step=1700, **run
+    )
+    assert [e['step'] for e in entries] == [1650]
+    assert clock['now'] == 300.0  # 100 + 2 x 100, not 200
+    assert 'still there 200 s after' in lines[-1] and 'finished at step 1600' in lines[-1]
+
+    # A marker whose checkpoint has no step in its name (step -1) stops it too.
+    other = str(tmp_path / 'other')
+    os.makedirs(other)
+    for suffix in ('.index', '.data-00000-of-00001'):
+        with open(os.path.join(other, 'final' + suffix), 'w') as fh:
+            fh.write('x')
+    with open(os.path.join(other, checkpoints.FINISHED_MARKER), 'w') as fh:
+        json.dump({'checkpoint': 'final', 'step': -1, 'time': 'now'}, fh)
+    clock['now'] = 0.0
+    run['sleep'] = sleep
+    monkeypatch.setattr(
+        evaluate.CheckpointEvaluator,
+        'evaluate',
+        lambda *args, **kwargs: types.SimpleNamespace(
+            global_step=7,
+            metrics={'voc07': None},  # no best/ to publish
+            class_ap={},
+            seconds=0.01,
+            summary={'images_per_second': 100.0},
+        ),
+    )
+    entries = watcher.watch(
+        _settings('a' * 32),
+        other,
+        str(tmp_path / 'eval-other'),
+        interval_secs=5.0,
+        final_step=10,
+        **run,
+    )
+    assert [e['checkpoint'] for e in entries] == ['final'] and clock['now'] == 120.0
+    assert 'step unknown (no step in its checkpoint name)' in lines[-1]
+    assert 'before --final_step 10; stopping.' in lines[-1]
+    assert watcher.STALE_MARKER_GRACE_SECS == 120.0
+
+
+def test_metrics_in_another_order_are_the_same_settings(tmp_path, monkeypatch):
+    """`--metrics=voc07,coco` then `coco,voc07` on the same --eval_dir refused the restart
+    ("metrics ['voc07', 'coco'] -> ['coco', 'voc07']"): the ledger records them sorted, and
+    entries written in flag order still match."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    _fake_checkpoint(train_dir, 10, mtime=1010)
+    calls = []
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate(calls))
+    clock, sleep = _no_timeout_clock()
+    run = dict(timeout_secs=0, log=print, clock=clock, sleep=sleep)
+    first = dataclasses.replace(_settings('a' * 32), metrics=('voc07', 'coco'))
+    assert watcher.results_settings(first)['metrics'] == ['coco', 'voc07']
+    assert [e['step'] for e in watcher.watch(first, train_dir, eval_dir, **run)] == [10]
+    assert _ledger_lines(eval_dir)[0]['settings']['metrics'] == ['coco', 'voc07']
+    # An entry of the older version, in flag order.
+    entries = _ledger_lines(eval_dir)
+    entries[0]['settings']['metrics'] = ['voc07', 'coco']
+    with open(os.path.join(eval_dir, watcher.LEDGER_NAME), 'w') as fh:
+        fh.writelines(json.dumps(e) + '\n' for e in entries)
+    _fake_checkpoint(train_dir, 20, mtime=1020)
+    swapped = dataclasses.replace(first, metrics=('coco', 'voc07'))
+    assert [e['step'] for e in watcher.watch(swapped, train_dir, eval_dir, **run)] == [20]
+    assert _ledger_lines(eval_dir)[-1]['settings']['metrics'] == ['coco', 'voc07']
+    # Other metrics are still other settings.
+    with pytest.raises(ValueError, match=r"metrics \['coco', 'voc07'\] -> \['voc07'\]"):
+        watcher.watch(_settings('a' * 32), train_dir, eval_dir, **run)
+
+
 def _event_steps(eval_dir):
     steps = []
     for path in sorted(glob.glob(os.path.join(eval_dir, 'events.out.tfevents.*'))):

@@ -228,7 +228,7 @@ def test_int8_map_close_to_float(exported):
     assert result['int8'] >= INT8_MIN_MAP, result
 
 
-def test_fixed_size_export(exported, tmp_path):
+def test_fixed_size_export(exported, tmp_path, monkeypatch):
     spec = exported['spec']
     written = export.export(
         spec,
@@ -244,6 +244,26 @@ def test_fixed_size_export(exported, tmp_path):
         image = exported['images'][1]  # 300 x 300: the same input as the any-size graph's.
         got = detector.run([image, image])
     assert_same_detections(got, exported['reference'], 1, 1)
+    # A static batch size: a batch beyond MAX_BATCH_PIXELS is fed whole, not in parts of fewer
+    # images (a plain ValueError from sess.run: "Cannot feed value of shape (1, 300, 300, 3)").
+    monkeypatch.setattr(detection, 'MAX_BATCH_PIXELS', 300 * 300)
+    assert len(detection.padded_parts(np.array([[300, 300], [300, 300]]))) == 2
+    fed = []
+    with detection.Detector.from_frozen_graph(written['frozen_graph']) as detector:
+        run = detector.sess.run
+        monkeypatch.setattr(
+            detector.sess,
+            'run',
+            lambda f, feed: (
+                fed.append(feed[detector.inputs[detection.INPUT]].shape) or run(f, feed)
+            ),
+        )
+        parted = detector.run([image, image])
+    assert fed == [(2, 300, 300, 3)]
+    for b in range(2):
+        assert_same_detections(parted, exported['reference'], b, 1)
+    for key in got:
+        np.testing.assert_array_equal(parted[key], got[key])
 
 
 def test_int8_needs_calibration_images(exported, tmp_path):

@@ -107,6 +107,22 @@ def test_every_metadata_reader_refuses_the_unfinished_folder(interrupted, name):
         assert str(err.value) == _unfinished(out, path + '/')
 
 
+def test_a_symlink_to_the_unfinished_saved_model_is_refused(interrupted, tmp_path):
+    """`mymodel -> out/saved_model`: the pending-file check looked beside the link (abspath) and
+    passed, while the metadata was read through it (step 1600 beside a step-800 frozen graph)."""
+    out = interrupted['out']
+    link = str(tmp_path / 'mymodel')
+    os.symlink(os.path.join(out, 'saved_model'), link)
+    assert os.path.isfile(os.path.join(link, 'assets.extra', 'metadata.json'))
+    for read in (card_lib.read_export_metadata, eval_exported.exported_card):
+        with pytest.raises(card_lib.ExportUnfinishedError) as err:
+            read(link)
+        assert str(err.value) == _unfinished(os.path.realpath(out), link)
+    with pytest.raises(card_lib.ExportUnfinishedError) as err:
+        detection.open_exported_model(link + '/')
+    assert str(err.value) == _unfinished(os.path.realpath(out), link + '/')
+
+
 @pytest.mark.parametrize('name', ['frozen_graph.pb', 'saved_model'])
 def test_open_exported_model_refuses_the_unfinished_folder(interrupted, name):
     out = interrupted['out']
