@@ -264,9 +264,9 @@ def _varint_at(data, pos):
 
 
 def _truncated_layer(data):
-    """(layer index, bytes present, bytes declared) when `data` is a NetParameter cut short
-    inside a layer (`layer` or V1 `layers`: nearly all of a caffemodel), else None (e.g. a text
-    prototxt: its wire format breaks down first)."""
+    """(layer index, bytes present, bytes declared or None when the cut is in its length) when
+    `data` is a NetParameter cut short inside a layer (`layer` or V1 `layers`: nearly all of a
+    caffemodel), else None (e.g. a text prototxt: its wire format breaks down first)."""
     pos, layers = 0, 0
     while pos < len(data):
         tag = _varint_at(data, pos)
@@ -276,7 +276,7 @@ def _truncated_layer(data):
         if wire_type == 2:
             length = _varint_at(data, pos)
             if length is None:
-                return (layers, 0, len(data) - pos + 1) if field in (2, 100) else None
+                return (layers, 0, None) if field in (2, 100) else None  # its length is cut
             size, pos = length
         elif wire_type == 0:
             end = _varint_at(data, pos)
@@ -311,10 +311,17 @@ def parse_caffemodel(data, source='<bytes>'):
     except message.DecodeError as e:
         cut = _truncated_layer(data)
         if cut is not None:
+            layer, present, declared = cut
             raise CaffeModelError(
-                '%s ends inside its layer %d (%d of its %d bytes are in the file): '
-                'the file is truncated (an interrupted download or copy?); download or copy '
-                'it again.' % ((source,) + cut)
+                '%s ends inside its layer %d (%s): the file is truncated (an interrupted '
+                'download or copy?); download or copy it again.'
+                % (
+                    source,
+                    layer,
+                    'within its length'
+                    if declared is None
+                    else '%d of its %d bytes are in the file' % (present, declared),
+                )
             ) from None
         raise CaffeModelError(
             '%s is not a binary Caffe model (NetParameter protobuf): %s. '

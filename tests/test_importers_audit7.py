@@ -159,6 +159,13 @@ def test_a_truncated_caffemodel_is_called_truncated(legacy_v1, tmp_path):
     message = str(err.value)
     assert message.startswith('%s ends inside its layer %d (' % (path, k))
     assert 'the file is truncated' in message and '--prototxt_path' not in message
+    # Cut right after the layer's tag (field 2: 1 byte; field 100: 2): no length to quote.
+    path.write_bytes(data[: start + (1 if legacy_v1 else 2)])
+    with pytest.raises(caffe_pb.CaffeModelError) as err:
+        caffe_pb.read_caffemodel(str(path))
+    assert str(err.value).startswith(
+        '%s ends inside its layer %d (within its length): the file is truncated' % (path, k)
+    )
     # Still: a text prototxt passed as the weights says so.
     text = tmp_path / 'deploy.prototxt'
     text.write_text(caffe_fixtures.mobilenet_ssd().prototxt)
