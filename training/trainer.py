@@ -375,6 +375,36 @@ def _resume_record(card, settings, dataset, step):
     return card.replace(provenance=dict(provenance, resumed=resumes + [resume])), lines
 
 
+def nchw_trains_here():
+    """Whether this process can train an NCHW net: the forward and backward kernels of its
+    convolutions, pooling and batch norm run on a tiny graph (TF's own CPU kernels are NHWC only;
+    oneDNN's and the GPU's run NCHW)."""
+    with tf.Graph().as_default():
+        x = tf.ones([1, 2, 4, 4])
+        y = tf.nn.conv2d(x, tf.ones([3, 3, 2, 2]), 1, 'SAME', data_format='NCHW')
+        y = tf.nn.depthwise_conv2d(y, tf.ones([3, 3, 2, 1]), [1, 1, 1, 1], 'SAME', 'NCHW')
+        y, _, _ = v1.nn.fused_batch_norm(y, tf.ones([2]), tf.zeros([2]), data_format='NCHW')
+        y = tf.nn.max_pool2d(y, 2, 2, 'SAME', data_format='NCHW')
+        grad = tf.gradients(tf.reduce_sum(y), x)
+        try:
+            with v1.Session(config=v1.ConfigProto(allow_soft_placement=True)) as sess:
+                sess.run(grad)
+        except (tf.errors.UnimplementedError, tf.errors.InvalidArgumentError):
+            return False
+    return True
+
+
+def check_data_format(settings):
+    """--data_format=NCHW where this process cannot train it is one line (TF would fail in the
+    first step, after writing a step-0 checkpoint and the card, in a long traceback)."""
+    if settings.data_format == 'NCHW' and not nchw_trains_here():
+        raise UsageError(
+            '--data_format=NCHW: TensorFlow cannot train NCHW convolutions here (its CPU kernels '
+            'are NHWC only; NCHW needs a GPU or oneDNN, e.g. TF_ENABLE_ONEDNN_OPTS=1); use '
+            '--data_format=NHWC.'
+        )
+
+
 def _net(card, settings):
     params = card.params
     if settings.batch_norm_decay is not None:
@@ -550,13 +580,23 @@ def build_train_op(settings, deploy, net, iterator, num_samples, cluster=Cluster
     with v1.device(deploy.optimizer_device()), tf.control_dependencies([checked_loss]):
         train_ops = [opt.apply_gradients(grads_and_vars, global_step=global_step)] + update_ops
         if settings.moving_average_decay:
-            with v1.device(deploy.variables_device()):
+            # After the step's updates (TF's documented order): the averages then take in this
+            # step's weights and moving statistics with num_updates = the new step, every step
+            # alike, instead of whatever a parallel read of each variable happened to see.
+            with v1.device(deploy.variables_device()), tf.control_dependencies(train_ops):
                 ema = v1.train.ExponentialMovingAverage(settings.moving_average_decay, global_step)
                 train_ops.append(ema.apply(slim.get_model_variables()))
         train_op = tf.group(*train_ops, name='train_op')
     _summaries(settings, total_loss, rate, variables_to_train)
+    # Each term is its mean over the clones (each clone's loss is divided by their number), so
+    # that the logged terms add up to `total` with several clones too.
+    terms = {}
+    for clone in clones:
+        for l in v1.losses.get_losses(scope=clone.scope or None):
+            terms.setdefault(l.op.name.split('/')[-1], []).append(tf.cast(l, tf.float32))
     losses = {
-        l.op.name.split('/')[-1]: l for l in v1.losses.get_losses(scope=clones[0].scope or None)
+        name: parts[0] if len(parts) == 1 else tf.add_n(parts) / float(len(parts))
+        for name, parts in terms.items()
     }
     losses['total'] = total_loss
     regularization = v1.losses.get_regularization_losses()
@@ -714,6 +754,7 @@ def train(settings):
         master = server.target
     if settings.dataset_dir is None:
         raise UsageError('--dataset_dir is required.')
+    check_data_format(settings)
     if os.path.lexists(settings.train_dir) and not os.path.isdir(settings.train_dir):
         raise UsageError(
             f'--train_dir {settings.train_dir} is not a folder; pass the folder for the '

@@ -1,0 +1,107 @@
+"""Training variants that must compute what the plain training does (in-process graphs, tiny
+ssd_300_mobilenet at depth 0.25 on the synthetic records, seeded input, plain SGD)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_slim as slim
+
+from datasets import dataset_factory
+from model import card as card_lib
+from tests.conftest import synthetic_voc_records
+from training import model_deploy
+from training import trainer
+
+v1 = tf.compat.v1
+
+
+def _settings(**changes):
+    return trainer.TrainSettings(
+        **dict(
+            dict(
+                train_dir='unused',
+                dataset_dir=str(synthetic_voc_records() / 'records'),
+                model_name='ssd_300_mobilenet',
+                depth_multiplier=0.25,
+                batch_size=2,
+                seed=1,
+                num_readers=1,
+                num_preprocessing_threads=2,
+                optimizer='sgd',
+                learning_rate=0.01,
+                learning_rate_decay_type='fixed',
+            ),
+            **changes,
+        )
+    )
+
+
+def _graph(settings):
+    """(graph, train op, log tensors) of `trainer.build_train_op` on the seeded input."""
+    dataset = dataset_factory.get_dataset('pascalvoc_2007', 'train', settings.dataset_dir)
+    card = card_lib.from_registry(
+        'ssd_300_mobilenet', dataset.num_classes, dataset.class_names, None, 0.25
+    )
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(1)
+        deploy = model_deploy.DeploymentConfig(settings.num_clones, settings.clone_on_cpu)
+        net = trainer._net(card, settings)
+        iterator = trainer.build_input(settings, dataset, net, card.preprocessing(), deploy)
+        train_op, log_tensors, _ = trainer.build_train_op(
+            settings, deploy, net, iterator, dataset.num_samples
+        )
+    return graph, train_op, log_tensors
+
+
+def test_logged_loss_terms_add_up_to_the_total_with_clones():
+    """With 2 CPU clones the total is the mean of the clones' losses plus the weight decay once
+    (measured: 21.3866 = (19.5451 + 23.2280) / 2 from 1-clone runs on each half); the logged
+    terms were clone 0's alone (summing to 19.5451)."""
+    graph, _, log_tensors = _graph(_settings(num_clones=2, clone_on_cpu=True))
+    with graph.as_default(), v1.Session() as sess:
+        sess.run(v1.global_variables_initializer())
+        losses = sess.run(log_tensors['losses'])
+    terms = ('cross_entropy_pos', 'cross_entropy_neg', 'localization', 'regularization')
+    assert sum(losses[t] for t in terms) == pytest.approx(losses['total'], rel=1e-5), losses
+
+
+def test_moving_averages_follow_each_steps_weights():
+    """--moving_average_decay: every model variable's average is, after each step, the numpy
+    EMA of the values that step left (decay min(d, (1 + step) / (10 + step)), TF's num_updates
+    rule with the new global step). Before, the average read each variable in parallel with its
+    update: mostly the previous step's value, some the new one (relative errors up to 0.9)."""
+    decay = 0.9
+    graph, train_op, _ = _graph(_settings(moving_average_decay=decay))
+    with graph.as_default(), v1.Session() as sess:
+        sess.run(v1.global_variables_initializer())
+        names = [v.op.name for v in slim.get_model_variables()]
+        suffix = '/ExponentialMovingAverage'
+        lookup = {v.op.name: v for v in v1.global_variables()}
+        assert all(n + suffix in lookup for n in names)
+        fetch = {n: lookup[n] for n in names}
+        fetch.update({n + suffix: lookup[n + suffix] for n in names})
+        fetch['global_step'] = lookup['global_step']
+        snaps = [sess.run(fetch)]
+        for _ in range(3):
+            sess.run(train_op)
+            snaps.append(sess.run(fetch))
+    for name in names:
+        average = snaps[0][name + suffix].astype(np.float64)
+        for t in range(1, 4):
+            step = int(snaps[t]['global_step'])
+            assert step == t
+            d = min(decay, (1.0 + step) / (10.0 + step))
+            average = d * average + (1 - d) * snaps[t][name]
+            scale = np.abs(snaps[t][name]).max() + 1e-6
+            np.testing.assert_allclose(
+                snaps[t][name + suffix] / scale, average / scale, atol=1e-5, err_msg=name
+            )
+
+
+def test_nchw_where_it_cannot_train_is_one_usage_error(monkeypatch):
+    assert trainer.nchw_trains_here() in (True, False)
+    monkeypatch.setattr(trainer, 'nchw_trains_here', lambda: False)
+    trainer.check_data_format(_settings())  # NHWC: nothing to check
+    with pytest.raises(trainer.UsageError, match='--data_format=NCHW.*use --data_format=NHWC'):
+        trainer.check_data_format(_settings(data_format='NCHW'))
