@@ -100,21 +100,24 @@ def test_tf_exports_equal_checkpoint_graph(exported, fmt):
         np.testing.assert_allclose(got[key], exported['reference'][key], atol=TOL)
 
 
+def _record_fed_shapes(detector, monkeypatch):
+    """The list the shapes of the image batches `detector` feeds its session are appended to."""
+    fed, run = [], detector.sess.run
+    monkeypatch.setattr(
+        detector.sess,
+        'run',
+        lambda f, feed: fed.append(feed[detector.inputs[detection.INPUT]].shape) or run(f, feed),
+    )
+    return fed
+
+
 def test_batches_of_too_many_padded_pixels_run_in_parts(exported, monkeypatch):
     """An exported model's evaluation feeds batches padded to their largest height and width;
     beyond MAX_BATCH_PIXELS they run in parts cropped to their own images, same detections."""
     monkeypatch.setattr(detection, 'MAX_BATCH_PIXELS', 2 * 300 * 320)
     images = exported['images']  # 240 x 320, 300 x 300, 181 x 97
-    fed = []
     with detection.Detector.from_frozen_graph(exported['written']['frozen_graph']) as detector:
-        run = detector.sess.run
-        monkeypatch.setattr(
-            detector.sess,
-            'run',
-            lambda f, feed: (
-                fed.append(feed[detector.inputs[detection.INPUT]].shape) or run(f, feed)
-            ),
-        )
+        fed = _record_fed_shapes(detector, monkeypatch)
         got = detector.run_padded(*detection.pad_batch(images), detection.OUTPUTS)
     assert fed == [(2, 300, 320, 3), (1, 181, 97, 3)]
     for b in range(len(images)):
@@ -248,16 +251,8 @@ def test_fixed_size_export(exported, tmp_path, monkeypatch):
     # images (a plain ValueError from sess.run: "Cannot feed value of shape (1, 300, 300, 3)").
     monkeypatch.setattr(detection, 'MAX_BATCH_PIXELS', 300 * 300)
     assert len(detection.padded_parts(np.array([[300, 300], [300, 300]]))) == 2
-    fed = []
     with detection.Detector.from_frozen_graph(written['frozen_graph']) as detector:
-        run = detector.sess.run
-        monkeypatch.setattr(
-            detector.sess,
-            'run',
-            lambda f, feed: (
-                fed.append(feed[detector.inputs[detection.INPUT]].shape) or run(f, feed)
-            ),
-        )
+        fed = _record_fed_shapes(detector, monkeypatch)
         parted = detector.run([image, image])
     assert fed == [(2, 300, 300, 3)]
     for b in range(2):
