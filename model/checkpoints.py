@@ -805,6 +805,11 @@ _OPTIMIZER_NON_SLOTS = ('beta1_power', 'beta2_power')
 _LOSS_SCALE_STATE = ('current_loss_scale', 'good_steps')
 
 
+def _slot_names(names, var_map):
+    """The slot names (`<variable>/<slot name>`, the variable one of `var_map`'s) among `names`."""
+    return {n.rsplit('/', 1)[1] for n in names if '/' in n and n.rsplit('/', 1)[0] in var_map}
+
+
 def check_resumable(prefix, var_map, card_path=None):
     """`check_restorable`, and that the run keeps every variable of the checkpoint it resumes.
 
@@ -827,13 +832,10 @@ def check_resumable(prefix, var_map, card_path=None):
     if not dropped:
         return
 
-    def slot_names(names):
-        return {n.rsplit('/', 1)[1] for n in names if '/' in n and n.rsplit('/', 1)[0] in var_map}
-
-    theirs = slot_names(dropped)
+    theirs = _slot_names(dropped, var_map)
     if any(n.endswith('/ExponentialMovingAverage') for n in dropped):
         hint = 'its moving averages: resume with its --moving_average_decay'
-    elif theirs and theirs <= slot_names(var_map):
+    elif theirs and theirs <= _slot_names(var_map, var_map):
         hint = (
             'the optimizer state of variables this run would not train: resume with its '
             '--trainable_scopes'
@@ -868,14 +870,10 @@ def _missing_hint(missing, shapes, var_map):
             'trained in float32, or in bfloat16 on a CPU; resume without --mixed_precision here'
         )
 
-    # An optimizer's slot is `<variable>/<slot name>`.
-    def slot_names(names):
-        return {n.rsplit('/', 1)[1] for n in names if '/' in n and n.rsplit('/', 1)[0] in var_map}
-
-    ours = slot_names(missing) | {n for n in missing if n in _OPTIMIZER_NON_SLOTS}
+    ours = _slot_names(missing, var_map) | {n for n in missing if n in _OPTIMIZER_NON_SLOTS}
     if not ours:
         return 'check --model_name: the checkpoint holds another net'
-    theirs = slot_names(shapes) - {'ExponentialMovingAverage'}
+    theirs = _slot_names(shapes, var_map) - {'ExponentialMovingAverage'}
     fine_tune = 'or start a new --train_dir with --checkpoint_path to fine-tune from its weights'
     if ours <= theirs:
         return (
