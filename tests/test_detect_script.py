@@ -449,14 +449,7 @@ def test_a_detections_json_that_is_not_a_file_is_refused(setup, tmp_path):
     out = tmp_path / 'out'
     out.mkdir()
     os.mkfifo(out / 'detections.json')
-    proc = run_script(
-        'detect_ssd_network.py',
-        f'--checkpoint_path={setup["prefix"]}',
-        *MODEL_FLAGS,
-        f'--input={setup["square"]}',
-        f'--output_dir={out}',
-        timeout=120,
-    )
+    proc = run_script(*_detect_into(setup, setup['square'], out), timeout=120)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert f'{out}/detections.json exists and is not the detections.json of an earlier run' in (
         proc.stderr
@@ -468,14 +461,7 @@ def test_output_dir_that_is_a_file_is_one_line(setup, tmp_path):
     """It was a FileExistsError traceback, after the model had loaded."""
     out = tmp_path / 'out'
     out.write_text('mine')
-    proc = run_script(
-        'detect_ssd_network.py',
-        f'--checkpoint_path={setup["prefix"]}',
-        *MODEL_FLAGS,
-        f'--input={setup["square"]}',
-        f'--output_dir={out}',
-        timeout=120,
-    )
+    proc = run_script(*_detect_into(setup, setup['square'], out), timeout=120)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
         f'detect_ssd_network.py: error: --output_dir {out} is not a folder; choose a folder.'
@@ -539,14 +525,13 @@ def test_videos_that_cannot_be_written_or_are_too_large_are_skipped(setup, tmp_p
 
 
 def _detect_into(setup, inputs, out, *args):
-    """detect_ssd_network.py's command line for `inputs` into `out` (batches of 4)."""
+    """detect_ssd_network.py's command line for `inputs` into `out`, the checkpoint's."""
     return [
         'detect_ssd_network.py',
         f'--checkpoint_path={setup["prefix"]}',
         *MODEL_FLAGS,
         f'--input={inputs}',
         f'--output_dir={out}',
-        '--batch_size=4',
         *args,
     ]
 
@@ -572,7 +557,7 @@ def test_a_rerun_after_ctrl_c_replaces_the_interrupted_runs_outputs(setup, tmp_p
     out = tmp_path / 'out'
     out.mkdir()
     (out / 'img001_det.jpg').write_bytes(b'mine')
-    command = _detect_into(setup, photos, out)
+    command = _detect_into(setup, photos, out, '--batch_size=4')
     status, lines = interrupt_when(
         [os.path.join(ROOT, command[0]), *command[1:]],
         lambda: len([n for n in os.listdir(out) if n.endswith('_det.jpg')]) > 10,
@@ -615,7 +600,7 @@ def test_outputs_a_run_does_not_write_again_stay_listed(setup, tmp_path):
         ('a.png,b.png,c.png,d.png', ['a', 'b', 'c', 'd'], []),
     ):
         paths = ','.join(f'{photos}/{name}' for name in inputs.split(','))
-        proc = run_script(*_detect_into(setup, paths, out))
+        proc = run_script(*_detect_into(setup, paths, out, '--batch_size=4'))
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert _outputs(out) == (
             {f'{n}.png': f'{n}_det.png' for n in listed},
