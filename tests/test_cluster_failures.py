@@ -16,6 +16,7 @@ import time
 import pytest
 import tensorflow as tf
 
+from tf_extended import tf_errors
 from training import cluster as cluster_lib
 
 v1 = tf.compat.v1
@@ -178,9 +179,7 @@ def test_a_new_session_drops_the_old_ones_failure_and_counts():
     error = tf.errors.UnavailableError(
         None, None, 'Graph execution error:\n\nDetected at node x\nNode: x\nSocket closed\n'
     )
-    hook._fail(
-        first, cluster_lib.ClusterError(f'The update failed: {cluster_lib._first_line(error)}')
-    )
+    hook._fail(first, cluster_lib.ClusterError(f'The update failed: {tf_errors.reason(error)}'))
     assert str(hook.failure) == 'The update failed: Socket closed'  # TF's reason, not line 1
     coord = v1.train.Coordinator()
     second = FakeSession(r, 90)

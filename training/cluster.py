@@ -354,11 +354,6 @@ def _drain(queue):
     return queue.dequeue_many(queue.size())
 
 
-def _first_line(error):
-    """The line of `error` that says why (TF's reason, not 'Graph execution error:')."""
-    return tf_errors.reason(error)
-
-
 # What a thread of the hooks may get from its session: TF's errors, and RuntimeError once the
 # session is closed (MonitoredSession closes it to create a new one, e.g. after a ps restart).
 _SESSION_ERRORS = (tf.errors.OpError, RuntimeError)
@@ -675,7 +670,7 @@ class Replication:
                     yield session
             except tf.errors.OpError as e:
                 if not (isinstance(e, tf.errors.InvalidArgumentError) and TOKEN_WAIT_TAG in str(e)):
-                    raise ClusterError(f'{me}: {_first_line(e)}') from None
+                    raise ClusterError(f'{me}: {tf_errors.reason(e)}') from None
             except KeyboardInterrupt:
                 if not chief:
                     self.stop_threads()
@@ -740,7 +735,7 @@ class Replication:
                 session.run(leave, options=v1.RunOptions(timeout_in_ms=5000))
             self.log('Told the chief that this worker leaves.')
         except _SESSION_ERRORS as e:
-            self.warn('Could not tell the chief that this worker leaves: %s', _first_line(e))
+            self.warn('Could not tell the chief that this worker leaves: %s', tf_errors.reason(e))
 
     def _end_cluster(self, master, config, ok):
         cluster = self.cluster
@@ -773,7 +768,7 @@ class Replication:
             self.warn(
                 'Could not tell the cluster that training %s: %s',
                 'ended' if ok else 'failed',
-                _first_line(e),
+                tf_errors.reason(e),
             )
 
     # Threads.
@@ -875,7 +870,7 @@ class ChiefHook(v1.train.SessionRunHook):
             except _SESSION_ERRORS as e:
                 if self._r.stopping or self._closed(session, e):
                     return
-                self._r.warn('Heartbeat to the cluster failed: %s', _first_line(e))
+                self._r.warn('Heartbeat to the cluster failed: %s', tf_errors.reason(e))
             if not self._r.sleep(HEARTBEAT_SECS):
                 return
 
@@ -925,7 +920,7 @@ class ChiefHook(v1.train.SessionRunHook):
             except _SESSION_ERRORS as e:
                 if self._r.stopping or self._closed(session, e):
                     return
-                self._r.warn('Could not read the workers\' events: %s', _first_line(e))
+                self._r.warn('Could not read the workers\' events: %s', tf_errors.reason(e))
                 continue
             if not self._r.sync:
                 continue
@@ -974,7 +969,8 @@ class ChiefHook(v1.train.SessionRunHook):
                     and not isinstance(e, tf.errors.CancelledError)
                 ):
                     self._fail(
-                        session, ClusterError(f'The synchronous update failed: {_first_line(e)}')
+                        session,
+                        ClusterError(f'The synchronous update failed: {tf_errors.reason(e)}'),
                     )
                 return
             self._record(int(step), [int(c) for c in counts])
@@ -1157,7 +1153,7 @@ class WorkerHook(v1.train.SessionRunHook):
                 if r.stopping or session is not self._session or isinstance(e, RuntimeError):
                     return
                 messages = []
-                r.warn('Could not reach the parameter servers: %s', _first_line(e))
+                r.warn('Could not reach the parameter servers: %s', tf_errors.reason(e))
             if len(messages):
                 heard = time.time()
             final = [int(m) for m in messages if m in (ENDED, FAILED)]
@@ -1201,7 +1197,7 @@ class WorkerHook(v1.train.SessionRunHook):
                 session.run(r._end, options=v1.RunOptions(timeout_in_ms=30000))['step']
             )  # and LEAVE
         except _SESSION_ERRORS as e:  # the cluster has ended meanwhile
-            r.warn('Could not tell the chief that this worker leaves: %s', _first_line(e))
+            r.warn('Could not tell the chief that this worker leaves: %s', tf_errors.reason(e))
             step = -1
         r.log(
             '%s %s %d %s; the global step is %d.',
@@ -1241,7 +1237,7 @@ def serve(cluster, server, wait_secs, log=logging.info):
                 value = session.run(message, options=v1.RunOptions(timeout_in_ms=2000))
             except tf.errors.OpError as e:
                 if not isinstance(e, tf.errors.DeadlineExceededError):
-                    raise ClusterError(f'{me} stops: {_first_line(e)}') from None
+                    raise ClusterError(f'{me} stops: {tf_errors.reason(e)}') from None
                 silent = time.time() - (heard or start)
                 if silent > wait_secs:
                     state = 'did not start' if heard is None else 'was silent'
