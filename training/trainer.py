@@ -690,13 +690,13 @@ def _training_session(settings, replication, master, config, scaffold, hooks, ch
     return replication.session(master, config, hooks=hooks, chief_only_hooks=chief_hooks, **kwargs)
 
 
-def _reached_last_step(settings, resume_from):
+def _reached_last_step(settings, resume_from, step):
     """True (and logged) when the checkpoint to resume is at --max_number_of_steps or past it.
 
     TF's StopAtStepHook would run one more step (it stops after a step), so a rerun of a
     finished training's command changed its final model; this ends the run as the Estimator
-    does. The finished marker is written when a kill had kept the previous run from it."""
-    step = checkpoints.checkpoint_step(resume_from)
+    does. The finished marker is written when a kill had kept the previous run from it.
+    `step`: the checkpoint's global step."""
     if not settings.max_number_of_steps or step < settings.max_number_of_steps:
         return False
     logging.info(
@@ -762,10 +762,16 @@ def train(settings):
         )
     v1.disable_eager_execution()
     resume_from = checkpoints.resume_checkpoint(settings.train_dir)
+    # Read once, by the process that restores it (the chief; other workers restore nothing).
+    resume_step = (
+        checkpoints.checkpoint_step(resume_from)
+        if resume_from is not None and cluster.is_chief
+        else None
+    )
     if (
-        resume_from is not None
+        resume_step is not None
         and cluster.spec is None
-        and _reached_last_step(settings, resume_from)
+        and _reached_last_step(settings, resume_from, resume_step)
     ):
         return
 
@@ -797,15 +803,13 @@ def train(settings):
         card, card_path = resolve_model_card(settings, dataset, resume_from)
         resume_lines, listeners = [], []
         if card_path is not None and resume_from is not None and cluster.is_chief:
-            resume_step = checkpoints.checkpoint_step(resume_from)
             card, resume_lines = _resume_record(card, settings, dataset, resume_step)
             if resume_lines:
                 # Recorded once this run has trained: a resume aborted at once (seeing its log's
                 # warning, say) leaves the card as it was.
-                recorded = card
                 listeners.append(
                     hooks_lib.FirstSavePastListener(
-                        resume_step, lambda: card_lib.write(card_path, recorded)
+                        resume_step, lambda: card_lib.write(card_path, card)
                     )
                 )
         logging.info(
