@@ -278,19 +278,22 @@ def pending_outputs(output_dir):
 
 
 def earlier_outputs(output_dir):
-    """Resolved paths of the files earlier runs wrote to `output_dir`, which this run may
+    """(resolved paths of the files earlier runs wrote to `output_dir`, which this run may
     replace: those its detections.json lists, and those the `PENDING_NAME` of an interrupted run
-    names. Raises ValueError when `output_dir` is not a folder, a detections.json there is not one
-    of ours, or a `PENDING_NAME` there cannot be read."""
+    names; the latter as `pending_outputs` gives them). Raises ValueError when `output_dir` is not
+    a folder, a detections.json there is not one of ours, or a `PENDING_NAME` there cannot be
+    read."""
     if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f'--output_dir {output_dir} is not a folder; choose a folder.')
     folder = os.path.realpath(output_dir)
-    return {
+    pending = pending_outputs(output_dir)
+    earlier = {
         real
-        for out in _listed_outputs(output_dir) + pending_outputs(output_dir)
+        for out in _listed_outputs(output_dir) + pending
         for real in [os.path.realpath(out)]
         if os.path.dirname(real) == folder
     }
+    return earlier, pending
 
 
 class OutputRecord:
@@ -562,7 +565,7 @@ def main(_):
     # `describe_source` names what was loaded.
     logs.drop_tensorflow_messages(checkpoints.RESTORE_RECORD)
     try:
-        earlier = earlier_outputs(FLAGS.output_dir)
+        earlier, pending = earlier_outputs(FLAGS.output_dir)
         detector = make_detector()
         print(describe_source(detector))
     except (ValueError, OSError, checkpoints.CheckpointUnavailable) as err:
@@ -570,7 +573,7 @@ def main(_):
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     inputs = detection.expand_inputs(FLAGS.input)
     # An interrupted run's outputs stay recorded until a detections.json lists them.
-    carried = [os.path.basename(p) for p in pending_outputs(FLAGS.output_dir) if os.path.lexists(p)]
+    carried = [os.path.basename(p) for p in pending if os.path.lexists(p)]
     record = OutputRecord(FLAGS.output_dir, dict.fromkeys(carried))
     run = Run(detector, FLAGS.output_dir, inputs, earlier, record)
     start = time.perf_counter()
