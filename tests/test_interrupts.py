@@ -30,6 +30,7 @@ def test_conversion_interrupted_keeps_the_earlier_output(tmp_path):
         ],
         # Once the first shard is written: 15 of 16 are still to convert, whatever the load.
         lambda: glob.glob(str(records / '.train.tmp-*' / 'part-*.tfrecord')),
+        forked=False,  # see interrupt_when
     )
     assert status == 130, lines[-20:]
     assert not any('Traceback' in line or 'KeyboardInterrupt' in line for line in lines), lines
