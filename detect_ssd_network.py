@@ -101,6 +101,7 @@ cli.define_model_flags(
         'exports keep the threshold they were exported with and are filtered by this one).'
     ),
 )
+cli.define_moving_average_flag()
 flags.mark_flags_as_required(['input', 'output_dir'])
 
 JSON_NAME = 'detections.json'
@@ -196,9 +197,18 @@ def make_detector():
         card_path = values.model_card or card_lib.find_for_checkpoint(FLAGS.checkpoint_path)
         card = cli.resolve_card(values, FLAGS.checkpoint_path, dataset)
         detector = detection.Detector.from_checkpoint(
-            card, FLAGS.checkpoint_path, card_path=card_path
+            card,
+            FLAGS.checkpoint_path,
+            card_path=card_path,
+            moving_average_decay=FLAGS.moving_average_decay,
         )
     else:
+        if FLAGS.moving_average_decay:
+            raise ValueError(
+                '--moving_average_decay selects the moving averages of a checkpoint '
+                '(--checkpoint_path); an exported model holds the weights it was exported with '
+                '(its metadata.json: export.checkpoint.moving_averages).'
+            )
         detector = load_exported_detector()
         exported = detector.card.detection
         if values.labels_file:
@@ -540,15 +550,20 @@ class Run:
 
 
 def describe_source(detector):
-    """One line naming what detects: the restored checkpoint and its step, or the exported
+    """One line naming what detects: the restored checkpoint, its step and which of its weights
+    (and a note on a second line when it holds moving averages left unused), or the exported
     model, its card and the step it was exported from."""
     if FLAGS.checkpoint_path:
         prefix = detector.checkpoint
         try:
             step = checkpoints.checkpoint_step(prefix)
+            note = checkpoints.unused_averages_note(
+                prefix, FLAGS.moving_average_decay, detector.card
+            )
         except checkpoints.CheckpointUnavailable:  # deleted since it was restored (a training)
-            step = checkpoints.checkpoint_step_from_name(prefix)
-        return f'checkpoint {prefix} (step {step})'
+            step, note = checkpoints.checkpoint_step_from_name(prefix), None
+        weights = ', the moving averages of its weights' if FLAGS.moving_average_decay else ''
+        return f'checkpoint {prefix} (step {step}{weights})' + (f'\n{note}' if note else '')
     path = next(FLAGS[s].value for s in SOURCES[1:] if FLAGS[s].value)
     try:
         meta, _ = card_lib.read_export_metadata(path)

@@ -65,11 +65,6 @@ flags.DEFINE_boolean(
     True,
     'Ignore difficult objects in the metrics (devkit); false counts them as ordinary objects.',
 )
-flags.DEFINE_float(
-    'moving_average_decay',
-    None,
-    'Restore the exponential moving averages of the weights (the decay used in training).',
-)
 flags.DEFINE_float('gpu_memory_fraction', None, 'Per-process GPU memory fraction (default: grow).')
 flags.DEFINE_list('metrics', ['voc07', 'voc12'], 'Any of voc07, voc12, coco.')
 flags.DEFINE_integer(
@@ -96,6 +91,7 @@ flags.DEFINE_enum(
     'best_metric', 'voc07', list(eval_outputs.METRICS), 'Watcher: metric choosing eval_dir/best.'
 )
 cli.define_model_flags()
+cli.define_moving_average_flag()
 flags.DEFINE_integer('batch_size', 32, 'Images per batch.', lower_bound=1)
 flags.DEFINE_integer('max_num_batches', None, 'Evaluate only this many batches (default: all).')
 flags.DEFINE_string(

@@ -68,6 +68,7 @@ flags.DEFINE_integer(
     'tflite_batch_size', 1, 'Batch size of the TFLite models (static).', lower_bound=1
 )
 cli.define_model_flags()
+cli.define_moving_average_flag()
 flags.mark_flags_as_required(['checkpoint_path', 'output_dir'])
 
 
@@ -110,6 +111,7 @@ def main(_):
             calibration,
             f'{FLAGS.dataset_name}/{FLAGS.dataset_split_name}' if dataset else None,
             overwrite=FLAGS.overwrite,
+            moving_average_decay=FLAGS.moving_average_decay,
         )
     except (ValueError, OSError, checkpoints.CheckpointUnavailable) as err:
         sys.exit(f'export_ssd_network.py: error: {err}')

@@ -164,14 +164,28 @@ def build_detection_graph(card, batch_size=None, fixed_size=False, tflite=False)
     return GraphEndpoints(inputs, outputs)
 
 
-def restore_variables(sess, checkpoint_path, card_path=None):
+def restore_variables(sess, checkpoint_path, card_path=None, moving_average_decay=None):
     """Restores the graph's global variables from a checkpoint (prefix, file or directory);
-    a checkpoint of another shape is a ValueError naming the variables and the likely flag."""
+    a checkpoint of another shape is a ValueError naming the variables and the likely flag.
+    With `moving_average_decay`, the trainable ones read their moving averages."""
     prefix = checkpoints.resolve_checkpoint(checkpoint_path)
-    var_map = {v.op.name: v for v in v1.global_variables()}
+    var_map = checkpoints.variables_to_restore(moving_average_decay)
     checkpoints.check_restorable(prefix, var_map, card_path)
     checkpoints.restore(v1.train.Saver(var_map), sess, prefix)
     return prefix
+
+
+def write_averaged_weights(card, prefix, moving_average_decay):
+    """Writes the inference graph's variables, the trainable ones read from their moving averages
+    in checkpoint `prefix`, as checkpoint `<prefix>-averaged`; returns that prefix. Every export
+    format read from it holds the averages, as eval with --moving_average_decay reads them (batch
+    norm's moving statistics stay the checkpoint's)."""
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        build_detection_graph(card)
+        restore_variables(sess, prefix, moving_average_decay=moving_average_decay)
+        saver = v1.train.Saver(v1.global_variables())
+        return saver.save(sess, f'{prefix}-averaged', write_meta_graph=False)
 
 
 def freeze(sess, output_names):
@@ -304,12 +318,14 @@ class Detector:
         self.source = source or checkpoint
 
     @classmethod
-    def from_checkpoint(cls, card, checkpoint_path, batch_size=None, card_path=None):
+    def from_checkpoint(
+        cls, card, checkpoint_path, batch_size=None, card_path=None, moving_average_decay=None
+    ):
         graph = tf.Graph()
         with graph.as_default():
             endpoints = build_detection_graph(card, batch_size)
             sess = v1.Session(graph=graph)
-            prefix = restore_variables(sess, checkpoint_path, card_path)
+            prefix = restore_variables(sess, checkpoint_path, card_path, moving_average_decay)
         return cls(graph, sess, card, endpoints.inputs, endpoints.outputs, prefix)
 
     @classmethod

@@ -453,6 +453,7 @@ def export(
     calibration_source=None,
     log=print,
     overwrite=False,
+    moving_average_decay=None,
 ):
     """Writes the requested exports, `anchors.npy` and `metadata.json` to `output_dir`.
 
@@ -464,6 +465,8 @@ def export(
       calibration_images: uint8 RGB images for tflite_int8 (see `representative_images`);
         calibration_source: a description of them for the metadata.
       overwrite: write into a folder that holds files (`check_output_dir`).
+      moving_average_decay: export the moving averages of the trainable weights that the
+        checkpoint holds beside them (as eval with the flag evaluates), not the raw weights.
     Returns:
       dict format -> path written.
     Raises:
@@ -511,10 +514,20 @@ def export(
                 fixed_size,
                 tflite_batch_size,
                 calibration,
-                {'path': os.path.abspath(prefix), 'step': checkpoints.checkpoint_step(staged)},
+                {
+                    'path': os.path.abspath(prefix),
+                    'step': checkpoints.checkpoint_step(staged),
+                    'moving_averages': bool(moving_average_decay),
+                },
             )
             step = meta['export']['checkpoint']['step']
-            log(f'exporting {prefix} (step {step}): {", ".join(formats)}')
+            weights = ', the moving averages of its weights' if moving_average_decay else ''
+            log(f'exporting {prefix} (step {step}{weights}): {", ".join(formats)}')
+            note = checkpoints.unused_averages_note(staged, moving_average_decay, card)
+            if note:
+                log(note)
+            if moving_average_decay:
+                staged = detection.write_averaged_weights(card, staged, moving_average_decay)
             written = {}
             if 'frozen_graph' in formats:
                 graph_def = frozen_graph_def(card, staged, batch_size, fixed_size)

@@ -719,12 +719,17 @@ def staged_copy(prefix, parent):
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def checkpoint_step(prefix):
-    """The checkpoint's `global_step` variable, else its `-<step>` name suffix, else 0."""
+def read_checkpoint(prefix):
+    """TF's reader of the checkpoint; CheckpointUnavailable when it cannot be read."""
     try:
-        reader = tf.train.load_checkpoint(prefix)
+        return tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, OSError, ValueError) as err:
         raise CheckpointUnavailable(f'{prefix}: cannot read the checkpoint ({err}).') from None
+
+
+def checkpoint_step(prefix):
+    """The checkpoint's `global_step` variable, else its `-<step>` name suffix, else 0."""
+    reader = read_checkpoint(prefix)
     if reader.has_tensor('global_step'):
         step = np.asarray(reader.get_tensor('global_step'))
         if step.size != 1 or step.dtype.kind not in 'iu':
@@ -743,6 +748,10 @@ def checkpoint_step_from_name(prefix):
     return int(match.group(1)) if match else None
 
 
+# The name suffix of tf.compat.v1.train.ExponentialMovingAverage's averages in a checkpoint.
+AVERAGE_SUFFIX = '/ExponentialMovingAverage'
+
+
 def variables_to_restore(moving_average_decay=None):
     """{checkpoint name: variable} of the graph's variables; with a decay, trainable variables read
     their exponential moving averages (`<name>/ExponentialMovingAverage`)."""
@@ -751,6 +760,30 @@ def variables_to_restore(moving_average_decay=None):
             moving_average_decay
         ).variables_to_restore()
     return {v.op.name: v for v in tf.compat.v1.global_variables()}
+
+
+def unused_averages_note(prefix, moving_average_decay, card=None):
+    """A note when the checkpoint holds moving averages of its weights (a training with
+    --moving_average_decay) that a run without the flag leaves unused, else None. The decay named
+    is the training's, from its card's provenance, when recorded.
+
+    Raises:
+      CheckpointUnavailable: the checkpoint cannot be read.
+    """
+    if moving_average_decay:
+        return None
+    names = read_checkpoint(prefix).get_variable_to_shape_map()
+    if not any(n.endswith(AVERAGE_SUFFIX) for n in names):
+        return None
+    provenance = card.provenance if card is not None else None
+    settings = provenance.get('settings') if isinstance(provenance, dict) else None
+    decay = settings.get('moving_average_decay') if isinstance(settings, dict) else None
+    known = isinstance(decay, float) and 0 < decay < 1
+    flag = f'--moving_average_decay={decay}' if known else '--moving_average_decay'
+    return (
+        'note: the checkpoint also holds exponential moving averages of its weights; the raw '
+        f'weights are used: add {flag} to use the averages'
+    )
 
 
 def likely_flag(variable_name):
@@ -768,10 +801,7 @@ def check_restorable(prefix, var_map, card_path=None):
     The message names each variable with both shapes, the flag that most likely differs, and
     whether the model came from a card (`card_path`) or from flags.
     """
-    try:
-        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    except (tf.errors.OpError, OSError, ValueError) as err:
-        raise CheckpointUnavailable(f'{prefix}: cannot read the checkpoint ({err}).') from None
+    shapes = read_checkpoint(prefix).get_variable_to_shape_map()
     missing = sorted(name for name in var_map if name not in shapes)
     wrong = sorted(
         (name, list(shapes[name]), var.shape.as_list())
@@ -833,7 +863,7 @@ def check_resumable(prefix, var_map, card_path=None):
         return
 
     theirs = _slot_names(dropped, var_map)
-    if any(n.endswith('/ExponentialMovingAverage') for n in dropped):
+    if any(n.endswith(AVERAGE_SUFFIX) for n in dropped):
         hint = 'its moving averages: resume with its --moving_average_decay'
     elif theirs and theirs <= _slot_names(var_map, var_map):
         hint = (
@@ -862,7 +892,7 @@ def _missing_hint(missing, shapes, var_map):
             'classification weights); fine-tune from them with --checkpoint_path and a new '
             '--train_dir'
         )
-    if any(n.endswith('/ExponentialMovingAverage') for n in missing):
+    if any(n.endswith(AVERAGE_SUFFIX) for n in missing):
         return 'leave --moving_average_decay unset: the checkpoint has no moving averages'
     if any(n.rsplit('/', 1)[-1] in _LOSS_SCALE_STATE for n in missing):
         return (
@@ -873,7 +903,7 @@ def _missing_hint(missing, shapes, var_map):
     ours = _slot_names(missing, var_map) | {n for n in missing if n in _OPTIMIZER_NON_SLOTS}
     if not ours:
         return 'check --model_name: the checkpoint holds another net'
-    theirs = _slot_names(shapes, var_map) - {'ExponentialMovingAverage'}
+    theirs = _slot_names(shapes, var_map) - {AVERAGE_SUFFIX[1:]}
     fine_tune = 'or start a new --train_dir with --checkpoint_path to fine-tune from its weights'
     if ours <= theirs:
         return (

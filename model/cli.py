@@ -23,6 +23,19 @@ DEFAULT_MODEL = 'ssd_300_vgg'
 DETECTION_FIELDS = ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k')
 
 
+def define_moving_average_flag():
+    """Defines --moving_average_decay of the scripts that read a training's checkpoint."""
+    flags.DEFINE_float(
+        'moving_average_decay',
+        None,
+        'Use the exponential moving averages of the trainable weights that a training with '
+        '--moving_average_decay saved beside them (any value in (0, 1) selects them; give the '
+        "training's).",
+        lower_bound=0.0,
+        upper_bound=1.0,
+    )
+
+
 def define_model_flags(select_threshold=None, select_threshold_help=None):
     """Defines the model, class-name, detection and compute-dtype flags in absl's FLAGS."""
     flags.DEFINE_string(

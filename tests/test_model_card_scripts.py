@@ -170,7 +170,7 @@ def test_eval_watch_export_detect_score_without_model_flags(trained, tmp_path):
     assert meta['card_id'] == trained_card.card_id and meta['class_names'] == list(
         synthetic.CLASSES
     )
-    assert meta['export']['checkpoint'] == {'path': prefix, 'step': 2}
+    assert meta['export']['checkpoint'] == {'path': prefix, 'step': 2, 'moving_averages': False}
 
     # Detect from the checkpoint with no model flag, and from a copy without its card with
     # every flag: the same detections (same code path, so exactly), class names in both JSONs.
