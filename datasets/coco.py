@@ -2,6 +2,8 @@
 
 - Classes: the JSON's categories sorted by COCO category id get contiguous labels 1..K; the
   metadata keeps each class's `coco_category_id` (COCO ids have gaps: 1..90 for 80 classes).
+  Category ids must be integers and unique, names unique once surrounding whitespace is stripped
+  (the class name is the stripped `name`, as VOC `<name>`s and labels files are read).
 - Every image of the JSON is converted, in image-id order (images without annotations are kept
   as negatives, as COCO evaluation expects every image), objects in annotation-id order.
 - Boxes: COCO `bbox` is `[x, y, w, h]` in continuous pixel coordinates (0 = left edge), so
@@ -25,9 +27,10 @@
   (regular files only, size limits checked on the header before decoding), the JSON only from a
   regular file of at most MAX_ANNOTATIONS_BYTES.
 - Broken entries refuse the file with a message naming the entry: a category without a non-empty
-  `name` string, an annotation without `bbox` or `category_id` or with a value that cannot be
-  read, or whose `image_id` is not an integer and matches no image (`"139"` beside `"id": 139`
-  would otherwise lose every annotation silently).
+  `name` string or an integer `id`, two categories of one id or one name, an annotation without
+  `bbox` or an integer `category_id` or with a value that cannot be read, or whose `image_id` is
+  not an integer and matches no image (`"139"` beside `"id": 139` would otherwise lose every
+  annotation silently; a `"category_id": "18"` would make each one an unknown class).
 """
 
 import dataclasses
@@ -157,16 +160,19 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
       allow_outside_paths: accept `file_name`s that are absolute or climb out of image_dir.
     Returns:
       (sources, class_names, class_extra, source): list of CocoSource in image-id order (entries
-      with a bad id at the end, in file order); class names in category-id order;
+      with a bad id at the end, in file order); class names (stripped) in category-id order;
       [{'coco_category_id': id}] per class; the metadata's `source` dict: the annotation file's
       absolute path, size and sha256 (so a later evaluation or `score_detections.py
       --coco_annotations` can tell it has the same file) and the image folder.
     Raises:
-      ValueError: the JSON is unreadable or lacks images/categories, or an annotation or
-      category id appears twice, naming the file; OSError as `read_annotations_json`.
+      ValueError: the JSON is unreadable or lacks images/categories, an annotation or category
+      id appears twice, a category id is not an integer, or two categories have one name, naming
+      the file; OSError as `read_annotations_json`.
     """
     data, digest = read_annotations_json(annotations_file)
     try:
+        for index, c in enumerate(data['categories']):
+            _check_category(annotations_file, index, c)
         categories = sorted(data['categories'], key=lambda c: c['id'])
         images = sorted(
             data['images'], key=lambda im: (0, im['id']) if _valid_image_id(im['id']) else (1, 0)
@@ -185,12 +191,6 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
                     f'{annotations_file}: "annotations"[{index}] (id {a["id"]!r}) has image_id '
                     f'{a["image_id"]!r} ({_json_kind(a["image_id"])}), which is no image\'s id: '
                     'image ids are integers; fix the JSON.'
-                )
-        for index, c in enumerate(categories):
-            if not isinstance(c.get('name'), str) or not c['name'].strip():
-                raise _EntryError(
-                    f'{annotations_file}: category id {c["id"]!r} has name {c.get("name")!r}; '
-                    'every category needs a non-empty "name" string (the class name); fix the JSON.'
                 )
         sources, seen_ids = [], set()
         for im in images:
@@ -223,6 +223,7 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
             raise ValueError(
                 f'{annotations_file}: id {twice!r} appears twice in "{key}"; fix the JSON.'
             )
+    names = _class_names(annotations_file, categories)
     source = {
         'dataset_name': 'coco',
         'annotations_file': os.path.abspath(annotations_file),
@@ -231,7 +232,7 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
     }
     return (
         sources,
-        tuple(c['name'] for c in categories),
+        names,
         [{'coco_category_id': c['id']} for c in categories],
         source,
     )
@@ -239,6 +240,61 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
 
 class _EntryError(ValueError):
     """A ValueError whose message already names the file and the entry."""
+
+
+def _is_integer(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_category(annotations_file, index, c):
+    """Raises _EntryError naming the file and the index-th category: its id is not an integer
+    (`"18"` beside annotations' `18` would make every annotation of it unknown, and the
+    annotations' `category_id`s, the metadata and COCO evaluation need integers), or its name is
+    not a non-empty string."""
+    if not _is_integer(c.get('id')):
+        has = f'id {c["id"]!r} ({_json_kind(c["id"])})' if 'id' in c else 'no "id"'
+        raise _EntryError(
+            f'{annotations_file}: "categories"[{index}] (name {c.get("name")!r}) has {has}; '
+            'category ids are integers, which the annotations\' "category_id" refer to; fix the '
+            'JSON.'
+        )
+    if not isinstance(c.get('name'), str) or not c['name'].strip():
+        raise _EntryError(
+            f'{annotations_file}: category id {c["id"]!r} has name {c.get("name")!r}; '
+            'every category needs a non-empty "name" string (the class name); fix the JSON.'
+        )
+
+
+def _class_names(annotations_file, categories):
+    """The categories' names (in the given order) with surrounding whitespace stripped, as VOC
+    `<name>`s and labels files are read ('person ' and 'person\\n' are 'person').
+
+    Raises:
+      ValueError naming the file, both category ids and the name: two categories with one name.
+      pycocotools and the TF Object Detection API take such a file (they index categories by id;
+      the latter's name -> id map keeps the last), but here classes are known by name too (the
+      model card, detections, per-class COCO AP), so their objects could not be told apart.
+    """
+    names, first = [], {}
+    for c in categories:
+        name = c['name'].strip()
+        if name in first:
+            other = first[name]
+            written = (
+                ''
+                if other['name'] == c['name']
+                else f' (written {other["name"]!r} and {c["name"]!r}; surrounding whitespace '
+                'is ignored)'
+            )
+            raise ValueError(
+                f'{annotations_file}: categories {other["id"]!r} and {c["id"]!r} are both named '
+                f'{name!r}{written}; class names must be unique (classes are known by name in '
+                'the model card, detections and per-class AP): rename one, or merge them (keep '
+                'one category and use its id in every annotation of the other); fix the JSON.'
+            )
+        first[name] = c
+        names.append(name)
+    return tuple(names)
 
 
 def _annotation_entry(annotations_file, index, a):
@@ -250,9 +306,14 @@ def _annotation_entry(annotations_file, index, a):
     """
     try:
         area = a.get('area')
+        category_id = a['category_id']
+        if not _is_integer(category_id):
+            raise ValueError(
+                f'category_id {category_id!r} is {_json_kind(category_id)}, not an integer'
+            )
         return (
             a['id'],
-            a['category_id'],
+            category_id,
             tuple(float(v) for v in a['bbox']),
             int(a.get('iscrowd', 0)),
             None if area is None else _number(area, 'area'),
@@ -263,9 +324,9 @@ def _annotation_entry(annotations_file, index, a):
     except (TypeError, ValueError, OverflowError) as e:
         problem = f'cannot be read ({e})'
     raise _EntryError(
-        f'{annotations_file}: "annotations"[{index}] (id {a["id"]!r}) {problem}; expected '
-        '"category_id", "bbox": [x, y, w, h] and optional "area" and "iscrowd" numbers: fix the '
-        'JSON.'
+        f'{annotations_file}: "annotations"[{index}] (id {a["id"]!r}) {problem}; expected an '
+        'integer "category_id", "bbox": [x, y, w, h] and optional "area" and "iscrowd" numbers: '
+        'fix the JSON.'
     )
 
 

@@ -76,6 +76,17 @@ def read_labels_file(path):
     return tuple(names)
 
 
+def case_note(name, class_names):
+    """For messages about an unknown class name: "differs only in case from the known class 'dog'"
+    when `name` equals known names except for case ('Dog'), else None. Names stay matched exactly:
+    a class list may hold 'Dog' and 'dog' as two classes."""
+    folded = name.casefold()
+    variants = [repr(c) for c in class_names if c != name and c.casefold() == folded]
+    if not variants:
+        return None
+    return f'differs only in case from the known class {" or ".join(variants)}'
+
+
 def labels_to_names(class_names):
     """Maps id -> name for ids 0..K, with 0 the background ('none')."""
     mapping = {0: BACKGROUND_NAME}

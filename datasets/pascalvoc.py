@@ -19,6 +19,11 @@ Flags: `<difficult>` and `<truncated>` are read as integers from the element's t
 or empty element means 0. (The older port tested the element's truthiness, which is False for an
 element without children, so it wrote 0 for every object.)
 
+Text is read with surrounding whitespace stripped (`<name>`, the flags, the coordinates, `<size>`,
+`<filename>`), as XML pretty-printers and labelling tools wrap it in newlines and indentation.
+Class names are then matched exactly, case included: `Dog` is not `dog` (a class list may hold
+both); the unknown-class error says when a name differs from a known class only in case.
+
 Only `object/bndbox` is a box: `<part>` elements inside person objects hold their own `bndbox`
 and are not objects. The image is found by id (`JPEGImages/<id>.jpg`, else any `<id>.*`), not by
 `<filename>`.
@@ -41,6 +46,7 @@ from typing import Optional
 import xml.etree.ElementTree as ET
 
 from datasets import image_io
+from datasets import labels
 from tf_extended import safe_io
 from datasets.convert import BadExampleError, UnknownClassError
 from datasets.example_format import ExampleRecord, ObjectRecord
@@ -362,11 +368,13 @@ class VocLoader:
 
         if image.converted_from:
             note('fixed', f'{os.path.basename(image_path)}: {image.conversion}')
-        xml_w, xml_h = root.findtext('size/width'), root.findtext('size/height')
+        # Pretty-printed files hold '\n    500\n  ': float() ignores the spaces; messages too.
+        xml_w, xml_h = ((root.findtext(f'size/{tag}') or '').strip() for tag in ('width', 'height'))
         if (_number(xml_w), _number(xml_h)) != (image.width, image.height):
+            said = f'says {xml_w}x{xml_h}' if root.find('size') is not None else 'is missing'
             note(
                 'fixed',
-                f'<size> says {xml_w}x{xml_h}, decoded image is {image.width}x{image.height}; '
+                f'<size> {said}, decoded image is {image.width}x{image.height}; '
                 f'using the decoded size',
             )
         xml_filename = (root.findtext('filename') or '').strip()
@@ -377,15 +385,27 @@ class VocLoader:
         for index, obj in enumerate(annotation_objects(root, where)):
             name = obj.name
             if name not in self._ids:
+                case = labels.case_note(name, self.class_names)
                 if not self.skip_unknown_classes:
-                    raise UnknownClassError(
+                    known = (
                         f'{obj.where} has class name {name!r}, which is not among the '
-                        f'{len(self.class_names)} '
-                        f'known classes ({", ".join(self.class_names)}). Fix the annotation, '
-                        'pass --labels_file '
-                        f'with the full class list, or pass --skip_unknown_classes to drop such objects.'
+                        f'{len(self.class_names)} known classes ({", ".join(self.class_names)})'
                     )
-                note('unknown_class', f'object {index}: unknown class {name!r} dropped')
+                    if case:  # 'Dog' for 'dog': matched exactly, never lowercased
+                        raise UnknownClassError(
+                            f'{known}: it {case}, and class names are case-sensitive. Fix the '
+                            'annotation\'s spelling, pass a --labels_file that spells the class '
+                            'as the annotations do, or pass --skip_unknown_classes to drop such '
+                            'objects.'
+                        )
+                    raise UnknownClassError(
+                        f'{known}. Fix the annotation, pass --labels_file with the full class '
+                        'list, or pass --skip_unknown_classes to drop such objects.'
+                    )
+                note(
+                    'unknown_class',
+                    f'object {index}: unknown class {name!r}{f" ({case})" if case else ""} dropped',
+                )
                 continue
             box, clipped, drop = voc_box_to_relative(*obj.box(), image.width, image.height)
             if drop:

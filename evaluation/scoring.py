@@ -43,9 +43,15 @@ def read_voc_ground_truth(annotation_path, class_ids):
     root = pascalvoc.read_annotation_xml(annotation_path)
     for obj in pascalvoc.annotation_objects(root, annotation_path):
         if obj.name not in class_ids:
+            case = labels_lib.case_note(obj.name, class_ids)
             raise ValueError(
-                f'{obj.where} has class {obj.name!r}, not among '
-                f'{sorted(class_ids)}; pass --labels_file with the dataset\'s classes.'
+                f'{obj.where} has class {obj.name!r}, not among {sorted(class_ids)}'
+                + (
+                    f' (it {case}; class names are case-sensitive); fix the annotation\'s '
+                    'spelling or pass a --labels_file that spells the class as the annotations do.'
+                    if case
+                    else '; pass --labels_file with the dataset\'s classes.'
+                )
             )
         xmin, ymin, xmax, ymax = obj.box()
         boxes.append([ymin, xmin, ymax, xmax])
