@@ -144,10 +144,11 @@ def localize_state_file(train_dir):
     return path
 
 
-def keep_newest(train_dir, max_to_keep):
-    """Removes the checkpoints `train_dir`'s state file lists beyond its `max_to_keep` newest, and
-    rewrites the state file without them; for the (only) writer of train_dir, before it resumes
-    (after `localize_state_file`). Returns the removed prefixes, oldest first.
+def unlist_beyond_newest(train_dir, max_to_keep):
+    """Rewrites `train_dir`'s state file without the checkpoints it lists beyond its `max_to_keep`
+    newest; for the (only) writer of train_dir, before it resumes (after `localize_state_file`).
+    Returns the unlisted prefixes, oldest first: `remove_checkpoints` deletes them once the run has
+    written a checkpoint of its own (a resume that fails before then has lost nothing).
 
     A resume with a lower --max_to_keep: TF's Saver takes over the listed checkpoints and removes
     one per save, so the folder kept as many as before, forever. 0 or None keeps all, as in TF.
@@ -155,20 +156,24 @@ def keep_newest(train_dir, max_to_keep):
     _, listed = checkpoint_state(train_dir)
     if not max_to_keep or len(listed) <= max_to_keep:
         return []
-    removed, kept = listed[:-max_to_keep], listed[-max_to_keep:]
+    kept = listed[-max_to_keep:]
     state = checkpoint_state_pb2.CheckpointState(
         model_checkpoint_path=os.path.basename(kept[-1]),
         all_model_checkpoint_paths=[os.path.basename(p) for p in kept],
     )
-    # The state file first: a kill between the two leaves unlisted files, never listed missing ones.
     atomic_io.write_text_atomic(
         os.path.join(train_dir, STATE_FILE), text_format.MessageToString(state)
     )
-    for prefix in removed:
+    return listed[:-max_to_keep]
+
+
+def remove_checkpoints(prefixes):
+    """Deletes the files of the checkpoints `prefixes` (`.index`, `.meta`, data shards), not
+    other files beside them (a `.model.json`)."""
+    for prefix in prefixes:
         for path in glob.glob(glob.escape(prefix) + '.*'):
             if path[len(prefix) :] in ('.index', '.meta') or _DATA_SUFFIX.search(path):
                 os.remove(path)
-    return removed
 
 
 def resume_checkpoint(train_dir):

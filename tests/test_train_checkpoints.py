@@ -441,9 +441,10 @@ def test_mobilenet_v1_checkpoint_names(tmp_path):
             np.testing.assert_array_equal(value, saved[item.checkpoint_name])
 
 
-def test_a_lower_max_to_keep_removes_the_oldest_listed_checkpoints(tmp_path):
+def test_a_lower_max_to_keep_unlists_then_removes_the_oldest_listed_checkpoints(tmp_path):
     """Resumed with a lower --max_to_keep, TF's Saver took over the 5 listed checkpoints and
-    removed one per save: the folder kept 4 for ever. The oldest listed ones go at resume."""
+    removed one per save: the folder kept 4 for ever. The oldest listed ones are unlisted at
+    resume and their files removed later (`remove_checkpoints`, after the first save)."""
     d = str(tmp_path)
     prefixes = [_write(d, 'model.ckpt', step, step, update_state=False) for step in (0, 5, 10)]
     unlisted = _write(d, 'model.ckpt', 1, 1.0, update_state=False)  # not TF's to rotate
@@ -451,17 +452,21 @@ def test_a_lower_max_to_keep_removes_the_oldest_listed_checkpoints(tmp_path):
         f.write('model_checkpoint_path: "model.ckpt-10"\n')
         f.writelines(f'all_model_checkpoint_paths: "model.ckpt-{s}"\n' for s in (0, 5, 10))
     open(os.path.join(d, 'model.ckpt-0.model.json'), 'w').close()  # not a checkpoint file
-    assert checkpoints.keep_newest(d, 5) == [] and checkpoints.keep_newest(d, None) == []
-    assert checkpoints.keep_newest(d, 2) == [prefixes[0]]
+    files = sorted(os.listdir(d))
+    assert checkpoints.unlist_beyond_newest(d, 5) == []
+    assert checkpoints.unlist_beyond_newest(d, None) == []
+    assert checkpoints.unlist_beyond_newest(d, 2) == [prefixes[0]]
+    assert sorted(os.listdir(d)) == files
+    state = tf.train.get_checkpoint_state(d)
+    assert state.model_checkpoint_path == prefixes[2]
+    assert list(state.all_model_checkpoint_paths) == prefixes[1:]
+    checkpoints.remove_checkpoints([prefixes[0]])
     assert sorted(os.listdir(d)) == sorted(
         ['checkpoint', 'model.ckpt-0.model.json']
         + [os.path.basename(p) + ext for p in prefixes[1:] + [unlisted] for ext in _FILES]
     )
-    state = tf.train.get_checkpoint_state(d)
-    assert state.model_checkpoint_path == prefixes[2]
-    assert list(state.all_model_checkpoint_paths) == prefixes[1:]
-    assert checkpoints.keep_newest(d, 2) == []
-    assert checkpoints.keep_newest(d, 1) == [prefixes[1]]
+    assert checkpoints.unlist_beyond_newest(d, 2) == []
+    assert checkpoints.unlist_beyond_newest(d, 1) == [prefixes[1]]
     assert checkpoints.latest_in_directory(d) == prefixes[2]
 
 

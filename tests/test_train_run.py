@@ -490,6 +490,31 @@ def test_a_card_without_checkpoints_says_it_may_be_deleted(dataset_dir, fp32_run
     assert card.read_bytes() == before and os.listdir(folder) == ['model.json']
 
 
+def test_a_lower_max_to_keep_keeps_them_until_the_resume_has_saved(dataset_dir, fp32_run, tmp_path):
+    """The checkpoints beyond a lower --max_to_keep were deleted at resume, before the first
+    step: a resume that then failed or was interrupted had lost them. They are now only unlisted
+    (TF's Saver would otherwise rotate them) until the run writes a checkpoint."""
+    copy = tmp_path / 'copy'
+    shutil.copytree(fp32_run[0], copy)
+    args = _args(
+        dataset_dir,
+        str(copy),
+        '--max_number_of_steps=100000',
+        '--save_interval_steps=100000',
+        '--learning_rate_decay_type=fixed',
+        '--max_to_keep=1',
+    )
+    status, lines = interrupt_when(args, 'step 32/')
+    assert status == 130, lines[-20:]
+    assert sorted(n for n in os.listdir(copy) if n.endswith('.index')) == [
+        'model.ckpt-0.index',
+        'model.ckpt-30.index',
+    ]
+    state = tf.train.get_checkpoint_state(str(copy))
+    assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ['model.ckpt-30']
+    assert not any('Removed' in line for line in lines)
+
+
 def test_a_resume_with_other_settings_is_logged_and_recorded(dataset_dir, fp32_run, tmp_path):
     """Other settings than the training's so far were taken silently (the audit's learning rate
     jumped from the schedule's end back to its middle). The log names each change and the card
@@ -503,7 +528,11 @@ def test_a_resume_with_other_settings_is_logged_and_recorded(dataset_dir, fp32_r
     assert proc.returncode == 0, proc.stderr[-3000:]
     # A lower --max_to_keep: TF's Saver would remove one listed checkpoint per save, never
     # getting down to it.
-    assert 'Removed 1 checkpoint(s) older than the --max_to_keep=1 newest: model.ckpt-0.' in (
+    assert (
+        '1 checkpoint(s) older than the --max_to_keep=1 newest (model.ckpt-0) are removed once '
+        'this run has written its first checkpoint.'
+    ) in proc.stderr
+    assert 'Removed 1 checkpoint(s) older than the --max_to_keep newest: model.ckpt-0.' in (
         proc.stderr
     )
     assert sorted(n for n in os.listdir(copy) if n.endswith('.index')) == ['model.ckpt-31.index']

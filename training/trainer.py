@@ -307,6 +307,16 @@ def _dataset_record(dataset):
     }
 
 
+def _remove_unlisted(prefixes):
+    if prefixes:
+        checkpoints.remove_checkpoints(prefixes)
+        logging.info(
+            'Removed %d checkpoint(s) older than the --max_to_keep newest: %s.',
+            len(prefixes),
+            ', '.join(os.path.basename(p) for p in prefixes),
+        )
+
+
 def _resume_record(card, settings, dataset, step):
     """(the card with this resume recorded, [(logging level, line)]) when the resume's settings or
     data differ from the training's so far (its card's provenance: the first run's settings,
@@ -802,6 +812,13 @@ def train(settings):
         )
         card, card_path = resolve_model_card(settings, dataset, resume_from)
         resume_lines, listeners = [], []
+        # Checkpoints beyond a lower --max_to_keep: unlisted at start (else TF's Saver would take
+        # them over), deleted once this run has written one of its own.
+        unlisted = []
+        if resume_from is not None and cluster.is_chief:
+            listeners.append(
+                hooks_lib.FirstSavePastListener(resume_step, lambda: _remove_unlisted(unlisted))
+            )
         if card_path is not None and resume_from is not None and cluster.is_chief:
             card, resume_lines = _resume_record(card, settings, dataset, resume_step)
             if resume_lines:
@@ -881,13 +898,14 @@ def train(settings):
                     rewritten,
                     os.path.basename(resume_from),
                 )
-            removed = checkpoints.keep_newest(settings.train_dir, settings.max_to_keep)
-            if removed:
+            unlisted += checkpoints.unlist_beyond_newest(settings.train_dir, settings.max_to_keep)
+            if unlisted:
                 logging.info(
-                    'Removed %d checkpoint(s) older than the --max_to_keep=%d newest: %s.',
-                    len(removed),
+                    '%d checkpoint(s) older than the --max_to_keep=%d newest (%s) are removed once '
+                    'this run has written its first checkpoint.',
+                    len(unlisted),
                     settings.max_to_keep,
-                    ', '.join(os.path.basename(p) for p in removed),
+                    ', '.join(os.path.basename(p) for p in unlisted),
                 )
             if card_path is None:
                 os.makedirs(settings.train_dir, exist_ok=True)
