@@ -185,9 +185,11 @@ def test_start_lines_say_what_how_and_where():
         'custom split train in rec, 80 examples; batch 16, 5.0 steps per epoch',
         'cosine to 0.0001',
         '10 warm-up steps',
-        '100 steps = 20.0 epochs',
+        '100 steps, 50 to go = 10.0 epochs at this batch',
         'output: logs/x (checkpoints every 50 steps',
         'resuming from logs/x/model.ckpt-50 (step 50)',
         'total = cross_entropy_neg + localization + regularization',
     ):
         assert part in text, part
+    fresh = hooks.start_lines(card, dataset, settings, 1, None, None, ['total'])
+    assert '; 100 steps = 20.0 epochs' in '\n'.join(fresh)

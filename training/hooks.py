@@ -243,11 +243,15 @@ def start_lines(card, dataset, settings, num_parameters, resume_from, resume_ste
         schedule += f', {settings.warmup_steps} warm-up steps'
     schedule += f', weight decay {settings.weight_decay:g}'
     if total:
-        schedule += (
-            f'; {total} steps = {total / steps_per_epoch:.1f} epochs'
-            if steps_per_epoch
-            else f'; {total} steps'
-        )
+        # Resumed: the steps so far may have had another batch; only those to go are this run's.
+        left = total - (resume_step or 0)
+        schedule += f'; {total} steps'
+        if resume_step:
+            schedule += f', {left} to go'
+        if steps_per_epoch:
+            schedule += f' = {left / steps_per_epoch:.1f} epochs'
+            if resume_step:
+                schedule += ' at this batch'
     else:
         schedule += '; no step limit (--max_number_of_steps)'
     saves = (
