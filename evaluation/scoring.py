@@ -179,8 +179,9 @@ def score_coco_results(results_path, annotations_path, stdout=None):
     """
     data, _ = coco_lib.read_annotations_json(annotations_path)
     ground_truth = coco_metrics.coco_ground_truth(data, annotations_path)
+    names = coco_metrics.category_names(ground_truth, annotations_path)  # before the evaluation
     result = coco_metrics.evaluate_coco_per_class(ground_truth, results_path, stdout=stdout)
-    return result, coco_metrics.category_names(ground_truth)
+    return result, names
 
 
 def class_names_from(labels_file=None, voc_dir=None, model_card=None):

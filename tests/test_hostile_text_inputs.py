@@ -112,6 +112,26 @@ def test_voc_scoring_needs_some_results_file(tmp_path):
     assert len(result.classes) == 2 and warnings[0].startswith('1 of 2 classes have no ')
 
 
+def test_coco_scoring_refuses_two_categories_of_one_name_before_evaluating(tmp_path, monkeypatch):
+    """score_detections.py ran the whole evaluation, then failed naming neither the file nor the
+    categories."""
+    data = json.loads(json.dumps(GROUND_TRUTH))
+    data['categories'].append({'id': 7, 'name': 'cat'})
+    path = _write(tmp_path / 'instances.json', json.dumps(data))
+    results = _write(tmp_path / 'results.json', json.dumps([RESULT]))
+
+    def evaluated(*args, **kwargs):
+        raise AssertionError('evaluated before the categories were checked')
+
+    monkeypatch.setattr(scoring.coco_metrics, 'evaluate_coco_per_class', evaluated)
+    with pytest.raises(ValueError) as error:
+        scoring.score_coco_results(results, path)
+    assert str(error.value) == (
+        f"{path}: ground-truth categories 3, 7 are all named 'cat'; per-class AP is keyed by "
+        'name: give each its own name.'
+    )
+
+
 @pytest.mark.parametrize(
     'content, reason',
     [

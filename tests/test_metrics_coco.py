@@ -364,7 +364,7 @@ def test_per_class_ap_without_detections():
 def test_per_class_ap_bad_input():
     dataset = _hand_dataset()
     dataset['categories'][1]['name'] = 'cat'
-    with pytest.raises(ValueError, match=r"names \['cat'\] are used by several category ids"):
+    with pytest.raises(ValueError, match=r"^evaluate_coco_per_class: ground-truth categories 2, 5 are all named 'cat'"):
         cm.evaluate_coco_per_class(dataset, _hand_detections())
     dataset = _hand_dataset()
     del dataset['categories'][0]['name']

@@ -445,24 +445,26 @@ def _index_of(values: list, value, what: str) -> int:
     return values.index(value)
 
 
-def category_names(gt: COCO) -> Dict[int, str]:
-    """{category id: name} in the ground truth's category order; names must be unique."""
+def category_names(gt: COCO, source: str = 'evaluate_coco_per_class') -> Dict[int, str]:
+    """{category id: name} in the ground truth's category order; names must be unique (per-class
+    AP is keyed by name). ``source`` (the annotation file) is named in errors."""
     names = {}
     for category in gt.loadCats(gt.getCatIds()):
         if 'name' not in category:
             raise ValueError(
-                f'evaluate_coco_per_class: ground-truth category {category!r} has no '
+                f'{source}: ground-truth category {category!r} has no '
                 f'"name"; per-class AP is keyed by name.'
             )
         names[int(category['id'])] = category['name']
-    duplicates = sorted(
-        name for name, count in collections.Counter(names.values()).items() if count > 1
-    )
-    if duplicates:
-        raise ValueError(
-            f'evaluate_coco_per_class: ground-truth category names {duplicates} are used '
-            f'by several category ids; per-class AP is keyed by name, give each its own.'
-        )
+    ids = collections.defaultdict(list)
+    for category, name in names.items():
+        ids[name].append(category)
+    for name, shared in ids.items():
+        if len(shared) > 1:
+            raise ValueError(
+                f'{source}: ground-truth categories {", ".join(map(str, shared))} are all named '
+                f'{name!r}; per-class AP is keyed by name: give each its own name.'
+            )
     return names
 
 
