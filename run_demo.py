@@ -172,6 +172,15 @@ def points_up_to(points, step):
 # The work folder and the stage records.
 
 
+def unused_name(path):
+    """`path`, or `path-2`, `path-3`, ... the first that does not exist."""
+    candidate, number = path, 1
+    while os.path.lexists(candidate):
+        number += 1
+        candidate = f'{path}-{number}'
+    return candidate
+
+
 def prepare_work_dir(work_dir, fresh):
     """Makes `work_dir` the demo's: creates it with the marker, or checks the marker is there.
     An existing folder without the marker is taken only when it is empty: folders named as the
@@ -333,9 +342,10 @@ class Demo:
     def run(self, args, on_line=None):
         run(args, on_line, env=self.env)
 
-    def stage(self, name, output_complete, resumable=False):
-        """Decides and says whether stage `name` runs; clears its folder when it is redone.
-        Returns the reason it runs (None: reused)."""
+    def stage(self, name, output_complete, resumable=False, keep_earlier=False):
+        """Decides and says whether stage `name` runs; clears its folder when it is redone (moves
+        it aside with `keep_earlier`: a training is minutes of work). Returns the reason it runs
+        (None: reused)."""
         number = STAGES[name][0]
         self.current = name
         why = self.records.why_redo(name, self.settings[name], self.redone, output_complete)
@@ -347,8 +357,15 @@ class Demo:
             and os.path.isdir(self.paths[name])
         )
         if not resume and os.path.exists(self.paths[name]):
-            log(f'{number}/6 {name}: removing the earlier output in {self.paths[name]}')
-            shutil.rmtree(self.paths[name])  # inside the demo's own work_dir
+            if keep_earlier:
+                aside = unused_name(f'{self.paths[name]}.earlier-{time.strftime("%Y%m%d-%H%M%S")}')
+                os.rename(self.paths[name], aside)
+                log(
+                    f'{number}/6 {name}: the earlier output is kept in {aside} (delete it when done)'
+                )
+            else:
+                log(f'{number}/6 {name}: removing the earlier output in {self.paths[name]}')
+                shutil.rmtree(self.paths[name])  # inside the demo's own work_dir
         self.redone.add(name)
         if not resume:
             self.records.start(name, self.settings[name])
@@ -409,7 +426,9 @@ class Demo:
 
     def train(self):
         args, path = self.args, self.paths['train']
-        why = self.stage('train', latest_step(path) == args.steps, resumable=True)
+        why = self.stage(
+            'train', latest_step(path) == args.steps, resumable=True, keep_earlier=True
+        )
         if why is None:
             log(f'3/6 train: reusing the step-{args.steps} checkpoint in {path}')
             return

@@ -111,7 +111,12 @@ def test_changed_settings_redo_the_stage_and_what_depends_on_it(demo):
 
     ran, out = demo('--depth_multiplier', '0.25')
     assert ran == ['train', 'evaluate', 'export', 'detect']
-    assert '3/6 train: removing the earlier output' in out
+    # The earlier training is moved aside, not deleted: a rerun with other settings lost it.
+    (aside,) = [n for n in os.listdir(demo.work_dir) if n.startswith('train.earlier-')]
+    aside = os.path.join(demo.work_dir, aside)
+    assert f'3/6 train: the earlier output is kept in {aside} (delete it when done)' in out
+    assert run_demo.latest_step(aside) == 4
+    assert '4/6 evaluate: removing the earlier output' in out
     assert '(settings changed: depth_multiplier 0.5 -> 0.25)' in out
     assert (
         '4/6 evaluate: the test split, VOC07 and VOC12 rules (its input (3/6 train) was '

@@ -364,7 +364,8 @@ def test_per_class_ap_without_detections():
 def test_per_class_ap_bad_input():
     dataset = _hand_dataset()
     dataset['categories'][1]['name'] = 'cat'
-    with pytest.raises(ValueError, match=r"^evaluate_coco_per_class: ground-truth categories 2, 5 are all named 'cat'"):
+    duplicate = r"^evaluate_coco_per_class: ground-truth categories 2, 5 are all named 'cat'"
+    with pytest.raises(ValueError, match=duplicate):
         cm.evaluate_coco_per_class(dataset, _hand_detections())
     dataset = _hand_dataset()
     del dataset['categories'][0]['name']
