@@ -14,6 +14,7 @@ import re
 import socket
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -451,3 +452,39 @@ def test_interrupted_worker_tells_the_chief_it_leaves_and_rejoins():
     chief.join(), restarted.join()
     assert chief.error is None and restarted.error is None, (chief.error, restarted.error)
     assert chief.hook.contributions == [6, 6] and chief.hook.distinct == {2: 6}
+
+
+def test_joins_after_a_parameter_server_restart_are_not_worker_restarts():
+    """A restarted parameter server loses the event queues, so every worker's MonitoredSession
+    joins the chief's new session again: the chief logged 'joined again (restarted)' for workers
+    that never restarted. A join within one session is still a restart."""
+    logs = Logs()
+    spec = tf.train.ClusterSpec({'ps': ['h:1'], 'worker': ['h:2', 'h:3', 'h:4']})
+    replication = types.SimpleNamespace(
+        cluster=cluster_lib.Cluster(spec, 'worker', 0), log=logs, _drain_events='drain'
+    )
+    hook = cluster_lib.ChiefHook(replication)
+
+    class Session:
+        def __init__(self, events):
+            self.events = events
+
+        def run(self, fetches, options=None):
+            assert fetches == 'drain'
+            events, self.events = self.events, []
+            return [np.array(column) for column in zip(*events)] if events else [[], [], []]
+
+    join = cluster_lib.JOIN
+    first = Session([(1, join, 0), (2, join, 0)])
+    hook._reset(first)
+    hook._poll(first)
+    second = Session([(1, join, 20), (1, join, 20)])
+    hook._reset(second)
+    hook._poll(second)
+    assert [line.split(') ', 1)[1] for line in logs.lines] == [
+        'joined at step 0.',
+        'joined at step 0.',
+        'joined the new session at step 20.',
+        'joined again (restarted) at step 20.',
+    ]
+    assert hook.present == {0, 1} and hook.rejoining == {2}

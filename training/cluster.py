@@ -805,6 +805,7 @@ class ChiefHook(v1.train.SessionRunHook):
         self.failure = None
         self.runs = 0
         self.present = {0}
+        self.rejoining = set()  # present before a new session: their joins are not restarts
         self.heard = {}
         self.pushed = {}
         self.contributions = [0] * replication.cluster.num_workers
@@ -820,6 +821,9 @@ class ChiefHook(v1.train.SessionRunHook):
         with self._lock:
             self._session = session
             self.sessions += 1
+            # The restarted parameter server lost the event queues: every worker's MonitoredSession
+            # joins again without the worker having restarted.
+            self.rejoining, self.present = self.present - {0}, {0}
             self.failure = None
             self.contributions = [0] * self._r.cluster.num_workers
             self.distinct, self.irregular = {}, []
@@ -840,13 +844,15 @@ class ChiefHook(v1.train.SessionRunHook):
                 self.heard[task] = now
                 name = self._r.cluster.task('worker', task)
                 if kind == JOIN:
-                    self._r.log(
-                        '%s %s at step %d.',
-                        name,
-                        'joined again (restarted)' if task in self.present else 'joined',
-                        value,
-                    )
+                    if task in self.rejoining:
+                        how = 'joined the new session'
+                    elif task in self.present:
+                        how = 'joined again (restarted)'
+                    else:
+                        how = 'joined'
+                    self._r.log('%s %s at step %d.', name, how, value)
                     self.present.add(task)
+                    self.rejoining.discard(task)
                 elif kind == LEAVE and value < 0:
                     self._r.log('%s left (interrupted; it rejoins when restarted).', name)
                     self.present.discard(task)
