@@ -2,8 +2,8 @@ r"""Converts a Caffe SSD model (.caffemodel, optionally its deploy.prototxt) to 
 of our nets, without Caffe. Layers are mapped by Caffe layer name; the mapping table is printed
 and unmapped Caffe layers, missing TF variables and shape mismatches fail the run unless
 --allow_partial. Writes <output_path> (checkpoint) and <output_path>.model.json (the model card:
-anchors, DetectionOutput thresholds, input preprocessing), then re-loads it and runs a forward
-pass.
+anchors, DetectionOutput thresholds, input preprocessing, class names from --labelmap_file or
+--labels_file), then re-loads it and runs a forward pass.
 
   python caffe_to_tensorflow.py --model_name=ssd_300_vgg \
       --caffemodel_path=VGG_VOC0712_SSD_300x300_iter_120000.caffemodel \
@@ -11,6 +11,10 @@ pass.
   python caffe_to_tensorflow.py --model_name=ssd_300_mobilenet \
       --caffemodel_path=MobileNetSSD_deploy.caffemodel --prototxt_path=MobileNetSSD_deploy.prototxt \
       --output_path=checkpoints/ssd_300_mobilenet_voc.ckpt
+  python caffe_to_tensorflow.py --model_name=ssd_512_vgg \
+      --caffemodel_path=VGG_coco_SSD_512x512_iter_360000.caffemodel \
+      --prototxt_path=deploy.prototxt --labelmap_file=labelmap_coco.prototxt \
+      --output_path=checkpoints/ssd_512_vgg_coco.ckpt
   python caffe_to_tensorflow.py --model_name=vgg_16_fc_reduced --backbone_scope=ssd_512_vgg \
       --caffemodel_path=VGG_ILSVRC_16_layers_fc_reduced.caffemodel \
       --output_path=checkpoints/vgg_16_fc_reduced_512.ckpt
@@ -73,6 +77,21 @@ flags.DEFINE_float(
     'The Caffe model\'s input scale after the mean '
     '(default: from the prototxt, else 1 for VGG, 0.007843 for MobileNet).',
 )
+flags.DEFINE_string(
+    'labelmap_file',
+    None,
+    'The model\'s Caffe LabelMap (the labelmap.prototxt it was trained with, e.g. '
+    'data/coco/labelmap_coco.prototxt: item { name: "..." label: N display_name: "..." }, label 0 '
+    'the background): the class names are the display_name (else name) of labels 1..K-1; its '
+    'labels must be exactly 0..K-1 for a model of K classes with the background. Default: the 20 '
+    'VOC classes for a 21-class model, class_1.. otherwise.',
+)
+flags.DEFINE_string(
+    'labels_file',
+    None,
+    'Instead of --labelmap_file: class names one per line, label 1 first, background excluded '
+    '(K-1 of them).',
+)
 flags.mark_flags_as_required(['caffemodel_path', 'model_name', 'output_path'])
 
 
@@ -89,6 +108,8 @@ def main(_):
             backbone_scope=FLAGS.backbone_scope,
             caffe_mean_bgr=FLAGS.caffe_mean_bgr,  # checked there: 1 or 3 numbers
             caffe_scale=FLAGS.caffe_scale,
+            labelmap_file=FLAGS.labelmap_file,
+            labels_file=FLAGS.labels_file,
         )
     except (
         caffe_pb.CaffeModelError,

@@ -3,8 +3,8 @@ The .pth is read by a restricted unpickler (no code from the file runs); its lay
 from the tensor names, the mapping table is printed, and unmapped or missing tensors and shape
 mismatches fail the run unless --allow_partial. Writes <output_path> (checkpoint) and its model
 card <output_path>.model.json (the source's anchors, input normalisation, class names and
-post-processing; a VGG base gets <output_path>.json instead), then re-loads it and runs a forward
-pass.
+post-processing; --labels_file replaces the class names; a VGG base gets <output_path>.json
+instead), then re-loads it and runs a forward pass.
 
   python pytorch_to_tensorflow.py --pth_path=ssd300_vgg16_coco-b556d3b4.pth \
       --output_path=checkpoints/ssd_300_vgg_torchvision_coco.ckpt
@@ -66,6 +66,13 @@ flags.DEFINE_enum(
 flags.DEFINE_boolean(
     'allow_partial', False, 'Write the matching part even when tensors are unmapped or missing.'
 )
+flags.DEFINE_string(
+    'labels_file',
+    None,
+    'Class names one per line, label 1 first, background excluded, replacing the layout\'s own '
+    '(placeholders class_1.. where it has none); one per class of the converted net, after '
+    '--class_order (e.g. 80 for torchvision COCO with contiguous).',
+)
 flags.mark_flags_as_required(['pth_path', 'output_path'])
 
 
@@ -80,6 +87,7 @@ def main(_):
             class_order=FLAGS.class_order,
             backbone_scope=FLAGS.backbone_scope,
             allow_partial=FLAGS.allow_partial,
+            labels_file=FLAGS.labels_file,
         )
     except (
         pth_reader.PthError,

@@ -11,6 +11,11 @@ torchvision clips decoded boxes to the image before NMS: the card's `detection.c
 `provenance.source_settings` records what the source does that the card has no field for: its
 box decoding clamps dw/dh at log(1000/16) (reached only by codes above 20), and the exact source
 anchor generator.
+
+Class names: the layout's own (`pytorch_ssd.Layout.class_names`, placeholders `class_<i>` when it
+has none for the file's class count), or `--labels_file` (one name per line, background
+excluded), which replaces them when it has one name per class of the converted net. The card's
+`provenance.class_names` records which, and the file.
 """
 
 import dataclasses
@@ -21,10 +26,12 @@ from typing import Dict, List
 from converters import checkpoint_io
 from converters import pth_reader
 from converters import pytorch_ssd
+from datasets import labels as labels_lib
 from model import card as card_lib
 from nets import nets_factory
 from nets import ssd_params as ssd_params_lib
 from preprocessing import preprocessing_factory
+from tf_extended import safe_io
 
 BACKBONE_SCOPES = ('ssd_300_vgg', 'ssd_512_vgg')
 
@@ -123,8 +130,75 @@ def _source_settings(layout, num_classes):
     return settings
 
 
-def model_card(layout, params, class_names, pth_path, class_order):
-    """The model card of a converted detector."""
+def read_labels_file(labels_file):
+    """The class names of --labels_file (datasets/labels.py `read_labels_file`), read before any
+    other work. Raises pytorch_ssd.ConversionError naming the file (and line) and what to do."""
+    try:
+        return labels_lib.read_labels_file(labels_file)
+    except safe_io.UnsafeFileError as e:
+        raise pytorch_ssd.ConversionError(f'--labels_file: {e}') from None
+    except OSError as e:
+        raise pytorch_ssd.ConversionError(
+            f'--labels_file: cannot read {labels_file}: {e.strerror or e}'
+        ) from None
+    except ValueError as e:
+        raise pytorch_ssd.ConversionError(f'--labels_file: {e}') from None
+
+
+def _names_shown(names, count=5):
+    return ', '.join(names[:count]) + (', ...' if len(names) > count else '')
+
+
+def resolve_class_names(layout, conversion, class_order, labels_file=None, labels=None):
+    """(class names of labels 1.., provenance record, log line) of a converted detector: the
+    labels file's (`labels`, read from `labels_file`) when given, else the layout's own names
+    (`conversion.class_names`: placeholders where the layout has none for this class count).
+
+    Raises:
+      pytorch_ssd.ConversionError: the labels file does not have one name per class of the
+      converted net (after `class_order`).
+    """
+    count = conversion.num_classes - 1
+    if labels is not None:
+        names = tuple(labels)
+        if len(names) != count:
+            hint = ''
+            if layout.name == 'torchvision_ssd300' and class_order == 'source' and len(names) == 80:
+                hint = ' (80 names are for --class_order=contiguous, the 80 used COCO ids)'
+            raise pytorch_ssd.ConversionError(
+                f'{labels_file}: {len(names)} class names, but the converted {layout.name} model '
+                f'has {count} classes besides the background (--class_order={class_order}){hint}; '
+                f'give one name per class in label order, background excluded'
+            )
+        return (
+            names,
+            {'from': 'labels_file', 'path': os.path.abspath(labels_file)},
+            f'class names: the {len(names)} of the labels file {labels_file}: '
+            f'{_names_shown(names)}',
+        )
+    names = tuple(conversion.class_names)
+    if names == card_lib.default_class_names(conversion.num_classes):
+        note = (
+            f'placeholders {names[0]}..{names[-1]} (the {layout.name} layout has no class list '
+            f'for {conversion.num_classes} classes)'
+        )
+        return (
+            names,
+            {'from': 'default', 'note': note},
+            f'NOTE: class names: {note}; name them with --labels_file=<one class name per line>',
+        )
+    note = f"the {layout.name} layout's own ({class_order} order)"
+    return (
+        names,
+        {'from': 'default', 'note': note},
+        f'class names: {note}: {_names_shown(names)}; a model trained on other classes needs '
+        f'--labels_file=<one class name per line>',
+    )
+
+
+def model_card(layout, params, class_names, pth_path, class_order, class_names_from=None):
+    """The model card of a converted detector (class_names_from: where the class names come
+    from, the card's `provenance.class_names`; default: the layout)."""
     detection = dict(layout.detection)
     provenance = {
         'converted_by': 'pytorch_to_tensorflow.py',
@@ -136,6 +210,8 @@ def model_card(layout, params, class_names, pth_path, class_order):
             'published': layout.published,
             'class_order': class_order,
         },
+        'class_names': class_names_from
+        or {'from': 'default', 'note': f"the {layout.name} layout's own"},
         'source_settings': _source_settings(layout, params.num_classes),
         'time': card_lib.now(),
         'git_commit': card_lib.git_commit(),
@@ -164,6 +240,7 @@ def convert(
     class_order='source',
     backbone_scope='ssd_300_vgg',
     allow_partial=False,
+    labels_file=None,
     log=print,
 ):
     """Converts a PyTorch SSD (or VGG base) `.pth` to a checkpoint of our VGG SSD nets.
@@ -176,6 +253,9 @@ def convert(
       class_order: 'source' or 'contiguous' (pytorch_ssd.class_order_channels).
       backbone_scope: for the VGG base layouts, the net whose backbone variables to write.
       allow_partial: write the checkpoint even with unmapped or missing tensors.
+      labels_file: class names one per line (background excluded) replacing the layout's own;
+        it must have one per class of the converted net (after `class_order`). Not for a VGG
+        base (no classes).
       log: where the table and messages go.
     Returns:
       ConvertResult.
@@ -186,6 +266,7 @@ def convert(
     """
     # Before any work: a folder as the prefix, or a checkpoint no converter wrote there.
     checkpoint_io.check_output_path(output_path)
+    labels = read_labels_file(labels_file) if labels_file else None
     state_dict = pytorch_ssd.strip_module_prefix(pth_reader.load_state_dict(pth_path))
     layout = (
         pytorch_ssd.get_layout(layout)
@@ -198,6 +279,11 @@ def convert(
     checkpoint_io.check_output_path(output_path, [config_path])
     log('%s: %s (layout %s)' % (pth_path, layout.description, layout.name))
     if layout.backbone_only:
+        if labels_file:
+            raise pytorch_ssd.ConversionError(
+                f'--labels_file: {pth_path} is a VGG base (layout {layout.name}), which has no '
+                f'classes to name; convert it without the flag'
+            )
         if backbone_scope not in BACKBONE_SCOPES:
             raise pytorch_ssd.ConversionError(
                 'a VGG base is a backbone for %s, not %r'
@@ -239,7 +325,10 @@ def convert(
         }
     else:
         params = source_params(layout, conversion.num_classes, net_name)
-        card = model_card(layout, params, conversion.class_names, pth_path, class_order)
+        names, names_from, names_line = resolve_class_names(
+            layout, conversion, class_order, labels_file, labels
+        )
+        card = model_card(layout, params, names, pth_path, class_order, names_from)
         config = card.to_dict()
         log(
             'anchors: preset %s; detection %s; input (RGB - %s) * %g; %d classes (%s order)'
@@ -252,6 +341,7 @@ def convert(
                 class_order,
             )
         )
+        log(names_line)
     pipeline = preprocessing_factory.get_preprocessing(net_name)
     if tuple(layout.mean_rgb) != pipeline.mean_rgb or layout.scale != pipeline.scale:
         log(

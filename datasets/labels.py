@@ -92,3 +92,18 @@ def labels_to_names(class_names):
     mapping = {0: BACKGROUND_NAME}
     mapping.update({i + 1: name for i, name in enumerate(class_names)})
     return mapping
+
+
+def class_name_problem(name):
+    """What makes `name` unusable as a class name, as text to follow the name in a message
+    ('is empty', 'holds the control character U+0009', 'has 300 characters, more than 256'), or
+    None: the checks `read_labels_file` makes of each line, for class names from other files
+    (a Caffe label map's display_name)."""
+    if not name.strip():
+        return 'is empty'
+    control = next((c for c in name if unicodedata.category(c) == 'Cc'), None)
+    if control is not None:
+        return f'holds the control character U+{ord(control):04X}'
+    if len(name) > MAX_CLASS_NAME_CHARS:
+        return f'has {len(name)} characters, more than {MAX_CLASS_NAME_CHARS}'
+    return None
