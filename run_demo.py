@@ -623,6 +623,9 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
+        '--helpfull', action='help', help='The same as --help (as the other scripts).'
+    )
+    parser.add_argument(
         '--work_dir',
         default=os.path.join(ROOT, 'work_dir'),
         help='where every stage writes (a new folder, or one the demo made)',

@@ -134,6 +134,18 @@ def _rate(run, batches):
     )
 
 
+def _steady(result):
+    """The evaluation's rate after its first batch; a split of one batch has none."""
+    rate = result.summary['steady_images_per_second']
+    if rate is None:
+        raise app.UsageError(
+            f'the split gave one batch of at most --batch_size={FLAGS.batch_size} images: the '
+            'steady rate (after the first batch\'s warm-up) needs two or more; use more images '
+            'or a smaller --batch_size.'
+        )
+    return rate
+
+
 def _alternate(forward, evaluate_once):
     """--rounds rounds of `evaluate_once()` (an EvalResult) between calls of `forward()` (images/s).
 
@@ -145,7 +157,7 @@ def _alternate(forward, evaluate_once):
         result = evaluate_once()
         rates.append(forward())
         mean = (rates[-2] + rates[-1]) / 2
-        rounds.append((result.summary['steady_images_per_second'] / mean, mean, result, rates[-2:]))
+        rounds.append((_steady(result) / mean, mean, result, rates[-2:]))
     _, mean, result, around = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
     return (
         mean,
@@ -187,7 +199,7 @@ class _CheckpointNet:
 def _row(model, kind, forward, result, **extra):
     """One result row. The evaluation's rate is its steady one (after the first batch), as the
     forward rates are timed after a warm-up call; the whole run's is beside it."""
-    evaluation = result.summary['steady_images_per_second']
+    evaluation = _steady(result)
     row = {
         'model': model,
         'source': kind,
@@ -237,7 +249,7 @@ def bench(model, card, prefix, dataset_dir, work_dir):
         ),
     )
     post = net.rate(preprocessed, post=True)
-    evaluation = result.summary['steady_images_per_second']
+    evaluation = _steady(result)
     rows = [
         _row(
             model,

@@ -228,15 +228,16 @@ def test_openvino_targets_from_the_rows():
     )
 
 
-def test_help_exits_zero_in_the_flag_benchmarks_and_show_augmentation():
+def test_help_exits_zero_in_the_flag_benchmarks_and_the_argparse_scripts():
     """The benchmarks on absl flags run through logs.run (absl's --help exits 1), and
-    show_augmentation.py (argparse) takes --helpfull as the other scripts do."""
+    show_augmentation.py and run_demo.py (argparse) take --helpfull as the other scripts do."""
     from tests.conftest import run_script
 
     for script, flag in (
         ('benchmarks/bench_data.py', '--help'),
         ('benchmarks/bench_caffe.py', '--helpfull'),
         ('show_augmentation.py', '--helpfull'),
+        ('run_demo.py', '--helpfull'),
     ):
         proc = run_script(script, flag, timeout=120)
         assert proc.returncode == 0, (script, proc.stderr[-2000:])
