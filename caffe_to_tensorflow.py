@@ -31,6 +31,7 @@ from converters import caffe_pb
 from converters import caffe_ssd
 from converters import checkpoint_io
 from converters import prototxt
+from model import checkpoints
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('caffemodel_path', None, 'The binary .caffemodel weights.')
@@ -97,6 +98,8 @@ flags.mark_flags_as_required(['caffemodel_path', 'model_name', 'output_path'])
 
 def main(_):
     logs.absl_only()
+    # The check re-load's restore line: the last line says the checkpoint was re-loaded.
+    logs.drop_tensorflow_messages(checkpoints.RESTORE_RECORD)
     try:
         caffe_convert.convert(
             FLAGS.caffemodel_path,

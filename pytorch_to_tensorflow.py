@@ -26,6 +26,7 @@ from converters import checkpoint_io
 from converters import pth_reader
 from converters import pytorch_convert
 from converters import pytorch_ssd
+from model import checkpoints
 
 __doc__ %= ', '.join(pytorch_ssd.LAYOUTS)
 
@@ -78,6 +79,8 @@ flags.mark_flags_as_required(['pth_path', 'output_path'])
 
 def main(_):
     logs.absl_only()
+    # The check re-load's restore line: the last line says the checkpoint was re-loaded.
+    logs.drop_tensorflow_messages(checkpoints.RESTORE_RECORD)
     try:
         pytorch_convert.convert(
             FLAGS.pth_path,

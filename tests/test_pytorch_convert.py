@@ -248,6 +248,7 @@ def vgg_bases(tmp_path_factory):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert 'layout ssd_pytorch_vgg16_reducedfc' in result.stdout
+    assert 'Restoring parameters' not in result.stderr  # the check re-load's TF line
     features = str(root / 'vgg16_features.pth')
     sd = fx.torchvision_vgg_features(fx.SEED)
     sd['classifier.0.weight'] = np.full((8, 4), np.nan, np.float32)  # NaN as in the real file

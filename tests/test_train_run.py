@@ -536,6 +536,7 @@ def test_a_resume_with_other_settings_is_logged_and_recorded(dataset_dir, fp32_r
         proc.stderr
     )
     assert sorted(n for n in os.listdir(copy) if n.endswith('.index')) == ['model.ckpt-31.index']
+    assert 'Restoring parameters' not in proc.stderr  # TF's line; the resume line names it
     assert (
         'resuming with other settings than the training so far (its card records them once this '
         'run has written a checkpoint): learning_rate 0.001 -> 0.002, learning_rate_decay_type '

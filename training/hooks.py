@@ -54,6 +54,7 @@ TF_CHATTER = (
     r'(Done r|R)unning local_init_op',
     r'From \S+: get_checkpoint_mtimes',
     r'From \S+: remove_checkpoint',  # v1 deprecation notice when max_to_keep deletes one
+    r'Restoring parameters from ',  # the resume and fine-tuning lines name the checkpoint
 )
 
 
