@@ -24,10 +24,13 @@ import tempfile
 import time
 import tracemalloc
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs  # noqa: E402
+
 from absl import flags
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402  (imported before timing)
 
@@ -35,7 +38,6 @@ from converters import caffe_convert  # noqa: E402
 from model import card as card_lib  # noqa: E402
 from tests import caffe_fixtures  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
-from tf_extended import logs  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer('repeats', 3, 'Timed runs (the median is reported).', lower_bound=1)

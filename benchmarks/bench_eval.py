@@ -39,13 +39,16 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs  # noqa: E402
+
 from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
 import tf_slim as slim
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from datasets import dataset_factory  # noqa: E402
 from evaluation import evaluate  # noqa: E402
@@ -58,7 +61,6 @@ from model import card as card_lib  # noqa: E402
 from model import checkpoints  # noqa: E402
 from tests import eval_fixtures  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
-from tf_extended import logs  # noqa: E402
 
 v1 = tf.compat.v1
 FLAGS = flags.FLAGS

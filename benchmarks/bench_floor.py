@@ -23,10 +23,13 @@ if __name__ == '__main__':
     os.environ['OPENBLAS_NUM_THREADS'] = _threads
     os.environ['OMP_NUM_THREADS'] = _threads
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs  # noqa: E402, F401
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_nets  # noqa: E402
 from nets import nets_factory  # noqa: E402

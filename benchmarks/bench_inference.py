@@ -37,10 +37,13 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs  # noqa: E402
+
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_nets  # noqa: E402
 from inference import export  # noqa: E402
@@ -48,7 +51,6 @@ from inference import detection  # noqa: E402
 from inference import openvino_model  # noqa: E402 - imports openvino only when used
 from model import card as card_lib  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
-from tf_extended import logs  # noqa: E402
 from tf_extended import cpu_features  # noqa: E402
 
 v1 = tf.compat.v1

@@ -15,10 +15,13 @@ import statistics
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs  # noqa: E402, F401
+
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from nets import nets_factory  # noqa: E402
 from nets.ssd_common import flatten_layers  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402

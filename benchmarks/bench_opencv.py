@@ -29,11 +29,15 @@ import tempfile
 import time
 
 import cv2
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
+from tf_extended import logs  # noqa: E402, F401
+
 import numpy as np
 import tensorflow as tf
 import tf_slim as slim
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from converters import caffe_convert  # noqa: E402
 from inference import detection  # noqa: E402
 from model import card as card_lib  # noqa: E402

@@ -242,3 +242,23 @@ def test_help_exits_zero_in_the_flag_benchmarks_and_the_argparse_scripts():
         proc = run_script(script, flag, timeout=120)
         assert proc.returncode == 0, (script, proc.stderr[-2000:])
         assert '--' in proc.stdout, script
+
+
+def test_benchmarks_start_without_tensorflow_lines():
+    """The benchmarks printed TensorFlow's 6 start-up lines (absl preamble, CUDA stub, oneDNN)
+    before their own: they now import tf_extended/logs.py first, as the scripts do. A fresh
+    process: the script server of the other tests has TensorFlow loaded already."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ('TF_CPP_MIN_LOG_LEVEL',)}
+    env['PYTHONPATH'] = ROOT
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'benchmarks', 'bench_nets.py'), '--help'],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == '' and 'usage: bench_nets.py' in proc.stdout

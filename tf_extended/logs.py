@@ -32,7 +32,8 @@ TF_CPP_MIN_LOG_LEVEL below 2 (asking to see TF's lines) or SSD_STDERR_FILTER=0:
   XNNPACK delegate for CPU.").
   Being a separate process, it still passes on the last words of a script that crashes or is
   killed.
-  Installed for the project's top-level scripts only (or when SSD_STDERR_FILTER=1).
+  Installed for the project's top-level scripts and benchmarks only (or when
+  SSD_STDERR_FILTER=1).
 
 For the same scripts it also makes TensorFlow's import skip Keras (about 2 s of start-up, see
 `skip_keras_at_tensorflow_import`).
@@ -52,6 +53,7 @@ from absl import logging
 
 _GPU_DEVICE_NODES = ('/dev/nvidiactl', '/dev/nvidia0', '/dev/dxg')
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SCRIPT_FOLDERS = (_PROJECT_ROOT, os.path.join(_PROJECT_ROOT, 'benchmarks'))
 # absl's C++ line format: level, MMDD, time, thread id, file:line] message.
 _ABSL_CPP_LINE = re.compile(rb'^([IWEF])\d{4} [\d:.]+ +\d+ ([\w.]+):\d+\] (.*)$')
 _ABSL_PREAMBLE = (
@@ -226,14 +228,14 @@ def _interrupted_while_starting(signum, frame):
 
 
 def _main_is_project_script():
-    """A top-level script of the project is running (not one of its multiprocessing workers,
-    which import the script's module too, nor a test or a notebook)."""
+    """A top-level script of the project or a benchmark is running (not one of its
+    multiprocessing workers, which import the script's module too, nor a test or a notebook)."""
     import multiprocessing
 
     path = getattr(sys.modules.get('__main__'), '__file__', None)
     return (
         bool(path)
-        and os.path.dirname(os.path.abspath(path)) == _PROJECT_ROOT
+        and os.path.dirname(os.path.abspath(path)) in _SCRIPT_FOLDERS
         and multiprocessing.parent_process() is None
         and multiprocessing.current_process().name == 'MainProcess'
     )
