@@ -26,7 +26,9 @@ While it runs, `.detections_pending.jsonl` in --output_dir names each output as 
 interrupted (Ctrl-C, killed) leaves it, so running the same command again recognises those files
 as its own and writes the same names over them, as an uninterrupted run would. The outputs of
 earlier runs that a run does not write again (a run on fewer inputs) stay listed, under
-`kept_outputs` in `detections.json`, so a later run recognises them too.
+`kept_outputs` in `detections.json`, so a later run recognises them too. A second run into the
+same --output_dir while one runs stops at its start, naming the first (the folder's lock,
+`.ssd.lock`: tf_extended/folder_lock.py).
 
 Exported models keep the NMS settings they were exported with; --select_threshold and
 --keep_top_k then filter their output (they cannot lower the exported threshold or raise its
@@ -50,6 +52,7 @@ from model import card as card_lib
 from model import checkpoints
 from model import cli
 from tf_extended import atomic_io
+from tf_extended import folder_lock
 from tf_extended import safe_io
 
 FLAGS = flags.FLAGS
@@ -579,6 +582,18 @@ def main(_):
     # TF's restore line for a checkpoint, and for a SavedModel its variables/variables file:
     # `describe_source` names what was loaded.
     logs.drop_tensorflow_messages(checkpoints.RESTORE_RECORD)
+    try:
+        # Before the pending record is read: two runs into one folder lost each other's lines
+        # of it, and each detections.json listed only its own images.
+        lock = folder_lock.acquire(FLAGS.output_dir, '--output_dir', 'detection run')
+    except (ValueError, OSError) as err:
+        sys.exit(f'detect_ssd_network.py: error: {err}')
+    with lock:
+        _detect()
+
+
+def _detect():
+    """`main` with the folder locked."""
     try:
         earlier, pending = earlier_outputs(FLAGS.output_dir)
         detector = make_detector()

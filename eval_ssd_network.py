@@ -40,6 +40,7 @@ from inference import detection
 from model import card as card_lib
 from model import checkpoints
 from model import cli
+from tf_extended import folder_lock
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -234,13 +235,19 @@ def main(_):
     # staged copy (a temporary folder in --eval_dir).
     logs.drop_tensorflow_messages(checkpoints.RESTORE_RECORD)
     tf.compat.v1.disable_eager_execution()
+    lock = folder_lock.FolderLock(FLAGS.eval_dir)
     try:
         _check_watcher_flags()
+        if FLAGS.wait_for_checkpoints:  # before waiting for the trainer's card
+            evaluate.check_eval_dir(FLAGS.eval_dir, FLAGS.checkpoint_path)
+        # Before anything reads or writes --eval_dir: two evaluations into one folder would
+        # rewrite each other's results (a watcher's ledger, history and best/).
+        lock = folder_lock.acquire(
+            FLAGS.eval_dir, '--eval_dir', 'watcher' if FLAGS.wait_for_checkpoints else 'evaluation'
+        )
         if FLAGS.exported_model:
             _evaluate_exported()
             return
-        if FLAGS.wait_for_checkpoints:  # before waiting for the trainer's card
-            evaluate.check_eval_dir(FLAGS.eval_dir, FLAGS.checkpoint_path)
         settings = _settings()
         if FLAGS.wait_for_checkpoints:
             watcher.watch(
@@ -251,6 +258,7 @@ def main(_):
                 timeout_secs=FLAGS.eval_timeout,
                 final_step=FLAGS.final_step,
                 best_metric=FLAGS.best_metric,
+                lock=lock,
             )
         else:
             prefix = checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
@@ -260,6 +268,8 @@ def main(_):
             )
     except (ValueError, OSError, checkpoints.CheckpointUnavailable) as err:
         sys.exit(f'eval_ssd_network: error: {err}')
+    finally:
+        lock.release()
 
 
 def _interrupted():

@@ -28,6 +28,7 @@ from datasets import dataset_factory
 from inference import export
 from model import checkpoints
 from model import cli
+from tf_extended import folder_lock
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -75,7 +76,10 @@ flags.mark_flags_as_required(['checkpoint_path', 'output_dir'])
 def main(_):
     logs.absl_only()
     logs.drop_tensorflow_messages(*export.TF_CHATTER)
+    lock = folder_lock.FolderLock(FLAGS.output_dir)
     try:
+        # Before the folder is read: two exports into it would replace each other's files.
+        lock = folder_lock.acquire(FLAGS.output_dir, '--output_dir', 'export')
         export.check_output_dir(FLAGS.output_dir, FLAGS.formats, FLAGS.overwrite)  # before work
         dataset = None
         if FLAGS.dataset_name:
@@ -115,6 +119,8 @@ def main(_):
         )
     except (ValueError, OSError, checkpoints.CheckpointUnavailable) as err:
         sys.exit(f'export_ssd_network.py: error: {err}')
+    finally:
+        lock.release()
 
 
 def _interrupted():

@@ -29,9 +29,10 @@ State lives in `eval_dir`, so a restarted watcher neither repeats nor skips:
                       `best.run-<card id[:8]>`.
   events.out.tfevents.*   TensorBoard scalars at each checkpoint's global step, one event file
                       for each watch.
-  .watcher.lock       an exclusive lock (fcntl.flock) held while a watcher runs: a second watcher
-                      on the same folder refuses to start. The kernel releases it when the process
-                      ends, however it ends.
+  .ssd.lock           the folder's lock (tf_extended/folder_lock: fcntl.flock) held while a
+                      watcher runs: a second watcher, or an evaluation, into the same folder
+                      refuses to start. The kernel releases it when the process ends, however it
+                      ends. (Older versions' `.watcher.lock` is left alone.)
 
 Nothing is written outside `eval_dir`; temporary folders in it are named by their process
 (`tf_extended.temp_dirs`) and a watcher removes those of dead processes when it starts (a
@@ -54,14 +55,12 @@ training after all (--final_step above where training stopped) and stops the wat
 import csv
 import dataclasses
 import datetime
-import fcntl
 import glob
 import io
 import json
 import os
 import re
 import shutil
-import socket
 import time
 
 from model import card as card_lib
@@ -69,15 +68,15 @@ from model import checkpoints
 from evaluation import evaluate
 from evaluation import outputs as eval_outputs
 from tf_extended import atomic_io
+from tf_extended import folder_lock
 from tf_extended import temp_dirs
 
 LEDGER_NAME = 'eval_ledger.jsonl'
 BEST_DIR = 'best'
 BEST_JSON = 'best.json'
-LOCK_NAME = '.watcher.lock'
+LOCK_NAME = folder_lock.LOCK_NAME
 HISTORY_FILES = ('history.csv', 'history.png')
 EVALUATED, UNAVAILABLE = 'evaluated', 'unavailable'
-_LOCK_SIGNATURE = 'eval watcher lock'
 # With --final_step, how long a `training_finished.json` of an earlier step may stay before the
 # watcher takes it as the end of training rather than as left by the run a new trainer run extends:
 # that trainer removes it a few seconds to a minute after it starts (imports, graph, restore), so
@@ -89,8 +88,8 @@ STALE_MARKER_GRACE_SECS = 120.0
 _STAGED, _NEW_BEST, _OLD_BEST = 'staged', 'best-new', 'best-old'
 
 
-class WatcherBusy(ValueError):
-    """Another watcher holds the eval folder's lock."""
+class WatcherBusy(folder_lock.FolderBusy):
+    """Another watcher (or evaluation) holds the eval folder's lock."""
 
 
 class NothingEvaluated(ValueError):
@@ -471,33 +470,13 @@ def _now():
 
 
 def _lock(eval_dir):
-    """Takes the folder's exclusive lock; returns its file descriptor (closing it releases it).
-    Raises WatcherBusy when another process holds it."""
-    path = os.path.join(eval_dir, LOCK_NAME)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """Takes the folder's lock (tf_extended/folder_lock) for a watch; returns its file descriptor
+    (closing it releases the lock; the lock file stays). Raises WatcherBusy when another process
+    holds it."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 500).decode('utf-8', 'replace').strip() or 'a running watcher'
-        os.close(fd)
-        raise WatcherBusy(
-            f'{eval_dir}: another watcher is evaluating into this folder ({holder}); two '
-            f'would corrupt its ledger. Stop it first, or give this one another '
-            f'--eval_dir.'
-        ) from None
-    text = os.read(fd, 500).decode('utf-8', 'replace')
-    if text and not text.startswith(_LOCK_SIGNATURE):
-        os.close(fd)
-        raise ValueError(f'{path} exists and is not a watcher\'s lock file; move it away.')
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.ftruncate(fd, 0)
-    os.write(
-        fd,
-        f'{_LOCK_SIGNATURE}: pid {os.getpid()} on {socket.gethostname()} since {_now()}\n'.encode(
-            'utf-8'
-        ),
-    )
-    return fd
+        return folder_lock.acquire(eval_dir, '--eval_dir', 'watcher').fd
+    except folder_lock.FolderBusy as err:
+        raise WatcherBusy(str(err)) from None
 
 
 def _clean_up_after_kill(eval_dir, log):
@@ -607,6 +586,7 @@ def watch(
     log=None,
     clock=time.time,
     sleep=time.sleep,
+    lock=None,
 ):
     """Evaluates the checkpoints of `checkpoint_dir` as they appear (see the module docstring).
 
@@ -628,10 +608,12 @@ def watch(
         with a log line naming both steps; or final_step, or the timeout, comes first.
       best_metric: 'voc07', 'voc12' or 'coco' (must be in settings.metrics).
       log: callable taking one line (default: print).
+      lock: the folder_lock.FolderLock of `eval_dir` the caller holds (eval_ssd_network.py takes
+        it at its start); None: the watch takes the folder's lock itself.
     Returns:
       the ledger entries written by this call, in order.
     Raises:
-      WatcherBusy: another watcher runs on `eval_dir`.
+      WatcherBusy: another watcher (or evaluation) runs on `eval_dir`.
       NothingEvaluated: the timeout passed and no checkpoint of this run is evaluated.
       ValueError: `eval_dir` holds files the watcher would replace but did not write, or is
         `checkpoint_dir`, or its ledger holds checkpoints of this run evaluated with other
@@ -650,7 +632,7 @@ def watch(
         )
     evaluate.check_eval_dir(eval_dir, checkpoint_dir)
     os.makedirs(eval_dir, exist_ok=True)
-    lock = _lock(eval_dir)
+    own_lock = _lock(eval_dir) if lock is None else None
     events = _EventStream(eval_dir)
     # One graph and session for every checkpoint of the run (built at the first evaluation).
     evaluator = evaluate.CheckpointEvaluator(settings)
@@ -674,7 +656,8 @@ def watch(
     finally:
         evaluator.close()
         events.close()
-        os.close(lock)
+        if own_lock is not None:
+            os.close(own_lock)
 
 
 def _watch(

@@ -48,6 +48,7 @@ from inference import openvino_model
 from model import card as card_lib
 from model import checkpoints
 from tf_extended import atomic_io
+from tf_extended import folder_lock
 
 v1 = tf.compat.v1
 
@@ -403,7 +404,8 @@ def check_output_dir(output_dir, formats, overwrite=False):
             )
     if overwrite:
         return ours
-    present = sorted(os.listdir(output_dir))
+    # The lock file of the run (export_ssd_network.py's, tf_extended/folder_lock) is not content.
+    present = sorted(n for n in os.listdir(output_dir) if n != folder_lock.LOCK_NAME)
     if present:
         listed = ', '.join(present[:5]) + (
             f' and {len(present) - 5} more' if len(present) > 5 else ''

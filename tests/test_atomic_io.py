@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tf_extended import atomic_io
+from tf_extended import temp_dirs
 
 
 def test_writes_and_replaces(tmp_path):
@@ -45,6 +46,8 @@ def test_files_and_folders_follow_the_umask(tmp_path, umask_022):
     assert stat.S_IMODE(os.stat(tmp_path / 'results.json').st_mode) == 0o644
     folder = atomic_io.make_temp_dir(str(tmp_path / 'export'))
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o755
+    # The watcher's best/ is such a folder renamed into place (it was 0700, mkdtemp's mode).
+    assert stat.S_IMODE(os.stat(temp_dirs.make(str(tmp_path), 'best-new')).st_mode) == 0o755
     os.umask(0o027)
     atomic_io.write_text_atomic(str(tmp_path / 'private.txt'), 'x')
     assert stat.S_IMODE(os.stat(tmp_path / 'private.txt').st_mode) == 0o640

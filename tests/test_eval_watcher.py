@@ -521,6 +521,25 @@ def test_second_watcher_on_a_folder_refuses(tmp_path, monkeypatch):
     ]
 
 
+def test_a_watch_runs_under_its_callers_lock_and_an_evaluations_lock_refuses_it(
+    tmp_path, monkeypatch
+):
+    """eval_ssd_network.py locks --eval_dir at its start (tf_extended/folder_lock) and hands the
+    lock to the watch; a one-off evaluation holding the folder refuses a watcher, naming it."""
+    from tf_extended import folder_lock
+
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    _fake_checkpoint(train_dir, 10)
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
+    with folder_lock.acquire(eval_dir, '--eval_dir', 'evaluation') as held:
+        with pytest.raises(watcher.WatcherBusy, match=f'another evaluation .*pid {os.getpid()}'):
+            watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0)
+        assert os.listdir(eval_dir) == [watcher.LOCK_NAME]
+        entries = watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0, lock=held)
+        assert [e['step'] for e in entries] == [10]
+    assert _hidden(eval_dir) == []  # the caller's lock file goes with its lock
+
+
 def test_best_folder_with_other_files_is_not_replaced(tmp_path, monkeypatch):
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     _fake_checkpoint(train_dir, 10)

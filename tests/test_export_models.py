@@ -509,3 +509,17 @@ def test_an_output_dir_that_is_a_file_is_refused_before_any_work(tmp_path):
         export.export(None, 'unused', str(path), ['frozen_graph'])
     assert str(err.value) == f'--output_dir {path} is not a folder; choose a new or empty folder.'
     assert path.read_text() == 'mine'
+
+
+def test_the_folder_lock_file_is_not_content_of_the_output_dir(tmp_path):
+    """export_ssd_network.py holds the folder's lock (tf_extended/folder_lock) while it checks
+    the folder: its lock file alone is an empty folder, and a refusal does not list it."""
+    from tf_extended import folder_lock
+
+    out = tmp_path / 'out'
+    with folder_lock.acquire(str(out), '--output_dir', 'export'):
+        assert export.check_output_dir(str(out), ['frozen_graph']) == {}
+        (out / 'notes.txt').write_text('mine')
+        with pytest.raises(export.OutputNotEmptyError, match=r'is not empty \(notes.txt\);'):
+            export.check_output_dir(str(out), ['frozen_graph'])
+        assert sorted(os.listdir(out)) == sorted([folder_lock.LOCK_NAME, 'notes.txt'])

@@ -14,6 +14,8 @@ import shutil
 import socket
 import tempfile
 
+from tf_extended import atomic_io
+
 _NAME = re.compile(
     r'^\.(?P<label>.+)\.tmp-(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9._-]*)-'
     r'[a-z0-9_]{8}$'
@@ -26,9 +28,12 @@ def _host():
 
 def make(parent, label):
     """Creates and returns a fresh temporary folder `<parent>/.<label>.tmp-<pid>@<host>-<random>`
-    (`parent` is created when missing)."""
+    (`parent` is created when missing) with the umask's permissions, not mkdtemp's 0700: one may
+    be renamed into place as an output (the watcher's best/)."""
     os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(dir=parent, prefix=f'.{label}.tmp-{os.getpid()}@{_host()}-')
+    path = tempfile.mkdtemp(dir=parent, prefix=f'.{label}.tmp-{os.getpid()}@{_host()}-')
+    os.chmod(path, atomic_io.dir_mode())
+    return path
 
 
 def _alive(pid):

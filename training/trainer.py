@@ -34,6 +34,7 @@ from training import hooks as hooks_lib
 from training import input as train_input
 from training import model_deploy
 from training import optimization
+from tf_extended import folder_lock
 
 v1 = tf.compat.v1
 
@@ -742,6 +743,7 @@ def train(settings):
 
     Raises:
       UsageError, card_lib.CardError, ValueError: settings that cannot work (message says why).
+      folder_lock.FolderBusy (a ValueError): another training is writing to train_dir.
       hooks_lib.NonFiniteError: the loss or the weights became NaN/inf (nothing saved).
       ClusterError: a process of the cluster failed, or was missing for cluster_wait_secs.
     """
@@ -770,6 +772,22 @@ def train(settings):
             f'--train_dir {settings.train_dir} is not a folder; pass the folder for the '
             f'checkpoints (a new one, or a training\'s to resume it).'
         )
+    # Before anything reads or writes the folder: a second training into it would resume from
+    # the same checkpoint, then save over and rotate away this one's (tf_extended/folder_lock).
+    # The chief holds it for its cluster; the other workers share the folder with it.
+    lock = (
+        folder_lock.acquire(settings.train_dir, '--train_dir', 'training run')
+        if cluster.is_chief
+        else folder_lock.FolderLock(settings.train_dir)
+    )
+    try:
+        _train(settings, cluster, config, master)
+    finally:
+        lock.release()
+
+
+def _train(settings, cluster, config, master):
+    """`train` from the resume on (the folder locked by the chief)."""
     v1.disable_eager_execution()
     resume_from = checkpoints.resume_checkpoint(settings.train_dir)
     # Read once, by the process that restores it (the chief; other workers restore nothing).

@@ -1,0 +1,292 @@
+"""One run at a time in a folder (tf_extended/folder_lock.py): the lock against a second process,
+its release when the holder is killed, and each script refusing a folder another run holds, in
+one line and before it writes anything.
+
+Seen before: two detect_ssd_network.py runs into one --output_dir lost each other's lines of
+`.detections_pending.jsonl` and each wrote a detections.json of its own images only; two trainers
+in one --train_dir resumed from one checkpoint and saved over and rotated away each other's."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from inference import export
+from tests import data_fixtures
+from tests import inference_fixtures as fx
+from tests.conftest import ROOT, run_script, synthetic_voc_records
+from tf_extended import folder_lock
+from training import trainer
+
+LOCK = folder_lock.LOCK_NAME
+MODEL_FLAGS = [
+    '--model_name=ssd_300_mobilenet',
+    '--depth_multiplier=0.25',
+    f'--num_classes={fx.NUM_CLASSES}',
+]
+HOLDER = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+from tf_extended import folder_lock
+lock = folder_lock.acquire(sys.argv[1], '--output_dir', 'detection run')
+print('locked', flush=True)
+if sys.argv[2] == 'exit':
+    os._exit(3)
+time.sleep(600)
+"""
+
+
+def _start_holder(tmp_path, folder, how='sleep'):
+    """A fresh process (`holder.py <folder> <how>`) holding the folder's lock; returns it once it
+    holds it."""
+    script = tmp_path / 'holder.py'
+    script.write_text(HOLDER.format(root=ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(folder), how],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )
+    assert proc.stdout.readline().strip() == 'locked'
+    return proc
+
+
+def _record(folder):
+    with open(os.path.join(folder, LOCK)) as f:
+        return json.loads(f.read())
+
+
+def _refusal(flag, folder, record):
+    return (
+        f'{flag} {folder} is in use: {folder_lock.describe(record)}; wait for it to end, or '
+        f'choose another {flag}.'
+    )
+
+
+def test_a_second_process_is_refused_until_the_holder_is_killed(tmp_path):
+    out = tmp_path / 'out'
+    holder = _start_holder(tmp_path, out)
+    try:
+        record = _record(out)
+        assert record['pid'] == holder.pid and record['role'] == 'detection run'
+        assert record['command'].endswith(f'holder.py {out} sleep')
+        with pytest.raises(folder_lock.FolderBusy) as err:
+            folder_lock.acquire(str(out), '--output_dir', 'export')
+        message = str(err.value)
+        assert message == _refusal('--output_dir', out, record)
+        assert f'another detection run holds its lock (pid {holder.pid} on ' in message
+        assert f'holder.py {out} sleep); wait for it to end, or choose another ' in message
+        assert '\n' not in message and _record(out) == record  # the refusal changed nothing
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # The kernel released it with the process: the file it left is free, no cleanup needed.
+    assert os.listdir(out) == [LOCK]
+    with folder_lock.acquire(str(out), '--output_dir', 'export') as lock:
+        assert _record(out)['pid'] == os.getpid() and _record(out)['role'] == 'export'
+        assert lock.fd is not None
+    assert os.listdir(out) == []  # removed at the end; the folder was there before: it stays
+
+
+def test_a_holder_ending_by_os_exit_releases_it(tmp_path):
+    out = tmp_path / 'out'
+    holder = _start_holder(tmp_path, out, 'exit')
+    assert holder.wait() == 3
+    with folder_lock.acquire(str(out), '--output_dir', 'export'):
+        pass
+
+
+def test_release_removes_its_file_and_the_folder_it_created(tmp_path):
+    new = tmp_path / 'new'
+    lock = folder_lock.acquire(str(new), '--eval_dir', 'evaluation')
+    assert os.listdir(new) == [LOCK]
+    # flock is per open file: a second lock in the same process is refused too (a local disk).
+    with pytest.raises(folder_lock.FolderBusy, match=f'another evaluation.*pid {os.getpid()}'):
+        folder_lock.acquire(str(new), '--eval_dir', 'evaluation')
+    lock.release()
+    lock.release()  # twice: nothing
+    assert not new.exists()  # as a run that failed before writing would leave it
+    with folder_lock.acquire(str(new / 'a' / 'b'), '--eval_dir', 'evaluation'):
+        assert os.listdir(new / 'a' / 'b') == [LOCK]
+    assert not new.exists()  # the parents it made too
+    kept = tmp_path / 'kept'
+    with folder_lock.acquire(str(kept), '--output_dir', 'export'):
+        (kept / 'result.txt').write_text('out')
+    assert os.listdir(kept) == ['result.txt']
+
+
+def test_a_lock_file_replaced_meanwhile_is_not_removed(tmp_path):
+    lock = folder_lock.acquire(str(tmp_path), '--output_dir', 'export')
+    os.remove(tmp_path / LOCK)
+    (tmp_path / LOCK).write_text('')  # another run's, say
+    lock.release()
+    assert (tmp_path / LOCK).exists()
+
+
+def test_a_file_of_the_lock_name_that_is_not_ours_is_refused_untouched(tmp_path):
+    (tmp_path / LOCK).write_text('my notes\n')
+    with pytest.raises(ValueError, match='is not a lock file of these scripts; move it away'):
+        folder_lock.acquire(str(tmp_path), '--output_dir', 'export')
+    assert (tmp_path / LOCK).read_text() == 'my notes\n'
+    os.remove(tmp_path / LOCK)
+    os.symlink(tmp_path / 'elsewhere', tmp_path / LOCK)
+    with pytest.raises(OSError):
+        folder_lock.acquire(str(tmp_path), '--output_dir', 'export')
+    assert not (tmp_path / 'elsewhere').exists()
+
+
+def test_a_path_that_is_a_file_is_left_to_the_callers_check(tmp_path):
+    path = tmp_path / 'notes.txt'
+    path.write_text('mine')
+    lock = folder_lock.acquire(str(path), '--output_dir', 'export')
+    assert lock.fd is None
+    lock.release()
+    assert path.read_text() == 'mine'
+
+
+def test_only_the_chief_of_a_cluster_locks_the_train_dir(tmp_path, monkeypatch):
+    """The other workers write to the chief's folder by design: they take no lock."""
+    spec = tf.train.ClusterSpec({'ps': ['localhost:1'], 'worker': ['localhost:2', 'localhost:3']})
+    ran = []
+    monkeypatch.setattr(trainer.cluster_lib, 'describe_role', lambda *args: 'role')
+    monkeypatch.setattr(
+        trainer.cluster_lib, 'start_server', lambda *args: type('S', (), {'target': ''})
+    )
+    monkeypatch.setattr(trainer, '_train', lambda settings, cluster, *args: ran.append(cluster))
+    settings = trainer.TrainSettings(train_dir=str(tmp_path / 'train'), dataset_dir='unused')
+    with folder_lock.acquire(settings.train_dir, '--train_dir', 'training run'):
+        for task, refused in ((1, False), (0, True)):
+            cluster = trainer.Cluster(spec, 'worker', task)
+            monkeypatch.setattr(trainer, 'cluster_setup', lambda settings, c=cluster: c)
+            if refused:
+                with pytest.raises(folder_lock.FolderBusy, match='another training run'):
+                    trainer.train(settings)
+            else:
+                trainer.train(settings)
+    assert [c.task_index for c in ran] == [1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Each script, into a folder this test process holds: exit status 1, the one line, nothing
+# written.
+
+
+@pytest.fixture(scope='module')
+def model(tmp_path_factory):
+    root = tmp_path_factory.mktemp('locks')
+    prefix = fx.write_checkpoint(fx.small_spec(), str(root / 'ckpt'))
+    images = root / 'images'
+    images.mkdir()
+    for i, image in enumerate(fx.random_images(3, [(120, 160), (97, 131)])):
+        data_fixtures.write_image(str(images / f'img{i}.png'), image, '.png')
+    labels = root / 'labels.txt'
+    labels.write_text('\n'.join(fx.synthetic.CLASSES) + '\n')
+    return dict(prefix=prefix, images=images, labels=labels)
+
+
+def _tree(folder):
+    tree = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(root, name), 'rb') as f:
+                tree[os.path.relpath(os.path.join(root, name), folder)] = f.read()
+    return tree
+
+
+def _refused(script, prefix, flag, folder, role, *args):
+    """Runs `script` into `folder` while this process holds it: refused in one line, the folder
+    as it was."""
+    with folder_lock.acquire(str(folder), flag, role):
+        before = _tree(folder)
+        proc = run_script(script, *args)
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        line = f'{prefix}: error: {_refusal(flag, folder, _record(folder))}'
+        assert proc.stderr.strip().splitlines()[-1] == line, proc.stderr[-3000:]
+        assert f'pid {os.getpid()} on ' in line
+        assert _tree(folder) == before
+    return proc
+
+
+def test_detect_into_a_held_folder_is_refused(model, tmp_path):
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / '.detections_pending.jsonl').write_text('"img9_det.png"\n')  # an interrupted run's
+    args = [
+        f'--checkpoint_path={model["prefix"]}',
+        *MODEL_FLAGS,
+        f'--labels_file={model["labels"]}',
+        f'--input={model["images"]}',
+        f'--output_dir={out}',
+    ]
+    _refused(
+        'detect_ssd_network.py',
+        'detect_ssd_network.py',
+        '--output_dir',
+        out,
+        'detection run',
+        *args,
+    )
+    proc = run_script('detect_ssd_network.py', *args)  # the same command, once it is free
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(os.listdir(out)) == ['detections.json', 'img0_det.png', 'img1_det.png']
+
+
+def test_export_into_a_held_folder_is_refused(model, tmp_path):
+    out = tmp_path / 'out'
+    args = [
+        f'--checkpoint_path={model["prefix"]}',
+        *MODEL_FLAGS,
+        f'--labels_file={model["labels"]}',
+        '--formats=frozen_graph',
+        f'--output_dir={out}',
+    ]
+    _refused('export_ssd_network.py', 'export_ssd_network.py', '--output_dir', out, 'export', *args)
+    assert not out.exists()  # the holder had created it, and removed it with its lock
+    proc = run_script('export_ssd_network.py', *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(os.listdir(out)) == export.written_names(['frozen_graph'])
+
+
+@pytest.mark.parametrize('watch', [False, True])
+def test_eval_into_a_held_folder_is_refused(model, tmp_path, watch):
+    eval_dir = tmp_path / 'eval'
+    eval_dir.mkdir()
+    (eval_dir / 'eval_ledger.jsonl').write_text('')
+    (eval_dir / 'results.json').write_text('{}')
+    checkpoint = os.path.dirname(model['prefix']) if watch else model['prefix']
+    _refused(
+        'eval_ssd_network.py',
+        'eval_ssd_network',
+        '--eval_dir',
+        eval_dir,
+        'watcher' if watch else 'evaluation',
+        f'--checkpoint_path={checkpoint}',
+        *MODEL_FLAGS,
+        f'--eval_dir={eval_dir}',
+        '--dataset_name=custom',
+        f'--dataset_dir={tmp_path}',
+        *(['--wait_for_checkpoints', '--eval_timeout=1'] if watch else []),
+    )
+
+
+def test_training_into_a_held_folder_is_refused(tmp_path):
+    train_dir = tmp_path / 'train'
+    _refused(
+        'train_ssd_network.py',
+        'train_ssd_network',
+        '--train_dir',
+        train_dir,
+        'training run',
+        f'--train_dir={train_dir}',
+        f'--dataset_dir={synthetic_voc_records() / "records"}',
+        '--dataset_name=pascalvoc_2007',
+        '--dataset_split_name=train',
+        '--model_name=ssd_300_mobilenet',
+        '--depth_multiplier=0.25',
+        '--max_number_of_steps=1',
+    )
+    assert not train_dir.exists()
