@@ -37,7 +37,9 @@ bytes written do not depend on `num_workers`.
 
 Workers are `spawn` processes (safe with TensorFlow loaded; no fork of a threaded parent). They
 load, normalise and serialize examples without TensorFlow (importing it costs seconds per
-process); the main process writes each shard as it arrives. Spawn re-imports the caller's
+process); the main process writes each shard as it arrives. Each worker has a pipe of its own
+(`_WorkerPool`, not multiprocessing.Pool, whose terminate can hang: see there), so that Ctrl-C or
+an error ends the workers at once, whatever they were doing. Spawn re-imports the caller's
 `__main__` module in every worker, so a script calling `convert` with several workers should not
 import TensorFlow at module level (tf_convert_data.py does not).
 """
@@ -47,6 +49,8 @@ import hashlib
 import json
 import math
 import multiprocessing
+import multiprocessing.connection
+import multiprocessing.pool
 import os
 import random
 import re
@@ -130,22 +134,208 @@ def _init_worker(counter, pool_worker=False):
 
 
 def _start_pool(ctx, workers, counter):
-    """A pool of `workers` spawned processes that ignore SIGINT from their first instruction.
+    """A `_WorkerPool` of `workers` spawned processes that ignore SIGINT from their first
+    instruction.
 
     They inherit the ignoring (Python keeps an inherited SIG_IGN), so a Ctrl-C (sent to the whole
     process group) while they start cannot give a KeyboardInterrupt traceback each, and the
     main process cannot be interrupted while it hands them their start-up data (the child then
     failed with 'EOFError: Ran out of input'). A Ctrl-C in those milliseconds is lost.
-    The initializer ignores it too, for workers the pool starts later to replace one that died,
-    and for a conversion run outside the main thread (where handlers cannot be set).
+    Their start-up code ignores it too, for a conversion run outside the main thread (where
+    handlers cannot be set).
     """
     if threading.current_thread() is not threading.main_thread():
-        return ctx.Pool(workers, initializer=_init_worker, initargs=(counter, True))
+        return _WorkerPool(ctx, workers, counter)
     handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        return ctx.Pool(workers, initializer=_init_worker, initargs=(counter, True))
+        return _WorkerPool(ctx, workers, counter)
     finally:
         signal.signal(signal.SIGINT, handler)
+
+
+class _WorkerPool:
+    """Worker processes of context `ctx`, each handed one task at a time through a pipe of its
+    own by a thread of the main process; a context manager that ends them on leaving (at once on
+    an exception).
+
+    Not multiprocessing.Pool, whose terminate (on Ctrl-C or an error) could hang for good: its
+    workers send results through one pipe behind a lock shared by every process, and terminate
+    stops its result thread, then writes to that pipe itself. A worker still sending a shard
+    (more than a pipe holds) then held the lock forever, or, killed while sending, left it taken
+    for the pool's task thread; seen in about 1 of 10 conversions interrupted while the workers
+    were busy (py-spy: Pool._terminate_pool in SimpleQueue.put, the worker in its send). Here
+    the only lock the workers share with the main process is the progress counter's, which the
+    main process reads no more once the pool ends: ending kills the workers, whatever they do.
+    """
+
+    def __init__(self, ctx, workers, counter):
+        # Kept: a worker that is still starting opens the counter's semaphore by name, which
+        # is gone once the counter is freed here.
+        self._counter = counter
+        self._ending = False
+        self._threads = []
+        self._workers = []  # (process, our end of its pipe)
+        try:
+            for _ in range(workers):
+                ours, theirs = ctx.Pipe()
+                process = ctx.Process(target=_pool_worker, args=(theirs, counter), daemon=True)
+                process.start()
+                theirs.close()
+                self._workers.append((process, ours))
+        except BaseException:
+            self.terminate()
+            raise
+
+    @property
+    def processes(self):
+        return [process for process, _ in self._workers]
+
+    def imap(self, func, tasks):
+        """Yields `func(task)` (picklable, computed in a worker) for each of `tasks`, in their
+        order; the workers go on in the background (as Pool.imap's do) while the caller uses a
+        result. Raises what `func` raised (with the worker's traceback as its cause), or
+        ChildProcessError when a worker ended while it had a task (e.g. killed for memory)."""
+        tasks = list(tasks)
+        results = {}  # task index -> (ok, value)
+        ended = []  # the thread's end: [] while it runs, else [None] or [why the pool failed]
+        arrived = threading.Condition()
+        thread = threading.Thread(
+            target=self._hand_out,
+            args=(func, tasks, results, ended, arrived),
+            name='conversion pool',
+            daemon=True,
+        )
+        self._threads.append(thread)
+        thread.start()
+        for index in range(len(tasks)):
+            with arrived:
+                while index not in results and not ended:
+                    # Not wait() without a timeout: a Ctrl-C that reaches another thread of this
+                    # process would not wake it until the next result.
+                    arrived.wait(0.2)
+                if index not in results:
+                    raise ended[0] or RuntimeError('the conversion pool ended early')
+                ok, value = results.pop(index)
+            if not ok:
+                raise value
+            yield value
+
+    def _hand_out(self, func, tasks, results, ended, arrived):
+        """The thread of `imap`: hands the tasks to idle workers and collects the results."""
+        pending = enumerate(tasks)
+        idle = list(self._workers)
+        busy = {}  # our end of a worker's pipe -> (task index, process)
+        current = None  # the pipe in use (when it fails: its worker ended)
+        error = None
+        try:
+            while not self._ending:
+                while idle:
+                    task = next(pending, None)
+                    if task is None:
+                        break
+                    process, current = idle.pop()
+                    busy[current] = (task[0], process)
+                    current.send((func, task[1]))
+                if not busy:
+                    break
+                ready = multiprocessing.connection.wait(
+                    [*busy, *(process.sentinel for _, process in busy.values())]
+                )
+                for current, (index, process) in list(busy.items()):
+                    if current in ready or process.sentinel in ready:
+                        if not current.poll():
+                            raise EOFError  # ended without a word
+                        result = current.recv()
+                        with arrived:
+                            results[index] = result
+                            arrived.notify()
+                        del busy[current]
+                        idle.append((process, current))
+                current = None
+        except (EOFError, OSError) as e:
+            index, process = busy.get(current, (None, None))
+            if self._ending:
+                pass  # terminate ended the workers
+            elif process is None:
+                error = e
+            else:
+                process.join(1)
+                error = ChildProcessError(
+                    f'a conversion worker (pid {process.pid}) ended with exit code '
+                    f'{process.exitcode} while converting shard {index} (killed for lack of '
+                    'memory? try fewer --num_workers or a smaller --samples_per_file)'
+                )
+        except BaseException as e:  # e.g. a task that cannot be pickled
+            error = e
+        finally:
+            with arrived:
+                ended.append(error)
+                arrived.notify()
+
+    def close(self, timeout=10.0):
+        """Lets the workers end once idle; ends any still there after `timeout` seconds."""
+        if any(thread.is_alive() for thread in self._threads):
+            return self.terminate()  # tasks left (the caller stopped early): not idle
+        for _, connection in self._workers:
+            try:
+                connection.send(None)
+            except OSError:
+                pass  # ended already
+        deadline = time.monotonic() + timeout
+        for process, _ in self._workers:
+            process.join(max(0.0, deadline - time.monotonic()))
+        self.terminate()
+
+    def terminate(self):
+        """Ends the workers now (SIGTERM, then SIGKILL) and waits for them."""
+        self._ending = True
+        for process, _ in self._workers:
+            if process.exitcode is None:
+                process.terminate()
+        for process, _ in self._workers:
+            process.join(5)
+            if process.exitcode is None:
+                process.kill()
+                process.join()
+        for thread in self._threads:  # its workers' pipes are closed at their end: it ends
+            thread.join(5)
+        for _, connection in self._workers:
+            connection.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *_):
+        if exc_type is None:
+            self.close()
+        else:
+            self.terminate()
+
+
+def _pool_worker(connection, counter):
+    """A `_WorkerPool` worker: runs (func, task) messages until None or the main process ends."""
+    _init_worker(counter, pool_worker=True)
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return  # the main process is gone
+        if message is None:
+            return
+        func, task = message
+        try:
+            result = (True, func(task))
+        except Exception as e:
+            result = (False, multiprocessing.pool.ExceptionWithTraceback(e, e.__traceback__))
+        try:
+            try:
+                connection.send(result)
+            except OSError:
+                return  # the main process is gone
+            except Exception as e:  # e.g. not picklable
+                connection.send((False, multiprocessing.pool.MaybeEncodingError(e, result[1])))
+        except OSError:
+            return
 
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1

@@ -47,34 +47,18 @@ def run_script(script, *args, timeout=400):
     return script_server.run([os.path.join(ROOT, script), *args], ROOT, script_env(), timeout)
 
 
-def interrupt_when(args, when, timeout=400, forked=True):
+def interrupt_when(args, when, timeout=400):
     """Starts `python args...` from the project root (as run_script does), sends SIGINT (what
     Ctrl-C sends) once `when` holds: a str, once a line of its stderr contains it; a callable,
-    once it returns true (polled every 10 ms). Returns (exit status, stderr lines).
-
-    forked=False: a fresh `python` process, as a user starts it, instead of a child forked from
-    the script server. A conversion's worker pool, interrupted in a forked child, hung about once
-    in 8 tries on a loaded machine (the fork of a process with TensorFlow's threads); a fresh
-    process ended in all of 30."""
+    once it returns true (polled every 10 ms). Returns (exit status, stderr lines)."""
     import signal
-    import subprocess
-    import sys
     import threading
     import time
 
     read_end, write_end = os.pipe()
     with open(os.devnull, 'wb') as devnull:
         try:
-            if forked:
-                process = script_server.spawn(args, ROOT, script_env(), devnull, write_end)
-            else:
-                process = subprocess.Popen(
-                    [sys.executable, *args],
-                    cwd=ROOT,
-                    env=script_env(),
-                    stdout=devnull,
-                    stderr=write_end,
-                )
+            process = script_server.spawn(args, ROOT, script_env(), devnull, write_end)
         finally:
             os.close(write_end)
     lines = []

@@ -1,11 +1,15 @@
 """Ctrl-C ends a script with one line saying what was kept and how to resume, not a traceback.
 (Training: tests/test_train_run.py, which interrupts one of its runs.)"""
 
+import _thread
 import glob
 import multiprocessing
 import os
 import signal
 import threading
+import time
+
+import pytest
 
 from datasets import convert
 from datasets import synthetic
@@ -29,8 +33,9 @@ def test_conversion_interrupted_keeps_the_earlier_output(tmp_path):
             '--samples_per_file=5',
         ],
         # Once the first shard is written: 15 of 16 are still to convert, whatever the load.
+        # Forked (TensorFlow imported already): the first shard comes while the workers are
+        # busy, when multiprocessing.Pool's terminate could hang (see convert._WorkerPool).
         lambda: glob.glob(str(records / '.train.tmp-*' / 'part-*.tfrecord')),
-        forked=False,  # see interrupt_when
     )
     assert status == 130, lines[-20:]
     assert not any('Traceback' in line or 'KeyboardInterrupt' in line for line in lines), lines
@@ -49,13 +54,12 @@ def test_conversion_workers_ignore_ctrl_c_from_their_start():
     handler = signal.getsignal(signal.SIGINT)
     pool = convert._start_pool(ctx, 2, ctx.Value('q', 0))
     try:
-        for process in pool._pool:  # read at once: the workers are still importing
+        for process in pool.processes:  # read at once: the workers are still importing
             with open(f'/proc/{process.pid}/status') as status:
                 (ignored,) = [line.split()[1] for line in status if line.startswith('SigIgn:')]
             assert int(ignored, 16) & (1 << (signal.SIGINT - 1)), process.pid
     finally:
-        pool.terminate()
-        pool.join()
+        pool.terminate()  # and waits for them
     assert signal.getsignal(signal.SIGINT) is handler  # this process's is restored
 
 
@@ -71,7 +75,34 @@ def test_conversion_workers_start_outside_the_main_thread():
     thread.join()
     (pool,) = result
     try:
-        assert pool.apply(signal.getsignal, (signal.SIGINT,)) == signal.SIG_IGN
+        assert list(pool.imap(signal.getsignal, [signal.SIGINT])) == [signal.SIG_IGN]
+    finally:
+        pool.terminate()  # and waits for them
+
+
+def test_conversion_pool_ends_at_once_whatever_its_workers_do():
+    """multiprocessing.Pool's terminate could wait forever for a worker sending a shard (its
+    workers share one result pipe behind a lock). The conversion's pool kills its workers
+    whatever they do, re-raises a worker's exception, and reports a worker that died."""
+    ctx = multiprocessing.get_context('spawn')
+    pool = convert._start_pool(ctx, 2, ctx.Value('q', 0))
+    try:
+        results = pool.imap(time.sleep, [60] * 3)
+        threading.Timer(3, _thread.interrupt_main).start()  # Ctrl-C as the main process sees it
+        with pytest.raises(KeyboardInterrupt):
+            next(results)
+        start = time.monotonic()
+        pool.terminate()
+        assert time.monotonic() - start < 10
+        assert all(process.exitcode == -signal.SIGTERM for process in pool.processes)
     finally:
         pool.terminate()
-        pool.join()
+    pool = convert._start_pool(ctx, 1, ctx.Value('q', 0))
+    try:
+        assert list(pool.imap(len, [b'ab', b'c'])) == [2, 1]
+        with pytest.raises(ValueError, match="'x'"):
+            list(pool.imap(int, ['x']))
+        with pytest.raises(ChildProcessError, match='exit code 3 while converting shard 0'):
+            list(pool.imap(os._exit, [3]))
+    finally:
+        pool.terminate()
