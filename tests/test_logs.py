@@ -205,6 +205,28 @@ def test_last_words_pass_the_filter_when_the_script_dies():
     assert proc.returncode < 0 and proc.stderr == 'last words\n'
 
 
+def test_exit_does_not_wait_for_the_resource_tracker():
+    """multiprocessing's resource tracker (started by tf_convert_data.py's workers) held a copy of
+    the filtered stderr until the script ended, so the exit waited the filter's whole timeout: 5 s
+    more for every conversion with workers. The wait is set to 60 s here: the old code timed out."""
+    program = (
+        'import sys\nfrom tf_extended import logs\n'
+        'logs._drain_stderr_filter.__defaults__ = (60.0,)\n'
+        'from multiprocessing import resource_tracker\nresource_tracker.ensure_running()\n'
+        'sys.stderr.write("last words\\n")\n'
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT, SSD_STDERR_FILTER='1')
+    proc = subprocess.run(
+        [sys.executable, '-c', program],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0 and proc.stderr == 'last words\n'
+
+
 def test_tensorflow_log_level_default():
     from tf_extended import logs
 

@@ -205,6 +205,16 @@ def _drain_stderr_filter(pid, original, timeout_secs=5.0):
     except (OSError, ValueError):
         pass
     os.dup2(original, 2)  # closes our end of the pipe: the filter sees its end
+    # multiprocessing's resource tracker (started by a script's worker processes) holds a copy of
+    # the pipe until it ends, which it did only with this process: the filter saw no end, and
+    # every such script waited the whole timeout (5 s) at exit. Stopped now, as it would be.
+    tracker = sys.modules.get('multiprocessing.resource_tracker')
+    stop = getattr(getattr(tracker, '_resource_tracker', None), '_stop', None)
+    if stop is not None:
+        try:
+            stop()
+        except (OSError, ChildProcessError):
+            pass
     deadline = time.monotonic() + timeout_secs
     while time.monotonic() < deadline:  # children of the script may still hold the pipe
         try:
