@@ -225,8 +225,8 @@ def _interrupted():
             f'(readers refuse it); run the same command to convert again'
         )
     return (
-        f'nothing of {FLAGS.output_name} was replaced in {FLAGS.output_dir} (the temporary '
-        f'folder is removed by the next run); run the same command to convert again'
+        f'nothing of {FLAGS.output_name} was replaced in {FLAGS.output_dir}; run the same '
+        f'command to convert again'
     )
 
 
