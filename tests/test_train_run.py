@@ -719,6 +719,14 @@ def test_one_ps_two_workers_sync_replicas(dataset_dir, tmp_path):
         'worker 0: 3, worker 1: 3.'
     ) in text['chief'], text['chief'][-3000:]
     assert 'pushed 3 gradients; the global step is 3' in text['worker1']
+    # The chief's step was read during its runs, one behind (it said "to step 2"); a worker named
+    # the latest checkpoint when it ended, before the chief's last (it said "model.ckpt-0").
+    assert 'training finished: 3 steps (to step 3) in ' in text['chief']
+    assert '(latest model.ckpt-3), model card' in text['chief']
+    assert (
+        "mean of the last logged steps); checkpoints and model card: the chief's"
+        in (text['worker1'])
+    )
     assert re.search(r'The chief ended training; ps 0 \(127\.0\.0\.1:\d+\) stops', text['ps'])
     for name, log in text.items():
         assert 'This process: ' in log  # its role, the cluster and what it waits for

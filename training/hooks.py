@@ -285,7 +285,8 @@ def start_lines(card, dataset, settings, num_parameters, resume_from, resume_ste
 
 
 def end_line(summary, train_dir, checkpoint, card_file):
-    """The line that closes a training log."""
+    """The line that closes a training log; `checkpoint`: the latest one's name, None for a
+    worker of a cluster other than the chief (which writes them, maybe after this worker ends)."""
     loss = summary['loss'] or {}
     mean = summary['images_per_sec']
     return (
@@ -297,5 +298,9 @@ def end_line(summary, train_dir, checkpoint, card_file):
             if 'total' in loss
             else ''
         )
-        + f'; checkpoints in {train_dir} (latest {checkpoint}), model card {card_file}'
+        + (
+            f'; checkpoints in {train_dir} (latest {checkpoint}), model card {card_file}'
+            if checkpoint
+            else '; checkpoints and model card: the chief\'s'
+        )
     )

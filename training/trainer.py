@@ -940,14 +940,21 @@ def _train(settings, cluster, config, master):
                     raise hooks_lib.NonFiniteError(
                         'non-finite loss at step %d' % (log_hook.step + 1)
                     ) from None
+    summary, latest = log_hook.summary(), None
     if cluster.is_chief:
         checkpoints.mark_training_finished(settings.train_dir)
+        latest = os.path.basename(checkpoints.latest_in_directory(settings.train_dir) or 'none')
+        if cluster.spec is not None:
+            # The cluster's step is read during a run and may lag by one; the chief's last
+            # checkpoint, saved at its end, holds the final one.
+            last = checkpoints.checkpoint_step_from_name(latest)
+            summary['last_step'] = max(summary['last_step'], last or 0)
     logging.info(
         '%s',
         hooks_lib.end_line(
-            log_hook.summary(),
+            summary,
             settings.train_dir,
-            os.path.basename(checkpoints.latest_in_directory(settings.train_dir) or 'none'),
+            latest,
             os.path.join(settings.train_dir, card_lib.CARD_FILE),
         ),
     )
