@@ -10,6 +10,7 @@
   `xmin_rel = x / W`, `xmax_rel = (x + w) / W` with W, H the decoded image size (the JSON's
   width/height are only compared and a mismatch reported). Boxes with `w <= 0` or `h <= 0`, or
   nothing inside the image, are dropped; the rest are clipped to the image; both are reported.
+- `image/filename` is the image's `file_name` as the JSON writes it (subfolders kept).
 - Crowd regions: `iscrowd` is stored in `image/object/bbox/iscrowd` and also as
   `image/object/bbox/difficult` (for readers that know only that flag). Evaluation ignores crowd
   regions whatever `--remove_difficult` says; training ignores anchors matched to them (see
@@ -64,6 +65,13 @@ class CocoSource:
     json_size: tuple
     annotations: tuple
     problem: Optional[str] = None
+    file_name: Optional[str] = None
+
+    @property
+    def record_file_name(self):
+        """`image/filename`: the JSON's `file_name` as written (subfolders kept, as the TF Object
+        Detection API stores it: `a/1.jpg` and `b/1.jpg` stay apart), else the path's base name."""
+        return self.file_name or os.path.basename(self.image_path)
 
     @property
     def report_name(self):
@@ -204,6 +212,7 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
                     (im.get('width'), im.get('height')),
                     tuple(by_image.get(im['id'], ())) if problem is None else (),
                     problem,
+                    name.replace('\0', '?'),
                 )
             )
             if _valid_image_id(im['id']):
@@ -471,7 +480,7 @@ class CocoLoader:
             separators=(',', ':'),
         )
         return ExampleRecord(
-            filename=os.path.basename(source.image_path),
+            filename=source.record_file_name,
             image=image,
             objects=tuple(objects),
             image_id=int(source.image_id),

@@ -26,7 +26,8 @@ category id where the dataset has ids, else the model's label.
                  speed (seconds, images_per_second; first_batch_seconds and
                  steady_images_per_second, the rate after the first batch's warm-up);
   results.txt    the per-class tables (VOC; with 'coco', COCO AP@[.5:.95] and AP@.5 by class);
-  comp4_det_<split>_<stem>.txt   devkit results files (1-based pixels), with VOC metrics;
+  comp4_det_<split>_<stem>.txt   devkit results files (1-based pixels), with VOC metrics; the
+                 image id column is the file stem, or a COCO image's id (see `image_key`);
   coco_detections.json, coco_ground_truth.json   when 'coco' is in the metrics;
   pr_curves/pr_<stem>.png   with VOC metrics;
 (an earlier evaluation's outputs of these names that this one does not write are removed:
@@ -138,8 +139,14 @@ def build_detections(net, batch, settings):
     return net.detected_bboxes(predictions, localisations, **dataclasses.asdict(card.detection))
 
 
-def image_key(filename, index):
-    """The VOC image id of an example: its file name without extension, else its 1-based index."""
+def image_key(filename, index, coco_id=-1):
+    """The VOC image id of an example (the devkit files' first column): for a COCO image
+    (`coco_id` >= 0) its COCO id zero-padded to 12 digits (COCO 2017's file stems:
+    000000000139.jpg is id 139), unique and without whitespace whatever the file names (a COCO
+    `file_name` may hold spaces, and `a/1.jpg`, `b/1.jpg` or one file listed under two ids share
+    a stem); else its file name without extension, else its 1-based index."""
+    if coco_id >= 0:
+        return f'{int(coco_id):012d}'
     stem = os.path.splitext(filename.decode('utf-8') if isinstance(filename, bytes) else filename)[
         0
     ]
@@ -234,7 +241,10 @@ class _CocoCollector:
         scores,
         labels,
         coco_annotations=b'',
+        filename=b'',
     ):
+        """`key`: the image_key; `filename`: the record's image/filename, a COCO image's
+        `file_name` in the ground truth (the JSON's own); other images' `file_name` is `key`."""
         has_coco_id = coco_id >= 0
         if not has_coco_id:
             coco_id = int(key) if key.isdigit() else index
@@ -244,8 +254,15 @@ class _CocoCollector:
                 f'unique COCO ids or VOC ids.'
             )
         self._ids.add(coco_id)
+        if isinstance(filename, bytes):
+            filename = filename.decode('utf-8')
         self._images.append(
-            {'id': coco_id, 'file_name': key, 'height': int(shape[0]), 'width': int(shape[1])}
+            {
+                'id': coco_id,
+                'file_name': (filename if has_coco_id else '') or key,
+                'height': int(shape[0]),
+                'width': int(shape[1]),
+            }
         )
         if isinstance(coco_annotations, bytes):
             coco_annotations = coco_annotations.decode('utf-8')
@@ -580,7 +597,8 @@ class _Metrics:
         """One fetched batch: ground truth, original shapes and detections (relative boxes)."""
         for i in range(len(out['num_gt'])):
             self.done += 1
-            key = image_key(out['filename'][i], self.done)
+            coco_id = int(out['image_id'][i])
+            key = image_key(out['filename'][i], self.done, coco_id)
             g, n = out['num_gt'][i], out['num_detections'][i]
             shape = out['shape'][i][:2]
             boxes, labels = out['gt_bboxes'][i, :g], out['gt_labels'][i, :g]
@@ -592,7 +610,6 @@ class _Metrics:
                 self.evaluator.add_image(key, boxes, labels, ignored, *det, image_shape=shape)
                 self.writer.add_image(key, *det, image_shape=shape)
             if self.coco is not None:
-                coco_id = int(out['image_id'][i])
                 self.coco.add_image(
                     key,
                     self.done,
@@ -604,6 +621,7 @@ class _Metrics:
                     crowd,
                     *det,
                     out['coco_annotations'][i],
+                    out['filename'][i],
                 )
 
     def close(self):
