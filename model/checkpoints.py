@@ -7,6 +7,7 @@ into the prefix that `tf.compat.v1.train.Saver.restore` and `tf.train.load_check
 
 import contextlib
 import glob
+import json
 import os
 import re
 import shutil
@@ -144,36 +145,63 @@ def localize_state_file(train_dir):
     return path
 
 
+# The checkpoints a resume unlisted (`unlist_beyond_newest`) and has not removed yet, by name.
+UNLISTED_FILE = '.unlisted_checkpoints.json'
+
+
 def unlist_beyond_newest(train_dir, max_to_keep):
     """Rewrites `train_dir`'s state file without the checkpoints it lists beyond its `max_to_keep`
-    newest; for the (only) writer of train_dir, before it resumes (after `localize_state_file`).
-    Returns the unlisted prefixes, oldest first: `remove_checkpoints` deletes them once the run has
-    written a checkpoint of its own (a resume that fails before then has lost nothing).
+    newest, and records them in UNLISTED_FILE; for the (only) writer of train_dir, before it
+    resumes (after `localize_state_file`). Returns every recorded prefix, oldest first (also those
+    of an earlier resume that ended before its first save): `remove_checkpoints` deletes them once
+    the run has written a checkpoint of its own (a resume that fails before then has lost nothing,
+    and the next one removes them).
 
     A resume with a lower --max_to_keep: TF's Saver takes over the listed checkpoints and removes
     one per save, so the folder kept as many as before, forever. 0 or None keeps all, as in TF.
     """
+    record = os.path.join(train_dir, UNLISTED_FILE)
+    try:
+        with open(record, encoding='utf-8') as f:
+            names = [n for n in json.load(f) if isinstance(n, str) and os.path.basename(n) == n]
+    except (OSError, ValueError, TypeError):
+        names = []
     _, listed = checkpoint_state(train_dir)
-    if not max_to_keep or len(listed) <= max_to_keep:
-        return []
-    kept = listed[-max_to_keep:]
-    state = checkpoint_state_pb2.CheckpointState(
-        model_checkpoint_path=os.path.basename(kept[-1]),
-        all_model_checkpoint_paths=[os.path.basename(p) for p in kept],
-    )
-    atomic_io.write_text_atomic(
-        os.path.join(train_dir, STATE_FILE), text_format.MessageToString(state)
-    )
-    return listed[:-max_to_keep]
+    if max_to_keep and len(listed) > max_to_keep:
+        kept = listed[-max_to_keep:]
+        names += [os.path.basename(p) for p in listed[:-max_to_keep] if p not in names]
+        # The record first: a kill between the two leaves recorded listed ones, never unrecorded
+        # unlisted ones.
+        atomic_io.write_json_atomic(record, names)
+        state = checkpoint_state_pb2.CheckpointState(
+            model_checkpoint_path=os.path.basename(kept[-1]),
+            all_model_checkpoint_paths=[os.path.basename(p) for p in kept],
+        )
+        atomic_io.write_text_atomic(
+            os.path.join(train_dir, STATE_FILE), text_format.MessageToString(state)
+        )
+        listed = kept
+    # A recorded one listed again (a kill between the two writes, then a higher --max_to_keep)
+    # is kept.
+    listed = {os.path.basename(p) for p in listed}
+    return [os.path.join(train_dir, n) for n in dict.fromkeys(names) if n not in listed]
 
 
-def remove_checkpoints(prefixes):
-    """Deletes the files of the checkpoints `prefixes` (`.index`, `.meta`, data shards), not
-    other files beside them (a `.model.json`)."""
+def remove_checkpoints(train_dir, prefixes):
+    """Deletes the files of the checkpoints `prefixes` (`.index`, `.meta`, data shards; not
+    other files beside them, such as a `.model.json`; files already gone are fine), then
+    `unlist_beyond_newest`'s record."""
     for prefix in prefixes:
         for path in glob.glob(glob.escape(prefix) + '.*'):
             if path[len(prefix) :] in ('.index', '.meta') or _DATA_SUFFIX.search(path):
-                os.remove(path)
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    pass
+    try:
+        os.remove(os.path.join(train_dir, UNLISTED_FILE))
+    except FileNotFoundError:
+        pass
 
 
 def resume_checkpoint(train_dir):

@@ -456,11 +456,15 @@ def test_a_lower_max_to_keep_unlists_then_removes_the_oldest_listed_checkpoints(
     assert checkpoints.unlist_beyond_newest(d, 5) == []
     assert checkpoints.unlist_beyond_newest(d, None) == []
     assert checkpoints.unlist_beyond_newest(d, 2) == [prefixes[0]]
-    assert sorted(os.listdir(d)) == files
+    assert sorted(os.listdir(d)) == sorted(files + [checkpoints.UNLISTED_FILE])
     state = tf.train.get_checkpoint_state(d)
     assert state.model_checkpoint_path == prefixes[2]
     assert list(state.all_model_checkpoint_paths) == prefixes[1:]
-    checkpoints.remove_checkpoints([prefixes[0]])
+    # Recorded: a resume that ended before its first save leaves it to the next one.
+    assert checkpoints.unlist_beyond_newest(d, 2) == [prefixes[0]]
+    assert checkpoints.unlist_beyond_newest(d, None) == [prefixes[0]]
+    checkpoints.remove_checkpoints(d, [prefixes[0]])
+    checkpoints.remove_checkpoints(d, [prefixes[0]])  # gone already: fine
     assert sorted(os.listdir(d)) == sorted(
         ['checkpoint', 'model.ckpt-0.model.json']
         + [os.path.basename(p) + ext for p in prefixes[1:] + [unlisted] for ext in _FILES]
@@ -468,6 +472,11 @@ def test_a_lower_max_to_keep_unlists_then_removes_the_oldest_listed_checkpoints(
     assert checkpoints.unlist_beyond_newest(d, 2) == []
     assert checkpoints.unlist_beyond_newest(d, 1) == [prefixes[1]]
     assert checkpoints.latest_in_directory(d) == prefixes[2]
+    # Recorded, but listed again (a kill between the record and the state file): kept.
+    with open(os.path.join(d, 'checkpoint'), 'w') as f:
+        f.write('model_checkpoint_path: "model.ckpt-10"\n')
+        f.writelines(f'all_model_checkpoint_paths: "model.ckpt-{s}"\n' for s in (5, 10))
+    assert checkpoints.unlist_beyond_newest(d, 2) == []
 
 
 _FILES = ('.index', '.meta', '.data-00000-of-00001')

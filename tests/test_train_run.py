@@ -513,6 +513,15 @@ def test_a_lower_max_to_keep_keeps_them_until_the_resume_has_saved(dataset_dir, 
     state = tf.train.get_checkpoint_state(str(copy))
     assert [os.path.basename(p) for p in state.all_model_checkpoint_paths] == ['model.ckpt-30']
     assert not any('Removed' in line for line in lines)
+    # The next resume removes them once it has saved (they were left unlisted for good).
+    args[args.index('--max_number_of_steps=100000')] = '--max_number_of_steps=31'
+    proc = _run(args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Removed 1 checkpoint(s) older than the --max_to_keep newest: model.ckpt-0.' in (
+        proc.stderr
+    )
+    assert sorted(n for n in os.listdir(copy) if n.endswith('.index')) == ['model.ckpt-31.index']
+    assert not os.path.exists(copy / checkpoints.UNLISTED_FILE)
 
 
 def test_a_resume_with_other_settings_is_logged_and_recorded(dataset_dir, fp32_run, tmp_path):

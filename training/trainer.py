@@ -308,9 +308,9 @@ def _dataset_record(dataset):
     }
 
 
-def _remove_unlisted(prefixes):
+def _remove_unlisted(train_dir, prefixes):
     if prefixes:
-        checkpoints.remove_checkpoints(prefixes)
+        checkpoints.remove_checkpoints(train_dir, prefixes)
         logging.info(
             'Removed %d checkpoint(s) older than the --max_to_keep newest: %s.',
             len(prefixes),
@@ -835,7 +835,9 @@ def _train(settings, cluster, config, master):
         unlisted = []
         if resume_from is not None and cluster.is_chief:
             listeners.append(
-                hooks_lib.FirstSavePastListener(resume_step, lambda: _remove_unlisted(unlisted))
+                hooks_lib.FirstSavePastListener(
+                    resume_step, lambda: _remove_unlisted(settings.train_dir, unlisted)
+                )
             )
         if card_path is not None and resume_from is not None and cluster.is_chief:
             card, resume_lines = _resume_record(card, settings, dataset, resume_step)
