@@ -529,6 +529,7 @@ class CheckpointEvaluator:
             self._build()
         settings = self.settings
         step = checkpoints.checkpoint_step(checkpoint_prefix)
+        checkpoints.check_moving_averages(checkpoint_prefix, settings.moving_average_decay)
         checkpoints.check_restorable(checkpoint_prefix, self._var_map, settings.card_path)
 
         @contextlib.contextmanager

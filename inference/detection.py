@@ -169,6 +169,7 @@ def restore_variables(sess, checkpoint_path, card_path=None, moving_average_deca
     a checkpoint of another shape is a ValueError naming the variables and the likely flag.
     With `moving_average_decay`, the trainable ones read their moving averages."""
     prefix = checkpoints.resolve_checkpoint(checkpoint_path)
+    checkpoints.check_moving_averages(prefix, moving_average_decay)
     var_map = checkpoints.variables_to_restore(moving_average_decay)
     checkpoints.check_restorable(prefix, var_map, card_path)
     checkpoints.restore(v1.train.Saver(var_map), sess, prefix)

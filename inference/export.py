@@ -523,6 +523,7 @@ def export(
                 },
             )
             step = meta['export']['checkpoint']['step']
+            checkpoints.check_moving_averages(staged, moving_average_decay)
             weights = ', the moving averages of its weights' if moving_average_decay else ''
             log(f'exporting {prefix} (step {step}{weights}): {", ".join(formats)}')
             note = checkpoints.unused_averages_note(staged, moving_average_decay, card)

@@ -795,6 +795,23 @@ def variables_to_restore(moving_average_decay=None):
     return {v.op.name: v for v in tf.compat.v1.global_variables()}
 
 
+def has_moving_averages(prefix):
+    """Whether the checkpoint holds `<name>/ExponentialMovingAverage` variables (CheckpointUnavailable
+    when it cannot be read)."""
+    names = read_checkpoint(prefix).get_variable_to_shape_map()
+    return any(n.endswith(AVERAGE_SUFFIX) for n in names)
+
+
+def check_moving_averages(prefix, moving_average_decay):
+    """ValueError in one line when --moving_average_decay asks for averages the checkpoint lacks
+    (else the restore's error names 129 missing variables and blames the model's flags)."""
+    if moving_average_decay and not has_moving_averages(prefix):
+        raise ValueError(
+            f'{prefix} holds no moving averages (its training had no --moving_average_decay): '
+            'leave --moving_average_decay unset.'
+        )
+
+
 def unused_averages_note(prefix, moving_average_decay, card=None):
     """A note when the checkpoint holds moving averages of its weights (a training with
     --moving_average_decay) that a run without the flag leaves unused, else None. The decay named
@@ -803,10 +820,7 @@ def unused_averages_note(prefix, moving_average_decay, card=None):
     Raises:
       CheckpointUnavailable: the checkpoint cannot be read.
     """
-    if moving_average_decay:
-        return None
-    names = read_checkpoint(prefix).get_variable_to_shape_map()
-    if not any(n.endswith(AVERAGE_SUFFIX) for n in names):
+    if moving_average_decay or not has_moving_averages(prefix):
         return None
     provenance = card.provenance if card is not None else None
     settings = provenance.get('settings') if isinstance(provenance, dict) else None

@@ -31,8 +31,11 @@ def define_moving_average_flag():
         'Use the exponential moving averages of the trainable weights that a training with '
         '--moving_average_decay saved beside them (any value in (0, 1) selects them; give the '
         "training's).",
-        lower_bound=0.0,
-        upper_bound=1.0,
+    )
+    flags.register_validator(
+        'moving_average_decay',
+        lambda value: value is None or 0 < value < 1,
+        message='--moving_average_decay must lie in (0, 1) (e.g. 0.9999), or be left unset.',
     )
 
 

@@ -116,7 +116,7 @@ def test_coco_scoring_refuses_two_categories_of_one_name_before_evaluating(tmp_p
     """score_detections.py ran the whole evaluation, then failed naming neither the file nor the
     categories."""
     data = json.loads(json.dumps(GROUND_TRUTH))
-    data['categories'].append({'id': 7, 'name': 'cat'})
+    data['categories'].append({'id': 7, 'name': 'cat '})  # one name for the converter too
     path = _write(tmp_path / 'instances.json', json.dumps(data))
     results = _write(tmp_path / 'results.json', json.dumps([RESULT]))
 

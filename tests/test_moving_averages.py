@@ -200,3 +200,35 @@ def test_detect_script_runs_the_averages(averaged, tmp_path):
     )
     assert exported.returncode != 0
     assert 'an exported model holds the weights it was exported with' in exported.stderr
+
+
+def test_averages_asked_of_a_checkpoint_without_them(averaged, tmp_path):
+    """One line naming the checkpoint, before anything is written: the restore's error had named
+    129 missing variables and blamed the model's flags. A decay outside (0, 1) is refused."""
+    raw = str(averaged['root'] / 'raw' / 'model.ckpt')
+    message = (
+        f'{raw} holds no moving averages (its training had no --moving_average_decay): leave '
+        '--moving_average_decay unset.'
+    )
+    out = tmp_path / 'export'
+    with pytest.raises(ValueError) as error:
+        export.export(
+            averaged['card'],
+            raw,
+            str(out),
+            formats=['frozen_graph'],
+            log=lambda _: None,
+            moving_average_decay=DECAY,
+        )
+    assert str(error.value) == message
+    assert not os.path.exists(out / 'frozen_graph.pb')
+    with pytest.raises(ValueError) as error:
+        detection.Detector.from_checkpoint(averaged['card'], raw, moving_average_decay=DECAY)
+    assert str(error.value) == message
+    proc = run_script(
+        'export_ssd_network.py',
+        f'--checkpoint_path={raw}',
+        f'--output_dir={tmp_path / "zero"}',
+        '--moving_average_decay=0',
+    )
+    assert proc.returncode != 0 and '--moving_average_decay must lie in (0, 1)' in proc.stderr

@@ -461,7 +461,10 @@ def test_joins_after_a_parameter_server_restart_are_not_worker_restarts():
     logs = Logs()
     spec = tf.train.ClusterSpec({'ps': ['h:1'], 'worker': ['h:2', 'h:3', 'h:4']})
     replication = types.SimpleNamespace(
-        cluster=cluster_lib.Cluster(spec, 'worker', 0), log=logs, _drain_events='drain'
+        cluster=cluster_lib.Cluster(spec, 'worker', 0),
+        log=logs,
+        _drain_events='drain',
+        silent_secs=3.0,
     )
     hook = cluster_lib.ChiefHook(replication)
 
@@ -488,3 +491,9 @@ def test_joins_after_a_parameter_server_restart_are_not_worker_restarts():
         'joined again (restarted) at step 20.',
     ]
     assert hook.present == {0, 1} and hook.rejoining == {2}
+    hook.heard[2] = time.time()  # heard before the restart: it was 'left'
+    assert hook._missing(19)[1] == (
+        f"{replication.cluster.task('worker', 1)} (alive, its gradients have not arrived), "
+        f"{replication.cluster.task('worker', 2)} (not back yet in the session after the "
+        'parameter server restart)'
+    )

@@ -455,7 +455,9 @@ def category_names(gt: COCO, source: str = 'evaluate_coco_per_class') -> Dict[in
                 f'{source}: ground-truth category {category!r} has no '
                 f'"name"; per-class AP is keyed by name.'
             )
-        names[int(category['id'])] = category['name']
+        # Stripped, as the converter reads them: 'person' and 'person ' are one name.
+        name = category['name']
+        names[int(category['id'])] = name.strip() if isinstance(name, str) else name
     ids = collections.defaultdict(list)
     for category, name in names.items():
         ids[name].append(category)

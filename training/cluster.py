@@ -909,7 +909,9 @@ class ChiefHook(v1.train.SessionRunHook):
             for w in missing:
                 if w == 0:
                     continue  # the chief itself: still computing
-                if w not in self.present:
+                if w in self.rejoining:
+                    state = 'not back yet in the session after the parameter server restart'
+                elif w not in self.present:
                     state = 'not joined' if w not in self.heard else 'left'
                 elif now - self.heard.get(w, 0.0) > self._r.silent_secs:
                     state = f'not heard from for {int(now - self.heard.get(w, 0.0))} s: killed?'
