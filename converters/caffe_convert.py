@@ -303,10 +303,6 @@ def model_card(config, params, class_names=None, class_names_from=None):
     )
 
 
-def _names_shown(names, count=5):
-    return ', '.join(names[:count]) + (', ...' if len(names) > count else '')
-
-
 def read_class_names_file(labelmap_file, labels_file, backbone_only=False):
     """Reads --labelmap_file or --labels_file (at most one; neither: None) before any other work;
     `resolve_class_names` checks it against the model's class count.
@@ -369,7 +365,7 @@ def resolve_class_names(labelmap_file, labels_file, read, num_classes, classes_f
     return (
         names,
         {'from': flag, 'path': os.path.abspath(path)},
-        f'class names: the {len(names)} of the {kind} {path}{how}: {_names_shown(names)}',
+        f'class names: the {len(names)} of the {kind} {path}{how}: {labels_lib.names_shown(names)}',
     )
 
 

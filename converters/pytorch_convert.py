@@ -145,10 +145,6 @@ def read_labels_file(labels_file):
         raise pytorch_ssd.ConversionError(f'--labels_file: {e}') from None
 
 
-def _names_shown(names, count=5):
-    return ', '.join(names[:count]) + (', ...' if len(names) > count else '')
-
-
 def resolve_class_names(layout, conversion, class_order, labels_file=None, labels=None):
     """(class names of labels 1.., provenance record, log line) of a converted detector: the
     labels file's (`labels`, read from `labels_file`) when given, else the layout's own names
@@ -174,7 +170,7 @@ def resolve_class_names(layout, conversion, class_order, labels_file=None, label
             names,
             {'from': 'labels_file', 'path': os.path.abspath(labels_file)},
             f'class names: the {len(names)} of the labels file {labels_file}: '
-            f'{_names_shown(names)}',
+            f'{labels_lib.names_shown(names)}',
         )
     names = tuple(conversion.class_names)
     if names == card_lib.default_class_names(conversion.num_classes):
@@ -191,7 +187,7 @@ def resolve_class_names(layout, conversion, class_order, labels_file=None, label
     return (
         names,
         {'from': 'default', 'note': note},
-        f'class names: {note}: {_names_shown(names)}; a model trained on other classes needs '
+        f'class names: {note}: {labels_lib.names_shown(names)}; a model trained on other classes needs '
         f'--labels_file=<one class name per line>',
     )
 

@@ -87,6 +87,11 @@ def case_note(name, class_names):
     return f'differs only in case from the known class {" or ".join(variants)}'
 
 
+def names_shown(names, count=5):
+    """The first `count` class names for a log line ('a, b, c, ...')."""
+    return ', '.join(names[:count]) + (', ...' if len(names) > count else '')
+
+
 def labels_to_names(class_names):
     """Maps id -> name for ids 0..K, with 0 the background ('none')."""
     mapping = {0: BACKGROUND_NAME}
