@@ -223,6 +223,9 @@ DURATIONS = {
     'tests/test_hostile_outputs.py::test_detect_never_overwrites_an_input_or_a_file_it_did_not_write': 11,
     'tests/test_graph_check.py': 5,
     'tests/test_train_checkpoints.py': 2,
+    'tests/test_folder_locks.py': 2,  # 12 tests, 5 script runs
+    'tests/test_moving_averages.py': 6,  # 5 tests, 3 script runs
+    'tests/test_converter_labels.py': 1,
 }
 
 
