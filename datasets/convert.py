@@ -480,7 +480,9 @@ class _Progress:
             self._print()
 
     def _print(self, final=False):
-        done = self.counter.value
+        # Without the counter's lock: a worker killed while it held it (as it counted) would
+        # block this read, and the end of the pool's `with` with it.
+        done = self.counter.get_obj().value
         elapsed = max(time.monotonic() - self.start, 1e-9)
         rate = done / elapsed
         eta = (self.total - done) / rate if rate > 0 else float('inf')

@@ -106,3 +106,27 @@ def test_conversion_pool_ends_at_once_whatever_its_workers_do():
             list(pool.imap(os._exit, [3]))
     finally:
         pool.terminate()
+
+
+def test_progress_reads_the_counter_without_its_lock(capsys):
+    """The workers count converted images under the counter's lock; a worker killed while it
+    held it would have blocked the progress line, and the end of the conversion with it."""
+    counter = multiprocessing.get_context('spawn').Value('q', 7)
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with counter.get_lock():
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    held.wait(10)
+    printer = threading.Thread(
+        target=convert._Progress(counter, 10, True)._print, kwargs={'final': True}, daemon=True
+    )
+    printer.start()
+    printer.join(10)
+    release.set()
+    assert not printer.is_alive()
+    assert '7/10 images' in capsys.readouterr().err
