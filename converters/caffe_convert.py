@@ -327,16 +327,7 @@ def read_class_names_file(labelmap_file, labels_file, backbone_only=False):
         )
     if labelmap_file:
         return read_labelmap(labelmap_file)
-    try:
-        return labels_lib.read_labels_file(labels_file)
-    except safe_io.UnsafeFileError as e:
-        raise caffe_ssd.ConversionError(f'--labels_file: {e}') from None
-    except OSError as e:
-        raise caffe_ssd.ConversionError(
-            f'--labels_file: cannot read {labels_file}: {e.strerror or e}'
-        ) from None
-    except ValueError as e:
-        raise caffe_ssd.ConversionError(f'--labels_file: {e}') from None
+    return labels_lib.read_labels_flag(labels_file, caffe_ssd.ConversionError)
 
 
 def resolve_class_names(labelmap_file, labels_file, read, num_classes, classes_from):

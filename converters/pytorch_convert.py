@@ -31,7 +31,6 @@ from model import card as card_lib
 from nets import nets_factory
 from nets import ssd_params as ssd_params_lib
 from preprocessing import preprocessing_factory
-from tf_extended import safe_io
 
 BACKBONE_SCOPES = ('ssd_300_vgg', 'ssd_512_vgg')
 
@@ -128,21 +127,6 @@ def _source_settings(layout, num_classes):
             per_image_limit='none: Detect\'s per-image top_k line fills a copy and has no effect',
         )
     return settings
-
-
-def read_labels_file(labels_file):
-    """The class names of --labels_file (datasets/labels.py `read_labels_file`), read before any
-    other work. Raises pytorch_ssd.ConversionError naming the file (and line) and what to do."""
-    try:
-        return labels_lib.read_labels_file(labels_file)
-    except safe_io.UnsafeFileError as e:
-        raise pytorch_ssd.ConversionError(f'--labels_file: {e}') from None
-    except OSError as e:
-        raise pytorch_ssd.ConversionError(
-            f'--labels_file: cannot read {labels_file}: {e.strerror or e}'
-        ) from None
-    except ValueError as e:
-        raise pytorch_ssd.ConversionError(f'--labels_file: {e}') from None
 
 
 def resolve_class_names(layout, conversion, class_order, labels_file=None, labels=None):
@@ -262,7 +246,11 @@ def convert(
     """
     # Before any work: a folder as the prefix, or a checkpoint no converter wrote there.
     checkpoint_io.check_output_path(output_path)
-    labels = read_labels_file(labels_file) if labels_file else None
+    labels = (
+        labels_lib.read_labels_flag(labels_file, pytorch_ssd.ConversionError)
+        if labels_file
+        else None
+    )
     state_dict = pytorch_ssd.strip_module_prefix(pth_reader.load_state_dict(pth_path))
     layout = (
         pytorch_ssd.get_layout(layout)

@@ -87,6 +87,19 @@ def case_note(name, class_names):
     return f'differs only in case from the known class {" or ".join(variants)}'
 
 
+def read_labels_flag(labels_file, error):
+    """`read_labels_file` of a converter's --labels_file: every failure raised as `error` (an
+    exception class) in one line naming the flag and the file."""
+    try:
+        return read_labels_file(labels_file)
+    except safe_io.UnsafeFileError as e:
+        raise error(f'--labels_file: {e}') from None
+    except OSError as e:
+        raise error(f'--labels_file: cannot read {labels_file}: {e.strerror or e}') from None
+    except ValueError as e:
+        raise error(f'--labels_file: {e}') from None
+
+
 def names_shown(names, count=5):
     """The first `count` class names for a log line ('a, b, c, ...')."""
     return ', '.join(names[:count]) + (', ...' if len(names) > count else '')
