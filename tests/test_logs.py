@@ -193,15 +193,7 @@ def test_last_words_pass_the_filter_when_the_script_dies():
         'import os, sys\nfrom tf_extended import logs\n'
         f'sys.stderr.write("{noise}\\nlast words\\n")\nsys.stderr.flush()\nos.abort()\n'
     )
-    env = dict(os.environ, PYTHONPATH=ROOT, SSD_STDERR_FILTER='1')
-    proc = subprocess.run(
-        [sys.executable, '-c', program],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _python(program, dict(os.environ, PYTHONPATH=ROOT, SSD_STDERR_FILTER='1'), timeout=120)
     assert proc.returncode < 0 and proc.stderr == 'last words\n'
 
 
@@ -215,15 +207,7 @@ def test_exit_does_not_wait_for_the_resource_tracker():
         'from multiprocessing import resource_tracker\nresource_tracker.ensure_running()\n'
         'sys.stderr.write("last words\\n")\n'
     )
-    env = dict(os.environ, PYTHONPATH=ROOT, SSD_STDERR_FILTER='1')
-    proc = subprocess.run(
-        [sys.executable, '-c', program],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = _python(program, dict(os.environ, PYTHONPATH=ROOT, SSD_STDERR_FILTER='1'), timeout=30)
     assert proc.returncode == 0 and proc.stderr == 'last words\n'
 
 
