@@ -127,6 +127,27 @@ def test_a_lock_file_replaced_meanwhile_is_not_removed(tmp_path):
     assert (tmp_path / LOCK).exists()
 
 
+def test_a_lock_file_this_user_cannot_open_is_one_line(tmp_path, monkeypatch):
+    """Another user's run left the lock file (0644) in a shared folder: a bare 'Permission
+    denied' before. (Simulated: the tests run as root, whom permissions do not stop.)"""
+    real_open = os.open
+
+    def denied(path, *args, **kwargs):
+        if os.path.basename(path) == folder_lock.LOCK_NAME:
+            raise PermissionError(13, 'Permission denied', path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, 'open', denied)
+    lock_file = tmp_path / folder_lock.LOCK_NAME
+    with pytest.raises(ValueError) as error:
+        folder_lock.acquire(str(tmp_path), '--output_dir', 'export')
+    assert str(error.value) == (
+        f'--output_dir {tmp_path}: cannot open its lock file {lock_file} (Permission denied): '
+        f"another user's run left it, or you cannot write in the folder; if no run writes there, "
+        f'remove {lock_file}.'
+    )
+
+
 def test_a_file_of_the_lock_name_that_is_not_ours_is_refused_untouched(tmp_path):
     (tmp_path / LOCK).write_text('my notes\n')
     with pytest.raises(ValueError, match='is not a lock file of these scripts; move it away'):

@@ -168,6 +168,12 @@ def acquire(folder, flag, role):
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
         except FileNotFoundError:  # the folder went with the run that had created it
             continue
+        except PermissionError as err:
+            raise ValueError(
+                f'{flag} {folder}: cannot open its lock file {path} ({err.strerror}): another '
+                'user\'s run left it, or you cannot write in the folder; if no run writes there, '
+                f'remove {path}.'
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
