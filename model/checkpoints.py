@@ -846,7 +846,8 @@ def check_restorable(prefix, var_map, card_path=None):
     """Raises ValueError naming missing or mis-shaped variables before the Saver fails obscurely.
 
     The message names each variable with both shapes, the flag that most likely differs, and
-    whether the model came from a card (`card_path`) or from flags.
+    whether the model came from a card (`card_path`) or from flags. Returns the checkpoint's
+    {name: shape}.
     """
     shapes = read_checkpoint(prefix).get_variable_to_shape_map()
     missing = sorted(name for name in var_map if name not in shapes)
@@ -856,7 +857,7 @@ def check_restorable(prefix, var_map, card_path=None):
         if name in shapes and list(shapes[name]) != var.shape.as_list()
     )
     if not (missing or wrong):
-        return
+        return shapes
     source = (
         f'the model card {card_path}'
         if card_path
@@ -898,8 +899,7 @@ def check_resumable(prefix, var_map, card_path=None):
     Raises:
       ValueError: one message naming the variables and the flag that most likely differs.
     """
-    check_restorable(prefix, var_map, card_path)
-    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    shapes = check_restorable(prefix, var_map, card_path)
     # The fp16 loss scale (GPU) re-learns itself in a few steps: dropping it loses nothing.
     dropped = sorted(
         name
