@@ -523,14 +523,14 @@ def export(
                 },
             )
             step = meta['export']['checkpoint']['step']
-            checkpoints.check_moving_averages(staged, moving_average_decay)
+            note = checkpoints.unused_averages_note(staged, moving_average_decay, card)
+            if moving_average_decay:
+                # Refuses a checkpoint without averages (restore_variables), before the log line.
+                staged = detection.write_averaged_weights(card, staged, moving_average_decay)
             weights = ', the moving averages of its weights' if moving_average_decay else ''
             log(f'exporting {prefix} (step {step}{weights}): {", ".join(formats)}')
-            note = checkpoints.unused_averages_note(staged, moving_average_decay, card)
             if note:
                 log(note)
-            if moving_average_decay:
-                staged = detection.write_averaged_weights(card, staged, moving_average_decay)
             written = {}
             if 'frozen_graph' in formats:
                 graph_def = frozen_graph_def(card, staged, batch_size, fixed_size)
