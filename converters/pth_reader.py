@@ -246,10 +246,31 @@ def _checking_keys(load, keys):
     return checked
 
 
+def _load_build(unpickler):
+    """BUILD (set an object's state) only as torch uses it: a state_dict's `_metadata` (a dict
+    of per-module versions) on an OrderedDict. On any other object it would let the pickle
+    rewrite a tensor record after _rebuild_tensor checked it (a negative stride reads memory
+    outside the file), or this module's own allow-listed functions."""
+    state, target = unpickler.stack[-1], unpickler.stack[-2]
+    if not (
+        type(target) is collections.OrderedDict
+        and isinstance(state, dict)
+        and set(state) <= {'_metadata'}
+    ):
+        raise PthError(
+            '%s: the pickle sets the state of a %s to %s; a state_dict only sets an '
+            "OrderedDict's _metadata. Re-save the weights as a plain state_dict "
+            '(torch.save(model.state_dict(), path)).'
+            % (unpickler._source, type(target).__name__, _short(state))
+        )
+    pickle._Unpickler.load_build(unpickler)
+
+
 # The opcodes that hash what is on the stack: SETITEM (key, value), SETITEMS and DICT (key,
-# value, ... since the mark), ADDITEMS and FROZENSET (elements since the mark).
+# value, ... since the mark), ADDITEMS and FROZENSET (elements since the mark); and BUILD.
 _RestrictedUnpickler.dispatch = {
     **pickle._Unpickler.dispatch,
+    pickle.BUILD[0]: _load_build,
     pickle.SETITEM[0]: _checking_keys(pickle._Unpickler.load_setitem, lambda stack: stack[-2:-1]),
     pickle.SETITEMS[0]: _checking_keys(pickle._Unpickler.load_setitems, lambda stack: stack[::2]),
     pickle.DICT[0]: _checking_keys(pickle._Unpickler.load_dict, lambda stack: stack[::2]),

@@ -197,6 +197,39 @@ def _tensor_pickle(size, stride, offset=0, numel=4, key='0', view=None):
 
 
 @pytest.mark.parametrize(
+    'target,state',
+    [
+        ('tensor', {'stride': (-16,)}),  # rewrites a checked tensor record: memory before the file
+        ('tensor', {'stride': (-(10**9),)}),  # ... or a segfault
+        ('storage_type', {'dtype': 'x'}),
+        ('function', {'__defaults__': (1, 2, 3, 4)}),  # the reader's own allow-listed function
+        ('ordered_dict', {'_metadata': {}, 'extra': 1}),
+    ],
+)
+def test_pickle_build_is_refused_except_a_state_dicts_metadata(tmp_path, target, state):
+    """BUILD sets an object's state after the object was made (and checked); torch uses it only
+    for a state_dict's _metadata, which the real files above carry and must keep loading."""
+    p = fx._Pickle()
+    if target == 'tensor':
+        p.op(_tensor_pickle((2,), (1,))[2:-1])
+    elif target == 'storage_type':
+        p.glob('torch', 'FloatStorage')
+    elif target == 'function':
+        p.glob('torch._utils', '_rebuild_tensor_v2')
+    else:
+        p.glob('collections', 'OrderedDict')
+        p.op(b')R')
+    p.op(pickle.dumps(state, 2)[2:-1] + b'b.')
+    path = str(tmp_path / 'build.pth')
+    with zipfile.ZipFile(path, 'w') as zf:
+        zf.writestr('archive/data.pkl', p.out.getvalue())
+        zf.writestr('archive/data/0', np.arange(4, dtype='<f4').tobytes())
+    with pytest.raises(pth_reader.PthError, match=r"the pickle sets the state of a \w+ to "):
+        pth_reader.load(path)
+    assert pth_reader._rebuild_tensor.__defaults__ is None
+
+
+@pytest.mark.parametrize(
     'size,stride,offset', [((3, 3), (3, 1), 0), ((4,), (1,), 1), ((2, 2), (4, 1), 0)]
 )
 def test_tensor_reading_past_its_storage_is_refused(tmp_path, size, stride, offset):
