@@ -69,6 +69,7 @@ from evaluation import evaluate
 from evaluation import outputs as eval_outputs
 from tf_extended import atomic_io
 from tf_extended import folder_lock
+from tf_extended import safe_io
 from tf_extended import temp_dirs
 
 LEDGER_NAME = 'eval_ledger.jsonl'
@@ -84,6 +85,9 @@ EVALUATED, UNAVAILABLE = 'evaluated', 'unavailable'
 # interval_secs)`), so that the watcher has looked again for a new checkpoint or a removed marker
 # before it stops, however rarely it scans.
 STALE_MARKER_GRACE_SECS = 120.0
+# Reading limits for the watcher's own files in eval_dir (a ledger entry is about 2 KB).
+_MAX_LEDGER_BYTES = 256 << 20
+_MAX_JSON_BYTES = 16 << 20
 # Temporary-folder labels (tf_extended.temp_dirs) of the watcher in eval_dir.
 _STAGED, _NEW_BEST, _OLD_BEST = 'staged', 'best-new', 'best-old'
 
@@ -216,21 +220,22 @@ class Ledger:
     def __init__(self, eval_dir):
         self.path = os.path.join(eval_dir, LEDGER_NAME)
         self.entries = []
-        if os.path.exists(self.path):
-            with open(self.path, encoding='utf-8') as fh:
-                for line_no, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        entry = json.loads(line)
-                        entry['checkpoint'], entry['status']
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        raise ValueError(
-                            f'{self.path}:{line_no}: not a ledger entry ({line.strip()[:80]!r}); fix '
-                            f'or remove the line (every line is a JSON object with "checkpoint" and '
-                            f'"status").'
-                        ) from None
-                    self.entries.append(entry)
+        if os.path.lexists(self.path):
+            data = safe_io.read_bytes(self.path, _MAX_LEDGER_BYTES, 'watcher ledger')
+            for line_no, line in enumerate(data.decode('utf-8', 'replace').splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                except (ValueError, RecursionError):
+                    entry = None
+                if not _is_entry(entry):
+                    raise ValueError(
+                        f'{self.path}:{line_no}: not a ledger entry ({line.strip()[:80]!r}); fix '
+                        f'or remove the line (every line is a JSON object with "checkpoint" and '
+                        f'"status").'
+                    ) from None
+                self.entries.append(entry)
 
     @property
     def handled(self):
@@ -263,6 +268,26 @@ class Ledger:
         """The evaluated entry (of `run`) with the highest `metric` (first one on ties), or None."""
         scored = [e for e in self.evaluated(run) if e['metrics'].get(metric) is not None]
         return max(scored, key=lambda e: e['metrics'][metric]) if scored else None
+
+
+def _is_entry(entry):
+    """True for a ledger entry's shape as the Ledger's readers use it: names and status strings,
+    an evaluated one's metrics a dict of numbers (or None), an int index_mtime_ns (or none)."""
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get('checkpoint'), str)
+        and isinstance(entry.get('status'), str)
+        and (
+            entry['status'] != EVALUATED
+            or isinstance(entry.get('metrics'), dict)
+            and all(
+                v is None or isinstance(v, (int, float)) and not isinstance(v, bool)
+                for v in entry['metrics'].values()
+            )
+        )
+        and all(isinstance(entry.get(k, ''), str) for k in ('path', 'card_id'))
+        and isinstance(entry.get('index_mtime_ns'), (int, type(None)))
+    )
 
 
 def write_history(ledger, eval_dir, run=None, title=None, best_metric=None):
@@ -342,11 +367,10 @@ def _files_under(directory):
 
 def _read_best_json(best_dir):
     try:
-        with open(os.path.join(best_dir, BEST_JSON), encoding='utf-8') as fh:
-            best = json.load(fh)
-        return best if isinstance(best, dict) and 'checkpoint' in best else None
+        best = safe_io.read_json(os.path.join(best_dir, BEST_JSON), BEST_JSON, _MAX_JSON_BYTES)
     except (OSError, ValueError):
         return None
+    return best if isinstance(best, dict) and 'checkpoint' in best else None
 
 
 def foreign_files(best_dir):
@@ -814,8 +838,9 @@ def _is_own_results(path, source, card_id):
     """True when `path` holds the results of this checkpoint and run (an evaluation killed before
     the watcher recorded it): its results.json names them."""
     try:
-        with open(os.path.join(path, 'results.json'), encoding='utf-8') as fh:
-            summary = json.load(fh)
+        summary = safe_io.read_json(
+            os.path.join(path, 'results.json'), 'results.json', _MAX_JSON_BYTES
+        )
         return (
             summary.get('checkpoint') == source
             and (summary.get('settings') or {}).get('model_card', {}).get('card_id', '') == card_id

@@ -7,7 +7,6 @@ into the prefix that `tf.compat.v1.train.Saver.restore` and `tf.train.load_check
 
 import contextlib
 import glob
-import json
 import os
 import re
 import shutil
@@ -149,6 +148,26 @@ def localize_state_file(train_dir):
 UNLISTED_FILE = '.unlisted_checkpoints.json'
 
 
+def _read_unlisted(record):
+    """The checkpoint names in UNLISTED_FILE `record` ([] when there is none). A record that
+    cannot be read (not a regular file, over 1 MiB, not a JSON list) is logged and taken as
+    empty: the checkpoints it named stay on disk."""
+    if not os.path.lexists(record):
+        return []
+    try:
+        names = safe_io.read_json(record, 'record of unlisted checkpoints', 1 << 20)
+        if not isinstance(names, list):
+            raise ValueError(f'{record}: the record of unlisted checkpoints is not a JSON list.')
+    except (OSError, ValueError) as err:
+        logging.warning(
+            '%s; the checkpoints it names (if any) are kept: remove them and the record by hand.',
+            str(err).rstrip('.'),
+        )
+        return []
+    # Names only: a record naming paths must not make a resume delete files elsewhere.
+    return [n for n in names if isinstance(n, str) and os.path.basename(n) == n]
+
+
 def unlist_beyond_newest(train_dir, max_to_keep):
     """Rewrites `train_dir`'s state file without the checkpoints it lists beyond its `max_to_keep`
     newest, and records them in UNLISTED_FILE; for the (only) writer of train_dir, before it
@@ -161,11 +180,7 @@ def unlist_beyond_newest(train_dir, max_to_keep):
     one per save, so the folder kept as many as before, forever. 0 or None keeps all, as in TF.
     """
     record = os.path.join(train_dir, UNLISTED_FILE)
-    try:
-        with open(record, encoding='utf-8') as f:
-            names = [n for n in json.load(f) if isinstance(n, str) and os.path.basename(n) == n]
-    except (OSError, ValueError, TypeError):
-        names = []
+    names = _read_unlisted(record)
     _, listed = checkpoint_state(train_dir)
     if max_to_keep and len(listed) > max_to_keep:
         kept = listed[-max_to_keep:]

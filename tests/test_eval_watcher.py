@@ -238,10 +238,49 @@ def test_each_checkpoint_once_however_the_directory_is_spelled(tmp_path, monkeyp
 
 def test_ledger_names_a_corrupt_line(tmp_path):
     (tmp_path / watcher.LEDGER_NAME).write_text(
-        '{"checkpoint": "a", "status": "evaluated"}\nnot json\n'
+        '{"checkpoint": "a", "status": "evaluated", "metrics": {}}\nnot json\n'
     )
     with pytest.raises(ValueError, match=r'eval_ledger.jsonl:2'):
         watcher.Ledger(str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    'line',
+    [
+        '[' * 100000,  # nested beyond the parser: a RecursionError traceback before
+        '["checkpoint", "status"]',
+        '{"checkpoint": ["a"], "status": "evaluated", "metrics": {}}',
+        '{"checkpoint": "a", "status": "evaluated", "metrics": {"voc07": "high"}}',
+        '{"checkpoint": "a", "status": "evaluated", "metrics": {}, "index_mtime_ns": [1]}',
+    ],
+)
+def test_ledger_refuses_lines_its_readers_cannot_use(tmp_path, line):
+    (tmp_path / watcher.LEDGER_NAME).write_text(line + '\n')
+    with pytest.raises(ValueError, match=r'eval_ledger.jsonl:1: not a ledger entry'):
+        watcher.Ledger(str(tmp_path))
+
+
+def test_ledger_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / watcher.LEDGER_NAME)  # opening it for reading would wait for a writer
+    with pytest.raises(OSError, match=r'the watcher ledger is a FIFO \(named pipe\), not a regul'):
+        watcher.Ledger(str(tmp_path))
+
+
+@pytest.mark.parametrize('kind', ['fifo', 'deep', 'huge'])
+def test_best_json_and_results_json_are_read_bounded(tmp_path, kind):
+    """best/best.json and a results folder's results.json: unreadable ones are not the watcher's
+    (None / False), read without blocking, recursing or loading gigabytes."""
+    for name in (watcher.BEST_JSON, 'results.json'):
+        path = tmp_path / name
+        if kind == 'fifo':
+            os.mkfifo(path)
+        elif kind == 'deep':
+            path.write_text('[' * 100000)
+        else:
+            with open(path, 'wb') as f:
+                f.truncate(watcher._MAX_JSON_BYTES + 1)  # sparse
+    assert watcher._read_best_json(str(tmp_path)) is None
+    assert watcher._is_own_results(str(tmp_path), 'model.ckpt-1', '') is False
 
 
 def test_watcher_stops_when_the_trainer_has_finished(tmp_path):

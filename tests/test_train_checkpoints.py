@@ -441,6 +441,32 @@ def test_mobilenet_v1_checkpoint_names(tmp_path):
             np.testing.assert_array_equal(value, saved[item.checkpoint_name])
 
 
+@pytest.mark.parametrize(
+    'record',
+    ['fifo', '[' * 100000, '{"model.ckpt-0": 1}', '"model.ckpt-0"', '["../x", "a/b", 3]'],
+)
+def test_an_unreadable_unlisted_record_keeps_what_it_names(tmp_path, record, caplog):
+    """The record is read before every chief's (re)start: a FIFO blocked, deep nesting was a
+    RecursionError traceback, and a dict's keys were taken as checkpoint names. Unreadable, it
+    names nothing (its checkpoints stay on disk) and says so; paths are never names."""
+    d = str(tmp_path)
+    prefix = _write(d, 'model.ckpt', 0, 0.0, update_state=False)
+    path = os.path.join(d, checkpoints.UNLISTED_FILE)
+    if record == 'fifo':
+        os.mkfifo(path)
+    else:
+        with open(path, 'w') as f:
+            f.write(record)
+    with caplog.at_level('WARNING'):
+        assert checkpoints.unlist_beyond_newest(d, 2) == []
+    assert os.path.exists(prefix + '.index')
+    if record == '["../x", "a/b", 3]':  # read: no names in it
+        assert not caplog.records
+    else:
+        assert f'{path}: the record of unlisted checkpoints ' in caplog.text
+        assert 'are kept: remove them and the record by hand' in caplog.text
+
+
 def test_a_lower_max_to_keep_unlists_then_removes_the_oldest_listed_checkpoints(tmp_path):
     """Resumed with a lower --max_to_keep, TF's Saver took over the 5 listed checkpoints and
     removed one per save: the folder kept 4 for ever. The oldest listed ones are unlisted at
