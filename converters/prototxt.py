@@ -15,6 +15,7 @@ a parsed file never meets a Message where it expects a number (or the reverse).
 
 import math
 import re
+import sys
 
 from tf_extended import safe_io
 
@@ -32,6 +33,8 @@ _OCTAL = re.compile(r'^[-+]?0[0-7]+$')
 _ESCAPES = {'n': '\n', 't': '\t', 'r': '\r', '"': '"', "'": "'", '\\': '\\'}
 MAX_DEPTH = 100  # protobuf's own parsers stop at 100 nested messages
 MAX_FILE_BYTES = 16 << 20  # a deploy prototxt is tens of kB
+# Fields in all (a parsed field takes about 500 bytes): ResNet-152's deploy file has about 10,000.
+MAX_FIELDS = 200_000
 
 
 class PrototxtError(ValueError):
@@ -213,13 +216,16 @@ def _scalar(word):
         return True
     if word in ('false', 'False'):
         return False
-    if _OCTAL.match(word):  # protobuf text format: a leading 0 means octal
-        return int(word, 8)
-    if _INT.match(word):
-        try:
-            return int(word, 0)
+    if _OCTAL.match(word) or _INT.match(word):
+        try:  # protobuf text format: a leading 0 means octal
+            value = int(word, 8) if _OCTAL.match(word) else int(word, 0)
         except ValueError:  # '09' (not octal): a decimal number
             return float(word)
+        # Python's ints have no bound; protobuf's numbers stop at the largest double (math.isfinite
+        # of a larger int overflows). Hex and octal literals escape int()'s 4300-digit limit.
+        if abs(value) > sys.float_info.max:
+            raise ValueError('larger than any number protobuf holds')
+        return value
     try:
         return float(word)
     except ValueError:
@@ -239,6 +245,22 @@ def _tokens(text, source):
         pos = m.end()
 
 
+class _TokenStream:
+    """`_tokens` read one at a time (a list of them took about 100 bytes per input byte)."""
+
+    def __init__(self, text, source):
+        self._tokens = _tokens(text, source)
+        self._next = next(self._tokens, None)
+
+    def peek(self):
+        """The next (kind, token, line) without taking it, or None at the end."""
+        return self._next
+
+    def take(self):
+        token, self._next = self._next, next(self._tokens, None)
+        return token
+
+
 def parse(text, source='<prototxt>'):
     """Parses protobuf text format into a `Message`.
 
@@ -253,50 +275,54 @@ def parse(text, source='<prototxt>'):
             '%s: %d characters, more than the %d a prototxt may have'
             % (source, len(text), MAX_FILE_BYTES)
         )
-    toks = list(_tokens(text, source))
-    stack, i = [Message()], 0
-    while i < len(toks):
-        kind, tok, line = toks[i]
+    toks = _TokenStream(text, source)
+    stack, count = [Message()], 0
+    while toks.peek() is not None:
+        kind, tok, line = toks.take()
         if kind == 'punct' and tok in '}>':
             if len(stack) == 1:
                 raise PrototxtError('%s, line %d: unbalanced "%s"' % (source, line, tok))
             stack.pop()
-            i += 1
             continue
         if kind == 'punct' and tok in ';,':
-            i += 1
             continue
         if kind != 'word':
             raise PrototxtError('%s, line %d: expected a field name, got %r' % (source, line, tok))
-        key, i = tok, i + 1
-        if i < len(toks) and toks[i][1] == ':':
-            i += 1
-        if i >= len(toks):
+        key = tok
+        if toks.peek() is not None and toks.peek()[1] == ':':
+            toks.take()
+        if toks.peek() is None:
             raise PrototxtError('%s, line %d: field %r has no value' % (source, line, key))
-        kind, tok, line = toks[i]
         current = stack[-1]
+        token = toks.take()
+        _, tok, line = token
         if tok in ('{', '<'):
             if len(stack) > MAX_DEPTH:
                 raise PrototxtError(
                     '%s, line %d: blocks nested more than %d deep' % (source, line, MAX_DEPTH)
                 )
             child = Message()
-            current.fields.append((key, child))
-            current.lines.setdefault(key, []).append(line)
+            values = [(child, line)]
             stack.append(child)
         elif tok == '[':
-            i += 1
-            while i < len(toks) and toks[i][1] != ']':
-                if toks[i][1] != ',':
-                    current.fields.append((key, _value(toks[i], source)))
-                    current.lines.setdefault(key, []).append(toks[i][2])
-                i += 1
-            if i >= len(toks):
+            values = []
+            while toks.peek() is not None and toks.peek()[1] != ']':
+                token = toks.take()
+                if token[1] != ',':
+                    values.append((_value(token, source), token[2]))
+            if toks.take() is None:
                 raise PrototxtError('%s, line %d: unclosed "[" of %r' % (source, line, key))
         else:
-            current.fields.append((key, _value(toks[i], source)))
-            current.lines.setdefault(key, []).append(line)
-        i += 1
+            values = [(_value(token, source), line)]
+        count += len(values)
+        if count > MAX_FIELDS:
+            raise PrototxtError(
+                '%s, line %d: more than %d fields; a Caffe prototxt has thousands'
+                % (source, line, MAX_FIELDS)
+            )
+        for value, value_line in values:
+            current.fields.append((key, value))
+            current.lines.setdefault(key, []).append(value_line)
     if len(stack) != 1:
         raise PrototxtError('%s: %d unclosed "{" at end of file' % (source, len(stack) - 1))
     return stack[0]
