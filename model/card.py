@@ -16,6 +16,7 @@ Files (JSON, `format_version` FORMAT_VERSION, written atomically):
 earlier versions wrote (`<prefix>.json` of the Caffe converter, an export's `metadata.json`).
 """
 
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -23,6 +24,7 @@ import subprocess
 import uuid
 from typing import Tuple
 
+from datasets import labels as labels_lib
 from model import checkpoints
 from nets import nets_factory
 from nets import ssd_common
@@ -51,6 +53,8 @@ CAFFE_DETECTION_NAMES = {
     'keep_top_k': 'keep_top_k',
 }
 EVAL_RESIZE = 'WARP_RESIZE'
+# Bound of top_k / keep_top_k (Caffe's are 400 / 200; the outputs are padded to keep_top_k).
+MAX_DETECTIONS = 100_000
 
 
 class CardError(ValueError):
@@ -69,15 +73,42 @@ class DetectionSettings:
     keep_top_k: int = 200
     clip: bool = False
 
+    def __post_init__(self):
+        is_number, is_int = ssd_params_lib.is_number, ssd_params_lib.is_int
+        checks = {
+            'select_threshold': (is_number(self.select_threshold, 0, 1), 'a number in [0, 1]'),
+            'nms_threshold': (is_number(self.nms_threshold, 0, 1), 'a number in [0, 1]'),
+            'top_k': (
+                is_int(self.top_k, -MAX_DETECTIONS, MAX_DETECTIONS),
+                f'an integer up to {MAX_DETECTIONS} (<= 0: every candidate)',
+            ),
+            'keep_top_k': (
+                is_int(self.keep_top_k, -MAX_DETECTIONS, MAX_DETECTIONS),
+                f'an integer up to {MAX_DETECTIONS} (<= 0: every detection)',
+            ),
+            'clip': (isinstance(self.clip, bool), 'true or false'),
+        }
+        for name, (ok, expected) in checks.items():
+            if not ok:
+                raise CardError(
+                    f'detection setting {name} (--{name}) is {getattr(self, name)!r:.80}, '
+                    f'expected {expected}.'
+                )
+
     @classmethod
     def from_dict(cls, values, source):
+        if not isinstance(values, dict):
+            raise CardError(f'{source}: its detection settings are not a JSON object.')
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             raise CardError(
                 f'{source}: unknown detection setting(s) {unknown}; known: '
                 f'{[f.name for f in dataclasses.fields(cls)]}.'
             )
-        return cls(**values)
+        try:
+            return cls(**values)
+        except CardError as err:
+            raise CardError(f'{source}: {err}') from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,26 +234,65 @@ def from_dict(meta, source='<card>'):
             f'{source}: model card format_version {version!r}; this version of the '
             f'project reads up to {FORMAT_VERSION}: update the project.'
         )
-    try:
+    with _reading(source):
         cls = nets_factory.get_network(meta['model_name'])
         params = ssd_params_lib.params_from_dict(cls.default_params, meta['ssd_params'])
+        normalisation = meta['normalisation']
+        _check_card_fields(meta, normalisation)
         return ModelCard(
             meta['model_name'],
             params,
-            tuple(float(m) for m in meta['normalisation']['mean_rgb']),
-            float(meta['normalisation']['scale']),
+            tuple(float(m) for m in normalisation['mean_rgb']),
+            float(normalisation['scale']),
             tuple(meta['class_names']),
             DetectionSettings.from_dict(meta.get('detection', {}), source),
             compute_dtype=meta.get('compute_dtype', 'float32'),
             card_id=meta.get('card_id', ''),
             provenance=meta.get('provenance') or {},
         )
-    except (KeyError, TypeError, ValueError) as err:
-        if isinstance(err, CardError):
-            raise
-        raise CardError(
-            f'{source}: not a valid model card ({type(err).__name__}: {err}).'
-        ) from None
+
+
+@contextlib.contextmanager
+def _reading(source):
+    """Turns the errors of reading a card's content into one CardError naming `source`."""
+    try:
+        yield
+    except CardError:
+        raise
+    except KeyError as err:
+        raise CardError(f'{source}: not a valid model card (no field {err}).') from None
+    except (TypeError, ValueError) as err:
+        raise CardError(f'{source}: not a valid model card: {str(err).rstrip(".")}.') from None
+
+
+def _check_card_fields(meta, normalisation):
+    """Raises ValueError naming the first of a card's fields besides the net's parameters and
+    detection settings that is not a valid value."""
+    is_number = ssd_params_lib.is_number
+    if not isinstance(normalisation, dict):
+        raise ValueError(f'normalisation is {normalisation!r:.80}, expected a JSON object')
+    names, mean, scale = meta['class_names'], normalisation['mean_rgb'], normalisation['scale']
+    checks = {
+        'class_names': (
+            names,
+            isinstance(names, list)
+            and all(isinstance(n, str) and labels_lib.class_name_problem(n) is None for n in names),
+            'a list of class names (non-empty strings without control characters)',
+        ),
+        'normalisation.mean_rgb': (
+            mean,
+            isinstance(mean, list) and len(mean) == 3 and all(is_number(m) for m in mean),
+            '3 numbers (R, G, B)',
+        ),
+        'normalisation.scale': (scale, is_number(scale, above=0), 'a number > 0'),
+    }
+    for name in ('compute_dtype', 'card_id'):
+        checks[name] = (meta.get(name), isinstance(meta.get(name, ''), str), 'a string')
+    provenance = meta.get('provenance')
+    checks['provenance'] = (provenance, isinstance(provenance or {}, dict), 'a JSON object')
+    for name, (value, ok, expected) in checks.items():
+        if not ok:
+            raise ValueError(f'{name} is {value!r:.80}, expected {expected}')
 
 
 def _from_caffe_config(config, source):
@@ -230,6 +300,11 @@ def _from_caffe_config(config, source):
     model_name = config.get('model_name')
     if config.get('backbone_only') or 'ssd_params' not in config:
         raise CardError(f'{source}: a converted backbone, not a detection model; it has no card.')
+    with _reading(source):
+        return _card_of_caffe_config(config, model_name, source)
+
+
+def _card_of_caffe_config(config, model_name, source):
     cls = nets_factory.get_network(model_name)
     params = ssd_params_lib.params_from_dict(cls.default_params, config['ssd_params'])
     detection = {
@@ -245,7 +320,7 @@ def _from_caffe_config(config, source):
         tuple(float(m) for m in pre.get('mean_rgb', default.mean_rgb)),
         float(pre.get('scale', default.scale)),
         default_class_names(params.num_classes),
-        DetectionSettings(**detection),
+        DetectionSettings.from_dict(detection, source),
         provenance={'converted_from': config.get('source')},
     )
 

@@ -6,6 +6,7 @@ Caffe's PriorBox and the backbones need. Sizes are in pixels of the input image.
 """
 
 import collections
+import math
 
 SSDParams = collections.namedtuple(
     'SSDParams',
@@ -151,8 +152,143 @@ def params_to_dict(params):
     return {key: plain(value) for key, value in params._asdict().items()}
 
 
+# Bounds of values read from files (cards, converted models' JSON): far beyond any SSD (SSD512
+# has 24,564 anchors, COCO 91 classes), below what would exhaust memory.
+MAX_IMAGE_SIDE = 4096
+MAX_CLASSES = 100_000
+MAX_ANCHORS = 2_000_000
+MAX_RATIOS = 32
+MAX_DEPTH_MULTIPLIER = 4.0
+ANCHOR_CLIPS = (False, True, 'size', 'center_size')
+
+
+def is_int(value, low, high):
+    """True for an int (not a bool) in [low, high]."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def is_number(value, low=-math.inf, high=math.inf, above=None):
+    """True for a finite int or float (not a bool) in [low, high] and > `above` when given."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
+        and (above is None or value > above)
+    )
+
+
+def _per_layer(value, count, check):
+    return isinstance(value, tuple) and len(value) == count and all(check(v) for v in value)
+
+
+def check_params(params, base):
+    """Raises ValueError naming the first field of `params` (read from a file) that is not a
+    valid value: numbers finite and in range, one entry per feature layer, at most MAX_ANCHORS
+    anchors; `feat_layers` and `extra_layers` as in `base` (the net's defaults: its code builds
+    those layers, a file cannot change them)."""
+    layers = len(base.feat_layers)
+    height, width = params.img_shape if _per_layer(params.img_shape, 2, lambda v: True) else (0, 0)
+    checks = {
+        'img_shape': (
+            _per_layer(params.img_shape, 2, lambda v: is_int(v, 1, MAX_IMAGE_SIDE)),
+            f'(height, width), each an integer in [1, {MAX_IMAGE_SIDE}]',
+        ),
+        'num_classes': (
+            is_int(params.num_classes, 2, MAX_CLASSES),
+            f'an integer in [2, {MAX_CLASSES}] (the background included)',
+        ),
+        'feat_layers': (params.feat_layers == base.feat_layers, f'{base.feat_layers}'),
+        'extra_layers': (params.extra_layers == base.extra_layers, f'{base.extra_layers}'),
+        'feat_shapes': (
+            _per_layer(
+                params.feat_shapes,
+                layers,
+                lambda s: (
+                    _per_layer(s, 2, lambda v: True)
+                    and is_int(s[0], 1, height)
+                    and is_int(s[1], 1, width)
+                ),
+            ),
+            f'{layers} (height, width) pairs of integers, at most img_shape',
+        ),
+        'anchor_sizes': (
+            _per_layer(
+                params.anchor_sizes,
+                layers,
+                lambda s: (
+                    _per_layer(s, 2, lambda v: v is None or is_number(v, above=0))
+                    and s[0] is not None
+                ),
+            ),
+            f'{layers} (min_size, max_size or None) pairs of numbers > 0',
+        ),
+        'anchor_ratios': (
+            _per_layer(
+                params.anchor_ratios,
+                layers,
+                lambda r: (
+                    isinstance(r, tuple)
+                    and len(r) <= MAX_RATIOS
+                    and all(is_number(v, above=0) for v in r)
+                ),
+            ),
+            f'{layers} lists of at most {MAX_RATIOS} numbers > 0',
+        ),
+        'anchor_steps': (
+            params.anchor_steps is None
+            or _per_layer(
+                params.anchor_steps, layers, lambda v: v is None or is_number(v, above=0)
+            ),
+            f'None, or {layers} numbers > 0 (or None)',
+        ),
+        'anchor_offset': (is_number(params.anchor_offset, 0, 1), 'a number in [0, 1]'),
+        'anchor_clip': (
+            isinstance(params.anchor_clip, bool) or params.anchor_clip in ANCHOR_CLIPS[2:],
+            f'one of {ANCHOR_CLIPS}',
+        ),
+        'anchor_int_sizes': (isinstance(params.anchor_int_sizes, bool), 'true or false'),
+        'prior_scaling': (
+            _per_layer(params.prior_scaling, 4, lambda v: is_number(v, above=0)),
+            '4 numbers > 0 (cx, cy, w, h)',
+        ),
+        'normalizations': (
+            _per_layer(params.normalizations, layers, is_number),
+            f'{layers} numbers',
+        ),
+        'depth_multiplier': (
+            is_number(params.depth_multiplier, 0, MAX_DEPTH_MULTIPLIER, above=0),
+            f'a number in (0, {MAX_DEPTH_MULTIPLIER:g}]',
+        ),
+        'batch_norm_epsilon': (
+            is_number(params.batch_norm_epsilon, 0, 1, above=0),
+            'a number in (0, 1]',
+        ),
+        'batch_norm_decay': (is_number(params.batch_norm_decay, 0, 1), 'a number in [0, 1]'),
+    }
+    for field, (ok, expected) in checks.items():
+        if not ok:
+            raise ValueError(
+                f'SSD parameter {field} is {_short(getattr(params, field))}, expected {expected}.'
+            )
+    anchors = sum(
+        h * w * (2 + 2 * len(r)) for (h, w), r in zip(params.feat_shapes, params.anchor_ratios)
+    )
+    if anchors > MAX_ANCHORS:
+        raise ValueError(
+            f'SSD parameters feat_shapes and anchor_ratios make {anchors} anchors, more than '
+            f'{MAX_ANCHORS}.'
+        )
+
+
+def _short(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + '...'
+
+
 def params_from_dict(base, overrides):
-    """`base` with the fields in `overrides` (e.g. read from a converted model's JSON) replaced.
+    """`base` with the fields in `overrides` (e.g. read from a converted model's JSON) replaced,
+    checked (`check_params`).
 
     Unknown keys are an error (a typo would otherwise silently change nothing).
     """
@@ -168,4 +304,6 @@ def params_from_dict(base, overrides):
             return tuple(tuples(v) for v in value)
         return value
 
-    return base._replace(**{key: tuples(value) for key, value in overrides.items()})
+    params = base._replace(**{key: tuples(value) for key, value in overrides.items()})
+    check_params(params, base)
+    return params

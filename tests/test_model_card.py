@@ -53,6 +53,80 @@ def test_newer_format_and_broken_files_are_clear_errors(tmp_path):
         card_lib.load(str(path))
 
 
+def _set(meta, dotted, value):
+    *parents, key = dotted.split('.')
+    for parent in parents:
+        meta = meta[parent]
+    meta[key] = value
+
+
+@pytest.mark.parametrize(
+    'field,value,message',
+    [
+        ('class_names', [1, 2, 3], r'class_names is \[1, 2, 3\], expected a list of class names'),
+        ('class_names', 'abc', r"class_names is 'abc', expected a list"),  # 3 one-letter names
+        ('class_names', ['a', '', 'c'], r"class_names is \['a', '', 'c'\], expected"),
+        ('normalisation.scale', -1, r'normalisation.scale is -1, expected a number > 0'),
+        ('normalisation.mean_rgb', [1, 2], r'normalisation.mean_rgb is \[1, 2\], expected 3'),
+        ('normalisation', [], r'normalisation is \[\], expected a JSON object'),
+        ('card_id', 7, r'card_id is 7, expected a string'),
+        ('provenance', [1], r'provenance is \[1\], expected a JSON object'),
+        ('detection.select_threshold', 'x', r"select_threshold \(--select_threshold\) is 'x', e"),
+        ('detection.nms_threshold', 7.0, r'nms_threshold \(--nms_threshold\) is 7.0, expected a n'),
+        ('detection.keep_top_k', 10**15, r'keep_top_k \(--keep_top_k\) is 1000000000000000, e'),
+        ('detection.top_k', 2.5, r'top_k \(--top_k\) is 2.5, expected an integer'),
+        ('detection.clip', 1, r'clip \(--clip\) is 1, expected true or false'),
+        ('detection', [], r'its detection settings are not a JSON object'),
+        (
+            'ssd_params.img_shape',
+            [10**6, 10**6],
+            r'SSD parameter img_shape is \(1000000, 1000000\)',
+        ),
+        ('ssd_params.num_classes', 1, r'SSD parameter num_classes is 1, expected an integer in'),
+        ('ssd_params.feat_shapes', [[10**4, 10**4]] * 6, r'feat_shapes is .*at most img_shape'),
+        (
+            'ssd_params.feat_shapes',
+            [[19, 19]] * 5,
+            r'feat_shapes is .*expected 6 \(height, width\)',
+        ),
+        ('ssd_params.feat_layers', ['a'] * 6, r"feat_layers is \('a', .*expected \('conv11'"),
+        ('ssd_params.extra_layers', [['x', 10**9, 10**9]], r'SSD parameter extra_layers is'),
+        ('ssd_params.anchor_sizes', [[-1, None]] * 6, r'anchor_sizes is .*pairs of numbers > 0'),
+        ('ssd_params.anchor_ratios', [[2, 0]] * 6, r'anchor_ratios is .*numbers > 0'),
+        ('ssd_params.anchor_steps', [8] * 5, r'anchor_steps is .*expected None, or 6 numbers'),
+        ('ssd_params.anchor_clip', 'yes', r"anchor_clip is 'yes', expected one of"),
+        ('ssd_params.anchor_int_sizes', 0, r'anchor_int_sizes is 0, expected true or false'),
+        ('ssd_params.prior_scaling', [0.1, 0.1, 0.2, float('inf')], r'prior_scaling is .*inf'),
+        ('ssd_params.depth_multiplier', 0, r'depth_multiplier is 0, expected a number in \(0, 4\]'),
+        ('ssd_params.batch_norm_decay', 2, r'batch_norm_decay is 2, expected a number in \[0, 1\]'),
+    ],
+)
+def test_card_values_are_checked_naming_the_file_and_field(tmp_path, field, value, message):
+    """Cards arrive with exported models and checkpoints from anywhere: integer class names were
+    a TypeError traceback in detect and export, a string one letter names, and feat_shapes of
+    1e5 x 1e5 would have asked numpy for about 80 GB of anchors."""
+    path = tmp_path / 'model.json'
+    meta = _card().to_dict()
+    _set(meta, field, value)
+    path.write_text(json.dumps(meta))
+    with pytest.raises(card_lib.CardError, match=r'model.json: .*' + message) as info:
+        card_lib.load(str(path))
+    assert '\n' not in str(info.value) and len(str(info.value)) < 500
+
+
+def test_too_many_anchors_are_refused():
+    base = card_lib.from_registry('ssd_300_vgg', 21).params
+    params = base._replace(img_shape=(4096, 4096), feat_shapes=((4096, 4096),) * 6)
+    with pytest.raises(ValueError, match=r'make 503316480 anchors, more than 2000000'):
+        ssd_params.check_params(params, base)
+
+
+def test_detection_flags_are_checked_with_the_flag_named():
+    with pytest.raises(card_lib.CardError, match=r'nms_threshold \(--nms_threshold\) is 45'):
+        _card().with_detection(nms_threshold=45)
+    assert _card().with_detection(top_k=-1, keep_top_k=0).detection.top_k == -1  # Caffe: all
+
+
 def test_find_for_checkpoint_prefers_the_most_specific_file(tmp_path):
     prefix = str(tmp_path / 'model.ckpt-10')
     open(prefix + '.index', 'w').close()
