@@ -304,7 +304,7 @@ def main(_):
         )
     except (
         ValueError,
-        FileNotFoundError,
+        OSError,
         trainer.ClusterError,
         checkpoints.CheckpointUnavailable,
     ) as e:

@@ -154,10 +154,22 @@ def test_a_file_of_the_lock_name_that_is_not_ours_is_refused_untouched(tmp_path)
         folder_lock.acquire(str(tmp_path), '--output_dir', 'export')
     assert (tmp_path / LOCK).read_text() == 'my notes\n'
     os.remove(tmp_path / LOCK)
-    os.symlink(tmp_path / 'elsewhere', tmp_path / LOCK)
-    with pytest.raises(OSError):
-        folder_lock.acquire(str(tmp_path), '--output_dir', 'export')
+    (tmp_path / 'target.txt').write_text('precious')
+    for make in (
+        lambda path: os.symlink(tmp_path / 'elsewhere', path),
+        lambda path: os.symlink(tmp_path / 'target.txt', path),
+        os.mkdir,
+        os.mkfifo,  # opened, it was '[Errno 29] Illegal seek' without a file name
+    ):
+        make(tmp_path / LOCK)
+        with pytest.raises(
+            ValueError,
+            match=r'--output_dir .*: .*\.ssd\.lock is not a lock file of these scripts \(a sy',
+        ):
+            folder_lock.acquire(str(tmp_path), '--output_dir', 'export')
+        (os.rmdir if os.path.isdir(tmp_path / LOCK) else os.remove)(tmp_path / LOCK)
     assert not (tmp_path / 'elsewhere').exists()
+    assert (tmp_path / 'target.txt').read_text() == 'precious'
 
 
 def test_a_path_that_is_a_file_is_left_to_the_callers_check(tmp_path):
@@ -311,3 +323,32 @@ def test_training_into_a_held_folder_is_refused(tmp_path):
         '--max_number_of_steps=1',
     )
     assert not train_dir.exists()
+
+
+@pytest.mark.parametrize('case', ['lock_is_a_folder', 'parent_is_a_file'])
+def test_training_into_a_path_it_cannot_use_is_one_line(tmp_path, case):
+    """A folder named .ssd.lock in --train_dir, or a --train_dir under a file: OSErrors other
+    than FileNotFoundError were tracebacks."""
+    if case == 'lock_is_a_folder':
+        train_dir = tmp_path / 'train'
+        (train_dir / LOCK).mkdir(parents=True)
+        error = (
+            f'--train_dir {train_dir}: {train_dir / LOCK} is not a lock file of these scripts (a '
+            'symlink, a folder or another special file); move it away and run again.'
+        )
+    else:
+        (tmp_path / 'notes.txt').write_text('mine')
+        train_dir = tmp_path / 'notes.txt' / 'train'
+        error = f"[Errno 20] Not a directory: '{train_dir}'"
+    proc = run_script(
+        'train_ssd_network.py',
+        f'--train_dir={train_dir}',
+        f'--dataset_dir={synthetic_voc_records() / "records"}',
+        '--dataset_name=pascalvoc_2007',
+        '--dataset_split_name=train',
+        '--model_name=ssd_300_mobilenet',
+        '--depth_multiplier=0.25',
+        '--max_number_of_steps=1',
+    )
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == f'train_ssd_network: error: {error}'

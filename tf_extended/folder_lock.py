@@ -38,6 +38,7 @@ import os
 import re
 import shlex
 import socket
+import stat
 import sys
 import time
 
@@ -165,7 +166,11 @@ def acquire(folder, flag, role):
     for _ in range(100):
         os.makedirs(folder, exist_ok=True)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o666)
+            fd = os.open(
+                path,
+                os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK,
+                0o666,
+            )
         except FileNotFoundError:  # the folder went with the run that had created it
             continue
         except PermissionError as err:
@@ -174,6 +179,17 @@ def acquire(folder, flag, role):
                 'user\'s run left it, or you cannot write in the folder; if no run writes there, '
                 f'remove {path}.'
             ) from None
+        except OSError as err:
+            if err.errno not in (errno.ELOOP, errno.EISDIR):
+                raise
+            fd = None
+        if fd is None or not stat.S_ISREG(os.fstat(fd).st_mode):
+            if fd is not None:
+                os.close(fd)
+            raise ValueError(
+                f'{flag} {folder}: {path} is not a lock file of these scripts (a symlink, a '
+                f'folder or another special file); move it away and run again.'
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
