@@ -589,6 +589,24 @@ class _EventStream:
             self.writer.close()
 
 
+def _trainer_started_after_marker(checkpoint_dir):
+    """A description of the training run holding `checkpoint_dir`'s lock ('pid N on H since T')
+    when it started after `training_finished.json` was written (a resumed run removes the marker
+    only once its graph is built, seconds later), else None. Started in the marker's second
+    counts as after (the lock file keeps whole seconds)."""
+    record = folder_lock.current_holder(checkpoint_dir)
+    if record is None or record.get('role') != folder_lock.TRAINING_ROLE:
+        return None
+    try:
+        since = datetime.datetime.fromisoformat(record['since']).timestamp()
+        written = os.stat(os.path.join(checkpoint_dir, checkpoints.FINISHED_MARKER)).st_mtime
+    except (KeyError, TypeError, ValueError, OSError):
+        return None
+    if since < int(written):
+        return None
+    return f'pid {record.get("pid")} on {record.get("host")} since {record["since"]}'
+
+
 def _marker_step(marker):
     """The step of a `training_finished.json` for a log line (-1: its checkpoint has no step)."""
     return marker['step'] if marker['step'] >= 0 else 'unknown (no step in its checkpoint name)'
@@ -766,6 +784,7 @@ def _watch(
     # The stale marker being waited out (see STALE_MARKER_GRACE_SECS) and when it was first seen.
     stale_marker, stale_since = None, None
     stale_grace = max(STALE_MARKER_GRACE_SECS, 2 * interval_secs)
+    restart_seen = None
     while True:
         pending = [(p, m) for p, m in _scan(checkpoint_dir) if not handled(p, m)]
         for prefix, mtime in pending:
@@ -778,6 +797,16 @@ def _watch(
             last_new = clock()
             continue
         finished = checkpoints.training_finished(checkpoint_dir)
+        restarted = finished is not None and _trainer_started_after_marker(checkpoint_dir)
+        if restarted and restarted != restart_seen:
+            log(
+                f'[watch] {checkpoints.FINISHED_MARKER} (step {_marker_step(finished)}) is older '
+                f'than the training run that holds {checkpoint_dir} ({restarted}): waiting for '
+                f'its checkpoints.'
+            )
+        restart_seen = restarted
+        if restarted:
+            finished = None
         if finished is not None and final_step is not None and finished['step'] < final_step:
             if stale_marker != finished:
                 log(

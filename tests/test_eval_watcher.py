@@ -8,6 +8,9 @@ import glob
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 import types
 
 import pytest
@@ -19,6 +22,7 @@ from tests import eval_fixtures
 from tests import script_server
 from tests.conftest import ROOT, run_script, script_env
 from evaluation import watcher
+from tf_extended import folder_lock
 
 MODEL = 'ssd_300_mobilenet'
 DEPTH = 0.25
@@ -321,16 +325,17 @@ def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
     )
     assert [e['checkpoint'] for e in entries] == ['model.ckpt-10', 'model.ckpt-20']
     assert 'the trainer finished at step 20' in lines[-1]
-    # A resumed run removes the marker: the watcher waits again (until its timeout here).
-    checkpoints.clear_training_finished(train_dir)
-    assert checkpoints.training_finished(train_dir) is None
+    # A resumed run that has not removed the marker yet (it does once its graph is built): the
+    # marker is older than its lock, so the watcher waits for its checkpoints. It stopped at once.
+    marker = os.path.join(train_dir, checkpoints.FINISHED_MARKER)
+    os.utime(marker, (time.time() - 100, time.time() - 100))
     clock = {'now': 0.0}
 
     def sleep(seconds):
         clock['now'] += seconds
 
-    assert (
-        watcher.watch(
+    def watch_briefly():
+        return watcher.watch(
             settings,
             train_dir,
             eval_dir,
@@ -340,8 +345,38 @@ def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
             clock=lambda: clock['now'],
             sleep=sleep,
         )
-        == []
+
+    with folder_lock.acquire(train_dir, '--train_dir', folder_lock.TRAINING_ROLE):
+        assert watch_briefly() == []
+    assert clock['now'] == 3.0 and 'no new checkpoint' in lines[-1]
+    assert lines[-2].startswith(
+        f'[watch] training_finished.json (step 20) is older than the training run that holds '
+        f'{train_dir} (pid {os.getpid()} on '
+    ) and lines[-2].endswith('): waiting for its checkpoints.')
+    # A holder that was killed (its lock file left, its process gone) or a lock taken before the
+    # marker (the run that wrote it, ending) do not count.
+    dead = subprocess.run(
+        [sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True
     )
+    with folder_lock.acquire(train_dir, '--train_dir', folder_lock.TRAINING_ROLE) as lock:
+        record = json.loads(open(lock.path).read())
+        with open(lock.path, 'w') as f:
+            f.write(json.dumps(dict(record, pid=int(dead.stdout))) + '\n')
+        assert (
+            watcher.watch(settings, train_dir, eval_dir, log=lines.append, sleep=pytest.fail) == []
+        )
+        os.utime(marker)
+        with open(lock.path, 'w') as f:
+            f.write(json.dumps(dict(record, since='2020-01-01T00:00:00+00:00')) + '\n')
+        assert (
+            watcher.watch(settings, train_dir, eval_dir, log=lines.append, sleep=pytest.fail) == []
+        )
+    assert 'the trainer finished at step 20' in lines[-1]
+    # A resumed run removes the marker: the watcher waits again (until its timeout here).
+    checkpoints.clear_training_finished(train_dir)
+    assert checkpoints.training_finished(train_dir) is None
+    clock['now'] = 0.0
+    assert watch_briefly() == []
     assert clock['now'] == 3.0 and 'no new checkpoint' in lines[-1]
 
 

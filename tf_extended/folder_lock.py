@@ -42,9 +42,13 @@ import stat
 import sys
 import time
 
+from tf_extended import safe_io
+
 LOCK_NAME = '.ssd.lock'
 _SIGNATURE = 'ssd folder lock'
 _PREFIX = '{"lock": "%s"' % _SIGNATURE  # how every lock file of ours starts (json.dumps' order)
+# The trainer's role (the eval watcher reads it from a train_dir's lock file).
+TRAINING_ROLE = 'training run'
 _COMMAND_SHOWN = 300  # characters of the holder's command line in a refusal
 # Errors of a file system that cannot lock files at all: the run goes on unlocked (warned).
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS)
@@ -87,6 +91,30 @@ def holder(text):
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def current_holder(folder):
+    """The record of the run holding `folder`'s lock, as its lock file says, read without taking
+    the lock (a reader must not make a starting run find the folder busy): None when there is no
+    lock file, it is not one of ours, or it names a process of this host that has ended (a
+    killed holder leaves its file). The record's 'since' is an ISO time with its UTC offset."""
+    path = os.path.join(folder, LOCK_NAME)
+    try:
+        record = holder(safe_io.read_bytes(path, 1 << 16, 'lock file').decode('utf-8', 'replace'))
+    except OSError:
+        return None
+    if record is None or record.get('host') != socket.gethostname():
+        return record
+    pid = record.get('pid')
+    if not isinstance(pid, int) or pid <= 0:  # kill(0 or -1) would signal process groups
+        return None
+    try:
+        os.kill(pid, 0)
+    except PermissionError:  # another user's process
+        return record
+    except (OSError, OverflowError):
+        return None
+    return record
 
 
 def describe(record):

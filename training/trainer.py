@@ -776,7 +776,7 @@ def train(settings):
     # the same checkpoint, then save over and rotate away this one's (tf_extended/folder_lock).
     # The chief holds it for its cluster; the other workers share the folder with it.
     lock = (
-        folder_lock.acquire(settings.train_dir, '--train_dir', 'training run')
+        folder_lock.acquire(settings.train_dir, '--train_dir', folder_lock.TRAINING_ROLE)
         if cluster.is_chief
         else folder_lock.FolderLock(settings.train_dir)
     )
