@@ -35,6 +35,7 @@ batch-1 latency than TFLite float, files 3.6-4x smaller.
 """
 
 import dataclasses
+import difflib
 import io
 import os
 import shutil
@@ -371,6 +372,19 @@ def _remove_unused_pending(output_dir):
         os.remove(os.path.join(output_dir, PENDING_FILE))
 
 
+def check_formats(formats):
+    """Raises ValueError for an empty `formats` or one not in FORMATS, suggesting the closest."""
+    if not formats:
+        raise ValueError(f'--formats is empty; give any of {", ".join(FORMATS)}.')
+    for fmt in formats:
+        if fmt not in FORMATS:
+            close = difflib.get_close_matches(fmt.lower(), FORMATS, n=2, cutoff=0.6)
+            hint = f' (did you mean {" or ".join(close)}?)' if close else ''
+            raise ValueError(
+                f'--formats: unknown format {fmt!r}{hint}; the formats are {", ".join(FORMATS)}.'
+            )
+
+
 def check_output_dir(output_dir, formats, overwrite=False):
     """Refuses a non-empty `output_dir` unless `overwrite` (then `written_names` are replaced and
     `remove_stale_formats` removes the other formats' model files after the export; the folder's
@@ -383,8 +397,9 @@ def check_output_dir(output_dir, formats, overwrite=False):
     Raises:
       ForeignFileError: naming the first such file.
       OutputNotEmptyError: naming the folder, what it holds and what --overwrite would replace.
-      ValueError: `output_dir` is a file.
+      ValueError: `output_dir` is a file, or `check_formats` refuses `formats`.
     """
+    check_formats(formats)
     if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(
             f'--output_dir {output_dir} is not a folder; choose a new or empty folder.'
@@ -474,9 +489,6 @@ def export(
     Raises:
       OutputNotEmptyError: see `check_output_dir`; ValueError: bad formats or calibration.
     """
-    unknown = sorted(set(formats) - set(FORMATS))
-    if unknown or not formats:
-        raise ValueError(f'formats must be a non-empty subset of {FORMATS}; got {list(formats)}.')
     int8 = [fmt for fmt in INT8_FORMATS if fmt in formats]
     if int8 and not calibration_images:
         raise ValueError(f'{" and ".join(int8)} need(s) calibration images (a dataset split).')

@@ -75,6 +75,32 @@ def test_script_says_it_in_one_line(tmp_path):
     assert 'Traceback' not in proc.stderr and not (tmp_path / 'out').exists()
 
 
+def test_export_with_a_mistyped_format_says_it_in_one_line(tmp_path):
+    """--formats=tflite was a KeyError traceback: the output folder's check looked up the file
+    names of the formats before they were checked."""
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'frozen_graph.pb').write_text('not ours')  # a non-empty folder: its check ran first
+    proc = run_script(
+        'export_ssd_network.py',
+        f'--checkpoint_path={tmp_path}',
+        f'--output_dir={out}',
+        '--formats=frozen_graph,tflite',
+    )
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        "export_ssd_network.py: error: --formats: unknown format 'tflite' (did you mean "
+        'tflite_int8 or tflite_float?); the formats are frozen_graph, saved_model, tflite_float, '
+        'tflite_int8, openvino, openvino_int8.'
+    )
+    with pytest.raises(ValueError, match=r"unknown format 'savedmodel' \(did you mean saved_m"):
+        export.check_formats(['savedmodel'])
+    with pytest.raises(ValueError, match=r"unknown format 'onnx'; the formats are"):
+        export.check_formats(['frozen_graph', 'onnx'])
+    with pytest.raises(ValueError, match=r'--formats is empty'):
+        export.check_formats([])
+
+
 def test_export_refuses_a_non_empty_folder(tmp_path):
     out = tmp_path / 'thesis'
     out.mkdir()
