@@ -310,3 +310,24 @@ def test_every_script_quiets_tensorflow_first_and_runs_through_logs():
         assert not re.search(r'\S {4,}--', doc), (name, re.findall(r'.*\S {4,}--.*', doc))
         text = ast.unparse(tree.body[-1])
         assert 'logs.run(main' in text or 'logs.run_plain(main' in text, (name, text)
+
+
+def test_a_leading_tilde_in_flag_values_is_expanded(monkeypatch):
+    """`--checkpoint_path=~/train` reaches a script unexpanded: the checkpoint was found (one
+    place expanded it), its model card not. Every string and list flag is expanded as a shell
+    would."""
+    from absl import flags
+
+    from tf_extended import logs
+
+    monkeypatch.setenv('HOME', '/home/someone')
+    values = flags.FlagValues()
+    flags.DEFINE_string('checkpoint_path', None, '', flag_values=values)
+    flags.DEFINE_string('note', None, '', flag_values=values)
+    flags.DEFINE_list('inputs', [], '', flag_values=values)
+    flags.DEFINE_integer('steps', 3, '', flag_values=values)
+    values(['x', '--checkpoint_path=~/train', '--note=a~b', '--inputs=~/a.jpg,b.jpg,~'])
+    logs.expand_home(values)
+    assert values.checkpoint_path == '/home/someone/train'
+    assert values.note == 'a~b' and values.steps == 3
+    assert values.inputs == ['/home/someone/a.jpg', 'b.jpg', '/home/someone']

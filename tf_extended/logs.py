@@ -49,6 +49,7 @@ import time
 import warnings
 
 from absl import app
+from absl import flags
 from absl import logging
 
 _GPU_DEVICE_NODES = ('/dev/nvidiactl', '/dev/nvidia0', '/dev/dxg')
@@ -326,13 +327,36 @@ def run(main, interrupted=None):
 
     def absl_main():
         try:
-            app.run(main)
+            app.run(main, flags_parser=_parse_flags)
         except SystemExit as exit_:
             if exit_.code == 1 and _help_requested():
                 raise SystemExit(0) from None
             raise
 
     run_plain(absl_main, interrupted)
+
+
+def _parse_flags(argv):
+    """absl's parsing, then `expand_home` on the flags' values."""
+    remaining = app.parse_flags_with_usage(argv)
+    expand_home(flags.FLAGS)
+    return remaining
+
+
+def expand_home(flag_values):
+    """Expands a leading `~` or `~user` in every string (or list of strings) flag value, as a
+    shell would: `--checkpoint_path=~/train` reaches the script unexpanded (the shell expands
+    `~` only at the start of a word), and some paths were expanded and others not (the
+    checkpoint found, its model card not)."""
+    for name in flag_values:
+        flag = flag_values[name]
+        value = flag.value
+        if isinstance(value, str) and value.startswith('~'):
+            flag.value = os.path.expanduser(value)
+        elif isinstance(value, list) and any(
+            isinstance(v, str) and v.startswith('~') for v in value
+        ):
+            flag.value = [os.path.expanduser(v) if isinstance(v, str) else v for v in value]
 
 
 def run_plain(main, interrupted=None):
