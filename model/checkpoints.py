@@ -543,6 +543,13 @@ class RestoreItem:
         return self.variable.op.name
 
 
+def _shown(entries, limit=5):
+    """The first `limit` of `entries` (strings) joined, and how many more there are: one model's
+    variables listed whole made a 24 KB log line."""
+    text = ', '.join(entries[:limit])
+    return text + (f' and {len(entries) - limit} more' if len(entries) > limit else '')
+
+
 def _layer_scope(name):
     """The layer scope of a variable: `a/conv/weights` -> `a/conv`, `a/conv/BatchNorm/beta` ->
     `a/conv`."""
@@ -610,29 +617,39 @@ def plan_restore(
             continue
         items.append(RestoreItem(variable, checkpoint_name, transform))
     if missing:
-        listing = ', '.join('%s (as %s)' % m for m in missing)
+        listing = _shown(['%s (as %s)' % m for m in missing])
         if not ignore_missing_vars:
             raise ValueError(
                 'The checkpoint lacks %d variable(s) of the model: %s. Pass '
                 '--ignore_missing_vars, --checkpoint_exclude_scopes or the right '
                 '--checkpoint_model_scope.' % (len(missing), listing)
             )
-        log('Not in the checkpoint, left at their initial values: %s' % listing)
+        log(
+            'Not in the checkpoint, left at their initial values: %d variable(s): %s'
+            % (len(missing), listing)
+        )
     if mismatched:
-        listing = ', '.join(
-            '%s %s (checkpoint %s: %s)' % (n, s, c, cs) for n, c, s, cs in mismatched
+        listing = _shown(
+            ['%s %s (checkpoint %s: %s)' % (n, s, c, cs) for n, c, s, cs in mismatched]
         )
         scopes = sorted({_layer_scope(m[0]) for m in mismatched})
         if not exclude_mismatched_vars:
             raise ValueError(
-                'Shapes differ between the model and the checkpoint: %s. Exclude '
+                'Shapes differ between the model and the checkpoint: %d variable(s): %s. Exclude '
                 'them with --checkpoint_exclude_scopes=%s or pass '
-                '--exclude_mismatched_vars.' % (listing, ','.join(scopes))
+                '--exclude_mismatched_vars.' % (len(mismatched), listing, ','.join(scopes))
             )
         log(
-            'Shapes differ, left at their initial values (scopes %s): %s'
-            % (','.join(scopes), listing)
+            'Shapes differ, left at their initial values: %d variable(s) in %d scope(s) (%s): %s'
+            % (len(mismatched), len(scopes), _shown(scopes), listing)
         )
+        if len(mismatched) > len(items):
+            log(
+                'More variables differ in shape from the checkpoint (%d) than fit it (%d): it is '
+                'probably another model (another --model_name, --depth_multiplier or '
+                '--anchor_sizes); --exclude_mismatched_vars is meant for the class heads after '
+                'a --num_classes change.' % (len(mismatched), len(items))
+            )
     if not items:
         raise ValueError(
             'No variable of the model matches the checkpoint (model scope %r, '

@@ -272,12 +272,12 @@ def test_missing_variables_fail_or_are_ignored(tmp_path):
             )
 
 
-def _mobilenet_variables(num_classes):
+def _mobilenet_variables(num_classes, depth_multiplier=0.25):
     from nets import nets_factory
     import tf_slim as slim
 
     _, network_fn = nets_factory.get_network_fn(
-        'ssd_300_mobilenet', num_classes, depth_multiplier=0.25
+        'ssd_300_mobilenet', num_classes, depth_multiplier=depth_multiplier
     )
     network_fn(v1.placeholder(tf.float32, [1, 300, 300, 3]))
     return slim.get_model_variables()
@@ -315,6 +315,39 @@ def test_class_count_change_names_scopes_or_excludes(tmp_path):
         sess, _ = _restore(prefix, items)
         for item, value in zip(items, sess.run([i.variable for i in items])):
             np.testing.assert_array_equal(value, saved[item.name])
+
+
+def test_excluding_mismatched_variables_of_another_model_says_so_in_short(tmp_path):
+    """--exclude_mismatched_vars from a checkpoint of another depth multiplier restored 6
+    variables and listed the other 100+ in one 24 KB line; now the listing is cut and a second
+    line says the checkpoint is probably another model."""
+    with tf.Graph().as_default():
+        _mobilenet_variables(7)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            prefix = v1.train.Saver().save(sess, str(tmp_path / 'm.ckpt'))
+    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    with tf.Graph().as_default():
+        variables = _mobilenet_variables(7, depth_multiplier=0.5)
+        warnings = []
+        items = checkpoints.plan_restore(
+            variables,
+            shapes,
+            'ssd_300_mobilenet',
+            exclude_mismatched_vars=True,
+            log=warnings.append,
+        )
+        mismatched = len(variables) - len(items)
+        assert mismatched > len(items) > 0
+        assert len(warnings) == 2 and all(len(w) < 1500 for w in warnings)
+        assert warnings[0].startswith(
+            f'Shapes differ, left at their initial values: {mismatched} variable(s) in '
+        )
+        assert warnings[0].endswith(f' and {mismatched - 5} more')
+        assert warnings[1].startswith(
+            f'More variables differ in shape from the checkpoint ({mismatched}) than fit it '
+            f'({len(items)}): it is probably another model'
+        )
 
 
 # --- TF-Slim ImageNet backbones -----------------------------------------------------------------
@@ -506,3 +539,32 @@ def test_a_lower_max_to_keep_unlists_then_removes_the_oldest_listed_checkpoints(
 
 
 _FILES = ('.index', '.meta', '.data-00000-of-00001')
+
+
+def test_fine_tuning_with_another_depth_multiplier_says_the_layers_do_not_fit(tmp_path):
+    import types
+
+    from model import card as card_lib
+    from training import trainer
+
+    source = card_lib.from_registry('ssd_300_mobilenet', 4, depth_multiplier=0.25)
+    card_lib.write(str(tmp_path / card_lib.CARD_FILE), source)
+    dataset = types.SimpleNamespace(
+        name='custom',
+        split_name='train',
+        dataset_dir=str(tmp_path),
+        num_samples=3,
+        num_classes=4,
+        class_names=card_lib.default_class_names(4),
+    )
+    lines = []
+    for depth in (0.25, 0.5):
+        settings = trainer.TrainSettings(
+            train_dir=str(tmp_path / 'ft'), checkpoint_path=str(tmp_path), depth_multiplier=depth
+        )
+        card = trainer._new_card(settings, dataset, lines.append)
+        assert card.params.depth_multiplier == depth
+    assert lines == [
+        f'fine-tuning a model of depth_multiplier 0.25 ({tmp_path}) with --depth_multiplier=0.5: '
+        'its backbone and extra layers have other widths and do not fit'
+    ]

@@ -217,6 +217,16 @@ def _new_card(settings, dataset, log):
                 **ssd_params.anchor_preset_params(model_name, settings.anchor_sizes)
             )
         if settings.depth_multiplier is not None:
+            if float(settings.depth_multiplier) != source.params.depth_multiplier:
+                log(
+                    'fine-tuning a model of depth_multiplier %g (%s) with --depth_multiplier=%g: '
+                    'its backbone and extra layers have other widths and do not fit'
+                    % (
+                        source.params.depth_multiplier,
+                        settings.checkpoint_path,
+                        settings.depth_multiplier,
+                    )
+                )
             card = card.with_params(depth_multiplier=float(settings.depth_multiplier))
     else:
         card = card_lib.from_registry(
@@ -632,7 +642,12 @@ def fine_tune_restorer(settings, net):
         settings.ignore_missing_vars,
         settings.exclude_mismatched_vars,
     )
-    logging.info('Fine-tuning from %s: %d variables restored.', prefix, len(items))
+    logging.info(
+        'Fine-tuning from %s: %d of the model\'s %d variables restored.',
+        prefix,
+        len(items),
+        len(slim.get_model_variables()),
+    )
     return checkpoints.Restorer(prefix, items)
 
 
