@@ -374,3 +374,7 @@ def test_resume_line_is_the_chiefs_only():
         'Resuming from /t/model.ckpt-10 (found in --train_dir); --checkpoint_path vgg.ckpt is '
         'ignored.'
     )
+    # Without --checkpoint_path: no 'None is ignored' on every resume.
+    assert trainer.resume_line('/t/model.ckpt-10', None, chief) == (
+        'Resuming from /t/model.ckpt-10 (found in --train_dir).'
+    )

@@ -93,7 +93,9 @@ def test_format_duration():
     assert hooks.format_duration(100 * 3600 + 59.6) == '100:01:00'
 
 
-def _run_hook(every_n, losses_per_step, last_step=8, start_step=0, num_examples=16):
+def _run_hook(
+    every_n, losses_per_step, last_step=8, start_step=0, num_examples=16, epoch_origin=None
+):
     clock = FakeClock()
     hook = hooks.LoggingHook(
         {'global_step': 'gs'},
@@ -102,6 +104,7 @@ def _run_hook(every_n, losses_per_step, last_step=8, start_step=0, num_examples=
         last_step=last_step,
         num_examples=num_examples,
         clock=clock,
+        epoch_origin=epoch_origin,
     )
     session = types.SimpleNamespace(run=lambda tensor: start_step)
     hook.after_create_session(session, None)
@@ -120,6 +123,34 @@ def _run_hook(every_n, losses_per_step, last_step=8, start_step=0, num_examples=
     finally:
         hooks.logging.info = original
     return hook, lines
+
+
+def test_epochs_of_a_resume_with_another_batch_go_on_from_the_recorded_ones():
+    """Steps 0-300 at batch 8, then 300-310 at batch 4 on 48 examples: epoch 50 + 10 * 4 / 48.
+    The line said step * 4 / 48 = 25.8 (going backwards from 50)."""
+    from model import card as card_lib
+    from training import trainer
+
+    card = card_lib.from_registry('ssd_300_mobilenet', 3).replace(
+        provenance={
+            'settings': {'batch_size': 8, 'num_clones': 1},
+            'dataset': {'num_examples': 48},
+            'resumed': [
+                {'step': 120, 'changes': {'learning_rate': [0.1, 0.01]}},
+                {'step': 300, 'changes': {'batch_size': [8, 4]}},
+            ],
+        }
+    )
+    assert trainer.epochs_at(card, 300) == pytest.approx(50.0)
+    assert trainer.epochs_at(card, 120) == pytest.approx(20.0)
+    assert trainer.epochs_at(card.replace(provenance={}), 300) is None
+    broken = dict(card.provenance, resumed=[{'step': 'x', 'changes': {}}])
+    assert trainer.epochs_at(card.replace(provenance=broken), 300) is None
+    steps = [{'total': 1.0}] * 10
+    _, lines = _run_hook(
+        10, steps, last_step=400, start_step=300, num_examples=48, epoch_origin=(300, 50.0)
+    )
+    assert lines[0].startswith('step 310/400 (epoch 50.8): ')
 
 
 def test_step_line_smoothed_terms_and_parse():

@@ -152,6 +152,7 @@ class LoggingHook(v1.train.SessionRunHook):
         count_locally=True,
         num_examples=None,
         clock=time.monotonic,
+        epoch_origin=None,
     ):
         self._tensors = tensors
         self._every_n = every_n
@@ -159,6 +160,8 @@ class LoggingHook(v1.train.SessionRunHook):
         self._last_step = last_step
         self._count_locally = count_locally
         self._num_examples = num_examples
+        # (step, epochs done at it): a resumed run's earlier steps may have had another batch.
+        self._epoch_origin = epoch_origin or (0, 0.0)
         self._clock = clock
         self.step = None
         self.start_step = None
@@ -197,7 +200,9 @@ class LoggingHook(v1.train.SessionRunHook):
         losses = ' '.join(f'{k}={self.smoothed[k]:.4f}' for k in order)
         head = f'step {self.step}' + (f'/{self._last_step}' if self._last_step else '')
         if self._num_examples:
-            head += f' (epoch {self.step * self._images_per_step / self._num_examples:.1f})'
+            origin, epochs = self._epoch_origin
+            epochs += (self.step - origin) * self._images_per_step / self._num_examples
+            head += f' (epoch {epochs:.1f})'
         text = (
             f'{head}: loss over {window} step{"s" if window != 1 else ""} {losses} '
             f'lr={learning_rate:.4g}'

@@ -396,6 +396,30 @@ def _resume_record(card, settings, dataset, step):
     return card.replace(provenance=dict(provenance, resumed=resumes + [resume])), lines
 
 
+def epochs_at(card, step):
+    """Epochs trained up to global `step` as the card's provenance records the runs: the first
+    run's batch and data from step 0, each resume's from its step on; None without a record.
+    (Step x this run's batch / examples went backwards after a resume with a smaller batch.)"""
+    provenance = card.provenance if isinstance(card.provenance, dict) else {}
+    recorded, data = provenance.get('settings'), provenance.get('dataset')
+    if not isinstance(recorded, dict) or not isinstance(data, dict):
+        return None
+    segments = [(0, recorded, data)]
+    for resume in provenance.get('resumed') or []:
+        if not isinstance(resume, dict):
+            return None
+        recorded = dict(recorded, **{k: v[1] for k, v in (resume.get('changes') or {}).items()})
+        segments.append((resume.get('step'), recorded, resume.get('dataset') or data))
+    epochs = 0.0
+    try:
+        for (start, run, run_data), (end, *_) in zip(segments, segments[1:] + [(step,)]):
+            images = run['batch_size'] * run.get('num_clones', 1)
+            epochs += max(0, min(end, step) - start) * images / run_data['num_examples']
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError):
+        return None
+    return epochs
+
+
 def nchw_trains_here():
     """Whether this process can train an NCHW net: the forward and backward kernels of its
     convolutions, pooling and batch norm run on a tiny graph (TF's own CPU kernels are NHWC only;
@@ -651,9 +675,12 @@ def fine_tune_restorer(settings, net):
     return checkpoints.Restorer(prefix, items)
 
 
-def make_hooks(settings, scaffold, log_tensors, cluster, num_examples=None, listeners=()):
+def make_hooks(
+    settings, scaffold, log_tensors, cluster, num_examples=None, listeners=(), epoch_origin=None
+):
     """(hooks, chief-only hooks, the logging hook) of the session (a cluster's own hooks are
-    added by `cluster_lib.Replication.session`); `listeners`: more CheckpointSaverListeners."""
+    added by `cluster_lib.Replication.session`); `listeners`: more CheckpointSaverListeners;
+    `epoch_origin`: the logging hook's (step, epochs at that step), or None."""
     all_finite = tf.reduce_all(
         [tf.reduce_all(tf.math.is_finite(v)) for v in v1.global_variables() if v.dtype.is_floating]
     )
@@ -686,6 +713,7 @@ def make_hooks(settings, scaffold, log_tensors, cluster, num_examples=None, list
         settings.max_number_of_steps,
         count_locally=cluster.spec is None,
         num_examples=num_examples,
+        epoch_origin=epoch_origin,
     )
     hooks = [log_hook]
     if settings.max_number_of_steps:
@@ -747,10 +775,8 @@ def resume_line(resume_from, checkpoint_path, cluster):
             'this worker restores nothing: it trains the parameter servers\' variables from '
             'their step.'
         )
-    return (
-        f'Resuming from {resume_from} (found in --train_dir); --checkpoint_path '
-        f'{checkpoint_path} is ignored.'
-    )
+    ignored = f'; --checkpoint_path {checkpoint_path} is ignored' if checkpoint_path else ''
+    return f'Resuming from {resume_from} (found in --train_dir){ignored}.'
 
 
 def train(settings):
@@ -907,8 +933,15 @@ def _train(settings, cluster, config, master):
             if cluster.spec is not None
             else None,
         )
+        epochs = None if resume_step is None else epochs_at(card, resume_step)
         hooks, chief_hooks, log_hook = make_hooks(
-            settings, scaffold, log_tensors, cluster, dataset.num_samples, listeners
+            settings,
+            scaffold,
+            log_tensors,
+            cluster,
+            dataset.num_samples,
+            listeners,
+            epoch_origin=None if epochs is None else (resume_step, epochs),
         )
         for line in hooks_lib.start_lines(
             card,
