@@ -219,6 +219,31 @@ def remove_checkpoints(train_dir, prefixes):
         pass
 
 
+# Files the other steps write in their output folders (evaluation/watcher.py LEDGER_NAME and
+# BEST_JSON, evaluation/outputs.py RESULT_FILES, model/card.py EXPORT_METADATA_FILE,
+# detect_ssd_network.py's record): a --train_dir holding one is another step's folder.
+OUTPUT_FOLDERS = {
+    'eval_ledger.jsonl': "an eval watcher's --eval_dir",
+    'best.json': "the eval watcher's best/ copy of a checkpoint",
+    'results.json': "an evaluation's --eval_dir",
+    'metadata.json': "an export's --output_dir",
+    'detections.json': "a detection run's --output_dir",
+}
+
+
+def check_train_dir(train_dir):
+    """Refuses (ValueError) a --train_dir that is another step's output folder: training there
+    would mix its checkpoints with the evaluation's, export's or detection's files (a resume in
+    the watcher's best/ rewrote the checkpoint it keeps)."""
+    for name, what in OUTPUT_FOLDERS.items():
+        if os.path.lexists(os.path.join(train_dir, name)):
+            raise ValueError(
+                f'--train_dir {train_dir} holds {name}: it is {what}, not a training folder. '
+                f'Train into a folder of its own (to start from its model, pass it as '
+                f'--checkpoint_path).'
+            )
+
+
 def resume_checkpoint(train_dir):
     """The checkpoint a training that writes `train_dir` resumes from: `latest_in_directory`, or
     None for a missing folder or one without checkpoints.

@@ -568,3 +568,31 @@ def test_fine_tuning_with_another_depth_multiplier_says_the_layers_do_not_fit(tm
         f'fine-tuning a model of depth_multiplier 0.25 ({tmp_path}) with --depth_multiplier=0.5: '
         'its backbone and extra layers have other widths and do not fit'
     ]
+
+
+def test_another_steps_output_folder_is_not_a_train_dir(tmp_path):
+    """Training started (or resumed: in the watcher's best/) in an eval, export or detection
+    folder, mixing its checkpoints with their files."""
+    import detect_ssd_network
+    from evaluation import outputs, watcher
+    from model import card as card_lib
+
+    assert set(checkpoints.OUTPUT_FOLDERS) == {
+        watcher.LEDGER_NAME,
+        watcher.BEST_JSON,
+        outputs.RESULT_FILES[0],
+        card_lib.EXPORT_METADATA_FILE,
+        detect_ssd_network.JSON_NAME,
+    }
+    checkpoints.check_train_dir(str(tmp_path / 'new'))
+    checkpoints.check_train_dir(str(tmp_path))
+    for name, what in checkpoints.OUTPUT_FOLDERS.items():
+        folder = tmp_path / name.split('.')[0]
+        folder.mkdir()
+        (folder / name).write_text('{}')
+        with pytest.raises(ValueError) as info:
+            checkpoints.check_train_dir(str(folder))
+        assert str(info.value) == (
+            f'--train_dir {folder} holds {name}: it is {what}, not a training folder. Train '
+            'into a folder of its own (to start from its model, pass it as --checkpoint_path).'
+        )

@@ -813,6 +813,7 @@ def train(settings):
             f'--train_dir {settings.train_dir} is not a folder; pass the folder for the '
             f'checkpoints (a new one, or a training\'s to resume it).'
         )
+    checkpoints.check_train_dir(settings.train_dir)
     # Before anything reads or writes the folder: a second training into it would resume from
     # the same checkpoint, then save over and rotate away this one's (tf_extended/folder_lock).
     # The chief holds it for its cluster; the other workers share the folder with it.
