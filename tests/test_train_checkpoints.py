@@ -541,7 +541,7 @@ def test_a_lower_max_to_keep_unlists_then_removes_the_oldest_listed_checkpoints(
 _FILES = ('.index', '.meta', '.data-00000-of-00001')
 
 
-def test_fine_tuning_with_another_depth_multiplier_says_the_layers_do_not_fit(tmp_path):
+def test_fine_tuning_card_names_the_checkpoint_and_another_depth_multiplier(tmp_path):
     import types
 
     from model import card as card_lib
@@ -549,6 +549,7 @@ def test_fine_tuning_with_another_depth_multiplier_says_the_layers_do_not_fit(tm
 
     source = card_lib.from_registry('ssd_300_mobilenet', 4, depth_multiplier=0.25)
     card_lib.write(str(tmp_path / card_lib.CARD_FILE), source)
+    prefix = _write(str(tmp_path), 'model.ckpt', 7, 1.0)
     dataset = types.SimpleNamespace(
         name='custom',
         split_name='train',
@@ -564,6 +565,8 @@ def test_fine_tuning_with_another_depth_multiplier_says_the_layers_do_not_fit(tm
         )
         card = trainer._new_card(settings, dataset, lines.append)
         assert card.params.depth_multiplier == depth
+        # The checkpoint restored, not the folder the flag named.
+        assert card.provenance['fine_tuned_from']['checkpoint'] == prefix
     assert lines == [
         f'fine-tuning a model of depth_multiplier 0.25 ({tmp_path}) with --depth_multiplier=0.5: '
         'its backbone and extra layers have other widths and do not fit'

@@ -241,7 +241,13 @@ def _new_card(settings, dataset, log):
         'git_commit': card_lib.git_commit(),
         'dataset': _dataset_record(dataset),
         'fine_tuned_from': (
-            {'checkpoint': settings.checkpoint_path, 'card_id': source.card_id if source else None}
+            {
+                # The checkpoint itself, not the folder or relative path the flag named.
+                'checkpoint': os.path.abspath(
+                    checkpoints.resolve_checkpoint(settings.checkpoint_path)
+                ),
+                'card_id': source.card_id if source else None,
+            }
             if settings.checkpoint_path
             else None
         ),
