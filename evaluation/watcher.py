@@ -477,8 +477,14 @@ def wait_for_card(
         if timeout_secs is not None and clock() - start >= timeout_secs:
             return False
         if not said:
+            missing = (
+                ''
+                if os.path.isdir(checkpoint_dir)
+                else ' (the folder does not exist yet: is it the trainer\'s --train_dir?)'
+            )
             log(
-                f'[watch] waiting for the trainer\'s model card or first checkpoint in {checkpoint_dir}'
+                f'[watch] waiting for the trainer\'s model card or first checkpoint in '
+                f'{checkpoint_dir}{missing}'
             )
             said = True
         sleep(

@@ -640,10 +640,20 @@ def test_timeout_with_nothing_evaluated_is_an_error(tmp_path):
             clock=clock,
             sleep=sleep,
         )
-    assert (
-        watcher.wait_for_card(str(tmp_path / 'nothing'), 1.0, 2.0, clock=clock, sleep=sleep)
-        is False
-    )
+    lines = []
+    for folder in ('nothing', 'train'):
+        assert (
+            watcher.wait_for_card(
+                str(tmp_path / folder), 1.0, 2.0, log=lines.append, clock=clock, sleep=sleep
+            )
+            is False
+        )
+    # A mistyped folder waited for ever (no default timeout) without saying it is not there.
+    assert lines == [
+        f"[watch] waiting for the trainer's model card or first checkpoint in "
+        f"{tmp_path / 'nothing'} (the folder does not exist yet: is it the trainer's --train_dir?)",
+        f"[watch] waiting for the trainer's model card or first checkpoint in {train_dir}",
+    ]
     # The script: a card, no checkpoint, a short timeout -> non-zero exit with the reason.
     from model import card as card_lib
 
