@@ -323,6 +323,7 @@ def write_history(ledger, eval_dir, run=None, title=None, best_metric=None):
         from matplotlib import pyplot as plt
 
         fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        top = 0.0
         for m in metrics:
             points = [
                 (e['step'], 100 * e['metrics'][m])
@@ -331,6 +332,7 @@ def write_history(ledger, eval_dir, run=None, title=None, best_metric=None):
             ]
             if points:
                 ax.plot(*zip(*points), marker='o', label=f'{m} mAP')
+                top = max(top, max(value for _, value in points))
         best = ledger.best(best_metric, run) if best_metric else None
         if best is not None:
             value = 100 * best['metrics'][best_metric]
@@ -344,7 +346,8 @@ def write_history(ledger, eval_dir, run=None, title=None, best_metric=None):
                 linestyle='none',
                 label=f'best {best_metric}: {value:.2f} % (step {best["step"]})',
             )
-        ax.set(xlabel='global step', ylabel='mAP (%)', ylim=(0, 100))
+        # From 0, up to a margin above the best value: a fixed 0-100 made early runs (a few %) flat.
+        ax.set(xlabel='global step', ylabel='mAP (%)', ylim=(0, min(100.0, max(1.0, 1.2 * top))))
         if title:
             ax.set_title(title.replace('$', r'\$'), fontsize=9)
         ax.grid(alpha=0.3)

@@ -1049,3 +1049,20 @@ def test_restart_with_other_evaluation_settings_refuses(tmp_path, monkeypatch):
     moved = dataclasses.replace(settings, dataset_split_name='val')
     assert [e['step'] for e in watcher.watch(moved, train_dir, legacy, **run)] == [30]
     assert _ledger_lines(legacy)[-1]['settings']['dataset_split_name'] == 'val'
+
+
+@pytest.mark.parametrize('maps,top', [((0.012, 0.0157), 1.884), ((0.5, 0.9), 100.0), ((0.0,), 1.0)])
+def test_history_plot_scales_to_the_values(tmp_path, monkeypatch, maps, top):
+    """history.png's mAP axis ran 0-100 whatever the values: an early run's 1.6 % was flat."""
+    from matplotlib.figure import Figure
+
+    shown = []
+    monkeypatch.setattr(
+        Figure, 'savefig', lambda fig, *a, **k: shown.append(fig.axes[0].get_ylim())
+    )
+    ledger = watcher.Ledger(str(tmp_path))
+    for step, value in enumerate(maps):
+        entry = {'checkpoint': f'model.ckpt-{step}', 'status': watcher.EVALUATED, 'step': step}
+        ledger.append(dict(entry, metrics={'voc07': value}, class_ap={}))
+    watcher.write_history(ledger, str(tmp_path), best_metric='voc07')
+    assert shown == [(0.0, pytest.approx(top))]
