@@ -184,9 +184,9 @@ def test_resumed_run_counts_from_the_checkpoint_step():
 
 
 def test_start_lines_say_what_how_and_where():
-    card = types.SimpleNamespace(
-        model_name='ssd_300_mobilenet', num_classes=3, class_names=('circle', 'square')
-    )
+    from model import card as card_lib
+
+    card = card_lib.from_registry('ssd_300_mobilenet', class_names=('circle', 'square'))
     dataset = types.SimpleNamespace(
         name='custom', split_name='train', dataset_dir='rec', num_samples=80
     )
@@ -202,6 +202,7 @@ def test_start_lines_say_what_how_and_where():
     )
     lines = hooks.start_lines(
         card,
+        'logs/x/model.json',
         dataset,
         settings,
         123456,
@@ -211,8 +212,8 @@ def test_start_lines_say_what_how_and_where():
     )
     text = '\n'.join(lines)
     for part in (
-        'ssd_300_mobilenet, 123,456 trainable parameters',
-        '2 classes + background',
+        'model: ssd_300_mobilenet, 2 classes (circle, square), input 300x300, depth multiplier '
+        '1, anchors mobilenet_ssd; 123,456 trainable parameters; card logs/x/model.json',
         'custom split train in rec, 80 examples; batch 16, 5.0 steps per epoch',
         'cosine to 0.0001',
         '10 warm-up steps',
@@ -222,5 +223,5 @@ def test_start_lines_say_what_how_and_where():
         'total = cross_entropy_neg + localization + regularization',
     ):
         assert part in text, part
-    fresh = hooks.start_lines(card, dataset, settings, 1, None, None, ['total'])
+    fresh = hooks.start_lines(card, 'new', dataset, settings, 1, None, None, ['total'])
     assert '; 100 steps = 20.0 epochs' in '\n'.join(fresh)

@@ -21,6 +21,7 @@ import time
 from absl import logging
 import tensorflow as tf
 
+from model import card as card_lib
 from tf_extended import logs
 
 v1 = tf.compat.v1
@@ -231,12 +232,14 @@ class LoggingHook(v1.train.SessionRunHook):
         }
 
 
-def start_lines(card, dataset, settings, num_parameters, resume_from, resume_step, loss_terms):
-    """The lines that open a training log: what is trained on what, how, and where it goes."""
+def start_lines(
+    card, card_path, dataset, settings, num_parameters, resume_from, resume_step, loss_terms
+):
+    """The lines that open a training log: what is trained on what, how, and where it goes
+    (`card_path`: the model card's file, or how a new one is named)."""
     images = settings.batch_size * settings.num_clones
     steps_per_epoch = dataset.num_samples / images if images else 0
     total = settings.max_number_of_steps
-    names = ', '.join(card.class_names[:8]) + (', ...' if len(card.class_names) > 8 else '')
     schedule = (
         f'{settings.optimizer}, learning rate {settings.learning_rate:g} '
         f'{settings.learning_rate_decay_type}'
@@ -267,8 +270,8 @@ def start_lines(card, dataset, settings, num_parameters, resume_from, resume_ste
     )
     terms = ' + '.join(t for t in loss_terms if t != 'total')
     return [
-        f'model: {card.model_name}, {num_parameters:,} trainable parameters, '
-        f'{card.num_classes - 1} classes + background ({names})',
+        f'model: {card_lib.describe(card)}; {num_parameters:,} trainable parameters; card '
+        f'{card_path}',
         f'data: {dataset.name} split {dataset.split_name} in {dataset.dataset_dir}, '
         f'{dataset.num_samples} examples; batch {settings.batch_size}'
         + (f' x {settings.num_clones} clones' if settings.num_clones > 1 else '')

@@ -897,11 +897,6 @@ def _train(settings, cluster, config, master):
                         resume_step, lambda: card_lib.write(card_path, card)
                     )
                 )
-        logging.info(
-            'Model: %s (card %s).',
-            card_lib.describe(card),
-            card_path or 'new, %s' % os.path.join(settings.train_dir, card_lib.CARD_FILE),
-        )
         net = _net(card, settings)
         preprocess = card.preprocessing()
         iterator = build_input(
@@ -952,6 +947,7 @@ def _train(settings, cluster, config, master):
         )
         for line in hooks_lib.start_lines(
             card,
+            card_path or 'new, %s' % os.path.join(settings.train_dir, card_lib.CARD_FILE),
             dataset,
             settings,
             sum(v.shape.num_elements() for v in v1.trainable_variables()),
