@@ -50,7 +50,6 @@ import json
 import math
 import multiprocessing
 import multiprocessing.connection
-import multiprocessing.pool
 import os
 import random
 import re
@@ -61,6 +60,7 @@ import struct
 import sys
 import threading
 import time
+import traceback
 
 from absl import logging
 
@@ -217,7 +217,8 @@ class _WorkerPool:
                     raise ended[0] or RuntimeError('the conversion pool ended early')
                 ok, value = results.pop(index)
             if not ok:
-                raise value
+                error, text = value
+                raise error from WorkerTraceback(text)
             yield value
 
     def _hand_out(self, func, tasks, results, ended, arrived):
@@ -326,16 +327,26 @@ def _pool_worker(connection, counter):
         try:
             result = (True, func(task))
         except Exception as e:
-            result = (False, multiprocessing.pool.ExceptionWithTraceback(e, e.__traceback__))
+            result = (False, (e, ''.join(traceback.format_exception(e))))
         try:
             try:
                 connection.send(result)
             except OSError:
                 return  # the main process is gone
-            except Exception as e:  # e.g. not picklable
-                connection.send((False, multiprocessing.pool.MaybeEncodingError(e, result[1])))
+            except Exception as e:  # the result or the exception cannot be pickled
+                what = 'exception' if not result[0] else 'result'
+                error = RuntimeError(f'a conversion worker could not send its {what}: {e!r}')
+                connection.send((False, (error, result[1][1] if not result[0] else '')))
         except OSError:
             return
+
+
+class WorkerTraceback(Exception):
+    """The traceback (text) of an exception raised in a conversion worker: the cause of the same
+    exception raised again in the main process, so that its traceback shows where it began."""
+
+    def __str__(self):
+        return '\n\n' + self.args[0]
 
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1

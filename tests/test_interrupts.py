@@ -130,3 +130,34 @@ def test_progress_reads_the_counter_without_its_lock(capsys):
     release.set()
     assert not printer.is_alive()
     assert '7/10 images' in capsys.readouterr().err
+
+
+class _Unpicklable(Exception):
+    def __reduce__(self):
+        raise TypeError('no pickling')
+
+
+def _task(value):
+    if value == 'raise':
+        raise ValueError('bad shard 3')
+    if value == 'unpicklable':
+        raise _Unpicklable('x')
+    return value * 2
+
+
+def test_worker_errors_reach_the_main_process_with_their_traceback():
+    """The pool's own error transport (it borrowed multiprocessing.pool's private classes)."""
+    ctx = multiprocessing.get_context('spawn')
+    with convert._start_pool(ctx, 1, ctx.Value('q', 0)) as pool:
+        assert list(pool.imap(_task, [1, 2])) == [2, 4]
+        with pytest.raises(ValueError, match='^bad shard 3$') as info:
+            list(pool.imap(_task, [1, 'raise']))
+        cause = info.value.__cause__
+        assert isinstance(cause, convert.WorkerTraceback)
+        assert "in _task\n    raise ValueError('bad shard 3')" in str(cause)
+        with pytest.raises(RuntimeError) as info:
+            list(pool.imap(_task, ['unpicklable']))
+        assert str(info.value).startswith(
+            "a conversion worker could not send its exception: TypeError('no pickling')"
+        )
+        assert '_Unpicklable: x' in str(info.value.__cause__)
