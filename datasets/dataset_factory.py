@@ -30,6 +30,7 @@ pascalvoc names, else `class_<id>`; `num_classes` must then be given for coco_20
 import dataclasses
 import glob
 import os
+import re
 
 from absl import logging
 import tensorflow as tf
@@ -219,6 +220,34 @@ def _available(dataset_dir):
     return f'{dataset_dir} holds {names[:20]}{" ..." if len(names) > 20 else ""}'
 
 
+_RECORD_FILE = re.compile(r'^(.+)_(?:\d+\.tfrecord|metadata\.json)$')
+
+
+def _splits_there(dataset_dir, name):
+    """['--dataset_name=N --dataset_split_name=S', ...]: the splits whose records `dataset_dir`
+    holds, named for a registered dataset whose prefix fits them (`name` first), else as 'custom'
+    records (whose split name is the converter's whole --output_name)."""
+    try:
+        prefixes = sorted(
+            {m.group(1) for m in map(_RECORD_FILE.match, os.listdir(dataset_dir)) if m}
+        )
+    except OSError:
+        return []
+    fixed = [(n, _REGISTRY[n].prefix.format(split='')) for n in [name, *sorted(_REGISTRY)]]
+    found = []
+    for prefix in prefixes[:20]:
+        dataset, split = next(
+            (
+                (n, prefix[len(start) :])
+                for n, start in fixed
+                if start and prefix.startswith(start) and len(prefix) > len(start)
+            ),
+            ('custom', prefix),
+        )
+        found.append(f'--dataset_name={dataset} --dataset_split_name={split}')
+    return found
+
+
 def _load_metadata(path, verify_digests=False):
     metadata, files = convert.read_metadata(path, verify_digests)
     class_names = [c['name'] for c in sorted(metadata['classes'], key=lambda c: c['id'])]
@@ -252,6 +281,7 @@ def get_dataset(
     if name not in _REGISTRY:
         raise ValueError(f'Unknown dataset {name!r}; known: {dataset_names()}.')
     entry = _REGISTRY[name]
+    file_pattern_given = file_pattern
     if file_pattern is None:
         file_pattern = entry.prefix.format(split=split_name) + _SHARD_GLOB_SUFFIX
     elif '%s' in file_pattern:
@@ -281,9 +311,16 @@ def get_dataset(
         metadata = None
         files = sorted(glob.glob(pattern_path))
         if not files:
+            there = _splits_there(dataset_dir, name) if file_pattern_given is None else []
+            hint = (
+                f' Its records are those of {" and of ".join(there)}: pass one of them (split '
+                f'names are case-sensitive), or convert'
+                if there
+                else ' Convert'
+            )
             raise FileNotFoundError(
                 f'Dataset {name!r} split {split_name!r}: no files match {pattern_path} '
-                f'({_available(dataset_dir)}). Convert the data with tf_convert_data.py '
+                f'({_available(dataset_dir)}).{hint} the data with tf_convert_data.py '
                 f'--output_name={entry.prefix.format(split=split_name)}.'
             )
         if num_classes is None:

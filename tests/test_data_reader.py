@@ -143,6 +143,26 @@ def test_registered_names_and_metadata(converted):
     )
 
 
+@pytest.mark.parametrize(
+    'name,split,there',
+    [
+        ('pascalvoc_2007', 'val', 'of --dataset_name=pascalvoc_2012 --dataset_split_name=val'),
+        ('pascalvoc_2012', 'Val', 'of --dataset_name=pascalvoc_2012 --dataset_split_name=val'),
+        ('custom', 'val', 'of --dataset_name=pascalvoc_2012 --dataset_split_name=val'),
+    ],
+)
+def test_a_split_not_there_names_the_splits_that_are(converted, name, split, there):
+    """Records of another dataset name or a split name in another case: the message only said to
+    convert the data again."""
+    with pytest.raises(FileNotFoundError) as info:
+        dataset_factory.get_dataset(name, split, converted)
+    prefix = dataset_factory._REGISTRY[name].prefix.format(split=split)
+    assert str(info.value).endswith(
+        f'Its records are those {there}: pass one of them (split names are case-sensitive), or '
+        f'convert the data with tf_convert_data.py --output_name={prefix}.'
+    )
+
+
 def test_metadata_with_missing_shard_is_incomplete(converted, tmp_path):
     for name in os.listdir(converted):
         if name != 'voc_2012_val_001.tfrecord':
