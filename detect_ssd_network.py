@@ -18,9 +18,12 @@ Outputs in --output_dir: `<name>_det.<ext>` per image, `<name>_det.mp4` per vide
 same per frame, the files that could not be read (`failures`), and the speed. Unreadable files
 are reported and skipped; the exit status is 0 when at least one image (or frame) was processed.
 No input and no file this script did not write is overwritten: an output name that is taken (an
-input, e.g. with --output_dir equal to an input folder, or any other file not listed as an output
-in the folder's earlier `detections.json`) gets `_1`, `_2`, ... instead; a `detections.json`
-that is not ours stops the run before anything is written.
+input, e.g. with --output_dir equal to an input folder, or any other file that the folder's
+earlier `detections.json` does not list as the output of one of its inputs, named as this script
+names that input's output) gets `_1`, `_2`, ... instead; a `detections.json` that is not ours
+stops the run before anything is written. The outputs that a folder's records list are not
+inputs: a folder or glob of --input skips them (a file named alone is detected on), so the same
+command run again, also with --output_dir equal to the input folder, writes the same names.
 While it runs, `.detections_pending.jsonl` in --output_dir names each output as it is written
 (one line per file, appended); `detections.json` replaces it at the end. A run that was
 interrupted (Ctrl-C, killed) leaves it, so running the same command again recognises those files
@@ -32,11 +35,13 @@ same --output_dir while one runs stops at its start, naming the first (the folde
 
 Exported models keep the NMS settings they were exported with; --select_threshold and
 --keep_top_k then filter their output (they cannot lower the exported threshold or raise its
-keep_top_k).
+keep_top_k); a higher --select_threshold is logged and recorded in detections.json, as for a
+checkpoint.
 """
 
 import json
 import os
+import re
 import sys
 import time
 
@@ -190,6 +195,8 @@ def make_detector():
             f'give exactly one of {", ".join("--" + s for s in SOURCES)} '
             f'(got {", ".join("--" + s for s in sources) or "none"}).'
         )
+    # The card's check, for every source: an export's output is filtered at this threshold.
+    card_lib.DetectionSettings(select_threshold=FLAGS.select_threshold)
     dataset = None
     if FLAGS.dataset_name:
         dataset = dataset_factory.get_dataset(
@@ -221,6 +228,14 @@ def make_detector():
                 f'note: the model was exported with select_threshold '
                 f'{exported.select_threshold}; lower scores are not available.'
             )
+        elif FLAGS.select_threshold > exported.select_threshold:
+            # As `cli.resolve_card` logs it for a checkpoint; detections.json gives what applied.
+            default = '' if 'select_threshold' in values.given else " (this script's default)"
+            print(
+                f"detection settings of this run replace the card's: select_threshold "
+                f'{exported.select_threshold} -> {FLAGS.select_threshold}{default}'
+            )
+            detector.card = detector.card.with_detection(select_threshold=FLAGS.select_threshold)
         if FLAGS.nms_threshold is not None and FLAGS.nms_threshold != exported.nms_threshold:
             raise ValueError(
                 f'the model was exported with nms_threshold '
@@ -236,23 +251,53 @@ def _file_name(value):
     return None
 
 
+def filter_detections(detections, select_threshold, keep_top_k):
+    """One image's detections (arrays by key, best first) with scores >= `select_threshold`, at
+    most `keep_top_k` of them (None or <= 0: all, as in the model card)."""
+    mask = detections['scores'] >= select_threshold
+    top = keep_top_k if keep_top_k is not None and keep_top_k > 0 else None
+    return {k: v[mask][:top] for k, v in detections.items()}
+
+
+def output_name(path, n=0):
+    """The name of input `path`'s output: `<stem>_det<ext>`, or `<stem>_det_<n><ext>` for n > 0
+    (the names before it were taken); ext: `.mp4` for a video, an image's own `.jpg`, `.jpeg` or
+    `.png` (lower case), else `.png`."""
+    ext = os.path.splitext(path)[1].lower()
+    if detection.is_video(path):
+        ext = '.mp4'
+    elif ext not in ('.jpg', '.jpeg', '.png'):
+        ext = '.png'
+    stem = os.path.splitext(os.path.basename(path))[0] + '_det'
+    return f'{stem}_{n}{ext}' if n else stem + ext
+
+
+def _is_output_of(path, name):
+    """Whether `output_name` gives `name` to input `path` (for some n)."""
+    if not _file_name(os.path.basename(path)):
+        return False
+    stem, ext = os.path.splitext(output_name(path))
+    return bool(re.fullmatch(re.escape(stem) + r'(_[1-9][0-9]*)?' + re.escape(ext), name))
+
+
 def _listed_outputs(output_dir):
-    """Paths of the outputs the folder's detections.json lists (its images and videos; its
-    `kept_outputs`, file names in `output_dir`). Raises ValueError when the file is not ours."""
+    """(input, output path) of the outputs the folder's detections.json lists: its images and
+    videos, and its `kept_outputs` (an output, a file name in `output_dir`, and its input; other
+    entries, e.g. an older version's bare names, are skipped). Raises ValueError when the file is
+    not ours."""
     path = os.path.join(output_dir, JSON_NAME)
     if not os.path.lexists(path):
         return []
     try:
         # Bounded, and a FIFO or device is refused (opening one would block).
         earlier = safe_io.read_json(path, JSON_NAME, EARLIER_JSON_LIMIT)
-        outputs = [item['output'] for key in ('images', 'videos') for item in earlier[key]]
+        outputs = [(i['file'], i['output']) for key in ('images', 'videos') for i in earlier[key]]
         kept = earlier.get('kept_outputs', [])  # absent from an older version's file
         if not (
             isinstance(earlier.get('model'), dict)
             and 'num_processed' in earlier
-            and all(isinstance(out, str) for out in outputs)
+            and all(isinstance(value, str) for pair in outputs for value in pair)
             and isinstance(kept, list)
-            and all(_file_name(name) for name in kept)
         ):
             raise ValueError
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
@@ -262,13 +307,24 @@ def _listed_outputs(output_dir):
             f'script{why}; it would be replaced. Move it away or choose another '
             f'--output_dir.'
         ) from None
-    return outputs + [os.path.join(output_dir, name) for name in kept]
+    return outputs + _named_records(kept, output_dir)
+
+
+def _named_records(items, output_dir):
+    """(input, output path) of the `{'file': input, 'output': file name}` among `items`."""
+    records = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get('file'), str):
+            name = _file_name(item.get('output'))
+            if name:
+                records.append((item['file'], os.path.join(output_dir, name)))
+    return records
 
 
 def pending_outputs(output_dir):
-    """Paths of the outputs that the `PENDING_NAME` of an unfinished run in `output_dir` names
-    (lines that are not a file name, e.g. one cut short by a kill, are skipped). Raises
-    ValueError when that file cannot be read (not a regular file, too large)."""
+    """(input, output path) of the outputs that the `PENDING_NAME` of an unfinished run in
+    `output_dir` names (lines that are not such a record, e.g. one cut short by a kill, are
+    skipped). Raises ValueError when that file cannot be read (not a regular file, too large)."""
     path = os.path.join(output_dir, PENDING_NAME)
     if not os.path.lexists(path):
         return []
@@ -279,54 +335,70 @@ def pending_outputs(output_dir):
             f'{path} cannot be read ({err}); it names the outputs of an unfinished run of this '
             f'script. Move it away or choose another --output_dir.'
         ) from None
-    names = []
+    items = []
     for line in data.splitlines():
         try:
-            name = _file_name(json.loads(line))
+            items.append(json.loads(line))
         except (ValueError, RecursionError):
-            name = None
-        if name:
-            names.append(os.path.join(output_dir, name))
-    return names
+            pass
+    return _named_records(items, output_dir)
+
+
+def _ours(records, folder):
+    """{resolved output path: input} of the (input, output path) `records` whose output is a
+    file in `folder` (resolved) named as this script names an output of that input: a record
+    of another output (planted, foreign) gives no file of the user's to this run."""
+    ours = {}
+    for file, out in records:
+        real = os.path.realpath(out)
+        if os.path.dirname(real) == folder and _is_output_of(file, os.path.basename(real)):
+            ours[real] = file
+    return ours
 
 
 def earlier_outputs(output_dir):
-    """(resolved paths of the files earlier runs wrote to `output_dir`, which this run may
-    replace: those its detections.json lists, and those the `PENDING_NAME` of an interrupted run
-    names; the latter as `pending_outputs` gives them). Raises ValueError when `output_dir` is not
-    a folder, a detections.json there is not one of ours, or a `PENDING_NAME` there cannot be
+    """({resolved path: input} of the files earlier runs wrote to `output_dir`, which this run
+    may replace: those its detections.json lists, and those the `PENDING_NAME` of an interrupted
+    run names; the latter apart, in the same form). Raises ValueError when `output_dir` is not a
+    folder, a detections.json there is not one of ours, or a `PENDING_NAME` there cannot be
     read."""
     if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f'--output_dir {output_dir} is not a folder; choose a folder.')
     folder = os.path.realpath(output_dir)
-    pending = pending_outputs(output_dir)
-    earlier = {
-        real
-        for out in _listed_outputs(output_dir) + pending
-        for real in [os.path.realpath(out)]
-        if os.path.dirname(real) == folder
-    }
-    return earlier, pending
+    pending = _ours(pending_outputs(output_dir), folder)
+    return {**_ours(_listed_outputs(output_dir), folder), **pending}, pending
+
+
+def outputs_in(folder, output_dir, earlier):
+    """The resolved paths of the outputs earlier runs wrote to input folder `folder`: `earlier`
+    (`earlier_outputs`) for `output_dir`; for another folder, those its records name (none where
+    they are not ours)."""
+    if os.path.realpath(folder) == os.path.realpath(output_dir):
+        return earlier
+    try:
+        return earlier_outputs(folder)[0]
+    except ValueError:
+        return {}
 
 
 class OutputRecord:
-    """`PENDING_NAME` in `output_dir` while a run writes its outputs: the names of the files
-    written so far, so that a run which does not reach its detections.json (Ctrl-C, a kill) leaves
-    them recognisable as ours. One line is appended per output (no rewrite: cheap for any number
-    of images); `finish` removes the file once detections.json lists them.
+    """`PENDING_NAME` in `output_dir` while a run writes its outputs: the files written so far,
+    each with its input, so that a run which does not reach its detections.json (Ctrl-C, a kill)
+    leaves them recognisable as ours. One line is appended per output (no rewrite: cheap for any
+    number of images); `finish` removes the file once detections.json lists them.
 
-    carried: names an earlier unfinished run recorded, kept in the record until this run's
-    detections.json lists them (this run may be interrupted too)."""
+    carried: (input, output name) an earlier unfinished run recorded, kept in the record until
+    this run's detections.json lists them (this run may be interrupted too)."""
 
     def __init__(self, output_dir, carried=()):
         self.path = os.path.join(output_dir, PENDING_NAME)
         # Replaces whatever is there (a line cut short, a link) with a regular file of ours.
-        atomic_io.write_text_atomic(self.path, ''.join(_line(name) for name in carried))
+        atomic_io.write_text_atomic(self.path, ''.join(_line(*item) for item in carried))
         flags = os.O_WRONLY | os.O_APPEND | getattr(os, 'O_NOFOLLOW', 0)
         self._fd = os.open(self.path, flags | getattr(os, 'O_CLOEXEC', 0))
 
-    def add(self, name):
-        os.write(self._fd, _line(name).encode('utf-8'))
+    def add(self, file, name):
+        os.write(self._fd, _line(file, name).encode('utf-8'))
 
     def close(self):
         if self._fd is not None:
@@ -339,8 +411,8 @@ class OutputRecord:
         os.remove(self.path)
 
 
-def _line(name):
-    return json.dumps(name) + '\n'
+def _line(file, name):
+    return json.dumps({'file': file, 'output': name}) + '\n'
 
 
 class _VideoNotWritable(Exception):
@@ -351,8 +423,9 @@ class Run:
     """Accumulates the results of the run and times the detector.
 
     inputs: the paths of the run's inputs, never written over; earlier: the files earlier runs
-    wrote to `output_dir` (`earlier_outputs`), the only existing files an output may replace;
-    record: the `OutputRecord` each output is added to once written (None: none kept).
+    wrote to `output_dir`, with their inputs (`earlier_outputs`), the only existing files an
+    output may replace; record: the `OutputRecord` each output is added to once written (None:
+    none kept).
     """
 
     def __init__(self, detector, output_dir, inputs=(), earlier=(), record=None):
@@ -364,7 +437,7 @@ class Run:
         self._outputs = set()
         self._written = set()
         self._inputs = {os.path.realpath(p) for p in inputs}
-        self._earlier = set(earlier)
+        self._earlier = dict(earlier)
         self._record = record
 
     def detect(self, images):
@@ -380,18 +453,14 @@ class Run:
                 detections[i] = dets
         self.detect_seconds += time.perf_counter() - start
         self.num_processed += len(images)
-        keep = [d['scores'] >= FLAGS.select_threshold for d in detections]
-        return [
-            {k: v[mask][: FLAGS.keep_top_k] for k, v in d.items()}
-            for d, mask in zip(detections, keep)
-        ]
+        return [filter_detections(d, FLAGS.select_threshold, FLAGS.keep_top_k) for d in detections]
 
-    def output_path(self, path, ext):
-        stem = os.path.splitext(os.path.basename(path))[0] + '_det'
-        name, n = stem + ext, 1
+    def output_path(self, path):
+        name, n = output_name(path), 0
         # Taken: the same name from another input folder, an input, a file not ours.
         while name in self._outputs or not self._may_write(os.path.join(self.output_dir, name)):
-            name, n = f'{stem}_{n}{ext}', n + 1
+            n += 1
+            name = output_name(path, n)
         self._outputs.add(name)
         return os.path.join(self.output_dir, name)
 
@@ -399,20 +468,26 @@ class Run:
         real = os.path.realpath(path)
         return real not in self._inputs and (not os.path.lexists(path) or real in self._earlier)
 
-    def _written_out(self, out):
-        """Records output `out` (a name `output_path` gave) once it is on disk, also when a
-        Ctrl-C ended its write after the rename: the file was free or ours, so it is ours now."""
+    def _written_out(self, path, out):
+        """Records input `path`'s output `out` (a name `output_path` gave) once it is on disk,
+        also when a Ctrl-C ended its write after the rename: the file was free or ours, so it is
+        ours now."""
         name = os.path.basename(out)
         if name not in self._written and os.path.lexists(out):
             self._written.add(name)
             if self._record is not None:
-                self._record.add(name)
+                self._record.add(path, name)
 
     def kept_outputs(self):
-        """Names of the files earlier runs wrote to the folder that this run did not write
-        again and that are still there: detections.json keeps listing them as ours."""
-        names = {os.path.basename(real) for real in self._earlier} - self._written
-        return sorted(n for n in names if os.path.lexists(os.path.join(self.output_dir, n)))
+        """`{'file': input, 'output': name}` of the files earlier runs wrote to the folder that
+        this run did not write again and that are still there: detections.json keeps listing
+        them as ours, by name order."""
+        kept = {os.path.basename(real): file for real, file in self._earlier.items()}
+        return [
+            {'file': kept[name], 'output': name}
+            for name in sorted(kept.keys() - self._written)
+            if os.path.lexists(os.path.join(self.output_dir, name))
+        ]
 
     def fail(self, path, error):
         message = str(error) if str(error).startswith(path) else f'{path}: {error}'
@@ -434,8 +509,7 @@ class Run:
                 self.fail(path, err)
             return
         for path, image, dets in zip(paths, images, detections):
-            ext = os.path.splitext(path)[1].lower()
-            out = self.output_path(path, ext if ext in ('.jpg', '.jpeg', '.png') else '.png')
+            out = self.output_path(path)
             drawn = visualization.draw_detections(image, dets, self.detector.card.class_names)
             ok, data = cv2.imencode(
                 os.path.splitext(out)[1], cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
@@ -445,7 +519,7 @@ class Run:
             try:
                 atomic_io.write_bytes_atomic(out, data.tobytes())
             finally:
-                self._written_out(out)
+                self._written_out(path, out)
             self.images.append(
                 {
                     'file': path,
@@ -474,7 +548,7 @@ class Run:
             self.fail(path, f'its frames are {problem}; downscale the video.')
             return
         fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        out = self.output_path(path, '.mp4')
+        out = self.output_path(path)
         # A new file of a name of its own (not a fixed name, which could be a planted link);
         # OpenCV picks the container by the extension.
         fd, temp = atomic_io.mkstemp_for(out, suffix='.mp4')
@@ -532,7 +606,7 @@ class Run:
         try:
             atomic_io.replace(temp, out)
         finally:
-            self._written_out(out)
+            self._written_out(path, out)
         self.videos.append(
             {'file': path, 'output': out, 'fps': fps, 'num_frames': len(frames), 'frames': frames}
         )
@@ -596,15 +670,22 @@ def _detect():
     """`main` with the folder locked."""
     try:
         earlier, pending = earlier_outputs(FLAGS.output_dir)
+        inputs, skipped = detection.expand_inputs(
+            FLAGS.input, lambda folder: outputs_in(folder, FLAGS.output_dir, earlier)
+        )
+        if skipped:
+            print(
+                f'skipped {skipped} file(s) of --input that earlier runs of this script wrote '
+                f'(listed as outputs by the {JSON_NAME} or {PENDING_NAME} of their folder)'
+            )
         detector = make_detector()
         print(describe_source(detector))
     except (ValueError, OSError, checkpoints.CheckpointUnavailable) as err:
         sys.exit(f'detect_ssd_network.py: error: {err}')
     os.makedirs(FLAGS.output_dir, exist_ok=True)
-    inputs = detection.expand_inputs(FLAGS.input)
     # An interrupted run's outputs stay recorded until a detections.json lists them.
-    carried = [os.path.basename(p) for p in pending if os.path.lexists(p)]
-    record = OutputRecord(FLAGS.output_dir, dict.fromkeys(carried))
+    carried = [(file, os.path.basename(p)) for p, file in pending.items() if os.path.lexists(p)]
+    record = OutputRecord(FLAGS.output_dir, carried)
     run = Run(detector, FLAGS.output_dir, inputs, earlier, record)
     start = time.perf_counter()
     batch = []

@@ -21,6 +21,7 @@ Tensors (names in frozen graphs and SavedModels):
            `raw_scores` float32 `[B, N, C]` softmax probabilities, for own post-processing.
 """
 
+import collections
 import dataclasses
 import glob
 import os
@@ -577,28 +578,69 @@ class TFLiteDetector:
 # Inputs and outputs.
 
 
-def expand_inputs(spec_text):
-    """`--input` (comma-separated files, folders, globs) -> sorted, de-duplicated paths.
+def expand_inputs(spec_text, outputs_in=None):
+    """`--input` (comma-separated files, folders, globs) -> (sorted, de-duplicated paths, number
+    of files skipped as earlier outputs).
 
     Folders give their image and video files (by extension, not recursive); globs give what
     they match. A file that does not exist is kept (it is reported as unreadable).
+    outputs_in: folder -> the resolved paths of the files in it that earlier runs wrote (outputs,
+    not inputs): skipped where a folder or glob gives them; a file named alone is kept. Raises
+    ValueError naming what the inputs hold when they give no file.
     """
     paths = {}  # ordered; a list's `in` made 100k inputs quadratic
+    skipped = set()
+    others = collections.Counter()  # what the folders hold besides images and videos
+    outputs = {}  # folder -> outputs_in(folder), asked once per folder
     for item in (s.strip() for s in spec_text.split(',')):
         if not item:
             continue
         if os.path.isdir(item):
-            found = sorted(
-                os.path.join(item, n)
-                for n in os.listdir(item)
-                if n.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
-            )
+            found = []
+            for name in sorted(os.listdir(item)):
+                path = os.path.join(item, name)
+                if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS):
+                    found.append(path)
+                else:
+                    kind = 'folder' if os.path.isdir(path) else os.path.splitext(name)[1].lower()
+                    others[kind] += 1
         elif glob.has_magic(item):
             found = sorted(glob.glob(item))
         else:
-            found = [item]
-        paths.update(dict.fromkeys(found))
-    return list(paths)
+            paths[item] = None
+            continue
+        for path in found:
+            folder = os.path.dirname(path) or '.'
+            if folder not in outputs:
+                outputs[folder] = outputs_in(folder) if outputs_in else ()
+            if os.path.realpath(path) in outputs[folder]:
+                skipped.add(path)
+            else:
+                paths[path] = None
+    skipped -= paths.keys()  # also named alone
+    if not paths:
+        raise ValueError(_no_inputs(spec_text, others, len(skipped)))
+    return list(paths), len(skipped)
+
+
+def _no_inputs(spec_text, others, num_skipped):
+    """Why `--input` gives no file: what counts, and the most common of what it holds instead."""
+    found = [_count(num_skipped, 'output') + ' of earlier runs (skipped)'] if num_skipped else []
+    for kind, count in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))[:5]:
+        found.append(
+            _count(count, 'folder' if kind == 'folder' else f'{kind or "extensionless"} file')
+        )
+    if len(others) > 5:
+        found.append('...')
+    return (
+        f'--input={spec_text} holds no image or video file (by extension: '
+        f'{" ".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}; folders are not searched '
+        f'recursively); found {", ".join(found) or "nothing"}.'
+    )
+
+
+def _count(n, noun):
+    return f'{n} {noun}{"" if n == 1 else "s"}'
 
 
 def is_video(path):

@@ -82,12 +82,64 @@ def test_expand_inputs(tmp_path):
     (tmp_path / 'sub').mkdir()
     (tmp_path / 'sub' / 'c.jpg').write_bytes(b'x')
     d = str(tmp_path)
-    paths = detection.expand_inputs(f'{d}, {d}/sub/*.jpg,{d}/b.jpg,{d}/missing.jpg')
+    paths, skipped = detection.expand_inputs(f'{d}, {d}/sub/*.jpg,{d}/b.jpg,{d}/missing.jpg')
     assert paths == [os.path.join(d, n) for n in ('a.PNG', 'b.jpg', 'clip.mp4')] + [
         os.path.join(d, 'sub', 'c.jpg'),
         os.path.join(d, 'missing.jpg'),
     ]
+    assert skipped == 0
     assert [detection.is_video(p) for p in paths] == [False, False, True, False, False]
+
+
+def test_expand_inputs_skips_earlier_outputs_unless_named_alone(tmp_path):
+    """A folder or glob holding an earlier detection run's outputs gave them as inputs again
+    (`x_det.jpg` -> `x_det_det.jpg`); a file the user names alone is still detected on."""
+    for name in ('a.jpg', 'a_det.jpg', 'b.png', 'b_det.png'):
+        (tmp_path / name).write_bytes(b'x')
+    d = str(tmp_path)
+    outputs = {os.path.realpath(os.path.join(d, n)) for n in ('a_det.jpg', 'b_det.png')}
+    asked = []
+
+    def outputs_in(folder):
+        asked.append(folder)
+        return outputs if os.path.realpath(folder) == os.path.realpath(d) else set()
+
+    paths, skipped = detection.expand_inputs(f'{d},{d}/*.jpg', outputs_in)
+    assert (paths, skipped) == ([f'{d}/a.jpg', f'{d}/b.png'], 2)
+    assert asked == [d]  # once per folder
+    paths, skipped = detection.expand_inputs(f'{d}/*_det.*,{d}/b_det.png', outputs_in)
+    assert (paths, skipped) == ([f'{d}/b_det.png'], 1)
+
+
+def test_expand_inputs_without_images_names_what_it_found(tmp_path):
+    """`--input=voc/Annotations` said only 'no image processed (0 failed)', after the model had
+    loaded."""
+    notes = tmp_path / 'Annotations'
+    notes.mkdir()
+    for i in range(12):
+        (notes / f'{i:06d}.xml').write_text('<annotation/>')
+    (notes / 'README').write_text('x')
+    (notes / 'a.TXT').write_text('x')
+    (notes / 'b.txt').write_text('x')
+    (notes / 'sub').mkdir()
+    known = '.jpg .jpeg .png .bmp .gif .webp .tif .tiff .mp4 .avi .mov .mkv .webm .m4v .mpg .mpeg'
+    with pytest.raises(ValueError) as info:
+        detection.expand_inputs(str(notes))
+    assert str(info.value) == (
+        f'--input={notes} holds no image or video file (by extension: {known}; folders are not '
+        f'searched recursively); found 12 .xml files, 2 .txt files, 1 extensionless file, '
+        f'1 folder.'
+    )
+    with pytest.raises(ValueError) as info:
+        detection.expand_inputs(f'{tmp_path}/*.jpg, ')
+    assert str(info.value).endswith('recursively); found nothing.')
+    (notes / 'x_det.png').write_bytes(b'x')
+    with pytest.raises(ValueError) as info:
+        detection.expand_inputs(str(notes), lambda folder: {os.path.realpath(notes / 'x_det.png')})
+    assert str(info.value).endswith(
+        'found 1 output of earlier runs (skipped), 12 .xml files, 2 .txt files, '
+        '1 extensionless file, 1 folder.'
+    )
 
 
 def test_pad_batch_and_split_detections():

@@ -347,13 +347,17 @@ def test_int8_model_writes_decodable_outputs(setup, exports):
     script's --select_threshold (0.66: above the exported 0.3, and between the int8 model's
     score levels 0.68 and 0.645, so that it removes detections)."""
     model = str(exports['fixed'] / 'model_int8.tflite')
-    _, got = detect(
+    proc, got = detect(
         setup,
         'out_int8',
         f'--tflite_model={model}',
         str(setup['square']),
         '--select_threshold=0.66',
     )
+    assert (
+        "detection settings of this run replace the card's: select_threshold 0.3 -> 0.66\n"
+    ) in proc.stdout
+    assert got['model']['detection']['select_threshold'] == 0.66
     reference = detection.TFLiteDetector(model)
     kept = removed = 0
     for entry in got['images']:
@@ -405,6 +409,65 @@ def test_a_tflite_runtime_failure_is_one_model_run_error(exports, monkeypatch):
     images = fx.random_images(5, [(300, 300)] * 2)
     with pytest.raises(detection.ModelRunError, match='the TFLite runtime failed on a batch'):
         detector.run(images)
+
+
+def test_exported_models_log_and_record_the_select_threshold_applied(setup, exports):
+    """An export's output is filtered at this script's default 0.5: detections.json said the
+    exported 0.3 and nothing was logged; a percentage (50) filtered everything out silently."""
+    proc, got = detect(
+        setup,
+        'out_frozen_default',
+        f'--frozen_graph={exports["any"]}/frozen_graph.pb',
+        str(setup['square']),
+    )
+    assert (
+        "detection settings of this run replace the card's: select_threshold 0.3 -> 0.5 "
+        "(this script's default)\n"
+    ) in proc.stdout
+    assert got['model']['detection'] == {
+        'select_threshold': 0.5,
+        'nms_threshold': 0.45,
+        'top_k': 50,
+        'keep_top_k': 20,
+        'clip': False,
+    }
+    rows = [row for image in got['images'] for row in image['detections']]
+    assert rows and min(row['score'] for row in rows) >= 0.5
+    for source in (
+        f'--frozen_graph={exports["any"]}/frozen_graph.pb',
+        f'--checkpoint_path={setup["prefix"]}',
+    ):
+        proc = run_script(
+            'detect_ssd_network.py',
+            source,
+            *MODEL_FLAGS,
+            f'--input={setup["square"]}',
+            f'--output_dir={setup["root"]}/o50',
+            '--select_threshold=50',
+        )
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines()[-1] == (
+            'detect_ssd_network.py: error: detection setting select_threshold '
+            '(--select_threshold) is 50.0, expected a number in [0, 1].'
+        )
+    assert not os.path.exists(f'{setup["root"]}/o50/detections.json')
+
+
+def test_an_input_without_images_fails_before_the_model_loads(setup, tmp_path):
+    """`--input=voc/Annotations` said only 'no image processed (0 failed)', after loading the
+    model."""
+    notes = tmp_path / 'Annotations'
+    notes.mkdir()
+    for i in range(12):
+        (notes / f'{i:06d}.xml').write_text('<annotation/>')
+    proc = run_script(*_detect_into(setup, notes, tmp_path / 'out'), timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'detect_ssd_network.py: error: --input={notes} holds no image or video file (by '
+        f'extension: .jpg .jpeg .png .bmp .gif .webp .tif .tiff .mp4 .avi .mov .mkv .webm .m4v '
+        f'.mpg .mpeg; folders are not searched recursively); found 12 .xml files.'
+    )
+    assert 'checkpoint' not in proc.stdout and not (tmp_path / 'out').exists()
 
 
 def test_exactly_one_model_source(setup, exports):
@@ -592,7 +655,12 @@ def test_outputs_a_run_does_not_write_again_stay_listed(setup, tmp_path):
         (out / name).write_bytes(b'an interrupted run wrote this')
     (out / 'mine_det.png').write_bytes(b'mine')
     (out / '.detections_pending.jsonl').write_text(
-        '"a_det.png"\n"b_det.png"\n"c_det.png"\n"../photos/a.png"\n"d_de'
+        ''.join(
+            json.dumps({'file': f'{photos}/{name}.png', 'output': output}) + '\n'
+            for name, output in (('a', 'a_det.png'), ('b', 'b_det.png'), ('c', 'c_det.png'))
+        )
+        + json.dumps({'file': f'{photos}/a.png', 'output': '../photos/a.png'})
+        + '\n{"file": "d.png", "output": "d_de'
     )
     for inputs, listed, kept in (
         ('a.png,d.png', ['a', 'd'], ['b', 'c']),  # b, c: the interrupted run's
@@ -604,7 +672,7 @@ def test_outputs_a_run_does_not_write_again_stay_listed(setup, tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert _outputs(out) == (
             {f'{n}.png': f'{n}_det.png' for n in listed},
-            [f'{n}_det.png' for n in kept],
+            [{'file': f'{photos}/{n}.png', 'output': f'{n}_det.png'} for n in kept],
         )
         if 'c' in kept:  # not written again: left as it is
             assert (out / 'c_det.png').read_bytes() == b'an interrupted run wrote this'
@@ -619,3 +687,47 @@ def test_outputs_a_run_does_not_write_again_stay_listed(setup, tmp_path):
     assert (out / 'mine_det.png').read_bytes() == b'mine'
     assert cv2.imread(str(out / 'c_det.png')).shape == (60, 80, 3)
     assert sorted(os.listdir(photos)) == names
+
+
+def test_the_same_command_into_its_input_folder_writes_the_same_names(setup, tmp_path):
+    """`--input=imgs --output_dir=imgs` run twice: the second run took the first's outputs as
+    inputs (6 images, writing `a_det_det.jpg`, `a_det_1.jpg`, ...)."""
+    imgs = tmp_path / 'imgs'
+    names = ['a.jpg', 'b.png', 'c.jpg']
+    for name, image in zip(names, fx.random_images(23, [(60, 80)] * 3)):
+        data_fixtures.write_image(str(imgs / name), image, os.path.splitext(name)[1])
+    want = {'a.jpg': 'a_det.jpg', 'b.png': 'b_det.png', 'c.jpg': 'c_det.jpg'}
+    for run in range(2):
+        proc = run_script(*_detect_into(setup, imgs, imgs))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert _outputs(imgs) == (want, [])
+        assert 'processed 3 image(s)/frame(s)' in proc.stdout
+        skipped = (
+            'skipped 3 file(s) of --input that earlier runs of this script wrote (listed as '
+            'outputs by the detections.json or .detections_pending.jsonl of their folder)\n'
+        )
+        assert (skipped in proc.stdout) == (run == 1), proc.stdout
+    assert sorted(os.listdir(imgs)) == sorted([*names, *want.values(), 'detections.json'])
+
+
+def test_a_planted_record_does_not_hand_over_the_users_file(setup, tmp_path):
+    """A detections.json of the right shape listing the user's `img_det.jpg` under
+    `kept_outputs` (no input of it listed) made detect write over it."""
+    photos = tmp_path / 'photos'
+    data_fixtures.write_image(str(photos / 'img.jpg'), fx.random_images(24, [(60, 80)])[0], '.jpg')
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'img_det.jpg').write_bytes(b'mine')
+    planted = {
+        'model': {},
+        'num_processed': 0,
+        'images': [],
+        'videos': [],
+        'kept_outputs': ['img_det.jpg'],
+    }
+    (out / 'detections.json').write_text(json.dumps(planted))
+    proc = run_script(*_detect_into(setup, photos, out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (out / 'img_det.jpg').read_bytes() == b'mine'
+    assert _outputs(out) == ({'img.jpg': 'img_det_1.jpg'}, [])
+    assert sorted(os.listdir(out)) == ['detections.json', 'img_det.jpg', 'img_det_1.jpg']

@@ -140,6 +140,7 @@ def test_scripts_refuse_the_unfinished_folder_in_one_line(interrupted, tmp_path)
     graph = os.path.join(out, 'frozen_graph.pb')
     image = tmp_path / 'photos'
     image.mkdir()
+    (image / 'a.jpg').write_bytes(b'')  # inputs are listed before the model is loaded
     proc = run_script(
         'detect_ssd_network.py',
         f'--frozen_graph={graph}',

@@ -136,6 +136,64 @@ def test_detect_feeds_each_size_apart(detect_in_place):
     assert sum(c['bytes'] for c in calls) < padded / 2
 
 
+def test_detect_takes_over_only_outputs_named_for_a_listed_input(tmp_path):
+    """A planted detections.json (the minimal shape of ours) or pending record listing a file
+    handed it to the next run, which wrote over it; now an output is a run's only where its name
+    is the one the script gives an input the record lists."""
+    import detect_ssd_network as detect
+
+    out = tmp_path / 'out'
+    out.mkdir()
+    names = ['img_det.jpg', 'img_det_1.jpg', 'a_det.png', 'clip_det.mp4', 'b_det.png']
+    for name in names + ['c_det_01.png', 'd_det.png', 'e_det.jpg']:
+        (out / name).write_bytes(b'mine')
+    record = {
+        'model': {},
+        'num_processed': 0,
+        'images': [
+            {'file': '/x/img.jpg', 'output': str(out / 'img_det_1.jpg')},
+            {'file': '/x/zzz.jpg', 'output': str(out / 'a_det.png')},
+        ],
+        'videos': [{'file': 'clip.avi', 'output': str(out / 'clip_det.mp4')}],
+        'kept_outputs': [
+            'img_det.jpg',
+            {'file': 'b.gif', 'output': 'b_det.png'},
+            {'file': 'c.png', 'output': 'c_det_01.png'},
+            {'file': 'x/', 'output': '_det.png'},
+        ],
+    }
+    (out / 'detections.json').write_text(json.dumps(record))
+    (out / '.detections_pending.jsonl').write_text(
+        '"img_det.jpg"\n{"file": "other.jpg", "output": "img_det.jpg"}\n'
+        '{"file": "d.bmp", "output": "d_det.png"}\n{"file": "e.JPG", "output": "e_det.jpg"}\n'
+    )
+    real = os.path.realpath(out)
+    pending = {f'{real}/d_det.png': 'd.bmp', f'{real}/e_det.jpg': 'e.JPG'}
+    assert detect.earlier_outputs(str(out)) == (
+        {
+            f'{real}/img_det_1.jpg': '/x/img.jpg',
+            f'{real}/clip_det.mp4': 'clip.avi',
+            f'{real}/b_det.png': 'b.gif',
+            **pending,
+        },
+        pending,
+    )
+    # Another input folder's outputs, by its records; a record not ours there gives none.
+    other = tmp_path / 'other'
+    other.mkdir()
+    (other / 'a_det.png').write_bytes(b'x')
+    record = {'model': {}, 'num_processed': 1, 'images': [], 'videos': []}
+    record['images'] = [{'file': 'a.png', 'output': str(other / 'a_det.png')}]
+    (other / 'detections.json').write_text(json.dumps(record))
+    assert detect.outputs_in(str(other), str(out), {}) == {
+        f'{os.path.realpath(other)}/a_det.png': 'a.png'
+    }
+    (other / 'detections.json').write_text('[]')
+    assert detect.outputs_in(str(other), str(out), {}) == {}
+    earlier = {'x': 'y'}
+    assert detect.outputs_in(f'{out}/', str(out), earlier) is earlier
+
+
 def _tiny_saver(directory, name='model.ckpt'):
     """A one-variable graph, its session and saver, and the output prefix."""
     graph = tf.Graph()
@@ -293,3 +351,16 @@ def test_temp_dirs_remove_only_dead_processes_folders(tmp_path):
         [os.path.basename(mine), other_host.name, user.name, link.name]
     )
     assert temp_dirs.parse(os.path.basename(mine))['pid'] == os.getpid()
+
+
+def test_detect_filter_keeps_every_detection_for_keep_top_k_0_or_less():
+    """--keep_top_k=0 ('every detection', as the card reads it) sliced [:0] and kept none."""
+    import numpy as np
+
+    import detect_ssd_network
+
+    dets = {'scores': np.array([0.9, 0.6, 0.3]), 'labels': np.array([1, 2, 3])}
+    for top, want in ((None, [1, 2]), (0, [1, 2]), (-1, [1, 2]), (1, [1])):
+        got = detect_ssd_network.filter_detections(dets, 0.5, top)
+        assert got['labels'].tolist() == want, top
+        np.testing.assert_array_equal(got['scores'], dets['scores'][: len(want)])
