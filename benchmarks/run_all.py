@@ -33,6 +33,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 from tf_extended import atomic_io  # noqa: E402
 from tf_extended import cpu_features  # noqa: E402
+from tf_extended import safe_io  # noqa: E402
 
 MODELS = ('ssd_300_mobilenet', 'ssd_300_vgg', 'ssd_512_vgg')
 QUICK_MODELS = ('ssd_300_mobilenet', 'ssd_300_vgg')
@@ -534,7 +535,7 @@ def markdown_report(report):
     m = report['machine']
     v = m['versions']
     lines = [
-        '# Benchmark results',
+        REPORT_TITLE,
         '',
         '- date: %s' % report['date'],
         '- machine: %s, %d cores (%d usable), load average at start %s'
@@ -589,6 +590,35 @@ def markdown_report(report):
         if b['output_tail']:
             lines += ['```'] + b['output_tail'] + ['```']
     return '\n'.join(lines) + '\n'
+
+
+REPORT_TITLE = '# Benchmark results'
+
+
+def foreign_report_files(output_dir):
+    """The names of `all.json` and `README.md` in `output_dir` that are not a report of this
+    script (a README.md not starting with its title, an all.json without its keys): run_all
+    would replace them (`--output_dir .` is the project's own README)."""
+    foreign = []
+    readme, data = (os.path.join(output_dir, n) for n in ('README.md', 'all.json'))
+    if os.path.lexists(readme):
+        try:
+            ours = safe_io.read_bytes(readme, 1 << 20, 'README.md').startswith(
+                REPORT_TITLE.encode() + b'\n'
+            )
+        except OSError:
+            ours = False
+        if not ours:
+            foreign.append('README.md')
+    if os.path.lexists(data):
+        try:
+            report = safe_io.read_json(data, 'all.json', 64 << 20)
+            ours = isinstance(report, dict) and {'benchmarks', 'machine'} <= set(report)
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            foreign.append('all.json')
+    return foreign
 
 
 def run_all(benchmarks, output_dir, full=False, models=None, timeout=900, command='', log=print):
@@ -652,6 +682,12 @@ def main(argv=None):
     if unknown:
         parser.error(
             'unknown benchmark(s) %s in --only; choose from %s' % (unknown, ','.join(names))
+        )
+    foreign = foreign_report_files(args.output_dir)
+    if foreign:
+        parser.error(
+            '--output_dir %s holds %s that this script did not write and would replace; choose '
+            'another folder' % (args.output_dir, ' and '.join(foreign))
         )
     models = tuple(args.models.split(',')) if args.models else None
     bad = [m for m in models or () if m not in MODELS]

@@ -262,3 +262,22 @@ def test_benchmarks_start_without_tensorflow_lines():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == '' and 'usage: bench_nets.py' in proc.stdout
+
+
+def test_run_all_refuses_an_output_dir_with_a_readme_or_all_json_of_another(tmp_path, capsys):
+    """--output_dir . replaced the project's README.md with the benchmark report."""
+    assert run_all.foreign_report_files(str(tmp_path / 'new')) == []
+    (tmp_path / 'README.md').write_text('# My project\n')
+    (tmp_path / 'all.json').write_text('[1, 2]')
+    assert run_all.foreign_report_files(str(tmp_path)) == ['README.md', 'all.json']
+    with pytest.raises(SystemExit):
+        run_all.main(['--only', 'floor', '--output_dir', str(tmp_path)])
+    assert (
+        f'--output_dir {tmp_path} holds README.md and all.json that this script did not write and '
+        'would replace; choose another folder'
+    ) in capsys.readouterr().err
+    assert (tmp_path / 'README.md').read_text() == '# My project\n'
+    (tmp_path / 'README.md').write_text(run_all.REPORT_TITLE + '\n\n- date: x\n')
+    (tmp_path / 'all.json').write_text('{"benchmarks": [], "machine": {}}')
+    assert run_all.foreign_report_files(str(tmp_path)) == []
+    assert run_all.foreign_report_files(os.path.join(run_all.HERE, 'results')) == []
