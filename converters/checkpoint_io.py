@@ -201,13 +201,22 @@ CONVERTER_SCRIPTS = ('caffe_to_tensorflow.py', 'pytorch_to_tensorflow.py')
 
 def state_file_is_ours(path):
     """True when the `checkpoint` state file at `path` was written by a converter (ours, any
-    version), so a conversion may replace it."""
+    version), so a conversion may replace it. The old two-line form is also what TF writes
+    when one checkpoint is listed (--max_to_keep=1, a training's first save): it counts only when
+    the checkpoint it names has a converter's card or record beside it."""
     try:
         with open(path, encoding='utf-8') as f:
             text = f.read(4096)
     except (OSError, UnicodeDecodeError):
         return False
-    return text.startswith(STATE_FILE_HEADER + '\n') or bool(_OLD_STATE_FILE.fullmatch(text))
+    if text.startswith(STATE_FILE_HEADER + '\n'):
+        return True
+    old = _OLD_STATE_FILE.fullmatch(text)
+    prefix = os.path.join(os.path.dirname(path), old.group(1)) if old else None
+    return old is not None and any(
+        sidecar_is_ours(prefix + suffix)
+        for suffix in (card_lib.CHECKPOINT_CARD_SUFFIX, card_lib.LEGACY_CHECKPOINT_SUFFIX)
+    )
 
 
 def _checkpoint_files(output_path):

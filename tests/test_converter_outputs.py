@@ -171,6 +171,30 @@ def test_a_conversion_replaces_its_own_earlier_output(sources, tmp_path):
     assert _convert('caffe', sources, out).config['backbone_only'] is True
 
 
+def test_a_trainings_one_line_state_file_is_left_alone(sources, tmp_path):
+    """TF's state file listing one checkpoint (--max_to_keep=1, a first save) has the old
+    converter's two-line form: a conversion into the training's folder replaced it, and eval,
+    export and detect given the folder then used the converted weights."""
+    train_dir = str(tmp_path / 'train')
+    _training_folder(train_dir)
+    state = os.path.join(train_dir, 'checkpoint')
+    with open(state, encoding='utf-8') as f:
+        before = f.read()
+    assert before == (
+        'model_checkpoint_path: "model.ckpt-5"\nall_model_checkpoint_paths: "model.ckpt-5"\n'
+    )
+    assert not checkpoint_io.state_file_is_ours(state)
+    _convert('caffe', sources, os.path.join(train_dir, 'base.ckpt'))
+    with open(state, encoding='utf-8') as f:
+        assert f.read() == before
+    # An older converter's own folder: the two lines and the record beside the checkpoint.
+    out = str(tmp_path / 'old' / 'base.ckpt')
+    _convert('caffe', sources, out)
+    with open(os.path.join(tmp_path, 'old', 'checkpoint'), 'w', encoding='utf-8') as f:
+        f.write('model_checkpoint_path: "base.ckpt"\nall_model_checkpoint_paths: "base.ckpt"\n')
+    assert checkpoint_io.state_file_is_ours(os.path.join(tmp_path, 'old', 'checkpoint'))
+
+
 def test_sidecar_is_ours_reads_the_content(sources, tmp_path):
     layout = pytorch_ssd.get_layout('ssd_pytorch_ssd300')
     params = pytorch_convert.source_params(layout, 21)
