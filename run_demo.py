@@ -193,7 +193,9 @@ def prepare_work_dir(work_dir, fresh):
     marker = os.path.join(work_dir, MARKER)
     if os.path.exists(work_dir) and not os.path.isdir(work_dir):
         raise DemoError(f'--work_dir {work_dir} is a file, not a folder.')
-    if os.path.isdir(work_dir) and not os.path.isfile(marker):
+    # A regular file, not through a link: a planted link to any file would hand over the folder.
+    marked = os.path.isfile(marker) and not os.path.islink(marker)
+    if os.path.isdir(work_dir) and not marked:
         names = sorted(os.listdir(work_dir))
         if names:
             listed = ', '.join(names[:5]) + (' ...' if len(names) > 5 else '')
@@ -203,7 +205,7 @@ def prepare_work_dir(work_dir, fresh):
                 f'Choose a new --work_dir, or delete this folder yourself if an older demo, '
                 f'which made no marker, made it.'
             )
-    if fresh and os.path.isfile(marker):
+    if fresh and marked:
         log(f'fresh: removing {work_dir} (the demo made it: {MARKER})')
         shutil.rmtree(work_dir)
     os.makedirs(work_dir, exist_ok=True)

@@ -65,6 +65,7 @@ import traceback
 from absl import logging
 
 from datasets import example_format
+from tf_extended import atomic_io
 from tf_extended import safe_io
 
 METADATA_SUFFIX = '_metadata.json'
@@ -633,11 +634,8 @@ def _replace_outputs(output_dir, output_name, temp_dir, shards, metadata):
 
 
 def _write_json_atomic(path, data):
-    temp = f'{path}.tmp-{os.getpid()}'
-    with open(temp, 'w', encoding='utf-8') as f:
-        json.dump(data, f, indent=1, ensure_ascii=False)
-        f.write('\n')
-    os.replace(temp, path)
+    # A fresh temporary of its own (a fixed `<path>.tmp-<pid>` was opened through a planted link).
+    atomic_io.write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False) + '\n')
 
 
 def convert(

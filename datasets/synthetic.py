@@ -23,12 +23,13 @@ Images are JPEG quality 95 with 4:4:4 chroma so colours stay exact up to compres
 import argparse
 import math
 import os
-import shutil
 import sys
 from xml.sax.saxutils import escape
 
 import cv2
 import numpy as np
+
+from tf_extended import atomic_io
 
 CLASSES = ('circle', 'square', 'triangle', 'star', 'cross', 'hexagon')
 CLASS_COLORS = {  # RGB; every pair differs by >= 120 in some channel
@@ -296,8 +297,8 @@ def generate(output_dir, num_images, seed=0):
         raise ValueError(
             f'{output_dir} exists and is not empty; remove it or choose another --output_dir.'
         )
-    temp = f'{output_dir}.tmp-{os.getpid()}'
-    shutil.rmtree(temp, ignore_errors=True)
+    # A fresh folder beside it (a fixed `<output_dir>.tmp-<pid>` was removed whatever it held).
+    temp = atomic_io.make_temp_dir(output_dir)
     for sub in ('Annotations', 'JPEGImages', os.path.join('ImageSets', 'Main')):
         os.makedirs(os.path.join(temp, sub))
     ids = [f'{i + 1:06d}' for i in range(num_images)]

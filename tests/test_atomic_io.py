@@ -96,28 +96,35 @@ def test_fsync_file_before_rename_and_folder_after(tmp_path, monkeypatch):
 def test_orphans_of_killed_writes_are_removed_on_the_next_write(tmp_path):
     dead = subprocess.Popen([sys.executable, '-c', 'pass'])
     dead.wait()
-    orphan = tmp_path / f'.model.json.tmp-{dead.pid}-abc123'
+    host = atomic_io.host_tag()
+    orphan = tmp_path / f'.model.json.tmp-{dead.pid}@{host}-abc123xy'
     orphan.write_text('half')
-    orphan_dir = tmp_path / f'.export.tmp-{dead.pid}-xyz'
+    orphan_dir = tmp_path / f'.export.tmp-{dead.pid}@{host}-xyz_0000'
     orphan_dir.mkdir()
-    alive = tmp_path / f'.model.json.tmp-{os.getppid()}-def456'  # a running writer's: kept
+    alive = tmp_path / f'.model.json.tmp-{os.getppid()}@{host}-def456xy'  # a running writer's
     alive.write_text('busy')
     other = tmp_path / '.model.json.swp'  # not ours: kept
     other.write_text('editor')
+    # A user's names of the old, looser form, and another host's temporary: kept.
+    users = [f'.model.json.tmp-{dead.pid}-orig', f'.photos.tmp-{dead.pid}-archive']
+    for name in users:
+        (tmp_path / name).mkdir()
+    elsewhere = tmp_path / f'.model.json.tmp-{dead.pid}@elsewhere-abc123xy'
+    elsewhere.write_text('shared folder')
     atomic_io.write_text_atomic(str(tmp_path / 'model.json'), 'new')
-    assert sorted(os.listdir(tmp_path)) == sorted(
-        [f'.export.tmp-{dead.pid}-xyz', alive.name, other.name, 'model.json']
-    )
-    atomic_io.make_temp_dir(str(tmp_path / 'export'))
+    kept = [alive.name, other.name, elsewhere.name, *users]
+    assert sorted(os.listdir(tmp_path)) == sorted([orphan_dir.name, *kept, 'model.json'])
+    made = atomic_io.make_temp_dir(str(tmp_path / 'export'))  # this process': kept
     assert not orphan_dir.exists()
     assert atomic_io.remove_orphans(str(tmp_path)) == []
+    assert sorted(os.listdir(tmp_path)) == sorted([*kept, 'model.json', os.path.basename(made)])
     # With a suffix (a video writer picks its format by the extension): removed the same way.
-    video = tmp_path / f'.clip_det.mp4.tmp-{dead.pid}-k2j4.mp4'
+    video = tmp_path / f'.clip_det.mp4.tmp-{dead.pid}@{host}-k2j4abcd.mp4'
     video.write_text('half')
     fd, path = atomic_io.mkstemp_for(str(tmp_path / 'clip_det.mp4'), suffix='.mp4')
     os.close(fd)
     assert not video.exists() and path.endswith('.mp4')
-    assert os.path.basename(path).startswith(f'.clip_det.mp4.tmp-{os.getpid()}-')
+    assert os.path.basename(path).startswith(f'.clip_det.mp4.tmp-{os.getpid()}@{host}-')
 
 
 def test_results_files_are_readable_by_others(tmp_path, umask_022):

@@ -265,3 +265,16 @@ def test_an_unmarked_folder_of_stage_names_is_refused(tmp_path):
     empty.mkdir()
     run_demo.prepare_work_dir(str(empty), fresh=False)
     assert os.listdir(empty) == [run_demo.MARKER]
+
+
+def test_a_marker_that_is_a_link_does_not_make_a_folder_the_demos(tmp_path):
+    """isfile() followed a planted link: --fresh deleted the folder with the user's files."""
+    real = tmp_path / 'real_marker'
+    real.write_text('any file')
+    project = tmp_path / 'project'
+    project.mkdir()
+    (project / 'own.txt').write_text('mine')
+    os.symlink(real, project / run_demo.MARKER)
+    with pytest.raises(run_demo.DemoError, match='was not made by the demo'):
+        run_demo.prepare_work_dir(str(project), fresh=True)
+    assert (project / 'own.txt').read_text() == 'mine'

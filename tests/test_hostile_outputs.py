@@ -19,6 +19,7 @@ from tests import eval_fixtures
 from tests import inference_fixtures as fx
 from tests import script_server
 from tests.conftest import ROOT, script_env
+from tf_extended import atomic_io
 from tf_extended import temp_dirs
 
 v1 = tf.compat.v1
@@ -234,17 +235,20 @@ def test_converter_leaves_a_state_file_it_did_not_write_alone(tmp_path, caplog):
         folder.mkdir()
         if existing:
             (folder / 'checkpoint').write_text(existing)
+        if existing and not existing.startswith(checkpoint_io.STATE_FILE_HEADER):
+            # The old form is TF's own for one checkpoint: ours with a converter's record.
+            (folder / 'old.ckpt.json').write_text('{"backbone_only": false}')
         # A temporary folder of a killed conversion (its process is gone) is removed.
         dead = subprocess.Popen(['true'])
         dead.wait()
-        stale = folder / f'.ckpt.tmp-{dead.pid}@{temp_dirs._host()}-abcdefgh'
+        stale = folder / f'.ckpt.tmp-{dead.pid}@{atomic_io.host_tag()}-abcdefgh'
         stale.mkdir()
         sess, saver, prefix = _tiny_saver(str(folder))
         with sess.graph.as_default():
             checkpoint_io._save_atomically(sess, saver, prefix, {})
         assert tf.train.latest_checkpoint(str(folder)) == prefix
         assert (folder / 'checkpoint').read_text().startswith(checkpoint_io.STATE_FILE_HEADER)
-        assert sorted(p.name for p in folder.iterdir()) == [
+        assert sorted(p.name for p in folder.iterdir() if p.name != 'old.ckpt.json') == [
             'checkpoint',
             'model.ckpt.data-00000-of-00001',
             'model.ckpt.index',
@@ -297,7 +301,7 @@ def test_evaluation_writes_nothing_outside_its_folder(eval_setup, monkeypatch, t
     # A staging folder a killed evaluation left in eval_dir goes at the next start.
     dead = subprocess.Popen(['true'])
     dead.wait()
-    stale = eval_dir / f'.staging.tmp-{dead.pid}@{temp_dirs._host()}-abcdefgh'
+    stale = eval_dir / f'.staging.tmp-{dead.pid}@{atomic_io.host_tag()}-abcdefgh'
     stale.mkdir(parents=True)
     result = evaluate.evaluate_checkpoint(
         eval_setup['settings'], eval_setup['prefix'], str(eval_dir), summary_dir=str(eval_dir)
@@ -338,7 +342,7 @@ def test_temp_dirs_remove_only_dead_processes_folders(tmp_path):
     mine = temp_dirs.make(str(tmp_path), 'staging')
     dead = subprocess.Popen(['true'])
     dead.wait()
-    host = temp_dirs._host()
+    host = atomic_io.host_tag()
     stale = tmp_path / f'.staging.tmp-{dead.pid}@{host}-abcdefgh'
     other_host = tmp_path / f'.staging.tmp-{dead.pid}@elsewhere-abcdefgh'
     user = tmp_path / '.staging.tmp-notes'

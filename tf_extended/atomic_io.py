@@ -8,10 +8,11 @@ Files and folders made here get the permissions `open()` / `os.makedirs` would g
 user's umask (0644 / 0755 under umask 022), not `tempfile`'s private 0600 / 0700: results,
 exports, metadata and checkpoints are meant to be read by others.
 
-Temporary names are `.<target name>.tmp-<pid>-<random>`. One that a killed process left behind is
-removed when the same target is written again (`write_bytes_atomic`, `make_temp_dir`) or when a
-job calls `remove_orphans` on its folder at start; a temporary of a process that is still running
-is never touched.
+Temporary names are `.<target name>.tmp-<pid>@<host>-<8 random characters>[.<ext>]`. One that a
+killed process of this host left behind is removed when the same target is written again
+(`write_bytes_atomic`, `make_temp_dir`) or when a job calls `remove_orphans` on its folder; a
+temporary of a process that is still running, or of another host (a shared folder), is never
+touched, nor is a user's file of a looser name (`.photos.tmp-2019-archive`).
 """
 
 import errno
@@ -20,9 +21,14 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 
-_TEMP_NAME = re.compile(r'^\.(?P<target>.+)\.tmp-(?P<pid>\d+)-[A-Za-z0-9_]+(\.[A-Za-z0-9]+)?$')
+# tempfile's random part: 8 characters of [a-z0-9_].
+_TEMP_NAME = re.compile(
+    r'^\.(?P<target>.+)\.tmp-(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9._-]*)-[a-z0-9_]{8}'
+    r'(\.[A-Za-z0-9]+)?$'
+)
 
 
 def umask():
@@ -50,11 +56,17 @@ def dir_mode():
     return 0o777 & ~umask()
 
 
+def host_tag():
+    """This host's name as temporary names carry it (characters a file name keeps, at most 64)."""
+    return re.sub(r'[^A-Za-z0-9._-]', '_', socket.gethostname())[:64]
+
+
 def _temp_prefix(target):
-    return f'.{os.path.basename(os.path.abspath(target))}.tmp-{os.getpid()}-'
+    return f'.{os.path.basename(os.path.abspath(target))}.tmp-{os.getpid()}@{host_tag()}-'
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
+    """Whether process `pid` of this host runs (also another user's)."""
     if pid == os.getpid():
         return True
     try:
@@ -79,7 +91,7 @@ def remove_orphans(directory, target=None):
     removed = []
     for path in glob.glob(os.path.join(glob.escape(directory), pattern)):
         match = _TEMP_NAME.match(os.path.basename(path))
-        if not match or _pid_alive(int(match.group('pid'))):
+        if not match or match['host'] != host_tag() or pid_alive(int(match['pid'])):
             continue
         if target and match.group('target') != os.path.basename(os.path.abspath(target)):
             continue

@@ -11,7 +11,6 @@ The name carries everything, so the folder's content is only what its caller put
 import os
 import re
 import shutil
-import socket
 import tempfile
 
 from tf_extended import atomic_io
@@ -22,30 +21,16 @@ _NAME = re.compile(
 )
 
 
-def _host():
-    return re.sub(r'[^A-Za-z0-9._-]', '_', socket.gethostname())[:64]
-
-
 def make(parent, label):
     """Creates and returns a fresh temporary folder `<parent>/.<label>.tmp-<pid>@<host>-<random>`
     (`parent` is created when missing) with the umask's permissions, not mkdtemp's 0700: one may
     be renamed into place as an output (the watcher's best/)."""
     os.makedirs(parent, exist_ok=True)
-    path = tempfile.mkdtemp(dir=parent, prefix=f'.{label}.tmp-{os.getpid()}@{_host()}-')
+    path = tempfile.mkdtemp(
+        dir=parent, prefix=f'.{label}.tmp-{os.getpid()}@{atomic_io.host_tag()}-'
+    )
     os.chmod(path, atomic_io.dir_mode())
     return path
-
-
-def _alive(pid):
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, another user's
-        return True
-    return True
 
 
 def parse(name):
@@ -62,10 +47,10 @@ def is_stale(path):
     info = parse(os.path.basename(path))
     return (
         info is not None
-        and info['host'] == _host()
+        and info['host'] == atomic_io.host_tag()
         and not os.path.islink(path)
         and os.path.isdir(path)
-        and not _alive(info['pid'])
+        and not atomic_io.pid_alive(info['pid'])
     )
 
 
