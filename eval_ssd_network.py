@@ -116,21 +116,66 @@ flags.register_multi_flags_validator(
 )
 
 
+# The kinds of `detection.exported_model_kind` that --exported_model evaluates: not TFLite, which
+# runs one image size per call.
+EVALUATED_KINDS = ('openvino_model', 'frozen_graph', 'saved_model_dir')
+EVALUATED_TYPES = 'an OpenVINO .xml, a frozen graph .pb or a SavedModel folder'
+
+
+def _kind_of(path):
+    """The export kind of `path` by its file type, or None when it is none."""
+    try:
+        return detection.exported_model_kind(path)
+    except ValueError:
+        return None
+
+
+def _is_export_folder(path):
+    return os.path.isfile(os.path.join(path, card_lib.EXPORT_METADATA_FILE))
+
+
+def _not_evaluated(path, problem, folder):
+    """The error for a `path` that eval cannot evaluate (`problem` says why), naming the models
+    that --exported_model evaluates in `folder` when it is an export folder."""
+    names = sorted(os.listdir(folder)) if _is_export_folder(folder) else []
+    models = [os.path.join(folder, n) for n in names]
+    models = [m for m in models if _kind_of(m) in EVALUATED_KINDS]
+    if models:
+        fix = 'pass ' + ' or '.join(f'--exported_model={m}' for m in models)
+    else:
+        fix = (
+            'export the checkpoint with export_ssd_network.py --formats=frozen_graph (or '
+            'openvino, saved_model) and evaluate that'
+        )
+    return ValueError(f'{path}: {problem}; {fix}.')
+
+
+def _exported_kind(path):
+    """The kind of --exported_model, one that eval evaluates."""
+    kind = _kind_of(path)
+    if kind in EVALUATED_KINDS:
+        return kind
+    folder = os.path.dirname(path) or '.'
+    if kind == 'tflite_model':
+        problem = f'eval evaluates {EVALUATED_TYPES}, not TFLite (one image size per call)'
+    elif _is_export_folder(path):
+        problem, folder = 'an export folder, not one of its models', path
+    else:
+        problem = f'not a model eval evaluates by its file type ({EVALUATED_TYPES})'
+    raise _not_evaluated(path, problem, folder)
+
+
 def _evaluate_exported():
     """--exported_model: the model's own card (metadata.json) and detection settings."""
     path = FLAGS.exported_model
-    kind = detection.exported_model_kind(path)
-    if kind == 'tflite_model':
-        raise ValueError(
-            f'{path}: evaluate a TFLite model through its frozen graph or OpenVINO '
-            f'export (TFLite runs one image size per call).'
-        )
+    kind = _exported_kind(path)
     # OpenVINO in throughput mode: the images of a batch (of different sizes) run concurrently.
     with detection.open_exported_model(
         path, kind, FLAGS.openvino_precision, FLAGS.num_threads, openvino_requests=0
     ) as detector:
         if FLAGS.labels_file:
-            detector.card = cli.with_labels_file(detector.card, FLAGS.labels_file)
+            _, card_path = card_lib.read_export_metadata(path)
+            detector.card = cli.with_labels_file(detector.card, FLAGS.labels_file, card_path)
         description = {'kind': kind}
         if kind == 'openvino_model':
             description.update(
@@ -164,6 +209,7 @@ def _evaluate_exported():
 
 
 def _settings():
+    """(EvalSettings, the checkpoint's prefix: None with --wait_for_checkpoints)."""
     values = cli.ModelFlags.from_flags()
     if FLAGS.wait_for_checkpoints and not values.model_card:
         # Started beside a trainer: its card comes before its first checkpoint.
@@ -187,8 +233,13 @@ def _settings():
             num_classes=FLAGS.num_classes,
         )
     )
+    prefix = None
+    if not FLAGS.wait_for_checkpoints:
+        # Before the model is described (the card's, or the flags' without one): a wrong path is
+        # the error, not a model built from the flags.
+        prefix = checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
     card = cli.resolve_card(values, FLAGS.checkpoint_path, dataset)
-    return evaluate.EvalSettings(
+    settings = evaluate.EvalSettings(
         card=card,
         card_path=card_path,
         dataset_name=FLAGS.dataset_name,
@@ -207,6 +258,7 @@ def _settings():
         gpu_memory_fraction=FLAGS.gpu_memory_fraction,
         pr_curves=FLAGS.pr_curves,
     )
+    return settings, prefix
 
 
 # Flags only the watcher (--wait_for_checkpoints) reads.
@@ -248,7 +300,16 @@ def main(_):
         if FLAGS.exported_model:
             _evaluate_exported()
             return
-        settings = _settings()
+        # Export folders hold no checkpoint, and none will appear in them for the watcher.
+        if _is_export_folder(FLAGS.checkpoint_path) and not checkpoints.latest_in_directory(
+            FLAGS.checkpoint_path
+        ):
+            raise _not_evaluated(
+                FLAGS.checkpoint_path,
+                'an export folder, not a checkpoint (--checkpoint_path)',
+                FLAGS.checkpoint_path,
+            )
+        settings, prefix = _settings()
         if FLAGS.wait_for_checkpoints:
             watcher.watch(
                 settings,
@@ -261,7 +322,6 @@ def main(_):
                 lock=lock,
             )
         else:
-            prefix = checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
             evaluate.check_eval_dir(FLAGS.eval_dir, os.path.dirname(prefix) or '.')
             evaluate.evaluate_checkpoint(
                 settings, prefix, FLAGS.eval_dir, summary_dir=FLAGS.eval_dir

@@ -18,7 +18,6 @@ import sys
 
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs
-from absl import app
 from absl import flags
 
 from evaluation import outputs as eval_outputs
@@ -54,15 +53,17 @@ flags.DEFINE_string('coco_annotations', None, 'COCO: annotation JSON (instances_
 def main(_):
     voc = FLAGS.results_dir or FLAGS.voc_dir
     coco = FLAGS.coco_results or FLAGS.coco_annotations
-    if bool(voc) == bool(coco):
-        raise app.UsageError(
-            'Give either --results_dir and --voc_dir (VOC) or --coco_results and '
-            '--coco_annotations (COCO).'
-        )
+    # Usage errors are one line, as the other scripts': absl's UsageError prints the flags' help
+    # before it.
     try:
+        if bool(voc) == bool(coco):
+            raise ValueError(
+                'give either --results_dir and --voc_dir (VOC) or --coco_results and '
+                '--coco_annotations (COCO).'
+            )
         if voc:
             if not (FLAGS.results_dir and FLAGS.voc_dir):
-                raise app.UsageError('VOC scoring needs both --results_dir and --voc_dir.')
+                raise ValueError('VOC scoring needs both --results_dir and --voc_dir.')
             result = scoring.score_voc_results(
                 FLAGS.results_dir,
                 FLAGS.voc_dir,
@@ -76,9 +77,7 @@ def main(_):
             print(result.format_table())
         else:
             if not (FLAGS.coco_results and FLAGS.coco_annotations):
-                raise app.UsageError(
-                    'COCO scoring needs both --coco_results and --coco_annotations.'
-                )
+                raise ValueError('COCO scoring needs both --coco_results and --coco_annotations.')
             result, names = scoring.score_coco_results(FLAGS.coco_results, FLAGS.coco_annotations)
             print(eval_outputs.format_coco_table(result, names))
     except (ValueError, OSError) as err:

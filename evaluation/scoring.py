@@ -105,6 +105,8 @@ def score_voc_results(
     if not os.path.isdir(results_dir):
         state = 'is not a folder' if os.path.exists(results_dir) else 'does not exist'
         raise ValueError(f'{results_dir}: the results folder {state}; {expected}.')
+    # The VOC folder first: a wrong --voc_dir was reported as results files missing.
+    sources = {s.image_id: s.annotation_path for s in pascalvoc.list_examples([voc_dir], split)}
     detections = voc_metrics.read_voc_results(
         results_dir, split, names, competition, missing_ok=not strict
     )
@@ -120,7 +122,6 @@ def score_voc_results(
             f'file in {results_dir} ({", ".join(missing[:10])}{", ..." if len(missing) > 10 else ""}'
             f'): scored as classes without detections (--strict refuses instead).'
         )
-    sources = {s.image_id: s.annotation_path for s in pascalvoc.list_examples([voc_dir], split)}
     ground_truth = {
         image_id: read_voc_ground_truth(path, class_ids) for image_id, path in sources.items()
     }

@@ -408,9 +408,9 @@ def resolve_checkpoint(path):
     """The checkpoint prefix that `path` names, checked to be readable.
 
     Args:
-      path: a checkpoint prefix (`model.ckpt-1000`), its `.index` or `.data-NNNNN-of-NNNNN`
-        file, a V1 single-file checkpoint (`vgg_16.ckpt`), or a directory (its latest
-        checkpoint, see `latest_in_directory`).
+      path: a checkpoint prefix (`model.ckpt-1000`), its `.index`, `.meta` or
+        `.data-NNNNN-of-NNNNN` file, a V1 single-file checkpoint (`vgg_16.ckpt`, also as its
+        `.meta`), or a directory (its latest checkpoint, see `latest_in_directory`).
     Returns:
       str: the prefix (for V1 files, the file itself).
     Raises:
@@ -423,6 +423,13 @@ def resolve_checkpoint(path):
     path = os.path.expanduser(path)
     if os.path.isdir(path):
         prefix = latest_in_directory(path)
+        # model/card.py's EXPORT_METADATA_FILE (card imports this module, not the reverse).
+        if prefix is None and os.path.isfile(os.path.join(path, 'metadata.json')):
+            raise FileNotFoundError(
+                f'{path} is an export folder of export_ssd_network.py (it holds metadata.json), '
+                f'not a checkpoint: give the checkpoint it was exported from, or run one of its '
+                f'model files as an export (--exported_model=<file>).'
+            )
         if prefix is None:
             raise FileNotFoundError(
                 f'{path} is a directory without checkpoints (no *.index files, and no '
@@ -430,16 +437,24 @@ def resolve_checkpoint(path):
             )
         _check_readable(prefix, v1_file=False)
         return prefix
-    if path.endswith('.index'):
-        prefix = path[: -len('.index')]
+    meta = path.endswith('.meta')
+    if meta or path.endswith('.index'):
+        prefix = os.path.splitext(path)[0]
     else:
         prefix = _DATA_SUFFIX.sub('', path)
     if os.path.isfile(prefix + '.index'):
         _check_readable(prefix, v1_file=False)
         return prefix
-    if prefix == path and os.path.isfile(path):
-        _check_readable(path, v1_file=True)  # V1 format: one file, no index.
-        return path
+    # V1 format: one file, no index (a TF1 Saver writes its graph beside it as <file>.meta).
+    if (prefix == path or meta) and os.path.isfile(prefix):
+        _check_readable(prefix, v1_file=True)
+        return prefix
+    if meta:
+        raise FileNotFoundError(
+            f'No checkpoint at {path}: a .meta file holds the graph, not the weights; pass the '
+            f'prefix {prefix}, with its .index and .data-* files (or the V1 checkpoint file '
+            f'{prefix}) beside it.'
+        )
     raise FileNotFoundError(
         f'No checkpoint at {path}: expected {prefix}.index (and its .data-* '
         f'files), a V1 checkpoint file, or a directory holding checkpoints.'

@@ -198,32 +198,45 @@ def apply_structure_flags(card, values, path, log, fix=None):
     return card
 
 
-def with_labels_file(card, labels_file):
-    """The card with the class names of a labels file (one name per line, label 1 first)."""
-    return _with_names(card, labels_lib.read_labels_file(labels_file), labels_file)
+def with_labels_file(card, labels_file, card_path=None):
+    """The card (read from `card_path`, named when the class counts differ) with the class names
+    of a labels file (one name per line, label 1 first)."""
+    model = f'the model card {card_path}' if card_path else "the model's card"
+    return _with_names(card, labels_lib.read_labels_file(labels_file), labels_file, model)
 
 
-def _class_names(card, values, dataset):
+def _class_names(card, values, dataset, card_path):
     """Class names: the labels file's, else the card's, else the dataset's (same count)."""
+    model = card_path and f'the model card {card_path}'
     if values.labels_file:
-        return with_labels_file(card, values.labels_file)
+        names = labels_lib.read_labels_file(values.labels_file)
+        return _with_names(card, names, values.labels_file, model)
     if dataset is not None and card.class_names == card_lib.default_class_names(card.num_classes):
         return _with_names(
             card,
             dataset.class_names,
             f'dataset {dataset.name} split {dataset.split_name} in {dataset.dataset_dir}',
+            model,
         )
     return card
 
 
-def _with_names(card, names, source):
-    if len(names) != card.num_classes - 1:
+def _with_names(card, names, source, model):
+    """`model`: what gave the class count ('the model card <file>'); None: the flags."""
+    count = card.num_classes - 1
+    if len(names) == count:
+        return card.replace(class_names=tuple(names))
+    if model:
+        # Not --num_classes, which would contradict the card: the names must meet its count.
         raise card_lib.CardError(
-            f'{source} names {len(names)} classes but the model has {card.num_classes - 1} '
-            f'(num_classes={card.num_classes} counts the background); pass --num_classes='
-            f'{len(names) + 1} if the model was trained with these classes.'
+            f'{source} names {len(names)} classes but {model} says the model has {count}; '
+            f'pass --labels_file with {count} names, one per line, label 1 first.'
         )
-    return card.replace(class_names=tuple(names))
+    raise card_lib.CardError(
+        f'{source} names {len(names)} classes but the model has {count} '
+        f'(num_classes={card.num_classes} counts the background); pass --num_classes='
+        f'{len(names) + 1} if the model was trained with these classes.'
+    )
 
 
 def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
@@ -258,7 +271,9 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
             f'no model card found for {checkpoint_path}; the model comes from the flags: '
             f'{card_lib.describe(card)}'
         )
-    card = _class_names(card, values, dataset)
+    # --override_model_card --num_classes: the flag, not the card, counts the classes.
+    overridden = values.override_model_card and values.num_classes is not None
+    card = _class_names(card, values, dataset, None if overridden else path)
     changed = {
         k: getattr(values, k)
         for k in DETECTION_FIELDS

@@ -7,8 +7,10 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saver_pb2
 
 from tests.conftest import run_script
+from tests import data_fixtures
 from tests import inference_fixtures as fx
 from inference import export
 from model import checkpoints
@@ -54,6 +56,43 @@ def test_corrupt_index_is_one_line(good_checkpoint, tmp_path):
             checkpoints.resolve_checkpoint(given)
         assert str(err.value).startswith(f'{prefix}.index: not a readable checkpoint index')
         assert '\n' not in str(err.value)
+
+
+def test_a_meta_file_names_its_checkpoint(good_checkpoint, tmp_path):
+    """TF1 users pass the graph file `<prefix>.meta`: it was read as a V1 checkpoint ("not an
+    sstable (bad magic number)"). It names its prefix, as `.index` does; without weights beside
+    it the error names the prefix to pass."""
+    assert checkpoints.resolve_checkpoint(good_checkpoint + '.meta') == good_checkpoint
+    v1_file = str(tmp_path / 'vgg_16.ckpt')
+    with tf.Graph().as_default():
+        v1.get_variable('w', initializer=np.ones([2], np.float32))
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            v1.train.Saver(write_version=saver_pb2.SaverDef.V1).save(sess, v1_file)
+    assert checkpoints.resolve_checkpoint(v1_file + '.meta') == v1_file
+    alone = tmp_path / 'alone'
+    alone.mkdir()
+    shutil.copy(good_checkpoint + '.meta', alone / 'model.ckpt-3.meta')
+    prefix = str(alone / 'model.ckpt-3')
+    with pytest.raises(FileNotFoundError) as err:
+        checkpoints.resolve_checkpoint(prefix + '.meta')
+    assert str(err.value) == (
+        f'No checkpoint at {prefix}.meta: a .meta file holds the graph, not the weights; pass the '
+        f'prefix {prefix}, with its .index and .data-* files (or the V1 checkpoint file '
+        f'{prefix}) beside it.'
+    )
+
+
+def test_an_export_folder_is_not_called_a_folder_without_checkpoints(tmp_path):
+    (tmp_path / 'metadata.json').write_text('{}')
+    (tmp_path / 'frozen_graph.pb').write_bytes(b'graph')
+    with pytest.raises(FileNotFoundError) as err:
+        checkpoints.resolve_checkpoint(str(tmp_path))
+    assert str(err.value) == (
+        f'{tmp_path} is an export folder of export_ssd_network.py (it holds metadata.json), not a '
+        f'checkpoint: give the checkpoint it was exported from, or run one of its model files as '
+        f'an export (--exported_model=<file>).'
+    )
 
 
 def test_script_says_it_in_one_line(tmp_path):
@@ -147,6 +186,8 @@ def test_damaged_data_files_are_one_line_naming_the_users_checkpoint(tmp_path):
     another shape names the user's checkpoint too, not the staged copy."""
     spec = fx.small_spec()
     records = fx.write_synthetic_split(str(tmp_path / 'data'), 8)
+    images = tmp_path / 'images'  # detect refuses a folder without images before the checkpoint
+    data_fixtures.write_image(str(images / 'im.png'), fx.random_images(0, [(90, 120)])[0], '.png')
     flags = [
         '--model_name=ssd_300_mobilenet',
         '--depth_multiplier=0.25',
@@ -161,7 +202,7 @@ def test_damaged_data_files_are_one_line_naming_the_users_checkpoint(tmp_path):
         else:
             os.remove(shard)
         runs = {
-            'detect_ssd_network.py': [f'--input={records}', f'--output_dir={tmp_path / "det"}'],
+            'detect_ssd_network.py': [f'--input={images}', f'--output_dir={tmp_path / "det"}'],
             'export_ssd_network.py': ['--formats=frozen_graph', f'--output_dir={tmp_path / "ex"}'],
             'eval_ssd_network.py': [f'--eval_dir={tmp_path / "ev"}', *data],
         }

@@ -8,6 +8,7 @@ import pytest
 from datasets import pascalvoc
 from evaluation import scoring
 from tests import data_fixtures as fx
+from tests.conftest import run_script
 
 
 def _xml(objects):
@@ -77,6 +78,15 @@ def test_voc_scoring_rejects_unknown_images_and_classes(voc, tmp_path):
         scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
     with pytest.raises(ValueError, match="class 'dog', not among"):
         scoring.score_voc_results(results, root, 'test', ('cat',))
+
+
+def test_a_wrong_voc_dir_is_named_before_the_results(voc):
+    """--voc_dir=<VOC>/Annotations was reported as 'no results file for any of the classes'."""
+    root, results = voc
+    annotations = os.path.join(root, 'Annotations')
+    with pytest.raises(FileNotFoundError) as info:
+        scoring.score_voc_results(results, annotations, 'test', ('cat', 'dog'))
+    assert str(info.value).startswith(f'{annotations}: no Annotations/ folder; expected a VOC')
 
 
 def test_missing_class_file_scores_as_no_detections(voc):
@@ -155,3 +165,25 @@ def test_malformed_objects_same_error_in_scoring_and_converter(tmp_path, obj, pr
             pascalvoc.VocSource(path, os.path.join(root, 'JPEGImages'), 'bad')
         )
     assert str(scored.value) == str(converted.value) == f'{path}: {problem}'
+
+
+@pytest.mark.parametrize(
+    'args, message',
+    [
+        (
+            ['--coco_results=r.json'],
+            'COCO scoring needs both --coco_results and --coco_annotations.',
+        ),
+        (['--results_dir=eval'], 'VOC scoring needs both --results_dir and --voc_dir.'),
+        (
+            [],
+            'give either --results_dir and --voc_dir (VOC) or --coco_results and '
+            '--coco_annotations (COCO).',
+        ),
+    ],
+)
+def test_usage_errors_are_one_line(args, message):
+    """They came after ~40 lines of absl's flag help (app.UsageError prints it)."""
+    proc = run_script('score_detections.py', *args)
+    assert proc.returncode == 1 and proc.stdout == ''
+    assert proc.stderr.splitlines() == [f'score_detections: error: {message}']
