@@ -230,11 +230,8 @@ def make_detector():
             )
         elif FLAGS.select_threshold > exported.select_threshold:
             # As `cli.resolve_card` logs it for a checkpoint; detections.json gives what applied.
-            default = '' if 'select_threshold' in values.given else " (this script's default)"
-            print(
-                f"detection settings of this run replace the card's: select_threshold "
-                f'{exported.select_threshold} -> {FLAGS.select_threshold}{default}'
-            )
+            changed = {'select_threshold': FLAGS.select_threshold}
+            print(cli.detection_changes_line(exported, changed, values.given))
             detector.card = detector.card.with_detection(select_threshold=FLAGS.select_threshold)
         if FLAGS.nms_threshold is not None and FLAGS.nms_threshold != exported.nms_threshold:
             raise ValueError(

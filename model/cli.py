@@ -15,6 +15,7 @@ from absl import flags
 
 from datasets import labels as labels_lib
 from model import card as card_lib
+from model import checkpoints
 from nets import nets_factory
 from nets import ssd_common
 from nets import ssd_params as ssd_params_lib
@@ -239,6 +240,18 @@ def _with_names(card, names, source, model):
     )
 
 
+def detection_changes_line(detection, changed, given=None):
+    """The log line of detection settings `changed` ({name: value}) replacing the card's
+    `detection`; `given`: the flags given on the command line (others are marked as the
+    script's default), None when unknown."""
+    default = " (this script's default)"
+    return "detection settings of this run replace the card's: " + ', '.join(
+        f'{k} {getattr(detection, k)} -> {v}'
+        + (default if given is not None and k not in given else '')
+        for k, v in changed.items()
+    )
+
+
 def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
     """The model card of a run: the checkpoint's card with the flags checked, else the flags'.
 
@@ -256,6 +269,8 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
         log(f'model card {path}: {card_lib.describe(card)}')
         card = apply_structure_flags(card, values, path, log)
     else:
+        if checkpoint_path:  # the error is the path, not a model built from the flags
+            checkpoints.resolve_checkpoint(checkpoint_path)
         num_classes = values.num_classes
         if num_classes is None and dataset is not None:
             num_classes = dataset.num_classes
@@ -280,15 +295,7 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
         if getattr(values, k) is not None and getattr(values, k) != getattr(card.detection, k)
     }
     if changed and path:
-        default = ' (this script\'s default)'
-        log(
-            'detection settings of this run replace the card\'s: '
-            + ', '.join(
-                f'{k} {getattr(card.detection, k)} -> {v}'
-                + (default if values.given is not None and k not in values.given else '')
-                for k, v in changed.items()
-            )
-        )
+        log(detection_changes_line(card.detection, changed, values.given))
     if path and values.compute_dtype != card.compute_dtype:
         log(
             f'the net runs in {values.compute_dtype} (--compute_dtype); the card says {card.compute_dtype}'

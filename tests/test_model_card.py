@@ -201,13 +201,21 @@ def test_without_a_card_the_flags_and_labels_file_make_the_model(tmp_path):
     labels = tmp_path / 'labels.txt'
     labels.write_text('\n'.join(NAMES) + '\n', encoding='utf-8')
     lines = []
-    card = cli.resolve_card(
-        cli.ModelFlags(
-            model_name='ssd_300_mobilenet', depth_multiplier=0.5, labels_file=str(labels)
-        ),
-        str(tmp_path / 'model.ckpt'),
-        log=lines.append,
+    flags = cli.ModelFlags(
+        model_name='ssd_300_mobilenet', depth_multiplier=0.5, labels_file=str(labels)
     )
+    # A path that is no checkpoint is the error, before any model is described.
+    with pytest.raises(FileNotFoundError, match='No checkpoint at'):
+        cli.resolve_card(flags, str(tmp_path / 'model.ckpt'), log=lines.append)
+    assert lines == []
+    import tensorflow as tf
+
+    with tf.Graph().as_default():
+        tf.compat.v1.get_variable('w', [1])
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = tf.compat.v1.train.Saver().save(sess, str(tmp_path / 'model.ckpt'))
+    card = cli.resolve_card(flags, prefix, log=lines.append)
     # The labels file sets the class count (it used to assume 21 and stop).
     assert card == _card().replace(card_id='', detection=card_lib.DetectionSettings())
     assert 'no model card found' in lines[0]
