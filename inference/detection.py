@@ -65,6 +65,8 @@ INTERFACE = {
 # The SavedModel signature with both inputs; 'serving_default' takes `images` only.
 PADDED_SIGNATURE = 'serving_padded'
 METADATA_FILE = 'metadata.json'
+# detect_ssd_network.py's record of a run, in its --output_dir.
+DETECTIONS_FILE = 'detections.json'
 ANCHORS_FILE = 'anchors.npy'
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.mpeg')
@@ -575,6 +577,14 @@ class TFLiteDetector:
 
 
 # ---------------------------------------------------------------------------------------------
+def filter_detections(detections, select_threshold, keep_top_k):
+    """One image's detections (arrays by key, best first) with scores >= `select_threshold`, at
+    most `keep_top_k` of them (None or <= 0: all, as in the model card)."""
+    mask = detections['scores'] >= select_threshold
+    top = keep_top_k if keep_top_k is not None and keep_top_k > 0 else None
+    return {k: v[mask][:top] for k, v in detections.items()}
+
+
 # Inputs and outputs.
 
 

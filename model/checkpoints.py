@@ -221,7 +221,7 @@ def remove_checkpoints(train_dir, prefixes):
 
 # Files the other steps write in their output folders (evaluation/watcher.py LEDGER_NAME and
 # BEST_JSON, evaluation/outputs.py RESULT_FILES, model/card.py EXPORT_METADATA_FILE,
-# detect_ssd_network.py's record): a --train_dir holding one is another step's folder.
+# inference/detection.py DETECTIONS_FILE): a --train_dir holding one is another step's folder.
 OUTPUT_FOLDERS = {
     'eval_ledger.jsonl': "an eval watcher's --eval_dir",
     'best.json': "the eval watcher's best/ copy of a checkpoint",
@@ -583,7 +583,7 @@ class RestoreItem:
         return self.variable.op.name
 
 
-def _shown(entries, limit=5):
+def _shown(entries, limit=30):
     """The first `limit` of `entries` (strings) joined, and how many more there are: one model's
     variables listed whole made a 24 KB log line."""
     text = ', '.join(entries[:limit])

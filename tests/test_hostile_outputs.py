@@ -141,7 +141,7 @@ def test_detect_takes_over_only_outputs_named_for_a_listed_input(tmp_path):
     """A planted detections.json (the minimal shape of ours) or pending record listing a file
     handed it to the next run, which wrote over it; now an output is a run's only where its name
     is the one the script gives an input the record lists."""
-    import detect_ssd_network as detect
+    from inference import detection_records as detect
 
     out = tmp_path / 'out'
     out.mkdir()
@@ -361,10 +361,10 @@ def test_detect_filter_keeps_every_detection_for_keep_top_k_0_or_less():
     """--keep_top_k=0 ('every detection', as the card reads it) sliced [:0] and kept none."""
     import numpy as np
 
-    import detect_ssd_network
+    from inference import detection
 
     dets = {'scores': np.array([0.9, 0.6, 0.3]), 'labels': np.array([1, 2, 3])}
     for top, want in ((None, [1, 2]), (0, [1, 2]), (-1, [1, 2]), (1, [1])):
-        got = detect_ssd_network.filter_detections(dets, 0.5, top)
+        got = detection.filter_detections(dets, 0.5, top)
         assert got['labels'].tolist() == want, top
         np.testing.assert_array_equal(got['scores'], dets['scores'][: len(want)])
