@@ -6,6 +6,7 @@ Metric keys used everywhere (summary JSON, TensorBoard tags, the watcher's histo
 Per-class APs use the same keys: {'voc07'|'voc12'|'coco': {class name: AP or None}}.
 """
 
+import json
 import os
 import re
 import shutil
@@ -13,46 +14,95 @@ import uuid
 
 import numpy as np
 
+from tf_extended import atomic_io
 from tf_extended import file_names
+from tf_extended import safe_io
 from tf_extended import temp_dirs
 
 METRICS = ('voc07', 'voc12', 'coco')
-# What an evaluation writes in its results folder (evaluate.py's module docstring), by name:
-# `remove_earlier_outputs` removes those of an earlier evaluation that the new one does not write.
+# What an evaluation writes in its results folder (evaluate.py's module docstring), by name.
 # TensorBoard event files are not among them (history: each run appends its own file).
 RESULT_FILES = ('results.json', 'results.txt', 'coco_detections.json', 'coco_ground_truth.json')
-DEVKIT_FILE = re.compile(r'comp4_det_.+\.txt')  # comp4_det_<split>_<stem>.txt
+DEVKIT_FILE = re.compile(r'comp4_det_[^/]+\.txt')  # comp4_det_<split>_<stem>.txt
 PR_CURVES_DIR = 'pr_curves'
-PR_CURVE_FILE = re.compile(r'pr_.+\.png')  # pr_curves/pr_<stem>.png
+PR_CURVE_FILE = re.compile(r'pr_[^/]+\.png')  # pr_curves/pr_<stem>.png
+# results.json's list of the files its evaluation wrote (names relative to its folder): the files
+# a later evaluation into the folder may replace or remove. Files of the names above that no
+# results.json of ours lists (a user's, a copy) are never touched: the evaluation refuses.
+OUTPUT_FILES_KEY = 'output_files'
+# temp_dirs label of an evaluation's staging folder (the watcher removes stale ones at start).
+STAGING_LABEL = 'staging'
+_MAX_RESULTS_JSON_BYTES = 64 << 20
 
 
 def make_staging_dir(target):
     """A fresh hidden folder inside `target` (created when missing): nothing is written outside
     the folder the caller named, and publishing is a rename on the same filesystem. Staging
     folders that killed runs left in `target` are removed first (`tf_extended.temp_dirs`: only
-    those whose process has ended)."""
-    temp_dirs.remove_stale(target, 'staging')
-    return temp_dirs.make(target, 'staging')
+    those whose process has ended).
+
+    Raises ValueError (one line), before anything is evaluated or written, when `target` holds
+    files an evaluation would replace or remove that no evaluation of ours recorded writing
+    (`foreign_outputs`)."""
+    _refuse_foreign_outputs(target)
+    temp_dirs.remove_stale(target, STAGING_LABEL)
+    return temp_dirs.make(target, STAGING_LABEL)
+
+
+def _publish_conflicts(staging, target):
+    """[(path in `target`, what it is)] that publishing `staging` would write through or delete:
+    a symlink (it may lead out of the folder), a folder where a file goes, a file where a folder
+    goes."""
+    found = []
+    for name in sorted(os.listdir(staging)):
+        source, dest = os.path.join(staging, name), os.path.join(target, name)
+        if not os.path.lexists(dest):
+            continue
+        if os.path.islink(dest):
+            found.append((dest, 'a symlink'))
+        elif os.path.isdir(source) != os.path.isdir(dest):
+            found.append((dest, 'a folder' if os.path.isdir(dest) else 'a file'))
+        elif os.path.isdir(source):
+            found += _publish_conflicts(source, dest)
+    return found
 
 
 def publish_dir(staging, target):
     """Moves the content of `staging` into `target` and removes `staging`.
 
     A missing `target` is created by one rename (all or nothing). An existing one (e.g. an
-    eval_dir holding event files) gets each file replaced by a rename, folders merged.
+    eval_dir holding event files) gets each file replaced by a rename, folders merged; its
+    results.json first, so that a publishing cut short leaves a results.json listing the files
+    there. Raises ValueError (one line, nothing moved) when a destination is a symlink or of
+    the other kind (file / folder): nothing is written through a link or deleted.
     """
     if not os.path.isdir(target):
         os.replace(staging, target)
         return
-    for name in os.listdir(staging):
+    conflicts = _publish_conflicts(staging, target)
+    if conflicts:
+        path, kind = conflicts[0]
+        more = f' (and {len(conflicts) - 1} more)' if len(conflicts) > 1 else ''
+        raise ValueError(
+            f'{path} is {kind}{more} where the evaluation publishes an output of that name; '
+            f'nothing was published. Move it away, or choose another --eval_dir.'
+        )
+    for name in sorted(os.listdir(staging), key=lambda entry: entry != RESULT_FILES[0]):
         source, dest = os.path.join(staging, name), os.path.join(target, name)
         if os.path.isdir(source) and os.path.isdir(dest):
             publish_dir(source, dest)
         else:
-            if os.path.isdir(dest):
-                shutil.rmtree(dest)
             os.replace(source, dest)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def is_output_name(name):
+    """True for the path (relative to its results folder, '/'-separated) of a file an
+    evaluation writes: `RESULT_FILES`, `DEVKIT_FILE`, `PR_CURVE_FILE` in `PR_CURVES_DIR`."""
+    folder, _, base = name.rpartition('/')
+    if not folder:
+        return base in RESULT_FILES or DEVKIT_FILE.fullmatch(base) is not None
+    return folder == PR_CURVES_DIR and PR_CURVE_FILE.fullmatch(base) is not None
 
 
 def _output_files(folder):
@@ -71,27 +121,90 @@ def _output_files(folder):
             or os.path.islink(os.path.join(directory, name))
         ]
 
-    found = [name for name in files(folder) if name in RESULT_FILES or DEVKIT_FILE.fullmatch(name)]
+    found = [name for name in files(folder) if is_output_name(name)]
     curves = os.path.join(folder, PR_CURVES_DIR)
     if os.path.isdir(curves) and not os.path.islink(curves):
-        found += [
-            name
-            for name in files(curves, PR_CURVES_DIR + '/')
-            if PR_CURVE_FILE.fullmatch(name[len(PR_CURVES_DIR) + 1 :])
-        ]
+        found += [name for name in files(curves, PR_CURVES_DIR + '/') if is_output_name(name)]
     return sorted(found)
 
 
+def _recorded_outputs(folder):
+    """The names of `folder`'s files that an evaluation of ours demonstrably wrote: its
+    results.json (a regular file with the fields every version wrote) and the output files it
+    lists; for a results.json of an older version (no list), every file of an output's name.
+    Empty when results.json is missing, a link, unreadable or not ours."""
+    path = os.path.join(folder, RESULT_FILES[0])
+    if os.path.islink(path):
+        return set()
+    try:
+        summary = safe_io.read_json(path, 'results.json', _MAX_RESULTS_JSON_BYTES)
+    except (OSError, ValueError):
+        return set()
+    if not (
+        isinstance(summary, dict)
+        and isinstance(summary.get('checkpoint'), str)
+        and 'global_step' in summary
+        and isinstance(summary.get('settings'), dict)
+    ):
+        return set()
+    if OUTPUT_FILES_KEY not in summary:
+        return set(_output_files(folder))
+    listed = summary[OUTPUT_FILES_KEY] if isinstance(summary[OUTPUT_FILES_KEY], list) else []
+    return {RESULT_FILES[0]} | {n for n in listed if isinstance(n, str) and is_output_name(n)}
+
+
+def foreign_outputs(folder):
+    """Entries of `folder` (relative names, sorted) an evaluation into it would replace, remove
+    or write through that no evaluation of ours recorded writing (`_recorded_outputs`): files of
+    an output's name, any symlink of such a name, and a `pr_curves` that is a symlink or not a
+    folder."""
+    ours = _recorded_outputs(folder)
+    found = [
+        name
+        for name in _output_files(folder)
+        if name not in ours or os.path.islink(os.path.join(folder, name))
+    ]
+    curves = os.path.join(folder, PR_CURVES_DIR)
+    if os.path.islink(curves) or os.path.lexists(curves) and not os.path.isdir(curves):
+        found.append(PR_CURVES_DIR)
+    return sorted(found)
+
+
+def _refuse_foreign_outputs(folder):
+    foreign = foreign_outputs(folder)
+    if foreign:
+        more = f' and {len(foreign) - 3} more' if len(foreign) > 3 else ''
+        raise ValueError(
+            f'{folder} holds {", ".join(foreign[:3])}{more}: named like the outputs of an '
+            f'evaluation, which would replace or remove them, but no results.json of an '
+            f'evaluation there lists them. Move them away, or choose another --eval_dir.'
+        )
+
+
+def _record_outputs(staging, names):
+    """Adds the list of the files this evaluation writes (`OUTPUT_FILES_KEY`) to its staged
+    results.json."""
+    path = os.path.join(staging, RESULT_FILES[0])
+    with open(path, encoding='utf-8') as fh:
+        summary = json.load(fh)
+    atomic_io.write_json_atomic(path, dict(summary, **{OUTPUT_FILES_KEY: sorted(names)}))
+
+
 def remove_earlier_outputs(staging, target, log=None):
-    """Removes from `target` the outputs of an earlier evaluation (`_output_files`) that the new
-    one, staged in `staging`, does not write (publishing replaces the others): e.g. an earlier
-    VOC evaluation's devkit files and PR curves beside a COCO-only results.json, where
-    score_detections.py would score them. Other files (a user's, TensorBoard event files, the
-    watcher's) stay, and `pr_curves/` goes only when nothing else is left in it. Logs what it
-    removed; returns the paths."""
+    """Records in the staged results.json the files the new evaluation, staged in `staging`,
+    writes (`OUTPUT_FILES_KEY`); then removes from `target` the outputs of an earlier evaluation
+    (those its results.json lists, `_recorded_outputs`) that the new one does not write
+    (publishing replaces the others): e.g. an earlier VOC evaluation's devkit files and PR curves
+    beside a COCO-only results.json, where score_detections.py would score them. Other files (a
+    user's, TensorBoard event files, the watcher's) stay, and `pr_curves/` goes only when nothing
+    else is left in it. Logs what it removed; returns the paths.
+
+    Raises ValueError (one line, nothing removed) when `target` holds `foreign_outputs`."""
+    new = set(_output_files(staging))
+    _record_outputs(staging, new)
     if not os.path.isdir(target):
         return []
-    new = set(_output_files(staging))
+    _refuse_foreign_outputs(target)
     removed = []
     for name in _output_files(target):
         if name not in new:

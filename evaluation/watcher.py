@@ -35,8 +35,8 @@ State lives in `eval_dir`, so a restarted watcher neither repeats nor skips:
                       ends. (Older versions' `.watcher.lock` is left alone.)
 
 Nothing is written outside `eval_dir`; temporary folders in it are named by their process
-(`tf_extended.temp_dirs`) and a watcher removes those of dead processes when it starts (a
-SIGKILL'd watcher restarts cleanly). Checkpoints are found in the `checkpoint` state file
+(`tf_extended.temp_dirs`) and a watcher removes its own and evaluations' of dead processes when
+it starts (a SIGKILL'd watcher restarts cleanly). Checkpoints are found in the `checkpoint` state file
 (`all_model_checkpoint_paths`, only this folder's) AND by globbing `*.index`, and are handled in
 order of their step (the `-<step>` suffix; then `.index` modification time, then name; names
 without a step last), so a copied training folder is handled in order too. Before evaluating one,
@@ -90,6 +90,18 @@ _MAX_LEDGER_BYTES = 256 << 20
 _MAX_JSON_BYTES = 16 << 20
 # Temporary-folder labels (tf_extended.temp_dirs) of the watcher in eval_dir.
 _STAGED, _NEW_BEST, _OLD_BEST = 'staged', 'best-new', 'best-old'
+# Those a watcher removes at start when their process has ended: its own, and an evaluation's
+# staging folder (an evaluation into eval_dir itself). Other labels may be another tool's.
+_STALE_LABELS = (_STAGED, _NEW_BEST, _OLD_BEST, eval_outputs.STAGING_LABEL)
+# Names older versions gave their temporary files and folders in eval_dir (`.staged-<checkpoint>`
+# folders of hard links, `.history.png.tmp`, atomic writes' `.<name>.<8 random characters>` and
+# `.<name>.tmp-<pid>-<8 random characters>`). Nothing in them says which host's process made
+# them, so they cannot be told from a user's files: they are left, with a log line.
+_LEGACY_TEMPORARY = re.compile(
+    r'\.staged-.+|\.history\.png\.tmp|\.('
+    + '|'.join(re.escape(name) for name in (LEDGER_NAME,) + HISTORY_FILES)
+    + r')\.(tmp-[0-9]+-)?[a-z0-9_]{8}'
+)
 
 
 class WatcherBusy(folder_lock.FolderBusy):
@@ -379,24 +391,36 @@ def _read_best_json(best_dir):
 def foreign_files(best_dir):
     """Files in `best_dir` the watcher did not put there (empty list: all its own).
 
-    Its own: those best.json lists under "files"; for a best/ of an older version (best.json
-    without "files"), best.json, model.json, checkpoint, the named checkpoint's files and
-    results/.
+    Its own: those best.json lists under "files" (all of them for a best/ of an older version,
+    whose best.json has no "files") that are regular files of the names the watcher gives:
+    best.json, the model card, the checkpoint state file, the files of the checkpoint best.json
+    names and, in results/, an evaluation's outputs. A listed name alone proves nothing (a
+    best.json listing a user's notes.txt).
     """
     present = _files_under(best_dir)
     best = _read_best_json(best_dir)
     if best is None:
         return present
-    if isinstance(best.get('files'), list):
-        own = set(best['files'])
-        return [path for path in present if path not in own]
+    listed = best.get('files')
+    own = {f for f in listed if isinstance(f, str)} if isinstance(listed, list) else set(present)
     name = os.path.basename(str(best['checkpoint']))
-    legacy = re.compile(
-        r'(best\.json|model\.json|checkpoint|results/.*|'
+    names = re.compile(
+        '|'.join(re.escape(n) for n in (BEST_JSON, card_lib.CARD_FILE, checkpoints.STATE_FILE))
+        + '|'
         + re.escape(name)
-        + r'\.(index|data-\d{5}-of-\d{5}))$'
+        + r'\.(index|data-\d{5}-of-\d{5})'
     )
-    return [path for path in present if not legacy.match(path)]
+
+    def written(path):
+        folder, _, rel = path.partition('/')
+        results = folder == 'results' and eval_outputs.is_output_name(rel)
+        return (
+            path in own
+            and not os.path.islink(os.path.join(best_dir, path))
+            and (results or names.fullmatch(path) is not None)
+        )
+
+    return [path for path in present if not written(path)]
 
 
 def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, log):
@@ -513,37 +537,37 @@ def _lock(eval_dir):
 
 
 def _clean_up_after_kill(eval_dir, log):
-    """Removes what a killed watcher left (called with the lock held): its temporary folders
-    (staged checkpoints, a half-built best/, evaluation staging folders), an interrupted swap of
-    best/ put back, older versions' `.staged-<checkpoint>` folders of hard links, and the
-    temporary files of atomic writes of the watcher's files."""
+    """Removes, with a log line each, what a killed watcher or evaluation left (called with the
+    lock held): the temporary folders of `_STALE_LABELS` whose process has ended (staged
+    checkpoints, a half-built best/, evaluation staging folders, also inside results folders),
+    an interrupted swap of best/ put back, and the temporary files of atomic writes of the
+    watcher's files (`atomic_io.remove_orphans`). Older versions' temporaries
+    (`_LEGACY_TEMPORARY`) are only named in a log line."""
+    best_dir = os.path.join(eval_dir, BEST_DIR)
     for name in sorted(os.listdir(eval_dir)):
         info = temp_dirs.parse(name)
         path = os.path.join(eval_dir, name)
-        if info is None or not temp_dirs.is_stale(path):
+        if info is None or info['label'] not in _STALE_LABELS or not temp_dirs.is_stale(path):
             continue
-        best_dir = os.path.join(eval_dir, BEST_DIR)
         if info['label'] == _OLD_BEST and not os.path.lexists(best_dir) and _read_best_json(path):
             os.replace(path, best_dir)  # killed between moving best/ aside and the new one in
             log(f'[watch] put back {best_dir} (a watcher was killed while replacing it)')
         else:
             shutil.rmtree(path, ignore_errors=True)
             log(
-                f'[watch] removed {path}, left by a watcher that was killed (process {info["pid"]})'
+                f'[watch] removed {path}, left by a watcher or evaluation that was killed '
+                f'(process {info["pid"]})'
             )
-    for path in glob.glob(os.path.join(glob.escape(eval_dir), '.staged-*')):
-        files = os.listdir(path) if os.path.isdir(path) and not os.path.islink(path) else None
-        if files is not None and all(
-            re.search(r'\.(index|data-\d{5}-of-\d{5})$', f) for f in files
-        ):
-            shutil.rmtree(path, ignore_errors=True)
-            log(f'[watch] removed {path}, left by a watcher that was killed')
-    own_files = (LEDGER_NAME,) + HISTORY_FILES + ('.history.png.tmp',)
-    for name in os.listdir(eval_dir):
-        if name == '.history.png.tmp' or any(
-            re.fullmatch(r'\.' + re.escape(own) + r'\.[a-z0-9_]{8}', name) for own in own_files
-        ):
-            os.remove(os.path.join(eval_dir, name))
+    for own in (LEDGER_NAME,) + HISTORY_FILES:
+        for path in atomic_io.remove_orphans(eval_dir, own):
+            log(f'[watch] removed {path}, left by a watcher that was killed while writing {own}')
+    legacy = sorted(name for name in os.listdir(eval_dir) if _LEGACY_TEMPORARY.fullmatch(name))
+    if legacy:
+        log(
+            f'[watch] not removing {", ".join(legacy)} in {eval_dir}: named like the temporary '
+            f'files that a killed watcher of an older version left, but they could be yours; '
+            f'remove them by hand if they are not.'
+        )
     # Evaluation staging folders inside results folders (evaluate's make_staging_dir), and the
     # results folder itself when the staging folder was all it held (the evaluation created it).
     for name in sorted(os.listdir(eval_dir)):
@@ -551,9 +575,10 @@ def _clean_up_after_kill(eval_dir, log):
         if os.path.islink(path) or not os.path.isdir(path) or temp_dirs.parse(name):
             continue
         if temp_dirs.remove_stale(
-            path, 'staging', log=lambda line: log(f'[watch] {line}')
+            path, eval_outputs.STAGING_LABEL, log=lambda line: log(f'[watch] {line}')
         ) and not os.listdir(path):
             os.rmdir(path)
+            log(f'[watch] removed {path}, empty once that staging folder was removed')
 
 
 def _check_eval_dir(eval_dir):
@@ -897,11 +922,10 @@ def _results_name(eval_dir, name, ledger, source, card_id):
         path = os.path.join(eval_dir, candidate)
         if candidate in used:
             continue
-        if (
-            not os.path.lexists(path)
-            or _is_own_results(path, source, card_id)
-            or (os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path))
-        ):
+        if os.path.islink(path):  # it would take the results out of eval_dir
+            continue
+        own = _is_own_results(path, source, card_id) and not eval_outputs.foreign_outputs(path)
+        if not os.path.lexists(path) or own or (os.path.isdir(path) and not os.listdir(path)):
             return candidate
     raise ValueError(f'{eval_dir}: no free results folder name for {name}.')
 

@@ -159,7 +159,6 @@ def test_only_an_evaluations_outputs_are_removed(tmp_path):
     (staging / 'results.json').write_text('{}')
     ours = ['results.txt', 'coco_detections.json', 'comp4_det_val_cat.txt', 'pr_curves/pr_cat.png']
     theirs = [
-        'results.json',  # written again: replaced by publishing, not removed
         'coco_instances.json',
         'results.csv',
         'comp3_det_test_cat.txt',
@@ -173,14 +172,179 @@ def test_only_an_evaluations_outputs_are_removed(tmp_path):
     for name in ours + theirs:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         (target / name).write_text('x')
+    # An older version's results.json (no list of its files): files of the output names are its.
+    earlier = json.dumps({'checkpoint': '/train/model.ckpt-7', 'global_step': 7, 'settings': {}})
+    (target / 'results.json').write_text(earlier)
     (target / 'comp4_det_dir.txt').mkdir()  # a folder of that name is nobody's output
     logged = []
     removed = eval_outputs.remove_earlier_outputs(str(staging), str(target), logged.append)
     assert removed == [str(target / name) for name in sorted(ours)]
     assert all(not (target / name).exists() for name in ours)
     assert all((target / name).read_text() == 'x' for name in theirs)
+    assert (target / 'results.json').read_text() == earlier  # replaced by publishing, not removed
     assert (target / 'comp4_det_dir.txt').is_dir()
     assert logged == [
         f'[eval] removed 4 output(s) of an earlier evaluation in {target} that this one does not '
         f'write: coco_detections.json, comp4_det_val_cat.txt, pr_curves/pr_cat.png, results.txt'
     ]
+
+
+def _refusal(folder, names):
+    return (
+        f'{folder} holds {names}: named like the outputs of an evaluation, which would replace '
+        'or remove them, but no results.json of an evaluation there lists them. Move them away, '
+        'or choose another --eval_dir.'
+    )
+
+
+def _contents(folder):
+    """{relative path: bytes} of every file under `folder` (symlinked folders not followed)."""
+    found = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, 'rb') as fh:
+                found[os.path.relpath(path, folder)] = fh.read()
+    return found
+
+
+def test_files_of_output_names_no_evaluation_wrote_are_refused_before_evaluating(setup, tmp_path):
+    """Audit finding: an --eval_dir holding devkit, COCO and PR-curve files of other origin
+    (no results.json) lost them all to 'removed 4 output(s) of an earlier evaluation'."""
+    eval_dir = tmp_path / 'eval'
+    planted = [
+        'comp4_det_test_aeroplane.txt',
+        'comp4_det_val_circle.txt',
+        'coco_detections.json',
+        'pr_curves/pr_aeroplane.png',
+        'notes.txt',
+    ]
+    for name in planted:
+        (eval_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (eval_dir / name).write_text(f'mine: {name}')
+    before = _contents(eval_dir)
+    logged = []
+    with pytest.raises(ValueError) as info:
+        _evaluate(setup, eval_dir, ('voc07',), logged)
+    assert str(info.value) == _refusal(
+        eval_dir,
+        'coco_detections.json, comp4_det_test_aeroplane.txt, comp4_det_val_circle.txt and 1 more',
+    )
+    assert logged == []  # refused before evaluating
+    assert _contents(eval_dir) == before
+    assert sorted(os.listdir(eval_dir)) == sorted({name.split('/')[0] for name in planted})
+
+    # A results.json that is not an evaluation's is no record either (and would be replaced).
+    for name in planted:
+        (eval_dir / name).unlink()
+    (eval_dir / 'results.json').write_text('{"mine": 1}')
+    with pytest.raises(ValueError) as info:
+        _evaluate(setup, eval_dir, ('voc07',), [])
+    assert str(info.value) == _refusal(eval_dir, 'results.json')
+    assert _contents(eval_dir) == {'results.json': b'{"mine": 1}'}
+
+
+def test_results_json_lists_its_files_and_only_those_are_taken_as_its(setup, tmp_path):
+    eval_dir = tmp_path / 'eval'
+    _evaluate(setup, eval_dir, ('voc07',), [])
+    voc = _voc_outputs(setup, eval_dir)
+    with open(eval_dir / 'results.json') as fh:
+        assert json.load(fh)[eval_outputs.OUTPUT_FILES_KEY] == voc
+    # A file of an output's name added since (a class this evaluation has no file for) is not
+    # the evaluation's: the next evaluation, which would remove it, refuses.
+    (eval_dir / 'comp4_det_test_zebra.txt').write_text('mine')
+    before = _contents(eval_dir)
+    with pytest.raises(ValueError) as info:
+        _evaluate(setup, eval_dir, ('coco',), [])
+    assert str(info.value) == _refusal(eval_dir, 'comp4_det_test_zebra.txt')
+    assert _contents(eval_dir) == before
+
+
+def test_a_symlinked_pr_curves_folder_is_never_written_through(setup, tmp_path):
+    """Audit finding: publishing followed eval_dir/pr_curves -> elsewhere and replaced the
+    files there."""
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    stems = sorted(name.replace(' ', '_') for name in setup['class_names'])
+    for stem in stems:
+        (elsewhere / f'pr_{stem}.png').write_text('mine')
+    eval_dir = tmp_path / 'eval'
+    eval_dir.mkdir()
+    (eval_dir / 'pr_curves').symlink_to(elsewhere)
+    with pytest.raises(ValueError) as info:
+        _evaluate(setup, eval_dir, ('voc07',), [])
+    assert str(info.value) == _refusal(eval_dir, 'pr_curves')
+    assert sorted(os.listdir(eval_dir)) == ['pr_curves']
+    assert _contents(elsewhere) == {f'pr_{stem}.png': b'mine' for stem in stems}
+
+    # publish_dir itself (the link made while evaluating): nothing moved, nothing written there.
+    staging = eval_dir / '.staging'
+    (staging / 'pr_curves').mkdir(parents=True)
+    (staging / 'pr_curves' / f'pr_{stems[0]}.png').write_text('new')
+    (staging / 'results.json').write_text('{}')
+    with pytest.raises(ValueError) as info:
+        eval_outputs.publish_dir(str(staging), str(eval_dir))
+    assert str(info.value) == (
+        f'{eval_dir / "pr_curves"} is a symlink where the evaluation publishes an output of that '
+        'name; nothing was published. Move it away, or choose another --eval_dir.'
+    )
+    assert _contents(elsewhere) == {f'pr_{stem}.png': b'mine' for stem in stems}
+    assert _files(staging) == [f'pr_curves/pr_{stems[0]}.png', 'results.json']
+    assert not (eval_dir / 'results.json').exists()
+
+
+def test_a_folder_where_an_output_file_goes_is_not_deleted(tmp_path):
+    target, staging = tmp_path / 'eval', tmp_path / 'eval' / '.staging'
+    staging.mkdir(parents=True)
+    for name in ('results.json', 'results.txt'):
+        (staging / name).write_text('new')
+    (target / 'results.txt').mkdir()
+    (target / 'results.txt' / 'notes.md').write_text('mine')
+    with pytest.raises(ValueError) as info:
+        eval_outputs.publish_dir(str(staging), str(target))
+    assert str(info.value) == (
+        f'{target / "results.txt"} is a folder where the evaluation publishes an output of that '
+        'name; nothing was published. Move it away, or choose another --eval_dir.'
+    )
+    assert _contents(target) == {
+        '.staging/results.json': b'new',
+        '.staging/results.txt': b'new',
+        'results.txt/notes.md': b'mine',
+    }
+
+
+def test_results_json_is_published_first(tmp_path, monkeypatch):
+    """A publishing cut short leaves the new results.json, which lists every output there, so
+    the next evaluation into the folder does not take them for someone else's."""
+    target, staging = tmp_path / 'eval', tmp_path / 'eval' / '.staging'
+    staging.mkdir(parents=True)
+    for name in ('coco_detections.json', 'comp4_det_test_cat.txt', 'results.txt'):
+        (staging / name).write_text('new')
+    summary = {'checkpoint': '/train/model.ckpt-7', 'global_step': 7, 'settings': {}}
+    (staging / 'results.json').write_text(json.dumps(summary))
+    assert eval_outputs.remove_earlier_outputs(str(staging), str(target)) == []
+    moved = []
+    real_replace = os.replace
+
+    def replace_then_die(source, dest):
+        if moved:
+            raise KeyboardInterrupt
+        moved.append(os.path.relpath(dest, target))
+        real_replace(source, dest)
+
+    monkeypatch.setattr(os, 'replace', replace_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        eval_outputs.publish_dir(str(staging), str(target))
+    monkeypatch.undo()
+    assert moved == ['results.json']
+    with open(target / 'results.json') as fh:
+        assert json.load(fh) == dict(
+            summary,
+            output_files=[
+                'coco_detections.json',
+                'comp4_det_test_cat.txt',
+                'results.json',
+                'results.txt',
+            ],
+        )
+    assert eval_outputs.foreign_outputs(str(target)) == []

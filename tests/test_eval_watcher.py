@@ -465,8 +465,9 @@ watcher.watch(t._settings('run-a'), sys.argv[1], sys.argv[2], timeout_secs=0)
 def test_sigkilled_watcher_restarts_cleanly(tmp_path, monkeypatch):
     """A watcher killed (SIGKILL) while evaluating leaves its lock, staged hard links and the
     evaluation's staging folder; the next start removes them, evaluates what is left, and
-    nothing hidden remains but the lock file. Also the `.staged-<name>` folders of older
-    versions (they made the restart crash on its links)."""
+    nothing hidden remains but the lock file. The `.staged-<name>` folders of older versions
+    (they made the restart crash on its links) do not stop it; they are named in a log line,
+    not removed: a user's folder may have such a name."""
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     for step in (10, 20, 30):
         _fake_checkpoint(train_dir, step, mtime=1000 + step)
@@ -495,7 +496,12 @@ def test_sigkilled_watcher_restarts_cleanly(tmp_path, monkeypatch):
     assert [e['step'] for e in entries] == [20, 30]
     assert [step for step, *_ in calls] == [20, 30]
     assert any('killed' in line for line in lines)
-    assert _hidden(eval_dir) == [watcher.LOCK_NAME]
+    assert (
+        f'[watch] not removing .staged-model.ckpt-30 in {eval_dir}: named like the temporary '
+        'files that a killed watcher of an older version left, but they could be yours; remove '
+        'them by hand if they are not.'
+    ) in lines
+    assert _hidden(eval_dir) == [watcher.LOCK_NAME, '.staged-model.ckpt-30']
     assert _hidden(os.path.join(eval_dir, 'model.ckpt-20')) == []
     with open(os.path.join(eval_dir, 'best', 'best.json')) as fh:
         assert json.load(fh)['checkpoint'] == 'model.ckpt-30'
@@ -1066,3 +1072,176 @@ def test_history_plot_scales_to_the_values(tmp_path, monkeypatch, maps, top):
         ledger.append(dict(entry, metrics={'voc07': value}, class_ap={}))
     watcher.write_history(ledger, str(tmp_path), best_metric='voc07')
     assert shown == [(0.0, pytest.approx(top))]
+
+
+def _dead_pid():
+    done = subprocess.run(
+        [sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True
+    )
+    return int(done.stdout)
+
+
+def test_start_up_cleanup_removes_only_the_watchers_own_stale_temporaries(tmp_path):
+    """Audit finding: the start-up cleanup removed temporary folders of any label, `.staged-*`
+    folders of checkpoint-like files and older versions' temporary file names (a user's
+    `.history.csv.backup01`), some silently."""
+    from tf_extended import atomic_io
+
+    eval_dir = tmp_path / 'eval'
+    pid, host = _dead_pid(), atomic_io.host_tag()
+    ours = [f'.{label}.tmp-{pid}@{host}-abcdefgh' for label in ('best-new', 'staged', 'staging')]
+    kept = [
+        f'.drafts.tmp-{pid}@{host}-abcdefgh',  # another tool's label
+        f'.staged.tmp-{pid}@elsewhere-abcdefgh',  # another host's
+        f'.staged.tmp-{os.getpid()}@{host}-abcdefgh',  # a live process's
+        'mine',
+    ]
+    for name in ours + kept + [f'mine/.drafts.tmp-{pid}@{host}-abcdefgh']:
+        (eval_dir / name).mkdir(parents=True)
+        (eval_dir / name / 'x').write_text('x')
+    (eval_dir / '.staged-notes').mkdir()
+    for name in ('a.index', 'a.data-00000-of-00001'):
+        (eval_dir / '.staged-notes' / name).write_text('mine')
+    legacy = [
+        '.eval_ledger.jsonl.abcd1234',
+        '.history.csv.backup01',
+        f'.history.csv.tmp-{pid}-abcdefgh',
+        '.history.png.tmp',
+    ]
+    for name in legacy:
+        (eval_dir / name).write_text('mine')
+    orphan = eval_dir / f'.eval_ledger.jsonl.tmp-{pid}@{host}-abcdefgh'
+    orphan.write_text('{')
+    results = eval_dir / 'model.ckpt-10'
+    (results / f'.staging.tmp-{pid}@{host}-abcdefgh').mkdir(parents=True)
+
+    lines = []
+    watcher._clean_up_after_kill(str(eval_dir), lines.append)
+    assert sorted(os.listdir(eval_dir)) == sorted(kept + legacy + ['.staged-notes'])
+    assert sorted(os.listdir(eval_dir / 'mine')) == [f'.drafts.tmp-{pid}@{host}-abcdefgh', 'x']
+    assert sorted(os.listdir(eval_dir / '.staged-notes')) == ['a.data-00000-of-00001', 'a.index']
+    assert lines == [
+        f'[watch] removed {eval_dir / name}, left by a watcher or evaluation that was killed '
+        f'(process {pid})'
+        for name in ours
+    ] + [
+        f'[watch] removed {orphan}, left by a watcher that was killed while writing '
+        'eval_ledger.jsonl',
+        '[watch] not removing .eval_ledger.jsonl.abcd1234, .history.csv.backup01, '
+        f'.history.csv.tmp-{pid}-abcdefgh, .history.png.tmp, .staged-notes in {eval_dir}: named '
+        'like the temporary files that a '
+        'killed watcher of an older version left, but they could be yours; remove them by hand '
+        'if they are not.',
+        f'[watch] removed {results}/.staging.tmp-{pid}@{host}-abcdefgh, left by an interrupted '
+        f'run (process {pid})',
+        f'[watch] removed {results}, empty once that staging folder was removed',
+    ]
+
+
+def test_a_best_json_listing_a_users_file_does_not_get_it_deleted(tmp_path, monkeypatch):
+    """Audit finding: a best/best.json whose "files" listed notes.txt got best/notes.txt deleted
+    when best/ was replaced."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    best_dir = os.path.join(eval_dir, 'best')
+    for step in (10, 20):
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+    fake = _fake_evaluate([])
+
+    def plant_at_20(evaluator, prefix, results_dir, **kwargs):
+        if prefix.endswith('-20'):
+            with open(os.path.join(best_dir, 'notes.txt'), 'w') as fh:
+                fh.write('mine')
+            with open(os.path.join(best_dir, 'best.json')) as fh:
+                best = json.load(fh)
+            with open(os.path.join(best_dir, 'best.json'), 'w') as fh:
+                json.dump(dict(best, files=best['files'] + ['notes.txt']), fh)
+        return fake(evaluator, prefix, results_dir, **kwargs)
+
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', plant_at_20)
+    lines = []
+    entries = watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0, log=lines.append)
+    assert [e['step'] for e in entries] == [10, 20]
+    assert (
+        f'[watch] not updating {best_dir}: it holds files the watcher did not write '
+        '(notes.txt); move them away.'
+    ) in lines
+    with open(os.path.join(best_dir, 'notes.txt')) as fh:
+        assert fh.read() == 'mine'
+    with open(os.path.join(best_dir, 'best.json')) as fh:
+        assert json.load(fh)['checkpoint'] == 'model.ckpt-10'
+    _fake_checkpoint(train_dir, 30)
+    with pytest.raises(ValueError) as info:
+        watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0)
+    assert str(info.value) == (
+        f'{best_dir} holds files the watcher did not write (notes.txt); the watcher replaces '
+        'best/ and would delete them. Move them away.'
+    )
+    with open(os.path.join(best_dir, 'notes.txt')) as fh:
+        assert fh.read() == 'mine'
+
+
+@pytest.mark.parametrize('listed', [True, False], ids=['files-listed', 'older-version'])
+def test_best_files_are_the_watchers_only_by_their_names(tmp_path, listed):
+    """What best.json lists (or, for an older version, all of best/) is the watcher's only where
+    it is a regular file of a name the watcher gives: its checkpoint's files, the card, the
+    state file, best.json and an evaluation's outputs in results/."""
+    best_dir = tmp_path / 'best'
+    own = [
+        'best.json',
+        'checkpoint',
+        'model.json',
+        'model.ckpt-10.index',
+        'model.ckpt-10.data-00000-of-00001',
+        'results/results.json',
+        'results/pr_curves/pr_cat.png',
+    ]
+    others = ['model.ckpt-99.index', 'notes.txt', 'results/notes.txt', 'results/x/results.txt']
+    for name in own + others:
+        (best_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (best_dir / name).write_text('x')
+    (tmp_path / 'elsewhere.txt').write_text('mine')
+    (best_dir / 'results' / 'comp4_det_test_cat.txt').symlink_to(tmp_path / 'elsewhere.txt')
+    everything = own + others + ['results/comp4_det_test_cat.txt']
+    best = {'checkpoint': 'model.ckpt-10'}
+    if listed:
+        best['files'] = [name for name in everything if name != 'notes.txt']
+    (best_dir / 'best.json').write_text(json.dumps(best))
+    assert watcher.foreign_files(str(best_dir)) == sorted(
+        others + ['results/comp4_det_test_cat.txt']
+    )
+
+
+def test_results_folder_that_is_a_symlink_or_holds_foreign_outputs_is_not_used(
+    tmp_path, monkeypatch
+):
+    """A checkpoint's results folder in eval_dir that is a symlink (publishing would write where
+    it leads), or whose results.json of this checkpoint does not list a file of an output's name
+    there: the results go to `<name>.run-<id>`, nothing of them is touched."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    prefixes = [_fake_checkpoint(train_dir, step, mtime=1000 + step) for step in (10, 20)]
+    os.makedirs(eval_dir)
+    summary = {'global_step': 0, 'settings': {'model_card': {'card_id': ''}}}
+    elsewhere = tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    (elsewhere / 'results.json').write_text(json.dumps(dict(summary, checkpoint=prefixes[0])))
+    os.symlink(elsewhere, os.path.join(eval_dir, 'model.ckpt-10'))
+    held = tmp_path / 'eval' / 'model.ckpt-20'
+    held.mkdir()
+    (held / 'results.json').write_text(
+        json.dumps(dict(summary, checkpoint=prefixes[1], output_files=['results.json']))
+    )
+    (held / 'comp4_det_test_cat.txt').write_text('mine')
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
+    lines = []
+    entries = watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0, log=lines.append)
+    assert [e['results_dir'] for e in entries] == [
+        'model.ckpt-10.run-nocard',
+        'model.ckpt-20.run-nocard',
+    ]
+    for name in ('model.ckpt-10', 'model.ckpt-20'):
+        assert (
+            f'[watch] {os.path.join(eval_dir, name)} holds other results; this one goes to '
+            f'{os.path.join(eval_dir, name)}.run-nocard'
+        ) in lines
+    assert sorted(os.listdir(elsewhere)) == ['results.json']
+    assert sorted(os.listdir(held)) == ['comp4_det_test_cat.txt', 'results.json']
