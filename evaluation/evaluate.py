@@ -24,14 +24,16 @@ category id where the dataset has ids, else the model's label.
 `results_dir` receives (atomically, see `eval_outputs.publish_dir`):
   results.json   summary: checkpoint, global step, settings, metrics, per-class APs and rows,
                  speed (seconds, images_per_second; first_batch_seconds and
-                 steady_images_per_second, the rate after the first batch's warm-up);
+                 steady_images_per_second, the rate after the first batch's warm-up), and
+                 `output_files`, the files below that this evaluation wrote;
   results.txt    the per-class tables (VOC; with 'coco', COCO AP@[.5:.95] and AP@.5 by class);
   comp4_det_<split>_<stem>.txt   devkit results files (1-based pixels), with VOC metrics; the
                  image id column is the file stem, or a COCO image's id (see `image_key`);
   coco_detections.json, coco_ground_truth.json   when 'coco' is in the metrics;
   pr_curves/pr_<stem>.png   with VOC metrics;
-(an earlier evaluation's outputs of these names that this one does not write are removed:
-`eval_outputs.remove_earlier_outputs`) and the TensorBoard scalars (mAPs and per-class APs) go
+(the outputs an earlier evaluation's results.json lists that this one does not write are
+removed, and files of these names that no results.json lists are refused before evaluating:
+`eval_outputs.remove_earlier_outputs`, `eval_outputs.foreign_outputs`) and the TensorBoard scalars (mAPs and per-class APs) go
 to `summary_dir` at the checkpoint's global step.
 """
 
