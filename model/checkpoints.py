@@ -148,6 +148,10 @@ def localize_state_file(train_dir):
 UNLISTED_FILE = '.unlisted_checkpoints.json'
 
 
+# The names of the trainer's checkpoints (training/trainer.py saves `model.ckpt-<step>`).
+_TRAINER_CHECKPOINT = re.compile(r'model\.ckpt-[0-9]+')
+
+
 def _read_unlisted(record):
     """The checkpoint names in UNLISTED_FILE `record` ([] when there is none). A record that
     cannot be read (not a regular file, over 1 MiB, not a JSON list) is logged and taken as
@@ -164,8 +168,9 @@ def _read_unlisted(record):
             str(err).rstrip('.'),
         )
         return []
-    # Names only: a record naming paths must not make a resume delete files elsewhere.
-    return [n for n in names if isinstance(n, str) and os.path.basename(n) == n]
+    # The trainer's checkpoint names only: a record naming paths or other files (planted, or
+    # edited) must not make a resume delete them.
+    return [n for n in names if isinstance(n, str) and _TRAINER_CHECKPOINT.fullmatch(n)]
 
 
 def unlist_beyond_newest(train_dir, max_to_keep):
