@@ -306,14 +306,10 @@ def test_eval_into_a_held_folder_is_refused(model, tmp_path, watch):
     )
 
 
-def test_training_into_a_held_folder_is_refused(tmp_path):
-    train_dir = tmp_path / 'train'
-    _refused(
+def _training(train_dir):
+    """A one-step training's command line into `train_dir`."""
+    return [
         'train_ssd_network.py',
-        'train_ssd_network',
-        '--train_dir',
-        train_dir,
-        'training run',
         f'--train_dir={train_dir}',
         f'--dataset_dir={synthetic_voc_records() / "records"}',
         '--dataset_name=pascalvoc_2007',
@@ -321,7 +317,13 @@ def test_training_into_a_held_folder_is_refused(tmp_path):
         '--model_name=ssd_300_mobilenet',
         '--depth_multiplier=0.25',
         '--max_number_of_steps=1',
-    )
+    ]
+
+
+def test_training_into_a_held_folder_is_refused(tmp_path):
+    train_dir = tmp_path / 'train'
+    script, *args = _training(train_dir)
+    _refused(script, 'train_ssd_network', '--train_dir', train_dir, 'training run', *args)
     assert not train_dir.exists()
 
 
@@ -340,15 +342,6 @@ def test_training_into_a_path_it_cannot_use_is_one_line(tmp_path, case):
         (tmp_path / 'notes.txt').write_text('mine')
         train_dir = tmp_path / 'notes.txt' / 'train'
         error = f"[Errno 20] Not a directory: '{train_dir}'"
-    proc = run_script(
-        'train_ssd_network.py',
-        f'--train_dir={train_dir}',
-        f'--dataset_dir={synthetic_voc_records() / "records"}',
-        '--dataset_name=pascalvoc_2007',
-        '--dataset_split_name=train',
-        '--model_name=ssd_300_mobilenet',
-        '--depth_multiplier=0.25',
-        '--max_number_of_steps=1',
-    )
+    proc = run_script(*_training(train_dir))
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1] == f'train_ssd_network: error: {error}'
