@@ -33,8 +33,8 @@ category id where the dataset has ids, else the model's label.
   pr_curves/pr_<stem>.png   with VOC metrics;
 (the outputs an earlier evaluation's results.json lists that this one does not write are
 removed, and files of these names that no results.json lists are refused before evaluating:
-`eval_outputs.remove_earlier_outputs`, `eval_outputs.foreign_outputs`) and the TensorBoard scalars (mAPs and per-class APs) go
-to `summary_dir` at the checkpoint's global step.
+`eval_outputs.remove_earlier_outputs`, `eval_outputs.foreign_outputs`) and the TensorBoard
+scalars (mAPs and per-class APs) go to `summary_dir` at the checkpoint's global step.
 """
 
 import contextlib
