@@ -7,6 +7,7 @@ into the prefix that `tf.compat.v1.train.Saver.restore` and `tf.train.load_check
 
 import contextlib
 import glob
+import json
 import os
 import re
 import shutil
@@ -224,24 +225,45 @@ def remove_checkpoints(train_dir, prefixes):
         pass
 
 
-# Files the other steps write in their output folders (evaluation/watcher.py LEDGER_NAME and
-# BEST_JSON, evaluation/outputs.py RESULT_FILES, model/card.py EXPORT_METADATA_FILE,
-# inference/detection.py DETECTIONS_FILE): a --train_dir holding one is another step's folder.
+# Files the other steps write in their output folders, with keys every version of them holds
+# (evaluation/watcher.py LEDGER_NAME and BEST_JSON, evaluation/outputs.py RESULT_FILES,
+# model/card.py EXPORT_METADATA_FILE, inference/detection.py DETECTIONS_FILE): a --train_dir
+# holding one is another step's folder. Files of those names without the keys (an experiment
+# tracker's results.json) are a user's, and no reason to refuse.
 OUTPUT_FOLDERS = {
-    'eval_ledger.jsonl': "an eval watcher's --eval_dir",
-    'best.json': "the eval watcher's best/ copy of a checkpoint",
-    'results.json': "an evaluation's --eval_dir",
-    'metadata.json': "an export's --output_dir",
-    'detections.json': "a detection run's --output_dir",
+    'eval_ledger.jsonl': ("an eval watcher's --eval_dir", ('checkpoint', 'status')),
+    'best.json': ("the eval watcher's best/ copy of a checkpoint", ('checkpoint', 'metrics')),
+    'results.json': ("an evaluation's --eval_dir", ('checkpoint', 'global_step', 'settings')),
+    'metadata.json': ("an export's --output_dir", ('model_name', 'export')),
+    'detections.json': ("a detection run's --output_dir", ('model', 'num_processed')),
 }
+# Read at most this much of such a file; a larger one (a long video's detections.json) is
+# taken as the step's by its name.
+_OUTPUT_RECORD_BYTES = 16 << 20
+
+
+def _written_by_a_step(path, keys):
+    """True when the JSON object in `path` (the first line of a .jsonl) has `keys`."""
+    try:
+        data = safe_io.read_bytes(path, _OUTPUT_RECORD_BYTES, 'output record')
+    except safe_io.UnsafeFileError:
+        return os.path.isfile(path)  # only too large: a regular file
+    except OSError:
+        return False
+    text = data.split(b'\n', 1)[0] if path.endswith('.jsonl') else data
+    try:
+        record = json.loads(text.decode('utf-8'))
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and all(key in record for key in keys)
 
 
 def check_train_dir(train_dir):
     """Refuses (ValueError) a --train_dir that is another step's output folder: training there
     would mix its checkpoints with the evaluation's, export's or detection's files (a resume in
     the watcher's best/ rewrote the checkpoint it keeps)."""
-    for name, what in OUTPUT_FOLDERS.items():
-        if os.path.lexists(os.path.join(train_dir, name)):
+    for name, (what, keys) in OUTPUT_FOLDERS.items():
+        if _written_by_a_step(os.path.join(train_dir, name), keys):
             raise ValueError(
                 f'--train_dir {train_dir} holds {name}: it is {what}, not a training folder. '
                 f'Train into a folder of its own (to start from its model, pass it as '

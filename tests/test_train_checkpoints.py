@@ -1,5 +1,6 @@
 """Checkpoint-path resolution and scope-based restore (model/checkpoints.py)."""
 
+import json
 import os
 
 import numpy as np
@@ -596,10 +597,13 @@ def test_another_steps_output_folder_is_not_a_train_dir(tmp_path):
     }
     checkpoints.check_train_dir(str(tmp_path / 'new'))
     checkpoints.check_train_dir(str(tmp_path))
-    for name, what in checkpoints.OUTPUT_FOLDERS.items():
+    for name, (what, keys) in checkpoints.OUTPUT_FOLDERS.items():
         folder = tmp_path / name.split('.')[0]
         folder.mkdir()
-        (folder / name).write_text('{}')
+        # A user's (or an experiment tracker's) file of that name: trained beside, as before.
+        (folder / name).write_text('{"experiment": "lr sweep"}\n')
+        checkpoints.check_train_dir(str(folder))
+        (folder / name).write_text(json.dumps(dict.fromkeys(keys, 1)) + '\n')
         with pytest.raises(ValueError) as info:
             checkpoints.check_train_dir(str(folder))
         assert str(info.value) == (
