@@ -143,6 +143,22 @@ class ModelCard:
                 f'{len(self.class_names)} class names for a model with '
                 f'{self.params.num_classes - 1} classes besides the background.'
             )
+        # The checks of a card read from a file, where it is made (flags, a dataset's names): a
+        # card this project writes is one every later step reads.
+        try:
+            base = nets_factory.get_network(self.model_name).default_params
+            ssd_params_lib.check_params(self.params, base)
+        except ValueError as err:
+            raise CardError(str(err)) from None
+        for name in self.class_names:
+            problem = labels_lib.class_name_problem(name) if isinstance(name, str) else 'no text'
+            if problem:
+                raise CardError(f'class name {name!r:.80} {problem}; the model card refuses it.')
+        is_number = ssd_params_lib.is_number
+        if not (len(self.mean_rgb) == 3 and all(map(is_number, self.mean_rgb))):
+            raise CardError(f'mean_rgb {self.mean_rgb!r:.80} is not 3 numbers (R, G, B).')
+        if not is_number(self.scale, above=0):
+            raise CardError(f'scale {self.scale!r:.80} is not a number > 0.')
 
     @property
     def num_classes(self):
@@ -257,8 +273,10 @@ def _reading(source):
     """Turns the errors of reading a card's content into one CardError naming `source`."""
     try:
         yield
-    except CardError:
-        raise
+    except CardError as err:
+        if str(err).startswith(f'{source}:'):
+            raise
+        raise CardError(f'{source}: not a valid model card: {str(err).rstrip(".")}.') from None
     except KeyError as err:
         raise CardError(f'{source}: not a valid model card (no field {err}).') from None
     except (TypeError, ValueError) as err:
@@ -275,9 +293,8 @@ def _check_card_fields(meta, normalisation):
     checks = {
         'class_names': (
             names,
-            isinstance(names, list)
-            and all(isinstance(n, str) and labels_lib.class_name_problem(n) is None for n in names),
-            'a list of class names (non-empty strings without control characters)',
+            isinstance(names, list) and all(isinstance(n, str) for n in names),
+            'a list of class names (strings)',
         ),
         'normalisation.mean_rgb': (
             mean,
