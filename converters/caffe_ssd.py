@@ -22,12 +22,12 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from converters import prototxt
+from model import card as card_lib
 
 # Caffe BatchNormParameter.eps default.
 CAFFE_BN_EPS = 1e-5
 _INT32_MAX = (1 << 31) - 1
 _MAX_PIXELS = 100000.0  # prior sizes and steps, in input pixels
-_MAX_DETECTIONS = 100000  # keep_top_k: detections per image are allocated up front
 
 
 class ConversionError(ValueError):
@@ -686,11 +686,16 @@ def ssd_config_from_prototxt(net, spec, source_file='<prototxt>'):
                 ),
                 'nms_threshold': nms.number('nms_threshold', at_nms, minimum=0.0, maximum=1.0),
                 # <= 0 means all, in Caffe and in our post-processing
-                'top_k': nms.number('top_k', at_nms, integer=True, minimum=-1, maximum=_INT32_MAX),
-                'keep_top_k': p.number(
-                    'keep_top_k', where, integer=True, minimum=-1, maximum=_MAX_DETECTIONS
+                # The model card's bounds (detections per image are allocated up front).
+                'top_k': nms.number(
+                    'top_k', at_nms, integer=True, minimum=-1, maximum=card_lib.MAX_DETECTIONS
                 ),
-                'confidence_threshold': p.number('confidence_threshold', where),
+                'keep_top_k': p.number(
+                    'keep_top_k', where, integer=True, minimum=-1, maximum=card_lib.MAX_DETECTIONS
+                ),
+                'confidence_threshold': p.number(
+                    'confidence_threshold', where, minimum=0.0, maximum=1.0
+                ),
             }
             detection.update((k, v) for k, v in values.items() if v is not None)
         elif layer_type == 'BatchNorm' and layer.has('batch_norm_param'):

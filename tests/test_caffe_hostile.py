@@ -299,7 +299,17 @@ _PROTOTXT_CASES = [
         'top_k: 100',
         'top_k: 99999999999999999999',
         _DET + r', nms_param: top_k \(line \d+\) is 99999999999999999999, '
-        r'expected an integer in \[-1, 2147483647\]',
+        r'expected an integer in \[-1, 100000\]',
+    ),
+    (
+        'top_k: 100',
+        'top_k: 100001',  # above the model card's bound: refused here, naming the line
+        _DET + r', nms_param: top_k \(line \d+\) is 100001, expected an integer in \[-1, 100000\]',
+    ),
+    (
+        'confidence_threshold: 0.25',
+        'confidence_threshold: 5',
+        _DET + r': confidence_threshold \(line \d+\) is 5, expected a finite number in \[0, 1\]',
     ),
     (
         'keep_top_k: 100',
