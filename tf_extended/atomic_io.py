@@ -24,10 +24,11 @@ import shutil
 import socket
 import tempfile
 
-# tempfile's random part: 8 characters of [a-z0-9_].
-_TEMP_NAME = re.compile(
+# The names of temporaries (tf_extended/temp_dirs' folders too); tempfile's random part is 8
+# characters of [a-z0-9_].
+TEMP_NAME = re.compile(
     r'^\.(?P<target>.+)\.tmp-(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9._-]*)-[a-z0-9_]{8}'
-    r'(\.[A-Za-z0-9]+)?$'
+    r'(?P<ext>\.[A-Za-z0-9]+)?$'
 )
 
 
@@ -90,7 +91,7 @@ def remove_orphans(directory, target=None):
     )
     removed = []
     for path in glob.glob(os.path.join(glob.escape(directory), pattern)):
-        match = _TEMP_NAME.match(os.path.basename(path))
+        match = TEMP_NAME.match(os.path.basename(path))
         if not match or match['host'] != host_tag() or pid_alive(int(match['pid'])):
             continue
         if target and match.group('target') != os.path.basename(os.path.abspath(target)):

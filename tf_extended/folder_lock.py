@@ -42,6 +42,7 @@ import stat
 import sys
 import time
 
+from tf_extended import atomic_io
 from tf_extended import safe_io
 
 LOCK_NAME = '.ssd.lock'
@@ -106,13 +107,8 @@ def current_holder(folder):
     if record is None or record.get('host') != socket.gethostname():
         return record
     pid = record.get('pid')
-    if not isinstance(pid, int) or pid <= 0:  # kill(0 or -1) would signal process groups
-        return None
-    try:
-        os.kill(pid, 0)
-    except PermissionError:  # another user's process
-        return record
-    except (OSError, OverflowError):
+    # kill(0 or -1) would signal process groups; a pid beyond the kernel's is no process.
+    if not isinstance(pid, int) or not 0 < pid < 1 << 31 or not atomic_io.pid_alive(pid):
         return None
     return record
 

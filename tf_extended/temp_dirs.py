@@ -9,16 +9,10 @@ The name carries everything, so the folder's content is only what its caller put
 """
 
 import os
-import re
 import shutil
 import tempfile
 
 from tf_extended import atomic_io
-
-_NAME = re.compile(
-    r'^\.(?P<label>.+)\.tmp-(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9._-]*)-'
-    r'[a-z0-9_]{8}$'
-)
 
 
 def make(parent, label):
@@ -35,10 +29,10 @@ def make(parent, label):
 
 def parse(name):
     """{'label', 'pid', 'host'} of a name `make` gives, else None."""
-    match = _NAME.match(name)
-    if not match:
+    match = atomic_io.TEMP_NAME.match(name)
+    if not match or match['ext']:
         return None
-    return {'label': match['label'], 'pid': int(match['pid']), 'host': match['host']}
+    return {'label': match['target'], 'pid': int(match['pid']), 'host': match['host']}
 
 
 def is_stale(path):
