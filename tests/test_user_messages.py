@@ -2,6 +2,8 @@
 (no advice that leads to another error, no model described before the error that its path is
 wrong, no file type offered that the script then refuses)."""
 
+import os
+
 import pytest
 
 from datasets import synthetic
@@ -121,3 +123,23 @@ def test_eval_names_the_models_of_an_export_folder_it_evaluates(tmp_path):
         f'({types}); export the checkpoint with export_ssd_network.py --formats=frozen_graph '
         f'(or openvino, saved_model) and evaluate that.'
     ]
+
+
+def test_a_single_evaluation_into_a_watchers_folder_is_refused(tmp_path):
+    """It wrote results.json beside the watcher's ledger and a second event file at a step the
+    watcher's event file has."""
+    eval_dir = tmp_path / 'eval'
+    eval_dir.mkdir()
+    (eval_dir / 'eval_ledger.jsonl').write_text('')
+    proc = _eval(
+        tmp_path,
+        f'--checkpoint_path={tmp_path / "train"}',
+        '--dataset_name=custom',
+        '--dataset_split_name=test',
+        f'--dataset_dir={tmp_path}',
+    )
+    assert proc.stderr.splitlines()[-1] == (
+        f"eval_ssd_network: error: --eval_dir {eval_dir} is a watcher's (it holds "
+        f'eval_ledger.jsonl); evaluate once into a folder of its own, e.g. {eval_dir / "once"}.'
+    )
+    assert sorted(os.listdir(eval_dir)) == ['eval_ledger.jsonl']
