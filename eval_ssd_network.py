@@ -292,18 +292,20 @@ def main(_):
         _check_watcher_flags()
         if FLAGS.wait_for_checkpoints:  # before waiting for the trainer's card
             evaluate.check_eval_dir(FLAGS.eval_dir, FLAGS.checkpoint_path)
-        elif os.path.lexists(os.path.join(FLAGS.eval_dir, watcher.LEDGER_NAME)):
+        # Before anything reads or writes --eval_dir: two evaluations into one folder would
+        # rewrite each other's results (a watcher's ledger, history and best/).
+        lock = folder_lock.acquire(
+            FLAGS.eval_dir, '--eval_dir', 'watcher' if FLAGS.wait_for_checkpoints else 'evaluation'
+        )
+        if not FLAGS.wait_for_checkpoints and os.path.lexists(
+            os.path.join(FLAGS.eval_dir, watcher.LEDGER_NAME)
+        ):
             # Its results would sit among the watcher's (results.json beside the ledger, a second
             # event file at a step the watcher's has).
             raise ValueError(
                 f'--eval_dir {FLAGS.eval_dir} is a watcher\'s (it holds {watcher.LEDGER_NAME}); '
                 f'evaluate once into a folder of its own, e.g. {os.path.join(FLAGS.eval_dir, "once")}.'
             )
-        # Before anything reads or writes --eval_dir: two evaluations into one folder would
-        # rewrite each other's results (a watcher's ledger, history and best/).
-        lock = folder_lock.acquire(
-            FLAGS.eval_dir, '--eval_dir', 'watcher' if FLAGS.wait_for_checkpoints else 'evaluation'
-        )
         if FLAGS.exported_model:
             _evaluate_exported()
             return
