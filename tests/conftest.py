@@ -40,6 +40,18 @@ def script_env(**extra):
     )
 
 
+def file_bytes(folder):
+    """{relative path: bytes} of every file under `folder` (symlinked folders not followed): what
+    a test compares before and after a run that must leave the folder as it was."""
+    found = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, 'rb') as f:
+                found[os.path.relpath(path, folder)] = f.read()
+    return found
+
+
 def run_script(script, *args, timeout=400):
     """Runs `python <ROOT>/<script> args...` from the project root as a child of
     tests/script_server.py (TensorFlow imported already); returns the CompletedProcess (text

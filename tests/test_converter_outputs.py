@@ -20,7 +20,7 @@ from model import checkpoints
 from tests import caffe_fixtures
 from tests import eval_fixtures
 from tests import pytorch_fixtures as fx
-from tests.conftest import run_script
+from tests.conftest import file_bytes, run_script
 
 v1 = tf.compat.v1
 
@@ -61,17 +61,6 @@ def _script_args(kind, sources, output_path):
     )
 
 
-def _files(root):
-    """{relative path: bytes} of every file under `root`."""
-    found = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, 'rb') as f:
-                found[os.path.relpath(path, root)] = f.read()
-    return found
-
-
 def _training_folder(directory):
     """A training's folder: model.ckpt-5 (with global_step), its `checkpoint` state file and
     the trainer's model.json."""
@@ -106,13 +95,13 @@ def test_backbone_conversion_keeps_a_trainings_card(kind, sources, tmp_path):
     training's card. Refused, in one line, and nothing in the folder changes."""
     train_dir = str(tmp_path / 'train')
     _training_folder(train_dir)
-    before = _files(train_dir)
+    before = file_bytes(train_dir)
     script = _script_args(kind, sources, os.path.join(train_dir, 'model'))
     line = _error_line(run_script(*script), script[0][: -len('.py')])
     card = os.path.join(train_dir, 'model.json')
     assert f'{card} exists and was not written by a converter' in line
     assert 'choose another --output_path' in line
-    assert _files(train_dir) == before
+    assert file_bytes(train_dir) == before
     card_lib.load(card)  # still the training's card
 
 
@@ -127,11 +116,11 @@ def test_backbone_conversion_keeps_an_exports_metadata(sources, tmp_path):
     meta = dict(card.to_dict(), export={'format': 'saved_model'})
     (export_dir / 'metadata.json').write_text(json.dumps(meta))
     (export_dir / 'saved_model.pb').write_bytes(b'graph')
-    before = _files(export_dir)
+    before = file_bytes(export_dir)
     for kind in ('caffe', 'pytorch'):
         with pytest.raises(FileExistsError, match='metadata.json exists and was not written by'):
             _convert(kind, sources, str(export_dir / 'metadata'))
-    assert _files(export_dir) == before
+    assert file_bytes(export_dir) == before
 
 
 def test_a_converters_record_without_its_checkpoint_is_not_replaced(sources, tmp_path):
@@ -142,10 +131,10 @@ def test_a_converters_record_without_its_checkpoint_is_not_replaced(sources, tmp
     other = tmp_path / 'b'
     other.mkdir()
     shutil.copy(first + '.json', other / 'base.ckpt.json')
-    before = _files(other)
+    before = file_bytes(other)
     with pytest.raises(FileExistsError, match=r'base.ckpt.json exists and was not written by'):
         _convert('caffe', sources, str(other / 'base.ckpt'))
-    assert _files(other) == before
+    assert file_bytes(other) == before
 
 
 def test_a_conversion_replaces_its_own_earlier_output(sources, tmp_path):
@@ -231,7 +220,7 @@ def test_an_output_path_naming_a_folder_is_refused(
 ):
     monkeypatch.chdir(tmp_path)
     _training_folder('ck')
-    before = _files(tmp_path)
+    before = file_bytes(tmp_path)
     for kind in ('caffe', 'pytorch'):
         with pytest.raises(IsADirectoryError) as err:
             _convert(kind, sources, given)
@@ -239,7 +228,7 @@ def test_an_output_path_naming_a_folder_is_refused(
             f'--output_path={given!r} names a folder; it takes a checkpoint prefix (a file name '
             f'stem): pass e.g. --output_path={suggested}'
         )
-    assert _files(tmp_path) == before
+    assert file_bytes(tmp_path) == before
     with pytest.raises(IsADirectoryError, match=r"--output_path='' names a folder.*=model.ckpt$"):
         checkpoint_io.check_output_path('')
 
@@ -249,12 +238,12 @@ def test_script_refuses_a_trailing_slash_in_one_line(sources, tmp_path):
     left, then a 138-line traceback."""
     ck = str(tmp_path / 'ck')
     _training_folder(ck)
-    before = _files(tmp_path)
+    before = file_bytes(tmp_path)
     script = _script_args('caffe', sources, ck + '/sub/')
     line = _error_line(run_script(*script), 'caffe_to_tensorflow')
     assert 'names a folder; it takes a checkpoint prefix' in line
     assert line.endswith(f'--output_path={ck}/sub/model.ckpt')
-    assert _files(tmp_path) == before
+    assert file_bytes(tmp_path) == before
 
 
 @pytest.fixture(scope='module')
@@ -271,7 +260,7 @@ def test_training_refuses_a_converters_folder(sources, records, tmp_path):
     _convert('pytorch', sources, os.path.join(ck4, 'base.ckpt'))
     with pytest.raises(ValueError, match='was written by a checkpoint converter'):
         checkpoints.resume_checkpoint(ck4)
-    before = _files(ck4)
+    before = file_bytes(ck4)
     proc = run_script(
         'train_ssd_network.py',
         f'--train_dir={ck4}',
@@ -288,7 +277,7 @@ def test_training_refuses_a_converters_folder(sources, records, tmp_path):
         f'converted weights (base.ckpt), not a training to resume; pass them as '
         f'--checkpoint_path={latest} with a new --train_dir.'
     )
-    assert _files(ck4) == before
+    assert file_bytes(ck4) == before
     # The shared mark: what the converter writes is what the trainer looks for.
     assert checkpoint_io.STATE_FILE_HEADER == checkpoints.CONVERTER_STATE_FILE_HEADER
     with open(state, encoding='utf-8') as f:

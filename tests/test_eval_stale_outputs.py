@@ -17,6 +17,7 @@ from evaluation import outputs as eval_outputs
 from inference import detection
 from inference import export
 from tests import eval_fixtures
+from tests.conftest import file_bytes
 
 MODEL = 'ssd_300_mobilenet'
 DEPTH = 0.25
@@ -197,17 +198,6 @@ def _refusal(folder, names):
     )
 
 
-def _contents(folder):
-    """{relative path: bytes} of every file under `folder` (symlinked folders not followed)."""
-    found = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, 'rb') as fh:
-                found[os.path.relpath(path, folder)] = fh.read()
-    return found
-
-
 def test_files_of_output_names_no_evaluation_wrote_are_refused_before_evaluating(setup, tmp_path):
     """Audit finding: an --eval_dir holding devkit, COCO and PR-curve files of other origin
     (no results.json) lost them all to 'removed 4 output(s) of an earlier evaluation'."""
@@ -222,7 +212,7 @@ def test_files_of_output_names_no_evaluation_wrote_are_refused_before_evaluating
     for name in planted:
         (eval_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (eval_dir / name).write_text(f'mine: {name}')
-    before = _contents(eval_dir)
+    before = file_bytes(eval_dir)
     logged = []
     with pytest.raises(ValueError) as info:
         _evaluate(setup, eval_dir, ('voc07',), logged)
@@ -231,7 +221,7 @@ def test_files_of_output_names_no_evaluation_wrote_are_refused_before_evaluating
         'coco_detections.json, comp4_det_test_aeroplane.txt, comp4_det_val_circle.txt and 1 more',
     )
     assert logged == []  # refused before evaluating
-    assert _contents(eval_dir) == before
+    assert file_bytes(eval_dir) == before
     assert sorted(os.listdir(eval_dir)) == sorted({name.split('/')[0] for name in planted})
 
     # A results.json that is not an evaluation's is no record either (and would be replaced).
@@ -241,7 +231,7 @@ def test_files_of_output_names_no_evaluation_wrote_are_refused_before_evaluating
     with pytest.raises(ValueError) as info:
         _evaluate(setup, eval_dir, ('voc07',), [])
     assert str(info.value) == _refusal(eval_dir, 'results.json')
-    assert _contents(eval_dir) == {'results.json': b'{"mine": 1}'}
+    assert file_bytes(eval_dir) == {'results.json': b'{"mine": 1}'}
 
 
 def test_results_json_lists_its_files_and_only_those_are_taken_as_its(setup, tmp_path):
@@ -253,11 +243,11 @@ def test_results_json_lists_its_files_and_only_those_are_taken_as_its(setup, tmp
     # A file of an output's name added since (a class this evaluation has no file for) is not
     # the evaluation's: the next evaluation, which would remove it, refuses.
     (eval_dir / 'comp4_det_test_zebra.txt').write_text('mine')
-    before = _contents(eval_dir)
+    before = file_bytes(eval_dir)
     with pytest.raises(ValueError) as info:
         _evaluate(setup, eval_dir, ('coco',), [])
     assert str(info.value) == _refusal(eval_dir, 'comp4_det_test_zebra.txt')
-    assert _contents(eval_dir) == before
+    assert file_bytes(eval_dir) == before
 
 
 def test_a_symlinked_pr_curves_folder_is_never_written_through(setup, tmp_path):
@@ -275,7 +265,7 @@ def test_a_symlinked_pr_curves_folder_is_never_written_through(setup, tmp_path):
         _evaluate(setup, eval_dir, ('voc07',), [])
     assert str(info.value) == _refusal(eval_dir, 'pr_curves')
     assert sorted(os.listdir(eval_dir)) == ['pr_curves']
-    assert _contents(elsewhere) == {f'pr_{stem}.png': b'mine' for stem in stems}
+    assert file_bytes(elsewhere) == {f'pr_{stem}.png': b'mine' for stem in stems}
 
     # publish_dir itself (the link made while evaluating): nothing moved, nothing written there.
     staging = eval_dir / '.staging'
@@ -288,7 +278,7 @@ def test_a_symlinked_pr_curves_folder_is_never_written_through(setup, tmp_path):
         f'{eval_dir / "pr_curves"} is a symlink where the evaluation publishes an output of that '
         'name; nothing was published. Move it away, or choose another --eval_dir.'
     )
-    assert _contents(elsewhere) == {f'pr_{stem}.png': b'mine' for stem in stems}
+    assert file_bytes(elsewhere) == {f'pr_{stem}.png': b'mine' for stem in stems}
     assert _files(staging) == [f'pr_curves/pr_{stems[0]}.png', 'results.json']
     assert not (eval_dir / 'results.json').exists()
 
@@ -306,7 +296,7 @@ def test_a_folder_where_an_output_file_goes_is_not_deleted(tmp_path):
         f'{target / "results.txt"} is a folder where the evaluation publishes an output of that '
         'name; nothing was published. Move it away, or choose another --eval_dir.'
     )
-    assert _contents(target) == {
+    assert file_bytes(target) == {
         '.staging/results.json': b'new',
         '.staging/results.txt': b'new',
         'results.txt/notes.md': b'mine',

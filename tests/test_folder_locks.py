@@ -18,7 +18,7 @@ import tensorflow as tf
 from inference import export
 from tests import data_fixtures
 from tests import inference_fixtures as fx
-from tests.conftest import ROOT, run_script, synthetic_voc_records
+from tests.conftest import ROOT, file_bytes, run_script, synthetic_voc_records
 from tf_extended import folder_lock
 from training import trainer
 
@@ -221,26 +221,17 @@ def model(tmp_path_factory):
     return dict(prefix=prefix, images=images, labels=labels)
 
 
-def _tree(folder):
-    tree = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            with open(os.path.join(root, name), 'rb') as f:
-                tree[os.path.relpath(os.path.join(root, name), folder)] = f.read()
-    return tree
-
-
 def _refused(script, prefix, flag, folder, role, *args):
     """Runs `script` into `folder` while this process holds it: refused in one line, the folder
     as it was."""
     with folder_lock.acquire(str(folder), flag, role):
-        before = _tree(folder)
+        before = file_bytes(folder)
         proc = run_script(script, *args)
         assert proc.returncode == 1, proc.stderr[-3000:]
         line = f'{prefix}: error: {_refusal(flag, folder, _record(folder))}'
         assert proc.stderr.strip().splitlines()[-1] == line, proc.stderr[-3000:]
         assert f'pid {os.getpid()} on ' in line
-        assert _tree(folder) == before
+        assert file_bytes(folder) == before
     return proc
 
 

@@ -21,7 +21,7 @@ from model import card as card_lib
 from model import checkpoints
 from model import cli
 from tests import caffe_fixtures
-from tests.conftest import run_script
+from tests.conftest import file_bytes, run_script
 from tests import data_fixtures
 from tests import eval_fixtures
 from tests import inference_fixtures
@@ -381,16 +381,6 @@ def test_classes_named_in_another_order_are_refused(trained, tmp_path):
     assert any(first in line for line in logged), logged
 
 
-def _files(folder):
-    """{relative path: bytes} of the files under `folder`."""
-    tree = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            with open(os.path.join(root, name), 'rb') as f:
-                tree[os.path.relpath(os.path.join(root, name), folder)] = f.read()
-    return tree
-
-
 def test_export_overwrite_leaves_files_no_export_wrote(trained, tmp_path):
     """The audit's command: --output_dir holds no metadata.json but a SavedModel, a frozen graph
     and a TFLite model the user made elsewhere; --overwrite replaced the SavedModel and removed
@@ -400,7 +390,7 @@ def test_export_overwrite_leaves_files_no_export_wrote(trained, tmp_path):
     metadata.json)."""
     home = tmp_path / 'home'
     inference_fixtures.write_users_own_models(home)
-    before = _files(home)
+    before = file_bytes(home)
     train = f'--checkpoint_path={trained["train_dir"]}'
     proc = run_script(
         'export_ssd_network.py',
@@ -409,7 +399,7 @@ def test_export_overwrite_leaves_files_no_export_wrote(trained, tmp_path):
         f'--output_dir={home}',
         '--overwrite',
     )
-    assert proc.returncode == 1 and _files(home) == before, proc.stderr[-3000:]
+    assert proc.returncode == 1 and file_bytes(home) == before, proc.stderr[-3000:]
     assert proc.stderr.splitlines() == [
         f'export_ssd_network.py: error: {home / "saved_model"} is not from an earlier export (it '
         f'holds no assets.extra/metadata.json an export wrote); refusing to replace it: choose '
@@ -428,14 +418,16 @@ def test_export_overwrite_leaves_files_no_export_wrote(trained, tmp_path):
 
     train_dir = str(tmp_path / 'train')
     shutil.copytree(trained['train_dir'], train_dir)
-    trainer = _files(train_dir)
+    trainer = file_bytes(train_dir)
     assert 'model.json' in trainer and 'model.json' not in export.written_names(export.FORMATS)
     args = [f'--checkpoint_path={train_dir}', f'--output_dir={train_dir}', '--formats=frozen_graph']
     proc = run_script('export_ssd_network.py', *args)
-    assert proc.returncode == 1 and 'is not empty' in proc.stderr and _files(train_dir) == trainer
+    assert (
+        proc.returncode == 1 and 'is not empty' in proc.stderr and file_bytes(train_dir) == trainer
+    )
     proc = run_script('export_ssd_network.py', *args, '--overwrite')
     assert proc.returncode == 0, proc.stderr[-3000:]
-    after = _files(train_dir)
+    after = file_bytes(train_dir)
     assert {name: after[name] for name in trainer} == trainer
     assert sorted(set(after) - set(trainer)) == export.written_names(['frozen_graph'])
     assert checkpoints.resolve_checkpoint(train_dir) == os.path.join(
