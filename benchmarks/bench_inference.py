@@ -46,9 +46,11 @@ import tensorflow as tf
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_nets  # noqa: E402
+import bench_openvino_ir  # noqa: E402
 from inference import export  # noqa: E402
 from inference import detection  # noqa: E402
 from inference import openvino_model  # noqa: E402 - imports openvino only when used
+from inference import openvino_runtime  # noqa: E402
 from model import card as card_lib  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
 from tf_extended import cpu_features  # noqa: E402
@@ -157,35 +159,6 @@ def setups(name, work_dir, dtypes, openvino_precisions, tflite_threads, images):
     return result
 
 
-# OpenVINO CPU plugin node types that run the net's convolutions (depthwise: GroupConvolution).
-CONVOLUTIONS = ('Convolution', 'GroupConvolution')
-
-
-def openvino_op_ms(xml, image, runs=5):
-    """Where an OpenVINO IR's batch-1 fp32 latency goes: median ms per call in the convolutions
-    and in every other operation (resize, decoding, NMS, layout changes), from the CPU plugin's
-    performance counters (a separate compilation with PERF_COUNT, the latency hint)."""
-    import openvino as ov
-
-    core = ov.Core()
-    config = {'PERFORMANCE_HINT': 'LATENCY', 'PERF_COUNT': True, 'INFERENCE_PRECISION_HINT': 'f32'}
-    request = core.compile_model(core.read_model(xml), 'CPU', config).create_infer_request()
-    request.infer({detection.INPUT: image[None]})
-    calls = []
-    for _ in range(runs):
-        request.infer({detection.INPUT: image[None]})
-        conv = other = 0.0
-        for op in request.profiling_info:
-            ms = op.real_time.total_seconds() * 1000
-            if op.node_type in CONVOLUTIONS:
-                conv += ms
-            else:
-                other += ms
-        calls.append((conv, other))
-    conv, other = np.median(calls, axis=0)
-    return {'convolutions': round(float(conv), 2), 'other': round(float(other), 2)}
-
-
 def bench_model(name, work_dir, dtypes, openvino_precisions, tflite_threads, log):
     """Rows (model, format, dtype, latency_ms, batch8_ms_per_image, ...) of one net: every
     format timed in turn within each round (see the module docstring)."""
@@ -221,7 +194,7 @@ def bench_model(name, work_dir, dtypes, openvino_precisions, tflite_threads, log
             if row['format'] == 'openvino':
                 row['ran'] = 'int8' if row['dtype'] == 'int8' else detector.precision
                 if batch == 1 and row['dtype'] == 'fp32':
-                    row['op_ms_batch1'] = openvino_op_ms(detector.path, images[0])
+                    row['op_ms_batch1'] = bench_openvino_ir.op_ms(detector.path, images[0])
             if hasattr(detector, 'close'):
                 detector.close()
     frozen = next(
@@ -322,7 +295,7 @@ def main():
     units = None
     precisions = [p for p in args.openvino_precisions.split(',') if p]
     if precisions:
-        units = openvino_model.cpu_matrix_units()
+        units = openvino_runtime.cpu_matrix_units()
     for name in args.models.split(','):
         with tempfile.TemporaryDirectory() as work_dir:
             rows.extend(

@@ -38,22 +38,21 @@ the CPU has bf16 instructions, AVX-512 BF16 or AMX; on other CPUs OpenVINO keeps
 import collections
 from concurrent import futures
 import json
-import math
 import os
 import queue
+import shutil
 
 import numpy as np
 import tensorflow as tf
 import tf_slim as slim
 
 from inference import detection
-from inference import graph_check
+from inference import openvino_runtime
 from model import card as card_lib
 from nets import post_processing
 from nets import ssd_common
 from preprocessing import geometry
-from tf_extended import cpu_features
-from tf_extended import safe_io
+from tf_extended import atomic_io
 
 v1 = tf.compat.v1
 
@@ -68,8 +67,6 @@ INT8_SCHEME = (
 )
 DECODED_BOXES = 'decoded_boxes'
 CARD_RT_INFO = 'model_card'
-# --precision values -> OpenVINO's INFERENCE_PRECISION_HINT.
-PRECISIONS = {'fp32': 'f32', 'bf16': 'bf16'}
 # With one request (the latency hint), a batch shape met STATIC_AFTER times gets a model compiled
 # for that shape: OpenVINO's CPU plugin skips its per-call shape inference and allocation then
 # (MobileNet-SSD300, a 480x640 image: 7.1 instead of 7.7 ms per call; 0.1 s to compile). The
@@ -78,8 +75,6 @@ PRECISIONS = {'fp32': 'f32', 'bf16': 'bf16'}
 # run on the model of every shape.
 STATIC_AFTER = 2
 STATIC_SHAPES = 3
-# Our IRs' .xml holds the graph only (MobileNet-SSD300's: 210 KB); the weights are in the .bin.
-MAX_XML_BYTES = 64 << 20
 INPUT_NOTE = (
     'images uint8 [B, H, W, 3] RGB, the images of one call of one size; the model '
     'warp-resizes them itself'
@@ -109,17 +104,6 @@ def metadata(formats=('openvino',)):
         'NonMaxSuppression-9 per (image, class), keep_top_k (TopK) in '
         'OpenVINO ops',
     }
-
-
-def _openvino():
-    try:
-        import openvino
-    except ImportError as err:
-        raise ImportError(
-            'The OpenVINO export and runtime need the openvino package (pinned in '
-            'requirements.txt): pip install -r requirements.txt'
-        ) from err
-    return openvino
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +283,7 @@ def _append_nms(ov, model, card):
 
 def convert(card, checkpoint_path):
     """The `ov.Model` of a checkpoint (see the module docstring)."""
-    ov = _openvino()
+    ov = openvino_runtime.load()
     # The frozen graph holds only what its outputs need (`detection.freeze`).
     converted = ov.convert_model(frozen_tf_graph(card, checkpoint_path))
     for parameter in converted.get_parameters():
@@ -311,14 +295,20 @@ def convert(card, checkpoint_path):
 
 def save(model, path, meta):
     """Writes `path` (.xml) and its .bin, `meta` (the metadata JSON) in its runtime info; the
-    IR is written under temporary names and renamed into place."""
-    ov = _openvino()
+    IR is written in a temporary folder beside `path` (atomic_io's names: a killed export's is
+    removed by the next) and each file renamed into place, the .bin first."""
+    ov = openvino_runtime.load()
     model.set_rt_info(json.dumps(meta, sort_keys=True), CARD_RT_INFO)
     stem = os.path.splitext(path)[0]
-    temp = f'{stem}.tmp{os.getpid()}'
-    ov.save_model(model, temp + '.xml', compress_to_fp16=False)
-    os.replace(temp + '.bin', stem + '.bin')
-    os.replace(temp + '.xml', stem + '.xml')
+    temp_dir = atomic_io.make_temp_dir(path)
+    try:
+        temp = os.path.join(temp_dir, os.path.basename(stem))
+        ov.save_model(model, temp + '.xml', compress_to_fp16=False)
+        for ext in ('.bin', '.xml'):
+            atomic_io.fsync_file(temp + ext)
+            atomic_io.replace(temp + ext, stem + ext)
+    finally:
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def quantize(model, calibration_images):
@@ -350,112 +340,6 @@ def write(card, checkpoint_path, paths, meta, calibration_images=None):
 
 # ---------------------------------------------------------------------------------------------
 # The runtime.
-
-
-def cpu_matrix_units():
-    """The CPU's bf16 / int8 matrix and vector units as OpenVINO and /proc/cpuinfo see them:
-    {'openvino_capabilities': [...], 'cpu_flags': [...], 'summary': str}."""
-    flags = cpu_features.cpu_flags()
-    try:
-        capabilities = list(_openvino().Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES'))
-    except Exception:  # noqa: BLE001 - no openvino or no CPU plugin: report what cpuinfo says.
-        capabilities = []
-    return {
-        'openvino_capabilities': capabilities,
-        'cpu_flags': cpu_features.reported_flags(flags),
-        'summary': cpu_features.matrix_units(flags),
-    }
-
-
-def _reason(err):
-    """The last line of an OpenVINO RuntimeError that says why (its message: "Exception from
-    <source>:" / "Check ... failed at" lines, then why)."""
-    lines = [
-        line.strip()
-        for line in str(err).splitlines()
-        if line.strip() and not line.startswith(('Exception from', 'Check '))
-    ]
-    return lines[-1] if lines else type(err).__name__
-
-
-def _element_bytes(output):
-    """Bytes per element of an op's output (strings and dynamic types: graph_check.OBJECT_BYTES)."""
-    return output.get_element_type().size or graph_check.OBJECT_BYTES
-
-
-def check_sizes(model, path):
-    """Raises UnsafeGraphError (a ValueError) when the `ov.Model` of `path` holds more than
-    graph_check.MAX_CONSTANT_BYTES in constants and tensors of static shape computed from
-    constants alone (OpenVINO folds them when compiling: a 3 KB IR broadcasting one value to a
-    huge shape made it allocate gigabytes), when one image's part of a tensor (its static dims
-    after the first, dynamic ones as 1) is larger, or when it has sub-graphs (If, Loop; ours
-    have none). As `graph_check.check_sizes` walks a TF graph, over OpenVINO's op types and
-    shapes, with its SizeBudget."""
-    budget = graph_check.SizeBudget(
-        path,
-        'OpenVINO model',
-        'our largest model needs ~250 MB',
-        'export it again with export_ssd_network.py --formats=openvino',
-    )
-    constant = set()  # get_name() of the ops computed from constants (unique, unlike friendly)
-    for op in model.get_ordered_ops():  # inputs before the ops using them
-        kind, name = op.get_type_name(), op.get_friendly_name()
-        if hasattr(op, 'get_function'):
-            budget.refuse(f'node {name!r} ({kind}) has sub-graphs, which our exports never have')
-        for out in op.outputs():
-            shape = out.get_partial_shape()
-            if shape.rank.is_static and len(shape) > 1:
-                dims = [d.get_length() if d.is_static else None for d in list(shape)[1:]]
-                budget.check_image(name, kind, shape, dims, _element_bytes(out))
-        inputs = [i.get_source_output().get_node().get_name() for i in op.inputs()]
-        if kind in ('Parameter', 'Result') or any(i not in constant for i in inputs):
-            continue
-        constant.add(op.get_name())
-        if kind in ('Reshape', 'Squeeze', 'Unsqueeze'):  # folded sharing their input's data
-            continue
-        size = sum(
-            math.prod(out.get_partial_shape().to_shape()) * _element_bytes(out)
-            for out in op.outputs()
-            if out.get_partial_shape().is_static
-        )
-        budget.sizes.append((name, size))
-    budget.check_total('constants and the tensors computed from constants alone')
-
-
-def read_ir(core, path):
-    """`core.read_model(path)` of a user's IR, checked as an untrusted file first: the .xml and
-    its .bin regular files (OpenVINO would block on a FIFO and read a device forever), the .xml
-    at most MAX_XML_BYTES; then its sizes (`check_sizes`). Raises FileNotFoundError,
-    UnsafeFileError or ValueError (not an IR OpenVINO reads, or too large), naming the file."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f'{path}: no such OpenVINO model (.xml).')
-    what = 'OpenVINO model (.xml)'
-    with safe_io.open_text(path, what, encoding='latin-1') as f:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(4096).lstrip('\xef\xbb\xbf \t\r\n')  # a UTF-8 BOM, blanks
-    if size > MAX_XML_BYTES:
-        raise safe_io.UnsafeFileError(
-            f'{path}: the {what} has {size} bytes, more than the limit of {MAX_XML_BYTES} (an '
-            f'IR\'s .xml holds the graph; its weights are in the .bin).'
-        )
-    # read_model would also hand other formats (ONNX, TF graphs, ...) to their frontends.
-    if not head.startswith(('<?xml', '<net')):
-        raise ValueError(
-            f'{path}: not an OpenVINO IR (an IR\'s .xml is XML with a <net> root); export the '
-            f'model with export_ssd_network.py --formats=openvino.'
-        )
-    weights = os.path.splitext(path)[0] + '.bin'
-    if os.path.lexists(weights):
-        safe_io.check_regular(weights, 'OpenVINO weights (.bin)')
-    try:
-        model = core.read_model(path)
-    except RuntimeError as err:
-        raise ValueError(
-            f'{path}: OpenVINO cannot read it as a model ({_reason(err)}); export it with '
-            f'export_ssd_network.py --formats=openvino.'
-        ) from None
-    check_sizes(model, path)
-    return model
 
 
 def load_metadata(path, model=None):
@@ -500,11 +384,10 @@ class OpenVINODetector:
     """
 
     def __init__(self, path, precision='fp32', num_threads=None, num_requests=1):
-        if precision not in PRECISIONS:
-            raise ValueError(f'precision must be one of {sorted(PRECISIONS)}; got {precision!r}.')
-        ov = _openvino()
+        config = openvino_runtime.compile_config(precision, num_threads, num_requests)
+        ov = openvino_runtime.load()
         self.core = ov.Core()
-        model = read_ir(self.core, path)
+        model = openvino_runtime.read_ir(self.core, path)
         meta = load_metadata(path, model)
         names = {n for o in model.outputs for n in o.get_names()}
         missing = sorted(set(detection.DETECTION_OUTPUTS) - names)
@@ -517,28 +400,16 @@ class OpenVINODetector:
         self.card = card_lib.from_dict(meta, path).replace(compute_dtype='float32')
         self.path = path
         self.requested_precision = precision
-        config = {
-            'INFERENCE_PRECISION_HINT': PRECISIONS[precision],
-            'PERFORMANCE_HINT': 'LATENCY' if num_requests == 1 else 'THROUGHPUT',
-        }
-        if num_threads:
-            config['INFERENCE_NUM_THREADS'] = int(num_threads)
-        if num_requests > 1:
-            config['NUM_STREAMS'] = int(num_requests)
         self.model, self.config = model, config
         try:
             self.compiled = self.core.compile_model(model, 'CPU', config)
         except RuntimeError as err:
             raise ValueError(
-                f'{path}: OpenVINO cannot compile it ({_reason(err)}); export it with '
+                f'{path}: OpenVINO cannot compile it ({openvino_runtime.reason(err)}); export it with '
                 f'export_ssd_network.py --formats=openvino.'
             ) from None
-        # What OpenVINO compiled: 'bf16' only where the CPU has bf16 instructions.
-        compiled = self.compiled.get_property('INFERENCE_PRECISION_HINT')
-        self.precision = {'f32': 'fp32', 'bf16': 'bf16', 'f16': 'fp16'}.get(
-            compiled.to_string(), compiled.to_string()
-        )
-        self.matrix_units = cpu_matrix_units()['summary']
+        self.precision = openvino_runtime.compiled_precision(self.compiled)
+        self.matrix_units = openvino_runtime.cpu_matrix_units()['summary']
         if num_requests == 0:
             num_requests = int(self.compiled.get_property('OPTIMAL_NUMBER_OF_INFER_REQUESTS'))
         self.num_requests = num_requests
@@ -639,7 +510,7 @@ class OpenVINODetector:
             shapes = [list(batch.shape) for batch in batches]
             raise detection.ModelRunError(
                 f'{self.path}: OpenVINO failed running the model on batches of shapes {shapes} '
-                f'({_reason(err)}).'
+                f'({openvino_runtime.reason(err)}).'
             ) from None
 
     def detect(self, images):

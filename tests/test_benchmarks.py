@@ -281,3 +281,76 @@ def test_run_all_refuses_an_output_dir_with_a_readme_or_all_json_of_another(tmp_
     (tmp_path / 'all.json').write_text('{"benchmarks": [], "machine": {}}')
     assert run_all.foreign_report_files(str(tmp_path)) == []
     assert run_all.foreign_report_files(os.path.join(run_all.HERE, 'results')) == []
+
+
+def _conv_ir(path):
+    """A small IR of our exports' interface: uint8 `[B, H, W, 3]` in, a 3x3 convolution with
+    16 outputs, float32 out."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    images = ops.parameter([-1, -1, -1, 3], np.uint8, name='images')
+    x = ops.transpose(ops.convert(images, np.float32), [0, 3, 1, 2])
+    weights = np.random.RandomState(0).normal(0, 0.1, (16, 3, 3, 3)).astype(np.float32)
+    y = ops.convolution(x, ops.constant(weights), [1, 1], [1, 1], [1, 1], [1, 1])
+    ov.save_model(ov.Model([ops.relu(y)], [images], 'conv'), str(path), compress_to_fp16=False)
+
+
+def test_openvino_ir_benchmark_runs_without_tensorflow(tmp_path):
+    """bench_openvino_ir.py times an IR on a machine with openvino and numpy alone: a fresh
+    process in which importing tensorflow fails. Its rows say what OpenVINO compiled (bf16 only
+    where the CPU has bf16 instructions), the ratios are of its own medians, and the profile
+    names the convolution."""
+    import subprocess
+
+    xml = tmp_path / 'conv.xml'
+    _conv_ir(xml)
+    output = tmp_path / 'out' / 'ir.json'
+    code = (
+        "import runpy, sys; sys.modules['tensorflow'] = None; "
+        "script = sys.argv.pop(1); runpy.run_path(script, run_name='__main__')"
+    )
+    args = ['--models', str(xml), '--threads', '1', '--image_shape', '40,60,3', '--repeats', '3']
+    proc = subprocess.run(
+        [sys.executable, '-c', code, os.path.join(ROOT, 'benchmarks', 'bench_openvino_ir.py')]
+        + args
+        + ['--profile', '--output', str(output)],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(output.read_text())
+    fp32, bf16 = result['rows']
+    assert (fp32['precision'], fp32['ran'], fp32['threads']) == ('fp32', 'fp32', 1)
+    assert (bf16['precision'], bf16['ran']) == (
+        'bf16',
+        'bf16' if cpu_features.has_bf16() else 'fp32',
+    )
+    assert bf16['latency_vs_fp32'] == round(bf16['latency_ms'] / fp32['latency_ms'], 3)
+    assert fp32['batch8_ms_per_image'] == pytest.approx(
+        1000 / fp32['batch8_images_per_s'], abs=0.006
+    )
+    assert result['has_amx'] == cpu_features.has_amx()
+    assert result['cpu_matrix_units']['summary'] == cpu_features.matrix_units()
+    assert 'Convolution' in fp32['op_ms_batch1']['by_type']
+    assert fp32['op_ms_batch1']['convolutions'] > 0
+    table = (tmp_path / 'out' / 'ir.md').read_text()
+    assert f'matrix units: {cpu_features.matrix_units()}' in table
+    assert f'| `{xml}` | bf16 ({bf16["ran"]}) | 1 |' in table
+    bad = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'benchmarks', 'bench_openvino_ir.py')]
+        + ['--models', str(tmp_path / 'none.xml'), '--output', str(output)],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 1
+    assert (
+        bad.stderr.strip()
+        == f'bench_openvino_ir: {tmp_path / "none.xml"}: no such OpenVINO model (.xml).'
+    )

@@ -13,6 +13,7 @@ import pytest
 from converters import pth_reader
 from inference import detection
 from inference import openvino_model
+from inference import openvino_runtime
 from model import card as card_lib
 from model import checkpoints
 from tests.conftest import run_script
@@ -158,31 +159,31 @@ def test_openvino_models(tmp_path):
     core = ov.Core()
     xml = tmp_path / 'tiny.xml'
     _tiny_ir(xml)
-    assert len(openvino_model.read_ir(core, str(xml)).outputs) == 1
+    assert len(openvino_runtime.read_ir(core, str(xml)).outputs) == 1
     bin_path = tmp_path / 'tiny.bin'
     weights = bin_path.read_bytes()
     os.remove(bin_path)
     _fifo(bin_path)
     with pytest.raises(safe_io.UnsafeFileError, match=r'tiny.bin: the OpenVINO weights \(.bin\)'):
-        openvino_model.read_ir(core, str(xml))
+        openvino_runtime.read_ir(core, str(xml))
     os.remove(bin_path)
     bin_path.write_bytes(weights[:3])
     with pytest.raises(ValueError, match=r'tiny.xml: OpenVINO cannot read it as a model \(Inc'):
-        openvino_model.read_ir(core, str(xml))
+        openvino_runtime.read_ir(core, str(xml))
     bin_path.write_bytes(weights)
     cut = tmp_path / 'cut.xml'
     cut.write_bytes(xml.read_bytes()[:200])
     with pytest.raises(ValueError, match=r'cut.xml: OpenVINO cannot read it as a model \(\w'):
-        openvino_model.read_ir(core, str(cut))
+        openvino_runtime.read_ir(core, str(cut))
     # Other formats' frontends are not reached: a TF text graph or any binary is refused first.
     for name, content in (('graph.xml', b'node { name: "a" op: "ReadFile" }'), ('b.xml', b'\x08')):
         (tmp_path / name).write_bytes(content)
         with pytest.raises(ValueError, match=f'{name}: not an OpenVINO IR'):
-            openvino_model.read_ir(core, str(tmp_path / name))
+            openvino_runtime.read_ir(core, str(tmp_path / name))
     with pytest.raises(safe_io.UnsafeFileError, match=r'fifo.xml: the OpenVINO model \(.xml\)'):
-        openvino_model.read_ir(core, _fifo(tmp_path / 'fifo.xml'))
+        openvino_runtime.read_ir(core, _fifo(tmp_path / 'fifo.xml'))
     with pytest.raises(FileNotFoundError, match='none.xml: no such OpenVINO model'):
-        openvino_model.read_ir(core, str(tmp_path / 'none.xml'))
+        openvino_runtime.read_ir(core, str(tmp_path / 'none.xml'))
 
     # The card: metadata.json beside the IR, else the IR's runtime info; either checked.
     model = core.read_model(str(xml))
@@ -250,7 +251,7 @@ def test_openvino_models_too_large_or_failing_to_compile(tmp_path):
             match=f'^{tmp_path}/{name}: refusing to load this OpenVINO model: {why}.*; export it '
             r'again with export_ssd_network.py --formats=openvino.$',
         ):
-            openvino_model.read_ir(core, str(tmp_path / name))
+            openvino_runtime.read_ir(core, str(tmp_path / name))
 
     # Sub-graphs (If, Loop) are refused: ours have none and their bodies are not checked.
     x = ops.parameter([1, 4], np.float32, name='images')
@@ -266,7 +267,7 @@ def test_openvino_models_too_large_or_failing_to_compile(tmp_path):
     branch.set_friendly_name('branch')
     ov.save_model(ov.Model([out], [x]), str(tmp_path / 'if.xml'))
     with pytest.raises(ValueError, match=r"if.xml: .*: node 'branch' \(If\) has sub-graphs"):
-        openvino_model.read_ir(core, str(tmp_path / 'if.xml'))
+        openvino_runtime.read_ir(core, str(tmp_path / 'if.xml'))
 
     # A model CPU plugin cannot compile: one line naming the file, not OpenVINO's traceback.
     images = ops.parameter(ov.PartialShape.dynamic(), np.uint8, name='images')

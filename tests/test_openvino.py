@@ -21,6 +21,7 @@ from evaluation import exported as eval_exported
 from inference import detection
 from inference import export
 from inference import openvino_model
+from inference import openvino_runtime
 from inference import parity
 from tests import conftest
 from tests import inference_fixtures as fx
@@ -218,7 +219,7 @@ def test_openvino_keep_top_k_beyond_candidates_and_clip(ov_export, tmp_path):
 def test_bfloat16(ov_export, ov_detector):
     with openvino_model.OpenVINODetector(ov_export['written']['openvino'], 'bf16') as detector:
         got = detector.run(ov_export['images'], detection.OUTPUTS)
-        units = openvino_model.cpu_matrix_units()
+        units = openvino_runtime.cpu_matrix_units()
         if 'BF16' not in units['openvino_capabilities']:
             # No bf16 instructions: OpenVINO keeps float32, and says so.
             assert detector.precision == 'fp32'
@@ -452,3 +453,38 @@ def test_a_runtime_failure_is_one_model_run_error(ov_export, monkeypatch):
             detector.run(fx.random_images(3, [(60, 80)]))
     assert str(err.value).startswith(f'{ov_export["written"]["openvino"]}: OpenVINO failed')
     assert 'shapes [[1, 60, 80, 3]] (out of memory)' in str(err.value)
+
+
+def test_ir_is_written_through_a_temporary_folder(tmp_path):
+    """The IR was written under the fixed names `model_openvino.tmp<pid>.xml/.bin` beside the
+    target: a killed export left them for good, and a file of that name was replaced. Now a
+    temporary folder of atomic_io's names: a killed export's (dead pid, this host) is removed
+    by the next write, and nothing else is left or touched."""
+    import subprocess
+
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    from tf_extended import atomic_io
+
+    dead = subprocess.Popen(['true'])
+    dead.wait()
+    stale = tmp_path / f'.model_openvino.xml.tmp-{dead.pid}@{atomic_io.host_tag()}-abcdefgh'
+    stale.mkdir()
+    (stale / 'model_openvino.bin').write_bytes(b'partial')
+    user_file = tmp_path / f'model_openvino.tmp{os.getpid()}.xml'
+    user_file.write_text('mine')
+    x = ops.parameter([1, 4], np.float32, name='x')
+    model = ov.Model([ops.add(x, ops.constant(np.arange(4, dtype=np.float32)))], [x], 'tiny')
+    path = tmp_path / openvino_model.FILE
+    openvino_model.save(model, str(path), {'model_name': 'tiny'})
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [openvino_model.FILE, openvino_model.BIN_FILE, user_file.name]
+    )
+    assert user_file.read_text() == 'mine'
+    saved = ov.Core().read_model(str(path))
+    assert json.loads(saved.get_rt_info(openvino_model.CARD_RT_INFO).astype(str)) == {
+        'model_name': 'tiny'
+    }
+    out = ov.Core().compile_model(saved, 'CPU')(np.ones((1, 4), np.float32))[0]
+    np.testing.assert_array_equal(out, [[1, 2, 3, 4]])

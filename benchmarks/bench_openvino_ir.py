@@ -1,0 +1,246 @@
+"""OpenVINO IR speed where the model will run: latency (batch 1) and throughput (batch 8) of
+exported IRs at each precision hint and thread count, with only `openvino` and numpy installed
+(no TensorFlow: copy the export folder to the deployment machine and time it there).
+
+    python benchmarks/bench_openvino_ir.py --models EXPORT/model_openvino.xml[,...] \
+        [--precisions fp32,bf16] [--threads 2,0] [--repeats 50] \
+        [--output output/benchmarks/bench_openvino_ir.json]
+
+What is timed: one synchronous call of the IR (preprocessing, net, decoding and NMS inside) on
+`--image_shape` uint8 RGB images of one fixed random draw, compiled for that batch shape with the
+latency hint (what `OpenVINODetector` runs once a shape recurs), medians of `--repeats` rounds
+after WARM_UP_CALLS calls, every (IR, precision, threads) once per round so that their ratios
+share the machine's load of the moment. `--threads 0` is all cores. The bf16 rows say what
+OpenVINO compiled ('ran': bf16 only where the CPU has bf16 instructions, else fp32) and the
+report names the CPU and its matrix units (AMX, AVX-512 BF16 or neither): bf16 is 4-10x fp32
+with AMX, much less without. An int8 IR (`--formats openvino_int8`) is timed like the others;
+its non-int8 operations follow the precision hint. bench_inference.py times the same IRs beside
+the TF formats on a machine with the whole framework.
+Writes JSON and a markdown table beside it.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from inference import openvino_runtime  # noqa: E402
+from tf_extended import atomic_io  # noqa: E402
+from tf_extended import cpu_features  # noqa: E402
+
+WARM_UP_CALLS = 3
+BATCHES = (1, 8)
+# OpenVINO CPU plugin node types that run the net's convolutions (depthwise: GroupConvolution).
+CONVOLUTIONS = ('Convolution', 'GroupConvolution')
+# Node types named in a profile, the slowest first; the rest are summed as 'others'.
+PROFILED_TYPES = 8
+
+
+def cpu_name(path='/proc/cpuinfo'):
+    """The CPU's model name from `path` (platform.processor() elsewhere)."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'unknown'
+
+
+def compile_for(core, model, batch, image_shape, precision, threads):
+    """(compiled model, infer request) of `model` reshaped to the static batch shape."""
+    model = model.clone()
+    model.reshape({model.input(0).get_any_name(): [batch, *image_shape]})
+    config = openvino_runtime.compile_config(precision, threads or None)
+    compiled = core.compile_model(model, 'CPU', config)
+    return compiled, compiled.create_infer_request()
+
+
+def op_ms(path, image, precision='fp32', threads=None, runs=5):
+    """Where an IR's batch-1 latency goes: median ms per call in the convolutions and in every
+    other operation (resize, decoding, NMS, layout changes: what no kernel speed-up removes), and
+    `by_type` the mean ms of the PROFILED_TYPES slowest node types, from the CPU plugin's
+    performance counters (a separate compilation with PERF_COUNT, the latency hint, the batch
+    shape of `image[None]`)."""
+    core = openvino_runtime.load().Core()
+    model = openvino_runtime.read_ir(core, path)
+    model.reshape({model.input(0).get_any_name(): [1, *image.shape]})
+    config = dict(openvino_runtime.compile_config(precision, threads), PERF_COUNT=True)
+    request = core.compile_model(model, 'CPU', config).create_infer_request()
+    request.infer({0: image[None]})
+    calls, by_type = [], {}
+    for _ in range(runs):
+        request.infer({0: image[None]})
+        conv = other = 0.0
+        for op in request.profiling_info:
+            ms = op.real_time.total_seconds() * 1000
+            by_type[op.node_type] = by_type.get(op.node_type, 0.0) + ms / runs
+            if op.node_type in CONVOLUTIONS:
+                conv += ms
+            else:
+                other += ms
+        calls.append((conv, other))
+    conv, other = np.median(calls, axis=0)
+    slowest = sorted(by_type.items(), key=lambda item: -item[1])
+    shown = {name: round(ms, 2) for name, ms in slowest[:PROFILED_TYPES]}
+    shown['others'] = round(sum(ms for _, ms in slowest[PROFILED_TYPES:]), 2)
+    return {
+        'convolutions': round(float(conv), 2),
+        'other': round(float(other), 2),
+        'by_type': shown,
+    }
+
+
+def bench(paths, precisions, threads, image_shape, repeats, profile=False, log=print):
+    """Rows {model, precision, ran, threads, latency_ms, batch8_ms_per_image, ...}, one per
+    (IR, precision, threads), timed round by round (see the module docstring); with `profile`,
+    each row's `op_ms_batch1` (`op_ms`), measured after the timings."""
+    core = openvino_runtime.load().Core()
+    models = {path: openvino_runtime.read_ir(core, path) for path in paths}
+    setups = [(p, precision, n) for p in paths for precision in precisions for n in threads]
+    rows = [
+        {'model': path, 'precision': precision, 'threads': n or os.cpu_count()}
+        for path, precision, n in setups
+    ]
+    images = np.random.RandomState(0).randint(0, 256, (max(BATCHES), *image_shape), np.uint8)
+    for batch in BATCHES:
+        requests = []
+        for row, (path, precision, n) in zip(rows, setups):
+            start = time.perf_counter()
+            compiled, request = compile_for(core, models[path], batch, image_shape, precision, n)
+            row[f'compile_s_batch{batch}'] = round(time.perf_counter() - start, 2)
+            row['ran'] = openvino_runtime.compiled_precision(compiled)
+            requests.append(request)
+        inputs = images[:batch]
+        for _ in range(WARM_UP_CALLS):
+            for request in requests:
+                request.infer({0: inputs}, share_inputs=True)
+        times = [[] for _ in requests]
+        for _ in range(repeats):
+            for seconds, request in zip(times, requests):
+                start = time.perf_counter()
+                request.infer({0: inputs}, share_inputs=True)
+                seconds.append(time.perf_counter() - start)
+        for row, seconds in zip(rows, times):
+            median = float(np.median(seconds))
+            if batch == 1:
+                row['latency_ms'] = round(median * 1000, 2)
+                row['latency_p90_ms'] = round(float(np.percentile(seconds, 90)) * 1000, 2)
+            else:
+                row[f'batch{batch}_ms_per_image'] = round(median * 1000 / batch, 2)
+                row[f'batch{batch}_images_per_s'] = round(batch / median, 1)
+    for row in rows:
+        fp32 = next(
+            (
+                r
+                for r in rows
+                if (r['model'], r['threads'], r['precision'])
+                == (row['model'], row['threads'], 'fp32')
+            ),
+            None,
+        )
+        if fp32:
+            row['latency_vs_fp32'] = round(row['latency_ms'] / fp32['latency_ms'], 3)
+            row['batch8_vs_fp32'] = round(
+                row['batch8_ms_per_image'] / fp32['batch8_ms_per_image'], 3
+            )
+        if profile:
+            row['op_ms_batch1'] = op_ms(row['model'], images[0], row['precision'], row['threads'])
+        log(row)
+    return rows
+
+
+def markdown(rows, cpu, units):
+    lines = [
+        f'CPU: {cpu}, {os.cpu_count()} logical cores; matrix units: {units["summary"]} '
+        f'(OpenVINO CPU capabilities: {", ".join(units["openvino_capabilities"]) or "unknown"}; '
+        f'cpuinfo: {", ".join(units["cpu_flags"]) or "none of avx2/avx512/amx"}).',
+        '',
+        '| IR | precision (ran) | threads | latency batch 1 (ms) | p90 (ms) | vs fp32 | '
+        'batch 8 (ms/img) | vs fp32 | batch 8 (img/s) | batch 1: convolutions / other (ms) |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+    ]
+    profiles = []
+    for r in rows:
+        ops = r.get('op_ms_batch1')
+        split = f'{ops["convolutions"]} / {ops["other"]}' if ops else ''
+        lines.append(
+            f'| `{r["model"]}` | {r["precision"]} ({r["ran"]}) | {r["threads"]} | '
+            f'{r["latency_ms"]} | {r["latency_p90_ms"]} | {r.get("latency_vs_fp32", "")} | '
+            f'{r["batch8_ms_per_image"]} | {r.get("batch8_vs_fp32", "")} | '
+            f'{r["batch8_images_per_s"]} | {split} |'
+        )
+        if ops:
+            types = ', '.join(f'{name} {ms}' for name, ms in ops['by_type'].items())
+            profiles.append(f'- `{r["model"]}` {r["ran"]}, {r["threads"]} threads: {types}')
+    if profiles:
+        lines += ['', 'Batch 1 by operation type (ms per call):'] + profiles
+    return '\n'.join(lines) + '\n'
+
+
+def _csv(text, kind=str):
+    return [kind(v) for v in text.split(',') if v.strip()]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--models', required=True, help='IR .xml files, comma-separated')
+    parser.add_argument('--precisions', default='fp32,bf16', help='fp32, bf16, comma-separated')
+    parser.add_argument('--threads', default='0', help='CPU threads, comma-separated; 0: all')
+    parser.add_argument('--image_shape', default='480,640,3', help='H,W,3 of the test images')
+    parser.add_argument('--repeats', type=int, default=50)
+    parser.add_argument(
+        '--profile',
+        action='store_true',
+        help='also time each operation type at batch 1 (OpenVINO performance counters)',
+    )
+    parser.add_argument('--output', default='output/benchmarks/bench_openvino_ir.json')
+    args = parser.parse_args()
+    precisions = _csv(args.precisions)
+    bad = sorted(set(precisions) - set(openvino_runtime.PRECISIONS))
+    if bad:
+        parser.error(f'--precisions: {bad} not among {sorted(openvino_runtime.PRECISIONS)}')
+    try:
+        threads = _csv(args.threads, int)
+        image_shape = _csv(args.image_shape, int)
+    except ValueError as err:
+        parser.error(f'--threads and --image_shape take integers ({err})')
+    if len(image_shape) != 3 or image_shape[2] != 3 or min(image_shape) < 1 or min(threads) < 0:
+        parser.error('--image_shape is H,W,3 and --threads counts are 0 (all cores) or more')
+    start = time.perf_counter()
+    try:
+        rows = bench(
+            _csv(args.models), precisions, threads, image_shape, max(1, args.repeats), args.profile
+        )
+    except (OSError, ValueError) as err:  # a missing or refused IR: one line naming it
+        sys.exit(f'bench_openvino_ir: {err}')
+    units = openvino_runtime.cpu_matrix_units()
+    cpu = cpu_name()
+    result = {
+        'rows': rows,
+        'image_shape': image_shape,
+        'openvino': openvino_runtime.load().__version__,
+        'cpu': cpu,
+        'cpu_matrix_units': units,
+        'has_amx': cpu_features.has_amx(),
+        'machine': platform.machine(),
+        'cpus': os.cpu_count(),
+        'load_average_at_end': [round(x, 2) for x in os.getloadavg()],
+        'total_seconds': round(time.perf_counter() - start, 1),
+    }
+    table = markdown(rows, cpu, units)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    atomic_io.write_json_atomic(args.output, result)
+    atomic_io.write_text_atomic(os.path.splitext(args.output)[0] + '.md', table)
+    print(table)
+    print(f'total {result["total_seconds"]} s; wrote {args.output}')
+
+
+if __name__ == '__main__':
+    main()
