@@ -105,27 +105,29 @@ def is_output_name(name):
     return folder == PR_CURVES_DIR and PR_CURVE_FILE.fullmatch(base) is not None
 
 
-def _output_files(folder):
-    """The evaluation outputs in `folder` (names relative to it, `RESULT_FILES`, `DEVKIT_FILE`,
-    `PR_CURVE_FILE` in `PR_CURVES_DIR`): files or links, never folders."""
+def _output_entries(folder):
+    """[(name, is_folder)] of the entries of `folder` named like the files an evaluation writes
+    (names relative to it, sorted: `RESULT_FILES`, `DEVKIT_FILE`, `PR_CURVE_FILE` in
+    `PR_CURVES_DIR`); `is_folder` for a folder that is not a link."""
 
-    def files(directory, prefix=''):
+    def entries(directory, prefix=''):
         try:
             names = os.listdir(directory)
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return [
-            prefix + name
-            for name in names
-            if not os.path.isdir(os.path.join(directory, name))
-            or os.path.islink(os.path.join(directory, name))
-        ]
+        paths = [(prefix + name, os.path.join(directory, name)) for name in names]
+        return [(name, os.path.isdir(path) and not os.path.islink(path)) for name, path in paths]
 
-    found = [name for name in files(folder) if is_output_name(name)]
+    found = [entry for entry in entries(folder) if is_output_name(entry[0])]
     curves = os.path.join(folder, PR_CURVES_DIR)
     if os.path.isdir(curves) and not os.path.islink(curves):
-        found += [name for name in files(curves, PR_CURVES_DIR + '/') if is_output_name(name)]
+        found += [e for e in entries(curves, PR_CURVES_DIR + '/') if is_output_name(e[0])]
     return sorted(found)
+
+
+def _output_files(folder):
+    """The evaluation outputs in `folder` (`_output_entries`): files or links, never folders."""
+    return [name for name, is_folder in _output_entries(folder) if not is_folder]
 
 
 def _recorded_outputs(folder):
@@ -156,13 +158,14 @@ def _recorded_outputs(folder):
 def foreign_outputs(folder):
     """Entries of `folder` (relative names, sorted) an evaluation into it would replace, remove
     or write through that no evaluation of ours recorded writing (`_recorded_outputs`): files of
-    an output's name, any symlink of such a name, and a `pr_curves` that is a symlink or not a
-    folder."""
+    an output's name, any symlink of such a name, a folder of such a name (`results.txt/`:
+    publishing would stop there, after the evaluation), and a `pr_curves` that is a symlink or
+    not a folder."""
     ours = _recorded_outputs(folder)
     found = [
-        name
-        for name in _output_files(folder)
-        if name not in ours or os.path.islink(os.path.join(folder, name))
+        name + '/' if is_folder else name
+        for name, is_folder in _output_entries(folder)
+        if is_folder or name not in ours or os.path.islink(os.path.join(folder, name))
     ]
     curves = os.path.join(folder, PR_CURVES_DIR)
     if os.path.islink(curves) or os.path.lexists(curves) and not os.path.isdir(curves):

@@ -176,14 +176,12 @@ def test_only_an_evaluations_outputs_are_removed(tmp_path):
     # An older version's results.json (no list of its files): files of the output names are its.
     earlier = json.dumps({'checkpoint': '/train/model.ckpt-7', 'global_step': 7, 'settings': {}})
     (target / 'results.json').write_text(earlier)
-    (target / 'comp4_det_dir.txt').mkdir()  # a folder of that name is nobody's output
     logged = []
     removed = eval_outputs.remove_earlier_outputs(str(staging), str(target), logged.append)
     assert removed == [str(target / name) for name in sorted(ours)]
     assert all(not (target / name).exists() for name in ours)
     assert all((target / name).read_text() == 'x' for name in theirs)
     assert (target / 'results.json').read_text() == earlier  # replaced by publishing, not removed
-    assert (target / 'comp4_det_dir.txt').is_dir()
     assert logged == [
         f'[eval] removed 4 output(s) of an earlier evaluation in {target} that this one does not '
         f'write: coco_detections.json, comp4_det_val_cat.txt, pr_curves/pr_cat.png, results.txt'
@@ -232,6 +230,22 @@ def test_files_of_output_names_no_evaluation_wrote_are_refused_before_evaluating
         _evaluate(setup, eval_dir, ('voc07',), [])
     assert str(info.value) == _refusal(eval_dir, 'results.json')
     assert file_bytes(eval_dir) == {'results.json': b'{"mine": 1}'}
+
+    # A folder of an output's name stopped the publishing, after the whole evaluation: it is
+    # refused before evaluating (nothing in it is touched, whatever results.json says).
+    (eval_dir / 'results.json').unlink()
+    _evaluate(setup, eval_dir, ('voc07',), [])
+    (eval_dir / 'results.txt').unlink()
+    (eval_dir / 'results.txt').mkdir()
+    (eval_dir / 'results.txt' / 'notes.md').write_text('mine')
+    (eval_dir / 'pr_curves' / 'pr_x.png').mkdir()
+    before = file_bytes(eval_dir)
+    logged = []
+    with pytest.raises(ValueError) as info:
+        _evaluate(setup, eval_dir, ('voc07',), logged)
+    assert str(info.value) == _refusal(eval_dir, 'pr_curves/pr_x.png/, results.txt/')
+    assert logged == []
+    assert file_bytes(eval_dir) == before
 
 
 def test_results_json_lists_its_files_and_only_those_are_taken_as_its(setup, tmp_path):
