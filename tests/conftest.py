@@ -52,6 +52,19 @@ def file_bytes(folder):
     return found
 
 
+def training_graph_text(train_dir):
+    """The training graph (text GraphDef, with shapes) of `train_dir`'s latest checkpoint, from
+    its .meta: the trainer writes no graph.pbtxt."""
+    import tensorflow as tf
+    from google.protobuf import text_format
+    from tensorflow.core.protobuf import meta_graph_pb2
+
+    meta = meta_graph_pb2.MetaGraphDef()
+    with open(tf.train.latest_checkpoint(str(train_dir)) + '.meta', 'rb') as f:
+        meta.ParseFromString(f.read())
+    return text_format.MessageToString(meta.graph_def)
+
+
 def run_script(script, *args, timeout=400):
     """Runs `python <ROOT>/<script> args...` from the project root as a child of
     tests/script_server.py (TensorFlow imported already); returns the CompletedProcess (text

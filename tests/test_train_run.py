@@ -24,7 +24,7 @@ from evaluation import evaluate
 from model import card as card_lib
 from model import checkpoints
 from tests import script_server
-from tests.conftest import interrupt_when, script_env, synthetic_voc_records
+from tests.conftest import interrupt_when, script_env, synthetic_voc_records, training_graph_text
 from training import hooks
 from training import trainer
 
@@ -157,8 +157,8 @@ def test_mixed_precision_follows_fp32(fp32_run, dataset_dir, tmp_path):
         )
 
     assert drop(mixed) < 0.92 and drop(mixed) == pytest.approx(drop(fp32_losses), abs=0.06)
-    with open(tmp_path / 'graph.pbtxt') as f:
-        graph = f.read()
+    assert 'graph.pbtxt' not in os.listdir(tmp_path)
+    graph = training_graph_text(tmp_path)
     assert re.search(r'op: "Conv2D".*?type: DT_BFLOAT16', graph, re.S)
     # The checkpoint holds float32 master weights.
     prefix = checkpoints.resolve_checkpoint(str(tmp_path))
@@ -396,6 +396,14 @@ def test_rerun_of_a_finished_training_trains_nothing(dataset_dir, fp32_run, tmp_
     after = _mtimes(copy)
     assert after.pop(checkpoints.FINISHED_MARKER) and after == files
     assert checkpoints.training_finished(copy)['checkpoint'] == 'model.ckpt-30'
+    # A model flag that contradicts the card was hidden behind 'nothing to train'.
+    files = _mtimes(copy)
+    proc = _run(_args(dataset_dir, copy, '--max_number_of_steps=30', '--depth_multiplier=0.75'))
+    assert proc.returncode != 0
+    card = os.path.join(copy, card_lib.CARD_FILE)
+    assert f'--depth_multiplier=0.75 contradicts the model card {card}, which says' in proc.stderr
+    assert 'nothing to train' not in proc.stderr
+    assert _mtimes(copy) == files
 
 
 @pytest.mark.parametrize('kind', ['optimizer', 'converted'])

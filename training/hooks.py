@@ -44,6 +44,29 @@ class FiniteCheckListener(v1.train.CheckpointSaverListener):
             raise NonFiniteError(f'non-finite weights at step {global_step_value}')
 
 
+class CheckpointSaverHook(v1.train.CheckpointSaverHook):
+    """TF's CheckpointSaverHook without the `graph.pbtxt` it writes at every start: that text
+    copy of the training graph (6.5 MB for MobileNet-SSD300 at depth 0.25) took 1.9 s of each
+    start and resume on 2 cores, 13 % of a short run. The graph stays in every checkpoint's
+    .meta and, for TensorBoard's graph view, in the event file. `after_create_session` is TF
+    2.21's less that file."""
+
+    def after_create_session(self, session, coord):
+        global_step = session.run(self._global_step_tensor)
+        saver = self._get_saver()
+        graph = v1.get_default_graph()
+        self._summary_writer.add_graph(graph)
+        self._summary_writer.add_meta_graph(
+            v1.train.export_meta_graph(
+                graph_def=graph.as_graph_def(add_shapes=True),
+                saver_def=saver.saver_def if saver else None,
+            )
+        )
+        # The checkpoint of the state at the start (global_step).
+        self._save(session, global_step)
+        self._timer.update_last_triggered_step(global_step)
+
+
 # What TF's session and CheckpointSaverHook log that says nothing to a person reading the run
 # (`CheckpointLogListener` says a save in one line instead of TF's three). Regular expressions
 # matched at the start of the message; "Restoring parameters from" stays.

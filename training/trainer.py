@@ -696,7 +696,7 @@ def make_hooks(
         else {'save_secs': settings.save_interval_secs}
     )
     chief_hooks = [
-        v1.train.CheckpointSaverHook(
+        hooks_lib.CheckpointSaverHook(
             settings.train_dir,
             scaffold=scaffold,
             listeners=[
@@ -755,10 +755,21 @@ def _reached_last_step(settings, resume_from, step):
 
     TF's StopAtStepHook would run one more step (it stops after a step), so a rerun of a
     finished training's command changed its final model; this ends the run as the Estimator
-    does. The finished marker is written when a kill had kept the previous run from it.
+    does. The finished marker is written when a kill had kept the previous run from it. A model
+    flag that contradicts the folder's card raises CardError first (`resolve_model_card`'s check).
     `step`: the checkpoint's global step."""
     if not settings.max_number_of_steps or step < settings.max_number_of_steps:
         return False
+    # A model flag that contradicts the card is an error here too, as on a resume that trains.
+    path = os.path.join(settings.train_dir, card_lib.CARD_FILE)
+    if os.path.isfile(path):
+        cli.apply_structure_flags(
+            card_lib.load(path),
+            _model_flags(settings),
+            path,
+            logging.info,
+            'train in a new --train_dir',
+        )
     logging.info(
         '%s is at step %d: the training in %s has reached --max_number_of_steps=%d; nothing '
         'to train (raise --max_number_of_steps to train on).',
