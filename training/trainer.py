@@ -342,14 +342,10 @@ def _resume_record(card, settings, dataset, step):
     The step count and the learning-rate schedule continue with the new values, and the data of
     every resume is named in the card: evaluation's warning on a split the model was trained on
     reads it (`evaluation.evaluate.trained_on`)."""
-    provenance = card.provenance if isinstance(card.provenance, dict) else {}
-    recorded, data = provenance.get('settings'), provenance.get('dataset')
-    if not isinstance(recorded, dict) or not isinstance(data, dict):
+    runs = recorded_runs(card)
+    if runs is None:
         return card, []
-    resumes = [r for r in provenance.get('resumed') or [] if isinstance(r, dict)]
-    for resume in resumes:
-        recorded = dict(recorded, **{k: v[1] for k, v in (resume.get('changes') or {}).items()})
-        data = resume.get('dataset') or data
+    _, recorded, data = runs[-1]
     now = json.loads(json.dumps(dataclasses.asdict(settings)))
     # The data line names the dataset; the step limit shapes only a cosine or polynomial decay
     # (raising it is how a training goes on).
@@ -399,26 +395,38 @@ def _resume_record(card, settings, dataset, step):
     resume = {'time': card_lib.now(), 'step': step, 'changes': changes}
     if not same_data:
         resume['dataset'] = new_data
-    return card.replace(provenance=dict(provenance, resumed=resumes + [resume])), lines
+    resumes = [r for r in card.provenance.get('resumed') or [] if isinstance(r, dict)]
+    return card.replace(provenance=dict(card.provenance, resumed=resumes + [resume])), lines
 
 
-def epochs_at(card, step):
-    """Epochs trained up to global `step` as the card's provenance records the runs: the first
-    run's batch and data from step 0, each resume's from its step on; None without a record.
-    (Step x this run's batch / examples went backwards after a resume with a smaller batch.)"""
+def recorded_runs(card):
+    """[(first step, settings, dataset)] of the training runs the card's provenance records: the
+    first run's from step 0, then each resume's (the settings so far with its changes, its data
+    or the data so far); None for a card without a record."""
     provenance = card.provenance if isinstance(card.provenance, dict) else {}
     recorded, data = provenance.get('settings'), provenance.get('dataset')
     if not isinstance(recorded, dict) or not isinstance(data, dict):
         return None
-    segments = [(0, recorded, data)]
+    runs = [(0, recorded, data)]
     for resume in provenance.get('resumed') or []:
-        if not isinstance(resume, dict):
-            return None
-        recorded = dict(recorded, **{k: v[1] for k, v in (resume.get('changes') or {}).items()})
-        segments.append((resume.get('step'), recorded, resume.get('dataset') or data))
+        if isinstance(resume, dict):
+            changes = resume.get('changes') or {}
+            recorded = dict(recorded, **{k: v[1] for k, v in changes.items()})
+            data = resume.get('dataset') or data
+            runs.append((resume.get('step'), recorded, data))
+    return runs
+
+
+def epochs_at(card, step):
+    """Epochs trained up to global `step` as the card's provenance records the runs
+    (`recorded_runs`): each run's batch and data from its first step on; None without a record.
+    (Step x this run's batch / examples went backwards after a resume with a smaller batch.)"""
+    runs = recorded_runs(card)
+    if runs is None:
+        return None
     epochs = 0.0
     try:
-        for (start, run, run_data), (end, *_) in zip(segments, segments[1:] + [(step,)]):
+        for (start, run, run_data), (end, *_) in zip(runs, runs[1:] + [(step,)]):
             images = run['batch_size'] * run.get('num_clones', 1)
             epochs += max(0, min(end, step) - start) * images / run_data['num_examples']
     except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError):
