@@ -762,10 +762,11 @@ def evaluate_batches(
                 )
             )
         table = '\n\n'.join(tables)
-        atomic_io.write_json_atomic(os.path.join(staging, 'results.json'), summary)
         atomic_io.write_text_atomic(os.path.join(staging, 'results.txt'), table + '\n')
         if settings.pr_curves and voc is not None:
             eval_outputs.plot_pr_curves(voc, os.path.join(staging, 'pr_curves'))
+        summary[eval_outputs.OUTPUT_FILES_KEY] = eval_outputs.staged_outputs(staging)
+        atomic_io.write_json_atomic(os.path.join(staging, 'results.json'), summary)
         eval_outputs.remove_earlier_outputs(staging, results_dir, log)
         eval_outputs.publish_dir(staging, results_dir)
     except BaseException:

@@ -6,7 +6,6 @@ Metric keys used everywhere (summary JSON, TensorBoard tags, the watcher's histo
 Per-class APs use the same keys: {'voc07'|'voc12'|'coco': {class name: AP or None}}.
 """
 
-import json
 import os
 import re
 import shutil
@@ -14,7 +13,6 @@ import uuid
 
 import numpy as np
 
-from tf_extended import atomic_io
 from tf_extended import file_names
 from tf_extended import safe_io
 from tf_extended import temp_dirs
@@ -184,27 +182,22 @@ def _refuse_foreign_outputs(folder):
         )
 
 
-def _record_outputs(staging, names):
-    """Adds the list of the files this evaluation writes (`OUTPUT_FILES_KEY`) to its staged
-    results.json."""
-    path = os.path.join(staging, RESULT_FILES[0])
-    with open(path, encoding='utf-8') as fh:
-        summary = json.load(fh)
-    atomic_io.write_json_atomic(path, dict(summary, **{OUTPUT_FILES_KEY: sorted(names)}))
+def staged_outputs(staging):
+    """The value of results.json's `OUTPUT_FILES_KEY` for an evaluation staged in `staging`:
+    the outputs there (`_output_files`) and results.json itself, to be written last."""
+    return sorted(set(_output_files(staging)) | {RESULT_FILES[0]})
 
 
 def remove_earlier_outputs(staging, target, log=None):
-    """Records in the staged results.json the files the new evaluation, staged in `staging`,
-    writes (`OUTPUT_FILES_KEY`); then removes from `target` the outputs of an earlier evaluation
-    (those its results.json lists, `_recorded_outputs`) that the new one does not write
-    (publishing replaces the others): e.g. an earlier VOC evaluation's devkit files and PR curves
+    """Removes from `target` the outputs of an earlier evaluation (those its results.json lists,
+    `_recorded_outputs`) that the new one, staged in `staging`, does not write (publishing
+    replaces the others): e.g. an earlier VOC evaluation's devkit files and PR curves
     beside a COCO-only results.json, where score_detections.py would score them. Other files (a
     user's, TensorBoard event files, the watcher's) stay, and `pr_curves/` goes only when nothing
     else is left in it. Logs what it removed; returns the paths.
 
     Raises ValueError (one line, nothing removed) when `target` holds `foreign_outputs`."""
     new = set(_output_files(staging))
-    _record_outputs(staging, new)
     if not os.path.isdir(target):
         return []
     _refuse_foreign_outputs(target)

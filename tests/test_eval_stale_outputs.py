@@ -325,7 +325,8 @@ def test_results_json_is_published_first(tmp_path, monkeypatch):
     for name in ('coco_detections.json', 'comp4_det_test_cat.txt', 'results.txt'):
         (staging / name).write_text('new')
     summary = {'checkpoint': '/train/model.ckpt-7', 'global_step': 7, 'settings': {}}
-    (staging / 'results.json').write_text(json.dumps(summary))
+    listed = dict(summary, output_files=eval_outputs.staged_outputs(str(staging)))
+    (staging / 'results.json').write_text(json.dumps(listed))  # written last, as evaluate does
     assert eval_outputs.remove_earlier_outputs(str(staging), str(target)) == []
     moved = []
     real_replace = os.replace
