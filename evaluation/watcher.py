@@ -61,6 +61,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import time
 
 from model import card as card_lib
@@ -624,7 +625,8 @@ class _EventStream:
 
 
 def _trainer_started_after_marker(checkpoint_dir):
-    """A description of the training run holding `checkpoint_dir`'s lock ('pid N on H since T')
+    """A description of the training run holding `checkpoint_dir`'s lock ('pid N on H since T';
+    for a run of another host, whose liveness cannot be read, with what to do if it was killed)
     when it started after `training_finished.json` was written (a resumed run removes the marker
     only once its graph is built, seconds later), else None. Started in the marker's second
     counts as after (the lock file keeps whole seconds)."""
@@ -638,7 +640,14 @@ def _trainer_started_after_marker(checkpoint_dir):
         return None
     if since < int(written):
         return None
-    return f'pid {record.get("pid")} on {record.get("host")} since {record["since"]}'
+    described = f'pid {record.get("pid")} on {record.get("host")} since {record["since"]}'
+    if record.get('host') == socket.gethostname():
+        return described  # alive: current_holder drops a dead process of this host
+    lock = os.path.join(checkpoint_dir, folder_lock.LOCK_NAME)
+    return (
+        f'{described}; this watcher cannot tell whether a process of another host is alive: if '
+        f'that run was killed, delete its lock file {lock} and the watcher stops at the marker'
+    )
 
 
 def _marker_step(marker):

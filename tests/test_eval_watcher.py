@@ -353,6 +353,20 @@ def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
         f'[watch] training_finished.json (step 20) is older than the training run that holds '
         f'{train_dir} (pid {os.getpid()} on '
     ) and lines[-2].endswith('): waiting for its checkpoints.')
+    # A holder on another host (a shared folder) may have been killed there: the line says how
+    # to let the watcher stop (it waited until its timeout, or for ever, without a word).
+    with folder_lock.acquire(train_dir, '--train_dir', folder_lock.TRAINING_ROLE) as lock:
+        record = json.loads(open(lock.path).read())
+        with open(lock.path, 'w') as f:
+            f.write(json.dumps(dict(record, host='node7', pid=4242)) + '\n')
+        clock['now'] = 0.0
+        assert watch_briefly() == []
+    assert lines[-2] == (
+        f'[watch] training_finished.json (step 20) is older than the training run that holds '
+        f'{train_dir} (pid 4242 on node7 since {record["since"]}; this watcher cannot tell '
+        f'whether a process of another host is alive: if that run was killed, delete its lock '
+        f'file {lock.path} and the watcher stops at the marker): waiting for its checkpoints.'
+    )
     # A holder that was killed (its lock file left, its process gone) or a lock taken before the
     # marker (the run that wrote it, ending) do not count.
     dead = subprocess.run(
