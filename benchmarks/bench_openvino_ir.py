@@ -1,21 +1,24 @@
 """OpenVINO IR speed where the model will run: latency (batch 1) and throughput (batch 8) of
 exported IRs at each precision hint and thread count, with only `openvino` and numpy installed
-(no TensorFlow: copy the export folder to the deployment machine and time it there).
+(no TensorFlow: copy the export folder and this repository's benchmarks/, inference/ and
+tf_extended/ to the deployment machine and time it there).
 
     python benchmarks/bench_openvino_ir.py --models EXPORT/model_openvino.xml[,...] \
-        [--precisions fp32,bf16] [--threads 2,0] [--repeats 50] \
+        [--precisions fp32,bf16] [--threads 2,0] [--repeats 50] [--profile] \
         [--output output/benchmarks/bench_openvino_ir.json]
 
 What is timed: one synchronous call of the IR (preprocessing, net, decoding and NMS inside) on
 `--image_shape` uint8 RGB images of one fixed random draw, compiled for that batch shape with the
 latency hint (what `OpenVINODetector` runs once a shape recurs), medians of `--repeats` rounds
 after WARM_UP_CALLS calls, every (IR, precision, threads) once per round so that their ratios
-share the machine's load of the moment. `--threads 0` is all cores. The bf16 rows say what
-OpenVINO compiled ('ran': bf16 only where the CPU has bf16 instructions, else fp32) and the
-report names the CPU and its matrix units (AMX, AVX-512 BF16 or neither): bf16 is 4-10x fp32
-with AMX, much less without. An int8 IR (`--formats openvino_int8`) is timed like the others;
-its non-int8 operations follow the precision hint. bench_inference.py times the same IRs beside
-the TF formats on a machine with the whole framework.
+share the machine's load of the moment. `--threads 0` leaves the count to OpenVINO (rows say
+how many it used). The bf16 rows say what OpenVINO compiled ('ran': bf16 only where the CPU has
+bf16 instructions, else fp32) and the report names the CPU and its matrix units (AMX, AVX-512
+BF16 or neither): AMX multiplies large bf16 matmuls 4-10x over fp32, an SSD much less (its
+depthwise convolutions, small feature maps and the work around the net gain little). An int8
+IR (`--formats openvino_int8`) is timed like the others; its non-int8 operations follow the
+precision hint. bench_inference.py times the same IRs beside the TF formats on a machine with
+the whole framework.
 Writes JSON and a markdown table beside it.
 """
 
@@ -62,18 +65,21 @@ def compile_for(core, model, batch, image_shape, precision, threads):
     return compiled, compiled.create_infer_request()
 
 
-def op_ms(path, image, precision='fp32', threads=None, runs=5):
-    """Where an IR's batch-1 latency goes: median ms per call in the convolutions and in every
-    other operation (resize, decoding, NMS, layout changes: what no kernel speed-up removes), and
-    `by_type` the mean ms of the PROFILED_TYPES slowest node types, from the CPU plugin's
-    performance counters (a separate compilation with PERF_COUNT, the latency hint, the batch
-    shape of `image[None]`)."""
+def op_ms(path, image, precision='fp32', threads=None, runs=20):
+    """Where an IR's batch-1 latency goes, from the CPU plugin's performance counters (a
+    separate compilation with PERF_COUNT, the latency hint, the batch shape of `image[None]`,
+    WARM_UP_CALLS calls first): medians over `runs` calls of the ms per call in the convolutions,
+    in every other operation (resize, decoding, NMS, layout changes: what no kernel speed-up
+    removes) and in all (`total`; the counters' own cost makes it longer than an untimed call:
+    compare shares, not milliseconds, with the latency), and `by_type` the mean ms of the
+    PROFILED_TYPES slowest node types."""
     core = openvino_runtime.load().Core()
     model = openvino_runtime.read_ir(core, path)
     model.reshape({model.input(0).get_any_name(): [1, *image.shape]})
     config = dict(openvino_runtime.compile_config(precision, threads), PERF_COUNT=True)
     request = core.compile_model(model, 'CPU', config).create_infer_request()
-    request.infer({0: image[None]})
+    for _ in range(WARM_UP_CALLS):
+        request.infer({0: image[None]})
     calls, by_type = [], {}
     for _ in range(runs):
         request.infer({0: image[None]})
@@ -85,29 +91,32 @@ def op_ms(path, image, precision='fp32', threads=None, runs=5):
                 conv += ms
             else:
                 other += ms
-        calls.append((conv, other))
-    conv, other = np.median(calls, axis=0)
+        calls.append((conv, other, conv + other))
+    conv, other, total = np.median(calls, axis=0)
     slowest = sorted(by_type.items(), key=lambda item: -item[1])
     shown = {name: round(ms, 2) for name, ms in slowest[:PROFILED_TYPES]}
     shown['others'] = round(sum(ms for _, ms in slowest[PROFILED_TYPES:]), 2)
     return {
         'convolutions': round(float(conv), 2),
         'other': round(float(other), 2),
+        'total': round(float(total), 2),
         'by_type': shown,
     }
 
 
 def bench(paths, precisions, threads, image_shape, repeats, profile=False, log=print):
-    """Rows {model, precision, ran, threads, latency_ms, batch8_ms_per_image, ...}, one per
-    (IR, precision, threads), timed round by round (see the module docstring); with `profile`,
-    each row's `op_ms_batch1` (`op_ms`), measured after the timings."""
+    """Rows {model, precision, ran, threads, threads_used, latency_ms, batch8_ms_per_image, ...},
+    one per (IR, precision, threads), timed round by round (see the module docstring), each
+    round starting one setup further so that none always runs first; with `profile`, each row's
+    `op_ms_batch1` (`op_ms`), measured after the timings."""
     core = openvino_runtime.load().Core()
     models = {path: openvino_runtime.read_ir(core, path) for path in paths}
     setups = [(p, precision, n) for p in paths for precision in precisions for n in threads]
     rows = [
-        {'model': path, 'precision': precision, 'threads': n or os.cpu_count()}
+        {'model': path, 'precision': precision, 'threads': n or 'all'}
         for path, precision, n in setups
     ]
+    medians = [{} for _ in setups]  # batch -> median seconds per call
     images = np.random.RandomState(0).randint(0, 256, (max(BATCHES), *image_shape), np.uint8)
     for batch in BATCHES:
         requests = []
@@ -116,42 +125,34 @@ def bench(paths, precisions, threads, image_shape, repeats, profile=False, log=p
             compiled, request = compile_for(core, models[path], batch, image_shape, precision, n)
             row[f'compile_s_batch{batch}'] = round(time.perf_counter() - start, 2)
             row['ran'] = openvino_runtime.compiled_precision(compiled)
+            row['threads_used'] = int(compiled.get_property('INFERENCE_NUM_THREADS'))
             requests.append(request)
         inputs = images[:batch]
         for _ in range(WARM_UP_CALLS):
             for request in requests:
                 request.infer({0: inputs}, share_inputs=True)
         times = [[] for _ in requests]
-        for _ in range(repeats):
-            for seconds, request in zip(times, requests):
+        for round_index in range(repeats):
+            first = round_index % len(requests)
+            for i in list(range(first, len(requests))) + list(range(first)):
                 start = time.perf_counter()
-                request.infer({0: inputs}, share_inputs=True)
-                seconds.append(time.perf_counter() - start)
-        for row, seconds in zip(rows, times):
-            median = float(np.median(seconds))
+                requests[i].infer({0: inputs}, share_inputs=True)
+                times[i].append(time.perf_counter() - start)
+        for row, median, seconds in zip(rows, medians, times):
+            median[batch] = float(np.median(seconds))
             if batch == 1:
-                row['latency_ms'] = round(median * 1000, 2)
+                row['latency_ms'] = round(median[batch] * 1000, 2)
                 row['latency_p90_ms'] = round(float(np.percentile(seconds, 90)) * 1000, 2)
             else:
-                row[f'batch{batch}_ms_per_image'] = round(median * 1000 / batch, 2)
-                row[f'batch{batch}_images_per_s'] = round(batch / median, 1)
-    for row in rows:
-        fp32 = next(
-            (
-                r
-                for r in rows
-                if (r['model'], r['threads'], r['precision'])
-                == (row['model'], row['threads'], 'fp32')
-            ),
-            None,
-        )
+                row[f'batch{batch}_ms_per_image'] = round(median[batch] * 1000 / batch, 2)
+                row[f'batch{batch}_images_per_s'] = round(batch / median[batch], 1)
+    for row, median, (path, _, n) in zip(rows, medians, setups):
+        fp32 = next((m for m, setup in zip(medians, setups) if setup == (path, 'fp32', n)), None)
         if fp32:
-            row['latency_vs_fp32'] = round(row['latency_ms'] / fp32['latency_ms'], 3)
-            row['batch8_vs_fp32'] = round(
-                row['batch8_ms_per_image'] / fp32['batch8_ms_per_image'], 3
-            )
+            row['latency_vs_fp32'] = round(median[1] / fp32[1], 3)
+            row['batch8_vs_fp32'] = round(median[8] / fp32[8], 3)
         if profile:
-            row['op_ms_batch1'] = op_ms(row['model'], images[0], row['precision'], row['threads'])
+            row['op_ms_batch1'] = op_ms(path, images[0], row['precision'], n or None)
         log(row)
     return rows
 
@@ -163,24 +164,36 @@ def markdown(rows, cpu, units):
         f'cpuinfo: {", ".join(units["cpu_flags"]) or "none of avx2/avx512/amx"}).',
         '',
         '| IR | precision (ran) | threads | latency batch 1 (ms) | p90 (ms) | vs fp32 | '
-        'batch 8 (ms/img) | vs fp32 | batch 8 (img/s) | batch 1: convolutions / other (ms) |',
+        'batch 8 (ms/img) | vs fp32 | batch 8 (img/s) | batch 1 profile: convolutions / other '
+        'of total ms (convolutions\' share) |',
         '|---|---|---|---|---|---|---|---|---|---|',
     ]
     profiles = []
     for r in rows:
         ops = r.get('op_ms_batch1')
-        split = f'{ops["convolutions"]} / {ops["other"]}' if ops else ''
+        split = (
+            f'{ops["convolutions"]} / {ops["other"]} of {ops["total"]} '
+            f'({100 * ops["convolutions"] / max(ops["total"], 1e-9):.0f} %)'
+            if ops
+            else ''
+        )
+        threads = f'{r["threads_used"]}' + (' (all)' if r['threads'] == 'all' else '')
         lines.append(
-            f'| `{r["model"]}` | {r["precision"]} ({r["ran"]}) | {r["threads"]} | '
+            f'| `{r["model"]}` | {r["precision"]} ({r["ran"]}) | {threads} | '
             f'{r["latency_ms"]} | {r["latency_p90_ms"]} | {r.get("latency_vs_fp32", "")} | '
             f'{r["batch8_ms_per_image"]} | {r.get("batch8_vs_fp32", "")} | '
             f'{r["batch8_images_per_s"]} | {split} |'
         )
         if ops:
             types = ', '.join(f'{name} {ms}' for name, ms in ops['by_type'].items())
-            profiles.append(f'- `{r["model"]}` {r["ran"]}, {r["threads"]} threads: {types}')
+            profiles.append(f'- `{r["model"]}` {r["ran"]}, {threads} threads: {types}')
     if profiles:
-        lines += ['', 'Batch 1 by operation type (ms per call):'] + profiles
+        lines += [
+            '',
+            'Batch 1 by operation type (ms per call, performance counters; a profiled call is '
+            'longer than a timed one by the counters\' cost: compare shares, not milliseconds, '
+            'with the latency):',
+        ] + profiles
     return '\n'.join(lines) + '\n'
 
 
@@ -211,8 +224,10 @@ def main():
         image_shape = _csv(args.image_shape, int)
     except ValueError as err:
         parser.error(f'--threads and --image_shape take integers ({err})')
-    if len(image_shape) != 3 or image_shape[2] != 3 or min(image_shape) < 1 or min(threads) < 0:
-        parser.error('--image_shape is H,W,3 and --threads counts are 0 (all cores) or more')
+    if not threads or len(image_shape) != 3 or image_shape[2] != 3 or min(image_shape) < 1:
+        parser.error('--image_shape is H,W,3 and --threads lists at least one count')
+    if min(threads) < 0:
+        parser.error('--threads counts are 0 (all cores) or more')
     start = time.perf_counter()
     try:
         rows = bench(

@@ -30,7 +30,7 @@ A refused graph is a ValueError naming the op types (or the node too large), a n
 the file. This is a filter, not a sandbox: it keeps out what our exports never contain; a graph of
 allowed ops can still be wrong or slow (e.g. a tensor whose size a fed input sets). Load only
 graphs you trust. (TFLite models and OpenVINO IRs are run by their own runtimes, which have no
-file or Python ops; they are not checked here. `openvino_model.check_sizes` applies
+file or Python ops; they are not checked here. `openvino_runtime.check_sizes` applies
 MAX_CONSTANT_BYTES to IRs.)
 
 To see the op types of our exports (after changing the graph): `python -m inference.graph_check`.
@@ -266,7 +266,7 @@ def _nodes(graph_def):
 
 class SizeBudget:
     """MAX_CONSTANT_BYTES applied to one model: the walk of its graph (`check_sizes` here,
-    `openvino_model.check_sizes` for IRs) adds the constants it finds to `sizes` and has each
+    `openvino_runtime.check_sizes` for IRs) adds the constants it finds to `sizes` and has each
     tensor's part of one image checked; the messages name the model and the node.
 
     Args:

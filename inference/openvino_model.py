@@ -32,7 +32,9 @@ Precision is chosen when the model is loaded (`OpenVINODetector(precision=...)`)
 the CPU has bf16 instructions, AVX-512 BF16 or AMX; on other CPUs OpenVINO keeps float32, and
 `OpenVINODetector.precision` / `.matrix_units` say what ran).
 
-`openvino` is imported only here and only when a function needs it: TF-only users never load it.
+`openvino` is imported only here and in inference/openvino_runtime.py (the TensorFlow-free part:
+compile settings, reading an untrusted IR), and only when a function needs it: TF-only users
+never load it.
 """
 
 import collections

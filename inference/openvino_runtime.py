@@ -1,5 +1,6 @@
-"""The TensorFlow-free part of the OpenVINO runtime: importing openvino, the CPU plugin's compile
-settings for a precision, what it compiled, and the CPU's matrix units.
+"""The TensorFlow-free part of the OpenVINO runtime: importing openvino, reading a user's IR as an
+untrusted file (`read_ir`, `check_sizes`), the CPU plugin's compile settings for a precision,
+what it compiled, and the CPU's matrix units.
 
 `inference/openvino_model.py` (export and `OpenVINODetector`) and `benchmarks/bench_openvino_ir.py`
 (an exported IR timed on a machine with only openvino and numpy) compile models the same way here.

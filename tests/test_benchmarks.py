@@ -329,14 +329,18 @@ def test_openvino_ir_benchmark_runs_without_tensorflow(tmp_path):
         'bf16',
         'bf16' if cpu_features.has_bf16() else 'fp32',
     )
-    assert bf16['latency_vs_fp32'] == round(bf16['latency_ms'] / fp32['latency_ms'], 3)
+    assert fp32['threads_used'] == bf16['threads_used'] == 1
+    # Ratios of the unrounded medians: within the rounding of the shown milliseconds.
+    assert bf16['latency_vs_fp32'] == pytest.approx(
+        bf16['latency_ms'] / fp32['latency_ms'], abs=0.02 / fp32['latency_ms'] + 0.001
+    )
     assert fp32['batch8_ms_per_image'] == pytest.approx(
         1000 / fp32['batch8_images_per_s'], abs=0.006
     )
     assert result['has_amx'] == cpu_features.has_amx()
     assert result['cpu_matrix_units']['summary'] == cpu_features.matrix_units()
-    assert 'Convolution' in fp32['op_ms_batch1']['by_type']
-    assert fp32['op_ms_batch1']['convolutions'] > 0
+    ops = fp32['op_ms_batch1']
+    assert 'Convolution' in ops['by_type'] and 0 < ops['convolutions'] <= ops['total']
     table = (tmp_path / 'out' / 'ir.md').read_text()
     assert f'matrix units: {cpu_features.matrix_units()}' in table
     assert f'| `{xml}` | bf16 ({bf16["ran"]}) | 1 |' in table

@@ -146,6 +146,18 @@ def test_epochs_of_a_resume_with_another_batch_go_on_from_the_recorded_ones():
     assert trainer.epochs_at(card.replace(provenance={}), 300) is None
     broken = dict(card.provenance, resumed=[{'step': 'x', 'changes': {}}])
     assert trainer.epochs_at(card.replace(provenance=broken), 300) is None
+    # A resume on other data (480 examples from step 100) holds for the resumes after it that
+    # name none: 100 * 8 / 48 + 200 * 8 / 480 (the first run's data was taken again: 35.0).
+    # An entry that is not a record is skipped, as the resume record skips it.
+    other_data = dict(
+        card.provenance,
+        resumed=[
+            {'step': 100, 'changes': {}, 'dataset': {'num_examples': 480}},
+            'not a record',
+            {'step': 200, 'changes': {'learning_rate': [0.1, 0.01]}},
+        ],
+    )
+    assert trainer.epochs_at(card.replace(provenance=other_data), 300) == pytest.approx(20.0)
     steps = [{'total': 1.0}] * 10
     _, lines = _run_hook(
         10, steps, last_step=400, start_step=300, num_examples=48, epoch_origin=(300, 50.0)

@@ -158,6 +158,10 @@ def test_mixed_precision_follows_fp32(fp32_run, dataset_dir, tmp_path):
 
     assert drop(mixed) < 0.92 and drop(mixed) == pytest.approx(drop(fp32_losses), abs=0.06)
     assert 'graph.pbtxt' not in os.listdir(tmp_path)
+    # TensorBoard's graph view reads the event file: the graph and meta graph are there.
+    (events,) = [n for n in os.listdir(tmp_path) if n.startswith('events.out.tfevents')]
+    written = list(v1.train.summary_iterator(str(tmp_path / events)))
+    assert any(e.graph_def for e in written) and any(e.meta_graph_def for e in written)
     graph = training_graph_text(tmp_path)
     assert re.search(r'op: "Conv2D".*?type: DT_BFLOAT16', graph, re.S)
     # The checkpoint holds float32 master weights.

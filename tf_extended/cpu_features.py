@@ -2,9 +2,9 @@
 
 Benchmarks state it beside every figure, and the main job picks its precision from it: bf16 is
 4-10x fp32 on large matmuls where the CPU has AMX tiles (MobileNet-SSD300 inference in OpenVINO
-on an AMX Xeon: 2.4x on its convolutions, 1.7x end to end), 1.4-1.8x with AVX-512 BF16 dot
-products alone (measured on a 2-core EPYC: SSD training and inference), and emulated, slower than
-fp32, elsewhere."""
+on an AMX Xeon, 2 threads: about 1.8x on its convolutions, 1.7x end to end), 1.4-1.8x with
+AVX-512 BF16 dot products alone (measured on a 2-core EPYC: SSD training and inference), and
+emulated, slower than fp32, elsewhere."""
 
 # Flags worth naming in a report, most capable first.
 REPORTED_FLAGS = (
