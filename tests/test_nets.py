@@ -187,8 +187,11 @@ def test_nchw_equals_nhwc(name, size):
                         else rng.randn(*v.shape.as_list()).astype(np.float32) * 0.1
                         for v in variables
                     }
-                for v in variables:
-                    v.load(values[v.op.name], sess)
+                # One run of every initializer fed its value (v.load is one run per variable).
+                sess.run(
+                    [v.initializer for v in variables],
+                    {v.initializer.inputs[1]: values[v.op.name] for v in variables},
+                )
                 feed = images if data_format == 'NHWC' else images.transpose(0, 3, 1, 2)
                 outputs[data_format] = sess.run(localisations + logits, {inputs: feed})
     for a, b in zip(outputs['NHWC'], outputs['NCHW']):
