@@ -65,6 +65,19 @@ def compile_for(core, model, batch, image_shape, precision, threads):
     return compiled, compiled.create_infer_request()
 
 
+def _read_export(core, path):
+    """`openvino_runtime.read_ir` of an IR with our exports' input, one uint8 `[B, H, W, 3]`;
+    ValueError naming the file otherwise."""
+    model = openvino_runtime.read_ir(core, path)
+    inputs = [(i.get_element_type().get_type_name(), i.get_partial_shape()) for i in model.inputs]
+    if len(inputs) != 1 or inputs[0][0] != 'u8' or inputs[0][1].rank.get_length() != 4:
+        raise ValueError(
+            f'{path}: inputs {[f"{t} {shape}" for t, shape in inputs]}, where an export of '
+            f'export_ssd_network.py --formats=openvino has one, uint8 [B, H, W, 3].'
+        )
+    return model
+
+
 def op_ms(path, image, precision='fp32', threads=None, runs=20):
     """Where an IR's batch-1 latency goes, from the CPU plugin's performance counters (a
     separate compilation with PERF_COUNT, the latency hint, the batch shape of `image[None]`,
@@ -74,7 +87,7 @@ def op_ms(path, image, precision='fp32', threads=None, runs=20):
     compare shares, not milliseconds, with the latency), and `by_type` the mean ms of the
     PROFILED_TYPES slowest node types."""
     core = openvino_runtime.load().Core()
-    model = openvino_runtime.read_ir(core, path)
+    model = _read_export(core, path)
     model.reshape({model.input(0).get_any_name(): [1, *image.shape]})
     config = dict(openvino_runtime.compile_config(precision, threads), PERF_COUNT=True)
     request = core.compile_model(model, 'CPU', config).create_infer_request()
@@ -110,7 +123,7 @@ def bench(paths, precisions, threads, image_shape, repeats, profile=False, log=p
     round starting one setup further so that none always runs first; with `profile`, each row's
     `op_ms_batch1` (`op_ms`), measured after the timings."""
     core = openvino_runtime.load().Core()
-    models = {path: openvino_runtime.read_ir(core, path) for path in paths}
+    models = {path: _read_export(core, path) for path in paths}
     setups = [(p, precision, n) for p in paths for precision in precisions for n in threads]
     rows = [
         {'model': path, 'precision': precision, 'threads': n or 'all'}

@@ -354,6 +354,26 @@ def test_openvino_ir_benchmark_runs_without_tensorflow(tmp_path):
         timeout=300,
     )
     assert bad.returncode == 1
+    # An IR of another interface (a float32 input) is one line naming it.
+    from openvino import opset13 as ops
+    import openvino as ov
+
+    x = ops.parameter([1, 4], np.float32, name='x')
+    other = tmp_path / 'other.xml'
+    ov.save_model(ov.Model([ops.relu(x)], [x], 'other'), str(other), compress_to_fp16=False)
+    refused = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'benchmarks', 'bench_openvino_ir.py')]
+        + ['--models', str(other), '--output', str(output)],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode == 1 and refused.stderr.strip() == (
+        f"bench_openvino_ir: {other}: inputs ['f32 [1,4]'], where an export of "
+        'export_ssd_network.py --formats=openvino has one, uint8 [B, H, W, 3].'
+    )
     assert (
         bad.stderr.strip()
         == f'bench_openvino_ir: {tmp_path / "none.xml"}: no such OpenVINO model (.xml).'
