@@ -241,6 +241,10 @@ def main():
         parser.error('--image_shape is H,W,3 and --threads lists at least one count')
     if min(threads) < 0:
         parser.error('--threads counts are 0 (all cores) or more')
+    report = os.path.splitext(args.output)[0] + '.md'
+    for path in (args.output, report):
+        if os.path.isdir(path):
+            parser.error(f'--output: {path} is a folder; give a file name (.json)')
     start = time.perf_counter()
     try:
         rows = bench(
@@ -263,11 +267,14 @@ def main():
         'total_seconds': round(time.perf_counter() - start, 1),
     }
     table = markdown(rows, cpu, units)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    atomic_io.write_json_atomic(args.output, result)
-    atomic_io.write_text_atomic(os.path.splitext(args.output)[0] + '.md', table)
-    print(table)
-    print(f'total {result["total_seconds"]} s; wrote {args.output}')
+    print(table)  # first: a file that cannot be written loses no result
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        atomic_io.write_json_atomic(args.output, result)
+        atomic_io.write_text_atomic(report, table)
+    except OSError as err:
+        sys.exit(f'bench_openvino_ir: cannot write {args.output} or {report} ({err})')
+    print(f'total {result["total_seconds"]} s; wrote {args.output} and {report}')
 
 
 if __name__ == '__main__':

@@ -296,30 +296,36 @@ def _conv_ir(path):
     ov.save_model(ov.Model([ops.relu(y)], [images], 'conv'), str(path), compress_to_fp16=False)
 
 
-def test_openvino_ir_benchmark_runs_without_tensorflow(tmp_path):
-    """bench_openvino_ir.py times an IR on a machine with openvino and numpy alone: a fresh
-    process in which importing tensorflow fails. Its rows say what OpenVINO compiled (bf16 only
-    where the CPU has bf16 instructions), the ratios are of its own medians, and the profile
-    names the convolution."""
+def _bench_ir(*args):
+    """bench_openvino_ir.py in a fresh process in which importing tensorflow fails."""
     import subprocess
 
-    xml = tmp_path / 'conv.xml'
-    _conv_ir(xml)
-    output = tmp_path / 'out' / 'ir.json'
     code = (
         "import runpy, sys; sys.modules['tensorflow'] = None; "
         "script = sys.argv.pop(1); runpy.run_path(script, run_name='__main__')"
     )
-    args = ['--models', str(xml), '--threads', '1', '--image_shape', '40,60,3', '--repeats', '3']
-    proc = subprocess.run(
+    return subprocess.run(
         [sys.executable, '-c', code, os.path.join(ROOT, 'benchmarks', 'bench_openvino_ir.py')]
-        + args
-        + ['--profile', '--output', str(output)],
+        + [str(a) for a in args],
         cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=ROOT),
         capture_output=True,
         text=True,
         timeout=300,
+    )
+
+
+def test_openvino_ir_benchmark_runs_without_tensorflow(tmp_path):
+    """bench_openvino_ir.py times an IR on a machine with openvino and numpy alone: a fresh
+    process in which importing tensorflow fails. Its rows say what OpenVINO compiled (bf16 only
+    where the CPU has bf16 instructions), the ratios are of its own medians, and the profile
+    names the convolution."""
+    xml = tmp_path / 'conv.xml'
+    _conv_ir(xml)
+    output = tmp_path / 'out' / 'ir.json'
+    proc = _bench_ir(
+        *('--models', xml, '--threads', 1, '--image_shape', '40,60,3', '--repeats', 3),
+        *('--profile', '--output', output),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(output.read_text())
@@ -344,37 +350,25 @@ def test_openvino_ir_benchmark_runs_without_tensorflow(tmp_path):
     table = (tmp_path / 'out' / 'ir.md').read_text()
     assert f'matrix units: {cpu_features.matrix_units()}' in table
     assert f'| `{xml}` | bf16 ({bf16["ran"]}) | 1 |' in table
-    bad = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'benchmarks', 'bench_openvino_ir.py')]
-        + ['--models', str(tmp_path / 'none.xml'), '--output', str(output)],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=ROOT),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    bad = _bench_ir('--models', tmp_path / 'none.xml', '--output', output)
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        f'bench_openvino_ir: {tmp_path / "none.xml"}: no such OpenVINO model (.xml).'
     )
-    assert bad.returncode == 1
     # An IR of another interface (a float32 input) is one line naming it.
-    from openvino import opset13 as ops
     import openvino as ov
+    from openvino import opset13
 
-    x = ops.parameter([1, 4], np.float32, name='x')
+    x = opset13.parameter([1, 4], np.float32, name='x')
     other = tmp_path / 'other.xml'
-    ov.save_model(ov.Model([ops.relu(x)], [x], 'other'), str(other), compress_to_fp16=False)
-    refused = subprocess.run(
-        [sys.executable, os.path.join(ROOT, 'benchmarks', 'bench_openvino_ir.py')]
-        + ['--models', str(other), '--output', str(output)],
-        cwd=ROOT,
-        env=dict(os.environ, PYTHONPATH=ROOT),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    ov.save_model(ov.Model([opset13.relu(x)], [x], 'other'), str(other), compress_to_fp16=False)
+    refused = _bench_ir('--models', other, '--output', output)
     assert refused.returncode == 1 and refused.stderr.strip() == (
         f"bench_openvino_ir: {other}: inputs ['f32 [1,4]'], where an export of "
         'export_ssd_network.py --formats=openvino has one, uint8 [B, H, W, 3].'
     )
-    assert (
-        bad.stderr.strip()
-        == f'bench_openvino_ir: {tmp_path / "none.xml"}: no such OpenVINO model (.xml).'
-    )
+    # An --output that is a folder is refused before timing anything.
+    folder = tmp_path / 'results.json'
+    folder.mkdir()
+    usage = _bench_ir('--models', xml, '--output', folder)
+    assert usage.returncode == 2
+    assert f'--output: {folder} is a folder; give a file name (.json)' in usage.stderr
