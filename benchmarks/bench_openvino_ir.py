@@ -32,9 +32,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from inference import openvino_runtime  # noqa: E402
-from tf_extended import atomic_io  # noqa: E402
-from tf_extended import cpu_features  # noqa: E402
+try:
+    from inference import openvino_runtime
+    from tf_extended import atomic_io
+    from tf_extended import cpu_features
+except ImportError as err:  # copied without the repository's folders it needs
+    sys.exit(
+        f'bench_openvino_ir: {err}; copy this repository\'s benchmarks/, inference/ and '
+        f'tf_extended/ folders together (openvino and numpy installed; no TensorFlow needed).'
+    )
 
 WARM_UP_CALLS = 3
 BATCHES = (1, 8)
@@ -215,7 +221,7 @@ def _csv(text, kind=str):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--models', required=True, help='IR .xml files, comma-separated')
     parser.add_argument('--precisions', default='fp32,bf16', help='fp32, bf16, comma-separated')
     parser.add_argument('--threads', default='0', help='CPU threads, comma-separated; 0: all')
@@ -237,10 +243,10 @@ def main():
         image_shape = _csv(args.image_shape, int)
     except ValueError as err:
         parser.error(f'--threads and --image_shape take integers ({err})')
-    if not threads or len(image_shape) != 3 or image_shape[2] != 3 or min(image_shape) < 1:
-        parser.error('--image_shape is H,W,3 and --threads lists at least one count')
-    if min(threads) < 0:
-        parser.error('--threads counts are 0 (all cores) or more')
+    if len(image_shape) != 3 or image_shape[2] != 3 or min(image_shape) < 1:
+        parser.error(f'--image_shape is H,W,3 (positive integers); got {args.image_shape!r}')
+    if not threads or min(threads) < 0:
+        parser.error(f'--threads lists counts of 0 (all cores) or more; got {args.threads!r}')
     report = os.path.splitext(args.output)[0] + '.md'
     for path in (args.output, report):
         if os.path.isdir(path):

@@ -125,13 +125,35 @@ def check_sizes(model, path):
     budget.check_total('constants and the tensors computed from constants alone')
 
 
+def _models_beside(path):
+    """A hint naming the IRs (an .xml with its .bin) in `path`'s folder, or `path` itself when it
+    is a folder, other than `path`; else the export command."""
+    folder = path if os.path.isdir(path) else os.path.dirname(path) or '.'
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        names = []
+    models = [
+        os.path.join(folder, name)
+        for name in names
+        if name.endswith('.xml') and name[:-4] + '.bin' in names
+    ]
+    models = [m for m in models if os.path.abspath(m) != os.path.abspath(path)][:5]
+    if models:
+        return f'pass the model\'s .xml: {" or ".join(models)}'
+    return 'export the model with export_ssd_network.py --formats=openvino'
+
+
 def read_ir(core, path):
     """`core.read_model(path)` of a user's IR, checked as an untrusted file first: the .xml and
     its .bin regular files (OpenVINO would block on a FIFO and read a device forever), the .xml
     at most MAX_XML_BYTES; then its sizes (`check_sizes`). Raises FileNotFoundError,
-    UnsafeFileError or ValueError (not an IR OpenVINO reads, or too large), naming the file."""
+    UnsafeFileError or ValueError (not an IR OpenVINO reads, or too large), naming the file and,
+    for a folder or another file of an export (its .bin, metadata.json), the IRs beside it."""
     if not os.path.exists(path):
         raise FileNotFoundError(f'{path}: no such OpenVINO model (.xml).')
+    if os.path.isdir(path):
+        raise ValueError(f'{path}: a folder, not an OpenVINO model (.xml); {_models_beside(path)}.')
     what = 'OpenVINO model (.xml)'
     with safe_io.open_text(path, what, encoding='latin-1') as f:
         size = os.fstat(f.fileno()).st_size
@@ -144,8 +166,8 @@ def read_ir(core, path):
     # read_model would also hand other formats (ONNX, TF graphs, ...) to their frontends.
     if not head.startswith(('<?xml', '<net')):
         raise ValueError(
-            f'{path}: not an OpenVINO IR (an IR\'s .xml is XML with a <net> root); export the '
-            f'model with export_ssd_network.py --formats=openvino.'
+            f'{path}: not an OpenVINO IR (an IR\'s .xml is XML with a <net> root); '
+            f'{_models_beside(path)}.'
         )
     weights = os.path.splitext(path)[0] + '.bin'
     if os.path.lexists(weights):
@@ -153,6 +175,12 @@ def read_ir(core, path):
     try:
         model = core.read_model(path)
     except RuntimeError as err:
+        # The usual slip when copying a model: the .xml alone ("... bin file cannot be found").
+        if not os.path.lexists(weights) and 'bin file' in str(err):
+            raise FileNotFoundError(
+                f'{path}: its weights {weights} are missing (an IR is the .xml and the .bin '
+                f'beside it: copy both).'
+            ) from None
         raise ValueError(
             f'{path}: OpenVINO cannot read it as a model ({reason(err)}); export it with '
             f'export_ssd_network.py --formats=openvino.'

@@ -372,3 +372,27 @@ def test_openvino_ir_benchmark_runs_without_tensorflow(tmp_path):
     usage = _bench_ir('--models', xml, '--output', folder)
     assert usage.returncode == 2
     assert f'--output: {folder} is a folder; give a file name (.json)' in usage.stderr
+
+
+def test_openvino_ir_benchmark_copied_alone_says_what_else_to_copy(tmp_path):
+    """Copied to a server without the repository's folders it imports, it failed in a
+    ModuleNotFoundError traceback (walkthrough)."""
+    import shutil
+    import subprocess
+
+    script = tmp_path / 'bench_openvino_ir.py'
+    shutil.copy(os.path.join(ROOT, 'benchmarks', 'bench_openvino_ir.py'), script)
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    proc = subprocess.run(
+        [sys.executable, str(script), '--models', 'x.xml'],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and proc.stderr.strip() == (
+        "bench_openvino_ir: No module named 'inference'; copy this repository's benchmarks/, "
+        'inference/ and tf_extended/ folders together (openvino and numpy installed; no '
+        'TensorFlow needed).'
+    )

@@ -184,6 +184,28 @@ def test_openvino_models(tmp_path):
         openvino_runtime.read_ir(core, _fifo(tmp_path / 'fifo.xml'))
     with pytest.raises(FileNotFoundError, match='none.xml: no such OpenVINO model'):
         openvino_runtime.read_ir(core, str(tmp_path / 'none.xml'))
+    # The other files of an export, or its folder, name the IR to pass (walkthrough: the advice
+    # was to export again); an .xml copied without its .bin says so.
+    with pytest.raises(ValueError) as info:
+        openvino_runtime.read_ir(core, str(bin_path))
+    assert str(info.value) == (
+        f"{bin_path}: not an OpenVINO IR (an IR's .xml is XML with a <net> root); pass the "
+        f"model's .xml: {xml}."
+    )
+    with pytest.raises(ValueError) as info:
+        openvino_runtime.read_ir(core, str(tmp_path))
+    assert str(info.value) == (
+        f"{tmp_path}: a folder, not an OpenVINO model (.xml); pass the model's .xml: {xml}."
+    )
+    alone = tmp_path / 'copied' / 'tiny.xml'
+    alone.parent.mkdir()
+    alone.write_bytes(xml.read_bytes())
+    with pytest.raises(FileNotFoundError) as info:
+        openvino_runtime.read_ir(core, str(alone))
+    assert str(info.value) == (
+        f'{alone}: its weights {alone.parent / "tiny.bin"} are missing (an IR is the .xml and '
+        'the .bin beside it: copy both).'
+    )
 
     # The card: metadata.json beside the IR, else the IR's runtime info; either checked.
     model = core.read_model(str(xml))
