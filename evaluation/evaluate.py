@@ -598,31 +598,36 @@ class _Metrics:
 
     def add_batch(self, out):
         """One fetched batch: ground truth, original shapes and detections (relative boxes)."""
+        first = self.done
+        keys = []
         for i in range(len(out['num_gt'])):
-            self.done += 1
-            coco_id = int(out['image_id'][i])
-            key = image_key(out['filename'][i], self.done, coco_id)
-            g, n = out['num_gt'][i], out['num_detections'][i]
-            shape = out['shape'][i][:2]
-            boxes, labels = out['gt_bboxes'][i, :g], out['gt_labels'][i, :g]
-            difficult, crowd = out['gt_difficult'][i, :g] > 0, out['gt_crowd'][i, :g] > 0
-            det = (out['boxes'][i, :n], out['scores'][i, :n], out['labels'][i, :n])
-            if self.evaluator is not None:
-                # Crowd regions are always ignored; difficult objects with remove_difficult.
-                ignored = crowd | (difficult & self.settings.remove_difficult)
-                self.evaluator.add_image(key, boxes, labels, ignored, *det, image_shape=shape)
-                self.writer.add_image(key, *det, image_shape=shape)
-            if self.coco is not None:
+            keys.append(image_key(out['filename'][i], first + i + 1, int(out['image_id'][i])))
+        self.done += len(keys)
+        shapes = out['shape'][:, :2]
+        difficult, crowd = out['gt_difficult'] > 0, out['gt_crowd'] > 0
+        det = (out['boxes'], out['scores'], out['labels'], out['num_detections'])
+        if self.evaluator is not None:
+            # Crowd regions are always ignored; difficult objects with remove_difficult.
+            ignored = crowd | (difficult & self.settings.remove_difficult)
+            self.evaluator.add_batch(
+                keys, out['gt_bboxes'], out['gt_labels'], ignored, out['num_gt'], *det, shapes
+            )
+            self.writer.add_batch(keys, *det, shapes)
+        if self.coco is not None:
+            for i, key in enumerate(keys):
+                g, n = out['num_gt'][i], out['num_detections'][i]
                 self.coco.add_image(
                     key,
-                    self.done,
-                    coco_id,
-                    shape,
-                    boxes,
-                    labels,
-                    difficult,
-                    crowd,
-                    *det,
+                    first + i + 1,
+                    int(out['image_id'][i]),
+                    shapes[i],
+                    out['gt_bboxes'][i, :g],
+                    out['gt_labels'][i, :g],
+                    difficult[i, :g],
+                    crowd[i, :g],
+                    out['boxes'][i, :n],
+                    out['scores'][i, :n],
+                    out['labels'][i, :n],
                     out['coco_annotations'][i],
                     out['filename'][i],
                 )

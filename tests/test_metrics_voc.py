@@ -328,6 +328,95 @@ def test_streaming_equals_global_devkit_order(seed, iou_rule):
     assert result.absent_classes == ['cow']
 
 
+def _padded_batches(images, batch_size, shapes=None):
+    """`add_batch` arguments of `images` (dicts as `_random_split`'s), `batch_size` at a time,
+    padded with rows that would change the results if they were read: ground truths on the
+    image's first detection, and cat detections scoring 1."""
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        num_gt = [len(image['gt_labels']) for image in chunk]
+        num_det = [len(image['det_labels']) for image in chunk]
+        gt_rows, det_rows = max(num_gt) + 2, max(num_det) + 3
+        batch = dict(
+            image_ids=[image['image_id'] for image in chunk],
+            gt_boxes=np.tile([1.0, 1.0, 10.0, 10.0], (len(chunk), gt_rows, 1)),
+            gt_labels=np.ones((len(chunk), gt_rows), np.int64),
+            gt_difficult=np.zeros((len(chunk), gt_rows), bool),
+            num_gt=np.array(num_gt),
+            det_boxes=np.tile([1.0, 1.0, 10.0, 10.0], (len(chunk), det_rows, 1)),
+            det_scores=np.ones((len(chunk), det_rows)),
+            det_labels=np.ones((len(chunk), det_rows), np.int64),
+            num_detections=np.array(num_det),
+        )
+        for i, image in enumerate(chunk):
+            if num_det[i]:
+                batch['gt_boxes'][i] = image['det_boxes'][0]
+                batch['gt_labels'][i] = image['det_labels'][0]
+            for key in ('gt_boxes', 'gt_labels', 'gt_difficult'):
+                batch[key][i, : num_gt[i]] = np.reshape(
+                    image[key], batch[key][i, : num_gt[i]].shape
+                )
+            for key in ('det_boxes', 'det_scores', 'det_labels'):
+                batch[key][i, : num_det[i]] = np.reshape(
+                    image[key], batch[key][i, : num_det[i]].shape
+                )
+        if shapes is not None:
+            batch['image_shapes'] = np.array([shapes[image['image_id']] for image in chunk])
+        yield batch
+
+
+@pytest.mark.parametrize('batch_size', [1, 7, 80])
+@pytest.mark.parametrize('iou_rule', ['>=', '>'])
+def test_add_batch_equals_image_by_image(batch_size, iou_rule):
+    # The evaluation adds whole padded batches: same outcomes, counts, curves and tie order.
+    images = _random_split(np.random.default_rng(11))
+    one_by_one = _evaluate(images, iou_rule=iou_rule)
+    evaluator = vm.VOCEvaluator(NAMES, boxes_in_pixels=True, iou_rule=iou_rule)
+    for batch in _padded_batches(images, batch_size):
+        evaluator.add_batch(**batch)
+    batched = evaluator.compute()
+    assert batched.num_images == len(images)
+    for got, want in zip(batched.classes, one_by_one.classes):
+        for field in ('num_gt', 'num_difficult', 'num_detections', 'num_tp', 'num_fp'):
+            assert getattr(got, field) == getattr(want, field)
+        assert got.ap_voc07 == want.ap_voc07 and got.ap_voc12 == want.ap_voc12
+        np.testing.assert_array_equal(got.precision, want.precision)
+        np.testing.assert_array_equal(got.scores, want.scores)
+        ap07, ap12, tp, fp = _reference_voc(images, got.label, 0.5, iou_rule)
+        assert got.num_tp == (tp[-1] if len(tp) else 0)
+        if ap07 is not None:
+            assert got.ap_voc12 == pytest.approx(ap12, abs=1e-12)
+
+
+def test_add_batch_bad_input_names_the_image_and_adds_nothing():
+    images = _random_split(np.random.default_rng(2), num_images=6)
+    evaluator = vm.VOCEvaluator(NAMES, boxes_in_pixels=True)
+    batch = next(_padded_batches(images, 6))
+    unknown = dict(batch, det_labels=batch['det_labels'].copy())
+    image = next(i for i, n in enumerate(batch['num_detections']) if n)
+    unknown['det_labels'][image, 0] = 7
+    with pytest.raises(ValueError, match=rf"image_id='{images[image]['image_id']}'.*labels \[7\]"):
+        evaluator.add_batch(**unknown)
+    nan = dict(batch, det_scores=batch['det_scores'].copy())
+    nan['det_scores'][image, 0] = np.nan
+    with pytest.raises(ValueError, match=rf"image_id='{images[image]['image_id']}'.*det_scores"):
+        evaluator.add_batch(**nan)
+    with pytest.raises(ValueError, match=r'num_detections must hold 6 integers'):
+        evaluator.add_batch(**dict(batch, num_detections=batch['num_detections'] + 100))
+    with pytest.raises(ValueError, match=r'gt_labels must have shape \[B, N\]'):
+        evaluator.add_batch(**dict(batch, gt_labels=batch['gt_labels'][:, :1]))
+    repeated = dict(batch, image_ids=[images[0]['image_id']] * 6)
+    with pytest.raises(ValueError, match='already added'):
+        evaluator.add_batch(**repeated)
+    with pytest.raises(ValueError, match='image_shapes'):
+        vm.VOCEvaluator(NAMES).add_batch(**batch)
+    assert evaluator.num_images == 0
+    evaluator.add_batch(**batch)
+    with pytest.raises(ValueError, match='already added'):
+        evaluator.add_batch(**batch)
+    assert evaluator.compute().map_voc07 == _evaluate(images).map_voc07
+
+
 def test_random_split_exercises_the_hard_cases():
     # Guards the fixture above: it must contain ties at IoU 0.5, duplicates and ignored detections.
     images = _random_split(np.random.default_rng(0))
@@ -414,6 +503,42 @@ def test_results_evaluate_the_same_after_round_trip(tmp_path):
     direct, via_files = _evaluate(images), _evaluate(reread)
     assert direct.ap('voc07') == via_files.ap('voc07')
     assert direct.ap('voc12') == via_files.ap('voc12')
+
+
+def test_results_writer_add_batch_writes_the_same_files(tmp_path):
+    rng = np.random.default_rng(4)
+    images = _random_split(rng, num_images=25)
+    shapes = {image['image_id']: (int(rng.integers(50, 500)), 300, 3) for image in images}
+    for image in images:
+        image['det_boxes'] = image['det_boxes'] / 128.0  # relative: converted with each shape
+        image['det_scores'] = image['det_scores'] + rng.random(len(image['det_scores'])) * 1e-7
+    os.makedirs(tmp_path / 'one')
+    with vm.VOCResultsWriter(str(tmp_path / 'one'), 'test', NAMES) as writer:
+        for image in images:
+            writer.add_image(
+                image['image_id'],
+                image['det_boxes'],
+                image['det_scores'],
+                image['det_labels'],
+                image_shape=shapes[image['image_id']],
+            )
+    os.makedirs(tmp_path / 'batched')
+    with vm.VOCResultsWriter(str(tmp_path / 'batched'), 'test', NAMES) as writer:
+        for batch in _padded_batches(images, 4, shapes):
+            writer.add_batch(
+                batch['image_ids'],
+                batch['det_boxes'],
+                batch['det_scores'],
+                batch['det_labels'],
+                batch['num_detections'],
+                batch['image_shapes'],
+            )
+    for name in os.listdir(tmp_path / 'one'):
+        assert (tmp_path / 'batched' / name).read_text() == (tmp_path / 'one' / name).read_text()
+    assert sum(len((tmp_path / 'one' / n).read_text()) for n in os.listdir(tmp_path / 'one'))
+    with pytest.raises(ValueError, match='whitespace'):
+        with vm.VOCResultsWriter(str(tmp_path / 'batched'), 'test', NAMES) as writer:
+            writer.add_batch(['a b'], np.zeros((1, 0, 4)), np.zeros((1, 0)), np.zeros((1, 0)), [0])
 
 
 def test_results_writer_is_atomic_and_reader_reports_bad_lines(tmp_path):

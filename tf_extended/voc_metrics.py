@@ -48,7 +48,7 @@ label order. Class names themselves can be any non-empty unique strings.
 
 import dataclasses
 import os
-from typing import Dict, Hashable, List, Mapping, Optional, Tuple
+from typing import Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -97,8 +97,13 @@ def pixel_boxes_from_relative(boxes, image_shape) -> np.ndarray:
       ``(xmin - 1)/W, xmax/W``).
     """
     height, width = _image_height_width(image_shape, 'pixel_boxes_from_relative')
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    scale = np.array([height, width, height, width])
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(1, -1, 4)
+    return _batch_pixel_boxes(boxes, np.array([[height, width]]))[0]
+
+
+def _batch_pixel_boxes(boxes, heights_widths) -> np.ndarray:
+    """`pixel_boxes_from_relative` of float64 `[B, N, 4]` boxes, float64 `[B, 2]` sizes."""
+    scale = np.tile(np.asarray(heights_widths, dtype=np.float64), 2)[:, None, :]
     return boxes * scale + np.array([1.0, 1.0, 0.0, 0.0])
 
 
@@ -113,6 +118,11 @@ def devkit_iou(boxes, gt_boxes) -> np.ndarray:
     """
     a = np.asarray(boxes, dtype=np.float64).reshape(-1, 1, 4)
     b = np.asarray(gt_boxes, dtype=np.float64).reshape(1, -1, 4)
+    return _broadcast_iou(a, b)
+
+
+def _broadcast_iou(a, b) -> np.ndarray:
+    """`devkit_iou` of float64 boxes `[..., 4]` broadcast against each other."""
     ih = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1.0
     iw = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1.0
     overlap = (iw > 0) & (ih > 0)
@@ -136,60 +146,73 @@ def _check_iou_rule(iou_threshold: float, iou_rule: str):
         raise ValueError(f'iou_threshold must be in (0, 1], got {iou_threshold}.')
 
 
-def match_image(
+def match_batch(
     det_boxes,
     det_scores,
     det_labels,
+    num_detections,
     gt_boxes,
     gt_labels,
     gt_difficult,
+    num_gt,
     iou_threshold: float = 0.5,
     iou_rule: str = '>=',
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Devkit matching of one image's detections of every class against its ground truths.
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Devkit matching of a batch of images, each image's detections of every class against its
+    own ground truths.
 
-    Each detection is matched against the ground truths of its own class only, classes apart, in
-    one IoU matrix (other classes' pairs masked out).
+    Each detection is matched against the ground truths of its own image and class only, in one
+    IoU matrix (other images' and classes' pairs masked out). Rows past an image's count are
+    padding and play no part.
 
     Args:
-      det_boxes: [D, 4] pixel boxes ``[ymin, xmin, ymax, xmax]``, 1-based inclusive.
-      det_scores: [D] float scores.
-      det_labels: [D] int labels.
-      gt_boxes: [G, 4] pixel boxes, same convention.
-      gt_labels: [G] int labels.
-      gt_difficult: [G] bool.
+      det_boxes: [B, K, 4] pixel boxes ``[ymin, xmin, ymax, xmax]``, 1-based inclusive.
+      det_scores: [B, K] float scores.
+      det_labels: [B, K] int labels.
+      num_detections: [B] int, the real rows of each image (<= K).
+      gt_boxes: [B, G, 4] pixel boxes, same convention.
+      gt_labels: [B, G] int labels.
+      gt_difficult: [B, G] bool.
+      num_gt: [B] int, the real ground-truth rows of each image (<= G).
       iou_threshold: IoU threshold (0.5 in VOC), > 0.
       iou_rule: ``'>='`` (devkit) or ``'>'`` (common Python ports).
     Returns:
-      order: [D] int64, the detections' indices by label (ascending), then in stable descending
-        score order within a label.
-      flags: [D] int8, outcome of ``det[order[k]]``: ``TP`` (1), ``FP`` (0) or ``IGNORED`` (-1).
+      image, index: [D] int64, the real detections (``det_*[image, index]``) by image, then by
+        label (ascending), then in stable descending score order within a label.
+      flags: [D] int8, their outcomes: ``TP`` (1), ``FP`` (0) or ``IGNORED`` (-1).
     """
     _check_iou_rule(iou_threshold, iou_rule)
-    det_boxes = np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
-    scores = np.asarray(det_scores, dtype=np.float64).reshape(-1)
-    det_labels = np.asarray(det_labels).reshape(-1)
-    gt_boxes = np.asarray(gt_boxes, dtype=np.float64).reshape(-1, 4)
-    gt_labels = np.asarray(gt_labels).reshape(-1)
-    gt_difficult = np.asarray(gt_difficult, dtype=bool).reshape(-1)
-    order = np.lexsort((-scores, det_labels))  # stable: ties keep the detections' order
+    det_scores = np.asarray(det_scores, dtype=np.float64)
+    det_labels = np.asarray(det_labels)
+    gt_boxes = np.asarray(gt_boxes, dtype=np.float64)
+    num_det = np.asarray(num_detections).reshape(-1, 1)
+    image, index = np.nonzero(np.arange(det_scores.shape[1]) < num_det)
+    labels = det_labels[image, index]
+    # Stable: ties keep the detections' order.
+    order = np.lexsort((-det_scores[image, index], labels, image))
+    image, index, labels = image[order], index[order], labels[order]
     flags = np.full(order.shape, FP, dtype=np.int8)
-    if not len(gt_boxes) or not len(order):
-        return order, flags
-    iou = devkit_iou(det_boxes[order], gt_boxes)  # [D, G], rows in (label, score) order
-    # Other classes' ground truths can never be matched: below any IoU, and never passing.
-    iou[det_labels[order][:, None] != gt_labels[None, :]] = -1.0
+    num_gt_rows = gt_boxes.shape[1]
+    if not num_gt_rows or not len(order):
+        return image, index, flags
+    boxes = np.asarray(det_boxes, dtype=np.float64)[image, index]
+    iou = _broadcast_iou(boxes[:, None, :], gt_boxes[image])  # [D, G], rows in matching order
+    # Other classes' and padding ground truths can never be matched: below any IoU, and never
+    # passing.
+    real_gt = np.arange(num_gt_rows) < np.asarray(num_gt).reshape(-1, 1)
+    iou[(labels[:, None] != np.asarray(gt_labels)[image]) | ~real_gt[image]] = -1.0
     # A detection's best ground truth does not depend on what is already matched (the devkit
     # takes the best overall, then looks at its state), so greedy matching reduces to: the first
     # detection, in score order, that picks a given non-difficult ground truth is its TP (a
-    # ground truth is picked by detections of its own class only).
+    # ground truth is picked by detections of its own image and class only).
     best = np.argmax(iou, axis=1)  # first maximum on ties, as the devkit's strict '>' scan
     passed = _passes(iou[np.arange(len(order)), best], iou_threshold, iou_rule)
-    flags[passed & gt_difficult[best]] = IGNORED
-    candidates = np.flatnonzero(passed & ~gt_difficult[best])
-    _, first = np.unique(best[candidates], return_index=True)
+    difficult = np.asarray(gt_difficult, dtype=bool)[image, best]
+    flags[passed & difficult] = IGNORED
+    candidates = np.flatnonzero(passed & ~difficult)
+    _, first = np.unique(image[candidates] * num_gt_rows + best[candidates], return_index=True)
     flags[candidates[first]] = TP
-    return order, flags
+    return image, index, flags
 
 
 # ----------------------------------------------------------------------------------------------
@@ -373,6 +396,118 @@ def _check_labels(labels: np.ndarray, known, what: str, context: str):
         )
 
 
+def _label_runs(labels) -> List[Tuple[int, int, int]]:
+    """[(label, start, end)] of the runs of equal values in sorted int `labels` [N]."""
+    if not len(labels):
+        return []
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    return list(
+        zip(labels[starts].tolist(), starts.tolist(), np.r_[starts[1:], len(labels)].tolist())
+    )
+
+
+class _PaddedRows:
+    """Checks the padded arrays of a batch of images (`VOCEvaluator.add_batch`,
+    `VOCResultsWriter.add_batch`); a ValueError names the first image with bad input."""
+
+    def __init__(self, image_ids, context: str):
+        self.image_ids = list(image_ids)
+        self.context = context
+
+    def error(self, image: Optional[int], message: str):
+        where = (
+            self.context if image is None else f'{self.context}(image_id={self.image_ids[image]!r})'
+        )
+        raise ValueError(f'{where}: {message}')
+
+    def _first_bad(self, bad, message):
+        if bad.any():
+            self.error(int(np.flatnonzero(bad.any(axis=1))[0]), message)
+
+    def group(self, prefix: str, num, **arrays) -> Dict[str, np.ndarray]:
+        """`arrays` = {name: (value, dtype)}, all `[B, N]` (boxes `[B, N, 4]`) with the same N,
+        whose first `num[i]` rows of image i are real. Returns {name: array of its dtype,
+        'num': int64 [B], 'real': bool [B, N]}; checks the shapes, the counts (integers in
+        [0, N]) and that the real rows are finite (integers for the integer and bool dtypes)."""
+        batch = len(self.image_ids)
+        out, size = {}, None
+        for name, (value, _) in arrays.items():
+            array = np.asarray(value)
+            tail = (4,) if name == 'boxes' else ()
+            if (
+                array.ndim != 2 + len(tail)
+                or array.shape[0] != batch
+                or array.shape[2:] != tail
+                or size not in (None, array.shape[1])
+            ):
+                shape = '[B, N' + ''.join(f', {d}' for d in tail) + ']'
+                self.error(
+                    None,
+                    f'{prefix}_{name} must have shape {shape} (B = {batch} images, N the padded '
+                    f'{prefix} rows of every {prefix}_* array), got {array.shape}.',
+                )
+            size = array.shape[1]
+            out[name] = array
+        counts = np.asarray(num)
+        if (
+            counts.shape != (batch,)
+            or not np.all(np.isfinite(counts.astype(np.float64)))
+            or np.any(counts != np.round(counts))
+            or np.any((counts < 0) | (counts > size))
+        ):
+            self.error(
+                None,
+                f'num_{prefix if prefix == "gt" else "detections"} must hold {batch} integers '
+                f'in [0, {size}] (the real rows of each image), got {counts.tolist()}.',
+            )
+        real = np.arange(size) < counts.astype(np.int64)[:, None]
+        for name, (_, dtype) in arrays.items():
+            values = out[name].astype(np.float64)
+            bad = ~np.isfinite(values)
+            if dtype is not np.float64:
+                bad |= values != np.round(values)
+            if bad.ndim == 3:
+                bad = bad.any(axis=2)
+            kind = 'finite numbers' if dtype is np.float64 else 'integers'
+            self._first_bad(bad & real, f'{prefix}_{name} must hold {kind} in its real rows.')
+            out[name] = out[name].astype(dtype)
+        out.update(num=counts.astype(np.int64), real=real)
+        return out
+
+    def check_labels(self, group: Dict[str, np.ndarray], names: Mapping[int, str]):
+        unknown = ~np.isin(group['labels'], list(names)) & group['real']
+        if unknown.any():
+            image = int(np.flatnonzero(unknown.any(axis=1))[0])
+            labels = sorted(set(group['labels'][image][unknown[image]].tolist()))
+            self.error(
+                image,
+                f'labels {labels} are not in class_names (known labels: {sorted(names)}; 0 is '
+                f'background and never evaluated).',
+            )
+
+    def sizes(self, image_shapes) -> np.ndarray:
+        """float64 [B, 2] (height, width) of `image_shapes` [B, 2] or [B, 3]."""
+        if image_shapes is None:
+            self.error(
+                None,
+                'image_shapes (height, width) of every image are required for relative boxes; '
+                'pass the original image sizes, or use pixel boxes.',
+            )
+        shapes = np.asarray(image_shapes)
+        if (
+            shapes.ndim != 2
+            or shapes.shape[0] != len(self.image_ids)
+            or shapes.shape[1] not in (2, 3)
+        ):
+            self.error(None, f'image_shapes must have shape [B, 2] or [B, 3], got {shapes.shape}.')
+        sizes = shapes[:, :2].astype(np.float64)
+        self._first_bad(
+            ~(sizes > 0) | ~np.isfinite(sizes),
+            'image_shapes must have a positive height and width.',
+        )
+        return sizes
+
+
 def _check_class_names(class_names: Mapping[int, str]) -> Dict[int, str]:
     if not isinstance(class_names, Mapping) or not class_names:
         raise ValueError(
@@ -432,6 +567,7 @@ class VOCEvaluator:
         self._flags: Dict[int, List[np.ndarray]] = {label: [] for label in self._names}
         self._num_gt = dict.fromkeys(self._names, 0)
         self._num_difficult = dict.fromkeys(self._names, 0)
+        self._num_labels = max(self._names) + 1
         self._image_ids = set()
 
     @property
@@ -463,11 +599,7 @@ class VOCEvaluator:
             boxes.
         """
         context = f'VOCEvaluator.add_image(image_id={image_id!r})'
-        if image_id in self._image_ids:
-            raise ValueError(
-                f'{context}: this image was already added; each image must be added once '
-                f'(its detections are matched against its ground truth in one go).'
-            )
+        self._check_new([image_id], context)
         gt_boxes = _as_array(gt_boxes, np.float64, (4,), 'gt_boxes', context)
         gt_labels = _as_array(gt_labels, np.int64, (), 'gt_labels', context)
         gt_difficult = _as_array(gt_difficult, bool, (), 'gt_difficult', context)
@@ -479,29 +611,114 @@ class VOCEvaluator:
             )
         _check_labels(gt_labels, self._names, 'gt_labels', context)
         _check_labels(det_labels, self._names, 'det_labels', context)
+        sizes = None
         if not self._boxes_in_pixels:
-            _image_height_width(image_shape, context)
-            gt_boxes = pixel_boxes_from_relative(gt_boxes, image_shape)
-            det_boxes = pixel_boxes_from_relative(det_boxes, image_shape)
-        self._image_ids.add(image_id)
-        for label in np.unique(gt_labels).tolist():
-            gt = gt_labels == label
-            self._num_gt[label] += int(gt.sum())
-            self._num_difficult[label] += int(gt_difficult[gt].sum())
-        order, flags = match_image(
+            sizes = np.array([_image_height_width(image_shape, context)])
+        self._add(
+            [image_id],
+            (gt_boxes[None], gt_labels[None], gt_difficult[None], np.array([len(gt_labels)])),
+            (det_boxes[None], det_scores[None], det_labels[None], np.array([len(det_labels)])),
+            sizes,
+        )
+
+    def add_batch(
+        self,
+        image_ids: Sequence[Hashable],
+        gt_boxes,
+        gt_labels,
+        gt_difficult,
+        num_gt,
+        det_boxes,
+        det_scores,
+        det_labels,
+        num_detections,
+        image_shapes=None,
+    ):
+        """`add_image` of B images at once, from padded arrays (an evaluation batch's): the same
+        outcomes and results as adding them one by one, in order, without a Python loop over
+        images or detections.
+
+        Args:
+          image_ids: B ids (hashable, unique over the split).
+          gt_boxes: [B, G, 4]; gt_labels, gt_difficult: [B, G]; num_gt: [B] int, the real rows
+            of each image (the rows after them are padding, whatever they hold).
+          det_boxes: [B, K, 4]; det_scores, det_labels: [B, K]; num_detections: [B] int.
+          image_shapes: [B, 2] or [B, 3] (height, width[, channels]) of the ORIGINAL images;
+            required for relative boxes.
+        Raises:
+          ValueError naming the first image with bad input; nothing of the batch is added then.
+        """
+        image_ids = list(image_ids)
+        context = 'VOCEvaluator.add_batch'
+        self._check_new(image_ids, context)
+        rows = _PaddedRows(image_ids, context)
+        gt = rows.group(
+            'gt',
+            num_gt,
+            boxes=(gt_boxes, np.float64),
+            labels=(gt_labels, np.int64),
+            difficult=(gt_difficult, bool),
+        )
+        det = rows.group(
+            'det',
+            num_detections,
+            boxes=(det_boxes, np.float64),
+            scores=(det_scores, np.float64),
+            labels=(det_labels, np.int64),
+        )
+        rows.check_labels(gt, self._names)
+        rows.check_labels(det, self._names)
+        sizes = None if self._boxes_in_pixels else rows.sizes(image_shapes)
+        self._add(
+            image_ids,
+            (gt['boxes'], gt['labels'], gt['difficult'], gt['num']),
+            (det['boxes'], det['scores'], det['labels'], det['num']),
+            sizes,
+        )
+
+    def _check_new(self, image_ids, context):
+        seen = set(self._image_ids)
+        for image_id in image_ids:
+            if image_id in seen:
+                raise ValueError(
+                    f'{context}(image_id={image_id!r}): this image was already added; each image '
+                    f'must be added once (its detections are matched against its ground truth '
+                    f'in one go).'
+                )
+            seen.add(image_id)
+
+    def _add(self, image_ids, gt, det, sizes):
+        """Stores checked padded arrays: gt = (boxes, labels, difficult, num), det = (boxes,
+        scores, labels, num); sizes: float64 [B, 2] for relative boxes, else None."""
+        gt_boxes, gt_labels, gt_difficult, num_gt = gt
+        det_boxes, det_scores, det_labels, num_det = det
+        if sizes is not None:
+            gt_boxes = _batch_pixel_boxes(gt_boxes, sizes)
+            det_boxes = _batch_pixel_boxes(det_boxes, sizes)
+        self._image_ids.update(image_ids)
+        real = np.arange(gt_labels.shape[1]) < num_gt[:, None]
+        counts = np.bincount(gt_labels[real], minlength=self._num_labels)
+        difficult = np.bincount(gt_labels[real & gt_difficult], minlength=self._num_labels)
+        for label in np.flatnonzero(counts).tolist():
+            self._num_gt[label] += int(counts[label])
+            self._num_difficult[label] += int(difficult[label])
+        image, index, flags = match_batch(
             det_boxes,
             det_scores,
             det_labels,
+            num_det,
             gt_boxes,
             gt_labels,
             gt_difficult,
+            num_gt,
             self._iou_threshold,
             self._iou_rule,
         )
-        labels, scores = det_labels[order], det_scores[order]
-        starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]]) if len(labels) else []
-        for start, end in zip(starts, np.r_[starts[1:], len(labels)].astype(int)):
-            label = int(labels[start])
+        labels, scores = det_labels[image, index], det_scores[image, index]
+        # By label, stably: images stay in the order they came, each in its score order.
+        by_label = np.argsort(labels, kind='stable')
+        labels, scores, flags = labels[by_label], scores[by_label], flags[by_label]
+        for label, start, end in _label_runs(labels):
             self._scores[label].append(scores[start:end])
             self._flags[label].append(flags[start:end])
 
@@ -642,20 +859,66 @@ class VOCResultsWriter:
     def add_image(self, image_id: str, det_boxes, det_scores, det_labels, image_shape=None):
         """Appends one image's detections (shapes as in :meth:`VOCEvaluator.add_image`)."""
         context = f'VOCResultsWriter.add_image(image_id={image_id!r})'
-        if not self._files:
-            raise RuntimeError(f'{context}: the writer is already closed.')
-        image_id = str(image_id)
-        if not image_id or any(ch.isspace() for ch in image_id):
-            raise ValueError(f'{context}: image ids must be non-empty and without whitespace.')
+        image_id = self._check_ids([image_id], context)[0]
         boxes, scores, labels = _detections(det_boxes, det_scores, det_labels, context)
         _check_labels(labels, self._names, 'det_labels', context)
         if not self._boxes_in_pixels:
             boxes = pixel_boxes_from_relative(boxes, _image_height_width(image_shape, context))
-        for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
-            ymin, xmin, ymax, xmax = box
-            self._files[label][0].write(
-                f'{image_id} {score!r} {xmin!r} {ymin!r} {xmax!r} {ymax!r}\n'
+        self._write([image_id] * len(labels), boxes, scores, labels)
+
+    def add_batch(
+        self, image_ids, det_boxes, det_scores, det_labels, num_detections, image_shapes=None
+    ):
+        """Appends B images' detections from padded arrays (shapes as in
+        :meth:`VOCEvaluator.add_batch`): the same files as `add_image` image by image."""
+        context = 'VOCResultsWriter.add_batch'
+        image_ids = self._check_ids(image_ids, context)
+        rows = _PaddedRows(image_ids, context)
+        det = rows.group(
+            'det',
+            num_detections,
+            boxes=(det_boxes, np.float64),
+            scores=(det_scores, np.float64),
+            labels=(det_labels, np.int64),
+        )
+        rows.check_labels(det, self._names)
+        boxes = det['boxes']
+        if not self._boxes_in_pixels:
+            boxes = _batch_pixel_boxes(boxes, rows.sizes(image_shapes))
+        image, index = np.nonzero(det['real'])
+        self._write(
+            [image_ids[i] for i in image.tolist()],
+            boxes[image, index],
+            det['scores'][image, index],
+            det['labels'][image, index],
+        )
+
+    def _check_ids(self, image_ids, context):
+        if not self._files:
+            raise RuntimeError(f'{context}: the writer is already closed.')
+        image_ids = [str(image_id) for image_id in image_ids]
+        for image_id in image_ids:
+            if not image_id or any(ch.isspace() for ch in image_id):
+                raise ValueError(
+                    f'{context}: image ids must be non-empty and without whitespace, got '
+                    f'{image_id!r}.'
+                )
+        return image_ids
+
+    def _write(self, image_ids, boxes, scores, labels):
+        """One line per detection (`image_ids` [N] str, float64 pixel `boxes` [N, 4], `scores`
+        [N], int `labels` [N]), appended to its class's file in the given order; one write per
+        class."""
+        order = np.argsort(labels, kind='stable')
+        labels = labels[order]
+        lines = [
+            f'{image_ids[i]} {score!r} {xmin!r} {ymin!r} {xmax!r} {ymax!r}\n'
+            for i, score, (ymin, xmin, ymax, xmax) in zip(
+                order.tolist(), scores[order].tolist(), boxes[order].tolist()
             )
+        ]
+        for label, start, end in _label_runs(labels):
+            self._files[label][0].write(''.join(lines[start:end]))
 
     def close(self) -> Dict[int, str]:
         """Renames the files into place; returns {label: path}."""
