@@ -541,6 +541,28 @@ def test_results_writer_add_batch_writes_the_same_files(tmp_path):
             writer.add_batch(['a b'], np.zeros((1, 0, 4)), np.zeros((1, 0)), np.zeros((1, 0)), [0])
 
 
+def test_shortest_float_text_reads_back_exactly():
+    rng = np.random.default_rng(8)
+    values = np.concatenate(
+        [
+            rng.random(300) * 1000.0,
+            rng.random(100).astype(np.float32).astype(np.float64),  # scores come as float32
+            10.0 ** rng.uniform(-12, 20, 100) * rng.choice([-1.0, 1.0], 100),
+            [0.0, -0.0, 1.0, 50.0, 0.1, 1e-5, 1e16, 123456789.125, 5e-324],
+        ]
+    )
+    values = np.resize(values, (len(values) // 3, 3))
+    rows = vm.shortest_float_text(values)
+    assert len(rows) == len(values)
+    for row, want in zip(rows, values.tolist()):
+        fields = row.split(' ')
+        assert [float(f) for f in fields] == want
+        for field, value in zip(fields, want):
+            if 1e-4 <= abs(value) < 1e16 or value == 0.0:  # the range repr writes without exponent
+                assert field == repr(value)
+    assert vm.shortest_float_text(np.zeros((0, 5))) == []
+
+
 def test_results_writer_is_atomic_and_reader_reports_bad_lines(tmp_path):
     with pytest.raises(RuntimeError):
         with vm.VOCResultsWriter(str(tmp_path), 'test', NAMES) as writer:
