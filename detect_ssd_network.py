@@ -17,6 +17,10 @@ Outputs in --output_dir: `<name>_det.<ext>` per image, `<name>_det.mp4` per vide
 (`xmin = box_xmin * width`, continuous, not clipped) with label name and score, per video the
 same per frame, the files that could not be read (`failures`), and the speed. Unreadable files
 are reported and skipped; the exit status is 0 when at least one image (or frame) was processed.
+A JPEG over the 100-megapixel image limit is decoded at 1/2, 1/4 or 1/8 size, the largest that
+fits (`detection.load_image`; one `note:` line each): the net sees a resized image anyway. Its
+annotated image is at that reduced size; `detections.json` gives its original size and
+original-pixel coordinates. Other images over the limit are refused.
 No input and no file this script did not write is overwritten: an output name that is taken (an
 input, e.g. with --output_dir equal to an input folder, or any other file that the folder's
 earlier `detections.json` does not list as the output of one of its inputs, named as this script
@@ -322,19 +326,21 @@ class Run:
         return detection.pixel_detections(detections, height, width, self.detector.card.class_names)
 
     def flush_images(self, batch):
+        """Detects on, draws and records `batch`, (path, `detection.LoadedImage`) pairs, and
+        empties it."""
         if not batch:
             return
         paths, images = zip(*batch)
         batch.clear()
         try:
-            detections = self.detect(list(images))
+            detections = self.detect([image.rgb for image in images])
         except ValueError as err:  # the model failed on this batch (ModelRunError, a wrong size)
             for path in paths:
                 self.fail(path, err)
             return
         for path, image, dets in zip(paths, images, detections):
             out = self.output_path(path)
-            drawn = visualization.draw_detections(image, dets, self.detector.card.class_names)
+            drawn = visualization.draw_detections(image.rgb, dets, self.detector.card.class_names)
             ok, data = cv2.imencode(
                 os.path.splitext(out)[1], cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
             )
@@ -345,13 +351,7 @@ class Run:
             finally:
                 self._written_out(path, out)
             self.images.append(
-                {
-                    'file': path,
-                    'output': out,
-                    'height': image.shape[0],
-                    'width': image.shape[1],
-                    'detections': self.pixel_rows(dets, *image.shape[:2]),
-                }
+                detection.image_record(path, out, image, dets, self.detector.card.class_names)
             )
 
     def video(self, path):
@@ -520,11 +520,13 @@ def _detect():
                 run.video(path)
                 continue
             try:
-                image = detection.load_image_rgb(path)
+                image = detection.load_image(path)
             except ValueError as err:
                 run.fail(path, err)
                 continue
-            if not detection.batch_fits([im.shape for _, im in batch] + [image.shape]):
+            if image.note:
+                print(f'note: {image.note}')
+            if not detection.batch_fits([im.rgb.shape for _, im in batch] + [image.rgb.shape]):
                 run.flush_images(batch)
             batch.append((path, image))
             if len(batch) == FLAGS.batch_size:

@@ -668,11 +668,76 @@ def too_many_pixels(width, height, limits=image_io.DEFAULT_LIMITS):
     return None
 
 
-def load_image_rgb(path, limits=image_io.DEFAULT_LIMITS):
-    """uint8 `[H, W, 3]` RGB of an image file (gray and alpha converted), read as the converter
-    reads images: a regular file of at most `limits.max_bytes`, whose header (read before
-    decoding) claims at most `limits.max_pixels`. Raises ValueError naming the file when it
-    cannot be read or decoded."""
+# A JPEG over the pixel limit is decoded at 1/f size by libjpeg's DCT scaling (`load_image`), the
+# smallest f that fits. IMREAD_REDUCED_* turns the image by its EXIF orientation, which the
+# full-size decode (IMREAD_UNCHANGED) ignores, as the converter and TensorFlow's decoders do;
+# hence IMREAD_IGNORE_ORIENTATION.
+_REDUCED_DECODES = {
+    2: cv2.IMREAD_REDUCED_COLOR_2 | cv2.IMREAD_IGNORE_ORIENTATION,
+    4: cv2.IMREAD_REDUCED_COLOR_4 | cv2.IMREAD_IGNORE_ORIENTATION,
+    8: cv2.IMREAD_REDUCED_COLOR_8 | cv2.IMREAD_IGNORE_ORIENTATION,
+}
+REDUCTIONS = tuple(_REDUCED_DECODES)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedImage:
+    """An image file decoded for detection (`load_image`).
+
+    rgb: uint8 `[h, w, 3]` RGB, what the net sees; height, width: the original image's size,
+    which pixel coordinates (detections.json) refer to; reduction: 1 when `rgb` is full size
+    (`h, w == height, width`), else f in REDUCTIONS: a JPEG over the pixel limit decoded at 1/f
+    size, `h == ceil(height / f)`, `w == ceil(width / f)`; note: then one line saying so, for
+    the log (else None).
+    """
+
+    rgb: np.ndarray
+    height: int
+    width: int
+    reduction: int = 1
+    note: object = None
+
+
+def reduced_size(width, height, factor):
+    """(width, height) of a JPEG of width x height pixels decoded at 1/factor size: libjpeg
+    rounds up."""
+    return -(-width // factor), -(-height // factor)
+
+
+def reduction_for(width, height, limits=image_io.DEFAULT_LIMITS):
+    """The smallest f in REDUCTIONS whose reduced decode (`reduced_size`) of a width x height
+    JPEG holds at most `limits.max_pixels` pixels; None when even the smallest size does not."""
+    for factor in REDUCTIONS:
+        w, h = reduced_size(width, height, factor)
+        if w * h <= limits.max_pixels:
+            return factor
+    return None
+
+
+def _decode_rgb(path, data, flags):
+    """uint8 `[H, W, 3]` RGB of image bytes decoded by `cv2.imdecode` with `flags` (gray and
+    alpha converted)."""
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+    if image is None or image.size == 0:
+        raise ValueError(f'{path}: not a decodable image ({len(data)} bytes).')
+    try:
+        bgr = image_io.to_bgr8(image)
+    except image_io.BadImageError as err:
+        raise ValueError(f'{path}: {err}.') from None
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def load_image(path, limits=image_io.DEFAULT_LIMITS, allow_reduced=True):
+    """An image file decoded for detection (LoadedImage), read as the converter reads images: a
+    regular file of at most `limits.max_bytes`, its header read before decoding.
+
+    An image whose header claims at most `limits.max_pixels` pixels is decoded at full size (gray
+    and alpha converted to RGB; EXIF orientation ignored, as the converter and TensorFlow's
+    decoders ignore it). With `allow_reduced`, a sequential JPEG (`image_io.jpeg_coding`) over the limit
+    is decoded at 1/f size by libjpeg's DCT scaling, the smallest f in REDUCTIONS that fits
+    (`reduction_for`; EXIF orientation ignored as well); any other image over the limit is
+    refused. Raises ValueError naming the file when it cannot be read, decoded or is refused.
+    """
     try:
         data = safe_io.read_bytes(path, limits.max_bytes, 'image')
     except safe_io.UnsafeFileError as err:
@@ -684,23 +749,53 @@ def load_image_rgb(path, limits=image_io.DEFAULT_LIMITS):
     except image_io.BadImageError as err:
         raise ValueError(f'{path}: {err}.') from None
     problem = too_many_pixels(width, height, limits)
-    if problem:
-        raise ValueError(f'{path}: the {fmt} header claims {problem}; downscale the image.')
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise ValueError(f'{path}: not a decodable image ({len(data)} bytes).')
-    try:
-        bgr = image_io.to_bgr8(image)
-    except image_io.BadImageError as err:
-        raise ValueError(f'{path}: {err}.') from None
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if problem is None:
+        rgb = _decode_rgb(path, data, cv2.IMREAD_UNCHANGED)
+        return LoadedImage(rgb, *rgb.shape[:2])
+    claims = f'{path}: the {fmt} header claims {problem}'
+    if not allow_reduced:
+        raise ValueError(f'{claims}; downscale the image.')
+    if fmt != 'JPEG':
+        raise ValueError(f'{claims}; only a JPEG can be decoded at a reduced size: downscale it.')
+    coding = image_io.jpeg_coding(data)
+    if coding != 'sequential':
+        raise ValueError(
+            f'{claims}; only a sequential single-scan JPEG (as cameras write) is decoded at a '
+            f'reduced size within the limit, this one is {coding}: downscale the image.'
+        )
+    factor = reduction_for(width, height, limits)
+    if factor is None:
+        w, h = reduced_size(width, height, REDUCTIONS[-1])
+        raise ValueError(
+            f'{claims}, and at 1/{REDUCTIONS[-1]} size still {w}x{h} = {w * h}: downscale the '
+            f'image.'
+        )
+    rgb = _decode_rgb(path, data, _REDUCED_DECODES[factor])
+    w, h = reduced_size(width, height, factor)
+    if rgb.shape[:2] != (h, w):  # pixel coordinates would be scaled wrongly
+        raise ValueError(
+            f'{path}: the JPEG header claims {width}x{height} pixels, but at 1/{factor} size it '
+            f'decoded to {rgb.shape[1]}x{rgb.shape[0]}, not {w}x{h}; re-save the image.'
+        )
+    note = f'{path}: decoded at 1/{factor} size ({w}x{h}): the JPEG header claims {problem}'
+    return LoadedImage(rgb, height, width, factor, note)
+
+
+def load_image_rgb(path, limits=image_io.DEFAULT_LIMITS):
+    """uint8 `[H, W, 3]` RGB of an image file at full size, so that pixel coordinates are the
+    array's: `load_image` without reduced decoding (an image over `limits.max_pixels` pixels is
+    refused)."""
+    return load_image(path, limits, allow_reduced=False).rgb
 
 
 def pixel_detections(detections, height, width, class_names, min_score=0.0):
     """One image's detections (`split_detections`) -> JSON-ready list, best first.
 
     Coordinates are in pixels of the original image: `xmin = box_xmin * width`, etc. (continuous
-    coordinates: the image spans [0, width] x [0, height]), not clipped.
+    coordinates: the image spans [0, width] x [0, height]), not clipped. The boxes are relative to
+    the image, so an image decoded at 1/f size (`LoadedImage`) takes its original height and
+    width (to within f - 1 original pixels: libjpeg's last reduced row and column come from
+    partial blocks).
     """
     rows = []
     for box, score, label in zip(detections['boxes'], detections['scores'], detections['classes']):
@@ -719,3 +814,16 @@ def pixel_detections(detections, height, width, class_names, min_score=0.0):
             }
         )
     return rows
+
+
+def image_record(path, output, image, detections, class_names):
+    """detect_ssd_network.py's `detections.json` entry of an image: its file, its annotated
+    output, the original image's height and width and its `pixel_detections` in original pixels
+    (`image`: the LoadedImage detected on, maybe decoded reduced)."""
+    return {
+        'file': path,
+        'output': output,
+        'height': image.height,
+        'width': image.width,
+        'detections': pixel_detections(detections, image.height, image.width, class_names),
+    }

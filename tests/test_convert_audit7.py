@@ -59,7 +59,7 @@ def test_jpeg_with_a_stray_byte_before_its_scan_is_kept():
     sos = data.index(b'\xff\xda')
     stray = data[:sos] + b'\x00' + data[sos:]
     with pytest.raises(image_io.BadImageError):
-        image_io._walk_jpeg(stray, stop_at_scan=True)  # the walk alone fails on it
+        list(image_io._jpeg_segments(stray))  # the walk alone fails on it
     assert image_io._jpeg_ends(stray)
     kept = image_io.normalise_image_bytes(stray, file_name='a.jpg')
     assert (kept.width, kept.height, kept.converted_from) == (60, 40, None)

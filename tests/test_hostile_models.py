@@ -140,6 +140,13 @@ def test_detection_images(tmp_path):
     ):
         with pytest.raises(ValueError, match=why):
             detection.load_image_rgb(path)
+    # Detection decodes a sequential JPEG over the limit at a reduced size that fits it
+    # (test_detect_large_images.py), but not a progressive one: libjpeg would hold the full
+    # image's coefficients (6 GB for a 519-byte file claiming 46000x46000).
+    bomb[sof + 1] = 0xC2
+    (tmp_path / 'progressive.jpg').write_bytes(bytes(bomb))
+    with pytest.raises(ValueError, match=r'30000x30000 = 900000000 .* this one is progressive'):
+        detection.load_image(str(tmp_path / 'progressive.jpg'))
 
 
 def _tiny_ir(path):
