@@ -324,4 +324,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    logs.run_plain(main)  # tf.keras resolvable (TF_USE_LEGACY_KERAS undone), Ctrl-C one line

@@ -32,7 +32,7 @@ import cv2
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
-from tf_extended import logs  # noqa: E402, F401
+from tf_extended import logs  # noqa: E402
 
 import numpy as np
 import tensorflow as tf
@@ -254,4 +254,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    logs.run_plain(main)  # tf.keras resolvable (TF_USE_LEGACY_KERAS undone), Ctrl-C one line

@@ -269,6 +269,41 @@ def test_tensorflow_import_skips_keras_and_tf_keras_still_works():
     assert user == {'TF_USE_LEGACY_KERAS': '0'}
 
 
+def test_every_script_importing_logs_starts_through_it():
+    """Importing tf_extended.logs in a script sets TF_USE_LEGACY_KERAS=1 for the TensorFlow
+    import; only `logs.run`/`run_plain` remove it again. A benchmark that called main() itself
+    kept it, so OpenVINO's converter failed there on `tf.keras` ("Keras cannot be imported")."""
+    import ast
+    import glob
+
+    scripts = glob.glob(os.path.join(ROOT, '*.py')) + glob.glob(
+        os.path.join(ROOT, 'benchmarks', '*.py')
+    )
+    missing = []
+    for path in sorted(scripts):
+        with open(path, encoding='utf-8') as fh:
+            tree = ast.parse(fh.read())
+        imports_logs = any(
+            isinstance(node, ast.ImportFrom)
+            and node.module == 'tf_extended'
+            and any(alias.name == 'logs' for alias in node.names)
+            for node in tree.body
+        )
+        mains = [
+            node
+            for node in tree.body
+            if isinstance(node, ast.If) and '__main__' in ast.unparse(node.test)
+        ]
+        started = any(
+            isinstance(call, ast.Call) and ast.unparse(call.func) in ('logs.run', 'logs.run_plain')
+            for node in mains
+            for call in ast.walk(node)
+        )
+        if imports_logs and mains and not started:
+            missing.append(os.path.relpath(path, ROOT))
+    assert len(scripts) > 20 and missing == []
+
+
 PROJECT = (
     'datasets',
     'nets',
