@@ -491,6 +491,18 @@ class _PaddedRows:
         out.update(num=counts.astype(np.int64), real=real)
         return out
 
+    def detections(self, boxes, scores, labels, num_detections, names) -> Dict[str, np.ndarray]:
+        """The checked 'det' group (`group`) of padded detections, labels in `names`."""
+        det = self.group(
+            'det',
+            num_detections,
+            boxes=(boxes, np.float64),
+            scores=(scores, np.float64),
+            labels=(labels, np.int64),
+        )
+        self.check_labels(det, names)
+        return det
+
     def check_labels(self, group: Dict[str, np.ndarray], names: Mapping[int, str]):
         unknown = ~np.isin(group['labels'], list(names)) & group['real']
         if unknown.any():
@@ -676,15 +688,8 @@ class VOCEvaluator:
             labels=(gt_labels, np.int64),
             difficult=(gt_difficult, bool),
         )
-        det = rows.group(
-            'det',
-            num_detections,
-            boxes=(det_boxes, np.float64),
-            scores=(det_scores, np.float64),
-            labels=(det_labels, np.int64),
-        )
         rows.check_labels(gt, self._names)
-        rows.check_labels(det, self._names)
+        det = rows.detections(det_boxes, det_scores, det_labels, num_detections, self._names)
         sizes = None if self._boxes_in_pixels else rows.sizes(image_shapes)
         self._add(
             image_ids,
@@ -892,14 +897,7 @@ class VOCResultsWriter:
         context = 'VOCResultsWriter.add_batch'
         image_ids = self._check_ids(image_ids, context)
         rows = _PaddedRows(image_ids, context)
-        det = rows.group(
-            'det',
-            num_detections,
-            boxes=(det_boxes, np.float64),
-            scores=(det_scores, np.float64),
-            labels=(det_labels, np.int64),
-        )
-        rows.check_labels(det, self._names)
+        det = rows.detections(det_boxes, det_scores, det_labels, num_detections, self._names)
         boxes = det['boxes']
         if not self._boxes_in_pixels:
             boxes = _batch_pixel_boxes(boxes, rows.sizes(image_shapes))
