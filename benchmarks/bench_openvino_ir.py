@@ -16,13 +16,22 @@ how many it used). The bf16 rows say what OpenVINO compiled ('ran': bf16 only wh
 bf16 instructions, else fp32) and the report names the CPU and its matrix units (AMX, AVX-512
 BF16 or neither): AMX multiplies large bf16 matmuls 4-10x over fp32, an SSD much less (its
 depthwise convolutions, small feature maps and the work around the net gain little). An int8
-IR (`--formats openvino_int8`) is timed like the others; its non-int8 operations follow the
-precision hint. bench_inference.py times the same IRs beside the TF formats on a machine with
-the whole framework.
+IR (`--formats openvino_int8`: FakeQuantize operations) is timed like the others; its non-int8
+operations follow the precision hint. bench_inference.py times the same IRs beside the TF
+formats on a machine with the whole framework.
+
+"vs fp32" (rows' `latency_vs_fp32`, `batch8_vs_fp32`): the row's median over that of the
+fp32-hint row at the same thread count of the IR named by the row's `vs_fp32_of`: the IR itself,
+but for an int8 IR the float IR of the same model when `--models` has it (the same export
+metadata in the IRs: checkpoint and model card; without it, an IR in the same folder), so that
+int8 is compared with fp32, not with itself under another hint. Without that IR, `vs_fp32_of`
+is null, the table shows "—" and says so under it.
+
 Writes JSON and a markdown table beside it.
 """
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -48,6 +57,12 @@ BATCHES = (1, 8)
 CONVOLUTIONS = ('Convolution', 'GroupConvolution')
 # Node types named in a profile, the slowest first; the rest are summed as 'others'.
 PROFILED_TYPES = 8
+# The runtime info of our IRs holding their export's metadata (openvino_model.CARD_RT_INFO; that
+# module imports TensorFlow).
+CARD_RT_INFO = 'model_card'
+# Export metadata that differs between IRs of one model exported apart (time, commit, files,
+# int8 calibration): left out when matching an int8 IR with its float IR.
+EXPORT_ONLY_KEYS = ('export', 'files', 'openvino', 'int8')
 
 
 def cpu_name(path='/proc/cpuinfo'):
@@ -82,6 +97,62 @@ def _read_export(core, path):
             f'export_ssd_network.py --formats=openvino has one, uint8 [B, H, W, 3].'
         )
     return model
+
+
+def is_int8(model):
+    """Whether an IR is quantised: NNCF's FakeQuantize operations (`--formats openvino_int8`)."""
+    return any(op.get_type_name() == 'FakeQuantize' for op in model.get_ops())
+
+
+def model_key(model):
+    """What names the model an IR was exported from (JSON text): the exported checkpoint and the
+    rest of the export metadata in the IR but EXPORT_ONLY_KEYS; None without such metadata."""
+    if not model.has_rt_info(CARD_RT_INFO):
+        return None
+    try:
+        meta = json.loads(model.get_rt_info(CARD_RT_INFO).astype(str))
+    except (ValueError, RecursionError):
+        return None
+    export = meta.get('export') if isinstance(meta, dict) else None
+    checkpoint = export.get('checkpoint') if isinstance(export, dict) else None
+    if not checkpoint:
+        return None
+    rest = {k: v for k, v in meta.items() if k not in EXPORT_ONLY_KEYS}
+    return json.dumps([checkpoint, rest], sort_keys=True)
+
+
+def fp32_references(models):
+    """{path: the IR whose fp32-hint rows the "vs fp32" ratios of `path`'s rows divide by, or
+    None} for `models` ({path: ov.Model}): each float IR itself; an int8 IR the first float IR of
+    the same model (`model_key`; where either IR has none, the same folder: an export's), None
+    when `models` holds none."""
+    keys = {path: model_key(model) for path, model in models.items()}
+    floats = [path for path, model in models.items() if not is_int8(model)]
+
+    def same_model(a, b):
+        if keys[a] is not None and keys[b] is not None:
+            return keys[a] == keys[b]
+        return os.path.dirname(os.path.abspath(a)) == os.path.dirname(os.path.abspath(b))
+
+    return {
+        path: path if path in floats else next((f for f in floats if same_model(path, f)), None)
+        for path in models
+    }
+
+
+def add_ratios(rows, medians, references):
+    """Sets each row's `int8`, `vs_fp32_of` (its IR's `fp32_references` entry) and, where that
+    IR has an fp32-hint row at the row's thread count, `latency_vs_fp32` and `batch8_vs_fp32`:
+    ratios of the unrounded medians (`medians`: {batch: seconds per call} of each row)."""
+    timed = {(r['model'], r['precision'], r['threads']): m for r, m in zip(rows, medians)}
+    for row, median in zip(rows, medians):
+        reference = references[row['model']]
+        row['int8'] = reference != row['model']  # a float IR is its own reference
+        row['vs_fp32_of'] = reference
+        fp32 = timed.get((reference, 'fp32', row['threads']))
+        if fp32:
+            row['latency_vs_fp32'] = round(median[1] / fp32[1], 3)
+            row['batch8_vs_fp32'] = round(median[8] / fp32[8], 3)
 
 
 def op_ms(path, image, precision='fp32', threads=None, runs=20):
@@ -126,8 +197,9 @@ def op_ms(path, image, precision='fp32', threads=None, runs=20):
 def bench(paths, precisions, threads, image_shape, repeats, profile=False, log=print):
     """Rows {model, precision, ran, threads, threads_used, latency_ms, batch8_ms_per_image, ...},
     one per (IR, precision, threads), timed round by round (see the module docstring), each
-    round starting one setup further so that none always runs first; with `profile`, each row's
-    `op_ms_batch1` (`op_ms`), measured after the timings."""
+    round starting one setup further so that none always runs first; "vs fp32" ratios as
+    `add_ratios`; with `profile`, each row's `op_ms_batch1` (`op_ms`), measured after the
+    timings."""
     core = openvino_runtime.load().Core()
     models = {path: _read_export(core, path) for path in paths}
     setups = [(p, precision, n) for p in paths for precision in precisions for n in threads]
@@ -165,11 +237,8 @@ def bench(paths, precisions, threads, image_shape, repeats, profile=False, log=p
             else:
                 row[f'batch{batch}_ms_per_image'] = round(median[batch] * 1000 / batch, 2)
                 row[f'batch{batch}_images_per_s'] = round(batch / median[batch], 1)
-    for row, median, (path, _, n) in zip(rows, medians, setups):
-        fp32 = next((m for m, setup in zip(medians, setups) if setup == (path, 'fp32', n)), None)
-        if fp32:
-            row['latency_vs_fp32'] = round(median[1] / fp32[1], 3)
-            row['batch8_vs_fp32'] = round(median[8] / fp32[8], 3)
+    add_ratios(rows, medians, fp32_references(models))
+    for row, (path, _, n) in zip(rows, setups):
         if profile:
             row['op_ms_batch1'] = op_ms(path, images[0], row['precision'], n or None)
         log(row)
@@ -199,13 +268,26 @@ def markdown(rows, cpu, units):
         threads = f'{r["threads_used"]}' + (' (all)' if r['threads'] == 'all' else '')
         lines.append(
             f'| `{r["model"]}` | {r["precision"]} ({r["ran"]}) | {threads} | '
-            f'{r["latency_ms"]} | {r["latency_p90_ms"]} | {r.get("latency_vs_fp32", "")} | '
-            f'{r["batch8_ms_per_image"]} | {r.get("batch8_vs_fp32", "")} | '
+            f'{r["latency_ms"]} | {r["latency_p90_ms"]} | {r.get("latency_vs_fp32", "—")} | '
+            f'{r["batch8_ms_per_image"]} | {r.get("batch8_vs_fp32", "—")} | '
             f'{r["batch8_images_per_s"]} | {split} |'
         )
         if ops:
             types = ', '.join(f'{name} {ms}' for name, ms in ops['by_type'].items())
             profiles.append(f'- `{r["model"]}` {r["ran"]}, {threads} threads: {types}')
+    int8 = {r['model']: r['vs_fp32_of'] for r in rows if r['int8']}
+    if int8:
+        lines += [
+            '',
+            "vs fp32: the row's median over the fp32-hint median at the same thread count of the "
+            'same IR, or for an int8 IR of the fp32 IR of the same model:',
+        ] + [
+            f'- `{path}` (int8): against `{reference}`'
+            if reference
+            else f'- `{path}` (int8): "—", the fp32 IR of its model is not in --models (add it '
+            f'to compare int8 with fp32)'
+            for path, reference in int8.items()
+        ]
     if profiles:
         lines += [
             '',

@@ -240,6 +240,74 @@ def padded_parts(sizes):
     return parts
 
 
+# The end of check_images' messages.
+IMAGES_EXPECTED = (
+    'the model takes uint8 RGB images [H, W, 3], 0-255 as decoded from a file, and resizes and '
+    'normalises them itself'
+)
+
+
+def check_images(images, source, padded=False):
+    """Raises ValueError in one line naming `source` (the model's file) unless `images` is what
+    the detectors' `run` takes, a non-empty list of uint8 RGB arrays `[H, W, 3]` (or one array
+    `[B, H, W, 3]`), or with `padded`, what their `run_padded` takes: one such array. Floats,
+    other integers, gray or 4-channel images gave garbage detections or a deep runtime error.
+    Cheap: dtypes and shapes, and the max of a float array (whether it looks normalised)."""
+    batch = isinstance(images, np.ndarray) and images.ndim == 4
+    if not batch and (padded or isinstance(images, np.ndarray)):
+        wanted = 'a zero-padded batch [B, H, W, 3]' if padded else 'a list of images ([image])'
+        raise ValueError(f'{source}: got {_described(images)}, not {wanted}; {IMAGES_EXPECTED}.')
+    if len(images) == 0:
+        raise ValueError(
+            f'{source}: no images (an empty {"batch" if batch else "list"}); pass at least '
+            f'one: {IMAGES_EXPECTED}.'
+        )
+    # A batch array is checked once: its images share its dtype and channels.
+    for i, image in enumerate([images] if batch else images):
+        found, advice = _image_problem(image, 4 if batch else 3)
+        if advice:
+            name = 'the batch' if batch else f'image {i}'
+            raise ValueError(f'{source}: {name} is {found}; {advice}: {IMAGES_EXPECTED}.')
+
+
+def _described(value):
+    if isinstance(value, np.ndarray):
+        return f'{value.dtype} of shape {list(value.shape)}'
+    return f'a {type(value).__name__}'
+
+
+def _image_problem(image, ndim):
+    """(what `image` is, what to do about it): the advice None when it is a uint8 RGB array of
+    `ndim` dimensions (3: an image, 4: a batch) with pixels."""
+    found = _described(image)
+    if not isinstance(image, np.ndarray):
+        return f'{found}, not a numpy array', 'convert it with np.asarray(image)'
+    channels = image.shape[-1] if image.ndim == ndim else None
+    if (ndim == 3 and image.ndim == 2) or channels == 1:
+        return f'{found}, gray', 'convert it to RGB, e.g. cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)'
+    if channels == 4:
+        return (
+            f'{found}, 4 channels',
+            'drop the alpha channel, e.g. cv2.cvtColor(image, cv2.COLOR_RGBA2RGB) '
+            "(COLOR_BGRA2RGB for OpenCV's BGRA)",
+        )
+    if channels != 3:
+        return found, f'pass arrays [{"B, " if ndim == 4 else ""}H, W, 3]'
+    if image.size == 0:
+        return f'{found}, no pixels', 'pass images of one pixel or more'
+    if np.issubdtype(image.dtype, np.floating):
+        peak = float(image.max())
+        if peak <= 1.0:
+            return f'{found}, which looks normalised (max {peak:g})', 'pass the decoded uint8 image'
+        return (
+            f'{found}, not normalised (max {peak:g})',
+            'convert it with np.clip(image, 0, 255).astype(np.uint8)',
+        )
+    if image.dtype != np.uint8:
+        return found, 'convert it to uint8 (image.astype(np.uint8) if its values are 0-255)'
+    return found, None
+
+
 def pad_batch(images):
     """List of uint8 `[H_i, W_i, 3]` -> (uint8 `[B, max H, max W, 3]` zero-padded at the bottom
     and right, int32 `[B, 2]` sizes)."""
@@ -407,7 +475,9 @@ class Detector:
         )
 
     def run(self, images, outputs=DETECTION_OUTPUTS):
-        """Batched outputs (numpy) for a list of uint8 RGB images `[H_i, W_i, 3]`."""
+        """Batched outputs (numpy) for a list of uint8 RGB images `[H_i, W_i, 3]` (anything else:
+        ValueError, `check_images`)."""
+        check_images(images, self.source)
         return self.run_padded(*pad_batch(images), outputs)
 
     def run_padded(self, batch, sizes, outputs=DETECTION_OUTPUTS):
@@ -415,7 +485,9 @@ class Detector:
         `[B, 2]` (height, width of each image at the top left). A batch of more padded pixels
         than MAX_BATCH_PIXELS runs in parts (`padded_parts`), unless the model's input has a
         static batch size (an export with --fixed_size): parts of fewer images could not be fed.
-        Raises ModelRunError when TensorFlow fails running the graph."""
+        Raises ModelRunError when TensorFlow fails running the graph, ValueError for another
+        batch (`check_images`)."""
+        check_images(batch, self.source, padded=True)
         shape = self.inputs[INPUT].shape
         if shape.rank is not None and tf.compat.dimension_value(shape[0]) is not None:
             parts = [(0, len(sizes), batch.shape[1], batch.shape[2])]
@@ -550,6 +622,7 @@ class TFLiteDetector:
         self._shape = tuple(self._input['shape'])
 
     def run(self, images, outputs=DETECTION_OUTPUTS):
+        check_images(images, self.path)
         batch = np.stack(images)
         if len(batch) != self.batch_size or len({im.shape for im in images}) != 1:
             raise ValueError(

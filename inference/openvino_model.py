@@ -457,7 +457,8 @@ class OpenVINODetector:
 
     def run(self, images, outputs=detection.DETECTION_OUTPUTS):
         """Batched outputs (numpy, the frozen graph's) for a list of uint8 RGB images
-        `[H_i, W_i, 3]` of any sizes."""
+        `[H_i, W_i, 3]` of any sizes (anything else: ValueError, `detection.check_images`)."""
+        detection.check_images(images, self.path)
         groups = {}
         for i, image in enumerate(images):
             groups.setdefault(image.shape, []).append(i)
@@ -479,6 +480,7 @@ class OpenVINODetector:
     def run_padded(self, batch, sizes, outputs=detection.DETECTION_OUTPUTS):
         """Outputs for a zero-padded uint8 batch `[B, H, W, 3]` and its int32 sizes `[B, 2]`
         (the interface of `detection.Detector.run_padded`)."""
+        detection.check_images(batch, self.path, padded=True)
         return self.run([image[:h, :w] for image, (h, w) in zip(batch, sizes)], outputs)
 
     def _infer(self, batches, outputs):

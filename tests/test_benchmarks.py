@@ -11,6 +11,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 import bench_floor  # noqa: E402
+import bench_openvino_ir  # noqa: E402
 import run_all  # noqa: E402
 from tf_extended import cpu_features  # noqa: E402
 from tests import caffe_fixtures  # noqa: E402
@@ -336,6 +337,7 @@ def test_openvino_ir_benchmark_runs_without_tensorflow(tmp_path):
         'bf16' if cpu_features.has_bf16() else 'fp32',
     )
     assert fp32['threads_used'] == bf16['threads_used'] == 1
+    assert (fp32['int8'], fp32['vs_fp32_of'], bf16['vs_fp32_of']) == (False, str(xml), str(xml))
     # Ratios of the unrounded medians: within the rounding of the shown milliseconds.
     assert bf16['latency_vs_fp32'] == pytest.approx(
         bf16['latency_ms'] / fp32['latency_ms'], abs=0.02 / fp32['latency_ms'] + 0.001
@@ -372,6 +374,112 @@ def test_openvino_ir_benchmark_runs_without_tensorflow(tmp_path):
     usage = _bench_ir('--models', xml, '--output', folder)
     assert usage.returncode == 2
     assert f'--output: {folder} is a folder; give a file name (.json)' in usage.stderr
+
+
+def _ir_with_metadata(meta, int8=False):
+    """An IR of our exports' input (in memory) with `meta` as its export metadata (None: none),
+    quantised (a FakeQuantize, as NNCF's) when `int8`."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    images = ops.parameter([-1, -1, -1, 3], np.uint8, name='images')
+    x = ops.convert(images, np.float32)
+    if int8:
+        x = ops.fake_quantize(x, *np.float32([0, 255, 0, 255]), 256)
+    model = ov.Model([ops.relu(x)], [images], 'ir')
+    if meta is not None:
+        model.set_rt_info(json.dumps(meta), bench_openvino_ir.CARD_RT_INFO)
+    return model
+
+
+def test_openvino_ir_benchmark_finds_the_fp32_ir_of_an_int8_ir():
+    """An int8 IR's "vs fp32" divides by the float IR of the same model: the same checkpoint and
+    card in the IRs' export metadata (exported apart: other time, files and calibration), or,
+    without metadata, the float IR in its folder; None when the run has no such IR."""
+    from inference import openvino_model
+
+    assert bench_openvino_ir.CARD_RT_INFO == openvino_model.CARD_RT_INFO
+
+    def meta(step, time, **extra):
+        checkpoint = {'path': '/train/model.ckpt', 'step': step, 'moving_averages': False}
+        card = {'model_name': 'ssd_300_mobilenet', 'class_names': ['cat', 'dog']}
+        return dict(card, export={'checkpoint': checkpoint, 'time': time}, **extra)
+
+    models = {
+        'a/model_openvino.xml': _ir_with_metadata(meta(100, 't1', files={'openvino': 'x'})),
+        'b/model_openvino_int8.xml': _ir_with_metadata(
+            meta(100, 't2', files={'openvino_int8': 'y'}, int8={'images': 8}), int8=True
+        ),
+        'a/other_int8.xml': _ir_with_metadata(meta(200, 't1'), int8=True),
+        'c/model_openvino.xml': _ir_with_metadata(None),
+        'c/model_openvino_int8.xml': _ir_with_metadata(None, int8=True),
+    }
+    assert bench_openvino_ir.fp32_references(models) == {
+        'a/model_openvino.xml': 'a/model_openvino.xml',
+        'b/model_openvino_int8.xml': 'a/model_openvino.xml',
+        'a/other_int8.xml': None,  # in a's folder, but another checkpoint's
+        'c/model_openvino.xml': 'c/model_openvino.xml',
+        'c/model_openvino_int8.xml': 'c/model_openvino.xml',
+    }
+
+
+def test_openvino_ir_benchmark_compares_int8_with_the_fp32_ir():
+    """The int8 IR's rows divide by the fp32 IR's fp32-hint row at the same thread count (they
+    divided by the int8 IR's own fp32-hint row); without its fp32 IR in the run, "—" and a note."""
+    timings = [  # model, precision, threads, median seconds at batch 1 and 8 (per call)
+        ('fp32.xml', 'fp32', 2, 0.010, 0.064),
+        ('fp32.xml', 'bf16', 2, 0.008, 0.048),
+        ('fp32.xml', 'fp32', 'all', 0.004, 0.016),
+        ('int8.xml', 'fp32', 2, 0.005, 0.032),
+        ('int8.xml', 'bf16', 2, 0.004, 0.024),
+        ('int8.xml', 'fp32', 'all', 0.002, 0.012),
+        ('alone_int8.xml', 'fp32', 2, 0.006, 0.040),
+    ]
+    rows = [
+        {
+            'model': model,
+            'precision': precision,
+            'ran': precision,
+            'threads': threads,
+            'threads_used': 16 if threads == 'all' else threads,
+            'latency_ms': round(one * 1000, 2),
+            'latency_p90_ms': round(one * 1000, 2),
+            'batch8_ms_per_image': round(eight * 1000 / 8, 2),
+            'batch8_images_per_s': round(8 / eight, 1),
+        }
+        for model, precision, threads, one, eight in timings
+    ]
+    medians = [{1: one, 8: eight} for *_, one, eight in timings]
+    references = {'fp32.xml': 'fp32.xml', 'int8.xml': 'fp32.xml', 'alone_int8.xml': None}
+    bench_openvino_ir.add_ratios(rows, medians, references)
+    got = [
+        (r['int8'], r['vs_fp32_of'], r.get('latency_vs_fp32'), r.get('batch8_vs_fp32'))
+        for r in rows
+    ]
+    assert got == [
+        (False, 'fp32.xml', 1.0, 1.0),
+        (False, 'fp32.xml', 0.8, 0.75),
+        (False, 'fp32.xml', 1.0, 1.0),
+        (True, 'fp32.xml', 0.5, 0.5),
+        (True, 'fp32.xml', 0.4, 0.375),
+        (True, 'fp32.xml', 0.5, 0.75),
+        (True, None, None, None),
+    ]
+    units = {'summary': 'AVX2 only', 'openvino_capabilities': [], 'cpu_flags': []}
+    table = bench_openvino_ir.markdown(rows, 'a CPU', units)
+    assert (
+        '\n| `int8.xml` | bf16 (bf16) | 2 | 4.0 | 4.0 | 0.4 | 3.0 | 0.375 | 333.3 |  |\n' in table
+    )
+    assert (
+        '\n| `alone_int8.xml` | fp32 (fp32) | 2 | 6.0 | 6.0 | — | 5.0 | — | 200.0 |  |\n' in table
+    )
+    assert table.endswith(
+        "|  |\n\nvs fp32: the row's median over the fp32-hint median at the same thread count of "
+        'the same IR, or for an int8 IR of the fp32 IR of the same model:\n'
+        '- `int8.xml` (int8): against `fp32.xml`\n'
+        '- `alone_int8.xml` (int8): "—", the fp32 IR of its model is not in --models (add it to '
+        'compare int8 with fp32)\n'
+    )
 
 
 def test_openvino_ir_benchmark_copied_alone_says_what_else_to_copy(tmp_path):
