@@ -14,9 +14,12 @@ graph resizes them; the images of one batch are run in groups of one size, so no
 padded to its largest image; a TFLite model runs them one per call, see `TFLiteImageDetector`).
 Outputs in --output_dir: `<name>_det.<ext>` per image, `<name>_det.mp4` per video, and
 `detections.json`: per image its size and detections in ORIGINAL-image pixel coordinates
-(`xmin = box_xmin * width`, continuous, not clipped) with label name and score, per video the
-same per frame, the files that could not be read (`failures`), and the speed. Unreadable files
-are reported and skipped; the exit status is 0 when at least one image (or frame) was processed.
+(`xmin = box_xmin * width`, continuous, not clipped) with class name (`label`), the model's
+label (`label_id`, 1..C-1), score and, where the model card has category ids (trained on COCO
+records, or converted from torchvision's COCO SSD), the class's COCO category id (`category_id`,
+the id pycocotools results and the TF Object Detection API use), per video the same per frame,
+the files that could not be read (`failures`), and the speed. Unreadable files are reported and
+skipped; the exit status is 0 when at least one image (or frame) was processed.
 A JPEG over the 100-megapixel image limit is decoded at 1/2, 1/4 or 1/8 size, the largest that
 fits (`detection.load_image`; one `note:` line each): the net sees a resized image anyway. Its
 annotated image is at that reduced size; `detections.json` gives its original size and
@@ -323,7 +326,10 @@ class Run:
         self.failures.append({'file': path, 'error': message})
 
     def pixel_rows(self, detections, height, width):
-        return detection.pixel_detections(detections, height, width, self.detector.card.class_names)
+        card = self.detector.card
+        return detection.pixel_detections(
+            detections, height, width, card.class_names, category_ids=card.category_ids
+        )
 
     def flush_images(self, batch):
         """Detects on, draws and records `batch`, (path, `detection.LoadedImage`) pairs, and
@@ -350,8 +356,9 @@ class Run:
                 atomic_io.write_bytes_atomic(out, data.tobytes())
             finally:
                 self._written_out(path, out)
+            card = self.detector.card
             self.images.append(
-                detection.image_record(path, out, image, dets, self.detector.card.class_names)
+                detection.image_record(path, out, image, dets, card.class_names, card.category_ids)
             )
 
     def video(self, path):

@@ -2,9 +2,10 @@ r"""Converts published PyTorch SSD weights (.pth) to a TF checkpoint of our nets
 The .pth is read by a restricted unpickler (no code from the file runs); its layout is recognised
 from the tensor names, the mapping table is printed, and unmapped or missing tensors and shape
 mismatches fail the run unless --allow_partial. Writes <output_path> (checkpoint) and its model
-card <output_path>.model.json (the source's anchors, input normalisation, class names and
-post-processing; --labels_file replaces the class names; a VGG base gets <output_path>.json
-instead), then re-loads it and runs a forward pass.
+card <output_path>.model.json (the source's anchors, input normalisation, class names and, for
+torchvision COCO, their COCO category ids, and post-processing; --labels_file replaces the class
+names and drops the ids; a VGG base gets <output_path>.json instead), then re-loads it and runs a
+forward pass.
 
   python pytorch_to_tensorflow.py --pth_path=ssd300_vgg16_coco-b556d3b4.pth \
       --output_path=checkpoints/ssd_300_vgg_torchvision_coco.ckpt

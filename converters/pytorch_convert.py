@@ -15,7 +15,11 @@ anchor generator.
 Class names: the layout's own (`pytorch_ssd.Layout.class_names`, placeholders `class_<i>` when it
 has none for the file's class count), or `--labels_file` (one name per line, background
 excluded), which replaces them when it has one name per class of the converted net. The card's
-`provenance.class_names` records which, and the file.
+`provenance.class_names` records which, and the file. The card's `category_ids`: torchvision's
+COCO category ids of the converted classes (`pytorch_ssd.Conversion.category_ids`: the 80 used
+ids with --class_order=contiguous; 1..90, the labels themselves, with source), so detections
+name COCO's ids; none for other sources, and none with --labels_file (its names are of a model
+trained on other classes).
 """
 
 import dataclasses
@@ -176,9 +180,12 @@ def resolve_class_names(layout, conversion, class_order, labels_file=None, label
     )
 
 
-def model_card(layout, params, class_names, pth_path, class_order, class_names_from=None):
+def model_card(
+    layout, params, class_names, pth_path, class_order, class_names_from=None, category_ids=None
+):
     """The model card of a converted detector (class_names_from: where the class names come
-    from, the card's `provenance.class_names`; default: the layout)."""
+    from, the card's `provenance.class_names`; default: the layout; category_ids: the card's,
+    see the module docstring)."""
     detection = dict(layout.detection)
     provenance = {
         'converted_by': 'pytorch_to_tensorflow.py',
@@ -204,6 +211,7 @@ def model_card(layout, params, class_names, pth_path, class_order, class_names_f
         tuple(class_names),
         card_lib.DetectionSettings(**detection),
         card_id=card_lib.new_card_id(),
+        category_ids=category_ids,
         provenance=provenance,
     )
 
@@ -312,7 +320,15 @@ def convert(
         names, names_from, names_line = resolve_class_names(
             layout, conversion, class_order, labels_file, labels
         )
-        card = model_card(layout, params, names, pth_path, class_order, names_from)
+        card = model_card(
+            layout,
+            params,
+            names,
+            pth_path,
+            class_order,
+            names_from,
+            None if labels_file else conversion.category_ids,
+        )
         config = card.to_dict()
         log(
             'anchors: preset %s; detection %s; input (RGB - %s) * %g; %d classes (%s order)'

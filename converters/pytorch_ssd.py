@@ -27,7 +27,9 @@ anchors in our order (min square, sqrt(min*max) square, then each ratio r and 1/
 prove it anchor by anchor). Classes: 'source' keeps the file's class channels (torchvision's 91
 COCO category ids, unused ids included; VOC's 21); 'contiguous' keeps background and the used
 COCO ids in id order (81 classes, the labels tf_convert_data.py gives COCO), see
-`class_order_channels`.
+`class_order_channels`. torchvision's COCO head scores category id c in channel c, so the kept
+channels are the classes' COCO category ids (`Conversion.category_ids`): 1..90 for 'source',
+the 80 used ids for 'contiguous'.
 """
 
 import collections
@@ -473,6 +475,8 @@ class Conversion:
     unmapped: keys that no rule consumed (a problem unless allow_partial).
     missing: keys the layout needs that the file lacks.
     num_classes / class_names: of the converted net (after the class order).
+    category_ids: tuple of the COCO category ids of labels 1.. (torchvision's 91-class COCO
+      head: the kept channels), or None (other heads: no known ids).
     """
 
     values: Dict[str, np.ndarray]
@@ -482,6 +486,7 @@ class Conversion:
     missing: List[str]
     num_classes: Optional[int]
     class_names: Optional[Tuple[str, ...]]
+    category_ids: Optional[Tuple[int, ...]] = None
 
 
 def _tensor(state_dict, key, shape, tf_name, used):
@@ -552,7 +557,7 @@ def convert_state_dict(
     if layout.l2_norm:
         add(layout.l2_norm, (512,), prefix + _L2_NORM, lambda g: g)
 
-    classes, names = None, None
+    classes, names, category_ids = None, None, None
     if layout.heads:
         classes = num_classes or infer_num_classes(state_dict, layout)
         if classes is None:
@@ -561,6 +566,10 @@ def convert_state_dict(
                 % (layout.name, layout.heads[0][1] + '.weight')
             )
         keep, names = class_order_channels(layout, classes, class_order)
+        if layout.class_names == TORCHVISION_COCO_CATEGORIES[1:] and classes == len(
+            TORCHVISION_COCO_CATEGORIES
+        ):
+            category_ids = tuple(keep[1:])  # channel c scores COCO category id c
         for i, ((loc_key, conf_key), box) in enumerate(zip(layout.heads, _BOXES)):
             anchors, cin = anchors_per_location[i], _SOURCE_CHANNELS[i]
             conv(loc_key, box + '/conv_loc', (anchors * 4, cin, 3, 3))
@@ -591,6 +600,7 @@ def convert_state_dict(
         missing=missing,
         num_classes=classes,
         class_names=names,
+        category_ids=category_ids,
     )
 
 

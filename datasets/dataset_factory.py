@@ -254,6 +254,16 @@ def _load_metadata(path, verify_digests=False):
     return metadata, files, class_names
 
 
+def category_ids(metadata):
+    """The COCO category ids of labels 1..K (tuple of ints, in label order) that records'
+    `metadata` gives their classes (`coco_category_id`, see datasets/coco.py), or None: no
+    metadata (older records), or a class without one (other sources)."""
+    classes = sorted((metadata or {}).get('classes', []), key=lambda c: c['id'])
+    if classes and all('coco_category_id' in c for c in classes):
+        return tuple(int(c['coco_category_id']) for c in classes)
+    return None
+
+
 def get_dataset(
     name, split_name, dataset_dir, file_pattern=None, num_classes=None, verify_digests=False
 ):

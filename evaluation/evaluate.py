@@ -311,9 +311,9 @@ class _CocoCollector:
 
 def _label_to_category(dataset):
     """{label: COCO category id} from the dataset's metadata, else the identity."""
-    classes = (dataset.metadata or {}).get('classes', [])
-    if classes and all('coco_category_id' in c for c in classes):
-        return {int(c['id']): int(c['coco_category_id']) for c in classes}
+    ids = dataset_factory.category_ids(dataset.metadata)
+    if ids is not None:
+        return dict(enumerate(ids, start=1))
     return {label: label for label in range(1, dataset.num_classes)}
 
 

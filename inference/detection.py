@@ -861,14 +861,16 @@ def load_image_rgb(path, limits=image_io.DEFAULT_LIMITS):
     return load_image(path, limits, allow_reduced=False).rgb
 
 
-def pixel_detections(detections, height, width, class_names, min_score=0.0):
+def pixel_detections(detections, height, width, class_names, min_score=0.0, category_ids=None):
     """One image's detections (`split_detections`) -> JSON-ready list, best first.
 
-    Coordinates are in pixels of the original image: `xmin = box_xmin * width`, etc. (continuous
-    coordinates: the image spans [0, width] x [0, height]), not clipped. The boxes are relative to
-    the image, so an image decoded at 1/f size (`LoadedImage`) takes its original height and
-    width (to within f - 1 original pixels: libjpeg's last reduced row and column come from
-    partial blocks).
+    Each row: 'label' (class name), 'label_id' (the model's label 1..C-1), with `category_ids`
+    (the card's: tuple of C-1 ints, label 1 first) 'category_id' (the label's external id, e.g.
+    COCO's), 'score', 'xmin', 'ymin', 'xmax', 'ymax'. Coordinates are in pixels of the original
+    image: `xmin = box_xmin * width`, etc. (continuous coordinates: the image spans [0, width] x
+    [0, height]), not clipped. The boxes are relative to the image, so an image decoded at 1/f
+    size (`LoadedImage`) takes its original height and width (to within f - 1 original pixels:
+    libjpeg's last reduced row and column come from partial blocks).
     """
     rows = []
     for box, score, label in zip(detections['boxes'], detections['scores'], detections['classes']):
@@ -879,6 +881,7 @@ def pixel_detections(detections, height, width, class_names, min_score=0.0):
             {
                 'label': class_names[int(label) - 1],
                 'label_id': int(label),
+                **({} if category_ids is None else {'category_id': category_ids[int(label) - 1]}),
                 'score': float(score),
                 'xmin': xmin * width,
                 'ymin': ymin * height,
@@ -889,14 +892,16 @@ def pixel_detections(detections, height, width, class_names, min_score=0.0):
     return rows
 
 
-def image_record(path, output, image, detections, class_names):
+def image_record(path, output, image, detections, class_names, category_ids=None):
     """detect_ssd_network.py's `detections.json` entry of an image: its file, its annotated
     output, the original image's height and width and its `pixel_detections` in original pixels
-    (`image`: the LoadedImage detected on, maybe decoded reduced)."""
+    (`image`: the LoadedImage detected on, maybe decoded reduced; `category_ids`: the card's)."""
     return {
         'file': path,
         'output': output,
         'height': image.height,
         'width': image.width,
-        'detections': pixel_detections(detections, image.height, image.width, class_names),
+        'detections': pixel_detections(
+            detections, image.height, image.width, class_names, category_ids=category_ids
+        ),
     }

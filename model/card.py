@@ -2,10 +2,11 @@
 
 A card holds everything needed to rebuild the net and read its outputs: the net (`model_name`,
 every `SSDParams` field: feature layers and shapes, anchors, prior scaling, depth multiplier,
-number of classes), the class names, the input (size, normalisation `(RGB - mean_rgb) * scale`,
-the evaluation resize), the detection settings (Caffe DetectionOutput: `select_threshold`,
-`nms_threshold`, `top_k`, `keep_top_k`) and where the model came from (`provenance`: training
-flags and dataset, or the converted files; the project's git commit).
+number of classes), the class names and, where the classes have them, their external category
+ids (COCO's), the input (size, normalisation `(RGB - mean_rgb) * scale`, the evaluation resize),
+the detection settings (Caffe DetectionOutput: `select_threshold`, `nms_threshold`, `top_k`,
+`keep_top_k`) and where the model came from (`provenance`: training flags and dataset, or the
+converted files; the project's git commit).
 
 Files (JSON, `format_version` FORMAT_VERSION, written atomically):
   <train_dir>/model.json        written by train_ssd_network.py before the first checkpoint;
@@ -16,13 +17,15 @@ Files (JSON, `format_version` FORMAT_VERSION, written atomically):
 earlier versions wrote (`<prefix>.json` of the Caffe converter, an export's `metadata.json`).
 """
 
+import collections
 import contextlib
 import dataclasses
 import datetime
+import math
 import os
 import subprocess
 import uuid
-from typing import Tuple
+from typing import Optional, Tuple
 
 from datasets import labels as labels_lib
 from model import checkpoints
@@ -117,6 +120,8 @@ class ModelCard:
 
     params: the net's `SSDParams` (num_classes included); mean_rgb / scale: the input
     normalisation `(RGB - mean_rgb) * scale`; class_names: names of labels 1..C-1;
+    category_ids: None, or a tuple of C-1 distinct ints >= 0, the external category id of labels
+    1..C-1 (COCO's: 1..90 with gaps for contiguous labels; detect writes them as `category_id`);
     compute_dtype: the net's arithmetic for inference, one of `ssd_common.COMPUTE_DTYPES`
     (weights stay float32; softmax, decoding and NMS always run in float32); card_id: a unique
     id given when the model's card is first written (kept by exports and the watcher's best/);
@@ -131,6 +136,7 @@ class ModelCard:
     detection: DetectionSettings = DetectionSettings()
     compute_dtype: str = 'float32'
     card_id: str = ''
+    category_ids: Optional[Tuple[int, ...]] = None
     provenance: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def __post_init__(self):
@@ -154,6 +160,9 @@ class ModelCard:
             problem = labels_lib.class_name_problem(name) if isinstance(name, str) else 'no text'
             if problem:
                 raise CardError(f'class name {name!r:.80} {problem}; the model card refuses it.')
+        problem = _category_ids_problem(self.category_ids, len(self.class_names))
+        if problem:
+            raise CardError(f'category_ids {problem}; the model card refuses them.')
         is_number = ssd_params_lib.is_number
         if not (len(self.mean_rgb) == 3 and all(map(is_number, self.mean_rgb))):
             raise CardError(f'mean_rgb {self.mean_rgb!r:.80} is not 3 numbers (R, G, B).')
@@ -221,6 +230,7 @@ class ModelCard:
             'model_name': self.model_name,
             'num_classes': self.num_classes,
             'class_names': list(self.class_names),
+            'category_ids': None if self.category_ids is None else list(self.category_ids),
             'input': {
                 'height': self.input_shape[0],
                 'width': self.input_shape[1],
@@ -255,6 +265,7 @@ def from_dict(meta, source='<card>'):
         params = ssd_params_lib.params_from_dict(cls.default_params, meta['ssd_params'])
         normalisation = meta['normalisation']
         _check_card_fields(meta, normalisation)
+        ids = meta.get('category_ids')  # None in cards written before the field
         return ModelCard(
             meta['model_name'],
             params,
@@ -264,8 +275,27 @@ def from_dict(meta, source='<card>'):
             DetectionSettings.from_dict(meta.get('detection', {}), source),
             compute_dtype=meta.get('compute_dtype', 'float32'),
             card_id=meta.get('card_id', ''),
+            category_ids=tuple(ids) if isinstance(ids, list) else ids,
             provenance=meta.get('provenance') or {},
         )
+
+
+def _category_ids_problem(ids, count):
+    """Why `ids` is not None or a tuple of `count` distinct ints >= 0 (text to follow
+    'category_ids'), or None."""
+    if ids is None:
+        return None
+    if not isinstance(ids, tuple):
+        return f'is {ids!r:.80}, expected a list of integers'
+    bad = [i for i in ids if not ssd_params_lib.is_int(i, 0, math.inf)]
+    if bad:
+        return f'holds {bad[0]!r:.80}, expected integers >= 0'
+    if len(ids) != count:
+        return f'has {len(ids)} ids for {count} classes (one per class, label 1 first)'
+    repeated = sorted(i for i, n in collections.Counter(ids).items() if n > 1)
+    if repeated:
+        return f'repeat {repeated[:5]}, expected one id per class'
+    return None
 
 
 @contextlib.contextmanager
@@ -547,16 +577,3 @@ def describe(card):
         f'{card.input_shape[1]}, depth multiplier {card.params.depth_multiplier:g}, anchors '
         f'{preset or "custom"}'
     )
-
-
-def differences(card, other):
-    """[(field, card's value, other's value)] of the fields that define the net and its outputs."""
-    rows = []
-    for field in ('model_name', 'class_names', 'mean_rgb', 'scale'):
-        if getattr(card, field) != getattr(other, field):
-            rows.append((field, getattr(card, field), getattr(other, field)))
-    for field in ssd_params_lib.SSDParams._fields:
-        a, b = getattr(card.params, field), getattr(other.params, field)
-        if a != b:
-            rows.append((field, a, b))
-    return rows

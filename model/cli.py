@@ -185,12 +185,13 @@ def apply_structure_flags(card, values, path, log, fix=None):
         if name == 'model_name':
             keep = {'num_classes': card.num_classes, 'class_names': card.class_names}
             card = card_lib.from_registry(value, **keep).replace(
-                detection=card.detection, card_id=card.card_id
+                detection=card.detection, card_id=card.card_id, category_ids=card.category_ids
             )
         elif name == 'num_classes':
             card = card.replace(
                 params=card.params._replace(num_classes=int(value)),
                 class_names=card_lib.default_class_names(int(value)),
+                category_ids=None,
             )
         elif name == 'depth_multiplier':
             card = card.with_params(depth_multiplier=float(value))

@@ -200,6 +200,7 @@ def test_metadata_records_the_annotation_file(trained):
 def test_card_and_coco_evaluation_keep_the_real_names(trained):
     card = card_lib.load(os.path.join(trained['train_dir'], card_lib.CARD_FILE))
     assert card.class_names == tuple(n for _, n in COCO_2017 + EXTRA)
+    assert card.category_ids == tuple(i for i, _ in COCO_2017 + EXTRA)  # what detect writes
     eval_dir, result = _evaluate(trained, ('coco',), 'eval_coco')
     rows = result.summary['classes']
     assert [(r['label'], r['name']) for r in rows] == list(COCO_2017 + EXTRA)

@@ -565,6 +565,7 @@ def test_fine_tuning_card_names_the_checkpoint_and_another_depth_multiplier(tmp_
         num_samples=3,
         num_classes=4,
         class_names=card_lib.default_class_names(4),
+        metadata=None,
     )
     lines = []
     for depth in (0.25, 0.5):

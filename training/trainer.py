@@ -184,18 +184,21 @@ def _fine_tune_card(settings, log):
 
 def _new_card(settings, dataset, log):
     """The card of a new run: the settings and the dataset, on top of the fine-tuned model's
-    card when it is the same net (its anchors and, for unnamed classes, its class names)."""
+    card when it is the same net (its anchors and, for unnamed classes, its class names and
+    category ids). The category ids: the records' COCO ids (`dataset_factory.category_ids`)."""
     source = _fine_tune_card(settings, log) if settings.checkpoint_path else None
     model_name = settings.model_name or (source.model_name if source else cli.DEFAULT_MODEL)
     names = dataset.class_names
+    ids = dataset_factory.category_ids(dataset.metadata)
     if source is not None and source.model_name == model_name:
         if source.num_classes == dataset.num_classes and names == card_lib.default_class_names(
             dataset.num_classes
         ):
-            names = source.class_names
+            names, ids = source.class_names, source.category_ids
         card = source.replace(
             params=source.params._replace(num_classes=dataset.num_classes),
             class_names=names,
+            category_ids=ids,
             detection=source.detection,
         )
         mismatch = card_lib.class_names_mismatch(source, names)
@@ -231,7 +234,7 @@ def _new_card(settings, dataset, log):
     else:
         card = card_lib.from_registry(
             model_name, dataset.num_classes, names, settings.anchor_sizes, settings.depth_multiplier
-        )
+        ).replace(category_ids=ids)
     if settings.preprocessing_name:
         pipeline = preprocessing_factory.get_preprocessing(settings.preprocessing_name)
         card = card.replace(mean_rgb=tuple(pipeline.mean_rgb), scale=float(pipeline.scale))
