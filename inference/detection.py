@@ -623,12 +623,12 @@ class TFLiteDetector:
 
     def run(self, images, outputs=DETECTION_OUTPUTS):
         check_images(images, self.path)
-        batch = np.stack(images)
-        if len(batch) != self.batch_size or len({im.shape for im in images}) != 1:
+        if len(images) != self.batch_size or len({im.shape for im in images}) != 1:
             raise ValueError(
-                f'This TFLite model takes {self.batch_size} image(s) of one size per '
-                f'call; got sizes {[im.shape for im in images]}.'
+                f'{self.path}: this TFLite model takes {self.batch_size} image(s) of one size '
+                f'per call; got sizes {[im.shape for im in images]}.'
             )
+        batch = np.stack(images)
         try:
             if batch.shape != self._shape:
                 self.interpreter.resize_tensor_input(self._input['index'], batch.shape)

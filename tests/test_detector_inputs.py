@@ -200,3 +200,9 @@ def test_uint8_images_give_the_same_detections(detectors):
             np.testing.assert_allclose(one['scores'], [score], rtol=1e-5, err_msg=kind)
             np.testing.assert_allclose(one['boxes'], [BOX], err_msg=kind)
             np.testing.assert_array_equal(one['classes'], [1], err_msg=kind)
+
+
+def test_tflite_refuses_images_of_two_sizes_before_stacking_them(detectors):
+    tflite = detectors['tflite']
+    with pytest.raises(ValueError, match=rf'{tflite.path}: this TFLite model takes .* of one size'):
+        tflite.run([_image(6, 8), _image(7, 8)])
