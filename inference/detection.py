@@ -270,6 +270,25 @@ def check_images(images, source, padded=False):
             raise ValueError(f'{source}: {name} is {found}; {advice}: {IMAGES_EXPECTED}.')
 
 
+def check_padded_sizes(batch, sizes, source):
+    """Raises ValueError in one line naming `source` unless `sizes` are the int `[B, 2]` (height,
+    width) of the images of a checked padded `batch` `[B, H, W, 3]`, each within it and at least
+    one pixel: wrong sizes would crop other pixels without an error."""
+    sizes = np.asarray(sizes)
+    height, width = batch.shape[1:3]
+    if (
+        sizes.shape != (len(batch), 2)
+        or not np.issubdtype(sizes.dtype, np.integer)
+        or np.any(sizes < 1)
+        or np.any(sizes > [height, width])
+    ):
+        raise ValueError(
+            f'{source}: image sizes {sizes.tolist()!s:.200} are not {len(batch)} integer '
+            f'(height, width) pairs within the batch\'s {height}x{width}; pass each image\'s own '
+            f'size, [B, 2].'
+        )
+
+
 def _described(value):
     if isinstance(value, np.ndarray):
         return f'{value.dtype} of shape {list(value.shape)}'
@@ -488,6 +507,7 @@ class Detector:
         Raises ModelRunError when TensorFlow fails running the graph, ValueError for another
         batch (`check_images`)."""
         check_images(batch, self.source, padded=True)
+        check_padded_sizes(batch, sizes, self.source)
         shape = self.inputs[INPUT].shape
         if shape.rank is not None and tf.compat.dimension_value(shape[0]) is not None:
             parts = [(0, len(sizes), batch.shape[1], batch.shape[2])]

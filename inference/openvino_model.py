@@ -481,6 +481,7 @@ class OpenVINODetector:
         """Outputs for a zero-padded uint8 batch `[B, H, W, 3]` and its int32 sizes `[B, 2]`
         (the interface of `detection.Detector.run_padded`)."""
         detection.check_images(batch, self.path, padded=True)
+        detection.check_padded_sizes(batch, sizes, self.path)
         return self.run([image[:h, :w] for image, (h, w) in zip(batch, sizes)], outputs)
 
     def _infer(self, batches, outputs):

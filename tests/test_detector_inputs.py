@@ -206,3 +206,14 @@ def test_tflite_refuses_images_of_two_sizes_before_stacking_them(detectors):
     tflite = detectors['tflite']
     with pytest.raises(ValueError, match=rf'{tflite.path}: this TFLite model takes .* of one size'):
         tflite.run([_image(6, 8), _image(7, 8)])
+
+
+@pytest.mark.parametrize('kind', ['frozen_graph', 'openvino'])
+@pytest.mark.parametrize(
+    'sizes', [[[6, 8]], [[7, 8], [6, 8]], [[6, 9], [6, 8]], [[0, 8], [6, 8]], [[6.0, 8.0]] * 2]
+)
+def test_run_padded_refuses_sizes_that_are_not_the_images(detectors, kind, sizes):
+    # A batch of two 6x8 images: sizes of another count, beyond the batch, empty or not integers.
+    detector = detectors[kind]
+    with pytest.raises(ValueError, match=rf'{_path(detector)}: image sizes .* within the batch'):
+        detector.run_padded(np.stack([IMAGE, IMAGE]), np.asarray(sizes))
