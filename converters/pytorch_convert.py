@@ -18,8 +18,8 @@ excluded), which replaces them when it has one name per class of the converted n
 `provenance.class_names` records which, and the file. The card's `category_ids`: torchvision's
 COCO category ids of the converted classes (`pytorch_ssd.Conversion.category_ids`: the 80 used
 ids with --class_order=contiguous; 1..90, the labels themselves, with source), so detections
-name COCO's ids; none for other sources, and none with --labels_file (its names are of a model
-trained on other classes).
+name COCO's ids; none for other sources, and none with a --labels_file whose names are not the
+layout's (a model trained on other classes).
 """
 
 import dataclasses
@@ -327,7 +327,8 @@ def convert(
             pth_path,
             class_order,
             names_from,
-            None if labels_file else conversion.category_ids,
+            # A labels file naming other classes: the ids are of the layout's classes.
+            None if names != conversion.class_names else conversion.category_ids,
         )
         config = card.to_dict()
         log(

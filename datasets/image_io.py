@@ -43,7 +43,6 @@ DEFAULT_MAX_IMAGE_BYTES = 512 << 20  # an uncompressed 100-megapixel RGB file is
 TF_JPEG_MAX_BYTES = 1 << 29
 TF_MAX_PIXELS = (TF_JPEG_MAX_BYTES - 1) // 3
 # JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic).
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 class BadImageError(ValueError):
@@ -135,12 +134,13 @@ def _jpeg_segments(data):
         if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # segments without a length
             pos += 2
             continue
-        yield marker, pos
         if marker in (0xD9, 0xDA):
+            yield marker, pos
             return
         (length,) = struct.unpack('>H', data[pos + 2 : pos + 4])
         if length < 2:
             raise BadImageError(f'corrupt JPEG header (segment length {length} at byte {pos})')
+        yield marker, pos
         pos += 2 + length
 
 
@@ -151,6 +151,7 @@ _JPEG_FRAMES = {
     **dict.fromkeys((0xC3, 0xCB), 'lossless'),
     **dict.fromkeys((0xC5, 0xC6, 0xC7, 0xCD, 0xCE, 0xCF), 'hierarchical'),
 }
+_SOF_MARKERS = frozenset(_JPEG_FRAMES)  # start of frame: SOF0-SOF15 but DHT, JPG, DAC
 
 
 def jpeg_coding(data):

@@ -160,6 +160,8 @@ class ModelCard:
             problem = labels_lib.class_name_problem(name) if isinstance(name, str) else 'no text'
             if problem:
                 raise CardError(f'class name {name!r:.80} {problem}; the model card refuses it.')
+        if isinstance(self.category_ids, list):  # as JSON and Python callers give them
+            object.__setattr__(self, 'category_ids', tuple(self.category_ids))
         problem = _category_ids_problem(self.category_ids, len(self.class_names))
         if problem:
             raise CardError(f'category_ids {problem}; the model card refuses them.')
@@ -265,7 +267,6 @@ def from_dict(meta, source='<card>'):
         params = ssd_params_lib.params_from_dict(cls.default_params, meta['ssd_params'])
         normalisation = meta['normalisation']
         _check_card_fields(meta, normalisation)
-        ids = meta.get('category_ids')  # None in cards written before the field
         return ModelCard(
             meta['model_name'],
             params,
@@ -275,7 +276,7 @@ def from_dict(meta, source='<card>'):
             DetectionSettings.from_dict(meta.get('detection', {}), source),
             compute_dtype=meta.get('compute_dtype', 'float32'),
             card_id=meta.get('card_id', ''),
-            category_ids=tuple(ids) if isinstance(ids, list) else ids,
+            category_ids=meta.get('category_ids'),  # None in cards written before the field
             provenance=meta.get('provenance') or {},
         )
 

@@ -213,14 +213,23 @@ def test_torchvision_contiguous_conversion_writes_the_kept_coco_ids(
         assert (card.category_ids[label - 1], card.class_names[label - 1]) == (coco_id, name)
 
 
-def test_a_labels_file_drops_the_ids(torchvision_pth, tmp_path, monkeypatch):
-    """--labels_file names a model trained on other classes: torchvision's ids do not apply."""
+def test_a_labels_file_of_other_names_drops_the_ids(torchvision_pth, tmp_path, monkeypatch):
+    """--labels_file naming other classes (a model trained on them): torchvision's ids do not
+    apply."""
     labels = tmp_path / 'labels.txt'
     labels.write_text(''.join(f'thing {i}\n' for i in range(80)))
     card = _converted_card(
         torchvision_pth, tmp_path, monkeypatch, class_order='contiguous', labels_file=str(labels)
     )
     assert card.class_names[11] == 'thing 11' and card.category_ids is None
+    # A labels file that restates the layout's own names keeps them.
+    layout = pytorch_ssd.LAYOUTS['torchvision_ssd300']
+    _, names = pytorch_ssd.class_order_channels(layout, 91, 'contiguous')
+    labels.write_text(''.join(f'{name}\n' for name in names))
+    card = _converted_card(
+        torchvision_pth, tmp_path, monkeypatch, class_order='contiguous', labels_file=str(labels)
+    )
+    assert card.category_ids[11] == 13 and card.class_names[11] == 'stop sign'
 
 
 def test_torchvision_source_order_ids_are_the_labels(torchvision_sd):

@@ -179,3 +179,11 @@ def test_reduced_decode_of_another_size_is_refused(tmp_path, monkeypatch):
         f'{path}: the JPEG header claims 67x49 pixels, but at 1/2 size it decoded to 67x49, not '
         f'34x25; re-save the image.'
     )
+
+
+def test_a_frame_header_of_a_bad_length_is_corrupt(tmp_path):
+    data = bytearray(_jpeg(tmp_path)[1])
+    sof = data.index(b'\xff\xc0')
+    data[sof + 2 : sof + 4] = (0).to_bytes(2, 'big')
+    with pytest.raises(image_io.BadImageError, match='segment length 0'):
+        image_io.image_header_size(bytes(data))
