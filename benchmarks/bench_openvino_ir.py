@@ -57,9 +57,6 @@ BATCHES = (1, 8)
 CONVOLUTIONS = ('Convolution', 'GroupConvolution')
 # Node types named in a profile, the slowest first; the rest are summed as 'others'.
 PROFILED_TYPES = 8
-# The runtime info of our IRs holding their export's metadata (openvino_model.CARD_RT_INFO; that
-# module imports TensorFlow).
-CARD_RT_INFO = 'model_card'
 # Export metadata that differs between IRs of one model exported apart (time, commit, files,
 # int8 calibration): left out when matching an int8 IR with its float IR.
 EXPORT_ONLY_KEYS = ('export', 'files', 'openvino', 'int8')
@@ -107,13 +104,11 @@ def is_int8(model):
 def model_key(model):
     """What names the model an IR was exported from (JSON text): the exported checkpoint and the
     rest of the export metadata in the IR but EXPORT_ONLY_KEYS; None without such metadata."""
-    if not model.has_rt_info(CARD_RT_INFO):
-        return None
     try:
-        meta = json.loads(model.get_rt_info(CARD_RT_INFO).astype(str))
-    except (ValueError, RecursionError):
+        meta = openvino_runtime.rt_info_metadata(model)
+    except ValueError:
         return None
-    export = meta.get('export') if isinstance(meta, dict) else None
+    export = meta.get('export') if meta else None
     checkpoint = export.get('checkpoint') if isinstance(export, dict) else None
     if not checkpoint:
         return None

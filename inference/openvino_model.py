@@ -68,7 +68,6 @@ INT8_SCHEME = (
     'decoding and NMS in float32'
 )
 DECODED_BOXES = 'decoded_boxes'
-CARD_RT_INFO = 'model_card'
 # With one request (the latency hint), a batch shape met STATIC_AFTER times gets a model compiled
 # for that shape: OpenVINO's CPU plugin skips its per-call shape inference and allocation then
 # (MobileNet-SSD300, a 480x640 image: 7.1 instead of 7.7 ms per call; 0.1 s to compile). The
@@ -300,7 +299,7 @@ def save(model, path, meta):
     IR is written in a temporary folder beside `path` (atomic_io's names: a killed export's is
     removed by the next) and each file renamed into place, the .bin first."""
     ov = openvino_runtime.load()
-    model.set_rt_info(json.dumps(meta, sort_keys=True), CARD_RT_INFO)
+    model.set_rt_info(json.dumps(meta, sort_keys=True), openvino_runtime.CARD_RT_INFO)
     stem = os.path.splitext(path)[0]
     temp_dir = atomic_io.make_temp_dir(path)
     try:
@@ -349,17 +348,16 @@ def load_metadata(path, model=None):
     try:
         return card_lib.read_export_metadata(path)[0]
     except FileNotFoundError:
-        if model is None or not model.has_rt_info(CARD_RT_INFO):
-            raise FileNotFoundError(
-                f'{path}: no {detection.METADATA_FILE} beside it and no model card in '
-                f'the IR; export it with export_ssd_network.py --formats=openvino.'
-            ) from None
+        pass
     try:
-        meta = json.loads(model.get_rt_info(CARD_RT_INFO).astype(str))
-    except (ValueError, RecursionError) as err:
-        raise card_lib.CardError(f'{path}: the model card in the IR is not JSON ({err}).') from None
-    if not isinstance(meta, dict):
-        raise card_lib.CardError(f'{path}: the model card in the IR is not a JSON object.')
+        meta = None if model is None else openvino_runtime.rt_info_metadata(model)
+    except ValueError as err:
+        raise card_lib.CardError(f'{path}: the model card in the IR is {err}.') from None
+    if meta is None:
+        raise FileNotFoundError(
+            f'{path}: no {detection.METADATA_FILE} beside it and no model card in '
+            f'the IR; export it with export_ssd_network.py --formats=openvino.'
+        )
     return meta
 
 

@@ -6,6 +6,7 @@ what it compiled, and the CPU's matrix units.
 (an exported IR timed on a machine with only openvino and numpy) compile models the same way here.
 """
 
+import json
 import math
 import os
 
@@ -15,6 +16,8 @@ from tf_extended import safe_io
 
 # --precision values -> OpenVINO's INFERENCE_PRECISION_HINT.
 PRECISIONS = {'fp32': 'f32', 'bf16': 'bf16'}
+# The runtime-info key under which our IRs carry their export's metadata (the model card).
+CARD_RT_INFO = 'model_card'
 # Our IRs' .xml holds the graph only (MobileNet-SSD300's: 210 KB); the weights are in the .bin.
 MAX_XML_BYTES = 64 << 20
 
@@ -79,6 +82,20 @@ def reason(err):
         if line.strip() and not line.startswith(('Exception from', 'Check '))
     ]
     return lines[-1] if lines else type(err).__name__
+
+
+def rt_info_metadata(model):
+    """The export metadata an IR carries in its runtime info (dict), None when it has none.
+    Raises ValueError ('not JSON (...)', 'not a JSON object') when it is unreadable."""
+    if not model.has_rt_info(CARD_RT_INFO):
+        return None
+    try:
+        meta = json.loads(model.get_rt_info(CARD_RT_INFO).astype(str))
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f'not JSON ({err})') from None
+    if not isinstance(meta, dict):
+        raise ValueError('not a JSON object')
+    return meta
 
 
 def _element_bytes(output):

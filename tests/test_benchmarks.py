@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 import bench_floor  # noqa: E402
 import bench_openvino_ir  # noqa: E402
 import run_all  # noqa: E402
+from inference import openvino_runtime  # noqa: E402
 from tf_extended import cpu_features  # noqa: E402
 from tests import caffe_fixtures  # noqa: E402
 
@@ -388,7 +389,7 @@ def _ir_with_metadata(meta, int8=False):
         x = ops.fake_quantize(x, *np.float32([0, 255, 0, 255]), 256)
     model = ov.Model([ops.relu(x)], [images], 'ir')
     if meta is not None:
-        model.set_rt_info(json.dumps(meta), bench_openvino_ir.CARD_RT_INFO)
+        model.set_rt_info(json.dumps(meta), openvino_runtime.CARD_RT_INFO)
     return model
 
 
@@ -396,9 +397,6 @@ def test_openvino_ir_benchmark_finds_the_fp32_ir_of_an_int8_ir():
     """An int8 IR's "vs fp32" divides by the float IR of the same model: the same checkpoint and
     card in the IRs' export metadata (exported apart: other time, files and calibration), or,
     without metadata, the float IR in its folder; None when the run has no such IR."""
-    from inference import openvino_model
-
-    assert bench_openvino_ir.CARD_RT_INFO == openvino_model.CARD_RT_INFO
 
     def meta(step, time, **extra):
         checkpoint = {'path': '/train/model.ckpt', 'step': step, 'moving_averages': False}

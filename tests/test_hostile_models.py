@@ -218,10 +218,10 @@ def test_openvino_models(tmp_path):
     model = core.read_model(str(xml))
     with pytest.raises(FileNotFoundError, match='no metadata.json beside it and no model card'):
         openvino_model.load_metadata(str(xml), model)
-    model.set_rt_info('{"model_name": ', openvino_model.CARD_RT_INFO)
+    model.set_rt_info('{"model_name": ', openvino_runtime.CARD_RT_INFO)
     with pytest.raises(card_lib.CardError, match='tiny.xml: the model card in the IR is not JSON'):
         openvino_model.load_metadata(str(xml), model)
-    model.set_rt_info('{"model_name": "x"}', openvino_model.CARD_RT_INFO)
+    model.set_rt_info('{"model_name": "x"}', openvino_runtime.CARD_RT_INFO)
     assert openvino_model.load_metadata(str(xml), model) == {'model_name': 'x'}
     (tmp_path / 'metadata.json').write_text('["not", "a", "card"]')
     with pytest.raises(card_lib.CardError, match='the export metadata is not a JSON object'):

@@ -172,7 +172,7 @@ def test_ir_holds_nms_and_the_card(ov_export):
     assert {'NonMaxSuppression', 'TopK', 'Gather'} <= types
     assert 'Interpolate' not in types  # the resize is gathers (preprocess_batch)
     assert [p.get_friendly_name() for p in model.get_parameters()] == ['images']
-    card = json.loads(model.get_rt_info(openvino_model.CARD_RT_INFO).astype(str))
+    card = json.loads(model.get_rt_info(openvino_runtime.CARD_RT_INFO).astype(str))
     assert card['card_id'] == ov_export['spec'].card_id
     with open(os.path.join(ov_export['out'], detection.METADATA_FILE)) as f:
         meta = json.load(f)
@@ -483,7 +483,7 @@ def test_ir_is_written_through_a_temporary_folder(tmp_path):
     )
     assert user_file.read_text() == 'mine'
     saved = ov.Core().read_model(str(path))
-    assert json.loads(saved.get_rt_info(openvino_model.CARD_RT_INFO).astype(str)) == {
+    assert json.loads(saved.get_rt_info(openvino_runtime.CARD_RT_INFO).astype(str)) == {
         'model_name': 'tiny'
     }
     out = ov.Core().compile_model(saved, 'CPU')(np.ones((1, 4), np.float32))[0]
