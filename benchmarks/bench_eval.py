@@ -9,6 +9,8 @@ Per net and batch size, images/s of:
                  rate after the first batch (results.json's steady_images_per_second: the
                  forward rates are timed after a warm-up call too); the whole run's rate and the
                  first batch's seconds are in the row beside it;
+  input cached   the same, as the eval watcher's later evaluations run it: the split's decoded
+                 input cached by a first evaluation (--input_cache_mb, `evaluation.input_cache`);
 and for each exported model (--exported: frozen_graph, openvino, openvino_int8):
   forward        the model on the split's decoded batches, held in memory (its preprocessing,
                  net and NMS inside: what a user's calls cost), OpenVINO in throughput mode as
@@ -95,6 +97,11 @@ flags.DEFINE_string(
 flags.DEFINE_string('dataset_dir', None, 'Records of --checkpoint_path\'s data.')
 flags.DEFINE_string('dataset_name', 'custom', 'Dataset of --dataset_dir.')
 flags.DEFINE_string('dataset_split_name', 'test', 'Split of --dataset_dir.')
+flags.DEFINE_integer(
+    'input_cache_mb',
+    4096,
+    'Input cache of the "checkpoint, input cached" rows (the watcher\'s later evaluations).',
+)
 flags.DEFINE_string('output', None, 'Also write the results as JSON here.')
 
 
@@ -264,6 +271,17 @@ def bench(model, card, prefix, dataset_dir, work_dir):
             **extra,
         )
     ]
+    # The watcher's later evaluations: the split's decoded input cached by the first one.
+    with evaluate.CheckpointEvaluator(settings, input_cache_mb=FLAGS.input_cache_mb) as cached:
+        cached.evaluate(prefix, os.path.join(work_dir, 'eval_fill'), log=_quiet)
+        forward, result, extra = _alternate(
+            lambda: net.rate(preprocessed),
+            lambda: cached.evaluate(prefix, os.path.join(work_dir, 'eval_cached'), log=_quiet),
+        )
+        cached_images = cached.input_cache_images
+    rows.append(
+        _row(model, 'checkpoint, input cached', forward, result, cached_images=cached_images)
+    )
     net.sess.close()
     if not FLAGS.exported:
         return rows

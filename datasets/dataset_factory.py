@@ -98,13 +98,16 @@ class DetectionDataset:
         seed=None,
         repeat=False,
         shuffle_buffer_size=1024,
+        skip=0,
     ):
         """Builds the input pipeline; works eagerly and in tf.compat.v1 graph mode.
 
         Shards are read by a parallel interleave of `num_readers` files, records are parsed and
         decoded in parallel and prefetched. With shuffle, the shard order is shuffled every epoch
         and records pass a shuffle buffer of `shuffle_buffer_size` (serialized, so cheap).
-        The order is deterministic unless shuffle is set without a seed.
+        The order is deterministic unless shuffle is set without a seed. `skip` (an int or an
+        int64 scalar tensor) drops that many records of the unshuffled order before they are
+        parsed and decoded (the eval input cache's decoded images take their place).
 
         Returns:
           tf.data.Dataset of dicts: image uint8 [H, W, 3] RGB; shape int32 [3]; bboxes float32
@@ -127,6 +130,10 @@ class DetectionDataset:
             num_parallel_calls=num_readers if num_readers > 1 else None,
             deterministic=deterministic,
         )
+        if not (isinstance(skip, int) and skip == 0):
+            if shuffle:
+                raise ValueError('make_dataset: skip applies to the unshuffled record order only.')
+            records = records.skip(skip)
         if shuffle:
             records = records.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
         examples = records.map(

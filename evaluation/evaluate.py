@@ -9,8 +9,8 @@
 
 The graph: tf.data input (`evaluation.input`), the net, `detected_bboxes` (Caffe
 DetectionOutput: per-class `top_k` then NMS, `keep_top_k` per image), and the detections
-mapped back to the original image through `bbox_img`. Each fetched batch goes, image by image,
-to `VOCEvaluator.add_image` (original image shape, relative boxes -> devkit pixels) and the
+mapped back to the original image through `bbox_img`. Each fetched batch goes to
+`VOCEvaluator.add_batch` (original image shapes, relative boxes -> devkit pixels) and the
 devkit results files when a VOC metric is asked for, and, for COCO, to a compact per-image list
 (`_CocoCollector`: the ground truth is the annotation file's own, stored in the records, so the
 numbers equal pycocotools on that file). Memory stays bounded for VOC; COCO keeps the detections
@@ -52,6 +52,7 @@ import tf_slim as slim
 
 from datasets import dataset_factory
 from evaluation import input as eval_input
+from evaluation import input_cache
 from evaluation import outputs as eval_outputs
 from model import card as card_lib
 from model import checkpoints
@@ -483,21 +484,29 @@ class CheckpointEvaluator:
     restored into them. Building the graph and warming the session up cost about 1.3 s of a
     3-4 s evaluation of 300 images (ssd_300_mobilenet, 2 cores), paid on every checkpoint
     otherwise. The session (the model's memory) stays open until `close`.
+
+    With `input_cache_mb`, the first evaluation keeps the split's first batches of network input
+    (up to that many MB) for the next ones (`evaluation.input_cache`): same results, without
+    decoding them again.
     """
 
-    def __init__(self, settings):
+    def __init__(self, settings, input_cache_mb=0):
         self.settings = settings
         self.graph = None
         self._session = None
+        self._input_cache_bytes = int(input_cache_mb * 2**20)
+        self._input_cache = None
 
     def _build(self):
         settings = self.settings
         card = settings.card
         dataset, self._class_names = open_dataset(settings, card)
         self._dataset = dataset
+        self._input_cache = input_cache.InputCache(self._input_cache_bytes, dataset.files)
         net = card.net()
         graph = tf.Graph()
         with graph.as_default():
+            self._skip = v1.placeholder_with_default(tf.constant(0, tf.int64), [], 'skip')
             batches = eval_input.make_eval_dataset(
                 dataset,
                 card.preprocessing(),
@@ -507,15 +516,17 @@ class CheckpointEvaluator:
                 settings.max_num_batches,
                 data_format=settings.data_format,
                 num_threads=settings.num_threads,
+                skip=self._skip,
             )
             iterator = v1.data.make_initializable_iterator(batches)
-            batch = iterator.get_next()
-            detections = build_detections(net, batch, settings)
+            self._inputs = iterator.get_next()
+            detections = build_detections(net, self._inputs, settings)
             self._var_map = checkpoints.variables_to_restore(settings.moving_average_decay)
             self._saver = v1.train.Saver(self._var_map)
-            self._fetches = {key: batch[key] for key in eval_input.GROUND_TRUTH_KEYS}
-            self._fetches.update(
-                boxes=eval_input.map_to_image(batch['bbox_img'], detections['detection_boxes']),
+            self._detections = dict(
+                boxes=eval_input.map_to_image(
+                    self._inputs['bbox_img'], detections['detection_boxes']
+                ),
                 scores=detections['detection_scores'],
                 labels=detections['detection_classes'],
                 num_detections=detections['num_detections'],
@@ -544,15 +555,22 @@ class CheckpointEvaluator:
             sess = self._session
             with self.graph.as_default():  # the Saver's restore runs in its graph
                 checkpoints.restore(self._saver, sess, checkpoint_prefix)
-            sess.run(self._start)
+            cache = self._input_cache
+            changed = cache.check_records()
+            if changed:
+                log(changed)
+            sess.run(self._start, {self._skip: cache.num_images})
             # The session runs one batch ahead in a thread: the metrics overlap the net.
-            batches = eval_input.prefetch(lambda: eval_input.session_batches(sess, self._fetches))
+            batches = eval_input.prefetch(
+                lambda: cache.batches(sess, self._inputs, self._detections)
+            )
             # An evaluation that failed part-way stops its thread now, not when the error is
             # forgotten: it would take batches of the next evaluation in this session.
             with contextlib.closing(batches):
                 yield batches
 
-        return evaluate_batches(
+        was_filled = self._input_cache.filled
+        result = evaluate_batches(
             settings,
             self._dataset,
             self._class_names,
@@ -565,6 +583,15 @@ class CheckpointEvaluator:
             summary_dir=summary_dir,
             log=log,
         )
+        line = None if was_filled else self._input_cache.describe(result.num_images)
+        if line:
+            log(line)
+        return result
+
+    @property
+    def input_cache_images(self):
+        """Images whose network input the next evaluations take from the input cache."""
+        return 0 if self._input_cache is None else self._input_cache.num_images
 
     def close(self):
         if self._session is not None:

@@ -48,6 +48,7 @@ def make_eval_dataset(
     num_parallel_calls=tf.data.AUTOTUNE,
     data_format='NHWC',
     num_threads=None,
+    skip=0,
 ):
     """Builds the batched evaluation input (see the module docstring for the batch dict).
 
@@ -61,6 +62,9 @@ def make_eval_dataset(
       num_parallel_calls: parallelism of decoding and preprocessing.
       num_threads: size of a private tf.data thread pool (None: the shared one), so that an
         evaluation beside training does not take every core.
+      skip: records to leave out at the start, undecoded (an int or an int64 scalar tensor; a
+        multiple of batch_size keeps the batches those of the whole split): the eval input
+        cache holds them (`evaluate.CheckpointEvaluator`). max_num_batches counts them.
     Returns:
       tf.data.Dataset of batch dicts, in record order.
     """
@@ -97,11 +101,14 @@ def make_eval_dataset(
             'coco_annotations': example['coco_annotations'],
         }
 
-    examples = dataset.make_dataset(shuffle=False, num_parallel_calls=num_parallel_calls)
+    examples = dataset.make_dataset(shuffle=False, num_parallel_calls=num_parallel_calls, skip=skip)
+    if max_num_batches:
+        # Counted in examples: the same batches as taking whole batches, with `skip` left out.
+        examples = examples.take(
+            tf.maximum(tf.constant(max_num_batches * batch_size, tf.int64) - skip, 0)
+        )
     batches = examples.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=True)
     batches = batches.padded_batch(batch_size, drop_remainder=False)
-    if max_num_batches:
-        batches = batches.take(max_num_batches)
     batches = batches.prefetch(2)
     if num_threads:
         options = tf.data.Options()

@@ -672,6 +672,7 @@ def watch(
     clock=time.time,
     sleep=time.sleep,
     lock=None,
+    input_cache_mb=0,
 ):
     """Evaluates the checkpoints of `checkpoint_dir` as they appear (see the module docstring).
 
@@ -695,6 +696,8 @@ def watch(
       log: callable taking one line (default: print).
       lock: the folder_lock.FolderLock of `eval_dir` the caller holds (eval_ssd_network.py takes
         it at its start); None: the watch takes the folder's lock itself.
+      input_cache_mb: memory for the split's decoded network input, kept from the first
+        evaluation for the next ones (`evaluation.input_cache`; 0: decoded every time).
     Returns:
       the ledger entries written by this call, in order.
     Raises:
@@ -720,7 +723,7 @@ def watch(
     own_lock = _lock(eval_dir) if lock is None else None
     events = _EventStream(eval_dir)
     # One graph and session for every checkpoint of the run (built at the first evaluation).
-    evaluator = evaluate.CheckpointEvaluator(settings)
+    evaluator = evaluate.CheckpointEvaluator(settings, input_cache_mb=input_cache_mb)
     try:
         _clean_up_after_kill(eval_dir, log)
         _check_eval_dir(eval_dir)

@@ -217,6 +217,17 @@ def test_shuffle_seed_and_repeat(converted):
     assert len(repeated) == 21 and set(repeated) == set(plain)
 
 
+def test_skip_leaves_out_the_first_records_of_the_unshuffled_order(converted):
+    """`skip` (the eval input cache's) drops records across shard files, as a tensor too; it
+    has no meaning for a shuffled order."""
+    ds = dataset_factory.get_dataset('pascalvoc_2012', 'val', converted)
+    plain = [e['filename'] for e in _eager_examples(ds)]
+    for skip in (0, 2, 4, 7, tf.constant(5, tf.int64)):
+        assert [e['filename'] for e in _eager_examples(ds, skip=skip)] == plain[int(skip) :]
+    with pytest.raises(ValueError, match='unshuffled'):
+        ds.make_dataset(shuffle=True, seed=1, skip=2)
+
+
 def test_metadata_content(converted):
     with open(os.path.join(converted, 'voc_2012_val_metadata.json')) as f:
         meta = json.load(f)

@@ -694,9 +694,10 @@ def test_timeout_with_nothing_evaluated_is_an_error(tmp_path):
 
 
 def test_watcher_flags_without_the_watcher_are_an_error(tmp_path):
-    """--eval_timeout, --final_step (--max_number_of_steps), --eval_interval_secs and
-    --best_metric set the watcher: without --wait_for_checkpoints they were ignored silently
-    (one evaluation, exit 0); --wait_for_checkpoints with an exported model too."""
+    """--eval_timeout, --final_step (--max_number_of_steps), --eval_interval_secs,
+    --best_metric and --input_cache_mb set the watcher: without --wait_for_checkpoints they were
+    ignored silently (one evaluation, exit 0); --wait_for_checkpoints with an exported model
+    too."""
     common = [f'--eval_dir={tmp_path / "eval"}', f'--dataset_dir={tmp_path}']
     for extra, message in (
         (['--eval_timeout=5'], '--eval_timeout set(s) the watcher'),
@@ -705,6 +706,7 @@ def test_watcher_flags_without_the_watcher_are_an_error(tmp_path):
             ['--best_metric=voc12', '--eval_interval_secs=1'],
             '--eval_interval_secs, --best_metric set(s) the watcher',
         ),
+        (['--input_cache_mb=0'], '--input_cache_mb set(s) the watcher'),
     ):
         proc = run_script('eval_ssd_network.py', f'--checkpoint_path={tmp_path}', *common, *extra)
         assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]

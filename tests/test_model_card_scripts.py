@@ -142,6 +142,8 @@ def test_eval_watch_export_detect_score_without_model_flags(trained, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'Restoring parameters' not in proc.stdout + proc.stderr  # a staged copy's temp path
+    # The default --input_cache_mb keeps the small split for the next checkpoints.
+    assert '[eval] input cache: the next evaluations reuse the decoded input of' in proc.stdout
     best = card_lib.load(os.path.join(watch_dir, 'best', 'model.json'))
     assert best.class_names == synthetic.CLASSES and best.params.depth_multiplier == DEPTH
 
