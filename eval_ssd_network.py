@@ -91,9 +91,9 @@ flags.DEFINE_alias('max_number_of_steps', 'final_step')
 flags.DEFINE_integer(
     'input_cache_mb',
     1024,
-    'Watcher: memory (MB) for the split\'s decoded and preprocessed input, kept from the first '
-    'evaluation so that the next ones do not decode it again (float32: about 1.1 MB per image '
-    'at 300x300, 3.1 MB at 512x512; the first batches up to it; 0: none).',
+    'Watcher: memory (MiB) for the split\'s decoded and preprocessed input, kept from the '
+    'first evaluation so that the next ones do not decode it again (float32: 1.03 MiB per '
+    'image at 300x300, 3 MiB at 512x512; the first batches up to it; 0: none).',
     lower_bound=0,
 )
 flags.DEFINE_enum(

@@ -130,6 +130,8 @@ class DetectionDataset:
             num_parallel_calls=num_readers if num_readers > 1 else None,
             deterministic=deterministic,
         )
+        if isinstance(skip, bool) or (isinstance(skip, int) and skip < 0):
+            raise ValueError(f'make_dataset: skip must be a count of records, got {skip!r}.')
         if not (isinstance(skip, int) and skip == 0):
             if shuffle:
                 raise ValueError('make_dataset: skip applies to the unshuffled record order only.')

@@ -24,8 +24,9 @@ category id where the dataset has ids, else the model's label.
 `results_dir` receives (atomically, see `eval_outputs.publish_dir`):
   results.json   summary: checkpoint, global step, settings, metrics, per-class APs and rows,
                  speed (seconds, images_per_second; first_batch_seconds and
-                 steady_images_per_second, the rate after the first batch's warm-up), and
-                 `output_files`, the files below that this evaluation wrote;
+                 steady_images_per_second, the rate after the first batch's warm-up;
+                 input_cached_images, how many came decoded from the watcher's input cache),
+                 and `output_files`, the files below that this evaluation wrote;
   results.txt    the per-class tables (VOC; with 'coco', COCO AP@[.5:.95] and AP@.5 by class);
   comp4_det_<split>_<stem>.txt   devkit results files (1-based pixels), with VOC metrics; the
                  image id column is the file stem, or a COCO image's id (see `image_key`);
@@ -555,35 +556,42 @@ class CheckpointEvaluator:
             sess = self._session
             with self.graph.as_default():  # the Saver's restore runs in its graph
                 checkpoints.restore(self._saver, sess, checkpoint_prefix)
-            cache = self._input_cache
-            changed = cache.check_records()
-            if changed:
-                log(changed)
             sess.run(self._start, {self._skip: cache.num_images})
             # The session runs one batch ahead in a thread: the metrics overlap the net.
             batches = eval_input.prefetch(
-                lambda: cache.batches(sess, self._inputs, self._detections)
+                lambda: cache.fetch_batches(sess, self._inputs, self._detections)
             )
             # An evaluation that failed part-way stops its thread now, not when the error is
             # forgotten: it would take batches of the next evaluation in this session.
             with contextlib.closing(batches):
                 yield batches
 
-        was_filled = self._input_cache.filled
-        result = evaluate_batches(
-            settings,
-            self._dataset,
-            self._class_names,
-            open_batches,
-            results_dir,
-            header=f'{os.path.basename(checkpoint_prefix)} (step {step})',
-            record={'checkpoint': source or os.path.abspath(checkpoint_prefix)},
-            checkpoint=checkpoint_prefix,
-            step=step,
-            summary_dir=summary_dir,
-            log=log,
-        )
-        line = None if was_filled else self._input_cache.describe(result.num_images)
+        cache = self._input_cache
+        changed = cache.check_records()
+        if changed:
+            log(changed)
+        try:
+            result = evaluate_batches(
+                settings,
+                self._dataset,
+                self._class_names,
+                open_batches,
+                results_dir,
+                header=f'{os.path.basename(checkpoint_prefix)} (step {step})',
+                record={
+                    'checkpoint': source or os.path.abspath(checkpoint_prefix),
+                    # Fed from memory: a speed not comparable with a decoding evaluation's.
+                    'input_cached_images': cache.num_images,
+                },
+                checkpoint=checkpoint_prefix,
+                step=step,
+                summary_dir=summary_dir,
+                log=log,
+            )
+        except BaseException:
+            cache.discard()
+            raise
+        line = cache.commit(result.num_images)
         if line:
             log(line)
         return result
@@ -715,9 +723,9 @@ def evaluate_batches(
       settings: EvalSettings (its card is the model's); dataset: the DetectionDataset;
         class_names: {label: name} of labels 1..
       open_batches: a context manager factory yielding an iterable of fetched batches (dicts of
-        numpy arrays: shape, gt_bboxes, gt_labels, gt_difficult, gt_crowd, num_gt, filename,
-        image_id, coco_annotations, and the detections boxes (relative to the original image),
-        scores, labels, num_detections).
+        numpy arrays, possibly read-only ones of the input cache: shape, gt_bboxes, gt_labels,
+        gt_difficult, gt_crowd, num_gt, filename, image_id, coco_annotations, and the
+        detections boxes (relative to the original image), scores, labels, num_detections).
       header: what is evaluated, for the log; record: results.json's fields naming the model;
       checkpoint, step: EvalResult's (step None: no TensorBoard scalars).
     Returns:

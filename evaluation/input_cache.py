@@ -2,64 +2,65 @@
 and preprocessed network input, with the ground truth), kept in memory between the evaluations
 of one graph so that only the first evaluation decodes them.
 
-Decoding, resizing and normalising cost 1-2 ms of CPU per image; beside a small net sharing the
-cores with training they are a fifth of every evaluation (ssd_300_mobilenet at depth 0.5 on 2
-cores: 5.5 ms per image in the net). The watcher evaluates the same split for every checkpoint.
+Decoding, resizing and normalising cost 1-2 ms of CPU per image, beside a small net sharing the
+cores with training (ssd_300_mobilenet at depth 0.5 on 2 cores: 5.5 ms per image in the net),
+and the watcher evaluates the same split for every checkpoint.
 
 The cached batches are the split's first ones, in order, as many as `budget_bytes` holds (the
-network input is float32: about 1.1 MB per image at 300x300, 3.1 MB at 512x512). Later
-evaluations feed them to the net, then read the rest of the split from the records, leaving the
-cached records out undecoded (`evaluation.input.make_eval_dataset`'s `skip`). The batches are
-those of the pipeline, so the detections and metrics are the same as without the cache.
+network input is float32: 1.03 MiB per image at 300x300, 3 MiB at 512x512). Later evaluations
+feed them to the net, then read the rest of the split from the records: the cached records are
+still read, but not parsed or decoded (`evaluation.input.make_eval_dataset`'s `skip`). The
+batches are those of the pipeline, so the detections and metrics are the same as without the
+cache.
 """
 
 import os
 
-
 from evaluation import input as eval_input
 
-# What a cached batch adds to the ground truth the metrics read.
-NETWORK_INPUT_KEYS = ('image', 'bbox_img')
+MIB = 2**20
 
 
 def _nbytes(batch):
-    """Bytes held by a batch's arrays (string arrays: their strings)."""
+    """Bytes held by a batch's arrays (string arrays: their strings too)."""
     size = 0
     for value in batch.values():
         if value.dtype == object:
-            size += sum(len(item) for item in value.ravel()) + value.nbytes
-        else:
-            size += value.nbytes
+            size += sum(len(item) for item in value.ravel())
+        size += value.nbytes
     return size
 
 
 def _fingerprint(files):
-    """(path, size, mtime) of each record file; None for a file that cannot be read."""
+    """(path, inode, size, mtime, ctime) of each record file (ctime: a copy keeping the mtime
+    still changes it); None when one cannot be read."""
     stamps = []
     for path in files:
         try:
             stat = os.stat(path)
         except OSError:
             return None
-        stamps.append((path, stat.st_size, stat.st_mtime_ns))
+        stamps.append((path, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
     return tuple(stamps)
 
 
 class InputCache:
-    """The first batches of one split, filled by the first evaluation that reads it whole.
+    """The first batches of one split, kept by the first evaluation that succeeds.
 
     Args:
       budget_bytes: memory the cached batches may take (0: no cache; nothing is copied then).
-      files: the split's record files; a change of their size or time empties the cache.
+      files: the split's record files; a change of any (replaced, resized, touched) empties
+        the cache.
     """
 
     def __init__(self, budget_bytes, files):
         self.budget_bytes = max(int(budget_bytes), 0)
         self._files = list(files)
         self._batches = []
-        self._filled = False  # an evaluation read the split whole: the cache is final
+        self._filled = False  # an evaluation succeeded: the cache holds what it will
         self._complete = False  # the cached batches are the whole split
-        self._per_image = None  # bytes of one cached image, from the first batch read
+        self._pending = None  # (batches, complete, stamp) of a read to its end, until commit
+        self._batch_bytes = None  # the first batch's size, for the log
         self._stamp = None
 
     @property
@@ -74,7 +75,6 @@ class InputCache:
 
     @property
     def filled(self):
-        """True once an evaluation read the split whole (the cache holds what it will)."""
         return self._filled
 
     @property
@@ -84,39 +84,27 @@ class InputCache:
 
     def check_records(self):
         """Empties the cache when the record files changed since it was filled; returns a line
-        saying so, else None."""
+        saying so when it held images, else None."""
         if not self._filled or _fingerprint(self._files) == self._stamp:
             return None
         dropped = self.num_images
         self._batches, self._filled, self._complete = [], False, False
+        if not dropped:
+            return None
         return (
             f'[eval] the records changed since the input cache was filled: its {dropped} '
             f'images are dropped and the split is decoded again.'
         )
 
-    def describe(self, total_images):
-        """One line on what the next evaluations reuse, or None without a filled cache."""
-        if not self._filled or not self.budget_bytes:
-            return None
-        line = (
-            f'[eval] input cache: the next evaluations reuse the decoded input of '
-            f'{self.num_images} of {total_images} images ({self.nbytes / 2**20:.0f} MB of '
-            f'{self.budget_bytes / 2**20:.0f} MB)'
-        )
-        if not self._complete and self._per_image:
-            need = self._per_image * total_images / 2**20
-            line += f'; about {need:.0f} MB would hold them all (--input_cache_mb)'
-        return line + '.'
-
-    def batches(self, sess, inputs, detections):
-        """The fetched batches of one evaluation, in order: dicts of the ground truth
-        (`eval_input.GROUND_TRUTH_KEYS`) and `detections`' values.
+    def fetch_batches(self, sess, inputs, detections):
+        """Runs the evaluation's batches in `sess`; yields dicts of the ground truth
+        (`eval_input.GROUND_TRUTH_KEYS`) and `detections`' values, in the split's order.
 
         The cached batches come first, each fed to the net whole (every tensor of `inputs`, the
         input iterator's batch: the iterator does not run for them); then the iterator's
         batches, which must start after the cached ones (`num_images` records skipped). Until
-        the cache is filled, they are kept while the budget lasts; the cache takes them when
-        the iterator ends, not when the evaluation stops early.
+        the cache is filled, they are kept while the budget lasts, pending: `commit` takes
+        them once the evaluation succeeded.
         """
         ground_truth = eval_input.GROUND_TRUTH_KEYS
         for cached in self._batches:
@@ -125,25 +113,54 @@ class InputCache:
             yield out
         if self._complete:
             return
-        filling = not self._filled and self.budget_bytes > 0
-        fetches = dict(detections)
-        fetches.update((key, inputs[key]) for key in (inputs if filling else ground_truth))
-        stamp = _fingerprint(self._files) if filling else None
-        kept, size, complete = [], 0, True
-        for out in eval_input.session_batches(sess, fetches):
-            if filling:
-                batch = {key: out[key] for key in inputs}
-                for key in NETWORK_INPUT_KEYS:
-                    del out[key]
-                for value in batch.values():
-                    value.flags.writeable = False  # the metrics get these arrays again
-                if self._per_image is None:
-                    self._per_image = _nbytes(batch) / max(len(batch['num_gt']), 1)
-                size += _nbytes(batch)
-                complete = complete and size <= self.budget_bytes
-                if complete:
-                    kept.append(batch)
-            yield out
-        if filling:
-            self._stamp = stamp
-            self._batches, self._filled, self._complete = kept, True, complete
+        self._pending = None
+        plain = dict(detections, **{key: inputs[key] for key in ground_truth})
+        if self._filled or not self.budget_bytes:
+            yield from eval_input.session_batches(sess, plain)
+            return
+        stamp = _fingerprint(self._files)
+        kept, size = [], 0
+        # The iterator's position lives in the session: after a batch over the budget, the
+        # rest is read by a second loop fetching no network input.
+        for out in eval_input.session_batches(sess, dict(plain, **inputs)):
+            batch = {key: out[key] for key in inputs}
+            if self._batch_bytes is None:
+                self._batch_bytes = _nbytes(batch)
+            size += _nbytes(batch)
+            yield {key: out[key] for key in plain}
+            if size > self.budget_bytes:
+                yield from eval_input.session_batches(sess, plain)
+                self._pending = (kept, False, stamp)
+                return
+            for value in batch.values():
+                value.flags.writeable = False  # later evaluations hand them to the metrics
+            kept.append(batch)
+        self._pending = (kept, True, stamp)
+
+    def commit(self, total_images):
+        """Takes the batches an evaluation kept (call it once that evaluation succeeded);
+        returns a line saying what the next evaluations reuse, or None when it took nothing
+        new. `total_images`: the evaluated images, for the line."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        self._batches, self._complete, self._stamp = pending
+        self._filled = True
+        budget = f'--input_cache_mb={self.budget_bytes / MIB:g}'
+        if not self._batches:
+            return (
+                f'[eval] input cache: one batch of network input takes '
+                f'{self._batch_bytes / MIB:.0f} MiB, more than {budget}; nothing is cached.'
+            )
+        line = (
+            f'[eval] input cache: the next evaluations reuse the decoded input of '
+            f'{self.num_images} of {total_images} images ({self.nbytes / MIB:.0f} MiB)'
+        )
+        if not self._complete:
+            need = self.nbytes / self.num_images * total_images / MIB
+            line += f'; about {need:.0f} MiB would hold them all ({budget} now)'
+        return line + '.'
+
+    def discard(self):
+        """Forgets what a failed evaluation kept."""
+        self._pending = None

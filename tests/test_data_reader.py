@@ -226,6 +226,9 @@ def test_skip_leaves_out_the_first_records_of_the_unshuffled_order(converted):
         assert [e['filename'] for e in _eager_examples(ds, skip=skip)] == plain[int(skip) :]
     with pytest.raises(ValueError, match='unshuffled'):
         ds.make_dataset(shuffle=True, seed=1, skip=2)
+    for bad in (-1, True):
+        with pytest.raises(ValueError, match='count of records'):
+            ds.make_dataset(skip=bad)
 
 
 def test_metadata_content(converted):

@@ -1,19 +1,23 @@
 """The eval watcher's input cache (evaluation/input_cache.py): evaluations that feed cached
 batches give the results of a fresh evaluation, file for file; the records a cache holds are not
-decoded again; a cache is filled only by an evaluation that read the split whole, and dropped
-when the records change."""
+decoded again; a cache is filled only by an evaluation that succeeded, and dropped when the
+records change."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from evaluation import evaluate
 from evaluation import input as eval_input
 from evaluation import input_cache
 from tests import inference_fixtures
+from tests.conftest import require_nchw
 
-NUM_TEST = 6  # images of the test split (a quarter of those generated)
+NUM_TEST = 7  # images of the test split (a quarter of those generated)
+BATCH = 3  # batches of 3, 3 and 1 images
 
 
 @pytest.fixture(scope='module')
@@ -31,7 +35,7 @@ def _settings(data, **overrides):
         dataset_name='custom',
         dataset_split_name='test',
         dataset_dir=data['records_dir'],
-        batch_size=2,
+        batch_size=BATCH,
         metrics=('voc07', 'voc12', 'coco'),
         pr_curves=False,
         **overrides,
@@ -45,6 +49,10 @@ def _files(results_dir):
         for name in sorted(os.listdir(results_dir))
         if name.startswith('comp4_') or name in ('results.txt', 'coco_detections.json')
     }
+
+
+def _quiet(_):
+    pass
 
 
 @pytest.fixture(scope='module')
@@ -63,24 +71,23 @@ def fresh(data):
     return out
 
 
-def _quiet(_):
-    pass
-
-
 @pytest.fixture
-def pipeline_batches(monkeypatch):
-    """Counts the batches each evaluation reads from the records (the input iterator)."""
-    counts = []
+def records_read(monkeypatch):
+    """reads() -> batches read from the records (the input iterator) since the last call."""
+    count = [0, 0]  # total, at the last call
     session_batches = eval_input.session_batches
 
     def counted(sess, fetches, feed_dict=None):
-        counts.append(0)
         for out in session_batches(sess, fetches, feed_dict):
-            counts[-1] += 1
+            count[0] += 1
             yield out
 
+    def reads():
+        new, count[1] = count[0] - count[1], count[0]
+        return new
+
     monkeypatch.setattr(input_cache.eval_input, 'session_batches', counted)
-    return counts
+    return reads
 
 
 def _evaluate(evaluator, data, name, lines=None):
@@ -96,44 +103,59 @@ def _same(got, want):
     assert files == want_files
 
 
+def _budget_mb(batches):
+    """A budget a little over `batches` full batches of network input (the ground truth is
+    small)."""
+    return (batches + 0.5) * BATCH * 300 * 300 * 3 * 4 / 2**20
+
+
 @pytest.mark.parametrize(
     'budget_batches, cached_images, read_later',
-    [(3, NUM_TEST, 0), (1, 2, 2), (0, 0, 3)],
+    [(3, NUM_TEST, 0), (1, BATCH, 2), (0, 0, 3)],
     ids=['whole split', 'first batch', 'nothing fits'],
 )
 def test_cached_evaluations_equal_fresh_ones(
-    data, fresh, pipeline_batches, budget_batches, cached_images, read_later
+    data, fresh, records_read, budget_batches, cached_images, read_later
 ):
-    """Budgets holding the whole split, its first batch only (the rest is read from the records
-    after it, which must be skipped undecoded: read twice, an image is refused as added twice)
-    and less than a batch: every evaluation gives the fresh evaluation's results and files."""
-    settings = _settings(data)
-    batch_bytes = 2 * 300 * 300 * 3 * 4
-    # A budget a little over whole batches of network input (the ground truth is small).
-    budget_mb = (budget_batches * batch_bytes + batch_bytes // 2) / 2**20
+    """Budgets holding the whole split (its last batch partial), its first batch only (the rest
+    is read from the records after it, which must be skipped undecoded: read twice, an image is
+    refused as added twice) and less than a batch: every evaluation gives the fresh
+    evaluation's results and files, and results.json says how many images came from memory."""
     lines = []
-    with evaluate.CheckpointEvaluator(settings, input_cache_mb=budget_mb) as evaluator:
-        _same(_evaluate(evaluator, data, 'first', lines), fresh['all'])
-        cache = evaluator._input_cache
-        assert (cache.filled, cache.num_images, cache.complete) == (
-            True,
-            cached_images,
-            budget_batches == 3,
-        )
+    with evaluate.CheckpointEvaluator(
+        _settings(data), input_cache_mb=_budget_mb(budget_batches)
+    ) as evaluator:
+        first = _evaluate(evaluator, data, 'first', lines)
+        _same(first, fresh['all'])
+        assert first[0].summary['input_cached_images'] == 0 and records_read() == 3
+        assert evaluator.input_cache_images == cached_images
         for again in ('second', 'third'):
-            _same(_evaluate(evaluator, data, again, lines), fresh['all'])
-    assert pipeline_batches == [3] + ([read_later] * 2 if read_later else [])
-    filled = [line for line in lines if 'input cache' in line]
-    assert len(filled) == 1 and f'{cached_images} of {NUM_TEST} images' in filled[0]
-    if budget_batches < 3:
-        assert 'would hold them all (--input_cache_mb)' in filled[0]
+            later = _evaluate(evaluator, data, again, lines)
+            _same(later, fresh['all'])
+            assert later[0].summary['input_cached_images'] == cached_images
+            assert records_read() == read_later
+    said = [line for line in lines if 'input cache' in line]
+    if budget_batches == 3:
+        assert said == [
+            f'[eval] input cache: the next evaluations reuse the decoded input of {NUM_TEST} '
+            f'of {NUM_TEST} images (7 MiB).'
+        ]
+    elif budget_batches == 1:
+        assert said == [
+            f'[eval] input cache: the next evaluations reuse the decoded input of {BATCH} of '
+            f'{NUM_TEST} images (3 MiB); about 7 MiB would hold them all '
+            f'(--input_cache_mb={_budget_mb(1):g} now).'
+        ]
+    else:
+        assert said == [
+            f'[eval] input cache: one batch of network input takes 3 MiB, more than '
+            f'--input_cache_mb={_budget_mb(0):g}; nothing is cached.'
+        ]
 
 
 def test_cached_batches_are_the_pipeline_batches(data):
     """What a cache holds is what the input pipeline gives, array for array (an independent
     read of the same split through make_eval_dataset)."""
-    import tensorflow as tf
-
     settings = _settings(data)
     with evaluate.CheckpointEvaluator(settings, input_cache_mb=64) as evaluator:
         evaluator.evaluate(data['prefix'], os.path.join(data['root'], 'arrays'), log=_quiet)
@@ -141,12 +163,12 @@ def test_cached_batches_are_the_pipeline_batches(data):
     dataset, _ = evaluate.open_dataset(settings, settings.card)
     with tf.Graph().as_default():
         batches = eval_input.make_eval_dataset(
-            dataset, settings.card.preprocessing(), settings.card.input_shape, 2
+            dataset, settings.card.preprocessing(), settings.card.input_shape, BATCH
         )
         batch = tf.compat.v1.data.make_one_shot_iterator(batches).get_next()
         with tf.compat.v1.Session() as sess:
             read = list(eval_input.session_batches(sess, batch))
-    assert len(cached) == len(read) == 3
+    assert [len(b['num_gt']) for b in cached] == [len(b['num_gt']) for b in read] == [3, 3, 1]
     for got, want in zip(cached, read):
         assert sorted(got) == sorted(want)
         for key in want:
@@ -154,54 +176,127 @@ def test_cached_batches_are_the_pipeline_batches(data):
             assert not got[key].flags.writeable
 
 
-def test_max_num_batches_counts_the_cached_batches(data, fresh, pipeline_batches):
-    """With --max_num_batches=2 and one cached batch, later evaluations read one batch from the
-    records: the second, as a fresh evaluation of two batches does."""
-    settings = _settings(data, max_num_batches=2)
-    budget_mb = 1.5 * 2 * 300 * 300 * 3 * 4 / 2**20
-    with evaluate.CheckpointEvaluator(settings, input_cache_mb=budget_mb) as evaluator:
-        for name in ('limited_first', 'limited_second'):
-            _same(_evaluate(evaluator, data, name), fresh['two_batches'])
-        assert evaluator.input_cache_images == 2
-    assert pipeline_batches == [2, 1]
+@pytest.mark.parametrize(
+    'max_num_batches, budget_batches, read_later',
+    [(2, 1, 1), (5, 3, 0), (5, 1, 2)],
+    ids=['two of three batches', 'more than the split, all cached', 'more than the split'],
+)
+def test_max_num_batches_counts_the_cached_batches(
+    data, fresh, records_read, max_num_batches, budget_batches, read_later
+):
+    """--max_num_batches counts the cached batches: with two and one cached, later evaluations
+    read one batch from the records, the second, as a fresh evaluation of two batches does; a
+    limit beyond the split changes nothing."""
+    settings = _settings(data, max_num_batches=max_num_batches)
+    want = fresh['two_batches' if max_num_batches == 2 else 'all']
+    with evaluate.CheckpointEvaluator(
+        settings, input_cache_mb=_budget_mb(budget_batches)
+    ) as evaluator:
+        _same(_evaluate(evaluator, data, 'limited_first'), want)
+        assert records_read() == min(max_num_batches, 3)
+        _same(_evaluate(evaluator, data, 'limited_second'), want)
+        assert records_read() == read_later
 
 
-def test_only_a_whole_read_fills_the_cache(data, fresh, pipeline_batches, monkeypatch):
-    """An evaluation that stops part-way leaves the cache empty (its batches are not kept: the
-    cache is a prefix of a split read to its end); the next evaluation fills it."""
-    add_batch = evaluate._Metrics.add_batch
+def test_make_eval_dataset_skip_with_max_num_batches(data):
+    """The pipeline alone: skipping 4 records (not a whole number of batches) with a limit of
+    two batches of 3 gives records 5 and 6, in one batch; skipping beyond the limit, none."""
+    settings = _settings(data)
+    dataset, _ = evaluate.open_dataset(settings, settings.card)
+
+    def names(skip, max_num_batches):
+        with tf.Graph().as_default():
+            batches = eval_input.make_eval_dataset(
+                dataset,
+                settings.card.preprocessing(),
+                settings.card.input_shape,
+                BATCH,
+                max_num_batches=max_num_batches,
+                skip=tf.constant(skip, tf.int64),
+            )
+            batch = tf.compat.v1.data.make_one_shot_iterator(batches).get_next()
+            with tf.compat.v1.Session() as sess:
+                return [b['filename'].tolist() for b in eval_input.session_batches(sess, batch)]
+
+    split = sum(names(0, None), [])
+    assert len(split) == NUM_TEST
+    assert names(4, 2) == [split[4:6]]
+    assert names(6, 2) == []
+    assert names(4, None) == [split[4:7]]
+
+
+@pytest.mark.parametrize('where', ['at the second batch', 'after the last batch'])
+def test_only_a_successful_evaluation_fills_the_cache(
+    data, fresh, records_read, monkeypatch, where
+):
+    """An evaluation that fails, part-way or after reading the whole split (the results files'
+    close), leaves the cache empty however far the input thread had read; the next evaluation
+    fills it."""
+    add_batch, close = evaluate._Metrics.add_batch, evaluate._Metrics.close
 
     def fail_at_the_second_batch(metrics, out):
         if metrics.done:
             raise RuntimeError('metrics failed')
         add_batch(metrics, out)
 
+    def fail_at_close(metrics):
+        close(metrics)
+        raise RuntimeError('metrics failed')
+
     with evaluate.CheckpointEvaluator(_settings(data), input_cache_mb=64) as evaluator:
         with monkeypatch.context() as patch:
-            patch.setattr(evaluate._Metrics, 'add_batch', fail_at_the_second_batch)
+            if where == 'at the second batch':
+                patch.setattr(evaluate._Metrics, 'add_batch', fail_at_the_second_batch)
+            else:
+                patch.setattr(evaluate._Metrics, 'close', fail_at_close)
             with pytest.raises(RuntimeError, match='metrics failed'):
                 _evaluate(evaluator, data, 'failed')
         assert not evaluator._input_cache.filled and evaluator.input_cache_images == 0
-        _same(_evaluate(evaluator, data, 'after_failure'), fresh['all'])
-        assert evaluator.input_cache_images == NUM_TEST
+        records_read()
+        lines = []
+        _same(_evaluate(evaluator, data, 'after_failure', lines), fresh['all'])
+        assert records_read() == 3 and evaluator.input_cache_images == NUM_TEST
+        assert [line for line in lines if 'input cache' in line]
         _same(_evaluate(evaluator, data, 'after_failure_cached'), fresh['all'])
-    # The failed evaluation read some batches, the next one all three, the last one none.
-    assert len(pipeline_batches) == 2 and pipeline_batches[-1] == 3
+        assert records_read() == 0
 
 
-def test_changed_records_empty_the_cache(data, fresh, pipeline_batches):
-    """A record file rewritten between evaluations (here: its time) drops the cache with a log
-    line; that evaluation decodes the split again and fills the cache anew."""
+@pytest.mark.parametrize('change', ['touched', 'replaced by a copy keeping its times'])
+def test_changed_records_empty_the_cache(data, fresh, records_read, change, tmp_path):
+    """A record file rewritten between evaluations (its time changed, or replaced by a copy
+    with the same size and times) drops the cache with a log line; that evaluation decodes the
+    split again and fills the cache anew, saying so."""
     lines = []
     with evaluate.CheckpointEvaluator(_settings(data), input_cache_mb=64) as evaluator:
         _evaluate(evaluator, data, 'before_change')
         record = evaluator._dataset.files[0]
-        stat = os.stat(record)
-        os.utime(record, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        if change == 'touched':
+            stat = os.stat(record)
+            os.utime(record, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        else:
+            copy = str(tmp_path / 'copy')
+            shutil.copy2(record, copy)
+            os.replace(copy, record)
+        records_read()
         _same(_evaluate(evaluator, data, 'after_change', lines), fresh['all'])
+        assert records_read() == 3
         _same(_evaluate(evaluator, data, 'after_change_cached'), fresh['all'])
-    assert pipeline_batches == [3, 3]
+        assert records_read() == 0
     assert lines[0] == (
         f'[eval] the records changed since the input cache was filled: its {NUM_TEST} images '
         f'are dropped and the split is decoded again.'
     )
+    assert lines[-1].startswith('[eval] input cache: the next evaluations reuse')
+
+
+def test_nchw_cached_evaluations_equal_fresh_ones(data, tmp_path):
+    """The NCHW graph (its network input [B, 3, H, W]) fed from the cache."""
+    require_nchw()
+    settings = _settings(data, data_format='NCHW')
+    want = evaluate.evaluate_checkpoint(settings, data['prefix'], str(tmp_path / 'f'), log=_quiet)
+    with evaluate.CheckpointEvaluator(settings, input_cache_mb=64) as evaluator:
+        for name in ('first', 'cached'):
+            got = evaluator.evaluate(data['prefix'], str(tmp_path / name), log=_quiet)
+            assert (got.metrics, got.class_ap) == (want.metrics, want.class_ap)
+            assert _files(str(tmp_path / name)) == _files(str(tmp_path / 'f'))
+        assert evaluator.input_cache_images == NUM_TEST
