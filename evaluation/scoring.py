@@ -24,6 +24,11 @@ from model import card as card_lib
 from tf_extended import coco_metrics
 from tf_extended import voc_metrics
 
+# Padded cells (images x detection rows x ground-truth rows) of one add_batch call at most: bounds
+# its arrays when an image has very many detections. Batches, not add_image per image: 12x faster
+# (11 s for 20 classes x 4952 images, 140k detections).
+_BATCH_CELLS = 1 << 20
+
 
 def read_voc_ground_truth(annotation_path, class_ids):
     """One annotation's objects of known classes.
@@ -122,35 +127,58 @@ def score_voc_results(
             f'file in {results_dir} ({", ".join(missing[:10])}{", ..." if len(missing) > 10 else ""}'
             f'): scored as classes without detections (--strict refuses instead).'
         )
-    ground_truth = {
-        image_id: read_voc_ground_truth(path, class_ids) for image_id, path in sources.items()
-    }
+    image_ids = list(sources)
+    ground_truth = [read_voc_ground_truth(sources[image_id], class_ids) for image_id in image_ids]
+    # Every object of the split (the empty first parts: a split without images), `split_image`
+    # its image's index in `image_ids`.
+    split_image = np.repeat(np.arange(len(image_ids)), [len(g[1]) for g in ground_truth])
+    split_boxes = np.concatenate([np.zeros((0, 4))] + [g[0] for g in ground_truth])
+    split_labels = np.concatenate([np.zeros(0, np.int64)] + [g[1] for g in ground_truth])
+    split_difficult = np.concatenate([np.zeros(0, bool)] + [g[2] for g in ground_truth])
+    image_index = {image_id: i for i, image_id in enumerate(image_ids)}
     classes = []
     for label, name in names.items():
         dets = detections[label]
-        rows = {}
-        for index, image_id in enumerate(dets.image_ids):
-            if image_id not in sources:
-                raise ValueError(
-                    f'{paths[label]}: image {image_id!r} is not in {voc_dir} split {split!r}.'
-                )
-            rows.setdefault(image_id, []).append(index)
-        # One evaluator per class, images in this file's order: the devkit's tie order exactly.
+        det_image = np.array([image_index.get(i, -1) for i in dets.image_ids], np.int64)
+        if np.any(det_image < 0):
+            image_id = dets.image_ids[int(np.argmax(det_image < 0))]
+            raise ValueError(
+                f'{paths[label]}: image {image_id!r} is not in {voc_dir} split {split!r}.'
+            )
+        # One evaluator per class, images in order of first appearance in this file, then the
+        # others: the devkit's tie order exactly (see the module doc).
+        seen, first = np.unique(det_image, return_index=True)
+        order = np.concatenate(
+            [seen[np.argsort(first)], np.setdiff1d(np.arange(len(image_ids)), seen)]
+        )
+        slot = np.empty(len(image_ids), np.int64)
+        slot[order] = np.arange(len(image_ids))
+        mine = np.flatnonzero(split_labels == label)
+        # Rows sorted by slot once (stably: each image's rows keep their order), so that each
+        # batch takes a contiguous run of them.
+        det_rows = np.argsort(slot[det_image], kind='stable')
+        gt_rows = mine[np.argsort(slot[split_image[mine]], kind='stable')]
+        det_slot, gt_slot = slot[det_image][det_rows], slot[split_image[gt_rows]]
+        class_det = (dets.boxes[det_rows], dets.scores[det_rows])
+        class_gt = (split_boxes[gt_rows], split_labels[gt_rows], split_difficult[gt_rows])
         evaluator = voc_metrics.VOCEvaluator(
             {label: name}, iou_threshold=iou_threshold, iou_rule=iou_rule, boxes_in_pixels=True
         )
-        for image_id in list(rows) + [i for i in sources if i not in rows]:
-            gt_boxes, gt_labels, gt_difficult = ground_truth[image_id]
-            mine = gt_labels == label
-            index = np.asarray(rows.get(image_id, []), np.int64)
-            evaluator.add_image(
-                image_id,
-                gt_boxes[mine],
-                gt_labels[mine],
-                gt_difficult[mine],
-                dets.boxes[index],
-                dets.scores[index],
-                np.full(len(index), label),
+        for start, end in _batches(
+            np.bincount(det_slot, minlength=len(order)), np.bincount(gt_slot, minlength=len(order))
+        ):
+            (det_boxes, det_scores), num_det = _padded(det_slot, start, end, *class_det)
+            (gt_boxes, gt_labels, gt_difficult), num_gt = _padded(gt_slot, start, end, *class_gt)
+            evaluator.add_batch(
+                [image_ids[i] for i in order[start:end].tolist()],
+                gt_boxes,
+                gt_labels,
+                gt_difficult,
+                num_gt,
+                det_boxes,
+                det_scores,
+                np.full(det_scores.shape, label),
+                num_det,
             )
         classes.append(evaluator.compute().classes[0])
     present = [c for c in classes if not c.absent]
@@ -162,6 +190,34 @@ def score_voc_results(
         iou_rule=iou_rule,
         num_images=len(sources),
     )
+
+
+def _batches(det_rows, gt_rows):
+    """[(start, end)]: consecutive runs of the images whose detection and ground-truth rows are
+    `det_rows`, `gt_rows` [B] that pad to at most `_BATCH_CELLS` cells (or hold one image)."""
+    batches, start, widest_det, widest_gt = [], 0, 1, 1
+    for end, (num_det, num_gt) in enumerate(zip(det_rows.tolist(), gt_rows.tolist())):
+        widest_det, widest_gt = max(widest_det, num_det), max(widest_gt, num_gt)
+        if end > start and (end + 1 - start) * widest_det * widest_gt > _BATCH_CELLS:
+            batches.append((start, end))
+            start, widest_det, widest_gt = end, max(num_det, 1), max(num_gt, 1)
+    return batches + [(start, len(det_rows))] * (len(det_rows) > start)
+
+
+def _padded(slots, start, end, *arrays):
+    """The rows of images `start` to `end` - 1 of `arrays` ([T, ...], row t of image `slots[t]`,
+    `slots` sorted) as zero-padded [end - start, N, ...] arrays, each image's rows in their
+    order; and the rows of each image [end - start]."""
+    rows = np.arange(*np.searchsorted(slots, [start, end]))
+    image = slots[rows] - start
+    counts = np.bincount(image, minlength=end - start)
+    index = np.arange(len(rows)) - (np.cumsum(counts) - counts)[image]
+    padded = []
+    for array in arrays:
+        out = np.zeros((end - start, counts.max(initial=0)) + array.shape[1:], array.dtype)
+        out[image, index] = array[rows]
+        padded.append(out)
+    return padded, counts
 
 
 def score_coco_results(results_path, annotations_path, stdout=None):

@@ -70,6 +70,36 @@ def test_voc_scoring_hand_computed(voc):
     np.testing.assert_allclose(cat.precision, [1, 0.5, 2 / 3])
 
 
+def test_voc_scoring_batches_give_the_image_by_image_result(voc, monkeypatch):
+    root, results = voc
+    # A cat detection of a after b's: a's detections (then b's) are matched and ranked first, so
+    # this FP scoring 0.7 comes before b's TP of 0.7 (the file's order only when each image's
+    # lines are contiguous). Counted: TP FP FP TP -> precision 1, 1/2, 1/3, 1/2; 2 positives.
+    with open(os.path.join(results, 'comp4_det_test_cat.txt'), 'a') as fh:
+        fh.write('a 0.7 21 21 59 59\n')
+    one_batch = scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
+    assert one_batch.classes[0].ap_voc12 == pytest.approx(0.5 * 1 + 0.5 * 0.5)
+    monkeypatch.setattr(scoring, '_BATCH_CELLS', 1)  # one image per add_batch
+    per_image = scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
+    for got, want in zip(per_image.classes, one_batch.classes):
+        assert (got.num_gt, got.num_tp, got.num_fp, got.num_ignored) == (
+            want.num_gt,
+            want.num_tp,
+            want.num_fp,
+            want.num_ignored,
+        )
+        assert (got.ap_voc07, got.ap_voc12) == (want.ap_voc07, want.ap_voc12)
+        np.testing.assert_array_equal(got.precision, want.precision)
+    monkeypatch.setattr(scoring, '_BATCH_CELLS', 100)
+    # Images x widest detection rows x widest ground-truth rows <= 100, or one image.
+    assert scoring._batches(np.array([0, 3, 1, 50, 0]), np.array([2, 0, 0, 1, 9])) == [
+        (0, 3),
+        (3, 4),
+        (4, 5),
+    ]
+    assert scoring._batches(np.zeros(0, int), np.zeros(0, int)) == []
+
+
 def test_voc_scoring_rejects_unknown_images_and_classes(voc, tmp_path):
     root, results = voc
     with open(os.path.join(results, 'comp4_det_test_cat.txt'), 'a') as fh:

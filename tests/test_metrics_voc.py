@@ -188,7 +188,9 @@ def test_bad_input_is_reported():
     with pytest.raises(ValueError, match=r'shape \[N, 4\]'):
         evaluator.add_image(**dict(good, gt_boxes=[[1, 2, 3]] * 3))
     evaluator.add_image(**good)
-    with pytest.raises(ValueError, match='already added'):
+    with pytest.raises(
+        ValueError, match=r"^VOCEvaluator\.add_image\(image_id='A'\): this image was"
+    ):
         evaluator.add_image(**good)
     with pytest.raises(ValueError, match='image_shape'):
         vm.VOCEvaluator(NAMES).add_image(**good)
@@ -196,6 +198,149 @@ def test_bad_input_is_reported():
         vm.VOCEvaluator(NAMES, iou_rule='=>')
     with pytest.raises(ValueError, match='label 0'):
         vm.VOCEvaluator({0: 'background', 1: 'cat'})
+
+
+# What add_image refuses: {case: (changes to image A of `_hand_split`, with image_shape (128, 256)
+# and relative boxes; the message after "<class>.add_image(image_id='A'): ")}. Image A has 3
+# ground truths and 4 detections.
+BAD_IMAGES = {
+    'gt_boxes shorter': (
+        dict(gt_boxes=[[1, 1, 10, 10]]),
+        r'gt_boxes, gt_labels and gt_difficult must have the same length, got 1, 3, 3\.',
+    ),
+    'gt_labels longer': (dict(gt_labels=[1, 1, 4, 1]), r'.* same length, got 3, 4, 3\.'),
+    'gt_difficult empty': (dict(gt_difficult=[]), r'.* same length, got 3, 3, 0\.'),
+    'det_boxes shorter': (
+        dict(det_boxes=[[1, 1, 10, 10]]),
+        r'det_boxes, det_scores and det_labels must have the same length, got 1, 4, 4\.',
+    ),
+    'det_scores shorter': (dict(det_scores=[0.9]), r'.* same length, got 4, 1, 4\.'),
+    'det_labels shorter': (dict(det_labels=[1, 1, 1]), r'.* same length, got 4, 4, 3\.'),
+    'gt_boxes 1-D': (
+        dict(gt_boxes=[1, 1, 10, 10], gt_labels=[1], gt_difficult=[0]),
+        r'gt_boxes must have shape \[N, 4\], got \(4,\)\.',
+    ),
+    'gt_boxes 3 columns': (
+        dict(gt_boxes=[[1, 2, 3]] * 3),
+        r'gt_boxes must have shape \[N, 4\], got \(3, 3\)\.',
+    ),
+    'det_boxes 3-D': (
+        dict(det_boxes=[[[1, 1, 10, 10]] * 4]),
+        r'det_boxes must have shape \[N, 4\], got \(1, 4, 4\)\.',
+    ),
+    'det_scores a column': (
+        dict(det_scores=[[0.9], [0.8], [0.7], [0.4]]),
+        r'det_scores must have shape \[N\], got \(4, 1\)\.',
+    ),
+    'det_labels a number': (
+        dict(det_boxes=[[1, 1, 10, 10]], det_scores=[0.5], det_labels=1),
+        r'det_labels must have shape \[N\], got \(\)\.',
+    ),
+    'gt_difficult None': (
+        dict(gt_difficult=None),
+        r'gt_difficult must have shape \[N\], got \(\)\.',
+    ),
+    'gt_boxes NaN': (
+        dict(gt_boxes=[[1, 1, 10, 10], [21, 21, np.nan, 30], [1, 100, 10, 110]]),
+        r'gt_boxes row 1 must hold finite numbers, got \[21\.0, 21\.0, nan, 30\.0\]\.',
+    ),
+    'det_boxes infinite': (
+        dict(det_boxes=[[1, 1, 10, 10]] * 3 + [[1, 1, 10, np.inf]]),
+        r'det_boxes row 3 must hold finite numbers, got \[1\.0, 1\.0, 10\.0, inf\]\.',
+    ),
+    'det_scores NaN': (
+        dict(det_scores=[0.9, 0.8, np.nan, 0.4]),
+        r'det_scores row 2 must hold finite numbers, got nan\.',
+    ),
+    'gt_labels fractional': (
+        dict(gt_labels=[1.5, 1, 4]),
+        r'gt_labels row 0 must hold integers, got 1\.5\.',
+    ),
+    'det_labels NaN': (
+        dict(det_labels=[np.nan, 1, 1, 3]),
+        r'det_labels row 0 must hold integers, got nan\.',
+    ),
+    'gt_difficult fractional': (
+        dict(gt_difficult=[0, 0.5, 0]),
+        r'gt_difficult row 1 must hold integers, got 0\.5\.',
+    ),
+    'gt_labels unknown': (
+        dict(gt_labels=[1, 9, 4]),
+        r'gt_labels has labels \[9\] that are not in class_names \(known labels: \[1, 2, 3, 4\]',
+    ),
+    'det_labels background': (
+        dict(det_labels=[1, 0, 1, 3]),
+        r'det_labels has labels \[0\] that are not in class_names',
+    ),
+    'image_shape missing': (
+        dict(image_shape=None),
+        r'image_shape \(height, width\) is required for relative boxes; pass the original',
+    ),
+    'image_shape of 1': (
+        dict(image_shape=(128,)),
+        r'image_shape must be \(height, width\) or \(height, width, channels\), got \[128\]\.',
+    ),
+    'image_shape of 4': (dict(image_shape=(128, 256, 3, 1)), r'image_shape must be \(height, '),
+    'image_shape a number': (dict(image_shape=128), r'image_shape must be .*, got 128\.'),
+    'image_shape zero': (
+        dict(image_shape=(0, 256)),
+        r'image_shape must have a positive, finite height and width, got \[0, 256\]\.',
+    ),
+    'image_shape negative': (dict(image_shape=(128, -1)), r'image_shape must have a positive'),
+    'image_shape infinite': (dict(image_shape=(np.inf, 256)), r'image_shape must have a positive'),
+    'image_shape NaN': (dict(image_shape=(128, np.nan)), r'image_shape must have a positive'),
+    'image_shape None width': (dict(image_shape=(128, None)), r'image_shape must have a positive'),
+}
+
+
+@pytest.mark.parametrize('change, message', list(BAD_IMAGES.values()), ids=list(BAD_IMAGES))
+def test_add_image_refuses_bad_input(tmp_path, change, message):
+    image = {**_hand_split()[0], 'image_shape': (128, 256), **change}
+    evaluator = vm.VOCEvaluator(NAMES)
+    with pytest.raises(ValueError, match=rf"^VOCEvaluator\.add_image\(image_id='A'\): {message}"):
+        evaluator.add_image(**image)
+    assert evaluator.num_images == 0
+    if not all(key.startswith('det_') or key == 'image_shape' for key in change):
+        return
+    with vm.VOCResultsWriter(str(tmp_path), 'test', NAMES) as writer:
+        with pytest.raises(
+            ValueError, match=rf"^VOCResultsWriter\.add_image\(image_id='A'\): {message}"
+        ):
+            writer.add_image(
+                'A',
+                image['det_boxes'],
+                image['det_scores'],
+                image['det_labels'],
+                image['image_shape'],
+            )
+    assert all(not (tmp_path / name).read_text() for name in os.listdir(tmp_path))
+
+
+def test_add_image_takes_lists_empty_values_and_difficult_as_bool_or_int():
+    as_arrays = [
+        {key: np.asarray(value) if key != 'image_id' else value for key, value in image.items()}
+        for image in _hand_split()
+    ]
+    as_bool = [
+        dict(image, gt_difficult=np.asarray(image['gt_difficult'], bool)) for image in as_arrays
+    ]
+    empty = dict(
+        image_id='empty',
+        gt_boxes=[],  # any empty value is no rows
+        gt_labels=np.zeros((0,), np.int64),
+        gt_difficult=[],
+        det_boxes=np.zeros((3, 0)),
+        det_scores=[],
+        det_labels=[],
+    )
+    want = _evaluate(_hand_split())
+    for images in (as_arrays, as_bool, _hand_split() + [empty]):
+        got = _evaluate(images)
+        assert got.ap('voc07') == want.ap('voc07') and got.ap('voc12') == want.ap('voc12')
+        assert [c.num_gt for c in got.classes] == [c.num_gt for c in want.classes]
+    assert _evaluate(_hand_split() + [empty]).num_images == 4
+    with pytest.raises(ValueError, match=r'^pixel_boxes_from_relative: image_shape must have a'):
+        vm.pixel_boxes_from_relative([[0.0, 0.0, 1.0, 1.0]], (0, 10))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -585,8 +730,13 @@ def test_results_writer_is_atomic_and_reader_reports_bad_lines(tmp_path):
             writer.add_image('a', [[0, 0, 1, 1]], [0.5], [1], image_shape=(10, 10))
             raise RuntimeError('interrupted')
     assert os.listdir(tmp_path) == []
-    with vm.VOCResultsWriter(str(tmp_path), 'test', NAMES, boxes_in_pixels=True):
-        pass
+    with vm.VOCResultsWriter(str(tmp_path), 'test', NAMES, boxes_in_pixels=True) as writer:
+        with pytest.raises(
+            ValueError, match=r"^VOCResultsWriter\.add_image\(image_id='a b'\): image ids must"
+        ):
+            writer.add_image('a b', [[1, 1, 5, 5]], [0.5], [1])
+    with pytest.raises(RuntimeError, match='already closed'):
+        writer.add_image('a', [[1, 1, 5, 5]], [0.5], [1])
     with open(tmp_path / 'comp4_det_test_cow.txt', 'w') as fh:
         fh.write('img1 0.5 1 1 5 5\nimg2 0.4 1 1 5\n')
     with pytest.raises(ValueError, match=r'comp4_det_test_cow.txt:2: expected'):
