@@ -280,7 +280,14 @@ def bench(model, card, prefix, dataset_dir, work_dir):
         )
         cached_images = cached.input_cache_images
     rows.append(
-        _row(model, 'checkpoint, input cached', forward, result, cached_images=cached_images)
+        _row(
+            model,
+            'checkpoint, input cached',
+            forward,
+            result,
+            cached_images=cached_images,
+            **extra,
+        )
     )
     net.sess.close()
     if not FLAGS.exported:
