@@ -497,7 +497,7 @@ class Detector:
         """Batched outputs (numpy) for a list of uint8 RGB images `[H_i, W_i, 3]` (anything else:
         ValueError, `check_images`)."""
         check_images(images, self.source)
-        return self.run_padded(*pad_batch(images), outputs)
+        return self._run_padded(*pad_batch(images), outputs)
 
     def run_padded(self, batch, sizes, outputs=DETECTION_OUTPUTS):
         """Batched outputs for a zero-padded uint8 batch `[B, H, W, 3]` and its int32 sizes
@@ -508,6 +508,10 @@ class Detector:
         batch (`check_images`)."""
         check_images(batch, self.source, padded=True)
         check_padded_sizes(batch, sizes, self.source)
+        return self._run_padded(batch, sizes, outputs)
+
+    def _run_padded(self, batch, sizes, outputs):
+        """`run_padded` of a checked batch (its images and sizes checked once per call)."""
         shape = self.inputs[INPUT].shape
         if shape.rank is not None and tf.compat.dimension_value(shape[0]) is not None:
             parts = [(0, len(sizes), batch.shape[1], batch.shape[2])]

@@ -457,6 +457,10 @@ class OpenVINODetector:
         """Batched outputs (numpy, the frozen graph's) for a list of uint8 RGB images
         `[H_i, W_i, 3]` of any sizes (anything else: ValueError, `detection.check_images`)."""
         detection.check_images(images, self.path)
+        return self._run(images, outputs)
+
+    def _run(self, images, outputs):
+        """`run` of checked images (checked once per call, by `run` or `run_padded`)."""
         groups = {}
         for i, image in enumerate(images):
             groups.setdefault(image.shape, []).append(i)
@@ -480,7 +484,7 @@ class OpenVINODetector:
         (the interface of `detection.Detector.run_padded`)."""
         detection.check_images(batch, self.path, padded=True)
         detection.check_padded_sizes(batch, sizes, self.path)
-        return self.run([image[:h, :w] for image, (h, w) in zip(batch, sizes)], outputs)
+        return self._run([image[:h, :w] for image, (h, w) in zip(batch, sizes)], outputs)
 
     def _infer(self, batches, outputs):
         """The outputs of each batch, in order: with several requests, the batches run in
