@@ -6,10 +6,11 @@ VOC ground truth is read from the XML as the devkit reads it: `object/name`, `ob
 boxes are not objects), by the converter's parser (`datasets.pascalvoc.annotation_objects`), so
 both accept the same files, with the same messages.
 
-Tie order. The devkit sorts each class's detections by score, ties in file order. Each class is
-scored by its own evaluator fed the images in order of first appearance in that class's file, which
-gives exactly that order whenever an image's detections are contiguous in the file (as
-`VOCResultsWriter` and most tools write them).
+Tie order. The devkit sorts each class's detections by score, ties in file order, and matches
+them in that order. Each image's detections are matched in their score order (ties in file
+order), which gives the devkit's matches, and the detections are ranked by score, then line in
+the file (`VOCEvaluator.add_batch`'s det_ranks): the devkit's order, also in files whose images'
+lines are not contiguous (e.g. sorted by score).
 """
 
 import os
@@ -145,32 +146,25 @@ def score_voc_results(
             raise ValueError(
                 f'{paths[label]}: image {image_id!r} is not in {voc_dir} split {split!r}.'
             )
-        # One evaluator per class, images in order of first appearance in this file, then the
-        # others: the devkit's tie order exactly (see the module doc).
-        seen, first = np.unique(det_image, return_index=True)
-        order = np.concatenate(
-            [seen[np.argsort(first)], np.setdiff1d(np.arange(len(image_ids)), seen)]
-        )
-        slot = np.empty(len(image_ids), np.int64)
-        slot[order] = np.arange(len(image_ids))
         mine = np.flatnonzero(split_labels == label)
-        # Rows sorted by slot once (stably: each image's rows keep their order), so that each
-        # batch takes a contiguous run of them.
-        det_rows = np.argsort(slot[det_image], kind='stable')
-        gt_rows = mine[np.argsort(slot[split_image[mine]], kind='stable')]
-        det_slot, gt_slot = slot[det_image][det_rows], slot[split_image[gt_rows]]
-        class_det = (dets.boxes[det_rows], dets.scores[det_rows])
+        # Rows sorted by image once (stably: each image's rows keep the file's order), so that
+        # each batch takes a contiguous run of them; a detection's rank is its line.
+        det_rows = np.argsort(det_image, kind='stable')
+        gt_rows = mine[np.argsort(split_image[mine], kind='stable')]
+        det_slot, gt_slot = det_image[det_rows], split_image[gt_rows]
+        class_det = (dets.boxes[det_rows], dets.scores[det_rows], det_rows)
         class_gt = (split_boxes[gt_rows], split_labels[gt_rows], split_difficult[gt_rows])
         evaluator = voc_metrics.VOCEvaluator(
             {label: name}, iou_threshold=iou_threshold, iou_rule=iou_rule, boxes_in_pixels=True
         )
+        num_images = len(image_ids)
         for start, end in _batches(
-            np.bincount(det_slot, minlength=len(order)), np.bincount(gt_slot, minlength=len(order))
+            np.bincount(det_slot, minlength=num_images), np.bincount(gt_slot, minlength=num_images)
         ):
-            (det_boxes, det_scores), num_det = _padded(det_slot, start, end, *class_det)
+            (det_boxes, det_scores, det_lines), num_det = _padded(det_slot, start, end, *class_det)
             (gt_boxes, gt_labels, gt_difficult), num_gt = _padded(gt_slot, start, end, *class_gt)
             evaluator.add_batch(
-                [image_ids[i] for i in order[start:end].tolist()],
+                image_ids[start:end],
                 gt_boxes,
                 gt_labels,
                 gt_difficult,
@@ -179,6 +173,7 @@ def score_voc_results(
                 det_scores,
                 np.full(det_scores.shape, label),
                 num_det,
+                det_ranks=det_lines,
             )
         classes.append(evaluator.compute().classes[0])
     present = [c for c in classes if not c.absent]

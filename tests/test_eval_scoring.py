@@ -72,13 +72,14 @@ def test_voc_scoring_hand_computed(voc):
 
 def test_voc_scoring_batches_give_the_image_by_image_result(voc, monkeypatch):
     root, results = voc
-    # A cat detection of a after b's: a's detections (then b's) are matched and ranked first, so
-    # this FP scoring 0.7 comes before b's TP of 0.7 (the file's order only when each image's
-    # lines are contiguous). Counted: TP FP FP TP -> precision 1, 1/2, 1/3, 1/2; 2 positives.
+    # A cat FP on a scoring 0.7, after b's TP of 0.7 in the file: the devkit ranks equal scores
+    # in file order, so b's TP comes first although a's other lines come before b's. Counted:
+    # TP FP TP FP -> precision 1, 1/2, 2/3, 1/2 at recall 1/2, 1/2, 1, 1; 2 positives.
     with open(os.path.join(results, 'comp4_det_test_cat.txt'), 'a') as fh:
         fh.write('a 0.7 21 21 59 59\n')
     one_batch = scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
-    assert one_batch.classes[0].ap_voc12 == pytest.approx(0.5 * 1 + 0.5 * 0.5)
+    assert one_batch.classes[0].ap_voc12 == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    np.testing.assert_allclose(one_batch.classes[0].precision, [1, 0.5, 2 / 3, 0.5])
     monkeypatch.setattr(scoring, '_BATCH_CELLS', 1)  # one image per add_batch
     per_image = scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
     for got, want in zip(per_image.classes, one_batch.classes):

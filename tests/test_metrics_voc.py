@@ -264,6 +264,22 @@ BAD_IMAGES = {
         dict(gt_difficult=[0, 0.5, 0]),
         r'gt_difficult row 1 must hold integers, got 0\.5\.',
     ),
+    'det_scores None': (
+        dict(det_scores=[0.9, None, 0.7, 0.4]),
+        r'det_scores row 1 must hold finite numbers, got nan\.',
+    ),
+    'det_labels text': (
+        dict(det_labels=['1', '1', '1', '3']),
+        r'det_labels must hold numbers, not text\.',
+    ),
+    'gt_difficult text in objects': (
+        dict(gt_difficult=np.array([0, '1', 0], object)),
+        r'gt_difficult must hold numbers, not text\.',
+    ),
+    'det_labels above 2**53': (
+        dict(det_labels=np.array([1, 2**53 + 1, 1, 3])),
+        r'det_labels has labels \[9007199254740993\] that are not in class_names',
+    ),
     'gt_labels unknown': (
         dict(gt_labels=[1, 9, 4]),
         r'gt_labels has labels \[9\] that are not in class_names \(known labels: \[1, 2, 3, 4\]',
@@ -347,7 +363,9 @@ def test_add_image_takes_lists_empty_values_and_difficult_as_bool_or_int():
 # Independent devkit-style reference: whole-split detection list per class, global stable sort,
 # the devkit's loop over detections with per-image "already detected" flags.
 # ----------------------------------------------------------------------------------------------
-def _reference_voc(images, label, iou_threshold, iou_rule):
+def _reference_voc(images, label, iou_threshold, iou_rule, file_order=None):
+    """`file_order`: the results file's lines as (image index, detection index) pairs; None:
+    image by image, each image's detections in their order."""
     gt = {}
     npos = 0
     for image in images:
@@ -357,12 +375,16 @@ def _reference_voc(images, label, iou_threshold, iou_rule):
         gt[image['image_id']] = dict(boxes=boxes, difficult=difficult, det=[False] * len(keep))
         npos += sum(not d for d in difficult)
     ids, confidence, bb = [], [], []
-    for image in images:  # "results file" order: image by image, detections in given order
-        for box, score, lab in zip(image['det_boxes'], image['det_scores'], image['det_labels']):
-            if lab == label:
-                ids.append(image['image_id'])
-                confidence.append(score)
-                bb.append(list(map(float, box)))
+    if file_order is None:
+        file_order = [
+            (i, k) for i, image in enumerate(images) for k in range(len(image['det_scores']))
+        ]
+    for i, k in file_order:
+        image = images[i]
+        if image['det_labels'][k] == label:
+            ids.append(image['image_id'])
+            confidence.append(image['det_scores'][k])
+            bb.append(list(map(float, image['det_boxes'][k])))
     order = sorted(range(len(confidence)), key=lambda i: -confidence[i])  # Python sort is stable
     tp = np.zeros(len(order))
     fp = np.zeros(len(order))
@@ -509,6 +531,44 @@ def _padded_batches(images, batch_size, shapes=None):
         if shapes is not None:
             batch['image_shapes'] = np.array([shapes[image['image_id']] for image in chunk])
         yield batch
+
+
+@pytest.mark.parametrize('seed', range(4))
+def test_det_ranks_give_the_devkit_order_of_a_file_whose_images_interleave(seed):
+    """Detections ranked by their line in a results file whose lines are shuffled (images'
+    lines not contiguous, coarse scores: ties across images everywhere) give the devkit
+    reference on that file; the order of adding (the default) would not."""
+    rng = np.random.default_rng(100 + seed)
+    images = _random_split(rng)
+    # The file's lines of each image's detections: random, increasing within the image (each
+    # image's detections are read in the file's order, whose ties also order their matching).
+    shuffled = rng.permutation(sum(len(image['det_scores']) for image in images))
+    lines, start = [], 0
+    for image in images:
+        lines.append(np.sort(shuffled[start : start + len(image['det_scores'])]))
+        start += len(lines[-1])
+    pairs = [(i, k) for i, image_lines in enumerate(lines) for k in range(len(image_lines))]
+    file_order = sorted(pairs, key=lambda pair: lines[pair[0]][pair[1]])
+    evaluator = vm.VOCEvaluator(NAMES, boxes_in_pixels=True)
+    first = 0
+    for batch in _padded_batches(images, 16):
+        ranks = np.full(batch['det_scores'].shape, -1)  # padding: never read
+        for b, num in enumerate(batch['num_detections'].tolist()):
+            ranks[b, :num] = lines[first + b]
+        first += len(batch['image_ids'])
+        evaluator.add_batch(**batch, det_ranks=ranks)
+    result = evaluator.compute()
+    differs = False
+    for cls in result.classes:
+        ap07, ap12, _, _ = _reference_voc(images, cls.label, 0.5, '>=', file_order)
+        if ap07 is None:
+            continue
+        assert (cls.ap_voc07, cls.ap_voc12) == pytest.approx((ap07, ap12), abs=1e-12)
+        by_image = _reference_voc(images, cls.label, 0.5, '>=')
+        differs |= by_image[1] != pytest.approx(ap12, abs=1e-12)
+    assert differs  # the file's order matters on this split
+    with pytest.raises(ValueError, match='det_ranks must be given to every call'):
+        evaluator.add_batch(**dict(next(_padded_batches(images[:1], 1)), image_ids=['new']))
 
 
 @pytest.mark.parametrize('batch_size', [1, 7, 80])

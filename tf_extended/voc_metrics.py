@@ -414,6 +414,14 @@ class _PaddedRows:
         out = {}
         for name, (value, _) in arrays.items():
             array = np.asarray(value)
+            if array.dtype.kind in 'USO' and array.size:
+                # Text is not a number here (np.asarray would have read '3' as one silently),
+                # and objects may be None or text.
+                strings = array.dtype.kind in 'US' or any(
+                    isinstance(item, (str, bytes)) for item in array.ravel().tolist()
+                )
+                if strings:
+                    self.error(None, f'{prefix}_{name} must hold numbers, not text.')
             tail = (4,) if name == 'boxes' else ()
             if self.single:
                 # No rows whatever the shape, as in `[]` for [0, 4] boxes.
@@ -456,10 +464,15 @@ class _PaddedRows:
             counts = counts.astype(np.int64)
             real = np.arange(size) < counts[:, None]
         for name, (_, dtype) in arrays.items():
+            keep = real if out[name].ndim == 2 else real[..., None]
+            if out[name].dtype.kind in 'iub':
+                # Integers need no check, and float64 would round those above 2**53.
+                out[name] = np.where(keep, out[name], 0).astype(dtype, copy=False)
+                continue
             values = out[name].astype(np.float64)
             if not self.single:
                 # Padding as zeros: whatever it held casts and takes part in IoUs without warnings.
-                values = np.where(real if values.ndim == 2 else real[..., None], values, 0.0)
+                values = np.where(keep, values, 0.0)
             ok = np.isfinite(values)
             if dtype is not np.float64:
                 ok &= values == np.round(values)
@@ -469,7 +482,7 @@ class _PaddedRows:
                 self.error(
                     image,
                     f'{prefix}_{name} row {row} must hold {kind}, got '
-                    f'{out[name][image, row].tolist()}.',
+                    f'{values[image, row].tolist()}.',
                 )
             out[name] = values.astype(dtype, copy=False)
         out.update(num=counts, real=real)
@@ -487,22 +500,22 @@ class _PaddedRows:
         self._check_labels('gt', gt, names)
         return gt
 
-    def detections(self, boxes, scores, labels, num_detections, names) -> Dict[str, np.ndarray]:
-        """The checked 'det' group (`group`) of padded detections, labels in `names`."""
-        det = self.group(
-            'det',
-            num_detections,
-            boxes=(boxes, np.float64),
-            scores=(scores, np.float64),
-            labels=(labels, np.int64),
-        )
+    def detections(
+        self, boxes, scores, labels, num_detections, names, ranks=None
+    ) -> Dict[str, np.ndarray]:
+        """The checked 'det' group (`group`) of padded detections, labels in `names`; with
+        `ranks` ([B, K] integers), its 'ranks' too."""
+        arrays = dict(boxes=(boxes, np.float64), scores=(scores, np.float64))
+        arrays.update(labels=(labels, np.int64))
+        if ranks is not None:
+            arrays.update(ranks=(ranks, np.int64))
+        det = self.group('det', num_detections, **arrays)
         self._check_labels('det', det, names)
         return det
 
     def _check_labels(self, prefix: str, group: Dict[str, np.ndarray], names: Mapping[int, str]):
-        """Refuses real rows of `group` whose label is not in `names` (sorted by label, as
-        `_check_class_names` gives them)."""
-        known = np.fromiter(names, np.int64, len(names))
+        """Refuses real rows of `group` whose label is not in `names`."""
+        known = np.sort(np.fromiter(names, np.int64, len(names)))
         # A sorted lookup: np.isin is ~5x slower on one image's few labels.
         found = known[np.searchsorted(known, group['labels']) % len(known)]
         unknown = (found != group['labels']) & group['real']
@@ -607,6 +620,11 @@ class VOCEvaluator:
         self._boxes_in_pixels = bool(boxes_in_pixels)
         self._scores: Dict[int, List[np.ndarray]] = {label: [] for label in self._names}
         self._flags: Dict[int, List[np.ndarray]] = {label: [] for label in self._names}
+        # Each stored detection's rank among equal scores: the order added, or add_batch's
+        # det_ranks (a results file's line numbers: the devkit's order).
+        self._ranks: Dict[int, List[np.ndarray]] = {label: [] for label in self._names}
+        self._added = 0  # detections stored so far (the default ranks)
+        self._given_ranks = None  # whether add_batch calls gave det_ranks (all or none)
         self._num_gt = dict.fromkeys(self._names, 0)
         self._num_difficult = dict.fromkeys(self._names, 0)
         self._image_ids = set()
@@ -665,6 +683,7 @@ class VOCEvaluator:
         det_labels,
         num_detections,
         image_shapes=None,
+        det_ranks=None,
     ):
         """`add_image` of B images at once, from padded arrays (an evaluation batch's): the same
         outcomes and results as adding them one by one, in order, without a Python loop over
@@ -677,19 +696,30 @@ class VOCEvaluator:
           det_boxes: [B, K, 4]; det_scores, det_labels: [B, K]; num_detections: [B] int.
           image_shapes: [B, 2] or [B, 3] (height, width[, channels]) of the ORIGINAL images;
             required for relative boxes.
+          det_ranks: [B, K] integers ranking detections of equal scores over the split (e.g.
+            their lines in a results file, as the devkit does); None: the order they are added.
+            Every call of an evaluator gives them, or none does.
         Raises:
           ValueError naming the first image with bad input; nothing of the batch is added then.
         """
         image_ids = list(image_ids)
         context = 'VOCEvaluator.add_batch'
         self._check_new(image_ids, context)
+        given = det_ranks is not None
+        if self._given_ranks not in (None, given):
+            raise ValueError(
+                f'{context}: det_ranks must be given to every call of an evaluator or to none '
+                f'(ranks of equal scores cannot mix with the order of adding).'
+            )
         self._add(
             _PaddedRows(context, image_ids),
             image_ids,
             (gt_boxes, gt_labels, gt_difficult, num_gt),
             (det_boxes, det_scores, det_labels, num_detections),
             image_shapes,
+            det_ranks,
         )
+        self._given_ranks = given
 
     def _check_new(self, image_ids, context):
         batch = set()  # not a copy of every id seen: that made add_image quadratic
@@ -702,12 +732,12 @@ class VOCEvaluator:
                 )
             batch.add(image_id)
 
-    def _add(self, rows, image_ids, gt, det, image_shapes):
+    def _add(self, rows, image_ids, gt, det, image_shapes, det_ranks=None):
         """Checks with `rows` (a `_PaddedRows`), then stores, gt = (boxes, labels, difficult,
-        num), det = (boxes, scores, labels, num) and `image_shapes`, as `add_batch` takes them
-        or, nums None, as `add_image` does."""
+        num), det = (boxes, scores, labels, num), `image_shapes` and `det_ranks`, as `add_batch`
+        takes them or, nums None, as `add_image` does."""
         gt = rows.ground_truth(*gt, self._names)
-        det = rows.detections(*det, self._names)
+        det = rows.detections(*det, self._names, ranks=det_ranks)
         gt_boxes, det_boxes = gt['boxes'], det['boxes']
         if not self._boxes_in_pixels:
             sizes = rows.sizes(image_shapes)
@@ -734,12 +764,18 @@ class VOCEvaluator:
             self._iou_rule,
         )
         labels, scores = det_labels[image, index], det_scores[image, index]
-        # By label, stably: images stay in the order they came, each in its score order.
+        if 'ranks' in det:
+            ranks = det['ranks'][image, index]
+        else:  # images in the order they came, each in its score order
+            ranks = self._added + np.arange(len(labels))
+            self._added += len(labels)
         by_label = np.argsort(labels, kind='stable')
         labels, scores, flags = labels[by_label], scores[by_label], flags[by_label]
+        ranks = ranks[by_label]
         for label, start, end in _label_runs(labels):
             self._scores[label].append(scores[start:end])
             self._flags[label].append(flags[start:end])
+            self._ranks[label].append(ranks[start:end])
 
     def compute(self) -> VOCResult:
         """Per-class AP under both rules, the mAPs over present classes, curves and counts."""
@@ -747,8 +783,10 @@ class VOCEvaluator:
         for label, name in self._names.items():
             scores = np.concatenate(self._scores[label] + [np.zeros(0)])
             flags = np.concatenate(self._flags[label] + [np.zeros(0, np.int8)])
-            # Images were matched separately; a stable global sort keeps the devkit's tie order.
-            order = np.argsort(-scores, kind='stable')
+            ranks = np.concatenate(self._ranks[label] + [np.zeros(0, np.int64)])
+            # Images were matched separately; equal scores in rank order, as the devkit's
+            # stable sort of a results file.
+            order = np.lexsort((ranks, -scores))
             scores, flags = scores[order], flags[order]
             counted = flags != IGNORED
             is_tp = flags[counted] == TP
