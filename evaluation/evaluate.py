@@ -487,7 +487,7 @@ class CheckpointEvaluator:
     otherwise. The session (the model's memory) stays open until `close`.
 
     With `input_cache_mb`, the first evaluation keeps the split's first batches of network input
-    (up to that many MB) for the next ones (`evaluation.input_cache`): same results, without
+    (up to that many MiB) for the next ones (`evaluation.input_cache`): same results, without
     decoding them again.
     """
 
@@ -545,6 +545,10 @@ class CheckpointEvaluator:
         step = checkpoints.checkpoint_step(checkpoint_prefix)
         checkpoints.check_moving_averages(checkpoint_prefix, settings.moving_average_decay)
         checkpoints.check_restorable(checkpoint_prefix, self._var_map, settings.card_path)
+        cache = self._input_cache
+        changed = cache.check_records()
+        if changed:
+            log(changed)
 
         @contextlib.contextmanager
         def open_batches():
@@ -566,10 +570,6 @@ class CheckpointEvaluator:
             with contextlib.closing(batches):
                 yield batches
 
-        cache = self._input_cache
-        changed = cache.check_records()
-        if changed:
-            log(changed)
         try:
             result = evaluate_batches(
                 settings,
