@@ -567,8 +567,10 @@ def test_det_ranks_give_the_devkit_order_of_a_file_whose_images_interleave(seed)
         by_image = _reference_voc(images, cls.label, 0.5, '>=')
         differs |= by_image[1] != pytest.approx(ap12, abs=1e-12)
     assert differs  # the file's order matters on this split
-    with pytest.raises(ValueError, match='det_ranks must be given to every call'):
+    with pytest.raises(ValueError, match='det_ranks must be given to every add_batch call'):
         evaluator.add_batch(**dict(next(_padded_batches(images[:1], 1)), image_ids=['new']))
+    with pytest.raises(ValueError, match=r'^VOCEvaluator\.add_image: det_ranks must be given'):
+        evaluator.add_image(**dict(images[0], image_id='new'))
 
 
 @pytest.mark.parametrize('batch_size', [1, 7, 80])

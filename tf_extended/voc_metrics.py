@@ -663,6 +663,7 @@ class VOCEvaluator:
           (e.g. ``[]``) is no rows.
         """
         self._check_new([image_id], 'VOCEvaluator.add_image')
+        self._check_ranks_mode(False, 'VOCEvaluator.add_image')
         self._add(
             _PaddedRows(f'VOCEvaluator.add_image(image_id={image_id!r})'),
             [image_id],
@@ -670,6 +671,7 @@ class VOCEvaluator:
             (det_boxes, det_scores, det_labels, None),
             image_shape,
         )
+        self._given_ranks = False
 
     def add_batch(
         self,
@@ -706,11 +708,7 @@ class VOCEvaluator:
         context = 'VOCEvaluator.add_batch'
         self._check_new(image_ids, context)
         given = det_ranks is not None
-        if self._given_ranks not in (None, given):
-            raise ValueError(
-                f'{context}: det_ranks must be given to every call of an evaluator or to none '
-                f'(ranks of equal scores cannot mix with the order of adding).'
-            )
+        self._check_ranks_mode(given, context)
         self._add(
             _PaddedRows(context, image_ids),
             image_ids,
@@ -720,6 +718,14 @@ class VOCEvaluator:
             det_ranks,
         )
         self._given_ranks = given
+
+    def _check_ranks_mode(self, given, context):
+        if self._given_ranks not in (None, given):
+            raise ValueError(
+                f'{context}: det_ranks must be given to every add_batch call of an evaluator or '
+                f'to none, without add_image then (ranks of equal scores cannot mix with the '
+                f'order of adding).'
+            )
 
     def _check_new(self, image_ids, context):
         batch = set()  # not a copy of every id seen: that made add_image quadratic
