@@ -124,9 +124,10 @@ class InputCache:
         # rest is read by a second loop fetching no network input.
         for out in eval_input.session_batches(sess, dict(plain, **inputs)):
             batch = {key: out[key] for key in inputs}
+            batch_bytes = _nbytes(batch)
             if self._batch_bytes is None:
-                self._batch_bytes = _nbytes(batch)
-            size += _nbytes(batch)
+                self._batch_bytes = batch_bytes
+            size += batch_bytes
             yield {key: out[key] for key in plain}
             if size > self.budget_bytes:
                 yield from eval_input.session_batches(sess, plain)
@@ -148,6 +149,8 @@ class InputCache:
         self._filled = True
         budget = f'--input_cache_mb={self.budget_bytes / MIB:g}'
         if not self._batches:
+            if self._complete:  # an empty split: nothing to say
+                return None
             return (
                 f'[eval] input cache: one batch of network input takes '
                 f'{self._batch_bytes / MIB:.0f} MiB, more than {budget}; nothing is cached.'

@@ -300,3 +300,20 @@ def test_nchw_cached_evaluations_equal_fresh_ones(data, tmp_path):
             assert (got.metrics, got.class_ap) == (want.metrics, want.class_ap)
             assert _files(str(tmp_path / name)) == _files(str(tmp_path / 'f'))
         assert evaluator.input_cache_images == NUM_TEST
+
+
+def test_an_empty_split_fills_an_empty_complete_cache(tmp_path):
+    """A split of no batches: the cache is complete (later evaluations read no record) and says
+    nothing (there is no batch size to report)."""
+
+    class EmptySession:
+        def run(self, fetches, feed_dict=None):
+            raise tf.errors.OutOfRangeError(None, None, 'end of the split')
+
+    record = tmp_path / 'test_000.tfrecord'
+    record.write_bytes(b'')
+    cache = input_cache.InputCache(2**20, [str(record)])
+    inputs = {key: key for key in eval_input.GROUND_TRUTH_KEYS + ('image', 'bbox_img')}
+    assert list(cache.fetch_batches(EmptySession(), inputs, {'scores': 'scores'})) == []
+    assert cache.commit(0) is None
+    assert (cache.filled, cache.complete, cache.num_images) == (True, True, 0)
