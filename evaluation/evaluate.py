@@ -486,9 +486,9 @@ class CheckpointEvaluator:
     3-4 s evaluation of 300 images (ssd_300_mobilenet, 2 cores), paid on every checkpoint
     otherwise. The session (the model's memory) stays open until `close`.
 
-    With `input_cache_mb`, the first evaluation keeps the split's first batches of network input
-    (up to that many MiB) for the next ones (`evaluation.input_cache`): same results, without
-    decoding them again.
+    With `input_cache_mb`, `fill_input_cache` (or else the first evaluation) keeps the split's
+    first batches of network input (up to that many MiB) for the evaluations after it
+    (`evaluation.input_cache`): same results, without decoding them again.
     """
 
     def __init__(self, settings, input_cache_mb=0):
@@ -552,12 +552,7 @@ class CheckpointEvaluator:
 
         @contextlib.contextmanager
         def open_batches():
-            if self._session is None:
-                config = checkpoints.session_config(
-                    settings.num_threads, settings.gpu_memory_fraction
-                )
-                self._session = v1.Session(graph=self.graph, config=config)
-            sess = self._session
+            sess = self._open_session()
             with self.graph.as_default():  # the Saver's restore runs in its graph
                 checkpoints.restore(self._saver, sess, checkpoint_prefix)
             sess.run(self._start, {self._skip: cache.num_images})
@@ -595,6 +590,38 @@ class CheckpointEvaluator:
         if line:
             log(line)
         return result
+
+    def _open_session(self):
+        if self._session is None:
+            config = checkpoints.session_config(
+                self.settings.num_threads, self.settings.gpu_memory_fraction
+            )
+            self._session = v1.Session(graph=self.graph, config=config)
+        return self._session
+
+    def fill_input_cache(self, log=None):
+        """Fills the input cache before any evaluation, from the records alone (the network
+        input does not depend on the weights): the eval watcher decodes the split while it
+        waits for the trainer's first checkpoint, so that its evaluations all take the input
+        from memory. Does nothing when the cache is off or filled. Returns the cached images.
+        """
+        log = log or (lambda line: print(line, flush=True))
+        if not self._input_cache_bytes:
+            return 0
+        if self.graph is None:
+            self._build()
+        cache = self._input_cache
+        if cache.filled:
+            return cache.num_images
+        sess = self._open_session()
+        sess.run(self._start, {self._skip: 0})
+        total = self._dataset.num_samples
+        if self.settings.max_num_batches:
+            total = min(total, self.settings.max_num_batches * self.settings.batch_size)
+        line = cache.fill(sess, self._inputs, total)
+        if line:
+            log(line)
+        return cache.num_images
 
     @property
     def input_cache_images(self):

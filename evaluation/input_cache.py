@@ -1,14 +1,15 @@
 """The eval watcher's input cache: the split's batches as the input pipeline gives them (decoded
 and preprocessed network input, with the ground truth), kept in memory between the evaluations
-of one graph so that only the first evaluation decodes them.
+of one graph so that they are decoded once: by `fill` while the watcher waits for its first
+checkpoint (the network input does not depend on the weights), or by the first evaluation.
 
 Decoding, resizing and normalising cost 1-2 ms of CPU per image, beside a small net sharing the
 cores with training (ssd_300_mobilenet at depth 0.5 on 2 cores: 5.5 ms per image in the net),
 and the watcher evaluates the same split for every checkpoint.
 
 The cached batches are the split's first ones, in order, as many as `budget_bytes` holds (the
-network input is float32: 1.03 MiB per image at 300x300, 3 MiB at 512x512). Later evaluations
-feed them to the net, then read the rest of the split from the records: the cached records are
+network input is float32: 1.03 MiB per image at 300x300, 3 MiB at 512x512). Evaluations after
+the fill feed them to the net, then read the rest of the split from the records: the cached records are
 still read, but not parsed or decoded (`evaluation.input.make_eval_dataset`'s `skip`). The
 batches are those of the pipeline, so the detections and metrics are the same as without the
 cache.
@@ -96,7 +97,7 @@ class InputCache:
             f'images are dropped and the split is decoded again.'
         )
 
-    def fetch_batches(self, sess, inputs, detections):
+    def fetch_batches(self, sess, inputs, detections, read_rest=True):
         """Runs the evaluation's batches in `sess`; yields dicts of the ground truth
         (`eval_input.GROUND_TRUTH_KEYS`) and `detections`' values, in the split's order.
 
@@ -104,7 +105,8 @@ class InputCache:
         input iterator's batch: the iterator does not run for them); then the iterator's
         batches, which must start after the cached ones (`num_images` records skipped). Until
         the cache is filled, they are kept while the budget lasts, pending: `commit` takes
-        them once the evaluation succeeded.
+        them once the evaluation succeeded. `read_rest=False` stops at the first batch over
+        the budget (`fill`).
         """
         ground_truth = eval_input.GROUND_TRUTH_KEYS
         for cached in self._batches:
@@ -130,13 +132,30 @@ class InputCache:
             size += batch_bytes
             yield {key: out[key] for key in plain}
             if size > self.budget_bytes:
-                yield from eval_input.session_batches(sess, plain)
+                if read_rest:
+                    yield from eval_input.session_batches(sess, plain)
                 self._pending = (kept, False, stamp)
                 return
             for value in batch.values():
                 value.flags.writeable = False  # later evaluations hand them to the metrics
             kept.append(batch)
         self._pending = (kept, True, stamp)
+
+    def fill(self, sess, inputs, total_images):
+        """Fills the cache from the input iterator alone, which must start at the split's
+        start: the network input does not depend on the weights, so no evaluation is needed
+        (the eval watcher calls it while it waits for a first checkpoint). Reads no further
+        than the budget. Returns `commit`'s line; does nothing when the cache is off or filled.
+        `total_images`: the images an evaluation covers, for the line."""
+        if self._filled or not self.budget_bytes:
+            return None
+        try:
+            for _ in self.fetch_batches(sess, inputs, {}, read_rest=False):
+                pass
+        except BaseException:
+            self.discard()
+            raise
+        return self.commit(total_images)
 
     def commit(self, total_images):
         """Takes the batches an evaluation kept (call it once that evaluation succeeded);

@@ -696,8 +696,9 @@ def watch(
       log: callable taking one line (default: print).
       lock: the folder_lock.FolderLock of `eval_dir` the caller holds (eval_ssd_network.py takes
         it at its start); None: the watch takes the folder's lock itself.
-      input_cache_mb: memory for the split's decoded network input, kept from the first
-        evaluation for the next ones (`evaluation.input_cache`; 0: decoded every time).
+      input_cache_mb: memory for the split's decoded network input (`evaluation.input_cache`;
+        0: decoded by every evaluation). It is filled when the watcher first has no checkpoint
+        to evaluate, or by an evaluation before that.
     Returns:
       the ledger entries written by this call, in order.
     Raises:
@@ -901,6 +902,8 @@ def _watch(
                 )
             log(f'[watch] no new checkpoint in {checkpoint_dir} for {timeout_secs:g} s; stopping.')
             return written
+        # Idle: the split's input is decoded now rather than during the first evaluation.
+        evaluator.fill_input_cache(log)
         wait = (
             interval_secs
             if timeout_secs is None

@@ -3,6 +3,8 @@ batches give the results of a fresh evaluation, file for file; the records a cac
 decoded again; a cache is filled only by an evaluation that succeeded, and dropped when the
 records change."""
 
+import glob
+import json
 import os
 import shutil
 
@@ -13,6 +15,7 @@ import tensorflow as tf
 from evaluation import evaluate
 from evaluation import input as eval_input
 from evaluation import input_cache
+from evaluation import watcher
 from tests import inference_fixtures
 from tests.conftest import require_nchw
 
@@ -317,3 +320,113 @@ def test_an_empty_split_fills_an_empty_complete_cache(tmp_path):
     assert list(cache.fetch_batches(EmptySession(), inputs, {'scores': 'scores'})) == []
     assert cache.commit(0) is None
     assert (cache.filled, cache.complete, cache.num_images) == (True, True, 0)
+
+
+@pytest.mark.parametrize(
+    'budget_batches, max_num_batches, fill_reads, cached_images, read_later',
+    [(3, None, 3, NUM_TEST, 0), (1, None, 2, BATCH, 2), (0, None, 1, 0, 3), (3, 2, 2, 6, 0)],
+    ids=['whole split', 'first batch', 'nothing fits', 'two batches of a limit'],
+)
+def test_fill_before_any_evaluation(
+    data,
+    fresh,
+    records_read,
+    budget_batches,
+    max_num_batches,
+    fill_reads,
+    cached_images,
+    read_later,
+):
+    """`fill_input_cache` reads the records alone, no further than the budget (one batch past
+    it), and every evaluation after it is fed from memory with the fresh evaluation's results
+    and files; a second fill reads nothing."""
+    settings = _settings(data, max_num_batches=max_num_batches)
+    want = fresh['two_batches' if max_num_batches == 2 else 'all']
+    lines = []
+    with evaluate.CheckpointEvaluator(
+        settings, input_cache_mb=_budget_mb(budget_batches)
+    ) as evaluator:
+        assert evaluator.fill_input_cache(lines.append) == cached_images
+        assert records_read() == fill_reads
+        assert evaluator.fill_input_cache(lines.append) == cached_images and records_read() == 0
+        for name in ('filled_first', 'filled_second'):
+            got = _evaluate(evaluator, data, name, lines)
+            _same(got, want)
+            assert got[0].summary['input_cached_images'] == cached_images
+            assert records_read() == read_later
+    total = want[0].num_images
+    said = [line for line in lines if 'input cache' in line]
+    if budget_batches == 0:
+        assert said == [
+            f'[eval] input cache: one batch of network input takes 3 MiB, more than '
+            f'--input_cache_mb={_budget_mb(0):g}; nothing is cached.'
+        ]
+    else:
+        assert len(said) == 1 and said[0].startswith(
+            f'[eval] input cache: the next evaluations reuse the decoded input of '
+            f'{cached_images} of {total} images'
+        )
+
+
+def test_fill_that_fails_leaves_the_cache_empty(data, fresh, records_read, monkeypatch):
+    """A fill stopped by an error keeps nothing; the first evaluation decodes and fills."""
+    session_batches = input_cache.eval_input.session_batches
+
+    def fail_at_the_second_batch(sess, fetches, feed_dict=None):
+        for i, out in enumerate(session_batches(sess, fetches, feed_dict)):
+            if i == 1:
+                raise tf.errors.DataLossError(None, None, 'corrupted record')
+            yield out
+
+    with evaluate.CheckpointEvaluator(_settings(data), input_cache_mb=64) as evaluator:
+        with monkeypatch.context() as patch:
+            patch.setattr(input_cache.eval_input, 'session_batches', fail_at_the_second_batch)
+            with pytest.raises(tf.errors.DataLossError):
+                evaluator.fill_input_cache(_quiet)
+        assert not evaluator._input_cache.filled and evaluator.input_cache_images == 0
+        records_read()
+        got = _evaluate(evaluator, data, 'after_failed_fill')
+        _same(got, fresh['all'])
+        assert got[0].summary['input_cached_images'] == 0 and records_read() == 3
+        assert evaluator.input_cache_images == NUM_TEST
+
+
+def test_watcher_fills_the_cache_while_it_waits(data, fresh, records_read, tmp_path):
+    """A watcher started before the first checkpoint decodes the split while it waits: that
+    checkpoint's evaluation reads no record and gives the fresh evaluation's detections."""
+    train_dir, eval_dir = tmp_path / 'train', str(tmp_path / 'eval')
+    train_dir.mkdir()
+    clock = {'now': 0.0}
+    reads_before_checkpoint = []
+
+    def sleep(seconds):
+        clock['now'] += seconds
+        if not reads_before_checkpoint:
+            reads_before_checkpoint.append(records_read())
+            for path in glob.glob(data['prefix'] + '.*'):
+                suffix = path[len(data['prefix']) :]
+                shutil.copy(path, train_dir / f'model.ckpt-5{suffix}')
+
+    lines = []
+    entries = watcher.watch(
+        _settings(data),
+        str(train_dir),
+        eval_dir,
+        interval_secs=5.0,
+        timeout_secs=10.0,
+        log=lines.append,
+        clock=lambda: clock['now'],
+        sleep=sleep,
+        input_cache_mb=64,
+    )
+    assert [e['status'] for e in entries] == ['evaluated']
+    assert reads_before_checkpoint == [3] and records_read() == 0
+    filled = [i for i, line in enumerate(lines) if 'input cache: the next evaluations' in line]
+    evaluated = [i for i, line in enumerate(lines) if line.startswith('[watch] model.ckpt-5')]
+    assert len(filled) == 1 and filled[0] < evaluated[0]
+    results_dir = os.path.join(eval_dir, entries[0]['results_dir'])
+    summary = json.load(open(os.path.join(results_dir, 'results.json')))
+    assert summary['input_cached_images'] == NUM_TEST
+    assert entries[0]['metrics'] == fresh['all'][0].metrics
+    got = {k: v for k, v in _files(results_dir).items() if k != 'results.txt'}
+    assert got == {k: v for k, v in fresh['all'][1].items() if k != 'results.txt'}

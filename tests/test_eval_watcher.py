@@ -688,6 +688,7 @@ def test_timeout_with_nothing_evaluated_is_an_error(tmp_path):
         '--eval_interval_secs=0.2',
         '--eval_timeout=0.5',
         '--metrics=voc07',
+        '--input_cache_mb=0',  # a cache would be filled while waiting: from records not there
     )
     assert proc.returncode != 0
     assert 'no checkpoint evaluated' in proc.stderr and 'eval_timeout' in proc.stderr
