@@ -226,8 +226,11 @@ class _CocoCollector:
         self._categories = [
             {'id': label_to_category[label], 'name': name} for label, name in class_names.items()
         ]
-        self._images, self._detections = [], []
-        self._stored, self._derived = [], []
+        self._images, self._stored, self._derived = [], [], []
+        # Per image (image ids, category ids, xywh, scores) arrays; the result dicts are built
+        # once, by `detections`: 200 dicts per image built as it comes took 1.2 ms per image
+        # (the garbage collector walking TensorFlow's objects as they pile up).
+        self._detection_arrays, self._detections = [], None
         self._ids = set()
         self.num_derived_coco_images = 0  # COCO images (id >= 0) without stored annotations
 
@@ -292,9 +295,13 @@ class _CocoCollector:
                         'id': len(self._derived) + 1,
                     }
                 )
-        self._detections += coco_metrics.coco_detections(
-            coco_id, boxes, scores, labels, shape, self._label_to_category
+        categories, xywh, scores = coco_metrics.coco_detection_arrays(
+            boxes, scores, labels, shape, self._label_to_category, f'COCO detections of {key!r}'
         )
+        self._detection_arrays.append(
+            (np.full(len(scores), coco_id, np.int64), categories, xywh, scores)
+        )
+        self._detections = None
 
     def ground_truth(self):
         """The COCO dataset dict: images in evaluation order; stored annotations in the annotation
@@ -308,6 +315,13 @@ class _CocoCollector:
 
     @property
     def detections(self):
+        """The COCO result dicts of every image, in evaluation order."""
+        if self._detections is None:
+            self._detections = (
+                coco_metrics.coco_results(*map(np.concatenate, zip(*self._detection_arrays)))
+                if self._detection_arrays
+                else []
+            )
         return self._detections
 
 

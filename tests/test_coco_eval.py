@@ -290,6 +290,50 @@ def test_derived_ground_truth_keeps_exact_pixels():
     assert coco.ground_truth()['images'][0]['id'] == 1
 
 
+def test_collector_detections_are_each_images_in_order():
+    """The collector keeps detections as arrays and builds the result dicts once: the same
+    dicts, in evaluation order, as a plain-Python conversion image by image (an image without
+    detections among them); a label without a category is refused naming the image."""
+    rng = np.random.default_rng(3)
+    label_to_category = {1: 7, 2: 90, 3: 1}
+    coco = evaluate._CocoCollector({1: 'a', 2: 'b', 3: 'c'}, label_to_category)
+    want = []
+    for index, (count, shape) in enumerate([(5, (375, 500)), (0, (20, 30)), (4, (640, 427))], 1):
+        boxes = np.sort(rng.random((count, 4)).astype(np.float32).reshape(count, 2, 2), 1)
+        boxes = boxes.reshape(count, 4)[:, [0, 2, 1, 3]]
+        scores = rng.random(count).astype(np.float32)
+        labels = rng.integers(1, 4, count)
+        coco.add_image(
+            f'{index:06d}', index, -1, shape, np.zeros((0, 4)), np.zeros(0, np.int64),
+            np.zeros(0, bool), np.zeros(0, bool), boxes, scores, labels,
+        )  # fmt: skip
+        height, width = shape
+        for (ymin, xmin, ymax, xmax), score, label in zip(boxes.tolist(), scores, labels):
+            want.append(
+                {
+                    'image_id': index,
+                    'category_id': label_to_category[int(label)],
+                    'bbox': [
+                        xmin * width,
+                        ymin * height,
+                        (xmax - xmin) * width,
+                        (ymax - ymin) * height,
+                    ],
+                    'score': float(score),
+                }
+            )
+    got = coco.detections
+    assert got == want and len(got) == 9
+    assert all(type(v) is float for det in got for v in det['bbox'] + [det['score']])
+    assert all(type(det['image_id']) is type(det['category_id']) is int for det in got)
+    with pytest.raises(ValueError, match="'000004'.*label 4 has no entry"):
+        coco.add_image(
+            '000004', 4, -1, (10, 10), np.zeros((0, 4)), np.zeros(0, np.int64),
+            np.zeros(0, bool), np.zeros(0, bool), np.full((1, 4), 0.5), [0.5], [4],
+        )  # fmt: skip
+    assert evaluate._CocoCollector({1: 'a'}, {1: 1}).detections == []
+
+
 # ------------------------------------------------------------------------------------------------
 # The evaluation script and evaluate_checkpoint, with a random-weight net
 # ------------------------------------------------------------------------------------------------

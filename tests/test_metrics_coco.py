@@ -248,6 +248,23 @@ def test_coco_detections_from_relative_boxes():
         cm.coco_detections(7, [[0, 0, 1, 1]], [0.5], [5], (10, 10), label_to_category={2: 18})
 
 
+def test_number_checks_take_exact_types_and_refuse_huge_integers(tmp_path):
+    """is_integer / is_finite_number: Python and NumPy numbers, no bools, nothing non-finite; an
+    integer beyond float64's range (JSON allows one) is not a finite number: a results file
+    holding one is refused naming the result, not an OverflowError."""
+    assert all(map(cm.is_integer, [3, np.int64(3), np.uint8(3)]))
+    assert not any(map(cm.is_integer, [True, 3.0, '3', np.float32(3)]))
+    assert all(map(cm.is_finite_number, [3, 2.5, np.float32(2.5), np.int64(-4), 10**300]))
+    bad = [True, np.bool_(True), float('nan'), np.float32('inf'), -(10**400), '1', None]
+    assert not any(map(cm.is_finite_number, bad))
+    path = tmp_path / 'huge.json'
+    path.write_text(
+        '[{"image_id": 1, "category_id": 1, "bbox": [1' + '0' * 400 + ', 0, 1, 1], "score": 0.5}]'
+    )
+    with pytest.raises(ValueError, match='result #0 bbox must be'):
+        cm.read_coco_results(str(path))
+
+
 def test_bad_input_is_reported(tmp_path):
     with pytest.raises(ValueError, match=r'image ids \[42\]'):
         cm.evaluate_coco(_dataset(), [dict(_detections()[0], image_id=42)])
