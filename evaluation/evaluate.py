@@ -40,7 +40,6 @@ scalars (mAPs and per-class APs) go to `summary_dir` at the checkpoint's global 
 
 import contextlib
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -60,6 +59,7 @@ from model import checkpoints
 from tf_extended import atomic_io
 from tf_extended import coco_metrics
 from tf_extended import file_names
+from tf_extended import safe_io
 from tf_extended import voc_metrics
 
 v1 = tf.compat.v1
@@ -166,9 +166,9 @@ def _stored_annotations(text, coco_id, key):
     writes."""
     where = f'image {key!r} (COCO id {coco_id}): image/coco/annotations'
     try:
-        entries = json.loads(text)
+        entries = safe_io.parse_json(text.encode('utf-8'), where, 'annotations text')
     except ValueError as err:
-        raise ValueError(f'{where} is not JSON ({err}); convert the dataset again.') from None
+        raise ValueError(f'{err} Convert the dataset again.') from None
     if not isinstance(entries, list):
         raise ValueError(f'{where} is not a list; convert the dataset again.')
     out = []
@@ -178,10 +178,7 @@ def _stored_annotations(text, coco_id, key):
             and all(k in entry for k in _ANNOTATION_KEYS)
             and isinstance(entry['bbox'], list)
             and len(entry['bbox']) == 4
-            and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-                for v in entry['bbox'] + [entry['area']]
-            )
+            and all(map(coco_metrics.is_finite_number, entry['bbox'] + [entry['area']]))
             and isinstance(entry['index'], int)
             and entry['iscrowd'] in (0, 1)
         ):

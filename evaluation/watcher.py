@@ -69,6 +69,7 @@ from model import checkpoints
 from evaluation import evaluate
 from evaluation import outputs as eval_outputs
 from tf_extended import atomic_io
+from tf_extended import coco_metrics
 from tf_extended import folder_lock
 from tf_extended import safe_io
 from tf_extended import temp_dirs
@@ -293,8 +294,9 @@ def _is_entry(entry):
         and (
             entry['status'] != EVALUATED
             or isinstance(entry.get('metrics'), dict)
+            # Floats as written (NaN included); an int beyond float64 would crash the history.
             and all(
-                v is None or isinstance(v, (int, float)) and not isinstance(v, bool)
+                v is None or isinstance(v, float) or coco_metrics.is_finite_number(v)
                 for v in entry['metrics'].values()
             )
         )

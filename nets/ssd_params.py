@@ -168,14 +168,15 @@ def is_int(value, low, high):
 
 
 def is_number(value, low=-math.inf, high=math.inf, above=None):
-    """True for a finite int or float (not a bool) in [low, high] and > `above` when given."""
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and low <= value <= high
-        and (above is None or value > above)
-    )
+    """True for a finite int or float (not a bool) in [low, high] and > `above` when given; an
+    int beyond float64's range (JSON can hold one) is not finite."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:
+        return False
+    return finite and low <= value <= high and (above is None or value > above)
 
 
 def _per_layer(value, count, check):

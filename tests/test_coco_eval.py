@@ -441,3 +441,21 @@ def test_evaluate_checkpoint_with_voc_and_coco(converted, checkpoint):
         table = f.read()
     # Both tables show the category id in the label column.
     assert sum(line.split()[:3] == ['10', 'traffic', 'light'] for line in table.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    'text, message',
+    [
+        ('[' * 100000, 'nests its JSON too deeply'),  # a RecursionError traceback before
+        ('{"id": 1}', 'is not a list'),
+        ('[{"id": 1, "category_id": 1, "bbox": [1' + '0' * 400 + ', 0, 1, 1], "area": 1, '
+         '"iscrowd": 0, "index": 0}]', 'finite numbers'),  # an OverflowError before
+        ('[{"id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "area": NaN, "iscrowd": 0, '
+         '"index": 0}]', 'finite numbers'),
+    ],
+)  # fmt: skip
+def test_stored_annotations_that_records_cannot_hold_are_refused(text, message):
+    """A record's image/coco/annotations comes from the converter, but records travel: what
+    it could not have written is a ValueError naming the image."""
+    with pytest.raises(ValueError, match=f"image '000005' \\(COCO id 5\\).*{message}"):
+        evaluate._stored_annotations(text, 5, '000005')

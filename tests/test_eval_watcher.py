@@ -256,6 +256,8 @@ def test_ledger_names_a_corrupt_line(tmp_path):
         '{"checkpoint": ["a"], "status": "evaluated", "metrics": {}}',
         '{"checkpoint": "a", "status": "evaluated", "metrics": {"voc07": "high"}}',
         '{"checkpoint": "a", "status": "evaluated", "metrics": {}, "index_mtime_ns": [1]}',
+        # beyond float64: an OverflowError in the history table before
+        '{"checkpoint": "a", "status": "evaluated", "metrics": {"voc07": 1' + '0' * 400 + '}}',
     ],
 )
 def test_ledger_refuses_lines_its_readers_cannot_use(tmp_path, line):

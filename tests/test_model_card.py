@@ -73,6 +73,12 @@ def _set(meta, dotted, value):
         ('provenance', [1], r'provenance is \[1\], expected a JSON object'),
         ('detection.select_threshold', 'x', r"select_threshold \(--select_threshold\) is 'x', e"),
         ('detection.nms_threshold', 7.0, r'nms_threshold \(--nms_threshold\) is 7.0, expected a n'),
+        # An int beyond float64's range: an OverflowError traceback before.
+        (
+            'normalisation.scale',
+            10**400,
+            r'normalisation.scale is 1000000.*, expected a number > 0',
+        ),
         ('detection.keep_top_k', 10**15, r'keep_top_k \(--keep_top_k\) is 1000000000000000, e'),
         ('detection.top_k', 2.5, r'top_k \(--top_k\) is 2.5, expected an integer'),
         ('detection.clip', 1, r'clip \(--clip\) is 1, expected true or false'),
