@@ -622,8 +622,15 @@ class CheckpointEvaluator:
         if self.graph is None:
             self._build()
         cache = self._input_cache
+        changed = cache.check_records()
+        if changed:
+            log(changed)
         if cache.filled:
             return cache.num_images
+        log(
+            f'[eval] input cache: decoding the split\'s first images, up to '
+            f'{cache.budget_bytes / 2**20:g} MiB of network input, for the evaluations.'
+        )
         sess = self._open_session()
         sess.run(self._start, {self._skip: 0})
         total = self._dataset.num_samples

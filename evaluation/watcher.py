@@ -64,6 +64,8 @@ import shutil
 import socket
 import time
 
+import tensorflow as tf
+
 from model import card as card_lib
 from model import checkpoints
 from evaluation import evaluate
@@ -284,20 +286,29 @@ class Ledger:
         return max(scored, key=lambda e: e['metrics'][metric]) if scored else None
 
 
+def _is_value(value):
+    """A metric value as the history table takes it: None or a number, floats as written (NaN
+    included); not an int beyond float64's range."""
+    return value is None or isinstance(value, float) or coco_metrics.is_finite_number(value)
+
+
 def _is_entry(entry):
     """True for a ledger entry's shape as the Ledger's readers use it: names and status strings,
-    an evaluated one's metrics a dict of numbers (or None), an int index_mtime_ns (or none)."""
+    an evaluated one's int step, metrics a dict of values and class_ap a dict of dicts of
+    values (`_is_value`), an int index_mtime_ns (or none)."""
     return (
         isinstance(entry, dict)
         and isinstance(entry.get('checkpoint'), str)
         and isinstance(entry.get('status'), str)
         and (
             entry['status'] != EVALUATED
-            or isinstance(entry.get('metrics'), dict)
-            # Floats as written (NaN included); an int beyond float64 would crash the history.
+            or coco_metrics.is_integer(entry.get('step'))
+            and isinstance(entry.get('metrics'), dict)
+            and all(map(_is_value, entry['metrics'].values()))
+            and isinstance(entry.get('class_ap'), dict)
             and all(
-                v is None or isinstance(v, float) or coco_metrics.is_finite_number(v)
-                for v in entry['metrics'].values()
+                isinstance(aps, dict) and all(map(_is_value, aps.values()))
+                for aps in entry['class_ap'].values()
             )
         )
         and all(isinstance(entry.get(k, ''), str) for k in ('path', 'card_id'))
@@ -834,6 +845,7 @@ def _watch(
     stale_marker, stale_since = None, None
     stale_grace = max(STALE_MARKER_GRACE_SECS, 2 * interval_secs)
     restart_seen = None
+    fill_input = True
     while True:
         pending = [(p, m) for p, m in _scan(checkpoint_dir) if not handled(p, m)]
         for prefix, mtime in pending:
@@ -904,8 +916,17 @@ def _watch(
                 )
             log(f'[watch] no new checkpoint in {checkpoint_dir} for {timeout_secs:g} s; stopping.')
             return written
-        # Idle: the split's input is decoded now rather than during the first evaluation.
-        evaluator.fill_input_cache(log)
+        # Idle: the split's input is decoded now rather than during the first evaluation. A read
+        # that fails here (the records, or a transient error) is left to the evaluations.
+        if fill_input:
+            try:
+                evaluator.fill_input_cache(log)
+            except tf.errors.OpError as err:
+                fill_input = False
+                log(
+                    f'[watch] the input cache is not filled ({type(err).__name__}: '
+                    f'{err.message}); the evaluations decode the split.'
+                )
         wait = (
             interval_secs
             if timeout_secs is None

@@ -356,6 +356,10 @@ def test_fill_before_any_evaluation(
             assert records_read() == read_later
     total = want[0].num_images
     said = [line for line in lines if 'input cache' in line]
+    assert said.pop(0) == (
+        f"[eval] input cache: decoding the split's first images, up to "
+        f'{_budget_mb(budget_batches):g} MiB of network input, for the evaluations.'
+    )
     if budget_batches == 0:
         assert said == [
             f'[eval] input cache: one batch of network input takes 3 MiB, more than '
@@ -366,6 +370,28 @@ def test_fill_before_any_evaluation(
             f'[eval] input cache: the next evaluations reuse the decoded input of '
             f'{cached_images} of {total} images'
         )
+
+
+def test_records_changed_after_a_fill_are_decoded_again_by_the_next_fill(
+    data, fresh, records_read, tmp_path
+):
+    """A fill notices records changed since the last one, drops it and fills anew, so the
+    watcher's evaluations after an idle spell still come from memory."""
+    lines = []
+    with evaluate.CheckpointEvaluator(_settings(data), input_cache_mb=64) as evaluator:
+        evaluator.fill_input_cache(lines.append)
+        records_read()
+        record = evaluator._dataset.files[0]
+        stat = os.stat(record)
+        os.utime(record, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        assert evaluator.fill_input_cache(lines.append) == NUM_TEST and records_read() == 3
+        got = _evaluate(evaluator, data, 'after_refill')
+        _same(got, fresh['all'])
+        assert got[0].summary['input_cached_images'] == NUM_TEST and records_read() == 0
+    assert (
+        f'[eval] the records changed since the input cache was filled: its {NUM_TEST} images '
+        f'are dropped and the split is decoded again.'
+    ) in lines
 
 
 def test_fill_that_fails_leaves_the_cache_empty(data, fresh, records_read, monkeypatch):
@@ -424,9 +450,59 @@ def test_watcher_fills_the_cache_while_it_waits(data, fresh, records_read, tmp_p
     filled = [i for i, line in enumerate(lines) if 'input cache: the next evaluations' in line]
     evaluated = [i for i, line in enumerate(lines) if line.startswith('[watch] model.ckpt-5')]
     assert len(filled) == 1 and filled[0] < evaluated[0]
+    assert "[eval] input cache: decoding the split's first images" in lines[filled[0] - 1]
     results_dir = os.path.join(eval_dir, entries[0]['results_dir'])
     summary = json.load(open(os.path.join(results_dir, 'results.json')))
     assert summary['input_cached_images'] == NUM_TEST
     assert entries[0]['metrics'] == fresh['all'][0].metrics
     got = {k: v for k, v in _files(results_dir).items() if k != 'results.txt'}
     assert got == {k: v for k, v in fresh['all'][1].items() if k != 'results.txt'}
+
+
+def test_watcher_whose_fill_fails_goes_on_and_decodes(
+    data, fresh, records_read, monkeypatch, tmp_path
+):
+    """A read error while the watcher fills its cache (here a transient one) is logged once and
+    left to the evaluations: the watch goes on, and its first evaluation decodes the split."""
+    fill = evaluate.CheckpointEvaluator.fill_input_cache
+    fills = []
+
+    def fails_once(evaluator, log=None):
+        fills.append(1)
+        if len(fills) == 1:
+            raise tf.errors.UnavailableError(None, None, 'the disk went away')
+        return fill(evaluator, log)
+
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'fill_input_cache', fails_once)
+    train_dir = tmp_path / 'train'
+    train_dir.mkdir()
+    clock = {'now': 0.0}
+
+    def sleep(seconds):
+        clock['now'] += seconds
+        if clock['now'] == 5.0:
+            for path in glob.glob(data['prefix'] + '.*'):
+                shutil.copy(path, train_dir / f'model.ckpt-5{path[len(data["prefix"]) :]}')
+
+    lines = []
+    entries = watcher.watch(
+        _settings(data),
+        str(train_dir),
+        str(tmp_path / 'eval'),
+        interval_secs=5.0,
+        timeout_secs=10.0,
+        log=lines.append,
+        clock=lambda: clock['now'],
+        sleep=sleep,
+        input_cache_mb=64,
+    )
+    assert [e['status'] for e in entries] == ['evaluated'] and len(fills) == 1
+    assert entries[0]['metrics'] == fresh['all'][0].metrics
+    assert (
+        lines.count(
+            '[watch] the input cache is not filled (UnavailableError: the disk went away); the '
+            'evaluations decode the split.'
+        )
+        == 1
+    )
+    assert records_read() == 3  # the evaluation decoded the split (and filled the cache)

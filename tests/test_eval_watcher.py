@@ -242,7 +242,8 @@ def test_each_checkpoint_once_however_the_directory_is_spelled(tmp_path, monkeyp
 
 def test_ledger_names_a_corrupt_line(tmp_path):
     (tmp_path / watcher.LEDGER_NAME).write_text(
-        '{"checkpoint": "a", "status": "evaluated", "metrics": {}}\nnot json\n'
+        '{"checkpoint": "a", "status": "evaluated", "step": 1, "metrics": {}, "class_ap": {}}\n'
+        'not json\n'
     )
     with pytest.raises(ValueError, match=r'eval_ledger.jsonl:2'):
         watcher.Ledger(str(tmp_path))
@@ -257,7 +258,12 @@ def test_ledger_names_a_corrupt_line(tmp_path):
         '{"checkpoint": "a", "status": "evaluated", "metrics": {"voc07": "high"}}',
         '{"checkpoint": "a", "status": "evaluated", "metrics": {}, "index_mtime_ns": [1]}',
         # beyond float64: an OverflowError in the history table before
-        '{"checkpoint": "a", "status": "evaluated", "metrics": {"voc07": 1' + '0' * 400 + '}}',
+        '{"checkpoint": "a", "status": "evaluated", "step": 1, "class_ap": {}, "metrics": '
+        '{"voc07": 1' + '0' * 400 + '}}',
+        '{"checkpoint": "a", "status": "evaluated", "step": 1, "metrics": {}, "class_ap": '
+        '{"voc07": {"cat": 1' + '0' * 400 + '}}}',
+        '{"checkpoint": "a", "status": "evaluated", "step": 1, "metrics": {}}',  # a KeyError
+        '{"checkpoint": "a", "status": "evaluated", "step": "1", "metrics": {}, "class_ap": {}}',
     ],
 )
 def test_ledger_refuses_lines_its_readers_cannot_use(tmp_path, line):

@@ -246,6 +246,14 @@ def test_coco_detections_from_relative_boxes():
     json.dumps(dets)  # plain Python types
     with pytest.raises(ValueError, match='label 5 has no entry'):
         cm.coco_detections(7, [[0, 0, 1, 1]], [0.5], [5], (10, 10), label_to_category={2: 18})
+    # Without a map the labels are the category ids: whole numbers in int64's range.
+    assert (
+        cm.coco_detections(7, [[0, 0, 1, 1]] * 2, [0.5] * 2, [3.0, 2], (10, 10))[0]['category_id']
+        == 3
+    )
+    for label, message in ((np.nan, 'gives category id nan'), (2**70, 'beyond int64')):
+        with pytest.raises(ValueError, match=message):
+            cm.coco_detections(7, [[0, 0, 1, 1]], [0.5], [label], (10, 10))
 
 
 def test_number_checks_take_exact_types_and_refuse_huge_integers(tmp_path):
@@ -262,6 +270,10 @@ def test_number_checks_take_exact_types_and_refuse_huge_integers(tmp_path):
         '[{"image_id": 1, "category_id": 1, "bbox": [1' + '0' * 400 + ', 0, 1, 1], "score": 0.5}]'
     )
     with pytest.raises(ValueError, match='result #0 bbox must be'):
+        cm.read_coco_results(str(path))
+    # Over 4300 digits Python's int() refuses it: an error naming the file, not a bare one.
+    path.write_text('[{"image_id": 1' + '0' * 5000 + '}]')
+    with pytest.raises(ValueError, match='huge.json: the COCO results file is not valid JSON'):
         cm.read_coco_results(str(path))
 
 

@@ -113,18 +113,26 @@ def coco_detection_arrays(
             f'{context}: boxes, scores and labels must have the same length, got '
             f'{len(xywh)}, {len(scores)}, {len(labels)}.'
         )
-    if label_to_category is None:
-        return labels.astype(np.int64), xywh, scores
     known, index = np.unique(labels, return_inverse=True)
     categories = []
     for label in known.tolist():
-        if label not in label_to_category:
+        if label_to_category is None:
+            category = label
+        elif label in label_to_category:
+            category = label_to_category[label]
+        else:
             raise ValueError(
                 f'{context}: label {label} has no entry in label_to_category (known labels: '
                 f'{sorted(label_to_category)}).'
             )
-        categories.append(int(label_to_category[label]))
-    return np.asarray(categories, np.int64)[index.reshape(-1)], xywh, scores
+        if not is_finite_number(category):
+            raise ValueError(f'{context}: label {label} gives category id {category!r}.')
+        categories.append(int(category))
+    try:
+        categories = np.asarray(categories, np.int64)
+    except OverflowError:
+        raise ValueError(f'{context}: category ids {categories} are beyond int64.') from None
+    return categories[index.reshape(-1)], xywh, scores
 
 
 def coco_results(image_ids, categories, xywh, scores) -> List[dict]:

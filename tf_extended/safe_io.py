@@ -166,7 +166,7 @@ def parse_json(data, path, what='JSON file'):
         return json.loads(data.decode('utf-8'))
     except UnicodeDecodeError as err:
         raise ValueError(f'{path}: the {what} is not UTF-8 text ({err.reason}).') from None
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # JSONDecodeError, or an integer of over 4300 digits
         raise ValueError(f'{path}: the {what} is not valid JSON ({err}).') from None
     except RecursionError:
         raise ValueError(f'{path}: the {what} nests its JSON too deeply to read.') from None
