@@ -290,9 +290,12 @@ class StageRecords:
         if os.path.isfile(self.path):
             try:
                 with open(self.path, encoding='utf-8') as f:
-                    self.records = json.load(f)
-            except (OSError, ValueError):
-                self.records = {}  # unreadable: every stage is redone, which is safe
+                    records = json.load(f)
+            except (OSError, ValueError, RecursionError):
+                records = None
+            # Unreadable, or not a record per stage: every stage is redone, which is safe.
+            if isinstance(records, dict) and all(isinstance(r, dict) for r in records.values()):
+                self.records = records
 
     def save(self):
         atomic_io.write_json_atomic(self.path, self.records)

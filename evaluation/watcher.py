@@ -58,6 +58,7 @@ import datetime
 import glob
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -282,7 +283,12 @@ class Ledger:
 
     def best(self, metric, run=None):
         """The evaluated entry (of `run`) with the highest `metric` (first one on ties), or None."""
-        scored = [e for e in self.evaluated(run) if e['metrics'].get(metric) is not None]
+        # NaN (a ledger may hold one) would compare below and above nothing: never beaten.
+        scored = [
+            e
+            for e in self.evaluated(run)
+            if e['metrics'].get(metric) is not None and not math.isnan(e['metrics'][metric])
+        ]
         return max(scored, key=lambda e: e['metrics'][metric]) if scored else None
 
 
@@ -311,7 +317,7 @@ def _is_entry(entry):
                 for aps in entry['class_ap'].values()
             )
         )
-        and all(isinstance(entry.get(k, ''), str) for k in ('path', 'card_id'))
+        and all(isinstance(entry.get(k, ''), str) for k in ('path', 'card_id', 'results_dir'))
         and isinstance(entry.get('index_mtime_ns'), (int, type(None)))
     )
 

@@ -278,3 +278,13 @@ def test_a_marker_that_is_a_link_does_not_make_a_folder_the_demos(tmp_path):
     with pytest.raises(run_demo.DemoError, match='was not made by the demo'):
         run_demo.prepare_work_dir(str(project), fresh=True)
     assert (project / 'own.txt').read_text() == 'mine'
+
+
+@pytest.mark.parametrize('text', ['[]', '{"train": [1]}', '[' * 100000, '{"train": '])
+def test_unusable_stage_records_redo_every_stage(tmp_path, text):
+    """stages.json that is not a record per stage (a list, nested beyond the parser: an
+    AttributeError or RecursionError traceback before) counts as no record."""
+    (tmp_path / run_demo.RECORDS).write_text(text)
+    records = run_demo.StageRecords(str(tmp_path))
+    assert records.records == {}
+    assert records.why_redo('train', {'steps': 1}, set(), True).startswith('no record')

@@ -264,12 +264,25 @@ def test_ledger_names_a_corrupt_line(tmp_path):
         '{"voc07": {"cat": 1' + '0' * 400 + '}}}',
         '{"checkpoint": "a", "status": "evaluated", "step": 1, "metrics": {}}',  # a KeyError
         '{"checkpoint": "a", "status": "evaluated", "step": "1", "metrics": {}, "class_ap": {}}',
+        '{"checkpoint": "a", "status": "skipped", "results_dir": [1]}',  # unhashable, later
     ],
 )
 def test_ledger_refuses_lines_its_readers_cannot_use(tmp_path, line):
     (tmp_path / watcher.LEDGER_NAME).write_text(line + '\n')
     with pytest.raises(ValueError, match=r'eval_ledger.jsonl:1: not a ledger entry'):
         watcher.Ledger(str(tmp_path))
+
+
+def test_a_nan_metric_in_the_ledger_does_not_stay_the_best(tmp_path):
+    """NaN compares false with everything: kept as the best, it was never beaten."""
+    (tmp_path / watcher.LEDGER_NAME).write_text(
+        ''.join(
+            f'{{"checkpoint": "c{i}", "status": "evaluated", "step": {i}, "class_ap": {{}}, '
+            f'"metrics": {{"voc07": {value}}}}}\n'
+            for i, value in enumerate(['NaN', '0.5', '0.25'])
+        )
+    )
+    assert watcher.Ledger(str(tmp_path)).best('voc07')['checkpoint'] == 'c1'
 
 
 def test_ledger_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path):

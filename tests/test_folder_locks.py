@@ -92,6 +92,13 @@ def test_a_second_process_is_refused_until_the_holder_is_killed(tmp_path):
     assert os.listdir(out) == []  # removed at the end; the folder was there before: it stays
 
 
+def test_a_lock_file_nested_too_deeply_is_not_a_holder():
+    """A lock file is read by other runs (the watcher reads the trainer's): JSON nested beyond
+    the parser after our prefix was a RecursionError traceback."""
+    text = folder_lock._PREFIX + ', "x": ' + '[' * 30000
+    assert folder_lock.holder(text) is None
+
+
 def test_a_holder_ending_by_os_exit_releases_it(tmp_path):
     out = tmp_path / 'out'
     holder = _start_holder(tmp_path, out, 'exit')
