@@ -28,9 +28,10 @@
   (regular files only, size limits checked on the header before decoding), the JSON only from a
   regular file of at most MAX_ANNOTATIONS_BYTES.
 - Broken entries refuse the file with a message naming the entry: a category without a non-empty
-  `name` string or an integer `id`, two categories of one id or one name, an annotation without
-  `bbox` or an integer `category_id` or with a value that cannot be read, or whose `image_id` is
-  not an integer and matches no image (`"139"` beside `"id": 139` would otherwise lose every
+  `name` string or an integer `id` in 0..2**63-1, two categories of one id or one name, an
+  annotation without an integer `id` in 0..2**63-1, `bbox` or an integer `category_id`, with a
+  bbox value or `area` that is not a number, an `iscrowd` other than 0 or 1, or whose `image_id`
+  is not an integer and matches no image (`"139"` beside `"id": 139` would otherwise lose every
   annotation silently; a `"category_id": "18"` would make each one an unknown class).
 """
 
@@ -186,11 +187,13 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
             data['images'], key=lambda im: (0, im['id']) if _valid_image_id(im['id']) else (1, 0)
         )
         by_image = {}
-        indexed = sorted(enumerate(data.get('annotations', [])), key=lambda ia: ia[1]['id'])
+        annotations = data.get('annotations', [])
+        # Checked before sorting by id (a string or NaN id would not sort, or not in order).
+        entries = [_annotation_entry(annotations_file, i, a) for i, a in enumerate(annotations)]
+        order = sorted(range(len(annotations)), key=lambda i: entries[i][0])
+        indexed = [(index, annotations[index]) for index in order]
         for index, a in indexed:
-            by_image.setdefault(a['image_id'], []).append(
-                _annotation_entry(annotations_file, index, a)
-            )
+            by_image.setdefault(a['image_id'], []).append(entries[index])
         image_ids = {im['id'] for im in images if _valid_image_id(im['id'])}
         for index, a in indexed:
             if a['image_id'] not in image_ids and not _valid_image_id(a['image_id']):
@@ -255,6 +258,12 @@ def _is_integer(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# Category ids, like image ids, are int64 where they are used (the metadata's
+# `coco_category_id`, the model card, COCO evaluation's arrays); annotation ids, kept in the
+# records' `image/coco/annotations` for COCO evaluation, are bounded alike.
+_MAX_ID = _MAX_IMAGE_ID
+
+
 def _check_category(annotations_file, index, c):
     """Raises _EntryError naming the file and the index-th category: its id is not an integer
     (`"18"` beside annotations' `18` would make every annotation of it unknown, and the
@@ -266,6 +275,12 @@ def _check_category(annotations_file, index, c):
             f'{annotations_file}: "categories"[{index}] (name {c.get("name")!r}) has {has}; '
             'category ids are integers, which the annotations\' "category_id" refer to; fix the '
             'JSON.'
+        )
+    if not 0 <= c['id'] <= _MAX_ID:
+        raise _EntryError(
+            f'{annotations_file}: "categories"[{index}] (name {c.get("name")!r}) has id '
+            f'{c["id"]}, beyond 0..2**63-1 (category ids are kept as int64 by the records\' '
+            'metadata, the model card and COCO evaluation); fix the JSON.'
         )
     if not isinstance(c.get('name'), str) or not c['name'].strip():
         raise _EntryError(
@@ -310,21 +325,30 @@ def _annotation_entry(annotations_file, index, a):
     """The CocoSource tuple of annotation `a`, the index-th of the file.
 
     Raises:
-      _EntryError naming the file and the annotation: no bbox or category_id, or a value that is
-      not a number.
+      _EntryError naming the file and the annotation: no id, bbox or category_id, an id that is
+      not an integer in 0..2**63-1, a category_id that is not an integer, a bbox value or area
+      that is not a number, or an iscrowd other than 0 or 1 (pycocotools takes any true value
+      for a crowd; the records keep 0 or 1).
     """
     try:
+        ann_id = a['id']
+        if not _is_integer(ann_id) or not 0 <= ann_id <= _MAX_ID:
+            raise ValueError(f'id {ann_id!r} is {_json_kind(ann_id)}, not an integer in 0..2**63-1')
         area = a.get('area')
         category_id = a['category_id']
         if not _is_integer(category_id):
             raise ValueError(
                 f'category_id {category_id!r} is {_json_kind(category_id)}, not an integer'
             )
+        iscrowd = a.get('iscrowd', 0)
+        int(iscrowd)  # the message of a value that is no number at all
+        if iscrowd not in (0, 1):  # as coco_metrics checks a ground truth file
+            raise ValueError(f'iscrowd {iscrowd!r} is not 0 or 1')
         return (
-            a['id'],
+            ann_id,
             category_id,
-            tuple(float(v) for v in a['bbox']),
-            int(a.get('iscrowd', 0)),
+            tuple(_number(v, 'bbox value') for v in a['bbox']),
+            1 if iscrowd else 0,
             None if area is None else _number(area, 'area'),
             index,
         )
@@ -333,7 +357,7 @@ def _annotation_entry(annotations_file, index, a):
     except (TypeError, ValueError, OverflowError) as e:
         problem = f'cannot be read ({e})'
     raise _EntryError(
-        f'{annotations_file}: "annotations"[{index}] (id {a["id"]!r}) {problem}; expected an '
+        f'{annotations_file}: "annotations"[{index}] (id {a.get("id")!r}) {problem}; expected an '
         'integer "category_id", "bbox": [x, y, w, h] and optional "area" and "iscrowd" numbers: '
         'fix the JSON.'
     )

@@ -77,6 +77,8 @@ METADATA_VERSION = 2
 # millions of items; more is not a file this converter wrote.
 MAX_METADATA_BYTES = 1 << 30
 DEFAULT_MAX_OBJECTS_PER_IMAGE = 1000
+# Counts, sizes and COCO category ids are int64 where they are used (TensorFlow, NumPy, the card).
+MAX_INT64 = (1 << 63) - 1
 _TEMP_MARKER = '.written-by-tf_convert_data'
 
 
@@ -861,7 +863,10 @@ def read_metadata(path, verify_digests=False):
       (metadata dict, shard paths in metadata order).
     Raises:
       ValueError: unreadable (also: not a regular file, above MAX_METADATA_BYTES, nested too
-      deeply) or foreign metadata, or 'classes' is not a list of {id, name} with ids 1..K;
+      deeply) or foreign metadata, 'classes' is not a list of {id, name} with ids 1..K, their
+      `coco_category_id`s are not in every class or none distinct integers in 0..2**63-1, or a
+      count, size or sha256 of 'files' or the total num_examples is not what the converter
+      writes (integers in 0..2**63-1, not booleans; 64 hex digits);
       FileNotFoundError: a shard is missing;
       DatasetFilesError (a ValueError): a shard differs from what was written.
     """
@@ -879,15 +884,26 @@ def read_metadata(path, verify_digests=False):
             f'{path}: {problem}; expected \'classes\' to list each class as {{"id": 1, "name": '
             f'"cat"}} with ids 1..K (0 is the background): convert the dataset again.'
         )
-    entries = metadata.get('files')
-    if not isinstance(entries, list) or not all(
-        isinstance(f, dict)
-        and isinstance(f.get('name'), str)
-        and isinstance(f.get('num_examples'), int)
-        for f in entries
-    ):
+    problem = _category_ids_problem(metadata['classes'])
+    if problem:
         raise ValueError(
-            f"{path}: 'files' is not a list of {{name, num_examples}}; convert the dataset again."
+            f"{path}: {problem}; expected every class or none to have a 'coco_category_id' (the "
+            f'COCO category id of its label), a distinct integer in 0..2**63-1: convert the '
+            f'dataset again.'
+        )
+    entries = metadata.get('files')
+    problem = _files_problem(entries)
+    if problem:
+        raise ValueError(
+            f"{path}: {problem}; expected 'files' to list each shard as {{\"name\": str, "
+            f'"num_examples": int, "size": int, "sha256": str}} with counts and sizes in '
+            f'0..2**63-1: convert the dataset again.'
+        )
+    total = metadata.get('num_examples')
+    if not _is_count(total):
+        raise ValueError(
+            f'{path}: num_examples is {reprlib.repr(total)}, not an integer in 0..2**63-1; '
+            'convert the dataset again.'
         )
     for f in entries:
         if os.path.basename(f['name']) != f['name'] or f['name'] in ('', '.', '..'):
@@ -904,9 +920,9 @@ def read_metadata(path, verify_digests=False):
         )
     for file, entry in zip(files, entries):
         _check_shard(file, entry, path, verify_digests)
-    if sum(f['num_examples'] for f in entries) != metadata.get('num_examples'):
+    if sum(f['num_examples'] for f in entries) != total:
         raise ValueError(
-            f"{path}: num_examples {metadata.get('num_examples')!r} is not the sum of its shards' "
+            f"{path}: num_examples {total!r} is not the sum of its shards' "
             f"counts ({sum(f['num_examples'] for f in entries)}); convert the dataset again."
         )
     return metadata, files
@@ -937,11 +953,67 @@ def _classes_problem(metadata):
     return None
 
 
+def _category_ids_problem(classes):
+    """Why the `coco_category_id`s of metadata `classes` (checked by _classes_problem) are not
+    absent from every class or, in every class, distinct integers in 0..2**63-1 (as the COCO
+    converter writes them, and the model card and COCO evaluation take them), as a str; None when
+    they are."""
+    key = 'coco_category_id'
+    having = [index for index, entry in enumerate(classes) if key in entry]
+    if not having:
+        return None
+    if len(having) < len(classes):
+        index = next(i for i in range(len(classes)) if i not in set(having))
+        return f"'classes'[{index}] has no '{key}' while {len(having)} other classes have one"
+    seen = {}
+    for index, entry in enumerate(classes):
+        value = entry[key]
+        if not _is_count(value):
+            return (
+                f"'classes'[{index}] has {key} {reprlib.repr(value)}, not an integer in 0..2**63-1"
+            )
+        if value in seen:
+            return f"'classes'[{seen[value]}] and [{index}] have one {key} {value}"
+        seen[value] = index
+    return None
+
+
+def _is_count(value):
+    """An int (not a bool) in 0..2**63-1: a count, size or id as int64 holds it."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT64
+
+
+def _is_sha256(value):
+    return isinstance(value, str) and re.fullmatch(r'[0-9a-f]{64}', value) is not None
+
+
+def _files_problem(entries):
+    """Why a metadata's 'files' is not a list of {name: str, num_examples: int in 0..2**63-1} with
+    optional 'size' (int in 0..2**63-1) and 'sha256' (64 hex digits), as a str; None when it is."""
+    if not isinstance(entries, list):
+        return f"'files' is {reprlib.repr(entries)}, not a list"
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            return f"'files'[{index}] is {reprlib.repr(entry)}, not an object"
+        for key, required, what, ok in (
+            ('name', True, 'a string', lambda v: isinstance(v, str)),
+            ('num_examples', True, 'an integer in 0..2**63-1', _is_count),
+            ('size', False, 'an integer in 0..2**63-1', _is_count),
+            ('sha256', False, 'a sha256 of 64 hex digits', _is_sha256),
+        ):
+            if key not in entry:
+                if required:
+                    return f"'files'[{index}] has no '{key}'"
+            elif not ok(entry[key]):
+                return f"'files'[{index}] has {key} {reprlib.repr(entry[key])}, not {what}"
+    return None
+
+
 def _check_shard(file, entry, meta_path, verify_digests):
     """Raises DatasetFilesError when a shard is not what the metadata recorded."""
     again = 'convert the data again (or restore the shard)'
     st = os.stat(file)  # a regular file: read_metadata checked
-    if isinstance(entry.get('size'), int):
+    if 'size' in entry:  # an int: read_metadata checked
         if st.st_size != entry['size']:
             raise DatasetFilesError(
                 f'{file} has {st.st_size} bytes but {os.path.basename(meta_path)} lists '
@@ -957,7 +1029,7 @@ def _check_shard(file, entry, meta_path, verify_digests):
                 f'{file} holds {count} records but {os.path.basename(meta_path)} lists '
                 f'{entry["num_examples"]}; {again}.'
             )
-    if verify_digests and isinstance(entry.get('sha256'), str):
+    if verify_digests and 'sha256' in entry:
         digest = file_digest(file)['sha256']
         if digest != entry['sha256']:
             raise DatasetFilesError(

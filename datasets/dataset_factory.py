@@ -266,10 +266,11 @@ def _load_metadata(path, verify_digests=False):
 def category_ids(metadata):
     """The COCO category ids of labels 1..K (tuple of ints, in label order) that records'
     `metadata` gives their classes (`coco_category_id`, see datasets/coco.py), or None: no
-    metadata (older records), or a class without one (other sources)."""
+    metadata (older records), or classes without them (other sources). convert.read_metadata has
+    checked them: in every class or in none, distinct integers in 0..2**63-1."""
     classes = sorted((metadata or {}).get('classes', []), key=lambda c: c['id'])
     if classes and all('coco_category_id' in c for c in classes):
-        return tuple(int(c['coco_category_id']) for c in classes)
+        return tuple(c['coco_category_id'] for c in classes)
     return None
 
 
