@@ -45,6 +45,8 @@ import dataclasses
 import json
 import os
 import random
+import re
+import reprlib
 import socket
 import sys
 import threading
@@ -54,6 +56,7 @@ from typing import Optional
 from absl import logging
 import tensorflow as tf
 
+from nets import ssd_params
 from tf_extended import tf_errors
 
 v1 = tf.compat.v1
@@ -73,6 +76,7 @@ PS_LOG_SECS = 10.0
 # close its session before the server goes.
 PS_LINGER_SECS = 2.0
 TOKEN_WAIT_TAG = 'ssd_cluster: waiting for a token was interrupted'
+_MISSING = object()
 
 # Events, worker -> chief: (task index, kind, value).
 JOIN, LEAVE, ALIVE, PUSHED = 1, 2, 3, 4
@@ -141,6 +145,53 @@ def _jobs_from_flags(ps_hosts, worker_hosts):
     return jobs
 
 
+_TF_CONFIG_SHAPE = (
+    'TF_CONFIG needs {"cluster": {"ps": ["host:port", ...], "worker": ["host:port", ...]}, '
+    '"task": {"type": "ps" or "worker", "index": n}}'
+)
+
+
+def _is_address(address):
+    host, _, port = address.rpartition(':')
+    return bool(host) and re.fullmatch('[0-9]{1,5}', port) is not None and int(port) <= 65535
+
+
+def _tf_config(text):
+    """(jobs, (job, index)) of TF_CONFIG's JSON; UsageError naming the field that is not what it
+    must be (JSON holds any value: a string for a list, 1e400 or 0.9 for an index). The ps and
+    worker jobs are lists of strings here; `cluster_from` checks the rest as for the flags."""
+
+    def bad(field, value, expected):
+        shown = 'missing' if value is _MISSING else reprlib.repr(value)
+        return UsageError(
+            f'TF_CONFIG: {field} is {shown}, expected {expected}; {_TF_CONFIG_SHAPE}.'
+        )
+
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deep
+        raise UsageError(
+            f'TF_CONFIG is not JSON ({type(e).__name__}: {e}); {_TF_CONFIG_SHAPE}.'
+        ) from None
+    if not isinstance(config, dict):
+        raise bad('the value', config, 'a JSON object')
+    jobs, task = config.get('cluster', _MISSING), config.get('task', _MISSING)
+    if not isinstance(jobs, dict):
+        raise bad('"cluster"', jobs, 'an object of jobs (ps, worker) and their addresses')
+    for job in ('ps', 'worker'):
+        addresses = jobs.get(job, [])
+        if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+            raise bad(f'"cluster.{job}"', addresses, 'a list of "host:port" strings')
+    if not isinstance(task, dict):
+        raise bad('"task"', task, 'an object with this process\' "type" and "index"')
+    job, index = task.get('type', _MISSING), task.get('index', 0)
+    if job not in ('ps', 'worker'):
+        raise bad('"task.type"', job, '"ps" or "worker"')
+    if not ssd_params.is_int(index, 0, sys.maxsize):
+        raise bad('"task.index"', index, f'an int >= 0 (this process\' place in the {job} list)')
+    return jobs, (job, index)
+
+
 def cluster_from(
     ps_hosts='',
     worker_hosts='',
@@ -173,16 +224,7 @@ def cluster_from(
             log('TF_CONFIG is ignored: --ps_hosts/--worker_hosts give the cluster.')
     elif environ.get('TF_CONFIG'):
         source = 'TF_CONFIG'
-        try:
-            config = json.loads(environ['TF_CONFIG'])
-            jobs = config['cluster']
-            task = (config['task']['type'], int(config['task'].get('index', 0)))
-        except (ValueError, KeyError, TypeError) as e:
-            raise UsageError(
-                'TF_CONFIG needs {"cluster": {"ps": [...], "worker": [...]}, '
-                f'"task": {{"type": ..., "index": ...}}}}; '
-                f'{type(e).__name__}: {e}'
-            ) from None
+        jobs, task = _tf_config(environ['TF_CONFIG'])
         if job_name is not None:
             if (job_name, task_index) != task:
                 log(
@@ -202,6 +244,13 @@ def cluster_from(
                 f'{source}: the cluster needs at least one {job} (the variables '
                 f'live on the parameter servers); got {jobs}.'
             )
+    for job in ('ps', 'worker'):
+        for address in jobs[job]:
+            if not _is_address(address):
+                raise UsageError(
+                    f'{source}: {job} address {reprlib.repr(address)} is not host:port (a port '
+                    'number, 0 to 65535, after the last colon).'
+                )
     job, index = task
     if job not in jobs or not 0 <= index < len(jobs[job]):
         raise UsageError(

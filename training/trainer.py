@@ -17,6 +17,7 @@ In a cluster, `training/cluster.py` synchronises the workers and starts and ends
 import dataclasses
 import json
 import os
+import reprlib
 from typing import Optional, Tuple
 
 from absl import logging
@@ -337,15 +338,25 @@ def _remove_unlisted(train_dir, prefixes):
         )
 
 
-def _resume_record(card, settings, dataset, step):
+def _resume_record(card, settings, dataset, step, path=card_lib.CARD_FILE):
     """(the card with this resume recorded, [(logging level, line)]) when the resume's settings or
     data differ from the training's so far (its card's provenance: the first run's settings,
-    updated by the resumes recorded since); (card, []) otherwise or for a card without a record.
+    updated by the resumes recorded since); (card, []) otherwise or for a card without a record;
+    (card, [a warning naming `path` and the field]) for a record that cannot be read.
 
     The step count and the learning-rate schedule continue with the new values, and the data of
     every resume is named in the card: evaluation's warning on a split the model was trained on
     reads it (`evaluation.evaluate.trained_on`)."""
-    runs = recorded_runs(card)
+    runs, problem = _recorded_runs(card)
+    if problem:
+        return card, [
+            (
+                logging.WARNING,
+                f'{path}: {problem}; the training so far cannot be read from it: this resume '
+                "is not recorded in the card, and the step lines count epochs from step 0 at "
+                "this run's batch size.",
+            )
+        ]
     if runs is None:
         return card, []
     _, recorded, data = runs[-1]
@@ -402,38 +413,70 @@ def _resume_record(card, settings, dataset, step):
     return card.replace(provenance=dict(card.provenance, resumed=resumes + [resume])), lines
 
 
-def recorded_runs(card):
-    """[(first step, settings, dataset)] of the training runs the card's provenance records: the
-    first run's from step 0, then each resume's (the settings so far with its changes, its data
-    or the data so far); None for a card without a record."""
+# Steps, batch sizes, clones and examples a card's record may hold: JSON holds any int (10**400
+# would overflow the epochs' float).
+_MAX_COUNT = 2**63 - 1
+
+
+def _recorded_runs(card):
+    """(`recorded_runs`, None), or (None, what is wrong) for a record that cannot be read: the
+    field, its value and what it should be."""
     provenance = card.provenance if isinstance(card.provenance, dict) else {}
     recorded, data = provenance.get('settings'), provenance.get('dataset')
     if not isinstance(recorded, dict) or not isinstance(data, dict):
-        return None
+        return None, None
+    resumes = provenance.get('resumed') or []
+    if not isinstance(resumes, list):
+        return None, f'provenance.resumed is {reprlib.repr(resumes)}, expected a list of resumes'
     runs = [(0, recorded, data)]
-    for resume in provenance.get('resumed') or []:
-        if isinstance(resume, dict):
-            changes = resume.get('changes') or {}
-            recorded = dict(recorded, **{k: v[1] for k, v in changes.items()})
-            data = resume.get('dataset') or data
-            runs.append((resume.get('step'), recorded, data))
-    return runs
+    for i, resume in enumerate(resumes):
+        if not isinstance(resume, dict):
+            continue
+        field = f'provenance.resumed[{i}]'
+        step, changes = resume.get('step'), resume.get('changes') or {}
+        if not ssd_params.is_int(step, 0, _MAX_COUNT):
+            return None, f'{field}.step is {reprlib.repr(step)}, expected a step (an int >= 0)'
+        if not isinstance(changes, dict) or not all(
+            isinstance(v, list) and len(v) == 2 for v in changes.values()
+        ):
+            return None, (
+                f'{field}.changes is {reprlib.repr(changes)}, expected an object of '
+                'setting: [old value, new value]'
+            )
+        if not isinstance(resume.get('dataset') or {}, dict):
+            return None, (
+                f'{field}.dataset is {reprlib.repr(resume["dataset"])}, expected an object '
+                '(name, split, dir, num_examples)'
+            )
+        recorded = dict(recorded, **{k: v[1] for k, v in changes.items()})
+        data = resume.get('dataset') or data
+        runs.append((step, recorded, data))
+    return runs, None
+
+
+def recorded_runs(card):
+    """[(first step, settings, dataset)] of the training runs the card's provenance records: the
+    first run's from step 0, then each resume's (the settings so far with its changes, its data
+    or the data so far); None for a card without a record, or with one that cannot be read
+    (`_resume_record` says which field)."""
+    return _recorded_runs(card)[0]
 
 
 def epochs_at(card, step):
     """Epochs trained up to global `step` as the card's provenance records the runs
-    (`recorded_runs`): each run's batch and data from its first step on; None without a record.
+    (`recorded_runs`): each run's batch and data from its first step on; None without a record,
+    or with one whose batch sizes, clones or example counts are not counts (ints >= 1).
     (Step x this run's batch / examples went backwards after a resume with a smaller batch.)"""
     runs = recorded_runs(card)
     if runs is None:
         return None
     epochs = 0.0
-    try:
-        for (start, run, run_data), (end, *_) in zip(runs, runs[1:] + [(step,)]):
-            images = run['batch_size'] * run.get('num_clones', 1)
-            epochs += max(0, min(end, step) - start) * images / run_data['num_examples']
-    except (KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError):
-        return None
+    for (start, run, run_data), (end, *_) in zip(runs, runs[1:] + [(step,)]):
+        batch, clones = run.get('batch_size'), run.get('num_clones', 1)
+        examples = run_data.get('num_examples')
+        if not all(ssd_params.is_int(n, 1, _MAX_COUNT) for n in (batch, clones, examples)):
+            return None
+        epochs += max(0, min(end, step) - start) * batch * clones / examples
     return epochs
 
 
@@ -910,8 +953,9 @@ def _train(settings, cluster, config, master):
                 )
             )
         if card_path is not None and resume_from is not None and cluster.is_chief:
-            card, resume_lines = _resume_record(card, settings, dataset, resume_step)
-            if resume_lines:
+            resumed, resume_lines = _resume_record(card, settings, dataset, resume_step, card_path)
+            if resumed is not card:
+                card = resumed
                 # Recorded once this run has trained: a resume aborted at once (seeing its log's
                 # warning, say) leaves the card as it was.
                 listeners.append(
