@@ -474,10 +474,12 @@ def describe_source(detector):
         return f'checkpoint {prefix} (step {step}{weights})' + (f'\n{note}' if note else '')
     path = next(FLAGS[s].value for s in SOURCES[1:] if FLAGS[s].value)
     try:
-        meta, _ = card_lib.read_export_metadata(path)
+        # Its step checked (an int, or None): a metadata.json's other value is a CardError
+        # naming the file.
+        meta, meta_path = card_lib.read_export_metadata(path)
     except FileNotFoundError:  # an OpenVINO IR carrying its card in its runtime info
-        meta = {}
-    step = card_lib.export_step(meta)
+        meta, meta_path = {}, None
+    step = card_lib.export_step(meta, meta_path)
     exported = '' if step is None else f', exported at step {step}'
     return f'model {path}: {card_lib.describe(detector.card)}{exported}'
 

@@ -6,6 +6,7 @@ Metric keys used everywhere (summary JSON, TensorBoard tags, the watcher's histo
 Per-class APs use the same keys: {'voc07'|'voc12'|'coco': {class name: AP or None}}.
 """
 
+import numbers
 import os
 import re
 import shutil
@@ -31,6 +32,8 @@ OUTPUT_FILES_KEY = 'output_files'
 # temp_dirs label of an evaluation's staging folder (the watcher removes stale ones at start).
 STAGING_LABEL = 'staging'
 _MAX_RESULTS_JSON_BYTES = 64 << 20
+# An event's step is an int64 (as TF's global_step).
+_EVENT_STEPS = (-(2**63), 2**63 - 1)
 
 
 def make_staging_dir(target):
@@ -316,7 +319,17 @@ def write_tensorboard(summary_dir, step, values, class_ap, writer=None):
     `step` to the event file of `summary_dir`. Absent classes (AP None) are not written.
 
     writer: an open `tf.compat.v1.summary.FileWriter` to append to (flushed, left open), so a
-      long run (the watcher) writes one event file; None: a new event file for this call."""
+      long run (the watcher) writes one event file; None: a new event file for this call.
+
+    step: an int64 integer: a checkpoint's step (`checkpoints.checkpoint_step`, the watcher's
+      ledger) or an export's (`card.export_step`), each checked where it is read from a file.
+      Anything else is a caller's bug, refused (ValueError) rather than truncated by int()."""
+    low, high = _EVENT_STEPS
+    if not (
+        isinstance(step, numbers.Integral) and not isinstance(step, bool) and low <= step <= high
+    ):
+        raise ValueError(f'TensorBoard step {step!r:.80} is not an int64 integer.')
+    step = int(step)  # numpy's integers too
     import tensorflow as tf
 
     v1 = tf.compat.v1
@@ -327,12 +340,12 @@ def write_tensorboard(summary_dir, step, values, class_ap, writer=None):
         value=[v1.Summary.Value(tag=tag, simple_value=float(value)) for tag, value in entries]
     )
     if writer is not None:
-        writer.add_summary(summary, int(step))
+        writer.add_summary(summary, step)
         writer.flush()
         return
     writer = open_event_writer(summary_dir)
     try:
-        writer.add_summary(summary, int(step))
+        writer.add_summary(summary, step)
     finally:
         writer.close()
 

@@ -58,6 +58,8 @@ CAFFE_DETECTION_NAMES = {
 EVAL_RESIZE = 'WARP_RESIZE'
 # Bound of top_k / keep_top_k (Caffe's are 400 / 200; the outputs are padded to keep_top_k).
 MAX_DETECTIONS = 100_000
+# Bound of a checkpoint's global step read from a file (TF's global_step and event steps: int64).
+MAX_STEP = 2**63 - 1
 
 
 class CardError(ValueError):
@@ -256,6 +258,8 @@ class ModelCard:
 
 def from_dict(meta, source='<card>'):
     """The `ModelCard` of a card's JSON content (also an export metadata.json of version 0)."""
+    if not isinstance(meta, dict):
+        raise CardError(f'{source}: the model card is {meta!r:.80}, not a JSON object.')
     version = meta.get('format_version', 0)
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CardError(
@@ -301,7 +305,12 @@ def _category_ids_problem(ids, count):
 
 @contextlib.contextmanager
 def _reading(source):
-    """Turns the errors of reading a card's content into one CardError naming `source`."""
+    """Turns the errors of reading a card's content into one CardError naming `source`.
+
+    The content is JSON from a file: besides the checks' errors, a value of another type than
+    the code expects (TypeError / AttributeError), an integer beyond float64's range
+    (OverflowError) or lists nested near the parser's limit (RecursionError) is the file's
+    fault, not a bug to show as a traceback."""
     try:
         yield
     except CardError as err:
@@ -310,7 +319,12 @@ def _reading(source):
         raise CardError(f'{source}: not a valid model card: {str(err).rstrip(".")}.') from None
     except KeyError as err:
         raise CardError(f'{source}: not a valid model card (no field {err}).') from None
-    except (TypeError, ValueError) as err:
+    except RecursionError:
+        raise CardError(
+            f'{source}: not a valid model card: it nests its JSON too deeply to read (a card '
+            f'nests lists a few levels at most); write it again with the project.'
+        ) from None
+    except (TypeError, ValueError, OverflowError, AttributeError) as err:
         raise CardError(f'{source}: not a valid model card: {str(err).rstrip(".")}.') from None
 
 
@@ -355,6 +369,9 @@ def _from_caffe_config(config, source):
 def _card_of_caffe_config(config, model_name, source):
     cls = nets_factory.get_network(model_name)
     params = ssd_params_lib.params_from_dict(cls.default_params, config['ssd_params'])
+    for name in ('detection', 'preprocessing'):
+        if not isinstance(config.get(name) or {}, dict):
+            raise ValueError(f'{name} is {config[name]!r:.80}, expected a JSON object')
     detection = {
         CAFFE_DETECTION_NAMES[k]: v
         for k, v in (config.get('detection') or {}).items()
@@ -362,11 +379,17 @@ def _card_of_caffe_config(config, model_name, source):
     }
     pre = config.get('preprocessing') or {}
     default = preprocessing_factory.get_preprocessing(model_name)
+    mean, scale = pre.get('mean_rgb', default.mean_rgb), pre.get('scale', default.scale)
+    is_number = ssd_params_lib.is_number
+    if not (isinstance(mean, (list, tuple)) and len(mean) == 3 and all(is_number(m) for m in mean)):
+        raise ValueError(f'preprocessing.mean_rgb is {mean!r:.80}, expected 3 numbers (R, G, B)')
+    if not is_number(scale, above=0):
+        raise ValueError(f'preprocessing.scale is {scale!r:.80}, expected a number > 0')
     return ModelCard(
         model_name,
         params,
-        tuple(float(m) for m in pre.get('mean_rgb', default.mean_rgb)),
-        float(pre.get('scale', default.scale)),
+        tuple(float(m) for m in mean),
+        float(scale),
         default_class_names(params.num_classes),
         DetectionSettings.from_dict(detection, source),
         provenance={'converted_from': config.get('source')},
@@ -419,7 +442,8 @@ def check_export_finished(path):
 def read_export_metadata(path):
     """(metadata dict, its path) of an export: `metadata.json` beside a model file, or in a
     SavedModel folder's `assets.extra/`. Raises FileNotFoundError (none there) or CardError
-    (ExportUnfinishedError: `check_export_finished`)."""
+    (ExportUnfinishedError: `check_export_finished`; a metadata.json whose export step is not
+    one, `export_step`: refused here, before a caller evaluates or detects with the model)."""
     check_export_finished(path)
     if os.path.isdir(path):
         meta_path = os.path.join(path, 'assets.extra', EXPORT_METADATA_FILE)
@@ -430,12 +454,44 @@ def read_export_metadata(path):
             f'{path}: no {EXPORT_METADATA_FILE} beside it; copy the one export_ssd_network.py '
             f'wrote with the model next to it.'
         )
-    return read_json_object(meta_path, 'export metadata'), meta_path
+    meta = read_json_object(meta_path, 'export metadata')
+    export_step(meta, meta_path)
+    return meta, meta_path
 
 
-def export_step(meta):
-    """The global step of the checkpoint an export was made from (its metadata dict), or None."""
-    return ((meta.get('export') or {}).get('checkpoint') or {}).get('step')
+def export_step(meta, source='the export metadata'):
+    """The global step of the checkpoint an export was made from (its metadata dict
+    `export.checkpoint.step`, an int in [0, MAX_STEP]), or None where the metadata has none.
+
+    Raises CardError naming `source` (the metadata file) for a value of another kind: `export`
+    or `export.checkpoint` not a JSON object, a step not such an integer (a float, NaN or
+    Infinity, beyond int64, a list): the evaluation's results and TensorBoard events, and
+    detect's report, record the step as an integer."""
+    export = meta.get('export')
+    checkpoint = None
+    if export is not None:
+        if not isinstance(export, dict):
+            raise CardError(
+                f'{source}: its export is {export!r:.80}, expected a JSON object (the '
+                f'export\'s details); export the model again with export_ssd_network.py.'
+            )
+        checkpoint = export.get('checkpoint')
+    if checkpoint is None:
+        return None
+    if not isinstance(checkpoint, dict):
+        raise CardError(
+            f'{source}: its export.checkpoint is {checkpoint!r:.80}, expected a JSON object '
+            f'(the exported checkpoint\'s path and step); export the model again with '
+            f'export_ssd_network.py.'
+        )
+    step = checkpoint.get('step')
+    if step is not None and not ssd_params_lib.is_int(step, 0, MAX_STEP):
+        raise CardError(
+            f'{source}: its export.checkpoint.step is {step!r:.80}, expected the exported '
+            f'checkpoint\'s global step (an integer in [0, 2**63-1]); export the model again '
+            f'with export_ssd_network.py, or correct the step in the file.'
+        )
+    return step
 
 
 def write(path, card):

@@ -159,6 +159,10 @@ MAX_CLASSES = 100_000
 MAX_ANCHORS = 2_000_000
 MAX_RATIOS = 32
 MAX_DEPTH_MULTIPLIER = 4.0
+# SSD parameters nest lists 2 levels deep at most (per layer (min_size, max_size) pairs, the
+# extra layers' specs); a file's value nested deeper is refused before it is converted (lists
+# nested near the JSON parser's limit would exhaust Python's recursion).
+MAX_PARAM_NESTING = 3
 ANCHOR_CLIPS = (False, True, 'size', 'center_size')
 
 
@@ -287,12 +291,30 @@ def _short(value, limit=80):
     return text if len(text) <= limit else text[:limit] + '...'
 
 
+def _nesting(value, limit):
+    """How many levels `value` nests lists, tuples and dicts (0: none), counted without
+    recursion; past `limit` the count stops (at limit + 1)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack and deepest <= limit:
+        item, depth = stack.pop()
+        if isinstance(item, (list, tuple, dict)):
+            deepest = max(deepest, depth + 1)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def params_from_dict(base, overrides):
     """`base` with the fields in `overrides` (e.g. read from a converted model's JSON) replaced,
     checked (`check_params`).
 
-    Unknown keys are an error (a typo would otherwise silently change nothing).
+    Unknown keys are an error (a typo would otherwise silently change nothing); so is a value
+    nesting lists (or objects) more than MAX_PARAM_NESTING levels deep.
     """
+    if not isinstance(overrides, dict):
+        raise ValueError(
+            f'ssd_params is {_short(overrides)}, expected a JSON object of SSD parameters'
+        )
     unknown = sorted(set(overrides) - set(SSDParams._fields))
     if unknown:
         raise ValueError(
@@ -300,7 +322,15 @@ def params_from_dict(base, overrides):
             % (', '.join(unknown), ', '.join(SSDParams._fields))
         )
 
-    def tuples(value):
+    for key, value in overrides.items():
+        if _nesting(value, MAX_PARAM_NESTING) > MAX_PARAM_NESTING:
+            raise ValueError(
+                f'SSD parameter {key} nests lists more than {MAX_PARAM_NESTING} levels deep; '
+                f'SSD parameters nest 2 at most (e.g. anchor_sizes: a [min_size, max_size] pair '
+                f'per layer)'
+            )
+
+    def tuples(value):  # recursion bounded by the nesting checked above
         if isinstance(value, list):
             return tuple(tuples(v) for v in value)
         return value
