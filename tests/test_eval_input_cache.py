@@ -417,21 +417,20 @@ def test_fill_that_fails_leaves_the_cache_empty(data, fresh, records_read, monke
         assert evaluator.input_cache_images == NUM_TEST
 
 
-def test_watcher_fills_the_cache_while_it_waits(data, fresh, records_read, tmp_path):
-    """A watcher started before the first checkpoint decodes the split while it waits: that
-    checkpoint's evaluation reads no record and gives the fresh evaluation's detections."""
+def _watch_a_checkpoint_arrive(data, tmp_path, at_first_sleep=lambda: None):
+    """A watch (64 MiB of input cache) of an empty training folder, where the fixture's
+    checkpoint appears as model.ckpt-5 at the watcher's first sleep, after `at_first_sleep()`;
+    it stops 10 s (of a fake clock) after that. Returns (ledger entries, log lines, eval_dir)."""
     train_dir, eval_dir = tmp_path / 'train', str(tmp_path / 'eval')
     train_dir.mkdir()
     clock = {'now': 0.0}
-    reads_before_checkpoint = []
 
     def sleep(seconds):
         clock['now'] += seconds
-        if not reads_before_checkpoint:
-            reads_before_checkpoint.append(records_read())
+        if not any(train_dir.iterdir()):
+            at_first_sleep()
             for path in glob.glob(data['prefix'] + '.*'):
-                suffix = path[len(data['prefix']) :]
-                shutil.copy(path, train_dir / f'model.ckpt-5{suffix}')
+                shutil.copy(path, train_dir / f'model.ckpt-5{path[len(data["prefix"]) :]}')
 
     lines = []
     entries = watcher.watch(
@@ -444,6 +443,16 @@ def test_watcher_fills_the_cache_while_it_waits(data, fresh, records_read, tmp_p
         clock=lambda: clock['now'],
         sleep=sleep,
         input_cache_mb=64,
+    )
+    return entries, lines, eval_dir
+
+
+def test_watcher_fills_the_cache_while_it_waits(data, fresh, records_read, tmp_path):
+    """A watcher started before the first checkpoint decodes the split while it waits: that
+    checkpoint's evaluation reads no record and gives the fresh evaluation's detections."""
+    reads_before_checkpoint = []
+    entries, lines, eval_dir = _watch_a_checkpoint_arrive(
+        data, tmp_path, lambda: reads_before_checkpoint.append(records_read())
     )
     assert [e['status'] for e in entries] == ['evaluated']
     assert reads_before_checkpoint == [3] and records_read() == 0
@@ -474,28 +483,7 @@ def test_watcher_whose_fill_fails_goes_on_and_decodes(
         return fill(evaluator, log)
 
     monkeypatch.setattr(evaluate.CheckpointEvaluator, 'fill_input_cache', fails_once)
-    train_dir = tmp_path / 'train'
-    train_dir.mkdir()
-    clock = {'now': 0.0}
-
-    def sleep(seconds):
-        clock['now'] += seconds
-        if clock['now'] == 5.0:
-            for path in glob.glob(data['prefix'] + '.*'):
-                shutil.copy(path, train_dir / f'model.ckpt-5{path[len(data["prefix"]) :]}')
-
-    lines = []
-    entries = watcher.watch(
-        _settings(data),
-        str(train_dir),
-        str(tmp_path / 'eval'),
-        interval_secs=5.0,
-        timeout_secs=10.0,
-        log=lines.append,
-        clock=lambda: clock['now'],
-        sleep=sleep,
-        input_cache_mb=64,
-    )
+    entries, lines, _ = _watch_a_checkpoint_arrive(data, tmp_path)
     assert [e['status'] for e in entries] == ['evaluated'] and len(fills) == 1
     assert entries[0]['metrics'] == fresh['all'][0].metrics
     assert (
