@@ -91,10 +91,9 @@ flags.DEFINE_alias('max_number_of_steps', 'final_step')
 flags.DEFINE_integer(
     'input_cache_mb',
     1024,
-    'Watcher: memory (MiB) for the split\'s decoded and preprocessed input, decoded while '
-    'the watcher waits for the first checkpoint (or in the first evaluation) so that the '
-    'evaluations do not decode it (float32: 1.03 MiB per image at 300x300, 3 MiB at 512x512; '
-    'the first batches up to it; 0: none).',
+    'Watcher: memory (MiB) for the split\'s decoded and preprocessed input, decoded once '
+    'before the first evaluation so that the evaluations do not decode it (float32: 1.03 MiB '
+    'per image at 300x300, 3 MiB at 512x512; the first batches up to it; 0: none).',
     lower_bound=0,
 )
 flags.DEFINE_enum(

@@ -612,10 +612,9 @@ class CheckpointEvaluator:
 
     def fill_input_cache(self, log=None):
         """Fills the input cache before any evaluation, from the records alone (the network
-        input does not depend on the weights): the eval watcher decodes the split while it
-        waits for the trainer's first checkpoint, so that its evaluations all take the input
-        from memory. Does nothing when the cache is off or filled. Returns the cached images.
-        """
+        input does not depend on the weights): the eval watcher decodes the split before its
+        first evaluation, so that its evaluations all take the input from memory. Does nothing
+        when the cache is off or filled. Returns the cached images."""
         log = log or (lambda line: print(line, flush=True))
         if not self._input_cache_bytes:
             return 0

@@ -1,7 +1,7 @@
 """The eval watcher's input cache: the split's batches as the input pipeline gives them (decoded
 and preprocessed network input, with the ground truth), kept in memory between the evaluations
-of one graph so that they are decoded once: by `fill` while the watcher waits for its first
-checkpoint (the network input does not depend on the weights), or by the first evaluation.
+of one graph so that they are decoded once: by `fill` before the watcher's first evaluation
+(the network input does not depend on the weights), or by the first evaluation.
 
 Decoding, resizing and normalising cost 1-2 ms of CPU per image, beside a small net sharing the
 cores with training (ssd_300_mobilenet at depth 0.5 on 2 cores: 5.5 ms per image in the net),
@@ -144,7 +144,7 @@ class InputCache:
     def fill(self, sess, inputs, total_images):
         """Fills the cache from the input iterator alone, which must start at the split's
         start: the network input does not depend on the weights, so no evaluation is needed
-        (the eval watcher calls it while it waits for a first checkpoint). Reads no further
+        (the eval watcher calls it before its first evaluation). Reads no further
         than the budget. Returns `commit`'s line; does nothing when the cache is off or filled.
         `total_images`: the images an evaluation covers, for the line."""
         if self._filled or not self.budget_bytes:

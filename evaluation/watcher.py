@@ -90,6 +90,8 @@ EVALUATED, UNAVAILABLE = 'evaluated', 'unavailable'
 # interval_secs)`), so that the watcher has looked again for a new checkpoint or a removed marker
 # before it stops, however rarely it scans.
 STALE_MARKER_GRACE_SECS = 120.0
+# How often `wait_for_card` looks for the trainer's card (at most --eval_interval_secs).
+CARD_POLL_SECS = 1.0
 # Reading limits for the watcher's own files in eval_dir (a ledger entry is about 2 KB).
 _MAX_LEDGER_BYTES = 256 << 20
 _MAX_JSON_BYTES = 16 << 20
@@ -513,7 +515,9 @@ def wait_for_card(
 ):
     """Waits until `checkpoint_dir` holds a model card or a checkpoint (a trainer writes its card
     before its first checkpoint), or `timeout_secs` pass; a folder that is not there yet counts
-    as empty. Returns True when one is there, False after the timeout."""
+    as empty. Looks every `interval_secs`, at most CARD_POLL_SECS: the trainer's first
+    checkpoint follows its card within seconds, and the watcher fills its input cache between
+    them. Returns True when one is there, False after the timeout."""
     log = log or (lambda line: print(line, flush=True))
     start = clock()
     said = False
@@ -534,10 +538,9 @@ def wait_for_card(
                 f'{checkpoint_dir}{missing}'
             )
             said = True
+        wait = min(interval_secs, CARD_POLL_SECS)
         sleep(
-            interval_secs
-            if timeout_secs is None
-            else max(0.0, min(interval_secs, timeout_secs - (clock() - start)))
+            wait if timeout_secs is None else max(0.0, min(wait, timeout_secs - (clock() - start)))
         )
     return True
 
@@ -716,8 +719,7 @@ def watch(
       lock: the folder_lock.FolderLock of `eval_dir` the caller holds (eval_ssd_network.py takes
         it at its start); None: the watch takes the folder's lock itself.
       input_cache_mb: memory for the split's decoded network input (`evaluation.input_cache`;
-        0: decoded by every evaluation). It is filled when the watcher first has no checkpoint
-        to evaluate, or by an evaluation before that.
+        0: decoded by every evaluation), filled before the first evaluation.
     Returns:
       the ledger entries written by this call, in order.
     Raises:
@@ -853,6 +855,19 @@ def _watch(
     restart_seen = None
     fill_input = True
     while True:
+        # Before any evaluation, and again when the records changed: the split's input is
+        # decoded alone (the watcher's first checkpoint may be there already: a trainer writes
+        # one at step 0, seconds after its card), so every evaluation takes it from memory. A
+        # read that fails here (the records, or a transient error) is left to the evaluations.
+        if fill_input:
+            try:
+                evaluator.fill_input_cache(log)
+            except tf.errors.OpError as err:
+                fill_input = False
+                log(
+                    f'[watch] the input cache is not filled ({type(err).__name__}: '
+                    f'{err.message}); the evaluations decode the split.'
+                )
         pending = [(p, m) for p, m in _scan(checkpoint_dir) if not handled(p, m)]
         for prefix, mtime in pending:
             entry = _handle(settings, prefix, mtime, **context)
@@ -922,17 +937,6 @@ def _watch(
                 )
             log(f'[watch] no new checkpoint in {checkpoint_dir} for {timeout_secs:g} s; stopping.')
             return written
-        # Idle: the split's input is decoded now rather than during the first evaluation. A read
-        # that fails here (the records, or a transient error) is left to the evaluations.
-        if fill_input:
-            try:
-                evaluator.fill_input_cache(log)
-            except tf.errors.OpError as err:
-                fill_input = False
-                log(
-                    f'[watch] the input cache is not filled ({type(err).__name__}: '
-                    f'{err.message}); the evaluations decode the split.'
-                )
         wait = (
             interval_secs
             if timeout_secs is None

@@ -417,20 +417,27 @@ def test_fill_that_fails_leaves_the_cache_empty(data, fresh, records_read, monke
         assert evaluator.input_cache_images == NUM_TEST
 
 
-def _watch_a_checkpoint_arrive(data, tmp_path, at_first_sleep=lambda: None):
+def _watch_a_checkpoint_arrive(data, tmp_path, at_first_sleep=lambda: None, there=False):
     """A watch (64 MiB of input cache) of an empty training folder, where the fixture's
-    checkpoint appears as model.ckpt-5 at the watcher's first sleep, after `at_first_sleep()`;
-    it stops 10 s (of a fake clock) after that. Returns (ledger entries, log lines, eval_dir)."""
+    checkpoint appears as model.ckpt-5 at the watcher's first sleep, after `at_first_sleep()`
+    (`there`: before the watch starts); it stops 10 s (of a fake clock) after that. Returns
+    (ledger entries, log lines, eval_dir)."""
     train_dir, eval_dir = tmp_path / 'train', str(tmp_path / 'eval')
     train_dir.mkdir()
     clock = {'now': 0.0}
+
+    def arrive():
+        for path in glob.glob(data['prefix'] + '.*'):
+            shutil.copy(path, train_dir / f'model.ckpt-5{path[len(data["prefix"]) :]}')
 
     def sleep(seconds):
         clock['now'] += seconds
         if not any(train_dir.iterdir()):
             at_first_sleep()
-            for path in glob.glob(data['prefix'] + '.*'):
-                shutil.copy(path, train_dir / f'model.ckpt-5{path[len(data["prefix"]) :]}')
+            arrive()
+
+    if there:
+        arrive()
 
     lines = []
     entries = watcher.watch(
@@ -466,6 +473,22 @@ def test_watcher_fills_the_cache_while_it_waits(data, fresh, records_read, tmp_p
     assert entries[0]['metrics'] == fresh['all'][0].metrics
     got = {k: v for k, v in _files(results_dir).items() if k != 'results.txt'}
     assert got == {k: v for k, v in fresh['all'][1].items() if k != 'results.txt'}
+
+
+def test_watcher_fills_the_cache_before_a_checkpoint_already_there(
+    data, fresh, records_read, tmp_path
+):
+    """Started when a checkpoint is there (a trainer writes one at step 0 seconds after its
+    card), the watcher decodes the split alone first: that evaluation is fed from memory."""
+    entries, lines, eval_dir = _watch_a_checkpoint_arrive(data, tmp_path, there=True)
+    assert [e['status'] for e in entries] == ['evaluated'] and records_read() == 3
+    decoding = [i for i, line in enumerate(lines) if "decoding the split's first" in line]
+    evaluated = [i for i, line in enumerate(lines) if line.startswith('[watch] model.ckpt-5')]
+    assert len(decoding) == 1 and decoding[0] < evaluated[0]
+    results_dir = os.path.join(eval_dir, entries[0]['results_dir'])
+    summary = json.load(open(os.path.join(results_dir, 'results.json')))
+    assert summary['input_cached_images'] == NUM_TEST
+    assert entries[0]['metrics'] == fresh['all'][0].metrics
 
 
 def test_watcher_whose_fill_fails_goes_on_and_decodes(
