@@ -838,7 +838,10 @@ def evaluate_batches(
             classes=_class_rows(class_names, label_ids, voc, coco_result, coco_counts),
             settings=settings.to_dict(),
         )
-        tables = [voc.format_table(label_ids)] if voc is not None else []
+        tables = []
+        if voc is not None:
+            rules = [m for m in settings.metrics if m in voc_metrics.VOC_RULES]
+            tables.append(voc.format_table(label_ids, rules))
         if coco_result is not None:
             tables.append(
                 eval_outputs.format_coco_table(

@@ -98,13 +98,15 @@ def main(_):
         time.sleep(30)
     if flags.FLAGS.name == 'interrupt_at_exit':
         atexit.register(ctrl_c_while_exiting)
+    if flags.FLAGS.name == 'print':
+        print('x' * 1000, flush=True)
 
 
 logs.run(main, lambda: 'kept out/a.json; run the same command to resume')
 '''
 
 
-def _run_tiny(tmp_path, *args):
+def _run_tiny(tmp_path, *args, stdout=subprocess.PIPE):
     script = tmp_path / 'tiny.py'
     script.write_text(SCRIPT)
     env = dict(os.environ, PYTHONPATH=ROOT)
@@ -112,7 +114,8 @@ def _run_tiny(tmp_path, *args):
         [sys.executable, str(script), *args],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
         text=True,
         timeout=120,
     )
@@ -124,6 +127,19 @@ def test_help_exits_zero_and_shows_the_usage(tmp_path):
         assert proc.returncode == 0, (flag, proc.stderr)
         assert 'python tiny.py --name=x' in proc.stdout and '--name' in proc.stdout
     assert _run_tiny(tmp_path, '--no_such_flag').returncode == 1  # a usage error still fails
+
+
+def test_a_reader_gone_from_stdout_is_no_traceback(tmp_path):
+    """`script --help | head` sometimes ended in a BrokenPipeError traceback (head exits
+    before the help is written): stdout here is a pipe whose reader is already closed."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        for args, status in ((['--help'], 0), (['--name=print'], 141)):
+            proc = _run_tiny(tmp_path, *args, stdout=write)
+            assert (proc.returncode, proc.stderr) == (status, ''), args
+    finally:
+        os.close(write)
 
 
 def test_ctrl_c_ends_with_one_line(tmp_path):

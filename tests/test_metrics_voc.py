@@ -176,6 +176,16 @@ def test_format_table_lists_every_class():
     assert cat_line.split()[-2:] == ['64.24', '64.44']
     assert next(line for line in lines if ' bird ' in line).split()[-2:] == ['absent', 'absent']
     assert lines[-1].split()[-2:] == ['33.54', '31.48']  # (64.24 + 36.36 + 0)/3, (64.44 + 30 + 0)/3
+    # The columns of the rules asked for (an evaluation of --metrics=voc07 has no VOC12 AP).
+    for rules, want in ((['voc07'], ['ign', 'AP07', '%']), (['voc12'], ['ign', 'AP12', '%'])):
+        only = _evaluate(_hand_split()).format_table(rules=rules).splitlines()
+        assert only[1].split()[-3:] == want
+        assert next(line for line in only if ' cat ' in line).split()[-2:] == [
+            '1',  # ign, then the one AP
+            '64.24' if rules == ['voc07'] else '64.44',
+        ]
+    with pytest.raises(ValueError, match='rules must be some of'):
+        _evaluate(_hand_split()).format_table(rules=['coco'])
 
 
 def test_bad_input_is_reported():

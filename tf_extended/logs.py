@@ -376,6 +376,12 @@ def run_plain(main, interrupted=None):
         sys.stderr.write(f'{_script_name()}: interrupted{"; " + what if what else "."}\n')
         sys.stderr.flush()
         raise SystemExit(130) from None
+    except BrokenPipeError:
+        # Whoever read stdout has gone (`script --help | head`): nothing is left to tell it, and
+        # the exit's flush must not fail again. Status as a SIGPIPE death (141); help's is 0.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(0 if _help_requested() else 141) from None
     finally:
         # The work is done; what is left is the exit's cleanup (atexit: the stderr filter's
         # drain, at most 5 s), where a Ctrl-C would only print a callback's traceback.

@@ -58,6 +58,8 @@ from tf_extended import file_names
 from tf_extended import safe_io
 
 IOU_RULES = ('>=', '>')
+# The AP rules: VOC2007's 11-point interpolation, VOC2010+'s area under the whole curve.
+VOC_RULES = ('voc07', 'voc12')
 
 # Per-detection outcome flags.
 FP, TP, IGNORED = 0, 1, -1
@@ -296,7 +298,7 @@ class VOCResult:
 
     def ap(self, rule: str = 'voc07') -> Dict[str, Optional[float]]:
         """{class name: AP} under ``rule`` ('voc07' or 'voc12'); ``None`` for absent classes."""
-        if rule not in ('voc07', 'voc12'):
+        if rule not in VOC_RULES:
             raise ValueError(f"rule must be 'voc07' or 'voc12', got {rule!r}.")
         return {c.name: getattr(c, 'ap_' + rule) for c in self.classes}
 
@@ -304,22 +306,31 @@ class VOCResult:
     def absent_classes(self) -> List[str]:
         return [c.name for c in self.classes if c.absent]
 
-    def format_table(self, label_ids: Optional[Mapping[int, int]] = None) -> str:
+    def format_table(
+        self, label_ids: Optional[Mapping[int, int]] = None, rules: Sequence[str] = VOC_RULES
+    ) -> str:
         """A fixed-width text table: one row per class, then the mAPs (AP in %).
 
         label_ids: {label: id shown in the "label" column} (e.g. COCO category ids); default:
           the labels themselves.
+        rules: the AP columns, of 'voc07' and 'voc12' (those the evaluation reports).
         """
+        if not rules or any(rule not in VOC_RULES for rule in rules):
+            raise ValueError(f'rules must be some of {VOC_RULES}, got {rules!r}.')
+        rules = [rule for rule in VOC_RULES if rule in rules]
 
         def pct(value):
             return 'absent' if value is None else f'{100.0 * value:.2f}'
+
+        def aps(result):
+            return ''.join(f'  {pct(getattr(result, "ap_" + rule)):>6}' for rule in rules)
 
         shown = {c.label: c.label for c in self.classes}
         shown.update(label_ids or {})
         width = max([len('class')] + [len(c.name) for c in self.classes])
         head = (
             f'{"label":>5}  {"class":<{width}}  {"gt":>6}  {"diff":>5}  {"dets":>7}  {"tp":>6}  '
-            f'{"fp":>7}  {"ign":>5}  {"AP07 %":>6}  {"AP12 %":>6}'
+            f'{"fp":>7}  {"ign":>5}' + ''.join(f'  {"AP" + rule[-2:] + " %":>6}' for rule in rules)
         )
         lines = [
             f'VOC detection AP, {self.num_images} images, IoU {self.iou_rule} {self.iou_threshold}',
@@ -329,14 +340,13 @@ class VOCResult:
         for c in self.classes:
             lines.append(
                 f'{shown[c.label]:>5}  {c.name:<{width}}  {c.num_gt:>6}  {c.num_difficult:>5}  '
-                f'{c.num_detections:>7}  {c.num_tp:>6}  {c.num_fp:>7}  {c.num_ignored:>5}  '
-                f'{pct(c.ap_voc07):>6}  {pct(c.ap_voc12):>6}'
+                f'{c.num_detections:>7}  {c.num_tp:>6}  {c.num_fp:>7}  {c.num_ignored:>5}' + aps(c)
             )
         lines.append('-' * len(head))
         present = len(self.classes) - len(self.absent_classes)
         lines.append(
-            f'{"":>5}  {"mAP":<{width}}  {f"over {present} of {len(self.classes)} classes":>46}  '
-            f'{pct(self.map_voc07):>6}  {pct(self.map_voc12):>6}'
+            f'{"":>5}  {"mAP":<{width}}  {f"over {present} of {len(self.classes)} classes":>46}'
+            + ''.join(f'  {pct(getattr(self, "map_" + rule)):>6}' for rule in rules)
         )
         return '\n'.join(lines)
 
