@@ -40,12 +40,22 @@ def match_detections(got, want, b_got=0, b_want=0, tol=1e-4):
 
 
 def _near_cut(scores, kept_by_other, tol):
-    """How many of `scores` (one model's unmatched detections) lie within `tol` of the lowest
-    score the other model kept: near-ties at a cut (the score threshold, keep_top_k), where float
-    rounding decides which of two detections is kept."""
-    if not len(scores) or not len(kept_by_other):
-        return 0
-    return int((np.abs(scores - kept_by_other.min()) <= tol).sum())
+    """Which of `scores` (one model's unmatched detections) lie within `tol` of the lowest score
+    the other model kept (bool mask): near-ties at a cut (the score threshold, keep_top_k), where
+    float rounding decides which of two detections is kept."""
+    if not len(kept_by_other):
+        return np.zeros(len(scores), bool)
+    return np.abs(scores - kept_by_other.min()) <= tol
+
+
+def _near_nms_tie(classes, scores, other_classes, other_scores, tol):
+    """Which of one model's unmatched detections (`classes`, `scores`) have an unmatched
+    detection of the other model of the same class within `tol` in score (bool mask): near-ties
+    in NMS, where float rounding decides which of two overlapping boxes suppresses the other."""
+    same = (classes[:, None] == other_classes[None, :]) & (
+        np.abs(scores[:, None] - other_scores[None, :]) <= tol
+    )
+    return same.any(axis=1)
 
 
 @dataclasses.dataclass
@@ -61,6 +71,9 @@ class Parity:
     max_box_diff: float = 0.0
     # Unmatched detections of either model within tol of the other's lowest kept score.
     unmatched_near_cut: int = 0
+    # The other unmatched ones beside an unmatched detection of the other model of the same
+    # class and score (another box kept by NMS).
+    unmatched_nms_ties: int = 0
 
     def add(self, got, want):
         """Adds a batch: `got` and `want` are one batch's outputs of the two models."""
@@ -74,9 +87,19 @@ class Parity:
             self.matched += int(found.sum())
             self.max_score_diff = max(self.max_score_diff, ds)
             self.max_box_diff = max(self.max_box_diff, db)
-            self.unmatched_near_cut += _near_cut(
-                want_scores[~found], got_scores, self.tol
-            ) + _near_cut(got_scores[~used], want_scores, self.tol)
+            lost = (
+                want['detection_classes'][b, : len(found)][~found],
+                want_scores[~found],
+            )
+            extra = (got['detection_classes'][b, : len(used)][~used], got_scores[~used])
+            for (classes, scores), other, kept_by_other in (
+                (lost, extra, got_scores),
+                (extra, lost, want_scores),
+            ):
+                cut = _near_cut(scores, kept_by_other, self.tol)
+                nms = _near_nms_tie(classes, scores, *other, self.tol) & ~cut
+                self.unmatched_near_cut += int(cut.sum())
+                self.unmatched_nms_ties += int(nms.sum())
 
     @property
     def every_detection_matched(self):
@@ -88,7 +111,9 @@ class Parity:
             f'({self.detections} detections) on {self.images} images, within {self.tol:g}: '
             f'largest score difference {self.max_score_diff:.2g}, box {self.max_box_diff:.2g}; '
             f'{self.unmatched} unmatched in all (both models), {self.unmatched_near_cut} of them '
-            f"within {self.tol:g} of the other model's lowest kept score (a near-tie at a cut)"
+            f"within {self.tol:g} of the other model's lowest kept score (a near-tie at a cut), "
+            f'{self.unmatched_nms_ties} beside an unmatched detection of the other model of the '
+            f'same class and score (a near-tie in NMS: another box kept)'
         )
 
     @property

@@ -68,3 +68,18 @@ def test_near_ties_at_the_cut_are_counted():
     missed.add(_outputs([(1, 0.9, BOX_A), (2, 0.2, BOX_B)]), want)
     assert (missed.unmatched, missed.unmatched_near_cut) == (2, 0)  # 0.2 and 0.4: no tie
     assert '2 unmatched in all (both models), 0 of them within 0.0001' in missed.summary()
+
+
+def test_near_ties_in_nms_are_counted():
+    """Two overlapping boxes of one class scored alike within float rounding: each model's NMS
+    kept the other one, above the cut. Both are NMS near-ties; another class or score is not."""
+    want = _outputs([(1, 0.9, BOX_A), (2, 0.60001, BOX_A), (3, 0.2, BOX_A)])
+    got = _outputs([(1, 0.9, BOX_A), (2, 0.60000, BOX_B), (3, 0.2, BOX_A), (1, 0.5, BOX_B)])
+    report = parity.Parity(tol=1e-4)
+    report.add(got, want)
+    assert (report.matched, report.unmatched) == (2, 3)
+    assert (report.unmatched_near_cut, report.unmatched_nms_ties) == (0, 2)
+    assert '0 of them within 0.0001' in report.summary()
+    assert '2 beside an unmatched detection of the other model of the same class' in (
+        report.summary()
+    )
