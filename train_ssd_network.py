@@ -18,6 +18,7 @@ of --replicas_to_aggregate distinct workers; every process exits by itself when 
 (training/cluster.py, README "Several GPUs, several machines").
 """
 
+import math
 import os
 import sys
 
@@ -34,6 +35,12 @@ from training import optimization
 from training import trainer
 
 FLAGS = flags.FLAGS
+# The largest integer TF takes as int64 (global step, seeds): a flag beyond it would fail late
+# with a TypeError traceback.
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+# The most reader / map threads: more only hangs the start (100000 readers did).
+MAX_THREADS = 1024
 
 
 def D(name):
@@ -51,15 +58,26 @@ flags.DEFINE_integer(
     lower_bound=1,
 )
 flags.DEFINE_boolean('clone_on_cpu', D('clone_on_cpu'), 'Put the clones on the CPU.')
-flags.DEFINE_integer('num_readers', D('num_readers'), 'Shards read in parallel.', lower_bound=1)
+flags.DEFINE_integer(
+    'num_readers',
+    D('num_readers'),
+    'Shards read in parallel.',
+    lower_bound=1,
+    upper_bound=MAX_THREADS,
+)
 flags.DEFINE_integer(
     'num_preprocessing_threads',
     D('num_preprocessing_threads'),
     'Parallel calls of the augmentation + encoding map (0: autotune).',
     lower_bound=0,
+    upper_bound=MAX_THREADS,
 )
 flags.DEFINE_integer(
-    'log_every_n_steps', D('log_every_n_steps'), 'Steps between log lines.', lower_bound=1
+    'log_every_n_steps',
+    D('log_every_n_steps'),
+    'Steps between log lines.',
+    lower_bound=1,
+    upper_bound=INT64_MAX,
 )
 flags.DEFINE_integer(
     'save_summaries_secs',
@@ -78,9 +96,14 @@ flags.DEFINE_integer(
     D('save_interval_steps'),
     'Steps between checkpoints (overrides --save_interval_secs).',
     lower_bound=1,
+    upper_bound=INT64_MAX,
 )
 flags.DEFINE_integer(
-    'max_to_keep', D('max_to_keep'), 'Checkpoints kept in train_dir.', lower_bound=1
+    'max_to_keep',
+    D('max_to_keep'),
+    'Checkpoints kept in train_dir.',
+    lower_bound=1,
+    upper_bound=INT64_MAX,
 )
 flags.DEFINE_float(
     'gpu_memory_fraction', D('gpu_memory_fraction'), 'Fraction of GPU memory per process.'
@@ -89,6 +112,8 @@ flags.DEFINE_integer(
     'seed',
     D('seed'),
     'Seed of initialisers, shuffling and augmentation (reproducible runs; not set = random).',
+    lower_bound=INT64_MIN,
+    upper_bound=INT64_MAX,
 )
 flags.DEFINE_boolean(
     'histograms', D('histograms'), 'Also write histograms of the trainable variables.'
@@ -204,7 +229,11 @@ flags.DEFINE_list(
     'learning_rate * learning_rate_decay_factor^i.',
 )
 flags.DEFINE_integer(
-    'warmup_steps', D('warmup_steps'), 'Linear warmup steps (any decay type).', lower_bound=0
+    'warmup_steps',
+    D('warmup_steps'),
+    'Linear warmup steps (any decay type).',
+    lower_bound=0,
+    upper_bound=INT64_MAX,
 )
 flags.DEFINE_float(
     'moving_average_decay',
@@ -238,7 +267,11 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer('batch_size', D('batch_size'), 'Images per clone per step.', lower_bound=1)
 flags.DEFINE_integer(
-    'max_number_of_steps', D('max_number_of_steps'), 'Stop at this global step (default: never).'
+    'max_number_of_steps',
+    D('max_number_of_steps'),
+    'Stop at this global step (default or 0: never).',
+    lower_bound=0,
+    upper_bound=INT64_MAX,
 )
 flags.DEFINE_enum(
     'data_format', D('data_format'), ['NHWC', 'NCHW'], 'Image layout (NCHW: GPU only).'
@@ -288,6 +321,107 @@ flags.DEFINE_boolean(
     'Skip (with a warning) variables whose '
     'shape differs from the checkpoint\'s, e.g. heads after a num_classes change.',
 )
+
+
+# Bounds of the float flags: absl's lower_bound lets nan and inf through, and a value out of
+# range trained to the end (rc 0) or failed late without naming the flag.
+def _bound(name, test, allowed, optional=False):
+    """--`name` must be a finite number for which `test` holds (or unset, where `optional`);
+    absl's error names the flag, its value and `allowed`."""
+
+    def valid(value):
+        if value is None:
+            return optional
+        return math.isfinite(value) and bool(test(value))
+
+    flags.register_validator(
+        name,
+        valid,
+        message='--%s must %s%s.' % (name, allowed, ', or be left unset' if optional else ''),
+    )
+
+
+_bound('learning_rate', lambda v: v > 0, 'be a finite number > 0 (e.g. 0.001)')
+_bound('end_learning_rate', lambda v: v >= 0, 'be a finite number >= 0 (e.g. 0.0001)')
+_bound('num_epochs_per_decay', lambda v: v > 0, 'be a finite number > 0 (e.g. 2)')
+_bound('loss_alpha', lambda v: v >= 0, 'be a finite number >= 0 (e.g. 1)')
+_bound('negative_ratio', lambda v: v > 0, 'be a finite number > 0 (e.g. 3)')
+_bound('match_threshold', lambda v: 0 < v <= 1, 'lie in (0, 1] (an IoU, e.g. 0.5)')
+_bound('label_smoothing', lambda v: 0 <= v < 1, 'lie in [0, 1) (e.g. 0.1; 0: none)')
+_bound('focal_loss_gamma', lambda v: v >= 0, 'be a finite number >= 0 (e.g. 2)', optional=True)
+# Decay rates of the optimizers' running averages: 1 (or more) never updates them, or divides by
+# zero (Adam's bias correction 1 - beta1^t); 0 is plain (momentum 0: SGD).
+for _name in (
+    'adam_beta1',
+    'adam_beta2',
+    'momentum',
+    'rmsprop_momentum',
+    'rmsprop_decay',
+    'adadelta_rho',
+):
+    _bound(_name, lambda v: 0 <= v < 1, 'lie in [0, 1) (default %g)' % D(_name))
+# As eval, export and detect bound theirs (model/cli.py define_moving_average_flag); 0 would
+# silently train without averages.
+_bound('moving_average_decay', lambda v: 0 < v < 1, 'lie in (0, 1) (e.g. 0.9999)', optional=True)
+
+
+@flags.multi_flags_validator(
+    ['learning_rate_decay_type', 'boundaries', 'values'],
+    message='--boundaries / --values are not a piecewise schedule.',
+)
+def _check_piecewise(values):
+    """--boundaries: strictly increasing steps > 0; --values: rates >= 0, one more than the
+    boundaries (training/optimization.py piecewise_values); piecewise decay needs boundaries."""
+    boundaries, rates = values['boundaries'] or [], values['values'] or []
+    steps = []
+    for text in boundaries:
+        try:
+            step = int(text)
+        except ValueError:
+            step = 0
+        if not 0 < step <= INT64_MAX or (steps and step <= steps[-1]):
+            raise flags.ValidationError(
+                '--boundaries must be strictly increasing integer steps in [1, %d] '
+                '(e.g. 80000,100000); got %s.' % (INT64_MAX, ','.join(boundaries))
+            )
+        steps.append(step)
+    for text in rates:
+        try:
+            rate = float(text)
+        except ValueError:
+            rate = -1.0
+        if not (math.isfinite(rate) and rate >= 0):
+            raise flags.ValidationError(
+                '--values must be finite learning rates >= 0 (e.g. 0.001,0.0001,0.00001); '
+                'got %s.' % ','.join(rates)
+            )
+    if values['learning_rate_decay_type'] == 'piecewise':
+        if not steps:
+            raise flags.ValidationError(
+                '--learning_rate_decay_type=piecewise needs --boundaries (steps, e.g. '
+                '80000,100000).'
+            )
+        if rates and len(rates) != len(steps) + 1:
+            raise flags.ValidationError(
+                '--values must give one more rate than --boundaries has steps: %d boundaries, '
+                'so %d values (or none: --learning_rate times --learning_rate_decay_factor^i); '
+                'got %d.' % (len(steps), len(steps) + 1, len(rates))
+            )
+    return True
+
+
+@flags.multi_flags_validator(['seed', 'task_index'])
+def _check_worker_seed(values):
+    """Worker `task_index` reads with seed + 1000003 * task_index (training/trainer.py), an
+    int64."""
+    seed, task = values['seed'], values['task_index'] or 0
+    if seed is not None and not INT64_MIN <= seed + 1000003 * task <= INT64_MAX:
+        raise flags.ValidationError(
+            '--seed=%d of worker --task_index=%d gives input seed --seed + 1000003 * '
+            '--task_index out of the int64 range [%d, %d]; pass a smaller --seed.'
+            % (seed, task, INT64_MIN, INT64_MAX)
+        )
+    return True
 
 
 def main(_):

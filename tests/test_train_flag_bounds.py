@@ -1,0 +1,157 @@
+"""train_ssd_network.py refuses out-of-range flags when it parses them, naming the flag and what
+it allows: an audit's 3-step trainings with such values finished with rc 0 (a zero or negative
+learning rate, a match threshold above 1, momentum 1, ...) or failed late without naming the
+flag (a 20-digit --seed was a TypeError traceback; 100000 readers hung). Defaults, the demo's
+training command and the edges of each range still parse.
+
+All cases run in one child process that imports the script once (its absl flags would collide
+with other scripts' in the test process) and parses each command line in turn."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+from tests.conftest import script_env
+
+INT64_MAX = 2**63 - 1
+
+# flag=value -> what absl's error must say (besides naming the flag and its value).
+REFUSED = {
+    '--learning_rate=0': '--learning_rate must be a finite number > 0',
+    '--learning_rate=-0.001': '--learning_rate must be a finite number > 0',
+    '--learning_rate=nan': '--learning_rate must be a finite number > 0',
+    '--learning_rate=inf': '--learning_rate must be a finite number > 0',
+    '--end_learning_rate=-1e-5': '--end_learning_rate must be a finite number >= 0',
+    '--end_learning_rate=nan': '--end_learning_rate must be a finite number >= 0',
+    '--negative_ratio=0': '--negative_ratio must be a finite number > 0',
+    '--negative_ratio=inf': '--negative_ratio must be a finite number > 0',
+    '--match_threshold=0': '--match_threshold must lie in (0, 1]',
+    '--match_threshold=1.5': '--match_threshold must lie in (0, 1]',
+    '--label_smoothing=1': '--label_smoothing must lie in [0, 1)',
+    '--label_smoothing=-0.1': '--label_smoothing must lie in [0, 1)',
+    '--focal_loss_gamma=-1': '--focal_loss_gamma must be a finite number >= 0',
+    '--focal_loss_gamma=nan': '--focal_loss_gamma must be a finite number >= 0',
+    '--loss_alpha=-1': '--loss_alpha must be a finite number >= 0',
+    '--loss_alpha=inf': '--loss_alpha must be a finite number >= 0',
+    '--adam_beta1=1': '--adam_beta1 must lie in [0, 1)',
+    '--adam_beta2=1.0': '--adam_beta2 must lie in [0, 1)',
+    '--momentum=1': '--momentum must lie in [0, 1)',
+    '--momentum=-0.1': '--momentum must lie in [0, 1)',
+    '--rmsprop_momentum=1': '--rmsprop_momentum must lie in [0, 1)',
+    '--rmsprop_decay=1': '--rmsprop_decay must lie in [0, 1)',
+    '--adadelta_rho=1': '--adadelta_rho must lie in [0, 1)',
+    '--moving_average_decay=0': '--moving_average_decay must lie in (0, 1)',
+    '--moving_average_decay=1': '--moving_average_decay must lie in (0, 1)',
+    '--num_epochs_per_decay=0': '--num_epochs_per_decay must be a finite number > 0',
+    '--num_epochs_per_decay=nan': '--num_epochs_per_decay must be a finite number > 0',
+    '--boundaries=0,10': '--boundaries must be strictly increasing integer steps',
+    '--boundaries=10,5': '--boundaries must be strictly increasing integer steps',
+    '--boundaries=10,10': '--boundaries must be strictly increasing integer steps',
+    '--boundaries=1e4': '--boundaries must be strictly increasing integer steps',
+    '--boundaries=%d' % (INT64_MAX + 1): '--boundaries must be strictly increasing integer steps',
+    '--values=0.001,x': '--values must be finite learning rates >= 0',
+    '--max_number_of_steps=-1': 'not an integer in the range [0, %d]' % INT64_MAX,
+    '--max_number_of_steps=%d' % (INT64_MAX + 1): 'not an integer in the range [0, ',
+    '--seed=12345678901234567890123': 'not an integer in the range [-%d, %d]'
+    % (INT64_MAX + 1, INT64_MAX),
+    '--save_interval_steps=%d' % (INT64_MAX + 1): 'not an integer in the range [1, %d]' % INT64_MAX,
+    '--max_to_keep=%d' % (INT64_MAX + 1): 'not an integer in the range [1, %d]' % INT64_MAX,
+    '--log_every_n_steps=%d' % (INT64_MAX + 1): 'not an integer in the range [1, %d]' % INT64_MAX,
+    '--warmup_steps=%d' % (INT64_MAX + 1): 'not an integer in the range [0, %d]' % INT64_MAX,
+    '--num_readers=100000': 'not an integer in the range [1, 1024]',
+    '--num_preprocessing_threads=100000': 'not an integer in the range [0, 1024]',
+}
+# Command lines refused by a check of several flags.
+REFUSED_TOGETHER = {
+    '--learning_rate_decay_type=piecewise': (
+        '--learning_rate_decay_type=piecewise needs --boundaries'
+    ),
+    '--learning_rate_decay_type=piecewise --boundaries=10,20 --values=0.1,0.01': (
+        '--values must give one more rate than --boundaries has steps: 2 boundaries, so 3 values'
+    ),
+    '--seed=%d --task_index=1' % INT64_MAX: 'out of the int64 range',
+}
+ACCEPTED = [
+    '',  # the defaults
+    '--learning_rate=1e30',  # finite: the non-finite loss stops it (tests/test_train_run.py)
+    '--end_learning_rate=0',
+    '--match_threshold=1',
+    '--label_smoothing=0',
+    '--focal_loss_gamma=0',
+    '--loss_alpha=0',
+    '--adam_beta1=0',
+    '--momentum=0',
+    '--rmsprop_momentum=0',
+    '--optimizer=momentum --momentum=0.9',
+    '--moving_average_decay=0.9999',
+    '--max_number_of_steps=0',  # no limit, as not giving it
+    '--max_number_of_steps=%d' % INT64_MAX,
+    '--seed=%d' % INT64_MAX,
+    '--seed=-%d' % (INT64_MAX + 1),
+    '--seed=0 --task_index=3',
+    '--num_readers=1024 --num_preprocessing_threads=0',
+    '--learning_rate_decay_type=piecewise --boundaries=80000,100000',
+    '--learning_rate_decay_type=piecewise --boundaries=80000,100000 --values=1e-3,1e-4,1e-5',
+]
+
+CHILD = r'''
+import argparse, json, os, shutil, sys, tempfile
+from absl import flags
+import train_ssd_network  # noqa: F401  (defines the flags)
+import run_demo
+
+FLAGS = flags.FLAGS
+
+# The demo's training command (run_demo.py), its default settings and tiny ones.
+commands = []
+run_demo.run = lambda args, on_line=None, env=None: commands.append(args)
+for steps, batch_size in ((1600, 16), (4, 2)):
+    work_dir = tempfile.mkdtemp()
+    run_demo.Demo(argparse.Namespace(
+        work_dir=work_dir, num_images=1200, steps=steps, batch_size=batch_size,
+        learning_rate=0.004, depth_multiplier=0.5, num_detect_images=4, seed=0,
+        precision='bf16', fresh=False)).train()
+    shutil.rmtree(work_dir)
+demo = [' '.join(c[1:]) for c in commands if c[0] == 'train_ssd_network.py']
+assert len(demo) == 2, commands
+
+results = {}
+for line in json.loads(sys.argv[1]) + demo:
+    FLAGS.unparse_flags()
+    try:
+        FLAGS(['train_ssd_network.py'] + line.split())
+        results[line] = None
+    except flags.Error as e:
+        results[line] = str(e)
+print('RESULTS ' + json.dumps({'results': results, 'demo': demo}))
+'''
+
+
+def test_out_of_range_flags_are_refused_naming_the_flag():
+    lines = list(REFUSED) + list(REFUSED_TOGETHER) + ACCEPTED
+    proc = subprocess.run(
+        [sys.executable, '-c', CHILD, json.dumps(lines)],
+        cwd=ROOT,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.split('RESULTS ', 1)[1])
+    results = out['results']
+    for line in ACCEPTED + out['demo']:
+        assert results[line] is None, (line, results[line])
+    for line, message in REFUSED.items():
+        error = results[line]
+        assert error is not None, line + ' was accepted'
+        name = line.split('=', 1)[0]
+        assert name in error and message in error, (line, error)
+    for line, message in REFUSED_TOGETHER.items():
+        error = results[line]
+        assert error is not None and message in error, (line, error)
+    # One full message: the flag, its value and what it allows.
+    assert results['--momentum=1'] == (
+        'flag --momentum=1.0: --momentum must lie in [0, 1) (default 0.9).'
+    )
