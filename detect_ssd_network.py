@@ -18,8 +18,11 @@ Outputs in --output_dir: `<name>_det.<ext>` per image, `<name>_det.mp4` per vide
 label (`label_id`, 1..C-1), score and, where the model card has category ids (trained on COCO
 records, or converted from torchvision's COCO SSD), the class's COCO category id (`category_id`,
 the id pycocotools results and the TF Object Detection API use), per video the same per frame,
-the files that could not be read (`failures`), and the speed. Unreadable files are reported and
-skipped; the exit status is 0 when at least one image (or frame) was processed.
+the files that could not be read (`failures`), and the speed. An annotated image labels its 300
+best-scoring detections (`visualization.MAX_LABELS`; more, e.g. with --select_threshold=0
+--keep_top_k=0, get their boxes only, noted once); `detections.json` has every detection.
+Unreadable files are reported and skipped; the exit status is 0 when at least one image (or
+frame) was processed.
 A JPEG over the 100-megapixel image limit is decoded at 1/2, 1/4 or 1/8 size, the largest that
 fits (`detection.load_image`; one `note:` line each): the net sees a resized image anyway. Its
 annotated image is at that reduced size; `detections.json` gives its original size and
@@ -267,6 +270,7 @@ class Run:
         self._inputs = {os.path.realpath(p) for p in inputs}
         self._earlier = dict(earlier)
         self._record = record
+        self._labels_noted = False
 
     def detect(self, images):
         """Detections of the images (any sizes), each size group in one call: a batch of mixed
@@ -325,6 +329,19 @@ class Run:
         print(f'skipped {message}')
         self.failures.append({'file': path, 'error': message})
 
+    def draw(self, rgb, detections, path):
+        """`rgb` with its detections drawn; the first image (or frame) of the run with more
+        detections than get a label (`visualization.MAX_LABELS`) says so, once."""
+        unlabelled = visualization.unlabelled_count(detections)
+        if unlabelled and not self._labels_noted:
+            self._labels_noted = True
+            print(
+                f'note: {path}: {len(detections["scores"])} detections; the annotated images '
+                f'label the {visualization.MAX_LABELS} best-scoring of an image and draw the '
+                f'others\' boxes only (this note comes once); {JSON_NAME} has them all.'
+            )
+        return visualization.draw_detections(rgb, detections, self.detector.card.class_names)
+
     def pixel_rows(self, detections, height, width):
         card = self.detector.card
         return detection.pixel_detections(
@@ -346,7 +363,7 @@ class Run:
             return
         for path, image, dets in zip(paths, images, detections):
             out = self.output_path(path)
-            drawn = visualization.draw_detections(image.rgb, dets, self.detector.card.class_names)
+            drawn = self.draw(image.rgb, dets, path)
             ok, data = cv2.imencode(
                 os.path.splitext(out)[1], cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
             )
@@ -407,9 +424,7 @@ class Run:
                                     f'OpenCV cannot write an MPEG-4 video of '
                                     f'{rgb.shape[1]}x{rgb.shape[0]} frames.'
                                 )
-                        drawn = visualization.draw_detections(
-                            rgb, dets, self.detector.card.class_names
-                        )
+                        drawn = self.draw(rgb, dets, f'{path} frame {len(frames)}')
                         writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
                         frames.append(
                             {

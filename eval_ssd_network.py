@@ -21,6 +21,7 @@ Outputs in --eval_dir: results.json/.txt, comp4_det_<split>_<class>.txt, coco_*.
 --metrics=coco), pr_curves/, TensorBoard scalars (see evaluation/evaluate.py).
 """
 
+import math
 import sys
 
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
@@ -43,6 +44,13 @@ from model import cli
 from tf_extended import folder_lock
 
 FLAGS = flags.FLAGS
+# Bounds of the flags that reach TensorFlow as integers (int32 thread counts, the int64 count of
+# images to take) or the watcher's sleep: an error naming the flag, not a traceback or a spin.
+MAX_THREADS = 1024
+MAX_BATCH_SIZE = 1024
+INT64_MAX = 2**63 - 1
+MIN_INTERVAL_SECS = 0.1
+MAX_INTERVAL_SECS = 86400.0
 flags.DEFINE_string(
     'checkpoint_path',
     None,
@@ -69,7 +77,11 @@ flags.DEFINE_boolean(
 flags.DEFINE_float('gpu_memory_fraction', None, 'Per-process GPU memory fraction (default: grow).')
 flags.DEFINE_list('metrics', ['voc07', 'voc12'], 'Any of voc07, voc12, coco.')
 flags.DEFINE_integer(
-    'num_threads', None, 'Intra/inter-op and tf.data threads (run beside training).', lower_bound=1
+    'num_threads',
+    None,
+    'Intra/inter-op and tf.data threads (run beside training).',
+    lower_bound=1,
+    upper_bound=MAX_THREADS,
 )
 flags.DEFINE_enum('data_format', 'NHWC', ['NHWC', 'NCHW'], 'Layout of the net (NCHW: GPU only).')
 flags.DEFINE_boolean('pr_curves', True, 'Write per-class precision/recall PNGs.')
@@ -78,14 +90,35 @@ flags.DEFINE_boolean(
     False,
     'Watch --checkpoint_path (a directory) and evaluate each new checkpoint once.',
 )
-flags.DEFINE_float('eval_interval_secs', 60.0, 'Watcher: seconds between scans of the directory.')
 flags.DEFINE_float(
-    'eval_timeout', None, 'Watcher: stop after this many seconds without a new checkpoint.'
+    'eval_interval_secs',
+    60.0,
+    f'Watcher: seconds between scans of the directory, in [{MIN_INTERVAL_SECS:g}, '
+    f'{MAX_INTERVAL_SECS:g}] (less would keep a core busy beside the trainer).',
+)
+flags.register_validator(
+    'eval_interval_secs',
+    lambda value: value is not None and MIN_INTERVAL_SECS <= value <= MAX_INTERVAL_SECS,
+    message=f'--eval_interval_secs must be a number of seconds in [{MIN_INTERVAL_SECS:g}, '
+    f'{MAX_INTERVAL_SECS:g}] (e.g. 60; less than {MIN_INTERVAL_SECS:g} would keep a core busy '
+    f'scanning the folder).',
+)
+flags.DEFINE_float(
+    'eval_timeout',
+    None,
+    'Watcher: stop after this many seconds without a new checkpoint (default: never).',
+)
+flags.register_validator(
+    'eval_timeout',
+    lambda value: value is None or (math.isfinite(value) and value >= 0),
+    message='--eval_timeout must be a finite number of seconds >= 0 (e.g. 3600), or be left '
+    'unset to wait for new checkpoints without end.',
 )
 flags.DEFINE_integer(
     'final_step',
     None,
     'Watcher: stop once the checkpoint of this step (the trainer\'s last) is evaluated.',
+    lower_bound=0,
 )
 flags.DEFINE_alias('max_number_of_steps', 'final_step')
 flags.DEFINE_integer(
@@ -101,8 +134,31 @@ flags.DEFINE_enum(
 )
 cli.define_model_flags()
 cli.define_moving_average_flag()
-flags.DEFINE_integer('batch_size', 32, 'Images per batch.', lower_bound=1)
-flags.DEFINE_integer('max_num_batches', None, 'Evaluate only this many batches (default: all).')
+flags.DEFINE_integer(
+    'batch_size',
+    32,
+    f'Images per batch, at most {MAX_BATCH_SIZE} (a batch is one tensor through the net: memory '
+    f'grows with it; beyond that, more images per call gain no speed).',
+    lower_bound=1,
+    upper_bound=MAX_BATCH_SIZE,
+)
+flags.DEFINE_integer(
+    'max_num_batches',
+    None,
+    'Evaluate only this many batches (default, or 0: all).',
+    lower_bound=0,
+)
+flags.register_multi_flags_validator(
+    ['max_num_batches', 'batch_size'],
+    lambda v: (
+        not v['max_num_batches']
+        or not v['batch_size']
+        or v['max_num_batches'] * v['batch_size'] <= INT64_MAX
+    ),
+    message=f'--max_num_batches times --batch_size (the images evaluated) must be at most '
+    f'{INT64_MAX} (2**63 - 1); give 0 or leave --max_num_batches unset to evaluate the whole '
+    f'split.',
+)
 flags.DEFINE_string(
     'exported_model',
     None,

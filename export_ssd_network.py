@@ -31,6 +31,10 @@ from model import cli
 from tf_extended import folder_lock
 
 FLAGS = flags.FLAGS
+# Bounds of the integer flags that reach TensorFlow (int64 counts, static shapes): an error naming
+# the flag instead of an OverflowError traceback or a graph built for a batch no device holds.
+MAX_CALIBRATION_IMAGES = 10000
+MAX_BATCH_SIZE = 1024
 flags.DEFINE_string(
     'checkpoint_path', None, 'Checkpoint prefix, one of its files, or a directory (its latest).'
 )
@@ -39,7 +43,14 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string('dataset_split_name', 'test', 'Split giving the calibration images.')
 flags.DEFINE_string('dataset_dir', None, 'Folder of the converted TFRecords.')
-flags.DEFINE_integer('num_calibration_images', 100, 'Images for int8 calibration.', lower_bound=1)
+flags.DEFINE_integer(
+    'num_calibration_images',
+    100,
+    f'Images for int8 calibration, at most {MAX_CALIBRATION_IMAGES} (they are held in memory '
+    f'together; a few hundred calibrate well).',
+    lower_bound=1,
+    upper_bound=MAX_CALIBRATION_IMAGES,
+)
 flags.DEFINE_string(
     'output_dir',
     None,
@@ -57,8 +68,11 @@ flags.DEFINE_list('formats', list(export.FORMATS), f'Any of {", ".join(export.FO
 flags.DEFINE_integer(
     'batch_size',
     None,
-    'Static batch size of the frozen graph and SavedModel (default: any).',
+    f'Static batch size of the frozen graph and SavedModel (default: any), at most '
+    f'{MAX_BATCH_SIZE}: the graph is built for that many images per call, which must fit in '
+    f'memory together.',
     lower_bound=1,
+    upper_bound=MAX_BATCH_SIZE,
 )
 flags.DEFINE_boolean(
     'fixed_size',
@@ -66,7 +80,13 @@ flags.DEFINE_boolean(
     'Input images must have the net\'s input size (no resize needed on device).',
 )
 flags.DEFINE_integer(
-    'tflite_batch_size', 1, 'Batch size of the TFLite models (static).', lower_bound=1
+    'tflite_batch_size',
+    1,
+    f'Batch size of the TFLite models (static), at most {MAX_BATCH_SIZE}: the converter '
+    f'builds (and int8 calibrates on) batches of that many images, which must fit in memory '
+    f'together.',
+    lower_bound=1,
+    upper_bound=MAX_BATCH_SIZE,
 )
 cli.define_model_flags()
 cli.define_moving_average_flag()

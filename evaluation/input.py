@@ -22,6 +22,9 @@ import threading
 
 import tensorflow as tf
 
+# The largest count tf.data takes (int64): more than any split holds, so "all".
+_INT64_MAX = 2**63 - 1
+
 # Resize modes that give every image the net's input size (the anchors are fixed to it).
 BATCHABLE_RESIZE_MODES = ('WARP_RESIZE', 'PAD_AND_RESIZE', 'CENTRAL_CROP')
 # What the metrics read of every batch besides the detections (`evaluate.evaluate_batches`).
@@ -58,7 +61,7 @@ def make_eval_dataset(
       out_shape: (height, width) of the network input.
       batch_size: images per batch (> 0).
       resize: one of `BATCHABLE_RESIZE_MODES`.
-      max_num_batches: evaluate only the first so many batches (None: the whole split).
+      max_num_batches: evaluate only the first so many batches (None or 0: the whole split).
       num_parallel_calls: parallelism of decoding and preprocessing.
       num_threads: size of a private tf.data thread pool (None: the shared one), so that an
         evaluation beside training does not take every core.
@@ -74,8 +77,7 @@ def make_eval_dataset(
             f"nets' anchors are fixed to their input size, so every image must be "
             f'resized to {tuple(out_shape)}.'
         )
-    if batch_size < 1:
-        raise ValueError(f'batch_size must be >= 1, got {batch_size}.')
+    _check_counts(batch_size, max_num_batches)
 
     def prepare(example):
         image, _, _, bbox_img = preprocessing(
@@ -104,9 +106,10 @@ def make_eval_dataset(
     examples = dataset.make_dataset(shuffle=False, num_parallel_calls=num_parallel_calls, skip=skip)
     if max_num_batches:
         # Counted in examples: the same batches as taking whole batches, with `skip` left out.
-        examples = examples.take(
-            tf.maximum(tf.constant(max_num_batches * batch_size, tf.int64) - skip, 0)
-        )
+        # At most int64's maximum (more than any split: all of it), which --max_num_batches
+        # times --batch_size may pass.
+        count = min(max_num_batches * batch_size, _INT64_MAX)
+        examples = examples.take(tf.maximum(tf.constant(count, tf.int64) - skip, 0))
     batches = examples.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=True)
     batches = batches.padded_batch(batch_size, drop_remainder=False)
     batches = batches.prefetch(2)
@@ -115,6 +118,14 @@ def make_eval_dataset(
         options.threading.private_threadpool_size = int(num_threads)
         batches = batches.with_options(options)
     return batches
+
+
+def _check_counts(batch_size, max_num_batches):
+    if batch_size < 1:
+        raise ValueError(f'batch_size must be >= 1, got {batch_size}.')
+    if max_num_batches is not None and max_num_batches < 0:
+        # A negative count took no image at all (an evaluation of nothing).
+        raise ValueError(f'max_num_batches must be >= 0 (0 or None: all), got {max_num_batches}.')
 
 
 def map_to_image(bbox_img, boxes):
@@ -155,8 +166,7 @@ def make_raw_eval_dataset(
     inputs of the exported graphs (`inference.detection`), whose detections are relative to the
     whole original image (they warp-resize it).
     """
-    if batch_size < 1:
-        raise ValueError(f'batch_size must be >= 1, got {batch_size}.')
+    _check_counts(batch_size, max_num_batches)
 
     def prepare(example):
         return {
@@ -177,7 +187,7 @@ def make_raw_eval_dataset(
     batches = examples.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=True)
     batches = batches.padded_batch(batch_size, drop_remainder=False)
     if max_num_batches:
-        batches = batches.take(max_num_batches)
+        batches = batches.take(min(max_num_batches, _INT64_MAX))
     batches = batches.prefetch(2)
     if num_threads:
         options = tf.data.Options()

@@ -22,6 +22,13 @@ PALETTE = (
     (23, 190, 207),
 )
 
+# Labels laid out per image at most (`draw_detections`): the best-scoring ones; the others get
+# their boxes only. Far above what an image shows readably, and above the usual keep_top_k (200),
+# so that the usual images are drawn as without a bound; `layout_labels` is cubic in the count
+# (every detection of a --select_threshold=0 --keep_top_k=0 run, thousands, took minutes per
+# image).
+MAX_LABELS = 300
+
 
 def color_of(label):
     """RGB colour of a label."""
@@ -66,6 +73,10 @@ def layout_labels(boxes, sizes, height, width):
       label fits): above the box when that space is free, else inside its top edge, below it,
       inside its bottom edge, else the free place nearest the box in the same column; where no
       place is free (more labels than the column holds), the candidate overlapping least.
+
+    Each label weighs its candidates (up to twice the labels in its column) against the labels of
+    its column: quadratic per label, cubic in all (vectorised; `draw_detections` lays out at most
+    MAX_LABELS).
     """
     placed = []
     for (x0, y0, x1, y1), (w, h) in zip(boxes, sizes):
@@ -77,26 +88,50 @@ def layout_labels(boxes, sizes, height, width):
         distance = lambda t: max(y0 - h - t, t - y1, 0)  # noqa: E731
         candidates = preferred + sorted(others, key=lambda t: (distance(t), t))
         rects = [(left, t, left + w, t + h) for t in candidates]
-        free = [r for r in rects if not any(_overlaps(r, p) for p in column)]
-        if free:
-            placed.append(free[0])
+        if not column:
+            placed.append(rects[0])
             continue
-
-        def overlap(r):
-            return sum(
-                max(0, min(r[2], p[2]) - max(r[0], p[0]))
-                * max(0, min(r[3], p[3]) - max(r[1], p[1]))
-                for p in column
+        # `_overlaps` of every candidate (rows) with every label of the column (columns); all in
+        # one column, so only the vertical extents can keep them apart.
+        cand = np.array(rects, np.int64)[:, None, :]
+        them = np.array(column, np.int64)[None, :, :]
+        hits = (
+            (cand[..., 0] < them[..., 2])
+            & (them[..., 0] < cand[..., 2])
+            & (cand[..., 1] < them[..., 3])
+            & (them[..., 1] < cand[..., 3])
+        )
+        free = ~hits.any(axis=1)
+        if free.any():
+            placed.append(rects[int(np.argmax(free))])  # the first free candidate
+            continue
+        overlap = (
+            np.maximum(
+                0, np.minimum(cand[..., 2], them[..., 2]) - np.maximum(cand[..., 0], them[..., 0])
             )
-
-        placed.append(min(rects, key=overlap))
+            * np.maximum(
+                0, np.minimum(cand[..., 3], them[..., 3]) - np.maximum(cand[..., 1], them[..., 1])
+            )
+        ).sum(axis=1)
+        placed.append(rects[int(np.argmin(overlap))])  # the first of the least overlapping
     return placed
 
 
-def draw_detections(image, detections, class_names, min_score=0.0, rgb=True, thickness=None):
+def unlabelled_count(detections, min_score=0.0, max_labels=MAX_LABELS):
+    """How many of the detections (score >= min_score) `draw_detections` draws without a label:
+    those after the `max_labels` best-scoring (None: no bound)."""
+    kept = int(np.count_nonzero(np.asarray(detections['scores']) >= min_score))
+    return 0 if max_labels is None else max(kept - int(max_labels), 0)
+
+
+def draw_detections(
+    image, detections, class_names, min_score=0.0, rgb=True, thickness=None, max_labels=MAX_LABELS
+):
     """Returns a copy of `image` (uint8 `[H, W, 3]`, RGB unless `rgb=False`, i.e. BGR) with boxes
     and "name score" labels on a filled background in the class colour. Labels do not overlap
-    each other (`layout_labels`); higher scores get the places nearest their boxes."""
+    each other (`layout_labels`); higher scores get the places nearest their boxes. Only the
+    `max_labels` best-scoring detections get a label (None: every one); the others, their boxes
+    (`unlabelled_count`)."""
     out = np.ascontiguousarray(image).copy()
     height, width = out.shape[:2]
     thickness = thickness or max(1, round(min(height, width) / 300))
@@ -110,12 +145,18 @@ def draw_detections(image, detections, class_names, min_score=0.0, rgb=True, thi
     ]
     kept.sort(key=lambda item: -float(item[1]))
     boxes, texts, sizes = [], [], []
-    for box, score, label in kept:
+    labelled = len(kept) if max_labels is None else min(len(kept), int(max_labels))
+    for box, score, label in kept[:labelled]:
         boxes.append(_pixel_box(box, height, width))
         texts.append(label_text(label, score, class_names))
         (tw, th), baseline = cv2.getTextSize(texts[-1], cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
         sizes.append((tw + 3, th + baseline + 3))
     colors = []
+    # The unlabelled boxes first: the labelled ones (drawn as without them) stay on top.
+    for box, _, label in kept[labelled:]:
+        color = color_of(label) if rgb else color_of(label)[::-1]
+        x0, y0, x1, y1 = _pixel_box(box, height, width)
+        cv2.rectangle(out, (x0, y0), (x1, y1), color, thickness)
     for (x0, y0, x1, y1), (_, _, label) in zip(boxes, kept):
         color, text_color = color_of(label), _text_color(color_of(label))
         if not rgb:

@@ -9,6 +9,7 @@ they replace the card's (logged).
 """
 
 import dataclasses
+import numbers
 from typing import Optional
 
 from absl import flags
@@ -22,6 +23,10 @@ from nets import ssd_params as ssd_params_lib
 
 DEFAULT_MODEL = 'ssd_300_vgg'
 DETECTION_FIELDS = ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k')
+# --num_classes counts the background, as the model card does (`ssd_params.check_params`).
+NUM_CLASSES_RANGE = (
+    f'an integer in [2, {ssd_params_lib.MAX_CLASSES}]: one class and the background at least'
+)
 
 
 def define_moving_average_flag():
@@ -68,6 +73,8 @@ def define_model_flags(select_threshold=None, select_threshold_help=None):
         None,
         'Classes including background (default: the model '
         'card\'s, else the dataset\'s or the labels file\'s, else the net\'s).',
+        lower_bound=2,
+        upper_bound=ssd_params_lib.MAX_CLASSES,
     )
     flags.DEFINE_float(
         'depth_multiplier',
@@ -149,6 +156,17 @@ class ModelFlags:
         )
 
 
+def check_num_classes(value):
+    """Raises CardError naming --num_classes unless `value` is None or in [2, MAX_CLASSES]: before
+    anything builds its class names (a huge count exhausted memory)."""
+    if value is not None and not (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool)
+        and 2 <= value <= ssd_params_lib.MAX_CLASSES
+    ):
+        raise card_lib.CardError(f'--num_classes={value}: it must be {NUM_CLASSES_RANGE}.')
+
+
 def _flag_value_of(card, name, value):
     """(card's value, flag's value in the card's terms) of a structure flag."""
     if name == 'model_name':
@@ -188,6 +206,7 @@ def apply_structure_flags(card, values, path, log, fix=None):
                 detection=card.detection, card_id=card.card_id, category_ids=card.category_ids
             )
         elif name == 'num_classes':
+            check_num_classes(value)  # before its class names are built
             card = card.replace(
                 params=card.params._replace(num_classes=int(value)),
                 class_names=card_lib.default_class_names(int(value)),
@@ -264,6 +283,7 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
     Raises:
       CardError: a flag contradicts the card, unreadable card, class-name count mismatch.
     """
+    check_num_classes(values.num_classes)
     path = values.model_card or card_lib.find_for_checkpoint(checkpoint_path)
     if path:
         card = card_lib.load(path)
