@@ -72,6 +72,19 @@ def run_script(script, *args, timeout=400):
     return script_server.run([os.path.join(ROOT, script), *args], ROOT, script_env(), timeout)
 
 
+def run_python(code, *args, timeout=400):
+    """Runs the Python source `code` with `args` as `run_script` runs a script (from a file in
+    a temporary folder); returns the CompletedProcess. For code that imports a script defining
+    absl flags, which a test must not import in its own process."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, 'child.py')
+        with open(path, 'w') as f:
+            f.write(code)
+        return run_script(path, *args, timeout=timeout)
+
+
 def interrupt_when(args, when, timeout=400):
     """Starts `python args...` from the project root (as run_script does), sends SIGINT (what
     Ctrl-C sends) once `when` holds: a str, once a line of its stderr contains it; a callable,

@@ -7,8 +7,6 @@ The scripts define their flags in absl's global FLAGS when imported: they are pa
 process per script (`_parse`), never imported here."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,8 +16,7 @@ from evaluation import input as eval_input
 from inference import visualization
 from model import card as card_lib
 from model import cli
-from tests.conftest import ROOT
-from tests.conftest import script_env
+from tests.conftest import run_python
 
 INT64_MAX = 2**63 - 1
 
@@ -50,19 +47,7 @@ print(json.dumps(results))
 
 def _parse(module, cases):
     """{' '.join(case): (parsed, error message)} of `module`'s flags, in a child process."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            '-c',
-            _PARSER.format(module=module),
-            json.dumps([REQUIRED[module], cases]),
-        ],
-        cwd=ROOT,
-        env=script_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_python(_PARSER.format(module=module), json.dumps([REQUIRED[module], cases]))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {case: tuple(result) for case, result in json.loads(proc.stdout).items()}
 

@@ -8,11 +8,8 @@ All cases run in one child process that imports the script once (its absl flags 
 with other scripts' in the test process) and parses each command line in turn."""
 
 import json
-import subprocess
-import sys
 
-from tests.conftest import ROOT
-from tests.conftest import script_env
+from tests.conftest import run_python
 
 INT64_MAX = 2**63 - 1
 
@@ -130,14 +127,7 @@ print('RESULTS ' + json.dumps({'results': results, 'demo': demo}))
 
 def test_out_of_range_flags_are_refused_naming_the_flag():
     lines = list(REFUSED) + list(REFUSED_TOGETHER) + ACCEPTED
-    proc = subprocess.run(
-        [sys.executable, '-c', CHILD, json.dumps(lines)],
-        cwd=ROOT,
-        env=script_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_python(CHILD, json.dumps(lines))
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.split('RESULTS ', 1)[1])
     results = out['results']
