@@ -360,9 +360,8 @@ for _name in (
     'adadelta_rho',
 ):
     _bound(_name, lambda v: 0 <= v < 1, 'lie in [0, 1) (default %g)' % D(_name))
-# As eval, export and detect bound theirs (model/cli.py define_moving_average_flag); 0 would
-# silently train without averages.
-_bound('moving_average_decay', lambda v: 0 < v < 1, 'lie in (0, 1) (e.g. 0.9999)', optional=True)
+# As eval, export and detect bound theirs.
+cli.register_moving_average_validator()
 
 
 @flags.multi_flags_validator(

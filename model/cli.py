@@ -38,6 +38,12 @@ def define_moving_average_flag():
         '--moving_average_decay saved beside them (any value in (0, 1) selects them; give the '
         "training's).",
     )
+    register_moving_average_validator()
+
+
+def register_moving_average_validator():
+    """--moving_average_decay (defined by the caller: training's means another thing than the
+    readers') must lie in (0, 1) or be unset: 0 would silently mean no averages."""
     flags.register_validator(
         'moving_average_decay',
         lambda value: value is None or 0 < value < 1,
