@@ -632,10 +632,7 @@ class CheckpointEvaluator:
         )
         sess = self._open_session()
         sess.run(self._start, {self._skip: 0})
-        total = self._dataset.num_samples
-        if self.settings.max_num_batches:
-            total = min(total, self.settings.max_num_batches * self.settings.batch_size)
-        line = cache.fill(sess, self._inputs, total)
+        line = cache.fill(sess, self._inputs, _images_evaluated(self.settings, self._dataset))
         if line:
             log(line)
         return cache.num_images
@@ -747,6 +744,14 @@ def _coco_outputs(coco, staging, log, records):
     return result, result.metrics, _coco_counts(ground_truth, coco.detections)
 
 
+def _images_evaluated(settings, dataset):
+    """The images an evaluation covers: the split's, or its first --max_num_batches batches'."""
+    total = dataset.num_samples
+    if settings.max_num_batches:
+        total = min(total, settings.max_num_batches * settings.batch_size)
+    return total
+
+
 def evaluate_batches(
     settings,
     dataset,
@@ -776,9 +781,7 @@ def evaluate_batches(
       EvalResult.
     """
     log = log or (lambda line: print(line, flush=True))
-    total = dataset.num_samples
-    if settings.max_num_batches:
-        total = min(total, settings.max_num_batches * settings.batch_size)
+    total = _images_evaluated(settings, dataset)
     label_to_category = _label_to_category(dataset)
     # The "label" column of every table: the COCO category id where the data has ids.
     label_ids = {label: label_to_category.get(label, label) for label in class_names}
