@@ -77,8 +77,6 @@ METADATA_VERSION = 2
 # millions of items; more is not a file this converter wrote.
 MAX_METADATA_BYTES = 1 << 30
 DEFAULT_MAX_OBJECTS_PER_IMAGE = 1000
-# Counts, sizes and COCO category ids are int64 where they are used (TensorFlow, NumPy, the card).
-MAX_INT64 = (1 << 63) - 1
 _TEMP_MARKER = '.written-by-tf_convert_data'
 
 
@@ -980,7 +978,7 @@ def _category_ids_problem(classes):
 
 def _is_count(value):
     """An int (not a bool) in 0..2**63-1: a count, size or id as int64 holds it."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT64
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _INT64_MAX
 
 
 def _is_sha256(value):
