@@ -7,7 +7,6 @@ Builds its own graphs (tf.compat.v1 graph mode); callers need not disable eager 
 import dataclasses
 import glob
 import os
-import re
 import shutil
 from typing import Dict, List, Tuple
 
@@ -188,35 +187,21 @@ def write_checkpoint(
 
 # First line of the `checkpoint` state files the converters write (a text-proto comment, which
 # TensorFlow's reader skips): the mark that a later conversion may replace the file, and that the
-# trainer does not resume from the folder (model/checkpoints.py keeps it: it imports no converter).
+# trainer does not resume from the folder. model/checkpoints.py keeps it and the one check of it,
+# `written_by_converter` (it imports no converter); a conversion also takes over the two-line file
+# of versions before the header, by `has_converter_sidecar`.
 STATE_FILE_HEADER = checkpoints_lib.CONVERTER_STATE_FILE_HEADER
-# The two-line state file of converter versions before the header.
-_OLD_STATE_FILE = re.compile(
-    r'model_checkpoint_path: "([^"/\\]+)"\n'
-    r'all_model_checkpoint_paths: "\1"\n'
-)
 # `provenance.converted_by` of the model cards the converters write (`<prefix>.model.json`).
 CONVERTER_SCRIPTS = ('caffe_to_tensorflow.py', 'pytorch_to_tensorflow.py')
+# The files beside a checkpoint that say a converter wrote it: its card, or (older versions,
+# and a backbone's) its record.
+_SIDECAR_SUFFIXES = (card_lib.CHECKPOINT_CARD_SUFFIX, card_lib.LEGACY_CHECKPOINT_SUFFIX)
 
 
-def state_file_is_ours(path):
-    """True when the `checkpoint` state file at `path` was written by a converter (ours, any
-    version), so a conversion may replace it. The old two-line form is also what TF writes
-    when one checkpoint is listed (--max_to_keep=1, a training's first save): it counts only when
-    the checkpoint it names has a converter's card or record beside it."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            text = f.read(4096)
-    except (OSError, UnicodeDecodeError):
-        return False
-    if text.startswith(STATE_FILE_HEADER + '\n'):
-        return True
-    old = _OLD_STATE_FILE.fullmatch(text)
-    prefix = os.path.join(os.path.dirname(path), old.group(1)) if old else None
-    return old is not None and any(
-        sidecar_is_ours(prefix + suffix)
-        for suffix in (card_lib.CHECKPOINT_CARD_SUFFIX, card_lib.LEGACY_CHECKPOINT_SUFFIX)
-    )
+def has_converter_sidecar(prefix):
+    """True when a converter's card or record (`sidecar_is_ours`) is beside the checkpoint
+    `prefix`: a converter wrote it (a training's has neither)."""
+    return any(sidecar_is_ours(prefix + suffix) for suffix in _SIDECAR_SUFFIXES)
 
 
 def _checkpoint_files(output_path):
@@ -268,9 +253,8 @@ def check_output_path(output_path, sidecar_paths=()):
             f'file name stem): pass e.g. --output_path={suggestion}'
         )
     checkpoint = _checkpoint_files(output_path)
-    suffixes = (card_lib.CHECKPOINT_CARD_SUFFIX, card_lib.LEGACY_CHECKPOINT_SUFFIX)
-    own = [output_path + suffix for suffix in suffixes]
-    if checkpoint and not any(sidecar_is_ours(path) for path in own):
+    if checkpoint and not has_converter_sidecar(output_path):
+        own = [output_path + suffix for suffix in _SIDECAR_SUFFIXES]
         raise FileExistsError(
             f'{output_path} is a checkpoint this converter did not write (no converter\'s '
             f'{" or ".join(os.path.basename(p) for p in own)} beside it, e.g. a '
@@ -307,7 +291,9 @@ def _save_atomically(sess, saver, output_path, sidecar_files):
         # The CheckpointState text proto; a relative path keeps the folder movable (readers
         # join it with the folder). Only over a state file of ours: a trainer's stays.
         state = os.path.join(directory, 'checkpoint')
-        if os.path.lexists(state) and not state_file_is_ours(state):
+        if os.path.lexists(state) and not checkpoints_lib.written_by_converter(
+            state, header_less_is_ours=has_converter_sidecar
+        ):
             logging.warning(
                 '%s was not written by this converter; left it alone, so the folder '
                 'still names what it named: pass the checkpoint as %s, not as its '

@@ -45,6 +45,12 @@ CONVERTER_STATE_FILE_HEADER = (
     '# written by the ssd-tf checkpoint converter (converters/checkpoint_io.py); '
     'a later conversion into this folder replaces it'
 )
+# The two-line state file of converter versions before the header. TF's savers write the same two
+# lines for a folder listing one checkpoint (--max_to_keep=1, a training's first save).
+_HEADER_LESS_CONVERTER_STATE = re.compile(
+    r'model_checkpoint_path: "([^"/\\]+)"\n'
+    r'all_model_checkpoint_paths: "\1"\n'
+)
 
 
 def _exists(prefix):
@@ -66,16 +72,44 @@ def _read_state(directory):
     return state if state.model_checkpoint_path else None
 
 
-def _written_by_converter(directory):
-    """True when `directory`'s state file starts with CONVERTER_STATE_FILE_HEADER."""
-    path = os.path.join(directory, STATE_FILE)
+def written_by_converter(path, header_less_is_ours=None):
+    """True when the `checkpoint` state file at `path` was written by a checkpoint converter.
+
+    The one check of the converters' mark, for both that ask: a conversion (may it replace the
+    folder's state file? converters/checkpoint_io.py) and `resume_checkpoint` (does --train_dir
+    hold converted weights?). The file is read with safe_io, as `_read_state` reads it: at most
+    _MAX_STATE_BYTES, and a missing, unreadable or larger file, a folder, a FIFO or a device (also
+    through a link) is no converter's (False; nothing blocks or raises). CRLF and CR line ends
+    count as LF, as text mode reads them.
+
+    Args:
+      path: the state file.
+      header_less_is_ours: None: only a file starting with CONVERTER_STATE_FILE_HEADER counts
+        (the trainer's rule: it refuses a folder by the header alone). Or a function of a
+        checkpoint prefix, True when a converter wrote that checkpoint (the converters pass
+        theirs: a converter's card or record beside it; this module imports no converter and no
+        card): then the two-line file of converter versions before the header counts too when
+        the checkpoint it names (in the state file's folder) passes. TF writes the same two
+        lines for one listed checkpoint, so the lines alone tell nothing.
+    """
     if not os.path.lexists(path):
         return False
     try:
-        head = safe_io.read_bytes(path, _MAX_STATE_BYTES, 'checkpoint state file')
+        data = safe_io.read_bytes(path, _MAX_STATE_BYTES, 'checkpoint state file')
     except OSError:  # also UnsafeFileError
         return False
-    return head.startswith(CONVERTER_STATE_FILE_HEADER.encode() + b'\n')
+    data = data.replace(b'\r\n', b'\n').replace(b'\r', b'\n')
+    if data.startswith(CONVERTER_STATE_FILE_HEADER.encode() + b'\n'):
+        return True
+    if header_less_is_ours is None:
+        return False
+    try:
+        old = _HEADER_LESS_CONVERTER_STATE.fullmatch(data.decode('utf-8'))
+    except UnicodeDecodeError:
+        return False
+    return old is not None and bool(
+        header_less_is_ours(os.path.join(os.path.dirname(path), old.group(1)))
+    )
 
 
 def _inside(prefix, directory):
@@ -285,7 +319,7 @@ def resume_checkpoint(train_dir):
         return None
     latest = latest_in_directory(train_dir)
     state = os.path.join(train_dir, STATE_FILE)
-    if latest is not None and _written_by_converter(train_dir):
+    if latest is not None and written_by_converter(state):
         raise ValueError(
             f'{state} was written by a checkpoint converter: {train_dir} holds converted '
             f'weights ({os.path.basename(latest)}), not a training to resume; pass them as '

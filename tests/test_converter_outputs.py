@@ -160,6 +160,13 @@ def test_a_conversion_replaces_its_own_earlier_output(sources, tmp_path):
     assert _convert('caffe', sources, out).config['backbone_only'] is True
 
 
+def _conversion_may_replace(state):
+    """What `checkpoint_io._save_atomically` asks of a folder's state file."""
+    return checkpoints.written_by_converter(
+        state, header_less_is_ours=checkpoint_io.has_converter_sidecar
+    )
+
+
 def test_a_trainings_one_line_state_file_is_left_alone(sources, tmp_path):
     """TF's state file listing one checkpoint (--max_to_keep=1, a first save) has the old
     converter's two-line form: a conversion into the training's folder replaced it, and eval,
@@ -172,7 +179,7 @@ def test_a_trainings_one_line_state_file_is_left_alone(sources, tmp_path):
     assert before == (
         'model_checkpoint_path: "model.ckpt-5"\nall_model_checkpoint_paths: "model.ckpt-5"\n'
     )
-    assert not checkpoint_io.state_file_is_ours(state)
+    assert not _conversion_may_replace(state)
     _convert('caffe', sources, os.path.join(train_dir, 'base.ckpt'))
     with open(state, encoding='utf-8') as f:
         assert f.read() == before
@@ -181,7 +188,7 @@ def test_a_trainings_one_line_state_file_is_left_alone(sources, tmp_path):
     _convert('caffe', sources, out)
     with open(os.path.join(tmp_path, 'old', 'checkpoint'), 'w', encoding='utf-8') as f:
         f.write('model_checkpoint_path: "base.ckpt"\nall_model_checkpoint_paths: "base.ckpt"\n')
-    assert checkpoint_io.state_file_is_ours(os.path.join(tmp_path, 'old', 'checkpoint'))
+    assert _conversion_may_replace(os.path.join(tmp_path, 'old', 'checkpoint'))
 
 
 def test_sidecar_is_ours_reads_the_content(sources, tmp_path):

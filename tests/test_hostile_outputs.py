@@ -6,6 +6,7 @@ it read fewer examples than the dataset lists; killed runs' temporary folders ar
 import dataclasses
 import json
 import os
+import stat
 import subprocess
 
 import pytest
@@ -14,6 +15,7 @@ import tensorflow as tf
 from converters import checkpoint_io
 from evaluation import evaluate
 from evaluation import outputs as eval_outputs
+from model import checkpoints
 from tests import data_fixtures
 from tests import eval_fixtures
 from tests import inference_fixtures as fx
@@ -253,6 +255,64 @@ def test_converter_leaves_a_state_file_it_did_not_write_alone(tmp_path, caplog):
             'model.ckpt.data-00000-of-00001',
             'model.ckpt.index',
         ]
+
+
+HEADER_LESS_STATE = (
+    'model_checkpoint_path: "model.ckpt-5"\nall_model_checkpoint_paths: "model.ckpt-5"\n'
+)
+
+
+@pytest.mark.parametrize(
+    'state,record,conversion_replaces,training_refuses',
+    [
+        # The converters' header: a conversion replaces the file, a training refuses the folder.
+        (f'{checkpoint_io.STATE_FILE_HEADER}\n{HEADER_LESS_STATE}', False, True, True),
+        # Line ends as text mode reads them (the converter read it with `open`).
+        (f'{checkpoint_io.STATE_FILE_HEADER}\r\n{HEADER_LESS_STATE}', False, True, True),
+        # Older converters' two lines count only for a conversion (a training resumed such a
+        # folder before and still does), and only with a converter's record beside the
+        # checkpoint they name: TF writes the same two lines for --max_to_keep=1.
+        (HEADER_LESS_STATE, True, True, False),
+        (HEADER_LESS_STATE.replace('\n', '\r\n'), True, True, False),
+        (HEADER_LESS_STATE, False, False, False),
+        # Read within the state file limit (1 MiB), as TF's state files: not a converter's.
+        (f'{checkpoint_io.STATE_FILE_HEADER}\n#{"x" * (1 << 20)}\n', False, False, False),
+        ('fifo', False, False, False),  # opening it with `open` waited for a writer forever
+    ],
+    ids=['header', 'header-crlf', 'two-lines', 'two-lines-crlf', 'trainers', 'huge', 'fifo'],
+)
+def test_one_check_of_the_converters_state_file(
+    tmp_path, state, record, conversion_replaces, training_refuses
+):
+    """`checkpoints.written_by_converter` answers both that ask, each its own question: a
+    conversion (may it replace the folder's state file?) and a training (does --train_dir hold
+    converted weights?)."""
+    folder = tmp_path / 'folder'
+    folder.mkdir()
+    sess, saver, _ = _tiny_saver(str(folder))
+    with sess.graph.as_default():
+        saver.save(sess, str(folder / 'model.ckpt-5'), write_meta_graph=False, write_state=False)
+    path = folder / 'checkpoint'
+    if state == 'fifo':
+        os.mkfifo(path)
+    else:
+        path.write_bytes(state.encode())
+    if record:
+        (folder / 'model.ckpt-5.json').write_text('{"backbone_only": false}')
+    if training_refuses:
+        with pytest.raises(ValueError, match='was written by a checkpoint converter'):
+            checkpoints.resume_checkpoint(str(folder))
+    else:
+        assert checkpoints.resume_checkpoint(str(folder)) == str(folder / 'model.ckpt-5')
+    with sess.graph.as_default():
+        checkpoint_io._save_atomically(sess, saver, str(folder / 'base.ckpt'), {})
+    if conversion_replaces:
+        assert tf.train.latest_checkpoint(str(folder)) == str(folder / 'base.ckpt')
+        assert path.read_text().startswith(checkpoint_io.STATE_FILE_HEADER + '\n')
+    elif state == 'fifo':
+        assert stat.S_ISFIFO(os.lstat(path).st_mode)
+    else:
+        assert path.read_bytes() == state.encode()
 
 
 @pytest.fixture(scope='module')
