@@ -685,10 +685,12 @@ class _Metrics:
         if self.evaluator is not None:
             # Crowd regions are always ignored; difficult objects with remove_difficult.
             ignored = crowd | (difficult & self.settings.remove_difficult)
-            self.evaluator.add_batch(
+            checked = self.evaluator.add_batch(
                 keys, out['gt_bboxes'], out['gt_labels'], ignored, out['num_gt'], *det, shapes
             )
-            self.writer.add_batch(keys, *det, shapes)
+            # The writer takes the detections as the evaluator checked them (in pixels): one
+            # check per batch; its messages name the image, the field and what it must hold.
+            self.writer.add_checked(checked)
         if self.coco is not None:
             for i, key in enumerate(keys):
                 g, n = out['num_gt'][i], out['num_detections'][i]

@@ -764,12 +764,29 @@ def test_results_writer_add_batch_writes_the_same_files(tmp_path):
                 batch['num_detections'],
                 batch['image_shapes'],
             )
+    # The detections an evaluator checked (an evaluation's batches): the same files.
+    os.makedirs(tmp_path / 'checked')
+    evaluator = vm.VOCEvaluator(NAMES)
+    with vm.VOCResultsWriter(str(tmp_path / 'checked'), 'test', NAMES) as writer:
+        for batch in _padded_batches(images, 4, shapes):
+            writer.add_checked(evaluator.add_batch(**batch))
     for name in os.listdir(tmp_path / 'one'):
         assert (tmp_path / 'batched' / name).read_text() == (tmp_path / 'one' / name).read_text()
+        assert (tmp_path / 'checked' / name).read_text() == (tmp_path / 'one' / name).read_text()
     assert sum(len((tmp_path / 'one' / n).read_text()) for n in os.listdir(tmp_path / 'one'))
     with pytest.raises(ValueError, match='whitespace'):
         with vm.VOCResultsWriter(str(tmp_path / 'batched'), 'test', NAMES) as writer:
             writer.add_batch(['a b'], np.zeros((1, 0, 4)), np.zeros((1, 0)), np.zeros((1, 0)), [0])
+    batch = dict(next(_padded_batches(images[:1], 1, shapes)), image_ids=['a b'])
+    checked = vm.VOCEvaluator(NAMES).add_batch(**batch)
+    with pytest.raises(ValueError, match=r'^VOCResultsWriter\.add_checked: image ids .*whitespace'):
+        with vm.VOCResultsWriter(str(tmp_path / 'batched'), 'test', NAMES) as writer:
+            writer.add_checked(checked)
+    batch.update(image_ids=['x'], num_detections=[0], num_gt=[0])
+    checked = vm.VOCEvaluator({1: 'cat'}).add_batch(**batch)
+    with pytest.raises(ValueError, match='the writer has .* the same class_names'):
+        with vm.VOCResultsWriter(str(tmp_path / 'batched'), 'test', NAMES) as writer:
+            writer.add_checked(checked)
 
 
 def test_shortest_float_text_reads_back_exactly():

@@ -595,6 +595,25 @@ def _check_class_names(class_names: Mapping[int, str]) -> Dict[int, str]:
     return dict(sorted(names.items()))
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class CheckedDetections:
+    """One batch's detections as :meth:`VOCEvaluator.add_batch` checked them (it returns this),
+    for :meth:`VOCResultsWriter.add_checked`, which writes them without checking or converting
+    them again (an evaluation feeds both, batch by batch).
+
+    image_ids: the batch's B ids; class_names: the evaluator's {label: name} (the labels are in
+    it); boxes: float64 [B, K, 4] devkit pixels ``[ymin, xmin, ymax, xmax]``; scores: float64
+    [B, K]; labels: int64 [B, K]; real: bool [B, K], the real rows (the rest is padding).
+    """
+
+    image_ids: List[Hashable]
+    class_names: Dict[int, str]
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    real: np.ndarray
+
+
 class VOCEvaluator:
     """Streaming VOC evaluator with bounded memory.
 
@@ -711,6 +730,9 @@ class VOCEvaluator:
           det_ranks: [B, K] integers ranking detections of equal scores over the split (e.g.
             their lines in a results file, as the devkit does); None: the order they are added.
             Every call of an evaluator gives them, or none does.
+        Returns:
+          The detections as checked, in pixels (`CheckedDetections`), for
+          :meth:`VOCResultsWriter.add_checked`.
         Raises:
           ValueError naming the first image with bad input; nothing of the batch is added then.
         """
@@ -719,7 +741,7 @@ class VOCEvaluator:
         self._check_new(image_ids, context)
         given = det_ranks is not None
         self._check_ranks_mode(given, context)
-        self._add(
+        checked = self._add(
             _PaddedRows(context, image_ids),
             image_ids,
             (gt_boxes, gt_labels, gt_difficult, num_gt),
@@ -728,6 +750,7 @@ class VOCEvaluator:
             det_ranks,
         )
         self._given_ranks = given
+        return checked
 
     def _check_ranks_mode(self, given, context):
         if self._given_ranks not in (None, given):
@@ -751,7 +774,7 @@ class VOCEvaluator:
     def _add(self, rows, image_ids, gt, det, image_shapes, det_ranks=None):
         """Checks with `rows` (a `_PaddedRows`), then stores, gt = (boxes, labels, difficult,
         num), det = (boxes, scores, labels, num), `image_shapes` and `det_ranks`, as `add_batch`
-        takes them or, nums None, as `add_image` does."""
+        takes them or, nums None, as `add_image` does. Returns the `CheckedDetections`."""
         gt = rows.ground_truth(*gt, self._names)
         det = rows.detections(*det, self._names, ranks=det_ranks)
         gt_boxes, det_boxes = gt['boxes'], det['boxes']
@@ -792,6 +815,9 @@ class VOCEvaluator:
             self._scores[label].append(scores[start:end])
             self._flags[label].append(flags[start:end])
             self._ranks[label].append(ranks[start:end])
+        return CheckedDetections(
+            image_ids, self._names, det_boxes, det_scores, det_labels, det['real']
+        )
 
     def compute(self) -> VOCResult:
         """Per-class AP under both rules, the mAPs over present classes, curves and counts."""
@@ -952,6 +978,20 @@ class VOCResultsWriter:
             image_shapes,
         )
 
+    def add_checked(self, checked: CheckedDetections):
+        """Appends the detections :meth:`VOCEvaluator.add_batch` checked and returned: the same
+        files as :meth:`add_batch` with that call's detection arguments, without checking and
+        converting them a second time. The evaluator's `class_names` must be the writer's."""
+        context = 'VOCResultsWriter.add_checked'
+        image_ids = self._check_ids(checked.image_ids, context)
+        if checked.class_names != self._names:
+            raise ValueError(
+                f'{context}: the detections were checked against class_names '
+                f'{checked.class_names}, the writer has {self._names}; give the evaluator and the '
+                f'writer the same class_names.'
+            )
+        self._write_rows(image_ids, checked.boxes, checked.scores, checked.labels, checked.real)
+
     def _add(self, rows, image_ids, det, image_shapes):
         """Checks with `rows` (a `_PaddedRows`), then writes, det = (boxes, scores, labels, num)
         and `image_shapes`, as `add_batch` takes them or, num None, as `add_image` does."""
@@ -959,12 +999,16 @@ class VOCResultsWriter:
         boxes = det['boxes']
         if not self._boxes_in_pixels:
             boxes = _batch_pixel_boxes(boxes, rows.sizes(image_shapes))
-        real = det['real']
+        self._write_rows(image_ids, boxes, det['scores'], det['labels'], det['real'])
+
+    def _write_rows(self, image_ids, boxes, scores, labels, real):
+        """`_write` of the `real` rows (bool [B, K]) of checked padded pixel `boxes` [B, K, 4],
+        `scores` and `labels` [B, K] of the images `image_ids` [B] (str)."""
         self._write(
             [image_ids[i] for i in np.nonzero(real)[0].tolist()],
             boxes[real],
-            det['scores'][real],
-            det['labels'][real],
+            scores[real],
+            labels[real],
         )
 
     def _check_ids(self, image_ids, context):
