@@ -30,9 +30,10 @@
 - Broken entries refuse the file with a message naming the entry: a category without a non-empty
   `name` string or an integer `id` in 0..2**63-1, two categories of one id or one name, an
   annotation without an integer `id` in 0..2**63-1, `bbox` or an integer `category_id`, with a
-  bbox value or `area` that is not a number, an `iscrowd` other than 0 or 1, or whose `image_id`
-  is not an integer and matches no image (`"139"` beside `"id": 139` would otherwise lose every
-  annotation silently; a `"category_id": "18"` would make each one an unknown class).
+  bbox value or `area` that is not a number, an `iscrowd` other than 0 or 1, or without an
+  integer `image_id` (`"139"` beside `"id": 139` would otherwise lose every annotation silently;
+  a `"category_id": "18"` would make each one an unknown class); an integer `image_id` of no
+  image is ignored, as pycocotools does.
 """
 
 import dataclasses
@@ -40,6 +41,7 @@ import hashlib
 import json
 import math
 import os
+import reprlib
 from typing import Optional
 
 from datasets import image_io
@@ -192,17 +194,11 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
         entries = [_annotation_entry(annotations_file, i, a) for i, a in enumerate(annotations)]
         order = sorted(range(len(annotations)), key=lambda i: entries[i][0])
         indexed = [(index, annotations[index]) for index in order]
-        for index, a in indexed:
-            by_image.setdefault(a['image_id'], []).append(entries[index])
         image_ids = {im['id'] for im in images if _valid_image_id(im['id'])}
         for index, a in indexed:
-            if a['image_id'] not in image_ids and not _valid_image_id(a['image_id']):
-                # e.g. "image_id": "139" beside "id": 139: every annotation would be lost.
-                raise _EntryError(
-                    f'{annotations_file}: "annotations"[{index}] (id {a["id"]!r}) has image_id '
-                    f'{a["image_id"]!r} ({_json_kind(a["image_id"])}), which is no image\'s id: '
-                    'image ids are integers; fix the JSON.'
-                )
+            _check_annotation_image_id(annotations_file, index, a, image_ids)
+        for index, a in indexed:
+            by_image.setdefault(a['image_id'], []).append(entries[index])
         sources, seen_ids = [], set()
         for im in images:
             problem = _image_problem(annotations_file, im, seen_ids, allow_outside_paths)
@@ -361,6 +357,26 @@ def _annotation_entry(annotations_file, index, a):
         'integer "category_id", "bbox": [x, y, w, h] and optional "area" and "iscrowd" numbers: '
         'fix the JSON.'
     )
+
+
+def _check_annotation_image_id(annotations_file, index, a, image_ids):
+    """Raises _EntryError naming the file and the index-th annotation (id checked): it has no
+    `image_id`, or one that is not an integer (e.g. "139" beside "id": 139 would lose every
+    annotation; 139.0 or true are refused as a category_id of 18.0 is), or an integer that is
+    no image's and could be none (beyond 0..2**63-1). An integer id of no image is an orphan,
+    ignored as pycocotools does."""
+    where = f'{annotations_file}: "annotations"[{index}] (id {a["id"]!r})'
+    if 'image_id' not in a:
+        raise _EntryError(
+            f'{where} has no "image_id"; every annotation needs the integer id of its image in '
+            '"images"; fix the JSON.'
+        )
+    image_id = a['image_id']
+    if not _is_integer(image_id) or (image_id not in image_ids and not _valid_image_id(image_id)):
+        raise _EntryError(
+            f'{where} has image_id {reprlib.repr(image_id)} ({_json_kind(image_id)}), which is '
+            'no image\'s id: image ids are integers; fix the JSON.'
+        )
 
 
 def _number(value, what):

@@ -153,6 +153,52 @@ def test_coco_ids_twice_are_refused(tmp_path, categories, anns, message):
     assert str(err.value) == f'{ann_path}: {message}; fix the JSON.'
 
 
+_MISSING = object()
+
+
+@pytest.mark.parametrize(
+    'image_id, problem',
+    [
+        # These fell into "not a COCO instances file ... (KeyError: 'image_id')" or
+        # "(TypeError: unhashable type: 'list')", naming neither the annotation nor the field.
+        (_MISSING, 'has no "image_id"; every annotation needs the integer id of its image in '),
+        ([1], 'has image_id [1] (an array), which is no image\'s id: '),
+        ({'id': 1}, "has image_id {'id': 1} (an object), which is no image's id: "),
+        # These matched image 1 (1.0 == True == 1) and were kept: refused as a category_id 1.0 is.
+        (1.0, "has image_id 1.0 (a number), which is no image's id: "),
+        (True, "has image_id True (a boolean), which is no image's id: "),
+        (2.5, "has image_id 2.5 (a number), which is no image's id: "),
+    ],
+)
+def test_coco_annotation_image_ids_name_the_annotation(tmp_path, image_id, problem):
+    images = [('a.jpg', 1, fx.smooth_image(20, 20), (20, 20))]
+    ann = _ann(8, 1, 1, [1, 1, 5, 5])
+    if image_id is _MISSING:
+        del ann['image_id']
+    else:
+        ann['image_id'] = image_id
+    ann_path, img_dir = fx.write_coco(
+        str(tmp_path), images, CATEGORIES, [_ann(3, 1, 1, [2, 2, 5, 5]), ann]
+    )
+    with pytest.raises(ValueError) as err:
+        fx.coco.read_annotations(ann_path, img_dir)
+    end = (
+        '"images"; fix the JSON.'
+        if image_id is _MISSING
+        else 'image ids are integers; fix the JSON.'
+    )
+    assert str(err.value) == f'{ann_path}: "annotations"[1] (id 8) {problem}{end}'
+
+
+def test_coco_annotation_image_ids_of_no_image_stay_ignored(tmp_path):
+    """An integer image_id of no image is an orphan, ignored as pycocotools does."""
+    images = [('a.jpg', 1, fx.smooth_image(20, 20), (20, 20))]
+    anns = [_ann(3, 1, 1, [2, 2, 5, 5]), _ann(8, 2, 1, [1, 1, 5, 5])]
+    ann_path, img_dir = fx.write_coco(str(tmp_path), images, CATEGORIES, anns)
+    (source,), _, _, _ = fx.coco.read_annotations(ann_path, img_dir)
+    assert [a[0] for a in source.annotations] == [3]
+
+
 def test_coco_bad_json(tmp_path):
     path = tmp_path / 'instances.json'
     path.write_text('{"images": []}')
