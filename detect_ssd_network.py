@@ -108,8 +108,9 @@ flags.DEFINE_integer(
     8,
     'Images (or frames) per batch; fewer where they would hold more than 100 million pixels '
     'together (detection.MAX_BATCH_PIXELS: a graph holds ~16 bytes per pixel). The images of '
-    'a batch run in one call per size.',
+    f'a batch run in one call per size. At most {cli.MAX_BATCH_SIZE}.',
     lower_bound=1,
+    upper_bound=cli.MAX_BATCH_SIZE,
 )
 cli.define_model_flags(
     select_threshold=0.5,

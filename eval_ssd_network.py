@@ -47,7 +47,7 @@ FLAGS = flags.FLAGS
 # Bounds of the flags that reach TensorFlow as integers (int32 thread counts, the int64 count of
 # images to take) or the watcher's sleep: an error naming the flag, not a traceback or a spin.
 MAX_THREADS = 1024
-MAX_BATCH_SIZE = 1024
+MAX_BATCH_SIZE = cli.MAX_BATCH_SIZE
 INT64_MAX = 2**63 - 1
 MIN_INTERVAL_SECS = 0.1
 MAX_INTERVAL_SECS = 86400.0
@@ -62,6 +62,9 @@ flags.DEFINE_string('dataset_name', 'pascalvoc_2007', 'Dataset registry name.')
 flags.DEFINE_string('dataset_split_name', 'test', 'Split to evaluate.')
 flags.DEFINE_string('dataset_dir', None, 'Folder of the converted TFRecords.')
 flags.DEFINE_float('matching_threshold', 0.5, 'IoU threshold of a true positive (VOC).')
+# The metrics' own bound (tf_extended/voc_metrics.py), at parse time: it failed after the model
+# was loaded, naming their `iou_threshold`.
+cli.register_bound('matching_threshold', lambda v: 0 < v <= 1, 'lie in (0, 1] (an IoU, e.g. 0.5)')
 flags.DEFINE_enum('iou_rule', '>=', ['>=', '>'], "'>=': the VOC devkit; '>': common Python ports.")
 flags.DEFINE_enum(
     'eval_resize',
@@ -75,6 +78,7 @@ flags.DEFINE_boolean(
     'Ignore difficult objects in the metrics (devkit); false counts them as ordinary objects.',
 )
 flags.DEFINE_float('gpu_memory_fraction', None, 'Per-process GPU memory fraction (default: grow).')
+cli.register_gpu_memory_fraction_validator(optional=True)
 flags.DEFINE_list('metrics', ['voc07', 'voc12'], 'Any of voc07, voc12, coco.')
 flags.DEFINE_integer(
     'num_threads',

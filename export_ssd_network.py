@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 # Bounds of the integer flags that reach TensorFlow (int64 counts, static shapes): an error naming
 # the flag instead of an OverflowError traceback or a graph built for a batch no device holds.
 MAX_CALIBRATION_IMAGES = 10000
-MAX_BATCH_SIZE = 1024
+MAX_BATCH_SIZE = cli.MAX_BATCH_SIZE
 flags.DEFINE_string(
     'checkpoint_path', None, 'Checkpoint prefix, one of its files, or a directory (its latest).'
 )

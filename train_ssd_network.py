@@ -30,6 +30,7 @@ from absl import logging
 from model import checkpoints
 from model import cli
 from nets import nets_factory
+from nets import ssd_params as ssd_params_lib
 from training import hooks
 from training import optimization
 from training import trainer
@@ -254,6 +255,8 @@ flags.DEFINE_integer(
     'num_classes',
     D('num_classes'),
     'Classes including background (default: from the dataset; 21 for VOC).',
+    lower_bound=2,
+    upper_bound=ssd_params_lib.MAX_CLASSES,
 )
 flags.DEFINE_string(
     'model_name',
@@ -323,24 +326,9 @@ flags.DEFINE_boolean(
 )
 
 
-# Bounds of the float flags: absl's lower_bound lets nan and inf through, and a value out of
-# range trained to the end (rc 0) or failed late without naming the flag.
-def _bound(name, test, allowed, optional=False):
-    """--`name` must be a finite number for which `test` holds (or unset, where `optional`);
-    absl's error names the flag, its value and `allowed`."""
-
-    def valid(value):
-        if value is None:
-            return optional
-        return math.isfinite(value) and bool(test(value))
-
-    flags.register_validator(
-        name,
-        valid,
-        message='--%s must %s%s.' % (name, allowed, ', or be left unset' if optional else ''),
-    )
-
-
+# Bounds of the float flags (cli.register_bound: finite, which absl's bounds do not check): a
+# value out of range trained to the end (rc 0) or failed late without naming the flag.
+_bound = cli.register_bound
 _bound('learning_rate', lambda v: v > 0, 'be a finite number > 0 (e.g. 0.001)')
 _bound('end_learning_rate', lambda v: v >= 0, 'be a finite number >= 0 (e.g. 0.0001)')
 _bound('num_epochs_per_decay', lambda v: v > 0, 'be a finite number > 0 (e.g. 2)')
@@ -360,8 +348,49 @@ for _name in (
     'adadelta_rho',
 ):
     _bound(_name, lambda v: 0 <= v < 1, 'lie in [0, 1) (default %g)' % D(_name))
+# A negative decay was TF's late error, nan a non-finite loss blamed on the learning rate.
+_bound(
+    'weight_decay',
+    lambda v: v >= 0,
+    'be a finite number >= 0 (default %g; 0: none)' % D('weight_decay'),
+)
+# Adam, Adadelta and RMSProp divide by sqrt(<running mean of squares>) + epsilon (Adadelta:
+# sqrt(... + epsilon)): 0 divides 0 by 0 where a gradient is 0, a negative value takes the root
+# of a negative number; both stopped at a non-finite loss at step 2.
+_bound('opt_epsilon', lambda v: v > 0, 'be a finite number > 0 (default %g)' % D('opt_epsilon'))
+# tf.compat.v1.train's own checks (AdagradOptimizer: accumulator > 0; FtrlOptimizer: power <= 0,
+# accumulator, l1 and l2 >= 0) made at parse time, naming the flag (TF's named its argument, late),
+# and finite: nan passed them and stopped at non-finite weights.
+_bound(
+    'adagrad_initial_accumulator_value',
+    lambda v: v > 0,
+    'be a finite number > 0, as Adagrad requires (default %g)'
+    % D('adagrad_initial_accumulator_value'),
+)
+_bound(
+    'ftrl_learning_rate_power',
+    lambda v: v <= 0,
+    'be a finite number <= 0, as FTRL requires (default %g)' % D('ftrl_learning_rate_power'),
+)
+for _name in ('ftrl_initial_accumulator_value', 'ftrl_l1', 'ftrl_l2'):
+    _bound(
+        _name, lambda v: v >= 0, 'be a finite number >= 0, as FTRL requires (default %g)' % D(_name)
+    )
+# Exponential decay multiplies the rate by the factor per --num_epochs_per_decay (TF takes any
+# number), piecewise decay per boundary: 0 trained at rate 0 after the first decay, a negative
+# factor alternated the rate's sign (gradient ascent), a factor above 1 made the rate grow
+# without end (10: x100 in 2 decays), all with rc 0. A rising piecewise schedule is --values'.
+_bound(
+    'learning_rate_decay_factor',
+    lambda v: 0 < v <= 1,
+    'lie in (0, 1] (e.g. 0.94; a rate that rises at the boundaries: --values)',
+)
+cli.register_gpu_memory_fraction_validator(optional=False)  # the trainer always sets it
+# The model card's bound (nets/ssd_params.py check_params), at parse time and naming the flag.
+_bound('batch_norm_decay', lambda v: 0 <= v <= 1, 'lie in [0, 1] (e.g. 0.997)', optional=True)
 # As eval, export and detect bound theirs.
 cli.register_moving_average_validator()
+cli.register_depth_multiplier_validator()
 
 
 @flags.multi_flags_validator(

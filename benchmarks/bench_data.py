@@ -31,10 +31,22 @@ from datasets import synthetic  # noqa: E402
 from tf_extended import logs  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer('num_images', 600, 'Synthetic images to convert and read.')
-flags.DEFINE_integer('samples_per_file', 50, 'Examples per shard (more shards than workers).')
-flags.DEFINE_integer('repeats', 3, 'Timed runs per configuration (the median is reported).')
-flags.DEFINE_integer('num_readers', 4, 'Parallel shard readers of the input pipeline.')
+# Counts below 1 ended in tracebacks (the generator's or converter's ValueError, no median of
+# 0 runs, TF's cycle_length error); more than 1024 readers hang the start, as in training.
+flags.DEFINE_integer('num_images', 600, 'Synthetic images to convert and read.', lower_bound=1)
+flags.DEFINE_integer(
+    'samples_per_file', 50, 'Examples per shard (more shards than workers).', lower_bound=1
+)
+flags.DEFINE_integer(
+    'repeats', 3, 'Timed runs per configuration (the median is reported).', lower_bound=1
+)
+flags.DEFINE_integer(
+    'num_readers',
+    4,
+    'Parallel shard readers of the input pipeline.',
+    lower_bound=1,
+    upper_bound=1024,
+)
 flags.DEFINE_string('output_json', None, 'Where to write the results as JSON.')
 
 

@@ -61,6 +61,7 @@ from inference import export  # noqa: E402
 from inference import parity  # noqa: E402
 from model import card as card_lib  # noqa: E402
 from model import checkpoints  # noqa: E402
+from model import cli  # noqa: E402
 from tests import eval_fixtures  # noqa: E402
 from tf_extended import atomic_io  # noqa: E402
 
@@ -71,23 +72,49 @@ flags.DEFINE_list(
     ['ssd_300_mobilenet', 'ssd_300_vgg', 'ssd_512_vgg'],
     'Nets to measure (random weights).',
 )
+# Bounds as eval_ssd_network.py's and export_ssd_network.py's: a count below 1 ended in a
+# traceback (--num_images, --batch_size) or was run as 1 (--rounds), a negative --num_threads or
+# --input_cache_mb was run without a word.
 flags.DEFINE_integer(
-    'num_images', 64, 'Synthetic images in the evaluated split (about 1/4 of those generated).'
+    'num_images',
+    64,
+    'Synthetic images in the evaluated split (about 1/4 of those generated).',
+    lower_bound=1,
 )
-flags.DEFINE_integer('batch_size', 8, 'Images per batch.')
-flags.DEFINE_integer('rounds', 3, 'Evaluations per model, each between two forward measurements.')
-flags.DEFINE_integer('num_threads', None, 'Intra/inter-op threads (default: TensorFlow\'s).')
+flags.DEFINE_integer(
+    'batch_size', 8, 'Images per batch.', lower_bound=1, upper_bound=cli.MAX_BATCH_SIZE
+)
+flags.DEFINE_integer(
+    'rounds',
+    3,
+    'Evaluations per model, each between two forward measurements.',
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    'num_threads',
+    None,
+    'Intra/inter-op threads (default: TensorFlow\'s).',
+    lower_bound=1,
+    upper_bound=1024,
+)
 flags.DEFINE_list(
     'exported',
     ['frozen_graph', 'openvino'],
     'Exported models to evaluate too (with both: the OpenVINO model\'s detections matched '
     'against the frozen graph\'s).',
 )
+# As export_ssd_network.py's: 0 ended in a traceback (no images for int8 calibration).
 flags.DEFINE_integer(
-    'num_calibration_images', 100, 'Calibration images of openvino_int8 (in --exported).'
+    'num_calibration_images',
+    100,
+    'Calibration images of openvino_int8 (in --exported).',
+    lower_bound=1,
+    upper_bound=10000,
 )
 flags.DEFINE_enum('openvino_precision', 'fp32', ['fp32', 'bf16'], 'OpenVINO inference precision.')
 flags.DEFINE_float('parity_tol', 1e-4, 'Score and box tolerance of a matched detection.')
+# nan or a negative tolerance matched no detection: a parity failure that is the flag's.
+cli.register_bound('parity_tol', lambda v: v >= 0, 'be a finite number >= 0 (e.g. 1e-4)')
 flags.DEFINE_string(
     'checkpoint_path',
     None,
@@ -101,6 +128,7 @@ flags.DEFINE_integer(
     'input_cache_mb',
     4096,
     'Input cache of the "checkpoint, input cached" rows (the watcher\'s later evaluations).',
+    lower_bound=0,
 )
 flags.DEFINE_string('output', None, 'Also write the results as JSON here.')
 

@@ -153,11 +153,7 @@ class ModelCard:
             )
         # The checks of a card read from a file, where it is made (flags, a dataset's names): a
         # card this project writes is one every later step reads.
-        try:
-            base = nets_factory.get_network(self.model_name).default_params
-            ssd_params_lib.check_params(self.params, base)
-        except ValueError as err:
-            raise CardError(str(err)) from None
+        _check_params(self.model_name, self.params)
         for name in self.class_names:
             problem = labels_lib.class_name_problem(name) if isinstance(name, str) else 'no text'
             if problem:
@@ -254,6 +250,14 @@ class ModelCard:
             'compute_dtype': self.compute_dtype,
             'provenance': self.provenance,
         }
+
+
+def _check_params(model_name, params):
+    """Raises CardError unless `params` are valid SSD parameters of the net `model_name`."""
+    try:
+        ssd_params_lib.check_params(params, nets_factory.get_network(model_name).default_params)
+    except ValueError as err:
+        raise CardError(str(err)) from None
 
 
 def from_dict(meta, source='<card>'):
@@ -588,6 +592,9 @@ def from_registry(
             raise CardError('--depth_multiplier applies to ssd_300_mobilenet only.')
         params = params._replace(depth_multiplier=float(depth_multiplier))
     params = params._replace(**{k: v for k, v in param_overrides.items() if v is not None})
+    # Before the class names are built: 10**11 default names exhausted memory before the card's
+    # own check refused the count.
+    _check_params(model_name, params)
     pipeline = preprocessing_factory.get_preprocessing(model_name)
     names = tuple(class_names) if class_names else default_class_names(params.num_classes)
     return ModelCard(

@@ -9,6 +9,7 @@ they replace the card's (logged).
 """
 
 import dataclasses
+import math
 import numbers
 from typing import Optional
 
@@ -27,6 +28,9 @@ DETECTION_FIELDS = ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k')
 NUM_CLASSES_RANGE = (
     f'an integer in [2, {ssd_params_lib.MAX_CLASSES}]: one class and the background at least'
 )
+# The most images of one batch of eval, detect and export: a batch is one tensor through the net
+# (its memory grows with it), and more images per call gain no speed.
+MAX_BATCH_SIZE = 1024
 
 
 def define_moving_average_flag():
@@ -48,6 +52,48 @@ def register_moving_average_validator():
         'moving_average_decay',
         lambda value: value is None or 0 < value < 1,
         message='--moving_average_decay must lie in (0, 1) (e.g. 0.9999), or be left unset.',
+    )
+
+
+def register_bound(name, test, allowed, optional=False):
+    """--`name` (a float flag) must be a finite number for which `test` holds (or unset, where
+    `optional`): absl's lower_bound / upper_bound let nan and inf through, and a value out of
+    range ran to the end (rc 0) or failed late without naming the flag. absl's error names the
+    flag, its value and `allowed`."""
+
+    def valid(value):
+        if value is None:
+            return optional
+        return math.isfinite(value) and bool(test(value))
+
+    flags.register_validator(
+        name,
+        valid,
+        message='--%s must %s%s.' % (name, allowed, ', or be left unset' if optional else ''),
+    )
+
+
+def register_depth_multiplier_validator():
+    """--depth_multiplier (the trainer defines its own) must lie in (0, MAX_DEPTH_MULTIPLIER],
+    the model card's bound, or be unset: out of it, the run failed late on the card's check of
+    its "SSD parameter depth_multiplier", or was told to pass --override_model_card."""
+    register_bound(
+        'depth_multiplier',
+        lambda v: 0 < v <= ssd_params_lib.MAX_DEPTH_MULTIPLIER,
+        'lie in (0, %g] (e.g. 0.5)' % ssd_params_lib.MAX_DEPTH_MULTIPLIER,
+        optional=True,
+    )
+
+
+def register_gpu_memory_fraction_validator(optional):
+    """--gpu_memory_fraction (defined by the caller, with its default) must lie in (0, 1]: TF
+    takes 0 for all of the GPU's memory (eval: memory growth), a negative value or nan without a
+    word, and more than 1 for CUDA unified memory beyond the GPU's, which a fraction is not."""
+    register_bound(
+        'gpu_memory_fraction',
+        lambda v: 0 < v <= 1,
+        "lie in (0, 1] (a fraction of the GPU's memory, e.g. 0.8)",
+        optional=optional,
     )
 
 
@@ -87,6 +133,7 @@ def define_model_flags(select_threshold=None, select_threshold_help=None):
         None,
         'Width multiplier of ssd_300_mobilenet (default: the model card\'s, else 1).',
     )
+    register_depth_multiplier_validator()
     flags.DEFINE_string(
         'anchor_sizes',
         None,

@@ -25,6 +25,8 @@ REQUIRED = {
     'eval_ssd_network': ['--checkpoint_path=train', '--eval_dir=eval', '--dataset_dir=records'],
     'export_ssd_network': ['--checkpoint_path=train', '--output_dir=export'],
     'detect_ssd_network': ['--input=photos', '--output_dir=out'],
+    'benchmarks.bench_data': [],
+    'benchmarks.bench_eval': [],
 }
 
 # Parses each case (argv after REQUIRED) afresh; prints {case: [ok, message]} as JSON.
@@ -64,8 +66,20 @@ def _check(module, good, bad):
         assert flag in message, (case, message)
 
 
-MODEL_FLAGS_GOOD = ['', '--num_classes=2', '--num_classes=21', '--num_classes=100000']
+MODEL_FLAGS_GOOD = [
+    '',
+    '--num_classes=2',
+    '--num_classes=21',
+    '--num_classes=100000',
+    '--depth_multiplier=4',
+]
 MODEL_FLAGS_BAD = {
+    # Refused late by the card's check ("SSD parameter depth_multiplier"), or, against a card,
+    # told to pass --override_model_card.
+    '--depth_multiplier=0': '--depth_multiplier',
+    '--depth_multiplier=-1': '--depth_multiplier',
+    '--depth_multiplier=nan': '--depth_multiplier',
+    '--depth_multiplier=1000 --override_model_card': '--depth_multiplier',
     '--num_classes=0': '--num_classes',
     '--num_classes=1': '--num_classes',
     '--num_classes=-3': '--num_classes',
@@ -92,6 +106,10 @@ def test_eval_flags():
         '--eval_timeout=0',
         '--final_step=0',
         '--max_number_of_steps=9',
+        '--matching_threshold=1',
+        '--matching_threshold=0.01',
+        '--gpu_memory_fraction=1',
+        '--gpu_memory_fraction=0.3',
     ]
     bad = {
         '--max_num_batches=-1': '--max_num_batches',  # evaluated nothing, exit 0
@@ -112,6 +130,16 @@ def test_eval_flags():
         '--eval_timeout=-1': '--eval_timeout',
         '--final_step=-5': '--final_step',  # stopped after the first checkpoint
         '--max_number_of_steps=-5': '--final_step',
+        # Failed after the model was loaded, naming the metrics' iou_threshold.
+        '--matching_threshold=0': '--matching_threshold',
+        '--matching_threshold=1.5': '--matching_threshold',
+        '--matching_threshold=-1': '--matching_threshold',
+        '--matching_threshold=nan': '--matching_threshold',
+        # Evaluated with rc 0: 0 as memory growth, -1 and nan without a word.
+        '--gpu_memory_fraction=0': '--gpu_memory_fraction',
+        '--gpu_memory_fraction=-1': '--gpu_memory_fraction',
+        '--gpu_memory_fraction=nan': '--gpu_memory_fraction',
+        '--gpu_memory_fraction=2': '--gpu_memory_fraction',
     }
     bad.update(MODEL_FLAGS_BAD)
     _check('eval_ssd_network', good, bad)
@@ -144,10 +172,53 @@ def test_detect_flags():
         '--frozen_graph=export/frozen_graph.pb --select_threshold=0.5',  # run_demo.py's
         '--checkpoint_path=train --select_threshold=0 --keep_top_k=0',  # every detection
         '--batch_size=3',
+        '--batch_size=1024',
     ]
     bad = dict(MODEL_FLAGS_BAD)
     bad['--batch_size=0'] = '--batch_size'
+    bad['--batch_size=1025'] = '--batch_size'
+    bad[f'--batch_size={10**20}'] = '--batch_size'  # taken without a word
     _check('detect_ssd_network', good, bad)
+
+
+def test_benchmark_flags():
+    """Counts below 1 ended in tracebacks (bench_data: the generator's and converter's
+    ValueErrors, no median of 0 repeats, TF's cycle_length error; bench_eval: a ValueError for
+    --num_images or --batch_size) or were taken as 1 (--rounds); a negative --num_threads or
+    --input_cache_mb and a nan --parity_tol were taken without a word."""
+    _check(
+        'benchmarks.bench_data',
+        ['', '--num_images=1 --samples_per_file=1 --repeats=1 --num_readers=1024'],
+        {
+            '--num_images=0': '--num_images',
+            '--num_images=-5': '--num_images',
+            '--samples_per_file=0': '--samples_per_file',
+            '--repeats=0': '--repeats',
+            '--num_readers=0': '--num_readers',
+            '--num_readers=100000': '--num_readers',
+        },
+    )
+    _check(
+        'benchmarks.bench_eval',
+        [
+            '',
+            '--num_images=1 --batch_size=1 --rounds=1 --num_threads=1 --input_cache_mb=0 '
+            '--num_calibration_images=1 --parity_tol=0',
+            '--batch_size=1024 --num_calibration_images=10000',
+        ],
+        {
+            '--num_images=0': '--num_images',
+            '--batch_size=0': '--batch_size',
+            '--batch_size=-2': '--batch_size',
+            '--batch_size=1025': '--batch_size',
+            '--rounds=0': '--rounds',
+            '--num_threads=-1': '--num_threads',
+            '--input_cache_mb=-1': '--input_cache_mb',
+            '--num_calibration_images=0': '--num_calibration_images',
+            '--parity_tol=nan': '--parity_tol',
+            '--parity_tol=-1': '--parity_tol',
+        },
+    )
 
 
 def test_num_classes_checked_before_class_names_are_built(tmp_path):
@@ -164,6 +235,26 @@ def test_num_classes_checked_before_class_names_are_built(tmp_path):
         cli.apply_structure_flags(
             card_lib.from_registry('ssd_300_vgg'), values, 'model.json', lambda line: None
         )
+
+
+def test_from_registry_checks_the_class_count_before_building_names(monkeypatch):
+    """`card.from_registry` built its default class names before the card's check refused
+    the count: 10**7 took 2 s and 700 MB, 10**11 would exhaust memory."""
+    counts = []
+    names = card_lib.default_class_names
+
+    def spy(count):
+        counts.append(count)
+        assert count <= 100_000, f'{count} class names built'
+        return names(count)
+
+    monkeypatch.setattr(card_lib, 'default_class_names', spy)
+    for count in (10**11, 100_001, 0):
+        with pytest.raises(card_lib.CardError, match=f'num_classes is {count}, expected'):
+            card_lib.from_registry('ssd_300_vgg', count)
+    assert counts == []
+    assert card_lib.from_registry('ssd_300_vgg', 3).class_names == ('class_1', 'class_2')
+    assert counts == [3]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,10 @@ with other scripts' in the test process) and parses each command line in turn.""
 
 import json
 
+import tensorflow as tf
+
 from tests.conftest import run_python
+from training import optimization
 
 INT64_MAX = 2**63 - 1
 
@@ -58,6 +61,45 @@ REFUSED = {
     '--warmup_steps=%d' % (INT64_MAX + 1): 'not an integer in the range [0, %d]' % INT64_MAX,
     '--num_readers=100000': 'not an integer in the range [1, 1024]',
     '--num_preprocessing_threads=100000': 'not an integer in the range [0, 1024]',
+    # Ran to the end (rc 0), or failed late on TF's check of its own argument, or at a
+    # non-finite loss or weights blamed on the learning rate.
+    '--weight_decay=-1': '--weight_decay must be a finite number >= 0',
+    '--weight_decay=nan': '--weight_decay must be a finite number >= 0',
+    '--opt_epsilon=0': '--opt_epsilon must be a finite number > 0',
+    '--opt_epsilon=-1': '--opt_epsilon must be a finite number > 0',
+    '--opt_epsilon=nan': '--opt_epsilon must be a finite number > 0',
+    '--adagrad_initial_accumulator_value=0': (
+        '--adagrad_initial_accumulator_value must be a finite number > 0, as Adagrad requires'
+    ),
+    '--adagrad_initial_accumulator_value=nan': '--adagrad_initial_accumulator_value must be',
+    '--ftrl_learning_rate_power=0.5': (
+        '--ftrl_learning_rate_power must be a finite number <= 0, as FTRL requires'
+    ),
+    '--ftrl_learning_rate_power=nan': '--ftrl_learning_rate_power must be a finite number <= 0',
+    '--ftrl_learning_rate_power=-inf': '--ftrl_learning_rate_power must be a finite number <= 0',
+    '--ftrl_initial_accumulator_value=-1': (
+        '--ftrl_initial_accumulator_value must be a finite number >= 0, as FTRL requires'
+    ),
+    '--ftrl_initial_accumulator_value=nan': '--ftrl_initial_accumulator_value must be',
+    '--ftrl_l1=-1': '--ftrl_l1 must be a finite number >= 0',
+    '--ftrl_l2=nan': '--ftrl_l2 must be a finite number >= 0',
+    '--ftrl_l2=inf': '--ftrl_l2 must be a finite number >= 0',
+    '--learning_rate_decay_factor=0': '--learning_rate_decay_factor must lie in (0, 1]',
+    '--learning_rate_decay_factor=-1': '--learning_rate_decay_factor must lie in (0, 1]',
+    '--learning_rate_decay_factor=nan': '--learning_rate_decay_factor must lie in (0, 1]',
+    '--learning_rate_decay_factor=10': '--learning_rate_decay_factor must lie in (0, 1]',
+    '--gpu_memory_fraction=0': '--gpu_memory_fraction must lie in (0, 1]',
+    '--gpu_memory_fraction=-1': '--gpu_memory_fraction must lie in (0, 1]',
+    '--gpu_memory_fraction=nan': '--gpu_memory_fraction must lie in (0, 1]',
+    '--gpu_memory_fraction=1.5': '--gpu_memory_fraction must lie in (0, 1]',
+    '--batch_norm_decay=5': '--batch_norm_decay must lie in [0, 1]',
+    '--batch_norm_decay=-0.1': '--batch_norm_decay must lie in [0, 1]',
+    '--batch_norm_decay=nan': '--batch_norm_decay must lie in [0, 1]',
+    '--depth_multiplier=0': '--depth_multiplier must lie in (0, 4]',
+    '--depth_multiplier=nan': '--depth_multiplier must lie in (0, 4]',
+    '--depth_multiplier=1000': '--depth_multiplier must lie in (0, 4]',
+    '--num_classes=1': 'not an integer in the range [2, 100000]',
+    '--num_classes=100000000000': 'not an integer in the range [2, 100000]',
 }
 # Command lines refused by a check of several flags.
 REFUSED_TOGETHER = {
@@ -90,6 +132,17 @@ ACCEPTED = [
     '--num_readers=1024 --num_preprocessing_threads=0',
     '--learning_rate_decay_type=piecewise --boundaries=80000,100000',
     '--learning_rate_decay_type=piecewise --boundaries=80000,100000 --values=1e-3,1e-4,1e-5',
+    '--weight_decay=0',
+    '--optimizer=adagrad --adagrad_initial_accumulator_value=1e-9',
+    '--optimizer=ftrl --ftrl_learning_rate_power=0 --ftrl_initial_accumulator_value=0 '
+    '--ftrl_l1=0.01 --ftrl_l2=0',
+    '--learning_rate_decay_factor=1',
+    '--gpu_memory_fraction=1',
+    '--batch_norm_decay=0',
+    '--batch_norm_decay=1',
+    '--model_name=ssd_300_mobilenet --depth_multiplier=4',
+    '--num_classes=2',
+    '--num_epochs_per_decay=1e300',  # its decay steps are capped (test below)
 ]
 
 CHILD = r'''
@@ -145,3 +198,19 @@ def test_out_of_range_flags_are_refused_naming_the_flag():
     assert results['--momentum=1'] == (
         'flag --momentum=1.0: --momentum must lie in [0, 1) (default 0.9).'
     )
+
+
+def test_a_decay_longer_than_int64_steps_never_decays():
+    """--num_epochs_per_decay=1e300 (finite, accepted) made decay steps beyond int64: a
+    TypeError traceback from TF's schedule. They are capped at the int64 maximum now."""
+    steps = optimization.decay_steps_per_epochs(16551, 32, 1e300)
+    assert steps == INT64_MAX
+    assert optimization.decay_steps_per_epochs(16551, 32, 2.0) == 1034
+    for decay_type in ('exponential', 'polynomial'):
+        with tf.Graph().as_default():
+            step = tf.constant(10**6, tf.int64)
+            rate = optimization.learning_rate_schedule(
+                step, decay_type, 0.001, decay_steps=steps, decay_factor=0.94
+            )
+            with tf.compat.v1.Session() as sess:
+                assert abs(sess.run(rate) - 0.001) < 1e-9, decay_type

@@ -106,9 +106,15 @@ def _positive(steps, decay_type):
     return int(steps)
 
 
+# The most steps of one decay: the global step is an int64, and TF's schedules refuse a larger
+# decay_steps with a TypeError traceback (--num_epochs_per_decay=1e300 did).
+MAX_DECAY_STEPS = 2**63 - 1
+
+
 def decay_steps_per_epochs(num_samples, batch_size, num_epochs_per_decay):
-    """Steps in `num_epochs_per_decay` epochs of `num_samples` at `batch_size` images per step."""
-    return max(1, int(num_samples / batch_size * num_epochs_per_decay))
+    """Steps in `num_epochs_per_decay` epochs of `num_samples` at `batch_size` images per step
+    (at least 1, at most MAX_DECAY_STEPS: a decay no training reaches)."""
+    return min(MAX_DECAY_STEPS, max(1, int(num_samples / batch_size * num_epochs_per_decay)))
 
 
 def make_optimizer(
