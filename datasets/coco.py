@@ -110,6 +110,19 @@ def _image_problem(annotations_file, im, seen_ids, allow_outside_paths):
     return None
 
 
+def _check_image_keys(annotations_file, index, im):
+    """Raises _EntryError naming the file and the index-th `images` entry when it has no "id"
+    or no "file_name" (a bad value of either is that image's problem, reported per image)."""
+    missing = ' and no '.join(f'"{key}"' for key in ('id', 'file_name') if key not in im)
+    if missing:
+        shown = ', '.join(f'{k} {reprlib.repr(im[k])}' for k in ('id', 'file_name') if k in im)
+        raise _EntryError(
+            f'{annotations_file}: "images"[{index}]{f" ({shown})" if shown else ""} has no '
+            f'{missing}; every image needs an integer "id" and the "file_name" of its image '
+            'file; fix the JSON.'
+        )
+
+
 def _json_kind(value):
     """How JSON calls the type of a parsed value, for messages."""
     kinds = (
@@ -181,6 +194,8 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
       the file; OSError as `read_annotations_json`.
     """
     data, digest = read_annotations_json(annotations_file)
+    for index, im in enumerate(data['images']):
+        _check_image_keys(annotations_file, index, im)
     try:
         for index, c in enumerate(data['categories']):
             _check_category(annotations_file, index, c)
@@ -337,13 +352,17 @@ def _annotation_entry(annotations_file, index, a):
                 f'category_id {category_id!r} is {_json_kind(category_id)}, not an integer'
             )
         iscrowd = a.get('iscrowd', 0)
-        int(iscrowd)  # the message of a value that is no number at all
         if iscrowd not in (0, 1):  # as coco_metrics checks a ground truth file
-            raise ValueError(f'iscrowd {iscrowd!r} is not 0 or 1')
+            raise ValueError(
+                f'iscrowd {reprlib.repr(iscrowd)} is {_json_kind(iscrowd)}, not 0 or 1'
+            )
+        bbox = a['bbox']
+        if not isinstance(bbox, list):
+            raise ValueError(f'bbox {reprlib.repr(bbox)} is {_json_kind(bbox)}, not an array')
         return (
             ann_id,
             category_id,
-            tuple(_number(v, 'bbox value') for v in a['bbox']),
+            tuple(_number(v, 'bbox value') for v in bbox),
             1 if iscrowd else 0,
             None if area is None else _number(area, 'area'),
             index,

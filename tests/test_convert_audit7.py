@@ -224,13 +224,17 @@ def test_coco_integer_orphans_stay_ignored(tmp_path):
     [
         ('bbox', {}, "has no 'bbox'"),
         ('category_id', {}, "has no 'category_id'"),
-        (None, {'bbox': None}, r"cannot be read \('NoneType' object is not iterable\)"),
-        (None, {'area': '96'}, r"cannot be read \(area '96' is not a number\)"),
+        (None, {'bbox': None}, r"cannot be read \(bbox None is null, not an array\)"),
         (
             None,
-            {'iscrowd': 'yes'},
-            r"cannot be read \(invalid literal for int\(\) with base 10: 'yes'\)",
+            {'bbox': '6,4,12,8'},
+            r"cannot be read \(bbox '6,4,12,8' is a string, not an array\)",
         ),
+        (None, {'bbox': [6, '4', 12, 8]}, r"cannot be read \(bbox value '4' is not a number\)"),
+        (None, {'area': '96'}, r"cannot be read \(area '96' is not a number\)"),
+        (None, {'iscrowd': 'yes'}, r"cannot be read \(iscrowd 'yes' is a string, not 0 or 1\)"),
+        (None, {'iscrowd': None}, r"cannot be read \(iscrowd None is null, not 0 or 1\)"),
+        (None, {'iscrowd': 2}, r"cannot be read \(iscrowd 2 is a number, not 0 or 1\)"),
     ],
 )
 def test_coco_unreadable_annotation_names_the_annotation(tmp_path, remove, change, problem):
@@ -238,4 +242,24 @@ def test_coco_unreadable_annotation_names_the_annotation(tmp_path, remove, chang
     ann.pop(remove, None)
     path, img_dir = _coco_file(tmp_path, [{'id': 1, 'name': 'cat'}], [_ANN, ann])
     with pytest.raises(ValueError, match=rf'^{path}: "annotations"\[1\] \(id 7\) {problem}; '):
+        coco.read_annotations(path, img_dir)
+
+
+@pytest.mark.parametrize(
+    'image, shown',
+    [
+        ({'file_name': 'a.jpg'}, r"\(file_name 'a.jpg'\) has no \"id\""),
+        ({'id': 1}, r'\(id 1\) has no "file_name"'),
+        ({'width': 60}, r'has no "id" and no "file_name"'),
+    ],
+)
+def test_coco_image_without_id_or_file_name_names_the_image(tmp_path, image, shown):
+    """Before, a KeyError's general 'not a COCO instances file' message named neither."""
+    path, img_dir = _coco_file(tmp_path, [{'id': 1, 'name': 'cat'}], [_ANN])
+    with open(path) as f:
+        data = json.load(f)
+    data['images'].append(image)
+    with open(path, 'w') as f:
+        json.dump(data, f)
+    with pytest.raises(ValueError, match=rf'^{path}: "images"\[1\] ?{shown}; every image needs'):
         coco.read_annotations(path, img_dir)
