@@ -44,10 +44,8 @@ from model import cli
 from tf_extended import folder_lock
 
 FLAGS = flags.FLAGS
-# Bounds of the flags that reach TensorFlow as integers (int32 thread counts, the int64 count of
-# images to take) or the watcher's sleep: an error naming the flag, not a traceback or a spin.
-MAX_THREADS = 1024
-MAX_BATCH_SIZE = cli.MAX_BATCH_SIZE
+# The bounds of the int64 count of images to take and of the watcher's sleep: an error naming the
+# flag, not an OverflowError traceback or a watcher spinning a core.
 INT64_MAX = 2**63 - 1
 MIN_INTERVAL_SECS = 0.1
 MAX_INTERVAL_SECS = 86400.0
@@ -85,7 +83,7 @@ flags.DEFINE_integer(
     None,
     'Intra/inter-op and tf.data threads (run beside training).',
     lower_bound=1,
-    upper_bound=MAX_THREADS,
+    upper_bound=cli.MAX_THREADS,
 )
 flags.DEFINE_enum('data_format', 'NHWC', ['NHWC', 'NCHW'], 'Layout of the net (NCHW: GPU only).')
 flags.DEFINE_boolean('pr_curves', True, 'Write per-class precision/recall PNGs.')
@@ -141,10 +139,10 @@ cli.define_moving_average_flag()
 flags.DEFINE_integer(
     'batch_size',
     32,
-    f'Images per batch, at most {MAX_BATCH_SIZE} (a batch is one tensor through the net: memory '
+    f'Images per batch, at most {cli.MAX_BATCH_SIZE} (a batch is one tensor through the net: memory '
     f'grows with it; beyond that, more images per call gain no speed).',
     lower_bound=1,
-    upper_bound=MAX_BATCH_SIZE,
+    upper_bound=cli.MAX_BATCH_SIZE,
 )
 flags.DEFINE_integer(
     'max_num_batches',

@@ -31,10 +31,6 @@ from model import cli
 from tf_extended import folder_lock
 
 FLAGS = flags.FLAGS
-# Bounds of the integer flags that reach TensorFlow (int64 counts, static shapes): an error naming
-# the flag instead of an OverflowError traceback or a graph built for a batch no device holds.
-MAX_CALIBRATION_IMAGES = 10000
-MAX_BATCH_SIZE = cli.MAX_BATCH_SIZE
 flags.DEFINE_string(
     'checkpoint_path', None, 'Checkpoint prefix, one of its files, or a directory (its latest).'
 )
@@ -46,10 +42,10 @@ flags.DEFINE_string('dataset_dir', None, 'Folder of the converted TFRecords.')
 flags.DEFINE_integer(
     'num_calibration_images',
     100,
-    f'Images for int8 calibration, at most {MAX_CALIBRATION_IMAGES} (they are held in memory '
+    f'Images for int8 calibration, at most {cli.MAX_CALIBRATION_IMAGES} (they are held in memory '
     f'together; a few hundred calibrate well).',
     lower_bound=1,
-    upper_bound=MAX_CALIBRATION_IMAGES,
+    upper_bound=cli.MAX_CALIBRATION_IMAGES,
 )
 flags.DEFINE_string(
     'output_dir',
@@ -69,10 +65,10 @@ flags.DEFINE_integer(
     'batch_size',
     None,
     f'Static batch size of the frozen graph and SavedModel (default: any), at most '
-    f'{MAX_BATCH_SIZE}: the graph is built for that many images per call, which must fit in '
+    f'{cli.MAX_BATCH_SIZE}: the graph is built for that many images per call, which must fit in '
     f'memory together.',
     lower_bound=1,
-    upper_bound=MAX_BATCH_SIZE,
+    upper_bound=cli.MAX_BATCH_SIZE,
 )
 flags.DEFINE_boolean(
     'fixed_size',
@@ -82,11 +78,11 @@ flags.DEFINE_boolean(
 flags.DEFINE_integer(
     'tflite_batch_size',
     1,
-    f'Batch size of the TFLite models (static), at most {MAX_BATCH_SIZE}: the converter '
+    f'Batch size of the TFLite models (static), at most {cli.MAX_BATCH_SIZE}: the converter '
     f'builds (and int8 calibrates on) batches of that many images, which must fit in memory '
     f'together.',
     lower_bound=1,
-    upper_bound=MAX_BATCH_SIZE,
+    upper_bound=cli.MAX_BATCH_SIZE,
 )
 cli.define_model_flags()
 cli.define_moving_average_flag()

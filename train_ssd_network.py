@@ -40,8 +40,6 @@ FLAGS = flags.FLAGS
 # with a TypeError traceback.
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
-# The most reader / map threads: more only hangs the start (100000 readers did).
-MAX_THREADS = 1024
 
 
 def D(name):
@@ -64,14 +62,14 @@ flags.DEFINE_integer(
     D('num_readers'),
     'Shards read in parallel.',
     lower_bound=1,
-    upper_bound=MAX_THREADS,
+    upper_bound=cli.MAX_THREADS,
 )
 flags.DEFINE_integer(
     'num_preprocessing_threads',
     D('num_preprocessing_threads'),
     'Parallel calls of the augmentation + encoding map (0: autotune).',
     lower_bound=0,
-    upper_bound=MAX_THREADS,
+    upper_bound=cli.MAX_THREADS,
 )
 flags.DEFINE_integer(
     'log_every_n_steps',
@@ -354,9 +352,10 @@ _bound(
     lambda v: v >= 0,
     'be a finite number >= 0 (default %g; 0: none)' % D('weight_decay'),
 )
-# Adam, Adadelta and RMSProp divide by sqrt(<running mean of squares>) + epsilon (Adadelta:
-# sqrt(... + epsilon)): 0 divides 0 by 0 where a gradient is 0, a negative value takes the root
-# of a negative number; both stopped at a non-finite loss at step 2.
+# Adam divides by sqrt(<running mean of squares>) + epsilon, Adadelta and RMSProp by
+# sqrt(<running mean of squares> + epsilon): 0 divides 0 by 0 where a gradient is 0 (RMSProp's
+# mean starts at 1, later), a negative value takes the root of a negative number; both stopped
+# at a non-finite loss.
 _bound('opt_epsilon', lambda v: v > 0, 'be a finite number > 0 (default %g)' % D('opt_epsilon'))
 # tf.compat.v1.train's own checks (AdagradOptimizer: accumulator > 0; FtrlOptimizer: power <= 0,
 # accumulator, l1 and l2 >= 0) made at parse time, naming the flag (TF's named its argument, late),

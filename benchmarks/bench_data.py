@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from datasets import convert  # noqa: E402
 from datasets import pascalvoc  # noqa: E402
 from datasets import synthetic  # noqa: E402
+from model import cli  # noqa: E402
 from tf_extended import logs  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -45,7 +46,7 @@ flags.DEFINE_integer(
     4,
     'Parallel shard readers of the input pipeline.',
     lower_bound=1,
-    upper_bound=1024,
+    upper_bound=cli.MAX_THREADS,
 )
 flags.DEFINE_string('output_json', None, 'Where to write the results as JSON.')
 

@@ -95,7 +95,7 @@ flags.DEFINE_integer(
     None,
     'Intra/inter-op threads (default: TensorFlow\'s).',
     lower_bound=1,
-    upper_bound=1024,
+    upper_bound=cli.MAX_THREADS,
 )
 flags.DEFINE_list(
     'exported',
@@ -109,7 +109,7 @@ flags.DEFINE_integer(
     100,
     'Calibration images of openvino_int8 (in --exported).',
     lower_bound=1,
-    upper_bound=10000,
+    upper_bound=cli.MAX_CALIBRATION_IMAGES,
 )
 flags.DEFINE_enum('openvino_precision', 'fp32', ['fp32', 'bf16'], 'OpenVINO inference precision.')
 flags.DEFINE_float('parity_tol', 1e-4, 'Score and box tolerance of a matched detection.')

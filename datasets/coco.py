@@ -31,9 +31,9 @@
   `name` string or an integer `id` in 0..2**63-1, two categories of one id or one name, an
   annotation without an integer `id` in 0..2**63-1, `bbox` or an integer `category_id`, with a
   bbox value or `area` that is not a number, an `iscrowd` other than 0 or 1, or without an
-  integer `image_id` (`"139"` beside `"id": 139` would otherwise lose every annotation silently;
-  a `"category_id": "18"` would make each one an unknown class); an integer `image_id` of no
-  image is ignored, as pycocotools does.
+  integer `image_id` in 0..2**63-1 (`"139"` beside `"id": 139` would otherwise lose every
+  annotation silently; a `"category_id": "18"` would make each one an unknown class); an
+  `image_id` in range but of no image is ignored, as pycocotools does.
 """
 
 import dataclasses
@@ -205,13 +205,14 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
         )
         by_image = {}
         annotations = data.get('annotations', [])
-        # Checked before sorting by id (a string or NaN id would not sort, or not in order).
-        entries = [_annotation_entry(annotations_file, i, a) for i, a in enumerate(annotations)]
+        # Checked in file order, before sorting by id (a string or NaN id would not sort, or not
+        # in order).
+        entries = []
+        for index, a in enumerate(annotations):
+            entries.append(_annotation_entry(annotations_file, index, a))
+            _check_annotation_image_id(annotations_file, index, a)
         order = sorted(range(len(annotations)), key=lambda i: entries[i][0])
         indexed = [(index, annotations[index]) for index in order]
-        image_ids = {im['id'] for im in images if _valid_image_id(im['id'])}
-        for index, a in indexed:
-            _check_annotation_image_id(annotations_file, index, a, image_ids)
         for index, a in indexed:
             by_image.setdefault(a['image_id'], []).append(entries[index])
         sources, seen_ids = [], set()
@@ -378,12 +379,12 @@ def _annotation_entry(annotations_file, index, a):
     )
 
 
-def _check_annotation_image_id(annotations_file, index, a, image_ids):
+def _check_annotation_image_id(annotations_file, index, a):
     """Raises _EntryError naming the file and the index-th annotation (id checked): it has no
     `image_id`, or one that is not an integer (e.g. "139" beside "id": 139 would lose every
-    annotation; 139.0 or true are refused as a category_id of 18.0 is), or an integer that is
-    no image's and could be none (beyond 0..2**63-1). An integer id of no image is an orphan,
-    ignored as pycocotools does."""
+    annotation; 139.0 or true are refused as a category_id of 18.0 is), or an integer no image
+    can have (beyond 0..2**63-1, where `_image_problem` skips an image). An integer id in range
+    but of no image is an orphan, ignored as pycocotools does."""
     where = f'{annotations_file}: "annotations"[{index}] (id {a["id"]!r})'
     if 'image_id' not in a:
         raise _EntryError(
@@ -391,10 +392,15 @@ def _check_annotation_image_id(annotations_file, index, a, image_ids):
             '"images"; fix the JSON.'
         )
     image_id = a['image_id']
-    if not _is_integer(image_id) or (image_id not in image_ids and not _valid_image_id(image_id)):
+    if not _is_integer(image_id):
         raise _EntryError(
             f'{where} has image_id {reprlib.repr(image_id)} ({_json_kind(image_id)}), which is '
             'no image\'s id: image ids are integers; fix the JSON.'
+        )
+    if not _valid_image_id(image_id):
+        raise _EntryError(
+            f'{where} has image_id {reprlib.repr(image_id)}, not an integer in 0..2**63-1, '
+            'which the records store as int64; fix the JSON.'
         )
 
 

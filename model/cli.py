@@ -31,6 +31,11 @@ NUM_CLASSES_RANGE = (
 # The most images of one batch of eval, detect and export: a batch is one tensor through the net
 # (its memory grows with it), and more images per call gain no speed.
 MAX_BATCH_SIZE = 1024
+# The most threads of a --num_threads, --num_readers or --num_preprocessing_threads: TensorFlow
+# takes them as int32, and 100000 reader threads hung the input pipeline.
+MAX_THREADS = 1024
+# The most images for int8 calibration: they are held in memory at the net's input size.
+MAX_CALIBRATION_IMAGES = 10000
 
 
 def define_moving_average_flag():

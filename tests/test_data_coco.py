@@ -168,6 +168,12 @@ _MISSING = object()
         (1.0, "has image_id 1.0 (a number), which is no image's id: "),
         (True, "has image_id True (a boolean), which is no image's id: "),
         (2.5, "has image_id 2.5 (a number), which is no image's id: "),
+        # Integers no image can have (an image of such an id is skipped as a bad image).
+        (-1, 'has image_id -1, not an integer in 0..2**63-1, which the records store as int64'),
+        (
+            2**63,
+            f'has image_id {2**63}, not an integer in 0..2**63-1, which the records store as int64',
+        ),
     ],
 )
 def test_coco_annotation_image_ids_name_the_annotation(tmp_path, image_id, problem):
@@ -182,12 +188,25 @@ def test_coco_annotation_image_ids_name_the_annotation(tmp_path, image_id, probl
     )
     with pytest.raises(ValueError) as err:
         fx.coco.read_annotations(ann_path, img_dir)
-    end = (
-        '"images"; fix the JSON.'
-        if image_id is _MISSING
-        else 'image ids are integers; fix the JSON.'
-    )
+    if image_id is _MISSING:
+        end = '"images"; fix the JSON.'
+    elif isinstance(image_id, int) and not isinstance(image_id, bool):
+        end = '; fix the JSON.'
+    else:
+        end = 'image ids are integers; fix the JSON.'
     assert str(err.value) == f'{ann_path}: "annotations"[1] (id 8) {problem}{end}'
+
+
+def test_coco_annotation_problems_are_reported_in_file_order(tmp_path):
+    """The first bad annotation of the file is named, not the one of the lowest id."""
+    images = [('a.jpg', 1, fx.smooth_image(20, 20), (20, 20))]
+    anns = [
+        dict(_ann(9, 1, 1, [1, 1, 5, 5]), image_id='x'),
+        dict(_ann(2, 1, 1, [1, 1, 5, 5]), image_id='y'),
+    ]
+    ann_path, img_dir = fx.write_coco(str(tmp_path), images, CATEGORIES, anns)
+    with pytest.raises(ValueError, match=r'"annotations"\[0\] \(id 9\) has image_id \'x\''):
+        fx.coco.read_annotations(ann_path, img_dir)
 
 
 def test_coco_annotation_image_ids_of_no_image_stay_ignored(tmp_path):

@@ -259,14 +259,15 @@ def test_coco_annotation_without_an_id_names_it(tmp_path):
     'change, problem',
     [
         # pycocotools takes any true iscrowd for a crowd; 0.5 was stored as 0 (not crowd).
-        ({'iscrowd': 0.5}, 'iscrowd 0.5 is not 0 or 1'),
-        ({'iscrowd': 2}, 'iscrowd 2 is not 0 or 1'),
-        ({'iscrowd': '1'}, "iscrowd '1' is not 0 or 1"),
-        ({'iscrowd': float('nan')}, 'cannot convert float NaN to integer'),
+        ({'iscrowd': 0.5}, 'iscrowd 0.5 is a number, not 0 or 1'),
+        ({'iscrowd': 2}, 'iscrowd 2 is a number, not 0 or 1'),
+        ({'iscrowd': '1'}, "iscrowd '1' is a string, not 0 or 1"),
+        ({'iscrowd': float('nan')}, 'iscrowd nan is a number, not 0 or 1'),
         # bbox values were read with float(): true became 1.0, "10" 10.0.
         ({'bbox': [6, 4, True, 8]}, 'bbox value True is not a number'),
         ({'bbox': [6, 4, '10', 8]}, "bbox value '10' is not a number"),
-        ({'bbox': '6412'}, "bbox value '6' is not a number"),
+        # A string was read as its characters.
+        ({'bbox': '6412'}, "bbox '6412' is a string, not an array"),
         ({'bbox': [6, 4, 12, int(HUGE)]}, 'int too large to convert to float'),
     ],
 )
