@@ -828,27 +828,52 @@ def count_records(path):
     """Number of records in a TFRecord file, read from the record headers (no CRC check).
 
     Raises:
-      ValueError: the file ends inside a record.
+      ValueError: not a regular file (a FIFO, device or directory is refused before it is
+      opened: opening a FIFO waited for a writer forever), GZIP-compressed, or the file ends
+      inside a record.
     """
+    what = safe_io.kind(path)
+    if what:
+        raise ValueError(
+            f'{path} is {what}, not a regular file, so not a TFRecord shard; refusing to read it. '
+            'Put the TFRecord file itself there, or move it away.'
+        )
     count = 0
-    size = os.path.getsize(path)
-    with open(path, 'rb') as f:
+    with safe_io.open_binary(path, 'TFRecord file') as f:  # checked again on the descriptor
+        size = os.fstat(f.fileno()).st_size
         offset = 0
         while offset < size:
             header = f.read(12)
             if len(header) < 12:
-                raise ValueError(
-                    f'{path}: truncated TFRecord file (record {count} header cut at byte {offset}).'
-                )
+                problem = f'record {count} header cut at byte {offset}'
+                break
             (length,) = struct.unpack('<Q', header[:8])
             offset += 12 + length + 4
             if offset > size:
-                raise ValueError(
-                    f'{path}: truncated TFRecord file (record {count} ends past the end of the file).'
-                )
+                problem = f'record {count} ends past the end of the file'
+                break
             f.seek(offset)
             count += 1
-    return count
+        else:
+            return count
+    if _gzip_compressed(path):
+        raise ValueError(_gzip_message(path) + '.')
+    raise ValueError(f'{path}: truncated TFRecord file ({problem}).')
+
+
+def _gzip_compressed(path):
+    """Whether the regular file `path` starts with the gzip magic bytes 1f 8b. Asked only of a
+    file that is no valid shard: a valid one starts so when its first record is 35615 bytes
+    long modulo 65536."""
+    with safe_io.open_binary(path, 'TFRecord file') as f:
+        return f.read(2) == b'\x1f\x8b'
+
+
+def _gzip_message(path):
+    return (
+        f'{path}: the shard is GZIP-compressed (it starts with the gzip magic bytes 1f 8b), and '
+        'the records are read uncompressed: decompress it (gunzip), keeping its name'
+    )
 
 
 def read_metadata(path, verify_digests=False):
@@ -866,7 +891,10 @@ def read_metadata(path, verify_digests=False):
       count, size or sha256 of 'files' or the total num_examples is not what the converter
       writes (integers in 0..2**63-1, not booleans; 64 hex digits);
       FileNotFoundError: a shard is missing;
-      DatasetFilesError (a ValueError): a shard differs from what was written.
+      DatasetFilesError (a ValueError): a shard is not a regular file (a FIFO, a directory, a
+      broken link), is GZIP-compressed or differs from what was written.
+    Files beside the metadata named like its shards but not listed are not read: a warning
+    names them.
     """
     try:
         metadata = safe_io.read_json(path, 'metadata file', MAX_METADATA_BYTES)
@@ -910,11 +938,21 @@ def read_metadata(path, verify_digests=False):
                 f' (shards live beside their metadata); refusing to read it.'
             )
     files = [os.path.join(os.path.dirname(path), f['name']) for f in entries]
-    missing = [f for f in files if not os.path.isfile(f)]
+    missing = [f for f in files if not os.path.lexists(f)]
     if missing:
         raise FileNotFoundError(
             f'{path} lists shards that are missing ({missing[:3]}); the dataset in '
             f'{os.path.dirname(path) or "."} is incomplete: convert it again.'
+        )
+    odd = [(f, safe_io.kind(f)) for f in files]
+    odd = [(f, what) for f, what in odd if what]
+    if odd:
+        named = ', '.join(f'{os.path.basename(f)} is {what}' for f, what in odd[:5])
+        more = f' and {len(odd) - 5} more' if len(odd) > 5 else ''
+        raise DatasetFilesError(
+            f'{path} lists shards that are present but not regular files ({named}{more}); '
+            'records are read from regular files only: put the shard files there (restore them) '
+            'or convert the data again.'
         )
     for file, entry in zip(files, entries):
         _check_shard(file, entry, path, verify_digests)
@@ -923,7 +961,33 @@ def read_metadata(path, verify_digests=False):
             f"{path}: num_examples {total!r} is not the sum of its shards' "
             f"counts ({sum(f['num_examples'] for f in entries)}); convert the dataset again."
         )
+    _warn_unlisted(path, {f['name'] for f in entries})
     return metadata, files
+
+
+def _warn_unlisted(path, listed):
+    """Logs a warning naming the files beside the metadata at `path` that are named like its
+    shards but not in its `listed` names: the list is what the conversion wrote, so they are not
+    read (without the metadata, the reader's glob would read them)."""
+    if not path.endswith(METADATA_SUFFIX):
+        return
+    folder = os.path.dirname(path) or '.'
+    pattern = shard_pattern(os.path.basename(path)[: -len(METADATA_SUFFIX)])
+    extra = sorted(n for n in os.listdir(folder) if pattern.fullmatch(n) and n not in listed)
+    if extra:
+        more = f' and {len(extra) - 5} more' if len(extra) > 5 else ''
+        it, its = ('it', 'its') if len(extra) == 1 else ('them', 'their')
+        logging.warning(
+            '%s%s in %s: named like the shards of %s but not listed in it, so not read (its list '
+            'is what the conversion wrote; a leftover of an older conversion, or a file copied '
+            'in?). Move %s away, or convert the data again to include %s examples.',
+            ', '.join(extra[:5]),
+            more,
+            folder,
+            os.path.basename(path),
+            it,
+            its,
+        )
 
 
 def _classes_problem(metadata):
@@ -1013,6 +1077,11 @@ def _check_shard(file, entry, meta_path, verify_digests):
     st = os.stat(file)  # a regular file: read_metadata checked
     if 'size' in entry:  # an int: read_metadata checked
         if st.st_size != entry['size']:
+            if _gzip_compressed(file):
+                raise DatasetFilesError(
+                    f'{_gzip_message(file)}: it then has the {entry["size"]} bytes that '
+                    f'{os.path.basename(meta_path)} lists.'
+                )
             raise DatasetFilesError(
                 f'{file} has {st.st_size} bytes but {os.path.basename(meta_path)} lists '
                 f'{entry["size"]}: the shard was '

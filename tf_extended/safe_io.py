@@ -139,6 +139,28 @@ def open_text(path, what='file', encoding='utf-8'):
     return os.fdopen(fd, 'r', encoding=encoding)
 
 
+def open_binary(path, what='file'):
+    """Opens a regular file for reading bytes (a context manager, like `open(path, 'rb')`).
+    Refuses devices, FIFOs."""
+    fd, _ = _open(path, what)
+    return os.fdopen(fd, 'rb')
+
+
+def kind(path):
+    """What `path` is when it is not a regular file, also through a symlink (str: e.g. 'a FIFO
+    (named pipe)', 'a directory (through a symlink)', 'a broken or looping symlink'), or None for
+    a regular file. Raises FileNotFoundError when nothing is there."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        if os.path.islink(path):
+            return 'a broken or looping symlink'
+        raise
+    if stat.S_ISREG(mode):
+        return None
+    return _kind(mode) + (' (through a symlink)' if os.path.islink(path) else '')
+
+
 def check_regular(path, what='file'):
     """Refuses a path that is not a regular file (also through a symlink) before a library that
     opens it by name reads it (OpenVINO, TFLite, zipfile); FileNotFoundError when missing."""
