@@ -25,19 +25,33 @@ conversion was interrupted while replacing the shards: refused. Without either (
 older TensorFlow port, e.g. `voc_2007_train_000.tfrecord`) the shards are globbed, the samples
 are counted by reading the record headers (logged), and the classes are the VOC ones for the
 pascalvoc names, else `class_<id>`; `num_classes` must then be given for coco_2017/custom.
+Such shards must not be empty (0 bytes: a write that failed), and their first records are looked
+at before anything is read: TF Object Detection API records (labels under
+`image/object/class/label`) are refused, and so are records whose `image/object/bbox/label_text`
+names other VOC classes than their labels do (the classes numbered otherwise).
+
+Every record read is checked as it is parsed (all sources; the converter checked its own when it
+wrote them): one length for the coordinate and label lists, difficult/truncated/iscrowd absent
+or of that length, labels in 1..num_classes-1, coordinates in [0, 1] with min <= max. A record
+that fails stops the pipeline with an InvalidArgumentError naming its shard and its index there.
 """
 
 import dataclasses
+import functools
 import glob
 import os
 import re
+import struct
 
 from absl import logging
+from google.protobuf import message as protobuf_message
+import numpy as np
 import tensorflow as tf
 
 from datasets import convert
 from datasets import example_format as ef
 from datasets import labels
+from tf_extended import safe_io
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,7 +121,9 @@ class DetectionDataset:
         and records pass a shuffle buffer of `shuffle_buffer_size` (serialized, so cheap).
         The order is deterministic unless shuffle is set without a seed. `skip` (an int or an
         int64 scalar tensor) drops that many records of the unshuffled order before they are
-        parsed and decoded (the eval input cache's decoded images take their place).
+        parsed and decoded (the eval input cache's decoded images take their place). Every record
+        is checked as parse_example parses it: iterating fails with an InvalidArgumentError
+        naming the shard and the record's index there when its content is wrong.
 
         Returns:
           tf.data.Dataset of dicts: image uint8 [H, W, 3] RGB; shape int32 [3]; bboxes float32
@@ -124,7 +140,7 @@ class DetectionDataset:
         if repeat:
             files = files.repeat()
         records = files.interleave(
-            tf.data.TFRecordDataset,
+            _indexed_records,
             cycle_length=num_readers,
             block_length=1,
             num_parallel_calls=num_readers if num_readers > 1 else None,
@@ -139,68 +155,163 @@ class DetectionDataset:
         if shuffle:
             records = records.shuffle(shuffle_buffer_size, seed=seed, reshuffle_each_iteration=True)
         examples = records.map(
-            parse_example, num_parallel_calls=num_parallel_calls, deterministic=deterministic
+            functools.partial(parse_example, num_classes=self.num_classes),
+            num_parallel_calls=num_parallel_calls,
+            deterministic=deterministic,
         )
         return examples.prefetch(tf.data.AUTOTUNE)
 
+
+def _indexed_records(shard):
+    """tf.data.Dataset of (shard: string scalar, index: int64 scalar from 0, record: string
+    scalar) of one shard's records, so that a record's checks can say where it is."""
+    return tf.data.Dataset.zip(
+        (
+            tf.data.Dataset.from_tensors(shard).repeat(),
+            # Not Dataset.counter(): a scan, whose function call per record cost 10 % of reading.
+            tf.data.Dataset.range(2**63 - 1),
+            tf.data.TFRecordDataset(shard),
+        )
+    )
+
+
+# Labels of TF Object Detection API records (its create_*_tf_record.py scripts). Their label
+# maps may number classes with gaps (COCO: category ids 1..90), so they are refused, not read.
+_OD_API_LABEL = 'image/object/class/label'
+_OD_API_KEYS = (_OD_API_LABEL, 'image/object/class/text')
+
+_FIX = 'Convert the data again with tf_convert_data.py.'
+_OD_API = (
+    'a TF Object Detection API record (labels under image/object/class/label, none under '
+    'image/object/bbox/label): its label map may number the classes with gaps (COCO: ids '
+    '1..90), which this reader does not translate.'
+)
+_OD_API_FIX = 'Convert the source images and annotations with tf_convert_data.py.'
+# Per object, in the order of the `counts` vector parse_example checks.
+_COORDINATES = (ef.YMIN, ef.XMIN, ef.YMAX, ef.XMAX)
+_FLAGS = (ef.DIFFICULT, ef.TRUNCATED, ef.ISCROWD)
+_LISTS = (*_COORDINATES, ef.LABEL, *_FLAGS, _OD_API_LABEL)
 
 _PARSE_SPEC = {
     ef.ENCODED: tf.io.FixedLenFeature([], tf.string),
     ef.FILENAME: tf.io.FixedLenFeature([], tf.string, default_value=''),
     ef.IMAGE_ID: tf.io.FixedLenFeature([], tf.int64, default_value=-1),
-    ef.XMIN: tf.io.VarLenFeature(tf.float32),
-    ef.XMAX: tf.io.VarLenFeature(tf.float32),
-    ef.YMIN: tf.io.VarLenFeature(tf.float32),
-    ef.YMAX: tf.io.VarLenFeature(tf.float32),
-    ef.LABEL: tf.io.VarLenFeature(tf.int64),
-    ef.DIFFICULT: tf.io.VarLenFeature(tf.int64),
-    ef.TRUNCATED: tf.io.VarLenFeature(tf.int64),
-    ef.ISCROWD: tf.io.VarLenFeature(tf.int64),
+    **{k: tf.io.VarLenFeature(tf.float32) for k in _COORDINATES},
+    **{k: tf.io.VarLenFeature(tf.int64) for k in (ef.LABEL, *_FLAGS, _OD_API_LABEL)},
     ef.COCO_ANNOTATIONS: tf.io.FixedLenFeature([], tf.string, default_value=''),
 }
 
 
-def parse_example(serialized):
-    """Serialized example (string scalar tensor) -> dict of decoded tensors.
+def _where(shard, index):
+    """'<shard>, record <index> (counted from 0)' (str, or string scalar tensor for tensors)."""
+    if isinstance(shard, str):
+        return f'{shard}, record {index} (counted from 0)'
+    return tf.strings.join([shard, ', record ', tf.strings.as_string(index), ' (counted from 0)'])
 
+
+# Values an error shows of a record's lists (the Assert op prints the first ones, then '...').
+_SHOWN = 100
+# A list's length must be the label count, or this: 0 for the lists that may be absent (the
+# flags, then all 0, and image/object/class/label), -1 (never) for the others.
+_LENGTH_IF_ABSENT = np.array([-1] * 5 + [0] * 4, np.int64)
+# [ymin, xmin, ymax, xmax] @ _BOX_DIFFERENCES >= _BOX_BOUNDS: ymin >= 0, xmin >= 0,
+# ymax - ymin >= 0, xmax - xmin >= 0, -ymax >= -1, -xmax >= -1.
+_BOX_DIFFERENCES = np.array(
+    [
+        [1, 0, -1, 0, 0, 0],
+        [0, 1, 0, -1, 0, 0],
+        [0, 0, 1, 0, -1, 0],
+        [0, 0, 0, 1, 0, -1],
+    ],
+    np.float32,
+)
+_BOX_BOUNDS = np.array([0, 0, 0, 0, -1, -1], np.float32)
+
+
+@tf.autograph.experimental.do_not_convert
+def parse_example(shard, index, serialized, num_classes):
+    """A shard's record -> dict of decoded tensors, after checking its content.
+
+    Args:
+      shard: string scalar, the shard's path; index: int64 scalar, the record's index in it (from
+        0); both only name the record in errors. serialized: string scalar, the record.
+      num_classes: int, classes with background (labels must be 1..num_classes-1).
     Returns:
       image: uint8 [H, W, 3] RGB; shape: int32 [3] (= tf.shape(image));
       bboxes: float32 [N, 4] relative [ymin, xmin, ymax, xmax]; labels, difficult, truncated,
       iscrowd: int64 [N]; filename: string scalar ('' for older records); image_id: int64 scalar
       (COCO image id, -1 when absent); coco_annotations: string scalar ('' when absent).
       Records without difficult/truncated/iscrowd give zeros of length N.
+    Computing them fails (InvalidArgumentError 'assertion failed: [<shard>, record <index>
+    (counted from 0)] [<problem>] [<the values>] [Convert the data again with
+    tf_convert_data.py.]') for a TF Object Detection API record, lists of other lengths than the
+    labels', labels outside 1..num_classes-1, coordinates not finite, outside [0, 1] or with
+    min > max.
     """
     f = tf.io.parse_single_example(serialized, _PARSE_SPEC)
-    # decode_image sniffs the bytes, so older records holding PNG data also decode.
-    image = tf.io.decode_image(f[ef.ENCODED], channels=3, expand_animations=False)
+    # A record's VarLen lists come as 1-D sparse tensors whose values are the list itself.
+    values = {k: f[k].values for k in _LISTS}
+    label_ids = values[ef.LABEL]
+    num_objects = f[ef.LABEL].dense_shape  # int64 [1]
+    counts = tf.concat([f[k].dense_shape for k in _LISTS], 0)  # int64 [9], in _LISTS order
+    where = _where(shard, index)
+
+    convert_again = tf.constant(_FIX)
+
+    # Plain Assert ops, not tf.debugging.Assert (which adds a tf.cond, a function call, for data
+    # other than strings and int32). tf.data runs a map function op by op, at about a
+    # microsecond per op, so the checks are written in few ops.
+    def check(ok, problem, *shown, fix=convert_again):
+        return tf.raw_ops.Assert(condition=ok, data=[where, problem, *shown, fix], summarize=_SHOWN)
+
+    zero = tf.constant(0, tf.int64)
+    od_api = check(
+        tf.reduce_all((num_objects > zero) | tf.equal(f[_OD_API_LABEL].dense_shape, zero)),
+        _OD_API,
+        fix=_OD_API_FIX,
+    )
+    with tf.control_dependencies([od_api]):  # its message, not the lengths', for such records
+        structure = check(
+            tf.reduce_all(tf.equal(counts, num_objects) | tf.equal(counts, _LENGTH_IF_ABSENT)),
+            'its lists must hold one value per object: ymin, xmin, ymax, xmax and label, and '
+            'difficult, truncated and iscrowd unless empty (read as 0). Their lengths ('
+            f'{", ".join(k.rsplit("/", 1)[1] for k in _LISTS[:-1])}, {_OD_API_LABEL}):',
+            counts,
+        )
+    with tf.control_dependencies([structure]):
+        bboxes = tf.stack([values[k] for k in _COORDINATES], axis=1)
+        # Absent flags (checked: none, or one per object) read as zeros.
+        flags = {
+            k: tf.sparse.to_dense(tf.SparseTensor(f[k].indices, values[k], num_objects), zero)
+            for k in _FLAGS
+        }
+    classes = num_classes - 1
+    content = [
+        check(
+            # 0 and negative labels wrap around to large unsigned values.
+            tf.reduce_all(tf.bitcast(label_ids - 1, tf.uint64) < classes),
+            f'labels must be 1..{classes}: 0 is the background, so labels are 1-based, and '
+            f'{classes + 1} and above are beyond the {classes} classes of the dataset. The labels:',
+            label_ids,
+        ),
+        # One product gives the 6 differences that must not be negative; NaN and infinities
+        # fail too (as NaN, or 0 * inf = NaN).
+        check(
+            tf.reduce_all(tf.matmul(bboxes, _BOX_DIFFERENCES) >= _BOX_BOUNDS),
+            'coordinates must be finite and relative to the image size, with 0 <= ymin <= ymax '
+            '<= 1 and 0 <= xmin <= xmax <= 1 (values > 1 look like pixels). The boxes [ymin, '
+            'xmin, ymax, xmax]:',
+            bboxes,
+        ),
+    ]
+    with tf.control_dependencies(content):
+        # decode_image sniffs the bytes, so older records holding PNG data also decode.
+        image = tf.io.decode_image(f[ef.ENCODED], channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
-    dense = {
-        k: tf.sparse.to_dense(f[k])
-        for k in (
-            ef.XMIN,
-            ef.XMAX,
-            ef.YMIN,
-            ef.YMAX,
-            ef.LABEL,
-            ef.DIFFICULT,
-            ef.TRUNCATED,
-            ef.ISCROWD,
-        )
-    }
-    label_ids = dense[ef.LABEL]
-    zeros = tf.zeros_like(label_ids)
-    flags = {
-        k: tf.cond(
-            tf.equal(tf.size(dense[k]), tf.size(label_ids)), lambda k=k: dense[k], lambda: zeros
-        )
-        for k in (ef.DIFFICULT, ef.TRUNCATED, ef.ISCROWD)
-    }
     return {
         'image': image,
         'shape': tf.shape(image, out_type=tf.int32),
-        'bboxes': tf.stack(
-            [dense[ef.YMIN], dense[ef.XMIN], dense[ef.YMAX], dense[ef.XMAX]], axis=1
-        ),
+        'bboxes': bboxes,
         'labels': label_ids,
         'difficult': flags[ef.DIFFICULT],
         'truncated': flags[ef.TRUNCATED],
@@ -214,6 +325,67 @@ def parse_example(serialized):
 # The metadata format, its shard checks and the record counter live with the writer (no TensorFlow there).
 count_records = convert.count_records
 DatasetFilesError = convert.DatasetFilesError
+
+
+class RecordContentError(ValueError):
+    """Records without metadata that this reader must not read; the message names the record."""
+
+
+# Records looked at by get_dataset before reading shards without metadata: enough to see a
+# source's label numbering, few enough to cost milliseconds.
+_PEEK_RECORDS = 10
+
+
+def _first_records(path, count):
+    """The first `count` serialized records (bytes) of a TFRecord file, fewer if it holds fewer
+    (count_records has checked that none is cut)."""
+    records = []
+    with safe_io.open_binary(path, 'TFRecord file') as f:
+        while len(records) < count:
+            header = f.read(12)  # uint64 length, uint32 CRC of it; the data's CRC follows it
+            if len(header) < 12:
+                break
+            (length,) = struct.unpack('<Q', header[:8])
+            records.append(f.read(length))
+            f.seek(4, os.SEEK_CUR)
+    return records
+
+
+def _check_first_records(shard, name, class_names):
+    """Raises RecordContentError when the first records of `shard` (records without metadata)
+    are TF Object Detection API records or, given the default `class_names` of dataset `name`
+    (tuple of str, labels 1..; None: nothing to compare), carry label_text naming other classes
+    than their labels map to."""
+    mismatches, first = {}, None
+    for index, record in enumerate(_first_records(shard, _PEEK_RECORDS)):
+        where = _where(shard, index)
+        try:
+            feature = tf.train.Example.FromString(record).features.feature
+        except protobuf_message.DecodeError:
+            raise RecordContentError(f'{where}: not a tf.train.Example. {_FIX}') from None
+        label_ids = feature[ef.LABEL].int64_list.value if ef.LABEL in feature else []
+        if not label_ids and any(k in feature for k in _OD_API_KEYS):
+            raise RecordContentError(f'{where}: {_OD_API} {_OD_API_FIX}')
+        texts = feature[ef.LABEL_TEXT].bytes_list.value if ef.LABEL_TEXT in feature else []
+        if class_names is None or len(texts) != len(label_ids):
+            continue
+        for label, text in zip(label_ids, texts):
+            text = text.decode('utf-8', 'replace')
+            # Labels outside 1..K are the reader's to report (parse_example).
+            if 1 <= label <= len(class_names) and class_names[label - 1] != text:
+                mismatches.setdefault((label, text), class_names[label - 1])
+                first = first or where
+    if mismatches:
+        pairs = ', '.join(
+            f'{label} -> {text!r} (label {label} is {known!r})'
+            for (label, text), known in sorted(mismatches.items())[:6]
+        )
+        raise RecordContentError(
+            f'{first}: image/object/bbox/label_text names other classes than the labels map to '
+            f'(label -> text: {pairs}). Without metadata, the labels 1..{len(class_names)} of '
+            f'{name} are {", ".join(class_names[:2])}, ..., {class_names[-1]} in this order: '
+            f'these records number their classes otherwise. {_FIX}'
+        )
 
 
 def _resolve(dataset_dir, pattern):
@@ -294,7 +466,10 @@ def get_dataset(
       DetectionDataset.
     Raises:
       ValueError: unknown name, num_classes disagreeing with the metadata or missing;
-        DatasetFilesError (a ValueError): a shard differs from what the metadata records.
+        DatasetFilesError (a ValueError): a shard differs from what the metadata records, or
+        an empty shard without metadata; RecordContentError (a ValueError): records without
+        metadata that are TF Object Detection API records or whose label_text disagrees with
+        the VOC classes their labels map to.
       FileNotFoundError: no shards found (the message lists what dataset_dir holds), a shard the
         metadata lists is missing, or a conversion was interrupted while replacing the shards.
     """
@@ -354,7 +529,20 @@ def get_dataset(
             class_names = list(entry.class_names)
         else:
             class_names = [f'class_{i}' for i in range(1, num_classes)]
-        num_samples = sum(count_records(f) for f in files)
+        # Refused, not skipped: a write that failed leaves such a file, and reading the others
+        # would silently evaluate or train on part of the split.
+        counts = [count_records(f) for f in files]  # refuses FIFOs, links to devices, GZIP files
+        empty = [f for f, count in zip(files, counts) if count == 0]  # 0 records: 0 bytes
+        if empty:
+            raise DatasetFilesError(
+                f'{empty[0]}: an empty shard (0 bytes) among the {len(files)} files matching '
+                f'{pattern_path}{f" ({len(empty)} empty)" if len(empty) > 1 else ""}; its examples '
+                f'are missing. {_FIX}'
+            )
+        num_samples = sum(counts)
+        _check_first_records(
+            files[0], name, entry.class_names if entry.class_names == tuple(class_names) else None
+        )
         logging.info(
             'No metadata for %s: counted %d records in %d file(s); assuming %d classes with background.',
             pattern_path,
