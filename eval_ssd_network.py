@@ -42,6 +42,7 @@ from model import card as card_lib
 from model import checkpoints
 from model import cli
 from tf_extended import folder_lock
+from tf_extended import tf_errors
 
 FLAGS = flags.FLAGS
 # The bounds of the int64 count of images to take and of the watcher's sleep: an error naming the
@@ -408,10 +409,26 @@ def main(_):
             evaluate.evaluate_checkpoint(
                 settings, prefix, FLAGS.eval_dir, summary_dir=FLAGS.eval_dir
             )
+    except tf_errors.RecordsError as err:
+        sys.exit(f'eval_ssd_network: error: {err}; {_records_failed()}')
     except (ValueError, OSError, checkpoints.CheckpointUnavailable) as err:
         sys.exit(f'eval_ssd_network: error: {err}')
     finally:
         lock.release()
+
+
+def _records_failed():
+    """What is kept when reading the records failed, and what to do (bad records stay bad)."""
+    fix = 'fix or convert the data again (tf_convert_data.py), then run the same command'
+    if FLAGS.wait_for_checkpoints:
+        ledger = os.path.join(FLAGS.eval_dir, watcher.LEDGER_NAME)
+        kept = (
+            f'the checkpoints evaluated before are in {ledger}'
+            if os.path.isfile(ledger)
+            else 'nothing was written'
+        )
+        return f'the watcher stops and {kept}: {fix} to go on.'
+    return f'nothing was written: {fix}.'
 
 
 def _interrupted():

@@ -34,6 +34,7 @@ from nets import ssd_params as ssd_params_lib
 from training import hooks
 from training import optimization
 from training import trainer
+from tf_extended import tf_errors
 
 FLAGS = flags.FLAGS
 # The largest integer TF takes as int64 (global step, seeds): a flag beyond it would fail late
@@ -463,6 +464,8 @@ def main(_):
             'checkpoint: %s. Lower the learning rate or check the data.'
             % (e, last_good or 'none was written')
         )
+    except tf_errors.RecordsError as e:
+        sys.exit(f'train_ssd_network: error: {e}; {_records_failed()}')
     except (
         ValueError,
         OSError,
@@ -487,6 +490,19 @@ def _role():
     except Exception:  # pylint: disable=broad-except  # the line must not become a traceback
         return None
     return None if cluster.is_chief else cluster.job_name
+
+
+def _records_failed():
+    """What is kept when reading the records failed, and what to do (bad records stay bad)."""
+    fix = 'fix or convert the data again (tf_convert_data.py), then'
+    if _role() == 'worker':
+        return f'the chief keeps the checkpoints: {fix} restart this worker with the same command.'
+    latest = checkpoints.latest_in_directory(FLAGS.train_dir)
+    if latest:
+        step = checkpoints.checkpoint_step_from_name(latest)
+        at = '' if step is None else f' (step {step})'
+        return f'the last checkpoint {latest}{at} is kept: {fix} run the same command to resume.'
+    return f'no checkpoint was written: {fix} run the same command to start again.'
 
 
 def _interrupted():

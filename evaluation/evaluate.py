@@ -60,6 +60,7 @@ from tf_extended import atomic_io
 from tf_extended import coco_metrics
 from tf_extended import file_names
 from tf_extended import safe_io
+from tf_extended import tf_errors
 from tf_extended import voc_metrics
 
 v1 = tf.compat.v1
@@ -417,6 +418,7 @@ def evaluate_checkpoint(
     Raises:
       CheckpointUnavailable: the checkpoint's files cannot be read (e.g. deleted meanwhile).
       ValueError: the checkpoint does not fit the graph, or bad data/settings (message says which).
+      tf_errors.RecordsError (a ValueError): reading the records failed; nothing was written.
     """
     with CheckpointEvaluator(settings) as evaluator:
         return evaluator.evaluate(checkpoint_prefix, results_dir, summary_dir, log, source)
@@ -746,6 +748,19 @@ def _coco_outputs(coco, staging, log, records):
     return result, result.metrics, _coco_counts(ground_truth, coco.detections)
 
 
+def _read_records(batches, dataset):
+    """`batches`, a failure of reading the records in them (`tf_errors.input_reason`) raised as a
+    `tf_errors.RecordsError` naming them. The metrics' own errors are not seen here."""
+    try:
+        yield from batches
+    # UnicodeDecodeError: TF's message quoting a record that is not an Example.
+    except (tf.errors.OpError, UnicodeDecodeError) as err:
+        why = tf_errors.input_reason(err)
+        if why is None:
+            raise
+        raise tf_errors.RecordsError(tf_errors.records_of(dataset), why) from None
+
+
 def _images_evaluated(settings, dataset):
     """The images an evaluation covers: the split's, or its first --max_num_batches batches'."""
     total = dataset.num_samples
@@ -787,6 +802,8 @@ def evaluate_batches(
     label_to_category = _label_to_category(dataset)
     # The "label" column of every table: the COCO category id where the data has ids.
     label_ids = {label: label_to_category.get(label, label) for label in class_names}
+    # A failed evaluation leaves no results folder it created (the watcher's <checkpoint>/).
+    created = not os.path.isdir(results_dir)
     staging = eval_outputs.make_staging_dir(results_dir)
     metrics = _Metrics(settings, class_names, label_to_category, staging)
     try:
@@ -797,7 +814,7 @@ def evaluate_batches(
             )
             start = last_report = time.time()
             first = None  # (time, images) at the first batch: graph warm-up comes before it
-            for out in batches:
+            for out in _read_records(batches, dataset):
                 if first is None:
                     first = (time.time(), len(out['num_gt']))
                 metrics.add_batch(out)
@@ -864,6 +881,9 @@ def evaluate_batches(
     except BaseException:
         metrics.abort()
         shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: another process wrote there
+                os.rmdir(results_dir)
         raise
     log(table)
     if summary_dir and step is not None:

@@ -76,6 +76,7 @@ from tf_extended import coco_metrics
 from tf_extended import folder_lock
 from tf_extended import safe_io
 from tf_extended import temp_dirs
+from tf_extended import tf_errors
 
 LEDGER_NAME = 'eval_ledger.jsonl'
 BEST_DIR = 'best'
@@ -728,6 +729,8 @@ def watch(
       ValueError: `eval_dir` holds files the watcher would replace but did not write, or is
         `checkpoint_dir`, or its ledger holds checkpoints of this run evaluated with other
         settings (`results_settings`; entries of older versions, without settings, match).
+      tf_errors.RecordsError (a ValueError): reading the records failed evaluating a checkpoint
+        (bad records do not fix themselves: the watch stops; the checkpoint is not recorded).
     """
     log = log or (lambda line: print(line, flush=True))
     if best_metric not in settings.metrics:
@@ -862,11 +865,12 @@ def _watch(
         if fill_input:
             try:
                 evaluator.fill_input_cache(log)
-            except tf.errors.OpError as err:
+            # UnicodeDecodeError: TF's message quoting a record that is not an Example.
+            except (tf.errors.OpError, UnicodeDecodeError) as err:
                 fill_input = False
                 log(
                     f'[watch] the input cache is not filled ({type(err).__name__}: '
-                    f'{err.message}); the evaluations decode the split.'
+                    f'{tf_errors.reason(err)}); the evaluations decode the split.'
                 )
         pending = [(p, m) for p, m in _scan(checkpoint_dir) if not handled(p, m)]
         for prefix, mtime in pending:
@@ -1024,6 +1028,9 @@ def _handle(
                     log=log,
                     source=source,
                 )
+        except tf_errors.RecordsError as err:
+            # Not recorded: the checkpoint is evaluated once the records are fixed.
+            raise tf_errors.RecordsError(err.records, err.reason, f'evaluating {name}') from None
         except checkpoints.CheckpointUnavailable as err:
             log(f'[watch] skipping {name}: {err}')
             entry = dict(identity, step=step, status=UNAVAILABLE, time=_now(), reason=str(err))

@@ -36,6 +36,7 @@ from training import input as train_input
 from training import model_deploy
 from training import optimization
 from tf_extended import folder_lock
+from tf_extended import tf_errors
 
 v1 = tf.compat.v1
 
@@ -857,6 +858,7 @@ def train(settings):
       UsageError, card_lib.CardError, ValueError: settings that cannot work (message says why).
       folder_lock.FolderBusy (a ValueError): another training is writing to train_dir.
       hooks_lib.NonFiniteError: the loss or the weights became NaN/inf (nothing saved).
+      tf_errors.RecordsError (a ValueError): reading the records failed (nothing saved).
       ClusterError: a process of the cluster failed, or was missing for cluster_wait_secs.
     """
     cluster = cluster_setup(settings)
@@ -1053,11 +1055,18 @@ def _train(settings, cluster, config, master):
             while not session.should_stop():
                 try:
                     session.run(train_op)
-                except tf.errors.InvalidArgumentError as e:
-                    if NON_FINITE_TAG not in str(e):
+                # UnicodeDecodeError: TF's message quoting a record that is not an Example.
+                except (tf.errors.OpError, UnicodeDecodeError) as e:
+                    step = log_hook.step + 1
+                    if isinstance(e, tf.errors.InvalidArgumentError) and NON_FINITE_TAG in str(e):
+                        raise hooks_lib.NonFiniteError(
+                            'non-finite loss at step %d' % step
+                        ) from None
+                    why = tf_errors.input_reason(e)
+                    if why is None:
                         raise
-                    raise hooks_lib.NonFiniteError(
-                        'non-finite loss at step %d' % (log_hook.step + 1)
+                    raise tf_errors.RecordsError(
+                        tf_errors.records_of(dataset), why, f'at step {step}'
                     ) from None
     summary, latest = log_hook.summary(), None
     if cluster.is_chief:
