@@ -419,7 +419,7 @@ def main(_):
 
 def _records_failed():
     """What is kept when reading the records failed, and what to do (bad records stay bad)."""
-    fix = 'fix or convert the data again (tf_convert_data.py), then run the same command'
+    fix = f'{tf_errors.FIX_RECORDS} run the same command'
     if FLAGS.wait_for_checkpoints:
         ledger = os.path.join(FLAGS.eval_dir, watcher.LEDGER_NAME)
         kept = (

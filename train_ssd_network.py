@@ -494,7 +494,7 @@ def _role():
 
 def _records_failed():
     """What is kept when reading the records failed, and what to do (bad records stay bad)."""
-    fix = 'fix or convert the data again (tf_convert_data.py), then'
+    fix = tf_errors.FIX_RECORDS
     if _role() == 'worker':
         return f'the chief keeps the checkpoints: {fix} restart this worker with the same command.'
     latest = checkpoints.latest_in_directory(FLAGS.train_dir)

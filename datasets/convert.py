@@ -46,6 +46,7 @@ import TensorFlow at module level (tf_convert_data.py does not).
 
 import glob
 import hashlib
+import itertools
 import json
 import math
 import multiprocessing
@@ -824,13 +825,12 @@ def _metadata(
     return metadata, moves
 
 
-def count_records(path):
-    """Number of records in a TFRecord file, read from the record headers (no CRC check).
+def open_shard(path):
+    """The TFRecord file `path` opened for binary reading.
 
     Raises:
       ValueError: not a regular file (a FIFO, device or directory is refused before it is
-      opened: opening a FIFO waited for a writer forever), GZIP-compressed, or the file ends
-      inside a record.
+      opened: opening a FIFO waited for a writer forever).
     """
     what = safe_io.kind(path)
     if what:
@@ -838,27 +838,63 @@ def count_records(path):
             f'{path} is {what}, not a regular file, so not a TFRecord shard; refusing to read it. '
             'Put the TFRecord file itself there, or move it away.'
         )
-    count = 0
-    with safe_io.open_binary(path, 'TFRecord file') as f:  # checked again on the descriptor
-        size = os.fstat(f.fileno()).st_size
-        offset = 0
-        while offset < size:
-            header = f.read(12)
-            if len(header) < 12:
-                problem = f'record {count} header cut at byte {offset}'
-                break
-            (length,) = struct.unpack('<Q', header[:8])
-            offset += 12 + length + 4
-            if offset > size:
-                problem = f'record {count} ends past the end of the file'
-                break
-            f.seek(offset)
-            count += 1
-        else:
-            return count
+    return safe_io.open_binary(path, 'TFRecord file')  # checked again on the descriptor
+
+
+def record_spans(f, path):
+    """Yields (offset, length) of each record's data in the TFRecord file `f` (opened by
+    open_shard from `path`), from the 12-byte record headers (uint64 length, uint32 CRC of it;
+    the data's CRC follows the data). No CRC is checked. The consumer may read `f` between
+    yields.
+
+    Raises:
+      ValueError: the file ends inside a record, or is GZIP-compressed.
+    """
+    size = os.fstat(f.fileno()).st_size
+    offset = index = 0
+    while offset < size:
+        f.seek(offset)
+        header = f.read(12)
+        if len(header) < 12:
+            problem = f'record {index} header cut at byte {offset}'
+            break
+        (length,) = struct.unpack('<Q', header[:8])
+        end = offset + 12 + length + 4
+        if end > size:
+            problem = f'record {index} ends past the end of the file'
+            break
+        yield offset + 12, length
+        offset, index = end, index + 1
+    else:
+        return
     if _gzip_compressed(path):
         raise ValueError(_gzip_message(path) + '.')
     raise ValueError(f'{path}: truncated TFRecord file ({problem}).')
+
+
+def count_records(path):
+    """Number of records in a TFRecord file, read from the record headers (no CRC check).
+
+    Raises:
+      ValueError: as open_shard and record_spans.
+    """
+    with open_shard(path) as f:
+        return sum(1 for _ in record_spans(f, path))
+
+
+def first_records(path, count):
+    """The first `count` serialized records (list of bytes) of a TFRecord file, fewer if it
+    holds fewer.
+
+    Raises:
+      ValueError: as open_shard and record_spans (only the first `count` records are walked).
+    """
+    records = []
+    with open_shard(path) as f:
+        for offset, length in itertools.islice(record_spans(f, path), count):
+            f.seek(offset)
+            records.append(f.read(length))
+    return records
 
 
 def _gzip_compressed(path):

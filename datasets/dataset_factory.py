@@ -41,7 +41,6 @@ import functools
 import glob
 import os
 import re
-import struct
 
 from absl import logging
 from google.protobuf import message as protobuf_message
@@ -51,7 +50,6 @@ import tensorflow as tf
 from datasets import convert
 from datasets import example_format as ef
 from datasets import labels
-from tf_extended import safe_io
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,28 +334,13 @@ class RecordContentError(ValueError):
 _PEEK_RECORDS = 10
 
 
-def _first_records(path, count):
-    """The first `count` serialized records (bytes) of a TFRecord file, fewer if it holds fewer
-    (count_records has checked that none is cut)."""
-    records = []
-    with safe_io.open_binary(path, 'TFRecord file') as f:
-        while len(records) < count:
-            header = f.read(12)  # uint64 length, uint32 CRC of it; the data's CRC follows it
-            if len(header) < 12:
-                break
-            (length,) = struct.unpack('<Q', header[:8])
-            records.append(f.read(length))
-            f.seek(4, os.SEEK_CUR)
-    return records
-
-
 def _check_first_records(shard, name, class_names):
     """Raises RecordContentError when the first records of `shard` (records without metadata)
     are TF Object Detection API records or, given the default `class_names` of dataset `name`
     (tuple of str, labels 1..; None: nothing to compare), carry label_text naming other classes
     than their labels map to."""
     mismatches, first = {}, None
-    for index, record in enumerate(_first_records(shard, _PEEK_RECORDS)):
+    for index, record in enumerate(convert.first_records(shard, _PEEK_RECORDS)):
         where = _where(shard, index)
         try:
             feature = tf.train.Example.FromString(record).features.feature

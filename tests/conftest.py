@@ -65,6 +65,19 @@ def training_graph_text(train_dir):
     return text_format.MessageToString(meta.graph_def)
 
 
+# The smallest training the script tests run: ssd_300_mobilenet at depth 0.25, batch 2, seeded,
+# one reader, no summaries.
+TINY_TRAIN_FLAGS = (
+    '--model_name=ssd_300_mobilenet',
+    '--depth_multiplier=0.25',
+    '--batch_size=2',
+    '--seed=1',
+    '--num_readers=1',
+    '--num_preprocessing_threads=2',
+    '--save_summaries_secs=3600',
+)
+
+
 def run_script(script, *args, timeout=400):
     """Runs `python <ROOT>/<script> args...` from the project root as a child of
     tests/script_server.py (TensorFlow imported already); returns the CompletedProcess (text

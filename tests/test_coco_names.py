@@ -15,7 +15,7 @@ from model import card as card_lib
 from model import checkpoints
 from tests import data_fixtures as fx
 from tests import script_server
-from tests.conftest import script_env
+from tests.conftest import TINY_TRAIN_FLAGS, script_env
 from tf_extended import file_names
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -156,14 +156,8 @@ def trained(tmp_path_factory):
         '--dataset_name=custom',
         '--dataset_split_name=coco',
         f'--dataset_dir={records}',
-        '--model_name=ssd_300_mobilenet',
-        '--depth_multiplier=0.25',
-        '--batch_size=2',
+        *TINY_TRAIN_FLAGS,
         '--max_number_of_steps=1',
-        '--seed=1',
-        '--num_readers=1',
-        '--num_preprocessing_threads=2',
-        '--save_summaries_secs=3600',
     )
     return {'root': root, 'ann_path': ann_path, 'records': records, 'train_dir': train_dir}
 

@@ -7,14 +7,14 @@ One training (its checkpoints serve the evaluations) and two evaluations, about 
 
 import os
 import shutil
-import struct
 
 import pytest
 import tensorflow as tf
 
+from datasets import convert
 from datasets import synthetic
 from model import checkpoints
-from tests.conftest import run_script, synthetic_voc_records
+from tests.conftest import TINY_TRAIN_FLAGS, run_script, synthetic_voc_records
 
 # Past the records get_dataset reads when it opens shards without metadata (the first 10): the
 # bad one is met by the input pipeline.
@@ -24,13 +24,11 @@ DATA = ['--dataset_name=custom', '--dataset_split_name=bad']
 
 def _payloads(path):
     """[(offset of the record's data, its bytes)] of a TFRecord file."""
-    with open(path, 'rb') as f:
-        data = f.read()
-    found, pos = [], 0
-    while pos < len(data):
-        (length,) = struct.unpack('<Q', data[pos : pos + 8])
-        found.append((pos + 12, data[pos + 12 : pos + 12 + length]))
-        pos += 12 + length + 4
+    found = []
+    with convert.open_shard(path) as f:
+        for offset, length in convert.record_spans(f, path):
+            f.seek(offset)
+            found.append((offset, f.read(length)))
     return found
 
 
@@ -86,13 +84,7 @@ def training(tmp_path_factory):
         f'--dataset_dir={root / "data"}',
         *DATA,
         f'--num_classes={len(synthetic.CLASSES) + 1}',
-        '--model_name=ssd_300_mobilenet',
-        '--depth_multiplier=0.25',
-        '--batch_size=2',
-        '--seed=1',
-        '--num_readers=1',
-        '--num_preprocessing_threads=2',
-        '--save_summaries_secs=3600',
+        *TINY_TRAIN_FLAGS,
         '--save_interval_steps=1',
         '--max_number_of_steps=20',
     )
@@ -116,42 +108,40 @@ def test_training_names_the_records_and_keeps_its_last_checkpoint(training):
     assert 'codec' not in proc.stderr
 
 
-def test_evaluation_names_the_records_and_writes_nothing(training, tmp_path):
+def _evaluate(training, folder, damage, *flags):
+    """(the one error line, shard, eval_dir) of eval_ssd_network.py on records damaged so (see
+    _bad_records), evaluating the training's checkpoints."""
     _, train_dir, _ = training
-    shard = _bad_records(str(tmp_path / 'data'), 'junk_image')
-    eval_dir = tmp_path / 'eval'
+    shard = _bad_records(str(folder / 'data'), damage)
+    eval_dir = folder / 'eval'
     proc = run_script(
         'eval_ssd_network.py',
+        *flags,
         f'--checkpoint_path={train_dir}',
         f'--eval_dir={eval_dir}',
-        f'--dataset_dir={tmp_path / "data"}',
+        f'--dataset_dir={folder / "data"}',
         *DATA,
         '--batch_size=4',
     )
     line = _error_line(proc)
+    # Not even the empty results folder of a checkpoint (nor a ledger entry for it).
+    assert not eval_dir.exists() or not list(eval_dir.iterdir()), list(eval_dir.iterdir())
+    return line, shard
+
+
+def test_evaluation_names_the_records_and_writes_nothing(training, tmp_path):
+    line, shard = _evaluate(training, tmp_path, 'junk_image')
     assert line == (
         f'eval_ssd_network: error: {shard}: reading the records failed (Unknown image file format. '
         'One of JPEG, JPEG XL, PNG, GIF, BMP, WebP required.); nothing was written: fix or '
         'convert the data again (tf_convert_data.py), then run the same command.'
     ), line
-    assert not eval_dir.exists() or not list(eval_dir.iterdir())
 
 
 def test_watcher_stops_naming_the_records_and_leaves_no_results_folder(training, tmp_path):
-    _, train_dir, _ = training
-    shard = _bad_records(str(tmp_path / 'data'), 'crc')
-    eval_dir = tmp_path / 'eval'
-    proc = run_script(
-        'eval_ssd_network.py',
-        '--wait_for_checkpoints',
-        f'--checkpoint_path={train_dir}',
-        f'--eval_dir={eval_dir}',
-        f'--dataset_dir={tmp_path / "data"}',
-        *DATA,
-        '--batch_size=4',
-        '--eval_timeout=60',
+    line, shard = _evaluate(
+        training, tmp_path, 'crc', '--wait_for_checkpoints', '--eval_timeout=60'
     )
-    line = _error_line(proc)
     assert line.startswith(
         f'eval_ssd_network: error: {shard}: reading the records failed evaluating model.ckpt-0 '
         '(corrupted record at '
@@ -160,5 +150,3 @@ def test_watcher_stops_naming_the_records_and_leaves_no_results_folder(training,
         '); the watcher stops and nothing was written: fix or convert the data again '
         '(tf_convert_data.py), then run the same command to go on.'
     ), line
-    # Not even the empty results folder of the checkpoint (nor a ledger entry for it).
-    assert not eval_dir.exists() or not list(eval_dir.iterdir()), list(eval_dir.iterdir())

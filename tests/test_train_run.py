@@ -24,7 +24,13 @@ from evaluation import evaluate
 from model import card as card_lib
 from model import checkpoints
 from tests import script_server
-from tests.conftest import interrupt_when, script_env, synthetic_voc_records, training_graph_text
+from tests.conftest import (
+    TINY_TRAIN_FLAGS,
+    interrupt_when,
+    script_env,
+    synthetic_voc_records,
+    training_graph_text,
+)
 from training import hooks
 from training import trainer
 
@@ -48,15 +54,10 @@ def _args(dataset_dir, train_dir, *extra):
         '--dataset_dir=%s' % dataset_dir,
         '--dataset_name=pascalvoc_2007',
         '--dataset_split_name=train',
-        '--model_name=ssd_300_mobilenet',
-        '--depth_multiplier=0.25',
-        '--batch_size=2',
-        '--seed=1',
-        '--num_readers=1',
-        '--num_preprocessing_threads=2',
+        *TINY_TRAIN_FLAGS,
         '--log_every_n_steps=1',
-        '--save_summaries_secs=3600',
-    ] + list(extra)
+        *extra,
+    ]
 
 
 def _run(args, timeout=240, **env):

@@ -41,6 +41,11 @@ _ITERATOR_NODE = re.compile(r'\[\[(\{\{node )?(\S+/)?IteratorGetNext(Sync)?(_\d+
 _MAX_REASON = 500
 
 
+# What a user does about bad records (they stay bad when the run restarts); each script ends
+# the sentence with how to go on.
+FIX_RECORDS = 'fix or convert the data again (tf_convert_data.py), then'
+
+
 class RecordsError(ValueError):
     """Reading the records failed (a corrupted record, one that is not an Example or holds no
     image): they will not fix themselves. str: `<records>: reading the records failed
