@@ -14,7 +14,7 @@ What is timed: one call of the whole exported graph on 480x640 uint8 RGB images 
 net, decoding and NMS inside), random weights, 21 classes, Caffe DetectionOutput settings of the
 model (VGG: score > 0.01, top 400 per class, keep 200; MobileNet: 0.25, 100, 100). Random
 weights give near-uniform scores (about 1/21), so the VGG settings keep 400 candidates per class
-(the NMS worst case) and the MobileNet ones almost none. Medians of `REPEATS` rounds after
+(the NMS worst case) and the MobileNet ones almost none. Medians (and the fastest) of `REPEATS` rounds after
 `WARM_UP_CALLS` warm-up calls of each model (the OpenVINO runtime compiles a model for the batch
 shape at its STATIC_AFTER-th call). TFLite runs the stock interpreter (XNNPACK) with --tflite_threads;
 int8 is calibrated on 2 random images (speed only). OpenVINO runs its CPU plugin with the
@@ -22,7 +22,8 @@ latency hint on all cores (the fp32 row also says how many of its batch-1 millis
 the convolutions take, from OpenVINO's performance counters: what no setting outside the
 kernels can remove); its bf16 rows say what OpenVINO compiled ('ran': bf16 only where the
 CPU has bf16 instructions) and the report names the CPU's matrix units (AMX, AVX-512 BF16 or
-neither). Ratios: against the frozen fp32 graph of the same net and batch, and against the fp32
+neither). Ratios: against the frozen fp32 graph of the same net and batch (the median of the
+rounds' ratios, `median_ratio`), and against the fp32
 compute floor (2·MACs at the best fp32 matmul rate, numpy or TF, measured at the start and the
 end of the run; end-to-end times include pre- and post-processing, the floor only the
 convolutions).
@@ -62,7 +63,7 @@ DETECTION = {
     'ssd_300_mobilenet': (0.25, 100, 100),
 }
 # (batch-1 repeats, batch-8 repeats) after WARM_UP_CALLS calls.
-REPEATS = {'ssd_300_vgg': (3, 2), 'ssd_512_vgg': (2, 1), 'ssd_300_mobilenet': (10, 5)}
+REPEATS = {'ssd_300_vgg': (3, 2), 'ssd_512_vgg': (2, 1), 'ssd_300_mobilenet': (30, 10)}
 # OpenVINODetector compiles a model for a batch shape at its STATIC_AFTER-th call: not timed.
 WARM_UP_CALLS = openvino_model.STATIC_AFTER
 TFLITE_FORMATS = (('tflite_float', 'float32'), ('tflite_int8', 'int8'))
@@ -166,6 +167,7 @@ def bench_model(name, work_dir, dtypes, openvino_precisions, tflite_threads, log
     images = [rng.randint(0, 256, IMAGE_SHAPE).astype(np.uint8) for _ in range(8)]
     formats = setups(name, work_dir, dtypes, openvino_precisions, tflite_threads, images)
     rows = [{'model': name, 'format': fmt, 'dtype': dtype} for fmt, dtype, _ in formats]
+    rows_times = []  # per batch: per format, the seconds of each round
     for batch, repeats in zip((1, 8), REPEATS[name]):
         detectors = []
         for row, (_, _, make) in zip(rows, formats):
@@ -181,10 +183,12 @@ def bench_model(name, work_dir, dtypes, openvino_precisions, tflite_threads, log
                 start = time.perf_counter()
                 detector.run(images[:batch])
                 times[i].append(time.perf_counter() - start)
-        for row, detector, seconds in zip(rows, detectors, times):
-            seconds = float(np.median(seconds))
+        rows_times.append(times)
+        for row, detector, per_round in zip(rows, detectors, times):
+            seconds = float(np.median(per_round))
             if batch == 1:
                 row['latency_ms'] = round(seconds * 1000, 2)
+                row['latency_fastest_ms'] = round(min(per_round) * 1000, 2)
             else:
                 row['batch8_ms_per_image'] = round(seconds * 1000 / batch, 2)
                 row['batch8_images_per_s'] = round(batch / seconds, 2)
@@ -198,16 +202,24 @@ def bench_model(name, work_dir, dtypes, openvino_precisions, tflite_threads, log
             if hasattr(detector, 'close'):
                 detector.close()
     frozen = next(
-        (r for r in rows if (r['format'], r['dtype']) == ('frozen_graph', 'float32')), None
+        (i for i, r in enumerate(rows) if (r['format'], r['dtype']) == ('frozen_graph', 'float32')),
+        None,
     )
-    for row in rows:
-        if frozen:
-            row['latency_vs_frozen_fp32'] = round(row['latency_ms'] / frozen['latency_ms'], 3)
-            row['batch8_vs_frozen_fp32'] = round(
-                row['batch8_ms_per_image'] / frozen['batch8_ms_per_image'], 3
+    for i, row in enumerate(rows):
+        if frozen is not None:
+            row['latency_vs_frozen_fp32'], row['batch8_vs_frozen_fp32'] = (
+                median_ratio(times[i], times[frozen]) for times in rows_times
             )
         log(row)
     return rows
+
+
+def median_ratio(seconds, reference):
+    """The median over rounds of seconds[i] / reference[i], rounded to 3 digits: a ratio of
+    calls made within a round, milliseconds apart. Not the ratio of the medians: the machine's
+    speed can change by 1.7x for seconds at a time (seen on a 2-core AMX VM), which moves the
+    medians of formats timed in different rounds' phases apart."""
+    return round(float(np.median(np.divide(seconds, reference))), 3)
 
 
 def floor_gflops(repeats=5, size=2048, threads=None):
