@@ -14,19 +14,18 @@ What is timed: one call of the whole exported graph on 480x640 uint8 RGB images 
 net, decoding and NMS inside), random weights, 21 classes, Caffe DetectionOutput settings of the
 model (VGG: score > 0.01, top 400 per class, keep 200; MobileNet: 0.25, 100, 100). Random
 weights give near-uniform scores (about 1/21), so the VGG settings keep 400 candidates per class
-(the NMS worst case) and the MobileNet ones almost none. Medians (and the fastest) of `REPEATS` rounds after
-`WARM_UP_CALLS` warm-up calls of each model (the OpenVINO runtime compiles a model for the batch
-shape at its STATIC_AFTER-th call). TFLite runs the stock interpreter (XNNPACK) with --tflite_threads;
-int8 is calibrated on 2 random images (speed only). OpenVINO runs its CPU plugin with the
-latency hint on all cores (the fp32 row also says how many of its batch-1 milliseconds
-the convolutions take, from OpenVINO's performance counters: what no setting outside the
-kernels can remove); its bf16 rows say what OpenVINO compiled ('ran': bf16 only where the
-CPU has bf16 instructions) and the report names the CPU's matrix units (AMX, AVX-512 BF16 or
-neither). Ratios: against the frozen fp32 graph of the same net and batch (the median of the
-rounds' ratios, `median_ratio`), and against the fp32
-compute floor (2·MACs at the best fp32 matmul rate, numpy or TF, measured at the start and the
-end of the run; end-to-end times include pre- and post-processing, the floor only the
-convolutions).
+(the NMS worst case) and the MobileNet ones almost none. Medians (and, in the JSON, the fastest)
+of `REPEATS` rounds after `WARM_UP_CALLS` warm-up calls of each model (the OpenVINO runtime
+compiles a model for the batch shape at its STATIC_AFTER-th call). TFLite runs the stock
+interpreter (XNNPACK) with --tflite_threads; int8 is calibrated on 2 random images (speed only).
+OpenVINO runs its CPU plugin with the latency hint on all cores (the fp32 row also says how many
+of its batch-1 milliseconds the convolutions take, from OpenVINO's performance counters: what no
+setting outside the kernels can remove); its bf16 rows say what OpenVINO compiled ('ran': bf16
+only where the CPU has bf16 instructions) and the report names the CPU's matrix units (AMX,
+AVX-512 BF16 or neither). Ratios: against the frozen fp32 graph of the same net and batch (the
+median of the rounds' ratios, `median_ratio`), and against the fp32 compute floor (2·MACs at the
+best fp32 matmul rate, numpy or TF, measured at the start and the end of the run; end-to-end
+times include pre- and post-processing, the floor only the convolutions).
 Writes JSON and a markdown table beside it; the machine is shared: compare within a run.
 """
 
@@ -216,9 +215,10 @@ def bench_model(name, work_dir, dtypes, openvino_precisions, tflite_threads, log
 
 def median_ratio(seconds, reference):
     """The median over rounds of seconds[i] / reference[i], rounded to 3 digits: a ratio of
-    calls made within a round, milliseconds apart. Not the ratio of the medians: the machine's
-    speed can change by 1.7x for seconds at a time (seen on a 2-core AMX VM), which moves the
-    medians of formats timed in different rounds' phases apart."""
+    calls made within one round (tens of milliseconds apart for MobileNet-SSD300; seconds for
+    VGG, whose few rounds this helps less). Not the ratio of the medians: the machine's speed can
+    change by 1.7x for seconds at a time (seen on a 2-core AMX VM), which moves the medians of
+    formats timed in different rounds' phases apart."""
     return round(float(np.median(np.divide(seconds, reference))), 3)
 
 

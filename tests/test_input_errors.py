@@ -109,8 +109,9 @@ def test_training_names_the_records_and_keeps_its_last_checkpoint(training):
 
 
 def _evaluate(training, folder, damage, *flags):
-    """(the one error line, shard, eval_dir) of eval_ssd_network.py on records damaged so (see
-    _bad_records), evaluating the training's checkpoints."""
+    """(the one error line, the damaged shard) of eval_ssd_network.py on records damaged so
+    (see _bad_records), evaluating the training's checkpoints; asserts that no results were
+    left in its eval_dir."""
     _, train_dir, _ = training
     shard = _bad_records(str(folder / 'data'), damage)
     eval_dir = folder / 'eval'
