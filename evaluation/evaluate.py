@@ -753,12 +753,11 @@ def _read_records(batches, dataset):
     `tf_errors.RecordsError` naming them. The metrics' own errors are not seen here."""
     try:
         yield from batches
-    # UnicodeDecodeError: TF's message quoting a record that is not an Example.
-    except (tf.errors.OpError, UnicodeDecodeError) as err:
-        why = tf_errors.input_reason(err)
-        if why is None:
+    except tf_errors.RUN_ERRORS as err:
+        records_error = tf_errors.records_error(err, dataset)
+        if records_error is None:
             raise
-        raise tf_errors.RecordsError(tf_errors.records_of(dataset), why) from None
+        raise records_error from None
 
 
 def _images_evaluated(settings, dataset):

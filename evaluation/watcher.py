@@ -65,7 +65,6 @@ import shutil
 import socket
 import time
 
-import tensorflow as tf
 
 from model import card as card_lib
 from model import checkpoints
@@ -865,8 +864,7 @@ def _watch(
         if fill_input:
             try:
                 evaluator.fill_input_cache(log)
-            # UnicodeDecodeError: TF's message quoting a record that is not an Example.
-            except (tf.errors.OpError, UnicodeDecodeError) as err:
+            except tf_errors.RUN_ERRORS as err:
                 fill_input = False
                 log(
                     f'[watch] the input cache is not filled ({type(err).__name__}: '

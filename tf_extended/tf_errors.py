@@ -39,6 +39,9 @@ _NOT_AN_EXAMPLE = re.compile(r"^(Could not parse example input), value: '.*")
 _ITERATOR_NODE = re.compile(r'\[\[(\{\{node )?(\S+/)?IteratorGetNext(Sync)?(_\d+)?(\}\})?\]\]')
 # A reason goes into a one-line message: long ones (an assertion's data) are cut.
 _MAX_REASON = 500
+# What running a graph raises: a tf.errors.OpError, or the UnicodeDecodeError TF's session
+# raises in its place when the message is not UTF-8 (it quotes a record that is not an Example).
+RUN_ERRORS = (tf.errors.OpError, UnicodeDecodeError)
 
 
 # What a user does about bad records (they stay bad when the run restarts); each script ends
@@ -86,11 +89,16 @@ def input_reason(err):
     """`reason(err)` for an error of reading an input pipeline, else None: a tf.errors.OpError
     (but the end of the input, OutOfRangeError) raised by an iterator's get_next, or the
     UnicodeDecodeError TF raises in place of one (see the module docstring)."""
-    if isinstance(err, tf.errors.OutOfRangeError) or not isinstance(
-        err, (tf.errors.OpError, UnicodeDecodeError)
-    ):
+    if isinstance(err, tf.errors.OutOfRangeError) or not isinstance(err, RUN_ERRORS):
         return None
     return reason(err) if _ITERATOR_NODE.search(_text(err)) else None
+
+
+def records_error(err, dataset, when=''):
+    """A RecordsError naming `dataset`'s records (`records_of`) when `err` is a failure of
+    reading them (`input_reason`), else None (the caller re-raises `err`)."""
+    why = input_reason(err)
+    return None if why is None else RecordsError(records_of(dataset), why, when)
 
 
 def records_of(dataset):

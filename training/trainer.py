@@ -1055,19 +1055,16 @@ def _train(settings, cluster, config, master):
             while not session.should_stop():
                 try:
                     session.run(train_op)
-                # UnicodeDecodeError: TF's message quoting a record that is not an Example.
-                except (tf.errors.OpError, UnicodeDecodeError) as e:
+                except tf_errors.RUN_ERRORS as e:
                     step = log_hook.step + 1
                     if isinstance(e, tf.errors.InvalidArgumentError) and NON_FINITE_TAG in str(e):
                         raise hooks_lib.NonFiniteError(
                             'non-finite loss at step %d' % step
                         ) from None
-                    why = tf_errors.input_reason(e)
-                    if why is None:
+                    records_error = tf_errors.records_error(e, dataset, f'at step {step}')
+                    if records_error is None:
                         raise
-                    raise tf_errors.RecordsError(
-                        tf_errors.records_of(dataset), why, f'at step {step}'
-                    ) from None
+                    raise records_error from None
     summary, latest = log_hook.summary(), None
     if cluster.is_chief:
         checkpoints.mark_training_finished(settings.train_dir)
