@@ -23,7 +23,8 @@ of its batch-1 milliseconds the convolutions take, from OpenVINO's performance c
 setting outside the kernels can remove); its bf16 rows say what OpenVINO compiled ('ran': bf16
 only where the CPU has bf16 instructions) and the report names the CPU's matrix units (AMX,
 AVX-512 BF16 or neither). Ratios: against the frozen fp32 graph of the same net and batch (the
-median of the rounds' ratios, `median_ratio`), and against the fp32 compute floor (2·MACs at the
+median of the rounds' ratios, `bench_openvino_ir.median_ratio`; the OpenVINO rows also against
+the OpenVINO fp32 row at batch 1), and against the fp32 compute floor (2·MACs at the
 best fp32 matmul rate, numpy or TF, measured at the start and the end of the run; end-to-end
 times include pre- and post-processing, the floor only the convolutions).
 Writes JSON and a markdown table beside it; the machine is shared: compare within a run.
@@ -200,26 +201,24 @@ def bench_model(name, work_dir, dtypes, openvino_precisions, tflite_threads, log
                     row['op_ms_batch1'] = bench_openvino_ir.op_ms(detector.path, images[0])
             if hasattr(detector, 'close'):
                 detector.close()
-    frozen = next(
-        (i for i, r in enumerate(rows) if (r['format'], r['dtype']) == ('frozen_graph', 'float32')),
-        None,
-    )
+    frozen = _row_index(rows, 'frozen_graph', 'float32')
+    openvino_fp32 = _row_index(rows, 'openvino', 'fp32')
     for i, row in enumerate(rows):
         if frozen is not None:
             row['latency_vs_frozen_fp32'], row['batch8_vs_frozen_fp32'] = (
-                median_ratio(times[i], times[frozen]) for times in rows_times
+                bench_openvino_ir.median_ratio(times[i], times[frozen]) for times in rows_times
+            )
+        if row['format'] == 'openvino' and openvino_fp32 is not None:
+            row['latency_vs_openvino_fp32'] = bench_openvino_ir.median_ratio(
+                rows_times[0][i], rows_times[0][openvino_fp32]
             )
         log(row)
     return rows
 
 
-def median_ratio(seconds, reference):
-    """The median over rounds of seconds[i] / reference[i], rounded to 3 digits: a ratio of
-    calls made within one round (tens of milliseconds apart for MobileNet-SSD300; seconds for
-    VGG, whose few rounds this helps less). Not the ratio of the medians: the machine's speed can
-    change by 1.7x for seconds at a time (seen on a 2-core AMX VM), which moves the medians of
-    formats timed in different rounds' phases apart."""
-    return round(float(np.median(np.divide(seconds, reference))), 3)
+def _row_index(rows, fmt, dtype):
+    """The index of the (format, dtype) row in `rows`, or None."""
+    return next((i for i, r in enumerate(rows) if (r['format'], r['dtype']) == (fmt, dtype)), None)
 
 
 def floor_gflops(repeats=5, size=2048, threads=None):

@@ -20,8 +20,9 @@ IR (`--formats openvino_int8`: FakeQuantize operations) is timed like the others
 operations follow the precision hint. bench_inference.py times the same IRs beside the TF
 formats on a machine with the whole framework.
 
-"vs fp32" (rows' `latency_vs_fp32`, `batch8_vs_fp32`): the row's median over that of the
-fp32-hint row at the same thread count of the IR named by the row's `vs_fp32_of`: the IR itself,
+"vs fp32" (rows' `latency_vs_fp32`, `batch8_vs_fp32`): the median of the rounds' ratios of the
+row's call to the call of the fp32-hint row at the same thread count (`median_ratio`) of the IR
+named by the row's `vs_fp32_of`: the IR itself,
 but for an int8 IR the float IR of the same model when `--models` has it (the same export
 metadata in the IRs: checkpoint and model card; without it, an IR in the same folder), so that
 int8 is compared with fp32, not with itself under another hint. Without that IR, `vs_fp32_of`
@@ -135,19 +136,29 @@ def fp32_references(models):
     }
 
 
-def add_ratios(rows, medians, references):
+def median_ratio(seconds, reference):
+    """The median over rounds of seconds[i] / reference[i], rounded to 3 digits: a ratio of
+    calls made within one round (tens of milliseconds apart for MobileNet-SSD300; seconds for
+    VGG, whose few rounds this helps less). Not the ratio of the medians: the machine's speed can
+    change by 1.7x for seconds at a time (seen on a 2-core AMX VM), which moves the medians of
+    setups timed in different rounds' phases apart."""
+    return round(float(np.median(np.divide(seconds, reference))), 3)
+
+
+def add_ratios(rows, times, references):
     """Sets each row's `int8`, `vs_fp32_of` (its IR's `fp32_references` entry) and, where that
     IR has an fp32-hint row at the row's thread count, `latency_vs_fp32` and `batch8_vs_fp32`:
-    ratios of the unrounded medians (`medians`: {batch: seconds per call} of each row)."""
-    timed = {(r['model'], r['precision'], r['threads']): m for r, m in zip(rows, medians)}
-    for row, median in zip(rows, medians):
+    `median_ratio`s of the rounds (`times`: {batch: [seconds per call, a round each]} of each
+    row)."""
+    timed = {(r['model'], r['precision'], r['threads']): t for r, t in zip(rows, times)}
+    for row, seconds in zip(rows, times):
         reference = references[row['model']]
         row['int8'] = reference != row['model']  # a float IR is its own reference
         row['vs_fp32_of'] = reference
         fp32 = timed.get((reference, 'fp32', row['threads']))
         if fp32:
-            row['latency_vs_fp32'] = round(median[1] / fp32[1], 3)
-            row['batch8_vs_fp32'] = round(median[8] / fp32[8], 3)
+            row['latency_vs_fp32'] = median_ratio(seconds[1], fp32[1])
+            row['batch8_vs_fp32'] = median_ratio(seconds[8], fp32[8])
 
 
 def op_ms(path, image, precision='fp32', threads=None, runs=20):
@@ -202,7 +213,7 @@ def bench(paths, precisions, threads, image_shape, repeats, profile=False, log=p
         {'model': path, 'precision': precision, 'threads': n or 'all'}
         for path, precision, n in setups
     ]
-    medians = [{} for _ in setups]  # batch -> median seconds per call
+    row_times = [{} for _ in setups]  # batch -> seconds per call, a round each
     images = np.random.RandomState(0).randint(0, 256, (max(BATCHES), *image_shape), np.uint8)
     for batch in BATCHES:
         requests = []
@@ -224,15 +235,16 @@ def bench(paths, precisions, threads, image_shape, repeats, profile=False, log=p
                 start = time.perf_counter()
                 requests[i].infer({0: inputs}, share_inputs=True)
                 times[i].append(time.perf_counter() - start)
-        for row, median, seconds in zip(rows, medians, times):
-            median[batch] = float(np.median(seconds))
+        for row, row_time, seconds in zip(rows, row_times, times):
+            row_time[batch] = seconds
+            median = float(np.median(seconds))
             if batch == 1:
-                row['latency_ms'] = round(median[batch] * 1000, 2)
+                row['latency_ms'] = round(median * 1000, 2)
                 row['latency_p90_ms'] = round(float(np.percentile(seconds, 90)) * 1000, 2)
             else:
-                row[f'batch{batch}_ms_per_image'] = round(median[batch] * 1000 / batch, 2)
-                row[f'batch{batch}_images_per_s'] = round(batch / median[batch], 1)
-    add_ratios(rows, medians, fp32_references(models))
+                row[f'batch{batch}_ms_per_image'] = round(median * 1000 / batch, 2)
+                row[f'batch{batch}_images_per_s'] = round(batch / median, 1)
+    add_ratios(rows, row_times, fp32_references(models))
     for row, (path, _, n) in zip(rows, setups):
         if profile:
             row['op_ms_batch1'] = op_ms(path, images[0], row['precision'], n or None)
@@ -274,8 +286,8 @@ def markdown(rows, cpu, units):
     if int8:
         lines += [
             '',
-            "vs fp32: the row's median over the fp32-hint median at the same thread count of the "
-            'same IR, or for an int8 IR of the fp32 IR of the same model:',
+            "vs fp32: the median of the rounds' ratios to the fp32-hint row at the same thread "
+            'count of the same IR, or for an int8 IR of the fp32 IR of the same model:',
         ] + [
             f'- `{path}` (int8): against `{reference}`'
             if reference

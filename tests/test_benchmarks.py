@@ -184,21 +184,22 @@ def test_cpu_features_from_cpuinfo(tmp_path):
 
 def _inference_row(model, fmt, dtype, latency, ran=None):
     """A bench_inference row whose rounds' ratios to the frozen fp32 graph (20 ms MobileNet, 300
-    ms VGG) have the ratio of the medians as their median; the fastest round 0.3 ms faster."""
+    ms VGG) and, for OpenVINO, to OpenVINO fp32 (8 ms MobileNet, 210 ms VGG) have the ratio of
+    the medians as their median; the fastest round 0.3 ms faster."""
     row = {'model': model, 'format': fmt, 'dtype': dtype, 'latency_ms': latency}
     row['latency_fastest_ms'] = latency - 0.3
     row['latency_vs_frozen_fp32'] = latency / {'ssd_300_mobilenet': 20.0}.get(model, 300.0)
+    if fmt == 'openvino':
+        row['latency_vs_openvino_fp32'] = latency / {'ssd_300_mobilenet': 8.0}.get(model, 210.0)
     return dict(row, ran=ran) if ran else row
 
 
-def test_ratios_to_the_frozen_graph_are_taken_round_by_round():
-    import bench_inference
-
+def test_ratios_are_taken_round_by_round():
     # Rounds in a fast phase (1, 2), a slow one (3, 6), and one whose calls straddle a change
     # (2, 2): the rounds say 0.5, 0.5, 1.0; the ratio of the medians, 2 / 2 = 1.0, would take
     # the straddling round's.
-    assert bench_inference.median_ratio([1.0, 3.0, 2.0], [2.0, 6.0, 2.0]) == 0.5
-    assert bench_inference.median_ratio([1.0, 3.0, 2.0, 2.0], [2.0, 6.0, 2.0, 2.0]) == 0.75
+    assert bench_openvino_ir.median_ratio([1.0, 3.0, 2.0], [2.0, 6.0, 2.0]) == 0.5
+    assert bench_openvino_ir.median_ratio([1.0, 3.0, 2.0, 2.0], [2.0, 6.0, 2.0, 2.0]) == 0.75
 
 
 def test_openvino_targets_from_the_rows():
@@ -236,7 +237,9 @@ def test_openvino_targets_from_the_rows():
         'is 189.0 ms (0.63x).'
     )
     assert 'applies on an AMX CPU; this CPU: AVX2 only: no AMX; OpenVINO ran fp32' in lines[2]
-    assert '(1.02x its fp32)' in lines[2]
+    assert "8.2 ms (1.02x its fp32, the median of the rounds' ratios)" in lines[2]
+    rows[2]['latency_vs_openvino_fp32'] = 0.97
+    assert '8.2 ms (0.97x its fp32' in run_all.openvino_targets(results)[2]
     assert lines[3].startswith('- Evaluation of ssd_300_mobilenet (openvino, batch 8)')
     assert '0.90x (10 % outside the forward pass), met' in lines[3]
     # On an AMX CPU where OpenVINO compiled bf16, the 5.9 ms target is judged.
@@ -465,9 +468,12 @@ def test_openvino_ir_benchmark_compares_int8_with_the_fp32_ir():
         }
         for model, precision, threads, one, eight in timings
     ]
-    medians = [{1: one, 8: eight} for *_, one, eight in timings]
+    # Three rounds, the second in a slow phase (3x); the bf16 row's third call straddles a
+    # change (2x): its rounds' ratios are 0.8, 0.8, 1.6 (the ratio of the medians, 1.6).
+    times = [{1: [one, 3 * one, one], 8: [eight, 3 * eight, eight]} for *_, one, eight in timings]
+    times[1][1][2] *= 2
     references = {'fp32.xml': 'fp32.xml', 'int8.xml': 'fp32.xml', 'alone_int8.xml': None}
-    bench_openvino_ir.add_ratios(rows, medians, references)
+    bench_openvino_ir.add_ratios(rows, times, references)
     got = [
         (r['int8'], r['vs_fp32_of'], r.get('latency_vs_fp32'), r.get('batch8_vs_fp32'))
         for r in rows
@@ -490,8 +496,8 @@ def test_openvino_ir_benchmark_compares_int8_with_the_fp32_ir():
         '\n| `alone_int8.xml` | fp32 (fp32) | 2 | 6.0 | 6.0 | — | 5.0 | — | 200.0 |  |\n' in table
     )
     assert table.endswith(
-        "|  |\n\nvs fp32: the row's median over the fp32-hint median at the same thread count of "
-        'the same IR, or for an int8 IR of the fp32 IR of the same model:\n'
+        "|  |\n\nvs fp32: the median of the rounds' ratios to the fp32-hint row at the same thread "
+        'count of the same IR, or for an int8 IR of the fp32 IR of the same model:\n'
         '- `int8.xml` (int8): against `fp32.xml`\n'
         '- `alone_int8.xml` (int8): "—", the fp32 IR of its model is not in --models (add it to '
         'compare int8 with fp32)\n'
