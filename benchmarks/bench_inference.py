@@ -261,15 +261,16 @@ def markdown(rows, units=None, gflop_per_s=None):
             '',
         ]
     lines += [
-        '| model | format | arithmetic (ran) | latency batch 1 (ms) | vs frozen fp32 | '
-        'vs fp32 floor | batch 8 (ms/img) | vs frozen fp32 | vs fp32 floor | '
+        '| model | format | arithmetic (ran) | latency batch 1 (ms) | fastest round (ms) | '
+        'vs frozen fp32 | vs fp32 floor | batch 8 (ms/img) | vs frozen fp32 | vs fp32 floor | '
         'batch 8 (img/s) |',
-        '|---|---|---|---|---|---|---|---|---|---|',
+        '|---|---|---|---|---|---|---|---|---|---|---|',
     ]
     for r in rows:
         arithmetic = r['dtype'] + (f' ({r["ran"]})' if 'ran' in r else '')
         lines.append(
             f'| `{r["model"]}` | {r["format"]} | {arithmetic} | {r["latency_ms"]} | '
+            f'{r["latency_fastest_ms"]} | '
             f'{r.get("latency_vs_frozen_fp32", "")} | {r.get("latency_vs_floor", "")} | '
             f'{r["batch8_ms_per_image"]} | {r.get("batch8_vs_frozen_fp32", "")} | '
             f'{r.get("batch8_vs_floor", "")} | {r["batch8_images_per_s"]} |'

@@ -202,6 +202,19 @@ def test_ratios_are_taken_round_by_round():
     assert bench_openvino_ir.median_ratio([1.0, 3.0, 2.0, 2.0], [2.0, 6.0, 2.0, 2.0]) == 0.75
 
 
+def test_inference_table_shows_the_fastest_round_beside_the_median():
+    import bench_inference
+
+    row = _inference_row('ssd_300_mobilenet', 'openvino', 'bf16', 5.3, 'bf16')
+    row.update(latency_vs_floor=0.51, batch8_ms_per_image=5.77, batch8_images_per_s=173.21)
+    table = bench_inference.markdown([row]).splitlines()
+    header = [c.strip() for c in table[0].strip('|').split('|')]
+    cells = [c.strip() for c in table[2].strip('|').split('|')]
+    shown = dict(zip(header, cells))
+    assert shown['latency batch 1 (ms)'] == '5.3' and shown['fastest round (ms)'] == '5.0'
+    assert shown['arithmetic (ran)'] == 'bf16 (bf16)' and shown['batch 8 (img/s)'] == '173.21'
+
+
 def test_openvino_targets_from_the_rows():
     rows = [
         _inference_row('ssd_300_mobilenet', 'frozen_graph', 'float32', 20.0),
