@@ -20,8 +20,6 @@ anchors, DetectionOutput thresholds, input preprocessing, class names from --lab
       --output_path=checkpoints/vgg_16_fc_reduced_512.ckpt
 """
 
-import sys
-
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs
 from absl import flags
@@ -31,7 +29,6 @@ from converters import caffe_pb
 from converters import caffe_ssd
 from converters import checkpoint_io
 from converters import prototxt
-from model import checkpoints
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('caffemodel_path', None, 'The binary .caffemodel weights.')
@@ -97,39 +94,26 @@ flags.mark_flags_as_required(['caffemodel_path', 'model_name', 'output_path'])
 
 
 def main(_):
-    logs.absl_only()
-    # The check re-load's restore line: the last line says the checkpoint was re-loaded.
-    logs.drop_tensorflow_messages(checkpoints.RESTORE_RECORD)
-    try:
-        caffe_convert.convert(
-            FLAGS.caffemodel_path,
-            FLAGS.output_path,
-            FLAGS.model_name,
-            prototxt_path=FLAGS.prototxt_path,
-            num_classes=FLAGS.num_classes,
-            allow_partial=FLAGS.allow_partial,
-            backbone_scope=FLAGS.backbone_scope,
-            caffe_mean_bgr=FLAGS.caffe_mean_bgr,  # checked there: 1 or 3 numbers
-            caffe_scale=FLAGS.caffe_scale,
-            labelmap_file=FLAGS.labelmap_file,
-            labels_file=FLAGS.labels_file,
-        )
-    except (
-        caffe_pb.CaffeModelError,
-        prototxt.PrototxtError,
-        caffe_ssd.ConversionError,
-        checkpoint_io.CheckpointMismatchError,
-        OSError,
-    ) as e:
-        # The message names the file and what to do; a traceback would only bury it.
-        sys.exit('caffe_to_tensorflow: error: %s' % e)
+    checkpoint_io.run_script(
+        'caffe_to_tensorflow',
+        (caffe_pb.CaffeModelError, prototxt.PrototxtError, caffe_ssd.ConversionError),
+        caffe_convert.convert,
+        FLAGS.caffemodel_path,
+        FLAGS.output_path,
+        FLAGS.model_name,
+        prototxt_path=FLAGS.prototxt_path,
+        num_classes=FLAGS.num_classes,
+        allow_partial=FLAGS.allow_partial,
+        backbone_scope=FLAGS.backbone_scope,
+        caffe_mean_bgr=FLAGS.caffe_mean_bgr,  # checked there: 1 or 3 numbers
+        caffe_scale=FLAGS.caffe_scale,
+        labelmap_file=FLAGS.labelmap_file,
+        labels_file=FLAGS.labels_file,
+    )
 
 
 def _interrupted():
-    return (
-        f'{FLAGS.output_path} is written atomically: it is the previous one or absent; run '
-        f'the same command again'
-    )
+    return checkpoint_io.interrupted_message(FLAGS.output_path)
 
 
 if __name__ == '__main__':

@@ -250,21 +250,7 @@ def _evaluate_exported():
                 precision=detector.precision,
                 matrix_units=detector.matrix_units,
             )
-        settings = evaluate.EvalSettings(
-            card=detector.card,
-            dataset_name=FLAGS.dataset_name,
-            dataset_split_name=FLAGS.dataset_split_name,
-            dataset_dir=FLAGS.dataset_dir,
-            batch_size=FLAGS.batch_size,
-            max_num_batches=FLAGS.max_num_batches,
-            matching_threshold=FLAGS.matching_threshold,
-            iou_rule=FLAGS.iou_rule,
-            eval_resize=FLAGS.eval_resize,
-            remove_difficult=FLAGS.remove_difficult,
-            metrics=tuple(FLAGS.metrics),
-            num_threads=FLAGS.num_threads,
-            pr_curves=FLAGS.pr_curves,
-        )
+        settings = _eval_settings(detector.card)
         exported.evaluate_exported(
             settings,
             detector,
@@ -306,9 +292,22 @@ def _settings():
         # the error, not a model built from the flags.
         prefix = checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
     card = cli.resolve_card(values, FLAGS.checkpoint_path, dataset)
-    settings = evaluate.EvalSettings(
-        card=card,
+    settings = _eval_settings(
+        card,
         card_path=card_path,
+        moving_average_decay=FLAGS.moving_average_decay,
+        data_format=FLAGS.data_format,
+        gpu_memory_fraction=FLAGS.gpu_memory_fraction,
+    )
+    return settings, prefix
+
+
+def _eval_settings(card, **checkpoint_fields):
+    """EvalSettings of `card` from the flags every evaluation reads; `checkpoint_fields`: the
+    fields only a checkpoint's evaluation reads (card path, moving averages, data format, GPU
+    memory), left at their defaults for an exported model."""
+    return evaluate.EvalSettings(
+        card=card,
         dataset_name=FLAGS.dataset_name,
         dataset_split_name=FLAGS.dataset_split_name,
         dataset_dir=FLAGS.dataset_dir,
@@ -318,14 +317,11 @@ def _settings():
         iou_rule=FLAGS.iou_rule,
         eval_resize=FLAGS.eval_resize,
         remove_difficult=FLAGS.remove_difficult,
-        moving_average_decay=FLAGS.moving_average_decay,
         metrics=tuple(FLAGS.metrics),
-        data_format=FLAGS.data_format,
         num_threads=FLAGS.num_threads,
-        gpu_memory_fraction=FLAGS.gpu_memory_fraction,
         pr_curves=FLAGS.pr_curves,
+        **checkpoint_fields,
     )
-    return settings, prefix
 
 
 # Flags only the watcher (--wait_for_checkpoints) reads.

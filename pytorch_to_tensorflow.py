@@ -17,8 +17,6 @@ forward pass.
 Layouts: %s.
 """
 
-import sys
-
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs
 from absl import flags
@@ -27,7 +25,6 @@ from converters import checkpoint_io
 from converters import pth_reader
 from converters import pytorch_convert
 from converters import pytorch_ssd
-from model import checkpoints
 
 __doc__ %= ', '.join(pytorch_ssd.LAYOUTS)
 
@@ -79,35 +76,23 @@ flags.mark_flags_as_required(['pth_path', 'output_path'])
 
 
 def main(_):
-    logs.absl_only()
-    # The check re-load's restore line: the last line says the checkpoint was re-loaded.
-    logs.drop_tensorflow_messages(checkpoints.RESTORE_RECORD)
-    try:
-        pytorch_convert.convert(
-            FLAGS.pth_path,
-            FLAGS.output_path,
-            layout=FLAGS.layout,
-            num_classes=FLAGS.num_classes,
-            class_order=FLAGS.class_order,
-            backbone_scope=FLAGS.backbone_scope,
-            allow_partial=FLAGS.allow_partial,
-            labels_file=FLAGS.labels_file,
-        )
-    except (
-        pth_reader.PthError,
-        pytorch_ssd.ConversionError,
-        checkpoint_io.CheckpointMismatchError,
-        OSError,
-    ) as e:
-        # The message names the file and what to do; a traceback would only bury it.
-        sys.exit('pytorch_to_tensorflow: error: %s' % e)
+    checkpoint_io.run_script(
+        'pytorch_to_tensorflow',
+        (pth_reader.PthError, pytorch_ssd.ConversionError),
+        pytorch_convert.convert,
+        FLAGS.pth_path,
+        FLAGS.output_path,
+        layout=FLAGS.layout,
+        num_classes=FLAGS.num_classes,
+        class_order=FLAGS.class_order,
+        backbone_scope=FLAGS.backbone_scope,
+        allow_partial=FLAGS.allow_partial,
+        labels_file=FLAGS.labels_file,
+    )
 
 
 def _interrupted():
-    return (
-        f'{FLAGS.output_path} is written atomically: it is the previous one or absent; run '
-        f'the same command again'
-    )
+    return checkpoint_io.interrupted_message(FLAGS.output_path)
 
 
 if __name__ == '__main__':

@@ -591,6 +591,18 @@ def _prior_box(layer, source_file):
     }
 
 
+# The kernel, stride and padding fields of both layers below, with the same bounds.
+_WINDOW_GEOMETRY = dict(
+    kernel_size=(1, 1024),
+    kernel_h=(1, 1024),
+    kernel_w=(1, 1024),
+    stride=(1, 1024),
+    stride_h=(1, 1024),
+    stride_w=(1, 1024),
+    pad=(0, 1024),
+    pad_h=(0, 1024),
+    pad_w=(0, 1024),
+)
 # Geometry fields of Convolution / Pooling layers: (minimum, maximum). Conversion takes the
 # geometry from our nets, but a prototxt with absurd values is refused rather than ignored.
 _GEOMETRY = {
@@ -599,27 +611,9 @@ _GEOMETRY = {
         group=(1, 1000000),
         axis=(-4, 3),
         dilation=(1, 1024),
-        kernel_size=(1, 1024),
-        kernel_h=(1, 1024),
-        kernel_w=(1, 1024),
-        stride=(1, 1024),
-        stride_h=(1, 1024),
-        stride_w=(1, 1024),
-        pad=(0, 1024),
-        pad_h=(0, 1024),
-        pad_w=(0, 1024),
+        **_WINDOW_GEOMETRY,
     ),
-    'pooling_param': dict(
-        kernel_size=(1, 1024),
-        kernel_h=(1, 1024),
-        kernel_w=(1, 1024),
-        stride=(1, 1024),
-        stride_h=(1, 1024),
-        stride_w=(1, 1024),
-        pad=(0, 1024),
-        pad_h=(0, 1024),
-        pad_w=(0, 1024),
-    ),
+    'pooling_param': _WINDOW_GEOMETRY,
 }
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import glob
 import os
 import shutil
+import sys
 from typing import Dict, List, Tuple
 
 from absl import logging
@@ -20,6 +21,7 @@ from model import checkpoints as checkpoints_lib
 from nets import ssd_common
 from preprocessing import preprocessing_factory
 from tf_extended import atomic_io
+from tf_extended import logs
 from tf_extended import safe_io
 from tf_extended import temp_dirs
 
@@ -196,6 +198,28 @@ CONVERTER_SCRIPTS = ('caffe_to_tensorflow.py', 'pytorch_to_tensorflow.py')
 # The files beside a checkpoint that say a converter wrote it: its card, or (older versions,
 # and a backbone's) its record.
 _SIDECAR_SUFFIXES = (card_lib.CHECKPOINT_CARD_SUFFIX, card_lib.LEGACY_CHECKPOINT_SUFFIX)
+
+
+def run_script(script, errors, convert, *args, **kwargs):
+    """The body of a converter script's `main`: `convert(*args, **kwargs)`, where `errors` (the
+    converter's own exception classes), `CheckpointMismatchError` and `OSError` end the script
+    with one line `<script>: error: <message>`. `script`: the name without `.py`."""
+    logs.absl_only()
+    # The check re-load's restore line: the last line says the checkpoint was re-loaded.
+    logs.drop_tensorflow_messages(checkpoints_lib.RESTORE_RECORD)
+    try:
+        return convert(*args, **kwargs)
+    except (*errors, CheckpointMismatchError, OSError) as e:
+        # The message names the file and what to do; a traceback would only bury it.
+        sys.exit(f'{script}: error: {e}')
+
+
+def interrupted_message(output_path):
+    """A converter script's Ctrl-C line (`logs.run`): what is left at `output_path`."""
+    return (
+        f'{output_path} is written atomically: it is the previous one or absent; run '
+        f'the same command again'
+    )
 
 
 def has_converter_sidecar(prefix):

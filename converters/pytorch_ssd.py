@@ -38,6 +38,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from datasets import labels as labels_lib
+
 
 class ConversionError(ValueError):
     """The state_dict does not fit the requested layout or net."""
@@ -137,29 +139,9 @@ TORCHVISION_COCO_CATEGORIES = (
     'hair drier',
     'toothbrush',
 )
-# ssd.pytorch data/voc0712.py VOC_CLASSES (labels 1..20; 0 is the background).
-SSD_PYTORCH_VOC_CLASSES = (
-    'aeroplane',
-    'bicycle',
-    'bird',
-    'boat',
-    'bottle',
-    'bus',
-    'car',
-    'cat',
-    'chair',
-    'cow',
-    'diningtable',
-    'dog',
-    'horse',
-    'motorbike',
-    'person',
-    'pottedplant',
-    'sheep',
-    'sofa',
-    'train',
-    'tvmonitor',
-)
+# ssd.pytorch data/voc0712.py VOC_CLASSES (labels 1..20; 0 is the background): the same 20
+# Pascal VOC names in the same order as ours, so the file's class channels map one to one.
+SSD_PYTORCH_VOC_CLASSES = labels_lib.VOC_CLASSES
 CLASS_ORDERS = ('source', 'contiguous')
 
 # Our VGG16 SSD300 layers: (TF scope below the model scope, OIHW shape).

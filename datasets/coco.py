@@ -46,7 +46,7 @@ from typing import Optional
 
 from datasets import image_io
 from tf_extended import safe_io
-from datasets.convert import BadExampleError, UnknownClassError
+from datasets.convert import BadExampleError, UnknownClassError, load_example_image
 from datasets.example_format import ExampleRecord, ObjectRecord
 
 _MAX_IMAGE_ID = (1 << 63) - 1  # image/id is an int64 feature
@@ -453,12 +453,7 @@ class CocoLoader:
 
     def __call__(self, source):
         where = source.report_name
-        try:
-            image = image_io.load_image(source.image_path, self.image_limits)
-        except safe_io.UnsafeFileError as e:
-            raise BadExampleError(f'{where}: {e}') from None
-        except (image_io.BadImageError, OSError) as e:
-            raise BadExampleError(f'{where}: {source.image_path}: {e}') from None
+        image = load_example_image(source.image_path, self.image_limits, where)
         report = []
 
         def note(kind, detail):

@@ -66,6 +66,7 @@ import traceback
 from absl import logging
 
 from datasets import example_format
+from datasets import image_io
 from tf_extended import atomic_io
 from tf_extended import safe_io
 
@@ -83,6 +84,18 @@ _TEMP_MARKER = '.written-by-tf_convert_data'
 
 class BadExampleError(ValueError):
     """An annotation or image that cannot be converted; the message names the file."""
+
+
+def load_example_image(path, limits, where=None):
+    """`image_io.load_image(path, limits)` for a loader: its errors become `BadExampleError`,
+    whose message starts with `where` (the example's name) when given, then names the image."""
+    prefix = '' if where is None else f'{where}: '
+    try:
+        return image_io.load_image(path, limits)
+    except safe_io.UnsafeFileError as e:  # its message names the file
+        raise BadExampleError(f'{prefix}{e}') from None
+    except (image_io.BadImageError, OSError) as e:
+        raise BadExampleError(f'{prefix}{path}: {e}') from None
 
 
 class UnknownClassError(ValueError):
@@ -512,18 +525,6 @@ class _Progress:
         sys.stderr.flush()
 
 
-def _pid_alive(pid):
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists, another user's
-        return True
-    return True
-
-
 def _remove_stale(output_dir, output_name):
     """Removes temp folders of interrupted conversions: only ours (marker file inside), only
     of dead processes."""
@@ -538,7 +539,9 @@ def _remove_stale(output_dir, output_name):
             and os.path.isfile(os.path.join(stale, _TEMP_MARKER))
         ):
             continue  # not a folder this converter made
-        if _pid_alive(int(pid)):
+        # This process' own folder is an earlier, interrupted conversion's (and has this one's
+        # name): stale too.
+        if int(pid) != os.getpid() and atomic_io.pid_alive(int(pid)):
             logging.warning('%s belongs to a running conversion (pid %s); leaving it.', stale, pid)
             continue
         logging.info('Removing %s left by an interrupted conversion.', stale)

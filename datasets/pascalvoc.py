@@ -48,7 +48,7 @@ import xml.etree.ElementTree as ET
 from datasets import image_io
 from datasets import labels
 from tf_extended import safe_io
-from datasets.convert import BadExampleError, UnknownClassError
+from datasets.convert import BadExampleError, UnknownClassError, load_example_image
 from datasets.example_format import ExampleRecord, ObjectRecord
 
 _IMAGE_EXT_PREFERENCE = ('.jpg', '.jpeg', '.JPG', '.JPEG', '.png', '.PNG')
@@ -355,12 +355,7 @@ class VocLoader:
         image_path = find_image(source.image_dir, source.image_id)
         if image_path is None:
             raise BadExampleError(f'{where}: no image {source.image_id}.* in {source.image_dir}.')
-        try:
-            image = image_io.load_image(image_path, self.image_limits)
-        except safe_io.UnsafeFileError as e:
-            raise BadExampleError(str(e)) from None
-        except (image_io.BadImageError, OSError) as e:
-            raise BadExampleError(f'{image_path}: {e}') from None
+        image = load_example_image(image_path, self.image_limits)
         report = []
 
         def note(kind, detail):

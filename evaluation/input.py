@@ -41,6 +41,22 @@ GROUND_TRUTH_KEYS = (
 )
 
 
+def _ground_truth(example):
+    """The `GROUND_TRUTH_KEYS` entries of a batch dict (see the module docstring) of one decoded
+    example: the original image's, so the same with or without preprocessing."""
+    return {
+        'shape': example['shape'],
+        'gt_bboxes': tf.cast(example['bboxes'], tf.float32),
+        'gt_labels': example['labels'],
+        'gt_difficult': example['difficult'],
+        'gt_crowd': example['iscrowd'],
+        'num_gt': tf.size(example['labels'], out_type=tf.int32),
+        'filename': example['filename'],
+        'image_id': example['image_id'],
+        'coco_annotations': example['coco_annotations'],
+    }
+
+
 def make_eval_dataset(
     dataset,
     preprocessing,
@@ -92,17 +108,19 @@ def make_eval_dataset(
         return {
             'image': image,
             'bbox_img': bbox_img,
-            'shape': example['shape'],
-            'gt_bboxes': tf.cast(example['bboxes'], tf.float32),
-            'gt_labels': example['labels'],
-            'gt_difficult': example['difficult'],
-            'gt_crowd': example['iscrowd'],
-            'num_gt': tf.size(example['labels'], out_type=tf.int32),
-            'filename': example['filename'],
-            'image_id': example['image_id'],
-            'coco_annotations': example['coco_annotations'],
+            **_ground_truth(example),
         }
 
+    return _padded_batches(
+        dataset, prepare, batch_size, max_num_batches, num_parallel_calls, num_threads, skip
+    )
+
+
+def _padded_batches(
+    dataset, prepare, batch_size, max_num_batches, num_parallel_calls, num_threads, skip=0
+):
+    """The split's examples in record order, `prepare`d and padded into batches of `batch_size`
+    (the arguments of `make_eval_dataset`)."""
     examples = dataset.make_dataset(shuffle=False, num_parallel_calls=num_parallel_calls, skip=skip)
     if max_num_batches:
         # Counted in examples: the same batches as taking whole batches, with `skip` left out.
@@ -172,28 +190,12 @@ def make_raw_eval_dataset(
         return {
             RAW_IMAGES: example['image'],
             RAW_SIZES: example['shape'][:2],
-            'shape': example['shape'],
-            'gt_bboxes': tf.cast(example['bboxes'], tf.float32),
-            'gt_labels': example['labels'],
-            'gt_difficult': example['difficult'],
-            'gt_crowd': example['iscrowd'],
-            'num_gt': tf.size(example['labels'], out_type=tf.int32),
-            'filename': example['filename'],
-            'image_id': example['image_id'],
-            'coco_annotations': example['coco_annotations'],
+            **_ground_truth(example),
         }
 
-    examples = dataset.make_dataset(shuffle=False, num_parallel_calls=num_parallel_calls)
-    batches = examples.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=True)
-    batches = batches.padded_batch(batch_size, drop_remainder=False)
-    if max_num_batches:
-        batches = batches.take(min(max_num_batches, _INT64_MAX))
-    batches = batches.prefetch(2)
-    if num_threads:
-        options = tf.data.Options()
-        options.threading.private_threadpool_size = int(num_threads)
-        batches = batches.with_options(options)
-    return batches
+    return _padded_batches(
+        dataset, prepare, batch_size, max_num_batches, num_parallel_calls, num_threads
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,45 +31,47 @@ SSDParams = collections.namedtuple(
     ],
 )
 
+# Anchor sizes that two presets of a net share.
+# Caffe's VOC SSD300 (also ssd.pytorch's VOC PriorBox).
+_SSD300_VOC_SIZES = (
+    (30.0, 60.0),
+    (60.0, 111.0),
+    (111.0, 162.0),
+    (162.0, 213.0),
+    (213.0, 264.0),
+    (264.0, 315.0),
+)
+# The older TF port's SSD300 COCO sizes. torchvision's ssd300_vgg16 has the same: its
+# DefaultBoxGenerator scales 0.07, 0.15, 0.33, 0.51, 0.69, 0.87, 1.05 of 300 px.
+_SSD300_COCO_SIZES = (
+    (21.0, 45.0),
+    (45.0, 99.0),
+    (99.0, 153.0),
+    (153.0, 207.0),
+    (207.0, 261.0),
+    (261.0, 315.0),
+)
+# Caffe's COCO SSD512 (the older TF port took the same).
+_SSD512_COCO_SIZES = (
+    (20.48, 51.2),
+    (51.2, 133.12),
+    (133.12, 215.04),
+    (215.04, 296.96),
+    (296.96, 378.88),
+    (378.88, 460.8),
+    (460.8, 542.72),
+)
+
 # Anchor-size presets per model. 'caffe_voc' is what the Caffe VOC models were trained with;
 # 'tf_port_coco' is what the older TF port used with the same nets (its checkpoints expect it).
 ANCHOR_SIZE_PRESETS = {
     'ssd_300_vgg': {
-        'caffe_voc': [
-            (30.0, 60.0),
-            (60.0, 111.0),
-            (111.0, 162.0),
-            (162.0, 213.0),
-            (213.0, 264.0),
-            (264.0, 315.0),
-        ],
-        'tf_port_coco': [
-            (21.0, 45.0),
-            (45.0, 99.0),
-            (99.0, 153.0),
-            (153.0, 207.0),
-            (207.0, 261.0),
-            (261.0, 315.0),
-        ],
-        # torchvision's ssd300_vgg16: DefaultBoxGenerator scales 0.07, 0.15, 0.33, 0.51, 0.69,
-        # 0.87, 1.05 of 300 px (the tf_port_coco sizes), with its size clamping (below).
-        'torchvision_coco': [
-            (21.0, 45.0),
-            (45.0, 99.0),
-            (99.0, 153.0),
-            (153.0, 207.0),
-            (207.0, 261.0),
-            (261.0, 315.0),
-        ],
-        # ssd.pytorch's VOC PriorBox: the Caffe VOC sizes, with its clamping (below).
-        'ssd_pytorch_voc': [
-            (30.0, 60.0),
-            (60.0, 111.0),
-            (111.0, 162.0),
-            (162.0, 213.0),
-            (213.0, 264.0),
-            (264.0, 315.0),
-        ],
+        'caffe_voc': list(_SSD300_VOC_SIZES),
+        'tf_port_coco': list(_SSD300_COCO_SIZES),
+        # torchvision's ssd300_vgg16, with its size clamping (below).
+        'torchvision_coco': list(_SSD300_COCO_SIZES),
+        # ssd.pytorch's VOC PriorBox, with its clamping (below).
+        'ssd_pytorch_voc': list(_SSD300_VOC_SIZES),
     },
     'ssd_512_vgg': {
         'caffe_voc': [
@@ -81,24 +83,8 @@ ANCHOR_SIZE_PRESETS = {
             (384.0, 460.8),
             (460.8, 537.6),
         ],
-        'caffe_coco': [
-            (20.48, 51.2),
-            (51.2, 133.12),
-            (133.12, 215.04),
-            (215.04, 296.96),
-            (296.96, 378.88),
-            (378.88, 460.8),
-            (460.8, 542.72),
-        ],
-        'tf_port_coco': [
-            (20.48, 51.2),
-            (51.2, 133.12),
-            (133.12, 215.04),
-            (215.04, 296.96),
-            (296.96, 378.88),
-            (378.88, 460.8),
-            (460.8, 542.72),
-        ],
+        'caffe_coco': list(_SSD512_COCO_SIZES),
+        'tf_port_coco': list(_SSD512_COCO_SIZES),
     },
     'ssd_300_mobilenet': {
         'mobilenet_ssd': [

@@ -67,30 +67,20 @@ def train_dataset(
     @tf.autograph.experimental.do_not_convert
     def prepare(index, example):
         example_seed = None if seed is None else seeds_lib.example_seed(seed, index)
-        if ignore_crowd:
-            image, labels, bboxes, crowd = preprocess(
-                example['image'],
-                example['labels'],
-                example['bboxes'],
-                out_shape,
-                is_training=True,
-                data_format=data_format,
-                seed=example_seed,
-                difficult=example['iscrowd'],
-                **options,
-            )
-        else:
-            image, labels, bboxes = preprocess(
-                example['image'],
-                example['labels'],
-                example['bboxes'],
-                out_shape,
-                is_training=True,
-                data_format=data_format,
-                seed=example_seed,
-                **options,
-            )
-            crowd = None
+        # The crowd flags go through the augmentation as its aligned `difficult` (a last output).
+        aligned = {'difficult': example['iscrowd']} if ignore_crowd else {}
+        image, labels, bboxes, *crowd = preprocess(
+            example['image'],
+            example['labels'],
+            example['bboxes'],
+            out_shape,
+            is_training=True,
+            data_format=data_format,
+            seed=example_seed,
+            **aligned,
+            **options,
+        )
+        crowd = crowd[0] if crowd else None
         gclasses, glocalisations, gscores = net.bboxes_encode(
             labels, bboxes, anchors, match_threshold, crowd=crowd
         )
