@@ -22,6 +22,7 @@ Tensors (names in frozen graphs and SavedModels):
 """
 
 import collections
+import contextlib
 import dataclasses
 import glob
 import os
@@ -116,6 +117,11 @@ class GraphEndpoints:
     outputs: dict
 
 
+# Name scopes of the graph's ops before and after the net (TFLite int8 keeps them float32).
+PREPROCESS_SCOPE = 'preprocess'
+POSTPROCESS_SCOPE = 'postprocess'
+
+
 def build_detection_graph(card, batch_size=None, fixed_size=False, tflite=False):
     """Builds the inference graph in the default graph (see the module docstring for tensors).
 
@@ -140,13 +146,15 @@ def build_detection_graph(card, batch_size=None, fixed_size=False, tflite=False)
     images = v1.placeholder(tf.uint8, [batch_size, height, width, 3], name=INPUT)
     inputs = {INPUT: images}
     if tflite:
-        net_input = preprocess_images(images, card)
+        with tf.name_scope(PREPROCESS_SCOPE):
+            net_input = preprocess_images(images, card)
     else:
         shape = tf.shape(images)
         full = tf.tile(shape[None, 1:3], [shape[0], 1])
         sizes = v1.placeholder_with_default(full, [batch_size, 2], name=SIZES)
         inputs[SIZES] = sizes
-        net_input = preprocess_images(images, card, sizes)
+        with tf.name_scope(PREPROCESS_SCOPE):
+            net_input = preprocess_images(images, card, sizes)
     net = card.net()
     with slim.arg_scope(net.arg_scope(weight_decay=0.0)):
         predictions, localisations = net.predict(net_input, card.compute_dtype)
@@ -155,13 +163,14 @@ def build_detection_graph(card, batch_size=None, fixed_size=False, tflite=False)
     postprocess = (
         post_processing.detected_bboxes_per_class_nms if tflite else post_processing.detected_bboxes
     )
-    detections = postprocess(
-        scores,
-        codes,
-        net.anchors(),
-        **dataclasses.asdict(card.detection),
-        prior_scaling=net.params.prior_scaling,
-    )
+    with tf.name_scope(POSTPROCESS_SCOPE):
+        detections = postprocess(
+            scores,
+            codes,
+            net.anchors(),
+            **dataclasses.asdict(card.detection),
+            prior_scaling=net.params.prior_scaling,
+        )
     detections.update(raw_localisations=codes, raw_scores=scores)
     outputs = {name: tf.identity(detections[name], name=name) for name in OUTPUTS}
     return GraphEndpoints(inputs, outputs)
@@ -607,6 +616,18 @@ def open_exported_model(
     raise ValueError(f'{path}: {kind} models are run by TFLiteDetector (one size per call).')
 
 
+@contextlib.contextmanager
+def without_interpreter_notice():
+    """Creating a `tf.lite.Interpreter` in this block does not warn that the interpreter moves
+    to the ai_edge_litert package: it is still in the TF this project pins, and the notice says
+    nothing about the user's model."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            'ignore', r'\s*Warning: tf.lite.Interpreter is deprecated', UserWarning
+        )
+        yield
+
+
 class TFLiteDetector:
     """A `.tflite` export run by the stock `tf.lite.Interpreter`.
 
@@ -619,12 +640,7 @@ class TFLiteDetector:
         self.path = path
         content = safe_io.read_bytes(path, safe_io.SERIALIZED_MODEL_LIMIT, 'TFLite model')
         try:
-            with warnings.catch_warnings():
-                # TF's notice that the interpreter moves to the ai_edge_litert package: it is
-                # still in the TF this project pins, and says nothing about the user's model.
-                warnings.filterwarnings(
-                    'ignore', r'\s*Warning: tf.lite.Interpreter is deprecated', UserWarning
-                )
+            with without_interpreter_notice():
                 self.interpreter = tf.lite.Interpreter(
                     model_content=content, num_threads=num_threads
                 )

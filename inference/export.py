@@ -8,9 +8,10 @@ eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the 
                      image_sizes); `assets.extra/` holds the metadata and anchors.
   model_float.tflite TFLite builtins only (NMS as NON_MAX_SUPPRESSION_V5 per class): input
                      `images` uint8 `[B, H, W, 3]` with B fixed at export, any H and W.
-  model_int8.tflite  the same graph after post-training quantisation: weights and activations
-                     int8 wherever TFLite has int8 kernels (the net); input stays uint8 RGB and
-                     the outputs float32, and the post-processing (decode, NMS) runs in float.
+  model_int8.tflite  the same graph after post-training quantisation of the net's operations
+                     (int8 weights and activations, `_quantize_the_net`); input stays uint8 RGB,
+                     the outputs float32, and resizing, normalisation, decoding and NMS compute
+                     in float32.
   model_openvino.xml/.bin  OpenVINO IR (inference/openvino_model.py): input `images` uint8
                      `[B, H, W, 3]` (any B, H, W; one size per call), the frozen graph's
                      outputs; NMS inside as OpenVINO's NonMaxSuppression; precision (fp32,
@@ -234,12 +235,42 @@ def tflite_model(card, checkpoint_path, batch_size=1, fixed_size=False, represen
             [endpoints.inputs[detection.INPUT]],
             [endpoints.outputs[k] for k in detection.OUTPUTS],
         )
-        if representative_images is not None:
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: (
-                [np.repeat(im[None], batch_size, axis=0)] for im in representative_images
-            )
-        return converter.convert()
+        if representative_images is None:
+            return converter.convert()
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: (
+            [np.repeat(im[None], batch_size, axis=0)] for im in representative_images
+        )
+        return _quantize_the_net(converter)
+
+
+# TFLite tensors whose ops int8 quantisation leaves in float32: the graph's before and after the
+# net (`detection.build_detection_graph`'s scopes).
+_FLOAT_SCOPES = tuple(f'{s}/' for s in (detection.PREPROCESS_SCOPE, detection.POSTPROCESS_SCOPE))
+
+
+def _quantize_the_net(converter):
+    """The int8 model of a calibrating `converter` (optimizations and representative_dataset
+    set) with only the net's ops quantised: resizing, normalisation, box decoding and NMS stay
+    float32. Quantised, the decoding took its ranges from the largest box codes the calibration
+    saw: a briefly trained model whose codes reached 1e3 got an Exp output scale of 7.8e9, on
+    which TFLite aborted the process when it allocated the model, and any such range leaves
+    int8 boxes no precision. TFLite's QuantizationDebugger is its API for quantising selected
+    ops (its debug model is a by-product)."""
+    with detection.without_interpreter_notice():  # the debugger makes interpreters too
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=converter.representative_dataset
+        )
+        calibrated = tf.lite.Interpreter(model_content=debugger.calibrated_model)
+        float_nodes = [
+            t['name']
+            for t in calibrated.get_tensor_details()
+            if t['name'].startswith(_FLOAT_SCOPES)
+        ]
+        debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+            denylisted_nodes=float_nodes
+        )
+    return debugger.get_nondebug_quantized_model()
 
 
 def representative_images(dataset, num_images, card=None):
@@ -500,9 +531,9 @@ def export(
         calibration = {'images': len(calibration_images), 'source': calibration_source}
     if 'tflite_int8' in formats:
         calibration['scheme'] = (
-            'post-training full-integer quantisation of the net (int8 '
-            'weights per channel, int8 activations); uint8 image input and '
-            'float32 outputs kept, decoding and NMS in float32'
+            'post-training quantisation of the net (int8 weights per channel, int8 '
+            'activations); uint8 image input and float32 outputs kept, resizing, '
+            'normalisation, box decoding and NMS in float32'
         )
     if 'openvino_int8' in formats:
         calibration['openvino_scheme'] = openvino_model.INT8_SCHEME
