@@ -578,3 +578,25 @@ def our_forward(checkpoint_path, card, blob, detections=(), anchor_int_sizes=Fal
     out['anchors'] = ssd.anchors()
     out['seconds'] = seconds
     return out
+
+
+def pb_varint(value):
+    """Protobuf varint of an int64 (a negative number as its two's complement, as protobuf writes
+    it)."""
+    value &= (1 << 64) - 1
+    out = b''
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out += bytes([byte | (0x80 if value else 0)])
+        if not value:
+            return out
+
+
+def pb_field(number, wire_type, payload):
+    """Hand-made protobuf wire encoding (the reference for caffe.proto's field numbers): wire type
+    0 (varint `payload`), 5 (`payload` the 4 bytes of a fixed32) or 2 (length-delimited)."""
+    if wire_type == 0:
+        return pb_varint(number << 3) + pb_varint(payload)
+    if wire_type == 5:
+        return pb_varint(number << 3 | 5) + payload
+    return pb_varint(number << 3 | 2) + pb_varint(len(payload)) + payload

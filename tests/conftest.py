@@ -5,6 +5,7 @@ import functools
 import os
 import pathlib
 import shutil
+import socket
 import tempfile
 
 import pytest
@@ -50,6 +51,18 @@ def file_bytes(folder):
             with open(path, 'rb') as f:
                 found[os.path.relpath(path, folder)] = f.read()
     return found
+
+
+def free_ports(count):
+    """`count` distinct localhost TCP ports that were free a moment ago (all bound at once, then
+    released), for the gRPC servers of a test cluster."""
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(('127.0.0.1', 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
 
 def training_graph_text(train_dir):

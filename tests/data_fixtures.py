@@ -129,6 +129,22 @@ def convert_voc(
     return convert.convert(sources, loader, class_names, output_dir, output_name, **kwargs)
 
 
+def coco_annotation(ann_id, image_id, category_id, bbox, area=None, iscrowd=0, **fields):
+    """An entry of a COCO instances file's 'annotations': `bbox` [x, y, width, height] in pixels,
+    `area` its width * height unless given, and `fields` (e.g. segmentation) as they are."""
+    if area is None:
+        area = bbox[2] * bbox[3]
+    return dict(
+        id=ann_id,
+        image_id=image_id,
+        category_id=category_id,
+        bbox=bbox,
+        area=area,
+        iscrowd=iscrowd,
+        **fields,
+    )
+
+
 def write_coco(root, images, categories, annotations):
     """Writes root/images/<file_name> for (file_name, id, array, json_size) and root/instances.json."""
     img_dir = os.path.join(root, 'images')

@@ -11,6 +11,7 @@ from datasets import convert
 from datasets import labels
 from datasets import pascalvoc
 from datasets import synthetic
+from evaluation import evaluate
 from model import card as card_lib
 from nets import nets_factory
 
@@ -78,3 +79,18 @@ def small_card(model_name, class_names, depth_multiplier=None, **detection):
         model_name, class_names=class_names, depth_multiplier=depth_multiplier
     )
     return card.with_detection(**detection)
+
+
+def custom_split_settings(card, records_dir, **overrides):
+    """EvalSettings of `card` on the test split of the 'custom' dataset in `records_dir`: batches
+    of 2, one reader thread, the VOC07 metric, no PR curves, unless `overrides` (more
+    EvalSettings fields) say otherwise."""
+    settings = dict(batch_size=2, num_threads=1, metrics=('voc07',), pr_curves=False)
+    settings.update(overrides)
+    return evaluate.EvalSettings(
+        card=card,
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir=records_dir,
+        **settings,
+    )

@@ -12,11 +12,23 @@ from datasets import synthetic
 from inference import detection
 from model import card as card_lib
 from tests import data_fixtures
+from tests import numpy_reference as ref
 from tests import shared_cache
 
 v1 = tf.compat.v1
 
 NUM_CLASSES = len(synthetic.CLASSES) + 1
+
+# The outputs of an exported frozen graph, by tensor name: the raw outputs (all a TFLite export
+# has) first, then the detections.
+FROZEN_GRAPH_OUTPUTS = (
+    'raw_scores',
+    'raw_localisations',
+    'detection_boxes',
+    'detection_scores',
+    'detection_classes',
+    'num_detections',
+)
 
 
 def small_spec(compute_dtype='float32', **settings):
@@ -70,16 +82,23 @@ def _write_checkpoint(spec, directory, seed):
         with slim.arg_scope(net.arg_scope(weight_decay=0.0)):
             net.net(detection.preprocess_images(images, spec), is_training=True)
         with v1.Session() as sess:
-            sess.run(v1.global_variables_initializer())
-            sess.run(v1.get_collection(v1.GraphKeys.UPDATE_OPS))
-            for var in v1.global_variables():
-                if var.op.name.endswith('moving_variance'):
-                    # Near-dead channels would otherwise be scaled up by ~1/sqrt(epsilon) and
-                    # amplify float rounding through the net.
-                    sess.run(var.assign(tf.maximum(var, 0.05)))
-                if 'mbox_conf/biases' in var.op.name:
-                    sess.run(var.assign(rng.randn(*var.shape.as_list()).astype(np.float32)))
+            init_spread_out_weights(sess, rng)
             return v1.train.Saver().save(sess, os.path.join(directory, 'model.ckpt'))
+
+
+def init_spread_out_weights(sess, rng):
+    """In `sess`, whose graph holds a net's training-mode forward pass with batch norm decay 0:
+    initialises the variables, sets the batch norm statistics from that pass's batch (variances
+    at least 0.05) and gives the class-head biases random values from `rng`."""
+    sess.run(v1.global_variables_initializer())
+    sess.run(v1.get_collection(v1.GraphKeys.UPDATE_OPS))
+    for var in v1.global_variables():
+        if var.op.name.endswith('moving_variance'):
+            # Near-dead channels would otherwise be scaled up by ~1/sqrt(epsilon) and amplify
+            # float rounding through the net.
+            sess.run(var.assign(tf.maximum(var, 0.05)))
+        if 'mbox_conf/biases' in var.op.name:
+            sess.run(var.assign(rng.randn(*var.shape.as_list()).astype(np.float32)))
 
 
 def write_synthetic_split(directory, num_images, seed=0, split='test'):
@@ -102,3 +121,34 @@ def write_users_own_models(folder):
     (folder / 'saved_model' / 'variables' / 'variables.index').write_bytes(b'my weights')
     (folder / 'frozen_graph.pb').write_bytes(b'my frozen graph')
     (folder / 'model_float.tflite').write_bytes(b'my tflite model')
+
+
+def assert_close_to_float32(got, want, anchors, rtol, best=5):
+    """Reduced-precision outputs `got` against the float32 graph's `want` (both
+    `detection.OUTPUTS` of the same images; `anchors` the export's): every raw output within
+    `rtol` of its scale, and each of the `best` detections of every image is an anchor's float32
+    decoding (numpy) with that anchor's float32 class score, within `rtol`. (Not the float32
+    detections themselves: random weights give near-ties, so NMS may keep a neighbour in one
+    precision and not the other.)"""
+    for key in detection.RAW_OUTPUTS:
+        assert np.abs(got[key] - want[key]).max() <= rtol * np.abs(want[key]).max(), key
+    for b in range(len(want['raw_scores'])):
+        boxes = ref.decode(want['raw_localisations'][b].astype(np.float64), anchors)
+        for k in range(best):
+            scores = want['raw_scores'][b][:, got['detection_classes'][b, k]]
+            same = (np.abs(boxes - got['detection_boxes'][b, k]).max(axis=1) <= rtol) & (
+                np.abs(scores - got['detection_scores'][b, k]) <= rtol
+            )
+            assert same.any(), (b, k)
+
+
+def run_frozen_graph(path, image, names=FROZEN_GRAPH_OUTPUTS):
+    """{name: output} of the frozen graph `path` (a GraphDef file) on one uint8 image, fed to
+    `images:0` as a batch of one."""
+    graph_def = v1.GraphDef()
+    with open(path, 'rb') as f:
+        graph_def.ParseFromString(f.read())
+    with tf.Graph().as_default() as graph:
+        tensors = v1.import_graph_def(graph_def, return_elements=[n + ':0' for n in names], name='')
+        with v1.Session(graph=graph) as sess:
+            return dict(zip(names, sess.run(tensors, {'images:0': image[None]})))

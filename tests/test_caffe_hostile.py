@@ -12,45 +12,28 @@ from converters import caffe_pb
 from converters import caffe_ssd
 from converters import prototxt
 from tests import caffe_fixtures
+from tests.caffe_fixtures import pb_field, pb_varint
 from tests.conftest import run_script
 from tf_extended import safe_io
 
 
-def _varint(value):
-    value &= (1 << 64) - 1  # int64 two's complement, as protobuf writes negative numbers
-    out = b''
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out += bytes([byte | (0x80 if value else 0)])
-        if not value:
-            return out
-
-
-def _field(number, wire_type, payload):
-    if wire_type == 0:
-        return _varint(number << 3) + _varint(payload)
-    if wire_type == 5:
-        return _varint(number << 3 | 5) + payload
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def _floats(*values):
-    return _field(5, 2, struct.pack('<%df' % len(values), *values))
+    return pb_field(5, 2, struct.pack('<%df' % len(values), *values))
 
 
 def _blob_body(dims, payload):
     """BlobProto { shape (7) { dim (1) packed }, payload }"""
-    return _field(7, 2, _field(1, 2, b''.join(_varint(d) for d in dims))) + payload
+    return pb_field(7, 2, pb_field(1, 2, b''.join(pb_varint(d) for d in dims))) + payload
 
 
 def _shaped_blob(dims, payload):
     """LayerParameter.blobs (7)"""
-    return _field(7, 2, _blob_body(dims, payload))
+    return pb_field(7, 2, _blob_body(dims, payload))
 
 
 def _layer(body, name=b'c', layer_type=b'Convolution'):
     """NetParameter.layer (100) { name (1), type (2), body }"""
-    return _field(100, 2, _field(1, 2, name) + _field(2, 2, layer_type) + body)
+    return pb_field(100, 2, pb_field(1, 2, name) + pb_field(2, 2, layer_type) + body)
 
 
 CRAFTED_MODELS = [
@@ -71,13 +54,13 @@ CRAFTED_MODELS = [
     ),
     (
         _layer(
-            _field(
+            pb_field(
                 7,
                 2,
-                _field(1, 0, -3)
-                + _field(2, 0, 1)
-                + _field(3, 0, 1)
-                + _field(4, 0, 2)
+                pb_field(1, 0, -3)
+                + pb_field(2, 0, 1)
+                + pb_field(3, 0, 1)
+                + pb_field(4, 0, 2)
                 + _floats(1, 2),
             )
         ),
@@ -88,7 +71,7 @@ CRAFTED_MODELS = [
         r'blob shape \(3,\) holds 3 values but the blob stores 2',
     ),
     (
-        _layer(_shaped_blob([2], _floats(1, 2) + _field(8, 2, struct.pack('<2d', 1, 2)))),
+        _layer(_shaped_blob([2], _floats(1, 2) + pb_field(8, 2, struct.pack('<2d', 1, 2)))),
         'the blob stores both data and double_data',
     ),
     (
@@ -100,28 +83,29 @@ CRAFTED_MODELS = [
         r"m.caffemodel, layer 0: the layer name b'conv\\xff\\xfe' is not UTF-8 text",
     ),
     (
-        _layer(_field(106, 2, _field(5, 0, 0))),
+        _layer(pb_field(106, 2, pb_field(5, 0, 0))),
         r"layer 'c': convolution_param.group is 0, expected >= 1",
     ),
     (
         _layer(
-            _field(139, 2, _field(3, 5, struct.pack('<f', float('nan')))), layer_type=b'BatchNorm'
+            pb_field(139, 2, pb_field(3, 5, struct.pack('<f', float('nan')))),
+            layer_type=b'BatchNorm',
         ),
         r"layer 'c': batch_norm_param.eps is nan, expected a finite number >= 0",
     ),
     (
-        _layer(_field(139, 2, _field(3, 5, struct.pack('<f', -1.0))), layer_type=b'BatchNorm'),
+        _layer(pb_field(139, 2, pb_field(3, 5, struct.pack('<f', -1.0))), layer_type=b'BatchNorm'),
         'batch_norm_param.eps is -1.0',
     ),
     (
-        _field(
-            2, 2, _field(4, 2, b'v1') + _field(6, 2, _blob_body([5], _floats(1)))
+        pb_field(
+            2, 2, pb_field(4, 2, b'v1') + pb_field(6, 2, _blob_body([5], _floats(1)))
         ),  # V1LayerParameter.blobs (6)
         r"m.caffemodel, V1 layer 'v1', blob 0: blob shape \(5,\) holds 5 values but the blob stores 1",
     ),
     # Unknown groups (wire type 3/4) nested 5000 deep: the protobuf runtime's depth limit, not a crash.
     (
-        _layer(_varint(60 << 3 | 3) * 5000 + _varint(60 << 3 | 4) * 5000),
+        _layer(pb_varint(60 << 3 | 3) * 5000 + pb_varint(60 << 3 | 4) * 5000),
         r'm.caffemodel is not a binary Caffe model \(NetParameter protobuf\): .*Wire format was corrupt',
     ),
 ]
@@ -144,7 +128,7 @@ def test_crafted_caffemodels_give_one_line_naming_layer_and_field(data, message)
 
 def test_caffemodel_reader_accepts_what_caffe_accepts():
     layers = caffe_pb.parse_caffemodel(
-        _layer(_shaped_blob([2, 0, 3], b'') + _field(106, 2, _field(5, 0, 2)))
+        _layer(_shaped_blob([2, 0, 3], b'') + pb_field(106, 2, pb_field(5, 0, 2)))
     )
     assert layers[0].blobs[0].shape == (2, 0, 3) and layers[0].group == 2
 

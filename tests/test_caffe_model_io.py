@@ -8,43 +8,30 @@ import pytest
 from converters import caffe_pb
 from converters import caffe_ssd
 from tests import caffe_fixtures
+from tests.caffe_fixtures import pb_field, pb_varint
 from converters import prototxt
-
-
-def _varint(value):
-    out = b''
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out += bytes([byte | (0x80 if value else 0)])
-        if not value:
-            return out
-
-
-def _field(number, wire_type, payload):
-    """Hand-made protobuf wire encoding (the reference for caffe.proto's field numbers)."""
-    if wire_type == 0:
-        return _varint(number << 3) + _varint(payload)
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def test_reads_hand_encoded_current_format_with_caffe_field_numbers():
     # NetParameter.layer = 100; LayerParameter name 1, type 2, blobs 7;
     # BlobProto data 5 (packed float), shape 7; BlobShape dim 1 (packed int64).
     weights = np.arange(6, dtype=np.float32).reshape(3, 2, 1, 1)
-    blob = _field(7, 2, _field(1, 2, b''.join(_varint(d) for d in weights.shape))) + _field(
+    blob = pb_field(7, 2, pb_field(1, 2, b''.join(pb_varint(d) for d in weights.shape))) + pb_field(
         5, 2, struct.pack('<6f', *weights.ravel())
     )
-    bias = _field(7, 2, _field(1, 2, _varint(3))) + _field(8, 2, struct.pack('<3d', 1, 2, 3))
+    bias = pb_field(7, 2, pb_field(1, 2, pb_varint(3))) + pb_field(
+        8, 2, struct.pack('<3d', 1, 2, 3)
+    )
     layer = (
-        _field(1, 2, b'conv1')
-        + _field(2, 2, b'Convolution')
-        + _field(3, 2, b'data')
-        + _field(4, 2, b'conv1')
-        + _field(7, 2, blob)
-        + _field(7, 2, bias)
+        pb_field(1, 2, b'conv1')
+        + pb_field(2, 2, b'Convolution')
+        + pb_field(3, 2, b'data')
+        + pb_field(4, 2, b'conv1')
+        + pb_field(7, 2, blob)
+        + pb_field(7, 2, bias)
     )
     layers = caffe_pb.parse_caffemodel(
-        _field(100, 2, layer) + _field(100, 2, _field(1, 2, b'relu'))
+        pb_field(100, 2, layer) + pb_field(100, 2, pb_field(1, 2, b'relu'))
     )
     assert [(l.name, l.type) for l in layers] == [('conv1', 'Convolution'), ('relu', '')]
     np.testing.assert_array_equal(layers[0].blobs[0], weights)
@@ -57,15 +44,15 @@ def test_reads_hand_encoded_v1_format_with_legacy_blob_dims():
     # NetParameter.layers = 2; V1LayerParameter bottom 2, top 3, name 4, type 5 (enum
     # CONVOLUTION = 4), blobs 6; BlobProto num 1, channels 2, height 3, width 4.
     blob = (
-        _field(1, 0, 2)
-        + _field(2, 0, 1)
-        + _field(3, 0, 1)
-        + _field(4, 0, 2)
-        + _field(5, 2, struct.pack('<4f', 1, 2, 3, 4))
+        pb_field(1, 0, 2)
+        + pb_field(2, 0, 1)
+        + pb_field(3, 0, 1)
+        + pb_field(4, 0, 2)
+        + pb_field(5, 2, struct.pack('<4f', 1, 2, 3, 4))
     )
-    layer = _field(4, 2, b'fc7') + _field(5, 0, 4) + _field(6, 2, blob)
-    pool = _field(4, 2, b'pool1') + _field(5, 0, 17)
-    layers = caffe_pb.parse_caffemodel(_field(2, 2, layer) + _field(2, 2, pool))
+    layer = pb_field(4, 2, b'fc7') + pb_field(5, 0, 4) + pb_field(6, 2, blob)
+    pool = pb_field(4, 2, b'pool1') + pb_field(5, 0, 17)
+    layers = caffe_pb.parse_caffemodel(pb_field(2, 2, layer) + pb_field(2, 2, pool))
     assert [(l.name, l.type) for l in layers] == [('fc7', 'Convolution'), ('pool1', 'Pooling')]
     np.testing.assert_array_equal(layers[0].blobs[0], np.array([1, 2, 3, 4]).reshape(2, 1, 1, 2))
 
@@ -122,12 +109,14 @@ def test_not_a_caffemodel_errors_name_the_file(tmp_path):
     empty.write_bytes(b'')
     with pytest.raises(caffe_pb.CaffeModelError, match='empty.caffemodel holds no Caffe layers'):
         caffe_pb.read_caffemodel(str(empty))
-    bad_blob = _field(
+    bad_blob = pb_field(
         100,
         2,
-        _field(1, 2, b'c')
-        + _field(
-            7, 2, _field(7, 2, _field(1, 2, _varint(5))) + _field(5, 2, struct.pack('<2f', 1, 2))
+        pb_field(1, 2, b'c')
+        + pb_field(
+            7,
+            2,
+            pb_field(7, 2, pb_field(1, 2, pb_varint(5))) + pb_field(5, 2, struct.pack('<2f', 1, 2)),
         ),
     )
     with pytest.raises(caffe_pb.CaffeModelError, match="layer 'c'.*holds 5 values"):

@@ -42,15 +42,7 @@ IMAGES = [
 
 
 def _ann(ann_id, image_id, category_id, bbox, area, iscrowd=0):
-    return {
-        'id': ann_id,
-        'image_id': image_id,
-        'category_id': category_id,
-        'bbox': bbox,
-        'area': area,
-        'iscrowd': iscrowd,
-        'segmentation': [],
-    }
+    return fx.coco_annotation(ann_id, image_id, category_id, bbox, area, iscrowd, segmentation=[])
 
 
 ANNOTATIONS = [

@@ -106,14 +106,7 @@ EXTRA = ((91, 'a/b'), (92, 'a_b'), (93, 'Straße café'))
 
 
 def _ann(ann_id, image_id, category_id, bbox, iscrowd=0):
-    return {
-        'id': ann_id,
-        'image_id': image_id,
-        'category_id': category_id,
-        'bbox': bbox,
-        'area': bbox[2] * bbox[3] * 0.8,
-        'iscrowd': iscrowd,
-    }
+    return fx.coco_annotation(ann_id, image_id, category_id, bbox, bbox[2] * bbox[3] * 0.8, iscrowd)
 
 
 def _run(*args):

@@ -203,15 +203,9 @@ ODD_IMAGES = [
 
 
 def _odd_ann(ann_id, image_id, category_id, bbox, area):
-    return {
-        'id': ann_id,
-        'image_id': image_id,
-        'category_id': category_id,
-        'bbox': bbox,
-        'area': area,
-        'iscrowd': 0,
-        'segmentation': [[0, 0, 1, 0, 1, 1]],
-    }
+    return fx.coco_annotation(
+        ann_id, image_id, category_id, bbox, area, segmentation=[[0, 0, 1, 0, 1, 1]]
+    )
 
 
 ODD_ANNOTATIONS = [

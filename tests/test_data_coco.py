@@ -19,15 +19,7 @@ CATEGORIES = [
 
 
 def _ann(ann_id, image_id, category_id, bbox, iscrowd=0):
-    return {
-        'id': ann_id,
-        'image_id': image_id,
-        'category_id': category_id,
-        'bbox': bbox,
-        'iscrowd': iscrowd,
-        'area': bbox[2] * bbox[3],
-        'segmentation': [],
-    }
+    return fx.coco_annotation(ann_id, image_id, category_id, bbox, iscrowd=iscrowd, segmentation=[])
 
 
 def test_coco_round_trip(tmp_path):

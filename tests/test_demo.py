@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.inference_fixtures import FROZEN_GRAPH_OUTPUTS, run_frozen_graph
 from tests.test_metrics_voc import _reference_voc as reference_voc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,18 +79,6 @@ def read_results_files(eval_dir, class_names):
                     (name, float(score), [float(ymin), float(xmin), float(ymax), float(xmax)])
                 )
     return detections
-
-
-def run_frozen_graph(path, image, names):
-    graph_def = tf.compat.v1.GraphDef()
-    with open(path, 'rb') as f:
-        graph_def.ParseFromString(f.read())
-    with tf.Graph().as_default() as graph:
-        tensors = tf.compat.v1.import_graph_def(
-            graph_def, return_elements=[n + ':0' for n in names], name=''
-        )
-        with tf.compat.v1.Session(graph=graph) as sess:
-            return dict(zip(names, sess.run(tensors, {'images:0': image[None]})))
 
 
 def run_tflite(path, image, names):
@@ -180,14 +169,7 @@ def test_reduced_main_job_runs_every_stage(tmp_path):
         i + '.png' for i in list(truth)[:2]
     ]
     assert len(glob.glob(str(tmp_path / 'detections' / '*_det.png'))) == 2
-    names = (
-        'raw_scores',
-        'raw_localisations',
-        'detection_boxes',
-        'detection_scores',
-        'detection_classes',
-        'num_detections',
-    )
+    names = FROZEN_GRAPH_OUTPUTS
     for entry in detections['images']:
         source = cv2.imread(entry['file'])
         image = cv2.cvtColor(source, cv2.COLOR_BGR2RGB)

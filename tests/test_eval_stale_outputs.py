@@ -38,16 +38,7 @@ def setup(tmp_path_factory):
         depth_multiplier=DEPTH,
     )
     card = eval_fixtures.small_card(MODEL, class_names, DEPTH)
-    settings = evaluate.EvalSettings(
-        card=card,
-        dataset_name='custom',
-        dataset_split_name='test',
-        dataset_dir=records_dir,
-        batch_size=4,
-        num_threads=1,
-        metrics=('voc07',),
-        pr_curves=True,
-    )
+    settings = eval_fixtures.custom_split_settings(card, records_dir, batch_size=4, pr_curves=True)
     return dict(root=root, prefix=prefix, settings=settings, class_names=class_names, card=card)
 
 

@@ -52,15 +52,7 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
 
     backlog = [write(10, 1), write(20, 2), write(30, 3)]
     card = eval_fixtures.small_card(MODEL, class_names, DEPTH, keep_top_k=1000, nms_threshold=0.9)
-    settings = evaluate.EvalSettings(
-        card=card,
-        dataset_name='custom',
-        dataset_split_name='test',
-        dataset_dir=records_dir,
-        batch_size=2,
-        num_threads=1,
-        pr_curves=False,
-    )
+    settings = eval_fixtures.custom_split_settings(card, records_dir, metrics=('voc07', 'voc12'))
     original = evaluate.CheckpointEvaluator.evaluate
     evaluated, graphs = [], []
 
@@ -326,15 +318,8 @@ def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
         )
     checkpoints.mark_training_finished(train_dir)
     assert checkpoints.training_finished(train_dir)['checkpoint'] == 'model.ckpt-20'
-    settings = evaluate.EvalSettings(
-        card=eval_fixtures.small_card(MODEL, class_names, DEPTH),
-        dataset_name='custom',
-        dataset_split_name='test',
-        dataset_dir=records_dir,
-        batch_size=2,
-        num_threads=1,
-        metrics=('voc07',),
-        pr_curves=False,
+    settings = eval_fixtures.custom_split_settings(
+        eval_fixtures.small_card(MODEL, class_names, DEPTH), records_dir
     )
     lines = []
     entries = watcher.watch(

@@ -328,15 +328,8 @@ def eval_setup(tmp_path_factory):
         3,
         depth_multiplier=0.25,
     )
-    settings = evaluate.EvalSettings(
-        card=eval_fixtures.small_card('ssd_300_mobilenet', class_names, 0.25),
-        dataset_name='custom',
-        dataset_split_name='test',
-        dataset_dir=records_dir,
-        batch_size=2,
-        num_threads=1,
-        metrics=('voc07',),
-        pr_curves=False,
+    settings = eval_fixtures.custom_split_settings(
+        eval_fixtures.small_card('ssd_300_mobilenet', class_names, 0.25), records_dir
     )
     num_samples = evaluate.dataset_factory.get_dataset('custom', 'test', records_dir).num_samples
     assert num_samples >= 3

@@ -30,6 +30,7 @@ from model import card as card_lib
 from nets import nets_factory
 from nets.ssd_common import flatten_layers
 from tests import data_fixtures
+from tests import inference_fixtures
 from tests import numpy_reference as ref
 from tests import script_server
 from tests.conftest import script_env, training_graph_text
@@ -244,13 +245,7 @@ def write_checkpoint(prefix, params, images, seed=0):
             net.net(tf.constant(normalise(images)), is_training=True)
         global_step = v1.train.get_or_create_global_step()
         with v1.Session() as sess:
-            sess.run(v1.global_variables_initializer())
-            sess.run(v1.get_collection(v1.GraphKeys.UPDATE_OPS))
-            for var in v1.global_variables():
-                if var.op.name.endswith('moving_variance'):
-                    sess.run(var.assign(tf.maximum(var, 0.05)))
-                if 'mbox_conf/biases' in var.op.name:
-                    sess.run(var.assign(rng.randn(*var.shape.as_list()).astype(np.float32)))
+            inference_fixtures.init_spread_out_weights(sess, rng)
             sess.run(global_step.assign(STEP))
             return v1.train.Saver().save(sess, prefix, global_step=STEP, write_meta_graph=False)
 
@@ -447,23 +442,10 @@ def test_export_script_at_300x500_equals_the_reference(model):
     )
     images = [image for _, image in model['examples'][:2]]
     assert images[0].shape != images[1].shape
-    graph_def = v1.GraphDef()
-    with open(os.path.join(out, 'frozen_graph.pb'), 'rb') as f:
-        graph_def.ParseFromString(f.read())
-    names = (
-        'raw_scores',
-        'raw_localisations',
-        'detection_boxes',
-        'detection_scores',
-        'detection_classes',
-        'num_detections',
-    )
-    with tf.Graph().as_default() as graph:
-        tensors = v1.import_graph_def(graph_def, return_elements=[n + ':0' for n in names], name='')
-        with v1.Session(graph=graph) as sess:
-            frozen = [
-                dict(zip(names, sess.run(tensors, {'images:0': image[None]}))) for image in images
-            ]
+    frozen = [
+        inference_fixtures.run_frozen_graph(os.path.join(out, 'frozen_graph.pb'), image)
+        for image in images
+    ]
     for image, outputs in zip(images, frozen):
         scores, codes = reference.raw(image)
         np.testing.assert_allclose(outputs['raw_scores'][0], scores, atol=1e-4)

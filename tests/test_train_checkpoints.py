@@ -284,6 +284,16 @@ def _mobilenet_variables(num_classes, depth_multiplier=0.25):
     return slim.get_model_variables()
 
 
+def _plan_excluding_mismatched(variables, shapes):
+    """(restore items, logged warnings) of --exclude_mismatched_vars restoring `variables` of
+    ssd_300_mobilenet from a checkpoint of variable shapes `shapes`."""
+    warnings = []
+    items = checkpoints.plan_restore(
+        variables, shapes, 'ssd_300_mobilenet', exclude_mismatched_vars=True, log=warnings.append
+    )
+    return items, warnings
+
+
 def test_class_count_change_names_scopes_or_excludes(tmp_path):
     with tf.Graph().as_default():
         variables = _mobilenet_variables(21)
@@ -302,14 +312,7 @@ def test_class_count_change_names_scopes_or_excludes(tmp_path):
             for layer in ('conv11', 'conv13', 'conv14_2', 'conv15_2', 'conv16_2', 'conv17_2')
         ]
         assert '--checkpoint_exclude_scopes=' + ','.join(sorted(conf_scopes)) in message
-        warnings = []
-        items = checkpoints.plan_restore(
-            variables,
-            shapes,
-            'ssd_300_mobilenet',
-            exclude_mismatched_vars=True,
-            log=warnings.append,
-        )
+        items, warnings = _plan_excluding_mismatched(variables, shapes)
         skipped = {v.op.name for v in variables} - {i.name for i in items}
         assert skipped == {s + suffix for s in conf_scopes for suffix in ('/weights', '/biases')}
         assert len(warnings) == 1 and 'conv11_mbox_conf/weights' in warnings[0]
@@ -330,14 +333,7 @@ def test_excluding_mismatched_variables_of_another_model_says_so_in_short(tmp_pa
     shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     with tf.Graph().as_default():
         variables = _mobilenet_variables(7, depth_multiplier=0.5)
-        warnings = []
-        items = checkpoints.plan_restore(
-            variables,
-            shapes,
-            'ssd_300_mobilenet',
-            exclude_mismatched_vars=True,
-            log=warnings.append,
-        )
+        items, warnings = _plan_excluding_mismatched(variables, shapes)
         mismatched = len(variables) - len(items)
         assert mismatched > len(items) > 0
         assert len(warnings) == 2 and all(len(w) < 8000 for w in warnings)

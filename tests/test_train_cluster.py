@@ -11,7 +11,6 @@ test_one_ps_two_workers_sync_replicas.
 
 import json
 import re
-import socket
 import threading
 import time
 import types
@@ -20,20 +19,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.conftest import free_ports
 from training import cluster as cluster_lib
 
 v1 = tf.compat.v1
 LR = 0.1
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(('127.0.0.1', 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 # Cluster settings: host flags and TF_CONFIG.
@@ -127,7 +117,7 @@ class LocalCluster:
     """1 ps + `num_workers` gRPC servers in this process."""
 
     def __init__(self, num_workers=2):
-        ports = _free_ports(num_workers + 1)
+        ports = free_ports(num_workers + 1)
         self.spec = tf.train.ClusterSpec(
             {'ps': [f'127.0.0.1:{ports[0]}'], 'worker': [f'127.0.0.1:{p}' for p in ports[1:]]}
         )

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import time
 import types
 
@@ -26,6 +25,7 @@ from model import checkpoints
 from tests import script_server
 from tests.conftest import (
     TINY_TRAIN_FLAGS,
+    free_ports,
     interrupt_when,
     script_env,
     synthetic_voc_records,
@@ -674,16 +674,6 @@ def test_non_finite_loss_stops_without_saving(dataset_dir, tmp_path):
             assert np.isfinite(value).all(), name
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(('127.0.0.1', 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def test_one_ps_two_workers_sync_replicas(dataset_dir, tmp_path):
     """1 ps + 2 workers, synchronous: the chief counts both workers' gradients in every step
     (its worker-id accumulator, training/cluster.py), the checkpoint is at the last step, and all
@@ -692,7 +682,7 @@ def test_one_ps_two_workers_sync_replicas(dataset_dir, tmp_path):
     tests/test_train_cluster.py."""
     import json
 
-    ports = _free_ports(3)
+    ports = free_ports(3)
     ps_hosts = ['127.0.0.1:%d' % ports[0]]
     worker_hosts = ['127.0.0.1:%d' % p for p in ports[1:]]
     flags = ['--ps_hosts=%s' % ','.join(ps_hosts), '--worker_hosts=%s' % ','.join(worker_hosts)]
