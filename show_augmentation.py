@@ -2,7 +2,7 @@ r"""Writes a PNG grid of augmented (or evaluation-preprocessed) samples of a con
 with their boxes and class names: what the net is trained on, before training.
 
   python show_augmentation.py --dataset_dir=tfrecords --dataset_name=pascalvoc_2007 \
-      --split=trainval --model_name=ssd_300_vgg --num_samples=16 --output=grid.png [--seed=3]
+      --dataset_split_name=trainval --model_name=ssd_300_vgg --num_samples=16 --output=grid.png [--seed=3]
   python show_augmentation.py ... --eval --resize=PAD_AND_RESIZE   # the evaluation input
 
 Boxes are drawn in the class's colour with its name; difficult objects get a "*" and a thin box.
@@ -36,7 +36,13 @@ def main(argv=None):
     )
     parser.add_argument('--dataset_dir', required=True, help='Folder of the converted TFRecords.')
     parser.add_argument('--dataset_name', required=True, help='Registry name, e.g. pascalvoc_2007.')
-    parser.add_argument('--split', required=True, help='Split name, e.g. trainval or test.')
+    parser.add_argument(
+        '--dataset_split_name',
+        '--split',
+        dest='split',
+        required=True,
+        help='Split name, e.g. trainval or test (as in train/eval; --split: the same).',
+    )
     parser.add_argument('--model_name', default='ssd_300_vgg', help='Selects the preprocessing.')
     parser.add_argument('--num_samples', type=int, default=16)
     parser.add_argument(

@@ -1,6 +1,11 @@
-# Sourced by the other scripts: creates (once) and activates the project's virtual environment in .venv,
-# reinstalling only when the requirement files change.
-set -euo pipefail
+# Creates (once) and activates the project's virtual environment in .venv, reinstalling only when the
+# requirement files change. Sourced by the other scripts; `bash scripts/venv.sh` only sets it up.
+# Strict mode for scripts only: sourced in an interactive shell, `set -e` would stay on there and
+# close the terminal at the next failing command.
+case $- in
+  *i*) ;;
+  *) set -euo pipefail ;;
+esac
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SSD_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"

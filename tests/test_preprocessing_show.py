@@ -113,7 +113,7 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path):
                 str(records),
                 '--dataset_name',
                 'pascalvoc_2007',
-                '--split',
+                '--dataset_split_name',
                 'train',
                 '--model_name',
                 'ssd_300_vgg',
