@@ -298,10 +298,15 @@ def check_train_dir(train_dir):
     the watcher's best/ rewrote the checkpoint it keeps)."""
     for name, (what, keys) in OUTPUT_FOLDERS.items():
         if _written_by_a_step(os.path.join(train_dir, name), keys):
+            start = (
+                'to start from its model, pass it as --checkpoint_path'
+                if name == 'best.json'  # the one that keeps a checkpoint
+                else 'to start from the model it came from, pass that training folder or '
+                'checkpoint as --checkpoint_path'
+            )
             raise ValueError(
                 f'--train_dir {train_dir} holds {name}: it is {what}, not a training folder. '
-                f'Train into a folder of its own (to start from its model, pass it as '
-                f'--checkpoint_path).'
+                f'Train into a folder of its own ({start}).'
             )
 
 

@@ -603,7 +603,14 @@ def test_another_steps_output_folder_is_not_a_train_dir(tmp_path):
         (folder / name).write_text(json.dumps(dict.fromkeys(keys, 1)) + '\n')
         with pytest.raises(ValueError) as info:
             checkpoints.check_train_dir(str(folder))
+        # Only the watcher's best/ keeps a model to start from.
+        start = (
+            'to start from its model, pass it as --checkpoint_path'
+            if name == watcher.BEST_JSON
+            else 'to start from the model it came from, pass that training folder or '
+            'checkpoint as --checkpoint_path'
+        )
         assert str(info.value) == (
             f'--train_dir {folder} holds {name}: it is {what}, not a training folder. Train '
-            'into a folder of its own (to start from its model, pass it as --checkpoint_path).'
+            f'into a folder of its own ({start}).'
         )
