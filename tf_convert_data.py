@@ -34,6 +34,7 @@ from absl import logging
 
 from datasets import coco
 from datasets import convert
+from datasets import folders
 from datasets import image_io
 from datasets import labels
 from datasets import pascalvoc
@@ -123,6 +124,11 @@ def main(_):
 
 
 def _verify():
+    if not os.path.isdir(FLAGS.output_dir):
+        raise FileNotFoundError(
+            f'--output_dir: {folders.describe(FLAGS.output_dir)}; --verify expected the folder '
+            f'of an earlier conversion: pass the --output_dir and --output_name it wrote.'
+        )
     meta = convert.metadata_path(FLAGS.output_dir, FLAGS.output_name)
     marker = convert.incomplete_marker_path(FLAGS.output_dir, FLAGS.output_name)
     if not os.path.isfile(meta):
@@ -151,6 +157,7 @@ def _verify():
 def _convert():
     if not FLAGS.dataset_name or not FLAGS.dataset_dir:
         raise app.UsageError('--dataset_name and --dataset_dir are required (unless --verify).')
+    _check_output_dir()
     limits = image_io.ImageLimits(
         max_pixels=FLAGS.max_image_pixels, max_bytes=FLAGS.max_image_bytes
     )
@@ -158,8 +165,11 @@ def _convert():
         if FLAGS.annotations_file:
             raise app.UsageError('--annotations_file is for --dataset_name=coco.')
         dirs = [d for d in FLAGS.dataset_dir.split(',') if d]
+        _check_voc_inputs(dirs)
         class_names = (
-            labels.read_labels_file(FLAGS.labels_file) if FLAGS.labels_file else labels.VOC_CLASSES
+            labels.read_labels_flag(FLAGS.labels_file, ValueError, near=dirs)
+            if FLAGS.labels_file
+            else labels.VOC_CLASSES
         )
         sources = pascalvoc.list_examples(dirs, FLAGS.split, FLAGS.allow_outside_paths)
         loader = pascalvoc.VocLoader(class_names, FLAGS.skip_unknown_classes, limits)
@@ -177,6 +187,7 @@ def _convert():
             raise app.UsageError(
                 '--labels_file and --split are for VOC; COCO classes and images come from the JSON.'
             )
+        _check_coco_inputs()
         sources, class_names, class_extra, description = coco.read_annotations(
             FLAGS.annotations_file, FLAGS.dataset_dir, FLAGS.allow_outside_paths
         )
@@ -213,6 +224,68 @@ def _convert():
         len(metadata['files']),
         convert.metadata_path(FLAGS.output_dir, FLAGS.output_name),
     )
+
+
+def _check_output_dir():
+    """--output_dir: a folder, or a path where one can be made (no file on the way)."""
+    path = os.path.abspath(FLAGS.output_dir)
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        where = '' if path == os.path.abspath(FLAGS.output_dir) else f'{FLAGS.output_dir}: '
+        raise FileExistsError(
+            f'--output_dir: {where}{folders.describe(path)}; expected a folder for the records '
+            f'(made when missing): pass another --output_dir.'
+        )
+
+
+def _missing_with_parent(path):
+    """`folders.describe(path)`, with what its parent folder holds when `path` does not exist
+    (a mistyped name shows beside the right one)."""
+    said = folders.describe(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.lexists(path) and os.path.isdir(parent):
+        said += f' ({folders.describe(parent)})'
+    return said
+
+
+def _check_voc_inputs(dirs):
+    """Each --dataset_dir a VOC folder, holding the --split file when --split is given."""
+    if not dirs:
+        raise FileNotFoundError(
+            f'--dataset_dir={FLAGS.dataset_dir!r} names no folder; expected {folders.VOC_EXPECTED} '
+            f'or a comma-separated list of them.'
+        )
+    for root in dirs:
+        problem = pascalvoc.folder_problem(root)
+        if problem:
+            raise FileNotFoundError(f'--dataset_dir: {problem}.')
+        if FLAGS.split is not None:
+            problem = pascalvoc.split_problem(root, FLAGS.split)
+            if problem:
+                raise FileNotFoundError(f'--split={FLAGS.split}: {problem}.')
+
+
+def _check_coco_inputs():
+    """--annotations_file a file (the JSON's own checks come when it is read), --dataset_dir a
+    folder."""
+    path = FLAGS.annotations_file
+    expected = f'expected {folders.COCO_ANNOTATIONS_EXPECTED}'
+    if os.path.isdir(path):
+        found = folders.coco_annotation_files(path)
+        fix = (
+            f'pass --annotations_file={found[0]}'
+            if found
+            else f'pass the JSON file itself ({folders.describe(path)})'
+        )
+        raise IsADirectoryError(f'--annotations_file: {path} is a folder; {expected}: {fix}.')
+    if not os.path.exists(path):
+        raise FileNotFoundError(f'--annotations_file: {_missing_with_parent(path)}; {expected}.')
+    if not os.path.isdir(FLAGS.dataset_dir):
+        raise FileNotFoundError(
+            f'--dataset_dir: {_missing_with_parent(FLAGS.dataset_dir)}; expected the image folder '
+            f'the file_name entries of --annotations_file are relative to (e.g. val2017).'
+        )
 
 
 def _interrupted():

@@ -49,6 +49,7 @@ import tensorflow as tf
 
 from datasets import convert
 from datasets import example_format as ef
+from datasets import folders
 from datasets import labels
 
 
@@ -375,15 +376,6 @@ def _resolve(dataset_dir, pattern):
     return pattern if os.path.isabs(pattern) else os.path.join(dataset_dir, pattern)
 
 
-def _available(dataset_dir):
-    if not os.path.isdir(dataset_dir):
-        return f'{dataset_dir} does not exist'
-    names = sorted(
-        n for n in os.listdir(dataset_dir) if n.endswith(('.tfrecord', convert.METADATA_SUFFIX))
-    )
-    return f'{dataset_dir} holds {names[:20]}{" ..." if len(names) > 20 else ""}'
-
-
 _RECORD_FILE = re.compile(r'^(.+)_(?:\d+\.tfrecord|metadata\.json)$')
 
 
@@ -490,16 +482,22 @@ def get_dataset(
         files = sorted(glob.glob(pattern_path))
         if not files:
             there = _splits_there(dataset_dir, name) if file_pattern_given is None else []
-            hint = (
-                f' Its records are those of {" and of ".join(there)}: pass one of them (split '
-                f'names are case-sensitive), or convert'
-                if there
-                else ' Convert'
+            output_name = entry.prefix.format(split=split_name)
+            unconverted = (
+                None if there else folders.conversion_hint(dataset_dir, split_name, output_name)
             )
+            if unconverted:
+                hint = f' {unconverted}'
+            else:
+                hint = (
+                    f' Its records are those of {" and of ".join(there)}: pass one of them (split '
+                    f'names are case-sensitive), or convert'
+                    if there
+                    else ' Convert'
+                ) + f' the data with tf_convert_data.py --output_name={output_name}.'
             raise FileNotFoundError(
                 f'Dataset {name!r} split {split_name!r}: no files match {pattern_path} '
-                f'({_available(dataset_dir)}).{hint} the data with tf_convert_data.py '
-                f'--output_name={entry.prefix.format(split=split_name)}.'
+                f'({folders.describe(dataset_dir)}).{hint}'
             )
         if num_classes is None:
             if entry.class_names is None:

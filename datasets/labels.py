@@ -3,6 +3,7 @@
 Label ids are 1..K in list order; 0 is the background and is never written to a record.
 """
 
+import os
 import unicodedata
 
 from tf_extended import safe_io
@@ -87,17 +88,38 @@ def case_note(name, class_names):
     return f'differs only in case from the known class {" or ".join(variants)}'
 
 
-def read_labels_flag(labels_file, error):
+LABELS_FILE_EXPECTED = (
+    'a text file with one class name per line (the first line is class id 1, the next id 2, ...: '
+    'ids follow the line order)'
+)
+
+
+def read_labels_flag(labels_file, error, near=()):
     """`read_labels_file` of a converter's --labels_file: every failure raised as `error` (an
-    exception class) in one line naming the flag and the file."""
+    exception class) in one line naming the flag and the file. `near`: folders whose labels.txt
+    the message names when the file is missing or a folder (the dataset folder)."""
     try:
         return read_labels_file(labels_file)
-    except safe_io.UnsafeFileError as e:
-        raise error(f'--labels_file: {e}') from None
+    except (FileNotFoundError, NotADirectoryError):
+        problem = 'does not exist'
+    except (safe_io.UnsafeFileError, IsADirectoryError) as e:
+        if not os.path.isdir(labels_file):
+            raise error(f'--labels_file: {e}') from None
+        problem = 'is a folder'
+        near = (labels_file, *near)
     except OSError as e:
         raise error(f'--labels_file: cannot read {labels_file}: {e.strerror or e}') from None
     except ValueError as e:
         raise error(f'--labels_file: {e}') from None
+    found = [
+        f
+        for f in dict.fromkeys(os.path.join(folder, 'labels.txt') for folder in near)
+        if os.path.isfile(f) and os.path.abspath(f) != os.path.abspath(labels_file)
+    ]
+    fix = f'pass --labels_file={found[0]}' if found else 'pass the path of the labels file'
+    raise error(
+        f'--labels_file: {labels_file} {problem}; expected {LABELS_FILE_EXPECTED}: {fix}.'
+    ) from None
 
 
 def names_shown(names, count=5):

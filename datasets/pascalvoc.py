@@ -45,6 +45,7 @@ import re
 from typing import Optional
 import xml.etree.ElementTree as ET
 
+from datasets import folders
 from datasets import image_io
 from datasets import labels
 from tf_extended import safe_io
@@ -75,6 +76,60 @@ class VocSource:
         return self.annotation_path
 
 
+def folder_problem(root):
+    """What keeps `root` from being read as a VOC folder, as a message without its final period
+    ('<root> does not exist; expected a VOC folder ...'), or None when it has Annotations/."""
+    if os.path.isdir(os.path.join(root, 'Annotations')):
+        return None
+    expected = f'expected {folders.VOC_EXPECTED}'
+    if not os.path.lexists(root) or not os.path.isdir(root):
+        said = folders.describe(root)
+        parent = os.path.dirname(os.path.abspath(root))
+        if not os.path.lexists(root) and os.path.isdir(parent):
+            said += f' ({folders.describe(parent)})'  # a mistyped name shows beside the right one
+        return f'{said}; {expected}'
+    inside = folders.voc_subfolders(root)
+    if inside:
+        paths = ','.join(inside)  # the converter's --dataset_dir takes a list
+        return (
+            f'{root}: no Annotations/ folder; {expected}. It holds VOC folders: pass '
+            f'{paths} instead'
+        )
+    coco = folders.coco_annotation_files(root)
+    if coco:
+        return (
+            f'{root}: no Annotations/ folder; {expected}. It holds COCO annotations: convert them '
+            f'with --dataset_name=coco --annotations_file={coco[0]} and their image folder as '
+            f'--dataset_dir'
+        )
+    said = f'{root}: no Annotations/ folder; {expected} ({folders.describe(root)})'
+    if glob.glob(os.path.join(glob.escape(root), '*.tfrecord')):
+        said += (
+            '. It holds converted records (.tfrecord): pass it as --dataset_dir to the training '
+            'and evaluation scripts'
+        )
+    return said
+
+
+def split_problem(root, split):
+    """What is wrong with the split file of `split` in the VOC folder `root`, as a message without
+    its final period, or None when ImageSets/Main/<split>.txt is a file."""
+    split_path = os.path.join(root, 'ImageSets', 'Main', f'{split}.txt')
+    if os.path.isfile(split_path):
+        return None
+    main_dir = os.path.join(root, 'ImageSets', 'Main')
+    if not os.path.isdir(main_dir):
+        return (
+            f'{split_path}: split file not found ({root} has no ImageSets/Main/ folder, so no '
+            f'split files); leave the split out to take every annotation of Annotations/'
+        )
+    have = sorted(n[:-4] for n in os.listdir(main_dir) if n.endswith('.txt') and '_' not in n)
+    return (
+        f'{split_path}: split file not found (splits present: {have}); choose one of them (the '
+        f'converter also takes every annotation when its --split is left out)'
+    )
+
+
 def list_examples(dataset_dirs, split=None, allow_outside_paths=False):
     """Lists the examples of one or more VOC folders, in a stable order.
 
@@ -94,11 +149,9 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False):
     for root in dataset_dirs:
         ann_dir = os.path.join(root, 'Annotations')
         img_dir = os.path.join(root, 'JPEGImages')
-        if not os.path.isdir(ann_dir):
-            raise FileNotFoundError(
-                f'{root}: no Annotations/ folder; expected a VOC folder (Annotations/, '
-                f'JPEGImages/, ImageSets/Main/), e.g. VOCdevkit/VOC2007.'
-            )
+        problem = folder_problem(root)
+        if problem:
+            raise FileNotFoundError(f'{problem}.')
         split_path = None
         if split is None:
             ids = [
@@ -109,20 +162,9 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False):
             ]
         else:
             split_path = os.path.join(root, 'ImageSets', 'Main', f'{split}.txt')
-            if not os.path.isfile(split_path):
-                main_dir = os.path.join(root, 'ImageSets', 'Main')
-                have = (
-                    sorted(
-                        n[:-4] for n in os.listdir(main_dir) if n.endswith('.txt') and '_' not in n
-                    )
-                    if os.path.isdir(main_dir)
-                    else []
-                )
-                raise FileNotFoundError(
-                    f'{split_path}: split file not found (splits present: {have}); '
-                    f'choose one of them (the converter also takes every annotation when its '
-                    f'--split is left out).'
-                )
+            problem = split_problem(root, split)
+            if problem:
+                raise FileNotFoundError(f'{problem}.')
             lines = safe_io.read_text(
                 split_path, MAX_SPLIT_BYTES, 'split file', 'one image id per line'
             ).split('\n')

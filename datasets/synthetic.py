@@ -1,9 +1,10 @@
 """A built-in synthetic detection dataset in Pascal VOC layout: coloured shapes on clutter.
 
-    python -m datasets.synthetic --output_dir /tmp/shapes --num_images 2000 --seed 0
+    python -m datasets.synthetic --output_dir /tmp/shapes --num_images 1000 --seed 0
 
 writes Annotations/<id>.xml (VOC XML), JPEGImages/<id>.jpg, ImageSets/Main/{train,val,trainval,
-test}.txt and labels.txt (the class names, for `tf_convert_data.py --labels_file`). The output
+test}.txt and labels.txt (the class names, for `tf_convert_data.py --labels_file`). The splits:
+about 60 % of the images in train, 15 % in val, 25 % in test; trainval = train + val. The output
 depends only on (num_images, seed), and image i only on (seed, i).
 
 Content, chosen so that a small SSD can learn it in minutes but not trivially:
@@ -337,11 +338,44 @@ def generate(output_dir, num_images, seed=0):
     }
 
 
+DEFAULT_NUM_IMAGES = 1000
+
+_DESCRIPTION = f"""\
+{__doc__.split(chr(10))[0]}
+
+Writes, into --output_dir, a Pascal VOC folder: Annotations/<id>.xml, JPEGImages/<id>.jpg,
+ImageSets/Main/{{train,val,test,trainval}}.txt (about 60 % of the images in train, 15 % in val,
+25 % in test; trainval = train + val) and labels.txt (the {len(CLASSES)} class names, one per
+line). Convert it to records with:
+  python tf_convert_data.py --dataset_name=pascalvoc --dataset_dir=OUTPUT_DIR \\
+      --labels_file=OUTPUT_DIR/labels.txt --split=train --output_dir=RECORDS --output_name=train
+"""
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--output_dir', required=True)
-    parser.add_argument('--num_images', type=int, default=1000)
-    parser.add_argument('--seed', type=int, default=0)
+    parser = argparse.ArgumentParser(
+        prog='python -m datasets.synthetic',
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        '--output_dir',
+        required=True,
+        help='folder to write the dataset to; must not exist or be empty (required)',
+    )
+    parser.add_argument(
+        '--num_images',
+        type=int,
+        default=DEFAULT_NUM_IMAGES,
+        help='number of images, all splits together (default: %(default)s)',
+    )
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='random seed; the same (num_images, seed) writes the same files (default: '
+        '%(default)s)',
+    )
     args = parser.parse_args(argv)
     try:
         summary = generate(args.output_dir, args.num_images, args.seed)

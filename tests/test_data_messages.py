@@ -1,0 +1,303 @@
+"""The data side's one-line messages about the folders and files users name: records read from an
+unconverted VOC/COCO folder (what the folder truly holds, and the converter command), and the
+file/folder flags of tf_convert_data.py (missing, a folder for a file, a file for a folder);
+`python -m datasets.synthetic --help`."""
+
+import json
+import os
+
+import pytest
+
+from datasets import dataset_factory
+from datasets import synthetic
+from tests import data_fixtures as fx
+from tests.conftest import run_script
+
+LABELS_EXPECTED = (
+    'expected a text file with one class name per line (the first line is class id 1, the next id '
+    '2, ...: ids follow the line order)'
+)
+VOC_EXPECTED = (
+    'expected a VOC folder (Annotations/, JPEGImages/, ImageSets/Main/), e.g. VOCdevkit/VOC2007'
+)
+
+
+def _error_lines(proc, script):
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    return [line for line in proc.stderr.splitlines() if line.startswith(f'{script}: error:')]
+
+
+@pytest.fixture(scope='module')
+def voc(tmp_path_factory):
+    """An unconverted synthetic VOC folder (Annotations/, ImageSets/, JPEGImages/, labels.txt)."""
+    folder = str(tmp_path_factory.mktemp('wd') / 'voc')
+    synthetic.generate(folder, 6, 0)
+    return folder
+
+
+def test_training_on_an_unconverted_voc_folder_says_what_it_holds_and_how_to_convert(voc):
+    """It said '(<folder> holds [])' (it listed record files only) and only 'Convert the data
+    with tf_convert_data.py --output_name=train'."""
+    proc = run_script(
+        'train_ssd_network.py',
+        '--dataset_name=custom',
+        '--dataset_split_name=train',
+        f'--dataset_dir={voc}',
+        f'--train_dir={voc}_train',
+        '--model_name=ssd_300_vgg',
+        f'--num_classes={len(synthetic.CLASSES) + 1}',
+    )
+    out = f'{voc}_tfrecords'
+    command = (
+        f'tf_convert_data.py --dataset_name=pascalvoc --dataset_dir={voc} --split=train '
+        f'--labels_file={voc}/labels.txt --output_dir={out} --output_name=train'
+    )
+    assert _error_lines(proc, 'train_ssd_network') == [
+        f"train_ssd_network: error: Dataset 'custom' split 'train': no files match "
+        f'{voc}/train_*.tfrecord ({voc} holds Annotations/, ImageSets/, JPEGImages/, labels.txt). '
+        f'{voc} is a Pascal VOC folder (Annotations/, JPEGImages/), not converted records: '
+        f'convert it with {command}, then pass --dataset_dir={out}.'
+    ]
+    # The command, run as given, writes the records the training asked for.
+    proc = run_script(*command.split(), '--num_workers=1', timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dataset = dataset_factory.get_dataset('custom', 'train', out)
+    assert dataset.num_samples == 4 and tuple(dataset.class_names) == synthetic.CLASSES
+
+
+def _reader_message(name, split, folder):
+    with pytest.raises(FileNotFoundError) as info:
+        dataset_factory.get_dataset(name, split, str(folder))
+    return str(info.value)
+
+
+def test_a_folder_without_records_is_listed_as_it_is(tmp_path):
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    assert _reader_message('custom', 'train', empty) == (
+        f"Dataset 'custom' split 'train': no files match {empty}/train_*.tfrecord ({empty} is "
+        f'empty). Convert the data with tf_convert_data.py --output_name=train.'
+    )
+    many = tmp_path / 'many'
+    for i in range(10):
+        (many / f'sub{i}').mkdir(parents=True)
+    (many / 'notes.txt').write_text('x')
+    (many / 'odd\nname').write_text('x')
+    assert _reader_message('pascalvoc_2007', 'test', many) == (
+        f"Dataset 'pascalvoc_2007' split 'test': no files match {many}/voc_2007_test_*.tfrecord "
+        f"({many} holds notes.txt, 'odd\\nname', sub0/, sub1/, sub2/, sub3/, sub4/, sub5/ and 4 "
+        f'more). Convert the data with tf_convert_data.py --output_name=voc_2007_test.'
+    )
+    missing, a_file = tmp_path / 'missing', tmp_path / 'notes.txt'
+    a_file.write_text('x')
+    assert f'no files match {missing}/train_*.tfrecord ({missing} does not exist). Convert' in (
+        _reader_message('custom', 'train', missing)
+    )
+    assert f'({a_file} is a file, not a folder). Convert' in (
+        _reader_message('custom', 'train', a_file)
+    )
+
+
+def test_a_vocdevkit_folder_gets_the_command_over_its_voc_folders(tmp_path):
+    devkit = tmp_path / 'VOCdevkit'
+    for year in ('VOC2007', 'VOC2012'):
+        root = str(devkit / year)
+        fx.add_voc_example(
+            root, '0001', fx.smooth_image(20, 20), [fx.voc_object('cat', (1, 1, 9, 9))]
+        )
+        fx.write_split(root, 'trainval', ['0001'])
+    a, b = devkit / 'VOC2007', devkit / 'VOC2012'
+    assert _reader_message('pascalvoc_0712', 'trainval', devkit) == (
+        f"Dataset 'pascalvoc_0712' split 'trainval': no files match "
+        f'{devkit}/voc_0712_trainval_*.tfrecord ({devkit} holds VOC2007/, VOC2012/). {devkit} '
+        f'holds Pascal VOC folders (VOC2007/, VOC2012/), not converted records: convert it with '
+        f'tf_convert_data.py --dataset_name=pascalvoc --dataset_dir={a},{b} --split=trainval '
+        f'--output_dir={devkit}_tfrecords --output_name=voc_0712_trainval, then pass '
+        f'--dataset_dir={devkit}_tfrecords.'
+    )
+
+
+def test_a_coco_folder_gets_the_coco_command(tmp_path):
+    coco = tmp_path / 'coco'
+    (coco / 'annotations').mkdir(parents=True)
+    (coco / 'val2017').mkdir()
+    ann = coco / 'annotations' / 'instances_val2017.json'
+    ann.write_text(json.dumps({'images': [], 'annotations': [], 'categories': []}))
+    assert _reader_message('coco_2017', 'val', coco) == (
+        f"Dataset 'coco_2017' split 'val': no files match {coco}/coco_2017_val_*.tfrecord ({coco} "
+        f'holds annotations/, val2017/). {coco} holds COCO annotations (instances_val2017.json), '
+        f'not converted records: convert it with tf_convert_data.py --dataset_name=coco '
+        f'--annotations_file={ann} --dataset_dir={coco / "val2017"} '
+        f'--output_dir={coco}_tfrecords --output_name=coco_2017_val, then pass '
+        f'--dataset_dir={coco}_tfrecords.'
+    )
+
+
+@pytest.fixture(scope='module')
+def tree(tmp_path_factory, voc):
+    """{name: path} of the inputs the converter cases name, in a folder of known contents."""
+    wd = tmp_path_factory.mktemp('inputs')
+    (wd / 'a_file').write_text('x')
+    devkit = wd / 'devkit'
+    fx.add_voc_example(
+        str(devkit / 'VOC2007'),
+        '0001',
+        fx.smooth_image(20, 20),
+        [fx.voc_object('cat', (1, 1, 9, 9))],
+    )
+    (wd / 'coco' / 'annotations').mkdir(parents=True)
+    (wd / 'coco' / 'annotations' / 'instances_val2017.json').write_text(
+        json.dumps({'images': [], 'annotations': [], 'categories': [{'id': 1, 'name': 'cat'}]})
+    )
+    records = wd / 'records'
+    proc = run_script(
+        'tf_convert_data.py',
+        '--dataset_name=pascalvoc',
+        f'--dataset_dir={voc}',
+        f'--labels_file={voc}/labels.txt',
+        f'--output_dir={records}',
+        '--output_name=train',
+        '--num_workers=1',
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {
+        'wd': str(wd),
+        'voc': voc,
+        'file': str(wd / 'a_file'),
+        'devkit': str(devkit),
+        'coco': str(wd / 'coco'),
+        'json': str(wd / 'coco' / 'annotations' / 'instances_val2017.json'),
+        'records': str(records),
+        'out': str(wd / 'out'),
+    }
+
+
+# (flags, expected message after 'tf_convert_data: error: '), with {name} from `tree`.
+CONVERTER_CASES = {
+    'labels_file_missing': (
+        ['--dataset_name=pascalvoc', '--dataset_dir={voc}', '--labels_file={voc}/label.txt'],
+        '--labels_file: {voc}/label.txt does not exist; ' + LABELS_EXPECTED + ': pass '
+        '--labels_file={voc}/labels.txt.',
+    ),
+    'labels_file_a_folder': (
+        ['--dataset_name=pascalvoc', '--dataset_dir={voc}', '--labels_file={voc}'],
+        '--labels_file: {voc} is a folder; ' + LABELS_EXPECTED + ': pass '
+        '--labels_file={voc}/labels.txt.',
+    ),
+    'dataset_dir_missing': (
+        ['--dataset_name=pascalvoc', '--dataset_dir={wd}/vocc'],
+        '--dataset_dir: {wd}/vocc does not exist ({wd} holds a_file, coco/, devkit/, records/); '
+        + VOC_EXPECTED
+        + '.',
+    ),
+    'dataset_dir_one_of_a_list_missing': (
+        ['--dataset_name=pascalvoc', '--dataset_dir={voc},{wd}/VOC2012'],
+        '--dataset_dir: {wd}/VOC2012 does not exist ({wd} holds a_file, coco/, devkit/, records/); '
+        + VOC_EXPECTED
+        + '.',
+    ),
+    'dataset_dir_a_file': (
+        ['--dataset_name=pascalvoc', '--dataset_dir={file}'],
+        '--dataset_dir: {file} is a file, not a folder; ' + VOC_EXPECTED + '.',
+    ),
+    'dataset_dir_a_devkit': (
+        ['--dataset_name=pascalvoc', '--dataset_dir={devkit}'],
+        '--dataset_dir: {devkit}: no Annotations/ folder; ' + VOC_EXPECTED + '. It holds VOC '
+        'folders: pass {devkit}/VOC2007 instead.',
+    ),
+    'dataset_dir_of_records': (
+        ['--dataset_name=pascalvoc', '--dataset_dir={records}'],
+        '--dataset_dir: {records}: no Annotations/ folder; ' + VOC_EXPECTED + ' ({records} holds '
+        'train_000.tfrecord, train_metadata.json). It holds converted records (.tfrecord): pass it '
+        'as --dataset_dir to the training and evaluation scripts.',
+    ),
+    'dataset_dir_of_coco': (
+        ['--dataset_name=pascalvoc', '--dataset_dir={coco}'],
+        '--dataset_dir: {coco}: no Annotations/ folder; ' + VOC_EXPECTED + '. It holds COCO '
+        'annotations: convert them with --dataset_name=coco --annotations_file={json} and their '
+        'image folder as --dataset_dir.',
+    ),
+    'split_missing': (
+        ['--dataset_name=pascalvoc', '--dataset_dir={voc}', '--split=Train'],
+        "--split=Train: {voc}/ImageSets/Main/Train.txt: split file not found (splits present: "
+        "['test', 'train', 'trainval', 'val']); choose one of them (the converter also takes "
+        'every annotation when its --split is left out).',
+    ),
+    'split_without_imagesets': (
+        ['--dataset_name=pascalvoc', '--dataset_dir={devkit}/VOC2007', '--split=train'],
+        '--split=train: {devkit}/VOC2007/ImageSets/Main/train.txt: split file not found '
+        '({devkit}/VOC2007 has no ImageSets/Main/ folder, so no split files); leave the split '
+        'out to take every annotation of Annotations/.',
+    ),
+    'annotations_file_missing': (
+        ['--dataset_name=coco', '--dataset_dir={coco}', '--annotations_file={wd}/instances.json'],
+        '--annotations_file: {wd}/instances.json does not exist ({wd} holds a_file, coco/, '
+        'devkit/, records/); expected a COCO instances JSON file, e.g. '
+        'annotations/instances_val2017.json.',
+    ),
+    'annotations_file_a_folder': (
+        ['--dataset_name=coco', '--dataset_dir={coco}', '--annotations_file={coco}'],
+        '--annotations_file: {coco} is a folder; expected a COCO instances JSON file, e.g. '
+        'annotations/instances_val2017.json: pass --annotations_file={json}.',
+    ),
+    'coco_dataset_dir_missing': (
+        ['--dataset_name=coco', '--dataset_dir={coco}/val2017', '--annotations_file={json}'],
+        '--dataset_dir: {coco}/val2017 does not exist ({coco} holds annotations/); expected the '
+        'image folder the file_name entries of --annotations_file are relative to (e.g. val2017).',
+    ),
+    'output_dir_a_file': (
+        ['--dataset_name=pascalvoc', '--dataset_dir={voc}', '--output_dir={file}'],
+        '--output_dir: {file} is a file, not a folder; expected a folder for the records (made '
+        'when missing): pass another --output_dir.',
+    ),
+    'output_dir_under_a_file': (
+        ['--dataset_name=pascalvoc', '--dataset_dir={voc}', '--output_dir={file}/records'],
+        '--output_dir: {file}/records: {file} is a file, not a folder; expected a folder for the '
+        'records (made when missing): pass another --output_dir.',
+    ),
+    'verify_output_dir_missing': (
+        ['--verify', '--output_dir={wd}/recs'],
+        '--output_dir: {wd}/recs does not exist; --verify expected the folder of an earlier '
+        'conversion: pass the --output_dir and --output_name it wrote.',
+    ),
+}
+
+
+@pytest.mark.parametrize('case', sorted(CONVERTER_CASES))
+def test_converter_names_the_flag_and_what_it_expected(tree, case):
+    """A missing --labels_file was '[Errno 2] No such file or directory: ...' (no flag, nothing
+    expected); a missing --dataset_dir 'no Annotations/ folder'; a missing --annotations_file
+    '[Errno 2] ...'; a missing COCO image folder 'No examples to convert'; an --output_dir that
+    is a file '[Errno 17] File exists'."""
+    flags, expected = CONVERTER_CASES[case]
+    flags = [f.format(**tree) for f in flags]
+    if not any(f.startswith('--output_dir=') for f in flags):
+        flags.append(f'--output_dir={tree["out"]}')
+    proc = run_script(
+        'tf_convert_data.py', *flags, '--output_name=train', '--num_workers=1', timeout=120
+    )
+    assert _error_lines(proc, 'tf_convert_data') == [
+        f'tf_convert_data: error: {expected.format(**tree)}'
+    ]
+    assert not os.path.exists(tree['out'])
+
+
+def test_synthetic_help_shows_the_defaults_splits_and_labels(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        synthetic.main(['--help'])
+    assert exit_.value.code == 0
+    text = ' '.join(capsys.readouterr().out.split())
+    for part in (
+        '--output_dir OUTPUT_DIR folder to write the dataset to; must not exist or be empty '
+        '(required)',
+        '--num_images NUM_IMAGES number of images, all splits together (default: 1000)',
+        '--seed SEED random seed; the same (num_images, seed) writes the same files (default: 0)',
+        'ImageSets/Main/{train,val,test,trainval}.txt (about 60 % of the images in train, 15 % in '
+        'val, 25 % in test; trainval = train + val) and labels.txt (the 6 class names, one per '
+        'line)',
+    ):
+        assert part in text, text
+    # The module's example uses the default.
+    assert f'--num_images {synthetic.DEFAULT_NUM_IMAGES} --seed 0' in synthetic.__doc__
