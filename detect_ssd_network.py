@@ -22,7 +22,9 @@ the files that could not be read (`failures`), and the speed. An annotated image
 best-scoring detections (`visualization.MAX_LABELS`; more, e.g. with --select_threshold=0
 --keep_top_k=0, get their boxes only, noted once); `detections.json` has every detection.
 Unreadable files are reported and skipped; the exit status is 0 when at least one image (or
-frame) was processed.
+frame) was processed; when none is, it is 1 and nothing is written (no detections.json, no
+--output_dir created). An --input entry that does not exist (a path, or a glob matching nothing)
+is refused before the model loads.
 A JPEG over the 100-megapixel image limit is decoded at 1/2, 1/4 or 1/8 size, the largest that
 fits (`detection.load_image`; one `note:` line each): the net sees a resized image anyway. Its
 annotated image is at that reduced size; `detections.json` gives its original size and
@@ -194,15 +196,83 @@ def load_exported_detector():
     return detector
 
 
-def make_detector():
+# What each exported-model flag takes, for its refusals.
+KIND_NAMES = {
+    'saved_model_dir': 'a SavedModel folder',
+    'frozen_graph': 'a frozen graph file (.pb)',
+    'tflite_model': 'a TFLite model file (.tflite)',
+    'openvino_model': 'an OpenVINO model file (.xml)',
+    'exported_model': 'a model file or SavedModel folder',
+}
+
+
+def _models_in(folder):
+    """{path: kind} of the exports (`detection.exported_model_kind`) in `folder`, by name."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            kind = detection.exported_model_kind(path)
+        except ValueError:
+            continue
+        if kind == 'saved_model_dir' or os.path.isfile(path):
+            found[path] = kind
+    return found
+
+
+def check_model_source():
+    """Refuses, before the inputs are read, --output_dir is locked or a model loads: other than
+    exactly one model flag; an exported model's path that does not exist; a folder given where
+    a model file is expected (naming the file in it to pass, e.g. an export folder's
+    frozen_graph.pb) and a file where a SavedModel folder is."""
     sources = [s for s in SOURCES if FLAGS[s].value]
     if len(sources) != 1:
         raise ValueError(
             f'give exactly one of {", ".join("--" + s for s in SOURCES)} '
             f'(got {", ".join("--" + s for s in sources) or "none"}).'
         )
-    # The card's check, for every source: an export's output is filtered at this threshold.
-    card_lib.DetectionSettings(select_threshold=FLAGS.select_threshold)
+    flag = sources[0]
+    path = FLAGS[flag].value
+    if flag == 'checkpoint_path':
+        return  # its own errors (model/checkpoints.py) name the files to pass
+    given = f'--{flag}={path}'
+    if not os.path.lexists(path):
+        raise ValueError(f'{given}: no such file or folder; pass {KIND_NAMES[flag]}.')
+    is_saved_model = os.path.isfile(os.path.join(path, 'saved_model.pb'))
+    if flag == 'saved_model_dir' and not os.path.isdir(path):
+        try:
+            kind = detection.exported_model_kind(path)
+        except ValueError:
+            kind = None
+        fix = f'pass --{kind}={path}' if kind else 'pass the saved_model folder an export wrote'
+        raise ValueError(f'{given} is a file, not a SavedModel folder; {fix}.')
+    if not os.path.isdir(path) or (
+        is_saved_model and flag in ('saved_model_dir', 'exported_model')
+    ):
+        return
+    if is_saved_model:
+        raise ValueError(
+            f'{given} is a SavedModel folder, not {KIND_NAMES[flag]}; pass '
+            f'--saved_model_dir={path} (or --exported_model={path}).'
+        )
+    models = _models_in(path)
+    wanted = [m for m, kind in models.items() if flag in ('exported_model', kind)]
+    what = 'an export folder' if os.path.isfile(os.path.join(path, 'metadata.json')) else 'a folder'
+    if wanted:
+        fix = 'pass ' + ' or '.join(f'--{flag}={m}' for m in wanted)
+        raise ValueError(f'{given} is {what}, not {KIND_NAMES[flag]}; {fix}.')
+    if models:
+        fix = 'it holds none; pass ' + ' or '.join(f'--{k}={m}' for m, k in models.items())
+    else:
+        fix = 'it holds no export of export_ssd_network.py; pass the model file an export wrote'
+    raise ValueError(f'{given} is {what}, not {KIND_NAMES[flag]}: {fix}.')
+
+
+def make_detector():
     dataset = None
     if FLAGS.dataset_name:
         dataset = dataset_factory.get_dataset(
@@ -506,6 +576,14 @@ def main(_):
     # `describe_source` names what was loaded.
     logs.drop_tensorflow_messages(checkpoints.RESTORE_RECORD)
     try:
+        # What needs no model and writes nothing, before --output_dir is locked (created): the
+        # flags, the model's path, an --input entry that does not exist or gives no file.
+        cli.check_model_flags(cli.ModelFlags.from_flags())
+        check_model_source()
+        detection.expand_inputs(FLAGS.input)
+    except (ValueError, OSError) as err:
+        sys.exit(f'detect_ssd_network.py: error: {err}')
+    try:
         # Before the pending record is read: two runs into one folder lost each other's lines
         # of it, and each detections.json listed only its own images.
         lock = folder_lock.acquire(FLAGS.output_dir, '--output_dir', 'detection run')
@@ -534,6 +612,7 @@ def _detect():
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     # An interrupted run's outputs stay recorded until a detections.json lists them.
     carried = [(file, os.path.basename(p)) for p, file in pending.items() if os.path.lexists(p)]
+    had_pending = os.path.lexists(os.path.join(FLAGS.output_dir, PENDING_NAME))
     record = records.OutputRecord(FLAGS.output_dir, carried)
     run = Run(detector, FLAGS.output_dir, inputs, earlier, record)
     start = time.perf_counter()
@@ -558,16 +637,25 @@ def _detect():
                 run.flush_images(batch)
         run.flush_images(batch)
     seconds = time.perf_counter() - start
+    failed = ''.join(f'\n  {f["error"]}' for f in run.failures)
+    if run.num_processed == 0:
+        # Nothing detected, so nothing written: a detections.json without images would read as
+        # a run that found nothing, and would replace an earlier run's. The folder stays as it
+        # was (one this run created goes with its lock); the failures were printed above.
+        if had_pending:
+            record.close()  # an interrupted run's record, kept for the next run
+        else:
+            record.finish()
+        if len(run.failures) == 1:
+            failed = f' {run.failures[0]["error"]}'
+        sys.exit(
+            f'detect_ssd_network.py: error: no image processed ({len(run.failures)} failed), '
+            f'nothing written to {FLAGS.output_dir}:{failed}'
+        )
     summary = run.summary(seconds)
     json_path = os.path.join(FLAGS.output_dir, JSON_NAME)
     atomic_io.write_json_atomic(json_path, summary)
     record.finish()
-    failed = ''.join(f'\n  {f["error"]}' for f in run.failures)
-    if run.num_processed == 0:
-        sys.exit(
-            f'detect_ssd_network.py: error: no image processed ({len(run.failures)} failed)'
-            f'{failed}\nwrote {json_path}'
-        )
     speed = summary['images_per_second']
     print(
         f'processed {run.num_processed} image(s)/frame(s) in {seconds:.2f} s ({speed:.1f} '

@@ -334,6 +334,15 @@ WATCHER_FLAGS = (
 )
 
 
+def _check_flags():
+    """The checks of the flags that need no file: before --eval_dir is locked, a card, dataset
+    or model is read, or anything is logged (a detection setting out of range was refused after
+    the line saying it replaced the card's; an unknown metric or net after the card loaded)."""
+    _check_watcher_flags()
+    evaluate.check_metrics(FLAGS.metrics)
+    cli.check_model_flags(cli.ModelFlags.from_flags())
+
+
 def _check_watcher_flags():
     """Watcher flags given without a watcher would be ignored silently: an error instead."""
     given = [f'--{name}' for name in WATCHER_FLAGS if FLAGS[name].present]
@@ -358,7 +367,7 @@ def main(_):
     tf.compat.v1.disable_eager_execution()
     lock = folder_lock.FolderLock(FLAGS.eval_dir)
     try:
-        _check_watcher_flags()
+        _check_flags()
         if FLAGS.wait_for_checkpoints:  # before waiting for the trainer's card
             evaluate.check_eval_dir(FLAGS.eval_dir, FLAGS.checkpoint_path)
         # Before anything reads or writes --eval_dir: two evaluations into one folder would

@@ -94,6 +94,10 @@ def main(_):
     logs.drop_tensorflow_messages(*export.TF_CHATTER)
     lock = folder_lock.FolderLock(FLAGS.output_dir)
     try:
+        # The flags that need no file, before --output_dir is locked (created) or anything read
+        # or logged.
+        export.check_formats(FLAGS.formats)
+        cli.check_model_flags(cli.ModelFlags.from_flags())
         # Before the folder is read: two exports into it would replace each other's files.
         lock = folder_lock.acquire(FLAGS.output_dir, '--output_dir', 'export')
         export.check_output_dir(FLAGS.output_dir, FLAGS.formats, FLAGS.overwrite)  # before work

@@ -454,6 +454,11 @@ def _check_worker_seed(values):
 
 def main(_):
     logs.absl_only(logging.INFO)
+    try:
+        # A typo, before the dataset, --train_dir or a checkpoint is read.
+        cli.check_model_name(FLAGS.model_name)
+    except ValueError as e:
+        sys.exit('train_ssd_network: error: %s' % e)
     settings = trainer.TrainSettings.from_flags(FLAGS)
     try:
         trainer.train(settings)

@@ -40,6 +40,7 @@ scalars (mAPs and per-class APs) go to `summary_dir` at the checkpoint's global 
 
 import contextlib
 import dataclasses
+import difflib
 import os
 import shutil
 import time
@@ -64,6 +65,21 @@ from tf_extended import tf_errors
 from tf_extended import voc_metrics
 
 v1 = tf.compat.v1
+
+
+def check_metrics(metrics):
+    """Raises ValueError naming --metrics for an empty `metrics` or one not in
+    `eval_outputs.METRICS`, suggesting the closest (as `export.check_formats` does)."""
+    known = eval_outputs.METRICS
+    if not metrics:
+        raise ValueError(f'--metrics is empty; give any of {", ".join(known)}.')
+    for metric in metrics:
+        if metric not in known:
+            close = difflib.get_close_matches(str(metric).lower(), known, n=2, cutoff=0.6)
+            hint = f' (did you mean {" or ".join(close)}?)' if close else ''
+            raise ValueError(
+                f'--metrics: unknown metric {metric!r}{hint}; the metrics are {", ".join(known)}.'
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,12 +114,7 @@ class EvalSettings:
     progress_secs: float = 10.0
 
     def __post_init__(self):
-        unknown = sorted(set(self.metrics) - set(eval_outputs.METRICS))
-        if unknown or not self.metrics:
-            raise ValueError(
-                f'metrics must be a non-empty subset of {eval_outputs.METRICS}, got '
-                f'{list(self.metrics)}.'
-            )
+        check_metrics(self.metrics)
 
     def to_dict(self):
         """JSON-ready settings (the card as its JSON)."""

@@ -706,7 +706,9 @@ def expand_inputs(spec_text, outputs_in=None):
     of files skipped as earlier outputs).
 
     Folders give their image and video files (by extension, not recursive); globs give what
-    they match. A file that does not exist is kept (it is reported as unreadable).
+    they match; a file is kept whatever it holds (one that cannot be decoded is reported and
+    skipped when the run reads it). An entry that does not exist (a typo), or a glob that
+    matches nothing, is refused: ValueError naming them all, before any model loads.
     outputs_in: folder -> the resolved paths of the files in it that earlier runs wrote (outputs,
     not inputs): skipped where a folder or glob gives them; a file named alone is kept. Raises
     ValueError naming what the inputs hold when they give no file.
@@ -715,6 +717,7 @@ def expand_inputs(spec_text, outputs_in=None):
     skipped = set()
     others = collections.Counter()  # what the folders hold besides images and videos
     outputs = {}  # folder -> outputs_in(folder), asked once per folder
+    missing = []  # the entries that name nothing, with why
     for item in (s.strip() for s in spec_text.split(',')):
         if not item:
             continue
@@ -727,10 +730,16 @@ def expand_inputs(spec_text, outputs_in=None):
                 else:
                     kind = 'folder' if os.path.isdir(path) else os.path.splitext(name)[1].lower()
                     others[kind] += 1
-        elif glob.has_magic(item):
+        elif glob.has_magic(item) and not os.path.lexists(item):  # a file named `a[1].jpg`
             found = sorted(glob.glob(item))
-        else:
+            if not found:
+                missing.append(f'{item} (the pattern matches no file)')
+                continue
+        elif os.path.lexists(item):  # a broken link too: reported as unreadable
             paths[item] = None
+            continue
+        else:
+            missing.append(f'{item} (no such file or folder)')
             continue
         for path in found:
             folder = os.path.dirname(path) or '.'
@@ -740,6 +749,11 @@ def expand_inputs(spec_text, outputs_in=None):
                 skipped.add(path)
             else:
                 paths[path] = None
+    if missing:
+        raise ValueError(
+            f'--input: {"; ".join(missing)}; correct the path or leave it out of --input '
+            f'(comma-separated image and video files, folders and globs).'
+        )
     skipped -= paths.keys()  # also named alone
     if not paths:
         raise ValueError(_no_inputs(spec_text, others, len(skipped)))

@@ -427,7 +427,8 @@ def check_output_dir(output_dir, formats, overwrite=False):
       `earlier_exports(output_dir)` ({} for a new folder).
     Raises:
       ForeignFileError: naming the first such file.
-      OutputNotEmptyError: naming the folder, what it holds and what --overwrite would replace.
+      OutputNotEmptyError: naming the folder, what it holds and what --overwrite would do there
+        (replace an earlier export's files, or, with none there, write beside the others).
       ValueError: `output_dir` is a file, or `check_formats` refuses `formats`.
     """
     check_formats(formats)
@@ -456,9 +457,17 @@ def check_output_dir(output_dir, formats, overwrite=False):
         listed = ', '.join(present[:5]) + (
             f' and {len(present) - 5} more' if len(present) > 5 else ''
         )
+        names = ", ".join(written_names(formats))
+        if not ours:  # no earlier export there: --overwrite replaces and removes nothing
+            beside = f'{present[0]}, which stays' if len(present) == 1 else 'them, which stay'
+            raise OutputNotEmptyError(
+                f'{output_dir} is not empty ({listed}); refusing to write into it. Choose '
+                f'another --output_dir, or pass --overwrite to write {names} there beside '
+                f'{beside} (no earlier export is there: nothing is replaced or removed).'
+            )
         raise OutputNotEmptyError(
             f'{output_dir} is not empty ({listed}); refusing to write into it. Choose another '
-            f'--output_dir, or pass --overwrite to replace {", ".join(written_names(formats))} '
+            f'--output_dir, or pass --overwrite to replace {names} '
             f'there (those an earlier export wrote) and remove the model files of other formats '
             f'its {detection.METADATA_FILE} lists; other files are left alone.'
         )

@@ -9,6 +9,7 @@ they replace the card's (logged).
 """
 
 import dataclasses
+import difflib
 import math
 import numbers
 from typing import Optional
@@ -225,6 +226,36 @@ def check_num_classes(value):
         raise card_lib.CardError(f'--num_classes={value}: it must be {NUM_CLASSES_RANGE}.')
 
 
+def check_model_name(name):
+    """Raises ValueError naming --model_name, with the closest registered nets, unless `name` is
+    unset or a registered net: checked with the flags, before a dataset, card or checkpoint is
+    read (a typo failed after them, without a suggestion)."""
+    if not name or name in nets_factory.networks_map:
+        return
+    known = sorted(nets_factory.networks_map)
+    close = difflib.get_close_matches(name.lower(), known, n=2, cutoff=0.6)
+    hint = f' (did you mean {" or ".join(close)}?)' if close else ''
+    raise ValueError(f'--model_name: unknown net {name!r}{hint}; the nets are {", ".join(known)}.')
+
+
+def check_detection_flags(values):
+    """Raises CardError naming the first detection flag (--select_threshold, --nms_threshold,
+    --top_k, --keep_top_k) of `values` (ModelFlags) out of its range: before a card is read and
+    before the replacement of its settings is logged."""
+    card_lib.DetectionSettings(
+        **{k: getattr(values, k) for k in DETECTION_FIELDS if getattr(values, k) is not None}
+    )
+
+
+def check_model_flags(values):
+    """The checks of the model flags (`values`: ModelFlags) that need no card, dataset or
+    checkpoint, for a script to run with its flag checks: --model_name, --num_classes and the
+    detection settings. Raises ValueError (CardError) naming the flag."""
+    check_model_name(values.model_name)
+    check_num_classes(values.num_classes)
+    check_detection_flags(values)
+
+
 def _flag_value_of(card, name, value):
     """(card's value, flag's value in the card's terms) of a structure flag."""
     if name == 'model_name':
@@ -342,6 +373,7 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
       CardError: a flag contradicts the card, unreadable card, class-name count mismatch.
     """
     check_num_classes(values.num_classes)
+    check_detection_flags(values)  # before the card's line and the replacement's are logged
     path = values.model_card or card_lib.find_for_checkpoint(checkpoint_path)
     if path:
         card = card_lib.load(path)

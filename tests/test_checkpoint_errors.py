@@ -147,8 +147,8 @@ def test_export_refuses_a_non_empty_folder(tmp_path):
     with pytest.raises(
         export.OutputNotEmptyError,
         match=r'thesis is not empty \(chapter1.tex\)'
-        r'; refusing to write into it.*--overwrite to replace anchors.npy, '
-        r'frozen_graph.pb, metadata.json',
+        r'; refusing to write into it.*--overwrite to write anchors.npy, '
+        r'frozen_graph.pb, metadata.json there beside chapter1.tex, which stays',
     ):
         export.export(None, 'unused', str(out), formats=['frozen_graph'])
     assert os.listdir(out) == ['chapter1.tex']

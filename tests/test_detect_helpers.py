@@ -82,10 +82,10 @@ def test_expand_inputs(tmp_path):
     (tmp_path / 'sub').mkdir()
     (tmp_path / 'sub' / 'c.jpg').write_bytes(b'x')
     d = str(tmp_path)
-    paths, skipped = detection.expand_inputs(f'{d}, {d}/sub/*.jpg,{d}/b.jpg,{d}/missing.jpg')
+    paths, skipped = detection.expand_inputs(f'{d}, {d}/sub/*.jpg,{d}/b.jpg,{d}/notes.txt')
     assert paths == [os.path.join(d, n) for n in ('a.PNG', 'b.jpg', 'clip.mp4')] + [
         os.path.join(d, 'sub', 'c.jpg'),
-        os.path.join(d, 'missing.jpg'),
+        os.path.join(d, 'notes.txt'),  # named alone: kept, reported if it does not decode
     ]
     assert skipped == 0
     assert [detection.is_video(p) for p in paths] == [False, False, True, False, False]
@@ -130,8 +130,9 @@ def test_expand_inputs_without_images_names_what_it_found(tmp_path):
         f'searched recursively); found 12 .xml files, 2 .txt files, 1 extensionless file, '
         f'1 folder.'
     )
+    (tmp_path / 'empty').mkdir()
     with pytest.raises(ValueError) as info:
-        detection.expand_inputs(f'{tmp_path}/*.jpg, ')
+        detection.expand_inputs(f'{tmp_path}/empty, ')
     assert str(info.value).endswith('recursively); found nothing.')
     (notes / 'x_det.png').write_bytes(b'x')
     with pytest.raises(ValueError) as info:

@@ -1,0 +1,343 @@
+"""Refusals of detect, eval, export and train that a user walkthrough found late or misleading:
+each is now one line naming the flag and what to do, given before a model loads and before the
+script's output folder is created or written.
+
+- detect: an --input entry that does not exist (typo, a glob matching nothing) was reported as an
+  unreadable file after the model loaded, and an empty detections.json written; a named file
+  that is not an image left an empty detections.json too (now: nothing written); a model flag
+  given an export's folder did not say which file in it to pass.
+- export: a non-empty --output_dir without an earlier export: the refusal said --overwrite would
+  replace files and remove other formats (it replaces nothing there).
+- eval, export: a detection setting out of range was refused after the line saying it replaced
+  the card's; eval's unknown --metrics after the card loaded, without the flag's name or a
+  suggestion.
+- all four scripts: a --model_name typo was refused late, without "did you mean".
+
+The scripts run as child processes (`run_script`), never imported here.
+"""
+
+import hashlib
+import os
+import shutil
+
+import pytest
+
+from inference import export
+from model import card as card_lib
+from model import cli
+from tests import data_fixtures
+from tests import inference_fixtures as fx
+from tests.conftest import run_script
+
+NETS = 'ssd_300_mobilenet, ssd_300_vgg, ssd_512_vgg'
+
+
+@pytest.fixture(scope='module')
+def setup(tmp_path_factory):
+    """A checkpoint with its model card (no model flags needed), its frozen graph exported by the
+    script, and a folder of two images."""
+    root = tmp_path_factory.mktemp('refusals')
+    spec = fx.small_spec()
+    prefix = fx.write_checkpoint(spec, str(root / 'train'))
+    card_lib.write(str(root / 'train' / 'model.json'), spec)
+    images = root / 'images'
+    for i, image in enumerate(fx.random_images(3, [(90, 120), (64, 80)])):
+        data_fixtures.write_image(str(images / f'img{i}.jpg'), image, '.jpg')
+    exported = root / 'export'
+    proc = run_script(
+        'export_ssd_network.py',
+        f'--checkpoint_path={prefix}',
+        '--formats=frozen_graph',
+        f'--output_dir={exported}',
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(root=root, prefix=prefix, train=root / 'train', images=images, export=exported)
+
+
+def _files(folder):
+    """{relative path: sha256} of the files under `folder`."""
+    found = {}
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(parent, name)
+            with open(path, 'rb') as f:
+                found[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return found
+
+
+def _refused(proc, line):
+    """The run failed with exactly `line` on stderr."""
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [line], proc.stderr[-3000:]
+
+
+# detect_ssd_network.py --input
+
+
+def test_detect_refuses_an_input_that_does_not_exist_before_loading_the_model(setup, tmp_path):
+    """A typo in a folder name loaded the model, said 'skipped ... cannot read the file', then
+    'no image processed (1 failed)', and left --output_dir with an empty detections.json."""
+    graph = f'--frozen_graph={setup["export"]}/frozen_graph.pb'
+    out = tmp_path / 'det'
+    photo = f'{tmp_path}/photo/'
+    proc = run_script('detect_ssd_network.py', graph, f'--input={photo}', f'--output_dir={out}')
+    _refused(
+        proc,
+        f'detect_ssd_network.py: error: --input: {photo} (no such file or folder); correct the '
+        f'path or leave it out of --input (comma-separated image and video files, folders and '
+        f'globs).',
+    )
+    assert proc.stdout == '' and not out.exists()  # no model line: nothing loaded
+    # Beside inputs that exist, each entry naming nothing is named, a glob matching no file too.
+    spec = f'{setup["images"]},{tmp_path}/*.png,{tmp_path}/img9.jpg'
+    proc = run_script('detect_ssd_network.py', graph, f'--input={spec}', f'--output_dir={out}')
+    _refused(
+        proc,
+        f'detect_ssd_network.py: error: --input: {tmp_path}/*.png (the pattern matches no file); '
+        f'{tmp_path}/img9.jpg (no such file or folder); correct the path or leave it out of '
+        f'--input (comma-separated image and video files, folders and globs).',
+    )
+    assert proc.stdout == '' and not out.exists()
+
+
+def test_detect_writes_nothing_when_no_named_file_is_an_image(setup, tmp_path):
+    """A text file renamed .jpg, named alone: it is read (after the model loads) and skipped, and
+    with no image processed nothing is written: no empty detections.json reading as a run that
+    found nothing, no new --output_dir, an earlier run's detections.json left as it was."""
+    graph = f'--frozen_graph={setup["export"]}/frozen_graph.pb'
+    text = tmp_path / 'notes.jpg'
+    text.write_text('not an image\n')
+    out = tmp_path / 'det'
+    proc = run_script('detect_ssd_network.py', graph, f'--input={text}', f'--output_dir={out}')
+    reason = (
+        f'{text}: not a decodable image (13 bytes: neither JPEG, PNG nor another format whose '
+        f'header Pillow reads; UnidentifiedImageError).'
+    )
+    _refused(
+        proc,
+        f'detect_ssd_network.py: error: no image processed (1 failed), nothing written to '
+        f'{out}: {reason}',
+    )
+    assert f'skipped {reason}' in proc.stdout and not out.exists()
+
+    proc = run_script(
+        'detect_ssd_network.py', graph, f'--input={setup["images"]}', f'--output_dir={out}'
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before = _files(out)
+    assert sorted(before) == ['detections.json', 'img0_det.jpg', 'img1_det.jpg']
+    proc = run_script('detect_ssd_network.py', graph, f'--input={text}', f'--output_dir={out}')
+    assert proc.returncode == 1 and 'nothing written to' in proc.stderr
+    assert _files(out) == before
+
+
+# detect_ssd_network.py: a folder given to a model flag
+
+
+@pytest.mark.parametrize(
+    'flag, fix',
+    [
+        (
+            'frozen_graph',
+            'is an export folder, not a frozen graph file (.pb); pass --frozen_graph=',
+        ),
+        (
+            'tflite_model',
+            'is an export folder, not a TFLite model file (.tflite): it holds none; pass '
+            '--frozen_graph=',
+        ),
+        (
+            'saved_model_dir',
+            'is an export folder, not a SavedModel folder: it holds none; pass --frozen_graph=',
+        ),
+        (
+            'exported_model',
+            'is an export folder, not a model file or SavedModel folder; pass --exported_model=',
+        ),
+    ],
+)
+def test_detect_names_the_model_file_in_a_folder(setup, tmp_path, flag, fix):
+    """`--frozen_graph=export/mine` said only 'the frozen graph is a directory, not a regular
+    file'; eval names the file to pass, and so does detect now, for each model flag."""
+    folder = setup['export']
+    out = tmp_path / 'det'
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--{flag}={folder}',
+        f'--input={setup["images"]}',
+        f'--output_dir={out}',
+    )
+    _refused(
+        proc, f'detect_ssd_network.py: error: --{flag}={folder} {fix}{folder}/frozen_graph.pb.'
+    )
+    assert proc.stdout == '' and not out.exists()
+
+
+def test_detect_names_the_flag_of_a_saved_model_or_a_model_file(setup, tmp_path):
+    """The reverse: a SavedModel folder to a file flag, a file to --saved_model_dir."""
+    saved = tmp_path / 'saved_model'
+    saved.mkdir()
+    (saved / 'saved_model.pb').write_bytes(b'')
+    graph = f'{setup["export"]}/frozen_graph.pb'
+    out = tmp_path / 'det'
+    common = [f'--input={setup["images"]}', f'--output_dir={out}']
+    proc = run_script('detect_ssd_network.py', f'--frozen_graph={saved}', *common)
+    _refused(
+        proc,
+        f'detect_ssd_network.py: error: --frozen_graph={saved} is a SavedModel folder, not a '
+        f'frozen graph file (.pb); pass --saved_model_dir={saved} (or --exported_model={saved}).',
+    )
+    proc = run_script('detect_ssd_network.py', f'--saved_model_dir={graph}', *common)
+    _refused(
+        proc,
+        f'detect_ssd_network.py: error: --saved_model_dir={graph} is a file, not a SavedModel '
+        f'folder; pass --frozen_graph={graph}.',
+    )
+    assert not out.exists()
+
+
+# export_ssd_network.py: a non-empty --output_dir
+
+
+def test_export_into_a_folder_of_other_files_says_what_overwrite_would_do(setup, tmp_path):
+    """A folder holding only the user's notes: --overwrite writes the export beside them and
+    replaces nothing; the refusal said it would replace files an earlier export wrote."""
+    out = tmp_path / 'mine'
+    out.mkdir()
+    (out / 'notes.txt').write_text('mine')
+    proc = run_script(
+        'export_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        '--formats=frozen_graph',
+        f'--output_dir={out}',
+    )
+    _refused(
+        proc,
+        f'export_ssd_network.py: error: {out} is not empty (notes.txt); refusing to write into '
+        f'it. Choose another --output_dir, or pass --overwrite to write anchors.npy, '
+        f'frozen_graph.pb, metadata.json there beside notes.txt, which stays (no earlier export '
+        f'is there: nothing is replaced or removed).',
+    )
+    assert os.listdir(out) == ['notes.txt']
+    (out / 'more.txt').write_text('mine')
+    with pytest.raises(export.OutputNotEmptyError) as info:
+        export.check_output_dir(str(out), ['frozen_graph', 'saved_model'])
+    assert str(info.value).endswith(
+        'pass --overwrite to write anchors.npy, frozen_graph.pb, metadata.json, saved_model there '
+        'beside them, which stay (no earlier export is there: nothing is replaced or removed).'
+    )
+    # An earlier export there: the refusal keeps saying what --overwrite replaces and removes.
+    earlier = tmp_path / 'earlier'
+    shutil.copytree(setup['export'], earlier)
+    (earlier / 'notes.txt').write_text('mine')
+    with pytest.raises(export.OutputNotEmptyError) as info:
+        export.check_output_dir(str(earlier), ['frozen_graph'])
+    assert str(info.value) == (
+        f'{earlier} is not empty (anchors.npy, frozen_graph.pb, metadata.json, notes.txt); '
+        f'refusing to write into it. Choose another --output_dir, or pass --overwrite to replace '
+        f'anchors.npy, frozen_graph.pb, metadata.json there (those an earlier export wrote) and '
+        f'remove the model files of other formats its metadata.json lists; other files are left '
+        f'alone.'
+    )
+
+
+# Detection settings: refused before the card's replacement is logged
+
+
+def test_a_detection_setting_out_of_range_is_refused_before_it_is_logged(setup, tmp_path):
+    """eval logged 'detection settings of this run replace the card's: select_threshold 0.05 ->
+    50.0' and only then refused 50; export the same (the card beside the checkpoint)."""
+    refusal = (
+        'error: detection setting select_threshold (--select_threshold) is 50.0, expected a '
+        'number in [0, 1].'
+    )
+    logged = []
+    with pytest.raises(card_lib.CardError) as info:
+        cli.resolve_card(cli.ModelFlags(select_threshold=50.0), setup['prefix'], log=logged.append)
+    assert logged == [] and 'error: ' + str(info.value) == refusal
+    eval_dir = tmp_path / 'eval'
+    proc = run_script(
+        'eval_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        f'--eval_dir={eval_dir}',
+        f'--dataset_dir={tmp_path}/records',
+        '--select_threshold=50',
+    )
+    _refused(proc, f'eval_ssd_network: {refusal}')
+    assert "replace the card's" not in proc.stdout and not eval_dir.exists()
+    out = tmp_path / 'export'
+    proc = run_script(
+        'export_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        f'--output_dir={out}',
+        '--nms_threshold=-1',
+    )
+    _refused(
+        proc,
+        'export_ssd_network.py: error: detection setting nms_threshold (--nms_threshold) is '
+        '-1.0, expected a number in [0, 1].',
+    )
+    assert "replace the card's" not in proc.stdout and not out.exists()
+
+
+def test_eval_refuses_an_unknown_metric_with_the_flag_and_a_suggestion(setup, tmp_path):
+    """It said 'metrics must be a non-empty subset of (...), got [...]' after the card loaded."""
+    eval_dir = tmp_path / 'eval'
+    proc = run_script(
+        'eval_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        f'--eval_dir={eval_dir}',
+        f'--dataset_dir={tmp_path}/records',
+        '--metrics=voc07,voc2012',
+    )
+    _refused(
+        proc,
+        "eval_ssd_network: error: --metrics: unknown metric 'voc2012' (did you mean voc12 or "
+        "voc07?); the metrics are voc07, voc12, coco.",
+    )
+    assert 'model card' not in proc.stdout and not eval_dir.exists()
+
+
+# --model_name typo, in every script taking it
+
+
+@pytest.mark.parametrize(
+    'script, prefix, args',
+    [
+        ('train_ssd_network.py', 'train_ssd_network', ['--train_dir={tmp}/out']),
+        (
+            'eval_ssd_network.py',
+            'eval_ssd_network',
+            ['--checkpoint_path={ckpt}', '--eval_dir={tmp}/out'],
+        ),
+        (
+            'export_ssd_network.py',
+            'export_ssd_network.py',
+            ['--checkpoint_path={ckpt}', '--output_dir={tmp}/out'],
+        ),
+        (
+            'detect_ssd_network.py',
+            'detect_ssd_network.py',
+            ['--checkpoint_path={ckpt}', '--input={images}', '--output_dir={tmp}/out'],
+        ),
+    ],
+)
+def test_a_model_name_typo_is_refused_first_with_a_suggestion(
+    setup, tmp_path, script, prefix, args
+):
+    """`--model_name=ssd_300_mobilnet` was refused after the dataset was opened (eval) or the
+    card read, as "Unknown model_name ...; known: ...", without a suggestion."""
+    values = dict(tmp=tmp_path, ckpt=setup['prefix'], images=setup['images'])
+    proc = run_script(
+        script,
+        *[a.format(**values) for a in args],
+        f'--dataset_dir={tmp_path}/records',
+        '--model_name=ssd_300_mobilnet',
+    )
+    _refused(
+        proc,
+        f"{prefix}: error: --model_name: unknown net 'ssd_300_mobilnet' (did you mean "
+        f'ssd_300_mobilenet?); the nets are {NETS}.',
+    )
+    assert 'model card' not in proc.stdout and not (tmp_path / 'out').exists()
