@@ -111,9 +111,12 @@ def main(_):
         int8 = [fmt for fmt in export.INT8_FORMATS if fmt in FLAGS.formats]
         if int8:
             if dataset is None:
+                others = [fmt for fmt in FLAGS.formats if fmt not in int8]
+                leave_out = f', or leave them out: --formats={",".join(others)}' if others else ''
                 raise ValueError(
-                    f'{" and ".join(int8)} need(s) calibration images: pass --dataset_name, '
-                    '--dataset_split_name and --dataset_dir.'
+                    f'{" and ".join(int8)} {"need" if len(int8) > 1 else "needs"} calibration '
+                    f'images: pass --dataset_name, --dataset_split_name and --dataset_dir (a '
+                    f'split of training images){leave_out}.'
                 )
             calibration = export.representative_images(
                 dataset, FLAGS.num_calibration_images, card if FLAGS.fixed_size else None

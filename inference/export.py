@@ -531,7 +531,8 @@ def export(
     """
     int8 = [fmt for fmt in INT8_FORMATS if fmt in formats]
     if int8 and not calibration_images:
-        raise ValueError(f'{" and ".join(int8)} need(s) calibration images (a dataset split).')
+        need = 'need' if len(int8) > 1 else 'needs'
+        raise ValueError(f'{" and ".join(int8)} {need} calibration images (a dataset split).')
     earlier = check_output_dir(output_dir, formats, overwrite)
     prefix = checkpoints.resolve_checkpoint(checkpoint_path)  # a bad path: nothing created
     os.makedirs(output_dir, exist_ok=True)

@@ -245,6 +245,38 @@ def test_export_into_a_folder_of_other_files_says_what_overwrite_would_do(setup,
 # Detection settings: refused before the card's replacement is logged
 
 
+def test_export_of_int8_formats_without_a_dataset_names_the_flags_and_the_other_formats(
+    setup, tmp_path
+):
+    """The default formats include the int8 ones: without the dataset flags the refusal said
+    'need(s) calibration images'; it now also says which --formats leave them out. Nothing is
+    left in the new --output_dir's place."""
+    out = tmp_path / 'new'
+    proc = run_script(
+        'export_ssd_network.py', f'--checkpoint_path={setup["prefix"]}', f'--output_dir={out}'
+    )
+    others = [f for f in export.FORMATS if f not in export.INT8_FORMATS]
+    _refused(
+        proc,
+        'export_ssd_network.py: error: tflite_int8 and openvino_int8 need calibration images: '
+        'pass --dataset_name, --dataset_split_name and --dataset_dir (a split of training '
+        f'images), or leave them out: --formats={",".join(others)}.',
+    )
+    assert not out.exists()
+    proc = run_script(
+        'export_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        f'--output_dir={out}',
+        '--formats=frozen_graph,tflite_int8',
+    )
+    _refused(
+        proc,
+        'export_ssd_network.py: error: tflite_int8 needs calibration images: pass --dataset_name, '
+        '--dataset_split_name and --dataset_dir (a split of training images), or leave them '
+        'out: --formats=frozen_graph.',
+    )
+
+
 def test_a_detection_setting_out_of_range_is_refused_before_it_is_logged(setup, tmp_path):
     """eval logged 'detection settings of this run replace the card's: select_threshold 0.05 ->
     50.0' and only then refused 50; export the same (the card beside the checkpoint)."""
