@@ -226,9 +226,10 @@ def _models_in(folder):
 
 def check_model_source():
     """Refuses, before the inputs are read, --output_dir is locked or a model loads: other than
-    exactly one model flag; an exported model's path that does not exist; a folder given where
-    a model file is expected (naming the file in it to pass, e.g. an export folder's
-    frozen_graph.pb) and a file where a SavedModel folder is."""
+    exactly one model flag; --moving_average_decay with an exported model; an exported model's
+    path that does not exist; a folder given where a model file is expected (naming the file in
+    it to pass, e.g. an export folder's frozen_graph.pb) and a file where a SavedModel folder
+    is."""
     sources = [s for s in SOURCES if FLAGS[s].value]
     if len(sources) != 1:
         raise ValueError(
@@ -239,6 +240,12 @@ def check_model_source():
     path = FLAGS[flag].value
     if flag == 'checkpoint_path':
         return  # its own errors (model/checkpoints.py) name the files to pass
+    if FLAGS.moving_average_decay:
+        raise ValueError(
+            '--moving_average_decay selects the moving averages of a checkpoint '
+            '(--checkpoint_path); an exported model holds the weights it was exported with '
+            '(its metadata.json: export.checkpoint.moving_averages).'
+        )
     given = f'--{flag}={path}'
     if not os.path.lexists(path):
         raise ValueError(f'{given}: no such file or folder; pass {KIND_NAMES[flag]}.')
@@ -289,12 +296,6 @@ def make_detector():
             moving_average_decay=FLAGS.moving_average_decay,
         )
     else:
-        if FLAGS.moving_average_decay:
-            raise ValueError(
-                '--moving_average_decay selects the moving averages of a checkpoint '
-                '(--checkpoint_path); an exported model holds the weights it was exported with '
-                '(its metadata.json: export.checkpoint.moving_averages).'
-            )
         detector = load_exported_detector()
         exported = detector.card.detection
         if values.labels_file:
