@@ -24,7 +24,6 @@ tf.data session, the model, and the metrics in the calling thread.
 
 import contextlib
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -61,6 +60,21 @@ def _detection_batches(batches, detector):
                 num_detections=dets['num_detections'],
             )
             yield out
+
+
+def log_name(model_path, description):
+    """What the log calls an evaluated export: `model_path (kind[, precision, matrix units])`
+    from `description` (see `evaluate_exported`); the precision asked for too where OpenVINO ran
+    another (a CPU without bf16 instructions)."""
+    if not description:
+        return model_path
+    parts = [description['kind']]
+    ran, asked = description.get('precision'), description.get('requested_precision')
+    if ran:
+        parts.append(ran if asked in (None, ran) else f'{ran} ({asked} asked)')
+    if description.get('matrix_units'):
+        parts.append(description['matrix_units'])
+    return f'{model_path} ({", ".join(parts)})'
 
 
 def evaluate_exported(
@@ -123,7 +137,7 @@ def evaluate_exported(
         class_names,
         open_batches,
         results_dir,
-        header=f'{model_path} {json.dumps(description or {})}',
+        header=log_name(model_path, description),
         record={'checkpoint': os.path.abspath(model_path), 'exported_model': described},
         checkpoint=model_path,
         step=step,

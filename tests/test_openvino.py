@@ -276,15 +276,23 @@ def test_evaluation_of_exports_equals_checkpoint(ov_export, ov_detector, records
             str(tmp_path / 'frozen'),
             log=quiet,
         )
+    lines = []
     got = eval_exported.evaluate_exported(
         settings,
         ov_detector,
         ov_export['written']['openvino'],
         str(tmp_path / 'ov'),
-        log=quiet,
-        description={'kind': 'openvino_model'},
+        log=lines.append,
+        description={'kind': 'openvino_model', 'precision': 'fp32', 'matrix_units': 'AVX2 only'},
     )
     assert want.num_images == got.num_images == frozen_result.num_images == 12
+    # The log names the model readably (it printed the description's JSON).
+    assert f'[eval] {ov_export["written"]["openvino"]} (openvino_model, fp32, AVX2 only): 12 ' in (
+        '\n'.join(lines)
+    )
+    assert eval_exported.log_name(
+        'm.xml', {'kind': 'openvino_model', 'precision': 'fp32', 'requested_precision': 'bf16'}
+    ) == ('m.xml (openvino_model, fp32 (bf16 asked))')
 
     # Seeded weights detect nothing real (mAP near 0), so the detections themselves are compared
     # too: per class, as many detections and true positives.
