@@ -40,7 +40,6 @@ scalars (mAPs and per-class APs) go to `summary_dir` at the checkpoint's global 
 
 import contextlib
 import dataclasses
-import difflib
 import os
 import shutil
 import time
@@ -57,6 +56,7 @@ from evaluation import input_cache
 from evaluation import outputs as eval_outputs
 from model import card as card_lib
 from model import checkpoints
+from model import cli
 from tf_extended import atomic_io
 from tf_extended import coco_metrics
 from tf_extended import file_names
@@ -69,17 +69,8 @@ v1 = tf.compat.v1
 
 def check_metrics(metrics):
     """Raises ValueError naming --metrics for an empty `metrics` or one not in
-    `eval_outputs.METRICS`, suggesting the closest (as `export.check_formats` does)."""
-    known = eval_outputs.METRICS
-    if not metrics:
-        raise ValueError(f'--metrics is empty; give any of {", ".join(known)}.')
-    for metric in metrics:
-        if metric not in known:
-            close = difflib.get_close_matches(str(metric).lower(), known, n=2, cutoff=0.6)
-            hint = f' (did you mean {" or ".join(close)}?)' if close else ''
-            raise ValueError(
-                f'--metrics: unknown metric {metric!r}{hint}; the metrics are {", ".join(known)}.'
-            )
+    `eval_outputs.METRICS`, suggesting the closest."""
+    cli.check_choices('--metrics', metrics, eval_outputs.METRICS, 'metric')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,7 +36,6 @@ batch-1 latency than TFLite float, files 3.6-4x smaller.
 """
 
 import dataclasses
-import difflib
 import io
 import os
 import shutil
@@ -49,6 +48,7 @@ from inference import detection
 from inference import openvino_model
 from model import card as card_lib
 from model import checkpoints
+from model import cli
 from tf_extended import atomic_io
 from tf_extended import folder_lock
 
@@ -405,15 +405,7 @@ def _remove_unused_pending(output_dir):
 
 def check_formats(formats):
     """Raises ValueError for an empty `formats` or one not in FORMATS, suggesting the closest."""
-    if not formats:
-        raise ValueError(f'--formats is empty; give any of {", ".join(FORMATS)}.')
-    for fmt in formats:
-        if fmt not in FORMATS:
-            close = difflib.get_close_matches(fmt.lower(), FORMATS, n=2, cutoff=0.6)
-            hint = f' (did you mean {" or ".join(close)}?)' if close else ''
-            raise ValueError(
-                f'--formats: unknown format {fmt!r}{hint}; the formats are {", ".join(FORMATS)}.'
-            )
+    cli.check_choices('--formats', formats, FORMATS, 'format')
 
 
 def check_output_dir(output_dir, formats, overwrite=False):

@@ -226,16 +226,26 @@ def check_num_classes(value):
         raise card_lib.CardError(f'--num_classes={value}: it must be {NUM_CLASSES_RANGE}.')
 
 
+def check_choices(flag, values, known, noun):
+    """Raises ValueError naming `flag` for an empty `values` or a value not in `known` (the
+    `noun`s a flag may name: formats, metrics, nets), suggesting the closest."""
+    if not values:
+        raise ValueError(f'{flag} is empty; give any of {", ".join(known)}.')
+    for value in values:
+        if value not in known:
+            close = difflib.get_close_matches(str(value).lower(), known, n=2, cutoff=0.6)
+            hint = f' (did you mean {" or ".join(close)}?)' if close else ''
+            raise ValueError(
+                f'{flag}: unknown {noun} {value!r}{hint}; the {noun}s are {", ".join(known)}.'
+            )
+
+
 def check_model_name(name):
     """Raises ValueError naming --model_name, with the closest registered nets, unless `name` is
     unset or a registered net: checked with the flags, before a dataset, card or checkpoint is
     read (a typo failed after them, without a suggestion)."""
-    if not name or name in nets_factory.networks_map:
-        return
-    known = sorted(nets_factory.networks_map)
-    close = difflib.get_close_matches(name.lower(), known, n=2, cutoff=0.6)
-    hint = f' (did you mean {" or ".join(close)}?)' if close else ''
-    raise ValueError(f'--model_name: unknown net {name!r}{hint}; the nets are {", ".join(known)}.')
+    if name:
+        check_choices('--model_name', [name], sorted(nets_factory.networks_map), 'net')
 
 
 def check_detection_flags(values):
