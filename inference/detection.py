@@ -24,8 +24,10 @@ Tensors (names in frozen graphs and SavedModels):
 import collections
 import contextlib
 import dataclasses
+import faulthandler
 import glob
 import os
+import signal
 import warnings
 
 import cv2
@@ -628,6 +630,42 @@ def without_interpreter_notice():
         yield
 
 
+def check_tflite_survives(path, content, num_threads=None):
+    """Raises ValueError naming `path` when TFLite kills the process that loads the model
+    `content`, allocates its tensors and runs it once on zeros: some malformed models (an int8
+    tensor of quantisation scale 0) crash TFLite's C++ (SIGSEGV, SIGABRT), which no exception
+    catches. Tried in a forked child, whose exceptions are left to the caller's own load to
+    report. Where there is no fork (Windows), nothing is tried."""
+    if not hasattr(os, 'fork'):
+        return
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it with the parent
+            faulthandler.disable()  # its crash is the parent's one-line error, not a dump
+            quiet = os.open(os.devnull, os.O_WRONLY)  # the parent's load prints TFLite's lines
+            os.dup2(quiet, 1)
+            os.dup2(quiet, 2)
+            with without_interpreter_notice():
+                interpreter = tf.lite.Interpreter(model_content=content, num_threads=num_threads)
+            interpreter.allocate_tensors()
+            for detail in interpreter.get_input_details():
+                interpreter.set_tensor(detail['index'], np.zeros(detail['shape'], detail['dtype']))
+            interpreter.invoke()
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        raise ValueError(
+            f'{path}: TFLite crashed ({signal.Signals(os.WTERMSIG(status)).name}) loading it and '
+            f'running it once on a blank input, in a child process; it is damaged or was not '
+            f'written by a TFLite converter: export it again with export_ssd_network.py '
+            f'--formats=tflite_float or tflite_int8.'
+        )
+
+
 class TFLiteDetector:
     """A `.tflite` export run by the stock `tf.lite.Interpreter`.
 
@@ -639,6 +677,7 @@ class TFLiteDetector:
     def __init__(self, path, num_threads=None):
         self.path = path
         content = safe_io.read_bytes(path, safe_io.SERIALIZED_MODEL_LIMIT, 'TFLite model')
+        check_tflite_survives(path, content, num_threads)
         try:
             with without_interpreter_notice():
                 self.interpreter = tf.lite.Interpreter(

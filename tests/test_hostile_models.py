@@ -9,6 +9,7 @@ import signal
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from converters import pth_reader
 from inference import detection
@@ -16,6 +17,7 @@ from inference import openvino_model
 from inference import openvino_runtime
 from model import card as card_lib
 from model import checkpoints
+from tests.conftest import run_python
 from tests.conftest import run_script
 from tf_extended import coco_metrics
 from tf_extended import safe_io
@@ -341,6 +343,92 @@ def test_pth_results_files_and_training_marker(tmp_path):
             checkpoints.training_finished(str(tmp_path))
     marker.write_text('{"checkpoint": "model.ckpt-5", "step": 5, "time": "t"}')
     assert checkpoints.training_finished(str(tmp_path))['step'] == 5
+
+
+def _quantize_model(scale):
+    """A TFLite model (the schema's flatbuffer, as converters write it) of one QUANTIZE op:
+    float32 `x` [1, 8] -> int8 `y` [1, 8] at quantisation `scale`, zero point 0."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    def tensor(name, dtype, buffer, quantization=None):
+        t = schema.TensorT()
+        t.name, t.shape, t.type, t.buffer, t.quantization = (
+            name,
+            [1, 8],
+            dtype,
+            buffer,
+            quantization,
+        )
+        return t
+
+    quantization = schema.QuantizationParametersT()
+    quantization.scale, quantization.zeroPoint = [scale], [0]
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
+    op = schema.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
+    graph = schema.SubGraphT()
+    graph.tensors = [
+        tensor(b'x', schema.TensorType.FLOAT32, 1),
+        tensor(b'y', schema.TensorType.INT8, 2, quantization),
+    ]
+    graph.inputs, graph.outputs, graph.operators = [0], [1], [op]
+    model = schema.ModelT()
+    model.version, model.operatorCodes, model.subgraphs = 3, [code], [graph]
+    model.buffers = [schema.BufferT() for _ in range(3)]
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b'TFL3')
+    return bytes(builder.Output())
+
+
+def test_a_tflite_model_that_crashes_tflite_is_an_error(tmp_path):
+    """An int8 tensor of quantisation scale 0 makes TFLite's allocate_tensors crash the process
+    (SIGSEGV): detect died without a word. The model is tried in a child process first. The
+    same model at scale 0.5 passes that try (x = 3 -> y = 6) and is refused for its outputs."""
+    healthy = tmp_path / 'healthy.tflite'
+    healthy.write_bytes(_quantize_model(0.5))
+    with detection.without_interpreter_notice():
+        interpreter = tf.lite.Interpreter(model_path=str(healthy))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(0, np.full([1, 8], 3.0, np.float32))
+    interpreter.invoke()
+    np.testing.assert_array_equal(interpreter.get_tensor(1), np.full([1, 8], 6, np.int8))
+    with pytest.raises(ValueError, match=r"healthy.tflite: no output\(s\) \['detection_boxes'"):
+        detection.TFLiteDetector(str(healthy))
+
+    crashing = tmp_path / 'model.tflite'
+    crashing.write_bytes(_quantize_model(0.0))
+    assert run_python(CRASH, str(crashing)).returncode == -signal.SIGSEGV
+    message = (
+        f'{crashing}: TFLite crashed (SIGSEGV) loading it and running it once on a blank input, '
+        f'in a child process; it is damaged or was not written by a TFLite converter: export it '
+        f'again with export_ssd_network.py --formats=tflite_float or tflite_int8.'
+    )
+    with pytest.raises(ValueError) as raised:
+        detection.TFLiteDetector(str(crashing))
+    assert str(raised.value) == message
+    image = tmp_path / 'a.png'
+    image.write_bytes(b'')
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--tflite_model={crashing}',
+        f'--input={image}',
+        f'--output_dir={tmp_path / "out"}',
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f'detect_ssd_network.py: error: {message}'
+    assert not (tmp_path / 'out').exists()
+
+
+# What the model did to a process that loaded it before it was tried in a child.
+CRASH = r"""
+import sys
+import tensorflow as tf
+interpreter = tf.lite.Interpreter(model_path=sys.argv[1])
+interpreter.allocate_tensors()
+"""
 
 
 def test_scripts_say_which_model_file_is_bad(tmp_path):
