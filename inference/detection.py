@@ -28,6 +28,7 @@ import faulthandler
 import glob
 import os
 import signal
+import sys
 import warnings
 
 import cv2
@@ -635,8 +636,9 @@ def check_tflite_survives(path, content, num_threads=None):
     `content`, allocates its tensors and runs it once on zeros: some malformed models (an int8
     tensor of quantisation scale 0) crash TFLite's C++ (SIGSEGV, SIGABRT), which no exception
     catches. Tried in a forked child, whose exceptions are left to the caller's own load to
-    report. Where there is no fork (Windows), nothing is tried."""
-    if not hasattr(os, 'fork'):
+    report. On Linux only: elsewhere forking a process that has loaded TF is not safe (macOS's
+    system frameworks) or not possible (Windows), and nothing is tried."""
+    if not sys.platform.startswith('linux'):
         return
     pid = os.fork()
     if pid == 0:
