@@ -95,7 +95,6 @@ flags.mark_flags_as_required(['caffemodel_path', 'model_name', 'output_path'])
 
 def main(_):
     checkpoint_io.run_script(
-        'caffe_to_tensorflow',
         (caffe_pb.CaffeModelError, prototxt.PrototxtError, caffe_ssd.ConversionError),
         caffe_convert.convert,
         FLAGS.caffemodel_path,

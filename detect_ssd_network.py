@@ -52,7 +52,6 @@ checkpoint.
 """
 
 import os
-import sys
 import time
 
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
@@ -583,13 +582,13 @@ def main(_):
         check_model_source()
         detection.expand_inputs(FLAGS.input)
     except (ValueError, OSError) as err:
-        sys.exit(f'detect_ssd_network.py: error: {err}')
+        logs.exit_error(err)
     try:
         # Before the pending record is read: two runs into one folder lost each other's lines
         # of it, and each detections.json listed only its own images.
         lock = folder_lock.acquire(FLAGS.output_dir, '--output_dir', 'detection run')
     except (ValueError, OSError) as err:
-        sys.exit(f'detect_ssd_network.py: error: {err}')
+        logs.exit_error(err)
     with lock:
         _detect()
 
@@ -609,7 +608,7 @@ def _detect():
         detector = make_detector()
         print(describe_source(detector))
     except (ValueError, OSError, checkpoints.CheckpointUnavailable) as err:
-        sys.exit(f'detect_ssd_network.py: error: {err}')
+        logs.exit_error(err)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     # An interrupted run's outputs stay recorded until a detections.json lists them.
     carried = [(file, os.path.basename(p)) for p, file in pending.items() if os.path.lexists(p)]
@@ -649,8 +648,8 @@ def _detect():
             record.finish()
         if len(run.failures) == 1:
             failed = f' {run.failures[0]["error"]}'
-        sys.exit(
-            f'detect_ssd_network.py: error: no image processed ({len(run.failures)} failed), '
+        logs.exit_error(
+            f'no image processed ({len(run.failures)} failed), '
             f'nothing written to {FLAGS.output_dir}:{failed}'
         )
     summary = run.summary(seconds)

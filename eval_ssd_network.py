@@ -22,7 +22,6 @@ Outputs in --eval_dir: results.json/.txt, comp4_det_<split>_<class>.txt, coco_*.
 """
 
 import math
-import sys
 
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs
@@ -415,9 +414,9 @@ def main(_):
                 settings, prefix, FLAGS.eval_dir, summary_dir=FLAGS.eval_dir
             )
     except tf_errors.RecordsError as err:
-        sys.exit(f'eval_ssd_network: error: {err}; {_records_failed()}')
+        logs.exit_error(f'{err}; {_records_failed()}')
     except (ValueError, OSError, checkpoints.CheckpointUnavailable) as err:
-        sys.exit(f'eval_ssd_network: error: {err}')
+        logs.exit_error(err)
     finally:
         lock.release()
 

@@ -18,8 +18,6 @@ calibration images of tflite_int8 and openvino_int8 (the first --num_calibration
 the class names of a checkpoint without a card.
 """
 
-import sys
-
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs
 from absl import flags
@@ -141,7 +139,7 @@ def main(_):
             moving_average_decay=FLAGS.moving_average_decay,
         )
     except (ValueError, OSError, checkpoints.CheckpointUnavailable) as err:
-        sys.exit(f'export_ssd_network.py: error: {err}')
+        logs.exit_error(err)
     finally:
         lock.release()
 

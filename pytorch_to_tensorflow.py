@@ -77,7 +77,6 @@ flags.mark_flags_as_required(['pth_path', 'output_path'])
 
 def main(_):
     checkpoint_io.run_script(
-        'pytorch_to_tensorflow',
         (pth_reader.PthError, pytorch_ssd.ConversionError),
         pytorch_convert.convert,
         FLAGS.pth_path,

@@ -14,8 +14,6 @@ COCO results JSON against an annotation file (per-class AP@[.5:.95] and AP@.5, p
       --coco_annotations=instances_val2017.json
 """
 
-import sys
-
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs
 from absl import flags
@@ -81,7 +79,7 @@ def main(_):
             result, names = scoring.score_coco_results(FLAGS.coco_results, FLAGS.coco_annotations)
             print(eval_outputs.format_coco_table(result, names))
     except (ValueError, OSError) as err:
-        sys.exit(f'score_detections: error: {err}')
+        logs.exit_error(err)
 
 
 def _interrupted():

@@ -9,7 +9,7 @@ Boxes are drawn in the class's colour with its name; difficult objects get a "*"
 """
 
 import argparse
-import sys
+import os
 
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs
@@ -87,7 +87,8 @@ def main(argv=None):
         )
         show.write_png(args.output, grid)
     except (ValueError, OSError) as e:
-        sys.exit(f'show_augmentation.py: error: {e}')
+        # Named here: main(argv) is also called in-process, where sys.argv[0] is the caller's.
+        logs.exit_error(e, os.path.splitext(os.path.basename(__file__))[0])
     print(f'Wrote {args.output} ({grid.shape[1]}x{grid.shape[0]}).')
 
 

@@ -24,7 +24,6 @@ write are never overwritten or deleted.
 """
 
 import os
-import sys
 
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs
@@ -118,9 +117,9 @@ def main(_):
             _convert()
     except convert.BadExampleError as e:
         # The message names the file and what is wrong; a traceback would only bury it.
-        sys.exit(f'tf_convert_data: error: {str(e).rstrip(".")} ({_SKIP_HINT}).')
+        logs.exit_error(f'{str(e).rstrip(".")} ({_SKIP_HINT}).')
     except (convert.UnknownClassError, ValueError, OSError) as e:
-        sys.exit(f'tf_convert_data: error: {e}')
+        logs.exit_error(e)
 
 
 def _verify():

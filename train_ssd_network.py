@@ -20,7 +20,6 @@ of --replicas_to_aggregate distinct workers; every process exits by itself when 
 
 import math
 import os
-import sys
 
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs
@@ -457,27 +456,28 @@ def main(_):
     try:
         # A typo, before the dataset, --train_dir or a checkpoint is read.
         cli.check_model_name(FLAGS.model_name)
+        cli.check_anchor_sizes(FLAGS.model_name, FLAGS.anchor_sizes)
     except ValueError as e:
-        sys.exit('train_ssd_network: error: %s' % e)
+        logs.exit_error(e)
     settings = trainer.TrainSettings.from_flags(FLAGS)
     try:
         trainer.train(settings)
     except hooks.NonFiniteError as e:
         last_good = checkpoints.latest_in_directory(FLAGS.train_dir)
-        sys.exit(
-            'train_ssd_network: error: %s; training stopped without saving. Last good '
+        logs.exit_error(
+            '%s; training stopped without saving. Last good '
             'checkpoint: %s. Lower the learning rate or check the data.'
             % (e, last_good or 'none was written')
         )
     except tf_errors.RecordsError as e:
-        sys.exit(f'train_ssd_network: error: {e}; {_records_failed()}')
+        logs.exit_error(f'{e}; {_records_failed()}')
     except (
         ValueError,
         OSError,
         trainer.ClusterError,
         checkpoints.CheckpointUnavailable,
     ) as e:
-        sys.exit('train_ssd_network: error: %s' % e)
+        logs.exit_error(e)
 
 
 def _role():

@@ -8,7 +8,6 @@ import dataclasses
 import glob
 import os
 import shutil
-import sys
 from typing import Dict, List, Tuple
 
 from absl import logging
@@ -200,10 +199,10 @@ CONVERTER_SCRIPTS = ('caffe_to_tensorflow.py', 'pytorch_to_tensorflow.py')
 _SIDECAR_SUFFIXES = (card_lib.CHECKPOINT_CARD_SUFFIX, card_lib.LEGACY_CHECKPOINT_SUFFIX)
 
 
-def run_script(script, errors, convert, *args, **kwargs):
+def run_script(errors, convert, *args, **kwargs):
     """The body of a converter script's `main`: `convert(*args, **kwargs)`, where `errors` (the
     converter's own exception classes), `CheckpointMismatchError` and `OSError` end the script
-    with one line `<script>: error: <message>`. `script`: the name without `.py`."""
+    with one line `<script>: error: <message>`."""
     logs.absl_only()
     # The check re-load's restore line: the last line says the checkpoint was re-loaded.
     logs.drop_tensorflow_messages(checkpoints_lib.RESTORE_RECORD)
@@ -211,7 +210,7 @@ def run_script(script, errors, convert, *args, **kwargs):
         return convert(*args, **kwargs)
     except (*errors, CheckpointMismatchError, OSError) as e:
         # The message names the file and what to do; a traceback would only bury it.
-        sys.exit(f'{script}: error: {e}')
+        logs.exit_error(e)
 
 
 def interrupted_message(output_path):

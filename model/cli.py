@@ -248,6 +248,21 @@ def check_model_name(name):
         check_choices('--model_name', [name], sorted(nets_factory.networks_map), 'net')
 
 
+def check_anchor_sizes(model_name, preset):
+    """Raises ValueError naming --anchor_sizes, with the closest presets, unless `preset` is unset
+    or a preset of `model_name` (of any net when the card will name it): checked with the flags
+    (a typo failed after the dataset was read)."""
+    if not preset:
+        return
+    presets = ssd_params_lib.ANCHOR_SIZE_PRESETS
+    if model_name in presets:
+        check_choices(
+            '--anchor_sizes', [preset], sorted(presets[model_name]), f'{model_name} preset'
+        )
+    else:
+        check_choices('--anchor_sizes', [preset], sorted(set().union(*presets.values())), 'preset')
+
+
 def check_detection_flags(values):
     """Raises CardError naming the first detection flag (--select_threshold, --nms_threshold,
     --top_k, --keep_top_k) of `values` (ModelFlags) out of its range: before a card is read and
@@ -259,10 +274,11 @@ def check_detection_flags(values):
 
 def check_model_flags(values):
     """The checks of the model flags (`values`: ModelFlags) that need no card, dataset or
-    checkpoint, for a script to run with its flag checks: --model_name, --num_classes and the
-    detection settings. Raises ValueError (CardError) naming the flag."""
+    checkpoint, for a script to run with its flag checks: --model_name, --num_classes,
+    --anchor_sizes and the detection settings. Raises ValueError (CardError) naming the flag."""
     check_model_name(values.model_name)
     check_num_classes(values.num_classes)
+    check_anchor_sizes(values.model_name, values.anchor_sizes)
     check_detection_flags(values)
 
 
@@ -275,7 +291,7 @@ def _flag_value_of(card, name, value):
         return card.num_classes, int(value)
     if name == 'depth_multiplier':
         return card.params.depth_multiplier, float(value)
-    ssd_params_lib.anchor_preset_params(card.model_name, value)  # Unknown name: a clear error.
+    check_anchor_sizes(card.model_name, value)  # Not the card's net's: that error.
     return card.anchor_size_preset or f'sizes {card.params.anchor_sizes}', value
 
 

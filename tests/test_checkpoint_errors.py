@@ -108,7 +108,7 @@ def test_script_says_it_in_one_line(tmp_path):
     )
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
-        f'export_ssd_network.py: error: {path}: not a TensorFlow checkpoint '
+        f'export_ssd_network: error: {path}: not a TensorFlow checkpoint '
         + proc.stderr.split('not a TensorFlow checkpoint ', 1)[1].rstrip('\n')
     ], proc.stderr
     assert 'Traceback' not in proc.stderr and not (tmp_path / 'out').exists()
@@ -128,7 +128,7 @@ def test_export_with_a_mistyped_format_says_it_in_one_line(tmp_path):
     )
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr
     assert proc.stderr.splitlines()[-1] == (
-        "export_ssd_network.py: error: --formats: unknown format 'tflite' (did you mean "
+        "export_ssd_network: error: --formats: unknown format 'tflite' (did you mean "
         'tflite_int8 or tflite_float?); the formats are frozen_graph, saved_model, tflite_float, '
         'tflite_int8, openvino, openvino_int8.'
     )

@@ -447,7 +447,7 @@ def test_exported_models_log_and_record_the_select_threshold_applied(setup, expo
         )
         assert proc.returncode == 1, proc.stderr[-2000:]
         assert proc.stderr.strip().splitlines()[-1] == (
-            'detect_ssd_network.py: error: detection setting select_threshold '
+            'detect_ssd_network: error: detection setting select_threshold '
             '(--select_threshold) is 50.0, expected a number in [0, 1].'
         )
     assert not os.path.exists(f'{setup["root"]}/o50/detections.json')
@@ -463,7 +463,7 @@ def test_an_input_without_images_fails_before_the_model_loads(setup, tmp_path):
     proc = run_script(*_detect_into(setup, notes, tmp_path / 'out'), timeout=120)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
-        f'detect_ssd_network.py: error: --input={notes} holds no image or video file (by '
+        f'detect_ssd_network: error: --input={notes} holds no image or video file (by '
         f'extension: .jpg .jpeg .png .bmp .gif .webp .tif .tiff .mp4 .avi .mov .mkv .webm .m4v '
         f'.mpg .mpeg; folders are not searched recursively); found 12 .xml files.'
     )
@@ -529,7 +529,7 @@ def test_output_dir_that_is_a_file_is_one_line(setup, tmp_path):
     proc = run_script(*_detect_into(setup, setup['square'], out), timeout=120)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
-        f'detect_ssd_network.py: error: --output_dir {out} is not a folder; choose a folder.'
+        f'detect_ssd_network: error: --output_dir {out} is not a folder; choose a folder.'
     )
     assert out.read_text() == 'mine'
 

@@ -150,7 +150,7 @@ def test_scripts_refuse_the_unfinished_folder_in_one_line(interrupted, tmp_path)
     )
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        f'detect_ssd_network.py: error: {_unfinished(out, graph)}'
+        f'detect_ssd_network: error: {_unfinished(out, graph)}'
     )
     assert 'exported at step' not in proc.stdout
     saved_model = os.path.join(out, 'saved_model')

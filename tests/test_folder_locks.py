@@ -228,9 +228,10 @@ def model(tmp_path_factory):
     return dict(prefix=prefix, images=images, labels=labels)
 
 
-def _refused(script, prefix, flag, folder, role, *args):
+def _refused(script, flag, folder, role, *args):
     """Runs `script` into `folder` while this process holds it: refused in one line, the folder
     as it was."""
+    prefix = os.path.splitext(os.path.basename(script))[0]
     with folder_lock.acquire(str(folder), flag, role):
         before = file_bytes(folder)
         proc = run_script(script, *args)
@@ -255,7 +256,6 @@ def test_detect_into_a_held_folder_is_refused(model, tmp_path):
     ]
     _refused(
         'detect_ssd_network.py',
-        'detect_ssd_network.py',
         '--output_dir',
         out,
         'detection run',
@@ -275,7 +275,7 @@ def test_export_into_a_held_folder_is_refused(model, tmp_path):
         '--formats=frozen_graph',
         f'--output_dir={out}',
     ]
-    _refused('export_ssd_network.py', 'export_ssd_network.py', '--output_dir', out, 'export', *args)
+    _refused('export_ssd_network.py', '--output_dir', out, 'export', *args)
     assert not out.exists()  # the holder had created it, and removed it with its lock
     proc = run_script('export_ssd_network.py', *args)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -291,7 +291,6 @@ def test_eval_into_a_held_folder_is_refused(model, tmp_path, watch):
     checkpoint = os.path.dirname(model['prefix']) if watch else model['prefix']
     _refused(
         'eval_ssd_network.py',
-        'eval_ssd_network',
         '--eval_dir',
         eval_dir,
         'watcher' if watch else 'evaluation',
@@ -321,7 +320,7 @@ def _training(train_dir):
 def test_training_into_a_held_folder_is_refused(tmp_path):
     train_dir = tmp_path / 'train'
     script, *args = _training(train_dir)
-    _refused(script, 'train_ssd_network', '--train_dir', train_dir, 'training run', *args)
+    _refused(script, '--train_dir', train_dir, 'training run', *args)
     assert not train_dir.exists()
 
 

@@ -418,7 +418,7 @@ def test_a_tflite_model_that_crashes_tflite_is_an_error(tmp_path):
         timeout=120,
     )
     assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == f'detect_ssd_network.py: error: {message}'
+    assert proc.stderr.strip().splitlines()[-1] == f'detect_ssd_network: error: {message}'
     assert not (tmp_path / 'out').exists()
 
 
@@ -443,7 +443,7 @@ def test_scripts_say_which_model_file_is_bad(tmp_path):
     )
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        f'detect_ssd_network.py: error: {tmp_path}/frozen_graph.pb: the frozen graph is a '
+        f'detect_ssd_network: error: {tmp_path}/frozen_graph.pb: the frozen graph is a '
         f'FIFO (named pipe), not a regular file; refusing to read it.'
     )
     export = tmp_path / 'export'

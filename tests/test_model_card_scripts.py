@@ -403,7 +403,7 @@ def test_export_overwrite_leaves_files_no_export_wrote(trained, tmp_path):
     )
     assert proc.returncode == 1 and file_bytes(home) == before, proc.stderr[-3000:]
     assert proc.stderr.splitlines() == [
-        f'export_ssd_network.py: error: {home / "saved_model"} is not from an earlier export (it '
+        f'export_ssd_network: error: {home / "saved_model"} is not from an earlier export (it '
         f'holds no assets.extra/metadata.json an export wrote); refusing to replace it: choose '
         f'another --output_dir, or move it out of {home}.'
     ], proc.stderr
@@ -413,7 +413,7 @@ def test_export_overwrite_leaves_files_no_export_wrote(trained, tmp_path):
     notes.write_text('mine')
     proc = run_script('export_ssd_network.py', train, f'--output_dir={notes}', '--overwrite')
     assert proc.stderr.splitlines() == [
-        f'export_ssd_network.py: error: --output_dir {notes} is not a folder; choose a new or '
+        f'export_ssd_network: error: --output_dir {notes} is not a folder; choose a new or '
         'empty folder.'
     ], proc.stderr
     assert proc.returncode == 1 and notes.read_text() == 'mine'

@@ -137,7 +137,7 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path):
     with pytest.raises(SystemExit) as err:
         show(shard)
     assert str(err.value) == (
-        f'show_augmentation.py: error: {shard} exists and is not a PNG file; refusing to replace '
+        f'show_augmentation: error: {shard} exists and is not a PNG file; refusing to replace '
         f'it: choose another --output (a new file, or an earlier grid).'
     )
     assert shard.read_bytes() == before

@@ -11,7 +11,8 @@ script's output folder is created or written.
 - eval, export: a detection setting out of range was refused after the line saying it replaced
   the card's; eval's unknown --metrics after the card loaded, without the flag's name or a
   suggestion.
-- all four scripts: a --model_name typo was refused late, without "did you mean".
+- all four scripts: a --model_name or --anchor_sizes typo was refused late, without "did you
+  mean".
 
 The scripts run as child processes (`run_script`), never imported here.
 """
@@ -84,7 +85,7 @@ def test_detect_refuses_an_input_that_does_not_exist_before_loading_the_model(se
     proc = run_script('detect_ssd_network.py', graph, f'--input={photo}', f'--output_dir={out}')
     _refused(
         proc,
-        f'detect_ssd_network.py: error: --input: {photo} (no such file or folder); correct the '
+        f'detect_ssd_network: error: --input: {photo} (no such file or folder); correct the '
         f'path or leave it out of --input (comma-separated image and video files, folders and '
         f'globs).',
     )
@@ -94,7 +95,7 @@ def test_detect_refuses_an_input_that_does_not_exist_before_loading_the_model(se
     proc = run_script('detect_ssd_network.py', graph, f'--input={spec}', f'--output_dir={out}')
     _refused(
         proc,
-        f'detect_ssd_network.py: error: --input: {tmp_path}/*.png (the pattern matches no file); '
+        f'detect_ssd_network: error: --input: {tmp_path}/*.png (the pattern matches no file); '
         f'{tmp_path}/img9.jpg (no such file or folder); correct the path or leave it out of '
         f'--input (comma-separated image and video files, folders and globs).',
     )
@@ -116,7 +117,7 @@ def test_detect_writes_nothing_when_no_named_file_is_an_image(setup, tmp_path):
     )
     _refused(
         proc,
-        f'detect_ssd_network.py: error: no image processed (1 failed), nothing written to '
+        f'detect_ssd_network: error: no image processed (1 failed), nothing written to '
         f'{out}: {reason}',
     )
     assert f'skipped {reason}' in proc.stdout and not out.exists()
@@ -168,9 +169,7 @@ def test_detect_names_the_model_file_in_a_folder(setup, tmp_path, flag, fix):
         f'--input={setup["images"]}',
         f'--output_dir={out}',
     )
-    _refused(
-        proc, f'detect_ssd_network.py: error: --{flag}={folder} {fix}{folder}/frozen_graph.pb.'
-    )
+    _refused(proc, f'detect_ssd_network: error: --{flag}={folder} {fix}{folder}/frozen_graph.pb.')
     assert proc.stdout == '' and not out.exists()
 
 
@@ -185,13 +184,13 @@ def test_detect_names_the_flag_of_a_saved_model_or_a_model_file(setup, tmp_path)
     proc = run_script('detect_ssd_network.py', f'--frozen_graph={saved}', *common)
     _refused(
         proc,
-        f'detect_ssd_network.py: error: --frozen_graph={saved} is a SavedModel folder, not a '
+        f'detect_ssd_network: error: --frozen_graph={saved} is a SavedModel folder, not a '
         f'frozen graph file (.pb); pass --saved_model_dir={saved} (or --exported_model={saved}).',
     )
     proc = run_script('detect_ssd_network.py', f'--saved_model_dir={graph}', *common)
     _refused(
         proc,
-        f'detect_ssd_network.py: error: --saved_model_dir={graph} is a file, not a SavedModel '
+        f'detect_ssd_network: error: --saved_model_dir={graph} is a file, not a SavedModel '
         f'folder; pass --frozen_graph={graph}.',
     )
     assert not out.exists()
@@ -214,7 +213,7 @@ def test_export_into_a_folder_of_other_files_says_what_overwrite_would_do(setup,
     )
     _refused(
         proc,
-        f'export_ssd_network.py: error: {out} is not empty (notes.txt); refusing to write into '
+        f'export_ssd_network: error: {out} is not empty (notes.txt); refusing to write into '
         f'it. Choose another --output_dir, or pass --overwrite to write anchors.npy, '
         f'frozen_graph.pb, metadata.json there beside notes.txt, which stays (no earlier export '
         f'is there: nothing is replaced or removed).',
@@ -258,7 +257,7 @@ def test_export_of_int8_formats_without_a_dataset_names_the_flags_and_the_other_
     others = [f for f in export.FORMATS if f not in export.INT8_FORMATS]
     _refused(
         proc,
-        'export_ssd_network.py: error: tflite_int8 and openvino_int8 need calibration images: '
+        'export_ssd_network: error: tflite_int8 and openvino_int8 need calibration images: '
         'pass --dataset_name, --dataset_split_name and --dataset_dir (a split of training '
         f'images), or leave them out: --formats={",".join(others)}.',
     )
@@ -271,7 +270,7 @@ def test_export_of_int8_formats_without_a_dataset_names_the_flags_and_the_other_
     )
     _refused(
         proc,
-        'export_ssd_network.py: error: tflite_int8 needs calibration images: pass --dataset_name, '
+        'export_ssd_network: error: tflite_int8 needs calibration images: pass --dataset_name, '
         '--dataset_split_name and --dataset_dir (a split of training images), or leave them '
         'out: --formats=frozen_graph.',
     )
@@ -307,7 +306,7 @@ def test_a_detection_setting_out_of_range_is_refused_before_it_is_logged(setup, 
     )
     _refused(
         proc,
-        'export_ssd_network.py: error: detection setting nms_threshold (--nms_threshold) is '
+        'export_ssd_network: error: detection setting nms_threshold (--nms_threshold) is '
         '-1.0, expected a number in [0, 1].',
     )
     assert "replace the card's" not in proc.stdout and not out.exists()
@@ -331,45 +330,82 @@ def test_eval_refuses_an_unknown_metric_with_the_flag_and_a_suggestion(setup, tm
     assert 'model card' not in proc.stdout and not eval_dir.exists()
 
 
-# --model_name typo, in every script taking it
+# --model_name and --anchor_sizes typos, in every script taking them
 
-
-@pytest.mark.parametrize(
-    'script, prefix, args',
-    [
-        ('train_ssd_network.py', 'train_ssd_network', ['--train_dir={tmp}/out']),
-        (
-            'eval_ssd_network.py',
-            'eval_ssd_network',
-            ['--checkpoint_path={ckpt}', '--eval_dir={tmp}/out'],
-        ),
-        (
-            'export_ssd_network.py',
-            'export_ssd_network.py',
-            ['--checkpoint_path={ckpt}', '--output_dir={tmp}/out'],
-        ),
-        (
-            'detect_ssd_network.py',
-            'detect_ssd_network.py',
-            ['--checkpoint_path={ckpt}', '--input={images}', '--output_dir={tmp}/out'],
-        ),
+# {script: its other flags}, {tmp}, {ckpt} and {images} from the test's values.
+SCRIPT_ARGS = {
+    'train_ssd_network.py': ['--train_dir={tmp}/out'],
+    'eval_ssd_network.py': ['--checkpoint_path={ckpt}', '--eval_dir={tmp}/out'],
+    'export_ssd_network.py': ['--checkpoint_path={ckpt}', '--output_dir={tmp}/out'],
+    'detect_ssd_network.py': [
+        '--checkpoint_path={ckpt}',
+        '--input={images}',
+        '--output_dir={tmp}/out',
     ],
-)
-def test_a_model_name_typo_is_refused_first_with_a_suggestion(
-    setup, tmp_path, script, prefix, args
-):
-    """`--model_name=ssd_300_mobilnet` was refused after the dataset was opened (eval) or the
-    card read, as "Unknown model_name ...; known: ...", without a suggestion."""
+}
+PRESETS = 'caffe_coco, caffe_voc, mobilenet_ssd, ssd_pytorch_voc, tf_port_coco, torchvision_coco'
+
+
+def _refused_first(setup, tmp_path, script, flags, message):
+    """`script` with `flags` is refused with `message` before a dataset, card or checkpoint is
+    read and before its output folder exists."""
     values = dict(tmp=tmp_path, ckpt=setup['prefix'], images=setup['images'])
     proc = run_script(
         script,
-        *[a.format(**values) for a in args],
+        *[a.format(**values) for a in SCRIPT_ARGS[script]],
         f'--dataset_dir={tmp_path}/records',
-        '--model_name=ssd_300_mobilnet',
+        *flags,
     )
-    _refused(
-        proc,
-        f"{prefix}: error: --model_name: unknown net 'ssd_300_mobilnet' (did you mean "
-        f'ssd_300_mobilenet?); the nets are {NETS}.',
-    )
+    _refused(proc, f'{script[: -len(".py")]}: error: {message}')
     assert 'model card' not in proc.stdout and not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('script', SCRIPT_ARGS)
+def test_a_model_name_typo_is_refused_first_with_a_suggestion(setup, tmp_path, script):
+    """`--model_name=ssd_300_mobilnet` was refused after the dataset was opened (eval) or the
+    card read, as "Unknown model_name ...; known: ...", without a suggestion."""
+    _refused_first(
+        setup,
+        tmp_path,
+        script,
+        ['--model_name=ssd_300_mobilnet'],
+        "--model_name: unknown net 'ssd_300_mobilnet' (did you mean ssd_300_mobilenet?); the "
+        f'nets are {NETS}.',
+    )
+
+
+@pytest.mark.parametrize(
+    'script, flags, message',
+    [
+        (
+            'train_ssd_network.py',
+            ['--anchor_sizes=cafe_voc'],
+            f"unknown preset 'cafe_voc' (did you mean caffe_voc or caffe_coco?); the presets are "
+            f'{PRESETS}.',
+        ),
+        (
+            'eval_ssd_network.py',
+            ['--model_name=ssd_300_mobilenet', '--anchor_sizes=caffe_voc'],
+            "unknown ssd_300_mobilenet preset 'caffe_voc'; the ssd_300_mobilenet presets are "
+            'mobilenet_ssd.',
+        ),
+        (
+            'export_ssd_network.py',
+            ['--anchor_sizes=mobilenet'],
+            f"unknown preset 'mobilenet' (did you mean mobilenet_ssd?); the presets are {PRESETS}.",
+        ),
+        (
+            'detect_ssd_network.py',
+            ['--model_name=ssd_512_vgg', '--anchor_sizes=tf_port_voc'],
+            "unknown ssd_512_vgg preset 'tf_port_voc' (did you mean tf_port_coco?); the "
+            'ssd_512_vgg presets are caffe_coco, caffe_voc, tf_port_coco.',
+        ),
+    ],
+)
+def test_an_anchor_sizes_typo_is_refused_first_with_a_suggestion(
+    setup, tmp_path, script, flags, message
+):
+    """An unknown --anchor_sizes preset was refused once the dataset was read (train) or the card
+    built, as "Unknown anchor size preset ...", without the flag's name or a suggestion. Without
+    --model_name the card names the net later: any net's presets pass the first check."""
+    _refused_first(setup, tmp_path, script, flags, f'--anchor_sizes: {message}')

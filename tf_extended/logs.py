@@ -230,6 +230,17 @@ def _script_name():
     return os.path.splitext(os.path.basename(sys.argv[0] or 'script'))[0]
 
 
+def error_line(message, script=None):
+    """`<script>: error: <message>`: a script's last line when it stops on an error. `script`:
+    the name without `.py`, default the running one's (as in its Ctrl-C line)."""
+    return f'{script or _script_name()}: error: {message}'
+
+
+def exit_error(message, script=None):
+    """Ends the script with status 1 and `error_line(message, script)` on stderr."""
+    raise SystemExit(error_line(message, script))
+
+
 def _interrupted_while_starting(signum, frame):
     try:
         sys.stderr.write(f'{_script_name()}: interrupted while starting; nothing was done.\n')

@@ -57,6 +57,7 @@ from absl import logging
 import tensorflow as tf
 
 from nets import ssd_params
+from tf_extended import logs
 from tf_extended import tf_errors
 
 v1 = tf.compat.v1
@@ -339,11 +340,10 @@ def _ps_names(cluster, addresses):
 
 def _exit_process(message):
     """Ends this process at once with a one-line error (status 1), whatever its threads do."""
-    prog = os.path.splitext(os.path.basename(sys.argv[0] or 'python'))[0]
     try:
         logging.flush()
         sys.stdout.flush()
-        sys.stderr.write(f'{prog}: error: {message}\n')
+        sys.stderr.write(logs.error_line(message) + '\n')
         sys.stderr.flush()
     finally:
         os._exit(1)

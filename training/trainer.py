@@ -190,6 +190,7 @@ def _new_card(settings, dataset, log):
     category ids). The category ids: the records' COCO ids (`dataset_factory.category_ids`)."""
     source = _fine_tune_card(settings, log) if settings.checkpoint_path else None
     model_name = settings.model_name or (source.model_name if source else cli.DEFAULT_MODEL)
+    cli.check_anchor_sizes(model_name, settings.anchor_sizes)  # a preset of another net
     names = dataset.class_names
     ids = dataset_factory.category_ids(dataset.metadata)
     if source is not None and source.model_name == model_name:
