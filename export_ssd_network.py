@@ -2,7 +2,7 @@ r"""Exports an SSD checkpoint for inference: frozen graph, SavedModel, TFLite fl
 OpenVINO IR (fp32 or bf16 chosen when it is loaded) and its int8 quantisation (NNCF).
 
     python export_ssd_network.py --checkpoint_path=train/ --dataset_name=pascalvoc_2007 \
-        --dataset_split_name=test --dataset_dir=tfrecords --output_dir=export/ssd300
+        --dataset_split_name=train --dataset_dir=tfrecords --output_dir=export/ssd300
     # only the TF formats, no dataset needed, bfloat16 arithmetic:
     python export_ssd_network.py --checkpoint_path=train/ --formats=frozen_graph,saved_model \
         --compute_dtype=bfloat16 --output_dir=out
@@ -35,7 +35,12 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     'dataset_name', None, 'Dataset registry name: class names and int8 calibration.'
 )
-flags.DEFINE_string('dataset_split_name', 'test', 'Split giving the calibration images.')
+flags.DEFINE_string(
+    'dataset_split_name',
+    'train',
+    'Split giving the int8 calibration images: training images (calibrating on the split you '
+    'evaluate on fits the quantisation to it).',
+)
 flags.DEFINE_string('dataset_dir', None, 'Folder of the converted TFRecords.')
 flags.DEFINE_integer(
     'num_calibration_images',

@@ -7,7 +7,8 @@ script's output folder is created or written.
   that is not an image left an empty detections.json too (now: nothing written); a model flag
   given an export's folder did not say which file in it to pass.
 - export: a non-empty --output_dir without an earlier export: the refusal said --overwrite would
-  replace files and remove other formats (it replaces nothing there).
+  replace files and remove other formats (it replaces nothing there); the int8 formats calibrated
+  on the test split unless told otherwise (now train).
 - eval, export: a detection setting out of range was refused after the line saying it replaced
   the card's; eval's unknown --metrics after the card loaded, without the flag's name or a
   suggestion.
@@ -274,6 +275,27 @@ def test_export_of_int8_formats_without_a_dataset_names_the_flags_and_the_other_
         '--dataset_split_name and --dataset_dir (a split of training images), or leave them '
         'out: --formats=frozen_graph.',
     )
+
+
+def test_export_calibrates_on_the_train_split_by_default(setup, tmp_path):
+    """--dataset_split_name defaulted to test: the int8 models were fitted to the split they are
+    evaluated on unless the user said otherwise."""
+    (tmp_path / 'records').mkdir()
+    proc = run_script(
+        'export_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        f'--output_dir={tmp_path / "out"}',
+        '--formats=tflite_int8',
+        '--dataset_name=pascalvoc_2007',
+        f'--dataset_dir={tmp_path}/records',
+    )
+    _refused(
+        proc,
+        f"export_ssd_network: error: Dataset 'pascalvoc_2007' split 'train': no files match "
+        f'{tmp_path}/records/voc_2007_train_*.tfrecord ({tmp_path}/records is empty). Convert the '
+        f'data with tf_convert_data.py --output_name=voc_2007_train.',
+    )
+    assert not (tmp_path / 'out').exists()
 
 
 def test_a_detection_setting_out_of_range_is_refused_before_it_is_logged(setup, tmp_path):
