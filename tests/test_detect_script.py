@@ -104,6 +104,7 @@ def exports(setup):
             '--fixed_size',
             '--tflite_batch_size=2',
             '--dataset_name=custom',
+            '--dataset_split_name=test',
             f'--dataset_dir={records}',
             '--num_calibration_images=50',  # more than the split's 4: said, all 4 used
         ],
