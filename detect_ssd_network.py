@@ -11,7 +11,7 @@ r"""Runs an SSD detector on images, folders, globs or videos; writes annotated f
 
 One graph and one session for the whole run; images are batched (--batch_size, any sizes: the
 graph resizes them; the images of one batch are run in groups of one size, so no batch is
-padded to its largest image; a TFLite model runs them one per call, see `TFLiteImageDetector`).
+padded to its largest image; a TFLite model runs them one per call, see `detection.TFLiteImageDetector`).
 Outputs in --output_dir: `<name>_det.<ext>` per image, `<name>_det.mp4` per video, and
 `detections.json`: per image its size and detections in ORIGINAL-image pixel coordinates
 (`xmin = box_xmin * width`, continuous, not clipped) with class name (`label`), the model's
@@ -135,57 +135,12 @@ SOURCES = (
 )
 
 
-class TFLiteImageDetector:
-    """A `.tflite` export with the interface `Run` uses: `card`, `detect`, a context manager.
-
-    A TFLite model's batch size B is static (the interpreter's input shape, as metadata
-    `input.tflite_batch_size` records) and the images of one call must share one size. Each image
-    therefore runs alone, repeated B times, and the first result is kept. This is simpler than
-    grouping same-size images and padding the last group, an image's detections never depend on
-    the other images of the run, and the default export (B = 1) wastes nothing; a model exported
-    with B > 1 does B times the work per image here.
-    """
-
-    def __init__(self, path):
-        self.model = detection.TFLiteDetector(path)
-        meta, metadata_path = card_lib.read_export_metadata(path)
-        # TFLite has no bfloat16/float16 kernels: its models compute in float32 (the int8 one's
-        # net in int8) whatever the exported card says (export.tflite_model).
-        self.card = card_lib.load(metadata_path).replace(compute_dtype='float32')
-        # Checked in detect: the interpreter fails on other sizes with an obscure XNNPack
-        # reshape error.
-        input_meta = meta.get('input')
-        self.fixed_size = isinstance(input_meta, dict) and input_meta.get('any_size') is False
-        self.path = path
-
-    def detect(self, images):
-        """Per-image detections (`detection.split_detections`) of uint8 RGB `[H_i, W_i, 3]`."""
-        if self.fixed_size:
-            wrong = sorted({im.shape[:2] for im in images} - {self.card.input_shape})
-            if wrong:
-                height, width = self.card.input_shape
-                raise ValueError(
-                    f'{self.path} was exported with --fixed_size: it takes {height}x'
-                    f'{width} (height x width) images only; got {wrong}. Export it '
-                    f'without --fixed_size to detect on images of any size.'
-                )
-        return [self.model.detect([image] * self.model.batch_size)[0] for image in images]
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        """Nothing to release: the interpreter is freed with the object."""
-
-
 def load_exported_detector():
     """The detector of --saved_model_dir, --frozen_graph, --tflite_model, --openvino_model or
     --exported_model (whichever is set; the last by `detection.exported_model_kind`)."""
     kind, path = next((s, FLAGS[s].value) for s in SOURCES[1:] if FLAGS[s].value)
     if kind == 'exported_model':
         kind = detection.exported_model_kind(path)
-    if kind == 'tflite_model':
-        return TFLiteImageDetector(path)
     detector = detection.open_exported_model(path, kind, FLAGS.openvino_precision)
     if kind == 'openvino_model':
         print(

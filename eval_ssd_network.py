@@ -15,7 +15,7 @@ An exported model (export_ssd_network.py), to check that it keeps the checkpoint
 metadata.json gives the model and the detection settings it was exported with:
   python eval_ssd_network.py --exported_model=export/model_openvino.xml --eval_dir=eval/ov \
       --dataset_name=pascalvoc_2007 --dataset_split_name=test --dataset_dir=tfrecords \
-      [--openvino_precision=bf16]      # or a frozen_graph.pb, or a saved_model/ folder
+      [--openvino_precision=bf16]      # or a frozen_graph.pb, a saved_model/ folder, a .tflite
 
 Outputs in --eval_dir: results.json/.txt, comp4_det_<split>_<class>.txt, coco_*.json (with
 --metrics=coco), pr_curves/, TensorBoard scalars (see evaluation/evaluate.py).
@@ -164,9 +164,9 @@ flags.register_multi_flags_validator(
 flags.DEFINE_string(
     'exported_model',
     None,
-    'Evaluate an export of export_ssd_network.py instead '
-    'of a checkpoint: an OpenVINO .xml, a frozen graph .pb or a SavedModel folder '
-    '(metadata.json beside it).',
+    'Evaluate an export of export_ssd_network.py instead of a checkpoint: an OpenVINO .xml, a '
+    'frozen graph .pb, a SavedModel folder or a TFLite .tflite (float or int8; metadata.json '
+    'beside it).',
 )
 flags.DEFINE_enum(
     'openvino_precision',
@@ -182,10 +182,9 @@ flags.register_multi_flags_validator(
 )
 
 
-# The kinds of `detection.exported_model_kind` that --exported_model evaluates: not TFLite, which
-# runs one image size per call.
-EVALUATED_KINDS = ('openvino_model', 'frozen_graph', 'saved_model_dir')
-EVALUATED_TYPES = 'an OpenVINO .xml, a frozen graph .pb or a SavedModel folder'
+# The kinds of `detection.exported_model_kind` that --exported_model evaluates.
+EVALUATED_KINDS = ('openvino_model', 'frozen_graph', 'saved_model_dir', 'tflite_model')
+EVALUATED_TYPES = 'an OpenVINO .xml, a frozen graph .pb, a SavedModel folder or a TFLite .tflite'
 
 
 def _kind_of(path):
@@ -222,9 +221,7 @@ def _exported_kind(path):
     if kind in EVALUATED_KINDS:
         return kind
     folder = os.path.dirname(path) or '.'
-    if kind == 'tflite_model':
-        problem = f'eval evaluates {EVALUATED_TYPES}, not TFLite (one image size per call)'
-    elif _is_export_folder(path):
+    if _is_export_folder(path):
         problem, folder = 'an export folder, not one of its models', path
     else:
         problem = f'not a model eval evaluates by its file type ({EVALUATED_TYPES})'

@@ -1,4 +1,4 @@
-"""Evaluation of an exported model (OpenVINO IR, frozen graph, SavedModel) on a dataset split.
+"""Evaluation of an exported model (OpenVINO IR, frozen graph, SavedModel, TFLite) on a split.
 
     detector = inference.detection.open_exported_model('export/model_openvino.xml')
     settings = EvalSettings(card=detector.card, dataset_name='custom', dataset_split_name='test',

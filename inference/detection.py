@@ -602,9 +602,9 @@ def open_exported_model(
     path, kind=None, openvino_precision='fp32', num_threads=None, openvino_requests=1
 ):
     """A detector (`run`, `run_padded`, `detect`, `card`, `close`) of an OpenVINO model, frozen
-    graph or SavedModel (`kind` as `exported_model_kind`, default: by file type). OpenVINO is
-    imported only for an OpenVINO model; `openvino_requests`: its `num_requests` (0: throughput
-    mode, for evaluation)."""
+    graph, SavedModel or TFLite model (`kind` as `exported_model_kind`, default: by file type).
+    OpenVINO is imported only for an OpenVINO model; `openvino_requests`: its `num_requests` (0:
+    throughput mode, for evaluation); `num_threads`: OpenVINO's and TFLite's threads."""
     kind = kind or exported_model_kind(path)
     if kind == 'openvino_model':
         from inference import openvino_model  # Lazy: TF-only runs never load openvino.
@@ -616,7 +616,7 @@ def open_exported_model(
         return Detector.from_frozen_graph(path)
     if kind == 'saved_model_dir':
         return Detector.from_saved_model(path)
-    raise ValueError(f'{path}: {kind} models are run by TFLiteDetector (one size per call).')
+    return TFLiteImageDetector(path, num_threads)
 
 
 @contextlib.contextmanager
@@ -728,6 +728,66 @@ class TFLiteDetector:
 
     def detect(self, images):
         return split_detections(self.run(images))
+
+
+class TFLiteImageDetector:
+    """A `.tflite` export with its card, as `open_exported_model` gives the other kinds: `card`,
+    `run`, `run_padded` (evaluation), `detect`, `close`, a context manager.
+
+    A TFLite model's batch size B is static (the interpreter's input shape, as metadata
+    `input.tflite_batch_size` records) and the images of one call must share one size. Each image
+    therefore runs alone, repeated B times, and the first result is kept. This is simpler than
+    grouping same-size images and padding the last group, an image's detections never depend on
+    the other images of the run, and the default export (B = 1) wastes nothing; a model exported
+    with B > 1 does B times the work per image here.
+    """
+
+    def __init__(self, path, num_threads=None):
+        self.model = TFLiteDetector(path, num_threads)
+        meta, metadata_path = card_lib.read_export_metadata(path)
+        # TFLite has no bfloat16/float16 kernels: its models compute in float32 (the int8 one's
+        # net in int8) whatever the exported card says (export.tflite_model).
+        self.card = card_lib.load(metadata_path).replace(compute_dtype='float32')
+        # Checked here: the interpreter fails on other sizes with an obscure XNNPack reshape
+        # error.
+        input_meta = meta.get('input')
+        self.fixed_size = isinstance(input_meta, dict) and input_meta.get('any_size') is False
+        self.path = path
+
+    def run(self, images, outputs=DETECTION_OUTPUTS):
+        """Batched outputs (numpy) for a list of uint8 RGB images `[H_i, W_i, 3]`."""
+        check_images(images, self.path)
+        if self.fixed_size:
+            wrong = sorted({im.shape[:2] for im in images} - {self.card.input_shape})
+            if wrong:
+                height, width = self.card.input_shape
+                raise ValueError(
+                    f'{self.path} was exported with --fixed_size: it takes {height}x'
+                    f'{width} (height x width) images only; got {wrong}. Export it '
+                    f'without --fixed_size to detect on images of any size.'
+                )
+        firsts = [self.model.run([im] * self.model.batch_size, outputs) for im in images]
+        return {k: np.concatenate([out[k][:1] for out in firsts]) for k in outputs}
+
+    def run_padded(self, batch, sizes, outputs=DETECTION_OUTPUTS):
+        """Batched outputs for a zero-padded uint8 batch `[B, H, W, 3]` and its int32 sizes
+        `[B, 2]`: each image is run at its own size."""
+        check_images(batch, self.path, padded=True)
+        check_padded_sizes(batch, sizes, self.path)
+        return self.run([image[:h, :w] for image, (h, w) in zip(batch, sizes)], outputs)
+
+    def detect(self, images):
+        """Per-image detections (`split_detections`) of uint8 RGB `[H_i, W_i, 3]`."""
+        return split_detections(self.run(images))
+
+    def close(self):
+        """Nothing to release: the interpreter is freed with the object."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def ov_export(tmp_path_factory):
     prefix = fx.write_checkpoint(spec, str(root / 'ckpt'))
     out = str(root / 'out')
     written = export.export(
-        spec, prefix, out, formats=['frozen_graph', 'openvino'], log=lambda _: None
+        spec, prefix, out, formats=['frozen_graph', 'openvino', 'tflite_float'], log=lambda _: None
     )
     images = fx.random_images(7, [(240, 320), (300, 300), (181, 97), (97, 181)])
     with detection.Detector.from_frozen_graph(written['frozen_graph']) as frozen:
@@ -262,7 +262,8 @@ def _eval_settings(ov_export, records, batch_size):
 
 
 def test_evaluation_of_exports_equals_checkpoint(ov_export, ov_detector, records, tmp_path):
-    """Same mAP from the checkpoint, the frozen graph and the OpenVINO model on the split."""
+    """Same mAP from the checkpoint, the frozen graph, the OpenVINO model and the float TFLite
+    model (through eval_ssd_network.py: each image run alone) on the split."""
     settings = _eval_settings(ov_export, records, batch_size=4)
     quiet = lambda _: None  # noqa: E731
     want = evaluate.evaluate_checkpoint(
@@ -296,17 +297,29 @@ def test_evaluation_of_exports_equals_checkpoint(ov_export, ov_detector, records
 
     # Seeded weights detect nothing real (mAP near 0), so the detections themselves are compared
     # too: per class, as many detections and true positives.
-    def counts(result):
-        return [
-            (row['num_detections'], row['num_tp'])  # noqa: E731
-            for row in result.summary['classes']
-        ]
+    def counts(summary):
+        return [(row['num_detections'], row['num_tp']) for row in summary['classes']]
 
-    assert sum(n for n, _ in counts(want)) > 0
-    for result in (frozen_result, got):
-        assert counts(result) == counts(want)
+    tflite = conftest.run_script(
+        'eval_ssd_network.py',
+        f'--exported_model={ov_export["written"]["tflite_float"]}',
+        f'--eval_dir={tmp_path / "tflite"}',
+        '--dataset_name=custom',
+        '--dataset_split_name=test',
+        f'--dataset_dir={records}',
+        '--batch_size=4',
+        '--pr_curves=false',
+    )
+    assert tflite.returncode == 0, tflite.stderr[-3000:]
+    with open(tmp_path / 'tflite' / 'results.json') as f:
+        tflite_summary = json.load(f)
+    assert tflite_summary['exported_model']['kind'] == 'tflite_model'
+    assert tflite_summary['num_images'] == 12
+    assert sum(n for n, _ in counts(want.summary)) > 0
+    for summary in (frozen_result.summary, got.summary, tflite_summary):
+        assert counts(summary) == counts(want.summary)
         for metric in ('voc07', 'voc12'):
-            assert result.metrics[metric] == pytest.approx(want.metrics[metric], abs=MAP_TOL)
+            assert summary['metrics'][metric] == pytest.approx(want.metrics[metric], abs=MAP_TOL)
     summary = json.load(open(tmp_path / 'ov' / 'results.json'))
     assert summary['exported_model']['kind'] == 'openvino_model'
     assert summary['global_step'] == want.global_step

@@ -85,9 +85,8 @@ def test_eval_says_a_wrong_checkpoint_path_before_describing_a_model(tmp_path):
 
 
 def test_eval_names_the_models_of_an_export_folder_it_evaluates(tmp_path):
-    """An export folder (as --exported_model or --checkpoint_path) and a TFLite model: the error
-    lists the folder's models that eval evaluates, and the file types it names are those eval
-    takes (.tflite was offered, then refused)."""
+    """An export folder (as --exported_model or --checkpoint_path): the error lists the folder's
+    models that eval evaluates, and the file types it names are those eval takes."""
     export = tmp_path / 'export'
     export.mkdir()
     inference_fixtures.write_users_own_models(export)
@@ -95,16 +94,12 @@ def test_eval_names_the_models_of_an_export_folder_it_evaluates(tmp_path):
     notes = tmp_path / 'notes.txt'
     notes.write_text('not a model')
     models = (
-        f'pass --exported_model={export}/frozen_graph.pb or --exported_model={export}/saved_model'
+        f'pass --exported_model={export}/frozen_graph.pb or --exported_model={export}/'
+        f'model_float.tflite or --exported_model={export}/saved_model'
     )
-    types = 'an OpenVINO .xml, a frozen graph .pb or a SavedModel folder'
+    types = 'an OpenVINO .xml, a frozen graph .pb, a SavedModel folder or a TFLite .tflite'
     cases = [
         ([f'--exported_model={export}'], f'{export}: an export folder, not one of its models'),
-        (
-            [f'--exported_model={export}/model_float.tflite'],
-            f'{export}/model_float.tflite: eval evaluates {types}, not TFLite (one image size '
-            f'per call)',
-        ),
         (
             [f'--checkpoint_path={export}'],
             f'{export}: an export folder, not a checkpoint (--checkpoint_path)',
