@@ -11,7 +11,8 @@ Per net and batch size, images/s of:
                  first batch's seconds are in the row beside it;
   input cached   the same, as the eval watcher's later evaluations run it: the split's decoded
                  input cached by a first evaluation (--input_cache_mb, `evaluation.input_cache`);
-and for each exported model (--exported: frozen_graph, openvino, openvino_int8):
+and for each exported model (--exported: any of export_ssd_network.py's --formats, e.g.
+frozen_graph, openvino, openvino_int8, tflite_float, tflite_int8):
   forward        the model on the split's decoded batches, held in memory (its preprocessing,
                  net and NMS inside: what a user's calls cost), OpenVINO in throughput mode as
                  eval_ssd_network.py opens it;
@@ -107,7 +108,7 @@ flags.DEFINE_list(
 flags.DEFINE_integer(
     'num_calibration_images',
     100,
-    'Calibration images of openvino_int8 (in --exported).',
+    'Calibration images of openvino_int8 and tflite_int8 (in --exported).',
     lower_bound=1,
     upper_bound=cli.MAX_CALIBRATION_IMAGES,
 )
@@ -321,8 +322,8 @@ def bench(model, card, prefix, dataset_dir, work_dir):
     if not FLAGS.exported:
         return rows
     calibration = None
-    if 'openvino_int8' in FLAGS.exported:  # calibrated on the split it is evaluated on, as a
-        # user would with only a test split; --num_calibration_images of them
+    if set(export.INT8_FORMATS) & set(FLAGS.exported):  # calibrated on the split it is
+        # evaluated on, as a user would with only a test split; --num_calibration_images of them
         calibration = export.representative_images(dataset, FLAGS.num_calibration_images)
     written = export.export(
         card,
