@@ -104,6 +104,15 @@ def main(_):
         # Before the folder is read: two exports into it would replace each other's files.
         lock = folder_lock.acquire(FLAGS.output_dir, '--output_dir', 'export')
         export.check_output_dir(FLAGS.output_dir, FLAGS.formats, FLAGS.overwrite)  # before work
+        int8 = [fmt for fmt in export.INT8_FORMATS if fmt in FLAGS.formats]
+        if int8 and not FLAGS.dataset_name:  # before the card is read and described
+            others = [fmt for fmt in FLAGS.formats if fmt not in int8]
+            leave_out = f', or leave them out: --formats={",".join(others)}' if others else ''
+            raise ValueError(
+                f'{" and ".join(int8)} {"need" if len(int8) > 1 else "needs"} calibration '
+                f'images: pass --dataset_name, --dataset_split_name and --dataset_dir (a '
+                f'split of training images){leave_out}.'
+            )
         dataset = None
         if FLAGS.dataset_name:
             dataset = dataset_factory.get_dataset(
@@ -111,16 +120,7 @@ def main(_):
             )
         card = cli.resolve_card(cli.ModelFlags.from_flags(), FLAGS.checkpoint_path, dataset)
         calibration = None
-        int8 = [fmt for fmt in export.INT8_FORMATS if fmt in FLAGS.formats]
         if int8:
-            if dataset is None:
-                others = [fmt for fmt in FLAGS.formats if fmt not in int8]
-                leave_out = f', or leave them out: --formats={",".join(others)}' if others else ''
-                raise ValueError(
-                    f'{" and ".join(int8)} {"need" if len(int8) > 1 else "needs"} calibration '
-                    f'images: pass --dataset_name, --dataset_split_name and --dataset_dir (a '
-                    f'split of training images){leave_out}.'
-                )
             calibration = export.representative_images(
                 dataset, FLAGS.num_calibration_images, card if FLAGS.fixed_size else None
             )

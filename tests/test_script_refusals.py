@@ -249,12 +249,14 @@ def test_export_of_int8_formats_without_a_dataset_names_the_flags_and_the_other_
     setup, tmp_path
 ):
     """The default formats include the int8 ones: without the dataset flags the refusal said
-    'need(s) calibration images'; it now also says which --formats leave them out. Nothing is
-    left in the new --output_dir's place."""
+    'need(s) calibration images'; it now also says which --formats leave them out, and comes
+    before the model card is described (`model <card>` on stdout). Nothing is left in the new
+    --output_dir's place."""
     out = tmp_path / 'new'
     proc = run_script(
         'export_ssd_network.py', f'--checkpoint_path={setup["prefix"]}', f'--output_dir={out}'
     )
+    assert proc.stdout == ''
     others = [f for f in export.FORMATS if f not in export.INT8_FORMATS]
     _refused(
         proc,
