@@ -246,6 +246,8 @@ def _evaluate_exported():
                 precision=detector.precision,
                 matrix_units=detector.matrix_units,
             )
+        elif kind == 'tflite_model':
+            description.update(precision=detector.precision)
         settings = _eval_settings(detector.card)
         exported.evaluate_exported(
             settings,

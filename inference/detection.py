@@ -732,7 +732,8 @@ class TFLiteDetector:
 
 class TFLiteImageDetector:
     """A `.tflite` export with its card, as `open_exported_model` gives the other kinds: `card`,
-    `run`, `run_padded` (evaluation), `detect`, `close`, a context manager.
+    `run`, `run_padded` (evaluation), `detect`, `close`, a context manager; `precision`: 'int8'
+    where the model holds int8 tensors (a tflite_int8 export's net), else 'float32'.
 
     A TFLite model's batch size B is static (the interpreter's input shape, as metadata
     `input.tflite_batch_size` records) and the images of one call must share one size. Each image
@@ -753,6 +754,8 @@ class TFLiteImageDetector:
         input_meta = meta.get('input')
         self.fixed_size = isinstance(input_meta, dict) and input_meta.get('any_size') is False
         self.path = path
+        tensors = self.model.interpreter.get_tensor_details()
+        self.precision = 'int8' if any(t['dtype'] == np.int8 for t in tensors) else 'float32'
 
     def run(self, images, outputs=DETECTION_OUTPUTS):
         """Batched outputs (numpy) for a list of uint8 RGB images `[H_i, W_i, 3]`."""

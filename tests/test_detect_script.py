@@ -359,6 +359,9 @@ def test_int8_model_writes_decodable_outputs(setup, exports):
         "detection settings of this run replace the card's: select_threshold 0.3 -> 0.66\n"
     ) in proc.stdout
     assert got['model']['detection']['select_threshold'] == 0.66
+    assert detection.TFLiteImageDetector(model).precision == 'int8'
+    float_model = str(exports['fixed'] / 'model_float.tflite')
+    assert detection.TFLiteImageDetector(float_model).precision == 'float32'
     reference = detection.TFLiteDetector(model)
     kept = removed = 0
     for entry in got['images']:

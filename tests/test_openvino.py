@@ -313,7 +313,14 @@ def test_evaluation_of_exports_equals_checkpoint(ov_export, ov_detector, records
     assert tflite.returncode == 0, tflite.stderr[-3000:]
     with open(tmp_path / 'tflite' / 'results.json') as f:
         tflite_summary = json.load(f)
-    assert tflite_summary['exported_model']['kind'] == 'tflite_model'
+    assert tflite_summary['exported_model'] == {
+        'kind': 'tflite_model',
+        'precision': 'float32',
+        'path': ov_export['written']['tflite_float'],
+    }
+    assert f'[eval] {ov_export["written"]["tflite_float"]} (tflite_model, float32): 12 ' in (
+        tflite.stdout
+    )
     assert tflite_summary['num_images'] == 12
     assert sum(n for n, _ in counts(want.summary)) > 0
     for summary in (frozen_result.summary, got.summary, tflite_summary):
