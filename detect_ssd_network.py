@@ -203,6 +203,12 @@ def check_model_source():
     given = f'--{flag}={path}'
     if not os.path.lexists(path):
         raise ValueError(f'{given}: no such file or folder; pass {KIND_NAMES[flag]}.')
+    folder = detection.saved_model_folder(path)
+    if folder:
+        raise ValueError(
+            f'{given} is the graph file of the SavedModel folder {folder}; pass '
+            f'--saved_model_dir={folder} (or --exported_model={folder}).'
+        )
     is_saved_model = os.path.isfile(os.path.join(path, 'saved_model.pb'))
     if flag == 'saved_model_dir' and not os.path.isdir(path):
         try:
@@ -514,12 +520,11 @@ def describe_source(detector):
         weights = ', the moving averages of its weights' if FLAGS.moving_average_decay else ''
         return f'checkpoint {prefix} (step {step}{weights})' + (f'\n{note}' if note else '')
     path = next(FLAGS[s].value for s in SOURCES[1:] if FLAGS[s].value)
-    try:
-        # Its step checked (an int, or None): a metadata.json's other value is a CardError
-        # naming the file.
+    # Its step checked (an int, or None): another value is a CardError naming the metadata. An
+    # OpenVINO IR may carry its metadata itself (the detector's `metadata`).
+    meta, meta_path = getattr(detector, 'metadata', None), path
+    if meta is None:
         meta, meta_path = card_lib.read_export_metadata(path)
-    except FileNotFoundError:  # an OpenVINO IR carrying its card in its runtime info
-        meta, meta_path = {}, None
     step = card_lib.export_step(meta, meta_path)
     exported = '' if step is None else f', exported at step {step}'
     return f'model {path}: {card_lib.describe(detector.card)}{exported}'

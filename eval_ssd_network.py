@@ -217,6 +217,16 @@ def _not_evaluated(path, problem, folder):
 
 def _exported_kind(path):
     """The kind of --exported_model, one that eval evaluates."""
+    if not os.path.lexists(path):
+        raise ValueError(
+            f'--exported_model={path}: no such file or folder; pass {EVALUATED_TYPES}.'
+        )
+    folder = detection.saved_model_folder(path)
+    if folder:
+        raise ValueError(
+            f'{path} is the graph file of the SavedModel folder {folder}; pass '
+            f'--exported_model={folder}.'
+        )
     kind = _kind_of(path)
     if kind in EVALUATED_KINDS:
         return kind

@@ -99,7 +99,10 @@ def evaluate_exported(
             f'An exported model warp-resizes its images itself; eval_resize '
             f'{settings.eval_resize!r} needs the checkpoint (--checkpoint_path).'
         )
-    meta, _ = card_lib.read_export_metadata(model_path)
+    # An OpenVINO IR may carry its metadata itself (the detector's `metadata`).
+    meta = getattr(detector, 'metadata', None)
+    if meta is None:
+        meta, _ = card_lib.read_export_metadata(model_path)
     card = detector.card
     dataset, class_names = evaluate.open_dataset(settings, card)
     step = card_lib.export_step(meta)

@@ -482,6 +482,11 @@ class Detector:
             card_lib.check_export_finished(metadata_path)
         graph_def = v1.GraphDef()
         data = safe_io.read_bytes(path, safe_io.SERIALIZED_MODEL_LIMIT, 'frozen graph')
+        if not data:  # parses as a GraphDef without nodes
+            raise ValueError(
+                f'{path}: an empty file (0 bytes), not a frozen GraphDef; export one with '
+                f'export_ssd_network.py.'
+            )
         try:
             graph_def.ParseFromString(data)
         except message.DecodeError as err:
@@ -493,9 +498,10 @@ class Detector:
         def tensor(name):
             return graph.get_tensor_by_name(name + ':0')
 
-        card = card_lib.load(
-            metadata_path or os.path.join(os.path.dirname(os.path.abspath(path)), METADATA_FILE)
-        )
+        if metadata_path:
+            card = card_lib.load(metadata_path)
+        else:  # beside the graph, or the error saying to copy it there
+            card = card_lib.from_dict(*card_lib.read_export_metadata(path))
         return cls(
             graph,
             v1.Session(graph=graph),
@@ -580,6 +586,17 @@ class Detector:
 
 
 EXPORTED_KINDS = ('openvino_model', 'frozen_graph', 'tflite_model', 'saved_model_dir')
+
+
+def saved_model_folder(path):
+    """The SavedModel folder whose graph file `path` is (`saved_model.pb` beside `variables/`),
+    else None: that file alone is no model (read as a frozen graph it is "corrupt")."""
+    folder = os.path.dirname(path) or '.'
+    if os.path.basename(path) == 'saved_model.pb' and os.path.isdir(
+        os.path.join(folder, 'variables')
+    ):
+        return folder
+    return None
 
 
 def exported_model_kind(path):
@@ -679,6 +696,11 @@ class TFLiteDetector:
     def __init__(self, path, num_threads=None):
         self.path = path
         content = safe_io.read_bytes(path, safe_io.SERIALIZED_MODEL_LIMIT, 'TFLite model')
+        if not content:  # TFLite's message: "`model_path` or `model_content` must be specified"
+            raise ValueError(
+                f'{path}: an empty file (0 bytes), not a TFLite model; export it with '
+                f'export_ssd_network.py --formats=tflite_float or tflite_int8.'
+            )
         check_tflite_survives(path, content, num_threads)
         try:
             with without_interpreter_notice():

@@ -398,6 +398,7 @@ class OpenVINODetector:
             )
         # OpenVINO computes in the precision chosen here, whatever the exported card says.
         self.card = card_lib.from_dict(meta, path).replace(compute_dtype='float32')
+        self.metadata = meta  # metadata.json beside the IR, or the card in its runtime info
         self.path = path
         self.requested_precision = precision
         self.model, self.config = model, config

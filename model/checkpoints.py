@@ -493,8 +493,9 @@ def resolve_checkpoint(path):
         if prefix is None and os.path.isfile(os.path.join(path, 'metadata.json')):
             raise FileNotFoundError(
                 f'{path} is an export folder of export_ssd_network.py (it holds metadata.json), '
-                f'not a checkpoint: give the checkpoint it was exported from, or run one of its '
-                f'model files as an export (--exported_model=<file>).'
+                f'not a checkpoint: give the checkpoint it was exported from (metadata.json\'s '
+                f'export.checkpoint.path); eval and detect also run its model files '
+                f'(--exported_model=<file>).'
             )
         if prefix is None:
             raise FileNotFoundError(

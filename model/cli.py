@@ -256,6 +256,13 @@ def check_anchor_sizes(model_name, preset):
         return
     presets = ssd_params_lib.ANCHOR_SIZE_PRESETS
     if model_name in presets:
+        nets = sorted(m for m, named in presets.items() if preset in named)
+        if nets and model_name not in nets:  # not a typo: another net's preset
+            raise ValueError(
+                f'--anchor_sizes={preset} is a preset of {", ".join(nets)}, not of '
+                f'{model_name}; the {model_name} presets are '
+                f'{", ".join(sorted(presets[model_name]))}.'
+            )
         check_choices(
             '--anchor_sizes', [preset], sorted(presets[model_name]), f'{model_name} preset'
         )
@@ -309,6 +316,8 @@ def apply_structure_flags(card, values, path, log, fix=None):
         if theirs == ours:
             continue
         if not values.override_model_card:
+            if name == 'num_classes':  # the card's summary line counts the classes alone
+                theirs = f'{theirs} ({theirs - 1} classes and the background)'
             raise card_lib.CardError(
                 f'--{name}={value} contradicts the model card {path}, which says {theirs}. Drop '
                 f'--{name} (the card describes the model), or '

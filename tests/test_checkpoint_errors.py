@@ -90,8 +90,9 @@ def test_an_export_folder_is_not_called_a_folder_without_checkpoints(tmp_path):
         checkpoints.resolve_checkpoint(str(tmp_path))
     assert str(err.value) == (
         f'{tmp_path} is an export folder of export_ssd_network.py (it holds metadata.json), not a '
-        f'checkpoint: give the checkpoint it was exported from, or run one of its model files as '
-        f'an export (--exported_model=<file>).'
+        f"checkpoint: give the checkpoint it was exported from (metadata.json's "
+        f'export.checkpoint.path); eval and detect also run its model files '
+        f'(--exported_model=<file>).'
     )
 
 

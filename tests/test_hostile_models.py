@@ -126,6 +126,14 @@ def test_frozen_graphs_and_tflite_models(tmp_path):
         detection.Detector.from_frozen_graph(str(junk))
     with pytest.raises(ValueError, match='junk.bin: TFLite cannot load it as a model'):
         detection.TFLiteDetector(str(junk))
+    # Empty: TFLite said "`model_path` or `model_content` must be specified"; a frozen graph
+    # parsed as one without nodes, then lacked every output.
+    empty = tmp_path / 'empty.bin'
+    empty.write_bytes(b'')
+    with pytest.raises(ValueError, match=r'empty.bin: an empty file \(0 bytes\), not a TFLite'):
+        detection.TFLiteDetector(str(empty))
+    with pytest.raises(ValueError, match=r'empty.bin: an empty file \(0 bytes\), not a frozen'):
+        detection.Detector.from_frozen_graph(str(empty))
 
 
 def test_detection_images(tmp_path):

@@ -182,12 +182,19 @@ def test_contradicting_flag_is_an_error_naming_flag_values_and_file(tmp_path):
     ):
         with pytest.raises(card_lib.CardError, match='contradicts the model card'):
             cli.resolve_card(flag, str(tmp_path), log=lines.append)
+    # The card's summary counts the classes without the background: so does the message.
+    with pytest.raises(card_lib.CardError) as info:
+        cli.resolve_card(cli.ModelFlags(num_classes=3), str(tmp_path), log=lines.append)
+    assert (
+        f'--num_classes=3 contradicts the model card {path}, which says 4 (3 classes and the '
+        in (str(info.value))
+    )
     # A preset of another net than the card's (a typo would have been refused with the flags).
     with pytest.raises(ValueError) as info:
         cli.resolve_card(cli.ModelFlags(anchor_sizes='caffe_voc'), str(tmp_path), log=lines.append)
     assert str(info.value) == (
-        "--anchor_sizes: unknown ssd_300_mobilenet preset 'caffe_voc'; the ssd_300_mobilenet "
-        'presets are mobilenet_ssd.'
+        '--anchor_sizes=caffe_voc is a preset of ssd_300_vgg, ssd_512_vgg, not of '
+        'ssd_300_mobilenet; the ssd_300_mobilenet presets are mobilenet_ssd.'
     )
     # Flags that agree with the card are fine; so are detection settings (logged).
     card = cli.resolve_card(

@@ -333,6 +333,28 @@ def test_evaluation_of_exports_equals_checkpoint(ov_export, ov_detector, records
     assert sorted(os.listdir(tmp_path / 'ov')) == sorted(os.listdir(tmp_path / 'ckpt'))
 
 
+def test_an_ir_without_metadata_json_is_evaluated_from_its_own_card(ov_export, records, tmp_path):
+    """The IR carries its card and export details (runtime info): detect ran it without the
+    metadata.json beside it, eval refused it ("no metadata.json beside it")."""
+    import shutil
+
+    lone = tmp_path / 'lone'
+    lone.mkdir()
+    for name in (openvino_model.FILE, openvino_model.BIN_FILE):
+        shutil.copy(os.path.join(ov_export['out'], name), lone)
+    xml = str(lone / openvino_model.FILE)
+    with openvino_model.OpenVINODetector(xml) as detector:
+        result = eval_exported.evaluate_exported(
+            _eval_settings(ov_export, records, batch_size=4),
+            detector,
+            xml,
+            str(tmp_path / 'eval'),
+            log=lambda _: None,
+        )
+    assert result.num_images == 12 and result.global_step == 0
+    assert result.checkpoint == xml
+
+
 def test_failing_model_stops_the_evaluation_threads(ov_export, ov_detector, records, tmp_path):
     """A model failing part-way: when its error reaches the caller, the decoding and model
     threads have stopped (not only once the error is forgotten), and the results folder the

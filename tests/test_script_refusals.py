@@ -197,6 +197,54 @@ def test_detect_names_the_flag_of_a_saved_model_or_a_model_file(setup, tmp_path)
     assert not out.exists()
 
 
+def test_a_saved_models_graph_file_or_a_missing_export_names_what_to_pass(setup, tmp_path):
+    """A SavedModel's saved_model.pb given as a model file: detect told to pass it as
+    --frozen_graph, and eval read it as a corrupt frozen graph. eval's missing --exported_model
+    was a bare `[Errno 2]` line (a folder name: "not a model eval evaluates by its file type");
+    a frozen graph copied without its metadata.json, `[Errno 2]` with the absolute path."""
+    saved = tmp_path / 'saved_model'
+    (saved / 'variables').mkdir(parents=True)
+    (saved / 'saved_model.pb').write_bytes(b'graph')
+    graph_file = saved / 'saved_model.pb'
+    out, eval_dir = tmp_path / 'det', tmp_path / 'eval'
+    detect = [f'--input={setup["images"]}', f'--output_dir={out}']
+    for flag in ('frozen_graph', 'saved_model_dir', 'exported_model'):
+        proc = run_script('detect_ssd_network.py', f'--{flag}={graph_file}', *detect)
+        _refused(
+            proc,
+            f'detect_ssd_network: error: --{flag}={graph_file} is the graph file of the '
+            f'SavedModel folder {saved}; pass --saved_model_dir={saved} (or '
+            f'--exported_model={saved}).',
+        )
+    evaluate = [f'--eval_dir={eval_dir}', f'--dataset_dir={tmp_path}']
+    proc = run_script('eval_ssd_network.py', f'--exported_model={graph_file}', *evaluate)
+    _refused(
+        proc,
+        f'eval_ssd_network: error: {graph_file} is the graph file of the SavedModel folder '
+        f'{saved}; pass --exported_model={saved}.',
+    )
+    for missing in ('nope.pb', 'nope'):
+        proc = run_script(
+            'eval_ssd_network.py', f'--exported_model={tmp_path / missing}', *evaluate
+        )
+        _refused(
+            proc,
+            f'eval_ssd_network: error: --exported_model={tmp_path / missing}: no such file or '
+            f'folder; pass an OpenVINO .xml, a frozen graph .pb, a SavedModel folder or a TFLite '
+            f'.tflite.',
+        )
+    lone = tmp_path / 'lone'
+    lone.mkdir()
+    shutil.copy(setup['export'] / 'frozen_graph.pb', lone)
+    proc = run_script('detect_ssd_network.py', f'--frozen_graph={lone}/frozen_graph.pb', *detect)
+    _refused(
+        proc,
+        f'detect_ssd_network: error: {lone}/frozen_graph.pb: no metadata.json beside it; copy the '
+        f'one export_ssd_network.py wrote with the model next to it.',
+    )
+    assert not out.exists() and not eval_dir.exists()
+
+
 # export_ssd_network.py: a non-empty --output_dir
 
 
@@ -404,24 +452,25 @@ def test_a_model_name_typo_is_refused_first_with_a_suggestion(setup, tmp_path, s
         (
             'train_ssd_network.py',
             ['--anchor_sizes=cafe_voc'],
-            f"unknown preset 'cafe_voc' (did you mean caffe_voc or caffe_coco?); the presets are "
-            f'{PRESETS}.',
+            "--anchor_sizes: unknown preset 'cafe_voc' (did you mean caffe_voc or caffe_coco?); "
+            f'the presets are {PRESETS}.',
         ),
         (
             'eval_ssd_network.py',
             ['--model_name=ssd_300_mobilenet', '--anchor_sizes=caffe_voc'],
-            "unknown ssd_300_mobilenet preset 'caffe_voc'; the ssd_300_mobilenet presets are "
-            'mobilenet_ssd.',
+            '--anchor_sizes=caffe_voc is a preset of ssd_300_vgg, ssd_512_vgg, not of '
+            'ssd_300_mobilenet; the ssd_300_mobilenet presets are mobilenet_ssd.',
         ),
         (
             'export_ssd_network.py',
             ['--anchor_sizes=mobilenet'],
-            f"unknown preset 'mobilenet' (did you mean mobilenet_ssd?); the presets are {PRESETS}.",
+            "--anchor_sizes: unknown preset 'mobilenet' (did you mean mobilenet_ssd?); the presets "
+            f'are {PRESETS}.',
         ),
         (
             'detect_ssd_network.py',
             ['--model_name=ssd_512_vgg', '--anchor_sizes=tf_port_voc'],
-            "unknown ssd_512_vgg preset 'tf_port_voc' (did you mean tf_port_coco?); the "
+            "--anchor_sizes: unknown ssd_512_vgg preset 'tf_port_voc' (did you mean tf_port_coco?); the "
             'ssd_512_vgg presets are caffe_coco, caffe_voc, tf_port_coco.',
         ),
     ],
@@ -430,6 +479,7 @@ def test_an_anchor_sizes_typo_is_refused_first_with_a_suggestion(
     setup, tmp_path, script, flags, message
 ):
     """An unknown --anchor_sizes preset was refused once the dataset was read (train) or the card
-    built, as "Unknown anchor size preset ...", without the flag's name or a suggestion. Without
-    --model_name the card names the net later: any net's presets pass the first check."""
-    _refused_first(setup, tmp_path, script, flags, f'--anchor_sizes: {message}')
+    built, as "Unknown anchor size preset ...", without the flag's name or a suggestion; another
+    net's preset is named as such. Without --model_name the card names the net later: any net's
+    presets pass the first check."""
+    _refused_first(setup, tmp_path, script, flags, message)
