@@ -454,15 +454,34 @@ def _first_line(err):
     return text.strip().splitlines()[0] if text.strip() else type(err).__name__
 
 
+# The files of export_ssd_network.py's models (inference/export.py FILES; this module is imported
+# by inference, not the reverse): given as a checkpoint, they are named as what they are.
+EXPORTED_MODEL_TYPES = {
+    '.pb': 'a frozen graph',
+    '.tflite': 'a TFLite model',
+    '.xml': 'an OpenVINO model',
+}
+
+
 def _check_readable(prefix, v1_file):
     """Opens the checkpoint's table (the `.index`, or the V1 file) as the readers will."""
     try:
         tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, OSError, ValueError, RuntimeError) as err:
         if v1_file:
+            what = EXPORTED_MODEL_TYPES.get(os.path.splitext(prefix)[1].lower())
+            if what:
+                raise CheckpointError(
+                    f'{prefix}: {what}, not a TensorFlow checkpoint: give the checkpoint it was '
+                    f'exported from (metadata.json\'s export.checkpoint.path); eval and detect '
+                    f'run it as it is (--exported_model={prefix}).'
+                ) from None
+            reason = _first_line(err)
+            if 'bad magic number' in reason:  # any other file: TF's advice is about restore ops
+                reason = 'its first bytes are not a checkpoint table\'s'
             raise CheckpointError(
                 f'{prefix}: not a TensorFlow checkpoint (no {os.path.basename(prefix)}.index '
-                f'beside it, and not a V1 checkpoint file either: {_first_line(err)}).'
+                f'beside it, and not a V1 checkpoint file either: {reason}).'
             ) from None
         raise CheckpointError(
             f'{prefix}.index: not a readable checkpoint index (corrupt or '

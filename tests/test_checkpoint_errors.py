@@ -40,8 +40,21 @@ def test_not_a_checkpoint_is_one_line(tmp_path):
     with pytest.raises(checkpoints.CheckpointError) as err:
         checkpoints.resolve_checkpoint(str(path))
     message = str(err.value)
-    assert message.startswith(f'{path}: not a TensorFlow checkpoint') and '\n' not in message
+    assert message == (
+        f'{path}: not a TensorFlow checkpoint (no photo.jpg.index beside it, and not a V1 '
+        "checkpoint file either: its first bytes are not a checkpoint table's)."
+    )
     assert isinstance(err.value, ValueError)  # what the scripts report as one line
+    # An export's model (a walkthrough: TF's "use a different restore operator" advice).
+    graph = tmp_path / 'frozen_graph.pb'
+    graph.write_bytes(b'\x0a\x05graph')
+    with pytest.raises(checkpoints.CheckpointError) as err:
+        checkpoints.resolve_checkpoint(str(graph))
+    assert str(err.value) == (
+        f"{graph}: a frozen graph, not a TensorFlow checkpoint: give the checkpoint it was "
+        f"exported from (metadata.json's export.checkpoint.path); eval and detect run it as it "
+        f'is (--exported_model={graph}).'
+    )
 
 
 def test_corrupt_index_is_one_line(good_checkpoint, tmp_path):
