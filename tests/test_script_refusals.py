@@ -483,3 +483,44 @@ def test_an_anchor_sizes_typo_is_refused_first_with_a_suggestion(
     net's preset is named as such. Without --model_name the card names the net later: any net's
     presets pass the first check."""
     _refused_first(setup, tmp_path, script, flags, message)
+
+
+# Flags absl refuses while parsing
+
+
+@pytest.mark.parametrize(
+    'script, flag, message',
+    [
+        (
+            'detect_ssd_network.py',
+            '--compute_dtype=bf16',
+            'flag --compute_dtype=bf16: value should be one of <float32|bfloat16|float16> (did '
+            'you mean bfloat16?)',
+        ),
+        (
+            'train_ssd_network.py',
+            '--batch_size=0',
+            'flag --batch_size=0: 0 is not a positive integer',
+        ),
+        (
+            'export_ssd_network.py',
+            '--checkpoint_path=ckpt',
+            'flag --output_dir=None: Flag --output_dir must have a value other than None',
+        ),
+    ],
+)
+def test_a_flag_absl_refuses_is_one_error_line_like_the_others(tmp_path, script, flag, message):
+    """absl's own form was two lines, `FATAL Flags parsing error: ...` and `Pass --helpshort or
+    --helpfull to see help on flags.`, beside the scripts' `<script>: error:` lines; an enum's
+    near miss got no suggestion, unlike --formats, --metrics and --model_name."""
+    out = {
+        'detect_ssd_network.py': [f'--input={tmp_path}', f'--output_dir={tmp_path}/out'],
+        'train_ssd_network.py': [f'--train_dir={tmp_path}/out'],
+        'export_ssd_network.py': [],
+    }[script]
+    proc = run_script(script, flag, *out)
+    _refused(
+        proc,
+        f'{script[: -len(".py")]}: error: {message}; --helpfull lists the flags.',
+    )
+    assert not (tmp_path / 'out').exists()

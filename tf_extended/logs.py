@@ -40,6 +40,7 @@ For the same scripts it also makes TensorFlow's import skip Keras (about 2 s of 
 """
 
 import atexit
+import difflib
 import logging as py_logging
 import os
 import re
@@ -348,10 +349,33 @@ def run(main, interrupted=None):
 
 
 def _parse_flags(argv):
-    """absl's parsing, then `expand_home` on the flags' values."""
-    remaining = app.parse_flags_with_usage(argv)
+    """absl's parsing, then `expand_home` on the flags' values. A flag absl refuses (an enum's
+    unknown value, a bound, a validator, a required flag) ends the script with one
+    `error_line`, as its other errors do (absl: `FATAL Flags parsing error: ...` and a second
+    line), with the closest of an enum's values."""
+    try:
+        remaining = flags.FLAGS(argv)
+    except flags.Error as error:
+        sys.stderr.write(error_line(flag_error_text(error)) + '\n')
+        raise SystemExit(1) from None
     expand_home(flags.FLAGS)
     return remaining
+
+
+_ENUM_ERROR = re.compile(r'flag --\w+=(.*): value should be one of <(.*)>$')
+
+
+def flag_error_text(error):
+    """absl's message of a refused flag on one line, with `(did you mean X?)` for an enum value
+    close to one of its choices, and where to see the flags."""
+    text = '; '.join(line.strip() for line in str(error).splitlines() if line.strip())
+    text = text.rstrip('.')
+    enum = _ENUM_ERROR.match(text)
+    if enum:
+        close = difflib.get_close_matches(enum.group(1), enum.group(2).split('|'), n=1)
+        if close:
+            text += f' (did you mean {close[0]}?)'
+    return f'{text}; --helpfull lists the flags.'
 
 
 def expand_home(flag_values):
