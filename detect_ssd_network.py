@@ -192,6 +192,15 @@ def check_model_source():
         )
     flag = sources[0]
     path = FLAGS[flag].value
+    kind = None if flag == 'checkpoint_path' else flag
+    if flag == 'exported_model':
+        try:
+            kind = detection.exported_model_kind(path)
+        except ValueError:  # refused below, or when it loads
+            pass
+    cli.check_precision_flags(
+        kind, {name for name in ('compute_dtype', 'openvino_precision') if FLAGS[name].present}
+    )
     if flag == 'checkpoint_path':
         return  # its own errors (model/checkpoints.py) name the files to pass
     if FLAGS.moving_average_decay:

@@ -349,6 +349,10 @@ def _check_flags():
     _check_watcher_flags()
     evaluate.check_metrics(FLAGS.metrics)
     cli.check_model_flags(cli.ModelFlags.from_flags())
+    cli.check_precision_flags(
+        (_kind_of(FLAGS.exported_model) or 'exported_model') if FLAGS.exported_model else None,
+        {name for name in ('compute_dtype', 'openvino_precision') if FLAGS[name].present},
+    )
 
 
 def _check_watcher_flags():

@@ -279,6 +279,28 @@ def check_detection_flags(values):
     )
 
 
+def check_precision_flags(kind, given):
+    """Raises ValueError for a precision flag that the model would ignore silently: `kind` is
+    the exported model's (`inference.detection.exported_model_kind`; None for a checkpoint),
+    `given` the names of the flags on the command line."""
+    if kind and 'compute_dtype' in given:
+        raise ValueError(
+            '--compute_dtype sets the arithmetic of the graph built from a checkpoint; an '
+            'exported model computes as it was exported (export_ssd_network.py '
+            '--compute_dtype), an OpenVINO model as --openvino_precision says.'
+        )
+    if kind != 'openvino_model' and 'openvino_precision' in given:
+        this = {
+            None: 'a checkpoint',
+            'frozen_graph': 'a frozen graph',
+            'saved_model_dir': 'a SavedModel',
+            'tflite_model': 'a TFLite model',
+        }.get(kind, 'not one')
+        raise ValueError(
+            f'--openvino_precision applies to an OpenVINO model (.xml); this model is {this}.'
+        )
+
+
 def check_model_flags(values):
     """The checks of the model flags (`values`: ModelFlags) that need no card, dataset or
     checkpoint, for a script to run with its flag checks: --model_name, --num_classes,

@@ -524,3 +524,49 @@ def test_a_flag_absl_refuses_is_one_error_line_like_the_others(tmp_path, script,
         f'{script[: -len(".py")]}: error: {message}; --helpfull lists the flags.',
     )
     assert not (tmp_path / 'out').exists()
+
+
+def test_a_precision_flag_the_model_would_ignore_is_refused(setup, tmp_path):
+    """--compute_dtype with an exported model, --openvino_precision with another than an
+    OpenVINO model: they ran in the model's own precision without a word (a user believed they
+    had measured bf16)."""
+    graph = setup['export'] / 'frozen_graph.pb'
+    out = tmp_path / 'out'
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--frozen_graph={graph}',
+        '--compute_dtype=bfloat16',
+        f'--input={setup["images"]}',
+        f'--output_dir={out}',
+    )
+    _refused(
+        proc,
+        'detect_ssd_network: error: --compute_dtype sets the arithmetic of the graph built from '
+        'a checkpoint; an exported model computes as it was exported (export_ssd_network.py '
+        '--compute_dtype), an OpenVINO model as --openvino_precision says.',
+    )
+    proc = run_script(
+        'eval_ssd_network.py',
+        f'--exported_model={graph}',
+        '--openvino_precision=bf16',
+        f'--eval_dir={out}',
+        f'--dataset_dir={tmp_path}',
+    )
+    _refused(
+        proc,
+        'eval_ssd_network: error: --openvino_precision applies to an OpenVINO model (.xml); this '
+        'model is a frozen graph.',
+    )
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        '--openvino_precision=bf16',
+        f'--input={setup["images"]}',
+        f'--output_dir={out}',
+    )
+    _refused(
+        proc,
+        'detect_ssd_network: error: --openvino_precision applies to an OpenVINO model (.xml); '
+        'this model is a checkpoint.',
+    )
+    assert not out.exists()
