@@ -146,6 +146,7 @@ def load_exported_detector():
         print(
             f'OpenVINO {FLAGS.openvino_precision} requested: computes in {detector.precision} '
             f'on this CPU ({detector.matrix_units})'
+            + (', its quantised convolutions in int8' if detector.int8 else '')
         )
     return detector
 

@@ -255,6 +255,7 @@ def _evaluate_exported():
                 requested_precision=FLAGS.openvino_precision,
                 precision=detector.precision,
                 matrix_units=detector.matrix_units,
+                **({'int8': True} if detector.int8 else {}),
             )
         elif kind == 'tflite_model':
             description.update(precision=detector.precision)

@@ -63,15 +63,17 @@ def _detection_batches(batches, detector):
 
 
 def log_name(model_path, description):
-    """What the log calls an evaluated export: `model_path (kind[, precision, matrix units])`
-    from `description` (see `evaluate_exported`); the precision asked for too where OpenVINO ran
-    another (a CPU without bf16 instructions)."""
+    """What the log calls an evaluated export: `model_path (kind[, precision][, int8
+    convolutions][, matrix units])` from `description` (see `evaluate_exported`); the precision
+    asked for too where OpenVINO ran another (a CPU without bf16 instructions)."""
     if not description:
         return model_path
     parts = [description['kind']]
     ran, asked = description.get('precision'), description.get('requested_precision')
     if ran:
         parts.append(ran if asked in (None, ran) else f'{ran} ({asked} asked)')
+    if description.get('int8'):  # an openvino_int8 IR
+        parts.append('int8 convolutions')
     if description.get('matrix_units'):
         parts.append(description['matrix_units'])
     return f'{model_path} ({", ".join(parts)})'

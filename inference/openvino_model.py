@@ -410,6 +410,8 @@ class OpenVINODetector:
                 f'export_ssd_network.py --formats=openvino.'
             ) from None
         self.precision = openvino_runtime.compiled_precision(self.compiled)
+        # An openvino_int8 IR: its convolutions run in int8 whatever `precision` says.
+        self.int8 = any(op.get_type_name() == 'FakeQuantize' for op in model.get_ops())
         self.matrix_units = openvino_runtime.cpu_matrix_units()['summary']
         if num_requests == 0:
             num_requests = int(self.compiled.get_property('OPTIMAL_NUMBER_OF_INFER_REQUESTS'))

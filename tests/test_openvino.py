@@ -294,6 +294,7 @@ def test_evaluation_of_exports_equals_checkpoint(ov_export, ov_detector, records
     assert eval_exported.log_name(
         'm.xml', {'kind': 'openvino_model', 'precision': 'fp32', 'requested_precision': 'bf16'}
     ) == ('m.xml (openvino_model, fp32 (bf16 asked))')
+    assert not ov_detector.int8
 
     # Seeded weights detect nothing real (mAP near 0), so the detections themselves are compared
     # too: per class, as many detections and true positives.
@@ -467,6 +468,12 @@ def test_int8_is_quantised_and_follows_fp32(ov_export, tmp_path):
     assert 'i8' in runtime or 'u8' in runtime, runtime
     with openvino_model.OpenVINODetector(path) as detector:
         got = detector.run(ov_export['images'], detection.OUTPUTS)
+        # Said by detect and eval (its precision hint is fp32's: it said "computes in fp32").
+        assert detector.int8 and detector.precision == 'fp32'
+    assert (
+        eval_exported.log_name(path, {'kind': 'openvino_model', 'precision': 'fp32', 'int8': True})
+        == f'{path} (openvino_model, fp32, int8 convolutions)'
+    )
     want = ov_export['reference']
     for key in detection.RAW_OUTPUTS:
         # Seen here: mean errors 3.5 % (boxes) and 0.7 % (scores) of the mean value,
