@@ -488,10 +488,16 @@ def get_dataset(
             )
             if unconverted:
                 hint = f' {unconverted}'
+            elif os.path.isfile(dataset_dir) and dataset_dir.endswith('.tfrecord'):
+                hint = (
+                    f' --dataset_dir is the folder of the records: pass '
+                    f'--dataset_dir={os.path.dirname(dataset_dir) or "."}.'
+                )
             else:
                 hint = (
-                    f' Its records are those of {" and of ".join(there)}: pass one of them (split '
-                    f'names are case-sensitive), or convert'
+                    f' Its records are those of {" and of ".join(there)}: pass '
+                    f'{"one of them" if len(there) > 1 else "it"} (split names are '
+                    f'case-sensitive), or convert'
                     if there
                     else ' Convert'
                 ) + f' the data with tf_convert_data.py --output_name={output_name}.'

@@ -158,8 +158,19 @@ def test_a_split_not_there_names_the_splits_that_are(converted, name, split, the
         dataset_factory.get_dataset(name, split, converted)
     prefix = dataset_factory._REGISTRY[name].prefix.format(split=split)
     assert str(info.value).endswith(
-        f'Its records are those {there}: pass one of them (split names are case-sensitive), or '
+        f'Its records are those {there}: pass it (split names are case-sensitive), or '
         f'convert the data with tf_convert_data.py --output_name={prefix}.'
+    )
+
+
+def test_a_record_file_as_dataset_dir_names_its_folder(converted):
+    """A shard given as --dataset_dir was told to convert the data."""
+    shard = os.path.join(converted, sorted(os.listdir(converted))[0])
+    with pytest.raises(FileNotFoundError) as info:
+        dataset_factory.get_dataset('pascalvoc_2012', 'val', shard)
+    assert str(info.value).endswith(
+        f'({shard} is a file, not a folder). --dataset_dir is the folder of the records: pass '
+        f'--dataset_dir={converted}.'
     )
 
 
