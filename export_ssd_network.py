@@ -105,13 +105,14 @@ def main(_):
         lock = folder_lock.acquire(FLAGS.output_dir, '--output_dir', 'export')
         export.check_output_dir(FLAGS.output_dir, FLAGS.formats, FLAGS.overwrite)  # before work
         int8 = [fmt for fmt in export.INT8_FORMATS if fmt in FLAGS.formats]
-        if int8 and not FLAGS.dataset_name:  # before the card is read and described
+        missing = [f'--{name}' for name in ('dataset_name', 'dataset_dir') if not FLAGS[name].value]
+        if int8 and missing:  # before the card is read and described
             others = [fmt for fmt in FLAGS.formats if fmt not in int8]
             leave_out = f', or leave them out: --formats={",".join(others)}' if others else ''
             raise ValueError(
                 f'{" and ".join(int8)} {"need" if len(int8) > 1 else "needs"} calibration '
-                f'images: pass --dataset_name, --dataset_split_name and --dataset_dir (a '
-                f'split of training images){leave_out}.'
+                f'images: pass {" and ".join(missing)} (the records of a split of training '
+                f'images, --dataset_split_name={FLAGS.dataset_split_name}){leave_out}.'
             )
         dataset = None
         if FLAGS.dataset_name:

@@ -309,8 +309,8 @@ def test_export_of_int8_formats_without_a_dataset_names_the_flags_and_the_other_
     _refused(
         proc,
         'export_ssd_network: error: tflite_int8 and openvino_int8 need calibration images: '
-        'pass --dataset_name, --dataset_split_name and --dataset_dir (a split of training '
-        f'images), or leave them out: --formats={",".join(others)}.',
+        'pass --dataset_name and --dataset_dir (the records of a split of training images, '
+        f'--dataset_split_name=train), or leave them out: --formats={",".join(others)}.',
     )
     assert not out.exists()
     proc = run_script(
@@ -318,11 +318,13 @@ def test_export_of_int8_formats_without_a_dataset_names_the_flags_and_the_other_
         f'--checkpoint_path={setup["prefix"]}',
         f'--output_dir={out}',
         '--formats=frozen_graph,tflite_int8',
+        f'--dataset_dir={tmp_path}',
+        '--dataset_split_name=trainval',
     )
     _refused(
         proc,
-        'export_ssd_network: error: tflite_int8 needs calibration images: pass --dataset_name, '
-        '--dataset_split_name and --dataset_dir (a split of training images), or leave them '
+        'export_ssd_network: error: tflite_int8 needs calibration images: pass --dataset_name (the '
+        'records of a split of training images, --dataset_split_name=trainval), or leave them '
         'out: --formats=frozen_graph.',
     )
 
