@@ -231,6 +231,9 @@ def check_choices(flag, values, known, noun):
     `noun`s a flag may name: formats, metrics, nets), suggesting the closest."""
     if not values:
         raise ValueError(f'{flag} is empty; give any of {", ".join(known)}.')
+    twice = sorted({str(value) for value in values if list(values).count(value) > 1})
+    if twice:  # it was done (and logged) twice
+        raise ValueError(f'{flag} names {", ".join(twice)} more than once; name each once.')
     for value in values:
         if value not in known:
             close = difflib.get_close_matches(str(value).lower(), known, n=2, cutoff=0.6)

@@ -152,6 +152,10 @@ def test_export_with_a_mistyped_format_says_it_in_one_line(tmp_path):
         export.check_formats(['frozen_graph', 'onnx'])
     with pytest.raises(ValueError, match=r'--formats is empty'):
         export.check_formats([])
+    # Exported (and logged) twice before.
+    with pytest.raises(ValueError) as err:
+        export.check_formats(['frozen_graph', 'tflite_float', 'frozen_graph'])
+    assert str(err.value) == '--formats names frozen_graph more than once; name each once.'
 
 
 def test_export_refuses_a_non_empty_folder(tmp_path):
