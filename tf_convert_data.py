@@ -202,6 +202,8 @@ def _convert():
         max_image_bytes=FLAGS.max_image_bytes,
         allow_outside_paths=FLAGS.allow_outside_paths,
     )
+    # A conversion replaces its earlier output of the same name (atomically): said, not silent.
+    earlier = _earlier_examples(convert.metadata_path(FLAGS.output_dir, FLAGS.output_name))
     metadata = convert.convert(
         sources,
         loader,
@@ -223,6 +225,24 @@ def _convert():
         len(metadata['files']),
         convert.metadata_path(FLAGS.output_dir, FLAGS.output_name),
     )
+    if earlier is not None:
+        logging.info(
+            'They replace the earlier %s records in %s (%s examples).',
+            FLAGS.output_name,
+            FLAGS.output_dir,
+            earlier,
+        )
+
+
+def _earlier_examples(metadata_path):
+    """The example count of an earlier conversion's metadata at `metadata_path` ('?' where it
+    cannot be read), or None where there is none."""
+    if not os.path.lexists(metadata_path):
+        return None
+    try:
+        return convert.read_metadata(metadata_path)[0]['num_examples']
+    except (ValueError, OSError):
+        return '?'
 
 
 def _check_output_dir():

@@ -184,3 +184,22 @@ def test_sigkill_leaves_no_complete_looking_output(tmp_path):
         1,
     )
     assert np.abs(first['image'].astype(int) - ref[:, :, ::-1].astype(int)).mean() < 1.5
+
+
+def test_a_rerun_says_what_it_replaced(tmp_path):
+    """A conversion into the name of an earlier one replaced its records without a word."""
+    root, out = str(tmp_path / 'VOC'), str(tmp_path / 'out')
+    _small_voc(root, 4)
+    args = [f'--dataset_dir={root}', f'--output_dir={out}', '--output_name=train']
+    first = _run_cli("--dataset_name=pascalvoc", *args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert 'They replace' not in first.stderr
+    _small_voc(str(tmp_path / 'VOC2'), 2)
+    again = _run_cli(
+        '--dataset_name=pascalvoc',
+        f'--dataset_dir={tmp_path / "VOC2"}',
+        f'--output_dir={out}',
+        '--output_name=train',
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f'They replace the earlier train records in {out} (4 examples).' in again.stderr
