@@ -122,6 +122,13 @@ def main(_):
         card = cli.resolve_card(cli.ModelFlags.from_flags(), FLAGS.checkpoint_path, dataset)
         calibration = None
         if int8:
+            if 'test' in FLAGS.dataset_split_name.lower():
+                print(
+                    f'note: calibrating {" and ".join(int8)} on split '
+                    f'{FLAGS.dataset_split_name}, which int8 models are usually evaluated on: '
+                    f'calibrate on training images (--dataset_split_name=train) to keep it unseen',
+                    flush=True,
+                )
             calibration = export.representative_images(
                 dataset, FLAGS.num_calibration_images, card if FLAGS.fixed_size else None
             )

@@ -470,8 +470,8 @@ def remove_stale_formats(output_dir, formats, earlier, log=print):
     """Removes the model files of formats other than `formats` that an earlier export into
     `output_dir` wrote (`earlier`: `earlier_exports` before this export): the new metadata.json
     beside them describes another model, whose card (classes, anchors, step) their loaders would
-    take. A SavedModel carries its own metadata and stays; files no record lists stay. Returns
-    the paths removed."""
+    take. A SavedModel carries its own metadata and stays (logged); files no record lists stay.
+    Returns the paths removed."""
     removed = []
     for fmt in BESIDE_METADATA:
         if fmt in formats:
@@ -487,6 +487,12 @@ def remove_stale_formats(output_dir, formats, earlier, log=print):
                     f'removed {path}: an earlier export\'s {fmt} ({earlier[name][1]}), not '
                     f'described by the new {detection.METADATA_FILE}'
                 )
+    name = FILES['saved_model']
+    if 'saved_model' not in formats and earlier.get(name, (None,))[0] == 'saved_model':
+        log(
+            f'kept {os.path.join(output_dir, name)}: an earlier export\'s SavedModel, described '
+            f'by its own assets.extra/{detection.METADATA_FILE} (delete it if it is not wanted)'
+        )
     return removed
 
 

@@ -192,6 +192,10 @@ def test_overwrite_removes_other_formats_left_beside_the_new_metadata(tmp_path):
     )
     removed = f'removed {out / "frozen_graph.pb"}: an earlier export\'s frozen_graph'
     assert [line for line in logged if line.startswith(removed)], logged
+    assert (
+        f"kept {out / 'saved_model'}: an earlier export's SavedModel, described by its own "
+        'assets.extra/metadata.json (delete it if it is not wanted)'
+    ) in logged
     export.export(spec, prefix, str(out), ['frozen_graph'], log=logged.append, overwrite=True)
     assert not (out / 'model_openvino.xml').exists() and not (out / 'model_openvino.bin').exists()
     assert (out / 'frozen_graph.pb').exists() and (out / 'notes.txt').read_text() == 'mine'

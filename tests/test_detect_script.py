@@ -113,6 +113,12 @@ def exports(setup):
         assert proc.returncode == 0, proc.stderr
         if '--fixed_size' in args:
             assert 'calibrating tflite_int8 on 4 images: all the split has' in proc.stdout
+            # The synthetic split is named test: the usual evaluation split.
+            assert (
+                'note: calibrating tflite_int8 on split test, which int8 models are usually '
+                'evaluated on: calibrate on training images (--dataset_split_name=train) to keep '
+                'it unseen'
+            ) in proc.stdout
         assert f'exporting {setup["prefix"]} (step 0): ' in proc.stdout
         assert not TF_CHATTER.search(proc.stdout + proc.stderr), proc.stdout + proc.stderr
     return dirs

@@ -327,7 +327,7 @@ def test_training_into_a_held_folder_is_refused(tmp_path):
 @pytest.mark.parametrize('case', ['lock_is_a_folder', 'parent_is_a_file'])
 def test_training_into_a_path_it_cannot_use_is_one_line(tmp_path, case):
     """A folder named .ssd.lock in --train_dir, or a --train_dir under a file: OSErrors other
-    than FileNotFoundError were tracebacks."""
+    than FileNotFoundError were tracebacks (then a bare `[Errno 20]` line for the latter)."""
     if case == 'lock_is_a_folder':
         train_dir = tmp_path / 'train'
         (train_dir / LOCK).mkdir(parents=True)
@@ -338,7 +338,10 @@ def test_training_into_a_path_it_cannot_use_is_one_line(tmp_path, case):
     else:
         (tmp_path / 'notes.txt').write_text('mine')
         train_dir = tmp_path / 'notes.txt' / 'train'
-        error = f"[Errno 20] Not a directory: '{train_dir}'"
+        error = (
+            f'--train_dir {train_dir}: cannot create it (Not a directory); choose a folder you can '
+            'write in.'
+        )
     proc = run_script(*_training(train_dir))
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1] == f'train_ssd_network: error: {error}'

@@ -188,7 +188,13 @@ def acquire(folder, flag, role):
         missing = os.path.dirname(missing)
     path = os.path.join(folder, LOCK_NAME)
     for _ in range(100):
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as err:  # the bare errno named neither the flag nor the folder
+            raise ValueError(
+                f'{flag} {folder}: cannot create it ({err.strerror or err}); choose a folder '
+                f'you can write in.'
+            ) from None
         try:
             fd = os.open(
                 path,
