@@ -188,6 +188,8 @@ def test_step_line_smoothed_terms_and_parse():
     end = hooks.end_line(summary, 'logs/x', 'model.ckpt-4', 'logs/x/model.json')
     assert end.startswith('training finished: 4 steps (to step 4) in 0:00:08, 2.0 images/s')
     assert 'final loss 1.5000' in end and 'logs/x/model.json' in end
+    one = hooks.end_line(dict(summary, steps=1), 'logs/x', 'model.ckpt-4', 'logs/x/model.json')
+    assert one.startswith('training finished: 1 step (to step 4) in ')  # was "1 steps"
 
 
 def test_resumed_run_counts_from_the_checkpoint_step():
@@ -237,3 +239,17 @@ def test_start_lines_say_what_how_and_where():
         assert part in text, part
     fresh = hooks.start_lines(card, 'new', dataset, settings, 1, None, None, ['total'])
     assert '; 100 steps = 20.0 epochs' in '\n'.join(fresh)
+
+
+def test_the_first_checkpoint_line_says_it_is_the_starting_point(monkeypatch):
+    """TF saves the resumed step again as the session starts: its bare "checkpoint saved:
+    model.ckpt-20" read as if step 20 had been trained again."""
+    lines = []
+    monkeypatch.setattr(hooks.logging, 'info', lambda fmt, *args: lines.append(fmt % args))
+    listener = hooks.CheckpointLogListener('logs/x/model.ckpt')
+    listener.after_save(None, 20)
+    listener.after_save(None, 30)
+    assert lines == [
+        'checkpoint saved: logs/x/model.ckpt-20 (the starting point, before the first step)',
+        'checkpoint saved: logs/x/model.ckpt-30',
+    ]

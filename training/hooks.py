@@ -83,14 +83,19 @@ TF_CHATTER = (
 
 
 class CheckpointLogListener(v1.train.CheckpointSaverListener):
-    """One log line per checkpoint written, instead of TF's three (which it hides)."""
+    """One log line per checkpoint written, instead of TF's three (which it hides). The first,
+    TF's save as the session starts, says it is the starting point: a resumed run's "checkpoint
+    saved: model.ckpt-N" of its resumed step read as if step N had been trained again."""
 
     def __init__(self, checkpoint_prefix):
         self._prefix = checkpoint_prefix
+        self._saved = False
         logs.drop_tensorflow_messages(*TF_CHATTER)
 
     def after_save(self, session, global_step_value):
-        logging.info('checkpoint saved: %s-%d', self._prefix, global_step_value)
+        start = '' if self._saved else ' (the starting point, before the first step)'
+        self._saved = True
+        logging.info('checkpoint saved: %s-%d%s', self._prefix, global_step_value, start)
 
 
 class FirstSavePastListener(v1.train.CheckpointSaverListener):
@@ -321,7 +326,8 @@ def end_line(summary, train_dir, checkpoint, card_file):
     loss = summary['loss'] or {}
     mean = summary['images_per_sec']
     return (
-        f'training finished: {summary["steps"]} steps (to step {summary["last_step"]}) in '
+        f'training finished: {summary["steps"]} step{"s" if summary["steps"] != 1 else ""} (to '
+        f'step {summary["last_step"]}) in '
         f'{format_duration(summary["seconds"])}'
         + (f', {mean:.1f} images/s on average' if mean else '')
         + (
