@@ -1,6 +1,7 @@
 """What a person reads of a training run: the step line (parsed back by `hooks.LOG_LINE`), the
 ETA on a machine whose speed alternates, the start and end summaries, one line per checkpoint."""
 
+import dataclasses
 import types
 
 import pytest
@@ -239,6 +240,14 @@ def test_start_lines_say_what_how_and_where():
         assert part in text, part
     fresh = hooks.start_lines(card, 'new', dataset, settings, 1, None, None, ['total'])
     assert '; 100 steps = 20.0 epochs' in '\n'.join(fresh)
+    # Polynomial and exponential decays span --num_epochs_per_decay (TF-Slim's), not the run: a
+    # walkthrough read "polynomial to 0.0001" as spanning it. 80 examples / 16 x 2 epochs.
+    for decay, part in (
+        ('polynomial', 'polynomial to 0.0001 over 10 steps (--num_epochs_per_decay=2), then '),
+        ('exponential', 'exponential x0.94 every 10 steps (--num_epochs_per_decay=2)'),
+    ):
+        other = dataclasses.replace(settings, learning_rate_decay_type=decay)
+        assert part in '\n'.join(hooks.start_lines(card, 'new', dataset, other, 1, None, None, []))
 
 
 def test_the_first_checkpoint_line_says_it_is_the_starting_point(monkeypatch):

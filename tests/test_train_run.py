@@ -595,6 +595,27 @@ def test_a_resume_is_recorded_after_its_first_checkpoint():
     assert calls == [1]
 
 
+def test_a_resumes_step_limit_changes_only_a_cosine_schedule(fp32_run):
+    """A polynomial decay spans --num_epochs_per_decay (TF-Slim's), not the run: a resume that
+    raised the step limit said the schedule went on "with the new values"."""
+    card = card_lib.load(os.path.join(fp32_run[0], 'model.json'))
+    data = card.provenance['dataset']
+    same = types.SimpleNamespace(
+        name=data['name'],
+        split_name=data['split'],
+        dataset_dir=data['dir'],
+        num_samples=data['num_examples'],
+    )
+    for decay, changed in (('polynomial', False), ('exponential', False), ('cosine', True)):
+        recorded = dict(card.provenance['settings'], learning_rate_decay_type=decay)
+        decayed = card.replace(provenance=dict(card.provenance, settings=recorded))
+        longer = trainer.TrainSettings(**dict(recorded, max_number_of_steps=60))
+        resumed, lines = trainer._resume_record(decayed, longer, same, 30)
+        assert bool(lines) == changed, (decay, lines)
+        if changed:
+            assert 'max_number_of_steps 30 -> 60' in lines[0][1]
+
+
 def test_a_resume_on_other_data_is_recorded_for_evaluation(fp32_run, tmp_path):
     """Resumed on the test split (an audit's mistake): evaluation on it then said nothing, the
     card naming the train split only. The card records the resume's data; trained_on reads it."""

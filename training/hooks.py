@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from model import card as card_lib
 from tf_extended import logs
+from training import optimization
 
 v1 = tf.compat.v1
 
@@ -272,8 +273,18 @@ def start_lines(
         f'{settings.optimizer}, learning rate {settings.learning_rate:g} '
         f'{settings.learning_rate_decay_type}'
     )
-    if settings.learning_rate_decay_type in ('cosine', 'polynomial'):
-        schedule += f' to {settings.end_learning_rate:g}'
+    decay = settings.learning_rate_decay_type
+    if decay in ('exponential', 'polynomial'):  # TF-Slim's: a length in epochs, not the run's
+        steps = optimization.decay_steps_per_epochs(
+            dataset.num_samples, settings.images_per_step, settings.num_epochs_per_decay
+        )
+        span = f'{steps} steps (--num_epochs_per_decay={settings.num_epochs_per_decay:g})'
+        if decay == 'exponential':
+            schedule += f' x{settings.learning_rate_decay_factor:g} every {span}'
+        else:
+            schedule += f' to {settings.end_learning_rate:g} over {span}, then constant'
+    if decay == 'cosine':
+        schedule += f' to {settings.end_learning_rate:g} over the run'
     if settings.learning_rate_decay_type == 'piecewise' and settings.boundaries:
         schedule += f' (boundaries {",".join(settings.boundaries)})'
     if settings.warmup_steps:

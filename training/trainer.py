@@ -363,10 +363,10 @@ def _resume_record(card, settings, dataset, step, path=card_lib.CARD_FILE):
         return card, []
     _, recorded, data = runs[-1]
     now = json.loads(json.dumps(dataclasses.asdict(settings)))
-    # The data line names the dataset; the step limit shapes only a cosine or polynomial decay
-    # (raising it is how a training goes on).
+    # The data line names the dataset; the step limit shapes only a cosine decay (raising it is
+    # how a training goes on; a polynomial one spans --num_epochs_per_decay, as TF-Slim's).
     ignored = _NOT_RECORDED_ON_RESUME | {'dataset_name', 'dataset_split_name'}
-    if settings.learning_rate_decay_type not in ('cosine', 'polynomial'):
+    if settings.learning_rate_decay_type != 'cosine':
         ignored = ignored | {'max_number_of_steps'}
     changes = {
         name: [recorded[name], value]
