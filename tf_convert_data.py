@@ -27,7 +27,6 @@ import os
 
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -155,14 +154,14 @@ def _verify():
 
 def _convert():
     if not FLAGS.dataset_name or not FLAGS.dataset_dir:
-        raise app.UsageError('--dataset_name and --dataset_dir are required (unless --verify).')
+        raise ValueError('--dataset_name and --dataset_dir are required (unless --verify).')
     _check_output_dir()
     limits = image_io.ImageLimits(
         max_pixels=FLAGS.max_image_pixels, max_bytes=FLAGS.max_image_bytes
     )
     if FLAGS.dataset_name == 'pascalvoc':
         if FLAGS.annotations_file:
-            raise app.UsageError('--annotations_file is for --dataset_name=coco.')
+            raise ValueError('--annotations_file is for --dataset_name=coco.')
         dirs = [d for d in FLAGS.dataset_dir.split(',') if d]
         _check_voc_inputs(dirs)
         class_names = (
@@ -181,9 +180,9 @@ def _convert():
         class_extra = None
     else:
         if not FLAGS.annotations_file:
-            raise app.UsageError('--dataset_name=coco needs --annotations_file (instances_*.json).')
+            raise ValueError('--dataset_name=coco needs --annotations_file (instances_*.json).')
         if FLAGS.labels_file or FLAGS.split:
-            raise app.UsageError(
+            raise ValueError(
                 '--labels_file and --split are for VOC; COCO classes and images come from the JSON.'
             )
         _check_coco_inputs()

@@ -301,3 +301,28 @@ def test_synthetic_help_shows_the_defaults_splits_and_labels(capsys):
         assert part in text, text
     # The module's example uses the default.
     assert f'--num_images {synthetic.DEFAULT_NUM_IMAGES} --seed 0' in synthetic.__doc__
+
+
+def test_converter_flag_combinations_are_one_error_line(tmp_path):
+    """A COCO conversion given VOC flags (or none of its own), a VOC one given --annotations_file:
+    absl's app.UsageError printed the 75-line --help, then a bare line."""
+    common = [f'--dataset_dir={tmp_path}', f'--output_dir={tmp_path / "out"}', '--output_name=x']
+    for flags, message in (
+        (
+            ['--dataset_name=coco', '--split=val', f'--annotations_file={tmp_path}/a.json'],
+            ('--labels_file and --split are for VOC; COCO classes and images come from the JSON.'),
+        ),
+        (
+            ['--dataset_name=coco'],
+            '--dataset_name=coco needs --annotations_file (instances_*.json).',
+        ),
+        (
+            ['--dataset_name=pascalvoc', f'--annotations_file={tmp_path}/a.json'],
+            '--annotations_file is for --dataset_name=coco.',
+        ),
+    ):
+        proc = run_script('tf_convert_data.py', *flags, *common, timeout=120)
+        assert proc.stderr.strip().splitlines() == [f'tf_convert_data: error: {message}'], (
+            proc.stderr[-2000:]
+        )
+        assert proc.returncode == 1 and proc.stdout == ''
