@@ -1072,8 +1072,8 @@ def check_resumable(prefix, var_map, card_path=None):
         hint = 'its moving averages: resume with its --moving_average_decay'
     elif theirs and theirs <= _slot_names(var_map, var_map):
         hint = (
-            'the optimizer state of variables this run would not train: resume with its '
-            '--trainable_scopes'
+            'the optimizer state of variables this run would not train: resume with the '
+            '--trainable_scopes it was trained with (none where it trained every variable)'
         )
     elif theirs or any(n in _OPTIMIZER_NON_SLOTS for n in dropped):
         hint = (

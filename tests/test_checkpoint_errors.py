@@ -354,8 +354,8 @@ def test_missing_variables_name_what_differs(tmp_path, saved, wanted, hint):
         (
             ['global_step', 'net/w', 'net/w/Adam', 'net/b', 'net/b/Adam'],
             ['global_step', 'net/w', 'net/w/Adam', 'net/b'],
-            'the optimizer state of variables this run would not train: resume with its '
-            '--trainable_scopes',
+            'the optimizer state of variables this run would not train: resume with the '
+            '--trainable_scopes it was trained with (none where it trained every variable)',
         ),
         # Resumed with an optimizer of fewer or no slots (sgd), not a narrower scope.
         (

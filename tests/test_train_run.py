@@ -475,8 +475,9 @@ def test_a_resume_that_would_drop_the_checkpoints_variables_is_refused(
     prefix = os.path.join(copy, 'model.ckpt-30')
     assert f'error: {prefix}: this run would drop ' in proc.stderr
     assert (
-        'the optimizer state of variables this run would not train: resume with its '
-        f'--trainable_scopes, or start a new --train_dir with --checkpoint_path={prefix}'
+        'the optimizer state of variables this run would not train: resume with the '
+        '--trainable_scopes it was trained with (none where it trained every variable), or start '
+        f'a new --train_dir with --checkpoint_path={prefix}'
     ) in proc.stderr
     assert _mtimes(copy) == files
 
