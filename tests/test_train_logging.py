@@ -262,3 +262,45 @@ def test_the_first_checkpoint_line_says_it_is_the_starting_point(monkeypatch):
         'checkpoint saved: logs/x/model.ckpt-20 (the starting point, before the first step)',
         'checkpoint saved: logs/x/model.ckpt-30',
     ]
+
+
+def test_fine_tuning_hints_are_for_runs_without_the_flags_they_name(tmp_path):
+    """'restore without them (--checkpoint_exclude_scopes or --exclude_mismatched_vars)' was
+    logged to runs that passed those flags."""
+    from model import card as card_lib
+    from training import trainer
+
+    import tensorflow as tf
+
+    card_lib.write(
+        str(tmp_path / 'model.json'),
+        card_lib.from_registry('ssd_300_mobilenet', class_names=('a', 'b', 'c', 'd', 'e')),
+    )
+    with tf.Graph().as_default():
+        tf.compat.v1.get_variable('w', initializer=1.0)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            tf.compat.v1.train.Saver().save(sess, str(tmp_path / 'model.ckpt'), global_step=1)
+    dataset = types.SimpleNamespace(
+        name='custom',
+        split_name='train',
+        dataset_dir='rec',
+        num_samples=8,
+        class_names=['x', 'y'],
+        num_classes=3,
+        metadata={},
+    )
+    for flags, hinted in (
+        ({}, True),
+        ({'exclude_mismatched_vars': True}, False),
+        ({'checkpoint_exclude_scopes': 'ssd_300_mobilenet/conv11_mbox_conf'}, False),
+    ):
+        lines = []
+        settings = trainer.TrainSettings(
+            train_dir=str(tmp_path / 'new'), checkpoint_path=str(tmp_path), **flags
+        )
+        card = trainer._new_card(settings, dataset, lines.append)
+        assert card.num_classes == 3
+        assert any(
+            'its class heads do not fit; restore without them' in line for line in lines
+        ) == (hinted), (flags, lines)

@@ -205,14 +205,16 @@ def _new_card(settings, dataset, log):
             detection=source.detection,
         )
         mismatch = card_lib.class_names_mismatch(source, names)
-        if mismatch:
+        # The hints say what to pass; said to users who passed it, they read as unheeded.
+        excluding = settings.checkpoint_exclude_scopes or settings.exclude_mismatched_vars
+        if mismatch and not excluding:
             log(
                 'the fine-tuned model (%s) and dataset %s/%s %s: its class heads are restored '
                 'for other classes; exclude them (--checkpoint_exclude_scopes) to learn them '
                 'anew, or convert the data with its labels file'
                 % (settings.checkpoint_path, dataset.name, dataset.split_name, mismatch)
             )
-        if source.num_classes != dataset.num_classes:
+        if source.num_classes != dataset.num_classes and not excluding:
             log(
                 'fine-tuning a %d-class model (%s) on %d classes: its class heads do not fit; '
                 'restore without them (--checkpoint_exclude_scopes or --exclude_mismatched_vars)'
