@@ -145,7 +145,7 @@ def test_watcher_stops_naming_the_records_and_leaves_no_results_folder(training,
     )
     assert line.startswith(
         f'eval_ssd_network: error: {shard}: reading the records failed evaluating model.ckpt-0 '
-        '(corrupted record at '
+        '(corrupted record at byte '
     ), line
     assert line.endswith(
         '); the watcher stops and nothing was written: fix or convert the data again '

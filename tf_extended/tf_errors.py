@@ -55,6 +55,8 @@ class RecordsError(ValueError):
     <when> (<reason>)`; the scripts add what is kept and what to do."""
 
     def __init__(self, records, reason, when=''):
+        # TF's "corrupted record at N" gives a byte offset; read as a record's index it misled.
+        reason = re.sub(r'\bcorrupted record at (\d+)\b', r'corrupted record at byte \1', reason)
         self.records, self.reason = records, reason
         super().__init__(
             f'{records}: reading the records failed {when + " " if when else ""}({reason})'
