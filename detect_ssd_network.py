@@ -11,7 +11,8 @@ r"""Runs an SSD detector on images, folders, globs or videos; writes annotated f
 
 One graph and one session for the whole run; images are batched (--batch_size, any sizes: the
 graph resizes them; the images of one batch are run in groups of one size, so no batch is
-padded to its largest image; a TFLite model runs them one per call, see `detection.TFLiteImageDetector`).
+padded to its largest image; a TFLite model runs them one per call, see
+`detection.TFLiteImageDetector`).
 Outputs in --output_dir: `<name>_det.<ext>` per image, `<name>_det.mp4` per video, and
 `detections.json`: per image its size and detections in ORIGINAL-image pixel coordinates
 (`xmin = box_xmin * width`, continuous, not clipped) with class name (`label`), the model's
@@ -170,9 +171,8 @@ def _models_in(folder):
     found = {}
     for name in names:
         path = os.path.join(folder, name)
-        try:
-            kind = detection.exported_model_kind(path)
-        except ValueError:
+        kind = detection.file_kind(path)
+        if kind is None:
             continue
         if kind == 'saved_model_dir' or os.path.isfile(path):
             found[path] = kind
@@ -194,14 +194,9 @@ def check_model_source():
     flag = sources[0]
     path = FLAGS[flag].value
     kind = None if flag == 'checkpoint_path' else flag
-    if flag == 'exported_model':
-        try:
-            kind = detection.exported_model_kind(path)
-        except ValueError:  # refused below, or when it loads
-            pass
-    cli.check_precision_flags(
-        kind, {name for name in ('compute_dtype', 'openvino_precision') if FLAGS[name].present}
-    )
+    if flag == 'exported_model':  # an unknown file type is refused below, or when it loads
+        kind = detection.file_kind(path) or flag
+    cli.check_precision_flags(kind)
     if flag == 'checkpoint_path':
         return  # its own errors (model/checkpoints.py) name the files to pass
     if FLAGS.moving_average_decay:
@@ -221,10 +216,7 @@ def check_model_source():
         )
     is_saved_model = os.path.isfile(os.path.join(path, 'saved_model.pb'))
     if flag == 'saved_model_dir' and not os.path.isdir(path):
-        try:
-            kind = detection.exported_model_kind(path)
-        except ValueError:
-            kind = None
+        kind = detection.file_kind(path)
         fix = f'pass --{kind}={path}' if kind else 'pass the saved_model folder an export wrote'
         raise ValueError(f'{given} is a file, not a SavedModel folder; {fix}.')
     if not os.path.isdir(path) or (

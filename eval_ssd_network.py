@@ -187,14 +187,6 @@ EVALUATED_KINDS = ('openvino_model', 'frozen_graph', 'saved_model_dir', 'tflite_
 EVALUATED_TYPES = 'an OpenVINO .xml, a frozen graph .pb, a SavedModel folder or a TFLite .tflite'
 
 
-def _kind_of(path):
-    """The export kind of `path` by its file type, or None when it is none."""
-    try:
-        return detection.exported_model_kind(path)
-    except ValueError:
-        return None
-
-
 def _is_export_folder(path):
     return os.path.isfile(os.path.join(path, card_lib.EXPORT_METADATA_FILE))
 
@@ -204,7 +196,7 @@ def _not_evaluated(path, problem, folder):
     that --exported_model evaluates in `folder` when it is an export folder."""
     names = sorted(os.listdir(folder)) if _is_export_folder(folder) else []
     models = [os.path.join(folder, n) for n in names]
-    models = [m for m in models if _kind_of(m) in EVALUATED_KINDS]
+    models = [m for m in models if detection.file_kind(m) in EVALUATED_KINDS]
     if models:
         fix = 'pass ' + ' or '.join(f'--exported_model={m}' for m in models)
     else:
@@ -227,7 +219,7 @@ def _exported_kind(path):
             f'{path} is the graph file of the SavedModel folder {folder}; pass '
             f'--exported_model={folder}.'
         )
-    kind = _kind_of(path)
+    kind = detection.file_kind(path)
     if kind in EVALUATED_KINDS:
         return kind
     folder = os.path.dirname(path) or '.'
@@ -351,8 +343,9 @@ def _check_flags():
     evaluate.check_metrics(FLAGS.metrics)
     cli.check_model_flags(cli.ModelFlags.from_flags())
     cli.check_precision_flags(
-        (_kind_of(FLAGS.exported_model) or 'exported_model') if FLAGS.exported_model else None,
-        {name for name in ('compute_dtype', 'openvino_precision') if FLAGS[name].present},
+        (detection.file_kind(FLAGS.exported_model) or 'exported_model')
+        if FLAGS.exported_model
+        else None
     )
 
 

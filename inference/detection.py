@@ -615,6 +615,14 @@ def exported_model_kind(path):
     return kind
 
 
+def file_kind(path):
+    """`exported_model_kind` of `path`, or None where its file type is none of an export's."""
+    try:
+        return exported_model_kind(path)
+    except ValueError:
+        return None
+
+
 def open_exported_model(
     path, kind=None, openvino_precision='fp32', num_threads=None, openvino_requests=1
 ):

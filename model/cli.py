@@ -282,17 +282,18 @@ def check_detection_flags(values):
     )
 
 
-def check_precision_flags(kind, given):
-    """Raises ValueError for a precision flag that the model would ignore silently: `kind` is
-    the exported model's (`inference.detection.exported_model_kind`; None for a checkpoint),
-    `given` the names of the flags on the command line."""
-    if kind and 'compute_dtype' in given:
+def check_precision_flags(kind, flag_values=None):
+    """Raises ValueError for a precision flag given on the command line (`flag_values`, default
+    absl's) that the model would ignore silently: `kind` is the exported model's
+    (`inference.detection.exported_model_kind`; None for a checkpoint)."""
+    flag_values = flag_values or flags.FLAGS
+    if kind and flag_values['compute_dtype'].present:
         raise ValueError(
             '--compute_dtype sets the arithmetic of the graph built from a checkpoint; an '
             'exported model computes as it was exported (export_ssd_network.py '
             '--compute_dtype), an OpenVINO model as --openvino_precision says.'
         )
-    if kind != 'openvino_model' and 'openvino_precision' in given:
+    if kind != 'openvino_model' and flag_values['openvino_precision'].present:
         this = {
             None: 'a checkpoint',
             'frozen_graph': 'a frozen graph',
