@@ -58,7 +58,12 @@ flags.DEFINE_string(
 flags.DEFINE_integer('samples_per_file', 200, 'Examples per shard.', lower_bound=1)
 flags.DEFINE_boolean('shuffle', True, 'Shuffle the example order (with --seed) before sharding.')
 flags.DEFINE_integer('seed', 0, 'Seed of the shuffle.')
-flags.DEFINE_integer('num_workers', None, 'Worker processes (default: all cores).', lower_bound=1)
+flags.DEFINE_integer(
+    'num_workers',
+    None,
+    'Worker processes (default: all cores; at most one per shard of --samples_per_file examples).',
+    lower_bound=1,
+)
 flags.DEFINE_boolean(
     'skip_bad_examples', False, 'Skip (and report) corrupt images/annotations instead of failing.'
 )
@@ -170,7 +175,9 @@ def _convert():
             else labels.VOC_CLASSES
         )
         sources = pascalvoc.list_examples(dirs, FLAGS.split, FLAGS.allow_outside_paths)
-        loader = pascalvoc.VocLoader(class_names, FLAGS.skip_unknown_classes, limits)
+        loader = pascalvoc.VocLoader(
+            class_names, FLAGS.skip_unknown_classes, limits, _labels_advice(dirs)
+        )
         description = {
             'dataset_name': 'pascalvoc',
             'dataset_dirs': [os.path.abspath(d) for d in dirs],
@@ -267,13 +274,39 @@ def _missing_with_parent(path):
     return said
 
 
+def _labels_advice(dirs):
+    """What the unknown-class error advises about the class list: without --labels_file, the
+    labels.txt of a --dataset_dir folder when there is one."""
+    found = (
+        []
+        if FLAGS.labels_file
+        else [f for f in (os.path.join(d, 'labels.txt') for d in dirs) if os.path.isfile(f)]
+    )
+    if found:
+        return (
+            f'pass --labels_file={found[0]} (the classes are the {len(labels.VOC_CLASSES)} of '
+            'Pascal VOC without it)'
+        )
+    return 'pass --labels_file with the full class list'
+
+
 def _check_voc_inputs(dirs):
-    """Each --dataset_dir a VOC folder, holding the --split file when --split is given."""
+    """Each --dataset_dir a VOC folder, named once, holding the --split file when --split is
+    given."""
     if not dirs:
         raise FileNotFoundError(
             f'--dataset_dir={FLAGS.dataset_dir!r} names no folder; expected {folders.VOC_EXPECTED} '
             f'or a comma-separated list of them.'
         )
+    seen = {}
+    for root in dirs:
+        other = seen.setdefault(os.path.realpath(root), root)
+        if other != root or dirs.count(root) > 1:
+            same = root if other == root else f'one folder ({other}, {root})'
+            raise ValueError(
+                f'--dataset_dir names {same} twice: its images would be converted twice; name '
+                'each folder once.'
+            )
     for root in dirs:
         problem = pascalvoc.folder_problem(root)
         if problem:

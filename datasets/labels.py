@@ -3,6 +3,7 @@
 Label ids are 1..K in list order; 0 is the background and is never written to a record.
 """
 
+import difflib
 import os
 import unicodedata
 
@@ -86,6 +87,13 @@ def case_note(name, class_names):
     if not variants:
         return None
     return f'differs only in case from the known class {" or ".join(variants)}'
+
+
+def close_note(name, class_names):
+    """For messages about an unknown class name: "did you mean 'person'?" when `name` is close to
+    known names (a typo), else None."""
+    close = difflib.get_close_matches(name, class_names, n=2, cutoff=0.75)
+    return f'did you mean {" or ".join(map(repr, close))}?' if close else None
 
 
 LABELS_FILE_EXPECTED = (

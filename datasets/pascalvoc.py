@@ -374,14 +374,20 @@ class VocLoader:
       class_names: tuple of class names, id = index + 1.
       skip_unknown_classes: drop objects of unknown classes (reported) instead of raising.
       image_limits: image_io.ImageLimits (pixels, bytes) an image must stay within.
+      labels_advice: what the unknown-class error advises about the class list.
     """
 
     def __init__(
-        self, class_names, skip_unknown_classes=False, image_limits=image_io.DEFAULT_LIMITS
+        self,
+        class_names,
+        skip_unknown_classes=False,
+        image_limits=image_io.DEFAULT_LIMITS,
+        labels_advice='pass --labels_file with the full class list',
     ):
         self.class_names = tuple(class_names)
         self.skip_unknown_classes = skip_unknown_classes
         self.image_limits = image_limits
+        self.labels_advice = labels_advice
         self._ids = {name: i + 1 for i, name in enumerate(self.class_names)}
 
     def __call__(self, source):
@@ -435,9 +441,10 @@ class VocLoader:
                             'as the annotations do, or pass --skip_unknown_classes to drop such '
                             'objects.'
                         )
+                    close = labels.close_note(name, self.class_names)
                     raise UnknownClassError(
-                        f'{known}. Fix the annotation, pass --labels_file with the full class '
-                        'list, or pass --skip_unknown_classes to drop such objects.'
+                        f'{known}{f": {close}" if close else "."} Fix the annotation, '
+                        f'{self.labels_advice}, or pass --skip_unknown_classes to drop such objects.'
                     )
                 note(
                     'unknown_class',

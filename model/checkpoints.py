@@ -6,6 +6,7 @@ into the prefix that `tf.compat.v1.train.Saver.restore` and `tf.train.load_check
 """
 
 import contextlib
+import difflib
 import glob
 import json
 import os
@@ -577,6 +578,26 @@ def filter_variables(variables, include_scopes=None, exclude_scopes=None):
     ]
 
 
+def check_scopes_match(flag, text, variables):
+    """Raises ValueError naming `flag` when one of its comma-separated scopes (`text`) contains
+    none of `variables`, suggesting the closest of their scopes: a typo would otherwise train, or
+    restore, what the user meant to leave out."""
+    names = [v.op.name for v in variables]
+    unmatched = [s for s in parse_scopes(text) if not any(in_scopes(n, [s]) for n in names)]
+    if not unmatched:
+        return
+    known = sorted({n.rsplit('/', k)[0] for n in names for k in range(1, n.count('/') + 1)})
+    hints = []
+    for scope in unmatched:
+        close = difflib.get_close_matches(scope, known, n=2, cutoff=0.6)
+        hints.append(f'{scope}' + (f' (did you mean {" or ".join(close)}?)' if close else ''))
+    raise ValueError(
+        f'{flag}: {", ".join(hints)} {"matches" if len(hints) == 1 else "match"} no variable of '
+        f'the model; a scope is a leading part of variable names, such as '
+        f'{_layer_scope(names[-1])}.'
+    )
+
+
 def rewrite_leading_scope(name, scope, new_scope):
     """`name` with its leading `scope` replaced by `new_scope` (on the scope boundary only);
     names outside `scope` are returned unchanged."""
@@ -763,7 +784,8 @@ def plan_restore(
             raise ValueError(
                 'Shapes differ between the model and the checkpoint: %d variable(s): %s. Exclude '
                 'them with --checkpoint_exclude_scopes=%s or pass '
-                '--exclude_mismatched_vars.' % (len(mismatched), listing, ','.join(scopes))
+                '--exclude_mismatched_vars.'
+                % (len(mismatched), listing, ','.join(parse_scopes(exclude_scopes) + scopes))
             )
         log(
             'Shapes differ, left at their initial values: %d variable(s) in %d scope(s) (%s): %s'

@@ -137,6 +137,17 @@ def test_voc_unknown_name_without_a_case_variant_keeps_the_plain_error(tmp_path)
     )
 
 
+def test_voc_unknown_name_close_to_a_known_one_names_it(tmp_path):
+    root, xml_path = _voc_xml(tmp_path, _with_name('persn'))
+    with pytest.raises(convert.UnknownClassError) as err:
+        fx.convert_voc([root], str(tmp_path / 'out'))
+    assert str(err.value) == (
+        f"{xml_path}: object 1 has class name 'persn', which is not among the 20 known classes "
+        f'({", ".join(VOC)}): did you mean \'person\'? Fix the annotation, pass --labels_file '
+        'with the full class list, or pass --skip_unknown_classes to drop such objects.'
+    )
+
+
 def test_voc_class_list_is_matched_exactly(tmp_path):
     """A class list may hold 'Dog' and 'dog' as two classes: each name gets its own id."""
     root, _ = _voc_xml(tmp_path, _with_name('Dog'))

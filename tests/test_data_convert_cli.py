@@ -86,6 +86,32 @@ def test_cli_unknown_class_exits_with_clear_error(tmp_path):
     )
     assert 'Traceback' not in err
     assert not [n for n in os.listdir(tmp_path / 'out') if not n.startswith('.')]
+    # The folder's own labels.txt, when no --labels_file was given: pointed at.
+    with open(os.path.join(root, 'labels.txt'), 'w') as f:
+        f.write('unicorn\n')
+    proc = _run_cli(
+        '--dataset_name=pascalvoc',
+        f'--dataset_dir={root}',
+        f'--output_dir={tmp_path / "out"}',
+        '--output_name=data',
+    )
+    assert proc.returncode == 1
+    assert (
+        f'Fix the annotation, pass --labels_file={root}/labels.txt (the classes are the 20 of '
+        'Pascal VOC without it), or pass --skip_unknown_classes'
+    ) in proc.stderr
+    # One folder named twice (by two names): its images would be converted twice.
+    proc = _run_cli(
+        '--dataset_name=pascalvoc',
+        f'--dataset_dir={root},{root}/',
+        f'--output_dir={tmp_path / "out"}',
+        '--output_name=data',
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().endswith(
+        f'tf_convert_data: error: --dataset_dir names one folder ({root}, {root}/) twice: its '
+        'images would be converted twice; name each folder once.'
+    )
 
 
 def test_rerun_replaces_every_earlier_shard(tmp_path):

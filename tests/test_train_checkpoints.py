@@ -312,6 +312,13 @@ def test_class_count_change_names_scopes_or_excludes(tmp_path):
             for layer in ('conv11', 'conv13', 'conv14_2', 'conv15_2', 'conv16_2', 'conv17_2')
         ]
         assert '--checkpoint_exclude_scopes=' + ','.join(sorted(conf_scopes)) in message
+        # Excluding other scopes already: the hint names them too (it read as replacing them).
+        with pytest.raises(ValueError) as info:
+            checkpoints.plan_restore(
+                variables, shapes, 'ssd_300_mobilenet', exclude_scopes='ssd_300_mobilenet/conv17_2/'
+            )
+        excluding = ['ssd_300_mobilenet/conv17_2'] + sorted(conf_scopes)
+        assert '--checkpoint_exclude_scopes=' + ','.join(excluding) + ' or' in str(info.value)
         items, warnings = _plan_excluding_mismatched(variables, shapes)
         skipped = {v.op.name for v in variables} - {i.name for i in items}
         assert skipped == {s + suffix for s in conf_scopes for suffix in ('/weights', '/biases')}
@@ -319,6 +326,30 @@ def test_class_count_change_names_scopes_or_excludes(tmp_path):
         sess, _ = _restore(prefix, items)
         for item, value in zip(items, sess.run([i.variable for i in items])):
             np.testing.assert_array_equal(value, saved[item.name])
+
+
+def test_a_scope_that_matches_no_variable_is_refused_with_the_closest():
+    """A typo in --checkpoint_exclude_scopes restored what it meant to leave out, silently; one in
+    --trainable_scopes among others trained the rest."""
+    with tf.Graph().as_default():
+        variables = _mobilenet_variables(7)
+        checkpoints.check_scopes_match(
+            '--x', 'ssd_300_mobilenet/conv13/,ssd_300_mobilenet', variables
+        )
+        checkpoints.check_scopes_match('--x', None, variables)
+        with pytest.raises(ValueError) as info:
+            checkpoints.check_scopes_match(
+                '--checkpoint_exclude_scopes',
+                'ssd_300_mobilenet/conv11_mbox_conf,ssd_300_mobilenet/conv11_mbox_cnf,nothing',
+                variables,
+            )
+    assert str(info.value) == (
+        '--checkpoint_exclude_scopes: ssd_300_mobilenet/conv11_mbox_cnf (did you mean '
+        'ssd_300_mobilenet/conv11_mbox_conf or ssd_300_mobilenet/conv13_mbox_conf?), nothing match '
+        'no variable of the model; a scope is a leading part of variable names, such as '
+        + variables[-1].op.name.rsplit('/', 1)[0]
+        + '.'
+    )
 
 
 def test_excluding_mismatched_variables_of_another_model_says_so_in_short(tmp_path):

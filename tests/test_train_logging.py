@@ -220,7 +220,7 @@ def test_start_lines_say_what_how_and_where():
         'logs/x/model.json',
         dataset,
         settings,
-        123456,
+        (123456, 123456),
         'logs/x/model.ckpt-50',
         50,
         ['total', 'cross_entropy_neg', 'localization', 'regularization'],
@@ -238,7 +238,7 @@ def test_start_lines_say_what_how_and_where():
         'total = cross_entropy_neg + localization + regularization',
     ):
         assert part in text, part
-    fresh = hooks.start_lines(card, 'new', dataset, settings, 1, None, None, ['total'])
+    fresh = hooks.start_lines(card, 'new', dataset, settings, (1, 1), None, None, ['total'])
     assert '; 100 steps = 20.0 epochs' in '\n'.join(fresh)
     # Polynomial and exponential decays span --num_epochs_per_decay (TF-Slim's), not the run: a
     # walkthrough read "polynomial to 0.0001" as spanning it. 80 examples / 16 x 2 epochs.
@@ -247,7 +247,9 @@ def test_start_lines_say_what_how_and_where():
         ('exponential', 'exponential x0.94 every 10 steps (--num_epochs_per_decay=2)'),
     ):
         other = dataclasses.replace(settings, learning_rate_decay_type=decay)
-        assert part in '\n'.join(hooks.start_lines(card, 'new', dataset, other, 1, None, None, []))
+        assert part in '\n'.join(
+            hooks.start_lines(card, 'new', dataset, other, (1, 1), None, None, [])
+        )
 
 
 def test_the_first_checkpoint_line_says_it_is_the_starting_point(monkeypatch):
@@ -304,3 +306,27 @@ def test_fine_tuning_hints_are_for_runs_without_the_flags_they_name(tmp_path):
         assert any(
             'its class heads do not fit; restore without them' in line for line in lines
         ) == (hinted), (flags, lines)
+
+
+def test_parameter_counts_are_those_trained_and_all_trainable():
+    """The start line counted every trainable variable whatever --trainable_scopes said."""
+    import tensorflow as tf
+
+    from model import card as card_lib
+    from training import trainer
+
+    v1 = tf.compat.v1
+    with tf.Graph().as_default():
+        with v1.variable_scope('net/head'):
+            v1.get_variable('w', shape=[3, 3, 8, 4])
+            v1.get_variable('b', shape=[4])
+        with v1.variable_scope('net/base'):
+            v1.get_variable('w', shape=[5, 7])
+        v1.get_variable('not_trained', shape=[100], trainable=False)
+        settings = trainer.TrainSettings(trainable_scopes='net/head')
+        assert trainer.parameter_counts(settings) == (3 * 3 * 8 * 4 + 4, 3 * 3 * 8 * 4 + 4 + 35)
+        assert trainer.parameter_counts(trainer.TrainSettings()) == (327, 327)
+    card = card_lib.from_registry('ssd_300_mobilenet')
+    dataset = types.SimpleNamespace(name='voc', split_name='t', dataset_dir='r', num_samples=8)
+    text = '\n'.join(hooks.start_lines(card, 'new', dataset, settings, (292, 327), None, None, []))
+    assert '; 292 of its 327 trainable parameters trained (--trainable_scopes=net/head);' in text

@@ -265,7 +265,8 @@ def start_lines(
     card, card_path, dataset, settings, num_parameters, resume_from, resume_step, loss_terms
 ):
     """The lines that open a training log: what is trained on what, how, and where it goes
-    (`card_path`: the model card's file, or how a new one is named)."""
+    (`card_path`: the model card's file, or how a new one is named; `num_parameters`: the
+    parameters trained and all the model's trainable ones, see trainer.parameter_counts)."""
     images = settings.batch_size * settings.num_clones
     steps_per_epoch = dataset.num_samples / images if images else 0
     total = settings.max_number_of_steps
@@ -308,9 +309,15 @@ def start_lines(
         else f'every {settings.save_interval_secs} s'
     )
     terms = ' + '.join(t for t in loss_terms if t != 'total')
+    trained, trainable = num_parameters
+    parameters = f'{trained:,} trainable parameters'
+    if trained != trainable:
+        parameters = (
+            f'{trained:,} of its {trainable:,} trainable parameters trained '
+            f'(--trainable_scopes={settings.trainable_scopes})'
+        )
     return [
-        f'model: {card_lib.describe(card)}; {num_parameters:,} trainable parameters; card '
-        f'{card_path}',
+        f'model: {card_lib.describe(card)}; {parameters}; card {card_path}',
         f'data: {dataset.name} split {dataset.split_name} in {dataset.dataset_dir}, '
         f'{dataset.num_samples} examples; batch {settings.batch_size}'
         + (f' x {settings.num_clones} clones' if settings.num_clones > 1 else '')

@@ -264,10 +264,12 @@ def _new_card(settings, dataset, log):
     return card.replace(card_id=card_lib.new_card_id(), provenance=provenance)
 
 
-def resolve_model_card(settings, dataset, resume_from=None, log=logging.info):
+def resolve_model_card(settings, dataset, resume_from=None, log=logging.warning):
     """(card, path of an existing card or None) of this run.
 
-    Resuming (a card in train_dir): that card; a model setting that contradicts it is a
+    `log`: callable(str) for the cautions (a card not used, classes or widths that do not fit the
+    fine-tuned checkpoint, --override_model_card's changes). Resuming (a card in train_dir): that
+    card; a model setting that contradicts it is a
     CardError naming the setting, both values, the file and the way out (a new --train_dir; for
     the card of a run stopped before its first checkpoint, no `resume_from`: deleting it, as it
     describes no weights; it is not replaced silently, since a watcher or the cluster's other
@@ -675,13 +677,12 @@ def build_train_op(settings, deploy, net, iterator, num_samples, cluster=Cluster
     with v1.device(deploy.optimizer_device()):
         rate = learning_rate(settings, global_step, num_samples)
         opt, replication = optimizer(settings, rate, dtype, cluster)
+    checkpoints.check_scopes_match(
+        '--trainable_scopes', settings.trainable_scopes, v1.trainable_variables()
+    )
     variables_to_train = checkpoints.filter_variables(
         v1.trainable_variables(), include_scopes=settings.trainable_scopes
     )
-    if not variables_to_train:
-        raise UsageError(
-            '--trainable_scopes=%s matches no trainable variable.' % settings.trainable_scopes
-        )
     total_loss, grads_and_vars = model_deploy.optimize_clones(
         clones, opt, var_list=variables_to_train
     )
@@ -720,6 +721,11 @@ def fine_tune_restorer(settings, net):
     if not settings.checkpoint_path:
         return None
     prefix = checkpoints.resolve_checkpoint(settings.checkpoint_path)
+    checkpoints.check_scopes_match(
+        '--checkpoint_exclude_scopes',
+        settings.checkpoint_exclude_scopes,
+        slim.get_model_variables(),
+    )
     shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     items = checkpoints.plan_restore(
         slim.get_model_variables(),
@@ -825,7 +831,7 @@ def _reached_last_step(settings, resume_from, step):
             card_lib.load(path),
             _model_flags(settings),
             path,
-            logging.info,
+            logging.warning,
             'train in a new --train_dir',
         )
     logging.info(
@@ -839,6 +845,14 @@ def _reached_last_step(settings, resume_from, step):
     if checkpoints.training_finished(settings.train_dir) is None:
         checkpoints.mark_training_finished(settings.train_dir)
     return True
+
+
+def parameter_counts(settings):
+    """(trained, trainable): the parameters this run trains (--trainable_scopes) and all the
+    model's trainable ones."""
+    trainable = v1.trainable_variables()
+    trained = checkpoints.filter_variables(trainable, include_scopes=settings.trainable_scopes)
+    return tuple(sum(v.shape.num_elements() for v in group) for group in (trained, trainable))
 
 
 def resume_line(resume_from, checkpoint_path, cluster):
@@ -1021,7 +1035,7 @@ def _train(settings, cluster, config, master):
             card_path or 'new, %s' % os.path.join(settings.train_dir, card_lib.CARD_FILE),
             dataset,
             settings,
-            sum(v.shape.num_elements() for v in v1.trainable_variables()),
+            parameter_counts(settings),
             resume_from,
             resume_from and checkpoints.checkpoint_step_from_name(resume_from),
             log_tensors['losses'],
