@@ -30,7 +30,7 @@ flags.DEFINE_string(
     'model_card',
     None,
     'VOC: the class names of a model card (the model.json of a '
-    'train dir, export or converted checkpoint) when --labels_file is not given.',
+    'train dir, export or converted checkpoint, or that folder) when --labels_file is not given.',
 )
 flags.DEFINE_string('competition', 'comp4', 'VOC: results file prefix (comp3 or comp4).')
 flags.DEFINE_float('iou_threshold', 0.5, 'VOC: IoU of a true positive.')

@@ -312,7 +312,7 @@ def _check_voc_inputs(dirs):
         if problem:
             raise FileNotFoundError(f'--dataset_dir: {problem}.')
         if FLAGS.split is not None:
-            problem = pascalvoc.split_problem(root, FLAGS.split)
+            problem = pascalvoc.split_problem(root, FLAGS.split, '--split')
             if problem:
                 raise FileNotFoundError(f'--split={FLAGS.split}: {problem}.')
 

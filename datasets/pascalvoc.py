@@ -111,23 +111,23 @@ def folder_problem(root):
     return said
 
 
-def split_problem(root, split):
+def split_problem(root, split, optional_flag=None):
     """What is wrong with the split file of `split` in the VOC folder `root`, as a message without
-    its final period, or None when ImageSets/Main/<split>.txt is a file."""
+    its final period, or None when ImageSets/Main/<split>.txt is a file. `optional_flag`: the
+    flag that, left out, takes every annotation instead (the converter's --split), for the hint."""
     split_path = os.path.join(root, 'ImageSets', 'Main', f'{split}.txt')
     if os.path.isfile(split_path):
         return None
     main_dir = os.path.join(root, 'ImageSets', 'Main')
+    every = f'leave {optional_flag} out to take every annotation of Annotations/'
     if not os.path.isdir(main_dir):
-        return (
-            f'{split_path}: split file not found ({root} has no ImageSets/Main/ folder, so no '
-            f'split files); leave the split out to take every annotation of Annotations/'
-        )
-    have = sorted(n[:-4] for n in os.listdir(main_dir) if n.endswith('.txt') and '_' not in n)
-    return (
-        f'{split_path}: split file not found (splits present: {have}); choose one of them (the '
-        f'converter also takes every annotation when its --split is left out)'
-    )
+        problem = f'{root} has no ImageSets/Main/ folder, so no split files)'
+        fix = f'; {every}'
+    else:
+        have = sorted(n[:-4] for n in os.listdir(main_dir) if n.endswith('.txt') and '_' not in n)
+        problem = f'splits present: {have}); choose one of them'
+        fix = f', or {every}'
+    return f'{split_path}: split file not found ({problem}' + (fix if optional_flag else '')
 
 
 def list_examples(dataset_dirs, split=None, allow_outside_paths=False):

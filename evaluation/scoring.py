@@ -14,6 +14,7 @@ lines are not contiguous (e.g. sorted by score).
 """
 
 import os
+import re
 
 from absl import logging
 import numpy as np
@@ -70,6 +71,27 @@ def read_voc_ground_truth(annotation_path, class_ids):
     )
 
 
+def _results_subfolders(folder, prefix):
+    """The folders directly in `folder` that hold a file named `prefix...`, 'best' last, the
+    others in natural order (model.ckpt-9 before model.ckpt-10)."""
+
+    def names(path):
+        try:
+            return os.listdir(path)
+        except OSError:  # not a folder, or unreadable
+            return []
+
+    found = [
+        name
+        for name in names(folder)
+        if any(f.startswith(prefix) for f in names(os.path.join(folder, name)))
+    ]
+    return sorted(
+        found,
+        key=lambda n: (n == 'best', [int(t) if t.isdigit() else t for t in re.split(r'(\d+)', n)]),
+    )
+
+
 def score_voc_results(
     results_dir,
     voc_dir,
@@ -118,6 +140,15 @@ def score_voc_results(
     )
     missing = [names[label] for label, dets in detections.items() if dets.missing]
     if len(missing) == len(names):
+        inside = _results_subfolders(results_dir, f'{competition}_det_{split}_')
+        if inside:
+            # An eval watcher's --eval_dir: one folder per checkpoint, and best/.
+            raise ValueError(
+                f'{results_dir}: no results file here, but its folders {", ".join(inside[:4])}'
+                f'{", ..." if len(inside) > 4 else ""} hold some (an eval watcher\'s --eval_dir '
+                f'has one per checkpoint): pass one of them as --results_dir, e.g. '
+                f'--results_dir={os.path.join(results_dir, inside[-1])}.'
+            )
         raise ValueError(
             f'{results_dir}: no results file for any of the {len(names)} classes; {expected}, '
             f'and check --split, --competition and the class list.'

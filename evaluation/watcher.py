@@ -856,11 +856,14 @@ def _watch(
     stale_grace = max(STALE_MARKER_GRACE_SECS, 2 * interval_secs)
     restart_seen = None
     fill_input = True
-    while True:
+
+    def fill_input_cache():
         # Before any evaluation, and again when the records changed: the split's input is
-        # decoded alone (the watcher's first checkpoint may be there already: a trainer writes
-        # one at step 0, seconds after its card), so every evaluation takes it from memory. A
-        # read that fails here (the records, or a transient error) is left to the evaluations.
+        # decoded alone (while the trainer trains, or before the first pending checkpoint), so
+        # every evaluation takes it from memory; not when the watcher stops at once (a finished
+        # training). A read that fails here (the records, or a transient error) is left to the
+        # evaluations.
+        nonlocal fill_input
         if fill_input:
             try:
                 evaluator.fill_input_cache(log)
@@ -870,7 +873,11 @@ def _watch(
                     f'[watch] the input cache is not filled ({type(err).__name__}: '
                     f'{tf_errors.reason(err)}); the evaluations decode the split.'
                 )
+
+    while True:
         pending = [(p, m) for p, m in _scan(checkpoint_dir) if not handled(p, m)]
+        if pending:
+            fill_input_cache()
         for prefix, mtime in pending:
             entry = _handle(settings, prefix, mtime, **context)
             written.append(entry)
@@ -939,6 +946,7 @@ def _watch(
                 )
             log(f'[watch] no new checkpoint in {checkpoint_dir} for {timeout_secs:g} s; stopping.')
             return written
+        fill_input_cache()
         wait = (
             interval_secs
             if timeout_secs is None

@@ -401,7 +401,19 @@ def _card_of_caffe_config(config, model_name, source):
 
 
 def load(path):
-    """Reads a card (`model.json`, an export's metadata.json, or an old `<prefix>.json`)."""
+    """Reads a card (`model.json`, an export's metadata.json, or an old `<prefix>.json`; a
+    folder: the card `find_for_checkpoint` finds there, or its metadata.json)."""
+    if os.path.isdir(path):
+        found = find_for_checkpoint(path)
+        if found is None and os.path.isfile(os.path.join(path, EXPORT_METADATA_FILE)):
+            found = os.path.join(path, EXPORT_METADATA_FILE)
+        if found is None:
+            raise CardError(
+                f'{path}: a folder without a model card ({CARD_FILE}, an export\'s '
+                f'{EXPORT_METADATA_FILE}, or a checkpoint\'s <prefix>{CHECKPOINT_CARD_SUFFIX}); '
+                'pass the card file.'
+            )
+        path = found
     meta = read_json_object(path, 'model card')
     if 'normalisation' in meta:
         return from_dict(meta, path)

@@ -108,8 +108,8 @@ def define_model_flags(select_threshold=None, select_threshold_help=None):
     flags.DEFINE_string(
         'model_card',
         None,
-        'A model card (model.json) to use instead of the one '
-        'found beside the checkpoint; the JSON older caffe_to_tensorflow.py '
+        'A model card (model.json, or the folder holding it: a train dir, an export) to use '
+        'instead of the one found beside the checkpoint; the JSON older caffe_to_tensorflow.py '
         'versions wrote (<ckpt>.json) is read too.',
     )
     flags.DEFINE_alias('model_config', 'model_card')

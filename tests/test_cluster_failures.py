@@ -366,15 +366,15 @@ def test_resume_line_is_the_chiefs_only():
     from training import trainer
 
     worker, chief = _cluster(index=1), _cluster(index=0)
-    assert trainer.resume_line('/t/model.ckpt-10', None, worker) == (
-        'The chief resumes the model (model.ckpt-10 is in --train_dir); this worker restores '
-        "nothing: it trains the parameter servers' variables from their step."
+    assert trainer.resume_line('/t/model.ckpt-10', 10, None, worker) == (
+        'the chief resumes the model (model.ckpt-10, step 10, is in --train_dir); this worker '
+        "restores nothing: it trains the parameter servers' variables from their step"
     )
-    assert trainer.resume_line('/t/model.ckpt-10', 'vgg.ckpt', chief) == (
-        'Resuming from /t/model.ckpt-10 (found in --train_dir); --checkpoint_path vgg.ckpt is '
-        'ignored.'
+    assert trainer.resume_line('/t/model.ckpt-10', 10, 'vgg.ckpt', chief) == (
+        'resuming from /t/model.ckpt-10 (step 10, found in --train_dir); --checkpoint_path '
+        'vgg.ckpt is ignored'
     )
     # Without --checkpoint_path: no 'None is ignored' on every resume.
-    assert trainer.resume_line('/t/model.ckpt-10', None, chief) == (
-        'Resuming from /t/model.ckpt-10 (found in --train_dir).'
+    assert trainer.resume_line('/t/model.ckpt-10', 10, None, chief) == (
+        'resuming from /t/model.ckpt-10 (step 10, found in --train_dir)'
     )

@@ -222,13 +222,13 @@ CONVERTER_CASES = {
     'split_missing': (
         ['--dataset_name=pascalvoc', '--dataset_dir={voc}', '--split=Train'],
         "--split=Train: {voc}/ImageSets/Main/Train.txt: split file not found (splits present: "
-        "['test', 'train', 'trainval', 'val']); choose one of them (the converter also takes "
-        'every annotation when its --split is left out).',
+        "['test', 'train', 'trainval', 'val']); choose one of them, or leave --split out to take "
+        'every annotation of Annotations/.',
     ),
     'split_without_imagesets': (
         ['--dataset_name=pascalvoc', '--dataset_dir={devkit}/VOC2007', '--split=train'],
         '--split=train: {devkit}/VOC2007/ImageSets/Main/train.txt: split file not found '
-        '({devkit}/VOC2007 has no ImageSets/Main/ folder, so no split files); leave the split '
+        '({devkit}/VOC2007 has no ImageSets/Main/ folder, so no split files); leave --split '
         'out to take every annotation of Annotations/.',
     ),
     'annotations_file_missing': (

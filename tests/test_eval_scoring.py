@@ -218,3 +218,30 @@ def test_usage_errors_are_one_line(args, message):
     proc = run_script('score_detections.py', *args)
     assert proc.returncode == 1 and proc.stdout == ''
     assert proc.stderr.splitlines() == [f'score_detections: error: {message}']
+
+
+def test_a_watchers_eval_dir_points_at_its_checkpoint_folders(voc, tmp_path):
+    """An eval watcher's --eval_dir holds one results folder per checkpoint (and best/): given as
+    --results_dir it was 'no results file for any of the 2 classes'."""
+    root, results = voc
+    eval_dir = tmp_path / 'eval'
+    for name in ('model.ckpt-10', 'model.ckpt-9', 'best', 'empty'):
+        (eval_dir / name).mkdir(parents=True)
+    for name in ('model.ckpt-10', 'model.ckpt-9', 'best'):
+        os.link(
+            os.path.join(results, 'comp4_det_test_cat.txt'),
+            eval_dir / name / 'comp4_det_test_cat.txt',
+        )
+    (eval_dir / 'ledger.jsonl').write_text('')
+    with pytest.raises(ValueError) as info:
+        scoring.score_voc_results(str(eval_dir), root, 'test', ('cat', 'dog'))
+    assert str(info.value) == (
+        f"{eval_dir}: no results file here, but its folders model.ckpt-9, model.ckpt-10, best hold "
+        "some (an eval watcher's --eval_dir has one per checkpoint): pass one of them as "
+        f'--results_dir, e.g. --results_dir={eval_dir}/best.'
+    )
+    # The folder it names scores as the results themselves.
+    assert (
+        scoring.score_voc_results(str(eval_dir / 'best'), root, 'test', ('cat', 'dog')).map_voc07
+        == scoring.score_voc_results(results, root, 'test', ('cat', 'dog')).map_voc07
+    )

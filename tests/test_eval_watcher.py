@@ -331,6 +331,11 @@ def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
     )
     assert [e['checkpoint'] for e in entries] == ['model.ckpt-10', 'model.ckpt-20']
     assert 'the trainer finished at step 20' in lines[-1]
+    # Restarted on the finished training: it stops at once, without decoding the split for its
+    # input cache first.
+    again = []
+    assert watcher.watch(settings, train_dir, eval_dir, input_cache_mb=64, log=again.append) == []
+    assert again[-1] == lines[-1] and not [line for line in again if 'input cache' in line]
     # A resumed run that has not removed the marker yet (it does once its graph is built): the
     # marker is older than its lock, so the watcher waits for its checkpoints. It stopped at once.
     marker = os.path.join(train_dir, checkpoints.FINISHED_MARKER)

@@ -167,6 +167,26 @@ def test_find_for_a_converters_folder_is_its_checkpoints_card(tmp_path):
     assert card_lib.find_for_checkpoint(str(tmp_path)) == str(tmp_path / 'model.json')
 
 
+def test_a_folder_as_the_card_is_the_card_found_in_it(tmp_path):
+    """--model_card=<train dir or export folder> (score_detections, eval, detect): a train dir's
+    model.json, an export's metadata.json; a folder without one names what it looked for."""
+    train_dir, export_dir, empty = (tmp_path / n for n in ('train', 'export', 'empty'))
+    for folder in (train_dir, export_dir, empty):
+        folder.mkdir()
+    card_lib.write(str(train_dir / card_lib.CARD_FILE), _card())
+    card_lib.write(
+        str(export_dir / card_lib.EXPORT_METADATA_FILE), _card().replace(card_id='exported')
+    )
+    assert card_lib.load(str(train_dir)) == _card()
+    assert card_lib.load(str(export_dir)).card_id == 'exported'
+    with pytest.raises(card_lib.CardError) as info:
+        card_lib.load(str(empty))
+    assert str(info.value) == (
+        f"{empty}: a folder without a model card (model.json, an export's metadata.json, or a "
+        "checkpoint's <prefix>.model.json); pass the card file."
+    )
+
+
 def test_contradicting_flag_is_an_error_naming_flag_values_and_file(tmp_path):
     path = card_lib.write(str(tmp_path / 'model.json'), _card())
     lines = []

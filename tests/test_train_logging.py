@@ -221,8 +221,8 @@ def test_start_lines_say_what_how_and_where():
         dataset,
         settings,
         (123456, 123456),
-        'logs/x/model.ckpt-50',
         50,
+        'resuming from logs/x/model.ckpt-50 (step 50, found in --train_dir)',
         ['total', 'cross_entropy_neg', 'localization', 'regularization'],
     )
     text = '\n'.join(lines)
@@ -234,7 +234,7 @@ def test_start_lines_say_what_how_and_where():
         '10 warm-up steps',
         '100 steps, 50 to go = 10.0 epochs at this batch',
         'output: logs/x (checkpoints every 50 steps',
-        'resuming from logs/x/model.ckpt-50 (step 50)',
+        'resuming from logs/x/model.ckpt-50 (step 50, found in --train_dir)',
         'total = cross_entropy_neg + localization + regularization',
     ):
         assert part in text, part

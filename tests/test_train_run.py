@@ -294,7 +294,7 @@ def test_sigkill_at_fixed_points_then_resume_continues_exactly(dataset_dir, tmp_
         else:
             # The previous run's latest checkpoint was restored: it is re-saved at the start with
             # every variable (weights, Adam slots, global step, BN statistics) unchanged.
-            assert 'Resuming from %s' % resumed_from in result.stderr, where
+            assert 'resuming from %s (step' % resumed_from in result.stderr, where
             assert logged[0] == _step(resumed_from) + 1, where
             after = _tensors(resumed_from)
             assert sorted(after) == sorted(before), where
@@ -324,7 +324,7 @@ def test_resuming_a_copied_folder_reads_and_cleans_only_its_own_checkpoints(
     trainer's before it wrote relative ones) resumes from its own latest checkpoint, and
     max_to_keep deletes the copy's old checkpoints, not the original folder's (TF's resume took
     the state file's list as written). A copy without a state file resumes too (TF started from
-    scratch while the trainer said 'Resuming from')."""
+    scratch while the trainer said 'resuming from')."""
     original, copy = str(tmp_path / 'original'), str(tmp_path / 'copy')
     shutil.copytree(fp32_run[0], original)
     old = os.path.join(original, 'model.ckpt-30')
@@ -349,7 +349,7 @@ def test_resuming_a_copied_folder_reads_and_cleans_only_its_own_checkpoints(
     assert {n: os.path.getmtime(os.path.join(original, n)) for n in os.listdir(original)} == files
     assert not os.path.exists(os.path.join(copy, 'model.ckpt-30.index'))  # its own max_to_keep
     assert sorted(_losses(resumed.stderr)) == [31, 32]  # from step 30, not from scratch
-    assert 'Resuming from %s' % os.path.join(copy, 'model.ckpt-30') in resumed.stderr
+    assert 'resuming from %s (step 30' % os.path.join(copy, 'model.ckpt-30') in resumed.stderr
     assert 'Rewrote %s' % os.path.join(copy, 'checkpoint') in resumed.stderr
     # TF's v1 deprecation notice when max_to_keep removes a checkpoint (3 lines, once a run).
     assert 'remove_checkpoint' not in resumed.stderr and 'Instructions for' not in resumed.stderr

@@ -262,11 +262,12 @@ class LoggingHook(v1.train.SessionRunHook):
 
 
 def start_lines(
-    card, card_path, dataset, settings, num_parameters, resume_from, resume_step, loss_terms
+    card, card_path, dataset, settings, num_parameters, resume_step, resume_text, loss_terms
 ):
     """The lines that open a training log: what is trained on what, how, and where it goes
     (`card_path`: the model card's file, or how a new one is named; `num_parameters`: the
-    parameters trained and all the model's trainable ones, see trainer.parameter_counts)."""
+    parameters trained and all the model's trainable ones, see trainer.parameter_counts;
+    `resume_step`, `resume_text`: a resume's step and line, see trainer.resume_line, or None)."""
     images = settings.batch_size * settings.num_clones
     steps_per_epoch = dataset.num_samples / images if images else 0
     total = settings.max_number_of_steps
@@ -326,8 +327,8 @@ def start_lines(
         f'output: {settings.train_dir} (checkpoints {saves}, {settings.max_to_keep} kept; '
         f'model card model.json)',
         (
-            f'resuming from {resume_from} (step {resume_step})'
-            if resume_from
+            resume_text
+            if resume_text
             else 'starting a new run'
             + (f' from {settings.checkpoint_path}' if settings.checkpoint_path else '')
         ),

@@ -855,17 +855,18 @@ def parameter_counts(settings):
     return tuple(sum(v.shape.num_elements() for v in group) for group in (trained, trainable))
 
 
-def resume_line(resume_from, checkpoint_path, cluster):
-    """The log line of a resume: the chief (or a lone process) restores `resume_from`; another
-    worker restores nothing (it trains the parameter servers' variables from their step)."""
+def resume_line(resume_from, step, checkpoint_path, cluster):
+    """The start line of a resume at `step`: the chief (or a lone process) restores
+    `resume_from`; another worker restores nothing (it trains the parameter servers' variables
+    from their step)."""
     if not cluster.is_chief:
         return (
-            f'The chief resumes the model ({os.path.basename(resume_from)} is in --train_dir); '
-            'this worker restores nothing: it trains the parameter servers\' variables from '
-            'their step.'
+            f'the chief resumes the model ({os.path.basename(resume_from)}, step {step}, is in '
+            '--train_dir); this worker restores nothing: it trains the parameter servers\' '
+            'variables from their step'
         )
     ignored = f'; --checkpoint_path {checkpoint_path} is ignored' if checkpoint_path else ''
-    return f'Resuming from {resume_from} (found in --train_dir){ignored}.'
+    return f'resuming from {resume_from} (step {step}, found in --train_dir){ignored}'
 
 
 def train(settings):
@@ -1003,9 +1004,7 @@ def _train(settings, cluster, config, master):
             checkpoints.check_resumable(
                 resume_from, {v.op.name: v for v in v1.global_variables()}, card_path
             )
-        if resume_from is not None:
-            logging.info('%s', resume_line(resume_from, settings.checkpoint_path, cluster))
-        elif cluster.is_chief:
+        if resume_from is None and cluster.is_chief:
             restorer = fine_tune_restorer(settings, net)
         scaffold = v1.train.Scaffold(
             # Relative paths in the `checkpoint` state file: a copy of the folder then names its
@@ -1030,14 +1029,16 @@ def _train(settings, cluster, config, master):
             listeners,
             epoch_origin=None if epochs is None else (resume_step, epochs),
         )
+        # Every worker's: others do not read the checkpoint (resume_step is the chief's).
+        named_step = resume_from and checkpoints.checkpoint_step_from_name(resume_from)
         for line in hooks_lib.start_lines(
             card,
             card_path or 'new, %s' % os.path.join(settings.train_dir, card_lib.CARD_FILE),
             dataset,
             settings,
             parameter_counts(settings),
-            resume_from,
-            resume_from and checkpoints.checkpoint_step_from_name(resume_from),
+            named_step,
+            resume_from and resume_line(resume_from, named_step, settings.checkpoint_path, cluster),
             log_tensors['losses'],
         ):
             logging.info('%s', line)
