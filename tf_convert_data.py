@@ -182,7 +182,7 @@ def _convert():
             'dataset_name': 'pascalvoc',
             'dataset_dirs': [os.path.abspath(d) for d in dirs],
             'split': FLAGS.split,
-            'labels_file': FLAGS.labels_file,
+            'labels_file': FLAGS.labels_file and os.path.abspath(FLAGS.labels_file),
         }
         class_extra = None
     else:

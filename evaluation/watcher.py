@@ -329,9 +329,12 @@ def write_history(ledger, eval_dir, run=None, title=None, best_metric=None):
     vs step, titled `title`, the best checkpoint by `best_metric` marked)."""
     entries = sorted(ledger.evaluated(run), key=lambda e: e['step'])
     metrics = sorted({m for e in entries for m in e['metrics']})
-    class_columns = sorted(
-        {(rule, name) for e in entries for rule, aps in e['class_ap'].items() for name in aps}
-    )
+    # Per metric, the classes in label order (each entry's class_ap is), as the tables list them.
+    class_columns = [
+        (rule, name)
+        for rule in sorted({rule for e in entries for rule in e['class_ap']})
+        for name in dict.fromkeys(n for e in entries for n in e['class_ap'].get(rule, {}))
+    ]
     text = io.StringIO()
     out = csv.writer(text, lineterminator='\n')
     out.writerow(

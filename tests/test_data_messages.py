@@ -11,7 +11,7 @@ import pytest
 from datasets import dataset_factory
 from datasets import synthetic
 from tests import data_fixtures as fx
-from tests.conftest import run_script
+from tests.conftest import ROOT, run_script
 
 LABELS_EXPECTED = (
     'expected a text file with one class name per line (the first line is class id 1, the next id '
@@ -155,13 +155,17 @@ def tree(tmp_path_factory, voc):
         'tf_convert_data.py',
         '--dataset_name=pascalvoc',
         f'--dataset_dir={voc}',
-        f'--labels_file={voc}/labels.txt',
+        # Relative (to the scripts' working directory): the metadata keeps it absolute, as the
+        # folders (it kept the flag's text).
+        f'--labels_file={os.path.relpath(os.path.join(voc, "labels.txt"), ROOT)}',
         f'--output_dir={records}',
         '--output_name=train',
         '--num_workers=1',
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(records / 'train_metadata.json') as f:
+        assert json.load(f)['source']['labels_file'] == os.path.join(voc, 'labels.txt')
     return {
         'wd': str(wd),
         'voc': voc,

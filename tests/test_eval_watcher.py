@@ -152,6 +152,10 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
     with open(os.path.join(eval_dir, 'history.csv')) as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r['step']) for r in rows] == [10, 20, 40, 50]
+    # Per-class columns in label order, as the tables (they were alphabetical).
+    assert [c for c in rows[0] if c.startswith('voc12_AP_')] == [
+        f'voc12_AP_{name}' for name in class_names
+    ]
     for row, e in zip(rows, done):
         assert float(row['voc07_mAP']) == e['metrics']['voc07']
         name = class_names[0]
