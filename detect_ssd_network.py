@@ -360,7 +360,8 @@ class Run:
 
     def fail(self, path, error):
         message = str(error) if str(error).startswith(path) else f'{path}: {error}'
-        print(f'skipped {message}')
+        if len(self._inputs) > 1:  # a lone input's failure is the run's error line
+            print(f'skipped {message}')
         self.failures.append({'file': path, 'error': message})
 
     def draw(self, rgb, detections, path):
