@@ -523,12 +523,7 @@ def describe_source(detector):
         weights = ', the moving averages of its weights' if FLAGS.moving_average_decay else ''
         return f'checkpoint {prefix} (step {step}{weights})' + (f'\n{note}' if note else '')
     path = next(FLAGS[s].value for s in SOURCES[1:] if FLAGS[s].value)
-    # Its step checked (an int, or None): another value is a CardError naming the metadata. An
-    # OpenVINO IR may carry its metadata itself (the detector's `metadata`).
-    meta, meta_path = getattr(detector, 'metadata', None), path
-    if meta is None:
-        meta, meta_path = card_lib.read_export_metadata(path)
-    step = card_lib.export_step(meta, meta_path)
+    step = detector.export_step
     exported = '' if step is None else f', exported at step {step}'
     return f'model {path}: {card_lib.describe(detector.card)}{exported}'
 

@@ -31,16 +31,9 @@ import tensorflow as tf
 
 from evaluation import evaluate
 from evaluation import input as eval_input
-from model import card as card_lib
 from model import checkpoints
 
 v1 = tf.compat.v1
-
-
-def exported_card(path):
-    """The model card of an export (its metadata.json)."""
-    meta, meta_path = card_lib.read_export_metadata(path)
-    return card_lib.from_dict(meta, meta_path)
 
 
 def _detection_batches(batches, detector):
@@ -101,13 +94,9 @@ def evaluate_exported(
             f'An exported model warp-resizes its images itself; eval_resize '
             f'{settings.eval_resize!r} needs the checkpoint (--checkpoint_path).'
         )
-    # An OpenVINO IR may carry its metadata itself (the detector's `metadata`).
-    meta = getattr(detector, 'metadata', None)
-    if meta is None:
-        meta, _ = card_lib.read_export_metadata(model_path)
     card = detector.card
     dataset, class_names = evaluate.open_dataset(settings, card)
-    step = card_lib.export_step(meta)
+    step = detector.export_step
     described = dict(description or {}, path=os.path.abspath(model_path))
 
     graph = tf.Graph()

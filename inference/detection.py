@@ -411,14 +411,18 @@ class Detector:
     Attributes:
       card: the ModelCard; inputs / outputs: {name: tensor} of the graph; checkpoint: the
       restored checkpoint prefix (`from_checkpoint`; a directory resolved), else None; source:
-      the model's file or folder (the checkpoint prefix), named in errors.
+      the model's file or folder (the checkpoint prefix), named in errors; export_step: an
+      export's checkpoint step (its metadata's), or None (a checkpoint, or not recorded).
     """
 
-    def __init__(self, graph, sess, card, inputs, outputs, checkpoint=None, source=None):
+    def __init__(
+        self, graph, sess, card, inputs, outputs, checkpoint=None, source=None, export_step=None
+    ):
         self.graph, self.sess, self.card = graph, sess, card
         self.inputs, self.outputs = inputs, outputs
         self.checkpoint = checkpoint
         self.source = source or checkpoint
+        self.export_step = export_step
 
     @classmethod
     def from_checkpoint(
@@ -465,21 +469,27 @@ class Detector:
 
             inputs, outputs = tensors(signature.inputs), tensors(signature.outputs)
             graph_check.check_interface(inputs | outputs, export_dir, 'SavedModel', INTERFACE)
-            card = card_lib.load(os.path.join(export_dir, 'assets.extra', METADATA_FILE))
+            meta, meta_path = card_lib.read_export_metadata(export_dir)
         except BaseException:
             sess.close()
             raise
-        return cls(graph, sess, card, inputs, outputs, source=export_dir)
+        return cls(
+            graph,
+            sess,
+            card_lib.from_dict(meta, meta_path),
+            inputs,
+            outputs,
+            source=export_dir,
+            export_step=card_lib.export_step(meta, meta_path),
+        )
 
     @classmethod
-    def from_frozen_graph(cls, path, metadata_path=None):
-        """A frozen GraphDef; its metadata is `metadata.json` beside it unless given. Its ops
-        are checked before importing, its INTERFACE after (`graph_check.check_frozen_graph`: a
-        graph is code), in the graph then run. An unfinished export's folder is refused
+    def from_frozen_graph(cls, path):
+        """A frozen GraphDef; its metadata is `metadata.json` beside it. Its ops are checked
+        before importing, its INTERFACE after (`graph_check.check_frozen_graph`: a graph is
+        code), in the graph then run. An unfinished export's folder is refused
         (`card.check_export_finished`)."""
         card_lib.check_export_finished(path)
-        if metadata_path:
-            card_lib.check_export_finished(metadata_path)
         graph_def = v1.GraphDef()
         data = safe_io.read_bytes(path, safe_io.SERIALIZED_MODEL_LIMIT, 'frozen graph')
         if not data:  # parses as a GraphDef without nodes
@@ -498,10 +508,9 @@ class Detector:
         def tensor(name):
             return graph.get_tensor_by_name(name + ':0')
 
-        if metadata_path:
-            card = card_lib.load(metadata_path)
-        else:  # beside the graph, or the error saying to copy it there
-            card = card_lib.from_dict(*card_lib.read_export_metadata(path))
+        # Beside the graph, or the error saying to copy it there.
+        meta, meta_path = card_lib.read_export_metadata(path)
+        card = card_lib.from_dict(meta, meta_path)
         return cls(
             graph,
             v1.Session(graph=graph),
@@ -509,6 +518,7 @@ class Detector:
             {n: tensor(n) for n in (INPUT, SIZES)},
             {n: tensor(n) for n in OUTPUTS},
             source=path,
+            export_step=card_lib.export_step(meta, meta_path),
         )
 
     def run(self, images, outputs=DETECTION_OUTPUTS):
@@ -778,7 +788,8 @@ class TFLiteImageDetector:
         meta, metadata_path = card_lib.read_export_metadata(path)
         # TFLite has no bfloat16/float16 kernels: its models compute in float32 (the int8 one's
         # net in int8) whatever the exported card says (export.tflite_model).
-        self.card = card_lib.load(metadata_path).replace(compute_dtype='float32')
+        self.card = card_lib.from_dict(meta, metadata_path).replace(compute_dtype='float32')
+        self.export_step = card_lib.export_step(meta, metadata_path)
         # Checked here: the interpreter fails on other sizes with an obscure XNNPack reshape
         # error.
         input_meta = meta.get('input')

@@ -398,7 +398,8 @@ class OpenVINODetector:
             )
         # OpenVINO computes in the precision chosen here, whatever the exported card says.
         self.card = card_lib.from_dict(meta, path).replace(compute_dtype='float32')
-        self.metadata = meta  # metadata.json beside the IR, or the card in its runtime info
+        # Of metadata.json beside the IR, or of the card in its runtime info.
+        self.export_step = card_lib.export_step(meta, path)
         self.path = path
         self.requested_precision = precision
         self.model, self.config = model, config

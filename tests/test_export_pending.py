@@ -12,7 +12,6 @@ import shutil
 
 import pytest
 
-from evaluation import exported as eval_exported
 from inference import detection
 from inference import export
 from inference import openvino_model
@@ -90,12 +89,7 @@ def test_the_interrupted_folder_mixes_two_exports(interrupted):
 def test_every_metadata_reader_refuses_the_unfinished_folder(interrupted, name):
     out = interrupted['out']
     path = os.path.join(out, name)
-    readers = [
-        card_lib.read_export_metadata,
-        eval_exported.exported_card,
-        openvino_model.load_metadata,
-    ]
-    for read in readers:
+    for read in (card_lib.read_export_metadata, openvino_model.load_metadata):
         with pytest.raises(card_lib.CardError) as err:
             read(path)
         assert str(err.value) == _unfinished(out, path)
@@ -114,10 +108,9 @@ def test_a_symlink_to_the_unfinished_saved_model_is_refused(interrupted, tmp_pat
     link = str(tmp_path / 'mymodel')
     os.symlink(os.path.join(out, 'saved_model'), link)
     assert os.path.isfile(os.path.join(link, 'assets.extra', 'metadata.json'))
-    for read in (card_lib.read_export_metadata, eval_exported.exported_card):
-        with pytest.raises(card_lib.ExportUnfinishedError) as err:
-            read(link)
-        assert str(err.value) == _unfinished(os.path.realpath(out), link)
+    with pytest.raises(card_lib.ExportUnfinishedError) as err:
+        card_lib.read_export_metadata(link)
+    assert str(err.value) == _unfinished(os.path.realpath(out), link)
     with pytest.raises(card_lib.ExportUnfinishedError) as err:
         detection.open_exported_model(link + '/')
     assert str(err.value) == _unfinished(os.path.realpath(out), link + '/')
@@ -131,8 +124,8 @@ def test_open_exported_model_refuses_the_unfinished_folder(interrupted, name):
         detection.open_exported_model(path)
     assert str(err.value) == _unfinished(out, path)
     graph = os.path.join(out, 'frozen_graph.pb')
-    with pytest.raises(card_lib.ExportUnfinishedError):  # metadata given elsewhere: still mixed
-        detection.Detector.from_frozen_graph(graph, os.path.join(out, 'metadata.json'))
+    with pytest.raises(card_lib.ExportUnfinishedError):
+        detection.Detector.from_frozen_graph(graph)
 
 
 def test_scripts_refuse_the_unfinished_folder_in_one_line(interrupted, tmp_path):

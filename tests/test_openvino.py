@@ -362,7 +362,7 @@ def test_failing_model_stops_the_evaluation_threads(ov_export, ov_detector, reco
     evaluation created is gone."""
 
     class FailsAtTheSecondBatch:
-        card = ov_detector.card
+        card, export_step = ov_detector.card, ov_detector.export_step
         calls = 0
 
         def run_padded(self, images, sizes):
