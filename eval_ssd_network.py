@@ -340,6 +340,11 @@ def _check_flags():
     or model is read, or anything is logged (a detection setting out of range was refused after
     the line saying it replaced the card's; an unknown metric or net after the card loaded)."""
     _check_watcher_flags()
+    if os.path.lexists(FLAGS.eval_dir) and not os.path.isdir(FLAGS.eval_dir):
+        raise ValueError(
+            f'--eval_dir {FLAGS.eval_dir} is not a folder; pass the folder for the results (a new '
+            'one is created).'
+        )
     evaluate.check_metrics(FLAGS.metrics)
     cli.check_model_flags(cli.ModelFlags.from_flags())
     cli.check_precision_flags(

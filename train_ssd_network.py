@@ -422,6 +422,13 @@ def _check_piecewise(values):
                 '--values must be finite learning rates >= 0 (e.g. 0.001,0.0001,0.00001); '
                 'got %s.' % ','.join(rates)
             )
+    if values['learning_rate_decay_type'] != 'piecewise' and (steps or rates):
+        given = ' and '.join(f'--{n}' for n in ('boundaries', 'values') if values[n])
+        raise flags.ValidationError(
+            f'{given} shape a piecewise schedule; this run\'s is '
+            f'--learning_rate_decay_type={values["learning_rate_decay_type"]}: add '
+            '--learning_rate_decay_type=piecewise, or leave them out.'
+        )
     if values['learning_rate_decay_type'] == 'piecewise':
         if not steps:
             raise flags.ValidationError(

@@ -405,6 +405,24 @@ def test_eval_refuses_an_unknown_metric_with_the_flag_and_a_suggestion(setup, tm
     assert 'model card' not in proc.stdout and not eval_dir.exists()
 
 
+def test_eval_refuses_an_eval_dir_that_is_a_file_first(setup, tmp_path):
+    """It was a bare '[Errno 17] File exists' after the card, the dataset and the model."""
+    notes = tmp_path / 'notes.txt'
+    notes.write_text('mine')
+    proc = run_script(
+        'eval_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        f'--eval_dir={notes}',
+        f'--dataset_dir={tmp_path}/records',
+    )
+    _refused(
+        proc,
+        f'eval_ssd_network: error: --eval_dir {notes} is not a folder; pass the folder for the '
+        'results (a new one is created).',
+    )
+    assert 'model card' not in proc.stdout and notes.read_text() == 'mine'
+
+
 # --model_name and --anchor_sizes typos, in every script taking them
 
 # {script: its other flags}, {tmp}, {ckpt} and {images} from the test's values.

@@ -110,6 +110,15 @@ REFUSED_TOGETHER = {
         '--values must give one more rate than --boundaries has steps: 2 boundaries, so 3 values'
     ),
     '--seed=%d --task_index=1' % INT64_MAX: 'out of the int64 range',
+    # Ignored, with the default exponential decay (a Caffe step-LR recipe without its type).
+    '--boundaries=10,20 --values=0.1,0.01,0.001': (
+        '--boundaries and --values shape a piecewise schedule; this run\'s is '
+        '--learning_rate_decay_type=exponential: add --learning_rate_decay_type=piecewise, or '
+        'leave them out.'
+    ),
+    '--learning_rate_decay_type=cosine --values=0.1': (
+        "--values shape a piecewise schedule; this run's is --learning_rate_decay_type=cosine"
+    ),
 }
 ACCEPTED = [
     '',  # the defaults
