@@ -128,11 +128,36 @@ def test_detections_are_checked_once_and_bad_ones_not_written(tmp_path, monkeypa
     path = tmp_path / 'results.json'
     got = cm.evaluate_coco_per_class(_dataset(), _detections(), results_path=str(path))
     assert got.metrics == _pycocotools_stats(_dataset(), _detections(), tmp_path)
-    assert checks == ['evaluate_coco(detections)'] and path.exists()
+    assert checks == ['the detections'] and path.exists()
     bad = [dict(_detections()[0], score=float('nan'))]
     with pytest.raises(ValueError, match=r'result #0 score must be a finite number, got nan\.'):
         cm.evaluate_coco_per_class(_dataset(), bad, results_path=str(tmp_path / 'bad.json'))
     assert not (tmp_path / 'bad.json').exists()
+
+
+def test_detections_of_categories_or_images_the_ground_truth_lacks_are_refused(tmp_path):
+    """Contiguous labels (car as 2) in place of the file's category ids: COCOeval scored them
+    silently (car's detections dropped, a third category's as cars); a corner box [x1, y1, x2, y2]
+    read as [x, y, w, h] gives a negative width it took too."""
+    contiguous = [dict(d, category_id=2) if d['category_id'] == CAR else d for d in _detections()]
+    path = tmp_path / 'results.json'
+    path.write_text(json.dumps(contiguous))
+    with pytest.raises(ValueError) as info:
+        cm.evaluate_coco(_dataset(), str(path))
+    assert str(info.value) == (
+        f'{path}: detections use category ids [2] that the ground truth does not have (1 '
+        "unknown; its ids: 1, 3); results must carry its category ids (COCO's own, not "
+        'contiguous labels).'
+    )
+    with pytest.raises(ValueError, match=r'^the detections: detections refer to image ids \[9\]'):
+        cm.evaluate_coco(_dataset(), [dict(_detections()[0], image_id=9)])
+    corners = [dict(_detections()[0], bbox=[300.0, 50.0, 20.0, -5.0])]
+    with pytest.raises(ValueError) as info:
+        cm.evaluate_coco(_dataset(), corners)
+    assert str(info.value) == (
+        'the detections: result #0 bbox [300.0, 50.0, 20.0, -5.0] has a negative width or '
+        'height; COCO boxes are [x, y, width, height], not corners.'
+    )
 
 
 def _drop(key, index, field):

@@ -188,7 +188,11 @@ def test_step_line_smoothed_terms_and_parse():
     assert summary['images_per_sec'] == pytest.approx(2.0)
     end = hooks.end_line(summary, 'logs/x', 'model.ckpt-4', 'logs/x/model.json')
     assert end.startswith('training finished: 4 steps (to step 4) in 0:00:08, 2.0 images/s')
-    assert 'final loss 1.5000' in end and 'logs/x/model.json' in end
+    assert 'final loss 1.5000 (mean over the last 2 steps)' in end and 'logs/x/model.json' in end
+    # Steps after the last line: their mean, said as such (it said "the last logged steps").
+    hook, lines = _run_hook(2, steps[:3])
+    end = hooks.end_line(hook.summary(), 'logs/x', 'model.ckpt-3', 'logs/x/model.json')
+    assert len(lines) == 1 and 'final loss 2.0000 (mean over the last 1 step)' in end
     one = hooks.end_line(dict(summary, steps=1), 'logs/x', 'model.ckpt-4', 'logs/x/model.json')
     assert one.startswith('training finished: 1 step (to step 4) in ')  # was "1 steps"
 

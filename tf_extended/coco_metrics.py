@@ -224,6 +224,11 @@ def _check_results(detections, source: str) -> List[dict]:
                 f'{source}: result #{index} bbox must be [x, y, width, height] of finite '
                 f'numbers, got {reprlib.repr(bbox)}.'
             )
+        if bbox[2] < 0 or bbox[3] < 0:  # COCOeval takes it, with a negative area
+            raise ValueError(
+                f'{source}: result #{index} bbox {reprlib.repr(bbox)} has a negative width or '
+                f'height; COCO boxes are [x, y, width, height], not corners.'
+            )
         for key, check, what in (
             ('image_id', is_integer, 'an integer'),
             ('category_id', is_integer, 'an integer'),
@@ -363,16 +368,29 @@ def _run_cocoeval(ground_truth, detections, image_ids, stdout, results_path) -> 
         else:
             gt = COCO(os.fspath(ground_truth))
         if isinstance(detections, (str, os.PathLike)):
-            results = read_coco_results(os.fspath(detections))
+            source = os.fspath(detections)
+            results = read_coco_results(source)
         else:
+            source = 'the detections'
             # Copies: loadRes adds keys to each dict (it changes no value in place).
             results = [dict(det) if isinstance(det, dict) else det for det in detections]
-            _check_results(results, 'evaluate_coco(detections)')
+            _check_results(results, source)
         unknown = sorted({det['image_id'] for det in results} - set(gt.getImgIds()))
         if unknown:
             raise ValueError(
-                f'evaluate_coco: detections refer to image ids {unknown[:10]} that are not '
-                f'in the ground truth ({len(unknown)} unknown ids).'
+                f'{source}: detections refer to image ids {unknown[:10]} that are not in the '
+                f'ground truth ({len(unknown)} unknown ids).'
+            )
+        # COCOeval drops (or scores as another class) a category the ground truth does not
+        # have, silently: contiguous labels (1..80) in place of COCO's ids (1..90 with gaps).
+        known = gt.getCatIds()
+        unknown = sorted({det['category_id'] for det in results} - set(known))
+        if unknown:
+            raise ValueError(
+                f'{source}: detections use category ids {unknown[:10]} that the ground truth '
+                f'does not have ({len(unknown)} unknown; its ids: '
+                f'{", ".join(map(str, known[:12]))}{", ..." if len(known) > 12 else ""}); '
+                f'results must carry its category ids (COCO\'s own, not contiguous labels).'
             )
         if results_path is not None:
             atomic_io.write_json_atomic(results_path, results, indent=None)

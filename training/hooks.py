@@ -196,6 +196,7 @@ class LoggingHook(v1.train.SessionRunHook):
         self.step = None
         self.start_step = None
         self.smoothed = None  # the latest line's mean loss terms
+        self.smoothed_steps = 0  # the steps `smoothed` is the mean of
         self.rate = RateEstimator(clock)
 
     def after_create_session(self, session, coord):
@@ -224,7 +225,7 @@ class LoggingHook(v1.train.SessionRunHook):
     def line(self, learning_rate):
         """The log line of the steps accumulated since the previous one (and resets them)."""
         self.smoothed = {k: v / self._count for k, v in self._sums.items()}
-        window = self._count
+        window = self.smoothed_steps = self._count
         self._sums, self._count = collections.defaultdict(float), 0
         order = sorted(self.smoothed, key=lambda k: (k != 'total', k == 'regularization', k))
         losses = ' '.join(f'{k}={self.smoothed[k]:.4f}' for k in order)
@@ -246,11 +247,13 @@ class LoggingHook(v1.train.SessionRunHook):
         return text
 
     def summary(self):
-        """What the run did: steps, wall seconds, mean images/s, the last smoothed loss terms."""
+        """What the run did: steps, wall seconds, mean images/s, the last smoothed loss terms
+        (the mean over the steps since the last line, or else that line's) and their step count."""
         steps = self._local_steps
         seconds = (self._end_time or self._clock()) - self._start_time
         if self._count:  # steps after the last line
             self.smoothed = {k: v / self._count for k, v in self._sums.items()}
+            self.smoothed_steps = self._count
         return {
             'steps': steps,
             'first_step': self.start_step,
@@ -258,6 +261,7 @@ class LoggingHook(v1.train.SessionRunHook):
             'seconds': seconds,
             'images_per_sec': steps * self._images_per_step / seconds if seconds > 0 else None,
             'loss': self.smoothed,
+            'loss_steps': self.smoothed_steps,
         }
 
 
@@ -350,7 +354,8 @@ def end_line(summary, train_dir, checkpoint, card_file):
         f'{format_duration(summary["seconds"])}'
         + (f', {mean:.1f} images/s on average' if mean else '')
         + (
-            f', final loss {loss["total"]:.4f} (mean of the last logged steps)'
+            f', final loss {loss["total"]:.4f} (mean over the last {summary["loss_steps"]} '
+            f'step{"s" if summary["loss_steps"] != 1 else ""})'
             if 'total' in loss
             else ''
         )
