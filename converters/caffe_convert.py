@@ -551,6 +551,7 @@ def convert(
     # The class names' file too, before the weights are read; checked against the model below.
     names_read = read_class_names_file(labelmap_file, labels_file, spec.backbone_only)
     layers = caffe_pb.read_caffemodel(caffemodel_path)
+    caffe_ssd.check_model_kind(layers, spec, caffemodel_path)
     from_prototxt = {'ssd_params': {}, 'detection': {}, 'preprocessing': {}, 'bn_eps': {}}
     if prototxt_path:
         from_prototxt = caffe_ssd.ssd_config_from_prototxt(

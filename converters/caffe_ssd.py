@@ -213,6 +213,26 @@ def layer_map(model_name, backbone_scope='ssd_300_vgg'):
     )
 
 
+def check_model_kind(layers, spec, source):
+    """Raises ConversionError naming `source` when the Caffe model's layers are clearly another
+    SSD kind's than `spec`'s (more than twice as many of its Convolution layer names), with the
+    --model_name to pass: the conversion would otherwise list every layer as unmapped."""
+    names = {layer.name for layer in layers if layer.blobs}
+    given = len(names & set(spec.convs))
+    counts = {
+        name: len(names & set(layer_map(name).convs))
+        for name in MODEL_NAMES
+        if name not in (spec.name, 'vgg_16_fc_reduced')
+    }
+    best = max(counts, key=counts.get)
+    if counts[best] > 2 * given:
+        raise ConversionError(
+            f'{source}: a {best} model, not {spec.name} ({counts[best]} of its '
+            f'{len(layer_map(best).convs)} convolution layers are there, {given} of '
+            f'{spec.name}\'s {len(spec.convs)}); pass --model_name={best}.'
+        )
+
+
 @dataclasses.dataclass
 class MappedLayer:
     """One row of the conversion table: a Caffe layer and the TF variables it filled."""

@@ -147,8 +147,8 @@ def write_checkpoint(
       (VariableMatch, problem lines, max abs difference of the re-load check).
     Raises:
       IsADirectoryError, FileExistsError: `check_output_path` (nothing is written).
-      CheckpointMismatchError: problems and not allow_partial, or outputs that overflow on
-        the check input (nothing is written).
+      CheckpointMismatchError: no value fits, problems and not allow_partial, or outputs that
+        overflow on the check input (nothing is written).
       RuntimeError: the re-loaded checkpoint does not reproduce the outputs.
     """
     check_output_path(output_path, list(sidecar_files or {}))
@@ -157,6 +157,11 @@ def write_checkpoint(
         net = _build(net_cls, params, check_end_point)
         match = match_variables(values, net.variables)
         problems = list(extra_problems) + match.problems(expect_missing)
+        if not match.matched:  # --allow_partial would write a checkpoint of nothing
+            raise CheckpointMismatchError(
+                'The Caffe model does not fit %s: none of its weights is one of the net\'s '
+                '(check --model_name):\n  %s' % (net_cls.name, '\n  '.join(problems))
+            )
         if problems and not allow_partial:
             raise CheckpointMismatchError(
                 'The Caffe model does not fit %s (use --allow_partial to write the matching '

@@ -748,9 +748,21 @@ def convert(
             max_objects_per_image,
         )
         if metadata['num_examples'] == 0:
+            # The reasons go to the metadata's report, which is not written then: shown here.
+            skipped = [e for e in metadata['report']['entries'] if e['kind'] == 'skipped_example']
+            reasons = ''.join(
+                '\n  '
+                + (
+                    e['detail']
+                    if e['detail'].startswith(e['file'])
+                    else f'{e["file"]}: {e["detail"]}'
+                )
+                for e in skipped[:5]
+            )
+            more = f'\n  ... and {len(skipped) - 5} more' if len(skipped) > 5 else ''
             raise ValueError(
-                f'Every one of the {len(order)} examples was skipped; nothing written. '
-                f'See the reasons above or run without --skip_bad_examples.'
+                f'every one of the {len(order)} examples was skipped; nothing written. The '
+                f'first reasons:{reasons}{more}'
             )
         _replace_outputs(output_dir, output_name, temp_dir, moves, metadata)
     finally:

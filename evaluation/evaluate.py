@@ -456,6 +456,34 @@ def trained_on(card, dataset):
     )
 
 
+# Above it, the mAP no longer ranks (nearly) every detection as the VOC and COCO protocols do:
+# Caffe SSD evaluates at 0.01 (test.prototxt), the TF Object Detection API at 1e-8; deploy
+# files keep higher thresholds for display (MobileNet-SSD's 0.25).
+MAP_SELECT_THRESHOLD = 0.05
+
+
+def warn_select_threshold(card, exported):
+    """Warns when the card's select_threshold (the one this evaluation applies) cuts detections
+    the mAP protocols count: their objects are counted as missed."""
+    threshold = card.detection.select_threshold
+    if threshold <= MAP_SELECT_THRESHOLD:
+        return
+    fix = (
+        'export the model again with --select_threshold=0.01 (an exported model keeps the '
+        'threshold it was exported with)'
+        if exported
+        else 'pass --select_threshold=0.01'
+    )
+    logging.warning(
+        'The mAP counts only detections scoring at least select_threshold=%g (the model card\'s, '
+        'e.g. a Caffe deploy file\'s display threshold): objects found with lower scores count '
+        'as missed, which lowers the mAP. The VOC and COCO protocols rank every detection (Caffe '
+        'SSD\'s test.prototxt evaluates at 0.01): for numbers comparable with published ones, %s.',
+        threshold,
+        fix,
+    )
+
+
 def open_dataset(settings, card):
     """(the DetectionDataset of `settings`' split, {label: class name} of labels 1..) for the
     model of `card`; warns when the model was trained on that split. Raises ValueError when the
@@ -517,6 +545,7 @@ class CheckpointEvaluator:
         settings = self.settings
         card = settings.card
         dataset, self._class_names = open_dataset(settings, card)
+        warn_select_threshold(card, exported=False)
         self._dataset = dataset
         self._input_cache = input_cache.InputCache(self._input_cache_bytes, dataset.files)
         net = card.net()

@@ -96,6 +96,7 @@ def evaluate_exported(
         )
     card = detector.card
     dataset, class_names = evaluate.open_dataset(settings, card)
+    evaluate.warn_select_threshold(card, exported=True)
     step = detector.export_step
     described = dict(description or {}, path=os.path.abspath(model_path))
 

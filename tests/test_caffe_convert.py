@@ -263,6 +263,39 @@ def test_unmapped_missing_and_mismatched_are_reported_by_name(mobilenet_model):
     assert card.provenance['source']['caffemodel'] == os.path.abspath(path)
 
 
+def test_another_model_kind_names_the_model_name_to_pass(mobilenet_model):
+    """A MobileNet-SSD caffemodel converted as ssd_300_vgg listed its ~120 layers as unmapped and
+    advised --allow_partial, with which the save failed with a traceback ('No variables to
+    save')."""
+    net, directory = mobilenet_model
+    path = str(directory / 'mobilenet.caffemodel')
+    caffe_pb.write_caffemodel(path, net.layers)
+    out = str(directory / 'as_vgg.ckpt')
+    for name in ('ssd_300_vgg', 'ssd_512_vgg', 'vgg_16_fc_reduced'):
+        with pytest.raises(caffe_ssd.ConversionError) as info:
+            caffe_convert.convert(path, out, name, log=lambda line: None)
+        assert str(info.value).startswith(
+            f'{path}: a ssd_300_mobilenet model, not {name} ('
+        ) and str(info.value).endswith('); pass --model_name=ssd_300_mobilenet.')
+    mobilenet = caffe_ssd.layer_map('ssd_300_mobilenet')
+    named = sum(1 for layer in net.layers if layer.blobs and layer.name in mobilenet.convs)
+    assert f'({named} of its {len(mobilenet.convs)} convolution layers are there, 0 of' in (
+        str(info.value)
+    )
+    # Nothing of the net in the weights, whatever --allow_partial says: one error, no file.
+    layers = [caffe_pb.CaffeLayer('mystery', 'Convolution', [np.ones((2, 2, 1, 1))])]
+    caffe_pb.write_caffemodel(path, layers)
+    with pytest.raises(checkpoint_io.CheckpointMismatchError) as info:
+        caffe_convert.convert(
+            path, out, 'ssd_300_mobilenet', num_classes=21, allow_partial=True, log=lambda _: None
+        )
+    assert str(info.value).startswith(
+        "The Caffe model does not fit ssd_300_mobilenet: none of its weights is one of the net's "
+        '(check --model_name):'
+    )
+    assert not [f for f in os.listdir(directory) if f.startswith('as_vgg.ckpt')]
+
+
 def test_fc_reduced_vgg16_backbone_matches_opencv(tmp_path):
     """vgg_16_fc_reduced writes only conv1_1..fc7 (here for ssd_300_vgg; `backbone_scope`
     picks ssd_512_vgg); its conv7 (Caffe fc7) features equal OpenCV's on a small input."""

@@ -3,6 +3,7 @@ nothing silently partial (issue #16, data layer)."""
 
 import json
 import os
+import shutil
 import struct
 
 import cv2
@@ -88,6 +89,21 @@ def test_decompression_bomb_and_pixel_limit(tmp_path):
         'tile the image'
     )
     assert meta['num_examples'] == 1 and meta['report']['counts']['skipped_example'] == 2
+    # Nothing left: the reasons are in the error (the report that holds them is not written; it
+    # said "see the reasons above" with none above).
+    bad_only = str(tmp_path / 'bad_only')
+    shutil.copytree(root, bad_only)
+    os.remove(os.path.join(bad_only, 'Annotations', 'good.xml'))
+    with pytest.raises(ValueError) as info:
+        fx.convert_voc([bad_only], str(tmp_path / 'out3'), skip_bad_examples=True)
+    lines = str(info.value).splitlines()
+    assert (
+        lines[0] == 'every one of the 2 examples was skipped; nothing written. The first reasons:'
+    )
+    assert [line.split(': ', 1)[0] for line in lines[1:]] == [
+        f'  {bad_only}/Annotations/{name}.xml' for name in ('big', 'bomb')
+    ]
+    assert lines[2].endswith(skipped['bomb.xml'].replace(root, bad_only))
     # A lower limit refuses ordinary images; the message names the flag.
     loader = pascalvoc.VocLoader(VOC, image_limits=image_io.ImageLimits(max_pixels=400))
     (good,) = [s for s in pascalvoc.list_examples([root]) if s.image_id == 'good']

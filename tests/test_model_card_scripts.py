@@ -286,8 +286,12 @@ def test_eval_dir_that_is_the_checkpoints_folder_is_refused(trained, watch):
     assert after == before
 
 
-def test_caffe_converted_checkpoint_needs_no_model_flags(trained, tmp_path):
-    """caffe_to_tensorflow.py's card: detect and evaluate with no model flags."""
+def test_caffe_converted_checkpoint_needs_no_model_flags(trained, tmp_path, monkeypatch):
+    """caffe_to_tensorflow.py's card: detect and evaluate with no model flags; the evaluation
+    warns that the card's select_threshold (MobileNet-SSD's deploy 0.25) lowers the mAP (a
+    walkthrough got 0.00 there and 1.93 at 0.01, without a word)."""
+    warnings = []
+    monkeypatch.setattr(evaluate.logging, 'warning', lambda fmt, *a: warnings.append(fmt % a))
     from converters import caffe_convert
 
     net = caffe_fixtures.mobilenet_ssd(num_classes=len(synthetic.CLASSES) + 1, seed=2)
@@ -318,6 +322,21 @@ def test_caffe_converted_checkpoint_needs_no_model_flags(trained, tmp_path):
             settings, ckpt, str(tmp_path / 'eval'), log=lambda line: None
         )
     assert result.num_images == 3 and np.isfinite(result.metrics['voc07'])
+    assert card.detection.select_threshold == 0.25
+    (warning,) = [w for w in warnings if 'select_threshold' in w]
+    assert warning.startswith(
+        'The mAP counts only detections scoring at least select_threshold=0.25'
+    )
+    assert warning.endswith('comparable with published ones, pass --select_threshold=0.01.')
+    warnings.clear()
+    evaluate.warn_select_threshold(card, exported=True)
+    assert warnings[0].endswith(
+        'export the model again with --select_threshold=0.01 (an exported '
+        'model keeps the threshold it was exported with).'
+    )
+    warnings.clear()
+    evaluate.warn_select_threshold(card.with_detection(select_threshold=0.05), exported=False)
+    assert warnings == []
 
 
 def test_a_copy_of_the_train_dir_names_its_own_checkpoints(trained, tmp_path):

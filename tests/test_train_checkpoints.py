@@ -607,6 +607,20 @@ def test_fine_tuning_card_names_the_checkpoint_and_another_depth_multiplier(tmp_
         f'fine-tuning a model of depth_multiplier 0.25 ({tmp_path}) with --depth_multiplier=0.5: '
         'its backbone and extra layers have other widths and do not fit'
     ]
+    # A converted Caffe deploy's settings (MobileNet-SSD's display threshold 0.25) carry over,
+    # said: its evaluation read 0.00 mAP without a word.
+    deploy = source.with_detection(select_threshold=0.25, top_k=100, keep_top_k=100)
+    card_lib.write(str(tmp_path / card_lib.CARD_FILE), deploy)
+    lines.clear()
+    settings = trainer.TrainSettings(train_dir=str(tmp_path / 'ft'), checkpoint_path=str(tmp_path))
+    assert trainer._new_card(settings, dataset, lines.append).detection == deploy.detection
+    assert lines == [
+        f"the detection settings of the fine-tuned model's card ({tmp_path}) carry over: "
+        'select_threshold 0.25, nms_threshold 0.45, top_k 100, keep_top_k 100 (the net\'s '
+        'defaults: select_threshold 0.01, nms_threshold 0.45, top_k 400, keep_top_k 200); eval, '
+        'export and detect apply them unless their --select_threshold, --nms_threshold, --top_k '
+        'or --keep_top_k say otherwise'
+    ]
 
 
 def test_another_steps_output_folder_is_not_a_train_dir(tmp_path):

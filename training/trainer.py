@@ -184,6 +184,10 @@ def _fine_tune_card(settings, log):
         return None
 
 
+def _detection_text(detection):
+    return ', '.join(f'{k} {getattr(detection, k):g}' for k in cli.DETECTION_FIELDS)
+
+
 def _new_card(settings, dataset, log):
     """The card of a new run: the settings and the dataset, on top of the fine-tuned model's
     card when it is the same net (its anchors and, for unnamed classes, its class names and
@@ -204,6 +208,19 @@ def _new_card(settings, dataset, log):
             category_ids=ids,
             detection=source.detection,
         )
+        defaults = card_lib.from_registry(model_name, dataset.num_classes).detection
+        if source.detection != defaults:
+            # A converted Caffe deploy's display threshold (0.25) read as a 0.00 mAP later.
+            log(
+                'the detection settings of the fine-tuned model\'s card (%s) carry over: %s '
+                '(the net\'s defaults: %s); eval, export and detect apply them unless their '
+                '--select_threshold, --nms_threshold, --top_k or --keep_top_k say otherwise'
+                % (
+                    settings.checkpoint_path,
+                    _detection_text(source.detection),
+                    _detection_text(defaults),
+                )
+            )
         mismatch = card_lib.class_names_mismatch(source, names)
         # The hints say what to pass; said to users who passed it, they read as unheeded.
         excluding = settings.checkpoint_exclude_scopes or settings.exclude_mismatched_vars
