@@ -111,10 +111,11 @@ def run_python(code, *args, timeout=400):
         return run_script(path, *args, timeout=timeout)
 
 
-def interrupt_when(args, when, timeout=400):
-    """Starts `python args...` from the project root (as run_script does), sends SIGINT (what
-    Ctrl-C sends) once `when` holds: a str, once a line of its stderr contains it; a callable,
-    once it returns true (polled every 10 ms). Returns (exit status, stderr lines)."""
+def interrupt_when(args, when, timeout=400, signum=None):
+    """Starts `python args...` from the project root (as run_script does), sends `signum`
+    (default SIGINT, what Ctrl-C sends) once `when` holds: a str, once a line of its stderr
+    contains it; a callable, once it returns true (polled every 10 ms). Returns (exit status,
+    stderr lines)."""
     import signal
     import threading
     import time
@@ -139,7 +140,7 @@ def interrupt_when(args, when, timeout=400):
             assert process.poll() is None, ('ended before it was interrupted', lines[-20:])
             assert time.time() < deadline, lines[-20:]
             time.sleep(0.01)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGINT if signum is None else signum)
         status = process.wait(timeout=120)
         reader.join(timeout=120)
         return status, lines

@@ -173,15 +173,15 @@ def test_mixed_precision_follows_fp32(fp32_run, dataset_dir, tmp_path):
 
 @pytest.fixture(scope='module')
 def negative_ratio_run(dataset_dir, tmp_path_factory):
-    """The fp32 run's flags with --negative_ratio=1, a checkpoint every 2 steps and no step limit,
-    interrupted by SIGINT (what Ctrl-C sends) once step 3 is logged: (train dir, exit status,
-    stderr lines)."""
+    """The fp32 run's flags with --negative_ratio=1, no step limit and no checkpoint after the
+    starting point's, interrupted by SIGINT (what Ctrl-C sends) once step 3 is logged: (train
+    dir, exit status, stderr lines)."""
     train_dir = tmp_path_factory.mktemp('negative_ratio')
     args = _args(
         dataset_dir,
         str(train_dir),
         '--max_number_of_steps=100000',
-        '--save_interval_steps=2',
+        '--save_interval_steps=100000',
         '--learning_rate_decay_type=fixed',
         '--negative_ratio=1',
     )
@@ -203,9 +203,11 @@ def test_negative_ratio_flag_reaches_the_loss(fp32_run, negative_ratio_run):
     assert one['cross_entropy_neg'] < 0.9 * three['cross_entropy_neg']
 
 
-def test_training_interrupted_says_what_was_kept(negative_ratio_run):
-    """Ctrl-C: exit status 130 and one last line saying which checkpoints are kept and how to
-    resume, no traceback (tests/test_interrupts.py: the conversion)."""
+def test_training_interrupted_saves_its_step_and_says_what_was_kept(negative_ratio_run):
+    """Ctrl-C: the step it stopped at is saved (only the starting point's checkpoint was kept:
+    every step since the last save was lost), exit status 130 and one last line saying which
+    checkpoints are kept and how to resume, no traceback (tests/test_interrupts.py: the
+    conversion)."""
     train_dir, status, lines = negative_ratio_run
     assert status == 130, lines[-20:]
     assert not any('Traceback' in line or 'KeyboardInterrupt' in line for line in lines), lines
@@ -213,7 +215,41 @@ def test_training_interrupted_says_what_was_kept(negative_ratio_run):
     assert last.startswith('train_ssd_network: interrupted; checkpoints up to model.ckpt-'), lines
     assert last.endswith(f'are kept in {train_dir}; run the same command to resume from it')
     step = int(last.split('model.ckpt-')[1].split(' ')[0])
-    assert step >= 2 and os.path.isfile(train_dir / f'model.ckpt-{step}.index')
+    assert step >= 3 and _step(str(train_dir / f'model.ckpt-{step}')) == step
+    assert f'checkpoint saved: {train_dir}/model.ckpt-{step}' in '\n'.join(lines)
+    start, saved = (
+        _tensors(str(train_dir / 'model.ckpt-0')),
+        _tensors(str(train_dir / f'model.ckpt-{step}')),
+    )
+    trained = [
+        n for n in start if n.endswith('/weights') and not np.array_equal(start[n], saved[n])
+    ]
+    assert trained, 'the saved step holds the starting weights'
+
+
+def test_sigterm_saves_its_step_and_the_resume_goes_on_from_it(
+    negative_ratio_run, dataset_dir, tmp_path
+):
+    """SIGTERM (a scheduler stopping or preempting the job) killed the run at once, losing every
+    step since the last save: it now ends as Ctrl-C does. The resume starts from the step the
+    interrupt saved."""
+    train_dir, _, lines = negative_ratio_run
+    saved = int(lines[-1].split('model.ckpt-')[1].split(' ')[0])
+    copy = tmp_path / 'copy'
+    shutil.copytree(train_dir, copy)
+    args = _args(
+        dataset_dir,
+        str(copy),
+        '--max_number_of_steps=100000',
+        '--save_interval_steps=100000',
+        '--learning_rate_decay_type=fixed',
+        '--negative_ratio=1',
+    )
+    status, lines = interrupt_when(args, f'step {saved + 2}/', signum=signal.SIGTERM)
+    assert status == 130, lines[-20:]
+    assert f'resuming from {copy}/model.ckpt-{saved} (step {saved}' in '\n'.join(lines)
+    step = int(lines[-1].split('model.ckpt-')[1].split(' ')[0])
+    assert step >= saved + 2 and _step(str(copy / f'model.ckpt-{step}')) == step
 
 
 # Runs train_ssd_network.py with a SIGKILL at a fixed point of tf.compat.v1.train.Saver.save

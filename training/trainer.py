@@ -14,10 +14,13 @@ checkpoint's card), `build_input`, `build_train_op` (clones, loss, learning rate
 In a cluster, `training/cluster.py` synchronises the workers and starts and ends the processes.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
 import reprlib
+import signal
+import threading
 from typing import Optional, Tuple
 
 from absl import logging
@@ -808,6 +811,42 @@ def make_hooks(
     return hooks, chief_hooks, log_hook
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler stopping or preempting the job, `kill`) ends the steps as Ctrl-C
+    does, so that the step reached is saved; it killed the process at once. Only where signals
+    can be handled (the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_steps(session, train_op, log_hook, dataset):
+    """Runs `train_op` until the session stops. Raises NonFiniteError for a non-finite loss and
+    a records error (`tf_errors.records_error`) for data that cannot be read, naming the step
+    (the one after `log_hook`'s)."""
+    while not session.should_stop():
+        try:
+            session.run(train_op)
+        except tf_errors.RUN_ERRORS as e:
+            step = log_hook.step + 1
+            if isinstance(e, tf.errors.InvalidArgumentError) and NON_FINITE_TAG in str(e):
+                raise hooks_lib.NonFiniteError('non-finite loss at step %d' % step) from None
+            records_error = tf_errors.records_error(e, dataset, f'at step {step}')
+            if records_error is None:
+                raise
+            raise records_error from None
+
+
 def _training_session(settings, replication, master, config, scaffold, hooks, chief_hooks):
     kwargs = dict(
         checkpoint_dir=settings.train_dir,
@@ -1084,22 +1123,22 @@ def _train(settings, cluster, config, master):
             if card_path is None:
                 os.makedirs(settings.train_dir, exist_ok=True)
                 card_lib.write(os.path.join(settings.train_dir, card_lib.CARD_FILE), card)
+        saver_hook = next(h for h in chief_hooks if isinstance(h, hooks_lib.CheckpointSaverHook))
         with _training_session(
             settings, replication, master, config, scaffold, hooks, chief_hooks
         ) as session:
-            while not session.should_stop():
-                try:
-                    session.run(train_op)
-                except tf_errors.RUN_ERRORS as e:
-                    step = log_hook.step + 1
-                    if isinstance(e, tf.errors.InvalidArgumentError) and NON_FINITE_TAG in str(e):
-                        raise hooks_lib.NonFiniteError(
-                            'non-finite loss at step %d' % step
-                        ) from None
-                    records_error = tf_errors.records_error(e, dataset, f'at step {step}')
-                    if records_error is None:
-                        raise
-                    raise records_error from None
+            try:
+                with _sigterm_as_interrupt():
+                    _run_steps(session, train_op, log_hook, dataset)
+            except KeyboardInterrupt:
+                # TF's hook saves the last step only when the session ends without an exception:
+                # Ctrl-C (or SIGTERM) lost every step since the last save (up to --save_interval_secs of
+                # training). A lone process saves it (its step's update is complete: Python
+                # raises the interrupt between TF calls); a cluster's chief does not, its
+                # workers may be mid-step.
+                if cluster.spec is None:
+                    session.run_step_fn(lambda step_context: saver_hook.end(step_context.session))
+                raise
     summary, latest = log_hook.summary(), None
     if cluster.is_chief:
         checkpoints.mark_training_finished(settings.train_dir)
