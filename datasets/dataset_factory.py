@@ -421,6 +421,18 @@ def category_ids(metadata):
     return None
 
 
+def relabel_advice(metadata):
+    """How records could be given a model's classes, for messages about classes that differ: a
+    VOC conversion takes the model's labels file; a COCO one's classes are its annotation file's
+    categories (the converter takes no labels file for COCO)."""
+    if category_ids(metadata) is not None:
+        return (
+            'the classes of COCO records are their annotation file\'s categories (the converter '
+            'takes no labels file for COCO)'
+        )
+    return 'convert the data with the model\'s labels file (tf_convert_data.py --labels_file)'
+
+
 def get_dataset(
     name, split_name, dataset_dir, file_pattern=None, num_classes=None, verify_digests=False
 ):
@@ -468,8 +480,8 @@ def get_dataset(
             raise ValueError(
                 f'num_classes={num_classes} disagrees with {meta_path}: {len(class_names)} classes + '
                 f'background = {len(class_names) + 1}. The model (--num_classes or its card) and '
-                f'the records must count the same classes: convert the data with the model\'s '
-                f'labels file, or use a model of these classes.'
+                f'the records must count the same classes: use a model of these classes, or '
+                f'{relabel_advice(metadata)}.'
             )
     elif marker_path and os.path.lexists(marker_path):
         raise FileNotFoundError(

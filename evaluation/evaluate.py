@@ -514,10 +514,15 @@ def open_dataset(settings, card):
         model = f'The model (card {settings.card_path})' if settings.card_path else 'The model'
         raise card_lib.CardError(
             f'{model} and dataset {settings.dataset_name}/{settings.dataset_split_name} in '
-            f'{settings.dataset_dir} {mismatch}. Evaluate on records converted with the '
-            f'model\'s labels file (tf_convert_data.py --labels_file, the names in the card\'s '
-            f'order), or, where only the spelling differs, name the model\'s classes as the '
-            f'data does with --labels_file.'
+            f'{settings.dataset_dir} {mismatch}. '
+            + (
+                'Evaluate on records converted with the model\'s labels file '
+                '(tf_convert_data.py --labels_file, the names in the card\'s order)'
+                if dataset_factory.category_ids(dataset.metadata) is None
+                else f'Evaluate a model of these classes ({dataset_factory.relabel_advice(dataset.metadata)})'
+            )
+            + ', or, where only the spelling differs, name the model\'s classes as the data does '
+            'with --labels_file.'
         )
     return dataset, _class_names(card, dataset)
 

@@ -132,8 +132,19 @@ def test_registered_names_and_metadata(converted):
         assert [os.path.basename(f) for f in ds.files] == [
             f'voc_2012_val_{i:03d}.tfrecord' for i in range(3)
         ]
-    with pytest.raises(ValueError, match='num_classes=7 disagrees'):
+    with pytest.raises(ValueError, match='num_classes=7 disagrees') as info:
         dataset_factory.get_dataset('pascalvoc_2012', 'val', converted, num_classes=7)
+    assert str(info.value).endswith(
+        "use a model of these classes, or convert the data with the model's labels file "
+        '(tf_convert_data.py --labels_file).'
+    )
+    # COCO records take their classes from the annotation file: no labels file to convert with
+    # (the advice was the VOC one, which the converter refuses for COCO).
+    coco = {'classes': [{'id': 1, 'name': 'person', 'coco_category_id': 1}]}
+    assert dataset_factory.relabel_advice(coco) == (
+        "the classes of COCO records are their annotation file's categories (the converter "
+        'takes no labels file for COCO)'
+    )
     with pytest.raises(FileNotFoundError, match='voc_2012_val_000.tfrecord'):
         dataset_factory.get_dataset('pascalvoc_2012', 'test', converted)
     with pytest.raises(ValueError, match='Unknown dataset'):

@@ -231,8 +231,14 @@ def _new_card(settings, dataset, log):
             log(
                 'the fine-tuned model (%s) and dataset %s/%s %s: its class heads are restored '
                 'for other classes; exclude them (--checkpoint_exclude_scopes) to learn them '
-                'anew, or convert the data with its labels file'
-                % (settings.checkpoint_path, dataset.name, dataset.split_name, mismatch)
+                'anew, or %s'
+                % (
+                    settings.checkpoint_path,
+                    dataset.name,
+                    dataset.split_name,
+                    mismatch,
+                    dataset_factory.relabel_advice(dataset.metadata),
+                )
             )
         if source.num_classes != dataset.num_classes and not excluding:
             log(
@@ -323,9 +329,15 @@ def resolve_model_card(settings, dataset, resume_from=None, log=logging.warning)
     if mismatch:
         raise card_lib.CardError(
             'the model in %s (card %s) and dataset %s/%s %s. Train in a new --train_dir for '
-            'these classes, or convert the data with the model\'s labels file '
-            '(tf_convert_data.py --labels_file).'
-            % (settings.train_dir, path, dataset.name, dataset.split_name, mismatch)
+            'these classes, or %s.'
+            % (
+                settings.train_dir,
+                path,
+                dataset.name,
+                dataset.split_name,
+                mismatch,
+                dataset_factory.relabel_advice(dataset.metadata),
+            )
         )
     return card, path
 
