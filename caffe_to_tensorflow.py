@@ -23,6 +23,7 @@ anchors, DetectionOutput thresholds, input preprocessing, class names from --lab
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs
 from absl import flags
+import os
 
 from converters import caffe_convert
 from converters import caffe_pb
@@ -93,7 +94,25 @@ flags.DEFINE_string(
 flags.mark_flags_as_required(['caffemodel_path', 'model_name', 'output_path'])
 
 
+# The input flags and what each takes, for a path that does not exist.
+INPUT_FILES = {
+    'caffemodel_path': 'the binary .caffemodel weights',
+    'prototxt_path': 'the text deploy .prototxt',
+    'labelmap_file': "the model's Caffe labelmap.prototxt",
+    'labels_file': 'a text file of class names, one per line',
+}
+
+
 def main(_):
+    for flag, expected in INPUT_FILES.items():
+        path = FLAGS[flag].value
+        if path and not os.path.exists(path):
+            logs.exit_error(f'--{flag}: {path} does not exist; pass {expected}.')
+    if FLAGS['backbone_scope'].present and FLAGS.model_name != 'vgg_16_fc_reduced':
+        logs.exit_error(
+            f'--backbone_scope names the net whose backbone a vgg_16_fc_reduced conversion '
+            f'writes; --model_name={FLAGS.model_name} converts a whole model (leave it out).'
+        )
     checkpoint_io.run_script(
         (caffe_pb.CaffeModelError, prototxt.PrototxtError, caffe_ssd.ConversionError),
         caffe_convert.convert,

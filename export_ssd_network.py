@@ -100,6 +100,14 @@ def main(_):
         # The flags that need no file, before --output_dir is locked (created) or anything read
         # or logged.
         export.check_formats(FLAGS.formats)
+        if FLAGS['tflite_batch_size'].present and not any(
+            fmt.startswith('tflite') for fmt in FLAGS.formats
+        ):
+            raise ValueError(
+                f'--tflite_batch_size sets the batch of the TFLite models; --formats='
+                f'{",".join(FLAGS.formats)} has none (add tflite_float or tflite_int8, or leave '
+                f'it out).'
+            )
         cli.check_model_flags(cli.ModelFlags.from_flags())
         # Before the folder is read: two exports into it would replace each other's files.
         lock = folder_lock.acquire(FLAGS.output_dir, '--output_dir', 'export')

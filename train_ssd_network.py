@@ -444,6 +444,28 @@ def _check_piecewise(values):
     return True
 
 
+FINE_TUNING_FLAGS = (
+    'checkpoint_model_scope',
+    'checkpoint_exclude_scopes',
+    'ignore_missing_vars',
+    'exclude_mismatched_vars',
+)
+
+
+@flags.multi_flags_validator(['checkpoint_path', *FINE_TUNING_FLAGS])
+def _check_fine_tuning(values):
+    """The fine-tuning flags shape what --checkpoint_path restores: without it they did nothing,
+    silently."""
+    given = [f'--{name}' for name in FINE_TUNING_FLAGS if values[name]]
+    if given and not values['checkpoint_path']:
+        raise flags.ValidationError(
+            f'{", ".join(given)} shape{"s" if len(given) == 1 else ""} what --checkpoint_path '
+            'restores (fine-tuning); this run gives none: add --checkpoint_path, or leave '
+            f'{"it" if len(given) == 1 else "them"} out.'
+        )
+    return True
+
+
 @flags.multi_flags_validator(['seed', 'task_index'])
 def _check_worker_seed(values):
     """Worker `task_index` reads with seed + 1000003 * task_index (training/trainer.py), an

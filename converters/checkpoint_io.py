@@ -259,6 +259,7 @@ def check_output_path(output_path, sidecar_paths=()):
     """Refuses, before any work, an --output_path a conversion must not write.
 
     Raises (one-line messages naming the path and what to do):
+      NotADirectoryError: a file where a folder above it must be.
       IsADirectoryError: `output_path` is no checkpoint prefix: it ends with a path separator,
         is an existing folder, or has an empty name (TF would write hidden `.index` / `.data-*`
         files into the folder above).
@@ -279,6 +280,15 @@ def check_output_path(output_path, sidecar_paths=()):
         raise IsADirectoryError(
             f'--output_path={output_path!r} names a folder; it takes a checkpoint prefix (a '
             f'file name stem): pass e.g. --output_path={suggestion}'
+        )
+    # The first existing folder above: a file there made the bare "[Errno 17] File exists".
+    above = os.path.dirname(os.path.abspath(output_path))
+    while not os.path.lexists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above):
+        raise NotADirectoryError(
+            f'--output_path={output_path}: {above} is a file, not a folder; pass a prefix in a '
+            'folder (a new one is created).'
         )
     checkpoint = _checkpoint_files(output_path)
     if checkpoint and not has_converter_sidecar(output_path):

@@ -14,6 +14,7 @@ a parsed file never meets a Message where it expects a number (or the reverse).
 """
 
 import math
+import os
 import re
 import sys
 
@@ -342,6 +343,17 @@ def _value(token, source):
     raise PrototxtError('%s, line %d: expected a value, got %r' % (source, line, tok))
 
 
+def _binary_head(path, size=4096):
+    """True when the first `size` bytes of the regular file `path` are not UTF-8 text."""
+    with open(path, 'rb') as f:
+        head = f.read(size)
+    try:
+        head.decode('utf-8')
+    except UnicodeDecodeError as e:
+        return e.start < len(head) - 3  # not a character cut at the end of the head
+    return b'\0' in head
+
+
 def parse_file(path):
     """Parses a `.prototxt` file; see `parse`.
 
@@ -349,7 +361,16 @@ def parse_file(path):
       PrototxtError: not UTF-8 text or not text format; safe_io.UnsafeFileError (an OSError):
       not a regular file or too large; OSError: unreadable.
     """
-    data = safe_io.read_bytes(path, MAX_FILE_BYTES, 'prototxt')
+    try:
+        data = safe_io.read_bytes(path, MAX_FILE_BYTES, 'prototxt')
+    except safe_io.UnsafeFileError:
+        # Too large: a .caffemodel passed as the prototxt is (22 MB for MobileNet-SSD).
+        if os.path.isfile(path) and _binary_head(path):
+            raise PrototxtError(
+                f'{path}: a binary file, not a text .prototxt; the binary weights '
+                f'(.caffemodel) go to --caffemodel_path'
+            ) from None
+        raise
     try:
         text = data.decode('utf-8')
     except UnicodeDecodeError as e:

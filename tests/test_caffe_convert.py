@@ -13,6 +13,7 @@ from datasets import labels
 from model import card as card_lib
 from converters import caffe_pb
 from converters import caffe_ssd
+from converters import prototxt
 from tests import caffe_fixtures
 from tests.conftest import run_script
 from converters import checkpoint_io
@@ -339,6 +340,55 @@ def test_script_rejects_a_file_that_is_not_a_caffemodel(tmp_path):
     assert proc.returncode != 0
     assert 'caffe_to_tensorflow: error: %s is not a binary Caffe model' % fake in proc.stderr
     assert not list(tmp_path.glob('x.ckpt*'))
+
+
+def test_script_names_the_flag_of_a_missing_or_swapped_file_and_an_ignored_flag(
+    tmp_path, monkeypatch
+):
+    """Bare '[Errno 2] ...' / '[Errno 17] File exists' named no flag; a caffemodel passed as the
+    prototxt was 'more than the limit of 16777216 bytes'; --backbone_scope with a whole model
+    was ignored."""
+    missing = tmp_path / 'missing.caffemodel'
+    out = f'--output_path={tmp_path / "x.ckpt"}'
+    proc = run_script(
+        'caffe_to_tensorflow.py', f'--caffemodel_path={missing}', '--model_name=ssd_300_vgg', out
+    )
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        f'caffe_to_tensorflow: error: --caffemodel_path: {missing} does not exist; pass the '
+        'binary .caffemodel weights.'
+    )
+    weights = tmp_path / 'w.caffemodel'
+    caffe_pb.write_caffemodel(
+        str(weights), [caffe_pb.CaffeLayer('conv1_1', 'Convolution', [np.ones((2, 3, 3, 3))])]
+    )
+    proc = run_script(
+        'caffe_to_tensorflow.py',
+        f'--caffemodel_path={weights}',
+        '--model_name=ssd_300_mobilenet',
+        '--backbone_scope=ssd_512_vgg',
+        out,
+    )
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        'caffe_to_tensorflow: error: --backbone_scope names the net whose backbone a '
+        'vgg_16_fc_reduced conversion writes; --model_name=ssd_300_mobilenet converts a whole '
+        'model (leave it out).'
+    )
+    notes = tmp_path / 'notes.txt'
+    notes.write_text('mine')
+    with pytest.raises(NotADirectoryError) as info:
+        checkpoint_io.check_output_path(str(notes / 'sub' / 'x.ckpt'))
+    assert str(info.value) == (
+        f'--output_path={notes}/sub/x.ckpt: {notes} is a file, not a folder; pass a prefix in a '
+        'folder (a new one is created).'
+    )
+    # The weights as --prototxt_path: larger than a prototxt may be, and binary.
+    monkeypatch.setattr(prototxt, 'MAX_FILE_BYTES', 16)
+    with pytest.raises(prototxt.PrototxtError) as info:
+        prototxt.parse_file(str(weights))
+    assert str(info.value) == (
+        f'{weights}: a binary file, not a text .prototxt; the binary weights (.caffemodel) go to '
+        '--caffemodel_path'
+    )
 
 
 def test_a_checkpoint_the_converter_did_not_write_is_not_replaced(tmp_path):

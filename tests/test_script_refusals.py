@@ -330,6 +330,23 @@ def test_export_of_int8_formats_without_a_dataset_names_the_flags_and_the_other_
     )
 
 
+def test_export_refuses_a_tflite_batch_size_without_a_tflite_format(setup, tmp_path):
+    out = tmp_path / 'out'
+    proc = run_script(
+        'export_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        f'--output_dir={out}',
+        '--formats=frozen_graph',
+        '--tflite_batch_size=8',
+    )
+    _refused(
+        proc,
+        'export_ssd_network: error: --tflite_batch_size sets the batch of the TFLite models; '
+        '--formats=frozen_graph has none (add tflite_float or tflite_int8, or leave it out).',
+    )
+    assert not out.exists()
+
+
 def test_export_calibrates_on_the_train_split_by_default(setup, tmp_path):
     """--dataset_split_name defaulted to test: the int8 models were fitted to the split they are
     evaluated on unless the user said otherwise."""

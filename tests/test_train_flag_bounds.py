@@ -116,6 +116,11 @@ REFUSED_TOGETHER = {
         '--learning_rate_decay_type=exponential: add --learning_rate_decay_type=piecewise, or '
         'leave them out.'
     ),
+    # Fine-tuning flags without the checkpoint they shape: ignored silently.
+    '--checkpoint_exclude_scopes=ssd_300_vgg/block4_box --exclude_mismatched_vars': (
+        '--checkpoint_exclude_scopes, --exclude_mismatched_vars shape what --checkpoint_path '
+        'restores (fine-tuning); this run gives none: add --checkpoint_path, or leave them out.'
+    ),
     '--learning_rate_decay_type=cosine --values=0.1': (
         "--values shape a piecewise schedule; this run's is --learning_rate_decay_type=cosine"
     ),
