@@ -117,6 +117,9 @@ def read_labelmap(path):
       LabelMapError: one line naming the file, the item (position, line) and what to do.
     """
     fix = f'fix the label map; --labelmap_file takes {LABELMAP_FORMAT}'
+    labels_file_fix = (
+        'it looks like a labels file (one class name per line): pass it as --labels_file'
+    )
     try:
         text = safe_io.read_text(path, MAX_LABELMAP_BYTES, 'label map', LABELMAP_FORMAT)
         message = prototxt.parse(text, source=path)
@@ -125,7 +128,10 @@ def read_labelmap(path):
     except OSError as e:
         raise LabelMapError(f'--labelmap_file: cannot read {path}: {e.strerror or e}') from None
     except prototxt.PrototxtError as e:
-        raise LabelMapError(f'--labelmap_file: {e}; {fix}') from None
+        # Names one per line (no block): a labels file.
+        raise LabelMapError(
+            f'--labelmap_file: {e}; {fix if "{" in text else labels_file_fix}'
+        ) from None
     except ValueError as e:  # not UTF-8 text (safe_io.read_text names the file, line, format)
         raise LabelMapError(f'--labelmap_file: {e}') from None
     items, seen_keys = [], {}
@@ -133,6 +139,8 @@ def read_labelmap(path):
         nth = seen_keys[key] = seen_keys.get(key, -1) + 1
         line = message.line_of(key, nth)
         if key != 'item' or not isinstance(value, prototxt.Message):
+            if '{' not in text:
+                raise LabelMapError(f'{path}: not a label map; {labels_file_fix}')
             raise LabelMapError(
                 f'{path}, line {line}: field {key!r} is not an item {{ ... }} block (is this a '
                 f'label map? a deploy prototxt goes to --prototxt_path); {fix}'
@@ -574,7 +582,19 @@ def convert(
         spec, params, from_prototxt, caffemodel_path, prototxt_path, caffe_mean_bgr, caffe_scale
     )
     if not spec.backbone_only:
-        log('anchors from %s; DetectionOutput %s' % (anchors_from, config['detection']))
+        if from_prototxt['detection']:
+            detection_from = prototxt_path
+        elif prototxt_path:  # e.g. a train.prototxt (MultiBoxLoss, no DetectionOutput)
+            detection_from = (
+                f'the published defaults: {prototxt_path} has no DetectionOutput layer (is it the '
+                'deploy file?)'
+            )
+        else:
+            detection_from = 'the published defaults'
+        log(
+            'anchors from %s; DetectionOutput %s (from %s)'
+            % (anchors_from, config['detection'], detection_from)
+        )
         log(names_line)
     _note_normalisation(spec, config, config_path, log)
 

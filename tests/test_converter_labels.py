@@ -281,6 +281,17 @@ FIX = '--labelmap_file takes a Caffe LabelMap'
             'deploy prototxt goes to --prototxt_path)',
         ),
         ('# nothing\n', '{path}: the label map has no item {{ ... }} blocks; fix the label map'),
+        # A labels file (one name per line) given as the label map: said so.
+        (
+            'cat\ndog\n',
+            '{path}: not a label map; it looks like a labels file (one class name per line): '
+            'pass it as --labels_file',
+        ),
+        (
+            'cat\ndog\nbird\n',
+            "--labelmap_file: {path}, line 3: field 'bird' has no value; it looks like a labels "
+            'file (one class name per line): pass it as --labels_file',
+        ),
     ],
 )
 def test_malformed_label_maps_are_one_line_errors(tmp_path, text, message):

@@ -112,10 +112,20 @@ def test_a_prototxt_without_prior_boxes_gives_the_published_anchors(coco_vgg300,
         'anchors from the published COCO preset (%s has no PriorBox layers)' % cut in line
         for line in lines
     )
+    # Its detection settings too are the published ones, said so (they read as the prototxt's).
+    assert any(
+        line.endswith(
+            f'(from the published defaults: {cut} has no DetectionOutput layer (is it the deploy '
+            'file?))'
+        )
+        for line in lines
+    ), lines
     # With the full deploy the sizes are the prototxt's own (the VOC ones of the fixture).
+    full_lines = []
     full = caffe_convert.convert(
-        model, str(tmp_path / 'f.ckpt'), 'ssd_300_vgg', prototxt_path=proto, log=lambda l: None
+        model, str(tmp_path / 'f.ckpt'), 'ssd_300_vgg', prototxt_path=proto, log=full_lines.append
     )
+    assert any(line.endswith(f'(from {proto})') for line in full_lines), full_lines
     assert _card(full)['ssd_params']['anchor_sizes'] == [
         [p[0], p[1]] for p in caffe_fixtures.VGG300_VOC_PRIORS
     ]
