@@ -538,6 +538,8 @@ def main(_):
         # flags, the model's path, an --input entry that does not exist or gives no file.
         cli.check_model_flags(cli.ModelFlags.from_flags())
         check_model_source()
+        if FLAGS.dataset_name:
+            dataset_factory.check_dataset_name(FLAGS.dataset_name)
         detection.expand_inputs(FLAGS.input)
     except (ValueError, OSError) as err:
         logs.exit_error(err)

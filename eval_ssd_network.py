@@ -346,6 +346,7 @@ def _check_flags():
             'one is created).'
         )
     evaluate.check_metrics(FLAGS.metrics)
+    dataset_factory.check_dataset_name(FLAGS.dataset_name)
     cli.check_model_flags(cli.ModelFlags.from_flags())
     cli.check_precision_flags(
         (detection.file_kind(FLAGS.exported_model) or 'exported_model')

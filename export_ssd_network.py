@@ -109,6 +109,8 @@ def main(_):
                 f'it out).'
             )
         cli.check_model_flags(cli.ModelFlags.from_flags())
+        if FLAGS.dataset_name:
+            dataset_factory.check_dataset_name(FLAGS.dataset_name)
         # Before the folder is read: two exports into it would replace each other's files.
         lock = folder_lock.acquire(FLAGS.output_dir, '--output_dir', 'export')
         export.check_output_dir(FLAGS.output_dir, FLAGS.formats, FLAGS.overwrite)  # before work

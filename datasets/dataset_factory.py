@@ -37,6 +37,7 @@ that fails stops the pipeline with an InvalidArgumentError naming its shard and 
 """
 
 import dataclasses
+import difflib
 import functools
 import glob
 import os
@@ -73,6 +74,18 @@ _SHARD_GLOB_SUFFIX = '_*.tfrecord'
 def dataset_names():
     """The registered dataset names."""
     return sorted(_REGISTRY)
+
+
+def check_dataset_name(name):
+    """Raises ValueError naming --dataset_name, with the closest names, unless `name` is a
+    registered dataset."""
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), dataset_names(), n=2, cutoff=0.6)
+        raise ValueError(
+            f'--dataset_name: unknown dataset {name!r}'
+            + (f' (did you mean {" or ".join(close)}?)' if close else '')
+            + f'; the datasets are {", ".join(dataset_names())}.'
+        )
 
 
 class DetectionDataset:
@@ -460,8 +473,7 @@ def get_dataset(
       FileNotFoundError: no shards found (the message lists what dataset_dir holds), a shard the
         metadata lists is missing, or a conversion was interrupted while replacing the shards.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f'Unknown dataset {name!r}; known: {dataset_names()}.')
+    check_dataset_name(name)
     entry = _REGISTRY[name]
     file_pattern_given = file_pattern
     if file_pattern is None:

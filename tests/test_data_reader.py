@@ -147,7 +147,12 @@ def test_registered_names_and_metadata(converted):
     )
     with pytest.raises(FileNotFoundError, match='voc_2012_val_000.tfrecord'):
         dataset_factory.get_dataset('pascalvoc_2012', 'test', converted)
-    with pytest.raises(ValueError, match='Unknown dataset'):
+    with pytest.raises(ValueError) as info:
+        dataset_factory.get_dataset('coco2017', 'val', converted)
+    assert str(info.value).startswith(
+        "--dataset_name: unknown dataset 'coco2017' (did you mean coco_2017?); the datasets are "
+    )
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; the datasets are"):
         dataset_factory.get_dataset('imagenet', 'val', converted)
     assert {'pascalvoc_2007', 'pascalvoc_2012', 'pascalvoc_0712', 'coco_2017', 'custom'} <= set(
         dataset_factory.dataset_names()

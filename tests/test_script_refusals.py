@@ -24,6 +24,7 @@ import shutil
 
 import pytest
 
+from datasets import dataset_factory
 from inference import export
 from model import card as card_lib
 from model import cli
@@ -521,6 +522,20 @@ def test_an_anchor_sizes_typo_is_refused_first_with_a_suggestion(
     net's preset is named as such. Without --model_name the card names the net later: any net's
     presets pass the first check."""
     _refused_first(setup, tmp_path, script, flags, message)
+
+
+@pytest.mark.parametrize('script', SCRIPT_ARGS)
+def test_a_dataset_name_typo_is_refused_first_with_a_suggestion(setup, tmp_path, script):
+    """It was 'Unknown dataset ...; known: [...]' once the card or checkpoint was read (eval,
+    export), or the model built (detect), without the flag or a close name."""
+    _refused_first(
+        setup,
+        tmp_path,
+        script,
+        ['--dataset_name=pascalvoc2007'],
+        "--dataset_name: unknown dataset 'pascalvoc2007' (did you mean pascalvoc_2007 or "
+        'pascalvoc_2012?); the datasets are ' + ', '.join(dataset_factory.dataset_names()) + '.',
+    )
 
 
 # Flags absl refuses while parsing

@@ -966,6 +966,7 @@ def train(settings):
         master = server.target
     if settings.dataset_dir is None:
         raise UsageError('--dataset_dir is required.')
+    dataset_factory.check_dataset_name(settings.dataset_name)
     check_data_format(settings)
     if os.path.lexists(settings.train_dir) and not os.path.isdir(settings.train_dir):
         raise UsageError(
