@@ -542,9 +542,20 @@ def resolve_checkpoint(path):
             f'prefix {prefix}, with its .index and .data-* files (or the V1 checkpoint file '
             f'{prefix}) beside it.'
         )
+    folder = os.path.dirname(prefix) or '.'
+    try:
+        names = [n[: -len('.index')] for n in os.listdir(folder) if n.endswith('.index')]
+    except OSError:  # no such folder, or not one
+        names = []
+    # A step that is not (or no longer) there: the folder's checkpoints, the latest last.
+    names.sort(key=lambda n: (checkpoint_step_from_name(n) or -1, n))
+    shown = ''
+    if names:
+        latest = ' (the latest five)' if len(names) > 5 else ''
+        shown = f'; {folder} holds {", ".join(names[-5:])}{latest}'
     raise FileNotFoundError(
         f'No checkpoint at {path}: expected {prefix}.index (and its .data-* '
-        f'files), a V1 checkpoint file, or a directory holding checkpoints.'
+        f'files), a V1 checkpoint file, or a directory holding checkpoints{shown}.'
     )
 
 

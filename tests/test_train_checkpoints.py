@@ -175,6 +175,19 @@ def test_errors_name_the_path(tmp_path, make):
     assert path in str(info.value)
 
 
+def test_a_missing_step_lists_the_checkpoints_of_its_folder(tmp_path):
+    """--checkpoint_path=model.ckpt-99 (a typo, or a step max_to_keep removed) said what it
+    expected, not what is there."""
+    for step in (100, 5, 10, 20, 30, 40):
+        (tmp_path / f'model.ckpt-{step}.index').write_bytes(b'')
+    with pytest.raises(FileNotFoundError) as info:
+        checkpoints.resolve_checkpoint(str(tmp_path / 'model.ckpt-99'))
+    assert str(info.value).endswith(
+        f'or a directory holding checkpoints; {tmp_path} holds model.ckpt-10, model.ckpt-20, '
+        'model.ckpt-30, model.ckpt-40, model.ckpt-100 (the latest five).'
+    )
+
+
 # --- scopes -------------------------------------------------------------------------------------
 
 
