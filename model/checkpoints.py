@@ -1026,9 +1026,12 @@ def unused_averages_note(prefix, moving_average_decay, card=None):
 
 def likely_flag(variable_name):
     """The model flag most likely to differ when `variable_name` has another shape."""
-    if 'conf' in variable_name:
+    # By scope part (VGG's block4_box/conv_cls, MobileNet's conv11_mbox_conf): "loc" is also
+    # in every VGG "block".
+    parts = variable_name.split('/')
+    if any(p == 'conv_cls' or p.endswith('_conf') for p in parts):
         return '--num_classes (the class head)'
-    if 'loc' in variable_name:
+    if any(p == 'conv_loc' or p.endswith('_loc') for p in parts):
         return '--anchor_sizes or the anchor ratios (anchors per cell of the box head)'
     return '--depth_multiplier or --model_name (the backbone\'s width)'
 

@@ -416,3 +416,19 @@ def test_a_resume_without_the_fp16_loss_scale_names_mixed_precision(tmp_path):
         }
         with pytest.raises(ValueError, match='resume without --mixed_precision here'):
             checkpoints.check_restorable(prefix, var_map)
+
+
+@pytest.mark.parametrize(
+    'name, flag',
+    [
+        ('ssd_300_vgg/block4_box/conv_cls/biases', '--num_classes'),
+        ('ssd_300_vgg/block4_box/conv_loc/weights', '--anchor_sizes'),
+        ('ssd_300_vgg/block8/conv1x1/weights', '--depth_multiplier or --model_name'),
+        ('ssd_300_mobilenet/conv11_mbox_conf/weights', '--num_classes'),
+        ('ssd_300_mobilenet/conv11_mbox_loc/biases', '--anchor_sizes'),
+        ('ssd_300_mobilenet/conv13/dw/depthwise_weights', '--depth_multiplier or --model_name'),
+    ],
+)
+def test_the_flag_named_for_a_shape_that_differs(name, flag):
+    """Every VGG head and extra layer was blamed on the anchors: 'loc' is in 'block'."""
+    assert checkpoints.likely_flag(name).startswith(flag)
