@@ -59,6 +59,7 @@ import time
 from tf_extended import logs
 from absl import flags
 import cv2
+import numpy as np
 
 from datasets import dataset_factory
 from inference import detection
@@ -298,6 +299,7 @@ class Run:
         self.output_dir = output_dir
         self.images, self.videos, self.failures = [], [], []
         self.num_processed = 0
+        self.non_finite = 0  # detections dropped for a box that is not finite
         self.detect_seconds = 0.0
         self._outputs = set()
         self._written = set()
@@ -319,10 +321,15 @@ class Run:
                 detections[i] = dets
         self.detect_seconds += time.perf_counter() - start
         self.num_processed += len(images)
-        return [
-            detection.filter_detections(d, FLAGS.select_threshold, FLAGS.keep_top_k)
-            for d in detections
-        ]
+        kept = []
+        for dets in detections:
+            # A barely trained model's box codes decode to inf: no box to draw or record.
+            finite = np.isfinite(dets['boxes']).all(axis=-1)
+            if not finite.all():
+                self.non_finite += int((~finite & (dets['scores'] >= FLAGS.select_threshold)).sum())
+                dets = {k: v[finite] for k, v in dets.items()}
+            kept.append(detection.filter_detections(dets, FLAGS.select_threshold, FLAGS.keep_top_k))
+        return kept
 
     def output_path(self, path):
         name, n = records.output_name(path), 0
@@ -622,6 +629,12 @@ def _detect():
         f'images/s overall, {summary["detector_images_per_second"]:.1f} images/s in the '
         f'detector); {len(run.failures)} failed{failed}\nwrote {json_path}'
     )
+    if run.non_finite:
+        print(
+            f'note: {run.non_finite} detection(s) above --select_threshold had a box that is not '
+            f'finite (its codes overflow when decoded: a barely trained or broken model) and '
+            f'were left out'
+        )
 
 
 def _interrupted():

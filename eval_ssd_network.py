@@ -85,7 +85,12 @@ flags.DEFINE_integer(
     lower_bound=1,
     upper_bound=cli.MAX_THREADS,
 )
-flags.DEFINE_enum('data_format', 'NHWC', ['NHWC', 'NCHW'], 'Layout of the net (NCHW: GPU only).')
+flags.DEFINE_enum(
+    'data_format',
+    'NHWC',
+    ['NHWC', 'NCHW'],
+    'Layout of the net (NCHW: a GPU, or a CPU with oneDNN on).',
+)
 flags.DEFINE_boolean('pr_curves', True, 'Write per-class precision/recall PNGs.')
 flags.DEFINE_boolean(
     'wait_for_checkpoints',

@@ -4,7 +4,8 @@ r"""Trains an SSD network (TF-Slim train_image_classifier conventions, graph mod
         --dataset_split_name=trainval --dataset_dir=tfrecords --model_name=ssd_300_vgg \
         --checkpoint_path=checkpoints/vgg_16.ckpt --checkpoint_model_scope=vgg_16 \
         --optimizer=momentum --learning_rate=0.001 --learning_rate_decay_type=piecewise \
-        --boundaries=80000,100000 --batch_size=32 --max_number_of_steps=120000
+        --boundaries=80000,100000 --values=0.001,0.0001,0.00001 --batch_size=32 \
+        --max_number_of_steps=120000
 
 The model card (model.json: the net, anchors, classes, normalisation; see model/card.py) is
 written into --train_dir before the first checkpoint; every later step reads it. A checkpoint
@@ -219,7 +220,9 @@ flags.DEFINE_float(
     'end_learning_rate', D('end_learning_rate'), 'Final rate of polynomial and cosine decay.'
 )
 flags.DEFINE_list(
-    'boundaries', D('boundaries'), 'Piecewise decay steps, e.g. 80000,100000 (Caffe SSD300).'
+    'boundaries',
+    D('boundaries'),
+    'Piecewise decay steps, e.g. 80000,100000 with --values=0.001,0.0001,0.00001 (Caffe SSD300).',
 )
 flags.DEFINE_list(
     'values',
@@ -275,7 +278,10 @@ flags.DEFINE_integer(
     upper_bound=INT64_MAX,
 )
 flags.DEFINE_enum(
-    'data_format', D('data_format'), ['NHWC', 'NCHW'], 'Image layout (NCHW: GPU only).'
+    'data_format',
+    D('data_format'),
+    ['NHWC', 'NCHW'],
+    'Image layout (NCHW: a GPU, or a CPU with oneDNN on).',
 )
 flags.DEFINE_string(
     'anchor_sizes',

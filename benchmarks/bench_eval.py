@@ -46,7 +46,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs  # noqa: E402
 
-from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
@@ -176,7 +175,7 @@ def _steady(result):
     """The evaluation's rate after its first batch; a split of one batch has none."""
     rate = result.summary['steady_images_per_second']
     if rate is None:
-        raise app.UsageError(
+        logs.exit_error(
             f'the split gave one batch of at most --batch_size={FLAGS.batch_size} images: the '
             'steady rate (after the first batch\'s warm-up) needs two or more; use more images '
             'or a smaller --batch_size.'
@@ -390,7 +389,7 @@ def main(_):
     with tempfile.TemporaryDirectory() as root:
         if FLAGS.checkpoint_path:
             if not FLAGS.dataset_dir:
-                raise app.UsageError('--checkpoint_path needs --dataset_dir (its records).')
+                logs.exit_error('--checkpoint_path needs --dataset_dir (its records).')
             prefix = checkpoints.resolve_checkpoint(FLAGS.checkpoint_path)
             card = card_lib.load(card_lib.find_for_checkpoint(FLAGS.checkpoint_path))
             rows += bench(card.model_name + ' (trained)', card, prefix, FLAGS.dataset_dir, root)

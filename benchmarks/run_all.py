@@ -533,6 +533,28 @@ def machine_info():
     }
 
 
+def _floor_section(report):
+    """The markdown lines comparing the forward passes with the compute floor."""
+    heading = ['', '## Forward passes vs the compute floor', '']
+    if report['floor_gflops'] is None:  # --only without floor: it said "rate, None"
+        return heading + ['Not measured: bench_floor did not run (`--only` without `floor`).']
+    lines = heading + [
+        'Floor: 2·MACs / the best measured fp32 matmul rate, %s (bench_floor, the faster '
+        'of its runs at the start and the end: %s); ratio = measured / floor (below 1: '
+        'the convolutions beat the measured matmul rate). The floor and the forward '
+        'passes ran at different times on a shared machine: see the load column above.'
+        % (report['floor_gflops'], report['floor_runs_gflops']),
+        '',
+        '| model | source | batch | ms/img | fp32 floor ms/img | ratio |',
+        '|---|---|---|---|---|---|',
+    ]
+    for model, source, batch, ms, floor_ms, ratio in report['floor_ratios']:
+        lines.append(
+            '| %s | %s | %d | %.1f | %.1f | %.2f |' % (model, source, batch, ms, floor_ms, ratio)
+        )
+    return lines
+
+
 def markdown_report(report):
     m = report['machine']
     v = m['versions']
@@ -565,23 +587,7 @@ def markdown_report(report):
             % (b['name'], b['status'], b['seconds'], b['load_average_at_start'], b['command'])
         )
     lines += ['', '## Speed targets', ''] + report['targets']
-    lines += [
-        '',
-        '## Forward passes vs the compute floor',
-        '',
-        'Floor: 2·MACs / the best measured fp32 matmul rate, %s (bench_floor, the faster '
-        'of its runs at the start and the end: %s); ratio = measured / floor (below 1: '
-        'the convolutions beat the measured matmul rate). The floor and the forward '
-        'passes ran at different times on a shared machine: see the load column above.'
-        % (report['floor_gflops'], report['floor_runs_gflops']),
-        '',
-        '| model | source | batch | ms/img | fp32 floor ms/img | ratio |',
-        '|---|---|---|---|---|---|',
-    ]
-    for model, source, batch, ms, floor_ms, ratio in report['floor_ratios']:
-        lines.append(
-            '| %s | %s | %d | %.1f | %.1f | %.2f |' % (model, source, batch, ms, floor_ms, ratio)
-        )
+    lines += _floor_section(report)
     for b in report['benchmarks']:
         lines += ['', '## %s' % b['name'], '', '`%s`: %s' % (b['command'], b['status']), '']
         if b['markdown']:

@@ -42,6 +42,8 @@ import shutil
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.lite.python import convert as tflite_convert
+from tensorflow.lite.python import util as tflite_util
 from tensorflow.python.util import deprecation
 
 from inference import detection
@@ -255,22 +257,33 @@ def _quantize_the_net(converter):
     float32. Quantised, the decoding took its ranges from the largest box codes the calibration
     saw: a briefly trained model whose codes reached 1e3 got an Exp output scale of 7.8e9, on
     which TFLite aborted the process when it allocated the model, and any such range leaves
-    int8 boxes no precision. TFLite's QuantizationDebugger is its API for quantising selected
-    ops (its debug model is a by-product)."""
-    with detection.without_interpreter_notice():  # the debugger makes interpreters too
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=converter.representative_dataset
-        )
-        calibrated = tf.lite.Interpreter(model_content=debugger.calibrated_model)
-        float_nodes = [
-            t['name']
-            for t in calibrated.get_tensor_details()
-            if t['name'].startswith(_FLOAT_SCOPES)
-        ]
-        debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_nodes=float_nodes
-        )
-    return debugger.get_nondebug_quantized_model()
+    int8 boxes no precision.
+
+    The steps of TFLite's QuantizationDebugger (its API for quantising selected ops), less the
+    instrumented model of every op it quantises first, and with the calibrated ranges of the
+    float ops dropped before quantising: decoded boxes that overflow to inf (codes of a barely
+    trained model) gave those ops an infinite range, on which the converter crashed the process
+    (SIGSEGV)."""
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # the float model with the ranges it saw
+    model = tflite_util._convert_model_from_bytearray_to_object(converter.convert())
+    float_nodes = []
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            name, ranges = tensor.name.decode(), tensor.quantization
+            stays_float = name.startswith(_FLOAT_SCOPES)
+            if stays_float:
+                float_nodes.append(name)
+            if ranges is not None and ranges.min is not None:
+                if stays_float or not np.isfinite([ranges.min, ranges.max]).all():
+                    ranges.min = ranges.max = None
+    return tflite_convert.mlir_quantize(
+        tflite_util._convert_model_from_object_to_bytearray(model),
+        disable_per_channel=converter._experimental_disable_per_channel,
+        fully_quantize=False,
+        enable_numeric_verify=False,
+        denylisted_nodes=float_nodes,
+    )
 
 
 def representative_images(dataset, num_images, card=None):

@@ -46,7 +46,9 @@ def label_text(label, score, class_names):
 
 
 def _pixel_box(box, height, width):
-    ymin, xmin, ymax, xmax = box
+    # Corners far outside the image (finite codes of a barely trained model decode to 1e26)
+    # overflow OpenCV's int coordinates; the part drawn is the same.
+    ymin, xmin, ymax, xmax = np.clip(np.asarray(box, np.float64), -8.0, 9.0)
     return (
         int(round(xmin * width)),
         int(round(ymin * height)),

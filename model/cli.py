@@ -454,13 +454,14 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
             anchor_sizes=values.anchor_sizes,
             depth_multiplier=values.depth_multiplier,
         )
+    # --override_model_card --num_classes: the flag, not the card, counts the classes.
+    overridden = values.override_model_card and values.num_classes is not None
+    card = _class_names(card, values, dataset, None if overridden else path)
+    if not path:  # with the class names it runs with (the dataset's, a labels file's)
         log(
             f'no model card found for {checkpoint_path}; the model comes from the flags: '
             f'{card_lib.describe(card)}'
         )
-    # --override_model_card --num_classes: the flag, not the card, counts the classes.
-    overridden = values.override_model_card and values.num_classes is not None
-    card = _class_names(card, values, dataset, None if overridden else path)
     changed = {
         k: getattr(values, k)
         for k in DETECTION_FIELDS

@@ -11,6 +11,11 @@ VENV="${SSD_VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3}"
 REQS="$ROOT/requirements-test.txt"
 if [ ! -x "$VENV/bin/python" ]; then
+  # TensorFlow 2.21 and the code need 3.11+: an older interpreter failed later, in pip.
+  if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "[setup] error: $PYTHON is not Python 3.11 or newer ($("$PYTHON" --version 2>&1 | head -n 1)); set PYTHON=<a python3.11+> and run again" >&2
+    exit 1
+  fi
   echo "[setup] creating virtual environment in $VENV"
   "$PYTHON" -m venv "$VENV"
 fi

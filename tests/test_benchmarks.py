@@ -539,3 +539,13 @@ def test_openvino_ir_benchmark_copied_alone_says_what_else_to_copy(tmp_path):
         'inference/ and tf_extended/ folders together (openvino and numpy installed; no '
         'TensorFlow needed).'
     )
+
+
+def test_a_run_without_the_floor_says_so():
+    """`--only opencv` wrote 'the best measured fp32 matmul rate, None' and an empty table."""
+    report = {'floor_gflops': None, 'floor_runs_gflops': None, 'floor_ratios': []}
+    assert run_all._floor_section(report)[-1] == (
+        'Not measured: bench_floor did not run (`--only` without `floor`).'
+    )
+    measured = dict(report, floor_gflops=253.3, floor_runs_gflops=[228.1, 253.3])
+    assert 'rate, 253.3 (bench_floor' in run_all._floor_section(measured)[3]

@@ -268,6 +268,10 @@ def test_without_a_card_the_flags_and_labels_file_make_the_model(tmp_path):
     # The labels file sets the class count (it used to assume 21 and stop).
     assert card == _card().replace(card_id='', detection=card_lib.DetectionSettings())
     assert 'no model card found' in lines[0]
+    # With the names it runs with (it said class_1, class_2, ... while the labels file's ran).
+    assert lines[0].endswith(
+        f'3 classes ({", ".join(NAMES)}), input 300x300, depth multiplier 0.5, anchors mobilenet_ssd'
+    )
     with pytest.raises(card_lib.CardError, match='names 3 classes but the model has 20'):
         cli.resolve_card(
             cli.ModelFlags(model_name='ssd_300_mobilenet', num_classes=21, labels_file=str(labels)),

@@ -246,6 +246,19 @@ def test_start_lines_say_what_how_and_where():
     assert '; 100 steps = 20.0 epochs' in '\n'.join(fresh)
     # Polynomial and exponential decays span --num_epochs_per_decay (TF-Slim's), not the run: a
     # walkthrough read "polynomial to 0.0001" as spanning it. 80 examples / 16 x 2 epochs.
+    # Piecewise: the rates, --values' or lr x --learning_rate_decay_factor^i (0.94 by default,
+    # not Caffe's x0.1: the line said only "(boundaries 80,100)").
+    piecewise = dict(learning_rate_decay_type='piecewise', boundaries=('80', '100'))
+    for values, part in (
+        (
+            ('0.001', '0.0001', '0.00001'),
+            'piecewise: 0.001 until step 80, 0.0001 until step 100, then 1e-05,',
+        ),
+        ((), 'piecewise: 0.001 until step 80, 0.00094 until step 100, then 0.0008836,'),
+    ):
+        other = dataclasses.replace(settings, values=values, **piecewise)
+        text = '\n'.join(hooks.start_lines(card, 'new', dataset, other, (1, 1), None, None, []))
+        assert part in text, text
     for decay, part in (
         ('polynomial', 'polynomial to 0.0001 over 10 steps (--num_epochs_per_decay=2), then '),
         ('exponential', 'exponential x0.94 every 10 steps (--num_epochs_per_decay=2)'),

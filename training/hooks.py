@@ -292,7 +292,14 @@ def start_lines(
     if decay == 'cosine':
         schedule += f' to {settings.end_learning_rate:g} over the run'
     if settings.learning_rate_decay_type == 'piecewise' and settings.boundaries:
-        schedule += f' (boundaries {",".join(settings.boundaries)})'
+        rates = optimization.piecewise_values(
+            settings.learning_rate,
+            settings.boundaries,
+            settings.values,
+            settings.learning_rate_decay_factor,
+        )
+        spans = ', '.join(f'{r:g} until step {b}' for r, b in zip(rates, settings.boundaries))
+        schedule += f': {spans}, then {rates[-1]:g}'
     if settings.warmup_steps:
         schedule += f', {settings.warmup_steps} warm-up steps'
     schedule += f', weight decay {settings.weight_decay:g}'
