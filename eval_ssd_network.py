@@ -374,6 +374,8 @@ def _check_watcher_flags():
             f'{", ".join(given)} set(s) the watcher, which runs with --wait_for_checkpoints; '
             f'add it to watch --checkpoint_path, or drop {", ".join(given)} to evaluate once.'
         )
+    if FLAGS.wait_for_checkpoints:  # before it waits for the trainer
+        watcher.check_best_metric(FLAGS.best_metric, FLAGS.metrics)
 
 
 def main(_):

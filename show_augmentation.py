@@ -29,7 +29,10 @@ def _default_image_size(model_name):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        # argparse's own errors as the script's others: `show_augmentation: error:`, no `.py`.
+        prog=os.path.splitext(os.path.basename(__file__))[0],
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         '--helpfull', action='help', help='The same as --help (as the other scripts).'

@@ -188,9 +188,11 @@ def _convert():
     else:
         if not FLAGS.annotations_file:
             raise ValueError('--dataset_name=coco needs --annotations_file (instances_*.json).')
-        if FLAGS.labels_file or FLAGS.split:
+        given = [f'--{name}' for name in ('labels_file', 'split') if FLAGS[name].value]
+        if given:
             raise ValueError(
-                '--labels_file and --split are for VOC; COCO classes and images come from the JSON.'
+                f'{" and ".join(given)} {"are" if len(given) > 1 else "is"} for VOC; COCO classes '
+                'and images come from the JSON.'
             )
         _check_coco_inputs()
         sources, class_names, class_extra, description = coco.read_annotations(

@@ -44,6 +44,8 @@ import os
 import reprlib
 from typing import Optional
 
+from absl import logging
+
 from datasets import image_io
 from tf_extended import safe_io
 from datasets.convert import BadExampleError, UnknownClassError, load_example_image
@@ -247,6 +249,16 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
             raise ValueError(
                 f'{annotations_file}: id {twice!r} appears twice in "{key}"; fix the JSON.'
             )
+    known = {im['id'] for im in images if _valid_image_id(im['id'])}
+    orphans = [a['image_id'] for _, a in indexed if a['image_id'] not in known]
+    if orphans:  # ignored, as pycocotools does; many of them mean another file's annotations
+        logging.warning(
+            '%s: %d annotation(s) refer to image ids that no "images" entry has (e.g. %s): left '
+            'out; check that it is the annotation file of these images.',
+            annotations_file,
+            len(orphans),
+            ', '.join(map(str, sorted(set(orphans))[:5])),
+        )
     names = _class_names(annotations_file, categories)
     source = {
         'dataset_name': 'coco',

@@ -675,6 +675,15 @@ def _trainer_started_after_marker(checkpoint_dir):
     )
 
 
+def check_best_metric(best_metric, metrics):
+    """Raises ValueError naming both flags unless `best_metric` is one of `metrics`."""
+    if best_metric not in metrics:
+        raise ValueError(
+            f'--best_metric={best_metric} is not among the evaluated --metrics='
+            f'{",".join(metrics)}; add it to --metrics, or pick one of them.'
+        )
+
+
 def _marker_step(marker):
     """The step of a `training_finished.json` for a log line (-1: its checkpoint has no step)."""
     return marker['step'] if marker['step'] >= 0 else 'unknown (no step in its checkpoint name)'
@@ -735,11 +744,7 @@ def watch(
         (bad records do not fix themselves: the watch stops; the checkpoint is not recorded).
     """
     log = log or (lambda line: print(line, flush=True))
-    if best_metric not in settings.metrics:
-        raise ValueError(
-            f'best_metric {best_metric!r} must be one of the evaluated metrics '
-            f'{list(settings.metrics)}.'
-        )
+    check_best_metric(best_metric, settings.metrics)
     if not os.path.isdir(checkpoint_dir):
         raise FileNotFoundError(
             f'--checkpoint_path {checkpoint_dir!r} must be the trainer\'s directory '

@@ -138,18 +138,20 @@ _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 def check_png_output(path):
     """Raises FileExistsError unless `path` is free or a PNG file (an earlier grid): a wrong
-    --output, e.g. a shard or a checkpoint file of the data shown, must not be replaced."""
-    if not os.path.lexists(path):
-        return
-    head = b''
-    if os.path.isfile(path):
-        with open(path, 'rb') as f:
-            head = f.read(len(_PNG_SIGNATURE))
-    if head != _PNG_SIGNATURE:
-        raise FileExistsError(
-            f'{path} exists and is not a PNG file; refusing to replace it: choose another '
-            f'--output (a new file, or an earlier grid).'
-        )
+    --output, e.g. a shard or a checkpoint file of the data shown, must not be replaced; raises
+    ValueError for another extension than .png (it wrote PNG bytes into `aug.jpg`)."""
+    if os.path.lexists(path):
+        head = b''
+        if os.path.isfile(path):
+            with open(path, 'rb') as f:
+                head = f.read(len(_PNG_SIGNATURE))
+        if head != _PNG_SIGNATURE:
+            raise FileExistsError(
+                f'{path} exists and is not a PNG file; refusing to replace it: choose another '
+                f'--output (a new file, or an earlier grid).'
+            )
+    if os.path.splitext(path)[1].lower() != '.png':
+        raise ValueError(f'--output={path}: the grid is written as PNG; name it .png.')
 
 
 def write_png(path, rgb):

@@ -201,13 +201,20 @@ def test_coco_annotation_problems_are_reported_in_file_order(tmp_path):
         fx.coco.read_annotations(ann_path, img_dir)
 
 
-def test_coco_annotation_image_ids_of_no_image_stay_ignored(tmp_path):
-    """An integer image_id of no image is an orphan, ignored as pycocotools does."""
+def test_coco_annotation_image_ids_of_no_image_stay_ignored(tmp_path, monkeypatch):
+    """An integer image_id of no image is an orphan, ignored as pycocotools does, and said (it
+    was silent: many mean the annotations of other images)."""
+    warnings = []
+    monkeypatch.setattr(fx.coco.logging, 'warning', lambda fmt, *a: warnings.append(fmt % a))
     images = [('a.jpg', 1, fx.smooth_image(20, 20), (20, 20))]
     anns = [_ann(3, 1, 1, [2, 2, 5, 5]), _ann(8, 2, 1, [1, 1, 5, 5])]
     ann_path, img_dir = fx.write_coco(str(tmp_path), images, CATEGORIES, anns)
     (source,), _, _, _ = fx.coco.read_annotations(ann_path, img_dir)
     assert [a[0] for a in source.annotations] == [3]
+    assert warnings == [
+        f'{ann_path}: 1 annotation(s) refer to image ids that no "images" entry has (e.g. 2): '
+        'left out; check that it is the annotation file of these images.'
+    ]
 
 
 def test_coco_bad_json(tmp_path):

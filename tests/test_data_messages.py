@@ -314,7 +314,7 @@ def test_converter_flag_combinations_are_one_error_line(tmp_path):
     for flags, message in (
         (
             ['--dataset_name=coco', '--split=val', f'--annotations_file={tmp_path}/a.json'],
-            ('--labels_file and --split are for VOC; COCO classes and images come from the JSON.'),
+            '--split is for VOC; COCO classes and images come from the JSON.',
         ),
         (
             ['--dataset_name=coco'],

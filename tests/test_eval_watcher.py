@@ -733,6 +733,20 @@ def test_watcher_flags_without_the_watcher_are_an_error(tmp_path):
         *common,
     )
     assert proc.returncode == 1 and 'an exported model is evaluated once' in proc.stderr
+    # A --best_metric it would not evaluate: refused before it waits for the trainer (it was
+    # "best_metric 'coco' must be one of the evaluated metrics ['voc07']", naming no flag).
+    proc = run_script(
+        'eval_ssd_network.py',
+        '--wait_for_checkpoints',
+        f'--checkpoint_path={tmp_path}',
+        '--metrics=voc07',
+        '--best_metric=coco',
+        *common,
+    )
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        'eval_ssd_network: error: --best_metric=coco is not among the evaluated --metrics=voc07; '
+        'add it to --metrics, or pick one of them.'
+    )
     assert not (tmp_path / 'eval').exists()
 
 

@@ -141,3 +141,10 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path):
         f'it: choose another --output (a new file, or an earlier grid).'
     )
     assert shard.read_bytes() == before
+    # Another extension: it wrote PNG bytes into aug.jpg.
+    with pytest.raises(SystemExit) as err:
+        show(tmp_path / 'aug.jpg')
+    assert str(err.value) == (
+        f'show_augmentation: error: --output={tmp_path}/aug.jpg: the grid is written as PNG; name '
+        'it .png.'
+    )

@@ -323,6 +323,10 @@ def test_fine_tuning_hints_are_for_runs_without_the_flags_they_name(tmp_path):
         assert any(
             'its class heads do not fit; restore without them' in line for line in lines
         ) == (hinted), (flags, lines)
+        # The change itself is logged either way.
+        assert (
+            any('its class heads do not fit; they start anew' in line for line in lines) != hinted
+        ), (flags, lines)
 
 
 def test_parameter_counts_are_those_trained_and_all_trainable():

@@ -240,11 +240,19 @@ def _new_card(settings, dataset, log):
                     dataset_factory.relabel_advice(dataset.metadata),
                 )
             )
-        if source.num_classes != dataset.num_classes and not excluding:
+        if source.num_classes != dataset.num_classes:
+            # Said either way (the README: "a class-count change is logged").
             log(
-                'fine-tuning a %d-class model (%s) on %d classes: its class heads do not fit; '
-                'restore without them (--checkpoint_exclude_scopes or --exclude_mismatched_vars)'
-                % (source.num_classes - 1, settings.checkpoint_path, dataset.num_classes - 1)
+                'fine-tuning a %d-class model (%s) on %d classes: its class heads do not fit; %s'
+                % (
+                    source.num_classes - 1,
+                    settings.checkpoint_path,
+                    dataset.num_classes - 1,
+                    'they start anew, left out of the restore'
+                    if excluding
+                    else 'restore without them (--checkpoint_exclude_scopes or '
+                    '--exclude_mismatched_vars)',
+                )
             )
         if settings.anchor_sizes:
             card = card.with_params(
