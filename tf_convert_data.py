@@ -140,9 +140,18 @@ def _verify():
                 f'{marker}: a conversion was interrupted while it replaced the shards; '
                 f'convert the data again.'
             )
+        suffix = convert.METADATA_SUFFIX
+        names = sorted(
+            n[: -len(suffix)] for n in os.listdir(FLAGS.output_dir) if n.endswith(suffix)
+        )
+        there = (
+            f'; {FLAGS.output_dir} holds the conversions --output_name={", ".join(names)}'
+            if names
+            else ''
+        )
         raise FileNotFoundError(
             f'{meta}: no metadata, so nothing to verify the shards against (records of the '
-            f'older port have none; convert them again to get one).'
+            f'older port have none; convert them again to get one){there}.'
         )
     metadata, files = convert.read_metadata(meta, verify_digests=True)
     how = (

@@ -512,7 +512,8 @@ def get_dataset(
             )
             if unconverted:
                 hint = f' {unconverted}'
-            elif os.path.isfile(dataset_dir) and dataset_dir.endswith('.tfrecord'):
+            elif os.path.isfile(dataset_dir) and dataset_dir.endswith(('.tfrecord', '.json')):
+                # A shard or the metadata file of the folder to pass.
                 hint = (
                     f' --dataset_dir is the folder of the records: pass '
                     f'--dataset_dir={os.path.dirname(dataset_dir) or "."}.'

@@ -288,6 +288,18 @@ def test_converter_names_the_flag_and_what_it_expected(tree, case):
     assert not os.path.exists(tree['out'])
 
 
+def test_verify_of_an_output_name_typo_names_the_conversions_there(tree):
+    records = tree['records']
+    proc = run_script(
+        'tf_convert_data.py', '--verify', f'--output_dir={records}', '--output_name=trian'
+    )
+    assert _error_lines(proc, 'tf_convert_data') == [
+        f'tf_convert_data: error: {records}/trian_metadata.json: no metadata, so nothing to verify '
+        'the shards against (records of the older port have none; convert them again to get '
+        f'one); {records} holds the conversions --output_name=train.'
+    ]
+
+
 def test_synthetic_help_shows_the_defaults_splits_and_labels(capsys):
     with pytest.raises(SystemExit) as exit_:
         synthetic.main(['--help'])

@@ -179,13 +179,15 @@ def test_a_split_not_there_names_the_splits_that_are(converted, name, split, the
     )
 
 
-def test_a_record_file_as_dataset_dir_names_its_folder(converted):
-    """A shard given as --dataset_dir was told to convert the data."""
-    shard = os.path.join(converted, sorted(os.listdir(converted))[0])
+@pytest.mark.parametrize('name', ['voc_2012_val_000.tfrecord', 'voc_2012_val_metadata.json'])
+def test_a_record_or_metadata_file_as_dataset_dir_names_its_folder(converted, name):
+    """A shard, or the metadata file, given as --dataset_dir was told to convert the data."""
+    path = os.path.join(converted, name)
+    assert os.path.isfile(path)
     with pytest.raises(FileNotFoundError) as info:
-        dataset_factory.get_dataset('pascalvoc_2012', 'val', shard)
+        dataset_factory.get_dataset('pascalvoc_2012', 'val', path)
     assert str(info.value).endswith(
-        f'({shard} is a file, not a folder). --dataset_dir is the folder of the records: pass '
+        f'({path} is a file, not a folder). --dataset_dir is the folder of the records: pass '
         f'--dataset_dir={converted}.'
     )
 
