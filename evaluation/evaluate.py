@@ -487,13 +487,26 @@ def warn_select_threshold(card, exported):
 def open_dataset(settings, card):
     """(the DetectionDataset of `settings`' split, {label: class name} of labels 1..) for the
     model of `card`; warns when the model was trained on that split. Raises ValueError when the
-    model and the dataset count other classes."""
+    model and the dataset count other classes; warns for COCO metrics on records that left out
+    images the converter skipped."""
     dataset = dataset_factory.get_dataset(
         settings.dataset_name,
         settings.dataset_split_name,
         settings.dataset_dir,
         num_classes=card.num_classes,
     )
+    skipped = (
+        ((dataset.metadata or {}).get('report') or {}).get('counts', {}).get('skipped_example', 0)
+    )
+    if skipped and 'coco' in settings.metrics:
+        logging.warning(
+            'The records of %s/%s leave out %d image(s) the converter skipped '
+            '(--skip_bad_examples, listed in its metadata): the COCO numbers cover the records\' '
+            'images; pycocotools on the annotation file would count their objects as missed.',
+            settings.dataset_name,
+            settings.dataset_split_name,
+            skipped,
+        )
     if trained_on(card, dataset):
         logging.warning(
             'Evaluating on %s/%s in %s, the split the model was trained on (its card says so): '

@@ -320,3 +320,41 @@ def test_odd_file_names_evaluate_with_voc_and_coco(odd):
         (image_id, file_name, width, height)
         for file_name, image_id, (width, height), _ in ODD_IMAGES
     ]
+
+
+def test_coco_metrics_on_records_that_skipped_images_say_so(tmp_path, monkeypatch):
+    """Images the converter skipped (--skip_bad_examples) are not evaluated: pycocotools on the
+    annotation file counts their objects as missed, so the numbers differ from it; the README
+    said so, the log did not."""
+    ann_path, img_dir = write_val2017_like(str(tmp_path))
+    os.remove(os.path.join(img_dir, sorted(os.listdir(img_dir))[0]))
+    records = str(tmp_path / 'records')
+    meta = fx.convert_coco(
+        ann_path, img_dir, records, output_name='coco_2017_val', skip_bad_examples=True
+    )
+    assert meta['num_examples'] == 4 and meta['report']['counts']['skipped_example'] == 1
+    card = card_lib.from_registry(
+        'ssd_300_mobilenet', class_names=('person', 'car', 'dog', 'toothbrush')
+    )
+    warnings = []
+    monkeypatch.setattr(evaluate.logging, 'warning', lambda fmt, *a: warnings.append(fmt % a))
+    for metrics, said in ((('voc07', 'coco'), True), (('voc07',), False)):
+        warnings.clear()
+        settings = evaluate.EvalSettings(
+            card=card,
+            dataset_name='coco_2017',
+            dataset_split_name='val',
+            dataset_dir=records,
+            metrics=metrics,
+        )
+        evaluate.open_dataset(settings, card)
+        assert warnings == (
+            [
+                'The records of coco_2017/val leave out 1 image(s) the converter skipped '
+                "(--skip_bad_examples, listed in its metadata): the COCO numbers cover the "
+                "records' images; pycocotools on the annotation file would count their objects "
+                'as missed.'
+            ]
+            if said
+            else []
+        )
