@@ -104,6 +104,10 @@ INPUT_FILES = {
 
 
 def main(_):
+    try:  # the flags' values first, then the files they name
+        caffe_convert.check_normalisation(FLAGS.caffe_mean_bgr, FLAGS.caffe_scale)
+    except caffe_ssd.ConversionError as err:
+        logs.exit_error(err)
     for flag, expected in INPUT_FILES.items():
         path = FLAGS[flag].value
         if path and not os.path.exists(path):

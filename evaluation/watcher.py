@@ -324,16 +324,20 @@ def _is_entry(entry):
     )
 
 
-def write_history(ledger, eval_dir, run=None, title=None, best_metric=None):
+def write_history(ledger, eval_dir, run=None, title=None, best_metric=None, class_names=()):
     """history.csv (one row per evaluated checkpoint of `run`, by step) and history.png (mAP in %
-    vs step, titled `title`, the best checkpoint by `best_metric` marked)."""
+    vs step, titled `title`, the best checkpoint by `best_metric` marked). The per-class columns
+    follow `class_names` (label order, as the tables), other names after them, sorted."""
     entries = sorted(ledger.evaluated(run), key=lambda e: e['step'])
     metrics = sorted({m for e in entries for m in e['metrics']})
-    # Per metric, the classes in label order (each entry's class_ap is), as the tables list them.
+    order = {name: i for i, name in enumerate(class_names)}
     class_columns = [
         (rule, name)
         for rule in sorted({rule for e in entries for rule in e['class_ap']})
-        for name in dict.fromkeys(n for e in entries for n in e['class_ap'].get(rule, {}))
+        for name in sorted(
+            {n for e in entries for n in e['class_ap'].get(rule, {})},
+            key=lambda n: (order.get(n, len(order)), n),
+        )
     ]
     text = io.StringIO()
     out = csv.writer(text, lineterminator='\n')
@@ -1083,7 +1087,9 @@ def _handle(
                     f'-> {os.path.join(eval_dir, BEST_DIR)}'
                 )
         ledger.append(entry)
-        write_history(ledger, eval_dir, this_run, title, best_metric)
+        # The result's own class_ap is in label order (the ledger's JSON sorts its keys).
+        labels = list(next(iter(result.class_ap.values()), {}))
+        write_history(ledger, eval_dir, this_run, title, best_metric, labels)
         return entry
     finally:
         shutil.rmtree(staging_dir, ignore_errors=True)

@@ -545,10 +545,10 @@ def test_a_resume_keeps_old_checkpoints_until_it_saves_and_records_other_setting
 ):
     """Resumes of a copy of the fp32 run:
 
-    - with a lower --max_to_keep, interrupted before its first save: the checkpoints beyond it
-      were deleted at resume, before the first step, so a resume that then failed or was
-      interrupted had lost them. They are now only unlisted (TF's Saver would otherwise rotate
-      them) until the run writes a checkpoint;
+    - with a lower --max_to_keep, killed before its first save (Ctrl-C saves the step first):
+      the checkpoints beyond it were deleted at resume, before the first step, so a resume that
+      then failed or was killed had lost them. They are now only unlisted (TF's Saver would
+      otherwise rotate them) until the run writes a checkpoint;
     - then with other settings than the training's so far: they were taken silently (the
       audit's learning rate jumped from the schedule's end back to its middle). The log names
       each change and the card records it once the run has written a checkpoint, when the
@@ -565,8 +565,8 @@ def test_a_resume_keeps_old_checkpoints_until_it_saves_and_records_other_setting
         '--learning_rate_decay_type=fixed',
         '--max_to_keep=1',
     )
-    status, lines = interrupt_when(args, 'step 32/')
-    assert status == 130, lines[-20:]
+    status, lines = interrupt_when(args, 'step 32/', signum=signal.SIGKILL)
+    assert status == -signal.SIGKILL, lines[-20:]
     # TF's Saver would remove one listed checkpoint per save, never getting down to it.
     assert any(
         '1 checkpoint(s) older than the --max_to_keep=1 newest (model.ckpt-0) are removed once '
