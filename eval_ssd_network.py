@@ -344,13 +344,13 @@ def _check_flags():
     """The checks of the flags that need no file: before --eval_dir is locked, a card, dataset
     or model is read, or anything is logged (a detection setting out of range was refused after
     the line saying it replaced the card's; an unknown metric or net after the card loaded)."""
+    evaluate.check_metrics(FLAGS.metrics)  # before --best_metric is checked against them
     _check_watcher_flags()
     if os.path.lexists(FLAGS.eval_dir) and not os.path.isdir(FLAGS.eval_dir):
         raise ValueError(
             f'--eval_dir {FLAGS.eval_dir} is not a folder; pass the folder for the results (a new '
             'one is created).'
         )
-    evaluate.check_metrics(FLAGS.metrics)
     dataset_factory.check_dataset_name(FLAGS.dataset_name)
     cli.check_model_flags(cli.ModelFlags.from_flags())
     cli.check_precision_flags(

@@ -440,8 +440,8 @@ def relabel_advice(metadata):
     categories (the converter takes no labels file for COCO)."""
     if category_ids(metadata) is not None:
         return (
-            'the classes of COCO records are their annotation file\'s categories (the converter '
-            'takes no labels file for COCO)'
+            'convert an annotation file whose categories are the model\'s classes (COCO records '
+            'take their classes from it; the converter takes no labels file for COCO)'
         )
     return 'convert the data with the model\'s labels file (tf_convert_data.py --labels_file)'
 
@@ -512,7 +512,9 @@ def get_dataset(
             )
             if unconverted:
                 hint = f' {unconverted}'
-            elif os.path.isfile(dataset_dir) and dataset_dir.endswith(('.tfrecord', '.json')):
+            elif os.path.isfile(dataset_dir) and dataset_dir.endswith(
+                ('.tfrecord', convert.METADATA_SUFFIX)
+            ):
                 # A shard or the metadata file of the folder to pass.
                 hint = (
                     f' --dataset_dir is the folder of the records: pass '

@@ -548,7 +548,8 @@ def resolve_checkpoint(path):
     except OSError:  # no such folder, or not one
         names = []
     # A step that is not (or no longer) there: the folder's checkpoints, the latest last.
-    names.sort(key=lambda n: (checkpoint_step_from_name(n) or -1, n))
+    steps = {n: checkpoint_step_from_name(n) for n in names}
+    names.sort(key=lambda n: (-1 if steps[n] is None else steps[n], n))
     shown = ''
     if names:
         latest = ' (the latest five)' if len(names) > 5 else ''

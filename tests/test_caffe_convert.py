@@ -297,6 +297,18 @@ def test_another_model_kind_names_the_model_name_to_pass(mobilenet_model):
     assert not [f for f in os.listdir(directory) if f.startswith('as_vgg.ckpt')]
 
 
+def test_a_backbone_from_a_whole_ssd_model_is_not_another_kind():
+    """The kind check compares layer names only: a whole VGG SSD caffemodel holds every layer of
+    the fc-reduced backbone (its conversion writes that backbone), and is named as what it is for
+    a MobileNet conversion."""
+    vgg = caffe_ssd.layer_map('ssd_300_vgg')
+    layers = [caffe_pb.CaffeLayer(n, 'Convolution', [np.ones((1, 1, 1, 1))]) for n in vgg.convs]
+    caffe_ssd.check_model_kind(layers, caffe_ssd.layer_map('vgg_16_fc_reduced'), 'm.caffemodel')
+    caffe_ssd.check_model_kind(layers, vgg, 'm.caffemodel')
+    with pytest.raises(caffe_ssd.ConversionError, match=r'^m\.caffemodel: a ssd_(300|512)_vgg'):
+        caffe_ssd.check_model_kind(layers, caffe_ssd.layer_map('ssd_300_mobilenet'), 'm.caffemodel')
+
+
 def test_fc_reduced_vgg16_backbone_matches_opencv(tmp_path):
     """vgg_16_fc_reduced writes only conv1_1..fc7 (here for ssd_300_vgg; `backbone_scope`
     picks ssd_512_vgg); its conv7 (Caffe fc7) features equal OpenCV's on a small input."""

@@ -142,8 +142,8 @@ def test_registered_names_and_metadata(converted):
     # (the advice was the VOC one, which the converter refuses for COCO).
     coco = {'classes': [{'id': 1, 'name': 'person', 'coco_category_id': 1}]}
     assert dataset_factory.relabel_advice(coco) == (
-        "the classes of COCO records are their annotation file's categories (the converter "
-        'takes no labels file for COCO)'
+        "convert an annotation file whose categories are the model's classes (COCO records take "
+        'their classes from it; the converter takes no labels file for COCO)'
     )
     with pytest.raises(FileNotFoundError, match='voc_2012_val_000.tfrecord'):
         dataset_factory.get_dataset('pascalvoc_2012', 'test', converted)

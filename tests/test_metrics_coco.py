@@ -135,7 +135,9 @@ def test_detections_are_checked_once_and_bad_ones_not_written(tmp_path, monkeypa
     assert not (tmp_path / 'bad.json').exists()
 
 
-def test_detections_of_categories_or_images_the_ground_truth_lacks_are_refused(tmp_path):
+def test_detections_of_categories_or_images_the_ground_truth_lacks_are_refused(
+    tmp_path, monkeypatch
+):
     """Contiguous labels (car as 2) in place of the file's category ids: COCOeval scored them
     silently (car's detections dropped, a third category's as cars); a corner box [x1, y1, x2, y2]
     read as [x, y, w, h] gives a negative width it took too."""
@@ -149,6 +151,16 @@ def test_detections_of_categories_or_images_the_ground_truth_lacks_are_refused(t
         "unknown; its ids: 1, 3); results must carry its category ids (COCO's own, not "
         'contiguous labels).'
     )
+    # A model of more categories scored on a subset file: its other detections are not scored,
+    # as pycocotools does (said).
+    warnings = []
+    monkeypatch.setattr(cm.logging, 'warning', lambda fmt, *a: warnings.append(fmt % a))
+    extra = _detections() + [dict(_detections()[0], category_id=18)]
+    assert cm.evaluate_coco(_dataset(), extra) == cm.evaluate_coco(_dataset(), _detections())
+    assert warnings == [
+        'the detections: 1 detection(s) of category ids the ground truth does not have (18) are '
+        'not scored, as pycocotools does (its ids: 1, 3).'
+    ]
     with pytest.raises(ValueError, match=r'^the detections: detections refer to image ids \[9\]'):
         cm.evaluate_coco(_dataset(), [dict(_detections()[0], image_id=9)])
     corners = [dict(_detections()[0], bbox=[300.0, 50.0, 20.0, -5.0])]

@@ -76,8 +76,16 @@ def test_int8_quantises_the_net_only_and_loads_whatever_the_box_codes(tmp_path, 
             )
     assert {'EXP', 'MUL', 'NON_MAX_SUPPRESSION_V5', 'RESIZE_BILINEAR'} <= set(arithmetic)
     assert all(dtype != np.int8 for dtypes in arithmetic.values() for dtype in dtypes), arithmetic
-    net = [t['dtype'] for t in tensors if t['name'].startswith(spec.model_name + '/')]
-    assert net.count(np.int8) > len(net) / 2
+    # Every convolution of the net computes in int8: its input, weights and output.
+    convolutions = [
+        op
+        for op in interpreter._get_ops_details()
+        if op['op_name'] in ('CONV_2D', 'DEPTHWISE_CONV_2D')
+    ]
+    assert len(convolutions) > 20
+    for op in convolutions:
+        dtypes = [tensors[i]['dtype'] for i in (*op['inputs'][:2], *op['outputs'])]
+        assert dtypes == [np.int8] * 3, (tensors[op['outputs'][0]]['name'], dtypes)
 
     # In a child process: the old model aborted the process that allocated it.
     proc = run_python(LOAD_AND_RUN, str(path))

@@ -178,14 +178,21 @@ def test_errors_name_the_path(tmp_path, make):
 def test_a_missing_step_lists_the_checkpoints_of_its_folder(tmp_path):
     """--checkpoint_path=model.ckpt-99 (a typo, or a step max_to_keep removed) said what it
     expected, not what is there."""
-    for step in (100, 5, 10, 20, 30, 40):
+    for step in (100, 5, 10, 20, 30, 0):
         (tmp_path / f'model.ckpt-{step}.index').write_bytes(b'')
+    (tmp_path / 'converted.ckpt.index').write_bytes(b'')  # no step: first
     with pytest.raises(FileNotFoundError) as info:
         checkpoints.resolve_checkpoint(str(tmp_path / 'model.ckpt-99'))
     assert str(info.value).endswith(
-        f'or a directory holding checkpoints; {tmp_path} holds model.ckpt-10, model.ckpt-20, '
-        'model.ckpt-30, model.ckpt-40, model.ckpt-100 (the latest five).'
+        f'or a directory holding checkpoints; {tmp_path} holds model.ckpt-5, model.ckpt-10, '
+        'model.ckpt-20, model.ckpt-30, model.ckpt-100 (the latest five).'
     )
+    for name in os.listdir(tmp_path):
+        if name not in ('model.ckpt-0.index', 'converted.ckpt.index'):
+            os.remove(tmp_path / name)
+    with pytest.raises(FileNotFoundError) as info:
+        checkpoints.resolve_checkpoint(str(tmp_path / 'model.ckpt-99'))
+    assert str(info.value).endswith(f'; {tmp_path} holds converted.ckpt, model.ckpt-0.')
 
 
 # --- scopes -------------------------------------------------------------------------------------

@@ -67,13 +67,15 @@ def test_drawn_labels_keep_their_pixels():
 
 def test_boxes_far_outside_the_image_are_drawn_as_their_visible_part():
     """A barely trained model's finite codes decode to corners of 1e26: OpenCV refused the int
-    (detect crashed with a traceback). Drawn, they are the same as the box clipped near the
-    image, which OpenCV draws beyond the image as it does."""
+    (detect crashed with a traceback). What shows is the box's visible part: the same pixels as
+    a box whose hidden corners lie just outside the image."""
     image = np.full((60, 80, 3), 255, np.uint8)
 
     def drawn(box):
         dets = {'boxes': np.array([box]), 'scores': np.array([0.9]), 'classes': np.array([1])}
         return visualization.draw_detections(image, dets, ['cat'], max_labels=0)
 
-    np.testing.assert_array_equal(drawn([0.25, -1e26, 1e26, 0.5]), drawn([0.25, -8.0, 9.0, 0.5]))
-    assert (drawn([0.25, -1e26, 1e26, 0.5]) != image).any()
+    np.testing.assert_array_equal(drawn([0.25, -1e26, 1e26, 0.5]), drawn([0.25, -1.0, 2.0, 0.5]))
+    # Its top edge (y = 15) from the left border to x = 40 and its right edge (x = 40) below.
+    changed = (drawn([0.25, -1e26, 1e26, 0.5]) != image).any(axis=-1)
+    assert changed[15, :40].all() and changed[15:, 40].all() and changed.sum() == 40 + 45

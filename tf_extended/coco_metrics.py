@@ -23,6 +23,7 @@ import os
 import reprlib
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, TextIO, Tuple, Union
 
+from absl import logging
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -357,6 +358,35 @@ class COCOResult(NamedTuple):
     class_ap50: Dict[str, Optional[float]]
 
 
+def _check_category_ids(results, known, source):
+    """COCOeval scores the ground truth's categories only and drops other detections silently:
+    right for a model of more categories on a subset file, wrong for results in contiguous labels
+    (1..80) in place of the file's ids (1..90 with gaps). Raises ValueError for the latter (every
+    detection's id within 1..number of categories while the file's ids are not those) and for
+    results of no category of the file; warns of the detections dropped otherwise."""
+    ids = {det['category_id'] for det in results}
+    unknown = sorted(ids - set(known))
+    if not unknown:
+        return
+    contiguous = set(range(1, len(known) + 1))
+    shown = f'{", ".join(map(str, known[:12]))}{", ..." if len(known) > 12 else ""}'
+    if not ids & set(known) or (ids <= contiguous and set(known) != contiguous):
+        raise ValueError(
+            f'{source}: detections use category ids {unknown[:10]} that the ground truth does '
+            f'not have ({len(unknown)} unknown; its ids: {shown}); results must carry its '
+            f'category ids (COCO\'s own, not contiguous labels).'
+        )
+    dropped = sum(1 for det in results if det['category_id'] not in set(known))
+    logging.warning(
+        '%s: %d detection(s) of category ids the ground truth does not have (%s) are not scored, '
+        'as pycocotools does (its ids: %s).',
+        source,
+        dropped,
+        ', '.join(map(str, unknown[:10])),
+        shown,
+    )
+
+
 def _run_cocoeval(ground_truth, detections, image_ids, stdout, results_path) -> COCOeval:
     """COCOeval evaluated, accumulated and summarized; see :func:`evaluate_coco` for the arguments."""
     sink = io.StringIO() if stdout is None else stdout
@@ -381,17 +411,7 @@ def _run_cocoeval(ground_truth, detections, image_ids, stdout, results_path) -> 
                 f'{source}: detections refer to image ids {unknown[:10]} that are not in the '
                 f'ground truth ({len(unknown)} unknown ids).'
             )
-        # COCOeval drops (or scores as another class) a category the ground truth does not
-        # have, silently: contiguous labels (1..80) in place of COCO's ids (1..90 with gaps).
-        known = gt.getCatIds()
-        unknown = sorted({det['category_id'] for det in results} - set(known))
-        if unknown:
-            raise ValueError(
-                f'{source}: detections use category ids {unknown[:10]} that the ground truth '
-                f'does not have ({len(unknown)} unknown; its ids: '
-                f'{", ".join(map(str, known[:12]))}{", ..." if len(known) > 12 else ""}); '
-                f'results must carry its category ids (COCO\'s own, not contiguous labels).'
-            )
+        _check_category_ids(results, gt.getCatIds(), source)
         if results_path is not None:
             atomic_io.write_json_atomic(results_path, results, indent=None)
         if results:

@@ -248,7 +248,10 @@ def _new_card(settings, dataset, log):
                     source.num_classes - 1,
                     settings.checkpoint_path,
                     dataset.num_classes - 1,
-                    'they start anew, left out of the restore'
+                    'they start anew (--exclude_mismatched_vars)'
+                    if settings.exclude_mismatched_vars
+                    else 'those --checkpoint_exclude_scopes covers start anew, any other is '
+                    'refused for its shape'
                     if excluding
                     else 'restore without them (--checkpoint_exclude_scopes or '
                     '--exclude_mismatched_vars)',
@@ -833,9 +836,10 @@ def make_hooks(
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """SIGTERM (a scheduler stopping or preempting the job, `kill`) ends the steps as Ctrl-C
-    does, so that the step reached is saved; it killed the process at once. Only where signals
-    can be handled (the main thread)."""
+    """SIGTERM (a scheduler stopping or preempting the job, `kill`) ends a lone process's steps as
+    Ctrl-C does, so that the step reached is saved; it killed the process at once. Python runs
+    the handler once TF's call returns (a step, not a hung read, is what it waits for). Only
+    where signals can be handled (the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -857,6 +861,12 @@ def _run_steps(session, train_op, log_hook, dataset):
     while not session.should_stop():
         try:
             session.run(train_op)
+        except RuntimeError as e:
+            # An interrupt that arrives while TF builds the exception of a failing call replaces
+            # it (pybind11: "... REPLACED BY KeyboardInterrupt"): an interrupt all the same.
+            if 'KeyboardInterrupt' in str(e):
+                raise KeyboardInterrupt from None
+            raise
         except tf_errors.RUN_ERRORS as e:
             step = log_hook.step + 1
             if isinstance(e, tf.errors.InvalidArgumentError) and NON_FINITE_TAG in str(e):
@@ -1149,7 +1159,8 @@ def _train(settings, cluster, config, master):
             settings, replication, master, config, scaffold, hooks, chief_hooks
         ) as session:
             try:
-                with _sigterm_as_interrupt():
+                # Where the step reached is saved: a lone process (see below).
+                with _sigterm_as_interrupt() if cluster.spec is None else contextlib.nullcontext():
                     _run_steps(session, train_op, log_hook, dataset)
             except KeyboardInterrupt:
                 # TF's hook saves the last step only when the session ends without an exception:
