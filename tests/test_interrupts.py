@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import types
 
 import pytest
 
@@ -180,3 +181,25 @@ def test_worker_errors_reach_the_main_process_with_their_traceback():
             "a conversion worker could not send its exception: TypeError('no pickling')"
         )
         assert '_Unpicklable: x' in str(info.value.__cause__)
+
+
+def test_an_interrupt_that_replaced_a_tf_error_is_an_interrupt():
+    """A signal handled while TF builds the exception of a failing call (pybind11) comes out as
+    a RuntimeError 'MISMATCH ... REPLACED BY KeyboardInterrupt': it ended in a traceback."""
+    from training import trainer
+
+    def session(error):
+        def run(_):
+            raise error
+
+        return types.SimpleNamespace(should_stop=lambda: False, run=run)
+
+    hook = types.SimpleNamespace(step=7)
+    replaced = RuntimeError(
+        'pybind11::error_already_set: MISMATCH of original and normalized active exception '
+        'types: ORIGINAL DeadlineExceededError REPLACED BY KeyboardInterrupt'
+    )
+    with pytest.raises(KeyboardInterrupt):
+        trainer._run_steps(session(replaced), None, hook, None)
+    with pytest.raises(RuntimeError, match='another failure'):
+        trainer._run_steps(session(RuntimeError('another failure')), None, hook, None)
