@@ -126,25 +126,21 @@ def test_voc_name_differing_in_case_is_an_error_saying_so(tmp_path):
     ]
 
 
-def test_voc_unknown_name_without_a_case_variant_keeps_the_plain_error(tmp_path):
-    root, xml_path = _voc_xml(tmp_path, _with_name('unicorn'))
+@pytest.mark.parametrize(
+    'name, said',
+    [
+        ('unicorn', '.'),  # nothing close: the plain error
+        ('persn', ": did you mean 'person'?"),  # a typo of a known class
+    ],
+)
+def test_voc_unknown_name_names_a_close_known_one(tmp_path, name, said):
+    root, xml_path = _voc_xml(tmp_path, _with_name(name))
     with pytest.raises(convert.UnknownClassError) as err:
         fx.convert_voc([root], str(tmp_path / 'out'))
     assert str(err.value) == (
-        f"{xml_path}: object 1 has class name 'unicorn', which is not among the 20 known classes "
-        f'({", ".join(VOC)}). Fix the annotation, pass --labels_file with the full class list, '
-        'or pass --skip_unknown_classes to drop such objects.'
-    )
-
-
-def test_voc_unknown_name_close_to_a_known_one_names_it(tmp_path):
-    root, xml_path = _voc_xml(tmp_path, _with_name('persn'))
-    with pytest.raises(convert.UnknownClassError) as err:
-        fx.convert_voc([root], str(tmp_path / 'out'))
-    assert str(err.value) == (
-        f"{xml_path}: object 1 has class name 'persn', which is not among the 20 known classes "
-        f'({", ".join(VOC)}): did you mean \'person\'? Fix the annotation, pass --labels_file '
-        'with the full class list, or pass --skip_unknown_classes to drop such objects.'
+        f"{xml_path}: object 1 has class name {name!r}, which is not among the 20 known classes "
+        f'({", ".join(VOC)}){said} Fix the annotation, pass --labels_file with the full class '
+        'list, or pass --skip_unknown_classes to drop such objects.'
     )
 
 
