@@ -1163,11 +1163,11 @@ def _train(settings, cluster, config, master):
                 with _sigterm_as_interrupt() if cluster.spec is None else contextlib.nullcontext():
                     _run_steps(session, train_op, log_hook, dataset)
             except KeyboardInterrupt:
-                # TF's hook saves the last step only when the session ends without an exception:
-                # Ctrl-C (or SIGTERM) lost every step since the last save (up to --save_interval_secs of
-                # training). A lone process saves it (its step's update is complete: Python
-                # raises the interrupt between TF calls); a cluster's chief does not, its
-                # workers may be mid-step.
+                # TF's hook saves the last step only when the session ends without an
+                # exception: Ctrl-C (or SIGTERM) lost every step since the last save (up to
+                # --save_interval_secs of training). A lone process saves it (its step's update
+                # is complete: Python raises the interrupt between TF calls); a cluster's chief
+                # does not, its workers may be mid-step.
                 if cluster.spec is None:
                     session.run_step_fn(lambda step_context: saver_hook.end(step_context.session))
                 raise
