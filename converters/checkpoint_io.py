@@ -31,6 +31,20 @@ class CheckpointMismatchError(ValueError):
     """The values do not fit the net's variables (and partial output was not allowed)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Origin:
+    """What the converted values come from, for the messages: `model` names it ('The Caffe
+    model', or a file and its layout), `unit` one of its parts ('Caffe layer'), `kind_flag` the
+    flag that picks the net it should fit."""
+
+    model: str
+    unit: str
+    kind_flag: str
+
+
+CAFFE = Origin('The Caffe model', 'Caffe layer', '--model_name')
+
+
 @dataclasses.dataclass
 class VariableMatch:
     """How converted values line up with a net's variables.
@@ -46,15 +60,17 @@ class VariableMatch:
     unused: List[str]
     matched: List[str]
 
-    def problems(self, expect_missing=False):
+    def problems(self, expect_missing=False, origin=CAFFE):
         """Human-readable problem lines; missing variables are expected for a backbone."""
         lines = []
         if not expect_missing:
             lines += [
-                'missing TF variable %s (no Caffe layer gave it a value)' % n for n in self.missing
+                'missing TF variable %s (no %s gave it a value)' % (n, origin.unit)
+                for n in self.missing
             ]
         lines += [
-            'shape mismatch for %s: Caffe gives %s, the net has %s' % m for m in self.mismatched
+            'shape mismatch for %s: the %s gives %s, the net has %s' % (n, origin.unit, a, b)
+            for n, a, b in self.mismatched
         ]
         lines += ['converted value %s has no TF variable of that name' % n for n in self.unused]
         return lines
@@ -119,6 +135,7 @@ def write_checkpoint(
     extra_problems=(),
     sidecar_files=None,
     check_end_point=None,
+    origin=CAFFE,
 ):
     """Saves `values` into the variables of `net_cls(params)`, atomically, and checks it.
 
@@ -143,6 +160,7 @@ def write_checkpoint(
       sidecar_files: {path: text} written (atomically) with the checkpoint, before its index.
       check_end_point: compare this end point in the check instead of the flattened
         localisations and logits (for a backbone checkpoint).
+      origin: `Origin` of the values, for the messages.
     Returns:
       (VariableMatch, problem lines, max abs difference of the re-load check).
     Raises:
@@ -156,16 +174,16 @@ def write_checkpoint(
     with graph.as_default():
         net = _build(net_cls, params, check_end_point)
         match = match_variables(values, net.variables)
-        problems = list(extra_problems) + match.problems(expect_missing)
+        problems = list(extra_problems) + match.problems(expect_missing, origin)
         if not match.matched:  # --allow_partial would write a checkpoint of nothing
             raise CheckpointMismatchError(
-                'The Caffe model does not fit %s: none of its weights is one of the net\'s '
-                '(check --model_name):\n  %s' % (net_cls.name, '\n  '.join(problems))
+                '%s does not fit %s: none of its weights is one of the net\'s (check %s):\n  %s'
+                % (origin.model, net_cls.name, origin.kind_flag, '\n  '.join(problems))
             )
         if problems and not allow_partial:
             raise CheckpointMismatchError(
-                'The Caffe model does not fit %s (use --allow_partial to write the matching '
-                'part anyway):\n  %s' % (net_cls.name, '\n  '.join(problems))
+                '%s does not fit %s (use --allow_partial to write the matching part anyway):\n  %s'
+                % (origin.model, net_cls.name, '\n  '.join(problems))
             )
         by_name = {v.op.name: v for v in net.variables}
         saved = [by_name[n] for n in match.matched]
@@ -181,7 +199,7 @@ def write_checkpoint(
             sess.run(v1.global_variables_initializer())
             sess.run(assigns, feeds)
             expected = sess.run(net.outputs, {net.inputs: x})
-            _check_finite(expected, values, saved)
+            _check_finite(expected, values, saved, origin)
             _save_atomically(sess, saver, output_path, sidecar_files or {})
             # The check: overwrite the saved variables with fresh random values, restore them
             # from the written files and run the same forward pass again.
@@ -350,7 +368,7 @@ def _save_atomically(sess, saver, output_path, sidecar_files):
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def _check_finite(outputs, values, saved):
+def _check_finite(outputs, values, saved, origin):
     """Refuses, before anything is written, weights whose forward pass on the check input
     overflows (finite but huge, e.g. from a diverged training)."""
     bad = sorted(key for key, value in outputs.items() if not np.all(np.isfinite(value)))
@@ -360,10 +378,10 @@ def _check_finite(outputs, values, saved):
         (v.op.name for v in saved), key=lambda n: float(np.max(np.abs(values[n]), initial=0))
     )
     raise CheckpointMismatchError(
-        'The Caffe model gives non-finite %s on the check input (a random image normalised as '
-        'the net expects): its weights overflow float32 (the largest, %g, is in %s), as a '
-        'diverged training\'s do; nothing was written'
-        % (' and '.join(bad), float(np.max(np.abs(values[name]))), name)
+        '%s gives non-finite %s on the check input (a random image normalised as the net '
+        'expects): its weights overflow float32 (the largest, %g, is in %s), as a diverged '
+        'training\'s do; nothing was written'
+        % (origin.model, ' and '.join(bad), float(np.max(np.abs(values[name]))), name)
     )
 
 

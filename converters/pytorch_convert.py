@@ -363,22 +363,18 @@ def convert(
         'the %s layout needs PyTorch tensor %s, which the file lacks' % (layout.name, k)
         for k in conversion.missing
     ]
-    try:
-        match, problems, _ = checkpoint_io.write_checkpoint(
-            net_cls,
-            params,
-            conversion.values,
-            output_path,
-            allow_partial=allow_partial,
-            expect_missing=layout.backbone_only,
-            extra_problems=problems,
-            sidecar_files={config_path: json.dumps(config, indent=2) + '\n'},
-            check_end_point='block7' if layout.backbone_only else None,
-        )
-    except checkpoint_io.CheckpointMismatchError as e:
-        raise checkpoint_io.CheckpointMismatchError(
-            str(e).replace('The Caffe model', '%s (%s)' % (pth_path, layout.name))
-        ) from None
+    match, problems, _ = checkpoint_io.write_checkpoint(
+        net_cls,
+        params,
+        conversion.values,
+        output_path,
+        allow_partial=allow_partial,
+        expect_missing=layout.backbone_only,
+        extra_problems=problems,
+        sidecar_files={config_path: json.dumps(config, indent=2) + '\n'},
+        check_end_point='block7' if layout.backbone_only else None,
+        origin=checkpoint_io.Origin(f'{pth_path} ({layout.name})', 'PyTorch tensor', '--layout'),
+    )
     for line in problems:
         log('WARNING: ' + line)
     log(

@@ -225,7 +225,7 @@ def test_unmapped_missing_and_mismatched_are_reported_by_name(mobilenet_model):
     assert "unmapped Caffe layer 'conv_extra'" in message
     assert 'missing TF variable ssd_300_mobilenet/conv5/dw/depthwise_weights' in message
     assert (
-        'shape mismatch for ssd_300_mobilenet/conv11_mbox_conf/weights: Caffe gives '
+        'shape mismatch for ssd_300_mobilenet/conv11_mbox_conf/weights: the Caffe layer gives '
         '(1, 1, 512, 63), the net has (1, 1, 512, 30)'
     ) in message
     assert not [f for f in os.listdir(directory) if f.startswith('broken.ckpt')]

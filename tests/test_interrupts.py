@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import types
 
 import pytest
@@ -203,3 +204,17 @@ def test_an_interrupt_that_replaced_a_tf_error_is_an_interrupt():
         trainer._run_steps(session(replaced), None, hook, None)
     with pytest.raises(RuntimeError, match='another failure'):
         trainer._run_steps(session(RuntimeError('another failure')), None, hook, None)
+
+
+def test_sigterm_is_an_interrupt_while_the_steps_run():
+    """SIGTERM (a scheduler stopping the job) takes the path of Ctrl-C in training: a lone
+    process saves its step (tests/test_train_run.py), a cluster's worker tells the chief it
+    leaves (tests/test_train_cluster.py); outside the steps it is left as it was."""
+    from training import trainer
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with trainer._sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises before this returns
+    assert signal.getsignal(signal.SIGTERM) is before

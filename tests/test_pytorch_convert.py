@@ -188,6 +188,18 @@ def test_unmapped_tensor_fails_the_conversion_naming_it(tmp_path, ssd_pytorch_sd
     ):
         pytorch_convert.convert(path, str(tmp_path / 'x.ckpt'), log=lambda *_: None)
     assert not os.path.exists(str(tmp_path / 'x.ckpt.index'))
+    # Another --layout than the file's: nothing fits, said in PyTorch's terms and flag (it said
+    # "no Caffe layer gave it a value ... check --model_name", a flag this converter lacks).
+    with pytest.raises(checkpoint_io.CheckpointMismatchError) as info:
+        pytorch_convert.convert(
+            path, str(tmp_path / 'x.ckpt'), 'torchvision_ssd300', 21, log=lambda *_: None
+        )
+    message = str(info.value)
+    assert message.startswith(
+        f"{path} (torchvision_ssd300) does not fit ssd_300_vgg: none of its weights is one of "
+        "the net's (check --layout):"
+    )
+    assert '(no PyTorch tensor gave it a value)' in message and 'Caffe' not in message
 
 
 @pytest.mark.parametrize(

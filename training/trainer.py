@@ -836,10 +836,12 @@ def make_hooks(
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """SIGTERM (a scheduler stopping or preempting the job, `kill`) ends a lone process's steps as
-    Ctrl-C does, so that the step reached is saved; it killed the process at once. Python runs
-    the handler once TF's call returns (a step, not a hung read, is what it waits for). Only
-    where signals can be handled (the main thread)."""
+    """SIGTERM (a scheduler stopping or preempting the job, `kill`) ends the steps as Ctrl-C does:
+    a lone process saves the step reached, a cluster's worker tells the chief it leaves; it
+    killed the process at once (a preempted worker stalled the chief until --cluster_wait_secs,
+    then the cluster failed). Python runs the handler once TF's call returns (a scheduler's
+    SIGKILL follows for a call that hangs). Only where signals can be handled (the main
+    thread)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -1159,8 +1161,7 @@ def _train(settings, cluster, config, master):
             settings, replication, master, config, scaffold, hooks, chief_hooks
         ) as session:
             try:
-                # Where the step reached is saved: a lone process (see below).
-                with _sigterm_as_interrupt() if cluster.spec is None else contextlib.nullcontext():
+                with _sigterm_as_interrupt():
                     _run_steps(session, train_op, log_hook, dataset)
             except KeyboardInterrupt:
                 # TF's hook saves the last step only when the session ends without an
