@@ -357,7 +357,9 @@ def resolve_class_names(labelmap_file, labels_file, read, num_classes, classes_f
         if len(names) != num_classes - 1:
             raise caffe_ssd.ConversionError(
                 f'{path}: {len(names)} class names, but the model has {num_classes - 1} classes '
-                f'besides the background ({classes_from}); give one name per class in label '
+                f'besides the background ({classes_from})'
+                f'{labels_lib.background_line_note(names, num_classes - 1)}; give one name per '
+                f'class in label '
                 f"order, background excluded, or pass the model's Caffe label map with "
                 f'--labelmap_file'
             )

@@ -146,7 +146,7 @@ def resolve_class_names(layout, conversion, class_order, labels_file=None, label
     if labels is not None:
         names = tuple(labels)
         if len(names) != count:
-            hint = ''
+            hint = labels_lib.background_line_note(names, count)
             if layout.name == 'torchvision_ssd300' and class_order == 'source' and len(names) == 80:
                 hint = ' (80 names are for --class_order=contiguous, the 80 used COCO ids)'
             raise pytorch_ssd.ConversionError(

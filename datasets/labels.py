@@ -130,6 +130,21 @@ def read_labels_flag(labels_file, error, near=()):
     ) from None
 
 
+# How labels files of other tools name the background they list first.
+BACKGROUND_LINES = frozenset({'background', '__background__', 'bg', BACKGROUND_NAME})
+
+
+def background_line_note(names, count):
+    """For a labels file of `names` where `count` names were expected: a note when its first
+    line is a background entry that makes it one too many (the usual off-by-one), else ''."""
+    if len(names) == count + 1 and names[0].casefold() in BACKGROUND_LINES:
+        return (
+            f' (its first line, {names[0]!r}, is a background entry: leave it out, label 1 is '
+            'the first line)'
+        )
+    return ''
+
+
 def names_shown(names, count=5):
     """The first `count` class names for a log line ('a, b, c, ...')."""
     return ', '.join(names[:count]) + (', ...' if len(names) > count else '')

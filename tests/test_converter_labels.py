@@ -9,6 +9,7 @@ import os
 import pytest
 
 from converters import caffe_convert
+from converters import caffe_ssd
 from converters import pytorch_convert
 from converters import pytorch_ssd
 from datasets import labels as labels_lib
@@ -487,3 +488,19 @@ def test_pytorch_labels_file_is_refused_for_a_vgg_base(tmp_path):
         f'--labels_file: {path} is a VGG base (layout torchvision_vgg16_features), which has no '
         'classes to name; convert it without the flag'
     )
+
+
+def test_a_labels_file_listing_the_background_first_is_named_as_such():
+    """A background entry first, one name too many (other tools' labels files list it): the error
+    gave only the count."""
+    with pytest.raises(caffe_ssd.ConversionError) as info:
+        caffe_convert.resolve_class_names(
+            None, 'labels.txt', ('background', 'cat', 'dog'), 3, 'the conf heads'
+        )
+    assert (
+        "labels.txt: 3 class names, but the model has 2 classes besides the background (the conf "
+        "heads) (its first line, 'background', is a background entry: leave it out, label 1 is "
+        'the first line); give one name per class'
+    ) in str(info.value)
+    assert labels_lib.background_line_note(('cat', 'dog', 'bird'), 2) == ''
+    assert labels_lib.background_line_note(('__background__', 'cat'), 2) == ''
