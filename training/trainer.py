@@ -211,7 +211,7 @@ def _new_card(settings, dataset, log):
             category_ids=ids,
             detection=source.detection,
         )
-        defaults = card_lib.from_registry(model_name, dataset.num_classes).detection
+        defaults = card_lib.DetectionSettings()  # a new card's, whatever the net
         if source.detection != defaults:
             # A converted Caffe deploy's display threshold (0.25) read as a 0.00 mAP later.
             log(
@@ -242,20 +242,21 @@ def _new_card(settings, dataset, log):
             )
         if source.num_classes != dataset.num_classes:
             # Said either way (the README: "a class-count change is logged").
+            if settings.exclude_mismatched_vars:
+                heads = 'they start anew (--exclude_mismatched_vars)'
+            elif excluding:
+                heads = (
+                    'those --checkpoint_exclude_scopes covers start anew, any other is refused '
+                    'for its shape'
+                )
+            else:
+                heads = (
+                    'restore without them (--checkpoint_exclude_scopes or '
+                    '--exclude_mismatched_vars)'
+                )
             log(
                 'fine-tuning a %d-class model (%s) on %d classes: its class heads do not fit; %s'
-                % (
-                    source.num_classes - 1,
-                    settings.checkpoint_path,
-                    dataset.num_classes - 1,
-                    'they start anew (--exclude_mismatched_vars)'
-                    if settings.exclude_mismatched_vars
-                    else 'those --checkpoint_exclude_scopes covers start anew, any other is '
-                    'refused for its shape'
-                    if excluding
-                    else 'restore without them (--checkpoint_exclude_scopes or '
-                    '--exclude_mismatched_vars)',
-                )
+                % (source.num_classes - 1, settings.checkpoint_path, dataset.num_classes - 1, heads)
             )
         if settings.anchor_sizes:
             card = card.with_params(
