@@ -264,9 +264,7 @@ def _earlier_examples(metadata_path):
 
 def _check_output_dir():
     """--output_dir: a folder, or a path where one can be made (no file on the way)."""
-    path = os.path.abspath(FLAGS.output_dir)
-    while not os.path.lexists(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
+    path = folders.existing_ancestor(FLAGS.output_dir)
     if not os.path.isdir(path):
         where = '' if path == os.path.abspath(FLAGS.output_dir) else f'{FLAGS.output_dir}: '
         raise FileExistsError(

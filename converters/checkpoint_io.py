@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tf_slim as slim
 
+from datasets import folders
 from model import card as card_lib
 from model import checkpoints as checkpoints_lib
 from nets import ssd_common
@@ -299,10 +300,8 @@ def check_output_path(output_path, sidecar_paths=()):
             f'--output_path={output_path!r} names a folder; it takes a checkpoint prefix (a '
             f'file name stem): pass e.g. --output_path={suggestion}'
         )
-    # The first existing folder above: a file there made the bare "[Errno 17] File exists".
-    above = os.path.dirname(os.path.abspath(output_path))
-    while not os.path.lexists(above):
-        above = os.path.dirname(above)
+    # A file on the way made the bare "[Errno 17] File exists".
+    above = folders.existing_ancestor(os.path.dirname(os.path.abspath(output_path)))
     if not os.path.isdir(above):
         raise NotADirectoryError(
             f'--output_path={output_path}: {above} is a file, not a folder; pass a prefix in a '

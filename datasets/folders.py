@@ -36,6 +36,15 @@ def entries(folder, limit=SHOWN_ENTRIES):
     return ', '.join(shown) + more
 
 
+def existing_ancestor(path):
+    """`path` made absolute, or its nearest folder above that exists: where a file on the way
+    stops a folder from being made."""
+    path = os.path.abspath(path)
+    while not os.path.lexists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return path
+
+
 def describe(folder, limit=SHOWN_ENTRIES):
     """'<folder> holds a, b/, c', '<folder> is empty', '<folder> does not exist', '<folder> is a
     file, not a folder' or '<folder> cannot be listed (reason)': what the folder is, truthfully."""
