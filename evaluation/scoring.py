@@ -144,9 +144,11 @@ def score_voc_results(
         if inside:
             # An eval watcher's --eval_dir: one folder per checkpoint, and best/.
             raise ValueError(
-                f'{results_dir}: no results file here, but its folders {", ".join(inside[:4])}'
-                f'{", ..." if len(inside) > 4 else ""} hold some (an eval watcher\'s --eval_dir '
-                f'has one per checkpoint): pass one of them as --results_dir, e.g. '
+                f'{results_dir}: no results file here, but its '
+                f'folder{"s" if len(inside) > 1 else ""} {", ".join(inside[:4])}'
+                f'{", ..." if len(inside) > 4 else ""} hold{"" if len(inside) > 1 else "s"} some '
+                f'(an eval watcher\'s --eval_dir has one per checkpoint): pass one of them as '
+                f'--results_dir, e.g. '
                 f'--results_dir={os.path.join(results_dir, inside[-1])}.'
             )
         raise ValueError(
