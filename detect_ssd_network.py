@@ -564,13 +564,18 @@ def _detect():
     """`main` with the folder locked."""
     try:
         earlier, pending = records.earlier_outputs(FLAGS.output_dir)
-        inputs, skipped = detection.expand_inputs(
+        inputs, skipped, others = detection.expand_inputs(
             FLAGS.input, lambda folder: records.outputs_in(folder, FLAGS.output_dir, earlier)
         )
         if skipped:
             print(
                 f'skipped {skipped} file(s) of --input that earlier runs of this script wrote '
                 f'(listed as outputs by the {JSON_NAME} or {PENDING_NAME} of their folder)'
+            )
+        if others:
+            print(
+                f'note: left out what the --input folders hold besides images and videos '
+                f'({detection.media_extensions_line()}): {detection.describe_others(others)}'
             )
         detector = make_detector()
         print(describe_source(detector))

@@ -260,11 +260,11 @@ def convert(
         else None
     )
     state_dict = pytorch_ssd.strip_module_prefix(pth_reader.load_state_dict(pth_path))
-    layout = (
-        pytorch_ssd.get_layout(layout)
-        if layout
-        else pytorch_ssd.detect_layout(state_dict.keys(), pth_path)
-    )
+    if layout:
+        layout = pytorch_ssd.get_layout(layout)
+        pytorch_ssd.check_layout_fits(layout, state_dict.keys(), pth_path)
+    else:
+        layout = pytorch_ssd.detect_layout(state_dict.keys(), pth_path)
     config_path = config_path_for(output_path, layout.backbone_only)
     # The card or record it writes must not replace one no converter wrote (the layout tells
     # which: a training's model.json is `<output_path>.json` for a backbone).

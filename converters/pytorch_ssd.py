@@ -237,7 +237,7 @@ LAYOUTS = collections.OrderedDict(
     for layout in (
         Layout(
             name='torchvision_ssd300',
-            description="torchvision's ssd300_vgg16 (COCO, 91 category ids)",
+            description="torchvision's ssd300_vgg16",
             files=('ssd300_vgg16_coco-b556d3b4.pth',),
             signature=(
                 'backbone.scale_weight',
@@ -277,7 +277,7 @@ LAYOUTS = collections.OrderedDict(
         ),
         Layout(
             name='ssd_pytorch_ssd300',
-            description="ssd.pytorch's SSD300 (amdegroot; VOC0712, 21 classes)",
+            description="ssd.pytorch's SSD300 (amdegroot)",
             files=('ssd300_mAP_77.43_v2.pth',),
             signature=(
                 'vgg.0.weight',
@@ -375,7 +375,7 @@ def detect_layout(keys, source='<state_dict>'):
         layouts known with their signature keys.
     """
     keys = list(keys)
-    found = [layout for layout in LAYOUTS.values() if all(k in keys for k in layout.signature)]
+    found = _fitting_layouts(keys)
     if len(found) == 1:
         return found[0]
     shown = ', '.join(keys[:12]) + (', ... (%d keys)' % len(keys) if len(keys) > 12 else '')
@@ -388,6 +388,33 @@ def detect_layout(keys, source='<state_dict>'):
         '%s: %s. Keys found: %s. Known layouts: %s. Pass --layout to choose '
         'one.' % (source, what, shown or 'none', known)
     )
+
+
+def _fitting_layouts(keys):
+    keys = set(keys)
+    return [layout for layout in LAYOUTS.values() if keys.issuperset(layout.signature)]
+
+
+def check_layout_fits(layout, keys, source='<state_dict>'):
+    """Raises ConversionError when `keys` lack a signature key of `layout` (a --layout given)
+    and fit exactly one other layout, naming it (else the conversion's own mismatch report says
+    what is wrong)."""
+    keys = set(keys)
+    lacking = [k for k in layout.signature if k not in keys]
+    found = _fitting_layouts(keys)
+    if lacking and len(found) == 1:
+        raise ConversionError(
+            '%s: its tensors are not those of --layout=%s (it has no %s); they are %s\'s (%s): '
+            'pass --layout=%s, or leave --layout out to recognise it.'
+            % (
+                source,
+                layout.name,
+                ', '.join(lacking),
+                found[0].name,
+                found[0].description,
+                found[0].name,
+            )
+        )
 
 
 def get_layout(name):

@@ -848,7 +848,8 @@ def filter_detections(detections, select_threshold, keep_top_k):
 
 def expand_inputs(spec_text, outputs_in=None):
     """`--input` (comma-separated files, folders, globs) -> (sorted, de-duplicated paths, number
-    of files skipped as earlier outputs).
+    of files skipped as earlier outputs, what its folders hold besides images and videos: a
+    Counter of extension or 'folder', see `describe_others`).
 
     Folders give their image and video files (by extension, not recursive); globs give what
     they match; a file is kept whatever it holds (one that cannot be decoded is reported and
@@ -872,7 +873,7 @@ def expand_inputs(spec_text, outputs_in=None):
                 path = os.path.join(item, name)
                 if name.lower().endswith(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS):
                     found.append(path)
-                else:
+                elif not name.startswith('.') and name != DETECTIONS_FILE:  # ours, hidden ones
                     kind = 'folder' if os.path.isdir(path) else os.path.splitext(name)[1].lower()
                     others[kind] += 1
         elif glob.has_magic(item) and not os.path.lexists(item):  # a file named `a[1].jpg`
@@ -902,22 +903,32 @@ def expand_inputs(spec_text, outputs_in=None):
     skipped -= paths.keys()  # also named alone
     if not paths:
         raise ValueError(_no_inputs(spec_text, others, len(skipped)))
-    return list(paths), len(skipped)
+    return list(paths), len(skipped), others
+
+
+def describe_others(others):
+    """The most common kinds of a Counter of expand_inputs, e.g. '12 .xml files, 1 folder'."""
+    found = [
+        _count(count, 'folder' if kind == 'folder' else f'{kind or "extensionless"} file')
+        for kind, count in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    ]
+    return ', '.join(found + (['...'] if len(others) > 5 else []))
+
+
+def media_extensions_line():
+    return (
+        f'by extension: {" ".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}; folders are not searched '
+        f'recursively'
+    )
 
 
 def _no_inputs(spec_text, others, num_skipped):
     """Why `--input` gives no file: what counts, and the most common of what it holds instead."""
     found = [_count(num_skipped, 'output') + ' of earlier runs (skipped)'] if num_skipped else []
-    for kind, count in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))[:5]:
-        found.append(
-            _count(count, 'folder' if kind == 'folder' else f'{kind or "extensionless"} file')
-        )
-    if len(others) > 5:
-        found.append('...')
+    found += [describe_others(others)] if others else []
     return (
-        f'--input={spec_text} holds no image or video file (by extension: '
-        f'{" ".join(IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)}; folders are not searched '
-        f'recursively); found {", ".join(found) or "nothing"}.'
+        f'--input={spec_text} holds no image or video file ({media_extensions_line()}); found '
+        f'{", ".join(found) or "nothing"}.'
     )
 
 

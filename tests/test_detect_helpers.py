@@ -77,17 +77,18 @@ def test_load_image_rgb(tmp_path):
 
 
 def test_expand_inputs(tmp_path):
-    for name in ('b.jpg', 'a.PNG', 'notes.txt', 'clip.mp4'):
+    for name in ('b.jpg', 'a.PNG', 'notes.txt', 'clip.mp4', 'detections.json', '.DS_Store'):
         (tmp_path / name).write_bytes(b'x')
     (tmp_path / 'sub').mkdir()
     (tmp_path / 'sub' / 'c.jpg').write_bytes(b'x')
     d = str(tmp_path)
-    paths, skipped = detection.expand_inputs(f'{d}, {d}/sub/*.jpg,{d}/b.jpg,{d}/notes.txt')
+    paths, skipped, others = detection.expand_inputs(f'{d}, {d}/sub/*.jpg,{d}/b.jpg,{d}/notes.txt')
     assert paths == [os.path.join(d, n) for n in ('a.PNG', 'b.jpg', 'clip.mp4')] + [
         os.path.join(d, 'sub', 'c.jpg'),
         os.path.join(d, 'notes.txt'),  # named alone: kept, reported if it does not decode
     ]
     assert skipped == 0
+    assert detection.describe_others(others) == '1 .txt file, 1 folder'
     assert [detection.is_video(p) for p in paths] == [False, False, True, False, False]
 
 
@@ -104,10 +105,10 @@ def test_expand_inputs_skips_earlier_outputs_unless_named_alone(tmp_path):
         asked.append(folder)
         return outputs if os.path.realpath(folder) == os.path.realpath(d) else set()
 
-    paths, skipped = detection.expand_inputs(f'{d},{d}/*.jpg', outputs_in)
-    assert (paths, skipped) == ([f'{d}/a.jpg', f'{d}/b.png'], 2)
+    paths, skipped, others = detection.expand_inputs(f'{d},{d}/*.jpg', outputs_in)
+    assert (paths, skipped, others) == ([f'{d}/a.jpg', f'{d}/b.png'], 2, {})
     assert asked == [d]  # once per folder
-    paths, skipped = detection.expand_inputs(f'{d}/*_det.*,{d}/b_det.png', outputs_in)
+    paths, skipped, _ = detection.expand_inputs(f'{d}/*_det.*,{d}/b_det.png', outputs_in)
     assert (paths, skipped) == ([f'{d}/b_det.png'], 1)
 
 

@@ -719,6 +719,18 @@ def test_the_same_command_into_its_input_folder_writes_the_same_names(setup, tmp
             'outputs by the detections.json or .detections_pending.jsonl of their folder)\n'
         )
         assert (skipped in proc.stdout) == (run == 1), proc.stdout
+        assert 'note: left out' not in proc.stdout  # its detections.json is not named
+    (imgs / 'list.txt').write_text('a.jpg')
+    (imgs / 'raw').mkdir()
+    proc = run_script(*_detect_into(setup, imgs, imgs))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        'note: left out what the --input folders hold besides images and videos (by extension: '
+        '.jpg .jpeg .png .bmp .gif .webp .tif .tiff .mp4 .avi .mov .mkv .webm .m4v .mpg .mpeg; '
+        'folders are not searched recursively): 1 .txt file, 1 folder\n'
+    ) in proc.stdout, proc.stdout
+    (imgs / 'list.txt').unlink()
+    (imgs / 'raw').rmdir()
     assert sorted(os.listdir(imgs)) == sorted([*names, *want.values(), 'detections.json'])
 
 

@@ -188,8 +188,11 @@ def test_unmapped_tensor_fails_the_conversion_naming_it(tmp_path, ssd_pytorch_sd
     ):
         pytorch_convert.convert(path, str(tmp_path / 'x.ckpt'), log=lambda *_: None)
     assert not os.path.exists(str(tmp_path / 'x.ckpt.index'))
-    # Another --layout than the file's: nothing fits, said in PyTorch's terms and flag (it said
-    # "no Caffe layer gave it a value ... check --model_name", a flag this converter lacks).
+    # Another --layout than the file's, which fits no layout: nothing fits, said in PyTorch's
+    # terms and flag (it said "no Caffe layer gave it a value ... check --model_name", a flag
+    # this converter lacks).
+    del sd['L2Norm.weight']
+    fx.write_pth(sd, path)
     with pytest.raises(checkpoint_io.CheckpointMismatchError) as info:
         pytorch_convert.convert(
             path, str(tmp_path / 'x.ckpt'), 'torchvision_ssd300', 21, log=lambda *_: None
@@ -200,6 +203,24 @@ def test_unmapped_tensor_fails_the_conversion_naming_it(tmp_path, ssd_pytorch_sd
         "the net's (check --layout):"
     )
     assert '(no PyTorch tensor gave it a value)' in message and 'Caffe' not in message
+
+
+def test_another_layout_than_the_files_names_the_files(tmp_path, ssd_pytorch_sd):
+    """--layout=torchvision_ssd300 for ssd.pytorch's file: the layout its names fit (it said
+    'cannot infer the number of classes (no head.classification_head...)')."""
+    path = str(tmp_path / 'ssd300_mAP_77.43_v2.pth')
+    fx.write_pth(ssd_pytorch_sd, path)
+    with pytest.raises(pytorch_ssd.ConversionError) as info:
+        pytorch_convert.convert(
+            path, str(tmp_path / 'x.ckpt'), 'torchvision_ssd300', log=lambda *_: None
+        )
+    signature = pytorch_ssd.LAYOUTS['torchvision_ssd300'].signature
+    assert str(info.value) == (
+        f"{path}: its tensors are not those of --layout=torchvision_ssd300 (it has no "
+        f"{', '.join(signature)}); they are ssd_pytorch_ssd300's (ssd.pytorch's SSD300 "
+        "(amdegroot)): pass --layout=ssd_pytorch_ssd300, or leave --layout out to recognise it."
+    )
+    assert not os.path.exists(str(tmp_path / 'x.ckpt.index'))
 
 
 @pytest.mark.parametrize(

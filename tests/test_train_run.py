@@ -784,9 +784,12 @@ def test_one_ps_two_workers_sync_replicas(dataset_dir, tmp_path):
         'worker 0: 3, worker 1: 3.'
     ) in text['chief'], text['chief'][-3000:]
     assert 'pushed 3 gradients; the global step is 3' in text['worker1']
-    # The chief's step was read during its runs, one behind (it said "to step 2"); a worker named
-    # the latest checkpoint when it ended, before the chief's last (it said "model.ckpt-0").
-    assert 'training finished: 3 steps (to step 3) in ' in text['chief']
+    # The step is read once each run's step is done: read during the runs it lagged by one (the
+    # lines ended at "step 2/3", "to step 2"). A worker named the latest checkpoint when it
+    # ended, before the chief's last (it said "model.ckpt-0").
+    for name in ('chief', 'worker1'):
+        assert re.findall(r'\] step (\d+)/3\b', text[name]) == ['1', '2', '3'], text[name][-3000:]
+        assert 'training finished: 3 steps (to step 3) in ' in text[name]
     assert '(latest model.ckpt-3), model card' in text['chief']
     assert "step); checkpoints and model card: the chief's" in (text['worker1'])
     assert re.search(r'The chief ended training; ps 0 \(127\.0\.0\.1:\d+\) stops', text['ps'])

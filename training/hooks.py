@@ -169,8 +169,8 @@ class LoggingHook(v1.train.SessionRunHook):
     over those steps, the learning rate, images/s and the ETA (see the module docstring).
 
     `step` is the global step after this process' latest run. Alone, it is read at start and
-    then counted (exact); in a cluster, where other workers move it too, it is the value read
-    during the run (may lag by one).
+    then counted; in a cluster, where other workers move it too, it is `tensors['step_after']`,
+    read once the run's step is done.
     """
 
     def __init__(
@@ -212,7 +212,7 @@ class LoggingHook(v1.train.SessionRunHook):
     def after_run(self, run_context, run_values):
         values = run_values.results
         self._local_steps += 1
-        self.step = self.step + 1 if self._count_locally else int(values['global_step'])
+        self.step = self.step + 1 if self._count_locally else int(values['step_after'])
         self._end_time = self._clock()
         self.rate.update(self._local_steps)
         for name, value in values['losses'].items():

@@ -756,7 +756,16 @@ def build_train_op(settings, deploy, net, iterator, num_samples, cluster=Cluster
     regularization = v1.losses.get_regularization_losses()
     if regularization:  # part of total_loss; logged so that the terms add up
         losses['regularization'] = tf.add_n(regularization)
-    log_tensors = {'global_step': global_step, 'learning_rate': rate, 'losses': losses}
+    with v1.device(deploy.variables_device()), tf.control_dependencies([train_op]):
+        # In a cluster other workers move the step: read it once this run's step is done (a
+        # parallel read lagged by one: step lines ended at 'step 9/10').
+        step_after = global_step.read_value()
+    log_tensors = {
+        'global_step': global_step,
+        'step_after': step_after,
+        'learning_rate': rate,
+        'losses': losses,
+    }
     return train_op, log_tensors, replication
 
 
@@ -1177,11 +1186,6 @@ def _train(settings, cluster, config, master):
     if cluster.is_chief:
         checkpoints.mark_training_finished(settings.train_dir)
         latest = os.path.basename(checkpoints.latest_in_directory(settings.train_dir) or 'none')
-        if cluster.spec is not None:
-            # The cluster's step is read during a run and may lag by one; the chief's last
-            # checkpoint, saved at its end, holds the final one.
-            last = checkpoints.checkpoint_step_from_name(latest)
-            summary['last_step'] = max(summary['last_step'], last or 0)
     logging.info(
         '%s',
         hooks_lib.end_line(
