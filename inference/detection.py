@@ -29,6 +29,7 @@ import glob
 import os
 import signal
 import sys
+import time
 import warnings
 
 import cv2
@@ -666,41 +667,111 @@ def without_interpreter_notice():
         yield
 
 
+# The blank run of `check_tflite_survives`: a real export's takes seconds (VGG SSD512, batch 8).
+TFLITE_CHECK_SECS = 300
+
+
+def _tflite_check_memory():
+    """The address space a TFLite check child may add to this process': half the machine's
+    memory (a model that allocates more there is refused instead of exhausting the machine)."""
+    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2
+
+
+def _address_space():
+    with open('/proc/self/status') as status:
+        for line in status:
+            if line.startswith('VmSize:'):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def check_tflite_survives(path, content, num_threads=None):
     """Raises ValueError naming `path` when TFLite kills the process that loads the model
-    `content`, allocates its tensors and runs it once on zeros: some malformed models (an int8
-    tensor of quantisation scale 0) crash TFLite's C++ (SIGSEGV, SIGABRT), which no exception
-    catches. Tried in a forked child, whose exceptions are left to the caller's own load to
-    report. On Linux only: elsewhere forking a process that has loaded TF is not safe (macOS's
-    system frameworks) or not possible (Windows), and nothing is tried."""
+    `content`, allocates its tensors and runs it once on zeros (some malformed models, an int8
+    tensor of quantisation scale 0, crash TFLite's C++: SIGSEGV, SIGABRT, which no exception
+    catches), when that run does not end within TFLITE_CHECK_SECS (a loop that never ends), or
+    when allocating its tensors fails in more memory than `_tflite_check_memory` (a tiny file
+    can declare huge tensors). Tried in a forked child, killed with the caller (Ctrl-C) or at
+    the time limit; its other exceptions are left to the caller's own load to report. On Linux
+    only: elsewhere forking a process that has loaded TF is not safe (macOS's system frameworks)
+    or not possible (Windows), and nothing is tried."""
     if not sys.platform.startswith('linux'):
         return
+    import resource  # Unix only
+
+    memory = _tflite_check_memory()
+    read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
         status = 1
         try:
+            os.close(read_end)
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it with the parent
             faulthandler.disable()  # its crash is the parent's one-line error, not a dump
             quiet = os.open(os.devnull, os.O_WRONLY)  # the parent's load prints TFLite's lines
             os.dup2(quiet, 1)
             os.dup2(quiet, 2)
+            limit = _address_space() + memory
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             with without_interpreter_notice():
                 interpreter = tf.lite.Interpreter(model_content=content, num_threads=num_threads)
-            interpreter.allocate_tensors()
-            for detail in interpreter.get_input_details():
-                interpreter.set_tensor(detail['index'], np.zeros(detail['shape'], detail['dtype']))
+            try:
+                interpreter.allocate_tensors()
+                for detail in interpreter.get_input_details():
+                    blank = np.zeros(detail['shape'], detail['dtype'])
+                    interpreter.set_tensor(detail['index'], blank)
+            except (RuntimeError, MemoryError) as err:  # at the memory limit
+                os.write(write_end, (str(err) or type(err).__name__).encode()[:4000])
+                status = 3
+                raise
             interpreter.invoke()
             status = 0
         finally:
             os._exit(status)
-    _, status = os.waitpid(pid, 0)
+    os.close(write_end)
+    try:
+        status = _wait_for_child(pid, TFLITE_CHECK_SECS)
+        reason = os.read(read_end, 4000).decode('utf-8', 'replace')
+    finally:
+        os.close(read_end)
+    again = 'export it again with export_ssd_network.py --formats=tflite_float or tflite_int8.'
+    if status is None:
+        raise ValueError(
+            f'{path}: TFLite did not finish running it once on a blank input within '
+            f'{TFLITE_CHECK_SECS} s, in a child process (stopped); a loop that never ends: it is '
+            f'damaged or was not written by a TFLite converter: {again}'
+        )
     if os.WIFSIGNALED(status):
         raise ValueError(
             f'{path}: TFLite crashed ({signal.Signals(os.WTERMSIG(status)).name}) loading it and '
             f'running it once on a blank input, in a child process; it is damaged or was not '
-            f'written by a TFLite converter: export it again with export_ssd_network.py '
-            f'--formats=tflite_float or tflite_int8.'
+            f'written by a TFLite converter: {again}'
         )
+    if os.WEXITSTATUS(status) == 3:
+        raise ValueError(
+            f'{path}: TFLite cannot allocate its tensors or blank input ({reason.strip()}) in a '
+            f'child process '
+            f'given {memory / 2**30:.1f} GiB of memory (half this machine\'s); a tiny file can '
+            f'declare huge tensors: {again}'
+        )
+
+
+def _wait_for_child(pid, seconds):
+    """The child's wait status, or None when it ran `seconds` (then killed). Killed too when the
+    wait ends by an exception (Ctrl-C): it must not go on running after its parent."""
+    deadline, done = time.monotonic() + seconds, 0
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
+    finally:
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
 
 
 class TFLiteDetector:

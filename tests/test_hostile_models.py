@@ -353,9 +353,9 @@ def test_pth_results_files_and_training_marker(tmp_path):
     assert checkpoints.training_finished(str(tmp_path))['step'] == 5
 
 
-def _quantize_model(scale):
+def _quantize_model(scale, width=8):
     """A TFLite model (the schema's flatbuffer, as converters write it) of one QUANTIZE op:
-    float32 `x` [1, 8] -> int8 `y` [1, 8] at quantisation `scale`, zero point 0."""
+    float32 `x` [1, width] -> int8 `y` [1, width] at quantisation `scale`, zero point 0."""
     import flatbuffers
     from tensorflow.lite.python import schema_py_generated as schema
 
@@ -363,7 +363,7 @@ def _quantize_model(scale):
         t = schema.TensorT()
         t.name, t.shape, t.type, t.buffer, t.quantization = (
             name,
-            [1, 8],
+            [1, width],
             dtype,
             buffer,
             quantization,
@@ -428,6 +428,57 @@ def test_a_tflite_model_that_crashes_tflite_is_an_error(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == f'detect_ssd_network: error: {message}'
     assert not (tmp_path / 'out').exists()
+
+
+def test_a_tflite_model_that_never_ends_or_declares_huge_tensors_is_an_error(tmp_path, monkeypatch):
+    """A 2 kB model whose WHILE loop never ends hung detect forever in its blank-run check (and
+    the check's child ran on after the parent was killed); one declaring 1.5 GB of tensors made
+    its process take them. The child now runs at most TFLITE_CHECK_SECS, in bounded memory."""
+    import time
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+    def loop(x):
+        endless = tf.while_loop(lambda v: v > -1.0, lambda v: v + 1.0, [tf.reduce_mean(x)])
+        return {'detection_boxes': tf.reshape(endless, [1, 1, 1]) * tf.ones([1, 1, 4])}
+
+    looping = tmp_path / 'loop.tflite'
+    looping.write_bytes(
+        tf.lite.TFLiteConverter.from_concrete_functions(
+            [loop.get_concrete_function()], loop
+        ).convert()
+    )
+    monkeypatch.setattr(detection, 'TFLITE_CHECK_SECS', 2)
+    children, fork = [], os.fork
+    monkeypatch.setattr(os, 'fork', lambda: children.append(fork()) or children[-1])
+    start = time.monotonic()
+    with pytest.raises(ValueError) as raised:
+        detection.TFLiteDetector(str(looping))
+    assert time.monotonic() - start < 20
+    assert str(raised.value) == (
+        f'{looping}: TFLite did not finish running it once on a blank input within 2 s, in a '
+        f'child process (stopped); a loop that never ends: it is damaged or was not written by a '
+        f'TFLite converter: export it again with export_ssd_network.py '
+        f'--formats=tflite_float or tflite_int8.'
+    )
+    with pytest.raises(ChildProcessError):  # killed and reaped
+        os.waitpid(children[0], os.WNOHANG)
+
+    huge = tmp_path / 'huge.tflite'
+    huge.write_bytes(_quantize_model(0.5, width=300_000_000))  # 1.2 GB in, 0.3 GB out
+    assert huge.stat().st_size < 2000
+    monkeypatch.setattr(detection, '_tflite_check_memory', lambda: 2**29)
+    with pytest.raises(ValueError) as raised:
+        detection.TFLiteDetector(str(huge))
+    assert str(raised.value).startswith(
+        f'{huge}: TFLite cannot allocate its tensors or blank input (Unable to allocate 1.12 '
+        f'GiB for an array with shape (1, 300000000) and data type float32) in a child process '
+        f'given 0.5 GiB of memory'
+    )
+    # The same model within the limit is tried and refused for what it is.
+    small = tmp_path / 'small.tflite'
+    small.write_bytes(_quantize_model(0.5, width=1000))
+    with pytest.raises(ValueError, match=r"small.tflite: no output\(s\) \['detection_boxes'"):
+        detection.TFLiteDetector(str(small))
 
 
 # What the model did to a process that loaded it before it was tried in a child.
