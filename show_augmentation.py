@@ -47,9 +47,16 @@ def main(argv=None):
         help='Split name, e.g. trainval or test (as in train/eval; --split: the same).',
     )
     parser.add_argument('--model_name', default='ssd_300_vgg', help='Selects the preprocessing.')
-    parser.add_argument('--num_samples', type=int, default=16)
     parser.add_argument(
-        '--output', required=True, help='PNG file to write (replaces only a PNG file).'
+        '--num_samples',
+        type=int,
+        default=16,
+        help=f'Examples drawn (at most {show.MAX_GRID_PIXELS} pixels in all).',
+    )
+    parser.add_argument(
+        '--output',
+        required=True,
+        help='PNG file to write (replaces only a grid this script wrote).',
     )
     parser.add_argument('--seed', type=int, default=None, help='Reproducible augmentation.')
     parser.add_argument(
@@ -57,7 +64,7 @@ def main(argv=None):
         type=int,
         nargs=2,
         metavar=('HEIGHT', 'WIDTH'),
-        help="Output size; default: the model's input size.",
+        help=f"Output size, each side 1 to {show.MAX_SIDE}; default: the model's input size.",
     )
     parser.add_argument('--eval', action='store_true', help='Evaluation preprocessing instead.')
     parser.add_argument(
@@ -67,15 +74,14 @@ def main(argv=None):
         help='Evaluation resize mode (with --eval).',
     )
     args = parser.parse_args(argv)
-    if args.num_samples < 1:
-        parser.error('--num_samples must be at least 1.')
 
     try:
-        show.check_png_output(args.output)
-        dataset = dataset_factory.get_dataset(args.dataset_name, args.split, args.dataset_dir)
         out_shape = (
             tuple(args.image_size) if args.image_size else _default_image_size(args.model_name)
         )
+        show.check_grid_size(args.num_samples, out_shape)
+        show.check_png_output(args.output)
+        dataset = dataset_factory.get_dataset(args.dataset_name, args.split, args.dataset_dir)
         pipeline = preprocessing_factory.get_preprocessing(args.model_name)
         options = {'resize': args.resize} if args.eval else {}
         grid = show.render_grid(

@@ -9,6 +9,7 @@ The drawing part (`render_grid`) takes a function building any `tf.data.Dataset`
 
 import math
 import os
+import zlib
 
 import cv2
 import numpy as np
@@ -134,30 +135,59 @@ def render_grid(
 
 
 _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# A tEXt chunk right after the header (IHDR: 25 bytes) marks the grids this tool wrote: only they
+# are replaced, not a user's own PNG named by mistake.
+_MARK = b'Software\x00show_augmentation.py'
+_MARK_CHUNK = (
+    len(_MARK).to_bytes(4, 'big') + b'tEXt' + _MARK + zlib.crc32(b'tEXt' + _MARK).to_bytes(4, 'big')
+)
+_IHDR_END = len(_PNG_SIGNATURE) + 25
+# Side and total pixels of the samples drawn: a 40000x40000 --image_size asked for 19 GB each.
+MAX_SIDE = 4096
+MAX_GRID_PIXELS = 100_000_000
+
+
+def check_grid_size(num_samples, out_shape):
+    """Raises ValueError unless 1 <= num_samples, each side of `out_shape` (height, width) is in
+    1..MAX_SIDE and the samples hold at most MAX_GRID_PIXELS pixels."""
+    height, width = out_shape
+    if not (1 <= height <= MAX_SIDE and 1 <= width <= MAX_SIDE):
+        raise ValueError(
+            f'--image_size={height} {width}: each side must be 1 to {MAX_SIDE} pixels.'
+        )
+    if num_samples < 1 or num_samples * height * width > MAX_GRID_PIXELS:
+        raise ValueError(
+            f'--num_samples={num_samples} of {height}x{width}: give 1 to '
+            f'{max(MAX_GRID_PIXELS // (height * width), 1)} samples at that size (at most '
+            f'{MAX_GRID_PIXELS} pixels in all).'
+        )
 
 
 def check_png_output(path):
-    """Raises FileExistsError unless `path` is free or a PNG file (an earlier grid): a wrong
-    --output, e.g. a shard or a checkpoint file of the data shown, must not be replaced; raises
-    ValueError for another extension than .png (it wrote PNG bytes into `aug.jpg`)."""
+    """Raises FileExistsError unless `path` is free or a grid this tool wrote (`write_png`'s
+    mark): a wrong --output, e.g. a shard, a checkpoint file of the data shown or the user's own
+    picture, must not be replaced; raises ValueError for another extension than .png (it wrote
+    PNG bytes into `aug.jpg`)."""
     if os.path.lexists(path):
         head = b''
-        if os.path.isfile(path):
+        if os.path.isfile(path) and not os.path.islink(path):
             with open(path, 'rb') as f:
-                head = f.read(len(_PNG_SIGNATURE))
-        if head != _PNG_SIGNATURE:
+                head = f.read(_IHDR_END + len(_MARK_CHUNK))
+        if head[_IHDR_END:] != _MARK_CHUNK:
             raise FileExistsError(
-                f'{path} exists and is not a PNG file; refusing to replace it: choose another '
-                f'--output (a new file, or an earlier grid).'
+                f'{path} exists and is not a grid show_augmentation.py wrote; refusing to replace '
+                f'it: choose another --output (a new file, or an earlier grid).'
             )
     if os.path.splitext(path)[1].lower() != '.png':
         raise ValueError(f'--output={path}: the grid is written as PNG; name it .png.')
 
 
 def write_png(path, rgb):
-    """Writes an RGB uint8 image as PNG atomically, creating the folder if needed."""
+    """Writes an RGB uint8 image as PNG atomically, creating the folder if needed, marked as
+    this tool's (see `check_png_output`)."""
     ok, encoded = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f'Could not encode the grid as PNG for {path}.')
+    data = encoded.tobytes()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    atomic_io.write_bytes_atomic(path, encoded.tobytes())
+    atomic_io.write_bytes_atomic(path, data[:_IHDR_END] + _MARK_CHUNK + data[_IHDR_END:])

@@ -1,6 +1,7 @@
 """The sample grid: drawing on an in-memory dataset, and the command on a converted VOC folder."""
 
 import os
+import zlib
 
 import cv2
 import pytest
@@ -57,6 +58,18 @@ def test_grid_layout_boxes_and_png(tmp_path):
     show.write_png(str(path), grid)
     np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), grid)
     assert os.listdir(path.parent) == ['grid.png']
+    # A valid PNG (every chunk's CRC) with the tool's mark as its second chunk.
+    data, chunks, at = path.read_bytes(), [], 8
+    while at < len(data):
+        size = int.from_bytes(data[at : at + 4], 'big')
+        kind, body = data[at + 4 : at + 8], data[at + 8 : at + 8 + size]
+        assert int.from_bytes(data[at + 8 + size : at + 12 + size], 'big') == zlib.crc32(
+            kind + body
+        )
+        chunks.append((kind, body))
+        at += 12 + size
+    assert chunks[1] == (b'tEXt', b'Software\x00show_augmentation.py')
+    assert [k for k, _ in chunks][:: len(chunks) - 1] == [b'IHDR', b'IEND']
 
 
 def test_training_grid_is_reproducible_with_a_seed():
@@ -106,9 +119,10 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path):
     )
     assert converted.returncode == 0, converted.stderr[-3000:]
 
-    def show(path):
+    def show(path, *extra):
         show_augmentation.main(
             [
+                *extra,
                 '--dataset_dir',
                 str(records),
                 '--dataset_name',
@@ -137,10 +151,20 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path):
     with pytest.raises(SystemExit) as err:
         show(shard)
     assert str(err.value) == (
-        f'show_augmentation: error: {shard} exists and is not a PNG file; refusing to replace '
-        f'it: choose another --output (a new file, or an earlier grid).'
+        f'show_augmentation: error: {shard} exists and is not a grid show_augmentation.py '
+        f'wrote; refusing to replace it: choose another --output (a new file, or an earlier grid).'
     )
     assert shard.read_bytes() == before
+    # The user's own picture (a PNG, and a link to the earlier grid) is not replaced either.
+    photo, link = tmp_path / 'family.png', tmp_path / 'link.png'
+    cv2.imwrite(str(photo), np.full((20, 30, 3), 7, np.uint8))
+    link.symlink_to(output)
+    for path in (photo, link):
+        before = path.read_bytes()
+        with pytest.raises(SystemExit) as err:
+            show(path)
+        assert 'exists and is not a grid show_augmentation.py wrote' in str(err.value)
+        assert path.read_bytes() == before
     # Another extension: it wrote PNG bytes into aug.jpg.
     with pytest.raises(SystemExit) as err:
         show(tmp_path / 'aug.jpg')
@@ -148,3 +172,35 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path):
         f'show_augmentation: error: --output={tmp_path}/aug.jpg: the grid is written as PNG; name '
         'it .png.'
     )
+
+
+@pytest.mark.parametrize(
+    'extra,message',
+    [
+        (
+            ['--image_size', '40000', '40000'],
+            '--image_size=40000 40000: each side must be 1 to 4096 pixels.',
+        ),
+        (['--image_size', '0', '300'], '--image_size=0 300: each side must be 1 to 4096 pixels.'),
+        (
+            ['--num_samples', '0'],
+            '--num_samples=0 of 300x300: give 1 to 1111 samples at that size (at most 100000000 '
+            'pixels in all).',
+        ),
+        (
+            ['--num_samples', '30', '--image_size', '4096', '4096'],
+            '--num_samples=30 of 4096x4096: give 1 to 5 samples at that size (at most 100000000 '
+            'pixels in all).',
+        ),
+    ],
+)
+def test_grid_sizes_that_exhaust_memory_are_refused(tmp_path, extra, message):
+    """--image_size 40000 40000 allocated 19 GB per sample (an abort or a TF OOM traceback);
+    0 gave a 13-line autograph traceback. Refused before the dataset is read."""
+    with pytest.raises(SystemExit) as err:
+        show_augmentation.main(
+            ['--dataset_dir', str(tmp_path / 'none'), '--dataset_name', 'pascalvoc_2007']
+            + ['--split', 'train', '--output', str(tmp_path / 'g.png'), *extra]
+        )
+    assert str(err.value) == f'show_augmentation: error: {message}'
+    assert os.listdir(tmp_path) == []
