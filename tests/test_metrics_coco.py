@@ -218,6 +218,16 @@ def _set(key, index, field, value):
         # pycocotools keeps the last of two equal ids: the other annotation was silently lost.
         (_set('annotations', 4, 'id', 2), 'id 2 appears twice in "annotations"'),
         (_set('categories', 1, 'id', 1), 'id 1 appears twice in "categories"'),
+        # pycocotools scored none of these annotations, silently.
+        (lambda dataset: dataset.update(categories=[]), '"categories" is empty'),
+        (
+            _set('annotations', 2, 'image_id', 99),
+            '"annotations"[2] has image_id 99, which no entry of "images" has',
+        ),
+        (
+            _set('annotations', 4, 'category_id', 77),
+            '"annotations"[4] has category_id 77, which no entry of "categories" has',
+        ),
     ],
 )
 def test_ground_truth_problems_name_the_source(change, problem):

@@ -302,6 +302,17 @@ def _ground_truth_problem(dataset) -> Optional[str]:
         twice = next((i for i, count in ids.items() if count > 1), None)
         if twice is not None:
             return f'id {twice!r} appears twice in "{key}"'
+    if not dataset['categories']:
+        return '"categories" is empty'
+    # pycocotools scores no annotation of an image or category the file does not list, silently.
+    for key, field in (('images', 'image_id'), ('categories', 'category_id')):
+        listed = {entry['id'] for entry in dataset[key]}
+        for index, ann in enumerate(annotations):
+            if ann[field] not in listed:
+                return (
+                    f'"annotations"[{index}] has {field} {reprlib.repr(ann[field])}, which no '
+                    f'entry of "{key}" has'
+                )
     return None
 
 
