@@ -667,6 +667,37 @@ def without_interpreter_notice():
         yield
 
 
+def check_tflite_ops(path, content):
+    """Raises ValueError naming `path` when the model `content` has a custom op (Select TF ops,
+    `Flex*`, are custom ops): our exports hold TFLite builtin ops only, and a custom op runs
+    whatever its runtime links (a Flex-enabled one runs TF ops such as WriteFile). A buffer that
+    is no TFLite model is left to TFLite's own verifier to report."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    try:
+        model = schema.Model.GetRootAs(content, 0)
+        custom = sorted(
+            {
+                (model.OperatorCodes(i).CustomCode() or b'?').decode('utf-8', 'replace')
+                for i in range(model.OperatorCodesLength())
+                if max(
+                    model.OperatorCodes(i).BuiltinCode(),
+                    model.OperatorCodes(i).DeprecatedBuiltinCode(),
+                )
+                == schema.BuiltinOperator.CUSTOM
+            }
+        )
+    except Exception:  # noqa: BLE001 - any malformed flatbuffer: TFLite's verifier says which
+        return
+    if custom:
+        raise ValueError(
+            f'{path}: the model has custom ops ({", ".join(custom[:10])}), which our TFLite '
+            f'exports never hold (builtin ops only) and which may run any code their runtime '
+            f'links (Select TF ops: file writes); refused: export it with export_ssd_network.py '
+            f'--formats=tflite_float or tflite_int8.'
+        )
+
+
 # The blank run of `check_tflite_survives`: a real export's takes seconds (VGG SSD512, batch 8).
 TFLITE_CHECK_SECS = 300
 
@@ -790,6 +821,7 @@ class TFLiteDetector:
                 f'{path}: an empty file (0 bytes), not a TFLite model; export it with '
                 f'export_ssd_network.py --formats=tflite_float or tflite_int8.'
             )
+        check_tflite_ops(path, content)
         check_tflite_survives(path, content, num_threads)
         try:
             with without_interpreter_notice():

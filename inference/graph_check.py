@@ -30,7 +30,8 @@ A refused graph is a ValueError naming the op types (or the node too large), a n
 the file. This is a filter, not a sandbox: it keeps out what our exports never contain; a graph of
 allowed ops can still be wrong or slow (e.g. a tensor whose size a fed input sets). Load only
 graphs you trust. (TFLite models and OpenVINO IRs are run by their own runtimes, which have no
-file or Python ops; they are not checked here. `openvino_runtime.check_sizes` applies
+file or Python ops; they are not checked here: `detection.check_tflite_ops` refuses TFLite's
+custom ops, Select TF ops included, and `openvino_runtime.check_sizes` applies
 MAX_CONSTANT_BYTES to IRs.)
 
 To see the op types of our exports (after changing the graph): `python -m inference.graph_check`.

@@ -481,6 +481,36 @@ def test_a_tflite_model_that_never_ends_or_declares_huge_tensors_is_an_error(tmp
         detection.TFLiteDetector(str(small))
 
 
+def test_a_tflite_model_with_custom_ops_is_refused(tmp_path):
+    """A Select TF ("Flex") op that writes a file: refused by its op codes before any runtime
+    loads it (only a runtime without Flex kept it from running)."""
+    target = tmp_path / 'written.txt'
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+    def writes(x):
+        with tf.control_dependencies([tf.io.write_file(str(target), 'by a model')]):
+            return {'detection_boxes': tf.reshape(x, [1, 2, 4])}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [writes.get_concrete_function()], writes
+    )
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.TFLITE_BUILTINS,
+        tf.lite.OpsSet.SELECT_TF_OPS,
+    ]
+    flex = tmp_path / 'flex.tflite'
+    flex.write_bytes(converter.convert())
+    with pytest.raises(ValueError) as raised:
+        detection.TFLiteDetector(str(flex))
+    assert str(raised.value) == (
+        f'{flex}: the model has custom ops (FlexWriteFile), which our TFLite exports never hold '
+        f'(builtin ops only) and which may run any code their runtime links (Select TF ops: file '
+        f'writes); refused: export it with export_ssd_network.py --formats=tflite_float or '
+        f'tflite_int8.'
+    )
+    assert not target.exists()
+
+
 # What the model did to a process that loaded it before it was tried in a child.
 CRASH = r"""
 import sys
