@@ -443,7 +443,7 @@ class Run:
         # OpenCV picks the container by the extension.
         fd, temp = atomic_io.mkstemp_for(out, suffix='.mp4')
         os.close(fd)
-        writer, frames, batch = None, [], []
+        writer, frames, batch, completed = None, [], [], False
         try:
             while True:
                 ok, bgr = capture.read()
@@ -477,6 +477,7 @@ class Run:
                     batch = []
                 if not ok:
                     break
+            completed = True
         except (_VideoNotWritable, ValueError) as err:  # ValueError: the model failed
             frames = []
             error = str(err)
@@ -486,7 +487,7 @@ class Run:
             capture.release()
             if writer is not None:
                 writer.release()
-            if not frames:
+            if not (frames and completed):  # also on Ctrl-C: a part video is no output
                 os.remove(temp)
         if not frames:
             self.fail(path, error)
@@ -644,7 +645,7 @@ def _detect():
 
 def _interrupted():
     return (
-        f'the annotated images written so far are in {FLAGS.output_dir}, {JSON_NAME} was not '
+        f'the annotated images and videos written so far are in {FLAGS.output_dir}, {JSON_NAME} was not '
         f'written ({PENDING_NAME} names them); run the same command again: it writes the same '
         f'names over them'
     )

@@ -652,6 +652,34 @@ def test_a_rerun_after_ctrl_c_replaces_the_interrupted_runs_outputs(setup, tmp_p
     assert cv2.imread(str(out / 'img079_det.jpg')).shape == (60, 80, 3)
 
 
+def test_ctrl_c_while_a_video_is_written_leaves_no_part_of_it(setup, tmp_path):
+    """Ctrl-C once a video's annotated frames were being written: its hidden temporary stayed
+    until the same command ran again. Now it goes with the interrupt."""
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    # Noise: OpenCV's MPEG-4 writer flushes its output in 256 kB pieces, ~200 of these frames.
+    writer = cv2.VideoWriter(
+        str(photos / 'clip.avi'), cv2.VideoWriter_fourcc(*'MJPG'), 5.0, (80, 60)
+    )
+    rng = np.random.default_rng(0)
+    for _ in range(1500):
+        writer.write(rng.integers(0, 256, (60, 80, 3), np.uint8))
+    writer.release()
+    out = tmp_path / 'out'
+    out.mkdir()
+    command = _detect_into(setup, photos, out, '--batch_size=1')
+
+    def writing():
+        return any(
+            n.startswith('.') and n.endswith('.mp4') and (out / n).stat().st_size > 1000
+            for n in os.listdir(out)
+        )
+
+    status, lines = interrupt_when([os.path.join(ROOT, command[0]), *command[1:]], writing)
+    assert status == 130, lines[-20:]
+    assert [n for n in os.listdir(out) if n.endswith('.mp4')] == []
+
+
 def test_outputs_a_run_does_not_write_again_stay_listed(setup, tmp_path):
     """The state an interrupted run leaves (its outputs, named in its record, the last line cut
     short by a kill), then runs on fewer inputs, then on all: the outputs a run did not write
