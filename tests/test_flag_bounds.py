@@ -140,9 +140,12 @@ def test_eval_flags():
         '--gpu_memory_fraction=-1': '--gpu_memory_fraction',
         '--gpu_memory_fraction=nan': '--gpu_memory_fraction',
         '--gpu_memory_fraction=2': '--gpu_memory_fraction',
+        # Its enum help and error showed the values as '<>=|>>'.
+        '--iou_rule=>>': "--iou_rule must be '>=' (the VOC devkit) or '>'",
+        '--iou_rule==>': '--iou_rule',
     }
     bad.update(MODEL_FLAGS_BAD)
-    _check('eval_ssd_network', good, bad)
+    _check('eval_ssd_network', good + ['--iou_rule=>', '--iou_rule=>='], bad)
 
 
 def test_export_flags():
