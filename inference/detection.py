@@ -700,12 +700,21 @@ def check_tflite_ops(path, content):
 
 # The blank run of `check_tflite_survives`: a real export's takes seconds (VGG SSD512, batch 8).
 TFLITE_CHECK_SECS = 300
+_CGROUP_LIMITS = ('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes')
 
 
 def _tflite_check_memory():
-    """The address space a TFLite check child may add to this process': half the machine's
-    memory (a model that allocates more there is refused instead of exhausting the machine)."""
-    return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') // 2
+    """The address space a TFLite check child may add to this process': half the memory this
+    process may use (the machine's, or its container's cgroup limit where lower). A model that
+    allocates more there is refused instead of exhausting the machine."""
+    memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    for limit_file in _CGROUP_LIMITS:
+        try:
+            with open(limit_file) as f:
+                memory = min(memory, int(f.read()))
+        except (OSError, ValueError):  # none, or 'max'
+            pass
+    return memory // 2
 
 
 def _address_space():
@@ -716,18 +725,25 @@ def _address_space():
     return 0
 
 
+def _is_allocation_failure(err):
+    """An error of a TFLite run at the memory limit: numpy's or TFLite's own (which also
+    returns from allocate_tensors without its arena, leaving tensors 'unallocated')."""
+    return isinstance(err, MemoryError) or 'alloc' in str(err).lower()
+
+
 def check_tflite_survives(path, content, num_threads=None):
     """Raises ValueError naming `path` when TFLite kills the process that loads the model
     `content`, allocates its tensors and runs it once on zeros (some malformed models, an int8
     tensor of quantisation scale 0, crash TFLite's C++: SIGSEGV, SIGABRT, which no exception
     catches), when that run does not end within TFLITE_CHECK_SECS (a loop that never ends), or
-    when allocating its tensors fails in more memory than `_tflite_check_memory` (a tiny file
-    can declare huge tensors). Tried in a forked child, killed with the caller (Ctrl-C) or at
-    the time limit; its other exceptions are left to the caller's own load to report. On Linux
-    only: elsewhere forking a process that has loaded TF is not safe (macOS's system frameworks)
-    or not possible (Windows), and nothing is tried."""
+    when it runs out of the memory `_tflite_check_memory` gives it (a tiny file can declare huge
+    tensors). Tried in a forked child, which ends with its parent (Ctrl-C, a kill) or at the
+    time limit; its other exceptions are left to the caller's own load to report. On Linux only:
+    elsewhere forking a process that has loaded TF is not safe (macOS's system frameworks) or
+    not possible (Windows), and nothing is tried."""
     if not sys.platform.startswith('linux'):
         return
+    import ctypes
     import resource  # Unix only
 
     memory = _tflite_check_memory()
@@ -737,6 +753,11 @@ def check_tflite_survives(path, content, num_threads=None):
         status = 1
         try:
             os.close(read_end)
+            # Killed when the parent dies (prctl PR_SET_PDEATHSIG = 1): a SIGTERM or SIGKILL of
+            # the parent left it running a model that never ends.
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() == 1:  # the parent died before that
+                os._exit(1)
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it with the parent
             faulthandler.disable()  # its crash is the parent's one-line error, not a dump
             quiet = os.open(os.devnull, os.O_WRONLY)  # the parent's load prints TFLite's lines
@@ -751,11 +772,12 @@ def check_tflite_survives(path, content, num_threads=None):
                 for detail in interpreter.get_input_details():
                     blank = np.zeros(detail['shape'], detail['dtype'])
                     interpreter.set_tensor(detail['index'], blank)
-            except (RuntimeError, MemoryError) as err:  # at the memory limit
-                os.write(write_end, (str(err) or type(err).__name__).encode()[:4000])
-                status = 3
+                interpreter.invoke()
+            except (RuntimeError, ValueError, MemoryError) as err:
+                if _is_allocation_failure(err):
+                    os.write(write_end, (str(err) or type(err).__name__).encode()[:4000])
+                    status = 3
                 raise
-            interpreter.invoke()
             status = 0
         finally:
             os._exit(status)
@@ -769,40 +791,47 @@ def check_tflite_survives(path, content, num_threads=None):
     if status is None:
         raise ValueError(
             f'{path}: TFLite did not finish running it once on a blank input within '
-            f'{TFLITE_CHECK_SECS} s, in a child process (stopped); a loop that never ends: it is '
-            f'damaged or was not written by a TFLite converter: {again}'
+            f'{TFLITE_CHECK_SECS} s, in a child process (stopped): a loop that never ends (a '
+            f'damaged model, or one no TFLite converter wrote) or a model far too slow for this '
+            f'machine; {again}'
         )
     if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        why = ' (out of memory?)' if signum == signal.SIGKILL else ''
         raise ValueError(
-            f'{path}: TFLite crashed ({signal.Signals(os.WTERMSIG(status)).name}) loading it and '
-            f'running it once on a blank input, in a child process; it is damaged or was not '
-            f'written by a TFLite converter: {again}'
+            f'{path}: TFLite crashed ({signal.Signals(signum).name}{why}) loading it and running '
+            f'it once on a blank input, in a child process; it is damaged or was not written by a '
+            f'TFLite converter: {again}'
         )
     if os.WEXITSTATUS(status) == 3:
         raise ValueError(
-            f'{path}: TFLite cannot allocate its tensors or blank input ({reason.strip()}) in a '
-            f'child process '
-            f'given {memory / 2**30:.1f} GiB of memory (half this machine\'s); a tiny file can '
-            f'declare huge tensors: {again}'
+            f'{path}: TFLite ran out of memory loading it and running it once on a blank input '
+            f'({reason.strip()}), in a child process given {memory / 2**30:.1f} GiB (half of '
+            f'what this process may use); a tiny file can declare huge tensors. For an export of '
+            f'ours, export it again with a smaller --tflite_batch_size; else {again}'
         )
 
 
 def _wait_for_child(pid, seconds):
     """The child's wait status, or None when it ran `seconds` (then killed). Killed too when the
     wait ends by an exception (Ctrl-C): it must not go on running after its parent."""
-    deadline, done = time.monotonic() + seconds, 0
+    deadline, done = time.monotonic() + seconds, False
     try:
         while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
+            reaped, status = os.waitpid(pid, os.WNOHANG)
+            if reaped:
+                done = True
                 return status
             if time.monotonic() > deadline:
                 return None
             time.sleep(0.02)
     finally:
         if not done:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):  # reaped already
+                pass
 
 
 class TFLiteDetector:

@@ -173,10 +173,11 @@ def check_png_output(path):
         if os.path.isfile(path) and not os.path.islink(path):
             with open(path, 'rb') as f:
                 head = f.read(_IHDR_END + len(_MARK_CHUNK))
-        if head[_IHDR_END:] != _MARK_CHUNK:
+        if not head.startswith(_PNG_SIGNATURE) or head[_IHDR_END:] != _MARK_CHUNK:
             raise FileExistsError(
                 f'{path} exists and is not a grid show_augmentation.py wrote; refusing to replace '
-                f'it: choose another --output (a new file, or an earlier grid).'
+                f'it: choose another --output (a new file, or an earlier grid; grids written '
+                f'before this check carry no mark: delete such a grid first).'
             )
     if os.path.splitext(path)[1].lower() != '.png':
         raise ValueError(f'--output={path}: the grid is written as PNG; name it .png.')

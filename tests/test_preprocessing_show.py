@@ -152,7 +152,8 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path):
         show(shard)
     assert str(err.value) == (
         f'show_augmentation: error: {shard} exists and is not a grid show_augmentation.py '
-        f'wrote; refusing to replace it: choose another --output (a new file, or an earlier grid).'
+        f'wrote; refusing to replace it: choose another --output (a new file, or an earlier grid; '
+        f'grids written before this check carry no mark: delete such a grid first).'
     )
     assert shard.read_bytes() == before
     # The user's own picture (a PNG, and a link to the earlier grid) is not replaced either.

@@ -304,16 +304,24 @@ def _ground_truth_problem(dataset) -> Optional[str]:
             return f'id {twice!r} appears twice in "{key}"'
     if not dataset['categories']:
         return '"categories" is empty'
-    # pycocotools scores no annotation of an image or category the file does not list, silently.
+    return None
+
+
+def _unscored_annotations(dataset):
+    """'<n> annotations of image ids ... that "images" does not list, ...': what pycocotools
+    leaves out of the scores without a word (a subset file made by deleting images or
+    categories, as the converter also takes it), or None."""
+    found = []
     for key, field in (('images', 'image_id'), ('categories', 'category_id')):
         listed = {entry['id'] for entry in dataset[key]}
-        for index, ann in enumerate(annotations):
-            if ann[field] not in listed:
-                return (
-                    f'"annotations"[{index}] has {field} {reprlib.repr(ann[field])}, which no '
-                    f'entry of "{key}" has'
-                )
-    return None
+        ids = [ann[field] for ann in dataset['annotations'] if ann[field] not in listed]
+        if ids:
+            shown = ', '.join(map(str, sorted(set(ids))[:5]))
+            found.append(
+                f'{len(ids)} annotation(s) of {field.replace("_", " ")}s {shown}'
+                f'{", ..." if len(set(ids)) > 5 else ""} that "{key}" does not list'
+            )
+    return '; '.join(found) or None
 
 
 def coco_ground_truth(
@@ -340,6 +348,9 @@ def coco_ground_truth(
         raise ValueError(
             f'{source}: cannot score against these COCO annotations ({problem}); {advice}.'
         )
+    unscored = _unscored_annotations(dataset)
+    if unscored:
+        logging.warning('%s: %s are not scored, as pycocotools does.', source, unscored)
     annotations = copy.deepcopy(dataset['annotations'])
     for index, ann in enumerate(annotations):
         ann.setdefault('iscrowd', 0)

@@ -207,7 +207,10 @@ class LoggingHook(v1.train.SessionRunHook):
         self._end_time = None
 
     def before_run(self, run_context):
-        return v1.train.SessionRunArgs(self._tensors)
+        # 'global_step' is for the start: read in parallel with a run's step, it may lag.
+        return v1.train.SessionRunArgs(
+            {k: v for k, v in self._tensors.items() if k != 'global_step'}
+        )
 
     def after_run(self, run_context, run_values):
         values = run_values.results

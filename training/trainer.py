@@ -1186,6 +1186,11 @@ def _train(settings, cluster, config, master):
     if cluster.is_chief:
         checkpoints.mark_training_finished(settings.train_dir)
         latest = os.path.basename(checkpoints.latest_in_directory(settings.train_dir) or 'none')
+        if cluster.spec is not None:
+            # Asynchronous workers may take every step; the chief's last checkpoint, saved at
+            # its end, holds the final one.
+            last = checkpoints.checkpoint_step_from_name(latest)
+            summary['last_step'] = max(summary['last_step'], last or 0)
     logging.info(
         '%s',
         hooks_lib.end_line(
