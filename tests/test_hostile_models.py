@@ -354,41 +354,44 @@ def test_pth_results_files_and_training_marker(tmp_path):
     assert checkpoints.training_finished(str(tmp_path))['step'] == 5
 
 
-def _quantize_model(scale, width=8):
-    """A TFLite model (the schema's flatbuffer, as converters write it) of one QUANTIZE op:
-    float32 `x` [1, width] -> int8 `y` [1, width] at quantisation `scale`, zero point 0."""
+def _one_op_model(op_name, tensors, num_inputs):
+    """A TFLite model (the schema's flatbuffer, as converters write it) of one builtin op
+    `op_name` (e.g. 'ADD'); `tensors`: (name, shape, type name, quantization or None) of its
+    inputs, then its output."""
     import flatbuffers
     from tensorflow.lite.python import schema_py_generated as schema
 
-    def tensor(name, dtype, buffer, quantization=None):
-        t = schema.TensorT()
-        t.name, t.shape, t.type, t.buffer, t.quantization = (
-            name,
-            [1, width],
-            dtype,
-            buffer,
-            quantization,
-        )
-        return t
-
-    quantization = schema.QuantizationParametersT()
-    quantization.scale, quantization.zeroPoint = [scale], [0]
-    code = schema.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.QUANTIZE
-    op = schema.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0], [1]
     graph = schema.SubGraphT()
-    graph.tensors = [
-        tensor(b'x', schema.TensorType.FLOAT32, 1),
-        tensor(b'y', schema.TensorType.INT8, 2, quantization),
-    ]
-    graph.inputs, graph.outputs, graph.operators = [0], [1], [op]
+    graph.tensors = []
+    for buffer, (name, shape, dtype, quantization) in enumerate(tensors, 1):
+        t = schema.TensorT()
+        t.name, t.shape, t.buffer = name.encode(), shape, buffer
+        t.type, t.quantization = getattr(schema.TensorType, dtype), quantization
+        graph.tensors.append(t)
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = getattr(schema.BuiltinOperator, op_name)
+    op = schema.OperatorT()
+    op.opcodeIndex = 0
+    op.inputs, op.outputs = list(range(num_inputs)), [len(tensors) - 1]
+    graph.inputs, graph.outputs, graph.operators = op.inputs, op.outputs, [op]
     model = schema.ModelT()
     model.version, model.operatorCodes, model.subgraphs = 3, [code], [graph]
-    model.buffers = [schema.BufferT() for _ in range(3)]
+    model.buffers = [schema.BufferT() for _ in range(len(tensors) + 1)]
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b'TFL3')
     return bytes(builder.Output())
+
+
+def _quantize_model(scale, width=8):
+    """One QUANTIZE op: float32 `x` [1, width] -> int8 `y` [1, width] at quantisation `scale`,
+    zero point 0."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    quantization = schema.QuantizationParametersT()
+    quantization.scale, quantization.zeroPoint = [scale], [0]
+    return _one_op_model(
+        'QUANTIZE', [('x', [1, width], 'FLOAT32', None), ('y', [1, width], 'INT8', quantization)], 1
+    )
 
 
 def test_a_tflite_model_that_crashes_tflite_is_an_error(tmp_path):
@@ -545,29 +548,17 @@ detection.TFLiteDetector(sys.argv[1])
 
 
 def _mismatched_add_model():
-    """A TFLite model of one ADD of float32 `x` [1, 8] and `y` [1, 3] (shapes no converter
-    writes: allocating its tensors fails)."""
-    import flatbuffers
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    def tensor(name, shape, buffer):
-        t = schema.TensorT()
-        t.name, t.shape, t.type, t.buffer = name, shape, schema.TensorType.FLOAT32, buffer
-        return t
-
-    code = schema.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.ADD
-    op = schema.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, [0, 1], [2]
-    graph = schema.SubGraphT()
-    graph.tensors = [tensor(b'x', [1, 8], 1), tensor(b'y', [1, 3], 2), tensor(b'z', [1, 8], 3)]
-    graph.inputs, graph.outputs, graph.operators = [0, 1], [2], [op]
-    model = schema.ModelT()
-    model.version, model.operatorCodes, model.subgraphs = 3, [code], [graph]
-    model.buffers = [schema.BufferT() for _ in range(4)]
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b'TFL3')
-    return bytes(builder.Output())
+    """One ADD of float32 `x` [1, 8] and `y` [1, 3] (shapes no converter writes: allocating its
+    tensors fails)."""
+    return _one_op_model(
+        'ADD',
+        [
+            ('x', [1, 8], 'FLOAT32', None),
+            ('y', [1, 3], 'FLOAT32', None),
+            ('z', [1, 8], 'FLOAT32', None),
+        ],
+        2,
+    )
 
 
 def test_a_tflite_model_with_custom_ops_is_refused(tmp_path):
