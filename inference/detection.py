@@ -747,6 +747,9 @@ def check_tflite_survives(path, content, num_threads=None):
     import resource  # Unix only
 
     memory = _tflite_check_memory()
+    # Looked up before the fork: a forked child of a threaded process may deadlock in dlopen.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -755,8 +758,8 @@ def check_tflite_survives(path, content, num_threads=None):
             os.close(read_end)
             # Killed when the parent dies (prctl PR_SET_PDEATHSIG = 1): a SIGTERM or SIGKILL of
             # the parent left it running a model that never ends.
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() == 1:  # the parent died before that
+            prctl(1, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # it died before that
                 os._exit(1)
             signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it with the parent
             faulthandler.disable()  # its crash is the parent's one-line error, not a dump
