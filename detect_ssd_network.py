@@ -644,10 +644,12 @@ def _detect():
 
 
 def _interrupted():
+    if not os.path.lexists(os.path.join(FLAGS.output_dir, PENDING_NAME)):
+        return f'nothing was written to {FLAGS.output_dir}'  # stopped before detecting
     return (
-        f'the annotated images and videos written so far are in {FLAGS.output_dir}, {JSON_NAME} was not '
-        f'written ({PENDING_NAME} names them); run the same command again: it writes the same '
-        f'names over them'
+        f'the annotated images and videos written so far are in {FLAGS.output_dir}, '
+        f'{JSON_NAME} was not written ({PENDING_NAME} names them); run the same command again: '
+        f'it writes the same names over them'
     )
 
 

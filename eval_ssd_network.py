@@ -63,19 +63,7 @@ flags.DEFINE_float('matching_threshold', 0.5, 'IoU threshold of a true positive 
 # The metrics' own bound (tf_extended/voc_metrics.py), at parse time: it failed after the model
 # was loaded, naming their `iou_threshold`.
 cli.register_bound('matching_threshold', lambda v: 0 < v <= 1, 'lie in (0, 1] (an IoU, e.g. 0.5)')
-# A string, not an enum: absl shows an enum's values as '<>=|>>'.
-flags.DEFINE_string(
-    'iou_rule',
-    '>=',
-    "When a detection matches a ground-truth box at --matching_threshold: '>=' (IoU at least the "
-    "threshold, the VOC devkit) or '>' (above it, common Python ports).",
-)
-flags.register_validator(
-    'iou_rule',
-    lambda value: value in ('>=', '>'),
-    message="--iou_rule must be '>=' (the VOC devkit) or '>' (common Python ports); quote it in "
-    "the shell: --iou_rule='>'.",
-)
+cli.define_iou_rule('matching_threshold')
 flags.DEFINE_enum(
     'eval_resize',
     'WARP_RESIZE',

@@ -20,6 +20,7 @@ from absl import flags
 
 from evaluation import outputs as eval_outputs
 from evaluation import scoring
+from model import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('results_dir', None, 'VOC: folder holding the results files.')
@@ -41,9 +42,7 @@ flags.DEFINE_boolean(
     'rule). Default: it counts as a class without detections, with one warning '
     'saying how many classes had none.',
 )
-flags.DEFINE_enum(
-    'iou_rule', '>=', ['>=', '>'], "VOC: '>=' (the devkit) or '>' (common Python ports)."
-)
+cli.define_iou_rule('iou_threshold', 'VOC: ')
 flags.DEFINE_string('coco_results', None, 'COCO: results JSON.')
 flags.DEFINE_string('coco_annotations', None, 'COCO: annotation JSON (instances_*.json).')
 

@@ -786,7 +786,12 @@ def check_tflite_survives(path, content, num_threads=None):
             os._exit(status)
     os.close(write_end)
     try:
-        status = _wait_for_child(pid, TFLITE_CHECK_SECS)
+        status = _wait_for_child(
+            pid,
+            TFLITE_CHECK_SECS,
+            f'note: {path}: still checking the model (TFLite runs it once on a blank input, in a '
+            f'child process stopped after {TFLITE_CHECK_SECS} s)',
+        )
         reason = os.read(read_end, 4000).decode('utf-8', 'replace')
     finally:
         os.close(read_end)
@@ -815,18 +820,27 @@ def check_tflite_survives(path, content, num_threads=None):
         )
 
 
-def _wait_for_child(pid, seconds):
-    """The child's wait status, or None when it ran `seconds` (then killed). Killed too when the
-    wait ends by an exception (Ctrl-C): it must not go on running after its parent."""
-    deadline, done = time.monotonic() + seconds, False
+# After this long a wait for a child says so: a silent 300 s looks like a hang.
+_WAIT_NOTICE_SECS = 10
+
+
+def _wait_for_child(pid, seconds, notice):
+    """The child's wait status, or None when it ran `seconds` (then killed); `notice` goes to
+    stderr once the wait is _WAIT_NOTICE_SECS long. Killed too when the wait ends by an
+    exception (Ctrl-C): it must not go on running after its parent."""
+    start, done, noticed = time.monotonic(), False, False
     try:
         while True:
             reaped, status = os.waitpid(pid, os.WNOHANG)
             if reaped:
                 done = True
                 return status
-            if time.monotonic() > deadline:
+            waited = time.monotonic() - start
+            if waited > seconds:
                 return None
+            if waited > _WAIT_NOTICE_SECS and not noticed:
+                print(notice, file=sys.stderr, flush=True)
+                noticed = True
             time.sleep(0.02)
     finally:
         if not done:

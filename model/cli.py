@@ -61,6 +61,23 @@ def register_moving_average_validator():
     )
 
 
+def define_iou_rule(threshold_flag, prefix=''):
+    """--iou_rule, '>=' (the VOC devkit) or '>': a validated string, not an enum (absl shows an
+    enum's values as '<>=|>>'). `threshold_flag`: the flag of the IoU it compares with."""
+    flags.DEFINE_string(
+        'iou_rule',
+        '>=',
+        f"{prefix}When a detection matches a ground-truth box at --{threshold_flag}: '>=' (IoU at "
+        f"least the threshold, the VOC devkit) or '>' (above it, common Python ports).",
+    )
+    flags.register_validator(
+        'iou_rule',
+        lambda value: value in ('>=', '>'),
+        message="--iou_rule must be '>=' (the VOC devkit) or '>' (common Python ports); quote it "
+        "in the shell: --iou_rule='>'.",
+    )
+
+
 def register_bound(name, test, allowed, optional=False):
     """--`name` (a float flag) must be a finite number for which `test` holds (or unset, where
     `optional`): absl's lower_bound / upper_bound let nan and inf through, and a value out of

@@ -75,17 +75,20 @@ def draw_sample(image, labels, bboxes, difficult, labels_to_names):
 
 
 def make_grid(images, num_cols=None, gap=4):
-    """Tiles equally sized uint8 `[h, w, 3]` images row by row on a white background."""
+    """Tiles uint8 `[h, w, 3]` images row by row on a white background, each in a cell of the
+    largest height and width, top left (the evaluation input without resizing keeps each
+    image's size)."""
     num_cols = num_cols or math.ceil(math.sqrt(len(images)))
     num_rows = math.ceil(len(images) / num_cols)
-    height, width = images[0].shape[:2]
+    height = max(image.shape[0] for image in images)
+    width = max(image.shape[1] for image in images)
     grid = np.full(
         (num_rows * (height + gap) + gap, num_cols * (width + gap) + gap, 3), 255, np.uint8
     )
     for i, image in enumerate(images):
         top = gap + (i // num_cols) * (height + gap)
         left = gap + (i % num_cols) * (width + gap)
-        grid[top : top + height, left : left + width] = image
+        grid[top : top + image.shape[0], left : left + image.shape[1]] = image
     return grid
 
 

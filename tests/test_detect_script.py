@@ -13,7 +13,7 @@ import pytest
 
 from inference import detection
 from tests import data_fixtures
-from tests.conftest import ROOT, interrupt_when, run_script
+from tests.conftest import ROOT, interrupt_when, run_python, run_script
 from tests import inference_fixtures as fx
 
 SIZES = [(120, 160), (200, 150), (97, 301)]
@@ -678,6 +678,29 @@ def test_ctrl_c_while_a_video_is_written_leaves_no_part_of_it(setup, tmp_path):
     status, lines = interrupt_when([os.path.join(ROOT, command[0]), *command[1:]], writing)
     assert status == 130, lines[-20:]
     assert [n for n in os.listdir(out) if n.endswith('.mp4')] == []
+
+
+INTERRUPTED_LINE = r"""
+import sys
+import detect_ssd_network
+detect_ssd_network.FLAGS(['detect', '--input=x', f'--output_dir={sys.argv[1]}'])
+print(detect_ssd_network._interrupted())
+"""
+
+
+def test_the_interrupt_line_says_what_was_written(tmp_path):
+    """A Ctrl-C while the model loaded said 'the annotated images and videos written so far are
+    in <folder>' of a folder that did not exist."""
+    out = tmp_path / 'out'
+    proc = run_python(INTERRUPTED_LINE, str(out))
+    assert proc.stdout.strip() == f'nothing was written to {out}', proc.stderr[-2000:]
+    out.mkdir()
+    (out / '.detections_pending.jsonl').write_text('')
+    proc = run_python(INTERRUPTED_LINE, str(out))
+    assert proc.stdout.strip().startswith(
+        f'the annotated images and videos written so far are in {out}, detections.json was not '
+        f'written (.detections_pending.jsonl names them)'
+    ), proc.stderr[-2000:]
 
 
 def test_outputs_a_run_does_not_write_again_stay_listed(setup, tmp_path):

@@ -27,6 +27,7 @@ REQUIRED = {
     'detect_ssd_network': ['--input=photos', '--output_dir=out'],
     'benchmarks.bench_data': [],
     'benchmarks.bench_eval': [],
+    'score_detections': [],
 }
 
 # Parses each case (argv after REQUIRED) afresh; prints {case: [ok, message]} as JSON.
@@ -388,3 +389,14 @@ def test_usual_counts_are_drawn_as_without_a_bound(monkeypatch, n):
     unbounded = visualization.draw_detections(image, dets, NAMES, max_labels=None)
     assert np.array_equal(bounded, unbounded)
     assert [len(c) for c in calls] == [n, n]
+
+
+def test_score_detections_iou_rule():
+    """Its enum showed the values as '<>=|>>' (eval's had been fixed alone)."""
+    results = _parse('score_detections', [['--iou_rule=>'], ['--iou_rule=>='], ['--iou_rule=gt']])
+    assert results['--iou_rule=>'] == results['--iou_rule=>='] == (True, '')
+    assert not results['--iou_rule=gt'][0]
+    assert (
+        "--iou_rule must be '>=' (the VOC devkit) or '>' (common Python ports)"
+        in (results['--iou_rule=gt'][1])
+    )

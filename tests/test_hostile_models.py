@@ -434,7 +434,9 @@ def test_a_tflite_model_that_crashes_tflite_is_an_error(tmp_path):
     assert not (tmp_path / 'out').exists()
 
 
-def test_a_tflite_model_that_never_ends_or_declares_huge_tensors_is_an_error(tmp_path, monkeypatch):
+def test_a_tflite_model_that_never_ends_or_declares_huge_tensors_is_an_error(
+    tmp_path, monkeypatch, capsys
+):
     """A 2 kB model whose WHILE loop never ends hung detect forever in its blank-run check (and
     the check's child ran on after the parent was killed); one declaring 1.5 GB of tensors made
     its process take them. The child now runs at most TFLITE_CHECK_SECS, in bounded memory."""
@@ -452,12 +454,17 @@ def test_a_tflite_model_that_never_ends_or_declares_huge_tensors_is_an_error(tmp
         ).convert()
     )
     monkeypatch.setattr(detection, 'TFLITE_CHECK_SECS', 2)
+    monkeypatch.setattr(detection, '_WAIT_NOTICE_SECS', 1)
     children, fork = [], os.fork
     monkeypatch.setattr(os, 'fork', lambda: children.append(fork()) or children[-1])
     start = time.monotonic()
     with pytest.raises(ValueError) as raised:
         detection.TFLiteDetector(str(looping))
     assert time.monotonic() - start < 20
+    assert capsys.readouterr().err == (
+        f'note: {looping}: still checking the model (TFLite runs it once on a blank input, in a '
+        f'child process stopped after 2 s)\n'
+    )
     assert str(raised.value) == (
         f'{looping}: TFLite did not finish running it once on a blank input within 2 s, in a '
         f'child process (stopped): a loop that never ends (a damaged model, or one no TFLite '

@@ -151,6 +151,11 @@ def test_detections_of_categories_or_images_the_ground_truth_lacks_are_refused(
         "unknown; its ids: 1, 3); results must carry its category ids (COCO's own, not "
         'contiguous labels).'
     )
+    # 0-based class indices (person 0, car 1), as torchvision-style and YOLO exporters write
+    # them: they were a warning and mAP 0, now refused.
+    zero_based = [dict(d, category_id=[PERSON, CAR].index(d['category_id'])) for d in _detections()]
+    with pytest.raises(ValueError, match=r'detections use category ids \[0\] that the ground'):
+        cm.evaluate_coco(_dataset(), zero_based)
     # A model of more categories scored on a subset file: its other detections are not scored,
     # as pycocotools does (said).
     warnings = []

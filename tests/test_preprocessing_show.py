@@ -205,3 +205,15 @@ def test_grid_sizes_that_exhaust_memory_are_refused(tmp_path, extra, message):
         )
     assert str(err.value) == f'show_augmentation: error: {message}'
     assert os.listdir(tmp_path) == []
+
+
+def test_grid_of_images_of_different_sizes():
+    """--eval --resize=NONE keeps each image's size: the grid failed with numpy's 'could not
+    broadcast input array from shape (211,304,3) into shape (187,285,3)'."""
+    a = np.full((3, 5, 3), 10, np.uint8)
+    b = np.full((4, 2, 3), 20, np.uint8)
+    grid = show.make_grid([a, b], gap=1)
+    want = np.full((1 + 4 + 1, 1 + 2 * (5 + 1), 3), 255, np.uint8)
+    want[1:4, 1:6] = 10
+    want[1:5, 7:9] = 20
+    np.testing.assert_array_equal(grid, want)

@@ -383,16 +383,18 @@ class COCOResult(NamedTuple):
 def _check_category_ids(results, known, source):
     """COCOeval scores the ground truth's categories only and drops other detections silently:
     right for a model of more categories on a subset file, wrong for results in contiguous labels
-    (1..80) in place of the file's ids (1..90 with gaps). Raises ValueError for the latter (every
-    detection's id within 1..number of categories while the file's ids are not those) and for
+    (1..80 or 0..79) in place of the file's ids (1..90 with gaps). Raises ValueError for the
+    latter (every detection's id within 1..K or 0..K-1, K categories, while the file's ids are
+    not those) and for
     results of no category of the file; warns of the detections dropped otherwise."""
     ids = {det['category_id'] for det in results}
     unknown = sorted(ids - set(known))
     if not unknown:
         return
-    contiguous = set(range(1, len(known) + 1))
+    # 1..K, or 0..K-1 as torchvision-style and YOLO exporters write class indices.
+    contiguous = [set(range(first, len(known) + first)) for first in (1, 0)]
     shown = f'{", ".join(map(str, known[:12]))}{", ..." if len(known) > 12 else ""}'
-    if not ids & set(known) or (ids <= contiguous and set(known) != contiguous):
+    if not ids & set(known) or any(ids <= c and set(known) != c for c in contiguous):
         raise ValueError(
             f'{source}: detections use category ids {unknown[:10]} that the ground truth does '
             f'not have ({len(unknown)} unknown; its ids: {shown}); results must carry its '
