@@ -24,7 +24,10 @@ def _default_image_size(model_name):
     try:
         return tuple(nets_factory.get_network(model_name).default_params.img_shape)
     except ValueError:
-        raise ValueError(f'{model_name!r} is not a network name: give --image_size.') from None
+        raise ValueError(
+            f'--model_name={model_name} names a preprocessing, not a network, so it has no '
+            f'input size: give --image_size (networks: {", ".join(nets_factory.networks_map)}).'
+        ) from None
 
 
 def main(argv=None):
@@ -69,21 +72,27 @@ def main(argv=None):
     parser.add_argument('--eval', action='store_true', help='Evaluation preprocessing instead.')
     parser.add_argument(
         '--resize',
-        default='WARP_RESIZE',
         choices=RESIZE_MODES,
-        help='Evaluation resize mode (with --eval).',
+        help='Evaluation resize mode (with --eval; default WARP_RESIZE, as eval\'s).',
     )
     args = parser.parse_args(argv)
+    if args.resize is not None and not args.eval:
+        parser.error('--resize is the evaluation input\'s resize mode: pass --eval with it.')
 
     try:
+        pipeline = preprocessing_factory.get_preprocessing(args.model_name)
         out_shape = (
             tuple(args.image_size) if args.image_size else _default_image_size(args.model_name)
         )
         show.check_grid_size(args.num_samples, out_shape)
         show.check_png_output(args.output)
         dataset = dataset_factory.get_dataset(args.dataset_name, args.split, args.dataset_dir)
-        pipeline = preprocessing_factory.get_preprocessing(args.model_name)
-        options = {'resize': args.resize} if args.eval else {}
+        if dataset.num_samples < args.num_samples:
+            print(
+                f'note: the {args.split} split has {dataset.num_samples} example(s): the grid '
+                f'shows them all, not --num_samples={args.num_samples}.'
+            )
+        options = {'resize': args.resize or 'WARP_RESIZE'} if args.eval else {}
         grid = show.render_grid(
             lambda: dataset.make_dataset(shuffle=False),
             pipeline,

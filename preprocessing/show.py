@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
+from datasets import folders
 from preprocessing.seeds import example_seed
 from tf_extended import atomic_io
 
@@ -184,6 +185,9 @@ def check_png_output(path):
             )
     if os.path.splitext(path)[1].lower() != '.png':
         raise ValueError(f'--output={path}: the grid is written as PNG; name it .png.')
+    above = folders.existing_ancestor(os.path.dirname(os.path.abspath(path)))
+    if not os.path.isdir(above):
+        raise ValueError(f'--output={path}: {above} is a file, not a folder.')
 
 
 def write_png(path, rgb):

@@ -105,7 +105,7 @@ def _write_voc(root):
         f.write('\n'.join(ids) + '\n')
 
 
-def test_show_command_on_a_converted_voc_dataset(tmp_path):
+def test_show_command_on_a_converted_voc_dataset(tmp_path, capsys):
     voc, records, output = tmp_path / 'voc', tmp_path / 'records', tmp_path / 'grid.png'
     _write_voc(str(voc))
     converted = run_script(
@@ -142,8 +142,12 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path):
 
     show(output)
     grid = cv2.imread(str(output))
-    # Only 2 examples exist: 2 tiles of 300x300 side by side.
+    # Only 2 examples exist: 2 tiles of 300x300 side by side, said.
     assert grid.shape == (308, 612, 3)
+    assert capsys.readouterr().out == (
+        'note: the train split has 2 example(s): the grid shows them all, not --num_samples=4.\n'
+        f'Wrote {output} (612x308).\n'
+    )
     show(output)  # an earlier grid is replaced
     # A wrong --output naming a file of the data (it replaced the shard with a PNG, exit 0).
     (shard,) = records.glob('voc_2007_train_*.tfrecord')
@@ -166,6 +170,18 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path):
             show(path)
         assert 'exists and is not a grid show_augmentation.py wrote' in str(err.value)
         assert path.read_bytes() == before
+    # A file on the way: it said "[Errno 17] File exists".
+    with pytest.raises(SystemExit) as err:
+        show(output / 'x.png')
+    assert str(err.value) == (
+        f'show_augmentation: error: --output={output}/x.png: {output} is a file, not a folder.'
+    )
+    # --resize without --eval did nothing (the training augmentation has no resize mode).
+    with pytest.raises(SystemExit):
+        show(tmp_path / 'r.png', '--resize', 'NONE')
+    assert "--resize is the evaluation input's resize mode: pass --eval with it." in (
+        capsys.readouterr().err
+    )
     # Another extension: it wrote PNG bytes into aug.jpg.
     with pytest.raises(SystemExit) as err:
         show(tmp_path / 'aug.jpg')
@@ -192,6 +208,17 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path):
             ['--num_samples', '30', '--image_size', '4096', '4096'],
             '--num_samples=30 of 4096x4096: give 1 to 5 samples at that size (at most 100000000 '
             'pixels in all).',
+        ),
+        # It said "give --image_size", then with one "Unknown preprocessing 'nonet'".
+        (
+            ['--model_name', 'nonet'],
+            "Unknown preprocessing 'nonet'; known: ['ssd_300_mobilenet', 'ssd_300_vgg', "
+            "'ssd_512_vgg', 'ssd_mobilenet', 'ssd_vgg'].",
+        ),
+        (
+            ['--model_name', 'ssd_vgg'],
+            '--model_name=ssd_vgg names a preprocessing, not a network, so it has no input size: '
+            'give --image_size (networks: ssd_300_vgg, ssd_512_vgg, ssd_300_mobilenet).',
         ),
     ],
 )
