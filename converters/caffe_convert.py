@@ -610,10 +610,9 @@ def convert(
         conversion.values,
         output_path,
         allow_partial=allow_partial,
-        expect_missing=spec.backbone_only,
+        backbone_only=spec.backbone_only,
         extra_problems=unmapped,
         sidecar_files={config_path: json.dumps(sidecar, indent=2) + '\n'},
-        check_end_point='block7' if spec.backbone_only else None,
     )
     for line in problems:
         log('WARNING: ' + line)

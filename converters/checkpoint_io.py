@@ -101,6 +101,10 @@ class _Net:
     variables: List[tf.Variable]
 
 
+# The end point the VGG backbone conversions end at (fc7 as a convolution).
+BACKBONE_END_POINT = 'block7'
+
+
 def _build(net_cls, params, check_end_point):
     ssd = net_cls(params)
     h, w = params.img_shape
@@ -132,10 +136,9 @@ def write_checkpoint(
     values,
     output_path,
     allow_partial=False,
-    expect_missing=False,
+    backbone_only=False,
     extra_problems=(),
     sidecar_files=None,
-    check_end_point=None,
     origin=CAFFE,
 ):
     """Saves `values` into the variables of `net_cls(params)`, atomically, and checks it.
@@ -156,11 +159,11 @@ def write_checkpoint(
       values: {full variable name: numpy array}.
       output_path: checkpoint prefix (`dir/name.ckpt`).
       allow_partial: save even when there are problems (they are still returned).
-      expect_missing: variables without a value are not a problem (a backbone checkpoint).
+      backbone_only: a backbone checkpoint: variables without a value are not a problem, and
+        the check compares the backbone's last end point (BACKBONE_END_POINT) instead of the
+        flattened localisations and logits.
       extra_problems: problem lines found earlier (e.g. unmapped Caffe layers).
       sidecar_files: {path: text} written (atomically) with the checkpoint, before its index.
-      check_end_point: compare this end point in the check instead of the flattened
-        localisations and logits (for a backbone checkpoint).
       origin: `Origin` of the values, for the messages.
     Returns:
       (VariableMatch, problem lines, max abs difference of the re-load check).
@@ -173,9 +176,9 @@ def write_checkpoint(
     check_output_path(output_path, list(sidecar_files or {}))
     graph = tf.Graph()
     with graph.as_default():
-        net = _build(net_cls, params, check_end_point)
+        net = _build(net_cls, params, BACKBONE_END_POINT if backbone_only else None)
         match = match_variables(values, net.variables)
-        problems = list(extra_problems) + match.problems(expect_missing, origin)
+        problems = list(extra_problems) + match.problems(backbone_only, origin)
         if not match.matched:  # --allow_partial would write a checkpoint of nothing
             raise CheckpointMismatchError(
                 '%s does not fit %s: none of its weights is one of the net\'s (check %s):\n  %s'

@@ -369,10 +369,9 @@ def convert(
         conversion.values,
         output_path,
         allow_partial=allow_partial,
-        expect_missing=layout.backbone_only,
+        backbone_only=layout.backbone_only,
         extra_problems=problems,
         sidecar_files={config_path: json.dumps(config, indent=2) + '\n'},
-        check_end_point='block7' if layout.backbone_only else None,
         origin=checkpoint_io.Origin(f'{pth_path} ({layout.name})', 'PyTorch tensor', '--layout'),
     )
     for line in problems:
