@@ -676,14 +676,12 @@ def check_tflite_ops(path, content):
 
     try:
         model = schema.Model.GetRootAs(content, 0)
+        codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
         custom = sorted(
             {
-                (model.OperatorCodes(i).CustomCode() or b'?').decode('utf-8', 'replace')
-                for i in range(model.OperatorCodesLength())
-                if max(
-                    model.OperatorCodes(i).BuiltinCode(),
-                    model.OperatorCodes(i).DeprecatedBuiltinCode(),
-                )
+                (code.CustomCode() or b'?').decode('utf-8', 'replace')
+                for code in codes
+                if max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
                 == schema.BuiltinOperator.CUSTOM
             }
         )

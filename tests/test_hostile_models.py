@@ -448,11 +448,7 @@ def test_a_tflite_model_that_never_ends_or_declares_huge_tensors_is_an_error(
         return {'detection_boxes': tf.reshape(endless, [1, 1, 1]) * tf.ones([1, 1, 4])}
 
     looping = tmp_path / 'loop.tflite'
-    looping.write_bytes(
-        tf.lite.TFLiteConverter.from_concrete_functions(
-            [loop.get_concrete_function()], loop
-        ).convert()
-    )
+    looping.write_bytes(_converted(loop))
     monkeypatch.setattr(detection, 'TFLITE_CHECK_SECS', 2)
     monkeypatch.setattr(detection, '_WAIT_NOTICE_SECS', 1)
     children, fork = [], os.fork
@@ -495,11 +491,7 @@ def test_a_tflite_model_that_never_ends_or_declares_huge_tensors_is_an_error(
         return {'detection_boxes': tf.reshape(total, [1, 1, 1]) * tf.ones([1, 1, 4])}
 
     huge = tmp_path / 'huge.tflite'
-    huge.write_bytes(
-        tf.lite.TFLiteConverter.from_concrete_functions(
-            [tiles.get_concrete_function()], tiles
-        ).convert()
-    )
+    huge.write_bytes(_converted(tiles))
     assert huge.stat().st_size < 2000
     monkeypatch.setattr(detection, '_tflite_check_memory', lambda: 2**29)
     with pytest.raises(ValueError) as raised:
@@ -524,6 +516,16 @@ def test_a_tflite_model_that_never_ends_or_declares_huge_tensors_is_an_error(
     with pytest.raises(ValueError) as raised:
         detection.TFLiteDetector(str(broken))
     assert str(raised.value).startswith(f'{broken}: TFLite cannot load it as a model (')
+
+
+def _converted(function, *extra_ops):
+    """The TFLite model of a tf.function of a fixed input signature, with TFLite's builtin ops
+    and `extra_ops` (e.g. tf.lite.OpsSet.SELECT_TF_OPS)."""
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()], function
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, *extra_ops]
+    return converter.convert()
 
 
 def _running(pid):
@@ -578,15 +580,8 @@ def test_a_tflite_model_with_custom_ops_is_refused(tmp_path):
         with tf.control_dependencies([tf.io.write_file(str(target), 'by a model')]):
             return {'detection_boxes': tf.reshape(x, [1, 2, 4])}
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [writes.get_concrete_function()], writes
-    )
-    converter.target_spec.supported_ops = [
-        tf.lite.OpsSet.TFLITE_BUILTINS,
-        tf.lite.OpsSet.SELECT_TF_OPS,
-    ]
     flex = tmp_path / 'flex.tflite'
-    flex.write_bytes(converter.convert())
+    flex.write_bytes(_converted(writes, tf.lite.OpsSet.SELECT_TF_OPS))
     with pytest.raises(ValueError) as raised:
         detection.TFLiteDetector(str(flex))
     assert str(raised.value) == (
