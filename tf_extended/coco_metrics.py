@@ -316,10 +316,11 @@ def _unscored_annotations(dataset):
         listed = {entry['id'] for entry in dataset[key]}
         ids = [ann[field] for ann in dataset['annotations'] if ann[field] not in listed]
         if ids:
-            shown = ', '.join(map(str, sorted(set(ids))[:5]))
+            distinct = sorted(set(ids))
+            shown = ', '.join(map(str, distinct[:5])) + (', ...' if len(distinct) > 5 else '')
             found.append(
-                f'{len(ids)} annotation(s) of {field.replace("_", " ")}s {shown}'
-                f'{", ..." if len(set(ids)) > 5 else ""} that "{key}" does not list'
+                f'{len(ids)} annotation(s) of {field.replace("_", " ")}s {shown} that "{key}" '
+                f'does not list'
             )
     return '; '.join(found) or None
 
@@ -385,8 +386,8 @@ def _check_category_ids(results, known, source):
     right for a model of more categories on a subset file, wrong for results in contiguous labels
     (1..80 or 0..79) in place of the file's ids (1..90 with gaps). Raises ValueError for the
     latter (every detection's id within 1..K or 0..K-1, K categories, while the file's ids are
-    not those) and for
-    results of no category of the file; warns of the detections dropped otherwise."""
+    not those) and for results of no category of the file; warns of the detections dropped
+    otherwise."""
     ids = {det['category_id'] for det in results}
     unknown = sorted(ids - set(known))
     if not unknown:

@@ -185,6 +185,10 @@ class LoggingHook(v1.train.SessionRunHook):
         epoch_origin=None,
     ):
         self._tensors = tensors
+        # 'global_step' is read at the start only: read in parallel with a run's step, it may
+        # lag. 'step_after' (read once the step is done) only where the step is not counted.
+        unused = ('global_step',) + (('step_after',) if count_locally else ())
+        self._fetches = {k: v for k, v in tensors.items() if k not in unused}
         self._every_n = every_n
         self._images_per_step = images_per_step
         self._last_step = last_step
@@ -207,10 +211,7 @@ class LoggingHook(v1.train.SessionRunHook):
         self._end_time = None
 
     def before_run(self, run_context):
-        # 'global_step' is for the start: read in parallel with a run's step, it may lag.
-        return v1.train.SessionRunArgs(
-            {k: v for k, v in self._tensors.items() if k != 'global_step'}
-        )
+        return v1.train.SessionRunArgs(self._fetches)
 
     def after_run(self, run_context, run_values):
         values = run_values.results
