@@ -431,6 +431,9 @@ def test_evaluate_checkpoint_with_voc_and_coco(converted, checkpoint):
     assert (person['num_gt'], person['num_difficult'], person['coco_num_crowd']) == (6, 2, 2)
     with open(os.path.join(eval_dir, 'results.txt')) as f:
         table = f.read()
+    # The VOC table counts the crowd regions in its "ignored" column.
+    row = next(line for line in table.splitlines() if line.split()[1:2] == ['person'])
+    assert row.split()[2:4] == ['6', '2']
     # Both tables show the category id in the label column.
     assert sum(line.split()[:3] == ['10', 'traffic', 'light'] for line in table.splitlines()) == 2
 

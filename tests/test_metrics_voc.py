@@ -170,12 +170,28 @@ def test_relative_boxes_match_pixel_boxes():
 
 
 def test_format_table_lists_every_class():
-    table = _evaluate(_hand_split()).format_table()
-    lines = table.splitlines()
-    cat_line = next(line for line in lines if ' cat ' in line)
-    assert cat_line.split()[-2:] == ['64.24', '64.44']
+    """Each count sits under the header that names it; the legend says what the ignored columns
+    mean (COCO crowd regions are counted there, not as "difficult")."""
+    lines = _evaluate(_hand_split()).format_table().splitlines()
+    header = lines[1].replace('on ign', 'on_ign').replace(' %', '')
+    assert dict(zip(header.split(), lines[3].split())) == {
+        'label': '1',
+        'class': 'cat',
+        'gt': '4',
+        'ignored': '1',
+        'dets': '6',
+        'tp': '3',
+        'fp': '2',
+        'on_ign': '1',
+        'AP07': '64.24',  # (7 * 2/3 + 4 * 3/5) / 11
+        'AP12': '64.44',  # 2/9 + 2/9 + 1/5
+    }
     assert next(line for line in lines if ' bird ' in line).split()[-2:] == ['absent', 'absent']
-    assert lines[-1].split()[-2:] == ['33.54', '31.48']  # (64.24 + 36.36 + 0)/3, (64.44 + 30 + 0)/3
+    assert lines[-3].split()[-2:] == ['33.54', '31.48']  # (64.24 + 36.36 + 0)/3, (64.44 + 30 + 0)/3
+    assert lines[-2:] == [
+        'ignored: objects the score leaves out (difficult ones, crowd regions)',
+        'on ign: detections matched to them, neither tp nor fp',
+    ]
     # The columns of the rules asked for (an evaluation of --metrics=voc07 has no VOC12 AP).
     for rules, want in ((['voc07'], ['ign', 'AP07', '%']), (['voc12'], ['ign', 'AP12', '%'])):
         only = _evaluate(_hand_split()).format_table(rules=rules).splitlines()

@@ -253,6 +253,9 @@ def average_precision(is_tp, num_positives: int) -> Tuple[float, float]:
 class ClassResult:
     """Evaluation of one class over the split.
 
+    ``num_difficult``: the ground truth the score leaves out (the devkit's "difficult": what the
+    caller flagged, e.g. difficult objects with --remove_difficult and COCO crowd regions);
+    ``num_ignored``: the detections matched to them, neither TP nor FP.
     ``precision``, ``recall`` and ``scores`` are [K] float64 over the counted detections (TP or
     FP; ignored ones left out) in descending score order: point k is the curve after keeping
     every detection scoring >= ``scores[k]`` (ties in input order). AP values are ``None`` when
@@ -329,8 +332,9 @@ class VOCResult:
         shown.update(label_ids or {})
         width = max([len('class')] + [len(c.name) for c in self.classes])
         head = (
-            f'{"label":>5}  {"class":<{width}}  {"gt":>6}  {"diff":>5}  {"dets":>7}  {"tp":>6}  '
-            f'{"fp":>7}  {"ign":>5}' + ''.join(f'  {"AP" + rule[-2:] + " %":>6}' for rule in rules)
+            f'{"label":>5}  {"class":<{width}}  {"gt":>6}  {"ignored":>7}  {"dets":>7}  {"tp":>6}  '
+            f'{"fp":>7}  {"on ign":>6}'
+            + ''.join(f'  {"AP" + rule[-2:] + " %":>6}' for rule in rules)
         )
         lines = [
             f'VOC detection AP, {self.num_images} images, IoU {self.iou_rule} {self.iou_threshold}',
@@ -339,15 +343,17 @@ class VOCResult:
         ]
         for c in self.classes:
             lines.append(
-                f'{shown[c.label]:>5}  {c.name:<{width}}  {c.num_gt:>6}  {c.num_difficult:>5}  '
-                f'{c.num_detections:>7}  {c.num_tp:>6}  {c.num_fp:>7}  {c.num_ignored:>5}' + aps(c)
+                f'{shown[c.label]:>5}  {c.name:<{width}}  {c.num_gt:>6}  {c.num_difficult:>7}  '
+                f'{c.num_detections:>7}  {c.num_tp:>6}  {c.num_fp:>7}  {c.num_ignored:>6}' + aps(c)
             )
         lines.append('-' * len(head))
         present = len(self.classes) - len(self.absent_classes)
         lines.append(
-            f'{"":>5}  {"mAP":<{width}}  {f"over {present} of {len(self.classes)} classes":>46}'
+            f'{"":>5}  {"mAP":<{width}}  {f"over {present} of {len(self.classes)} classes":>49}'
             + ''.join(f'  {pct(getattr(self, "map_" + rule)):>6}' for rule in rules)
         )
+        lines.append('ignored: objects the score leaves out (difficult ones, crowd regions)')
+        lines.append('on ign: detections matched to them, neither tp nor fp')
         return '\n'.join(lines)
 
 
