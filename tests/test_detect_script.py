@@ -785,6 +785,20 @@ def test_the_same_command_into_its_input_folder_writes_the_same_names(setup, tmp
     assert sorted(os.listdir(imgs)) == sorted([*names, *want.values(), 'detections.json'])
 
 
+def test_inputs_of_one_stem_get_distinct_outputs_in_input_order(setup, tmp_path):
+    """`a.bmp` and `a.tif` both give a `.png`: the first in sorted order takes `a_det.png`, the
+    other `a_det_1.png`; `a.jpg` keeps its own extension. detections.json pairs them."""
+    photos = tmp_path / 'photos'
+    image = fx.random_images(25, [(60, 80)])[0]
+    for name in ('a.tif', 'a.jpg', 'a.bmp'):
+        data_fixtures.write_image(str(photos / name), image, os.path.splitext(name)[1])
+    out = tmp_path / 'out'
+    proc = run_script(*_detect_into(setup, photos, out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    want = {'a.bmp': 'a_det.png', 'a.jpg': 'a_det.jpg', 'a.tif': 'a_det_1.png'}
+    assert _outputs(out) == (want, [])
+
+
 def test_a_planted_record_does_not_hand_over_the_users_file(setup, tmp_path):
     """A detections.json of the right shape listing the user's `img_det.jpg` under
     `kept_outputs` (no input of it listed) made detect write over it."""
