@@ -209,7 +209,7 @@ def layer_map(model_name, backbone_scope='ssd_300_vgg'):
             )
         return _fc_reduced_spec(backbone_scope)
     raise ConversionError(
-        'Unknown model %r: the Caffe converter knows %s.' % (model_name, ', '.join(MODEL_NAMES))
+        'unknown model %r: the Caffe converter knows %s.' % (model_name, ', '.join(MODEL_NAMES))
     )
 
 

@@ -679,5 +679,5 @@ def find_state_dict(obj, path='<object>'):
 def load_state_dict(path):
     """`find_state_dict(load(path))`: {parameter name: numpy array}, in file order."""
     if not os.path.exists(path):
-        raise FileNotFoundError('No such .pth file: %s' % path)
+        raise FileNotFoundError('no such .pth file: %s' % path)
     return find_state_dict(load(path), path)  # load says what else it is: a folder, a FIFO...

@@ -419,7 +419,7 @@ def check_layout_fits(layout, keys, source='<state_dict>'):
 
 def get_layout(name):
     if name not in LAYOUTS:
-        raise ConversionError('Unknown layout %r; known: %s' % (name, ', '.join(LAYOUTS)))
+        raise ConversionError('unknown layout %r; known: %s' % (name, ', '.join(LAYOUTS)))
     return LAYOUTS[name]
 
 
@@ -444,7 +444,7 @@ def class_order_channels(layout, num_classes, class_order):
     """
     if class_order not in CLASS_ORDERS:
         raise ConversionError(
-            'Unknown class order %r; known: %s' % (class_order, ', '.join(CLASS_ORDERS))
+            'unknown class order %r; known: %s' % (class_order, ', '.join(CLASS_ORDERS))
         )
     names = layout.class_names
     if names is None or len(names) != num_classes - 1:

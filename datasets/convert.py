@@ -684,7 +684,7 @@ def convert(
     if samples_per_file < 1:
         raise ValueError(f'samples_per_file must be >= 1, got {samples_per_file}.')
     if not sources:
-        raise ValueError('No examples to convert: the input lists no images.')
+        raise ValueError('no examples to convert: the input lists no images.')
     if not re.fullmatch(r'[\w.\-]+', output_name):
         raise ValueError(
             f'output_name {output_name!r} must be a plain file-name prefix (letters, digits, _ . -).'

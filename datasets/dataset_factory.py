@@ -529,7 +529,7 @@ def get_dataset(
                     else ' Convert'
                 ) + f' the data with tf_convert_data.py --output_name={output_name}.'
             raise FileNotFoundError(
-                f'Dataset {name!r} split {split_name!r}: no files match {pattern_path} '
+                f'dataset {name!r} split {split_name!r}: no files match {pattern_path} '
                 f'({folders.describe(dataset_dir)}).{hint}'
             )
         if num_classes is None:

@@ -517,7 +517,7 @@ def open_dataset(settings, card):
         )
     if card.num_classes != dataset.num_classes:
         raise ValueError(
-            f'The model predicts {card.num_classes} classes (with background) but '
+            f'the model predicts {card.num_classes} classes (with background) but '
             f'dataset {settings.dataset_name}/{settings.dataset_split_name} has '
             f'{dataset.num_classes}; the class lists must agree.'
         )

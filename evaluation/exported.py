@@ -91,7 +91,7 @@ def evaluate_exported(
     log = log or (lambda line: print(line, flush=True))
     if settings.eval_resize != 'WARP_RESIZE':
         raise ValueError(
-            f'An exported model warp-resizes its images itself; eval_resize '
+            f'an exported model warp-resizes its images itself; eval_resize '
             f'{settings.eval_resize!r} needs the checkpoint (--checkpoint_path).'
         )
     card = detector.card

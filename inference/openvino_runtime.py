@@ -28,7 +28,7 @@ def load():
         import openvino
     except ImportError as err:
         raise ImportError(
-            'The OpenVINO export and runtime need the openvino package (pinned in '
+            'the OpenVINO export and runtime need the openvino package (pinned in '
             'requirements.txt): pip install -r requirements.txt'
         ) from err
     return openvino

@@ -505,7 +505,7 @@ def resolve_checkpoint(path):
         `.index` is corrupt; the message names the file.
     """
     if not path:
-        raise FileNotFoundError('No checkpoint path given.')
+        raise FileNotFoundError('no checkpoint path given.')
     path = os.path.expanduser(path)
     if os.path.isdir(path):
         prefix = latest_in_directory(path)
@@ -538,7 +538,7 @@ def resolve_checkpoint(path):
         return prefix
     if meta:
         raise FileNotFoundError(
-            f'No checkpoint at {path}: a .meta file holds the graph, not the weights; pass the '
+            f'no checkpoint at {path}: a .meta file holds the graph, not the weights; pass the '
             f'prefix {prefix}, with its .index and .data-* files (or the V1 checkpoint file '
             f'{prefix}) beside it.'
         )
@@ -555,7 +555,7 @@ def resolve_checkpoint(path):
         latest = ' (the latest five)' if len(names) > 5 else ''
         shown = f'; {folder} holds {", ".join(names[-5:])}{latest}'
     raise FileNotFoundError(
-        f'No checkpoint at {path}: expected {prefix}.index (and its .data-* '
+        f'no checkpoint at {path}: expected {prefix}.index (and its .data-* '
         f'files), a V1 checkpoint file, or a directory holding checkpoints{shown}.'
     )
 
@@ -779,7 +779,7 @@ def plan_restore(
         listing = _shown(['%s (as %s)' % m for m in missing])
         if not ignore_missing_vars:
             raise ValueError(
-                'The checkpoint lacks %d variable(s) of the model: %s. Pass '
+                'the checkpoint lacks %d variable(s) of the model: %s. Pass '
                 '--ignore_missing_vars, --checkpoint_exclude_scopes or the right '
                 '--checkpoint_model_scope.' % (len(missing), listing)
             )
@@ -794,7 +794,7 @@ def plan_restore(
         scopes = sorted({_layer_scope(m[0]) for m in mismatched})
         if not exclude_mismatched_vars:
             raise ValueError(
-                'Shapes differ between the model and the checkpoint: %d variable(s): %s. Exclude '
+                'shapes differ between the model and the checkpoint: %d variable(s): %s. Exclude '
                 'them with --checkpoint_exclude_scopes=%s or pass '
                 '--exclude_mismatched_vars.'
                 % (len(mismatched), listing, ','.join(parse_scopes(exclude_scopes) + scopes))
@@ -812,7 +812,7 @@ def plan_restore(
             )
     if not items:
         raise ValueError(
-            'No variable of the model matches the checkpoint (model scope %r, '
+            'no variable of the model matches the checkpoint (model scope %r, '
             'checkpoint_model_scope %r, checkpoint scopes %s).'
             % (
                 model_scope,

@@ -17,7 +17,7 @@ def get_network(name):
     `anchors`, `bboxes_encode`, `bboxes_decode`, `detected_bboxes` and `losses`."""
     if name not in networks_map:
         raise ValueError(
-            'Unknown model_name %r; known: %s' % (name, ', '.join(sorted(networks_map)))
+            'unknown model_name %r; known: %s' % (name, ', '.join(sorted(networks_map)))
         )
     return networks_map[name]
 

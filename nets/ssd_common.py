@@ -156,7 +156,7 @@ class SSDNet(abc.ABC):
         actual = tuple(loc.shape[1:3])
         if None not in actual and actual != tuple(expected):
             raise ValueError(
-                'Feature layer %s is %s for this input, but params.feat_shapes says %s'
+                'feature layer %s is %s for this input, but params.feat_shapes says %s'
                 '; set feat_shapes (and anchor sizes) for the new input size.'
                 % (layer, actual, tuple(expected))
             )

@@ -121,7 +121,7 @@ def anchor_size_preset(model_name, preset):
     presets = ANCHOR_SIZE_PRESETS.get(model_name, {})
     if preset not in presets:
         raise ValueError(
-            'Unknown anchor size preset %r for %s; known: %s'
+            'unknown anchor size preset %r for %s; known: %s'
             % (preset, model_name, ', '.join(sorted(presets)) or 'none')
         )
     return presets[preset]
@@ -304,7 +304,7 @@ def params_from_dict(base, overrides):
     unknown = sorted(set(overrides) - set(SSDParams._fields))
     if unknown:
         raise ValueError(
-            'Unknown SSD parameter(s) %s; known: %s'
+            'unknown SSD parameter(s) %s; known: %s'
             % (', '.join(unknown), ', '.join(SSDParams._fields))
         )
 

@@ -27,5 +27,5 @@ def get_preprocessing(name):
         return PREPROCESSING_BY_NAME[name]
     except KeyError:
         raise ValueError(
-            f'Unknown preprocessing {name!r}; known: {sorted(PREPROCESSING_BY_NAME)}.'
+            f'unknown preprocessing {name!r}; known: {sorted(PREPROCESSING_BY_NAME)}.'
         ) from None

@@ -134,7 +134,7 @@ def render_grid(
                     )
                 )
     if not drawn:
-        raise ValueError('The dataset yielded no example to draw.')
+        raise ValueError('the dataset yielded no example to draw.')
     return make_grid(drawn)
 
 
@@ -195,7 +195,7 @@ def write_png(path, rgb):
     this tool's (see `check_png_output`)."""
     ok, encoded = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise OSError(f'Could not encode the grid as PNG for {path}.')
+        raise OSError(f'could not encode the grid as PNG for {path}.')
     data = encoded.tobytes()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_io.write_bytes_atomic(path, data[:_IHDR_END] + _MARK_CHUNK + data[_IHDR_END:])

@@ -41,7 +41,7 @@ RESIZE_MODES = ('WARP_RESIZE', 'PAD_AND_RESIZE', 'CENTRAL_CROP', 'NONE')
 
 def _check_inputs(image, bboxes, out_shape, data_format):
     if image.shape.rank is not None and (image.shape.rank != 3 or image.shape[-1] not in (3, None)):
-        raise ValueError(f'The image must be [H, W, 3] RGB; got shape {image.shape}.')
+        raise ValueError(f'the image must be [H, W, 3] RGB; got shape {image.shape}.')
     if bboxes.shape.rank is not None and (bboxes.shape.rank != 2 or bboxes.shape[-1] != 4):
         raise ValueError(f'bboxes must be [N, 4] [ymin, xmin, ymax, xmax]; got {bboxes.shape}.')
     if len(out_shape) != 2 or not all(isinstance(s, int) and s > 0 for s in out_shape):

@@ -200,7 +200,7 @@ def test_layer_type_duplicates_and_unknown_model_are_errors():
     conv = caffe_pb.CaffeLayer('fc7', 'Convolution', [np.ones((2, 3, 1, 1))])
     with pytest.raises(caffe_ssd.ConversionError, match="'fc7' occurs twice"):
         caffe_ssd.convert_layers([conv, conv], spec)
-    with pytest.raises(caffe_ssd.ConversionError, match="Unknown model 'ssd_300_resnet'"):
+    with pytest.raises(caffe_ssd.ConversionError, match="unknown model 'ssd_300_resnet'"):
         caffe_ssd.layer_map('ssd_300_resnet')
 
 

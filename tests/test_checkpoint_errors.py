@@ -90,7 +90,7 @@ def test_a_meta_file_names_its_checkpoint(good_checkpoint, tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         checkpoints.resolve_checkpoint(prefix + '.meta')
     assert str(err.value) == (
-        f'No checkpoint at {prefix}.meta: a .meta file holds the graph, not the weights; pass the '
+        f'no checkpoint at {prefix}.meta: a .meta file holds the graph, not the weights; pass the '
         f'prefix {prefix}, with its .index and .data-* files (or the V1 checkpoint file '
         f'{prefix}) beside it.'
     )

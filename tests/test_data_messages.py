@@ -54,7 +54,7 @@ def test_training_on_an_unconverted_voc_folder_says_what_it_holds_and_how_to_con
         f'--labels_file={voc}/labels.txt --output_dir={out} --output_name=train'
     )
     assert _error_lines(proc, 'train_ssd_network') == [
-        f"train_ssd_network: error: Dataset 'custom' split 'train': no files match "
+        f"train_ssd_network: error: dataset 'custom' split 'train': no files match "
         f'{voc}/train_*.tfrecord ({voc} holds Annotations/, ImageSets/, JPEGImages/, labels.txt). '
         f'{voc} is a Pascal VOC folder (Annotations/, JPEGImages/), not converted records: '
         f'convert it with {command}, then pass --dataset_dir={out}.'
@@ -76,7 +76,7 @@ def test_a_folder_without_records_is_listed_as_it_is(tmp_path):
     empty = tmp_path / 'empty'
     empty.mkdir()
     assert _reader_message('custom', 'train', empty) == (
-        f"Dataset 'custom' split 'train': no files match {empty}/train_*.tfrecord ({empty} is "
+        f"dataset 'custom' split 'train': no files match {empty}/train_*.tfrecord ({empty} is "
         f'empty). Convert the data with tf_convert_data.py --output_name=train.'
     )
     many = tmp_path / 'many'
@@ -85,7 +85,7 @@ def test_a_folder_without_records_is_listed_as_it_is(tmp_path):
     (many / 'notes.txt').write_text('x')
     (many / 'odd\nname').write_text('x')
     assert _reader_message('pascalvoc_2007', 'test', many) == (
-        f"Dataset 'pascalvoc_2007' split 'test': no files match {many}/voc_2007_test_*.tfrecord "
+        f"dataset 'pascalvoc_2007' split 'test': no files match {many}/voc_2007_test_*.tfrecord "
         f"({many} holds notes.txt, 'odd\\nname', sub0/, sub1/, sub2/, sub3/, sub4/, sub5/ and 4 "
         f'more). Convert the data with tf_convert_data.py --output_name=voc_2007_test.'
     )
@@ -109,7 +109,7 @@ def test_a_vocdevkit_folder_gets_the_command_over_its_voc_folders(tmp_path):
         fx.write_split(root, 'trainval', ['0001'])
     a, b = devkit / 'VOC2007', devkit / 'VOC2012'
     assert _reader_message('pascalvoc_0712', 'trainval', devkit) == (
-        f"Dataset 'pascalvoc_0712' split 'trainval': no files match "
+        f"dataset 'pascalvoc_0712' split 'trainval': no files match "
         f'{devkit}/voc_0712_trainval_*.tfrecord ({devkit} holds VOC2007/, VOC2012/). {devkit} '
         f'holds Pascal VOC folders (VOC2007/, VOC2012/), not converted records: convert it with '
         f'tf_convert_data.py --dataset_name=pascalvoc --dataset_dir={a},{b} --split=trainval '
@@ -125,7 +125,7 @@ def test_a_coco_folder_gets_the_coco_command(tmp_path):
     ann = coco / 'annotations' / 'instances_val2017.json'
     ann.write_text(json.dumps({'images': [], 'annotations': [], 'categories': []}))
     assert _reader_message('coco_2017', 'val', coco) == (
-        f"Dataset 'coco_2017' split 'val': no files match {coco}/coco_2017_val_*.tfrecord ({coco} "
+        f"dataset 'coco_2017' split 'val': no files match {coco}/coco_2017_val_*.tfrecord ({coco} "
         f'holds annotations/, val2017/). {coco} holds COCO annotations (instances_val2017.json), '
         f'not converted records: convert it with tf_convert_data.py --dataset_name=coco '
         f'--annotations_file={ann} --dataset_dir={coco / "val2017"} '

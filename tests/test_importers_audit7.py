@@ -236,7 +236,7 @@ def test_a_folder_as_pth_path_is_called_a_folder(tmp_path):
     assert str(err.value) == (
         '%s: the .pth file is a directory, not a regular file; refusing to read it.' % tmp_path
     )
-    with pytest.raises(FileNotFoundError, match='No such .pth file'):
+    with pytest.raises(FileNotFoundError, match='no such .pth file'):
         pth_reader.load_state_dict(str(tmp_path / 'absent.pth'))
 
 

@@ -254,7 +254,7 @@ def test_without_a_card_the_flags_and_labels_file_make_the_model(tmp_path):
         model_name='ssd_300_mobilenet', depth_multiplier=0.5, labels_file=str(labels)
     )
     # A path that is no checkpoint is the error, before any model is described.
-    with pytest.raises(FileNotFoundError, match='No checkpoint at'):
+    with pytest.raises(FileNotFoundError, match='no checkpoint at'):
         cli.resolve_card(flags, str(tmp_path / 'model.ckpt'), log=lines.append)
     assert lines == []
     import tensorflow as tf
@@ -346,5 +346,5 @@ def test_run_settings_replacing_the_card_are_logged_as_given_or_default(tmp_path
 
 def test_an_unknown_model_name_is_said_to_be_unknown_even_with_a_card(tmp_path):
     card_lib.write(str(tmp_path / 'model.json'), _card())
-    with pytest.raises(ValueError, match="Unknown model_name 'ssd_300_mobilnet'; known: "):
+    with pytest.raises(ValueError, match="unknown model_name 'ssd_300_mobilnet'; known: "):
         cli.resolve_card(cli.ModelFlags(model_name='ssd_300_mobilnet'), str(tmp_path))

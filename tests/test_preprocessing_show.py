@@ -212,7 +212,7 @@ def test_show_command_on_a_converted_voc_dataset(tmp_path, capsys):
         # It said "give --image_size", then with one "Unknown preprocessing 'nonet'".
         (
             ['--model_name', 'nonet'],
-            "Unknown preprocessing 'nonet'; known: ['ssd_300_mobilenet', 'ssd_300_vgg', "
+            "unknown preprocessing 'nonet'; known: ['ssd_300_mobilenet', 'ssd_300_vgg', "
             "'ssd_512_vgg', 'ssd_mobilenet', 'ssd_vgg'].",
         ),
         (

@@ -362,7 +362,7 @@ def test_export_calibrates_on_the_train_split_by_default(setup, tmp_path):
     )
     _refused(
         proc,
-        f"export_ssd_network: error: Dataset 'pascalvoc_2007' split 'train': no files match "
+        f"export_ssd_network: error: dataset 'pascalvoc_2007' split 'train': no files match "
         f'{tmp_path}/records/voc_2007_train_*.tfrecord ({tmp_path}/records is empty). Convert the '
         f'data with tf_convert_data.py --output_name=voc_2007_train.',
     )

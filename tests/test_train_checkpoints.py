@@ -287,7 +287,7 @@ def test_missing_variables_fail_or_are_ignored(tmp_path):
             variables, shapes, 'm', ignore_missing_vars=True, log=warnings.append
         )
         assert [i.name for i in items] == ['m/a'] and 'm/b' in warnings[0]
-        with pytest.raises(ValueError, match='No variable of the model matches'):
+        with pytest.raises(ValueError, match='no variable of the model matches'):
             checkpoints.plan_restore(
                 variables, shapes, 'm', 'elsewhere', ignore_missing_vars=True, log=warnings.append
             )

@@ -79,7 +79,7 @@ def test_eval_says_a_wrong_checkpoint_path_before_describing_a_model(tmp_path):
     )
     assert proc.stdout == ''
     assert proc.stderr.splitlines() == [
-        f'eval_ssd_network: error: No checkpoint at {missing}: expected {missing}.index (and its '
+        f'eval_ssd_network: error: no checkpoint at {missing}: expected {missing}.index (and its '
         f'.data-* files), a V1 checkpoint file, or a directory holding checkpoints.'
     ]
 

@@ -463,7 +463,7 @@ class Replication:
         probe=unreachable_ps,
     ):
         if cluster.spec is None or cluster.job_name != 'worker':
-            raise ValueError('Replication is for the workers of a cluster.')
+            raise ValueError('replication is for the workers of a cluster.')
         self.cluster = cluster
         self.sync = sync
         self.replicas = replicas_to_aggregate or cluster.num_workers
@@ -1027,7 +1027,7 @@ class ChiefHook(v1.train.SessionRunHook):
                 ):
                     self._fail(
                         session,
-                        ClusterError(f'The synchronous update failed: {tf_errors.reason(e)}'),
+                        ClusterError(f'the synchronous update failed: {tf_errors.reason(e)}'),
                     )
                 return
             self._record(int(step), [int(c) for c in counts])
@@ -1073,7 +1073,7 @@ class ChiefHook(v1.train.SessionRunHook):
             waited = time.time() - start
             if waited > self._r.wait_secs:
                 raise ClusterError(
-                    f'Before the first step: waited {int(waited)} s (--cluster_wait_secs) for '
+                    f'before the first step: waited {int(waited)} s (--cluster_wait_secs) for '
                     f'{needed - len(present)} more worker(s) of '
                     f'{self._r.cluster.workers(absent)}; a synchronous step needs {needed} '
                     'workers.'
@@ -1128,7 +1128,7 @@ class ChiefHook(v1.train.SessionRunHook):
         # Again: this chief's own session, re-created (the parameter servers' chief is itself).
         if start['chiefs_before'] and not again:
             raise ClusterError(
-                'The parameter servers have already served a chief: a restarted chief cannot '
+                'the parameter servers have already served a chief: a restarted chief cannot '
                 'take over a running cluster (its workers and accumulators are in the middle of '
                 'a step). Stop every process of the cluster and start them all again; training '
                 'resumes from the last checkpoint in --train_dir.'

@@ -95,7 +95,7 @@ def clone_loss(clone, num_clones, regularization_losses=None):
     losses = v1.losses.get_losses(scope=clone.scope or None)
     if not losses:
         raise ValueError(
-            'The model added no loss to the loss collection in scope %r.' % clone.scope
+            'the model added no loss to the loss collection in scope %r.' % clone.scope
         )
     loss = tf.add_n([tf.cast(l, tf.float32) for l in losses])
     if num_clones > 1:
