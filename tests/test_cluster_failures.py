@@ -16,6 +16,7 @@ import time
 import pytest
 import tensorflow as tf
 
+from tests.conftest import script_env
 from tf_extended import tf_errors
 from training import cluster as cluster_lib
 
@@ -211,6 +212,38 @@ def test_port_in_use_is_one_line():
         f'ps 0 cannot listen on localhost:{port} (in use: another process, or a duplicate '
         '--task_index)'
     )
+
+
+def test_port_in_use_is_one_line_on_the_scripts_stderr():
+    """gRPC logged two C++ error lines (add_port.cc, grpc_server_lib.cc) before the script's
+    own line saying the same."""
+    with socket.socket() as other:
+        other.bind(('127.0.0.1', 0))
+        other.listen()
+        port = other.getsockname()[1]
+        # A fresh process: the stderr filter is installed at a script's start-up, which
+        # run_script's pre-imported server skips.
+        proc = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(ROOT, 'train_ssd_network.py'),
+                '--job_name=ps',
+                '--task_index=0',
+                f'--ps_hosts=localhost:{port}',
+                '--worker_hosts=localhost:1',
+            ],
+            env=script_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert lines[-1] == (
+        f'train_ssd_network: error: ps 0 cannot listen on localhost:{port} (in use: another '
+        'process, or a duplicate --task_index)'
+    )
+    assert not [line for line in lines if 'add_port.cc' in line or 'gRPC' in line], lines
 
 
 def test_tf_errors_of_the_session_become_one_line_cluster_errors():

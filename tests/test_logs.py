@@ -167,6 +167,10 @@ NOISE = [
     b'may see slightly different numerical results due to floating-point round-off errors from '
     b'different computation orders. To turn them off, set the environment variable '
     b'`TF_ENABLE_ONEDNN_OPTS=0`.',
+    b'E0000 00:00:1796572206.085669   21271 add_port.cc:83] Failed to add port to server: No '
+    b"address added out of total 1 resolved for '0.0.0.0:56295'",
+    b'E0000 00:00:1796572206.089010   21271 grpc_server_lib.cc:618] UNKNOWN: Could not start gRPC '
+    b'server',
     b'fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, '
     b'output_inference_type: FLOAT32',
     b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.',
@@ -182,6 +186,8 @@ def test_filter_drops_exactly_the_noise_lines():
         b'Traceback',
         b'fully_quantize: 0, and something else',
         b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU and more',
+        b'E0000 00:00:1796572206.089010   21271 grpc_server_lib.cc:618] UNKNOWN: another error',
+        b'I0000 00:00:1796572206.085669   21271 add_port.cc:83] Failed to add port to server: x',
     ]
     out, held = logs.filter_chunk(b'\n'.join(NOISE + keep) + b'\n')
     assert (out, held) == (b'\n'.join(keep) + b'\n', b'')

@@ -29,7 +29,9 @@ TF_CPP_MIN_LOG_LEVEL below 2 (asking to see TF's lines) or SSD_STDERR_FILTER=0:
   only where no NVIDIA device exists: /dev/nvidiactl, /dev/nvidia0, WSL's /dev/dxg), and the
   settings line TFLite's int8 calibrator prints ("fully_quantize: 0, inference_type: 6, ...")
   and the line its interpreter prints when it loads a model ("INFO: Created TensorFlow Lite
-  XNNPACK delegate for CPU.").
+  XNNPACK delegate for CPU."), and gRPC's two error lines on a cluster port in use ("Failed to
+  add port to server", "Could not start gRPC server"), which `training.cluster.start_server`
+  always turns into one line naming the task and the address.
   Being a separate process, it still passes on the last words of a script that crashes or is
   killed.
   Installed for the project's top-level scripts and benchmarks only (or when
@@ -70,6 +72,12 @@ _TFLITE_CALIBRATION = re.compile(
 _TFLITE_CALIBRATION_START = b'fully_quantize: '
 # What the TFLite interpreter's runtime prints (C++, no log format) when a model is loaded.
 _TFLITE_XNNPACK = b'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.'
+# What TF's gRPC server logs when its port is taken, before raising the error our cluster code
+# reports in one line: {source file: message start}.
+_GRPC_LISTEN_FAILURE = {
+    b'add_port.cc': b'Failed to add port to server: ',
+    b'grpc_server_lib.cc': b'UNKNOWN: Could not start gRPC server',
+}
 
 
 def quiet_tensorflow_start(environ=os.environ):
@@ -105,7 +113,8 @@ def restore_keras_setting():
 
 def is_noise(line, gpu_device=False):
     """True for one of TF's lines that say nothing to a user: the start-up lines (see the module
-    docstring), TFLite's calibration settings line and its interpreter's XNNPACK line.
+    docstring), TFLite's calibration settings line and its interpreter's XNNPACK line, gRPC's
+    lines on a port in use (said again in our own error line).
 
     line: bytes without the line end. gpu_device: an NVIDIA device exists (then a failing CUDA
     probe is news and is kept).
@@ -119,6 +128,9 @@ def is_noise(line, gpu_device=False):
     if source == b'cudart_stub.cc' and message.startswith(b'Could not find cuda drivers'):
         return True
     if source == b'port.cc' and message.startswith(b'oneDNN custom operations are on'):
+        return True
+    grpc_start = _GRPC_LISTEN_FAILURE.get(source)
+    if level == b'E' and grpc_start is not None and message.startswith(grpc_start):
         return True
     return not gpu_device and source in _CUDA_PROBES and level in b'IWE'
 
