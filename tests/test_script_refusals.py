@@ -579,6 +579,56 @@ def test_a_flag_absl_refuses_is_one_error_line_like_the_others(tmp_path, script,
     assert not (tmp_path / 'out').exists()
 
 
+@pytest.mark.parametrize(
+    'script, flag, message',
+    [
+        (
+            'eval_ssd_network.py',
+            '--eval_resize=4',
+            'flag --eval_resize=4: value should be one of <WARP_RESIZE|PAD_AND_RESIZE|'
+            "CENTRAL_CROP> (the older port's 4 is --eval_resize=WARP_RESIZE)",
+        ),
+        (
+            'eval_ssd_network.py',
+            '--eval_resize=1',
+            'flag --eval_resize=1: value should be one of <WARP_RESIZE|PAD_AND_RESIZE|'
+            "CENTRAL_CROP> (the older port's 1, NONE, is not offered here)",
+        ),
+        (
+            'eval_ssd_network.py',
+            '--eval_image_size=300',
+            "--eval_image_size is the older TF port's flag; the input size is the model's "
+            "(300x300 for ssd_300_*, 512x512 for ssd_512_vgg, or its model card's); the older "
+            'port ignored this flag too: drop it',
+        ),
+        (
+            'eval_ssd_network.py',
+            '--num_preprocessing_threads=4',
+            "--num_preprocessing_threads is the older TF port's flag; its threads are "
+            '--num_threads (TF and tf.data threads)',
+        ),
+        (
+            'train_ssd_network.py',
+            '--labels_offset=0',
+            "--labels_offset is the older TF port's flag; labels come from the records (1, 2, "
+            '...; 0 is background): drop it',
+        ),
+        # Another script's older-port flag gets absl's plain refusal.
+        (
+            'detect_ssd_network.py',
+            '--num_preprocessing_threads=4',
+            "Unknown command line flag 'num_preprocessing_threads'",
+        ),
+    ],
+)
+def test_the_older_ports_flags_and_values_name_what_replaces_them(script, flag, message):
+    """The older TF port's README commands: `--eval_resize=4` (its Resize numbers), and flags
+    that do not exist here were refused as unknown, `--eval_image_size` with "did you mean
+    eval_resize", which means something else."""
+    proc = run_script(script, flag)
+    _refused(proc, f'{script[: -len(".py")]}: error: {message}; --helpfull lists the flags.')
+
+
 def test_a_precision_flag_the_model_would_ignore_is_refused(setup, tmp_path):
     """--compute_dtype with an exported model, --openvino_precision with another than an
     OpenVINO model: they ran in the model's own precision without a word (a user believed they

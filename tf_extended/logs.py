@@ -374,19 +374,61 @@ def _parse_flags(argv):
     return remaining
 
 
-_ENUM_ERROR = re.compile(r'flag --\w+=(.*): value should be one of <(.*)>$')
+_ENUM_ERROR = re.compile(r'flag --(\w+)=(.*): value should be one of <(.*)>$')
+
+_INPUT_SIZE = (
+    "the input size is the model's (300x300 for ssd_300_*, 512x512 for ssd_512_vgg, or its "
+    "model card's); the older port ignored this flag too: drop it"
+)
+# The older TF port's flags that a script here does not define, and what to do instead: its
+# users' commands name them, and absl's "Unknown command line flag" alone leaves them guessing.
+# {script: {flag: advice}}.
+OLDER_PORT_FLAGS = {
+    'train_ssd_network': {
+        'train_image_size': _INPUT_SIZE,
+        'labels_offset': 'labels come from the records (1, 2, ...; 0 is background): drop it',
+    },
+    'eval_ssd_network': {
+        'eval_image_size': _INPUT_SIZE,
+        'master': 'the evaluation runs in this process: drop it',
+        'num_preprocessing_threads': 'its threads are --num_threads (TF and tf.data threads)',
+        'preprocessing_name': (
+            "the evaluation preprocesses as the model's card says, --eval_resize picks the "
+            'resize: drop it'
+        ),
+    },
+}
+# The older port's integer values of enum flags (its Resize IntEnum, 1-based).
+OLDER_PORT_ENUM_NUMBERS = {
+    'eval_resize': ('NONE', 'CENTRAL_CROP', 'PAD_AND_RESIZE', 'WARP_RESIZE'),
+}
 
 
-def flag_error_text(error):
+def flag_error_text(error, script=None):
     """absl's message of a refused flag on one line, with `(did you mean X?)` for an enum value
-    close to one of its choices, and where to see the flags."""
+    close to one of its choices, what replaces an older-port flag or value (`OLDER_PORT_FLAGS`,
+    `OLDER_PORT_ENUM_NUMBERS`), and where to see the flags. `script`: the name without `.py`,
+    default the running one's."""
     text = '; '.join(line.strip() for line in str(error).splitlines() if line.strip())
     text = text.rstrip('.')
     enum = _ENUM_ERROR.match(text)
     if enum:
-        close = difflib.get_close_matches(enum.group(1), enum.group(2).split('|'), n=1)
-        if close:
+        name, value, choices = enum.group(1), enum.group(2), enum.group(3).split('|')
+        numbered = OLDER_PORT_ENUM_NUMBERS.get(name, ())
+        close = difflib.get_close_matches(value, choices, n=1)
+        if value.isdigit() and 1 <= int(value) <= len(numbered):
+            meant = numbered[int(value) - 1]
+            text += (
+                f" (the older port's {value} is --{name}={meant})"
+                if meant in choices
+                else f" (the older port's {value}, {meant}, is not offered here)"
+            )
+        elif close:
             text += f' (did you mean {close[0]}?)'
+    advice = OLDER_PORT_FLAGS.get(script or _script_name(), {})
+    if isinstance(error, flags.UnrecognizedFlagError) and error.flagname in advice:
+        # absl's "Did you mean" would name a flag of other meaning (eval_image_size: eval_resize).
+        text = f"--{error.flagname} is the older TF port's flag; {advice[error.flagname]}"
     return f'{text}; --helpfull lists the flags.'
 
 
