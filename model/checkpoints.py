@@ -1037,12 +1037,23 @@ def likely_flag(variable_name):
     return '--depth_multiplier or --model_name (the backbone\'s width)'
 
 
-def check_restorable(prefix, var_map, card_path=None):
+def _its_flag(name, trained):
+    """How to resume with --`name` as the checkpoint's training had it: `with --name=value` from
+    `trained` (the settings its card records), `without --name` where it was unset, else
+    `with its --name`."""
+    if not isinstance(trained, dict) or name not in trained:
+        return f'with its --{name}'
+    value = trained[name]
+    return f'without --{name}' if value in (None, '') else f'with --{name}={value}'
+
+
+def check_restorable(prefix, var_map, card_path=None, trained=None):
     """Raises ValueError naming missing or mis-shaped variables before the Saver fails obscurely.
 
-    The message names each variable with both shapes, the flag that most likely differs, and
-    whether the model came from a card (`card_path`) or from flags. Returns the checkpoint's
-    {name: shape}.
+    The message names each variable with both shapes, the flag that most likely differs (with
+    the value the checkpoint's training used, where `trained`, the settings its model card
+    records, holds it), and whether the model came from a card (`card_path`) or from flags.
+    Returns the checkpoint's {name: shape}.
     """
     shapes = read_checkpoint(prefix).get_variable_to_shape_map()
     missing = sorted(name for name in var_map if name not in shapes)
@@ -1067,7 +1078,7 @@ def check_restorable(prefix, var_map, card_path=None):
     if missing:
         lines.append(
             f'  {len(missing)} variable(s) missing (e.g. {missing[:3]}); '
-            f'{_missing_hint(missing, shapes, var_map)}'
+            f'{_missing_hint(missing, shapes, var_map, trained)}'
         )
     raise ValueError('\n'.join(lines))
 
@@ -1083,7 +1094,7 @@ def _slot_names(names, var_map):
     return {n.rsplit('/', 1)[1] for n in names if '/' in n and n.rsplit('/', 1)[0] in var_map}
 
 
-def check_resumable(prefix, var_map, card_path=None):
+def check_resumable(prefix, var_map, card_path=None, trained=None):
     """`check_restorable`, and that the run keeps every variable of the checkpoint it resumes.
 
     Its Saver writes the graph's variables only, and TF's CheckpointSaverHook saves the resumed
@@ -1094,7 +1105,7 @@ def check_resumable(prefix, var_map, card_path=None):
     Raises:
       ValueError: one message naming the variables and the flag that most likely differs.
     """
-    shapes = check_restorable(prefix, var_map, card_path)
+    shapes = check_restorable(prefix, var_map, card_path, trained)
     # The fp16 loss scale (GPU) re-learns itself in a few steps: dropping it loses nothing.
     dropped = sorted(
         name
@@ -1106,16 +1117,21 @@ def check_resumable(prefix, var_map, card_path=None):
 
     theirs = _slot_names(dropped, var_map)
     if any(n.endswith(AVERAGE_SUFFIX) for n in dropped):
-        hint = 'its moving averages: resume with its --moving_average_decay'
+        hint = f'its moving averages: resume {_its_flag("moving_average_decay", trained)}'
     elif theirs and theirs <= _slot_names(var_map, var_map):
-        hint = (
-            'the optimizer state of variables this run would not train: resume with the '
-            '--trainable_scopes it was trained with (none where it trained every variable)'
+        known = isinstance(trained, dict) and 'trainable_scopes' in trained
+        scopes = (
+            _its_flag('trainable_scopes', trained)
+            if known
+            else 'with the --trainable_scopes it was trained with (none where it trained every '
+            'variable)'
         )
+        hint = f'the optimizer state of variables this run would not train: resume {scopes}'
+
     elif theirs or any(n in _OPTIMIZER_NON_SLOTS for n in dropped):
         hint = (
             f'the state of its optimizer (slots: {", ".join(sorted(theirs)) or "none"}), which '
-            f'this run\'s --optimizer does not keep: resume with its --optimizer'
+            f'this run\'s --optimizer does not keep: resume {_its_flag("optimizer", trained)}'
         )
     else:
         hint = 'variables this model does not have: check --model_name'
@@ -1126,8 +1142,9 @@ def check_resumable(prefix, var_map, card_path=None):
     )
 
 
-def _missing_hint(missing, shapes, var_map):
-    """What most likely differs when the checkpoint lacks the variables `missing` of `var_map`."""
+def _missing_hint(missing, shapes, var_map, trained=None):
+    """What most likely differs when the checkpoint lacks the variables `missing` of `var_map`;
+    `trained`: as `check_restorable` takes it."""
     if 'global_step' in missing:
         return (
             'it has no global_step: these are not a training\'s checkpoints (converted or '
@@ -1150,11 +1167,12 @@ def _missing_hint(missing, shapes, var_map):
     if ours <= theirs:
         return (
             f'they are optimizer slots of variables the checkpoint\'s training did not train: '
-            f'resume with its --trainable_scopes, {fine_tune}'
+            f'resume {_its_flag("trainable_scopes", trained)}, {fine_tune}'
         )
     return (
         f'they are the optimizer\'s state: the checkpoint was trained with another --optimizer '
-        f'(its slots: {", ".join(sorted(theirs)) or "none"}); resume with that one, {fine_tune}'
+        f'(its slots: {", ".join(sorted(theirs)) or "none"}); resume '
+        f'{_its_flag("optimizer", trained) if trained else "with that one"}, {fine_tune}'
     )
 
 

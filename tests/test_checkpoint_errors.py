@@ -396,6 +396,52 @@ def test_a_resume_that_would_drop_variables_of_the_checkpoint_is_refused(
     )
 
 
+ADAM = ['global_step', 'net/w', 'net/w/Adam', 'net/w/Adam_1', 'beta1_power']
+
+
+@pytest.mark.parametrize(
+    'saved, wanted, trained, hint',
+    [
+        (
+            ['global_step', 'net/w', 'net/w/ExponentialMovingAverage'],
+            ['global_step', 'net/w'],
+            {'moving_average_decay': 0.9999},
+            'its moving averages: resume with --moving_average_decay=0.9999',
+        ),
+        (
+            ['global_step', 'net/w', 'net/w/Adam', 'net/b', 'net/b/Adam'],
+            ['global_step', 'net/w', 'net/w/Adam', 'net/b'],
+            {'trainable_scopes': None},
+            'the optimizer state of variables this run would not train: resume without '
+            '--trainable_scopes',
+        ),
+        (ADAM, ['global_step', 'net/w'], {'optimizer': 'adam'}, 'resume with --optimizer=adam'),
+        # The checkpoint lacks what this run has.
+        (
+            ['global_step', 'net/w', 'net/w/Adam', 'net/b'],
+            ['global_step', 'net/w', 'net/w/Adam', 'net/b', 'net/b/Adam'],
+            {'trainable_scopes': 'net/w,other'},
+            "did not train: resume with --trainable_scopes=net/w,other, or start a new",
+        ),
+        (
+            ADAM,
+            ['global_step', 'net/w', 'net/w/Momentum'],
+            {'optimizer': 'adam'},
+            '(its slots: Adam, Adam_1); resume with --optimizer=adam, or start a new',
+        ),
+    ],
+)
+def test_a_refused_resume_names_the_value_its_card_records(tmp_path, saved, wanted, trained, hint):
+    """The refusal said "resume with its --trainable_scopes" while the card (model.json) held the
+    value, e.g. a 12-scope list the user had to rebuild."""
+    prefix = _saved(tmp_path / 'model.ckpt', saved)
+    with tf.Graph().as_default():
+        var_map = {n: v1.get_variable(n, initializer=np.ones([2], np.float32)) for n in wanted}
+        with pytest.raises(ValueError) as err:
+            checkpoints.check_resumable(prefix, var_map, 'train/model.json', trained)
+    assert hint in str(err.value), str(err.value)
+
+
 def test_the_fp16_loss_scale_may_be_dropped(tmp_path):
     """It re-learns itself in a few steps: a GPU fp16 run resumed in float32 goes on."""
     prefix = _saved(tmp_path / 'model.ckpt', ['global_step', 'net/w', 'current_loss_scale'])

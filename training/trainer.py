@@ -1061,6 +1061,10 @@ def _train(settings, cluster, config, master):
             else 'counted from the record headers (no metadata)',
         )
         card, card_path = resolve_model_card(settings, dataset, resume_from)
+        # The settings the checkpoint's training used, as its card records them (before this
+        # resume is recorded): the refusals of a resume name their values.
+        runs = recorded_runs(card) if card_path is not None else None
+        trained = runs[-1][1] if runs else None
         resume_lines, listeners = [], []
         # Checkpoints beyond a lower --max_to_keep: unlisted at start (else TF's Saver would take
         # them over), deleted once this run has written one of its own.
@@ -1101,7 +1105,7 @@ def _train(settings, cluster, config, master):
             # The Saver's restore would fail in a long traceback (e.g. another --optimizer), or
             # its saves drop what the graph lacks (see check_resumable).
             checkpoints.check_resumable(
-                resume_from, {v.op.name: v for v in v1.global_variables()}, card_path
+                resume_from, {v.op.name: v for v in v1.global_variables()}, card_path, trained
             )
         if resume_from is None and cluster.is_chief:
             restorer = fine_tune_restorer(settings, net)
