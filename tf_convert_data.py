@@ -4,7 +4,9 @@ Writes `<output_dir>/<output_name>_<NNN>.tfrecord` and, last, `<output_name>_met
 (example count, classes with per-class counts, what was fixed/dropped/skipped). Name the output
 after the registry convention so `datasets.dataset_factory.get_dataset` finds it:
 `voc_2007_<split>`, `voc_2012_<split>`, `voc_0712_<split>`, `coco_2017_<split>`, or any name
-for the generic `custom` dataset (split_name = output_name).
+for the generic `custom` dataset (split_name = output_name). VOC without --split converts every
+annotation of Annotations/, whatever the split lists say (test.txt's ids too): a note names the
+lists when the folder has some.
 
   python tf_convert_data.py --dataset_name=pascalvoc --dataset_dir=VOC2007,VOC2012 \
       --split=trainval --output_dir=tfrecords --output_name=voc_0712_trainval
@@ -24,6 +26,8 @@ write are never overwritten or deleted.
 """
 
 import os
+import re
+import sys
 
 # First: quiets TensorFlow's start-up lines before anything loads TF (see the module).
 from tf_extended import logs
@@ -48,7 +52,10 @@ flags.DEFINE_string('annotations_file', None, 'COCO: the instances_*.json file.'
 flags.DEFINE_string('output_dir', None, 'Where to write the shards and the metadata JSON.')
 flags.DEFINE_string('output_name', None, 'File prefix, e.g. voc_2007_train.')
 flags.DEFINE_string(
-    'split', None, 'VOC: read ImageSets/Main/<split>.txt; every annotation when not set.'
+    'split',
+    None,
+    'VOC: convert the ids of ImageSets/Main/<split>.txt; when not set, every annotation of '
+    'Annotations/, those of test.txt too (a note says so when the folder has split lists).',
 )
 flags.DEFINE_string(
     'labels_file',
@@ -184,6 +191,10 @@ def _convert():
             else labels.VOC_CLASSES
         )
         sources = pascalvoc.list_examples(dirs, FLAGS.split, FLAGS.allow_outside_paths)
+        if FLAGS.split is None:
+            notice = _unsplit_notice(dirs, len(sources), FLAGS.output_name)
+            if notice:
+                print(f'tf_convert_data: note: {notice}', file=sys.stderr, flush=True)
         loader = pascalvoc.VocLoader(
             class_names, FLAGS.skip_unknown_classes, limits, _labels_advice(dirs)
         )
@@ -260,6 +271,75 @@ def _earlier_examples(metadata_path):
         return convert.read_metadata(metadata_path)[0]['num_examples']
     except (ValueError, OSError):
         return '?'
+
+
+def _count(n, what):
+    return f'{n} {what}{"" if n == 1 else "s"}'
+
+
+def _unsplit_notice(dirs, num_examples, output_name):
+    """The note of a conversion without --split when a --dataset_dir folder has split lists
+    (ImageSets/Main/<split>.txt): every annotation is converted, test.txt's ids too; which lists
+    there are; which --split converts one of them. None when no folder has a list (custom data
+    without lists: converting everything is what is wanted).
+
+    Args:
+      dirs: the --dataset_dir folders; num_examples: how many annotations are listed;
+      output_name: the --output_name, said when it names a split (voc_2007_train).
+    """
+    found = [(root, pascalvoc.split_lists(root)) for root in dirs]
+    found = [(root, dict(lists), lists) for root, lists in found if lists]
+    if not found:
+        return None
+    several = len(dirs) > 1
+    included = []  # test.txt ids that have an annotation, so are converted
+    for root, by_name, _ in found:
+        test = by_name.get('test')
+        if test:
+            have = set(pascalvoc.annotation_ids(root))
+            n = sum(image_id in have for image_id in test)
+            whose = os.path.join(root, 'ImageSets', 'Main', 'test.txt') if several else 'test.txt'
+            if n == len(test):
+                included.append(f'the {_count(n, "id")} of {whose}')
+            elif n:
+                included.append(f'{n} of the {len(test)} ids of {whose}')
+    said = (
+        f'--split is not set, so every annotation of Annotations/ is converted '
+        f'({_count(num_examples, "example")})'
+    )
+    if included:
+        said += f', including {" and ".join(included)}'
+    # --split reads the list in every folder: only lists that all of them have, readable.
+    common = [
+        split
+        for split, _ in found[0][2]
+        if len(found) == len(dirs) and all(b.get(split) is not None for _, b, _ in found)
+    ]
+    splits = set(pascalvoc.VOC_SPLITS).union(*(b for _, b, _ in found))
+    named = [t for t in re.split(r'[^0-9A-Za-z]+', output_name) if t in splits]
+    if named:
+        said += f', though --output_name={output_name} names the {named[-1]} split'
+    listed = '; '.join(
+        f'{os.path.join(root, "ImageSets", "Main", "")} lists '
+        + ', '.join(
+            f'{split}.txt ({"unreadable" if ids is None else _count(len(ids), "id")})'
+            for split, ids in lists
+        )
+        for root, _, lists in found
+    )
+    if not common:
+        return (
+            f'{said}; {listed}. --split=<split> reads ImageSets/Main/<split>.txt of every '
+            '--dataset_dir folder, and no list is in all of them.'
+        )
+    if named and named[-1] in common:
+        first = named[-1]
+    else:
+        first = 'trainval' if 'trainval' in common else common[0]
+    others = [split for split in common if split != first]
+    besides = f' (or {", ".join(others)})' if others else ''
+    where = ' in each folder' if several else ''
+    return f'{said}; {listed}: pass --split={first}{besides} to convert only the ids of that list{where}.'
 
 
 def _check_output_dir():

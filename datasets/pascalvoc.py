@@ -8,8 +8,9 @@ width. In continuous coordinates (0 at the left edge of the image) the box spans
 
 with W, H the size of the decoded image (never `<size>`, which can be 0×0 or off by one).
 Coordinates may be fractional. Then:
-- a box with `xmax <= xmin` or `ymax <= ymin` (zero-area as annotation tools see it, or
-  inverted) is dropped and reported;
+- an inverted box, `xmax < xmin` or `ymax < ymin`, is dropped and reported. A box with
+  `xmin == xmax` (or `ymin == ymax`) is kept: it is one pixel wide (the devkit's width is
+  `xmax - xmin + 1`), `[xmin - 1, xmax]` above;
 - the box is clipped to the image: `xmin - 1 < 0` (a coordinate of 0 written by a 0-based
   tool) becomes 0, `xmax > W` becomes W; clipping is reported;
 - a box with nothing left inside the image after clipping is dropped and reported.
@@ -57,6 +58,8 @@ _XML_ENCODING = re.compile(rb'\s*<\?xml[^>]*?\sencoding\s*=\s*["\']([A-Za-z][\w.
 MAX_XML_BYTES = 32 << 20  # a VOC annotation is ~1 kB; 1000 objects are ~200 kB
 # VOC's largest split (trainval 2012) is 11540 ids in 150 kB; 64 MiB is millions of ids.
 MAX_SPLIT_BYTES = 64 << 20
+# The plain split lists of a VOC release's ImageSets/Main/, in the devkit's order.
+VOC_SPLITS = ('train', 'val', 'trainval', 'test')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +114,55 @@ def folder_problem(root):
     return said
 
 
+def _is_split_list(name):
+    """True for the file name of a plain split list (`trainval.txt`), not of a per-class one
+    (`dog_trainval.txt`)."""
+    return name.endswith('.txt') and '_' not in name
+
+
+def read_split_ids(split_path):
+    """The ids of a split file, as [(line number, id)]: the first word of each non-blank line.
+
+    Raises:
+      safe_io.UnsafeFileError: not a regular file, or larger than MAX_SPLIT_BYTES; OSError:
+      unreadable; ValueError: not UTF-8.
+    """
+    lines = safe_io.read_text(
+        split_path, MAX_SPLIT_BYTES, 'split file', 'one image id per line'
+    ).split('\n')
+    return [(n, line.split()[0]) for n, line in enumerate(lines, 1) if line.strip()]
+
+
+def split_lists(root):
+    """The plain split lists of `root`'s ImageSets/Main/ (`<split>.txt`, not the per-class
+    `<class>_<split>.txt`), as [(split, ids)]: VOC's train, val, trainval and test first, then the
+    others by name; `ids` the list of ids (`read_split_ids`), or None when the file cannot be
+    read. [] without the folder."""
+    main_dir = os.path.join(root, 'ImageSets', 'Main')
+    try:
+        names = [n[:-4] for n in os.listdir(main_dir) if _is_split_list(n)]
+    except OSError:
+        return []
+    order = {split: i for i, split in enumerate(VOC_SPLITS)}
+    found = []
+    for split in sorted(names, key=lambda n: (order.get(n, len(order)), n)):
+        path = os.path.join(main_dir, f'{split}.txt')
+        if not os.path.isfile(path):
+            continue
+        try:
+            ids = [image_id for _, image_id in read_split_ids(path)]
+        except (OSError, ValueError):
+            ids = None
+        found.append((split, ids))
+    return found
+
+
+def annotation_ids(root):
+    """The ids of `root`'s Annotations/*.xml, sorted: what `list_examples` takes without a split."""
+    ann_dir = os.path.join(root, 'Annotations')
+    return sorted(os.path.splitext(n)[0] for n in os.listdir(ann_dir) if n.endswith('.xml'))
+
+
 def split_problem(root, split, optional_flag=None):
     """What is wrong with the split file of `split` in the VOC folder `root`, as a message without
     its final period, or None when ImageSets/Main/<split>.txt is a file. `optional_flag`: the
@@ -124,7 +176,7 @@ def split_problem(root, split, optional_flag=None):
         problem = f'{root} has no ImageSets/Main/ folder, so no split files)'
         fix = f'; {every}'
     else:
-        have = sorted(n[:-4] for n in os.listdir(main_dir) if n.endswith('.txt') and '_' not in n)
+        have = sorted(n[:-4] for n in os.listdir(main_dir) if _is_split_list(n))
         problem = f'splits present: {have}); choose one of them'
         fix = f', or {every}'
     return f'{split_path}: split file not found ({problem}' + (fix if optional_flag else '')
@@ -154,21 +206,13 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False):
             raise FileNotFoundError(f'{problem}.')
         split_path = None
         if split is None:
-            ids = [
-                (None, i)
-                for i in sorted(
-                    os.path.splitext(n)[0] for n in os.listdir(ann_dir) if n.endswith('.xml')
-                )
-            ]
+            ids = [(None, i) for i in annotation_ids(root)]
         else:
             split_path = os.path.join(root, 'ImageSets', 'Main', f'{split}.txt')
             problem = split_problem(root, split)
             if problem:
                 raise FileNotFoundError(f'{problem}.')
-            lines = safe_io.read_text(
-                split_path, MAX_SPLIT_BYTES, 'split file', 'one image id per line'
-            ).split('\n')
-            ids = [(n, line.split()[0]) for n, line in enumerate(lines, 1) if line.strip()]
+            ids = read_split_ids(split_path)
         for line, image_id in ids:
             reason = (
                 None
@@ -261,7 +305,7 @@ class VocObject:
     """One `object` of an annotation (`<part>`s inside it are not objects).
 
     The box and the flags are parsed when asked for, so that a caller may drop an object (an
-    unknown class, a zero-area box) without its other elements being judged.
+    unknown class, an inverted box) without its other elements being judged.
 
     Attributes:
       where: str, '<annotation path>: object <index>', for messages.
@@ -338,11 +382,18 @@ def voc_box_to_relative(xmin, ymin, xmax, ymax, width, height):
       (box, clipped, drop_reason): box is (ymin, xmin, ymax, xmax) relative or None when dropped;
       clipped is a list of human-readable clip notes; drop_reason is None or a string.
     """
-    if xmax <= xmin or ymax <= ymin:
+    # 1-based inclusive pixels: xmin == xmax is one pixel wide; only xmax < xmin has no pixel.
+    inverted = [
+        f'{b} < {a}'
+        for a, b, lo, hi in (('xmin', 'xmax', xmin, xmax), ('ymin', 'ymax', ymin, ymax))
+        if hi < lo
+    ]
+    if inverted:
         return (
             None,
             [],
-            f'zero-area or inverted box (xmin={xmin:g}, ymin={ymin:g}, xmax={xmax:g}, ymax={ymax:g})',
+            f'inverted box, {" and ".join(inverted)} (xmin={xmin:g}, ymin={ymin:g}, '
+            f'xmax={xmax:g}, ymax={ymax:g})',
         )
     x0, y0, x1, y1 = xmin - 1.0, ymin - 1.0, float(xmax), float(ymax)
     clipped = [

@@ -216,41 +216,62 @@ def test_image_modes_stored_as_3_channel_jpeg(tmp_path):
         ), reports[image_id]
 
 
-def test_boxes_clipped_zero_area_and_inverted(tmp_path):
+def test_boxes_clipped_one_pixel_and_inverted(tmp_path):
+    """VOC pixels are 1-based and inclusive (the devkit's width is xmax - xmin + 1): a box with
+    xmin == xmax is one pixel wide, [xmin - 1, xmax], and kept; it was dropped as a "zero-area or
+    inverted box". Only xmax < xmin (ymax < ymin), or nothing left after clipping, is dropped."""
     root, out = str(tmp_path / 'VOC'), str(tmp_path / 'out')
     w, h = 80, 50
     objs = [
         fx.voc_object('car', (0, 0, 40, 25)),  # 0-based tool: 0 clamps to the edge
         fx.voc_object('car', (61, 11, 95, 60)),  # beyond right/bottom: clipped to W, H
-        fx.voc_object('bus', (30, 10, 30, 20)),  # zero width: dropped
+        fx.voc_object('bus', (30, 10, 30, 20)),  # xmin == xmax: one pixel wide, kept
         fx.voc_object('bus', (50, 30, 20, 40)),  # inverted: dropped
         fx.voc_object('bus', (90, 10, 120, 20)),  # entirely right of the image: dropped
-        fx.voc_object('car', (1, 1, 80, 50)),
-    ]  # whole image, unchanged
+        fx.voc_object('car', (1, 1, 80, 50)),  # whole image, unchanged
+        fx.voc_object('bus', (5, 7, 12, 7)),  # ymin == ymax: one pixel tall, kept
+        fx.voc_object('bus', (80, 50, 80, 50)),  # the bottom-right pixel, kept
+        fx.voc_object('bus', (10, 30, 20, 29)),  # inverted in y: dropped
+        fx.voc_object('bus', (81, 5, 81, 9)),  # one pixel wide, right of the image: dropped
+    ]
     fx.add_voc_example(root, 'a', fx.smooth_image(h, w), objs)
     meta = fx.convert_voc([root], out)
     (ex,) = fx.read_examples(out)
+    # (ymin, xmin, ymax, xmax) = ((ymin-1)/H, (xmin-1)/W, ymax/H, xmax/W), by hand for W=80, H=50:
+    # (30, 10, 30, 20) -> (9/50, 29/80, 20/50, 30/80); (5, 7, 12, 7) -> (6/50, 4/80, 7/50, 12/80);
+    # (80, 50, 80, 50) -> (49/50, 79/80, 1, 1).
     np.testing.assert_allclose(
-        ex['bboxes'], [[0, 0, 25 / h, 40 / w], [10 / h, 60 / w, 1, 1], [0, 0, 1, 1]], atol=1e-6
+        ex['bboxes'],
+        [
+            [0, 0, 0.5, 0.5],
+            [0.2, 0.75, 1, 1],
+            [0.18, 0.3625, 0.4, 0.375],
+            [0, 0, 1, 1],
+            [0.12, 0.05, 0.14, 0.15],
+            [0.98, 0.9875, 1, 1],
+        ],
+        atol=1e-6,
     )
-    assert ((ex['bboxes'] >= 0) & (ex['bboxes'] <= 1)).all()
-    dropped = _meta_entries(meta, 'dropped_object')
-    assert [d['detail'].split(':')[0] for d in dropped] == [
-        'object 2 (bus)',
-        'object 3 (bus)',
-        'object 4 (bus)',
+    assert list(ex['labels']) == [_label(n) for n in ('car', 'car', 'bus', 'car', 'bus', 'bus')]
+    assert [d['detail'] for d in _meta_entries(meta, 'dropped_object')] == [
+        'object 3 (bus): inverted box, xmax < xmin (xmin=50, ymin=30, xmax=20, ymax=40)',
+        'object 4 (bus): box outside the 80x50 image (xmin=90, ymin=10, xmax=120, ymax=20)',
+        'object 8 (bus): inverted box, ymax < ymin (xmin=10, ymin=30, xmax=20, ymax=29)',
+        'object 9 (bus): box outside the 80x50 image (xmin=81, ymin=5, xmax=81, ymax=9)',
     ]
-    assert (
-        'zero-area or inverted' in dropped[0]['detail']
-        and 'zero-area or inverted' in dropped[1]['detail']
-    )
-    assert 'outside the 80x50 image' in dropped[2]['detail']
     clipped = [e['detail'] for e in _meta_entries(meta, 'fixed')]
     assert clipped == [
         'object 0 (car): xmin=0, ymin=0 clipped to the 80x50 image',
         'object 1 (car): xmax=95, ymax=60 clipped to the 80x50 image',
     ]
-    assert meta['report']['counts']['dropped_object'] == 3
+    assert meta['report']['counts']['dropped_object'] == 4
+    # The rule itself: a single pixel is kept; both axes inverted say both.
+    assert pascalvoc.voc_box_to_relative(3, 4, 3, 4, 10, 20) == ((0.15, 0.2, 0.2, 0.3), [], None)
+    assert pascalvoc.voc_box_to_relative(5, 6, 4, 5, 10, 20) == (
+        None,
+        [],
+        'inverted box, xmax < xmin and ymax < ymin (xmin=5, ymin=6, xmax=4, ymax=5)',
+    )
 
 
 def test_unknown_class_fails_naming_file_or_is_skipped(tmp_path):
