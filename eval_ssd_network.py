@@ -455,8 +455,21 @@ def _records_failed():
     return f'nothing was written: {fix}.'
 
 
+def _evaluated_any():
+    """True when --eval_dir's ledger holds an evaluated checkpoint (an unreadable one counts: it
+    is there to look at)."""
+    if not os.path.lexists(os.path.join(FLAGS.eval_dir, watcher.LEDGER_NAME)):
+        return False
+    try:
+        return bool(watcher.Ledger(FLAGS.eval_dir).evaluated())
+    except (OSError, ValueError):
+        return True
+
+
 def _interrupted():
     if FLAGS.wait_for_checkpoints:
+        if not _evaluated_any():
+            return 'no checkpoint was evaluated; run the same command to watch again'
         return (
             f'the checkpoints evaluated so far are in {FLAGS.eval_dir} (eval_ledger.jsonl); '
             'run the same command to go on with the next one'

@@ -15,7 +15,9 @@ State lives in `eval_dir`, so a restarted watcher neither repeats nor skips:
                       whose checkpoints have the names of an earlier run's is a new run.
                       Entries of older versions (no "path") count as this run's. A watcher
                       refuses to start when entries of its run were evaluated with other
-                      settings (entries of older versions, without "settings", match).
+                      settings (entries of older versions, without "settings", match); the
+                      images are compared as the images evaluated (the whole split for any
+                      --max_num_batches x --batch_size covering it), not as the flags.
   <checkpoint basename>/   the results of that checkpoint (see `eval_core`); a name another run's
                       results (or anything the watcher did not write) already use gets
                       `.run-<card id[:8]>` (then `-2`, ...) appended.
@@ -66,6 +68,7 @@ import socket
 import time
 
 
+from datasets import dataset_factory
 from model import card as card_lib
 from model import checkpoints
 from evaluation import evaluate
@@ -120,12 +123,12 @@ class NothingEvaluated(ValueError):
 
 
 # EvalSettings fields that change an evaluation's numbers (the others set its speed, its outputs
-# or where the card came from); `results_settings` adds the card's detection settings and dtype.
+# or where the card came from); `results_settings` adds the images evaluated, the card's detection
+# settings and dtype.
 _RESULT_FIELDS = (
     'dataset_name',
     'dataset_split_name',
     'dataset_dir',
-    'max_num_batches',
     'matching_threshold',
     'iou_rule',
     'eval_resize',
@@ -133,22 +136,35 @@ _RESULT_FIELDS = (
     'moving_average_decay',
     'metrics',
 )
+# The images evaluated: at most the split's first `max_images` (--max_num_batches x
+# --batch_size; None: all). Compared as the images they are (`_images_evaluated`): a bound at or
+# above the split's size is the whole split.
+_IMAGES = 'max_images'
+# The flags that set it, recorded as given to name the images in the user's terms; not compared
+# (batch_size alone changes no result).
+_IMAGE_FLAGS = ('max_num_batches', 'batch_size')
+# Recorded settings that are flags of eval_ssd_network.py (named `--<name>` in a refusal); the
+# others are the model card's (clip).
+_FLAG_SETTINGS = frozenset(
+    _RESULT_FIELDS
+    + _IMAGE_FLAGS
+    + ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k', 'compute_dtype')
+)
 
 
 def results_settings(settings):
     """The evaluation settings that change results, as every ledger entry records them: a small
     JSON dict, the same for the same settings in any watch (the dataset folder resolved, no
-    times, no card). batch_size only with max_num_batches (together they set how many images);
-    the card's detection settings and compute_dtype because flags may change them for a card."""
-    record = {}
-    for name in _RESULT_FIELDS:
-        record[name] = getattr(settings, name)
-        if name == 'max_num_batches':
-            record[name] = settings.max_num_batches or None  # 0: all, as in evaluate
-            if record[name]:
-                record['batch_size'] = settings.batch_size
+    times, no card). The images as `max_images` (--max_num_batches x --batch_size, None: the
+    whole split; see `check_settings`) with the two flags as given; the card's detection settings
+    and compute_dtype because flags may change them for a card."""
+    record = {name: getattr(settings, name) for name in _RESULT_FIELDS}
     if settings.dataset_dir:
         record['dataset_dir'] = os.path.realpath(settings.dataset_dir)
+    batches = settings.max_num_batches  # 0: all, as in evaluate
+    record[_IMAGES] = batches * settings.batch_size if batches else None
+    record['max_num_batches'] = settings.max_num_batches
+    record['batch_size'] = settings.batch_size
     record.update(dataclasses.asdict(settings.card.detection))
     record['compute_dtype'] = settings.card.compute_dtype
     # Which metrics, not their order: --metrics=voc07,coco and coco,voc07 give the same results.
@@ -156,14 +172,92 @@ def results_settings(settings):
     return json.loads(json.dumps(record))  # as the ledger gives it back (tuples as lists)
 
 
+def split_size(settings):
+    """The number of images of `settings`' split (its metadata's count, else its records'),
+    which tells whether --max_num_batches x --batch_size covers it. Raises as
+    `dataset_factory.get_dataset` (the evaluations would fail the same way)."""
+    return dataset_factory.get_dataset(
+        settings.dataset_name,
+        settings.dataset_split_name,
+        settings.dataset_dir,
+        num_classes=settings.card.num_classes,
+    ).num_samples
+
+
+def _is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _max_images(values):
+    """The `max_images` of a recorded settings dict: None (the whole split), a count, or 'unknown'.
+    Entries written before `max_images` was recorded have max_num_batches (None or 0: all) and,
+    with it, batch_size."""
+    if _IMAGES in values:
+        count = values[_IMAGES]
+        return count if count is None or (_is_count(count) and count > 0) else 'unknown'
+    batches, batch_size = values.get('max_num_batches', 'unknown'), values.get('batch_size')
+    if batches is None or batches == 0:
+        return None
+    if _is_count(batches) and batches > 0 and _is_count(batch_size) and batch_size > 0:
+        return batches * batch_size
+    return 'unknown'
+
+
+def _images_evaluated(max_images, total):
+    """None (the whole split of `total` images) or the count of its first images evaluated."""
+    if _is_count(max_images) and max_images >= total:
+        return None
+    return max_images
+
+
+def _flag_value(value):
+    if isinstance(value, bool):
+        return 'true' if value else 'false'
+    if isinstance(value, list):
+        return ','.join(map(str, value))
+    return str(value)
+
+
 def _show(values, key):
-    return repr(values[key]) if key in values else 'unset'
+    """A recorded setting in the user's terms: `--<flag>=<value>` ('no --<flag>': not given), or
+    the model card's value."""
+    if key not in values:
+        return f'{key} not recorded'
+    value = values[key]
+    if key not in _FLAG_SETTINGS:
+        return f"the model card's {key}={_flag_value(value)}"
+    return f'no --{key}' if value is None else f'--{key}={_flag_value(value)}'
 
 
-def check_settings(ledger, record, this_run, eval_dir):
+def _show_images(values, images, total):
+    """'the first 2 images (--max_num_batches=2 --batch_size=1)', 'all 4 images of the split (no
+    --max_num_batches)'."""
+    if images is None:
+        what = f'all {total} images of the split'
+    elif images == 'unknown':
+        what = 'images not recorded'
+    else:
+        what = f'the first {images} images'
+    given = _show(values, 'max_num_batches')
+    if values.get('max_num_batches'):
+        given += ' ' + _show(values, 'batch_size')
+    return f'{what} ({given})'
+
+
+def check_settings(ledger, record, this_run, eval_dir, total_images):
     """Raises ValueError when `ledger` holds checkpoints of this run (`this_run`: entry -> bool)
     evaluated with other settings than `record` (`results_settings`): a watcher going on would
-    take them as handled and mix both in history.csv and best/."""
+    take them as handled and mix both in history.csv and best/. The images are compared as the
+    images evaluated: the whole split for any --max_num_batches x --batch_size that covers it
+    (`total_images`: a callable giving the split's size, called only when the two differ)."""
+    images = _max_images(record)
+    sizes = []
+
+    def total():
+        if not sizes:
+            sizes.append(total_images())
+        return sizes[0]
+
     for entry in ledger.evaluated(this_run):
         if 'settings' not in entry:
             # Written before the settings were recorded: taken as evaluated with these, so that
@@ -173,10 +267,20 @@ def check_settings(ledger, record, this_run, eval_dir):
         if isinstance(old.get('metrics'), list):
             # Entries written before the metrics were recorded sorted.
             old = dict(old, metrics=sorted(old['metrics'], key=str))
-        changed = [
-            f'{key} {_show(old, key)} -> {_show(record, key)}'
+        changed = []
+        old_images = _max_images(old)
+        if old_images != images:
+            before, after = (_images_evaluated(n, total()) for n in (old_images, images))
+            if before != after or 'unknown' in (before, after):
+                changed.append(
+                    f'{_show_images(old, before, total())} -> '
+                    f'{_show_images(record, after, total())}'
+                )
+        changed += [
+            f'{_show(old, key)} -> {_show(record, key)}'
             for key in list(record) + [k for k in old if k not in record]
-            if (key in old, old.get(key)) != (key in record, record.get(key))
+            if key not in (_IMAGES,) + _IMAGE_FLAGS
+            and (key in old, old.get(key)) != (key in record, record.get(key))
         ]
         if changed:
             raise ValueError(
@@ -743,7 +847,9 @@ def watch(
       NothingEvaluated: the timeout passed and no checkpoint of this run is evaluated.
       ValueError: `eval_dir` holds files the watcher would replace but did not write, or is
         `checkpoint_dir`, or its ledger holds checkpoints of this run evaluated with other
-        settings (`results_settings`; entries of older versions, without settings, match).
+        settings (`check_settings`; entries of older versions, without settings, match).
+      ValueError, OSError: reading the split's size failed where the ledger's images and these
+        differ (`split_size`).
       tf_errors.RecordsError (a ValueError): reading the records failed evaluating a checkpoint
         (bad records do not fix themselves: the watch stops; the checkpoint is not recorded).
     """
@@ -810,7 +916,7 @@ def _watch(
             entry.get('card_id', '') == card_id and entry.get('train_dir') == train_dir
         )
 
-    check_settings(ledger, record, this_run, eval_dir)
+    check_settings(ledger, record, this_run, eval_dir, lambda: split_size(settings))
 
     def handled(prefix, mtime):
         return (

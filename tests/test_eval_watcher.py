@@ -20,7 +20,7 @@ from model import checkpoints
 from evaluation import evaluate
 from tests import eval_fixtures
 from tests import script_server
-from tests.conftest import ROOT, run_script, script_env
+from tests.conftest import ROOT, interrupt_when, run_python, run_script, script_env
 from evaluation import watcher
 from tf_extended import folder_lock
 
@@ -933,7 +933,7 @@ def test_metrics_in_another_order_are_the_same_settings(tmp_path, monkeypatch):
     assert [e['step'] for e in watcher.watch(swapped, train_dir, eval_dir, **run)] == [20]
     assert _ledger_lines(eval_dir)[-1]['settings']['metrics'] == ['coco', 'voc07']
     # Other metrics are still other settings.
-    with pytest.raises(ValueError, match=r"metrics \['coco', 'voc07'\] -> \['voc07'\]"):
+    with pytest.raises(ValueError, match='--metrics=coco,voc07 -> --metrics=voc07'):
         watcher.watch(_settings('a' * 32), train_dir, eval_dir, **run)
 
 
@@ -1023,27 +1023,36 @@ def test_restart_with_other_evaluation_settings_refuses(tmp_path, monkeypatch):
     detection = settings.card.detection
     for other, changed in (
         (
-            dataclasses.replace(settings, max_num_batches=6, batch_size=2),
-            'max_num_batches None -> 6',
-        ),
-        (
             dataclasses.replace(settings, dataset_split_name='val'),
-            "dataset_split_name 'test' -> 'val'",
+            '--dataset_split_name=test -> --dataset_split_name=val',
         ),
         (
             dataclasses.replace(settings, dataset_dir=str(tmp_path / 'voc')),
-            f"dataset_dir {os.path.realpath('unused')!r} -> {str(tmp_path / 'voc')!r}",
+            f"--dataset_dir={os.path.realpath('unused')} -> --dataset_dir={tmp_path / 'voc'}",
         ),
-        (dataclasses.replace(settings, metrics=('voc07', 'voc12')), "metrics ['voc07'] -> "),
+        (
+            dataclasses.replace(settings, metrics=('voc07', 'voc12')),
+            '--metrics=voc07 -> --metrics=voc07,voc12',
+        ),
         (
             dataclasses.replace(
                 settings, card=settings.card.with_detection(select_threshold=0.5, keep_top_k=20)
             ),
-            f'select_threshold {detection.select_threshold!r} -> 0.5, keep_top_k '
-            f'{detection.keep_top_k} -> 20',
+            f'--select_threshold={detection.select_threshold} -> --select_threshold=0.5, '
+            f'--keep_top_k={detection.keep_top_k} -> --keep_top_k=20',
         ),
-        (dataclasses.replace(settings, remove_difficult=False), 'remove_difficult True -> False'),
-        (dataclasses.replace(settings, moving_average_decay=0.999), 'moving_average_decay None'),
+        (
+            dataclasses.replace(settings, card=settings.card.with_detection(clip=True)),
+            "the model card's clip=false -> the model card's clip=true",
+        ),
+        (
+            dataclasses.replace(settings, remove_difficult=False),
+            '--remove_difficult=true -> --remove_difficult=false',
+        ),
+        (
+            dataclasses.replace(settings, moving_average_decay=0.999),
+            'no --moving_average_decay -> --moving_average_decay=0.999',
+        ),
     ):
         with pytest.raises(ValueError) as err:
             watcher.watch(other, train_dir, eval_dir, **run)
@@ -1063,7 +1072,9 @@ def test_restart_with_other_evaluation_settings_refuses(tmp_path, monkeypatch):
         'dataset_name': 'custom',
         'dataset_split_name': 'test',
         'dataset_dir': os.path.realpath('unused'),
+        'max_images': None,
         'max_num_batches': None,
+        'batch_size': 32,
         'matching_threshold': 0.5,
         'iou_rule': '>=',
         'eval_resize': 'WARP_RESIZE',
@@ -1074,7 +1085,8 @@ def test_restart_with_other_evaluation_settings_refuses(tmp_path, monkeypatch):
         'compute_dtype': 'float32',
     }
     # What does not change results (threads, batch size without max_num_batches, PR curves),
-    # or the same dataset folder spelled another way: the watcher goes on.
+    # or the same dataset folder spelled another way: the watcher goes on (the batch size is
+    # recorded as given, not compared).
     dataset_dir = os.path.realpath('unused')
     monkeypatch.chdir(tmp_path)
     os.symlink(dataset_dir, 'data')
@@ -1082,7 +1094,7 @@ def test_restart_with_other_evaluation_settings_refuses(tmp_path, monkeypatch):
         settings, dataset_dir='data', num_threads=1, batch_size=4, pr_curves=False
     )
     assert [e['step'] for e in watcher.watch(same, train_dir, eval_dir, **run)] == [30]
-    assert _ledger_lines(eval_dir)[-1]['settings'] == first
+    assert _ledger_lines(eval_dir)[-1]['settings'] == dict(first, batch_size=4)
     # Another run in the folder (another card): its own history and best/, not refused.
     other_run = dataclasses.replace(_settings('b' * 32), dataset_split_name='val')
     assert [e['step'] for e in watcher.watch(other_run, train_dir, eval_dir, **run)] == [
@@ -1101,6 +1113,248 @@ def test_restart_with_other_evaluation_settings_refuses(tmp_path, monkeypatch):
     moved = dataclasses.replace(settings, dataset_split_name='val')
     assert [e['step'] for e in watcher.watch(moved, train_dir, legacy, **run)] == [30]
     assert _ledger_lines(legacy)[-1]['settings']['dataset_split_name'] == 'val'
+
+
+def _four_image_split(root):
+    """EvalSettings (batches of 1, card id 'a' * 32) of a split of 4 images (synthetic shapes,
+    trainval of 5)."""
+    _, records_dir, class_names = eval_fixtures.make_synthetic_records(
+        str(root), num_images=5, seed=0, split='trainval'
+    )
+    card = eval_fixtures.small_card(MODEL, class_names, DEPTH).replace(card_id='a' * 32)
+    return dataclasses.replace(
+        eval_fixtures.custom_split_settings(card, records_dir, batch_size=1),
+        dataset_split_name='trainval',
+    )
+
+
+def _settings_as_written_before(settings):
+    """An entry's "settings" as the watcher wrote them before it recorded the images evaluated:
+    max_num_batches (None: all) and, only with it, batch_size."""
+    record = {
+        'dataset_name': settings.dataset_name,
+        'dataset_split_name': settings.dataset_split_name,
+        'dataset_dir': os.path.realpath(settings.dataset_dir),
+        'max_num_batches': settings.max_num_batches or None,
+        'matching_threshold': settings.matching_threshold,
+        'iou_rule': settings.iou_rule,
+        'eval_resize': settings.eval_resize,
+        'remove_difficult': settings.remove_difficult,
+        'moving_average_decay': settings.moving_average_decay,
+        'metrics': sorted(settings.metrics),
+        **dataclasses.asdict(settings.card.detection),
+        'compute_dtype': settings.card.compute_dtype,
+    }
+    if settings.max_num_batches:
+        record['batch_size'] = settings.batch_size
+    return record
+
+
+def _rewrite_settings(eval_dir, settings):
+    """The ledger's entries with `settings` (JSON), one line each as the watcher writes them."""
+    entries = [dict(e, settings=settings) for e in _ledger_lines(eval_dir)]
+    with open(os.path.join(eval_dir, watcher.LEDGER_NAME), 'w') as fh:
+        fh.writelines(json.dumps(e, sort_keys=True) + '\n' for e in entries)
+
+
+def test_restart_evaluating_the_same_images_is_accepted(tmp_path, monkeypatch):
+    """A watcher started with the older port's `--batch_size=1 --max_num_batches=500` on a split
+    of 4 images, restarted with `--batch_size=1` alone, was refused ("max_num_batches 500 ->
+    None, batch_size 1 -> unset"): 500 batches had covered every image, so the results are the
+    same. The images evaluated are compared, not the flags; a refusal names the flags as given.
+    The ledger of the first watch is one the watcher wrote before this change."""
+    settings = _four_image_split(tmp_path / 'data')
+    assert watcher.split_size(settings) == 4
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    _fake_checkpoint(train_dir, 10, mtime=1010)
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
+    clock, sleep = _no_timeout_clock()
+    run = dict(timeout_secs=0, log=print, clock=clock, sleep=sleep)
+    older_port = dataclasses.replace(settings, max_num_batches=500)
+    assert [e['step'] for e in watcher.watch(older_port, train_dir, eval_dir, **run)] == [10]
+    _rewrite_settings(eval_dir, _settings_as_written_before(older_port))
+
+    _fake_checkpoint(train_dir, 20, mtime=1020)
+    assert [e['step'] for e in watcher.watch(settings, train_dir, eval_dir, **run)] == [20]
+    recorded = _ledger_lines(eval_dir)[-1]['settings']
+    assert (recorded['max_images'], recorded['max_num_batches'], recorded['batch_size']) == (
+        None,
+        None,
+        1,
+    )
+    # Every image again, by other flags: 2 batches of 2, --max_num_batches=0 (all).
+    for step, same in (
+        (30, dataclasses.replace(settings, max_num_batches=2, batch_size=2)),
+        (40, dataclasses.replace(settings, max_num_batches=0, batch_size=8)),
+    ):
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+        assert [e['step'] for e in watcher.watch(same, train_dir, eval_dir, **run)] == [step]
+
+    # Two of the four images: refused, naming both in the flags' terms (the first entry is
+    # the one written before the change).
+    _fake_checkpoint(train_dir, 50, mtime=1050)
+    with open(os.path.join(eval_dir, watcher.LEDGER_NAME)) as fh:
+        ledger_before = fh.read()
+    with pytest.raises(ValueError) as err:
+        watcher.watch(dataclasses.replace(settings, max_num_batches=2), train_dir, eval_dir, **run)
+    message = str(err.value)
+    assert (
+        'other settings (all 4 images of the split (--max_num_batches=500 --batch_size=1) -> the '
+        'first 2 images (--max_num_batches=2 --batch_size=1); the first of them: model.ckpt-10)'
+    ) in message, message
+    assert 'unset' not in message
+    with open(os.path.join(eval_dir, watcher.LEDGER_NAME)) as fh:
+        assert fh.read() == ledger_before
+
+    # A ledger of two images (before the change), then all four: refused; the same two images
+    # in batches of 2: accepted.
+    two = str(tmp_path / 'eval-two')
+    first_two = dataclasses.replace(settings, max_num_batches=2)
+    assert [e['step'] for e in watcher.watch(first_two, train_dir, two, final_step=10, **run)] == [
+        10
+    ]
+    _rewrite_settings(two, _settings_as_written_before(first_two))
+    with pytest.raises(ValueError) as err:
+        watcher.watch(settings, train_dir, two, final_step=20, **run)
+    message = str(err.value)
+    assert (
+        'other settings (the first 2 images (--max_num_batches=2 --batch_size=1) -> all 4 images '
+        'of the split (no --max_num_batches); the first of them: model.ckpt-10)'
+    ) in message, message
+    other_batches = dataclasses.replace(settings, max_num_batches=1, batch_size=2)
+    entries = watcher.watch(other_batches, train_dir, two, final_step=20, **run)
+    assert [e['step'] for e in entries] == [20]
+    # The split's size is read only where the images differ: an unreadable split is its error.
+    gone = dataclasses.replace(settings, dataset_dir=str(tmp_path / 'data' / 'records'))
+    shutil.rmtree(gone.dataset_dir)
+    with pytest.raises(FileNotFoundError, match='no files match'):
+        watcher.watch(gone, train_dir, two, **run)
+
+
+WATCH_ARGS = (
+    '--wait_for_checkpoints',
+    '--dataset_name=custom',
+    '--dataset_split_name=trainval',
+    '--metrics=voc07',
+    '--eval_timeout=0',
+    '--input_cache_mb=0',
+)
+
+
+def test_the_script_accepts_a_restart_on_the_same_images(tmp_path, monkeypatch):
+    """The user's commands: a watcher's ledger of `--batch_size=1 --max_num_batches=500` on 4
+    images (as the watcher wrote it before this change), then eval_ssd_network.py with
+    `--batch_size=1` alone goes on; with `--max_num_batches=2` it is refused, naming the flags
+    given in both."""
+    from model import card as card_lib
+
+    settings = _four_image_split(tmp_path / 'data')
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'logs' / 'eval_w')
+    _fake_checkpoint(train_dir, 10, mtime=1010)
+    card_lib.write(os.path.join(train_dir, card_lib.CARD_FILE), settings.card)
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
+    older_port = dataclasses.replace(settings, max_num_batches=500)
+    assert [e['step'] for e in watcher.watch(older_port, train_dir, eval_dir, timeout_secs=0)] == [
+        10
+    ]
+    _rewrite_settings(eval_dir, _settings_as_written_before(older_port))
+    args = (
+        'eval_ssd_network.py',
+        *WATCH_ARGS,
+        f'--checkpoint_path={train_dir}',
+        f'--eval_dir={eval_dir}',
+        f'--dataset_dir={settings.dataset_dir}',
+        '--batch_size=1',
+    )
+    proc = run_script(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f'[watch] no new checkpoint in {train_dir} for 0 s; stopping.' in proc.stdout
+    proc = run_script(*args, '--max_num_batches=2')
+    assert proc.returncode == 1
+    assert (
+        f'error: {eval_dir}: its eval_ledger.jsonl holds checkpoints of this run evaluated with '
+        'other settings (all 4 images of the split (--max_num_batches=500 --batch_size=1) -> the '
+        'first 2 images (--max_num_batches=2 --batch_size=1); the first of them: model.ckpt-10)'
+    ) in proc.stderr, proc.stderr[-3000:]
+
+
+def test_ctrl_c_before_any_evaluation_says_nothing_was_evaluated(tmp_path):
+    """Ctrl-C on a watcher waiting for the trainer said 'the checkpoints evaluated so far are in
+    logs/w3 (eval_ledger.jsonl)': nothing was evaluated, and logs/w3 (made for its lock) was
+    gone."""
+    eval_dir = tmp_path / 'logs' / 'w3'
+    lock = eval_dir / watcher.LOCK_NAME
+    seen = []
+
+    def waiting():
+        # The lock taken and its holder written: the script waits for the trainer's card.
+        if not seen and lock.exists() and lock.read_text().strip():
+            seen.append(time.time())
+        return bool(seen) and time.time() - seen[0] > 1.0
+
+    status, lines = interrupt_when(
+        [
+            os.path.join(ROOT, 'eval_ssd_network.py'),
+            *WATCH_ARGS[:3],
+            f'--checkpoint_path={tmp_path / "train"}',
+            f'--eval_dir={eval_dir}',
+            f'--dataset_dir={tmp_path / "records"}',
+            '--eval_interval_secs=0.2',
+        ],
+        waiting,
+    )
+    assert status == 130, lines[-20:]
+    assert lines[-1] == (
+        'eval_ssd_network: interrupted; no checkpoint was evaluated; run the same command to '
+        'watch again'
+    ), lines[-5:]
+    assert not (tmp_path / 'logs').exists()
+
+
+INTERRUPTED_LINE = r"""
+import sys
+import eval_ssd_network
+eval_ssd_network.FLAGS(['eval', '--wait_for_checkpoints', '--checkpoint_path=train',
+                        '--dataset_dir=records', '--eval_dir=unset'])
+for eval_dir in sys.argv[1:]:
+    eval_ssd_network.FLAGS.eval_dir = eval_dir
+    print(eval_ssd_network._interrupted())
+"""
+
+
+def test_the_interrupt_line_points_at_evaluated_checkpoints_only(tmp_path):
+    """The interrupt line names the ledger where it holds an evaluated checkpoint (unchanged);
+    no folder, or a ledger of checkpoints deleted before they could be evaluated: nothing was
+    evaluated."""
+    unavailable, evaluated = tmp_path / 'unavailable', tmp_path / 'evaluated'
+    entry = {'checkpoint': 'model.ckpt-10', 'status': watcher.UNAVAILABLE, 'reason': 'deleted'}
+    for folder, entries in (
+        (unavailable, [entry]),
+        (
+            evaluated,
+            [
+                entry,
+                dict(
+                    entry,
+                    checkpoint='model.ckpt-20',
+                    status=watcher.EVALUATED,
+                    step=20,
+                    metrics={'voc07': 0.5},
+                    class_ap={'voc07': {'cat': 0.5}},
+                ),
+            ],
+        ),
+    ):
+        folder.mkdir()
+        (folder / watcher.LEDGER_NAME).write_text(''.join(json.dumps(e) + '\n' for e in entries))
+    proc = run_python(INTERRUPTED_LINE, str(tmp_path / 'missing'), str(unavailable), str(evaluated))
+    nothing = 'no checkpoint was evaluated; run the same command to watch again'
+    assert proc.stdout.splitlines() == [
+        nothing,
+        nothing,
+        f'the checkpoints evaluated so far are in {evaluated} (eval_ledger.jsonl); run the same '
+        'command to go on with the next one',
+    ], proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize('maps,top', [((0.012, 0.0157), 1.884), ((0.5, 0.9), 100.0), ((0.0,), 1.0)])
