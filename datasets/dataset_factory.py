@@ -52,6 +52,7 @@ from datasets import convert
 from datasets import example_format as ef
 from datasets import folders
 from datasets import labels
+from tf_extended import safe_io
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,6 +416,25 @@ def _splits_there(dataset_dir, name):
         )
         found.append(f'--dataset_name={dataset} --dataset_split_name={split}')
     return found
+
+
+def recorded_source(name, split_name, dataset_dir):
+    """The `source` that the converter's metadata of dataset `name`'s split in `dataset_dir`
+    records (tf_convert_data.py's input: VOC folders and --split, or the COCO annotation file
+    and its sha256), or None where no readable metadata of ours is there. Reads the metadata
+    only: the shards need not be there (a model's training records, seen from an evaluation)."""
+    entry = _REGISTRY.get(name)
+    if entry is None or not isinstance(split_name, str) or not isinstance(dataset_dir, str):
+        return None
+    path = convert.metadata_path(dataset_dir, entry.prefix.format(split=split_name))
+    try:
+        data = safe_io.read_json(path, 'metadata', convert.MAX_METADATA_BYTES)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get('format') != convert.METADATA_FORMAT:
+        return None
+    source = data.get('source')
+    return source if isinstance(source, dict) else None
 
 
 def _load_metadata(path, verify_digests=False):

@@ -456,6 +456,71 @@ def trained_on(card, dataset):
     )
 
 
+# VOC splits whose ids the other one holds: (part, whole).
+_VOC_PARTS = {('train', 'trainval'), ('val', 'trainval')}
+
+
+def _source_images(source):
+    """The images a conversion's metadata `source` says its records hold: {('voc', folder,
+    split)} (split None: every annotation of the folder) or {('coco', annotation file sha256,
+    path)}; empty where it does not say."""
+    if not isinstance(source, dict):
+        return set()
+    if source.get('dataset_name') == 'pascalvoc' and isinstance(source.get('dataset_dirs'), list):
+        split = source.get('split')
+        return {
+            ('voc', os.path.realpath(d), split if isinstance(split, str) else None)
+            for d in source['dataset_dirs']
+            if isinstance(d, str)
+        }
+    digest = source.get('annotations_sha256')
+    if isinstance(digest, str):
+        return {('coco', digest, str(source.get('annotations_file')))}
+    return set()
+
+
+def _shared(trained, evaluated):
+    """Whether two `_source_images` items hold the same images."""
+    if trained[:2] != evaluated[:2]:
+        return False
+    if trained[0] == 'coco':
+        return True
+    a, b = trained[2], evaluated[2]
+    return None in (a, b) or a == b or (a, b) in _VOC_PARTS or (b, a) in _VOC_PARTS
+
+
+def _converted_from(item):
+    if item[0] == 'coco':
+        return f'the annotation file {item[2]}'
+    split = f'--split={item[2]}' if item[2] else 'no --split: every annotation'
+    return f'{item[1]} ({split})'
+
+
+def shared_training_images(card, dataset):
+    """(training records, the conversion they share with `dataset`'s) where the model's card
+    names training records (other than `dataset`'s: `trained_on` tells those) whose metadata
+    says they were converted from images of `dataset`'s split: the same VOC folder without
+    --split, the same split or one that holds it (trainval and val), or the same COCO annotation
+    file. None otherwise, or where the training records' metadata cannot be read."""
+    evaluated = _source_images((dataset.metadata or {}).get('source'))
+    if not evaluated:
+        return None
+    provenance = card.provenance if isinstance(card.provenance, dict) else {}
+    resumes = provenance.get('resumed') if isinstance(provenance.get('resumed'), list) else []
+    runs = [provenance.get('dataset')] + [r.get('dataset') for r in resumes if isinstance(r, dict)]
+    for data in runs:
+        if not isinstance(data, dict):
+            continue
+        source = dataset_factory.recorded_source(
+            data.get('name'), data.get('split'), data.get('dir')
+        )
+        for trained in sorted(_source_images(source), key=str):
+            for item in sorted(evaluated, key=str):
+                if _shared(trained, item):
+                    return data, trained, item
+    return None
+
+
 # Above it, the mAP no longer ranks (nearly) every detection as the VOC and COCO protocols do:
 # Caffe SSD evaluates at 0.01 (test.prototxt), the TF Object Detection API at 1e-8; deploy
 # files keep higher thresholds for display (MobileNet-SSD's 0.25).
@@ -507,13 +572,35 @@ def open_dataset(settings, card):
             settings.dataset_split_name,
             skipped,
         )
-    if trained_on(card, dataset):
+    fitted = trained_on(card, dataset)
+    shared = None if fitted else shared_training_images(card, dataset)
+    if fitted:
         logging.warning(
             'Evaluating on %s/%s in %s, the split the model was trained on (its card says so): '
             'the mAP measures how it fits its training images, not how it does on new ones.',
             settings.dataset_name,
             settings.dataset_split_name,
             settings.dataset_dir,
+        )
+    elif shared:
+        data, trained, item = shared
+        logging.warning(
+            'Evaluating on %s/%s in %s, whose images the model was trained on: its training '
+            'records %s/%s in %s were converted from %s, these from %s (their metadata say so). '
+            'The mAP counts images the model has seen; %s.',
+            settings.dataset_name,
+            settings.dataset_split_name,
+            settings.dataset_dir,
+            data.get('name'),
+            data.get('split'),
+            data.get('dir'),
+            _converted_from(trained),
+            _converted_from(item),
+            'train on records converted with a --split that leaves these images out (VOC2007: '
+            '--split=trainval, evaluated on test)'
+            if trained[0] == 'voc'
+            else 'evaluate on records of another annotation file (val2017 for a model trained '
+            'on train2017)',
         )
     if card.num_classes != dataset.num_classes:
         raise ValueError(

@@ -2,6 +2,7 @@
 results agree with offline scoring of the written files, detections come back in the right
 pixels, COCO numbers equal pycocotools run directly, summaries and plots are written."""
 
+import dataclasses
 import glob
 import json
 import os
@@ -509,6 +510,63 @@ def test_evaluating_the_training_split_warns(data, caplog):
     # A resumed training that went on with this split (see trainer._resume_record).
     resumed = {'dataset': other, 'resumed': [{'step': 5, 'changes': {}}, {'dataset': trained}]}
     assert evaluate.trained_on(settings.card.replace(provenance=resumed), dataset)
+
+
+def test_evaluating_images_the_training_records_hold_warns(data, tmp_path, caplog):
+    """The older port's command converted VOC2007 without --split into voc_2007_train: every
+    annotation, test.txt's ids too. Evaluating on the test split then gave a leaked mAP without
+    a word: the records' metadata (the converter's source folder and --split) tell."""
+    records = str(tmp_path / 'records')
+    for split, name in ((None, 'all'), ('test', 'test'), ('train', 'train'), ('trainval', 'tv')):
+        _run(
+            [
+                'tf_convert_data.py',
+                '--dataset_name=pascalvoc',
+                f'--dataset_dir={data["voc_dir"]}',
+                f'--labels_file={os.path.join(data["voc_dir"], "labels.txt")}',
+                f'--output_dir={records}',
+                f'--output_name={name}',
+                *([f'--split={split}'] if split else []),
+            ]
+        )
+    voc = os.path.realpath(data['voc_dir'])
+    for evaluated, trained, converted in (
+        ('test', 'all', f'{voc} (no --split: every annotation)'),
+        ('test', 'train', None),
+        ('test', 'tv', None),
+    ):
+        settings = dataclasses.replace(
+            _settings(data), dataset_split_name=evaluated, dataset_dir=records
+        )
+        card = settings.card.replace(
+            provenance={'dataset': {'name': 'custom', 'split': trained, 'dir': records}}
+        )
+        caplog.clear()
+        evaluate.open_dataset(settings, card)
+        assert [r.getMessage() for r in caplog.records] == (
+            [
+                f'Evaluating on custom/{evaluated} in {records}, whose images the model was '
+                f'trained on: its training records custom/{trained} in {records} were converted '
+                f'from {converted}, these from {voc} (--split={evaluated}) (their metadata say '
+                f'so). The mAP counts images the model has seen; train on records converted with '
+                f'a --split that leaves these images out (VOC2007: --split=trainval, evaluated on '
+                f'test).'
+            ]
+            if converted
+            else []
+        ), trained
+    # trainval holds train's ids: a model trained on trainval evaluated on train.
+    settings = dataclasses.replace(_settings(data), dataset_split_name='train', dataset_dir=records)
+    card = settings.card.replace(
+        provenance={'dataset': {'name': 'custom', 'split': 'tv', 'dir': records}}
+    )
+    caplog.clear()
+    evaluate.open_dataset(settings, card)
+    assert [r.getMessage() for r in caplog.records][0].startswith(
+        f'Evaluating on custom/train in {records}, whose images the model was trained on: its '
+        f'training records custom/tv in {records} were converted from {voc} (--split=trainval), '
+        f'these from {voc} (--split=train)'
+    )
 
 
 def _fetched_batch():
