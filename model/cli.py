@@ -24,6 +24,8 @@ from nets import ssd_common
 from nets import ssd_params as ssd_params_lib
 
 DEFAULT_MODEL = 'ssd_300_vgg'
+# The anchor preset the older TF port ran its VGG checkpoints with.
+OLDER_PORT_PRESET = 'tf_port_coco'
 DETECTION_FIELDS = ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k')
 # --num_classes counts the background, as the model card does (`ssd_params.check_params`).
 NUM_CLASSES_RANGE = (
@@ -479,6 +481,16 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
             f'no model card found for {checkpoint_path}; the model comes from the flags: '
             f'{card_lib.describe(card)}'
         )
+        preset = card.anchor_size_preset
+        if checkpoint_path and values.anchor_sizes is None and preset != OLDER_PORT_PRESET:
+            if OLDER_PORT_PRESET in ssd_params_lib.ANCHOR_SIZE_PRESETS.get(card.model_name, {}):
+                # Card-less VGG weights are most often the older TF port's checkpoints.
+                log(
+                    f'a checkpoint of the older TF port (no card, the same variable names) ran '
+                    f'there with the anchors of --anchor_sizes={OLDER_PORT_PRESET}, not these '
+                    f'{preset}: for one of those, evaluate both and keep the better '
+                    '(checkpoints/README.md)'
+                )
     changed = {
         k: getattr(values, k)
         for k in DETECTION_FIELDS

@@ -63,7 +63,7 @@ _SSD512_COCO_SIZES = (
 )
 
 # Anchor-size presets per model. 'caffe_voc' is what the Caffe VOC models were trained with;
-# 'tf_port_coco' is what the older TF port used with the same nets (its checkpoints expect it).
+# 'tf_port_coco' is what the older TF port ran the same nets with (Caffe's COCO SSD300 sizes).
 ANCHOR_SIZE_PRESETS = {
     'ssd_300_vgg': {
         'caffe_voc': list(_SSD300_VOC_SIZES),

@@ -280,6 +280,34 @@ def test_without_a_card_the_flags_and_labels_file_make_the_model(tmp_path):
         )
 
 
+def test_a_card_less_vgg_checkpoint_notes_the_older_ports_anchors(tmp_path):
+    """The older TF port's ssd_300_vgg.ckpt has no card: it ran with the tf_port_coco sizes, the
+    flags' default is caffe_voc, and nothing said that the two differ."""
+    import tensorflow as tf
+
+    with tf.Graph().as_default():
+        tf.compat.v1.get_variable('w', [1])
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            prefix = tf.compat.v1.train.Saver().save(sess, str(tmp_path / 'ssd_300_vgg.ckpt'))
+    note = (
+        'a checkpoint of the older TF port (no card, the same variable names) ran there with the '
+        'anchors of --anchor_sizes=tf_port_coco, not these caffe_voc: for one of those, evaluate '
+        'both and keep the better (checkpoints/README.md)'
+    )
+    for flags, noted in (
+        (cli.ModelFlags(num_classes=21), True),
+        (cli.ModelFlags(model_name='ssd_512_vgg', num_classes=21), True),
+        (cli.ModelFlags(num_classes=21, anchor_sizes='caffe_voc'), False),
+        (cli.ModelFlags(num_classes=21, anchor_sizes='tf_port_coco'), False),
+        (cli.ModelFlags(model_name='ssd_300_mobilenet', num_classes=21), False),
+    ):
+        lines = []
+        cli.resolve_card(flags, prefix, log=lines.append)
+        assert 'no model card found' in lines[0]
+        assert (lines[1:2] == [note]) is noted, lines
+
+
 def test_an_anchor_preset_travels_with_the_card(tmp_path):
     """A model trained with tf_port_coco anchors has the same anchor count as the default (8732)
     but boxes up to 13 px away at 300x300: with the card every later step builds its anchors."""
