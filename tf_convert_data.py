@@ -273,10 +273,6 @@ def _earlier_examples(metadata_path):
         return '?'
 
 
-def _count(n, what):
-    return f'{n} {what}{"" if n == 1 else "s"}'
-
-
 def _unsplit_notice(dirs, num_examples, output_name):
     """The note of a conversion without --split when a --dataset_dir folder has split lists
     (ImageSets/Main/<split>.txt): every annotation is converted, test.txt's ids too; which lists
@@ -300,12 +296,12 @@ def _unsplit_notice(dirs, num_examples, output_name):
             n = sum(image_id in have for image_id in test)
             whose = os.path.join(root, 'ImageSets', 'Main', 'test.txt') if several else 'test.txt'
             if n == len(test):
-                included.append(f'the {_count(n, "id")} of {whose}')
+                included.append(f'the {logs.counted(n, "id")} of {whose}')
             elif n:
                 included.append(f'{n} of the {len(test)} ids of {whose}')
     said = (
         f'--split is not set, so every annotation of Annotations/ is converted '
-        f'({_count(num_examples, "example")})'
+        f'({logs.counted(num_examples, "example")})'
     )
     if included:
         said += f', including {" and ".join(included)}'
@@ -322,7 +318,7 @@ def _unsplit_notice(dirs, num_examples, output_name):
     listed = '; '.join(
         f'{os.path.join(root, "ImageSets", "Main", "")} lists '
         + ', '.join(
-            f'{split}.txt ({"unreadable" if ids is None else _count(len(ids), "id")})'
+            f'{split}.txt ({"unreadable" if ids is None else logs.counted(len(ids), "id")})'
             for split, ids in lists
         )
         for root, _, lists in found

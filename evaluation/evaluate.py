@@ -60,6 +60,7 @@ from model import cli
 from tf_extended import atomic_io
 from tf_extended import coco_metrics
 from tf_extended import file_names
+from tf_extended import logs
 from tf_extended import safe_io
 from tf_extended import tf_errors
 from tf_extended import voc_metrics
@@ -944,7 +945,7 @@ def evaluate_batches(
     try:
         with open_batches() as batches:
             log(
-                f'[eval] {header}: {total} images of '
+                f'[eval] {header}: {logs.counted(total, "image")} of '
                 f'{settings.dataset_name}/{settings.dataset_split_name}'
             )
             start = last_report = time.time()

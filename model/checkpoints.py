@@ -517,6 +517,18 @@ def resolve_checkpoint(path):
                 f'export.checkpoint.path); eval and detect also run its model files '
                 f'(--exported_model=<file>).'
             )
+        if prefix is None and os.path.isfile(os.path.join(path, 'saved_model.pb')):
+            parent = os.path.dirname(os.path.normpath(path)) or '.'
+            exported_from = (
+                f" (metadata.json's export.checkpoint.path in {parent})"
+                if os.path.isfile(os.path.join(parent, 'metadata.json'))
+                else ''
+            )
+            raise FileNotFoundError(
+                f'{path} is a SavedModel folder (it holds saved_model.pb), not a checkpoint: '
+                f'give the checkpoint it was exported from{exported_from}; eval and detect also '
+                f'run the SavedModel itself (--exported_model={path}).'
+            )
         if prefix is None:
             raise FileNotFoundError(
                 f'{path} is a directory without checkpoints (no *.index files, and no '

@@ -109,6 +109,29 @@ def test_an_export_folder_is_not_called_a_folder_without_checkpoints(tmp_path):
     )
 
 
+def test_a_saved_model_folder_is_named_as_such(tmp_path):
+    """eval --checkpoint_path=export/saved_model said 'a directory without checkpoints'."""
+    saved = tmp_path / 'export' / 'saved_model'
+    (saved / 'variables').mkdir(parents=True)
+    (saved / 'saved_model.pb').write_bytes(b'graph')
+    (saved / 'variables' / 'variables.index').write_bytes(b'index')
+    for parent_has_metadata in (False, True):
+        if parent_has_metadata:
+            (tmp_path / 'export' / 'metadata.json').write_text('{}')
+        with pytest.raises(FileNotFoundError) as err:
+            checkpoints.resolve_checkpoint(str(saved))
+        where = (
+            f" (metadata.json's export.checkpoint.path in {tmp_path / 'export'})"
+            if parent_has_metadata
+            else ''
+        )
+        assert str(err.value) == (
+            f'{saved} is a SavedModel folder (it holds saved_model.pb), not a checkpoint: give '
+            f'the checkpoint it was exported from{where}; eval and detect also run the '
+            f'SavedModel itself (--exported_model={saved}).'
+        )
+
+
 def test_script_says_it_in_one_line(tmp_path):
     path = tmp_path / 'notes.txt'
     path.write_text('these are my notes, not a checkpoint\n')

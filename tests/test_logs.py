@@ -388,3 +388,10 @@ def test_a_leading_tilde_in_flag_values_is_expanded(monkeypatch):
     assert values.checkpoint_path == '/home/someone/train'
     assert values.note == 'a~b' and values.steps == 3
     assert values.inputs == ['/home/someone/a.jpg', 'b.jpg', '/home/someone']
+
+
+def test_counted_says_one_in_the_singular():
+    """The eval line said '1 images of pascalvoc_2007/test'."""
+    from tf_extended import logs
+
+    assert [logs.counted(n, 'image') for n in (0, 1, 2)] == ['0 images', '1 image', '2 images']
