@@ -105,3 +105,20 @@ def test_nchw_where_it_cannot_train_is_one_usage_error(monkeypatch):
     trainer.check_data_format(_settings())  # NHWC: nothing to check
     with pytest.raises(trainer.UsageError, match='--data_format=NCHW.*use --data_format=NHWC'):
         trainer.check_data_format(_settings(data_format='NCHW'))
+
+
+def test_summary_tags_are_the_names_tensorboard_users_know():
+    """v1.summary.* tag a summary with a unique op name: beside the ops total_loss and
+    learning_rate and the variables, TensorBoard showed total_loss_1, learning_rate_1 and
+    <variable>_1."""
+    graph, _, _ = _graph(_settings(histograms=True, num_clones=2, clone_on_cpu=True))
+    with graph.as_default(), v1.Session() as sess:
+        sess.run(v1.global_variables_initializer())
+        summary = v1.Summary.FromString(sess.run(v1.summary.merge_all()))
+        names = [v.op.name for v in v1.trainable_variables()]
+        rate = sess.run(graph.get_tensor_by_name('learning_rate:0'))
+    tags = {value.tag: value for value in summary.value}
+    assert {'total_loss', 'learning_rate', 'losses/regularization'} <= set(tags)
+    assert tags['learning_rate'].simple_value == pytest.approx(rate) == 0.01
+    assert set(names) <= set(tags) and names
+    assert not [tag for tag in tags if tag.endswith('_1')], sorted(tags)

@@ -695,15 +695,28 @@ def optimizer(settings, rate, dtype, cluster):
     return replication.optimizer(opt), replication
 
 
+def _summary(tag, value, histogram=False):
+    """A scalar (or histogram) summary tagged exactly `tag`.
+    v1.summary.* take their tag from a unique op name: beside the ops named total_loss and
+    learning_rate, and the variables themselves, TensorBoard showed total_loss_1,
+    learning_rate_1 and ssd_300_vgg/conv1/conv1_1/weights_1."""
+    values, name = tf.cast(value, tf.float32), tag.replace('/', '_') + '_summary'
+    if histogram:
+        summary = tf.raw_ops.HistogramSummary(tag=tag, values=values, name=name)
+    else:
+        summary = tf.raw_ops.ScalarSummary(tags=tag, values=values, name=name)
+    v1.add_to_collection(v1.GraphKeys.SUMMARIES, summary)
+
+
 def _summaries(settings, total_loss, rate, variables_to_train):
-    v1.summary.scalar('total_loss', total_loss)
-    v1.summary.scalar('learning_rate', rate)
+    _summary('total_loss', total_loss)
+    _summary('learning_rate', rate)
     regularization = v1.losses.get_regularization_losses()
     if regularization:
-        v1.summary.scalar('losses/regularization', tf.add_n(regularization))
+        _summary('losses/regularization', tf.add_n(regularization))
     if settings.histograms:
         for variable in variables_to_train:
-            v1.summary.histogram(variable.op.name, variable)
+            _summary(variable.op.name, variable, histogram=True)
 
 
 def build_train_op(settings, deploy, net, iterator, num_samples, cluster=Cluster()):
