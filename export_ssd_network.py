@@ -23,7 +23,9 @@ from tf_extended import logs
 from absl import flags
 
 from datasets import dataset_factory
+from inference import detection
 from inference import export
+from model import card as card_lib
 from model import checkpoints
 from model import cli
 from tf_extended import folder_lock
@@ -129,7 +131,13 @@ def main(_):
             dataset = dataset_factory.get_dataset(
                 FLAGS.dataset_name, FLAGS.dataset_split_name, FLAGS.dataset_dir
             )
-        card = cli.resolve_card(cli.ModelFlags.from_flags(), FLAGS.checkpoint_path, dataset)
+        values = cli.ModelFlags.from_flags()
+        card = cli.resolve_card(values, FLAGS.checkpoint_path, dataset)
+        detection.check_checkpoint_fits(
+            card,
+            FLAGS.checkpoint_path,
+            values.model_card or card_lib.find_for_checkpoint(FLAGS.checkpoint_path),
+        )
         calibration = None
         if int8:
             if 'test' in FLAGS.dataset_split_name.lower():

@@ -193,6 +193,16 @@ def restore_variables(sess, checkpoint_path, card_path=None, moving_average_deca
     return prefix
 
 
+def check_checkpoint_fits(card, checkpoint_path, card_path=None):
+    """Raises ValueError (`checkpoints.check_restorable`'s message, naming the model card
+    `card_path` or else the flags) when the checkpoint cannot fill the net `card` describes:
+    an export checks it before its slow work, and names the card a user gave."""
+    with tf.Graph().as_default():
+        build_detection_graph(card)
+        prefix = checkpoints.resolve_checkpoint(checkpoint_path)
+        checkpoints.check_restorable(prefix, checkpoints.variables_to_restore(None), card_path)
+
+
 def write_averaged_weights(card, prefix, moving_average_decay):
     """Writes the inference graph's variables, the trainable ones read from their moving averages
     in checkpoint `prefix`, as checkpoint `<prefix>-averaged`; returns that prefix. Every export

@@ -501,3 +501,30 @@ def test_a_resume_without_the_fp16_loss_scale_names_mixed_precision(tmp_path):
 def test_the_flag_named_for_a_shape_that_differs(name, flag):
     """Every VGG head and extra layer was blamed on the anchors: 'loc' is in 'block'."""
     assert checkpoints.likely_flag(name).startswith(flag)
+
+
+def test_export_names_the_model_card_given_when_the_checkpoint_does_not_fit_it(tmp_path):
+    """export --model_card=<another model's card>: the refusal said 'the model built from the
+    flags (no model card was found ...)' although the card was read, and named it."""
+    from model import card as card_lib
+    from tests import eval_fixtures
+
+    names = ['a', 'b']
+    prefix = eval_fixtures.write_random_checkpoint(
+        str(tmp_path / 'train' / 'model.ckpt'), 'ssd_300_mobilenet', 3, 5, depth_multiplier=0.25
+    )
+    other = card_lib.write(
+        str(tmp_path / 'other.json'), eval_fixtures.small_card('ssd_300_mobilenet', names, 0.5)
+    )
+    out = tmp_path / 'out'
+    proc = run_script(
+        'export_ssd_network.py',
+        f'--checkpoint_path={prefix}',
+        f'--model_card={other}',
+        '--formats=frozen_graph',
+        f'--output_dir={out}',
+    )
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert f'{prefix} does not fit the model built from the model card {other}:' in proc.stderr
+    assert 'no model card was found' not in proc.stderr
+    assert not out.exists() or not [n for n in os.listdir(out) if not n.startswith('.')]
