@@ -302,10 +302,19 @@ def check_detection_flags(values):
 
 
 def check_precision_flags(kind, flag_values=None):
-    """Raises ValueError for a precision flag given on the command line (`flag_values`, default
-    absl's) that the model would ignore silently: `kind` is the exported model's
-    (`inference.detection.exported_model_kind`; None for a checkpoint)."""
+    """Raises ValueError for a precision or model-card flag given on the command line
+    (`flag_values`, default absl's) that the model would ignore silently: `kind` is the exported
+    model's (`inference.detection.exported_model_kind`; None for a checkpoint). The structure
+    flags are compared with an export's card once it is read (`check_exported_structure`)."""
     flag_values = flag_values or flags.FLAGS
+    card_flags = [f'--{n}' for n in ('model_card', 'override_model_card') if flag_values[n].present]
+    if kind and card_flags:
+        raise ValueError(
+            f'{" and ".join(card_flags)} {"describe" if len(card_flags) > 1 else "describes"} '
+            'the model built from a checkpoint; an exported model is described by the '
+            f'metadata.json it was exported with: leave {"them" if len(card_flags) > 1 else "it"} '
+            'out.'
+        )
     if kind and flag_values['compute_dtype'].present:
         raise ValueError(
             '--compute_dtype sets the arithmetic of the graph built from a checkpoint; an '
@@ -386,6 +395,20 @@ def apply_structure_flags(card, values, path, log, fix=None):
         else:
             card = card.with_params(**ssd_params_lib.anchor_preset_params(card.model_name, value))
     return card
+
+
+def check_exported_structure(card, values, card_path):
+    """Raises CardError for a structure flag of `values` (--model_name, --num_classes,
+    --depth_multiplier, --anchor_sizes) that contradicts an exported model's card (read from
+    `card_path`, its metadata.json): the export is the net it was exported as, so the flag
+    would be ignored. Flags that agree pass."""
+    apply_structure_flags(
+        card,
+        dataclasses.replace(values, override_model_card=False),
+        card_path,
+        log=None,
+        fix='run the checkpoint (--checkpoint_path)',
+    )
 
 
 def with_labels_file(card, labels_file, card_path=None):

@@ -629,6 +629,44 @@ def test_the_older_ports_flags_and_values_name_what_replaces_them(script, flag, 
     _refused(proc, f'{script[: -len(".py")]}: error: {message}; --helpfull lists the flags.')
 
 
+def test_model_flags_that_an_export_would_ignore_are_refused(setup, tmp_path):
+    """detect --exported_model=<the export> --model_name=ssd_300_vgg ran the exported MobileNet
+    without a word, as --model_card did; a flag that agrees with the export's card passes."""
+    graph = setup['export'] / 'frozen_graph.pb'
+    meta = setup['export'] / 'metadata.json'
+    out = tmp_path / 'out'
+    common = [f'--exported_model={graph}', f'--input={setup["images"]}', f'--output_dir={out}']
+    proc = run_script('detect_ssd_network.py', *common, '--model_name=ssd_300_vgg')
+    _refused(
+        proc,
+        f'detect_ssd_network: error: --model_name=ssd_300_vgg contradicts the model card {meta}, '
+        'which says ssd_300_mobilenet. Drop --model_name (the card describes the model), or run '
+        'the checkpoint (--checkpoint_path) to use --model_name=ssd_300_vgg.',
+    )
+    proc = run_script(
+        'eval_ssd_network.py',
+        *common[:1],
+        '--depth_multiplier=0.5',
+        f'--eval_dir={out}',
+        f'--dataset_dir={tmp_path}',
+    )
+    _refused(
+        proc,
+        f'eval_ssd_network: error: --depth_multiplier=0.5 contradicts the model card {meta}, '
+        'which says 0.25. Drop --depth_multiplier (the card describes the model), or run the '
+        'checkpoint (--checkpoint_path) to use --depth_multiplier=0.5.',
+    )
+    proc = run_script('detect_ssd_network.py', *common, f'--model_card={setup["train"]}/model.json')
+    _refused(
+        proc,
+        'detect_ssd_network: error: --model_card describes the model built from a checkpoint; '
+        'an exported model is described by the metadata.json it was exported with: leave it out.',
+    )
+    assert not out.exists()
+    proc = run_script('detect_ssd_network.py', *common, '--model_name=ssd_300_mobilenet')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_a_precision_flag_the_model_would_ignore_is_refused(setup, tmp_path):
     """--compute_dtype with an exported model, --openvino_precision with another than an
     OpenVINO model: they ran in the model's own precision without a word (a user believed they
