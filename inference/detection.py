@@ -621,18 +621,35 @@ def saved_model_folder(path):
     return None
 
 
+# The file types of export_ssd_network.py's model files.
+_EXPORT_FILE_KINDS = {'.xml': 'openvino_model', '.pb': 'frozen_graph', '.tflite': 'tflite_model'}
+
+
 def exported_model_kind(path):
     """The kind of an export by its file type: 'openvino_model' (.xml), 'frozen_graph' (.pb),
     'tflite_model' (.tflite) or 'saved_model_dir' (a folder with saved_model.pb)."""
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, 'saved_model.pb')):
         return 'saved_model_dir'
-    kinds = {'.xml': 'openvino_model', '.pb': 'frozen_graph', '.tflite': 'tflite_model'}
-    kind = kinds.get(os.path.splitext(path)[1].lower())
+    kind = _EXPORT_FILE_KINDS.get(os.path.splitext(path)[1].lower())
     if kind is None:
+        folder = os.path.dirname(path) or '.'
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            names = []
+        beside = [
+            os.path.join(folder, n)
+            for n in names
+            if n != os.path.basename(path)
+            and os.path.splitext(n)[1].lower() in _EXPORT_FILE_KINDS
+            and os.path.isfile(os.path.join(folder, n))
+        ]
+        # An export's other files (an IR's .bin, metadata.json): the model files beside them.
+        hint = f'; the model files beside it: {", ".join(beside[:5])}' if beside else ''
         raise ValueError(
             f'{path}: not an export of export_ssd_network.py by its file type (an '
             f'OpenVINO .xml, a frozen graph .pb, a .tflite model or a SavedModel '
-            f'folder).'
+            f'folder){hint}.'
         )
     return kind
 

@@ -345,3 +345,24 @@ def test_training_into_a_path_it_cannot_use_is_one_line(tmp_path, case):
     proc = run_script(*_training(train_dir))
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1] == f'train_ssd_network: error: {error}'
+
+
+def test_a_folder_on_a_read_only_file_system_is_one_line(tmp_path, monkeypatch):
+    """An existing --output_dir on a read-only mount ended with '[Errno 30] Read-only file
+    system: .../.ssd.lock' (export, detect, eval), naming no flag."""
+    import errno
+
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):
+        if str(path).endswith(folder_lock.LOCK_NAME):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(folder_lock.os, 'open', read_only)
+    with pytest.raises(ValueError) as err:
+        folder_lock.acquire(str(tmp_path), '--output_dir', 'export')
+    assert str(err.value) == (
+        f'--output_dir {tmp_path}: cannot write in it (Read-only file system); choose a folder '
+        'you can write in.'
+    )

@@ -629,6 +629,30 @@ def test_the_older_ports_flags_and_values_name_what_replaces_them(script, flag, 
     _refused(proc, f'{script[: -len(".py")]}: error: {message}; --helpfull lists the flags.')
 
 
+def test_an_exports_other_file_names_the_model_files_beside_it(setup, tmp_path):
+    """detect --exported_model=model_openvino.bin said only 'not an export ... by its file
+    type' (--openvino_model named the .xml; eval named the models)."""
+    export = tmp_path / 'export'
+    export.mkdir()
+    for name in ('metadata.json', 'model_openvino.xml', 'model_openvino.bin', 'frozen_graph.pb'):
+        (export / name).write_bytes(b'x')
+    out = tmp_path / 'out'
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--exported_model={export / "model_openvino.bin"}',
+        f'--input={setup["images"]}',
+        f'--output_dir={out}',
+    )
+    _refused(
+        proc,
+        f'detect_ssd_network: error: {export / "model_openvino.bin"}: not an export of '
+        'export_ssd_network.py by its file type (an OpenVINO .xml, a frozen graph .pb, a .tflite '
+        f'model or a SavedModel folder); the model files beside it: {export / "frozen_graph.pb"}, '
+        f'{export / "model_openvino.xml"}.',
+    )
+    assert not out.exists()
+
+
 def test_model_flags_that_an_export_would_ignore_are_refused(setup, tmp_path):
     """detect --exported_model=<the export> --model_name=ssd_300_vgg ran the exported MobileNet
     without a word, as --model_card did; a flag that agrees with the export's card passes."""

@@ -177,8 +177,8 @@ def acquire(folder, flag, role):
       FolderBusy: another process holds it: '<flag> <folder> is in use: another <role> holds its
         lock (pid <pid> on <host> since <time>, command: <command>); wait for it to end, or
         choose another <flag>.'
-      ValueError: the folder holds a file of the lock file's name that is not a lock file.
-      OSError: the lock file cannot be created (e.g. no permission).
+      ValueError: the folder holds a file of the lock file's name that is not a lock file, or the
+        lock file cannot be created (no permission, a read-only file system, a full disk).
     """
     if os.path.lexists(folder) and not os.path.isdir(folder):
         return FolderLock(folder)
@@ -211,7 +211,11 @@ def acquire(folder, flag, role):
             ) from None
         except OSError as err:
             if err.errno not in (errno.ELOOP, errno.EISDIR):
-                raise
+                # A read-only file system, a full disk: the bare errno named no flag.
+                raise ValueError(
+                    f'{flag} {folder}: cannot write in it ({err.strerror or err}); choose a '
+                    'folder you can write in.'
+                ) from None
             fd = None
         if fd is None or not stat.S_ISREG(os.fstat(fd).st_mode):
             if fd is not None:
