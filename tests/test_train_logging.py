@@ -234,7 +234,7 @@ def test_start_lines_say_what_how_and_where():
         'model: ssd_300_mobilenet, 2 classes (circle, square), input 300x300, depth multiplier '
         '1, anchors mobilenet_ssd; 123,456 trainable parameters; card logs/x/model.json',
         'custom split train in rec, 80 examples; batch 16, 5.0 steps per epoch',
-        'cosine to 0.0001',
+        'schedule: adam (epsilon 1e-08), learning rate 0.001 cosine to 0.0001',
         '10 warm-up steps',
         '100 steps, 50 to go = 10.0 epochs at this batch',
         'output: logs/x (checkpoints every 50 steps',
@@ -257,6 +257,16 @@ def test_start_lines_say_what_how_and_where():
         ((), 'piecewise: 0.001 until step 80, 0.00094 until step 100, then 0.0008836,'),
     ):
         other = dataclasses.replace(settings, values=values, **piecewise)
+        text = '\n'.join(hooks.start_lines(card, 'new', dataset, other, (1, 1), None, None, []))
+        assert part in text, text
+    # The optimizer's settings that shape its steps (the older port's Adam epsilon was 1.0).
+    for changes, part in (
+        (dict(optimizer='adam', opt_epsilon=1.0), 'schedule: adam (epsilon 1), '),
+        (dict(optimizer='rmsprop'), 'schedule: rmsprop (epsilon 1e-08, decay 0.9, momentum 0.9),'),
+        (dict(optimizer='momentum', momentum=0.8), 'schedule: momentum (momentum 0.8), '),
+        (dict(optimizer='sgd'), 'schedule: sgd, learning rate'),
+    ):
+        other = dataclasses.replace(settings, **changes)
         text = '\n'.join(hooks.start_lines(card, 'new', dataset, other, (1, 1), None, None, []))
         assert part in text, text
     for decay, part in (

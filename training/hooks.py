@@ -269,6 +269,24 @@ class LoggingHook(v1.train.SessionRunHook):
         }
 
 
+def _optimizer_text(settings):
+    """The optimizer with the settings that shape its steps: 'adam (epsilon 1e-08)'. The older
+    port's Adam epsilon 1.0 all but stopped it; with 1e-8 the first steps are full-size, so its
+    users' loss curves look different: the line says which."""
+    name = settings.optimizer
+    shown = {
+        'adam': [('epsilon', settings.opt_epsilon)],
+        'rmsprop': [
+            ('epsilon', settings.opt_epsilon),
+            ('decay', settings.rmsprop_decay),
+            ('momentum', settings.rmsprop_momentum),
+        ],
+        'adadelta': [('epsilon', settings.opt_epsilon), ('rho', settings.adadelta_rho)],
+        'momentum': [('momentum', settings.momentum)],
+    }.get(name)
+    return f'{name} ({", ".join(f"{k} {v:g}" for k, v in shown)})' if shown else name
+
+
 def start_lines(
     card, card_path, dataset, settings, num_parameters, resume_step, resume_text, loss_terms
 ):
@@ -280,7 +298,7 @@ def start_lines(
     steps_per_epoch = dataset.num_samples / images if images else 0
     total = settings.max_number_of_steps
     schedule = (
-        f'{settings.optimizer}, learning rate {settings.learning_rate:g} '
+        f'{_optimizer_text(settings)}, learning rate {settings.learning_rate:g} '
         f'{settings.learning_rate_decay_type}'
     )
     decay = settings.learning_rate_decay_type
