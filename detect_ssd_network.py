@@ -261,7 +261,7 @@ def make_detector():
     else:
         detector = load_exported_detector()
         path = next(FLAGS[s].value for s in SOURCES[1:] if FLAGS[s].value)
-        cli.check_exported_structure(detector.card, values, card_lib.read_export_metadata(path)[1])
+        cli.check_exported_structure(detector.card, values, card_lib.export_metadata_path(path))
         exported = detector.card.detection
         if values.labels_file:
             detector.card = cli.with_labels_file(detector.card, values.labels_file)
@@ -520,7 +520,8 @@ class Run:
 def describe_source(detector):
     """One line naming what detects: the restored checkpoint, its step and which of its weights
     (and a note on a second line when it holds moving averages left unused), or the exported
-    model, its card and the step it was exported from."""
+    model, its card and the step it was exported from (and a note on a second line when its
+    metadata.json could not be checked against it)."""
     if FLAGS.checkpoint_path:
         prefix = detector.checkpoint
         try:
@@ -535,7 +536,9 @@ def describe_source(detector):
     path = next(FLAGS[s].value for s in SOURCES[1:] if FLAGS[s].value)
     step = detector.export_step
     exported = '' if step is None else f', exported at step {step}'
-    return f'model {path}: {card_lib.describe(detector.card)}{exported}'
+    # A metadata.json of an earlier export, which could not be checked against the model.
+    note = f'\n{detector.note}' if getattr(detector, 'note', None) else ''
+    return f'model {path}: {card_lib.describe(detector.card)}{exported}{note}'
 
 
 def main(_):

@@ -62,7 +62,8 @@ flags.DEFINE_boolean(
     False,
     'Write into a non-empty --output_dir: replace the files an earlier export wrote there '
     '(its metadata.json lists them) and remove its model files of other formats, which the new '
-    'metadata.json would not describe. A file this export would replace that no export wrote '
+    'metadata.json would not describe, and its saved_model/ where that holds only what an export '
+    'writes (else it is kept and logged). A file this export would replace that no export wrote '
     'stops it before any work; other files are left alone.',
 )
 flags.DEFINE_list('formats', list(export.FORMATS), f'Any of {", ".join(export.FORMATS)}.')

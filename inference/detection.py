@@ -424,17 +424,29 @@ class Detector:
       card: the ModelCard; inputs / outputs: {name: tensor} of the graph; checkpoint: the
       restored checkpoint prefix (`from_checkpoint`; a directory resolved), else None; source:
       the model's file or folder (the checkpoint prefix), named in errors; export_step: an
-      export's checkpoint step (its metadata's), or None (a checkpoint, or not recorded).
+      export's checkpoint step (its metadata's), or None (a checkpoint, or not recorded); note:
+      a line for the log where the metadata could not be checked against the model
+      (`card.unchecked_note`), else None.
     """
 
     def __init__(
-        self, graph, sess, card, inputs, outputs, checkpoint=None, source=None, export_step=None
+        self,
+        graph,
+        sess,
+        card,
+        inputs,
+        outputs,
+        checkpoint=None,
+        source=None,
+        export_step=None,
+        note=None,
     ):
         self.graph, self.sess, self.card = graph, sess, card
         self.inputs, self.outputs = inputs, outputs
         self.checkpoint = checkpoint
         self.source = source or checkpoint
         self.export_step = export_step
+        self.note = note
 
     @classmethod
     def from_checkpoint(
@@ -481,7 +493,11 @@ class Detector:
 
             inputs, outputs = tensors(signature.inputs), tensors(signature.outputs)
             graph_check.check_interface(inputs | outputs, export_dir, 'SavedModel', INTERFACE)
+            # Its own assets.extra/metadata.json, checked against its files and outputs.
             meta, meta_path = card_lib.read_export_metadata(export_dir)
+            card_lib.check_model_outputs(
+                meta, meta_path, export_dir, _static_shape(outputs['raw_scores'])
+            )
         except BaseException:
             sess.close()
             raise
@@ -520,8 +536,9 @@ class Detector:
         def tensor(name):
             return graph.get_tensor_by_name(name + ':0')
 
-        # Beside the graph, or the error saying to copy it there.
+        # Beside the graph, or the error saying to copy it there; checked against the graph.
         meta, meta_path = card_lib.read_export_metadata(path)
+        card_lib.check_model_outputs(meta, meta_path, path, _static_shape(tensor('raw_scores')))
         card = card_lib.from_dict(meta, meta_path)
         return cls(
             graph,
@@ -531,6 +548,7 @@ class Detector:
             {n: tensor(n) for n in OUTPUTS},
             source=path,
             export_step=card_lib.export_step(meta, meta_path),
+            note=card_lib.unchecked_note(meta, meta_path, path),
         )
 
     def run(self, images, outputs=DETECTION_OUTPUTS):
@@ -605,6 +623,11 @@ class Detector:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _static_shape(tensor):
+    """A graph tensor's static shape as a list (None for unknown dimensions; [] unknown rank)."""
+    return [] if tensor.shape.rank is None else tensor.shape.as_list()
 
 
 EXPORTED_KINDS = ('openvino_model', 'frozen_graph', 'tflite_model', 'saved_model_dir')
@@ -948,7 +971,8 @@ class TFLiteDetector:
 class TFLiteImageDetector:
     """A `.tflite` export with its card, as `open_exported_model` gives the other kinds: `card`,
     `run`, `run_padded` (evaluation), `detect`, `close`, a context manager; `precision`: 'int8'
-    where the model holds int8 tensors (a tflite_int8 export's net), else 'float32'.
+    where the model holds int8 tensors (a tflite_int8 export's net), else 'float32'; `note`: as
+    `Detector`'s.
 
     A TFLite model's batch size B is static (the interpreter's input shape, as metadata
     `input.tflite_batch_size` records) and the images of one call must share one size. Each image
@@ -961,6 +985,16 @@ class TFLiteImageDetector:
     def __init__(self, path, num_threads=None):
         self.model = TFLiteDetector(path, num_threads)
         meta, metadata_path = card_lib.read_export_metadata(path)
+        scores = next(
+            (
+                d['shape_signature']
+                for d in self.model.interpreter.get_output_details()
+                if d['name'] == 'raw_scores'
+            ),
+            [],
+        )
+        card_lib.check_model_outputs(meta, metadata_path, path, list(scores))
+        self.note = card_lib.unchecked_note(meta, metadata_path, path)
         # TFLite has no bfloat16/float16 kernels: its models compute in float32 (the int8 one's
         # net in int8) whatever the exported card says (export.tflite_model).
         self.card = card_lib.from_dict(meta, metadata_path).replace(compute_dtype='float32')

@@ -23,7 +23,9 @@ eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the 
   anchors.npy        float32 `[N, 4]` relative `[ymin, xmin, ymax, xmax]` (for raw outputs).
   metadata.json      the model card (model/card.py: model, input size and normalisation,
                      class names, anchors, thresholds, provenance) plus the exported
-                     checkpoint and its step, tensor names, files.
+                     checkpoint and its step, tensor names, files, and the size and sha256 of
+                     each model file written beside it (`card.FILE_DIGESTS`; the SavedModel's
+                     assets.extra/metadata.json: of its own files), which loaders check.
   .export_pending.json  while an export runs (left by one that was killed): the formats whose
                      files there are exports' (`earlier_exports`, `check_output_dir`); while
                      it is there, readers refuse the folder (`card.check_export_finished`).
@@ -38,6 +40,7 @@ batch-1 latency than TFLite float, files 3.6-4x smaller.
 import dataclasses
 import io
 import os
+import re
 import shutil
 
 import numpy as np
@@ -53,6 +56,7 @@ from model import checkpoints
 from model import cli
 from tf_extended import atomic_io
 from tf_extended import folder_lock
+from tf_extended import safe_io
 
 v1 = tf.compat.v1
 
@@ -90,6 +94,15 @@ EXTRA_FILES = {
 }
 # Formats whose loaders read the metadata.json beside them (a SavedModel carries its own).
 BESIDE_METADATA = tuple(fmt for fmt in FORMATS if fmt != 'saved_model')
+# What an export's SavedModel folder holds: TF's v1 builder's files (fingerprint.pb and an empty
+# assets/ where a TF version writes them) and the sidecars in assets.extra/. A saved_model/ that
+# holds anything else holds a user's files: it is neither replaced nor removed
+# (`saved_model_problem`).
+SAVED_MODEL_FILES = re.compile(
+    r'saved_model\.pb|fingerprint\.pb|variables/variables\.index'
+    r'|variables/variables\.data-\d{5}-of-\d{5}|assets\.extra/(metadata\.json|anchors\.npy)'
+)
+SAVED_MODEL_FOLDERS = ('variables', 'assets.extra', 'assets')
 
 
 def anchors_metadata(card):
@@ -196,7 +209,11 @@ def write_saved_model(export_dir, card, checkpoint_path, meta, batch_size=None, 
                 },
             )
             builder.save()
-        _write_sidecars(os.path.join(build_dir, 'assets.extra'), card, meta)
+        # Its own files' sizes and digests, which its loader checks (`card.check_model_files`).
+        digests = _digests(build_dir, _files_under(build_dir))
+        _write_sidecars(
+            os.path.join(build_dir, 'assets.extra'), card, {**meta, card_lib.FILE_DIGESTS: digests}
+        )
         # The earlier one (`check_output_dir` showed it is an export's) moved aside, then
         # removed with the temporary folder: replaced by two renames.
         earlier = os.path.join(temp, 'earlier')
@@ -314,6 +331,20 @@ def representative_images(dataset, num_images, card=None):
     return images
 
 
+def _files_under(folder):
+    """The relative paths ('/'-separated) of the files under `folder`, sorted."""
+    return sorted(
+        os.path.relpath(os.path.join(root, name), folder).replace(os.sep, '/')
+        for root, _, names in os.walk(folder)
+        for name in names
+    )
+
+
+def _digests(folder, names):
+    """{name: {'size', 'sha256'}} of the files `names` in `folder` (`card.FILE_DIGESTS`)."""
+    return {name: safe_io.file_digest(os.path.join(folder, name)) for name in names}
+
+
 def _write_sidecars(directory, card, meta):
     os.makedirs(directory, exist_ok=True)
     atomic_io.write_json_atomic(os.path.join(directory, detection.METADATA_FILE), meta)
@@ -370,8 +401,8 @@ def earlier_exports(output_dir):
     """The files in `output_dir` that its records show exports of ours wrote: {name: (format or
     None for metadata.json and anchors.npy, why)}. The records: the folder's metadata.json
     (the formats it lists), the `PENDING_FILE` of an export that was interrupted, and for
-    saved_model/ its own assets.extra/metadata.json. A name is listed whether or not the file
-    is there."""
+    saved_model/ its own assets.extra/metadata.json (whether it holds only what an export
+    writes: `saved_model_problem`). A name is listed whether or not the file is there."""
     ours = {}
     for record, why in ((PENDING_FILE, INTERRUPTED), (detection.METADATA_FILE, LISTED)):
         listed = _listed_formats(
@@ -386,17 +417,49 @@ def earlier_exports(output_dir):
     saved_model = os.path.join(output_dir, FILES['saved_model'])
     sidecar = os.path.join(saved_model, 'assets.extra', detection.METADATA_FILE)
     if os.path.isdir(saved_model) and _listed_formats(sidecar) is not None:
-        ours[FILES['saved_model']] = ('saved_model', f'its assets.extra/{detection.METADATA_FILE}')
+        ours[FILES['saved_model']] = (
+            'saved_model',
+            f'its own assets.extra/{detection.METADATA_FILE} shows it',
+        )
     return ours
+
+
+def saved_model_problem(path):
+    """Why the saved_model/ folder at `path` is not shown to be an earlier export's alone (text
+    beginning 'it ...'), or None: its assets.extra/metadata.json is an export's, and it holds
+    only SAVED_MODEL_FILES in SAVED_MODEL_FOLDERS (no link, nothing else), so removing or
+    replacing it deletes nothing an export did not write."""
+    if os.path.islink(path):
+        return 'it is a link, where an export writes a folder'
+    if not os.path.isdir(path):
+        return 'it is a file, where an export writes a folder'
+    sidecar = os.path.join(path, 'assets.extra', detection.METADATA_FILE)
+    if _listed_formats(sidecar) is None:
+        return f'it holds no assets.extra/{detection.METADATA_FILE} an export wrote'
+    unreadable = []
+    for root, folders, names in os.walk(path, onerror=unreadable.append):
+        folders.sort()
+        for name in sorted(folders + names):
+            full = os.path.join(root, name)
+            relative = os.path.relpath(full, path).replace(os.sep, '/')
+            if os.path.islink(full):
+                return f'it holds {relative}, a link, which no export writes'
+            if name in folders:
+                ours = relative in SAVED_MODEL_FOLDERS
+            else:
+                ours = bool(SAVED_MODEL_FILES.fullmatch(relative)) and os.path.isfile(full)
+            if not ours:
+                return f'it holds {relative}, which no export writes'
+    if unreadable:
+        return f'part of it cannot be read ({unreadable[0]})'
+    return None
 
 
 def _foreign(output_dir, name, ours):
     """Why the existing `name` in `output_dir` is not shown to be an export's, or None."""
     path = os.path.join(output_dir, name)
     if name == FILES['saved_model']:
-        if name in ours:
-            return None
-        return f'it holds no assets.extra/{detection.METADATA_FILE} an export wrote'
+        return saved_model_problem(path)
     if name in ours:
         if os.path.isdir(path) and not os.path.islink(path):
             return 'a folder, where an export writes a file'
@@ -483,8 +546,10 @@ def remove_stale_formats(output_dir, formats, earlier, log=print):
     """Removes the model files of formats other than `formats` that an earlier export into
     `output_dir` wrote (`earlier`: `earlier_exports` before this export): the new metadata.json
     beside them describes another model, whose card (classes, anchors, step) their loaders would
-    take. A SavedModel carries its own metadata and stays (logged); files no record lists stay.
-    Returns the paths removed."""
+    take. A saved_model/ is removed where it is shown to be an earlier export's alone
+    (`saved_model_problem`: a folder of another model beside the new export's metadata.json was
+    shipped with it); one that is not (a user's file in it, not an export's) stays, logged with
+    why. Files no record lists stay. Returns the paths removed."""
     removed = []
     for fmt in BESIDE_METADATA:
         if fmt in formats:
@@ -500,12 +565,31 @@ def remove_stale_formats(output_dir, formats, earlier, log=print):
                     f'removed {path}: an earlier export\'s {fmt} ({earlier[name][1]}), not '
                     f'described by the new {detection.METADATA_FILE}'
                 )
-    name = FILES['saved_model']
-    if 'saved_model' not in formats and earlier.get(name, (None,))[0] == 'saved_model':
+    path = os.path.join(output_dir, FILES['saved_model'])
+    if 'saved_model' in formats or not os.path.lexists(path):
+        return removed
+    problem = saved_model_problem(path)
+    if problem:
         log(
-            f'kept {os.path.join(output_dir, name)}: an earlier export\'s SavedModel, described '
-            f'by its own assets.extra/{detection.METADATA_FILE} (delete it if it is not wanted)'
+            f'kept {path}: not shown to be an earlier export\'s SavedModel alone ({problem}); '
+            f'the new {detection.METADATA_FILE} does not describe it: move it out of '
+            f'{output_dir} or delete it if it is not wanted there'
         )
+        return removed
+    # Moved aside (one rename), then deleted: a kill leaves a temporary the next export removes.
+    temp = atomic_io.make_temp_dir(path)
+    try:
+        os.replace(path, os.path.join(temp, 'earlier'))
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    removed.append(path)
+    why = earlier.get(FILES['saved_model'], (None, None))[1] or (
+        f'its own assets.extra/{detection.METADATA_FILE} shows it'
+    )
+    log(
+        f'removed {path}: an earlier export\'s saved_model ({why}), not described by the new '
+        f'{detection.METADATA_FILE}'
+    )
     return removed
 
 
@@ -619,7 +703,16 @@ def export(
                 written.update(
                     openvino_model.write(card, staged, openvino_paths, meta, calibration_images)
                 )
-        _write_sidecars(output_dir, card, meta)
+        # The size and sha256 of each model file beside metadata.json, which loaders check it
+        # against (`card.check_model_files`); the SavedModel records its own.
+        names = [
+            name
+            for fmt in written
+            if fmt != 'saved_model'
+            for name in [FILES[fmt]] + EXTRA_FILES.get(fmt, [])
+        ]
+        digests = _digests(output_dir, names)
+        _write_sidecars(output_dir, card, {**meta, card_lib.FILE_DIGESTS: digests})
     except BaseException:
         _remove_unused_pending(output_dir)  # else it stays, naming the files written
         raise

@@ -344,33 +344,55 @@ def write(card, checkpoint_path, paths, meta, calibration_images=None):
 
 
 def load_metadata(path, model=None):
-    """The metadata dict of an IR: `metadata.json` beside it, else the IR's runtime info."""
+    """The metadata dict of an IR: `metadata.json` beside it, else the IR's runtime info (see
+    `_metadata`)."""
+    return _metadata(path, model)[0]
+
+
+def _metadata(path, model=None):
+    """(metadata dict, its metadata.json or None where it is the IR's own card, note or None) of
+    the IR `path` (`model`: its `ov.Model`, if read).
+
+    `metadata.json` beside it, checked against the IR: its .xml and .bin against the sizes and
+    digests it records (`card.check_model_files`), and the card in the IR's runtime info,
+    written by the same export, against it (`card.check_same_export`); the note
+    (`card.unchecked_note`) where neither could be compared. Else the IR's runtime info."""
+    weights = os.path.splitext(path)[0] + '.bin'
+    files = [f for f in (path, weights) if os.path.lexists(f)]
     try:
-        return card_lib.read_export_metadata(path)[0]
+        meta, meta_path = card_lib.read_export_metadata(path, files=files or None)
     except FileNotFoundError:
-        pass
+        meta = meta_path = None
     try:
-        meta = None if model is None else openvino_runtime.rt_info_metadata(model)
+        embedded = None if model is None else openvino_runtime.rt_info_metadata(model)
     except ValueError as err:
+        if meta is not None:  # the metadata.json is read: checked by its digests, if any
+            return meta, meta_path, card_lib.unchecked_note(meta, meta_path, path)
         raise card_lib.CardError(f'{path}: the model card in the IR is {err}.') from None
-    if meta is None:
+    if meta is not None:
+        if embedded is None:
+            return meta, meta_path, card_lib.unchecked_note(meta, meta_path, path)
+        card_lib.check_same_export(meta, meta_path, embedded, path)
+        return meta, meta_path, None
+    if embedded is None:
         raise FileNotFoundError(
             f'{path}: no {detection.METADATA_FILE} beside it and no model card in '
             f'the IR; export it with export_ssd_network.py --formats=openvino.'
         )
-    return meta
+    return embedded, None, None
 
 
 class OpenVINODetector:
     """An OpenVINO IR of `export_ssd_network.py --formats=openvino` on the CPU plugin.
 
-    Same interface as `detection.Detector`: `card`, `run(images, outputs)`, `run_padded`,
-    `detect(images)`, `close`, a context manager. The model takes images of one size per call:
-    a list of images of any sizes is run in groups of one size (one infer request each, in
-    parallel with `num_requests` > 1), and the outputs are put back in order.
+    Same interface as `detection.Detector`: `card`, `note`, `run(images, outputs)`,
+    `run_padded`, `detect(images)`, `close`, a context manager. The model takes images of one
+    size per call: a list of images of any sizes is run in groups of one size (one infer request
+    each, in parallel with `num_requests` > 1), and the outputs are put back in order.
 
     Args:
-      path: the `.xml` file (its `.bin` and `metadata.json` beside it).
+      path: the `.xml` file (its `.bin` and `metadata.json` beside it; a metadata.json that
+        does not describe it is refused, `_metadata`).
       precision: 'fp32' or 'bf16' (see the module docstring); `self.precision` is what
         OpenVINO compiled ('fp32' or 'bf16'), `self.matrix_units` the CPU's units.
       num_threads: CPU threads (None: OpenVINO's choice, all cores).
@@ -388,13 +410,21 @@ class OpenVINODetector:
         ov = openvino_runtime.load()
         self.core = ov.Core()
         model = openvino_runtime.read_ir(self.core, path)
-        meta = load_metadata(path, model)
+        meta, meta_path, self.note = _metadata(path, model)
         names = {n for o in model.outputs for n in o.get_names()}
         missing = sorted(set(detection.DETECTION_OUTPUTS) - names)
         if missing:
             raise ValueError(
                 f'{path}: no output(s) {missing} (outputs: {sorted(names)}); export '
                 f'it with export_ssd_network.py --formats=openvino.'
+            )
+        scores = next((o for o in model.outputs if 'raw_scores' in o.get_names()), None)
+        if meta_path and scores is not None and scores.get_partial_shape().rank.is_static:
+            card_lib.check_model_outputs(
+                meta,
+                meta_path,
+                path,
+                [d.get_length() if d.is_static else None for d in scores.get_partial_shape()],
             )
         # OpenVINO computes in the precision chosen here, whatever the exported card says.
         self.card = card_lib.from_dict(meta, path).replace(compute_dtype='float32')

@@ -200,8 +200,8 @@ def test_export_refuses_a_non_empty_folder(tmp_path):
 def test_overwrite_removes_other_formats_left_beside_the_new_metadata(tmp_path):
     """An export with --overwrite into an earlier export's folder, with fewer formats: the
     earlier model files its metadata.json no longer describes are removed (detect took the new
-    card's classes and step for the old frozen graph); the user's files and a SavedModel (which
-    carries its own metadata) stay."""
+    card's classes and step for the old frozen graph), its SavedModel too (it holds only what an
+    export writes: tests/test_export_metadata_checks.py); the user's files stay."""
     spec = fx.small_spec()
     prefix = fx.write_checkpoint(spec, str(tmp_path / 'train'))
     out = tmp_path / 'export'
@@ -210,14 +210,13 @@ def test_overwrite_removes_other_formats_left_beside_the_new_metadata(tmp_path):
     logged = []
     export.export(spec, prefix, str(out), ['openvino'], log=logged.append, overwrite=True)
     assert sorted(os.listdir(out)) == sorted(
-        ['anchors.npy', 'metadata.json', 'model_openvino.xml', 'model_openvino.bin']
-        + ['notes.txt', 'saved_model']
+        ['anchors.npy', 'metadata.json', 'model_openvino.xml', 'model_openvino.bin', 'notes.txt']
     )
     removed = f'removed {out / "frozen_graph.pb"}: an earlier export\'s frozen_graph'
     assert [line for line in logged if line.startswith(removed)], logged
     assert (
-        f"kept {out / 'saved_model'}: an earlier export's SavedModel, described by its own "
-        'assets.extra/metadata.json (delete it if it is not wanted)'
+        f"removed {out / 'saved_model'}: an earlier export's saved_model (its own "
+        'assets.extra/metadata.json shows it), not described by the new metadata.json'
     ) in logged
     export.export(spec, prefix, str(out), ['frozen_graph'], log=logged.append, overwrite=True)
     assert not (out / 'model_openvino.xml').exists() and not (out / 'model_openvino.bin').exists()

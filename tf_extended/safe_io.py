@@ -11,6 +11,7 @@ export metadata, exported models, Caffe / PyTorch weights, results files.
   (symlinks the user placed inside the folder, e.g. JPEGImages -> another disk, stay allowed).
 """
 
+import hashlib
 import json
 import os
 import stat
@@ -144,6 +145,17 @@ def open_binary(path, what='file'):
     Refuses devices, FIFOs."""
     fd, _ = _open(path, what)
     return os.fdopen(fd, 'rb')
+
+
+def file_digest(path, what='file'):
+    """{'size': bytes, 'sha256': hex digest} of a regular file (read with `open_binary`'s
+    checks: a FIFO is refused, not read forever)."""
+    digest, size = hashlib.sha256(), 0
+    with open_binary(path, what) as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+            size += len(block)
+    return {'size': size, 'sha256': digest.hexdigest()}
 
 
 def kind(path):

@@ -1,0 +1,366 @@
+"""A model loaded with a metadata.json that does not describe it is refused, and export
+--overwrite removes an earlier export's SavedModel that another model's metadata.json now sits
+beside.
+
+Seen before: another export's model_float.tflite copied beside a metadata.json ran in detect
+with exit 0 and the metadata's class names; a VGG-512 frozen graph, TFLite model and OpenVINO IR
+beside a MobileNet-300's metadata.json were run as "ssd_300_mobilenet, input 300x300" (the IR's
+own card was not compared). And `export --overwrite --formats=frozen_graph` into a folder of
+another model's full export kept its saved_model/ beside the new model's frozen graph and
+metadata.json.
+
+The two models: MobileNet-SSD300 at depth 0.25 with the synthetic dataset's 6 classes exported at
+step 1600, and at depth 0.5 with 2 classes at step 800 (random weights,
+`inference_fixtures.write_checkpoint`).
+"""
+
+import json
+import os
+import shutil
+
+import cv2
+import pytest
+
+from inference import detection
+from inference import export
+from model import card as card_lib
+from tests import inference_fixtures as fx
+from tests.conftest import run_script
+
+FORMATS = ['frozen_graph', 'saved_model', 'tflite_float', 'openvino']
+MODEL_FILES = ['frozen_graph.pb', 'model_float.tflite', 'model_openvino.xml']
+RECORDED = 'frozen_graph.pb, model_float.tflite, model_openvino.bin, model_openvino.xml'
+DESCRIBED = {
+    'a': 'ssd_300_mobilenet, input 300x300, 6 classes',
+    'b': 'ssd_300_mobilenet, input 300x300, 2 classes',
+}
+
+
+def _step_checkpoint(prefix, step):
+    """A copy of the checkpoint at `prefix` named `model.ckpt-<step>` (its step: the name)."""
+    folder = os.path.dirname(prefix)
+    for name in os.listdir(folder):
+        if name.startswith('model.ckpt.'):
+            target = f'model.ckpt-{step}{name[len("model.ckpt") :]}'
+            shutil.copy(os.path.join(folder, name), os.path.join(folder, target))
+    return os.path.join(folder, f'model.ckpt-{step}')
+
+
+@pytest.fixture(scope='module')
+def exports(tmp_path_factory):
+    """Two exports of different models ('a', 'b': {spec, prefix, out}) of FORMATS."""
+    root = tmp_path_factory.mktemp('two_exports')
+    specs = {
+        'a': fx.small_spec(),
+        'b': card_lib.from_registry(
+            'ssd_300_mobilenet', class_names=['cat', 'dog'], depth_multiplier=0.5
+        ).with_detection(select_threshold=0.05, top_k=50, keep_top_k=40),
+    }
+    found = {}
+    for name, step in (('a', 1600), ('b', 800)):
+        spec = specs[name]
+        prefix = _step_checkpoint(fx.write_checkpoint(spec, str(root / f'train_{name}')), step)
+        out = root / name
+        export.export(spec, prefix, str(out), FORMATS, log=lambda _: None)
+        found[name] = dict(spec=spec, prefix=prefix, out=out)
+    return found
+
+
+def _beside(folder, metadata_of, models_of, names):
+    """`folder` holding the metadata.json of the export `metadata_of` and the files `names` of
+    the export `models_of` (each a folder)."""
+    folder.mkdir()
+    shutil.copy(metadata_of / 'metadata.json', folder / 'metadata.json')
+    for name in names:
+        shutil.copy(models_of / name, folder / name)
+    return folder
+
+
+def _without_digests(folder):
+    """Rewrites folder/metadata.json as an export before FILE_DIGESTS wrote it."""
+    path = folder / 'metadata.json'
+    meta = json.loads(path.read_text())
+    del meta[card_lib.FILE_DIGESTS]
+    path.write_text(json.dumps(meta))
+
+
+def _use(name):
+    return (
+        f'use the metadata.json {name} was exported with, or export the model again with '
+        f'export_ssd_network.py.'
+    )
+
+
+def _not_recorded(folder, name, described):
+    return (
+        f'{folder / "metadata.json"} ({described}) does not describe {folder / name}: that file '
+        f'is none of the model files its export wrote ({RECORDED}, whose sizes and sha256 it '
+        f'records); {_use(name)}'
+    )
+
+
+def test_the_metadata_records_each_model_files_size_and_digest(exports):
+    out = exports['a']['out']
+    meta = json.loads((out / 'metadata.json').read_text())
+    assert sorted(meta[card_lib.FILE_DIGESTS]) == RECORDED.split(', ')
+    graph = meta[card_lib.FILE_DIGESTS]['frozen_graph.pb']
+    assert graph['size'] == os.path.getsize(out / 'frozen_graph.pb') and len(graph['sha256']) == 64
+    saved = json.loads((out / 'saved_model' / 'assets.extra' / 'metadata.json').read_text())
+    assert sorted(saved[card_lib.FILE_DIGESTS]) == [
+        'saved_model.pb',
+        'variables/variables.data-00000-of-00001',
+        'variables/variables.index',
+    ]
+
+
+@pytest.mark.parametrize('name', MODEL_FILES + ['saved_model'])
+def test_an_exports_own_files_load_checked(exports, name):
+    with detection.open_exported_model(str(exports['a']['out'] / name)) as detector:
+        assert detector.card == exports['a']['spec']
+        assert detector.export_step == 1600
+        assert detector.note is None
+
+
+def test_a_renamed_copy_beside_its_metadata_loads(exports, tmp_path):
+    folder = _beside(tmp_path / 'mine', exports['a']['out'], exports['a']['out'], [])
+    shutil.copy(exports['a']['out'] / 'model_float.tflite', folder / 'ssd.tflite')
+    with detection.open_exported_model(str(folder / 'ssd.tflite')) as detector:
+        assert detector.card.class_names == exports['a']['spec'].class_names
+
+
+@pytest.mark.parametrize('name', MODEL_FILES)
+def test_a_model_beside_another_exports_metadata_is_refused(exports, tmp_path, name):
+    names = [name] + (['model_openvino.bin'] if name.endswith('.xml') else [])
+    folder = _beside(tmp_path / 'mixed', exports['b']['out'], exports['a']['out'], names)
+    with pytest.raises(card_lib.ModelMismatchError) as err:
+        detection.open_exported_model(str(folder / name))
+    assert str(err.value) == _not_recorded(folder, name, DESCRIBED['b'])
+
+
+def test_an_ir_with_other_weights_is_refused(exports, tmp_path):
+    """The .xml is the metadata's export's, its .bin of the same size holds other weights (a
+    .bin of another size OpenVINO refuses itself): the .bin is named."""
+    names = ['model_openvino.xml', 'model_openvino.bin']
+    folder = _beside(tmp_path / 'mixed', exports['a']['out'], exports['a']['out'], names)
+    weights = bytearray((folder / 'model_openvino.bin').read_bytes())
+    middle = len(weights) // 2
+    weights[middle : middle + 64] = bytes(b ^ 0xFF for b in weights[middle : middle + 64])
+    (folder / 'model_openvino.bin').write_bytes(bytes(weights))
+    with pytest.raises(card_lib.ModelMismatchError) as err:
+        detection.open_exported_model(str(folder / 'model_openvino.xml'))
+    assert str(err.value) == (
+        f'{folder / "metadata.json"} ({DESCRIBED["a"]}) does not describe '
+        f'{folder / "model_openvino.bin"}: that file is none of the model files its export '
+        f'wrote ({RECORDED}, whose sizes and sha256 it records); {_use("model_openvino.xml")}'
+    )
+
+
+def test_a_saved_model_with_another_exports_metadata_is_refused(exports, tmp_path):
+    saved = tmp_path / 'saved_model'
+    shutil.copytree(exports['a']['out'] / 'saved_model', saved)
+    sidecar = saved / 'assets.extra' / 'metadata.json'
+    shutil.copy(exports['b']['out'] / 'saved_model' / 'assets.extra' / 'metadata.json', sidecar)
+    with pytest.raises(card_lib.ModelMismatchError) as err:
+        detection.open_exported_model(str(saved))
+    assert str(err.value) == (
+        f'{sidecar} ({DESCRIBED["b"]}) does not describe the SavedModel {saved}: its '
+        f'saved_model.pb is not the file its export wrote (that metadata.json records the size '
+        f'and sha256 of each file of its SavedModel); export the model again with '
+        f'export_ssd_network.py.'
+    )
+
+
+@pytest.mark.parametrize('name', MODEL_FILES)
+def test_metadata_without_digests_still_loads_its_own_model(exports, tmp_path, name):
+    """A metadata.json of an export written before the digests: its own model loads; the IR's
+    own card is compared with it, the other models get a note saying what was not checked."""
+    names = [name] + (['model_openvino.bin'] if name.endswith('.xml') else [])
+    folder = _beside(tmp_path / 'earlier', exports['a']['out'], exports['a']['out'], names)
+    _without_digests(folder)
+    with detection.open_exported_model(str(folder / name)) as detector:
+        assert detector.card == exports['a']['spec']
+        if name.endswith('.xml'):
+            assert detector.note is None
+        else:
+            assert detector.note == (
+                f'note: {folder / "metadata.json"} records no sizes and sha256 digests of its '
+                f'model files (an export written before they were recorded), so it is not '
+                f'checked that it describes {folder / name} beyond its number of anchors and '
+                f'classes; export the model again to have it checked.'
+            )
+
+
+@pytest.mark.parametrize('name', MODEL_FILES)
+def test_metadata_without_digests_of_another_model_is_refused(exports, tmp_path, name):
+    """Compared without the digests: the IR's own card; the classes and anchors the others'
+    outputs have."""
+    names = [name] + (['model_openvino.bin'] if name.endswith('.xml') else [])
+    folder = _beside(tmp_path / 'mixed', exports['b']['out'], exports['a']['out'], names)
+    _without_digests(folder)
+    with pytest.raises(card_lib.ModelMismatchError) as err:
+        detection.open_exported_model(str(folder / name))
+    meta, model = folder / 'metadata.json', folder / name
+    if name.endswith('.xml'):
+        assert str(err.value) == (
+            f'{meta} ({DESCRIBED["b"]}) does not describe {model}: the model card in that model '
+            f'({DESCRIBED["a"]}) is of another export (they differ in num_classes, ssd_params, '
+            f'export time, exported checkpoint); {_use(name)}'
+        )
+    else:
+        assert str(err.value) == (
+            f'{meta} ({DESCRIBED["b"]}) does not describe {model}: the model scores 1917 anchors '
+            f'in 7 classes (the background included), where that metadata.json has 1917 anchors '
+            f'and 3 classes; {_use(name)}'
+        )
+
+
+def test_scripts_refuse_a_model_beside_another_exports_metadata(exports, tmp_path):
+    """The user's commands: detect --exported_model=<tflite> and eval --exported_model, each
+    one line naming both files, nothing written; an earlier export's own model runs with the
+    note on the line after the model's."""
+    names = ['model_float.tflite', 'frozen_graph.pb']
+    folder = _beside(tmp_path / 'mixed', exports['b']['out'], exports['a']['out'], names)
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    cv2.imwrite(str(photos / 'a.png'), fx.random_images(0, [(120, 160)])[0])
+    tflite = folder / 'model_float.tflite'
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--exported_model={tflite}',
+        f'--input={photos}',
+        f'--output_dir={tmp_path / "detections"}',
+        timeout=200,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'detect_ssd_network: error: {_not_recorded(folder, "model_float.tflite", DESCRIBED["b"])}'
+    )
+    assert not (tmp_path / 'detections' / 'detections.json').exists()
+    graph = folder / 'frozen_graph.pb'
+    proc = run_script(
+        'eval_ssd_network.py',
+        f'--exported_model={graph}',
+        f'--dataset_dir={tmp_path}',
+        '--dataset_name=custom',
+        '--dataset_split_name=test',
+        f'--eval_dir={tmp_path / "eval"}',
+        timeout=200,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f'eval_ssd_network: error: {_not_recorded(folder, "frozen_graph.pb", DESCRIBED["b"])}'
+    )
+    assert not (tmp_path / 'eval' / 'results.json').exists()
+
+    earlier = _beside(tmp_path / 'earlier', exports['a']['out'], exports['a']['out'], names)
+    _without_digests(earlier)
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--exported_model={earlier / "model_float.tflite"}',
+        f'--input={photos}',
+        f'--output_dir={tmp_path / "detections_earlier"}',
+        timeout=200,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    model = next(i for i, line in enumerate(lines) if line.startswith('model '))
+    assert lines[model].endswith(', exported at step 1600')
+    assert lines[model + 1] == (
+        f'note: {earlier / "metadata.json"} records no sizes and sha256 digests of its model '
+        f'files (an export written before they were recorded), so it is not checked that it '
+        f'describes {earlier / "model_float.tflite"} beyond its number of anchors and classes; '
+        f'export the model again to have it checked.'
+    )
+
+
+# export --overwrite and an earlier export's saved_model/
+
+
+def _export(exports, which, out, formats, **kwargs):
+    logged = []
+    spec, prefix = exports[which]['spec'], exports[which]['prefix']
+    export.export(spec, prefix, str(out), formats, log=logged.append, **kwargs)
+    return logged
+
+
+def test_overwrite_removes_an_earlier_exports_saved_model(exports, tmp_path):
+    """The user's command: --overwrite --formats=frozen_graph into a folder of another model's
+    full export leaves no saved_model/ of that model beside the new metadata.json."""
+    out = tmp_path / 'out'
+    shutil.copytree(exports['b']['out'], out)
+    logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
+    assert sorted(os.listdir(out)) == export.written_names(['frozen_graph'])
+    assert (
+        f"removed {out / 'saved_model'}: an earlier export's saved_model (its own "
+        'assets.extra/metadata.json shows it), not described by the new metadata.json'
+    ) in logged
+    assert not [line for line in logged if line.startswith('kept')], logged
+    with detection.open_exported_model(str(out / 'frozen_graph.pb')) as detector:
+        assert detector.card == exports['a']['spec'] and detector.export_step == 1600
+
+
+def test_finishing_an_interrupted_export_removes_the_earlier_saved_model(
+    exports, tmp_path, monkeypatch
+):
+    """An export with --overwrite killed after its frozen graph, before its metadata.json (as
+    kill -9 leaves it, .export_pending.json there): run again, it removes the earlier
+    export's SavedModel too."""
+    out = tmp_path / 'out'
+    shutil.copytree(exports['b']['out'], out)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, '_write_sidecars', killed)
+    with pytest.raises(KeyboardInterrupt):
+        _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
+    monkeypatch.undo()
+    assert export.PENDING_FILE in os.listdir(out) and (out / 'saved_model').is_dir()
+    logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
+    assert sorted(os.listdir(out)) == export.written_names(['frozen_graph'])
+    assert [line for line in logged if line.startswith(f'removed {out / "saved_model"}:')]
+
+
+def _kept(out, why):
+    return (
+        f"kept {out / 'saved_model'}: not shown to be an earlier export's SavedModel alone "
+        f'({why}); the new metadata.json does not describe it: move it out of {out} or delete '
+        f'it if it is not wanted there'
+    )
+
+
+def test_overwrite_keeps_a_saved_model_holding_a_users_file(exports, tmp_path):
+    out = tmp_path / 'out'
+    shutil.copytree(exports['b']['out'], out)
+    (out / 'saved_model' / 'assets').mkdir()
+    (out / 'saved_model' / 'assets' / 'vocab.txt').write_text('mine')
+    logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
+    assert _kept(out, 'it holds assets/vocab.txt, which no export writes') in logged
+    assert (out / 'saved_model' / 'assets' / 'vocab.txt').read_text() == 'mine'
+    assert (out / 'saved_model' / 'saved_model.pb').exists()
+    # The same folder is not replaced either: refused before any work.
+    before = sorted(os.listdir(out))
+    with pytest.raises(export.ForeignFileError) as err:
+        _export(exports, 'a', out, ['saved_model'], overwrite=True)
+    assert str(err.value) == (
+        f'{out / "saved_model"} is not from an earlier export (it holds assets/vocab.txt, which '
+        f'no export writes); refusing to replace it: choose another --output_dir, or move it '
+        f'out of {out}.'
+    )
+    assert sorted(os.listdir(out)) == before
+
+
+def test_overwrite_keeps_a_saved_model_no_export_wrote(exports, tmp_path):
+    out = tmp_path / 'out'
+    shutil.copytree(exports['b']['out'], out)
+    os.remove(out / 'saved_model' / 'assets.extra' / 'metadata.json')
+    logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
+    assert _kept(out, 'it holds no assets.extra/metadata.json an export wrote') in logged
+    assert (out / 'saved_model' / 'saved_model.pb').exists()
+    # A link named saved_model (to an export's SavedModel) is the user's too.
+    shutil.rmtree(out / 'saved_model')
+    os.symlink(exports['b']['out'] / 'saved_model', out / 'saved_model')
+    logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
+    assert _kept(out, 'it is a link, where an export writes a folder') in logged
+    assert os.path.islink(out / 'saved_model')
+    assert (exports['b']['out'] / 'saved_model' / 'saved_model.pb').exists()
