@@ -12,14 +12,18 @@ r"""Runs an SSD detector on images, folders, globs or videos; writes annotated f
 One graph and one session for the whole run; images are batched (--batch_size, any sizes: the
 graph resizes them; the images of one batch are run in groups of one size, so no batch is
 padded to its largest image; a TFLite model runs them one per call, see
-`detection.TFLiteImageDetector`).
+`detection.TFLiteImageDetector`). A model exported with --fixed_size takes the net's input size
+only: images of other sizes fail, one line each naming the size it takes
+(`detection.check_fixed_size`), and the others are detected on.
 Outputs in --output_dir: `<name>_det.<ext>` per image, `<name>_det.mp4` per video, and
 `detections.json`: per image its size and detections in ORIGINAL-image pixel coordinates
 (`xmin = box_xmin * width`, continuous, not clipped) with class name (`label`), the model's
 label (`label_id`, 1..C-1), score and, where the model card has category ids (trained on COCO
 records, or converted from torchvision's COCO SSD), the class's COCO category id (`category_id`,
-the id pycocotools results and the TF Object Detection API use), per video the same per frame,
-the files that could not be read (`failures`), and the speed. An annotated image labels its 300
+the id pycocotools results and the TF Object Detection API use), per video its frames' `width`
+and `height` (which its pixel boxes are in), `fps`, `num_frames` (decoded and detected on),
+`container_frames` (the count the file claims, or null) and the same per frame, the files that
+could not be read (`failures`), and the speed. An annotated image labels its 300
 best-scoring detections (`visualization.MAX_LABELS`; more, e.g. with --select_threshold=0
 --keep_top_k=0, get their boxes only, noted once); `detections.json` has every detection.
 Unreadable files are reported and skipped; the exit status is 0 when at least one image (or
@@ -52,6 +56,7 @@ keep_top_k); a higher --select_threshold is logged and recorded in detections.js
 checkpoint.
 """
 
+import math
 import os
 import time
 
@@ -312,19 +317,37 @@ class Run:
 
     def detect(self, images):
         """Detections of the images (any sizes), each size group in one call: a batch of mixed
-        sizes is never padded to its largest image (memory stays that of the images)."""
+        sizes is never padded to its largest image (memory stays that of the images). Raises
+        the ValueError of the first group the model failed on (see `detect_groups`)."""
+        results = self.detect_groups(images)
+        for result in results:
+            if isinstance(result, ValueError):
+                raise result
+        return results
+
+    def detect_groups(self, images):
+        """Per image its detections as `detect` gives them, or the ValueError of its size
+        group where the model failed on it (ModelRunError) or does not take its size (a model
+        exported with --fixed_size: `detection.WrongSizeError`); the other groups still run."""
         start = time.perf_counter()
         groups = {}
         for i, image in enumerate(images):
             groups.setdefault(image.shape, []).append(i)
         detections = [None] * len(images)
         for indices in groups.values():
-            for i, dets in zip(indices, self.detector.detect([images[i] for i in indices])):
+            try:
+                found = self.detector.detect([images[i] for i in indices])
+            except ValueError as err:
+                found = [err] * len(indices)
+            for i, dets in zip(indices, found):
                 detections[i] = dets
         self.detect_seconds += time.perf_counter() - start
-        self.num_processed += len(images)
         kept = []
         for dets in detections:
+            if isinstance(dets, ValueError):
+                kept.append(dets)
+                continue
+            self.num_processed += 1
             # A barely trained model's box codes decode to inf: no box to draw or record.
             finite = np.isfinite(dets['boxes']).all(axis=-1)
             if not finite.all():
@@ -399,13 +422,13 @@ class Run:
             return
         paths, images = zip(*batch)
         batch.clear()
-        try:
-            detections = self.detect([image.rgb for image in images])
-        except ValueError as err:  # the model failed on this batch (ModelRunError, a wrong size)
-            for path in paths:
-                self.fail(path, err)
-            return
+        # A size group the model failed on (ModelRunError, a size a --fixed_size model does not
+        # take) fails its images; the others go on.
+        detections = self.detect_groups([image.rgb for image in images])
         for path, image, dets in zip(paths, images, detections):
+            if isinstance(dets, ValueError):
+                self.fail(path, dets)
+                continue
             out = self.output_path(path)
             drawn = self.draw(image.rgb, dets, path)
             ok, data = cv2.imencode(
@@ -439,7 +462,10 @@ class Run:
             capture.release()
             self.fail(path, f'its frames are {problem}; downscale the video.')
             return
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        fps = fps if math.isfinite(fps) and fps > 0 else 25.0  # 0 where the container has none
+        claimed = capture.get(cv2.CAP_PROP_FRAME_COUNT)  # the container's; 0 or -1 if unknown
+        claimed = int(claimed) if math.isfinite(claimed) and claimed > 0 else None
         out = self.output_path(path)
         # A new file of a name of its own (not a fixed name, which could be a planted link);
         # OpenCV picks the container by the extension.
@@ -457,6 +483,7 @@ class Run:
                 if batch and (not ok or full):
                     for rgb, dets in zip(batch, self.detect(batch)):
                         if writer is None:
+                            frame_size = (rgb.shape[1], rgb.shape[0])
                             writer = cv2.VideoWriter(
                                 temp,
                                 cv2.VideoWriter_fourcc(*'mp4v'),
@@ -499,7 +526,17 @@ class Run:
         finally:
             self._written_out(path, out)
         self.videos.append(
-            {'file': path, 'output': out, 'fps': fps, 'num_frames': len(frames), 'frames': frames}
+            {
+                'file': path,
+                'output': out,
+                # Of the decoded frames, which the pixel boxes of `frames` are in (as an image's).
+                'width': frame_size[0],
+                'height': frame_size[1],
+                'fps': fps,
+                'num_frames': len(frames),
+                'container_frames': claimed,
+                'frames': frames,
+            }
         )
 
     def summary(self, seconds):

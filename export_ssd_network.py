@@ -79,7 +79,8 @@ flags.DEFINE_integer(
 flags.DEFINE_boolean(
     'fixed_size',
     False,
-    'Input images must have the net\'s input size (no resize needed on device).',
+    'Every model, the OpenVINO IR included, takes images of the net\'s input size only (no '
+    'resize op on the device): detect refuses other sizes, eval warps its images to it.',
 )
 flags.DEFINE_integer(
     'tflite_batch_size',

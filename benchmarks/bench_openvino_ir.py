@@ -84,15 +84,23 @@ def compile_for(core, model, batch, image_shape, precision, threads):
     return compiled, compiled.create_infer_request()
 
 
-def _read_export(core, path):
-    """`openvino_runtime.read_ir` of an IR with our exports' input, one uint8 `[B, H, W, 3]`;
-    ValueError naming the file otherwise."""
+def _read_export(core, path, image_shape=None):
+    """`openvino_runtime.read_ir` of an IR with our exports' input, one uint8 `[B, H, W, 3]`
+    (with `image_shape`, `[H, W, 3]`, H and W free or those of an IR exported with
+    --fixed_size); ValueError naming the file otherwise."""
     model = openvino_runtime.read_ir(core, path)
     inputs = [(i.get_element_type().get_type_name(), i.get_partial_shape()) for i in model.inputs]
     if len(inputs) != 1 or inputs[0][0] != 'u8' or inputs[0][1].rank.get_length() != 4:
         raise ValueError(
             f'{path}: inputs {[f"{t} {shape}" for t, shape in inputs]}, where an export of '
             f'export_ssd_network.py --formats=openvino has one, uint8 [B, H, W, 3].'
+        )
+    height, width = (d.get_length() if d.is_static else None for d in list(inputs[0][1])[1:3])
+    if image_shape is not None and height and width and (height, width) != tuple(image_shape[:2]):
+        raise ValueError(
+            f'{path} was exported with --fixed_size: it takes {height}x{width} (height x width) '
+            f'images only, not --image_shape={",".join(map(str, image_shape))}; pass '
+            f'--image_shape={height},{width},3.'
         )
     return model
 
@@ -207,7 +215,7 @@ def bench(paths, precisions, threads, image_shape, repeats, profile=False, log=p
     `add_ratios`; with `profile`, each row's `op_ms_batch1` (`op_ms`), measured after the
     timings."""
     core = openvino_runtime.load().Core()
-    models = {path: _read_export(core, path) for path in paths}
+    models = {path: _read_export(core, path, image_shape) for path in paths}
     setups = [(p, precision, n) for p in paths for precision in precisions for n in threads]
     rows = [
         {'model': path, 'precision': precision, 'threads': n or 'all'}

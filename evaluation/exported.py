@@ -7,7 +7,9 @@
 
 The detector comes from the caller (evaluation does not import inference, see ARCHITECTURE.md):
 anything with `card` and `run_padded(images, image_sizes) -> {'detection_boxes', ...}` (uint8
-`[B, H, W, 3]` zero-padded, int32 `[B, 2]` sizes; the outputs of inference/detection.py).
+`[B, H, W, 3]` zero-padded, int32 `[B, 2]` sizes; the outputs of inference/detection.py), and
+optionally `fixed_size`: (height, width) of a model exported with --fixed_size, which takes that
+size only.
 
 So a user can check that the exported model keeps the checkpoint's mAP: same metrics, same
 files and the same `EvalResult` as `evaluate.evaluate_checkpoint` (results.json, results.txt,
@@ -18,8 +20,12 @@ The model gets what a user gives it: the decoded uint8 images at their own size 
 a batch with their sizes, `input.make_raw_eval_dataset`); it runs the evaluation preprocessing
 (warp resize: only `eval_resize='WARP_RESIZE'`), the net and NMS itself, with the detection
 settings it was exported with; a TF model runs a batch of too many padded pixels in parts
-(`inference.detection.padded_parts`). Three stages overlap (`input.prefetch`): decoding in a
-tf.data session, the model, and the metrics in the calling thread.
+(`inference.detection.padded_parts`). A model exported with --fixed_size gets each image warped
+to its size first (TF bilinear, rounded to uint8: `geometry.warp_resize_uint8`, as its int8
+calibration images were), as a device feeding it would; the log says so and results.json's
+`exported_model.resized_to` records the size. Its mAP may differ slightly from the checkpoint's,
+whose preprocessing resizes without rounding. Three stages overlap (`input.prefetch`): decoding
+in a tf.data session, the model, and the metrics in the calling thread.
 """
 
 import contextlib
@@ -99,11 +105,25 @@ def evaluate_exported(
     evaluate.warn_select_threshold(card, exported=True)
     step = detector.export_step
     described = dict(description or {}, path=os.path.abspath(model_path))
+    fixed_size = getattr(detector, 'fixed_size', None)
+    if fixed_size is not None:
+        height, width = fixed_size
+        described['resized_to'] = [height, width]
+        log(
+            f'note: {model_path} was exported with --fixed_size and takes {height}x{width} '
+            f'images only: each image is warped to {height}x{width} first (bilinear, rounded to '
+            f'uint8, as a device would feed it); the mAP may differ slightly from the '
+            f'checkpoint\'s, whose preprocessing resizes without rounding'
+        )
 
     graph = tf.Graph()
     with graph.as_default():
         batches = eval_input.make_raw_eval_dataset(
-            dataset, settings.batch_size, settings.max_num_batches, num_threads=settings.num_threads
+            dataset,
+            settings.batch_size,
+            settings.max_num_batches,
+            num_threads=settings.num_threads,
+            resize_to=fixed_size,
         )
         batch = v1.data.make_one_shot_iterator(batches).get_next()
         fetches = {

@@ -22,6 +22,8 @@ import threading
 
 import tensorflow as tf
 
+from preprocessing import geometry
+
 # The largest count tf.data takes (int64): more than any split holds, so "all".
 _INT64_MAX = 2**63 - 1
 
@@ -174,7 +176,12 @@ RAW_SIZES = 'image_sizes'
 
 
 def make_raw_eval_dataset(
-    dataset, batch_size, max_num_batches=None, num_parallel_calls=tf.data.AUTOTUNE, num_threads=None
+    dataset,
+    batch_size,
+    max_num_batches=None,
+    num_parallel_calls=tf.data.AUTOTUNE,
+    num_threads=None,
+    resize_to=None,
 ):
     """The evaluation input of an exported model: decoded images, not preprocessed.
 
@@ -182,16 +189,19 @@ def make_raw_eval_dataset(
     `images` uint8 `[B, H, W, 3]` (each image at the top left, zero padding to the batch's
     largest height and width) and `image_sizes` int32 `[B, 2]` (height, width of each): the
     inputs of the exported graphs (`inference.detection`), whose detections are relative to the
-    whole original image (they warp-resize it).
+    whole original image (they warp-resize it). With `resize_to` (height, width), the input
+    size of a model exported with --fixed_size, every image is warped to it first
+    (`geometry.warp_resize_uint8`): its detections stay relative to the whole image, and the
+    ground truth is the original image's.
     """
     _check_counts(batch_size, max_num_batches)
 
     def prepare(example):
-        return {
-            RAW_IMAGES: example['image'],
-            RAW_SIZES: example['shape'][:2],
-            **_ground_truth(example),
-        }
+        image, size = example['image'], example['shape'][:2]
+        if resize_to is not None:
+            image = geometry.warp_resize_uint8(image, resize_to)
+            size = tf.constant(resize_to, size.dtype)
+        return {RAW_IMAGES: image, RAW_SIZES: size, **_ground_truth(example)}
 
     return _padded_batches(
         dataset, prepare, batch_size, max_num_batches, num_parallel_calls, num_threads

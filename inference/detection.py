@@ -313,6 +313,40 @@ def check_padded_sizes(batch, sizes, source):
         )
 
 
+def fixed_input_size(shape):
+    """(height, width) of a model's image input of `shape` `[B, H, W, 3]` (a list; None or a
+    negative number for a free dimension) where both are static, the input of a model exported
+    with --fixed_size; else None (any size, or no shape known)."""
+    if shape is None or len(shape) != 4:
+        return None
+    height, width = (None if d is None or int(d) < 0 else int(d) for d in shape[1:3])
+    return (height, width) if height and width else None
+
+
+class WrongSizeError(ValueError):
+    """Images of a size other than a model exported with --fixed_size takes
+    (`check_fixed_size`): that model cannot run them."""
+
+
+def check_fixed_size(sizes, fixed_size, source):
+    """Raises WrongSizeError in one line naming `source` (the model's file) unless every
+    (height, width) of `sizes` is `fixed_size`, the one size of a model exported with
+    --fixed_size (`fixed_input_size`; None: any size, nothing checked). Every detector checks
+    its images here before running them: the runtimes' own errors on another size say nothing
+    of why (TF: "Cannot feed value of shape", TFLite: an XNNPack reshape error)."""
+    if fixed_size is None:
+        return
+    wrong = sorted({(int(h), int(w)) for h, w in sizes} - {tuple(fixed_size)})
+    if wrong:
+        height, width = fixed_size
+        more = f' and {len(wrong) - 5} more' if len(wrong) > 5 else ''
+        raise WrongSizeError(
+            f'{source} was exported with --fixed_size: it takes {height}x{width} (height x '
+            f'width) images only; got {wrong[:5]}{more}. Resize them to {height}x{width} first, '
+            f'or export the model without --fixed_size to detect on images of any size.'
+        )
+
+
 def _described(value):
     if isinstance(value, np.ndarray):
         return f'{value.dtype} of shape {list(value.shape)}'
@@ -426,7 +460,9 @@ class Detector:
       the model's file or folder (the checkpoint prefix), named in errors; export_step: an
       export's checkpoint step (its metadata's), or None (a checkpoint, or not recorded); note:
       a line for the log where the metadata could not be checked against the model
-      (`card.unchecked_note`), else None.
+      (`card.unchecked_note`), else None; fixed_size: (height, width), the one image size of
+      an export with --fixed_size (its input's static size; other sizes are refused,
+      `check_fixed_size`), else None.
     """
 
     def __init__(
@@ -443,6 +479,8 @@ class Detector:
     ):
         self.graph, self.sess, self.card = graph, sess, card
         self.inputs, self.outputs = inputs, outputs
+        shape = inputs[INPUT].shape
+        self.fixed_size = fixed_input_size(None if shape.rank is None else shape.as_list())
         self.checkpoint = checkpoint
         self.source = source or checkpoint
         self.export_step = export_step
@@ -561,22 +599,30 @@ class Detector:
         """Batched outputs for a zero-padded uint8 batch `[B, H, W, 3]` and its int32 sizes
         `[B, 2]` (height, width of each image at the top left). A batch of more padded pixels
         than MAX_BATCH_PIXELS runs in parts (`padded_parts`), unless the model's input has a
-        static batch size (an export with --fixed_size): parts of fewer images could not be fed.
-        Raises ModelRunError when TensorFlow fails running the graph, ValueError for another
-        batch (`check_images`)."""
+        static batch size B (an export with --batch_size): then it runs in parts of B images,
+        the last one filled up with copies of its last image (their outputs dropped).
+        Raises ModelRunError when TensorFlow fails running the graph, WrongSizeError for images
+        of another size than a --fixed_size export takes, ValueError for another batch
+        (`check_images`)."""
         check_images(batch, self.source, padded=True)
         check_padded_sizes(batch, sizes, self.source)
         return self._run_padded(batch, sizes, outputs)
 
     def _run_padded(self, batch, sizes, outputs):
         """`run_padded` of a checked batch (its images and sizes checked once per call)."""
+        sizes = np.asarray(sizes)
+        check_fixed_size(sizes, self.fixed_size, self.source)
         shape = self.inputs[INPUT].shape
-        if shape.rank is not None and tf.compat.dimension_value(shape[0]) is not None:
-            parts = [(0, len(sizes), batch.shape[1], batch.shape[2])]
+        static = None if shape.rank is None else tf.compat.dimension_value(shape[0])
+        if static is not None:  # parts of its images, each cropped to its largest one
+            parts = [
+                (start, min(start + static, len(sizes)), *np.max(sizes[start : start + static], 0))
+                for start in range(0, len(sizes), static)
+            ]
         else:
             parts = padded_parts(sizes)
         results = [
-            self._run_part(batch[start:end, :height, :width], sizes[start:end], outputs)
+            self._run_part(batch[start:end, :height, :width], sizes[start:end], outputs, static)
             for start, end, height, width in parts
         ]
         if len(results) == 1:
@@ -591,7 +637,13 @@ class Detector:
                 )
         return {name: np.concatenate([r[name] for r in results]) for name in outputs}
 
-    def _run_part(self, batch, sizes, outputs):
+    def _run_part(self, batch, sizes, outputs, static=None):
+        """Outputs of a batch; with `static` (the model's static batch size), a batch of fewer
+        images is filled up with copies of its last image, whose outputs are dropped."""
+        count = len(batch)
+        if static is not None and count < static:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], static - count, axis=0)])
+            sizes = np.concatenate([sizes, np.repeat(sizes[-1:], static - count, axis=0)])
         try:
             result = self.sess.run(
                 {k: self.outputs[k] for k in outputs},
@@ -609,7 +661,7 @@ class Detector:
                 f'{list(batch.shape)} ({_op_error_reason(err)}); {hint}.'
             ) from None
         check_outputs(result, len(batch), self.source)
-        return result
+        return {name: value[:count] for name, value in result.items()}
 
     def detect(self, images):
         """Per-image detections (see `split_detections`) for a list of uint8 RGB images."""
@@ -688,8 +740,10 @@ def file_kind(path):
 def open_exported_model(
     path, kind=None, openvino_precision='fp32', num_threads=None, openvino_requests=1
 ):
-    """A detector (`run`, `run_padded`, `detect`, `card`, `close`) of an OpenVINO model, frozen
-    graph, SavedModel or TFLite model (`kind` as `exported_model_kind`, default: by file type).
+    """A detector (`run`, `run_padded`, `detect`, `card`, `fixed_size`, `close`) of an OpenVINO
+    model, frozen graph, SavedModel or TFLite model (`kind` as `exported_model_kind`, default: by
+    file type). `fixed_size`: (height, width) of a model exported with --fixed_size, which takes
+    that size only (`check_fixed_size`), else None.
     OpenVINO is imported only for an OpenVINO model; `openvino_requests`: its `num_requests` (0:
     throughput mode, for evaluation); `num_threads`: OpenVINO's and TFLite's threads."""
     kind = kind or exported_model_kind(path)
@@ -905,7 +959,8 @@ class TFLiteDetector:
 
     Its input is `images` uint8 `[B, H, W, 3]` with a batch size fixed at export; H and W are
     free (the input is resized to the images' size when it changes), the images of one call
-    share one size.
+    share one size; `fixed_size`: (H, W) of a model exported with --fixed_size, which takes that
+    size only, else None.
     """
 
     def __init__(self, path, num_threads=None):
@@ -939,9 +994,15 @@ class TFLiteDetector:
                 f'export it with export_ssd_network.py.'
             )
         self._shape = tuple(self._input['shape'])
+        # (height, width) of a model exported with --fixed_size: its input's static size (the
+        # shape signature has -1 for a free dimension), else None.
+        self.fixed_size = fixed_input_size(
+            list(self._input.get('shape_signature', self._input['shape']))
+        )
 
     def run(self, images, outputs=DETECTION_OUTPUTS):
         check_images(images, self.path)
+        check_fixed_size([im.shape[:2] for im in images], self.fixed_size, self.path)
         if len(images) != self.batch_size or len({im.shape for im in images}) != 1:
             raise ValueError(
                 f'{self.path}: this TFLite model takes {self.batch_size} image(s) of one size '
@@ -970,9 +1031,9 @@ class TFLiteDetector:
 
 class TFLiteImageDetector:
     """A `.tflite` export with its card, as `open_exported_model` gives the other kinds: `card`,
-    `run`, `run_padded` (evaluation), `detect`, `close`, a context manager; `precision`: 'int8'
-    where the model holds int8 tensors (a tflite_int8 export's net), else 'float32'; `note`: as
-    `Detector`'s.
+    `fixed_size`, `run`, `run_padded` (evaluation), `detect`, `close`, a context manager;
+    `precision`: 'int8' where the model holds int8 tensors (a tflite_int8 export's net), else
+    'float32'; `note`: as `Detector`'s.
 
     A TFLite model's batch size B is static (the interpreter's input shape, as metadata
     `input.tflite_batch_size` records) and the images of one call must share one size. Each image
@@ -999,10 +1060,7 @@ class TFLiteImageDetector:
         # net in int8) whatever the exported card says (export.tflite_model).
         self.card = card_lib.from_dict(meta, metadata_path).replace(compute_dtype='float32')
         self.export_step = card_lib.export_step(meta, metadata_path)
-        # Checked here: the interpreter fails on other sizes with an obscure XNNPack reshape
-        # error.
-        input_meta = meta.get('input')
-        self.fixed_size = isinstance(input_meta, dict) and input_meta.get('any_size') is False
+        self.fixed_size = self.model.fixed_size  # checked in `run`
         self.path = path
         tensors = self.model.interpreter.get_tensor_details()
         self.precision = 'int8' if any(t['dtype'] == np.int8 for t in tensors) else 'float32'
@@ -1010,15 +1068,7 @@ class TFLiteImageDetector:
     def run(self, images, outputs=DETECTION_OUTPUTS):
         """Batched outputs (numpy) for a list of uint8 RGB images `[H_i, W_i, 3]`."""
         check_images(images, self.path)
-        if self.fixed_size:
-            wrong = sorted({im.shape[:2] for im in images} - {self.card.input_shape})
-            if wrong:
-                height, width = self.card.input_shape
-                raise ValueError(
-                    f'{self.path} was exported with --fixed_size: it takes {height}x'
-                    f'{width} (height x width) images only; got {wrong}. Export it '
-                    f'without --fixed_size to detect on images of any size.'
-                )
+        check_fixed_size([im.shape[:2] for im in images], self.fixed_size, self.path)
         firsts = [self.model.run([im] * self.model.batch_size, outputs) for im in images]
         return {k: np.concatenate([out[k][:1] for out in firsts]) for k in outputs}
 

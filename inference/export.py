@@ -13,7 +13,8 @@ eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the 
                      the outputs float32, and resizing, normalisation, decoding and NMS compute
                      in float32.
   model_openvino.xml/.bin  OpenVINO IR (inference/openvino_model.py): input `images` uint8
-                     `[B, H, W, 3]` (any B, H, W; one size per call), the frozen graph's
+                     `[B, H, W, 3]` (any B, H, W, one size per call; with --fixed_size H, W
+                     the net's, nothing resized), the frozen graph's
                      outputs; NMS inside as OpenVINO's NonMaxSuppression; precision (fp32,
                      bf16) chosen when it is loaded.
   model_openvino_int8.xml/.bin  the same IR quantised by NNCF (int8 convolutions, the rest
@@ -54,6 +55,7 @@ from inference import openvino_model
 from model import card as card_lib
 from model import checkpoints
 from model import cli
+from preprocessing import geometry
 from tf_extended import atomic_io
 from tf_extended import folder_lock
 from tf_extended import safe_io
@@ -142,7 +144,12 @@ def metadata(
         any_size=not fixed_size,
         batch_size=batch_size,
         tflite_batch_size=tflite_batch_size,
-        note='The graph resizes every image to the input size (warp, bilinear) itself.',
+        note=(
+            'Images of the input size only (--fixed_size): warp them to it (bilinear) before '
+            'feeding them.'
+            if fixed_size
+            else 'The graph resizes every image to the input size (warp, bilinear) itself.'
+        ),
     )
     meta['anchors'] = anchors_metadata(card)
     meta['tensors'] = {
@@ -154,7 +161,7 @@ def metadata(
     }
     meta['files'] = {fmt: FILES[fmt] for fmt in formats}
     if {'openvino', 'openvino_int8'} & set(formats):
-        meta['openvino'] = openvino_model.metadata(formats)
+        meta['openvino'] = openvino_model.metadata(formats, card if fixed_size else None)
     if calibration:
         meta['int8'] = calibration
     return meta
@@ -306,16 +313,13 @@ def _quantize_the_net(converter):
 def representative_images(dataset, num_images, card=None):
     """The first `num_images` images (uint8 RGB, original sizes) of a TFRecord split (a
     `dataset_factory.DetectionDataset`); the model's evaluation preprocessing is inside the
-    calibrated graph. With `card` (fixed-size exports), they are warped to its input size with
-    TF bilinear resizing, as the eval preprocessing does, and rounded."""
+    calibrated graph. With `card` (fixed-size exports), they are warped to its input size
+    (`geometry.warp_resize_uint8`, as evaluation feeds such a model)."""
     with tf.Graph().as_default():
         examples = dataset.make_dataset().take(num_images)
         image = v1.data.make_one_shot_iterator(examples).get_next()['image']
         if card is not None:
-            image = tf.cast(
-                tf.round(tf.clip_by_value(tf.image.resize(image, card.input_shape), 0.0, 255.0)),
-                tf.uint8,
-            )
+            image = geometry.warp_resize_uint8(image, card.input_shape)
         images = []
         with v1.Session() as sess:
             while True:
@@ -612,7 +616,9 @@ def export(
     Args:
       formats: subset of FORMATS.
       batch_size: static batch of the frozen graph and SavedModel (None: any).
-      fixed_size: their input is `[B, h, w, 3]` at the net's input size.
+      fixed_size: every format's input is `[B, h, w, 3]` at the net's input size (the
+        OpenVINO IR's without a resize; a detector refuses other sizes, evaluation warps the
+        images to it first).
       tflite_batch_size: batch of the TFLite models (static).
       calibration_images: uint8 RGB images for tflite_int8 (see `representative_images`);
         calibration_source: a description of them for the metadata.
@@ -701,7 +707,9 @@ def export(
             }
             if openvino_paths:
                 written.update(
-                    openvino_model.write(card, staged, openvino_paths, meta, calibration_images)
+                    openvino_model.write(
+                        card, staged, openvino_paths, meta, calibration_images, fixed_size
+                    )
                 )
         # The size and sha256 of each model file beside metadata.json, which loaders check it
         # against (`card.check_model_files`); the SavedModel records its own.

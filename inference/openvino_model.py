@@ -3,7 +3,8 @@
 The IR (`model_openvino.xml` + `.bin`) has the frozen graph's outputs and semantics:
   input    `images` uint8 `[B, H, W, 3]` RGB, B, H and W free; the images of one call share one
            size (as TFLite's); `OpenVINODetector` runs a list of images of any sizes by grouping
-           them by size;
+           them by size. With --fixed_size `[B, h, w, 3]`, the net's input size (B free), and no
+           resize in the IR: images of other sizes are refused (`detection.check_fixed_size`);
   outputs  `detection_boxes` float32 `[B, K, 4]` relative `[ymin, xmin, ymax, xmax]`,
            `detection_scores` float32 `[B, K]`, `detection_classes` int32 `[B, K]` (0 in padding
            rows), `num_detections` int32 `[B]`, `raw_localisations` `[B, N, 4]`, `raw_scores`
@@ -80,6 +81,11 @@ INPUT_NOTE = (
     'images uint8 [B, H, W, 3] RGB, the images of one call of one size; the model '
     'warp-resizes them itself'
 )
+# The note of an IR exported with --fixed_size.
+FIXED_INPUT_NOTE = (
+    'images uint8 [B, {height}, {width}, 3] RGB (--fixed_size: the net\'s input size only, B '
+    'free); the model holds no resize: warp other images to {height}x{width} (bilinear) first'
+)
 
 
 def openvino_version():
@@ -92,13 +98,18 @@ def openvino_version():
         return None
 
 
-def metadata(formats=('openvino',)):
-    """The 'openvino' section of an export's metadata.json (`formats`: the export's)."""
+def metadata(formats=('openvino',), fixed_card=None):
+    """The 'openvino' section of an export's metadata.json (`formats`: the export's;
+    `fixed_card`: the card of an export with --fixed_size, else None)."""
     files = {'openvino': [FILE, BIN_FILE], 'openvino_int8': [INT8_FILE, INT8_BIN_FILE]}
     return {
         'files': [name for fmt in files if fmt in formats for name in files[fmt]],
         'openvino_version': openvino_version(),
-        'inputs': INPUT_NOTE,
+        'inputs': INPUT_NOTE
+        if fixed_card is None
+        else FIXED_INPUT_NOTE.format(
+            height=fixed_card.input_shape[0], width=fixed_card.input_shape[1]
+        ),
         'precisions': 'chosen when loaded: fp32, or bf16 (INFERENCE_PRECISION_HINT) on CPUs '
         'with AVX-512 BF16 or AMX; the int8 IR: int8 convolutions, the rest as loaded',
         'post_processing': 'decoding converted from TF; per-class top_k (TopK), '
@@ -114,26 +125,33 @@ def metadata(formats=('openvino',)):
 def preprocess_batch(images, card):
     """uint8 `[B, H, W, 3]` (one size) -> the net's float32 input: `preprocess_for_eval`'s
     values (WARP_RESIZE, bilinear) for the whole batch. The resize is TF's, built from gathers
-    (`geometry.resize_bilinear_by_gathers`: faster in OpenVINO than its Interpolate). The
-    normalisation is `geometry.normalize`'s arithmetic on 3-wide channels, which OpenVINO folds
-    into the first convolution (`normalize`'s row-wise form, TF's fast one, cost 1.8 ms per
-    MobileNet-SSD300 call there). A BiasAdd, not a Sub: with a Sub, values came out 1 ulp off
-    the eval pipeline's (TF's graph optimiser regroups a Sub with the lerps' Adds)."""
+    (`geometry.resize_bilinear_by_gathers`: faster in OpenVINO than its Interpolate), and left
+    out where the images' static size is the net's (--fixed_size: an identity resize, whose
+    values are the image's). The normalisation is `geometry.normalize`'s arithmetic on 3-wide
+    channels, which OpenVINO folds into the first convolution (`normalize`'s row-wise form,
+    TF's fast one, cost 1.8 ms per MobileNet-SSD300 call there). A BiasAdd, not a Sub: with a
+    Sub, values came out 1 ulp off the eval pipeline's (TF's graph optimiser regroups a Sub with
+    the lerps' Adds)."""
     pipeline = card.preprocessing()
-    resized = geometry.resize_bilinear_by_gathers(images, card.input_shape)
+    if tuple(images.shape[1:3]) == tuple(card.input_shape):
+        resized = tf.cast(images, tf.float32)
+    else:
+        resized = geometry.resize_bilinear_by_gathers(images, card.input_shape)
     negated = np.array([-m for m in pipeline.mean_rgb], np.float32)
     return tf.nn.bias_add(resized, negated) * pipeline.scale
 
 
-def build_tf_graph(card):
-    """The TF part of the OpenVINO model in the default graph (float32 net, any batch and size).
+def build_tf_graph(card, fixed_size=False):
+    """The TF part of the OpenVINO model in the default graph (float32 net, any batch and size;
+    with `fixed_size` any batch of the net's input size, nothing resized).
 
     Returns:
       GraphEndpoints: input `images`; outputs `decoded_boxes` float32 `[B, N, 4]` (the anchors'
       decoded boxes, clipped to the image with `card.detection.clip`), `raw_localisations`,
       `raw_scores`.
     """
-    images = v1.placeholder(tf.uint8, [None, None, None, 3], name=detection.INPUT)
+    height, width = card.input_shape if fixed_size else (None, None)
+    images = v1.placeholder(tf.uint8, [None, height, width, 3], name=detection.INPUT)
     net = card.net()
     with slim.arg_scope(net.arg_scope(weight_decay=0.0)):
         predictions, localisations = net.predict(preprocess_batch(images, card), 'float32')
@@ -147,11 +165,11 @@ def build_tf_graph(card):
     return detection.GraphEndpoints({detection.INPUT: images}, outputs)
 
 
-def frozen_tf_graph(card, checkpoint_path):
+def frozen_tf_graph(card, checkpoint_path, fixed_size=False):
     """GraphDef of `build_tf_graph` with the checkpoint's values as constants."""
     graph = tf.Graph()
     with graph.as_default():
-        endpoints = build_tf_graph(card)
+        endpoints = build_tf_graph(card, fixed_size)
         with v1.Session(graph=graph) as sess:
             detection.restore_variables(sess, checkpoint_path)
             return detection.freeze(sess, endpoints.outputs)
@@ -282,11 +300,12 @@ def _append_nms(ov, model, card):
     return ov.Model(results, model.get_parameters(), 'ssd_detection')
 
 
-def convert(card, checkpoint_path):
-    """The `ov.Model` of a checkpoint (see the module docstring)."""
+def convert(card, checkpoint_path, fixed_size=False):
+    """The `ov.Model` of a checkpoint (see the module docstring; `fixed_size`: its input the
+    net's input size only, `[?, h, w, 3]`, as the other formats' with --fixed_size)."""
     ov = openvino_runtime.load()
     # The frozen graph holds only what its outputs need (`detection.freeze`).
-    converted = ov.convert_model(frozen_tf_graph(card, checkpoint_path))
+    converted = ov.convert_model(frozen_tf_graph(card, checkpoint_path, fixed_size))
     for parameter in converted.get_parameters():
         name = _name(parameter.output(0))
         parameter.set_friendly_name(name)
@@ -326,12 +345,13 @@ def quantize(model, calibration_images):
     )
 
 
-def write(card, checkpoint_path, paths, meta, calibration_images=None):
+def write(card, checkpoint_path, paths, meta, calibration_images=None, fixed_size=False):
     """Converts the checkpoint once and writes the IRs asked for (see `save`).
 
     paths: {'openvino': .xml path, 'openvino_int8': .xml path}, either or both; the int8 IR
-    needs `calibration_images` (see `quantize`). Returns `paths`."""
-    model = convert(card, checkpoint_path)
+    needs `calibration_images` (see `quantize`; of the net's input size with `fixed_size`).
+    Returns `paths`."""
+    model = convert(card, checkpoint_path, fixed_size)
     if 'openvino' in paths:
         save(model, paths['openvino'], meta)
     if 'openvino_int8' in paths:
@@ -385,10 +405,11 @@ def _metadata(path, model=None):
 class OpenVINODetector:
     """An OpenVINO IR of `export_ssd_network.py --formats=openvino` on the CPU plugin.
 
-    Same interface as `detection.Detector`: `card`, `note`, `run(images, outputs)`,
-    `run_padded`, `detect(images)`, `close`, a context manager. The model takes images of one
-    size per call: a list of images of any sizes is run in groups of one size (one infer request
-    each, in parallel with `num_requests` > 1), and the outputs are put back in order.
+    Same interface as `detection.Detector`: `card`, `note`, `fixed_size`, `run(images,
+    outputs)`, `run_padded`, `detect(images)`, `close`, a context manager. The model takes images
+    of one size per call: a list of images of any sizes is run in groups of one size (one infer
+    request each, in parallel with `num_requests` > 1), and the outputs are put back in order.
+    An IR exported with --fixed_size takes its size only (`fixed_size`; others: ValueError).
 
     Args:
       path: the `.xml` file (its `.bin` and `metadata.json` beside it; a metadata.json that
@@ -428,6 +449,12 @@ class OpenVINODetector:
             )
         # OpenVINO computes in the precision chosen here, whatever the exported card says.
         self.card = card_lib.from_dict(meta, path).replace(compute_dtype='float32')
+        # (height, width) of an IR exported with --fixed_size (its input's static size), else None.
+        self.fixed_size = detection.fixed_input_size(
+            [d.get_length() if d.is_static else None for d in model.input(0).get_partial_shape()]
+            if model.input(0).get_partial_shape().rank.is_static
+            else None
+        )
         # Of metadata.json beside the IR, or of the card in its runtime info.
         self.export_step = card_lib.export_step(meta, path)
         self.path = path
@@ -495,6 +522,7 @@ class OpenVINODetector:
 
     def _run(self, images, outputs):
         """`run` of checked images (checked once per call, by `run` or `run_padded`)."""
+        detection.check_fixed_size([im.shape[:2] for im in images], self.fixed_size, self.path)
         groups = {}
         for i, image in enumerate(images):
             groups.setdefault(image.shape, []).append(i)

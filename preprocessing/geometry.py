@@ -149,6 +149,15 @@ def warp_resize_normalized(image, out_shape, mean_rgb, scale, method='bilinear')
     return normalize(image, mean_rgb, scale)
 
 
+def warp_resize_uint8(image, out_shape):
+    """uint8 RGB `[..., H, W, 3]` -> uint8 `[..., h, w, 3]` stretched to `out_shape` = (h, w) by
+    the evaluation preprocessing's resize (`warp_resize_normalized`: TF bilinear), rounded: the
+    input a model exported with --fixed_size gets for an image of another size (its int8
+    calibration images, its evaluation)."""
+    resized = tf.image.resize(tf.cast(image, tf.float32), out_shape)
+    return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+
+
 def _half_pixel_samples(in_size, out_size):
     """Where TF's bilinear resize (half-pixel centres, no antialiasing) samples one axis.
 

@@ -275,6 +275,7 @@ DURATIONS = {
     'tests/test_openvino.py': 6,  # 13 tests sharing an export, two script runs
     'tests/test_export_models.py': 6,  # 11 tests sharing an export with int8 calibration
     'tests/test_export_metadata_checks.py': 3,  # 22 tests sharing two exports, 3 script runs
+    'tests/test_fixed_size.py': 5,  # 18 tests sharing three exports, 5 script runs
     'tests/test_eval_watcher.py': 4,
     'tests/test_eval_watcher.py::test_watcher_backlog_deletions_restart_best_and_timeout': 32,
     'tests/test_coco_names.py': 12,

@@ -267,6 +267,34 @@ def test_json_pixel_boxes_are_graph_boxes_times_image_size(setup):
 def test_video_frames(setup):
     [video] = setup['result']['videos']
     assert video['num_frames'] == 4 and len(video['frames']) == 4
+    # What makes its pixel boxes relative without opening the video, as an image's entry.
+    assert (video['width'], video['height']) == (160, 120)
+    assert video['fps'] == pytest.approx(5.0)
+    assert video['container_frames'] == 4
+    assert list(video) == [
+        'file',
+        'output',
+        'width',
+        'height',
+        'fps',
+        'num_frames',
+        'container_frames',
+        'frames',
+    ]
+    # The first frame's boxes are the graph's relative boxes times that size.
+    capture = cv2.VideoCapture(setup['video'])
+    ok, bgr = capture.read()
+    capture.release()
+    assert ok
+    with detection.Detector.from_checkpoint(setup['spec'], setup['prefix']) as detector:
+        [want] = detector.detect([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)])
+    rows = video['frames'][0]['detections']
+    assert len(rows) == len(want['boxes']) > 0
+    h, w = video['height'], video['width']
+    for row, box in zip(rows, want['boxes']):
+        np.testing.assert_allclose(
+            [row['ymin'], row['xmin'], row['ymax'], row['xmax']], box * [h, w, h, w], atol=1e-3
+        )
     capture = cv2.VideoCapture(video['output'])
     count = 0
     while capture.read()[0]:
