@@ -95,7 +95,7 @@ def _read_export(core, path, image_shape=None):
             f'{path}: inputs {[f"{t} {shape}" for t, shape in inputs]}, where an export of '
             f'export_ssd_network.py --formats=openvino has one, uint8 [B, H, W, 3].'
         )
-    height, width = (d.get_length() if d.is_static else None for d in list(inputs[0][1])[1:3])
+    height, width = openvino_runtime.static_dims(inputs[0][1])[1:3]
     if image_shape is not None and height and width and (height, width) != tuple(image_shape[:2]):
         raise ValueError(
             f'{path} was exported with --fixed_size: it takes {height}x{width} (height x width) '

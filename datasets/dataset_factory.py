@@ -423,8 +423,10 @@ def recorded_source(name, split_name, dataset_dir):
     records (tf_convert_data.py's input: VOC folders and --split, or the COCO annotation file
     and its sha256), or None where no readable metadata of ours is there. Reads the metadata
     only: the shards need not be there (a model's training records, seen from an evaluation)."""
+    if not all(isinstance(v, str) for v in (name, split_name, dataset_dir)):
+        return None  # a card's free-form provenance
     entry = _REGISTRY.get(name)
-    if entry is None or not isinstance(split_name, str) or not isinstance(dataset_dir, str):
+    if entry is None:
         return None
     path = convert.metadata_path(dataset_dir, entry.prefix.format(split=split_name))
     try:

@@ -144,12 +144,10 @@ _IMAGES = 'max_images'
 # (batch_size alone changes no result).
 _IMAGE_FLAGS = ('max_num_batches', 'batch_size')
 # Recorded settings that are flags of eval_ssd_network.py (named `--<name>` in a refusal); the
-# others are the model card's (clip).
-_FLAG_SETTINGS = frozenset(
-    _RESULT_FIELDS
-    + _IMAGE_FLAGS
-    + ('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k', 'compute_dtype')
-)
+# detection settings are the card's or a flag's (named `<name>=<value>`), the others the card's
+# (clip).
+_FLAG_SETTINGS = frozenset(_RESULT_FIELDS + _IMAGE_FLAGS + ('compute_dtype',))
+_DETECTION_SETTINGS = frozenset(('select_threshold', 'nms_threshold', 'top_k', 'keep_top_k'))
 
 
 def results_settings(settings):
@@ -219,11 +217,13 @@ def _flag_value(value):
 
 
 def _show(values, key):
-    """A recorded setting in the user's terms: `--<flag>=<value>` ('no --<flag>': not given), or
-    the model card's value."""
+    """A recorded setting in the user's terms: `--<flag>=<value>` ('no --<flag>': not given), a
+    detection setting's `<name>=<value>` (the card's or a flag's), or the model card's value."""
     if key not in values:
         return f'{key} not recorded'
     value = values[key]
+    if key in _DETECTION_SETTINGS:  # the card's, or a flag's that replaced it
+        return f'{key}={_flag_value(value)}'
     if key not in _FLAG_SETTINGS:
         return f"the model card's {key}={_flag_value(value)}"
     return f'no --{key}' if value is None else f'--{key}={_flag_value(value)}'

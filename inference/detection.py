@@ -547,6 +547,7 @@ class Detector:
             outputs,
             source=export_dir,
             export_step=card_lib.export_step(meta, meta_path),
+            note=card_lib.unchecked_note(meta, meta_path, export_dir),
         )
 
     @classmethod
@@ -574,8 +575,9 @@ class Detector:
         def tensor(name):
             return graph.get_tensor_by_name(name + ':0')
 
-        # Beside the graph, or the error saying to copy it there; checked against the graph.
-        meta, meta_path = card_lib.read_export_metadata(path)
+        # Beside the graph, or the error saying to copy it there; checked against the graph:
+        # the bytes parsed, not a second read.
+        meta, meta_path = card_lib.read_export_metadata(path, contents={path: data})
         card_lib.check_model_outputs(meta, meta_path, path, _static_shape(tensor('raw_scores')))
         card = card_lib.from_dict(meta, meta_path)
         return cls(

@@ -221,10 +221,17 @@ def write_saved_model(export_dir, card, checkpoint_path, meta, batch_size=None, 
         _write_sidecars(
             os.path.join(build_dir, 'assets.extra'), card, {**meta, card_lib.FILE_DIGESTS: digests}
         )
-        # The earlier one (`check_output_dir` showed it is an export's) moved aside, then
-        # removed with the temporary folder: replaced by two renames.
+        # The earlier one moved aside, then removed with the temporary folder: replaced by two
+        # renames. Checked again now (`check_output_dir` did minutes ago, before calibration or
+        # a conversion): a file put in it since is not deleted.
         earlier = os.path.join(temp, 'earlier')
         if os.path.lexists(export_dir):
+            problem = saved_model_problem(export_dir)
+            if problem:
+                raise ForeignFileError(
+                    f'{export_dir} is not from an earlier export ({problem}); refusing to '
+                    f'replace it: move it out of {os.path.dirname(export_dir) or "."}.'
+                )
             os.replace(export_dir, earlier)
         try:
             os.replace(build_dir, export_dir)
@@ -404,9 +411,9 @@ def _listed_formats(path, export_metadata=True):
 def earlier_exports(output_dir):
     """The files in `output_dir` that its records show exports of ours wrote: {name: (format or
     None for metadata.json and anchors.npy, why)}. The records: the folder's metadata.json
-    (the formats it lists), the `PENDING_FILE` of an export that was interrupted, and for
-    saved_model/ its own assets.extra/metadata.json (whether it holds only what an export
-    writes: `saved_model_problem`). A name is listed whether or not the file is there."""
+    (the formats it lists) and the `PENDING_FILE` of an export that was interrupted; a
+    saved_model/ they list must also show itself an export's alone to be removed or replaced
+    (`saved_model_problem`). A name is listed whether or not the file is there."""
     ours = {}
     for record, why in ((PENDING_FILE, INTERRUPTED), (detection.METADATA_FILE, LISTED)):
         listed = _listed_formats(
@@ -416,15 +423,7 @@ def earlier_exports(output_dir):
             continue
         ours[detection.METADATA_FILE] = ours[detection.ANCHORS_FILE] = (None, why)
         for fmt in listed:
-            if fmt != 'saved_model':  # its own record says whether it is ours
-                ours.update((name, (fmt, why)) for name in [FILES[fmt]] + EXTRA_FILES.get(fmt, []))
-    saved_model = os.path.join(output_dir, FILES['saved_model'])
-    sidecar = os.path.join(saved_model, 'assets.extra', detection.METADATA_FILE)
-    if os.path.isdir(saved_model) and _listed_formats(sidecar) is not None:
-        ours[FILES['saved_model']] = (
-            'saved_model',
-            f'its own assets.extra/{detection.METADATA_FILE} shows it',
-        )
+            ours.update((name, (fmt, why)) for name in [FILES[fmt]] + EXTRA_FILES.get(fmt, []))
     return ours
 
 
@@ -456,6 +455,32 @@ def saved_model_problem(path):
                 return f'it holds {relative}, which no export writes'
     if unreadable:
         return f'part of it cannot be read ({unreadable[0]})'
+    return _changed_since_export(path, sidecar)
+
+
+def _changed_since_export(path, sidecar):
+    """Which file of the SavedModel at `path` is not as its export wrote it, by the sizes and
+    sha256 its `sidecar` records (`card.FILE_DIGESTS`; none recorded by older exports: None), as
+    `saved_model_problem` says it, or None."""
+    try:
+        digests = card_lib.recorded_digests(
+            card_lib.read_json_object(sidecar, 'export record'), sidecar
+        )
+    except card_lib.CardError as err:
+        return f'its assets.extra/{detection.METADATA_FILE} cannot be read ({err})'
+    if digests is None:
+        return None
+    for name in _files_under(path):
+        if name.startswith('assets.extra/'):
+            continue  # the sidecars themselves, written after the digests
+        entry = digests.get(name)
+        if entry is None:
+            return f'it holds {name}, which its export did not write'
+        full = os.path.join(path, name)
+        if os.path.getsize(full) != entry['size'] or (
+            safe_io.file_digest(full, 'SavedModel file')['sha256'] != entry['sha256'].lower()
+        ):
+            return f'its {name} is not the file its export wrote'
     return None
 
 
@@ -537,11 +562,24 @@ def check_output_dir(output_dir, formats, overwrite=False):
                 f'another --output_dir, or pass --overwrite to write {names} there beside '
                 f'{beside} (no earlier export is there: nothing is replaced or removed).'
             )
+        # What --overwrite would remove (`remove_stale_formats`), named: a saved_model/ too.
+        stale = sorted(
+            name + ('/' if fmt == 'saved_model' else '')
+            for name, (fmt, _) in ours.items()
+            if fmt is not None
+            and fmt not in formats
+            and os.path.lexists(os.path.join(output_dir, name))
+        )
+        remove = (
+            f' and remove {", ".join(stale)} (the model files of other formats its '
+            f'{detection.METADATA_FILE} lists)'
+            if stale
+            else ''
+        )
         raise OutputNotEmptyError(
             f'{output_dir} is not empty ({listed}); refusing to write into it. Choose another '
-            f'--output_dir, or pass --overwrite to replace {names} '
-            f'there (those an earlier export wrote) and remove the model files of other formats '
-            f'its {detection.METADATA_FILE} lists; other files are left alone.'
+            f'--output_dir, or pass --overwrite to replace {names} there (those an earlier '
+            f'export wrote){remove}; other files are left alone.'
         )
     return ours
 
@@ -550,10 +588,11 @@ def remove_stale_formats(output_dir, formats, earlier, log=print):
     """Removes the model files of formats other than `formats` that an earlier export into
     `output_dir` wrote (`earlier`: `earlier_exports` before this export): the new metadata.json
     beside them describes another model, whose card (classes, anchors, step) their loaders would
-    take. A saved_model/ is removed where it is shown to be an earlier export's alone
-    (`saved_model_problem`: a folder of another model beside the new export's metadata.json was
-    shipped with it); one that is not (a user's file in it, not an export's) stays, logged with
-    why. Files no record lists stay. Returns the paths removed."""
+    take. A saved_model/ is removed where the folder's record lists it and it shows itself an
+    earlier export's alone (`saved_model_problem`: a folder of another model beside the new
+    export's metadata.json was shipped with it); one that is not (unlisted, a user's file in it,
+    a file changed since) stays, logged with why. Files no record lists stay. Returns the paths
+    removed."""
     removed = []
     for fmt in BESIDE_METADATA:
         if fmt in formats:
@@ -572,7 +611,11 @@ def remove_stale_formats(output_dir, formats, earlier, log=print):
     path = os.path.join(output_dir, FILES['saved_model'])
     if 'saved_model' in formats or not os.path.lexists(path):
         return removed
-    problem = saved_model_problem(path)
+    problem = (
+        saved_model_problem(path)
+        if earlier.get(FILES['saved_model'], (None,))[0] == 'saved_model'
+        else f'no {detection.METADATA_FILE} of an earlier export in the folder lists it'
+    )
     if problem:
         log(
             f'kept {path}: not shown to be an earlier export\'s SavedModel alone ({problem}); '
@@ -587,9 +630,7 @@ def remove_stale_formats(output_dir, formats, earlier, log=print):
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     removed.append(path)
-    why = earlier.get(FILES['saved_model'], (None, None))[1] or (
-        f'its own assets.extra/{detection.METADATA_FILE} shows it'
-    )
+    why = earlier[FILES['saved_model']][1]
     log(
         f'removed {path}: an earlier export\'s saved_model ({why}), not described by the new '
         f'{detection.METADATA_FILE}'

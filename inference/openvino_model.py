@@ -440,20 +440,16 @@ class OpenVINODetector:
                 f'it with export_ssd_network.py --formats=openvino.'
             )
         scores = next((o for o in model.outputs if 'raw_scores' in o.get_names()), None)
-        if meta_path and scores is not None and scores.get_partial_shape().rank.is_static:
-            card_lib.check_model_outputs(
-                meta,
-                meta_path,
-                path,
-                [d.get_length() if d.is_static else None for d in scores.get_partial_shape()],
-            )
+        score_dims = (
+            None if scores is None else openvino_runtime.static_dims(scores.get_partial_shape())
+        )
+        if meta_path and score_dims is not None:
+            card_lib.check_model_outputs(meta, meta_path, path, score_dims)
         # OpenVINO computes in the precision chosen here, whatever the exported card says.
         self.card = card_lib.from_dict(meta, path).replace(compute_dtype='float32')
         # (height, width) of an IR exported with --fixed_size (its input's static size), else None.
         self.fixed_size = detection.fixed_input_size(
-            [d.get_length() if d.is_static else None for d in model.input(0).get_partial_shape()]
-            if model.input(0).get_partial_shape().rank.is_static
-            else None
+            openvino_runtime.static_dims(model.input(0).get_partial_shape())
         )
         # Of metadata.json beside the IR, or of the card in its runtime info.
         self.export_step = card_lib.export_step(meta, path)

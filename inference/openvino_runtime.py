@@ -125,7 +125,7 @@ def check_sizes(model, path):
         for out in op.outputs():
             shape = out.get_partial_shape()
             if shape.rank.is_static and len(shape) > 1:
-                dims = [d.get_length() if d.is_static else None for d in list(shape)[1:]]
+                dims = static_dims(shape)[1:]
                 budget.check_image(name, kind, shape, dims, _element_bytes(out))
         inputs = [i.get_source_output().get_node().get_name() for i in op.inputs()]
         if kind in ('Parameter', 'Result') or any(i not in constant for i in inputs):
@@ -140,6 +140,14 @@ def check_sizes(model, path):
         )
         budget.sizes.append((name, size))
     budget.check_total('constants and the tensors computed from constants alone')
+
+
+def static_dims(shape):
+    """An OpenVINO PartialShape of static rank as a list: each dimension's length, None where it
+    is dynamic. None for a shape of dynamic rank."""
+    if not shape.rank.is_static:
+        return None
+    return [d.get_length() if d.is_static else None for d in shape]
 
 
 def _models_beside(path):

@@ -21,8 +21,10 @@ import collections
 import contextlib
 import dataclasses
 import datetime
+import hashlib
 import math
 import os
+import posixpath
 import subprocess
 import uuid
 from typing import Optional, Tuple
@@ -57,6 +59,8 @@ MAX_CARD_BYTES = 16 << 20
 # from a cold disk), accepted for a load that otherwise takes seconds.
 # Metadata written before the record: `check_model_outputs`, the IR's own card, `unchecked_note`.
 FILE_DIGESTS = 'file_digests'
+# An export writes a handful of files (a SavedModel: 5 or 6); a record of more is not one.
+MAX_RECORDED_FILES = 1000
 # A SavedModel's graph file: what its loader reads first, recorded in its own metadata.
 SAVED_MODEL_GRAPH = 'saved_model.pb'
 # The Caffe converter's DetectionOutput names -> ours.
@@ -478,13 +482,13 @@ def export_metadata_path(path):
     return os.path.join(os.path.dirname(os.path.abspath(path)), EXPORT_METADATA_FILE)
 
 
-def read_export_metadata(path, files=None):
+def read_export_metadata(path, files=None, contents=None):
     """(metadata dict, its path) of an export: `metadata.json` beside a model file, or in a
     SavedModel folder's `assets.extra/`. Raises FileNotFoundError (none there) or CardError
     (ExportUnfinishedError: `check_export_finished`; a metadata.json whose export step is not
-    one, `export_step`; ModelMismatchError: `check_model_files` of `files`, default the model
-    file `path` (an OpenVINO IR: its .xml and .bin): refused here, before a caller evaluates
-    or detects with the model)."""
+    one, `export_step`; ModelMismatchError: `check_model_files` of `files` (and `contents`),
+    default the model file `path` (an OpenVINO IR: its .xml and .bin): refused here, before a
+    caller evaluates or detects with the model)."""
     check_export_finished(path)
     meta_path = export_metadata_path(path)
     if not os.path.lexists(meta_path):
@@ -494,7 +498,7 @@ def read_export_metadata(path, files=None):
         )
     meta = read_json_object(meta_path, 'export metadata')
     export_step(meta, meta_path)
-    check_model_files(meta, meta_path, path, files)
+    check_model_files(meta, meta_path, path, files, contents)
     return meta, meta_path
 
 
@@ -528,9 +532,13 @@ def recorded_digests(meta, meta_path):
         return None
     if not (
         isinstance(digests, dict)
+        and len(digests) <= MAX_RECORDED_FILES
         and all(
             isinstance(name, str)
             and name
+            # One spelling per file: 'variables/x', './variables/x' and 'variables//x' would
+            # have each file hashed once per alias (a 16 MiB record: 10^5 reads of the model).
+            and posixpath.normpath(name) == name
             and safe_io.check_inside(name) is None
             and isinstance(entry, dict)
             and ssd_params_lib.is_int(entry.get('size'), 0, MAX_STEP)
@@ -540,7 +548,8 @@ def recorded_digests(meta, meta_path):
     ):
         raise CardError(
             f'{meta_path}: its {FILE_DIGESTS} is {digests!r:.80}, expected {{file name: '
-            f'{{"size": bytes, "sha256": hex digest}}}} of the model files its export wrote; '
+            f'{{"size": bytes, "sha256": hex digest}}}} of the model files its export wrote (at '
+            f'most {MAX_RECORDED_FILES}, each name once, as a relative path inside the folder); '
             f'export the model again with export_ssd_network.py.'
         )
     return digests
@@ -550,14 +559,15 @@ def _same(digest, entry):
     return digest['size'] == entry['size'] and digest['sha256'] == entry['sha256'].lower()
 
 
-def check_model_files(meta, meta_path, path, files=None):
+def check_model_files(meta, meta_path, path, files=None, contents=None):
     """Refuses export metadata (`meta` read from `meta_path`) that does not record the model it
     is loaded with: `path`, a model file beside it, or a SavedModel folder holding it.
 
     A file (`files`, default [`path`]) must have the size and sha256 of one of the files the
     metadata's FILE_DIGESTS records (by content: a renamed copy still is that model); a
     SavedModel's recorded files (its saved_model.pb among them) must be there with theirs.
-    Metadata written before the record is not checked here (`unchecked_note`).
+    Metadata written before the record is not checked here (`unchecked_note`). `contents`:
+    {file: bytes} of files the caller has read already (checked as read, not read again).
 
     Raises ModelMismatchError naming both, CardError for a malformed record."""
     digests = recorded_digests(meta, meta_path)
@@ -587,9 +597,14 @@ def check_model_files(meta, meta_path, path, files=None):
         else 'it records none: that export wrote no model file beside it'
     )
     for file in files or [path]:
-        size = os.stat(file).st_size
+        data = (contents or {}).get(file)
+        size = os.stat(file).st_size if data is None else len(data)
         if any(entry['size'] == size for entry in digests.values()):
-            digest = safe_io.file_digest(file, 'model file')
+            digest = (
+                safe_io.file_digest(file, 'model file')
+                if data is None
+                else {'size': size, 'sha256': hashlib.sha256(data).hexdigest()}
+            )
             if any(_same(digest, entry) for entry in digests.values()):
                 continue
         raise ModelMismatchError(

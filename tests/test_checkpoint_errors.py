@@ -215,8 +215,8 @@ def test_overwrite_removes_other_formats_left_beside_the_new_metadata(tmp_path):
     removed = f'removed {out / "frozen_graph.pb"}: an earlier export\'s frozen_graph'
     assert [line for line in logged if line.startswith(removed)], logged
     assert (
-        f"removed {out / 'saved_model'}: an earlier export's saved_model (its own "
-        'assets.extra/metadata.json shows it), not described by the new metadata.json'
+        f"removed {out / 'saved_model'}: an earlier export's saved_model (its metadata.json "
+        'listed it), not described by the new metadata.json'
     ) in logged
     export.export(spec, prefix, str(out), ['frozen_graph'], log=logged.append, overwrite=True)
     assert not (out / 'model_openvino.xml').exists() and not (out / 'model_openvino.bin').exists()

@@ -555,6 +555,13 @@ def test_evaluating_images_the_training_records_hold_warns(data, tmp_path, caplo
             if converted
             else []
         ), trained
+    # A card's provenance is free-form JSON: a name that is no string is no record of ours.
+    hostile = settings.card.replace(
+        provenance={'dataset': {'name': {'a': 1}, 'split': 'all', 'dir': records}}
+    )
+    caplog.clear()
+    evaluate.open_dataset(settings, hostile)
+    assert not caplog.records
     # trainval holds train's ids: a model trained on trainval evaluated on train.
     settings = dataclasses.replace(_settings(data), dataset_split_name='train', dataset_dir=records)
     card = settings.card.replace(

@@ -1038,8 +1038,9 @@ def test_restart_with_other_evaluation_settings_refuses(tmp_path, monkeypatch):
             dataclasses.replace(
                 settings, card=settings.card.with_detection(select_threshold=0.5, keep_top_k=20)
             ),
-            f'--select_threshold={detection.select_threshold} -> --select_threshold=0.5, '
-            f'--keep_top_k={detection.keep_top_k} -> --keep_top_k=20',
+            # The card's or a flag's: named without a flag's dashes.
+            f'select_threshold={detection.select_threshold} -> select_threshold=0.5, '
+            f'keep_top_k={detection.keep_top_k} -> keep_top_k=20',
         ),
         (
             dataclasses.replace(settings, card=settings.card.with_detection(clip=True)),

@@ -170,6 +170,27 @@ def test_a_saved_model_with_another_exports_metadata_is_refused(exports, tmp_pat
     )
 
 
+def test_a_record_naming_one_file_many_ways_is_refused(exports, tmp_path):
+    """'variables/x', './variables/x', 'variables//x' passed as names inside the folder: each
+    alias had the file hashed again (10^5 of them fit in a metadata.json)."""
+    saved = tmp_path / 'saved_model'
+    shutil.copytree(exports['a']['out'] / 'saved_model', saved)
+    sidecar = saved / 'assets.extra' / 'metadata.json'
+    meta = json.loads(sidecar.read_text())
+    digests = meta[card_lib.FILE_DIGESTS]
+    name = next(n for n in digests if n.startswith('variables/'))
+    for alias in ('./' + name, name.replace('/', '//')):
+        sidecar.write_text(
+            json.dumps({**meta, card_lib.FILE_DIGESTS: {**digests, alias: digests[name]}})
+        )
+        with pytest.raises(card_lib.CardError, match='each name once, as a relative path'):
+            detection.open_exported_model(str(saved))
+    many = {f'variables/{i}': digests[name] for i in range(card_lib.MAX_RECORDED_FILES + 1)}
+    sidecar.write_text(json.dumps({**meta, card_lib.FILE_DIGESTS: many}))
+    with pytest.raises(card_lib.CardError, match=f'at most {card_lib.MAX_RECORDED_FILES}'):
+        detection.open_exported_model(str(saved))
+
+
 @pytest.mark.parametrize('name', MODEL_FILES)
 def test_metadata_without_digests_still_loads_its_own_model(exports, tmp_path, name):
     """A metadata.json of an export written before the digests: its own model loads; the IR's
@@ -188,6 +209,19 @@ def test_metadata_without_digests_still_loads_its_own_model(exports, tmp_path, n
                 f'checked that it describes {folder / name} beyond its number of anchors and '
                 f'classes; export the model again to have it checked.'
             )
+
+
+def test_a_saved_model_without_digests_loads_with_the_note(exports, tmp_path):
+    """The SavedModel loader gave no note where the others did."""
+    saved = tmp_path / 'saved_model'
+    shutil.copytree(exports['a']['out'] / 'saved_model', saved)
+    sidecar = saved / 'assets.extra' / 'metadata.json'
+    meta = json.loads(sidecar.read_text())
+    del meta[card_lib.FILE_DIGESTS]
+    sidecar.write_text(json.dumps(meta))
+    with detection.open_exported_model(str(saved)) as detector:
+        assert detector.card == exports['a']['spec']
+        assert detector.note.startswith(f'note: {sidecar} records no sizes and sha256 digests')
 
 
 @pytest.mark.parametrize('name', MODEL_FILES)
@@ -291,8 +325,8 @@ def test_overwrite_removes_an_earlier_exports_saved_model(exports, tmp_path):
     logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
     assert sorted(os.listdir(out)) == export.written_names(['frozen_graph'])
     assert (
-        f"removed {out / 'saved_model'}: an earlier export's saved_model (its own "
-        'assets.extra/metadata.json shows it), not described by the new metadata.json'
+        f"removed {out / 'saved_model'}: an earlier export's saved_model (its metadata.json "
+        'listed it), not described by the new metadata.json'
     ) in logged
     assert not [line for line in logged if line.startswith('kept')], logged
     with detection.open_exported_model(str(out / 'frozen_graph.pb')) as detector:
@@ -357,10 +391,62 @@ def test_overwrite_keeps_a_saved_model_no_export_wrote(exports, tmp_path):
     logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
     assert _kept(out, 'it holds no assets.extra/metadata.json an export wrote') in logged
     assert (out / 'saved_model' / 'saved_model.pb').exists()
-    # A link named saved_model (to an export's SavedModel) is the user's too.
+    # A link named saved_model (to an export's SavedModel), in a folder whose record lists a
+    # saved_model, is the user's too.
+    shutil.rmtree(out)
+    shutil.copytree(exports['b']['out'], out)
     shutil.rmtree(out / 'saved_model')
     os.symlink(exports['b']['out'] / 'saved_model', out / 'saved_model')
     logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
     assert _kept(out, 'it is a link, where an export writes a folder') in logged
     assert os.path.islink(out / 'saved_model')
     assert (exports['b']['out'] / 'saved_model' / 'saved_model.pb').exists()
+
+
+def test_overwrite_keeps_a_saved_model_no_record_of_the_folder_lists(exports, tmp_path):
+    """A copied export's saved_model/ in a folder without the export's metadata.json: the
+    refusal told to pass --overwrite, which then deleted it (no record listed it)."""
+    out = tmp_path / 'out'
+    out.mkdir()
+    shutil.copytree(exports['b']['out'] / 'saved_model', out / 'saved_model')
+    (out / 'notes.txt').write_text('mine')
+    with pytest.raises(export.OutputNotEmptyError) as err:
+        export.check_output_dir(str(out), ['frozen_graph'])
+    assert 'saved_model' not in str(err.value).split('pass --overwrite')[1]
+    logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
+    why = 'no metadata.json of an earlier export in the folder lists it'
+    assert _kept(out, why) in logged
+    assert (out / 'saved_model' / 'saved_model.pb').exists()
+
+
+def test_overwrite_names_and_keeps_a_saved_model_changed_since_its_export(exports, tmp_path):
+    """A saved_model/ whose variables a user saved again under the export's names passed the
+    names-only check: its sidecar's sizes and sha256 tell. Named in the refusal when --overwrite
+    would remove it; kept when changed."""
+    out = tmp_path / 'out'
+    shutil.copytree(exports['b']['out'], out)
+    with pytest.raises(export.OutputNotEmptyError) as err:
+        export.check_output_dir(str(out), ['frozen_graph'])
+    assert 'remove' in str(err.value) and 'saved_model/' in str(err.value)
+    (data,) = (out / 'saved_model' / 'variables').glob('variables.data-*')
+    data.write_bytes(data.read_bytes()[:-1] + b'\0')
+    logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
+    assert _kept(out, f'its variables/{data.name} is not the file its export wrote') in logged
+    assert data.exists()
+
+
+def test_a_file_put_in_saved_model_during_the_export_is_not_deleted(exports, tmp_path, monkeypatch):
+    """check_output_dir looked at saved_model/ before the slow work; the replacement trusted
+    that look. It checks again right before the rename."""
+    out = tmp_path / 'out'
+    shutil.copytree(exports['b']['out'], out)
+    original = export._write_sidecars
+
+    def user_adds_a_file(directory, *args, **kwargs):
+        (out / 'saved_model' / 'notes.txt').write_text('mine')
+        return original(directory, *args, **kwargs)
+
+    monkeypatch.setattr(export, '_write_sidecars', user_adds_a_file)
+    with pytest.raises(export.ForeignFileError, match='it holds notes.txt, which no export'):
+        _export(exports, 'a', out, ['saved_model'], overwrite=True)
+    assert (out / 'saved_model' / 'notes.txt').read_text() == 'mine'

@@ -366,3 +366,19 @@ def test_a_folder_on_a_read_only_file_system_is_one_line(tmp_path, monkeypatch):
         f'--output_dir {tmp_path}: cannot write in it (Read-only file system); choose a folder '
         'you can write in.'
     )
+
+
+def test_a_socket_named_as_the_lock_file_is_named_not_the_folder(tmp_path):
+    """A socket at .ssd.lock (ENXIO on open) was reported as 'cannot write in it' although the
+    folder is writable."""
+    import socket
+
+    path = tmp_path / folder_lock.LOCK_NAME
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        with pytest.raises(ValueError) as err:
+            folder_lock.acquire(str(tmp_path), '--output_dir', 'export')
+    assert str(err.value) == (
+        f'--output_dir {tmp_path}: {path} is not a lock file of these scripts (a symlink, a '
+        'folder or another special file); move it away and run again.'
+    )

@@ -189,7 +189,8 @@ def test_format_table_lists_every_class():
     assert next(line for line in lines if ' bird ' in line).split()[-2:] == ['absent', 'absent']
     assert lines[-3].split()[-2:] == ['33.54', '31.48']  # (64.24 + 36.36 + 0)/3, (64.44 + 30 + 0)/3
     assert lines[-2:] == [
-        'ignored: objects the score leaves out (difficult ones, crowd regions)',
+        'ignored: objects the score leaves out (difficult ones unless --noremove_difficult, '
+        'crowd regions)',
         'on ign: detections matched to them, neither tp nor fp',
     ]
     # The columns of the rules asked for (an evaluation of --metrics=voc07 has no VOC12 AP).

@@ -286,9 +286,16 @@ def test_export_into_a_folder_of_other_files_says_what_overwrite_would_do(setup,
     assert str(info.value) == (
         f'{earlier} is not empty (anchors.npy, frozen_graph.pb, metadata.json, notes.txt); '
         f'refusing to write into it. Choose another --output_dir, or pass --overwrite to replace '
-        f'anchors.npy, frozen_graph.pb, metadata.json there (those an earlier export wrote) and '
-        f'remove the model files of other formats its metadata.json lists; other files are left '
-        f'alone.'
+        f'anchors.npy, frozen_graph.pb, metadata.json there (those an earlier export wrote); '
+        f'other files are left alone.'
+    )
+    # The model files --overwrite would remove are named (a saved_model/ was deleted unnamed).
+    with pytest.raises(export.OutputNotEmptyError) as info:
+        export.check_output_dir(str(earlier), ['tflite_float'])
+    assert str(info.value).endswith(
+        'pass --overwrite to replace anchors.npy, metadata.json, model_float.tflite there (those '
+        'an earlier export wrote) and remove frozen_graph.pb (the model files of other formats '
+        'its metadata.json lists); other files are left alone.'
     )
 
 
@@ -593,6 +600,13 @@ def test_a_flag_absl_refuses_is_one_error_line_like_the_others(tmp_path, script,
             '--eval_resize=1',
             'flag --eval_resize=1: value should be one of <WARP_RESIZE|PAD_AND_RESIZE|'
             "CENTRAL_CROP> (the older port's 1, NONE, is not offered here)",
+        ),
+        # A digit that is not 0-9 is no number of the port's (int('²') raised a traceback).
+        (
+            'eval_ssd_network.py',
+            '--eval_resize=²',
+            'flag --eval_resize=²: value should be one of <WARP_RESIZE|PAD_AND_RESIZE|'
+            'CENTRAL_CROP>',
         ),
         (
             'eval_ssd_network.py',

@@ -210,7 +210,8 @@ def acquire(folder, flag, role):
                 f'remove {path}.'
             ) from None
         except OSError as err:
-            if err.errno not in (errno.ELOOP, errno.EISDIR):
+            # ENXIO, EOPNOTSUPP: a socket or device of that name, not the folder's fault.
+            if err.errno not in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP):
                 # A read-only file system, a full disk: the bare errno named no flag.
                 raise ValueError(
                     f'{flag} {folder}: cannot write in it ({err.strerror or err}); choose a '

@@ -421,7 +421,7 @@ def flag_error_text(error, script=None):
         name, value, choices = enum.group(1), enum.group(2), enum.group(3).split('|')
         numbered = OLDER_PORT_ENUM_NUMBERS.get(name, ())
         close = difflib.get_close_matches(value, choices, n=1)
-        if value.isdigit() and 1 <= int(value) <= len(numbered):
+        if re.fullmatch('[0-9]+', value) and 1 <= int(value) <= len(numbered):
             meant = numbered[int(value) - 1]
             text += (
                 f" (the older port's {value} is --{name}={meant})"

@@ -352,7 +352,10 @@ class VOCResult:
             f'{"":>5}  {"mAP":<{width}}  {f"over {present} of {len(self.classes)} classes":>49}'
             + ''.join(f'  {pct(getattr(self, "map_" + rule)):>6}' for rule in rules)
         )
-        lines.append('ignored: objects the score leaves out (difficult ones, crowd regions)')
+        lines.append(
+            'ignored: objects the score leaves out (difficult ones unless --noremove_difficult, '
+            'crowd regions)'
+        )
         lines.append('on ign: detections matched to them, neither tp nor fp')
         return '\n'.join(lines)
 
