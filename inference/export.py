@@ -427,11 +427,14 @@ def earlier_exports(output_dir):
     return ours
 
 
-def saved_model_problem(path):
+def saved_model_problem(path, unchanged=False):
     """Why the saved_model/ folder at `path` is not shown to be an earlier export's alone (text
     beginning 'it ...'), or None: its assets.extra/metadata.json is an export's, and it holds
     only SAVED_MODEL_FILES in SAVED_MODEL_FOLDERS (no link, nothing else), so removing or
-    replacing it deletes nothing an export did not write."""
+    replacing it deletes nothing an export did not write. With `unchanged` (its removal by an
+    export of other formats, which the user did not name), each file also has the size and
+    sha256 the sidecar records: a file saved again under an export's name is kept; replacing
+    saved_model/, which --overwrite names, takes the names."""
     if os.path.islink(path):
         return 'it is a link, where an export writes a folder'
     if not os.path.isdir(path):
@@ -455,7 +458,7 @@ def saved_model_problem(path):
                 return f'it holds {relative}, which no export writes'
     if unreadable:
         return f'part of it cannot be read ({unreadable[0]})'
-    return _changed_since_export(path, sidecar)
+    return _changed_since_export(path, sidecar) if unchanged else None
 
 
 def _changed_since_export(path, sidecar):
@@ -612,7 +615,7 @@ def remove_stale_formats(output_dir, formats, earlier, log=print):
     if 'saved_model' in formats or not os.path.lexists(path):
         return removed
     problem = (
-        saved_model_problem(path)
+        saved_model_problem(path, unchanged=True)
         if earlier.get(FILES['saved_model'], (None,))[0] == 'saved_model'
         else f'no {detection.METADATA_FILE} of an earlier export in the folder lists it'
     )
