@@ -14,9 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from datasets import dataset_factory
 from inference import detection
-from model import card as card_lib
 from model import checkpoints
 from nets import losses as losses_lib
 from nets import nets_factory
@@ -26,9 +24,9 @@ from preprocessing import preprocessing_factory
 from preprocessing.seeds import SeedStream
 from tests import data_fixtures
 from tests import inference_fixtures as fx
-from tests.conftest import ROOT, run_python, run_script, synthetic_voc_records
+from tests.conftest import ROOT, run_python, run_script
 from tests.test_preprocessing_helpers import run_graph
-from training import model_deploy
+from tests.train_fixtures import tiny_settings, train_graph
 from training import trainer
 
 v1 = tf.compat.v1
@@ -232,30 +230,14 @@ def test_hue_jitter_stays_within_18_degrees(distort):
 # Training graphs: label smoothing, multi-clone soft placement.
 
 
-def _settings(**changes):
-    """The tiny seeded training of tests/test_train_variants.py."""
-    base = dict(
-        train_dir='unused',
-        dataset_dir=str(synthetic_voc_records() / 'records'),
-        model_name='ssd_300_mobilenet',
-        depth_multiplier=0.25,
-        batch_size=2,
-        seed=1,
-        num_readers=1,
-        num_preprocessing_threads=2,
-        optimizer='sgd',
-        learning_rate=0.01,
-        learning_rate_decay_type='fixed',
-    )
-    return trainer.TrainSettings(**{**base, **changes})
-
-
 class _Recorder:
-    """Wraps the input iterator and the net's loss to keep what the trainer passed them."""
+    """Takes the place of the input iterator and of the net's loss to keep what the trainer
+    passed them."""
 
     def __init__(self, iterator, net):
         self.batches, self.loss_calls = [], []
         self._iterator, self._losses = iterator, net.losses
+        net.losses = self.losses
 
     def get_next(self):
         batch = self._iterator.get_next()
@@ -267,27 +249,6 @@ class _Recorder:
         return self._losses(*args, **kwargs)
 
 
-def _train_graph(settings):
-    """(graph, train op, log tensors, recorder) of `trainer.build_train_op` on the seeded input,
-    as tests/test_train_variants.py's `_graph`."""
-    dataset = dataset_factory.get_dataset('pascalvoc_2007', 'train', settings.dataset_dir)
-    card = card_lib.from_registry(
-        'ssd_300_mobilenet', dataset.num_classes, dataset.class_names, None, 0.25
-    )
-    graph = tf.Graph()
-    with graph.as_default():
-        v1.set_random_seed(1)
-        deploy = model_deploy.DeploymentConfig(settings.num_clones, settings.clone_on_cpu)
-        net = trainer._net(card, settings)
-        iterator = trainer.build_input(settings, dataset, net, card.preprocessing(), deploy)
-        recorder = _Recorder(iterator, net)
-        net.losses = recorder.losses
-        train_op, log_tensors, _ = trainer.build_train_op(
-            settings, deploy, net, recorder, dataset.num_samples
-        )
-    return graph, train_op, log_tensors, recorder
-
-
 CLASS_TERMS = ('cross_entropy_pos', 'cross_entropy_neg')
 
 
@@ -296,7 +257,7 @@ def test_label_smoothing_reaches_the_loss():
     trainer's class terms with 0.1 differ from those with 0 on the same batch and weights, and
     equal `ssd_losses(label_smoothing=0.1)` computed apart on the net's logits and the targets
     (and those with 0 `ssd_losses` without smoothing)."""
-    graph, _, log_tensors, recorder = _train_graph(_settings(label_smoothing=0.1))
+    graph, _, log_tensors, recorder = train_graph(tiny_settings(label_smoothing=0.1), _Recorder)
     ((args, _),) = recorder.loss_calls
     logits, localisations, gclasses, glocalisations, gscores = args
     (batch,) = recorder.batches
@@ -313,7 +274,7 @@ def test_label_smoothing_reaches_the_loss():
         targets = sess.run([gclasses, glocalisations, gscores], {batch[k]: fed[k] for k in fed})
     assert (targets[0] > 0).any(), 'no positive anchor in the batch'
 
-    graph, _, log_tensors, recorder = _train_graph(_settings(label_smoothing=0.0))
+    graph, _, log_tensors, recorder = train_graph(tiny_settings(label_smoothing=0.0), _Recorder)
     (batch,) = recorder.batches
     with graph.as_default(), v1.Session() as sess:
         variables = v1.global_variables()
@@ -349,10 +310,10 @@ def test_gpu_clones_train_without_gpus_by_soft_placement():
     placement (the older TF port's session config had none) a machine with fewer GPUs fails
     with InvalidArgumentError ('Cannot assign a device'). The trainer's session config allows
     it, and one step of 2 clones runs on this machine's CPU."""
-    settings = _settings(num_clones=2, clone_on_cpu=False, batch_size=1)
+    settings = tiny_settings(num_clones=2, clone_on_cpu=False, batch_size=1)
     config = trainer.session_config(settings)
     assert config.allow_soft_placement
-    graph, train_op, log_tensors, _ = _train_graph(settings)
+    graph, train_op, log_tensors, _ = train_graph(settings, _Recorder)
     assert {op.device for op in graph.get_operations()} >= {'/device:GPU:0', '/device:GPU:1'}
     with graph.as_default(), v1.Session(config=config) as sess:
         sess.run(v1.global_variables_initializer())

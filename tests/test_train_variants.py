@@ -6,59 +6,17 @@ import pytest
 import tensorflow as tf
 import tf_slim as slim
 
-from datasets import dataset_factory
-from model import card as card_lib
-from tests.conftest import synthetic_voc_records
-from training import model_deploy
+from tests.train_fixtures import tiny_settings, train_graph
 from training import trainer
 
 v1 = tf.compat.v1
-
-
-def _settings(**changes):
-    return trainer.TrainSettings(
-        **dict(
-            dict(
-                train_dir='unused',
-                dataset_dir=str(synthetic_voc_records() / 'records'),
-                model_name='ssd_300_mobilenet',
-                depth_multiplier=0.25,
-                batch_size=2,
-                seed=1,
-                num_readers=1,
-                num_preprocessing_threads=2,
-                optimizer='sgd',
-                learning_rate=0.01,
-                learning_rate_decay_type='fixed',
-            ),
-            **changes,
-        )
-    )
-
-
-def _graph(settings):
-    """(graph, train op, log tensors) of `trainer.build_train_op` on the seeded input."""
-    dataset = dataset_factory.get_dataset('pascalvoc_2007', 'train', settings.dataset_dir)
-    card = card_lib.from_registry(
-        'ssd_300_mobilenet', dataset.num_classes, dataset.class_names, None, 0.25
-    )
-    graph = tf.Graph()
-    with graph.as_default():
-        v1.set_random_seed(1)
-        deploy = model_deploy.DeploymentConfig(settings.num_clones, settings.clone_on_cpu)
-        net = trainer._net(card, settings)
-        iterator = trainer.build_input(settings, dataset, net, card.preprocessing(), deploy)
-        train_op, log_tensors, _ = trainer.build_train_op(
-            settings, deploy, net, iterator, dataset.num_samples
-        )
-    return graph, train_op, log_tensors
 
 
 def test_logged_loss_terms_add_up_to_the_total_with_clones():
     """With 2 CPU clones the total is the mean of the clones' losses plus the weight decay once
     (measured: 21.3866 = (19.5451 + 23.2280) / 2 from 1-clone runs on each half); the logged
     terms were clone 0's alone (summing to 19.5451)."""
-    graph, _, log_tensors = _graph(_settings(num_clones=2, clone_on_cpu=True))
+    graph, _, log_tensors, _ = train_graph(tiny_settings(num_clones=2, clone_on_cpu=True))
     with graph.as_default(), v1.Session() as sess:
         sess.run(v1.global_variables_initializer())
         losses = sess.run(log_tensors['losses'])
@@ -72,7 +30,7 @@ def test_moving_averages_follow_each_steps_weights():
     rule with the new global step). Before, the average read each variable in parallel with its
     update: mostly the previous step's value, some the new one (relative errors up to 0.9)."""
     decay = 0.9
-    graph, train_op, _ = _graph(_settings(moving_average_decay=decay))
+    graph, train_op, _, _ = train_graph(tiny_settings(moving_average_decay=decay))
     with graph.as_default(), v1.Session() as sess:
         sess.run(v1.global_variables_initializer())
         names = [v.op.name for v in slim.get_model_variables()]
@@ -102,16 +60,16 @@ def test_moving_averages_follow_each_steps_weights():
 def test_nchw_where_it_cannot_train_is_one_usage_error(monkeypatch):
     assert trainer.nchw_trains_here() in (True, False)
     monkeypatch.setattr(trainer, 'nchw_trains_here', lambda: False)
-    trainer.check_data_format(_settings())  # NHWC: nothing to check
+    trainer.check_data_format(tiny_settings())  # NHWC: nothing to check
     with pytest.raises(trainer.UsageError, match='--data_format=NCHW.*use --data_format=NHWC'):
-        trainer.check_data_format(_settings(data_format='NCHW'))
+        trainer.check_data_format(tiny_settings(data_format='NCHW'))
 
 
 def test_summary_tags_are_the_names_tensorboard_users_know():
     """v1.summary.* tag a summary with a unique op name: beside the ops total_loss and
     learning_rate and the variables, TensorBoard showed total_loss_1, learning_rate_1 and
     <variable>_1."""
-    graph, _, _ = _graph(_settings(histograms=True, num_clones=2, clone_on_cpu=True))
+    graph, _, _, _ = train_graph(tiny_settings(histograms=True, num_clones=2, clone_on_cpu=True))
     with graph.as_default(), v1.Session() as sess:
         sess.run(v1.global_variables_initializer())
         summary = v1.Summary.FromString(sess.run(v1.summary.merge_all()))
