@@ -168,23 +168,6 @@ KIND_NAMES = {
 }
 
 
-def _models_in(folder):
-    """{path: kind} of the exports (`detection.exported_model_kind`) in `folder`, by name."""
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError:
-        return {}
-    found = {}
-    for name in names:
-        path = os.path.join(folder, name)
-        kind = detection.file_kind(path)
-        if kind is None:
-            continue
-        if kind == 'saved_model_dir' or os.path.isfile(path):
-            found[path] = kind
-    return found
-
-
 def check_model_source():
     """Refuses, before the inputs are read, --output_dir is locked or a model loads: other than
     exactly one model flag; --moving_average_decay with an exported model; an exported model's
@@ -234,7 +217,7 @@ def check_model_source():
             f'{given} is a SavedModel folder, not {KIND_NAMES[flag]}; pass '
             f'--saved_model_dir={path} (or --exported_model={path}).'
         )
-    models = _models_in(path)
+    models = detection.exports_in(path)
     wanted = [m for m, kind in models.items() if flag in ('exported_model', kind)]
     what = 'an export folder' if os.path.isfile(os.path.join(path, 'metadata.json')) else 'a folder'
     if wanted:

@@ -199,9 +199,8 @@ def _is_export_folder(path):
 def _not_evaluated(path, problem, folder):
     """The error for a `path` that eval cannot evaluate (`problem` says why), naming the models
     that --exported_model evaluates in `folder` when it is an export folder."""
-    names = sorted(os.listdir(folder)) if _is_export_folder(folder) else []
-    models = [os.path.join(folder, n) for n in names]
-    models = [m for m in models if detection.file_kind(m) in EVALUATED_KINDS]
+    found = detection.exports_in(folder) if _is_export_folder(folder) else {}
+    models = [m for m, kind in found.items() if kind in EVALUATED_KINDS]
     if models:
         fix = 'pass ' + ' or '.join(f'--exported_model={m}' for m in models)
     else:

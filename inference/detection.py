@@ -702,26 +702,42 @@ def saved_model_folder(path):
 _EXPORT_FILE_KINDS = {'.xml': 'openvino_model', '.pb': 'frozen_graph', '.tflite': 'tflite_model'}
 
 
-def exported_model_kind(path):
+def file_kind(path):
     """The kind of an export by its file type: 'openvino_model' (.xml), 'frozen_graph' (.pb),
-    'tflite_model' (.tflite) or 'saved_model_dir' (a folder with saved_model.pb)."""
+    'tflite_model' (.tflite) or 'saved_model_dir' (a folder with saved_model.pb); None where its
+    file type is none of an export's."""
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, 'saved_model.pb')):
         return 'saved_model_dir'
-    kind = _EXPORT_FILE_KINDS.get(os.path.splitext(path)[1].lower())
+    return _EXPORT_FILE_KINDS.get(os.path.splitext(path)[1].lower())
+
+
+def exports_in(folder):
+    """{path: kind} of the exports (`file_kind`: model files, SavedModel folders) in `folder`,
+    by name; {} where it cannot be listed."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return {}
+    found = {}
+    for name in names:
+        path = os.path.join(folder, name)
+        kind = file_kind(path)
+        if kind == 'saved_model_dir' or (kind is not None and os.path.isfile(path)):
+            found[path] = kind
+    return found
+
+
+def exported_model_kind(path):
+    """`file_kind` of `path`; ValueError where its file type is none of an export's, naming the
+    model files beside it (an export's other files: an IR's .bin, metadata.json)."""
+    kind = file_kind(path)
     if kind is None:
         folder = os.path.dirname(path) or '.'
-        try:
-            names = sorted(os.listdir(folder))
-        except OSError:
-            names = []
         beside = [
-            os.path.join(folder, n)
-            for n in names
-            if n != os.path.basename(path)
-            and os.path.splitext(n)[1].lower() in _EXPORT_FILE_KINDS
-            and os.path.isfile(os.path.join(folder, n))
+            m
+            for m, k in exports_in(folder).items()
+            if k != 'saved_model_dir' and os.path.basename(m) != os.path.basename(path)
         ]
-        # An export's other files (an IR's .bin, metadata.json): the model files beside them.
         hint = f'; the model files beside it: {", ".join(beside[:5])}' if beside else ''
         raise ValueError(
             f'{path}: not an export of export_ssd_network.py by its file type (an '
@@ -729,14 +745,6 @@ def exported_model_kind(path):
             f'folder){hint}.'
         )
     return kind
-
-
-def file_kind(path):
-    """`exported_model_kind` of `path`, or None where its file type is none of an export's."""
-    try:
-        return exported_model_kind(path)
-    except ValueError:
-        return None
 
 
 def open_exported_model(

@@ -479,10 +479,7 @@ def _changed_since_export(path, sidecar):
         entry = digests.get(name)
         if entry is None:
             return f'it holds {name}, which its export did not write'
-        full = os.path.join(path, name)
-        if os.path.getsize(full) != entry['size'] or (
-            safe_io.file_digest(full, 'SavedModel file')['sha256'] != entry['sha256'].lower()
-        ):
+        if not card_lib.matches_record(os.path.join(path, name), entry, 'SavedModel file'):
             return f'its {name} is not the file its export wrote'
     return None
 

@@ -559,6 +559,12 @@ def _same(digest, entry):
     return digest['size'] == entry['size'] and digest['sha256'] == entry['sha256'].lower()
 
 
+def matches_record(path, entry, what='model file'):
+    """Whether the file at `path` has the size and sha256 that `entry` ({'size', 'sha256'}, a
+    FILE_DIGESTS value) records; a file of another size is not read."""
+    return os.path.getsize(path) == entry['size'] and _same(safe_io.file_digest(path, what), entry)
+
+
 def check_model_files(meta, meta_path, path, files=None, contents=None):
     """Refuses export metadata (`meta` read from `meta_path`) that does not record the model it
     is loaded with: `path`, a model file beside it, or a SavedModel folder holding it.
@@ -579,9 +585,7 @@ def check_model_files(meta, meta_path, path, files=None, contents=None):
             file = os.path.join(path, name)
             if not os.path.lexists(file):
                 problem = 'is missing'
-            elif name in digests and _same(
-                safe_io.file_digest(file, 'SavedModel file'), digests[name]
-            ):
+            elif name in digests and matches_record(file, digests[name], 'SavedModel file'):
                 continue
             else:
                 problem = 'is not the file its export wrote'

@@ -155,10 +155,15 @@ def test_an_ir_with_other_weights_is_refused(exports, tmp_path):
     )
 
 
-def test_a_saved_model_with_another_exports_metadata_is_refused(exports, tmp_path):
+def _saved_model_copy(exports, tmp_path):
+    """(folder, its assets.extra/metadata.json) of a copy of export a's SavedModel."""
     saved = tmp_path / 'saved_model'
     shutil.copytree(exports['a']['out'] / 'saved_model', saved)
-    sidecar = saved / 'assets.extra' / 'metadata.json'
+    return saved, saved / 'assets.extra' / 'metadata.json'
+
+
+def test_a_saved_model_with_another_exports_metadata_is_refused(exports, tmp_path):
+    saved, sidecar = _saved_model_copy(exports, tmp_path)
     shutil.copy(exports['b']['out'] / 'saved_model' / 'assets.extra' / 'metadata.json', sidecar)
     with pytest.raises(card_lib.ModelMismatchError) as err:
         detection.open_exported_model(str(saved))
@@ -173,9 +178,7 @@ def test_a_saved_model_with_another_exports_metadata_is_refused(exports, tmp_pat
 def test_a_record_naming_one_file_many_ways_is_refused(exports, tmp_path):
     """'variables/x', './variables/x', 'variables//x' passed as names inside the folder: each
     alias had the file hashed again (10^5 of them fit in a metadata.json)."""
-    saved = tmp_path / 'saved_model'
-    shutil.copytree(exports['a']['out'] / 'saved_model', saved)
-    sidecar = saved / 'assets.extra' / 'metadata.json'
+    saved, sidecar = _saved_model_copy(exports, tmp_path)
     meta = json.loads(sidecar.read_text())
     digests = meta[card_lib.FILE_DIGESTS]
     name = next(n for n in digests if n.startswith('variables/'))
@@ -213,9 +216,7 @@ def test_metadata_without_digests_still_loads_its_own_model(exports, tmp_path, n
 
 def test_a_saved_model_without_digests_loads_with_the_note(exports, tmp_path):
     """The SavedModel loader gave no note where the others did."""
-    saved = tmp_path / 'saved_model'
-    shutil.copytree(exports['a']['out'] / 'saved_model', saved)
-    sidecar = saved / 'assets.extra' / 'metadata.json'
+    saved, sidecar = _saved_model_copy(exports, tmp_path)
     meta = json.loads(sidecar.read_text())
     del meta[card_lib.FILE_DIGESTS]
     sidecar.write_text(json.dumps(meta))
