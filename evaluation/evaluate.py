@@ -29,7 +29,8 @@ category id where the dataset has ids, else the model's label.
                  and `output_files`, the files below that this evaluation wrote;
   results.txt    the per-class tables (VOC; with 'coco', COCO AP@[.5:.95] and AP@.5 by class);
   comp4_det_<split>_<stem>.txt   devkit results files (1-based pixels), with VOC metrics; the
-                 image id column is the file stem, or a COCO image's id (see `image_key`);
+                 image id column is the file stem (whitespace and '%' percent-encoded:
+                 `voc_metrics.results_file_id`), or a COCO image's id (see `image_key`);
   coco_detections.json, coco_ground_truth.json   when 'coco' is in the metrics;
   pr_curves/pr_<stem>.png   with VOC metrics;
 (the outputs an earlier evaluation's results.json lists that this one does not write are

@@ -791,12 +791,14 @@ def test_results_writer_add_batch_writes_the_same_files(tmp_path):
         assert (tmp_path / 'batched' / name).read_text() == (tmp_path / 'one' / name).read_text()
         assert (tmp_path / 'checked' / name).read_text() == (tmp_path / 'one' / name).read_text()
     assert sum(len((tmp_path / 'one' / n).read_text()) for n in os.listdir(tmp_path / 'one'))
-    with pytest.raises(ValueError, match='whitespace'):
+    with pytest.raises(ValueError, match='non-empty'):
         with vm.VOCResultsWriter(str(tmp_path / 'batched'), 'test', NAMES) as writer:
-            writer.add_batch(['a b'], np.zeros((1, 0, 4)), np.zeros((1, 0)), np.zeros((1, 0)), [0])
-    batch = dict(next(_padded_batches(images[:1], 1, shapes)), image_ids=['a b'])
+            writer.add_batch([''], np.zeros((1, 0, 4)), np.zeros((1, 0)), np.zeros((1, 0)), [0])
+    batch = dict(next(_padded_batches(images[:1], 1, shapes)), image_ids=[''])
     checked = vm.VOCEvaluator(NAMES).add_batch(**batch)
-    with pytest.raises(ValueError, match=r'^VOCResultsWriter\.add_checked: image ids .*whitespace'):
+    with pytest.raises(
+        ValueError, match=r"^VOCResultsWriter\.add_checked: image ids must be non-empty, got ''"
+    ):
         with vm.VOCResultsWriter(str(tmp_path / 'batched'), 'test', NAMES) as writer:
             writer.add_checked(checked)
     batch.update(image_ids=['x'], num_detections=[0], num_gt=[0])
@@ -838,9 +840,9 @@ def test_results_writer_is_atomic_and_reader_reports_bad_lines(tmp_path):
     assert os.listdir(tmp_path) == []
     with vm.VOCResultsWriter(str(tmp_path), 'test', NAMES, boxes_in_pixels=True) as writer:
         with pytest.raises(
-            ValueError, match=r"^VOCResultsWriter\.add_image\(image_id='a b'\): image ids must"
+            ValueError, match=r"^VOCResultsWriter\.add_image\(image_id=''\): image ids must"
         ):
-            writer.add_image('a b', [[1, 1, 5, 5]], [0.5], [1])
+            writer.add_image('', [[1, 1, 5, 5]], [0.5], [1])
     with pytest.raises(RuntimeError, match='already closed'):
         writer.add_image('a', [[1, 1, 5, 5]], [0.5], [1])
     with open(tmp_path / 'comp4_det_test_cow.txt', 'w') as fh:
@@ -850,3 +852,27 @@ def test_results_writer_is_atomic_and_reader_reports_bad_lines(tmp_path):
     os.remove(tmp_path / 'comp4_det_test_cow.txt')
     with pytest.raises(FileNotFoundError, match='cow'):
         vm.read_voc_results(str(tmp_path), 'test', NAMES)
+
+
+def test_ids_with_whitespace_are_percent_encoded_in_results_files_and_read_back(tmp_path):
+    """LabelImg-style file stems ('IMG 030') were refused, so evaluating such records failed:
+    whitespace separates the devkit's columns. It is written percent-encoded (so is '%'), UTF-8
+    bytes for any Unicode whitespace, and read back as the id; other ids are written as they are."""
+    ids = ['IMG 030', 'my pet (7)', '100%', 'tab\there', 'wide\u3000space', '000005']
+    written = [
+        'IMG%20030',
+        'my%20pet%20(7)',
+        '100%25',
+        'tab%09here',
+        'wide%E3%80%80space',
+        '000005',
+    ]
+    with vm.VOCResultsWriter(str(tmp_path), 'test', NAMES, boxes_in_pixels=True) as writer:
+        for i, image_id in enumerate(ids):
+            writer.add_image(image_id, [[1, 1, 5, 5 + i]], [0.5 - 0.01 * i], [1])
+    lines = (tmp_path / 'comp4_det_test_cat.txt').read_text().splitlines()
+    assert [line.split(' ')[0] for line in lines] == written
+    assert all(len(line.split()) == 6 for line in lines)
+    cat = vm.read_voc_results(str(tmp_path), 'test', NAMES)[1]
+    assert cat.image_ids == ids
+    np.testing.assert_array_equal(cat.boxes[:, 3], 5 + np.arange(len(ids)))

@@ -40,7 +40,8 @@ stores VOC pixels: ``xmin_rel = (xmin - 1) / W``, ``xmax_rel = xmax / W`` (same 
 They are turned back into devkit pixels by :func:`pixel_boxes_from_relative`:
 ``xmin = xmin_rel * W + 1``, ``xmax = xmax_rel * W``, ``ymin = ymin_rel * H + 1``,
 ``ymax = ymax_rel * H``. Pixel boxes are ``[ymin, xmin, ymax, xmax]`` in 1-based inclusive pixels.
-Results files (``comp4_det_<split>_<class>.txt``) hold ``image_id score xmin ymin xmax ymax``;
+Results files (``comp4_det_<split>_<class>.txt``) hold ``image_id score xmin ymin xmax ymax``
+(an id's whitespace and ``%`` percent-encoded, :func:`results_file_id`);
 ``<class>`` is the class name made safe for file names (``tf_extended.file_names``: spaces,
 slashes and other characters become ``_``, collisions get ``_2``...), from the whole class list in
 label order. Class names themselves can be any non-empty unique strings.
@@ -48,6 +49,7 @@ label order. Class names themselves can be any non-empty unique strings.
 
 import dataclasses
 import os
+import urllib.parse
 from typing import Dict, Hashable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -907,6 +909,19 @@ def voc_results_paths(
     }
 
 
+def results_file_id(image_id: str) -> str:
+    """`image_id` as a results file's first column: its whitespace (which separates the columns)
+    and `%` percent-encoded as UTF-8 bytes (`IMG 030` -> `IMG%20030`, LabelImg-style file names),
+    everything else as is, so ids without them (VOC's, COCO's) are written unchanged and the
+    devkit reads those files. :func:`read_voc_results` decodes it."""
+    if not any(ch.isspace() or ch == '%' for ch in image_id):
+        return image_id
+    return ''.join(
+        ''.join(f'%{b:02X}' for b in ch.encode('utf-8')) if ch.isspace() or ch == '%' else ch
+        for ch in image_id
+    )
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class VOCClassDetections:
     """Detections of one class read from a results file, in file order.
@@ -1013,8 +1028,9 @@ class VOCResultsWriter:
     def _write_rows(self, image_ids, boxes, scores, labels, real):
         """`_write` of the `real` rows (bool [B, K]) of checked padded pixel `boxes` [B, K, 4],
         `scores` and `labels` [B, K] of the images `image_ids` [B] (str)."""
+        file_ids = [results_file_id(image_id) for image_id in image_ids]
         self._write(
-            [image_ids[i] for i in np.nonzero(real)[0].tolist()],
+            [file_ids[i] for i in np.nonzero(real)[0].tolist()],
             boxes[real],
             scores[real],
             labels[real],
@@ -1025,11 +1041,8 @@ class VOCResultsWriter:
             raise RuntimeError(f'{context}: the writer is already closed.')
         image_ids = [str(image_id) for image_id in image_ids]
         for image_id in image_ids:
-            if not image_id or any(ch.isspace() for ch in image_id):
-                raise ValueError(
-                    f'{context}: image ids must be non-empty and without whitespace, got '
-                    f'{image_id!r}.'
-                )
+            if not image_id:
+                raise ValueError(f'{context}: image ids must be non-empty, got {image_id!r}.')
         return image_ids
 
     def _write(self, image_ids, boxes, scores, labels):
@@ -1127,7 +1140,7 @@ def read_voc_results(
                     f'{path}:{line_no}: expected {_RESULTS_LINE} (6 fields, finite numbers), '
                     f'got {line.strip()!r} ({err}).'
                 ) from None
-            ids.append(fields[0])
+            ids.append(urllib.parse.unquote(fields[0]) if '%' in fields[0] else fields[0])
             values.append(numbers)
         values = np.asarray(values, dtype=np.float64).reshape(-1, 5)
         results[label] = VOCClassDetections(
