@@ -158,14 +158,11 @@ def load_exported_detector():
     return detector
 
 
-# What each exported-model flag takes, for its refusals.
-KIND_NAMES = {
-    'saved_model_dir': 'a SavedModel folder',
-    'frozen_graph': 'a frozen graph file (.pb)',
-    'tflite_model': 'a TFLite model file (.tflite)',
-    'openvino_model': 'an OpenVINO model file (.xml)',
-    'exported_model': 'a model file or SavedModel folder',
-}
+def _taken(flag):
+    """What an exported-model flag takes, for its refusals."""
+    if flag == 'exported_model':
+        return 'a model file or SavedModel folder'
+    return checkpoints.export_kind_text(flag)
 
 
 def check_model_source():
@@ -196,7 +193,7 @@ def check_model_source():
         )
     given = f'--{flag}={path}'
     if not os.path.lexists(path):
-        raise ValueError(f'{given}: no such file or folder; pass {KIND_NAMES[flag]}.')
+        raise ValueError(f'{given}: no such file or folder; pass {_taken(flag)}.')
     folder = detection.saved_model_folder(path)
     if folder:
         raise ValueError(
@@ -214,7 +211,7 @@ def check_model_source():
         return
     if is_saved_model:
         raise ValueError(
-            f'{given} is a SavedModel folder, not {KIND_NAMES[flag]}; pass '
+            f'{given} is a SavedModel folder, not {_taken(flag)}; pass '
             f'--saved_model_dir={path} (or --exported_model={path}).'
         )
     models = detection.exports_in(path)
@@ -222,12 +219,12 @@ def check_model_source():
     what = 'an export folder' if os.path.isfile(os.path.join(path, 'metadata.json')) else 'a folder'
     if wanted:
         fix = 'pass ' + ' or '.join(f'--{flag}={m}' for m in wanted)
-        raise ValueError(f'{given} is {what}, not {KIND_NAMES[flag]}; {fix}.')
+        raise ValueError(f'{given} is {what}, not {_taken(flag)}; {fix}.')
     if models:
         fix = 'it holds none; pass ' + ' or '.join(f'--{k}={m}' for m, k in models.items())
     else:
         fix = 'it holds no export of export_ssd_network.py; pass the model file an export wrote'
-    raise ValueError(f'{given} is {what}, not {KIND_NAMES[flag]}: {fix}.')
+    raise ValueError(f'{given} is {what}, not {_taken(flag)}: {fix}.')
 
 
 def make_detector():

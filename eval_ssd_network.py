@@ -187,11 +187,6 @@ flags.register_multi_flags_validator(
 )
 
 
-# The kinds of `detection.exported_model_kind` that --exported_model evaluates.
-EVALUATED_KINDS = ('openvino_model', 'frozen_graph', 'saved_model_dir', 'tflite_model')
-EVALUATED_TYPES = 'an OpenVINO .xml, a frozen graph .pb, a SavedModel folder or a TFLite .tflite'
-
-
 def _is_export_folder(path):
     return os.path.isfile(os.path.join(path, card_lib.EXPORT_METADATA_FILE))
 
@@ -200,7 +195,7 @@ def _not_evaluated(path, problem, folder):
     """The error for a `path` that eval cannot evaluate (`problem` says why), naming the models
     that --exported_model evaluates in `folder` when it is an export folder."""
     found = detection.exports_in(folder) if _is_export_folder(folder) else {}
-    models = [m for m, kind in found.items() if kind in EVALUATED_KINDS]
+    models = list(found)  # --exported_model evaluates every kind of export
     if models:
         fix = 'pass ' + ' or '.join(f'--exported_model={m}' for m in models)
     else:
@@ -215,7 +210,8 @@ def _exported_kind(path):
     """The kind of --exported_model, one that eval evaluates."""
     if not os.path.lexists(path):
         raise ValueError(
-            f'--exported_model={path}: no such file or folder; pass {EVALUATED_TYPES}.'
+            f'--exported_model={path}: no such file or folder; pass '
+            f'{checkpoints.export_kinds_text()}.'
         )
     folder = detection.saved_model_folder(path)
     if folder:
@@ -224,13 +220,13 @@ def _exported_kind(path):
             f'--exported_model={folder}.'
         )
     kind = detection.file_kind(path)
-    if kind in EVALUATED_KINDS:
+    if kind:
         return kind
     folder = os.path.dirname(path) or '.'
     if _is_export_folder(path):
         problem, folder = 'an export folder, not one of its models', path
     else:
-        problem = f'not a model eval evaluates by its file type ({EVALUATED_TYPES})'
+        problem = f'not a model eval evaluates by its file type ({checkpoints.export_kinds_text()})'
     raise _not_evaluated(path, problem, folder)
 
 

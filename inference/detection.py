@@ -699,7 +699,9 @@ def saved_model_folder(path):
 
 
 # The file types of export_ssd_network.py's model files.
-_EXPORT_FILE_KINDS = {'.xml': 'openvino_model', '.pb': 'frozen_graph', '.tflite': 'tflite_model'}
+_EXPORT_FILE_KINDS = {
+    suffix: kind for kind, (suffix, _) in checkpoints.EXPORT_KINDS.items() if suffix
+}
 
 
 def file_kind(path):
@@ -740,9 +742,8 @@ def exported_model_kind(path):
         ]
         hint = f'; the model files beside it: {", ".join(beside[:5])}' if beside else ''
         raise ValueError(
-            f'{path}: not an export of export_ssd_network.py by its file type (an '
-            f'OpenVINO .xml, a frozen graph .pb, a .tflite model or a SavedModel '
-            f'folder){hint}.'
+            f'{path}: not an export of export_ssd_network.py by its file type '
+            f'({checkpoints.export_kinds_text()}){hint}.'
         )
     return kind
 

@@ -455,13 +455,29 @@ def _first_line(err):
     return text.strip().splitlines()[0] if text.strip() else type(err).__name__
 
 
-# The files of export_ssd_network.py's models (inference/export.py FILES; this module is imported
-# by inference, not the reverse): given as a checkpoint, they are named as what they are.
-EXPORTED_MODEL_TYPES = {
-    '.pb': 'a frozen graph',
-    '.tflite': 'a TFLite model',
-    '.xml': 'an OpenVINO model',
+# The models export_ssd_network.py writes (inference/export.py FILES), by the kind detect's flags
+# name (--frozen_graph, ...): (their file type, None for a folder; what a message calls them).
+# Here, not in inference, which imports this module: given as a checkpoint, such a file is named
+# as what it is.
+EXPORT_KINDS = {
+    'openvino_model': ('.xml', 'an OpenVINO model'),
+    'frozen_graph': ('.pb', 'a frozen graph'),
+    'tflite_model': ('.tflite', 'a TFLite model'),
+    'saved_model_dir': (None, 'a SavedModel folder'),
 }
+
+
+def export_kind_text(kind):
+    """What a message asks for: 'a frozen graph file (.pb)', 'a SavedModel folder'."""
+    suffix, noun = EXPORT_KINDS[kind]
+    return f'{noun} file ({suffix})' if suffix else noun
+
+
+def export_kinds_text():
+    """Every kind of export, for a message ('an OpenVINO model file (.xml), ... or a SavedModel
+    folder')."""
+    texts = [export_kind_text(kind) for kind in EXPORT_KINDS]
+    return ', '.join(texts[:-1]) + ' or ' + texts[-1]
 
 
 def _check_readable(prefix, v1_file):
@@ -470,7 +486,8 @@ def _check_readable(prefix, v1_file):
         tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, OSError, ValueError, RuntimeError) as err:
         if v1_file:
-            what = EXPORTED_MODEL_TYPES.get(os.path.splitext(prefix)[1].lower())
+            suffix = os.path.splitext(prefix)[1].lower()
+            what = next((noun for s, noun in EXPORT_KINDS.values() if s == suffix), None)
             if what:
                 raise CheckpointError(
                     f'{prefix}: {what}, not a TensorFlow checkpoint: give the checkpoint it was '

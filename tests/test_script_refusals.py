@@ -232,8 +232,8 @@ def test_a_saved_models_graph_file_or_a_missing_export_names_what_to_pass(setup,
         _refused(
             proc,
             f'eval_ssd_network: error: --exported_model={tmp_path / missing}: no such file or '
-            f'folder; pass an OpenVINO .xml, a frozen graph .pb, a SavedModel folder or a TFLite '
-            f'.tflite.',
+            f'folder; pass an OpenVINO model file (.xml), a frozen graph file (.pb), a TFLite '
+            f'model file (.tflite) or a SavedModel folder.',
         )
     lone = tmp_path / 'lone'
     lone.mkdir()
@@ -660,8 +660,9 @@ def test_an_exports_other_file_names_the_model_files_beside_it(setup, tmp_path):
     _refused(
         proc,
         f'detect_ssd_network: error: {export / "model_openvino.bin"}: not an export of '
-        'export_ssd_network.py by its file type (an OpenVINO .xml, a frozen graph .pb, a .tflite '
-        f'model or a SavedModel folder); the model files beside it: {export / "frozen_graph.pb"}, '
+        'export_ssd_network.py by its file type (an OpenVINO model file (.xml), a frozen graph file '
+        '(.pb), a TFLite model file (.tflite) or a SavedModel folder); the model files beside it: '
+        f'{export / "frozen_graph.pb"}, '
         f'{export / "model_openvino.xml"}.',
     )
     assert not out.exists()

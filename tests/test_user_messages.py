@@ -97,7 +97,10 @@ def test_eval_names_the_models_of_an_export_folder_it_evaluates(tmp_path):
         f'pass --exported_model={export}/frozen_graph.pb or --exported_model={export}/'
         f'model_float.tflite or --exported_model={export}/saved_model'
     )
-    types = 'an OpenVINO .xml, a frozen graph .pb, a SavedModel folder or a TFLite .tflite'
+    types = (
+        'an OpenVINO model file (.xml), a frozen graph file (.pb), a TFLite model file (.tflite) '
+        'or a SavedModel folder'
+    )
     cases = [
         ([f'--exported_model={export}'], f'{export}: an export folder, not one of its models'),
         (
