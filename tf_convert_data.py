@@ -190,11 +190,14 @@ def _convert():
             if FLAGS.labels_file
             else labels.VOC_CLASSES
         )
-        sources = pascalvoc.list_examples(dirs, FLAGS.split, FLAGS.allow_outside_paths)
+        sources = pascalvoc.list_examples(dirs, FLAGS.split, FLAGS.allow_outside_paths, _note)
         if FLAGS.split is None:
-            notice = _unsplit_notice(dirs, len(sources), FLAGS.output_name)
-            if notice:
-                print(f'tf_convert_data: note: {notice}', file=sys.stderr, flush=True)
+            for notice in (
+                _unsplit_notice(dirs, len(sources), FLAGS.output_name),
+                _unannotated_notice(dirs),
+            ):
+                if notice:
+                    _note(notice)
         loader = pascalvoc.VocLoader(
             class_names, FLAGS.skip_unknown_classes, limits, _labels_advice(dirs)
         )
@@ -253,6 +256,10 @@ def _convert():
         len(metadata['files']),
         convert.metadata_path(FLAGS.output_dir, FLAGS.output_name),
     )
+    if FLAGS.dataset_name == 'coco':
+        empty = coco.classes_without_objects(FLAGS.annotations_file, metadata)
+        if empty:
+            logging.warning(empty)
     if earlier is not None:
         logging.info(
             'They replace the earlier %s records in %s (%s examples).',
@@ -271,6 +278,31 @@ def _earlier_examples(metadata_path):
         return convert.read_metadata(metadata_path)[0]['num_examples']
     except (ValueError, OSError):
         return '?'
+
+
+def _note(message):
+    """Prints `message` (one line) as a note of the converter on stderr, beside its progress."""
+    print(f'tf_convert_data: note: {message}', file=sys.stderr, flush=True)
+
+
+def _unannotated_notice(dirs):
+    """The note of a conversion without --split when JPEGImages/ holds images that no annotation
+    names (LabelImg writes no XML for an image without boxes): how many, a few of them, and that
+    they are not converted. None when every image has an annotation."""
+    paths = [
+        os.path.join(root, 'JPEGImages', name)
+        for root in dirs
+        for name in pascalvoc.unannotated_images(root)
+    ]
+    if not paths:
+        return None
+    shown = ', '.join(paths[:5]) + (f' and {len(paths) - 5} more' if len(paths) > 5 else '')
+    return (
+        f'{logs.counted(len(paths), "image")} of JPEGImages/ {"has" if len(paths) == 1 else "have"} '
+        f'no annotation (Annotations/<id>.xml), so {"is" if len(paths) == 1 else "are"} not '
+        f'converted: {shown}. An image with no objects needs an annotation XML with no <object> '
+        'to be converted as a negative example.'
+    )
 
 
 def _unsplit_notice(dirs, num_examples, output_name):

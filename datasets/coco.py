@@ -46,6 +46,7 @@ from typing import Optional
 
 from absl import logging
 
+from datasets import convert
 from datasets import image_io
 from tf_extended import safe_io
 from datasets.convert import BadExampleError, UnknownClassError, load_example_image
@@ -274,6 +275,26 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
     )
 
 
+def classes_without_objects(annotations_file, metadata):
+    """The warning of a conversion of `annotations_file` whose records (their `metadata`) have
+    no object of some classes, naming each (category id, name); None when every class has
+    objects. Such a category (Roboflow exports its supercategory, id 0, so) still becomes a
+    class, and a model trained on the records gets an output for it that nothing teaches."""
+    empty = [c for c in metadata['classes'] if c['num_objects'] == 0]
+    if not empty:
+        return None
+    named = ', '.join(f'id {c["coco_category_id"]} ({c["name"]})' for c in empty)
+    one = len(empty) == 1
+    it, they = ('it', 'it') if one else ('each', 'them')
+    return (
+        f'{annotations_file}: {"category" if one else "categories"} {named} '
+        f'{"has" if one else "have"} no objects in these records, yet {it} stays a class: the '
+        f'records have no example of {they}, and a model trained on them still has an output '
+        f'for {they}. To leave {they} out, remove {they} from the file\'s '
+        '"categories" and convert again.'
+    )
+
+
 class _EntryError(ValueError):
     """A ValueError whose message already names the file and the entry."""
 
@@ -468,16 +489,17 @@ class CocoLoader:
         image = load_example_image(source.image_path, self.image_limits, where)
         report = []
 
-        def note(kind, detail):
-            report.append({'file': where, 'kind': kind, 'detail': detail})
+        def note(kind, detail, fix=None):
+            report.append(convert.report_entry(where, kind, detail, fix))
 
         if image.converted_from:
-            note('fixed', f'{image.conversion}')
+            note('fixed', f'{image.conversion}', 'reencoded')
         if tuple(source.json_size) != (image.width, image.height):
             note(
                 'fixed',
                 f'JSON size {source.json_size[0]}x{source.json_size[1]}, decoded image is '
                 f'{image.width}x{image.height}; using the decoded size',
+                'size',
             )
         objects, kept = [], []
         for ann_id, category_id, bbox, iscrowd, area, index in source.annotations:
@@ -512,6 +534,7 @@ class CocoLoader:
                     'fixed',
                     f'annotation {ann_id} ({name}): no "area"; w*h = {area:g} kept for COCO '
                     f'evaluation',
+                    'area',
                 )
             kept.append(
                 (
@@ -534,6 +557,7 @@ class CocoLoader:
                 note(
                     'fixed',
                     f'annotation {ann_id} ({name}): box clipped to the {image.width}x{image.height} image',
+                    'box_clipped',
                 )
             objects.append(
                 ObjectRecord(

@@ -8,7 +8,7 @@ Output in `output_dir`:
   conversion. It holds the example count, the shard list (name, example count, size in bytes,
   sha256 of each shard, so readers can tell an emptied, truncated or replaced shard), the classes
   with per-class image/object/difficult counts, the options, and a report of what was fixed,
-  dropped or skipped (with file names).
+  dropped or skipped (with file names; a fixed entry's `fix` says what kind of fix, FIXES).
 
 Atomicity: shards are written into a hidden folder `.<output_name>.tmp-<pid>` inside
 `output_dir` and renamed into place only after every shard is done; the metadata file comes last
@@ -44,6 +44,7 @@ an error ends the workers at once, whatever they were doing. Spawn re-imports th
 import TensorFlow at module level (tf_convert_data.py does not).
 """
 
+import collections
 import glob
 import hashlib
 import itertools
@@ -80,6 +81,29 @@ METADATA_VERSION = 2
 MAX_METADATA_BYTES = 1 << 30
 DEFAULT_MAX_OBJECTS_PER_IMAGE = 1000
 _TEMP_MARKER = '.written-by-tf_convert_data'
+
+
+# What a 'fixed' report entry did (its 'fix'), as (singular, plural) phrases for the summary
+# line, in its order: re-encoding a PNG is routine, clipping a box repairs an annotation.
+FIXES = {
+    'reencoded': ('image re-encoded as JPEG', 'images re-encoded as JPEG'),
+    'box_clipped': ('box clipped', 'boxes clipped'),
+    'size': ('image size corrected', 'image sizes corrected'),
+    'filename': (
+        "<filename> other than the image's name",
+        "<filename>s other than the images' names",
+    ),
+    'area': ('missing area set to w*h', 'missing areas set to w*h'),
+}
+
+
+def report_entry(file, kind, detail, fix=None):
+    """A metadata report entry {'file', 'kind', 'detail'}; a 'fixed' one also has 'fix', its
+    key in FIXES, so that the summary can count what kinds of fix there were."""
+    entry = {'file': file, 'kind': kind, 'detail': detail}
+    if fix is not None:
+        entry['fix'] = fix
+    return entry
 
 
 class BadExampleError(ValueError):
@@ -770,9 +794,24 @@ def convert(
     for kind, count in metadata['report']['counts'].items():
         if count:
             logging.warning(
-                '%d %s entries; see %s.', count, kind, metadata_path(output_dir, output_name)
+                '%d %s entries%s; see %s.',
+                count,
+                kind,
+                _fixes_said(metadata['report']['entries']) if kind == 'fixed' else '',
+                metadata_path(output_dir, output_name),
             )
     return metadata
+
+
+def _fixes_said(entries):
+    """' (20 images re-encoded as JPEG, 12 boxes clipped)': what the 'fixed' report `entries`
+    did, counted by their `fix` (FIXES order), so that re-encodings do not hide repairs."""
+    counts = collections.Counter(e.get('fix') for e in entries if e['kind'] == 'fixed')
+    said = [f'{counts[fix]} {FIXES[fix][counts[fix] != 1]}' for fix in FIXES if counts[fix]]
+    others = sum(n for fix, n in counts.items() if fix not in FIXES)
+    if others:  # a loader of another source that gives no `fix`
+        said.append(f'{others} other')
+    return f' ({", ".join(said)})'
 
 
 def _metadata(

@@ -77,16 +77,35 @@ def dataset_names():
     return sorted(_REGISTRY)
 
 
+# The converter's --dataset_name values (input layouts, not record readers): what reads the
+# records each writes.
+_CONVERTER_NAMES = {
+    'pascalvoc': (
+        'pascalvoc_2007, pascalvoc_2012 or pascalvoc_0712 when they are VOC\'s own splits '
+        '(--output_name=voc_2007_<split>, ...)'
+    ),
+    'coco': 'coco_2017 when --output_name was coco_2017_<split>',
+}
+
+
 def check_dataset_name(name):
-    """Raises ValueError naming --dataset_name, with the closest names, unless `name` is a
-    registered dataset."""
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(str(name), dataset_names(), n=2, cutoff=0.6)
-        raise ValueError(
-            f'--dataset_name: unknown dataset {name!r}'
-            + (f' (did you mean {" or ".join(close)}?)' if close else '')
-            + f'; the datasets are {", ".join(dataset_names())}.'
+    """Raises ValueError naming --dataset_name, with the closest names (or, for a name of
+    tf_convert_data.py's, the readers of its records), unless `name` is a registered dataset."""
+    if name in _REGISTRY:
+        return
+    if name in _CONVERTER_NAMES:
+        hint = (
+            f': {name} is tf_convert_data.py\'s --dataset_name (the input layout); read the '
+            'records it wrote with --dataset_name=custom --dataset_split_name=<its '
+            f'--output_name>, or with {_CONVERTER_NAMES[name]}'
         )
+    else:
+        close = difflib.get_close_matches(str(name), dataset_names(), n=2, cutoff=0.6)
+        hint = f' (did you mean {" or ".join(close)}?)' if close else ''
+    raise ValueError(
+        f'--dataset_name: unknown dataset {name!r}{hint}; the datasets are '
+        f'{", ".join(dataset_names())}.'
+    )
 
 
 class DetectionDataset:
@@ -468,8 +487,38 @@ def relabel_advice(metadata):
     return 'convert the data with the model\'s labels file (tf_convert_data.py --labels_file)'
 
 
+def _names_shown(names, limit=10):
+    """'cat, dog, bird': class names for a one-line message, the first `limit` then '...'."""
+    return ', '.join(names[:limit]) + (', ...' if len(names) > limit else '')
+
+
+def _class_difference(record_names, num_classes, model_names):
+    """What a message about a class count that differs adds: the model's classes and those only
+    one side has, when `model_names` (the model's class names) are known; else, when
+    `num_classes` is the records' count without background, that it counts the background."""
+    if model_names:
+        model_names = list(model_names)
+        extra = [n for n in record_names if n not in model_names]
+        missing = [n for n in model_names if n not in record_names]
+        said = f'; the model\'s {len(model_names)} classes are {_names_shown(model_names)}'
+        if extra:
+            said += f'; only the records have {_names_shown(extra)}'
+        if missing:
+            said += f'; only the model has {_names_shown(missing)}'
+        return said
+    if num_classes == len(record_names):
+        return f' (num_classes counts the background too: {num_classes + 1} for these records)'
+    return ''
+
+
 def get_dataset(
-    name, split_name, dataset_dir, file_pattern=None, num_classes=None, verify_digests=False
+    name,
+    split_name,
+    dataset_dir,
+    file_pattern=None,
+    num_classes=None,
+    verify_digests=False,
+    model_class_names=None,
 ):
     """Looks a dataset split up.
 
@@ -484,6 +533,9 @@ def get_dataset(
         default classes (coco_2017, custom); must agree with the metadata when both exist.
       verify_digests: also compare every shard's sha256 with the metadata (reads all the data);
         names, presence and sizes are always checked.
+      model_class_names: the class names of the model `num_classes` is of, when the caller
+        knows them (a model card's): a class count that disagrees then names the classes only
+        one side has.
     Returns:
       DetectionDataset.
     Raises:
@@ -512,10 +564,11 @@ def get_dataset(
         num_samples = metadata['num_examples']
         if num_classes is not None and num_classes != len(class_names) + 1:
             raise ValueError(
-                f'num_classes={num_classes} disagrees with {meta_path}: {len(class_names)} classes + '
-                f'background = {len(class_names) + 1}. The model (--num_classes or its card) and '
-                f'the records must count the same classes: use a model of these classes, or '
-                f'{relabel_advice(metadata)}.'
+                f'num_classes={num_classes} disagrees with {meta_path}: {len(class_names)} classes '
+                f'({_names_shown(class_names)}) + background = {len(class_names) + 1}'
+                f'{_class_difference(class_names, num_classes, model_class_names)}. The model '
+                f'(--num_classes or its card) and the records must count the same classes: use a '
+                f'model of these classes, or {relabel_advice(metadata)}.'
             )
     elif marker_path and os.path.lexists(marker_path):
         raise FileNotFoundError(

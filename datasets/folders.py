@@ -12,7 +12,10 @@ SHOWN_ENTRIES = 8
 # Folders looked at for VOC folders inside the one named (VOCdevkit/VOC2007, ...).
 _MAX_SUBFOLDERS = 50
 
-VOC_EXPECTED = 'a VOC folder (Annotations/, JPEGImages/, ImageSets/Main/), e.g. VOCdevkit/VOC2007'
+VOC_EXPECTED = (
+    'a VOC folder (Annotations/ and JPEGImages/, and ImageSets/Main/<split>.txt for --split), '
+    'e.g. VOCdevkit/VOC2007'
+)
 COCO_ANNOTATIONS_EXPECTED = 'a COCO instances JSON file, e.g. annotations/instances_val2017.json'
 
 
@@ -77,6 +80,20 @@ def voc_subfolders(folder):
     except OSError:
         return []
     return [os.path.join(folder, n) for n in names if is_voc_folder(os.path.join(folder, n))]
+
+
+def labelimg_hint(folder):
+    """When `folder` holds annotation XML files itself (LabelImg saves each one beside its image):
+    a sentence saying it looks like LabelImg's layout and what to move where; else None."""
+    found = glob.glob(os.path.join(glob.escape(folder), '*.xml'))
+    if not found:
+        return None
+    files = f'{len(found)} .xml files' if len(found) > 1 else 'an .xml file'
+    return (
+        f'It holds {files} itself, as LabelImg saves them beside the images: move the .xml files '
+        f'into {os.path.join(folder, "Annotations", "")} and the images into '
+        f'{os.path.join(folder, "JPEGImages", "")} (see README.md, "Converting data")'
+    )
 
 
 def coco_annotation_files(folder):

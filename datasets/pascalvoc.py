@@ -25,6 +25,11 @@ Text is read with surrounding whitespace stripped (`<name>`, the flags, the coor
 Class names are then matched exactly, case included: `Dog` is not `dog` (a class list may hold
 both); the unknown-class error says when a name differs from a known class only in case.
 
+Split lists (ImageSets/Main/<split>.txt) hold one id per line, the whole stripped line: ids may
+hold spaces (LabelImg keeps file names, `IMG 000`). A line that names no annotation is read as
+a per-class list's `<id> <-1|0|1>`, or as a file name (`IMG_027.jpg`: id `IMG_027`, with one note
+per file); see `resolve_split_id`.
+
 Only `object/bndbox` is a box: `<part>` elements inside person objects hold their own `bndbox`
 and are not objects. The image is found by id (`JPEGImages/<id>.jpg`, else any `<id>.*`), not by
 `<filename>`.
@@ -46,6 +51,9 @@ import re
 from typing import Optional
 import xml.etree.ElementTree as ET
 
+from absl import logging
+
+from datasets import convert
 from datasets import folders
 from datasets import image_io
 from datasets import labels
@@ -54,6 +62,11 @@ from datasets.convert import BadExampleError, UnknownClassError, load_example_im
 from datasets.example_format import ExampleRecord, ObjectRecord
 
 _IMAGE_EXT_PREFERENCE = ('.jpg', '.jpeg', '.JPG', '.JPEG', '.png', '.PNG')
+# Extensions (lower-case) of the files a split line may name instead of an id: images, XML.
+_IMAGE_EXTS = ('.jpg', '.jpeg', '.jpe', '.png', '.bmp', '.tif', '.tiff', '.webp', '.gif')
+_FILE_NAME_EXTS = _IMAGE_EXTS + ('.xml',)
+# The flags of a per-class list's `<id> <flag>` lines.
+_CLASS_FLAGS = ('-1', '0', '1')
 _XML_ENCODING = re.compile(rb'\s*<\?xml[^>]*?\sencoding\s*=\s*["\']([A-Za-z][\w.:-]*)["\']')
 MAX_XML_BYTES = 32 << 20  # a VOC annotation is ~1 kB; 1000 objects are ~200 kB
 # VOC's largest split (trainval 2012) is 11540 ids in 150 kB; 64 MiB is millions of ids.
@@ -105,6 +118,9 @@ def folder_problem(root):
             f'with --dataset_name=coco --annotations_file={coco[0]} and their image folder as '
             f'--dataset_dir'
         )
+    labelimg = folders.labelimg_hint(root)
+    if labelimg:
+        return f'{root}: no Annotations/ folder; {expected}. {labelimg}'
     said = f'{root}: no Annotations/ folder; {expected} ({folders.describe(root)})'
     if glob.glob(os.path.join(glob.escape(root), '*.tfrecord')):
         said += (
@@ -121,7 +137,9 @@ def _is_split_list(name):
 
 
 def read_split_ids(split_path):
-    """The ids of a split file, as [(line number, id)]: the first word of each non-blank line.
+    """The lines of a split file, as [(line number, line)]: each non-blank line stripped whole,
+    since an id may hold spaces (LabelImg keeps a file's name, `IMG 000`); `resolve_split_id`
+    then tells which id a line names.
 
     Raises:
       safe_io.UnsafeFileError: not a regular file, or larger than MAX_SPLIT_BYTES; OSError:
@@ -130,15 +148,58 @@ def read_split_ids(split_path):
     lines = safe_io.read_text(
         split_path, MAX_SPLIT_BYTES, 'split file', 'one image id per line'
     ).split('\n')
-    return [(n, line.split()[0]) for n, line in enumerate(lines, 1) if line.strip()]
+    return [(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
+
+
+def resolve_split_id(line, has_annotation):
+    """The image id a split-file line names, and whether the line was a file name.
+
+    Main/<split>.txt lines are one id each (spaces included), per-class lists' `<id> <-1|0|1>`,
+    and users write file names (`IMG_027.jpg`): the whole line when `has_annotation(line)`
+    (Annotations/<line>.xml exists), else the first word of a `<id> <flag>` line, else the
+    name without its image or .xml extension when that has an annotation, else the whole line
+    (the missing annotation's error then names it).
+
+    Returns:
+      (id, True when the id is a file name's stem).
+    """
+    if has_annotation(line):
+        return line, False
+    words = line.split()
+    if len(words) == 2 and words[1] in _CLASS_FLAGS:
+        return words[0], False
+    stem, ext = os.path.splitext(line)
+    if ext.lower() in _FILE_NAME_EXTS and stem and has_annotation(stem):
+        return stem, True
+    return line, False
+
+
+def _annotation_exists(root):
+    """A predicate: does `root`'s Annotations/<id>.xml exist (as a regular file)."""
+    ann_dir = os.path.join(root, 'Annotations')
+    return lambda image_id: os.path.isfile(os.path.join(ann_dir, f'{image_id}.xml'))
+
+
+def file_name_ids_note(split_path, named):
+    """The one note for a split file whose lines are file names, as [(line, id)]; None when
+    there are none. Said once per file: every line of a list is usually written alike."""
+    if not named:
+        return None
+    line, image_id = named[0]
+    many = f'{len(named)} lines are file names' if len(named) > 1 else 'a line is a file name'
+    return (
+        f'{split_path}: {many} (e.g. {line!r}), read as the ids they name ({image_id!r}); ids '
+        'are file stems, the names without extension.'
+    )
 
 
 def split_lists(root):
     """The plain split lists of `root`'s ImageSets/Main/ (`<split>.txt`, not the per-class
     `<class>_<split>.txt`), as [(split, ids)]: VOC's train, val, trainval and test first, then the
-    others by name; `ids` the list of ids (`read_split_ids`), or None when the file cannot be
-    read. [] without the folder."""
+    others by name; `ids` the list of ids (`resolve_split_id` of each line), or None when the
+    file cannot be read. [] without the folder."""
     main_dir = os.path.join(root, 'ImageSets', 'Main')
+    has_annotation = _annotation_exists(root)
     try:
         names = [n[:-4] for n in os.listdir(main_dir) if _is_split_list(n)]
     except OSError:
@@ -150,7 +211,7 @@ def split_lists(root):
         if not os.path.isfile(path):
             continue
         try:
-            ids = [image_id for _, image_id in read_split_ids(path)]
+            ids = [resolve_split_id(line, has_annotation)[0] for _, line in read_split_ids(path)]
         except (OSError, ValueError):
             ids = None
         found.append((split, ids))
@@ -161,6 +222,22 @@ def annotation_ids(root):
     """The ids of `root`'s Annotations/*.xml, sorted: what `list_examples` takes without a split."""
     ann_dir = os.path.join(root, 'Annotations')
     return sorted(os.path.splitext(n)[0] for n in os.listdir(ann_dir) if n.endswith('.xml'))
+
+
+def unannotated_images(root):
+    """The image files of `root`'s JPEGImages/ whose stem has no Annotations/<stem>.xml, sorted:
+    what a conversion without a split leaves out (LabelImg writes no XML for an image it was
+    not given a box for). [] when JPEGImages/ cannot be listed."""
+    try:
+        names = os.listdir(os.path.join(root, 'JPEGImages'))
+    except OSError:
+        return []
+    annotated = set(annotation_ids(root))
+    return sorted(
+        n
+        for n in names
+        if os.path.splitext(n)[1].lower() in _IMAGE_EXTS and os.path.splitext(n)[0] not in annotated
+    )
 
 
 def split_problem(root, split, optional_flag=None):
@@ -182,15 +259,17 @@ def split_problem(root, split, optional_flag=None):
     return f'{split_path}: split file not found ({problem}' + (fix if optional_flag else '')
 
 
-def list_examples(dataset_dirs, split=None, allow_outside_paths=False):
+def list_examples(dataset_dirs, split=None, allow_outside_paths=False, note=logging.warning):
     """Lists the examples of one or more VOC folders, in a stable order.
 
     Args:
       dataset_dirs: list of VOC folders (each with Annotations/ and JPEGImages/).
       split: None for every Annotations/*.xml (sorted by id), else the ids listed in
-        ImageSets/Main/<split>.txt of each folder, in file order.
+        ImageSets/Main/<split>.txt of each folder, in file order (see `resolve_split_id`).
       allow_outside_paths: accept split ids that are absolute paths or climb out of the folder
         with `..`; otherwise such ids are listed with a `problem` (a bad example).
+      note: called with a one-line message when a split file lists file names instead of ids
+        (`file_name_ids_note`).
     Returns:
       list of VocSource, folder by folder.
     Raises:
@@ -199,39 +278,61 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False):
     """
     sources = []
     for root in dataset_dirs:
-        ann_dir = os.path.join(root, 'Annotations')
-        img_dir = os.path.join(root, 'JPEGImages')
         problem = folder_problem(root)
         if problem:
             raise FileNotFoundError(f'{problem}.')
-        split_path = None
         if split is None:
-            ids = [(None, i) for i in annotation_ids(root)]
+            split_path, ids = None, [(None, i) for i in annotation_ids(root)]
         else:
-            split_path = os.path.join(root, 'ImageSets', 'Main', f'{split}.txt')
-            problem = split_problem(root, split)
-            if problem:
-                raise FileNotFoundError(f'{problem}.')
-            ids = read_split_ids(split_path)
-        for line, image_id in ids:
-            reason = (
-                None
-                if allow_outside_paths and '\0' not in image_id
-                else safe_io.check_inside(image_id)
-            )
-            problem = None
-            if reason:
-                problem = (
-                    f'{split_path}, line {line}: image id {image_id!r} {reason}; ids name files inside '
-                    f'{root}'
-                    + ('' if '\0' in image_id else ' (pass --allow_outside_paths to allow it)')
-                    + '.'
-                )
-                image_id = image_id.replace('\0', '?')
-            sources.append(
-                VocSource(os.path.join(ann_dir, f'{image_id}.xml'), img_dir, image_id, problem)
-            )
+            split_path, ids = _split_ids(root, split, note)
+        sources += [
+            _voc_source(root, split_path, line, image_id, allow_outside_paths)
+            for line, image_id in ids
+        ]
     return sources
+
+
+def _split_ids(root, split, note):
+    """(path, [(line number, id)]) of `root`'s ImageSets/Main/<split>.txt, each line resolved
+    to the id it names; `note` is told once when lines are file names.
+
+    Raises:
+      as list_examples.
+    """
+    split_path = os.path.join(root, 'ImageSets', 'Main', f'{split}.txt')
+    problem = split_problem(root, split)
+    if problem:
+        raise FileNotFoundError(f'{problem}.')
+    has_annotation = _annotation_exists(root)
+    ids, named = [], []
+    for n, line in read_split_ids(split_path):
+        image_id, is_file_name = resolve_split_id(line, has_annotation)
+        ids.append((n, image_id))
+        if is_file_name:
+            named.append((line, image_id))
+    said = file_name_ids_note(split_path, named)
+    if said:
+        note(said)
+    return split_path, ids
+
+
+def _voc_source(root, split_path, line, image_id, allow_outside_paths):
+    """The VocSource of id `image_id` (from line `line` of `split_path`, or of no split file),
+    with a `problem` when the id leaves `root` and that is not allowed."""
+    reason = (
+        None if allow_outside_paths and '\0' not in image_id else safe_io.check_inside(image_id)
+    )
+    problem = None
+    if reason:
+        problem = (
+            f'{split_path}, line {line}: image id {image_id!r} {reason}; ids name files inside '
+            f'{root}'
+            + ('' if '\0' in image_id else ' (pass --allow_outside_paths to allow it)')
+            + '.'
+        )
+        image_id = image_id.replace('\0', '?')
+    annotation = os.path.join(root, 'Annotations', f'{image_id}.xml')
+    return VocSource(annotation, os.path.join(root, 'JPEGImages'), image_id, problem)
 
 
 def find_image(image_dir, image_id):
@@ -457,11 +558,11 @@ class VocLoader:
         image = load_example_image(image_path, self.image_limits)
         report = []
 
-        def note(kind, detail):
-            report.append({'file': where, 'kind': kind, 'detail': detail})
+        def note(kind, detail, fix=None):
+            report.append(convert.report_entry(where, kind, detail, fix))
 
         if image.converted_from:
-            note('fixed', f'{os.path.basename(image_path)}: {image.conversion}')
+            note('fixed', f'{os.path.basename(image_path)}: {image.conversion}', 'reencoded')
         # Pretty-printed files hold '\n    500\n  ': float() ignores the spaces; messages too.
         xml_w, xml_h = ((root.findtext(f'size/{tag}') or '').strip() for tag in ('width', 'height'))
         if (_number(xml_w), _number(xml_h)) != (image.width, image.height):
@@ -470,11 +571,16 @@ class VocLoader:
                 'fixed',
                 f'<size> {said}, decoded image is {image.width}x{image.height}; '
                 f'using the decoded size',
+                'size',
             )
         xml_filename = (root.findtext('filename') or '').strip()
         image_name = os.path.basename(image_path)
         if xml_filename != image_name:
-            note('fixed', f'<filename> is {xml_filename!r}; image found by id: {image_name}')
+            note(
+                'fixed',
+                f'<filename> is {xml_filename!r}; image found by id: {image_name}',
+                'filename',
+            )
         objects = []
         for index, obj in enumerate(annotation_objects(root, where)):
             name = obj.name
@@ -511,6 +617,7 @@ class VocLoader:
                     'fixed',
                     f'object {index} ({name}): {", ".join(clipped)} clipped to the '
                     f'{image.width}x{image.height} image',
+                    'box_clipped',
                 )
             objects.append(
                 ObjectRecord(

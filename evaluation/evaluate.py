@@ -561,6 +561,7 @@ def open_dataset(settings, card):
         settings.dataset_split_name,
         settings.dataset_dir,
         num_classes=card.num_classes,
+        model_class_names=card.class_names,
     )
     skipped = (
         ((dataset.metadata or {}).get('report') or {}).get('counts', {}).get('skipped_example', 0)

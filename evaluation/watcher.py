@@ -179,6 +179,7 @@ def split_size(settings):
         settings.dataset_split_name,
         settings.dataset_dir,
         num_classes=settings.card.num_classes,
+        model_class_names=settings.card.class_names,
     ).num_samples
 
 

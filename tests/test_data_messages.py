@@ -18,7 +18,8 @@ LABELS_EXPECTED = (
     '2, ...: ids follow the line order)'
 )
 VOC_EXPECTED = (
-    'expected a VOC folder (Annotations/, JPEGImages/, ImageSets/Main/), e.g. VOCdevkit/VOC2007'
+    'expected a VOC folder (Annotations/ and JPEGImages/, and ImageSets/Main/<split>.txt for '
+    '--split), e.g. VOCdevkit/VOC2007'
 )
 
 
