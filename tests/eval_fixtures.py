@@ -18,14 +18,18 @@ from nets import nets_factory
 v1 = tf.compat.v1
 
 
-def make_synthetic_records(root, num_images=12, seed=0, split='test'):
+def make_synthetic_records(root, num_images=12, seed=0, split='test', spaced_ids=0):
     """Writes the synthetic shapes dataset in VOC layout to `<root>/voc` and converts `split` to
     `<root>/records/<split>_*.tfrecord` (dataset name 'custom', split name `split`).
+    `spaced_ids`: that many of the split's first images are renamed `<id> (copy 1%)`, ids with
+    spaces (as LabelImg keeps file names) and a '%' (the results files' escape character).
 
     Returns (voc_dir, records_dir, class_names).
     """
     voc_dir, records_dir = os.path.join(root, 'voc'), os.path.join(root, 'records')
     synthetic.generate(voc_dir, num_images, seed)
+    if spaced_ids:
+        _rename_ids(voc_dir, split, spaced_ids)
     class_names = labels.read_labels_file(os.path.join(voc_dir, 'labels.txt'))
     sources = pascalvoc.list_examples([voc_dir], split)
     convert.convert(
@@ -41,6 +45,24 @@ def make_synthetic_records(root, num_images=12, seed=0, split='test'):
         samples_per_file=5,
     )
     return voc_dir, records_dir, class_names
+
+
+def _rename_ids(voc_dir, split, count):
+    """Renames the first `count` ids of `split` to `<id> (copy 1%)`: annotation, image and every
+    split list."""
+    main = os.path.join(voc_dir, 'ImageSets', 'Main')
+    with open(os.path.join(main, f'{split}.txt')) as f:
+        renamed = {i: f'{i} (copy 1%)' for i in f.read().split()[:count]}
+    for old, new in renamed.items():
+        for folder, ext in (('Annotations', '.xml'), ('JPEGImages', '.jpg')):
+            os.rename(
+                os.path.join(voc_dir, folder, old + ext), os.path.join(voc_dir, folder, new + ext)
+            )
+    for name in os.listdir(main):
+        with open(os.path.join(main, name)) as f:
+            ids = f.read().split()
+        with open(os.path.join(main, name), 'w') as f:
+            f.write(''.join(f'{renamed.get(i, i)}\n' for i in ids))
 
 
 def write_random_checkpoint(

@@ -6,6 +6,7 @@ import dataclasses
 import glob
 import json
 import os
+from urllib.parse import unquote
 import threading
 import types
 import xml.etree.ElementTree as ET
@@ -46,7 +47,7 @@ def _run(args):
 def data(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('eval_data'))
     voc_dir, records_dir, class_names = eval_fixtures.make_synthetic_records(
-        root, num_images=24, seed=3
+        root, num_images=24, seed=3, spaced_ids=2
     )
     prefix = eval_fixtures.write_random_checkpoint(
         os.path.join(root, 'train', 'model.ckpt'),
@@ -111,6 +112,15 @@ def test_eval_equals_offline_scoring_of_its_results_files(data, evaluated):
     # Random weights still find something: the comparison is not between two zeros.
     assert sum(c['num_tp'] for c in summary['classes']) > 0
     assert summary['metrics']['voc07'] > 0
+    # Two test ids hold spaces and a '%' (LabelImg-style names): the results files' first column
+    # has them percent-encoded, and the offline scoring reads them back as those ids.
+    first_columns = {
+        line.split(' ')[0]
+        for name in os.listdir(eval_dir)
+        if name.startswith('comp4_det_test_')
+        for line in open(os.path.join(eval_dir, name)).read().splitlines()
+    }
+    assert len({c for c in first_columns if c.endswith('%20(copy%201%25)')}) == 2
     offline = scoring.score_voc_results(eval_dir, data['voc_dir'], 'test', data['class_names'])
     assert offline.map_voc07 == pytest.approx(summary['metrics']['voc07'], abs=1e-12)
     assert offline.map_voc12 == pytest.approx(summary['metrics']['voc12'], abs=1e-12)
@@ -180,7 +190,7 @@ def test_coco_metrics_equal_pycocotools_on_the_written_files(data, evaluated):
         for d in coco_dets
     )
     from_voc = sorted(
-        (f[0], round(float(f[1]), 6), round(float(f[2]), 3), round(float(f[4]), 3))
+        (unquote(f[0]), round(float(f[1]), 6), round(float(f[2]), 3), round(float(f[4]), 3))
         for f in voc_lines
     )
     assert from_coco == from_voc
@@ -317,7 +327,8 @@ def test_ground_truth_as_detections_comes_back_in_original_pixels(data, monkeypa
     for label, name in enumerate(data['class_names'], 1):
         with open(os.path.join(out, f'comp4_det_test_{name}.txt')) as fh:
             got = sorted(
-                (f[0],) + tuple(round(float(v), 2) for v in f[2:]) for f in map(str.split, fh)
+                (unquote(f[0]),) + tuple(round(float(v), 2) for v in f[2:])
+                for f in map(str.split, fh)
             )
         expected = []
         for xml in glob.glob(os.path.join(data['voc_dir'], 'Annotations', '*.xml')):
