@@ -256,10 +256,9 @@ def _convert():
         len(metadata['files']),
         convert.metadata_path(FLAGS.output_dir, FLAGS.output_name),
     )
-    if FLAGS.dataset_name == 'coco':
-        empty = coco.classes_without_objects(FLAGS.annotations_file, metadata)
-        if empty:
-            logging.warning(empty)
+    empty = [c for c in metadata['classes'] if c['num_objects'] == 0]
+    if empty:
+        logging.warning(_empty_classes_warning(empty))
     if earlier is not None:
         logging.info(
             'They replace the earlier %s records in %s (%s examples).',
@@ -278,6 +277,23 @@ def _earlier_examples(metadata_path):
         return convert.read_metadata(metadata_path)[0]['num_examples']
     except (ValueError, OSError):
         return '?'
+
+
+def _empty_classes_warning(empty):
+    """The warning for the classes `empty` (metadata 'classes' entries) that have no object in
+    the records written: a model trained on them has an output for each that nothing teaches."""
+    if FLAGS.dataset_name == 'coco':
+        return coco.empty_categories_warning(FLAGS.annotations_file, empty)
+    names = ', '.join(repr(c['name']) for c in empty)
+    listed = f'--labels_file={FLAGS.labels_file}' if FLAGS.labels_file else "VOC's 20 classes"
+    one = len(empty) == 1
+    return (
+        f'{"class" if one else "classes"} {names} of {listed} {"has" if one else "have"} no '
+        f'objects in these records: a model trained on them has an output for '
+        f'{"it" if one else "each"} that nothing teaches (an evaluation on them reports '
+        f'{"it" if one else "them"} absent). Check the names in the annotations; a class that is '
+        'not yours can be removed from the labels file.'
+    )
 
 
 def _note(message):

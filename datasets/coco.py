@@ -275,14 +275,11 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
     )
 
 
-def classes_without_objects(annotations_file, metadata):
-    """The warning of a conversion of `annotations_file` whose records (their `metadata`) have
-    no object of some classes, naming each (category id, name); None when every class has
-    objects. Such a category (Roboflow exports its supercategory, id 0, so) still becomes a
-    class, and a model trained on the records gets an output for it that nothing teaches."""
-    empty = [c for c in metadata['classes'] if c['num_objects'] == 0]
-    if not empty:
-        return None
+def empty_categories_warning(annotations_file, empty):
+    """The warning of a conversion of `annotations_file` whose records have no object of the
+    classes `empty` (their metadata 'classes' entries), naming each (category id, name). Such a
+    category (Roboflow exports its supercategory, id 0, so) still becomes a class, and a model
+    trained on the records gets an output for it that nothing teaches."""
     named = ', '.join(f'id {c["coco_category_id"]} ({c["name"]})' for c in empty)
     one = len(empty) == 1
     it, they = ('it', 'it') if one else ('each', 'them')

@@ -168,8 +168,7 @@ def test_a_coco_category_without_objects_is_named_at_conversion(tmp_path):
         'it. To leave it out, remove it from the file\'s "categories" and convert '
         'again.'
     )
-    assert coco.classes_without_objects(ann, meta) == expected
-    assert coco.classes_without_objects(ann, {'classes': meta['classes'][1:]}) is None
+    assert coco.empty_categories_warning(ann, meta['classes'][:1]) == expected
     out = str(tmp_path / 'out')
     lines = _convert(
         '--dataset_name=coco',
@@ -179,6 +178,28 @@ def test_a_coco_category_without_objects_is_named_at_conversion(tmp_path):
         '--output_name=train',
     )
     assert _logged(lines, 'no objects in these records') == [expected]
+
+
+def test_labels_file_classes_without_objects_are_named_at_conversion(tmp_path):
+    """The VOC converter said nothing of a --labels_file class that no annotation has (a typo in
+    the XML names, a class of another project): the model got an output nothing teaches."""
+    root = str(tmp_path / 'voc')
+    _voc(root, ['a', 'b'])
+    labels_file = tmp_path / 'labels.txt'
+    labels_file.write_text('cat\ndog\nfish\n')
+    lines = _convert(
+        '--dataset_name=pascalvoc',
+        f'--dataset_dir={root}',
+        f'--labels_file={labels_file}',
+        f'--output_dir={tmp_path / "out"}',
+        '--output_name=train',
+    )
+    assert _logged(lines, 'no objects in these records') == [
+        f"classes 'cat', 'fish' of --labels_file={labels_file} have no objects in these records: "
+        'a model trained on them has an output for each that nothing teaches (an evaluation on '
+        'them reports them absent). Check the names in the annotations; a class that is not '
+        'yours can be removed from the labels file.'
+    ]
 
 
 @pytest.mark.parametrize(
