@@ -16,6 +16,7 @@ In a cluster, `training/cluster.py` synchronises the workers and starts and ends
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import reprlib
@@ -585,8 +586,27 @@ def image_summary(batch, preprocess, data_format):
     )
 
 
-def build_input(settings, dataset, net, preprocess, deploy, task_index=0, shared_name=None):
-    """The training batches' iterator (augmentation + target encoding, see training/input.py).
+def input_seed(seed, task_index=0, resume_step=None):
+    """The seed of a process's training stream (order and augmentation), None when `seed` is:
+    `seed` for a fresh run's chief, `seed + 1000003 * task_index` for each worker, and for a run
+    resumed at step `resume_step` > 0 one drawn from that seed and the step. A resumed stream
+    that started again from its seed's first example trained on the run's first batches again
+    at every resume; replaying the uninterrupted stream up to the step instead would re-read
+    every record trained on so far. The same seed and resume steps give the same run."""
+    if seed is None:
+        return None
+    seed += 1000003 * task_index
+    if not resume_step:
+        return seed
+    digest = hashlib.sha256(f'{seed}:{resume_step}'.encode('ascii')).digest()
+    return int.from_bytes(digest[:8], 'big') >> 1  # an int64 seed, >= 0
+
+
+def build_input(
+    settings, dataset, net, preprocess, deploy, task_index=0, shared_name=None, resume_step=None
+):
+    """The training batches' iterator (augmentation + target encoding, see training/input.py),
+    seeded by `input_seed` (`resume_step`: the step a resumed run goes on from, else None).
 
     With `shared_name` (a cluster's workers): an initializable iterator kept by the device's
     resource manager (run `iterator.initializer` in the local init op). Closing a distributed
@@ -594,7 +614,7 @@ def build_input(settings, dataset, net, preprocess, deploy, task_index=0, shared
     autotuning thread, up to a minute.
     """
     with v1.device(deploy.inputs_device()):
-        seed = None if settings.seed is None else settings.seed + 1000003 * task_index
+        seed = input_seed(settings.seed, task_index, resume_step)
         batches = train_input.train_dataset(
             dataset,
             preprocess,
@@ -1109,6 +1129,7 @@ def _train(settings, cluster, config, master):
             deploy,
             cluster.task_index,
             shared_name='ssd_train_input' if cluster.spec is not None else None,
+            resume_step=resume_step,
         )
         train_op, log_tensors, replication = build_train_op(
             settings, deploy, net, iterator, dataset.num_samples, cluster
