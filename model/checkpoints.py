@@ -745,6 +745,92 @@ def _layer_scope(name):
     return scope[: -len('/BatchNorm')] if scope.endswith('/BatchNorm') else scope
 
 
+def _checkpoint_entry(name, model_scope, checkpoint_model_scope):
+    """(checkpoint name, transform or None) for our variable `name` under this
+    --checkpoint_model_scope, or None where a TF-Slim name map leaves it out (not backbone)."""
+    name_map = TF_SLIM_NAME_MAPS.get(checkpoint_model_scope)
+    if name_map is None:
+        return rewrite_leading_scope(name, model_scope, checkpoint_model_scope or model_scope), None
+    if not name.startswith(model_scope + '/'):
+        return None
+    return name_map(name[len(model_scope) + 1 :])
+
+
+def _checkpoint_scopes(checkpoint_shapes):
+    """The checkpoint's top-level scopes, sorted. global_step and Adam's powers have none, and
+    optimizer slots and moving averages sit under their variable's scope: the model's weights'.
+    The fp16 loss scale's own scope is left out."""
+    return sorted(
+        {
+            name.split('/')[0]
+            for name in checkpoint_shapes
+            if '/' in name and name.rsplit('/', 1)[1] not in _LOSS_SCALE_STATE
+        }
+    )
+
+
+def _scope_hint(variables, candidates, checkpoint_shapes, model_scope, checkpoint_model_scope):
+    """The one-line fix when the checkpoint's weights sit under one top-level scope other than
+    the one --checkpoint_model_scope reads, and reading that one finds some of `candidates`
+    (the variables not excluded); else None."""
+    scopes = _checkpoint_scopes(checkpoint_shapes)
+    if len(scopes) != 1 or scopes[0] == (checkpoint_model_scope or model_scope):
+        return None
+    scope = scopes[0]
+    fix = None if scope == model_scope else scope
+    entries = (_checkpoint_entry(v.op.name, model_scope, fix) for v in candidates)
+    found = sum(1 for entry in entries if entry and entry[0] in checkpoint_shapes)
+    if not found:
+        return None
+    then = f"it then finds {found} of the model's {len(variables)} variables"
+    if fix is None:
+        return (
+            f"the checkpoint's variables are under {scope}/, as the model's: leave out "
+            f'--checkpoint_model_scope={checkpoint_model_scope} ({then}).'
+        )
+    ours = (
+        f'not {checkpoint_model_scope}/'
+        if checkpoint_model_scope
+        else f"the model's under {model_scope}/"
+    )
+    return (
+        f"the checkpoint's variables are under {scope}/, {ours}: pass "
+        f'--checkpoint_model_scope={scope} ({then}).'
+    )
+
+
+def _nothing_matches(checkpoint_shapes, model_scope, checkpoint_model_scope):
+    """The error when no variable of the model is found in the checkpoint and no other
+    --checkpoint_model_scope would find one: most likely another net."""
+    scopes = _checkpoint_scopes(checkpoint_shapes)
+    held = (
+        f'under {_shown([s + "/" for s in scopes], 5)}'
+        if scopes
+        else _shown(sorted(checkpoint_shapes), 5) or 'none'
+    )
+    read_as = f' (read as {checkpoint_model_scope}/)' if checkpoint_model_scope else ''
+    return (
+        f"no variable of the model matches the checkpoint: its variables are {held}, the "
+        f"model's under {model_scope}/{read_as}; check --checkpoint_path and --model_name, or "
+        f"pass the checkpoint's scope as --checkpoint_model_scope "
+        f"({' and '.join(TF_SLIM_NAME_MAPS)} map TF-Slim's ImageNet backbones)."
+    )
+
+
+def _lacks(missing, candidates, variables, exclude_scopes):
+    """The error when the checkpoint lacks `missing` ((name, checkpoint name) pairs) of the
+    `candidates` it otherwise restores: the scopes to exclude, and --ignore_missing_vars last."""
+    lacking = {name for name, _ in missing}
+    scopes = [s for s, whole in _whole_scopes([v.op.name for v in candidates], lacking) if whole]
+    examples = [n if n == c else f'{n} as {c}' for n, c in missing[:2]]
+    return (
+        f"the checkpoint lacks {len(missing)} of the model's {len(variables)} variables "
+        f"(e.g. {', '.join(examples)}): pass --checkpoint_exclude_scopes="
+        f"{','.join(parse_scopes(exclude_scopes) + scopes)} to leave them out, or "
+        f'--ignore_missing_vars to start whatever the checkpoint lacks from its initialiser.'
+    )
+
+
 def plan_restore(
     variables,
     checkpoint_shapes,
@@ -770,29 +856,20 @@ def plan_restore(
         scopes to exclude.
       log: callable(str) for the warnings (default: absl warning).
     Returns:
-      list of `RestoreItem`.
+      list of `RestoreItem` (`describe_restore` summarises it).
     Raises:
-      ValueError: missing or mismatched variables that are not to be skipped, or nothing to
-        restore at all.
+      ValueError: the checkpoint's scope when it is not the one read (first), missing or
+        mismatched variables that are not to be skipped, or nothing to restore at all.
     """
     log = log or logging.warning
-    name_map = TF_SLIM_NAME_MAPS.get(checkpoint_model_scope)
+    candidates = filter_variables(variables, exclude_scopes=exclude_scopes)
     items, missing, mismatched = [], [], []
-    for variable in filter_variables(variables, exclude_scopes=exclude_scopes):
+    for variable in candidates:
         name = variable.op.name
-        if name_map is not None:
-            relative = rewrite_leading_scope(name, model_scope, '')[1:]
-            mapped = name_map(relative) if name.startswith(model_scope + '/') else None
-            if mapped is None:
-                continue  # Not part of the ImageNet backbone.
-            checkpoint_name, transform = mapped
-        elif checkpoint_model_scope:
-            checkpoint_name, transform = (
-                rewrite_leading_scope(name, model_scope, checkpoint_model_scope),
-                None,
-            )
-        else:
-            checkpoint_name, transform = name, None
+        entry = _checkpoint_entry(name, model_scope, checkpoint_model_scope)
+        if entry is None:
+            continue  # Not part of the ImageNet backbone.
+        checkpoint_name, transform = entry
         if checkpoint_name not in checkpoint_shapes:
             missing.append((name, checkpoint_name))
             continue
@@ -804,17 +881,21 @@ def plan_restore(
             mismatched.append((name, checkpoint_name, variable.shape.as_list(), list(shape)))
             continue
         items.append(RestoreItem(variable, checkpoint_name, transform))
+    if missing and (not items or not ignore_missing_vars):
+        # Another scope first: --ignore_missing_vars would train those variables from scratch.
+        hint = _scope_hint(
+            variables, candidates, checkpoint_shapes, model_scope, checkpoint_model_scope
+        )
+        if hint:
+            raise ValueError(hint)
+    if not items and not mismatched:
+        raise ValueError(_nothing_matches(checkpoint_shapes, model_scope, checkpoint_model_scope))
     if missing:
-        listing = _shown(['%s (as %s)' % m for m in missing])
         if not ignore_missing_vars:
-            raise ValueError(
-                'the checkpoint lacks %d variable(s) of the model: %s. Pass '
-                '--ignore_missing_vars, --checkpoint_exclude_scopes or the right '
-                '--checkpoint_model_scope.' % (len(missing), listing)
-            )
+            raise ValueError(_lacks(missing, candidates, variables, exclude_scopes))
         log(
             'Not in the checkpoint, left at their initial values: %d variable(s): %s'
-            % (len(missing), listing)
+            % (len(missing), _shown(['%s (as %s)' % m for m in missing]))
         )
     if mismatched:
         listing = _shown(
@@ -839,17 +920,108 @@ def plan_restore(
                 '--anchor_sizes); --exclude_mismatched_vars is meant for the class heads after '
                 'a --num_classes change.' % (len(mismatched), len(items))
             )
-    if not items:
-        raise ValueError(
-            'no variable of the model matches the checkpoint (model scope %r, '
-            'checkpoint_model_scope %r, checkpoint scopes %s).'
-            % (
-                model_scope,
-                checkpoint_model_scope,
-                sorted({n.split('/')[0] for n in checkpoint_shapes})[:10],
-            )
-        )
+    if not items:  # every one of another shape, and skipped
+        raise ValueError(_nothing_matches(checkpoint_shapes, model_scope, checkpoint_model_scope))
     return items
+
+
+def _whole_scopes(names, chosen, depth=0):
+    """The shallowest scopes of the variables `names` (in order) each of whose variables is, or
+    each of whose is not, in the set `chosen`: [(scope, in `chosen`)]; `depth`: of the scopes
+    tried first (0: top level)."""
+    groups = {}
+    for name in names:
+        groups.setdefault('/'.join(name.split('/')[: depth + 1]), []).append(name)
+    scopes = []
+    for scope, members in groups.items():
+        kinds = {n in chosen for n in members}
+        if len(kinds) == 1:
+            scopes.append((scope, kinds.pop()))
+        else:  # Mixed: never one variable, whose name is its deepest scope.
+            scopes += _whole_scopes(members, chosen, depth + 1)
+    return scopes
+
+
+# A layer scope's name: `conv4` (4, ''), `conv14_2` (14, '_2'), `block4_box` (4, '', '_box').
+_NUMBERED_SCOPE = re.compile(r'([A-Za-z]+)(\d+)((?:_\d+)*)(.*)')
+
+
+def _follows(first, second):
+    """True when scope name `second` is `first` numbered one more (`conv1` -> `conv2`)."""
+    a, b = _NUMBERED_SCOPE.fullmatch(first), _NUMBERED_SCOPE.fullmatch(second)
+    return bool(a and b and a.group(1, 3, 4) == b.group(1, 3, 4) and int(b[2]) == int(a[2]) + 1)
+
+
+def _endings(names):
+    """Scope name -> what follows its layer number (`block4_box` -> `_box`), where something
+    does."""
+    return {n: m[4] for n in names for m in [_NUMBERED_SCOPE.fullmatch(n)] if m and m[4]}
+
+
+def _abbreviated(leaves, siblings):
+    """The scope names `leaves` (of one parent, in order) in short: `*_box` where they hold
+    every one (two or more) of `siblings` (the parent's) that ends in `_box`, `conv1..conv7` for
+    three or more numbered in a row."""
+    endings = _endings(siblings)
+    ends = list(endings.values())
+    starred = {
+        e
+        for e in ends
+        if ends.count(e) > 1 and all(n in leaves for n in endings if endings[n] == e)
+    }
+    runs = []
+    for leaf in leaves:
+        name = '*' + endings[leaf] if endings.get(leaf) in starred else leaf
+        if [name] in runs:
+            continue  # One star for them all.
+        if runs and _follows(runs[-1][-1], name):
+            runs[-1].append(name)
+        else:
+            runs.append([name])
+    shown = []
+    for run in runs:
+        shown += [f'{run[0]}..{run[-1]}'] if len(run) > 2 else run
+    return shown
+
+
+def _scopes_text(scopes, names, limit=12):
+    """`scopes` (whole scopes of the variables `names`, in order) in short, each under its
+    parent's name: `ssd_300_vgg/conv1..conv7, ssd_300_vgg/*_box`; `limit` of them at most."""
+    by_parent = {}
+    for scope in scopes:
+        parent, _, leaf = scope.rpartition('/')
+        by_parent.setdefault(parent, []).append(leaf)
+    shown = []
+    for parent, leaves in by_parent.items():
+        depth = parent.count('/') + 1 if parent else 0
+        siblings = {n.split('/')[depth] for n in names if not parent or n.startswith(parent + '/')}
+        shown += [f'{parent}/{s}' if parent else s for s in _abbreviated(leaves, siblings)]
+    return _shown(shown, limit)
+
+
+def describe_restore(items, variables):
+    """What the restore plan `items` (of `plan_restore`) restores of `variables` (the model's)
+    and what starts from its initialiser, by scope, in one line: `30 of the model's 71 variables
+    restored: ssd_300_vgg/conv1..conv7 (conv6, conv7 sub-sampled from vgg_16/fc6, vgg_16/fc7);
+    41 start from their initialisers: ssd_300_vgg/block8..block11, ssd_300_vgg/*_box.`"""
+    names = [v.op.name for v in variables]
+    restored = {i.name for i in items}
+    scopes = _whole_scopes(names, restored)
+    line = f"{len(restored)} of the model's {len(names)} variables restored: " + _scopes_text(
+        [s for s, whole in scopes if whole], names
+    )
+    # The transforms are basic slicing (`plan_restore` takes their shapes so): sub-samplings.
+    converted = [i for i in items if i.transform is not None]
+    if converted:
+        ours = dict.fromkeys(_layer_scope(i.name).rsplit('/', 1)[-1] for i in converted)
+        theirs = dict.fromkeys(_layer_scope(i.checkpoint_name) for i in converted)
+        line += f' ({", ".join(ours)} sub-sampled from {", ".join(theirs)})'
+    fresh = [s for s, whole in scopes if not whole]
+    if fresh:
+        line += f'; {len(names) - len(restored)} start from their initialisers: ' + _scopes_text(
+            fresh, names
+        )
+    return line + '.'
 
 
 class Restorer:

@@ -485,6 +485,12 @@ def test_train_script_fine_tunes_the_300x500_model(model):
     )
     card = card_lib.load(str(train_dir / card_lib.CARD_FILE))
     assert card.params == model['params']
+    # The restore is logged by scope (checkpoints.describe_restore): here, every variable.
+    count = len(tf.train.list_variables(model['prefix'])) - 1  # global_step is no model variable
+    assert (
+        f"Fine-tuning from {model['prefix']}: {count} of the model's {count} variables restored: "
+        f'{MODEL}.'
+    ) in result.stderr
     prefix = str(train_dir / 'model.ckpt-2')
     reader = tf.train.load_checkpoint(prefix)
     assert int(reader.get_tensor('global_step')) == 2

@@ -823,10 +823,9 @@ def fine_tune_restorer(settings, net):
         settings.exclude_mismatched_vars,
     )
     logging.info(
-        'Fine-tuning from %s: %d of the model\'s %d variables restored.',
+        'Fine-tuning from %s: %s',
         prefix,
-        len(items),
-        len(slim.get_model_variables()),
+        checkpoints.describe_restore(items, slim.get_model_variables()),
     )
     return checkpoints.Restorer(prefix, items)
 
