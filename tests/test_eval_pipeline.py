@@ -255,6 +255,20 @@ def test_coco_per_class_ap_equals_pycocotools_on_the_written_files(evaluated):
         )
 
 
+def test_tensorboard_reads_the_evaluation_scalars(evaluated):
+    """TensorBoard (installed by requirements.txt: TF 2.21 no longer brings it) reads the
+    evaluation's event file: the mAPs at the checkpoint's step, as results.json has them."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    eval_dir, summary, _ = evaluated
+    events = event_accumulator.EventAccumulator(eval_dir)
+    events.Reload()
+    for metric in ('voc07', 'voc12', 'coco'):
+        (scalar,) = events.Scalars(f'eval/{metric}_mAP')
+        assert scalar.step == STEP
+        assert scalar.value == pytest.approx(summary['metrics'][metric], rel=1e-6)
+
+
 def test_coco_table_and_class_ap_with_an_absent_class():
     result = coco_metrics.COCOResult(
         metrics=dict(zip(coco_metrics.COCO_METRIC_NAMES, [0.25, 0.5] + [None] * 10)),
