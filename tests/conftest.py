@@ -240,11 +240,11 @@ def _nchw_runs():
     return _NCHW[0]
 
 
-# Scheduling under pytest-xdist: scripts/test.sh runs `-n 2 --dist loadfile
+# Scheduling under pytest-xdist: scripts/test.sh runs `-n 3 --dist loadfile
 # --no-loadscope-reorder`.
 #
 # --dist loadfile sends a module's tests to one worker. xdist's default (`load`) spread them over
-# both, and a module-scoped fixture (a trained or exported model, a converted dataset) was then
+# the workers, and a module-scoped fixture (a trained or exported model, a converted dataset) was then
 # built by each worker that ran one of its tests. (`--dist loadgroup` with xdist_group marks
 # would keep finer units, but pytest-xdist 3.8 cannot rename pytest 9's node ids, so it does not
 # group.)
