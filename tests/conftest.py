@@ -244,8 +244,8 @@ def _nchw_runs():
 # --no-loadscope-reorder`.
 #
 # --dist loadfile sends a module's tests to one worker. xdist's default (`load`) spread them over
-# the workers, and a module-scoped fixture (a trained or exported model, a converted dataset) was then
-# built by each worker that ran one of its tests. (`--dist loadgroup` with xdist_group marks
+# the workers, and a module-scoped fixture (a trained or exported model, a converted dataset)
+# was then built by each worker that ran one of its tests. (`--dist loadgroup` with xdist_group marks
 # would keep finer units, but pytest-xdist 3.8 cannot rename pytest 9's node ids, so it does not
 # group.)
 #
