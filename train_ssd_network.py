@@ -3,7 +3,7 @@ r"""Trains an SSD network (TF-Slim train_image_classifier conventions, graph mod
     python train_ssd_network.py --train_dir=logs/ssd300 --dataset_name=pascalvoc_0712 \
         --dataset_split_name=trainval --dataset_dir=tfrecords --model_name=ssd_300_vgg \
         --checkpoint_path=checkpoints/vgg_16.ckpt --checkpoint_model_scope=vgg_16 \
-        --optimizer=momentum --learning_rate=0.001 --learning_rate_decay_type=piecewise \
+        --optimizer=momentum --learning_rate_decay_type=piecewise \
         --boundaries=80000,100000 --values=0.001,0.0001,0.00001 --batch_size=32 \
         --max_number_of_steps=120000
 
@@ -153,9 +153,17 @@ flags.DEFINE_integer(
 )
 # Loss.
 flags.DEFINE_float('loss_alpha', D('loss_alpha'), 'Weight of the localisation loss.')
-flags.DEFINE_float('negative_ratio', D('negative_ratio'), 'Hard negatives per positive.')
 flags.DEFINE_float(
-    'match_threshold', D('match_threshold'), 'IoU for an anchor to match a ground-truth box.'
+    'negative_ratio',
+    D('negative_ratio'),
+    'Hard negatives per positive (hard-negative mining; not with --focal_loss_gamma).',
+)
+flags.DEFINE_float(
+    'match_threshold',
+    D('match_threshold'),
+    'IoU for an anchor to match a ground-truth box (a positive). The negatives (background) are '
+    'the unmatched anchors below IoU 0.5, fixed: a threshold above 0.5 leaves the anchors in '
+    'between ignored by the loss.',
 )
 flags.DEFINE_float(
     'label_smoothing', D('label_smoothing'), 'Label smoothing epsilon of the class loss.'
@@ -163,7 +171,14 @@ flags.DEFINE_float(
 flags.DEFINE_float(
     'focal_loss_gamma',
     D('focal_loss_gamma'),
-    'If set, softmax focal loss with this gamma instead of hard-negative mining.',
+    'If set, softmax focal loss with this gamma instead of hard-negative mining: every negative '
+    'anchor counts, weighted as --focal_loss_alpha says (so 0 is a weighted cross-entropy).',
+)
+flags.DEFINE_float(
+    'focal_loss_alpha',
+    D('focal_loss_alpha'),
+    'Focal loss (--focal_loss_gamma): the weight of the positive anchors\' terms; the '
+    'background\'s is 1 - alpha (default RetinaNet\'s 0.25: positives x0.25, background x0.75).',
 )
 flags.DEFINE_boolean(
     'ignore_crowd',
@@ -341,6 +356,8 @@ _bound('negative_ratio', lambda v: v > 0, 'be a finite number > 0 (e.g. 3)')
 _bound('match_threshold', lambda v: 0 < v <= 1, 'lie in (0, 1] (an IoU, e.g. 0.5)')
 _bound('label_smoothing', lambda v: 0 <= v < 1, 'lie in [0, 1) (e.g. 0.1; 0: none)')
 _bound('focal_loss_gamma', lambda v: v >= 0, 'be a finite number >= 0 (e.g. 2)', optional=True)
+# 0 or 1 weighs the positives or the background by 0: the loss then ignores them.
+_bound('focal_loss_alpha', lambda v: 0 < v < 1, 'lie in (0, 1) (default 0.25)')
 # Decay rates of the optimizers' running averages: 1 (or more) never updates them, or divides by
 # zero (Adam's bias correction 1 - beta1^t); 0 is plain (momentum 0: SGD).
 for _name in (
@@ -447,6 +464,82 @@ def _check_piecewise(values):
                 'so %d values (or none: --learning_rate times --learning_rate_decay_factor^i); '
                 'got %d.' % (len(steps), len(steps) + 1, len(rates))
             )
+    return True
+
+
+def _given(name):
+    """Whether --`name` is on the command line: a default is never refused."""
+    return FLAGS[name].present
+
+
+def _either(choices):
+    """'a', 'a or b', 'a, b or c'."""
+    return ' or '.join(filter(None, (', '.join(choices[:-1]), choices[-1])))
+
+
+def _register_reader_check(selector, name, readers):
+    """Refuses --`name` given to a run whose --`selector` (--optimizer,
+    --learning_rate_decay_type) is none of `readers`, the values that read it: it did nothing,
+    silently."""
+
+    def check(values):
+        if _given(name) and values[selector] not in readers:
+            raise flags.ValidationError(
+                f'--{name} is read only by --{selector}={_either(readers)}; this run\'s is '
+                f'--{selector}={values[selector]}: leave --{name} out, or change --{selector}.'
+            )
+        return True
+
+    flags.register_multi_flags_validator([selector, name], check)
+
+
+for _name, _readers in optimization.OPTIMIZER_READERS.items():
+    _register_reader_check('optimizer', _name, _readers)
+for _name, _readers in optimization.DECAY_READERS.items():
+    _register_reader_check('learning_rate_decay_type', _name, _readers)
+
+
+def _register_values_check(name):
+    """Refuses --`name` (--learning_rate, --learning_rate_decay_factor) given with --values, which
+    give every piecewise rate: the start line and card stated a --learning_rate the run never
+    used."""
+
+    def check(values):
+        if _given(name) and values['values']:
+            raise flags.ValidationError(
+                f'--{name} is not used with --values, which give every rate of the piecewise '
+                f'schedule: leave --{name} out, or drop --values for the rates --learning_rate '
+                'x --learning_rate_decay_factor^i.'
+            )
+        return True
+
+    flags.register_multi_flags_validator(['values', name], check)
+
+
+for _name in ('learning_rate', 'learning_rate_decay_factor'):
+    _register_values_check(_name)
+
+
+@flags.multi_flags_validator(['focal_loss_gamma', 'negative_ratio'])
+def _check_negative_ratio(values):
+    """Focal loss (any --focal_loss_gamma, 0 too) mines no hard negatives: every negative anchor
+    counts, and --negative_ratio did nothing."""
+    if _given('negative_ratio') and values['focal_loss_gamma'] is not None:
+        raise flags.ValidationError(
+            '--negative_ratio sets hard-negative mining, which focal loss (--focal_loss_gamma) '
+            'does not do: leave --negative_ratio out, or drop --focal_loss_gamma.'
+        )
+    return True
+
+
+@flags.multi_flags_validator(['focal_loss_gamma', 'focal_loss_alpha'])
+def _check_focal_loss_alpha(values):
+    """--focal_loss_alpha weighs the terms of focal loss only: without it, it did nothing."""
+    if _given('focal_loss_alpha') and values['focal_loss_gamma'] is None:
+        raise flags.ValidationError(
+            '--focal_loss_alpha weighs focal loss, which --focal_loss_gamma turns on: add '
+            '--focal_loss_gamma (e.g. 2), or leave --focal_loss_alpha out.'
+        )
     return True
 
 

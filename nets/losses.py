@@ -65,7 +65,10 @@ def ssd_losses(
       alpha: weight of the localisation term.
       label_smoothing: epsilon of the smoothed one-hot targets (0 = off).
       focal_gamma: if set, softmax focal loss over all positives and negative candidates
-        (no hard-negative mining), weighted alpha / (1 - alpha) for positives / negatives.
+        (no hard-negative mining), weighted `focal_alpha` / (1 - `focal_alpha`) for positives /
+        negatives (so 0 is a weighted cross-entropy, not plain cross-entropy).
+      focal_alpha: focal loss only: the weight of the positives' terms, 1 - it the negatives'
+        (RetinaNet's 0.25; train_ssd_network.py --focal_loss_alpha).
     Returns:
       The total loss, a float32 scalar.
     """

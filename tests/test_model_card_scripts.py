@@ -88,8 +88,10 @@ def test_training_writes_the_card(trained):
         'num_examples': 3,
     }
     assert card.provenance['settings']['batch_norm_decay'] == 0.5
-    # The card describes the net, not a training-only setting such as batch_norm_decay.
-    assert card.params == card_lib.from_registry(MODEL, 7, depth_multiplier=DEPTH).params
+    # The card records the batch-norm decay the net trained with (it said the default, 0.997).
+    assert card.params == card_lib.from_registry(MODEL, 7, depth_multiplier=DEPTH).params._replace(
+        batch_norm_decay=0.5
+    )
     assert len(card.card_id) == 32
 
 
@@ -113,7 +115,9 @@ def test_eval_watch_export_detect_score_without_model_flags(trained, tmp_path):
     summary = json.loads(open(os.path.join(eval_dir, 'results.json')).read())
     # The same model from explicit flags, evaluated in-process: the same numbers.
     explicit = cli.resolve_card(EXPLICIT, None, log=lambda line: None)
-    assert explicit.params == card_lib.load(os.path.join(trained['train_dir'], 'model.json')).params
+    # The same net; the training's card also records the batch-norm decay it trained with.
+    trained_params = card_lib.load(os.path.join(trained['train_dir'], 'model.json')).params
+    assert trained_params == explicit.params._replace(batch_norm_decay=0.5)
     settings = evaluate.EvalSettings(
         card=explicit,
         dataset_name='custom',

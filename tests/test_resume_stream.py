@@ -39,7 +39,7 @@ def _first_batches(resume_step, count=2):
         iterator = trainer.build_input(
             settings,
             dataset,
-            trainer._net(card, settings),
+            trainer.net_card(card, settings).net(),
             card.preprocessing(),
             deploy,
             resume_step=resume_step,

@@ -128,14 +128,14 @@ REFUSED_TOGETHER = {
 ACCEPTED = [
     '',  # the defaults
     '--learning_rate=1e30',  # finite: the non-finite loss stops it (tests/test_train_run.py)
-    '--end_learning_rate=0',
+    '--learning_rate_decay_type=polynomial --end_learning_rate=0',
     '--match_threshold=1',
     '--label_smoothing=0',
     '--focal_loss_gamma=0',
     '--loss_alpha=0',
     '--adam_beta1=0',
-    '--momentum=0',
-    '--rmsprop_momentum=0',
+    '--optimizer=momentum --momentum=0',
+    '--optimizer=rmsprop --rmsprop_momentum=0',
     '--optimizer=momentum --momentum=0.9',
     '--moving_average_decay=0.9999',
     '--max_number_of_steps=0',  # no limit, as not giving it

@@ -43,7 +43,7 @@ def train_graph(settings, wrap=None):
     with graph.as_default():
         v1.set_random_seed(1)
         deploy = model_deploy.DeploymentConfig(settings.num_clones, settings.clone_on_cpu)
-        net = trainer._net(card, settings)
+        net = trainer.net_card(card, settings).net()
         iterator = trainer.build_input(settings, dataset, net, card.preprocessing(), deploy)
         if wrap is not None:
             iterator = wrap(iterator, net)

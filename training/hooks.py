@@ -50,19 +50,11 @@ class CheckpointSaverHook(v1.train.CheckpointSaverHook):
     copy of the training graph (6.5 MB for MobileNet-SSD300 at depth 0.25) took 1.9 s of each
     start and resume on 2 cores, 13 % of a short run. The graph stays in every checkpoint's
     .meta and, for TensorBoard's graph view, in the event file. `after_create_session` is TF
-    2.21's less that file."""
+    2.21's less that file and less its graph and meta graph events: the event file's writer
+    (SummaryWriterCache's, made by `begin`) wrote both already, so each event file held two."""
 
     def after_create_session(self, session, coord):
         global_step = session.run(self._global_step_tensor)
-        saver = self._get_saver()
-        graph = v1.get_default_graph()
-        self._summary_writer.add_graph(graph)
-        self._summary_writer.add_meta_graph(
-            v1.train.export_meta_graph(
-                graph_def=graph.as_graph_def(add_shapes=True),
-                saver_def=saver.saver_def if saver else None,
-            )
-        )
         # The checkpoint of the state at the start (global_step).
         self._save(session, global_step)
         self._timer.update_last_triggered_step(global_step)
@@ -81,6 +73,22 @@ TF_CHATTER = (
     r'From \S+: remove_checkpoint',  # v1 deprecation notice when max_to_keep deletes one
     r'Restoring parameters from ',  # the resume and fine-tuning lines name the checkpoint
 )
+
+
+class SummarySaverHook(v1.train.SummarySaverHook):
+    """TF's SummarySaverHook that also writes the summaries of `last_step` (the run's last:
+    --max_number_of_steps; None: no limit). TF's writes them every `save_secs` only, so the
+    curves ended up to that long before the run did (a 6-step run had steps 1 and 3)."""
+
+    def __init__(self, last_step, **kwargs):
+        super().__init__(**kwargs)
+        self._last_step = last_step
+
+    def before_run(self, run_context):
+        # `_next_step`: the global step this run makes (None for the first, always written).
+        if self._last_step and self._next_step is not None and self._next_step >= self._last_step:
+            self._timer.reset()  # the timer then triggers for this run
+        return super().before_run(run_context)
 
 
 class CheckpointLogListener(v1.train.CheckpointSaverListener):
@@ -297,11 +305,14 @@ def start_lines(
     images = settings.batch_size * settings.num_clones
     steps_per_epoch = dataset.num_samples / images if images else 0
     total = settings.max_number_of_steps
-    schedule = (
-        f'{_optimizer_text(settings)}, learning rate {settings.learning_rate:g} '
-        f'{settings.learning_rate_decay_type}'
-    )
     decay = settings.learning_rate_decay_type
+    # Piecewise --values give every rate: --learning_rate, not used, is not stated.
+    initial = (
+        f' {settings.learning_rate:g}'
+        if optimization.reads_learning_rate(decay, settings.values)
+        else ''
+    )
+    schedule = f'{_optimizer_text(settings)}, learning rate{initial} {decay}'
     if decay in ('exponential', 'polynomial'):  # TF-Slim's: a length in epochs, not the run's
         steps = optimization.decay_steps_per_epochs(
             dataset.num_samples, settings.images_per_step, settings.num_epochs_per_decay

@@ -13,6 +13,29 @@ v1 = tf.compat.v1
 DECAY_TYPES = ('fixed', 'exponential', 'polynomial', 'piecewise', 'cosine')
 OPTIMIZERS = ('adadelta', 'adagrad', 'adam', 'ftrl', 'momentum', 'rmsprop', 'sgd')
 
+# Which optimizers read each optimizer setting (`make_optimizer`'s arguments), and which decay
+# types read each schedule setting (`learning_rate_schedule`'s; piecewise reads the decay factor
+# only without `values`): train_ssd_network.py refuses one given to a run that would ignore it.
+OPTIMIZER_READERS = {
+    'opt_epsilon': ('adadelta', 'adam', 'rmsprop'),
+    'adadelta_rho': ('adadelta',),
+    'adagrad_initial_accumulator_value': ('adagrad',),
+    'adam_beta1': ('adam',),
+    'adam_beta2': ('adam',),
+    'ftrl_learning_rate_power': ('ftrl',),
+    'ftrl_initial_accumulator_value': ('ftrl',),
+    'ftrl_l1': ('ftrl',),
+    'ftrl_l2': ('ftrl',),
+    'momentum': ('momentum',),
+    'rmsprop_momentum': ('rmsprop',),
+    'rmsprop_decay': ('rmsprop',),
+}
+DECAY_READERS = {
+    'learning_rate_decay_factor': ('exponential', 'piecewise'),
+    'num_epochs_per_decay': ('exponential', 'polynomial'),
+    'end_learning_rate': ('polynomial', 'cosine'),
+}
+
 
 def piecewise_values(learning_rate, boundaries, values=None, decay_factor=0.1):
     """Values of a piecewise-constant schedule: `values` if given (one more than boundaries),
@@ -26,6 +49,12 @@ def piecewise_values(learning_rate, boundaries, values=None, decay_factor=0.1):
             )
         return [float(v) for v in values]
     return [learning_rate * decay_factor**i for i in range(len(boundaries) + 1)]
+
+
+def reads_learning_rate(decay_type, values):
+    """Whether the schedule reads the initial `learning_rate`: all but a piecewise one whose
+    `values` give every rate."""
+    return not (decay_type == 'piecewise' and values)
 
 
 def learning_rate_schedule(

@@ -32,6 +32,7 @@ from datasets import dataset_factory
 from model import card as card_lib
 from model import checkpoints
 from model import cli
+from nets import nets_factory
 from nets import ssd_params
 from preprocessing import preprocessing_factory
 from training import cluster as cluster_lib
@@ -47,6 +48,8 @@ v1 = tf.compat.v1
 NON_FINITE_TAG = 'Non-finite total loss'
 # Flags that describe the net, checked against the train dir's card when resuming.
 STRUCTURE_FIELDS = ('model_name', 'num_classes', 'depth_multiplier', 'anchor_sizes')
+# The nets with batch norm, which --batch_norm_decay sets (the VGG nets have none).
+BATCH_NORM_NETS = ('ssd_300_mobilenet',)
 
 
 UsageError = cluster_lib.UsageError  # settings that cannot work together (message says which)
@@ -86,6 +89,7 @@ class TrainSettings:
     match_threshold: float = 0.5
     label_smoothing: float = 0.0
     focal_loss_gamma: Optional[float] = None
+    focal_loss_alpha: float = 0.25
     ignore_crowd: bool = True
     # Optimisation.
     weight_decay: float = 0.0005
@@ -260,6 +264,18 @@ def _new_card(settings, dataset, log):
                 % (source.num_classes - 1, settings.checkpoint_path, dataset.num_classes - 1, heads)
             )
         if settings.anchor_sizes:
+            if source.anchor_size_preset != settings.anchor_sizes:
+                # Said as the other changes are: the switch was silent.
+                log(
+                    'fine-tuning a model (%s) with --anchor_sizes=%s: the anchors change from '
+                    '%s to %s; its box heads were trained for the old ones'
+                    % (
+                        settings.checkpoint_path,
+                        settings.anchor_sizes,
+                        source.anchor_size_preset or 'custom',
+                        settings.anchor_sizes,
+                    )
+                )
             card = card.with_params(
                 **ssd_params.anchor_preset_params(model_name, settings.anchor_sizes)
             )
@@ -298,9 +314,19 @@ def _new_card(settings, dataset, log):
             if settings.checkpoint_path
             else None
         ),
-        'settings': dataclasses.asdict(settings),
+        'settings': recorded_settings(settings),
     }
     return card.replace(card_id=card_lib.new_card_id(), provenance=provenance)
+
+
+def recorded_settings(settings):
+    """The settings as the card's provenance records them: all of them, with learning_rate None
+    where the schedule does not read it (piecewise --values give every rate): the card of a run at
+    --values' rates recorded a --learning_rate it never used."""
+    record = dataclasses.asdict(settings)
+    if not optimization.reads_learning_rate(settings.learning_rate_decay_type, settings.values):
+        record['learning_rate'] = None
+    return record
 
 
 def resolve_model_card(settings, dataset, resume_from=None, log=logging.warning):
@@ -411,7 +437,7 @@ def _resume_record(card, settings, dataset, step, path=card_lib.CARD_FILE):
     if runs is None:
         return card, []
     _, recorded, data = runs[-1]
-    now = json.loads(json.dumps(dataclasses.asdict(settings)))
+    now = json.loads(json.dumps(recorded_settings(settings)))
     # The data line names the dataset; the step limit shapes only a cosine decay (raising it is
     # how a training goes on; a polynomial one spans --num_epochs_per_decay, as TF-Slim's).
     ignored = _NOT_RECORDED_ON_RESUME | {'dataset_name', 'dataset_split_name'}
@@ -561,11 +587,23 @@ def check_data_format(settings):
         )
 
 
-def _net(card, settings):
-    params = card.params
-    if settings.batch_norm_decay is not None:
-        params = params._replace(batch_norm_decay=settings.batch_norm_decay)
-    return card.replace(params=params).net()
+def net_card(card, settings):
+    """The card of the net this run trains: its batch-norm decay is --batch_norm_decay, else the
+    net's default (a setting of each run, as resumes and fine-tuning treat it). The card written
+    then records the decay the net used (it said 0.997 for a net trained at --batch_norm_decay's).
+
+    Raises:
+      UsageError: --batch_norm_decay for a net without batch norm (it did nothing).
+    """
+    if settings.batch_norm_decay is not None and card.model_name not in BATCH_NORM_NETS:
+        raise UsageError(
+            f'--batch_norm_decay sets the batch norm of {", ".join(BATCH_NORM_NETS)} only; '
+            f'{card.model_name} has none: leave --batch_norm_decay out.'
+        )
+    decay = settings.batch_norm_decay
+    if decay is None:
+        decay = nets_factory.get_network(card.model_name).default_params.batch_norm_decay
+    return card.with_params(batch_norm_decay=decay)
 
 
 def compute_dtype(settings, on_gpu):
@@ -652,6 +690,7 @@ def _clones(settings, deploy, net, iterator, dtype):
             alpha=settings.loss_alpha,
             label_smoothing=settings.label_smoothing,
             focal_gamma=settings.focal_loss_gamma,
+            focal_alpha=settings.focal_loss_alpha,
         )
         return batch
 
@@ -855,7 +894,8 @@ def make_hooks(
             ],
             **save_args,
         ),
-        v1.train.SummarySaverHook(
+        hooks_lib.SummarySaverHook(
+            settings.max_number_of_steps,
             save_secs=settings.save_summaries_secs,
             output_dir=settings.train_dir,
             summary_op=v1.summary.merge_all(),
@@ -1093,6 +1133,7 @@ def _train(settings, cluster, config, master):
             else 'counted from the record headers (no metadata)',
         )
         card, card_path = resolve_model_card(settings, dataset, resume_from)
+        card = net_card(card, settings)
         # The settings the checkpoint's training used, as its card records them (before this
         # resume is recorded): the refusals of a resume name their values.
         runs = recorded_runs(card) if card_path is not None else None
@@ -1118,7 +1159,7 @@ def _train(settings, cluster, config, master):
                         resume_step, lambda: card_lib.write(card_path, card)
                     )
                 )
-        net = _net(card, settings)
+        net = card.net()
         preprocess = card.preprocessing()
         iterator = build_input(
             settings,
