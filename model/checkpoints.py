@@ -630,7 +630,11 @@ def check_scopes_match(flag, text, variables):
     known = sorted({n.rsplit('/', k)[0] for n in names for k in range(1, n.count('/') + 1)})
     hints = []
     for scope in unmatched:
-        close = difflib.get_close_matches(scope, known, n=2, cutoff=0.6)
+        # The outermost scopes it begins (`block4` of `block4_box`) first, else similar ones.
+        begun = [k for k in known if k.startswith(scope)]
+        close = [k for k in begun if not any(k.startswith(b + '/') for b in begun)][:2] or (
+            difflib.get_close_matches(scope, known, n=2, cutoff=0.6)
+        )
         hints.append(f'{scope}' + (f' (did you mean {" or ".join(close)}?)' if close else ''))
     raise ValueError(
         f'{flag}: {", ".join(hints)} {"matches" if len(hints) == 1 else "match"} no variable of '

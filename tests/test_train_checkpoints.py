@@ -297,15 +297,18 @@ def test_missing_variables_fail_or_are_ignored(tmp_path):
         )
 
 
-def _mobilenet_variables(num_classes, depth_multiplier=0.25):
+def _model_variables(model_name, num_classes, **params):
+    """The model variables of `model_name`'s net, built in the default graph."""
     from nets import nets_factory
     import tf_slim as slim
 
-    _, network_fn = nets_factory.get_network_fn(
-        'ssd_300_mobilenet', num_classes, depth_multiplier=depth_multiplier
-    )
+    _, network_fn = nets_factory.get_network_fn(model_name, num_classes, **params)
     network_fn(v1.placeholder(tf.float32, [1, 300, 300, 3]))
     return slim.get_model_variables()
+
+
+def _mobilenet_variables(num_classes, depth_multiplier=0.25):
+    return _model_variables('ssd_300_mobilenet', num_classes, depth_multiplier=depth_multiplier)
 
 
 def _plan_excluding_mismatched(variables, shapes):
@@ -374,6 +377,13 @@ def test_a_scope_that_matches_no_variable_is_refused_with_the_closest():
         + variables[-1].op.name.rsplit('/', 1)[0]
         + '.'
     )
+    # A scope that begins others' names is completed, not matched to similar ones: --trainable_
+    # scopes=ssd_300_vgg/block4 suggested block9 or block8, for the conv4_3 head block4_box.
+    with tf.Graph().as_default():
+        with pytest.raises(ValueError, match=r'block4 \(did you mean ssd_300_vgg/block4_box\?\)'):
+            checkpoints.check_scopes_match(
+                '--trainable_scopes', 'ssd_300_vgg/block4', _model_variables('ssd_300_vgg', 3)
+            )
 
 
 def test_excluding_mismatched_variables_of_another_model_says_so_in_short(tmp_path):
