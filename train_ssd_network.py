@@ -282,6 +282,13 @@ flags.DEFINE_string(
     % (', '.join(sorted(nets_factory.networks_map)), cli.DEFAULT_MODEL),
 )
 flags.DEFINE_string(
+    'model_card',
+    D('model_card'),
+    'A model card (model.json) describing the net to train: its model_name, SSD params (input '
+    'size, anchors, prior_scaling, ...), normalisation and detection settings; the classes come '
+    'from the dataset. For ablations: edit a copy of a run\'s model.json.',
+)
+flags.DEFINE_string(
     'preprocessing_name', D('preprocessing_name'), 'Preprocessing (default: the model\'s).'
 )
 flags.DEFINE_integer('batch_size', D('batch_size'), 'Images per clone per step.', lower_bound=1)
@@ -539,6 +546,23 @@ def _check_focal_loss_alpha(values):
         raise flags.ValidationError(
             '--focal_loss_alpha weighs focal loss, which --focal_loss_gamma turns on: add '
             '--focal_loss_gamma (e.g. 2), or leave --focal_loss_alpha out.'
+        )
+    return True
+
+
+# Flags that change the net a --model_card describes: its file says it (edit the card instead).
+CARD_STRUCTURE_FLAGS = ('anchor_sizes', 'depth_multiplier', 'preprocessing_name')
+
+
+@flags.multi_flags_validator(['model_card', *CARD_STRUCTURE_FLAGS])
+def _check_model_card(values):
+    """--model_card describes the net whole: a structure flag beside it would change it."""
+    given = [f'--{name}' for name in CARD_STRUCTURE_FLAGS if values[name] is not None]
+    if given and values['model_card']:
+        raise flags.ValidationError(
+            f'{", ".join(given)} and --model_card={values["model_card"]}: the card describes the '
+            'net to train; edit its ssd_params (or normalisation) instead, or leave '
+            f'{"it" if len(given) == 1 else "them"} out.'
         )
     return True
 

@@ -395,3 +395,30 @@ def test_counted_says_one_in_the_singular():
     from tf_extended import logs
 
     assert [logs.counted(n, 'image') for n in (0, 1, 2)] == ['0 images', '1 image', '2 images']
+
+
+def test_multi_flag_messages_lose_absls_list_of_every_flag_and_value():
+    """absl begins a multi-flag check's message with `flags a=1, b=None: `, each flag of the
+    check with its value: noise before messages that name the flags that matter."""
+    from absl import flags
+
+    from tf_extended import logs
+
+    values = flags.FlagValues()
+    flags.DEFINE_string('model_card', '/tmp/a: b.json', '', flag_values=values)
+    flags.DEFINE_string('anchor_sizes', None, '', flag_values=values)
+    values(['x'])
+    said = '--anchor_sizes and --model_card: the card describes the net'
+    assert (
+        logs._without_flag_values(
+            f'flags model_card=/tmp/a: b.json, anchor_sizes=None: {said}', values
+        )
+        == said
+    )
+    for text in (
+        said,
+        f'flags model_card=/tmp/other.json, anchor_sizes=None: {said}',  # not the values
+        f'flags unknown=1: {said}',
+        f'flag --model_card=/tmp/a: b.json: {said}',  # a one-flag check: the value it refused
+    ):
+        assert logs._without_flag_values(text, values) == text

@@ -409,13 +409,33 @@ OLDER_PORT_ENUM_NUMBERS = {
 }
 
 
+def _without_flag_values(text, flag_values):
+    """`text` less absl's `flags a=1, b=None: ` that begins a multi-flag check's message, every
+    flag of the check with its value (the messages name the flags that matter). The prefix is
+    matched against the flags' values, so a value holding ': ' is no problem; other text is
+    returned as it is."""
+    rest = text.removeprefix('flags ')
+    while rest != text:
+        name, equals, after = rest.partition('=')
+        value = str(flag_values[name].value) if equals and name in flag_values else None
+        if value is None or not after.startswith(value):
+            return text
+        after = after[len(value) :]
+        if after.startswith(': '):
+            return after[2:]
+        if not after.startswith(', '):
+            return text
+        rest = after[2:]
+    return text
+
+
 def flag_error_text(error, script=None):
     """absl's message of a refused flag on one line, with `(did you mean X?)` for an enum value
     close to one of its choices, what replaces an older-port flag or value (`OLDER_PORT_FLAGS`,
     `OLDER_PORT_ENUM_NUMBERS`), and where to see the flags. `script`: the name without `.py`,
     default the running one's."""
     text = '; '.join(line.strip() for line in str(error).splitlines() if line.strip())
-    text = text.rstrip('.')
+    text = _without_flag_values(text.rstrip('.'), flags.FLAGS)
     enum = _ENUM_ERROR.match(text)
     if enum:
         name, value, choices = enum.group(1), enum.group(2), enum.group(3).split('|')

@@ -122,6 +122,7 @@ class TrainSettings:
     dataset_dir: Optional[str] = None
     num_classes: Optional[int] = None
     model_name: Optional[str] = None
+    model_card: Optional[str] = None
     preprocessing_name: Optional[str] = None
     batch_size: int = 32
     max_number_of_steps: Optional[int] = None
@@ -196,15 +197,52 @@ def _detection_text(detection):
     return ', '.join(f'{k} {getattr(detection, k):g}' for k in cli.DETECTION_FIELDS)
 
 
-def _new_card(settings, dataset, log):
-    """The card of a new run: the settings and the dataset, on top of the fine-tuned model's
-    card when it is the same net (its anchors and, for unnamed classes, its class names and
-    category ids). The category ids: the records' COCO ids (`dataset_factory.category_ids`)."""
-    source = _fine_tune_card(settings, log) if settings.checkpoint_path else None
+def _card_to_train(settings):
+    """The card --model_card names (the net to train: model_name, SSD params, normalisation,
+    detection settings), checked against --model_name.
+
+    Raises:
+      card_lib.CardError: the file is no card (the message names it); UsageError: --model_name
+        names another net.
+    """
+    card = card_lib.load(settings.model_card)
+    if settings.model_name and settings.model_name != card.model_name:
+        raise UsageError(
+            f'--model_name={settings.model_name} and --model_card={settings.model_card} '
+            f'({card.model_name}) name two nets: leave --model_name out, or give a card of '
+            f'{settings.model_name}.'
+        )
+    return card
+
+
+def _check_same_net(card, path, given, given_path, fix):
+    """Raises CardError when the card `given` (--model_card) describes another net than the
+    training's `card` (its model.json, `path`): other SSD params (the classes and the run's
+    batch-norm decay aside), normalisation or detection settings."""
+    same = given.params._replace(
+        num_classes=card.params.num_classes, batch_norm_decay=card.params.batch_norm_decay
+    )
+    differ = [f for f in same._fields if getattr(same, f) != getattr(card.params, f)]
+    if given.model_name != card.model_name:
+        differ.insert(0, 'model_name')
+    if (given.mean_rgb, given.scale) != (card.mean_rgb, card.scale):
+        differ.append('normalisation')
+    if given.detection != card.detection:
+        differ.append('detection')
+    if differ:
+        raise card_lib.CardError(
+            f'--model_card={given_path} describes another net than the training in {path} '
+            f'(its {", ".join(differ)} differ): {fix}, or leave --model_card out to resume.'
+        )
+
+
+def _card_from_flags(settings, dataset, source, names, ids, log):
+    """The card of a new run without --model_card: the fine-tuned model's card `source` (or None)
+    when it is the net trained, with the dataset's classes (`names`, `ids`; the source's names
+    and ids for unnamed classes) and the structure flags, logging what does not fit; else the
+    registry's net."""
     model_name = settings.model_name or (source.model_name if source else cli.DEFAULT_MODEL)
     cli.check_anchor_sizes(model_name, settings.anchor_sizes)  # a preset of another net
-    names = dataset.class_names
-    ids = dataset_factory.category_ids(dataset.metadata)
     if source is not None and source.model_name == model_name:
         if source.num_classes == dataset.num_classes and names == card_lib.default_class_names(
             dataset.num_classes
@@ -295,6 +333,28 @@ def _new_card(settings, dataset, log):
         card = card_lib.from_registry(
             model_name, dataset.num_classes, names, settings.anchor_sizes, settings.depth_multiplier
         ).replace(category_ids=ids)
+    return card
+
+
+def _new_card(settings, dataset, log):
+    """The card of a new run: the settings and the dataset, on top of the --model_card's (its
+    net, anchors, normalisation and detection settings; the dataset's classes) or else of the
+    fine-tuned model's card when it is the same net (its anchors and, for unnamed classes, its
+    class names and category ids). The category ids: the records' COCO ids
+    (`dataset_factory.category_ids`)."""
+    names = dataset.class_names
+    ids = dataset_factory.category_ids(dataset.metadata)
+    source = None
+    if settings.model_card:
+        card = _card_to_train(settings)
+        card = card.replace(
+            params=card.params._replace(num_classes=dataset.num_classes),
+            class_names=names,
+            category_ids=ids,
+        )
+    else:
+        source = _fine_tune_card(settings, log) if settings.checkpoint_path else None
+        card = _card_from_flags(settings, dataset, source, names, ids, log)
     if settings.preprocessing_name:
         pipeline = preprocessing_factory.get_preprocessing(settings.preprocessing_name)
         card = card.replace(mean_rgb=tuple(pipeline.mean_rgb), scale=float(pipeline.scale))
@@ -316,6 +376,11 @@ def _new_card(settings, dataset, log):
         ),
         'settings': recorded_settings(settings),
     }
+    if settings.model_card:  # the file may change later: its card id says which card it was
+        provenance['model_card'] = {
+            'path': os.path.abspath(settings.model_card),
+            'card_id': card.card_id,
+        }
     return card.replace(card_id=card_lib.new_card_id(), provenance=provenance)
 
 
@@ -351,6 +416,8 @@ def resolve_model_card(settings, dataset, resume_from=None, log=logging.warning)
         else f'delete {path} (no checkpoint was written with it: a run stopped before one)'
     )
     card = cli.apply_structure_flags(card, _model_flags(settings), path, log, fix=fix)
+    if settings.model_card:
+        _check_same_net(card, path, _card_to_train(settings), settings.model_card, fix)
     if card.num_classes != dataset.num_classes:
         raise card_lib.CardError(
             'the model in %s (card %s) has %d classes with background; dataset %s/%s has %d. '
@@ -389,8 +456,8 @@ _NOT_RECORDED_ON_RESUME = frozenset(
         'train_dir num_readers num_preprocessing_threads log_every_n_steps save_summaries_secs '
         'save_interval_secs save_interval_steps max_to_keep gpu_memory_fraction histograms '
         'ps_hosts worker_hosts job_name task_index cluster_wait_secs clone_on_cpu data_format '
-        'dataset_dir model_name num_classes anchor_sizes depth_multiplier checkpoint_path '
-        'checkpoint_model_scope checkpoint_exclude_scopes ignore_missing_vars '
+        'dataset_dir model_name model_card num_classes anchor_sizes depth_multiplier '
+        'checkpoint_path checkpoint_model_scope checkpoint_exclude_scopes ignore_missing_vars '
         'exclude_mismatched_vars'
     ).split()
 )
