@@ -379,7 +379,7 @@ def _new_card(settings, dataset, log):
     if settings.model_card:  # the file may change later: its card id says which card it was
         provenance['model_card'] = {
             'path': os.path.abspath(settings.model_card),
-            'card_id': card.card_id,
+            'card_id': card.card_id or None,  # None: a card never trained (from_registry's)
         }
     return card.replace(card_id=card_lib.new_card_id(), provenance=provenance)
 
