@@ -126,7 +126,5 @@ def ssd_losses(
             ('cross_entropy_neg', loss_neg),
             ('localization', loss_loc),
         ):
-            value = tf.identity(value, name=name)
-            v1.losses.add_loss(value)
-            v1.summary.scalar('losses/' + name, value)
+            v1.losses.add_loss(tf.identity(value, name=name))
         return loss_pos + loss_neg + loss_loc

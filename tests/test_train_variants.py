@@ -69,14 +69,23 @@ def test_summary_tags_are_the_names_tensorboard_users_know():
     """v1.summary.* tag a summary with a unique op name: beside the ops total_loss and
     learning_rate and the variables, TensorBoard showed total_loss_1, learning_rate_1 and
     <variable>_1."""
-    graph, _, _, _ = train_graph(tiny_settings(histograms=True, num_clones=2, clone_on_cpu=True))
+    graph, _, log_tensors, _ = train_graph(
+        tiny_settings(histograms=True, num_clones=2, clone_on_cpu=True)
+    )
     with graph.as_default(), v1.Session() as sess:
         sess.run(v1.global_variables_initializer())
-        summary = v1.Summary.FromString(sess.run(v1.summary.merge_all()))
+        merged, losses = sess.run([v1.summary.merge_all(), log_tensors['losses']])
+        summary = v1.Summary.FromString(merged)
         names = [v.op.name for v in v1.trainable_variables()]
         rate = sess.run(graph.get_tensor_by_name('learning_rate:0'))
     tags = {value.tag: value for value in summary.value}
-    assert {'total_loss', 'learning_rate', 'losses/regularization'} <= set(tags)
+    # The loss terms once, the clones' mean as the log prints it, not one tag per clone
+    # (clone_0/ssd_losses/losses/cross_entropy_pos, clone_1/...).
+    terms = ('cross_entropy_pos', 'cross_entropy_neg', 'localization', 'regularization')
+    scalars = {'total_loss', 'learning_rate'} | {f'losses/{t}' for t in terms}
+    assert {t for t, v in tags.items() if v.WhichOneof('value') == 'simple_value'} == scalars
+    for term in terms:  # the batch the summaries read is the one the log tensors read
+        assert tags[f'losses/{term}'].simple_value == pytest.approx(losses[term], rel=1e-5)
     assert tags['learning_rate'].simple_value == pytest.approx(rate) == 0.01
     assert set(names) <= set(tags) and names
     assert not [tag for tag in tags if tag.endswith('_1')], sorted(tags)

@@ -837,9 +837,6 @@ def _summary(tag, value, histogram=False):
 def _summaries(settings, total_loss, rate, variables_to_train):
     _summary('total_loss', total_loss)
     _summary('learning_rate', rate)
-    regularization = v1.losses.get_regularization_losses()
-    if regularization:
-        _summary('losses/regularization', tf.add_n(regularization))
     if settings.histograms:
         for variable in variables_to_train:
             _summary(variable.op.name, variable, histogram=True)
@@ -895,6 +892,11 @@ def build_train_op(settings, deploy, net, iterator, num_samples, cluster=Cluster
     regularization = v1.losses.get_regularization_losses()
     if regularization:  # part of total_loss; logged so that the terms add up
         losses['regularization'] = tf.add_n(regularization)
+    # TensorBoard's terms are the log's, the clones' mean: one tag each, whatever the clone
+    # count (the loss function's own summaries were clone_0/ssd_losses/losses/<term>, ...).
+    for name, value in losses.items():
+        if name != 'total':  # total_loss has its own summary
+            _summary(f'losses/{name}', value)
     with v1.device(deploy.variables_device()), tf.control_dependencies([train_op]):
         # In a cluster other workers move the step: read it once this run's step is done (a
         # parallel read lagged by one: step lines ended at 'step 9/10').
