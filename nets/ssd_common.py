@@ -41,6 +41,18 @@ def flatten_layers(tensors):
     return tf.concat([flat(t) for t in tensors], axis=1)
 
 
+def _class_biases(num_anchors, num_classes, background_prior):
+    """The initializer of a class head's biases `[A * C]` (anchor-major): zeros, or the
+    background's log-odds of `background_prior` against C - 1 equal classes at each anchor's
+    class 0."""
+    if background_prior is None:
+        return v1.zeros_initializer()
+    odds = background_prior * (num_classes - 1) / (1.0 - background_prior)
+    biases = np.zeros([num_anchors, num_classes], np.float32)
+    biases[:, 0] = np.log(odds)
+    return v1.constant_initializer(biases.ravel())
+
+
 @add_arg_scope
 def multibox_head(
     features,
@@ -52,8 +64,13 @@ def multibox_head(
     cls_scope='conv_cls',
     norm_scope='L2Normalization',
     data_format='NHWC',
+    background_prior=None,
 ):
     """Box and class predictions for one feature layer.
+
+    `background_prior`: None (the class biases start at 0), or the probability of the background
+    every anchor starts at (RetinaNet's prior for focal loss, 0.99): the background's bias starts
+    at log(prior * (C - 1) / (1 - prior)), the other classes' at 0.
 
     Returns `(localisations [B, H, W, A, 4], logits [B, H, W, A, C])`, always NHWC-ordered.
     """
@@ -63,7 +80,10 @@ def multibox_head(
         )
     pad = (kernel_size - 1) // 2
     outputs = []
-    for depth, scope in ((4, loc_scope), (num_classes, cls_scope)):
+    for depth, scope, biases in (
+        (4, loc_scope, v1.zeros_initializer()),
+        (num_classes, cls_scope, _class_biases(num_anchors, num_classes, background_prior)),
+    ):
         net = custom_layers.conv2d(
             features,
             num_anchors * depth,
@@ -71,7 +91,7 @@ def multibox_head(
             padding=pad,
             activation_fn=None,
             normalizer_fn=None,
-            biases_initializer=v1.zeros_initializer(),
+            biases_initializer=biases,
             data_format=data_format,
             scope=scope,
         )

@@ -89,3 +89,24 @@ def test_summary_tags_are_the_names_tensorboard_users_know():
     assert tags['learning_rate'].simple_value == pytest.approx(rate) == 0.01
     assert set(names) <= set(tags) and names
     assert not [tag for tag in tags if tag.endswith('_1')], sorted(tags)
+
+
+def test_focal_loss_heads_start_at_retinanets_background_prior():
+    """With focal loss every anchor's background term counts: at even class scores the first
+    loss was the easy negatives' (131 against 21 without focal loss). The class heads start at a
+    background probability of 0.99 (RetinaNet's prior); without focal loss their biases are 0."""
+    for gamma in (2.0, None):
+        graph, _, log_tensors, _ = train_graph(tiny_settings(focal_loss_gamma=gamma))
+        with graph.as_default(), v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            heads = [v for v in v1.trainable_variables() if v.op.name.endswith('_conf/biases')]
+            biases, losses = sess.run([heads, log_tensors['losses']])
+        assert len(heads) == 6
+        for values in biases:
+            per_anchor = values.reshape(-1, 7)  # 6 synthetic classes + background
+            expected = np.zeros_like(per_anchor)
+            if gamma is not None:
+                expected[:, 0] = np.log(0.99 * 6 / 0.01)
+            np.testing.assert_allclose(per_anchor, expected, rtol=1e-6)
+        if gamma is not None:
+            assert losses['cross_entropy_neg'] < 1.0, losses
