@@ -156,9 +156,10 @@ def resolve_split_id(line, has_annotation):
 
     Main/<split>.txt lines are one id each (spaces included), per-class lists' `<id> <-1|0|1>`,
     and users write file names (`IMG_027.jpg`): the whole line when `has_annotation(line)`
-    (Annotations/<line>.xml exists), else the first word of a `<id> <flag>` line, else the
-    name without its image or .xml extension when that has an annotation, else the whole line
-    (the missing annotation's error then names it).
+    (Annotations/<line>.xml exists), else the first word of a `<id> <flag>` line when that has
+    an annotation (`scan 1` of LabelImg, which writes no XML for an image without boxes, is not
+    `scan`), else the name without its image or .xml extension when that has an annotation,
+    else the whole line (the missing annotation's error then names it).
 
     Returns:
       (id, True when the id is a file name's stem).
@@ -166,7 +167,7 @@ def resolve_split_id(line, has_annotation):
     if has_annotation(line):
         return line, False
     words = line.split()
-    if len(words) == 2 and words[1] in _CLASS_FLAGS:
+    if len(words) == 2 and words[1] in _CLASS_FLAGS and has_annotation(words[0]):
         return words[0], False
     stem, ext = os.path.splitext(line)
     if ext.lower() in _FILE_NAME_EXTS and stem and has_annotation(stem):

@@ -361,8 +361,10 @@ def test_split_file_limit(tmp_path):
         f'{path}: the split file has {pascalvoc.MAX_SPLIT_BYTES + 1} bytes, more than the limit '
         f'of {pascalvoc.MAX_SPLIT_BYTES}.'
     )
-    path.write_bytes(b'a\r\nb 1\r\n')
-    assert [s.image_id for s in pascalvoc.list_examples([str(root)], 'test')] == ['a', 'b']
+    # CRLF lines; a per-class list's `<id> <flag>` line names `<id>` when that has an annotation.
+    path.write_bytes(b'a\r\nb 1\r\nc 1\r\n')
+    (root / 'Annotations' / 'b.xml').write_text('<annotation/>')
+    assert [s.image_id for s in pascalvoc.list_examples([str(root)], 'test')] == ['a', 'b', 'c 1']
 
 
 def test_text_files_saved_with_a_byte_order_mark(tmp_path):

@@ -351,3 +351,32 @@ def test_card_and_start_line_of_the_run(short_run):
     assert schedule.startswith(
         'schedule: adam (epsilon 1e-08), learning rate piecewise: 0.01 until step 2, then 0.001,'
     )
+
+
+def test_a_resume_compares_only_the_settings_either_run_reads():
+    """A run started before the refusals recorded --learning_rate beside piecewise --values and
+    --momentum with adam; resumed without them (now refused), the resume recorded changes that
+    changed nothing (learning_rate 0.001 -> None, momentum 0.5 -> 0.9)."""
+    from datasets import dataset_factory
+    from tests import train_fixtures
+
+    old = train_fixtures.tiny_settings(
+        optimizer='adam',
+        momentum=0.5,
+        learning_rate=0.001,
+        learning_rate_decay_type='piecewise',
+        boundaries=('10',),
+        values=('0.01', '0.001'),
+    )
+    dataset = dataset_factory.get_dataset('pascalvoc_2007', 'train', old.dataset_dir)
+    # As the card holds it (JSON), with the rate the card recorded then.
+    old_record = json.loads(json.dumps(dict(trainer.recorded_settings(old), learning_rate=0.001)))
+    card = trainer._new_card(old, dataset, print)
+    card = card.replace(provenance=dict(card.provenance, settings=old_record))
+    now = dataclasses.replace(old, momentum=0.9, learning_rate=0.002)
+    assert trainer._resume_record(card, now, dataset, 30) == (card, [])
+    # A setting the resumed run reads is a change: piecewise without --values reads the rate.
+    read = dataclasses.replace(now, values=())
+    _, lines = trainer._resume_record(card, read, dataset, 30)
+    assert 'learning_rate 0.001 -> 0.002, values' in lines[0][1]
+    assert 'momentum' not in lines[0][1]

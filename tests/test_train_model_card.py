@@ -29,6 +29,7 @@ def edited(tmp_path):
         meta = json.load(f)
     meta['ssd_params']['anchor_ratios'] = [list(r) for r in RATIOS]
     meta['ssd_params']['prior_scaling'] = list(SCALING)
+    meta['ssd_params']['batch_norm_decay'] = 0.9
     with open(path, 'w') as f:
         json.dump(meta, f)
     return path, card_lib.load(path)
@@ -57,6 +58,10 @@ def test_the_card_file_is_the_net_trained_with_the_datasets_classes(edited):
         for size, ratios in zip(params.anchor_sizes, params.anchor_ratios)
     ]
     expected = sum(h * w * n for (h, w), n in zip(params.feat_shapes, per_location))
+    # Its batch-norm decay too, unless --batch_norm_decay says otherwise.
+    assert trainer.net_card(card, settings).params.batch_norm_decay == 0.9
+    flagged = train_fixtures.tiny_settings(model_card=path, batch_norm_decay=0.95)
+    assert trainer.net_card(card, flagged).params.batch_norm_decay == 0.95
     net = trainer.net_card(card, settings).net()
     assert len(net.anchors()) == expected
     with tf.Graph().as_default():
@@ -109,4 +114,42 @@ def test_structure_flags_beside_the_card_are_refused(edited):
         f'train_ssd_network: error: --anchor_sizes and --model_card={path}: the card describes the '
         'net to train; edit its ssd_params (or normalisation) instead, or leave it out; '
         '--helpfull lists the flags.'
+    ]
+    # Two failed checks: absl puts each on a line, both lose its list of every flag and value.
+    proc = run_script(
+        'train_ssd_network.py',
+        f'--model_card={path}',
+        '--depth_multiplier=0.5',
+        '--learning_rate_decay_type=piecewise',
+        '--boundaries=5',
+        '--values=0.1,0.01',
+        '--learning_rate=0.1',
+    )
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith('train_ssd_network: error: --learning_rate is not used with --values')
+    assert f'; --depth_multiplier and --model_card={path}: the card describes' in line
+    assert 'flags ' not in line and 'None' not in line
+
+
+def test_fine_tuning_into_the_card_says_how_the_checkpoints_classes_fit(edited, tmp_path):
+    """With --checkpoint_path, the checkpoint's own card still names what is fine-tuned (its
+    card id in the provenance) and how its class heads fit the dataset's classes."""
+    from tests import eval_fixtures
+
+    path, _ = edited
+    prefix = eval_fixtures.write_random_checkpoint(
+        str(tmp_path / 'voc' / 'model.ckpt'), 'ssd_300_mobilenet', 21, 5, depth_multiplier=0.25
+    )
+    voc = card_lib.from_registry('ssd_300_mobilenet', 21, depth_multiplier=0.25).replace(
+        card_id='voc-run'
+    )
+    card_lib.write(str(tmp_path / 'voc' / card_lib.CARD_FILE), voc)
+    settings = train_fixtures.tiny_settings(model_card=path, checkpoint_path=prefix)
+    logged = []
+    card = trainer._new_card(settings, _dataset(settings), logged.append)
+    assert card.provenance['fine_tuned_from'] == {'checkpoint': prefix, 'card_id': 'voc-run'}
+    assert card.params.anchor_ratios == RATIOS
+    assert logged == [
+        f'fine-tuning a 20-class model ({prefix}) on 6 classes: its class heads do not fit; '
+        'restore without them (--checkpoint_exclude_scopes or --exclude_mismatched_vars)'
     ]

@@ -434,8 +434,12 @@ def flag_error_text(error, script=None):
     close to one of its choices, what replaces an older-port flag or value (`OLDER_PORT_FLAGS`,
     `OLDER_PORT_ENUM_NUMBERS`), and where to see the flags. `script`: the name without `.py`,
     default the running one's."""
-    text = '; '.join(line.strip() for line in str(error).splitlines() if line.strip())
-    text = _without_flag_values(text.rstrip('.'), flags.FLAGS)
+    # absl puts each failed check on a line of its own.
+    text = '; '.join(
+        _without_flag_values(line.strip().rstrip('.'), flags.FLAGS)
+        for line in str(error).splitlines()
+        if line.strip()
+    )
     enum = _ENUM_ERROR.match(text)
     if enum:
         name, value, choices = enum.group(1), enum.group(2), enum.group(3).split('|')

@@ -57,6 +57,21 @@ def reads_learning_rate(decay_type, values):
     return not (decay_type == 'piecewise' and values)
 
 
+def reads_setting(name, settings):
+    """Whether a run of `settings` (a dict of the training settings) reads the optimizer or
+    schedule setting `name`; True for any other setting."""
+    if name in OPTIMIZER_READERS:
+        return settings.get('optimizer') in OPTIMIZER_READERS[name]
+    decay, values = settings.get('learning_rate_decay_type'), settings.get('values')
+    if name == 'learning_rate':
+        return reads_learning_rate(decay, values)
+    if name == 'learning_rate_decay_factor' and decay == 'piecewise':
+        return not values
+    if name in DECAY_READERS:
+        return decay in DECAY_READERS[name]
+    return True
+
+
 def learning_rate_schedule(
     global_step,
     decay_type,

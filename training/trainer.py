@@ -237,6 +237,44 @@ def _check_same_net(card, path, given, given_path, fix):
         )
 
 
+def _log_class_fit(settings, dataset, source, names, log):
+    """Logs how the class heads of the fine-tuned model's card `source` fit the dataset's
+    classes `names`: other names (restored for other classes unless excluded), another count."""
+    mismatch = card_lib.class_names_mismatch(source, names)
+    # The hints say what to pass; said to users who passed it, they read as unheeded.
+    excluding = settings.checkpoint_exclude_scopes or settings.exclude_mismatched_vars
+    if mismatch and not excluding:
+        log(
+            'the fine-tuned model (%s) and dataset %s/%s %s: its class heads are restored '
+            'for other classes; exclude them (--checkpoint_exclude_scopes) to learn them '
+            'anew, or %s'
+            % (
+                settings.checkpoint_path,
+                dataset.name,
+                dataset.split_name,
+                mismatch,
+                dataset_factory.relabel_advice(dataset.metadata),
+            )
+        )
+    if source.num_classes != dataset.num_classes:
+        # Said either way (the README: "a class-count change is logged").
+        if settings.exclude_mismatched_vars:
+            heads = 'they start anew (--exclude_mismatched_vars)'
+        elif excluding:
+            heads = (
+                'those --checkpoint_exclude_scopes covers start anew, any other is refused '
+                'for its shape'
+            )
+        else:
+            heads = (
+                'restore without them (--checkpoint_exclude_scopes or --exclude_mismatched_vars)'
+            )
+        log(
+            'fine-tuning a %d-class model (%s) on %d classes: its class heads do not fit; %s'
+            % (source.num_classes - 1, settings.checkpoint_path, dataset.num_classes - 1, heads)
+        )
+
+
 def _card_from_flags(settings, dataset, source, names, ids, log):
     """The card of a new run without --model_card: the fine-tuned model's card `source` (or None)
     when it is the net trained, with the dataset's classes (`names`, `ids`; the source's names
@@ -268,40 +306,7 @@ def _card_from_flags(settings, dataset, source, names, ids, log):
                     _detection_text(defaults),
                 )
             )
-        mismatch = card_lib.class_names_mismatch(source, names)
-        # The hints say what to pass; said to users who passed it, they read as unheeded.
-        excluding = settings.checkpoint_exclude_scopes or settings.exclude_mismatched_vars
-        if mismatch and not excluding:
-            log(
-                'the fine-tuned model (%s) and dataset %s/%s %s: its class heads are restored '
-                'for other classes; exclude them (--checkpoint_exclude_scopes) to learn them '
-                'anew, or %s'
-                % (
-                    settings.checkpoint_path,
-                    dataset.name,
-                    dataset.split_name,
-                    mismatch,
-                    dataset_factory.relabel_advice(dataset.metadata),
-                )
-            )
-        if source.num_classes != dataset.num_classes:
-            # Said either way (the README: "a class-count change is logged").
-            if settings.exclude_mismatched_vars:
-                heads = 'they start anew (--exclude_mismatched_vars)'
-            elif excluding:
-                heads = (
-                    'those --checkpoint_exclude_scopes covers start anew, any other is refused '
-                    'for its shape'
-                )
-            else:
-                heads = (
-                    'restore without them (--checkpoint_exclude_scopes or '
-                    '--exclude_mismatched_vars)'
-                )
-            log(
-                'fine-tuning a %d-class model (%s) on %d classes: its class heads do not fit; %s'
-                % (source.num_classes - 1, settings.checkpoint_path, dataset.num_classes - 1, heads)
-            )
+        _log_class_fit(settings, dataset, source, names, log)
         if settings.anchor_sizes:
             if source.anchor_size_preset != settings.anchor_sizes:
                 # Said as the other changes are: the switch was silent.
@@ -345,8 +350,10 @@ def _new_card(settings, dataset, log):
     (`dataset_factory.category_ids`)."""
     names = dataset.class_names
     ids = dataset_factory.category_ids(dataset.metadata)
-    source = None
+    source = _fine_tune_card(settings, log) if settings.checkpoint_path else None
     if settings.model_card:
+        if source is not None:
+            _log_class_fit(settings, dataset, source, names, log)
         card = _card_to_train(settings)
         card = card.replace(
             params=card.params._replace(num_classes=dataset.num_classes),
@@ -354,7 +361,6 @@ def _new_card(settings, dataset, log):
             category_ids=ids,
         )
     else:
-        source = _fine_tune_card(settings, log) if settings.checkpoint_path else None
         card = _card_from_flags(settings, dataset, source, names, ids, log)
     if settings.preprocessing_name:
         pipeline = preprocessing_factory.get_preprocessing(settings.preprocessing_name)
@@ -511,10 +517,15 @@ def _resume_record(card, settings, dataset, step, path=card_lib.CARD_FILE):
     ignored = _NOT_RECORDED_ON_RESUME | {'dataset_name', 'dataset_split_name'}
     if settings.learning_rate_decay_type != 'cosine':
         ignored = ignored | {'max_number_of_steps'}
+    # A setting neither run reads is no change (a run started before such flags were refused
+    # recorded --learning_rate beside piecewise --values, or --momentum with adam).
     changes = {
         name: [recorded[name], value]
         for name, value in now.items()
-        if name not in ignored and name in recorded and recorded[name] != value
+        if name not in ignored
+        and name in recorded
+        and recorded[name] != value
+        and (optimization.reads_setting(name, recorded) or optimization.reads_setting(name, now))
     }
     new_data = _dataset_record(dataset)
     same_data = (data.get('name'), data.get('split')) == (new_data['name'], new_data['split']) and (
@@ -657,8 +668,9 @@ def check_data_format(settings):
 
 def net_card(card, settings):
     """The card of the net this run trains: its batch-norm decay is --batch_norm_decay, else the
-    net's default (a setting of each run, as resumes and fine-tuning treat it). The card written
-    then records the decay the net used (it said 0.997 for a net trained at --batch_norm_decay's).
+    --model_card's (its ssd_params describe the net), else the net's default (a setting of each
+    run, as resumes and fine-tuning treat it). The card written then records the decay the net
+    used (it said 0.997 for a net trained at --batch_norm_decay's).
 
     Raises:
       UsageError: --batch_norm_decay for a net without batch norm (it did nothing).
@@ -669,6 +681,8 @@ def net_card(card, settings):
             f'{card.model_name} has none: leave --batch_norm_decay out.'
         )
     decay = settings.batch_norm_decay
+    if decay is None and settings.model_card:
+        decay = _card_to_train(settings).params.batch_norm_decay
     if decay is None:
         decay = nets_factory.get_network(card.model_name).default_params.batch_norm_decay
     return card.with_params(batch_norm_decay=decay)
@@ -1256,7 +1270,10 @@ def _train(settings, cluster, config, master):
             deploy,
             cluster.task_index,
             shared_name='ssd_train_input' if cluster.spec is not None else None,
-            resume_step=resume_step,
+            # Other workers read no checkpoint: the step its name says (a folder they see).
+            resume_step=resume_step
+            if cluster.is_chief
+            else resume_from and checkpoints.checkpoint_step_from_name(resume_from),
         )
         train_op, log_tensors, replication = build_train_op(
             settings, deploy, net, iterator, dataset.num_samples, cluster
