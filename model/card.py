@@ -777,6 +777,20 @@ def default_class_names(num_classes):
     return tuple(f'class_{i}' for i in range(1, num_classes))
 
 
+def class_indices(card, names):
+    """The model's label of each of `names` (a dataset's labels 1..), background first:
+    `[0, i_1, ..., i_K]`, when every one of `names` is one of the model's classes under another
+    label or the model has more (the same classes in another order, or a subset): its class heads
+    can then be restored by name. None when they are the model's labels as they are, when a
+    name is not the model's, or where either side's classes are unnamed (`class_1`, ...)."""
+    model, names = tuple(card.class_names), tuple(names)
+    if model == names or default_class_names(card.num_classes) == model:
+        return None
+    if names == default_class_names(len(names) + 1) or not set(names) <= set(model):
+        return None
+    return [0] + [model.index(name) + 1 for name in names]
+
+
 def class_names_mismatch(card, names):
     """How the model's classes and `names` (labels 1.., e.g. a dataset's) differ, as text to
     follow "<model> and <data>", or None when they agree. Where they differ, the model's label

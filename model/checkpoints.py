@@ -734,6 +734,28 @@ class RestoreItem:
     def name(self):
         return self.variable.op.name
 
+    @property
+    def by_class(self):
+        """Whether the transform picks the checkpoint's classes (`ClassGather`), not a slice."""
+        return isinstance(self.transform, ClassGather)
+
+
+class ClassGather:
+    """A class head's checkpoint value with its classes picked by name: the last axis is
+    anchor-major `[A * C]` (C the checkpoint's classes, background first); it becomes
+    `[A * len(indices)]` with class `indices[j]` of each anchor at position j."""
+
+    def __init__(self, indices, num_classes):
+        self.indices = list(indices)
+        self.num_classes = num_classes
+
+    def __call__(self, value):
+        if value.shape[-1] % self.num_classes:
+            return value  # not this many classes: the shape check then names it
+        per_anchor = value.reshape(value.shape[:-1] + (-1, self.num_classes))
+        picked = np.take(per_anchor, self.indices, axis=-1)
+        return picked.reshape(value.shape[:-1] + (-1,))
+
 
 def _shown(entries, limit=30):
     """The first `limit` of `entries` (strings) joined, and how many more there are: one model's
@@ -844,6 +866,7 @@ def plan_restore(
     ignore_missing_vars=False,
     exclude_mismatched_vars=False,
     log=None,
+    class_heads=None,
 ):
     """Decides which variables come from which checkpoint entries.
 
@@ -859,6 +882,8 @@ def plan_restore(
         checkpoint's (e.g. class heads after a `num_classes` change), else fail naming the
         scopes to exclude.
       log: callable(str) for the warnings (default: absl warning).
+      class_heads: (names of the class heads' variables, a `ClassGather`) to restore those
+        with the checkpoint's classes picked by name, or None.
     Returns:
       list of `RestoreItem` (`describe_restore` summarises it).
     Raises:
@@ -874,6 +899,8 @@ def plan_restore(
         if entry is None:
             continue  # Not part of the ImageNet backbone.
         checkpoint_name, transform = entry
+        if class_heads and name in class_heads[0] and transform is None:
+            transform = class_heads[1]
         if checkpoint_name not in checkpoint_shapes:
             missing.append((name, checkpoint_name))
             continue
@@ -1014,12 +1041,15 @@ def describe_restore(items, variables):
     line = f"{len(restored)} of the model's {len(names)} variables restored: " + _scopes_text(
         [s for s, whole in scopes if whole], names
     )
-    # The transforms are basic slicing (`plan_restore` takes their shapes so): sub-samplings.
-    converted = [i for i in items if i.transform is not None]
+    # The other transforms are basic slicing (`plan_restore` takes their shapes so).
+    converted = [i for i in items if i.transform is not None and not i.by_class]
     if converted:
         ours = dict.fromkeys(_layer_scope(i.name).rsplit('/', 1)[-1] for i in converted)
         theirs = dict.fromkeys(_layer_scope(i.checkpoint_name) for i in converted)
         line += f' ({", ".join(ours)} sub-sampled from {", ".join(theirs)})'
+    by_class = sum(1 for i in items if i.by_class)
+    if by_class:
+        line += f" ({by_class} of the class heads' variables with the checkpoint's classes by name)"
     fresh = [s for s, whole in scopes if not whole]
     if fresh:
         line += f'; {len(names) - len(restored)} start from their initialisers: ' + _scopes_text(

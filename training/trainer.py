@@ -239,7 +239,23 @@ def _check_same_net(card, path, given, given_path, fix):
 
 def _log_class_fit(settings, dataset, source, names, log):
     """Logs how the class heads of the fine-tuned model's card `source` fit the dataset's
-    classes `names`: other names (restored for other classes unless excluded), another count."""
+    classes `names`: restored by name (`class_heads_by_name`), other names (restored for other
+    classes unless excluded), another count."""
+    indices = card_lib.class_indices(source, names)
+    if indices and not settings.checkpoint_exclude_scopes:
+        picked = ', '.join(f'{n!r} (its label {i})' for n, i in zip(names[:5], indices[1:]))
+        more = f' and {len(names) - 5} more' if len(names) > 5 else ''
+        which = (
+            f'among its {source.num_classes - 1}'
+            if source.num_classes != len(names) + 1
+            else 'in another order'
+        )
+        log(
+            'the fine-tuned model (%s) has the classes of dataset %s/%s (%s): its class heads '
+            'are restored for them by name: %s%s'
+            % (settings.checkpoint_path, dataset.name, dataset.split_name, which, picked, more)
+        )
+        return
     mismatch = card_lib.class_names_mismatch(source, names)
     # The hints say what to pass; said to users who passed it, they read as unheeded.
     excluding = settings.checkpoint_exclude_scopes or settings.exclude_mismatched_vars
@@ -942,8 +958,26 @@ def build_train_op(settings, deploy, net, iterator, num_samples, cluster=Cluster
     return train_op, log_tensors, replication
 
 
-def fine_tune_restorer(settings, net):
-    """A `checkpoints.Restorer` for --checkpoint_path (None without one)."""
+def class_heads_by_name(settings, card, net):
+    """(the class heads' variable names, a `checkpoints.ClassGather`) when the fine-tuned
+    checkpoint's card names this run's classes (`card`'s) under other labels, or more classes
+    (`card_lib.class_indices`): its class heads are then restored for these classes by name, not
+    label for label (the classes in another order were trained for the wrong ones). Else None."""
+    source = _fine_tune_card(settings, lambda _: None) if settings.checkpoint_path else None
+    indices = source and card_lib.class_indices(source, card.class_names)
+    if not indices:
+        return None
+    names = {
+        f'{net.name}/{net.cls_scope.format(layer)}/{kind}'
+        for layer in card.params.feat_layers
+        for kind in ('weights', 'biases')
+    }
+    return names, checkpoints.ClassGather(indices, source.num_classes)
+
+
+def fine_tune_restorer(settings, net, class_heads=None):
+    """A `checkpoints.Restorer` for --checkpoint_path (None without one); `class_heads`: as
+    `class_heads_by_name` gives them."""
     if not settings.checkpoint_path:
         return None
     prefix = checkpoints.resolve_checkpoint(settings.checkpoint_path)
@@ -961,6 +995,7 @@ def fine_tune_restorer(settings, net):
         settings.checkpoint_exclude_scopes,
         settings.ignore_missing_vars,
         settings.exclude_mismatched_vars,
+        class_heads=class_heads,
     )
     logging.info(
         'Fine-tuning from %s: %s',
@@ -1286,7 +1321,7 @@ def _train(settings, cluster, config, master):
                 resume_from, {v.op.name: v for v in v1.global_variables()}, card_path, trained
             )
         if resume_from is None and cluster.is_chief:
-            restorer = fine_tune_restorer(settings, net)
+            restorer = fine_tune_restorer(settings, net, class_heads_by_name(settings, card, net))
         scaffold = v1.train.Scaffold(
             # Relative paths in the `checkpoint` state file: a copy of the folder then names its
             # own checkpoints, not the original folder's (for TF's resume and for our readers).
