@@ -312,7 +312,7 @@ def _unannotated_notice(dirs):
     ]
     if not paths:
         return None
-    shown = ', '.join(paths[:5]) + (f' and {len(paths) - 5} more' if len(paths) > 5 else '')
+    shown = logs.listed(paths, 5)
     return (
         f'{logs.counted(len(paths), "image")} of JPEGImages/ {"has" if len(paths) == 1 else "have"} '
         f'no annotation (Annotations/<id>.xml), so {"is" if len(paths) == 1 else "are"} not '

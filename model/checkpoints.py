@@ -21,6 +21,7 @@ import tensorflow as tf
 from tensorflow.python.training import checkpoint_state_pb2
 
 from tf_extended import atomic_io
+from tf_extended import logs
 from tf_extended import safe_io
 from tf_extended import tf_errors
 
@@ -757,13 +758,6 @@ class ClassGather:
         return picked.reshape(value.shape[:-1] + (-1,))
 
 
-def _shown(entries, limit=30):
-    """The first `limit` of `entries` (strings) joined, and how many more there are: one model's
-    variables listed whole made a 24 KB log line."""
-    text = ', '.join(entries[:limit])
-    return text + (f' and {len(entries) - limit} more' if len(entries) > limit else '')
-
-
 def _layer_scope(name):
     """The layer scope of a variable: `a/conv/weights` -> `a/conv`, `a/conv/BatchNorm/beta` ->
     `a/conv`."""
@@ -830,9 +824,9 @@ def _nothing_matches(checkpoint_shapes, model_scope, checkpoint_model_scope):
     --checkpoint_model_scope would find one: most likely another net."""
     scopes = _checkpoint_scopes(checkpoint_shapes)
     held = (
-        f'under {_shown([s + "/" for s in scopes], 5)}'
+        f'under {logs.listed([s + "/" for s in scopes], 5)}'
         if scopes
-        else _shown(sorted(checkpoint_shapes), 5) or 'none'
+        else logs.listed(sorted(checkpoint_shapes), 5) or 'none'
     )
     read_as = f' (read as {checkpoint_model_scope}/)' if checkpoint_model_scope else ''
     return (
@@ -926,10 +920,10 @@ def plan_restore(
             raise ValueError(_lacks(missing, candidates, variables, exclude_scopes))
         log(
             'Not in the checkpoint, left at their initial values: %d variable(s): %s'
-            % (len(missing), _shown(['%s (as %s)' % m for m in missing]))
+            % (len(missing), logs.listed(['%s (as %s)' % m for m in missing]))
         )
     if mismatched:
-        listing = _shown(
+        listing = logs.listed(
             ['%s %s (checkpoint %s: %s)' % (n, s, c, cs) for n, c, s, cs in mismatched]
         )
         scopes = sorted({_layer_scope(m[0]) for m in mismatched})
@@ -942,7 +936,7 @@ def plan_restore(
             )
         log(
             'Shapes differ, left at their initial values: %d variable(s) in %d scope(s) (%s): %s'
-            % (len(mismatched), len(scopes), _shown(scopes), listing)
+            % (len(mismatched), len(scopes), logs.listed(scopes), listing)
         )
         if len(mismatched) > len(items):
             log(
@@ -1027,7 +1021,7 @@ def _scopes_text(scopes, names, limit=12):
         depth = parent.count('/') + 1 if parent else 0
         siblings = {n.split('/')[depth] for n in names if not parent or n.startswith(parent + '/')}
         shown += [f'{parent}/{s}' if parent else s for s in _abbreviated(leaves, siblings)]
-    return _shown(shown, limit)
+    return logs.listed(shown, limit)
 
 
 def describe_restore(items, variables):

@@ -161,11 +161,9 @@ ACCEPTED = [
 
 CHILD = r'''
 import argparse, json, os, shutil, sys, tempfile
-from absl import flags
 import train_ssd_network  # noqa: F401  (defines the flags)
 import run_demo
-
-FLAGS = flags.FLAGS
+from tests.flag_parsing import parse_lines
 
 # The demo's training command (run_demo.py), its default settings and tiny ones.
 commands = []
@@ -180,14 +178,7 @@ for steps, batch_size in ((1600, 16), (4, 2)):
 demo = [' '.join(c[1:]) for c in commands if c[0] == 'train_ssd_network.py']
 assert len(demo) == 2, commands
 
-results = {}
-for line in json.loads(sys.argv[1]) + demo:
-    FLAGS.unparse_flags()
-    try:
-        FLAGS(['train_ssd_network.py'] + line.split())
-        results[line] = None
-    except flags.Error as e:
-        results[line] = str(e)
+results = parse_lines('train_ssd_network.py', json.loads(sys.argv[1]) + demo)
 print('RESULTS ' + json.dumps({'results': results, 'demo': demo}))
 '''
 

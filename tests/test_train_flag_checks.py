@@ -127,16 +127,10 @@ CHILD = r'''
 import json, sys
 from absl import flags
 import train_ssd_network  # noqa: F401  (defines the flags)
+from tests.flag_parsing import parse_lines
 
 FLAGS = flags.FLAGS
-results = {}
-for line in json.loads(sys.argv[1]):
-    FLAGS.unparse_flags()
-    try:
-        FLAGS(['train_ssd_network.py'] + line.split())
-        results[line] = None
-    except flags.Error as e:
-        results[line] = str(e)
+results = parse_lines('train_ssd_network.py', json.loads(sys.argv[1]))
 helps = {n: FLAGS[n].help for n in ('match_threshold', 'focal_loss_alpha', 'focal_loss_gamma')}
 print('RESULTS ' + json.dumps({'results': results, 'helps': helps}))
 '''

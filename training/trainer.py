@@ -42,6 +42,7 @@ from training import input as train_input
 from training import model_deploy
 from training import optimization
 from tf_extended import folder_lock
+from tf_extended import logs
 from tf_extended import tf_errors
 
 v1 = tf.compat.v1
@@ -243,8 +244,7 @@ def _log_class_fit(settings, dataset, source, names, log):
     classes unless excluded), another count."""
     indices = card_lib.class_indices(source, names)
     if indices and not settings.checkpoint_exclude_scopes:
-        picked = ', '.join(f'{n!r} (its label {i})' for n, i in zip(names[:5], indices[1:]))
-        more = f' and {len(names) - 5} more' if len(names) > 5 else ''
+        picked = logs.listed([f'{n!r} (its label {i})' for n, i in zip(names, indices[1:])], 5)
         which = (
             f'among its {source.num_classes - 1}'
             if source.num_classes != len(names) + 1
@@ -252,8 +252,8 @@ def _log_class_fit(settings, dataset, source, names, log):
         )
         log(
             'the fine-tuned model (%s) has the classes of dataset %s/%s (%s): its class heads '
-            'are restored for them by name: %s%s'
-            % (settings.checkpoint_path, dataset.name, dataset.split_name, which, picked, more)
+            'are restored for them by name: %s'
+            % (settings.checkpoint_path, dataset.name, dataset.split_name, which, picked)
         )
         return
     mismatch = card_lib.class_names_mismatch(source, names)
@@ -1297,6 +1297,8 @@ def _train(settings, cluster, config, master):
                 )
         net = card.net()
         preprocess = card.preprocessing()
+        # Every worker's: others do not read the checkpoint (resume_step is the chief's).
+        named_step = resume_from and checkpoints.checkpoint_step_from_name(resume_from)
         iterator = build_input(
             settings,
             dataset,
@@ -1306,9 +1308,7 @@ def _train(settings, cluster, config, master):
             cluster.task_index,
             shared_name='ssd_train_input' if cluster.spec is not None else None,
             # Other workers read no checkpoint: the step its name says (a folder they see).
-            resume_step=resume_step
-            if cluster.is_chief
-            else resume_from and checkpoints.checkpoint_step_from_name(resume_from),
+            resume_step=resume_step if cluster.is_chief else named_step,
         )
         train_op, log_tensors, replication = build_train_op(
             settings, deploy, net, iterator, dataset.num_samples, cluster
@@ -1345,8 +1345,6 @@ def _train(settings, cluster, config, master):
             listeners,
             epoch_origin=None if epochs is None else (resume_step, epochs),
         )
-        # Every worker's: others do not read the checkpoint (resume_step is the chief's).
-        named_step = resume_from and checkpoints.checkpoint_step_from_name(resume_from)
         for line in hooks_lib.start_lines(
             card,
             card_path or 'new, %s' % os.path.join(settings.train_dir, card_lib.CARD_FILE),
