@@ -70,6 +70,7 @@ from datasets import example_format
 from datasets import image_io
 from tf_extended import atomic_io
 from tf_extended import safe_io
+from tf_extended import texts
 
 METADATA_SUFFIX = '_metadata.json'
 INCOMPLETE_SUFFIX = '_incomplete.json'
@@ -614,9 +615,7 @@ def owned_outputs(output_dir, output_name):
     pattern = shard_pattern(output_name)
     foreign = sorted(n for n in os.listdir(output_dir) if pattern.fullmatch(n) and n not in owned)
     if foreign:
-        listed = ', '.join(foreign[:5]) + (
-            f' and {len(foreign) - 5} more' if len(foreign) > 5 else ''
-        )
+        listed = texts.listed(foreign, 5)
         raise OutputConflictError(
             f'{output_dir} holds {listed}, named like the shards of '
             f'--output_name={output_name} but not written by '
@@ -1037,10 +1036,9 @@ def read_metadata(path, verify_digests=False):
     odd = [(f, safe_io.kind(f)) for f in files]
     odd = [(f, what) for f, what in odd if what]
     if odd:
-        named = ', '.join(f'{os.path.basename(f)} is {what}' for f, what in odd[:5])
-        more = f' and {len(odd) - 5} more' if len(odd) > 5 else ''
+        named = texts.listed([f'{os.path.basename(f)} is {what}' for f, what in odd], 5)
         raise DatasetFilesError(
-            f'{path} lists shards that are present but not regular files ({named}{more}); '
+            f'{path} lists shards that are present but not regular files ({named}); '
             'records are read from regular files only: put the shard files there (restore them) '
             'or convert the data again.'
         )
@@ -1065,14 +1063,12 @@ def _warn_unlisted(path, listed):
     pattern = shard_pattern(os.path.basename(path)[: -len(METADATA_SUFFIX)])
     extra = sorted(n for n in os.listdir(folder) if pattern.fullmatch(n) and n not in listed)
     if extra:
-        more = f' and {len(extra) - 5} more' if len(extra) > 5 else ''
         it, its = ('it', 'its') if len(extra) == 1 else ('them', 'their')
         logging.warning(
-            '%s%s in %s: named like the shards of %s but not listed in it, so not read (its list '
+            '%s in %s: named like the shards of %s but not listed in it, so not read (its list '
             'is what the conversion wrote; a leftover of an older conversion, or a file copied '
             'in?). Move %s away, or convert the data again to include %s examples.',
-            ', '.join(extra[:5]),
-            more,
+            texts.listed(extra, 5),
             folder,
             os.path.basename(path),
             it,

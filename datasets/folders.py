@@ -7,6 +7,8 @@ No TensorFlow: tf_convert_data.py and the record readers both use it.
 import glob
 import os
 
+from tf_extended import texts
+
 # Entries a message names before "and N more".
 SHOWN_ENTRIES = 8
 # Folders looked at for VOC folders inside the one named (VOCdevkit/VOC2007, ...).
@@ -35,8 +37,7 @@ def entries(folder, limit=SHOWN_ENTRIES):
     shown = [
         _shown(n) + ('/' if os.path.isdir(os.path.join(folder, n)) else '') for n in names[:limit]
     ]
-    more = f' and {len(names) - limit} more' if len(names) > limit else ''
-    return ', '.join(shown) + more
+    return texts.listed(shown + names[limit:], limit)
 
 
 def existing_ancestor(path):

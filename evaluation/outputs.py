@@ -17,6 +17,7 @@ import numpy as np
 from tf_extended import file_names
 from tf_extended import safe_io
 from tf_extended import temp_dirs
+from tf_extended import texts
 
 METRICS = ('voc07', 'voc12', 'coco')
 # What an evaluation writes in its results folder (evaluate.py's module docstring), by name.
@@ -177,9 +178,8 @@ def foreign_outputs(folder):
 def _refuse_foreign_outputs(folder):
     foreign = foreign_outputs(folder)
     if foreign:
-        more = f' and {len(foreign) - 3} more' if len(foreign) > 3 else ''
         raise ValueError(
-            f'{folder} holds {", ".join(foreign[:3])}{more}: named like the outputs of an '
+            f'{folder} holds {texts.listed(foreign, 3)}: named like the outputs of an '
             f'evaluation, which would replace or remove them, but no results.json of an '
             f'evaluation there lists them. Move them away, or choose another --eval_dir.'
         )

@@ -47,6 +47,7 @@ from nets import post_processing
 from nets import ssd_common
 from tf_extended import logs
 from tf_extended import safe_io
+from tf_extended import texts
 from tf_extended import tf_errors
 
 v1 = tf.compat.v1
@@ -339,10 +340,10 @@ def check_fixed_size(sizes, fixed_size, source):
     wrong = sorted({(int(h), int(w)) for h, w in sizes} - {tuple(fixed_size)})
     if wrong:
         height, width = fixed_size
-        more = f' and {len(wrong) - 5} more' if len(wrong) > 5 else ''
+        got = texts.listed([f'{h}x{w}' for h, w in wrong], 5)
         raise WrongSizeError(
             f'{source} was exported with --fixed_size: it takes {height}x{width} (height x '
-            f'width) images only; got {wrong[:5]}{more}. Resize them to {height}x{width} first, '
+            f'width) images only; got {got}. Resize them to {height}x{width} first, '
             f'or export the model without --fixed_size to detect on images of any size.'
         )
 

@@ -59,6 +59,7 @@ from preprocessing import geometry
 from tf_extended import atomic_io
 from tf_extended import folder_lock
 from tf_extended import safe_io
+from tf_extended import texts
 
 v1 = tf.compat.v1
 
@@ -551,9 +552,7 @@ def check_output_dir(output_dir, formats, overwrite=False):
     # The lock file of the run (export_ssd_network.py's, tf_extended/folder_lock) is not content.
     present = sorted(n for n in os.listdir(output_dir) if n != folder_lock.LOCK_NAME)
     if present:
-        listed = ', '.join(present[:5]) + (
-            f' and {len(present) - 5} more' if len(present) > 5 else ''
-        )
+        listed = texts.listed(present, 5)
         names = ", ".join(written_names(formats))
         if not ours:  # no earlier export there: --overwrite replaces and removes nothing
             beside = f'{present[0]}, which stays' if len(present) == 1 else 'them, which stay'

@@ -877,12 +877,24 @@ def now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
 
 
+# The anchor settings besides the sizes (anchor_size_preset) that a card can edit.
+_ANCHOR_LAYOUT = ('anchor_ratios', 'anchor_steps', 'anchor_offset')
+
+
 def describe(card):
-    """One line: model, classes, input, anchors."""
-    preset = card.anchor_size_preset
+    """One line: model, classes, input, anchors (the size preset's name, and which of the
+    net's other anchor settings the card changes: a preset's name alone said the net's ratios)."""
+    preset = card.anchor_size_preset or 'custom'
+    default = ssd_params_lib.params_to_dict(
+        nets_factory.get_network(card.model_name).default_params
+    )
+    own = ssd_params_lib.params_to_dict(card.params)
+    edited = [name[len('anchor_') :] for name in _ANCHOR_LAYOUT if own[name] != default[name]]
+    if edited:
+        preset = f'{preset} sizes with its own {" and ".join(edited)}'
     return (
         f'{card.model_name}, {card.num_classes - 1} classes ({", ".join(card.class_names[:5])}'
         f'{", ..." if len(card.class_names) > 5 else ""}), input {card.input_shape[0]}x'
         f'{card.input_shape[1]}, depth multiplier {card.params.depth_multiplier:g}, anchors '
-        f'{preset or "custom"}'
+        f'{preset}'
     )

@@ -21,7 +21,7 @@ import tensorflow as tf
 from tensorflow.python.training import checkpoint_state_pb2
 
 from tf_extended import atomic_io
-from tf_extended import logs
+from tf_extended import texts
 from tf_extended import safe_io
 from tf_extended import tf_errors
 
@@ -824,9 +824,9 @@ def _nothing_matches(checkpoint_shapes, model_scope, checkpoint_model_scope):
     --checkpoint_model_scope would find one: most likely another net."""
     scopes = _checkpoint_scopes(checkpoint_shapes)
     held = (
-        f'under {logs.listed([s + "/" for s in scopes], 5)}'
+        f'under {texts.listed([s + "/" for s in scopes], 5)}'
         if scopes
-        else logs.listed(sorted(checkpoint_shapes), 5) or 'none'
+        else texts.listed(sorted(checkpoint_shapes), 5) or 'none'
     )
     read_as = f' (read as {checkpoint_model_scope}/)' if checkpoint_model_scope else ''
     return (
@@ -920,10 +920,10 @@ def plan_restore(
             raise ValueError(_lacks(missing, candidates, variables, exclude_scopes))
         log(
             'Not in the checkpoint, left at their initial values: %d variable(s): %s'
-            % (len(missing), logs.listed(['%s (as %s)' % m for m in missing]))
+            % (len(missing), texts.listed(['%s (as %s)' % m for m in missing]))
         )
     if mismatched:
-        listing = logs.listed(
+        listing = texts.listed(
             ['%s %s (checkpoint %s: %s)' % (n, s, c, cs) for n, c, s, cs in mismatched]
         )
         scopes = sorted({_layer_scope(m[0]) for m in mismatched})
@@ -936,7 +936,7 @@ def plan_restore(
             )
         log(
             'Shapes differ, left at their initial values: %d variable(s) in %d scope(s) (%s): %s'
-            % (len(mismatched), len(scopes), logs.listed(scopes), listing)
+            % (len(mismatched), len(scopes), texts.listed(scopes), listing)
         )
         if len(mismatched) > len(items):
             log(
@@ -1021,7 +1021,7 @@ def _scopes_text(scopes, names, limit=12):
         depth = parent.count('/') + 1 if parent else 0
         siblings = {n.split('/')[depth] for n in names if not parent or n.startswith(parent + '/')}
         shown += [f'{parent}/{s}' if parent else s for s in _abbreviated(leaves, siblings)]
-    return logs.listed(shown, limit)
+    return texts.listed(shown, limit)
 
 
 def describe_restore(items, variables):

@@ -432,7 +432,7 @@ def test_fixed_size_tflite_rejects_other_sizes(setup, exports):
     ]
     assert (
         f'{model} was exported with --fixed_size: it takes 300x300 (height x width) images '
-        f'only; got [(200, 150)]'
+        f'only; got 200x150. '
     ) in result['failures'][0]['error']
 
 

@@ -336,6 +336,23 @@ def test_a_preset_is_its_sizes_and_its_clipping():
     assert card_lib.from_dict(clipped.to_dict()).detection.clip is True
 
 
+def test_the_description_names_the_anchor_settings_a_card_edits(tmp_path):
+    """An ablation's card with the preset's sizes and its own ratios was described as the
+    preset, in the start line and the model card line, as if it ran the net's ratios."""
+    card = card_lib.from_registry('ssd_300_mobilenet', 3, ('a', 'b'))
+    assert card_lib.describe(card).endswith(', anchors mobilenet_ssd')
+    ratios = ((2,),) * 6
+    edited = card.with_params(anchor_ratios=ratios, anchor_offset=0.0)
+    card_lib.write(str(tmp_path / 'model.json'), edited)
+    read = card_lib.load(str(tmp_path / 'model.json'))  # JSON lists, not tuples
+    assert card_lib.describe(read).endswith(
+        ', anchors mobilenet_ssd sizes with its own ratios and offset'
+    )
+    vgg = card_lib.from_registry('ssd_300_vgg', 21)
+    steps = vgg.with_params(anchor_sizes=((20, 40),) * 6, anchor_steps=(8,) * 6)
+    assert card_lib.describe(steps).endswith(', anchors custom sizes with its own steps')
+
+
 def test_class_names_mismatch_names_the_differing_labels():
     card = card_lib.from_registry('ssd_300_mobilenet', 6, ('a', 'b', 'c', 'd', 'e'))
     assert card_lib.class_names_mismatch(card, ('a', 'b', 'c', 'd', 'e')) is None

@@ -243,13 +243,6 @@ def _script_name():
     return os.path.splitext(os.path.basename(sys.argv[0] or 'script'))[0]
 
 
-def listed(entries, limit=30):
-    """The first `limit` of `entries` (strings) joined, and how many more there are (`a, b and 3
-    more`): one model's variables listed whole made a 24 KB log line."""
-    text = ', '.join(entries[:limit])
-    return text + (f' and {len(entries) - limit} more' if len(entries) > limit else '')
-
-
 def counted(n, noun):
     """`n` and `noun`, plural unless n is 1: '1 image', '4 images'."""
     return f'{n} {noun}{"" if n == 1 else "s"}'

@@ -42,7 +42,7 @@ from training import input as train_input
 from training import model_deploy
 from training import optimization
 from tf_extended import folder_lock
-from tf_extended import logs
+from tf_extended import texts
 from tf_extended import tf_errors
 
 v1 = tf.compat.v1
@@ -244,7 +244,7 @@ def _log_class_fit(settings, dataset, source, names, log):
     classes unless excluded), another count."""
     indices = card_lib.class_indices(source, names)
     if indices and not settings.checkpoint_exclude_scopes:
-        picked = logs.listed([f'{n!r} (its label {i})' for n, i in zip(names, indices[1:])], 5)
+        picked = texts.listed([f'{n!r} (its label {i})' for n, i in zip(names, indices[1:])], 5)
         which = (
             f'among its {source.num_classes - 1}'
             if source.num_classes != len(names) + 1
