@@ -40,6 +40,7 @@ from datasets import folders
 from datasets import image_io
 from datasets import labels
 from datasets import pascalvoc
+from tf_extended import texts
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum('dataset_name', None, ['pascalvoc', 'coco'], 'Input layout.')
@@ -312,7 +313,7 @@ def _unannotated_notice(dirs):
     ]
     if not paths:
         return None
-    shown = logs.listed(paths, 5)
+    shown = texts.listed(paths, 5)
     return (
         f'{logs.counted(len(paths), "image")} of JPEGImages/ {"has" if len(paths) == 1 else "have"} '
         f'no annotation (Annotations/<id>.xml), so {"is" if len(paths) == 1 else "are"} not '

@@ -1346,16 +1346,19 @@ def pixel_detections(detections, height, width, class_names, min_score=0.0, cate
     Each row: 'label' (class name), 'label_id' (the model's label 1..C-1), with `category_ids`
     (the card's: tuple of C-1 ints, label 1 first) 'category_id' (the label's external id, e.g.
     COCO's), 'score', 'xmin', 'ymin', 'xmax', 'ymax'. Coordinates are in pixels of the original
-    image: `xmin = box_xmin * width`, etc. (continuous coordinates: the image spans [0, width] x
-    [0, height]), not clipped. The boxes are relative to the image, so an image decoded at 1/f
-    size (`LoadedImage`) takes its original height and width (to within f - 1 original pixels:
-    libjpeg's last reduced row and column come from partial blocks).
+    image, clipped to it: `xmin = clip(box_xmin, 0, 1) * width`, etc. (continuous coordinates: the
+    image spans [0, width] x [0, height]), as evaluation scores them (evaluation/input.py
+    map_to_image) and as Caffe's saved detections, torchvision and the TF Object Detection API
+    give them: unclipped, a user's mAP from these rows differed from the evaluation's. The boxes
+    are relative to the image, so an image decoded at 1/f size (`LoadedImage`) takes its original
+    height and width (to within f - 1 original pixels: libjpeg's last reduced row and column come
+    from partial blocks).
     """
     rows = []
     for box, score, label in zip(detections['boxes'], detections['scores'], detections['classes']):
         if score < min_score:
             continue
-        ymin, xmin, ymax, xmax = (float(v) for v in box)
+        ymin, xmin, ymax, xmax = (float(v) for v in np.clip(box, 0.0, 1.0))
         rows.append(
             {
                 'label': class_names[int(label) - 1],

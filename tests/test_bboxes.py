@@ -40,6 +40,17 @@ def test_jaccard_area_intersection():
     np.testing.assert_allclose(inter, ih * iw, atol=1e-7)
 
 
+def test_inverted_boxes_have_zero_area():
+    """bboxes_area: an inverted box (ymax < ymin or xmax < xmin) has area 0, not a negative area,
+    nor a positive one when both axes are inverted."""
+    inverted = np.array(
+        [[0.6, 0.2, 0.4, 0.8], [0.2, 0.6, 0.8, 0.4], [0.6, 0.8, 0.4, 0.6]], np.float32
+    )
+    with tf.Graph().as_default():
+        area = run(tfe.bboxes_area(inverted))
+    assert area.tolist() == [0, 0, 0]
+
+
 def test_clip_resize_center_flip_overlap():
     rng = np.random.RandomState(1)
     b = boxes(rng, 50) * 1.4 - 0.2
@@ -65,6 +76,26 @@ def test_clip_resize_center_flip_overlap():
         np.minimum(b[:, 3], 0.9) - np.maximum(b[:, 1], 0.2), 0, None
     )
     np.testing.assert_allclose(frac, inter / ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])), rtol=1e-5)
+
+
+def test_center_inside_includes_the_window_edges():
+    """Caffe's CENTER rule keeps a box whose centre lies on the window's edge (`<=` on every
+    side), the bottom and right edges included."""
+    window = np.array([0.25, 0.25, 0.75, 0.75], np.float32)
+    # Centres (0.75, 0.5), (0.5, 0.75), (0.25, 0.25), (0.75, 0.75): on the edges; (0.875, 0.5) out.
+    b = np.array(
+        [
+            [0.5, 0.25, 1.0, 0.75],
+            [0.25, 0.5, 0.75, 1.0],
+            [0.0, 0.0, 0.5, 0.5],
+            [0.5, 0.5, 1.0, 1.0],
+            [0.75, 0.25, 1.0, 0.75],
+        ],
+        np.float32,
+    )
+    with tf.Graph().as_default():
+        inside = run(tfe.bboxes_center_inside(window, tf.constant(b)))
+    assert inside.tolist() == [True, True, True, True, False]
 
 
 def test_sort_and_center_size_round_trip():

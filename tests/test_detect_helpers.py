@@ -61,6 +61,14 @@ def test_pixel_detections():
     ]
 
 
+def test_pixel_detections_are_clipped_to_the_image_as_evaluation_scores_them():
+    """A box reaching past the image was written past it: a user's mAP from detections.json
+    differed from the evaluation's, which clips (evaluation/input.py map_to_image)."""
+    outside = dict(DETECTIONS, boxes=np.array([[-0.125, 0.5, 1.25, 1.5]], np.float32))
+    [row] = detection.pixel_detections(outside, 100, 200, NAMES)
+    assert [row[k] for k in ('xmin', 'ymin', 'xmax', 'ymax')] == [100.0, 0.0, 200.0, 100.0]
+
+
 def test_load_image_rgb(tmp_path):
     rgb = data_fixtures.smooth_image(20, 30)
     data_fixtures.write_image(str(tmp_path / 'a.png'), rgb, '.png')

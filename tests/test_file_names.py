@@ -1,6 +1,7 @@
 """Class names of any kind: the one safe-file-name rule, and the VOC results files and PR plots
 that use it (real names in tables, safe stems in file names, writer and reader agree)."""
 
+import hashlib
 import os
 
 import numpy as np
@@ -40,6 +41,21 @@ def test_the_rule():
         file_names.safe_file_names(['a', 'a'])
     with pytest.raises(ValueError, match='non-empty'):
         file_names.safe_file_names([''])
+
+
+def test_the_rule_normalises_and_cuts_by_utf8_bytes():
+    """A decomposed 'e' + U+0301 is NFC 'é' (not 'cafe_', which would not collide with 'café');
+    a long name is cut by UTF-8 bytes, not characters (60 'é' are 120 bytes in 60 characters), to
+    91 bytes (a character is not split) plus '~' and 8 hex digits of the name's SHA-1 (not the
+    stem's, which names differing only in replaced characters share)."""
+    stems = file_names.safe_file_names(['cafe\u0301', 'café'])
+    assert stems == {'cafe\u0301': 'café', 'café': 'café_2'}
+    accents, slash, colon = 'é' * 60, 'long' * 30 + '/x', 'long' * 30 + ':x'
+    stems = file_names.safe_file_names([accents, slash, colon])
+    sha1 = {n: hashlib.sha1(n.encode('utf-8')).hexdigest()[:8] for n in (accents, slash, colon)}
+    assert stems[accents] == 'é' * 45 + '~' + sha1[accents]  # 90 + 9 bytes
+    assert stems[slash] == ('long' * 30)[:91] + '~' + sha1[slash]
+    assert stems[colon] == ('long' * 30)[:91] + '~' + sha1[colon]
 
 
 def test_results_files_and_plots_take_any_name(tmp_path):

@@ -109,6 +109,16 @@ def test_image_subset_matches_pycocotools(tmp_path):
     assert got['AP_small'] is None  # no small object in image 2: pycocotools' -1
 
 
+def test_given_area_is_kept(tmp_path):
+    """COCO files hold mask areas, which pick the area range: the large person's box with a
+    900-pixel mask is small for pycocotools (recomputed from the box, it would be large)."""
+    dataset = _dataset()
+    dataset['annotations'][0]['area'] = 900.0
+    got = cm.evaluate_coco(dataset, _detections())
+    assert got == _pycocotools_stats(dataset, _detections(), tmp_path)
+    assert got != cm.evaluate_coco(_dataset(), _detections())
+
+
 def test_crowd_flag_is_used():
     dataset = _dataset()
     without_crowd = copy.deepcopy(dataset)
@@ -416,6 +426,25 @@ def test_mean_of_class_ap_is_the_pycocotools_summary(tmp_path, image_ids):
     assert _mean(got.class_ap50.values()) == pytest.approx(expected['AP50'], abs=1e-12)
 
 
+def test_per_class_ap_takes_100_detections_per_image():
+    """summarize's AP takes up to 100 detections per image: 12 objects found by 12 exact
+    detections give AP 1 (and AR10 10/12). Per-class AP read at maxDets 10 would leave 2 out (84/101)."""
+    dataset = {
+        'images': [{'id': 1}],
+        'categories': [{'id': 1, 'name': 'dot'}],
+        'annotations': [
+            {'image_id': 1, 'category_id': 1, 'bbox': [20 * i, 0, 10, 10]} for i in range(12)
+        ],
+    }
+    detections = [
+        {'image_id': 1, 'category_id': 1, 'bbox': [20.0 * i, 0.0, 10.0, 10.0], 'score': 1 - i / 100}
+        for i in range(12)
+    ]
+    got = cm.evaluate_coco_per_class(dataset, detections)
+    assert got.class_ap == {'dot': 1.0} and got.class_ap50 == {'dot': 1.0}
+    assert got.metrics['AP'] == 1.0 and got.metrics['AR10'] == pytest.approx(10 / 12)
+
+
 def test_category_ap_of_a_class_missing_from_the_evaluated_images():
     # Only image 2 (the dog): cat has no ground truth there, so None, and the dog is found
     # without the image-1 false positive: AP 9/10, AP50 1.
@@ -427,6 +456,18 @@ def test_category_ap_of_a_class_missing_from_the_evaluated_images():
         {'cat': None, 'dog': 1.0, 'bird': None, 'fish': None}, abs=1e-12
     )
     assert got.metrics['AP'] == pytest.approx(0.9, abs=1e-12)
+
+
+def test_per_class_ap_keys_are_stripped_names():
+    """Category names are stripped, as the converter reads them: class_ap is keyed 'cat' for
+    ' cat ' (the records' name), and 'dog' and 'dog ' are one name, not taken as written."""
+    dataset = _hand_dataset()
+    dataset['categories'][0]['name'] = ' cat '
+    got = cm.evaluate_coco_per_class(dataset, _hand_detections())
+    assert got.class_ap == pytest.approx(HAND_AP, abs=1e-12)
+    dataset['categories'][0]['name'] = 'dog '
+    with pytest.raises(ValueError, match=r"categories 2, 5 are all named 'dog'"):
+        cm.evaluate_coco_per_class(dataset, _hand_detections())
 
 
 def test_per_class_ap_without_detections():

@@ -125,6 +125,78 @@ def test_difficult_below_threshold_is_false_positive():
     assert (cat.num_tp, cat.num_fp, cat.num_ignored) == (0, 1, 0)
 
 
+def test_iou_tie_takes_the_first_ground_truth():
+    """A detection whose IoU ties between two ground truths takes the first (the devkit's strict
+    `ov > ovmax` scan). Taking the last would leave the first free for a lower-scored duplicate:
+    a TP where the devkit counts a FP."""
+    # g0 [1,1,10,10], g1 [1,3,10,12]; d1 [1,2,10,11] overlaps each by 9 columns: 90 / 110 both.
+    # d2 is g0 itself (IoU 1 with g0, 80/120 with g1): g0 is taken by d1 -> FP.
+    image = dict(
+        image_id='x',
+        gt_boxes=[[1, 1, 10, 10], [1, 3, 10, 12]],
+        gt_labels=[1, 1],
+        gt_difficult=[0, 0],
+        det_boxes=[[1, 2, 10, 11], [1, 1, 10, 10]],
+        det_scores=[0.9, 0.8],
+        det_labels=[1, 1],
+    )
+    iou = vm.devkit_iou(image['det_boxes'], image['gt_boxes'])
+    assert iou[0, 0] == iou[0, 1] == 90 / 110
+    cat = _evaluate([image]).classes[0]
+    assert (cat.num_tp, cat.num_fp) == (1, 1)
+    np.testing.assert_allclose(cat.precision, [1, 1 / 2])
+    _, _, tp, fp = _reference_voc([image], 1, 0.5, '>=')
+    assert (tp.tolist(), fp.tolist()) == ([1, 1], [0, 1])
+
+
+def test_match_batch_padding_ground_truth_plays_no_part():
+    """`match_batch` rows past `num_gt` (and `num_detections`) are padding: a padding ground
+    truth lying on a detection, of its class, must not make that detection a TP."""
+    image, index, flags = vm.match_batch(
+        det_boxes=[[[1, 1, 10, 10], [50, 50, 60, 60]]],
+        det_scores=[[0.9, 1.0]],
+        det_labels=[[1, 1]],
+        num_detections=[1],
+        gt_boxes=[[[50, 50, 60, 60], [1, 1, 10, 10]]],
+        gt_labels=[[1, 1]],
+        gt_difficult=[[False, False]],
+        num_gt=[1],
+    )
+    assert (image.tolist(), index.tolist(), flags.tolist()) == ([0], [0], [vm.FP])
+
+
+def test_iou_threshold_one_is_allowed():
+    """iou_threshold is in (0, 1]: 1.0 (exact boxes only) is allowed, above 1 or 0 refused."""
+    image = dict(
+        image_id='x',
+        gt_boxes=[[1, 1, 10, 10]],
+        gt_labels=[1],
+        gt_difficult=[0],
+        det_boxes=[[1, 1, 10, 11], [1, 1, 10, 10]],  # IoU 100/110, then exact
+        det_scores=[0.9, 0.8],
+        det_labels=[1, 1],
+    )
+    cat = _evaluate([image], iou_threshold=1.0).classes[0]
+    assert (cat.num_tp, cat.num_fp) == (1, 1)
+    for bad in (0.0, 1.01):
+        with pytest.raises(ValueError, match=r'iou_threshold must be in \(0, 1\]'):
+            vm.VOCEvaluator(NAMES, iou_threshold=bad)
+
+
+def test_classes_and_results_files_follow_label_order_not_mapping_order(tmp_path):
+    """class_names given out of label order: the classes are by label, and the results files'
+    stems (which depend on the names' order) are those of the sorted mapping, so a reader given
+    either order finds the writer's files, not the mapping's order."""
+    shuffled = {2: 'a_b', 1: 'a/b'}
+    result = vm.VOCEvaluator(shuffled, boxes_in_pixels=True).compute()
+    assert [(c.label, c.name) for c in result.classes] == [(1, 'a/b'), (2, 'a_b')]
+    paths = vm.voc_results_paths(str(tmp_path), 'val', shuffled)
+    assert {label: os.path.basename(p) for label, p in paths.items()} == {
+        1: 'comp4_det_val_a_b.txt',
+        2: 'comp4_det_val_a_b_2.txt',
+    }
+
+
 def test_no_ground_truth_anywhere_gives_no_map():
     image = dict(
         image_id='x',
@@ -726,6 +798,19 @@ def test_results_file_format_and_round_trip(tmp_path):
         assert read[label].image_ids == ids
         np.testing.assert_array_equal(read[label].scores, scores)
         np.testing.assert_array_equal(read[label].boxes, np.reshape(boxes, (-1, 4)))
+
+
+def test_results_file_columns_are_xmin_ymin_xmax_ymax(tmp_path):
+    """The devkit's lines are `image_id score xmin ymin xmax ymax`. The format test's box is
+    symmetric in x and y (1 1 50 50): writing (and reading back) ymin first would pass it."""
+    with vm.VOCResultsWriter(str(tmp_path), 'test', {1: 'cat'}) as writer:
+        # 128 x 256: xmin = 0.5*256 + 1, ymin = 0.25*128 + 1, xmax = 0.875*256, ymax = 0.75*128.
+        writer.add_image('a', [[0.25, 0.5, 0.75, 0.875]], [0.5], [1], image_shape=(128, 256))
+    path = tmp_path / 'comp4_det_test_cat.txt'
+    assert path.read_text() == 'a 0.5 129.0 33.0 224.0 96.0\n'
+    path.write_text('b 0.25 10 20 30 40\n')  # a devkit line: xmin 10, ymin 20, xmax 30, ymax 40
+    read = vm.read_voc_results(str(tmp_path), 'test', {1: 'cat'})[1]
+    np.testing.assert_array_equal(read.boxes, [[20, 10, 40, 30]])
 
 
 def test_results_evaluate_the_same_after_round_trip(tmp_path):

@@ -20,6 +20,7 @@ import json
 import os
 import re
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -255,13 +256,15 @@ def normalise(images):
 
 
 def read_records(records_dir):
-    """(file name, uint8 image) of every record, parsed with tf.train.Example directly."""
+    """(file name, uint8 RGB image) of every record, parsed with tf.train.Example directly and
+    decoded by OpenCV (the pixels the reader decodes)."""
     out = []
     for path in sorted(glob.glob(os.path.join(records_dir, '*.tfrecord'))):
         for record in tf.data.TFRecordDataset(path):
             feature = tf.train.Example.FromString(record.numpy()).features.feature
-            image = tf.io.decode_image(feature['image/encoded'].bytes_list.value[0], channels=3)
-            out.append((feature['image/filename'].bytes_list.value[0].decode(), image.numpy()))
+            data = np.frombuffer(feature['image/encoded'].bytes_list.value[0], np.uint8)
+            image = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+            out.append((feature['image/filename'].bytes_list.value[0].decode(), image))
     return out
 
 

@@ -82,6 +82,40 @@ def test_split_lines_are_whole_ids_per_class_flags_or_file_names(tmp_path):
     assert (meta['num_examples'], skipped) == (5, [sources[-1].annotation_path])
 
 
+def test_split_line_resolution_order():
+    """`resolve_split_id`: the whole line first (`scan 1` of LabelImg is its own image, not
+    `scan`); a second word is a per-class flag only when it is -1, 0 or 1 (`IMG 000` without an
+    annotation is not the image `IMG`)."""
+    has = {'scan 1', 'scan', 'IMG', 'plain'}.__contains__
+    assert pascalvoc.resolve_split_id('scan 1', has) == ('scan 1', False)
+    assert pascalvoc.resolve_split_id('IMG 000', has) == ('IMG 000', False)
+    assert pascalvoc.resolve_split_id('plain -1', has) == ('plain', False)
+
+
+def test_split_lists_annotation_ids_and_unannotated_images(tmp_path):
+    """`split_lists`: the plain lists only (not per-class `dog_train.txt`), VOC's splits in the
+    devkit's order then the others by name; `annotation_ids` sorted; `unannotated_images`: image
+    files only."""
+    root = str(tmp_path / 'voc')
+    ids = ['k', 'c', 'x', 'a', 'q', 'm', 'b', 'z', 'e', 'h']
+    _voc(root, ids)
+    for split in ('test', 'extra', 'val', 'dog_train', 'trainval', 'train', 'aaa'):
+        fx.write_split(root, split, [split[0]])
+    assert pascalvoc.split_lists(root) == [
+        ('train', ['t']),
+        ('val', ['v']),
+        ('trainval', ['t']),
+        ('test', ['t']),
+        ('aaa', ['a']),
+        ('extra', ['e']),
+    ]
+    assert pascalvoc.annotation_ids(root) == sorted(ids)
+    for name in ('new.png', 'notes.txt', 'a.jpg.bak'):
+        with open(os.path.join(root, 'JPEGImages', name), 'wb') as f:
+            f.write(b'x')
+    assert pascalvoc.unannotated_images(root) == ['new.png']
+
+
 def test_a_labelimg_folder_without_a_split_says_what_it_fixed_and_left_out(tmp_path):
     """The fixed count lumped PNG re-encodings with box clips ('23 fixed entries' hid 7 clipped
     boxes); images without an XML (LabelImg writes none for an image without boxes) were left
