@@ -14,7 +14,9 @@
 - Crowd regions: `iscrowd` is stored in `image/object/bbox/iscrowd` and also as
   `image/object/bbox/difficult` (for readers that know only that flag). Evaluation ignores crowd
   regions whatever `--remove_difficult` says; training ignores anchors matched to them (see
-  nets/ssd_common.py). `truncated` is 0. `image/id` holds the COCO image id.
+  nets/ssd_common.py). The metadata counts them per class as `num_crowd` (and, being flagged
+  difficult, in `num_difficult` too, as before `num_crowd` existed). `truncated` is 0. `image/id`
+  holds the COCO image id.
 - COCO evaluation ground truth: `image/coco/annotations` keeps every annotation of the image
   exactly as the file has it (id, category_id, bbox, area, iscrowd, its position in the file),
   including boxes dropped or clipped above, so evaluation equals pycocotools on the original file

@@ -7,7 +7,8 @@ Output in `output_dir`:
 - `<output_name>_metadata.json` (`metadata_path`): written last; its presence marks a complete
   conversion. It holds the example count, the shard list (name, example count, size in bytes,
   sha256 of each shard, so readers can tell an emptied, truncated or replaced shard), the classes
-  with per-class image/object/difficult counts, the options, and a report of what was fixed,
+  with per-class image/object/difficult counts (and crowd-region counts, `num_crowd`, where the
+  source flags crowd regions: COCO), the options, and a report of what was fixed,
   dropped or skipped (with file names; a fixed entry's `fix` says what kind of fix, FIXES).
 
 Atomicity: shards are written into a hidden folder `.<output_name>.tmp-<pid>` inside
@@ -450,7 +451,7 @@ def _convert_shard(args):
     """
     sources, loader, skip_bad_examples, checks = args
     records = []
-    stats = {'classes': {}, 'report': []}
+    stats = {'classes': {}, 'report': [], 'crowd_flags': False}
     for source in sources:
         try:
             problem = getattr(source, 'problem', None)
@@ -471,9 +472,11 @@ def _convert_shard(args):
             stats['report'].extend(report)
             seen = set()
             for obj in record.objects:
-                counts = stats['classes'].setdefault(obj.label, [0, 0, 0])
+                counts = stats['classes'].setdefault(obj.label, [0, 0, 0, 0])
                 counts[1] += 1
                 counts[2] += obj.difficult
+                counts[3] += obj.iscrowd or 0
+                stats['crowd_flags'] |= obj.iscrowd is not None
                 if obj.label not in seen:
                     counts[0] += 1
                     seen.add(obj.label)
@@ -840,9 +843,11 @@ def _metadata(
             }
         )
         moves.append((temp_name, final))
+    # Sources with crowd regions (COCO) flag each object; VOC's have no such flag (None).
+    crowd_flags = any(r['crowd_flags'] for r in results)
     classes = []
     for i, name in enumerate(class_names):
-        counts = [sum(r['classes'].get(i + 1, [0, 0, 0])[k] for r in results) for k in range(3)]
+        counts = [sum(r['classes'].get(i + 1, [0] * 4)[k] for r in results) for k in range(4)]
         entry = {
             'id': i + 1,
             'name': name,
@@ -850,6 +855,8 @@ def _metadata(
             'num_objects': counts[1],
             'num_difficult': counts[2],
         }
+        if crowd_flags:
+            entry['num_crowd'] = counts[3]
         entry.update((class_extra or [{}] * len(class_names))[i])
         classes.append(entry)
     entries = [e for r in results for e in r['report']]

@@ -503,6 +503,16 @@ def _names_shown(names, limit=10):
     return ', '.join(names[:limit]) + (', ...' if len(names) > limit else '')
 
 
+def _with_background(whose, names):
+    """A class count for messages: "the records' 4 classes (cat, dog, bird, fish) and the
+    background make num_classes=5" for `whose` "the records'". Messages count classes without the
+    background and call the count with it num_classes, as the flag and the card do."""
+    return (
+        f'{whose} {len(names)} classes ({_names_shown(names)}) and the background make '
+        f'num_classes={len(names) + 1}'
+    )
+
+
 def _class_difference(record_names, num_classes, model_names):
     """What a message about a class count that differs adds: the model's classes and those only
     one side has, when `model_names` (the model's class names) are known; else, when
@@ -511,14 +521,14 @@ def _class_difference(record_names, num_classes, model_names):
         model_names = list(model_names)
         extra = [n for n in record_names if n not in model_names]
         missing = [n for n in model_names if n not in record_names]
-        said = f'; the model\'s {len(model_names)} classes are {_names_shown(model_names)}'
+        said = '; ' + _with_background("the model's", model_names)
         if extra:
             said += f'; only the records have {_names_shown(extra)}'
         if missing:
             said += f'; only the model has {_names_shown(missing)}'
         return said
     if num_classes == len(record_names):
-        return f' (num_classes counts the background too: {num_classes + 1} for these records)'
+        return f' (num_classes counts the background too: {num_classes} leaves it out)'
     return ''
 
 
@@ -574,9 +584,9 @@ def get_dataset(
         metadata, files, class_names = _load_metadata(meta_path, verify_digests)
         num_samples = metadata['num_examples']
         if num_classes is not None and num_classes != len(class_names) + 1:
+            records = _with_background("the records'", class_names)
             raise ValueError(
-                f'num_classes={num_classes} disagrees with {meta_path}: {len(class_names)} classes '
-                f'({_names_shown(class_names)}) + background = {len(class_names) + 1}'
+                f'num_classes={num_classes} disagrees with {meta_path}: {records}'
                 f'{_class_difference(class_names, num_classes, model_class_names)}. The model '
                 f'(--num_classes or its card) and the records must count the same classes: use a '
                 f'model of these classes, or {relabel_advice(metadata)}.'

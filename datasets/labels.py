@@ -1,13 +1,21 @@
 """Class lists: the 20 Pascal VOC classes and user label files.
 
 Label ids are 1..K in list order; 0 is the background and is never written to a record.
+
+A labels file is one class name per line, or a TF Object Detection API label map
+(`label_map.pbtxt`: `item { id: 1 name: 'cat' display_name: 'Cat' }` per class, in protobuf text
+format), whose class names are the items' `name`s in `id` order.
 """
 
 import difflib
 import os
+import re
 import unicodedata
 
+from absl import logging
+
 from tf_extended import safe_io
+from tf_extended import texts
 
 VOC_CLASSES = (
     'aeroplane',
@@ -42,22 +50,26 @@ MAX_CLASS_NAME_CHARS = 256
 
 def read_labels_file(path):
     """Reads a class list: one name per line, surrounding whitespace stripped, blank lines ignored
-    (UTF-8, a leading byte order mark dropped).
+    (UTF-8, a leading byte order mark dropped), or a TF Object Detection API label map (a file
+    whose first token, after comments, is `item {`; see `_read_label_map`).
 
     Returns:
       tuple of str, the class names in id order (first line is id 1).
     Raises:
       ValueError: the file is empty, not UTF-8 text, names a class twice, or a name holds a control
-      character or is longer than MAX_CLASS_NAME_CHARS; OSError: unreadable, not a regular file or
-      larger than MAX_LABELS_BYTES (safe_io.UnsafeFileError).
+      character or is longer than MAX_CLASS_NAME_CHARS, or it is a malformed label map;
+      OSError: unreadable, not a regular file or larger than MAX_LABELS_BYTES
+      (safe_io.UnsafeFileError).
     """
     text = safe_io.read_text(path, MAX_LABELS_BYTES, 'labels file', 'one class name per line')
+    if _LABEL_MAP_START.match(text):
+        return _read_label_map(text, path)
     names, seen = [], set()
     for number, line in enumerate(text.split('\n'), 1):
         name = line.strip()
         if not name:
             continue
-        where = f'{path}, line {number}: class name {name[:40]!r}{"..." if len(name) > 40 else ""}'
+        where = f'{path}, line {number}: class name {_shown(name)}'
         control = next((c for c in name if unicodedata.category(c) == 'Cc'), None)
         if control is not None:
             raise ValueError(
@@ -76,6 +88,259 @@ def read_labels_file(path):
     if not names:
         raise ValueError(f'{path}: labels file has no class names (expected one name per line).')
     return tuple(names)
+
+
+def _shown(name, limit=40):
+    """`name` quoted for a message, cut after `limit` characters."""
+    return f'{name[:limit]!r}{"..." if len(name) > limit else ""}'
+
+
+LABEL_MAP_EXPECTED = (
+    "a TF Object Detection API label map: item { id: N name: '...' } per class, ids 1, 2, ... "
+    "(the class order), names as the annotations' <name> spells them"
+)
+# A label map starts with its first item (after blank lines and comments): `item {` or `item: {`.
+# One way to match each character (`\s` singly, a comment up to its newline): linear time.
+_LABEL_MAP_START = re.compile(r'(?:\s|#[^\n]*\n)*item\s*:?\s*\{')
+_LABEL_MAP_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+|\#[^\n]*) |
+    (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*') |
+    (?P<punct>[{}:;,\[\]]) |
+    (?P<word>[^\s{}:;,\[\]"'\#]+)
+""",
+    re.VERBOSE,
+)
+_ESCAPES = {'n': '\n', 't': '\t', 'r': '\r', '"': '"', "'": "'", '\\': '\\'}
+# Blocks inside an item (keypoints { ... }) nest one deep; the bound keeps a hostile file from
+# building deep structures.
+_MAX_LABEL_MAP_DEPTH = 16
+_INT32_MAX = 2**31 - 1  # a label map's id is an int32
+
+
+def _read_label_map(text, path):
+    """The class names of a TF Object Detection API label map (`text`, read from `path`): each
+    `item`'s `name` (what the annotations' <name> holds; TF-OD-API matches `name` too, its
+    `display_name` is for display), ordered by `id`. Other fields of an item (display_name,
+    keypoints { ... }, frequency, ...) are read past.
+
+    Ids need not be 1..K (COCO's label map skips ids): the model's labels are 1..K in id order,
+    and a note logs the first ids that change.
+
+    Returns:
+      tuple of str, the class names of labels 1..K.
+    Raises:
+      ValueError: naming the file, the line and the item: malformed text (see
+      `_parse_label_map`), an item without exactly one quoted `name` or one `id`, an id that is
+      not an integer in 1..2**31-1 (0 is the background TF-OD-API reserves), an id or a name twice,
+      a name that `class_name_problem` refuses.
+    """
+    items = _parse_label_map(text, path)
+    names_by_id, first = {}, {}  # first: 'id 3' / "name 'cat'" -> (item, line) that has it
+    for index, (line, fields) in enumerate(items, 1):
+        where = f'{path}, line {line}: item {index}'
+        item_id = _label_map_id(fields, where)
+        name = _label_map_name(fields, where)
+        for what in (f'id {item_id}', f'name {name!r}'):
+            if what in first:
+                raise ValueError(
+                    f'{where} has {what}, as item {first[what][0]} (line {first[what][1]}) has; '
+                    f'ids and names must be unique: expected {LABEL_MAP_EXPECTED}.'
+                )
+            first[what] = (index, line)
+        names_by_id[item_id] = name
+    ids = sorted(names_by_id)
+    names = tuple(names_by_id[i] for i in ids)
+    if ids != list(range(1, len(ids) + 1)):
+        changed = [(i, label) for label, i in enumerate(ids, 1) if i != label]
+        shown = texts.listed(
+            [f'id {i} -> label {label} ({names[label - 1]})' for i, label in changed], 3
+        )
+        logging.info(
+            '%s: the label map\'s ids are not 1..%d; the model\'s labels are 1..%d in id order: '
+            '%s.',
+            path,
+            len(ids),
+            len(ids),
+            shown,
+        )
+    return names
+
+
+def _label_map_id(fields, where):
+    """The `id` of a label map item's `fields`, checked (`where` names the item)."""
+    values = fields.get('id', [])
+    if len(values) != 1:
+        if values:
+            found = f'has {len(values)} ids'
+        elif 'label' in fields:
+            found = "has no id (label: N is a Caffe SSD label map's; this format numbers with id)"
+        else:
+            found = 'has no id'
+        raise ValueError(f'{where} {found}; expected one id: N per item: {LABEL_MAP_EXPECTED}.')
+    kind, value, line = values[0]
+    if kind != 'word' or not re.fullmatch(r'[-+]?\d+', value):
+        shown = repr(value) if kind == 'string' else 'a block' if kind == 'block' else value
+        raise ValueError(
+            f'{where}: id {shown} (line {line}) is not an integer; expected {LABEL_MAP_EXPECTED}.'
+        )
+    # Digits beyond int32 are out of range whatever they say: int() of them is not needed.
+    item_id = int(value) if len(value.lstrip('+-0')) <= 10 else _INT32_MAX + 1
+    if item_id == 0:
+        raise ValueError(
+            f'{where}: id 0 (line {line}) is the background TF Object Detection API reserves, not '
+            f'a class; leave the item out (the background is implicit) or give it a class id from '
+            f'1: expected {LABEL_MAP_EXPECTED}.'
+        )
+    if not 1 <= item_id <= _INT32_MAX:
+        raise ValueError(
+            f'{where}: id {value} (line {line}) is not in 1..{_INT32_MAX}; expected '
+            f'{LABEL_MAP_EXPECTED}.'
+        )
+    return item_id
+
+
+def _label_map_name(fields, where):
+    """The class name (`name`, stripped) of a label map item's `fields`, checked."""
+    values = fields.get('name', [])
+    if len(values) != 1:
+        if values:
+            found = f'has {len(values)} names'
+        elif 'display_name' in fields:
+            found = (
+                "has no name (display_name is for display; the annotations' <name> is matched "
+                'against name)'
+            )
+        else:
+            found = 'has no name'
+        raise ValueError(
+            f"{where} {found}; expected one name: '...' per item: {LABEL_MAP_EXPECTED}."
+        )
+    kind, value, line = values[0]
+    if kind != 'string':
+        shown = 'a block' if kind == 'block' else value
+        raise ValueError(
+            f"{where}: name {shown} (line {line}) is not a quoted string ('...' or \"...\"); "
+            f'expected {LABEL_MAP_EXPECTED}.'
+        )
+    name = value.strip()
+    problem = class_name_problem(name)
+    if problem is not None:
+        raise ValueError(
+            f'{where}: name {_shown(name)} (line {line}) {problem}; expected {LABEL_MAP_EXPECTED}.'
+        )
+    return name
+
+
+def _label_map_tokens(text, path):
+    """(kind, text, line) of each token of protobuf text `text`: kind 'string' (a quoted string,
+    unescaped), 'word' (a bare word: a number, a field name, an enum value) or 'punct'."""
+    line, pos = 1, 0
+    while pos < len(text):
+        m = _LABEL_MAP_TOKEN.match(text, pos)
+        if not m:  # only a quote that is not closed on its line gets here
+            raise ValueError(
+                f'{path}, line {line}: a string opened by {text[pos]} is not closed on its line; '
+                f'expected {LABEL_MAP_EXPECTED}.'
+            )
+        kind = m.lastgroup
+        if kind == 'string':
+            yield kind, _unescape(m.group(kind)[1:-1], path, line), line
+        elif kind != 'space':
+            yield kind, m.group(kind), line
+        line += m.group(0).count('\n')
+        pos = m.end()
+
+
+def _unescape(body, path, line):
+    """The text of a quoted string's `body` with its backslash escapes (\\n \\t \\' ...) read."""
+
+    def one(m):
+        if m.group(1) not in _ESCAPES:
+            raise ValueError(
+                f'{path}, line {line}: unknown escape \\{m.group(1)} in a string; expected '
+                f'{LABEL_MAP_EXPECTED}.'
+            )
+        return _ESCAPES[m.group(1)]
+
+    return re.sub(r'\\(.)', one, body)
+
+
+def _parse_label_map(text, path):
+    """The `item` blocks of a label map, as (line, fields) in file order, `fields` mapping each
+    field name to its [(kind, value, line)]: kind 'string' / 'word' with a str value, or
+    'block' with a dict of fields (`keypoints { ... }`).
+
+    Raises:
+      ValueError: naming the file and line: unbalanced braces, a field without a value, a
+      top-level field other than an `item` block, blocks nested too deep.
+    """
+    tokens = _label_map_tokens(text, path)
+    items, stack = [], [({}, None)]  # (fields, line of its `{`) of each open block
+    for kind, token, line in tokens:
+        if token == '}' and kind == 'punct':
+            if len(stack) == 1:
+                raise ValueError(
+                    f'{path}, line {line}: a "}}" that closes no block; expected '
+                    f'{LABEL_MAP_EXPECTED}.'
+                )
+            stack.pop()
+            continue
+        if kind == 'punct' and token in ';,':
+            continue
+        if kind != 'word':
+            raise ValueError(
+                f'{path}, line {line}: {token!r} where a field name was expected; expected '
+                f'{LABEL_MAP_EXPECTED}.'
+            )
+        values = _field_values(tokens, token, line, path)
+        if len(stack) == 1 and (token != 'item' or not values or values[0][0] != 'block'):
+            raise ValueError(
+                f'{path}, line {line}: {token!r} at the top level; a label map holds only '
+                f'item {{ ... }} blocks: expected {LABEL_MAP_EXPECTED}.'
+            )
+        stack[-1][0].setdefault(token, []).extend(values)
+        if values and values[0][0] == 'block':
+            if len(stack) > _MAX_LABEL_MAP_DEPTH:
+                raise ValueError(
+                    f'{path}, line {line}: blocks nested more than {_MAX_LABEL_MAP_DEPTH} deep; '
+                    f'expected {LABEL_MAP_EXPECTED}.'
+                )
+            if len(stack) == 1:
+                items.append((line, values[0][1]))
+            stack.append((values[0][1], line))
+    if len(stack) > 1:
+        raise ValueError(
+            f'{path}, line {stack[-1][1]}: this "{{" is never closed (the file ends first); '
+            f'expected {LABEL_MAP_EXPECTED}.'
+        )
+    return items
+
+
+def _field_values(tokens, key, line, path):
+    """The values of field `key` (at `line`) read from `tokens` after its name: `: value`,
+    `: [value, ...]`, or a block `{` (`: {`), whose fields the caller reads next."""
+    token = next(tokens, None)
+    colon = token is not None and token[1] == ':' and token[0] == 'punct'
+    if colon:
+        token = next(tokens, None)
+    if token is not None and token[0] == 'punct' and token[1] == '{':
+        return [('block', {}, line)]
+    if colon and token is not None and token[0] in ('string', 'word'):
+        return [token]
+    if colon and token is not None and token[1] == '[':
+        values = []
+        for kind, value, value_line in tokens:
+            if kind == 'punct' and value == ']':
+                return values
+            if kind in ('string', 'word'):
+                values.append((kind, value, value_line))
+            elif value != ',':
+                break
+    raise ValueError(
+        f'{path}, line {line}: field {key!r} has no value (expected {key}: value or '
+        f'{key} {{ ... }}); expected {LABEL_MAP_EXPECTED}.'
+    )
 
 
 def case_note(name, class_names):
@@ -98,7 +363,7 @@ def close_note(name, class_names):
 
 LABELS_FILE_EXPECTED = (
     'a text file with one class name per line (the first line is class id 1, the next id 2, ...: '
-    'ids follow the line order)'
+    'ids follow the line order), or a TF Object Detection API label map (label_map.pbtxt)'
 )
 
 

@@ -87,6 +87,34 @@ def test_coco_round_trip(tmp_path):
     assert (person['num_images'], person['num_objects'], person['num_difficult']) == (2, 2, 1)
 
 
+def test_coco_metadata_counts_crowd_regions_as_num_crowd(tmp_path):
+    """A COCO user reads crowd regions as `num_crowd` (they are also flagged difficult, so
+    `num_difficult` counts them too, as it did); counts add up over shards, and a class or a
+    shard without crowds says 0."""
+    images = [
+        ('a.jpg', 1, fx.smooth_image(20, 20, 1), (20, 20)),
+        ('b.jpg', 2, fx.smooth_image(20, 20, 2), (20, 20)),
+        ('c.jpg', 3, fx.smooth_image(20, 20, 3), (20, 20)),
+    ]
+    anns = [
+        _ann(1, 1, 1, [1, 1, 5, 5]),  # shard 1: no crowd
+        _ann(2, 2, 1, [0, 0, 20, 20], iscrowd=1),  # shard 2
+        _ann(3, 2, 3, [2, 2, 5, 5]),
+        _ann(4, 3, 1, [0, 0, 10, 10], iscrowd=1),  # shard 3
+        _ann(5, 3, 1, [3, 3, 4, 4]),
+    ]
+    ann_path, img_dir = fx.write_coco(str(tmp_path), images, CATEGORIES, anns)
+    out = str(tmp_path / 'out')
+    fx.convert_coco(ann_path, img_dir, out, samples_per_file=1)
+    with open(os.path.join(out, 'coco_metadata.json')) as f:
+        written = json.load(f)
+    counts = [
+        (c['name'], c['num_objects'], c['num_crowd'], c['num_difficult'])
+        for c in written['classes']
+    ]
+    assert counts == [('person', 4, 2, 2), ('car', 1, 0, 0), ('dog', 0, 0, 0)]
+
+
 def test_coco_unknown_category(tmp_path):
     images = [('a.jpg', 1, fx.smooth_image(20, 20), (20, 20))]
     anns = [_ann(1, 1, 1, [1, 1, 5, 5]), _ann(2, 1, 99, [1, 1, 5, 5])]

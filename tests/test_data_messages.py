@@ -15,7 +15,7 @@ from tests.conftest import ROOT, run_script
 
 LABELS_EXPECTED = (
     'expected a text file with one class name per line (the first line is class id 1, the next id '
-    '2, ...: ids follow the line order)'
+    '2, ...: ids follow the line order), or a TF Object Detection API label map (label_map.pbtxt)'
 )
 VOC_EXPECTED = (
     'expected a VOC folder (Annotations/ and JPEGImages/, and ImageSets/Main/<split>.txt for '

@@ -270,7 +270,8 @@ def four_classes(tmp_path_factory):
 
 
 def test_a_class_count_that_differs_names_the_classes(four_classes):
-    """It said only '4 classes + background = 5': the user could not see which class differed."""
+    """It said only '4 classes + background = 5': the user could not see which class differed.
+    Every count says whether it holds the background: 'N classes' without, num_classes=N with."""
     out, meta = four_classes
     advice = (
         'The model (--num_classes or its card) and the records must count the same classes: use '
@@ -280,21 +281,33 @@ def test_a_class_count_that_differs_names_the_classes(four_classes):
     with pytest.raises(ValueError) as info:
         dataset_factory.get_dataset('custom', 'val', out, num_classes=4)
     assert str(info.value) == (
-        f'num_classes=4 disagrees with {meta}: 4 classes (cat, dog, bird, fish) + background = 5 '
-        f'(num_classes counts the background too: 5 for these records). {advice}'
+        f"num_classes=4 disagrees with {meta}: the records' 4 classes (cat, dog, bird, fish) and "
+        'the background make num_classes=5 (num_classes counts the background too: 4 leaves it '
+        f'out). {advice}'
+    )
+    with pytest.raises(ValueError) as info:
+        dataset_factory.get_dataset('custom', 'val', out, num_classes=7)
+    assert str(info.value) == (
+        f"num_classes=7 disagrees with {meta}: the records' 4 classes (cat, dog, bird, fish) and "
+        f'the background make num_classes=5. {advice}'
     )
     with pytest.raises(ValueError) as info:
         dataset_factory.get_dataset(
             'custom', 'val', out, num_classes=4, model_class_names=('cat', 'dog', 'horse')
         )
     assert str(info.value) == (
-        f'num_classes=4 disagrees with {meta}: 4 classes (cat, dog, bird, fish) + background = 5; '
-        "the model's 3 classes are cat, dog, horse; only the records have bird, fish; only the "
-        f'model has horse. {advice}'
+        f"num_classes=4 disagrees with {meta}: the records' 4 classes (cat, dog, bird, fish) and "
+        "the background make num_classes=5; the model's 3 classes (cat, dog, horse) and the "
+        'background make num_classes=4; only the records have bird, fish; only the model has '
+        f'horse. {advice}'
     )
     many = tuple(f'c{i}' for i in range(12))
     with pytest.raises(
-        ValueError, match=re.escape('are c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, ...;')
+        ValueError,
+        match=re.escape(
+            "the model's 12 classes (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, ...) and the "
+            'background make num_classes=13;'
+        ),
     ):
         dataset_factory.get_dataset('custom', 'val', out, num_classes=13, model_class_names=many)
 
@@ -306,7 +319,10 @@ def test_evaluation_names_the_classes_only_the_model_or_the_records_have(four_cl
     settings = evaluate.EvalSettings(
         card=card, dataset_name='custom', dataset_split_name='val', dataset_dir=out
     )
-    said = "the model's 3 classes are cat, dog, horse; only the records have bird, fish; only the "
+    said = (
+        "the model's 3 classes (cat, dog, horse) and the background make num_classes=4; only the "
+        'records have bird, fish; only the '
+    )
     for check in (
         lambda: evaluate.open_dataset(settings, card),
         lambda: watcher.split_size(settings),
