@@ -137,7 +137,10 @@ flags.DEFINE_integer(
     lower_bound=0,
 )
 flags.DEFINE_enum(
-    'best_metric', 'voc07', list(eval_outputs.METRICS), 'Watcher: metric choosing eval_dir/best.'
+    'best_metric',
+    None,
+    list(eval_outputs.METRICS),
+    'Watcher: metric choosing eval_dir/best (default: the first of --metrics).',
 )
 cli.define_model_flags()
 cli.define_moving_average_flag()
@@ -373,7 +376,13 @@ def _check_watcher_flags():
             f'add it to watch --checkpoint_path, or drop {", ".join(given)} to evaluate once.'
         )
     if FLAGS.wait_for_checkpoints:  # before it waits for the trainer
-        watcher.check_best_metric(FLAGS.best_metric, FLAGS.metrics)
+        watcher.check_best_metric(_best_metric(), FLAGS.metrics)
+
+
+def _best_metric():
+    """--best_metric, or the first of --metrics: a --metrics=coco watcher was refused for the
+    default --best_metric=voc07 it did not evaluate."""
+    return FLAGS.best_metric or FLAGS.metrics[0]
 
 
 def main(_):
@@ -422,7 +431,7 @@ def main(_):
                 interval_secs=FLAGS.eval_interval_secs,
                 timeout_secs=FLAGS.eval_timeout,
                 final_step=FLAGS.final_step,
-                best_metric=FLAGS.best_metric,
+                best_metric=_best_metric(),
                 lock=lock,
                 input_cache_mb=FLAGS.input_cache_mb,
             )

@@ -26,7 +26,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('results_dir', None, 'VOC: folder holding the results files.')
 flags.DEFINE_string('voc_dir', None, 'VOC: the dataset folder (Annotations/, ImageSets/Main/).')
 flags.DEFINE_string('split', 'test', 'VOC: the image set.')
-flags.DEFINE_string('labels_file', None, 'VOC: class names, one per line (label = line number).')
+flags.DEFINE_string(
+    'labels_file',
+    None,
+    'VOC: class names, one per line (label = line number), or a label_map.pbtxt (id order).',
+)
 flags.DEFINE_string(
     'model_card',
     None,

@@ -61,7 +61,8 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     'labels_file',
     None,
-    'VOC: class names, one per line (id = line number); default: the 20 VOC classes.',
+    'VOC: class names, one per line (id = line number), or a TF Object Detection API '
+    'label_map.pbtxt (names in id order); default: the 20 VOC classes.',
 )
 flags.DEFINE_integer('samples_per_file', 200, 'Examples per shard.', lower_bound=1)
 flags.DEFINE_boolean('shuffle', True, 'Shuffle the example order (with --seed) before sharding.')

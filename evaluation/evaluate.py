@@ -1025,7 +1025,7 @@ def evaluate_batches(
         raise
     log(table)
     if summary_dir and step is not None:
-        eval_outputs.write_tensorboard(summary_dir, step, values, class_ap)
+        eval_outputs.write_tensorboard(summary_dir, step, values, class_ap, coco_values)
     return EvalResult(
         checkpoint=checkpoint,
         global_step=step,

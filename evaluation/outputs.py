@@ -314,9 +314,12 @@ def open_event_writer(summary_dir):
         )
 
 
-def write_tensorboard(summary_dir, step, values, class_ap, writer=None):
-    """Appends the mAPs (`eval/<metric>_mAP`) and per-class APs (`eval/<metric>_AP/<class>`) at
-    `step` to the event file of `summary_dir`. Absent classes (AP None) are not written.
+def write_tensorboard(summary_dir, step, values, class_ap, coco=None, writer=None):
+    """Appends the mAPs (`eval/<metric>_mAP`), per-class APs (`eval/<metric>_AP/<class>`) and
+    the 12 COCO numbers (`coco`: {name: value} of `coco_metrics.COCO_METRIC_NAMES`, as
+    results.json has them, written as `eval/coco/<name>`; the TF Object Detection API writes all
+    12 too) at `step` to the event file of `summary_dir`. Absent classes (AP None) and undefined
+    numbers (None) are not written.
 
     writer: an open `tf.compat.v1.summary.FileWriter` to append to (flushed, left open), so a
       long run (the watcher) writes one event file; None: a new event file for this call.
@@ -336,6 +339,9 @@ def write_tensorboard(summary_dir, step, values, class_ap, writer=None):
     entries = [(f'eval/{key}_mAP', value) for key, value in values.items() if value is not None]
     for rule, aps in class_ap.items():
         entries += [(f'eval/{rule}_AP/{name}', ap) for name, ap in aps.items() if ap is not None]
+    entries += [
+        (f'eval/coco/{name}', value) for name, value in (coco or {}).items() if value is not None
+    ]
     summary = v1.Summary(
         value=[v1.Summary.Value(tag=tag, simple_value=float(value)) for tag, value in entries]
     )

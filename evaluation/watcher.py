@@ -748,10 +748,18 @@ class _EventStream:
     def __init__(self, directory):
         self.directory, self.writer = directory, None
 
-    def write(self, step, values, class_ap):
+    def write(self, result):
+        """Appends an `evaluate.EvalResult`'s numbers."""
         if self.writer is None:
             self.writer = eval_outputs.open_event_writer(self.directory)
-        eval_outputs.write_tensorboard(self.directory, step, values, class_ap, writer=self.writer)
+        eval_outputs.write_tensorboard(
+            self.directory,
+            result.global_step,
+            result.metrics,
+            result.class_ap,
+            result.coco,
+            writer=self.writer,
+        )
 
     def close(self):
         if self.writer is not None:
@@ -1172,7 +1180,7 @@ def _handle(
             seconds=result.seconds,
             images_per_second=result.summary['images_per_second'],
         )
-        events.write(result.global_step, result.metrics, result.class_ap)
+        events.write(result)
         previous = ledger.best(best_metric, this_run)
         value = result.metrics.get(best_metric)
         log(

@@ -168,8 +168,8 @@ def define_model_flags(select_threshold=None, select_threshold_help=None):
     flags.DEFINE_string(
         'labels_file',
         None,
-        'Class names, one per line (label 1 first); '
-        'default: the model card\'s, else the dataset\'s.',
+        'Class names, one per line (label 1 first), or a TF Object Detection API '
+        'label_map.pbtxt; default: the model card\'s, else the dataset\'s.',
     )
     flags.DEFINE_float(
         'select_threshold',

@@ -300,6 +300,14 @@ def test_summaries_and_plots(data, evaluated):
                 values[(value.tag, event.step)] = value.simple_value
     assert values[('eval/voc07_mAP', STEP)] == pytest.approx(summary['metrics']['voc07'], rel=1e-6)
     assert values[('eval/coco_mAP', STEP)] == pytest.approx(summary['metrics']['coco'], rel=1e-6)
+    # The 12 COCO numbers, as results.json has them (only AP was written).
+    coco = {name: value for name, value in summary['coco'].items() if value is not None}
+    assert len(coco) > 6 and coco['AP'] == summary['metrics']['coco']
+    assert {
+        tag[len('eval/coco/') :]: value
+        for (tag, step), value in values.items()
+        if tag.startswith('eval/coco/') and step == STEP
+    } == pytest.approx(coco, rel=1e-6)
     name = data['class_names'][0]
     assert values[(f'eval/voc12_AP/{name}', STEP)] == pytest.approx(
         summary['class_ap']['voc12'][name], rel=1e-6

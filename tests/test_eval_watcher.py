@@ -451,6 +451,7 @@ def _fake_evaluate(calls, kill_at=None):
             global_step=step,
             metrics={'voc07': value},
             class_ap={'voc07': {'cat': value}},
+            coco=None,
             seconds=0.01,
             summary={'images_per_second': 100.0},
         )
@@ -689,7 +690,8 @@ def test_timeout_with_nothing_evaluated_is_an_error(tmp_path):
         f"{tmp_path / 'nothing'} (the folder does not exist yet: is it the trainer's --train_dir?)",
         f"[watch] waiting for the trainer's model card or first checkpoint in {train_dir}",
     ]
-    # The script: a card, no checkpoint, a short timeout -> non-zero exit with the reason.
+    # The script: a card, no checkpoint, a short timeout -> non-zero exit with the reason. With
+    # --metrics=coco alone, best/ follows coco (the default --best_metric=voc07 was refused).
     from model import card as card_lib
 
     card_lib.write(os.path.join(train_dir, card_lib.CARD_FILE), _settings().card)
@@ -702,11 +704,12 @@ def test_timeout_with_nothing_evaluated_is_an_error(tmp_path):
         '--dataset_name=custom',
         '--eval_interval_secs=0.2',
         '--eval_timeout=0.5',
-        '--metrics=voc07',
+        '--metrics=coco',
         '--input_cache_mb=0',  # a cache would be filled while waiting: from records not there
     )
     assert proc.returncode != 0
     assert 'no checkpoint evaluated' in proc.stderr and 'eval_timeout' in proc.stderr
+    assert f'best/ (coco mAP) in {eval_dir}' in proc.stdout
 
 
 def test_watcher_flags_without_the_watcher_are_an_error(tmp_path):
@@ -891,6 +894,7 @@ def test_stale_finished_marker_stops_the_watcher_after_a_grace_period(tmp_path, 
             global_step=7,
             metrics={'voc07': None},  # no best/ to publish
             class_ap={},
+            coco=None,
             seconds=0.01,
             summary={'images_per_second': 100.0},
         ),

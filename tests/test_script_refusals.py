@@ -633,12 +633,40 @@ def test_a_flag_absl_refuses_is_one_error_line_like_the_others(tmp_path, script,
             '--num_preprocessing_threads=4',
             "Unknown command line flag 'num_preprocessing_threads'",
         ),
+        # The TF Object Detection API's and torchvision's names (--score_threshold got "Did you
+        # mean: stderrthreshold ?").
+        (
+            'detect_ssd_network.py',
+            '--score_threshold=0.3',
+            "--score_threshold is the TF Object Detection API's flag; here it is "
+            '--select_threshold (the minimum class score)',
+        ),
+        (
+            'eval_ssd_network.py',
+            '--detections_per_img=100',
+            "--detections_per_img is torchvision's flag; here it is --keep_top_k (detections per "
+            'image)',
+        ),
+        (
+            'eval_ssd_network.py',
+            '--checkpoint_dir=train',
+            "--checkpoint_dir is the TF Object Detection API's flag; here --checkpoint_path=<the "
+            "trainer's --train_dir> with --wait_for_checkpoints evaluates each checkpoint as it "
+            'comes (without it: the latest one, once)',
+        ),
+        (
+            'train_ssd_network.py',
+            '--model_dir=train',
+            "--model_dir is the TF Object Detection API's flag; here the training folder is "
+            '--train_dir',
+        ),
     ],
 )
 def test_the_older_ports_flags_and_values_name_what_replaces_them(script, flag, message):
     """The older TF port's README commands: `--eval_resize=4` (its Resize numbers), and flags
     that do not exist here were refused as unknown, `--eval_image_size` with "did you mean
-    eval_resize", which means something else."""
+    eval_resize", which means something else; the TF Object Detection API's and torchvision's
+    flag names likewise."""
     proc = run_script(script, flag)
     _refused(proc, f'{script[: -len(".py")]}: error: {message}; --helpfull lists the flags.')
 

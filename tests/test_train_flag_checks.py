@@ -374,3 +374,25 @@ def test_a_resume_compares_only_the_settings_either_run_reads():
     _, lines = trainer._resume_record(card, read, dataset, 30)
     assert 'learning_rate 0.001 -> 0.002, values' in lines[0][1]
     assert 'momentum' not in lines[0][1]
+
+
+def test_a_run_too_short_for_its_batch_norm_decay_is_warned():
+    """500 steps from scratch at 0.997 left the moving statistics at 22 % of their start values:
+    the model's scores did not depend on the image, and nothing said so. Hand-computed: 0.997**500
+    = 0.2223; 0.05 is reached after ceil(ln 0.05 / ln 0.997) = 998 steps; 0.05**(1/500) = 0.99403,
+    so 0.99 is the largest two-decimal decay that gets there in 500 steps."""
+    card = card_lib.from_registry('ssd_300_mobilenet', 3, ('a', 'b'))
+    assert card.params.batch_norm_decay == 0.997
+    assert trainer.batch_norm_start_warning(card, 500, 34) == (
+        '--batch_norm_decay=0.997 over 500 steps: the moving means and variances of 34 '
+        'batch-norm layer(s) start from 0 and 1 and keep 22% of those at the end; evaluation and '
+        "exported models normalise with them, so the model's outputs would barely depend on the "
+        'image. Train 998 steps or more, or pass --batch_norm_decay=0.99 or lower.'
+    )
+    assert trainer.batch_norm_start_warning(card, 998, 34) is None  # 0.997**998 = 0.0499
+    assert trainer.batch_norm_start_warning(card, 500, 0) is None  # every statistic restored
+    assert trainer.batch_norm_start_warning(card, None, 34) is None  # no end: nothing to say
+    faster = card.with_params(batch_norm_decay=0.99)
+    assert trainer.batch_norm_start_warning(faster, 1600, 34) is None  # the main job's
+    vgg = card_lib.from_registry('ssd_300_vgg', 21)
+    assert trainer.batch_norm_start_warning(vgg, 10, 0) is None

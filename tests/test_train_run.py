@@ -94,13 +94,25 @@ def fp32_run(dataset_dir, tmp_path_factory):
         )
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return train_dir, _losses(result.stderr)
+    return train_dir, _losses(result.stderr), result.stderr
 
 
 def test_short_run_lowers_loss_and_restores_in_eval_graph(fp32_run):
     from nets import nets_factory
 
-    train_dir, losses = fp32_run
+    train_dir, losses, stderr = fp32_run
+    # From scratch, 30 steps at the default decay 0.997 keep 91 % of the moving statistics' start
+    # values: said, with the count of batch-norm layers the checkpoint holds.
+    layers = sum(
+        1
+        for name in _tensors(os.path.join(train_dir, 'model.ckpt-30'))
+        if name.endswith('/moving_variance')
+    )
+    assert (
+        f'--batch_norm_decay=0.997 over 30 steps: the moving means and variances of {layers} '
+        'batch-norm layer(s) start from 0 and 1 and keep 91% of those at the end;'
+    ) in stderr
+    assert layers > 20
     assert sorted(losses) == list(range(1, 31))
     first = np.mean([losses[s]['total'] for s in range(1, 6)])
     last = np.mean([losses[s]['total'] for s in range(26, 31)])
@@ -132,7 +144,7 @@ def test_mixed_precision_follows_fp32(fp32_run, dataset_dir, tmp_path):
     (2-core CPU): step 1 within 4 % per term; mixed / fp32 total over steps 8-12 0.98 on average,
     each within 10 %; the totals drop 17 % (fp32) and 20 % (mixed) from steps 1-5 to steps 8-12.
     A mixed run whose updates do not reach the weights: ratios 1.06-1.51 (mean 1.30), no drop."""
-    _, fp32_losses = fp32_run
+    _, fp32_losses, _ = fp32_run
     result = _run(
         _args(
             dataset_dir,
@@ -194,7 +206,7 @@ def test_negative_ratio_flag_reaches_the_loss(fp32_run, negative_ratio_run):
     batch, so the positive and localisation terms are equal; the negative term sums each image's
     top-k background losses for k = positives instead of 3 x positives, so it lies between a
     third of the ratio-3 term and that term."""
-    _, fp32_losses = fp32_run
+    _, fp32_losses, _ = fp32_run
     _, _, lines = negative_ratio_run
     one, three = _losses('\n'.join(lines))[1], fp32_losses[1]
     for term in ('cross_entropy_pos', 'localization'):

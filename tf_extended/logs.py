@@ -385,23 +385,67 @@ _INPUT_SIZE = (
     "the input size is the model's (300x300 for ssd_300_*, 512x512 for ssd_512_vgg, or its "
     "model card's); the older port ignored this flag too: drop it"
 )
-# The older TF port's flags that a script here does not define, and what to do instead: its
-# users' commands name them, and absl's "Unknown command line flag" alone leaves them guessing.
-# {script: {flag: advice}}.
-OLDER_PORT_FLAGS = {
+# Flags of the systems users come from (the older TF port, the TF Object Detection API,
+# torchvision) that a script here does not define, and what to do instead: their users' commands
+# name them, and absl's "Unknown command line flag" alone leaves them guessing.
+_OLDER_PORT = "the older TF port's"
+_TF_OD_API = "the TF Object Detection API's"
+_TORCHVISION = "torchvision's"
+# The detection settings under their names there; absl's "Did you mean" named unrelated flags
+# (--score_threshold: stderrthreshold).
+_DETECTION_SETTINGS = {
+    'score_threshold': (_TF_OD_API, 'here it is --select_threshold (the minimum class score)'),
+    'min_score_thresh': (_TF_OD_API, 'here it is --select_threshold (the minimum class score)'),
+    'box_score_thresh': (_TORCHVISION, 'here it is --select_threshold (the minimum class score)'),
+    'iou_threshold': (_TF_OD_API, 'here it is --nms_threshold (the NMS IoU threshold)'),
+    'box_nms_thresh': (_TORCHVISION, 'here it is --nms_threshold (the NMS IoU threshold)'),
+    'max_total_detections': (_TF_OD_API, 'here it is --keep_top_k (detections per image)'),
+    'detections_per_img': (_TORCHVISION, 'here it is --keep_top_k (detections per image)'),
+    'max_detections_per_class': (
+        _TF_OD_API,
+        'here --top_k is the candidates per class before NMS, --keep_top_k the detections per '
+        'image',
+    ),
+}
+_LABEL_MAP_PATH = (_TF_OD_API, 'here it is --labels_file (which reads label_map.pbtxt files)')
+# {script: {flag of another system: (whose flag it is, what replaces it here)}}.
+OTHER_SYSTEMS_FLAGS = {
     'train_ssd_network': {
-        'train_image_size': _INPUT_SIZE,
-        'labels_offset': 'labels come from the records (1, 2, ...; 0 is background): drop it',
-    },
-    'eval_ssd_network': {
-        'eval_image_size': _INPUT_SIZE,
-        'master': 'the evaluation runs in this process: drop it',
-        'num_preprocessing_threads': 'its threads are --num_threads (TF and tf.data threads)',
-        'preprocessing_name': (
-            "the evaluation preprocesses as the model's card says, --eval_resize picks the "
-            'resize: drop it'
+        'train_image_size': (_OLDER_PORT, _INPUT_SIZE),
+        'labels_offset': (
+            _OLDER_PORT,
+            'labels come from the records (1, 2, ...; 0 is background): drop it',
+        ),
+        'model_dir': (_TF_OD_API, 'here the training folder is --train_dir'),
+        'pipeline_config_path': (
+            _TF_OD_API,
+            'here the model comes from flags (--model_name, ...) or a --model_card file, the '
+            'training settings from flags',
         ),
     },
+    'eval_ssd_network': {
+        'eval_image_size': (_OLDER_PORT, _INPUT_SIZE),
+        'master': (_OLDER_PORT, 'the evaluation runs in this process: drop it'),
+        'num_preprocessing_threads': (
+            _OLDER_PORT,
+            'its threads are --num_threads (TF and tf.data threads)',
+        ),
+        'preprocessing_name': (
+            _OLDER_PORT,
+            "the evaluation preprocesses as the model's card says, --eval_resize picks the "
+            'resize: drop it',
+        ),
+        'checkpoint_dir': (
+            _TF_OD_API,
+            "here --checkpoint_path=<the trainer's --train_dir> with --wait_for_checkpoints "
+            'evaluates each checkpoint as it comes (without it: the latest one, once)',
+        ),
+        'label_map_path': _LABEL_MAP_PATH,
+        **_DETECTION_SETTINGS,
+    },
+    'export_ssd_network': {'label_map_path': _LABEL_MAP_PATH, **_DETECTION_SETTINGS},
+    'detect_ssd_network': {'label_map_path': _LABEL_MAP_PATH, **_DETECTION_SETTINGS},
+    'tf_convert_data': {'label_map_path': _LABEL_MAP_PATH},
 }
 # The older port's integer values of enum flags (its Resize IntEnum, 1-based).
 OLDER_PORT_ENUM_NUMBERS = {
@@ -431,9 +475,9 @@ def _without_flag_values(text, flag_values):
 
 def flag_error_text(error, script=None):
     """absl's message of a refused flag on one line, with `(did you mean X?)` for an enum value
-    close to one of its choices, what replaces an older-port flag or value (`OLDER_PORT_FLAGS`,
-    `OLDER_PORT_ENUM_NUMBERS`), and where to see the flags. `script`: the name without `.py`,
-    default the running one's."""
+    close to one of its choices, what replaces another system's flag or an older-port value
+    (`OTHER_SYSTEMS_FLAGS`, `OLDER_PORT_ENUM_NUMBERS`), and where to see the flags. `script`: the
+    name without `.py`, default the running one's."""
     # absl puts each failed check on a line of its own.
     text = '; '.join(
         _without_flag_values(line.strip().rstrip('.'), flags.FLAGS)
@@ -454,10 +498,11 @@ def flag_error_text(error, script=None):
             )
         elif close:
             text += f' (did you mean {close[0]}?)'
-    advice = OLDER_PORT_FLAGS.get(script or _script_name(), {})
+    advice = OTHER_SYSTEMS_FLAGS.get(script or _script_name(), {})
     if isinstance(error, flags.UnrecognizedFlagError) and error.flagname in advice:
         # absl's "Did you mean" would name a flag of other meaning (eval_image_size: eval_resize).
-        text = f"--{error.flagname} is the older TF port's flag; {advice[error.flagname]}"
+        whose, instead = advice[error.flagname]
+        text = f'--{error.flagname} is {whose} flag; {instead}'
     return f'{text}; --helpfull lists the flags.'
 
 
