@@ -418,12 +418,12 @@ def with_labels_file(card, labels_file, card_path=None):
     return _with_names(card, labels_lib.read_labels_file(labels_file), labels_file, model)
 
 
-def _class_names(card, values, dataset, card_path):
-    """Class names: the labels file's, else the card's, else the dataset's (same count)."""
+def _class_names(card, values, labels, dataset, card_path):
+    """Class names: the labels file's (`labels`, read from --labels_file), else the card's, else
+    the dataset's (same count)."""
     model = card_path and f'the model card {card_path}'
-    if values.labels_file:
-        names = labels_lib.read_labels_file(values.labels_file)
-        return _with_names(card, names, values.labels_file, model)
+    if labels is not None:
+        return _with_names(card, labels, values.labels_file, model)
     if dataset is not None and card.class_names == card_lib.default_class_names(card.num_classes):
         return _with_names(
             card,
@@ -478,6 +478,8 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
     check_num_classes(values.num_classes)
     check_detection_flags(values)  # before the card's line and the replacement's are logged
     path = values.model_card or card_lib.find_for_checkpoint(checkpoint_path)
+    # Read once: a label map's note on its ids was logged twice.
+    labels = labels_lib.read_labels_file(values.labels_file) if values.labels_file else None
     if path:
         card = card_lib.load(path)
         log(f'model card {path}: {card_lib.describe(card)}')
@@ -488,8 +490,8 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
         num_classes = values.num_classes
         if num_classes is None and dataset is not None:
             num_classes = dataset.num_classes
-        if num_classes is None and values.labels_file:
-            num_classes = len(labels_lib.read_labels_file(values.labels_file)) + 1
+        if num_classes is None and labels is not None:
+            num_classes = len(labels) + 1
         card = card_lib.from_registry(
             values.model_name or DEFAULT_MODEL,
             num_classes,
@@ -498,7 +500,7 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
         )
     # --override_model_card --num_classes: the flag, not the card, counts the classes.
     overridden = values.override_model_card and values.num_classes is not None
-    card = _class_names(card, values, dataset, None if overridden else path)
+    card = _class_names(card, values, labels, dataset, None if overridden else path)
     if not path:  # with the class names it runs with (the dataset's, a labels file's)
         log(
             f'no model card found for {checkpoint_path}; the model comes from the flags: '

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from datasets import labels
+from model import cli
 from tests import data_fixtures as fx
 from tests.conftest import run_script
 from tf_extended import safe_io
@@ -71,6 +72,12 @@ def test_ids_with_gaps_are_labels_in_id_order_with_one_note(tmp_path, caplog):
         f"{path}: the label map's ids are not 1..5; the model's labels are 1..5 in id order: "
         'id 3 -> label 2 (b), id 7 -> label 3 (c), id 9 -> label 4 (d) and 1 more.'
     ]
+    # A model from the flags with --labels_file: read once, noted once (it was read twice).
+    caplog.clear()
+    flags = cli.ModelFlags(model_name='ssd_300_mobilenet', labels_file=path)
+    card = cli.resolve_card(flags, None, log=lambda line: None)
+    assert card.class_names == ('a', 'b', 'c', 'd', 'e') and card.num_classes == 6
+    assert len([r for r in caplog.records if 'label map' in r.getMessage()]) == 1
 
 
 @pytest.mark.parametrize(
