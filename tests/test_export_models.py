@@ -20,7 +20,9 @@ import tensorflow as tf
 from datasets import dataset_factory
 from inference import export
 from inference import detection
+from model import card as card_lib
 from tests import inference_fixtures as fx
+from tests.conftest import run_python
 from tests import numpy_reference as ref
 from tf_extended import voc_metrics
 
@@ -81,6 +83,35 @@ def assert_same_detections(got, want, b_got=0, b_want=0):
     )
     np.testing.assert_allclose(
         got['detection_boxes'][b_got], want['detection_boxes'][b_want], atol=TOL
+    )
+
+
+def test_the_same_checkpoint_exports_to_the_same_bytes(exported, tmp_path):
+    """A deploy pipeline compares digests: the frozen graph's node attributes (protobuf maps) were
+    serialised in an order that changed from run to run, so each export of one checkpoint had
+    another digest. Two exports of one checkpoint, each a process of its own (as two commands
+    are; within one process TF numbers the graph functions on), write the same bytes."""
+    code = (
+        'import sys\n'
+        'from inference import export\n'
+        'from tests import inference_fixtures as fx\n'
+        'spec = fx.small_spec(select_threshold=0.05, top_k=50, keep_top_k=40)\n'
+        "formats = ['frozen_graph', 'saved_model', 'tflite_float']\n"
+        'export.export(spec, sys.argv[1], sys.argv[2], formats, log=lambda _: None)\n'
+    )
+
+    def digests(*path):
+        with open(os.path.join(*path, 'metadata.json')) as f:
+            return json.load(f)[card_lib.FILE_DIGESTS]
+
+    for name in ('first', 'second'):
+        proc = run_python(code, exported['prefix'], str(tmp_path / name))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = (str(tmp_path / name) for name in ('first', 'second'))
+    assert digests(first) == digests(second)
+    assert sorted(digests(first)) == ['frozen_graph.pb', 'model_float.tflite']
+    assert digests(first, 'saved_model', 'assets.extra') == digests(
+        second, 'saved_model', 'assets.extra'
     )
 
 
@@ -488,7 +519,7 @@ def test_an_interrupted_export_is_run_again_with_overwrite(small_checkpoint, tmp
         '\n'.join(logged)
     )
 
-    monkeypatch.setattr(export, 'frozen_graph_def', killed)
+    monkeypatch.setattr(export, '_restored', killed)
     with pytest.raises(KeyboardInterrupt):
         export.export(spec, prefix, str(tmp_path / 'new'), ['frozen_graph'], log=lambda _: None)
     assert os.listdir(tmp_path / 'new') == []

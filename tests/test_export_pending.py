@@ -57,13 +57,13 @@ def interrupted(tmp_path_factory):
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
 
-    original = export.write_saved_model
-    export.write_saved_model = killed
+    original = export._write_saved_model
+    export._write_saved_model = killed
     try:
         with pytest.raises(KeyboardInterrupt):
             export.export(spec, new, out, FORMATS, log=lambda _: None, overwrite=True)
     finally:
-        export.write_saved_model = original
+        export._write_saved_model = original
     with open(os.path.join(out, 'frozen_graph.pb'), 'rb') as f:
         replaced = f.read() != old_graph
     return dict(spec=spec, new=new, out=out, finished=finished, replaced=replaced)
