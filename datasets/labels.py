@@ -100,8 +100,9 @@ LABEL_MAP_EXPECTED = (
     "(the class order), names as the annotations' <name> spells them"
 )
 # A label map starts with its first item (after blank lines and comments): `item {` or `item: {`.
-# One way to match each character (`\s` singly, a comment up to its newline): linear time.
-_LABEL_MAP_START = re.compile(r'(?:\s|#[^\n]*\n)*item\s*:?\s*\{')
+# One way to match each character (`\s` singly, a comment up to its newline, no two adjacent
+# `\s*`): linear time (`item\s*:?\s*\{` took minutes on 'item' and a MiB of spaces).
+_LABEL_MAP_START = re.compile(r'(?:\s|#[^\n]*\n)*item\s*(?::\s*)?\{')
 _LABEL_MAP_TOKEN = re.compile(
     r"""
     (?P<space>\s+|\#[^\n]*) |
@@ -179,13 +180,20 @@ def _label_map_id(fields, where):
             found = 'has no id'
         raise ValueError(f'{where} {found}; expected one id: N per item: {LABEL_MAP_EXPECTED}.')
     kind, value, line = values[0]
-    if kind != 'word' or not re.fullmatch(r'[-+]?\d+', value):
-        shown = repr(value) if kind == 'string' else 'a block' if kind == 'block' else value
+    shown = _shown(value) if kind == 'string' else 'a block' if kind == 'block' else value[:40]
+    if kind != 'word' or not re.fullmatch(r'[-+]?[0-9]+', value):
         raise ValueError(
             f'{where}: id {shown} (line {line}) is not an integer; expected {LABEL_MAP_EXPECTED}.'
         )
-    # Digits beyond int32 are out of range whatever they say: int() of them is not needed.
-    item_id = int(value) if len(value.lstrip('+-0')) <= 10 else _INT32_MAX + 1
+    digits = value.lstrip('+-')
+    if len(digits) > 1 and digits.startswith('0'):
+        raise ValueError(
+            f'{where}: id {shown} (line {line}) has a leading 0, which protobuf\'s text format (the '
+            f'TF Object Detection API\'s reader) reads as an octal number; write the id without '
+            f'leading zeros: expected {LABEL_MAP_EXPECTED}.'
+        )
+    # More than 10 digits is beyond int32 whatever they say: int() of them is not needed.
+    item_id = int(value) if len(digits) <= 10 else _INT32_MAX + 1
     if item_id == 0:
         raise ValueError(
             f'{where}: id 0 (line {line}) is the background TF Object Detection API reserves, not '
@@ -194,7 +202,7 @@ def _label_map_id(fields, where):
         )
     if not 1 <= item_id <= _INT32_MAX:
         raise ValueError(
-            f'{where}: id {value} (line {line}) is not in 1..{_INT32_MAX}; expected '
+            f'{where}: id {shown} (line {line}) is not in 1..{_INT32_MAX}; expected '
             f'{LABEL_MAP_EXPECTED}.'
         )
     return item_id

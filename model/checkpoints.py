@@ -220,18 +220,26 @@ def unlist_beyond_newest(train_dir, max_to_keep):
 
     A resume with a lower --max_to_keep: TF's Saver takes over the listed checkpoints and removes
     one per save, so the folder kept as many as before, forever. 0 or None keeps all, as in TF.
+
+    Only the trainer's checkpoints (`model.ckpt-<step>`) are rotated: other names the state file
+    lists (a user's `my_best_weights`, planted or edited in) are taken off the list TF's Saver
+    rotates and never recorded, so their files stay (a resume deleted them).
     """
     record = os.path.join(train_dir, UNLISTED_FILE)
     names = _read_unlisted(record)
-    _, listed = checkpoint_state(train_dir)
-    if max_to_keep and len(listed) > max_to_keep:
-        kept = listed[-max_to_keep:]
-        names += [os.path.basename(p) for p in listed[:-max_to_keep] if p not in names]
+    latest, listed = checkpoint_state(train_dir)
+    ours = [p for p in listed if _TRAINER_CHECKPOINT.fullmatch(os.path.basename(p))]
+    beyond = len(ours) - max_to_keep if max_to_keep else 0
+    if beyond > 0 or len(ours) < len(listed):
+        dropped, kept = ours[: max(beyond, 0)], ours[max(beyond, 0) :]
+        names += [os.path.basename(p) for p in dropped if p not in names]
         # The record first: a kill between the two leaves recorded listed ones, never unrecorded
         # unlisted ones.
         atomic_io.write_json_atomic(record, names)
+        # The latest stays what it was (a resume restores it), unless it is to be removed.
+        newest = latest if latest and latest not in dropped else (kept or listed)[-1]
         state = checkpoint_state_pb2.CheckpointState(
-            model_checkpoint_path=os.path.basename(kept[-1]),
+            model_checkpoint_path=os.path.basename(newest),
             all_model_checkpoint_paths=[os.path.basename(p) for p in kept],
         )
         atomic_io.write_text_atomic(

@@ -126,6 +126,25 @@ def test_ids_with_gaps_are_labels_in_id_order_with_one_note(tmp_path, caplog):
             "item { id: 2147483648 name: 'cat' }\n",
             'line 1: item 1: id 2147483648 (line 1) is not in 1..2147483647; expected',
         ),
+        # protobuf reads 010 as octal 8: with 9 after it the two classes were swapped silently.
+        (
+            "item { id: 010 name: 'cat' }\nitem { id: 9 name: 'dog' }\n",
+            "line 1: item 1: id 010 (line 1) has a leading 0, which protobuf's text format (the "
+            "TF Object Detection API's reader) reads as an octal number; write the id without "
+            'leading zeros: expected',
+        ),
+        # 900k zeros: Python's int() refused the digits in an error naming no file.
+        (
+            "item { id: " + '0' * 900_000 + "1 name: 'cat' }\n",
+            f"line 1: item 1: id {'0' * 40} (line 1) has a leading 0, which protobuf's text "
+            "format (the TF Object Detection API's reader) reads as an octal number; write the id "
+            'without leading zeros: expected',
+        ),
+        # A digit of another script: int() read it, protobuf refuses it.
+        (
+            "item { id: \u0663 name: 'cat' }\n",
+            'line 1: item 1: id \u0663 (line 1) is not an integer; expected',
+        ),
         (
             'item { id: 1 name: cat }\n',
             "line 1: item 1: name cat (line 1) is not a quoted string ('...' or \"...\"); expected",
@@ -176,6 +195,13 @@ def test_label_map_errors_name_the_file_line_and_item(tmp_path, text, message):
     with pytest.raises(ValueError) as info:
         labels.read_labels_file(path)
     assert str(info.value) == f'{path}, {message} {MAP_FORMAT}'
+
+
+def test_a_labels_file_starting_item_and_spaces_is_read_at_once(tmp_path):
+    """The label-map test (`item`, spaces, `{`) backtracked quadratically: `item` and a MiB of
+    spaces before a newline took about half an hour; it is a plain labels file."""
+    path = _write(tmp_path, 'item' + ' ' * (labels.MAX_LABELS_BYTES - 20) + '\ncat\n', 'x.txt')
+    assert labels.read_labels_file(path) == ('item', 'cat')
 
 
 def test_label_maps_keep_the_labels_file_limits(tmp_path):

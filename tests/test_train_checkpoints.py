@@ -569,6 +569,41 @@ def test_an_unreadable_unlisted_record_keeps_what_it_names(tmp_path, record, cap
         assert 'are kept: remove them and the record by hand' in caplog.text
 
 
+def test_a_state_file_listing_other_checkpoints_never_makes_a_resume_delete_them(tmp_path):
+    """A state file listing a user's checkpoint (`my_best_weights-7`, planted or edited in) before
+    the trainer's made a resume with --max_to_keep=1 remove it ('Removed 2 checkpoint(s) ...:
+    my_best_weights, model.ckpt-0'). Only the trainer's are rotated; the others are taken off the
+    list TF's Saver rotates, and the latest stays the one a resume restores."""
+    d = str(tmp_path)
+    mine = _write(d, 'my_best_weights', 7, 7.0, update_state=False)
+    ours = [_write(d, 'model.ckpt', step, step, update_state=False) for step in (0, 1)]
+    with open(os.path.join(d, 'checkpoint'), 'w') as f:
+        f.write('model_checkpoint_path: "model.ckpt-1"\n')
+        f.writelines(
+            f'all_model_checkpoint_paths: "{os.path.basename(p)}"\n' for p in [mine] + ours
+        )
+    assert checkpoints.unlist_beyond_newest(d, 1) == [ours[0]]
+    state = tf.train.get_checkpoint_state(d)
+    assert (state.model_checkpoint_path, list(state.all_model_checkpoint_paths)) == (
+        ours[1],
+        [ours[1]],
+    )
+    checkpoints.remove_checkpoints(d, [ours[0]])
+    assert all(os.path.exists(mine + ext) for ext in _FILES)
+    # The user's checkpoint as the latest: a resume restores it, nothing of it is rotated.
+    with open(os.path.join(d, 'checkpoint'), 'w') as f:
+        f.write(f'model_checkpoint_path: "{os.path.basename(mine)}"\n')
+        f.writelines(
+            f'all_model_checkpoint_paths: "{os.path.basename(p)}"\n' for p in (ours[1], mine)
+        )
+    assert checkpoints.unlist_beyond_newest(d, 5) == []
+    state = tf.train.get_checkpoint_state(d)
+    assert (state.model_checkpoint_path, list(state.all_model_checkpoint_paths)) == (
+        mine,
+        [ours[1]],
+    )
+
+
 def test_a_lower_max_to_keep_unlists_then_removes_the_oldest_listed_checkpoints(tmp_path):
     """Resumed with a lower --max_to_keep, TF's Saver took over the 5 listed checkpoints and
     removed one per save: the folder kept 4 for ever. The oldest listed ones are unlisted at
