@@ -302,7 +302,7 @@ def main():
     if args.dtypes is None:
         args.dtypes = 'float32,bfloat16' if cpu_features.has_bf16() else 'float32'
     rows = []
-    start = time.perf_counter()
+    start, load_at_start = time.perf_counter(), os.getloadavg()[0]
     rates = [floor_gflops()]
     units = None
     precisions = [p for p in args.openvino_precisions.split(',') if p]
@@ -326,10 +326,12 @@ def main():
         'floor_gflops_fp32': [round(r, 1) for r in rates],
         'machine': platform.machine(),
         'cpus': os.cpu_count(),
+        'load_average_at_start': round(load_at_start, 2),
         'load_average_at_end': [round(x, 2) for x in os.getloadavg()],
         'total_seconds': round(time.perf_counter() - start, 1),
     }
-    table = markdown(rows, units, max(rates))
+    busy = cpu_features.busy_note([load_at_start, os.getloadavg()[0]], os.cpu_count())
+    table = markdown(rows, units, max(rates)) + (f'\n{busy}\n' if busy else '')
     bench_nets.write_report(args.output, result, table)
     print(table)
     print(f'total {result["total_seconds"]} s; wrote {args.output}')

@@ -348,7 +348,7 @@ def main():
     for path in (args.output, report):
         if os.path.isdir(path):
             parser.error(f'--output: {path} is a folder; give a file name (.json)')
-    start = time.perf_counter()
+    start, load_at_start = time.perf_counter(), os.getloadavg()[0]
     try:
         rows = bench(
             _csv(args.models), precisions, threads, image_shape, max(1, args.repeats), args.profile
@@ -366,10 +366,12 @@ def main():
         'has_amx': cpu_features.has_amx(),
         'machine': platform.machine(),
         'cpus': os.cpu_count(),
+        'load_average_at_start': round(load_at_start, 2),
         'load_average_at_end': [round(x, 2) for x in os.getloadavg()],
         'total_seconds': round(time.perf_counter() - start, 1),
     }
-    table = markdown(rows, cpu, units)
+    busy = cpu_features.busy_note([load_at_start, os.getloadavg()[0]], os.cpu_count())
+    table = markdown(rows, cpu, units) + (f'\n{busy}\n' if busy else '')
     print(table)  # first: a file that cannot be written loses no result
     try:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

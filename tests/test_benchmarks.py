@@ -182,6 +182,16 @@ def test_cpu_features_from_cpuinfo(tmp_path):
     assert cpu_features.cpu_flags(str(tmp_path / 'missing')) == set()
 
 
+def test_timings_of_a_busy_machine_say_so():
+    """A run at load 7 on 2 cores printed 41 ms for an IR that takes 12 ms on the quiet machine,
+    with nothing in the table saying why."""
+    assert cpu_features.busy_note([1.2, 2.0], 2) is None
+    assert cpu_features.busy_note([7.02, 1.93], 2) == (
+        'warning: the machine was busy (1-minute load average up to 7.02 on 2 cores): these '
+        'timings are slower than on a quiet machine; run again when it is idle'
+    )
+
+
 def _inference_row(model, fmt, dtype, latency, ran=None):
     """A bench_inference row whose rounds' ratios to the frozen fp32 graph (20 ms MobileNet, 300
     ms VGG) and, for OpenVINO, to OpenVINO fp32 (8 ms MobileNet, 210 ms VGG) have the ratio of

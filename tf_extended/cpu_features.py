@@ -62,3 +62,17 @@ def reported_flags(flags=None):
     """The REPORTED_FLAGS the CPU has, in that order."""
     flags = cpu_flags() if flags is None else flags
     return [f for f in REPORTED_FLAGS if f in flags]
+
+
+def busy_note(loads, cpus):
+    """A warning line for a timing's report when the machine was busy: the highest of `loads`
+    (1-minute load averages, taken when the timing started and ended) above `cpus`, the core
+    count; None otherwise. A benchmark run beside other work printed a MobileNet-SSD IR at 41 ms
+    (load 7 on 2 cores) that takes 12 ms on the quiet machine, and nothing said so."""
+    busiest = max(loads)
+    if busiest <= cpus:
+        return None
+    return (
+        f'warning: the machine was busy (1-minute load average up to {busiest:.2f} on {cpus} '
+        f'cores): these timings are slower than on a quiet machine; run again when it is idle'
+    )
