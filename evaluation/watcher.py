@@ -20,7 +20,8 @@ State lives in `eval_dir`, so a restarted watcher neither repeats nor skips:
                       --max_num_batches x --batch_size covering it), not as the flags.
   <checkpoint basename>/   the results of that checkpoint (see `eval_core`); a name another run's
                       results (or anything the watcher did not write) already use gets
-                      `.run-<card id[:8]>` (then `-2`, ...) appended.
+                      `.run-<card id[:8]>` (then `-2`, ...) appended (`_run_tag`: an id that
+                      is not letters and digits gives `id-<8 hex digits of its digest>`).
   history.csv, history.png   step, mAP per metric and per-class AP of every evaluated checkpoint
                       of the run being watched (mAP in % in the plot, titled with the run and the
                       dataset, the best checkpoint marked).
@@ -28,7 +29,7 @@ State lives in `eval_dir`, so a restarted watcher neither repeats nor skips:
                       file so it can be passed as a directory) with its results, model card and
                       best.json, whose "files" lists every file the watcher put there. It is
                       replaced only when it holds nothing else; another run's best/ is kept as
-                      `best.run-<card id[:8]>`.
+                      `best.run-<card id[:8]>` (`_run_tag`).
   events.out.tfevents.*   TensorBoard scalars at each checkpoint's global step, one event file
                       for each watch.
   .ssd.lock           the folder's lock (tf_extended/folder_lock: fcntl.flock) held while a
@@ -58,9 +59,9 @@ import csv
 import dataclasses
 import datetime
 import glob
+import hashlib
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -98,6 +99,9 @@ CARD_POLL_SECS = 1.0
 # Reading limits for the watcher's own files in eval_dir (a ledger entry is about 2 KB).
 _MAX_LEDGER_BYTES = 256 << 20
 _MAX_JSON_BYTES = 16 << 20
+# How far above 1 an evaluation's AP may be: the VOC07 AP of a class detected perfectly, eleven
+# elevenths summed, is 1.0000000000000002.
+_METRIC_ROUNDING = 1e-9
 # Temporary-folder labels (tf_extended.temp_dirs) of the watcher in eval_dir.
 _STAGED, _NEW_BEST, _OLD_BEST = 'staged', 'best-new', 'best-old'
 # Those a watcher removes at start when their process has ended: its own, and an evaluation's
@@ -357,7 +361,8 @@ class Ledger:
                     raise ValueError(
                         f'{self.path}:{line_no}: not a ledger entry ({line.strip()[:80]!r}); fix '
                         f'or remove the line (every line is a JSON object with "checkpoint" and '
-                        f'"status").'
+                        f'"status"; an evaluated one\'s metrics and class_ap are null or numbers in '
+                        f'[0, 1]).'
                     ) from None
                 self.entries.append(entry)
 
@@ -390,25 +395,25 @@ class Ledger:
 
     def best(self, metric, run=None):
         """The evaluated entry (of `run`) with the highest `metric` (first one on ties), or None."""
-        # NaN (a ledger may hold one) would compare below and above nothing: never beaten.
-        scored = [
-            e
-            for e in self.evaluated(run)
-            if e['metrics'].get(metric) is not None and not math.isnan(e['metrics'][metric])
-        ]
+        scored = [e for e in self.evaluated(run) if e['metrics'].get(metric) is not None]
         return max(scored, key=lambda e: e['metrics'][metric]) if scored else None
 
 
 def _is_value(value):
-    """A metric value as the history table takes it: None or a number, floats as written (NaN
-    included); not an int beyond float64's range."""
-    return value is None or isinstance(value, float) or coco_metrics.is_finite_number(value)
+    """A metric value as an evaluation gives it: None (undefined) or a finite number in [0, 1]
+    (up to `_METRIC_ROUNDING` above); not an int beyond float64's range. A NaN never compared
+    above another value and an Infinity was never beaten: either kept best/ from ever being
+    published again."""
+    return value is None or (
+        coco_metrics.is_finite_number(value) and 0 <= value <= 1 + _METRIC_ROUNDING
+    )
 
 
 def _is_entry(entry):
     """True for a ledger entry's shape as the Ledger's readers use it: names and status strings,
     an evaluated one's int step, metrics a dict of values and class_ap a dict of dicts of
-    values (`_is_value`), an int index_mtime_ns (or none)."""
+    values (`_is_value`: None or finite in [0, 1]), an int index_mtime_ns (or none). The Ledger
+    refuses a file with any other line, naming it."""
     return (
         isinstance(entry, dict)
         and isinstance(entry.get('checkpoint'), str)
@@ -593,9 +598,12 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, l
         if os.path.isdir(best_dir):
             previous = _read_best_json(best_dir) or {}
             previous_run = previous.get('run') or {}
+            if not isinstance(previous_run, dict):  # not the watcher's: kept as another run's
+                previous_run = {'card_id': previous_run}
             if previous_run and previous_run != run_info:
-                old_id = str(previous_run.get('card_id') or 'nocard')[:8]
-                keep = _free_name(eval_dir, f'{BEST_DIR}.run-{old_id}')
+                keep = _free_name(
+                    eval_dir, f'{BEST_DIR}.run-{_run_tag(previous_run.get("card_id"))}'
+                )
                 os.replace(best_dir, os.path.join(eval_dir, keep))
                 log(
                     f'[watch] {best_dir} held the best checkpoint of another run '
@@ -612,6 +620,18 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, l
     if old:
         shutil.rmtree(old, ignore_errors=True)
     return True
+
+
+def _run_tag(card_id):
+    """What names a run in the watcher's folder names (`.run-<tag>`): the card id's first 8
+    characters; 'nocard' without one; for any other value (a best.json's run, or a card that is
+    not the project's, holds what its writer put there: '/../../x' took best/ out of eval_dir),
+    'id-' and 8 hex digits of its digest, a file name whatever the value."""
+    if not card_id:
+        return 'nocard'
+    if isinstance(card_id, str) and re.fullmatch(r'[0-9a-zA-Z]+', card_id):
+        return card_id[:8]
+    return 'id-' + hashlib.sha256(repr(card_id).encode('utf-8')).hexdigest()[:8]
 
 
 def _free_name(directory, name):
@@ -1101,7 +1121,7 @@ def _results_name(eval_dir, name, ledger, source, card_id):
     """The results folder of a checkpoint: its name unless that is taken (by another run's
     results, or by anything the watcher did not write), then `<name>.run-<card id[:8]>`, ..."""
     used = {e.get('results_dir') for e in ledger.entries}
-    candidates = [name, f'{name}.run-{card_id[:8] or "nocard"}']
+    candidates = [name, f'{name}.run-{_run_tag(card_id)}']
     candidates += [f'{candidates[1]}-{n}' for n in range(2, 1000)]
     for candidate in candidates:
         path = os.path.join(eval_dir, candidate)

@@ -423,11 +423,14 @@ class ModelRunError(ValueError):
     message names the model and why)."""
 
 
-def check_outputs(outputs, batch_size, source):
+def check_outputs(outputs, batch_size, source, num_classes=None):
     """Raises ModelRunError unless `outputs` ({name: numpy array}, names from OUTPUTS) are what
-    INTERFACE says for `batch_size` images: dtype, rank, `batch_size` rows, 4 box coordinates, and
-    0 <= num_detections <= the detection rows. A broken or hostile export's outputs would
-    otherwise give tracebacks or wrong detections in the per-image code."""
+    INTERFACE says for `batch_size` images: dtype, rank, `batch_size` rows, 4 box coordinates,
+    0 <= num_detections <= the detection rows and, given the card's `num_classes` (background
+    included), detection_classes in 1..num_classes - 1 in the rows below num_detections. A
+    broken or hostile export's outputs would otherwise give tracebacks or wrong detections in
+    the per-image code (class 99 was an IndexError naming the label, class -3 the name of
+    label 3 through Python's negative indexing)."""
     for name, value in outputs.items():
         dtype, rank = INTERFACE[name]
         boxes = name in ('detection_boxes', 'raw_localisations')
@@ -449,6 +452,21 @@ def check_outputs(outputs, batch_size, source):
         raise ModelRunError(
             f"{source}: the model's num_detections {counts.tolist()[:8]} are not within 0.."
             f'{min(rows)} (its detection rows); export the model again with export_ssd_network.py.'
+        )
+    if num_classes is not None and counts is not None and 'detection_classes' in outputs:
+        _check_classes(outputs['detection_classes'], counts, num_classes, source)
+
+
+def _check_classes(classes, counts, num_classes, source):
+    """Raises ModelRunError unless the `classes` [B, N] of each image's first `counts` [B] rows
+    are labels 1..num_classes - 1 (the padding rows after them may hold anything)."""
+    real = classes[np.arange(classes.shape[1]) < counts[:, None]]
+    bad = real[(real < 1) | (real >= num_classes)]
+    if bad.size:
+        raise ModelRunError(
+            f"{source}: the model's detection_classes {np.unique(bad).tolist()[:8]} are not "
+            f'within 1..{num_classes - 1} (the classes of its model card, the background 0 '
+            f'left out); export the model again with export_ssd_network.py.'
         )
 
 
@@ -663,7 +681,7 @@ class Detector:
                 f'{self.source}: TensorFlow failed running the model on a batch of shape '
                 f'{list(batch.shape)} ({_op_error_reason(err)}); {hint}.'
             ) from None
-        check_outputs(result, len(batch), self.source)
+        check_outputs(result, len(batch), self.source, self.card.num_classes)
         return {name: value[:count] for name, value in result.items()}
 
     def detect(self, images):
@@ -1082,7 +1100,9 @@ class TFLiteImageDetector:
         check_images(images, self.path)
         check_fixed_size([im.shape[:2] for im in images], self.fixed_size, self.path)
         firsts = [self.model.run([im] * self.model.batch_size, outputs) for im in images]
-        return {k: np.concatenate([out[k][:1] for out in firsts]) for k in outputs}
+        result = {k: np.concatenate([out[k][:1] for out in firsts]) for k in outputs}
+        check_outputs(result, len(images), self.path, self.card.num_classes)
+        return result
 
     def run_padded(self, batch, sizes, outputs=DETECTION_OUTPUTS):
         """Batched outputs for a zero-padded uint8 batch `[B, H, W, 3]` and its int32 sizes

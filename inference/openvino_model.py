@@ -564,7 +564,7 @@ class OpenVINODetector:
                 result = {k: target.get_tensor(k).data.copy() for k in outputs}
             finally:
                 self._free.put(request)
-            detection.check_outputs(result, len(batch), self.path)
+            detection.check_outputs(result, len(batch), self.path, self.card.num_classes)
             return result
 
         try:

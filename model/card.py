@@ -25,6 +25,7 @@ import hashlib
 import math
 import os
 import posixpath
+import re
 import subprocess
 import uuid
 from typing import Optional, Tuple
@@ -75,6 +76,10 @@ EVAL_RESIZE = 'WARP_RESIZE'
 MAX_DETECTIONS = 100_000
 # Bound of a checkpoint's global step read from a file (TF's global_step and event steps: int64).
 MAX_STEP = 2**63 - 1
+# A card id as `new_card_id` makes it; '' is a card without one (cards of a registry's net, and
+# those read without the field). The watcher names folders after it, so a card read from a file
+# holds no other id (a card_id '/../../.' took the watcher's results out of its --eval_dir).
+CARD_ID = re.compile(r'([0-9a-f]{32})?')
 
 
 class CardError(ValueError):
@@ -367,8 +372,13 @@ def _check_card_fields(meta, normalisation):
         ),
         'normalisation.scale': (scale, is_number(scale, above=0), 'a number > 0'),
     }
-    for name in ('compute_dtype', 'card_id'):
-        checks[name] = (meta.get(name), isinstance(meta.get(name, ''), str), 'a string')
+    compute_dtype, card_id = meta.get('compute_dtype', ''), meta.get('card_id', '')
+    checks['compute_dtype'] = (compute_dtype, isinstance(compute_dtype, str), 'a string')
+    checks['card_id'] = (
+        card_id,
+        isinstance(card_id, str) and CARD_ID.fullmatch(card_id) is not None,
+        "32 lowercase hex digits as the project writes them, or '' (no id)",
+    )
     provenance = meta.get('provenance')
     checks['provenance'] = (provenance, isinstance(provenance or {}, dict), 'a JSON object')
     for name, (value, ok, expected) in checks.items():
@@ -848,6 +858,7 @@ def from_registry(
 
 
 def new_card_id():
+    """A new card's id: 32 lowercase hex digits (`CARD_ID`)."""
     return uuid.uuid4().hex
 
 

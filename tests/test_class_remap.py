@@ -58,7 +58,7 @@ def test_fine_tuning_restores_the_class_heads_by_name(tmp_path, extra):
         5,
         depth_multiplier=0.25,
     )
-    card_lib.write(str(folder / card_lib.CARD_FILE), _card(source_names).replace(card_id='src'))
+    card_lib.write(str(folder / card_lib.CARD_FILE), _card(source_names).replace(card_id='5' * 32))
     settings = train_fixtures.tiny_settings(checkpoint_path=prefix)
     logged = []
     card = trainer._new_card(settings, dataset, logged.append)

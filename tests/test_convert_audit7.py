@@ -156,6 +156,29 @@ def test_voc_xml_with_an_unusable_encoding_is_a_bad_example(tmp_path, declaratio
         pascalvoc.read_annotation_xml(path)
 
 
+@pytest.mark.parametrize('encoding', ['utf-8', 'gb2312', 'utf-16'])
+def test_voc_xml_with_a_doctype_is_a_bad_example(tmp_path, encoding):
+    """A <!DOCTYPE> declaring entities: 139,500 references to a 20 kB entity in a 10 MB file
+    expanded to 3 GB within expat's limits. Refused before its internal subset is read, in the
+    encodings expat decodes and in those Python decodes first (gb2312)."""
+    path = os.path.join(str(tmp_path), 'Annotations', 'a.xml')
+    os.makedirs(os.path.dirname(path))
+    text = (
+        f'<?xml version="1.0" encoding="{encoding}"?>\n<!-- made by hand -->\n'
+        '<!DOCTYPE annotation [<!ENTITY e "dog">]>\n'
+        '<annotation>' + _OBJ.format(name='&e;') + '</annotation>'
+    )
+    with open(path, 'wb') as f:
+        f.write(text.encode(encoding))
+    with pytest.raises(convert.BadExampleError) as info:
+        pascalvoc.read_annotation_xml(path)
+    assert str(info.value) == (
+        f'{path}: cannot read the annotation XML (a <!DOCTYPE> declaration at line 3: VOC '
+        'annotations have none, and the entities it may declare can expand to gigabytes; '
+        'remove it).'
+    )
+
+
 def test_voc_xml_with_a_default_namespace_keeps_its_objects(tmp_path):
     root = str(tmp_path)
     _voc_xml(

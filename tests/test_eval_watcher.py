@@ -7,6 +7,7 @@ import dataclasses
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from tests import script_server
 from tests.conftest import ROOT, interrupt_when, run_python, run_script, script_env
 from evaluation import watcher
 from tf_extended import folder_lock
+from tf_extended import voc_metrics
 
 MODEL = 'ssd_300_mobilenet'
 DEPTH = 0.25
@@ -269,16 +271,45 @@ def test_ledger_refuses_lines_its_readers_cannot_use(tmp_path, line):
         watcher.Ledger(str(tmp_path))
 
 
-def test_a_nan_metric_in_the_ledger_does_not_stay_the_best(tmp_path):
-    """NaN compares false with everything: kept as the best, it was never beaten."""
-    (tmp_path / watcher.LEDGER_NAME).write_text(
-        ''.join(
-            f'{{"checkpoint": "c{i}", "status": "evaluated", "step": {i}, "class_ap": {{}}, '
-            f'"metrics": {{"voc07": {value}}}}}\n'
-            for i, value in enumerate(['NaN', '0.5', '0.25'])
+@pytest.mark.parametrize('value', ['NaN', 'Infinity', '-Infinity', '-0.5', '1.5', 'true'])
+@pytest.mark.parametrize('where', ['metrics', 'class_ap'])
+def test_ledger_refuses_metrics_outside_0_to_1(tmp_path, value, where):
+    """An Infinity (or NaN) best was never beaten: best/ was silently never published again."""
+    metrics, class_ap = (
+        ('{"voc07": %s}' % value, '{}')
+        if where == 'metrics'
+        else (
+            '{"voc07": 0.5}',
+            '{"voc07": {"cat": %s}}' % value,
         )
     )
-    assert watcher.Ledger(str(tmp_path)).best('voc07')['checkpoint'] == 'c1'
+    line = (
+        f'{{"checkpoint": "model.ckpt-5", "status": "evaluated", "step": 5, "metrics": {metrics}, '
+        f'"class_ap": {class_ap}}}'
+    )
+    (tmp_path / watcher.LEDGER_NAME).write_text('\n' + line + '\n')
+    with pytest.raises(ValueError) as info:
+        watcher.Ledger(str(tmp_path))
+    assert str(info.value) == (
+        f'{tmp_path / watcher.LEDGER_NAME}:2: not a ledger entry ({line[:80]!r}); fix or remove '
+        'the line (every line is a JSON object with "checkpoint" and "status"; an evaluated '
+        "one's metrics and class_ap are null or numbers in [0, 1])."
+    )
+
+
+def test_ledger_takes_the_metrics_evaluations_write(tmp_path):
+    """None (undefined), 0, 1, and the VOC07 AP of a perfectly detected class, which rounds to
+    one ulp above 1 (a watcher that refused it would refuse its own ledger)."""
+    perfect = voc_metrics.average_precision([True], 1)[0]
+    assert perfect == 1.0000000000000002
+    (tmp_path / watcher.LEDGER_NAME).write_text(
+        ''.join(
+            f'{{"checkpoint": "c{i}", "status": "evaluated", "step": {i}, '
+            f'"class_ap": {{"voc07": {{"cat": {value}}}}}, "metrics": {{"voc07": {value}}}}}\n'
+            for i, value in enumerate(['null', '0', '0.5', repr(perfect), '1'])
+        )
+    )
+    assert watcher.Ledger(str(tmp_path)).best('voc07')['checkpoint'] == 'c3'
 
 
 def test_ledger_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path):
@@ -412,7 +443,7 @@ def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Restarts, reused folders, two watchers, timeouts (#14, #16). A stand-in for the evaluation
 # keeps these fast: it writes a results.json as CheckpointEvaluator.evaluate does (through its staging
-# folder) and scores a checkpoint step / 1000.
+# folder) and scores a checkpoint step / 10000 (an mAP in [0, 1] for the steps used here).
 
 
 def _fake_checkpoint(train_dir, step, mtime=None):
@@ -446,7 +477,7 @@ def _fake_evaluate(calls, kill_at=None):
         if step == kill_at:
             os.kill(os.getpid(), 9)  # SIGKILL: no cleanup at all
         eval_outputs.publish_dir(staging, results_dir)
-        value = step / 1000
+        value = step / 10000
         return types.SimpleNamespace(
             global_step=step,
             metrics={'voc07': value},
@@ -1550,3 +1581,41 @@ def test_results_folder_that_is_a_symlink_or_holds_foreign_outputs_is_not_used(
         ) in lines
     assert sorted(os.listdir(elsewhere)) == ['results.json']
     assert sorted(os.listdir(held)) == ['comp4_det_test_cat.txt', 'results.json']
+
+
+@pytest.mark.parametrize('card_id', ['/../../.', '..', ['x']])
+def test_card_ids_not_of_letters_and_digits_name_no_folder_outside_eval_dir(
+    tmp_path, monkeypatch, card_id
+):
+    """The run's card id, and another run's in best/best.json (files handed to us), become
+    `.run-id-<digest>` names: '/../../.' put the results and best/'s copy in eval_dir's parent
+    (copied into itself until ENAMETOOLONG), '/../../x' moved best/ to the parent's x, a list
+    was an AttributeError."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'parent' / 'eval')
+    _fake_checkpoint(train_dir, 10, mtime=1010)
+    (tmp_path / 'parent' / 'eval' / 'model.ckpt-10').mkdir(parents=True)
+    (tmp_path / 'parent' / 'eval' / 'model.ckpt-10' / 'notes.txt').write_text('mine')
+    best_dir = os.path.join(eval_dir, 'best')
+    os.makedirs(best_dir)
+    with open(os.path.join(best_dir, 'best.json'), 'w') as fh:
+        json.dump({'checkpoint': 'x', 'files': ['best.json'], 'run': {'card_id': card_id}}, fh)
+    settings = _settings()
+    settings = dataclasses.replace(settings, card=settings.card.replace(card_id=str(card_id)))
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
+    lines = []
+    entries = watcher.watch(settings, train_dir, eval_dir, timeout_secs=0, log=lines.append)
+    assert sorted(os.listdir(tmp_path / 'parent')) == ['eval']
+    [results_dir] = [e['results_dir'] for e in entries]
+    assert re.fullmatch(r'model\.ckpt-10\.run-id-[0-9a-f]{8}', results_dir)
+    [kept] = [n for n in os.listdir(eval_dir) if n.startswith('best.')]
+    assert re.fullmatch(r'best\.run-id-[0-9a-f]{8}', kept)
+    assert (
+        f'[watch] {best_dir} held the best checkpoint of another run (None, card {card_id}); '
+        f'kept it as {eval_dir}/{kept}'
+    ) in lines
+    assert sorted(n for n in os.listdir(eval_dir) if not n.startswith('events.out')) == sorted(
+        ['.ssd.lock', 'best', kept, 'eval_ledger.jsonl', 'history.csv', 'history.png']
+        + ['model.ckpt-10', results_dir]
+    )
+    with open(os.path.join(best_dir, 'best.json')) as fh:
+        assert json.load(fh)['results_dir'] == results_dir

@@ -6,16 +6,19 @@ import json
 import os
 import re
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow.python.ops import list_ops
 
+from evaluation import exported as eval_exported
 from inference import detection
 from inference import export
 from inference import graph_check
 from tests import eval_fixtures
+from tests.conftest import run_script
 
 v1 = tf.compat.v1
 MODEL, DEPTH, NAMES = 'ssd_300_mobilenet', 0.25, ['cat', 'dog']
@@ -353,19 +356,115 @@ def test_outputs_that_do_not_fit_the_batch_fail_it(tmp_path):
             "output 'detection_boxes' for 2 image(s) is float32 of shape [2, 2, 3], not float32 "
             'of rank 3 with 2 rows of 4 coordinates',
         ),
+        # Labels of the card's 2 classes only, in the rows below num_detections (the padding
+        # rows, here image 2's, may hold anything).
+        *(
+            (
+                {'detection_classes': np.int32([[1, bad], [0, 0]])},
+                f'detection_classes [{bad}] are not within 1..2 (the classes of its model card, '
+                'the background 0 left out); export the model again with export_ssd_network.py.',
+            )
+            for bad in (3, 99, 0, -3)
+        ),
     ],
 )
 def test_check_outputs(changes, message):
     outputs = {
         'detection_boxes': np.zeros((2, 2, 4), np.float32),
         'detection_scores': np.zeros((2, 2), np.float32),
-        'detection_classes': np.zeros((2, 2), np.int32),
+        'detection_classes': np.int32([[1, 2], [99, -3]]),
         'num_detections': np.int32([2, 0]),
     }
-    detection.check_outputs(outputs, 2, 'm.xml')  # a fitting batch passes
+    detection.check_outputs(outputs, 2, 'm.xml', num_classes=3)  # a fitting batch passes
     with pytest.raises(detection.ModelRunError) as err:
-        detection.check_outputs({**outputs, **changes}, 2, 'm.xml')
+        detection.check_outputs({**outputs, **changes}, 2, 'm.xml', num_classes=3)
     assert str(err.value).startswith(f"m.xml: the model's {message}")
+
+
+def _labelled_graph_def(label):
+    """Our interface, giving each image one detection of class `label` scoring 0.9."""
+
+    def build(images):
+        batch = tf.shape(images)[0]
+        for name, value in (
+            ('detection_boxes', np.float32([[0.1, 0.1, 0.5, 0.5]])),
+            ('detection_scores', np.float32([0.9])),
+            ('detection_classes', np.int32([label])),
+            ('num_detections', np.int32(1)),
+            ('raw_localisations', np.zeros((1, 4), np.float32)),
+            ('raw_scores', np.zeros((1, 3), np.float32)),
+        ):
+            value = tf.constant(value)
+            ones = tf.ones([value.shape.rank], tf.int32)
+            tf.identity(tf.tile(value[None], tf.concat([[batch], ones], 0)), name=name)
+
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.uint8, [None, None, None, 3], name=detection.INPUT)
+        v1.placeholder_with_default(tf.zeros([1, 2], tf.int32), [None, 2], name=detection.SIZES)
+        build(images)
+    return graph.as_graph_def()
+
+
+@pytest.mark.parametrize('label', [3, 99, -3])
+def test_detection_classes_outside_the_cards_are_refused_naming_the_model(tmp_path, label):
+    """A frozen graph giving class 99 ended detect in an IndexError traceback drawing its label,
+    class -3 was written as the name of label 3 (Python's negative indexing), and an
+    evaluation's refusal named VOCEvaluator.add_batch, not the model."""
+    path = _write_frozen_graph(tmp_path, _labelled_graph_def(label))
+    with detection.Detector.from_frozen_graph(str(path)) as detector:
+        with pytest.raises(detection.ModelRunError) as err:
+            detector.detect([np.zeros((8, 8, 3), np.uint8)])
+    assert str(err.value) == (
+        f"{path}: the model's detection_classes [{label}] are not within 1..2 (the classes of its "
+        'model card, the background 0 left out); export the model again with '
+        'export_ssd_network.py.'
+    )
+
+
+def test_evaluating_a_model_of_unknown_classes_names_the_model(tmp_path):
+    """eval --exported_model: the refusal named VOCEvaluator.add_batch(image_id='000002') and
+    its det_labels, not the model."""
+    _, records_dir, class_names = eval_fixtures.make_synthetic_records(str(tmp_path), 2)
+    card = eval_fixtures.small_card(MODEL, class_names, DEPTH)
+    path = tmp_path / 'frozen_graph.pb'
+    path.write_bytes(_labelled_graph_def(99).SerializeToString())
+    (tmp_path / detection.METADATA_FILE).write_text(json.dumps(card.to_dict()))
+    settings = eval_fixtures.custom_split_settings(card, records_dir)
+    with detection.open_exported_model(str(path)) as detector:
+        with pytest.raises(detection.ModelRunError) as err:
+            eval_exported.evaluate_exported(
+                settings, detector, str(path), str(tmp_path / 'eval'), log=lambda _: None
+            )
+    assert str(err.value) == (
+        f"{path}: the model's detection_classes [99] are not within 1..{len(class_names)} (the "
+        'classes of its model card, the background 0 left out); export the model again with '
+        'export_ssd_network.py.'
+    )
+
+
+def test_detect_with_a_model_of_unknown_classes_is_one_line_and_writes_nothing(tmp_path):
+    """detect_ssd_network.py: one line naming the model (the IndexError traceback left
+    .detections_pending.jsonl in --output_dir)."""
+    path = _write_frozen_graph(tmp_path, _labelled_graph_def(99))
+    image = tmp_path / 'a.png'
+    image.write_bytes(cv2.imencode('.png', np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    out = tmp_path / 'out'
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--exported_model={path}',
+        f'--input={image}',
+        f'--output_dir={out}',
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert proc.stderr.splitlines()[-1] == (
+        f'detect_ssd_network: error: no image processed (1 failed), nothing written to {out}: '
+        f"{image}: {path}: the model's detection_classes [99] are not within 1..2 (the classes "
+        'of its model card, the background 0 left out); export the model again with '
+        'export_ssd_network.py.'
+    )
+    assert not out.exists()
 
 
 def test_missing_or_mistyped_inputs_and_saved_model_outputs_are_refused(tmp_path):

@@ -1,11 +1,14 @@
 """VOC metrics: hand-computed cases, and equivalence with a devkit-style global-order reference."""
 
 import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import pytest
 
+from tests.conftest import ROOT
 from tf_extended import voc_metrics as vm
 
 NAMES = {1: 'cat', 2: 'dog', 3: 'bird', 4: 'cow'}
@@ -693,6 +696,55 @@ def test_add_batch_equals_image_by_image(batch_size, iou_rule):
         assert got.num_tp == (tp[-1] if len(tp) else 0)
         if ap07 is not None:
             assert got.ap_voc12 == pytest.approx(ap12, abs=1e-12)
+
+
+@pytest.mark.parametrize('cells', [1, 50, 1000])
+@pytest.mark.parametrize('iou_rule', ['>=', '>'])
+def test_match_batch_in_chunks_gives_the_same_matches(monkeypatch, cells, iou_rule):
+    """Detections matched `_MATCH_CELLS` cells at a time (fewer than one image's ground-truth
+    rows, or cutting through images) give the arrays of one pass, bit for bit."""
+    images = _random_split(np.random.default_rng(12))
+    batches = list(_padded_batches(images, 16))
+    for batch in batches:
+        del batch['image_ids']
+    whole = [vm.match_batch(**batch, iou_rule=iou_rule) for batch in batches]
+    monkeypatch.setattr(vm, '_MATCH_CELLS', cells)
+    for batch, want in zip(batches, whole):
+        got = vm.match_batch(**batch, iou_rule=iou_rule)
+        for got_array, want_array in zip(got, want):
+            np.testing.assert_array_equal(got_array, want_array, strict=True)
+
+
+_MATCH_IN_CHILD = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (%d, %d))
+import numpy as np
+from tf_extended import voc_metrics as vm
+
+gt = np.array([[1 + 10 * i, 1, 8 + 10 * i, 8] for i in range(300)], np.float64)
+det = np.tile(gt, (334, 1))[:100_000]  # each object 334 times (the last ones 333)
+image, index, flags = vm.match_batch(
+    det[None], np.linspace(1, 0, len(det))[None], np.ones((1, len(det)), np.int64),
+    [len(det)], gt[None], np.ones((1, 300), np.int64), np.zeros((1, 300), bool), [300],
+)
+print(np.flatnonzero(flags == vm.TP).tolist() == list(range(300)), int((flags == vm.FP).sum()))
+"""
+
+
+def test_match_batch_memory_is_bounded_for_an_image_of_many_detections():
+    """One image of 300 objects with 100,000 detections (a results file's lines) asked for
+    1 GB at once (1,000,000 lines: 9 GiB, a MemoryError traceback or an OOM kill); matched in
+    chunks, it fits in a child of 768 MiB of address space."""
+    limit = 768 << 20
+    result = subprocess.run(
+        [sys.executable, '-c', _MATCH_IN_CHILD % (limit, limit)],
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=ROOT, OPENBLAS_NUM_THREADS='1', OMP_NUM_THREADS='1'),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (result.returncode, result.stdout) == (0, 'True 99700\n'), result.stderr[-2000:]
 
 
 def test_add_batch_padding_of_any_value_gives_no_warning():

@@ -15,7 +15,9 @@ NAMES = ('red thing', 'blue/green', 'zürich')
 
 def _card(**changes):
     card = card_lib.from_registry('ssd_300_mobilenet', class_names=NAMES, depth_multiplier=0.5)
-    return card.with_detection(select_threshold=0.2, top_k=100).replace(card_id='abc', **changes)
+    return card.with_detection(select_threshold=0.2, top_k=100).replace(
+        card_id='abcdef01' * 4, **changes
+    )
 
 
 def test_round_trip_keeps_every_field(tmp_path):
@@ -69,7 +71,15 @@ def _set(meta, dotted, value):
         ('normalisation.scale', -1, r'normalisation.scale is -1, expected a number > 0'),
         ('normalisation.mean_rgb', [1, 2], r'normalisation.mean_rgb is \[1, 2\], expected 3'),
         ('normalisation', [], r'normalisation is \[\], expected a JSON object'),
-        ('card_id', 7, r'card_id is 7, expected a string'),
+        ('card_id', 7, r'card_id is 7, expected 32 lowercase hex digits as the project writes'),
+        # The watcher names folders after the id: this one took its results out of --eval_dir.
+        (
+            'card_id',
+            '/../../.',
+            r"card_id is '/../../.', expected 32 lowercase hex digits as the project writes "
+            r"them, or '' \(no id\)\.$",
+        ),
+        ('card_id', 'A' * 32, r"card_id is 'AAAA"),
         ('provenance', [1], r'provenance is \[1\], expected a JSON object'),
         ('detection.select_threshold', 'x', r"select_threshold \(--select_threshold\) is 'x', e"),
         ('detection.nms_threshold', 7.0, r'nms_threshold \(--nms_threshold\) is 7.0, expected a n'),
@@ -175,10 +185,10 @@ def test_a_folder_as_the_card_is_the_card_found_in_it(tmp_path):
         folder.mkdir()
     card_lib.write(str(train_dir / card_lib.CARD_FILE), _card())
     card_lib.write(
-        str(export_dir / card_lib.EXPORT_METADATA_FILE), _card().replace(card_id='exported')
+        str(export_dir / card_lib.EXPORT_METADATA_FILE), _card().replace(card_id='e' * 32)
     )
     assert card_lib.load(str(train_dir)) == _card()
-    assert card_lib.load(str(export_dir)).card_id == 'exported'
+    assert card_lib.load(str(export_dir)).card_id == 'e' * 32
     with pytest.raises(card_lib.CardError) as info:
         card_lib.load(str(empty))
     assert str(info.value) == (

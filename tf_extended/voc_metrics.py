@@ -65,6 +65,10 @@ VOC_RULES = ('voc07', 'voc12')
 
 # Per-detection outcome flags.
 FP, TP, IGNORED = 0, 1, -1
+# Detections x ground-truth rows whose IoUs `match_batch` holds at once (`_best_ground_truth`):
+# about 100 bytes each (the gathered boxes, the IoU's temporaries), 100 MB at most. An
+# evaluation's batch (32 images x 200 detections x up to ~100 objects) is one or two such chunks.
+_MATCH_CELLS = 1 << 20
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,23 +188,45 @@ def match_batch(
     if not num_gt_rows or not len(order):
         return image, index, flags
     boxes = np.asarray(det_boxes, dtype=np.float64)[image, index]
-    iou = _broadcast_iou(boxes[:, None, :], gt_boxes[image])  # [D, G], rows in matching order
-    # Other classes' and padding ground truths can never be matched: below any IoU, and never
-    # passing.
     real_gt = np.arange(num_gt_rows) < np.asarray(num_gt).reshape(-1, 1)
-    iou[(labels[:, None] != np.asarray(gt_labels)[image]) | ~real_gt[image]] = -1.0
     # A detection's best ground truth does not depend on what is already matched (the devkit
     # takes the best overall, then looks at its state), so greedy matching reduces to: the first
     # detection, in score order, that picks a given non-difficult ground truth is its TP (a
     # ground truth is picked by detections of its own image and class only).
-    best = np.argmax(iou, axis=1)  # first maximum on ties, as the devkit's strict '>' scan
-    passed = _passes(iou[np.arange(len(order)), best], iou_threshold, iou_rule)
+    best, best_iou = _best_ground_truth(boxes, image, labels, gt_boxes, gt_labels, real_gt)
+    passed = _passes(best_iou, iou_threshold, iou_rule)
     difficult = np.asarray(gt_difficult, dtype=bool)[image, best]
     flags[passed & difficult] = IGNORED
     candidates = np.flatnonzero(passed & ~difficult)
     _, first = np.unique(image[candidates] * num_gt_rows + best[candidates], return_index=True)
     flags[candidates[first]] = TP
     return image, index, flags
+
+
+def _best_ground_truth(boxes, image, labels, gt_boxes, gt_labels, real_gt):
+    """Each detection's best ground truth: for `boxes` [D, 4] of images `image` [D] and labels
+    `labels` [D], against the images' `gt_boxes` [B, G, 4], `gt_labels` [B, G] whose real rows are
+    `real_gt` [B, G], the index of the first ground truth of highest IoU (the devkit's strict '>'
+    scan) and that IoU, -1 where the image has none of the detection's class ([D] each).
+
+    By `_MATCH_CELLS` detections x ground-truth rows at most at a time: a row's numbers do not
+    depend on the others', and one image of 300 objects with 1,000,000 detections (a results
+    file) asked for 9 GiB at once.
+    """
+    gt_labels = np.asarray(gt_labels)
+    best = np.empty(len(boxes), np.int64)
+    best_iou = np.empty(len(boxes), np.float64)
+    step = max(1, _MATCH_CELLS // gt_boxes.shape[1])
+    for start in range(0, len(boxes), step):
+        rows = slice(start, start + step)
+        rows_image = image[rows]
+        iou = _broadcast_iou(boxes[rows, None, :], gt_boxes[rows_image])
+        # Other classes' and padding ground truths can never be matched: below any IoU, and
+        # never passing.
+        iou[(labels[rows, None] != gt_labels[rows_image]) | ~real_gt[rows_image]] = -1.0
+        best[rows] = np.argmax(iou, axis=1)
+        best_iou[rows] = iou[np.arange(len(iou)), best[rows]]
+    return best, best_iou
 
 
 # ----------------------------------------------------------------------------------------------
