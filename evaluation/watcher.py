@@ -838,7 +838,7 @@ def watch(
     interval_secs=60.0,
     timeout_secs=None,
     final_step=None,
-    best_metric='voc07',
+    best_metric=None,
     log=None,
     clock=time.time,
     sleep=time.sleep,
@@ -863,7 +863,7 @@ def watch(
         marker is still there max(STALE_MARKER_GRACE_SECS, 2 x interval_secs) after the watcher
         first saw it and no new checkpoint came meanwhile (training ended before final_step),
         with a log line naming both steps; or final_step, or the timeout, comes first.
-      best_metric: 'voc07', 'voc12' or 'coco' (must be in settings.metrics).
+      best_metric: 'voc07', 'voc12' or 'coco', one of settings.metrics (default: the first).
       log: callable taking one line (default: print).
       lock: the folder_lock.FolderLock of `eval_dir` the caller holds (eval_ssd_network.py takes
         it at its start); None: the watch takes the folder's lock itself.
@@ -883,6 +883,7 @@ def watch(
         (bad records do not fix themselves: the watch stops; the checkpoint is not recorded).
     """
     log = log or (lambda line: print(line, flush=True))
+    best_metric = best_metric or settings.metrics[0]
     check_best_metric(best_metric, settings.metrics)
     if not os.path.isdir(checkpoint_dir):
         raise FileNotFoundError(

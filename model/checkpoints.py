@@ -221,14 +221,20 @@ def unlist_beyond_newest(train_dir, max_to_keep):
     A resume with a lower --max_to_keep: TF's Saver takes over the listed checkpoints and removes
     one per save, so the folder kept as many as before, forever. 0 or None keeps all, as in TF.
 
-    Only the trainer's checkpoints (`model.ckpt-<step>`) are rotated: other names the state file
-    lists (a user's `my_best_weights`, planted or edited in) are taken off the list TF's Saver
+    Only the trainer's checkpoints (`model.ckpt-<step>` in `train_dir`) are rotated: others the
+    state file lists (a user's `my_best_weights`, planted or edited in) are taken off the list TF's Saver
     rotates and never recorded, so their files stay (a resume deleted them).
     """
     record = os.path.join(train_dir, UNLISTED_FILE)
     names = _read_unlisted(record)
     latest, listed = checkpoint_state(train_dir)
-    ours = [p for p in listed if _TRAINER_CHECKPOINT.fullmatch(os.path.basename(p))]
+    # The trainer's: `model.ckpt-<step>` in train_dir itself (`sub/model.ckpt-9` is not).
+    ours = [
+        p
+        for p in listed
+        if _TRAINER_CHECKPOINT.fullmatch(os.path.basename(p))
+        and os.path.normpath(os.path.dirname(p)) == os.path.normpath(train_dir)
+    ]
     beyond = len(ours) - max_to_keep if max_to_keep else 0
     if beyond > 0 or len(ours) < len(listed):
         dropped, kept = ours[: max(beyond, 0)], ours[max(beyond, 0) :]

@@ -173,10 +173,15 @@ def test_voc_xml_with_a_doctype_is_a_bad_example(tmp_path, encoding):
     with pytest.raises(convert.BadExampleError) as info:
         pascalvoc.read_annotation_xml(path)
     assert str(info.value) == (
-        f'{path}: cannot read the annotation XML (a <!DOCTYPE> declaration at line 3: VOC '
-        'annotations have none, and the entities it may declare can expand to gigabytes; '
-        'remove it).'
+        f'{path}: cannot read the annotation XML (a <!DOCTYPE> declaring entities at line 3: '
+        'VOC annotations declare none, and entities can expand to gigabytes; remove it).'
     )
+    # A bare DOCTYPE declares nothing: read as before.
+    with open(path, 'w') as f:
+        f.write('<!DOCTYPE annotation>\n<annotation>' + _OBJ.format(name='dog') + '</annotation>')
+    assert [
+        o.name for o in pascalvoc.annotation_objects(pascalvoc.read_annotation_xml(path), path)
+    ] == ['dog']
 
 
 def test_voc_xml_with_a_default_namespace_keeps_its_objects(tmp_path):

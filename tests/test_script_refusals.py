@@ -638,14 +638,21 @@ def test_a_flag_absl_refuses_is_one_error_line_like_the_others(tmp_path, script,
         (
             'detect_ssd_network.py',
             '--score_threshold=0.3',
-            "--score_threshold is the TF Object Detection API's flag; here it is "
-            '--select_threshold (the minimum class score)',
+            '--score_threshold is a TF Object Detection API post-processing setting '
+            '(pipeline.config); here it is --select_threshold (the minimum class score)',
         ),
         (
             'eval_ssd_network.py',
             '--detections_per_img=100',
-            "--detections_per_img is torchvision's flag; here it is --keep_top_k (detections per "
-            'image)',
+            '--detections_per_img is a torchvision SSD argument; here it is --keep_top_k '
+            '(detections per image)',
+        ),
+        (
+            'eval_ssd_network.py',
+            '--iou_threshold=0.6',
+            '--iou_threshold is a TF Object Detection API post-processing setting '
+            '(pipeline.config); here it is --nms_threshold (the NMS IoU threshold); the IoU a '
+            'detection needs to match a ground truth is --matching_threshold',
         ),
         (
             'eval_ssd_network.py',

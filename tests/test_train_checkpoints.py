@@ -602,6 +602,17 @@ def test_a_state_file_listing_other_checkpoints_never_makes_a_resume_delete_them
         mine,
         [ours[1]],
     )
+    # A trainer's name in a subfolder is not the trainer's: it was recorded by its name alone,
+    # so train_dir's own model.ckpt-9 (unlisted) would have been removed in its place.
+    sub = _write(os.path.join(d, 'sub'), 'model.ckpt', 9, 9.0, update_state=False)
+    beside = _write(d, 'model.ckpt', 9, 9.0, update_state=False)
+    with open(os.path.join(d, 'checkpoint'), 'w') as f:
+        f.write('model_checkpoint_path: "model.ckpt-1"\n')
+        f.writelines(
+            f'all_model_checkpoint_paths: "{p}"\n' for p in ('sub/model.ckpt-9', 'model.ckpt-1')
+        )
+    assert checkpoints.unlist_beyond_newest(d, 1) == []
+    assert os.path.exists(sub + '.index') and os.path.exists(beside + '.index')
 
 
 def test_a_lower_max_to_keep_unlists_then_removes_the_oldest_listed_checkpoints(tmp_path):

@@ -387,7 +387,15 @@ def test_a_run_too_short_for_its_batch_norm_decay_is_warned():
         '--batch_norm_decay=0.997 over 500 steps: the moving means and variances of 34 '
         'batch-norm layer(s) start from 0 and 1 and keep 22% of those at the end; evaluation and '
         "exported models normalise with them, so the model's outputs would barely depend on the "
-        'image. Train 998 steps or more, or pass --batch_norm_decay=0.99 or lower.'
+        'image: train 998 steps or more, or pass --batch_norm_decay=0.99 or lower.'
+    )
+    # --max_number_of_steps=0 (no end) and --batch_norm_decay=1 (never moves) divided by zero.
+    assert trainer.batch_norm_start_warning(card, 0, 34) is None
+    frozen = card.with_params(batch_norm_decay=1.0)
+    assert trainer.batch_norm_start_warning(frozen, 100, 34).endswith(
+        'keep 100% of those at the end; evaluation and exported models normalise with them, so '
+        "the model's outputs would barely depend on the image: pass --batch_norm_decay=0.97 or "
+        'lower.'
     )
     assert trainer.batch_norm_start_warning(card, 998, 34) is None  # 0.997**998 = 0.0499
     assert trainer.batch_norm_start_warning(card, 500, 0) is None  # every statistic restored

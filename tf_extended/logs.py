@@ -388,21 +388,25 @@ _INPUT_SIZE = (
 # Flags of the systems users come from (the older TF port, the TF Object Detection API,
 # torchvision) that a script here does not define, and what to do instead: their users' commands
 # name them, and absl's "Unknown command line flag" alone leaves them guessing.
-_OLDER_PORT = "the older TF port's"
-_TF_OD_API = "the TF Object Detection API's"
-_TORCHVISION = "torchvision's"
+_OLDER_PORT = "the older TF port's flag"
+_TF_OD_API = "the TF Object Detection API's flag"
+_TF_OD_API_CONFIG = "a TF Object Detection API post-processing setting (pipeline.config)"
+_TORCHVISION = "a torchvision SSD argument"
 # The detection settings under their names there; absl's "Did you mean" named unrelated flags
 # (--score_threshold: stderrthreshold).
+_SCORE = 'here it is --select_threshold (the minimum class score)'
+_NMS = 'here it is --nms_threshold (the NMS IoU threshold)'
+_PER_IMAGE = 'here it is --keep_top_k (detections per image)'
 _DETECTION_SETTINGS = {
-    'score_threshold': (_TF_OD_API, 'here it is --select_threshold (the minimum class score)'),
-    'min_score_thresh': (_TF_OD_API, 'here it is --select_threshold (the minimum class score)'),
-    'box_score_thresh': (_TORCHVISION, 'here it is --select_threshold (the minimum class score)'),
-    'iou_threshold': (_TF_OD_API, 'here it is --nms_threshold (the NMS IoU threshold)'),
-    'box_nms_thresh': (_TORCHVISION, 'here it is --nms_threshold (the NMS IoU threshold)'),
-    'max_total_detections': (_TF_OD_API, 'here it is --keep_top_k (detections per image)'),
-    'detections_per_img': (_TORCHVISION, 'here it is --keep_top_k (detections per image)'),
+    'score_threshold': (_TF_OD_API_CONFIG, _SCORE),
+    'min_score_thresh': ('a TF Object Detection API visualisation argument', _SCORE),
+    'box_score_thresh': (_TORCHVISION, _SCORE),
+    'iou_threshold': (_TF_OD_API_CONFIG, _NMS),
+    'box_nms_thresh': (_TORCHVISION, _NMS),
+    'max_total_detections': (_TF_OD_API_CONFIG, _PER_IMAGE),
+    'detections_per_img': (_TORCHVISION, _PER_IMAGE),
     'max_detections_per_class': (
-        _TF_OD_API,
+        _TF_OD_API_CONFIG,
         'here --top_k is the candidates per class before NMS, --keep_top_k the detections per '
         'image',
     ),
@@ -442,6 +446,11 @@ OTHER_SYSTEMS_FLAGS = {
         ),
         'label_map_path': _LABEL_MAP_PATH,
         **_DETECTION_SETTINGS,
+        # In an evaluation an IoU threshold may also mean the matching one.
+        'iou_threshold': (
+            _TF_OD_API_CONFIG,
+            f'{_NMS}; the IoU a detection needs to match a ground truth is --matching_threshold',
+        ),
     },
     'export_ssd_network': {'label_map_path': _LABEL_MAP_PATH, **_DETECTION_SETTINGS},
     'detect_ssd_network': {'label_map_path': _LABEL_MAP_PATH, **_DETECTION_SETTINGS},
@@ -502,7 +511,7 @@ def flag_error_text(error, script=None):
     if isinstance(error, flags.UnrecognizedFlagError) and error.flagname in advice:
         # absl's "Did you mean" would name a flag of other meaning (eval_image_size: eval_resize).
         whose, instead = advice[error.flagname]
-        text = f'--{error.flagname} is {whose} flag; {instead}'
+        text = f'--{error.flagname} is {whose}; {instead}'
     return f'{text}; --helpfull lists the flags.'
 
 

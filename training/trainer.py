@@ -694,20 +694,23 @@ def batch_norm_start_warning(card, max_number_of_steps, fresh_statistics):
     so. `fresh_statistics`: the moving-variance variables that start from their initial value
     (every one from scratch; those a fine-tuning checkpoint does not restore)."""
     decay = card.params.batch_norm_decay
-    if not fresh_statistics or max_number_of_steps is None or decay is None or decay <= 0:
+    # No end (--max_number_of_steps 0 or None): nothing to say.
+    if not fresh_statistics or not max_number_of_steps or decay is None or decay <= 0:
         return None
     left = decay**max_number_of_steps
     if left <= BATCH_NORM_START_LEFT:
         return None
-    enough = math.ceil(math.log(BATCH_NORM_START_LEFT) / math.log(decay))
     # The largest two-decimal decay that leaves at most the share after this run's steps.
     lower = math.floor(100 * BATCH_NORM_START_LEFT ** (1 / max_number_of_steps)) / 100
+    advice = f'pass --batch_norm_decay={lower:g} or lower'
+    if decay < 1:  # at 1 the statistics never move: no number of steps will do
+        steps = math.ceil(math.log(BATCH_NORM_START_LEFT) / math.log(decay))
+        advice = f'train {steps} steps or more, or {advice}'
     return (
         f'--batch_norm_decay={decay:g} over {max_number_of_steps} steps: the moving means and '
         f'variances of {fresh_statistics} batch-norm layer(s) start from 0 and 1 and keep '
         f'{left:.0%} of those at the end; evaluation and exported models normalise with them, so '
-        f"the model's outputs would barely depend on the image. Train {enough} steps or more, "
-        f'or pass --batch_norm_decay={lower:g} or lower.'
+        f"the model's outputs would barely depend on the image: {advice}."
     )
 
 
