@@ -168,18 +168,29 @@ def _read_label_map(text, path):
     return names
 
 
+def _single(fields, key, where, form, instead):
+    """The one (kind, value, line) of field `key` of a label map item's `fields`; else ValueError
+    naming the item (`where`), the expected `form` and, where the item has the field `instead`
+    names, what that field is ({field: text})."""
+    values = fields.get(key, [])
+    if len(values) == 1:
+        return values[0]
+    found = f'has {len(values)} {key}s' if values else f'has no {key}'
+    found += next(
+        (f' ({text})' for other, text in instead.items() if not values and other in fields), ''
+    )
+    raise ValueError(f'{where} {found}; expected one {form} per item: {LABEL_MAP_EXPECTED}.')
+
+
 def _label_map_id(fields, where):
     """The `id` of a label map item's `fields`, checked (`where` names the item)."""
-    values = fields.get('id', [])
-    if len(values) != 1:
-        if values:
-            found = f'has {len(values)} ids'
-        elif 'label' in fields:
-            found = "has no id (label: N is a Caffe SSD label map's; this format numbers with id)"
-        else:
-            found = 'has no id'
-        raise ValueError(f'{where} {found}; expected one id: N per item: {LABEL_MAP_EXPECTED}.')
-    kind, value, line = values[0]
+    kind, value, line = _single(
+        fields,
+        'id',
+        where,
+        'id: N',
+        {'label': "label: N is a Caffe SSD label map's; this format numbers with id"},
+    )
     shown = _shown(value) if kind == 'string' else 'a block' if kind == 'block' else value[:40]
     if kind != 'word' or not re.fullmatch(r'[-+]?[0-9]+', value):
         raise ValueError(
@@ -210,21 +221,15 @@ def _label_map_id(fields, where):
 
 def _label_map_name(fields, where):
     """The class name (`name`, stripped) of a label map item's `fields`, checked."""
-    values = fields.get('name', [])
-    if len(values) != 1:
-        if values:
-            found = f'has {len(values)} names'
-        elif 'display_name' in fields:
-            found = (
-                "has no name (display_name is for display; the annotations' <name> is matched "
-                'against name)'
-            )
-        else:
-            found = 'has no name'
-        raise ValueError(
-            f"{where} {found}; expected one name: '...' per item: {LABEL_MAP_EXPECTED}."
-        )
-    kind, value, line = values[0]
+    kind, value, line = _single(
+        fields,
+        'name',
+        where,
+        "name: '...'",
+        {
+            'display_name': "display_name is for display; the annotations' <name> is matched against name"
+        },
+    )
     if kind != 'string':
         shown = 'a block' if kind == 'block' else value
         raise ValueError(
