@@ -370,7 +370,7 @@ def main():
         'load_average_at_end': [round(x, 2) for x in os.getloadavg()],
         'total_seconds': round(time.perf_counter() - start, 1),
     }
-    busy = cpu_features.busy_note([load_at_start, os.getloadavg()[0]], os.cpu_count())
+    busy = cpu_features.busy_note(load_at_start, os.getloadavg()[0], os.cpu_count())
     table = markdown(rows, cpu, units) + (f'\n{busy}\n' if busy else '')
     print(table)  # first: a file that cannot be written loses no result
     try:

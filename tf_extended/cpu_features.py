@@ -64,15 +64,17 @@ def reported_flags(flags=None):
     return [f for f in REPORTED_FLAGS if f in flags]
 
 
-def busy_note(loads, cpus):
-    """A warning line for a timing's report when the machine was busy: the highest of `loads`
-    (1-minute load averages, taken when the timing started and ended) above `cpus`, the core
-    count; None otherwise. A benchmark run beside other work printed a MobileNet-SSD IR at 41 ms
-    (load 7 on 2 cores) that takes 12 ms on the quiet machine, and nothing said so."""
-    busiest = max(loads)
-    if busiest <= cpus:
+def busy_note(load_at_start, load_at_end, cpus):
+    """A warning line for a timing's report when the machine was busy, else None: its 1-minute
+    load average above 1.5x the `cpus` cores when the timing started (what ran before it, a
+    previous benchmark's threads included, fades by a third a minute), or above 2x at its end
+    (the benchmark's own threads, as many as the cores, count there). A benchmark run beside
+    other work printed a MobileNet-SSD IR at 41 ms (load 7 on 2 cores) that takes 12 ms on the
+    quiet machine, and nothing said so."""
+    if load_at_start <= 1.5 * cpus and load_at_end <= 2 * cpus:
         return None
     return (
-        f'warning: the machine was busy (1-minute load average up to {busiest:.2f} on {cpus} '
-        f'cores): these timings are slower than on a quiet machine; run again when it is idle'
+        f'warning: the machine was busy (1-minute load average {load_at_start:.2f} at the start, '
+        f'{load_at_end:.2f} at the end, on {cpus} cores): these timings are slower than on a '
+        f'quiet machine; run again when it is idle'
     )
