@@ -193,8 +193,11 @@ def _label_map_id(fields, where):
     )
     shown = _shown(value) if kind == 'string' else 'a block' if kind == 'block' else value[:40]
     if kind != 'word' or not re.fullmatch(r'[-+]?[0-9]+', value):
+        # protobuf also reads hexadecimal (0x1f); a label map's ids are decimal in practice.
+        decimal = ' written in decimal' if re.fullmatch(r'[-+]?0[xX][0-9a-fA-F]+', value) else ''
         raise ValueError(
-            f'{where}: id {shown} (line {line}) is not an integer; expected {LABEL_MAP_EXPECTED}.'
+            f'{where}: id {shown} (line {line}) is not an integer{decimal}; expected '
+            f'{LABEL_MAP_EXPECTED}.'
         )
     digits = value.lstrip('+-')
     if len(digits) > 1 and digits.startswith('0'):

@@ -140,6 +140,10 @@ def test_ids_with_gaps_are_labels_in_id_order_with_one_note(tmp_path, caplog):
             "format (the TF Object Detection API's reader) reads as an octal number; write the id "
             'without leading zeros: expected',
         ),
+        (
+            "item { id: 0x1f name: 'cat' }\n",
+            'line 1: item 1: id 0x1f (line 1) is not an integer written in decimal; expected',
+        ),
         # A digit of another script: int() read it, protobuf refuses it.
         (
             "item { id: \u0663 name: 'cat' }\n",
