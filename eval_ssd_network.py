@@ -376,13 +376,7 @@ def _check_watcher_flags():
             f'add it to watch --checkpoint_path, or drop {", ".join(given)} to evaluate once.'
         )
     if FLAGS.wait_for_checkpoints:  # before it waits for the trainer
-        watcher.check_best_metric(_best_metric(), FLAGS.metrics)
-
-
-def _best_metric():
-    """--best_metric, or the first of --metrics: a --metrics=coco watcher was refused for the
-    default --best_metric=voc07 it did not evaluate."""
-    return FLAGS.best_metric or FLAGS.metrics[0]
+        watcher.resolve_best_metric(FLAGS.best_metric, FLAGS.metrics)
 
 
 def main(_):
@@ -431,7 +425,7 @@ def main(_):
                 interval_secs=FLAGS.eval_interval_secs,
                 timeout_secs=FLAGS.eval_timeout,
                 final_step=FLAGS.final_step,
-                best_metric=_best_metric(),
+                best_metric=FLAGS.best_metric,
                 lock=lock,
                 input_cache_mb=FLAGS.input_cache_mb,
             )

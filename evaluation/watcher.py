@@ -812,13 +812,17 @@ def _trainer_started_after_marker(checkpoint_dir):
     )
 
 
-def check_best_metric(best_metric, metrics):
-    """Raises ValueError naming both flags unless `best_metric` is one of `metrics`."""
+def resolve_best_metric(best_metric, metrics):
+    """`best_metric`, or without one the first of `metrics` (a --metrics=coco watcher was refused
+    for a voc07 default it did not evaluate). Raises ValueError naming both flags unless it is
+    one of `metrics`."""
+    best_metric = best_metric or metrics[0]
     if best_metric not in metrics:
         raise ValueError(
             f'--best_metric={best_metric} is not among the evaluated --metrics='
             f'{",".join(metrics)}; add it to --metrics, or pick one of them.'
         )
+    return best_metric
 
 
 def _marker_step(marker):
@@ -883,8 +887,7 @@ def watch(
         (bad records do not fix themselves: the watch stops; the checkpoint is not recorded).
     """
     log = log or (lambda line: print(line, flush=True))
-    best_metric = best_metric or settings.metrics[0]
-    check_best_metric(best_metric, settings.metrics)
+    best_metric = resolve_best_metric(best_metric, settings.metrics)
     if not os.path.isdir(checkpoint_dir):
         raise FileNotFoundError(
             f'--checkpoint_path {checkpoint_dir!r} must be the trainer\'s directory '
