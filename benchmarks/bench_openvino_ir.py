@@ -281,8 +281,9 @@ def markdown(rows, cpu, units):
             else ''
         )
         threads = f'{r["threads_used"]}' + (' (all)' if r['threads'] == 'all' else '')
+        precision = f'int8 + {r["precision"]}' if r['int8'] else r['precision']
         lines.append(
-            f'| `{r["model"]}` | {r["precision"]} ({r["ran"]}) | {threads} | '
+            f'| `{r["model"]}` | {precision} ({r["ran"]}) | {threads} | '
             f'{r["latency_ms"]} | {r["latency_p90_ms"]} | {r.get("latency_vs_fp32", "—")} | '
             f'{r["batch8_ms_per_image"]} | {r.get("batch8_vs_fp32", "—")} | '
             f'{r["batch8_images_per_s"]} | {split} |'
@@ -294,8 +295,10 @@ def markdown(rows, cpu, units):
     if int8:
         lines += [
             '',
-            "vs fp32: the median of the rounds' ratios to the fp32-hint row at the same thread "
-            'count of the same IR, or for an int8 IR of the fp32 IR of the same model:',
+            'int8 + fp32 (or bf16): the quantised operations in int8, the others under that '
+            "precision hint. vs fp32: the median of the rounds' ratios to the fp32-hint row at "
+            'the same thread count of the same IR, or for an int8 IR of the fp32 IR of the same '
+            'model:',
         ] + [
             f'- `{path}` (int8): against `{reference}`'
             if reference

@@ -171,12 +171,16 @@ def test_cpu_features_from_cpuinfo(tmp_path):
         'avx512f',
         'avx2',
     ]
-    assert cpu_features.matrix_units(flags) == 'AMX (bf16 matrix units)'
+    assert cpu_features.matrix_units(flags) == 'AMX (bf16 matrix units); int8: AMX-INT8'
     assert cpu_features.has_amx(flags) and cpu_features.has_bf16(flags)
-    sapphire_less = {'avx2', 'avx512f', 'avx512_bf16'}
-    assert cpu_features.matrix_units(sapphire_less) == 'AVX-512 BF16 (no AMX)'
+    sapphire_less = {'avx2', 'avx512f', 'avx512_bf16', 'avx512_vnni'}
+    assert cpu_features.matrix_units(sapphire_less) == 'AVX-512 BF16 (no AMX); int8: AVX-512 VNNI'
     assert not cpu_features.has_amx(sapphire_less) and cpu_features.has_bf16(sapphire_less)
-    assert cpu_features.matrix_units({'avx2', 'avx512f'}) == 'AVX-512, no bf16 instructions'
+    assert (
+        cpu_features.matrix_units({'avx2', 'avx512f'})
+        == 'AVX-512, no bf16 instructions; int8: no VNNI'
+    )
+    assert cpu_features.matrix_units({'avx2', 'avx_vnni'}).endswith('; int8: AVX-VNNI')
     assert not cpu_features.has_bf16({'avx2', 'avx512f'})
     assert cpu_features.matrix_units({'avx2'}).startswith('AVX2 only')
     assert cpu_features.cpu_flags(str(tmp_path / 'missing')) == set()
@@ -524,14 +528,17 @@ def test_openvino_ir_benchmark_compares_int8_with_the_fp32_ir():
     units = {'summary': 'AVX2 only', 'openvino_capabilities': [], 'cpu_flags': []}
     table = bench_openvino_ir.markdown(rows, 'a CPU', units)
     assert (
-        '\n| `int8.xml` | bf16 (bf16) | 2 | 4.0 | 4.0 | 0.4 | 3.0 | 0.375 | 333.3 |  |\n' in table
+        '\n| `int8.xml` | int8 + bf16 (bf16) | 2 | 4.0 | 4.0 | 0.4 | 3.0 | 0.375 | 333.3 |  |\n'
+        in table
     )
     assert (
-        '\n| `alone_int8.xml` | fp32 (fp32) | 2 | 6.0 | 6.0 | — | 5.0 | — | 200.0 |  |\n' in table
+        '\n| `alone_int8.xml` | int8 + fp32 (fp32) | 2 | 6.0 | 6.0 | — | 5.0 | — | 200.0 |  |\n'
+        in table
     )
     assert table.endswith(
-        "|  |\n\nvs fp32: the median of the rounds' ratios to the fp32-hint row at the same thread "
-        'count of the same IR, or for an int8 IR of the fp32 IR of the same model:\n'
+        '|  |\n\nint8 + fp32 (or bf16): the quantised operations in int8, the others under that '
+        "precision hint. vs fp32: the median of the rounds' ratios to the fp32-hint row at the "
+        'same thread count of the same IR, or for an int8 IR of the fp32 IR of the same model:\n'
         '- `int8.xml` (int8): against `fp32.xml`\n'
         '- `alone_int8.xml` (int8): "—", the fp32 IR of its model is not in --models (add it to '
         'compare int8 with fp32)\n'

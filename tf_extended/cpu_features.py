@@ -21,6 +21,8 @@ REPORTED_FLAGS = (
 AMX_BF16_FLAG = 'amx_bf16'
 # bf16 instructions of any kind (matrix tiles or vector dot products).
 BF16_FLAGS = ('avx512_bf16', AMX_BF16_FLAG)
+# int8 units, most capable first, and their names in a report.
+INT8_UNITS = (('amx_int8', 'AMX-INT8'), ('avx512_vnni', 'AVX-512 VNNI'), ('avx_vnni', 'AVX-VNNI'))
 
 
 def cpu_flags(path='/proc/cpuinfo'):
@@ -47,15 +49,22 @@ def has_bf16(flags=None):
 
 
 def matrix_units(flags=None):
-    """One line naming the CPU's bf16 matrix / vector units, e.g. 'AMX (bf16 matrix units)'."""
+    """One line naming the CPU's bf16 and int8 matrix / vector units, e.g. 'AMX (bf16 matrix
+    units); int8: AMX-INT8'. int8 IRs (`--formats openvino_int8`) gain most where the CPU has
+    int8 dot products (VNNI) or tiles (AMX-INT8); elsewhere int8 is widened to 16 bits."""
     flags = cpu_flags() if flags is None else flags
     if AMX_BF16_FLAG in flags:
-        return 'AMX (bf16 matrix units)'
-    if 'avx512_bf16' in flags:
-        return 'AVX-512 BF16 (no AMX)'
-    if 'avx512f' in flags:
-        return 'AVX-512, no bf16 instructions'
-    return 'AVX2 only: no AVX-512, no bf16 instructions, no AMX' if 'avx2' in flags else 'no AVX2'
+        bf16 = 'AMX (bf16 matrix units)'
+    elif 'avx512_bf16' in flags:
+        bf16 = 'AVX-512 BF16 (no AMX)'
+    elif 'avx512f' in flags:
+        bf16 = 'AVX-512, no bf16 instructions'
+    elif 'avx2' in flags:
+        bf16 = 'AVX2 only: no AVX-512, no bf16 instructions, no AMX'
+    else:
+        bf16 = 'no AVX2'
+    int8 = next((name for flag, name in INT8_UNITS if flag in flags), 'no VNNI')
+    return f'{bf16}; int8: {int8}'
 
 
 def reported_flags(flags=None):
