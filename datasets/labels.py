@@ -99,16 +99,17 @@ LABEL_MAP_EXPECTED = (
     "a TF Object Detection API label map: item { id: N name: '...' } per class, ids 1, 2, ... "
     "(the class order), names as the annotations' <name> spells them"
 )
-# A label map starts with its first item (after blank lines and comments): `item {` or `item: {`.
+# A label map starts with its first item (after blank lines and comments): `item {` or `item: {`
+# (or `<` for `{`: protobuf's text format takes either pair of delimiters for a message).
 # One way to match each character (`\s` singly, a comment up to its newline, no two adjacent
 # `\s*`): linear time (`item\s*:?\s*\{` took minutes on 'item' and a MiB of spaces).
-_LABEL_MAP_START = re.compile(r'(?:\s|#[^\n]*\n)*item\s*(?::\s*)?\{')
+_LABEL_MAP_START = re.compile(r'(?:\s|#[^\n]*\n)*item\s*(?::\s*)?[{<]')
 _LABEL_MAP_TOKEN = re.compile(
     r"""
     (?P<space>\s+|\#[^\n]*) |
     (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*') |
-    (?P<punct>[{}:;,\[\]]) |
-    (?P<word>[^\s{}:;,\[\]"'\#]+)
+    (?P<punct>[{}<>:;,\[\]]) |
+    (?P<word>[^\s{}<>:;,\[\]"'\#]+)
 """,
     re.VERBOSE,
 )
@@ -117,6 +118,7 @@ _ESCAPES = {'n': '\n', 't': '\t', 'r': '\r', '"': '"', "'": "'", '\\': '\\'}
 # building deep structures.
 _MAX_LABEL_MAP_DEPTH = 16
 _INT32_MAX = 2**31 - 1  # a label map's id is an int32
+_CLOSERS = {'{': '}', '<': '>'}
 
 
 def _read_label_map(text, path):
@@ -292,12 +294,19 @@ def _parse_label_map(text, path):
       top-level field other than an `item` block, blocks nested too deep.
     """
     tokens = _label_map_tokens(text, path)
-    items, stack = [], [({}, None)]  # (fields, line of its `{`) of each open block
+    # (fields, line of its `{` or `<`, the closer it expects) of each open block
+    items, stack = [], [({}, None, None)]
     for kind, token, line in tokens:
-        if token == '}' and kind == 'punct':
+        if kind == 'punct' and token in '}>':
             if len(stack) == 1:
                 raise ValueError(
-                    f'{path}, line {line}: a "}}" that closes no block; expected '
+                    f'{path}, line {line}: a "{token}" that closes no block; expected '
+                    f'{LABEL_MAP_EXPECTED}.'
+                )
+            if token != stack[-1][2]:
+                raise ValueError(
+                    f'{path}, line {line}: a "{token}" closes the block opened on line '
+                    f'{stack[-1][1]}, which "{stack[-1][2]}" closes; expected '
                     f'{LABEL_MAP_EXPECTED}.'
                 )
             stack.pop()
@@ -309,7 +318,7 @@ def _parse_label_map(text, path):
                 f'{path}, line {line}: {token!r} where a field name was expected; expected '
                 f'{LABEL_MAP_EXPECTED}.'
             )
-        values = _field_values(tokens, token, line, path)
+        values, closer = _field_values(tokens, token, line, path)
         if len(stack) == 1 and (token != 'item' or not values or values[0][0] != 'block'):
             raise ValueError(
                 f'{path}, line {line}: {token!r} at the top level; a label map holds only '
@@ -324,31 +333,33 @@ def _parse_label_map(text, path):
                 )
             if len(stack) == 1:
                 items.append((line, values[0][1]))
-            stack.append((values[0][1], line))
+            stack.append((values[0][1], line, closer))
     if len(stack) > 1:
+        opener = {v: k for k, v in _CLOSERS.items()}[stack[-1][2]]
         raise ValueError(
-            f'{path}, line {stack[-1][1]}: this "{{" is never closed (the file ends first); '
-            f'expected {LABEL_MAP_EXPECTED}.'
+            f'{path}, line {stack[-1][1]}: this "{opener}" is never closed (the file ends '
+            f'first); expected {LABEL_MAP_EXPECTED}.'
         )
     return items
 
 
 def _field_values(tokens, key, line, path):
     """The values of field `key` (at `line`) read from `tokens` after its name: `: value`,
-    `: [value, ...]`, or a block `{` (`: {`), whose fields the caller reads next."""
+    `: [value, ...]`, or a block `{` or `<` (`: {`), whose fields the caller reads next; and the
+    token that closes that block (None for a value)."""
     token = next(tokens, None)
     colon = token is not None and token[1] == ':' and token[0] == 'punct'
     if colon:
         token = next(tokens, None)
-    if token is not None and token[0] == 'punct' and token[1] == '{':
-        return [('block', {}, line)]
+    if token is not None and token[0] == 'punct' and token[1] in _CLOSERS:
+        return [('block', {}, line)], _CLOSERS[token[1]]
     if colon and token is not None and token[0] in ('string', 'word'):
-        return [token]
+        return [token], None
     if colon and token is not None and token[1] == '[':
         values = []
         for kind, value, value_line in tokens:
             if kind == 'punct' and value == ']':
-                return values
+                return values, None
             if kind in ('string', 'word'):
                 values.append((kind, value, value_line))
             elif value != ',':

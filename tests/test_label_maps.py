@@ -61,6 +61,52 @@ def test_a_label_map_gives_the_names_in_id_order(tmp_path, caplog):
     assert labels.read_labels_file(path) == ('# item {', 'item', 'cat')
 
 
+def test_angle_bracket_blocks_are_read_as_braces(tmp_path):
+    """Protobuf's text format delimits a message with `< >` as with `{ }` (text_format.Merge
+    reads both); such maps were taken for plain labels files, one class per line."""
+    text = "item < id: 2 name: 'dog' >\nitem: <\n  id: 1 name: 'cat'\n  keypoints { id: 0 } >\n"
+    assert labels.read_labels_file(_write(tmp_path, text)) == ('cat', 'dog')
+    # protobuf's own reader, on a message with the label map's field numbers and types.
+    read = _protobuf_label_map(text)
+    assert [item.name for item in sorted(read.item, key=lambda item: item.id)] == ['cat', 'dog']
+
+
+def _protobuf_label_map(text):
+    """`text` read by protobuf's text_format into a StringIntLabelMap built from its published
+    fields (name 1, id 2, display_name 3, keypoints 4 {id 1, label 2})."""
+    from google.protobuf import descriptor_pb2
+    from google.protobuf import descriptor_pool
+    from google.protobuf import message_factory
+    from google.protobuf import text_format
+
+    f = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(name='label_map_test.proto', package='t')
+
+    def message(name, fields):
+        m = proto.message_type.add(name=name)
+        for number, (field, kind, label, type_name) in enumerate(fields, 1):
+            m.field.add(name=field, number=number, type=kind, label=label, type_name=type_name)
+
+    optional, repeated = f.LABEL_OPTIONAL, f.LABEL_REPEATED
+    message(
+        'Keypoint', [('id', f.TYPE_INT32, optional, None), ('label', f.TYPE_STRING, optional, None)]
+    )
+    message(
+        'Item',
+        [
+            ('name', f.TYPE_STRING, optional, None),
+            ('id', f.TYPE_INT32, optional, None),
+            ('display_name', f.TYPE_STRING, optional, None),
+            ('keypoints', f.TYPE_MESSAGE, repeated, '.t.Keypoint'),
+        ],
+    )
+    message('StringIntLabelMap', [('item', f.TYPE_MESSAGE, repeated, '.t.Item')])
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName('t.StringIntLabelMap'))
+    return text_format.Parse(text, cls())
+
+
 def test_ids_with_gaps_are_labels_in_id_order_with_one_note(tmp_path, caplog):
     """COCO's label map skips ids (1..90 for 80 classes): the model's labels are 1..K."""
     caplog.set_level(logging.INFO, logger='absl')
@@ -165,6 +211,14 @@ def test_ids_with_gaps_are_labels_in_id_order_with_one_note(tmp_path, caplog):
         ),
         # Malformed text: unbalanced braces, unknown top-level fields, fields without values.
         ("item { id: 1 name: 'cat' }\n}\n", 'line 2: a "}" that closes no block; expected'),
+        (
+            "item <\n id: 1 name: 'cat' }\n",
+            'line 2: a "}" closes the block opened on line 1, which ">" closes; expected',
+        ),
+        (
+            "item { id: 1 name: 'cat' }\nitem < id: 2 name: 'dog'\n",
+            'line 2: this "<" is never closed (the file ends first); expected',
+        ),
         (
             "item { id: 1 name: 'cat' }\nitem {\n  id: 2 name: 'dog'\n",
             'line 2: this "{" is never closed (the file ends first); expected',
