@@ -190,21 +190,9 @@ def _restored(card, checkpoint_path, batch_size=None, fixed_size=False):
         yield graph, sess, endpoints
 
 
-def frozen_graph_def(card, checkpoint_path, batch_size=None, fixed_size=False):
-    """GraphDef of the inference graph with the checkpoint's values as constants."""
-    with _restored(card, checkpoint_path, batch_size, fixed_size) as (_, sess, _):
-        return detection.freeze(sess, detection.OUTPUTS)
-
-
-def write_saved_model(export_dir, card, checkpoint_path, meta, batch_size=None, fixed_size=False):
-    """Writes the SavedModel (see the module docstring) atomically: built in a temporary folder
-    beside `export_dir`, then renamed over it."""
-    with _restored(card, checkpoint_path, batch_size, fixed_size) as restored:
-        _write_saved_model(export_dir, card, meta, restored)
-
-
 def _write_saved_model(export_dir, card, meta, restored):
-    """`write_saved_model` from `restored` (`_restored`'s, entered)."""
+    """Writes the SavedModel (see the module docstring) of `restored` (`_restored`'s, entered)
+    atomically: built in a temporary folder beside `export_dir`, then renamed over it."""
     _, sess, endpoints = restored
     temp = atomic_io.make_temp_dir(export_dir)
     try:

@@ -499,7 +499,7 @@ def export_op_types(
     """(frozen graph op types, SavedModel op types) of our export of a random-weight model.
 
     Builds `detection.build_detection_graph` as export_ssd_network.py does, freezes it as
-    `export.frozen_graph_def` does (`detection.freeze` of the outputs), and takes
+    `export.export` does (`detection.freeze` of the outputs), and takes
     the whole graph plus a sharded V2 saver (what `SavedModelBuilder` adds) for the SavedModel.
     """
     import tensorflow as tf

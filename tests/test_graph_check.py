@@ -553,15 +553,12 @@ def test_our_written_exports_pass_the_check(tmp_path):
     prefix = eval_fixtures.write_random_checkpoint(
         str(tmp_path / 'ckpt' / 'model.ckpt'), MODEL, len(NAMES) + 1, 7, depth_multiplier=DEPTH
     )
-    graph = graph_check.check_frozen_graph(
-        export.frozen_graph_def(card, prefix), 'frozen', detection.INTERFACE
-    )
-    assert {op.name for op in graph.get_operations()} >= set(detection.INTERFACE)
     out = tmp_path / 'out'
-    out.mkdir()
-    export.write_saved_model(
-        str(out / 'saved_model'), card, prefix, export.metadata(card, ['saved_model'])
-    )
+    export.export(card, prefix, str(out), ['frozen_graph', 'saved_model'], log=lambda _: None)
+    with open(out / export.FILES['frozen_graph'], 'rb') as f:
+        graph_def = tf.compat.v1.GraphDef.FromString(f.read())
+    graph = graph_check.check_frozen_graph(graph_def, 'frozen', detection.INTERFACE)
+    assert {op.name for op in graph.get_operations()} >= set(detection.INTERFACE)
     graph_check.check_saved_model(
         str(out / 'saved_model'), signature_names=[detection.PADDED_SIGNATURE]
     )
