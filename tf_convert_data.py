@@ -187,10 +187,12 @@ def _convert():
             raise ValueError('--annotations_file is for --dataset_name=coco.')
         dirs = [d for d in FLAGS.dataset_dir.split(',') if d]
         _check_voc_inputs(dirs)
-        class_names = (
-            labels.read_labels_flag(FLAGS.labels_file, ValueError, near=dirs)
+        class_names, ids = (
+            labels.read_labels_flag(
+                FLAGS.labels_file, ValueError, near=dirs, read=labels.read_class_list
+            )
             if FLAGS.labels_file
-            else labels.VOC_CLASSES
+            else (labels.VOC_CLASSES, None)
         )
         sources = pascalvoc.list_examples(dirs, FLAGS.split, FLAGS.allow_outside_paths, _note)
         if FLAGS.split is None:
@@ -209,7 +211,8 @@ def _convert():
             'split': FLAGS.split,
             'labels_file': FLAGS.labels_file and os.path.abspath(FLAGS.labels_file),
         }
-        class_extra = None
+        # A label map's ids go to the model card (`category_ids`): detections.json names them.
+        class_extra = ids and [{convert.LABEL_MAP_ID: i} for i in ids]
     else:
         if not FLAGS.annotations_file:
             raise ValueError('--dataset_name=coco needs --annotations_file (instances_*.json).')
@@ -224,7 +227,7 @@ def _convert():
             FLAGS.annotations_file, FLAGS.dataset_dir, FLAGS.allow_outside_paths
         )
         loader = coco.CocoLoader(
-            [c['coco_category_id'] for c in class_extra],
+            [c[convert.COCO_CATEGORY_ID] for c in class_extra],
             class_names,
             FLAGS.skip_unknown_classes,
             limits,

@@ -272,7 +272,7 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
     return (
         sources,
         names,
-        [{'coco_category_id': c['id']} for c in categories],
+        [{convert.COCO_CATEGORY_ID: c['id']} for c in categories],
         source,
     )
 
@@ -282,7 +282,7 @@ def empty_categories_warning(annotations_file, empty):
     classes `empty` (their metadata 'classes' entries), naming each (category id, name). Such a
     category (Roboflow exports its supercategory, id 0, so) still becomes a class, and a model
     trained on the records gets an output for it that nothing teaches."""
-    named = ', '.join(f'id {c["coco_category_id"]} ({c["name"]})' for c in empty)
+    named = ', '.join(f'id {c[convert.COCO_CATEGORY_ID]} ({c["name"]})' for c in empty)
     one = len(empty) == 1
     it, they = ('it', 'it') if one else ('each', 'them')
     return (

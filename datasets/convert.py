@@ -82,6 +82,12 @@ METADATA_VERSION = 2
 # millions of items; more is not a file this converter wrote.
 MAX_METADATA_BYTES = 1 << 30
 DEFAULT_MAX_OBJECTS_PER_IMAGE = 1000
+# A class's external id in the metadata (the model card's `category_ids`): a COCO annotation
+# file's category id, or the id of a TF Object Detection API label map's item (VOC with
+# --labels_file=label_map.pbtxt).
+COCO_CATEGORY_ID = 'coco_category_id'
+LABEL_MAP_ID = 'label_map_id'
+CATEGORY_ID_KEYS = (COCO_CATEGORY_ID, LABEL_MAP_ID)
 _TEMP_MARKER = '.written-by-tf_convert_data'
 
 
@@ -983,7 +989,8 @@ def read_metadata(path, verify_digests=False):
     Raises:
       ValueError: unreadable (also: not a regular file, above MAX_METADATA_BYTES, nested too
       deeply) or foreign metadata, 'classes' is not a list of {id, name} with ids 1..K, their
-      `coco_category_id`s are not in every class or none distinct integers in 0..2**63-1, or a
+      `coco_category_id`s (or `label_map_id`s) are not in every class or none distinct
+      integers in 0..2**63-1, or a
       count, size or sha256 of 'files' or the total num_examples is not what the converter
       writes (integers in 0..2**63-1, not booleans; 64 hex digits);
       FileNotFoundError: a shard is missing;
@@ -1010,8 +1017,8 @@ def read_metadata(path, verify_digests=False):
     if problem:
         raise ValueError(
             f"{path}: {problem}; expected every class or none to have a 'coco_category_id' (the "
-            f'COCO category id of its label), a distinct integer in 0..2**63-1: convert the '
-            f'dataset again.'
+            f"COCO category id of its label) or a 'label_map_id' (its id in the label map "
+            f'converted with), a distinct integer in 0..2**63-1: convert the dataset again.'
         )
     entries = metadata.get('files')
     problem = _files_problem(entries)
@@ -1109,14 +1116,17 @@ def _classes_problem(metadata):
 
 
 def _category_ids_problem(classes):
-    """Why the `coco_category_id`s of metadata `classes` (checked by _classes_problem) are not
-    absent from every class or, in every class, distinct integers in 0..2**63-1 (as the COCO
-    converter writes them, and the model card and COCO evaluation take them), as a str; None when
-    they are."""
-    key = 'coco_category_id'
-    having = [index for index, entry in enumerate(classes) if key in entry]
-    if not having:
+    """Why the external ids of metadata `classes` (checked by _classes_problem) are not absent
+    from every class or, in every class, distinct integers in 0..2**63-1 under one of
+    CATEGORY_ID_KEYS (as the converters write them, and the model card and COCO evaluation take
+    them), as a str; None when they are."""
+    keys = [k for k in CATEGORY_ID_KEYS if any(k in entry for entry in classes)]
+    if len(keys) > 1:
+        return f"'classes' have both '{keys[0]}' and '{keys[1]}'"
+    if not keys:
         return None
+    key = keys[0]
+    having = [index for index, entry in enumerate(classes) if key in entry]
     if len(having) < len(classes):
         index = next(i for i in range(len(classes)) if i not in set(having))
         return f"'classes'[{index}] has no '{key}' while {len(having)} other classes have one"

@@ -476,13 +476,26 @@ def _load_metadata(path, verify_digests=False):
 
 
 def category_ids(metadata):
-    """The COCO category ids of labels 1..K (tuple of ints, in label order) that records'
-    `metadata` gives their classes (`coco_category_id`, see datasets/coco.py), or None: no
-    metadata (older records), or classes without them (other sources). convert.read_metadata has
-    checked them: in every class or in none, distinct integers in 0..2**63-1."""
+    """The external ids of labels 1..K (tuple of ints, in label order) that records' `metadata`
+    gives their classes, or None: no metadata (older records), or classes without them (a plain
+    labels file). COCO's category ids (`coco_category_id`, see datasets/coco.py) or a label map's
+    item ids (`label_map_id`, VOC converted with a TF Object Detection API label map).
+    convert.read_metadata has checked them: in every class or in none, under one key, distinct
+    integers in 0..2**63-1."""
+    return _ids(metadata, convert.CATEGORY_ID_KEYS)
+
+
+def coco_category_ids(metadata):
+    """`category_ids` of records converted from COCO (their `coco_category_id`s), else None."""
+    return _ids(metadata, [convert.COCO_CATEGORY_ID])
+
+
+def _ids(metadata, keys):
+    """The ids under the first of `keys` that every class of `metadata` has, else None."""
     classes = sorted((metadata or {}).get('classes', []), key=lambda c: c['id'])
-    if classes and all('coco_category_id' in c for c in classes):
-        return tuple(c['coco_category_id'] for c in classes)
+    for key in keys:
+        if classes and all(key in c for c in classes):
+            return tuple(c[key] for c in classes)
     return None
 
 
@@ -490,7 +503,7 @@ def relabel_advice(metadata):
     """How records could be given a model's classes, for messages about classes that differ: a
     VOC conversion takes the model's labels file; a COCO one's classes are its annotation file's
     categories (the converter takes no labels file for COCO)."""
-    if category_ids(metadata) is not None:
+    if coco_category_ids(metadata) is not None:
         return (
             'convert an annotation file whose categories are the model\'s classes (COCO records '
             'take their classes from it; the converter takes no labels file for COCO)'

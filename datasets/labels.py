@@ -49,12 +49,18 @@ MAX_CLASS_NAME_CHARS = 256
 
 
 def read_labels_file(path):
+    """The class names of `read_class_list(path)`: a tuple of str in label order."""
+    return read_class_list(path)[0]
+
+
+def read_class_list(path):
     """Reads a class list: one name per line, surrounding whitespace stripped, blank lines ignored
     (UTF-8, a leading byte order mark dropped), or a TF Object Detection API label map (a file
     whose first token, after comments, is `item {`; see `_read_label_map`).
 
     Returns:
-      tuple of str, the class names in id order (first line is id 1).
+      (names, ids): the class names in label order (a plain file's first line is label 1), and a
+      label map's item ids of those labels (tuple of int), None for a plain file.
     Raises:
       ValueError: the file is empty, not UTF-8 text, names a class twice, or a name holds a control
       character or is longer than MAX_CLASS_NAME_CHARS, or it is a malformed label map;
@@ -87,7 +93,7 @@ def read_labels_file(path):
         names.append(name)
     if not names:
         raise ValueError(f'{path}: labels file has no class names (expected one name per line).')
-    return tuple(names)
+    return tuple(names), None
 
 
 def _shown(name, limit=40):
@@ -131,7 +137,7 @@ def _read_label_map(text, path):
     and a note logs the first ids that change.
 
     Returns:
-      tuple of str, the class names of labels 1..K.
+      (names, ids): the class names of labels 1..K and their item ids (tuples of str, int).
     Raises:
       ValueError: naming the file, the line and the item: malformed text (see
       `_parse_label_map`), an item without exactly one quoted `name` or one `id`, an id that is
@@ -167,7 +173,7 @@ def _read_label_map(text, path):
             len(ids),
             shown,
         )
-    return names
+    return names, tuple(ids)
 
 
 def _single(fields, key, where, form, instead):
@@ -394,12 +400,13 @@ LABELS_FILE_EXPECTED = (
 )
 
 
-def read_labels_flag(labels_file, error, near=()):
-    """`read_labels_file` of a converter's --labels_file: every failure raised as `error` (an
-    exception class) in one line naming the flag and the file. `near`: folders whose labels.txt
-    the message names when the file is missing or a folder (the dataset folder)."""
+def read_labels_flag(labels_file, error, near=(), read=read_labels_file):
+    """`read(labels_file)` (`read_labels_file` or `read_class_list`) of a converter's
+    --labels_file: every failure raised as `error` (an exception class) in one line naming the flag
+    and the file. `near`: folders whose labels.txt the message names when the file is missing or a
+    folder (the dataset folder)."""
     try:
-        return read_labels_file(labels_file)
+        return read(labels_file)
     except (FileNotFoundError, NotADirectoryError):
         problem = 'does not exist'
     except (safe_io.UnsafeFileError, IsADirectoryError) as e:

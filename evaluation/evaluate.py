@@ -328,7 +328,8 @@ class _CocoCollector:
 
 
 def _label_to_category(dataset):
-    """{label: COCO category id} from the dataset's metadata, else the identity."""
+    """{label: category id} from the dataset's metadata (COCO's or a label map's ids), else the
+    identity."""
     ids = dataset_factory.category_ids(dataset.metadata)
     if ids is not None:
         return dict(enumerate(ids, start=1))
@@ -338,11 +339,12 @@ def _label_to_category(dataset):
 def _class_rows(class_names, label_ids, voc, coco_result, coco_counts):
     """The results.json rows, one per class in label order.
 
-    'label': the id shown in every table (the COCO category id where the data has ids, else the
-    model's label), 'model_label': the net's class index, 'name': the real name, 'file_stem': the
-    name as it appears in file names (`tf_extended.file_names`). With VOC metrics the VOC counts
-    and APs; with COCO its AP@[.5:.95] ('ap_coco'), AP@.5 ('ap50_coco'), None without COCO ground
-    truth, and the COCO ground-truth counts ('coco_num_gt' non-crowd, 'coco_num_crowd').
+    'label': the id shown in every table (the category id, COCO's or a label map's, where the data
+    has ids, else the model's label), 'model_label': the net's class index, 'name': the real name,
+    'file_stem': the name as it appears in file names (`tf_extended.file_names`). With VOC metrics
+    the VOC counts and APs; with COCO its AP@[.5:.95] ('ap_coco'), AP@.5 ('ap50_coco'), None
+    without COCO ground truth, and the COCO ground-truth counts ('coco_num_gt' non-crowd,
+    'coco_num_crowd').
     """
     stems = file_names.safe_file_names(class_names.values())
     voc_classes = {c.label: c for c in voc.classes} if voc is not None else {}
@@ -621,7 +623,7 @@ def open_dataset(settings, card):
             + (
                 'Evaluate on records converted with the model\'s labels file '
                 '(tf_convert_data.py --labels_file, the names in the card\'s order)'
-                if dataset_factory.category_ids(dataset.metadata) is None
+                if dataset_factory.coco_category_ids(dataset.metadata) is None
                 else f'Evaluate a model of these classes ({dataset_factory.relabel_advice(dataset.metadata)})'
             )
             + ', or, where only the spelling differs, name the model\'s classes as the data does '
@@ -938,7 +940,8 @@ def evaluate_batches(
     log = log or (lambda line: print(line, flush=True))
     total = _images_evaluated(settings, dataset)
     label_to_category = _label_to_category(dataset)
-    # The "label" column of every table: the COCO category id where the data has ids.
+    # The "label" column of every table: the category id (COCO's, a label map's) where the data
+    # has ids.
     label_ids = {label: label_to_category.get(label, label) for label in class_names}
     # A failed evaluation leaves no results folder it created (the watcher's <checkpoint>/).
     created = not os.path.isdir(results_dir)

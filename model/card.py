@@ -143,7 +143,8 @@ class ModelCard:
     params: the net's `SSDParams` (num_classes included); mean_rgb / scale: the input
     normalisation `(RGB - mean_rgb) * scale`; class_names: names of labels 1..C-1;
     category_ids: None, or a tuple of C-1 distinct ints >= 0, the external category id of labels
-    1..C-1 (COCO's: 1..90 with gaps for contiguous labels; detect writes them as `category_id`);
+    1..C-1 (COCO's: 1..90 with gaps for contiguous labels; a label map's item ids; detect writes
+    them as `category_id`);
     compute_dtype: the net's arithmetic for inference, one of `ssd_common.COMPUTE_DTYPES`
     (weights stay float32; softmax, decoding and NMS always run in float32); card_id: a unique
     id given when the model's card is first written (kept by exports and the watcher's best/);

@@ -413,32 +413,36 @@ def check_exported_structure(card, values, card_path):
 
 def with_labels_file(card, labels_file, card_path=None):
     """The card (read from `card_path`, named when the class counts differ) with the class names
-    of a labels file (one name per line, label 1 first)."""
+    of a labels file (one name per line, label 1 first; a label map's ids its category ids)."""
     model = f'the model card {card_path}' if card_path else "the model's card"
-    return _with_names(card, labels_lib.read_labels_file(labels_file), labels_file, model)
+    return _with_names(card, labels_lib.read_class_list(labels_file), labels_file, model)
 
 
 def _class_names(card, values, labels, dataset, card_path):
-    """Class names: the labels file's (`labels`, read from --labels_file), else the card's, else
-    the dataset's (same count)."""
+    """Class names: the labels file's (`labels`, read from --labels_file: (names, ids)), else the
+    card's, else the dataset's (same count)."""
     model = card_path and f'the model card {card_path}'
     if labels is not None:
         return _with_names(card, labels, values.labels_file, model)
     if dataset is not None and card.class_names == card_lib.default_class_names(card.num_classes):
         return _with_names(
             card,
-            dataset.class_names,
+            (dataset.class_names, None),
             f'dataset {dataset.name} split {dataset.split_name} in {dataset.dataset_dir}',
             model,
         )
     return card
 
 
-def _with_names(card, names, source, model):
-    """`model`: what gave the class count ('the model card <file>'); None: the flags."""
+def _with_names(card, labels, source, model):
+    """The card with `labels` (names, ids: `labels_lib.read_class_list`'s; ids None keep the
+    card's); `model`: what gave the class count ('the model card <file>'); None: the flags."""
+    names, ids = labels
     count = card.num_classes - 1
     if len(names) == count:
-        return card.replace(class_names=tuple(names))
+        if ids is None:
+            return card.replace(class_names=tuple(names))
+        return card.replace(class_names=tuple(names), category_ids=ids)
     if model:
         # Not --num_classes, which would contradict the card: the names must meet its count.
         raise card_lib.CardError(
@@ -479,7 +483,7 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
     check_detection_flags(values)  # before the card's line and the replacement's are logged
     path = values.model_card or card_lib.find_for_checkpoint(checkpoint_path)
     # Read once: a label map's note on its ids was logged twice.
-    labels = labels_lib.read_labels_file(values.labels_file) if values.labels_file else None
+    labels = labels_lib.read_class_list(values.labels_file) if values.labels_file else None
     if path:
         card = card_lib.load(path)
         log(f'model card {path}: {card_lib.describe(card)}')
@@ -491,7 +495,7 @@ def resolve_card(values, checkpoint_path=None, dataset=None, log=print):
         if num_classes is None and dataset is not None:
             num_classes = dataset.num_classes
         if num_classes is None and labels is not None:
-            num_classes = len(labels) + 1
+            num_classes = len(labels[0]) + 1
         card = card_lib.from_registry(
             values.model_name or DEFAULT_MODEL,
             num_classes,

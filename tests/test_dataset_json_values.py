@@ -65,7 +65,8 @@ def test_the_records_category_ids_are_read(records):
 
 _IDS_EXPECTED = (
     "; expected every class or none to have a 'coco_category_id' (the COCO category id of its "
-    'label), a distinct integer in 0..2**63-1: convert the dataset again.'
+    "label) or a 'label_map_id' (its id in the label map converted with), a distinct integer in "
+    '0..2**63-1: convert the dataset again.'
 )
 
 
@@ -116,6 +117,21 @@ def test_metadata_category_ids_are_distinct_and_in_every_class(records):
     assert str(err.value) == (
         f"{meta_path}: 'classes'[2] has no 'coco_category_id' while 2 other classes have one"
         f'{_IDS_EXPECTED}'
+    )
+    # A label map's ids (VOC records) are read as COCO's are; both kinds at once are not.
+    for entry, label_map_id in zip(meta['classes'], (4, 2, 9)):
+        entry.pop('coco_category_id', None)
+        entry['label_map_id'] = label_map_id
+    _dump(meta_path, meta)
+    dataset = dataset_factory.get_dataset('custom', 'coco', out)
+    assert dataset_factory.category_ids(dataset.metadata) == (4, 2, 9)
+    assert dataset_factory.coco_category_ids(dataset.metadata) is None
+    meta['classes'][1]['coco_category_id'] = 3
+    _dump(meta_path, meta)
+    with pytest.raises(ValueError) as err:
+        dataset_factory.get_dataset('custom', 'coco', out)
+    assert str(err.value) == (
+        f"{meta_path}: 'classes' have both 'coco_category_id' and 'label_map_id'{_IDS_EXPECTED}"
     )
 
 

@@ -10,11 +10,13 @@ import re
 
 import pytest
 
+from datasets import dataset_factory
 from datasets import labels
 from model import cli
 from tests import data_fixtures as fx
 from tests.conftest import run_script
 from tf_extended import safe_io
+from training import trainer
 
 MAP_FORMAT = (
     "a TF Object Detection API label map: item { id: N name: '...' } per class, ids 1, 2, ... "
@@ -52,6 +54,7 @@ def test_a_label_map_gives_the_names_in_id_order(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger='absl')
     path = _write(tmp_path, LABEL_MAP)
     assert labels.read_labels_file(path) == ('cat', 'dog', 'it\'s a "bird"')
+    assert labels.read_class_list(path) == (('cat', 'dog', 'it\'s a "bird"'), (1, 2, 3))
     assert [r for r in caplog.records if 'label map' in r.getMessage()] == []  # ids are 1..3
     # One item per line: each whole line was read as a class name.
     path = _write(tmp_path, "item { id: 1 name: 'cat' }\nitem { id: 2 name: 'dog' }\n")
@@ -59,6 +62,7 @@ def test_a_label_map_gives_the_names_in_id_order(tmp_path, caplog):
     # A plain labels file is read as before, even with a class named item.
     path = _write(tmp_path, '# item {\nitem\ncat\n', 'labels.txt')
     assert labels.read_labels_file(path) == ('# item {', 'item', 'cat')
+    assert labels.read_class_list(path) == (('# item {', 'item', 'cat'), None)  # no ids
 
 
 def test_angle_bracket_blocks_are_read_as_braces(tmp_path):
@@ -112,7 +116,7 @@ def test_ids_with_gaps_are_labels_in_id_order_with_one_note(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger='absl')
     items = ((9, 'd'), (3, 'b'), (1, 'a'), (7, 'c'), (12, 'e'))
     path = _write(tmp_path, ''.join(f"item {{ id: {i} name: '{n}' }}\n" for i, n in items))
-    assert labels.read_labels_file(path) == ('a', 'b', 'c', 'd', 'e')
+    assert labels.read_class_list(path) == (('a', 'b', 'c', 'd', 'e'), (1, 3, 7, 9, 12))
     notes = [r.getMessage() for r in caplog.records if 'label map' in r.getMessage()]
     assert notes == [
         f"{path}: the label map's ids are not 1..5; the model's labels are 1..5 in id order: "
@@ -123,7 +127,14 @@ def test_ids_with_gaps_are_labels_in_id_order_with_one_note(tmp_path, caplog):
     flags = cli.ModelFlags(model_name='ssd_300_mobilenet', labels_file=path)
     card = cli.resolve_card(flags, None, log=lambda line: None)
     assert card.class_names == ('a', 'b', 'c', 'd', 'e') and card.num_classes == 6
+    # The map's ids are the card's category ids (detect's `category_id`), here and on a card
+    # (detect and eval --labels_file); a plain labels file keeps the card's.
+    assert card.category_ids == (1, 3, 7, 9, 12)
     assert len([r for r in caplog.records if 'label map' in r.getMessage()]) == 1
+    named = cli.with_labels_file(card.replace(category_ids=None), path)
+    assert named.class_names == card.class_names and named.category_ids == (1, 3, 7, 9, 12)
+    plain = _write(tmp_path, 'v\nw\nx\ny\nz\n', 'labels.txt')
+    assert cli.with_labels_file(card, plain).category_ids == (1, 3, 7, 9, 12)
 
 
 @pytest.mark.parametrize(
@@ -289,10 +300,15 @@ def test_the_converter_reads_a_label_map(tmp_path):
     ) in proc.stderr
     with open(os.path.join(out, 'train_metadata.json')) as f:
         classes = json.load(f)['classes']
-    assert [(c['id'], c['name'], c['num_objects']) for c in classes] == [
-        (1, 'cat', 0),
-        (2, 'dog', 1),
+    assert [(c['id'], c['name'], c['num_objects'], c['label_map_id']) for c in classes] == [
+        (1, 'cat', 0, 2),
+        (2, 'dog', 1, 4),
     ]
+    # A model trained on them keeps the map's ids (detections.json's category_id).
+    dataset = dataset_factory.get_dataset('custom', 'train', out)
+    settings = trainer.TrainSettings(train_dir=str(tmp_path / 'train'))
+    card = trainer.resolve_model_card(settings, dataset, log=lambda line: None)[0]
+    assert card.class_names == ('cat', 'dog') and card.category_ids == (2, 4)
     bad = _write(tmp_path, "item { id: 0 name: 'dog' }\n", 'bad.pbtxt')
     proc = run_script('tf_convert_data.py', *args, f'--labels_file={bad}', timeout=120)
     assert proc.returncode == 1
