@@ -61,7 +61,8 @@ flags.DEFINE_boolean('clone_on_cpu', D('clone_on_cpu'), 'Put the clones on the C
 flags.DEFINE_integer(
     'num_readers',
     D('num_readers'),
-    'Shards read in parallel.',
+    'Shards read in parallel (the seeded order is the same for 1 to 4; more interleave more '
+    'shards at a time, another order).',
     lower_bound=1,
     upper_bound=cli.MAX_THREADS,
 )

@@ -148,8 +148,10 @@ class DetectionDataset:
     ):
         """Builds the input pipeline; works eagerly and in tf.compat.v1 graph mode.
 
-        Shards are read by a parallel interleave of `num_readers` files, records are parsed and
-        decoded in parallel and prefetched. With shuffle, the shard order is shuffled every epoch
+        Shards are interleaved READ_CYCLE at a time (`num_readers` at a time above it), one
+        record of each in turn, `num_readers` of them read in parallel; records are parsed and
+        decoded in parallel and prefetched. The order does not depend on `num_readers` up to
+        READ_CYCLE. With shuffle, the shard order is shuffled every epoch
         and records pass a shuffle buffer of `shuffle_buffer_size` (serialized, so cheap).
         The order is deterministic unless shuffle is set without a seed. `skip` (an int or an
         int64 scalar tensor) drops that many records of the unshuffled order before they are
@@ -173,7 +175,7 @@ class DetectionDataset:
             files = files.repeat()
         records = files.interleave(
             _indexed_records,
-            cycle_length=num_readers,
+            cycle_length=max(num_readers, READ_CYCLE),
             block_length=1,
             num_parallel_calls=num_readers if num_readers > 1 else None,
             deterministic=deterministic,
@@ -192,6 +194,11 @@ class DetectionDataset:
             deterministic=deterministic,
         )
         return examples.prefetch(tf.data.AUTOTUNE)
+
+
+# Shards interleaved at a time, whatever the number read in parallel (up to it): a seeded run
+# or an evaluation reads the records in one order with --num_readers 1 to 4 (the default).
+READ_CYCLE = 4
 
 
 def _indexed_records(shard):
