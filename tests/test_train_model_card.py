@@ -97,6 +97,14 @@ def test_another_net_is_refused_at_start_and_at_resume(edited, tmp_path):
         f'{train_dir / card_lib.CARD_FILE} (its anchor_ratios, prior_scaling differ): train in a '
         'new --train_dir, or leave --model_card out to resume.'
     )
+    # A finished run (its checkpoint at --max_number_of_steps) refuses it as well: it said
+    # "nothing to train" as if the edited card were the run's.
+    finished = train_fixtures.tiny_settings(
+        train_dir=str(train_dir), model_card=path, max_number_of_steps=3
+    )
+    with pytest.raises(card_lib.CardError) as finished_info:
+        trainer._reached_last_step(finished, 'model.ckpt-3', 3)
+    assert str(finished_info.value) == str(info.value)
     # The same net (the run's own card) resumes.
     own = str(train_dir / card_lib.CARD_FILE)
     settings = train_fixtures.tiny_settings(train_dir=str(train_dir), model_card=own)

@@ -243,6 +243,16 @@ def _check_same_net(card, path, given, given_path, fix):
         )
 
 
+def _checked_training_card(settings, path, log, fix):
+    """The training's card (its model.json, `path`) with the model flags applied; CardError
+    (naming `fix`, the way out) for a model flag or a --model_card that contradicts it."""
+    card = card_lib.load(path)
+    card = cli.apply_structure_flags(card, _model_flags(settings), path, log, fix=fix)
+    if settings.model_card:
+        _check_same_net(card, path, _card_to_train(settings), settings.model_card, fix)
+    return card
+
+
 def _log_class_fit(settings, dataset, source, names, log):
     """Logs how the class heads of the fine-tuned model's card `source` fit the dataset's
     classes `names`: restored by name (`class_heads_by_name`), other names (restored for other
@@ -437,15 +447,12 @@ def resolve_model_card(settings, dataset, resume_from=None, log=logging.warning)
     path = os.path.join(settings.train_dir, card_lib.CARD_FILE)
     if not os.path.isfile(path):
         return _new_card(settings, dataset, log), None
-    card = card_lib.load(path)
     fix = (
         'train in a new --train_dir'
         if resume_from
         else f'delete {path} (no checkpoint was written with it: a run stopped before one)'
     )
-    card = cli.apply_structure_flags(card, _model_flags(settings), path, log, fix=fix)
-    if settings.model_card:
-        _check_same_net(card, path, _card_to_train(settings), settings.model_card, fix)
+    card = _checked_training_card(settings, path, log, fix)
     if card.num_classes != dataset.num_classes:
         raise card_lib.CardError(
             'the model in %s (card %s) has %d classes with background; dataset %s/%s has %d. '
@@ -1173,16 +1180,11 @@ def _reached_last_step(settings, resume_from, step):
     `step`: the checkpoint's global step."""
     if not settings.max_number_of_steps or step < settings.max_number_of_steps:
         return False
-    # A model flag that contradicts the card is an error here too, as on a resume that trains.
+    # A model flag or --model_card that contradicts the card is an error here too, as on a
+    # resume that trains (a finished run said "nothing to train" to another --model_card).
     path = os.path.join(settings.train_dir, card_lib.CARD_FILE)
     if os.path.isfile(path):
-        cli.apply_structure_flags(
-            card_lib.load(path),
-            _model_flags(settings),
-            path,
-            logging.warning,
-            'train in a new --train_dir',
-        )
+        _checked_training_card(settings, path, logging.warning, 'train in a new --train_dir')
     logging.info(
         '%s is at step %d: the training in %s has reached --max_number_of_steps=%d; nothing '
         'to train (raise --max_number_of_steps to train on).',
