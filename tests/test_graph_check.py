@@ -396,8 +396,8 @@ def _labelled_graph_def(label):
             value = tf.constant(value)
             ones = tf.ones([value.shape.rank], tf.int32)
             tf.identity(tf.tile(value[None], tf.concat([[batch], ones], 0)), name=name)
-        # Counted, not a tiled constant: OpenVINO 2026.4 read a tiled [1] int32 constant back
-        # from a saved IR as garbage.
+        # Counted, not a tiled scalar: OpenVINO 2026.4's TF reader folds a scalar constant's
+        # `[None]` (StridedSlice adding an axis) into uninitialised memory (our graphs have none).
         tf.reduce_sum(tf.ones(tf.stack([batch, 1]), tf.int32), axis=1, name='num_detections')
 
     graph = tf.Graph()
