@@ -35,6 +35,8 @@ TF_CHATTER = re.compile(
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
+    """The checkpoint, its labels and the runs' inputs: a folder of three images and a corrupt
+    file, a 4-frame video, two images of the net's input size."""
     root = tmp_path_factory.mktemp('detect')
     spec = fx.small_spec(select_threshold=0.3, top_k=50, keep_top_k=20)
     prefix = fx.write_checkpoint(spec, str(root / 'ckpt'))
@@ -53,29 +55,11 @@ def setup(tmp_path_factory):
     square = root / 'square'  # The net's input size, for the fixed-size export.
     for i, image in enumerate(fx.random_images(13, [(300, 300)] * 2)):
         data_fixtures.write_image(str(square / f'sq{i}.png'), image, '.png')
-    out = root / 'out'
-    proc = run_script(
-        'detect_ssd_network.py',
-        f'--checkpoint_path={prefix}',
-        *MODEL_FLAGS,
-        f'--labels_file={labels}',
-        f'--input={folder},{video}',
-        f'--output_dir={out}',
-        '--batch_size=2',
-        '--select_threshold=0.3',
-        '--top_k=50',
-        '--keep_top_k=20',
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads((out / 'detections.json').read_text())
     return dict(
         spec=spec,
         prefix=prefix,
         folder=folder,
         labels=labels,
-        proc=proc,
-        out=out,
-        result=result,
         root=root,
         video=video,
         square=square,
@@ -83,45 +67,80 @@ def setup(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def exports(setup):
-    """`any`: frozen graph, SavedModel and TFLite float (batch 1), any image size; `fixed`:
-    TFLite float and int8 with a static batch of 2 and the net's input size only (int8 calibrated
-    on a synthetic split)."""
-    root = setup['root']
-    common = [
+def checkpoint_run(setup):
+    """The checkpoint on the image folder and the video: (process, detections.json)."""
+    out = setup['root'] / 'out'
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--checkpoint_path={setup["prefix"]}',
+        *MODEL_FLAGS,
+        f'--labels_file={setup["labels"]}',
+        f'--input={setup["folder"]},{setup["video"]}',
+        f'--output_dir={out}',
+        '--batch_size=2',
+        *THRESHOLDS,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc, json.loads((out / 'detections.json').read_text())
+
+
+@pytest.fixture(scope='module')
+def reference(setup):
+    """The checkpoint's graph in this process, which the script's JSON is checked against."""
+    with detection.Detector.from_checkpoint(setup['spec'], setup['prefix']) as detector:
+        yield detector
+
+
+def export(setup, output_dir, *args):
+    """Runs export_ssd_network.py on the checkpoint (given by its .index) into `output_dir`."""
+    proc = run_script(
+        'export_ssd_network.py',
         f'--checkpoint_path={setup["prefix"]}.index',
         *MODEL_FLAGS,
         f'--labels_file={setup["labels"]}',
         *THRESHOLDS,
-    ]
-    dirs = {'any': root / 'export', 'fixed': root / 'export_fixed'}
-    records = fx.write_synthetic_split(str(root / 'synthetic'), 16)
-    for args in (
-        [f'--output_dir={dirs["any"]}', '--formats=frozen_graph,saved_model,tflite_float'],
-        [
-            f'--output_dir={dirs["fixed"]}',
-            '--formats=tflite_float,tflite_int8',
-            '--fixed_size',
-            '--tflite_batch_size=2',
-            '--dataset_name=custom',
-            '--dataset_split_name=test',
-            f'--dataset_dir={records}',
-            '--num_calibration_images=50',  # more than the split's 4: said, all 4 used
-        ],
-    ):
-        proc = run_script('export_ssd_network.py', *common, *args)
-        assert proc.returncode == 0, proc.stderr
-        if '--fixed_size' in args:
-            assert 'calibrating tflite_int8 on 4 images: all the split has' in proc.stdout
-            # The synthetic split is named test: the usual evaluation split.
-            assert (
-                'note: calibrating tflite_int8 on split test, which int8 models are usually '
-                'evaluated on: calibrate on training images (--dataset_split_name=train) to keep '
-                'it unseen'
-            ) in proc.stdout
-        assert f'exporting {setup["prefix"]} (step 0): ' in proc.stdout
-        assert not TF_CHATTER.search(proc.stdout + proc.stderr), proc.stdout + proc.stderr
-    return dirs
+        f'--output_dir={output_dir}',
+        *args,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f'exporting {setup["prefix"]} (step 0): ' in proc.stdout
+    assert not TF_CHATTER.search(proc.stdout + proc.stderr), proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture(scope='module')
+def export_any(setup):
+    """Frozen graph, SavedModel and TFLite float (batch 1), any image size."""
+    output_dir = setup['root'] / 'export'
+    export(setup, output_dir, '--formats=frozen_graph,saved_model,tflite_float')
+    return output_dir
+
+
+@pytest.fixture(scope='module')
+def export_fixed(setup):
+    """TFLite float and int8 with a static batch of 2 and the net's input size only (int8
+    calibrated on a synthetic split)."""
+    output_dir = setup['root'] / 'export_fixed'
+    records = fx.write_synthetic_split(str(setup['root'] / 'synthetic'), 16)
+    proc = export(
+        setup,
+        output_dir,
+        '--formats=tflite_float,tflite_int8',
+        '--fixed_size',
+        '--tflite_batch_size=2',
+        '--dataset_name=custom',
+        '--dataset_split_name=test',
+        f'--dataset_dir={records}',
+        '--num_calibration_images=50',  # more than the split's 4: said, all 4 used
+    )
+    assert 'calibrating tflite_int8 on 4 images: all the split has' in proc.stdout
+    # The synthetic split is named test: the usual evaluation split.
+    assert (
+        'note: calibrating tflite_int8 on split test, which int8 models are usually '
+        'evaluated on: calibrate on training images (--dataset_split_name=train) to keep '
+        'it unseen'
+    ) in proc.stdout
+    return output_dir
 
 
 def detect(setup, name, source, inputs, *args):
@@ -136,17 +155,64 @@ def detect(setup, name, source, inputs, *args):
 
 
 @pytest.fixture(scope='module')
-def frozen_run(setup, exports):
+def frozen_run(setup, export_any):
     """The frozen graph on two PNGs of different sizes, the square images and the video."""
     inputs = f'{setup["folder"]}/*.png,{setup["square"]},{setup["video"]}'
     return detect(
         setup,
         'out_frozen',
-        f'--frozen_graph={exports["any"]}/frozen_graph.pb',
+        f'--frozen_graph={export_any}/frozen_graph.pb',
         inputs,
         '--batch_size=3',
         '--select_threshold=0.3',
     )[1]
+
+
+@pytest.fixture(scope='module')
+def saved_model_run(setup, export_any):
+    """The SavedModel on the frozen run's images: (process, detections.json)."""
+    return detect(
+        setup,
+        'out_saved_model',
+        f'--saved_model_dir={export_any}/saved_model',
+        f'{setup["folder"]}/*.png,{setup["square"]}',
+        '--batch_size=3',
+        '--select_threshold=0.3',
+    )
+
+
+@pytest.fixture(scope='module')
+def tflite_run(setup, export_any):
+    """The batch-1 TFLite float model on the frozen run's inputs: (process, detections.json)."""
+    return detect(
+        setup,
+        'out_tflite',
+        f'--tflite_model={export_any}/model_float.tflite',
+        f'{setup["folder"]}/*.png,{setup["square"]},{setup["video"]}',
+        '--batch_size=3',
+        '--select_threshold=0.3',
+    )
+
+
+@pytest.fixture(scope='module')
+def fixed_run(setup, export_fixed):
+    """The fixed-size TFLite float model (batch 2) on an image of another size, then the square
+    images, one per batch: (process, detections.json)."""
+    return detect(
+        setup,
+        'out_tflite_b2',
+        f'--tflite_model={export_fixed}/model_float.tflite',
+        f'{setup["folder"]}/img1.png,{setup["square"]}',
+        '--batch_size=1',
+        '--select_threshold=0.3',
+    )
+
+
+@pytest.fixture(scope='module')
+def frozen_graph(export_any):
+    """The model flag of the runs that check what the script reads and writes, not the model's
+    numbers: the frozen graph loads in about a second, the checkpoint's graph in several."""
+    return [f'--frozen_graph={export_any}/frozen_graph.pb']
 
 
 def relative_rows(rows, height, width):
@@ -204,8 +270,8 @@ def assert_same_images(got, want, atol):
     return count
 
 
-def test_corrupt_file_is_reported_and_skipped(setup):
-    proc, result = setup['proc'], setup['result']
+def test_corrupt_file_is_reported_and_skipped(setup, checkpoint_run):
+    proc, result = checkpoint_run
     broken = str(setup['folder'] / 'broken.jpg')
     assert f'skipped {broken}' in proc.stdout
     assert [f['file'] for f in result['failures']] == [broken]
@@ -218,56 +284,55 @@ def test_corrupt_file_is_reported_and_skipped(setup):
     assert 'images/s' in proc.stdout and result['images_per_second'] > 0
 
 
-def test_the_run_names_what_detects_once(setup, exports):
+def test_the_run_names_what_detects_once(
+    setup, checkpoint_run, export_any, saved_model_run, tflite_run
+):
     """The script's own line names the restored checkpoint (a prefix given by its .index too)
     or the exported model, its card and exported step; TF's restore line, which named a
     SavedModel's variables/variables file, is not printed."""
-    proc = setup['proc']
+    proc = checkpoint_run[0]
     assert f'checkpoint {setup["prefix"]} (step 0)\n' in proc.stdout
     assert 'Restoring parameters' not in proc.stdout + proc.stderr
-    for name, source, path in (
-        ('named_saved_model', '--saved_model_dir', f'{exports["any"]}/saved_model'),
-        ('named_tflite', '--tflite_model', f'{exports["any"]}/model_float.tflite'),
+    for (proc, _), path in (
+        (saved_model_run, f'{export_any}/saved_model'),
+        (tflite_run, f'{export_any}/model_float.tflite'),
     ):
-        proc, _ = detect(setup, name, f'{source}={path}', str(setup['square']))
         described = f'model {path}: ssd_300_mobilenet, {len(fx.synthetic.CLASSES)} classes ('
         assert described in proc.stdout and ', exported at step 0\n' in proc.stdout
         # TF's restore line; the TFLite interpreter's notice that it moves to another package.
         assert not TF_CHATTER.search(proc.stdout + proc.stderr), proc.stdout + proc.stderr
 
 
-def test_json_pixel_boxes_are_graph_boxes_times_image_size(setup):
+def test_json_pixel_boxes_are_graph_boxes_times_image_size(checkpoint_run, reference):
     """Reference: the checkpoint graph on each image alone (so batching with padding must not
     change anything), relative boxes clipped to the image and scaled by the decoded file's size
     (boxes past the image are among them: clipping is tested)."""
-    spec = setup['spec']
     num_boxes = num_outside = 0
-    with detection.Detector.from_checkpoint(spec, setup['prefix']) as detector:
-        for entry in setup['result']['images']:
-            image = detection.load_image_rgb(entry['file'])
-            assert (entry['height'], entry['width']) == image.shape[:2]
-            want = detector.detect([image])[0]
-            rows = entry['detections']
-            assert len(rows) == len(want['scores']) > 0
-            num_boxes += len(rows)
-            num_outside += int(((want['boxes'] < 0) | (want['boxes'] > 1)).any(axis=1).sum())
-            h, w = image.shape[:2]
-            for row, box, score, label in zip(rows, want['boxes'], want['scores'], want['classes']):
-                np.testing.assert_allclose(
-                    [row['ymin'], row['xmin'], row['ymax'], row['xmax']],
-                    np.clip(box, 0, 1) * [h, w, h, w],
-                    atol=1e-3,
-                )
-                assert row['score'] == pytest.approx(float(score), abs=1e-5)
-                assert row['label'] == fx.synthetic.CLASSES[label - 1]
-            drawn = cv2.imread(entry['output'])
-            assert drawn.shape == image.shape
-            assert np.abs(drawn.astype(int) - image[..., ::-1]).max() > 100  # Boxes were drawn.
+    for entry in checkpoint_run[1]['images']:
+        image = detection.load_image_rgb(entry['file'])
+        assert (entry['height'], entry['width']) == image.shape[:2]
+        want = reference.detect([image])[0]
+        rows = entry['detections']
+        assert len(rows) == len(want['scores']) > 0
+        num_boxes += len(rows)
+        num_outside += int(((want['boxes'] < 0) | (want['boxes'] > 1)).any(axis=1).sum())
+        h, w = image.shape[:2]
+        for row, box, score, label in zip(rows, want['boxes'], want['scores'], want['classes']):
+            np.testing.assert_allclose(
+                [row['ymin'], row['xmin'], row['ymax'], row['xmax']],
+                np.clip(box, 0, 1) * [h, w, h, w],
+                atol=1e-3,
+            )
+            assert row['score'] == pytest.approx(float(score), abs=1e-5)
+            assert row['label'] == fx.synthetic.CLASSES[label - 1]
+        drawn = cv2.imread(entry['output'])
+        assert drawn.shape == image.shape
+        assert np.abs(drawn.astype(int) - image[..., ::-1]).max() > 100  # Boxes were drawn.
     assert num_boxes > 3 and num_outside > 0
 
 
-def test_video_frames(setup):
-    [video] = setup['result']['videos']
+def test_video_frames(setup, checkpoint_run, reference):
+    [video] = checkpoint_run[1]['videos']
     assert video['num_frames'] == 4 and len(video['frames']) == 4
     # What makes its pixel boxes relative without opening the video, as an image's entry.
     assert (video['width'], video['height']) == (160, 120)
@@ -288,8 +353,7 @@ def test_video_frames(setup):
     ok, bgr = capture.read()
     capture.release()
     assert ok
-    with detection.Detector.from_checkpoint(setup['spec'], setup['prefix']) as detector:
-        [want] = detector.detect([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)])
+    [want] = reference.detect([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)])
     rows = video['frames'][0]['detections']
     assert len(rows) == len(want['boxes']) > 0
     h, w = video['height'], video['width']
@@ -309,9 +373,9 @@ def test_video_frames(setup):
             assert row['label'] in fx.synthetic.CLASSES and row['score'] >= 0.3
 
 
-def test_exported_frozen_graph_gives_the_same_json(setup, frozen_run):
+def test_exported_frozen_graph_gives_the_same_json(setup, checkpoint_run, frozen_run):
     got = [i for i in frozen_run['images'] if i['file'].startswith(str(setup['folder']))]
-    want = [i for i in setup['result']['images'] if i['file'].endswith('.png')]
+    want = [i for i in checkpoint_run[1]['images'] if i['file'].endswith('.png')]
     assert [i['file'] for i in got] == [i['file'] for i in want]
     for g, w in zip(got, want):
         assert len(g['detections']) == len(w['detections'])
@@ -321,35 +385,25 @@ def test_exported_frozen_graph_gives_the_same_json(setup, frozen_run):
                 assert a[key] == pytest.approx(b[key], abs=1e-3)
 
 
-def test_saved_model_gives_the_frozen_graph_json(setup, exports, frozen_run):
+def test_saved_model_gives_the_frozen_graph_json(saved_model_run, frozen_run):
     """The same graph and weights, loaded by TF's v1 loader (whose deprecation notice the script
     must not print)."""
-    proc, got = detect(
-        setup,
-        'out_saved_model',
-        f'--saved_model_dir={exports["any"]}/saved_model',
-        f'{setup["folder"]}/*.png,{setup["square"]}',
-        '--batch_size=3',
-        '--select_threshold=0.3',
-    )
+    proc, got = saved_model_run
     assert got['model'] == frozen_run['model']
     assert len(got['images']) == 4
     assert assert_same_images(got['images'], frozen_run['images'], 1e-6) > 3
     assert 'deprecated' not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
 
 
-def test_tflite_float_gives_the_frozen_graph_json(setup, exports, frozen_run):
-    """Batch-1 model; one flush holds images of two sizes (and the video frames)."""
-    proc, got = detect(
-        setup,
-        'out_tflite',
-        f'--tflite_model={exports["any"]}/model_float.tflite',
-        f'{setup["folder"]}/*.png,{setup["video"]}',
-        '--batch_size=3',
-        '--select_threshold=0.3',
-    )
+def test_tflite_float_gives_the_frozen_graph_json(tflite_run, frozen_run):
+    """Batch-1 model; one flush holds images of three sizes (and the video frames)."""
+    proc, got = tflite_run
     assert got['model'] == frozen_run['model']
-    assert [(i['height'], i['width']) for i in got['images']] == SIZES[1:]
+    assert [(i['height'], i['width']) for i in got['images']] == [
+        *SIZES[1:],
+        (300, 300),
+        (300, 300),
+    ]
     assert assert_same_images(got['images'], frozen_run['images'], TFLITE_TOL) > 3
     [video], [want_video] = got['videos'], frozen_run['videos']
     assert video['num_frames'] == want_video['num_frames'] == 4
@@ -362,30 +416,22 @@ def test_tflite_float_gives_the_frozen_graph_json(setup, exports, frozen_run):
         drawn, want = cv2.imread(entry['output']), cv2.imread(want_outputs[entry['file']])
         assert drawn.shape == want.shape
         assert (drawn != want).any(axis=2).mean() < 1e-3
-    assert 'processed 6 image(s)/frame(s)' in proc.stdout
+    assert 'processed 8 image(s)/frame(s)' in proc.stdout
 
 
-def test_tflite_batch_of_two_gives_the_frozen_graph_json(setup, exports, frozen_run):
+def test_tflite_batch_of_two_gives_the_frozen_graph_json(export_fixed, fixed_run, frozen_run):
     """A static batch of 2: each image is run repeated twice, its first result kept."""
-    model = exports['fixed'] / 'model_float.tflite'
-    assert detection.TFLiteDetector(str(model)).batch_size == 2
-    _, got = detect(
-        setup,
-        'out_tflite_b2',
-        f'--tflite_model={model}',
-        str(setup['square']),
-        '--batch_size=3',
-        '--select_threshold=0.3',
-    )
+    assert detection.TFLiteDetector(str(export_fixed / 'model_float.tflite')).batch_size == 2
+    got = fixed_run[1]
     assert len(got['images']) == 2
     assert assert_same_images(got['images'], frozen_run['images'], TFLITE_TOL) > 0
 
 
-def test_int8_model_writes_decodable_outputs(setup, exports):
+def test_int8_model_writes_decodable_outputs(setup, export_fixed):
     """Reference: the int8 interpreter on each image repeated to its batch of 2, filtered at the
     script's --select_threshold (0.66: above the exported 0.3, and between the int8 model's
     score levels 0.68 and 0.645, so that it removes detections)."""
-    model = str(exports['fixed'] / 'model_int8.tflite')
+    model = str(export_fixed / 'model_int8.tflite')
     proc, got = detect(
         setup,
         'out_int8',
@@ -398,7 +444,7 @@ def test_int8_model_writes_decodable_outputs(setup, exports):
     ) in proc.stdout
     assert got['model']['detection']['select_threshold'] == 0.66
     assert detection.TFLiteImageDetector(model).precision == 'int8'
-    float_model = str(exports['fixed'] / 'model_float.tflite')
+    float_model = str(export_fixed / 'model_float.tflite')
     assert detection.TFLiteImageDetector(float_model).precision == 'float32'
     reference = detection.TFLiteDetector(model)
     kept = removed = 0
@@ -418,20 +464,13 @@ def test_int8_model_writes_decodable_outputs(setup, exports):
     assert got['failures'] == [] and got['num_processed'] == 2
 
 
-def test_fixed_size_tflite_rejects_other_sizes(setup, exports):
+def test_fixed_size_tflite_rejects_other_sizes(setup, export_fixed, fixed_run):
     """A batch the model cannot run fails its images, one line each; the run goes on with the
     next batch and writes detections.json (it ended in a traceback)."""
-    model = exports['fixed'] / 'model_float.tflite'
-    proc = run_script(
-        'detect_ssd_network.py',
-        f'--tflite_model={model}',
-        f'--input={setup["folder"]}/img1.png,{setup["square"]}/sq0.png',
-        f'--output_dir={setup["root"]}/o',
-        '--batch_size=1',
-    )
-    assert proc.returncode == 0 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
-    result = json.loads((setup['root'] / 'o' / 'detections.json').read_text())
-    assert result['num_processed'] == 1 and [f['file'] for f in result['failures']] == [
+    model = export_fixed / 'model_float.tflite'
+    proc, result = fixed_run
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert result['num_processed'] == 2 and [f['file'] for f in result['failures']] == [
         f'{setup["folder"]}/img1.png'
     ]
     assert (
@@ -440,8 +479,8 @@ def test_fixed_size_tflite_rejects_other_sizes(setup, exports):
     ) in result['failures'][0]['error']
 
 
-def test_a_tflite_runtime_failure_is_one_model_run_error(exports, monkeypatch):
-    model = exports['fixed'] / 'model_float.tflite'
+def test_a_tflite_runtime_failure_is_one_model_run_error(export_fixed, monkeypatch):
+    model = export_fixed / 'model_float.tflite'
     detector = detection.TFLiteDetector(str(model))
 
     def fail():
@@ -453,13 +492,13 @@ def test_a_tflite_runtime_failure_is_one_model_run_error(exports, monkeypatch):
         detector.run(images)
 
 
-def test_exported_models_log_and_record_the_select_threshold_applied(setup, exports):
+def test_exported_models_log_and_record_the_select_threshold_applied(setup, export_any):
     """An export's output is filtered at this script's default 0.5: detections.json said the
     exported 0.3 and nothing was logged; a percentage (50) filtered everything out silently."""
     proc, got = detect(
         setup,
         'out_frozen_default',
-        f'--frozen_graph={exports["any"]}/frozen_graph.pb',
+        f'--frozen_graph={export_any}/frozen_graph.pb',
         str(setup['square']),
     )
     assert (
@@ -476,7 +515,7 @@ def test_exported_models_log_and_record_the_select_threshold_applied(setup, expo
     rows = [row for image in got['images'] for row in image['detections']]
     assert rows and min(row['score'] for row in rows) >= 0.5
     for source in (
-        f'--frozen_graph={exports["any"]}/frozen_graph.pb',
+        f'--frozen_graph={export_any}/frozen_graph.pb',
         f'--checkpoint_path={setup["prefix"]}',
     ):
         proc = run_script(
@@ -502,7 +541,7 @@ def test_an_input_without_images_fails_before_the_model_loads(setup, tmp_path):
     notes.mkdir()
     for i in range(12):
         (notes / f'{i:06d}.xml').write_text('<annotation/>')
-    proc = run_script(*_detect_into(setup, notes, tmp_path / 'out'), timeout=120)
+    proc = run_script(*_detect_into(_checkpoint(setup), notes, tmp_path / 'out'), timeout=120)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
         f'detect_ssd_network: error: --input={notes} holds no image or video file (by '
@@ -512,11 +551,11 @@ def test_an_input_without_images_fails_before_the_model_loads(setup, tmp_path):
     assert 'checkpoint' not in proc.stdout and not (tmp_path / 'out').exists()
 
 
-def test_exactly_one_model_source(setup, exports):
+def test_exactly_one_model_source(setup, export_any):
     proc = run_script(
         'detect_ssd_network.py',
-        f'--frozen_graph={exports["any"]}/frozen_graph.pb',
-        f'--tflite_model={exports["any"]}/model_float.tflite',
+        f'--frozen_graph={export_any}/frozen_graph.pb',
+        f'--tflite_model={export_any}/model_float.tflite',
         f'--input={setup["folder"]}',
         f'--output_dir={setup["root"]}/o',
     )
@@ -527,18 +566,18 @@ def test_exactly_one_model_source(setup, exports):
     ) in proc.stderr
 
 
-def test_nothing_readable_exits_with_error(tmp_path, setup):
+def test_nothing_readable_exits_with_error(tmp_path, frozen_graph):
     """(A file that does not exist is refused before the model loads:
     tests/test_script_refusals.py.)"""
     (tmp_path / 'a.jpg').write_bytes(b'')
     os.symlink('/dev/zero', tmp_path / 'zero.png')  # read whole, it would never end
     os.mkfifo(tmp_path / 'pipe.mp4')  # OpenCV would block opening it
     proc = run_script(
-        'detect_ssd_network.py',
-        f'--checkpoint_path={setup["prefix"]}',
-        *MODEL_FLAGS,
-        f'--input={tmp_path}/a.jpg,{tmp_path}/zero.png,{tmp_path}/pipe.mp4',
-        f'--output_dir={tmp_path}/out',
+        *_detect_into(
+            frozen_graph,
+            f'{tmp_path}/a.jpg,{tmp_path}/zero.png,{tmp_path}/pipe.mp4',
+            f'{tmp_path}/out',
+        ),
         timeout=120,
     )
     assert proc.returncode == 1
@@ -556,7 +595,7 @@ def test_a_detections_json_that_is_not_a_file_is_refused(setup, tmp_path):
     out = tmp_path / 'out'
     out.mkdir()
     os.mkfifo(out / 'detections.json')
-    proc = run_script(*_detect_into(setup, setup['square'], out), timeout=120)
+    proc = run_script(*_detect_into(_checkpoint(setup), setup['square'], out), timeout=120)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert f'{out}/detections.json exists and is not the detections.json of an earlier run' in (
         proc.stderr
@@ -568,7 +607,7 @@ def test_output_dir_that_is_a_file_is_one_line(setup, tmp_path):
     """It was a FileExistsError traceback, after the model had loaded."""
     out = tmp_path / 'out'
     out.write_text('mine')
-    proc = run_script(*_detect_into(setup, setup['square'], out), timeout=120)
+    proc = run_script(*_detect_into(_checkpoint(setup), setup['square'], out), timeout=120)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1] == (
         f'detect_ssd_network: error: --output_dir {out} is not a folder; choose a folder.'
@@ -576,7 +615,7 @@ def test_output_dir_that_is_a_file_is_one_line(setup, tmp_path):
     assert out.read_text() == 'mine'
 
 
-def test_bfloat16_checkpoint_run(setup, tmp_path):
+def test_bfloat16_checkpoint_run(setup, checkpoint_run, tmp_path):
     """--compute_dtype reaches the graph (its numbers are checked in test_export_models)."""
     proc = run_script(
         'detect_ssd_network.py',
@@ -590,11 +629,11 @@ def test_bfloat16_checkpoint_run(setup, tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / 'detections.json').read_text())
     assert result['model']['compute_dtype'] == 'bfloat16'
-    assert setup['result']['model']['compute_dtype'] == 'float32'
+    assert checkpoint_run[1]['model']['compute_dtype'] == 'float32'
     assert len(result['images']) == 2 and all(i['detections'] for i in result['images'])
 
 
-def test_videos_that_cannot_be_written_or_are_too_large_are_skipped(setup, tmp_path):
+def test_videos_that_cannot_be_written_or_are_too_large_are_skipped(setup, frozen_graph, tmp_path):
     """A link planted at the name the video's temporary file once had is left alone (the file
     it points to was overwritten with the video); a video OpenCV cannot write (frames 8400 wide
     for MPEG-4) and one whose frames exceed the image pixel limit are skipped, the other inputs
@@ -612,11 +651,7 @@ def test_videos_that_cannot_be_written_or_are_too_large_are_skipped(setup, tmp_p
     victim.write_text('mine')
     os.symlink(victim, out / '.clip_det.mp4.tmp.mp4')
     proc = run_script(
-        'detect_ssd_network.py',
-        f'--checkpoint_path={setup["prefix"]}',
-        *MODEL_FLAGS,
-        f'--input={clip},{inputs}/wide.avi,{inputs}/huge.avi',
-        f'--output_dir={out}',
+        *_detect_into(frozen_graph, f'{clip},{inputs}/wide.avi,{inputs}/huge.avi', out),
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -631,16 +666,14 @@ def test_videos_that_cannot_be_written_or_are_too_large_are_skipped(setup, tmp_p
     assert sorted(os.listdir(out)) == ['.clip_det.mp4.tmp.mp4', 'clip_det.mp4', 'detections.json']
 
 
-def _detect_into(setup, inputs, out, *args):
-    """detect_ssd_network.py's command line for `inputs` into `out`, the checkpoint's."""
-    return [
-        'detect_ssd_network.py',
-        f'--checkpoint_path={setup["prefix"]}',
-        *MODEL_FLAGS,
-        f'--input={inputs}',
-        f'--output_dir={out}',
-        *args,
-    ]
+def _checkpoint(setup):
+    """The model flags of the checkpoint."""
+    return [f'--checkpoint_path={setup["prefix"]}', *MODEL_FLAGS]
+
+
+def _detect_into(model, inputs, out, *args):
+    """detect_ssd_network.py's command line for `inputs` into `out`, `model` its model flags."""
+    return ['detect_ssd_network.py', *model, f'--input={inputs}', f'--output_dir={out}', *args]
 
 
 def _outputs(out):
@@ -653,7 +686,7 @@ def _outputs(out):
     return listed, result.get('kept_outputs')
 
 
-def test_a_rerun_after_ctrl_c_replaces_the_interrupted_runs_outputs(setup, tmp_path):
+def test_a_rerun_after_ctrl_c_replaces_the_interrupted_runs_outputs(frozen_graph, tmp_path):
     """Ctrl-C after some of 80 images, then the same command: it wrote `<name>_det_1.jpg` beside
     each of the interrupted run's unlisted `<name>_det.jpg` (106 files). Now the files are an
     uninterrupted run's: one output per input, the user's img001_det.jpg kept (its input's
@@ -664,7 +697,7 @@ def test_a_rerun_after_ctrl_c_replaces_the_interrupted_runs_outputs(setup, tmp_p
     out = tmp_path / 'out'
     out.mkdir()
     (out / 'img001_det.jpg').write_bytes(b'mine')
-    command = _detect_into(setup, photos, out, '--batch_size=4')
+    command = _detect_into(frozen_graph, photos, out, '--batch_size=4')
     status, lines = interrupt_when(
         [os.path.join(ROOT, command[0]), *command[1:]],
         lambda: len([n for n in os.listdir(out) if n.endswith('_det.jpg')]) > 10,
@@ -684,22 +717,23 @@ def test_a_rerun_after_ctrl_c_replaces_the_interrupted_runs_outputs(setup, tmp_p
     assert cv2.imread(str(out / 'img079_det.jpg')).shape == (60, 80, 3)
 
 
-def test_ctrl_c_while_a_video_is_written_leaves_no_part_of_it(setup, tmp_path):
+def test_ctrl_c_while_a_video_is_written_leaves_no_part_of_it(frozen_graph, tmp_path):
     """Ctrl-C once a video's annotated frames were being written: its hidden temporary stayed
     until the same command ran again. Now it goes with the interrupt."""
     photos = tmp_path / 'photos'
     photos.mkdir()
-    # Noise: OpenCV's MPEG-4 writer flushes its output in 256 kB pieces, ~200 of these frames.
+    # Noise: OpenCV's MPEG-4 writer flushes its output in 256 kB pieces, ~5 of these frames
+    # (~200 at 80x60); the others leave the test time to interrupt.
     writer = cv2.VideoWriter(
-        str(photos / 'clip.avi'), cv2.VideoWriter_fourcc(*'MJPG'), 5.0, (80, 60)
+        str(photos / 'clip.avi'), cv2.VideoWriter_fourcc(*'MJPG'), 5.0, (320, 240)
     )
     rng = np.random.default_rng(0)
-    for _ in range(1500):
-        writer.write(rng.integers(0, 256, (60, 80, 3), np.uint8))
+    for _ in range(120):
+        writer.write(rng.integers(0, 256, (240, 320, 3), np.uint8))
     writer.release()
     out = tmp_path / 'out'
     out.mkdir()
-    command = _detect_into(setup, photos, out, '--batch_size=1')
+    command = _detect_into(frozen_graph, photos, out, '--batch_size=1')
 
     def writing():
         return any(
@@ -712,30 +746,31 @@ def test_ctrl_c_while_a_video_is_written_leaves_no_part_of_it(setup, tmp_path):
     assert [n for n in os.listdir(out) if n.endswith('.mp4')] == []
 
 
-INTERRUPTED_LINE = r"""
+INTERRUPTED_LINES = r"""
 import sys
 import detect_ssd_network
-detect_ssd_network.FLAGS(['detect', '--input=x', f'--output_dir={sys.argv[1]}'])
-print(detect_ssd_network._interrupted())
+for out in sys.argv[1:]:
+    detect_ssd_network.FLAGS(['detect', '--input=x', f'--output_dir={out}'])
+    print(detect_ssd_network._interrupted())
 """
 
 
 def test_the_interrupt_line_says_what_was_written(tmp_path):
     """A Ctrl-C while the model loaded said 'the annotated images and videos written so far are
     in <folder>' of a folder that did not exist."""
-    out = tmp_path / 'out'
-    proc = run_python(INTERRUPTED_LINE, str(out))
-    assert proc.stdout.strip() == f'nothing was written to {out}', proc.stderr[-2000:]
-    out.mkdir()
-    (out / '.detections_pending.jsonl').write_text('')
-    proc = run_python(INTERRUPTED_LINE, str(out))
-    assert proc.stdout.strip().startswith(
-        f'the annotated images and videos written so far are in {out}, detections.json was not '
-        f'written (.detections_pending.jsonl names them)'
+    out, written = tmp_path / 'out', tmp_path / 'written'
+    written.mkdir()
+    (written / '.detections_pending.jsonl').write_text('')
+    proc = run_python(INTERRUPTED_LINES, str(out), str(written))
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 2 and lines[0] == f'nothing was written to {out}', proc.stderr[-2000:]
+    assert lines[1].startswith(
+        f'the annotated images and videos written so far are in {written}, detections.json was '
+        f'not written (.detections_pending.jsonl names them)'
     ), proc.stderr[-2000:]
 
 
-def test_outputs_a_run_does_not_write_again_stay_listed(setup, tmp_path):
+def test_outputs_a_run_does_not_write_again_stay_listed(frozen_graph, tmp_path):
     """The state an interrupted run leaves (its outputs, named in its record, the last line cut
     short by a kill), then runs on fewer inputs, then on all: the outputs a run did not write
     again stay listed (`kept_outputs`), so the last run writes over them, no `_1` name (it wrote
@@ -763,7 +798,7 @@ def test_outputs_a_run_does_not_write_again_stay_listed(setup, tmp_path):
         ('a.png,b.png,c.png,d.png', ['a', 'b', 'c', 'd'], []),
     ):
         paths = ','.join(f'{photos}/{name}' for name in inputs.split(','))
-        proc = run_script(*_detect_into(setup, paths, out, '--batch_size=4'))
+        proc = run_script(*_detect_into(frozen_graph, paths, out, '--batch_size=4'))
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert _outputs(out) == (
             {f'{n}.png': f'{n}_det.png' for n in listed},
@@ -784,7 +819,7 @@ def test_outputs_a_run_does_not_write_again_stay_listed(setup, tmp_path):
     assert sorted(os.listdir(photos)) == names
 
 
-def test_the_same_command_into_its_input_folder_writes_the_same_names(setup, tmp_path):
+def test_the_same_command_into_its_input_folder_writes_the_same_names(frozen_graph, tmp_path):
     """`--input=imgs --output_dir=imgs` run twice: the second run took the first's outputs as
     inputs (6 images, writing `a_det_det.jpg`, `a_det_1.jpg`, ...)."""
     imgs = tmp_path / 'imgs'
@@ -792,21 +827,24 @@ def test_the_same_command_into_its_input_folder_writes_the_same_names(setup, tmp
     for name, image in zip(names, fx.random_images(23, [(60, 80)] * 3)):
         data_fixtures.write_image(str(imgs / name), image, os.path.splitext(name)[1])
     want = {'a.jpg': 'a_det.jpg', 'b.png': 'b_det.png', 'c.jpg': 'c_det.jpg'}
-    for run in range(2):
-        proc = run_script(*_detect_into(setup, imgs, imgs))
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert _outputs(imgs) == (want, [])
-        assert 'processed 3 image(s)/frame(s)' in proc.stdout
-        skipped = (
-            'skipped 3 file(s) of --input that earlier runs of this script wrote (listed as '
-            'outputs by the detections.json or .detections_pending.jsonl of their folder)\n'
-        )
-        assert (skipped in proc.stdout) == (run == 1), proc.stdout
-        assert 'note: left out' not in proc.stdout  # its detections.json is not named
+    skipped = (
+        'skipped 3 file(s) of --input that earlier runs of this script wrote (listed as '
+        'outputs by the detections.json or .detections_pending.jsonl of their folder)\n'
+    )
+    proc = run_script(*_detect_into(frozen_graph, imgs, imgs))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _outputs(imgs) == (want, [])
+    assert 'processed 3 image(s)/frame(s)' in proc.stdout
+    assert skipped not in proc.stdout and 'note: left out' not in proc.stdout, proc.stdout
+    # The second run, with a file and a folder of the user's beside: the note names them, not
+    # the outputs or detections.json.
     (imgs / 'list.txt').write_text('a.jpg')
     (imgs / 'raw').mkdir()
-    proc = run_script(*_detect_into(setup, imgs, imgs))
+    proc = run_script(*_detect_into(frozen_graph, imgs, imgs))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _outputs(imgs) == (want, [])
+    assert 'processed 3 image(s)/frame(s)' in proc.stdout
+    assert skipped in proc.stdout, proc.stdout
     assert (
         'note: left out what the --input folders hold besides images and videos (by extension: '
         '.jpg .jpeg .png .bmp .gif .webp .tif .tiff .mp4 .avi .mov .mkv .webm .m4v .mpg .mpeg; '
@@ -817,7 +855,7 @@ def test_the_same_command_into_its_input_folder_writes_the_same_names(setup, tmp
     assert sorted(os.listdir(imgs)) == sorted([*names, *want.values(), 'detections.json'])
 
 
-def test_inputs_of_one_stem_get_distinct_outputs_in_input_order(setup, tmp_path):
+def test_inputs_of_one_stem_get_distinct_outputs_in_input_order(frozen_graph, tmp_path):
     """`a.bmp` and `a.tif` both give a `.png`: the first in sorted order takes `a_det.png`, the
     other `a_det_1.png`; `a.jpg` keeps its own extension. detections.json pairs them."""
     photos = tmp_path / 'photos'
@@ -825,13 +863,13 @@ def test_inputs_of_one_stem_get_distinct_outputs_in_input_order(setup, tmp_path)
     for name in ('a.tif', 'a.jpg', 'a.bmp'):
         data_fixtures.write_image(str(photos / name), image, os.path.splitext(name)[1])
     out = tmp_path / 'out'
-    proc = run_script(*_detect_into(setup, photos, out))
+    proc = run_script(*_detect_into(frozen_graph, photos, out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     want = {'a.bmp': 'a_det.png', 'a.jpg': 'a_det.jpg', 'a.tif': 'a_det_1.png'}
     assert _outputs(out) == (want, [])
 
 
-def test_a_planted_record_does_not_hand_over_the_users_file(setup, tmp_path):
+def test_a_planted_record_does_not_hand_over_the_users_file(frozen_graph, tmp_path):
     """A detections.json of the right shape listing the user's `img_det.jpg` under
     `kept_outputs` (no input of it listed) made detect write over it."""
     photos = tmp_path / 'photos'
@@ -847,7 +885,7 @@ def test_a_planted_record_does_not_hand_over_the_users_file(setup, tmp_path):
         'kept_outputs': ['img_det.jpg'],
     }
     (out / 'detections.json').write_text(json.dumps(planted))
-    proc = run_script(*_detect_into(setup, photos, out))
+    proc = run_script(*_detect_into(frozen_graph, photos, out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / 'img_det.jpg').read_bytes() == b'mine'
     assert _outputs(out) == ({'img.jpg': 'img_det_1.jpg'}, [])

@@ -19,6 +19,7 @@ The scripts run as child processes (`run_script`), never imported here.
 """
 
 import hashlib
+import json
 import os
 import shutil
 
@@ -30,7 +31,7 @@ from model import card as card_lib
 from model import cli
 from tests import data_fixtures
 from tests import inference_fixtures as fx
-from tests.conftest import run_script
+from tests.conftest import run_python, run_script
 
 NETS = 'ssd_300_mobilenet, ssd_300_vgg, ssd_512_vgg'
 
@@ -55,6 +56,21 @@ def setup(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return dict(root=root, prefix=prefix, train=root / 'train', images=images, export=exported)
+
+
+@pytest.fixture(scope='module')
+def agreeing_run(setup):
+    """detect on the frozen graph with a model flag its card agrees with, into a new folder:
+    (process, the folder)."""
+    out = setup['root'] / 'detected'
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--exported_model={setup["export"]}/frozen_graph.pb',
+        '--model_name=ssd_300_mobilenet',
+        f'--input={setup["images"]}',
+        f'--output_dir={out}',
+    )
+    return proc, out
 
 
 def _files(folder):
@@ -104,7 +120,7 @@ def test_detect_refuses_an_input_that_does_not_exist_before_loading_the_model(se
     assert proc.stdout == '' and not out.exists()
 
 
-def test_detect_writes_nothing_when_no_named_file_is_an_image(setup, tmp_path):
+def test_detect_writes_nothing_when_no_named_file_is_an_image(setup, agreeing_run, tmp_path):
     """A text file renamed .jpg, named alone: it is read (after the model loads) and skipped, and
     with no image processed nothing is written: no empty detections.json reading as a run that
     found nothing, no new --output_dir, an earlier run's detections.json left as it was."""
@@ -125,9 +141,8 @@ def test_detect_writes_nothing_when_no_named_file_is_an_image(setup, tmp_path):
     # Said once: the error line (a 'skipped' line repeated it).
     assert reason not in proc.stdout and not out.exists()
 
-    proc = run_script(
-        'detect_ssd_network.py', graph, f'--input={setup["images"]}', f'--output_dir={out}'
-    )
+    # An earlier run's folder (a module fixture: this run must leave it as it is).
+    proc, out = agreeing_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     before = _files(out)
     assert sorted(before) == ['detections.json', 'img0_det.jpg', 'img1_det.jpg']
@@ -567,6 +582,12 @@ def test_a_dataset_name_typo_is_refused_first_with_a_suggestion(setup, tmp_path,
             '--checkpoint_path=ckpt',
             'flag --output_dir=None: Flag --output_dir must have a value other than None',
         ),
+        (
+            'eval_ssd_network.py',
+            '--eval_resize=4',
+            'flag --eval_resize=4: value should be one of <WARP_RESIZE|PAD_AND_RESIZE|'
+            "CENTRAL_CROP> (the older port's 4 is --eval_resize=WARP_RESIZE)",
+        ),
     ],
 )
 def test_a_flag_absl_refuses_is_one_error_line_like_the_others(tmp_path, script, flag, message):
@@ -577,6 +598,7 @@ def test_a_flag_absl_refuses_is_one_error_line_like_the_others(tmp_path, script,
         'detect_ssd_network.py': [f'--input={tmp_path}', f'--output_dir={tmp_path}/out'],
         'train_ssd_network.py': [f'--train_dir={tmp_path}/out'],
         'export_ssd_network.py': [],
+        'eval_ssd_network.py': [f'--eval_dir={tmp_path}/out'],
     }[script]
     proc = run_script(script, flag, *out)
     _refused(
@@ -586,96 +608,134 @@ def test_a_flag_absl_refuses_is_one_error_line_like_the_others(tmp_path, script,
     assert not (tmp_path / 'out').exists()
 
 
-@pytest.mark.parametrize(
-    'script, flag, message',
-    [
-        (
-            'eval_ssd_network.py',
-            '--eval_resize=4',
-            'flag --eval_resize=4: value should be one of <WARP_RESIZE|PAD_AND_RESIZE|'
-            "CENTRAL_CROP> (the older port's 4 is --eval_resize=WARP_RESIZE)",
-        ),
-        (
-            'eval_ssd_network.py',
-            '--eval_resize=1',
-            'flag --eval_resize=1: value should be one of <WARP_RESIZE|PAD_AND_RESIZE|'
-            "CENTRAL_CROP> (the older port's 1, NONE, is not offered here)",
-        ),
-        # A digit that is not 0-9 is no number of the port's (int('²') raised a traceback).
-        (
-            'eval_ssd_network.py',
-            '--eval_resize=²',
-            'flag --eval_resize=²: value should be one of <WARP_RESIZE|PAD_AND_RESIZE|'
-            'CENTRAL_CROP>',
-        ),
-        (
-            'eval_ssd_network.py',
-            '--eval_image_size=300',
-            "--eval_image_size is the older TF port's flag; the input size is the model's "
-            "(300x300 for ssd_300_*, 512x512 for ssd_512_vgg, or its model card's); the older "
-            'port ignored this flag too: drop it',
-        ),
-        (
-            'eval_ssd_network.py',
-            '--num_preprocessing_threads=4',
-            "--num_preprocessing_threads is the older TF port's flag; its threads are "
-            '--num_threads (TF and tf.data threads)',
-        ),
-        (
-            'train_ssd_network.py',
-            '--labels_offset=0',
-            "--labels_offset is the older TF port's flag; labels come from the records (1, 2, "
-            '...; 0 is background): drop it',
-        ),
-        # Another script's older-port flag gets absl's plain refusal.
-        (
-            'detect_ssd_network.py',
-            '--num_preprocessing_threads=4',
-            "Unknown command line flag 'num_preprocessing_threads'",
-        ),
-        # The TF Object Detection API's and torchvision's names (--score_threshold got "Did you
-        # mean: stderrthreshold ?").
-        (
-            'detect_ssd_network.py',
-            '--score_threshold=0.3',
-            '--score_threshold is a TF Object Detection API post-processing setting '
-            '(pipeline.config); here it is --select_threshold (the minimum class score)',
-        ),
-        (
-            'eval_ssd_network.py',
-            '--detections_per_img=100',
-            '--detections_per_img is a torchvision SSD argument; here it is --keep_top_k '
-            '(detections per image)',
-        ),
-        (
-            'eval_ssd_network.py',
-            '--iou_threshold=0.6',
-            '--iou_threshold is a TF Object Detection API post-processing setting '
-            '(pipeline.config); here it is --nms_threshold (the NMS IoU threshold); the IoU a '
-            'detection needs to match a ground truth is --matching_threshold',
-        ),
-        (
-            'eval_ssd_network.py',
-            '--checkpoint_dir=train',
-            "--checkpoint_dir is the TF Object Detection API's flag; here --checkpoint_path=<the "
-            "trainer's --train_dir> with --wait_for_checkpoints evaluates each checkpoint as it "
-            'comes (without it: the latest one, once)',
-        ),
-        (
-            'train_ssd_network.py',
-            '--model_dir=train',
-            "--model_dir is the TF Object Detection API's flag; here the training folder is "
-            '--train_dir',
-        ),
-    ],
-)
-def test_the_older_ports_flags_and_values_name_what_replaces_them(script, flag, message):
+# (script, flag, what it is refused with): the older TF port's README commands, the TF Object
+# Detection API's and torchvision's flag names.
+OTHER_SYSTEMS_FLAGS = [
+    (
+        'eval_ssd_network.py',
+        '--eval_resize=4',
+        'flag --eval_resize=4: value should be one of <WARP_RESIZE|PAD_AND_RESIZE|'
+        "CENTRAL_CROP> (the older port's 4 is --eval_resize=WARP_RESIZE)",
+    ),
+    (
+        'eval_ssd_network.py',
+        '--eval_resize=1',
+        'flag --eval_resize=1: value should be one of <WARP_RESIZE|PAD_AND_RESIZE|'
+        "CENTRAL_CROP> (the older port's 1, NONE, is not offered here)",
+    ),
+    # A digit that is not 0-9 is no number of the port's (int('²') raised a traceback).
+    (
+        'eval_ssd_network.py',
+        '--eval_resize=²',
+        'flag --eval_resize=²: value should be one of <WARP_RESIZE|PAD_AND_RESIZE|CENTRAL_CROP>',
+    ),
+    (
+        'eval_ssd_network.py',
+        '--eval_image_size=300',
+        "--eval_image_size is the older TF port's flag; the input size is the model's "
+        "(300x300 for ssd_300_*, 512x512 for ssd_512_vgg, or its model card's); the older "
+        'port ignored this flag too: drop it',
+    ),
+    (
+        'eval_ssd_network.py',
+        '--num_preprocessing_threads=4',
+        "--num_preprocessing_threads is the older TF port's flag; its threads are "
+        '--num_threads (TF and tf.data threads)',
+    ),
+    (
+        'train_ssd_network.py',
+        '--labels_offset=0',
+        "--labels_offset is the older TF port's flag; labels come from the records (1, 2, "
+        '...; 0 is background): drop it',
+    ),
+    # Another script's older-port flag gets absl's plain refusal.
+    (
+        'detect_ssd_network.py',
+        '--num_preprocessing_threads=4',
+        "Unknown command line flag 'num_preprocessing_threads'",
+    ),
+    # The TF Object Detection API's and torchvision's names (--score_threshold got "Did you
+    # mean: stderrthreshold ?").
+    (
+        'detect_ssd_network.py',
+        '--score_threshold=0.3',
+        '--score_threshold is a TF Object Detection API post-processing setting '
+        '(pipeline.config); here it is --select_threshold (the minimum class score)',
+    ),
+    (
+        'eval_ssd_network.py',
+        '--detections_per_img=100',
+        '--detections_per_img is a torchvision SSD argument; here it is --keep_top_k '
+        '(detections per image)',
+    ),
+    (
+        'eval_ssd_network.py',
+        '--iou_threshold=0.6',
+        '--iou_threshold is a TF Object Detection API post-processing setting '
+        '(pipeline.config); here it is --nms_threshold (the NMS IoU threshold); the IoU a '
+        'detection needs to match a ground truth is --matching_threshold',
+    ),
+    (
+        'eval_ssd_network.py',
+        '--checkpoint_dir=train',
+        "--checkpoint_dir is the TF Object Detection API's flag; here --checkpoint_path=<the "
+        "trainer's --train_dir> with --wait_for_checkpoints evaluates each checkpoint as it "
+        'comes (without it: the latest one, once)',
+    ),
+    (
+        'train_ssd_network.py',
+        '--model_dir=train',
+        "--model_dir is the TF Object Detection API's flag; here the training folder is "
+        '--train_dir',
+    ),
+]
+
+# Parses each flag of argv[2:] as the script argv[1] does (its flags and absl's help flags, which
+# app.run defines, then the parser of tf_extended/logs.run); prints {flag: [exit status, stderr]}.
+PARSE_FLAGS = r"""
+import contextlib
+import importlib
+import io
+import json
+import sys
+from absl import app, flags
+from tf_extended import logs
+
+script, args = sys.argv[1], sys.argv[2:]
+importlib.import_module(script[: -len('.py')])
+app.define_help_flags()
+sys.argv[0] = script  # the name of its error lines
+refused = {}
+for flag in args:
+    flags.FLAGS.unparse_flags()
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            logs._parse_flags([script, flag])
+    except SystemExit as exit_:
+        refused[flag] = [exit_.code, stderr.getvalue()]
+print(json.dumps(refused))
+"""
+
+
+@pytest.mark.parametrize('script', sorted({script for script, _, _ in OTHER_SYSTEMS_FLAGS}))
+def test_the_older_ports_flags_and_values_name_what_replaces_them(script):
     """The older TF port's README commands: `--eval_resize=4` (its Resize numbers), and flags
     that do not exist here were refused as unknown, `--eval_image_size` with "did you mean
     eval_resize", which means something else; the TF Object Detection API's and torchvision's
-    flag names likewise."""
-    proc = run_script(script, flag)
-    _refused(proc, f'{script[: -len(".py")]}: error: {message}; --helpfull lists the flags.')
+    flag names likewise.
+
+    One process per script parses them all, as its runs do; a run of each script refused while
+    parsing is test_a_flag_absl_refuses_is_one_error_line_like_the_others."""
+    name = script[: -len('.py')]
+    want = {
+        flag: [1, f'{name}: error: {message}; --helpfull lists the flags.\n']
+        for other, flag, message in OTHER_SYSTEMS_FLAGS
+        if other == script
+    }
+    proc = run_python(PARSE_FLAGS, script, *want)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == want
 
 
 def test_an_exports_other_file_names_the_model_files_beside_it(setup, tmp_path):
@@ -703,7 +763,7 @@ def test_an_exports_other_file_names_the_model_files_beside_it(setup, tmp_path):
     assert not out.exists()
 
 
-def test_model_flags_that_an_export_would_ignore_are_refused(setup, tmp_path):
+def test_model_flags_that_an_export_would_ignore_are_refused(setup, agreeing_run, tmp_path):
     """detect --exported_model=<the export> --model_name=ssd_300_vgg ran the exported MobileNet
     without a word, as --model_card did; a flag that agrees with the export's card passes."""
     graph = setup['export'] / 'frozen_graph.pb'
@@ -737,7 +797,7 @@ def test_model_flags_that_an_export_would_ignore_are_refused(setup, tmp_path):
         'an exported model is described by the metadata.json it was exported with: leave it out.',
     )
     assert not out.exists()
-    proc = run_script('detect_ssd_network.py', *common, '--model_name=ssd_300_mobilenet')
+    proc = agreeing_run[0]  # --model_name=ssd_300_mobilenet
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
