@@ -256,12 +256,13 @@ def _nchw_runs():
 # missing entry costs time, not correctness. Keys: a test's node id without its parameters (for
 # each parameter case), or a module's path (for each of its tests without an entry of its own).
 DURATIONS = {
-    'tests/test_train_run.py::test_sigkill_at_fixed_points_then_resume_continues_exactly': 96,
-    'tests/test_train_run.py::test_one_ps_two_workers_sync_replicas': 41,
-    'tests/test_train_run.py::test_short_run_lowers_loss_and_restores_in_eval_graph': 35,
-    'tests/test_train_run.py::test_mixed_precision_follows_fp32': 29,
-    'tests/test_train_run.py::test_negative_ratio_flag_reaches_the_loss': 27,
-    'tests/test_train_run.py::test_non_finite_loss_stops_without_saving': 20,
+    'tests/test_train_run.py::test_kills_and_sigterm_then_resumes_continue_exactly': 47,
+    'tests/test_train_run.py::test_one_ps_two_workers_sync_replicas': 36,
+    'tests/test_train_run.py::test_a_resume_keeps_old_checkpoints_until_it_saves_and_records_'
+    'other_settings': 28,
+    'tests/test_train_run.py::test_short_run_lowers_loss_and_restores_in_eval_graph': 21,
+    'tests/test_train_run.py::test_mixed_precision_follows_fp32': 18,
+    'tests/test_train_run.py::test_negative_ratio_flag_reaches_the_loss': 11,
     'tests/test_model_card_scripts.py::test_training_writes_the_card': 44,
     'tests/test_model_card_scripts.py::test_eval_watch_export_detect_score_without_model_flags': 58,
     'tests/test_model_card_scripts.py::test_contradicting_flags_fail_before_writing': 3,
