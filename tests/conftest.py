@@ -282,6 +282,7 @@ DURATIONS = {
     'tests/test_eval_watcher.py::test_watcher_backlog_deletions_restart_best_and_timeout': 32,
     'tests/test_coco_names.py': 12,
     'tests/test_eval_pipeline.py': 4,
+    'tests/test_eval_input_cache.py': 2,  # 23 tests sharing three evaluators, 3 watches
     'tests/test_eval_pipeline.py::test_eval_equals_offline_scoring_of_its_results_files': 15,
     'tests/test_benchmarks.py::test_run_all_small': 31,
     'tests/test_caffe_opencv_parity.py::test_conversion_maps_every_caffe_layer': 13,

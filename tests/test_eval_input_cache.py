@@ -27,7 +27,8 @@ BATCH = 3  # batches of 3, 3 and 1 images
 def data(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('cache_data'))
     spec = inference_fixtures.small_spec()  # spread-out scores: few ties between detections
-    prefix = inference_fixtures.write_checkpoint(spec, os.path.join(root, 'train'), seed=2)
+    # The seed other modules use: one checkpoint built for the test run (shared_cache).
+    prefix = inference_fixtures.write_checkpoint(spec, os.path.join(root, 'train'))
     records_dir = inference_fixtures.write_synthetic_split(root, 4 * NUM_TEST, seed=5)
     return {'root': root, 'records_dir': records_dir, 'card': spec, 'prefix': prefix}
 
@@ -59,19 +60,68 @@ def _quiet(_):
 
 
 @pytest.fixture(scope='module')
-def fresh(data):
-    """Results of evaluations without a cache: the whole split, and its first two batches."""
-    out = {}
+def shared(data):
+    """({--max_num_batches: CheckpointEvaluator} for None (the whole split), 2 and 5, fresh):
+    each evaluator's graph and session are built once for the module (seconds, where an
+    evaluation takes a fraction of one); `evaluator_of` gives each test one with an empty
+    cache. `fresh`: the results of evaluations without a cache (a new evaluator's first, as
+    `evaluate_checkpoint` runs it), of the whole split and of its first two batches, made
+    before any cache is used."""
+    evaluators = {
+        limit: evaluate.CheckpointEvaluator(_settings(data, max_num_batches=limit))
+        for limit in (None, 2, 5)
+    }
+    fresh = {}
     for name, limit in (('all', None), ('two_batches', 2)):
         results_dir = os.path.join(data['root'], f'fresh_{name}')
-        result = evaluate.evaluate_checkpoint(
-            _settings(data, max_num_batches=limit), data['prefix'], results_dir, log=_quiet
-        )
-        out[name] = (result, _files(results_dir))
+        result = evaluators[limit].evaluate(data['prefix'], results_dir, log=_quiet)
+        _park(evaluators[limit])
+        fresh[name] = (result, _files(results_dir))
     # Detections of distinct scores: the files compared below say which images came when.
-    lines = b''.join(v for k, v in out['all'][1].items() if k.startswith('comp4_')).splitlines()
+    lines = b''.join(v for k, v in fresh['all'][1].items() if k.startswith('comp4_')).splitlines()
     assert len(lines) >= 20 and len({line.split()[1] for line in lines}) >= 20
-    return out
+    yield evaluators, fresh
+    for evaluator in evaluators.values():
+        evaluator.close()
+
+
+@pytest.fixture
+def fresh(shared):
+    return shared[1]
+
+
+@pytest.fixture
+def evaluator_of(shared):
+    """evaluator_of(budget_mb, max_num_batches=None): the module's evaluator of that limit,
+    with an empty input cache of `budget_mb` (its graph and session kept for the next test)."""
+    used = []
+
+    def get(budget_mb, max_num_batches=None):
+        used.append(_empty_cache(shared[0][max_num_batches], budget_mb))
+        return used[-1]
+
+    yield get
+    for evaluator in used:
+        _park(evaluator)
+
+
+def _empty_cache(evaluator, budget_mb):
+    """`evaluator` (built or not) with the empty input cache that a new
+    `CheckpointEvaluator(settings, input_cache_mb=budget_mb)` starts with."""
+    new = evaluate.CheckpointEvaluator(evaluator.settings, input_cache_mb=budget_mb)
+    evaluator._input_cache_bytes = budget = new._input_cache_bytes
+    if evaluator._input_cache is not None:  # built: the cache names the split's record files
+        evaluator._input_cache = input_cache.InputCache(budget, evaluator._input_cache._files)
+    return evaluator
+
+
+def _park(evaluator):
+    """Gives `evaluator`'s session a new input iterator that has not run, at the end of its
+    use. Replacing (or closing) an iterator that ran and then idled a few seconds took 2-10 s
+    (the next test's first evaluation stalled in MakeIterator, tf.data's background threads it
+    seems); replaced at once, or one that never ran, it costs nothing."""
+    if evaluator._session is not None:
+        evaluator._session.run(evaluator._start, {evaluator._skip: 0})
 
 
 @pytest.fixture
@@ -118,25 +168,23 @@ def _budget_mb(batches):
     ids=['whole split', 'first batch', 'nothing fits'],
 )
 def test_cached_evaluations_equal_fresh_ones(
-    data, fresh, records_read, budget_batches, cached_images, read_later
+    evaluator_of, data, fresh, records_read, budget_batches, cached_images, read_later
 ):
     """Budgets holding the whole split (its last batch partial), its first batch only (the rest
     is read from the records after it, which must be skipped undecoded: read twice, an image is
     refused as added twice) and less than a batch: every evaluation gives the fresh
     evaluation's results and files, and results.json says how many images came from memory."""
     lines = []
-    with evaluate.CheckpointEvaluator(
-        _settings(data), input_cache_mb=_budget_mb(budget_batches)
-    ) as evaluator:
-        first = _evaluate(evaluator, data, 'first', lines)
-        _same(first, fresh['all'])
-        assert first[0].summary['input_cached_images'] == 0 and records_read() == 3
-        assert evaluator.input_cache_images == cached_images
-        for again in ('second', 'third'):
-            later = _evaluate(evaluator, data, again, lines)
-            _same(later, fresh['all'])
-            assert later[0].summary['input_cached_images'] == cached_images
-            assert records_read() == read_later
+    evaluator = evaluator_of(_budget_mb(budget_batches))
+    first = _evaluate(evaluator, data, 'first', lines)
+    _same(first, fresh['all'])
+    assert first[0].summary['input_cached_images'] == 0 and records_read() == 3
+    assert evaluator.input_cache_images == cached_images
+    for again in ('second', 'third'):
+        later = _evaluate(evaluator, data, again, lines)
+        _same(later, fresh['all'])
+        assert later[0].summary['input_cached_images'] == cached_images
+        assert records_read() == read_later
     said = [line for line in lines if 'input cache' in line]
     if budget_batches == 3:
         assert said == [
@@ -156,13 +204,13 @@ def test_cached_evaluations_equal_fresh_ones(
         ]
 
 
-def test_cached_batches_are_the_pipeline_batches(data):
+def test_cached_batches_are_the_pipeline_batches(evaluator_of, data):
     """What a cache holds is what the input pipeline gives, array for array (an independent
     read of the same split through make_eval_dataset)."""
     settings = _settings(data)
-    with evaluate.CheckpointEvaluator(settings, input_cache_mb=64) as evaluator:
-        evaluator.evaluate(data['prefix'], os.path.join(data['root'], 'arrays'), log=_quiet)
-        cached = evaluator._input_cache._batches
+    evaluator = evaluator_of(64)
+    evaluator.evaluate(data['prefix'], os.path.join(data['root'], 'arrays'), log=_quiet)
+    cached = evaluator._input_cache._batches
     dataset, _ = evaluate.open_dataset(settings, settings.card)
     with tf.Graph().as_default():
         batches = eval_input.make_eval_dataset(
@@ -185,20 +233,17 @@ def test_cached_batches_are_the_pipeline_batches(data):
     ids=['two of three batches', 'more than the split, all cached', 'more than the split'],
 )
 def test_max_num_batches_counts_the_cached_batches(
-    data, fresh, records_read, max_num_batches, budget_batches, read_later
+    evaluator_of, data, fresh, records_read, max_num_batches, budget_batches, read_later
 ):
     """--max_num_batches counts the cached batches: with two and one cached, later evaluations
     read one batch from the records, the second, as a fresh evaluation of two batches does; a
     limit beyond the split changes nothing."""
-    settings = _settings(data, max_num_batches=max_num_batches)
     want = fresh['two_batches' if max_num_batches == 2 else 'all']
-    with evaluate.CheckpointEvaluator(
-        settings, input_cache_mb=_budget_mb(budget_batches)
-    ) as evaluator:
-        _same(_evaluate(evaluator, data, 'limited_first'), want)
-        assert records_read() == min(max_num_batches, 3)
-        _same(_evaluate(evaluator, data, 'limited_second'), want)
-        assert records_read() == read_later
+    evaluator = evaluator_of(_budget_mb(budget_batches), max_num_batches)
+    _same(_evaluate(evaluator, data, 'limited_first'), want)
+    assert records_read() == min(max_num_batches, 3)
+    _same(_evaluate(evaluator, data, 'limited_second'), want)
+    assert records_read() == read_later
 
 
 def test_make_eval_dataset_skip_with_max_num_batches(data):
@@ -230,7 +275,7 @@ def test_make_eval_dataset_skip_with_max_num_batches(data):
 
 @pytest.mark.parametrize('where', ['at the second batch', 'after the last batch'])
 def test_only_a_successful_evaluation_fills_the_cache(
-    data, fresh, records_read, monkeypatch, where
+    evaluator_of, data, fresh, records_read, monkeypatch, where
 ):
     """An evaluation that fails, part-way or after reading the whole split (the results files'
     close), leaves the cache empty however far the input thread had read; the next evaluation
@@ -246,45 +291,45 @@ def test_only_a_successful_evaluation_fills_the_cache(
         close(metrics)
         raise RuntimeError('metrics failed')
 
-    with evaluate.CheckpointEvaluator(_settings(data), input_cache_mb=64) as evaluator:
-        with monkeypatch.context() as patch:
-            if where == 'at the second batch':
-                patch.setattr(evaluate._Metrics, 'add_batch', fail_at_the_second_batch)
-            else:
-                patch.setattr(evaluate._Metrics, 'close', fail_at_close)
-            with pytest.raises(RuntimeError, match='metrics failed'):
-                _evaluate(evaluator, data, 'failed')
-        assert not evaluator._input_cache.filled and evaluator.input_cache_images == 0
-        records_read()
-        lines = []
-        _same(_evaluate(evaluator, data, 'after_failure', lines), fresh['all'])
-        assert records_read() == 3 and evaluator.input_cache_images == NUM_TEST
-        assert [line for line in lines if 'input cache' in line]
-        _same(_evaluate(evaluator, data, 'after_failure_cached'), fresh['all'])
-        assert records_read() == 0
+    evaluator = evaluator_of(64)
+    with monkeypatch.context() as patch:
+        if where == 'at the second batch':
+            patch.setattr(evaluate._Metrics, 'add_batch', fail_at_the_second_batch)
+        else:
+            patch.setattr(evaluate._Metrics, 'close', fail_at_close)
+        with pytest.raises(RuntimeError, match='metrics failed'):
+            _evaluate(evaluator, data, 'failed')
+    assert not evaluator._input_cache.filled and evaluator.input_cache_images == 0
+    records_read()
+    lines = []
+    _same(_evaluate(evaluator, data, 'after_failure', lines), fresh['all'])
+    assert records_read() == 3 and evaluator.input_cache_images == NUM_TEST
+    assert [line for line in lines if 'input cache' in line]
+    _same(_evaluate(evaluator, data, 'after_failure_cached'), fresh['all'])
+    assert records_read() == 0
 
 
 @pytest.mark.parametrize('change', ['touched', 'replaced by a copy keeping its times'])
-def test_changed_records_empty_the_cache(data, fresh, records_read, change, tmp_path):
+def test_changed_records_empty_the_cache(evaluator_of, data, fresh, records_read, change, tmp_path):
     """A record file rewritten between evaluations (its time changed, or replaced by a copy
     with the same size and times) drops the cache with a log line; that evaluation decodes the
     split again and fills the cache anew, saying so."""
     lines = []
-    with evaluate.CheckpointEvaluator(_settings(data), input_cache_mb=64) as evaluator:
-        _evaluate(evaluator, data, 'before_change')
-        record = evaluator._dataset.files[0]
-        if change == 'touched':
-            stat = os.stat(record)
-            os.utime(record, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-        else:
-            copy = str(tmp_path / 'copy')
-            shutil.copy2(record, copy)
-            os.replace(copy, record)
-        records_read()
-        _same(_evaluate(evaluator, data, 'after_change', lines), fresh['all'])
-        assert records_read() == 3
-        _same(_evaluate(evaluator, data, 'after_change_cached'), fresh['all'])
-        assert records_read() == 0
+    evaluator = evaluator_of(64)
+    _evaluate(evaluator, data, 'before_change')
+    record = evaluator._dataset.files[0]
+    if change == 'touched':
+        stat = os.stat(record)
+        os.utime(record, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    else:
+        copy = str(tmp_path / 'copy')
+        shutil.copy2(record, copy)
+        os.replace(copy, record)
+    records_read()
+    _same(_evaluate(evaluator, data, 'after_change', lines), fresh['all'])
+    assert records_read() == 3
+    _same(_evaluate(evaluator, data, 'after_change_cached'), fresh['all'])
+    assert records_read() == 0
     assert lines[0] == (
         f'[eval] the records changed since the input cache was filled: its {NUM_TEST} images '
         f'are dropped and the split is decoded again.'
@@ -295,9 +340,10 @@ def test_changed_records_empty_the_cache(data, fresh, records_read, change, tmp_
 def test_nchw_cached_evaluations_equal_fresh_ones(data, tmp_path):
     """The NCHW graph (its network input [B, 3, H, W]) fed from the cache."""
     require_nchw()
-    settings = _settings(data, data_format='NCHW')
-    want = evaluate.evaluate_checkpoint(settings, data['prefix'], str(tmp_path / 'f'), log=_quiet)
-    with evaluate.CheckpointEvaluator(settings, input_cache_mb=64) as evaluator:
+    with evaluate.CheckpointEvaluator(_settings(data, data_format='NCHW')) as evaluator:
+        # Its first evaluation, without a cache, is evaluate_checkpoint's.
+        want = evaluator.evaluate(data['prefix'], str(tmp_path / 'f'), log=_quiet)
+        _empty_cache(evaluator, 64)  # the same graph and session
         for name in ('first', 'cached'):
             got = evaluator.evaluate(data['prefix'], str(tmp_path / name), log=_quiet)
             assert (got.metrics, got.class_ap) == (want.metrics, want.class_ap)
@@ -328,6 +374,7 @@ def test_an_empty_split_fills_an_empty_complete_cache(tmp_path):
     ids=['whole split', 'first batch', 'nothing fits', 'two batches of a limit'],
 )
 def test_fill_before_any_evaluation(
+    evaluator_of,
     data,
     fresh,
     records_read,
@@ -340,20 +387,17 @@ def test_fill_before_any_evaluation(
     """`fill_input_cache` reads the records alone, no further than the budget (one batch past
     it), and every evaluation after it is fed from memory with the fresh evaluation's results
     and files; a second fill reads nothing."""
-    settings = _settings(data, max_num_batches=max_num_batches)
     want = fresh['two_batches' if max_num_batches == 2 else 'all']
     lines = []
-    with evaluate.CheckpointEvaluator(
-        settings, input_cache_mb=_budget_mb(budget_batches)
-    ) as evaluator:
-        assert evaluator.fill_input_cache(lines.append) == cached_images
-        assert records_read() == fill_reads
-        assert evaluator.fill_input_cache(lines.append) == cached_images and records_read() == 0
-        for name in ('filled_first', 'filled_second'):
-            got = _evaluate(evaluator, data, name, lines)
-            _same(got, want)
-            assert got[0].summary['input_cached_images'] == cached_images
-            assert records_read() == read_later
+    evaluator = evaluator_of(_budget_mb(budget_batches), max_num_batches)
+    assert evaluator.fill_input_cache(lines.append) == cached_images
+    assert records_read() == fill_reads
+    assert evaluator.fill_input_cache(lines.append) == cached_images and records_read() == 0
+    for name in ('filled_first', 'filled_second'):
+        got = _evaluate(evaluator, data, name, lines)
+        _same(got, want)
+        assert got[0].summary['input_cached_images'] == cached_images
+        assert records_read() == read_later
     total = want[0].num_images
     said = [line for line in lines if 'input cache' in line]
     assert said.pop(0) == (
@@ -373,28 +417,30 @@ def test_fill_before_any_evaluation(
 
 
 def test_records_changed_after_a_fill_are_decoded_again_by_the_next_fill(
-    data, fresh, records_read, tmp_path
+    evaluator_of, data, fresh, records_read, tmp_path
 ):
     """A fill notices records changed since the last one, drops it and fills anew, so the
     watcher's evaluations after an idle spell still come from memory."""
     lines = []
-    with evaluate.CheckpointEvaluator(_settings(data), input_cache_mb=64) as evaluator:
-        evaluator.fill_input_cache(lines.append)
-        records_read()
-        record = evaluator._dataset.files[0]
-        stat = os.stat(record)
-        os.utime(record, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-        assert evaluator.fill_input_cache(lines.append) == NUM_TEST and records_read() == 3
-        got = _evaluate(evaluator, data, 'after_refill')
-        _same(got, fresh['all'])
-        assert got[0].summary['input_cached_images'] == NUM_TEST and records_read() == 0
+    evaluator = evaluator_of(64)
+    evaluator.fill_input_cache(lines.append)
+    records_read()
+    record = evaluator._dataset.files[0]
+    stat = os.stat(record)
+    os.utime(record, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert evaluator.fill_input_cache(lines.append) == NUM_TEST and records_read() == 3
+    got = _evaluate(evaluator, data, 'after_refill')
+    _same(got, fresh['all'])
+    assert got[0].summary['input_cached_images'] == NUM_TEST and records_read() == 0
     assert (
         f'[eval] the records changed since the input cache was filled: its {NUM_TEST} images '
         f'are dropped and the split is decoded again.'
     ) in lines
 
 
-def test_fill_that_fails_leaves_the_cache_empty(data, fresh, records_read, monkeypatch):
+def test_fill_that_fails_leaves_the_cache_empty(
+    evaluator_of, data, fresh, records_read, monkeypatch
+):
     """A fill stopped by an error keeps nothing; the first evaluation decodes and fills."""
     session_batches = input_cache.eval_input.session_batches
 
@@ -404,17 +450,17 @@ def test_fill_that_fails_leaves_the_cache_empty(data, fresh, records_read, monke
                 raise tf.errors.DataLossError(None, None, 'corrupted record')
             yield out
 
-    with evaluate.CheckpointEvaluator(_settings(data), input_cache_mb=64) as evaluator:
-        with monkeypatch.context() as patch:
-            patch.setattr(input_cache.eval_input, 'session_batches', fail_at_the_second_batch)
-            with pytest.raises(tf.errors.DataLossError):
-                evaluator.fill_input_cache(_quiet)
-        assert not evaluator._input_cache.filled and evaluator.input_cache_images == 0
-        records_read()
-        got = _evaluate(evaluator, data, 'after_failed_fill')
-        _same(got, fresh['all'])
-        assert got[0].summary['input_cached_images'] == 0 and records_read() == 3
-        assert evaluator.input_cache_images == NUM_TEST
+    evaluator = evaluator_of(64)
+    with monkeypatch.context() as patch:
+        patch.setattr(input_cache.eval_input, 'session_batches', fail_at_the_second_batch)
+        with pytest.raises(tf.errors.DataLossError):
+            evaluator.fill_input_cache(_quiet)
+    assert not evaluator._input_cache.filled and evaluator.input_cache_images == 0
+    records_read()
+    got = _evaluate(evaluator, data, 'after_failed_fill')
+    _same(got, fresh['all'])
+    assert got[0].summary['input_cached_images'] == 0 and records_read() == 3
+    assert evaluator.input_cache_images == NUM_TEST
 
 
 def _watch_a_checkpoint_arrive(data, tmp_path, at_first_sleep=lambda: None, there=False):

@@ -77,6 +77,29 @@ def trained(tmp_path_factory):
     )
 
 
+@pytest.fixture(scope='module')
+def exported(trained, tmp_path_factory):
+    """An export without model flags into a copy of the training folder (frozen graph): refused
+    without --overwrite (the folder is not empty), then done with it. Returns the folder, its
+    checkpoint's prefix, its files before (the trainer's), the refused run and the files after
+    it."""
+    train_dir = str(tmp_path_factory.mktemp('exported') / 'train')
+    shutil.copytree(trained['train_dir'], train_dir)
+    trainer_files = file_bytes(train_dir)
+    args = [f'--checkpoint_path={train_dir}', f'--output_dir={train_dir}', '--formats=frozen_graph']
+    refused = run_script('export_ssd_network.py', *args)
+    refused_files = file_bytes(train_dir)
+    proc = run_script('export_ssd_network.py', *args, '--overwrite')
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(
+        dir=train_dir,
+        prefix=os.path.join(train_dir, os.path.basename(trained['prefix'])),
+        trainer_files=trainer_files,
+        refused=refused,
+        refused_files=refused_files,
+    )
+
+
 def test_training_writes_the_card(trained):
     card = card_lib.load(os.path.join(trained['train_dir'], 'model.json'))
     assert card.model_name == MODEL and card.params.depth_multiplier == DEPTH
@@ -95,7 +118,7 @@ def test_training_writes_the_card(trained):
     assert len(card.card_id) == 32
 
 
-def test_eval_watch_export_detect_score_without_model_flags(trained, tmp_path):
+def test_eval_watch_export_detect_score_without_model_flags(trained, exported, tmp_path):
     prefix = trained['prefix']
     eval_dir = str(tmp_path / 'eval')
     common = [
@@ -163,20 +186,17 @@ def test_eval_watch_export_detect_score_without_model_flags(trained, tmp_path):
     assert f'{100 * summary["metrics"]["voc07"]:.2f}' in proc.stdout
 
     # Export without model flags: metadata.json is the training card plus the export.
-    out = str(tmp_path / 'export')
-    proc = run_script(
-        'export_ssd_network.py',
-        f'--checkpoint_path={trained["train_dir"]}',
-        f'--output_dir={out}',
-        '--formats=frozen_graph',
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = exported['dir']
     meta = json.loads(open(os.path.join(out, 'metadata.json')).read())
     trained_card = card_lib.load(os.path.join(trained['train_dir'], 'model.json'))
     assert meta['card_id'] == trained_card.card_id and meta['class_names'] == list(
         synthetic.CLASSES
     )
-    assert meta['export']['checkpoint'] == {'path': prefix, 'step': 2, 'moving_averages': False}
+    assert meta['export']['checkpoint'] == {
+        'path': exported['prefix'],
+        'step': 2,
+        'moving_averages': False,
+    }
 
     # Detect from the checkpoint with no model flag, and from a copy without its card with
     # every flag: the same detections (same code path, so exactly), class names in both JSONs.
@@ -411,7 +431,7 @@ def test_classes_named_in_another_order_are_refused(trained, tmp_path):
     ), logged
 
 
-def test_export_overwrite_leaves_files_no_export_wrote(trained, tmp_path):
+def test_export_overwrite_leaves_files_no_export_wrote(trained, exported, tmp_path):
     """The audit's command: --output_dir holds no metadata.json but a SavedModel, a frozen graph
     and a TFLite model the user made elsewhere; --overwrite replaced the SavedModel and removed
     the other two. Now: one line naming the SavedModel, before any work, nothing touched. An
@@ -446,21 +466,13 @@ def test_export_overwrite_leaves_files_no_export_wrote(trained, tmp_path):
     ], proc.stderr
     assert proc.returncode == 1 and notes.read_text() == 'mine'
 
-    train_dir = str(tmp_path / 'train')
-    shutil.copytree(trained['train_dir'], train_dir)
-    trainer = file_bytes(train_dir)
+    train_dir, trainer = exported['dir'], exported['trainer_files']
     assert 'model.json' in trainer and 'model.json' not in export.written_names(export.FORMATS)
-    args = [f'--checkpoint_path={train_dir}', f'--output_dir={train_dir}', '--formats=frozen_graph']
-    proc = run_script('export_ssd_network.py', *args)
-    assert (
-        proc.returncode == 1 and 'is not empty' in proc.stderr and file_bytes(train_dir) == trainer
-    )
-    proc = run_script('export_ssd_network.py', *args, '--overwrite')
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    refused = exported['refused']
+    assert refused.returncode == 1 and 'is not empty' in refused.stderr, refused.stderr[-3000:]
+    assert exported['refused_files'] == trainer
     after = file_bytes(train_dir)
     assert {name: after[name] for name in trainer} == trainer
     assert sorted(set(after) - set(trainer)) == export.written_names(['frozen_graph'])
-    assert checkpoints.resolve_checkpoint(train_dir) == os.path.join(
-        train_dir, os.path.basename(trained['prefix'])
-    )
+    assert checkpoints.resolve_checkpoint(train_dir) == exported['prefix']
     assert card_lib.find_for_checkpoint(train_dir) == os.path.join(train_dir, 'model.json')
