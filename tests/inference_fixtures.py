@@ -2,6 +2,7 @@
 weights give spread-out scores, a synthetic TFRecord split, test images."""
 
 import hashlib
+import json
 import os
 
 import numpy as np
@@ -70,6 +71,25 @@ def write_checkpoint(spec, directory, seed=0):
         lambda path: _write_checkpoint(spec, path, seed),
     )
     return shared_cache.copy_checkpoint(cached, 'model.ckpt', directory)
+
+
+def shared_export(spec, formats):
+    """The export of `spec`'s `write_checkpoint` to `formats` (no other option), built once per
+    pytest run and read by every module that asks for the same (tests/shared_cache.py; the
+    folder is read-only): (the checkpoint's prefix, {format: path}, the export folder)."""
+    from inference import export
+
+    formats = sorted(formats)
+    key = json.dumps([spec.to_dict(), formats], sort_keys=True)
+
+    def build(path):
+        prefix = write_checkpoint(spec, os.path.join(path, 'ckpt'))
+        export.export(spec, prefix, os.path.join(path, 'export'), formats, log=lambda _: None)
+
+    folder = shared_cache.folder('export_' + hashlib.sha256(key.encode()).hexdigest()[:16], build)
+    out = os.path.join(folder, 'export')
+    written = {fmt: os.path.join(out, export.FILES[fmt]) for fmt in formats}
+    return os.path.join(folder, 'ckpt', 'model.ckpt'), written, out
 
 
 def _write_checkpoint(spec, directory, seed):

@@ -14,12 +14,16 @@ import sys
 import time
 import types
 
+import numpy as np
 import pytest
 import tensorflow as tf
+import tf_slim as slim
 
 from model import checkpoints
 from evaluation import evaluate
+from inference import detection
 from tests import eval_fixtures
+from tests import inference_fixtures as fx
 from tests import script_server
 from tests.conftest import ROOT, interrupt_when, run_python, run_script, script_env
 from evaluation import watcher
@@ -35,25 +39,62 @@ def _delete(prefix):
         os.remove(path)
 
 
-def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatch):
+def _random_checkpoint_writer(request, train_dir, card):
+    """write(step, new_weights=True): saves `<train_dir>/model.ckpt-<step>` (`global_step` =
+    `step`) of `card`'s net with new random weights, or the last ones with `new_weights=False`,
+    and returns its prefix. The weights are inference_fixtures.write_checkpoint's kind, whose
+    scores are spread out (plain random initialisations detect the same boxes whatever the
+    seed); the net is built once for every checkpoint (its session closed when the test ends).
+    """
+    net = card.net()
+    net.params = net.params._replace(batch_norm_decay=0.0)
+    v1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(1)
+        images = tf.constant(np.stack(fx.random_images(1, [card.input_shape] * 4)))
+        with slim.arg_scope(net.arg_scope(weight_decay=0.0)):
+            net.net(detection.preprocess_images(images, card), is_training=True)
+        # As inference_fixtures.init_spread_out_weights, in ops built once (the initialisers and
+        # random ops draw new values at each run): batch norm statistics from the batch
+        # (variances at least 0.05), random class-head biases.
+        initialise = [v1.global_variables_initializer(), v1.get_collection(v1.GraphKeys.UPDATE_OPS)]
+        initialise.append(
+            [
+                v.assign(tf.maximum(v, 0.05))
+                if v.op.name.endswith('moving_variance')
+                else v.assign(tf.random.normal(v.shape))
+                for v in v1.global_variables()
+                if v.op.name.endswith('moving_variance') or 'mbox_conf/biases' in v.op.name
+            ]
+        )
+        global_step = v1.train.get_or_create_global_step()
+        step_value = v1.placeholder(tf.int64, [])
+        set_step = v1.assign(global_step, step_value)
+        saver = v1.train.Saver(max_to_keep=None)
+    sess = v1.Session(graph=graph)
+    request.addfinalizer(sess.close)
+
+    def write(step, new_weights=True):
+        if new_weights:
+            for ops in initialise:
+                sess.run(ops)
+        sess.run(set_step, {step_value: step})
+        with graph.as_default():
+            prefix = os.path.join(train_dir, 'model.ckpt')
+            return saver.save(sess, prefix, global_step=step, write_meta_graph=False)
+
+    return write
+
+
+def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatch, request):
     _, records_dir, class_names = eval_fixtures.make_synthetic_records(
         str(tmp_path), num_images=8, seed=5
     )
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
-    num_classes = len(class_names) + 1
-
-    def write(step, seed):
-        return eval_fixtures.write_random_checkpoint(
-            os.path.join(train_dir, 'model.ckpt'),
-            MODEL,
-            num_classes,
-            step,
-            seed=seed,
-            depth_multiplier=DEPTH,
-        )
-
-    backlog = [write(10, 1), write(20, 2), write(30, 3)]
     card = eval_fixtures.small_card(MODEL, class_names, DEPTH, keep_top_k=1000, nms_threshold=0.9)
+    write = _random_checkpoint_writer(request, train_dir, card)
+    backlog = [write(10), write(20), write(30)]
     settings = eval_fixtures.custom_split_settings(card, records_dir, metrics=('voc07', 'voc12'))
     original = evaluate.CheckpointEvaluator.evaluate
     evaluated, graphs = [], []
@@ -75,7 +116,7 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
         sleeps.append(seconds)
         clock['now'] += seconds
         if len(sleeps) == 1:
-            write(40, 4)  # a checkpoint appearing while the watcher waits
+            write(40)  # a checkpoint appearing while the watcher waits
 
     lines = []
     entries = watcher.watch(
@@ -96,28 +137,14 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
     ]
     assert evaluated == ['model.ckpt-10', 'model.ckpt-20', 'model.ckpt-40']
     assert any('skipping model.ckpt-30' in line for line in lines)
-    # One graph for the run's checkpoints; each restored into it gives what a fresh
-    # evaluation of that checkpoint gives (its detections, byte for byte, and its metrics).
+    # One graph for the run's checkpoints (compared with a fresh evaluation after the restart).
     assert len(graphs) == 3 and graphs[0] is graphs[1] is graphs[2]
-    fresh = str(tmp_path / 'fresh')
-    with monkeypatch.context() as patch:
-        patch.setattr(evaluate.CheckpointEvaluator, 'evaluate', original)
-        result = evaluate.evaluate_checkpoint(
-            settings, os.path.join(train_dir, 'model.ckpt-40'), fresh, log=lambda _: None
-        )
-    assert (result.metrics, result.class_ap) == (entries[-1]['metrics'], entries[-1]['class_ap'])
-    watched = os.path.join(eval_dir, 'model.ckpt-40')
-    files = sorted(n for n in os.listdir(fresh) if n.startswith('comp4_det_'))
-    assert files and files == sorted(n for n in os.listdir(watched) if n.startswith('comp4_'))
-    for name in files:
-        with open(os.path.join(fresh, name)) as a, open(os.path.join(watched, name)) as b:
-            assert a.read() == b.read(), name
     # Idle after ckpt-40: sleeps of 5, 5, 2 reach the 12 s timeout.
     assert sleeps == [5.0, 5.0, 5.0, 2.0] and 'stopping' in lines[-1]
 
     # Restart: nothing repeated; a new checkpoint with the final step is evaluated, then it stops.
-    write(50, 5)
-    entries = watcher.watch(
+    write(50, new_weights=False)
+    restarted = watcher.watch(
         settings,
         train_dir,
         eval_dir,
@@ -127,7 +154,28 @@ def test_watcher_backlog_deletions_restart_best_and_timeout(tmp_path, monkeypatc
         log=lines.append,
         sleep=lambda s: pytest.fail('should stop at the final step'),
     )
-    assert [e['checkpoint'] for e in entries] == ['model.ckpt-50']
+    assert [e['checkpoint'] for e in restarted] == ['model.ckpt-50']
+    # ckpt-50 holds ckpt-40's weights, evaluated first in the restarted watcher's new graph (as a
+    # fresh evaluation is): ckpt-40, restored into the first graph after two others, gave the
+    # same detections, byte for byte, and metrics.
+    assert len(graphs) == 4 and graphs[3] is not graphs[0]
+    assert (restarted[0]['metrics'], restarted[0]['class_ap']) == (
+        entries[-1]['metrics'],
+        entries[-1]['class_ap'],
+    )
+
+    def detections(step):
+        folder = os.path.join(eval_dir, f'model.ckpt-{step}')
+        found = {}
+        for name in sorted(os.listdir(folder)):
+            if name.startswith('comp4_'):
+                with open(os.path.join(folder, name)) as fh:
+                    found[name] = fh.read()
+        return found
+
+    assert detections(50) == detections(40)
+    # Guards the comparison: another checkpoint's weights detect otherwise.
+    assert detections(10) != detections(40)
     with open(os.path.join(eval_dir, watcher.LEDGER_NAME)) as fh:
         ledger = [json.loads(line) for line in fh]
     assert [e['checkpoint'] for e in ledger] == [f'model.ckpt-{s}' for s in (10, 20, 30, 40, 50)]
@@ -335,7 +383,7 @@ def test_best_json_and_results_json_are_read_bounded(tmp_path, kind):
     assert watcher._is_own_results(str(tmp_path), 'model.ckpt-1', '') is False
 
 
-def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
+def test_watcher_stops_when_the_trainer_has_finished(tmp_path, monkeypatch):
     """training_finished.json naming a handled checkpoint stops the watcher (no timeout, no final
     step); the trainer writes it, tests/test_train_run.py checks that side."""
     _, records_dir, class_names = eval_fixtures.make_synthetic_records(
@@ -343,14 +391,9 @@ def test_watcher_stops_when_the_trainer_has_finished(tmp_path):
     )
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     for step in (10, 20):
-        eval_fixtures.write_random_checkpoint(
-            os.path.join(train_dir, 'model.ckpt'),
-            MODEL,
-            len(class_names) + 1,
-            step,
-            seed=step,
-            depth_multiplier=DEPTH,
-        )
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+    # The stand-in evaluation (the records are real: the split an input cache would decode).
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
     checkpoints.mark_training_finished(train_dir)
     assert checkpoints.training_finished(train_dir)['checkpoint'] == 'model.ckpt-20'
     settings = eval_fixtures.custom_split_settings(
@@ -743,44 +786,75 @@ def test_timeout_with_nothing_evaluated_is_an_error(tmp_path):
     assert f'best/ (coco mAP) in {eval_dir}' in proc.stdout
 
 
+# Runs eval_ssd_network.py as its `__main__` does (`logs.run`) once for each argument list of
+# argv[1:] (JSON), in this one process; prints [[exit status, stderr], ...] as each run would
+# have ended (a SystemExit message goes to stderr with status 1, as the interpreter ends on it).
+EVAL_RUNS = r"""
+import contextlib
+import io
+import json
+import sys
+from absl import flags
+from tf_extended import logs
+import eval_ssd_network
+
+ended = []
+for args in [json.loads(arg) for arg in sys.argv[1:]]:
+    flags.FLAGS.unparse_flags()
+    sys.argv = ['eval_ssd_network.py', *args]
+    stderr = io.StringIO()
+    code = None
+    with contextlib.redirect_stderr(stderr):
+        try:
+            logs.run(eval_ssd_network.main, eval_ssd_network._interrupted)
+        except SystemExit as exit_:
+            code = exit_.code
+            if isinstance(code, str):
+                print(code, file=sys.stderr)
+    ended.append([code if isinstance(code, int) else int(code is not None), stderr.getvalue()])
+print(json.dumps(ended))
+"""
+
+
 def test_watcher_flags_without_the_watcher_are_an_error(tmp_path):
     """--eval_timeout, --final_step (--max_number_of_steps), --eval_interval_secs,
     --best_metric and --input_cache_mb set the watcher: without --wait_for_checkpoints they were
     ignored silently (one evaluation, exit 0); --wait_for_checkpoints with an exported model
-    too."""
+    too. (One process runs the script for each command: each ends before it reads or writes
+    anything.)"""
     common = [f'--eval_dir={tmp_path / "eval"}', f'--dataset_dir={tmp_path}']
-    for extra, message in (
-        (['--eval_timeout=5'], '--eval_timeout set(s) the watcher'),
-        (['--max_number_of_steps=9'], '--final_step (--max_number_of_steps) set(s) the watcher'),
+    once = [f'--checkpoint_path={tmp_path}', *common]
+    watch = ['--wait_for_checkpoints', *common]
+    runs = [
+        (once + ['--eval_timeout=5'], '--eval_timeout set(s) the watcher'),
         (
-            ['--best_metric=voc12', '--eval_interval_secs=1'],
+            once + ['--max_number_of_steps=9'],
+            '--final_step (--max_number_of_steps) set(s) the watcher',
+        ),
+        (
+            once + ['--best_metric=voc12', '--eval_interval_secs=1'],
             '--eval_interval_secs, --best_metric set(s) the watcher',
         ),
-        (['--input_cache_mb=0'], '--input_cache_mb set(s) the watcher'),
-    ):
-        proc = run_script('eval_ssd_network.py', f'--checkpoint_path={tmp_path}', *common, *extra)
-        assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
-    proc = run_script(
-        'eval_ssd_network.py',
-        '--wait_for_checkpoints',
-        f'--exported_model={tmp_path / "frozen_graph.pb"}',
-        *common,
-    )
-    assert proc.returncode == 1 and 'an exported model is evaluated once' in proc.stderr
-    # A --best_metric it would not evaluate: refused before it waits for the trainer (it was
-    # "best_metric 'coco' must be one of the evaluated metrics ['voc07']", naming no flag).
-    proc = run_script(
-        'eval_ssd_network.py',
-        '--wait_for_checkpoints',
-        f'--checkpoint_path={tmp_path}',
-        '--metrics=voc07',
-        '--best_metric=coco',
-        *common,
-    )
-    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
-        'eval_ssd_network: error: --best_metric=coco is not among the evaluated --metrics=voc07; '
-        'add it to --metrics, or pick one of them.'
-    )
+        (once + ['--input_cache_mb=0'], '--input_cache_mb set(s) the watcher'),
+        (
+            watch + [f'--exported_model={tmp_path / "frozen_graph.pb"}'],
+            'an exported model is evaluated once',
+        ),
+        # A --best_metric it would not evaluate: refused before it waits for the trainer (it was
+        # "best_metric 'coco' must be one of the evaluated metrics ['voc07']", naming no flag).
+        (
+            watch + [f'--checkpoint_path={tmp_path}', '--metrics=voc07', '--best_metric=coco'],
+            'eval_ssd_network: error: --best_metric=coco is not among the evaluated '
+            '--metrics=voc07; add it to --metrics, or pick one of them.',
+        ),
+    ]
+    proc = run_python(EVAL_RUNS, *(json.dumps(args) for args, _ in runs))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ended = json.loads(proc.stdout.splitlines()[-1])
+    assert len(ended) == len(runs)
+    for (args, message), (status, stderr) in zip(runs, ended):
+        assert status == 1 and message in stderr, (args, stderr[-2000:])
+    assert ended[-1][1].strip().splitlines()[-1] == runs[-1][1]
     assert not (tmp_path / 'eval').exists()
 
 

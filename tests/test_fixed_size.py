@@ -57,16 +57,14 @@ def exports(tmp_path_factory):
     any size; `images`: three 300x300 images."""
     root = tmp_path_factory.mktemp('fixed_size')
     spec = fx.small_spec(select_threshold=0.05, top_k=50, keep_top_k=40)
-    prefix = fx.write_checkpoint(spec, str(root / 'ckpt'))
+    # The same export as tests/test_openvino.py's: made once for both.
+    prefix, any_size, _ = fx.shared_export(spec, ['frozen_graph', 'tflite_float', 'openvino'])
     quiet = lambda _: None  # noqa: E731
     fixed = export.export(
         spec, prefix, str(root / 'fixed'), FIXED_FORMATS, fixed_size=True, log=quiet
     )
     static = export.export(
         spec, prefix, str(root / 'static'), ['frozen_graph'], 2, fixed_size=True, log=quiet
-    )
-    any_size = export.export(
-        spec, prefix, str(root / 'any'), ['frozen_graph', 'tflite_float', 'openvino'], log=quiet
     )
     return dict(
         root=root,
@@ -172,13 +170,15 @@ def test_the_ir_benchmark_refuses_another_image_shape(exports):
     bench_openvino_ir._read_export(ov.Core(), exports['any']['openvino'], [480, 640, 3])
 
 
-@pytest.mark.parametrize('fmt', ['frozen_graph', 'tflite_float', 'openvino'])
+@pytest.mark.parametrize('fmt', ['frozen_graph', 'tflite_float', 'openvino', 'checkpoint'])
 def test_any_size_exports_have_no_fixed_size(exports, fmt):
-    with detection.open_exported_model(exports['any'][fmt]) as detector:
+    if fmt == 'checkpoint':
+        opened = detection.Detector.from_checkpoint(exports['spec'], exports['prefix'])
+    else:
+        opened = detection.open_exported_model(exports['any'][fmt])
+    with opened as detector:
         assert detector.fixed_size is None
         detector.run([fx.random_images(3, [OTHER_SIZE])[0]])
-    with detection.Detector.from_checkpoint(exports['spec'], exports['prefix']) as detector:
-        assert detector.fixed_size is None
 
 
 def test_fixed_input_size():
@@ -252,8 +252,13 @@ def test_detect_fails_only_the_images_of_another_size(exports, folder, fmt):
     assert f'skipped {error}\n' in proc.stdout
 
 
-def test_the_raw_eval_input_warps_images_to_a_fixed_size(exports):
-    records = fx.write_synthetic_split(str(exports['root'] / 'split'), 8)
+@pytest.fixture(scope='module')
+def records(exports):
+    """The TFRecords of a test split of 4 synthetic images (dataset 'custom')."""
+    return fx.write_synthetic_split(str(exports['root'] / 'split'), 16)
+
+
+def test_the_raw_eval_input_warps_images_to_a_fixed_size(records):
     dataset = dataset_factory.get_dataset('custom', 'test', records)
     batches = {}
     for resize_to in (None, (300, 300)):
@@ -275,11 +280,10 @@ def test_the_raw_eval_input_warps_images_to_a_fixed_size(exports):
         assert np.abs(warped['images'][b] - want).max() <= 0.5 + 1e-3
 
 
-def test_eval_warps_the_images_for_a_fixed_size_model(exports, tmp_path):
+def test_eval_warps_the_images_for_a_fixed_size_model(exports, records, tmp_path):
     """Every format evaluates (TF said "Cannot feed value of shape (3, 288, 252, 3)"), on the
     images warped to 300x300 (recorded, noted), as the any-size model evaluates them warped so:
     the same mAP."""
-    records = fx.write_synthetic_split(str(exports['root'] / 'eval_split'), 16)
     settings = evaluate.EvalSettings(
         card=exports['spec'],
         dataset_name='custom',

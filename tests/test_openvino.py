@@ -36,11 +36,8 @@ MAP_TOL = 1e-3
 def ov_export(tmp_path_factory):
     root = tmp_path_factory.mktemp('openvino')
     spec = fx.small_spec(select_threshold=0.05, top_k=50, keep_top_k=40)
-    prefix = fx.write_checkpoint(spec, str(root / 'ckpt'))
-    out = str(root / 'out')
-    written = export.export(
-        spec, prefix, out, formats=['frozen_graph', 'openvino', 'tflite_float'], log=lambda _: None
-    )
+    # The same export as tests/test_fixed_size.py's of any size: made once for both.
+    prefix, written, out = fx.shared_export(spec, ['frozen_graph', 'openvino', 'tflite_float'])
     images = fx.random_images(7, [(240, 320), (300, 300), (181, 97), (97, 181)])
     with detection.Detector.from_frozen_graph(written['frozen_graph']) as frozen:
         reference = frozen.run(images, detection.OUTPUTS)
@@ -198,15 +195,12 @@ def test_openvino_keep_top_k_beyond_candidates_and_clip(ov_export, tmp_path):
     and decoded boxes clipped to the image before NMS (torchvision's `clip`)."""
     spec = ov_export['spec'].with_detection(top_k=5, keep_top_k=40, clip=True)
     written = export.export(
-        spec,
-        ov_export['prefix'],
-        str(tmp_path),
-        formats=['frozen_graph', 'openvino'],
-        log=lambda _: None,
+        spec, ov_export['prefix'], str(tmp_path), formats=['openvino'], log=lambda _: None
     )
     images = ov_export['images'][:2]
-    with detection.Detector.from_frozen_graph(written['frozen_graph']) as frozen:
-        want = frozen.run(images)
+    # TF's detections of the checkpoint with these settings (what their frozen graph holds).
+    with detection.Detector.from_checkpoint(spec, ov_export['prefix']) as checkpoint:
+        want = checkpoint.run(images)
     with openvino_model.OpenVINODetector(written['openvino']) as detector:
         got = detector.run(images)
     for b in range(len(images)):
@@ -459,14 +453,13 @@ def test_int8_is_quantised_and_follows_fp32(ov_export, tmp_path):
     model = ov.Core().read_model(path)
     ops = [op.get_type_name() for op in model.get_ops()]
     assert ops.count('FakeQuantize') >= ops.count('Convolution') > 0
-    compiled = ov.Core().compile_model(model, 'CPU')
-    runtime = {
-        op.get_rt_info()['runtimePrecision'].astype(str)
-        for op in compiled.get_runtime_model().get_ops()
-        if op.get_rt_info()['layerType'].astype(str) == 'Convolution'
-    }
-    assert 'i8' in runtime or 'u8' in runtime, runtime
     with openvino_model.OpenVINODetector(path) as detector:
+        runtime = {
+            op.get_rt_info()['runtimePrecision'].astype(str)
+            for op in detector.compiled.get_runtime_model().get_ops()
+            if op.get_rt_info()['layerType'].astype(str) == 'Convolution'
+        }
+        assert 'i8' in runtime or 'u8' in runtime, runtime
         got = detector.run(ov_export['images'], detection.OUTPUTS)
         # Said by detect and eval (its precision hint is fp32's: it said "computes in fp32").
         assert detector.int8 and detector.precision == 'fp32'
