@@ -10,8 +10,9 @@ another model's full export kept its saved_model/ beside the new model's frozen 
 metadata.json.
 
 The two models: MobileNet-SSD300 at depth 0.25 with the synthetic dataset's 6 classes exported at
-step 1600, and at depth 0.5 with 2 classes at step 800 (random weights,
-`inference_fixtures.write_checkpoint`).
+step 1600 (random weights, `inference_fixtures.write_checkpoint`), and at depth 0.5 with 2 classes
+at step 800 (random weights, `eval_fixtures.write_random_checkpoint`: its detections are never
+looked at).
 """
 
 import json
@@ -24,6 +25,7 @@ import pytest
 from inference import detection
 from inference import export
 from model import card as card_lib
+from tests import eval_fixtures
 from tests import inference_fixtures as fx
 from tests.conftest import run_script
 
@@ -56,10 +58,15 @@ def exports(tmp_path_factory):
             'ssd_300_mobilenet', class_names=['cat', 'dog'], depth_multiplier=0.5
         ).with_detection(select_threshold=0.05, top_k=50, keep_top_k=40),
     }
+    prefixes = {
+        'a': _step_checkpoint(fx.write_checkpoint(specs['a'], str(root / 'train_a')), 1600),
+        'b': eval_fixtures.write_random_checkpoint(
+            str(root / 'train_b' / 'model.ckpt'), 'ssd_300_mobilenet', 3, 800, depth_multiplier=0.5
+        ),
+    }
     found = {}
-    for name, step in (('a', 1600), ('b', 800)):
+    for name, prefix in prefixes.items():
         spec = specs[name]
-        prefix = _step_checkpoint(fx.write_checkpoint(spec, str(root / f'train_{name}')), step)
         out = root / name
         export.export(spec, prefix, str(out), FORMATS, log=lambda _: None)
         found[name] = dict(spec=spec, prefix=prefix, out=out)
@@ -182,16 +189,21 @@ def test_a_record_naming_one_file_many_ways_is_refused(exports, tmp_path):
     meta = json.loads(sidecar.read_text())
     digests = meta[card_lib.FILE_DIGESTS]
     name = next(n for n in digests if n.startswith('variables/'))
-    for alias in ('./' + name, name.replace('/', '//')):
+    # The loader loads the graph, then refuses what its metadata reader refuses: the cases after
+    # the first go to that reader alone.
+    for alias, reader in (
+        ('./' + name, detection.open_exported_model),
+        (name.replace('/', '//'), card_lib.read_export_metadata),
+    ):
         sidecar.write_text(
             json.dumps({**meta, card_lib.FILE_DIGESTS: {**digests, alias: digests[name]}})
         )
         with pytest.raises(card_lib.CardError, match='each name once, as a relative path'):
-            detection.open_exported_model(str(saved))
+            reader(str(saved))
     many = {f'variables/{i}': digests[name] for i in range(card_lib.MAX_RECORDED_FILES + 1)}
     sidecar.write_text(json.dumps({**meta, card_lib.FILE_DIGESTS: many}))
     with pytest.raises(card_lib.CardError, match=f'at most {card_lib.MAX_RECORDED_FILES}'):
-        detection.open_exported_model(str(saved))
+        card_lib.read_export_metadata(str(saved))
 
 
 @pytest.mark.parametrize('name', MODEL_FILES)
@@ -320,15 +332,26 @@ def _export(exports, which, out, formats, **kwargs):
 
 def test_overwrite_removes_an_earlier_exports_saved_model(exports, tmp_path):
     """The user's command: --overwrite --formats=frozen_graph into a folder of another model's
-    full export leaves no saved_model/ of that model beside the new metadata.json."""
+    full export leaves no saved_model/ of that model beside the new metadata.json. The earlier
+    model files of other formats, which the new metadata.json does not describe, are removed too
+    (detect took the new card's classes and step for an old frozen graph); the user's files
+    stay."""
     out = tmp_path / 'out'
     shutil.copytree(exports['b']['out'], out)
+    (out / 'notes.txt').write_text('mine')
     logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
-    assert sorted(os.listdir(out)) == export.written_names(['frozen_graph'])
-    assert (
-        f"removed {out / 'saved_model'}: an earlier export's saved_model (its metadata.json "
-        'listed it), not described by the new metadata.json'
-    ) in logged
+    assert sorted(os.listdir(out)) == sorted(export.written_names(['frozen_graph']) + ['notes.txt'])
+    assert (out / 'notes.txt').read_text() == 'mine'
+    assert [line for line in logged if line.startswith('removed')] == [
+        f"removed {out / name}: an earlier export's {fmt} (its metadata.json listed it), not "
+        'described by the new metadata.json'
+        for fmt, name in (
+            ('tflite_float', 'model_float.tflite'),
+            ('openvino', 'model_openvino.xml'),
+            ('openvino', 'model_openvino.bin'),
+            ('saved_model', 'saved_model'),
+        )
+    ]
     assert not [line for line in logged if line.startswith('kept')], logged
     with detection.open_exported_model(str(out / 'frozen_graph.pb')) as detector:
         assert detector.card == exports['a']['spec'] and detector.export_step == 1600
@@ -354,6 +377,18 @@ def test_finishing_an_interrupted_export_removes_the_earlier_saved_model(
     logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
     assert sorted(os.listdir(out)) == export.written_names(['frozen_graph'])
     assert [line for line in logged if line.startswith(f'removed {out / "saved_model"}:')]
+
+
+def _overwrite_log(out):
+    """What `export --overwrite --formats=frozen_graph` into `out` logs of the earlier files it
+    removes or keeps: the folder checked, then the earlier exports' other formats removed, as
+    the export does both; its own files, which play no part in that, are not written (whole
+    exports: test_overwrite_removes_an_earlier_exports_saved_model and
+    test_overwrite_keeps_a_saved_model_holding_a_users_file)."""
+    logged = []
+    earlier = export.check_output_dir(str(out), ['frozen_graph'], overwrite=True)
+    export.remove_stale_formats(str(out), ['frozen_graph'], earlier, logged.append)
+    return logged
 
 
 def _kept(out, why):
@@ -389,7 +424,7 @@ def test_overwrite_keeps_a_saved_model_no_export_wrote(exports, tmp_path):
     out = tmp_path / 'out'
     shutil.copytree(exports['b']['out'], out)
     os.remove(out / 'saved_model' / 'assets.extra' / 'metadata.json')
-    logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
+    logged = _overwrite_log(out)
     assert _kept(out, 'it holds no assets.extra/metadata.json an export wrote') in logged
     assert (out / 'saved_model' / 'saved_model.pb').exists()
     # A link named saved_model (to an export's SavedModel), in a folder whose record lists a
@@ -398,7 +433,7 @@ def test_overwrite_keeps_a_saved_model_no_export_wrote(exports, tmp_path):
     shutil.copytree(exports['b']['out'], out)
     shutil.rmtree(out / 'saved_model')
     os.symlink(exports['b']['out'] / 'saved_model', out / 'saved_model')
-    logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
+    logged = _overwrite_log(out)
     assert _kept(out, 'it is a link, where an export writes a folder') in logged
     assert os.path.islink(out / 'saved_model')
     assert (exports['b']['out'] / 'saved_model' / 'saved_model.pb').exists()
@@ -414,7 +449,7 @@ def test_overwrite_keeps_a_saved_model_no_record_of_the_folder_lists(exports, tm
     with pytest.raises(export.OutputNotEmptyError) as err:
         export.check_output_dir(str(out), ['frozen_graph'])
     assert 'saved_model' not in str(err.value).split('pass --overwrite')[1]
-    logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
+    logged = _overwrite_log(out)
     why = 'no metadata.json of an earlier export in the folder lists it'
     assert _kept(out, why) in logged
     assert (out / 'saved_model' / 'saved_model.pb').exists()
@@ -431,7 +466,7 @@ def test_overwrite_names_and_keeps_a_saved_model_changed_since_its_export(export
     assert 'remove' in str(err.value) and 'saved_model/' in str(err.value)
     (data,) = (out / 'saved_model' / 'variables').glob('variables.data-*')
     data.write_bytes(data.read_bytes()[:-1] + b'\0')
-    logged = _export(exports, 'a', out, ['frozen_graph'], overwrite=True)
+    logged = _overwrite_log(out)
     assert _kept(out, f'its variables/{data.name} is not the file its export wrote') in logged
     assert data.exists()
 

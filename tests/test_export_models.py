@@ -38,6 +38,30 @@ BF16_RTOL = 0.05
 TF_FORMATS = [f for f in export.FORMATS if not f.startswith('openvino')]
 
 
+# The module's export, a process of its own: test_the_same_checkpoint_exports_to_the_same_bytes
+# compares its bytes with another process's export, which builds no other graph before it either
+# (TF numbers graph functions on within a process: the calibration images are read beforehand).
+EXPORT_CODE = """
+import json, sys
+import numpy as np
+from inference import export
+from tests import inference_fixtures as fx
+prefix, out, calibration, formats = sys.argv[1:]
+with np.load(calibration) as images:
+    images = [images[name] for name in images.files]
+written = export.export(
+    fx.small_spec(select_threshold=0.05, top_k=50, keep_top_k=40),
+    prefix,
+    out,
+    formats.split(','),
+    calibration_images=images,
+    calibration_source='custom/test',
+    log=lambda _: None,
+)
+print(json.dumps(written))
+"""
+
+
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp('export')
@@ -46,17 +70,11 @@ def exported(tmp_path_factory):
     dataset = dataset_factory.get_dataset(
         'custom', 'test', fx.write_synthetic_split(str(root), 100)
     )
-    calibration = export.representative_images(dataset, 10)
+    calibration = str(root / 'calibration.npz')
+    np.savez(calibration, *export.representative_images(dataset, 10))
     out = str(root / 'out')
-    written = export.export(
-        spec,
-        prefix,
-        out,
-        formats=TF_FORMATS,
-        calibration_images=calibration,
-        calibration_source='custom/test',
-        log=lambda _: None,
-    )
+    proc = run_python(EXPORT_CODE, prefix, out, calibration, ','.join(TF_FORMATS))
+    assert proc.returncode == 0, proc.stderr[-3000:]
     images = fx.random_images(7, [(240, 320), (300, 300), (181, 97)])
     with detection.Detector.from_checkpoint(spec, prefix) as detector:
         reference = detector.run(images, detection.OUTPUTS)
@@ -65,7 +83,7 @@ def exported(tmp_path_factory):
         prefix=prefix,
         dataset=dataset,
         out=out,
-        written=written,
+        written=json.loads(proc.stdout.splitlines()[-1]),
         images=images,
         reference=reference,
     )
@@ -86,31 +104,21 @@ def assert_same_detections(got, want, b_got=0, b_want=0):
     )
 
 
-def test_the_same_checkpoint_exports_to_the_same_bytes(exported, tmp_path):
+def _digests(*path):
+    with open(os.path.join(*path, 'metadata.json')) as f:
+        return json.load(f)[card_lib.FILE_DIGESTS]
+
+
+def test_the_same_checkpoint_exports_to_the_same_bytes(exported, exported_while_training):
     """A deploy pipeline compares digests: the frozen graph's node attributes (protobuf maps) were
     serialised in an order that changed from run to run, so each export of one checkpoint had
     another digest. Two exports of one checkpoint, each a process of its own (as two commands
-    are; within one process TF numbers the graph functions on), write the same bytes."""
-    code = (
-        'import sys\n'
-        'from inference import export\n'
-        'from tests import inference_fixtures as fx\n'
-        'spec = fx.small_spec(select_threshold=0.05, top_k=50, keep_top_k=40)\n'
-        "formats = ['frozen_graph', 'saved_model', 'tflite_float']\n"
-        'export.export(spec, sys.argv[1], sys.argv[2], formats, log=lambda _: None)\n'
-    )
-
-    def digests(*path):
-        with open(os.path.join(*path, 'metadata.json')) as f:
-            return json.load(f)[card_lib.FILE_DIGESTS]
-
-    for name in ('first', 'second'):
-        proc = run_python(code, exported['prefix'], str(tmp_path / name))
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    first, second = (str(tmp_path / name) for name in ('first', 'second'))
-    assert digests(first) == digests(second)
-    assert sorted(digests(first)) == ['frozen_graph.pb', 'model_float.tflite']
-    assert digests(first, 'saved_model', 'assets.extra') == digests(
+    are; within one process TF numbers the graph functions on), write the same bytes: the
+    module's and the one of `exported_while_training` (the same weights, staged from a copy)."""
+    first, second = exported['out'], exported_while_training['out']
+    assert sorted(_digests(second)) == ['frozen_graph.pb', 'model_float.tflite']
+    assert {name: _digests(first)[name] for name in _digests(second)} == _digests(second)
+    assert _digests(first, 'saved_model', 'assets.extra') == _digests(
         second, 'saved_model', 'assets.extra'
     )
 
@@ -282,14 +290,14 @@ def test_fixed_size_export(exported, tmp_path, monkeypatch):
         assert detector.inputs[detection.INPUT].shape.as_list() == [2, 300, 300, 3]
         image = exported['images'][1]  # 300 x 300: the same input as the any-size graph's.
         got = detector.run([image, image])
-    assert_same_detections(got, exported['reference'], 1, 1)
-    # A static batch size: a batch beyond MAX_BATCH_PIXELS is fed whole, not in parts of fewer
-    # images (a plain ValueError from sess.run: "Cannot feed value of shape (1, 300, 300, 3)").
-    monkeypatch.setattr(detection, 'MAX_BATCH_PIXELS', 300 * 300)
-    assert len(detection.padded_parts(np.array([[300, 300], [300, 300]]))) == 2
-    with detection.Detector.from_frozen_graph(written['frozen_graph']) as detector:
+        # A static batch size: a batch beyond MAX_BATCH_PIXELS is fed whole, not in parts of
+        # fewer images (a plain ValueError from sess.run: "Cannot feed value of shape (1, 300,
+        # 300, 3)").
+        monkeypatch.setattr(detection, 'MAX_BATCH_PIXELS', 300 * 300)
+        assert len(detection.padded_parts(np.array([[300, 300], [300, 300]]))) == 2
         fed = _record_fed_shapes(detector, monkeypatch)
         parted = detector.run([image, image])
+    assert_same_detections(got, exported['reference'], 1, 1)
     assert fed == [(2, 300, 300, 3)]
     for b in range(2):
         assert_same_detections(parted, exported['reference'], b, 1)
@@ -351,50 +359,91 @@ def test_compute_dtype_checked():
         )
 
 
-def test_every_format_comes_from_the_checkpoint_resolved_first(exported, tmp_path):
+def _with_other_class_biases(prefix, path):
+    """A checkpoint at `path` of the weights at `prefix` but for other class-head biases (as a
+    later training step writes one): exported, it detects otherwise."""
+    reader = tf.train.load_checkpoint(prefix)
+    rng = np.random.RandomState(1)
+    with tf.Graph().as_default():
+        for name in reader.get_variable_to_shape_map():
+            value = reader.get_tensor(name)
+            if 'mbox_conf/biases' in name:
+                value = value + rng.randn(*value.shape).astype(value.dtype)
+            v1.Variable(value, name=name)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            return v1.train.Saver().save(sess, path, write_state=False)
+
+
+# A training's folder exported while the training runs on: once the export names the
+# checkpoint it resolved, x-2 is written and x-1 deleted (max_to_keep).
+EXPORT_WHILE_TRAINING_CODE = """
+import os, shutil, sys
+from inference import export
+from tests import inference_fixtures as fx
+run_dir, later, out = sys.argv[1:]
+
+
+def log(line):
+    if line.startswith('exporting '):
+        for name in os.listdir(os.path.dirname(later)):
+            shutil.copy(os.path.join(os.path.dirname(later), name), run_dir)
+        for name in os.listdir(run_dir):
+            if name.startswith('x-1.'):
+                os.remove(os.path.join(run_dir, name))
+
+
+formats = ['frozen_graph', 'saved_model', 'tflite_float']
+export.export(fx.small_spec(), run_dir, out, formats, log=log)
+"""
+
+
+@pytest.fixture(scope='module')
+def exported_while_training(exported, tmp_path_factory):
+    """{run_dir, later, out} of EXPORT_WHILE_TRAINING_CODE's export of the module's checkpoint,
+    copied as x-1, in a process of its own (the second export
+    test_the_same_checkpoint_exports_to_the_same_bytes compares)."""
+    root = tmp_path_factory.mktemp('while_training')
+    run_dir = root / 'train'
+    run_dir.mkdir()
+    folder, base = os.path.split(exported['prefix'])
+    for name in os.listdir(folder):
+        if name.startswith(base + '.'):
+            shutil.copy(os.path.join(folder, name), run_dir / ('x-1' + name[len(base) :]))
+    later = _with_other_class_biases(exported['prefix'], str(root / 'later' / 'x-2'))
+    out = root / 'out'
+    proc = run_python(EXPORT_WHILE_TRAINING_CODE, str(run_dir), later, str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(run_dir=run_dir, later=later, out=out)
+
+
+def test_every_format_comes_from_the_checkpoint_resolved_first(exported, exported_while_training):
     """A directory's latest checkpoint is resolved once and staged: what a still-running
     training does during the export (here: as soon as the export names its checkpoint), writing
     a newer checkpoint and deleting the exported one (max_to_keep), changes no format."""
-    spec = exported['spec']
-    run_dir = tmp_path / 'train'
-    run_dir.mkdir()
-
-    def copy_as(prefix, step):
-        for name in os.listdir(os.path.dirname(prefix)):
-            if name.startswith(os.path.basename(prefix) + '.'):
-                suffix = name[len(os.path.basename(prefix)) :]
-                shutil.copy(
-                    os.path.join(os.path.dirname(prefix), name), run_dir / f'x-{step}{suffix}'
-                )
-
-    copy_as(exported['prefix'], 1)
-    later = fx.write_checkpoint(spec, str(tmp_path / 'later'), seed=1)
-
-    def log(line):
-        if line.startswith('exporting '):
-            copy_as(later, 2)
-            for name in os.listdir(run_dir):
-                if name.startswith('x-1.'):
-                    os.remove(run_dir / name)
-
+    run_dir, out = exported_while_training['run_dir'], exported_while_training['out']
     formats = ['frozen_graph', 'saved_model', 'tflite_float']
-    written = export.export(spec, str(run_dir), str(tmp_path / 'out'), formats, log=log)
     assert not any(name.startswith('x-1.') for name in os.listdir(run_dir))
-    assert sorted(os.listdir(tmp_path / 'out')) == export.written_names(formats)  # no staging
-    with open(tmp_path / 'out' / detection.METADATA_FILE) as f:
+    assert 'x-2.index' in os.listdir(run_dir)
+    assert sorted(os.listdir(out)) == export.written_names(formats)  # no staging
+    with open(out / detection.METADATA_FILE) as f:
         assert json.load(f)['export']['checkpoint']['path'] == str(run_dir / 'x-1')
-    with detection.Detector.from_checkpoint(spec, later) as detector:
-        other = detector.run(exported['images'], detection.OUTPUTS)
-    assert np.abs(other['raw_scores'] - exported['reference']['raw_scores']).max() > 1e-3
+    # Guards the test: x-2 holds other weights.
+    x1 = tf.train.load_checkpoint(exported['prefix'])
+    x2 = tf.train.load_checkpoint(exported_while_training['later'])
+    differences = [
+        np.abs(x1.get_tensor(n) - x2.get_tensor(n)).max() for n in x1.get_variable_to_shape_map()
+    ]
+    assert max(differences) > 0.1
     for load in (
-        lambda: detection.Detector.from_frozen_graph(written['frozen_graph']),
-        lambda: detection.Detector.from_saved_model(written['saved_model']),
+        lambda: detection.Detector.from_frozen_graph(str(out / 'frozen_graph.pb')),
+        lambda: detection.Detector.from_saved_model(str(out / 'saved_model')),
     ):
         with load() as detector:
             got = detector.run(exported['images'], detection.OUTPUTS)
         for b in range(len(exported['images'])):
             assert_same_detections(got, exported['reference'], b, b)
-    tflite = detection.TFLiteDetector(written['tflite_float'])
+    tflite = detection.TFLiteDetector(str(out / 'model_float.tflite'))
     for b, image in enumerate(exported['images']):
         assert_same_detections(tflite.run([image], detection.OUTPUTS), exported['reference'], 0, b)
 
@@ -473,27 +522,30 @@ def test_overwrite_refuses_a_metadata_json_or_saved_model_no_export_wrote(
     assert _tree(home) == before
 
 
-def test_overwrite_replaces_an_earlier_exports_files_and_keeps_the_users(
-    small_checkpoint, tmp_path
-):
-    """An earlier export's SavedModel is replaced, its frozen graph (listed in its metadata.json)
-    removed and logged as such; a TFLite model it did not list stays."""
-    spec, prefix = small_checkpoint
+def test_overwrite_replaces_an_earlier_exports_files_and_keeps_the_users(exported, tmp_path):
+    """An earlier export's SavedModel is replaced, its frozen graph and TFLite models (listed in
+    its metadata.json) removed and logged as such; an OpenVINO IR it did not list stays."""
     out = tmp_path / 'out'
-    export.export(spec, prefix, str(out), ['frozen_graph', 'saved_model'], log=lambda _: None)
-    (out / 'model_float.tflite').write_bytes(b'mine')
+    shutil.copytree(exported['out'], out)
+    (out / 'model_openvino.xml').write_bytes(b'mine')
     (out / 'saved_model' / 'saved_model.pb').write_bytes(b'stale')
     logged = []
+    spec, prefix = exported['spec'], exported['prefix']
     export.export(spec, prefix, str(out), ['saved_model'], log=logged.append, overwrite=True)
     assert (out / 'saved_model' / 'saved_model.pb').read_bytes() != b'stale'
-    assert (out / 'model_float.tflite').read_bytes() == b'mine'
+    assert (out / 'model_openvino.xml').read_bytes() == b'mine'
     assert sorted(os.listdir(out)) == sorted(
-        export.written_names(['saved_model']) + ['model_float.tflite']
+        export.written_names(['saved_model']) + ['model_openvino.xml']
     )
     removed = [line for line in logged if line.startswith('removed')]
     assert removed == [
-        f'removed {out / "frozen_graph.pb"}: an earlier export\'s frozen_graph (its '
-        'metadata.json listed it), not described by the new metadata.json'
+        f'removed {out / name}: an earlier export\'s {fmt} (its metadata.json listed it), not '
+        'described by the new metadata.json'
+        for fmt, name in (
+            ('frozen_graph', 'frozen_graph.pb'),
+            ('tflite_float', 'model_float.tflite'),
+            ('tflite_int8', 'model_int8.tflite'),
+        )
     ]
 
 
@@ -523,9 +575,8 @@ def test_an_interrupted_export_is_run_again_with_overwrite(small_checkpoint, tmp
     with pytest.raises(KeyboardInterrupt):
         export.export(spec, prefix, str(tmp_path / 'new'), ['frozen_graph'], log=lambda _: None)
     assert os.listdir(tmp_path / 'new') == []
-    monkeypatch.undo()
-    export.export(spec, prefix, str(tmp_path / 'new'), ['frozen_graph'], log=lambda _: None)
-    assert sorted(os.listdir(tmp_path / 'new')) == export.written_names(['frozen_graph'])
+    # What an export checks first: the folder takes a new export without --overwrite.
+    assert export.check_output_dir(str(tmp_path / 'new'), ['frozen_graph']) == {}
 
 
 def test_an_output_dir_that_is_a_file_is_refused_before_any_work(tmp_path):
