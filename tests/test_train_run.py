@@ -640,13 +640,7 @@ def test_a_resume_keeps_old_checkpoints_until_it_saves_and_records_other_setting
         'max_number_of_steps': [30, 31],
     }
 
-    data = card.provenance['dataset']
-    same = types.SimpleNamespace(
-        name=data['name'],
-        split_name=data['split'],
-        dataset_dir=data['dir'],
-        num_samples=data['num_examples'],
-    )
+    same = _recorded_dataset(card)
     # The settings of the first command with `cosine` and --max_number_of_steps=32.
     again = trainer.TrainSettings(
         **dict(
@@ -670,6 +664,18 @@ def test_a_resume_keeps_old_checkpoints_until_it_saves_and_records_other_setting
     assert [r['changes'] for r in resumes[1:]] == [{'max_number_of_steps': [31, 32]}]
 
 
+def _recorded_dataset(card):
+    """The dataset a training's `card` records (name, split, folder, size), as `_resume_record`
+    reads a dataset."""
+    data = card.provenance['dataset']
+    return types.SimpleNamespace(
+        name=data['name'],
+        split_name=data['split'],
+        dataset_dir=data['dir'],
+        num_samples=data['num_examples'],
+    )
+
+
 def test_a_resume_is_recorded_after_its_first_checkpoint():
     """The record waits for a checkpoint past the resumed step (the re-save of that step at start
     does not count): a resume aborted before leaves the card as it was."""
@@ -686,13 +692,7 @@ def test_a_resumes_step_limit_changes_only_a_cosine_schedule(fp32_run):
     """A polynomial decay spans --num_epochs_per_decay (TF-Slim's), not the run: a resume that
     raised the step limit said the schedule went on "with the new values"."""
     card = card_lib.load(os.path.join(fp32_run[0], 'model.json'))
-    data = card.provenance['dataset']
-    same = types.SimpleNamespace(
-        name=data['name'],
-        split_name=data['split'],
-        dataset_dir=data['dir'],
-        num_samples=data['num_examples'],
-    )
+    same = _recorded_dataset(card)
     for decay, changed in (('polynomial', False), ('exponential', False), ('cosine', True)):
         recorded = dict(card.provenance['settings'], learning_rate_decay_type=decay)
         decayed = card.replace(provenance=dict(card.provenance, settings=recorded))
@@ -730,13 +730,7 @@ def test_a_resume_on_other_data_is_recorded_for_evaluation(fp32_run, tmp_path):
         'num_examples': 3,
     }
     assert evaluate.trained_on(resumed, test) and not evaluate.trained_on(card, test)
-    same = types.SimpleNamespace(
-        name=first['name'],
-        split_name=first['split'],
-        dataset_dir=first['dir'],
-        num_samples=first['num_examples'],
-    )
-    assert trainer._resume_record(card, settings, same, 30) == (card, [])
+    assert trainer._resume_record(card, settings, _recorded_dataset(card), 30) == (card, [])
 
 
 def test_train_dir_that_is_a_file_is_one_line(dataset_dir, tmp_path):
