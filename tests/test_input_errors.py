@@ -143,9 +143,11 @@ def test_watcher_stops_naming_the_records_and_leaves_no_results_folder(training,
     line, shard = _evaluate(
         training, tmp_path, 'crc', '--wait_for_checkpoints', '--eval_timeout=60'
     )
+    # The watcher evaluates the oldest checkpoint the training kept first.
+    oldest = tf.train.get_checkpoint_state(training[1]).all_model_checkpoint_paths[0]
     assert line.startswith(
-        f'eval_ssd_network: error: {shard}: reading the records failed evaluating model.ckpt-0 '
-        '(corrupted record at byte '
+        f'eval_ssd_network: error: {shard}: reading the records failed evaluating '
+        f'{os.path.basename(oldest)} (corrupted record at byte '
     ), line
     assert line.endswith(
         '); the watcher stops and nothing was written: fix or convert the data again '
