@@ -990,9 +990,8 @@ def read_metadata(path, verify_digests=False):
       ValueError: unreadable (also: not a regular file, above MAX_METADATA_BYTES, nested too
       deeply) or foreign metadata, 'classes' is not a list of {id, name} with ids 1..K, their
       `coco_category_id`s (or `label_map_id`s) are not in every class or none distinct
-      integers in 0..2**63-1, or a
-      count, size or sha256 of 'files' or the total num_examples is not what the converter
-      writes (integers in 0..2**63-1, not booleans; 64 hex digits);
+      integers in 0..2**63-1, or a count, size or sha256 of 'files' or the total num_examples
+      is not what the converter writes (integers in 0..2**63-1, not booleans; 64 hex digits);
       FileNotFoundError: a shard is missing;
       DatasetFilesError (a ValueError): a shard is not a regular file (a FIFO, a directory, a
       broken link), is GZIP-compressed or differs from what was written.
