@@ -719,27 +719,23 @@ class CheckpointEvaluator:
             with contextlib.closing(batches):
                 yield batches
 
-        try:
-            result = evaluate_batches(
-                settings,
-                self._dataset,
-                self._class_names,
-                open_batches,
-                results_dir,
-                header=f'{os.path.basename(checkpoint_prefix)} (step {step})',
-                record={
-                    'checkpoint': source or os.path.abspath(checkpoint_prefix),
-                    # Fed from memory: a speed not comparable with a decoding evaluation's.
-                    'input_cached_images': cache.num_images,
-                },
-                checkpoint=checkpoint_prefix,
-                step=step,
-                summary_dir=summary_dir,
-                log=log,
-            )
-        except BaseException:
-            cache.discard()
-            raise
+        result = evaluate_batches(
+            settings,
+            self._dataset,
+            self._class_names,
+            open_batches,
+            results_dir,
+            header=f'{os.path.basename(checkpoint_prefix)} (step {step})',
+            record={
+                'checkpoint': source or os.path.abspath(checkpoint_prefix),
+                # Fed from memory: a speed not comparable with a decoding evaluation's.
+                'input_cached_images': cache.num_images,
+            },
+            checkpoint=checkpoint_prefix,
+            step=step,
+            summary_dir=summary_dir,
+            log=log,
+        )
         line = cache.commit(result.num_images)
         if line:
             log(line)

@@ -105,8 +105,8 @@ class InputCache:
         input iterator's batch: the iterator does not run for them); then the iterator's
         batches, which must start after the cached ones (`num_images` records skipped). Until
         the cache is filled, they are kept while the budget lasts, pending: `commit` takes
-        them once the evaluation succeeded. `read_rest=False` stops at the first batch over
-        the budget (`fill`).
+        them once the evaluation succeeded (a failed one's are replaced by the next read's).
+        `read_rest=False` stops at the first batch over the budget (`fill`).
         """
         ground_truth = eval_input.GROUND_TRUTH_KEYS
         for cached in self._batches:
@@ -149,12 +149,8 @@ class InputCache:
         `total_images`: the images an evaluation covers, for the line."""
         if self._filled or not self.budget_bytes:
             return None
-        try:
-            for _ in self.fetch_batches(sess, inputs, {}, read_rest=False):
-                pass
-        except BaseException:
-            self.discard()
-            raise
+        for _ in self.fetch_batches(sess, inputs, {}, read_rest=False):
+            pass
         return self.commit(total_images)
 
     def commit(self, total_images):
@@ -182,7 +178,3 @@ class InputCache:
             need = self.nbytes / self.num_images * total_images / MIB
             line += f'; about {need:.0f} MiB would hold them all ({budget} now)'
         return line + '.'
-
-    def discard(self):
-        """Forgets what a failed evaluation kept."""
-        self._pending = None
