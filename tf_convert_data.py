@@ -226,6 +226,8 @@ def _convert():
         sources, class_names, class_extra, description = coco.read_annotations(
             FLAGS.annotations_file, FLAGS.dataset_dir, FLAGS.allow_outside_paths
         )
+        if not FLAGS.skip_bad_examples:
+            _check_coco_images_found(sources)
         loader = coco.CocoLoader(
             [c[convert.COCO_CATEGORY_ID] for c in class_extra],
             class_names,
@@ -462,11 +464,16 @@ def _check_coco_inputs():
     expected = f'expected {folders.COCO_ANNOTATIONS_EXPECTED}'
     if os.path.isdir(path):
         found = folders.coco_annotation_files(path)
-        fix = (
-            f'pass --annotations_file={found[0]}'
-            if found
-            else f'pass the JSON file itself ({folders.describe(path)})'
-        )
+        chosen = folders.coco_annotation_file_for(path, FLAGS.dataset_dir)
+        if chosen:
+            fix = f'pass --annotations_file={chosen}'
+        elif found:
+            fix = (
+                f'pass as --annotations_file the one of {", ".join(found)} that annotates the '
+                f'images of --dataset_dir={FLAGS.dataset_dir}'
+            )
+        else:
+            fix = f'pass the JSON file itself ({folders.describe(path)})'
         raise IsADirectoryError(f'--annotations_file: {path} is a folder; {expected}: {fix}.')
     if not os.path.exists(path):
         raise FileNotFoundError(f'--annotations_file: {_missing_with_parent(path)}; {expected}.')
@@ -475,6 +482,36 @@ def _check_coco_inputs():
             f'--dataset_dir: {_missing_with_parent(FLAGS.dataset_dir)}; expected the image folder '
             f'the file_name entries of --annotations_file are relative to (e.g. val2017).'
         )
+
+
+# The images looked for: enough to tell a wrong folder from a few missing files, few enough to
+# cost nothing on a network file system.
+_IMAGES_PROBED = 20
+
+
+def _check_coco_images_found(sources):
+    """Refuses a --dataset_dir holding none of the first images of the JSON (`sources`, the
+    CocoSources): the error on the first missing image advised --skip_bad_examples, which would
+    skip every image of a wrong folder."""
+    listed = [s for s in sources if s.problem is None]
+    probed = listed[:_IMAGES_PROBED]
+    if not probed or any(os.path.lexists(s.image_path) for s in probed):
+        return
+    guess = folders.coco_image_folder(FLAGS.annotations_file)
+    fix = (
+        f'pass --dataset_dir={guess}'
+        if guess and os.path.realpath(guess) != os.path.realpath(FLAGS.dataset_dir)
+        else 'pass the folder of its images'
+    )
+    which = f'{"first " if len(listed) > len(probed) else ""}{len(probed)} image'
+    which += 's' if len(probed) > 1 else ''
+    names = ', '.join(s.record_file_name for s in probed[:3])
+    raise FileNotFoundError(
+        f'--dataset_dir: {FLAGS.dataset_dir} holds none of the {which} '
+        f'{FLAGS.annotations_file} lists ({names}{", ..." if len(probed) > 3 else ""}); '
+        'expected the image folder the file_name entries of --annotations_file are relative to '
+        f'(e.g. val2017): {fix}.'
+    )
 
 
 def _interrupted():

@@ -8,7 +8,7 @@ optional ones it did not write (`image/filename`, `image/id`, `image/object/bbox
 
 | key | type | meaning |
 |---|---|---|
-| image/encoded | bytes | JPEG (3 channels) |
+| image/encoded | bytes | JPEG (3 channels, or grayscale: decoded to grey in R, G and B) |
 | image/format | bytes | b'jpeg' (older records: b'JPEG') |
 | image/filename | bytes | image file name, e.g. b'000005.jpg' (absent in older records) |
 | image/id | int64 | COCO image id (COCO only; -1 when read from records without it) |

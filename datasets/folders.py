@@ -105,7 +105,17 @@ def coco_annotation_files(folder):
     return [f for f in found if os.path.isfile(f)]
 
 
-def _coco_image_folder(annotations_file):
+def coco_annotation_file_for(folder, image_dir):
+    """The instances JSON of `folder` (`coco_annotation_files`) that annotates the images of
+    `image_dir`: the one named after it (instances_val2017.json for val2017/), else the folder's
+    only one, else None (several, none named so: the caller lists them rather than guess)."""
+    found = coco_annotation_files(folder)
+    name = f'instances_{os.path.basename(os.path.normpath(image_dir))}.json'
+    named = [f for f in found if os.path.basename(f) == name]
+    return next(iter(named or (found if len(found) == 1 else [])), None)
+
+
+def coco_image_folder(annotations_file):
     """The image folder of `annotations/instances_<name>.json` when it sits where COCO puts it
     (<root>/<name>, <root>/images/<name>, or beside the JSON), else None."""
     name = os.path.basename(annotations_file)[len('instances_') : -len('.json')]
@@ -162,7 +172,7 @@ def conversion_hint(folder, split, output_name):
         if not jsons:
             return None
         chosen = next((j for j in jsons if split and split in os.path.basename(j)), jsons[0])
-        images = _coco_image_folder(chosen) or '<its image folder>'
+        images = coco_image_folder(chosen) or '<its image folder>'
         names = ', '.join(map(os.path.basename, jsons))
         what = f'{folder} holds COCO annotations ({names}), not converted records'
         command = [

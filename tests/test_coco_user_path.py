@@ -15,16 +15,21 @@ image ids were the file stems (duplicates; a space is not allowed there).
 
 import json
 import os
+import re
+import types
 
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from evaluation import evaluate
+from inference import detection
 from model import card as card_lib
 from tests import data_fixtures as fx
 from tests import eval_fixtures
+from tests.conftest import ROOT
 from tests.test_coco_eval import (
     collect,
     designed_detections,
@@ -358,3 +363,79 @@ def test_coco_metrics_on_records_that_skipped_images_say_so(tmp_path, monkeypatc
             if said
             else []
         )
+
+
+def _readme_results_snippet():
+    """The Python block of README.md's "detections.json as COCO results" section."""
+    with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        text = f.read()
+    section = text.split('### detections.json as COCO results', 1)[1].split('\n### ', 1)[0]
+    return re.search(r'```python\n(.*?)```', section, re.S).group(1)
+
+
+def test_the_readme_snippet_makes_coco_results_of_detections_json(tmp_path, monkeypatch):
+    """detections.json (images by file, corner boxes in pixels) is no COCO results file, and the
+    README gave no way from one to the other: its snippet's output must load in pycocotools with
+    the annotation file's image ids and [x, y, width, height] boxes."""
+    monkeypatch.chdir(tmp_path)
+    os.makedirs('annotations')
+    os.makedirs('detections')
+    names = ('dog', 'toothbrush')
+    ground_truth = {
+        'images': [
+            {'id': 724, 'file_name': '000000000724.jpg', 'width': 200, 'height': 100},
+            {'id': 139, 'file_name': '000000000139.jpg', 'width': 100, 'height': 50},
+        ],
+        'annotations': [
+            {'id': 1, 'image_id': 724, 'category_id': 18, 'bbox': [40, 10, 80, 40]},
+            {'id': 2, 'image_id': 139, 'category_id': 90, 'bbox': [25, 10, 50, 20]},
+        ],
+        'categories': [{'id': 18, 'name': 'dog'}, {'id': 90, 'name': 'toothbrush'}],
+    }
+    for a in ground_truth['annotations']:
+        a.update(area=a['bbox'][2] * a['bbox'][3], iscrowd=0)
+    with open('annotations/instances_val2017.json', 'w') as f:
+        json.dump(ground_truth, f)
+    detected = {  # file: (height, width, boxes [ymin, xmin, ymax, xmax], scores, labels 1..2)
+        '/photos/000000000724.jpg': (
+            100,
+            200,
+            [[0.1, 0.2, 0.5, 0.6], [-0.1, 0.9, 0.3, 1.2]],
+            [0.9, 0.4],
+            [1, 2],
+        ),
+        'photos/000000000139.jpg': (50, 100, [[0.2, 0.25, 0.6, 0.75]], [0.7], [2]),
+    }
+    images = [
+        detection.image_record(
+            path,
+            'out.jpg',
+            types.SimpleNamespace(height=height, width=width),
+            {'boxes': np.float32(boxes), 'scores': np.float32(scores), 'classes': labels},
+            names,
+            (18, 90),
+        )
+        for path, (height, width, boxes, scores, labels) in detected.items()
+    ]
+    with open('detections/detections.json', 'w') as f:
+        json.dump({'images': images, 'videos': []}, f)
+    exec(_readme_results_snippet(), {})
+    with open('coco_results.json') as f:
+        results = json.load(f)
+    # By hand: x = xmin * width, w = (xmax - xmin) * width; the second box clipped to the image.
+    expected = [
+        (724, 18, [40, 10, 80, 40], 0.9),
+        (724, 90, [180, 0, 20, 30], 0.4),
+        (139, 90, [25, 10, 50, 20], 0.7),
+    ]
+    assert [(r['image_id'], r['category_id']) for r in results] == [e[:2] for e in expected]
+    np.testing.assert_allclose([r['bbox'] for r in results], [e[2] for e in expected], atol=1e-4)
+    np.testing.assert_allclose([r['score'] for r in results], [e[3] for e in expected], atol=1e-6)
+    gt = COCO('annotations/instances_val2017.json')
+    evaluator = COCOeval(gt, gt.loadRes('coco_results.json'), 'bbox')
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    assert evaluator.stats[1] == pytest.approx(
+        1.0
+    )  # AP50: each object found, the false positive ranked below

@@ -151,6 +151,21 @@ def tree(tmp_path_factory, voc):
     (wd / 'coco' / 'annotations' / 'instances_val2017.json').write_text(
         json.dumps({'images': [], 'annotations': [], 'categories': [{'id': 1, 'name': 'cat'}]})
     )
+    # Apart from wd, whose listing the messages give: an annotations folder of two splits.
+    splits = tmp_path_factory.mktemp('coco_splits')
+    (splits / 'annotations').mkdir()
+    for split in ('train2017', 'val2017'):
+        (splits / split).mkdir()
+        fx.write_image(str(splits / split / f'{split}.jpg'), fx.smooth_image(20, 20))
+        (splits / 'annotations' / f'instances_{split}.json').write_text(
+            json.dumps(
+                {
+                    'images': [{'id': 1, 'file_name': f'{split}.jpg', 'width': 20, 'height': 20}],
+                    'annotations': [],
+                    'categories': [{'id': 1, 'name': 'cat'}],
+                }
+            )
+        )
     records = wd / 'records'
     proc = run_script(
         'tf_convert_data.py',
@@ -174,6 +189,7 @@ def tree(tmp_path_factory, voc):
         'devkit': str(devkit),
         'coco': str(wd / 'coco'),
         'json': str(wd / 'coco' / 'annotations' / 'instances_val2017.json'),
+        'splits': str(splits),
         'records': str(records),
         'out': str(wd / 'out'),
     }
@@ -246,6 +262,37 @@ CONVERTER_CASES = {
         ['--dataset_name=coco', '--dataset_dir={coco}', '--annotations_file={coco}'],
         '--annotations_file: {coco} is a folder; expected a COCO instances JSON file, e.g. '
         'annotations/instances_val2017.json: pass --annotations_file={json}.',
+    ),
+    # It named the folder's first file, instances_train2017.json: the annotations of other images.
+    'annotations_folder_of_the_dataset_dir_split': (
+        [
+            '--dataset_name=coco',
+            '--dataset_dir={splits}/val2017',
+            '--annotations_file={splits}/annotations',
+        ],
+        '--annotations_file: {splits}/annotations is a folder; expected a COCO instances JSON '
+        'file, e.g. annotations/instances_val2017.json: pass '
+        '--annotations_file={splits}/annotations/instances_val2017.json.',
+    ),
+    'annotations_folder_of_other_splits': (
+        ['--dataset_name=coco', '--dataset_dir={splits}/images', '--annotations_file={splits}'],
+        '--annotations_file: {splits} is a folder; expected a COCO instances JSON file, e.g. '
+        'annotations/instances_val2017.json: pass as --annotations_file the one of '
+        '{splits}/annotations/instances_train2017.json, '
+        '{splits}/annotations/instances_val2017.json that annotates the images of '
+        '--dataset_dir={splits}/images.',
+    ),
+    # The first missing image's error advised --skip_bad_examples, which skips every image.
+    'coco_dataset_dir_of_other_images': (
+        [
+            '--dataset_name=coco',
+            '--dataset_dir={splits}',
+            '--annotations_file={splits}/annotations/instances_val2017.json',
+        ],
+        '--dataset_dir: {splits} holds none of the 1 image '
+        '{splits}/annotations/instances_val2017.json lists (val2017.jpg); expected the image '
+        'folder the file_name entries of --annotations_file are relative to (e.g. val2017): pass '
+        '--dataset_dir={splits}/val2017.',
     ),
     'coco_dataset_dir_missing': (
         ['--dataset_name=coco', '--dataset_dir={coco}/val2017', '--annotations_file={json}'],
