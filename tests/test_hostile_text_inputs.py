@@ -189,7 +189,17 @@ def test_coco_scoring_fifo_and_fields(tmp_path):
     'content, reason',
     [
         (DEEP, 'the COCO results file nests its JSON too deeply to read.'),
-        ('{"x": 1}', 'COCO results must be a list of objects, got dict.'),
+        (
+            '{"images": [], "videos": []}',
+            "COCO results must be a list of objects with keys ('image_id', 'category_id', "
+            "'bbox', 'score') (bbox [x, y, width, height] in pixels), got an object with keys "
+            "['images', 'videos'].",
+        ),
+        (
+            '7',
+            "COCO results must be a list of objects with keys ('image_id', 'category_id', "
+            "'bbox', 'score') (bbox [x, y, width, height] in pixels), got int.",
+        ),
         (json.dumps([dict(RESULT, bbox=5)]), 'result #0 bbox must be [x, y, width, height] of'),
         (
             json.dumps([dict(RESULT, image_id=[1])]),

@@ -206,8 +206,13 @@ def is_finite_number(value) -> bool:
 
 def _check_results(detections, source: str) -> List[dict]:
     if not isinstance(detections, list):
+        # detect_ssd_network.py's detections.json is an object of images: say what it holds.
+        got = type(detections).__name__
+        if isinstance(detections, dict):
+            got = f'an object with keys {reprlib.repr(sorted(map(str, detections)))}'
         raise ValueError(
-            f'{source}: COCO results must be a list of objects, got {type(detections).__name__}.'
+            f'{source}: COCO results must be a list of objects with keys {_RESULT_KEYS} '
+            f'(bbox [x, y, width, height] in pixels), got {got}.'
         )
     for index, det in enumerate(detections):
         if not isinstance(det, dict) or any(key not in det for key in _RESULT_KEYS):
