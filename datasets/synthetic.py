@@ -359,6 +359,9 @@ def main(argv=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
+        '--helpfull', action='help', help='The same as --help (as the other scripts).'
+    )
+    parser.add_argument(
         '--output_dir',
         required=True,
         help='folder to write the dataset to; must not exist or be empty (required)',

@@ -131,3 +131,14 @@ def test_generate_deterministic_voc_layout(tmp_path):
         )  # JPEG q95 smooths some noise
     with pytest.raises(ValueError, match='not empty'):
         synthetic.generate(a, 2)
+
+
+@pytest.mark.parametrize('flag', ['--help', '--helpfull'])
+def test_help_and_helpfull_list_the_flags(flag, capsys):
+    """`python -m datasets.synthetic --helpfull`, as every script takes it (README), exits 0 with
+    the flags; it stopped with 'the following arguments are required: --output_dir' (exit 2)."""
+    with pytest.raises(SystemExit) as stop:
+        synthetic.main([flag])
+    assert stop.value.code == 0
+    shown = capsys.readouterr().out
+    assert all(f in shown for f in ('--output_dir', '--num_images', '--seed')), shown
