@@ -16,13 +16,16 @@ The conversion record (`ConvertResult.config`; the card is built from it) holds:
 Class names (the card's): `--labelmap_file`, the model's Caffe LabelMap (`read_labelmap`:
 display_name, else name, of labels 1..K-1), or `--labels_file` (one name per line); without
 either, the 20 VOC classes for a 21-class model and placeholders `class_<i>` otherwise
-(`default_class_names`). The card's `provenance.class_names` records which, and the file.
+(`default_class_names`). The card's `provenance.class_names` records which, and the file. A label
+map whose `name`s are category ids (Caffe SSD's COCO one: name "18", display_name "dog") gives
+the card's `category_ids` too (`labelmap_category_ids`).
 """
 
 import dataclasses
 import json
 import math
 import os
+import re
 from typing import Dict, List, Optional
 
 from converters import caffe_pb
@@ -45,6 +48,8 @@ LABELMAP_FORMAT = (
 )
 _LABELMAP_FIELDS = ('name', 'label', 'display_name')
 _INT32_MAX = 2**31 - 1
+# A label map `name` read as a category id: a decimal integer as COCO's ids are written.
+_CATEGORY_ID = re.compile(r'0|[1-9][0-9]{0,9}')
 
 
 @dataclasses.dataclass
@@ -250,6 +255,28 @@ def labelmap_class_names(items, path, num_classes, classes_from):
     return tuple(by_label[label].class_name for label in range(1, num_classes))
 
 
+def labelmap_category_ids(items, num_classes):
+    """The category ids of labels 1..num_classes-1 (`labelmap_class_names` checked them) when
+    the label map gives them as its `name`s beside the class names, as Caffe SSD's COCO label
+    map does (`name: "18" label: 17 display_name: "dog"`: COCO's category id 18): every such
+    item has a display_name and a decimal integer name other than it, the ids distinct. Else
+    None (the VOC label map's names are its class names)."""
+    by_label = {item.label: item for item in items}
+    named = [by_label[label] for label in range(1, num_classes)]
+    if not all(
+        item.display_name is not None
+        and item.name is not None
+        and _CATEGORY_ID.fullmatch(item.name.strip())
+        and item.name.strip() != item.class_name  # names that are the classes: digits, say
+        for item in named
+    ):
+        return None
+    ids = tuple(int(item.name) for item in named)
+    if len(set(ids)) != len(ids) or max(ids) > _INT32_MAX:
+        return None
+    return ids
+
+
 def config_path_for(checkpoint_path, backbone_only=False):
     """The JSON written beside a converted checkpoint: its model card, or a backbone's record."""
     return checkpoint_path + (
@@ -281,10 +308,10 @@ def default_class_names(num_classes):
     )
 
 
-def model_card(config, params, class_names=None, class_names_from=None):
+def model_card(config, params, class_names=None, class_names_from=None, category_ids=None):
     """The model card of a converted detection model (`config`: the conversion record;
     class_names: of labels 1.., default `default_class_names`; class_names_from: where they come
-    from, the card's `provenance.class_names`)."""
+    from, the card's `provenance.class_names`; category_ids: the card's, of labels 1..)."""
     detection = {
         card_lib.CAFFE_DETECTION_NAMES[k]: v
         for k, v in config['detection'].items()
@@ -308,6 +335,7 @@ def model_card(config, params, class_names=None, class_names_from=None):
         card_lib.DetectionSettings(**detection),
         card_id=card_lib.new_card_id(),
         provenance=provenance,
+        category_ids=category_ids,
     )
 
 
@@ -339,17 +367,20 @@ def read_class_names_file(labelmap_file, labels_file, backbone_only=False):
 
 
 def resolve_class_names(labelmap_file, labels_file, read, num_classes, classes_from):
-    """(class names of labels 1..num_classes-1, provenance record, log line): those of the file
-    `read_class_names_file` read (`read`), else `default_class_names`.
+    """(class names of labels 1..num_classes-1, provenance record, log line, category ids or
+    None): those of the file `read_class_names_file` read (`read`), else `default_class_names`;
+    the ids of a label map's names (`labelmap_category_ids`).
 
     Raises:
       caffe_ssd.ConversionError (LabelMapError): the file's classes do not fit the model's
       `num_classes` (classes_from: where that count comes from, for the message).
     """
     if read is None:
-        return default_class_names(num_classes)
+        return default_class_names(num_classes) + (None,)
+    ids = None
     if labelmap_file:
         names = labelmap_class_names(read, labelmap_file, num_classes, classes_from)
+        ids = labelmap_category_ids(read, num_classes)
         kind, flag, path = 'label map', 'labelmap_file', labelmap_file
         how = f' (display_name, else name, of labels 1..{num_classes - 1})'
     else:
@@ -363,11 +394,13 @@ def resolve_class_names(labelmap_file, labels_file, read, num_classes, classes_f
                 f"order, background excluded, or pass the model's Caffe label map with "
                 f'--labelmap_file'
             )
-    return (
-        names,
-        {'from': flag, 'path': os.path.abspath(path)},
-        f'class names: the {len(names)} of the {kind} {path}{how}: {labels_lib.names_shown(names)}',
+    line = (
+        f'class names: the {len(names)} of the {kind} {path}{how}: {labels_lib.names_shown(names)}'
     )
+    if ids is not None:
+        shown = labels_lib.names_shown([str(i) for i in ids])
+        line += f'; category ids (detections\' category_id): its names, {shown}'
+    return names, {'from': flag, 'path': os.path.abspath(path)}, line, ids
 
 
 def check_normalisation(caffe_mean_bgr, caffe_scale):
@@ -571,7 +604,7 @@ def convert(
         spec, layers, from_prototxt, prototxt_path, num_classes
     )
     if not spec.backbone_only:
-        names, names_from, names_line = resolve_class_names(
+        names, names_from, names_line, category_ids = resolve_class_names(
             labelmap_file, labels_file, names_read, params.num_classes, classes_from
         )
 
@@ -602,7 +635,9 @@ def convert(
 
     unmapped = ['unmapped Caffe layer %r (%s) with blobs %s' % u for u in conversion.unmapped]
     sidecar = (
-        config if spec.backbone_only else model_card(config, params, names, names_from).to_dict()
+        config
+        if spec.backbone_only
+        else model_card(config, params, names, names_from, category_ids).to_dict()
     )
     match, problems, _ = checkpoint_io.write_checkpoint(
         nets_factory.get_network(spec.net_name),

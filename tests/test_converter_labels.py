@@ -94,17 +94,51 @@ def test_published_coco_label_map_names_the_classes(models, tmp_path):
         'from': 'labelmap_file',
         'path': os.path.abspath(labelmap),
     }
+    # Its names are the COCO category ids: detections' category_id, what pycocotools scores.
+    assert card.category_ids == tuple(int(name) for name, _, _ in COCO_ITEMS[1:])
+    assert card.category_ids[:3] == (1, 2, 3) and card.category_ids[-1] == 90
+    assert card.category_ids[11] == 13  # stop sign, after COCO's gap at 12
     assert (
         f'class names: the 80 of the label map {labelmap} (display_name, else name, of labels '
-        f'1..80): person, bicycle, car, motorcycle, airplane, ...'
+        f'1..80): person, bicycle, car, motorcycle, airplane, ...; category ids (detections\' '
+        "category_id): its names, 1, 2, 3, 4, 5, ..."
     ) in lines
     assert not any(line.startswith('NOTE: class names') for line in lines)
+
+
+@pytest.mark.parametrize(
+    'items, ids',
+    [
+        ([BACKGROUND, ('18', 1, 'dog'), ('1', 2, 'person')], (18, 1)),
+        ([BACKGROUND, (' 7 ', 1, 'cat'), ('0', 2, 'dog')], (7, 0)),
+        # Names that are the classes (VOC's), or digits that name themselves: no ids.
+        ([BACKGROUND, ('cat', 1, 'cat'), ('dog', 2, 'dog')], None),
+        ([BACKGROUND, ('1', 1, '1'), ('2', 2, '2')], None),
+        ([BACKGROUND, ('1', 1, None), ('2', 2, None)], None),
+        # Not every class has an id, an id twice, not decimal, beyond int32: no ids.
+        ([BACKGROUND, ('1', 1, 'cat'), ('dog', 2, 'dog')], None),
+        ([BACKGROUND, ('5', 1, 'cat'), ('5', 2, 'dog')], None),
+        ([BACKGROUND, ('0x10', 1, 'cat'), ('2', 2, 'dog')], None),
+        ([BACKGROUND, ('07', 1, 'cat'), ('2', 2, 'dog')], None),
+        ([BACKGROUND, ('-3', 1, 'cat'), ('2', 2, 'dog')], None),
+        ([BACKGROUND, ('2147483648', 1, 'cat'), ('2', 2, 'dog')], None),
+        ([BACKGROUND, ('2147483647', 1, 'cat'), ('2', 2, 'dog')], (2147483647, 2)),
+    ],
+)
+def test_label_map_names_are_category_ids_only_when_all_are(tmp_path, items, ids):
+    path = _write(tmp_path, 'lm.prototxt', _labelmap_text(items))
+    read = caffe_convert.read_labelmap(path)
+    assert caffe_convert.labelmap_category_ids(read, 3) == ids
+    *_, line, got = caffe_convert.resolve_class_names(path, None, read, 3, 'the conf heads')
+    assert got == ids
+    assert ('category ids' in line) == (ids is not None)
 
 
 def test_own_21_class_label_map_replaces_the_voc_default(models, tmp_path):
     labelmap = _write(tmp_path, 'labelmap_own.prototxt', _labelmap_text(OWN_ITEMS))
     card = card_lib.load(_convert(models, 21, tmp_path, labelmap_file=labelmap).config_path)
     assert card.class_names == OWN_NAMES
+    assert card.category_ids is None
 
 
 def test_default_keeps_voc_names_with_a_note(models, tmp_path):
@@ -154,7 +188,7 @@ def test_script_prints_the_note_and_writes_the_labelmap_names(models, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f'class names: the 20 of the label map {labelmap}' in proc.stdout
     card = card_lib.load(str(tmp_path / 'labelled.ckpt.model.json'))
-    assert card.class_names == labels_lib.VOC_CLASSES
+    assert card.class_names == labels_lib.VOC_CLASSES and card.category_ids is None
     assert card.provenance['class_names']['path'] == os.path.abspath(labelmap)
     # A label map of another class count: one line naming the file, nothing written.
     coco = _write(tmp_path, 'labelmap_coco.prototxt', _labelmap_text(COCO_ITEMS))
