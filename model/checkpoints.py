@@ -495,6 +495,15 @@ def export_kinds_text():
     return ', '.join(texts[:-1]) + ' or ' + texts[-1]
 
 
+# Weights of other frameworks that the converters read, by file type: (what a message calls
+# them, the converter).
+CONVERTED_KINDS = {
+    '.caffemodel': ('a Caffe model', 'caffe_to_tensorflow.py'),
+    '.pth': ('a PyTorch file', 'pytorch_to_tensorflow.py'),
+    '.pt': ('a PyTorch file', 'pytorch_to_tensorflow.py'),
+}
+
+
 def _check_readable(prefix, v1_file):
     """Opens the checkpoint's table (the `.index`, or the V1 file) as the readers will."""
     try:
@@ -508,6 +517,13 @@ def _check_readable(prefix, v1_file):
                     f'{prefix}: {what}, not a TensorFlow checkpoint: give the checkpoint it was '
                     f'exported from (metadata.json\'s export.checkpoint.path); eval and detect '
                     f'run it as it is (--exported_model={prefix}).'
+                ) from None
+            if suffix in CONVERTED_KINDS:
+                noun, converter = CONVERTED_KINDS[suffix]
+                raise CheckpointError(
+                    f'{prefix}: {noun}, not a TensorFlow checkpoint: convert it with '
+                    f'{converter} first (README.md, "Pretrained weights", gives the command for '
+                    f'each published model) and pass the checkpoint it writes.'
                 ) from None
             reason = _first_line(err)
             if 'bad magic number' in reason:  # any other file: TF's advice is about restore ops
@@ -779,15 +795,27 @@ def _layer_scope(name):
     return scope[: -len('/BatchNorm')] if scope.endswith('/BatchNorm') else scope
 
 
-def _checkpoint_entry(name, model_scope, checkpoint_model_scope):
+def _checkpoint_entry(name, model_scope, checkpoint_model_scope, class_heads=None):
     """(checkpoint name, transform or None) for our variable `name` under this
-    --checkpoint_model_scope, or None where a TF-Slim name map leaves it out (not backbone)."""
+    --checkpoint_model_scope, or None where a TF-Slim name map leaves it out (not backbone).
+    class_heads: as `plan_restore`'s."""
     name_map = TF_SLIM_NAME_MAPS.get(checkpoint_model_scope)
     if name_map is None:
-        return rewrite_leading_scope(name, model_scope, checkpoint_model_scope or model_scope), None
+        checkpoint_name = rewrite_leading_scope(
+            name, model_scope, checkpoint_model_scope or model_scope
+        )
+        return checkpoint_name, (class_heads[1] if class_heads and name in class_heads[0] else None)
     if not name.startswith(model_scope + '/'):
         return None
     return name_map(name[len(model_scope) + 1 :])
+
+
+def _restored_shape(shape, transform):
+    """The shape (list) a checkpoint entry of `shape` restores as, after `transform` (or None)."""
+    if transform is None:
+        return list(shape)
+    # Basic slicing of a zero-stride view: the output shape without reading data.
+    return list(transform(np.broadcast_to(np.float32(0), shape)).shape)
 
 
 def _checkpoint_scopes(checkpoint_shapes):
@@ -803,17 +831,25 @@ def _checkpoint_scopes(checkpoint_shapes):
     )
 
 
-def _scope_hint(variables, candidates, checkpoint_shapes, model_scope, checkpoint_model_scope):
+def _scope_hint(
+    variables, candidates, checkpoint_shapes, model_scope, checkpoint_model_scope, class_heads
+):
     """The one-line fix when the checkpoint's weights sit under one top-level scope other than
     the one --checkpoint_model_scope reads, and reading that one finds some of `candidates`
-    (the variables not excluded); else None."""
+    (the variables not excluded) with their shapes; else None. Names alone would send another
+    net's checkpoint to the flag: ssd_300_vgg's `conv6/weights` and `conv7/weights` are names of
+    ssd_300_mobilenet's too, of other shapes."""
     scopes = _checkpoint_scopes(checkpoint_shapes)
     if len(scopes) != 1 or scopes[0] == (checkpoint_model_scope or model_scope):
         return None
     scope = scopes[0]
     fix = None if scope == model_scope else scope
-    entries = (_checkpoint_entry(v.op.name, model_scope, fix) for v in candidates)
-    found = sum(1 for entry in entries if entry and entry[0] in checkpoint_shapes)
+    found = 0
+    for variable in candidates:
+        entry = _checkpoint_entry(variable.op.name, model_scope, fix, class_heads)
+        if entry and entry[0] in checkpoint_shapes:
+            shape = _restored_shape(checkpoint_shapes[entry[0]], entry[1])
+            found += shape == variable.shape.as_list()
     if not found:
         return None
     then = f"it then finds {found} of the model's {len(variables)} variables"
@@ -903,27 +939,27 @@ def plan_restore(
     items, missing, mismatched = [], [], []
     for variable in candidates:
         name = variable.op.name
-        entry = _checkpoint_entry(name, model_scope, checkpoint_model_scope)
+        entry = _checkpoint_entry(name, model_scope, checkpoint_model_scope, class_heads)
         if entry is None:
             continue  # Not part of the ImageNet backbone.
         checkpoint_name, transform = entry
-        if class_heads and name in class_heads[0] and transform is None:
-            transform = class_heads[1]
         if checkpoint_name not in checkpoint_shapes:
             missing.append((name, checkpoint_name))
             continue
-        shape = checkpoint_shapes[checkpoint_name]
-        if transform is not None:
-            # Basic slicing of a zero-stride view: the output shape without reading data.
-            shape = list(transform(np.broadcast_to(np.float32(0), shape)).shape)
-        if list(shape) != variable.shape.as_list():
-            mismatched.append((name, checkpoint_name, variable.shape.as_list(), list(shape)))
+        shape = _restored_shape(checkpoint_shapes[checkpoint_name], transform)
+        if shape != variable.shape.as_list():
+            mismatched.append((name, checkpoint_name, variable.shape.as_list(), shape))
             continue
         items.append(RestoreItem(variable, checkpoint_name, transform))
     if missing and (not items or not ignore_missing_vars):
         # Another scope first: --ignore_missing_vars would train those variables from scratch.
         hint = _scope_hint(
-            variables, candidates, checkpoint_shapes, model_scope, checkpoint_model_scope
+            variables,
+            candidates,
+            checkpoint_shapes,
+            model_scope,
+            checkpoint_model_scope,
+            class_heads,
         )
         if hint:
             raise ValueError(hint)
@@ -1064,6 +1100,23 @@ def describe_restore(items, variables):
             fresh, names
         )
     return line + '.'
+
+
+def frozen_at_start(variables, items, trainable_scopes):
+    """The trainable `variables` that a run with --trainable_scopes never trains and the restore
+    plan `items` (of `plan_restore`; empty: nothing restored) leaves at their initial values: they
+    keep those through the whole run. Returns (their count, their scopes in short, as
+    `describe_restore` gives them), or None when there are none or no --trainable_scopes."""
+    scopes = parse_scopes(trainable_scopes)
+    if not scopes:
+        return None
+    restored = {i.name for i in items}
+    names = [v.op.name for v in variables]
+    frozen = {n for n in names if n not in restored and not in_scopes(n, scopes)}
+    if not frozen:
+        return None
+    whole = [s for s, fresh in _whole_scopes(names, frozen) if fresh]
+    return len(frozen), _scopes_text(whole, names)
 
 
 class Restorer:

@@ -57,6 +57,24 @@ def test_not_a_checkpoint_is_one_line(tmp_path):
     )
 
 
+def test_weights_of_caffe_or_pytorch_name_their_converter(tmp_path):
+    """A .caffemodel or .pth given as --checkpoint_path (a Caffe user's first try) said only that
+    it was no TensorFlow checkpoint; it now names the converter to run first."""
+    for name, noun, converter in (
+        ('VGG_VOC0712_SSD_300x300_iter_120000.caffemodel', 'a Caffe model', 'caffe_to_tensorflow'),
+        ('ssd300_mAP_77.43_v2.pth', 'a PyTorch file', 'pytorch_to_tensorflow'),
+    ):
+        path = tmp_path / name
+        path.write_bytes(b'\x0a\x0bVGG_VOC0712' + bytes(40))
+        with pytest.raises(checkpoints.CheckpointError) as err:
+            checkpoints.resolve_checkpoint(str(path))
+        assert str(err.value) == (
+            f'{path}: {noun}, not a TensorFlow checkpoint: convert it with {converter}.py first '
+            '(README.md, "Pretrained weights", gives the command for each published model) and '
+            'pass the checkpoint it writes.'
+        )
+
+
 def test_corrupt_index_is_one_line(good_checkpoint, tmp_path):
     prefix = str(tmp_path / 'model.ckpt-3')
     for name in os.listdir(os.path.dirname(good_checkpoint)):

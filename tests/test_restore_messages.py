@@ -148,6 +148,47 @@ def test_an_unrelated_checkpoint_is_another_net(ssd_300_vgg):
     )
 
 
+def test_another_nets_checkpoint_is_not_sent_to_checkpoint_model_scope(ssd_300_vgg):
+    """MobileNet-SSD's `conv6/weights` and `conv7/weights` are names of ssd_300_vgg's too, of
+    other shapes: counted by name, the error said to pass --checkpoint_model_scope=
+    ssd_300_mobilenet ("it then finds 2 of the model's 71 variables"), which restores none."""
+    _, variables = ssd_300_vgg
+    shapes = {
+        'global_step': [],
+        'ssd_300_mobilenet/conv0/weights': [3, 3, 3, 32],
+        'ssd_300_mobilenet/conv6/weights': [1, 1, 256, 512],
+        'ssd_300_mobilenet/conv7/weights': [1, 1, 512, 512],
+    }
+    assert _error(variables, shapes) == (
+        'no variable of the model matches the checkpoint: its variables are under '
+        "ssd_300_mobilenet/, the model's under ssd_300_vgg/; check --checkpoint_path and "
+        "--model_name, or pass the checkpoint's scope as --checkpoint_model_scope (vgg_16 and "
+        "MobilenetV1 map TF-Slim's ImageNet backbones)."
+    )
+
+
+def test_variables_neither_restored_nor_trained_are_named(ssd_300_vgg):
+    """A 3-class fine-tune of the converted Caffe SSD300: the class heads are excluded from the
+    restore (new classes) and --trainable_scopes names the extra layers only. The heads kept
+    their random initial values to the end, and nothing said so."""
+    _, variables = ssd_300_vgg
+    shapes = {v.op.name: v.shape.as_list() for v in variables}
+    heads = ','.join(f'ssd_300_vgg/block{n}_box/conv_cls' for n in (4, 7, 8, 9, 10, 11))
+    items = checkpoints.plan_restore(variables, shapes, 'ssd_300_vgg', exclude_scopes=heads)
+    extra = 'ssd_300_vgg/block8,ssd_300_vgg/block9,ssd_300_vgg/block10,ssd_300_vgg/block11'
+    assert checkpoints.frozen_at_start(variables, items, extra) == (
+        12,
+        'ssd_300_vgg/block4_box/conv_cls, ssd_300_vgg/block7_box/conv_cls, '
+        'ssd_300_vgg/block8_box/conv_cls, ssd_300_vgg/block9_box/conv_cls, '
+        'ssd_300_vgg/block10_box/conv_cls, ssd_300_vgg/block11_box/conv_cls',
+    )
+    # Trained, or restored and frozen (the backbone), or no --trainable_scopes: nothing to say.
+    assert checkpoints.frozen_at_start(variables, items, heads) is None
+    assert checkpoints.frozen_at_start(variables, items, None) is None
+    # Nothing restored (from scratch): every variable outside the scopes.
+    assert checkpoints.frozen_at_start(variables, [], 'ssd_300_vgg/block4_box')[0] == 71 - 5
+
+
 def test_a_partial_restore_names_the_layers_inside_a_block(ssd_300_vgg, tmp_path):
     """A real restore from a vgg_16 file holding conv1_1 only: conv1 is split, by layer."""
     graph, variables = ssd_300_vgg

@@ -358,6 +358,13 @@ def test_parameter_counts_are_those_trained_and_all_trainable():
         settings = trainer.TrainSettings(trainable_scopes='net/head')
         assert trainer.parameter_counts(settings) == (3 * 3 * 8 * 4 + 4, 3 * 3 * 8 * 4 + 4 + 35)
         assert trainer.parameter_counts(trainer.TrainSettings()) == (327, 327)
+        # From scratch, net/base is neither restored nor trained: it stays as initialised.
+        assert trainer.frozen_start_warning(settings, None) == (
+            '--trainable_scopes leaves 1 variable(s) at their initial values to the end (no '
+            '--checkpoint_path, and they are not trained): net/base; add their scopes to '
+            '--trainable_scopes.'
+        )
+        assert trainer.frozen_start_warning(trainer.TrainSettings(), None) is None
     card = card_lib.from_registry('ssd_300_mobilenet')
     dataset = types.SimpleNamespace(name='voc', split_name='t', dataset_dir='r', num_samples=8)
     text = '\n'.join(hooks.start_lines(card, 'new', dataset, settings, (292, 327), None, None, []))

@@ -721,6 +721,25 @@ def batch_norm_start_warning(card, max_number_of_steps, fresh_statistics):
     )
 
 
+def frozen_start_warning(settings, restorer):
+    """A warning when --trainable_scopes leaves out variables that `restorer` (None: nothing is
+    restored) does not restore either: they keep their initial values, random for weights, to
+    the end (e.g. class heads excluded from the checkpoint for new classes but not trained), and
+    nothing said so. Else None."""
+    found = checkpoints.frozen_at_start(
+        v1.trainable_variables(), restorer.items if restorer else (), settings.trainable_scopes
+    )
+    if not found:
+        return None
+    count, scopes = found
+    source = 'the checkpoint does not restore them' if restorer else 'no --checkpoint_path'
+    return (
+        f'--trainable_scopes leaves {count} variable(s) at their initial values to the end '
+        f'({source}, and they are not trained): {scopes}; add their scopes to '
+        f'--trainable_scopes.'
+    )
+
+
 def _fresh_statistics(restorer):
     """The graph's batch-norm moving-variance variables that `restorer` (or None) leaves at their
     initial values."""
@@ -1368,11 +1387,13 @@ def _train(settings, cluster, config, master):
             )
         if resume_from is None and cluster.is_chief:
             restorer = fine_tune_restorer(settings, net, class_heads_by_name(settings, card, net))
-            warning = batch_norm_start_warning(
-                card, settings.max_number_of_steps, _fresh_statistics(restorer)
+            warnings = (
+                batch_norm_start_warning(
+                    card, settings.max_number_of_steps, _fresh_statistics(restorer)
+                ),
+                frozen_start_warning(settings, restorer),
             )
-            if warning:
-                start_notes.append((logging.WARNING, warning))
+            start_notes += [(logging.WARNING, warning) for warning in warnings if warning]
         scaffold = v1.train.Scaffold(
             # Relative paths in the `checkpoint` state file: a copy of the folder then names its
             # own checkpoints, not the original folder's (for TF's resume and for our readers).
