@@ -264,11 +264,13 @@ def _varint_at(data, pos):
 
 
 def _truncated_layer(data):
-    """(layer index, bytes present, bytes declared or None when the cut is in its length) when
-    `data` is a NetParameter cut short inside a layer (`layer` or V1 `layers`: nearly all of a
-    caffemodel), else None (e.g. a text prototxt: its wire format breaks down first)."""
+    """(layer index, where its field starts, bytes present, bytes declared or None when the cut
+    is in its length) when `data` is a NetParameter cut short inside a layer (`layer` or V1
+    `layers`: nearly all of a caffemodel), else None (e.g. a text prototxt: its wire format
+    breaks down first)."""
     pos, layers = 0, 0
     while pos < len(data):
+        start = pos
         tag = _varint_at(data, pos)
         if tag is None or not 1 <= tag[0] >> 3 <= 100:  # NetParameter's field numbers
             return None
@@ -276,7 +278,7 @@ def _truncated_layer(data):
         if wire_type == 2:
             length = _varint_at(data, pos)
             if length is None:
-                return (layers, 0, None) if field in (2, 100) else None  # its length is cut
+                return (layers, start, 0, None) if field in (2, 100) else None  # length cut
             size, pos = length
         elif wire_type == 0:
             end = _varint_at(data, pos)
@@ -288,10 +290,21 @@ def _truncated_layer(data):
         else:
             return None
         if pos + size > len(data):
-            return (layers, len(data) - pos, size) if field in (2, 100) else None
+            return (layers, start, len(data) - pos, size) if field in (2, 100) else None
         pos += size
         layers += field in (2, 100)
     return None
+
+
+def _after_layer(complete):
+    """', after <name>' of the last layer of `complete` (the bytes before a cut layer), or ''."""
+    net = NetParameter()
+    try:
+        net.ParseFromString(complete)
+    except message.DecodeError:
+        return ''
+    layers = net.layer or net.layers
+    return ', after %r' % layers[-1].name if layers else ''
 
 
 def parse_caffemodel(data, source='<bytes>'):
@@ -311,13 +324,14 @@ def parse_caffemodel(data, source='<bytes>'):
     except message.DecodeError as e:
         cut = _truncated_layer(data)
         if cut is not None:
-            layer, present, declared = cut
+            layer, start, present, declared = cut
             raise CaffeModelError(
-                '%s ends inside its layer %d (%s): the file is truncated (an interrupted '
-                'download or copy?); download or copy it again.'
+                '%s ends inside its layer %d (counted from 1%s; %s): the file is truncated (an '
+                'interrupted download or copy?); download or copy it again.'
                 % (
                     source,
-                    layer,
+                    layer + 1,
+                    _after_layer(data[:start]),
                     'within its length'
                     if declared is None
                     else '%d of its %d bytes are in the file' % (present, declared),

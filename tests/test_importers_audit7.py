@@ -167,15 +167,26 @@ def test_a_truncated_caffemodel_is_called_truncated(legacy_v1, tmp_path):
     with pytest.raises(caffe_pb.CaffeModelError) as err:
         caffe_pb.read_caffemodel(str(path))
     message = str(err.value)
-    assert message.startswith('%s ends inside its layer %d (' % (path, k))
+    assert message.startswith(
+        "%s ends inside its layer %d (counted from 1, after %r; "
+        % (path, k + 1, layers[k - 1].name)
+    )
     assert 'the file is truncated' in message and '--prototxt_path' not in message
     # Cut right after the layer's tag (field 2: 1 byte; field 100: 2): no length to quote.
     path.write_bytes(data[: start + (1 if legacy_v1 else 2)])
     with pytest.raises(caffe_pb.CaffeModelError) as err:
         caffe_pb.read_caffemodel(str(path))
     assert str(err.value).startswith(
-        '%s ends inside its layer %d (within its length): the file is truncated' % (path, k)
+        '%s ends inside its layer %d (counted from 1, after %r; within its length): the file is '
+        'truncated' % (path, k + 1, layers[k - 1].name)
     )
+    # Cut inside the first layer: none before it to name.
+    path.write_bytes(
+        data[: len(caffe_pb.serialize_caffemodel(layers[:0], legacy_v1=legacy_v1)) + 5]
+    )
+    with pytest.raises(caffe_pb.CaffeModelError) as err:
+        caffe_pb.read_caffemodel(str(path))
+    assert str(err.value).startswith('%s ends inside its layer 1 (counted from 1; ' % path)
     # Still: a text prototxt passed as the weights says so.
     text = tmp_path / 'deploy.prototxt'
     text.write_text(caffe_fixtures.mobilenet_ssd().prototxt)
