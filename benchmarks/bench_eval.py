@@ -411,7 +411,11 @@ def main(_):
             )
             for model in FLAGS.models:
                 prefix = eval_fixtures.write_random_checkpoint(
-                    os.path.join(root, model, 'model.ckpt'), model, len(class_names) + 1, 1
+                    os.path.join(root, model, 'model.ckpt'),
+                    model,
+                    len(class_names) + 1,
+                    1,
+                    spread_out=False,
                 )
                 card = eval_fixtures.small_card(model, class_names)
                 rows += bench(model, card, prefix, records_dir, os.path.join(root, model))

@@ -4,8 +4,8 @@ and random-weight checkpoints of a net.
 
 import os
 
+import numpy as np
 import tensorflow as tf
-import tf_slim as slim
 
 from datasets import convert
 from datasets import labels
@@ -13,7 +13,7 @@ from datasets import pascalvoc
 from datasets import synthetic
 from evaluation import evaluate
 from model import card as card_lib
-from nets import nets_factory
+from tests import inference_fixtures
 
 v1 = tf.compat.v1
 
@@ -66,33 +66,50 @@ def _rename_ids(voc_dir, split, count):
 
 
 def write_random_checkpoint(
-    prefix, model_name, num_classes, step, seed=0, moving_average_decay=None, **params
+    prefix,
+    model_name,
+    num_classes,
+    step,
+    seed=0,
+    moving_average_decay=None,
+    spread_out=True,
+    **params,
 ):
-    """Builds the net with random weights (`seed`) and saves it as `<prefix>-<step>` with a
-    `global_step` variable. With a decay, also saves moving averages (`<var>/ExponentialMovingAverage`)
-    equal to the weights plus 0.01. Returns the checkpoint prefix written."""
-    cls = nets_factory.get_network(model_name)
-    net = cls(cls.default_params._replace(num_classes=num_classes, **params))
+    """Builds the net (`params`: from_registry's, e.g. depth_multiplier) with random weights of
+    `inference_fixtures.write_checkpoint`'s kind, whose scores are spread out and depend on the
+    `seed`, and saves it as `<prefix>-<step>` with a `global_step` variable. `spread_out=False`:
+    a plain random initialisation instead, whose scores are near-uniform (every anchor about
+    1/num_classes, zero box codes: the same detections whatever the seed; the benchmarks' worst
+    case for NMS). With a decay, also saves moving averages (`<var>/ExponentialMovingAverage`)
+    of the trainable variables, each weight times a random factor in [0.9, 1.1]: they detect
+    otherwise than the weights. Returns the checkpoint prefix written."""
+    card = card_lib.from_registry(model_name, num_classes, **params)
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(seed)
-        images = tf.zeros([1] + list(net.params.img_shape) + [3])
-        with slim.arg_scope(net.arg_scope()):
-            net.net(images, is_training=False)
+        inference_fixtures.build_spread_out_pass(card, seed)
         global_step = v1.train.get_or_create_global_step()
-        init = [v1.global_variables_initializer()]
+        saved = {v.op.name: v for v in v1.global_variables()}
+        averages = []
         if moving_average_decay:
+            # Variables saved under the averages' names: ExponentialMovingAverage.apply would
+            # also build their update ops (seconds).
             ema = v1.train.ExponentialMovingAverage(moving_average_decay)
-            ema.apply(v1.trainable_variables())
-            init.append(v1.global_variables_initializer())
-            init.append(
-                tf.group(*[v1.assign(ema.average(v), v + 0.01) for v in v1.trainable_variables()])
-            )
+            for v in v1.trainable_variables():
+                saved[ema.average_name(v)] = v1.Variable(tf.zeros(v.shape), name='average')
+                averages.append(
+                    saved[ema.average_name(v)].assign(v * tf.random.uniform(v.shape, 0.9, 1.1))
+                )
         with v1.Session(graph=graph) as sess:
-            for op in init:
-                sess.run(op)
+            if spread_out:
+                inference_fixtures.init_spread_out_weights(sess, np.random.RandomState(seed))
+            else:
+                sess.run(v1.global_variables_initializer())
+            sess.run(averages)
             sess.run(v1.assign(global_step, step))
-            return v1.train.Saver().save(sess, prefix, global_step=step, write_meta_graph=False)
+            return v1.train.Saver(saved).save(
+                sess, prefix, global_step=step, write_meta_graph=False
+            )
 
 
 def small_card(model_name, class_names, depth_multiplier=None, **detection):

@@ -93,32 +93,40 @@ def shared_export(spec, formats):
 
 
 def _write_checkpoint(spec, directory, seed):
-    rng = np.random.RandomState(seed)
-    net = spec.net()
-    net.params = net.params._replace(batch_norm_decay=0.0)
     with tf.Graph().as_default():
         v1.set_random_seed(seed)
-        images = tf.constant(np.stack(random_images(seed, [spec.input_shape] * 4)))
-        with slim.arg_scope(net.arg_scope(weight_decay=0.0)):
-            net.net(detection.preprocess_images(images, spec), is_training=True)
+        build_spread_out_pass(spec, seed)
         with v1.Session() as sess:
-            init_spread_out_weights(sess, rng)
+            init_spread_out_weights(sess, np.random.RandomState(seed))
             return v1.train.Saver().save(sess, os.path.join(directory, 'model.ckpt'))
 
 
+def build_spread_out_pass(card, seed):
+    """Builds, in the default graph, `card`'s net in the forward pass that
+    `init_spread_out_weights` initialises from: training mode, batch norm decay 0, no weight
+    decay, on four `random_images(seed)` of the net's input size."""
+    net = card.net()
+    net.params = net.params._replace(batch_norm_decay=0.0)
+    images = tf.constant(np.stack(random_images(seed, [card.input_shape] * 4)))
+    with slim.arg_scope(net.arg_scope(weight_decay=0.0)):
+        net.net(detection.preprocess_images(images, card), is_training=True)
+
+
 def init_spread_out_weights(sess, rng):
-    """In `sess`, whose graph holds a net's training-mode forward pass with batch norm decay 0:
-    initialises the variables, sets the batch norm statistics from that pass's batch (variances
-    at least 0.05) and gives the class-head biases random values from `rng`."""
+    """In `sess`, whose graph holds `build_spread_out_pass`'s forward pass: initialises the
+    variables, sets the batch norm statistics from that pass's batch (variances at least 0.05)
+    and gives the class-head biases random values from `rng`."""
     sess.run(v1.global_variables_initializer())
     sess.run(v1.get_collection(v1.GraphKeys.UPDATE_OPS))
+    assignments = []  # run at once: a run per new op took seconds
     for var in v1.global_variables():
         if var.op.name.endswith('moving_variance'):
             # Near-dead channels would otherwise be scaled up by ~1/sqrt(epsilon) and amplify
             # float rounding through the net.
-            sess.run(var.assign(tf.maximum(var, 0.05)))
+            assignments.append(var.assign(tf.maximum(var, 0.05)))
         if 'mbox_conf/biases' in var.op.name:
-            sess.run(var.assign(rng.randn(*var.shape.as_list()).astype(np.float32)))
+            assignments.append(var.assign(rng.randn(*var.shape.as_list()).astype(np.float32)))
+    sess.run(assignments)
 
 
 def write_synthetic_split(directory, num_images, seed=0, split='test'):

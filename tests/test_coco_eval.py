@@ -12,7 +12,6 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -329,25 +328,6 @@ def test_collector_detections_are_each_images_in_order():
 # ------------------------------------------------------------------------------------------------
 # The evaluation script and evaluate_checkpoint, with a random-weight net
 # ------------------------------------------------------------------------------------------------
-def randomize_class_biases(prefix, seed):
-    """Rewrites the checkpoint with random class-head biases. A random-weight net scores every
-    anchor alike (1/C); then the first anchors (the smallest) win every top_k and no detection
-    fits these images' objects. Random biases score anchor types differently (large ones too)."""
-    rng = np.random.default_rng(seed)
-    reader = tf.train.load_checkpoint(prefix)
-    values = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
-    for name in values:
-        if name.endswith('_mbox_conf/biases'):
-            values[name] = rng.normal(0.0, 2.0, values[name].shape).astype(values[name].dtype)
-    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
-        variables = {
-            name: tf.compat.v1.Variable(value, name=name.replace('/', '_'))
-            for name, value in values.items()
-        }
-        sess.run(tf.compat.v1.global_variables_initializer())
-        tf.compat.v1.train.Saver(variables).save(sess, prefix, write_meta_graph=False)
-
-
 @pytest.fixture(scope='module')
 def checkpoint(converted):
     names = [c['name'] for c in converted['meta']['classes']]
@@ -355,7 +335,6 @@ def checkpoint(converted):
     prefix = eval_fixtures.write_random_checkpoint(
         str(train_dir / 'model.ckpt'), MODEL, len(names) + 1, STEP, seed=2, depth_multiplier=DEPTH
     )
-    randomize_class_biases(prefix, seed=3)
     # Many loosely suppressed detections: random weights then hit some objects.
     card = eval_fixtures.small_card(
         MODEL, names, depth_multiplier=DEPTH, keep_top_k=1000, nms_threshold=0.9

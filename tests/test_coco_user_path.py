@@ -34,7 +34,6 @@ from tests.test_coco_eval import (
     collect,
     designed_detections,
     pycocotools_reference,
-    randomize_class_biases,
     same,
 )
 from tf_extended import coco_metrics
@@ -278,7 +277,6 @@ def test_odd_file_names_evaluate_with_voc_and_coco(odd):
     prefix = eval_fixtures.write_random_checkpoint(
         str(train_dir / 'model.ckpt'), 'ssd_300_mobilenet', 3, 7, seed=2, depth_multiplier=0.25
     )
-    randomize_class_biases(prefix, seed=3)
     card = eval_fixtures.small_card(
         'ssd_300_mobilenet', names, depth_multiplier=0.25, keep_top_k=1000, nms_threshold=0.9
     )

@@ -432,48 +432,81 @@ def test_json_of_an_older_caffe_conversion_loads_as_a_card(tmp_path):
         card_lib.load(str(path))
 
 
-def test_moving_average_decay_restores_the_shadow_variables(tmp_path):
+def _one_kind_of_weights(prefix, output_prefix, kind):
+    """Saves at `output_prefix` the checkpoint `prefix` with the moving averages of its trainable
+    variables (`kind` 'averages') or their weights ('weights') as both their weights and their
+    averages (`<name>/ExponentialMovingAverage`); returns the prefix written. Restored with or
+    without the averages, it detects what that kind of the checkpoint's weights detects."""
+    reader = tf.train.load_checkpoint(prefix)
+    suffix = checkpoints.AVERAGE_SUFFIX
+    values = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+    for name in [n[: -len(suffix)] for n in values if n.endswith(suffix)]:
+        values[name] = values[name + suffix] = values[name + suffix if kind == 'averages' else name]
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        variables = {
+            name: tf.compat.v1.Variable(value, name=name.replace('/', '_'))
+            for name, value in values.items()
+        }
+        sess.run(tf.compat.v1.global_variables_initializer())
+        return tf.compat.v1.train.Saver(variables).save(sess, output_prefix, write_meta_graph=False)
+
+
+def _devkit_rows(eval_dir):
+    """{(class, image id): float64 [N, 5] score and box rows} of an evaluation's devkit files."""
+    rows = {}
+    for path in glob.glob(os.path.join(eval_dir, 'comp4_det_test_*.txt')):
+        name = os.path.basename(path)[len('comp4_det_test_') : -len('.txt')]
+        with open(path) as fh:
+            for image_id, *numbers in map(str.split, fh):
+                rows.setdefault((name, image_id), []).append([float(n) for n in numbers])
+    return {key: np.array(value) for key, value in rows.items()}
+
+
+def _same_rows(got, expected):
+    return got.keys() == expected.keys() and all(
+        got[key].shape == rows.shape and np.allclose(got[key], rows, rtol=1e-5, atol=1e-4)
+        for key, rows in expected.items()
+    )
+
+
+def test_moving_average_decay_evaluates_the_averages(data, tmp_path):
+    """--moving_average_decay: the evaluation detects what the checkpoint's averages detect (a
+    copy holding them as its weights too), not what its weights detect (they differ: see
+    write_random_checkpoint); asked of a checkpoint without averages, a clear error."""
     prefix = eval_fixtures.write_random_checkpoint(
         str(tmp_path / 'model.ckpt'),
         MODEL,
-        7,
+        len(data['class_names']) + 1,
         5,
         moving_average_decay=0.999,
         depth_multiplier=DEPTH,
     )
-    reader = tf.train.load_checkpoint(prefix)
-    card = eval_fixtures.small_card(MODEL, ['c%d' % i for i in range(1, 7)], DEPTH)
-    settings = evaluate.EvalSettings(
-        card=card, dataset_name='custom', dataset_split_name='x', dataset_dir='.'
+    settings = _settings(
+        data, batch_size=2, max_num_batches=1, metrics=('voc07',), moving_average_decay=0.999
     )
-    net = card.net()
-    for decay, suffix in ((0.999, '/ExponentialMovingAverage'), (None, '')):
-        with tf.Graph().as_default():
-            evaluate.build_detections(net, {'image': tf.zeros([1, 300, 300, 3])}, settings)
-            var_map = checkpoints.variables_to_restore(decay)
-            checkpoints.check_restorable(prefix, var_map)
-            with tf.compat.v1.Session() as sess:
-                tf.compat.v1.train.Saver(var_map).restore(sess, prefix)
-                weights = [
-                    v for v in tf.compat.v1.trainable_variables() if v.op.name.endswith('weights')
-                ][0]
-                np.testing.assert_array_equal(
-                    sess.run(weights), reader.get_tensor(weights.op.name + suffix)
-                )
-    # Moving averages asked of a checkpoint without them: a clear error.
-    plain = eval_fixtures.write_random_checkpoint(
-        str(tmp_path / 'plain.ckpt'), MODEL, 7, 5, depth_multiplier=DEPTH
-    )
-    with tf.Graph().as_default():
-        evaluate.build_detections(net, {'image': tf.zeros([1, 300, 300, 3])}, settings)
+    with evaluate.CheckpointEvaluator(settings) as evaluator:
+
+        def detections(checkpoint, name):
+            evaluator.evaluate(checkpoint, str(tmp_path / name), log=lambda _: None)
+            return _devkit_rows(str(tmp_path / name))
+
+        got = detections(prefix, 'eval')
+        kinds = {
+            kind: detections(
+                _one_kind_of_weights(prefix, str(tmp_path / kind / 'model.ckpt-5'), kind), kind
+            )
+            for kind in ('averages', 'weights')
+        }
         with pytest.raises(ValueError, match='leave --moving_average_decay unset'):
-            checkpoints.check_restorable(plain, checkpoints.variables_to_restore(0.999))
+            evaluator.evaluate(data['prefix'], str(tmp_path / 'plain'), log=lambda _: None)
+    assert got and _same_rows(got, kinds['averages'])
+    assert not _same_rows(got, kinds['weights'])
 
 
 def test_compute_dtype_recorded_and_checked(evaluated):
     """The float32 default is recorded in results.json; unknown types are refused. That
     --compute_dtype=bfloat16 reaches the eval graph is tested against a float32 reference in
-    test_non_square.py (this module's random checkpoint scores every anchor 1/7 in both types)."""
+    test_non_square.py."""
     assert evaluated[1]['settings']['model_card']['compute_dtype'] == 'float32'
     with pytest.raises(ValueError, match='compute_dtype'):
         eval_fixtures.small_card(MODEL, ['a']).replace(compute_dtype='int8')

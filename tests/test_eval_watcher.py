@@ -14,14 +14,11 @@ import sys
 import time
 import types
 
-import numpy as np
 import pytest
 import tensorflow as tf
-import tf_slim as slim
 
 from model import checkpoints
 from evaluation import evaluate
-from inference import detection
 from tests import eval_fixtures
 from tests import inference_fixtures as fx
 from tests import script_server
@@ -46,15 +43,11 @@ def _random_checkpoint_writer(request, train_dir, card):
     scores are spread out (plain random initialisations detect the same boxes whatever the
     seed); the net is built once for every checkpoint (its session closed when the test ends).
     """
-    net = card.net()
-    net.params = net.params._replace(batch_norm_decay=0.0)
     v1 = tf.compat.v1
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(1)
-        images = tf.constant(np.stack(fx.random_images(1, [card.input_shape] * 4)))
-        with slim.arg_scope(net.arg_scope(weight_decay=0.0)):
-            net.net(detection.preprocess_images(images, card), is_training=True)
+        fx.build_spread_out_pass(card, 1)
         # As inference_fixtures.init_spread_out_weights, in ops built once (the initialisers and
         # random ops draw new values at each run): batch norm statistics from the batch
         # (variances at least 0.05), random class-head biases.
