@@ -277,14 +277,15 @@ DURATIONS = {
     'tests/test_openvino.py': 6,  # 18 tests sharing test_fixed_size's export, 3 script runs
     'tests/test_export_models.py': 4,  # 21 tests sharing two exports (one with int8 calibration)
     'tests/test_export_metadata_checks.py': 2,  # 27 tests sharing two exports, 3 script runs
-    'tests/test_fixed_size.py': 5,  # 19 tests sharing three exports (one test_openvino's), 5 runs
+    # 19 tests sharing three exports (one test_openvino's, one test_export_models'), 5 runs
+    'tests/test_fixed_size.py': 5,
     'tests/test_eval_watcher.py': 4,
     'tests/test_eval_watcher.py::test_watcher_backlog_deletions_restart_best_and_timeout': 14,
     'tests/test_coco_names.py': 12,
     'tests/test_eval_pipeline.py': 4,
     'tests/test_eval_input_cache.py': 2,  # 23 tests sharing three evaluators, 3 watches
     'tests/test_eval_pipeline.py::test_eval_equals_offline_scoring_of_its_results_files': 15,
-    'tests/test_benchmarks.py::test_run_all_small': 31,
+    'tests/test_benchmarks.py::test_run_all_small': 17,
     'tests/test_caffe_opencv_parity.py::test_conversion_maps_every_caffe_layer': 13,
     'tests/test_logs.py': 4,
     'tests/test_train_cluster.py': 3,

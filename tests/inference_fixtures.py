@@ -73,18 +73,21 @@ def write_checkpoint(spec, directory, seed=0):
     return shared_cache.copy_checkpoint(cached, 'model.ckpt', directory)
 
 
-def shared_export(spec, formats):
-    """The export of `spec`'s `write_checkpoint` to `formats` (no other option), built once per
-    pytest run and read by every module that asks for the same (tests/shared_cache.py; the
-    folder is read-only): (the checkpoint's prefix, {format: path}, the export folder)."""
+def shared_export(spec, formats, **options):
+    """The export of `spec`'s `write_checkpoint` to `formats` with `options` (`export.export`'s
+    keyword arguments, e.g. batch_size, fixed_size; JSON values), built once per pytest run and
+    read by every module that asks for the same (tests/shared_cache.py; the folder is
+    read-only): (the checkpoint's prefix, {format: path}, the export folder)."""
     from inference import export
 
     formats = sorted(formats)
-    key = json.dumps([spec.to_dict(), formats], sort_keys=True)
+    key = json.dumps([spec.to_dict(), formats, options], sort_keys=True)
 
     def build(path):
         prefix = write_checkpoint(spec, os.path.join(path, 'ckpt'))
-        export.export(spec, prefix, os.path.join(path, 'export'), formats, log=lambda _: None)
+        export.export(
+            spec, prefix, os.path.join(path, 'export'), formats, log=lambda _: None, **options
+        )
 
     folder = shared_cache.folder('export_' + hashlib.sha256(key.encode()).hexdigest()[:16], build)
     out = os.path.join(folder, 'export')

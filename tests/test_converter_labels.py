@@ -141,22 +141,6 @@ def test_own_21_class_label_map_replaces_the_voc_default(models, tmp_path):
     assert card.category_ids is None
 
 
-def test_default_keeps_voc_names_with_a_note(models, tmp_path):
-    lines = []
-    card = card_lib.load(_convert(models, 21, tmp_path, lines).config_path)
-    assert card.class_names == labels_lib.VOC_CLASSES
-    assert card.provenance['class_names'] == {
-        'from': 'default',
-        'note': 'the 20 Pascal VOC classes, assumed for a 21-class model',
-    }
-    assert (
-        'NOTE: class names: the 20 Pascal VOC classes, assumed for a 21-class model (no '
-        '--labelmap_file or --labels_file); a model trained on other classes needs '
-        "--labelmap_file=<the model's labelmap.prototxt> or --labels_file=<one class name per "
-        'line>'
-    ) in lines
-
-
 def test_default_placeholders_with_a_note():
     names, source, line = caffe_convert.default_class_names(81)
     assert names == card_lib.default_class_names(81)
@@ -166,6 +150,8 @@ def test_default_placeholders_with_a_note():
 
 
 def test_script_prints_the_note_and_writes_the_labelmap_names(models, tmp_path):
+    """Without a label map or labels file the card keeps the VOC names, with a note (printed and
+    in the card); a label map names the classes; one of another class count is refused."""
     proto, model = models[21]
     args = ['--model_name=ssd_300_mobilenet', '--caffemodel_path=' + model]
     proc = run_script(
@@ -175,9 +161,18 @@ def test_script_prints_the_note_and_writes_the_labelmap_names(models, tmp_path):
         '--output_path=' + str(tmp_path / 'voc.ckpt'),
     )
     assert proc.returncode == 0, proc.stderr
-    assert 'NOTE: class names: the 20 Pascal VOC classes, assumed for a 21-class model' in (
-        proc.stdout
-    )
+    assert (
+        'NOTE: class names: the 20 Pascal VOC classes, assumed for a 21-class model (no '
+        '--labelmap_file or --labels_file); a model trained on other classes needs '
+        "--labelmap_file=<the model's labelmap.prototxt> or --labels_file=<one class name per "
+        'line>'
+    ) in proc.stdout.splitlines()
+    card = card_lib.load(str(tmp_path / 'voc.ckpt.model.json'))
+    assert card.class_names == labels_lib.VOC_CLASSES
+    assert card.provenance['class_names'] == {
+        'from': 'default',
+        'note': 'the 20 Pascal VOC classes, assumed for a 21-class model',
+    }
     labelmap = _write(tmp_path, 'labelmap_voc.prototxt', _labelmap_text(VOC_ITEMS))
     proc = run_script(
         'caffe_to_tensorflow.py',

@@ -38,6 +38,20 @@ def sources(tmp_path_factory):
     return {'caffe': caffemodel, 'pytorch': pth}
 
 
+@pytest.fixture(scope='module')
+def converted(sources, tmp_path_factory):
+    """The pytorch backbone converted to `<folder>/base.ckpt` (read-only: `_copy_conversion`
+    gives a test its own copy); returns the conversion's result."""
+    return _convert('pytorch', sources, str(tmp_path_factory.mktemp('converted') / 'base.ckpt'))
+
+
+def _copy_conversion(converted, directory):
+    """`converted`'s folder copied into `directory` (made if missing): a converter's output, the
+    state file naming the checkpoint by its file name; returns the copy's prefix."""
+    shutil.copytree(os.path.dirname(converted.checkpoint_path), directory, dirs_exist_ok=True)
+    return os.path.join(directory, os.path.basename(converted.checkpoint_path))
+
+
 def _convert(kind, sources, output_path):
     if kind == 'caffe':
         return caffe_convert.convert(
@@ -123,29 +137,33 @@ def test_backbone_conversion_keeps_an_exports_metadata(sources, tmp_path):
     assert file_bytes(export_dir) == before
 
 
-def test_a_converters_record_without_its_checkpoint_is_not_replaced(sources, tmp_path):
+def test_a_converters_record_without_its_checkpoint_is_not_replaced(sources, converted, tmp_path):
     """A record a converter wrote, but no checkpoint of that prefix beside it (copied there, or
     the checkpoint deleted): not this output's, so not replaced."""
-    first = str(tmp_path / 'a' / 'base.ckpt')
-    _convert('pytorch', sources, first)
     other = tmp_path / 'b'
     other.mkdir()
-    shutil.copy(first + '.json', other / 'base.ckpt.json')
+    shutil.copy(converted.config_path, other / 'base.ckpt.json')
     before = file_bytes(other)
     with pytest.raises(FileExistsError, match=r'base.ckpt.json exists and was not written by'):
         _convert('caffe', sources, str(other / 'base.ckpt'))
     assert file_bytes(other) == before
 
 
-def test_a_conversion_replaces_its_own_earlier_output(sources, tmp_path):
-    """The same conversion again, the other converter's backbone into the same prefix, and an
-    older converter version's record: all replaced."""
-    out = str(tmp_path / 'base.ckpt')
-    for kind in ('pytorch', 'pytorch', 'caffe'):
-        result = _convert(kind, sources, out)
-        with open(out + '.json', encoding='utf-8') as f:
-            assert json.load(f) == result.config
-        assert len(checkpoint_io.restore_values(out)) == 30
+def _assert_written(prefix, result):
+    """`prefix` holds `result`'s conversion: its record and the backbone's 30 variables."""
+    with open(prefix + '.json', encoding='utf-8') as f:
+        assert json.load(f) == result.config
+    assert len(checkpoint_io.restore_values(prefix)) == 30
+
+
+def test_a_conversion_replaces_its_own_earlier_output(sources, converted, tmp_path):
+    """The same conversion again (over a copy of the module's pytorch conversion), the other
+    converter's backbone into the same prefix, and an older converter version's record: all
+    replaced."""
+    out = _copy_conversion(converted, str(tmp_path))
+    _assert_written(out, converted)
+    for kind in ('pytorch', 'caffe'):
+        _assert_written(out, _convert(kind, sources, out))
     # The first converter version's record of a detection model (no card then).
     old = {
         'model_name': 'ssd_300_vgg',
@@ -167,7 +185,7 @@ def _conversion_may_replace(state):
     )
 
 
-def test_a_trainings_one_line_state_file_is_left_alone(sources, tmp_path):
+def test_a_trainings_one_line_state_file_is_left_alone(sources, converted, tmp_path):
     """TF's state file listing one checkpoint (--max_to_keep=1, a first save) has the old
     converter's two-line form: a conversion into the training's folder replaced it, and eval,
     export and detect given the folder then used the converted weights."""
@@ -184,8 +202,7 @@ def test_a_trainings_one_line_state_file_is_left_alone(sources, tmp_path):
     with open(state, encoding='utf-8') as f:
         assert f.read() == before
     # An older converter's own folder: the two lines and the record beside the checkpoint.
-    out = str(tmp_path / 'old' / 'base.ckpt')
-    _convert('caffe', sources, out)
+    _copy_conversion(converted, str(tmp_path / 'old'))
     with open(os.path.join(tmp_path, 'old', 'checkpoint'), 'w', encoding='utf-8') as f:
         f.write('model_checkpoint_path: "base.ckpt"\nall_model_checkpoint_paths: "base.ckpt"\n')
     assert _conversion_may_replace(os.path.join(tmp_path, 'old', 'checkpoint'))
@@ -259,12 +276,12 @@ def records(tmp_path_factory):
     return eval_fixtures.make_synthetic_records(root, num_images=2)[1]
 
 
-def test_training_refuses_a_converters_folder(sources, records, tmp_path):
+def test_training_refuses_a_converters_folder(converted, records, tmp_path):
     """--train_dir holding a converter's output (its state file starts with the converter's
     header): no resume from converted weights (they have no global_step: a 190-line traceback,
     with model.json and an events file left there); one line, nothing written."""
     ck4 = str(tmp_path / 'ck4')
-    _convert('pytorch', sources, os.path.join(ck4, 'base.ckpt'))
+    _copy_conversion(converted, ck4)
     with pytest.raises(ValueError, match='was written by a checkpoint converter'):
         checkpoints.resume_checkpoint(ck4)
     before = file_bytes(ck4)

@@ -39,7 +39,20 @@ def setup(tmp_path_factory):
     )
     card = eval_fixtures.small_card(MODEL, class_names, DEPTH)
     settings = eval_fixtures.custom_split_settings(card, records_dir, batch_size=4, pr_curves=True)
-    return dict(root=root, prefix=prefix, settings=settings, class_names=class_names, card=card)
+    # One evaluator per metrics tuple for the module's evaluations (`_evaluate`): the graph does
+    # not depend on the metrics, and a reused evaluator evaluates as a fresh one does
+    # (test_eval_pipeline.py), without building the graph again for each evaluation.
+    evaluators = {}
+    yield dict(
+        root=root,
+        prefix=prefix,
+        settings=settings,
+        class_names=class_names,
+        card=card,
+        evaluators=evaluators,
+    )
+    for evaluator in evaluators.values():
+        evaluator.close()
 
 
 def _files(folder):
@@ -66,9 +79,13 @@ COCO_OUTPUTS = ['coco_detections.json', 'coco_ground_truth.json', 'results.json'
 
 
 def _evaluate(setup, eval_dir, metrics, logged):
-    settings = dataclasses.replace(setup['settings'], metrics=metrics)
-    return evaluate.evaluate_checkpoint(
-        settings, setup['prefix'], str(eval_dir), summary_dir=str(eval_dir), log=logged.append
+    """`evaluate_checkpoint` of the module's checkpoint with `metrics`, by the module's evaluator
+    of those metrics."""
+    if metrics not in setup['evaluators']:
+        settings = dataclasses.replace(setup['settings'], metrics=metrics)
+        setup['evaluators'][metrics] = evaluate.CheckpointEvaluator(settings)
+    return setup['evaluators'][metrics].evaluate(
+        setup['prefix'], str(eval_dir), summary_dir=str(eval_dir), log=logged.append
     )
 
 

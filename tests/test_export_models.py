@@ -275,16 +275,11 @@ def test_int8_map_close_to_float(exported):
     assert result['int8'] >= INT8_MIN_MAP, result
 
 
-def test_fixed_size_export(exported, tmp_path, monkeypatch):
-    spec = exported['spec']
-    written = export.export(
-        spec,
-        exported['prefix'],
-        str(tmp_path),
-        formats=['frozen_graph'],
-        batch_size=2,
-        fixed_size=True,
-        log=lambda _: None,
+def test_fixed_size_export(exported, monkeypatch):
+    # tests/test_fixed_size.py's export of the module's weights (the same checkpoint): made once
+    # for both.
+    _, written, _ = fx.shared_export(
+        exported['spec'], ['frozen_graph'], batch_size=2, fixed_size=True
     )
     with detection.Detector.from_frozen_graph(written['frozen_graph']) as detector:
         assert detector.inputs[detection.INPUT].shape.as_list() == [2, 300, 300, 3]

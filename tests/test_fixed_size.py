@@ -59,13 +59,11 @@ def exports(tmp_path_factory):
     spec = fx.small_spec(select_threshold=0.05, top_k=50, keep_top_k=40)
     # The same export as tests/test_openvino.py's: made once for both.
     prefix, any_size, _ = fx.shared_export(spec, ['frozen_graph', 'tflite_float', 'openvino'])
-    quiet = lambda _: None  # noqa: E731
     fixed = export.export(
-        spec, prefix, str(root / 'fixed'), FIXED_FORMATS, fixed_size=True, log=quiet
+        spec, prefix, str(root / 'fixed'), FIXED_FORMATS, fixed_size=True, log=lambda _: None
     )
-    static = export.export(
-        spec, prefix, str(root / 'static'), ['frozen_graph'], 2, fixed_size=True, log=quiet
-    )
+    # The same as tests/test_export_models.py's fixed-size export: made once for both.
+    _, static, _ = fx.shared_export(spec, ['frozen_graph'], batch_size=2, fixed_size=True)
     return dict(
         root=root,
         spec=spec,

@@ -1,11 +1,14 @@
 """Net structure (variable names/shapes of the older TF port), forward shapes and NCHW == NHWC."""
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_slim as slim
 
 from nets import nets_factory
+from nets.ssd_common import flatten_layers
 from tests.conftest import require_nchw
 
 v1 = tf.compat.v1
@@ -84,10 +87,18 @@ def build(name, size, data_format='NHWC', num_classes=21, batch=None, is_trainin
     return net, inputs, fn(inputs)
 
 
-def variables_of(name, size, num_classes=21):
+@functools.cache
+def inference_graph(name, size, num_classes=21):
+    """({variable name: shape}, number of regularization losses) of the net in inference mode,
+    built once for the tests that read them."""
     with tf.Graph().as_default():
         build(name, size, num_classes=num_classes)
-        return {v.op.name: tuple(v.shape.as_list()) for v in v1.global_variables()}
+        variables = {v.op.name: tuple(v.shape.as_list()) for v in v1.global_variables()}
+        return variables, len(v1.get_collection(v1.GraphKeys.REGULARIZATION_LOSSES))
+
+
+def variables_of(name, size, num_classes=21):
+    return inference_graph(name, size, num_classes)[0]
 
 
 def test_ssd_300_vgg_variables_equal_older_port():
@@ -130,31 +141,64 @@ def test_mobilenet_scopes_follow_caffe_names():
     assert sum(k.endswith('weights') for k in got) == 47
 
 
-@pytest.mark.parametrize(
-    'name,size,count,classes',
-    [
+@pytest.fixture(
+    scope='module',
+    params=[
         ('ssd_300_vgg', 300, 8732, 21),
         ('ssd_512_vgg', 512, 24564, 5),
         ('ssd_300_mobilenet', 300, 1917, 21),
     ],
+    ids=lambda case: case[0],
 )
-def test_forward_shapes(name, size, count, classes):
+def nhwc_forward(request):
+    """A net (name, input size, anchor count, classes) in NHWC on two random images, with random
+    weights and non-trivial batch-norm statistics (so that a wrong axis would show): its
+    outputs, its variables' values and the images, for the shape test and the NCHW comparison."""
+    name, size, count, classes = request.param
+    rng = np.random.RandomState(1)
+    images = rng.randn(2, size, size, 3).astype(np.float32) * 50
     with tf.Graph().as_default():
-        net, inputs, (predictions, localisations, logits, end_points) = build(
+        net, inputs, (predictions, localisations, logits, _) = build(
             name, size, num_classes=classes
         )
-        from nets.ssd_common import flatten_layers
-
-        flat_p, flat_l = flatten_layers(predictions), flatten_layers(localisations)
+        flat = [flatten_layers(predictions), flatten_layers(localisations)]
+        variables = v1.global_variables()
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer())
-            p, l = sess.run(
-                [flat_p, flat_l],
-                {inputs: np.random.RandomState(0).randn(2, size, size, 3).astype(np.float32)},
+            values = {
+                v.op.name: (rng.rand(*v.shape.as_list()) + 0.5).astype(np.float32)
+                if 'moving_variance' in v.op.name or 'gamma' in v.op.name
+                else sess.run(v)
+                if 'BatchNorm' not in v.op.name
+                else rng.randn(*v.shape.as_list()).astype(np.float32) * 0.1
+                for v in variables
+            }
+            # One run of every initializer fed its value (v.load is one run per variable).
+            sess.run(
+                [v.initializer for v in variables],
+                {v.initializer.inputs[1]: values[v.op.name] for v in variables},
             )
+            flat, layers = sess.run([flat, localisations + logits], {inputs: images})
+    return dict(
+        name=name,
+        size=size,
+        count=count,
+        classes=classes,
+        images=images,
+        values=values,
+        flat=flat,
+        layers=layers,
+        feat_shapes=[tuple(t.shape[1:3]) for t in localisations],
+        params=net.params,
+    )
+
+
+def test_forward_shapes(nhwc_forward):
+    p, l = nhwc_forward['flat']
+    count, classes = nhwc_forward['count'], nhwc_forward['classes']
     assert p.shape == (2, count, classes) and l.shape == (2, count, 4)
     np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-5)
-    assert [tuple(t.shape[1:3]) for t in localisations] == list(net.params.feat_shapes)
+    assert nhwc_forward['feat_shapes'] == list(nhwc_forward['params'].feat_shapes)
 
 
 def test_feature_shape_mismatch_is_a_clear_error():
@@ -163,38 +207,25 @@ def test_feature_shape_mismatch_is_a_clear_error():
             build('ssd_300_vgg', 320)
 
 
-@pytest.mark.parametrize(
-    'name,size', [('ssd_300_vgg', 300), ('ssd_512_vgg', 512), ('ssd_300_mobilenet', 300)]
-)
-def test_nchw_equals_nhwc(name, size):
+def test_nchw_equals_nhwc(nhwc_forward):
+    """The NCHW net with the NHWC net's values on its first image."""
     require_nchw()
-    rng = np.random.RandomState(1)
-    images = rng.randn(1, size, size, 3).astype(np.float32) * 50
-    outputs, values = {}, None
-    for data_format in ('NHWC', 'NCHW'):
-        with tf.Graph().as_default():
-            _, inputs, (_, localisations, logits, end_points) = build(name, size, data_format)
-            variables = v1.global_variables()
-            with v1.Session() as sess:
-                sess.run(v1.global_variables_initializer())
-                if values is None:
-                    # Non-trivial batch-norm statistics so that a wrong axis would show.
-                    values = {
-                        v.op.name: (rng.rand(*v.shape.as_list()) + 0.5).astype(np.float32)
-                        if 'moving_variance' in v.op.name or 'gamma' in v.op.name
-                        else sess.run(v)
-                        if 'BatchNorm' not in v.op.name
-                        else rng.randn(*v.shape.as_list()).astype(np.float32) * 0.1
-                        for v in variables
-                    }
-                # One run of every initializer fed its value (v.load is one run per variable).
-                sess.run(
-                    [v.initializer for v in variables],
-                    {v.initializer.inputs[1]: values[v.op.name] for v in variables},
-                )
-                feed = images if data_format == 'NHWC' else images.transpose(0, 3, 1, 2)
-                outputs[data_format] = sess.run(localisations + logits, {inputs: feed})
-    for a, b in zip(outputs['NHWC'], outputs['NCHW']):
+    name, size, values = nhwc_forward['name'], nhwc_forward['size'], nhwc_forward['values']
+    with tf.Graph().as_default():
+        _, inputs, (_, localisations, logits, _) = build(
+            name, size, 'NCHW', num_classes=nhwc_forward['classes']
+        )
+        variables = v1.global_variables()
+        with v1.Session() as sess:
+            sess.run(
+                [v.initializer for v in variables],
+                {v.initializer.inputs[1]: values[v.op.name] for v in variables},
+            )
+            nchw = sess.run(
+                localisations + logits, {inputs: nhwc_forward['images'][:1].transpose(0, 3, 1, 2)}
+            )
+    for a, b in zip(nhwc_forward['layers'], nchw):
+        a = a[:1]
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(a).max())
 
 
@@ -207,13 +238,8 @@ def test_batch_norm_update_ops_when_training():
 
 
 def test_weight_decay_regularizes_every_conv_but_depthwise():
-    with tf.Graph().as_default():
-        build('ssd_300_mobilenet', 300)
-        reg = v1.get_collection(v1.GraphKeys.REGULARIZATION_LOSSES)
-        assert len(reg) == 47 - 13
-    with tf.Graph().as_default():
-        build('ssd_300_vgg', 300)
-        assert len(v1.get_collection(v1.GraphKeys.REGULARIZATION_LOSSES)) == 35
+    assert inference_graph('ssd_300_mobilenet', 300)[1] == 47 - 13
+    assert inference_graph('ssd_300_vgg', 300)[1] == 35
 
 
 def test_unknown_model_is_a_clear_error():

@@ -53,14 +53,32 @@ def train_help():
 
 
 @pytest.fixture(scope='module')
-def vgg300_training():
+def training_nets():
+    """`get(model_name)`: the net built in training mode (21 classes) on a `[1, size, size, 3]`
+    placeholder, (graph, images placeholder, logits, localisations), built once per net for the
+    module's tests (the gamma, dropout and README recipe tests)."""
+    built = {}
+
+    def get(model_name):
+        if model_name not in built:
+            graph = tf.Graph()
+            with graph.as_default():
+                _, network_fn = nets_factory.get_network_fn(model_name, 21, is_training=True)
+                size = 512 if '512' in model_name else 300
+                images = v1.placeholder(tf.float32, [1, size, size, 3])
+                _, localisations, logits, _ = network_fn(images)
+            built[model_name] = (graph, images, logits, localisations)
+        return built[model_name]
+
+    return get
+
+
+@pytest.fixture(scope='module')
+def vgg300_training(training_nets):
     """ssd_300_vgg built in training mode, initialised: (session, images placeholder, logits,
     localisations), shared by the gamma and dropout tests."""
-    graph = tf.Graph()
+    graph, images, logits, localisations = training_nets('ssd_300_vgg')
     with graph.as_default():
-        _, network_fn = nets_factory.get_network_fn('ssd_300_vgg', 21, is_training=True)
-        images = v1.placeholder(tf.float32, [1, 300, 300, 3])
-        _, localisations, logits, _ = network_fn(images)
         sess = v1.Session(graph=graph)
         sess.run(v1.global_variables_initializer())
     yield sess, images, logits, localisations
@@ -72,7 +90,7 @@ def _gamma(graph, scope):
     return gamma
 
 
-def test_conv4_3_l2_normalisation_scale_starts_at_20(vgg300_training):
+def test_conv4_3_l2_normalisation_scale_starts_at_20(vgg300_training, training_nets):
     """The older TF port initialised the conv4_3 L2 normalisation's gamma to 1 (a ones
     initializer; Caffe's SSD: 20): the block4 head then sees activations 20x too small and
     trains badly. Every channel of SSD300's and SSD512's gamma starts at 20."""
@@ -80,13 +98,11 @@ def test_conv4_3_l2_normalisation_scale_starts_at_20(vgg300_training):
     gamma = sess.run(_gamma(sess.graph, 'ssd_300_vgg'))
     assert gamma.shape == (512,)
     np.testing.assert_array_equal(gamma, np.full(512, 20.0, np.float32))
-    with tf.Graph().as_default() as graph:
-        _, network_fn = nets_factory.get_network_fn('ssd_512_vgg', 21, is_training=True)
-        network_fn(v1.placeholder(tf.float32, [1, 512, 512, 3]))
-        gamma = _gamma(graph, 'ssd_512_vgg')
-        with v1.Session() as sess:
-            sess.run(gamma.initializer)
-            np.testing.assert_array_equal(sess.run(gamma), np.full(512, 20.0, np.float32))
+    graph = training_nets('ssd_512_vgg')[0]
+    gamma = _gamma(graph, 'ssd_512_vgg')
+    with v1.Session(graph=graph) as sess:
+        sess.run(gamma.initializer)
+        np.testing.assert_array_equal(sess.run(gamma), np.full(512, 20.0, np.float32))
 
 
 def _forward_ops(outputs):
@@ -354,19 +370,14 @@ def _flag_values(argv):
     return dict(a[2:].split('=', 1) for a in argv if a.startswith('--') and '=' in a)
 
 
-def _trainable_variables(model_name):
-    with tf.Graph().as_default():
-        _, network_fn = nets_factory.get_network_fn(model_name, 21, is_training=True)
-        size = 512 if '512' in model_name else 300
-        network_fn(v1.placeholder(tf.float32, [1, size, size, 3]))
-        return v1.trainable_variables()
+def _trainable_variables(training_nets, model_name):
+    return training_nets(model_name)[0].get_collection(v1.GraphKeys.TRAINABLE_VARIABLES)
 
 
-def _check_recipe(model_name, trainable_scopes, exclude_scopes, checkpoint_model_scope):
-    """Each scope names variables of the net; the trained variables are exactly those that the
-    ImageNet checkpoint does not restore (the frozen ones are its backbone); nothing new is
-    excluded from training."""
-    variables = _trainable_variables(model_name)
+def _check_recipe(variables, model_name, trainable_scopes, exclude_scopes, checkpoint_model_scope):
+    """Each scope names `variables` (the net's trainable ones); the trained variables are exactly
+    those that the ImageNet checkpoint does not restore (the frozen ones are its backbone);
+    nothing new is excluded from training."""
     for flag, text in (
         ('--trainable_scopes', trainable_scopes),
         ('--checkpoint_exclude_scopes', exclude_scopes),
@@ -391,7 +402,7 @@ def _check_recipe(model_name, trainable_scopes, exclude_scopes, checkpoint_model
     return trained, restored
 
 
-def test_readme_vgg_fine_tuning_recipe_names_real_scopes():
+def test_readme_vgg_fine_tuning_recipe_names_real_scopes(training_nets):
     """The older TF port matched these flags as bare, unchecked name prefixes: a README scope
     that named no variable, or one that also caught the backbone, silently trained (or
     restored) the wrong set. Each scope of the recipe names variables of the model it trains,
@@ -403,6 +414,7 @@ def test_readme_vgg_fine_tuning_recipe_names_real_scopes():
     for flags in recipes:
         model_name = flags['model_name']
         trained, restored = _check_recipe(
+            _trainable_variables(training_nets, model_name),
             model_name,
             flags.get('trainable_scopes'),
             flags.get('checkpoint_exclude_scopes'),
@@ -415,7 +427,7 @@ def test_readme_vgg_fine_tuning_recipe_names_real_scopes():
         assert f'{model_name}/{GAMMA}' in trained
 
 
-def test_readme_mobilenet_fine_tuning_scopes_are_real():
+def test_readme_mobilenet_fine_tuning_scopes_are_real(training_nets):
     """The MobileNet recipe in words: `conv14_1,...,conv17_2` and the `*_mbox_loc` /
     `*_mbox_conf` heads under `ssd_300_mobilenet/` are trained, the MobilenetV1 backbone frozen."""
     section = _readme_section('#### From the MobileNet-V1 ImageNet checkpoint')
@@ -428,12 +440,12 @@ def test_readme_mobilenet_fine_tuning_scopes_are_real():
     extra = [
         f'conv{i}_{j}' for i in range(low[0], high[0] + 1) for j in (1, 2) if low <= (i, j) <= high
     ]
-    variables = _trainable_variables(model_name)
+    variables = _trainable_variables(training_nets, model_name)
     layers = {v.op.name.split('/')[1] for v in variables}
     head_scopes = sorted(layer for layer in layers if layer.endswith(tuple(heads)))
     assert len(extra) == 8 and len(head_scopes) == 12, (extra, head_scopes)
     text = ','.join(f'{model_name}/{s}' for s in extra + head_scopes)
-    _check_recipe(model_name, text, None, scope)
+    _check_recipe(variables, model_name, text, None, scope)
 
 
 # ---------------------------------------------------------------------------------------------
