@@ -364,7 +364,8 @@ def decode_rgb(data):
     """uint8 `[H, W, 3]` RGB of a record's image bytes: JPEG with libjpeg's accurate integer IDCT,
     the pixels OpenCV and PIL decode (detect_ssd_network.py, a user's own code): TensorFlow's
     default fast IDCT differed by up to 11 levels, so evaluation scored other pixels than the
-    ones a deployed model sees. Other formats (older records holding PNG) by `decode_image`."""
+    ones a deployed model sees. Other formats (PNG, kept byte for byte by the converter) by
+    `decode_image`."""
     return tf.cond(
         tf.io.is_jpeg(data),
         lambda: tf.io.decode_jpeg(data, channels=3, dct_method='INTEGER_ACCURATE'),

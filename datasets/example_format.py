@@ -8,8 +8,8 @@ optional ones it did not write (`image/filename`, `image/id`, `image/object/bbox
 
 | key | type | meaning |
 |---|---|---|
-| image/encoded | bytes | JPEG (3 channels, or grayscale: decoded to grey in R, G and B) |
-| image/format | bytes | b'jpeg' (older records: b'JPEG') |
+| image/encoded | bytes | JPEG or 8-bit PNG (3 channels, or grayscale: decoded to grey in R, G and B) |
+| image/format | bytes | b'jpeg' or b'png' (older records: b'JPEG') |
 | image/filename | bytes | image file name, e.g. b'000005.jpg' (absent in older records) |
 | image/id | int64 | COCO image id (COCO only; -1 when read from records without it) |
 | image/height, image/width, image/channels | int64 | of the decoded image |
@@ -125,7 +125,7 @@ def serialize_example(record):
     img, objs = record.image, record.objects
     features = {
         ENCODED: _bytes_feature([img.data]),
-        FORMAT: _bytes_feature([b'jpeg']),
+        FORMAT: _bytes_feature([img.format.encode('ascii')]),
         FILENAME: _bytes_feature([record.filename.encode('utf-8')]),
         HEIGHT: _int64_feature([img.height]),
         WIDTH: _int64_feature([img.width]),

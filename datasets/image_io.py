@@ -1,12 +1,14 @@
-"""Image loading for the converters: whatever is on disk becomes a decodable 3-channel JPEG.
+"""Image loading for the converters: whatever is on disk becomes a JPEG or PNG the reader decodes
+to 3 channels.
 
 Rules (see `load_image`):
 - The format is sniffed from the bytes, never from the file extension (VOC-format sets contain
   PNG files named `.jpg`).
-- A complete 3-channel or grayscale JPEG is stored byte for byte: the reader decodes a grayscale
-  one to grey in R, G and B, the pixels OpenCV gives detection, so evaluation scores the pixels a
-  deployed model sees (re-encoded, they differed; COCO has grayscale JPEGs). Anything else (PNG,
-  RGBA, palette, 16-bit, BMP, ...) is decoded with OpenCV, converted to 3-channel RGB (alpha is
+- A complete 3-channel or grayscale JPEG, and an 8-bit RGB or grayscale PNG without
+  transparency, are stored byte for byte: the reader decodes a grayscale one to grey in R, G and
+  B, the pixels OpenCV gives detection, so evaluation scores the pixels a deployed model sees
+  (re-encoded as JPEG, they differed; COCO has grayscale JPEGs, own datasets PNGs). Anything else
+  (RGBA, palette, 16-bit, BMP, ...) is decoded with OpenCV, converted to 3-channel RGB (alpha is
   dropped, as PIL's `convert('RGB')` does) and re-encoded as JPEG quality 95.
 - EXIF orientation is ignored, as TensorFlow's decoders ignore it, so the size measured here is
   the size the reader will decode and boxes stay aligned with the stored pixels.
@@ -66,11 +68,11 @@ DEFAULT_LIMITS = ImageLimits()
 class EncodedImage:
     """An image ready to be stored.
 
-    data: JPEG bytes of a 3-channel or grayscale image; height, width: pixels of the decoded
-    image; converted_from: None when the original bytes were kept, else a description of what was
-    converted (e.g. 'PNG palette'); conversion: then what the converter did, for the conversion
-    report (e.g. 'PNG RGBA data in a .jpg file: decoded as PNG, alpha dropped, re-encoded as
-    JPEG (quality 95)').
+    data: JPEG or PNG bytes of a 3-channel or grayscale image; height, width: pixels of the
+    decoded image; format: 'jpeg' or 'png' (the records' image/format); converted_from: None
+    when the original bytes were kept, else a description of what was converted (e.g. 'PNG
+    palette'); conversion: then what the converter did, for the conversion report (e.g. 'PNG
+    RGBA data in a .jpg file: decoded as PNG, alpha dropped, re-encoded as JPEG (quality 95)').
     """
 
     data: bytes
@@ -78,6 +80,7 @@ class EncodedImage:
     width: int
     converted_from: object = None
     conversion: object = None
+    format: str = 'jpeg'
 
 
 def sniff_format(data):
@@ -332,8 +335,12 @@ def normalise_image_bytes(data, limits=DEFAULT_LIMITS, file_name=None):
     # A JPEG must have the EOI marker after its scan data (bytes after EOI are tolerated).
     if fmt == 'JPEG' and not _jpeg_ends(data):
         raise BadImageError('truncated JPEG (no end-of-image marker)')
-    if fmt == 'JPEG' and (image.ndim == 2 or image.shape[2] == 3):
+    plain = image.dtype == np.uint8 and (image.ndim == 2 or image.shape[2] == 3)
+    if fmt == 'JPEG' and plain:
         return EncodedImage(data, height, width, None)
+    # IHDR's bit depth and colour type (0 grey, 2 RGB); OpenCV gives a 4th channel for tRNS.
+    if fmt == 'PNG' and plain and data[24] == 8 and data[25] in (0, 2):
+        return EncodedImage(data, height, width, None, format='png')
     source = _describe(data, fmt, image)
     return EncodedImage(
         encode_jpeg(to_bgr8(image)),

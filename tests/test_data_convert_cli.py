@@ -130,8 +130,10 @@ def test_rerun_replaces_every_earlier_shard(tmp_path):
 
 def test_sigkill_leaves_no_complete_looking_output(tmp_path):
     root, out = str(tmp_path / 'VOC'), str(tmp_path / 'out')
-    # 300 PNG images of 640x480 (hard links to one file): each must be decoded and re-encoded, ~5 ms.
+    # 300 RGBA PNG images of 640x480 (hard links to one file): each must be decoded and
+    # re-encoded, ~5 ms.
     big = fx.smooth_image(480, 640)
+    big = np.dstack([big, np.full(big.shape[:2], 255, np.uint8)])
     fx.add_voc_example(root, '0000', big, [fx.voc_object('cat', (1, 1, 100, 100))], ext='.png')
     src_png = os.path.join(root, 'JPEGImages', '0000.png')
     src_xml = os.path.join(root, 'Annotations', '0000.xml')

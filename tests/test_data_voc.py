@@ -167,10 +167,14 @@ def test_image_found_by_id_not_by_filename(tmp_path):
     assert details == ["<filename> is 'IMG_1234.JPG'; image found by id: a.jpg"]
 
 
-def _palette_png(rgb):
+def _png_bytes(image, **options):
     buf = io.BytesIO()
-    Image.fromarray(rgb).convert('P', palette=Image.ADAPTIVE, colors=16).save(buf, format='PNG')
+    image.save(buf, format='PNG', **options)
     return buf.getvalue()
+
+
+def _palette_png(rgb):
+    return _png_bytes(Image.fromarray(rgb).convert('P', palette=Image.ADAPTIVE, colors=16))
 
 
 def test_image_modes_stored_as_3_channel_jpeg(tmp_path):
@@ -178,17 +182,29 @@ def test_image_modes_stored_as_3_channel_jpeg(tmp_path):
     rgb = fx.smooth_image(40, 50, seed=3)
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])
-    png_rgb = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+    rgba_png = cv2.imencode('.png', cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes()
+    gray_alpha = _png_bytes(Image.fromarray(np.dstack([gray, gray]), 'LA'))
+    # RGB with a tRNS chunk (one transparent colour): a 4th channel for OpenCV.
+    rgb_trns = _png_bytes(Image.fromarray(rgb), transparency=tuple(int(v) for v in rgb[0, 0]))
     png16 = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR).astype(np.uint16) * 257)[
         1
     ].tobytes()
     palette = _palette_png(rgb)
     palette_rgb = np.asarray(Image.open(io.BytesIO(palette)).convert('RGB'))
-    grey = 'grey copied to R, G and B'
     cases = {  # id: (bytes or array, file extension, expected RGB pixels, what the report says)
-        'png_named_jpg': (png_rgb, '.jpg', rgb, 'PNG RGB data in a .jpg file: decoded as PNG'),
-        'gray_png': (gray, '.png', np.dstack([gray] * 3), f'PNG grayscale: decoded as PNG, {grey}'),
-        'rgba_png': (rgba, '.png', rgb, 'PNG RGBA: decoded as PNG, alpha dropped'),
+        'rgba_named_jpg': (
+            rgba_png,
+            '.jpg',
+            rgb,
+            'PNG RGBA data in a .jpg file: decoded as PNG, alpha dropped',
+        ),
+        'gray_alpha_png': (
+            gray_alpha,
+            '.png',
+            np.dstack([gray] * 3),
+            'PNG grayscale+alpha: decoded as PNG, alpha dropped',
+        ),
+        'rgb_trns_png': (rgb_trns, '.png', rgb, 'PNG RGB: decoded as PNG, alpha dropped'),
         'palette_png': (
             palette,
             '.png',
@@ -235,26 +251,51 @@ def test_image_modes_stored_as_3_channel_jpeg(tmp_path):
         ), reports[image_id]
 
 
-def test_grayscale_jpeg_stored_as_it_is(tmp_path):
-    """A grayscale JPEG (COCO has them) is stored byte for byte, and the reader decodes it to the
-    pixels detection gives the same file (grey in R, G and B): re-encoded at quality 95, the
-    evaluation scored other pixels than detect_ssd_network.py saw."""
+def test_grayscale_jpeg_and_8_bit_png_stored_as_they_are(tmp_path):
+    """A grayscale JPEG (COCO has them) and an 8-bit grayscale or RGB PNG (own datasets; one
+    named .jpg too) are stored byte for byte, and the reader decodes each to the pixels detection
+    gives the same file (a grey one: grey in R, G and B): re-encoded at quality 95, the evaluation
+    scored other pixels than detect_ssd_network.py saw."""
     root, out = str(tmp_path / 'VOC'), str(tmp_path / 'out')
-    gray = cv2.cvtColor(fx.smooth_image(40, 50, seed=5), cv2.COLOR_RGB2GRAY)
-    fx.add_voc_example(root, 'g', gray, [fx.voc_object('cat', (1, 1, 50, 40))])
-    path = os.path.join(root, 'JPEGImages', 'g.jpg')
-    with open(path, 'rb') as f:
-        data = f.read()
-    assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).ndim == 2
+    rgb = fx.smooth_image(40, 50, seed=5)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    cases = {  # id: (image, extension, stored format, ndim of OpenCV's decoding of the file)
+        'gray_jpeg': (gray, '.jpg', b'jpeg', 2),
+        'gray_png': (gray, '.png', b'png', 2),
+        'rgb_png': (rgb, '.png', b'png', 3),
+        'rgb_png_named_jpg': (
+            cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes(),
+            '.jpg',
+            b'png',
+            3,
+        ),
+    }
+    for image_id, (image, ext, _, _) in cases.items():
+        fx.add_voc_example(
+            root, image_id, image, [fx.voc_object('cat', (1, 1, 50, 40))], ext=ext, size=(50, 40)
+        )
     meta = fx.convert_voc([root], out)
-    (raw,) = fx.raw_features(os.path.join(out, 'data_000.tfrecord'))
-    assert raw['image/encoded'][0] == data
-    assert raw['image/channels'] == [3] and raw['image/shape'] == [40, 50, 3]
     assert _meta_entries(meta, 'fixed') == []
-    (ex,) = fx.read_examples(out)
-    grey = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    np.testing.assert_array_equal(ex['image'], np.dstack([grey] * 3))
-    np.testing.assert_array_equal(ex['image'], detection.load_image(path).rgb)
+    raw = {
+        r['image/filename'][0].decode().split('.')[0]: r
+        for r in fx.raw_features(os.path.join(out, 'data_000.tfrecord'))
+    }
+    got = {ex['filename'].decode().split('.')[0]: ex for ex in fx.read_examples(out)}
+    for image_id, (_, ext, stored, ndim) in cases.items():
+        path = os.path.join(root, 'JPEGImages', image_id + ext)
+        with open(path, 'rb') as f:
+            data = f.read()
+        assert cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).ndim == ndim
+        assert raw[image_id]['image/encoded'][0] == data, image_id
+        assert raw[image_id]['image/format'] == [stored]
+        assert raw[image_id]['image/channels'] == [3] and raw[image_id]['image/shape'] == [
+            40,
+            50,
+            3,
+        ]
+        bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+        np.testing.assert_array_equal(got[image_id]['image'], bgr[..., ::-1], err_msg=image_id)
+        np.testing.assert_array_equal(got[image_id]['image'], detection.load_image(path).rgb)
 
 
 def test_boxes_clipped_one_pixel_and_inverted(tmp_path):

@@ -7,6 +7,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 
 from datasets import coco
@@ -22,10 +23,14 @@ from tests.conftest import ROOT, run_script
 DOG = [fx.voc_object('dog', (1, 1, 9, 9))]
 
 
-def _voc(root, ids, splits=None, ext='.jpg', objects=DOG):
-    """A VOC folder at `root` with one dog per image `ids` and the split lists `splits`."""
+def _voc(root, ids, splits=None, ext='.jpg', objects=DOG, alpha=False):
+    """A VOC folder at `root` with one dog per image `ids` (RGBA with `alpha`) and the split
+    lists `splits`."""
     for image_id in ids:
-        fx.add_voc_example(root, image_id, fx.smooth_image(16, 20), objects, ext=ext)
+        image = fx.smooth_image(16, 20)
+        if alpha:
+            image = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
+        fx.add_voc_example(root, image_id, image, objects, ext=ext)
     for split, lines in (splits or {}).items():
         fx.write_split(root, split, lines)
 
@@ -117,12 +122,12 @@ def test_split_lists_annotation_ids_and_unannotated_images(tmp_path):
 
 
 def test_a_labelimg_folder_without_a_split_says_what_it_fixed_and_left_out(tmp_path):
-    """The fixed count lumped PNG re-encodings with box clips ('23 fixed entries' hid 7 clipped
+    """The fixed count lumped RGBA PNG re-encodings with box clips ('23 fixed entries' hid 7 clipped
     boxes); images without an XML (LabelImg writes none for an image without boxes) were left
     out silently; test.txt's ids with spaces counted as absent."""
     root = str(tmp_path / 'labelimg')
     _voc(root, ['IMG 000', 'IMG 001'], {'test': ['IMG 000', 'IMG 001.jpg']})
-    _voc(root, ['IMG 002', 'IMG 003'], ext='.png')
+    _voc(root, ['IMG 002', 'IMG 003'], ext='.png', alpha=True)
     _voc(root, ['IMG 004'], objects=[fx.voc_object('dog', (1, 1, 25, 9))])  # 20 wide: clipped
     for name in ('IMG 005.jpg', 'IMG 006.jpg'):
         fx.write_image(os.path.join(root, 'JPEGImages', name), fx.smooth_image(16, 20))
