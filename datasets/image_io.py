@@ -5,11 +5,12 @@ Rules (see `load_image`):
 - The format is sniffed from the bytes, never from the file extension (VOC-format sets contain
   PNG files named `.jpg`).
 - A complete 3-channel or grayscale JPEG, and an 8-bit RGB or grayscale PNG without
-  transparency, are stored byte for byte: the reader decodes a grayscale one to grey in R, G and
-  B, the pixels OpenCV gives detection, so evaluation scores the pixels a deployed model sees
-  (re-encoded as JPEG, they differed; COCO has grayscale JPEGs, own datasets PNGs). Anything else
-  (RGBA, palette, 16-bit, BMP, ...) is decoded with OpenCV, converted to 3-channel RGB (alpha is
-  dropped, as PIL's `convert('RGB')` does) and re-encoded as JPEG quality 95.
+  transparency whose chunks are intact (`_clean_png`), are stored byte for byte: the reader
+  decodes a grayscale one to grey in R, G and B, the pixels OpenCV gives detection, so
+  evaluation scores the pixels a deployed model sees (re-encoded as JPEG, they differed; COCO
+  has grayscale JPEGs, own datasets PNGs). Anything else (RGBA, palette, 16-bit, BMP, ...) is
+  decoded with OpenCV, converted to 3-channel RGB (alpha is dropped, as PIL's `convert('RGB')`
+  does) and re-encoded as JPEG quality 95.
 - EXIF orientation is ignored, as TensorFlow's decoders ignore it, so the size measured here is
   the size the reader will decode and boxes stay aligned with the stored pixels.
 - Width and height always come from the decoded pixels.
@@ -30,6 +31,7 @@ import io
 import os
 import struct
 import warnings
+import zlib
 
 import cv2
 import numpy as np
@@ -106,6 +108,26 @@ def _jpeg_size(data):
                 )
             return width, height
     raise BadImageError('JPEG without a frame header (SOF) before its image data')
+
+
+def _clean_png(data):
+    """Whether a PNG is one chunk after another, each with its CRC right, up to IEND and
+    nothing after: stored byte for byte, it is decoded again by TensorFlow's libpng at every
+    epoch, which may be stricter than OpenCV's about damage OpenCV read past."""
+    pos = len(_PNG_MAGIC)
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack_from('>I', data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            return False
+        kind = data[pos + 4 : pos + 8]
+        (crc,) = struct.unpack_from('>I', data, end - 4)
+        if zlib.crc32(data[pos + 4 : end - 4]) != crc:
+            return False
+        if kind == b'IEND':
+            return end == len(data)
+        pos = end
+    return False
 
 
 def _jpeg_ends(data):
@@ -269,13 +291,15 @@ _EXTENSION_FORMATS = {
 }
 
 
-def _conversion(source, header_fmt, image, file_name=None):
+def _conversion(source, header_fmt, data, image, file_name=None):
     """What `normalise_image_bytes` does to a non-JPEG or non-3-channel image, in words."""
     ext = os.path.splitext(file_name or '')[1].lower()
     if ext in _EXTENSION_FORMATS and _EXTENSION_FORMATS[ext] != header_fmt:
         source = f'{source} data in a {ext} file'
     channels = 1 if image.ndim == 2 else image.shape[2]
     steps = [f'decoded as {header_fmt}']
+    if header_fmt == 'PNG' and not _clean_png(data):
+        steps[0] += ' (damaged: a chunk cut short or failing its CRC, or bytes after IEND)'
     if 'palette' in source:
         steps.append('palette expanded to RGB')
     if image.dtype == np.uint16:
@@ -339,7 +363,7 @@ def normalise_image_bytes(data, limits=DEFAULT_LIMITS, file_name=None):
     if fmt == 'JPEG' and plain:
         return EncodedImage(data, height, width, None)
     # IHDR's bit depth and colour type (0 grey, 2 RGB); OpenCV gives a 4th channel for tRNS.
-    if fmt == 'PNG' and plain and data[24] == 8 and data[25] in (0, 2):
+    if fmt == 'PNG' and plain and data[24] == 8 and data[25] in (0, 2) and _clean_png(data):
         return EncodedImage(data, height, width, None, format='png')
     source = _describe(data, fmt, image)
     return EncodedImage(
@@ -347,7 +371,7 @@ def normalise_image_bytes(data, limits=DEFAULT_LIMITS, file_name=None):
         height,
         width,
         source,
-        _conversion(source, header_fmt, image, file_name),
+        _conversion(source, header_fmt, data, image, file_name),
     )
 
 

@@ -4,6 +4,8 @@ import hashlib
 import io
 import json
 import os
+import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -183,6 +185,12 @@ def test_image_modes_stored_as_3_channel_jpeg(tmp_path):
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])
     rgba_png = cv2.imencode('.png', cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes()
+    png_rgb = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+    # A tEXt chunk after IHDR whose CRC is wrong: libpng warns and skips an ancillary chunk.
+    text = b'tEXt' + b'Comment\x00hello'
+    chunk = struct.pack('>I', len(text) - 4) + text + struct.pack('>I', zlib.crc32(text) ^ 1)
+    png_bad_crc = png_rgb[:33] + chunk + png_rgb[33:]
+    damaged = '(damaged: a chunk cut short or failing its CRC, or bytes after IEND)'
     gray_alpha = _png_bytes(Image.fromarray(np.dstack([gray, gray]), 'LA'))
     # RGB with a tRNS chunk (one transparent colour): a 4th channel for OpenCV.
     rgb_trns = _png_bytes(Image.fromarray(rgb), transparency=tuple(int(v) for v in rgb[0, 0]))
@@ -205,6 +213,9 @@ def test_image_modes_stored_as_3_channel_jpeg(tmp_path):
             'PNG grayscale+alpha: decoded as PNG, alpha dropped',
         ),
         'rgb_trns_png': (rgb_trns, '.png', rgb, 'PNG RGB: decoded as PNG, alpha dropped'),
+        # Damage OpenCV reads past (TensorFlow's libpng would decode it again at every epoch).
+        'png_bad_crc': (png_bad_crc, '.png', rgb, f'PNG RGB: decoded as PNG {damaged}'),
+        'png_trailer': (png_rgb + b'junk', '.png', rgb, f'PNG RGB: decoded as PNG {damaged}'),
         'palette_png': (
             palette,
             '.png',
