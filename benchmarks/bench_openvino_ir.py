@@ -12,11 +12,10 @@ What is timed: one synchronous call of the IR (preprocessing, net, decoding and 
 latency hint (what `OpenVINODetector` runs once a shape recurs), medians of `--repeats` rounds
 after WARM_UP_CALLS calls, every (IR, precision, threads) once per round so that their ratios
 share the machine's load of the moment. `--threads 0` leaves the count to OpenVINO (rows say
-how many it used). The bf16 rows say what OpenVINO compiled ('ran': bf16 where the CPU has
-bf16 instructions or, simulated and slower than fp32, AVX-512; else fp32) and the report names
-the CPU and its matrix units (AMX, AVX-512 BF16 or neither): AMX multiplies large bf16 matmuls
-4-10x over fp32, an SSD much less (its depthwise convolutions, small feature maps and the work
-around the net gain little). An int8
+how many it used). The bf16 rows say what OpenVINO compiled ('ran': bf16 only where the CPU has
+bf16 instructions, else fp32) and the report names the CPU and its matrix units (AMX, AVX-512
+BF16 or neither): AMX multiplies large bf16 matmuls 4-10x over fp32, an SSD much less (its
+depthwise convolutions, small feature maps and the work around the net gain little). An int8
 IR (`--formats openvino_int8`: FakeQuantize operations) is timed like the others; its non-int8
 operations follow the precision hint. bench_inference.py times the same IRs beside the TF
 formats on a machine with the whole framework.

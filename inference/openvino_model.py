@@ -29,9 +29,8 @@ The model card travels in the IR's runtime info (`model_card`, JSON) and as `met
 beside it.
 
 Precision is chosen when the model is loaded (`OpenVINODetector(precision=...)`): 'fp32', or
-'bf16' (OpenVINO's INFERENCE_PRECISION_HINT; the CPU plugin computes the net in bfloat16 with
-the CPU's bf16 instructions, AVX-512 BF16 or AMX, simulates it on other AVX-512 CPUs, slower than
-float32, and keeps float32 on the rest: `cpu_features.openvino_runs_bf16`;
+'bf16' (OpenVINO's INFERENCE_PRECISION_HINT; the CPU plugin computes the net in bfloat16 where
+the CPU has bf16 instructions, AVX-512 BF16 or AMX; on other CPUs OpenVINO keeps float32, and
 `OpenVINODetector.precision` / `.matrix_units` say what ran).
 
 `openvino` is imported only here and in inference/openvino_runtime.py (the TensorFlow-free part:

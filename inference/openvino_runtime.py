@@ -52,9 +52,8 @@ def compile_config(precision='fp32', num_threads=None, num_requests=1):
 
 
 def compiled_precision(compiled):
-    """What a compiled model computes in: 'fp32', 'bf16' (where
-    `cpu_features.openvino_runs_bf16`; elsewhere the plugin keeps f32 whatever the hint) or
-    OpenVINO's name."""
+    """What a compiled model computes in: 'fp32', 'bf16' (only where the CPU has bf16
+    instructions; elsewhere the plugin keeps f32 whatever the hint) or OpenVINO's name."""
     name = compiled.get_property('INFERENCE_PRECISION_HINT').to_string()
     return {'f32': 'fp32', 'bf16': 'bf16', 'f16': 'fp16'}.get(name, name)
 

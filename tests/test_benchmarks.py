@@ -186,14 +186,6 @@ def test_cpu_features_from_cpuinfo(tmp_path):
     )
     assert cpu_features.matrix_units({'avx2', 'avx_vnni'}).endswith('; int8: AVX-VNNI')
     assert not cpu_features.has_bf16({'avx2', 'avx512f'})
-    # OpenVINO's bf16: native, simulated on AVX-512 core (Ice Lake: no bf16 instructions) or
-    # AVX2-VNNI-2, else fp32.
-    ice_lake = {'avx2', 'avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl', 'avx512_vnni'}
-    assert cpu_features.openvino_runs_bf16(ice_lake) and not cpu_features.has_bf16(ice_lake)
-    assert cpu_features.openvino_runs_bf16(sapphire_less)
-    assert not cpu_features.openvino_runs_bf16({'avx2', 'avx512f'})  # Knights Landing: no BW
-    assert not cpu_features.openvino_runs_bf16({'avx2', 'avx_vnni'})
-    assert cpu_features.openvino_runs_bf16({'avx2', 'avx_vnni', 'avx_vnni_int8', 'avx_ne_convert'})
     assert cpu_features.matrix_units({'avx2'}).startswith('AVX2 only')
     assert cpu_features.cpu_flags(str(tmp_path / 'missing')) == set()
 
@@ -405,7 +397,7 @@ def test_openvino_ir_benchmark_runs_without_tensorflow(tmp_path):
     assert (fp32['precision'], fp32['ran'], fp32['threads']) == ('fp32', 'fp32', 1)
     assert (bf16['precision'], bf16['ran']) == (
         'bf16',
-        'bf16' if cpu_features.openvino_runs_bf16() else 'fp32',
+        'bf16' if cpu_features.has_bf16() else 'fp32',
     )
     assert fp32['threads_used'] == bf16['threads_used'] == 1
     assert (fp32['int8'], fp32['vs_fp32_of'], bf16['vs_fp32_of']) == (False, str(xml), str(xml))

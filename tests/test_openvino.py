@@ -5,8 +5,7 @@ spread out (`inference_fixtures.write_checkpoint`; random initialisations give n
 and prove nothing). fp32 must give the frozen graph's detections: every one matched (same class,
 score and box within TOL; detections whose scores differ by less than TOL may come in either
 order, as float rounding differs between TF and OpenVINO), the same count. bf16 is checked where
-OpenVINO computes in it (bf16 instructions, or simulated on other AVX-512 CPUs:
-`cpu_features.openvino_runs_bf16`); elsewhere it keeps fp32 and the detector must say so.
+the CPU has bf16 instructions; elsewhere OpenVINO keeps fp32 and the detector must say so.
 """
 
 import json
@@ -25,7 +24,6 @@ from inference import openvino_model
 from inference import openvino_runtime
 from inference import parity
 from tests import conftest
-from tf_extended import cpu_features
 from tests import inference_fixtures as fx
 
 TOL = 1e-4
@@ -215,8 +213,9 @@ def test_openvino_keep_top_k_beyond_candidates_and_clip(ov_export, tmp_path):
 def test_bfloat16(ov_export, ov_detector):
     with openvino_model.OpenVINODetector(ov_export['written']['openvino'], 'bf16') as detector:
         got = detector.run(ov_export['images'], detection.OUTPUTS)
-        if not cpu_features.openvino_runs_bf16():
-            # Neither bf16 instructions nor AVX-512: OpenVINO keeps float32, and says so.
+        units = openvino_runtime.cpu_matrix_units()
+        if 'BF16' not in units['openvino_capabilities']:
+            # No bf16 instructions: OpenVINO keeps float32, and says so.
             assert detector.precision == 'fp32'
             want = ov_detector.run(ov_export['images'], detection.OUTPUTS)
             for b in range(len(ov_export['images'])):  # streams may sum in another order

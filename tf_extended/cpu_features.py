@@ -48,21 +48,6 @@ def has_bf16(flags=None):
     return bool(set(BF16_FLAGS) & (cpu_flags() if flags is None else flags))
 
 
-# AVX-512 "core" (oneDNN's avx512_core: F, CD, BW, DQ, VL), and AVX2 with VNNI-INT8 and
-# NE-CONVERT (oneDNN's avx2_vnni_2): where OpenVINO's CPU plugin honours a bf16 precision hint,
-# simulating bf16 without bf16 instructions.
-AVX512_CORE_FLAGS = ('avx512f', 'avx512cd', 'avx512bw', 'avx512dq', 'avx512vl')
-AVX2_VNNI_2_FLAGS = ('avx2', 'avx_vnni', 'avx_vnni_int8', 'avx_ne_convert')
-
-
-def openvino_runs_bf16(flags=None):
-    """True where OpenVINO's CPU plugin computes in bf16 when asked (INFERENCE_PRECISION_HINT):
-    on CPUs with bf16 instructions, and simulated (slower than fp32) on other AVX-512 CPUs and
-    AVX2-VNNI-2 ones; elsewhere it keeps fp32 whatever the hint."""
-    flags = cpu_flags() if flags is None else flags
-    return has_bf16(flags) or set(AVX512_CORE_FLAGS) <= flags or set(AVX2_VNNI_2_FLAGS) <= flags
-
-
 def matrix_units(flags=None):
     """One line naming the CPU's bf16 and int8 matrix / vector units, e.g. 'AMX (bf16 matrix
     units); int8: AMX-INT8'. int8 IRs (`--formats openvino_int8`) gain most where the CPU has
