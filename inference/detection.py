@@ -133,8 +133,9 @@ def build_detection_graph(card, batch_size=None, fixed_size=False, tflite=False)
 
     Args:
       batch_size: static batch size, or None for any (not with `tflite`).
-      fixed_size: the input is `[B, h, w, 3]` at the net's input size (no resizing needed, but
-        the eval preprocessing still runs, an identity resize).
+      fixed_size: the input is `[B, h, w, 3]` at the net's input size (no resizing needed: the
+        TFLite graph has no resize; the others crop each image to its `image_sizes` and resize
+        it, an identity on whole images).
       tflite: TFLite builtin ops only: no `image_sizes` input (the batch's images share one
         size) and `post_processing.detected_bboxes_per_class_nms`; needs `batch_size` and a
         float32 `card.compute_dtype`.

@@ -30,8 +30,9 @@ beside it.
 
 Precision is chosen when the model is loaded (`OpenVINODetector(precision=...)`): 'fp32', or
 'bf16' (OpenVINO's INFERENCE_PRECISION_HINT; the CPU plugin computes the net in bfloat16 where
-the CPU has bf16 instructions, AVX-512 BF16 or AMX; on other CPUs OpenVINO keeps float32, and
-`OpenVINODetector.precision` / `.matrix_units` say what ran).
+the CPU has bf16 instructions, AVX-512 BF16 or AMX; on other CPUs float32 is compiled, as
+`openvino_runtime.compile_config` asks, and `OpenVINODetector.precision` / `.matrix_units` say
+what ran).
 
 `openvino` is imported only here and in inference/openvino_runtime.py (the TensorFlow-free part:
 compile settings, reading an untrusted IR), and only when a function needs it: TF-only users

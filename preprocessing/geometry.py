@@ -142,8 +142,12 @@ def warp_resize_normalized(image, out_shape, mean_rgb, scale, method='bilinear')
     """RGB 0-255 `[..., H, W, 3]` (any real dtype) -> `normalize`d float32 `[..., h, w, 3]`,
     stretched to `out_shape` = (h, w). Caffe's order: resize, clip to [0, 255] (bicubic
     overshoots it; bilinear and nearest values are the image's or between two of its values,
-    so they skip the clip), then normalise."""
-    image = tf.image.resize(tf.cast(image, tf.float32), out_shape, method=method)
+    so they skip the clip), then normalise. An image whose static size is `out_shape` already
+    is not resized (an identity: a --fixed_size TFLite model holds no resize op)."""
+    image = tf.cast(image, tf.float32)
+    if tuple(image.shape[-3:-1]) == tuple(out_shape):
+        return normalize(image, mean_rgb, scale)
+    image = tf.image.resize(image, out_shape, method=method)
     if method not in ('bilinear', 'nearest'):
         image = tf.clip_by_value(image, 0.0, 255.0)
     return normalize(image, mean_rgb, scale)

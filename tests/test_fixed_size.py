@@ -132,6 +132,29 @@ def test_the_fixed_size_ir_gives_the_other_formats_detections(exports):
         np.testing.assert_allclose(got[key], any_got[key], atol=TOL)
 
 
+def test_the_fixed_size_tflite_model_holds_no_resize(exports):
+    """Its graph resized each image to its own size (an identity RESIZE_BILINEAR on the device,
+    though --fixed_size promises none); left out, it still gives the fixed-size frozen graph's
+    detections."""
+
+    def ops(path):
+        detector = detection.TFLiteDetector(path)
+        return detector, {op['op_name'] for op in detector.interpreter._get_ops_details()}
+
+    _, any_ops = ops(exports['any']['tflite_float'])
+    assert 'RESIZE_BILINEAR' in any_ops
+    detector, fixed_ops = ops(exports['fixed']['tflite_float'])
+    assert 'RESIZE_BILINEAR' not in fixed_ops and 'CONV_2D' in fixed_ops
+    images = exports['images']
+    with detection.Detector.from_frozen_graph(exports['fixed']['frozen_graph']) as frozen:
+        want = frozen.run(images, detection.OUTPUTS)
+    for b, image in enumerate(images):
+        got = detector.run([image], detection.OUTPUTS)
+        assert_same_detections(got, want, 0, b)
+        for key in detection.RAW_OUTPUTS:
+            np.testing.assert_allclose(got[key][0], want[key][b], atol=TOL)
+
+
 @pytest.mark.parametrize('fmt', FIXED_FORMATS)
 def test_every_format_refuses_another_size_in_the_same_line(exports, fmt):
     path = exports['fixed'][fmt]
