@@ -927,7 +927,9 @@ def record_spans(f, path):
         (length,) = struct.unpack('<Q', header[:8])
         end = offset + 12 + length + 4
         if end > size:
-            problem = f'record {index} ends past the end of the file'
+            problem = (
+                f'record {index} at byte {offset} declares {length} bytes, past the end of the file'
+            )
             break
         yield offset + 12, length
         offset, index = end, index + 1
@@ -981,9 +983,9 @@ def _gzip_message(path):
 def read_metadata(path, verify_digests=False):
     """Reads a conversion's metadata and checks the shards it lists.
 
-    Every shard must be a plain file name beside the metadata, present, and of the recorded size
-    (version 1 metadata, without sizes: of the recorded record count); with verify_digests, of
-    the recorded sha256 too.
+    Every shard must be a plain file name beside the metadata, present, of the recorded size
+    (version 1 metadata has none) and hold the recorded number of records, each within the file
+    (read from the record headers); with verify_digests, of the recorded sha256 too.
     Returns:
       (metadata dict, shard paths in metadata order).
     Raises:
@@ -1191,13 +1193,21 @@ def _check_shard(file, entry, meta_path, verify_digests):
                 'silently give other '
                 f'examples than the {entry["num_examples"]} it held; {again}.'
             )
-    else:  # metadata version 1: no sizes; the record headers give the count cheaply
+    # The record headers are walked whatever the size (the count is cheap to read from them):
+    # TensorFlow's reader allocates the length a header declares before reading the record, and
+    # a 112-byte shard declaring 2**40 bytes, listed with its size and sha256, crashed the
+    # process (SIGSEGV) instead of failing.
+    try:
         count = count_records(file)
-        if count != entry['num_examples']:
-            raise DatasetFilesError(
-                f'{file} holds {count} records but {os.path.basename(meta_path)} lists '
-                f'{entry["num_examples"]}; {again}.'
-            )
+    except ValueError as err:
+        if _gzip_compressed(file):  # the message says what to do: decompress it
+            raise
+        raise DatasetFilesError(f'{err} {again[0].upper()}{again[1:]}.') from None
+    if count != entry['num_examples']:
+        raise DatasetFilesError(
+            f'{file} holds {count} records but {os.path.basename(meta_path)} lists '
+            f'{entry["num_examples"]}; {again}.'
+        )
     if verify_digests and 'sha256' in entry:
         digest = file_digest(file)['sha256']
         if digest != entry['sha256']:

@@ -17,9 +17,11 @@ Names and the files they read in `dataset_dir` (written by tf_convert_data.py wi
 
 Shards are `<prefix>_*.tfrecord`. With the converter's `<prefix>_metadata.json`, the shard list,
 the number of samples and the class names come from it, and every listed shard is checked before
-anything is read: present, a regular file, and of the size the metadata records (metadata of
-version 1, without sizes: its record count), so an emptied, truncated or replaced shard fails
-with its name instead of silently giving fewer examples; `verify_digests=True` also compares
+anything is read: present, a regular file, of the size the metadata records (metadata of
+version 1 has none) and holding its record count, each record within the file (a record header
+declaring more bytes than the file holds crashed TensorFlow's reader), so an emptied, truncated
+or replaced shard fails with its name instead of silently giving fewer examples or a crash;
+`verify_digests=True` also compares
 each shard's sha256 (reads every byte). A `<prefix>_incomplete.json` without metadata means a
 conversion was interrupted while replacing the shards: refused. Without either (records of the
 older TensorFlow port, e.g. `voc_2007_train_000.tfrecord`) the shards are globbed, the samples

@@ -520,10 +520,17 @@ class Detector:
     @classmethod
     def from_saved_model(cls, export_dir):
         """A SavedModel of `export_ssd_network.py` (its `serving_padded` signature). Its ops are
-        checked before loading (`graph_check.check_saved_model`: a SavedModel is code). An
-        unfinished export's folder is refused (`card.check_export_finished`)."""
+        checked before loading (`graph_check.check_saved_model`: a SavedModel is code), and its
+        variables' files to be regular files. An unfinished export's folder is refused
+        (`card.check_export_finished`)."""
         card_lib.check_export_finished(export_dir)
         graph_check.check_saved_model(export_dir, signature_names=[PADDED_SIGNATURE])
+        # The loader reads variables/ with TF's checkpoint reader, which waited on a FIFO forever.
+        problem = checkpoints.irregular_file(os.path.join(export_dir, 'variables', 'variables'))
+        if problem:
+            raise ValueError(
+                f'{problem}; a SavedModel is read from regular files only: export the model again.'
+            )
         graph = tf.Graph()
         sess = v1.Session(graph=graph)
         try:

@@ -334,7 +334,8 @@ def resume_checkpoint(train_dir):
       ValueError: the folder holds no checkpoint of its own but its state file names another
         folder's (a pointer). TF would resume from it and, with max_to_keep, delete that folder's
         checkpoints: a user's other training. Or its state file is a converter's (the folder
-        holds converted weights, which have no global step or optimizer slots to resume).
+        holds converted weights, which have no global step or optimizer slots to resume). Or a
+        file of its latest checkpoint is not a regular file (`irregular_file`).
     """
     if not os.path.isdir(train_dir):
         return None
@@ -352,6 +353,11 @@ def resume_checkpoint(train_dir):
             f'would resume from it and delete that folder\'s older checkpoints (--max_to_keep). '
             f'To go on with that training, pass its folder as --train_dir; to start from it in '
             f'{train_dir}, move {state} away and pass --checkpoint_path={latest}.'
+        )
+    problem = latest and _irregular_checkpoint(latest)
+    if problem:
+        raise ValueError(
+            f'--train_dir {train_dir}: its latest checkpoint cannot be resumed: {problem}'
         )
     return latest
 
@@ -504,8 +510,42 @@ CONVERTED_KINDS = {
 }
 
 
+def checkpoint_files(prefix):
+    """The files TensorFlow reads of the checkpoint `prefix` (as `resolve_checkpoint` returns
+    it): a V1 checkpoint's single file (no `.index` beside it), else its `.index` and `.data-*`
+    files (those there, sorted)."""
+    if os.path.lexists(prefix) and not os.path.lexists(prefix + '.index'):
+        return [prefix]
+    return [prefix + '.index'] + sorted(glob.glob(glob.escape(prefix) + '.data-*'))
+
+
+def irregular_file(prefix):
+    """'<file> is <what it is>, not a regular file' (str) for the first of the checkpoint's files
+    (`checkpoint_files`) that is a FIFO, a device, a folder or a broken link, else None (missing
+    files are left to the reader's error). TensorFlow's readers opened a FIFO and waited for a
+    writer forever; a checkpoint unpacked from an archive can hold one."""
+    for path in checkpoint_files(prefix):
+        what = safe_io.kind(path) if os.path.lexists(path) else None
+        if what:
+            return f'{path} is {what}, not a regular file'
+    return None
+
+
+def _irregular_checkpoint(prefix):
+    """`irregular_file`'s finding with what to do, or None."""
+    problem = irregular_file(prefix)
+    return problem and (
+        f"{problem}; a checkpoint is read from regular files only: put the checkpoint's files "
+        'there, or use another checkpoint.'
+    )
+
+
 def _check_readable(prefix, v1_file):
-    """Opens the checkpoint's table (the `.index`, or the V1 file) as the readers will."""
+    """Opens the checkpoint's table (the `.index`, or the V1 file) as the readers will, once its
+    files are shown to be regular files (`irregular_file`)."""
+    problem = _irregular_checkpoint(prefix)
+    if problem:
+        raise CheckpointError(problem)
     try:
         tf.train.load_checkpoint(prefix)
     except (tf.errors.OpError, OSError, ValueError, RuntimeError) as err:
@@ -589,7 +629,7 @@ def resolve_checkpoint(path):
         prefix = os.path.splitext(path)[0]
     else:
         prefix = _DATA_SUFFIX.sub('', path)
-    if os.path.isfile(prefix + '.index'):
+    if os.path.lexists(prefix + '.index'):  # a FIFO or a broken link is named as such
         _check_readable(prefix, v1_file=False)
         return prefix
     # V1 format: one file, no index (a TF1 Saver writes its graph beside it as <file>.meta).
@@ -1199,15 +1239,15 @@ def stage_checkpoint(prefix, directory):
     Returns:
       The staged prefix.
     Raises:
-      CheckpointUnavailable: a file is already gone.
+      CheckpointUnavailable: a file is already gone, or is not a regular file (`irregular_file`).
     """
     os.makedirs(directory, exist_ok=True)
-    if os.path.isfile(prefix) and not os.path.exists(prefix + '.index'):
-        files = [prefix]
-    else:
-        files = [prefix + '.index'] + sorted(glob.glob(glob.escape(prefix) + '.data-*'))
-        if len(files) < 2 and os.path.exists(files[0]):
-            raise CheckpointUnavailable(f'{prefix}: no .data-* file next to the .index.')
+    problem = _irregular_checkpoint(prefix)  # a FIFO would be linked, then read forever
+    if problem:
+        raise CheckpointUnavailable(problem)
+    files = checkpoint_files(prefix)
+    if files[0] != prefix and len(files) < 2 and os.path.exists(files[0]):
+        raise CheckpointUnavailable(f'{prefix}: no .data-* file next to the .index.')
     for path in files:
         target = os.path.join(directory, os.path.basename(path))
         if os.path.lexists(target):

@@ -6,6 +6,8 @@ import os
 import pathlib
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -147,6 +149,39 @@ def interrupt_when(args, when, timeout=400, signum=None):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+# Opens the FIFO argv[1] for writing whenever a reader waits on it, from 20 s on, and marks
+# each time in the file argv[2]. A process of its own: TF's reader waits holding the GIL.
+_FIFO_RELEASER = """
+import os, sys, time
+time.sleep(20)
+while True:
+    try:
+        os.close(os.open(sys.argv[1], os.O_WRONLY | os.O_NONBLOCK))
+        open(sys.argv[2], 'a').close()
+    except OSError:
+        pass
+    time.sleep(0.2)
+"""
+
+
+@pytest.fixture()
+def fifo_release(tmp_path):
+    """`watch(fifo)`: a check that let TensorFlow open `fifo` fails instead of hanging the
+    suite (see _FIFO_RELEASER); `fired()` says whether a reader had to be released."""
+    marker, processes = tmp_path / 'released', []
+
+    def watch(path):
+        processes.append(
+            subprocess.Popen([sys.executable, '-c', _FIFO_RELEASER, path, str(marker)])
+        )
+
+    watch.fired = marker.exists
+    yield watch
+    for process in processes:
+        process.kill()
+        process.wait()
 
 
 def synthetic_voc_records(num_images=8, seed=0, output_name='voc_2007_train'):

@@ -89,6 +89,40 @@ def test_corrupt_index_is_one_line(good_checkpoint, tmp_path):
         assert '\n' not in str(err.value)
 
 
+@pytest.mark.parametrize('name', ['model.ckpt-3.index', 'model.ckpt-3.data-00000-of-00001'])
+def test_a_checkpoint_file_that_is_a_fifo_is_refused_unread(
+    good_checkpoint, tmp_path, name, fifo_release
+):
+    # A checkpoint unpacked from an archive can hold a FIFO: TF's readers opened it and waited
+    # for a writer forever (detect, eval, export, a training's resume or start, the watcher).
+    folder = tmp_path / 'train'
+    shutil.copytree(os.path.dirname(good_checkpoint), folder)
+    fifo = folder / name
+    fifo.unlink()
+    os.mkfifo(fifo)
+    fifo_release(str(fifo))
+    prefix = str(folder / 'model.ckpt-3')
+    problem = (
+        f'{fifo} is a FIFO (named pipe), not a regular file; a checkpoint is read from regular '
+        "files only: put the checkpoint's files there, or use another checkpoint."
+    )
+    for path in (str(folder), prefix):
+        with pytest.raises(checkpoints.CheckpointError) as err:
+            checkpoints.resolve_checkpoint(path)
+        assert str(err.value) == problem
+    with pytest.raises(ValueError) as err:
+        checkpoints.resume_checkpoint(str(folder))
+    assert (
+        str(err.value)
+        == f'--train_dir {folder}: its latest checkpoint cannot be resumed: {problem}'
+    )
+    with pytest.raises(checkpoints.CheckpointUnavailable) as err:
+        checkpoints.stage_checkpoint(prefix, str(tmp_path / 'staged'))
+    assert str(err.value) == problem
+    assert os.listdir(tmp_path / 'staged') == []
+    assert not fifo_release.fired()
+
+
 def test_a_meta_file_names_its_checkpoint(good_checkpoint, tmp_path):
     """TF1 users pass the graph file `<prefix>.meta`: it was read as a V1 checkpoint ("not an
     sstable (bad magic number)"). It names its prefix, as `.index` does; without weights beside

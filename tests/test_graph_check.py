@@ -598,3 +598,23 @@ def test_our_written_exports_pass_the_check(tmp_path):
         str(out / 'saved_model'), signature_names=[detection.PADDED_SIGNATURE]
     )
     graph_check.check_saved_model(str(out / 'saved_model'))
+
+
+@pytest.mark.parametrize('name', ['variables.index', 'variables.data-00000-of-00001'])
+def test_a_saved_model_variables_file_that_is_a_fifo_is_refused_unread(
+    tmp_path, name, fifo_release
+):
+    # TF's SavedModel loader opened it and waited for a writer forever.
+    export_dir = tmp_path / 'model'
+    _tiny_saved_model(str(export_dir))
+    fifo = export_dir / 'variables' / name
+    fifo.unlink()
+    os.mkfifo(fifo)
+    fifo_release(str(fifo))
+    with pytest.raises(ValueError) as err:
+        detection.Detector.from_saved_model(str(export_dir))
+    assert str(err.value) == (
+        f'{fifo} is a FIFO (named pipe), not a regular file; a SavedModel is read from regular '
+        'files only: export the model again.'
+    )
+    assert not fifo_release.fired()

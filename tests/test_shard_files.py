@@ -4,6 +4,7 @@ metadata that it does not list; with metadata and without (datasets.convert, thr
 dataset_factory.get_dataset)."""
 
 import gzip
+import hashlib
 import json
 import logging
 import os
@@ -232,3 +233,54 @@ def test_a_shard_the_metadata_does_not_list_is_named_in_one_warning(records, cap
         'its examples.'
     ]
     assert convert.read_metadata(str(records / 'syn_metadata.json'))[0]['num_examples'] == 2
+
+
+def _record_declaring(length):
+    """A TFRecord record header declaring `length` bytes (its length CRC right, as TF's reader
+    checks it), then 100 bytes: what a crafted shard holds."""
+    header = length.to_bytes(8, 'little')
+    crc = _crc32c(header)
+    masked = ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+    return header + masked.to_bytes(4, 'little') + b'x' * 100
+
+
+def _crc32c(data):
+    """CRC-32C (Castagnoli), bit by bit: TFRecord headers carry it."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+def test_a_listed_shard_with_a_record_past_its_end_is_refused_whatever_its_size(records):
+    # TF's reader allocated the 2**40 bytes the header declares and the process died (SIGSEGV);
+    # the metadata records the crafted shard's size and sha256, so only the headers tell.
+    shard, meta = records / 'syn_001.tfrecord', records / 'syn_metadata.json'
+    data = _record_declaring(1 << 40)
+    shard.write_bytes(data)
+    metadata = json.loads(meta.read_text())
+    metadata['files'][1].update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    meta.write_text(json.dumps(metadata))
+    for verify in (False, True):
+        with pytest.raises(dataset_factory.DatasetFilesError) as info:
+            dataset_factory.get_dataset('custom', 'syn', str(records), verify_digests=verify)
+        assert str(info.value) == (
+            f'{shard}: truncated TFRecord file (record 0 at byte 0 declares 1099511627776 bytes, '
+            'past the end of the file). Convert the data again (or restore the shard).'
+        )
+
+
+def test_a_listed_shard_of_another_record_count_than_listed_is_refused(records):
+    meta = records / 'syn_metadata.json'
+    metadata = json.loads(meta.read_text())
+    metadata['files'][1]['num_examples'] = 2
+    metadata['num_examples'] = 3
+    meta.write_text(json.dumps(metadata))
+    with pytest.raises(dataset_factory.DatasetFilesError) as info:
+        _syn(records)
+    assert str(info.value) == (
+        f'{records / "syn_001.tfrecord"} holds 1 records but syn_metadata.json lists 2; convert '
+        'the data again (or restore the shard).'
+    )
