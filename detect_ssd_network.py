@@ -16,16 +16,17 @@ padded to its largest image; a TFLite model runs them one per call, see
 only: images of other sizes fail, one line each naming the size it takes
 (`detection.check_fixed_size`), and the others are detected on.
 Outputs in --output_dir: `<name>_det.<ext>` per image, `<name>_det.mp4` per video, and
-`detections.json`: per image its size and detections in ORIGINAL-image pixel coordinates
-(`xmin = clip(box_xmin, 0, 1) * width`, continuous, clipped to the image as evaluation clips the
-boxes it scores) with class name (`label`), the model's label (`label_id`, 1..C-1), score and,
-where the model card has category ids (trained on COCO records, or converted from torchvision's
-COCO SSD), the class's COCO category id (`category_id`, the id pycocotools results and the TF
-Object Detection API use), per video its frames' `width` and `height` (which its pixel boxes are
-in), `fps`, `num_frames` (decoded and detected on), `container_frames` (the count the file
-claims, or null) and the same per frame, the files that could not be read (`failures`), and the
-speed. An annotated image labels its 300 best-scoring detections (`visualization.MAX_LABELS`;
-more, e.g. with --select_threshold=0 --keep_top_k=0, get their boxes only, noted once);
+`detections.json`: per image its size and detections in ORIGINAL-image pixel coordinates (`xmin
+= clip(box_xmin, 0, 1) * width`, continuous, clipped to the image as evaluation clips the boxes
+it scores) with class name (`label`), the model's label (`label_id`, 1..C-1), score and, where
+the model card has category ids (trained on COCO records, or converted from torchvision's COCO
+SSD or with Caffe SSD's COCO label map), the class's COCO category id (`category_id`, the id
+pycocotools results and the TF Object Detection API use), per video its frames' `width` and
+`height` (which its pixel boxes are in), `fps`, `num_frames` (decoded and detected on),
+`container_frames` (the count the file claims, or null) and the same per frame, the files that
+could not be read (`failures`), and the speed. An annotated image labels its 300 best-scoring
+detections (`visualization.MAX_LABELS`; more, e.g. with --select_threshold=0 --keep_top_k=0, get
+their boxes only, noted once);
 `detections.json` has every detection.
 Unreadable files are reported and skipped; the exit status is 0 when at least one image (or
 frame) was processed; when none is, it is 1 and nothing is written (no detections.json, no

@@ -92,7 +92,8 @@ _TEMP_MARKER = '.written-by-tf_convert_data'
 
 
 # What a 'fixed' report entry did (its 'fix'), as (singular, plural) phrases for the summary
-# line, in its order: re-encoding a PNG is routine, clipping a box repairs an annotation.
+# line, in its order: re-encoding an RGBA or palette PNG is routine, clipping a box repairs an
+# annotation.
 FIXES = {
     'reencoded': ('image re-encoded as JPEG', 'images re-encoded as JPEG'),
     'box_clipped': ('box clipped', 'boxes clipped'),
@@ -1201,7 +1202,7 @@ def _check_shard(file, entry, meta_path, verify_digests):
         count = count_records(file)
     except ValueError as err:
         if _gzip_compressed(file):  # the message says what to do: decompress it
-            raise
+            raise DatasetFilesError(str(err)) from None
         raise DatasetFilesError(f'{err} {again[0].upper()}{again[1:]}.') from None
     if count != entry['num_examples']:
         raise DatasetFilesError(

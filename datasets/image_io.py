@@ -292,7 +292,7 @@ _EXTENSION_FORMATS = {
 
 
 def _conversion(source, header_fmt, data, image, file_name=None):
-    """What `normalise_image_bytes` does to a non-JPEG or non-3-channel image, in words."""
+    """What `normalise_image_bytes` does to an image it does not keep byte for byte, in words."""
     ext = os.path.splitext(file_name or '')[1].lower()
     if ext in _EXTENSION_FORMATS and _EXTENSION_FORMATS[ext] != header_fmt:
         source = f'{source} data in a {ext} file'
@@ -362,7 +362,8 @@ def normalise_image_bytes(data, limits=DEFAULT_LIMITS, file_name=None):
     plain = image.dtype == np.uint8 and (image.ndim == 2 or image.shape[2] == 3)
     if fmt == 'JPEG' and plain:
         return EncodedImage(data, height, width, None)
-    # IHDR's bit depth and colour type (0 grey, 2 RGB); OpenCV gives a 4th channel for tRNS.
+    # IHDR's bit depth and colour type (0 grey, 2 RGB). OpenCV gives an RGB PNG with a tRNS
+    # chunk a 4th channel (re-encoded below); a grey one stays 2-D, as TensorFlow decodes it.
     if fmt == 'PNG' and plain and data[24] == 8 and data[25] in (0, 2) and _clean_png(data):
         return EncodedImage(data, height, width, None, format='png')
     source = _describe(data, fmt, image)

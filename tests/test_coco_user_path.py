@@ -434,6 +434,5 @@ def test_the_readme_snippet_makes_coco_results_of_detections_json(tmp_path, monk
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
-    assert evaluator.stats[1] == pytest.approx(
-        1.0
-    )  # AP50: each object found, the false positive ranked below
+    # AP50: each object found, the false positive ranked below.
+    assert evaluator.stats[1] == pytest.approx(1.0)
