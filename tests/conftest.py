@@ -4,6 +4,7 @@ import atexit
 import functools
 import os
 import pathlib
+import re
 import shutil
 import socket
 import subprocess
@@ -98,6 +99,15 @@ def run_script(script, *args, timeout=400):
     tests/script_server.py (TensorFlow imported already); returns the CompletedProcess (text
     stdout / stderr captured)."""
     return script_server.run([os.path.join(ROOT, script), *args], ROOT, script_env(), timeout)
+
+
+def readme_python_block(heading):
+    """The first Python code block of README.md's section `heading` (e.g. '### Your own data'),
+    for tests that run the README's snippets as a user would."""
+    with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
+        text = f.read()
+    section = text.split(heading, 1)[1].split('\n### ', 1)[0]
+    return re.search(r'```python\n(.*?)```', section, re.S).group(1)
 
 
 def run_python(code, *args, timeout=400):

@@ -15,7 +15,6 @@ image ids were the file stems (duplicates; a space is not allowed there).
 
 import json
 import os
-import re
 import types
 
 import numpy as np
@@ -29,7 +28,7 @@ from inference import detection
 from model import card as card_lib
 from tests import data_fixtures as fx
 from tests import eval_fixtures
-from tests.conftest import ROOT
+from tests.conftest import readme_python_block
 from tests.test_coco_eval import (
     collect,
     designed_detections,
@@ -363,14 +362,6 @@ def test_coco_metrics_on_records_that_skipped_images_say_so(tmp_path, monkeypatc
         )
 
 
-def _readme_results_snippet():
-    """The Python block of README.md's "detections.json as COCO results" section."""
-    with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
-        text = f.read()
-    section = text.split('### detections.json as COCO results', 1)[1].split('\n### ', 1)[0]
-    return re.search(r'```python\n(.*?)```', section, re.S).group(1)
-
-
 def test_the_readme_snippet_makes_coco_results_of_detections_json(tmp_path, monkeypatch):
     """detections.json (images by file, corner boxes in pixels) is no COCO results file, and the
     README gave no way from one to the other: its snippet's output must load in pycocotools with
@@ -417,7 +408,7 @@ def test_the_readme_snippet_makes_coco_results_of_detections_json(tmp_path, monk
     ]
     with open('detections/detections.json', 'w') as f:
         json.dump({'images': images, 'videos': []}, f)
-    exec(_readme_results_snippet(), {})
+    exec(readme_python_block('### detections.json as COCO results'), {})
     with open('coco_results.json') as f:
         results = json.load(f)
     # By hand: x = xmin * width, w = (xmax - xmin) * width; the second box clipped to the image.

@@ -18,7 +18,7 @@ from evaluation import evaluate
 from evaluation import watcher
 from tests import data_fixtures as fx
 from tests import eval_fixtures
-from tests.conftest import ROOT, run_script
+from tests.conftest import readme_python_block, run_script
 
 DOG = [fx.voc_object('dog', (1, 1, 9, 9))]
 
@@ -356,19 +356,11 @@ def test_a_labelimg_folder_says_what_to_move_where(tmp_path):
     )
 
 
-def _readme_split_snippet():
-    """The Python block of README.md's "Your own data" section."""
-    with open(os.path.join(ROOT, 'README.md'), encoding='utf-8') as f:
-        text = f.read()
-    section = text.split('### Your own data', 1)[1].split('\n### ', 1)[0]
-    return re.search(r'```python\n(.*?)```', section, re.S).group(1)
-
-
 def test_the_readme_split_snippet_writes_seeded_lists_the_converter_reads(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ids = [f'IMG {i:03d}' for i in range(10)]
     _voc('my_data', ids)
-    code = _readme_split_snippet()
+    code = readme_python_block('### Your own data')
     exec(code, {})
     main = os.path.join('my_data', 'ImageSets', 'Main')
     with open(os.path.join(main, 'train.txt')) as f:
