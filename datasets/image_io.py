@@ -291,14 +291,15 @@ _EXTENSION_FORMATS = {
 }
 
 
-def _conversion(source, header_fmt, data, image, file_name=None):
-    """What `normalise_image_bytes` does to an image it does not keep byte for byte, in words."""
+def _conversion(source, header_fmt, image, file_name=None, damaged=False):
+    """What `normalise_image_bytes` does to an image it does not keep byte for byte, in words
+    (`damaged`: a PNG that is not `_clean_png`)."""
     ext = os.path.splitext(file_name or '')[1].lower()
     if ext in _EXTENSION_FORMATS and _EXTENSION_FORMATS[ext] != header_fmt:
         source = f'{source} data in a {ext} file'
     channels = 1 if image.ndim == 2 else image.shape[2]
     steps = [f'decoded as {header_fmt}']
-    if header_fmt == 'PNG' and not _clean_png(data):
+    if damaged:
         steps[0] += ' (damaged: a chunk cut short or failing its CRC, or bytes after IEND)'
     if 'palette' in source:
         steps.append('palette expanded to RGB')
@@ -364,7 +365,8 @@ def normalise_image_bytes(data, limits=DEFAULT_LIMITS, file_name=None):
         return EncodedImage(data, height, width, None)
     # IHDR's bit depth and colour type (0 grey, 2 RGB). OpenCV gives an RGB PNG with a tRNS
     # chunk a 4th channel (re-encoded below); a grey one stays 2-D, as TensorFlow decodes it.
-    if fmt == 'PNG' and plain and data[24] == 8 and data[25] in (0, 2) and _clean_png(data):
+    damaged = fmt == 'PNG' and not _clean_png(data)
+    if fmt == 'PNG' and plain and data[24] == 8 and data[25] in (0, 2) and not damaged:
         return EncodedImage(data, height, width, None, format='png')
     source = _describe(data, fmt, image)
     return EncodedImage(
@@ -372,7 +374,7 @@ def normalise_image_bytes(data, limits=DEFAULT_LIMITS, file_name=None):
         height,
         width,
         source,
-        _conversion(source, header_fmt, data, image, file_name),
+        _conversion(source, header_fmt, image, file_name, damaged),
     )
 
 
