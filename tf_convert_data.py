@@ -503,8 +503,7 @@ def _check_coco_images_found(sources):
         if guess and os.path.realpath(guess) != os.path.realpath(FLAGS.dataset_dir)
         else 'pass the folder of its images'
     )
-    which = f'{"first " if len(listed) > len(probed) else ""}{len(probed)} image'
-    which += 's' if len(probed) > 1 else ''
+    which = ('first ' if len(listed) > len(probed) else '') + logs.counted(len(probed), 'image')
     names = ', '.join(s.record_file_name for s in probed[:3])
     raise FileNotFoundError(
         f'--dataset_dir: {FLAGS.dataset_dir} holds none of the {which} '
