@@ -401,13 +401,14 @@ def check_exported_structure(card, values, card_path):
     """Raises CardError for a structure flag of `values` (--model_name, --num_classes,
     --depth_multiplier, --anchor_sizes) that contradicts an exported model's card (read from
     `card_path`, its metadata.json): the export is the net it was exported as, so the flag
-    would be ignored. Flags that agree pass."""
+    would be ignored; running its checkpoint with the flag would not fit either (the weights are
+    that net's). Flags that agree pass."""
     apply_structure_flags(
         card,
         dataclasses.replace(values, override_model_card=False),
         card_path,
         log=None,
-        fix='run the checkpoint (--checkpoint_path)',
+        fix='export a checkpoint trained with it (export_ssd_network.py)',
     )
 
 

@@ -765,7 +765,8 @@ def test_an_exports_other_file_names_the_model_files_beside_it(setup, tmp_path):
 
 def test_model_flags_that_an_export_would_ignore_are_refused(setup, agreeing_run, tmp_path):
     """detect --exported_model=<the export> --model_name=ssd_300_vgg ran the exported MobileNet
-    without a word, as --model_card did; a flag that agrees with the export's card passes."""
+    without a word, as --model_card did (then told to run the checkpoint with the flag, which
+    would not fit the MobileNet's weights either); a flag that agrees with the card passes."""
     graph = setup['export'] / 'frozen_graph.pb'
     meta = setup['export'] / 'metadata.json'
     out = tmp_path / 'out'
@@ -774,8 +775,8 @@ def test_model_flags_that_an_export_would_ignore_are_refused(setup, agreeing_run
     _refused(
         proc,
         f'detect_ssd_network: error: --model_name=ssd_300_vgg contradicts the model card {meta}, '
-        'which says ssd_300_mobilenet. Drop --model_name (the card describes the model), or run '
-        'the checkpoint (--checkpoint_path) to use --model_name=ssd_300_vgg.',
+        'which says ssd_300_mobilenet. Drop --model_name (the card describes the model), or export '
+        'a checkpoint trained with it (export_ssd_network.py) to use --model_name=ssd_300_vgg.',
     )
     proc = run_script(
         'eval_ssd_network.py',
@@ -787,8 +788,8 @@ def test_model_flags_that_an_export_would_ignore_are_refused(setup, agreeing_run
     _refused(
         proc,
         f'eval_ssd_network: error: --depth_multiplier=0.5 contradicts the model card {meta}, '
-        'which says 0.25. Drop --depth_multiplier (the card describes the model), or run the '
-        'checkpoint (--checkpoint_path) to use --depth_multiplier=0.5.',
+        'which says 0.25. Drop --depth_multiplier (the card describes the model), or export a '
+        'checkpoint trained with it (export_ssd_network.py) to use --depth_multiplier=0.5.',
     )
     proc = run_script('detect_ssd_network.py', *common, f'--model_card={setup["train"]}/model.json')
     _refused(
