@@ -364,7 +364,8 @@ def parse_example(shard, index, serialized, num_classes):
 
 def decode_rgb(data):
     """uint8 `[H, W, 3]` RGB of a record's image bytes: JPEG with libjpeg's accurate integer IDCT,
-    the pixels OpenCV and PIL decode (detect_ssd_network.py, a user's own code): TensorFlow's
+    the pixels OpenCV and PIL decode (detect_ssd_network.py, a user's own code; our SavedModels'
+    `serving_encoded` decodes with this too): TensorFlow's
     default fast IDCT differed by up to 11 levels, so evaluation scored other pixels than the
     ones a deployed model sees. Other formats (PNG, kept byte for byte by the converter) by
     `decode_image`."""

@@ -40,7 +40,7 @@ from tf_extended import safe_io
 
 JPEG_QUALITY = 95
 _JPEG_MAGIC = b'\xff\xd8\xff'
-_PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 _PNG_COLOR_TYPES = {0: 'grayscale', 2: 'RGB', 3: 'palette', 4: 'grayscale+alpha', 6: 'RGBA'}
 
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # 10000x10000; every public detection dataset is far below
@@ -89,7 +89,7 @@ def sniff_format(data):
     """Returns 'JPEG', 'PNG' or 'other' from the magic bytes."""
     if data.startswith(_JPEG_MAGIC):
         return 'JPEG'
-    if data.startswith(_PNG_MAGIC):
+    if data.startswith(PNG_SIGNATURE):
         return 'PNG'
     return 'other'
 
@@ -114,7 +114,7 @@ def _clean_png(data):
     """Whether a PNG is one chunk after another, each with its CRC right, up to IEND and
     nothing after: stored byte for byte, it is decoded again by TensorFlow's libpng at every
     epoch, which may be stricter than OpenCV's about damage OpenCV read past."""
-    pos = len(_PNG_MAGIC)
+    pos = len(PNG_SIGNATURE)
     while pos + 12 <= len(data):
         (length,) = struct.unpack_from('>I', data, pos)
         end = pos + 12 + length

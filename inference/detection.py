@@ -39,6 +39,7 @@ import tf_slim as slim
 from google.protobuf import message
 from tensorflow.python.util import deprecation
 
+from datasets import dataset_factory
 from datasets import image_io
 from inference import graph_check
 from model import card as card_lib
@@ -71,6 +72,12 @@ INTERFACE = {
 }
 # The SavedModel signature with both inputs; 'serving_default' takes `images` only.
 PADDED_SIGNATURE = 'serving_padded'
+# The SavedModel signature of JPEG or PNG files' bytes (`add_encoded_input`), as the TF Object
+# Detection API's `encoded_image_string_tensor` input: TF Serving's REST API takes them as
+# {"b64": ...}.
+ENCODED_SIGNATURE = graph_check.ENCODED_SIGNATURE
+ENCODED_INPUT = 'encoded_images'
+ENCODED_SCOPE = 'encoded'
 METADATA_FILE = 'metadata.json'
 # detect_ssd_network.py's record of a run, in its --output_dir.
 DETECTIONS_FILE = 'detections.json'
@@ -83,6 +90,20 @@ VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v', '.mpg', '.m
 # The graph.
 
 
+def _preprocess_one(image, card):
+    """One uint8 `[H, W, 3]` RGB image -> the net's float32 input `[h, w, 3]` (the model's
+    evaluation preprocessing, WARP_RESIZE)."""
+    image.set_shape([None, None, 3])
+    return card.preprocessing()(
+        image,
+        tf.zeros([0], tf.int64),
+        tf.zeros([0, 4]),
+        card.input_shape,
+        is_training=False,
+        resize='WARP_RESIZE',
+    )[0]
+
+
 def preprocess_images(images, card, image_sizes=None):
     """uint8 `[B, H, W, 3]` RGB -> the net's float32 input `[B, h, w, 3]`.
 
@@ -91,26 +112,61 @@ def preprocess_images(images, card, image_sizes=None):
     batch); without, the batch size must be static and the images are unrolled, which keeps the
     graph free of control flow (TFLite).
     """
-    pipeline = card.preprocessing()
-
-    def one(image):
-        image.set_shape([None, None, 3])
-        return pipeline(
-            image,
-            tf.zeros([0], tf.int64),
-            tf.zeros([0, 4]),
-            card.input_shape,
-            is_training=False,
-            resize='WARP_RESIZE',
-        )[0]
-
     if image_sizes is None:
         if images.shape[0] is None:
             raise ValueError('preprocess_images without image_sizes needs a static batch size.')
-        return tf.stack([one(images[b]) for b in range(images.shape[0])])
+        return tf.stack([_preprocess_one(images[b], card) for b in range(images.shape[0])])
     return tf.map_fn(
-        lambda args: one(args[0][: args[1][0], : args[1][1]]),
+        lambda args: _preprocess_one(args[0][: args[1][0], : args[1][1]], card),
         (images, image_sizes),
+        fn_output_signature=tf.TensorSpec(card.input_shape + (3,), tf.float32),
+    )
+
+
+def decode_image_file(data, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS):
+    """uint8 `[H, W, 3]` RGB of a JPEG or PNG file's bytes (string scalar), decoded as evaluation
+    decodes records (`dataset_factory.decode_rgb`: a JPEG to the pixels OpenCV gives detect;
+    grey and alpha to RGB; EXIF orientation ignored). Its size is read from its header first: a
+    few hundred bytes can declare gigapixels. Other bytes, and an image of more than
+    `max_pixels` pixels (detect's limit), fail the run (InvalidArgumentError) saying so."""
+    is_jpeg = tf.io.is_jpeg(data)
+    signature = image_io.PNG_SIGNATURE
+    is_png = tf.equal(tf.strings.substr(data, 0, len(signature)), signature)
+    known = tf.debugging.Assert(
+        is_jpeg | is_png, ['serving_encoded takes JPEG or PNG files; got other bytes']
+    )
+    with tf.control_dependencies([known]):
+        size = tf.cond(
+            is_jpeg,
+            lambda: tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64),
+            lambda: _png_size(data),
+        )
+    small = tf.debugging.Assert(
+        size[0] * size[1] <= max_pixels,
+        [
+            f'serving_encoded decodes images of at most {max_pixels} pixels; got height x width',
+            size,
+        ],
+    )
+    with tf.control_dependencies([small]):
+        return dataset_factory.decode_rgb(data)
+
+
+def _png_size(data):
+    """int64 `[2]` (height, width) a PNG's IHDR declares (big-endian at bytes 16..23)."""
+    ihdr = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 16, 8), tf.uint8), tf.int64)
+    ihdr = tf.reshape(ihdr, [2, 4])  # fails on a file shorter than its IHDR
+    big_endian = tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64)
+    width, height = tf.unstack(tf.reduce_sum(ihdr * big_endian, axis=1))
+    return tf.stack([height, width])
+
+
+def preprocess_encoded(encoded, card):
+    """string `[B]`, each a JPEG or PNG file's bytes -> the net's float32 input `[B, h, w, 3]`:
+    each decoded (`decode_image_file`) and preprocessed as `preprocess_images` does."""
+    return tf.map_fn(
+        lambda data: _preprocess_one(decode_image_file(data), card),
+        encoded,
         fn_output_signature=tf.TensorSpec(card.input_shape + (3,), tf.float32),
     )
 
@@ -162,6 +218,25 @@ def build_detection_graph(card, batch_size=None, fixed_size=False, tflite=False)
         inputs[SIZES] = sizes
         with tf.name_scope(PREPROCESS_SCOPE):
             net_input = preprocess_images(images, card, sizes)
+    return GraphEndpoints(inputs, _outputs(card, net_input, tflite))
+
+
+def add_encoded_input(card, batch_size=None):
+    """Adds to the default graph, which holds `build_detection_graph`'s (not TFLite's), a second
+    input through the same variables: `encoded_images` string `[B]`, JPEG or PNG files' bytes
+    (`preprocess_encoded`), each image of its own size. Its outputs are the OUTPUTS under the
+    name scope `encoded/`. Returns GraphEndpoints."""
+    encoded = v1.placeholder(tf.string, [batch_size], name=ENCODED_INPUT)
+    # The root variable scope first: entering it resets the name scope.
+    with v1.variable_scope(v1.get_variable_scope(), reuse=True), tf.name_scope(ENCODED_SCOPE):
+        with tf.name_scope(PREPROCESS_SCOPE):
+            net_input = preprocess_encoded(encoded, card)
+        return GraphEndpoints({ENCODED_INPUT: encoded}, _outputs(card, net_input, tflite=False))
+
+
+def _outputs(card, net_input, tflite):
+    """{name in OUTPUTS: tensor} of the net and its post-processing on `net_input` (the net's
+    float32 input `[B, h, w, 3]`); see `build_detection_graph`."""
     net = card.net()
     with slim.arg_scope(net.arg_scope(weight_decay=0.0)):
         predictions, localisations = net.predict(net_input, card.compute_dtype)
@@ -179,8 +254,7 @@ def build_detection_graph(card, batch_size=None, fixed_size=False, tflite=False)
             prior_scaling=net.params.prior_scaling,
         )
     detections.update(raw_localisations=codes, raw_scores=scores)
-    outputs = {name: tf.identity(detections[name], name=name) for name in OUTPUTS}
-    return GraphEndpoints(inputs, outputs)
+    return {name: tf.identity(detections[name], name=name) for name in OUTPUTS}
 
 
 def restore_variables(sess, checkpoint_path, card_path=None, moving_average_decay=None):
@@ -220,15 +294,21 @@ def write_averaged_weights(card, prefix, moving_average_decay):
 
 def freeze(sess, output_names):
     """The session's graph as a GraphDef holding only what the ops `output_names` need, its
-    variables replaced by their values in `sess` as constants.
+    variables replaced by their values in `sess` as constants, its library only the functions
+    they call (TF keeps every function, e.g. `add_encoded_input`'s decoding loop).
 
     TF's v1 freezing, the API for this project's graph-mode graphs; its notice that v1 APIs are
     deprecated (two WARNING records, the first time in a process) says nothing to a user, so it
     is silenced."""
     with deprecation.silence():
-        return v1.graph_util.convert_variables_to_constants(
+        frozen = v1.graph_util.convert_variables_to_constants(
             sess, sess.graph.as_graph_def(), list(output_names)
         )
+    called = graph_check.called_functions(frozen)
+    kept = [f for f in frozen.library.function if f.signature.name in called]
+    del frozen.library.function[:]
+    frozen.library.function.extend(kept)
+    return frozen
 
 
 # ---------------------------------------------------------------------------------------------

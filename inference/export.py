@@ -4,8 +4,10 @@ All exports hold the graph of `inference.detection.build_detection_graph` (uint8
 eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the output folder:
 
   frozen_graph.pb    GraphDef with constants; inputs `images`, `image_sizes`; outputs by name.
-  saved_model/       signatures `serving_default` (images) and `serving_padded` (images,
-                     image_sizes); `assets.extra/` holds the metadata and anchors.
+  saved_model/       signatures `serving_default` (images), `serving_padded` (images,
+                     image_sizes) and `serving_encoded` (encoded_images: JPEG or PNG files' bytes,
+                     decoded in the graph, `detection.add_encoded_input`); `assets.extra/`
+                     holds the metadata and anchors.
   model_float.tflite TFLite builtins only (NMS as NON_MAX_SUPPRESSION_V5 per class): input
                      `images` uint8 `[B, H, W, 3]` with B fixed at export, any H and W.
   model_int8.tflite  the same graph after post-training quantisation of the net's operations
@@ -158,8 +160,9 @@ def metadata(
         'inputs': [detection.INPUT, detection.SIZES],
         'tflite_inputs': [detection.INPUT],
         'openvino_inputs': [detection.INPUT],
+        'encoded_inputs': [detection.ENCODED_INPUT],
         'outputs': list(detection.OUTPUTS),
-        'signatures': ['serving_default', detection.PADDED_SIGNATURE],
+        'signatures': ['serving_default', detection.PADDED_SIGNATURE, detection.ENCODED_SIGNATURE],
     }
     meta['files'] = {fmt: FILES[fmt] for fmt in formats}
     if {'openvino', 'openvino_int8'} & set(formats):
@@ -194,18 +197,18 @@ def _write_saved_model(export_dir, card, meta, restored):
     """Writes the SavedModel (see the module docstring) of `restored` (`_restored`'s, entered)
     atomically: built in a temporary folder beside `export_dir`, then renamed over it."""
     _, sess, endpoints = restored
+    encoded = detection.add_encoded_input(card, endpoints.inputs[detection.INPUT].shape[0])
     temp = atomic_io.make_temp_dir(export_dir)
     try:
         build_dir = os.path.join(temp, 'model')
         # The v1 SavedModel builder: its deprecation notices silenced (see `detection.freeze`).
         with deprecation.silence():
             info = v1.saved_model.utils.build_tensor_info
-            outputs = {k: info(t) for k, t in endpoints.outputs.items()}
 
-            def signature(names):
+            def signature(inputs, outputs):
                 return v1.saved_model.signature_def_utils.build_signature_def(
-                    inputs={n: info(endpoints.inputs[n]) for n in names},
-                    outputs=outputs,
+                    inputs={n: info(t) for n, t in inputs.items()},
+                    outputs={n: info(t) for n, t in outputs.items()},
                     method_name=v1.saved_model.signature_constants.PREDICT_METHOD_NAME,
                 )
 
@@ -214,8 +217,11 @@ def _write_saved_model(export_dir, card, meta, restored):
                 sess,
                 [v1.saved_model.tag_constants.SERVING],
                 signature_def_map={
-                    'serving_default': signature([detection.INPUT]),
-                    detection.PADDED_SIGNATURE: signature([detection.INPUT, detection.SIZES]),
+                    'serving_default': signature(
+                        {detection.INPUT: endpoints.inputs[detection.INPUT]}, endpoints.outputs
+                    ),
+                    detection.PADDED_SIGNATURE: signature(endpoints.inputs, endpoints.outputs),
+                    detection.ENCODED_SIGNATURE: signature(encoded.inputs, encoded.outputs),
                 },
             )
             builder.save()

@@ -12,10 +12,12 @@ imported, every op type in it (and in its function library, e.g. the body of the
                      any or a static batch size (measured with `export_op_types`; the test
                      tests/test_graph_check.py rebuilds our exports and checks them against it).
   SAVED_MODEL_OPS    plus the variables, their initialisers and the saver that a SavedModel of
-                     ours holds. Its loader runs only the restore op (which must not reach
-                     `SaveV2` / `MergeV2Checkpoints`); a SavedModel with an init / main op (ours
-                     have none) or with a signature reaching anything but inference ops and
-                     variable reads is refused.
+                     ours holds, and the image decoding of its `serving_encoded` signature
+                     (DECODE_OPS, of fed bytes). Its loader runs only the restore op (which
+                     must not reach `SaveV2` / `MergeV2Checkpoints`); a SavedModel with an init /
+                     main op (ours have none) or with a signature reaching anything but
+                     inference ops and variable reads (`serving_encoded`: and that decoding) is
+                     refused.
 
 Sizes are checked too (`check_sizes`): a Const stores one value that TF broadcasts to its declared
 shape, so a 2 KB file can declare gigabytes. The constants at their declared shapes (and a
@@ -97,11 +99,35 @@ FROZEN_GRAPH_OPS = frozenset(
 )
 # Variables and what reads them: what a signature of our SavedModels may reach besides the above.
 VARIABLE_READ_OPS = frozenset({'VarHandleOp', 'ReadVariableOp'})
+# The image decoding of our SavedModels' signature of JPEG or PNG files' bytes
+# (`detection.decode_image_file`: the format and size read from the header, asserted, then
+# decoded; NoOp: an assertion's passing branch): it parses the bytes fed to it (no file
+# access). Reachable from that signature only: elsewhere a crafted graph could decode a constant
+# image of any size.
+ENCODED_SIGNATURE = 'serving_encoded'
+DECODE_OPS = frozenset(
+    {
+        'Assert',
+        'DecodeImage',
+        'DecodeJpeg',
+        'DecodeRaw',
+        'Equal',
+        'ExtractJpegShape',
+        'If',
+        'LessEqual',
+        'LogicalOr',
+        'NoOp',
+        'StatelessIf',
+        'Substr',
+        'While',
+    }
+)
 # Initialisers and the saver of our SavedModels (reachable from neither the signatures nor, the
 # writing ones, from the restore op the loader runs).
 SAVED_MODEL_OPS = (
     FROZEN_GRAPH_OPS
     | VARIABLE_READ_OPS
+    | DECODE_OPS
     | frozenset(
         {
             'AssignVariableOp',
@@ -388,10 +414,15 @@ def check_sizes(graph_def, source, what='graph', variables=False):
         graph = tf.Graph()
         with graph.as_default():
             tf.compat.v1.import_graph_def(graph_def, name='')
-        graphs = [(graph, '')] + [
-            (function_def_to_graph.function_def_to_graph(f), f.signature.name + '/')
-            for f in graph_def.library.function
-        ]
+            # In the graph, whose library has the functions a function calls (a cond's branches
+            # in a map's body).
+            graphs = [(graph, '')] + [
+                (
+                    function_def_to_graph.function_def_to_graph(f, include_library_functions=True),
+                    f.signature.name + '/',
+                )
+                for f in graph_def.library.function
+            ]
     except (ValueError, TypeError, tf.errors.OpError) as err:
         raise ValueError(
             f'{source}: TensorFlow cannot import this {what} ({tf_errors.reason(err)}); export '
@@ -403,14 +434,33 @@ def check_sizes(graph_def, source, what='graph', variables=False):
     return graph
 
 
+def _calls(node_def, functions):
+    """Names of the library functions (of `functions`) a node calls."""
+    return _function_refs(node_def) + ([node_def.op] if node_def.op in functions else [])
+
+
+def called_functions(graph_def, nodes=None):
+    """Names of the library functions that `nodes` (NodeDefs; default: the graph's) call, directly
+    or through other functions."""
+    functions = {f.signature.name: f for f in graph_def.library.function}
+    nodes = graph_def.node if nodes is None else nodes
+    stack = [name for node in nodes for name in _calls(node, functions)]
+    called = set()
+    while stack:
+        name = stack.pop()
+        if name in called or name not in functions:
+            continue
+        called.add(name)
+        stack.extend(ref for node in functions[name].node_def for ref in _calls(node, functions))
+    return called
+
+
 def _reachable_ops(graph_def, tensor_or_op_names):
     """{op type: node name} of the nodes the given tensors / ops depend on (data and control
     inputs), including the ops of library functions they call."""
     nodes = {node.name: node for node in graph_def.node}
-    functions = {f.signature.name: f for f in graph_def.library.function}
     stack = [name.split(':')[0].lstrip('^') for name in tensor_or_op_names]
-    seen, found, seen_functions = set(), {}, set()
-    function_stack = []
+    seen, found = set(), {}
     while stack:
         name = stack.pop()
         if name in seen or name not in nodes:
@@ -419,17 +469,10 @@ def _reachable_ops(graph_def, tensor_or_op_names):
         node = nodes[name]
         found.setdefault(node.op, name)
         stack.extend(inp.split(':')[0].lstrip('^') for inp in node.input)
-        function_stack.extend(_function_refs(node) + ([node.op] if node.op in functions else []))
-    while function_stack:
-        fname = function_stack.pop()
-        if fname in seen_functions or fname not in functions:
-            continue
-        seen_functions.add(fname)
+    functions = {f.signature.name: f for f in graph_def.library.function}
+    for fname in sorted(called_functions(graph_def, [nodes[name] for name in seen])):
         for node in functions[fname].node_def:
             found.setdefault(node.op, f'{fname}/{node.name}')
-            function_stack.extend(
-                _function_refs(node) + ([node.op] if node.op in functions else [])
-            )
     return found
 
 
@@ -461,10 +504,13 @@ def check_meta_graph(meta_graph, source, signature_names=None):
             continue
         outputs = [info.name for info in signature.outputs.values()]
         functions = {f.signature.name for f in graph_def.library.function}
+        reach = FROZEN_GRAPH_OPS | VARIABLE_READ_OPS
+        if name == ENCODED_SIGNATURE:
+            reach |= DECODE_OPS
         bad = {
             op: node
             for op, node in _reachable_ops(graph_def, outputs).items()
-            if op not in FROZEN_GRAPH_OPS | VARIABLE_READ_OPS and op not in functions
+            if op not in reach and op not in functions
         }
         if bad:
             _refuse(source, bad, f'SavedModel (signature {name!r})')
@@ -513,6 +559,7 @@ def export_op_types(
     graph = tf.Graph()
     with graph.as_default():
         detection.build_detection_graph(card, batch_size=batch_size, fixed_size=fixed_size)
+        detection.add_encoded_input(card, batch_size)
         v1.train.Saver(sharded=True, write_version=v1.train.SaverDef.V2)
         with v1.Session(graph=graph) as sess:
             sess.run(v1.global_variables_initializer())

@@ -2,7 +2,9 @@
 
 import json
 import os
+import struct
 import xml.etree.ElementTree as ET
+import zlib
 
 import cv2
 import numpy as np
@@ -196,3 +198,19 @@ def voc_rel(box, width, height):
     """Hand-computed reference of the documented VOC rule: [(ymin-1)/H, (xmin-1)/W, ymax/H, xmax/W]."""
     xmin, ymin, xmax, ymax = box
     return [(ymin - 1) / height, (xmin - 1) / width, ymax / height, xmax / width]
+
+
+def jpeg_claiming(width, height):
+    """A 16x16 grey JPEG whose frame header is patched to claim width x height pixels."""
+    data = bytearray(cv2.imencode('.jpg', np.full((16, 16, 3), 128, np.uint8))[1].tobytes())
+    sof = data.find(b'\xff\xc0')
+    data[sof + 5 : sof + 9] = struct.pack('>HH', height, width)
+    return bytes(data)
+
+
+def png_claiming(width, height):
+    """A 4x4 black PNG whose IHDR (CRC fixed) claims width x height pixels."""
+    data = bytearray(cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8))[1].tobytes())
+    data[16:24] = struct.pack('>II', width, height)
+    data[29:33] = struct.pack('>I', zlib.crc32(bytes(data[12:29])))
+    return bytes(data)

@@ -4,7 +4,6 @@ nothing silently partial (issue #16, data layer)."""
 import json
 import os
 import shutil
-import struct
 
 import cv2
 import numpy as np
@@ -21,14 +20,6 @@ from tests.conftest import run_script
 
 VOC = labels.VOC_CLASSES
 BOX = [fx.voc_object('cat', (2, 3, 10, 12))]
-
-
-def _jpeg_claiming(width, height):
-    """A 16x16 grey JPEG whose frame header is patched to claim width x height pixels."""
-    data = bytearray(cv2.imencode('.jpg', np.full((16, 16, 3), 128, np.uint8))[1].tobytes())
-    sof = data.find(b'\xff\xc0')
-    data[sof + 5 : sof + 9] = struct.pack('>HH', height, width)
-    return bytes(data)
 
 
 def _entries(meta, kind='skipped_example'):
@@ -51,7 +42,7 @@ def _run_cli(*args):
 
 
 def test_header_sizes_are_read_without_decoding():
-    bomb = _jpeg_claiming(30000, 30000)
+    bomb = fx.jpeg_claiming(30000, 30000)
     assert len(bomb) == 629  # the issue's bomb: 629 bytes that decode to 30000x30000x3 = 2.7 GB
     assert image_io.image_header_size(bomb) == ('JPEG', 30000, 30000)
     for ext, fmt in (('.png', 'PNG'), ('.bmp', 'BMP'), ('.tiff', 'TIFF'), ('.webp', 'WEBP')):
@@ -69,9 +60,9 @@ def test_header_sizes_are_read_without_decoding():
 def test_decompression_bomb_and_pixel_limit(tmp_path):
     root = str(tmp_path / 'VOC')
     _good(root)
-    fx.add_voc_example(root, 'bomb', _jpeg_claiming(30000, 30000), BOX, size=(30000, 30000))
+    fx.add_voc_example(root, 'bomb', fx.jpeg_claiming(30000, 30000), BOX, size=(30000, 30000))
     fx.add_voc_example(
-        root, 'big', _jpeg_claiming(12000, 9000), BOX, size=(12000, 9000)
+        root, 'big', fx.jpeg_claiming(12000, 9000), BOX, size=(12000, 9000)
     )  # 108 M pixels
     with pytest.raises(
         convert.BadExampleError,
@@ -655,7 +646,7 @@ def test_cli_one_line_per_refusal_naming_file_and_flag(tmp_path):
         'or fix the input).'
     )
     bomb_root = str(tmp_path / 'BOMB')
-    fx.add_voc_example(bomb_root, 'bomb', _jpeg_claiming(30000, 30000), BOX, size=(30000, 30000))
+    fx.add_voc_example(bomb_root, 'bomb', fx.jpeg_claiming(30000, 30000), BOX, size=(30000, 30000))
     bomb = os.path.join(bomb_root, 'JPEGImages', 'bomb.jpg')
     for flags, expected in (
         (

@@ -8,10 +8,14 @@ ground truth, with the VOC07 devkit metric on the synthetic test split: the floa
 briefly trained model is in the benchmark report.
 """
 
+import base64
 import dataclasses
 import json
 import os
+import re
 import shutil
+
+import cv2
 
 import numpy as np
 import pytest
@@ -22,7 +26,8 @@ from inference import export
 from inference import detection
 from model import card as card_lib
 from tests import inference_fixtures as fx
-from tests.conftest import run_python
+from tests import data_fixtures as dfx
+from tests.conftest import readme_python_block, run_python
 from tests import numpy_reference as ref
 from tf_extended import voc_metrics
 
@@ -180,6 +185,88 @@ def test_saved_model_default_signature_in_tf2(exported):
     }
     assert sorted(got) == sorted(detection.OUTPUTS)
     assert_same_detections(got, exported['reference'], 0, 1)
+
+
+def test_saved_model_encoded_signature_decodes_image_files(exported, tmp_path):
+    """A TF Serving user sends image files' bytes (the TF Object Detection API's
+    `encoded_image_string_tensor`; REST: {"b64": ...}): `serving_encoded` decodes them in the
+    graph, files of different sizes and formats in one batch. A lossless PNG detects as its
+    pixels do; a JPEG and a grey PNG as detect's own reading of the files
+    (`detection.load_image_rgb`, OpenCV) through the checkpoint graph."""
+    rgb = exported['images']  # 240 x 320, 300 x 300, 181 x 97
+    grey = cv2.cvtColor(rgb[2], cv2.COLOR_RGB2GRAY)
+    files = []
+    for name, pixels in (
+        ('a.png', rgb[0][..., ::-1]),
+        ('b.jpg', rgb[1][..., ::-1]),
+        ('c.png', grey),
+    ):
+        files.append(str(tmp_path / name))
+        assert cv2.imwrite(files[-1], pixels)
+    read = [detection.load_image_rgb(f) for f in files]
+    np.testing.assert_array_equal(read[0], rgb[0])
+    assert not np.array_equal(read[1], rgb[1])  # the JPEG's own pixels
+    with detection.Detector.from_checkpoint(exported['spec'], exported['prefix']) as detector:
+        want = detector.run(read, detection.OUTPUTS)
+    model = tf.saved_model.load(exported['written']['saved_model'])
+    signature = model.signatures[detection.ENCODED_SIGNATURE]
+    data = []
+    for f in files:
+        with open(f, 'rb') as fh:
+            data.append(fh.read())
+    batch = {k: v.numpy() for k, v in signature(encoded_images=tf.constant(data)).items()}
+    assert sorted(batch) == sorted(detection.OUTPUTS)
+    for key in detection.RAW_OUTPUTS:  # the net saw the same pixels
+        np.testing.assert_allclose(batch[key], want[key], atol=TOL)
+    np.testing.assert_array_equal(batch['num_detections'], want['num_detections'])
+    # Detections one file per call, as the checkpoint graph ran each size: in a batch of three
+    # the scores of the random net change in the 7th digit, which reorders its near-ties.
+    for b in range(len(files)):
+        got = {
+            k: v.numpy() for k, v in signature(encoded_images=tf.constant(data[b : b + 1])).items()
+        }
+        assert_same_detections(got, want, 0, b)
+        if b == 0:  # the PNG holds the pixels the module's reference ran on
+            assert_same_detections(got, exported['reference'], 0, 0)
+
+
+def test_encoded_signature_refuses_huge_or_other_files_before_decoding(exported, tmp_path):
+    """A PNG or JPEG of a few hundred bytes declaring 30000x30000 pixels (decoded: 2.7 GB, then
+    float32 copies) fails the call from its header, as a BMP does; the README's snippet runs."""
+    model = tf.saved_model.load(exported['written']['saved_model'])
+    signature = model.signatures[detection.ENCODED_SIGNATURE]
+    bmp = cv2.imencode('.bmp', exported['images'][2])[1].tobytes()
+    refusals = (
+        (
+            dfx.png_claiming(30000, 30000),
+            'at most 100000000 pixels; got height x width] [30000 30000]',
+        ),
+        (
+            dfx.jpeg_claiming(12000, 9000),
+            'at most 100000000 pixels; got height x width] [9000 12000]',
+        ),
+        (bmp, 'takes JPEG or PNG files; got other bytes'),
+    )
+    for data, message in refusals:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+            signature(encoded_images=tf.constant([data]))
+    os.makedirs(tmp_path / 'export')
+    os.symlink(exported['written']['saved_model'], tmp_path / 'export' / 'saved_model')
+    assert cv2.imwrite(str(tmp_path / 'photo.jpg'), exported['images'][0][..., ::-1])
+    with detection.Detector.from_checkpoint(exported['spec'], exported['prefix']) as detector:
+        want = detector.run(
+            [detection.load_image_rgb(str(tmp_path / 'photo.jpg'))], detection.OUTPUTS
+        )
+    names = {}
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        exec(readme_python_block('### Image files in: TF Serving'), names)
+    finally:
+        os.chdir(cwd)
+    assert_same_detections({k: v.numpy() for k, v in names['out'].items()}, want)
+    body = json.loads(names['body'])
+    assert base64.b64decode(body['instances'][0]['b64']) == (tmp_path / 'photo.jpg').read_bytes()
 
 
 def test_tflite_float_equals_checkpoint_graph(exported):

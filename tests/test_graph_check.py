@@ -84,10 +84,12 @@ def test_crafted_frozen_graph_is_refused_naming_its_ops(tmp_path):
     assert not os.path.exists(target)
 
 
-def _tiny_saved_model(export_dir, evil=None, main_op=False, **changes):
-    """A SavedModel with our signature names: a variable, our outputs (`changes`: as
-    `_fake_outputs`), and `evil` (a callable building ops the outputs depend on) or a main op
-    run at load time."""
+def _tiny_saved_model(
+    export_dir, evil=None, main_op=False, signature_name=detection.PADDED_SIGNATURE, **changes
+):
+    """A SavedModel with our signature names (its one signature: `signature_name`): a variable,
+    our outputs (`changes`: as `_fake_outputs`), and `evil` (a callable building ops the outputs
+    depend on) or a main op run at load time."""
     graph = tf.Graph()
     with graph.as_default():
         images = v1.placeholder(tf.uint8, [None, None, None, 3], name=detection.INPUT)
@@ -111,7 +113,7 @@ def _tiny_saved_model(export_dir, evil=None, main_op=False, **changes):
             builder.add_meta_graph_and_variables(
                 sess,
                 [v1.saved_model.tag_constants.SERVING],
-                signature_def_map={detection.PADDED_SIGNATURE: signature},
+                signature_def_map={signature_name: signature},
                 main_op=tf.no_op() if main_op else None,
             )
             builder.save()
@@ -131,6 +133,26 @@ def test_crafted_saved_models_are_refused_before_loading(tmp_path):
     plain = str(tmp_path / 'plain')
     _tiny_saved_model(plain)
     graph_check.check_saved_model(plain)  # variables, saver, our ops: fine
+
+
+def test_image_decoding_is_reachable_from_the_encoded_signature_only(tmp_path):
+    """Our SavedModels decode the image files' bytes fed to `serving_encoded`; a signature our
+    loaders run decoding an image stored in the graph (any size: a few bytes of PNG can declare
+    gigapixels) is refused."""
+    png = cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+
+    def decode():
+        return tf.io.decode_image(png, channels=3, expand_animations=False)
+
+    padded = str(tmp_path / 'padded')
+    _tiny_saved_model(padded, evil=decode)
+    with pytest.raises(
+        graph_check.UnsafeGraphError, match="signature 'serving_padded'.*DecodeImage"
+    ):
+        detection.Detector.from_saved_model(padded)
+    encoded = str(tmp_path / 'encoded')
+    _tiny_saved_model(encoded, evil=decode, signature_name=detection.ENCODED_SIGNATURE)
+    graph_check.check_saved_model(encoded)
 
 
 def _graph_def_with(build, **changes):
