@@ -503,10 +503,15 @@ def _check_coco_images_found(sources):
         if guess and os.path.realpath(guess) != os.path.realpath(FLAGS.dataset_dir)
         else 'pass the folder of its images'
     )
-    which = ('first ' if len(listed) > len(probed) else '') + logs.counted(len(probed), 'image')
+    first = 'first ' if len(listed) > len(probed) else ''
+    holds = (
+        f'does not hold the {first}image'
+        if len(probed) == 1
+        else f'holds none of the {first}{len(probed)} images'
+    )
     names = ', '.join(s.record_file_name for s in probed[:3])
     raise FileNotFoundError(
-        f'--dataset_dir: {FLAGS.dataset_dir} holds none of the {which} '
+        f'--dataset_dir: {FLAGS.dataset_dir} {holds} '
         f'{FLAGS.annotations_file} lists ({names}{", ..." if len(probed) > 3 else ""}); '
         'expected the image folder the file_name entries of --annotations_file are relative to '
         f'(e.g. val2017): {fix}.'

@@ -166,6 +166,20 @@ def tree(tmp_path_factory, voc):
                 }
             )
         )
+    # A JSON of more images than the converter looks for before refusing a folder of none.
+    many = tmp_path_factory.mktemp('coco_many')
+    (many / 'instances_val2017.json').write_text(
+        json.dumps(
+            {
+                'images': [
+                    {'id': i, 'file_name': f'{i:03d}.jpg', 'width': 20, 'height': 20}
+                    for i in range(25)
+                ],
+                'annotations': [],
+                'categories': [{'id': 1, 'name': 'cat'}],
+            }
+        )
+    )
     records = wd / 'records'
     proc = run_script(
         'tf_convert_data.py',
@@ -190,6 +204,7 @@ def tree(tmp_path_factory, voc):
         'coco': str(wd / 'coco'),
         'json': str(wd / 'coco' / 'annotations' / 'instances_val2017.json'),
         'splits': str(splits),
+        'many': str(many),
         'records': str(records),
         'out': str(wd / 'out'),
     }
@@ -289,10 +304,20 @@ CONVERTER_CASES = {
             '--dataset_dir={splits}',
             '--annotations_file={splits}/annotations/instances_val2017.json',
         ],
-        '--dataset_dir: {splits} holds none of the 1 image '
+        '--dataset_dir: {splits} does not hold the image '
         '{splits}/annotations/instances_val2017.json lists (val2017.jpg); expected the image '
         'folder the file_name entries of --annotations_file are relative to (e.g. val2017): pass '
         '--dataset_dir={splits}/val2017.',
+    ),
+    'coco_dataset_dir_of_none_of_many_images': (
+        [
+            '--dataset_name=coco',
+            '--dataset_dir={many}',
+            '--annotations_file={many}/instances_val2017.json',
+        ],
+        '--dataset_dir: {many} holds none of the first 20 images {many}/instances_val2017.json '
+        'lists (000.jpg, 001.jpg, 002.jpg, ...); expected the image folder the file_name entries '
+        'of --annotations_file are relative to (e.g. val2017): pass the folder of its images.',
     ),
     'coco_dataset_dir_missing': (
         ['--dataset_name=coco', '--dataset_dir={coco}/val2017', '--annotations_file={json}'],
