@@ -130,10 +130,14 @@ def decode_image_file(data, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS):
     few hundred bytes can declare gigapixels. Other bytes, and an image of more than
     `max_pixels` pixels (detect's limit), fail the run (InvalidArgumentError) saying so."""
     is_jpeg = tf.io.is_jpeg(data)
-    signature = image_io.PNG_SIGNATURE
-    is_png = tf.equal(tf.strings.substr(data, 0, len(signature)), signature)
+    # libpng refuses a PNG whose first chunk is not IHDR; shorter bytes would fail `_png_size`
+    # unclearly (TF's message of a Substr past the end is not UTF-8: a UnicodeDecodeError).
+    is_png = tf.equal(tf.strings.substr(data, 0, len(_PNG_HEAD)), _PNG_HEAD) & tf.less_equal(
+        _PNG_IHDR_END, tf.strings.length(data)
+    )
     known = tf.debugging.Assert(
-        is_jpeg | is_png, ['serving_encoded takes JPEG or PNG files; got other bytes']
+        is_jpeg | is_png,
+        ['serving_encoded takes JPEG or PNG files (IHDR first); got other bytes or a cut PNG'],
     )
     with tf.control_dependencies([known]):
         size = tf.cond(
@@ -141,8 +145,10 @@ def decode_image_file(data, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS):
             lambda: tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64),
             lambda: _png_size(data),
         )
+    # Each side first: two of a PNG's 32-bit sides overflow int64 when multiplied.
+    small = (size[0] <= max_pixels) & (size[1] <= max_pixels) & (size[0] * size[1] <= max_pixels)
     small = tf.debugging.Assert(
-        size[0] * size[1] <= max_pixels,
+        small,
         [
             f'serving_encoded decodes images of at most {max_pixels} pixels; got height x width',
             size,
@@ -152,10 +158,15 @@ def decode_image_file(data, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS):
         return dataset_factory.decode_rgb(data)
 
 
+# A PNG's signature, then its IHDR chunk's length (13) and type; the chunk ends at byte 33.
+_PNG_HEAD = image_io.PNG_SIGNATURE + b'\x00\x00\x00\x0dIHDR'
+_PNG_IHDR_END = 33
+
+
 def _png_size(data):
     """int64 `[2]` (height, width) a PNG's IHDR declares (big-endian at bytes 16..23)."""
     ihdr = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 16, 8), tf.uint8), tf.int64)
-    ihdr = tf.reshape(ihdr, [2, 4])  # fails on a file shorter than its IHDR
+    ihdr = tf.reshape(ihdr, [2, 4])
     big_endian = tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64)
     width, height = tf.unstack(tf.reduce_sum(ihdr * big_endian, axis=1))
     return tf.stack([height, width])
@@ -168,6 +179,8 @@ def preprocess_encoded(encoded, card):
         lambda data: _preprocess_one(decode_image_file(data), card),
         encoded,
         fn_output_signature=tf.TensorSpec(card.input_shape + (3,), tf.float32),
+        # One image at a time: the pixel bound is one image's (map_fn ran 10 at once).
+        parallel_iterations=1,
     )
 
 

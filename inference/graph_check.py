@@ -13,11 +13,11 @@ imported, every op type in it (and in its function library, e.g. the body of the
                      tests/test_graph_check.py rebuilds our exports and checks them against it).
   SAVED_MODEL_OPS    plus the variables, their initialisers and the saver that a SavedModel of
                      ours holds, and the image decoding of its `serving_encoded` signature
-                     (DECODE_OPS, of fed bytes). Its loader runs only the restore op (which
-                     must not reach `SaveV2` / `MergeV2Checkpoints`); a SavedModel with an init /
-                     main op (ours have none) or with a signature reaching anything but
-                     inference ops and variable reads (`serving_encoded`: and that decoding) is
-                     refused.
+                     (DECODE_OPS). Its loader runs only the restore op (which
+                     must not reach `SaveV2` / `MergeV2Checkpoints` nor that decoding); a
+                     SavedModel with an init / main op (ours have none) or with a signature
+                     reaching anything but inference ops and variable reads (`serving_encoded`:
+                     and that decoding) is refused.
 
 Sizes are checked too (`check_sizes`): a Const stores one value that TF broadcasts to its declared
 shape, so a 2 KB file can declare gigabytes. The constants at their declared shapes (and a
@@ -101,9 +101,9 @@ FROZEN_GRAPH_OPS = frozenset(
 VARIABLE_READ_OPS = frozenset({'VarHandleOp', 'ReadVariableOp'})
 # The image decoding of our SavedModels' signature of JPEG or PNG files' bytes
 # (`detection.decode_image_file`: the format and size read from the header, asserted, then
-# decoded; NoOp: an assertion's passing branch): it parses the bytes fed to it (no file
-# access). Reachable from that signature only: elsewhere a crafted graph could decode a constant
-# image of any size.
+# decoded; NoOp: an assertion's passing branch): no file access. Reachable from that signature
+# only, which none of our loaders runs (a crafted one may decode a constant image: a user's TF
+# Serving runs it); elsewhere a crafted graph could decode a constant image of any size.
 ENCODED_SIGNATURE = 'serving_encoded'
 DECODE_OPS = frozenset(
     {
@@ -118,10 +118,13 @@ DECODE_OPS = frozenset(
         'LogicalOr',
         'NoOp',
         'StatelessIf',
+        'StringLength',
         'Substr',
         'While',
     }
 )
+# What the loader's restore op must not reach either: it runs at load, before any bytes are fed.
+RESTORE_REFUSED_DECODE_OPS = DECODE_OPS - {'NoOp'}
 # Initialisers and the saver of our SavedModels (reachable from neither the signatures nor, the
 # writing ones, from the restore op the loader runs).
 SAVED_MODEL_OPS = (
@@ -495,10 +498,10 @@ def check_meta_graph(meta_graph, source, signature_names=None):
         bad = {
             op: node
             for op, node in _reachable_ops(graph_def, [restore]).items()
-            if op in WRITING_OPS
+            if op in WRITING_OPS | RESTORE_REFUSED_DECODE_OPS
         }
         if bad:
-            _refuse(source, bad, 'SavedModel (its restore op writes files)')
+            _refuse(source, bad, 'SavedModel (its restore op writes files or decodes images)')
     for name, signature in meta_graph.signature_def.items():
         if signature_names is not None and name not in signature_names:
             continue

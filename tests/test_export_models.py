@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
 
 from datasets import dataset_factory
 from inference import export
@@ -231,21 +232,27 @@ def test_saved_model_encoded_signature_decodes_image_files(exported, tmp_path):
 
 
 def test_encoded_signature_refuses_huge_or_other_files_before_decoding(exported, tmp_path):
-    """A PNG or JPEG of a few hundred bytes declaring 30000x30000 pixels (decoded: 2.7 GB, then
-    float32 copies) fails the call from its header, as a BMP does; the README's snippet runs."""
+    """A PNG or JPEG of a few hundred bytes declaring 30000x6000 pixels (decoded: 540 MB, then
+    float32 copies) fails the call from its header, as a BMP or a PNG cut within its IHDR does;
+    the README's snippet runs."""
     model = tf.saved_model.load(exported['written']['saved_model'])
     signature = model.signatures[detection.ENCODED_SIGNATURE]
     bmp = cv2.imencode('.bmp', exported['images'][2])[1].tobytes()
     refusals = (
         (
-            dfx.png_claiming(30000, 30000),
-            'at most 100000000 pixels; got height x width] [30000 30000]',
+            dfx.png_claiming(30000, 6000),
+            'at most 100000000 pixels; got height x width] [6000 30000]',
+        ),
+        (  # 64 bits: their product, (2**32 - 1)**2, is negative in int64
+            dfx.png_claiming(2**32 - 1, 2**32 - 1),
+            'at most 100000000 pixels; got height x width] [4294967295 4294967295]',
         ),
         (
             dfx.jpeg_claiming(12000, 9000),
             'at most 100000000 pixels; got height x width] [9000 12000]',
         ),
-        (bmp, 'takes JPEG or PNG files; got other bytes'),
+        (bmp, 'takes JPEG or PNG files (IHDR first); got other bytes or a cut PNG'),
+        (dfx.png_claiming(4, 4)[:20], 'got other bytes or a cut PNG'),
     )
     for data, message in refusals:
         with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
@@ -267,6 +274,20 @@ def test_encoded_signature_refuses_huge_or_other_files_before_decoding(exported,
     assert_same_detections({k: v.numpy() for k, v in names['out'].items()}, want)
     body = json.loads(names['body'])
     assert base64.b64decode(body['instances'][0]['b64']) == (tmp_path / 'photo.jpg').read_bytes()
+
+
+def test_encoded_signature_decodes_one_image_at_a_time(exported):
+    """The pixel bound is one image's: map_fn's loop decoded 10 of a batch's files at once on a
+    many-core machine (ten 3000x3000 PNGs: 1.26 GB instead of 0.14 GB)."""
+    with open(os.path.join(exported['written']['saved_model'], 'saved_model.pb'), 'rb') as f:
+        graph_def = saved_model_pb2.SavedModel.FromString(f.read()).meta_graphs[0].graph_def
+    loops = [
+        node.attr['parallel_iterations'].i
+        for node in graph_def.node
+        if node.op in ('While', 'StatelessWhile')
+        and node.name.startswith(detection.ENCODED_SCOPE + '/')
+    ]
+    assert loops == [1]
 
 
 def test_tflite_float_equals_checkpoint_graph(exported):

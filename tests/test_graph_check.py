@@ -155,6 +155,32 @@ def test_image_decoding_is_reachable_from_the_encoded_signature_only(tmp_path):
     graph_check.check_saved_model(encoded)
 
 
+def test_a_restore_op_that_decodes_is_refused(tmp_path):
+    """The loader runs the restore op before anything is fed: one depending on an Assert or on
+    the decoding of an image stored in the graph (656 KB of PNG decode to 675 MB) is refused,
+    though `serving_encoded` may decode."""
+    export_dir = str(tmp_path / 'model')
+    _tiny_saved_model(export_dir)
+    path = os.path.join(export_dir, 'saved_model.pb')
+    saved_model = saved_model_pb2.SavedModel.FromString(open(path, 'rb').read())
+    meta_graph = saved_model.meta_graphs[0]
+    png = cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    evil = tf.Graph()
+    with evil.as_default():
+        image = tf.io.decode_image(png, channels=3, expand_animations=False, name='evil')
+        check = tf.debugging.Assert(tf.reduce_sum(tf.cast(image, tf.int32)) <= 0, [image])
+    meta_graph.graph_def.node.extend(evil.as_graph_def().node)
+    meta_graph.graph_def.library.function.extend(evil.as_graph_def().library.function)
+    restore = meta_graph.saver_def.restore_op_name.split(':')[0]
+    next(n for n in meta_graph.graph_def.node if n.name == restore).input.append('^' + check.name)
+    with open(path, 'wb') as f:
+        f.write(saved_model.SerializeToString())
+    with pytest.raises(
+        graph_check.UnsafeGraphError, match='restore op writes files or decodes images.*DecodeImage'
+    ):
+        detection.Detector.from_saved_model(export_dir)
+
+
 def _graph_def_with(build, **changes):
     """Our input and output names (`changes`: as `_fake_outputs`) plus the ops `build(images)`
     makes (not needed by the outputs: the checks look at every node)."""
