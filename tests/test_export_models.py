@@ -211,6 +211,10 @@ def test_saved_model_encoded_signature_decodes_image_files(exported, tmp_path):
         want = detector.run(read, detection.OUTPUTS)
     model = tf.saved_model.load(exported['written']['saved_model'])
     signature = model.signatures[detection.ENCODED_SIGNATURE]
+    with open(os.path.join(exported['out'], detection.METADATA_FILE)) as f:
+        tensors = json.load(f)['tensors']  # what the metadata tells a user: the model's own
+    assert sorted(tensors['signatures']) == sorted(model.signatures)
+    assert tensors['encoded_inputs'] == list(signature.structured_input_signature[1])
     data = []
     for f in files:
         with open(f, 'rb') as fh:
