@@ -123,21 +123,35 @@ def preprocess_images(images, card, image_sizes=None):
     )
 
 
-def decode_image_file(data, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS):
+# A PNG's first 16 bytes: its signature, then its IHDR chunk's length (13) and type, which PNG
+# puts first; the width and height follow (bytes 16..23).
+_PNG_START = image_io.PNG_SIGNATURE + b'\x00\x00\x00\x0dIHDR'
+_PNG_SIZE_END = len(_PNG_START) + 8
+
+
+def decode_image_file(data, index, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS):
     """uint8 `[H, W, 3]` RGB of a JPEG or PNG file's bytes (string scalar), decoded as evaluation
     decodes records (`dataset_factory.decode_rgb`: a JPEG to the pixels OpenCV gives detect;
     grey and alpha to RGB; EXIF orientation ignored). Its size is read from its header first: a
     few hundred bytes can declare gigapixels. Other bytes, and an image of more than
-    `max_pixels` pixels (detect's limit), fail the run (InvalidArgumentError) saying so."""
+    `max_pixels` pixels (detect's limit), fail the run (InvalidArgumentError) saying so and
+    naming the file by `index` (int32 scalar, its place in `encoded_images`)."""
+    length = tf.strings.length(data)
     is_jpeg = tf.io.is_jpeg(data)
-    # libpng refuses a PNG whose first chunk is not IHDR; shorter bytes would fail `_png_size`
-    # unclearly (TF's message of a Substr past the end is not UTF-8: a UnicodeDecodeError).
-    is_png = tf.equal(tf.strings.substr(data, 0, len(_PNG_HEAD)), _PNG_HEAD) & tf.less_equal(
-        _PNG_IHDR_END, tf.strings.length(data)
+    # The length first: reading a PNG's size from fewer bytes would fail with the bytes in
+    # the message, which TF's Python client cannot decode as UTF-8 (UnicodeDecodeError).
+    is_png = tf.equal(tf.strings.substr(data, 0, len(_PNG_START)), _PNG_START) & (
+        length >= _PNG_SIZE_END
     )
     known = tf.debugging.Assert(
         is_jpeg | is_png,
-        ['serving_encoded takes JPEG or PNG files (IHDR first); got other bytes or a cut PNG'],
+        [
+            tf.strings.format(
+                f'{ENCODED_SIGNATURE}: {ENCODED_INPUT}[{{}}] ({{}} bytes) is neither a JPEG nor '
+                f'a PNG file (from its first bytes); send JPEG or PNG files only',
+                (index, length),
+            )
+        ],
     )
     with tf.control_dependencies([known]):
         size = tf.cond(
@@ -150,23 +164,22 @@ def decode_image_file(data, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS):
     small = tf.debugging.Assert(
         small,
         [
-            f'serving_encoded decodes images of at most {max_pixels} pixels; got height x width',
-            size,
+            tf.strings.format(
+                f'{ENCODED_SIGNATURE}: {ENCODED_INPUT}[{{}}] declares {{}}x{{}} (height x width) '
+                f'pixels, more than the {max_pixels} it decodes; downscale the image',
+                (index, size[0], size[1]),
+            )
         ],
     )
     with tf.control_dependencies([small]):
         return dataset_factory.decode_rgb(data)
 
 
-# A PNG's signature, then its IHDR chunk's length (13) and type; the chunk ends at byte 33.
-_PNG_HEAD = image_io.PNG_SIGNATURE + b'\x00\x00\x00\x0dIHDR'
-_PNG_IHDR_END = 33
-
-
 def _png_size(data):
-    """int64 `[2]` (height, width) a PNG's IHDR declares (big-endian at bytes 16..23)."""
-    ihdr = tf.cast(tf.io.decode_raw(tf.strings.substr(data, 16, 8), tf.uint8), tf.int64)
-    ihdr = tf.reshape(ihdr, [2, 4])
+    """int64 `[2]` (height, width) that a PNG's IHDR declares (big-endian at bytes 16..23); the
+    data holds them (`decode_image_file` checks)."""
+    ihdr = tf.io.decode_raw(tf.strings.substr(data, len(_PNG_START), 8), tf.uint8)
+    ihdr = tf.reshape(tf.cast(ihdr, tf.int64), [2, 4])
     big_endian = tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64)
     width, height = tf.unstack(tf.reduce_sum(ihdr * big_endian, axis=1))
     return tf.stack([height, width])
@@ -176,8 +189,8 @@ def preprocess_encoded(encoded, card):
     """string `[B]`, each a JPEG or PNG file's bytes -> the net's float32 input `[B, h, w, 3]`:
     each decoded (`decode_image_file`) and preprocessed as `preprocess_images` does."""
     return tf.map_fn(
-        lambda data: _preprocess_one(decode_image_file(data), card),
-        encoded,
+        lambda args: _preprocess_one(decode_image_file(*args), card),
+        (encoded, tf.range(tf.shape(encoded)[0])),
         fn_output_signature=tf.TensorSpec(card.input_shape + (3,), tf.float32),
         # One image at a time: the pixel bound is one image's (map_fn ran 10 at once).
         parallel_iterations=1,
@@ -225,13 +238,22 @@ def build_detection_graph(card, batch_size=None, fixed_size=False, tflite=False)
         with tf.name_scope(PREPROCESS_SCOPE):
             net_input = preprocess_images(images, card)
     else:
-        shape = tf.shape(images)
+        checked = _shape_checked(images)
+        shape = tf.shape(checked)
         full = tf.tile(shape[None, 1:3], [shape[0], 1])
         sizes = v1.placeholder_with_default(full, [batch_size, 2], name=SIZES)
         inputs[SIZES] = sizes
         with tf.name_scope(PREPROCESS_SCOPE):
-            net_input = preprocess_images(images, card, sizes)
+            net_input = preprocess_images(checked, card, _shape_checked(sizes))
     return GraphEndpoints(inputs, _outputs(card, net_input, tflite))
+
+
+def _shape_checked(placeholder):
+    """`placeholder` with its declared shape checked when the graph runs (EnsureShape): a v1
+    session checks what it is fed, but a TF2 signature call and TF Serving do not, and a graph
+    of a static batch B (`--batch_size`) then ran the first B images of a larger batch and
+    dropped the others, with no error."""
+    return tf.ensure_shape(placeholder, placeholder.shape, name=f'{placeholder.op.name}_shape')
 
 
 def add_encoded_input(card, batch_size=None):
@@ -243,7 +265,7 @@ def add_encoded_input(card, batch_size=None):
     # The root variable scope first: entering it resets the name scope.
     with v1.variable_scope(v1.get_variable_scope(), reuse=True), tf.name_scope(ENCODED_SCOPE):
         with tf.name_scope(PREPROCESS_SCOPE):
-            net_input = preprocess_encoded(encoded, card)
+            net_input = preprocess_encoded(_shape_checked(encoded), card)
         return GraphEndpoints({ENCODED_INPUT: encoded}, _outputs(card, net_input, tflite=False))
 
 

@@ -54,6 +54,7 @@ FROZEN_GRAPH_OPS = frozenset(
         'Const',
         'Conv2D',
         'DepthwiseConv2dNative',
+        'EnsureShape',
         'Exp',
         'ExpandDims',
         'Fill',
@@ -100,10 +101,11 @@ FROZEN_GRAPH_OPS = frozenset(
 # Variables and what reads them: what a signature of our SavedModels may reach besides the above.
 VARIABLE_READ_OPS = frozenset({'VarHandleOp', 'ReadVariableOp'})
 # The image decoding of our SavedModels' signature of JPEG or PNG files' bytes
-# (`detection.decode_image_file`: the format and size read from the header, asserted, then
-# decoded; NoOp: an assertion's passing branch): no file access. Reachable from that signature
-# only, which none of our loaders runs (a crafted one may decode a constant image: a user's TF
-# Serving runs it); elsewhere a crafted graph could decode a constant image of any size.
+# (`detection.decode_image_file`: the format and size read from the header, asserted with a
+# message naming the file, then decoded, 16-bit PNGs rounded to 8 bits; NoOp: an assertion's
+# passing branch): no file access. Reachable from that signature only, which none of our loaders
+# runs (a crafted one may decode a constant image: a user's TF Serving runs it); elsewhere a
+# crafted graph could decode a constant image of any size.
 ENCODED_SIGNATURE = 'serving_encoded'
 DECODE_OPS = frozenset(
     {
@@ -113,18 +115,23 @@ DECODE_OPS = frozenset(
         'DecodeRaw',
         'Equal',
         'ExtractJpegShape',
+        'FloorDiv',
+        'GreaterEqual',
         'If',
         'LessEqual',
         'LogicalOr',
         'NoOp',
         'StatelessIf',
+        'StringFormat',
+        'StringJoin',
         'StringLength',
         'Substr',
         'While',
     }
 )
-# What the loader's restore op must not reach either: it runs at load, before any bytes are fed.
-RESTORE_REFUSED_DECODE_OPS = DECODE_OPS - {'NoOp'}
+# What the loader's restore op must not reach either: it runs at load, before any bytes are fed
+# (NoOp and StringJoin are the saver's too).
+RESTORE_REFUSED_DECODE_OPS = DECODE_OPS - {'NoOp', 'StringJoin'}
 # Initialisers and the saver of our SavedModels (reachable from neither the signatures nor, the
 # writing ones, from the restore op the loader runs).
 SAVED_MODEL_OPS = (

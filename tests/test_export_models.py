@@ -192,15 +192,17 @@ def test_saved_model_encoded_signature_decodes_image_files(exported, tmp_path):
     """A TF Serving user sends image files' bytes (the TF Object Detection API's
     `encoded_image_string_tensor`; REST: {"b64": ...}): `serving_encoded` decodes them in the
     graph, files of different sizes and formats in one batch. A lossless PNG detects as its
-    pixels do; a JPEG and a grey PNG as detect's own reading of the files
+    pixels do; a JPEG, a grey PNG and a 16-bit PNG as detect's own reading of the files
     (`detection.load_image_rgb`, OpenCV) through the checkpoint graph."""
     rgb = exported['images']  # 240 x 320, 300 x 300, 181 x 97
     grey = cv2.cvtColor(rgb[2], cv2.COLOR_RGB2GRAY)
+    low_byte = np.random.RandomState(0).randint(0, 256, rgb[0].shape).astype(np.uint16)
     files = []
     for name, pixels in (
         ('a.png', rgb[0][..., ::-1]),
         ('b.jpg', rgb[1][..., ::-1]),
         ('c.png', grey),
+        ('d.png', rgb[0][..., ::-1].astype(np.uint16) << 8 | low_byte),
     ):
         files.append(str(tmp_path / name))
         assert cv2.imwrite(files[-1], pixels)
@@ -237,30 +239,37 @@ def test_saved_model_encoded_signature_decodes_image_files(exported, tmp_path):
 
 def test_encoded_signature_refuses_huge_or_other_files_before_decoding(exported, tmp_path):
     """A PNG or JPEG of a few hundred bytes declaring 30000x6000 pixels (decoded: 540 MB, then
-    float32 copies) fails the call from its header, as a BMP or a PNG cut within its IHDR does;
-    the README's snippet runs."""
+    float32 copies) or sides whose product overflows int64 fails the call from its header, as a
+    BMP, an empty string or the first bytes of a PNG do (those once failed with the bytes in TF's
+    message: a UnicodeDecodeError in Python), each named by its place in the batch; the README's
+    snippet runs."""
     model = tf.saved_model.load(exported['written']['saved_model'])
     signature = model.signatures[detection.ENCODED_SIGNATURE]
     bmp = cv2.imencode('.bmp', exported['images'][2])[1].tobytes()
+    png = cv2.imencode('.png', exported['images'][2])[1].tobytes()
+    other = 'is neither a JPEG nor a PNG file'
     refusals = (
         (
             dfx.png_claiming(30000, 6000),
-            'at most 100000000 pixels; got height x width] [6000 30000]',
+            'encoded_images[1] declares 6000x30000 (height x width) pixels, more than the '
+            '100000000 it decodes',
         ),
         (  # 64 bits: their product, (2**32 - 1)**2, is negative in int64
             dfx.png_claiming(2**32 - 1, 2**32 - 1),
-            'at most 100000000 pixels; got height x width] [4294967295 4294967295]',
+            'encoded_images[1] declares 4294967295x4294967295 (height x width) pixels',
         ),
         (
             dfx.jpeg_claiming(12000, 9000),
-            'at most 100000000 pixels; got height x width] [9000 12000]',
+            'encoded_images[1] declares 9000x12000 (height x width) pixels',
         ),
-        (bmp, 'takes JPEG or PNG files (IHDR first); got other bytes or a cut PNG'),
-        (dfx.png_claiming(4, 4)[:20], 'got other bytes or a cut PNG'),
+        (bmp, f'encoded_images[1] ({len(bmp)} bytes) {other}'),
+        (b'', f'encoded_images[1] (0 bytes) {other}'),
+        (png[:10], f'encoded_images[1] (10 bytes) {other}'),
+        (png[:20], f'encoded_images[1] (20 bytes) {other}'),
     )
     for data, message in refusals:
         with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
-            signature(encoded_images=tf.constant([data]))
+            signature(encoded_images=tf.constant([png, data]))
     os.makedirs(tmp_path / 'export')
     os.symlink(exported['written']['saved_model'], tmp_path / 'export' / 'saved_model')
     assert cv2.imwrite(str(tmp_path / 'photo.jpg'), exported['images'][0][..., ::-1])
@@ -391,7 +400,7 @@ def test_fixed_size_export(exported, monkeypatch):
     # tests/test_fixed_size.py's export of the module's weights (the same checkpoint): made once
     # for both.
     _, written, _ = fx.shared_export(
-        exported['spec'], ['frozen_graph'], batch_size=2, fixed_size=True
+        exported['spec'], ['frozen_graph', 'saved_model'], batch_size=2, fixed_size=True
     )
     with detection.Detector.from_frozen_graph(written['frozen_graph']) as detector:
         assert detector.inputs[detection.INPUT].shape.as_list() == [2, 300, 300, 3]
@@ -410,6 +419,39 @@ def test_fixed_size_export(exported, monkeypatch):
         assert_same_detections(parted, exported['reference'], b, 1)
     for key in got:
         np.testing.assert_array_equal(parted[key], got[key])
+
+
+def test_saved_model_of_a_static_batch_and_size_refuses_other_shapes_in_tf2(exported):
+    """TF Serving and a TF2 signature call do not check a SavedModel's input shapes (a v1
+    session does): the `--batch_size=2 --fixed_size` SavedModel once ran the first 2 images of
+    3 and returned 2 rows. Each of its signatures now fails other batches, and
+    `serving_default` other image sizes, naming its input; 2 images run as the frozen graph."""
+    _, written, _ = fx.shared_export(
+        exported['spec'], ['frozen_graph', 'saved_model'], batch_size=2, fixed_size=True
+    )
+    signatures = tf.saved_model.load(written['saved_model']).signatures
+    image = exported['images'][1]  # 300 x 300
+    png = cv2.imencode('.png', image[..., ::-1])[1].tobytes()
+    calls = {
+        'serving_default': lambda n: {'images': tf.constant(np.stack([image] * n))},
+        detection.PADDED_SIGNATURE: lambda n: {
+            'images': tf.constant(np.stack([image] * 2)),
+            'image_sizes': tf.constant([[300, 300]] * n),
+        },
+        detection.ENCODED_SIGNATURE: lambda n: {'encoded_images': tf.constant([png] * n)},
+    }
+    for name, feed in calls.items():
+        got = {k: v.numpy() for k, v in signatures[name](**feed(2)).items()}
+        for b in range(2):
+            assert_same_detections(got, exported['reference'], b, 1)
+        for n in (1, 3):
+            with pytest.raises(tf.errors.InvalidArgumentError, match='is not compatible with'):
+                signatures[name](**feed(n))
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=re.escape('images [2,240,320,3] is not compatible with expected shape [2,300,300,3]'),
+    ):
+        signatures['serving_default'](images=tf.zeros([2, 240, 320, 3], tf.uint8))
 
 
 def test_int8_needs_calibration_images(exported, tmp_path):

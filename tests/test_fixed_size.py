@@ -63,7 +63,9 @@ def exports(tmp_path_factory):
         spec, prefix, str(root / 'fixed'), FIXED_FORMATS, fixed_size=True, log=lambda _: None
     )
     # The same as tests/test_export_models.py's fixed-size export: made once for both.
-    _, static, _ = fx.shared_export(spec, ['frozen_graph'], batch_size=2, fixed_size=True)
+    _, static, _ = fx.shared_export(
+        spec, ['frozen_graph', 'saved_model'], batch_size=2, fixed_size=True
+    )
     return dict(
         root=root,
         spec=spec,
