@@ -632,8 +632,9 @@ def resolve_checkpoint(path):
     if os.path.lexists(prefix + '.index'):  # a FIFO or a broken link is named as such
         _check_readable(prefix, v1_file=False)
         return prefix
-    # V1 format: one file, no index (a TF1 Saver writes its graph beside it as <file>.meta).
-    if (prefix == path or meta) and os.path.isfile(prefix):
+    # V1 format: one file, no index (a TF1 Saver writes its graph beside it as <file>.meta). A
+    # FIFO or a broken link there is named as such (`_check_readable`), not "no checkpoint".
+    if (prefix == path or meta) and os.path.lexists(prefix) and not os.path.isdir(prefix):
         _check_readable(prefix, v1_file=True)
         return prefix
     if meta:

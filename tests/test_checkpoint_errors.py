@@ -123,6 +123,21 @@ def test_a_checkpoint_file_that_is_a_fifo_is_refused_unread(
     assert not fifo_release.fired()
 
 
+def test_a_v1_checkpoint_file_that_is_a_fifo_or_a_broken_link_is_named(tmp_path, fifo_release):
+    """A V1 checkpoint is one file (`vgg_16.ckpt`): one that was a FIFO or a broken link was
+    reported as 'no checkpoint at ...', which sends a user looking for a missing file."""
+    fifo = tmp_path / 'vgg_16.ckpt'
+    os.mkfifo(fifo)
+    fifo_release(str(fifo))
+    link = tmp_path / 'resnet.ckpt'
+    os.symlink(tmp_path / 'gone.ckpt', link)
+    for path, what in ((fifo, 'a FIFO (named pipe)'), (link, 'a broken or looping symlink')):
+        with pytest.raises(checkpoints.CheckpointError) as err:
+            checkpoints.resolve_checkpoint(str(path))
+        assert str(err.value).startswith(f'{path} is {what}, not a regular file; ')
+    assert not fifo_release.fired()
+
+
 def test_a_meta_file_names_its_checkpoint(good_checkpoint, tmp_path):
     """TF1 users pass the graph file `<prefix>.meta`: it was read as a V1 checkpoint ("not an
     sstable (bad magic number)"). It names its prefix, as `.index` does; without weights beside
