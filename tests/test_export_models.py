@@ -176,24 +176,28 @@ def test_batches_of_too_many_padded_pixels_run_in_parts(exported, monkeypatch):
         np.testing.assert_allclose(got[key], exported['reference'][key], atol=TOL)
 
 
-def test_saved_model_default_signature_in_tf2(exported):
+@pytest.fixture(scope='module')
+def saved_model_tf2(exported):
+    """The module's SavedModel loaded as a TF2 user loads it (`tf.saved_model.load`)."""
+    return tf.saved_model.load(exported['written']['saved_model'])
+
+
+def test_saved_model_default_signature_in_tf2(exported, saved_model_tf2):
     """Users load the SavedModel with tf.saved_model.load and call its signature eagerly."""
     image = exported['images'][1]
-    model = tf.saved_model.load(exported['written']['saved_model'])
-    got = {
-        k: v.numpy()
-        for k, v in model.signatures['serving_default'](images=tf.constant(image[None])).items()
-    }
+    signature = saved_model_tf2.signatures['serving_default']
+    got = {k: v.numpy() for k, v in signature(images=tf.constant(image[None])).items()}
     assert sorted(got) == sorted(detection.OUTPUTS)
     assert_same_detections(got, exported['reference'], 0, 1)
 
 
-def test_saved_model_encoded_signature_decodes_image_files(exported, tmp_path):
+def test_saved_model_encoded_signature_decodes_image_files(exported, saved_model_tf2, tmp_path):
     """A TF Serving user sends image files' bytes (the TF Object Detection API's
     `encoded_image_string_tensor`; REST: {"b64": ...}): `serving_encoded` decodes them in the
     graph, files of different sizes and formats in one batch. A lossless PNG detects as its
     pixels do; a JPEG, a grey PNG and a 16-bit PNG as detect's own reading of the files
-    (`detection.load_image_rgb`, OpenCV) through the checkpoint graph."""
+    (`detection.load_image_rgb`, OpenCV) through the checkpoint graph; the README's snippet
+    detects the JPEG as detect does."""
     rgb = exported['images']  # 240 x 320, 300 x 300, 181 x 97
     grey = cv2.cvtColor(rgb[2], cv2.COLOR_RGB2GRAY)
     low_byte = np.random.RandomState(0).randint(0, 256, rgb[0].shape).astype(np.uint16)
@@ -211,7 +215,7 @@ def test_saved_model_encoded_signature_decodes_image_files(exported, tmp_path):
     assert not np.array_equal(read[1], rgb[1])  # the JPEG's own pixels
     with detection.Detector.from_checkpoint(exported['spec'], exported['prefix']) as detector:
         want = detector.run(read, detection.OUTPUTS)
-    model = tf.saved_model.load(exported['written']['saved_model'])
+    model = saved_model_tf2
     signature = model.signatures[detection.ENCODED_SIGNATURE]
     with open(os.path.join(exported['out'], detection.METADATA_FILE)) as f:
         tensors = json.load(f)['tensors']  # what the metadata tells a user: the model's own
@@ -235,16 +239,27 @@ def test_saved_model_encoded_signature_decodes_image_files(exported, tmp_path):
         assert_same_detections(got, want, 0, b)
         if b == 0:  # the PNG holds the pixels the module's reference ran on
             assert_same_detections(got, exported['reference'], 0, 0)
+    os.makedirs(tmp_path / 'export')
+    os.symlink(exported['written']['saved_model'], tmp_path / 'export' / 'saved_model')
+    shutil.copy(files[1], tmp_path / 'photo.jpg')
+    names = {}
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        exec(readme_python_block('### Image files in: TF Serving'), names)
+    finally:
+        os.chdir(cwd)
+    assert_same_detections({k: v.numpy() for k, v in names['out'].items()}, want, 0, 1)
+    body = json.loads(names['body'])
+    assert base64.b64decode(body['instances'][0]['b64']) == data[1]
 
 
-def test_encoded_signature_refuses_huge_or_other_files_before_decoding(exported, tmp_path):
+def test_encoded_signature_refuses_huge_or_other_files_before_decoding(exported, saved_model_tf2):
     """A PNG or JPEG of a few hundred bytes declaring 30000x6000 pixels (decoded: 540 MB, then
     float32 copies) or sides whose product overflows int64 fails the call from its header, as a
     BMP, an empty string or the first bytes of a PNG do (those once failed with the bytes in TF's
-    message: a UnicodeDecodeError in Python), each named by its place in the batch; the README's
-    snippet runs."""
-    model = tf.saved_model.load(exported['written']['saved_model'])
-    signature = model.signatures[detection.ENCODED_SIGNATURE]
+    message: a UnicodeDecodeError in Python), each named by its place in the batch."""
+    signature = saved_model_tf2.signatures[detection.ENCODED_SIGNATURE]
     bmp = cv2.imencode('.bmp', exported['images'][2])[1].tobytes()
     png = cv2.imencode('.png', exported['images'][2])[1].tobytes()
     other = 'is neither a JPEG nor a PNG file'
@@ -270,23 +285,6 @@ def test_encoded_signature_refuses_huge_or_other_files_before_decoding(exported,
     for data, message in refusals:
         with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
             signature(encoded_images=tf.constant([png, data]))
-    os.makedirs(tmp_path / 'export')
-    os.symlink(exported['written']['saved_model'], tmp_path / 'export' / 'saved_model')
-    assert cv2.imwrite(str(tmp_path / 'photo.jpg'), exported['images'][0][..., ::-1])
-    with detection.Detector.from_checkpoint(exported['spec'], exported['prefix']) as detector:
-        want = detector.run(
-            [detection.load_image_rgb(str(tmp_path / 'photo.jpg'))], detection.OUTPUTS
-        )
-    names = {}
-    cwd = os.getcwd()
-    try:
-        os.chdir(tmp_path)
-        exec(readme_python_block('### Image files in: TF Serving'), names)
-    finally:
-        os.chdir(cwd)
-    assert_same_detections({k: v.numpy() for k, v in names['out'].items()}, want)
-    body = json.loads(names['body'])
-    assert base64.b64decode(body['instances'][0]['b64']) == (tmp_path / 'photo.jpg').read_bytes()
 
 
 def test_encoded_signature_decodes_one_image_at_a_time(exported):
