@@ -62,6 +62,16 @@ def averaged(tmp_path_factory):
     return dict(root=root, card=card, prefix=prefix, values=values, images=images)
 
 
+@pytest.fixture(scope='module')
+def averages_detector(averaged):
+    """The checkpoint graph restored with the averages, in this process: the reference of the
+    export and of the detect script (its graph and session built once)."""
+    with detection.Detector.from_checkpoint(
+        averaged['card'], averaged['prefix'], moving_average_decay=DECAY
+    ) as detector:
+        yield detector
+
+
 def _exported(averaged, name, **kwargs):
     out = str(averaged['root'] / name)
     lines = []
@@ -88,7 +98,7 @@ def _model_variables(values):
     return [n for n in values if n != 'global_step' and not n.endswith(checkpoints.AVERAGE_SUFFIX)]
 
 
-def test_export_writes_the_averages_of_the_trainable_weights(averaged):
+def test_export_writes_the_averages_of_the_trainable_weights(averaged, averages_detector):
     path, constants, meta, lines = _exported(averaged, 'averaged', moving_average_decay=DECAY)
     values = averaged['values']
     names = _model_variables(values)
@@ -105,10 +115,7 @@ def test_export_writes_the_averages_of_the_trainable_weights(averaged):
     # otherwise than the raw weights.
     with detection.Detector.from_frozen_graph(path) as detector:
         exported = detector.run(averaged['images'])
-    with detection.Detector.from_checkpoint(
-        averaged['card'], averaged['prefix'], moving_average_decay=DECAY
-    ) as detector:
-        reference = detector.run(averaged['images'])
+    reference = averages_detector.run(averaged['images'])
     with detection.Detector.from_checkpoint(averaged['card'], averaged['prefix']) as detector:
         raw = detector.run(averaged['images'])
     assert int(reference['num_detections'].sum()) > 10
@@ -159,7 +166,7 @@ def test_unused_averages_note(tmp_path):
         checkpoints.unused_averages_note(str(tmp_path / 'missing'), None, card)
 
 
-def test_detect_script_runs_the_averages(averaged, tmp_path):
+def test_detect_script_runs_the_averages(averaged, averages_detector, tmp_path):
     image = tmp_path / 'in.png'
     cv2.imwrite(str(image), averaged['images'][0][..., ::-1])
     args = ['--checkpoint_path', str(averaged['root'] / 'train'), '--input', str(image)]
@@ -178,10 +185,7 @@ def test_detect_script_runs_the_averages(averaged, tmp_path):
     without = run_script('detect_ssd_network.py', *args, '--output_dir', str(tmp_path / 'b'))
     assert without.returncode == 0, without.stderr
     assert f'add --moving_average_decay={DECAY} to use the averages' in without.stdout
-    with detection.Detector.from_checkpoint(
-        averaged['card'], averaged['prefix'], moving_average_decay=DECAY
-    ) as detector:
-        reference = detector.run(averaged['images'][:1])
+    reference = averages_detector.run(averaged['images'][:1])
     with open(tmp_path / 'a' / 'detections.json') as f:
         written = json.load(f)
     scores = sorted(d['score'] for d in written['images'][0]['detections'])
