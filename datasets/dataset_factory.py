@@ -370,8 +370,8 @@ def decode_rgb(data):
     default fast IDCT differed by up to 11 levels, so evaluation scored other pixels than the
     ones a deployed model sees. Other formats (PNG, kept byte for byte by the converter) by
     `decode_image`; a 16-bit PNG at 16 bits, rounded to 8 as detect rounds it
-    (`image_io.to_bgr8`): TensorFlow's 8-bit decoding truncates, up to 1 level lower (and
-    decoding every PNG so took twice as long)."""
+    (`image_io.to_bgr8`): TensorFlow's 8-bit decoding truncates, up to 1 level lower. Only
+    those: decoding a PNG at 16 bits takes twice as long."""
 
     def other():
         return tf.cond(

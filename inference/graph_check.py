@@ -13,11 +13,11 @@ imported, every op type in it (and in its function library, e.g. the body of the
                      tests/test_graph_check.py rebuilds our exports and checks them against it).
   SAVED_MODEL_OPS    plus the variables, their initialisers and the saver that a SavedModel of
                      ours holds, and the image decoding of its `serving_encoded` signature
-                     (DECODE_OPS). Its loader runs only the restore op (which
-                     must not reach `SaveV2` / `MergeV2Checkpoints` nor that decoding); a
-                     SavedModel with an init / main op (ours have none) or with a signature
-                     reaching anything but inference ops and variable reads (`serving_encoded`:
-                     and that decoding) is refused.
+                     (DECODE_OPS). Its loader runs only the restore op (which must not reach
+                     `SaveV2` / `MergeV2Checkpoints` nor that decoding); a SavedModel with an
+                     init / main op (ours have none) or with a signature reaching anything but
+                     inference ops and variable reads (`serving_encoded`: and that decoding) is
+                     refused.
 
 Sizes are checked too (`check_sizes`): a Const stores one value that TF broadcasts to its declared
 shape, so a 2 KB file can declare gigabytes. The constants at their declared shapes (and a
