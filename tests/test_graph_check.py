@@ -162,7 +162,8 @@ def test_a_restore_op_that_decodes_is_refused(tmp_path):
     export_dir = str(tmp_path / 'model')
     _tiny_saved_model(export_dir)
     path = os.path.join(export_dir, 'saved_model.pb')
-    saved_model = saved_model_pb2.SavedModel.FromString(open(path, 'rb').read())
+    with open(path, 'rb') as f:
+        saved_model = saved_model_pb2.SavedModel.FromString(f.read())
     meta_graph = saved_model.meta_graphs[0]
     png = cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8))[1].tobytes()
     evil = tf.Graph()
