@@ -390,10 +390,11 @@ def decode_rgb(data):
 
 
 def _is_16_bit_png(data):
-    """Whether `data` starts as a PNG whose IHDR (the first chunk) declares 16 bits per sample
-    (byte 24); its first 25 bytes padded, so that short data is simply not one."""
+    """Whether `data` starts as a PNG whose IHDR (`image_io.PNG_IHDR_START`) declares 16 bits
+    per sample (byte 24); its first 25 bytes padded, so that short data is simply not one."""
+    start = image_io.PNG_IHDR_START
     head = tf.strings.join([tf.strings.substr(data, 0, 25), b'\0' * 25])
-    return tf.equal(tf.strings.substr(head, 0, 8), image_io.PNG_SIGNATURE) & tf.equal(
+    return tf.equal(tf.strings.substr(head, 0, len(start)), start) & tf.equal(
         tf.strings.substr(head, 24, 1), b'\x10'
     )
 

@@ -41,6 +41,9 @@ from tf_extended import safe_io
 JPEG_QUALITY = 95
 _JPEG_MAGIC = b'\xff\xd8\xff'
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# A PNG's first 16 bytes: its signature, then its IHDR chunk's length (13) and type (PNG puts
+# IHDR first); then width and height (bytes 16..23, big-endian), bit depth (byte 24).
+PNG_IHDR_START = PNG_SIGNATURE + b'\x00\x00\x00\x0dIHDR'
 _PNG_COLOR_TYPES = {0: 'grayscale', 2: 'RGB', 3: 'palette', 4: 'grayscale+alpha', 6: 'RGBA'}
 
 DEFAULT_MAX_IMAGE_PIXELS = 100_000_000  # 10000x10000; every public detection dataset is far below

@@ -123,10 +123,7 @@ def preprocess_images(images, card, image_sizes=None):
     )
 
 
-# A PNG's first 16 bytes: its signature, then its IHDR chunk's length (13) and type, which PNG
-# puts first; the width and height follow (bytes 16..23).
-_PNG_START = image_io.PNG_SIGNATURE + b'\x00\x00\x00\x0dIHDR'
-_PNG_SIZE_END = len(_PNG_START) + 8
+_PNG_SIZE_END = len(image_io.PNG_IHDR_START) + 8  # width and height follow
 
 
 def decode_image_file(data, index, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS):
@@ -140,9 +137,8 @@ def decode_image_file(data, index, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS)
     is_jpeg = tf.io.is_jpeg(data)
     # The length first: reading a PNG's size from fewer bytes would fail with the bytes in
     # the message, which TF's Python client cannot decode as UTF-8 (UnicodeDecodeError).
-    is_png = tf.equal(tf.strings.substr(data, 0, len(_PNG_START)), _PNG_START) & (
-        length >= _PNG_SIZE_END
-    )
+    start = image_io.PNG_IHDR_START
+    is_png = tf.equal(tf.strings.substr(data, 0, len(start)), start) & (length >= _PNG_SIZE_END)
     known = tf.debugging.Assert(
         is_jpeg | is_png,
         [
@@ -178,7 +174,7 @@ def decode_image_file(data, index, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS)
 def _png_size(data):
     """int64 `[2]` (height, width) that a PNG's IHDR declares (big-endian at bytes 16..23); the
     data holds them (`decode_image_file` checks)."""
-    ihdr = tf.io.decode_raw(tf.strings.substr(data, len(_PNG_START), 8), tf.uint8)
+    ihdr = tf.io.decode_raw(tf.strings.substr(data, len(image_io.PNG_IHDR_START), 8), tf.uint8)
     ihdr = tf.reshape(tf.cast(ihdr, tf.int64), [2, 4])
     big_endian = tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64)
     width, height = tf.unstack(tf.reduce_sum(ihdr * big_endian, axis=1))
