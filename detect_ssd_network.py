@@ -247,8 +247,7 @@ def make_detector():
         )
     else:
         detector = load_exported_detector()
-        path = next(FLAGS[s].value for s in SOURCES[1:] if FLAGS[s].value)
-        cli.check_exported_structure(detector.card, values, card_lib.export_metadata_path(path))
+        cli.check_exported_structure(detector.card, values, detector.card_source)
         exported = detector.card.detection
         if values.labels_file:
             detector.card = cli.with_labels_file(detector.card, values.labels_file)

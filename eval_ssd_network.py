@@ -243,7 +243,7 @@ def _evaluate_exported():
     ) as detector:
         if detector.note:  # a metadata.json of an earlier export, not checked against the model
             print(detector.note, flush=True)
-        card_path = card_lib.export_metadata_path(path)  # read and checked as it loaded
+        card_path = detector.card_source  # read and checked as it loaded
         cli.check_exported_structure(detector.card, cli.ModelFlags.from_flags(), card_path)
         if FLAGS.labels_file:
             detector.card = cli.with_labels_file(detector.card, FLAGS.labels_file, card_path)

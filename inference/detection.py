@@ -41,6 +41,7 @@ from tensorflow.python.util import deprecation
 
 from datasets import dataset_factory
 from datasets import image_io
+from inference import embedded_card
 from inference import graph_check
 from model import card as card_lib
 from model import checkpoints
@@ -591,7 +592,9 @@ class Detector:
       the model's file or folder (the checkpoint prefix), named in errors; export_step: an
       export's checkpoint step (its metadata's), or None (a checkpoint, or not recorded); note:
       a line for the log where the metadata could not be checked against the model
-      (`card.unchecked_note`), else None; fixed_size: (height, width), the one image size of
+      (`card.unchecked_note`), else None; card_source: where the card was read (an export's
+      metadata.json, the frozen graph holding it, the checkpoint's card), named in messages
+      about it; fixed_size: (height, width), the one image size of
       an export with --fixed_size (its input's static size; other sizes are refused,
       `check_fixed_size`), else None.
     """
@@ -607,8 +610,10 @@ class Detector:
         source=None,
         export_step=None,
         note=None,
+        card_source=None,
     ):
         self.graph, self.sess, self.card = graph, sess, card
+        self.card_source = card_source
         self.inputs, self.outputs = inputs, outputs
         shape = inputs[INPUT].shape
         self.fixed_size = fixed_input_size(None if shape.rank is None else shape.as_list())
@@ -626,7 +631,9 @@ class Detector:
             endpoints = build_detection_graph(card, batch_size)
             sess = v1.Session(graph=graph)
             prefix = restore_variables(sess, checkpoint_path, card_path, moving_average_decay)
-        return cls(graph, sess, card, endpoints.inputs, endpoints.outputs, prefix)
+        return cls(
+            graph, sess, card, endpoints.inputs, endpoints.outputs, prefix, card_source=card_path
+        )
 
     @classmethod
     def from_saved_model(cls, export_dir):
@@ -686,6 +693,7 @@ class Detector:
             source=export_dir,
             export_step=card_lib.export_step(meta, meta_path),
             note=card_lib.unchecked_note(meta, meta_path, export_dir),
+            card_source=meta_path,
         )
 
     @classmethod
@@ -713,20 +721,26 @@ class Detector:
         def tensor(name):
             return graph.get_tensor_by_name(name + ':0')
 
-        # Beside the graph, or the error saying to copy it there; checked against the graph:
-        # the bytes parsed, not a second read.
-        meta, meta_path = card_lib.read_export_metadata(path, contents={path: data})
-        card_lib.check_model_outputs(meta, meta_path, path, _static_shape(tensor('raw_scores')))
-        card = card_lib.from_dict(meta, meta_path)
+        # Beside the graph (checked against the bytes parsed, not a second read), else the
+        # graph's own card.
+        meta, meta_path, note = card_lib.resolve_export_metadata(
+            path,
+            lambda: embedded_card.from_graph_def(graph_def),
+            'frozen graph',
+            contents={path: data},
+        )
+        source = meta_path or path
+        card_lib.check_model_outputs(meta, source, path, _static_shape(tensor('raw_scores')))
         return cls(
             graph,
             v1.Session(graph=graph),
-            card,
+            card_lib.from_dict(meta, source),
             {n: tensor(n) for n in (INPUT, SIZES)},
             {n: tensor(n) for n in OUTPUTS},
             source=path,
-            export_step=card_lib.export_step(meta, meta_path),
-            note=card_lib.unchecked_note(meta, meta_path, path),
+            export_step=card_lib.export_step(meta, source),
+            note=note,
+            card_source=source,
         )
 
     def run(self, images, outputs=DETECTION_OUTPUTS):
@@ -1122,6 +1136,7 @@ class TFLiteDetector:
             )
         check_tflite_ops(path, content)
         check_tflite_survives(path, content, num_threads)
+        self.content = content  # the bytes loaded (the interpreter holds them anyway)
         try:
             with without_interpreter_notice():
                 self.interpreter = tf.lite.Interpreter(
@@ -1182,7 +1197,7 @@ class TFLiteImageDetector:
     """A `.tflite` export with its card, as `open_exported_model` gives the other kinds: `card`,
     `fixed_size`, `run`, `run_padded` (evaluation), `detect`, `close`, a context manager;
     `precision`: 'int8' where the model holds int8 tensors (a tflite_int8 export's net), else
-    'float32'; `note`: as `Detector`'s.
+    'float32'; `note`, `card_source`: as `Detector`'s.
 
     A TFLite model's batch size B is static (the interpreter's input shape, as metadata
     `input.tflite_batch_size` records) and the images of one call must share one size. Each image
@@ -1194,7 +1209,14 @@ class TFLiteImageDetector:
 
     def __init__(self, path, num_threads=None):
         self.model = TFLiteDetector(path, num_threads)
-        meta, metadata_path = card_lib.read_export_metadata(path)
+        content = self.model.content
+        meta, metadata_path, self.note = card_lib.resolve_export_metadata(
+            path,
+            lambda: embedded_card.from_tflite(content),
+            'TFLite model',
+            contents={path: content},
+        )
+        metadata_path = self.card_source = metadata_path or path  # else the model's own card
         scores = next(
             (
                 d['shape_signature']
@@ -1204,7 +1226,6 @@ class TFLiteImageDetector:
             [],
         )
         card_lib.check_model_outputs(meta, metadata_path, path, list(scores))
-        self.note = card_lib.unchecked_note(meta, metadata_path, path)
         # TFLite has no bfloat16/float16 kernels: its models compute in float32 (the int8 one's
         # net in int8) whatever the exported card says (export.tflite_model).
         self.card = card_lib.from_dict(meta, metadata_path).replace(compute_dtype='float32')

@@ -4,6 +4,8 @@ All exports hold the graph of `inference.detection.build_detection_graph` (uint8
 eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the output folder:
 
   frozen_graph.pb    GraphDef with constants; inputs `images`, `image_sizes`; outputs by name.
+                     Like the TFLite models, it carries the export's metadata inside
+                     (inference/embedded_card.py), as the IR does in its runtime info.
   saved_model/       signatures `serving_default` (images), `serving_padded` (images,
                      image_sizes) and `serving_encoded` (encoded_images: JPEG or PNG files' bytes,
                      decoded in the graph, `detection.add_encoded_input`); `assets.extra/`
@@ -54,6 +56,7 @@ from tensorflow.lite.python import util as tflite_util
 from tensorflow.python.util import deprecation
 
 from inference import detection
+from inference import embedded_card
 from inference import openvino_model
 from model import card as card_lib
 from model import checkpoints
@@ -738,6 +741,7 @@ def export(
                 with _restored(card, staged, batch_size, fixed_size) as restored:
                     if 'frozen_graph' in formats:
                         graph_def = detection.freeze(restored[1], detection.OUTPUTS)
+                        embedded_card.add_to_graph_def(graph_def, meta)
                         written['frozen_graph'] = os.path.join(output_dir, FILES['frozen_graph'])
                         # Map fields (node attributes) in a fixed order: the same checkpoint
                         # exports to the same bytes (and digest).
@@ -750,7 +754,9 @@ def export(
                         _write_saved_model(written['saved_model'], card, meta, restored)
             for fmt, images in (('tflite_float', None), ('tflite_int8', calibration_images)):
                 if fmt in formats:
-                    model = tflite_model(card, staged, tflite_batch_size, fixed_size, images)
+                    model = embedded_card.add_to_tflite(
+                        tflite_model(card, staged, tflite_batch_size, fixed_size, images), meta
+                    )
                     written[fmt] = os.path.join(output_dir, FILES[fmt])
                     atomic_io.write_bytes_atomic(written[fmt], model)
             openvino_paths = {

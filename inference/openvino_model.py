@@ -371,45 +371,27 @@ def load_metadata(path, model=None):
 
 
 def _metadata(path, model=None):
-    """(metadata dict, its metadata.json or None where it is the IR's own card, note or None) of
-    the IR `path` (`model`: its `ov.Model`, if read).
-
-    `metadata.json` beside it, checked against the IR: its .xml and .bin against the sizes and
-    digests it records (`card.check_model_files`), and the card in the IR's runtime info,
-    written by the same export, against it (`card.check_same_export`); the note
-    (`card.unchecked_note`) where neither could be compared. Else the IR's runtime info."""
+    """(metadata dict, its metadata.json or None where it is the IR's own card, note or None)
+    of the IR `path` (`model`: its `ov.Model`, if read): `card.resolve_export_metadata` of its
+    .xml and .bin and the card in its runtime info."""
     weights = os.path.splitext(path)[0] + '.bin'
     files = [f for f in (path, weights) if os.path.lexists(f)]
-    try:
-        meta, meta_path = card_lib.read_export_metadata(path, files=files or None)
-    except FileNotFoundError:
-        meta = meta_path = None
-    try:
-        embedded = None if model is None else openvino_runtime.rt_info_metadata(model)
-    except ValueError as err:
-        if meta is not None:  # the metadata.json is read: checked by its digests, if any
-            return meta, meta_path, card_lib.unchecked_note(meta, meta_path, path)
-        raise card_lib.CardError(f'{path}: the model card in the IR is {err}.') from None
-    if meta is not None:
-        if embedded is None:
-            return meta, meta_path, card_lib.unchecked_note(meta, meta_path, path)
-        card_lib.check_same_export(meta, meta_path, embedded, path)
-        return meta, meta_path, None
-    if embedded is None:
-        raise FileNotFoundError(
-            f'{path}: no {detection.METADATA_FILE} beside it and no model card in '
-            f'the IR; export it with export_ssd_network.py --formats=openvino.'
-        )
-    return embedded, None, None
+    return card_lib.resolve_export_metadata(
+        path,
+        lambda: None if model is None else openvino_runtime.rt_info_metadata(model),
+        'IR',
+        files=files or None,
+    )
 
 
 class OpenVINODetector:
     """An OpenVINO IR of `export_ssd_network.py --formats=openvino` on the CPU plugin.
 
-    Same interface as `detection.Detector`: `card`, `note`, `fixed_size`, `run(images,
-    outputs)`, `run_padded`, `detect(images)`, `close`, a context manager. The model takes images
-    of one size per call: a list of images of any sizes is run in groups of one size (one infer
-    request each, in parallel with `num_requests` > 1), and the outputs are put back in order.
+    Same interface as `detection.Detector`: `card`, `card_source`, `note`, `fixed_size`,
+    `run(images, outputs)`, `run_padded`, `detect(images)`, `close`, a context manager. The model
+    takes images of one size per call: a list of images of any sizes is run in groups of one size
+    (one infer request each, in parallel with `num_requests` > 1), and the outputs are put back in
+    order.
     An IR exported with --fixed_size takes its size only (`fixed_size`; others: ValueError).
 
     Args:
@@ -433,6 +415,7 @@ class OpenVINODetector:
         self.core = ov.Core()
         model = openvino_runtime.read_ir(self.core, path)
         meta, meta_path, self.note = _metadata(path, model)
+        self.card_source = meta_path or path  # else the IR's own card
         names = {n for o in model.outputs for n in o.get_names()}
         missing = sorted(set(detection.DETECTION_OUTPUTS) - names)
         if missing:

@@ -678,9 +678,13 @@ def _export_identity(meta):
 
 def check_same_export(meta, meta_path, embedded, path):
     """Refuses export metadata (`meta` from `meta_path`) of another export than the card
-    `embedded` in the model `path` (an OpenVINO IR's runtime info): they are written from one
-    dict by one export. Raises ModelMismatchError naming both and what differs."""
+    `embedded` in the model `path` (`inference.embedded_card`, an OpenVINO IR's runtime info):
+    they are written from one dict by one export. A card without an export time (a frozen
+    graph's or TFLite model's: `embedded_card.embeddable`) is compared without it. Raises
+    ModelMismatchError naming both and what differs."""
     ours, theirs = _export_identity(meta), _export_identity(embedded)
+    if theirs['export time'] is None:
+        del ours['export time'], theirs['export time']
     differ = [key for key in ours if ours[key] != theirs[key]]
     if differ:
         raise ModelMismatchError(
@@ -688,6 +692,42 @@ def check_same_export(meta, meta_path, embedded, path):
             f'model{_described(embedded)} is of another export (they differ in '
             f'{", ".join(differ)}); {_use_the_right_metadata(path)}'
         )
+
+
+def resolve_export_metadata(path, embedded, what, files=None, contents=None):
+    """(metadata dict, its metadata.json or None where it is the model's own card, note or None)
+    of the exported model file `path` (`what` it is in messages: 'frozen graph', 'IR', ...).
+
+    Its metadata.json (`read_export_metadata` of `files` and `contents`), checked against the
+    card in the model where it has one (`check_same_export`); the note (`unchecked_note`) where
+    neither digests nor a card could be compared. Without a metadata.json, the model's card.
+
+    embedded: a callable giving the metadata dict inside the model, None where it has none;
+      ValueError saying what it is instead (`inference.embedded_card.parse`).
+    Raises FileNotFoundError (neither), CardError (an unreadable card and no metadata.json) and
+    `read_export_metadata`'s errors."""
+    try:
+        meta, meta_path = read_export_metadata(path, files, contents)
+    except FileNotFoundError:
+        meta = meta_path = None
+    try:
+        card = embedded()
+    except ValueError as err:
+        if meta is not None:  # the metadata.json is read: checked by its digests, if any
+            return meta, meta_path, unchecked_note(meta, meta_path, path)
+        raise CardError(f'{path}: the model card in the {what} is {err}.') from None
+    if meta is not None:
+        if card is None:
+            return meta, meta_path, unchecked_note(meta, meta_path, path)
+        check_same_export(meta, meta_path, card, path)
+        return meta, meta_path, None
+    if card is None:
+        raise FileNotFoundError(
+            f'{path}: no {EXPORT_METADATA_FILE} beside it and no model card in the {what} (an '
+            f'export older than the cards inside models); copy the {EXPORT_METADATA_FILE} '
+            f'export_ssd_network.py wrote with it next to it, or export the model again.'
+        )
+    return card, None, None
 
 
 def unchecked_note(meta, meta_path, path):

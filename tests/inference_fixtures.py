@@ -183,3 +183,32 @@ def run_frozen_graph(path, image, names=FROZEN_GRAPH_OUTPUTS):
         tensors = v1.import_graph_def(graph_def, return_elements=[n + ':0' for n in names], name='')
         with v1.Session(graph=graph) as sess:
             return dict(zip(names, sess.run(tensors, {'images:0': image[None]})))
+
+
+def remove_embedded_card(path):
+    """Rewrites the frozen graph (.pb) or TFLite model `path` without the card inside it (as an
+    export before those cards wrote it), with protobuf and the TFLite schema's object API (not
+    inference/embedded_card.py); returns the bytes written. The card's buffer is the TFLite
+    model's last: no other index moves."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    with open(path, 'rb') as f:
+        content = f.read()
+    if str(path).endswith('.pb'):
+        graph_def = v1.GraphDef()
+        graph_def.ParseFromString(content)
+        del graph_def.node[[n.name for n in graph_def.node].index('model_card')]
+        content = graph_def.SerializeToString(deterministic=True)
+    else:
+        model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
+        (card,) = [m for m in model.metadata if m.name == b'model_card']
+        assert card.buffer == len(model.buffers) - 1
+        model.metadata.remove(card)
+        del model.buffers[-1]
+        builder = flatbuffers.Builder(1024)
+        builder.Finish(model.Pack(builder), file_identifier=b'TFL3')
+        content = bytes(builder.Output())
+    with open(path, 'wb') as f:
+        f.write(content)
+    return content

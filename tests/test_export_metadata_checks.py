@@ -91,6 +91,14 @@ def _without_digests(folder):
     path.write_text(json.dumps(meta))
 
 
+def _without_cards(folder):
+    """Rewrites `folder`'s frozen graph and TFLite model as an export before the cards inside
+    those models wrote them (after the digests: an IR had its card already)."""
+    for name in ('frozen_graph.pb', 'model_float.tflite'):
+        if (folder / name).exists():
+            fx.remove_embedded_card(folder / name)
+
+
 def _use(name):
     return (
         f'use the metadata.json {name} was exported with, or export the model again with '
@@ -208,11 +216,15 @@ def test_a_record_naming_one_file_many_ways_is_refused(exports, tmp_path):
 
 @pytest.mark.parametrize('name', MODEL_FILES)
 def test_metadata_without_digests_still_loads_its_own_model(exports, tmp_path, name):
-    """A metadata.json of an export written before the digests: its own model loads; the IR's
-    own card is compared with it, the other models get a note saying what was not checked."""
+    """A metadata.json without digests (its model's card compared instead) and an export
+    written before the digests: its own model loads; the IR's own card is compared with it, the
+    models without a card inside get a note saying what was not checked."""
     names = [name] + (['model_openvino.bin'] if name.endswith('.xml') else [])
     folder = _beside(tmp_path / 'earlier', exports['a']['out'], exports['a']['out'], names)
     _without_digests(folder)
+    with detection.open_exported_model(str(folder / name)) as detector:
+        assert (detector.card, detector.note) == (exports['a']['spec'], None)
+    _without_cards(folder)
     with detection.open_exported_model(str(folder / name)) as detector:
         assert detector.card == exports['a']['spec']
         if name.endswith('.xml'):
@@ -239,21 +251,24 @@ def test_a_saved_model_without_digests_loads_with_the_note(exports, tmp_path):
 
 @pytest.mark.parametrize('name', MODEL_FILES)
 def test_metadata_without_digests_of_another_model_is_refused(exports, tmp_path, name):
-    """Compared without the digests: the IR's own card; the classes and anchors the others'
-    outputs have."""
+    """Compared without the digests: the model's own card (the IR's has the export time, the
+    others' none); in an export before those cards, the classes and anchors the outputs have."""
     names = [name] + (['model_openvino.bin'] if name.endswith('.xml') else [])
     folder = _beside(tmp_path / 'mixed', exports['b']['out'], exports['a']['out'], names)
     _without_digests(folder)
     with pytest.raises(card_lib.ModelMismatchError) as err:
         detection.open_exported_model(str(folder / name))
     meta, model = folder / 'metadata.json', folder / name
-    if name.endswith('.xml'):
-        assert str(err.value) == (
-            f'{meta} ({DESCRIBED["b"]}) does not describe {model}: the model card in that model '
-            f'({DESCRIBED["a"]}) is of another export (they differ in num_classes, ssd_params, '
-            f'export time, exported checkpoint); {_use(name)}'
-        )
-    else:
+    time = 'export time, ' if name.endswith('.xml') else ''
+    assert str(err.value) == (
+        f'{meta} ({DESCRIBED["b"]}) does not describe {model}: the model card in that model '
+        f'({DESCRIBED["a"]}) is of another export (they differ in num_classes, ssd_params, '
+        f'{time}exported checkpoint); {_use(name)}'
+    )
+    if not name.endswith('.xml'):
+        _without_cards(folder)
+        with pytest.raises(card_lib.ModelMismatchError) as err:
+            detection.open_exported_model(str(folder / name))
         assert str(err.value) == (
             f'{meta} ({DESCRIBED["b"]}) does not describe {model}: the model scores 1917 anchors '
             f'in 7 classes (the background included), where that metadata.json has 1917 anchors '
@@ -301,6 +316,7 @@ def test_scripts_refuse_a_model_beside_another_exports_metadata(exports, tmp_pat
 
     earlier = _beside(tmp_path / 'earlier', exports['a']['out'], exports['a']['out'], names)
     _without_digests(earlier)
+    _without_cards(earlier)
     proc = run_script(
         'detect_ssd_network.py',
         f'--exported_model={earlier / "model_float.tflite"}',

@@ -10,6 +10,7 @@ briefly trained model is in the benchmark report.
 
 import base64
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -115,15 +116,60 @@ def _digests(*path):
         return json.load(f)[card_lib.FILE_DIGESTS]
 
 
-def test_the_same_checkpoint_exports_to_the_same_bytes(exported, exported_while_training):
+def _read_tflite(path):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    with open(path, 'rb') as f:
+        return schema.ModelT.InitFromPackedBuf(bytearray(f.read()), 0)
+
+
+def _embedded_cards(written):
+    """{format: the JSON inside its model file}, read with protobuf and the TFLite schema's
+    object API (not inference/embedded_card.py's readers)."""
+    graph_def = v1.GraphDef()
+    with open(written['frozen_graph'], 'rb') as f:
+        graph_def.ParseFromString(f.read())
+    (node,) = [n for n in graph_def.node if n.name == 'model_card']
+    cards = {'frozen_graph': json.loads(node.attr['value'].tensor.string_val[0])}
+    for fmt in ('tflite_float', 'tflite_int8'):
+        if fmt in written:
+            model = _read_tflite(written[fmt])
+            (entry,) = [m for m in model.metadata if m.name == b'model_card']
+            cards[fmt] = json.loads(bytes(model.buffers[entry.buffer].data))
+    return cards
+
+
+def _model_bytes_without_card(written, folder):
+    """{format: sha256 of its model file less its embedded card} of a frozen graph and a float
+    TFLite model (copied to `folder` and rewritten there)."""
+    hashes = {}
+    for fmt in ('frozen_graph', 'tflite_float'):
+        copy = shutil.copy(written[fmt], folder / f'{len(os.listdir(folder))}_{export.FILES[fmt]}')
+        hashes[fmt] = hashlib.sha256(fx.remove_embedded_card(copy)).digest()
+    return hashes
+
+
+def test_the_same_checkpoint_exports_to_the_same_bytes(exported, exported_while_training, tmp_path):
     """A deploy pipeline compares digests: the frozen graph's node attributes (protobuf maps) were
     serialised in an order that changed from run to run, so each export of one checkpoint had
     another digest. Two exports of one checkpoint, each a process of its own (as two commands
     are; within one process TF numbers the graph functions on), write the same bytes: the
-    module's and the one of `exported_while_training` (the same weights, staged from a copy)."""
+    module's and the one of `exported_while_training` (the same weights, staged from a copy),
+    whose model files differ only in the cards inside them (the exported checkpoint's path and
+    step, the other formats written; `test_model_files_carry_their_card_and_load_alone`)."""
     first, second = exported['out'], exported_while_training['out']
     assert sorted(_digests(second)) == ['frozen_graph.pb', 'model_float.tflite']
-    assert {name: _digests(first)[name] for name in _digests(second)} == _digests(second)
+    written = {
+        fmt: os.path.join(second, export.FILES[fmt]) for fmt in ('frozen_graph', 'tflite_float')
+    }
+    assert _model_bytes_without_card(exported['written'], tmp_path) == _model_bytes_without_card(
+        written, tmp_path
+    )
+    cards = [_embedded_cards(exported['written'])['frozen_graph'], _embedded_cards(written)]
+    for card in (cards[0], *cards[1].values()):
+        del card['export']['checkpoint'], card['files']  # the copy is named x-1: step 1
+        card.pop('int8', None)  # the module's export has int8 formats
+    assert cards[1] == dict.fromkeys(('frozen_graph', 'tflite_float'), cards[0])
     assert _digests(first, 'saved_model', 'assets.extra') == _digests(
         second, 'saved_model', 'assets.extra'
     )
@@ -352,6 +398,30 @@ def test_metadata_and_raw_outputs_with_anchors(exported):
         np.testing.assert_allclose(raw['detection_boxes'][b, 0], box, atol=1e-5)
         assert raw['detection_classes'][b, 0] == cls + 1
         np.testing.assert_allclose(raw['detection_scores'][b, 0], scores[anchor, cls], atol=1e-6)
+
+
+def test_model_files_carry_their_card_and_load_alone(exported, tmp_path):
+    """A frozen graph or TFLite model copied without its metadata.json was refused; each now
+    holds the export's metadata (less the export time, which would make each export's bytes
+    differ, and the digests of the files), and loads alone with the same card and outputs."""
+    with open(os.path.join(exported['out'], detection.METADATA_FILE)) as f:
+        meta = json.load(f)
+    del meta['export']['time'], meta[card_lib.FILE_DIGESTS]
+    assert _embedded_cards(exported['written']) == dict.fromkeys(
+        ('frozen_graph', 'tflite_float', 'tflite_int8'), meta
+    )
+    for fmt, name in (('frozen_graph', 'frozen_graph.pb'), ('tflite_int8', 'mine.tflite')):
+        alone = str(tmp_path / name)
+        shutil.copy(exported['written'][fmt], alone)
+        with detection.open_exported_model(exported['written'][fmt]) as beside:
+            want = beside.run(exported['images'][:1], detection.OUTPUTS)
+            assert beside.card_source == os.path.join(exported['out'], detection.METADATA_FILE)
+        with detection.open_exported_model(alone) as detector:
+            assert (detector.card, detector.card_source) == (beside.card, alone)
+            assert (detector.export_step, detector.note) == (beside.export_step, None)
+            got = detector.run(exported['images'][:1], detection.OUTPUTS)
+        for key in detection.OUTPUTS:
+            np.testing.assert_array_equal(got[key], want[key])
 
 
 def _split_examples(dataset):

@@ -218,7 +218,8 @@ def test_a_saved_models_graph_file_or_a_missing_export_names_what_to_pass(setup,
     """A SavedModel's saved_model.pb given as a model file: detect told to pass it as
     --frozen_graph, and eval read it as a corrupt frozen graph. eval's missing --exported_model
     was a bare `[Errno 2]` line (a folder name: "not a model eval evaluates by its file type");
-    a frozen graph copied without its metadata.json, `[Errno 2]` with the absolute path."""
+    a frozen graph copied without its metadata.json, `[Errno 2]` with the absolute path (it
+    now has its card inside)."""
     saved = tmp_path / 'saved_model'
     (saved / 'variables').mkdir(parents=True)
     (saved / 'saved_model.pb').write_bytes(b'graph')
@@ -250,14 +251,31 @@ def test_a_saved_models_graph_file_or_a_missing_export_names_what_to_pass(setup,
             f'folder; pass an OpenVINO model file (.xml), a frozen graph file (.pb), a TFLite '
             f'model file (.tflite) or a SavedModel folder.',
         )
+    # Alone, a frozen graph is read with the card inside it (named as the card); one of an
+    # export older than those cards is refused.
     lone = tmp_path / 'lone'
     lone.mkdir()
     shutil.copy(setup['export'] / 'frozen_graph.pb', lone)
+    proc = run_script(
+        'detect_ssd_network.py',
+        f'--frozen_graph={lone}/frozen_graph.pb',
+        '--model_name=ssd_300_vgg',
+        *detect,
+    )
+    _refused(
+        proc,
+        f'detect_ssd_network: error: --model_name=ssd_300_vgg contradicts the model card '
+        f'{lone}/frozen_graph.pb, which says ssd_300_mobilenet. Drop --model_name (the card '
+        'describes the model), or export a checkpoint trained with it (export_ssd_network.py) to '
+        'use --model_name=ssd_300_vgg.',
+    )
+    fx.remove_embedded_card(lone / 'frozen_graph.pb')
     proc = run_script('detect_ssd_network.py', f'--frozen_graph={lone}/frozen_graph.pb', *detect)
     _refused(
         proc,
-        f'detect_ssd_network: error: {lone}/frozen_graph.pb: no metadata.json beside it; copy the '
-        f'one export_ssd_network.py wrote with the model next to it.',
+        f'detect_ssd_network: error: {lone}/frozen_graph.pb: no metadata.json beside it and no '
+        'model card in the frozen graph (an export older than the cards inside models); copy the '
+        'metadata.json export_ssd_network.py wrote with it next to it, or export the model again.',
     )
     assert not out.exists() and not eval_dir.exists()
 
