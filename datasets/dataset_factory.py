@@ -364,11 +364,12 @@ def parse_example(shard, index, serialized, num_classes):
 
 
 def decode_rgb(data):
-    """uint8 `[H, W, 3]` RGB of a record's image bytes: JPEG with libjpeg's accurate integer IDCT,
-    the pixels OpenCV and PIL decode (detect_ssd_network.py, a user's own code; our SavedModels'
-    `serving_encoded` decodes with this too): TensorFlow's
-    default fast IDCT differed by up to 11 levels, so evaluation scored other pixels than the
-    ones a deployed model sees. Other formats (PNG, kept byte for byte by the converter) by
+    """uint8 `[H, W, 3]` RGB of a record's image bytes: JPEG by `decode_jpeg`, with libjpeg's
+    accurate integer IDCT, the pixels OpenCV and PIL decode (detect_ssd_network.py, a user's own
+    code; our SavedModels' `serving_encoded` decodes with this too): TensorFlow's default fast
+    IDCT differed by up to 11 levels, so evaluation scored other pixels than the ones a deployed
+    model sees (a CMYK JPEG's colours OpenCV rounds otherwise: detect decodes those with
+    `decode_jpeg`). Other formats (PNG, kept byte for byte by the converter) by
     `decode_image`; a 16-bit PNG at 16 bits, rounded to 8 as detect rounds it
     (`image_io.to_bgr8`): TensorFlow's 8-bit decoding truncates, up to 1 level lower. Only
     those: decoding a PNG at 16 bits takes twice as long."""
@@ -384,9 +385,18 @@ def decode_rgb(data):
 
     return tf.cond(
         tf.io.is_jpeg(data),
-        lambda: tf.io.decode_jpeg(data, channels=3, dct_method='INTEGER_ACCURATE'),
+        lambda: decode_jpeg(data),
         other,
     )
+
+
+def decode_jpeg(data, ratio=1):
+    """uint8 `[ceil(H / ratio), ceil(W / ratio), 3]` RGB of a JPEG's bytes (string scalar), as
+    evaluation decodes it (`decode_rgb`): libjpeg's accurate integer IDCT, grey to R, G and B,
+    CMYK by TensorFlow's own conversion (an Adobe file's stored samples to R = C * K // 255,
+    G = M * K // 255, B = Y * K // 255), which rounds otherwise than OpenCV's; `ratio` 1, 2, 4
+    or 8 scales it down in the IDCT."""
+    return tf.io.decode_jpeg(data, channels=3, ratio=ratio, dct_method='INTEGER_ACCURATE')
 
 
 def _is_16_bit_png(data):

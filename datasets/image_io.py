@@ -212,6 +212,18 @@ def jpeg_coding(data):
     return 'of unknown coding'
 
 
+def jpeg_components(data):
+    """The number of colour components (int) in a JPEG's first frame header: 1 grey, 3 YCbCr or
+    RGB, 4 CMYK or YCCK (Adobe); None where the header walk finds no frame header."""
+    try:
+        for marker, pos in _jpeg_segments(data):
+            if marker in _SOF_MARKERS and pos + 10 <= len(data):
+                return data[pos + 9]
+    except BadImageError:
+        pass
+    return None
+
+
 def image_header_size(data):
     """(format, width, height) read from the header only, without decoding the pixels.
 

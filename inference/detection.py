@@ -131,33 +131,39 @@ def decode_image_file(data, index, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS)
     """uint8 `[H, W, 3]` RGB of a JPEG or PNG file's bytes (string scalar), decoded as evaluation
     decodes records (`dataset_factory.decode_rgb`: a JPEG to the pixels OpenCV gives detect;
     grey and alpha to RGB; EXIF orientation ignored). Its size is read from its header first: a
-    few hundred bytes can declare gigapixels. Other bytes, and an image of more than
-    `max_pixels` pixels (detect's limit), fail the run (InvalidArgumentError) saying so and
-    naming the file by `index` (int32 scalar, its place in `encoded_images`)."""
+    few hundred bytes can declare gigapixels. Other bytes, an image of more than `max_pixels`
+    pixels (detect's limit), and a damaged or cut file (a JPEG header the decoder cannot read,
+    image data it refuses) fail the run (InvalidArgumentError) saying so and naming the file by
+    `index` (int32 scalar, its place in `encoded_images`)."""
     length = tf.strings.length(data)
     is_jpeg = tf.io.is_jpeg(data)
     # The length first: reading a PNG's size from fewer bytes would fail with the bytes in
     # the message, which TF's Python client cannot decode as UTF-8 (UnicodeDecodeError).
     start = image_io.PNG_IHDR_START
     is_png = tf.equal(tf.strings.substr(data, 0, len(start)), start) & (length >= _PNG_SIZE_END)
-    known = tf.debugging.Assert(
+    known = _assert_file(
         is_jpeg | is_png,
-        [
-            tf.strings.format(
-                f'{ENCODED_SIGNATURE}: {ENCODED_INPUT}[{{}}] ({{}} bytes) is neither a JPEG nor '
-                f'a PNG file (from its first bytes); send JPEG or PNG files only',
-                (index, length),
-            )
-        ],
+        'is neither a JPEG nor a PNG file (from its first bytes); send JPEG or PNG files only',
+        index,
+        length,
     )
     with tf.control_dependencies([known]):
-        size = tf.cond(
+        size, readable = tf.cond(
             is_jpeg,
-            lambda: tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64),
-            lambda: _png_size(data),
+            lambda: _attempt(_jpeg_size, data, tf.zeros([2], tf.int64)),
+            lambda: (_png_size(data), True),
         )
-    # Each side first: two of a PNG's 32-bit sides overflow int64 when multiplied.
-    small = (size[0] <= max_pixels) & (size[1] <= max_pixels) & (size[0] * size[1] <= max_pixels)
+    readable = _assert_file(
+        readable,
+        'is a JPEG file whose header cannot be read (damaged, or cut before its image data); '
+        'send the whole, undamaged file',
+        index,
+        length,
+    )
+    with tf.control_dependencies([readable]):
+        # Each side first: two of a PNG's 32-bit sides overflow int64 when multiplied.
+        small = (size[0] <= max_pixels) & (size[1] <= max_pixels)
+        small = small & (size[0] * size[1] <= max_pixels)
     small = tf.debugging.Assert(
         small,
         [
@@ -169,7 +175,51 @@ def decode_image_file(data, index, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS)
         ],
     )
     with tf.control_dependencies([small]):
-        return dataset_factory.decode_rgb(data)
+        rgb, decoded = _attempt(dataset_factory.decode_rgb, data, tf.zeros([0, 0, 3], tf.uint8))
+    damaged = (
+        ' whose image data cannot be decoded (damaged or cut short); send the whole, undamaged file'
+    )
+    decoded = _assert_file(
+        decoded,
+        tf.where(is_jpeg, 'is a JPEG file' + damaged, 'is a PNG file' + damaged),
+        index,
+        length,
+    )
+    with tf.control_dependencies([decoded]):
+        return tf.identity(rgb)
+
+
+def _assert_file(condition, problem, index, length):
+    """An assertion of `condition` (bool scalar) whose message names the file `index` of
+    `encoded_images` and its `length` in bytes, then says `problem` (str, or a string scalar)."""
+    return tf.debugging.Assert(
+        condition,
+        [
+            tf.strings.join(
+                [
+                    tf.strings.format(
+                        f'{ENCODED_SIGNATURE}: {ENCODED_INPUT}[{{}}] ({{}} bytes) ', (index, length)
+                    ),
+                    problem,
+                ]
+            )
+        ],
+    )
+
+
+def _attempt(fn, data, fallback):
+    """(fn(data), True), or (`fallback`, False) where `fn` fails on `data` (a string scalar): a
+    graph has no try/except, but a dataset skips an element whose map failed (`ignore_errors`)
+    and yields the fallback after it. The decoders' own messages ("Invalid JPEG data, size 177")
+    do not say which file of a batch failed."""
+    attempted = tf.data.Dataset.from_tensors(data).map(lambda one: (fn(one), True))
+    failed = tf.data.Dataset.from_tensors((fallback, False))
+    return attempted.ignore_errors().concatenate(failed).take(1).get_single_element()
+
+
+def _jpeg_size(data):
+    """int64 `[2]` (height, width) that a JPEG's frame header declares."""
+    return tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)
 
 
 def _png_size(data):
@@ -235,7 +285,7 @@ def build_detection_graph(card, batch_size=None, fixed_size=False, tflite=False)
         with tf.name_scope(PREPROCESS_SCOPE):
             net_input = preprocess_images(images, card)
     else:
-        checked = _shape_checked(images)
+        checked = _not_empty(_shape_checked(images), f'{INPUT} holds no image')
         shape = tf.shape(checked)
         full = tf.tile(shape[None, 1:3], [shape[0], 1])
         sizes = v1.placeholder_with_default(full, [batch_size, 2], name=SIZES)
@@ -253,6 +303,19 @@ def _shape_checked(placeholder):
     return tf.ensure_shape(placeholder, placeholder.shape, name=f'{placeholder.op.name}_shape')
 
 
+def _not_empty(batch, problem):
+    """`batch` with its size asserted to be at least 1 when the graph runs: an empty batch gave
+    a convolution's shape error deep in the net (TensorFlow's CPU convolution returns its input
+    for an empty batch). Fails (InvalidArgumentError) with `problem` (str: what the batch holds,
+    naming the input) and what to do, as the detectors refuse an empty list (`check_images`)."""
+    check = tf.debugging.Assert(
+        tf.shape(batch)[0] > 0,
+        [f'{problem} (a batch of 0); send at least one'],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(batch)
+
+
 def add_encoded_input(card, batch_size=None):
     """Adds to the default graph, which holds `build_detection_graph`'s (not TFLite's), a second
     input through the same variables: `encoded_images` string `[B]`, JPEG or PNG files' bytes
@@ -262,7 +325,10 @@ def add_encoded_input(card, batch_size=None):
     # The root variable scope first: entering it resets the name scope.
     with v1.variable_scope(v1.get_variable_scope(), reuse=True), tf.name_scope(ENCODED_SCOPE):
         with tf.name_scope(PREPROCESS_SCOPE):
-            net_input = preprocess_encoded(_shape_checked(encoded), card)
+            checked = _not_empty(
+                _shape_checked(encoded), f'{ENCODED_SIGNATURE}: {ENCODED_INPUT} holds no file'
+            )
+            net_input = preprocess_encoded(checked, card)
         return GraphEndpoints({ENCODED_INPUT: encoded}, _outputs(card, net_input, tflite=False))
 
 
@@ -1426,9 +1492,14 @@ def reduction_for(width, height, limits=image_io.DEFAULT_LIMITS):
     return None
 
 
-def _decode_rgb(path, data, flags):
-    """uint8 `[H, W, 3]` RGB of image bytes decoded by `cv2.imdecode` with `flags` (gray and
-    alpha converted)."""
+def _decode_rgb(path, data, factor=1):
+    """uint8 `[H, W, 3]` RGB of image bytes (gray and alpha converted), a JPEG decoded at
+    1/`factor` size (1 or in REDUCTIONS). A CMYK JPEG (4 components) is decoded as evaluation
+    and `serving_encoded` decode it (`_tf_decoded_jpeg`); any other image by `cv2.imdecode`,
+    whose pixels are theirs."""
+    if image_io.sniff_format(data) == 'JPEG' and image_io.jpeg_components(data) == 4:
+        return _tf_decoded_jpeg(path, data, factor)
+    flags = cv2.IMREAD_UNCHANGED if factor == 1 else _REDUCED_DECODES[factor]
     image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if image is None or image.size == 0:
         raise ValueError(f'{path}: not a decodable image ({len(data)} bytes).')
@@ -1439,16 +1510,37 @@ def _decode_rgb(path, data, flags):
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def _tf_decoded_jpeg(path, data, factor):
+    """uint8 RGB of a JPEG's bytes decoded at 1/`factor` size by `dataset_factory.decode_jpeg`
+    (OpenCV converts CMYK to RGB with other rounding than TensorFlow: up to 2 levels apart, which
+    changed low-score detections), in a graph of its own, so that it runs with eager execution
+    on or off. Raises ValueError naming `path` when TensorFlow cannot decode the bytes."""
+    graph = tf.Graph()
+    with graph.as_default():
+        encoded = v1.placeholder(tf.string, [])
+        rgb = dataset_factory.decode_jpeg(encoded, factor)
+    with v1.Session(graph=graph) as sess:
+        try:
+            return sess.run(rgb, {encoded: data})
+        except tf.errors.OpError as err:
+            why = tf_errors.reason(err).rstrip('.')
+            raise ValueError(
+                f'{path}: not a decodable image ({len(data)} bytes; a CMYK JPEG, which '
+                f'TensorFlow\'s decoder refuses: {why}).'
+            ) from None
+
+
 def load_image(path, limits=image_io.DEFAULT_LIMITS, allow_reduced=True):
     """An image file decoded for detection (LoadedImage), read as the converter reads images: a
     regular file of at most `limits.max_bytes`, its header read before decoding.
 
     An image whose header claims at most `limits.max_pixels` pixels is decoded at full size (gray
-    and alpha converted to RGB; EXIF orientation ignored, as the converter and TensorFlow's
-    decoders ignore it). With `allow_reduced`, a sequential JPEG (`image_io.jpeg_coding`) over the limit
-    is decoded at 1/f size by libjpeg's DCT scaling, the smallest f in REDUCTIONS that fits
-    (`reduction_for`; EXIF orientation ignored as well); any other image over the limit is
-    refused. Raises ValueError naming the file when it cannot be read, decoded or is refused.
+    and alpha converted to RGB; a CMYK JPEG as evaluation decodes it, `_decode_rgb`; EXIF
+    orientation ignored, as the converter and TensorFlow's decoders ignore it). With
+    `allow_reduced`, a sequential JPEG (`image_io.jpeg_coding`) over the limit is decoded at 1/f
+    size by libjpeg's DCT scaling, the smallest f in REDUCTIONS that fits (`reduction_for`; EXIF
+    orientation ignored as well); any other image over the limit is refused. Raises ValueError
+    naming the file when it cannot be read, decoded or is refused.
     """
     try:
         data = safe_io.read_bytes(path, limits.max_bytes, 'image')
@@ -1462,7 +1554,7 @@ def load_image(path, limits=image_io.DEFAULT_LIMITS, allow_reduced=True):
         raise ValueError(f'{path}: {err}.') from None
     problem = too_many_pixels(width, height, limits)
     if problem is None:
-        rgb = _decode_rgb(path, data, cv2.IMREAD_UNCHANGED)
+        rgb = _decode_rgb(path, data)
         return LoadedImage(rgb, *rgb.shape[:2])
     claims = f'{path}: the {fmt} header claims {problem}'
     if not allow_reduced:
@@ -1482,7 +1574,7 @@ def load_image(path, limits=image_io.DEFAULT_LIMITS, allow_reduced=True):
             f'{claims}, and at 1/{REDUCTIONS[-1]} size still {w}x{h} = {w * h}: downscale the '
             f'image.'
         )
-    rgb = _decode_rgb(path, data, _REDUCED_DECODES[factor])
+    rgb = _decode_rgb(path, data, factor)
     w, h = reduced_size(width, height, factor)
     if rgb.shape[:2] != (h, w):  # pixel coordinates would be scaled wrongly
         raise ValueError(

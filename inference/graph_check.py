@@ -47,6 +47,7 @@ from tf_extended import safe_io
 FROZEN_GRAPH_OPS = frozenset(
     {
         'AddV2',
+        'Assert',
         'BiasAdd',
         'Cast',
         'CombinedNonMaxSuppression',
@@ -60,6 +61,7 @@ FROZEN_GRAPH_OPS = frozenset(
         'Fill',
         'FusedBatchNormV3',
         'GatherV2',
+        'Greater',
         'Identity',
         'IdentityN',
         'Less',
@@ -102,14 +104,18 @@ FROZEN_GRAPH_OPS = frozenset(
 VARIABLE_READ_OPS = frozenset({'VarHandleOp', 'ReadVariableOp'})
 # The image decoding of our SavedModels' signature of JPEG or PNG files' bytes
 # (`detection.decode_image_file`: the format and size read from the header, asserted with a
-# message naming the file, then decoded, 16-bit PNGs rounded to 8 bits; NoOp: an assertion's
-# passing branch): no file access. Reachable from that signature only, which none of our loaders
-# runs (a crafted one may decode a constant image: a user's TF Serving runs it); elsewhere a
-# crafted graph could decode a constant image of any size.
+# message naming the file, then decoded, 16-bit PNGs rounded to 8 bits; the header read and the
+# decoding in datasets of that one file, so that their failure is asserted naming it too; NoOp:
+# an assertion's passing branch): no file access (the datasets hold the fed bytes, and no reader
+# of files). Reachable from that signature only, which none of our loaders runs (a crafted one
+# may decode a constant image: a user's TF Serving runs it); elsewhere a crafted graph could
+# decode a constant image of any size.
 ENCODED_SIGNATURE = 'serving_encoded'
 DECODE_OPS = frozenset(
     {
         'Assert',
+        'ConcatenateDataset',
+        'DatasetToSingleElement',
         'DecodeImage',
         'DecodeJpeg',
         'DecodeRaw',
@@ -118,14 +124,18 @@ DECODE_OPS = frozenset(
         'FloorDiv',
         'GreaterEqual',
         'If',
+        'IgnoreErrorsDataset',
         'LessEqual',
         'LogicalOr',
+        'MapDataset',
         'NoOp',
         'StatelessIf',
         'StringFormat',
         'StringJoin',
         'StringLength',
         'Substr',
+        'TakeDataset',
+        'TensorDataset',
         'While',
     }
 )

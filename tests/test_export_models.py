@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from tensorflow.core.protobuf import saved_model_pb2
 
 from datasets import dataset_factory
@@ -241,8 +242,8 @@ def test_saved_model_encoded_signature_decodes_image_files(exported, saved_model
     """A TF Serving user sends image files' bytes (the TF Object Detection API's
     `encoded_image_string_tensor`; REST: {"b64": ...}): `serving_encoded` decodes them in the
     graph, files of different sizes and formats in one batch. A lossless PNG detects as its
-    pixels do; a JPEG, a grey PNG and a 16-bit PNG as detect's own reading of the files
-    (`detection.load_image_rgb`, OpenCV) through the checkpoint graph; the README's snippet
+    pixels do; a JPEG, a grey PNG, a 16-bit PNG and a CMYK JPEG as detect's own reading of the
+    files (`detection.load_image_rgb`) through the checkpoint graph; the README's snippet
     detects the JPEG as detect does."""
     rgb = exported['images']  # 240 x 320, 300 x 300, 181 x 97
     grey = cv2.cvtColor(rgb[2], cv2.COLOR_RGB2GRAY)
@@ -256,6 +257,8 @@ def test_saved_model_encoded_signature_decodes_image_files(exported, saved_model
     ):
         files.append(str(tmp_path / name))
         assert cv2.imwrite(files[-1], pixels)
+    files.append(str(tmp_path / 'e.jpg'))
+    Image.fromarray(rgb[1]).convert('CMYK').save(files[-1], quality=95)
     read = [detection.load_image_rgb(f) for f in files]
     np.testing.assert_array_equal(read[0], rgb[0])
     assert not np.array_equal(read[1], rgb[1])  # the JPEG's own pixels
@@ -331,6 +334,64 @@ def test_encoded_signature_refuses_huge_or_other_files_before_decoding(exported,
     for data, message in refusals:
         with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
             signature(encoded_images=tf.constant([png, data]))
+
+
+def test_encoded_signature_names_a_damaged_file(exported, saved_model_tf2, tmp_path):
+    """A file whose first bytes pass but which the decoders refuse, a JPEG cut after its frame
+    header (its size unreadable), a JPEG cut in its image data, a PNG with one IDAT byte changed
+    (its CRC fails), failed in TensorFlow's decoder with a message naming no file ("Invalid JPEG
+    data, size 177"); now each is named by its place in the batch, with what is wrong. detect
+    refuses the same files."""
+    signature = saved_model_tf2.signatures[detection.ENCODED_SIGNATURE]
+    jpeg = cv2.imencode('.jpg', exported['images'][0])[1].tobytes()
+    png = cv2.imencode('.png', exported['images'][2])[1].tobytes()
+    sof = jpeg.find(b'\xff\xc0')
+    after_sof = sof + 2 + int.from_bytes(jpeg[sof + 2 : sof + 4], 'big')
+    idat = png.find(b'IDAT') + 10
+    changed_idat = png[:idat] + bytes([png[idat] ^ 0xFF]) + png[idat + 1 :]
+    unreadable = (
+        'is a JPEG file whose header cannot be read (damaged, or cut before its image data)'
+    )
+    undecodable = 'file whose image data cannot be decoded (damaged or cut short)'
+    for data, message in (
+        (jpeg[:after_sof], f'({after_sof} bytes) {unreadable}'),
+        (jpeg[: len(jpeg) // 2], f'({len(jpeg) // 2} bytes) is a JPEG {undecodable}'),
+        (changed_idat, f'({len(png)} bytes) is a PNG {undecodable}'),
+    ):
+        expected = f'serving_encoded: encoded_images[1] {message}; send the whole, undamaged file'
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(expected)):
+            signature(encoded_images=tf.constant([png, data]))
+        (tmp_path / 'damaged.jpg').write_bytes(data)
+        with pytest.raises(ValueError, match='damaged.jpg: not a decodable image'):
+            detection.load_image_rgb(str(tmp_path / 'damaged.jpg'))
+
+
+def test_an_empty_batch_is_refused_naming_the_input(exported, saved_model_tf2):
+    """A batch of 0 images (0 files) failed deep in the net with a convolution's shape error
+    ("input depth must be evenly divisible by filter depth: 3 vs 8"); every signature and the
+    frozen graph now refuse it naming the input, as the detectors refuse an empty list."""
+    signatures = saved_model_tf2.signatures
+    no_images = tf.zeros([0, 240, 320, 3], tf.uint8)
+    images = 'images holds no image (a batch of 0); send at least one'
+    files = 'serving_encoded: encoded_images holds no file (a batch of 0); send at least one'
+    for name, feed, expected in (
+        ('serving_default', dict(images=no_images), images),
+        (
+            detection.PADDED_SIGNATURE,
+            dict(images=no_images, image_sizes=tf.zeros([0, 2], tf.int32)),
+            images,
+        ),
+        (detection.ENCODED_SIGNATURE, dict(encoded_images=tf.zeros([0], tf.string)), files),
+    ):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(expected)):
+            signatures[name](**feed)
+    graph_def = v1.GraphDef()
+    with open(exported['written']['frozen_graph'], 'rb') as f:
+        graph_def.ParseFromString(f.read())
+    with tf.Graph().as_default() as graph, v1.Session(graph=graph) as sess:
+        v1.import_graph_def(graph_def, name='')
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(images)):
+            sess.run('num_detections:0', {'images:0': no_images.numpy()})
 
 
 def test_encoded_signature_decodes_one_image_at_a_time(exported):
