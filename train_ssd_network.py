@@ -623,7 +623,9 @@ def main(_):
             % (e, last_good or 'none was written')
         )
     except tf_errors.RecordsError as e:
-        logs.exit_error(f'{e}; {_records_failed()}')
+        logs.exit_error(f'{e}; {_failed(tf_errors.FIX_RECORDS)}')
+    except hooks.CheckpointWriteError as e:
+        logs.exit_error(f'{e}; {_failed(WRITE_FIX)}')
     except (
         ValueError,
         OSError,
@@ -650,9 +652,13 @@ def _role():
     return None if cluster.is_chief else cluster.job_name
 
 
-def _records_failed():
-    """What is kept when reading the records failed, and what to do (bad records stay bad)."""
-    fix = tf_errors.FIX_RECORDS
+# What a user does about a checkpoint that could not be written; `_failed` ends the sentence.
+WRITE_FIX = 'make room on its disk (or make the folder writable again), then'
+
+
+def _failed(fix):
+    """What is kept when training failed for a reason that stays until someone acts (bad
+    records, a full disk), and what to do: `fix`, a clause ending in 'then'."""
     if _role() == 'worker':
         return f'the chief keeps the checkpoints: {fix} restart this worker with the same command.'
     latest = checkpoints.latest_in_directory(FLAGS.train_dir)

@@ -408,11 +408,12 @@ def clear_training_finished(train_dir):
         os.remove(path)
 
 
-# What TF's savers leave behind when killed while saving: `<prefix>_temp/` (sharded saves, the
-# saver's own comment says it "can be safely removed"), `<file>.tempstate<N>` (a tensor bundle
-# being written) and `checkpoint.tmp<hex>` (the state file being replaced).
+# What TF's savers leave behind when killed (or out of disk space) while saving:
+# `<prefix>_temp/` (sharded saves, the saver's own comment says it "can be safely removed"),
+# `<file>.tempstate<N>` (a tensor bundle being written), `<prefix>.meta.tmp<hex>` (the graph,
+# written last) and `checkpoint.tmp<hex>` (the state file being replaced).
 _INTERRUPTED_SAVE = re.compile(
-    r'^(model\.ckpt-\d+(_temp(_[0-9a-f]{32})?|\..*\.tempstate\d+)'
+    r'^(model\.ckpt-\d+(_temp(_[0-9a-f]{32})?|\..*\.tempstate\d+|\.meta\.tmp[0-9a-f]{32})'
     r'|checkpoint\.tmp[0-9a-f]{32})$'
 )
 
@@ -1009,9 +1010,12 @@ def plan_restore(
     if missing:
         if not ignore_missing_vars:
             raise ValueError(_lacks(missing, candidates, variables, exclude_scopes))
+        # The checkpoint's name only where it is another (a scope rewrite, a TF-Slim name map):
+        # 'm/b (as m/b)' doubled each of a long list.
+        names = [name if name == wanted else f'{name} (as {wanted})' for name, wanted in missing]
         log(
             'Not in the checkpoint, left at their initial values: %d variable(s): %s'
-            % (len(missing), texts.listed(['%s (as %s)' % m for m in missing]))
+            % (len(missing), texts.listed(names))
         )
     if mismatched:
         listing = texts.listed(

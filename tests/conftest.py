@@ -308,6 +308,8 @@ DURATIONS = {
     'tests/test_train_run.py::test_short_run_lowers_loss_and_restores_in_eval_graph': 21,
     'tests/test_train_run.py::test_mixed_precision_follows_fp32': 18,
     'tests/test_train_run.py::test_negative_ratio_flag_reaches_the_loss': 11,
+    'tests/test_train_run.py::test_a_run_restarted_before_any_checkpoint_records_its_own_'
+    'settings': 9,
     'tests/test_model_card_scripts.py::test_training_writes_the_card': 44,
     'tests/test_model_card_scripts.py::test_eval_watch_export_detect_score_without_model_flags': 58,
     'tests/test_model_card_scripts.py::test_contradicting_flags_fail_before_writing': 3,

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from model import checkpoints
+from training import hooks
 
 v1 = tf.compat.v1
 
@@ -286,7 +287,11 @@ def test_missing_variables_fail_or_are_ignored(tmp_path):
         items = checkpoints.plan_restore(
             variables, shapes, 'm', ignore_missing_vars=True, log=warnings.append
         )
-        assert [i.name for i in items] == ['m/a'] and 'm/b' in warnings[0]
+        assert [i.name for i in items] == ['m/a']
+        # The checkpoint's name only where it differs (it was 'm/b (as m/b)').
+        assert warnings == [
+            'Not in the checkpoint, left at their initial values: 1 variable(s): m/b'
+        ]
         with pytest.raises(ValueError) as info:
             checkpoints.plan_restore(
                 variables, shapes, 'm', 'elsewhere', ignore_missing_vars=True, log=warnings.append
@@ -739,3 +744,41 @@ def test_another_steps_output_folder_is_not_a_train_dir(tmp_path):
             f'--train_dir {folder} holds {name}: it is {what}, not a training folder. Train '
             f'into a folder of its own ({start}).'
         )
+
+
+@pytest.mark.parametrize('file', ['data-00000-of-00001', 'index', 'meta'])
+def test_a_checkpoint_that_cannot_be_written_names_the_file_and_why(tmp_path, file):
+    """The trainer's Saver: TF's error at a failed save (a full disk, a read-only folder; here a
+    folder in the way of one of the checkpoint's files) named the temporary file it wrote,
+    `<file>.tempstate<N>` or `<file>.tmp<hex>`, in a traceback. It is a CheckpointWriteError
+    (an OSError) naming the checkpoint, the file and the reason."""
+    (tmp_path / f'model.ckpt-7.{file}').mkdir()
+    with tf.Graph().as_default():
+        w = v1.get_variable('w', initializer=np.float32(1))
+        with v1.Session() as sess:
+            sess.run(w.initializer)
+            with pytest.raises(hooks.CheckpointWriteError) as caught:
+                hooks.Saver([w]).save(sess, str(tmp_path / 'model.ckpt'), global_step=7)
+    assert str(caught.value) == (
+        f'{tmp_path}: writing checkpoint model.ckpt-7 failed at model.ckpt-7.{file} '
+        '(Is a directory)'
+    )
+
+
+def test_the_temporary_files_of_an_interrupted_save_are_removed(tmp_path):
+    """A save stopped by a kill or a full disk leaves TF's temporary files; the .meta's
+    (`<prefix>.meta.tmp<hex>`, written last) stayed after every resume. Files of other names
+    stay."""
+    hexes = '0123456789abcdef' * 2
+    temporary = [
+        'model.ckpt-10.data-00000-of-00001.tempstate123',
+        'model.ckpt-10.index.tempstate456',
+        f'model.ckpt-10.meta.tmp{hexes}',
+        f'checkpoint.tmp{hexes}',
+    ]
+    kept = ['model.ckpt-10.meta', 'model.ckpt-10.meta.tmp-notes', f'notes.meta.tmp{hexes}']
+    for name in temporary + kept:
+        (tmp_path / name).write_text('x')
+    removed = checkpoints.remove_interrupted_saves(str(tmp_path))
+    assert sorted(removed) == sorted(str(tmp_path / n) for n in temporary)
+    assert sorted(os.listdir(tmp_path)) == sorted(kept)

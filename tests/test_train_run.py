@@ -546,6 +546,54 @@ def test_a_card_without_checkpoints_says_it_may_be_deleted(dataset_dir, fp32_run
     assert card.read_bytes() == before and os.listdir(folder) == ['model.json']
 
 
+@pytest.fixture(scope='module')
+def restarted_run(dataset_dir, fp32_run, tmp_path_factory):
+    """A folder holding only the model.json of a run stopped before its first checkpoint (the
+    fp32 run's card), trained into by the corrected command (other batch size and learning rate)
+    for 2 steps; the last checkpoint's graph cannot be written (a folder is in the way of
+    model.ckpt-2.meta, as a full disk would stop it). (folder, the card before, the result)."""
+    folder = tmp_path_factory.mktemp('restarted')
+    shutil.copy(os.path.join(fp32_run[0], 'model.json'), folder / 'model.json')
+    (folder / 'model.ckpt-2.meta').mkdir()
+    before = card_lib.load(str(folder / 'model.json'))
+    args = _args(dataset_dir, str(folder), '--max_number_of_steps=2', '--learning_rate=0.003')
+    args[args.index('--batch_size=2')] = '--batch_size=1'
+    return folder, before, _run(args)
+
+
+def test_a_run_restarted_before_any_checkpoint_records_its_own_settings(restarted_run):
+    """The card a stopped run left kept that run's settings and data: the corrected command's
+    resumes then logged changes it never made ('batch_size 2 -> 1'; evaluation's warning on the
+    training split named the stopped run's data). The new run records its own (same model,
+    same card id: a watcher may have read the card)."""
+    folder, before, proc = restarted_run
+    card = card_lib.load(str(folder / 'model.json'))
+    assert card.card_id == before.card_id and card.net() is not None
+    assert card.class_names == before.class_names and card.params == before.params
+    settings = card.provenance['settings']
+    assert (settings['batch_size'], settings['learning_rate']) == (1, 0.003)
+    assert card.provenance['time'] >= before.provenance['time']
+    assert (
+        f'{folder / "model.json"}: no checkpoint was written with it (a run stopped before its '
+        "first); it records this run's settings and data from now on"
+    ) in proc.stderr
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_saying_what_is_kept(restarted_run):
+    """A full disk (or a folder made read-only) at a save was TF's traceback ending in a hint about
+    tensors allocated "when OOM happens". One line names the file that failed and why, and the
+    checkpoint kept: here the weights of step 2 were written, their graph was not (the resume
+    writes it again)."""
+    folder, _, proc = restarted_run
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert (
+        f'error: {folder}: writing checkpoint model.ckpt-2 failed at model.ckpt-2.meta (Is a '
+        f'directory); the last checkpoint {folder / "model.ckpt-2"} (step 2) is kept: make room '
+        'on its disk (or make the folder writable again), then run the same command to resume.'
+    ) in proc.stderr
+    assert 'OOM' not in proc.stderr
+
+
 def test_a_resume_keeps_old_checkpoints_until_it_saves_and_records_other_settings(
     dataset_dir, fp32_run, tmp_path
 ):

@@ -1,6 +1,6 @@
 """Training hooks and what a person reads of a run: the start summary, one line per
-`log_every_n_steps` steps, one line per checkpoint, the end summary; and the finite-weights check
-before a save.
+`log_every_n_steps` steps, one line per checkpoint, the end summary; the finite-weights check
+before a save, and the Saver whose failure to write a checkpoint is one error naming the file.
 
 A step line (`LOG_LINE` parses it):
 
@@ -15,6 +15,7 @@ ETA swing.
 """
 
 import collections
+import os
 import re
 import time
 
@@ -23,6 +24,7 @@ import tensorflow as tf
 
 from model import card as card_lib
 from tf_extended import logs
+from tf_extended import tf_errors
 from training import optimization
 
 v1 = tf.compat.v1
@@ -32,6 +34,41 @@ LOG_LINE = re.compile(r'step (\d+)(?:/\d+)?(?: \(epoch [\d.]+\))?: loss over \d+
 
 class NonFiniteError(RuntimeError):
     """Training produced NaN/inf: stop without saving."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, a folder made read-only while training).
+    str: `<folder>: writing checkpoint <name> failed [at <file>] (<reason>)`; the script adds
+    what is kept and what to do. TF's error was a traceback whose hint spoke of tensors allocated
+    "when OOM happens"."""
+
+    def __init__(self, prefix, step, reason, file=None):
+        name = os.path.basename(prefix) + ('' if step is None else f'-{step}')
+        at = f' at {file}' if file else ''
+        super().__init__(
+            f'{os.path.dirname(prefix)}: writing checkpoint {name} failed{at} ({reason})'
+        )
+
+
+# The suffix of the temporary file TF writes a checkpoint's file under (SaveV2's, file_io's
+# atomic writes of the .meta and the state file).
+_TEMPORARY_SUFFIX = re.compile(r'\.(tempstate\d+|tmp[0-9a-f]+)$')
+
+
+class Saver(v1.train.Saver):
+    """TF's Saver whose failure to write a checkpoint is a `CheckpointWriteError` naming the
+    file, without its temporary suffix: the .meta, written last, may fail after the weights."""
+
+    def save(self, sess, save_path, global_step=None, *args, **kwargs):
+        try:
+            return super().save(sess, save_path, global_step, *args, **kwargs)
+        except tf.errors.OpError as err:
+            why, file = tf_errors.reason(err), None
+            # TF's reason names the file it was writing: '<temporary file>; <why>'.
+            path, sep, rest = why.partition('; ')
+            if sep and path.startswith(os.path.join(os.path.dirname(save_path), '')):
+                why, file = rest, _TEMPORARY_SUFFIX.sub('', os.path.basename(path))
+            raise CheckpointWriteError(save_path, global_step, why, file) from None
 
 
 class FiniteCheckListener(v1.train.CheckpointSaverListener):

@@ -396,6 +396,16 @@ def _new_card(settings, dataset, log):
     if settings.preprocessing_name:
         pipeline = preprocessing_factory.get_preprocessing(settings.preprocessing_name)
         card = card.replace(mean_rgb=tuple(pipeline.mean_rgb), scale=float(pipeline.scale))
+    given = card if settings.model_card else None
+    return card.replace(
+        card_id=card_lib.new_card_id(), provenance=_provenance(settings, dataset, source, given)
+    )
+
+
+def _provenance(settings, dataset, source, given):
+    """A new run's record of where its model comes from: this run's settings and data, the
+    fine-tuned checkpoint with its card `source` (or None), the --model_card's card `given` (or
+    None)."""
     provenance = {
         'trained_by': 'train_ssd_network.py',
         'time': card_lib.now(),
@@ -414,12 +424,24 @@ def _new_card(settings, dataset, log):
         ),
         'settings': recorded_settings(settings),
     }
-    if settings.model_card:  # the file may change later: its card id says which card it was
+    if given is not None:  # the file may change later: its card id says which card it was
         provenance['model_card'] = {
             'path': os.path.abspath(settings.model_card),
-            'card_id': card.card_id or None,  # None: a card never trained (from_registry's)
+            'card_id': given.card_id or None,  # None: a card never trained (from_registry's)
         }
-    return card.replace(card_id=card_lib.new_card_id(), provenance=provenance)
+    return provenance
+
+
+def restarted_card(card, settings, dataset, log=logging.warning):
+    """The card of a new run in a --train_dir whose card (`card`, checked against the flags by
+    `resolve_model_card`) no checkpoint was written with: a run stopped before its first. Its
+    model and card id (a watcher may have read them) with this run's provenance: the stopped
+    run's settings and data stood as the training's, so that the corrected command's resumes
+    logged changes from settings never trained with (and evaluation's training split was the
+    stopped run's)."""
+    source = _fine_tune_card(settings, log) if settings.checkpoint_path else None
+    given = _card_to_train(settings) if settings.model_card else None
+    return card.replace(provenance=_provenance(settings, dataset, source, given))
 
 
 def recorded_settings(settings):
@@ -1334,12 +1356,23 @@ def _train(settings, cluster, config, master):
         )
         card, card_path = resolve_model_card(settings, dataset, resume_from)
         card = net_card(card, settings)
+        restarted = card_path is not None and resume_from is None
+        if restarted:
+            card = restarted_card(card, settings, dataset)
         # The settings the checkpoint's training used, as its card records them (before this
         # resume is recorded): the refusals of a resume name their values.
         runs = recorded_runs(card) if card_path is not None else None
         trained = runs[-1][1] if runs else None
         # (level, line) logged after the start lines: a resume's changes, a new run's warnings.
         start_notes, listeners = [], []
+        if restarted:
+            start_notes.append(
+                (
+                    logging.INFO,
+                    f'{card_path}: no checkpoint was written with it (a run stopped before its '
+                    f'first); it records this run\'s settings and data from now on',
+                )
+            )
         # Checkpoints beyond a lower --max_to_keep: unlisted at start (else TF's Saver would take
         # them over), deleted once this run has written one of its own.
         unlisted = []
@@ -1397,7 +1430,7 @@ def _train(settings, cluster, config, master):
         scaffold = v1.train.Scaffold(
             # Relative paths in the `checkpoint` state file: a copy of the folder then names its
             # own checkpoints, not the original folder's (for TF's resume and for our readers).
-            saver=v1.train.Saver(
+            saver=hooks_lib.Saver(
                 max_to_keep=settings.max_to_keep,
                 sharded=cluster.spec is not None,
                 save_relative_paths=True,
@@ -1450,7 +1483,7 @@ def _train(settings, cluster, config, master):
                     settings.max_to_keep,
                     ', '.join(os.path.basename(p) for p in unlisted),
                 )
-            if card_path is None:
+            if resume_from is None:  # a new card, or one no checkpoint was written with
                 os.makedirs(settings.train_dir, exist_ok=True)
                 card_lib.write(os.path.join(settings.train_dir, card_lib.CARD_FILE), card)
         saver_hook = next(h for h in chief_hooks if isinstance(h, hooks_lib.CheckpointSaverHook))
