@@ -102,6 +102,8 @@ def fp32_run(dataset_dir, tmp_path_factory):
 
 
 def test_short_run_lowers_loss_and_restores_in_eval_graph(fp32_run):
+    """30 steps: the loss goes down, the step lines' rate is in TensorBoard, the checkpoint
+    restores into an eval graph."""
     from nets import nets_factory
 
     train_dir, losses, stderr = fp32_run
@@ -123,6 +125,21 @@ def test_short_run_lowers_loss_and_restores_in_eval_graph(fp32_run):
     assert last < 0.8 * first, (first, last)
     prefix = checkpoints.resolve_checkpoint(train_dir)
     assert prefix.endswith('model.ckpt-30') and _step(prefix) == 30
+    # Each line's rate in TensorBoard, as TF-Slim and TF-OD-API users read it: global_step/sec,
+    # and images/sec at the batch of 2, what the line says.
+    logged = {
+        int(m[1]): float(m[2]) for m in re.finditer(r'step (\d+)/30 .* ([\d.]+) images/s', stderr)
+    }
+    (events,) = [n for n in os.listdir(train_dir) if n.startswith('events.out.tfevents')]
+    rates = {}
+    for event in v1.train.summary_iterator(os.path.join(train_dir, events)):
+        for value in event.summary.value:
+            rates.setdefault(event.step, {})[value.tag] = value.simple_value
+    rates = {step: r for step, r in rates.items() if 'global_step/sec' in r}
+    assert sorted(rates) == sorted(logged) and len(logged) >= 28
+    for step, rate in rates.items():
+        assert rate['images/sec'] == pytest.approx(2 * rate['global_step/sec'], rel=1e-6)
+        assert round(rate['images/sec'], 1) == pytest.approx(logged[step], abs=0.051)
     finished = checkpoints.training_finished(train_dir)  # for the eval watcher
     assert (finished['checkpoint'], finished['step']) == ('model.ckpt-30', 30)
     saved = _tensors(prefix)

@@ -11,7 +11,9 @@ The loss terms are means over the steps since the previous line; `total` is what
 minimises: the other terms' sum, weight decay (`regularization`) included. images/s and the ETA
 come from `RateEstimator`: the rate over a window that grows with the run (a quarter of the
 elapsed time, at least a minute), so that a loaded machine's alternating speeds do not make the
-ETA swing.
+ETA swing. A lone process also writes that rate beside each line into the run's TensorBoard
+events, as `global_step/sec` (the tag TF-Slim, the Estimator and the TF Object Detection API
+write) and `images/sec`.
 """
 
 import collections
@@ -209,13 +211,18 @@ def format_duration(seconds):
     return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
 
 
+# The TensorBoard scalars of the step lines' rate: steps and images per second.
+RATE_TAGS = ('global_step/sec', 'images/sec')
+
+
 class LoggingHook(v1.train.SessionRunHook):
     """Every `every_n` steps logs the step (of `last_step`), the epoch, the loss terms averaged
     over those steps, the learning rate, images/s and the ETA (see the module docstring).
 
     `step` is the global step after this process' latest run. Alone, it is read at start and
     then counted; in a cluster, where other workers move it too, it is `tensors['step_after']`,
-    read once the run's step is done.
+    read once the run's step is done. With `summary_dir` (a lone process' train_dir), each line's
+    rate is written there too (RATE_TAGS); a cluster worker's rate is its own, not the run's.
     """
 
     def __init__(
@@ -228,8 +235,11 @@ class LoggingHook(v1.train.SessionRunHook):
         num_examples=None,
         clock=time.monotonic,
         epoch_origin=None,
+        summary_dir=None,
     ):
         self._tensors = tensors
+        self._summary_dir = summary_dir
+        self._writer = None
         # 'global_step' is read at the start only: read in parallel with a run's step, it may
         # lag. 'step_after' (read once the step is done) only where the step is not counted.
         unused = ('global_step',) + (('step_after',) if count_locally else ())
@@ -247,6 +257,10 @@ class LoggingHook(v1.train.SessionRunHook):
         self.smoothed = None  # the latest line's mean loss terms
         self.smoothed_steps = 0  # the steps `smoothed` is the mean of
         self.rate = RateEstimator(clock)
+
+    def begin(self):
+        if self._summary_dir:  # the writer SummarySaverHook writes (and flushes at the end)
+            self._writer = v1.summary.FileWriterCache.get(self._summary_dir)
 
     def after_create_session(self, session, coord):
         self.step = self.start_step = int(session.run(self._tensors['global_step']))
@@ -270,6 +284,18 @@ class LoggingHook(v1.train.SessionRunHook):
         if (self.step if self._count_locally else self._local_steps) % self._every_n:
             return
         logging.info('%s', self.line(values['learning_rate']))
+        rate = self.rate.steps_per_sec()
+        if self._writer is not None and rate:
+            steps, images = RATE_TAGS
+            self._writer.add_summary(
+                v1.Summary(
+                    value=[
+                        v1.Summary.Value(tag=steps, simple_value=rate),
+                        v1.Summary.Value(tag=images, simple_value=rate * self._images_per_step),
+                    ]
+                ),
+                self.step,
+            )
 
     def line(self, learning_rate):
         """The log line of the steps accumulated since the previous one (and resets them)."""

@@ -1136,6 +1136,7 @@ def make_hooks(
         count_locally=cluster.spec is None,
         num_examples=num_examples,
         epoch_origin=epoch_origin,
+        summary_dir=settings.train_dir if cluster.spec is None else None,
     )
     hooks = [log_hook]
     if settings.max_number_of_steps:
