@@ -764,9 +764,10 @@ class Detector:
 
     @classmethod
     def from_frozen_graph(cls, path):
-        """A frozen GraphDef; its metadata is `metadata.json` beside it. Its ops are checked
-        before importing, its INTERFACE after (`graph_check.check_frozen_graph`: a graph is
-        code), in the graph then run. An unfinished export's folder is refused
+        """A frozen GraphDef; its metadata is `metadata.json` beside it, else the card inside it
+        (`card.resolve_export_metadata`, `embedded_card`). Its ops are checked before
+        importing, its INTERFACE after (`graph_check.check_frozen_graph`: a graph is code), in
+        the graph then run. An unfinished export's folder is refused
         (`card.check_export_finished`)."""
         card_lib.check_export_finished(path)
         graph_def = v1.GraphDef()

@@ -99,24 +99,30 @@ def from_tflite(content):
     """The metadata dict embedded in the TFLite flatbuffer `content`, None where it has no
     metadata entry CARD_NAME. Raises ValueError (see `parse`; 'unreadable (...)' for offsets
     that lead out of the file) where it is unreadable."""
+    data, problem = _tflite_card_bytes(content)
+    if problem:
+        raise ValueError(problem)
+    return None if data is None else parse(data)
+
+
+def _tflite_card_bytes(content):
+    """(the bytes of the metadata entry CARD_NAME or None where there is none, None) of the TFLite
+    flatbuffer `content`, or (None, what is wrong)."""
     from tensorflow.lite.python import schema_py_generated as schema
 
     try:
         model = schema.Model.GetRootAs(content, 0)
         count = model.MetadataLength()
         if count > _MAX_TFLITE_METADATA:
-            raise ValueError(f'one of {count} metadata entries, more than a model has')
+            return None, f'one of {count} metadata entries, more than a model has'
         entries = [model.Metadata(i) for i in range(count)]
         entry = next((e for e in entries if e.Name() == CARD_NAME.encode()), None)
         if entry is None:
-            return None
-        index = entry.Buffer()
-        if index >= model.BuffersLength():
-            raise ValueError(f'in buffer {index} of the {model.BuffersLength()} it has')
-        data = model.Buffers(index).DataAsNumpy()
-    except ValueError:
-        raise
+            return None, None
+        index, buffers = entry.Buffer(), model.BuffersLength()
+        if index >= buffers:
+            return None, f'in buffer {index} of the {buffers} it has'
+        data = model.Buffers(index).DataAsNumpy()  # 0 (an int) for an empty vector
+        return (data.tobytes() if isinstance(data, np.ndarray) else b''), None
     except Exception as err:  # noqa: BLE001 - a malformed flatbuffer fails in any way
-        raise ValueError(f'unreadable ({type(err).__name__}: {err})') from None
-    # DataAsNumpy gives 0 (an int) for an empty vector.
-    return parse(data.tobytes() if isinstance(data, np.ndarray) else b'')
+        return None, f'unreadable ({type(err).__name__}: {err})'

@@ -632,7 +632,8 @@ def check_model_outputs(meta, meta_path, path, raw_scores_shape):
     """Refuses export metadata (an export's: it has `anchors.count`) whose anchors and classes
     are not those the model's `raw_scores` give (`raw_scores_shape`: `[B, anchors, classes]`,
     None or -1 where not static). Catches another model's metadata also where the metadata
-    records no FILE_DIGESTS. Raises ModelMismatchError naming both files."""
+    records no FILE_DIGESTS. Raises ModelMismatchError naming both files (`meta_path` is `path`
+    for the card inside the model)."""
     anchors = meta.get('anchors')
     count = anchors.get('count') if isinstance(anchors, dict) else None
     classes = meta.get('num_classes')
@@ -647,10 +648,17 @@ def check_model_outputs(meta, meta_path, path, raw_scores_shape):
     if all(g is None or g == want for g, want in zip(got, (count, classes))):
         return
     anchors, scores = ('?' if g is None else g for g in got)
+    scored = f'{anchors} anchors in {scores} classes (the background included)'
+    if meta_path == path:  # the model's own card (`resolve_export_metadata`)
+        raise ModelMismatchError(
+            f'{path}: the model card inside it{_described(meta)} has {count} anchors and '
+            f'{classes} classes, where the model scores {scored}: the file was edited or '
+            f'damaged; export the model again with export_ssd_network.py.'
+        )
     raise ModelMismatchError(
-        f'{meta_path}{_described(meta)} does not describe {path}: the model scores {anchors} '
-        f'anchors in {scores} classes (the background included), where that metadata.json has '
-        f'{count} anchors and {classes} classes; {_use_the_right_metadata(path)}'
+        f'{meta_path}{_described(meta)} does not describe {path}: the model scores {scored}, '
+        f'where that metadata.json has {count} anchors and {classes} classes; '
+        f'{_use_the_right_metadata(path)}'
     )
 
 

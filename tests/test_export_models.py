@@ -483,6 +483,24 @@ def test_model_files_carry_their_card_and_load_alone(exported, tmp_path):
             got = detector.run(exported['images'][:1], detection.OUTPUTS)
         for key in detection.OUTPUTS:
             np.testing.assert_array_equal(got[key], want[key])
+    # A card inside the model that its outputs contradict: the file is named once, as edited.
+    graph_def = v1.GraphDef()
+    with open(exported['written']['frozen_graph'], 'rb') as f:
+        graph_def.ParseFromString(f.read())
+    (node,) = [n for n in graph_def.node if n.name == 'model_card']
+    node.attr['value'].tensor.string_val[0] = json.dumps(
+        dict(meta, anchors=dict(meta['anchors'], count=1000))
+    ).encode()
+    edited = tmp_path / 'edited.pb'
+    edited.write_bytes(graph_def.SerializeToString())
+    with pytest.raises(card_lib.ModelMismatchError) as info:
+        detection.open_exported_model(str(edited))
+    assert str(info.value) == (
+        f'{edited}: the model card inside it (ssd_300_mobilenet, input 300x300, 6 classes) has '
+        '1000 anchors and 7 classes, where the model scores 1917 anchors in 7 classes (the '
+        'background included): the file was edited or damaged; export the model again with '
+        'export_ssd_network.py.'
+    )
 
 
 def _split_examples(dataset):

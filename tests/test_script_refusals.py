@@ -784,7 +784,8 @@ def test_an_exports_other_file_names_the_model_files_beside_it(setup, tmp_path):
 def test_model_flags_that_an_export_would_ignore_are_refused(setup, agreeing_run, tmp_path):
     """detect --exported_model=<the export> --model_name=ssd_300_vgg ran the exported MobileNet
     without a word, as --model_card did (then told to run the checkpoint with the flag, which
-    would not fit the MobileNet's weights either); a flag that agrees with the card passes."""
+    would not fit the MobileNet's weights either); a flag that agrees with the card passes. The
+    card is named where it was read: the metadata.json, or the model file holding it."""
     graph = setup['export'] / 'frozen_graph.pb'
     meta = setup['export'] / 'metadata.json'
     out = tmp_path / 'out'
@@ -796,16 +797,18 @@ def test_model_flags_that_an_export_would_ignore_are_refused(setup, agreeing_run
         'which says ssd_300_mobilenet. Drop --model_name (the card describes the model), or export '
         'a checkpoint trained with it (export_ssd_network.py) to use --model_name=ssd_300_vgg.',
     )
+    # eval, of a frozen graph copied alone: its card is the one inside it.
+    lone = shutil.copy(graph, tmp_path / 'lone.pb')
     proc = run_script(
         'eval_ssd_network.py',
-        *common[:1],
+        f'--exported_model={lone}',
         '--depth_multiplier=0.5',
         f'--eval_dir={out}',
         f'--dataset_dir={tmp_path}',
     )
     _refused(
         proc,
-        f'eval_ssd_network: error: --depth_multiplier=0.5 contradicts the model card {meta}, '
+        f'eval_ssd_network: error: --depth_multiplier=0.5 contradicts the model card {lone}, '
         'which says 0.25. Drop --depth_multiplier (the card describes the model), or export a '
         'checkpoint trained with it (export_ssd_network.py) to use --depth_multiplier=0.5.',
     )

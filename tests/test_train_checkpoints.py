@@ -765,6 +765,24 @@ def test_a_checkpoint_that_cannot_be_written_names_the_file_and_why(tmp_path, fi
     )
 
 
+@pytest.mark.parametrize(
+    'error', [tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError]
+)
+def test_a_save_cut_off_by_the_cluster_is_left_to_the_session(tmp_path, monkeypatch, error):
+    """A parameter server lost during a save (UnavailableError, AbortedError) is what
+    MonitoredSession recovers from with a new session restoring the last checkpoint: the Saver
+    made it a CheckpointWriteError, which ended the chief saying to make room on the disk."""
+
+    def lost(*args, **kwargs):
+        raise error(None, None, 'Socket closed')
+
+    monkeypatch.setattr(v1.train.Saver, 'save', lost)
+    with tf.Graph().as_default():
+        w = v1.get_variable('w', initializer=np.float32(1))
+        with pytest.raises(error, match='Socket closed'):
+            hooks.Saver([w]).save(None, str(tmp_path / 'model.ckpt'), global_step=7)
+
+
 def test_the_temporary_files_of_an_interrupted_save_are_removed(tmp_path):
     """A save stopped by a kill or a full disk leaves TF's temporary files; the .meta's
     (`<prefix>.meta.tmp<hex>`, written last) stayed after every resume. Files of other names

@@ -57,13 +57,22 @@ class CheckpointWriteError(OSError):
 _TEMPORARY_SUFFIX = re.compile(r'\.(tempstate\d+|tmp[0-9a-f]+)$')
 
 
+# What a save in a cluster raises when a parameter server goes away (or the session is being
+# closed): MonitoredSession recovers from the first two by a new session restoring the last
+# checkpoint, which a CheckpointWriteError would end.
+_SESSION_ERRORS = (tf.errors.AbortedError, tf.errors.UnavailableError, tf.errors.CancelledError)
+
+
 class Saver(v1.train.Saver):
     """TF's Saver whose failure to write a checkpoint is a `CheckpointWriteError` naming the
-    file, without its temporary suffix: the .meta, written last, may fail after the weights."""
+    file, without its temporary suffix: the .meta, written last, may fail after the weights.
+    The session's own errors (_SESSION_ERRORS) pass unchanged."""
 
     def save(self, sess, save_path, global_step=None, *args, **kwargs):
         try:
             return super().save(sess, save_path, global_step, *args, **kwargs)
+        except _SESSION_ERRORS:
+            raise
         except tf.errors.OpError as err:
             why, file = tf_errors.reason(err), None
             # TF's reason names the file it was writing: '<temporary file>; <why>'.
