@@ -53,6 +53,10 @@ OPENVINO_BF16_AMX_MS = 5.9
 EVAL_FORWARD_TARGET = 0.85
 
 
+def _flag(flag):
+    return lambda value: [flag, value]
+
+
 def _comma(flag):
     return lambda models: [flag, ','.join(models)]
 
@@ -86,27 +90,29 @@ class Benchmark:
         return argv + (self.full_args if full else self.quick_args)
 
 
+# Run first and again last (FLOOR_RUNS), with the same settings.
+FLOOR = Benchmark(
+    'floor',
+    'bench_floor.py',
+    _flag('--output'),
+    _comma('--models'),
+    quick_args=['--size', '2048', '--repeats', '5'],
+    full_args=['--size', '4096', '--repeats', '10'],
+    quick_models=MODELS,
+)
 BENCHMARKS = (
-    Benchmark(
-        'floor',
-        'bench_floor.py',
-        lambda p: ['--output', p],
-        _comma('--models'),
-        quick_args=['--size', '2048', '--repeats', '5'],
-        full_args=['--size', '4096', '--repeats', '10'],
-        quick_models=MODELS,
-    ),
+    FLOOR,
     Benchmark(
         'nets',
         'bench_nets.py',
-        lambda p: ['--output', p],
+        _flag('--output'),
         _comma('--models'),
         quick_args=['--repeats', '3'],
     ),
     Benchmark(
         'opencv',
         'bench_opencv.py',
-        lambda p: ['--output', p],
+        _flag('--output'),
         lambda models: ['--nets', ','.join(OPENCV_NETS[m] for m in models)],
         quick_args=[],
         full_args=['--repeats_scale', '3'],
@@ -114,14 +120,14 @@ BENCHMARKS = (
     Benchmark(
         'inference',
         'bench_inference.py',
-        lambda p: ['--output', p],
+        _flag('--output'),
         _comma('--models'),
         quick_args=[],
     ),
     Benchmark(
         'eval',
         'bench_eval.py',
-        lambda p: ['--output', p],
+        _flag('--output'),
         _comma('--models'),
         # 300 images (the VOC-sized test split of the main job): with 64, start-up and warm-up
         # weigh on the evaluation's images/s, not on the forward rate it is compared with.
@@ -131,7 +137,7 @@ BENCHMARKS = (
     Benchmark(
         'train',
         'bench_train.py',
-        lambda p: ['--output', p],
+        _flag('--output'),
         _comma('--models'),
         quick_args=['--steps', '3', '--input_batches', '4'],
     ),
@@ -146,28 +152,20 @@ BENCHMARKS = (
     Benchmark(
         'data',
         'bench_data.py',
-        lambda p: ['--output_json', p],
+        _flag('--output_json'),
         None,
         quick_args=['--num_images', '120', '--repeats', '2'],
     ),
     Benchmark(
         'caffe',
         'bench_caffe.py',
-        lambda p: ['--output_json', p],
+        _flag('--output_json'),
         None,
         quick_args=['--repeats', '2'],
     ),
     # The matmul rate swings up to 2x with the other jobs' load: measured again at the end,
     # the faster of the two is the floor.
-    Benchmark(
-        'floor_end',
-        'bench_floor.py',
-        lambda p: ['--output', p],
-        _comma('--models'),
-        quick_args=['--size', '2048', '--repeats', '5'],
-        full_args=['--size', '4096', '--repeats', '10'],
-        quick_models=MODELS,
-    ),
+    dataclasses.replace(FLOOR, name='floor_end'),
 )
 FLOOR_RUNS = ('floor', 'floor_end')
 

@@ -202,8 +202,7 @@ def _append_nms(ov, model, card):
     scores, boxes = outputs['raw_scores'], outputs[DECODED_BOXES]  # [B, N, C], [B, N, 4]
     num_anchors = int(scores.get_partial_shape()[1].get_length())
     num_fg = card.num_classes - 1
-    top_k = card.detection.top_k
-    k = num_anchors if top_k is None or top_k <= 0 else min(top_k, num_anchors)
+    k = post_processing.candidates_per_class(card.detection.top_k, num_anchors)
     total = post_processing.output_size(card.detection.keep_top_k, k, num_fg)
     batch = ops.gather(ops.shape_of(scores, 'i64'), i64([0]), i64(0))  # [1]
 

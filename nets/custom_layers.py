@@ -43,32 +43,6 @@ def _channels(inputs, data_format):
     return int(inputs.shape[1 if data_format == 'NCHW' else -1])
 
 
-def _finish(
-    outputs,
-    num_outputs,
-    normalizer_fn,
-    normalizer_params,
-    activation_fn,
-    biases_initializer,
-    biases_regularizer,
-    data_format,
-    trainable,
-):
-    """Bias (or normaliser) then activation, shared by the convolutions below."""
-    if normalizer_fn is not None:
-        outputs = normalizer_fn(outputs, **(normalizer_params or {}))
-    elif biases_initializer is not None:
-        biases = slim.model_variable(
-            'biases',
-            shape=[num_outputs],
-            initializer=biases_initializer,
-            regularizer=biases_regularizer,
-            trainable=trainable,
-        )
-        outputs = tf.nn.bias_add(outputs, tf.cast(biases, outputs.dtype), data_format=data_format)
-    return activation_fn(outputs) if activation_fn is not None else outputs
-
-
 def _spatial_pads(padding, kernel_shape, rate, data_format):
     """[(top, bottom), (left, right)] zero padding of a stride-1 convolution: 'SAME' (TF puts the
     odd pixel at the bottom/right), 'VALID', or an explicit 4x2 list in `data_format` order."""
@@ -135,6 +109,89 @@ def _conv2d(inputs, weights, strides, padding, data_format, rate):
     return dilated(inputs, weights)
 
 
+def _depthwise_conv2d(inputs, weights, strides, padding, data_format):
+    """`tf.nn.depthwise_conv2d`; in bfloat16 its gradients are computed in float32.
+
+    oneDNN's bf16 depthwise backward kernels are 2-4x slower than its fp32 ones on an AVX-512
+    BF16 CPU (measured: 213 vs 72 ms per MobileNet-SSD training step at batch 8), while the bf16
+    forward is the faster one; the casts cost a few ms.
+    """
+    if inputs.dtype != tf.bfloat16:
+        return tf.nn.depthwise_conv2d(inputs, weights, strides, padding, data_format=data_format)
+
+    @tf.custom_gradient
+    def depthwise(x, w):
+        def grad(dy):
+            x32, w32, dy32 = (tf.cast(t, tf.float32) for t in (x, w, dy))
+            dx = tf.nn.depthwise_conv2d_backprop_input(
+                tf.shape(x), w32, dy32, strides, padding, data_format=data_format
+            )
+            dw = tf.nn.depthwise_conv2d_backprop_filter(
+                x32, tf.shape(w), dy32, strides, padding, data_format=data_format
+            )
+            return tf.cast(dx, x.dtype), tf.cast(dw, w.dtype)
+
+        return tf.nn.depthwise_conv2d(x, w, strides, padding, data_format=data_format), grad
+
+    return depthwise(inputs, weights)
+
+
+def _caffe_conv(
+    inputs,
+    num_outputs,
+    kernel_size,
+    stride,
+    padding,
+    rate,
+    depthwise,
+    data_format,
+    activation_fn,
+    normalizer_fn,
+    normalizer_params,
+    weights_initializer,
+    weights_regularizer,
+    biases_initializer,
+    biases_regularizer,
+    trainable,
+):
+    """The body of `conv2d` and of `depthwise_conv2d`, inside the layer's variable scope.
+
+    Weights `weights` `[k, k, C, num_outputs]`, or with `depthwise` TF-Slim's `depthwise_weights`
+    `[k, k, C, 1]` (C output channels; `num_outputs` unused, `rate` 1), then Caffe's `padding`
+    (see `_caffe_padding`), the convolution, biases `[channels out]` (or the normaliser instead)
+    and the activation. `inputs` and the result are in `data_format`.
+    """
+    channels = _channels(inputs, data_format)
+    if depthwise:
+        num_outputs = channels
+    weights = slim.model_variable(
+        'depthwise_weights' if depthwise else 'weights',
+        shape=[kernel_size, kernel_size, channels, 1 if depthwise else num_outputs],
+        initializer=weights_initializer or v1.glorot_uniform_initializer(),
+        regularizer=weights_regularizer,
+        trainable=trainable,
+    )
+    inputs, tf_padding = _caffe_padding(inputs, padding, kernel_size, stride, rate, data_format)
+    weights = tf.cast(weights, inputs.dtype)
+    strides = _strides(stride, data_format)
+    if depthwise:
+        outputs = _depthwise_conv2d(inputs, weights, strides, tf_padding, data_format)
+    else:
+        outputs = _conv2d(inputs, weights, strides, tf_padding, data_format, rate)
+    if normalizer_fn is not None:
+        outputs = normalizer_fn(outputs, **(normalizer_params or {}))
+    elif biases_initializer is not None:
+        biases = slim.model_variable(
+            'biases',
+            shape=[num_outputs],
+            initializer=biases_initializer,
+            regularizer=biases_regularizer,
+            trainable=trainable,
+        )
+        outputs = tf.nn.bias_add(outputs, tf.cast(biases, outputs.dtype), data_format=data_format)
+    return activation_fn(outputs) if activation_fn is not None else outputs
+
+
 @add_arg_scope
 def conv2d(
     inputs,
@@ -166,60 +223,24 @@ def conv2d(
     (no biases when a normaliser follows).
     """
     with v1.variable_scope(scope, 'Conv', [inputs], reuse=reuse):
-        weights = slim.model_variable(
-            'weights',
-            shape=[kernel_size, kernel_size, _channels(inputs, data_format), num_outputs],
-            initializer=weights_initializer or v1.glorot_uniform_initializer(),
-            regularizer=weights_regularizer,
+        return _caffe_conv(
+            inputs,
+            num_outputs,
+            kernel_size,
+            stride,
+            padding,
+            rate,
+            depthwise=False,
+            data_format=data_format,
+            activation_fn=activation_fn,
+            normalizer_fn=normalizer_fn,
+            normalizer_params=normalizer_params,
+            weights_initializer=weights_initializer,
+            weights_regularizer=weights_regularizer,
+            biases_initializer=biases_initializer,
+            biases_regularizer=biases_regularizer,
             trainable=trainable,
         )
-        inputs, tf_padding = _caffe_padding(inputs, padding, kernel_size, stride, rate, data_format)
-        outputs = _conv2d(
-            inputs,
-            tf.cast(weights, inputs.dtype),
-            _strides(stride, data_format),
-            tf_padding,
-            data_format,
-            rate,
-        )
-        return _finish(
-            outputs,
-            num_outputs,
-            normalizer_fn,
-            normalizer_params,
-            activation_fn,
-            biases_initializer,
-            biases_regularizer,
-            data_format,
-            trainable,
-        )
-
-
-def _depthwise_conv2d(inputs, weights, strides, padding, data_format):
-    """`tf.nn.depthwise_conv2d`; in bfloat16 its gradients are computed in float32.
-
-    oneDNN's bf16 depthwise backward kernels are 2-4x slower than its fp32 ones on an AVX-512
-    BF16 CPU (measured: 213 vs 72 ms per MobileNet-SSD training step at batch 8), while the bf16
-    forward is the faster one; the casts cost a few ms.
-    """
-    if inputs.dtype != tf.bfloat16:
-        return tf.nn.depthwise_conv2d(inputs, weights, strides, padding, data_format=data_format)
-
-    @tf.custom_gradient
-    def depthwise(x, w):
-        def grad(dy):
-            x32, w32, dy32 = (tf.cast(t, tf.float32) for t in (x, w, dy))
-            dx = tf.nn.depthwise_conv2d_backprop_input(
-                tf.shape(x), w32, dy32, strides, padding, data_format=data_format
-            )
-            dw = tf.nn.depthwise_conv2d_backprop_filter(
-                x32, tf.shape(w), dy32, strides, padding, data_format=data_format
-            )
-            return tf.cast(dx, x.dtype), tf.cast(dw, w.dtype)
-
-        return tf.nn.depthwise_conv2d(x, w, strides, padding, data_format=data_format), grad
-
-    return depthwise(inputs, weights)
 
 
 @add_arg_scope
@@ -246,32 +267,23 @@ def depthwise_conv2d(
     normaliser, `<scope>/biases` `[C]`.
     """
     with v1.variable_scope(scope, 'DepthwiseConv', [inputs], reuse=reuse):
-        channels = _channels(inputs, data_format)
-        weights = slim.model_variable(
-            'depthwise_weights',
-            shape=[kernel_size, kernel_size, channels, 1],
-            initializer=weights_initializer or v1.glorot_uniform_initializer(),
-            regularizer=weights_regularizer,
-            trainable=trainable,
-        )
-        inputs, tf_padding = _caffe_padding(inputs, padding, kernel_size, stride, 1, data_format)
-        outputs = _depthwise_conv2d(
+        return _caffe_conv(
             inputs,
-            tf.cast(weights, inputs.dtype),
-            _strides(stride, data_format),
-            tf_padding,
-            data_format,
-        )
-        return _finish(
-            outputs,
-            channels,
-            normalizer_fn,
-            normalizer_params,
-            activation_fn,
-            biases_initializer,
-            biases_regularizer,
-            data_format,
-            trainable,
+            None,
+            kernel_size,
+            stride,
+            padding,
+            1,
+            depthwise=True,
+            data_format=data_format,
+            activation_fn=activation_fn,
+            normalizer_fn=normalizer_fn,
+            normalizer_params=normalizer_params,
+            weights_initializer=weights_initializer,
+            weights_regularizer=weights_regularizer,
+            biases_initializer=biases_initializer,
+            biases_regularizer=biases_regularizer,
+            trainable=trainable,
         )
 
 

@@ -38,17 +38,15 @@ def detected_bboxes(
       `num_detections` int32 `[B]`; rows beyond `num_detections` are zero padding, and rows are
       sorted by decreasing score.
     """
-    predictions = tf.cast(predictions, tf.float32)
-    boxes = decode_boxes(localisations, anchors, clip, prior_scaling)
-    scores, class_boxes = class_candidates(predictions, boxes, top_k)
-    k, num_fg = int(scores.shape[2]), int(scores.shape[1])
-    total = output_size(keep_top_k, k, num_fg)
+    scores, class_boxes, total = _candidates(
+        predictions, localisations, anchors, top_k, keep_top_k, clip, prior_scaling
+    )
     # combined_non_max_suppression wants boxes [B, k, C-1, 4] ("q = num_classes") and scores
     # [B, k, C-1].
     nms = tf.image.combined_non_max_suppression(
         tf.transpose(class_boxes, [0, 2, 1, 3]),
         tf.transpose(scores, [0, 2, 1]),
-        max_output_size_per_class=k,
+        max_output_size_per_class=int(scores.shape[2]),
         max_total_size=total,
         iou_threshold=nms_threshold,
         score_threshold=select_threshold,
@@ -62,6 +60,22 @@ def detected_bboxes(
         'detection_classes': tf.where(valid, tf.cast(nms.nmsed_classes, tf.int32) + 1, 0),
         'num_detections': nms.valid_detections,
     }
+
+
+def _candidates(predictions, localisations, anchors, top_k, keep_top_k, clip, prior_scaling):
+    """The stage both post-processings share, before NMS: boxes decoded (clipped when `clip`),
+    then the `top_k` best anchors of every foreground class.
+
+    Args: as `detected_bboxes`.
+    Returns:
+      `(scores, boxes, total)`: float32 `[B, C-1, k]` sorted by decreasing score and their
+      boxes `[B, C-1, k, 4]` (`class_candidates`; row c holds class c + 1), and the number of
+      detections per image (`output_size`).
+    """
+    predictions = tf.cast(predictions, tf.float32)
+    boxes = decode_boxes(localisations, anchors, clip, prior_scaling)
+    scores, class_boxes = class_candidates(predictions, boxes, top_k)
+    return scores, class_boxes, output_size(keep_top_k, int(scores.shape[2]), int(scores.shape[1]))
 
 
 def decode_boxes(localisations, anchors, clip=False, prior_scaling=box_coder.DEFAULT_PRIOR_SCALING):
@@ -82,11 +96,16 @@ def class_candidates(predictions, boxes, top_k):
     """
     num_anchors = int(predictions.shape[1])
     num_fg = int(predictions.shape[2]) - 1
-    k = num_anchors if top_k is None or top_k <= 0 else min(top_k, num_anchors)
+    k = candidates_per_class(top_k, num_anchors)
     scores, indices = tf.math.top_k(tf.transpose(predictions[:, :, 1:], [0, 2, 1]), k=k)
     batch = tf.shape(predictions)[0]
     class_boxes = tf.gather(boxes, tf.reshape(indices, [batch, -1]), batch_dims=1)
     return scores, tf.reshape(class_boxes, [batch, num_fg, k, 4])
+
+
+def candidates_per_class(top_k, num_anchors):
+    """Candidates per class before NMS: `top_k`, at most `num_anchors`; all when <= 0 or None."""
+    return num_anchors if top_k is None or top_k <= 0 else min(top_k, num_anchors)
 
 
 def output_size(keep_top_k, k, num_fg):
@@ -118,11 +137,10 @@ def detected_bboxes_per_class_nms(
             'detected_bboxes_per_class_nms needs a static batch size (predictions '
             f'have shape {predictions.shape}); give the input a fixed batch size.'
         )
-    predictions = tf.cast(predictions, tf.float32)
-    boxes = decode_boxes(localisations, anchors, clip, prior_scaling)
-    scores, class_boxes = class_candidates(predictions, boxes, top_k)
+    scores, class_boxes, total = _candidates(
+        predictions, localisations, anchors, top_k, keep_top_k, clip, prior_scaling
+    )
     k, num_fg = int(scores.shape[2]), int(scores.shape[1])
-    total = output_size(keep_top_k, k, num_fg)
     # Flat candidate p of an image belongs to class p // k + 1; rows past `total` pad.
     class_ids = tf.constant(
         np.concatenate(

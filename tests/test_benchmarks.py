@@ -89,6 +89,27 @@ def test_run_all_small(tmp_path):
     assert '| ssd_300_mobilenet | %s | 1.15 |' % format(net_row['parameters'], ',') in readme
 
 
+def test_the_two_floor_runs_measure_alike():
+    # The report keeps the faster of the two floor runs: both must run the same measurement.
+    benches = {b.name: b for b in run_all.BENCHMARKS}
+    floor, floor_end = benches['floor'], benches['floor_end']
+    for full, size, repeats in ((False, '2048', '5'), (True, '4096', '10')):
+        want = [
+            sys.executable,
+            os.path.join(run_all.HERE, 'bench_floor.py'),
+            '--output',
+            'f.json',
+            '--models',
+            'ssd_300_mobilenet,ssd_300_vgg,ssd_512_vgg',
+            '--size',
+            size,
+            '--repeats',
+            repeats,
+        ]
+        assert floor.command('f.json', full) == want
+        assert floor_end.command('f.json', full) == want
+
+
 def test_floor_ratios_use_the_faster_floor_run():
     def floor(gflops):
         return {
