@@ -129,3 +129,19 @@ def test_channel_shuffle_is_off_by_default_and_permutes_when_asked():
         np.testing.assert_array_equal(out, image[..., permutation])
         permutations.add(tuple(permutation))
     assert len(permutations) >= 4
+
+
+def test_the_training_pipeline_defaults_are_the_distortions():
+    """`preprocess_for_train` lists the photometric options one by one (SSDPreprocessing reads
+    that list to refuse unknown options and name the known ones), each with a default written
+    again there: they must be `random_distort`'s, else a pipeline built without options would
+    distort otherwise than the function says."""
+    import inspect
+
+    from preprocessing import ssd_preprocessing
+
+    distort = inspect.signature(photometric.random_distort).parameters
+    train = inspect.signature(ssd_preprocessing.preprocess_for_train).parameters
+    options = [name for name in distort if name not in ('image', 'seeds')]
+    assert len(options) == 9
+    assert {n: train[n].default for n in options} == {n: distort[n].default for n in options}
