@@ -70,11 +70,7 @@ flags.DEFINE_enum(
     list(eval_input.BATCHABLE_RESIZE_MODES),
     'Evaluation resize mode of the preprocessing.',
 )
-flags.DEFINE_boolean(
-    'remove_difficult',
-    True,
-    'Ignore difficult objects in the metrics (devkit); false counts them as ordinary objects.',
-)
+cli.define_remove_difficult()
 flags.DEFINE_float('gpu_memory_fraction', None, 'Per-process GPU memory fraction (default: grow).')
 cli.register_gpu_memory_fraction_validator(optional=True)
 flags.DEFINE_list('metrics', ['voc07', 'voc12'], 'Any of voc07, voc12, coco.')

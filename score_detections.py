@@ -47,6 +47,7 @@ flags.DEFINE_boolean(
     'saying how many classes had none.',
 )
 cli.define_iou_rule('iou_threshold', 'VOC: ')
+cli.define_remove_difficult('VOC: ')
 flags.DEFINE_string('coco_results', None, 'COCO: results JSON.')
 flags.DEFINE_string('coco_annotations', None, 'COCO: annotation JSON (instances_*.json).')
 
@@ -74,6 +75,7 @@ def main(_):
                 FLAGS.iou_threshold,
                 FLAGS.iou_rule,
                 strict=FLAGS.strict,
+                remove_difficult=FLAGS.remove_difficult,
             )
             print(result.format_table())
         else:

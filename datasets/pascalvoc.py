@@ -278,7 +278,8 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False, note=logg
       list of VocSource, folder by folder.
     Raises:
       FileNotFoundError: a folder lacks Annotations/ or the split file; safe_io.UnsafeFileError:
-      the split file is a device or FIFO, or larger than MAX_SPLIT_BYTES; ValueError: not UTF-8.
+      the split file is a device or FIFO, or larger than MAX_SPLIT_BYTES; ValueError: not UTF-8,
+      or it names an id twice (also as `IMG_1` and `IMG_1.jpg`).
     """
     sources = []
     for root in dataset_dirs:
@@ -308,9 +309,17 @@ def _split_ids(root, split, note):
     if problem:
         raise FileNotFoundError(f'{problem}.')
     has_annotation = _annotation_exists(root)
-    ids, named = [], []
+    ids, named, line_of = [], [], {}
     for n, line in read_split_ids(split_path):
         image_id, is_file_name = resolve_split_id(line, has_annotation)
+        earlier = line_of.setdefault(image_id, n)
+        if earlier != n:
+            # Twice converted, the image was two records of one id, which evaluation cannot
+            # tell apart; scored, the devkit counted its objects twice.
+            raise ValueError(
+                f'{split_path}:{n}: image id {image_id!r} is listed again (line {earlier}); a '
+                f'split lists each image once: remove the repeated line.'
+            )
         ids.append((n, image_id))
         if is_file_name:
             named.append((line, image_id))

@@ -42,6 +42,7 @@ scalars (mAPs and per-class APs) go to `summary_dir` at the checkpoint's global 
 import contextlib
 import dataclasses
 import os
+import re
 import shutil
 import time
 from typing import Dict, Optional, Tuple
@@ -207,6 +208,11 @@ def _stored_annotations(text, coco_id, key):
     return out
 
 
+# A VOC id that is a COCO image id as it is: ASCII digits (str.isdigit takes '²', which int()
+# refuses), at most 18 of them (an int64).
+_DIGIT_ID = re.compile('[0-9]{1,18}')
+
+
 class _CocoCollector:
     """Keeps per image the COCO ground truth and detections until pycocotools runs.
 
@@ -218,8 +224,11 @@ class _CocoCollector:
     rounded to 1/1000), area w*h, iscrowd = the crowd flag, or difficult when
     `remove_difficult` (the devkit's "ignore" is COCO's crowd), ids 1, 2, ... in evaluation order.
 
-    Image ids: the record's COCO id when it has one, else the VOC id as an integer when it is all
-    digits, else the 1-based position in the evaluation order.
+    Image ids: the record's COCO id when it has one; else the VOC id as an integer when it is
+    ASCII digits (at most 18: an int64) and no image before it has that number; the other images
+    (ids of letters, `7` after `007`) get the numbers after the largest of those, in evaluation
+    order (1, 2, ... where no id is a number). The numbers are given once every image is in: the
+    position alone collided with a digit id (`3` and the third image `cat`).
     """
 
     def __init__(self, class_names, label_to_category, remove_difficult=True):
@@ -229,9 +238,11 @@ class _CocoCollector:
             {'id': label_to_category[label], 'name': name} for label, name in class_names.items()
         ]
         self._images, self._stored, self._derived = [], [], []
-        # Per image (image ids, category ids, xywh, scores) arrays; the result dicts are built
-        # once, by `detections`: 200 dicts per image built as it comes took 1.2 ms per image
-        # (the garbage collector walking TensorFlow's objects as they pile up).
+        # Per image: (its COCO id, or None where `_image_ids` numbers it) and its key.
+        self._requested_ids = []
+        # Per image (category ids, xywh, scores) arrays; the result dicts are built once, by
+        # `detections`: 200 dicts per image built as it comes took 1.2 ms per image (the garbage
+        # collector walking TensorFlow's objects as they pile up).
         self._detection_arrays, self._detections = [], None
         self._ids = set()
         self.num_derived_coco_images = 0  # COCO images (id >= 0) without stored annotations
@@ -255,19 +266,19 @@ class _CocoCollector:
         """`key`: the image_key; `filename`: the record's image/filename, a COCO image's
         `file_name` in the ground truth (the JSON's own); other images' `file_name` is `key`."""
         has_coco_id = coco_id >= 0
-        if not has_coco_id:
-            coco_id = int(key) if key.isdigit() else index
-        if coco_id in self._ids:
-            raise ValueError(
-                f'COCO image id {coco_id} (image {key!r}) is used twice; the dataset needs '
-                f'unique COCO ids or VOC ids.'
-            )
-        self._ids.add(coco_id)
+        if has_coco_id:
+            if coco_id in self._ids:
+                raise ValueError(
+                    f'COCO image id {coco_id} (image {key!r}, record {index}) is used twice; the '
+                    f'records must hold each COCO image once.'
+                )
+            self._ids.add(coco_id)
+        slot = len(self._images)
+        self._requested_ids.append((coco_id if has_coco_id else None, key))
         if isinstance(filename, bytes):
             filename = filename.decode('utf-8')
         self._images.append(
             {
-                'id': coco_id,
                 'file_name': (filename if has_coco_id else '') or key,
                 'height': int(shape[0]),
                 'width': int(shape[1]),
@@ -275,7 +286,7 @@ class _CocoCollector:
         )
         if isinstance(coco_annotations, bytes):
             coco_annotations = coco_annotations.decode('utf-8')
-        if coco_annotations:
+        if coco_annotations and has_coco_id:  # a COCO image's own annotations
             self._stored += _stored_annotations(coco_annotations, coco_id, key)
         else:
             self.num_derived_coco_images += int(has_coco_id)
@@ -289,7 +300,7 @@ class _CocoCollector:
             ):
                 self._derived.append(
                     {
-                        'image_id': coco_id,
+                        'image_id': slot,  # the image's slot until `ground_truth` numbers it
                         'category_id': self._label_to_category[label],
                         'bbox': box,
                         'area': box[2] * box[3],
@@ -301,17 +312,34 @@ class _CocoCollector:
             boxes, scores, labels, shape, self._label_to_category, f'COCO detections of {key!r}'
         )
         self._detection_arrays.append(
-            (np.full(len(scores), coco_id, np.int64), categories, xywh, scores)
+            (np.full(len(scores), slot, np.int64), categories, xywh, scores)
         )
         self._detections = None
+
+    def _image_ids(self):
+        """[N] int64: each image's COCO id, by the rule of the class docstring."""
+        ids = [coco_id for coco_id, _ in self._requested_ids]
+        taken = set(self._ids)
+        for slot, (coco_id, key) in enumerate(self._requested_ids):
+            number = int(key) if _DIGIT_ID.fullmatch(key) else None
+            if coco_id is None and number is not None and number not in taken:
+                ids[slot] = number
+                taken.add(number)
+        following = max(taken, default=0) + 1
+        for slot, coco_id in enumerate(ids):
+            if coco_id is None:
+                ids[slot], following = following, following + 1
+        return np.asarray(ids, np.int64).reshape(-1)
 
     def ground_truth(self):
         """The COCO dataset dict: images in evaluation order; stored annotations in the annotation
         file's order, then derived ones."""
+        ids = self._image_ids().tolist()
         stored = [ann for _, ann in sorted(self._stored, key=lambda item: item[0])]
         return {
-            'images': self._images,
-            'annotations': stored + self._derived,
+            'images': [dict(image, id=i) for image, i in zip(self._images, ids)],
+            'annotations': stored
+            + [dict(ann, image_id=ids[ann['image_id']]) for ann in self._derived],
             'categories': self._categories,
         }
 
@@ -319,11 +347,10 @@ class _CocoCollector:
     def detections(self):
         """The COCO result dicts of every image, in evaluation order."""
         if self._detections is None:
-            self._detections = (
-                coco_metrics.coco_results(*map(np.concatenate, zip(*self._detection_arrays)))
-                if self._detection_arrays
-                else []
-            )
+            self._detections = []
+            if self._detection_arrays:
+                slots, *arrays = map(np.concatenate, zip(*self._detection_arrays))
+                self._detections = coco_metrics.coco_results(self._image_ids()[slots], *arrays)
         return self._detections
 
 
@@ -810,13 +837,20 @@ class _Metrics:
         if 'coco' in settings.metrics:
             self.coco = _CocoCollector(class_names, label_to_category, settings.remove_difficult)
         self.done = 0
+        self._record_of = {}  # image key -> its record's number (1-based), to name both of a pair
 
     def add_batch(self, out):
-        """One fetched batch: ground truth, original shapes and detections (relative boxes)."""
+        """One fetched batch: ground truth, original shapes and detections (relative boxes).
+
+        Raises:
+          ValueError naming both records when two are one image key (the results files and the
+          COCO ground truth name each image once).
+        """
         first = self.done
         keys = []
         for i in range(len(out['num_gt'])):
             keys.append(image_key(out['filename'][i], first + i + 1, int(out['image_id'][i])))
+            self._check_new_key(keys[-1], first + i + 1, out['filename'][i])
         self.done += len(keys)
         shapes = out['shape'][:, :2]
         difficult, crowd = out['gt_difficult'] > 0, out['gt_crowd'] > 0
@@ -848,6 +882,22 @@ class _Metrics:
                     out['coco_annotations'][i],
                     out['filename'][i],
                 )
+
+    def _check_new_key(self, key, record, filename):
+        """Raises ValueError when an earlier record had image key `key` (see `add_batch`)."""
+        earlier = self._record_of.setdefault(key, record)
+        if earlier != record:
+            if isinstance(filename, bytes):
+                filename = filename.decode('utf-8', 'replace')
+            settings = self.settings
+            raise ValueError(
+                f'{settings.dataset_dir}: records {earlier} and {record} of '
+                f'{settings.dataset_name}/{settings.dataset_split_name} are both image {key!r} '
+                f'(file name {filename!r}); the results files name each image once, so nothing '
+                f'was written. A split list that names an id twice, or folders whose images share '
+                f'names converted into one record set, give such records: convert again, the '
+                f'folders into separate record sets or with their images renamed.'
+            )
 
     def close(self):
         if self.writer is not None:

@@ -92,6 +92,23 @@ def _results_subfolders(folder, prefix):
     )
 
 
+def _other_results_files(results_dir, prefix, paths):
+    """What the results files in `results_dir` of these classes (`paths`: the expected files,
+    named `prefix<stem>.txt`) are named for, e.g. `comp4_det_val_<class>.txt (--competition=comp4
+    --split=val)`; '' if none."""
+    stems = {os.path.basename(path)[len(prefix) :] for path in paths}
+    found = set()
+    for name in os.listdir(results_dir):
+        for stem in stems:
+            head = name[: -len(stem) - 1] if name.endswith('_' + stem) else ''
+            if '_det_' in head:
+                found.add(tuple(head.split('_det_', 1)))
+    return ', '.join(
+        f'{competition}_det_{split}_<class>.txt (--competition={competition} --split={split})'
+        for competition, split in sorted(found)
+    )
+
+
 def score_voc_results(
     results_dir,
     voc_dir,
@@ -102,6 +119,7 @@ def score_voc_results(
     iou_rule='>=',
     strict=False,
     log=None,
+    remove_difficult=True,
 ):
     """Scores `<results_dir>/<competition>_det_<split>_<class>.txt` against a VOC folder (`<class>`:
     the class name made safe for file names, see `voc_metrics.voc_results_paths`).
@@ -109,10 +127,12 @@ def score_voc_results(
     Args:
       results_dir: folder of the results files. A class without a file has no detections
         (tools skip the file of a class they never detected); `log` gets one warning saying how
-        many classes had none. `strict`: a missing file is an error, as in the devkit.
+        many classes had none, and one when every box lies within [0, 1] (relative coordinates
+        in place of pixels). `strict`: a missing file is an error, as in the devkit.
       voc_dir: VOC folder with Annotations/ and ImageSets/Main/<split>.txt.
       split: the image set.
       class_names: class names in label order (label = index + 1).
+      remove_difficult: difficult objects are ignored (the devkit); False: ordinary objects.
     Returns:
       voc_metrics.VOCResult.
     Raises:
@@ -151,15 +171,27 @@ def score_voc_results(
                 f'--results_dir, e.g. '
                 f'--results_dir={os.path.join(results_dir, inside[-1])}.'
             )
+        others = _other_results_files(results_dir, f'{competition}_det_{split}_', paths.values())
         raise ValueError(
             f'{results_dir}: no results file for any of the {len(names)} classes; {expected}, '
-            f'and check --split, --competition and the class list.'
+            + (
+                f'and check --split and --competition: it holds {others}.'
+                if others
+                else 'and check --split, --competition and the class list.'
+            )
         )
     if missing:
         (log or logging.warning)(
             f'{len(missing)} of {len(names)} classes have no {competition}_det_{split}_<class>.txt '
             f'file in {results_dir} ({", ".join(missing[:10])}{", ..." if len(missing) > 10 else ""}'
             f'): scored as classes without detections (--strict refuses instead).'
+        )
+    boxes = np.concatenate([np.zeros((0, 4))] + [d.boxes for d in detections.values()])
+    if len(boxes) and boxes.max() <= 1.0:
+        (log or logging.warning)(
+            f'{results_dir}: every box of the {len(boxes)} detections lies within [0, 1]: relative '
+            f'coordinates? The results files hold 1-based pixels (xmin = x * width + 1, xmax = '
+            f'x * width for relative x); they are scored as pixels.'
         )
     image_ids = list(sources)
     ground_truth = [read_voc_ground_truth(sources[image_id], class_ids) for image_id in image_ids]
@@ -186,7 +218,11 @@ def score_voc_results(
         gt_rows = mine[np.argsort(split_image[mine], kind='stable')]
         det_slot, gt_slot = det_image[det_rows], split_image[gt_rows]
         class_det = (dets.boxes[det_rows], dets.scores[det_rows], det_rows)
-        class_gt = (split_boxes[gt_rows], split_labels[gt_rows], split_difficult[gt_rows])
+        class_gt = (
+            split_boxes[gt_rows],
+            split_labels[gt_rows],
+            split_difficult[gt_rows] & remove_difficult,
+        )
         evaluator = voc_metrics.VOCEvaluator(
             {label: name}, iou_threshold=iou_threshold, iou_rule=iou_rule, boxes_in_pixels=True
         )
@@ -271,9 +307,16 @@ def score_coco_results(results_path, annotations_path, stdout=None):
 
 def class_names_from(labels_file=None, voc_dir=None, model_card=None):
     """The class list: `labels_file`, else the model card's (a `model.json` path), else
-    `<voc_dir>/labels.txt` when present, else the VOC 20."""
+    `<voc_dir>/labels.txt` when present, else the VOC 20.
+
+    Raises:
+      ValueError naming --labels_file and the file (`labels.read_labels_flag`): missing,
+      unreadable or malformed; card_lib.CardError (a ValueError): an unreadable card.
+    """
     if labels_file:
-        return labels_lib.read_labels_file(labels_file)
+        return labels_lib.read_labels_flag(
+            labels_file, ValueError, near=[voc_dir] if voc_dir else []
+        )
     if model_card:
         return list(card_lib.load(model_card).class_names)
     if voc_dir and os.path.isfile(os.path.join(voc_dir, 'labels.txt')):

@@ -80,6 +80,17 @@ def define_iou_rule(threshold_flag, prefix=''):
     )
 
 
+def define_remove_difficult(prefix=''):
+    """--remove_difficult: ignore difficult objects in the VOC metrics (the devkit), or count them
+    as ordinary objects."""
+    flags.DEFINE_boolean(
+        'remove_difficult',
+        True,
+        f'{prefix}Ignore difficult objects in the metrics (devkit); false counts them as '
+        f'ordinary objects.',
+    )
+
+
 def register_bound(name, test, allowed, optional=False):
     """--`name` (a float flag) must be a finite number for which `test` holds (or unset, where
     `optional`): absl's lower_bound / upper_bound let nan and inf through, and a value out of

@@ -281,6 +281,29 @@ def test_derived_ground_truth_keeps_exact_pixels():
     assert coco.ground_truth()['images'][0]['id'] == 1
 
 
+def test_voc_ids_of_digits_and_names_get_distinct_coco_ids():
+    """VOC-style records: an id of ASCII digits is its number unless an image before it has that
+    number; every other image gets the numbers after the largest (the third image, `b`, took
+    id 3, the position, which `3` already had: "COCO image id 3 is used twice"). Each image's
+    one object and its exact detection keep its id: AP 1 by pycocotools."""
+    keys = ['3', 'cat', 'b', '007', '7', '\u00b2']  # '²': str.isdigit, not int()
+    coco = evaluate._CocoCollector({1: 'thing'}, {1: 1}, remove_difficult=True)
+    boxes = {}
+    for index, key in enumerate(keys, 1):
+        box = np.array([[0.1 * index, 0.05, 0.1 * index + 0.08, 0.5]])  # one per image
+        boxes[key] = coco_metrics.coco_ground_truth_boxes(box, (100, 200))[0].tolist()
+        one, no = np.ones(1, np.int64), np.zeros(1, bool)
+        coco.add_image(key, index, -1, (100, 200), box, one, no, no, box, [0.9], one)
+    ground_truth = coco.ground_truth()
+    ids = {image['file_name']: image['id'] for image in ground_truth['images']}
+    assert ids == {'3': 3, 'cat': 8, 'b': 9, '007': 7, '7': 10, '\u00b2': 11}
+    for key in keys:
+        (ann,) = [a for a in ground_truth['annotations'] if a['image_id'] == ids[key]]
+        (det,) = [d for d in coco.detections if d['image_id'] == ids[key]]
+        assert ann['bbox'] == boxes[key] and np.allclose(det['bbox'], boxes[key])
+    assert coco_metrics.evaluate_coco(ground_truth, coco.detections)['AP'] == 1.0
+
+
 def test_collector_detections_are_each_images_in_order():
     """The collector keeps detections as arrays and builds the result dicts once: the same
     dicts, in evaluation order, as a plain-Python conversion image by image (an image without

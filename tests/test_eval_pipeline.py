@@ -720,3 +720,39 @@ def test_metrics_check_each_batchs_detections_once(tmp_path, monkeypatch):
         key = 'ab'[image]
         assert str(err.value) == f"VOCEvaluator.add_batch(image_id='{key}'): {messages[field]}"
         assert os.listdir(tmp_path / field) == []
+
+
+def test_two_records_of_one_image_are_named(tmp_path):
+    """Two records with one file stem (a split list naming an id twice, two folders' IMG_001
+    converted together) stop the evaluation naming both records, the image and what to do: it
+    failed in the VOC evaluator ("VOCEvaluator.add_batch(image_id='a'): this image was already
+    added"), and COCO alone gave both one id in silence. The second batch repeats the first's
+    'a'."""
+    settings = types.SimpleNamespace(
+        metrics=('voc07', 'coco'),
+        matching_threshold=0.5,
+        iou_rule='>=',
+        dataset_name='custom',
+        dataset_split_name='test',
+        dataset_dir='/data/records',
+        remove_difficult=True,
+    )
+    for metrics_names in (('voc07', 'coco'), ('coco',)):
+        folder = tmp_path / '_'.join(metrics_names)
+        os.makedirs(folder)
+        settings.metrics = metrics_names
+        metrics = evaluate._Metrics(settings, {1: 'cat', 2: 'dog'}, {1: 1, 2: 2}, str(folder))
+        first, again = _fetched_batch(), _fetched_batch()
+        first['coco_annotations'] = again['coco_annotations'] = np.array([b'', b''])
+        metrics.add_batch(first)
+        again['filename'] = np.array([b'c.jpg', b'a.png'])
+        with pytest.raises(ValueError) as err:
+            metrics.add_batch(again)
+        metrics.abort()
+        assert str(err.value) == (
+            "/data/records: records 1 and 4 of custom/test are both image 'a' (file name "
+            "'a.png'); the results files name each image once, so nothing was written. A split "
+            'list that names an id twice, or folders whose images share names converted into '
+            'one record set, give such records: convert again, the folders into separate record '
+            'sets or with their images renamed.'
+        )

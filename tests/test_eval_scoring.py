@@ -245,3 +245,111 @@ def test_a_watchers_eval_dir_points_at_its_checkpoint_folders(voc, tmp_path):
         scoring.score_voc_results(str(eval_dir / 'best'), root, 'test', ('cat', 'dog')).map_voc07
         == scoring.score_voc_results(results, root, 'test', ('cat', 'dog')).map_voc07
     )
+
+
+def test_noremove_difficult_counts_difficult_objects(voc):
+    """--noremove_difficult, which the table's footer names, is score_detections' too (it was an
+    unknown flag there): a's difficult cat becomes an ordinary object, its detection (0.75) a TP.
+    Counted: TP FP TP TP -> precision 1, 1/2, 2/3, 3/4 at recall 1/3, 1/3, 2/3, 1."""
+    root, results = voc
+    result = scoring.score_voc_results(
+        results, root, 'test', ('cat', 'dog'), remove_difficult=False
+    )
+    cat = result.classes[0]
+    assert (cat.num_gt, cat.num_difficult, cat.num_tp, cat.num_fp, cat.num_ignored) == (
+        3,
+        0,
+        3,
+        1,
+        0,
+    )
+    assert cat.ap_voc12 == pytest.approx(1 / 3 * 1 + 2 / 3 * 3 / 4)
+    assert cat.ap_voc07 == pytest.approx((4 * 1 + 7 * 3 / 4) / 11)
+    with open(os.path.join(root, 'labels.txt'), 'w') as f:
+        f.write('cat\ndog\n')
+    proc = run_script(
+        'score_detections.py',
+        f'--results_dir={results}',
+        f'--voc_dir={root}',
+        '--noremove_difficult',
+    )
+    assert proc.returncode == 0, proc.stderr
+    row = next(line.split() for line in proc.stdout.splitlines() if line.split()[1:2] == ['cat'])
+    assert row[2:] == ['3', '0', '4', '3', '1', '0', f'{100 * cat.ap_voc07:.2f}', '83.33']
+
+
+def test_a_split_list_naming_an_image_twice_is_refused(voc):
+    """The devkit counted such an image's objects twice (and matched its detections to the first
+    copy), scoring de-duplicated it in silence, and the converter made it two records that
+    evaluation could not tell apart: the one list reader refuses it for both, naming the lines
+    (`b.xml` also names `b`)."""
+    root, results = voc
+    split = os.path.join(root, 'ImageSets', 'Main', 'test.txt')
+    with open(split, 'a') as f:
+        f.write('b.xml\n')
+    message = f"{split}:3: image id 'b' is listed again (line 2); a split lists each image once: "
+    with pytest.raises(ValueError) as scored:
+        scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
+    with pytest.raises(ValueError) as listed:
+        pascalvoc.list_examples([root], 'test', note=lambda line: None)
+    assert str(scored.value) == str(listed.value) == message + 'remove the repeated line.'
+
+
+def test_relative_boxes_are_named(voc):
+    """Results files in relative coordinates scored 0 in silence; one warning says so (the
+    devkit's numbers are kept). Pixel files are not warned about."""
+    root, results = voc
+    warnings = []
+    scoring.score_voc_results(results, root, 'test', ('cat', 'dog'), log=warnings.append)
+    assert warnings == []
+    path = os.path.join(results, 'comp4_det_test_cat.txt')
+    with open(path) as f:
+        rows = [line.split() for line in f]
+    with open(path, 'w') as f:
+        f.write(
+            ''.join(
+                f'{r[0]} {r[1]} ' + ' '.join(str(float(v) / 100) for v in r[2:]) + '\n'
+                for r in rows
+            )
+        )
+    result = scoring.score_voc_results(results, root, 'test', ('cat', 'dog'), log=warnings.append)
+    assert result.classes[0].num_tp == 0
+    assert warnings == [
+        f'{results}: every box of the 4 detections lies within [0, 1]: relative coordinates? '
+        'The results files hold 1-based pixels (xmin = x * width + 1, xmax = x * width for '
+        'relative x); they are scored as pixels.'
+    ]
+
+
+def test_results_of_another_split_or_competition_are_named(voc, tmp_path):
+    """A folder of another split's (or competition's) files was 'no results file for any of the
+    2 classes ... check --split, --competition and the class list': the message names what the
+    folder holds, and the flags that read it."""
+    root, results = voc
+    other = tmp_path / 'other'
+    other.mkdir()
+    for name in ('comp4_det_val_cat.txt', 'comp3_det_test_dog.txt', 'comp4_det_val_bird.txt'):
+        (other / name).write_text('a 0.9 11 11 50 50\n')
+    with pytest.raises(ValueError) as info:
+        scoring.score_voc_results(str(other), root, 'test', ('cat', 'dog'))
+    assert str(info.value).endswith(
+        '(eval_ssd_network.py writes them to its --eval_dir), and check --split and '
+        '--competition: it holds comp3_det_test_<class>.txt (--competition=comp3 --split=test), '
+        'comp4_det_val_<class>.txt (--competition=comp4 --split=val).'
+    )
+
+
+def test_a_missing_labels_file_is_named_as_the_flag(voc):
+    """It was `[Errno 2] No such file or directory: 'nope.txt'`; the converter's message names
+    the flag, what the file holds and the VOC folder's labels.txt."""
+    root, _ = voc
+    with open(os.path.join(root, 'labels.txt'), 'w') as f:
+        f.write('cat\ndog\n')
+    with pytest.raises(ValueError) as info:
+        scoring.class_names_from('nope.txt', root)
+    assert str(info.value) == (
+        '--labels_file: nope.txt does not exist; expected a text file with one class name per '
+        'line (the first line is class id 1, the next id 2, ...: ids follow the line order), or a '
+        f'TF Object Detection API label map (label_map.pbtxt): pass --labels_file={root}/labels.txt.'
+    )
+    assert list(scoring.class_names_from(os.path.join(root, 'labels.txt'))) == ['cat', 'dog']

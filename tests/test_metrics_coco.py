@@ -531,3 +531,23 @@ def test_annotations_pycocotools_leaves_out_are_named(caplog):
         'annotation(s) of category ids 77 that "categories" does not list are not scored, as '
         'pycocotools does.'
     ]
+
+
+def test_relative_boxes_are_named(caplog):
+    """Results in relative coordinates (x / width, ...) scored AP 0 in silence; one warning names
+    them, and the scores stay pycocotools' (0 here). Pixel results are not warned about."""
+    dataset = _dataset()
+    size = {image['id']: (image['width'], image['height']) for image in dataset['images']}
+    relative = [
+        dict(det, bbox=[v / size[det['image_id']][k % 2] for k, v in enumerate(det['bbox'])])
+        for det in _detections()
+    ]
+    with caplog.at_level('WARNING'):
+        assert cm.evaluate_coco(dataset, _detections())['AP'] > 0.5
+        assert not caplog.messages
+        assert cm.evaluate_coco(dataset, relative)['AP'] == 0.0
+    assert caplog.messages == [
+        'the detections: every bbox of the 9 results lies within [0, 1]: relative coordinates? '
+        'COCO results hold pixels ([x, y, width, height], x = relative xmin * image width); they '
+        'are scored as pixels.'
+    ]

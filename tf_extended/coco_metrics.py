@@ -417,6 +417,22 @@ def _check_category_ids(results, known, source):
     )
 
 
+def _warn_relative_boxes(results, source):
+    """Warns when every result's bbox lies within [0, 1]: relative coordinates, which COCOeval
+    scores as pixels (AP 0 with no error)."""
+    if results and all(
+        x >= 0 and y >= 0 and x + w <= 1.0 and y + h <= 1.0
+        for x, y, w, h in (r['bbox'] for r in results)
+    ):
+        logging.warning(
+            '%s: every bbox of the %d results lies within [0, 1]: relative coordinates? COCO '
+            'results hold pixels ([x, y, width, height], x = relative xmin * image width); they '
+            'are scored as pixels.',
+            source,
+            len(results),
+        )
+
+
 def _run_cocoeval(ground_truth, detections, image_ids, stdout, results_path) -> COCOeval:
     """COCOeval evaluated, accumulated and summarized; see :func:`evaluate_coco` for the arguments."""
     sink = io.StringIO() if stdout is None else stdout
@@ -442,6 +458,7 @@ def _run_cocoeval(ground_truth, detections, image_ids, stdout, results_path) -> 
                 f'ground truth ({len(unknown)} unknown ids).'
             )
         _check_category_ids(results, gt.getCatIds(), source)
+        _warn_relative_boxes(results, source)
         if results_path is not None:
             atomic_io.write_json_atomic(results_path, results, indent=None)
         if results:

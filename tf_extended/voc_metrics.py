@@ -15,7 +15,10 @@ The rules, per class, over the whole split (VOCdevkit ``VOCevaldet.m``):
 * VOC2007 AP ("11-point"): mean over t in {0, 0.1, ..., 1} of the largest precision at
   recall >= t (0 when no point reaches t). The comparison is exact (integer arithmetic on the
   counts): a floating grid such as ``numpy.arange(0, 1.1, 0.1)``, whose 0.3, 0.6 and 0.7 are one
-  ulp high, would drop a point whose recall is exactly 0.3, 0.6 or 0.7;
+  ulp high, would drop a point whose recall is exactly 0.3, 0.6 or 0.7. MATLAB's ``0:0.1:1``
+  (the devkit's loop) holds 0.3 one ulp high too (its colon operator computes the first half as
+  ``k * 0.1``, the second as ``1 - (10 - k) * 0.1``), so the devkit itself drops a recall of
+  exactly 0.3 (tp/npos = 3/10): there our 11-point AP can be above the devkit's;
 * VOC2010+ AP ("all-point"): area under the precision envelope (precision made non-increasing
   from right to left), summed over the recalls at which recall changes.
 
