@@ -39,6 +39,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_string('competition', 'comp4', 'VOC: results file prefix (comp3 or comp4).')
 flags.DEFINE_float('iou_threshold', 0.5, 'VOC: IoU of a true positive.')
+cli.register_bound('iou_threshold', lambda v: 0 < v <= 1, 'lie in (0, 1] (an IoU, e.g. 0.5)')
 flags.DEFINE_boolean(
     'strict',
     False,

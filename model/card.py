@@ -426,9 +426,35 @@ def _card_of_caffe_config(config, model_name, source):
     )
 
 
+# What a file of these suffixes is, where a card was expected (`load`).
+_EXPORTED_MODEL_SUFFIXES = {
+    '.pb': 'a frozen graph',
+    '.tflite': 'a TFLite model',
+    '.xml': 'an OpenVINO IR',
+    '.bin': "an OpenVINO IR's weights",
+}
+
+
 def load(path):
     """Reads a card (`model.json`, an export's metadata.json, or an old `<prefix>.json`; a
-    folder: the card `find_for_checkpoint` finds there, or its metadata.json)."""
+    folder: the card `find_for_checkpoint` finds there, or its metadata.json; a checkpoint's
+    file: its card). An exported model file is refused saying what to pass instead (it read as
+    text that is not UTF-8)."""
+    kind = _EXPORTED_MODEL_SUFFIXES.get(os.path.splitext(path)[1].lower())
+    if kind and not os.path.isdir(path):
+        raise CardError(
+            f'{path}: {kind}, not a model card; pass the {EXPORT_METADATA_FILE} of its export '
+            f'(or the export folder), or run the model itself with --exported_model.'
+        )
+    if re.search(r'\.(index|meta|data-\d{5}-of-\d{5})$', path) and os.path.isfile(path):
+        found = find_for_checkpoint(path)
+        if found is None:
+            raise CardError(
+                f'{path}: a checkpoint file, not a model card, and no card is beside it '
+                f'({os.path.basename(_checkpoint_prefix(path))}{CHECKPOINT_CARD_SUFFIX} or '
+                f'{CARD_FILE}); pass the card of the model it holds.'
+            )
+        path = found
     if os.path.isdir(path):
         found = find_for_checkpoint(path)
         if found is None and os.path.isfile(os.path.join(path, EXPORT_METADATA_FILE)):

@@ -391,6 +391,20 @@ def test_usual_counts_are_drawn_as_without_a_bound(monkeypatch, n):
     assert [len(c) for c in calls] == [n, n]
 
 
+def test_score_detections_iou_threshold():
+    """--iou_threshold=50 (a percentage) failed after the files were read, naming a
+    `iou_threshold` without its dashes; bounded as eval's --matching_threshold."""
+    _check(
+        'score_detections',
+        ['--iou_threshold=1', '--iou_threshold=0.01'],
+        {
+            '--iou_threshold=50': '--iou_threshold',
+            '--iou_threshold=0': '--iou_threshold',
+            '--iou_threshold=nan': '--iou_threshold',
+        },
+    )
+
+
 def test_score_detections_iou_rule():
     """Its enum showed the values as '<>=|>>' (eval's had been fixed alone)."""
     results = _parse('score_detections', [['--iou_rule=>'], ['--iou_rule=>='], ['--iou_rule=gt']])

@@ -197,6 +197,29 @@ def test_a_folder_as_the_card_is_the_card_found_in_it(tmp_path):
     )
 
 
+def test_a_model_or_checkpoint_file_as_the_card(tmp_path):
+    """--model_card=<an exported model> read it as JSON ("not UTF-8 text"): it says what the
+    file is and what to pass; a checkpoint's file is its checkpoint's card."""
+    tflite = tmp_path / 'model_int8.tflite'
+    tflite.write_bytes(b'\x1c\x00\x00\x00TFL3')
+    with pytest.raises(card_lib.CardError) as info:
+        card_lib.load(str(tflite))
+    assert str(info.value) == (
+        f'{tflite}: a TFLite model, not a model card; pass the metadata.json of its export (or '
+        'the export folder), or run the model itself with --exported_model.'
+    )
+    index = tmp_path / 'model.ckpt-5.index'
+    index.write_bytes(b'')
+    with pytest.raises(card_lib.CardError) as info:
+        card_lib.load(str(index))
+    assert str(info.value) == (
+        f'{index}: a checkpoint file, not a model card, and no card is beside it '
+        '(model.ckpt-5.model.json or model.json); pass the card of the model it holds.'
+    )
+    card_lib.write(str(tmp_path / card_lib.CARD_FILE), _card())
+    assert card_lib.load(str(index)) == _card()
+
+
 def test_contradicting_flag_is_an_error_naming_flag_values_and_file(tmp_path):
     path = card_lib.write(str(tmp_path / 'model.json'), _card())
     lines = []
