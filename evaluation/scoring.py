@@ -206,10 +206,18 @@ def score_voc_results(
     for label, name in names.items():
         dets = detections[label]
         det_image = np.array([image_index.get(i, -1) for i in dets.image_ids], np.int64)
-        if np.any(det_image < 0):
-            image_id = dets.image_ids[int(np.argmax(det_image < 0))]
+        outside = np.flatnonzero(det_image < 0)
+        if len(outside):
+            image_id, line = dets.image_ids[outside[0]], dets.lines[outside[0]]
+            more = (
+                f' ({len(outside)} of its {len(det_image)} detections name images not in it: '
+                'results of another split?)'
+                if len(outside) > 1
+                else ''
+            )
             raise ValueError(
-                f'{paths[label]}: image {image_id!r} is not in {voc_dir} split {split!r}.'
+                f'{paths[label]}:{line}: image {image_id!r} is not in {voc_dir} split '
+                f'{split!r}{more}.'
             )
         mine = np.flatnonzero(split_labels == label)
         # Rows sorted by image once (stably: each image's rows keep the file's order), so that

@@ -103,10 +103,21 @@ def test_voc_scoring_batches_give_the_image_by_image_result(voc, monkeypatch):
 
 def test_voc_scoring_rejects_unknown_images_and_classes(voc, tmp_path):
     root, results = voc
-    with open(os.path.join(results, 'comp4_det_test_cat.txt'), 'a') as fh:
-        fh.write('zzz 0.5 1 1 2 2\n')
-    with pytest.raises(ValueError, match="image 'zzz' is not in"):
+    cat = os.path.join(results, 'comp4_det_test_cat.txt')
+    with open(cat, 'a') as fh:
+        fh.write('\nzzz 0.5 1 1 2 2\n')
+    # Named by its line (blank lines counted), as another split's results file is hinted.
+    with pytest.raises(ValueError) as info:
         scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
+    assert str(info.value) == f"{cat}:6: image 'zzz' is not in {root} split 'test'."
+    with open(cat, 'a') as fh:
+        fh.write('yyy 0.4 1 1 2 2\n')
+    with pytest.raises(ValueError) as info:
+        scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
+    assert str(info.value) == (
+        f"{cat}:6: image 'zzz' is not in {root} split 'test' (2 of its 6 detections name "
+        'images not in it: results of another split?).'
+    )
     with pytest.raises(ValueError, match="class 'dog', not among"):
         scoring.score_voc_results(results, root, 'test', ('cat',))
 

@@ -956,12 +956,14 @@ class VOCClassDetections:
     """Detections of one class read from a results file, in file order.
 
     image_ids: [N] str; scores: [N] float64; boxes: [N, 4] float64 ``[ymin, xmin, ymax, xmax]``
-    in 1-based inclusive pixels (the file's order is xmin ymin xmax ymax).
+    in 1-based inclusive pixels (the file's order is xmin ymin xmax ymax); lines: [N] int64, each
+    detection's 1-based line in the file (blank lines are skipped), for messages.
     """
 
     image_ids: List[str]
     scores: np.ndarray
     boxes: np.ndarray
+    lines: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
     missing: bool = False  # no results file (read with missing_ok)
 
 
@@ -1152,7 +1154,7 @@ def read_voc_results(
                 f'read_voc_results: missing results file {path!r} for class '
                 f'{name!r} (every class needs a file, possibly empty).'
             )
-        ids, values = [], []
+        ids, values, lines = [], [], []
         text = safe_io.read_text(path, MAX_RESULTS_BYTES, 'results file', f'lines {_RESULTS_LINE}')
         for line_no, line in enumerate(text.split('\n'), 1):
             fields = line.split()
@@ -1171,8 +1173,12 @@ def read_voc_results(
                 ) from None
             ids.append(urllib.parse.unquote(fields[0]) if '%' in fields[0] else fields[0])
             values.append(numbers)
+            lines.append(line_no)
         values = np.asarray(values, dtype=np.float64).reshape(-1, 5)
         results[label] = VOCClassDetections(
-            image_ids=ids, scores=values[:, 0], boxes=values[:, [2, 1, 4, 3]]
+            image_ids=ids,
+            scores=values[:, 0],
+            boxes=values[:, [2, 1, 4, 3]],
+            lines=np.asarray(lines, np.int64),
         )
     return results
