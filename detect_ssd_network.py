@@ -520,6 +520,11 @@ class Run:
             }
         )
 
+    def num_detections(self):
+        """Detections kept in every image and video frame processed so far."""
+        frames = [frame for video in self.videos for frame in video['frames']]
+        return sum(len(item['detections']) for item in self.images + frames)
+
     def summary(self, seconds):
         return {
             'model': self.detector.card.to_dict(),
@@ -658,6 +663,14 @@ def _detect():
         f'images/s overall, {summary["detector_images_per_second"]:.1f} images/s in the '
         f'detector); {len(run.failures)} failed{failed}\nwrote {json_path}'
     )
+    if run.num_detections() == 0:
+        # A briefly trained model's scores all lie below the default 0.5: empty drawings and an
+        # empty detections.json read as a broken run.
+        print(
+            f'note: no detection scored {detector.card.detection.select_threshold:g} or more '
+            f'(--select_threshold) in any image: a briefly trained model scores lower; a lower '
+            f'--select_threshold (e.g. 0.2) shows its weaker detections'
+        )
     if run.non_finite:
         print(
             f'note: {run.non_finite} detection(s) above --select_threshold had a box that is not '

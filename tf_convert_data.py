@@ -115,6 +115,10 @@ flags.DEFINE_boolean(
 )
 flags.mark_flags_as_required(['output_dir', 'output_name'])
 
+# Names a labels file's line for the background goes by (the older port's table called it
+# 'none'), compared lower-cased.
+BACKGROUND_NAMES = ('none', 'background', '__background__', 'bg')
+
 _SKIP_HINT = (
     'pass --skip_bad_examples to skip such examples (each is listed in the metadata report), '
     'or fix the input'
@@ -294,12 +298,20 @@ def _empty_classes_warning(empty):
     names = ', '.join(repr(c['name']) for c in empty)
     listed = f'--labels_file={FLAGS.labels_file}' if FLAGS.labels_file else "VOC's 20 classes"
     one = len(empty) == 1
+    # A labels file that lists the background makes it label 1, a class of its own.
+    background = [c['name'] for c in empty if c['name'].lower() in BACKGROUND_NAMES]
+    hint = (
+        f' Label 0, the background, is implied: a labels file lists only the objects\' classes, '
+        f'its first line label 1; remove {", ".join(map(repr, background))} from it.'
+        if background
+        else ''
+    )
     return (
         f'{"class" if one else "classes"} {names} of {listed} {"has" if one else "have"} no '
         f'objects in these records: a model trained on them has an output for '
         f'{"it" if one else "each"} that nothing teaches (an evaluation on them reports '
         f'{"it" if one else "them"} absent). Check the names in the annotations; a class that is '
-        'not yours can be removed from the labels file.'
+        'not yours can be removed from the labels file.' + hint
     )
 
 

@@ -514,6 +514,7 @@ def test_exported_models_log_and_record_the_select_threshold_applied(setup, expo
     }
     rows = [row for image in got['images'] for row in image['detections']]
     assert rows and min(row['score'] for row in rows) >= 0.5
+    assert 'note: no detection' not in proc.stdout, proc.stdout
     for source in (
         f'--frozen_graph={export_any}/frozen_graph.pb',
         f'--checkpoint_path={setup["prefix"]}',
@@ -532,6 +533,24 @@ def test_exported_models_log_and_record_the_select_threshold_applied(setup, expo
             '(--select_threshold) is 50.0, expected a number in [0, 1].'
         )
     assert not os.path.exists(f'{setup["root"]}/o50/detections.json')
+
+
+def test_a_run_that_detects_nothing_says_so(setup, export_any):
+    """A briefly trained model scores below the default 0.5 everywhere: the run printed only
+    'processed 1 image(s)' and wrote undrawn images, which read as a broken model or script."""
+    proc, got = detect(
+        setup,
+        'out_frozen_nothing',
+        f'--frozen_graph={export_any}/frozen_graph.pb',
+        str(setup['square']),
+        '--select_threshold=1',
+    )
+    assert got['images'] and not any(image['detections'] for image in got['images'])
+    assert (
+        'note: no detection scored 1 or more (--select_threshold) in any image: a briefly '
+        'trained model scores lower; a lower --select_threshold (e.g. 0.2) shows its weaker '
+        'detections\n'
+    ) in proc.stdout, proc.stdout
 
 
 def test_an_input_without_images_fails_before_the_model_loads(setup, tmp_path):

@@ -241,6 +241,30 @@ def test_labels_file_classes_without_objects_are_named_at_conversion(tmp_path):
     ]
 
 
+def test_a_labels_file_that_lists_the_background_is_told_it_is_implied(tmp_path):
+    """The older port's class table began with 'none' (label 0): a labels file copying it made
+    the background label 1, a class with no objects, and the warning did not say why."""
+    root = str(tmp_path / 'voc')
+    _voc(root, ['a', 'b'])
+    labels_file = tmp_path / 'labels.txt'
+    labels_file.write_text('Background\ndog\n')
+    lines = _convert(
+        '--dataset_name=pascalvoc',
+        f'--dataset_dir={root}',
+        f'--labels_file={labels_file}',
+        f'--output_dir={tmp_path / "out"}',
+        '--output_name=train',
+    )
+    assert _logged(lines, 'no objects in these records') == [
+        f"class 'Background' of --labels_file={labels_file} has no objects in these records: "
+        'a model trained on them has an output for it that nothing teaches (an evaluation on '
+        'them reports it absent). Check the names in the annotations; a class that is not '
+        "yours can be removed from the labels file. Label 0, the background, is implied: a "
+        "labels file lists only the objects' classes, its first line label 1; remove "
+        "'Background' from it."
+    ]
+
+
 @pytest.mark.parametrize(
     'name, readers',
     [

@@ -301,7 +301,8 @@ def test_fine_tuning_with_other_anchors_says_so(tmp_path):
 @pytest.fixture(scope='module')
 def short_run(tmp_path_factory):
     """A 3-step training with summaries every hour (so only the first step's are due), focal
-    loss, a --batch_norm_decay and a piecewise schedule from --values: (train dir, stderr)."""
+    loss, a --batch_norm_decay, a piecewise schedule from --values and a warm-up longer than the
+    run: (train dir, stderr)."""
     train_dir = tmp_path_factory.mktemp('short_run') / 'train'
     proc = run_script(
         'train_ssd_network.py',
@@ -317,6 +318,7 @@ def short_run(tmp_path_factory):
         '--learning_rate_decay_type=piecewise',
         '--boundaries=2',
         '--values=0.01,0.001',
+        '--warmup_steps=5',
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return train_dir, proc.stderr
@@ -345,6 +347,11 @@ def test_card_and_start_line_of_the_run(short_run):
     assert schedule.startswith(
         'schedule: adam (epsilon 1e-08), learning rate piecewise: 0.01 until step 2, then 0.001,'
     )
+    # 3 steps of a 5-step ramp: the last trains at (2 + 1) / 5 of the schedule's rate.
+    assert (
+        "--warmup_steps=5 over 3 steps: the whole run is warm-up, and its last step trains at 60% "
+        "of the schedule's learning rate at most"
+    ) in stderr
 
 
 def test_a_resume_compares_only_the_settings_either_run_reads():
@@ -404,3 +411,23 @@ def test_a_run_too_short_for_its_batch_norm_decay_is_warned():
     assert trainer.batch_norm_start_warning(faster, 1600, 34) is None  # the main job's
     vgg = card_lib.from_registry('ssd_300_vgg', 21)
     assert trainer.batch_norm_start_warning(vgg, 10, 0) is None
+
+
+def test_a_warm_up_that_lasts_the_whole_run_is_warned():
+    """README's recipe (--warmup_steps=1000) scaled down to --max_number_of_steps=150 trained at
+    most at (149 + 1) / 1000 = 15 % of its rate, and nothing said so."""
+    assert trainer.warmup_start_warning(1000, 150) == (
+        "--warmup_steps=1000 over 150 steps: the whole run is warm-up, and its last step trains "
+        "at 15% of the schedule's learning rate at most: pass --warmup_steps lower than "
+        '--max_number_of_steps (e.g. 15).'
+    )
+    # Equal: the ramp reaches 1 only at the last step.
+    assert '100% of the schedule' in trainer.warmup_start_warning(150, 150)
+    # A tenth of a percent is not rounded to 0; 0 (no warm-up) is the advice below 10 steps.
+    assert trainer.warmup_start_warning(1000, 1).endswith(
+        "trains at 0.1% of the schedule's learning rate at most: pass --warmup_steps lower than "
+        '--max_number_of_steps (e.g. 0).'
+    )
+    assert trainer.warmup_start_warning(149, 150) is None
+    assert trainer.warmup_start_warning(0, 150) is None  # no warm-up
+    assert trainer.warmup_start_warning(1000, None) is None  # no end: nothing to say

@@ -743,6 +743,22 @@ def batch_norm_start_warning(card, max_number_of_steps, fresh_statistics):
     )
 
 
+def warmup_start_warning(warmup_steps, max_number_of_steps):
+    """A warning when the warm-up lasts the whole run, else None: the ramp multiplies the rate by
+    (step + 1) / warmup_steps, so the run's last step (max_number_of_steps - 1) trains at no more
+    than max_number_of_steps / warmup_steps of the schedule's rate. A long recipe scaled down to
+    a short check (README's --warmup_steps=1000 kept, --max_number_of_steps=150) trained at 15 %
+    of its rate at most, and the start line only said both numbers."""
+    if not warmup_steps or not max_number_of_steps or warmup_steps < max_number_of_steps:
+        return None
+    return (
+        f'--warmup_steps={warmup_steps} over {max_number_of_steps} steps: the whole run is '
+        f'warm-up, and its last step trains at {100 * max_number_of_steps / warmup_steps:.3g}% '
+        f"of the schedule's learning rate at most: pass --warmup_steps lower than "
+        f'--max_number_of_steps (e.g. {max_number_of_steps // 10}).'
+    )
+
+
 def frozen_start_warning(settings, restorer):
     """A warning when --trainable_scopes leaves out variables that `restorer` (None: nothing is
     restored) does not restore either: they keep their initial values, random for weights, to
@@ -1426,6 +1442,7 @@ def _train(settings, cluster, config, master):
                     card, settings.max_number_of_steps, _fresh_statistics(restorer)
                 ),
                 frozen_start_warning(settings, restorer),
+                warmup_start_warning(settings.warmup_steps, settings.max_number_of_steps),
             )
             start_notes += [(logging.WARNING, warning) for warning in warnings if warning]
         scaffold = v1.train.Scaffold(
