@@ -398,6 +398,9 @@ def test_a_run_too_short_for_its_batch_norm_decay_is_warned():
     )
     # --max_number_of_steps=0 (no end) and --batch_norm_decay=1 (never moves) divided by zero.
     assert trainer.batch_norm_start_warning(card, 0, 34) is None
+    assert trainer.batch_norm_start_warning(card, 1, 34).startswith(
+        '--batch_norm_decay=0.997 over 1 step: '
+    )
     frozen = card.with_params(batch_norm_decay=1.0)
     assert trainer.batch_norm_start_warning(frozen, 100, 34).endswith(
         'keep 100% of those at the end; evaluation and exported models normalise with them, so '
@@ -428,6 +431,7 @@ def test_a_warm_up_that_lasts_the_whole_run_is_warned():
         "trains at 0.1% of the schedule's learning rate at most: pass --warmup_steps lower than "
         '--max_number_of_steps (e.g. 0).'
     )
+    assert trainer.warmup_start_warning(1000, 1).startswith('--warmup_steps=1000 over 1 step: ')
     assert trainer.warmup_start_warning(149, 150) is None
     assert trainer.warmup_start_warning(0, 150) is None  # no warm-up
     assert trainer.warmup_start_warning(1000, None) is None  # no end: nothing to say

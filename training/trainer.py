@@ -716,6 +716,10 @@ def check_data_format(settings):
         )
 
 
+def _steps(count):
+    return f'{count} step{"s" if count != 1 else ""}'
+
+
 def batch_norm_start_warning(card, max_number_of_steps, fresh_statistics):
     """A warning when the run ends with batch-norm moving statistics that still hold more than
     BATCH_NORM_START_LEFT of their initial values, else None. Evaluation and exported models
@@ -736,7 +740,7 @@ def batch_norm_start_warning(card, max_number_of_steps, fresh_statistics):
         steps = math.ceil(math.log(BATCH_NORM_START_LEFT) / math.log(decay))
         advice = f'train {steps} steps or more, or {advice}'
     return (
-        f'--batch_norm_decay={decay:g} over {max_number_of_steps} steps: the moving means and '
+        f'--batch_norm_decay={decay:g} over {_steps(max_number_of_steps)}: the moving means and '
         f'variances of {fresh_statistics} batch-norm layer(s) start from 0 and 1 and keep '
         f'{left:.0%} of those at the end; evaluation and exported models normalise with them, so '
         f"the model's outputs would barely depend on the image: {advice}."
@@ -752,7 +756,7 @@ def warmup_start_warning(warmup_steps, max_number_of_steps):
     if not warmup_steps or not max_number_of_steps or warmup_steps < max_number_of_steps:
         return None
     return (
-        f'--warmup_steps={warmup_steps} over {max_number_of_steps} steps: the whole run is '
+        f'--warmup_steps={warmup_steps} over {_steps(max_number_of_steps)}: the whole run is '
         f'warm-up, and its last step trains at {100 * max_number_of_steps / warmup_steps:.3g}% '
         f"of the schedule's learning rate at most: pass --warmup_steps lower than "
         f'--max_number_of_steps (e.g. {max_number_of_steps // 10}).'
