@@ -345,6 +345,12 @@ def _voc_source(root, split_path, line, image_id, allow_outside_paths):
         )
         image_id = image_id.replace('\0', '?')
     annotation = os.path.join(root, 'Annotations', f'{image_id}.xml')
+    if problem is None and split_path is not None and not os.path.lexists(annotation):
+        # Read, it failed as a bare "No such file" of the XML, not naming the list.
+        problem = (
+            f'{split_path}, line {line}: image id {image_id!r} has no annotation file '
+            f'{annotation}: the list names an image the folder does not hold'
+        )
     return VocSource(annotation, os.path.join(root, 'JPEGImages'), image_id, problem)
 
 

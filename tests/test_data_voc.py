@@ -478,6 +478,24 @@ def test_labels_file_multiple_dirs_and_split(tmp_path):
         assert json.load(f) == meta
 
 
+def test_a_listed_image_without_annotation_names_the_list_line(tmp_path):
+    """An id in ImageSets/Main/<split>.txt without its Annotations/<id>.xml failed as a bare
+    "[Errno 2] No such file" of the XML: it is a bad example naming the list's line (skipped
+    with --skip_bad_examples)."""
+    root = str(tmp_path / 'voc')
+    fx.add_voc_example(root, 'a', fx.smooth_image(20, 20), [fx.voc_object('cat', (1, 1, 9, 9))])
+    fx.write_split(root, 'train', ['a', 'ghost'])
+    listed = pascalvoc.list_examples([root], 'train')
+    assert [(s.image_id, s.problem) for s in listed] == [
+        ('a', None),
+        (
+            'ghost',
+            f'{root}/ImageSets/Main/train.txt, line 2: image id \'ghost\' has no annotation file '
+            f'{root}/Annotations/ghost.xml: the list names an image the folder does not hold',
+        ),
+    ]
+
+
 def test_labels_file_rejects_duplicates(tmp_path):
     p = tmp_path / 'labels.txt'
     p.write_text('a\nb\na\n')
