@@ -234,9 +234,21 @@ def resolve_precision(precision, flags=None):
     return 'fp32', f'auto: this CPU has no bf16 instructions ({units}); bf16 would be emulated'
 
 
-def stage_environment(precision, environ=None):
+# The CPU flags on which TensorFlow turns its oneDNN kernels on by itself (its port.cc).
+ONEDNN_DEFAULT_FLAGS = (
+    'avx512_vnni',
+    'avx512_bf16',
+    'avx_vnni',
+    'amx_tile',
+    'amx_int8',
+    'amx_bf16',
+)
+
+
+def stage_environment(precision, environ=None, flags=None):
     """(the stages' environment, a line saying what it does about oneDNN): a copy of `environ`
-    (default: this process's) with TF_ENABLE_ONEDNN_OPTS=1 for fp32 unless the user set it.
+    (default: this process's) with TF_ENABLE_ONEDNN_OPTS=1 for fp32 unless the user set it;
+    `flags`: the CPU's (default: this machine's), which the line's reason depends on.
 
     TF enables its oneDNN kernels by itself only on CPUs with AVX-512 VNNI/BF16 or AMX (there
     this changes nothing). On AVX2-only CPUs it runs its Eigen kernels, which trained the main
@@ -249,7 +261,13 @@ def stage_environment(precision, environ=None):
     if precision != 'fp32':
         return env, "oneDNN: TensorFlow's own choice for this CPU"
     env['TF_ENABLE_ONEDNN_OPTS'] = '1'
-    return env, 'oneDNN kernels on (fp32 training about 3x faster with them on AVX2 CPUs)'
+    flags = cpu_features.cpu_flags() if flags is None else flags
+    if set(ONEDNN_DEFAULT_FLAGS) & flags:
+        return env, "oneDNN kernels on (TensorFlow's default on this CPU)"
+    return env, (
+        'oneDNN kernels on (TensorFlow leaves them off on CPUs without VNNI or bf16 '
+        'units; fp32 training runs about 3x faster with them there)'
+    )
 
 
 def settings_of(args):
