@@ -667,7 +667,7 @@ def _detect():
         # A briefly trained model's scores all lie below the default 0.5: empty drawings and an
         # empty detections.json read as a broken run.
         print(
-            f'note: no detection scored {detector.card.detection.select_threshold:g} or more '
+            f'note: no detection scored above {detector.card.detection.select_threshold:g} '
             f'(--select_threshold) in any image: a briefly trained model scores lower; a lower '
             f'--select_threshold (e.g. 0.2) shows its weaker detections'
         )

@@ -115,10 +115,6 @@ flags.DEFINE_boolean(
 )
 flags.mark_flags_as_required(['output_dir', 'output_name'])
 
-# Names a labels file's line for the background goes by (the older port's table called it
-# 'none'), compared lower-cased.
-BACKGROUND_NAMES = ('none', 'background', '__background__', 'bg')
-
 _SKIP_HINT = (
     'pass --skip_bad_examples to skip such examples (each is listed in the metadata report), '
     'or fix the input'
@@ -198,7 +194,9 @@ def _convert():
             if FLAGS.labels_file
             else (labels.VOC_CLASSES, None)
         )
-        sources = pascalvoc.list_examples(dirs, FLAGS.split, FLAGS.allow_outside_paths, _note)
+        sources = pascalvoc.list_examples(
+            dirs, FLAGS.split, FLAGS.allow_outside_paths, _note, repeats_ok=True
+        )
         if FLAGS.split is None:
             for notice in (
                 _unsplit_notice(dirs, len(sources), FLAGS.output_name),
@@ -299,7 +297,7 @@ def _empty_classes_warning(empty):
     listed = f'--labels_file={FLAGS.labels_file}' if FLAGS.labels_file else "VOC's 20 classes"
     one = len(empty) == 1
     # A labels file that lists the background makes it label 1, a class of its own.
-    background = [c['name'] for c in empty if c['name'].lower() in BACKGROUND_NAMES]
+    background = [c['name'] for c in empty if c['name'].casefold() in labels.BACKGROUND_LINES]
     hint = (
         f' Label 0, the background, is implied: a labels file lists only the objects\' classes, '
         f'its first line label 1; remove {", ".join(map(repr, background))} from it.'

@@ -263,7 +263,9 @@ def split_problem(root, split, optional_flag=None):
     return f'{split_path}: split file not found ({problem}' + (fix if optional_flag else '')
 
 
-def list_examples(dataset_dirs, split=None, allow_outside_paths=False, note=logging.warning):
+def list_examples(
+    dataset_dirs, split=None, allow_outside_paths=False, note=logging.warning, repeats_ok=False
+):
     """Lists the examples of one or more VOC folders, in a stable order.
 
     Args:
@@ -273,13 +275,15 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False, note=logg
       allow_outside_paths: accept split ids that are absolute paths or climb out of the folder
         with `..`; otherwise such ids are listed with a `problem` (a bad example).
       note: called with a one-line message when a split file lists file names instead of ids
-        (`file_name_ids_note`).
+        (`file_name_ids_note`), and for each id a split file names again with `repeats_ok`.
+      repeats_ok: an id named again is listed again (the converter: a training list may repeat
+        an image to oversample it), with a note; otherwise it is refused (scoring).
     Returns:
       list of VocSource, folder by folder.
     Raises:
       FileNotFoundError: a folder lacks Annotations/ or the split file; safe_io.UnsafeFileError:
       the split file is a device or FIFO, or larger than MAX_SPLIT_BYTES; ValueError: not UTF-8,
-      or it names an id twice (also as `IMG_1` and `IMG_1.jpg`).
+      or it names an id twice (also as `IMG_1` and `IMG_1.jpg`) without `repeats_ok`.
     """
     sources = []
     for root in dataset_dirs:
@@ -289,7 +293,7 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False, note=logg
         if split is None:
             split_path, ids = None, [(None, i) for i in annotation_ids(root)]
         else:
-            split_path, ids = _split_ids(root, split, note)
+            split_path, ids = _split_ids(root, split, note, repeats_ok)
         sources += [
             _voc_source(root, split_path, line, image_id, allow_outside_paths)
             for line, image_id in ids
@@ -297,9 +301,10 @@ def list_examples(dataset_dirs, split=None, allow_outside_paths=False, note=logg
     return sources
 
 
-def _split_ids(root, split, note):
+def _split_ids(root, split, note, repeats_ok):
     """(path, [(line number, id)]) of `root`'s ImageSets/Main/<split>.txt, each line resolved
-    to the id it names; `note` is told once when lines are file names.
+    to the id it names; `note` is told once when lines are file names, and of each repeated id
+    with `repeats_ok` (else refused).
 
     Raises:
       as list_examples.
@@ -314,11 +319,15 @@ def _split_ids(root, split, note):
         image_id, is_file_name = resolve_split_id(line, has_annotation)
         earlier = line_of.setdefault(image_id, n)
         if earlier != n:
-            # Twice converted, the image was two records of one id, which evaluation cannot
-            # tell apart; scored, the devkit counted its objects twice.
-            raise ValueError(
-                f'{split_path}:{n}: image id {image_id!r} is listed again (line {earlier}); a '
-                f'split lists each image once: remove the repeated line.'
+            # Converted, the image is two records of one id: a training set oversampling it, or
+            # a mistake that a VOC evaluation refuses (it cannot tell the two apart); the devkit
+            # stops at a detection of a repeated id.
+            repeated = f'{split_path}:{n}: image id {image_id!r} is listed again (line {earlier})'
+            if not repeats_ok:
+                raise ValueError(f'{repeated}; a split lists each image once: remove the line.')
+            note(
+                f'{repeated}: converted again, as another record (oversampling it); a VOC '
+                f'evaluation of these records refuses two records of one image.'
             )
         ids.append((n, image_id))
         if is_file_name:

@@ -225,10 +225,12 @@ class _CocoCollector:
     `remove_difficult` (the devkit's "ignore" is COCO's crowd), ids 1, 2, ... in evaluation order.
 
     Image ids: the record's COCO id when it has one; else the VOC id as an integer when it is
-    ASCII digits (at most 18: an int64) and no image before it has that number; the other images
-    (ids of letters, `7` after `007`) get the numbers after the largest of those, in evaluation
-    order (1, 2, ... where no id is a number). The numbers are given once every image is in: the
-    position alone collided with a digit id (`3` and the third image `cat`).
+    ASCII digits (at most 18: an int64) and neither an image before it nor a record's COCO id has
+    that number; the other images (ids of letters, `7` after `007`) get the numbers after the
+    largest of those and of the COCO ids, in evaluation order (1, 2, ... where no id is a number;
+    an evaluation of fewer batches, --max_num_batches, may number them otherwise). The numbers
+    are given once every image is in: the position alone collided with a digit id (`3` and the
+    third image `cat`).
     """
 
     def __init__(self, class_names, label_to_category, remove_difficult=True):
@@ -328,6 +330,13 @@ class _CocoCollector:
         following = max(taken, default=0) + 1
         for slot, coco_id in enumerate(ids):
             if coco_id is None:
+                if following >= 1 << 63:
+                    key = self._requested_ids[slot][1]
+                    raise ValueError(
+                        f'COCO image ids: image {key!r} (record {slot + 1}) would be numbered '
+                        f'past {(1 << 63) - 1}, the largest id, which image ids of digits or COCO '
+                        'ids take; rename the images or convert them with COCO ids.'
+                    )
                 ids[slot], following = following, following + 1
         return np.asarray(ids, np.int64).reshape(-1)
 
@@ -843,14 +852,15 @@ class _Metrics:
         """One fetched batch: ground truth, original shapes and detections (relative boxes).
 
         Raises:
-          ValueError naming both records when two are one image key (the results files and the
-          COCO ground truth name each image once).
+          ValueError naming both records when two are one image key and VOC metrics run (the
+          results files name each image once; COCO numbers the two apart).
         """
         first = self.done
         keys = []
         for i in range(len(out['num_gt'])):
             keys.append(image_key(out['filename'][i], first + i + 1, int(out['image_id'][i])))
-            self._check_new_key(keys[-1], first + i + 1, out['filename'][i])
+            if self.evaluator is not None:
+                self._check_new_key(keys[-1], first + i + 1, out['filename'][i])
         self.done += len(keys)
         shapes = out['shape'][:, :2]
         difficult, crowd = out['gt_difficult'] > 0, out['gt_crowd'] > 0

@@ -99,10 +99,11 @@ def _other_results_files(results_dir, prefix, paths):
     stems = {os.path.basename(path)[len(prefix) :] for path in paths}
     found = set()
     for name in os.listdir(results_dir):
-        for stem in stems:
-            head = name[: -len(stem) - 1] if name.endswith('_' + stem) else ''
-            if '_det_' in head:
-                found.add(tuple(head.split('_det_', 1)))
+        # The longest stem it ends with: `val_big_cat.txt` is big_cat's, not cat's (`val_big`).
+        stem = max((s for s in stems if name.endswith('_' + s)), key=len, default=None)
+        head = name[: -len(stem) - 1] if stem else ''
+        if '_det_' in head:
+            found.add(tuple(head.split('_det_', 1)))
     return ', '.join(
         f'{competition}_det_{split}_<class>.txt (--competition={competition} --split={split})'
         for competition, split in sorted(found)
@@ -154,7 +155,11 @@ def score_voc_results(
         state = 'is not a folder' if os.path.exists(results_dir) else 'does not exist'
         raise ValueError(f'{results_dir}: the results folder {state}; {expected}.')
     # The VOC folder first: a wrong --voc_dir was reported as results files missing.
-    sources = {s.image_id: s.annotation_path for s in pascalvoc.list_examples([voc_dir], split)}
+    listed = pascalvoc.list_examples([voc_dir], split)
+    problem = next((s.problem for s in listed if s.problem), None)
+    if problem:  # an id without its XML, or one leaving the folder
+        raise ValueError(problem.rstrip('.') + '.')
+    sources = {s.image_id: s.annotation_path for s in listed}
     detections = voc_metrics.read_voc_results(
         results_dir, split, names, competition, missing_ok=not strict
     )

@@ -444,7 +444,8 @@ def load(path):
     if kind and not os.path.isdir(path):
         raise CardError(
             f'{path}: {kind}, not a model card; pass the {EXPORT_METADATA_FILE} of its export '
-            f'(or the export folder), or run the model itself with --exported_model.'
+            f'(or the export folder); detect and eval run the model itself with '
+            f'--exported_model.'
         )
     if re.search(r'\.(index|meta|data-\d{5}-of-\d{5})$', path) and os.path.isfile(path):
         found = find_for_checkpoint(path)

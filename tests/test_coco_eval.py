@@ -304,6 +304,32 @@ def test_voc_ids_of_digits_and_names_get_distinct_coco_ids():
     assert coco_metrics.evaluate_coco(ground_truth, coco.detections)['AP'] == 1.0
 
 
+def _image_ids(records):
+    """The COCO image ids the collector gives `records`, [(key, COCO id or -1)]."""
+    coco = evaluate._CocoCollector({1: 'thing'}, {1: 1}, remove_difficult=True)
+    none, no = np.zeros((0, 4)), np.zeros(0, bool)
+    for index, (key, coco_id) in enumerate(records, 1):
+        empty = np.zeros(0, np.int64)
+        coco.add_image(key, index, coco_id, (10, 10), none, empty, no, no, none, [], empty)
+    return [image['id'] for image in coco.ground_truth()['images']]
+
+
+def test_coco_ids_of_records_reserve_their_numbers_and_stay_within_int64():
+    """A record's own COCO id is taken before VOC-style ids are numbered (a later `5` gave a
+    VOC id 5 twice); a digit id too long for an int64 is numbered as a name; a number past the
+    largest int64 (after a record's COCO id 2**63 - 1) is refused by name, not as numpy's
+    OverflowError."""
+    assert _image_ids([('5', -1), ('cat', -1), ('000000000005', 5)]) == [6, 7, 5]
+    assert _image_ids([('9' * 19, -1), ('a', -1)]) == [1, 2]
+    with pytest.raises(ValueError) as info:
+        _image_ids([('x', 2**63 - 1), ('a', -1)])
+    assert str(info.value) == (
+        "COCO image ids: image 'a' (record 2) would be numbered past 9223372036854775807, the "
+        'largest id, which image ids of digits or COCO ids take; rename the images or convert '
+        'them with COCO ids.'
+    )
+
+
 def test_collector_detections_are_each_images_in_order():
     """The collector keeps detections as arrays and builds the result dicts once: the same
     dicts, in evaluation order, as a plain-Python conversion image by image (an image without

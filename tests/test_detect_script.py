@@ -547,7 +547,7 @@ def test_a_run_that_detects_nothing_says_so(setup, export_any):
     )
     assert got['images'] and not any(image['detections'] for image in got['images'])
     assert (
-        'note: no detection scored 1 or more (--select_threshold) in any image: a briefly '
+        'note: no detection scored above 1 (--select_threshold) in any image: a briefly '
         'trained model scores lower; a lower --select_threshold (e.g. 0.2) shows its weaker '
         'detections\n'
     ) in proc.stdout, proc.stdout

@@ -290,20 +290,43 @@ def test_noremove_difficult_counts_difficult_objects(voc):
 
 
 def test_a_split_list_naming_an_image_twice_is_refused(voc):
-    """The devkit counted such an image's objects twice (and matched its detections to the first
-    copy), scoring de-duplicated it in silence, and the converter made it two records that
-    evaluation could not tell apart: the one list reader refuses it for both, naming the lines
-    (`b.xml` also names `b`)."""
+    """Scoring de-duplicated such an image in silence (the devkit stops at a detection of it and
+    counts its objects twice where none names it): the list reader refuses it, naming the lines
+    (`b.xml` also names `b`). The converter lists the repeat again (a training list may
+    oversample an image) and says so."""
     root, results = voc
     split = os.path.join(root, 'ImageSets', 'Main', 'test.txt')
     with open(split, 'a') as f:
         f.write('b.xml\n')
-    message = f"{split}:3: image id 'b' is listed again (line 2); a split lists each image once: "
+    repeated = f"{split}:3: image id 'b' is listed again (line 2)"
     with pytest.raises(ValueError) as scored:
         scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
     with pytest.raises(ValueError) as listed:
         pascalvoc.list_examples([root], 'test', note=lambda line: None)
-    assert str(scored.value) == str(listed.value) == message + 'remove the repeated line.'
+    message = f'{repeated}; a split lists each image once: remove the line.'
+    assert str(scored.value) == str(listed.value) == message
+    notes = []
+    listed = pascalvoc.list_examples([root], 'test', note=notes.append, repeats_ok=True)
+    assert [s.image_id for s in listed] == ['a', 'b', 'b']
+    assert notes[0] == (
+        f'{repeated}: converted again, as another record (oversampling it); a VOC evaluation of '
+        'these records refuses two records of one image.'
+    )
+
+
+def test_a_listed_image_without_annotation_is_named_by_its_line(voc):
+    """Scoring read a listed id's missing XML as a bare "No such file"; it names the list's line
+    as the converter does."""
+    root, results = voc
+    split = os.path.join(root, 'ImageSets', 'Main', 'test.txt')
+    with open(split, 'a') as f:
+        f.write('ghost\n')
+    with pytest.raises(ValueError) as info:
+        scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
+    assert str(info.value) == (
+        f"{split}, line 3: image id 'ghost' has no annotation file {root}/Annotations/ghost.xml: "
+        'the list names an image the folder does not hold.'
+    )
 
 
 def test_relative_boxes_are_named(voc):
@@ -346,6 +369,14 @@ def test_results_of_another_split_or_competition_are_named(voc, tmp_path):
     assert str(info.value).endswith(
         '(eval_ssd_network.py writes them to its --eval_dir), and check --split and '
         '--competition: it holds comp3_det_test_<class>.txt (--competition=comp3 --split=test), '
+        'comp4_det_val_<class>.txt (--competition=comp4 --split=val).'
+    )
+    # A class name ending another's: the file is the longer one's (no split 'val_big').
+    (other / 'comp4_det_val_big_cat.txt').write_text('')
+    with pytest.raises(ValueError) as info:
+        scoring.score_voc_results(str(other), root, 'test', ('cat', 'big_cat', 'dog'))
+    assert str(info.value).endswith(
+        'it holds comp3_det_test_<class>.txt (--competition=comp3 --split=test), '
         'comp4_det_val_<class>.txt (--competition=comp4 --split=val).'
     )
 

@@ -206,7 +206,7 @@ def test_a_model_or_checkpoint_file_as_the_card(tmp_path):
         card_lib.load(str(tflite))
     assert str(info.value) == (
         f'{tflite}: a TFLite model, not a model card; pass the metadata.json of its export (or '
-        'the export folder), or run the model itself with --exported_model.'
+        'the export folder); detect and eval run the model itself with --exported_model.'
     )
     index = tmp_path / 'model.ckpt-5.index'
     index.write_bytes(b'')
