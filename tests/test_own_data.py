@@ -219,13 +219,39 @@ def test_a_coco_category_without_objects_is_named_at_conversion(tmp_path):
     assert _logged(lines, 'no objects in these records') == [expected]
 
 
-def test_labels_file_classes_without_objects_are_named_at_conversion(tmp_path):
+_NOTHING_TEACHES = (
+    'a model trained on them has an output for {0} that nothing teaches (an evaluation on them '
+    'reports {1} absent). Check the names in the annotations; a class that is not yours can be '
+    'removed from the labels file.'
+)
+
+
+@pytest.mark.parametrize(
+    'labels, expected',
+    [
+        (
+            'cat\ndog\nfish\n',
+            "classes 'cat', 'fish' of --labels_file={path} have no objects in these records: "
+            + _NOTHING_TEACHES.format('each', 'them'),
+        ),
+        # The older port's class table began with 'none' (label 0): a labels file copying it
+        # made the background label 1, a class with no objects, and the warning said not why.
+        (
+            'Background\ndog\n',
+            "class 'Background' of --labels_file={path} has no objects in these records: "
+            + _NOTHING_TEACHES.format('it', 'it')
+            + " Label 0, the background, is implied: a labels file lists only the objects' "
+            "classes, its first line label 1; remove 'Background' from it.",
+        ),
+    ],
+)
+def test_labels_file_classes_without_objects_are_named_at_conversion(tmp_path, labels, expected):
     """The VOC converter said nothing of a --labels_file class that no annotation has (a typo in
     the XML names, a class of another project): the model got an output nothing teaches."""
     root = str(tmp_path / 'voc')
     _voc(root, ['a', 'b'])
     labels_file = tmp_path / 'labels.txt'
-    labels_file.write_text('cat\ndog\nfish\n')
+    labels_file.write_text(labels)
     lines = _convert(
         '--dataset_name=pascalvoc',
         f'--dataset_dir={root}',
@@ -233,36 +259,7 @@ def test_labels_file_classes_without_objects_are_named_at_conversion(tmp_path):
         f'--output_dir={tmp_path / "out"}',
         '--output_name=train',
     )
-    assert _logged(lines, 'no objects in these records') == [
-        f"classes 'cat', 'fish' of --labels_file={labels_file} have no objects in these records: "
-        'a model trained on them has an output for each that nothing teaches (an evaluation on '
-        'them reports them absent). Check the names in the annotations; a class that is not '
-        'yours can be removed from the labels file.'
-    ]
-
-
-def test_a_labels_file_that_lists_the_background_is_told_it_is_implied(tmp_path):
-    """The older port's class table began with 'none' (label 0): a labels file copying it made
-    the background label 1, a class with no objects, and the warning did not say why."""
-    root = str(tmp_path / 'voc')
-    _voc(root, ['a', 'b'])
-    labels_file = tmp_path / 'labels.txt'
-    labels_file.write_text('Background\ndog\n')
-    lines = _convert(
-        '--dataset_name=pascalvoc',
-        f'--dataset_dir={root}',
-        f'--labels_file={labels_file}',
-        f'--output_dir={tmp_path / "out"}',
-        '--output_name=train',
-    )
-    assert _logged(lines, 'no objects in these records') == [
-        f"class 'Background' of --labels_file={labels_file} has no objects in these records: "
-        'a model trained on them has an output for it that nothing teaches (an evaluation on '
-        'them reports it absent). Check the names in the annotations; a class that is not '
-        "yours can be removed from the labels file. Label 0, the background, is implied: a "
-        "labels file lists only the objects' classes, its first line label 1; remove "
-        "'Background' from it."
-    ]
+    assert _logged(lines, 'no objects in these records') == [expected.format(path=labels_file)]
 
 
 @pytest.mark.parametrize(
