@@ -156,9 +156,6 @@ def score_voc_results(
         raise ValueError(f'{results_dir}: the results folder {state}; {expected}.')
     # The VOC folder first: a wrong --voc_dir was reported as results files missing.
     listed = pascalvoc.list_examples([voc_dir], split)
-    problem = next((s.problem for s in listed if s.problem), None)
-    if problem:  # an id without its XML, or one leaving the folder
-        raise ValueError(problem.rstrip('.') + '.')
     sources = {s.image_id: s.annotation_path for s in listed}
     detections = voc_metrics.read_voc_results(
         results_dir, split, names, competition, missing_ok=not strict
@@ -198,6 +195,9 @@ def score_voc_results(
             f'coordinates? The results files hold 1-based pixels (xmin = x * width + 1, xmax = '
             f'x * width for relative x); they are scored as pixels.'
         )
+    problem = next((s.problem for s in listed if s.problem), None)
+    if problem:  # an id without its XML, or one leaving the folder: before reading them
+        raise ValueError(problem.rstrip('.') + '.')
     image_ids = list(sources)
     ground_truth = [read_voc_ground_truth(sources[image_id], class_ids) for image_id in image_ids]
     # Every object of the split (the empty first parts: a split without images), `split_image`
