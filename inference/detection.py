@@ -790,13 +790,12 @@ class Detector:
 
         # Beside the graph (checked against the bytes parsed, not a second read), else the
         # graph's own card.
-        meta, meta_path, note = card_lib.resolve_export_metadata(
+        meta, source, note = card_lib.resolve_export_metadata(
             path,
             lambda: embedded_card.from_graph_def(graph_def),
             'frozen graph',
             contents={path: data},
         )
-        source = meta_path or path
         card_lib.check_model_outputs(meta, source, path, _static_shape(tensor('raw_scores')))
         return cls(
             graph,
@@ -1277,13 +1276,13 @@ class TFLiteImageDetector:
     def __init__(self, path, num_threads=None):
         self.model = TFLiteDetector(path, num_threads)
         content = self.model.content
-        meta, metadata_path, self.note = card_lib.resolve_export_metadata(
+        meta, source, self.note = card_lib.resolve_export_metadata(
             path,
             lambda: embedded_card.from_tflite(content),
             'TFLite model',
             contents={path: content},
         )
-        metadata_path = self.card_source = metadata_path or path  # else the model's own card
+        self.card_source = source
         scores = next(
             (
                 d['shape_signature']
@@ -1292,11 +1291,11 @@ class TFLiteImageDetector:
             ),
             [],
         )
-        card_lib.check_model_outputs(meta, metadata_path, path, list(scores))
+        card_lib.check_model_outputs(meta, source, path, list(scores))
         # TFLite has no bfloat16/float16 kernels: its models compute in float32 (the int8 one's
         # net in int8) whatever the exported card says (export.tflite_model).
-        self.card = card_lib.from_dict(meta, metadata_path).replace(compute_dtype='float32')
-        self.export_step = card_lib.export_step(meta, metadata_path)
+        self.card = card_lib.from_dict(meta, source).replace(compute_dtype='float32')
+        self.export_step = card_lib.export_step(meta, source)
         self.fixed_size = self.model.fixed_size  # checked in `run`
         self.path = path
         tensors = self.model.interpreter.get_tensor_details()

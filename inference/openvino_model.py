@@ -370,7 +370,7 @@ def load_metadata(path, model=None):
 
 
 def _metadata(path, model=None):
-    """(metadata dict, its metadata.json or None where it is the IR's own card, note or None)
+    """(metadata dict, its metadata.json or `path` where it is the IR's own card, note or None)
     of the IR `path` (`model`: its `ov.Model`, if read): `card.resolve_export_metadata` of its
     .xml and .bin and the card in its runtime info."""
     weights = os.path.splitext(path)[0] + '.bin'
@@ -413,8 +413,7 @@ class OpenVINODetector:
         ov = openvino_runtime.load()
         self.core = ov.Core()
         model = openvino_runtime.read_ir(self.core, path)
-        meta, meta_path, self.note = _metadata(path, model)
-        self.card_source = meta_path or path  # else the IR's own card
+        meta, self.card_source, self.note = _metadata(path, model)
         names = {n for o in model.outputs for n in o.get_names()}
         missing = sorted(set(detection.DETECTION_OUTPUTS) - names)
         if missing:
@@ -426,8 +425,8 @@ class OpenVINODetector:
         score_dims = (
             None if scores is None else openvino_runtime.static_dims(scores.get_partial_shape())
         )
-        if meta_path and score_dims is not None:
-            card_lib.check_model_outputs(meta, meta_path, path, score_dims)
+        if self.card_source != path and score_dims is not None:  # a metadata.json beside it
+            card_lib.check_model_outputs(meta, self.card_source, path, score_dims)
         # OpenVINO computes in the precision chosen here, whatever the exported card says.
         self.card = card_lib.from_dict(meta, path).replace(compute_dtype='float32')
         # (height, width) of an IR exported with --fixed_size (its input's static size), else None.

@@ -730,8 +730,9 @@ def check_same_export(meta, meta_path, embedded, path):
 
 
 def resolve_export_metadata(path, embedded, what, files=None, contents=None):
-    """(metadata dict, its metadata.json or None where it is the model's own card, note or None)
-    of the exported model file `path` (`what` it is in messages: 'frozen graph', 'IR', ...).
+    """(metadata dict, where it was read, note or None) of the exported model file `path` (`what`
+    it is in messages: 'frozen graph', 'IR', ...): where is its metadata.json, or `path` itself
+    for the model's own card (the file messages about the card name: `check_model_outputs`).
 
     Its metadata.json (`read_export_metadata` of `files` and `contents`), checked against the
     card in the model where it has one (`check_same_export`); the note (`unchecked_note`) where
@@ -762,7 +763,7 @@ def resolve_export_metadata(path, embedded, what, files=None, contents=None):
             f'export older than the cards inside models); copy the {EXPORT_METADATA_FILE} '
             f'export_ssd_network.py wrote with it next to it, or export the model again.'
         )
-    return card, None, None
+    return card, path, None
 
 
 def unchecked_note(meta, meta_path, path):

@@ -152,7 +152,7 @@ def test_metadata_json_beside_the_model_else_its_card(tmp_path):
     with pytest.raises(card_lib.CardError) as info:
         resolve(error='not JSON (cut)')
     assert str(info.value) == f'{model}: the model card in the frozen graph is not JSON (cut).'
-    assert resolve(EMBEDDED) == (EMBEDDED, None, None)
+    assert resolve(EMBEDDED) == (EMBEDDED, str(model), None)
 
     # A metadata.json of an earlier export (no digests): the card inside is what is compared;
     # the export time only where the card has one (a frozen graph's has none).
