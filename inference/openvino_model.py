@@ -425,7 +425,7 @@ class OpenVINODetector:
         score_dims = (
             None if scores is None else openvino_runtime.static_dims(scores.get_partial_shape())
         )
-        if self.card_source != path and score_dims is not None:  # a metadata.json beside it
+        if score_dims is not None:  # a metadata.json beside it, or the IR's own card
             card_lib.check_model_outputs(meta, self.card_source, path, score_dims)
         # OpenVINO computes in the precision chosen here, whatever the exported card says.
         self.card = card_lib.from_dict(meta, path).replace(compute_dtype='float32')

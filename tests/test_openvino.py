@@ -22,6 +22,7 @@ from inference import detection
 from inference import export
 from inference import openvino_model
 from inference import openvino_runtime
+from model import card as card_lib
 from inference import parity
 from tests import conftest
 from tests import inference_fixtures as fx
@@ -365,6 +366,22 @@ def test_an_ir_without_metadata_json_is_evaluated_from_its_own_card(ov_export, r
         )
     assert result.num_images == 12 and result.global_step == 0
     assert result.checkpoint == xml
+    # Its own card contradicting its outputs is named once, as an edited file (the frozen graph
+    # and TFLite loaders did so; the IR compared its outputs with a metadata.json only).
+    model = openvino_runtime.read_ir(openvino_runtime.load().Core(), xml)
+    meta = json.loads(model.get_rt_info(openvino_runtime.CARD_RT_INFO).astype(str))
+    edited = str(tmp_path / 'edited' / openvino_model.FILE)
+    os.makedirs(os.path.dirname(edited))
+    openvino_model.save(model, edited, dict(meta, anchors=dict(meta['anchors'], count=1000)))
+    with pytest.raises(card_lib.ModelMismatchError) as info:
+        openvino_model.OpenVINODetector(edited)
+    assert str(info.value) == (
+        f'{edited}: the model card inside it (ssd_300_mobilenet, input 300x300, '
+        f'{meta["num_classes"] - 1} classes) has 1000 anchors and {meta["num_classes"]} classes, '
+        f'where the model scores {meta["anchors"]["count"]} anchors in {meta["num_classes"]} '
+        'classes (the background included): the file was edited or damaged; export the model '
+        'again with export_ssd_network.py.'
+    )
 
 
 def test_failing_model_stops_the_evaluation_threads(ov_export, ov_detector, records, tmp_path):
