@@ -715,6 +715,9 @@ class Detector:
             raise ValueError(
                 f'{problem}; a SavedModel is read from regular files only: export the model again.'
             )
+        # Its own assets.extra/metadata.json, checked against its files before the (seconds
+        # long) load and against its outputs after it.
+        meta, meta_path = card_lib.read_export_metadata(export_dir)
         graph = tf.Graph()
         sess = v1.Session(graph=graph)
         try:
@@ -742,8 +745,6 @@ class Detector:
 
             inputs, outputs = tensors(signature.inputs), tensors(signature.outputs)
             graph_check.check_interface(inputs | outputs, export_dir, 'SavedModel', INTERFACE)
-            # Its own assets.extra/metadata.json, checked against its files and outputs.
-            meta, meta_path = card_lib.read_export_metadata(export_dir)
             card_lib.check_model_outputs(
                 meta, meta_path, export_dir, _static_shape(outputs['raw_scores'])
             )

@@ -89,7 +89,8 @@ def _tiny_saved_model(
 ):
     """A SavedModel with our signature names (its one signature: `signature_name`): a variable,
     our outputs (`changes`: as `_fake_outputs`), and `evil` (a callable building ops the outputs
-    depend on) or a main op run at load time."""
+    depend on) or a main op run at load time. Its metadata.json is an empty object: the loader
+    reads it before loading, and what the tests check is refused before the card is used."""
     graph = tf.Graph()
     with graph.as_default():
         images = v1.placeholder(tf.uint8, [None, None, None, 3], name=detection.INPUT)
@@ -117,6 +118,9 @@ def _tiny_saved_model(
                 main_op=tf.no_op() if main_op else None,
             )
             builder.save()
+    os.makedirs(os.path.join(export_dir, 'assets.extra'))
+    with open(os.path.join(export_dir, 'assets.extra', 'metadata.json'), 'w') as f:
+        f.write('{}')
 
 
 def test_crafted_saved_models_are_refused_before_loading(tmp_path):
