@@ -41,6 +41,7 @@ from google.protobuf import message
 from tensorflow.python.util import deprecation
 
 from datasets import dataset_factory
+from datasets import example_format
 from datasets import image_io
 from inference import embedded_card
 from inference import graph_check
@@ -80,6 +81,12 @@ PADDED_SIGNATURE = 'serving_padded'
 ENCODED_SIGNATURE = graph_check.ENCODED_SIGNATURE
 ENCODED_INPUT = 'encoded_images'
 ENCODED_SCOPE = 'encoded'
+# The SavedModel signature of serialized tf.Examples holding an image file's bytes as
+# `image/encoded` (`add_encoded_input`: our records; the TF Object Detection API's `tf_example`
+# input).
+TF_EXAMPLE_SIGNATURE = graph_check.TF_EXAMPLE_SIGNATURE
+TF_EXAMPLE_INPUT = 'tf_examples'
+TF_EXAMPLE_SCOPE = 'tf_example'
 METADATA_FILE = 'metadata.json'
 # detect_ssd_network.py's record of a run, in its --output_dir.
 DETECTIONS_FILE = 'detections.json'
@@ -128,14 +135,18 @@ def preprocess_images(images, card, image_sizes=None):
 _PNG_SIZE_END = len(image_io.PNG_IHDR_START) + 8  # width and height follow
 
 
-def decode_image_file(data, index, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS):
+# How `serving_encoded`'s messages name a file ({}: its place in the batch).
+ENCODED_FILE = f'{ENCODED_SIGNATURE}: {ENCODED_INPUT}[{{}}]'
+
+
+def decode_image_file(data, index, name=ENCODED_FILE, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS):
     """uint8 `[H, W, 3]` RGB of a JPEG or PNG file's bytes (string scalar), decoded as evaluation
     decodes records (`dataset_factory.decode_rgb`: a JPEG to the pixels OpenCV gives detect;
     grey and alpha to RGB; EXIF orientation ignored). Its size is read from its header first: a
     few hundred bytes can declare gigapixels. Other bytes, an image of more than `max_pixels`
     pixels (detect's limit), and a damaged or cut file (a JPEG header the decoder cannot read,
     image data it refuses) fail the run (InvalidArgumentError) saying so and naming the file by
-    `index` (int32 scalar, its place in `encoded_images`)."""
+    `name` (str, `{}` standing for `index`, an int32 scalar: its place in the batch)."""
     length = tf.strings.length(data)
     is_jpeg = tf.io.is_jpeg(data)
     # The length first: reading a PNG's size from fewer bytes would fail with the bytes in
@@ -145,6 +156,7 @@ def decode_image_file(data, index, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS)
     known = _assert_file(
         is_jpeg | is_png,
         'is neither a JPEG nor a PNG file (from its first bytes); send JPEG or PNG files only',
+        name,
         index,
         length,
     )
@@ -158,6 +170,7 @@ def decode_image_file(data, index, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS)
         readable,
         'is a JPEG file whose header cannot be read (damaged, or cut before its image data); '
         'send the whole, undamaged file',
+        name,
         index,
         length,
     )
@@ -169,8 +182,8 @@ def decode_image_file(data, index, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS)
         small,
         [
             tf.strings.format(
-                f'{ENCODED_SIGNATURE}: {ENCODED_INPUT}[{{}}] declares {{}}x{{}} (height x width) '
-                f'pixels, more than the {max_pixels} it decodes; downscale the image',
+                f'{name} declares {{}}x{{}} (height x width) pixels, more than the '
+                f'{max_pixels} it decodes; downscale the image',
                 (index, size[0], size[1]),
             )
         ],
@@ -183,6 +196,7 @@ def decode_image_file(data, index, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS)
     decoded = _assert_file(
         decoded,
         tf.where(is_jpeg, 'is a JPEG file' + damaged, 'is a PNG file' + damaged),
+        name,
         index,
         length,
     )
@@ -190,21 +204,13 @@ def decode_image_file(data, index, max_pixels=image_io.DEFAULT_MAX_IMAGE_PIXELS)
         return tf.identity(rgb)
 
 
-def _assert_file(condition, problem, index, length):
-    """An assertion of `condition` (bool scalar) whose message names the file `index` of
-    `encoded_images` and its `length` in bytes, then says `problem` (str, or a string scalar)."""
+def _assert_file(condition, problem, name, index, length):
+    """An assertion of `condition` (bool scalar) whose message names the file (`name`, `{}`
+    standing for `index`) and its `length` in bytes, then says `problem` (str, or a string
+    scalar)."""
     return tf.debugging.Assert(
         condition,
-        [
-            tf.strings.join(
-                [
-                    tf.strings.format(
-                        f'{ENCODED_SIGNATURE}: {ENCODED_INPUT}[{{}}] ({{}} bytes) ', (index, length)
-                    ),
-                    problem,
-                ]
-            )
-        ],
+        [tf.strings.join([tf.strings.format(f'{name} ({{}} bytes) ', (index, length)), problem])],
     )
 
 
@@ -233,11 +239,48 @@ def _png_size(data):
     return tf.stack([height, width])
 
 
-def preprocess_encoded(encoded, card):
-    """string `[B]`, each a JPEG or PNG file's bytes -> the net's float32 input `[B, h, w, 3]`:
-    each decoded (`decode_image_file`) and preprocessed as `preprocess_images` does."""
+def image_of_tf_example(serialized, index):
+    """The `image/encoded` bytes (string scalar) of a serialized tf.Example (string scalar), as
+    our records and the TF Object Detection API's hold an image file. Bytes that are no
+    tf.Example, or one without that feature, fail the run naming it by `index` (int32 scalar, its
+    place in `tf_examples`): TF's own parse error held the bytes, which its Python client cannot
+    decode as UTF-8 (UnicodeDecodeError)."""
+
+    def parse(one):
+        features = {example_format.ENCODED: tf.io.FixedLenFeature([], tf.string)}
+        return tf.io.parse_single_example(one, features)[example_format.ENCODED]
+
+    data, parsed = _attempt(parse, serialized, tf.constant(b''))
+    parsed = _assert_file(
+        parsed,
+        # No apostrophe: TF's message escapes it.
+        f'is not a serialized tf.Example holding one {example_format.ENCODED} (the bytes of an '
+        f'image file); send the records tf_convert_data.py writes, or the image files to '
+        f'{ENCODED_SIGNATURE}',
+        f'{TF_EXAMPLE_SIGNATURE}: {TF_EXAMPLE_INPUT}[{{}}]',
+        index,
+        tf.strings.length(serialized),
+    )
+    with tf.control_dependencies([parsed]):
+        return tf.identity(data)
+
+
+# How `serving_tf_example`'s messages name the image file of an example ({}: its place).
+TF_EXAMPLE_FILE = f'{TF_EXAMPLE_SIGNATURE}: {TF_EXAMPLE_INPUT}[{{}}] {example_format.ENCODED}'
+
+
+def preprocess_encoded(encoded, card, tf_examples=False):
+    """string `[B]`, each a JPEG or PNG file's bytes (with `tf_examples`: a serialized tf.Example
+    holding them, `image_of_tf_example`) -> the net's float32 input `[B, h, w, 3]`: each decoded
+    (`decode_image_file`) and preprocessed as `preprocess_images` does."""
+
+    def one(data, index):
+        if tf_examples:
+            return decode_image_file(image_of_tf_example(data, index), index, TF_EXAMPLE_FILE)
+        return decode_image_file(data, index)
+
     return tf.map_fn(
-        lambda args: _preprocess_one(decode_image_file(*args), card),
+        lambda args: _preprocess_one(one(*args), card),
         (encoded, tf.range(tf.shape(encoded)[0])),
         fn_output_signature=tf.TensorSpec(card.input_shape + (3,), tf.float32),
         # One image at a time: the pixel bound is one image's (map_fn ran 10 at once).
@@ -317,20 +360,24 @@ def _not_empty(batch, problem):
         return tf.identity(batch)
 
 
-def add_encoded_input(card, batch_size=None):
-    """Adds to the default graph, which holds `build_detection_graph`'s (not TFLite's), a second
-    input through the same variables: `encoded_images` string `[B]`, JPEG or PNG files' bytes
+def add_encoded_input(card, batch_size=None, tf_examples=False):
+    """Adds to the default graph, which holds `build_detection_graph`'s (not TFLite's), another
+    input through the same variables: `encoded_images` string `[B]`, JPEG or PNG files' bytes,
+    or with `tf_examples`, `tf_examples` string `[B]`, serialized tf.Examples holding them
     (`preprocess_encoded`), each image of its own size. Its outputs are the OUTPUTS under the
-    name scope `encoded/`. Returns GraphEndpoints."""
-    encoded = v1.placeholder(tf.string, [batch_size], name=ENCODED_INPUT)
+    name scope `encoded/` (`tf_example/`). Returns GraphEndpoints."""
+    signature, name, scope, holds = (
+        (TF_EXAMPLE_SIGNATURE, TF_EXAMPLE_INPUT, TF_EXAMPLE_SCOPE, 'example')
+        if tf_examples
+        else (ENCODED_SIGNATURE, ENCODED_INPUT, ENCODED_SCOPE, 'file')
+    )
+    encoded = v1.placeholder(tf.string, [batch_size], name=name)
     # The root variable scope first: entering it resets the name scope.
-    with v1.variable_scope(v1.get_variable_scope(), reuse=True), tf.name_scope(ENCODED_SCOPE):
+    with v1.variable_scope(v1.get_variable_scope(), reuse=True), tf.name_scope(scope):
         with tf.name_scope(PREPROCESS_SCOPE):
-            checked = _not_empty(
-                _shape_checked(encoded), f'{ENCODED_SIGNATURE}: {ENCODED_INPUT} holds no file'
-            )
-            net_input = preprocess_encoded(checked, card)
-        return GraphEndpoints({ENCODED_INPUT: encoded}, _outputs(card, net_input, tflite=False))
+            checked = _not_empty(_shape_checked(encoded), f'{signature}: {name} holds no {holds}')
+            net_input = preprocess_encoded(checked, card, tf_examples)
+        return GraphEndpoints({name: encoded}, _outputs(card, net_input, tflite=False))
 
 
 def _outputs(card, net_input, tflite):

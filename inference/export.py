@@ -7,9 +7,10 @@ eval preprocessing, net, NMS, detections out; raw outputs beside). Files in the 
                      Like the TFLite models, it carries the export's metadata inside
                      (inference/embedded_card.py), as the IR does in its runtime info.
   saved_model/       signatures `serving_default` (images), `serving_padded` (images,
-                     image_sizes) and `serving_encoded` (encoded_images: JPEG or PNG files' bytes,
-                     decoded in the graph, `detection.add_encoded_input`); `assets.extra/`
-                     holds the metadata and anchors.
+                     image_sizes), `serving_encoded` (encoded_images: JPEG or PNG files' bytes,
+                     decoded in the graph, `detection.add_encoded_input`) and
+                     `serving_tf_example` (tf_examples: serialized tf.Examples holding them as
+                     `image/encoded`); `assets.extra/` holds the metadata and anchors.
   model_float.tflite TFLite builtins only (NMS as NON_MAX_SUPPRESSION_V5 per class): input
                      `images` uint8 `[B, H, W, 3]` with B fixed at export, any H and W.
   model_int8.tflite  the same graph after post-training quantisation of the net's operations
@@ -164,8 +165,14 @@ def metadata(
         'tflite_inputs': [detection.INPUT],
         'openvino_inputs': [detection.INPUT],
         'encoded_inputs': [detection.ENCODED_INPUT],
+        'tf_example_inputs': [detection.TF_EXAMPLE_INPUT],
         'outputs': list(detection.OUTPUTS),
-        'signatures': ['serving_default', detection.PADDED_SIGNATURE, detection.ENCODED_SIGNATURE],
+        'signatures': [
+            'serving_default',
+            detection.PADDED_SIGNATURE,
+            detection.ENCODED_SIGNATURE,
+            detection.TF_EXAMPLE_SIGNATURE,
+        ],
     }
     meta['files'] = {fmt: FILES[fmt] for fmt in formats}
     if {'openvino', 'openvino_int8'} & set(formats):
@@ -200,7 +207,9 @@ def _write_saved_model(export_dir, card, meta, restored):
     """Writes the SavedModel (see the module docstring) of `restored` (`_restored`'s, entered)
     atomically: built in a temporary folder beside `export_dir`, then renamed over it."""
     _, sess, endpoints = restored
-    encoded = detection.add_encoded_input(card, endpoints.inputs[detection.INPUT].shape[0])
+    batch_size = endpoints.inputs[detection.INPUT].shape[0]
+    encoded = detection.add_encoded_input(card, batch_size)
+    examples = detection.add_encoded_input(card, batch_size, tf_examples=True)
     temp = atomic_io.make_temp_dir(export_dir)
     try:
         build_dir = os.path.join(temp, 'model')
@@ -225,6 +234,7 @@ def _write_saved_model(export_dir, card, meta, restored):
                     ),
                     detection.PADDED_SIGNATURE: signature(endpoints.inputs, endpoints.outputs),
                     detection.ENCODED_SIGNATURE: signature(encoded.inputs, encoded.outputs),
+                    detection.TF_EXAMPLE_SIGNATURE: signature(examples.inputs, examples.outputs),
                 },
             )
             builder.save()

@@ -111,6 +111,10 @@ VARIABLE_READ_OPS = frozenset({'VarHandleOp', 'ReadVariableOp'})
 # may decode a constant image: a user's TF Serving runs it); elsewhere a crafted graph could
 # decode a constant image of any size.
 ENCODED_SIGNATURE = 'serving_encoded'
+# The signature of serialized tf.Examples: the same decoding after parsing each one (in a dataset
+# as well, `detection.image_of_tf_example`).
+TF_EXAMPLE_SIGNATURE = 'serving_tf_example'
+PARSE_OPS = frozenset({'ParseExampleV2'})
 DECODE_OPS = frozenset(
     {
         'Assert',
@@ -148,6 +152,7 @@ SAVED_MODEL_OPS = (
     FROZEN_GRAPH_OPS
     | VARIABLE_READ_OPS
     | DECODE_OPS
+    | PARSE_OPS
     | frozenset(
         {
             'AssignVariableOp',
@@ -527,6 +532,8 @@ def check_meta_graph(meta_graph, source, signature_names=None):
         reach = FROZEN_GRAPH_OPS | VARIABLE_READ_OPS
         if name == ENCODED_SIGNATURE:
             reach |= DECODE_OPS
+        if name == TF_EXAMPLE_SIGNATURE:
+            reach |= DECODE_OPS | PARSE_OPS
         bad = {
             op: node
             for op, node in _reachable_ops(graph_def, outputs).items()
@@ -580,6 +587,7 @@ def export_op_types(
     with graph.as_default():
         detection.build_detection_graph(card, batch_size=batch_size, fixed_size=fixed_size)
         detection.add_encoded_input(card, batch_size)
+        detection.add_encoded_input(card, batch_size, tf_examples=True)
         v1.train.Saver(sharded=True, write_version=v1.train.SaverDef.V2)
         with v1.Session(graph=graph) as sess:
             sess.run(v1.global_variables_initializer())

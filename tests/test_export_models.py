@@ -366,6 +366,67 @@ def test_encoded_signature_names_a_damaged_file(exported, saved_model_tf2, tmp_p
             detection.load_image_rgb(str(tmp_path / 'damaged.jpg'))
 
 
+def test_tf_example_signature_detects_the_records_images(exported, saved_model_tf2, tmp_path):
+    """A TF Serving user holding tf.Examples (the TF Object Detection API's `tf_example` input;
+    our converter's records) sends them serialized: `serving_tf_example` parses each one's
+    `image/encoded` and detects as `serving_encoded` does on those bytes, and as the checkpoint
+    graph does on detect's reading of them (OpenCV). Bytes that are no tf.Example, an example
+    without an image or with two, and an image that is no JPEG or PNG are named by their place."""
+    records = [r.numpy() for r in tf.data.TFRecordDataset(exported['dataset'].files).take(3)]
+    files = [
+        tf.train.Example.FromString(r).features.feature['image/encoded'].bytes_list.value[0]
+        for r in records
+    ]
+    signatures = saved_model_tf2.signatures
+    with open(os.path.join(exported['out'], detection.METADATA_FILE)) as f:
+        tensors = json.load(f)['tensors']
+    signature = signatures[detection.TF_EXAMPLE_SIGNATURE]
+    assert tensors['tf_example_inputs'] == list(signature.structured_input_signature[1])
+    got = {k: v.numpy() for k, v in signature(tf_examples=tf.constant(records)).items()}
+    want = {
+        k: v.numpy()
+        for k, v in signatures[detection.ENCODED_SIGNATURE](
+            encoded_images=tf.constant(files)
+        ).items()
+    }
+    for key in detection.OUTPUTS:
+        np.testing.assert_array_equal(got[key], want[key])
+    read = []
+    for b, data in enumerate(files):
+        path = tmp_path / f'{b}.img'
+        path.write_bytes(data)
+        read.append(detection.load_image_rgb(str(path)))
+    with detection.Detector.from_checkpoint(exported['spec'], exported['prefix']) as detector:
+        reference = detector.run(read, detection.OUTPUTS)
+    for key in detection.RAW_OUTPUTS:
+        np.testing.assert_allclose(got[key], reference[key], atol=TOL)
+
+    def example(*images):
+        feature = tf.train.Feature(bytes_list=tf.train.BytesList(value=images))
+        features = tf.train.Features(feature={'image/encoded': feature})
+        return tf.train.Example(features=features).SerializeToString()
+
+    not_one = (
+        'is not a serialized tf.Example holding one image/encoded (the bytes of an image file); '
+        'send the records tf_convert_data.py writes, or the image files to serving_encoded'
+    )
+    garbage = b'\xff\xfe not a protocol buffer'
+    two = example(files[0], files[1])
+    for data, message in (
+        (garbage, f'tf_examples[1] ({len(garbage)} bytes) {not_one}'),
+        (example(), f'tf_examples[1] ({len(example())} bytes) {not_one}'),
+        (two, f'tf_examples[1] ({len(two)} bytes) {not_one}'),
+        (
+            example(b'GIF89a'),
+            'tf_examples[1] image/encoded (6 bytes) is neither a JPEG nor a PNG file',
+        ),
+    ):
+        with pytest.raises(
+            tf.errors.InvalidArgumentError, match=re.escape(f'serving_tf_example: {message}')
+        ):
+            signature(tf_examples=tf.constant([records[0], data]))
+
+
 def test_an_empty_batch_is_refused_naming_the_input(exported, saved_model_tf2):
     """A batch of 0 images (0 files) failed deep in the net with a convolution's shape error
     ("input depth must be evenly divisible by filter depth: 3 vs 8"); every signature and the
@@ -382,6 +443,11 @@ def test_an_empty_batch_is_refused_naming_the_input(exported, saved_model_tf2):
             images,
         ),
         (detection.ENCODED_SIGNATURE, dict(encoded_images=tf.zeros([0], tf.string)), files),
+        (
+            detection.TF_EXAMPLE_SIGNATURE,
+            dict(tf_examples=tf.zeros([0], tf.string)),
+            'serving_tf_example: tf_examples holds no example (a batch of 0); send at least one',
+        ),
     ):
         with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(expected)):
             signatures[name](**feed)

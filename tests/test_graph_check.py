@@ -139,10 +139,11 @@ def test_crafted_saved_models_are_refused_before_loading(tmp_path):
     graph_check.check_saved_model(plain)  # variables, saver, our ops: fine
 
 
-def test_image_decoding_is_reachable_from_the_encoded_signature_only(tmp_path):
-    """Our SavedModels decode the image files' bytes fed to `serving_encoded`; a signature our
-    loaders run decoding an image stored in the graph (any size: a few bytes of PNG can declare
-    gigapixels) is refused."""
+def test_image_decoding_is_reachable_from_the_encoded_signatures_only(tmp_path):
+    """Our SavedModels decode the image files' bytes fed to `serving_encoded` (and parse the
+    tf.Examples fed to `serving_tf_example`); a signature our loaders run decoding an image
+    stored in the graph (any size: a few bytes of PNG can declare gigapixels) is refused, and
+    only `serving_tf_example` may parse."""
     png = cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8))[1].tobytes()
 
     def decode():
@@ -154,9 +155,26 @@ def test_image_decoding_is_reachable_from_the_encoded_signature_only(tmp_path):
         graph_check.UnsafeGraphError, match="signature 'serving_padded'.*DecodeImage"
     ):
         detection.Detector.from_saved_model(padded)
-    encoded = str(tmp_path / 'encoded')
-    _tiny_saved_model(encoded, evil=decode, signature_name=detection.ENCODED_SIGNATURE)
-    graph_check.check_saved_model(encoded)
+    for signature in (detection.ENCODED_SIGNATURE, detection.TF_EXAMPLE_SIGNATURE):
+        allowed = str(tmp_path / signature)
+        _tiny_saved_model(allowed, evil=decode, signature_name=signature)
+        graph_check.check_saved_model(allowed)
+
+    def parse():
+        example = tf.train.Example().SerializeToString()
+        return tf.io.parse_single_example(example, {'x': tf.io.FixedLenFeature([], tf.string, '')})
+
+    for signature, allowed in (
+        (detection.ENCODED_SIGNATURE, False),
+        (detection.TF_EXAMPLE_SIGNATURE, True),
+    ):
+        parses = str(tmp_path / f'parses_{signature}')
+        _tiny_saved_model(parses, evil=lambda: parse()['x'], signature_name=signature)
+        if allowed:
+            graph_check.check_saved_model(parses)
+        else:
+            with pytest.raises(graph_check.UnsafeGraphError, match='ParseExampleV2'):
+                graph_check.check_saved_model(parses)
 
 
 def test_a_restore_op_that_decodes_is_refused(tmp_path):
