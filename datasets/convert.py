@@ -191,14 +191,31 @@ def _start_pool(ctx, workers, counter):
     failed with 'EOFError: Ran out of input'). A Ctrl-C in those milliseconds is lost.
     Their start-up code ignores it too, for a conversion run outside the main thread (where
     handlers cannot be set).
+
+    A SIGTERM (a scheduler's stop) in those milliseconds is held instead, and raised again for
+    the main process's handler once the workers are started (and ended, when that handler
+    raises): the workers must not ignore it (the pool ends them with it), and a handler set in
+    Python is not theirs (spawned: a new program).
     """
     if threading.current_thread() is not threading.main_thread():
         return _WorkerPool(ctx, workers, counter)
-    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    held = []
+    handlers = (
+        signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum)),
+    )
     try:
-        return _WorkerPool(ctx, workers, counter)
+        pool = _WorkerPool(ctx, workers, counter)
     finally:
-        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGINT, handlers[0])
+        signal.signal(signal.SIGTERM, handlers[1])
+    if held:
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except BaseException:
+            pool.terminate()
+            raise
+    return pool
 
 
 class _WorkerPool:

@@ -1142,7 +1142,10 @@ def check_tflite_survives(path, content, num_threads=None):
             prctl(1, signal.SIGKILL, 0, 0, 0)
             if os.getppid() != parent:  # it died before that
                 os._exit(1)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C ends it with the parent
+            # Ctrl-C or SIGTERM ends it at once: the handlers it inherited (`logs.run`'s
+            # cleanup and last line) are the parent's.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             faulthandler.disable()  # its crash is the parent's one-line error, not a dump
             quiet = os.open(os.devnull, os.O_WRONLY)  # the parent's load prints TFLite's lines
             os.dup2(quiet, 1)

@@ -161,6 +161,22 @@ def interrupt_when(args, when, timeout=400, signum=None):
             process.kill()
 
 
+def process_state(pid):
+    """(state letter, parent pid) of process `pid`, from /proc; None when it is gone."""
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            fields = f.read().rsplit(')', 1)[1].split()  # after the command's name
+    except OSError:  # gone (also while it was read)
+        return None
+    return fields[0], int(fields[1])
+
+
+def process_running(pid):
+    """Whether process `pid` exists and is not a zombie."""
+    state = process_state(pid)
+    return state is not None and state[0] not in ('Z', 'X')
+
+
 # Opens the FIFO argv[1] for writing whenever a reader waits on it, from 20 s on, and marks
 # each time in the file argv[2]. A process of its own: TF's reader waits holding the GIL.
 _FIFO_RELEASER = """

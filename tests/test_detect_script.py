@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 
 import cv2
 import numpy as np
@@ -15,6 +16,7 @@ from inference import detection
 from tests import data_fixtures
 from tests.conftest import ROOT, interrupt_when, run_python, run_script
 from tests import inference_fixtures as fx
+from tf_extended import folder_lock
 
 SIZES = [(120, 160), (200, 150), (97, 301)]
 THRESHOLDS = ['--select_threshold=0.3', '--top_k=50', '--keep_top_k=20']
@@ -736,9 +738,20 @@ def test_a_rerun_after_ctrl_c_replaces_the_interrupted_runs_outputs(frozen_graph
     assert cv2.imread(str(out / 'img079_det.jpg')).shape == (60, 80, 3)
 
 
-def test_ctrl_c_while_a_video_is_written_leaves_no_part_of_it(frozen_graph, tmp_path):
+@pytest.mark.parametrize(
+    'signum, status, stopped',
+    [
+        (signal.SIGINT, 130, 'interrupted'),
+        # A scheduler's stop: it killed the run at once, no line, the temporary and the lock file
+        # left behind.
+        (signal.SIGTERM, -signal.SIGTERM, 'terminated (SIGTERM)'),
+    ],
+)
+def test_ctrl_c_while_a_video_is_written_leaves_no_part_of_it(
+    frozen_graph, tmp_path, signum, status, stopped
+):
     """Ctrl-C once a video's annotated frames were being written: its hidden temporary stayed
-    until the same command ran again. Now it goes with the interrupt."""
+    until the same command ran again. Now it goes with the interrupt (or SIGTERM)."""
     photos = tmp_path / 'photos'
     photos.mkdir()
     # Noise: OpenCV's MPEG-4 writer flushes its output in 256 kB pieces, ~5 of these frames
@@ -760,9 +773,16 @@ def test_ctrl_c_while_a_video_is_written_leaves_no_part_of_it(frozen_graph, tmp_
             for n in os.listdir(out)
         )
 
-    status, lines = interrupt_when([os.path.join(ROOT, command[0]), *command[1:]], writing)
-    assert status == 130, lines[-20:]
+    ended, lines = interrupt_when(
+        [os.path.join(ROOT, command[0]), *command[1:]], writing, signum=signum
+    )
+    assert ended == status, lines[-20:]
+    assert lines and lines[-1].startswith(
+        f'detect_ssd_network: {stopped}; the annotated images and videos written so far are in '
+        f'{out}'
+    ), lines[-5:]
     assert [n for n in os.listdir(out) if n.endswith('.mp4')] == []
+    assert folder_lock.LOCK_NAME not in os.listdir(out)
 
 
 INTERRUPTED_LINES = r"""

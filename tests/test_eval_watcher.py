@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -1381,7 +1382,17 @@ def test_the_script_accepts_a_restart_on_the_same_images(tmp_path, monkeypatch):
     ) in proc.stderr, proc.stderr[-3000:]
 
 
-def test_ctrl_c_before_any_evaluation_says_nothing_was_evaluated(tmp_path):
+@pytest.mark.parametrize(
+    'signum, status, stopped',
+    [
+        (signal.SIGINT, 130, 'interrupted'),
+        # A scheduler's stop: it killed the watcher at once, no line, its lock file left behind.
+        (signal.SIGTERM, -signal.SIGTERM, 'terminated (SIGTERM)'),
+    ],
+)
+def test_ctrl_c_or_sigterm_before_any_evaluation_says_nothing_was_evaluated(
+    tmp_path, signum, status, stopped
+):
     """Ctrl-C on a watcher waiting for the trainer said 'the checkpoints evaluated so far are in
     logs/w3 (eval_ledger.jsonl)': nothing was evaluated, and logs/w3 (made for its lock) was
     gone."""
@@ -1395,7 +1406,7 @@ def test_ctrl_c_before_any_evaluation_says_nothing_was_evaluated(tmp_path):
             seen.append(time.time())
         return bool(seen) and time.time() - seen[0] > 1.0
 
-    status, lines = interrupt_when(
+    ended, lines = interrupt_when(
         [
             os.path.join(ROOT, 'eval_ssd_network.py'),
             *WATCH_ARGS[:3],
@@ -1405,12 +1416,13 @@ def test_ctrl_c_before_any_evaluation_says_nothing_was_evaluated(tmp_path):
             '--eval_interval_secs=0.2',
         ],
         waiting,
+        signum=signum,
     )
-    assert status == 130, lines[-20:]
-    assert lines[-1] == (
-        'eval_ssd_network: interrupted; no checkpoint was evaluated; run the same command to '
+    assert ended == status, lines[-20:]
+    assert lines[-1:] == [
+        f'eval_ssd_network: {stopped}; no checkpoint was evaluated; run the same command to '
         'watch again'
-    ), lines[-5:]
+    ], lines[-5:]
     assert not (tmp_path / 'logs').exists()
 
 

@@ -18,7 +18,7 @@ import tensorflow as tf
 from inference import export
 from tests import data_fixtures
 from tests import inference_fixtures as fx
-from tests.conftest import ROOT, file_bytes, run_script, synthetic_voc_records
+from tests.conftest import ROOT, file_bytes, interrupt_when, run_script, synthetic_voc_records
 from tf_extended import folder_lock
 from training import trainer
 
@@ -382,3 +382,34 @@ def test_a_socket_named_as_the_lock_file_is_named_not_the_folder(tmp_path):
         f'--output_dir {tmp_path}: {path} is not a lock file of these scripts (a symlink, a '
         'folder or another special file); move it away and run again.'
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# A script stopped by SIGTERM releases its folder (the lock of the other scripts:
+# tests/test_eval_watcher.py, tests/test_detect_script.py).
+
+
+def test_sigterm_during_an_export_removes_its_pending_file_and_releases_the_folder(model, tmp_path):
+    """SIGTERM (a scheduler, `kill`) killed an export at once: no line, its folder left with the
+    pending file that marks an export unfinished (readers refuse the folder) and the lock file.
+    Now it ends as Ctrl-C does, then by the signal: nothing was written, so nothing is left."""
+    out = tmp_path / 'out'
+    ended, lines = interrupt_when(
+        [
+            os.path.join(ROOT, 'export_ssd_network.py'),
+            f'--checkpoint_path={model["prefix"]}',
+            *MODEL_FLAGS,
+            f'--labels_file={model["labels"]}',
+            '--formats=frozen_graph',
+            f'--output_dir={out}',
+        ],
+        lambda: (out / export.PENDING_FILE).exists(),
+        signum=signal.SIGTERM,
+    )
+    assert ended == -signal.SIGTERM, lines[-20:]
+    assert lines[-1:] == [
+        f'export_ssd_network: terminated (SIGTERM); each file already in {out} is complete '
+        f'(written atomically), metadata.json comes last; run the same command with --overwrite '
+        f'to export again'
+    ], lines[-5:]
+    assert not out.exists()  # created by the export, and removed with its lock

@@ -18,6 +18,7 @@ from inference import openvino_runtime
 from model import card as card_lib
 from model import checkpoints
 from tests.conftest import interrupt_when
+from tests.conftest import process_running
 from tests.conftest import run_python
 from tests.conftest import run_script
 from tf_extended import coco_metrics
@@ -473,15 +474,35 @@ def test_a_tflite_model_that_never_ends_or_declares_huge_tensors_is_an_error(
     # A kill of the parent (SIGTERM: `timeout`, a scheduler) ends the child too.
     pid_file = tmp_path / 'child.pid'
     status, lines = interrupt_when(
-        ['-c', RECORD_CHILD, str(looping), str(pid_file)],
+        ['-c', RECORD_CHILD, str(looping), str(pid_file), 'bare'],
         lambda: pid_file.exists() and pid_file.read_text(),
         signum=signal.SIGTERM,
     )
     assert status == -signal.SIGTERM, lines[-20:]
     child, deadline = int(pid_file.read_text()), time.monotonic() + 30
-    while _running(child) and time.monotonic() < deadline:
+    while process_running(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _running(child)
+    assert not process_running(child)
+
+    # In a script (`logs.run`) the parent's SIGTERM handler (its cleanup, its last line) is not
+    # the child's: the child sets SIGTERM's default action, and the parent ends it.
+    pid_file, seen = tmp_path / 'script_child.pid', []
+
+    def child_set_up():
+        if not (pid_file.exists() and pid_file.read_text()):
+            return False
+        seen.append(time.monotonic())
+        return not _catches(int(pid_file.read_text()), signal.SIGTERM) or seen[-1] > seen[0] + 10
+
+    status, lines = interrupt_when(
+        ['-c', RECORD_CHILD, str(looping), str(pid_file), 'script'],
+        child_set_up,
+        signum=signal.SIGTERM,
+    )
+    assert seen[-1] <= seen[0] + 10, 'the child kept the parent\'s SIGTERM handler'
+    assert status == -signal.SIGTERM, lines[-20:]
+    assert lines[-1:] == ['-c: terminated (SIGTERM).'], lines[-5:]
+    assert not process_running(int(pid_file.read_text()))
 
     # 8 inputs tiled to 300M (1.2 GB) inside: TFLite's allocate_tensors returned without its
     # arena at the memory limit, so only the numpy blank of a huge input was caught.
@@ -528,19 +549,22 @@ def _converted(function, *extra_ops):
     return converter.convert()
 
 
-def _running(pid):
-    """Whether process `pid` exists and is not a zombie."""
+def _catches(pid, signum):
+    """Whether process `pid` has a handler of its own for `signum` (SigCgt of /proc)."""
     try:
-        with open(f'/proc/{pid}/stat') as f:
-            return f.read().rsplit(')', 1)[1].split()[0] not in ('Z', 'X')
+        with open(f'/proc/{pid}/status') as f:
+            (caught,) = [line.split()[1] for line in f if line.startswith('SigCgt:')]
     except FileNotFoundError:
         return False
+    return bool(int(caught, 16) & (1 << (signum - 1)))
 
 
-# Loads a TFLite model (argv[1]), writing the pid of the check's child to argv[2].
+# Loads a TFLite model (argv[1]), writing the pid of the check's child to argv[2]; argv[3]:
+# 'script' runs it as the scripts do (`logs.run_plain`), 'bare' as a plain program.
 RECORD_CHILD = r"""
 import os, sys
 from inference import detection
+from tf_extended import logs
 fork = os.fork
 
 def recorded():
@@ -552,7 +576,10 @@ def recorded():
     return pid
 
 os.fork = recorded
-detection.TFLiteDetector(sys.argv[1])
+if sys.argv[3] == 'script':
+    logs.run_plain(lambda: detection.TFLiteDetector(sys.argv[1]))
+else:
+    detection.TFLiteDetector(sys.argv[1])
 """
 
 

@@ -8,21 +8,78 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import types
 
 import pytest
 
 from datasets import convert
 from datasets import synthetic
-from tests.conftest import ROOT, interrupt_when, run_python
+from tests.conftest import ROOT, interrupt_when, process_running, process_state, run_python
 
 
-def test_conversion_interrupted_keeps_the_earlier_output(tmp_path):
+def _conversion_workers():
+    """The pids of the conversion workers (spawned: `--multiprocessing-fork` in their command
+    line) among this process's descendants (where the scripts run: tests/script_server.py)."""
+    children = {}
+    for pid in map(int, filter(str.isdigit, os.listdir('/proc'))):
+        state = process_state(pid)
+        if state is not None:  # not ended meanwhile
+            children.setdefault(state[1], []).append(pid)
+    descendants, todo = [], [os.getpid()]
+    while todo:
+        found = children.get(todo.pop(), [])
+        descendants += found
+        todo += found
+    workers = []
+    for pid in descendants:
+        try:
+            with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                if b'--multiprocessing-fork' in f.read():
+                    workers.append(pid)
+        except OSError:
+            continue
+    return workers
+
+
+def _alive_at_their_parents_end(workers, alive):
+    """A thread: adds to `alive` the `workers` still running when their parent ends (polled
+    every 5 ms; the test's reader of their shared stderr sees its end only once they end)."""
+
+    def watch():
+        parent = process_state(workers[0])[1]
+        while process_running(parent):
+            time.sleep(0.005)
+        alive.extend(filter(process_running, workers))
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    'signum, status, stopped',
+    [
+        (signal.SIGINT, 130, 'interrupted'),
+        # A scheduler's stop: it killed the script at once, its workers converting on.
+        (signal.SIGTERM, -signal.SIGTERM, 'terminated (SIGTERM)'),
+    ],
+)
+def test_conversion_interrupted_keeps_the_earlier_output(tmp_path, signum, status, stopped):
     synthetic.generate(str(tmp_path / 'voc'), 80)
     records = tmp_path / 'records'
     records.mkdir()
     (records / 'notes.txt').write_text('mine')
-    status, lines = interrupt_when(
+    workers, alive, watching = [], [], []
+
+    def first_shard_written():
+        if glob.glob(str(records / '.train.tmp-*' / 'part-*.tfrecord')):
+            workers.extend(_conversion_workers())
+        if workers:
+            watching.append(_alive_at_their_parents_end(workers, alive))
+        return bool(workers)
+
+    ended, lines = interrupt_when(
         [
             os.path.join(ROOT, 'tf_convert_data.py'),
             '--dataset_name=pascalvoc',
@@ -36,16 +93,20 @@ def test_conversion_interrupted_keeps_the_earlier_output(tmp_path):
         # Once the first shard is written: 15 of 16 are still to convert, whatever the load.
         # Forked (TensorFlow imported already): the first shard comes while the workers are
         # busy, when multiprocessing.Pool's terminate could hang (see convert._WorkerPool).
-        lambda: glob.glob(str(records / '.train.tmp-*' / 'part-*.tfrecord')),
+        first_shard_written,
+        signum=signum,
     )
-    assert status == 130, lines[-20:]
+    assert ended == status, lines[-20:]
     assert not any('Traceback' in line or 'KeyboardInterrupt' in line for line in lines), lines
-    assert lines[-1] == (
-        f'tf_convert_data: interrupted; nothing of train was replaced in {records}; run the '
+    assert lines[-1:] == [
+        f'tf_convert_data: {stopped}; nothing of train was replaced in {records}; run the '
         f'same command to convert again'
-    ), lines[-5:]
-    # Its temporary folder too is gone (the message said the next run would remove it).
+    ], lines[-5:]
+    # Its temporary folder too is gone (the message said the next run would remove it), and
+    # its workers with it.
     assert os.listdir(records) == ['notes.txt']
+    watching[0].join(10)
+    assert len(workers) == 2 and alive == [], (workers, alive)
 
 
 def test_conversion_workers_ignore_ctrl_c_from_their_start():
@@ -62,6 +123,54 @@ def test_conversion_workers_ignore_ctrl_c_from_their_start():
     finally:
         pool.terminate()  # and waits for them
     assert signal.getsignal(signal.SIGINT) is handler  # this process's is restored
+
+
+# A SIGTERM while the workers start, for a handler that raises (as a script's does); then how
+# the workers ended.
+_SIGTERM_WHILE_STARTING = """
+import multiprocessing, os, signal
+from datasets import convert
+pools = []
+
+
+class Pool(convert._WorkerPool):
+    def __init__(self, *args):
+        pools.append(self)
+        os.kill(os.getpid(), signal.SIGTERM)
+        super().__init__(*args)
+        print('started')
+
+
+def stop(signum, frame):
+    raise KeyboardInterrupt
+
+
+signal.signal(signal.SIGTERM, stop)
+convert._WorkerPool = Pool
+ctx = multiprocessing.get_context('spawn')
+try:
+    convert._start_pool(ctx, 2, ctx.Value('q', 0))
+    print('not stopped')
+except KeyboardInterrupt:
+    print('stopped', [p.exitcode for p in pools[0].processes])
+"""
+
+
+def test_conversion_workers_start_before_a_sigterm_ends_them():
+    """A SIGTERM while the pool starts its workers ran the main process's handler there (a
+    script's raises: the interrupt that could leave a worker waiting for its start-up data, see
+    `convert._start_pool`). It is held until the workers are started, then the handler runs and
+    the pool is ended (by SIGTERM: the workers do not ignore it)."""
+    proc = subprocess.run(
+        [sys.executable, '-c', _SIGTERM_WHILE_STARTING],
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.splitlines() == ['started', 'stopped [-15, -15]'], proc.stdout
+    assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
 
 
 def test_conversion_workers_start_outside_the_main_thread():

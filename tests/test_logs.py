@@ -2,6 +2,7 @@
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -78,6 +79,7 @@ SCRIPT = '''"""A script with a usage example.
 import os
 import signal
 import atexit
+import sys
 import time
 
 from absl import flags
@@ -100,24 +102,45 @@ def main(_):
         atexit.register(ctrl_c_while_exiting)
     if flags.FLAGS.name == 'print':
         print('x' * 1000, flush=True)
+    if flags.FLAGS.name == 'terminate':
+        atexit.register(print, 'atexit ran', file=sys.stderr)
+        try:
+            os.killpg(0, signal.SIGTERM)  # a scheduler's: to the stderr filter too
+            time.sleep(30)
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # a second one, during the cleanup
+            time.sleep(0.5)
+            print('cleaned up', file=sys.stderr, flush=True)
+    if flags.FLAGS.name == 'terminate_in_tensorflow':
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+        except KeyboardInterrupt:  # as TF reports a signal that came while a call of it failed
+            raise RuntimeError(
+                'pybind11::error_already_set: MISMATCH of original and normalized active '
+                'exception types: ORIGINAL DeadlineExceededError REPLACED BY KeyboardInterrupt: '
+                '<EMPTY MESSAGE>'
+            ) from None
 
 
 logs.run(main, lambda: 'kept out/a.json; run the same command to resume')
 '''
 
 
-def _run_tiny(tmp_path, *args, stdout=subprocess.PIPE):
+def _run_tiny(tmp_path, *args, stdout=subprocess.PIPE, **env):
+    """Runs SCRIPT with `args`, in a session of its own (a signal to its process group reaches
+    nothing else), `env` added to the environment."""
     script = tmp_path / 'tiny.py'
     script.write_text(SCRIPT)
-    env = dict(os.environ, PYTHONPATH=ROOT)
     return subprocess.run(
         [sys.executable, str(script), *args],
         cwd=ROOT,
-        env=env,
+        env=dict(os.environ, PYTHONPATH=ROOT, **env),
         stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
         timeout=120,
+        start_new_session=True,
     )
 
 
@@ -148,6 +171,42 @@ def test_ctrl_c_ends_with_one_line(tmp_path):
     assert proc.stderr.splitlines() == [
         'tiny: interrupted; kept out/a.json; run the same command to resume'
     ]
+
+
+def test_sigterm_takes_the_ctrl_c_path_then_ends_by_the_signal(tmp_path):
+    """SIGTERM (a scheduler, `kill`, a CI timeout) killed a script at once: no line, no cleanup.
+    Now its cleanup runs (a second SIGTERM does not cut it), then one line and the atexit
+    callbacks, and it ends by SIGTERM as the sender expects. The stderr filter, which the
+    scheduler's SIGTERM to the process group reaches too, passes every line on."""
+    proc = _run_tiny(tmp_path, '--name=terminate', SSD_STDERR_FILTER='1')
+    assert proc.returncode == -signal.SIGTERM, proc.stderr
+    assert proc.stderr.splitlines() == [
+        'cleaned up',
+        'tiny: terminated (SIGTERM); kept out/a.json; run the same command to resume',
+        'atexit ran',
+    ]
+
+
+def test_sigterm_that_tensorflow_reports_as_its_own_error_is_a_termination(tmp_path):
+    """A parameter server polls with a timeout: a signal came while TF built the timeout's
+    exception, and pybind11 raised a RuntimeError in its place (a traceback, status 1)."""
+    proc = _run_tiny(tmp_path, '--name=terminate_in_tensorflow')
+    assert (proc.returncode, proc.stderr) == (
+        -signal.SIGTERM,
+        'tiny: terminated (SIGTERM); kept out/a.json; run the same command to resume\n',
+    )
+
+
+def test_sigterm_while_starting_ends_with_one_line():
+    program = (
+        'import signal, sys\nfrom tf_extended import logs\n'
+        "sys.argv[0] = 'tiny.py'\nlogs._interrupted_while_starting(signal.SIGTERM, None)\n"
+    )
+    proc = _python(program, dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert (proc.returncode, proc.stderr) == (
+        -signal.SIGTERM,
+        'tiny: terminated (SIGTERM) while starting; nothing was done.\n',
+    )
 
 
 def test_ctrl_c_after_the_work_is_done_is_ignored(tmp_path):

@@ -37,6 +37,7 @@ from tests.conftest import (
 )
 from training import hooks
 from training import trainer
+from tf_extended import folder_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG_LINE = hooks.LOG_LINE  # the trainer's step line: step and name=value loss terms
@@ -414,6 +415,25 @@ def test_kills_and_sigterm_then_resumes_continue_exactly(mixed_run, dataset_dir,
         before = _tensors(resumed_from)
         if point == 'before_state':  # the unlisted new checkpoint's files are there
             assert os.path.exists(train_dir / f'model.ckpt-{step}.index')
+
+
+def test_sigterm_while_the_training_starts_ends_by_it_with_one_line(dataset_dir, tmp_path):
+    """SIGTERM before the steps (while the graph is built) killed the run at once: no line, its
+    lock file left in --train_dir. Now Ctrl-C's path, then the end by the signal (in the steps
+    SIGTERM is Ctrl-C itself: test_kills_and_sigterm_then_resumes_continue_exactly)."""
+    train_dir = tmp_path / 'train'
+    lock = train_dir / folder_lock.LOCK_NAME
+    status, lines = interrupt_when(
+        _args(dataset_dir, str(train_dir), '--max_number_of_steps=2'),
+        lambda: lock.exists() and lock.read_text().strip(),  # locked: the graph is being built
+        signum=signal.SIGTERM,
+    )
+    assert status == -signal.SIGTERM, lines[-20:]
+    assert lines[-1:] == [
+        f'train_ssd_network: terminated (SIGTERM); no checkpoint was written yet in {train_dir}; '
+        'run the same command to start again'
+    ], lines[-5:]
+    assert not train_dir.exists()  # made for its lock, removed with it
 
 
 def test_training_into_a_pointer_folder_is_refused(dataset_dir, fp32_run, tmp_path):

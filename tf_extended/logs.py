@@ -1,5 +1,5 @@
 """What the command-line scripts print: TensorFlow's start-up lines off, each log record once,
-`--help` exiting 0, and Ctrl-C ending with one line instead of a traceback.
+`--help` exiting 0, and Ctrl-C or SIGTERM ending with one line instead of a traceback or nothing.
 
 The scripts import this module before TensorFlow. What TF 2.21 writes to stderr before a script
 logs anything, measured on a CPU-only machine (2026-12, `import tensorflow` and one session):
@@ -194,14 +194,22 @@ def install_stderr_filter():
     gpu_device = any(map(os.path.exists, _GPU_DEVICE_NODES))
     sys.stderr.flush()
     read_fd, write_fd = os.pipe()
+    # Ctrl-C, and a scheduler's SIGTERM to the process group, are for the script: the filter
+    # ignores them (blocked until then, however soon they come) and ends with its writers,
+    # after passing on the script's last line.
+    stops = {signal.SIGINT, signal.SIGTERM}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
     pid = os.fork()
     if pid == 0:  # the filter: reads until every writer (the script, its children) is gone
         try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the script
+            for signum in stops:
+                signal.signal(signum, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(write_fd)
             _filter_loop(read_fd, 2, gpu_device)
         finally:
             os._exit(0)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     os.close(read_fd)
     original = os.dup(2)
     os.dup2(write_fd, 2)
@@ -259,12 +267,61 @@ def exit_error(message, script=None):
     raise SystemExit(error_line(message, script))
 
 
+# Set once SIGTERM reached `run_plain`'s main: the script then ends by that signal.
+_terminating = []
+
+
+def _stopped_by(signum):
+    """How a script's last line names what stopped it: Ctrl-C or SIGTERM."""
+    return 'terminated (SIGTERM)' if signum == signal.SIGTERM else 'interrupted'
+
+
 def _interrupted_while_starting(signum, frame):
     try:
-        sys.stderr.write(f'{_script_name()}: interrupted while starting; nothing was done.\n')
+        sys.stderr.write(
+            f'{_script_name()}: {_stopped_by(signum)} while starting; nothing was done.\n'
+        )
         sys.stderr.flush()
     finally:
+        if signum == signal.SIGTERM:
+            _end_by_signal(signum)
         os._exit(130)
+
+
+def _terminate(signum, frame):
+    """SIGTERM in a script's main: Ctrl-C's path (its cleanup, its line), then the end by the
+    signal (`run_plain`). A second SIGTERM is ignored: it would cut that cleanup or the line."""
+    if not _terminating:
+        _terminating.append(signum)
+        raise KeyboardInterrupt
+
+
+def is_interrupt(error):
+    """True for a KeyboardInterrupt (Ctrl-C, or SIGTERM in `run_plain`'s main), and for the
+    RuntimeError pybind11 raises in its place when the signal comes while TensorFlow builds the
+    exception of a failing call ('... ORIGINAL DeadlineExceededError REPLACED BY
+    KeyboardInterrupt'): every stop of a parameter server, which polls with a timeout."""
+    return isinstance(error, KeyboardInterrupt) or (
+        isinstance(error, RuntimeError) and 'REPLACED BY KeyboardInterrupt' in str(error)
+    )
+
+
+def _end_by_signal(signum):
+    """Ends this process by `signum` with its default action, so that a parent or a scheduler
+    sees the signal it sent (a status of -15 in Python, 143 in a shell), after what a normal exit
+    does first: stdout flushed, the atexit callbacks run (the stderr filter passes on the last
+    line, temporary files go). Does not return."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    atexit._run_exitfuncs()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+    # Still here: the process is a container's PID 1, for which the kernel drops a signal left to
+    # its default action. The shell's status for that signal instead.
+    os._exit(128 + signum)
 
 
 def _main_is_project_script():
@@ -292,10 +349,12 @@ if (
     install_stderr_filter()
 if _is_script:
     skip_keras_at_tensorflow_import()
-# A project script being started: Ctrl-C during the (slow) imports ends with one line. `run`
-# hands SIGINT back to Python's KeyboardInterrupt once the script's main starts.
+# A project script being started: Ctrl-C or SIGTERM during the (slow) imports ends with one
+# line. `run` hands them to Python's KeyboardInterrupt once the script's main starts.
 if _is_script and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_while_starting)
+if _is_script and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+    signal.signal(signal.SIGTERM, _interrupted_while_starting)
 
 
 class _DropMessages(py_logging.Filter):
@@ -352,6 +411,10 @@ def run(main, interrupted=None):
     - Ctrl-C (KeyboardInterrupt) ends with one line `<script>: interrupted; <what was kept and
       how to resume>`, status 130, instead of a traceback. `interrupted`: a callable returning
       that text (called after the interrupt, so it can look at what is on disk), or None.
+    - SIGTERM (a scheduler, `kill`, a CI timeout) takes the same path, Ctrl-C's cleanup included
+      (it killed the script at once: no line, temporary files, worker processes and folder locks
+      left behind), with the line `<script>: terminated (SIGTERM); <what was kept ...>`; then
+      the script ends by that signal, as the sender expects (`_end_by_signal`).
     """
 
     def absl_main():
@@ -532,21 +595,30 @@ def expand_home(flag_values):
 
 
 def run_plain(main, interrupted=None):
-    """`main()` (a script without absl flags, e.g. argparse) with `run`'s Ctrl-C line."""
+    """`main()` (a script without absl flags, e.g. argparse) with `run`'s Ctrl-C and SIGTERM
+    lines."""
     restore_keras_setting()
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return main()
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the line
+    except (KeyboardInterrupt, RuntimeError) as error:
+        if not is_interrupt(error):
+            raise
+        # A second Ctrl-C or SIGTERM must not cut the line (`_end_by_signal` restores SIGTERM's).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         what = ''
         if interrupted is not None:
             try:
                 what = interrupted() or ''
             except Exception as err:  # the message must not become a traceback itself
                 what = f'(could not tell what was kept: {err})'
-        sys.stderr.write(f'{_script_name()}: interrupted{"; " + what if what else "."}\n')
+        signum = _terminating[0] if _terminating else signal.SIGINT
+        sys.stderr.write(f'{_script_name()}: {_stopped_by(signum)}{"; " + what if what else "."}\n')
         sys.stderr.flush()
+        if _terminating:
+            _end_by_signal(signum)
         raise SystemExit(130) from None
     except BrokenPipeError:
         # Whoever read stdout has gone (`script --help | head`): nothing is left to tell it, and
@@ -556,8 +628,9 @@ def run_plain(main, interrupted=None):
         raise SystemExit(0 if _help_requested() else 141) from None
     finally:
         # The work is done; what is left is the exit's cleanup (atexit: the stderr filter's
-        # drain, at most 5 s), where a Ctrl-C would only print a callback's traceback.
+        # drain, at most 5 s), where a Ctrl-C or SIGTERM would only print a callback's traceback.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 _HELP_ARG = re.compile(r'^--?(help|helpshort|helpfull|helpxml|\?)(=(true|t|1|yes|y))?$', re.I)

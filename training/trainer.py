@@ -43,6 +43,7 @@ from training import input as train_input
 from training import model_deploy
 from training import optimization
 from tf_extended import folder_lock
+from tf_extended import logs
 from tf_extended import texts
 from tf_extended import tf_errors
 
@@ -1196,7 +1197,7 @@ def _run_steps(session, train_op, log_hook, dataset):
         except RuntimeError as e:
             # An interrupt that arrives while TF builds the exception of a failing call replaces
             # it (pybind11: "... REPLACED BY KeyboardInterrupt"): an interrupt all the same.
-            if 'KeyboardInterrupt' in str(e):
+            if logs.is_interrupt(e):
                 raise KeyboardInterrupt from None
             raise
         except tf_errors.RUN_ERRORS as e:
