@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -110,22 +111,45 @@ def shown(line):
     return None if NOISE.match(line) else line
 
 
+# Set by a SIGTERM (`_terminate`): the demo then ends by that signal.
+TERMINATED = []
+
+
+def _terminate(signum, frame):
+    """SIGTERM (a scheduler's stop, `kill`) takes Ctrl-C's path; a second one is ignored, as the
+    scripts ignore it (it would cut the wait for the stage's script or the last line)."""
+    if not TERMINATED:
+        TERMINATED.append(signum)
+        raise KeyboardInterrupt
+
+
 def run(args, on_line=None, env=None):
     """Runs a project script in environment `env` (None: this process's), showing its progress
     without TensorFlow's chatter (`on_line` gets each shown line); fails loudly with the full
     output when the script fails. On Ctrl-C (which the script receives too) waits for the script
-    to stop and re-raises, showing nothing more."""
-    process = subprocess.Popen(
-        [sys.executable] + args,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-    )
+    to stop and re-raises, showing nothing more; on SIGTERM, which a signal to the demo alone
+    does not pass on, sends it to the script first (which ends as it ends on Ctrl-C)."""
+    # A SIGTERM while the script starts is held until `process` is there to be passed it.
+    held = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum))
+    try:
+        process = subprocess.Popen(
+            [sys.executable] + args,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+    except BaseException:
+        signal.signal(signal.SIGTERM, previous)
+        raise
     everything = []
     try:
+        signal.signal(signal.SIGTERM, previous)
+        if held:
+            signal.raise_signal(signal.SIGTERM)
         for raw in process.stdout:
             for line in raw.rstrip('\n').split('\r'):
                 everything.append(line)
@@ -135,6 +159,8 @@ def run(args, on_line=None, env=None):
                     if on_line:
                         on_line(text)
     except KeyboardInterrupt:
+        if TERMINATED:
+            process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=120)
         except subprocess.TimeoutExpired:
@@ -698,6 +724,7 @@ def main(argv=None):
     log(f'precision: {args.precision} ({why}); {onednn}')
     start = time.time()
     demo = None
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         prepare_work_dir(args.work_dir, args.fresh)
         demo = Demo(args, env)
@@ -717,7 +744,11 @@ def main(argv=None):
             if demo and demo.current
             else 'while starting'
         )
-        log(f'interrupted {where}{demo.kept() if demo else ""}; run the same command to resume')
+        stopped = 'terminated (SIGTERM)' if TERMINATED else 'interrupted'
+        log(f'{stopped} {where}{demo.kept() if demo else ""}; run the same command to resume')
+        if TERMINATED:  # ends by the signal, as its sender expects (status 143 in a shell)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.raise_signal(signal.SIGTERM)
         sys.exit(130)
     metrics = results['metrics']
     log(

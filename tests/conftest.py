@@ -331,6 +331,7 @@ DURATIONS = {
     'tests/test_model_card_scripts.py::test_contradicting_flags_fail_before_writing': 3,
     'tests/test_model_card_scripts.py::test_caffe_converted_checkpoint_needs_no_model_flags': 15,
     'tests/test_demo.py::test_reduced_main_job_runs_every_stage': 100,
+    'tests/test_demo.py::test_sigterm_ends_the_demo_and_its_stage_with_one_line': 25,
     'tests/test_detect_script.py': 3,  # 26 tests with 29 script runs
     'tests/test_script_refusals.py': 3,  # 37 tests with 54 script runs
     'tests/test_non_square.py::test_train_script_fine_tunes_the_300x500_model': 26,

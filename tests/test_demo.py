@@ -7,8 +7,11 @@ every stage without rewriting its files."""
 import glob
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 
 import cv2
@@ -233,3 +236,45 @@ def test_reduced_main_job_runs_every_stage(tmp_path):
     assert 'export: reusing' in third.stdout and 'detect: 1 test images' in third.stdout
     assert '(settings changed: num_detect_images 2 -> 1)' in third.stdout
     assert len(glob.glob(str(tmp_path / 'detections' / '*_det.png'))) == 1
+
+
+def test_sigterm_ends_the_demo_and_its_stage_with_one_line(tmp_path):
+    """A scheduler's SIGTERM to the demo alone killed it at once, with no line, and left the
+    stage's script running on its own; now the script gets it too, and the demo ends by the
+    signal after its Ctrl-C line."""
+    from tests.conftest import process_running
+
+    demo = subprocess.Popen(
+        [sys.executable, 'run_demo.py', '--work_dir', str(tmp_path / 'work'), '--num_images', '24'],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = []
+        for line in demo.stdout:
+            lines.append(line.rstrip('\n'))
+            if '2/6 tfrecords: converting the train split' in line:
+                break
+        children = f'/proc/{demo.pid}/task/{demo.pid}/children'
+        deadline = time.time() + 60
+        while not open(children).read().split():
+            assert time.time() < deadline and demo.poll() is None, lines
+            time.sleep(0.01)
+        (stage,) = [int(pid) for pid in open(children).read().split()]
+        demo.send_signal(signal.SIGTERM)
+        lines += demo.stdout.read().splitlines()
+        assert demo.wait(timeout=120) == -signal.SIGTERM
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    assert not process_running(stage)
+    # The converter was stopped (it starts for seconds): without the signal it went on to write
+    # the split while the demo waited for it.
+    assert not glob.glob(str(tmp_path / 'work' / '*' / 'train_*'))
+    assert re.fullmatch(
+        r'\[demo \d\d:\d\d:\d\d\] terminated \(SIGTERM\) during 2/6 tfrecords; kept: .*; run the '
+        r'same command to resume',
+        lines[-1],
+    ), lines[-5:]
