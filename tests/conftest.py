@@ -340,7 +340,8 @@ DURATIONS = {
     'tests/test_non_square.py::test_export_script_at_300x500_equals_the_reference': 7,
     'tests/test_openvino.py': 6,  # 19 tests sharing test_fixed_size's export, 3 script runs
     'tests/test_export_models.py': 4,  # 21 tests sharing two exports (one with int8 calibration)
-    'tests/test_export_metadata_checks.py': 2,  # 27 tests sharing two exports, 3 script runs
+    # 27 tests sharing two exports (one test_openvino's), 3 script runs
+    'tests/test_export_metadata_checks.py': 3,
     # 20 tests sharing three exports (one test_openvino's, one test_export_models'), 5 runs
     'tests/test_fixed_size.py': 5,
     'tests/test_eval_watcher.py': 4,

@@ -4,6 +4,7 @@ weights give spread-out scores, a synthetic TFRecord split, test images."""
 import hashlib
 import json
 import os
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -73,18 +74,43 @@ def write_checkpoint(spec, directory, seed=0):
     return shared_cache.copy_checkpoint(cached, 'model.ckpt', directory)
 
 
-def shared_export(spec, formats, **options):
-    """The export of `spec`'s `write_checkpoint` to `formats` with `options` (`export.export`'s
-    keyword arguments, e.g. batch_size, fixed_size; JSON values), built once per pytest run and
-    read by every module that asks for the same (tests/shared_cache.py; the folder is
-    read-only): (the checkpoint's prefix, {format: path}, the export folder)."""
+def seeded_export():
+    """`shared_export` of `small_spec()` at step 1600 to the formats of any input size but int8
+    (frozen graph, OpenVINO IR, SavedModel, TFLite float): the one tests/test_openvino.py,
+    tests/test_fixed_size.py and tests/test_export_metadata_checks.py read."""
+    return shared_export(
+        small_spec(), ['frozen_graph', 'openvino', 'saved_model', 'tflite_float'], step=1600
+    )
+
+
+def step_checkpoint(prefix, step):
+    """A copy of the checkpoint at `prefix` beside it, named `model.ckpt-<step>`: its step for
+    the export (the name's, as the random checkpoints hold no global_step); returns its prefix."""
+    folder = os.path.dirname(prefix)
+    base = os.path.basename(prefix)
+    for name in os.listdir(folder):
+        if name.startswith(base + '.'):
+            target = f'model.ckpt-{step}{name[len(base) :]}'
+            shutil.copy(os.path.join(folder, name), os.path.join(folder, target))
+    return os.path.join(folder, f'model.ckpt-{step}')
+
+
+def shared_export(spec, formats, step=None, **options):
+    """The export of `spec`'s `write_checkpoint` (named `model.ckpt-<step>` where `step` is
+    given, see step_checkpoint) to `formats` with `options` (`export.export`'s keyword arguments,
+    e.g. batch_size, fixed_size; JSON values), built once per pytest run and read by every module
+    that asks for the same (tests/shared_cache.py; the folder is read-only): (the checkpoint's
+    prefix, {format: path}, the export folder)."""
     from inference import export
 
     formats = sorted(formats)
-    key = json.dumps([spec.to_dict(), formats, options], sort_keys=True)
+    key = json.dumps([spec.to_dict(), formats, step, options], sort_keys=True)
+    name = 'model.ckpt' if step is None else f'model.ckpt-{step}'
 
     def build(path):
         prefix = write_checkpoint(spec, os.path.join(path, 'ckpt'))
+        if step is not None:
+            prefix = step_checkpoint(prefix, step)
         export.export(
             spec, prefix, os.path.join(path, 'export'), formats, log=lambda _: None, **options
         )
@@ -92,7 +118,7 @@ def shared_export(spec, formats, **options):
     folder = shared_cache.folder('export_' + hashlib.sha256(key.encode()).hexdigest()[:16], build)
     out = os.path.join(folder, 'export')
     written = {fmt: os.path.join(out, export.FILES[fmt]) for fmt in formats}
-    return os.path.join(folder, 'ckpt', 'model.ckpt'), written, out
+    return os.path.join(folder, 'ckpt', name), written, out
 
 
 def _write_checkpoint(spec, directory, seed):

@@ -17,6 +17,7 @@ looked at).
 
 import json
 import os
+import pathlib
 import shutil
 
 import cv2
@@ -39,39 +40,24 @@ DESCRIBED = {
 }
 
 
-def _step_checkpoint(prefix, step):
-    """A copy of the checkpoint at `prefix` named `model.ckpt-<step>` (its step: the name)."""
-    folder = os.path.dirname(prefix)
-    for name in os.listdir(folder):
-        if name.startswith('model.ckpt.'):
-            target = f'model.ckpt-{step}{name[len("model.ckpt") :]}'
-            shutil.copy(os.path.join(folder, name), os.path.join(folder, target))
-    return os.path.join(folder, f'model.ckpt-{step}')
-
-
 @pytest.fixture(scope='module')
 def exports(tmp_path_factory):
-    """Two exports of different models ('a', 'b': {spec, prefix, out}) of FORMATS."""
+    """Two exports of different models ('a', 'b': {spec, prefix, out}) of FORMATS; 'a' is
+    tests/test_openvino.py's and tests/test_fixed_size.py's (made once for the three)."""
     root = tmp_path_factory.mktemp('two_exports')
-    specs = {
-        'a': fx.small_spec(),
-        'b': card_lib.from_registry(
-            'ssd_300_mobilenet', class_names=['cat', 'dog'], depth_multiplier=0.5
-        ).with_detection(select_threshold=0.05, top_k=50, keep_top_k=40),
+    spec_a = fx.small_spec()
+    prefix_a, _, out_a = fx.seeded_export()
+    spec_b = card_lib.from_registry(
+        'ssd_300_mobilenet', class_names=['cat', 'dog'], depth_multiplier=0.5
+    ).with_detection(select_threshold=0.05, top_k=50, keep_top_k=40)
+    prefix_b = eval_fixtures.write_random_checkpoint(
+        str(root / 'train_b' / 'model.ckpt'), 'ssd_300_mobilenet', 3, 800, depth_multiplier=0.5
+    )
+    export.export(spec_b, prefix_b, str(root / 'b'), FORMATS, log=lambda _: None)
+    return {
+        'a': dict(spec=spec_a, prefix=prefix_a, out=pathlib.Path(out_a)),
+        'b': dict(spec=spec_b, prefix=prefix_b, out=root / 'b'),
     }
-    prefixes = {
-        'a': _step_checkpoint(fx.write_checkpoint(specs['a'], str(root / 'train_a')), 1600),
-        'b': eval_fixtures.write_random_checkpoint(
-            str(root / 'train_b' / 'model.ckpt'), 'ssd_300_mobilenet', 3, 800, depth_multiplier=0.5
-        ),
-    }
-    found = {}
-    for name, prefix in prefixes.items():
-        spec = specs[name]
-        out = root / name
-        export.export(spec, prefix, str(out), FORMATS, log=lambda _: None)
-        found[name] = dict(spec=spec, prefix=prefix, out=out)
-    return found
 
 
 def _beside(folder, metadata_of, models_of, names):

@@ -8,7 +8,6 @@ results.json with global_step 1600 and step 800's mAP.
 """
 
 import os
-import shutil
 
 import pytest
 
@@ -20,16 +19,6 @@ from tests import inference_fixtures as fx
 from tests.conftest import run_script
 
 FORMATS = ['frozen_graph', 'saved_model', 'tflite_float']
-
-
-def _step_checkpoint(prefix, step):
-    """A copy of the checkpoint at `prefix` named `model.ckpt-<step>` (its step: the name)."""
-    folder = os.path.dirname(prefix)
-    for name in os.listdir(folder):
-        if name.startswith('model.ckpt.'):
-            target = f'model.ckpt-{step}{name[len("model.ckpt") :]}'
-            shutil.copy(os.path.join(folder, name), os.path.join(folder, target))
-    return os.path.join(folder, f'model.ckpt-{step}')
 
 
 def _unfinished(out, path):
@@ -47,7 +36,7 @@ def interrupted(tmp_path_factory):
     root = tmp_path_factory.mktemp('pending')
     spec = fx.small_spec()
     prefix = fx.write_checkpoint(spec, str(root / 'train'))
-    old, new = _step_checkpoint(prefix, 1600), _step_checkpoint(prefix, 800)
+    old, new = fx.step_checkpoint(prefix, 1600), fx.step_checkpoint(prefix, 800)
     out = str(root / 'out')
     export.export(spec, old, out, FORMATS, log=lambda _: None)
     finished = sorted(os.listdir(out))

@@ -53,12 +53,12 @@ def wrong_size_message(model):
 @pytest.fixture(scope='module')
 def exports(tmp_path_factory):
     """`fixed`: every format but int8 with --fixed_size; `static`: the frozen graph with
-    --fixed_size and a static batch of 2; `any`: the frozen graph, TFLite float and the IR of
-    any size; `images`: three 300x300 images."""
+    --fixed_size and a static batch of 2; `any`: {format: path} of the exports of any size
+    (`inference_fixtures.seeded_export`); `images`: three 300x300 images."""
     root = tmp_path_factory.mktemp('fixed_size')
     spec = fx.small_spec(select_threshold=0.05, top_k=50, keep_top_k=40)
-    # The same export as tests/test_openvino.py's: made once for both.
-    prefix, any_size, _ = fx.shared_export(spec, ['frozen_graph', 'tflite_float', 'openvino'])
+    # The export tests/test_openvino.py and tests/test_export_metadata_checks.py read too.
+    prefix, any_size, _ = fx.seeded_export()
     fixed = export.export(
         spec, prefix, str(root / 'fixed'), FIXED_FORMATS, fixed_size=True, log=lambda _: None
     )

@@ -38,8 +38,8 @@ MAP_TOL = 1e-3
 def ov_export(tmp_path_factory):
     root = tmp_path_factory.mktemp('openvino')
     spec = fx.small_spec(select_threshold=0.05, top_k=50, keep_top_k=40)
-    # The same export as tests/test_fixed_size.py's of any size: made once for both.
-    prefix, written, out = fx.shared_export(spec, ['frozen_graph', 'openvino', 'tflite_float'])
+    # The export tests/test_fixed_size.py and tests/test_export_metadata_checks.py read too.
+    prefix, written, out = fx.seeded_export()
     images = fx.random_images(7, [(240, 320), (300, 300), (181, 97), (97, 181)])
     with detection.Detector.from_frozen_graph(written['frozen_graph']) as frozen:
         reference = frozen.run(images, detection.OUTPUTS)
@@ -364,7 +364,8 @@ def test_an_ir_without_metadata_json_is_evaluated_from_its_own_card(ov_export, r
             str(tmp_path / 'eval'),
             log=lambda _: None,
         )
-    assert result.num_images == 12 and result.global_step == 0
+    # The step the IR's export details record (the checkpoint's name: model.ckpt-1600).
+    assert result.num_images == 12 and result.global_step == 1600
     assert result.checkpoint == xml
     # Its own card contradicting its outputs is named once, as an edited file (the frozen graph
     # and TFLite loaders did so; the IR compared its outputs with a metadata.json only).
