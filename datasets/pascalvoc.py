@@ -192,7 +192,7 @@ def file_name_ids_note(split_path, named):
     line, image_id = named[0]
     many = f'{len(named)} lines are file names' if len(named) > 1 else 'a line is a file name'
     return (
-        f'{split_path}: {many} (e.g. {line!r}), read as the ids they name ({image_id!r}); ids '
+        f'{split_path}: {many} (e.g. {line!r:.80}), read as the ids they name ({image_id!r:.80}); ids '
         'are file stems, the names without extension.'
     )
 
@@ -322,7 +322,9 @@ def _split_ids(root, split, note, repeats_ok):
             # Converted, the image is two records of one id: a training set oversampling it, or
             # a mistake that a VOC evaluation refuses (it cannot tell the two apart); the devkit
             # stops at a detection of a repeated id.
-            repeated = f'{split_path}:{n}: image id {image_id!r} is listed again (line {earlier})'
+            repeated = (
+                f'{split_path}:{n}: image id {image_id!r:.80} is listed again (line {earlier})'
+            )
             if not repeats_ok:
                 raise ValueError(f'{repeated}; a split lists each image once: remove the line.')
             note(
@@ -347,7 +349,7 @@ def _voc_source(root, split_path, line, image_id, allow_outside_paths):
     problem = None
     if reason:
         problem = (
-            f'{split_path}, line {line}: image id {image_id!r} {reason}; ids name files inside '
+            f'{split_path}, line {line}: image id {image_id!r:.80} {reason}; ids name files inside '
             f'{root}'
             + ('' if '\0' in image_id else ' (pass --allow_outside_paths to allow it)')
             + '.'
@@ -357,7 +359,7 @@ def _voc_source(root, split_path, line, image_id, allow_outside_paths):
     if problem is None and split_path is not None and not os.path.lexists(annotation):
         # Read, it failed as a bare "No such file" of the XML, not naming the list.
         problem = (
-            f'{split_path}, line {line}: image id {image_id!r} has no annotation file '
+            f'{split_path}, line {line}: image id {image_id!r:.80} has no annotation file '
             f'{annotation}: the list names an image the folder does not hold'
         )
     return VocSource(annotation, os.path.join(root, 'JPEGImages'), image_id, problem)
@@ -501,7 +503,7 @@ class VocObject:
             value = None
         if value is None or not math.isfinite(value):
             raise BadExampleError(
-                f'{self.where}: <bndbox><{tag}> is {element.text!r}, expected a finite number.'
+                f'{self.where}: <bndbox><{tag}> is {element.text!r:.80}, expected a finite number.'
             )
         return value
 
@@ -519,7 +521,7 @@ class VocObject:
             return 1 if int(float(element.text.strip())) else 0
         except (ValueError, OverflowError):  # OverflowError: int(inf)
             raise BadExampleError(
-                f'{self.where}: <{tag}> is {element.text!r}, expected 0 or 1.'
+                f'{self.where}: <{tag}> is {element.text!r:.80}, expected 0 or 1.'
             ) from None
 
 

@@ -221,7 +221,7 @@ def score_voc_results(
                 else ''
             )
             raise ValueError(
-                f'{paths[label]}:{line}: image {image_id!r} is not in {voc_dir} split '
+                f'{paths[label]}:{line}: image {image_id!r:.80} is not in {voc_dir} split '
                 f'{split!r}{more}.'
             )
         mine = np.flatnonzero(split_labels == label)

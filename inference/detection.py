@@ -144,9 +144,10 @@ def decode_image_file(data, index, name=ENCODED_FILE, max_pixels=image_io.DEFAUL
     decodes records (`dataset_factory.decode_rgb`: a JPEG to the pixels OpenCV gives detect;
     grey and alpha to RGB; EXIF orientation ignored). Its size is read from its header first: a
     few hundred bytes can declare gigapixels. Other bytes, an image of more than `max_pixels`
-    pixels (detect's limit), and a damaged or cut file (a JPEG header the decoder cannot read,
-    image data it refuses) fail the run (InvalidArgumentError) saying so and naming the file by
-    `name` (str, `{}` standing for `index`, an int32 scalar: its place in the batch)."""
+    pixels (detect's limit), a JPEG of more than `image_io.MAX_JPEG_SCANS` scans (counted in its
+    bytes), and a damaged or cut file (a JPEG header the decoder cannot read, image data it
+    refuses) fail the run (InvalidArgumentError) saying so and naming the file by `name` (str,
+    `{}` standing for `index`, an int32 scalar: its place in the batch)."""
     length = tf.strings.length(data)
     is_jpeg = tf.io.is_jpeg(data)
     # The length first: reading a PNG's size from fewer bytes would fail with the bytes in
@@ -178,6 +179,18 @@ def decode_image_file(data, index, name=ENCODED_FILE, max_pixels=image_io.DEFAUL
         # Each side first: two of a PNG's 32-bit sides overflow int64 when multiplied.
         small = (size[0] <= max_pixels) & (size[1] <= max_pixels)
         small = small & (size[0] * size[1] <= max_pixels)
+        scans = _jpeg_scans(data)
+    few = tf.debugging.Assert(
+        is_png | (scans <= image_io.MAX_JPEG_SCANS),
+        [
+            tf.strings.format(
+                f'{name} is a JPEG file of more than '
+                f'{image_io.MAX_JPEG_SCANS} scans (each is decoded over the whole image: that '
+                f'many take minutes); re-save the image',
+                (index,),
+            )
+        ],
+    )
     small = tf.debugging.Assert(
         small,
         [
@@ -188,7 +201,7 @@ def decode_image_file(data, index, name=ENCODED_FILE, max_pixels=image_io.DEFAUL
             )
         ],
     )
-    with tf.control_dependencies([small]):
+    with tf.control_dependencies([small, few]):
         rgb, decoded = _attempt(dataset_factory.decode_rgb, data, tf.zeros([0, 0, 3], tf.uint8))
     damaged = (
         ' whose image data cannot be decoded (damaged or cut short); send the whole, undamaged file'
@@ -227,6 +240,15 @@ def _attempt(fn, data, fallback):
 def _jpeg_size(data):
     """int64 `[2]` (height, width) that a JPEG's frame header declares."""
     return tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)
+
+
+def _jpeg_scans(data):
+    """int64 scalar: `image_io.jpeg_scans` of `data` (a string scalar), counted up to
+    MAX_JPEG_SCANS + 1."""
+    split = tf.raw_ops.StringSplitV2(
+        input=data[None], sep=image_io.JPEG_SCAN_MARKER, maxsplit=image_io.MAX_JPEG_SCANS + 1
+    )
+    return split.shape[1] - 1  # the pieces of the one string, one more than the markers
 
 
 def _png_size(data):
@@ -793,8 +815,9 @@ class Detector:
 
             inputs, outputs = tensors(signature.inputs), tensors(signature.outputs)
             graph_check.check_interface(inputs | outputs, export_dir, 'SavedModel', INTERFACE)
+            card = card_lib.from_dict(meta, meta_path)
             card_lib.check_model_outputs(
-                meta, meta_path, export_dir, _static_shape(outputs['raw_scores'])
+                meta, meta_path, export_dir, _static_shape(outputs['raw_scores']), card
             )
         except BaseException:
             sess.close()
@@ -802,7 +825,7 @@ class Detector:
         return cls(
             graph,
             sess,
-            card_lib.from_dict(meta, meta_path),
+            card,
             inputs,
             outputs,
             source=export_dir,
@@ -845,11 +868,12 @@ class Detector:
             'frozen graph',
             contents={path: data},
         )
-        card_lib.check_model_outputs(meta, source, path, _static_shape(tensor('raw_scores')))
+        card = card_lib.from_dict(meta, source)
+        card_lib.check_model_outputs(meta, source, path, _static_shape(tensor('raw_scores')), card)
         return cls(
             graph,
             v1.Session(graph=graph),
-            card_lib.from_dict(meta, source),
+            card,
             {n: tensor(n) for n in (INPUT, SIZES)},
             {n: tensor(n) for n in OUTPUTS},
             source=path,
@@ -1343,10 +1367,10 @@ class TFLiteImageDetector:
             ),
             [],
         )
-        card_lib.check_model_outputs(meta, source, path, list(scores))
         # TFLite has no bfloat16/float16 kernels: its models compute in float32 (the int8 one's
         # net in int8) whatever the exported card says (export.tflite_model).
         self.card = card_lib.from_dict(meta, source).replace(compute_dtype='float32')
+        card_lib.check_model_outputs(meta, source, path, list(scores), self.card)
         self.export_step = card_lib.export_step(meta, source)
         self.fixed_size = self.model.fixed_size  # checked in `run`
         self.path = path

@@ -98,7 +98,8 @@ def add_to_tflite(content, meta):
 def from_tflite(content):
     """The metadata dict embedded in the TFLite flatbuffer `content`, None where it has no
     metadata entry CARD_NAME. Raises ValueError (see `parse`; 'unreadable (...)' for offsets
-    that lead out of the file) where it is unreadable."""
+    that lead out of the file; 'one of 2 metadata entries ...') where it is unreadable or not
+    one."""
     data, problem = _tflite_card_bytes(content)
     if problem:
         raise ValueError(problem)
@@ -116,9 +117,12 @@ def _tflite_card_bytes(content):
         if count > _MAX_TFLITE_METADATA:
             return None, f'one of {count} metadata entries, more than a model has'
         entries = [model.Metadata(i) for i in range(count)]
-        entry = next((e for e in entries if e.Name() == CARD_NAME.encode()), None)
-        if entry is None:
+        cards = [e for e in entries if e.Name() == CARD_NAME.encode()]
+        if not cards:
             return None, None
+        if len(cards) > 1:  # which one would the model's be?
+            return None, f'one of {len(cards)} metadata entries {CARD_NAME}, where a model has one'
+        (entry,) = cards
         index, buffers = entry.Buffer(), model.BuffersLength()
         if index >= buffers:
             return None, f'in buffer {index} of the {buffers} it has'

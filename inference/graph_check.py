@@ -103,9 +103,9 @@ FROZEN_GRAPH_OPS = frozenset(
 # Variables and what reads them: what a signature of our SavedModels may reach besides the above.
 VARIABLE_READ_OPS = frozenset({'VarHandleOp', 'ReadVariableOp'})
 # The image decoding of our SavedModels' signature of JPEG or PNG files' bytes
-# (`detection.decode_image_file`: the format and size read from the header, asserted with a
-# message naming the file, then decoded, 16-bit PNGs rounded to 8 bits; the header read and the
-# decoding in datasets of that one file, so that their failure is asserted naming it too; NoOp:
+# (`detection.decode_image_file`: the format, size and JPEG scans read from the bytes, asserted
+# with a message naming the file, then decoded, 16-bit PNGs rounded to 8 bits; the header read and
+# the decoding in datasets of that one file, so that their failure is asserted naming it too; NoOp:
 # an assertion's passing branch): no file access (the datasets hold the fed bytes, and no reader
 # of files). Reachable from that signature only, which none of our loaders runs (a crafted one
 # may decode a constant image: a user's TF Serving runs it); elsewhere a crafted graph could
@@ -137,6 +137,7 @@ DECODE_OPS = frozenset(
         'StringFormat',
         'StringJoin',
         'StringLength',
+        'StringSplitV2',
         'Substr',
         'TakeDataset',
         'TensorDataset',

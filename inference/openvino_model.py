@@ -425,16 +425,16 @@ class OpenVINODetector:
         score_dims = (
             None if scores is None else openvino_runtime.static_dims(scores.get_partial_shape())
         )
-        if score_dims is not None:  # a metadata.json beside it, or the IR's own card
-            card_lib.check_model_outputs(meta, self.card_source, path, score_dims)
         # OpenVINO computes in the precision chosen here, whatever the exported card says.
-        self.card = card_lib.from_dict(meta, path).replace(compute_dtype='float32')
+        self.card = card_lib.from_dict(meta, self.card_source).replace(compute_dtype='float32')
+        if score_dims is not None:  # a metadata.json beside it, or the IR's own card
+            card_lib.check_model_outputs(meta, self.card_source, path, score_dims, self.card)
         # (height, width) of an IR exported with --fixed_size (its input's static size), else None.
         self.fixed_size = detection.fixed_input_size(
             openvino_runtime.static_dims(model.input(0).get_partial_shape())
         )
         # Of metadata.json beside the IR, or of the card in its runtime info.
-        self.export_step = card_lib.export_step(meta, path)
+        self.export_step = card_lib.export_step(meta, self.card_source)
         self.path = path
         self.requested_precision = precision
         self.model, self.config = model, config

@@ -655,21 +655,20 @@ def check_model_files(meta, meta_path, path, files=None, contents=None):
         )
 
 
-def check_model_outputs(meta, meta_path, path, raw_scores_shape):
-    """Refuses export metadata (an export's: it has `anchors.count`) whose anchors and classes
-    are not those the model's `raw_scores` give (`raw_scores_shape`: `[B, anchors, classes]`,
-    None or -1 where not static). Catches another model's metadata also where the metadata
-    records no FILE_DIGESTS. Raises ModelMismatchError naming both files (`meta_path` is `path`
-    for the card inside the model)."""
+def check_model_outputs(meta, meta_path, path, raw_scores_shape, card):
+    """Refuses export metadata (an export's: it has `anchors.count`; `meta` read from
+    `meta_path`) whose anchors and classes are not those the model's `raw_scores` give
+    (`raw_scores_shape`: `[B, anchors, classes]`, None or -1 where not static). The classes are
+    those of `card`, the ModelCard of `meta` (`from_dict`) that the model runs with: its
+    `num_classes` field may say otherwise than the `ssd_params` the card is read from. Catches
+    another model's metadata also where the metadata records no FILE_DIGESTS. Raises
+    ModelMismatchError naming both files (`meta_path` is `path` for the card inside the
+    model)."""
     anchors = meta.get('anchors')
     count = anchors.get('count') if isinstance(anchors, dict) else None
-    classes = meta.get('num_classes')
+    classes = card.num_classes
     shape = [None if d is None or d < 0 else int(d) for d in raw_scores_shape]
-    if not (
-        ssd_params_lib.is_int(count, 1, MAX_STEP)
-        and ssd_params_lib.is_int(classes, 2, MAX_STEP)
-        and len(shape) == 3
-    ):
+    if not (ssd_params_lib.is_int(count, 1, MAX_STEP) and len(shape) == 3):
         return
     got = shape[1:]
     if all(g is None or g == want for g, want in zip(got, (count, classes))):

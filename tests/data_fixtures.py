@@ -208,6 +208,16 @@ def jpeg_claiming(width, height):
     return bytes(data)
 
 
+def jpeg_with_empty_scans(count):
+    """A 16x16 grey progressive JPEG with `count` scans of no data added before its end: a
+    luminance AC refinement scan's header, repeated (libjpeg warns and decodes each)."""
+    data = cv2.imencode(
+        '.jpg', np.full((16, 16, 3), 128, np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]
+    )[1].tobytes()
+    scan = b'\xff\xda' + struct.pack('>HBBBBBB', 8, 1, 1, 0x00, 1, 63, 0x10)
+    return data[:-2] + scan * count + data[-2:]
+
+
 def png_claiming(width, height):
     """A 4x4 black PNG whose IHDR (CRC fixed) claims width x height pixels."""
     data = bytearray(cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8))[1].tobytes())

@@ -115,10 +115,16 @@ def test_tflite_card(tflite_model):
     def empty_buffer(model, schema):
         model.buffers[model.metadata[-1].buffer].data = None
 
+    def second_card(model, schema):  # another card after ours (the first one was read)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = b'model_card', model.metadata[-1].buffer
+        model.metadata.append(entry)
+
     for edit, why in (
         (point_out_of_the_buffers, 'in buffer 1000 of the'),
         (many_entries, 'one of 65 metadata entries'),
         (empty_buffer, 'not JSON'),
+        (second_card, 'one of 2 metadata entries model_card, where a model has one'),
     ):
         with pytest.raises(ValueError, match=why):
             embedded_card.from_tflite(_edited(with_card, edit))

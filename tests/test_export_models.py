@@ -25,6 +25,7 @@ from PIL import Image
 from tensorflow.core.protobuf import saved_model_pb2
 
 from datasets import dataset_factory
+from datasets import image_io
 from inference import export
 from inference import detection
 from model import card as card_lib
@@ -326,6 +327,11 @@ def test_encoded_signature_refuses_huge_or_other_files_before_decoding(exported,
             dfx.jpeg_claiming(12000, 9000),
             'encoded_images[1] declares 9000x12000 (height x width) pixels',
         ),
+        (
+            dfx.jpeg_with_empty_scans(image_io.MAX_JPEG_SCANS),
+            f'encoded_images[1] is a JPEG file of more than {image_io.MAX_JPEG_SCANS} scans '
+            '(each is decoded over the whole image: that many take minutes); re-save the image',
+        ),
         (bmp, f'encoded_images[1] ({len(bmp)} bytes) {other}'),
         (b'', f'encoded_images[1] (0 bytes) {other}'),
         (png[:10], f'encoded_images[1] (10 bytes) {other}'),
@@ -567,6 +573,21 @@ def test_model_files_carry_their_card_and_load_alone(exported, tmp_path):
         'background included): the file was edited or damaged; export the model again with '
         'export_ssd_network.py.'
     )
+    # The classes compared are those the card is read with (its ssd_params), not its num_classes
+    # field, which may be left as it was or left out: 20 names ran the 6-class model.
+    names = [f'c{i}' for i in range(20)]
+    params = dict(meta['ssd_params'], num_classes=21)
+    kept = dict(meta, class_names=names, ssd_params=params)
+    for card, described in ((kept, '6 classes'), ({**kept, 'num_classes': None}, None)):
+        node.attr['value'].tensor.string_val[0] = json.dumps(card).encode()
+        edited.write_bytes(graph_def.SerializeToString())
+        with pytest.raises(card_lib.ModelMismatchError) as info:
+            detection.open_exported_model(str(edited))
+        described = f', {described}' if described else ''
+        assert str(info.value).startswith(
+            f'{edited}: the model card inside it (ssd_300_mobilenet, input 300x300{described}) '
+            'has 1917 anchors and 21 classes, where the model scores 1917 anchors in 7 classes'
+        )
 
 
 def _split_examples(dataset):

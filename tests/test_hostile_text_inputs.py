@@ -457,6 +457,28 @@ def test_voc_results_size_limit(tmp_path, monkeypatch):
     )
 
 
+def test_long_ids_and_lines_are_shortened_in_messages(tmp_path):
+    """A results line or split id of megabytes was echoed whole in the one-line error (20 MB of
+    stderr for a 20 MB line): each is cut to 80 characters of its repr."""
+    root, results = _voc(tmp_path)
+    fx.write_voc_xml(str(root / 'Annotations' / 'a.xml'), 'a.jpg', (8, 8), [])
+    path = results / 'comp4_det_test_cat.txt'
+    long = 'x' * 1_000_000
+    for line, why in (
+        (f'a 0.9 1 1 5 5 {long}', f"got {('a 0.9 1 1 5 5 ' + long)!r:.80} (7 fields)."),
+        (f'{long} 0.9 1 1 5 5', f"image {long!r:.80} is not in {root} split 'test'."),
+    ):
+        path.write_text(line + '\n')
+        with pytest.raises(ValueError) as err:
+            scoring.score_voc_results(str(results), str(root), 'test', ('cat',))
+        assert str(err.value).endswith(why) and len(str(err.value)) < 400
+    fx.write_split(str(root), 'test', ['a', f'../{long}'])
+    with pytest.raises(ValueError) as err:
+        scoring.score_voc_results(str(results), str(root), 'test', ('cat',))
+    assert f"line 2: image id {f'../{long}'!r:.80} climbs out" in str(err.value)
+    assert len(str(err.value)) < 400
+
+
 def test_score_detections_huge_results_file_is_one_line(tmp_path):
     root, results = _voc(tmp_path)
     path = results / 'comp4_det_test_cat.txt'

@@ -367,21 +367,28 @@ def test_an_ir_without_metadata_json_is_evaluated_from_its_own_card(ov_export, r
     # The step the IR's export details record (the checkpoint's name: model.ckpt-1600).
     assert result.num_images == 12 and result.global_step == 1600
     assert result.checkpoint == xml
-    # Its own card contradicting its outputs is named once, as an edited file (the frozen graph
-    # and TFLite loaders did so; the IR compared its outputs with a metadata.json only).
-    model = openvino_runtime.read_ir(openvino_runtime.load().Core(), xml)
-    meta = json.loads(model.get_rt_info(openvino_runtime.CARD_RT_INFO).astype(str))
-    edited = str(tmp_path / 'edited' / openvino_model.FILE)
-    os.makedirs(os.path.dirname(edited))
-    openvino_model.save(model, edited, dict(meta, anchors=dict(meta['anchors'], count=1000)))
+
+
+def test_an_ir_whose_own_card_contradicts_its_outputs_is_refused(ov_export, tmp_path):
+    """The frozen graph's and TFLite model's own cards were compared with their outputs, the
+    IR's not: an IR copied alone, its card edited to 20 classes, ran the 6-class model under
+    those 20 names (and evaluation scored 20 classes). It is named as edited, as theirs are."""
+    import openvino as ov
+
+    model = ov.Core().read_model(ov_export['written']['openvino'])
+    card = json.loads(model.get_rt_info(openvino_runtime.CARD_RT_INFO).astype(str))
+    card['class_names'] = [f'c{i}' for i in range(20)]
+    card['num_classes'] = card['ssd_params']['num_classes'] = 21
+    model.set_rt_info(json.dumps(card), openvino_runtime.CARD_RT_INFO)
+    xml = tmp_path / openvino_model.FILE
+    ov.save_model(model, str(xml), compress_to_fp16=False)
     with pytest.raises(card_lib.ModelMismatchError) as info:
-        openvino_model.OpenVINODetector(edited)
+        openvino_model.OpenVINODetector(str(xml))
     assert str(info.value) == (
-        f'{edited}: the model card inside it (ssd_300_mobilenet, input 300x300, '
-        f'{meta["num_classes"] - 1} classes) has 1000 anchors and {meta["num_classes"]} classes, '
-        f'where the model scores {meta["anchors"]["count"]} anchors in {meta["num_classes"]} '
-        'classes (the background included): the file was edited or damaged; export the model '
-        'again with export_ssd_network.py.'
+        f'{xml}: the model card inside it (ssd_300_mobilenet, input 300x300, 20 classes) has '
+        '1917 anchors and 21 classes, where the model scores 1917 anchors in 7 classes (the '
+        'background included): the file was edited or damaged; export the model again with '
+        'export_ssd_network.py.'
     )
 
 

@@ -1169,7 +1169,7 @@ def read_voc_results(
             except ValueError as err:
                 raise ValueError(
                     f'{path}:{line_no}: expected {_RESULTS_LINE} (6 fields, finite numbers), '
-                    f'got {line.strip()!r} ({err}).'
+                    f'got {line.strip()!r:.80} ({err}).'
                 ) from None
             ids.append(urllib.parse.unquote(fields[0]) if '%' in fields[0] else fields[0])
             values.append(numbers)
