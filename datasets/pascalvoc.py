@@ -264,7 +264,12 @@ def split_problem(root, split, optional_flag=None):
 
 
 def list_examples(
-    dataset_dirs, split=None, allow_outside_paths=False, note=logging.warning, repeats_ok=False
+    dataset_dirs,
+    split=None,
+    allow_outside_paths=False,
+    note=logging.warning,
+    repeats_ok=False,
+    outside_flag=True,
 ):
     """Lists the examples of one or more VOC folders, in a stable order.
 
@@ -278,6 +283,8 @@ def list_examples(
         (`file_name_ids_note`), and for each id a split file names again with `repeats_ok`.
       repeats_ok: an id named again is listed again (the converter: a training list may repeat
         an image to oversample it), with a note; otherwise it is refused (scoring).
+      outside_flag: whether the problem of an id leaving the folder tells to pass
+        --allow_outside_paths (the converter's flag; scoring has none).
     Returns:
       list of VocSource, folder by folder.
     Raises:
@@ -295,7 +302,7 @@ def list_examples(
         else:
             split_path, ids = _split_ids(root, split, note, repeats_ok)
         sources += [
-            _voc_source(root, split_path, line, image_id, allow_outside_paths)
+            _voc_source(root, split_path, line, image_id, allow_outside_paths, outside_flag)
             for line, image_id in ids
         ]
     return sources
@@ -340,9 +347,9 @@ def _split_ids(root, split, note, repeats_ok):
     return split_path, ids
 
 
-def _voc_source(root, split_path, line, image_id, allow_outside_paths):
+def _voc_source(root, split_path, line, image_id, allow_outside_paths, outside_flag):
     """The VocSource of id `image_id` (from line `line` of `split_path`, or of no split file),
-    with a `problem` when the id leaves `root` and that is not allowed."""
+    with a `problem` when the id leaves `root` and that is not allowed (`list_examples`)."""
     reason = (
         None if allow_outside_paths and '\0' not in image_id else safe_io.check_inside(image_id)
     )
@@ -351,7 +358,11 @@ def _voc_source(root, split_path, line, image_id, allow_outside_paths):
         problem = (
             f'{split_path}, line {line}: image id {image_id!r:.80} {reason}; ids name files inside '
             f'{root}'
-            + ('' if '\0' in image_id else ' (pass --allow_outside_paths to allow it)')
+            + (
+                ' (pass --allow_outside_paths to allow it)'
+                if outside_flag and '\0' not in image_id
+                else ''
+            )
             + '.'
         )
         image_id = image_id.replace('\0', '?')

@@ -155,7 +155,7 @@ def score_voc_results(
         state = 'is not a folder' if os.path.exists(results_dir) else 'does not exist'
         raise ValueError(f'{results_dir}: the results folder {state}; {expected}.')
     # The VOC folder first: a wrong --voc_dir was reported as results files missing.
-    listed = pascalvoc.list_examples([voc_dir], split)
+    listed = pascalvoc.list_examples([voc_dir], split, outside_flag=False)
     sources = {s.image_id: s.annotation_path for s in listed}
     detections = voc_metrics.read_voc_results(
         results_dir, split, names, competition, missing_ok=not strict

@@ -329,6 +329,21 @@ def test_a_listed_image_without_annotation_is_named_by_its_line(voc):
     )
 
 
+def test_a_listed_id_leaving_the_folder_names_no_flag_of_the_converter(voc):
+    """Scoring refuses an id that climbs out of the VOC folder as the converter does, but told to
+    pass --allow_outside_paths, a flag of the converter only."""
+    root, results = voc
+    split = os.path.join(root, 'ImageSets', 'Main', 'test.txt')
+    with open(split, 'a') as f:
+        f.write('../elsewhere/x\n')
+    with pytest.raises(ValueError) as info:
+        scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
+    assert str(info.value) == (
+        f"{split}, line 3: image id '../elsewhere/x' climbs out of the dataset folder with "
+        f'".."; ids name files inside {root}.'
+    )
+
+
 def test_relative_boxes_are_named(voc):
     """Results files in relative coordinates scored 0 in silence; one warning says so (the
     devkit's numbers are kept). Pixel files are not warned about."""
