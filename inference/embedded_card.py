@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from model import card as card_lib
+from tf_extended import safe_io
 
 CARD_NAME = 'model_card'
 # TFLite models hold a few metadata entries (the converter writes 2): a longer list is not ours.
@@ -38,21 +39,6 @@ def embeddable(meta):
 
 def _encoded(meta):
     return json.dumps(embeddable(meta), sort_keys=True).encode()
-
-
-def parse(data):
-    """The metadata dict of embedded JSON `data` (bytes or str). Raises ValueError saying what it
-    is instead ('more than ...', 'not JSON (...)', 'not a JSON object'), for
-    'the model card in <model> is ...' messages."""
-    if len(data) > card_lib.MAX_CARD_BYTES:
-        raise ValueError(f'more than {card_lib.MAX_CARD_BYTES} bytes, which no card is')
-    try:
-        meta = json.loads(data)
-    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
-        raise ValueError(f'not JSON ({err})') from None
-    if not isinstance(meta, dict):
-        raise ValueError('not a JSON object')
-    return meta
 
 
 def add_to_graph_def(graph_def, meta):
@@ -76,7 +62,7 @@ def from_graph_def(graph_def):
         or len(tensor.string_val) != 1
     ):
         raise ValueError('not a string constant')
-    return parse(tensor.string_val[0])
+    return safe_io.parse_card_json(tensor.string_val[0])
 
 
 def add_to_tflite(content, meta):
@@ -103,7 +89,7 @@ def from_tflite(content):
     data, problem = _tflite_card_bytes(content)
     if problem:
         raise ValueError(problem)
-    return None if data is None else parse(data)
+    return None if data is None else safe_io.parse_card_json(data)
 
 
 def _tflite_card_bytes(content):

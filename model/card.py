@@ -49,8 +49,7 @@ EXPORT_METADATA_FILE = 'metadata.json'
 # In an export folder while export_ssd_network.py writes it (inference/export.py PENDING_FILE),
 # left there by an export that was interrupted: the folder's files may then be of two exports.
 EXPORT_PENDING_FILE = '.export_pending.json'
-# Cards are a few KiB (their class names the most); a bigger file is not one.
-MAX_CARD_BYTES = 16 << 20
+MAX_CARD_BYTES = safe_io.MAX_CARD_BYTES
 # In an export's metadata.json: {file name: {'size': bytes, 'sha256': hex digest}} of each model
 # file the export wrote beside it; in a SavedModel's assets.extra/metadata.json: of the
 # SavedModel's own files (names relative to its folder). A model loaded with a metadata.json is
@@ -738,7 +737,7 @@ def resolve_export_metadata(path, embedded, what, files=None, contents=None):
     neither digests nor a card could be compared. Without a metadata.json, the model's card.
 
     embedded: a callable giving the metadata dict inside the model, None where it has none;
-      ValueError saying what it is instead (`inference.embedded_card.parse`).
+      ValueError saying what it is instead (`safe_io.parse_card_json`).
     Raises FileNotFoundError (neither), CardError (an unreadable card and no metadata.json) and
     `read_export_metadata`'s errors."""
     try:

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from inference import embedded_card
 from model import card as card_lib
+from tf_extended import safe_io
 
 v1 = tf.compat.v1
 
@@ -65,7 +66,7 @@ def test_graph_def_card():
     with pytest.raises(ValueError, match='not a string constant'):
         embedded_card.from_graph_def(graph_def)
     with pytest.raises(ValueError, match='more than 16777216 bytes'):
-        embedded_card.parse(b' ' * (card_lib.MAX_CARD_BYTES + 1))
+        safe_io.parse_card_json(b' ' * (card_lib.MAX_CARD_BYTES + 1))
 
 
 @pytest.fixture(scope='module')

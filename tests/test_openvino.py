@@ -536,6 +536,23 @@ def test_a_runtime_failure_is_one_model_run_error(ov_export, monkeypatch):
     assert 'shapes [[1, 60, 80, 3]] (out of memory)' in str(err.value)
 
 
+def test_a_card_of_tens_of_megabytes_in_the_runtime_info_is_refused():
+    """The IR's card was parsed whatever its size (the XML's limit, 64 MiB, allows one of 62 MB:
+    1.2 GB of memory to parse); it is bounded as the cards in other model files are."""
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    x = ops.parameter([1], np.float32, name='x')
+    model = ov.Model([ops.negative(x)], [x], 'tiny')
+    model.set_rt_info(
+        '{"a": "' + 'x' * card_lib.MAX_CARD_BYTES + '"}', openvino_runtime.CARD_RT_INFO
+    )
+    with pytest.raises(ValueError, match=f'^more than {card_lib.MAX_CARD_BYTES} bytes'):
+        openvino_runtime.rt_info_metadata(model)
+    model.set_rt_info('{"a": 1}', openvino_runtime.CARD_RT_INFO)
+    assert openvino_runtime.rt_info_metadata(model) == {'a': 1}
+
+
 def test_ir_is_written_through_a_temporary_folder(tmp_path):
     """The IR was written under the fixed names `model_openvino.tmp<pid>.xml/.bin` beside the
     target: a killed export left them for good, and a file of that name was replaced. Now a

@@ -206,6 +206,26 @@ def parse_json(data, path, what='JSON file'):
         raise ValueError(f'{path}: the {what} nests its JSON too deeply to read.') from None
 
 
+# Model cards (model.json, an export's metadata.json, the copies inside model files) are a few
+# KiB, their class names the most; a bigger one is not a card.
+MAX_CARD_BYTES = 16 << 20
+
+
+def parse_card_json(data):
+    """The dict of a model card's JSON `data` (bytes or str) held inside a model file. Raises
+    ValueError saying what it is instead ('more than ...', 'not JSON (...)', 'not a JSON
+    object'), for 'the model card in <model> is ...' messages."""
+    if len(data) > MAX_CARD_BYTES:
+        raise ValueError(f'more than {MAX_CARD_BYTES} bytes, which no card is')
+    try:
+        meta = json.loads(data)
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f'not JSON ({err})') from None
+    if not isinstance(meta, dict):
+        raise ValueError('not a JSON object')
+    return meta
+
+
 def check_inside(relative_path):
     """Why `relative_path` (a path written inside a dataset file) would leave the folder it is
     relative to, or None when it stays inside.
