@@ -865,6 +865,41 @@ def test_results_file_columns_are_xmin_ymin_xmax_ymax(tmp_path):
     np.testing.assert_array_equal(read.boxes, [[20, 10, 40, 30]])
 
 
+def test_results_files_are_read_chunk_by_chunk_as_line_by_line(tmp_path, monkeypatch):
+    """The numbers are converted a chunk of lines at a time (3 here, across blank lines): the
+    values and line numbers are those of a line-by-line reading, and a bad line is named as it
+    was, the first one first, with `float`'s words."""
+    monkeypatch.setattr(vm, '_RESULTS_CHUNK', 3)
+    rng = np.random.default_rng(2)
+    lines = []
+    for i in range(11):
+        lines.append(f'img{i} ' + ' '.join(f'{v:.6g}' for v in rng.uniform(0, 500, 5)))
+        if i % 4 == 1:
+            lines.append('  ')
+    path = tmp_path / 'comp4_det_test_cat.txt'
+    path.write_text('\n'.join(lines) + '\n')
+    read = vm.read_voc_results(str(tmp_path), 'test', {1: 'cat'})[1]
+    kept = [(n, line.split()) for n, line in enumerate(lines, 1) if line.strip()]
+    assert read.image_ids == [fields[0] for _, fields in kept]
+    np.testing.assert_array_equal(read.lines, [n for n, _ in kept])
+    numbers = np.array([[float(v) for v in fields[1:]] for _, fields in kept])
+    np.testing.assert_array_equal(read.scores, numbers[:, 0])
+    np.testing.assert_array_equal(read.boxes, numbers[:, [2, 1, 4, 3]])
+    for changes, line, why in (
+        ({8: 'img7 0.5 1 2 inf 4', 10: 'img9 0.5 1 2 3'}, 8, 'non-finite number'),
+        ({5: 'img4 0.5 1 x 3 4'}, 5, "could not convert string to float: 'x'"),
+        ({12: 'img10 0.5 1 2 3', 13: 'img11 nan 1 2 3 4'}, 12, '5 fields'),
+    ):
+        bad = [changes.get(n, text) for n, text in enumerate(lines, 1)]
+        path.write_text('\n'.join(bad) + '\n')
+        with pytest.raises(ValueError) as info:
+            vm.read_voc_results(str(tmp_path), 'test', {1: 'cat'})
+        assert str(info.value) == (
+            f'{path}:{line}: expected "image_id score xmin ymin xmax ymax" (6 fields, finite '
+            f'numbers), got {changes[line]!r} ({why}).'
+        )
+
+
 def test_results_evaluate_the_same_after_round_trip(tmp_path):
     images = _random_split(np.random.default_rng(5), num_images=30)
     with vm.VOCResultsWriter(str(tmp_path), 'val', NAMES, boxes_in_pixels=True) as writer:
