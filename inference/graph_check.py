@@ -107,12 +107,12 @@ VARIABLE_READ_OPS = frozenset({'VarHandleOp', 'ReadVariableOp'})
 # with a message naming the file, then decoded, 16-bit PNGs rounded to 8 bits; the header read and
 # the decoding in datasets of that one file, so that their failure is asserted naming it too; NoOp:
 # an assertion's passing branch): no file access (the datasets hold the fed bytes, and no reader
-# of files). Reachable from that signature only, which none of our loaders runs (a crafted one
-# may decode a constant image: a user's TF Serving runs it); elsewhere a crafted graph could
-# decode a constant image of any size.
+# of files). Reachable from that signature and TF_EXAMPLE_SIGNATURE only, which none of our
+# loaders runs (a crafted one may decode a constant image: a user's TF Serving runs it);
+# elsewhere a crafted graph could decode a constant image of any size.
 ENCODED_SIGNATURE = 'serving_encoded'
 # The signature of serialized tf.Examples: the same decoding after parsing each one (in a dataset
-# as well, `detection.image_of_tf_example`).
+# as well, `detection.image_of_tf_example`); the parsing is reachable from it only.
 TF_EXAMPLE_SIGNATURE = 'serving_tf_example'
 PARSE_OPS = frozenset({'ParseExampleV2'})
 DECODE_OPS = frozenset(
@@ -146,7 +146,7 @@ DECODE_OPS = frozenset(
 )
 # What the loader's restore op must not reach either: it runs at load, before any bytes are fed
 # (NoOp and StringJoin are the saver's too).
-RESTORE_REFUSED_DECODE_OPS = DECODE_OPS - {'NoOp', 'StringJoin'}
+RESTORE_REFUSED_DECODE_OPS = (DECODE_OPS | PARSE_OPS) - {'NoOp', 'StringJoin'}
 # Initialisers and the saver of our SavedModels (reachable from neither the signatures nor, the
 # writing ones, from the restore op the loader runs).
 SAVED_MODEL_OPS = (
@@ -524,7 +524,11 @@ def check_meta_graph(meta_graph, source, signature_names=None):
             if op in WRITING_OPS | RESTORE_REFUSED_DECODE_OPS
         }
         if bad:
-            _refuse(source, bad, 'SavedModel (its restore op writes files or decodes images)')
+            _refuse(
+                source,
+                bad,
+                'SavedModel (its restore op writes files or decodes images or tf.Examples)',
+            )
     for name, signature in meta_graph.signature_def.items():
         if signature_names is not None and name not in signature_names:
             continue

@@ -8,6 +8,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from datasets import convert
 from datasets import dataset_factory
@@ -65,6 +66,11 @@ def test_jpegs_of_many_scans_are_refused_before_decoding(tmp_path):
     progressive = fx.jpeg_with_empty_scans(0)
     assert image_io.jpeg_scans(progressive) == 10  # libjpeg's progressive script for colour
     limit = image_io.MAX_JPEG_SCANS
+    # The SavedModel's count (`serving_encoded`, `serving_tf_example`) is the bytes' up to one
+    # over the limit: the same files pass.
+    for extra, count in ((0, 10), (limit - 10, limit), (limit - 9, limit + 1), (limit, limit + 1)):
+        scans = detection._jpeg_scans(tf.constant(fx.jpeg_with_empty_scans(extra)))
+        assert int(scans) == count, extra
     assert image_io.image_header_size(fx.jpeg_with_empty_scans(limit - 10)) == ('JPEG', 16, 16)
     bomb = fx.jpeg_with_empty_scans(limit - 9)
     why = (

@@ -177,21 +177,36 @@ def test_image_decoding_is_reachable_from_the_encoded_signatures_only(tmp_path):
                 graph_check.check_saved_model(parses)
 
 
-def test_a_restore_op_that_decodes_is_refused(tmp_path):
+def _decode_and_assert():
+    png = cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    image = tf.io.decode_image(png, channels=3, expand_animations=False, name='evil')
+    return tf.debugging.Assert(tf.reduce_sum(tf.cast(image, tf.int32)) <= 0, [image])
+
+
+def _parse():
+    example = tf.train.Example().SerializeToString()
+    return tf.io.parse_single_example(example, {'x': tf.io.FixedLenFeature([], tf.string, '')})[
+        'x'
+    ].op
+
+
+@pytest.mark.parametrize(
+    'build, op', [(_decode_and_assert, 'DecodeImage'), (_parse, 'ParseExampleV2')]
+)
+def test_a_restore_op_that_decodes_is_refused(tmp_path, build, op):
     """The loader runs the restore op before anything is fed: one depending on an Assert or on
     the decoding of an image stored in the graph (656 KB of PNG decode to 675 MB) is refused,
-    though `serving_encoded` may decode."""
+    though `serving_encoded` may decode; one parsing a tf.Example too, though
+    `serving_tf_example` may parse."""
     export_dir = str(tmp_path / 'model')
     _tiny_saved_model(export_dir)
     path = os.path.join(export_dir, 'saved_model.pb')
     with open(path, 'rb') as f:
         saved_model = saved_model_pb2.SavedModel.FromString(f.read())
     meta_graph = saved_model.meta_graphs[0]
-    png = cv2.imencode('.png', np.zeros((4, 4, 3), np.uint8))[1].tobytes()
     evil = tf.Graph()
     with evil.as_default():
-        image = tf.io.decode_image(png, channels=3, expand_animations=False, name='evil')
-        check = tf.debugging.Assert(tf.reduce_sum(tf.cast(image, tf.int32)) <= 0, [image])
+        check = build()
     meta_graph.graph_def.node.extend(evil.as_graph_def().node)
     meta_graph.graph_def.library.function.extend(evil.as_graph_def().library.function)
     restore = meta_graph.saver_def.restore_op_name.split(':')[0]
@@ -199,7 +214,7 @@ def test_a_restore_op_that_decodes_is_refused(tmp_path):
     with open(path, 'wb') as f:
         f.write(saved_model.SerializeToString())
     with pytest.raises(
-        graph_check.UnsafeGraphError, match='restore op writes files or decodes images.*DecodeImage'
+        graph_check.UnsafeGraphError, match=f'restore op writes files or decodes images.*{op}'
     ):
         detection.Detector.from_saved_model(export_dir)
 

@@ -335,3 +335,39 @@ def test_sigterm_is_an_interrupt_while_the_steps_run():
     of its own: signals reach the main thread only, and a test worker's may not be it."""
     proc = run_python(SIGTERM_IN_THE_STEPS)
     assert proc.returncode == 0 and proc.stdout.split() == ['interrupted', 'True'], proc.stderr
+
+
+# A script's training steps stopped by SIGTERM, then a second one during the save of the step
+# reached (a scheduler's to the process group, then to the script).
+SECOND_SIGTERM_IN_THE_SAVE = r"""
+import os, signal, sys, time
+from tf_extended import logs
+from training import trainer
+
+
+def main():
+    try:
+        with trainer._sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+    except KeyboardInterrupt:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)
+        print('saved', file=sys.stderr, flush=True)
+        raise
+
+
+logs.run_plain(main, lambda: 'kept model.ckpt-7')
+"""
+
+
+def test_a_second_sigterm_does_not_cut_the_training_s_save():
+    """The steps' handler raised at every SIGTERM: a second one cut the save of the step the
+    first stopped at (the scripts' ignores it, as README says). One line, then the end by the
+    signal, as elsewhere in the scripts."""
+    proc = run_python(SECOND_SIGTERM_IN_THE_SAVE)
+    assert proc.returncode == -signal.SIGTERM, proc.stderr
+    assert proc.stderr.splitlines()[-2:] == [
+        'saved',
+        'child: terminated (SIGTERM); kept model.ckpt-7',
+    ], proc.stderr

@@ -377,7 +377,7 @@ def test_kills_and_sigterm_then_resumes_continue_exactly(mixed_run, dataset_dir,
             status, lines = interrupt_when(
                 [*args, '--max_number_of_steps=100000'], f'step {step}/', signum=signal.SIGTERM
             )
-            stderr, expected = '\n'.join(lines), 130
+            stderr, expected = '\n'.join(lines), -signal.SIGTERM
         else:
             # The step limit ends a run that was not killed.
             limit = '--max_number_of_steps=%d' % (step + 4)
@@ -420,7 +420,7 @@ def test_kills_and_sigterm_then_resumes_continue_exactly(mixed_run, dataset_dir,
 def test_sigterm_while_the_training_starts_ends_by_it_with_one_line(dataset_dir, tmp_path):
     """SIGTERM before the steps (while the graph is built) killed the run at once: no line, its
     lock file left in --train_dir. Now Ctrl-C's path, then the end by the signal (in the steps
-    SIGTERM is Ctrl-C itself: test_kills_and_sigterm_then_resumes_continue_exactly)."""
+    too, after the save: test_kills_and_sigterm_then_resumes_continue_exactly)."""
     train_dir = tmp_path / 'train'
     lock = train_dir / folder_lock.LOCK_NAME
     status, lines = interrupt_when(

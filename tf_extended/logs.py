@@ -288,9 +288,10 @@ def _interrupted_while_starting(signum, frame):
         os._exit(130)
 
 
-def _terminate(signum, frame):
-    """SIGTERM in a script's main: Ctrl-C's path (its cleanup, its line), then the end by the
-    signal (`run_plain`). A second SIGTERM is ignored: it would cut that cleanup or the line."""
+def terminate(signum, frame):
+    """SIGTERM in a script's main (and in the training's steps, `trainer._sigterm_as_interrupt`):
+    Ctrl-C's path (its cleanup, its line), then the end by the signal (`run_plain`). A second
+    SIGTERM is ignored: it would cut that cleanup (a training's save) or the line."""
     if not _terminating:
         _terminating.append(signum)
         raise KeyboardInterrupt
@@ -599,7 +600,7 @@ def run_plain(main, interrupted=None):
     lines."""
     restore_keras_setting()
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
     try:
         return main()
     except (KeyboardInterrupt, RuntimeError) as error:

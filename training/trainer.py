@@ -1171,16 +1171,13 @@ def _sigterm_as_interrupt():
     a lone process saves the step reached, a cluster's worker tells the chief it leaves; it
     killed the process at once (a preempted worker stalled the chief until --cluster_wait_secs,
     then the cluster failed). Python runs the handler once TF's call returns (a scheduler's
-    SIGKILL follows for a call that hangs). Only where signals can be handled (the main
-    thread)."""
+    SIGKILL follows for a call that hangs). The scripts' handler (`logs.run`'s): a second SIGTERM
+    is ignored, not an interrupt of the step's save, and a script ends by the signal. Only where
+    signals can be handled (the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, logs.terminate)
     try:
         yield
     finally:
