@@ -749,6 +749,8 @@ def main(argv=None):
         if TERMINATED:  # ends by the signal, as its sender expects (status 143 in a shell)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.raise_signal(signal.SIGTERM)
+            # Still here: a container's PID 1, for which the kernel drops it. Its shell status.
+            sys.exit(128 + signal.SIGTERM)
         sys.exit(130)
     metrics = results['metrics']
     log(
