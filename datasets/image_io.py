@@ -53,8 +53,8 @@ TF_JPEG_MAX_BYTES = 1 << 29
 TF_MAX_PIXELS = (TF_JPEG_MAX_BYTES - 1) // 3
 # Scans a JPEG may have (`jpeg_scans`). A sequential JPEG has 1 per component at most, libjpeg's
 # progressive script 10 for colour; the decoders pass over every block of a scan's components
-# for each one, data or not, so a file of empty scans costs minutes for nothing (4000x4000 pixels in 294
-# KB with 20000 empty scans: TensorFlow 92 s, OpenCV 47 s).
+# for each one, data or not, so a file of empty scans costs minutes for nothing (4000x4000
+# pixels in 294 KB with 20000 empty scans: TensorFlow 92 s, OpenCV 47 s).
 MAX_JPEG_SCANS = 500
 JPEG_SCAN_MARKER = b'\xff\xda'
 # JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic).
