@@ -314,34 +314,33 @@ def test_a_split_list_naming_an_image_twice_is_refused(voc):
     )
 
 
-def test_a_listed_image_without_annotation_is_named_by_its_line(voc):
-    """Scoring read a listed id's missing XML as a bare "No such file"; it names the list's line
-    as the converter does."""
+@pytest.mark.parametrize(
+    'listed, problem',
+    [
+        # A missing XML was read as a bare "No such file".
+        (
+            'ghost',
+            "image id 'ghost' has no annotation file {root}/Annotations/ghost.xml: the list "
+            'names an image the folder does not hold.',
+        ),
+        # Refused as the converter refuses it, but without its --allow_outside_paths.
+        (
+            '../elsewhere/x',
+            "image id '../elsewhere/x' climbs out of the dataset folder with \"..\"; ids name "
+            'files inside {root}.',
+        ),
+    ],
+)
+def test_a_listed_id_that_scoring_cannot_read_is_named_by_its_line(voc, listed, problem):
+    """An id of the split list without its XML, or leaving the VOC folder, is named by the
+    list's line as the converter names it; scoring names no flag of the converter."""
     root, results = voc
     split = os.path.join(root, 'ImageSets', 'Main', 'test.txt')
     with open(split, 'a') as f:
-        f.write('ghost\n')
+        f.write(listed + '\n')
     with pytest.raises(ValueError) as info:
         scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
-    assert str(info.value) == (
-        f"{split}, line 3: image id 'ghost' has no annotation file {root}/Annotations/ghost.xml: "
-        'the list names an image the folder does not hold.'
-    )
-
-
-def test_a_listed_id_leaving_the_folder_names_no_flag_of_the_converter(voc):
-    """Scoring refuses an id that climbs out of the VOC folder as the converter does, but told to
-    pass --allow_outside_paths, a flag of the converter only."""
-    root, results = voc
-    split = os.path.join(root, 'ImageSets', 'Main', 'test.txt')
-    with open(split, 'a') as f:
-        f.write('../elsewhere/x\n')
-    with pytest.raises(ValueError) as info:
-        scoring.score_voc_results(results, root, 'test', ('cat', 'dog'))
-    assert str(info.value) == (
-        f"{split}, line 3: image id '../elsewhere/x' climbs out of the dataset folder with "
-        f'".."; ids name files inside {root}.'
-    )
+    assert str(info.value) == f'{split}, line 3: ' + problem.format(root=root)
 
 
 def test_relative_boxes_are_named(voc):
