@@ -78,6 +78,7 @@ from model import cli
 from tf_extended import atomic_io
 from tf_extended import folder_lock
 from tf_extended import safe_io
+from tf_extended import signals
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('checkpoint_path', None, 'Checkpoint prefix, one of its files, or a directory.')
@@ -450,10 +451,11 @@ class Run:
         out = self.output_path(path)
         # A new file of a name of its own (not a fixed name, which could be a planted link);
         # OpenCV picks the container by the extension.
-        fd, temp = atomic_io.mkstemp_for(out, suffix='.mp4')
-        os.close(fd)
-        writer, frames, batch, completed = None, [], [], False
+        writer, frames, batch, completed, temp = None, [], [], False, None
         try:
+            with signals.held():  # a Ctrl-C or SIGTERM as it is made: it is removed below
+                fd, temp = atomic_io.mkstemp_for(out, suffix='.mp4')
+                os.close(fd)
             while True:
                 ok, bgr = capture.read()
                 if ok:
@@ -497,7 +499,7 @@ class Run:
             capture.release()
             if writer is not None:
                 writer.release()
-            if not (frames and completed):  # also on Ctrl-C: a part video is no output
+            if temp is not None and not (frames and completed):  # a part video is no output
                 os.remove(temp)
         if not frames:
             self.fail(path, error)
@@ -579,14 +581,19 @@ def main(_):
         detection.expand_inputs(FLAGS.input)
     except (ValueError, OSError) as err:
         logs.exit_error(err)
+    lock = folder_lock.FolderLock(FLAGS.output_dir)
     try:
-        # Before the pending record is read: two runs into one folder lost each other's lines
-        # of it, and each detections.json listed only its own images.
-        lock = folder_lock.acquire(FLAGS.output_dir, '--output_dir', 'detection run')
-    except (ValueError, OSError) as err:
-        logs.exit_error(err)
-    with lock:
+        try:
+            # Before the pending record is read: two runs into one folder lost each other's
+            # lines of it, and each detections.json listed only its own images. A Ctrl-C or
+            # SIGTERM as it is taken: released below.
+            with signals.held():
+                lock = folder_lock.acquire(FLAGS.output_dir, '--output_dir', 'detection run')
+        except (ValueError, OSError) as err:
+            logs.exit_error(err)
         _detect()
+    finally:
+        lock.release()
 
 
 def _detect():

@@ -41,6 +41,7 @@ from model import card as card_lib
 from model import checkpoints
 from model import cli
 from tf_extended import folder_lock
+from tf_extended import signals
 from tf_extended import tf_errors
 
 FLAGS = flags.FLAGS
@@ -388,9 +389,12 @@ def main(_):
             evaluate.check_eval_dir(FLAGS.eval_dir, FLAGS.checkpoint_path)
         # Before anything reads or writes --eval_dir: two evaluations into one folder would
         # rewrite each other's results (a watcher's ledger, history and best/).
-        lock = folder_lock.acquire(
-            FLAGS.eval_dir, '--eval_dir', 'watcher' if FLAGS.wait_for_checkpoints else 'evaluation'
-        )
+        with signals.held():  # a Ctrl-C or SIGTERM as it is taken: released below
+            lock = folder_lock.acquire(
+                FLAGS.eval_dir,
+                '--eval_dir',
+                'watcher' if FLAGS.wait_for_checkpoints else 'evaluation',
+            )
         if not FLAGS.wait_for_checkpoints and os.path.lexists(
             os.path.join(FLAGS.eval_dir, watcher.LEDGER_NAME)
         ):

@@ -29,6 +29,7 @@ from model import card as card_lib
 from model import checkpoints
 from model import cli
 from tf_extended import folder_lock
+from tf_extended import signals
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
@@ -116,7 +117,8 @@ def main(_):
         if FLAGS.dataset_name:
             dataset_factory.check_dataset_name(FLAGS.dataset_name)
         # Before the folder is read: two exports into it would replace each other's files.
-        lock = folder_lock.acquire(FLAGS.output_dir, '--output_dir', 'export')
+        with signals.held():  # a Ctrl-C or SIGTERM as it is taken: released below
+            lock = folder_lock.acquire(FLAGS.output_dir, '--output_dir', 'export')
         export.check_output_dir(FLAGS.output_dir, FLAGS.formats, FLAGS.overwrite)  # before work
         int8 = [fmt for fmt in export.INT8_FORMATS if fmt in FLAGS.formats]
         missing = [f'--{name}' for name in ('dataset_name', 'dataset_dir') if not FLAGS[name].value]

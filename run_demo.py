@@ -21,6 +21,7 @@ width, so that training fits in minutes on a 2-core CPU; the shapes are easy eno
 
 import argparse
 import glob
+import io
 import json
 import os
 import re
@@ -32,6 +33,7 @@ import time
 
 from tf_extended import atomic_io
 from tf_extended import cpu_features
+from tf_extended import signals
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 MODEL = 'ssd_300_mobilenet'
@@ -129,27 +131,19 @@ def run(args, on_line=None, env=None):
     output when the script fails. On Ctrl-C (which the script receives too) waits for the script
     to stop and re-raises, showing nothing more; on SIGTERM, which a signal to the demo alone
     does not pass on, sends it to the script first (which ends as it ends on Ctrl-C)."""
-    # A SIGTERM while the script starts is held until `process` is there to be passed it.
-    held = []
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum))
+    process, everything = None, []
     try:
-        process = subprocess.Popen(
-            [sys.executable] + args,
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            bufsize=1,
-        )
-    except BaseException:
-        signal.signal(signal.SIGTERM, previous)
-        raise
-    everything = []
-    try:
-        signal.signal(signal.SIGTERM, previous)
-        if held:
-            signal.raise_signal(signal.SIGTERM)
+        # A SIGTERM while the script starts is held until `process` is there to be passed it.
+        with signals.held((signal.SIGTERM,)):
+            process = subprocess.Popen(
+                [sys.executable] + args,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+            )
         for raw in process.stdout:
             for line in raw.rstrip('\n').split('\r'):
                 everything.append(line)
@@ -159,6 +153,8 @@ def run(args, on_line=None, env=None):
                     if on_line:
                         on_line(text)
     except KeyboardInterrupt:
+        if process is None:
+            raise
         if TERMINATED:
             process.send_signal(signal.SIGTERM)
         try:
@@ -646,11 +642,10 @@ class Demo:
         )
         figure.tight_layout()
         path = os.path.join(self.work_dir, CURVE)
-        fd, temp = atomic_io.mkstemp_for(path)
-        with os.fdopen(fd, 'wb') as f:
-            figure.savefig(f, format='png', dpi=100)
+        png = io.BytesIO()
+        figure.savefig(png, format='png', dpi=100)
         plt.close(figure)
-        atomic_io.replace(temp, path)
+        atomic_io.write_bytes_atomic(path, png.getvalue())
         return path
 
     def kept(self):

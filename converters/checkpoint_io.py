@@ -7,7 +7,6 @@ Builds its own graphs (tf.compat.v1 graph mode); callers need not disable eager 
 import dataclasses
 import glob
 import os
-import shutil
 from typing import Dict, List, Tuple
 
 from absl import logging
@@ -333,8 +332,7 @@ def _save_atomically(sess, saver, output_path, sidecar_files):
     os.makedirs(directory, exist_ok=True)
     basename = os.path.basename(output_path)
     temp_dirs.remove_stale(directory, 'ckpt', log=logging.info)
-    tmp_dir = temp_dirs.make(directory, 'ckpt')
-    try:
+    with temp_dirs.made(directory, 'ckpt') as tmp_dir:
         saver.save(sess, os.path.join(tmp_dir, basename), write_meta_graph=False, write_state=False)
         files = sorted(os.listdir(tmp_dir))
         for name in files:  # on disk before any is renamed into place (a crash: old or new)
@@ -366,8 +364,6 @@ def _save_atomically(sess, saver, output_path, sidecar_files):
                 f'"{basename}"\nall_model_checkpoint_paths: '
                 f'"{basename}"\n',
             )
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def _check_finite(outputs, values, saved, origin):

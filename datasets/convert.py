@@ -71,6 +71,7 @@ from datasets import example_format
 from datasets import image_io
 from tf_extended import atomic_io
 from tf_extended import safe_io
+from tf_extended import signals
 from tf_extended import texts
 
 METADATA_SUFFIX = '_metadata.json'
@@ -199,22 +200,18 @@ def _start_pool(ctx, workers, counter):
     """
     if threading.current_thread() is not threading.main_thread():
         return _WorkerPool(ctx, workers, counter)
-    held = []
-    handlers = (
-        signal.signal(signal.SIGINT, signal.SIG_IGN),
-        signal.signal(signal.SIGTERM, lambda signum, frame: held.append(signum)),
-    )
+    pool = None
     try:
-        pool = _WorkerPool(ctx, workers, counter)
-    finally:
-        signal.signal(signal.SIGINT, handlers[0])
-        signal.signal(signal.SIGTERM, handlers[1])
-    if held:
-        try:
-            signal.raise_signal(signal.SIGTERM)
-        except BaseException:
+        with signals.held((signal.SIGTERM,)):
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                pool = _WorkerPool(ctx, workers, counter)
+            finally:
+                signal.signal(signal.SIGINT, previous)
+    except BaseException:
+        if pool is not None:
             pool.terminate()
-            raise
+        raise
     return pool
 
 

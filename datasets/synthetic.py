@@ -298,38 +298,41 @@ def generate(output_dir, num_images, seed=0):
         raise ValueError(
             f'{output_dir} exists and is not empty; remove it or choose another --output_dir.'
         )
-    # A fresh folder beside it (a fixed `<output_dir>.tmp-<pid>` was removed whatever it held).
-    temp = atomic_io.make_temp_dir(output_dir)
-    for sub in ('Annotations', 'JPEGImages', os.path.join('ImageSets', 'Main')):
-        os.makedirs(os.path.join(temp, sub))
-    ids = [f'{i + 1:06d}' for i in range(num_images)]
-    num_objects = num_difficult = 0
-    params = [
-        cv2.IMWRITE_JPEG_QUALITY,
-        95,
-        cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-        cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
-    ]
-    for i, image_id in enumerate(ids):
-        image, objects = render_image(seed, i)
-        ok, buf = cv2.imencode('.jpg', cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
-        if not ok:
-            raise RuntimeError(f'OpenCV could not encode synthetic image {image_id} as JPEG.')
-        with open(os.path.join(temp, 'JPEGImages', image_id + '.jpg'), 'wb') as f:
-            f.write(buf.tobytes())
-        with open(os.path.join(temp, 'Annotations', image_id + '.xml'), 'w', encoding='utf-8') as f:
-            f.write(annotation_xml(image_id, image.shape[1], image.shape[0], objects))
-        num_objects += len(objects)
-        num_difficult += sum(o['difficult'] for o in objects)
-    splits = _split_ids(ids, seed)
-    for split, members in splits.items():
-        with open(os.path.join(temp, 'ImageSets', 'Main', split + '.txt'), 'w') as f:
-            f.write(''.join(m + '\n' for m in members))
-    with open(os.path.join(temp, 'labels.txt'), 'w') as f:
-        f.write(''.join(c + '\n' for c in CLASSES))
-    if os.path.isdir(output_dir):
-        os.rmdir(output_dir)
-    os.replace(temp, output_dir)
+    # A fresh folder beside it, removed on a failure (a fixed `<output_dir>.tmp-<pid>` was
+    # removed whatever it held).
+    with atomic_io.temp_dir(output_dir) as temp:
+        for sub in ('Annotations', 'JPEGImages', os.path.join('ImageSets', 'Main')):
+            os.makedirs(os.path.join(temp, sub))
+        ids = [f'{i + 1:06d}' for i in range(num_images)]
+        num_objects = num_difficult = 0
+        params = [
+            cv2.IMWRITE_JPEG_QUALITY,
+            95,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
+            cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444,
+        ]
+        for i, image_id in enumerate(ids):
+            image, objects = render_image(seed, i)
+            ok, buf = cv2.imencode('.jpg', cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+            if not ok:
+                raise RuntimeError(f'OpenCV could not encode synthetic image {image_id} as JPEG.')
+            with open(os.path.join(temp, 'JPEGImages', image_id + '.jpg'), 'wb') as f:
+                f.write(buf.tobytes())
+            with open(
+                os.path.join(temp, 'Annotations', image_id + '.xml'), 'w', encoding='utf-8'
+            ) as f:
+                f.write(annotation_xml(image_id, image.shape[1], image.shape[0], objects))
+            num_objects += len(objects)
+            num_difficult += sum(o['difficult'] for o in objects)
+        splits = _split_ids(ids, seed)
+        for split, members in splits.items():
+            with open(os.path.join(temp, 'ImageSets', 'Main', split + '.txt'), 'w') as f:
+                f.write(''.join(m + '\n' for m in members))
+        with open(os.path.join(temp, 'labels.txt'), 'w') as f:
+            f.write(''.join(c + '\n' for c in CLASSES))
+        if os.path.isdir(output_dir):
+            os.rmdir(output_dir)
+        os.replace(temp, output_dir)
     return {
         'num_images': num_images,
         'num_objects': num_objects,

@@ -64,6 +64,7 @@ from tf_extended import coco_metrics
 from tf_extended import file_names
 from tf_extended import logs
 from tf_extended import safe_io
+from tf_extended import signals
 from tf_extended import tf_errors
 from tf_extended import voc_metrics
 
@@ -1001,9 +1002,11 @@ def evaluate_batches(
     label_ids = {label: label_to_category.get(label, label) for label in class_names}
     # A failed evaluation leaves no results folder it created (the watcher's <checkpoint>/).
     created = not os.path.isdir(results_dir)
-    staging = eval_outputs.make_staging_dir(results_dir)
-    metrics = _Metrics(settings, class_names, label_to_category, staging)
+    staging = metrics = None
     try:
+        with signals.held():  # a Ctrl-C or SIGTERM as it is made: it is removed below
+            staging = eval_outputs.make_staging_dir(results_dir)
+        metrics = _Metrics(settings, class_names, label_to_category, staging)
         with open_batches() as batches:
             log(
                 f'[eval] {header}: {logs.counted(total, "image")} of '
@@ -1076,8 +1079,10 @@ def evaluate_batches(
         eval_outputs.remove_earlier_outputs(staging, results_dir, log)
         eval_outputs.publish_dir(staging, results_dir)
     except BaseException:
-        metrics.abort()
-        shutil.rmtree(staging, ignore_errors=True)
+        if metrics is not None:
+            metrics.abort()
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         if created:
             with contextlib.suppress(OSError):  # not empty: another process wrote there
                 os.rmdir(results_dir)

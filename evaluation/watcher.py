@@ -78,6 +78,7 @@ from tf_extended import atomic_io
 from tf_extended import coco_metrics
 from tf_extended import folder_lock
 from tf_extended import safe_io
+from tf_extended import signals
 from tf_extended import temp_dirs
 from tf_extended import tf_errors
 
@@ -579,8 +580,10 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, l
                 f'({", ".join(foreign[:5])}{", ..." if len(foreign) > 5 else ""}); move them away.'
             )
             return False
-    new = temp_dirs.make(eval_dir, _NEW_BEST)
+    new = None
     try:
+        with signals.held():  # a Ctrl-C or SIGTERM as it is made: it is removed below
+            new = temp_dirs.make(eval_dir, _NEW_BEST)
         for path in glob.glob(glob.escape(staged_prefix) + '.*'):
             os.replace(path, os.path.join(new, os.path.basename(path)))
         name = os.path.basename(staged_prefix)
@@ -594,7 +597,7 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, l
         atomic_io.write_json_atomic(
             os.path.join(new, BEST_JSON), dict(entry, run=run_info, files=sorted(files))
         )
-        old = None
+        old, move_aside = None, False
         if os.path.isdir(best_dir):
             previous = _read_best_json(best_dir) or {}
             previous_run = previous.get('run') or {}
@@ -611,11 +614,19 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, l
                     f'kept it as {os.path.join(eval_dir, keep)}'
                 )
             else:
+                move_aside = True
+        # Two renames that a Ctrl-C or SIGTERM must not part: the earlier best/ moved aside
+        # (onto an empty folder: a POSIX rename), then the new one in place.
+        with signals.held():
+            if move_aside:
                 old = temp_dirs.make(eval_dir, _OLD_BEST)
-                os.replace(best_dir, old)  # onto the empty folder (POSIX rename)
-        os.replace(new, best_dir)
+                os.replace(best_dir, old)
+            os.replace(new, best_dir)
     except BaseException:
-        shutil.rmtree(new, ignore_errors=True)
+        if new is not None:
+            shutil.rmtree(new, ignore_errors=True)
+        if old and not os.path.lexists(best_dir):  # the new one failed to move in: the earlier back
+            os.replace(old, best_dir)
         raise
     if old:
         shutil.rmtree(old, ignore_errors=True)
@@ -1166,9 +1177,8 @@ def _handle(
         'index_mtime_ns': mtime,
         'settings': record,
     }
-    staging_dir = temp_dirs.make(eval_dir, _STAGED)
     source = os.path.abspath(prefix)
-    try:
+    with temp_dirs.made(eval_dir, _STAGED) as staging_dir:
         try:
             staged = checkpoints.stage_checkpoint(prefix, staging_dir)
             results_name = _results_name(eval_dir, name, ledger, source, card_id)
@@ -1230,5 +1240,3 @@ def _handle(
         labels = list(next(iter(result.class_ap.values()), {}))
         write_history(ledger, eval_dir, this_run, title, best_metric, labels)
         return entry
-    finally:
-        shutil.rmtree(staging_dir, ignore_errors=True)

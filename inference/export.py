@@ -48,7 +48,6 @@ import dataclasses
 import io
 import os
 import re
-import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -210,8 +209,7 @@ def _write_saved_model(export_dir, card, meta, restored):
     batch_size = endpoints.inputs[detection.INPUT].shape[0]
     encoded = detection.add_encoded_input(card, batch_size)
     examples = detection.add_encoded_input(card, batch_size, tf_examples=True)
-    temp = atomic_io.make_temp_dir(export_dir)
-    try:
+    with atomic_io.temp_dir(export_dir) as temp:
         build_dir = os.path.join(temp, 'model')
         # The v1 SavedModel builder: its deprecation notices silenced (see `detection.freeze`).
         with deprecation.silence():
@@ -261,8 +259,6 @@ def _write_saved_model(export_dir, card, meta, restored):
             if os.path.lexists(earlier):
                 os.replace(earlier, export_dir)
             raise
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def tflite_model(card, checkpoint_path, batch_size=1, fixed_size=False, representative_images=None):
@@ -644,11 +640,8 @@ def remove_stale_formats(output_dir, formats, earlier, log=print):
         )
         return removed
     # Moved aside (one rename), then deleted: a kill leaves a temporary the next export removes.
-    temp = atomic_io.make_temp_dir(path)
-    try:
+    with atomic_io.temp_dir(path) as temp:
         os.replace(path, os.path.join(temp, 'earlier'))
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
     removed.append(path)
     why = earlier[FILES['saved_model']][1]
     log(
@@ -712,15 +705,16 @@ def export(
     # Every format whose files there are, or will be, an export's: this export's and those the
     # records listed (their files are removed at the end, with --overwrite).
     pending = [fmt for fmt in FORMATS if fmt in formats or fmt in {f for f, _ in earlier.values()}]
-    atomic_io.write_json_atomic(
-        os.path.join(output_dir, PENDING_FILE),
-        {
-            'note': 'an export into this folder that has not finished (export_ssd_network.py); '
-            'it lists the files exports wrote here',
-            'files': {fmt: FILES[fmt] for fmt in pending},
-        },
-    )
     try:
+        # Within the `try`: a Ctrl-C or SIGTERM as soon as it is there removes it too.
+        atomic_io.write_json_atomic(
+            os.path.join(output_dir, PENDING_FILE),
+            {
+                'note': 'an export into this folder that has not finished (export_ssd_network.py); '
+                'it lists the files exports wrote here',
+                'files': {fmt: FILES[fmt] for fmt in pending},
+            },
+        )
         # Every format from `prefix`, resolved once, read from a staged copy (hard links): a
         # training still running may write newer checkpoints during the export, or delete this one.
         with checkpoints.staged_copy(prefix, output_dir) as staged:

@@ -44,7 +44,6 @@ from concurrent import futures
 import json
 import os
 import queue
-import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -320,15 +319,12 @@ def save(model, path, meta):
     ov = openvino_runtime.load()
     model.set_rt_info(json.dumps(meta, sort_keys=True), openvino_runtime.CARD_RT_INFO)
     stem = os.path.splitext(path)[0]
-    temp_dir = atomic_io.make_temp_dir(path)
-    try:
+    with atomic_io.temp_dir(path) as temp_dir:
         temp = os.path.join(temp_dir, os.path.basename(stem))
         ov.save_model(model, temp + '.xml', compress_to_fp16=False)
         for ext in ('.bin', '.xml'):
             atomic_io.fsync_file(temp + ext)
             atomic_io.replace(temp + ext, stem + ext)
-    finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def quantize(model, calibration_images):

@@ -1276,13 +1276,10 @@ def stage_checkpoint(prefix, directory):
 def staged_copy(prefix, parent):
     """Yields the prefix of `stage_checkpoint`'s copy in a new hidden folder of `parent` (an
     atomic_io temporary: removed on exit, or as an orphan once its process is gone)."""
-    directory = atomic_io.make_temp_dir(os.path.join(parent, 'checkpoint'))
-    try:
+    with atomic_io.temp_dir(os.path.join(parent, 'checkpoint')) as directory:
         staged = stage_checkpoint(prefix, directory)
         with errors_naming(staged, prefix):
             yield staged
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def read_checkpoint(prefix):

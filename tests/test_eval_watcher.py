@@ -730,6 +730,40 @@ def test_best_folder_with_other_files_is_not_replaced(tmp_path, monkeypatch):
     assert os.listdir(os.path.join(eval_dir, 'best')) == ['notes.txt']
 
 
+def test_a_new_best_that_fails_to_move_in_puts_the_earlier_best_back(tmp_path, monkeypatch):
+    """The earlier best/ was moved aside into a temporary folder before the new one moved in: a
+    failure of that second rename left no best/ at all (the next watch removed the temporary)."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    best = os.path.join(eval_dir, 'best')
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
+    _fake_checkpoint(train_dir, 10)
+    watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0)
+
+    def files():
+        return {
+            os.path.relpath(os.path.join(folder, name), best): open(
+                os.path.join(folder, name), 'rb'
+            ).read()
+            for folder, _, names in os.walk(best)
+            for name in names
+        }
+
+    before = files()
+    _fake_checkpoint(train_dir, 20)  # a higher mAP (`_fake_evaluate`): the new best
+    replace = os.replace
+
+    def failing(source, target):
+        if os.fspath(target) == best and '.best-new.tmp-' in os.fspath(source):
+            raise OSError(5, 'Input/output error')
+        replace(source, target)
+
+    monkeypatch.setattr(os, 'replace', failing)
+    with pytest.raises(OSError, match='Input/output error'):
+        watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0)
+    assert files() == before
+    assert json.loads(before['best.json'])['step'] == 10
+
+
 def test_timeout_with_nothing_evaluated_is_an_error(tmp_path):
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     os.makedirs(train_dir)

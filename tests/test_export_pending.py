@@ -152,6 +152,45 @@ def test_scripts_refuse_the_unfinished_folder_in_one_line(interrupted, tmp_path)
     assert not os.path.exists(tmp_path / 'eval' / 'results.json')
 
 
+@pytest.mark.parametrize('moment', ['pending file written', 'staged copy made'])
+def test_a_ctrl_c_as_the_export_starts_leaves_its_folder_empty(
+    interrupted, tmp_path, monkeypatch, moment
+):
+    """A SIGTERM (the scripts' KeyboardInterrupt) right after the pending file landed, or as the
+    checkpoint's staged copy was made, left either in the folder (a test of the export script
+    failed now and then)."""
+    import signal
+    import tempfile
+
+    from tf_extended import atomic_io
+
+    out = str(tmp_path / 'out')
+    pending = os.path.join(out, export.PENDING_FILE)
+    fsync_dir, mkdtemp = atomic_io.fsync_dir, tempfile.mkdtemp
+
+    def after_pending(path):
+        fsync_dir(path)
+        if os.path.exists(pending):
+            raise KeyboardInterrupt
+
+    def ctrl_c_after(*args, **kwargs):
+        made = mkdtemp(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return made
+
+    if moment == 'pending file written':
+        monkeypatch.setattr(atomic_io, 'fsync_dir', after_pending)
+    else:
+        monkeypatch.setattr(tempfile, 'mkdtemp', ctrl_c_after)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            export.export(interrupted['spec'], interrupted['new'], out, FORMATS, log=lambda _: None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert os.listdir(out) == []
+
+
 def test_rerun_with_overwrite_finishes_the_folder(interrupted):
     """Last in this module: it repairs the shared folder."""
     out = interrupted['out']

@@ -15,6 +15,7 @@ temporary of a process that is still running, or of another host (a shared folde
 touched, nor is a user's file of a looser name (`.photos.tmp-2019-archive`).
 """
 
+import contextlib
 import errno
 import glob
 import json
@@ -23,6 +24,8 @@ import re
 import shutil
 import socket
 import tempfile
+
+from tf_extended import signals
 
 # The names of temporaries (tf_extended/temp_dirs' folders too); tempfile's random part is 8
 # characters of [a-z0-9_].
@@ -157,7 +160,7 @@ def mkstemp_for(target, suffix=''):
 def make_temp_dir(target):
     """A new empty folder beside `target` (same file system, so publishing it is one rename),
     with the umask's permissions (not mkdtemp's 0700); orphans of earlier killed runs for
-    `target` are removed first."""
+    `target` are removed first. `temp_dir` removes it at the end of a block."""
     parent = os.path.dirname(os.path.abspath(target))
     os.makedirs(parent, exist_ok=True)
     remove_orphans(parent, target)
@@ -166,17 +169,35 @@ def make_temp_dir(target):
     return path
 
 
+@contextlib.contextmanager
+def temp_dir(target):
+    """Yields `make_temp_dir(target)`, removed with what it still holds when the block ends
+    (what was renamed out of it stays). A Ctrl-C or SIGTERM while it is made is held until it is
+    (`signals.held`): it cannot be left behind."""
+    path = None
+    try:
+        with signals.held():
+            path = make_temp_dir(target)
+        yield path
+    finally:
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def write_bytes_atomic(path, data):
     """Writes `data` (bytes) to `path` atomically and durably (see the module docstring)."""
-    fd, tmp = mkstemp_for(path)
+    tmp = None
     try:
-        with os.fdopen(fd, 'wb') as f:
+        with signals.held():  # a Ctrl-C or SIGTERM as it is made: its removal below is due
+            fd, tmp = mkstemp_for(path)
+            f = os.fdopen(fd, 'wb')
+        with f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
         raise
 

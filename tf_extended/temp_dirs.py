@@ -8,11 +8,13 @@ and nothing else (another name, another host, a live process, a symlink or a fil
 The name carries everything, so the folder's content is only what its caller puts there.
 """
 
+import contextlib
 import os
 import shutil
 import tempfile
 
 from tf_extended import atomic_io
+from tf_extended import signals
 
 
 def make(parent, label):
@@ -25,6 +27,21 @@ def make(parent, label):
     )
     os.chmod(path, atomic_io.dir_mode())
     return path
+
+
+@contextlib.contextmanager
+def made(parent, label):
+    """Yields `make(parent, label)`, removed with what it still holds when the block ends (what
+    was renamed out of it, or the folder itself renamed into place, stays). A Ctrl-C or SIGTERM
+    while it is made is held until it is (`signals.held`): it cannot be left behind."""
+    path = None
+    try:
+        with signals.held():
+            path = make(parent, label)
+        yield path
+    finally:
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def parse(name):

@@ -61,6 +61,7 @@ import orjson
 from tf_extended import atomic_io
 from tf_extended import file_names
 from tf_extended import safe_io
+from tf_extended import signals
 
 IOU_RULES = ('>=', '>')
 # The AP rules: VOC2007's 11-point interpolation, VOC2010+'s area under the whole curve.
@@ -1005,8 +1006,10 @@ class VOCResultsWriter:
         self._files = {}
         try:
             for label, path in self._paths.items():
-                fd, tmp = atomic_io.mkstemp_for(path)  # the umask's permissions, not 0600
-                self._files[label] = (os.fdopen(fd, 'w'), tmp)
+                # A Ctrl-C or SIGTERM as one is made: it is listed before `abort` runs.
+                with signals.held():
+                    fd, tmp = atomic_io.mkstemp_for(path)  # the umask's permissions, not 0600
+                    self._files[label] = (os.fdopen(fd, 'w'), tmp)
         except BaseException:
             self.abort()
             raise

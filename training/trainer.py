@@ -44,6 +44,7 @@ from training import model_deploy
 from training import optimization
 from tf_extended import folder_lock
 from tf_extended import logs
+from tf_extended import signals
 from tf_extended import texts
 from tf_extended import tf_errors
 
@@ -1320,12 +1321,13 @@ def train(settings):
     # Before anything reads or writes the folder: a second training into it would resume from
     # the same checkpoint, then save over and rotate away this one's (tf_extended/folder_lock).
     # The chief holds it for its cluster; the other workers share the folder with it.
-    lock = (
-        folder_lock.acquire(settings.train_dir, '--train_dir', folder_lock.TRAINING_ROLE)
-        if cluster.is_chief
-        else folder_lock.FolderLock(settings.train_dir)
-    )
+    lock = folder_lock.FolderLock(settings.train_dir)
     try:
+        if cluster.is_chief:
+            with signals.held():  # a Ctrl-C or SIGTERM as it is taken: released below
+                lock = folder_lock.acquire(
+                    settings.train_dir, '--train_dir', folder_lock.TRAINING_ROLE
+                )
         _train(settings, cluster, config, master)
     finally:
         lock.release()
