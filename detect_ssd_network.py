@@ -451,63 +451,66 @@ class Run:
         out = self.output_path(path)
         # A new file of a name of its own (not a fixed name, which could be a planted link);
         # OpenCV picks the container by the extension.
-        writer, frames, batch, completed, temp = None, [], [], False, None
+        writer, frames, batch, temp = None, [], [], None
         try:
-            with signals.held():  # a Ctrl-C or SIGTERM as it is made: it is removed below
-                fd, temp = atomic_io.mkstemp_for(out, suffix='.mp4')
-                os.close(fd)
-            while True:
-                ok, bgr = capture.read()
-                if ok:
-                    batch.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-                full = len(batch) == FLAGS.batch_size or (
-                    batch and not detection.batch_fits([batch[0].shape] * (len(batch) + 1))
-                )
-                if batch and (not ok or full):
-                    for rgb, dets in zip(batch, self.detect(batch)):
-                        if writer is None:
-                            frame_size = (rgb.shape[1], rgb.shape[0])
-                            writer = cv2.VideoWriter(
-                                temp,
-                                cv2.VideoWriter_fourcc(*'mp4v'),
-                                fps,
-                                (rgb.shape[1], rgb.shape[0]),
-                            )
-                            if not writer.isOpened():
-                                raise _VideoNotWritable(
-                                    f'OpenCV cannot write an MPEG-4 video of '
-                                    f'{rgb.shape[1]}x{rgb.shape[0]} frames.'
+            try:
+                with signals.held():  # a Ctrl-C or SIGTERM as it is made: it is removed below
+                    fd, temp = atomic_io.mkstemp_for(out, suffix='.mp4')
+                    os.close(fd)
+                while True:
+                    ok, bgr = capture.read()
+                    if ok:
+                        batch.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                    full = len(batch) == FLAGS.batch_size or (
+                        batch and not detection.batch_fits([batch[0].shape] * (len(batch) + 1))
+                    )
+                    if batch and (not ok or full):
+                        for rgb, dets in zip(batch, self.detect(batch)):
+                            if writer is None:
+                                frame_size = (rgb.shape[1], rgb.shape[0])
+                                writer = cv2.VideoWriter(
+                                    temp,
+                                    cv2.VideoWriter_fourcc(*'mp4v'),
+                                    fps,
+                                    (rgb.shape[1], rgb.shape[0]),
                                 )
-                        drawn = self.draw(rgb, dets, f'{path} frame {len(frames)}')
-                        writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
-                        frames.append(
-                            {
-                                'frame': len(frames),
-                                'detections': self.pixel_rows(dets, *rgb.shape[:2]),
-                            }
-                        )
-                    batch = []
-                if not ok:
-                    break
-            completed = True
-        except (_VideoNotWritable, ValueError) as err:  # ValueError: the model failed
-            frames = []
-            error = str(err)
-        else:
-            error = 'no frame could be decoded.'
+                                if not writer.isOpened():
+                                    raise _VideoNotWritable(
+                                        f'OpenCV cannot write an MPEG-4 video of '
+                                        f'{rgb.shape[1]}x{rgb.shape[0]} frames.'
+                                    )
+                            drawn = self.draw(rgb, dets, f'{path} frame {len(frames)}')
+                            writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                            frames.append(
+                                {
+                                    'frame': len(frames),
+                                    'detections': self.pixel_rows(dets, *rgb.shape[:2]),
+                                }
+                            )
+                        batch = []
+                    if not ok:
+                        break
+            except (_VideoNotWritable, ValueError) as err:  # ValueError: the model failed
+                frames = []
+                error = str(err)
+            else:
+                error = 'no frame could be decoded.'
+            finally:
+                capture.release()
+                if writer is not None:
+                    writer.release()
+            if not frames:
+                self.fail(path, error)
+                return
+            try:
+                atomic_io.replace(temp, out)
+            finally:
+                self._written_out(path, out)
         finally:
-            capture.release()
-            if writer is not None:
-                writer.release()
-            if temp is not None and not (frames and completed):  # a part video is no output
+            # Not renamed into place: a part video (an error, a Ctrl-C or SIGTERM, also just
+            # before the rename) or one without frames is no output.
+            if temp is not None and os.path.lexists(temp):
                 os.remove(temp)
-        if not frames:
-            self.fail(path, error)
-            return
-        try:
-            atomic_io.replace(temp, out)
-        finally:
-            self._written_out(path, out)
         self.videos.append(
             {
                 'file': path,

@@ -652,6 +652,16 @@ def owned_outputs(output_dir, output_name):
     return owned
 
 
+def _make_temp_dir(output_dir, output_name):
+    """Creates and returns `<output_dir>/.<output_name>.tmp-<pid>` with its marker file (which
+    `_remove_stale` requires)."""
+    temp_dir = os.path.join(output_dir, f'.{output_name}.tmp-{os.getpid()}')
+    os.makedirs(temp_dir)
+    with open(os.path.join(temp_dir, _TEMP_MARKER), 'w'):
+        pass
+    return temp_dir
+
+
 def _replace_outputs(output_dir, output_name, temp_dir, shards, metadata):
     """Replaces an earlier run's output (only the files it wrote) by the new shards and metadata.
 
@@ -752,10 +762,6 @@ def convert(
     os.makedirs(output_dir, exist_ok=True)
     owned_outputs(output_dir, output_name)  # refuse before any work, not after it
     _remove_stale(output_dir, output_name)
-    temp_dir = os.path.join(output_dir, f'.{output_name}.tmp-{os.getpid()}')
-    os.makedirs(temp_dir)
-    with open(os.path.join(temp_dir, _TEMP_MARKER), 'w'):
-        pass
     temp_names = [f'part-{i:06d}.tfrecord' for i in range(len(chunks))]
     checks = {'num_classes': len(class_names), 'max_objects_per_image': max_objects_per_image}
     tasks = [(c, loader, skip_bad_examples, checks) for c in chunks]
@@ -763,7 +769,12 @@ def convert(
     logging.info(
         'Converting %d examples into %d shards with %d worker(s).', len(order), len(tasks), workers
     )
+    temp_dir = None
     try:
+        # A Ctrl-C or SIGTERM as it is made: removed below (a folder without its marker would
+        # stay: `_remove_stale` leaves it).
+        with signals.held():
+            temp_dir = _make_temp_dir(output_dir, output_name)
         results = []
         if workers == 1:
             counter = multiprocessing.Value('q', 0)
@@ -813,7 +824,8 @@ def convert(
             )
         _replace_outputs(output_dir, output_name, temp_dir, moves, metadata)
     finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
     for kind, count in metadata['report']['counts'].items():
         if count:
             logging.warning(

@@ -580,7 +580,7 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, l
                 f'({", ".join(foreign[:5])}{", ..." if len(foreign) > 5 else ""}); move them away.'
             )
             return False
-    new = None
+    new = old = None
     try:
         with signals.held():  # a Ctrl-C or SIGTERM as it is made: it is removed below
             new = temp_dirs.make(eval_dir, _NEW_BEST)
@@ -597,7 +597,7 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, l
         atomic_io.write_json_atomic(
             os.path.join(new, BEST_JSON), dict(entry, run=run_info, files=sorted(files))
         )
-        old, move_aside = None, False
+        move_aside = False
         if os.path.isdir(best_dir):
             previous = _read_best_json(best_dir) or {}
             previous_run = previous.get('run') or {}
@@ -623,13 +623,16 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, l
                 os.replace(best_dir, old)
             os.replace(new, best_dir)
     except BaseException:
-        if new is not None:
-            shutil.rmtree(new, ignore_errors=True)
         if old and not os.path.lexists(best_dir):  # the new one failed to move in: the earlier back
             os.replace(old, best_dir)
         raise
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if new is not None:  # gone once it moved in
+            shutil.rmtree(new, ignore_errors=True)
+        # With best/ in place, what `old` holds is replaced (also when a signal held over the
+        # swap raises at its end), or it is the empty folder the earlier failed to move into.
+        if old and os.path.lexists(best_dir):
+            shutil.rmtree(old, ignore_errors=True)
     return True
 
 
@@ -906,11 +909,16 @@ def watch(
         )
     evaluate.check_eval_dir(eval_dir, checkpoint_dir)
     os.makedirs(eval_dir, exist_ok=True)
-    own_lock = _lock(eval_dir) if lock is None else None
+    own_lock = None
     events = _EventStream(eval_dir)
     # One graph and session for every checkpoint of the run (built at the first evaluation).
     evaluator = evaluate.CheckpointEvaluator(settings, input_cache_mb=input_cache_mb)
     try:
+        if lock is None:
+            # A Ctrl-C or SIGTERM as it is taken: closed below (a caller that goes on, a
+            # notebook, found the folder held by itself).
+            with signals.held():
+                own_lock = _lock(eval_dir)
         _clean_up_after_kill(eval_dir, log)
         _check_eval_dir(eval_dir)
         return _watch(

@@ -128,6 +128,28 @@ def test_rerun_replaces_every_earlier_shard(tmp_path):
     assert len(fx.read_examples(out)) == 4
 
 
+def test_a_ctrl_c_as_the_temporary_folder_is_made_leaves_nothing(tmp_path, monkeypatch):
+    """A Ctrl-C right after the conversion's hidden folder was made, before the `try` that
+    removes it: the folder stayed, without the marker that lets the next conversion remove it."""
+    root, out = str(tmp_path / 'VOC'), str(tmp_path / 'out')
+    _small_voc(root, n=1)
+    makedirs = os.makedirs
+
+    def ctrl_c_as_made(path, *args, **kwargs):
+        makedirs(path, *args, **kwargs)
+        if os.path.basename(path).startswith('.data.tmp-'):
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(os, 'makedirs', ctrl_c_as_made)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fx.convert_voc([root], out)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert os.listdir(out) == []
+
+
 def test_sigkill_leaves_no_complete_looking_output(tmp_path):
     root, out = str(tmp_path / 'VOC'), str(tmp_path / 'out')
     # 300 RGBA PNG images of 640x480 (hard links to one file): each must be decoded and

@@ -785,6 +785,44 @@ def test_ctrl_c_while_a_video_is_written_leaves_no_part_of_it(
     assert folder_lock.LOCK_NAME not in os.listdir(out)
 
 
+VIDEO_CUT_BEFORE_ITS_RENAME = r"""
+import signal
+import sys
+import detect_ssd_network
+from tf_extended import atomic_io
+from tf_extended import logs
+
+replace = atomic_io.replace
+
+
+def ctrl_c_first(source, target):
+    if target.endswith('.mp4'):
+        signal.raise_signal(signal.SIGINT)
+    replace(source, target)
+
+
+atomic_io.replace = ctrl_c_first
+sys.argv = ['detect_ssd_network.py', *sys.argv[1:]]
+logs.run(detect_ssd_network.main, detect_ssd_network._interrupted)
+"""
+
+
+def test_ctrl_c_as_a_finished_video_is_renamed_leaves_no_temporary(frozen_graph, tmp_path):
+    """A Ctrl-C after a video's frames were all written and its writer closed, before its
+    rename: the hidden temporary stayed (its removal had run already)."""
+    photos, out = tmp_path / 'photos', tmp_path / 'out'
+    photos.mkdir()
+    writer = cv2.VideoWriter(
+        str(photos / 'clip.avi'), cv2.VideoWriter_fourcc(*'MJPG'), 5.0, (64, 48)
+    )
+    for value in (0, 255):
+        writer.write(np.full((48, 64, 3), value, np.uint8))
+    writer.release()
+    proc = run_python(VIDEO_CUT_BEFORE_ITS_RENAME, *_detect_into(frozen_graph, photos, out)[1:])
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert [n for n in os.listdir(out) if n.endswith('.mp4')] == [], proc.stderr[-2000:]
+
+
 INTERRUPTED_LINES = r"""
 import sys
 import detect_ssd_network

@@ -718,6 +718,28 @@ def test_a_watch_runs_under_its_callers_lock_and_an_evaluations_lock_refuses_it(
     assert _hidden(eval_dir) == []  # the caller's lock file goes with its lock
 
 
+def test_a_ctrl_c_as_a_watch_takes_its_lock_releases_it(tmp_path, monkeypatch):
+    """A Ctrl-C right after a watch without its caller's lock took its own, before the `try`
+    that closes it: a caller that went on (a notebook) found the folder held by itself."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    _fake_checkpoint(train_dir, 10)
+    acquire = folder_lock.acquire
+
+    def ctrl_c_as_taken(*args):
+        taken = acquire(*args)
+        signal.raise_signal(signal.SIGINT)
+        return taken
+
+    monkeypatch.setattr(folder_lock, 'acquire', ctrl_c_as_taken)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    acquire(eval_dir, '--eval_dir', 'evaluation').release()  # not FolderBusy
+
+
 def test_best_folder_with_other_files_is_not_replaced(tmp_path, monkeypatch):
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     _fake_checkpoint(train_dir, 10)
@@ -730,9 +752,15 @@ def test_best_folder_with_other_files_is_not_replaced(tmp_path, monkeypatch):
     assert os.listdir(os.path.join(eval_dir, 'best')) == ['notes.txt']
 
 
-def test_a_new_best_that_fails_to_move_in_puts_the_earlier_best_back(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    'moment', ['the new best fails to move in', 'its results fail to copy', 'a Ctrl-C in the swap']
+)
+def test_a_new_best_cut_short_leaves_one_best_and_no_temporary(tmp_path, monkeypatch, moment):
     """The earlier best/ was moved aside into a temporary folder before the new one moved in: a
-    failure of that second rename left no best/ at all (the next watch removed the temporary)."""
+    failure of that second rename left no best/ at all (the next watch removed the temporary). A
+    failure before the swap (copying the results) raised UnboundLocalError in place of its own
+    error; a Ctrl-C held over the swap, raised at its end, left the earlier best/ in a temporary
+    folder of --eval_dir."""
     train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
     best = os.path.join(eval_dir, 'best')
     monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
@@ -749,19 +777,36 @@ def test_a_new_best_that_fails_to_move_in_puts_the_earlier_best_back(tmp_path, m
         }
 
     before = files()
+    assert json.loads(before['best.json'])['step'] == 10
     _fake_checkpoint(train_dir, 20)  # a higher mAP (`_fake_evaluate`): the new best
     replace = os.replace
 
-    def failing(source, target):
-        if os.fspath(target) == best and '.best-new.tmp-' in os.fspath(source):
+    def swap(source, target):
+        moving_in = os.fspath(target) == best and '.best-new.tmp-' in os.fspath(source)
+        if moving_in and moment == 'the new best fails to move in':
             raise OSError(5, 'Input/output error')
         replace(source, target)
+        if moving_in and moment == 'a Ctrl-C in the swap':
+            signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(os, 'replace', failing)
-    with pytest.raises(OSError, match='Input/output error'):
-        watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0)
-    assert files() == before
-    assert json.loads(before['best.json'])['step'] == 10
+    def copy_fails(*args, **kwargs):
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(os, 'replace', swap)
+    if moment == 'its results fail to copy':
+        monkeypatch.setattr(shutil, 'copytree', copy_fails)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt if moment == 'a Ctrl-C in the swap' else OSError):
+            watcher.watch(_settings(), train_dir, eval_dir, timeout_secs=0)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    after = files()
+    if moment == 'a Ctrl-C in the swap':
+        assert json.loads(after['best.json'])['step'] == 20
+    else:
+        assert after == before
+    assert [n for n in os.listdir(eval_dir) if '.best-' in n] == []
 
 
 def test_timeout_with_nothing_evaluated_is_an_error(tmp_path):

@@ -121,3 +121,49 @@ def test_temporary_folders_go_with_what_they_hold_and_leave_what_was_moved_out(t
     with temp_dirs.made(str(tmp_path), 'staged') as temp:
         os.replace(temp, tmp_path / 'published')  # the folder itself renamed into place
     assert sorted(os.listdir(tmp_path)) == ['kept', 'published']
+
+
+@pytest.mark.parametrize('moment', ['starts', 'ends'])
+def test_a_signal_raising_as_the_hold_starts_or_ends_leaves_every_handler_as_it_was(
+    recorded, monkeypatch, moment
+):
+    """A SIGTERM whose handler raises just after SIGINT's handler was replaced (before its own
+    was), or a Ctrl-C just after SIGINT's was put back (before SIGTERM's was): the other handler
+    stayed the hold's recorder for good (that signal did nothing for the rest of the run)."""
+    handlers = {s: signal.getsignal(s) for s in signals.STOPS}
+    replace = signal.signal
+
+    def interrupted(signum, handler):
+        previous = replace(signum, handler)
+        put_back = handler is handlers[signum]
+        if signum == signal.SIGINT and put_back == (moment == 'ends'):
+            raise KeyboardInterrupt  # the signal's handler, run as the call returns
+        return previous
+
+    monkeypatch.setattr(signal, 'signal', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with signals.held():
+            pass
+    monkeypatch.undo()
+    assert {s: signal.getsignal(s) for s in signals.STOPS} == handlers
+
+
+def test_each_held_signal_comes_even_when_an_earlier_ones_handler_raises():
+    """SIGINT then SIGTERM held: SIGINT's handler raised KeyboardInterrupt, and SIGTERM's handler
+    never ran (a terminated script ended as if only interrupted, not by its signal)."""
+    came = []
+
+    def raising(number, frame):
+        came.append(number)
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, raising) for s in signals.STOPS}
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with signals.held():
+                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signal.SIGTERM)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    assert came == [signal.SIGINT, signal.SIGTERM]

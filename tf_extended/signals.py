@@ -20,21 +20,44 @@ STOPS = (signal.SIGINT, signal.SIGTERM)
 def held(signums=STOPS):
     """Within the block, the `signums` that come are recorded, not acted on; at its end the
     handlers in place before are back and each signal that came is raised again (once, in the
-    order they first came), even when the block raised. A signal ignored (SIG_IGN) or handled
-    outside Python stays as it is; off the main thread (where Python runs no handler, so nothing
-    is raised) nothing is held."""
+    order they first came), even when the block raised, and even when a handler put back raises
+    (each later one still comes; the last exception propagates). A signal ignored (SIG_IGN) or
+    handled outside Python stays as it is; off the main thread (where Python runs no handler, so
+    nothing is raised) nothing is held."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     came, previous = [], {}
+
+    def record(number, frame):
+        came.append(number)
+
     try:
         for signum in signums:
             handler = signal.getsignal(signum)
             if handler is not None and handler != signal.SIG_IGN:
-                previous[signum] = signal.signal(signum, lambda number, frame: came.append(number))
+                # Noted before it is replaced: a signal whose handler is not replaced (yet) may
+                # raise as soon as that returns, which must not leave `record` in place for good.
+                previous[signum] = handler
+                signal.signal(signum, record)
         yield
     finally:
-        for signum, handler in previous.items():
+        _put_back(previous, came)
+
+
+def _put_back(previous, came):
+    """Puts back the handlers of `previous` ({signum: handler}), then raises each signal of
+    `came` (read once they are all back: `record` adds no more) once, in the order they first
+    came. Each step runs in the `finally` of the one before: a handler put back that raises
+    (KeyboardInterrupt) cannot skip the rest."""
+    if previous:
+        (signum, handler), *rest = previous.items()
+        try:
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(came):
-            signal.raise_signal(signum)
+        finally:
+            _put_back(dict(rest), came)
+    elif came:
+        try:
+            signal.raise_signal(came[0])
+        finally:
+            _put_back({}, [s for s in came if s != came[0]])
