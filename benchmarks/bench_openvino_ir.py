@@ -80,7 +80,7 @@ def compile_for(core, model, batch, image_shape, precision, threads):
     model = model.clone()
     model.reshape({model.input(0).get_any_name(): [batch, *image_shape]})
     config = openvino_runtime.compile_config(precision, threads or None)
-    compiled = core.compile_model(model, 'CPU', config)
+    compiled = openvino_runtime.compile_model(core, model, config)
     return compiled, compiled.create_infer_request()
 
 
@@ -181,7 +181,7 @@ def op_ms(path, image, precision='fp32', threads=None, runs=20):
     model = _read_export(core, path)
     model.reshape({model.input(0).get_any_name(): [1, *image.shape]})
     config = dict(openvino_runtime.compile_config(precision, threads), PERF_COUNT=True)
-    request = core.compile_model(model, 'CPU', config).create_infer_request()
+    request = openvino_runtime.compile_model(core, model, config).create_infer_request()
     for _ in range(WARM_UP_CALLS):
         request.infer({0: image[None]})
     calls, by_type = [], {}

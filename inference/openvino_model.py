@@ -56,6 +56,7 @@ from nets import post_processing
 from nets import ssd_common
 from preprocessing import geometry
 from tf_extended import atomic_io
+from tf_extended import signals
 
 v1 = tf.compat.v1
 
@@ -333,12 +334,13 @@ def quantize(model, calibration_images):
     import nncf  # Lazy: only int8 exports need it.
 
     dataset = nncf.Dataset(list(calibration_images), lambda image: {detection.INPUT: image[None]})
-    return nncf.quantize(
-        model,
-        dataset,
-        preset=nncf.QuantizationPreset.MIXED,
-        subset_size=len(calibration_images),
-    )
+    with signals.kept_signal_stack():  # NNCF compiles models too (`openvino_runtime.compile_model`)
+        return nncf.quantize(
+            model,
+            dataset,
+            preset=nncf.QuantizationPreset.MIXED,
+            subset_size=len(calibration_images),
+        )
 
 
 def write(card, checkpoint_path, paths, meta, calibration_images=None, fixed_size=False):
@@ -435,7 +437,7 @@ class OpenVINODetector:
         self.requested_precision = precision
         self.model, self.config = model, config
         try:
-            self.compiled = self.core.compile_model(model, 'CPU', config)
+            self.compiled = openvino_runtime.compile_model(self.core, model, config)
         except RuntimeError as err:
             raise ValueError(
                 f'{path}: OpenVINO cannot compile it ({openvino_runtime.reason(err)}); export it with '
@@ -484,7 +486,9 @@ class OpenVINODetector:
             return None
         model = self.model.clone()
         model.reshape({detection.INPUT: list(shape)})
-        request = self.core.compile_model(model, 'CPU', self.config).create_infer_request()
+        request = openvino_runtime.compile_model(
+            self.core, model, self.config
+        ).create_infer_request()
         self._static[shape] = request
         return request
 

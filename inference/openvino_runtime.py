@@ -12,6 +12,7 @@ import os
 from inference import graph_check
 from tf_extended import cpu_features
 from tf_extended import safe_io
+from tf_extended import signals
 
 # --precision values -> OpenVINO's INFERENCE_PRECISION_HINT.
 PRECISIONS = {'fp32': 'f32', 'bf16': 'bf16'}
@@ -31,6 +32,14 @@ def load():
             'requirements.txt): pip install -r requirements.txt'
         ) from err
     return openvino
+
+
+def compile_model(core, model, config=None):
+    """`core.compile_model(model, 'CPU', config)`, the thread's signal stack kept as it was
+    (`signals.kept_signal_stack`: the CPU plugin's own, once freed, turned a Ctrl-C into
+    SIGSEGV)."""
+    with signals.kept_signal_stack():
+        return core.compile_model(model, 'CPU', config or {})
 
 
 def compile_config(precision='fp32', num_threads=None, num_requests=1, cpu_flags=None):

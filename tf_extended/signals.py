@@ -10,7 +10,9 @@ cleans up after it. TensorFlow-free: run_demo and the converter's pool use it to
 """
 
 import contextlib
+import ctypes
 import signal
+import sys
 import threading
 
 STOPS = (signal.SIGINT, signal.SIGTERM)
@@ -61,3 +63,35 @@ def _put_back(previous, came):
             signal.raise_signal(came[0])
         finally:
             _put_back({}, [s for s in came if s != came[0]])
+
+
+class _SignalStack(ctypes.Structure):
+    """glibc's `stack_t` (Linux): the alternate stack signal handlers run on."""
+
+    _fields_ = [
+        ('ss_sp', ctypes.c_void_p),
+        ('ss_flags', ctypes.c_int),
+        ('ss_size', ctypes.c_size_t),
+    ]
+
+
+@contextlib.contextmanager
+def kept_signal_stack():
+    """The calling thread's alternate signal stack (`sigaltstack`) as it was before the block,
+    put back at its end.
+
+    OpenVINO's CPU plugin installs a stack of its own when it compiles a model, and puts back the
+    one it found when that model is freed: two models freed in another order than they were
+    compiled left the thread on a stack already freed, and the next signal to it (Ctrl-C) killed
+    the process by SIGSEGV, before any handler ran. Linux only (glibc's `stack_t`); elsewhere
+    nothing is done."""
+    if not sys.platform.startswith('linux'):
+        yield
+        return
+    sigaltstack = ctypes.CDLL(None, use_errno=True).sigaltstack
+    before = _SignalStack()
+    sigaltstack(None, ctypes.byref(before))
+    try:
+        yield
+    finally:
+        sigaltstack(ctypes.byref(before), None)
