@@ -1,4 +1,5 @@
-"""Ctrl-C (SIGINT) and SIGTERM held back for the few instructions that must not be cut in two.
+"""Ctrl-C (SIGINT) and SIGTERM held back for the few instructions that must not be cut in two,
+and kept deliverable.
 
 A script's handlers raise KeyboardInterrupt wherever its main thread is (Python's own for Ctrl-C,
 `logs.terminate` for SIGTERM). Between the creation of a temporary file or folder, a lock or a
@@ -7,6 +8,10 @@ kept the staged checkpoint of an export stopped in its first milliseconds. Withi
 signal is recorded instead, and raised again for the handler in place before once the block
 ends, so a caller that enters its `try` before the block (and registers what it made within it)
 cleans up after it. TensorFlow-free: run_demo and the converter's pool use it too.
+
+`kept_signal_stack` keeps the thread's alternate signal stack (the one Python's and
+faulthandler's handlers run on) from being left on memory a native library (OpenVINO's CPU
+plugin) freed.
 """
 
 import contextlib
