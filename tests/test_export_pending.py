@@ -179,6 +179,8 @@ def after_mkdtemp(*args, **kwargs):
     return made
 
 
+# Python's own Ctrl-C handler: a child of the tests' fork server inherits SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 if moment == 'pending file written':
     atomic_io.fsync_dir = after_pending
 else:
