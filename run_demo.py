@@ -113,18 +113,6 @@ def shown(line):
     return None if NOISE.match(line) else line
 
 
-# Set by a SIGTERM (`_terminate`): the demo then ends by that signal.
-TERMINATED = []
-
-
-def _terminate(signum, frame):
-    """SIGTERM (a scheduler's stop, `kill`) takes Ctrl-C's path; a second one is ignored, as the
-    scripts ignore it (it would cut the wait for the stage's script or the last line)."""
-    if not TERMINATED:
-        TERMINATED.append(signum)
-        raise KeyboardInterrupt
-
-
 def run(args, on_line=None, env=None):
     """Runs a project script in environment `env` (None: this process's), showing its progress
     without TensorFlow's chatter (`on_line` gets each shown line); fails loudly with the full
@@ -155,7 +143,7 @@ def run(args, on_line=None, env=None):
     except KeyboardInterrupt:
         if process is None:
             raise
-        if TERMINATED:
+        if signals.stop_signal() == signal.SIGTERM:
             process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout=120)
@@ -719,7 +707,7 @@ def main(argv=None):
     log(f'precision: {args.precision} ({why}); {onednn}')
     start = time.time()
     demo = None
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, signals.terminate)
     try:
         prepare_work_dir(args.work_dir, args.fresh)
         demo = Demo(args, env)
@@ -739,13 +727,13 @@ def main(argv=None):
             if demo and demo.current
             else 'while starting'
         )
-        stopped = 'terminated (SIGTERM)' if TERMINATED else 'interrupted'
-        log(f'{stopped} {where}{demo.kept() if demo else ""}; run the same command to resume')
-        if TERMINATED:  # ends by the signal, as its sender expects (status 143 in a shell)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.raise_signal(signal.SIGTERM)
-            # Still here: a container's PID 1, for which the kernel drops it. Its shell status.
-            sys.exit(128 + signal.SIGTERM)
+        signum = signals.stop_signal()
+        log(
+            f'{signals.stopped_by(signum)} {where}{demo.kept() if demo else ""}; run the same '
+            'command to resume'
+        )
+        if signum == signal.SIGTERM:  # ends by the signal, as its sender expects (143 in a shell)
+            signals.end_by_signal(signum)
         sys.exit(130)
     metrics = results['metrics']
     log(

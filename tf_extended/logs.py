@@ -55,6 +55,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from tf_extended import signals
+
 _GPU_DEVICE_NODES = ('/dev/nvidiactl', '/dev/nvidia0', '/dev/dxg')
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SCRIPT_FOLDERS = (_PROJECT_ROOT, os.path.join(_PROJECT_ROOT, 'benchmarks'))
@@ -267,34 +269,16 @@ def exit_error(message, script=None):
     raise SystemExit(error_line(message, script))
 
 
-# Set once SIGTERM reached `run_plain`'s main: the script then ends by that signal.
-_terminating = []
-
-
-def _stopped_by(signum):
-    """How a script's last line names what stopped it: Ctrl-C or SIGTERM."""
-    return 'terminated (SIGTERM)' if signum == signal.SIGTERM else 'interrupted'
-
-
 def _interrupted_while_starting(signum, frame):
     try:
         sys.stderr.write(
-            f'{_script_name()}: {_stopped_by(signum)} while starting; nothing was done.\n'
+            f'{_script_name()}: {signals.stopped_by(signum)} while starting; nothing was done.\n'
         )
         sys.stderr.flush()
     finally:
         if signum == signal.SIGTERM:
-            _end_by_signal(signum)
+            signals.end_by_signal(signum)
         os._exit(130)
-
-
-def terminate(signum, frame):
-    """SIGTERM in a script's main (and in the training's steps, `trainer._sigterm_as_interrupt`):
-    Ctrl-C's path (its cleanup, its line), then the end by the signal (`run_plain`). A second
-    SIGTERM is ignored: it would cut that cleanup (a training's save) or the line."""
-    if not _terminating:
-        _terminating.append(signum)
-        raise KeyboardInterrupt
 
 
 def is_interrupt(error):
@@ -305,24 +289,6 @@ def is_interrupt(error):
     return isinstance(error, KeyboardInterrupt) or (
         isinstance(error, RuntimeError) and 'REPLACED BY KeyboardInterrupt' in str(error)
     )
-
-
-def _end_by_signal(signum):
-    """Ends this process by `signum` with its default action, so that a parent or a scheduler
-    sees the signal it sent (a status of -15 in Python, 143 in a shell), after what a normal exit
-    does first: stdout flushed, the atexit callbacks run (the stderr filter passes on the last
-    line, temporary files go). Does not return."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    atexit._run_exitfuncs()
-    signal.signal(signum, signal.SIG_DFL)
-    signal.raise_signal(signum)
-    # Still here: the process is a container's PID 1, for which the kernel drops a signal left to
-    # its default action. The shell's status for that signal instead.
-    os._exit(128 + signum)
 
 
 def _main_is_project_script():
@@ -415,7 +381,7 @@ def run(main, interrupted=None):
     - SIGTERM (a scheduler, `kill`, a CI timeout) takes the same path, Ctrl-C's cleanup included
       (it killed the script at once: no line, temporary files, worker processes and folder locks
       left behind), with the line `<script>: terminated (SIGTERM); <what was kept ...>`; then
-      the script ends by that signal, as the sender expects (`_end_by_signal`).
+      the script ends by that signal, as the sender expects (`signals.end_by_signal`).
     """
 
     def absl_main():
@@ -600,13 +566,13 @@ def run_plain(main, interrupted=None):
     lines."""
     restore_keras_setting()
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGTERM, signals.terminate)
     try:
         return main()
     except (KeyboardInterrupt, RuntimeError) as error:
         if not is_interrupt(error):
             raise
-        # A second Ctrl-C or SIGTERM must not cut the line (`_end_by_signal` restores SIGTERM's).
+        # A second Ctrl-C or SIGTERM must not cut the line (`end_by_signal` restores SIGTERM's).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         what = ''
@@ -615,11 +581,13 @@ def run_plain(main, interrupted=None):
                 what = interrupted() or ''
             except Exception as err:  # the message must not become a traceback itself
                 what = f'(could not tell what was kept: {err})'
-        signum = _terminating[0] if _terminating else signal.SIGINT
-        sys.stderr.write(f'{_script_name()}: {_stopped_by(signum)}{"; " + what if what else "."}\n')
+        signum = signals.stop_signal()
+        sys.stderr.write(
+            f'{_script_name()}: {signals.stopped_by(signum)}{"; " + what if what else "."}\n'
+        )
         sys.stderr.flush()
-        if _terminating:
-            _end_by_signal(signum)
+        if signum == signal.SIGTERM:
+            signals.end_by_signal(signum)
         raise SystemExit(130) from None
     except BrokenPipeError:
         # Whoever read stdout has gone (`script --help | head`): nothing is left to tell it, and

@@ -1,26 +1,74 @@
-"""Ctrl-C (SIGINT) and SIGTERM held back for the few instructions that must not be cut in two,
-and kept deliverable.
+"""Ctrl-C (SIGINT) and SIGTERM in the scripts and the demo: SIGTERM taken as Ctrl-C, signals
+held back for the few instructions that must not be cut in two, and kept deliverable.
 
-A script's handlers raise KeyboardInterrupt wherever its main thread is (Python's own for Ctrl-C,
-`logs.terminate` for SIGTERM). Between the creation of a temporary file or folder, a lock or a
-child process and the `try` that removes or stops it, that left it behind: an export's folder
-kept the staged checkpoint of an export stopped in its first milliseconds. Within `held` such a
-signal is recorded instead, and raised again for the handler in place before once the block
-ends, so a caller that enters its `try` before the block (and registers what it made within it)
-cleans up after it. TensorFlow-free: run_demo and the converter's pool use it too.
+`terminate` makes SIGTERM (a scheduler, `kill`) take Ctrl-C's path, a KeyboardInterrupt and its
+cleanup; `end_by_signal` then ends the process by it, as its sender expects. TensorFlow-free and
+without side effects at import: the demo uses them too (`logs`' import-time set-up is for the
+TensorFlow scripts).
+
+Those handlers raise KeyboardInterrupt wherever the main thread is. Between the creation of a
+temporary file or folder, a lock or a child process and the `try` that removes or stops it, that
+left it behind: an export's folder kept the staged checkpoint of an export stopped in its first
+milliseconds. Within `held` such a signal is recorded instead, and raised again for the handler
+in place before once the block ends, so a caller that enters its `try` before the block (and
+registers what it made within it) cleans up after it.
 
 `kept_signal_stack` keeps the thread's alternate signal stack (the one Python's and
 faulthandler's handlers run on) from being left on memory a native library (OpenVINO's CPU
 plugin) freed.
 """
 
+import atexit
 import contextlib
 import ctypes
+import os
 import signal
 import sys
 import threading
 
 STOPS = (signal.SIGINT, signal.SIGTERM)
+
+# Set once SIGTERM reached `terminate`: the process then ends by that signal (`end_by_signal`).
+_terminated = []
+
+
+def terminate(signum, frame):
+    """The SIGTERM handler of the scripts' main (`logs.run_plain`, the training's steps) and of
+    the demo: Ctrl-C's path (its cleanup, its line), then the end by the signal. A second SIGTERM
+    is ignored: it would cut that cleanup (a training's save, the wait for the demo's stage) or
+    the line."""
+    if not _terminated:
+        _terminated.append(signum)
+        raise KeyboardInterrupt
+
+
+def stop_signal():
+    """The signal whose KeyboardInterrupt stopped the main: SIGTERM once `terminate` ran, else
+    SIGINT (Ctrl-C)."""
+    return _terminated[0] if _terminated else signal.SIGINT
+
+
+def stopped_by(signum):
+    """How a last line names what stopped the process: Ctrl-C or SIGTERM."""
+    return 'terminated (SIGTERM)' if signum == signal.SIGTERM else 'interrupted'
+
+
+def end_by_signal(signum):
+    """Ends this process by `signum` with its default action, so that a parent or a scheduler
+    sees the signal it sent (a status of -15 in Python, 143 in a shell), after what a normal exit
+    does first: stdout flushed, the atexit callbacks run (the stderr filter passes on the last
+    line, temporary files go). Does not return."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    atexit._run_exitfuncs()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+    # Still here: the process is a container's PID 1, for which the kernel drops a signal left to
+    # its default action. The shell's status for that signal instead.
+    os._exit(128 + signum)
 
 
 @contextlib.contextmanager

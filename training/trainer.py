@@ -1172,13 +1172,13 @@ def _sigterm_as_interrupt():
     a lone process saves the step reached, a cluster's worker tells the chief it leaves; it
     killed the process at once (a preempted worker stalled the chief until --cluster_wait_secs,
     then the cluster failed). Python runs the handler once TF's call returns (a scheduler's
-    SIGKILL follows for a call that hangs). The scripts' handler (`logs.run`'s): a second SIGTERM
-    is ignored, not an interrupt of the step's save, and a script ends by the signal. Only where
-    signals can be handled (the main thread)."""
+    SIGKILL follows for a call that hangs). The scripts' handler (`signals.terminate`): a second
+    SIGTERM is ignored, not an interrupt of the step's save, and a script ends by the signal. Only
+    where signals can be handled (the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, logs.terminate)
+    previous = signal.signal(signal.SIGTERM, signals.terminate)
     try:
         yield
     finally:
