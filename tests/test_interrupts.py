@@ -109,6 +109,18 @@ def test_conversion_interrupted_keeps_the_earlier_output(tmp_path, signum, statu
     assert len(workers) == 2 and alive == [], (workers, alive)
 
 
+def _fresh_python(code):
+    """`python -c code` in a fresh interpreter (not a child of the tests' fork server: its own
+    signal handlers), the project importable; output captured as text."""
+    return subprocess.run(
+        [sys.executable, '-c', code],
+        env=dict(os.environ, PYTHONPATH=ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_conversion_workers_ignore_ctrl_c_from_their_start():
     """Ctrl-C reaches the whole process group: workers still starting (before their
     initializer) printed a KeyboardInterrupt traceback each. They now inherit the ignoring."""
@@ -161,13 +173,7 @@ def test_conversion_workers_start_before_a_sigterm_ends_them():
     script's raises: the interrupt that could leave a worker waiting for its start-up data, see
     `convert._start_pool`). It is held until the workers are started, then the handler runs and
     the pool is ended (by SIGTERM: the workers do not ignore it)."""
-    proc = subprocess.run(
-        [sys.executable, '-c', _SIGTERM_WHILE_STARTING],
-        env=dict(os.environ, PYTHONPATH=ROOT),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _fresh_python(_SIGTERM_WHILE_STARTING)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.splitlines() == ['started', 'stopped [-15, -15]'], proc.stdout
     assert 'Traceback' not in proc.stderr, proc.stderr[-2000:]
@@ -215,13 +221,7 @@ def test_conversion_pool_ends_at_once_whatever_its_workers_do():
     """multiprocessing.Pool's terminate could wait forever for a worker sending a shard (its
     workers share one result pipe behind a lock). The conversion's pool kills its workers
     whatever they do, re-raises a worker's exception, and reports a worker that died."""
-    proc = subprocess.run(
-        [sys.executable, '-c', _POOL_INTERRUPTED],
-        env=dict(os.environ, PYTHONPATH=ROOT),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = _fresh_python(_POOL_INTERRUPTED)
     assert proc.returncode == 0, proc.stderr[-2000:]
     seconds, killed = proc.stdout.split(maxsplit=1)
     assert int(seconds) < 10 and killed.strip() == '[True, True]', proc.stdout
