@@ -50,7 +50,8 @@ def add_to_graph_def(graph_def, meta):
 
 def from_graph_def(graph_def):
     """The metadata dict embedded in `graph_def`, None where it holds no node CARD_NAME.
-    Raises ValueError (see `parse`; 'not a string constant') where it is unreadable."""
+    Raises ValueError (see `safe_io.parse_card_json`; 'not a string constant') where it is
+    unreadable."""
     node = next((n for n in graph_def.node if n.name == CARD_NAME), None)
     if node is None:
         return None
@@ -83,9 +84,9 @@ def add_to_tflite(content, meta):
 
 def from_tflite(content):
     """The metadata dict embedded in the TFLite flatbuffer `content`, None where it has no
-    metadata entry CARD_NAME. Raises ValueError (see `parse`; 'unreadable (...)' for offsets
-    that lead out of the file; 'one of 2 metadata entries ...') where it is unreadable or not
-    one."""
+    metadata entry CARD_NAME. Raises ValueError (see `safe_io.parse_card_json`; 'unreadable
+    (...)' for offsets that lead out of the file; 'one of 2 metadata entries ...') where it is
+    unreadable or not one."""
     data, problem = _tflite_card_bytes(content)
     if problem:
         raise ValueError(problem)

@@ -1186,8 +1186,9 @@ def _parse_results(text, path):
             f'got {all_lines[line_no - 1].strip()!r:.80} ({why}).'
         )
 
-    def converted(numbers, first):
-        """float64 `[n, 5]` of the number fields of lines[first:]."""
+    def converted(numbers):
+        """float64 `[n, 5]` of `numbers`, the number fields of the last n lines listed."""
+        first = len(lines) - len(numbers) // 5
         try:
             chunk = np.array(numbers, dtype=np.float64).reshape(-1, 5)
         except ValueError:  # which line, and float's own words for it
@@ -1209,13 +1210,13 @@ def _parse_results(text, path):
         if not fields:
             continue
         if len(fields) != 6:
-            converted(numbers, len(lines) - len(numbers) // 5)  # an earlier bad line first
+            converted(numbers)  # an earlier bad line first
             raise bad(line_no, f'{len(fields)} fields')
         ids.append(urllib.parse.unquote(fields[0]) if '%' in fields[0] else fields[0])
         lines.append(line_no)
         numbers += fields[1:]
         if len(numbers) == 5 * _RESULTS_CHUNK:
-            chunks.append(converted(numbers, len(lines) - _RESULTS_CHUNK))
+            chunks.append(converted(numbers))
             numbers = []
-    chunks.append(converted(numbers, len(lines) - len(numbers) // 5))
+    chunks.append(converted(numbers))
     return ids, np.concatenate(chunks), np.asarray(lines, np.int64)
