@@ -51,6 +51,7 @@ from nets import post_processing
 from nets import ssd_common
 from tf_extended import logs
 from tf_extended import safe_io
+from tf_extended import signals
 from tf_extended import texts
 from tf_extended import tf_errors
 
@@ -1155,6 +1156,10 @@ def check_tflite_survives(path, content, num_threads=None):
     # Looked up before the fork: a forked child of a threaded process may deadlock in dlopen.
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     parent = os.getpid()
+    # Ctrl-C and SIGTERM wait, from before the pipe until each side is in the `try` that ends it:
+    # one raised in the child before that ran the parent's cleanup there; one in the parent, its
+    # child on without it.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals.STOPS)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -1168,8 +1173,9 @@ def check_tflite_survives(path, content, num_threads=None):
                 os._exit(1)
             # Ctrl-C or SIGTERM ends it at once: the handlers it inherited (`logs.run`'s
             # cleanup and last line) are the parent's.
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            for signum in signals.STOPS:
+                signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             faulthandler.disable()  # its crash is the parent's one-line error, not a dump
             quiet = os.open(os.devnull, os.O_WRONLY)  # the parent's load prints TFLite's lines
             os.dup2(quiet, 1)
@@ -1199,6 +1205,7 @@ def check_tflite_survives(path, content, num_threads=None):
             TFLITE_CHECK_SECS,
             f'note: {path}: still checking the model (TFLite runs it once on a blank input, in a '
             f'child process stopped after {TFLITE_CHECK_SECS} s)',
+            mask,
         )
         reason = os.read(read_end, 4000).decode('utf-8', 'replace')
     finally:
@@ -1232,12 +1239,14 @@ def check_tflite_survives(path, content, num_threads=None):
 _WAIT_NOTICE_SECS = 10
 
 
-def _wait_for_child(pid, seconds, notice):
+def _wait_for_child(pid, seconds, notice, mask):
     """The child's wait status, or None when it ran `seconds` (then killed); `notice` goes to
     stderr once the wait is _WAIT_NOTICE_SECS long. Killed too when the wait ends by an
-    exception (Ctrl-C): it must not go on running after its parent."""
+    exception (Ctrl-C): it must not go on running after its parent. `mask`: the signal mask put
+    back once that holds (the fork blocked Ctrl-C and SIGTERM)."""
     start, done, noticed = time.monotonic(), False, False
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         while True:
             reaped, status = os.waitpid(pid, os.WNOHANG)
             if reaped:

@@ -539,6 +539,37 @@ def test_a_tflite_model_that_never_ends_or_declares_huge_tensors_is_an_error(
     assert str(raised.value).startswith(f'{broken}: TFLite cannot load it as a model (')
 
 
+# Ctrl-C (SIGINT to itself) at once after the check's fork, on both sides of it; prints which
+# process its KeyboardInterrupt reached.
+INTERRUPTED_FORK = r"""
+import os, signal, sys
+from inference import detection
+parent, fork = os.getpid(), os.fork
+
+def interrupted():
+    pid = fork()
+    os.kill(os.getpid(), signal.SIGINT)
+    return pid
+
+os.fork = interrupted
+signal.signal(signal.SIGINT, signal.default_int_handler)
+try:
+    detection.TFLiteDetector(sys.argv[1])
+except KeyboardInterrupt:
+    print('parent' if os.getpid() == parent else 'child', 'interrupted', flush=True)
+"""
+
+
+def test_a_ctrl_c_at_the_tflite_checks_fork_reaches_the_parent_only(tmp_path):
+    """A Ctrl-C in the instants after the check's fork raised KeyboardInterrupt in the child too,
+    which then ran the parent's cleanup (its `except`, its `finally`s) as a second copy of it.
+    Both signals now wait until each side is ready: the child ends by it, the parent stops it."""
+    model = tmp_path / 'small.tflite'
+    model.write_bytes(_quantize_model(0.5))
+    result = run_python(INTERRUPTED_FORK, str(model))
+    assert result.stdout == 'parent interrupted\n', result.stderr[-2000:]
+
+
 def _converted(function, *extra_ops):
     """The TFLite model of a tf.function of a fixed input signature, with TFLite's builtin ops
     and `extra_ops` (e.g. tf.lite.OpsSet.SELECT_TF_OPS)."""

@@ -199,12 +199,11 @@ def install_stderr_filter():
     # Ctrl-C, and a scheduler's SIGTERM to the process group, are for the script: the filter
     # ignores them (blocked until then, however soon they come) and ends with its writers,
     # after passing on the script's last line.
-    stops = {signal.SIGINT, signal.SIGTERM}
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signals.STOPS)
     pid = os.fork()
     if pid == 0:  # the filter: reads until every writer (the script, its children) is gone
         try:
-            for signum in stops:
+            for signum in signals.STOPS:
                 signal.signal(signum, signal.SIG_IGN)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(write_fd)
