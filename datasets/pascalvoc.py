@@ -61,6 +61,7 @@ from datasets import folders
 from datasets import image_io
 from datasets import labels
 from tf_extended import safe_io
+from tf_extended import texts
 from datasets.convert import BadExampleError, UnknownClassError, load_example_image
 from datasets.example_format import ExampleRecord, ObjectRecord
 
@@ -192,8 +193,8 @@ def file_name_ids_note(split_path, named):
     line, image_id = named[0]
     many = f'{len(named)} lines are file names' if len(named) > 1 else 'a line is a file name'
     return (
-        f'{split_path}: {many} (e.g. {line!r:.80}), read as the ids they name ({image_id!r:.80}); ids '
-        'are file stems, the names without extension.'
+        f'{split_path}: {many} (e.g. {texts.shown(line)}), read as the ids they name '
+        f'({texts.shown(image_id)}); ids are file stems, the names without extension.'
     )
 
 
@@ -329,9 +330,7 @@ def _split_ids(root, split, note, repeats_ok):
             # Converted, the image is two records of one id: a training set oversampling it, or
             # a mistake that a VOC evaluation refuses (it cannot tell the two apart); the devkit
             # stops at a detection of a repeated id.
-            repeated = (
-                f'{split_path}:{n}: image id {image_id!r:.80} is listed again (line {earlier})'
-            )
+            repeated = f'{split_path}:{n}: image id {texts.shown(image_id)} is listed again (line {earlier})'
             if not repeats_ok:
                 raise ValueError(f'{repeated}; a split lists each image once: remove the line.')
             note(
@@ -356,7 +355,7 @@ def _voc_source(root, split_path, line, image_id, allow_outside_paths, outside_f
     problem = None
     if reason:
         problem = (
-            f'{split_path}, line {line}: image id {image_id!r:.80} {reason}; ids name files inside '
+            f'{split_path}, line {line}: image id {texts.shown(image_id)} {reason}; ids name files inside '
             f'{root}'
             + (
                 ' (pass --allow_outside_paths to allow it)'
@@ -370,7 +369,7 @@ def _voc_source(root, split_path, line, image_id, allow_outside_paths, outside_f
     if problem is None and split_path is not None and not os.path.lexists(annotation):
         # Read, it failed as a bare "No such file" of the XML, not naming the list.
         problem = (
-            f'{split_path}, line {line}: image id {image_id!r:.80} has no annotation file '
+            f'{split_path}, line {line}: image id {texts.shown(image_id)} has no annotation file '
             f'{annotation}: the list names an image the folder does not hold'
         )
     return VocSource(annotation, os.path.join(root, 'JPEGImages'), image_id, problem)
@@ -514,7 +513,7 @@ class VocObject:
             value = None
         if value is None or not math.isfinite(value):
             raise BadExampleError(
-                f'{self.where}: <bndbox><{tag}> is {element.text!r:.80}, expected a finite number.'
+                f'{self.where}: <bndbox><{tag}> is {texts.shown(element.text)}, expected a finite number.'
             )
         return value
 
@@ -532,7 +531,7 @@ class VocObject:
             return 1 if int(float(element.text.strip())) else 0
         except (ValueError, OverflowError):  # OverflowError: int(inf)
             raise BadExampleError(
-                f'{self.where}: <{tag}> is {element.text!r:.80}, expected 0 or 1.'
+                f'{self.where}: <{tag}> is {texts.shown(element.text)}, expected 0 or 1.'
             ) from None
 
 

@@ -331,7 +331,7 @@ def write_tensorboard(summary_dir, step, values, class_ap, coco=None, writer=Non
     if not (
         isinstance(step, numbers.Integral) and not isinstance(step, bool) and low <= step <= high
     ):
-        raise ValueError(f'TensorBoard step {step!r:.80} is not an int64 integer.')
+        raise ValueError(f'TensorBoard step {texts.shown(step)} is not an int64 integer.')
     step = int(step)  # numpy's integers too
     import tensorflow as tf
 

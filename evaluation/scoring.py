@@ -24,6 +24,7 @@ from datasets import labels as labels_lib
 from datasets import pascalvoc
 from model import card as card_lib
 from tf_extended import coco_metrics
+from tf_extended import texts
 from tf_extended import voc_metrics
 
 # Padded cells (images x detection rows x ground-truth rows) of one add_batch call at most: bounds
@@ -221,7 +222,7 @@ def score_voc_results(
                 else ''
             )
             raise ValueError(
-                f'{paths[label]}:{line}: image {image_id!r:.80} is not in {voc_dir} split '
+                f'{paths[label]}:{line}: image {texts.shown(image_id)} is not in {voc_dir} split '
                 f'{split!r}{more}.'
             )
         mine = np.flatnonzero(split_labels == label)

@@ -39,6 +39,7 @@ from preprocessing import preprocessing_factory
 from preprocessing.ssd_preprocessing import SSDPreprocessing
 from tf_extended import atomic_io
 from tf_extended import safe_io
+from tf_extended import texts
 
 FORMAT_VERSION = 1
 CARD_FILE = 'model.json'
@@ -115,7 +116,7 @@ class DetectionSettings:
         for name, (ok, expected) in checks.items():
             if not ok:
                 raise CardError(
-                    f'detection setting {name} (--{name}) is {getattr(self, name)!r:.80}, '
+                    f'detection setting {name} (--{name}) is {texts.shown(getattr(self, name))}, '
                     f'expected {expected}.'
                 )
 
@@ -177,7 +178,9 @@ class ModelCard:
         for name in self.class_names:
             problem = labels_lib.class_name_problem(name) if isinstance(name, str) else 'no text'
             if problem:
-                raise CardError(f'class name {name!r:.80} {problem}; the model card refuses it.')
+                raise CardError(
+                    f'class name {texts.shown(name)} {problem}; the model card refuses it.'
+                )
         if isinstance(self.category_ids, list):  # as JSON and Python callers give them
             object.__setattr__(self, 'category_ids', tuple(self.category_ids))
         problem = _category_ids_problem(self.category_ids, len(self.class_names))
@@ -185,9 +188,9 @@ class ModelCard:
             raise CardError(f'category_ids {problem}; the model card refuses them.')
         is_number = ssd_params_lib.is_number
         if not (len(self.mean_rgb) == 3 and all(map(is_number, self.mean_rgb))):
-            raise CardError(f'mean_rgb {self.mean_rgb!r:.80} is not 3 numbers (R, G, B).')
+            raise CardError(f'mean_rgb {texts.shown(self.mean_rgb)} is not 3 numbers (R, G, B).')
         if not is_number(self.scale, above=0):
-            raise CardError(f'scale {self.scale!r:.80} is not a number > 0.')
+            raise CardError(f'scale {texts.shown(self.scale)} is not a number > 0.')
 
     @property
     def num_classes(self):
@@ -283,7 +286,7 @@ def _check_params(model_name, params):
 def from_dict(meta, source='<card>'):
     """The `ModelCard` of a card's JSON content (also an export metadata.json of version 0)."""
     if not isinstance(meta, dict):
-        raise CardError(f'{source}: the model card is {meta!r:.80}, not a JSON object.')
+        raise CardError(f'{source}: the model card is {texts.shown(meta)}, not a JSON object.')
     version = meta.get('format_version', 0)
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CardError(
@@ -315,10 +318,10 @@ def _category_ids_problem(ids, count):
     if ids is None:
         return None
     if not isinstance(ids, tuple):
-        return f'is {ids!r:.80}, expected a list of integers'
+        return f'is {texts.shown(ids)}, expected a list of integers'
     bad = [i for i in ids if not ssd_params_lib.is_int(i, 0, math.inf)]
     if bad:
-        return f'holds {bad[0]!r:.80}, expected integers >= 0'
+        return f'holds {texts.shown(bad[0])}, expected integers >= 0'
     if len(ids) != count:
         return f'has {len(ids)} ids for {count} classes (one per class, label 1 first)'
     repeated = sorted(i for i, n in collections.Counter(ids).items() if n > 1)
@@ -357,7 +360,7 @@ def _check_card_fields(meta, normalisation):
     detection settings that is not a valid value."""
     is_number = ssd_params_lib.is_number
     if not isinstance(normalisation, dict):
-        raise ValueError(f'normalisation is {normalisation!r:.80}, expected a JSON object')
+        raise ValueError(f'normalisation is {texts.shown(normalisation)}, expected a JSON object')
     names, mean, scale = meta['class_names'], normalisation['mean_rgb'], normalisation['scale']
     checks = {
         'class_names': (
@@ -383,7 +386,7 @@ def _check_card_fields(meta, normalisation):
     checks['provenance'] = (provenance, isinstance(provenance or {}, dict), 'a JSON object')
     for name, (value, ok, expected) in checks.items():
         if not ok:
-            raise ValueError(f'{name} is {value!r:.80}, expected {expected}')
+            raise ValueError(f'{name} is {texts.shown(value)}, expected {expected}')
 
 
 def _from_caffe_config(config, source):
@@ -400,7 +403,7 @@ def _card_of_caffe_config(config, model_name, source):
     params = ssd_params_lib.params_from_dict(cls.default_params, config['ssd_params'])
     for name in ('detection', 'preprocessing'):
         if not isinstance(config.get(name) or {}, dict):
-            raise ValueError(f'{name} is {config[name]!r:.80}, expected a JSON object')
+            raise ValueError(f'{name} is {texts.shown(config[name])}, expected a JSON object')
     detection = {
         CAFFE_DETECTION_NAMES[k]: v
         for k, v in (config.get('detection') or {}).items()
@@ -411,9 +414,11 @@ def _card_of_caffe_config(config, model_name, source):
     mean, scale = pre.get('mean_rgb', default.mean_rgb), pre.get('scale', default.scale)
     is_number = ssd_params_lib.is_number
     if not (isinstance(mean, (list, tuple)) and len(mean) == 3 and all(is_number(m) for m in mean)):
-        raise ValueError(f'preprocessing.mean_rgb is {mean!r:.80}, expected 3 numbers (R, G, B)')
+        raise ValueError(
+            f'preprocessing.mean_rgb is {texts.shown(mean)}, expected 3 numbers (R, G, B)'
+        )
     if not is_number(scale, above=0):
-        raise ValueError(f'preprocessing.scale is {scale!r:.80}, expected a number > 0')
+        raise ValueError(f'preprocessing.scale is {texts.shown(scale)}, expected a number > 0')
     return ModelCard(
         model_name,
         params,
@@ -584,7 +589,7 @@ def recorded_digests(meta, meta_path):
         )
     ):
         raise CardError(
-            f'{meta_path}: its {FILE_DIGESTS} is {digests!r:.80}, expected {{file name: '
+            f'{meta_path}: its {FILE_DIGESTS} is {texts.shown(digests)}, expected {{file name: '
             f'{{"size": bytes, "sha256": hex digest}}}} of the model files its export wrote (at '
             f'most {MAX_RECORDED_FILES}, each name once, as a relative path inside the folder); '
             f'export the model again with export_ssd_network.py.'
@@ -792,7 +797,7 @@ def export_step(meta, source='the export metadata'):
     if export is not None:
         if not isinstance(export, dict):
             raise CardError(
-                f'{source}: its export is {export!r:.80}, expected a JSON object (the '
+                f'{source}: its export is {texts.shown(export)}, expected a JSON object (the '
                 f'export\'s details); export the model again with export_ssd_network.py.'
             )
         checkpoint = export.get('checkpoint')
@@ -800,14 +805,14 @@ def export_step(meta, source='the export metadata'):
         return None
     if not isinstance(checkpoint, dict):
         raise CardError(
-            f'{source}: its export.checkpoint is {checkpoint!r:.80}, expected a JSON object '
+            f'{source}: its export.checkpoint is {texts.shown(checkpoint)}, expected a JSON object '
             f'(the exported checkpoint\'s path and step); export the model again with '
             f'export_ssd_network.py.'
         )
     step = checkpoint.get('step')
     if step is not None and not ssd_params_lib.is_int(step, 0, MAX_STEP):
         raise CardError(
-            f'{source}: its export.checkpoint.step is {step!r:.80}, expected the exported '
+            f'{source}: its export.checkpoint.step is {texts.shown(step)}, expected the exported '
             f'checkpoint\'s global step (an integer in [0, 2**63-1]); export the model again '
             f'with export_ssd_network.py, or correct the step in the file.'
         )

@@ -7,3 +7,10 @@ def listed(entries, limit=30):
     more`): one model's variables listed whole made a 24 KB log line."""
     text = ', '.join(entries[:limit])
     return text + (f' and {len(entries) - limit} more' if len(entries) > limit else '')
+
+
+def shown(value, limit=80):
+    """`repr(value)` for a message, cut to `limit` characters with `...` at the end where longer:
+    a cut without the mark read as the whole value (a string without its closing quote)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + '...'

@@ -62,6 +62,7 @@ from tf_extended import atomic_io
 from tf_extended import file_names
 from tf_extended import safe_io
 from tf_extended import signals
+from tf_extended import texts
 
 IOU_RULES = ('>=', '>')
 # The AP rules: VOC2007's 11-point interpolation, VOC2010+'s area under the whole curve.
@@ -1183,7 +1184,7 @@ def _parse_results(text, path):
     def bad(line_no, why):
         return ValueError(
             f'{path}:{line_no}: expected {_RESULTS_LINE} (6 fields, finite numbers), '
-            f'got {all_lines[line_no - 1].strip()!r:.80} ({why}).'
+            f'got {texts.shown(all_lines[line_no - 1].strip())} ({why}).'
         )
 
     def converted(numbers):
