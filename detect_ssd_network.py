@@ -45,8 +45,9 @@ inputs: a folder or glob of --input skips them (a file named alone is detected o
 command run again, also with --output_dir equal to the input folder, writes the same names.
 While it runs, `.detections_pending.jsonl` in --output_dir names each output as it is written
 (one line per file, appended); `detections.json` replaces it at the end. A run that was
-interrupted (Ctrl-C, killed) leaves it, so running the same command again recognises those files
-as its own and writes the same names over them, as an uninterrupted run would. The outputs of
+interrupted (Ctrl-C, killed) leaves it (a Ctrl-C before the first output removes it), so running
+the same command again recognises those files as its own and writes the same names over them, as
+an uninterrupted run would. The outputs of
 earlier runs that a run does not write again (a run on fewer inputs) stay listed, under
 `kept_outputs` in `detections.json`, so a later run recognises them too. A second run into the
 same --output_dir while one runs stops at its start, naming the first (the folder's lock,
@@ -623,40 +624,25 @@ def _detect():
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     # An interrupted run's outputs stay recorded until a detections.json lists them.
     carried = [(file, os.path.basename(p)) for p, file in pending.items() if os.path.lexists(p)]
-    had_pending = os.path.lexists(os.path.join(FLAGS.output_dir, PENDING_NAME))
-    record = records.OutputRecord(FLAGS.output_dir, carried)
-    run = Run(detector, FLAGS.output_dir, inputs, earlier, record)
-    start = time.perf_counter()
-    batch = []
-    with detector:
-        for path in inputs:
-            if detection.is_video(path):
-                run.flush_images(batch)
-                run.video(path)
-                continue
-            try:
-                image = detection.load_image(path)
-            except ValueError as err:
-                run.fail(path, err)
-                continue
-            if image.note:
-                print(f'note: {image.note}')
-            if not detection.batch_fits([im.rgb.shape for _, im in batch] + [image.rgb.shape]):
-                run.flush_images(batch)
-            batch.append((path, image))
-            if len(batch) == FLAGS.batch_size:
-                run.flush_images(batch)
-        run.flush_images(batch)
-    seconds = time.perf_counter() - start
+    record = None
+    try:
+        # Made under the hold, dropped on the way out where it names no output: a run stopped
+        # before its first one left an empty record (and the folder it made) that read as
+        # outputs written.
+        with signals.held():
+            record = records.OutputRecord(FLAGS.output_dir, carried)
+        run = Run(detector, FLAGS.output_dir, inputs, earlier, record)
+        seconds = _detect_inputs(run, detector, inputs)
+    except BaseException:
+        if record is not None:
+            record.abandon()
+        raise
     failed = ''.join(f'\n  {f["error"]}' for f in run.failures)
     if run.num_processed == 0:
         # Nothing detected, so nothing written: a detections.json without images would read as
         # a run that found nothing, and would replace an earlier run's. The folder stays as it
         # was (one this run created goes with its lock); the failures were printed above.
-        if had_pending:
-            record.close()  # an interrupted run's record, kept for the next run
-        else:
-            record.finish()
+        record.abandon()
         if len(run.failures) == 1:
             failed = f' {run.failures[0]["error"]}'
         logs.exit_error(
@@ -687,6 +673,33 @@ def _detect():
             f'finite (its codes overflow when decoded: a barely trained or broken model) and '
             f'were left out'
         )
+
+
+def _detect_inputs(run, detector, inputs):
+    """Runs `detector` on `inputs` (files: images and videos) through `run`; returns the
+    seconds it took."""
+    start = time.perf_counter()
+    batch = []
+    with detector:
+        for path in inputs:
+            if detection.is_video(path):
+                run.flush_images(batch)
+                run.video(path)
+                continue
+            try:
+                image = detection.load_image(path)
+            except ValueError as err:
+                run.fail(path, err)
+                continue
+            if image.note:
+                print(f'note: {image.note}')
+            if not detection.batch_fits([im.rgb.shape for _, im in batch] + [image.rgb.shape]):
+                run.flush_images(batch)
+            batch.append((path, image))
+            if len(batch) == FLAGS.batch_size:
+                run.flush_images(batch)
+        run.flush_images(batch)
+    return time.perf_counter() - start
 
 
 def _interrupted():

@@ -164,9 +164,11 @@ class OutputRecord:
         atomic_io.write_text_atomic(self.path, ''.join(_line(*item) for item in carried))
         flags = os.O_WRONLY | os.O_APPEND | getattr(os, 'O_NOFOLLOW', 0)
         self._fd = os.open(self.path, flags | getattr(os, 'O_CLOEXEC', 0))
+        self._lines = len(carried)
 
     def add(self, file, name):
         os.write(self._fd, _line(file, name).encode('utf-8'))
+        self._lines += 1
 
     def close(self):
         if self._fd is not None:
@@ -177,6 +179,14 @@ class OutputRecord:
         """Removes the record: call after detections.json was written."""
         self.close()
         os.remove(self.path)
+
+    def abandon(self):
+        """For a run that ends without its detections.json: keeps the record for the next run
+        where it names outputs, else removes it (an empty one reads as outputs written)."""
+        if self._lines:
+            self.close()
+        else:
+            self.finish()
 
 
 def _line(file, name):

@@ -16,7 +16,6 @@ from inference import detection
 from tests import data_fixtures
 from tests.conftest import ROOT, interrupt_when, run_python, run_script
 from tests import inference_fixtures as fx
-from tf_extended import folder_lock
 
 SIZES = [(120, 160), (200, 150), (97, 301)]
 THRESHOLDS = ['--select_threshold=0.3', '--top_k=50', '--keep_top_k=20']
@@ -777,12 +776,48 @@ def test_ctrl_c_while_a_video_is_written_leaves_no_part_of_it(
         [os.path.join(ROOT, command[0]), *command[1:]], writing, signum=signum
     )
     assert ended == status, lines[-20:]
-    assert lines and lines[-1].startswith(
-        f'detect_ssd_network: {stopped}; the annotated images and videos written so far are in '
-        f'{out}'
-    ), lines[-5:]
-    assert [n for n in os.listdir(out) if n.endswith('.mp4')] == []
-    assert folder_lock.LOCK_NAME not in os.listdir(out)
+    # Its one input unfinished: nothing written, no record of outputs left.
+    assert lines[-1:] == [f'detect_ssd_network: {stopped}; nothing was written to {out}'], lines[
+        -5:
+    ]
+    assert os.listdir(out) == []
+
+
+CTRL_C_AT_THE_FIRST_IMAGE = r"""
+import signal
+import sys
+import detect_ssd_network
+from inference import detection
+from tf_extended import logs
+
+
+def ctrl_c(*args, **kwargs):
+    signal.raise_signal(signal.SIGINT)
+
+
+detection.load_image = ctrl_c
+sys.argv = ['detect_ssd_network.py', *sys.argv[1:]]
+logs.run(detect_ssd_network.main, detect_ssd_network._interrupted)
+"""
+
+
+def test_ctrl_c_before_the_first_output_leaves_no_record(frozen_graph, tmp_path):
+    """A Ctrl-C before any output was written left an empty `.detections_pending.jsonl`, and
+    with it the --output_dir the run had made, and a last line saying the outputs written so far
+    were there. Now a folder the run made goes, one of the user's keeps only their files."""
+    photos, out = tmp_path / 'photos', tmp_path / 'out'
+    data_fixtures.write_image(str(photos / 'a.png'), fx.random_images(3, [(40, 50)])[0], '.png')
+    proc = run_python(CTRL_C_AT_THE_FIRST_IMAGE, *_detect_into(frozen_graph, photos, out)[1:])
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert proc.stderr.splitlines()[-1:] == [
+        f'detect_ssd_network: interrupted; nothing was written to {out}'
+    ]
+    assert not out.exists()
+    out.mkdir()
+    (out / 'mine.txt').write_text('mine')
+    proc = run_python(CTRL_C_AT_THE_FIRST_IMAGE, *_detect_into(frozen_graph, photos, out)[1:])
+    assert proc.returncode == 130, proc.stderr[-2000:]
+    assert os.listdir(out) == ['mine.txt']
 
 
 VIDEO_CUT_BEFORE_ITS_RENAME = r"""
