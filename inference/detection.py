@@ -30,6 +30,7 @@ import glob
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -1612,11 +1613,20 @@ def _tf_decoded_jpeg(path, data, factor):
         ) from None
 
 
-@functools.cache
+_JPEG_DECODERS_LOCK = threading.Lock()
+
+
 def _jpeg_decoder(factor):
     """(session, string placeholder, its decoded RGB) of `_tf_decoded_jpeg` at 1/`factor` size,
     built once per process: a graph and session per image made a 640x480 CMYK JPEG take 29 ms
-    to decode instead of 12-22 (2 busy cores)."""
+    to decode instead of 12-22 (2 busy cores). Locked: threads loading images at once each
+    built one the first time, all but one never closed."""
+    with _JPEG_DECODERS_LOCK:
+        return _built_jpeg_decoder(factor)
+
+
+@functools.cache
+def _built_jpeg_decoder(factor):
     graph = tf.Graph()
     with graph.as_default():
         encoded = v1.placeholder(tf.string, [])

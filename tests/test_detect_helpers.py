@@ -125,6 +125,36 @@ def test_cmyk_jpegs_decode_to_evaluations_pixels_at_every_size(tmp_path):
         detection.load_image_rgb(str(tmp_path / 'cut.jpg'))
 
 
+def test_threads_loading_cmyk_jpegs_at_once_share_one_decoder(monkeypatch):
+    """Threads that first decoded a CMYK JPEG at the same moment each built a graph and a
+    session (all but the cached one never closed). The graph building is slowed down here so
+    that they overlap."""
+    import threading
+    import time
+
+    build = dataset_factory.decode_jpeg
+
+    def slow(*args):
+        time.sleep(0.3)
+        return build(*args)
+
+    monkeypatch.setattr(dataset_factory, 'decode_jpeg', slow)
+    detection._built_jpeg_decoder.cache_clear()
+    start, got = threading.Barrier(4), []
+
+    def load():
+        start.wait()
+        got.append(detection._jpeg_decoder(2))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 4 and all(one is got[0] for one in got)
+    detection._built_jpeg_decoder.cache_clear()  # built while decode_jpeg was patched
+
+
 def test_16_bit_pngs_decode_in_the_graph_to_detects_pixels(tmp_path):
     """Evaluation's and `serving_encoded`'s decoding (`dataset_factory.decode_rgb`) of a 16-bit
     PNG rounds each value v to v / 257 as detect's reading does (TensorFlow's own 8-bit decoding
