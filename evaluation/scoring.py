@@ -304,7 +304,8 @@ def score_coco_results(results_path, annotations_path, stdout=None):
     The annotations are read as the converter reads them (`datasets.coco.read_annotations_json`:
     a regular file within its size limit, the arrays checked), then checked for what COCOeval
     uses (`coco_metrics.coco_ground_truth`, which gives an annotation without "area" w*h and one
-    without "iscrowd" 0, as the converter does).
+    without "iscrowd" 0, as the converter does). Results that detect in fewer than all its
+    images are scored as pycocotools scores them, with a warning.
 
     Returns:
       (`coco_metrics.COCOResult`, {category id: name} in the annotation file's order).
@@ -315,7 +316,9 @@ def score_coco_results(results_path, annotations_path, stdout=None):
     data, _ = coco_lib.read_annotations_json(annotations_path)
     ground_truth = coco_metrics.coco_ground_truth(data, annotations_path)
     names = coco_metrics.category_names(ground_truth, annotations_path)  # before the evaluation
-    result = coco_metrics.evaluate_coco_per_class(ground_truth, results_path, stdout=stdout)
+    result = coco_metrics.evaluate_coco_per_class(
+        ground_truth, results_path, stdout=stdout, warn_partial=True
+    )
     return result, names
 
 

@@ -551,3 +551,36 @@ def test_relative_boxes_are_named(caplog):
         'COCO results hold pixels ([x, y, width, height], x = relative xmin * image width); they '
         'are scored as pixels.'
     ]
+
+
+def test_results_of_part_of_the_images_are_named(tmp_path, caplog):
+    """Results of some of an annotation file's images (a run on part of val2017) scored lower
+    in silence: COCOeval counts the others as images where nothing was found. Scoring a results
+    file warns, and the numbers stay pycocotools' own."""
+    from evaluation import scoring
+
+    gt_path, results_path = tmp_path / 'gt.json', tmp_path / 'results.json'
+    gt_path.write_text(json.dumps(_dataset()))
+    part = [det for det in _detections() if det['image_id'] == 2]
+    for detections, warnings in (
+        (
+            part,
+            [
+                f'{results_path}: detections in 1 of the 3 images of the ground truth; COCOeval '
+                f'scores the other 2 as images where nothing was detected (results of part of '
+                f'the images score lower than on those images alone).'
+            ],
+        ),
+        (_detections(), []),
+    ):
+        results_path.write_text(json.dumps(detections))
+        caplog.clear()
+        with caplog.at_level('WARNING'):
+            result, _ = scoring.score_coco_results(str(results_path), str(gt_path))
+        assert caplog.messages == warnings
+        assert result.metrics == _pycocotools_stats(_dataset(), detections, tmp_path)
+    # The evaluation's ground truth is the evaluated images: an image without detections there
+    # is the model's, not a part run, and is not warned about.
+    with caplog.at_level('WARNING'):
+        cm.evaluate_coco_per_class(_dataset(), part)
+    assert caplog.messages == []

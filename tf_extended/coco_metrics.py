@@ -433,8 +433,28 @@ def _warn_relative_boxes(results, source):
         )
 
 
-def _run_cocoeval(ground_truth, detections, image_ids, stdout, results_path) -> COCOeval:
-    """COCOeval evaluated, accumulated and summarized; see :func:`evaluate_coco` for the arguments."""
+def _warn_partial(results, image_ids, source):
+    """Warns when the results detect in fewer of the ground truth's `image_ids` than all:
+    COCOeval scores the others as images where nothing was found, so results of part of an
+    annotation file's images score lower, in silence."""
+    covered = len({det['image_id'] for det in results})
+    if covered < len(image_ids):
+        logging.warning(
+            '%s: detections in %d of the %d images of the ground truth; COCOeval scores the '
+            'other %d as images where nothing was detected (results of part of the images score '
+            'lower than on those images alone).',
+            source,
+            covered,
+            len(image_ids),
+            len(image_ids) - covered,
+        )
+
+
+def _run_cocoeval(
+    ground_truth, detections, image_ids, stdout, results_path, warn_partial=False
+) -> COCOeval:
+    """COCOeval evaluated, accumulated and summarized; see :func:`evaluate_coco_per_class` for
+    the arguments."""
     sink = io.StringIO() if stdout is None else stdout
     with contextlib.redirect_stdout(sink):
         if isinstance(ground_truth, COCO):
@@ -459,6 +479,8 @@ def _run_cocoeval(ground_truth, detections, image_ids, stdout, results_path) -> 
             )
         _check_category_ids(results, gt.getCatIds(), source)
         _warn_relative_boxes(results, source)
+        if warn_partial and image_ids is None:
+            _warn_partial(results, gt.getImgIds(), source)
         if results_path is not None:
             atomic_io.write_json_atomic(results_path, results, indent=None)
         if results:
@@ -516,10 +538,15 @@ def evaluate_coco_per_class(
     image_ids: Optional[Sequence[int]] = None,
     stdout: Optional[TextIO] = None,
     results_path: Optional[str] = None,
+    warn_partial: bool = False,
 ) -> COCOResult:
     """:func:`evaluate_coco` (same arguments, one COCOeval run) plus the per-category AP@[.5:.95]
-    and AP@.5, keyed by category name (see :class:`COCOResult`)."""
-    evaluator = _run_cocoeval(ground_truth, detections, image_ids, stdout, results_path)
+    and AP@.5, keyed by category name (see :class:`COCOResult`). warn_partial: warn when the
+    detections are in fewer than all the ground truth's images (results scored against a whole
+    annotation file); off where the ground truth is the evaluated images."""
+    evaluator = _run_cocoeval(
+        ground_truth, detections, image_ids, stdout, results_path, warn_partial
+    )
     names = category_names(evaluator.cocoGt)
     ap, ap50 = category_ap(evaluator), category_ap(evaluator, iou_threshold=0.5)
     return COCOResult(
