@@ -133,11 +133,14 @@ def _padded_batches(
     batches = examples.map(prepare, num_parallel_calls=num_parallel_calls, deterministic=True)
     batches = batches.padded_batch(batch_size, drop_remainder=False)
     batches = batches.prefetch(2)
+    options = tf.data.Options()
+    # No autotuning: its thread sleeps up to a minute between rounds, and the eval watcher's
+    # next evaluation, re-initialising the iterator in its session, waited for it to wake (41.9 s
+    # after a 100 s wait for a checkpoint). AUTOTUNE parallelism is then the thread pool's size.
+    options.autotune.enabled = False
     if num_threads:
-        options = tf.data.Options()
         options.threading.private_threadpool_size = int(num_threads)
-        batches = batches.with_options(options)
-    return batches
+    return batches.with_options(options)
 
 
 def _check_counts(batch_size, max_num_batches):

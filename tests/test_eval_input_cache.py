@@ -273,6 +273,31 @@ def test_make_eval_dataset_skip_with_max_num_batches(data):
     assert names(4, None) == [split[4:7]]
 
 
+def test_eval_inputs_run_without_autotuning(data):
+    """tf.data's autotuning thread sleeps up to a minute between its rounds, and re-initialising
+    an iterator waits for the old one's thread to wake: the watcher's evaluation of a new
+    checkpoint, in the session of the last one, started up to a minute late (41.9 s after a
+    100 s wait; too slow to reproduce in a test). Both evaluation inputs turn it off, with and
+    without a private thread pool."""
+    settings = _settings(data)
+    dataset, _ = evaluate.open_dataset(settings, settings.card)
+    with tf.Graph().as_default():
+        for num_threads in (None, 2):
+            inputs = (
+                eval_input.make_eval_dataset(
+                    dataset,
+                    settings.card.preprocessing(),
+                    settings.card.input_shape,
+                    BATCH,
+                    num_threads=num_threads,
+                ),
+                eval_input.make_raw_eval_dataset(dataset, BATCH, num_threads=num_threads),
+            )
+            for batches in inputs:
+                assert batches.options().autotune.enabled is False
+                assert batches.options().threading.private_threadpool_size == num_threads
+
+
 @pytest.mark.parametrize('where', ['at the second batch', 'after the last batch'])
 def test_only_a_successful_evaluation_fills_the_cache(
     evaluator_of, data, fresh, records_read, monkeypatch, where
