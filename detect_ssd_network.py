@@ -45,13 +45,12 @@ inputs: a folder or glob of --input skips them (a file named alone is detected o
 command run again, also with --output_dir equal to the input folder, writes the same names.
 While it runs, `.detections_pending.jsonl` in --output_dir names each output as it is written
 (one line per file, appended); `detections.json` replaces it at the end. A run that was
-interrupted (Ctrl-C, killed) leaves it (a Ctrl-C before the first output removes it), so running
-the same command again recognises those files as its own and writes the same names over them, as
-an uninterrupted run would. The outputs of
-earlier runs that a run does not write again (a run on fewer inputs) stay listed, under
-`kept_outputs` in `detections.json`, so a later run recognises them too. A second run into the
-same --output_dir while one runs stops at its start, naming the first (the folder's lock,
-`.ssd.lock`: tf_extended/folder_lock.py).
+interrupted (Ctrl-C, killed) leaves it (one stopped before its first output removes it), so
+running the same command again recognises those files as its own and writes the same names over
+them, as an uninterrupted run would. The outputs of earlier runs that a run does not write again
+(a run on fewer inputs) stay listed, under `kept_outputs` in `detections.json`, so a later run
+recognises them too. A second run into the same --output_dir while one runs stops at its start,
+naming the first (the folder's lock, `.ssd.lock`: tf_extended/folder_lock.py).
 
 Exported models keep the NMS settings they were exported with; --select_threshold and
 --keep_top_k then filter their output (they cannot lower the exported threshold or raise its
