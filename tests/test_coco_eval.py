@@ -281,6 +281,18 @@ def test_derived_ground_truth_keeps_exact_pixels():
     assert coco.ground_truth()['images'][0]['id'] == 1
 
 
+def test_derived_ground_truth_sizes_are_rounded_differences():
+    """w and h are rounded after the subtraction: 128.2 - 32.2 is 95.99999999999999 in float64,
+    which would make a 96-pixel-wide box "medium" (area < 96²) for COCOeval."""
+    shape = (375, 500)
+    pixels = np.array([[32.2, 3.001, 96, 32]], np.float64)  # x y w h
+    relative = np.array(
+        [[3.001 / 375, 32.2 / 500, (3.001 + 32) / 375, (32.2 + 96) / 500]], np.float32
+    )
+    assert 128.2 - 32.2 != 96 and 35.001 - 3.001 != 32  # the float64 differences
+    np.testing.assert_array_equal(coco_metrics.coco_ground_truth_boxes(relative, shape), pixels)
+
+
 def test_voc_ids_of_digits_and_names_get_distinct_coco_ids():
     """VOC-style records: an id of ASCII digits is its number unless an image before it has that
     number; every other image gets the numbers after the largest (the third image, `b`, took

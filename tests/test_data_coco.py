@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from datasets import coco
 from datasets import convert
 from tests import data_fixtures as fx
 from tf_extended import safe_io
@@ -85,6 +86,25 @@ def test_coco_round_trip(tmp_path):
     )
     person = meta['classes'][0]
     assert (person['num_images'], person['num_objects'], person['num_difficult']) == (2, 2, 1)
+
+
+def test_coco_box_rule_by_hand():
+    """The box rule on a 100x50 image, case by case: (box, clipped, drop reason)."""
+    rule = coco.coco_box_to_relative
+    assert rule(10, 5, 30, 20, 100, 50) == ((0.1, 0.1, 0.5, 0.4), False, None)
+    # Clipped in y only (y + h = 60 > 50) is reported as clipped.
+    assert rule(10, 40, 30, 20, 100, 50) == ((0.8, 0.1, 1.0, 0.4), True, None)
+    # No height (or no width) is a zero-area box, whatever is left after clipping.
+    assert rule(10, 5, 30, 0, 100, 50) == (None, False, 'zero-area box [x=10, y=5, w=30, h=0]')
+    assert rule(10, 5, 30, -2, 100, 50)[2] == 'zero-area box [x=10, y=5, w=30, h=-2]'
+    # Entirely right of or below the image: clipped to a zero-width (-height) edge, dropped.
+    for box in ((100, 5, 30, 20), (120, 5, 30, 20), (10, 50, 30, 20), (-40, 5, 30, 20)):
+        x, y, w, h = box
+        assert rule(*box, 100, 50) == (
+            None,
+            True,
+            f'box [x={x}, y={y}, w={w}, h={h}] outside the 100x50 image',
+        )
 
 
 def test_coco_metadata_counts_crowd_regions_as_num_crowd(tmp_path):

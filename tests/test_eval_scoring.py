@@ -67,7 +67,39 @@ def test_voc_scoring_hand_computed(voc):
     assert cat.ap_voc07 == pytest.approx((6 * 1 + 5 * 2 / 3) / 11)
     assert (dog.num_gt, dog.ap_voc07) == (1, 0.0)
     assert result.map_voc12 == pytest.approx((0.5 + 1 / 3) / 2)
+    assert result.map_voc07 == pytest.approx((6 * 1 + 5 * 2 / 3) / 11 / 2)
+    assert result.num_images == 2
     np.testing.assert_allclose(cat.precision, [1, 0.5, 2 / 3])
+
+
+def test_voc_scoring_leaves_absent_classes_out_of_the_map(voc):
+    """A class without ground truth in the split (bird, detected once) is absent: AP None, and
+    the mAPs are those of cat and dog alone."""
+    root, results = voc
+    with open(os.path.join(results, 'comp4_det_test_bird.txt'), 'w') as fh:
+        fh.write('a 0.9 11 11 50 50\n')
+    result = scoring.score_voc_results(results, root, 'test', ('cat', 'bird', 'dog'))
+    cat, bird, dog = result.classes
+    assert bird.absent and (bird.ap_voc07, bird.ap_voc12, bird.num_fp) == (None, None, 1)
+    assert result.map_voc07 == pytest.approx((cat.ap_voc07 + dog.ap_voc07) / 2)
+    assert result.map_voc12 == pytest.approx((0.5 + 1 / 3) / 2)
+
+
+def test_voc_scoring_ties_within_an_image_keep_the_file_order(voc):
+    """Equal scores within an image are matched in file order, as the devkit's stable sort does,
+    also when the file interleaves images: the first line on each object is its TP (IoU 0.95),
+    the exact boxes after it are duplicates. Counted: TP TP then 10 FP -> AP 1."""
+    root, results = voc
+    lines = []
+    for i in range(6):
+        lines.append(f'a 0.6 {11 + (i == 0)} 11 50 50\n')
+        lines.append(f'b 0.6 {21 + (i == 0)} 21 60 60\n')
+    with open(os.path.join(results, 'comp4_det_test_cat.txt'), 'w') as fh:
+        fh.write(''.join(lines))
+    cat = scoring.score_voc_results(results, root, 'test', ('cat', 'dog')).classes[0]
+    assert (cat.num_tp, cat.num_fp) == (2, 10)
+    np.testing.assert_allclose(cat.precision, [1, 1] + [2 / k for k in range(3, 13)])
+    assert (cat.ap_voc07, cat.ap_voc12) == pytest.approx((1, 1))
 
 
 def test_voc_scoring_batches_give_the_image_by_image_result(voc, monkeypatch):
@@ -99,6 +131,13 @@ def test_voc_scoring_batches_give_the_image_by_image_result(voc, monkeypatch):
         (4, 5),
     ]
     assert scoring._batches(np.zeros(0, int), np.zeros(0, int)) == []
+    # At most _BATCH_CELLS: 4 images of 5 x 5 rows fill 100 cells, a fifth would not fit.
+    assert scoring._batches(np.full(6, 5), np.full(6, 5)) == [(0, 4), (4, 6)]
+    # Each image's rows from the first column on, in order; padding zeros (image 2 has none).
+    slots = np.array([0, 0, 0, 1, 1, 3])
+    (padded,), counts = scoring._padded(slots, 0, 4, np.array([10, 11, 12, 20, 21, 40]))
+    np.testing.assert_array_equal(padded, [[10, 11, 12], [20, 21, 0], [0, 0, 0], [40, 0, 0]])
+    np.testing.assert_array_equal(counts, [3, 2, 0, 1])
 
 
 def test_voc_scoring_rejects_unknown_images_and_classes(voc, tmp_path):
@@ -356,7 +395,8 @@ def test_relative_boxes_are_named(voc):
     with open(path, 'w') as f:
         f.write(
             ''.join(
-                f'{r[0]} {r[1]} ' + ' '.join(str(float(v) / 100) for v in r[2:]) + '\n'
+                # The largest coordinate, 90, becomes 1.0: a box at the image's edge.
+                f'{r[0]} {r[1]} ' + ' '.join(str(float(v) / 90) for v in r[2:]) + '\n'
                 for r in rows
             )
         )

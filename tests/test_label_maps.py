@@ -65,6 +65,22 @@ def test_a_label_map_gives_the_names_in_id_order(tmp_path, caplog):
     assert labels.read_class_list(path) == (('# item {', 'item', 'cat'), None)  # no ids
 
 
+def test_limits_take_their_largest_value_and_refuse_the_next(tmp_path):
+    """Id 2**31 - 1 and a 256-character name are taken; a 257-character name and a leading 0
+    on any id (protobuf reads `01` as octal too) are refused."""
+    name = 'x' * 256
+    path = _write(tmp_path, f"item {{ id: 2147483647 name: '{name}' }}\n")
+    assert labels.read_class_list(path) == ((name,), (2147483647,))
+    path = _write(tmp_path, f'{name}\n', 'labels.txt')
+    assert labels.read_labels_file(path) == (name,)
+    path = _write(tmp_path, f'{name}y\n', 'labels.txt')
+    with pytest.raises(ValueError, match='has 257 characters, more than 256'):
+        labels.read_labels_file(path)
+    path = _write(tmp_path, "item { id: 01 name: 'cat' }\n")
+    with pytest.raises(ValueError, match='id 01 .line 1. has a leading 0'):
+        labels.read_labels_file(path)
+
+
 def test_angle_bracket_blocks_are_read_as_braces(tmp_path):
     """Protobuf's text format delimits a message with `< >` as with `{ }` (text_format.Merge
     reads both); such maps were taken for plain labels files, one class per line."""

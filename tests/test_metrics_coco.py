@@ -308,6 +308,9 @@ def test_coco_detections_from_relative_boxes():
     for label, message in ((np.nan, 'gives category id nan'), (2**70, 'beyond int64')):
         with pytest.raises(ValueError, match=message):
             cm.coco_detections(7, [[0, 0, 1, 1]], [0.5], [label], (10, 10))
+    for shape in ((0, 10), (10, -1, 3)):  # no pixels: every box would be 0 x 0 at (0, 0)
+        with pytest.raises(ValueError, match='with positive sizes, got'):
+            cm.coco_boxes_from_relative([[0, 0, 1, 1]], shape)
 
 
 def test_number_checks_take_exact_types_and_refuse_huge_integers(tmp_path):
@@ -426,6 +429,30 @@ def test_mean_of_class_ap_is_the_pycocotools_summary(tmp_path, image_ids):
     assert _mean(got.class_ap50.values()) == pytest.approx(expected['AP50'], abs=1e-12)
 
 
+def test_category_ap_at_other_thresholds_reads_their_slice(tmp_path):
+    """category_ap at another threshold reads that threshold's slice: the mean over the classes
+    is pycocotools' own AP75 (not AP50, which differs here)."""
+    path = tmp_path / 'gt.json'
+    path.write_text(json.dumps(_dataset()))
+    gt = COCO(str(path))
+    detections = _detections()
+    # Image 2's car [50, 50, 100, 80] found at IoU 80*70 / (8000 + 8000 - 5600) = 0.54.
+    assert detections[6]['category_id'] == CAR and detections[6]['image_id'] == 2
+    detections[6]['bbox'] = [70.0, 60.0, 100.0, 80.0]
+    evaluator = COCOeval(gt, gt.loadRes(detections), iouType='bbox')
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    ap50, ap75 = evaluator.stats[1], evaluator.stats[2]
+    assert ap75 != pytest.approx(ap50)
+    assert _mean(cm.category_ap(evaluator, iou_threshold=0.75).values()) == pytest.approx(
+        ap75, abs=1e-12
+    )
+    # numpy's linspace holds 0.9 one ulp off: the threshold is found all the same.
+    assert 0.9 not in evaluator.params.iouThrs.tolist()
+    assert set(cm.category_ap(evaluator, iou_threshold=0.9)) == {PERSON, CAR}
+
+
 def test_per_class_ap_takes_100_detections_per_image():
     """summarize's AP takes up to 100 detections per image: 12 objects found by 12 exact
     detections give AP 1 (and AR10 10/12). Per-class AP read at maxDets 10 would leave 2 out (84/101)."""
@@ -542,12 +569,16 @@ def test_relative_boxes_are_named(caplog):
         dict(det, bbox=[v / size[det['image_id']][k % 2] for k, v in enumerate(det['bbox'])])
         for det in _detections()
     ]
+    # A box reaching the image's right and bottom edges: x + w and y + h are exactly 1.
+    relative.append(
+        {'image_id': 3, 'category_id': PERSON, 'bbox': [0.5, 0.25, 0.5, 0.75], 'score': 0.2}
+    )
     with caplog.at_level('WARNING'):
         assert cm.evaluate_coco(dataset, _detections())['AP'] > 0.5
         assert not caplog.messages
         assert cm.evaluate_coco(dataset, relative)['AP'] == 0.0
     assert caplog.messages == [
-        'the detections: every bbox of the 9 results lies within [0, 1]: relative coordinates? '
+        'the detections: every bbox of the 10 results lies within [0, 1]: relative coordinates? '
         'COCO results hold pixels ([x, y, width, height], x = relative xmin * image width); they '
         'are scored as pixels.'
     ]

@@ -70,10 +70,13 @@ def _evaluate(images, **kwargs):
 def test_devkit_iou_plus_one_convention():
     # [41,41,50,60] vs [41,41,50,50]: 10*20 = 200 and 10*10 = 100 pixels, intersection 100.
     # Boxes sharing one pixel column with +1: [1,1,10,10] and [1,10,10,19] -> 10 / 190.
+    # Boxes apart along one axis only (rows shared, columns 20 apart, or the reverse) do not
+    # overlap: 0, not the negative "intersection" of a negative width times a positive height.
     iou = vm.devkit_iou(
-        [[41, 41, 50, 60], [1, 1, 10, 10]], [[41, 41, 50, 50], [1, 10, 10, 19], [1, 11, 10, 20]]
+        [[41, 41, 50, 60], [1, 1, 10, 10]],
+        [[41, 41, 50, 50], [1, 10, 10, 19], [1, 11, 10, 20], [1, 31, 10, 40], [31, 1, 40, 10]],
     )
-    np.testing.assert_allclose(iou, [[0.5, 0, 0], [0, 10 / 190, 0]], rtol=1e-15)
+    np.testing.assert_allclose(iou, [[0.5, 0, 0, 0, 0], [0, 10 / 190, 0, 0, 0]], rtol=1e-15)
     assert iou[0, 0] == 0.5
 
 
@@ -804,6 +807,9 @@ def test_average_precision_function():
     assert ap07 == pytest.approx((3 * 1 + 3 * 2 / 3) / 11)  # t=0..0.2 -> 1; t=0.3..0.5 -> 2/3
     assert ap12 == pytest.approx(1 / 4 * 1 + 1 / 4 * 2 / 3)
     assert vm.average_precision([], 3) == (0.0, 0.0)
+    # No positives: recall is undefined (the devkit divides by zero); refused, not NaN.
+    with pytest.raises(ValueError, match='num_positives > 0, got 0'):
+        vm.average_precision([True], 0)
 
 
 # ----------------------------------------------------------------------------------------------
