@@ -259,15 +259,7 @@ def score_voc_results(
                 det_ranks=det_lines,
             )
         classes.append(evaluator.compute().classes[0])
-    present = [c for c in classes if not c.absent]
-    return voc_metrics.VOCResult(
-        classes=tuple(classes),
-        map_voc07=float(np.mean([c.ap_voc07 for c in present])) if present else None,
-        map_voc12=float(np.mean([c.ap_voc12 for c in present])) if present else None,
-        iou_threshold=iou_threshold,
-        iou_rule=iou_rule,
-        num_images=len(sources),
-    )
+    return voc_metrics.VOCResult.of_classes(classes, iou_threshold, iou_rule, len(sources))
 
 
 def _batches(det_rows, gt_rows):

@@ -332,6 +332,22 @@ class VOCResult:
     iou_rule: str
     num_images: int
 
+    @classmethod
+    def of_classes(
+        cls, classes: Sequence[ClassResult], iou_threshold: float, iou_rule: str, num_images: int
+    ) -> 'VOCResult':
+        """The result of `classes` (by label, ascending), its mAPs the means over the present
+        ones."""
+        present = [c for c in classes if not c.absent]
+        return cls(
+            classes=tuple(classes),
+            map_voc07=float(np.mean([c.ap_voc07 for c in present])) if present else None,
+            map_voc12=float(np.mean([c.ap_voc12 for c in present])) if present else None,
+            iou_threshold=iou_threshold,
+            iou_rule=iou_rule,
+            num_images=num_images,
+        )
+
     def ap(self, rule: str = 'voc07') -> Dict[str, Optional[float]]:
         """{class name: AP} under ``rule`` ('voc07' or 'voc12'); ``None`` for absent classes."""
         if rule not in VOC_RULES:
@@ -898,15 +914,7 @@ class VOCEvaluator:
                     scores=scores[counted],
                 )
             )
-        present = [c for c in classes if not c.absent]
-        return VOCResult(
-            classes=tuple(classes),
-            map_voc07=float(np.mean([c.ap_voc07 for c in present])) if present else None,
-            map_voc12=float(np.mean([c.ap_voc12 for c in present])) if present else None,
-            iou_threshold=self._iou_threshold,
-            iou_rule=self._iou_rule,
-            num_images=self.num_images,
-        )
+        return VOCResult.of_classes(classes, self._iou_threshold, self._iou_rule, self.num_images)
 
 
 # ----------------------------------------------------------------------------------------------
