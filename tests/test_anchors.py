@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from nets import anchors as anchors_lib
 from nets import nets_factory
 from nets.ssd_params import ANCHOR_SIZE_PRESETS, anchor_size_preset
 
@@ -408,3 +409,36 @@ def test_non_square_anchor_centres_and_sizes_by_hand():
         rtol=1e-6,
     )
     assert len(anchors) == 19 * 32 * 3 + 10 * 16 * 6 + 5 * 8 * 6 + 3 * 4 * 6 + 2 * 2 * 6 + 6
+
+
+@pytest.mark.parametrize('offset', [0.0, 0.25])
+def test_other_offsets_and_repeated_ratios_equal_caffe_prior_box(offset):
+    """`anchor_offset` other than 0.5 moves every centre (Caffe's PriorBox `offset`), and a
+    ratio given twice, 1 itself or both r and 1/r adds no prior (Caffe skips ratios within 1e-6 of
+    one it has), on both axes of a non-square input."""
+    params = nets_factory.get_network('ssd_300_mobilenet').default_params._replace(
+        img_shape=(300, 500),
+        feat_shapes=((3, 4), (2, 3)),
+        anchor_sizes=((60.0, 105.0), (150.0, None)),
+        anchor_ratios=((2.0, 2.0, 1.0, 0.5), (3.0, 1.0 / 3.0, 2.0)),
+        anchor_steps=None,
+        anchor_offset=offset,
+    )
+    ours = anchors_lib.ssd_anchors(params)
+    assert len(ours) == 3 * 4 * 4 + 2 * 3 * 5
+    np.testing.assert_allclose(ours, reference_anchors(params), atol=1e-6, rtol=0)
+    assert [
+        anchors_lib.num_anchors_per_location(s, r)
+        for s, r in zip(params.anchor_sizes, params.anchor_ratios)
+    ] == [4, 5]
+
+
+def test_center_size_clip_clamps_row_and_column_centres():
+    """ssd.pytorch's PriorBox clamps cx and cy: a 10x10 layer with step 32 puts its last row and
+    column at 304 px, clamped to 300 (1.0); 'size' keeps 304 / 300 on both axes."""
+    for clip, last in (('center_size', 1.0), ('size', 304.0 / 300.0)):
+        boxes = anchors_lib.layer_anchors((300, 300), (10, 10), (60, 111), [2], 32, 0.5, clip)
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        # The last cell (row 9, column 9) holds the last 4 priors; cell (9, 0) starts at 90 * 4.
+        np.testing.assert_allclose(centres[-4:], [[last, last]] * 4, atol=1e-12)
+        np.testing.assert_allclose(centres[360], [last, 16.0 / 300.0], atol=1e-12)

@@ -79,3 +79,39 @@ def test_updates_in_place_and_tensor_is_training():
             np.testing.assert_allclose(sess.run(mean_var), 0.0)
             sess.run(y, {flag: True})
             np.testing.assert_allclose(sess.run(mean_var), 0.5 * x.mean((0, 1, 2)), rtol=1e-5)
+
+
+def test_defaults_flags_activation_and_epsilon_against_numpy():
+    """A fresh layer (moving mean 0, variance 1) in inference gives x / sqrt(1 + eps); without
+    `center` / `scale` there is no beta / gamma (0 / 1); `activation_fn` applies in both modes;
+    beta and gamma train, the moving statistics do not; a batch of small variance (1e-4) shows
+    that training uses `epsilon` too."""
+    rng = np.random.RandomState(2)
+    x = (rng.randn(2, 3, 3, 2) * 0.01 - 0.005).astype(np.float32)
+    with tf.Graph().as_default():
+        fresh = batch_norm(tf.constant(x), epsilon=1e-5, is_training=False, scope='fresh')
+        plain = batch_norm(
+            tf.constant(x), center=False, scale=False, epsilon=1e-5, is_training=True, scope='plain'
+        )
+        relu_infer = batch_norm(
+            tf.constant(x), activation_fn=tf.nn.relu, is_training=False, scope='relu_infer'
+        )
+        relu_train = batch_norm(
+            tf.constant(x), activation_fn=tf.nn.relu, is_training=True, scope='relu_train'
+        )
+        trainable = sorted(v.op.name for v in v1.trainable_variables())
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            got = sess.run([fresh, plain, relu_infer, relu_train])
+    assert trainable == [
+        f'{scope}/{name}'
+        for scope in ('fresh', 'relu_infer', 'relu_train')
+        for name in ('beta', 'gamma')
+    ]
+    mean, var = x.mean((0, 1, 2)), x.var((0, 1, 2))
+    np.testing.assert_allclose(got[0], x / np.sqrt(1 + 1e-5), rtol=1e-6)
+    np.testing.assert_allclose(got[1], (x - mean) / np.sqrt(var + 1e-5), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(got[2], np.maximum(x / np.sqrt(1 + 1e-3), 0), rtol=1e-6)
+    np.testing.assert_allclose(
+        got[3], np.maximum((x - mean) / np.sqrt(var + 1e-3), 0), rtol=1e-3, atol=1e-4
+    )

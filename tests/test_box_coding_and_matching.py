@@ -36,6 +36,26 @@ def test_encode_matches_numpy_and_decode_inverts_it():
     )
 
 
+def test_encode_and_decode_use_each_variance_on_its_own_coordinate():
+    """`prior_scaling` is a model-card setting (4 numbers > 0): with four different variances,
+    each code coordinate is divided (encode) and multiplied (decode) by its own one."""
+    rng = np.random.RandomState(1)
+    boxes, anchors = random_boxes(rng, 50), random_boxes(rng, 50)
+    variances = (0.1, 0.3, 0.2, 0.7)
+    codes = run(lambda b, a: box_coder.encode(b, a, variances), boxes, anchors)
+    np.testing.assert_allclose(
+        codes, ref.encode(boxes.astype(np.float64), anchors, variances), rtol=1e-4, atol=1e-5
+    )
+    decoded = run(lambda c, a: box_coder.decode(c, a, variances), codes, anchors)
+    np.testing.assert_allclose(decoded, boxes, atol=1e-5)
+    # Any codes (here the box values) decode as the reference does.
+    np.testing.assert_allclose(
+        run(lambda c, a: box_coder.decode(c, a, variances), boxes, anchors),
+        ref.decode(boxes.astype(np.float64), anchors, variances),
+        atol=1e-5,
+    )
+
+
 def test_matching_equals_caffe_reference_on_random_scenes():
     anchors = nets_factory.get_network('ssd_300_mobilenet')().anchors()
     rng = np.random.RandomState(3)
@@ -135,3 +155,44 @@ def test_iou_exactly_at_the_threshold_matches():
     )
     np.testing.assert_array_equal(gclasses, [3, 3, 5, 0, 5, 0])
     assert gscores[0] == gscores[4] == 0.5
+
+
+def test_bipartite_step_gives_a_taken_anchor_to_no_one_else_and_skips_zero_overlaps():
+    """Caffe's bipartite step pairs each ground truth with its best *free* anchor, and only over
+    overlaps > 1e-6. Ground truths 0 and 1 both prefer anchor 0; 0 takes it (IoU 1), so 1 gets
+    anchor 1 (IoU 2/3), not anchor 0 (IoU 3/4). Ground truth 2 overlaps no anchor: it matches
+    nothing, whatever the threshold."""
+    gt = np.array(
+        [[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.375], [0.75, 0.75, 1.0, 1.0]], np.float32
+    )
+    anchors = np.array(
+        [[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.25], [0.0, 0.625, 0.25, 0.75]], np.float32
+    )
+    np.testing.assert_allclose(
+        ref.iou_matrix(gt, anchors), [[1, 0.5, 0], [0.75, 2 / 3, 0], [0, 0, 0]], rtol=1e-6
+    )
+    for threshold in (0.9, 0.5, 1e-3):
+        matches, max_iou = run(
+            lambda a, b, c: matching.match(a, b, c, threshold), anchors, gt, np.ones(3, bool)
+        )
+        np.testing.assert_array_equal(matches, [0, 1, -1])
+        np.testing.assert_array_equal(
+            ref.caffe_match(gt, [True] * 3, anchors, threshold)[0], [0, 1, -1]
+        )
+        np.testing.assert_array_equal(max_iou, np.float32([1.0, 2.0 / 3.0, 0.0]))
+
+
+def test_a_label_0_row_is_padding_even_with_a_real_box():
+    """`bboxes_encode` treats labels <= 0 as padding whatever their box: an object labelled 0
+    (or -1) gives the same targets as no object at all."""
+    net = nets_factory.get_network('ssd_300_mobilenet')()
+    box = np.array([[0.2, 0.2, 0.6, 0.7]], np.float32)
+    alone = run(lambda l, b: net.bboxes_encode(l, b), np.array([4], np.int64), box)
+    for padding in (0, -1):
+        with_padding = run(
+            lambda l, b: net.bboxes_encode(l, b),
+            np.array([padding, 4, padding], np.int64),
+            np.concatenate([box[:, [1, 0, 3, 2]], box, [[0.1, 0.1, 0.3, 0.3]]]).astype(np.float32),
+        )
+        for a, b in zip(with_padding, alone):
+            np.testing.assert_array_equal(a, b)

@@ -186,3 +186,20 @@ def test_training_input_carries_crowd_flags(tmp_path):
     # and so are anchors whose best overlap is with it (background without the flag).
     assert (without[ignored] == 1).sum() >= 1 and (without[ignored] == 0).sum() >= 1
     assert (without == 1).sum() == (with_flag == 1).sum() + (without[ignored] == 1).sum()
+
+
+def test_anchors_overlapping_nothing_stay_negatives_when_the_crowd_comes_first():
+    """An anchor that overlaps no ground truth belongs to none (its best IoU is 0): with the
+    crowd region as ground truth 0, anchor 3 is still a negative, not ignored."""
+    net = nets_factory.get_network('ssd_300_vgg')()
+    gclasses, glocs, _ = run(
+        lambda: net.bboxes_encode(
+            tf.constant([2, 1], tf.int64),
+            tf.constant([CROWD, PERSON], tf.float32),
+            ANCHORS,
+            0.5,
+            crowd=tf.constant([1, 0]),
+        )
+    )
+    np.testing.assert_array_equal(gclasses, [1, -1, -1, 0, 0, -1, 0, -1, -1])
+    np.testing.assert_array_equal(glocs[IGNORED], 0.0)

@@ -164,3 +164,20 @@ def test_focal_loss_equals_numpy():
     fl = -((1 - pt) ** 2) * np.log(pt) * np.where(pos, 0.25, 0.75)
     np.testing.assert_allclose(terms['cross_entropy_pos'], (fl * pos).sum() / pos.sum(), rtol=1e-5)
     np.testing.assert_allclose(terms['cross_entropy_neg'], (fl * neg).sum() / pos.sum(), rtol=1e-5)
+
+
+def test_min_negatives_counts_per_image_up_to_the_candidates():
+    """`min_negatives` (an SSD extension; Caffe has 0) is a floor on each image's negatives, never
+    more than its candidates. All logits 0: each negative adds log(3). Image 0: 1 positive, 11
+    candidates: max(3 * 1, 5) = 5 negatives. Image 1: no positive, 1 candidate (the other 11 have
+    IoU 0.7): 1 negative. Normalised by the batch's 1 positive."""
+    gclasses = np.zeros((2, 12), np.int64)
+    gclasses[0, 0] = 2
+    gscores = np.full((2, 12), 0.1, np.float32)
+    gscores[0, 0] = 0.8
+    gscores[1, 1:] = 0.7
+    zeros = np.zeros((2, 12, 4), np.float32)
+    logits = np.zeros((2, 12, 3), np.float32)
+    for min_negatives, negatives in ((5, 5 + 1), (2, 3 + 1), (0, 3)):
+        _, terms = run_loss(logits, zeros, gclasses, zeros, gscores, min_negatives=min_negatives)
+        np.testing.assert_allclose(terms['cross_entropy_neg'], negatives * np.log(3.0), rtol=1e-6)

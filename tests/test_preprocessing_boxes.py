@@ -73,7 +73,7 @@ def test_expansion_is_a_whole_pixel_canvas_holding_the_image(height, width):
         boxes,
         feeds=[{0: np.array([7, i], np.int64)} for i in range(100)],
     )
-    expanded = 0
+    expanded, ratios, spread = 0, [], []
     for canvas, canvas_boxes in results:
         size = np.array([height, width])
         offset = -canvas[:2] * size
@@ -83,13 +83,21 @@ def test_expansion_is_a_whole_pixel_canvas_holding_the_image(height, width):
         assert np.all(offset >= -1e-3) and np.all(offset + size <= canvas_px + 1e-3)
         ratio = canvas_px / size
         assert np.all(ratio >= 1 - 1e-6) and np.all(ratio <= 4 + 1e-6)
-        # One ratio for both sides, up to the flooring of each side to whole pixels.
-        assert abs(ratio[0] - ratio[1]) <= 1.0 / height + 1.0 / width
+        # One ratio r for both sides, each floored to whole pixels (Caffe's int cast): some r
+        # has floor(height * r) and floor(width * r) equal to the canvas sides.
+        sides = np.round(canvas_px)
+        assert np.max(sides / size) < np.min((sides + 1) / size) + 1e-6
         expanded += bool(np.any(ratio > 1))
+        ratios.append(ratio[0])
+        if np.all(canvas_px > size):
+            spread.append(offset / (canvas_px - size))
         # Reference: pixel boxes shifted by the offset, over the canvas size.
         pixels = boxes * np.tile(size, 2) + np.tile(offset, 2)
         np.testing.assert_allclose(canvas_boxes, pixels / np.tile(canvas_px, 2), atol=1e-5)
     assert 30 <= expanded <= 70
+    # Ratios reach up to max_ratio, offsets across the whole free margin, on both axes.
+    assert max(ratios) > 3.5
+    assert np.all(np.max(spread, axis=0) > 0.8) and np.all(np.min(spread, axis=0) < 0.2)
 
 
 def _expected_index(window_lo, window_hi, size, out_size):
@@ -142,6 +150,19 @@ def test_resize_window_shows_the_window_it_reports(window):
     assert np.all(np.abs(shown - window) <= tolerance)
 
 
+def test_resize_window_cuts_on_the_nearest_whole_pixels():
+    """Rows 2.6 to 7.6 of a 10-row image at 5 rows: the nearest whole pixels, rows 3 to 8, are
+    shown one to one (not rows 2 to 8 squeezed), and the reported window says so."""
+    image = np.repeat(np.arange(10, dtype=np.float32)[:, None, None], 4, axis=1)
+    output, shown = run_graph(
+        lambda im, w: geometry.resize_window(im, w, (5, 4), methods=('nearest',)),
+        image,
+        np.array([0.26, 0.0, 0.76, 1.0], np.float32),
+    )
+    np.testing.assert_allclose(shown, [0.3, 0.0, 0.8, 1.0], atol=1e-6)
+    np.testing.assert_array_equal(output[:, 0, 0], [3, 4, 5, 6, 7])
+
+
 def _sample_crops(boxes, min_ious, count, **options):
     return run_graph(
         lambda seed, b: sampling.sample_crop(b, SeedStream(seed), min_ious=min_ious, **options),
@@ -182,3 +203,18 @@ def test_impossible_constraint_and_no_objects_keep_the_whole_image():
     np.testing.assert_array_equal(crops, [[0, 0, 1, 1]] * 20)
     crops = _sample_crops(np.zeros([0, 4], np.float32), (0.1, 0.0), 20)
     np.testing.assert_array_equal(crops, [[0, 0, 1, 1]] * 20)
+
+
+def test_min_iou_0_takes_any_crop_and_scales_span_the_range():
+    """Caffe's `max_jaccard_overlap: 1` sampler (min IoU 0 here) accepts any crop once the image
+    has an object, even a crop that misses it: it always succeeds, so it is picked about half of
+    the time against the whole image, and its crops' scales span `scale_range`."""
+    boxes = np.array([[0.0, 0.0, 0.04, 0.04]], np.float32)
+    crops = np.array(_sample_crops(boxes, (0.0,), 100))
+    constrained = crops[~np.all(crops == [0, 0, 1, 1], axis=1)]
+    assert 30 <= len(constrained) <= 70
+    assert np.any(np_iou(constrained, boxes)[:, 0] == 0)
+    scale = np.sqrt(
+        (constrained[:, 2] - constrained[:, 0]) * (constrained[:, 3] - constrained[:, 1])
+    )
+    assert scale.min() < 0.4 and scale.max() > 0.9

@@ -273,6 +273,31 @@ def test_normalize_is_exactly_the_numpy_arithmetic_and_warp_clips_bicubic_oversh
     assert overshoot.min() < 0 and overshoot.max() > 255  # what the clip is for
 
 
+def test_denormalize_warp_resize_uint8_and_the_fixed_size_identity():
+    """denormalize undoes normalize at MobileNet's scale; warp_resize_uint8 rounds TF's bilinear
+    values to the nearest integer (a row 0, 11 stretched to 4 columns samples at -0.25, 0.25,
+    0.75 and 1.25 pixels: 0, 2.75, 8.25, 11); an image already at a non-square `out_shape` is
+    only normalised, with no resize op in the graph."""
+    mean, scale = MOBILENET.mean_rgb, MOBILENET.scale
+    back = run_graph(
+        lambda im: geometry.denormalize(geometry.normalize(im, mean, scale), mean, scale),
+        EVAL_IMAGE,
+    )
+    np.testing.assert_allclose(back, EVAL_IMAGE, atol=1e-3)
+    row = np.array([[[0] * 3, [11] * 3]], np.uint8)
+    stretched = run_graph(lambda im: geometry.warp_resize_uint8(im, (1, 4)), row)
+    assert stretched.dtype == np.uint8
+    np.testing.assert_array_equal(stretched[0, :, 0], [0, 3, 8, 11])
+    with tf.Graph().as_default() as graph:
+        image = tf.constant(EVAL_IMAGE[:2, :3])
+        warped = geometry.warp_resize_normalized(image, (2, 3), mean, scale)
+        assert not [op for op in graph.get_operations() if 'Resize' in op.type]
+        with tf.compat.v1.Session() as sess:
+            np.testing.assert_array_equal(
+                sess.run(warped), sess.run(geometry.normalize(image, mean, scale))
+            )
+
+
 @pytest.mark.parametrize('shape', [(480, 640), (200, 299), (17, 5), (1, 1), (3, 401)])
 def test_resize_bilinear_by_gathers_is_tfs_bilinear_resize(shape):
     """The OpenVINO export's resize gives TF's bilinear kernel's values to the bit, downscaling,
