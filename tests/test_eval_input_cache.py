@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -391,6 +392,52 @@ def test_an_empty_split_fills_an_empty_complete_cache(tmp_path):
     assert list(cache.fetch_batches(EmptySession(), inputs, {'scores': 'scores'})) == []
     assert cache.commit(0) is None
     assert (cache.filled, cache.complete, cache.num_images) == (True, True, 0)
+
+
+def test_the_budget_holds_batches_up_to_its_last_byte(tmp_path):
+    """Three batches of 2 images, a budget of exactly two of them (their string arrays counted
+    with their strings): a fill keeps those two and stops at the third."""
+    keys = eval_input.GROUND_TRUTH_KEYS + ('image', 'bbox_img')
+
+    def batch():
+        arrays = {key: np.zeros(2, np.float32) for key in keys}
+        arrays['filename'] = np.array([b'a.jpg', b'bb.jpg'], object)
+        return arrays
+
+    class ListSession:
+        def __init__(self, batches):
+            self._batches = iter(batches)
+
+        def run(self, fetches, feed_dict=None):
+            arrays = next(self._batches, None)
+            if arrays is None:
+                raise tf.errors.OutOfRangeError(None, None, 'end of the split')
+            return {name: arrays[tensor] for name, tensor in fetches.items()}
+
+    one = batch()
+    batch_bytes = 8 * (len(keys) - 1) + one['filename'].nbytes + len(b'a.jpg') + len(b'bb.jpg')
+    assert input_cache._nbytes(one) == batch_bytes
+    record = tmp_path / 'test_000.tfrecord'
+    record.write_bytes(b'')
+    cache = input_cache.InputCache(2 * batch_bytes, [str(record)])
+    cache.fill(ListSession([batch() for _ in range(3)]), {key: key for key in keys}, 6)
+    assert (cache.num_images, cache.nbytes, cache.complete) == (4, 2 * batch_bytes, False)
+
+
+def test_records_rewritten_in_place_keeping_size_and_times_change_the_fingerprint(tmp_path):
+    """`cp -p` over a record: the same file (inode), size and modification time; only the
+    change time tells."""
+    record, other = tmp_path / 'test_000.tfrecord', tmp_path / 'other'
+    record.write_bytes(b'records 1')
+    other.write_bytes(b'records 2')
+    stat = os.stat(record)
+    os.utime(other, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    before = input_cache._fingerprint([str(record)])
+    time.sleep(0.05)  # the kernel's file clock ticks every few milliseconds
+    shutil.copy2(other, record)
+    after = input_cache._fingerprint([str(record)])
+    assert before[0][:4] == after[0][:4] and before != after
+    assert input_cache._fingerprint([str(tmp_path / 'missing')]) is None
 
 
 @pytest.mark.parametrize(

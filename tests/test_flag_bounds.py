@@ -265,6 +265,13 @@ def test_from_registry_checks_the_class_count_before_building_names(monkeypatch)
 # Evaluation input counts.
 
 
+# The ground truth of the 5 records: one object each, every flag combination.
+LABELS = [[1], [2], [3], [4], [5]]
+BBOXES = [[[0.1 * i, 0.2, 0.5, 0.05 * i + 0.6]] for i in range(5)]
+DIFFICULT = [[0], [1], [0], [1], [0]]
+ISCROWD = [[0], [0], [1], [1], [0]]
+
+
 class _Records:
     """A DetectionDataset's `make_dataset` of 5 tiny records."""
 
@@ -273,10 +280,10 @@ class _Records:
         return tf.data.Dataset.from_tensor_slices(
             {
                 'image': tf.zeros([n, 4, 4, 3], tf.uint8),
-                'labels': tf.ones([n, 1], tf.int64),
-                'bboxes': tf.zeros([n, 1, 4], tf.float32),
-                'difficult': tf.zeros([n, 1], tf.int64),
-                'iscrowd': tf.zeros([n, 1], tf.int64),
+                'labels': tf.constant(LABELS, tf.int64),
+                'bboxes': tf.constant(BBOXES, tf.float32),
+                'difficult': tf.constant(DIFFICULT, tf.int64),
+                'iscrowd': tf.constant(ISCROWD, tf.int64),
                 'shape': tf.constant([[4, 4, 3]] * n, tf.int32),
                 'filename': tf.constant([f'{i}.jpg' for i in range(n)]),
                 'image_id': tf.range(n, dtype=tf.int64),
@@ -308,6 +315,15 @@ def test_eval_input_counts():
         == 5
     )
     assert _images(eval_input.make_raw_eval_dataset(_Records(), 2, max_num_batches=2)) == 4
+    # Records skipped (held by the input cache) count: 3 skipped of a limit of 2 leave none,
+    # 1 skipped leaves 1.
+    for skip, left in ((3, 0), (1, 1)):
+        made = eval_input.make_eval_dataset(
+            _Records(), _preprocess, (4, 4), 2, max_num_batches=1, skip=skip
+        )
+        assert _images(made) == left, skip
+    with pytest.raises(ValueError, match='batch_size must be >= 1, got 0'):
+        eval_input.make_eval_dataset(_Records(), _preprocess, (4, 4), 0)
     for make in (
         lambda: eval_input.make_eval_dataset(
             _Records(), _preprocess, (4, 4), 2, max_num_batches=-1
@@ -316,6 +332,22 @@ def test_eval_input_counts():
     ):
         with pytest.raises(ValueError, match='max_num_batches must be >= 0'):
             make()
+
+
+def test_eval_batches_hold_each_records_ground_truth():
+    """Difficult and crowd flags, labels and boxes reach their own batch keys (COCO records
+    flag a crowd region difficult too, so only other records tell the two apart)."""
+    for made in (
+        eval_input.make_eval_dataset(_Records(), _preprocess, (4, 4), 5),
+        eval_input.make_raw_eval_dataset(_Records(), 5),
+    ):
+        (batch,) = list(made)
+        np.testing.assert_array_equal(batch['gt_difficult'], DIFFICULT)
+        np.testing.assert_array_equal(batch['gt_crowd'], ISCROWD)
+        np.testing.assert_array_equal(batch['gt_labels'], LABELS)
+        np.testing.assert_allclose(batch['gt_bboxes'], BBOXES)
+        np.testing.assert_array_equal(batch['num_gt'], [1] * 5)
+        np.testing.assert_array_equal(batch['image_id'], range(5))
 
 
 # ---------------------------------------------------------------------------------------------

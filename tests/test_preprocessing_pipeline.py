@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from preprocessing import geometry
 from preprocessing import preprocessing_factory
+from preprocessing import ssd_preprocessing
 from preprocessing.seeds import example_seed
 from tests.test_preprocessing_helpers import (
     BACKGROUND,
@@ -112,6 +113,80 @@ def test_image_without_objects_passes_through():
     reference = cv2.resize(image.astype(np.float32), OUT[::-1], interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(out, reference - np.array(VGG.mean_rgb), atol=0.01)
     assert labels.shape == (0,) and bboxes.shape == (0, 4)
+
+
+def test_crops_meet_the_min_iou_with_the_zoomed_out_object():
+    """One object, always zoomed out, one sampler of min IoU 0.5. A crop's IoU with the object
+    is at most the share of the output the object's box covers (inter / crop >= inter /
+    union), so that share is at least 0.5; the whole canvas shows the object at most at its
+    image share, 0.25. Nothing in between (the IoU measured on the boxes before the zoom out
+    gave shares of 0.27-0.41)."""
+    image = np.full((60, 80, 3), 200, np.uint8)
+    box = np.array([[0.25, 0.25, 0.75, 0.75]], np.float32)
+    results = _train(
+        VGG,
+        image,
+        LABELS[:1],
+        box,
+        [[11, i] for i in range(60)],
+        photometric_distortion=False,
+        expand_prob=1.0,
+        expand_max_ratio=3.0,
+        crop_min_ious=(0.5,),
+        flip_prob=0.0,
+        resize_methods=('nearest',),
+    )
+    shares = np.array([np.prod(b[0, 2:] - b[0, :2]) for _, _, b, _ in results])
+    assert np.all((shares <= 0.25 + 1e-6) | (shares >= 0.5)), shares
+    assert np.sum(shares >= 0.5) >= 5
+
+
+def test_each_resize_method_is_drawn():
+    """Every listed method is drawn; an output is exactly that method's resize."""
+    image = np.random.default_rng(8).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    seeds = [[4, i] for i in range(12)]
+    plain = dict(photometric_distortion=False, expand_prob=0.0, crop_min_ious=(), flip_prob=0.0)
+    alone = {
+        method: [
+            r[0]
+            for r in _train(VGG, image, LABELS, BOXES, seeds, resize_methods=(method,), **plain)
+        ]
+        for method in ('nearest', 'bilinear')
+    }
+    both = _train(VGG, image, LABELS, BOXES, seeds, resize_methods=('nearest', 'bilinear'), **plain)
+    drawn = []
+    for i, (out, *_) in enumerate(both):
+        matches = [m for m in alone if np.array_equal(out, alone[m][i])]
+        assert len(matches) == 1, i
+        drawn.append(matches[0])
+    assert 3 <= drawn.count('nearest') <= 9, drawn
+
+
+def test_the_training_pipeline_passes_each_photometric_option(monkeypatch):
+    """Every photometric option reaches `random_distort` under its own name (each at a value of
+    its own, none at its default)."""
+    options = dict(
+        brightness_delta=1.5,
+        brightness_prob=0.11,
+        contrast_range=(0.7, 1.2),
+        contrast_prob=0.12,
+        saturation_range=(0.8, 1.3),
+        saturation_prob=0.13,
+        hue_delta=2.5,
+        hue_prob=0.14,
+        channel_shuffle_prob=0.15,
+    )
+    received = {}
+
+    def record(image, seeds, **kwargs):
+        received.update(kwargs)
+        return image
+
+    monkeypatch.setattr(ssd_preprocessing.photometric, 'random_distort', record)
+    with tf.Graph().as_default():
+        image = tf.zeros([10, 10, 3], tf.uint8)
+        VGG(image, tf.zeros([0], tf.int64), tf.zeros([0, 4]), OUT, True, seed=1, **options)
+    assert received == options
 
 
 @pytest.mark.parametrize(
@@ -271,6 +346,17 @@ def test_normalize_is_exactly_the_numpy_arithmetic_and_warp_clips_bicubic_oversh
     assert bicubic.min() == pytest.approx(low.min()) and bicubic.max() == pytest.approx(high.max())
     overshoot = run_graph(lambda im: tf.image.resize(im, (30, 30), 'bicubic'), edges * 1.0)
     assert overshoot.min() < 0 and overshoot.max() > 255  # what the clip is for
+    # The padded evaluation resizes clip alike.
+    for resize in ('PAD_AND_RESIZE', 'CENTRAL_CROP'):
+        padded = run_graph(
+            lambda im, lab, box: MOBILENET(
+                im, lab, box, (30, 40), False, resize=resize, resize_method='bicubic'
+            )[0],
+            edges,
+            LABELS,
+            BOXES,
+        )
+        assert padded.min() >= low.min() and padded.max() <= high.max(), resize
 
 
 def test_denormalize_warp_resize_uint8_and_the_fixed_size_identity():
@@ -332,3 +418,5 @@ def test_registry_names_and_errors():
             VGG(image, labels, bboxes, OUT, False, resize='STRETCH')
         with pytest.raises(ValueError, match=r'\[H, W, 3\]'):
             VGG(tf.zeros([10, 10]), labels, bboxes, OUT, True)
+        with pytest.raises(ValueError, match=r'bboxes must be \[N, 4\]'):
+            VGG(image, labels, tf.zeros([0, 5]), OUT, False)

@@ -95,14 +95,23 @@ def test_format_duration():
 
 
 def _run_hook(
-    every_n, losses_per_step, last_step=8, start_step=0, num_examples=16, epoch_origin=None
+    every_n,
+    losses_per_step,
+    last_step=8,
+    start_step=0,
+    num_examples=16,
+    epoch_origin=None,
+    steps_after=None,
 ):
+    """`steps_after`: a cluster worker's global step after each of its runs (other workers move
+    it too); None: a lone process, which counts its steps."""
     clock = FakeClock()
     hook = hooks.LoggingHook(
         {'global_step': 'gs'},
         every_n,
         images_per_step=4,
         last_step=last_step,
+        count_locally=steps_after is None,
         num_examples=num_examples,
         clock=clock,
         epoch_origin=epoch_origin,
@@ -113,14 +122,12 @@ def _run_hook(
     original = hooks.logging.info
     hooks.logging.info = lambda fmt, *args: lines.append(fmt % args)
     try:
-        for losses in losses_per_step:
+        for i, losses in enumerate(losses_per_step):
             clock.now += 2.0
-            hook.after_run(
-                None,
-                types.SimpleNamespace(
-                    results={'global_step': None, 'learning_rate': 0.001, 'losses': losses}
-                ),
-            )
+            results = {'global_step': None, 'learning_rate': 0.001, 'losses': losses}
+            if steps_after is not None:
+                results['step_after'] = steps_after[i]
+            hook.after_run(None, types.SimpleNamespace(results=results))
     finally:
         hooks.logging.info = original
     return hook, lines
@@ -200,6 +207,39 @@ def test_step_line_smoothed_terms_and_parse():
 def test_resumed_run_counts_from_the_checkpoint_step():
     _, lines = _run_hook(1, [{'total': 1.0}] * 2, last_step=10, start_step=6)
     assert lines[0].startswith('step 7/10 ') and lines[1].startswith('step 8/10 ')
+    # Lines fall on multiples of every_n of the global step: resumed at 3, the first is at 4
+    # and means its 1 step.
+    _, lines = _run_hook(2, [{'total': t} for t in (1.0, 3.0, 5.0)], last_step=10, start_step=3)
+    assert [line.split(' lr=')[0] for line in lines] == [
+        'step 4/10 (epoch 1.0): loss over 1 step total=1.0000',
+        'step 6/10 (epoch 1.5): loss over 2 steps total=4.0000',
+    ]
+
+
+def test_a_cluster_worker_logs_the_global_step_every_n_of_its_own_steps():
+    _, lines = _run_hook(2, [{'total': 1.0}] * 4, last_step=20, steps_after=[3, 7, 9, 14])
+    assert [line.split(':')[0] for line in lines] == [
+        'step 7/20 (epoch 1.8)',
+        'step 14/20 (epoch 3.5)',
+    ]
+
+
+def test_images_per_sec_and_eta_values():
+    """2 s per step at 4 images per step: 0.5 steps/s, 2.0 images/s; the ETA is the steps
+    left (8 - step) over that rate."""
+    _, lines = _run_hook(2, [{'total': 1.0}] * 4)
+    assert lines[0].endswith(' 2.0 images/s ETA 0:00:12')
+    assert lines[1].endswith(' 2.0 images/s ETA 0:00:08')
+
+
+def test_rate_window_is_a_quarter_of_the_elapsed_time_at_least_a_minute():
+    clock = FakeClock()
+    rate = hooks.RateEstimator(clock)
+    rate.update(1)
+    clock.now += 200.0
+    assert rate.window_secs() == 60.0
+    clock.now += 800.0
+    assert rate.window_secs() == 250.0
 
 
 def test_start_lines_say_what_how_and_where():
@@ -244,6 +284,10 @@ def test_start_lines_say_what_how_and_where():
         assert part in text, part
     fresh = hooks.start_lines(card, 'new', dataset, settings, (1, 1), None, None, ['total'])
     assert '; 100 steps = 20.0 epochs' in '\n'.join(fresh)
+    # Each clone takes a batch: 80 examples / (16 x 2) a step.
+    clones = dataclasses.replace(settings, num_clones=2)
+    text = '\n'.join(hooks.start_lines(card, 'new', dataset, clones, (1, 1), None, None, []))
+    assert 'batch 16 x 2 clones, 2.5 steps per epoch' in text and '100 steps = 40.0 epochs' in text
     # Polynomial and exponential decays span --num_epochs_per_decay (TF-Slim's), not the run: a
     # walkthrough read "polynomial to 0.0001" as spanning it. 80 examples / 16 x 2 epochs.
     # Piecewise: the rates, --values' or lr x --learning_rate_decay_factor^i (0.94 by default,
@@ -262,7 +306,10 @@ def test_start_lines_say_what_how_and_where():
     # The optimizer's settings that shape its steps (the older port's Adam epsilon was 1.0).
     for changes, part in (
         (dict(optimizer='adam', opt_epsilon=1.0), 'schedule: adam (epsilon 1), '),
-        (dict(optimizer='rmsprop'), 'schedule: rmsprop (epsilon 1e-08, decay 0.9, momentum 0.9),'),
+        (
+            dict(optimizer='rmsprop', rmsprop_decay=0.8, rmsprop_momentum=0.7),
+            'schedule: rmsprop (epsilon 1e-08, decay 0.8, momentum 0.7),',
+        ),
         (dict(optimizer='momentum', momentum=0.8), 'schedule: momentum (momentum 0.8), '),
         (dict(optimizer='sgd'), 'schedule: sgd, learning rate'),
     ):

@@ -108,3 +108,60 @@ def test_optimizers_by_name(name, cls, attrs):
         assert getattr(optimizer, key) == value
     with pytest.raises(ValueError, match='optimizer must be one of'):
         optimization.make_optimizer('lamb', 0.01)
+
+
+# Every optimizer setting at its own value, none at TF's default: a setting passed to the wrong
+# argument (rmsprop's decay and momentum are both 0.9 by default) reads as another's value.
+DISTINCT_SETTINGS = dict(
+    opt_epsilon=0.011,
+    adadelta_rho=0.012,
+    adagrad_initial_accumulator_value=0.013,
+    adam_beta1=0.014,
+    adam_beta2=0.015,
+    ftrl_learning_rate_power=-0.016,
+    ftrl_initial_accumulator_value=0.017,
+    ftrl_l1=0.018,
+    ftrl_l2=0.019,
+    momentum=0.021,
+    rmsprop_momentum=0.022,
+    rmsprop_decay=0.023,
+)
+
+
+@pytest.mark.parametrize(
+    'name,attrs',
+    [
+        ('adadelta', {'_rho': 0.012, '_epsilon': 0.011}),
+        ('adagrad', {'_initial_accumulator_value': 0.013}),
+        ('adam', {'_beta1': 0.014, '_beta2': 0.015, '_epsilon': 0.011}),
+        (
+            'ftrl',
+            {
+                '_learning_rate_power': -0.016,
+                '_initial_accumulator_value': 0.017,
+                '_l1_regularization_strength': 0.018,
+                '_l2_regularization_strength': 0.019,
+            },
+        ),
+        ('momentum', {'_momentum': 0.021}),
+        ('rmsprop', {'_momentum': 0.022, '_decay': 0.023, '_epsilon': 0.011}),
+    ],
+)
+def test_each_setting_reaches_its_optimizer_argument(name, attrs):
+    optimizer = optimization.make_optimizer(name, 0.01, **DISTINCT_SETTINGS)
+    assert {key: getattr(optimizer, key) for key in attrs} == attrs
+
+
+def test_reads_setting_names_the_settings_a_run_uses():
+    piecewise = {'learning_rate_decay_type': 'piecewise', 'values': ['0.1', '0.01']}
+    by_factor = {'learning_rate_decay_type': 'piecewise', 'values': []}
+    cosine = {'learning_rate_decay_type': 'cosine', 'optimizer': 'rmsprop'}
+    assert not optimization.reads_setting('learning_rate', piecewise)
+    assert not optimization.reads_setting('learning_rate_decay_factor', piecewise)
+    assert optimization.reads_setting('learning_rate_decay_factor', by_factor)
+    assert not optimization.reads_setting('learning_rate_decay_factor', cosine)
+    assert optimization.reads_setting('end_learning_rate', cosine)
+    assert not optimization.reads_setting('num_epochs_per_decay', cosine)
+    assert optimization.reads_setting('rmsprop_decay', cosine)
+    assert not optimization.reads_setting('momentum', cosine)
+    assert optimization.reads_setting('batch_size', cosine)
