@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from training import optimization
+from training import trainer
 
 v1 = tf.compat.v1
 STEPS = [0, 1, 9, 10, 49, 50, 99, 100, 150, 1000]
@@ -148,8 +149,13 @@ DISTINCT_SETTINGS = dict(
     ],
 )
 def test_each_setting_reaches_its_optimizer_argument(name, attrs):
-    optimizer = optimization.make_optimizer(name, 0.01, **DISTINCT_SETTINGS)
-    assert {key: getattr(optimizer, key) for key in attrs} == attrs
+    """Through `make_optimizer`, and from a training's settings (`trainer.optimizer`)."""
+    settings = trainer.TrainSettings(optimizer=name, **DISTINCT_SETTINGS)
+    trained, _ = trainer.optimizer(
+        settings, 0.01, tf.float32, trainer.cluster_setup(settings, environ={})
+    )
+    for optimizer in (optimization.make_optimizer(name, 0.01, **DISTINCT_SETTINGS), trained):
+        assert {key: getattr(optimizer, key) for key in attrs} == attrs
 
 
 def test_reads_setting_names_the_settings_a_run_uses():

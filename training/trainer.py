@@ -947,21 +947,11 @@ def optimizer(settings, rate, dtype, cluster):
     """(optimizer, `cluster_lib.Replication` or None): the flag's optimizer, with dynamic loss
     scaling for float16; on a worker of a cluster, wrapped for synchronous (--sync_replicas) or
     asynchronous steps (see training/cluster.py)."""
+    # Each setting under its own name: a list written out could pass one as another.
     opt = optimization.make_optimizer(
         settings.optimizer,
         rate,
-        opt_epsilon=settings.opt_epsilon,
-        adadelta_rho=settings.adadelta_rho,
-        adagrad_initial_accumulator_value=settings.adagrad_initial_accumulator_value,
-        adam_beta1=settings.adam_beta1,
-        adam_beta2=settings.adam_beta2,
-        ftrl_learning_rate_power=settings.ftrl_learning_rate_power,
-        ftrl_initial_accumulator_value=settings.ftrl_initial_accumulator_value,
-        ftrl_l1=settings.ftrl_l1,
-        ftrl_l2=settings.ftrl_l2,
-        momentum=settings.momentum,
-        rmsprop_momentum=settings.rmsprop_momentum,
-        rmsprop_decay=settings.rmsprop_decay,
+        **{name: getattr(settings, name) for name in optimization.OPTIMIZER_READERS},
     )
     if dtype == tf.float16:
         opt = v1.mixed_precision.MixedPrecisionLossScaleOptimizer(opt, 'dynamic')
