@@ -126,8 +126,9 @@ flags.DEFINE_integer(
 cli.define_model_flags(
     select_threshold=0.5,
     select_threshold_help=(
-        'Minimum score of a detection drawn and written (checkpoints: also the NMS input threshold; '
-        'exports keep the threshold they were exported with and are filtered by this one).'
+        'Detections scoring above it are drawn and written (checkpoints: also the NMS input '
+        'threshold; exports keep the threshold they were exported with and are filtered by this '
+        'one).'
     ),
 )
 cli.define_moving_average_flag()
@@ -333,7 +334,7 @@ class Run:
             # A barely trained model's box codes decode to inf: no box to draw or record.
             finite = np.isfinite(dets['boxes']).all(axis=-1)
             if not finite.all():
-                self.non_finite += int((~finite & (dets['scores'] >= FLAGS.select_threshold)).sum())
+                self.non_finite += int((~finite & (dets['scores'] > FLAGS.select_threshold)).sum())
                 dets = {k: v[finite] for k, v in dets.items()}
             kept.append(detection.filter_detections(dets, FLAGS.select_threshold, FLAGS.keep_top_k))
         return kept

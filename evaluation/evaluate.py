@@ -581,7 +581,7 @@ def warn_select_threshold(card, exported):
         else 'pass --select_threshold=0.01'
     )
     logging.warning(
-        'The mAP counts only detections scoring at least select_threshold=%g (the model card\'s, '
+        'The mAP counts only detections scoring above select_threshold=%g (the model card\'s, '
         'e.g. a Caffe deploy file\'s display threshold): objects found with lower scores count '
         'as missed, which lowers the mAP. The VOC and COCO protocols rank every detection (Caffe '
         'SSD\'s test.prototxt evaluates at 0.01): for numbers comparable with published ones, %s.',

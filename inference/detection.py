@@ -1419,9 +1419,10 @@ class TFLiteImageDetector:
 
 # ---------------------------------------------------------------------------------------------
 def filter_detections(detections, select_threshold, keep_top_k):
-    """One image's detections (arrays by key, best first) with scores >= `select_threshold`, at
-    most `keep_top_k` of them (None or <= 0: all, as in the model card)."""
-    mask = detections['scores'] >= select_threshold
+    """One image's detections (arrays by key, best first) with scores > `select_threshold` (as
+    the graph's post-processing and Caffe's DetectionOutput keep them), at most `keep_top_k` of
+    them (None or <= 0: all, as in the model card)."""
+    mask = detections['scores'] > select_threshold
     top = keep_top_k if keep_top_k is not None and keep_top_k > 0 else None
     return {k: v[mask][:top] for k, v in detections.items()}
 

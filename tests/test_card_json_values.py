@@ -93,6 +93,20 @@ def test_tensorboard_refuses_a_step_int_would_truncate(tmp_path):
             eval_outputs.write_tensorboard(str(tmp_path), step, {'voc07': 0.5}, {})
 
 
+def test_tensorboard_takes_every_int64_step(tmp_path):
+    import tensorflow as tf
+
+    for step in (-(2**63), 2**63 - 1):
+        eval_outputs.write_tensorboard(str(tmp_path / str(step)), step, {'voc07': 0.5}, {})
+        [path] = (tmp_path / str(step)).iterdir()
+        read = [
+            (e.step, v.tag)
+            for e in tf.compat.v1.train.summary_iterator(str(path))
+            for v in e.summary.value
+        ]
+        assert read == [(step, 'eval/voc07_mAP')]
+
+
 @pytest.mark.parametrize('depth', [4, 600])
 def test_ssd_params_nested_too_deeply_are_refused_naming_the_file(tmp_path, depth):
     """500-980 levels pass the JSON parser (fewer under pytest's deeper stack); converting them

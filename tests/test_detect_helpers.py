@@ -11,6 +11,7 @@ from PIL import Image
 from datasets import dataset_factory
 from datasets import image_io
 from inference import detection
+from inference import detection_records
 from inference import visualization
 from tests import data_fixtures
 
@@ -40,6 +41,11 @@ def test_draw_detections_box_and_filled_label():
     bgr = visualization.draw_detections(image, DETECTIONS, {3: 'bird'}, rgb=False)
     np.testing.assert_array_equal(bgr[50, 20], color[::-1])
     assert (visualization.draw_detections(image, DETECTIONS, NAMES, min_score=0.9) == 255).all()
+    # min_score keeps the scores equal to it.
+    at_score = DETECTIONS['scores'][0]
+    np.testing.assert_array_equal(
+        visualization.draw_detections(image, DETECTIONS, NAMES, min_score=at_score), drawn
+    )
 
 
 def test_show_detections_plots_pixel_box():
@@ -71,6 +77,12 @@ def test_pixel_detections_are_clipped_to_the_image_as_evaluation_scores_them():
     outside = dict(DETECTIONS, boxes=np.array([[-0.125, 0.5, 1.25, 1.5]], np.float32))
     [row] = detection.pixel_detections(outside, 100, 200, NAMES)
     assert [row[k] for k in ('xmin', 'ymin', 'xmax', 'ymax')] == [100.0, 0.0, 200.0, 100.0]
+
+
+def test_pixel_detections_keep_the_scores_equal_to_min_score():
+    at_score = DETECTIONS['scores'][0]
+    assert len(detection.pixel_detections(DETECTIONS, 100, 200, NAMES, min_score=at_score)) == 1
+    assert detection.pixel_detections(DETECTIONS, 100, 200, NAMES, min_score=0.88) == []
 
 
 def test_load_image_rgb(tmp_path):
@@ -187,6 +199,25 @@ def test_expand_inputs(tmp_path):
     assert skipped == 0
     assert detection.describe_others(others) == '1 .txt file, 1 folder'
     assert [detection.is_video(p) for p in paths] == [False, False, True, False, False]
+
+
+def test_output_names():
+    """`<stem>_det<ext>`: an image's own .jpg, .jpeg or .png (lower case), .mp4 for a video,
+    else .png; `_<n>` for the n-th taken name. Only those names are an input's outputs."""
+    name = detection_records.output_name
+    assert [name(p) for p in ('a/b.JPG', 'c.jpeg', 'd.png', 'e.bmp', 'f.tif', 'v/g.AVI')] == [
+        'b_det.jpg',
+        'c_det.jpeg',
+        'd_det.png',
+        'e_det.png',
+        'f_det.png',
+        'g_det.mp4',
+    ]
+    assert name('c.jpeg', 2) == 'c_det_2.jpeg'
+    is_output = detection_records._is_output_of
+    assert is_output('x/c.jpeg', 'c_det.jpeg') and is_output('x/c.jpeg', 'c_det_12.jpeg')
+    for other in ('c_det.jpeg.txt', 'c_det_0.jpeg', 'c_det_01.jpeg', 'c_det.png', 'xc_det.jpeg'):
+        assert not is_output('x/c.jpeg', other), other
 
 
 def test_expand_inputs_skips_earlier_outputs_unless_named_alone(tmp_path):

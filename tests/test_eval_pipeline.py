@@ -133,6 +133,8 @@ def test_eval_equals_offline_scoring_of_its_results_files(data, evaluated):
             row['num_fp'],
         )
         assert c.ap_voc07 == pytest.approx(row['ap_voc07'], abs=1e-12)
+    for rule in ('voc07', 'voc12'):  # results.json's per-class APs, each of its own rule
+        assert summary['class_ap'][rule] == pytest.approx(offline.ap(rule), abs=1e-12)
     printed = _run(
         [
             'score_detections.py',

@@ -4,6 +4,7 @@ that use it (real names in tables, safe stems in file names, writer and reader a
 import hashlib
 import os
 
+import matplotlib.figure
 import numpy as np
 import pytest
 
@@ -108,8 +109,9 @@ def test_results_files_and_plots_take_any_name(tmp_path):
     ]
 
 
-def test_each_pr_curve_shows_its_own_class(tmp_path):
-    """The plots share one figure: each PNG holds its class's curve only (an empty one none)."""
+def test_each_pr_curve_shows_its_own_class(tmp_path, monkeypatch):
+    """The plots share one figure: each PNG holds its class's curve only (an empty one none),
+    its envelope and APs."""
     import cv2
 
     evaluator = vm.VOCEvaluator({1: 'early', 2: 'missed', 3: 'late'})
@@ -127,7 +129,29 @@ def test_each_pr_curve_shows_its_own_class(tmp_path):
             [1, 3],
             image_shape=(50, 50),
         )
+    saved = {}
+    savefig = matplotlib.figure.Figure.savefig
+
+    def record(fig, path, **kwargs):
+        # Title and each line's precisions (curve, then the VOC12 envelope) of every plot.
+        ax = fig.axes[0]
+        lines = [line.get_ydata().tolist() for line in ax.lines]
+        saved[os.path.basename(path)] = (ax.get_title(), lines)
+        savefig(fig, path, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, 'savefig', record)
     paths = outputs.plot_pr_curves(evaluator.compute(), str(tmp_path))
+    # 'early': precisions 1, 1, 2/3, 1/2 at recalls 1/4, 1/2, 1/2, 1/2; 'late': 0, 0, 1/3, 1/2
+    # at 0, 0, 1/4, 1/2. The envelope is the devkit's: the largest precision at any recall
+    # beyond; AP07 its mean at recalls 0, 0.1, ..., 1 (6 of 11 points reached), AP12 its area.
+    assert saved['pr_early.png'] == (
+        'early: AP07 54.5, AP12 50.0',
+        [pytest.approx([1, 1, 2 / 3, 1 / 2])] * 2,
+    )
+    assert saved['pr_late.png'] == (
+        'late: AP07 27.3, AP12 25.0',
+        [pytest.approx([0, 0, 1 / 3, 1 / 2]), pytest.approx([1 / 2] * 4)],
+    )
     drawn = {}  # coloured pixels: the lines and their legend (axes, text and grid are grey)
     for path in paths:
         image = cv2.imread(path).astype(int)

@@ -432,6 +432,11 @@ def test_outputs_that_do_not_fit_the_batch_fail_it(tmp_path):
     [
         ({'num_detections': np.int32([3, 0])}, 'num_detections [3, 0] are not within 0..2'),
         ({'num_detections': np.int32([-1, 0])}, 'num_detections [-1, 0] are not within 0..2'),
+        # Outputs of different row counts: num_detections within the fewest.
+        (
+            {'detection_scores': np.zeros((2, 3), np.float32), 'num_detections': np.int32([3, 0])},
+            'num_detections [3, 0] are not within 0..2',
+        ),
         (
             {'detection_classes': np.zeros((2, 2), np.float32)},
             "output 'detection_classes' for 2 image(s) is float32 of shape [2, 2], not int32 of "

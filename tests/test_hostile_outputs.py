@@ -150,12 +150,14 @@ def test_detect_takes_over_only_outputs_named_for_a_listed_input(tmp_path):
     names = ['img_det.jpg', 'img_det_1.jpg', 'a_det.png', 'clip_det.mp4', 'b_det.png']
     for name in names + ['c_det_01.png', 'd_det.png', 'e_det.jpg']:
         (out / name).write_bytes(b'mine')
+    (tmp_path / 'f_det.jpg').write_bytes(b'mine')
     record = {
         'model': {},
         'num_processed': 0,
         'images': [
             {'file': '/x/img.jpg', 'output': str(out / 'img_det_1.jpg')},
             {'file': '/x/zzz.jpg', 'output': str(out / 'a_det.png')},
+            {'file': '/x/f.jpg', 'output': str(tmp_path / 'f_det.jpg')},  # not in the folder
         ],
         'videos': [{'file': 'clip.avi', 'output': str(out / 'clip_det.mp4')}],
         'kept_outputs': [
@@ -421,3 +423,7 @@ def test_detect_filter_keeps_every_detection_for_keep_top_k_0_or_less():
         got = detection.filter_detections(dets, 0.5, top)
         assert got['labels'].tolist() == want, top
         np.testing.assert_array_equal(got['scores'], dets['scores'][: len(want)])
+    # Scores above the threshold only, as the graph's post-processing keeps them (Caffe's
+    # DetectionOutput: score > confidence_threshold): a run's --select_threshold above the
+    # exported one keeps what a model exported with it keeps.
+    assert detection.filter_detections(dets, 0.6, None)['labels'].tolist() == [1]

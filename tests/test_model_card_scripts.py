@@ -348,9 +348,7 @@ def test_caffe_converted_checkpoint_needs_no_model_flags(trained, tmp_path, monk
     assert result.num_images == 3 and np.isfinite(result.metrics['voc07'])
     assert card.detection.select_threshold == 0.25
     (warning,) = [w for w in warnings if 'select_threshold' in w]
-    assert warning.startswith(
-        'The mAP counts only detections scoring at least select_threshold=0.25'
-    )
+    assert warning.startswith('The mAP counts only detections scoring above select_threshold=0.25')
     assert warning.endswith('comparable with published ones, pass --select_threshold=0.01.')
     warnings.clear()
     evaluate.warn_select_threshold(card, exported=True)

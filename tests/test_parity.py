@@ -43,6 +43,27 @@ def test_class_tolerance_and_single_use():
     assert parity.match_detections(_outputs([(1, 0.7, moved)] * 2), want, tol=1e-3)[0] == 2
 
 
+def test_score_and_box_tolerances_are_inclusive_and_both_checked():
+    """A pair within tol in score and in every box coordinate matches, a difference of exactly
+    tol too (binary fractions: exact in float32); a score or a box off by more does not."""
+    want = _outputs([(1, 0.5, [0.0, 0.0, 0.5, 0.5])])
+
+    def matched(score, box):
+        return parity.match_detections(_outputs([(1, score, box)]), want, tol=0.25)[0]
+
+    assert matched(0.75, [0.0, 0.0, 0.5, 0.75]) == 1
+    assert matched(0.875, [0.0, 0.0, 0.5, 0.5]) == 0
+    assert matched(0.5, [0.0, 0.0, 0.5, 0.875]) == 0
+
+
+def test_each_detection_takes_the_nearest_score():
+    """Two candidates within tol: the nearer score is taken, so that the reported largest
+    difference is that of the best pairing (0 here), not of the first candidate."""
+    want = _outputs([(1, 0.7, BOX_A), (1, 0.70005, BOX_A)])
+    got = _outputs([(1, 0.70005, BOX_A), (1, 0.7, BOX_A)])
+    assert parity.match_detections(got, want) == (2, 2, 0.0, 0.0)
+
+
 def test_totals_over_batches():
     report = parity.Parity(tol=1e-4)
     want = _outputs([(1, 0.9, BOX_A), (3, 0.5, BOX_B)])
@@ -64,6 +85,7 @@ def test_near_ties_at_the_cut_are_counted():
     report = parity.Parity(tol=1e-4)
     report.add(got, want)
     assert (report.matched, report.unmatched, report.unmatched_near_cut) == (1, 2, 2)
+    assert report.unmatched_nms_ties == 0  # same class and score too, but counted at the cut
     missed = parity.Parity(tol=1e-4)
     missed.add(_outputs([(1, 0.9, BOX_A), (2, 0.2, BOX_B)]), want)
     assert (missed.unmatched, missed.unmatched_near_cut) == (2, 0)  # 0.2 and 0.4: no tie
@@ -83,3 +105,15 @@ def test_near_ties_in_nms_are_counted():
     assert '2 beside an unmatched detection of the other model of the same class' in (
         report.summary()
     )
+
+
+def test_an_nms_tie_needs_the_same_class():
+    """Unmatched detections of two classes at one score are no NMS tie (NMS runs per class)."""
+    want = _outputs([(1, 0.9, BOX_A), (4, 0.5, BOX_B), (3, 0.2, BOX_A)])
+    got = _outputs([(1, 0.9, BOX_A), (2, 0.5, BOX_B), (3, 0.2, BOX_A)])
+    report = parity.Parity(tol=1e-4)
+    report.add(got, want)
+    assert (report.matched, report.unmatched) == (2, 2)
+    assert (report.unmatched_near_cut, report.unmatched_nms_ties) == (0, 0)
+    report.add(_outputs([(1, 0.9, BOX_A), (4, 0.50002, BOX_A), (3, 0.2, BOX_A)]), want)
+    assert (report.unmatched_near_cut, report.unmatched_nms_ties) == (0, 2)

@@ -41,7 +41,25 @@ def test_same_box_many_times():
     boxes = [(100, 100, 200, 200)] * 6
     rects = visualization.layout_labels(boxes, [(60, 14)] * 6, 300, 300)
     assert _disjoint(rects)
-    assert rects[0] == (100, 86, 160, 100)  # the best score keeps the place above its box
+    # Above the box, inside its top edge, below it, inside its bottom edge; then the free places
+    # nearest the box (touching labels do not overlap: half-open rectangles).
+    assert [top for _, top, _, _ in rects] == [86, 100, 200, 186, 114, 128]
+    assert all(rect[::2] == (100, 160) for rect in rects)
+
+
+def test_a_full_column_takes_the_least_overlapping_place():
+    """Three 14-pixel labels in a 35-pixel column: the third overlaps least (7 rows) between the
+    first two."""
+    rects = visualization.layout_labels([(10, 0, 50, 35)] * 3, [(30, 14)] * 3, 35, 100)
+    assert rects == [(10, 0, 40, 14), (10, 21, 40, 35), (10, 7, 40, 21)]
+
+
+def test_label_text_is_black_on_light_colours_white_on_dark():
+    # ITU-R BT.601 luma above 150: black text.
+    assert visualization._text_color((255, 255, 255)) == (0, 0, 0)
+    assert visualization._text_color((255, 127, 14)) == (0, 0, 0)  # luma 152.4
+    assert visualization._text_color((23, 190, 207)) == (255, 255, 255)  # luma 142.0
+    assert visualization._text_color((0, 0, 0)) == (255, 255, 255)
 
 
 def test_box_at_the_top_edge_puts_label_inside():
