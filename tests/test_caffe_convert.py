@@ -163,6 +163,38 @@ def test_batch_norm_and_scale_match_caffe(factor, conv_bias, caffe_eps):
     assert conv.unmapped == []
 
 
+def test_zero_factor_statistics_prototxt_eps_and_a_scale_without_beta_are_caffes():
+    """Caffe's BatchNorm takes zero statistics when its factor blob f is 0, whatever the mean
+    and variance blobs hold (batch_norm_layer.cpp: scale_factor 0), and the eps of the deploy
+    prototxt (the net Caffe builds) over the one stored in the caffemodel; a Scale layer without
+    bias_term has one blob, gamma, and adds nothing."""
+    rng = np.random.default_rng(4)
+    c = 5
+    gamma = rng.uniform(0.5, 1.5, c)
+    layers = [
+        caffe_pb.CaffeLayer('conv1', 'Convolution', [np.ones((c, 1, 1, 1), np.float32)]),
+        caffe_pb.CaffeLayer(
+            'conv1/bn',
+            'BatchNorm',
+            [
+                np.float32(rng.standard_normal(c)),
+                np.float32(rng.uniform(0.5, 2.0, c)),
+                np.float32([0.0]),
+            ],
+            eps=1e-5,
+        ),
+        caffe_pb.CaffeLayer('conv1/scale', 'Scale', [np.float32(gamma)]),
+    ]
+    spec = caffe_ssd.layer_map('ssd_300_mobilenet')
+    conv = caffe_ssd.convert_layers(layers, spec, tf_bn_epsilon=1e-3, bn_eps={'conv1/bn': 0.25})
+    values = {k.rsplit('/', 1)[1]: v for k, v in conv.values.items() if '/BatchNorm/' in k}
+    x = rng.standard_normal((10, c)) * 3
+    # (x - 0) / sqrt(0 + 0.25) * gamma = 2x * gamma.
+    np.testing.assert_allclose(
+        _our_batch_norm(x, values, 1e-3), 2 * x * gamma, rtol=1e-5, atol=1e-5
+    )
+
+
 def test_merged_batch_norm_is_the_identity_plus_bias():
     rng = np.random.default_rng(3)
     bias = rng.standard_normal(8).astype(np.float32)
@@ -429,3 +461,14 @@ def test_a_checkpoint_the_converter_did_not_write_is_not_replaced(tmp_path):
     for _ in range(2):
         caffe_convert.convert(model, mine, 'vgg_16_fc_reduced', log=lambda line: None)
     assert len(checkpoint_io.restore_values(mine)) == 30
+
+
+def test_the_reload_check_refuses_outputs_beyond_float_noise():
+    """The last step of writing a checkpoint: the re-loaded net's outputs must equal the
+    converted net's up to float noise (1e-6 of the largest output)."""
+    expected = {'logits': np.array([[1000.0, -2.0]]), 'localisations': np.array([[0.5]])}
+    noisy = {'logits': np.array([[1000.0 + 1e-4, -2.0]]), 'localisations': np.array([[0.5]])}
+    assert checkpoint_io._compare('m.ckpt', expected, noisy) == pytest.approx(1e-4, rel=1e-3)
+    lost = {'logits': np.array([[1000.0, -2.0]]), 'localisations': np.array([[0.6]])}
+    with pytest.raises(RuntimeError, match=r're-loading m.ckpt does not reproduce .*diff 0.1\)'):
+        checkpoint_io._compare('m.ckpt', expected, lost)

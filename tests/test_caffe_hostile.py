@@ -249,6 +249,11 @@ _PROTOTXT_CASES = [
         'min_size: 60.0 max_size: 30.0',
         _PRIOR + r'max_size 30 must be greater than min_size 60',
     ),
+    (
+        'min_size: 60.0',
+        'min_size: 60.0 max_size: 60.0',
+        _PRIOR + r'max_size 60 must be greater than min_size 60',
+    ),
     ('min_size: 60.0', 'min_size: 60.0 step: inf', _PRIOR + r'step \(line \d+\) is inf'),
     (
         'aspect_ratio: 2.0',

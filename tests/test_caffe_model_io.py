@@ -1,5 +1,6 @@
 """caffemodel reading/writing (protobuf schema built in Python) and the prototxt parser."""
 
+import re
 import struct
 
 import numpy as np
@@ -152,6 +153,20 @@ def test_prototxt_parser():
     assert prototxt.parse(prototxt.to_text(net)).fields == net.fields
 
 
+def test_prototxt_getters_follow_protobuf_text_format():
+    """A field given twice takes its last value (a block too); bounds are inclusive unless
+    exclusive_minimum; booleans may be t / f; "\\101" is an octal escape; blocks nest up to 100
+    deep (protobuf's parsers' limit)."""
+    net = prototxt.parse(r'x: 0.2 x: 1.0 p { v: 1 } p { v: 2 } s: "\101\n" t: t f: f')
+    assert net.number('x', 'w', minimum=1.0, maximum=1.0) == 1.0
+    assert net.block('p', 'w').get('v') == 2
+    assert net.text('s', 'w') == 'A\n'
+    assert (net.boolean('t', 'w'), net.boolean('f', 'w')) == (True, False)
+    assert len(prototxt.parse('a { ' * 100 + '}' * 100).fields) == 1
+    with pytest.raises(prototxt.PrototxtError, match='nested more than 100 deep'):
+        prototxt.parse('a { ' * 101 + '}' * 101)
+
+
 @pytest.mark.parametrize(
     'text,message',
     [
@@ -188,6 +203,20 @@ def test_ssd_config_from_generated_deploys():
     assert mobilenet['bn_eps']['conv0/bn'] == 1e-5
 
 
+def test_prior_box_fields_left_out_take_caffes_defaults():
+    """SSD Caffe's PriorBoxParameter defaults (caffe.proto: offset 0.5, clip false, flip true;
+    prior_box_layer.cpp: no variance is 0.1 for all four codes), as a deploy that leaves them out
+    must give; the generated deploys spell every one of them."""
+    text = caffe_fixtures.mobilenet_ssd().prototxt
+    bare = re.sub(r'\n *(offset|clip|flip|variance): [^\n]*', '', text)
+    assert bare.count('PriorBox') == text.count('PriorBox') and 'variance' not in bare
+    params = caffe_ssd.ssd_config_from_prototxt(
+        prototxt.parse(bare), caffe_ssd.layer_map('ssd_300_mobilenet')
+    )['ssd_params']
+    assert (params['anchor_offset'], params['anchor_clip']) == (0.5, False)
+    assert params['prior_scaling'] == [0.1] * 4
+
+
 def test_ssd_config_rejects_what_our_anchors_cannot_express():
     spec = caffe_ssd.layer_map('ssd_300_mobilenet')
     text = caffe_fixtures.mobilenet_ssd().prototxt
@@ -207,4 +236,8 @@ def test_ssd_config_rejects_what_our_anchors_cannot_express():
     with pytest.raises(caffe_ssd.ConversionError, match='disagree on clip'):
         caffe_ssd.ssd_config_from_prototxt(
             prototxt.parse(text.replace('clip: false', 'clip: true', 1)), spec
+        )
+    with pytest.raises(caffe_ssd.ConversionError, match='disagree on variances'):
+        caffe_ssd.ssd_config_from_prototxt(
+            prototxt.parse(text.replace('variance: 0.2', 'variance: 0.3', 1)), spec
         )

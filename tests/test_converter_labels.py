@@ -237,6 +237,11 @@ FOUR = [BACKGROUND, ('cat', 1, 'cat'), ('dog', 2, 'dog'), ('cow', 3, 'cow')]
             '0..3; pass the label map the model was trained with',
         ),
         (
+            FOUR[:3] + [('cow', 4, 'cow')],
+            '{path}: item 4 (line 16, label 4): label 4 is beyond the model\'s classes: the '
+            'model has 4 classes',
+        ),
+        (
             FOUR[:3] + [('cow', 7, 'cow')],
             '{path}: item 4 (line 16, label 7): label 7 is beyond the model\'s classes: the '
             'model has 4 classes',

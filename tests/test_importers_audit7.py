@@ -19,13 +19,20 @@ from tests.conftest import run_script
 
 # weiliu89's COCO SSD300 deploy (models/VGGNet/coco/SSD_300x300): min_size / max_size per layer.
 COCO_SSD300_PRIOR_SIZES = [[21, 45], [45, 99], [99, 153], [153, 207], [207, 261], [261, 315]]
+# The fixture deploy's DetectionOutput, unlike the published one: the card must take the deploy's.
+DEPLOY_DETECTION = {
+    'nms_threshold': 0.5,
+    'top_k': 300,
+    'keep_top_k': 150,
+    'confidence_threshold': 0.02,
+}
 
 
 @pytest.fixture(scope='module')
 def coco_vgg300(tmp_path_factory):
     """An 81-class (COCO) VGG SSD300 caffemodel and its deploy prototxt."""
     directory = tmp_path_factory.mktemp('coco_vgg300')
-    net = caffe_fixtures.vgg_ssd(300, num_classes=81, seed=7)
+    net = caffe_fixtures.vgg_ssd(300, num_classes=81, seed=7, detection=DEPLOY_DETECTION)
     proto, model = caffe_fixtures.write_net(net, str(directory), 'coco300')
     return directory, proto, model, net
 
@@ -46,10 +53,19 @@ def test_one_mean_value_is_every_channels_and_a_zero_scale_is_refused(mobilenet,
     """--caffe_mean_bgr=127.5 (Caffe's mean_value: one value for all channels) wrote a card
     whose mean had one value; --caffe_scale=0 wrote a model whose every input was 0."""
     proto, model = mobilenet
+    # The flags win over the deploy's transform_param.
+    with open(proto) as f:
+        text = f.read()
+    transformed = tmp_path / 'transformed.prototxt'
+    transformed.write_text(
+        'layer { name: "data" type: "Input" transform_param { mean_value: 1 mean_value: 2 '
+        'mean_value: 3 scale: 0.25 } }\n' + text
+    )
     result = caffe_convert.convert(
         model,
         str(tmp_path / 'm.ckpt'),
         'ssd_300_mobilenet',
+        prototxt_path=str(transformed),
         caffe_mean_bgr=['127.5'],
         caffe_scale=0.5,
         log=lambda line: None,
@@ -72,6 +88,22 @@ def test_one_mean_value_is_every_channels_and_a_zero_scale_is_refused(mobilenet,
                 caffe_scale=scale,
                 log=lambda line: None,
             )
+    assert not list(tmp_path.glob('bad.ckpt*'))
+    # A deploy for another input size is refused (the net's anchors are for its own).
+    assert text.count('dim: 300') == 2
+    other_size = tmp_path / 'other_size.prototxt'
+    other_size.write_text(text.replace('dim: 300', 'dim: 512'))
+    with pytest.raises(
+        caffe_ssd.ConversionError,
+        match=re.escape(f'{other_size}: input [512, 512], but ssd_300_mobilenet is built for '),
+    ):
+        caffe_convert.convert(
+            model,
+            str(tmp_path / 'bad.ckpt'),
+            'ssd_300_mobilenet',
+            prototxt_path=str(other_size),
+            log=lambda line: None,
+        )
     assert not list(tmp_path.glob('bad.ckpt*'))
 
 
@@ -108,6 +140,17 @@ def test_a_prototxt_without_prior_boxes_gives_the_published_anchors(coco_vgg300,
     card = _card(result)
     assert card['num_classes'] == 81
     assert card['ssd_params']['anchor_sizes'] == COCO_SSD300_PRIOR_SIZES
+    # weiliu89's VGG SSD (ssd_pascal.py): mean_value 104, 117, 123 (B, G, R) and no scale;
+    # DetectionOutput nms_threshold 0.45, top_k 400, keep_top_k 200, confidence_threshold 0.01.
+    assert card['normalisation']['mean_rgb'] == [123.0, 117.0, 104.0]
+    assert card['normalisation']['scale'] == 1.0
+    assert card['detection'] == {
+        'select_threshold': 0.01,
+        'nms_threshold': 0.45,
+        'top_k': 400,
+        'keep_top_k': 200,
+        'clip': False,
+    }
     assert any(
         'anchors from the published COCO preset (%s has no PriorBox layers)' % cut in line
         for line in lines
@@ -129,6 +172,13 @@ def test_a_prototxt_without_prior_boxes_gives_the_published_anchors(coco_vgg300,
     assert _card(full)['ssd_params']['anchor_sizes'] == [
         [p[0], p[1]] for p in caffe_fixtures.VGG300_VOC_PRIORS
     ]
+    assert _card(full)['detection'] == {
+        'select_threshold': 0.02,
+        'nms_threshold': 0.5,
+        'top_k': 300,
+        'keep_top_k': 150,
+        'clip': False,
+    }
 
 
 def test_class_count_conflict_does_not_suggest_the_flag_already_given(coco_vgg300, tmp_path):
