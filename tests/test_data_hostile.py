@@ -57,6 +57,16 @@ def test_header_sizes_are_read_without_decoding():
         image_io.BadImageError, match="13378x13378 = 178970884 pixels: TensorFlow's JPEG decoder"
     ):
         image_io.check_size(13378, 13378, limits)
+    # Both bounds are inclusive: 178956970 * 3 = 536870910 < 2**29 bytes, one pixel more is not.
+    assert 178956970 * 3 < 2**29 <= 178956971 * 3
+    image_io.check_size(178956970, 1, limits)
+    with pytest.raises(image_io.BadImageError, match="178956971 pixels: TensorFlow's JPEG"):
+        image_io.check_size(178956971, 1, limits)
+    image_io.check_size(24, 20, image_io.ImageLimits(max_pixels=480))
+    with pytest.raises(
+        image_io.BadImageError, match='480 pixels: more than --max_image_pixels=479'
+    ):
+        image_io.check_size(24, 20, image_io.ImageLimits(max_pixels=479))
 
 
 def test_jpegs_of_many_scans_are_refused_before_decoding(tmp_path):

@@ -274,26 +274,28 @@ def test_metadata_content(converted):
 
 
 @pytest.mark.parametrize(
-    'image_id,objects',
+    'image_id,objects,fmt',
     [
-        (None, ()),
+        (None, (), 'jpeg'),
         (
             None,
             (
                 ef.ObjectRecord((0.1, 0.2, 0.3, 0.4), 3, 'bird', 1, 0),
                 ef.ObjectRecord((0, 0, 1, 1), 20, 'tvmonitor'),
             ),
+            'jpeg',
         ),
-        (-5, (ef.ObjectRecord((1 / 3, 0.5, 0.75, 1.0), 300, 'caf\u00e9', 0, 1, 1),)),
-        (2**40, ()),
+        (-5, (ef.ObjectRecord((1 / 3, 0.5, 0.75, 1.0), 300, 'caf\u00e9', 0, 1, 1),), 'jpeg'),
+        (2**40, (), 'jpeg'),
+        (-(2**63), (), 'png'),  # the smallest int64; an 8-bit PNG kept byte for byte
     ],
 )
-def test_hand_encoded_example_parses_to_the_tensorflow_proto(image_id, objects):
-    image = image_io.EncodedImage(b'\xff\xd8\xff' + bytes(range(256)) * 3, 123, 4567)
+def test_hand_encoded_example_parses_to_the_tensorflow_proto(image_id, objects, fmt):
+    image = image_io.EncodedImage(b'\xff\xd8\xff' + bytes(range(256)) * 3, 123, 4567, format=fmt)
     record = ef.ExampleRecord('x/\u00e9.jpg', image, objects, image_id)
     feature = {
         ef.ENCODED: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.data])),
-        ef.FORMAT: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b'jpeg'])),
+        ef.FORMAT: tf.train.Feature(bytes_list=tf.train.BytesList(value=[fmt.encode()])),
         ef.FILENAME: tf.train.Feature(
             bytes_list=tf.train.BytesList(value=['x/\u00e9.jpg'.encode()])
         ),

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from datasets import convert
+from datasets import image_io
 from datasets import labels
 from datasets import pascalvoc
 from inference import detection
@@ -37,7 +38,11 @@ def test_round_trip_boxes_labels_flags_image(tmp_path):
         fx.voc_object('person', (1, 1, 200, 120), difficult='0', truncated='1'),
         fx.voc_object('car', (33.5, 40.25, 80.75, 60), difficult='0', truncated='0'),
     ]
-    objs_b = [fx.voc_object('tvmonitor', (5, 6, 60, 88))]
+    # Two of one class in one image: num_images counts the image once.
+    objs_b = [
+        fx.voc_object('tvmonitor', (5, 6, 60, 88)),
+        fx.voc_object('tvmonitor', (1, 2, 30, 40)),
+    ]
     fx.add_voc_example(root, '000001', img_a, objs_a)
     fx.add_voc_example(root, '000002', img_b, objs_b)
     fx.add_voc_example(root, '000003', img_b, [])  # an image without objects is a negative example
@@ -53,7 +58,9 @@ def test_round_trip_boxes_labels_flags_image(tmp_path):
     np.testing.assert_array_equal(a['difficult'], [1, 0, 0])
     np.testing.assert_array_equal(a['truncated'], [0, 1, 0])
     np.testing.assert_array_equal(a['shape'], [120, 200, 3])
-    np.testing.assert_allclose(b['bboxes'], [fx.voc_rel((5, 6, 60, 88), 64, 90)], atol=1e-6)
+    np.testing.assert_allclose(
+        b['bboxes'], [fx.voc_rel(o['box'], 64, 90) for o in objs_b], atol=1e-6
+    )
     assert c['bboxes'].shape == (0, 4) and c['labels'].shape == (0,)
     assert a['image_id'] == -1
     # A 3-channel JPEG is stored byte for byte; the decoded pixels match OpenCV's decode of the file.
@@ -75,7 +82,8 @@ def test_round_trip_boxes_labels_flags_image(tmp_path):
         classes['dog']['num_objects'],
         classes['dog']['num_difficult'],
     ) == (1, 1, 1)
-    assert classes['tvmonitor']['num_objects'] == 1 and classes['cat']['num_objects'] == 0
+    assert (classes['tvmonitor']['num_images'], classes['tvmonitor']['num_objects']) == (1, 2)
+    assert classes['cat']['num_objects'] == 0
     with open(os.path.join(out, 'data_000.tfrecord'), 'rb') as f:
         shard = f.read()
     assert meta['files'] == [
@@ -177,6 +185,22 @@ def _png_bytes(image, **options):
 
 def _palette_png(rgb):
     return _png_bytes(Image.fromarray(rgb).convert('P', palette=Image.ADAPTIVE, colors=16))
+
+
+def test_only_8_bit_grey_or_rgb_pngs_are_stored_byte_for_byte():
+    """A 1-bit grey PNG decodes to a 2-D uint8 array as an 8-bit one does: only IHDR's bit depth
+    (byte 24) tells them apart, and only the 8-bit one is kept as it is."""
+    grey = np.where(fx.smooth_image(12, 16, seed=5)[..., 0] > 128, 255, 0).astype(np.uint8)
+    eight_bit = _png_bytes(Image.fromarray(grey))
+    kept = image_io.normalise_image_bytes(eight_bit)
+    assert (kept.data, kept.format, kept.converted_from) == (eight_bit, 'png', None)
+    one_bit = _png_bytes(Image.fromarray(grey).convert('1'))
+    assert one_bit[24:26] == b'\x01\x00'  # IHDR: bit depth 1, colour type 0 (grey)
+    converted = image_io.normalise_image_bytes(one_bit)
+    assert (converted.format, converted.converted_from) == ('jpeg', 'PNG grayscale 1-bit')
+    assert (converted.height, converted.width) == (12, 16)
+    decoded = cv2.imdecode(np.frombuffer(converted.data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert np.abs(decoded.astype(int) - grey).mean() < 8
 
 
 def test_image_modes_stored_as_3_channel_jpeg(tmp_path):
