@@ -15,6 +15,7 @@ at step 800 (random weights, `eval_fixtures.write_random_checkpoint`: its detect
 looked at).
 """
 
+import hashlib
 import json
 import os
 import pathlib
@@ -496,3 +497,14 @@ def test_a_file_put_in_saved_model_during_the_export_is_not_deleted(exports, tmp
     with pytest.raises(export.ForeignFileError, match='it holds notes.txt, which no export'):
         _export(exports, 'a', out, ['saved_model'], overwrite=True)
     assert (out / 'saved_model' / 'notes.txt').read_text() == 'mine'
+
+
+def test_a_recorded_digest_matches_by_size_and_sha256_in_either_case(tmp_path):
+    """A hand-copied record may spell the hex digest in capitals: it names the same file."""
+    data = b'model bytes'
+    (tmp_path / 'm.tflite').write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    path = str(tmp_path / 'm.tflite')
+    assert card_lib.matches_record(path, {'size': len(data), 'sha256': digest.upper()})
+    assert not card_lib.matches_record(path, {'size': len(data) + 1, 'sha256': digest})
+    assert not card_lib.matches_record(path, {'size': len(data), 'sha256': digest[:-1] + 'x'})

@@ -9,6 +9,7 @@ in one --train_dir resumed from one checkpoint and saved over and rotated away e
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -97,6 +98,35 @@ def test_a_lock_file_nested_too_deeply_is_not_a_holder():
     the parser after our prefix was a RecursionError traceback."""
     text = folder_lock._PREFIX + ', "x": ' + '[' * 30000
     assert folder_lock.holder(text) is None
+
+
+def test_a_json_object_without_our_signature_is_not_a_holder():
+    assert folder_lock.holder('{"role": "training run", "pid": 1}') is None
+    assert folder_lock.holder(folder_lock._PREFIX + ', "pid": 7}') == {
+        'lock': 'ssd folder lock',
+        'pid': 7,
+    }
+
+
+@pytest.mark.parametrize('pid', [0, -1, 1 << 31])
+def test_a_lock_file_naming_no_process_has_no_holder(tmp_path, pid):
+    """kill(0) and kill(-1) signal process groups, so they would call a lock file naming pid 0
+    or -1 held by a live run; a pid past the kernel's limit is none either."""
+    record = {'lock': 'ssd folder lock', 'host': socket.gethostname(), 'pid': pid}
+    (tmp_path / LOCK).write_text(json.dumps(record))
+    assert folder_lock.current_holder(str(tmp_path)) is None
+    (tmp_path / LOCK).write_text(json.dumps(dict(record, pid=os.getpid())))
+    assert folder_lock.current_holder(str(tmp_path))['pid'] == os.getpid()
+
+
+def test_a_long_or_controlling_command_is_cut_in_the_refusal():
+    # A newline and a DEL would act on the user's terminal; 304 characters are over the 300 shown.
+    shown = folder_lock.describe(
+        {'pid': 5, 'host': 'h', 'since': 't', 'command': 'a\nb\x7f' + 'x' * 300}
+    )
+    command = shown.split('command: ')[1][:-1]
+    assert command == 'a?b?' + 'x' * (folder_lock._COMMAND_SHOWN - 7) + '...'
+    assert shown.startswith('another process holds its lock (pid 5 on h since t, command: a?b')
 
 
 def test_a_holder_ending_by_os_exit_releases_it(tmp_path):

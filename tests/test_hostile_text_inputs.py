@@ -3,6 +3,7 @@ labels files, COCO annotations and results, conversion metadata): FIFOs refused 
 blocking, sizes bounded, deep nesting and wrong structure a one-line error naming the file."""
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -492,3 +493,31 @@ def test_score_detections_huge_results_file_is_one_line(tmp_path):
         f'{voc_metrics.MAX_RESULTS_BYTES + 1} bytes, more than the limit of '
         f'{voc_metrics.MAX_RESULTS_BYTES}.'
     )
+
+
+@pytest.mark.parametrize(
+    'path, problem',
+    [
+        ('JPEGImages/a.jpg', None),
+        ('a/../b.jpg', None),
+        ('..a/b.jpg', None),  # a folder whose name starts with two dots stays inside
+        ('..', 'climbs out of the dataset folder with ".."'),
+        ('a/../..', 'climbs out of the dataset folder with ".."'),
+        ('../x.jpg', 'climbs out of the dataset folder with ".."'),
+        ('/etc/passwd', 'is an absolute path'),
+        ('a\0.jpg', 'contains a NUL byte'),
+        ('', 'is empty'),
+        (3, 'is 3, not a path string'),
+    ],
+)
+def test_paths_named_in_a_dataset_stay_inside_its_folder(path, problem):
+    assert safe_io.check_inside(path) == problem
+
+
+def test_file_digest_is_the_size_and_sha256_of_the_whole_file(tmp_path):
+    data = bytes(range(256)) * 5000  # over one 1 MiB block
+    (tmp_path / 'm.bin').write_bytes(data)
+    assert safe_io.file_digest(str(tmp_path / 'm.bin')) == {
+        'size': len(data),
+        'sha256': hashlib.sha256(data).hexdigest(),
+    }
