@@ -633,22 +633,22 @@ def _detect():
             record = records.OutputRecord(FLAGS.output_dir, carried)
         run = Run(detector, FLAGS.output_dir, inputs, earlier, record)
         seconds = _detect_inputs(run, detector, inputs)
+        failed = ''.join(f'\n  {f["error"]}' for f in run.failures)
+        if run.num_processed == 0:
+            # Nothing detected, so nothing written: a detections.json without images would read
+            # as a run that found nothing, and would replace an earlier run's. The folder stays
+            # as it was (the record goes below, one this run created with its lock); the
+            # failures were printed above.
+            if len(run.failures) == 1:
+                failed = f' {run.failures[0]["error"]}'
+            logs.exit_error(
+                f'no image processed ({len(run.failures)} failed), '
+                f'nothing written to {FLAGS.output_dir}:{failed}'
+            )
     except BaseException:
         if record is not None:
             record.abandon()
         raise
-    failed = ''.join(f'\n  {f["error"]}' for f in run.failures)
-    if run.num_processed == 0:
-        # Nothing detected, so nothing written: a detections.json without images would read as
-        # a run that found nothing, and would replace an earlier run's. The folder stays as it
-        # was (one this run created goes with its lock); the failures were printed above.
-        record.abandon()
-        if len(run.failures) == 1:
-            failed = f' {run.failures[0]["error"]}'
-        logs.exit_error(
-            f'no image processed ({len(run.failures)} failed), '
-            f'nothing written to {FLAGS.output_dir}:{failed}'
-        )
     summary = run.summary(seconds)
     json_path = os.path.join(FLAGS.output_dir, JSON_NAME)
     atomic_io.write_json_atomic(json_path, summary)
