@@ -660,13 +660,7 @@ def _detect():
         f'detector); {len(run.failures)} failed{failed}\nwrote {json_path}'
     )
     if run.num_detections() == 0:
-        # A briefly trained model's scores all lie below the default 0.5: empty drawings and an
-        # empty detections.json read as a broken run.
-        print(
-            f'note: no detection scored above {detector.card.detection.select_threshold:g} '
-            f'(--select_threshold) in any image: a briefly trained model scores lower; a lower '
-            f'--select_threshold (e.g. 0.2) shows its weaker detections'
-        )
+        print(detection.no_detection_note(detector.card.detection.select_threshold))
     if run.non_finite:
         print(
             f'note: {run.non_finite} detection(s) above --select_threshold had a box that is not '

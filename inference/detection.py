@@ -1064,6 +1064,20 @@ def open_exported_model(
     return TFLiteImageDetector(path, num_threads)
 
 
+def no_detection_note(select_threshold):
+    """The line detect prints when no detection of any image scored above `select_threshold`: a
+    briefly trained model's scores all lie below the default 0.5, and empty drawings with an
+    empty detections.json read as a broken run. The value it suggests lies below the one given
+    (0.2 after --select_threshold=0.2 read as a mistake); after 0 there is none lower."""
+    note = f'note: no detection scored above {select_threshold:g} (--select_threshold) in any image'
+    if select_threshold > 0:
+        note += (
+            f': a briefly trained model scores lower; a lower --select_threshold (e.g. '
+            f'{min(0.2, select_threshold / 2):g}) shows its weaker detections'
+        )
+    return note
+
+
 @contextlib.contextmanager
 def without_interpreter_notice():
     """Creating a `tf.lite.Interpreter` in this block does not warn that the interpreter moves

@@ -554,6 +554,21 @@ def test_a_run_that_detects_nothing_says_so(setup, export_any):
     ) in proc.stdout, proc.stdout
 
 
+@pytest.mark.parametrize(
+    'threshold, suggested', [(0.5, '0.2'), (0.2, '0.1'), (0.05, '0.025'), (0.0, None)]
+)
+def test_the_no_detection_note_suggests_a_threshold_below_the_one_given(threshold, suggested):
+    """After --select_threshold=0.2 the note suggested 'e.g. 0.2'; after 0 nothing is lower."""
+    note = detection.no_detection_note(threshold)
+    assert note.startswith(
+        f'note: no detection scored above {threshold:g} (--select_threshold) in any image'
+    )
+    if suggested is None:
+        assert 'lower' not in note, note
+    else:
+        assert note.endswith(f'(e.g. {suggested}) shows its weaker detections'), note
+
+
 def test_an_input_without_images_fails_before_the_model_loads(setup, tmp_path):
     """`--input=voc/Annotations` said only 'no image processed (0 failed)', after loading the
     model."""
