@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 
+from datasets import folders
 from tf_extended import atomic_io
 from tf_extended import cpu_features
 from tf_extended import signals
@@ -206,9 +207,8 @@ def prepare_work_dir(work_dir, fresh):
     # A regular file, not through a link: a planted link to any file would hand over the folder.
     marked = os.path.isfile(marker) and not os.path.islink(marker)
     if os.path.isdir(work_dir) and not marked:
-        names = sorted(os.listdir(work_dir))
-        if names:
-            listed = ', '.join(names[:5]) + (' ...' if len(names) > 5 else '')
+        if os.listdir(work_dir):
+            listed = folders.entries(work_dir, 5)
             raise DemoError(
                 f'--work_dir {work_dir} exists and was not made by the demo (no {MARKER} in it; '
                 f'it holds {listed}); refusing to {"delete" if fresh else "write into"} it. '

@@ -519,10 +519,10 @@ def _check_coco_images_found(sources):
         if len(probed) == 1
         else f'holds none of the {first}{len(probed)} images'
     )
-    names = ', '.join(s.record_file_name for s in probed[:3])
+    names = texts.listed([s.record_file_name for s in probed], 3)
     raise FileNotFoundError(
         f'--dataset_dir: {FLAGS.dataset_dir} {holds} '
-        f'{FLAGS.annotations_file} lists ({names}{", ..." if len(probed) > 3 else ""}); '
+        f'{FLAGS.annotations_file} lists ({names}); '
         'expected the image folder the file_name entries of --annotations_file are relative to '
         f'(e.g. val2017): {fix}.'
     )

@@ -38,6 +38,7 @@ from nets import nets_factory
 from nets import ssd_params as ssd_params_lib
 from preprocessing import preprocessing_factory
 from tf_extended import safe_io
+from tf_extended import texts
 
 # A Caffe LabelMap is a few kB (data/coco/labelmap_coco.prototxt: 4.8 kB for 81 items); 4 MiB
 # holds some 60000 items.
@@ -98,10 +99,6 @@ class LabelMapItem:
     def where(self, path):
         line = '' if self.line is None else f'line {self.line}, '
         return f'{path}: item {self.index} ({line}label {self.label})'
-
-
-def _shown(name, limit=40):
-    return repr(name[:limit]) + ('...' if len(name) > limit else '')
 
 
 def _item_where(path, index, line):
@@ -209,7 +206,7 @@ def _labelmap_item(path, index, line, item, fix):
     problem = None if label == 0 else labels_lib.class_name_problem(result.class_name)
     if problem is not None:
         raise LabelMapError(
-            f'{result.where(path)}: class name {_shown(result.class_name)} {problem}; {fix}'
+            f'{result.where(path)}: class name {texts.shown(result.class_name)} {problem}; {fix}'
         )
     return result
 
@@ -242,7 +239,7 @@ def labelmap_class_names(items, path, num_classes, classes_from):
         )
     missing = [label for label in range(num_classes) if label not in by_label]
     if missing:
-        shown = ', '.join(map(str, missing[:5])) + (', ...' if len(missing) > 5 else '')
+        shown = texts.listed(missing, 5)
         background = (
             ' (label 0 is the background: add item { name: "none_of_the_above" label: 0 '
             'display_name: "background" })'
@@ -394,11 +391,9 @@ def resolve_class_names(labelmap_file, labels_file, read, num_classes, classes_f
                 f"order, background excluded, or pass the model's Caffe label map with "
                 f'--labelmap_file'
             )
-    line = (
-        f'class names: the {len(names)} of the {kind} {path}{how}: {labels_lib.names_shown(names)}'
-    )
+    line = f'class names: the {len(names)} of the {kind} {path}{how}: {texts.listed(names, 5)}'
     if ids is not None:
-        shown = labels_lib.names_shown([str(i) for i in ids])
+        shown = texts.listed(ids, 5)
         line += f'; category ids (detections\' category_id): its names, {shown}'
     return names, {'from': flag, 'path': os.path.abspath(path)}, line, ids
 

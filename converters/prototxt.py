@@ -19,6 +19,7 @@ import re
 import sys
 
 from tf_extended import safe_io
+from tf_extended import texts
 
 _TOKEN = re.compile(
     r'''
@@ -45,11 +46,6 @@ class PrototxtError(ValueError):
 class PrototxtValueError(PrototxtError):
     """A field has a value of the wrong kind (a block for a number, a word for a number, ...) or
     outside its range."""
-
-
-def _short(value, limit=60):
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + '...'
 
 
 def _range_text(integer, minimum, maximum, exclusive_minimum):
@@ -89,7 +85,13 @@ class Message:
         line = self.line_of(key, index)
         return PrototxtValueError(
             '%s: %s%s is %s, expected %s'
-            % (where, key, '' if line is None else ' (line %d)' % line, _short(value), expected)
+            % (
+                where,
+                key,
+                '' if line is None else ' (line %d)' % line,
+                texts.shown(value),
+                expected,
+            )
         )
 
     def block(self, key, where):
@@ -338,7 +340,7 @@ def _value(token, source):
             return _scalar(tok)
         except ValueError as e:  # e.g. an integer of more digits than Python converts
             raise PrototxtError(
-                '%s, line %d: cannot read the number %s (%s)' % (source, line, _short(tok), e)
+                '%s, line %d: cannot read the number %s (%s)' % (source, line, texts.shown(tok), e)
             ) from None
     raise PrototxtError('%s, line %d: expected a value, got %r' % (source, line, tok))
 

@@ -40,7 +40,6 @@ import io
 import math
 import os
 import pickle
-import reprlib
 import struct
 import tarfile
 import zipfile
@@ -48,6 +47,7 @@ import zipfile
 import numpy as np
 
 from tf_extended import safe_io
+from tf_extended import texts
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -75,14 +75,6 @@ OVERLAP_SLACK = 1 << 26
 MAX_DEPTH = 100  # nested dicts / lists / tuples; a training checkpoint nests a handful
 MAX_VALUES = 10_000_000  # values visited in the object; a state_dict holds a few thousand
 MAX_NDIM = 64  # numpy's limit
-
-_REPR = reprlib.Repr()
-_REPR.maxlevel = 3  # a pickle can nest shared tuples 40 deep: repr() would never end
-
-
-def _short(value):
-    """A bounded repr of a value from the file, for messages."""
-    return _REPR.repr(value)
 
 
 class PthError(ValueError):
@@ -122,7 +114,9 @@ def _int_tuple(value, what):
     if not isinstance(value, (tuple, list)) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
     ):
-        raise PthError('%s must be a tuple of non-negative ints, got %s' % (what, _short(value)))
+        raise PthError(
+            '%s must be a tuple of non-negative ints, got %s' % (what, texts.shown(value))
+        )
     return tuple(value)
 
 
@@ -132,7 +126,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
     if not isinstance(storage, _Storage):
         raise PthError('a tensor must be built on a storage record, got %r' % type(storage))
     if not isinstance(storage_offset, int) or storage_offset < 0:
-        raise PthError('bad tensor storage offset %s' % _short(storage_offset))
+        raise PthError('bad tensor storage offset %s' % texts.shown(storage_offset))
     size = _int_tuple(size, 'tensor size')
     stride = _int_tuple(stride, 'tensor stride')
     if len(size) != len(stride):
@@ -170,9 +164,9 @@ def _new_ordered_dict(unpickler, *args):
     items = args[0]
     source = unpickler._source
     if len(args) > 1 or not isinstance(items, list):
-        raise PthError('%s: an OrderedDict pickled with arguments %s' % (source, _short(args)))
+        raise PthError('%s: an OrderedDict pickled with arguments %s' % (source, texts.shown(args)))
     if not all(isinstance(item, (list, tuple)) and len(item) == 2 for item in items):
-        raise PthError('%s: an OrderedDict pickled with items %s' % (source, _short(items)))
+        raise PthError('%s: an OrderedDict pickled with items %s' % (source, texts.shown(items)))
     unpickler.check_keys([key for key, _ in items])
     return collections.OrderedDict(items)
 
@@ -204,7 +198,7 @@ class _RestrictedUnpickler(pickle._Unpickler):
                     '%s: the dict key or set element %s is not a string, a number or a flat tuple '
                     'of them; a state_dict is keyed by names. Re-save the weights as a plain '
                     'state_dict (torch.save(model.state_dict(), path)).'
-                    % (self._source, _short(key))
+                    % (self._source, texts.shown(key))
                 )
             same = self._hashes.setdefault(hash(key), set())
             if key not in same:
@@ -261,7 +255,7 @@ def _load_build(unpickler):
             '%s: the pickle sets the state of a %s to %s; a state_dict only sets an '
             "OrderedDict's _metadata. Re-save the weights as a plain state_dict "
             '(torch.save(model.state_dict(), path)).'
-            % (unpickler._source, type(target).__name__, _short(state))
+            % (unpickler._source, type(target).__name__, texts.shown(state))
         )
     pickle._Unpickler.load_build(unpickler)
 
@@ -285,15 +279,15 @@ def _storage_record(pid, storages, source):
         kind = pid[0] if isinstance(pid, tuple) and pid else pid
         raise PthError(
             '%s: unsupported persistent record %s (only tensor storages are '
-            'allowed; whole pickled modules are not)' % (source, _short(kind))
+            'allowed; whole pickled modules are not)' % (source, texts.shown(kind))
         )
     if len(pid) not in (5, 6):
-        raise PthError('%s: malformed storage record %s' % (source, _short(pid)))
+        raise PthError('%s: malformed storage record %s' % (source, texts.shown(pid)))
     storage_type, key, _, numel = pid[1:5]
     if not isinstance(storage_type, _StorageType):
-        raise PthError('%s: storage record with type %s' % (source, _short(storage_type)))
+        raise PthError('%s: storage record with type %s' % (source, texts.shown(storage_type)))
     if not isinstance(key, str) or not isinstance(numel, int) or numel < 0:
-        raise PthError('%s: malformed storage record %s' % (source, _short(pid)))
+        raise PthError('%s: malformed storage record %s' % (source, texts.shown(pid)))
     storage = storages.get(key)
     if storage is None:
         storage = storages[key] = _Storage(storage_type, key, numel)
@@ -307,7 +301,7 @@ def _storage_record(pid, storages, source):
         and isinstance(view[0], str)
         and all(isinstance(v, int) and v >= 0 for v in view[1:])
     ):
-        raise PthError('%s: malformed storage view %s' % (source, _short(view)))
+        raise PthError('%s: malformed storage view %s' % (source, texts.shown(view)))
     if storage.view_of is not None:
         raise PthError('%s: storage %s is a view, and a view of it is named' % (source, key))
     view_key, offset, view_size = view
@@ -323,7 +317,7 @@ def _where(chain):
     keys = []
     while chain:
         chain, key = chain
-        keys.append(_short(key))
+        keys.append(texts.shown(key))
     return ' / '.join(reversed(keys)) or 'at the top level'
 
 
@@ -535,7 +529,9 @@ def _read_legacy(path, f):
             ) from None
 
     def _no_persistent(pid):
-        raise PthError('%s: unexpected persistent record %s in the header' % (path, _short(pid)))
+        raise PthError(
+            '%s: unexpected persistent record %s in the header' % (path, texts.shown(pid))
+        )
 
     magic = load_plain('magic number')
     if magic != LEGACY_MAGIC:
@@ -547,7 +543,7 @@ def _read_legacy(path, f):
     if protocol != LEGACY_PROTOCOL:
         raise PthError(
             '%s: legacy .pth protocol %s; this reader knows %d'
-            % (path, _short(protocol), LEGACY_PROTOCOL)
+            % (path, texts.shown(protocol), LEGACY_PROTOCOL)
         )
     sys_info = load_plain('sys_info')
     big_endian = isinstance(sys_info, dict) and sys_info.get('little_endian') is False
@@ -671,7 +667,7 @@ def find_state_dict(obj, path='<object>'):
                 return find_state_dict(obj[key], path)
         raise PthError(
             '%s: no state_dict of tensors found; top-level keys: %s'
-            % (path, ', '.join(map(str, list(obj)[:20])))
+            % (path, texts.listed(list(obj), 20, texts.shown))
         )
     raise PthError('%s: holds a %s, not a state_dict' % (path, type(obj).__name__))
 

@@ -31,6 +31,7 @@ from converters import checkpoint_io
 from converters import pth_reader
 from converters import pytorch_ssd
 from datasets import labels as labels_lib
+from tf_extended import texts
 from model import card as card_lib
 from nets import nets_factory
 from nets import ssd_params as ssd_params_lib
@@ -158,7 +159,7 @@ def resolve_class_names(layout, conversion, class_order, labels_file=None, label
             names,
             {'from': 'labels_file', 'path': os.path.abspath(labels_file)},
             f'class names: the {len(names)} of the labels file {labels_file}: '
-            f'{labels_lib.names_shown(names)}',
+            f'{texts.listed(names, 5)}',
         )
     names = tuple(conversion.class_names)
     if names == card_lib.default_class_names(conversion.num_classes):
@@ -175,7 +176,7 @@ def resolve_class_names(layout, conversion, class_order, labels_file=None, label
     return (
         names,
         {'from': 'default', 'note': note},
-        f'class names: {note}: {labels_lib.names_shown(names)}; a model trained on other classes needs '
+        f'class names: {note}: {texts.listed(names, 5)}; a model trained on other classes needs '
         f'--labels_file=<one class name per line>',
     )
 

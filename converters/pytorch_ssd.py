@@ -39,6 +39,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from datasets import labels as labels_lib
+from tf_extended import texts
 
 
 class ConversionError(ValueError):
@@ -378,7 +379,7 @@ def detect_layout(keys, source='<state_dict>'):
     found = _fitting_layouts(keys)
     if len(found) == 1:
         return found[0]
-    shown = ', '.join(keys[:12]) + (', ... (%d keys)' % len(keys) if len(keys) > 12 else '')
+    shown = texts.listed(keys, 12)
     known = '; '.join(
         '%s (%s, keys %s)' % (l.name, ' / '.join(l.files), ', '.join(l.signature))
         for l in LAYOUTS.values()

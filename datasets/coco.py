@@ -43,7 +43,6 @@ import hashlib
 import json
 import math
 import os
-import reprlib
 from typing import Optional
 
 from absl import logging
@@ -51,6 +50,7 @@ from absl import logging
 from datasets import convert
 from datasets import image_io
 from tf_extended import safe_io
+from tf_extended import texts
 from datasets.convert import BadExampleError, UnknownClassError, load_example_image
 from datasets.example_format import ExampleRecord, ObjectRecord
 
@@ -120,7 +120,7 @@ def _check_image_keys(annotations_file, index, im):
     or no "file_name" (a bad value of either is that image's problem, reported per image)."""
     missing = ' and no '.join(f'"{key}"' for key in ('id', 'file_name') if key not in im)
     if missing:
-        shown = ', '.join(f'{k} {reprlib.repr(im[k])}' for k in ('id', 'file_name') if k in im)
+        shown = ', '.join(f'{k} {texts.shown(im[k])}' for k in ('id', 'file_name') if k in im)
         raise _EntryError(
             f'{annotations_file}: "images"[{index}]{f" ({shown})" if shown else ""} has no '
             f'{missing}; every image needs an integer "id" and the "file_name" of its image '
@@ -256,11 +256,11 @@ def read_annotations(annotations_file, image_dir, allow_outside_paths=False):
     orphans = [a['image_id'] for _, a in indexed if a['image_id'] not in known]
     if orphans:  # ignored, as pycocotools does; many of them mean another file's annotations
         logging.warning(
-            '%s: %d annotation(s) refer to image ids that no "images" entry has (e.g. %s): left '
+            '%s: %d annotation(s) refer to image ids that no "images" entry has (%s): left '
             'out; check that it is the annotation file of these images.',
             annotations_file,
             len(orphans),
-            ', '.join(map(str, sorted(set(orphans))[:5])),
+            texts.listed(sorted(set(orphans)), 5),
         )
     names = _class_names(annotations_file, categories)
     source = {
@@ -386,12 +386,10 @@ def _annotation_entry(annotations_file, index, a):
             )
         iscrowd = a.get('iscrowd', 0)
         if iscrowd not in (0, 1):  # as coco_metrics checks a ground truth file
-            raise ValueError(
-                f'iscrowd {reprlib.repr(iscrowd)} is {_json_kind(iscrowd)}, not 0 or 1'
-            )
+            raise ValueError(f'iscrowd {texts.shown(iscrowd)} is {_json_kind(iscrowd)}, not 0 or 1')
         bbox = a['bbox']
         if not isinstance(bbox, list):
-            raise ValueError(f'bbox {reprlib.repr(bbox)} is {_json_kind(bbox)}, not an array')
+            raise ValueError(f'bbox {texts.shown(bbox)} is {_json_kind(bbox)}, not an array')
         return (
             ann_id,
             category_id,
@@ -426,12 +424,12 @@ def _check_annotation_image_id(annotations_file, index, a):
     image_id = a['image_id']
     if not _is_integer(image_id):
         raise _EntryError(
-            f'{where} has image_id {reprlib.repr(image_id)} ({_json_kind(image_id)}), which is '
+            f'{where} has image_id {texts.shown(image_id)} ({_json_kind(image_id)}), which is '
             'no image\'s id: image ids are integers; fix the JSON.'
         )
     if not _valid_image_id(image_id):
         raise _EntryError(
-            f'{where} has image_id {reprlib.repr(image_id)}, not an integer in 0..2**63-1, '
+            f'{where} has image_id {texts.shown(image_id)}, not an integer in 0..2**63-1, '
             'which the records store as int64; fix the JSON.'
         )
 

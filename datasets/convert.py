@@ -56,7 +56,6 @@ import multiprocessing.connection
 import os
 import random
 import re
-import reprlib
 import shutil
 import signal
 import struct
@@ -1059,7 +1058,7 @@ def read_metadata(path, verify_digests=False):
     total = metadata.get('num_examples')
     if not _is_count(total):
         raise ValueError(
-            f'{path}: num_examples is {reprlib.repr(total)}, not an integer in 0..2**63-1; '
+            f'{path}: num_examples is {texts.shown(total)}, not an integer in 0..2**63-1; '
             'convert the dataset again.'
         )
     for f in entries:
@@ -1125,10 +1124,10 @@ def _classes_problem(metadata):
         return "it has no 'classes'"
     classes = metadata['classes']
     if not isinstance(classes, list) or not classes:
-        return f"'classes' is {reprlib.repr(classes)}, not a non-empty list"
+        return f"'classes' is {texts.shown(classes)}, not a non-empty list"
     for index, entry in enumerate(classes):
         if not isinstance(entry, dict):
-            return f"'classes'[{index}] is {reprlib.repr(entry)}, not an object"
+            return f"'classes'[{index}] is {texts.shown(entry)}, not an object"
         for key, kind, ok in (
             ('id', 'an integer', lambda v: type(v) is int),  # not JSON's true/false (bools)
             ('name', 'a string', lambda v: isinstance(v, str)),
@@ -1136,10 +1135,10 @@ def _classes_problem(metadata):
             if key not in entry:
                 return f"'classes'[{index}] has no '{key}'"
             if not ok(entry[key]):
-                return f"'classes'[{index}] has {key} {reprlib.repr(entry[key])}, not {kind}"
+                return f"'classes'[{index}] has {key} {texts.shown(entry[key])}, not {kind}"
     ids = sorted(entry['id'] for entry in classes)
     if ids != list(range(1, len(ids) + 1)):
-        return f"the 'classes' ids are {reprlib.repr(ids)}, not 1..{len(ids)} each once"
+        return f"the 'classes' ids are {texts.shown(ids)}, not 1..{len(ids)} each once"
     return None
 
 
@@ -1163,7 +1162,7 @@ def _category_ids_problem(classes):
         value = entry[key]
         if not _is_count(value):
             return (
-                f"'classes'[{index}] has {key} {reprlib.repr(value)}, not an integer in 0..2**63-1"
+                f"'classes'[{index}] has {key} {texts.shown(value)}, not an integer in 0..2**63-1"
             )
         if value in seen:
             return f"'classes'[{seen[value]}] and [{index}] have one {key} {value}"
@@ -1184,10 +1183,10 @@ def _files_problem(entries):
     """Why a metadata's 'files' is not a list of {name: str, num_examples: int in 0..2**63-1} with
     optional 'size' (int in 0..2**63-1) and 'sha256' (64 hex digits), as a str; None when it is."""
     if not isinstance(entries, list):
-        return f"'files' is {reprlib.repr(entries)}, not a list"
+        return f"'files' is {texts.shown(entries)}, not a list"
     for index, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            return f"'files'[{index}] is {reprlib.repr(entry)}, not an object"
+            return f"'files'[{index}] is {texts.shown(entry)}, not an object"
         for key, required, what, ok in (
             ('name', True, 'a string', lambda v: isinstance(v, str)),
             ('num_examples', True, 'an integer in 0..2**63-1', _is_count),
@@ -1198,7 +1197,7 @@ def _files_problem(entries):
                 if required:
                     return f"'files'[{index}] has no '{key}'"
             elif not ok(entry[key]):
-                return f"'files'[{index}] has {key} {reprlib.repr(entry[key])}, not {what}"
+                return f"'files'[{index}] has {key} {texts.shown(entry[key])}, not {what}"
     return None
 
 

@@ -56,6 +56,7 @@ from datasets import folders
 from datasets import image_io
 from datasets import labels
 from tf_extended import safe_io
+from tf_extended import texts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -562,17 +563,12 @@ def relabel_advice(metadata):
     return 'convert the data with the model\'s labels file (tf_convert_data.py --labels_file)'
 
 
-def _names_shown(names, limit=10):
-    """'cat, dog, bird': class names for a one-line message, the first `limit` then '...'."""
-    return ', '.join(names[:limit]) + (', ...' if len(names) > limit else '')
-
-
 def _with_background(whose, names):
     """A class count for messages: "the records' 4 classes (cat, dog, bird, fish) and the
     background make num_classes=5" for `whose` "the records'". Messages count classes without the
     background and call the count with it num_classes, as the flag and the card do."""
     return (
-        f'{whose} {len(names)} classes ({_names_shown(names)}) and the background make '
+        f'{whose} {len(names)} classes ({texts.listed(names, 10)}) and the background make '
         f'num_classes={len(names) + 1}'
     )
 
@@ -587,9 +583,9 @@ def _class_difference(record_names, num_classes, model_names):
         missing = [n for n in model_names if n not in record_names]
         said = '; ' + _with_background("the model's", model_names)
         if extra:
-            said += f'; only the records have {_names_shown(extra)}'
+            said += f'; only the records have {texts.listed(extra, 10)}'
         if missing:
-            said += f'; only the model has {_names_shown(missing)}'
+            said += f'; only the model has {texts.listed(missing, 10)}'
         return said
     if num_classes == len(record_names):
         return f' (num_classes counts the background too: {num_classes} leaves it out)'

@@ -75,7 +75,7 @@ def read_class_list(path):
         name = line.strip()
         if not name:
             continue
-        where = f'{path}, line {number}: class name {_shown(name)}'
+        where = f'{path}, line {number}: class name {texts.shown(name)}'
         control = next((c for c in name if unicodedata.category(c) == 'Cc'), None)
         if control is not None:
             raise ValueError(
@@ -94,11 +94,6 @@ def read_class_list(path):
     if not names:
         raise ValueError(f'{path}: labels file has no class names (expected one name per line).')
     return tuple(names), None
-
-
-def _shown(name, limit=40):
-    """`name` quoted for a message, cut after `limit` characters."""
-    return f'{name[:limit]!r}{"..." if len(name) > limit else ""}'
 
 
 LABEL_MAP_EXPECTED = (
@@ -199,7 +194,7 @@ def _label_map_id(fields, where):
         'id: N',
         {'label': "label: N is a Caffe SSD label map's; this format numbers with id"},
     )
-    shown = _shown(value) if kind == 'string' else 'a block' if kind == 'block' else value[:40]
+    shown = texts.shown(value) if kind == 'string' else 'a block' if kind == 'block' else value[:40]
     if kind != 'word' or not re.fullmatch(r'[-+]?[0-9]+', value):
         # protobuf also reads hexadecimal (0x1f); a label map's ids are decimal in practice.
         decimal = ' written in decimal' if re.fullmatch(r'[-+]?0[xX][0-9a-fA-F]+', value) else ''
@@ -251,7 +246,7 @@ def _label_map_name(fields, where):
     problem = class_name_problem(name)
     if problem is not None:
         raise ValueError(
-            f'{where}: name {_shown(name)} (line {line}) {problem}; expected {LABEL_MAP_EXPECTED}.'
+            f'{where}: name {texts.shown(name)} (line {line}) {problem}; expected {LABEL_MAP_EXPECTED}.'
         )
     return name
 
@@ -442,11 +437,6 @@ def background_line_note(names, count):
             'the first line)'
         )
     return ''
-
-
-def names_shown(names, count=5):
-    """The first `count` class names for a log line ('a, b, c, ...')."""
-    return ', '.join(names[:count]) + (', ...' if len(names) > count else '')
 
 
 def labels_to_names(class_names):

@@ -8,6 +8,8 @@ Caffe's PriorBox and the backbones need. Sizes are in pixels of the input image.
 import collections
 import math
 
+from tf_extended import texts
+
 SSDParams = collections.namedtuple(
     'SSDParams',
     [
@@ -260,7 +262,7 @@ def check_params(params, base):
     for field, (ok, expected) in checks.items():
         if not ok:
             raise ValueError(
-                f'SSD parameter {field} is {_short(getattr(params, field))}, expected {expected}.'
+                f'SSD parameter {field} is {texts.shown(getattr(params, field))}, expected {expected}.'
             )
     anchors = sum(
         h * w * (2 + 2 * len(r)) for (h, w), r in zip(params.feat_shapes, params.anchor_ratios)
@@ -270,11 +272,6 @@ def check_params(params, base):
             f'SSD parameters feat_shapes and anchor_ratios make {anchors} anchors, more than '
             f'{MAX_ANCHORS}.'
         )
-
-
-def _short(value, limit=80):
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + '...'
 
 
 def _nesting(value, limit):
@@ -299,7 +296,7 @@ def params_from_dict(base, overrides):
     """
     if not isinstance(overrides, dict):
         raise ValueError(
-            f'ssd_params is {_short(overrides)}, expected a JSON object of SSD parameters'
+            f'ssd_params is {texts.shown(overrides)}, expected a JSON object of SSD parameters'
         )
     unknown = sorted(set(overrides) - set(SSDParams._fields))
     if unknown:

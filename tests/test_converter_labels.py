@@ -100,8 +100,8 @@ def test_published_coco_label_map_names_the_classes(models, tmp_path):
     assert card.category_ids[11] == 13  # stop sign, after COCO's gap at 12
     assert (
         f'class names: the 80 of the label map {labelmap} (display_name, else name, of labels '
-        f'1..80): person, bicycle, car, motorcycle, airplane, ...; category ids (detections\' '
-        "category_id): its names, 1, 2, 3, 4, 5, ..."
+        f'1..80): person, bicycle, car, motorcycle, airplane and 75 more; category ids '
+        "(detections' category_id): its names, 1, 2, 3, 4, 5 and 75 more"
     ) in lines
     assert not any(line.startswith('NOTE: class names') for line in lines)
 
@@ -484,7 +484,7 @@ def test_pytorch_labels_file_replaces_the_layout_names(ssd_pytorch_pth, tmp_path
         assert json.load(f)['class_names'] == list(OWN_NAMES)
     assert (
         f'class names: the 20 of the labels file {labels}: part_01, part_02, part_03, part_04, '
-        'part_05, ...'
+        'part_05 and 15 more'
     ) in lines
     short = _write(tmp_path, 'short.txt', 'cat\n')
     with pytest.raises(pytorch_ssd.ConversionError, match='short.txt: 1 class names, but the '):

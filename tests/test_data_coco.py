@@ -260,7 +260,7 @@ def test_coco_annotation_image_ids_of_no_image_stay_ignored(tmp_path, monkeypatc
     (source,), _, _, _ = fx.coco.read_annotations(ann_path, img_dir)
     assert [a[0] for a in source.annotations] == [3]
     assert warnings == [
-        f'{ann_path}: 1 annotation(s) refer to image ids that no "images" entry has (e.g. 2): '
+        f'{ann_path}: 1 annotation(s) refer to image ids that no "images" entry has (2): '
         'left out; check that it is the annotation file of these images.'
     ]
 

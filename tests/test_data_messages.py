@@ -316,7 +316,7 @@ CONVERTER_CASES = {
             '--annotations_file={many}/instances_val2017.json',
         ],
         '--dataset_dir: {many} holds none of the first 20 images {many}/instances_val2017.json '
-        'lists (000.jpg, 001.jpg, 002.jpg, ...); expected the image folder the file_name entries '
+        'lists (000.jpg, 001.jpg, 002.jpg and 17 more); expected the image folder the file_name entries '
         'of --annotations_file are relative to (e.g. val2017): pass the folder of its images.',
     ),
     'coco_dataset_dir_missing': (

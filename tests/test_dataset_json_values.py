@@ -91,7 +91,7 @@ def test_metadata_category_ids_must_be_int64_integers(records, value, raw, shown
     with pytest.raises(ValueError) as err:
         dataset_factory.get_dataset('custom', 'coco', out)
     message = str(err.value)
-    if shown is None:  # reprlib shortens it
+    if shown is None:  # texts.shown shortens it
         assert message.startswith(f"{meta_path}: 'classes'[1] has coco_category_id 1000")
         assert message.endswith(f', not an integer in 0..2**63-1{_IDS_EXPECTED}')
     else:

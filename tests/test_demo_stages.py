@@ -255,6 +255,17 @@ def test_fresh_deletes_only_the_demos_folder(demo, tmp_path):
         assert sorted(os.listdir(thesis)) == ['.git', 'thesis.tex']
 
 
+def test_the_refusal_names_five_entries_and_counts_the_rest(tmp_path):
+    """An unmarked folder of 7 files: 'and 2 more' says how much the message left out."""
+    for i in range(7):
+        (tmp_path / f'f{i}.txt').write_text('x')
+    with pytest.raises(
+        run_demo.DemoError,
+        match=r'it holds f0\.txt, f1\.txt, f2\.txt, f3\.txt, f4\.txt and 2 more\)',
+    ):
+        run_demo.prepare_work_dir(str(tmp_path), fresh=False)
+
+
 def test_an_unmarked_folder_of_stage_names_is_refused(tmp_path):
     """A folder holding only folders named as the demo's stages, without the marker: a user's
     project (its own train/ and eval/) as much as an older demo's; a redone stage would delete
@@ -267,7 +278,7 @@ def test_an_unmarked_folder_of_stage_names_is_refused(tmp_path):
         with pytest.raises(SystemExit) as exit_:
             run_demo.main(['--work_dir', str(project), *TINY, *extra])
         assert 'was not made by the demo' in str(exit_.value.code)
-        assert 'it holds eval, train' in str(exit_.value.code)
+        assert 'it holds eval/, train/);' in str(exit_.value.code)
         assert sorted(os.listdir(project)) == ['eval', 'train']
         assert os.listdir(project / 'train') == ['model.ckpt-90000.index']
     empty = tmp_path / 'empty'

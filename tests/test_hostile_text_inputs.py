@@ -350,7 +350,11 @@ def test_labels_file_limits(tmp_path):
         ),
         (
             'cat\n' + 'x' * 300 + '\n',
-            "line 2: class name '" + 'x' * 40 + "'... has 300 characters, more than 256",
+            "line 2: class name '"
+            + 'x' * 37
+            + '...'
+            + 'x' * 38
+            + "' has 300 characters, more than 256",
         ),
     ):
         path.write_text(content)
@@ -466,9 +470,9 @@ def test_long_ids_and_lines_are_shortened_in_messages(tmp_path):
     path = results / 'comp4_det_test_cat.txt'
     long = 'x' * 1_000_000
     for line, why in (
-        # Cut to 80 characters, the last 3 of them `...`.
-        (f'a 0.9 1 1 5 5 {long}', f"got 'a 0.9 1 1 5 5 {'x' * 62}... (7 fields)."),
-        (f'{long} 0.9 1 1 5 5', f"image '{'x' * 76}... is not in {root} split 'test'."),
+        # Cut to 80 characters, `...` in the middle: the start and end of the value.
+        (f'a 0.9 1 1 5 5 {long}', f"got 'a 0.9 1 1 5 5 {'x' * 23}...{'x' * 38}' (7 fields)."),
+        (f'{long} 0.9 1 1 5 5', f"image '{'x' * 37}...{'x' * 38}' is not in {root} split 'test'."),
     ):
         path.write_text(line + '\n')
         with pytest.raises(ValueError) as err:
@@ -477,7 +481,7 @@ def test_long_ids_and_lines_are_shortened_in_messages(tmp_path):
     fx.write_split(str(root), 'test', ['a', f'../{long}'])
     with pytest.raises(ValueError) as err:
         scoring.score_voc_results(str(results), str(root), 'test', ('cat',))
-    assert f"line 2: image id '../{'x' * 73}... climbs out" in str(err.value)
+    assert f"line 2: image id '../{'x' * 34}...{'x' * 38}' climbs out" in str(err.value)
     assert len(str(err.value)) < 400
 
 

@@ -233,7 +233,7 @@ def test_ids_with_gaps_are_labels_in_id_order_with_one_note(tmp_path, caplog):
         ),
         (
             f"item {{ id: 1 name: '{'x' * 300}' }}\n",
-            f"line 1: item 1: name '{'x' * 40}'... (line 1) has 300 characters, more than 256; "
+            f"line 1: item 1: name '{'x' * 37}...{'x' * 38}' (line 1) has 300 characters, more than 256; "
             'expected',
         ),
         # Malformed text: unbalanced braces, unknown top-level fields, fields without values.

@@ -331,7 +331,7 @@ def test_a_class_count_that_differs_names_the_classes(four_classes):
     with pytest.raises(
         ValueError,
         match=re.escape(
-            "the model's 12 classes (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, ...) and the "
+            "the model's 12 classes (c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 and 2 more) and the "
             'background make num_classes=13;'
         ),
     ):

@@ -276,7 +276,7 @@ def test_not_a_pth_file(tmp_path):
     no_tensors = str(tmp_path / 'dict.pth')
     _zip_pth(no_tensors, pickle.dumps({'epoch': 3, 'lr': 0.1}, 2))
     with pytest.raises(
-        pth_reader.PthError, match='no state_dict of tensors found; top-level keys: epoch, lr'
+        pth_reader.PthError, match="no state_dict of tensors found; top-level keys: 'epoch', 'lr'"
     ):
         pth_reader.load_state_dict(no_tensors)
 

@@ -20,7 +20,6 @@ import io
 import math
 import numbers
 import os
-import reprlib
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence, TextIO, Tuple, Union
 
 from absl import logging
@@ -30,6 +29,7 @@ from pycocotools.cocoeval import COCOeval
 
 from tf_extended import atomic_io
 from tf_extended import safe_io
+from tf_extended import texts
 
 # The 12 numbers of COCOeval.summarize() for boxes, in its order.
 COCO_METRIC_NAMES = (
@@ -209,7 +209,7 @@ def _check_results(detections, source: str) -> List[dict]:
         # detect_ssd_network.py's detections.json is an object of images: say what it holds.
         got = type(detections).__name__
         if isinstance(detections, dict):
-            got = f'an object with keys {reprlib.repr(sorted(map(str, detections)))}'
+            got = f'an object with keys {texts.shown(sorted(map(str, detections)))}'
         raise ValueError(
             f'{source}: COCO results must be a list of objects with keys {_RESULT_KEYS} '
             f'(bbox [x, y, width, height] in pixels), got {got}.'
@@ -218,7 +218,7 @@ def _check_results(detections, source: str) -> List[dict]:
         if not isinstance(det, dict) or any(key not in det for key in _RESULT_KEYS):
             raise ValueError(
                 f'{source}: result #{index} must be an object with keys {_RESULT_KEYS}, '
-                f'got {reprlib.repr(det)}.'
+                f'got {texts.shown(det)}.'
             )
         bbox = det['bbox']
         if not (
@@ -228,11 +228,11 @@ def _check_results(detections, source: str) -> List[dict]:
         ):
             raise ValueError(
                 f'{source}: result #{index} bbox must be [x, y, width, height] of finite '
-                f'numbers, got {reprlib.repr(bbox)}.'
+                f'numbers, got {texts.shown(bbox)}.'
             )
         if bbox[2] < 0 or bbox[3] < 0:  # COCOeval takes it, with a negative area
             raise ValueError(
-                f'{source}: result #{index} bbox {reprlib.repr(bbox)} has a negative width or '
+                f'{source}: result #{index} bbox {texts.shown(bbox)} has a negative width or '
                 f'height; COCO boxes are [x, y, width, height], not corners.'
             )
         for key, check, what in (
@@ -242,7 +242,7 @@ def _check_results(detections, source: str) -> List[dict]:
         ):
             if not check(det[key]):
                 raise ValueError(
-                    f'{source}: result #{index} {key} must be {what}, got {reprlib.repr(det[key])}.'
+                    f'{source}: result #{index} {key} must be {what}, got {texts.shown(det[key])}.'
                 )
     return detections
 
@@ -301,7 +301,7 @@ def _ground_truth_problem(dataset) -> Optional[str]:
                 if required:
                     return f'"{key}"[{index}] has no "{field}"'
             elif not check(entry[field]):
-                return f'"{key}"[{index}] has {field} {reprlib.repr(entry[field])}, not {what}'
+                return f'"{key}"[{index}] has {field} {texts.shown(entry[field])}, not {what}'
     for key in ('images', 'categories', 'annotations'):  # pycocotools indexes them by id
         ids = collections.Counter(entry['id'] for entry in dataset[key] if 'id' in entry)
         twice = next((i for i, count in ids.items() if count > 1), None)
@@ -322,7 +322,7 @@ def _unscored_annotations(dataset):
         ids = [ann[field] for ann in dataset['annotations'] if ann[field] not in listed]
         if ids:
             distinct = sorted(set(ids))
-            shown = ', '.join(map(str, distinct[:5])) + (', ...' if len(distinct) > 5 else '')
+            shown = texts.listed(distinct, 5)
             found.append(
                 f'{len(ids)} annotation(s) of {field.replace("_", " ")}s {shown} that "{key}" '
                 f'does not list'
@@ -412,7 +412,7 @@ def _check_category_ids(results, known, source):
         'as pycocotools does (its ids: %s).',
         source,
         dropped,
-        ', '.join(map(str, unknown[:10])),
+        texts.listed(unknown, 10),
         shown,
     )
 

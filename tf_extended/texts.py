@@ -1,16 +1,52 @@
 """Text shared by messages. Imports nothing with side effects, so converter, reader and script
 modules that must not load TensorFlow or install log filters can use it."""
 
+import reprlib
 
-def listed(entries, limit=30):
-    """The first `limit` of `entries` (strings) joined, and how many more there are (`a, b and 3
-    more`): one model's variables listed whole made a 24 KB log line."""
-    text = ', '.join(entries[:limit])
+
+def listed(entries, limit=30, show=str):
+    """The first `limit` of `entries` (a sequence), each formatted by `show`, joined, and how many
+    more there are (`a, b and 3 more`): one model's variables listed whole made a 24 KB log line,
+    and a list cut with `, ...` did not say how much was left out."""
+    text = ', '.join(map(show, entries[:limit]))
     return text + (f' and {len(entries) - limit} more' if len(entries) > limit else '')
 
 
+class _Bounded(reprlib.Repr):
+    """`reprlib.Repr` whose work stays bounded on any value a file can hold: a pickle's bytes
+    are cut before their repr, and an integer past Python's 4300-digit str limit is named by
+    its size (its repr raises ValueError)."""
+
+    def repr_bytes(self, value, level):
+        return repr(value[: self.maxstring]) + ('...' if len(value) > self.maxstring else '')
+
+    repr_bytearray = repr_bytes
+
+    def repr_int(self, value, level):
+        try:
+            return super().repr_int(value, level)
+        except ValueError:
+            return f'<an integer of {value.bit_length()} bits>'
+
+
 def shown(value, limit=80):
-    """`repr(value)` for a message, cut to `limit` characters with `...` at the end where longer:
-    a cut without the mark read as the whole value (a string without its closing quote)."""
-    text = repr(value)
+    """`repr(value)` for a message, at most `limit` characters, cut with `...` where longer (a cut
+    without the mark read as the whole value): a string in the middle (`'/data/Anno...1.xml'`:
+    its start and end), containers after 20 items and 3 levels, the whole at the end. A value
+    from a hostile file may be a list of millions or nest thousands deep: only what is shown is
+    formatted."""
+    bounded = _Bounded()
+    bounded.maxlevel = 3
+    bounded.maxstring = bounded.maxlong = bounded.maxother = limit
+    for kind in (
+        'maxlist',
+        'maxtuple',
+        'maxdict',
+        'maxset',
+        'maxfrozenset',
+        'maxdeque',
+        'maxarray',
+    ):
+        setattr(bounded, kind, 20)
+    text = bounded.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + '...'

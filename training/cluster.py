@@ -46,7 +46,6 @@ import json
 import os
 import random
 import re
-import reprlib
 import socket
 import sys
 import threading
@@ -58,6 +57,7 @@ import tensorflow as tf
 
 from nets import ssd_params
 from tf_extended import logs
+from tf_extended import texts
 from tf_extended import tf_errors
 
 v1 = tf.compat.v1
@@ -163,7 +163,7 @@ def _tf_config(text):
     worker jobs are lists of strings here; `cluster_from` checks the rest as for the flags."""
 
     def bad(field, value, expected):
-        shown = 'missing' if value is _MISSING else reprlib.repr(value)
+        shown = 'missing' if value is _MISSING else texts.shown(value)
         return UsageError(
             f'TF_CONFIG: {field} is {shown}, expected {expected}; {_TF_CONFIG_SHAPE}.'
         )
@@ -249,7 +249,7 @@ def cluster_from(
         for address in jobs[job]:
             if not _is_address(address):
                 raise UsageError(
-                    f'{source}: {job} address {reprlib.repr(address)} is not host:port (a port '
+                    f'{source}: {job} address {texts.shown(address)} is not host:port (a port '
                     'number, 0 to 65535, after the last colon).'
                 )
     job, index = task

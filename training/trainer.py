@@ -20,7 +20,6 @@ import hashlib
 import json
 import math
 import os
-import reprlib
 import signal
 import threading
 from typing import Optional, Tuple
@@ -635,7 +634,7 @@ def _recorded_runs(card):
         return None, None
     resumes = provenance.get('resumed') or []
     if not isinstance(resumes, list):
-        return None, f'provenance.resumed is {reprlib.repr(resumes)}, expected a list of resumes'
+        return None, f'provenance.resumed is {texts.shown(resumes)}, expected a list of resumes'
     runs = [(0, recorded, data)]
     for i, resume in enumerate(resumes):
         if not isinstance(resume, dict):
@@ -643,17 +642,17 @@ def _recorded_runs(card):
         field = f'provenance.resumed[{i}]'
         step, changes = resume.get('step'), resume.get('changes') or {}
         if not ssd_params.is_int(step, 0, _MAX_COUNT):
-            return None, f'{field}.step is {reprlib.repr(step)}, expected a step (an int >= 0)'
+            return None, f'{field}.step is {texts.shown(step)}, expected a step (an int >= 0)'
         if not isinstance(changes, dict) or not all(
             isinstance(v, list) and len(v) == 2 for v in changes.values()
         ):
             return None, (
-                f'{field}.changes is {reprlib.repr(changes)}, expected an object of '
+                f'{field}.changes is {texts.shown(changes)}, expected an object of '
                 'setting: [old value, new value]'
             )
         if not isinstance(resume.get('dataset') or {}, dict):
             return None, (
-                f'{field}.dataset is {reprlib.repr(resume["dataset"])}, expected an object '
+                f'{field}.dataset is {texts.shown(resume["dataset"])}, expected an object '
                 '(name, split, dir, num_examples)'
             )
         recorded = dict(recorded, **{k: v[1] for k, v in changes.items()})
