@@ -168,8 +168,8 @@ def score_voc_results(
             # An eval watcher's --eval_dir: one folder per checkpoint, and best/.
             raise ValueError(
                 f'{results_dir}: no results file here, but its '
-                f'folder{"s" if len(inside) > 1 else ""} {", ".join(inside[:4])}'
-                f'{", ..." if len(inside) > 4 else ""} hold{"" if len(inside) > 1 else "s"} some '
+                f'folder{"s" if len(inside) > 1 else ""} {texts.listed(inside, 4)} '
+                f'hold{"" if len(inside) > 1 else "s"} some '
                 f'(an eval watcher\'s --eval_dir has one per checkpoint): pass one of them as '
                 f'--results_dir, e.g. '
                 f'--results_dir={os.path.join(results_dir, inside[-1])}.'
@@ -186,8 +186,8 @@ def score_voc_results(
     if missing:
         (log or logging.warning)(
             f'{len(missing)} of {len(names)} classes have no {competition}_det_{split}_<class>.txt '
-            f'file in {results_dir} ({", ".join(missing[:10])}{", ..." if len(missing) > 10 else ""}'
-            f'): scored as classes without detections (--strict refuses instead).'
+            f'file in {results_dir} ({texts.listed(missing, 10)}): scored as classes without '
+            f'detections (--strict refuses instead).'
         )
     boxes = np.concatenate([np.zeros((0, 4))] + [d.boxes for d in detections.values()])
     if len(boxes) and boxes.max() <= 1.0:

@@ -80,6 +80,7 @@ from tf_extended import folder_lock
 from tf_extended import safe_io
 from tf_extended import signals
 from tf_extended import temp_dirs
+from tf_extended import texts
 from tf_extended import tf_errors
 
 LEDGER_NAME = 'eval_ledger.jsonl'
@@ -291,7 +292,7 @@ def check_settings(ledger, record, this_run, eval_dir, total_images):
         if changed:
             raise ValueError(
                 f'{eval_dir}: its {LEDGER_NAME} holds checkpoints of this run evaluated with '
-                f'other settings ({", ".join(changed[:3])}{", ..." if len(changed) > 3 else ""}; '
+                f'other settings ({texts.listed(changed, 3)}; '
                 f'the first of them: {entry["checkpoint"]}): their results and new ones would be mixed in '
                 f'history.csv and best/. Give another --eval_dir, or run with the earlier '
                 f'settings.'
@@ -360,7 +361,7 @@ class Ledger:
                     entry = None
                 if not _is_entry(entry):
                     raise ValueError(
-                        f'{self.path}:{line_no}: not a ledger entry ({line.strip()[:80]!r}); fix '
+                        f'{self.path}:{line_no}: not a ledger entry ({texts.shown(line.strip())}); fix '
                         f'or remove the line (every line is a JSON object with "checkpoint" and '
                         f'"status"; an evaluated one\'s metrics and class_ap are null or numbers in '
                         f'[0, 1]).'
@@ -577,7 +578,7 @@ def _publish_best(staged_prefix, results_dir, entry, eval_dir, card, run_info, l
         if foreign:
             log(
                 f'[watch] not updating {best_dir}: it holds files the watcher did not write '
-                f'({", ".join(foreign[:5])}{", ..." if len(foreign) > 5 else ""}); move them away.'
+                f'({texts.listed(foreign, 5)}); move them away.'
             )
             return False
     new = old = None
@@ -771,7 +772,7 @@ def _check_eval_dir(eval_dir):
         if foreign:
             raise ValueError(
                 f'{best_dir} holds files the watcher did not write '
-                f'({", ".join(foreign[:5])}{", ..." if len(foreign) > 5 else ""}); '
+                f'({texts.listed(foreign, 5)}); '
                 f'the watcher replaces best/ and would delete them. Move them away.'
             )
 

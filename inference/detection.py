@@ -1033,7 +1033,7 @@ def exported_model_kind(path):
             for m, k in exports_in(folder).items()
             if k != 'saved_model_dir' and os.path.basename(m) != os.path.basename(path)
         ]
-        hint = f'; the model files beside it: {", ".join(beside[:5])}' if beside else ''
+        hint = f'; the model files beside it: {texts.listed(beside, 5)}' if beside else ''
         raise ValueError(
             f'{path}: not an export of export_ssd_network.py by its file type '
             f'({checkpoints.export_kinds_text()}){hint}.'
@@ -1112,7 +1112,7 @@ def check_tflite_ops(path, content):
         return
     if custom:
         raise ValueError(
-            f'{path}: the model has custom ops ({", ".join(custom[:10])}), which our TFLite '
+            f'{path}: the model has custom ops ({texts.listed(custom, 10)}), which our TFLite '
             f'exports never hold (builtin ops only) and which may run any code their runtime '
             f'links (Select TF ops: file writes); refused: export it with export_ssd_network.py '
             f'--formats=tflite_float or tflite_int8.'

@@ -326,7 +326,7 @@ def _category_ids_problem(ids, count):
         return f'has {len(ids)} ids for {count} classes (one per class, label 1 first)'
     repeated = sorted(i for i, n in collections.Counter(ids).items() if n > 1)
     if repeated:
-        return f'repeat {repeated[:5]}, expected one id per class'
+        return f'repeat {texts.listed(repeated, 5)}, expected one id per class'
     return None
 
 
@@ -984,8 +984,8 @@ def describe(card):
     if edited:
         preset = f'{preset} sizes with its own {" and ".join(edited)}'
     return (
-        f'{card.model_name}, {card.num_classes - 1} classes ({", ".join(card.class_names[:5])}'
-        f'{", ..." if len(card.class_names) > 5 else ""}), input {card.input_shape[0]}x'
+        f'{card.model_name}, {card.num_classes - 1} classes ({texts.listed(card.class_names, 5)}), '
+        f'input {card.input_shape[0]}x'
         f'{card.input_shape[1]}, depth multiplier {card.params.depth_multiplier:g}, anchors '
         f'{preset}'
     )

@@ -332,8 +332,10 @@ def test_ledger_refuses_metrics_outside_0_to_1(tmp_path, value, where):
     (tmp_path / watcher.LEDGER_NAME).write_text('\n' + line + '\n')
     with pytest.raises(ValueError) as info:
         watcher.Ledger(str(tmp_path))
+    assert len(repr(line)) > 80  # shown cut in the middle, to 80 characters
     assert str(info.value) == (
-        f'{tmp_path / watcher.LEDGER_NAME}:2: not a ledger entry ({line[:80]!r}); fix or remove '
+        f'{tmp_path / watcher.LEDGER_NAME}:2: not a ledger entry ({repr(line)[:38]}...'
+        f'{repr(line)[-39:]}); fix or remove '
         'the line (every line is a JSON object with "checkpoint" and "status"; an evaluated '
         "one's metrics and class_ap are null or numbers in [0, 1])."
     )

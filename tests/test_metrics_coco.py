@@ -157,14 +157,14 @@ def test_detections_of_categories_or_images_the_ground_truth_lacks_are_refused(
     with pytest.raises(ValueError) as info:
         cm.evaluate_coco(_dataset(), str(path))
     assert str(info.value) == (
-        f'{path}: detections use category ids [2] that the ground truth does not have (1 '
+        f'{path}: detections use category ids 2 that the ground truth does not have (1 '
         "unknown; its ids: 1, 3); results must carry its category ids (COCO's own, not "
         'contiguous labels).'
     )
     # 0-based class indices (person 0, car 1), as torchvision-style and YOLO exporters write
     # them: they were a warning and mAP 0, now refused.
     zero_based = [dict(d, category_id=[PERSON, CAR].index(d['category_id'])) for d in _detections()]
-    with pytest.raises(ValueError, match=r'detections use category ids \[0\] that the ground'):
+    with pytest.raises(ValueError, match=r'detections use category ids 0 that the ground'):
         cm.evaluate_coco(_dataset(), zero_based)
     # A model of more categories scored on a subset file: its other detections are not scored,
     # as pycocotools does (said).
@@ -176,8 +176,15 @@ def test_detections_of_categories_or_images_the_ground_truth_lacks_are_refused(
         'the detections: 1 detection(s) of category ids the ground truth does not have (18) are '
         'not scored, as pycocotools does (its ids: 1, 3).'
     ]
-    with pytest.raises(ValueError, match=r'^the detections: detections refer to image ids \[9\]'):
+    with pytest.raises(ValueError, match=r'^the detections: detections refer to image ids 9 '):
         cm.evaluate_coco(_dataset(), [dict(_detections()[0], image_id=9)])
+    # Ten named, the rest counted (a silent cut at ten read as all of them).
+    with pytest.raises(ValueError) as info:
+        cm.evaluate_coco(_dataset(), [dict(_detections()[0], image_id=i) for i in range(20, 32)])
+    assert str(info.value) == (
+        'the detections: detections refer to image ids 20, 21, 22, 23, 24, 25, 26, 27, 28, 29 '
+        'and 2 more that are not in the ground truth (12 unknown ids).'
+    )
     corners = [dict(_detections()[0], bbox=[300.0, 50.0, 20.0, -5.0])]
     with pytest.raises(ValueError) as info:
         cm.evaluate_coco(_dataset(), corners)
@@ -335,7 +342,7 @@ def test_number_checks_take_exact_types_and_refuse_huge_integers(tmp_path):
 
 
 def test_bad_input_is_reported(tmp_path):
-    with pytest.raises(ValueError, match=r'image ids \[42\]'):
+    with pytest.raises(ValueError, match=r'image ids 42 that'):
         cm.evaluate_coco(_dataset(), [dict(_detections()[0], image_id=42)])
     with pytest.raises(ValueError, match=r"result #0 must be an object with keys"):
         cm.evaluate_coco(_dataset(), [{'image_id': 1, 'bbox': [0, 0, 1, 1], 'score': 0.5}])

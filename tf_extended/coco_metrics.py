@@ -399,10 +399,10 @@ def _check_category_ids(results, known, source):
         return
     # 1..K, or 0..K-1 as torchvision-style and YOLO exporters write class indices.
     contiguous = [set(range(first, len(known) + first)) for first in (1, 0)]
-    shown = f'{", ".join(map(str, known[:12]))}{", ..." if len(known) > 12 else ""}'
+    shown = texts.listed(known, 12)
     if not ids & set(known) or any(ids <= c and set(known) != c for c in contiguous):
         raise ValueError(
-            f'{source}: detections use category ids {unknown[:10]} that the ground truth does '
+            f'{source}: detections use category ids {texts.listed(unknown, 10)} that the ground truth does '
             f'not have ({len(unknown)} unknown; its ids: {shown}); results must carry its '
             f'category ids (COCO\'s own, not contiguous labels).'
         )
@@ -474,7 +474,7 @@ def _run_cocoeval(
         unknown = sorted({det['image_id'] for det in results} - set(gt.getImgIds()))
         if unknown:
             raise ValueError(
-                f'{source}: detections refer to image ids {unknown[:10]} that are not in the '
+                f'{source}: detections refer to image ids {texts.listed(unknown, 10)} that are not in the '
                 f'ground truth ({len(unknown)} unknown ids).'
             )
         _check_category_ids(results, gt.getCatIds(), source)
