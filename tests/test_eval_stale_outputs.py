@@ -224,7 +224,8 @@ def test_files_of_output_names_no_evaluation_wrote_are_refused_before_evaluating
         _evaluate(setup, eval_dir, ('voc07',), logged)
     assert str(info.value) == _refusal(
         eval_dir,
-        'coco_detections.json, comp4_det_test_aeroplane.txt, comp4_det_val_circle.txt and 1 more',
+        'coco_detections.json, comp4_det_test_aeroplane.txt, comp4_det_val_circle.txt, '
+        'pr_curves/pr_aeroplane.png',
     )
     assert logged == []  # refused before evaluating
     assert file_bytes(eval_dir) == before

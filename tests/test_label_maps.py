@@ -136,7 +136,7 @@ def test_ids_with_gaps_are_labels_in_id_order_with_one_note(tmp_path, caplog):
     notes = [r.getMessage() for r in caplog.records if 'label map' in r.getMessage()]
     assert notes == [
         f"{path}: the label map's ids are not 1..5; the model's labels are 1..5 in id order: "
-        'id 3 -> label 2 (b), id 7 -> label 3 (c), id 9 -> label 4 (d) and 1 more.'
+        'id 3 -> label 2 (b), id 7 -> label 3 (c), id 9 -> label 4 (d), id 12 -> label 5 (e).'
     ]
     # A model from the flags with --labels_file: read once, noted once (it was read twice).
     caplog.clear()

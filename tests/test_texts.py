@@ -48,6 +48,9 @@ def test_values_whose_repr_is_huge_or_fails_are_bounded():
     assert texts.shown(10**100, limit=20) == repr(10**100)[:8] + '...' + repr(10**100)[-9:]
 
 
-@pytest.mark.parametrize('count, expected', [(2, 'a0, a1'), (5, 'a0, a1, a2 and 2 more')])
+@pytest.mark.parametrize(
+    'count, expected',
+    [(2, 'a0, a1'), (3, 'a0, a1, a2'), (4, 'a0, a1, a2, a3'), (5, 'a0, a1, a2 and 2 more')],
+)
 def test_listed_names_the_rest_by_count(count, expected):
     assert texts.listed([f'a{i}' for i in range(count)], limit=3) == expected

@@ -7,7 +7,10 @@ import reprlib
 def listed(entries, limit=30, show=str):
     """The first `limit` of `entries` (a sequence), each formatted by `show`, joined, and how many
     more there are (`a, b and 3 more`): one model's variables listed whole made a 24 KB log line,
-    and a list cut with `, ...` did not say how much was left out."""
+    and a list cut with `, ...` did not say how much was left out. One entry past `limit` is
+    shown rather than counted ('and 1 more' is no shorter)."""
+    if len(entries) == limit + 1:
+        limit += 1
     text = ', '.join(map(show, entries[:limit]))
     return text + (f' and {len(entries) - limit} more' if len(entries) > limit else '')
 
