@@ -260,9 +260,9 @@ def _convert():
         max_objects_per_image=FLAGS.max_objects_per_image,
     )
     logging.info(
-        'Wrote %d examples in %d shards; metadata: %s',
-        metadata['num_examples'],
-        len(metadata['files']),
+        'Wrote %s in %s; metadata: %s',
+        texts.counted(metadata['num_examples'], 'example'),
+        texts.counted(len(metadata['files']), 'shard'),
         convert.metadata_path(FLAGS.output_dir, FLAGS.output_name),
     )
     empty = [c for c in metadata['classes'] if c['num_objects'] == 0]
@@ -331,7 +331,7 @@ def _unannotated_notice(dirs):
         return None
     shown = texts.listed(paths, 5)
     return (
-        f'{logs.counted(len(paths), "image")} of JPEGImages/ {"has" if len(paths) == 1 else "have"} '
+        f'{texts.counted(len(paths), "image")} of JPEGImages/ {"has" if len(paths) == 1 else "have"} '
         f'no annotation (Annotations/<id>.xml), so {"is" if len(paths) == 1 else "are"} not '
         f'converted: {shown}. An image with no objects needs an annotation XML with no <object> '
         'to be converted as a negative example.'
@@ -361,12 +361,12 @@ def _unsplit_notice(dirs, num_examples, output_name):
             n = sum(image_id in have for image_id in test)
             whose = os.path.join(root, 'ImageSets', 'Main', 'test.txt') if several else 'test.txt'
             if n == len(test):
-                included.append(f'the {logs.counted(n, "id")} of {whose}')
+                included.append(f'the {texts.counted(n, "id")} of {whose}')
             elif n:
                 included.append(f'{n} of the {len(test)} ids of {whose}')
     said = (
         f'--split is not set, so every annotation of Annotations/ is converted '
-        f'({logs.counted(num_examples, "example")})'
+        f'({texts.counted(num_examples, "example")})'
     )
     if included:
         said += f', including {" and ".join(included)}'
@@ -383,7 +383,7 @@ def _unsplit_notice(dirs, num_examples, output_name):
     listed = '; '.join(
         f'{os.path.join(root, "ImageSets", "Main", "")} lists '
         + ', '.join(
-            f'{split}.txt ({"unreadable" if ids is None else logs.counted(len(ids), "id")})'
+            f'{split}.txt ({"unreadable" if ids is None else texts.counted(len(ids), "id")})'
             for split, ids in lists
         )
         for root, _, lists in found

@@ -62,9 +62,9 @@ from model import cli
 from tf_extended import atomic_io
 from tf_extended import coco_metrics
 from tf_extended import file_names
-from tf_extended import logs
 from tf_extended import safe_io
 from tf_extended import signals
+from tf_extended import texts
 from tf_extended import tf_errors
 from tf_extended import voc_metrics
 
@@ -1009,7 +1009,7 @@ def evaluate_batches(
         metrics = _Metrics(settings, class_names, label_to_category, staging)
         with open_batches() as batches:
             log(
-                f'[eval] {header}: {logs.counted(total, "image")} of '
+                f'[eval] {header}: {texts.counted(total, "image")} of '
                 f'{settings.dataset_name}/{settings.dataset_split_name}'
             )
             start = last_report = time.time()

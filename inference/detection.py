@@ -50,7 +50,6 @@ from model import card as card_lib
 from model import checkpoints
 from nets import post_processing
 from nets import ssd_common
-from tf_extended import logs
 from tf_extended import safe_io
 from tf_extended import signals
 from tf_extended import texts
@@ -1507,7 +1506,7 @@ def expand_inputs(spec_text, outputs_in=None):
 def describe_others(others):
     """The most common kinds of a Counter of expand_inputs, e.g. '12 .xml files, 1 folder'."""
     found = [
-        logs.counted(count, 'folder' if kind == 'folder' else f'{kind or "extensionless"} file')
+        texts.counted(count, 'folder' if kind == 'folder' else f'{kind or "extensionless"} file')
         for kind, count in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
     ]
     return ', '.join(found + (['...'] if len(others) > 5 else []))
@@ -1523,7 +1522,7 @@ def media_extensions_line():
 def _no_inputs(spec_text, others, num_skipped):
     """Why `--input` gives no file: what counts, and the most common of what it holds instead."""
     found = (
-        [logs.counted(num_skipped, 'output') + ' of earlier runs (skipped)'] if num_skipped else []
+        [texts.counted(num_skipped, 'output') + ' of earlier runs (skipped)'] if num_skipped else []
     )
     found += [describe_others(others)] if others else []
     return (

@@ -449,13 +449,6 @@ def test_a_leading_tilde_in_flag_values_is_expanded(monkeypatch):
     assert values.inputs == ['/home/someone/a.jpg', 'b.jpg', '/home/someone']
 
 
-def test_counted_says_one_in_the_singular():
-    """The eval line said '1 images of pascalvoc_2007/test'."""
-    from tf_extended import logs
-
-    assert [logs.counted(n, 'image') for n in (0, 1, 2)] == ['0 images', '1 image', '2 images']
-
-
 def test_multi_flag_messages_lose_absls_list_of_every_flag_and_value():
     """absl begins a multi-flag check's message with `flags a=1, b=None: `, each flag of the
     check with its value: noise before messages that name the flags that matter."""

@@ -54,3 +54,8 @@ def test_values_whose_repr_is_huge_or_fails_are_bounded():
 )
 def test_listed_names_the_rest_by_count(count, expected):
     assert texts.listed([f'a{i}' for i in range(count)], limit=3) == expected
+
+
+def test_counted_says_one_in_the_singular():
+    """The eval line said '1 images of pascalvoc_2007/test', the converter 'in 1 shards'."""
+    assert [texts.counted(n, 'image') for n in (0, 1, 2)] == ['0 images', '1 image', '2 images']

@@ -252,11 +252,6 @@ def _script_name():
     return os.path.splitext(os.path.basename(sys.argv[0] or 'script'))[0]
 
 
-def counted(n, noun):
-    """`n` and `noun`, plural unless n is 1: '1 image', '4 images'."""
-    return f'{n} {noun}{"" if n == 1 else "s"}'
-
-
 def error_line(message, script=None):
     """`<script>: error: <message>`: a script's last line when it stops on an error. `script`:
     the name without `.py`, default the running one's (as in its Ctrl-C line)."""

@@ -4,6 +4,11 @@ modules that must not load TensorFlow or install log filters can use it."""
 import reprlib
 
 
+def counted(n, noun):
+    """`n` and `noun`, plural unless n is 1: '1 image', '4 images'."""
+    return f'{n} {noun}{"" if n == 1 else "s"}'
+
+
 def listed(entries, limit=30, show=str):
     """The first `limit` of `entries` (a sequence), each formatted by `show`, joined, and how many
     more there are (`a, b and 3 more`): one model's variables listed whole made a 24 KB log line,
