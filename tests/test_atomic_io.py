@@ -1,6 +1,7 @@
 """Atomic writes leave either the old or the new file, never a partial one or a temp file; they
 are durable (fsync) and readable by others (umask, not 0600)."""
 
+import errno
 import json
 import os
 import stat
@@ -135,3 +136,56 @@ def test_results_files_are_readable_by_others(tmp_path, umask_022):
     path = writer.close()[1]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
     assert os.listdir(tmp_path) == [os.path.basename(path)]
+
+
+@pytest.mark.parametrize(
+    'hostname, tag',
+    [('node-017.cluster.example.org', 'node-017.cluster.example.org'), ('my host/1', 'my_host_1')],
+)
+def test_host_tag_keeps_the_name_a_file_name_can_hold(monkeypatch, hostname, tag):
+    monkeypatch.setattr(atomic_io.socket, 'gethostname', lambda: hostname)
+    assert atomic_io.host_tag() == tag
+    monkeypatch.setattr(atomic_io.socket, 'gethostname', lambda: 'n' * 60 + 'abcdefgh')
+    assert atomic_io.host_tag() == 'n' * 60 + 'abcd'  # at most 64 characters
+
+
+@pytest.mark.parametrize(
+    'name, ours',
+    [
+        ('.model.json.tmp-42@node-1-abc_12xy', True),
+        ('.clip.mp4.tmp-42@node-1-abc_12xy.mp4', True),
+        ('model.json.tmp-42@node-1-abc_12xy', False),  # not hidden: a user's
+        ('.model.json.tmp-42@node-1-abc12x', False),  # 6 random characters: not tempfile's
+        ('.model.json.tmp-42@node-1-abc_12xy~', False),  # an editor's backup of one
+        ('.model.json.tmp-x42@node-1-abc_12xy', False),
+    ],
+)
+def test_only_names_made_here_are_temporaries(name, ours):
+    assert bool(atomic_io.TEMP_NAME.match(name)) == ours
+
+
+def test_an_orphan_symlink_is_removed_not_what_it_points_to(tmp_path):
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    kept = tmp_path / 'photos'
+    kept.mkdir()
+    (kept / 'a.jpg').write_text('jpeg')
+    link = tmp_path / f'.model.json.tmp-{dead.pid}@{atomic_io.host_tag()}-abc123xy'
+    link.symlink_to(kept)
+    assert atomic_io.remove_orphans(str(tmp_path)) == [str(link)]
+    assert os.listdir(tmp_path) == ['photos'] and os.listdir(kept) == ['a.jpg']
+
+
+@pytest.mark.parametrize('code, raised', [(errno.EINVAL, False), (errno.EIO, True)])
+def test_a_folder_fsync_error_other_than_unsupported_is_raised(tmp_path, monkeypatch, code, raised):
+    """EINVAL: the file system cannot fsync a folder; EIO: the rename may not be on disk."""
+
+    def fsync(fd):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, 'fsync', fsync)
+    if raised:
+        with pytest.raises(OSError, match=os.strerror(code)):
+            atomic_io.fsync_dir(str(tmp_path))
+    else:
+        atomic_io.fsync_dir(str(tmp_path))

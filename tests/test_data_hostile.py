@@ -420,13 +420,12 @@ def test_metadata_naming_files_outside_its_folder_is_refused(converted):
     meta_path = os.path.join(out, 'data_metadata.json')
     with open(meta_path) as f:
         meta = json.load(f)
-    meta['files'][0]['name'] = '../../etc/passwd'
-    with open(meta_path, 'w') as f:
-        json.dump(meta, f)
-    with pytest.raises(
-        ValueError, match=r"lists shard '../../etc/passwd', which is not a file name in"
-    ):
-        dataset_factory.get_dataset('custom', 'data', out)
+    for name in ('../../etc/passwd', '..'):
+        meta['files'][0]['name'] = name
+        with open(meta_path, 'w') as f:
+            json.dump(meta, f)
+        with pytest.raises(ValueError, match=rf"lists shard '{name}', which is not a file name in"):
+            dataset_factory.get_dataset('custom', 'data', out)
 
 
 def _shift_ids(meta):
@@ -466,6 +465,22 @@ def test_metadata_classes_are_checked(converted, edit, problem):
     assert str(err.value) == (
         f'{meta_path}: {problem}; expected \'classes\' to list each class as {{"id": 1, "name": '
         f'"cat"}} with ids 1..K (0 is the background): convert the dataset again.'
+    )
+
+
+@pytest.mark.parametrize('edit', [lambda m: m.pop('format'), lambda m: m.update(format='coco')])
+def test_metadata_of_another_tool_is_refused(converted, edit):
+    _, out = converted
+    meta_path = os.path.join(out, 'data_metadata.json')
+    with open(meta_path) as f:
+        meta = json.load(f)
+    edit(meta)
+    with open(meta_path, 'w') as f:
+        json.dump(meta, f)
+    with pytest.raises(ValueError) as err:
+        dataset_factory.get_dataset('custom', 'data', out)
+    assert str(err.value) == (
+        f"{meta_path}: not a metadata file of tf_convert_data.py (no 'format': 'ssd-tfrecords')."
     )
 
 

@@ -9,6 +9,7 @@ import os
 import pytest
 
 from datasets import dataset_factory
+from datasets import folders
 from datasets import synthetic
 from tests import data_fixtures as fx
 from tests.conftest import ROOT, run_script
@@ -133,6 +134,72 @@ def test_a_coco_folder_gets_the_coco_command(tmp_path):
         f'--output_dir={coco}_tfrecords --output_name=coco_2017_val, then pass '
         f'--dataset_dir={coco}_tfrecords.'
     )
+
+
+def test_what_a_folder_is_named_and_what_is_no_dataset(tmp_path):
+    link = tmp_path / 'records'
+    link.symlink_to(tmp_path / 'gone')
+    assert folders.describe(str(link)) == f'{link} is a broken symlink'
+    # The link, not the folder above it, stops a folder from being made there.
+    assert folders.existing_ancestor(str(link / 'train' / 'a.tfrecord')) == str(link)
+    annotations_only = tmp_path / 'xml'
+    (annotations_only / 'Annotations').mkdir(parents=True)
+    assert not folders.is_voc_folder(str(annotations_only))
+    assert folders.conversion_hint(str(annotations_only), 'train', 'train') is None
+    (tmp_path / 'coco' / 'instances_old.json').mkdir(parents=True)  # a folder named like one
+    assert folders.coco_annotation_files(str(tmp_path / 'coco')) == []
+
+
+def _voc(root, splits=('trainval',)):
+    fx.add_voc_example(root, '0001', fx.smooth_image(20, 20), [fx.voc_object('cat', (1, 1, 9, 9))])
+    for split in splits:
+        fx.write_split(root, split, ['0001'])
+
+
+def test_the_split_is_suggested_only_when_every_voc_folder_lists_it(tmp_path):
+    devkit = tmp_path / 'VOCdevkit'
+    _voc(str(devkit / 'VOC2007'))
+    _voc(str(devkit / 'VOC2012'), splits=())
+    assert folders.conversion_hint(str(devkit), 'trainval', 'voc_0712_trainval') == (
+        f'{devkit} holds Pascal VOC folders (VOC2007/, VOC2012/), not converted records: convert '
+        f'it with tf_convert_data.py --dataset_name=pascalvoc '
+        f'--dataset_dir={devkit / "VOC2007"},{devkit / "VOC2012"} '
+        f'--output_dir={devkit}_tfrecords --output_name=voc_0712_trainval, then pass '
+        f'--dataset_dir={devkit}_tfrecords.'
+    )
+
+
+@pytest.mark.parametrize('where, named', [('', '.'), ('Annotations', '..')])
+def test_records_of_the_current_or_parent_folder_go_beside_it(tmp_path, monkeypatch, where, named):
+    """`--dataset_dir=.` must not suggest a hidden `._tfrecords` inside the folder."""
+    voc = tmp_path / 'voc'
+    _voc(str(voc))
+    monkeypatch.chdir(voc / where)
+    assert folders.conversion_hint(named, 'trainval', 'train').endswith(
+        f'--output_dir={voc}_tfrecords --output_name=train, then pass --dataset_dir={voc}_tfrecords.'
+    )
+
+
+def test_the_coco_command_takes_the_annotations_of_the_split(tmp_path):
+    coco = tmp_path / 'coco'
+    for name in ('train2017', 'val2017'):
+        (coco / name).mkdir(parents=True)
+        (coco / f'instances_{name}.json').write_text('{}')
+    for split, name in (('val', 'val2017'), ('train', 'train2017'), ('test', 'train2017')):
+        hint = folders.conversion_hint(str(coco), split, f'coco_{split}')
+        assert (
+            f'--annotations_file={coco}/instances_{name}.json --dataset_dir={coco / name} '
+        ) in hint, split
+
+
+def test_the_coco_image_folder_is_found_where_coco_puts_it(tmp_path):
+    ann = tmp_path / 'annotations' / 'instances_val2017.json'
+    ann.parent.mkdir()
+    ann.write_text('{}')
+    assert folders.coco_image_folder(str(ann)) is None
+    for where in ('annotations/val2017', 'images/val2017', 'val2017'):  # each preferred to the last
+        (tmp_path / where).mkdir(parents=True)
+        assert folders.coco_image_folder(str(ann)) == str(tmp_path / where)
 
 
 @pytest.fixture(scope='module')

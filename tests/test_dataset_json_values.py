@@ -63,6 +63,14 @@ def test_the_records_category_ids_are_read(records):
     assert dataset_factory.category_ids(dataset.metadata) == (1, 3, 18)
 
 
+def test_the_largest_int64_category_id_is_read(records):
+    out, meta_path, meta = records
+    meta['classes'][2]['coco_category_id'] = 2**63 - 1
+    _dump(meta_path, meta)
+    dataset = dataset_factory.get_dataset('custom', 'coco', out)
+    assert dataset_factory.category_ids(dataset.metadata) == (1, 3, 2**63 - 1)
+
+
 _IDS_EXPECTED = (
     "; expected every class or none to have a 'coco_category_id' (the COCO category id of its "
     "label) or a 'label_map_id' (its id in the label map converted with), a distinct integer in "
@@ -161,6 +169,8 @@ _FILES_EXPECTED = (
         ('size', '1', None, "'1'", 'an integer in 0..2**63-1'),  # was: counted the records instead
         ('size', None, None, 'None', 'an integer in 0..2**63-1'),
         ('sha256', 7, None, '7', 'a sha256 of 64 hex digits'),  # was: never verified
+        ('sha256', '0' * 63, None, repr('0' * 63), 'a sha256 of 64 hex digits'),
+        ('sha256', 'A' * 64, None, repr('A' * 64), 'a sha256 of 64 hex digits'),  # hexdigest's: a-f
     ],
 )
 def test_metadata_shard_counts_and_sizes_must_be_integers(records, field, value, raw, shown, what):
@@ -193,6 +203,18 @@ def test_metadata_total_count_must_be_an_integer(records, value, raw, shown):
             f'{meta_path}: num_examples is {shown}, not an integer in 0..2**63-1; convert the '
             'dataset again.'
         )
+
+
+def test_metadata_total_count_must_be_the_sum_of_the_shards(records):
+    out, meta_path, meta = records
+    meta['num_examples'] = 3
+    _dump(meta_path, meta)
+    with pytest.raises(ValueError) as err:
+        dataset_factory.get_dataset('custom', 'coco', out)
+    assert str(err.value) == (
+        f"{meta_path}: num_examples 3 is not the sum of its shards' counts (2); convert the "
+        'dataset again.'
+    )
 
 
 # --- COCO instances files ----------------------------------------------------------------------

@@ -116,6 +116,25 @@ def test_a_shard_that_is_no_regular_file_is_refused_without_metadata(tmp_path, k
     assert str(error) == f'{odd} is {what}, {NOT_REGULAR_HINT}'
 
 
+def test_records_are_walked_from_their_headers_and_a_cut_crc_is_a_truncation(tmp_path):
+    """Each record is a 12-byte header, its data and a 4-byte CRC (TFRecord's layout)."""
+    shard = tmp_path / 'voc_2007_test_000.tfrecord'
+    _write_records(shard, [b'a', b'bcd'])
+    data = shard.read_bytes()
+    assert len(data) == (12 + 1 + 4) + (12 + 3 + 4)
+    assert convert.count_records(str(shard)) == 2
+    assert convert.first_records(str(shard), 1) == [b'a']
+    assert convert.first_records(str(shard), 5) == [b'a', b'bcd']
+    for cut in (1, 4):  # the last record's data CRC cut off
+        shard.write_bytes(data[:-cut])
+        with pytest.raises(ValueError) as info:
+            convert.count_records(str(shard))
+        assert str(info.value) == (
+            f'{shard}: truncated TFRecord file (record 1 at byte 17 declares 3 bytes, past the '
+            'end of the file).'
+        )
+
+
 def test_a_gzip_compressed_shard_is_named_without_metadata(tmp_path):
     shard = tmp_path / 'voc_2007_test_000.tfrecord'
     _write_records(shard, [_example(100)] * 3)
@@ -129,10 +148,13 @@ def test_a_gzip_compressed_shard_is_named_without_metadata(tmp_path):
     _write_records(shard, [_example(0x8B1F), _example(100)])
     assert shard.read_bytes()[:2] == b'\x1f\x8b'
     assert _voc_2007_test(tmp_path).num_samples == 2
-    shard.write_bytes(b'\x00' * 8)  # no valid shard and no gzip: still called truncated
-    with pytest.raises(ValueError) as info:
-        _voc_2007_test(tmp_path)
-    assert str(info.value) == f'{shard}: truncated TFRecord file (record 0 header cut at byte 0).'
+    for start in (b'\x00\x00', b'\x1f\x00'):  # no valid shard and no gzip: still truncated
+        shard.write_bytes(start + b'\x00' * 6)
+        with pytest.raises(ValueError) as info:
+            _voc_2007_test(tmp_path)
+        assert str(info.value) == (
+            f'{shard}: truncated TFRecord file (record 0 header cut at byte 0).'
+        )
 
 
 # --- with metadata: read_metadata's shard checks -------------------------------------------------
@@ -224,6 +246,7 @@ def test_a_shard_the_metadata_does_not_list_is_named_in_one_warning(records, cap
 
     # Another output name's shards (syn_hard) share the folder without a warning.
     shutil.copy(records / 'syn_000.tfrecord', records / 'syn_hard_000.tfrecord')
+    shutil.copy(records / 'syn_000.tfrecord', records / 'syn_000.tfrecord.orig')  # nor a backup
     assert warnings() == []
     shutil.copy(records / 'syn_000.tfrecord', records / 'syn_002.tfrecord')
     assert warnings() == [

@@ -1,12 +1,26 @@
 """tf_extended.texts: values and lists as messages show them."""
 
+import array
+import builtins
+import collections
+
 import pytest
 
 from tf_extended import texts
 
 
 @pytest.mark.parametrize(
-    'value', ['a' * 78, 0.1, -(10**70), None, [1, [2, {'k': 3}]], b'\x00ab', {'x': 'y'}]
+    'value',
+    [
+        'a' * 78,
+        0.1,
+        -(10**70),
+        None,
+        [1, [2, {'k': 3}]],
+        b'\x00ab',
+        {'x': 'y'},
+        range(10**20, 10**20 + 1),  # a type reprlib has no method for: whole up to the limit
+    ],
 )
 def test_a_value_that_fits_is_its_repr(value):
     assert texts.shown(value) == repr(value)
@@ -30,6 +44,24 @@ def test_a_long_list_is_cut_after_20_items_and_at_the_limit():
     )
 
 
+@pytest.mark.parametrize(
+    'kind',
+    [
+        list,
+        tuple,
+        set,
+        frozenset,
+        collections.deque,
+        lambda v: {i: i for i in v},
+        lambda v: array.array('i', v),
+    ],
+)
+def test_every_container_kind_shows_its_first_20_items(kind):
+    """reprlib's own caps are 4 to 6 items for dicts, sets, deques and arrays."""
+    head, tail = repr(kind(range(20))).rsplit('19', 1)
+    assert texts.shown(kind(range(30)), limit=1000) == head + '19, ...' + tail
+
+
 def test_deep_or_shared_nesting_is_shown_three_levels_down():
     """A pickle's shared tuples nested 40 deep made repr() run for ever; JSON may nest 1000s."""
     shared = ()
@@ -40,9 +72,18 @@ def test_deep_or_shared_nesting_is_shown_three_levels_down():
     assert texts.shown(shared) == f'(({level}, {level}), ({level}, {level}))'
 
 
+def test_only_the_shown_part_of_bytes_is_formatted():
+    class bytes(builtins.bytes):  # reprlib picks its method by the type's name
+        def __repr__(self):
+            raise AssertionError('the whole value was formatted')
+
+    assert texts.shown(bytes(b'ab' * 100)) == repr(b'ab' * 40)[:77] + '...'
+
+
 def test_values_whose_repr_is_huge_or_fails_are_bounded():
     """bytes are cut before their repr; an int past Python's 4300-digit limit has no repr."""
     assert texts.shown(b'\xff' * 10**7) == repr(b'\xff' * 19)[:77] + '...'
+    assert texts.shown(bytearray(b'\xff' * 10**7)) == repr(bytearray(b'\xff' * 20))[:77] + '...'
     assert texts.shown(7**10000) == f'<an integer of {(7**10000).bit_length()} bits>'
     assert texts.shown(10**70) == repr(10**70)
     assert texts.shown(10**100, limit=20) == repr(10**100)[:8] + '...' + repr(10**100)[-9:]
