@@ -29,7 +29,7 @@ def _shown(name):
 
 def entries(folder, limit=SHOWN_ENTRIES):
     """'Annotations/, ImageSets/, labels.txt' (folders with a trailing /, sorted), capped at `limit`
-    names and '... and N more'; None when `folder` cannot be listed."""
+    names and 'and N more'; None when `folder` cannot be listed."""
     try:
         names = sorted(os.listdir(folder))
     except OSError:
