@@ -189,3 +189,13 @@ def test_a_caffe_converters_card_with_good_values_is_read(tmp_path):
     )
     card = card_lib.load(path)
     assert card.mean_rgb == (1.0, 2.0, 3.0) and card.scale == 0.5
+
+
+def test_a_caffe_converters_card_reads_its_detection_and_defaults_to_the_nets_input(tmp_path):
+    """Caffe's DetectionOutput names (confidence_threshold, ...) become the card's; without a
+    preprocessing entry the input is MobileNet-SSD's published (RGB - 127.5) * 0.007843."""
+    detection = {'confidence_threshold': 0.25, 'nms_threshold': 0.5, 'top_k': 77, 'keep_top_k': 33}
+    path = _caffe_sidecar(tmp_path, model_name='ssd_300_mobilenet', detection=detection)
+    card = card_lib.load(path)
+    assert card.detection == card_lib.DetectionSettings(0.25, 0.5, 77, 33)
+    assert card.mean_rgb == (127.5, 127.5, 127.5) and card.scale == 0.007843

@@ -2,6 +2,7 @@
 
 import json
 import os
+import types
 
 import numpy as np
 import pytest
@@ -93,6 +94,12 @@ def _set(meta, dotted, value):
         ('detection.top_k', 2.5, r'top_k \(--top_k\) is 2.5, expected an integer'),
         ('detection.clip', 1, r'clip \(--clip\) is 1, expected true or false'),
         ('detection', [], r'its detection settings are not a JSON object'),
+        # Caffe's name for select_threshold: named, not a TypeError's text.
+        (
+            'detection.confidence_threshold',
+            0.3,
+            r"unknown detection setting\(s\) \['confidence_threshold'\]; known: \['select_",
+        ),
         (
             'ssd_params.img_shape',
             [10**6, 10**6],
@@ -115,6 +122,22 @@ def _set(meta, dotted, value):
         ('ssd_params.prior_scaling', [0.1, 0.1, 0.2, float('inf')], r'prior_scaling is .*inf'),
         ('ssd_params.depth_multiplier', 0, r'depth_multiplier is 0, expected a number in \(0, 4\]'),
         ('ssd_params.batch_norm_decay', 2, r'batch_norm_decay is 2, expected a number in \[0, 1\]'),
+        # Just beyond a range's end (the detection settings' ends are accepted:
+        # test_detection_settings_at_their_range_ends_replace_the_cards).
+        ('normalisation.scale', 0, r'normalisation.scale is 0, expected a number > 0'),
+        ('normalisation.mean_rgb', [1, 2, 3, 4], r'normalisation.mean_rgb is \[1, 2, 3, 4\], e'),
+        ('detection.select_threshold', 1.01, r'select_threshold \(--select_threshold\) is 1.01'),
+        ('detection.select_threshold', -0.01, r'select_threshold \(--select_threshold\) is -0.01'),
+        ('detection.nms_threshold', -0.01, r'nms_threshold \(--nms_threshold\) is -0.01, exp'),
+        ('detection.top_k', 100_001, r'top_k \(--top_k\) is 100001, expected an integer up to'),
+        ('detection.keep_top_k', -100_001, r'keep_top_k \(--keep_top_k\) is -100001, expected'),
+        ('ssd_params.img_shape', [0, 300], r'SSD parameter img_shape is \(0, 300\), expected'),
+        ('ssd_params.anchor_sizes', [[None, 60]] * 6, r'anchor_sizes is .*pairs of numbers > 0'),
+        ('ssd_params.anchor_ratios', [[2] * 33] * 6, r'anchor_ratios is .*at most 32 numbers'),
+        ('ssd_params.anchor_offset', 1.5, r'anchor_offset is 1.5, expected a number in \[0, 1\]'),
+        ('ssd_params.prior_scaling', [0.1, 0.1, 0.2, 0], r'prior_scaling is .*4 numbers > 0'),
+        ('ssd_params.prior_scaling', [0.1, 0.1, 0.2, 0.2, 0.2], r'prior_scaling is .*4 numbers'),
+        ('ssd_params.batch_norm_epsilon', 0, r'batch_norm_epsilon is 0, expected a number in \(0'),
     ],
 )
 def test_card_values_are_checked_naming_the_file_and_field(tmp_path, field, value, message):
@@ -144,6 +167,123 @@ def test_too_many_anchors_are_refused():
     params = base._replace(img_shape=(4096, 4096), feat_shapes=((4096, 4096),) * 6)
     with pytest.raises(ValueError, match=r'make 503316480 anchors, more than 2000000'):
         ssd_params.check_params(params, base)
+
+
+def test_too_many_anchors_are_refused_from_one_above_the_bound():
+    """VGG300 has 4, 6, 6, 6, 4, 4 anchors per cell (1 + 1 + 2 per ratio); the bound counts them."""
+    base = card_lib.from_registry('ssd_300_vgg', 21).params
+    rest = ((1, 1),) * 5  # 26 anchors
+    at_most = base._replace(img_shape=(4096, 4096), feat_shapes=((499, 1000),) + rest)
+    ssd_params.check_params(at_most, base)  # 1996026 anchors
+    above = at_most._replace(feat_shapes=((500, 1000),) + rest)
+    with pytest.raises(ValueError, match=r'make 2000026 anchors, more than 2000000'):
+        ssd_params.check_params(above, base)
+
+
+def test_feature_maps_are_at_most_the_input_on_each_axis():
+    base = card_lib.from_registry('ssd_300_mobilenet', 3).params
+    rest = ((1, 1),) * 5
+    params = base._replace(img_shape=(300, 500), anchor_steps=None)
+    ssd_params.check_params(params._replace(feat_shapes=((300, 500),) + rest), base)
+    for too_big in ((301, 1), (1, 501)):
+        with pytest.raises(ValueError, match=r'feat_shapes is .*at most img_shape'):
+            ssd_params.check_params(params._replace(feat_shapes=(too_big,) + rest), base)
+
+
+def test_a_non_square_card_keeps_its_height_and_width(tmp_path):
+    card = card_lib.from_registry(
+        'ssd_300_mobilenet',
+        3,
+        img_shape=(300, 500),
+        feat_shapes=((19, 32), (10, 16), (5, 8), (3, 4), (2, 2), (1, 1)),
+        anchor_steps=None,
+    )
+    assert card.input_shape == (300, 500)
+    meta = card.to_dict()
+    assert (meta['input']['height'], meta['input']['width']) == (300, 500)
+    assert meta['ssd_params']['img_shape'] == [300, 500]
+    path = card_lib.write(str(tmp_path / card_lib.CARD_FILE), card)
+    assert card_lib.load(path) == card
+    assert ', input 300x500, ' in card_lib.describe(card)
+
+
+def test_a_card_made_in_code_is_checked_as_one_read_from_a_file():
+    """Cards the scripts make from flags (`with_params`, `replace`) meet the file's checks."""
+    with pytest.raises(card_lib.CardError, match=r'^2 class names for a model with 3 classes'):
+        _card().replace(class_names=NAMES[:2])
+    with pytest.raises(
+        card_lib.CardError, match=r'SSD parameter prior_scaling is \(0.1, 0.1, 0.2, 0'
+    ):
+        _card().with_params(prior_scaling=(0.1, 0.1, 0.2, 0.0))
+    with pytest.raises(card_lib.CardError, match=r'mean_rgb \(1.0, 2.0, 3.0, 4.0\) is not 3 n'):
+        _card().replace(mean_rgb=(1.0, 2.0, 3.0, 4.0))
+    with pytest.raises(card_lib.CardError, match=r'^scale 0.0 is not a number > 0'):
+        _card().replace(scale=0.0)
+
+
+def test_detection_settings_at_their_range_ends_replace_the_cards(tmp_path):
+    """0 is a setting, not 'not given': --select_threshold=0 keeps every score, --top_k=0 and
+    --keep_top_k=0 every candidate (Caffe's <= 0), --nms_threshold=0 suppresses any overlap."""
+    card = _card().replace(detection=card_lib.DetectionSettings(clip=True))
+    card = card.with_detection(
+        select_threshold=0.0, nms_threshold=0.0, top_k=0, keep_top_k=100_000, clip=False
+    )
+    assert card.detection == card_lib.DetectionSettings(0.0, 0.0, 0, 100_000, False)
+    ends = card.with_detection(select_threshold=1.0, nms_threshold=1.0, top_k=-100_000)
+    assert ends.detection == card_lib.DetectionSettings(1.0, 1.0, -100_000, 100_000, False)
+    path = card_lib.write(str(tmp_path / card_lib.CARD_FILE), ends)
+    assert card_lib.load(path).detection == ends.detection
+
+
+def test_export_metadata_must_give_the_anchors_and_classes_the_model_scores():
+    meta = dict(_card().to_dict(), anchors={'count': 1917})
+    card = card_lib.from_dict(meta)
+    for agrees in ([1, 1917, 4], [None, -1, 4], [1, 1917, None]):
+        card_lib.check_model_outputs(meta, 'e/metadata.json', 'e/m.pb', agrees, card)
+    for scored in ([1, 1917, 5], [1, 1916, 4]):
+        with pytest.raises(card_lib.ModelMismatchError) as info:
+            card_lib.check_model_outputs(meta, 'e/metadata.json', 'e/m.pb', scored, card)
+        assert f'the model scores {scored[1]} anchors in {scored[2]} classes (the ' in str(
+            info.value
+        )
+        assert 'where that metadata.json has 1917 anchors and 4 classes' in str(info.value)
+
+
+@pytest.mark.parametrize(
+    'field,value,differ',
+    [
+        ('card_id', 'f' * 32, 'card_id'),
+        ('model_name', 'ssd_300_vgg', 'model_name'),
+        ('num_classes', 5, 'num_classes'),
+        ('ssd_params.depth_multiplier', 1.0, 'ssd_params'),
+        ('input.width', 301, 'input size'),
+        ('normalisation.scale', 1.0, 'normalisation'),
+        ('export.time', '2026-01-02T00:00:00+00:00', 'export time'),
+        ('export.checkpoint.path', 'other/model.ckpt-1', 'exported checkpoint'),
+    ],
+)
+def test_an_embedded_card_of_another_export_is_refused(field, value, differ):
+    """What tells two exports apart differs; class names and detection settings (a user may
+    edit them in the metadata.json) do not."""
+    export = {'time': '2026-01-01T00:00:00+00:00', 'checkpoint': {'path': 'train/model.ckpt-9'}}
+    meta = dict(_card().to_dict(), export=export)
+    edited = json.loads(json.dumps(meta))
+    edited['class_names'] = ['a', 'b', 'c']
+    edited['detection']['top_k'] = 7
+    card_lib.check_same_export(meta, 'e/metadata.json', edited, 'e/m.xml')
+    other = json.loads(json.dumps(meta))
+    _set(other, field, value)
+    with pytest.raises(card_lib.ModelMismatchError) as info:
+        card_lib.check_same_export(meta, 'e/metadata.json', other, 'e/m.xml')
+    assert f'is of another export (they differ in {differ}); ' in str(info.value)
+
+
+def test_an_embedded_card_without_an_export_time_is_compared_without_it():
+    """A frozen graph's or TFLite model's card has none (`embedded_card.embeddable`)."""
+    export = {'time': '2026-01-01T00:00:00+00:00', 'checkpoint': {'path': 'train/model.ckpt-9'}}
+    meta = dict(_card().to_dict(), export=export)
+    embedded = dict(meta, export={'checkpoint': export['checkpoint']})
+    card_lib.check_same_export(meta, 'e/metadata.json', embedded, 'e/m.pb')
 
 
 def test_detection_flags_are_checked_with_the_flag_named():
@@ -277,6 +417,90 @@ def test_override_replaces_the_card_and_says_so(tmp_path):
     )
     assert card.params.depth_multiplier == 1.0 and card.class_names == NAMES
     assert any('--override_model_card: depth_multiplier 0.5' in line for line in lines)
+
+
+def test_every_detection_flag_replaces_the_cards_and_an_override_keeps_them(tmp_path):
+    card_lib.write(str(tmp_path / 'model.json'), _card())
+    flags = cli.ModelFlags(select_threshold=0.3, nms_threshold=0.5, top_k=7, keep_top_k=5)
+    card = cli.resolve_card(flags, str(tmp_path), log=lambda _: None)
+    assert card.detection == card_lib.DetectionSettings(0.3, 0.5, 7, 5)
+    # Another net for the card's model keeps its run settings (and classes), not the defaults.
+    card = cli.resolve_card(
+        cli.ModelFlags(model_name='ssd_300_vgg', override_model_card=True),
+        str(tmp_path),
+        log=lambda _: None,
+    )
+    assert card.model_name == 'ssd_300_vgg' and card.class_names == NAMES
+    assert card.detection == card_lib.DetectionSettings(0.2, 0.45, 100, 200)
+
+
+def test_a_datasets_class_names_do_not_replace_the_cards_own(tmp_path):
+    """A dataset names the classes of a card without names (`class_1`, ...) only: the card's
+    own names are the model's labels (a dataset of the same count in another order is the
+    class-remap's or the mismatch check's business)."""
+    dataset = types.SimpleNamespace(
+        class_names=('a', 'b', 'c'), num_classes=4, name='d', split_name='s', dataset_dir='x'
+    )
+    card_lib.write(str(tmp_path / 'model.json'), _card())
+    card = cli.resolve_card(cli.ModelFlags(), str(tmp_path), dataset=dataset, log=lambda _: None)
+    assert card.class_names == NAMES
+    unnamed = _card(class_names=card_lib.default_class_names(4))
+    card_lib.write(str(tmp_path / 'model.json'), unnamed)
+    card = cli.resolve_card(cli.ModelFlags(), str(tmp_path), dataset=dataset, log=lambda _: None)
+    assert card.class_names == ('a', 'b', 'c')
+
+
+def test_an_overridden_anchor_preset_is_the_runs(tmp_path):
+    card_lib.write(
+        str(tmp_path / 'model.json'),
+        card_lib.from_registry('ssd_300_vgg', 3, anchor_sizes='caffe_voc'),
+    )
+    flags = cli.ModelFlags(anchor_sizes='tf_port_coco', override_model_card=True)
+    card = cli.resolve_card(flags, str(tmp_path), log=lambda _: None)
+    assert card.anchor_size_preset == 'tf_port_coco'
+    assert (
+        card.params == card_lib.from_registry('ssd_300_vgg', 3, anchor_sizes='tf_port_coco').params
+    )
+
+
+def test_an_exports_structure_is_not_overridden(tmp_path):
+    """An export is the net it was exported as: --override_model_card does not change it."""
+    flags = cli.ModelFlags(depth_multiplier=1.0, override_model_card=True)
+    with pytest.raises(card_lib.CardError) as info:
+        cli.check_exported_structure(_card(), flags, 'e/metadata.json')
+    assert str(info.value) == (
+        '--depth_multiplier=1.0 contradicts the model card e/metadata.json, which says 0.5. Drop '
+        '--depth_multiplier (the card describes the model), or export a checkpoint trained with '
+        'it (export_ssd_network.py) to use --depth_multiplier=1.0.'
+    )
+    cli.check_exported_structure(_card(), cli.ModelFlags(depth_multiplier=0.5), 'e/metadata.json')
+
+
+@pytest.mark.parametrize('count,override', [(2, False), (4, False), (2, True)])
+def test_a_labels_file_of_another_count_than_the_cards_is_refused(tmp_path, count, override):
+    """The card counts the classes, also with --override_model_card (of another flag than
+    --num_classes, which would count them instead)."""
+    path = card_lib.write(str(tmp_path / 'model.json'), _card())
+    labels = tmp_path / 'labels.txt'
+    labels.write_text(''.join(f'n{i}\n' for i in range(count)), encoding='utf-8')
+    with pytest.raises(card_lib.CardError) as info:
+        cli.resolve_card(
+            cli.ModelFlags(labels_file=str(labels), override_model_card=override),
+            str(tmp_path),
+            log=print,
+        )
+    assert str(info.value) == (
+        f'{labels} names {count} classes but the model card {path} says the model has 3; '
+        'pass --labels_file with 3 names, one per line, label 1 first.'
+    )
+
+
+@pytest.mark.parametrize('value', [1, 0, 100_001, 2.0, True])
+def test_num_classes_outside_its_range_is_refused_naming_the_flag(value):
+    with pytest.raises(card_lib.CardError, match=rf'^--num_classes={value}: it must be an integer'):
+        cli.check_num_classes(value)
+    for good in (2, 100_000, None):
+        cli.check_num_classes(good)
 
 
 def test_without_a_card_the_flags_and_labels_file_make_the_model(tmp_path):
