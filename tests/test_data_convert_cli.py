@@ -1,6 +1,12 @@
-"""tf_convert_data.py end to end: workers, determinism, progress, errors, atomic output under SIGKILL."""
+"""tf_convert_data.py end to end: workers, determinism, progress, errors, atomic output under SIGKILL;
+its engine in-process on hand-made records: sharding, metadata counts, progress line, clean-up."""
 
+import dataclasses
+import hashlib
+import json
+import multiprocessing
 import os
+import random
 import signal
 import time
 
@@ -8,7 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
+from datasets import convert
 from datasets import dataset_factory
+from datasets import example_format as ef
+from datasets import image_io
 from datasets import labels
 from tests import data_fixtures as fx
 from tests import script_server
@@ -254,3 +263,308 @@ def test_a_rerun_says_what_it_replaced(tmp_path):
     )
     assert again.returncode == 0, again.stderr[-2000:]
     assert f'They replace the earlier train records in {out} (4 examples).' in again.stderr
+
+
+# --- the engine in-process, on hand-made records: which example lands in which shard, and what
+# the metadata counts
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """objects: (label, difficult, iscrowd) per object, or None for an unreadable example;
+    fixes: the `fix` of each 'fixed' report entry its loader gives."""
+
+    report_name: str
+    objects: tuple = ()
+    fixes: tuple = ()
+
+
+def _load(source):
+    if source.objects is None:
+        raise convert.BadExampleError(f'{source.report_name}: unreadable')
+    objects = tuple(
+        ef.ObjectRecord((0.1, 0.2, 0.5, 0.6), label, f'c{label}', difficult=d, iscrowd=c)
+        for label, d, c in source.objects
+    )
+    record = ef.ExampleRecord(source.report_name, image_io.EncodedImage(b'\xff\xd8', 8, 8), objects)
+    report = [convert.report_entry(source.report_name, 'fixed', 'x', fix) for fix in source.fixes]
+    return record, report
+
+
+def _filenames(path):
+    return [f['image/filename'][0].decode() for f in fx.raw_features(path)]
+
+
+def test_shards_hold_the_seeded_shuffle_in_order_without_the_skipped(tmp_path):
+    # 7 examples, 2 per shard: the shuffled order (Python's random.Random(seed), the documented
+    # rule) cut in chunks of 2; a skipped example leaves its chunk short, a chunk left empty is
+    # no shard.
+    permutation = list(range(7))
+    random.Random(5).shuffle(permutation)
+    unreadable = {permutation[3], permutation[6]}  # one in the second chunk, the last chunk alone
+    sources = [_Source(f'e{i}', None if i in unreadable else ((1, 0, None),)) for i in range(7)]
+    out = str(tmp_path / 'out')
+    meta = convert.convert(
+        sources,
+        _load,
+        ('c1',),
+        out,
+        'data',
+        samples_per_file=2,
+        seed=5,
+        num_workers=1,
+        skip_bad_examples=True,
+        show_progress=False,
+    )
+    kept = [f'e{i}' for i in permutation if i not in unreadable]
+    expected = [kept[0:2], kept[2:3], kept[3:5]]
+    assert [f['name'] for f in meta['files']] == [
+        'data_000.tfrecord',
+        'data_001.tfrecord',
+        'data_002.tfrecord',
+    ]
+    assert sorted(os.listdir(out)) == sorted(
+        [f['name'] for f in meta['files']] + ['data_metadata.json']
+    )
+    for entry, names in zip(meta['files'], expected):
+        path = os.path.join(out, entry['name'])
+        with open(path, 'rb') as f:
+            data = f.read()
+        assert _filenames(path) == names
+        assert entry['num_examples'] == len(names)
+        assert entry['size'] == len(data) and entry['sha256'] == hashlib.sha256(data).hexdigest()
+    assert meta['num_examples'] == 5
+    assert [e['file'] for e in meta['report']['entries']] == [
+        f'e{i}' for i in permutation if i in unreadable
+    ]
+    assert meta['report']['counts']['skipped_example'] == 2
+    assert meta['options'] == {
+        'samples_per_file': 2,
+        'shuffle': True,
+        'seed': 5,
+        'skip_bad_examples': True,
+        'max_objects_per_image': convert.DEFAULT_MAX_OBJECTS_PER_IMAGE,
+    }
+    with open(os.path.join(out, 'data_metadata.json')) as f:
+        assert json.load(f) == meta
+
+
+def test_metadata_counts_images_objects_difficult_and_crowd_per_class(tmp_path, caplog):
+    # One example per shard; the last has no objects (a COCO image without annotations).
+    sources = [
+        _Source('a', ((1, 0, 0), (1, 1, 0), (2, 0, 1)), ('size', 'size')),
+        _Source('b', ((2, 1, 1), (2, 0, 0)), ('area', 'reencoded')),
+        _Source('c', ((1, 0, 0),), (None,)),
+        _Source('d'),
+    ]
+    meta = convert.convert(
+        sources,
+        _load,
+        ('c1', 'c2', 'c3'),
+        str(tmp_path),
+        'data',
+        samples_per_file=1,
+        shuffle=False,
+        num_workers=1,
+        show_progress=False,
+        class_extra=[{'coco_category_id': 7}, {'coco_category_id': 8}, {'coco_category_id': 9}],
+    )
+    # By hand: class 1 in a (2 objects, 1 difficult) and c; class 2 in a (crowd) and b
+    # (2 objects: 1 difficult, 1 crowd); class 3 nowhere.
+    assert meta['classes'] == [
+        {
+            'id': 1,
+            'name': 'c1',
+            'num_images': 2,
+            'num_objects': 3,
+            'num_difficult': 1,
+            'num_crowd': 0,
+            'coco_category_id': 7,
+        },
+        {
+            'id': 2,
+            'name': 'c2',
+            'num_images': 2,
+            'num_objects': 3,
+            'num_difficult': 1,
+            'num_crowd': 2,
+            'coco_category_id': 8,
+        },
+        {
+            'id': 3,
+            'name': 'c3',
+            'num_images': 0,
+            'num_objects': 0,
+            'num_difficult': 0,
+            'num_crowd': 0,
+            'coco_category_id': 9,
+        },
+    ]
+    assert meta['num_classes_including_background'] == 4 and meta['num_examples'] == 4
+    assert meta['report']['counts'] == {
+        'fixed': 5,
+        'dropped_object': 0,
+        'unknown_class': 0,
+        'skipped_example': 0,
+    }
+    # The summary counts by kind of fix, in FIXES order, singular for one; a fix it does not know is 'other'.
+    assert (
+        '5 fixed entries (1 image re-encoded as JPEG, 2 image sizes corrected, '
+        '1 missing area set to w*h, 1 other); see'
+    ) in caplog.text
+
+
+@pytest.mark.parametrize('iscrowd, crowd', [(None, {}), (0, {'num_crowd': 0})])
+def test_records_without_crowd_flags_have_no_crowd_count(tmp_path, iscrowd, crowd):
+    # VOC's objects have no crowd flag (None): no count; COCO's without a crowd region count 0.
+    sources = [_Source('a', ((1, 1, iscrowd), (1, 0, iscrowd)))]
+    meta = convert.convert(
+        sources, _load, ('c1',), str(tmp_path), 'data', num_workers=1, show_progress=False
+    )
+    assert meta['classes'] == [
+        {'id': 1, 'name': 'c1', 'num_images': 1, 'num_objects': 2, 'num_difficult': 1, **crowd}
+    ]
+
+
+def test_progress_line_shows_count_percent_rate_and_eta(monkeypatch, capsys):
+    clock = iter([100.0, 104.0, 105.0])
+    monkeypatch.setattr(convert.time, 'monotonic', lambda: next(clock, 105.0))
+    counter = multiprocessing.Value('q', 6)
+    progress = convert._Progress(counter, 10, True)
+    progress._print()  # 6 of 10 in 4 s: 1.5 img/s, 4 left: 2.7 s
+    counter.value = 10
+    progress._print(final=True)  # 10 in 5 s
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        '[convert] |' + '#' * 18 + '.' * 12 + '| 6/10 images  60.0%     1.5 img/s ETA 3s',
+        '[convert] |' + '#' * 30 + '| 10/10 images 100.0%     2.0 img/s 5.0s total',
+    ]
+
+
+def test_file_digest_of_a_file_larger_than_one_read(tmp_path):
+    data = bytes(range(256)) * 10000 + b'end'  # 2.4 MiB: three reads of 1 MiB
+    path = tmp_path / 'shard'
+    path.write_bytes(data)
+    assert convert.file_digest(str(path)) == {
+        'size': len(data),
+        'sha256': hashlib.sha256(data).hexdigest(),
+    }
+
+
+def _dead_pid():
+    process = multiprocessing.get_context('fork').Process(target=int)
+    process.start()
+    process.join()
+    return process.pid
+
+
+def test_a_conversion_removes_only_its_own_temporary_folders_of_ended_processes(tmp_path):
+    out = tmp_path / 'out'
+    dead = _dead_pid()
+    kept = {
+        f'.data.tmp-{os.getppid()}',  # a running process'
+        f'.other.tmp-{dead}',  # another output name's
+        '.data.tmp-x1',  # not a pid
+    }
+    # Interrupted conversions' (also an earlier one of this process): removed.
+    for name in [*kept, f'.data.tmp-{dead}', f'.data.tmp-{os.getpid()}']:
+        (out / name).mkdir(parents=True)
+        (out / name / convert._TEMP_MARKER).write_bytes(b'')
+    (out / f'.data.tmp-{dead + 1}').mkdir()  # without the marker: not ours
+    target = tmp_path / 'elsewhere'
+    target.mkdir()
+    (target / convert._TEMP_MARKER).write_bytes(b'')
+    (out / f'.data.tmp-{dead + 2}').symlink_to(target)  # a link: not ours either
+    convert.convert(
+        [_Source('a')], _load, ('c1',), str(out), 'data', num_workers=1, show_progress=False
+    )
+    assert sorted(os.listdir(out)) == sorted(
+        [*kept, f'.data.tmp-{dead + 1}', f'.data.tmp-{dead + 2}']
+        + ['data_000.tfrecord', 'data_metadata.json']
+    )
+    assert os.listdir(target) == [convert._TEMP_MARKER]
+
+
+def test_shard_names_are_three_digits_until_a_thousand_shards():
+    assert convert.shard_name('d', 7, 1000) == 'd_007.tfrecord'
+    assert convert.shard_name('d', 7, 1001) == 'd_0007.tfrecord'
+    assert convert.shard_pattern('d').fullmatch('d_1000.tfrecord')
+    assert not convert.shard_pattern('d').fullmatch('d_07.tfrecord')
+
+
+@pytest.mark.parametrize(
+    'option, problem',
+    [
+        ({'samples_per_file': 0}, 'samples_per_file must be >= 1, got 0'),
+        ({'max_objects_per_image': 0}, 'max_objects_per_image must be >= 1, got 0'),
+        ({'num_workers': -1}, 'num_workers must be >= 1, got -1'),
+    ],
+)
+def test_the_engine_refuses_counts_below_one(tmp_path, option, problem):
+    with pytest.raises(ValueError, match=problem):
+        convert.convert([_Source('a')], _load, ('c1',), str(tmp_path), 'data', **option)
+    assert os.listdir(tmp_path) == []
+
+
+def test_when_every_example_is_skipped_the_error_shows_five_reasons_and_the_rest_counted(tmp_path):
+    sources = [_Source(f'e{i}', None) for i in range(7)]
+    with pytest.raises(ValueError) as error:
+        convert.convert(
+            sources,
+            _load,
+            ('c1',),
+            str(tmp_path),
+            'data',
+            shuffle=False,
+            num_workers=1,
+            skip_bad_examples=True,
+            show_progress=False,
+        )
+    assert str(error.value) == (
+        'every one of the 7 examples was skipped; nothing written. The first reasons:'
+        + ''.join(f'\n  e{i}: unreadable' for i in range(5))
+        + '\n  ... and 2 more'
+    )
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_metadata_listing_a_file_not_named_as_a_shard_does_not_get_it_deleted(tmp_path):
+    out = tmp_path / 'out'
+    convert.convert([_Source('a')], _load, ('c1',), str(out), 'data', show_progress=False)
+    meta_path = out / 'data_metadata.json'
+    meta = json.loads(meta_path.read_text())
+    meta['files'].append({'name': 'notes.txt'})  # edited by hand, or another tool's
+    meta_path.write_text(json.dumps(meta))
+    (out / 'notes.txt').write_text('mine')
+    convert.convert([_Source('b')], _load, ('c1',), str(out), 'data', show_progress=False)
+    assert (out / 'notes.txt').read_text() == 'mine'
+
+
+def test_a_run_interrupted_before_removing_old_shards_is_repaired_by_the_next(
+    tmp_path, monkeypatch
+):
+    sources = [_Source(f'e{i}') for i in range(3)]
+    options = dict(shuffle=False, num_workers=1, show_progress=False)
+    convert.convert(sources, _load, ('c1',), str(tmp_path), 'data', samples_per_file=1, **options)
+    real_remove = os.remove
+
+    def remove_unless_a_shard(path):
+        if path.endswith('.tfrecord'):
+            raise KeyboardInterrupt  # killed as it removes the first old shard
+        real_remove(path)
+
+    monkeypatch.setattr(os, 'remove', remove_unless_a_shard)
+    with pytest.raises(KeyboardInterrupt):
+        convert.convert(
+            sources, _load, ('c1',), str(tmp_path), 'data', samples_per_file=3, **options
+        )
+    monkeypatch.setattr(os, 'remove', real_remove)
+    assert sorted(os.listdir(tmp_path)) == [f'data_{i:03d}.tfrecord' for i in range(3)] + [
+        'data_incomplete.json'
+    ]
+    # The marker lists the old shards too: the next run owns them and removes them.
+    meta = convert.convert(
+        sources, _load, ('c1',), str(tmp_path), 'data', samples_per_file=3, **options
+    )
+    assert sorted(os.listdir(tmp_path)) == ['data_000.tfrecord', 'data_metadata.json']
+    assert meta['files'][0]['num_examples'] == 3

@@ -305,6 +305,57 @@ def test_nan_and_infinite_coordinates(tmp_path):
         convert.validate_record(record, 20, 1000, 'src')
 
 
+def _record(box=(0.1, 0.2, 0.5, 0.6), label=1, size=(10, 10), image_id=None, count=1, **flags):
+    obj = ef.ObjectRecord(box, label, 'cat', **flags)
+    image = image_io.EncodedImage(b'', *size)
+    return ef.ExampleRecord('x.jpg', image, (obj,) * count, image_id)
+
+
+@pytest.mark.parametrize(
+    'record, problem',
+    [
+        (_record(size=(0, 10)), r'image size 10x0, expected positive integers'),
+        (_record(size=(10, 0)), r'image size 0x10, expected positive integers'),
+        (_record(count=4), r'4 objects, more than --max_objects_per_image=3'),
+        (_record(box=(-0.1, 0.2, 0.5, 0.6)), r'expected 0 <= min <= max <= 1'),
+        (_record(box=(0.1, -0.2, 0.5, 0.6)), r'expected 0 <= min <= max <= 1'),
+        (_record(box=(0.6, 0.2, 0.5, 0.6)), r'expected 0 <= min <= max <= 1'),
+        (_record(box=(0.1, 0.7, 0.5, 0.6)), r'expected 0 <= min <= max <= 1'),
+        (_record(box=(0.1, 0.2, 0.5, 1.1)), r'expected 0 <= min <= max <= 1'),
+        (_record(box=(0.1, 0.2, float('inf'), 0.6)), r'expected 4 finite numbers'),
+        (_record(box=(0.1, 0.2, 0.5)), r'expected 4 finite numbers'),
+        (_record(label=0), r'has label 0, expected 1..20'),
+        (_record(label=21), r'has label 21, expected 1..20'),
+        (_record(label=1.0), r'has label 1.0, expected 1..20'),
+        (_record(difficult=None), r'has difficult=None, expected 0 or 1'),
+        (_record(truncated=2), r'has truncated=2, expected 0 or 1'),
+        (_record(iscrowd=2), r'has iscrowd=2, expected 0 or 1'),
+        (_record(image_id=2**63), r'image id 9223372036854775808 is not a 64-bit integer'),
+        (_record(image_id=-(2**63) - 1), r'is not a 64-bit integer'),
+        (_record(image_id=True), r'image id True is not a 64-bit integer'),
+        (_record(image_id=1.0), r'image id 1.0 is not a 64-bit integer'),
+    ],
+)
+def test_the_engines_last_check_refuses_each_unusable_value(record, problem):
+    # The loaders clip, order and check; this is the last check for a loader that does not.
+    with pytest.raises(convert.BadExampleError, match=rf'^src: .*{problem}'):
+        convert.validate_record(record, 20, 3, 'src')
+
+
+@pytest.mark.parametrize(
+    'record',
+    [
+        _record(count=3),
+        _record(box=(0.0, 0.0, 1.0, 1.0), label=20),
+        _record(box=(0.5, 0.5, 0.5, 0.5)),
+        _record(image_id=2**63 - 1, iscrowd=1, difficult=1, truncated=1),
+        _record(image_id=-(2**63), iscrowd=0),
+    ],
+)
+def test_the_engines_last_check_passes_values_at_the_limits(record):
+    convert.validate_record(record, 20, 3, 'src')
+
+
 @pytest.mark.parametrize('bad_id', [2**70, -(2**70), -3, 'abc', 1.5, True])
 def test_coco_image_ids_must_be_int64(tmp_path, bad_id):
     ann, img_dir = fx.write_coco(
