@@ -194,7 +194,13 @@ def _label_map_id(fields, where):
         'id: N',
         {'label': "label: N is a Caffe SSD label map's; this format numbers with id"},
     )
-    shown = texts.shown(value) if kind == 'string' else 'a block' if kind == 'block' else value[:40]
+    shown = (
+        texts.shown(value)
+        if kind == 'string'
+        else 'a block'
+        if kind == 'block'
+        else texts.cut(value, 40)
+    )
     if kind != 'word' or not re.fullmatch(r'[-+]?[0-9]+', value):
         # protobuf also reads hexadecimal (0x1f); a label map's ids are decimal in practice.
         decimal = ' written in decimal' if re.fullmatch(r'[-+]?0[xX][0-9a-fA-F]+', value) else ''

@@ -209,7 +209,7 @@ def test_ids_with_gaps_are_labels_in_id_order_with_one_note(tmp_path, caplog):
         # 900k zeros: Python's int() refused the digits in an error naming no file.
         (
             "item { id: " + '0' * 900_000 + "1 name: 'cat' }\n",
-            f"line 1: item 1: id {'0' * 40} (line 1) has a leading 0, which protobuf's text "
+            f"line 1: item 1: id {'0' * 37}... (line 1) has a leading 0, which protobuf's text "
             "format (the TF Object Detection API's reader) reads as an octal number; write the id "
             'without leading zeros: expected',
         ),

@@ -100,3 +100,10 @@ def test_listed_names_the_rest_by_count(count, expected):
 def test_counted_says_one_in_the_singular():
     """The eval line said '1 images of pascalvoc_2007/test', the converter 'in 1 shards'."""
     assert [texts.counted(n, 'image') for n in (0, 1, 2)] == ['0 images', '1 image', '2 images']
+
+
+@pytest.mark.parametrize(
+    'text, expected', [('abcdef', 'abcdef'), ('abcdefg', 'abcdefg'), ('abcdefgh', 'abcd...')]
+)
+def test_cut_marks_where_it_cut(text, expected):
+    assert texts.cut(text, 7) == expected

@@ -44,6 +44,7 @@ import time
 
 from tf_extended import atomic_io
 from tf_extended import safe_io
+from tf_extended import texts
 
 LOCK_NAME = '.ssd.lock'
 _SIGNATURE = 'ssd folder lock'
@@ -118,8 +119,7 @@ def describe(record):
     if record is None:
         return 'another process holds its lock (it has not written its name into the lock file yet)'
     command = re.sub(r'[\x00-\x1f\x7f]', '?', str(record.get('command', '?')))
-    if len(command) > _COMMAND_SHOWN:
-        command = command[: _COMMAND_SHOWN - 3] + '...'
+    command = texts.cut(command, _COMMAND_SHOWN)
     role = record.get('role') or 'process'
     return (
         f'another {role} holds its lock (pid {record.get("pid", "?")} on '

@@ -9,6 +9,12 @@ def counted(n, noun):
     return f'{n} {noun}{"" if n == 1 else "s"}'
 
 
+def cut(text, limit):
+    """`text` (a str) of at most `limit` characters, ending in `...` where it was cut: a cut
+    without the mark reads as the whole text."""
+    return text if len(text) <= limit else text[: limit - 3] + '...'
+
+
 def listed(entries, limit=30, show=str):
     """The first `limit` of `entries` (a sequence), each formatted by `show`, joined, and how many
     more there are (`a, b and 3 more`): one model's variables listed whole made a 24 KB log line,
@@ -56,5 +62,4 @@ def shown(value, limit=80):
         'maxarray',
     ):
         setattr(bounded, kind, 20)
-    text = bounded.repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + '...'
+    return cut(bounded.repr(value), limit)

@@ -23,6 +23,8 @@ import re
 
 import tensorflow as tf
 
+from tf_extended import texts
+
 # Lines of an OpError's message that say where, not why, and the v1 Saver's guess at why a
 # restore failed ('Restoring from checkpoint failed. This is most likely due to ...').
 _CONTEXT = re.compile(
@@ -84,7 +86,7 @@ def reason(err):
         return type(err).__name__
     cause = _TF_DATA_PREFIX.sub('', causes[0])
     cause = _NOT_AN_EXAMPLE.sub(r'\1: the record is not a tf.train.Example', cause)
-    return cause if len(cause) <= _MAX_REASON else cause[: _MAX_REASON - 3] + '...'
+    return texts.cut(cause, _MAX_REASON)
 
 
 def input_reason(err):
