@@ -203,6 +203,10 @@ def test_scopes_match_on_boundaries():
     assert checkpoints.parse_scopes(' a/b/, c ,,') == ['a/b', 'c']
     assert checkpoints.in_scopes('ssd/conv1/weights:0', ['ssd/conv1'])
     assert not checkpoints.in_scopes('ssd/conv10/weights', ['ssd/conv1'])
+    # A scope may be a whole variable name (one variable excluded or trained), also with `:0`.
+    assert checkpoints.in_scopes('ssd/conv1/weights', ['ssd/conv1/weights'])
+    assert checkpoints.in_scopes('ssd/conv1/weights:0', ['ssd/conv1/weights'])
+    assert checkpoints.rewrite_leading_scope('new', 'new', 'old') == 'old'
     assert checkpoints.rewrite_leading_scope('new/x/new/w', 'new', 'old') == 'old/x/new/w'
     assert checkpoints.rewrite_leading_scope('newer/w', 'new', 'old') == 'newer/w'
 
@@ -659,6 +663,42 @@ def test_a_lower_max_to_keep_unlists_then_removes_the_oldest_listed_checkpoints(
 
 
 _FILES = ('.index', '.meta', '.data-00000-of-00001')
+
+
+def test_a_latest_beyond_max_to_keep_is_replaced_and_removing_spares_longer_steps(tmp_path):
+    """A state file whose latest is among the checkpoints beyond --max_to_keep (edited to go
+    back to it) names the newest kept one instead, as the old latest is removed after the first
+    save.
+    Removing model.ckpt-1 leaves model.ckpt-10's and model.ckpt-100's files (a prefix of their
+    names)."""
+    d = str(tmp_path)
+    prefixes = [_write(d, 'model.ckpt', step, step, update_state=False) for step in (1, 10, 100)]
+    with open(os.path.join(d, 'checkpoint'), 'w') as f:
+        f.write('model_checkpoint_path: "model.ckpt-1"\n')
+        f.writelines(f'all_model_checkpoint_paths: "{os.path.basename(p)}"\n' for p in prefixes)
+    assert checkpoints.unlist_beyond_newest(d, 2) == [prefixes[0]]
+    state = tf.train.get_checkpoint_state(d)
+    assert (state.model_checkpoint_path, list(state.all_model_checkpoint_paths)) == (
+        prefixes[2],
+        prefixes[1:],
+    )
+    checkpoints.remove_checkpoints(d, [prefixes[0]])
+    assert sorted(os.listdir(d)) == sorted(
+        ['checkpoint'] + [os.path.basename(p) + ext for p in prefixes[1:] for ext in _FILES]
+    )
+
+
+def test_checkpoint_step_is_its_global_step_else_its_name_suffix_else_0(tmp_path):
+    """The step evaluate's results.json, an export's metadata and a resume record: a renamed
+    copy keeps its global_step; without one, the `-<step>` at the end of the name counts (not a
+    `-300` inside it); converted weights are step 0."""
+    w = {'w': np.zeros(1, np.float32)}
+    renamed = _save_values(str(tmp_path / 'model.ckpt-7'), {**w, 'global_step': np.int64(12)})
+    assert checkpoints.checkpoint_step(renamed) == 12
+    assert checkpoints.checkpoint_step(_save_values(str(tmp_path / 'copy.ckpt-7'), w)) == 7
+    converted = _save_values(str(tmp_path / 'ssd-300.ckpt'), w)
+    assert checkpoints.checkpoint_step(converted) == 0
+    assert checkpoints.checkpoint_step_from_name(converted) is None
 
 
 def test_fine_tuning_card_names_the_checkpoint_and_another_depth_multiplier(tmp_path):
