@@ -4,12 +4,14 @@ a restart resumes from the ledger; the best checkpoint, history, timeout and fin
 
 import csv
 import dataclasses
+import datetime
 import glob
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -294,15 +296,18 @@ def test_ledger_names_a_corrupt_line(tmp_path):
     [
         '[' * 100000,  # nested beyond the parser: a RecursionError traceback before
         '["checkpoint", "status"]',
-        '{"checkpoint": ["a"], "status": "evaluated", "metrics": {}}',
-        '{"checkpoint": "a", "status": "evaluated", "metrics": {"voc07": "high"}}',
-        '{"checkpoint": "a", "status": "evaluated", "metrics": {}, "index_mtime_ns": [1]}',
+        '{"checkpoint": ["a"], "status": "evaluated", "step": 1, "metrics": {}, "class_ap": {}}',
+        '{"checkpoint": "a", "status": "evaluated", "step": 1, "metrics": {"voc07": "high"}, '
+        '"class_ap": {}}',
+        '{"checkpoint": "a", "status": "evaluated", "step": 1, "metrics": {}, "class_ap": {}, '
+        '"index_mtime_ns": [1]}',
         # beyond float64: an OverflowError in the history table before
         '{"checkpoint": "a", "status": "evaluated", "step": 1, "class_ap": {}, "metrics": '
         '{"voc07": 1' + '0' * 400 + '}}',
         '{"checkpoint": "a", "status": "evaluated", "step": 1, "metrics": {}, "class_ap": '
         '{"voc07": {"cat": 1' + '0' * 400 + '}}}',
         '{"checkpoint": "a", "status": "evaluated", "step": 1, "metrics": {}}',  # a KeyError
+        '{"checkpoint": "a", "status": "evaluated", "step": 1, "class_ap": {}}',
         '{"checkpoint": "a", "status": "evaluated", "step": "1", "metrics": {}, "class_ap": {}}',
         '{"checkpoint": "a", "status": "skipped", "results_dir": [1]}',  # unhashable, later
     ],
@@ -354,6 +359,262 @@ def test_ledger_takes_the_metrics_evaluations_write(tmp_path):
         )
     )
     assert watcher.Ledger(str(tmp_path)).best('voc07')['checkpoint'] == 'c3'
+
+
+def test_ledger_best_is_the_first_on_ties_and_history_rows_go_by_step(tmp_path):
+    """Handled out of step order (a resumed or rewritten run): history.csv has one row per
+    evaluated checkpoint by step, not by ledger order; the best of equal values is the first
+    evaluated."""
+    ledger = watcher.Ledger(str(tmp_path))
+    for step, value in ((30, 0.5), (10, 0.7), (20, 0.7)):
+        ledger.append(
+            {
+                'checkpoint': f'model.ckpt-{step}',
+                'status': watcher.EVALUATED,
+                'step': step,
+                'metrics': {'voc07': value},
+                'class_ap': {'voc07': {'cat': value}},
+            }
+        )
+    ledger.append({'checkpoint': 'model.ckpt-40', 'status': watcher.UNAVAILABLE, 'step': 40})
+    assert ledger.best('voc07')['checkpoint'] == 'model.ckpt-10'
+    watcher.write_history(ledger, str(tmp_path), best_metric='voc07', class_names=['cat'])
+    with open(tmp_path / 'history.csv') as fh:
+        assert fh.read() == (
+            'step,checkpoint,voc07_mAP,voc07_AP_cat\n'
+            '10,model.ckpt-10,0.7,0.7\n'
+            '20,model.ckpt-20,0.7,0.7\n'
+            '30,model.ckpt-30,0.5,0.5\n'
+        )
+
+
+def test_a_later_checkpoint_that_only_ties_does_not_replace_best(tmp_path, monkeypatch):
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    for step in (10, 20, 30):
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+    scores = {10: 0.25, 20: 0.5, 30: 0.5}
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([], scores=scores))
+    lines = []
+    entries = watcher.watch(
+        _settings('a' * 32), train_dir, eval_dir, timeout_secs=0, log=lines.append
+    )
+    assert [e['step'] for e in entries] == [10, 20, 30]
+    with open(os.path.join(eval_dir, 'best', 'best.json')) as fh:
+        assert json.load(fh)['checkpoint'] == 'model.ckpt-20'
+    assert [line for line in lines if 'new best' in line] == [
+        f'[watch] new best voc07 mAP 25.00 % at step 10 -> {eval_dir}/best',
+        f'[watch] new best voc07 mAP 50.00 % at step 20 -> {eval_dir}/best',
+    ]
+
+
+def test_ledger_entries_of_older_versions_are_this_runs(tmp_path, monkeypatch):
+    """An entry without "path" (an older version's) is handled and in this run's history."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    for step in (10, 20):
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+    os.makedirs(eval_dir)
+    (tmp_path / 'eval' / watcher.LEDGER_NAME).write_text(
+        '{"checkpoint": "model.ckpt-10", "status": "evaluated", "step": 10, '
+        '"metrics": {"voc07": 0.75}, "class_ap": {"voc07": {"cat": 0.75}}}\n'
+    )
+    calls = []
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate(calls))
+    entries = watcher.watch(_settings('a' * 32), train_dir, eval_dir, timeout_secs=0, log=print)
+    assert [e['step'] for e in entries] == [20] and [step for step, *_ in calls] == [20]
+    with open(os.path.join(eval_dir, 'history.csv')) as fh:
+        assert [(r['step'], r['voc07_mAP']) for r in csv.DictReader(fh)] == [
+            ('10', '0.75'),
+            ('20', '0.002'),
+        ]
+
+
+def test_a_copied_training_folder_is_another_run_in_history_and_best(tmp_path, monkeypatch):
+    """The same card in another training folder (a copy): its own history rows and best/, the
+    first folder's kept apart."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    for step in (10, 20):
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
+    copy = str(tmp_path / 'copy')
+    for folder in (train_dir, copy):
+        if folder == copy:
+            shutil.copytree(train_dir, copy)
+        entries = watcher.watch(_settings('a' * 32), folder, eval_dir, timeout_secs=0, log=print)
+        assert [e['step'] for e in entries] == [10, 20]
+    with open(os.path.join(eval_dir, 'history.csv')) as fh:
+        assert [r['step'] for r in csv.DictReader(fh)] == ['10', '20']
+    for best, folder in (('best', copy), ('best.run-aaaaaaaa', train_dir)):
+        with open(os.path.join(eval_dir, best, 'best.json')) as fh:
+            found = json.load(fh)
+        assert (found['checkpoint'], found['run']['train_dir']) == (
+            'model.ckpt-20',
+            os.path.realpath(folder),
+        )
+
+
+@pytest.mark.parametrize('started,after', [(-1, False), (0, True), (1, True)])
+def test_a_training_run_started_in_the_markers_second_counts_as_after(
+    tmp_path, monkeypatch, started, after
+):
+    """The lock file keeps whole seconds: a run that started in the second the marker was written
+    (its removal of the marker still to come) is a resumed run, not the one that wrote it."""
+    written = 1_700_000_000.5
+    (tmp_path / checkpoints.FINISHED_MARKER).write_text('{}')
+    os.utime(tmp_path / checkpoints.FINISHED_MARKER, (written, written))
+    since = datetime.datetime.fromtimestamp(int(written) + started, datetime.timezone.utc)
+    record = {
+        'role': folder_lock.TRAINING_ROLE,
+        'since': since.isoformat(timespec='seconds'),
+        'pid': 7,
+        'host': socket.gethostname(),
+    }
+    monkeypatch.setattr(folder_lock, 'current_holder', lambda directory: record)
+    found = watcher._trainer_started_after_marker(str(tmp_path))
+    assert found == (f'pid 7 on {record["host"]} since {record["since"]}' if after else None)
+
+
+def test_a_timeout_with_only_another_runs_evaluations_is_an_error(tmp_path, monkeypatch):
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    _delete(_fake_checkpoint(train_dir, 10))
+    _fake_checkpoint(str(tmp_path / 'other'), 10)
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
+    watcher.watch(_settings('b' * 32), str(tmp_path / 'other'), eval_dir, timeout_secs=0)
+    with pytest.raises(watcher.NothingEvaluated, match=f'none appeared in {train_dir} '):
+        watcher.watch(_settings('a' * 32), train_dir, eval_dir, timeout_secs=0)
+
+
+def test_a_best_folder_of_an_older_version_is_replaced(tmp_path, monkeypatch):
+    """Its best.json names no run (nor its files): it is this watcher's to replace, not another
+    run's to keep apart."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    _fake_checkpoint(train_dir, 10)
+    old_best = tmp_path / 'eval' / 'best'
+    old_best.mkdir(parents=True)
+    (old_best / 'model.ckpt-5.index').write_text('x')
+    (old_best / 'best.json').write_text('{"checkpoint": "model.ckpt-5", "step": 5}')
+    (tmp_path / 'eval' / watcher.LEDGER_NAME).write_text(
+        '{"checkpoint": "model.ckpt-5", "status": "evaluated", "step": 5, '
+        '"metrics": {"voc07": 0.0001}, "class_ap": {}}\n'
+    )
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
+    watcher.watch(_settings('a' * 32), train_dir, eval_dir, timeout_secs=0, log=print)
+    assert not glob.glob(os.path.join(eval_dir, 'best.*'))
+    with open(os.path.join(eval_dir, 'best', 'best.json')) as fh:
+        assert json.load(fh)['checkpoint'] == 'model.ckpt-10'
+
+
+def test_a_final_step_checkpoint_that_is_gone_stops_the_watcher(tmp_path, monkeypatch):
+    """Deleted before it could be evaluated, the checkpoint of --final_step is still reached."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    for step in (10, 20):
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+    fake = _fake_evaluate([])
+
+    def gone_at_20(evaluator, prefix, results_dir, **kwargs):
+        if prefix.endswith('-20'):
+            raise checkpoints.CheckpointUnavailable('deleted by max_to_keep')
+        return fake(evaluator, prefix, results_dir, **kwargs)
+
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', gone_at_20)
+    lines = []
+    entries = watcher.watch(
+        _settings('a' * 32),
+        train_dir,
+        eval_dir,
+        final_step=20,
+        log=lines.append,
+        sleep=lambda s: pytest.fail('should stop at the final step'),
+    )
+    assert [(e['step'], e['status']) for e in entries] == [(10, 'evaluated'), (20, 'unavailable')]
+    assert lines[-1] == '[watch] final step 20 reached (model.ckpt-20); stopping.'
+
+
+@pytest.mark.parametrize(
+    'old,now,refused',
+    [
+        # Older versions' entries: max_num_batches (None: all) and, with it, batch_size.
+        ({'max_num_batches': 3, 'batch_size': 2}, (6, 1), None),
+        (
+            {'max_num_batches': 3, 'batch_size': 2},
+            (3, 1),
+            'the first 6 images (--max_num_batches=3 --batch_size=2) -> the first 3 images',
+        ),
+        ({'max_num_batches': None}, (0, 8), None),
+        ({'max_num_batches': 0}, (0, 8), None),
+        ({'max_num_batches': 3}, (3, 1), 'images not recorded (--max_num_batches=3 batch_size'),
+        # Today's: max_images (None: all), a count > 0.
+        ({'max_images': 6, 'max_num_batches': 6, 'batch_size': 1}, (3, 2), None),
+        (
+            {'max_images': 0, 'max_num_batches': 0, 'batch_size': 1},
+            (0, 8),
+            'images not recorded (--max_num_batches=0) -> all 100 images of the split',
+        ),
+    ],
+)
+def test_settings_compare_the_images_an_entry_recorded(tmp_path, old, now, refused):
+    """On a split of 100 images, whatever the format an entry recorded them in."""
+    settings = _settings('a' * 32)
+    record = watcher.results_settings(
+        dataclasses.replace(settings, max_num_batches=now[0], batch_size=now[1])
+    )
+    recorded = {k: v for k, v in record.items() if k not in ('max_images', 'batch_size')}
+    entry = {'checkpoint': 'model.ckpt-10', 'status': watcher.EVALUATED, 'step': 10}
+    ledger = watcher.Ledger(str(tmp_path))
+    ledger.append(dict(entry, metrics={}, class_ap={}, settings=dict(recorded, **old)))
+
+    def check():
+        watcher.check_settings(ledger, record, lambda e: True, 'eval', lambda: 100)
+
+    if refused is None:
+        check()
+    else:
+        with pytest.raises(ValueError, match=re.escape(refused)):
+            check()
+
+
+def test_a_finished_marker_naming_a_deleted_checkpoint_stops_the_watcher(tmp_path, monkeypatch):
+    """The trainer finished and its last checkpoint is gone before the watcher saw it (deleted
+    by hand): nothing is left to wait for."""
+    train_dir, eval_dir = str(tmp_path / 'train'), str(tmp_path / 'eval')
+    for step in (10, 20):
+        _fake_checkpoint(train_dir, step, mtime=1000 + step)
+    checkpoints.mark_training_finished(train_dir)
+    _delete(os.path.join(train_dir, 'model.ckpt-20'))
+    monkeypatch.setattr(evaluate.CheckpointEvaluator, 'evaluate', _fake_evaluate([]))
+    lines = []
+    entries = watcher.watch(
+        _settings('a' * 32),
+        train_dir,
+        eval_dir,
+        log=lines.append,
+        sleep=lambda s: pytest.fail('should stop: the trainer has finished'),
+    )
+    assert [e['step'] for e in entries] == [10]
+    assert lines[-1] == (
+        '[watch] the trainer finished at step 20 (training_finished.json, model.ckpt-20); stopping.'
+    )
+
+
+def test_a_setting_an_entry_did_not_record_is_another_setting(tmp_path):
+    """A recorded settings dict without a key (null in today's) is refused, naming it."""
+    record = watcher.results_settings(_settings('a' * 32))
+    assert record['moving_average_decay'] is None
+    old = {k: v for k, v in record.items() if k != 'moving_average_decay'}
+    ledger = watcher.Ledger(str(tmp_path))
+    ledger.append(
+        {
+            'checkpoint': 'model.ckpt-10',
+            'status': watcher.EVALUATED,
+            'step': 10,
+            'metrics': {},
+            'class_ap': {},
+            'settings': old,
+        }
+    )
+    with pytest.raises(ValueError, match='moving_average_decay not recorded -> no --moving_'):
+        watcher.check_settings(ledger, record, lambda e: True, 'eval', pytest.fail)
+    ledger.entries[0]['settings'] = record
+    watcher.check_settings(ledger, record, lambda e: True, 'eval', pytest.fail)
 
 
 def test_ledger_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path):
@@ -482,7 +743,8 @@ def test_watcher_stops_when_the_trainer_has_finished(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # Restarts, reused folders, two watchers, timeouts (#14, #16). A stand-in for the evaluation
 # keeps these fast: it writes a results.json as CheckpointEvaluator.evaluate does (through its staging
-# folder) and scores a checkpoint step / 10000 (an mAP in [0, 1] for the steps used here).
+# folder) and scores a checkpoint step / 10000 (an mAP in [0, 1] for the steps used here), or
+# as `scores` ({step: mAP}) says.
 
 
 def _fake_checkpoint(train_dir, step, mtime=None):
@@ -496,7 +758,7 @@ def _fake_checkpoint(train_dir, step, mtime=None):
     return prefix
 
 
-def _fake_evaluate(calls, kill_at=None):
+def _fake_evaluate(calls, kill_at=None, scores=None):
     from evaluation import outputs as eval_outputs
     from tf_extended import atomic_io
 
@@ -516,7 +778,7 @@ def _fake_evaluate(calls, kill_at=None):
         if step == kill_at:
             os.kill(os.getpid(), 9)  # SIGKILL: no cleanup at all
         eval_outputs.publish_dir(staging, results_dir)
-        value = step / 10000
+        value = (scores or {}).get(step, step / 10000)
         return types.SimpleNamespace(
             global_step=step,
             metrics={'voc07': value},
@@ -1180,6 +1442,11 @@ def test_copied_training_folder_is_handled_by_step(tmp_path, monkeypatch):
     )
     assert [e['step'] for e in entries] == [1605, 1610]
     assert [step for step, *_ in calls] == [1605, 1610]
+    # Beside the earlier run's results, which its ledger entries still name.
+    assert [e['results_dir'] for e in entries] == [
+        'model.ckpt-1605.run-nocard',
+        'model.ckpt-1610.run-nocard',
+    ]
 
 
 def _ledger_lines(eval_dir):
@@ -1691,8 +1958,17 @@ def test_best_files_are_the_watchers_only_by_their_names(tmp_path, listed):
         'results/results.json',
         'results/pr_curves/pr_cat.png',
     ]
-    others = ['model.ckpt-99.index', 'notes.txt', 'results/notes.txt', 'results/x/results.txt']
-    for name in own + others:
+    others = [
+        'model.ckpt-99.index',
+        'model.ckpt-10.index.txt',
+        'model.ckpt-10.data-0-of-1',
+        'notes.txt',
+        'results/notes.txt',
+        'results/x/results.txt',
+    ]
+    # Named as the watcher names its files, but not in the list of those it wrote.
+    unlisted = 'model.ckpt-10.data-00001-of-00002'
+    for name in own + others + [unlisted]:
         (best_dir / name).parent.mkdir(parents=True, exist_ok=True)
         (best_dir / name).write_text('x')
     (tmp_path / 'elsewhere.txt').write_text('mine')
@@ -1703,7 +1979,7 @@ def test_best_files_are_the_watchers_only_by_their_names(tmp_path, listed):
         best['files'] = [name for name in everything if name != 'notes.txt']
     (best_dir / 'best.json').write_text(json.dumps(best))
     assert watcher.foreign_files(str(best_dir)) == sorted(
-        others + ['results/comp4_det_test_cat.txt']
+        others + ['results/comp4_det_test_cat.txt'] + ([unlisted] if listed else [])
     )
 
 
