@@ -451,7 +451,8 @@ def validate_record(record, num_classes, max_objects_per_image, where):
                 f'{where}: object {index} ({obj.name}) has relative box [ymin, xmin, ymax, xmax] = '
                 f'{list(box)}, expected 0 <= min <= max <= 1.'
             )
-        if not (isinstance(obj.label, int) and 1 <= obj.label <= num_classes):
+        label_ok = isinstance(obj.label, int) and not isinstance(obj.label, bool)  # True is 1
+        if not (label_ok and 1 <= obj.label <= num_classes):
             raise BadExampleError(
                 f'{where}: object {index} ({obj.name}) has label {obj.label!r}, expected 1..'
                 f'{num_classes}.'

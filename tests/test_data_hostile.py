@@ -327,6 +327,7 @@ def _record(box=(0.1, 0.2, 0.5, 0.6), label=1, size=(10, 10), image_id=None, cou
         (_record(label=0), r'has label 0, expected 1..20'),
         (_record(label=21), r'has label 21, expected 1..20'),
         (_record(label=1.0), r'has label 1.0, expected 1..20'),
+        (_record(label=True), r'has label True, expected 1..20'),
         (_record(difficult=None), r'has difficult=None, expected 0 or 1'),
         (_record(truncated=2), r'has truncated=2, expected 0 or 1'),
         (_record(iscrowd=2), r'has iscrowd=2, expected 0 or 1'),
