@@ -485,6 +485,20 @@ def _shift_ids(meta):
         entry['id'] -= 1  # 0-based, as a hand edit might number them
 
 
+def _metadata_error(out, edit):
+    """(the metadata's path, the message of the error reading the dataset raises once `edit` has
+    changed its JSON)."""
+    meta_path = os.path.join(out, 'data_metadata.json')
+    with open(meta_path) as f:
+        meta = json.load(f)
+    edit(meta)
+    with open(meta_path, 'w') as f:
+        json.dump(meta, f)
+    with pytest.raises(ValueError) as err:
+        dataset_factory.get_dataset('custom', 'data', out)
+    return meta_path, str(err.value)
+
+
 @pytest.mark.parametrize(
     'edit, problem',
     [
@@ -505,16 +519,8 @@ def _shift_ids(meta):
     ],
 )
 def test_metadata_classes_are_checked(converted, edit, problem):
-    _, out = converted
-    meta_path = os.path.join(out, 'data_metadata.json')
-    with open(meta_path) as f:
-        meta = json.load(f)
-    edit(meta)
-    with open(meta_path, 'w') as f:
-        json.dump(meta, f)
-    with pytest.raises(ValueError) as err:
-        dataset_factory.get_dataset('custom', 'data', out)
-    assert str(err.value) == (
+    meta_path, message = _metadata_error(converted[1], edit)
+    assert message == (
         f'{meta_path}: {problem}; expected \'classes\' to list each class as {{"id": 1, "name": '
         f'"cat"}} with ids 1..K (0 is the background): convert the dataset again.'
     )
@@ -522,16 +528,8 @@ def test_metadata_classes_are_checked(converted, edit, problem):
 
 @pytest.mark.parametrize('edit', [lambda m: m.pop('format'), lambda m: m.update(format='coco')])
 def test_metadata_of_another_tool_is_refused(converted, edit):
-    _, out = converted
-    meta_path = os.path.join(out, 'data_metadata.json')
-    with open(meta_path) as f:
-        meta = json.load(f)
-    edit(meta)
-    with open(meta_path, 'w') as f:
-        json.dump(meta, f)
-    with pytest.raises(ValueError) as err:
-        dataset_factory.get_dataset('custom', 'data', out)
-    assert str(err.value) == (
+    meta_path, message = _metadata_error(converted[1], edit)
+    assert message == (
         f"{meta_path}: not a metadata file of tf_convert_data.py (no 'format': 'ssd-tfrecords')."
     )
 
