@@ -1504,12 +1504,16 @@ def expand_inputs(spec_text, outputs_in=None):
 
 
 def describe_others(others):
-    """The most common kinds of a Counter of expand_inputs, e.g. '12 .xml files, 1 folder'."""
-    found = [
-        texts.counted(count, 'folder' if kind == 'folder' else f'{kind or "extensionless"} file')
-        for kind, count in sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-    ]
-    return ', '.join(found + (['...'] if len(others) > 5 else []))
+    """The most common kinds of a Counter of expand_inputs, e.g. '12 .xml files, 1 folder', and
+    how many other kinds there are."""
+
+    def counted(kind_count):
+        kind, count = kind_count
+        return texts.counted(
+            count, 'folder' if kind == 'folder' else f'{kind or "extensionless"} file'
+        )
+
+    return texts.listed(sorted(others.items(), key=lambda kv: (-kv[1], kv[0])), 5, counted)
 
 
 def media_extensions_line():

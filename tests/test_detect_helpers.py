@@ -1,5 +1,6 @@
 """Drawing (OpenCV, matplotlib), image loading and input expansion of the detection tools."""
 
+import collections
 import os
 
 import cv2
@@ -198,6 +199,10 @@ def test_expand_inputs(tmp_path):
     ]
     assert skipped == 0
     assert detection.describe_others(others) == '1 .txt file, 1 folder'
+    many = collections.Counter({f'.{c}': 8 - i for i, c in enumerate('abcdefg')})
+    assert detection.describe_others(many) == (
+        '8 .a files, 7 .b files, 6 .c files, 5 .d files, 4 .e files and 2 more'
+    )
     assert [detection.is_video(p) for p in paths] == [False, False, True, False, False]
 
 
