@@ -31,11 +31,11 @@ from converters import checkpoint_io
 from converters import pth_reader
 from converters import pytorch_ssd
 from datasets import labels as labels_lib
-from tf_extended import texts
 from model import card as card_lib
 from nets import nets_factory
 from nets import ssd_params as ssd_params_lib
 from preprocessing import preprocessing_factory
+from tf_extended import texts
 
 BACKBONE_SCOPES = ('ssd_300_vgg', 'ssd_512_vgg')
 

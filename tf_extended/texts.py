@@ -27,9 +27,17 @@ def listed(entries, limit=30, show=str):
 
 
 class _Bounded(reprlib.Repr):
-    """`reprlib.Repr` whose work stays bounded on any value a file can hold: a pickle's bytes
-    are cut before their repr, and an integer past Python's 4300-digit str limit is named by
-    its size (its repr raises ValueError)."""
+    """`reprlib.Repr` whose work stays bounded on any value a file can hold: 3 levels, 20 items
+    of each container, strings, ints and others of `limit` characters; a pickle's bytes are cut
+    before their repr, and an integer past Python's 4300-digit str limit is named by its size
+    (its repr raises ValueError)."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.maxlevel = 3
+        self.maxstring = self.maxlong = self.maxother = limit
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 20
+        self.maxfrozenset = self.maxdeque = self.maxarray = 20
 
     def repr_bytes(self, value, level):
         return repr(value[: self.maxstring]) + ('...' if len(value) > self.maxstring else '')
@@ -49,17 +57,4 @@ def shown(value, limit=80):
     its start and end), containers after 20 items and 3 levels, the whole at the end. A value
     from a hostile file may be a list of millions or nest thousands deep: only what is shown is
     formatted."""
-    bounded = _Bounded()
-    bounded.maxlevel = 3
-    bounded.maxstring = bounded.maxlong = bounded.maxother = limit
-    for kind in (
-        'maxlist',
-        'maxtuple',
-        'maxdict',
-        'maxset',
-        'maxfrozenset',
-        'maxdeque',
-        'maxarray',
-    ):
-        setattr(bounded, kind, 20)
-    return cut(bounded.repr(value), limit)
+    return cut(_Bounded(limit).repr(value), limit)
