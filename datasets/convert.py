@@ -767,7 +767,10 @@ def convert(
     tasks = [(c, loader, skip_bad_examples, checks) for c in chunks]
     workers = min(num_workers, len(tasks))
     logging.info(
-        'Converting %d examples into %d shards with %d worker(s).', len(order), len(tasks), workers
+        'Converting %s into %s with %s.',
+        texts.counted(len(order), 'example'),
+        texts.counted(len(tasks), 'shard'),
+        texts.counted(workers, 'worker'),
     )
     temp_dir = None
     try:

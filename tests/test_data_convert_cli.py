@@ -227,7 +227,7 @@ def test_sigkill_leaves_no_complete_looking_output(tmp_path):
     )
     err = proc.stderr
     assert proc.returncode == 0, err
-    assert 'Converting 10 examples into 2 shards with 1 worker(s)' in err and '10/10 images' in err
+    assert 'Converting 10 examples into 2 shards with 1 worker.' in err and '10/10 images' in err
     assert f'Wrote 10 examples in 2 shards; metadata: {out}/data_metadata.json' in err
     assert sorted(os.listdir(out)) == [
         'data_000.tfrecord',
